@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+/**
+ * The `tributary` command. Exit codes are a contract: 0 success, 1 runtime failure, 2 invalid
+ * config or usage.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import type { LevelWithSilent } from 'pino';
+import { ConfigError, TributaryError, formatProblem } from '../errors.js';
+import { composedSchema } from '../config/schema.js';
+import { loadPipeline } from '../config/load.js';
+import { createLogger } from '../runtime/telemetry.js';
+import { builtinRegistry } from './registry.js';
+import { runPipelineCommand } from './run.js';
+import { describePlugins } from './plugins.js';
+
+export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
+
+interface CommonOptions {
+  'log-level': string;
+  plugin: string[];
+}
+
+function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
+  return argv
+    .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log level.' })
+    .option('plugin', { type: 'array', string: true, default: [] as string[], describe: 'Extra plugin module to load (npm package or path); repeatable.' }) as Argv<
+    T & CommonOptions
+  >;
+}
+
+async function main(args: string[]): Promise<number> {
+  let exitCode: number = exitCodes.ok;
+  const parser = yargs(args)
+    .scriptName('tributary')
+    .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
+    .command(
+      'run <file>',
+      'Run a pipeline. With finite sources it exits when they are drained and prints a summary.',
+      (argv) =>
+        withCommon(argv)
+          .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
+          .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' }),
+      async (argv) => {
+        exitCode = await runPipelineCommand({
+          file: argv.file,
+          sets: argv.set,
+          plugins: argv.plugin,
+          logLevel: argv['log-level'] as LevelWithSilent,
+          progress: argv.progress ?? process.stderr.isTTY === true,
+        });
+      },
+    )
+    .command(
+      'validate <files..>',
+      'Check pipeline files. Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
+      (argv) =>
+        withCommon(argv)
+          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value before validating; repeatable.' }),
+      async (argv) => {
+        let invalid = 0;
+        for (const file of argv.files) {
+          const registry = await builtinRegistry(argv.plugin);
+          try {
+            await loadPipeline(file, { registry, sets: argv.set });
+            process.stdout.write(`${file}: ok\n`);
+          } catch (error) {
+            invalid++;
+            if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+            else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+          }
+        }
+        exitCode = invalid > 0 ? exitCodes.invalid : exitCodes.ok;
+      },
+    )
+    .command(
+      'schema',
+      'Print the JSON Schema of pipeline files, composed with every installed plugin (for editors: `# yaml-language-server: $schema=...`).',
+      (argv) => withCommon(argv),
+      async (argv) => {
+        const registry = await builtinRegistry(argv.plugin);
+        process.stdout.write(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
+      },
+    )
+    .command(
+      'plugins',
+      'List the installed plugins and their config fields.',
+      (argv) => withCommon(argv).option('json', { type: 'boolean', default: false, describe: 'Print JSON.' }),
+      async (argv) => {
+        const registry = await builtinRegistry(argv.plugin);
+        process.stdout.write(describePlugins(registry, argv.json));
+      },
+    )
+    .demandCommand(1, 'Name a command.')
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`${message}\n\nRun 'tributary --help' for usage.\n`);
+      exitCode = exitCodes.invalid;
+      throw new TributaryError('TRIB_ERR_USAGE', message);
+    });
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') return exitCodes.invalid;
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+      return exitCodes.invalid;
+    }
+    createLogger({ pretty: false }).error({ err: error }, (error as Error).message);
+    return exitCodes.failure;
+  }
+  return exitCode;
+}
+
+process.exitCode = await main(hideBin(process.argv));

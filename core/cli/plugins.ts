@@ -1,0 +1,44 @@
+import type { JsonSchema } from '../plugin.js';
+import type { PluginRegistry } from '../registry.js';
+
+function typeOf(schema: JsonSchema): string {
+  if (schema.$ref) return String(schema.$ref).replace(/^tributary:/, '');
+  if (schema.enum) return (schema.enum as unknown[]).map((v) => JSON.stringify(v)).join('|');
+  if (schema.anyOf) return (schema.anyOf as JsonSchema[]).map(typeOf).join('|');
+  if (schema.type === 'array' && schema.items) return `${typeOf(schema.items as JsonSchema)}[]`;
+  return Array.isArray(schema.type) ? schema.type.join('|') : String(schema.type ?? 'any');
+}
+
+/** `tributary plugins`: every installed plugin with its fields, as text or JSON. */
+export function describePlugins(registry: PluginRegistry, json: boolean): string {
+  const plugins = registry.all().map((plugin) => {
+    const properties = (plugin.config.properties ?? {}) as Record<string, JsonSchema>;
+    const required = new Set((plugin.config.required as string[] | undefined) ?? []);
+    return {
+      kind: plugin.kind,
+      name: plugin.name,
+      status: plugin.status ?? 'experimental',
+      summary: plugin.summary,
+      origin: registry.originOf(plugin),
+      fields: Object.entries(properties).map(([name, schema]) => ({
+        name,
+        type: typeOf(schema),
+        required: required.has(name),
+        default: schema.default,
+        description: String(schema.description ?? ''),
+      })),
+    };
+  });
+  if (json) return `${JSON.stringify(plugins, null, 2)}\n`;
+  const lines: string[] = [];
+  for (const plugin of plugins) {
+    lines.push(`${plugin.kind} ${plugin.name} (${plugin.status}${plugin.origin === 'built-in' || plugin.origin.endsWith('plugins/index.js') ? '' : `, from ${plugin.origin}`})`);
+    lines.push(`  ${plugin.summary}`);
+    for (const field of plugin.fields) {
+      const flags = [field.required ? 'required' : undefined, field.default !== undefined ? `default ${JSON.stringify(field.default)}` : undefined].filter(Boolean);
+      lines.push(`    ${field.name}: ${field.type}${flags.length ? ` (${flags.join(', ')})` : ''}  ${field.description}`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,287 @@
+/**
+ * Reads a pipeline file: YAML with positions, `${VAR}` interpolation, `--set` overrides, plugin
+ * modules, then validation. Every problem comes back at once, as `FILE:LINE:COL: <json path>: <message>`.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
+import type { ErrorObject } from 'ajv';
+import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
+import type { AnyPlugin, PluginKind } from '../plugin.js';
+import type { PluginRegistry } from '../registry.js';
+import { SchemaValidator } from './schema.js';
+
+export interface PipelineEntry {
+  type: string;
+  label?: string;
+  [field: string]: unknown;
+}
+
+export interface PipelineDocument {
+  name: string;
+  description?: string;
+  plugins?: string[];
+  sources: PipelineEntry[];
+  stages?: PipelineEntry[];
+  sinks: PipelineEntry[];
+  dead_letter?: PipelineEntry;
+  settings: { max_in_flight: number; progress_interval: string | number };
+}
+
+/** A validated pipeline, with each entry's plugin resolved. */
+export interface LoadedPipeline {
+  file: string;
+  baseDir: string;
+  document: PipelineDocument;
+  sources: ResolvedEntry[];
+  stages: ResolvedEntry[];
+  sinks: ResolvedEntry[];
+  deadLetter: ResolvedEntry;
+}
+
+export interface ResolvedEntry {
+  plugin: AnyPlugin;
+  entry: PipelineEntry;
+  /** JSONPath of the entry in the document, for messages. */
+  path: string;
+}
+
+export interface LoadOptions {
+  registry: PluginRegistry;
+  env?: Record<string, string | undefined>;
+  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`). */
+  sets?: readonly string[];
+  /** Replace the text read from `file` (tests, stdin). */
+  text?: string;
+}
+
+type PathSegment = string | number;
+
+export async function loadPipeline(file: string, options: LoadOptions): Promise<LoadedPipeline> {
+  let text = options.text;
+  if (text === undefined) {
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: `cannot read: ${(cause as Error).message}` }], 'TRIB_ERR_CONFIG_READ');
+    }
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const at = (offset: number, path: string, message: string): ConfigProblem => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, column: col, path, message };
+  };
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((error) => at(error.pos[0], '$', error.message.split('\n')[0]!)), 'TRIB_ERR_CONFIG_YAML');
+  }
+
+  const problems: ConfigProblem[] = [];
+  interpolate(doc, options.env ?? process.env, (node, message) => problems.push(at(node.range?.[0] ?? 0, '$', message)));
+  if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
+
+  const data: unknown = doc.toJS() ?? {};
+  for (const assignment of options.sets ?? []) applySet(data, assignment);
+
+  const locate = (segments: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem => {
+    const path = jsonPath(keyOf === undefined ? segments : [...segments, keyOf]);
+    return at(offsetOf(doc, segments, keyOf), path, message);
+  };
+
+  const baseDir = dirname(resolve(file));
+  const document = data as PipelineDocument;
+  // Plugin modules first: their schemas take part in validation.
+  if (Array.isArray(document.plugins)) {
+    for (const [index, specifier] of document.plugins.entries()) {
+      if (typeof specifier !== 'string') continue;
+      try {
+        await options.registry.load(specifier, baseDir);
+      } catch (cause) {
+        problems.push(locate(['plugins', index], (cause as Error).message));
+      }
+    }
+  }
+
+  const validator = new SchemaValidator();
+  // An absent `settings` still gets its defaults filled in by validation.
+  if (typeof data === 'object' && data !== null && !('settings' in data)) (data as Record<string, unknown>).settings = {};
+  for (const error of validator.validateDocument(data)) {
+    const problem = problemFromAjv(error, [], locate);
+    if (problem) problems.push(problem);
+  }
+
+  const resolveEntries = (key: string, kind: PluginKind): ResolvedEntry[] => {
+    const list = (data as Record<string, unknown>)[key];
+    const entries = key === 'dead_letter' ? (list === undefined ? [] : [list]) : Array.isArray(list) ? list : [];
+    const resolved: ResolvedEntry[] = [];
+    entries.forEach((entry: unknown, index: number) => {
+      const base: PathSegment[] = key === 'dead_letter' ? [key] : [key, index];
+      if (typeof entry !== 'object' || entry === null || typeof (entry as PipelineEntry).type !== 'string') return; // skeleton reported it
+      const plugin = options.registry.get(kind, (entry as PipelineEntry).type);
+      if (!plugin) {
+        const known = options.registry.names(kind);
+        problems.push(
+          locate([...base, 'type'], `unknown ${kind} plugin '${(entry as PipelineEntry).type}'; known ${kind} plugins: ${known.join(', ') || '(none)'}`),
+        );
+        return;
+      }
+      for (const error of validator.validateEntry(plugin, entry)) {
+        const problem = problemFromAjv(error, base, locate);
+        if (problem) problems.push(problem);
+      }
+      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base) });
+    });
+    return resolved;
+  };
+
+  const sources = resolveEntries('sources', 'source');
+  const stages = resolveEntries('stages', 'operator');
+  const sinks = resolveEntries('sinks', 'sink');
+  const deadLetters = resolveEntries('dead_letter', 'sink');
+  if (problems.length > 0) throw new ConfigError(sortProblems(problems));
+
+  document.name ??= file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
+  let deadLetter = deadLetters[0];
+  if (!deadLetter) {
+    const plugin = options.registry.get('sink', 'file');
+    if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
+    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve('dead-letters.jsonl'), lazy: true };
+    const errors = validator.validateEntry(plugin, entry);
+    if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
+    deadLetter = { plugin, entry, path: '$.dead_letter' };
+  }
+  return { file, baseDir, document, sources, stages, sinks, deadLetter };
+}
+
+function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+/** Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries). */
+function problemFromAjv(
+  error: ErrorObject,
+  base: readonly PathSegment[],
+  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
+): ConfigProblem | undefined {
+  const segments = [...base, ...pointerSegments(error.instancePath)];
+  switch (error.keyword) {
+    case 'if':
+      return undefined;
+    case 'required':
+      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`);
+    case 'additionalProperties': {
+      const field = (error.params as { additionalProperty: string }).additionalProperty;
+      return locate(segments, `unknown field '${field}'`, field);
+    }
+    case 'const':
+      return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);
+    case 'enum':
+      return locate(segments, `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
+    default:
+      return locate(segments, error.message ?? error.keyword);
+  }
+}
+
+function pointerSegments(pointer: string): PathSegment[] {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((raw) => raw.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((segment) => (/^\d+$/.test(segment) ? Number(segment) : segment));
+}
+
+export function jsonPath(segments: readonly PathSegment[]): string {
+  let path = '$';
+  for (const segment of segments) {
+    path += typeof segment === 'number' ? `[${segment}]` : /^[A-Za-z_$][\w$-]*$/.test(segment) ? `.${segment}` : `[${JSON.stringify(segment)}]`;
+  }
+  return path;
+}
+
+/**
+ * Offset of the node at `segments` (or of the key `keyOf` inside it). Falls back to the nearest
+ * ancestor present in the YAML, since `--set` and defaults can add paths the file lacks.
+ */
+function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: string): number {
+  let node: unknown = doc.contents;
+  let offset = (node as Node | null)?.range?.[0] ?? 0;
+  const step = (segment: PathSegment, wantKey: boolean): boolean => {
+    if (isMap(node)) {
+      const pair = node.items.find((item) => (isScalar(item.key) ? item.key.value : item.key) === segment);
+      if (!pair) return false;
+      const target = wantKey ? pair.key : pair.value;
+      node = target;
+      offset = (target as Node | null)?.range?.[0] ?? (pair.key as Node | null)?.range?.[0] ?? offset;
+      return true;
+    }
+    if (isSeq(node) && typeof segment === 'number') {
+      const item = node.items[segment];
+      if (item === undefined) return false;
+      node = item;
+      offset = (item as Node).range?.[0] ?? offset;
+      return true;
+    }
+    return false;
+  };
+  for (const segment of segments) if (!step(segment, false)) return offset;
+  if (keyOf !== undefined) step(keyOf, true);
+  return offset;
+}
+
+const reference = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}/g;
+
+/** `${VAR}` and `${VAR:-default}` in every string scalar; `$${` is a literal `${`. */
+function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, message: string) => void): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      const original = node.value;
+      let missing = false;
+      const replaced = original.replace(reference, (match, name: string | undefined, fallback: string | undefined) => {
+        if (match === '$${') return '${';
+        const value = env[name!];
+        if (value !== undefined && value !== '') return value;
+        if (fallback !== undefined) return fallback;
+        missing = true;
+        report(node, `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+        return match;
+      });
+      if (missing) return;
+      // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
+      const whole = /^\$\{[^}]*\}$/.test(original);
+      if (whole && node.type === Scalar.PLAIN) {
+        const typed = parseDocument(replaced).toJS() as unknown;
+        node.value = typed === null || typeof typed !== 'object' ? typed : replaced;
+      } else {
+        node.value = replaced;
+      }
+    },
+  });
+}
+
+/** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */
+export function applySet(data: unknown, assignment: string): void {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': expected path=value`);
+  const path = assignment.slice(0, eq).trim();
+  const segments: PathSegment[] = [];
+  for (const part of path.replace(/\[(\d+)\]/g, '.$1').split('.')) {
+    if (part === '') throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
+    segments.push(/^\d+$/.test(part) ? Number(part) : part);
+  }
+  const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
+  let target = data as Record<string | number, unknown>;
+  for (const [index, segment] of segments.entries()) {
+    if (index === segments.length - 1) {
+      target[segment] = value;
+      return;
+    }
+    let next = target[segment];
+    if (typeof next !== 'object' || next === null) {
+      next = typeof segments[index + 1] === 'number' ? [] : {};
+      target[segment] = next;
+    }
+    target = next as Record<string | number, unknown>;
+  }
+}

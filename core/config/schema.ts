@@ -1,0 +1,133 @@
+/**
+ * The pipeline document's JSON Schema, composed with each registered plugin's config schema.
+ *
+ * Validation runs in two steps so every error is precise: the document skeleton, then each entry
+ * against its own plugin's compiled schema (which also fills defaults). The composed single schema
+ * (`tributary schema`) expresses the same rules with if/then per plugin, for editors.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { packageRoot } from '../paths.js';
+import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
+import type { PluginRegistry } from '../registry.js';
+
+// ajv-formats is CommonJS; its default export arrives wrapped under ESM.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv;
+
+export const documentSchemaPath = join(packageRoot, 'schemas', 'pipeline.schema.json');
+
+/** Fields the runtime reads on every entry of a kind; plugins' own schemas never declare them. */
+export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> = {
+  source: {
+    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+    watermark: { $ref: 'tributary:watermark' },
+  },
+  operator: {
+    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+  },
+  sink: {
+    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+    kinds: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'Record kinds this sink takes (e.g. event, session, prediction). Default: every kind.',
+    },
+    outputs: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'Side outputs this sink takes (e.g. late). Default: none.',
+    },
+  },
+};
+
+const entryKey: Record<PluginKind, 'sourceEntry' | 'stageEntry' | 'sinkEntry'> = {
+  source: 'sourceEntry',
+  operator: 'stageEntry',
+  sink: 'sinkEntry',
+};
+
+let documentSchemaCache: JsonSchema | undefined;
+
+export function documentSchema(): JsonSchema {
+  documentSchemaCache ??= JSON.parse(readFileSync(documentSchemaPath, 'utf8')) as JsonSchema;
+  return documentSchemaCache;
+}
+
+function sharedDefinitions(): Record<string, JsonSchema> {
+  return documentSchema().$defs as Record<string, JsonSchema>;
+}
+
+/** The schema an entry of `plugin` is validated against: its own fields plus the common ones. */
+export function entrySchema(plugin: AnyPlugin): JsonSchema {
+  const own = plugin.config;
+  const ownProperties = (own.properties ?? {}) as Record<string, JsonSchema>;
+  return {
+    ...own,
+    type: 'object',
+    description: plugin.summary,
+    properties: {
+      type: { const: plugin.name, description: `The ${plugin.kind} plugin to use.` },
+      ...commonEntryFields[plugin.kind],
+      ...ownProperties,
+    },
+    required: ['type', ...((own.required as string[] | undefined) ?? [])],
+  };
+}
+
+export function createAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+  addFormats(ajv);
+  for (const [name, definition] of Object.entries(sharedDefinitions())) {
+    if (name.endsWith('Entry')) continue;
+    ajv.addSchema({ ...definition, $id: `tributary:${name}` });
+  }
+  return ajv;
+}
+
+/** Compiles once per plugin and per document skeleton; one instance serves a whole run. */
+export class SchemaValidator {
+  private readonly ajv = createAjv();
+  private readonly byPlugin = new Map<AnyPlugin, ValidateFunction>();
+  private skeleton: ValidateFunction | undefined;
+
+  validateDocument(document: unknown): ErrorObject[] {
+    this.skeleton ??= this.ajv.compile(withLocalRefs(documentSchema()));
+    return this.skeleton(document) ? [] : [...(this.skeleton.errors ?? [])];
+  }
+
+  validateEntry(plugin: AnyPlugin, entry: unknown): ErrorObject[] {
+    let validate = this.byPlugin.get(plugin);
+    if (!validate) {
+      validate = this.ajv.compile(entrySchema(plugin));
+      this.byPlugin.set(plugin, validate);
+    }
+    return validate(entry) ? [] : [...(validate.errors ?? [])];
+  }
+}
+
+/** `tributary:x` refs become `#/$defs/x`, so the schema stands alone. */
+function withLocalRefs<T>(schema: T): T {
+  return JSON.parse(JSON.stringify(schema).replace(/"tributary:([A-Za-z]+)"/g, '"#/$defs/$1"')) as T;
+}
+
+/** One self-contained schema: the document, with every registered plugin's entry as an if/then branch. */
+export function composedSchema(registry: PluginRegistry): JsonSchema {
+  const base = structuredClone(documentSchema());
+  const defs = base.$defs as Record<string, JsonSchema>;
+  for (const kind of ['source', 'operator', 'sink'] as const) {
+    const names = registry.names(kind);
+    for (const name of names) defs[`${kind}.${name}`] = entrySchema(registry.get(kind, name)!);
+    defs[entryKey[kind]] = {
+      type: 'object',
+      required: ['type'],
+      properties: { type: { enum: names, description: `One of the registered ${kind} plugins.` } },
+      allOf: names.map((name) => ({
+        if: { properties: { type: { const: name } }, required: ['type'] },
+        then: { $ref: `#/$defs/${kind}.${name}` },
+      })),
+    };
+  }
+  return withLocalRefs(base);
+}

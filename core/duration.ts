@@ -1,0 +1,20 @@
+/** Durations in config: a number of milliseconds, or a string such as `500ms`, `30s`, `30m`, `12h`, `7d`, `2w`. */
+export type Duration = string | number;
+
+const unitMs: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+export const durationPattern = '^\\d+(\\.\\d+)?(ms|s|m|h|d|w)$';
+
+export function parseDuration(value: Duration): number {
+  if (typeof value === 'number') return value;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(value.trim());
+  if (!match) throw new RangeError(`not a duration: '${value}' (use e.g. 500ms, 30s, 30m, 12h, 7d, 2w)`);
+  return Number(match[1]) * unitMs[match[2]!]!;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${ms.toFixed(0)}ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1_000)}s`;
+  return `${Math.floor(ms / 3_600_000)}h${Math.round((ms % 3_600_000) / 60_000)}m`;
+}

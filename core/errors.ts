@@ -1,0 +1,58 @@
+/**
+ * The error catalogue. Each error a user can meet has a stable code, documented in
+ * docs/errors.md (a test checks every code is there), and keeps what it wraps as `cause`.
+ */
+
+export const errorCatalogue = {
+  TRIB_ERR_CONFIG_INVALID: 'pipeline configuration is invalid',
+  TRIB_ERR_CONFIG_YAML: 'pipeline file is not valid YAML',
+  TRIB_ERR_CONFIG_READ: 'pipeline file cannot be read',
+  TRIB_ERR_CONFIG_VARIABLE: 'a ${VAR} in the pipeline has no value and no default',
+  TRIB_ERR_CONFIG_SET: 'a --set override is malformed',
+  TRIB_ERR_PLUGIN_UNKNOWN: 'no plugin of that kind and name is registered',
+  TRIB_ERR_PLUGIN_LOAD: 'a plugin module could not be loaded',
+  TRIB_ERR_PLUGIN_DUPLICATE: 'two plugins of one kind share a name',
+  TRIB_ERR_PLUGIN_FACTORY: "a plugin's factory rejected its configuration",
+  TRIB_ERR_SOURCE: 'a source failed while reading',
+  TRIB_ERR_SINK: 'a sink failed while writing',
+  TRIB_ERR_STAGE: 'a stage failed while processing',
+  TRIB_ERR_USAGE: 'the command line is malformed',
+} as const;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/** One problem in a configuration file, located in its source text. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  column: number;
+  /** JSONPath of the offending value, e.g. `$.stages[0].gap`. */
+  path: string;
+  message: string;
+}
+
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TributaryError';
+    this.code = code;
+  }
+}
+
+/** A configuration that cannot run: carries every problem found, each with its position. */
+export class ConfigError extends TributaryError {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[], code: ErrorCode = 'TRIB_ERR_CONFIG_INVALID') {
+    super(code, problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** `FILE:LINE:COL: <json path>: <message>`, the format editors and CI tools parse. */
+export function formatProblem(problem: ConfigProblem): string {
+  return `${problem.file}:${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`;
+}

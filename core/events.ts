@@ -1,0 +1,102 @@
+/**
+ * The records that flow through a pipeline.
+ *
+ * Every record carries a `kind` so sinks can choose what they take and the runtime can count by kind.
+ * The canonical clickstream event is kind `event`; operators add their own kinds (`session`,
+ * `prediction`, ...). Watermarks travel in-band, as Flink's do, so an operator sees them in order
+ * with the records they bound.
+ */
+
+/** Well-known event types; any other string is allowed too. */
+export type KnownEventType = 'view' | 'cart' | 'remove_from_cart' | 'purchase';
+
+/** Where a record came from: enough to find the raw input again. */
+export interface Origin {
+  /** Label of the source that produced it. */
+  source: string;
+  /** File path, topic, or `stdin`. */
+  file?: string;
+  /** 1-based line (files) or row number. */
+  line?: number;
+  /** Byte offset of the record's start (files) or Kafka offset. */
+  offset?: number;
+  partition?: number;
+}
+
+/** Key of a record's {@link Origin}; symbol-keyed so JSON.stringify leaves it out. */
+export const ORIGIN: unique symbol = Symbol.for('tributary.origin');
+
+export function originOf(record: object): Origin | undefined {
+  return (record as { [ORIGIN]?: Origin })[ORIGIN];
+}
+
+/** The one canonical clickstream event every source maps its raw records to. */
+export interface ClickEvent {
+  kind: 'event';
+  userId: string;
+  sessionId?: string;
+  /** Event time, milliseconds since the Unix epoch. */
+  time: number;
+  /** `view`, `cart`, `remove_from_cart`, `purchase` or any other string. */
+  type: KnownEventType | (string & {});
+  itemId?: string;
+  category?: string;
+  price?: number;
+  /** Free attributes copied from the raw record by the source's mapping. */
+  attrs?: Record<string, unknown>;
+  /** Where the event came from. A symbol key, so sinks' JSON never carries it unless asked. */
+  [ORIGIN]?: Origin;
+  /** Session context, set by a sessionizer. */
+  session?: SessionContext;
+  /** Feature vector, set by feature operators. */
+  features?: FeatureVector;
+}
+
+/** Per-event session context attached by a sessionizer. */
+export interface SessionContext {
+  id: string;
+  /** 0-based position of the event in its session. */
+  position: number;
+  /** Milliseconds since the session's first event. */
+  sinceStart: number;
+  /** Milliseconds since the previous event of the session (0 for the first). */
+  sincePrevious: number;
+  /** Time of the session's first event. */
+  start: number;
+}
+
+/** A fixed-width feature vector whose names travel with it. */
+export interface FeatureVector {
+  names: readonly string[];
+  values: Float32Array;
+}
+
+/**
+ * Event-time progress: no record with `time` below this will follow (except late ones, which
+ * operators route to their late output). `Infinity` means end of input.
+ */
+export interface Watermark {
+  kind: 'watermark';
+  time: number;
+}
+
+/** Any record: the canonical event or one an operator made. */
+export interface StreamRecord {
+  kind: string;
+  [field: string]: unknown;
+}
+
+/** What an operator sees: records and watermarks. */
+export type Element = ClickEvent | Watermark | StreamRecord;
+
+export function isWatermark(element: Element): element is Watermark {
+  return element.kind === 'watermark';
+}
+
+export function isClickEvent(element: Element): element is ClickEvent {
+  return element.kind === 'event';
+}
+
+export function watermark(time: number): Watermark {
+  return { kind: 'watermark', time };
+}

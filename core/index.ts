@@ -1,0 +1,16 @@
+/**
+ * Tributary's public API: what a plugin (built-in or a user's) and an embedding program may use.
+ * Built-in plugins import only from here (as `tributary`).
+ */
+export * from './events.js';
+export * from './plugin.js';
+export { recordOperator, type Emit, type RecordHandlers } from './operators.js';
+export { createEventMapper, createTimeParser, isRejected, type MapResult, type MappingConfig, type TimeParser } from './mapping.js';
+export { parseDuration, formatDuration, type Duration } from './duration.js';
+export { readLineBatches, JsonLinesWriter, type LineBatch } from './io.js';
+export { ConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
+export { PluginRegistry } from './registry.js';
+export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
+export { composedSchema } from './config/schema.js';
+export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
+export { createLogger, MetricsHub } from './runtime/telemetry.js';

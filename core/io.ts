@@ -1,0 +1,114 @@
+/**
+ * Line-oriented input and output shared by file, stdin and user sources and sinks: both run once per
+ * record, so both work on whole chunks rather than per line.
+ */
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+
+export interface LineBatch {
+  lines: string[];
+  /** 1-based line number of `lines[0]`. */
+  firstLine: number;
+}
+
+/**
+ * Splits a byte stream into batches of at most `maxBatch` lines (without their `\n` or `\r\n`).
+ * Works on Buffers so a multi-byte character split across chunks is never cut.
+ */
+export async function* readLineBatches(stream: Readable, maxBatch: number): AsyncGenerator<LineBatch> {
+  let carry: Buffer | undefined;
+  let lineNumber = 1;
+  let lines: string[] = [];
+  let firstLine = 1;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    carry = undefined;
+    let start = 0;
+    for (;;) {
+      const end = buffer.indexOf(10, start);
+      if (end < 0) break;
+      const stop = end > start && buffer[end - 1] === 13 ? end - 1 : end;
+      if (lines.length === 0) firstLine = lineNumber;
+      lines.push(buffer.toString('utf8', start, stop));
+      lineNumber++;
+      start = end + 1;
+      if (lines.length >= maxBatch) {
+        yield { lines, firstLine };
+        lines = [];
+      }
+    }
+    if (start < buffer.length) carry = buffer.subarray(start);
+    buffer = undefined as unknown as Buffer;
+  }
+  if (carry && carry.length > 0) {
+    if (lines.length === 0) firstLine = lineNumber;
+    lines.push(carry.toString('utf8').replace(/\r$/, ''));
+  }
+  if (lines.length > 0) yield { lines, firstLine };
+}
+
+/**
+ * Writes records as JSON lines to a Writable, in chunks: one `write` per ~64 KiB instead of one per
+ * record. `ready()` is the back-pressure signal the runtime awaits.
+ */
+export class JsonLinesWriter {
+  private pending = '';
+  private flushTimer: NodeJS.Timeout | undefined;
+  private failed: Error | undefined;
+
+  constructor(
+    private readonly output: Writable,
+    private readonly options: { chunkSize?: number; lingerMs?: number; serialize?: (record: unknown) => string } = {},
+  ) {
+    output.on('error', (error: Error) => {
+      this.failed = error;
+    });
+  }
+
+  write(record: unknown): void {
+    this.pending += (this.options.serialize ?? JSON.stringify)(record) + '\n';
+    if (this.pending.length >= (this.options.chunkSize ?? 65_536)) this.flushPending();
+    else if (!this.flushTimer && this.options.lingerMs !== 0) {
+      // A quiet stream still reaches the file within lingerMs.
+      this.flushTimer = setTimeout(() => this.flushPending(), this.options.lingerMs ?? 200);
+      this.flushTimer.unref();
+    }
+  }
+
+  private flushPending(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    if (this.pending.length === 0) return;
+    const text = this.pending;
+    this.pending = '';
+    if (!this.output.destroyed) this.output.write(text);
+  }
+
+  ready(): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.output.writableNeedDrain) return once(this.output, 'drain').then(() => undefined);
+    return undefined;
+  }
+
+  async flush(): Promise<void> {
+    this.flushPending();
+    if (this.failed) throw this.failed;
+    if (this.output.writableNeedDrain) await once(this.output, 'drain');
+  }
+
+  /** Flushes and ends the output (unless `keepOpen`, for stdout). */
+  async close(keepOpen = false): Promise<void> {
+    this.flushPending();
+    if (this.failed) throw this.failed;
+    if (keepOpen) {
+      if (this.output.writableNeedDrain) await once(this.output, 'drain');
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.output.once('error', reject);
+      this.output.end(() => resolve());
+    });
+  }
+}

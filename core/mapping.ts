@@ -1,0 +1,176 @@
+/**
+ * Raw record -> canonical event, through config alone: a field mapping, a value mapping for event
+ * types, and a timestamp format. Every source plugin (file, stdin, Kafka, a user's) uses this one
+ * mapper, so every source accepts and rejects records the same way.
+ */
+import { ORIGIN, type ClickEvent, type Origin } from './events.js';
+
+export interface MappingConfig {
+  fields?: {
+    user_id?: string;
+    session_id?: string;
+    time?: string;
+    type?: string;
+    item_id?: string;
+    category?: string;
+    price?: string;
+  };
+  event_types?: Record<string, string>;
+  time_format?: string;
+  attributes?: string[];
+  default_type?: string;
+}
+
+/** A mapped event, or the reason the raw record cannot be one. */
+export type MapResult = ClickEvent | { rejected: string };
+
+export function isRejected(result: MapResult): result is { rejected: string } {
+  return (result as { rejected?: string }).rejected !== undefined;
+}
+
+/** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
+export type TimeParser = (value: unknown) => number;
+
+export function createTimeParser(format = 'iso8601'): TimeParser {
+  switch (format) {
+    case 'iso8601':
+      return (value) => (typeof value === 'string' && value.length >= 10 && value.charCodeAt(0) >= 48 && value.charCodeAt(0) <= 57 ? Date.parse(value) : NaN);
+    case 'epoch_ms':
+      return (value) => toNumber(value);
+    case 'epoch_s':
+      return (value) => toNumber(value) * 1000;
+    default:
+      return compilePattern(format);
+  }
+}
+
+function toNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && value.trim() !== '') return Number(value);
+  return NaN;
+}
+
+const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
+type FieldToken = (typeof fieldTokens)[number];
+
+/**
+ * A fixed-width pattern such as `yyyy-MM-dd HH:mm:ss 'UTC'`, read as UTC. Fixed widths let the parser
+ * read digits by position instead of through a regular expression: this runs once per event.
+ */
+export function compilePattern(pattern: string): TimeParser {
+  const fields: { token: FieldToken; at: number }[] = [];
+  const literals: { text: string; at: number }[] = [];
+  let length = 0;
+  for (let i = 0; i < pattern.length; ) {
+    if (pattern[i] === "'") {
+      const end = pattern.indexOf("'", i + 1);
+      if (end < 0) throw new RangeError(`time_format '${pattern}': unclosed quote`);
+      const text = pattern.slice(i + 1, end);
+      literals.push({ text, at: length });
+      length += text.length;
+      i = end + 1;
+      continue;
+    }
+    const token = fieldTokens.find((candidate) => pattern.startsWith(candidate, i));
+    if (token) {
+      fields.push({ token, at: length });
+      length += token.length;
+      i += token.length;
+      continue;
+    }
+    if (/[A-Za-z]/.test(pattern[i]!)) throw new RangeError(`time_format '${pattern}': unknown letter '${pattern[i]}' (quote literal text: 'UTC')`);
+    literals.push({ text: pattern[i]!, at: length });
+    length += 1;
+    i += 1;
+  }
+  if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
+  const digits = (text: string, at: number, width: number): number => {
+    let value = 0;
+    for (let k = at; k < at + width; k++) {
+      const code = text.charCodeAt(k) - 48;
+      if (code < 0 || code > 9) return NaN;
+      value = value * 10 + code;
+    }
+    return value;
+  };
+  return (value) => {
+    if (typeof value !== 'string' || value.length !== length) return NaN;
+    for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
+    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) parts[field.token] = digits(value, field.at, field.token.length);
+    if (parts.MM < 1 || parts.MM > 12 || parts.dd < 1 || parts.dd > 31 || parts.HH > 23 || parts.mm > 59 || parts.ss > 60) return NaN;
+    return Date.UTC(parts.yyyy, parts.MM - 1, parts.dd, parts.HH, parts.mm, parts.ss, parts.SSS);
+  };
+}
+
+/**
+ * Builds the mapper once per source. The returned function runs per record: it allocates only the
+ * event it returns.
+ */
+export function createEventMapper(config: MappingConfig = {}): (raw: Record<string, unknown>, origin?: Origin) => MapResult {
+  const fields = config.fields ?? {};
+  const userField = fields.user_id ?? 'user_id';
+  const timeField = fields.time ?? 'time';
+  const typeField = fields.type ?? 'type';
+  const sessionField = fields.session_id ?? 'session_id';
+  const itemField = fields.item_id ?? 'item_id';
+  const categoryField = fields.category ?? 'category';
+  const priceField = fields.price ?? 'price';
+  const eventTypes = new Map(Object.entries(config.event_types ?? {}));
+  const parseTime = createTimeParser(config.time_format ?? 'iso8601');
+  const attributes = config.attributes ?? [];
+  const defaultType = config.default_type;
+
+  return (raw, origin) => {
+    const user = idValue(raw[userField]);
+    if (user === undefined) return { rejected: `${userField}: missing user id` };
+    if (user === null) return { rejected: `${userField}: expected a string or number, got ${describe(raw[userField])}` };
+    const rawTime = raw[timeField];
+    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
+    const time = parseTime(rawTime);
+    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${config.time_format ?? 'iso8601'}` };
+    let type = raw[typeField];
+    if (type === undefined || type === null || type === '') {
+      if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
+      type = defaultType;
+    } else if (typeof type !== 'string') {
+      return { rejected: `${typeField}: expected a string, got ${describe(type)}` };
+    }
+    const event: ClickEvent = { kind: 'event', userId: user, time, type: eventTypes.get(type as string) ?? (type as string) };
+    const session = idValue(raw[sessionField]);
+    if (session === null) return { rejected: `${sessionField}: expected a string or number, got ${describe(raw[sessionField])}` };
+    if (session !== undefined) event.sessionId = session;
+    const item = idValue(raw[itemField]);
+    if (item === null) return { rejected: `${itemField}: expected a string or number, got ${describe(raw[itemField])}` };
+    if (item !== undefined) event.itemId = item;
+    const category = idValue(raw[categoryField]);
+    if (category === null) return { rejected: `${categoryField}: expected a string or number, got ${describe(raw[categoryField])}` };
+    if (category !== undefined) event.category = category;
+    const rawPrice = raw[priceField];
+    if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
+      const price = typeof rawPrice === 'number' ? rawPrice : typeof rawPrice === 'string' ? Number(rawPrice) : NaN;
+      if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
+      event.price = price;
+    }
+    if (attributes.length > 0) {
+      const attrs: Record<string, unknown> = {};
+      for (const name of attributes) if (raw[name] !== undefined && raw[name] !== '') attrs[name] = raw[name];
+      event.attrs = attrs;
+    }
+    if (origin) event[ORIGIN] = origin;
+    return event;
+  };
+}
+
+/** A string id, `undefined` when absent, `null` when present but of the wrong type. */
+function idValue(value: unknown): string | undefined | null {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return null;
+}
+
+function describe(value: unknown): string {
+  const text = JSON.stringify(value);
+  return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}

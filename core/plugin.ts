@@ -1,0 +1,174 @@
+/**
+ * The plugin API: the one way to define a source, an operator or a sink.
+ *
+ * A plugin is a spec (name, summary, JSON Schema of its config) and a factory. The same spec drives
+ * validation (ajv), `tributary plugins`, the generated docs and editor autocompletion. Built-in
+ * plugins use exactly this API.
+ */
+import type { Observable } from 'rxjs';
+import type { Logger } from 'pino';
+import type { ClickEvent, Element, Origin, StreamRecord } from './events.js';
+
+/** A JSON Schema object (draft-07, as ajv compiles it). */
+export interface JsonSchema {
+  [keyword: string]: unknown;
+}
+
+export type PluginKind = 'source' | 'operator' | 'sink';
+
+/** Maturity, as Redpanda Connect marks its components. */
+export type PluginStatus = 'stable' | 'beta' | 'experimental';
+
+export interface Counter {
+  inc(amount?: number): void;
+}
+export interface Gauge {
+  set(value: number): void;
+  inc(amount?: number): void;
+  dec(amount?: number): void;
+}
+export interface Histogram {
+  observe(value: number): void;
+}
+
+/**
+ * Metrics scoped to one plugin instance: names get the `tributary_` prefix and every series carries
+ * the pipeline and stage labels, so two instances of one plugin never collide.
+ */
+export interface Metrics {
+  counter(name: string, help: string): Counter;
+  gauge(name: string, help: string): Gauge;
+  histogram(name: string, help: string, buckets?: readonly number[]): Histogram;
+}
+
+export interface Clock {
+  /** Wall-clock milliseconds since the epoch. Tests replace it. */
+  now(): number;
+}
+
+/** A record the pipeline could not use, with why. It is written to the dead-letter sink and counted. */
+export interface Rejection {
+  /** Human-readable reason, e.g. `price: expected a number, got "abc"`. */
+  reason: string;
+  /** The raw input as read (a line of text, a parsed object). */
+  raw?: unknown;
+  origin?: Origin;
+}
+
+/** What a factory receives besides its config. */
+export interface PluginContext {
+  /** Name of the pipeline this instance belongs to. */
+  readonly pipeline: string;
+  /** This instance's label: the entry's `label`, else `<kind>-<type>-<index>`. */
+  readonly label: string;
+  /** Folder of the pipeline file: relative paths in config resolve against it. */
+  readonly baseDir: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  /** Largest batch a source should yield (the pipeline's `settings.max_in_flight`). */
+  readonly batchSize: number;
+  /** Sends a rejected input to the dead-letter sink, with its reason; counted. */
+  deadLetter(rejection: Rejection): void;
+  /** Counts records an operator dropped on purpose, so every input stays accounted for. */
+  countFiltered(count: number, reason: string): void;
+  /**
+   * A named side output, e.g. `late` for events later than the allowed lateness. Records sent here
+   * go to the sinks whose `outputs` list names it, and are counted.
+   */
+  sideOutput(name: string, record: StreamRecord): void;
+}
+
+/** Where a source stands, so it can resume there after a restart (file offsets, Kafka offsets). */
+export type SourcePosition = Record<string, unknown>;
+
+export interface Source {
+  /**
+   * Batches of canonical events. The runtime pulls the next batch only when the pipeline has room,
+   * which is how back pressure reaches the source.
+   */
+  read(): AsyncIterable<readonly ClickEvent[]>;
+  /** The source's own watermark (e.g. the minimum over Kafka partitions), if it keeps one. */
+  watermark?(): number;
+  /** Position after the last batch returned by `read`. */
+  position?(): SourcePosition;
+  /** Resume after `position` on the next `read`. */
+  seek?(position: SourcePosition): void;
+  close?(): Promise<void>;
+}
+
+export interface Operator {
+  /** The stage itself: an RxJS operator over records and watermarks. */
+  apply(input: Observable<Element>): Observable<Element>;
+  open?(): Promise<void>;
+  /** A JSON-serialisable copy of the operator's state. */
+  snapshot?(): unknown;
+  /** Replace the operator's state with one `snapshot` returned, before the stream starts. */
+  restore?(state: unknown): void;
+  /** Resolves when the stage has room for more input (stages that hold records, e.g. micro-batches). */
+  ready?(): Promise<void> | undefined;
+  close?(): Promise<void>;
+}
+
+export interface Sink {
+  write(record: StreamRecord): void;
+  /** Resolves when the sink has room again; `undefined` when it has room now. */
+  ready?(): Promise<void> | undefined;
+  /** Everything written so far is durable when this resolves. */
+  flush?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface InstanceOf {
+  source: Source;
+  operator: Operator;
+  sink: Sink;
+}
+
+export const pluginMarker: unique symbol = Symbol.for('tributary.plugin');
+
+export interface PluginSpec<K extends PluginKind, Config> {
+  kind: K;
+  /** The `type:` users write in YAML. */
+  name: string;
+  /** One line: what it does. */
+  summary: string;
+  /** Longer Markdown for the docs. */
+  description?: string;
+  status?: PluginStatus;
+  /** JSON Schema of the plugin's own fields (not `type` or `label`); `additionalProperties: false` is advised. */
+  config: JsonSchema;
+  /** Example configs (without `type`); each is validated against `config` by the docs test. */
+  examples?: readonly Record<string, unknown>[];
+  /** Builds an instance from a validated config. Throw to reject a config the schema cannot express. */
+  create(config: Config, context: PluginContext): InstanceOf[K] | Promise<InstanceOf[K]>;
+}
+
+export interface Plugin<K extends PluginKind = PluginKind, Config = never> extends PluginSpec<K, Config> {
+  readonly [pluginMarker]: true;
+}
+
+export type SourcePlugin<Config = never> = Plugin<'source', Config>;
+export type OperatorPlugin<Config = never> = Plugin<'operator', Config>;
+export type SinkPlugin<Config = never> = Plugin<'sink', Config>;
+export type AnyPlugin = SourcePlugin | OperatorPlugin | SinkPlugin;
+
+function define<K extends PluginKind, Config>(kind: K, spec: Omit<PluginSpec<K, Config>, 'kind'>): Plugin<K, Config> {
+  return Object.freeze({ ...spec, kind, [pluginMarker]: true as const });
+}
+
+export function defineSource<Config>(spec: Omit<PluginSpec<'source', Config>, 'kind'>): SourcePlugin<Config> {
+  return define('source', spec);
+}
+
+export function defineOperator<Config>(spec: Omit<PluginSpec<'operator', Config>, 'kind'>): OperatorPlugin<Config> {
+  return define('operator', spec);
+}
+
+export function defineSink<Config>(spec: Omit<PluginSpec<'sink', Config>, 'kind'>): SinkPlugin<Config> {
+  return define('sink', spec);
+}
+
+export function isPlugin(value: unknown): value is AnyPlugin {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[pluginMarker] === true;
+}

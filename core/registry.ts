@@ -1,0 +1,86 @@
+/**
+ * Plugins known to a run, by kind and name, and the loader for plugin modules (npm packages or files).
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import { TributaryError } from './errors.js';
+import { isPlugin, type AnyPlugin, type PluginKind } from './plugin.js';
+
+export class PluginRegistry {
+  private readonly byKind = new Map<PluginKind, Map<string, AnyPlugin>>([
+    ['source', new Map()],
+    ['operator', new Map()],
+    ['sink', new Map()],
+  ]);
+  /** Where each plugin came from, for `tributary plugins` and duplicate errors. */
+  private readonly origins = new Map<AnyPlugin, string>();
+
+  register(plugin: AnyPlugin, origin = 'built-in'): void {
+    const named = this.byKind.get(plugin.kind)!;
+    const existing = named.get(plugin.name);
+    if (existing === plugin) return;
+    if (existing) {
+      throw new TributaryError(
+        'TRIB_ERR_PLUGIN_DUPLICATE',
+        `${plugin.kind} '${plugin.name}' from ${origin} is already registered from ${this.origins.get(existing)}`,
+      );
+    }
+    named.set(plugin.name, plugin);
+    this.origins.set(plugin, origin);
+  }
+
+  get(kind: PluginKind, name: string): AnyPlugin | undefined {
+    return this.byKind.get(kind)!.get(name);
+  }
+
+  names(kind: PluginKind): string[] {
+    return [...this.byKind.get(kind)!.keys()].sort();
+  }
+
+  all(): AnyPlugin[] {
+    return [...this.byKind.values()].flatMap((named) => [...named.values()]);
+  }
+
+  originOf(plugin: AnyPlugin): string {
+    return this.origins.get(plugin) ?? 'unknown';
+  }
+
+  /**
+   * Loads a plugin module and registers every plugin it exports (default export: one plugin or an
+   * array; named exports that are plugins count too). `specifier` is a file path (relative to
+   * `baseDir`) or an npm package name.
+   */
+  async load(specifier: string, baseDir: string): Promise<AnyPlugin[]> {
+    const url = resolveModule(specifier, baseDir);
+    let module: Record<string, unknown>;
+    try {
+      module = (await import(url)) as Record<string, unknown>;
+    } catch (cause) {
+      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}`, { cause });
+    }
+    const found = new Set<AnyPlugin>();
+    for (const value of Object.values(module)) {
+      for (const candidate of Array.isArray(value) ? value : [value]) if (isPlugin(candidate)) found.add(candidate);
+    }
+    if (found.size === 0) {
+      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `plugin module '${specifier}' exports no plugin (use defineSource/defineOperator/defineSink)`);
+    }
+    for (const plugin of found) this.register(plugin, specifier);
+    return [...found];
+  }
+}
+
+function resolveModule(specifier: string, baseDir: string): string {
+  const looksLikePath = specifier.startsWith('.') || isAbsolute(specifier) || /\.[cm]?[jt]s$/.test(specifier);
+  if (looksLikePath) return pathToFileURL(resolve(baseDir, specifier)).href;
+  // An npm package: resolve from the pipeline's folder first, as a user expects, then from Tributary's.
+  for (const from of [resolve(baseDir, 'noop.js'), import.meta.url]) {
+    try {
+      return pathToFileURL(createRequire(from).resolve(specifier)).href;
+    } catch {
+      // try the next place
+    }
+  }
+  return specifier;
+}

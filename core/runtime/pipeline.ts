@@ -1,0 +1,373 @@
+/**
+ * Runs one pipeline: sources -> ordered stages (RxJS operators) -> sinks.
+ *
+ * Back pressure: RxJS has none, so the runtime supplies it at the edges. Each source is pulled by
+ * its own loop, one batch (at most `max_in_flight` events) at a time; after pushing a batch
+ * through the stages (synchronously, in RxJS), the loop waits until every sink and stage says it has
+ * room. A slow sink therefore slows the sources instead of filling memory.
+ *
+ * Watermarks are generated here, per source (bounded out-of-orderness, idle timeout), combined by
+ * minimum, and sent in-band. End of input is a watermark at +Infinity followed by completion; a stop
+ * (signal) completes without it, so stateful operators keep their state for a checkpoint.
+ */
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import { watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
+import { TributaryError } from '../errors.js';
+import { parseDuration } from '../duration.js';
+import type { Clock, Operator, PluginContext, Rejection, Sink, Source } from '../plugin.js';
+import type { LoadedPipeline, PipelineEntry, ResolvedEntry } from '../config/load.js';
+import { MetricsHub } from './telemetry.js';
+
+export interface RunOptions {
+  logger: Logger;
+  metrics?: MetricsHub;
+  clock?: Clock;
+  /** Aborting stops the sources after their current batch; in-flight records drain to the sinks. */
+  signal?: AbortSignal;
+  /** Operator state to restore before the stream starts, by stage label. */
+  restoreState?: Record<string, unknown>;
+}
+
+export interface RunStats {
+  eventsIn: number;
+  recordsOut: number;
+  outByKind: Record<string, number>;
+  deadLettered: number;
+  filtered: number;
+  filteredByReason: Record<string, number>;
+  sideOutputs: Record<string, number>;
+  watermark: number;
+  startedAt: number;
+  elapsedMs: number;
+  /** True when the sources were drained (not stopped by a signal). */
+  drained: boolean;
+}
+
+/** Entry fields the runtime reads; everything else goes to the plugin's factory. */
+const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
+
+function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
+  return config;
+}
+
+interface SinkSlot {
+  label: string;
+  sink: Sink;
+  kinds: Set<string> | undefined;
+  outputs: Set<string>;
+}
+
+interface SourceSlot {
+  label: string;
+  source: Source;
+  maxOutOfOrderness: number;
+  idleTimeout: number;
+  maxTime: number;
+  lastActivity: number;
+  done: boolean;
+}
+
+export class PipelineRunner {
+  readonly stats: RunStats;
+  private readonly loaded: LoadedPipeline;
+  private readonly options: RunOptions;
+  private readonly clock: Clock;
+  private readonly metrics: MetricsHub;
+  private readonly logger: Logger;
+  private sources: SourceSlot[] = [];
+  private operators: { label: string; operator: Operator }[] = [];
+  private sinks: SinkSlot[] = [];
+  private deadLetterSink!: Sink;
+  private readonly sinksByKind = new Map<string, Sink[]>();
+  private readonly sinksByOutput = new Map<string, Sink[]>();
+  private readonly warnedOutputs = new Set<string>();
+  private emittedWatermark = -Infinity;
+  private input = new Subject<Element>();
+  private failure: Error | undefined;
+  private readonly batchSize: number;
+
+  constructor(loaded: LoadedPipeline, options: RunOptions) {
+    this.loaded = loaded;
+    this.options = options;
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.metrics = options.metrics ?? new MetricsHub();
+    this.logger = options.logger.child({ pipeline: loaded.document.name });
+    this.batchSize = loaded.document.settings.max_in_flight;
+    this.stats = {
+      eventsIn: 0,
+      recordsOut: 0,
+      outByKind: {},
+      deadLettered: 0,
+      filtered: 0,
+      filteredByReason: {},
+      sideOutputs: {},
+      watermark: -Infinity,
+      startedAt: this.clock.now(),
+      elapsedMs: 0,
+      drained: false,
+    };
+  }
+
+  get name(): string {
+    return this.loaded.document.name;
+  }
+
+  /** Snapshot of every stateful operator, by stage label. */
+  snapshot(): Record<string, unknown> {
+    const state: Record<string, unknown> = {};
+    for (const { label, operator } of this.operators) if (operator.snapshot) state[label] = operator.snapshot();
+    return state;
+  }
+
+  private context(kind: string, entry: PipelineEntry, index: number): PluginContext {
+    const label = entry.label ?? `${kind}-${entry.type}-${index}`;
+    const pipeline = this.loaded.document.name;
+    const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
+    return {
+      pipeline,
+      label,
+      baseDir: this.loaded.baseDir,
+      logger: this.logger.child({ stage: label }),
+      metrics: this.metrics.scoped({ pipeline, stage: label }),
+      clock: this.clock,
+      batchSize: this.batchSize,
+      deadLetter: (rejection) => {
+        deadLetters.inc();
+        this.deadLetter(label, rejection);
+      },
+      countFiltered: (count, reason) => {
+        this.stats.filtered += count;
+        const key = `${label}: ${reason}`;
+        this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + count;
+      },
+      sideOutput: (name, record) => this.sideOutput(name, record),
+    };
+  }
+
+  private deadLetter(stage: string, rejection: Rejection): void {
+    this.stats.deadLettered++;
+    const origin = rejection.origin;
+    const record: StreamRecord = {
+      kind: 'dead_letter',
+      reason: rejection.reason,
+      stage,
+      ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),
+      raw: rejection.raw,
+      at: new Date(this.clock.now()).toISOString(),
+    };
+    this.deadLetterSink.write(record);
+  }
+
+  private sideOutput(name: string, record: StreamRecord): void {
+    this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
+    const sinks = this.sinksByOutput.get(name);
+    if (!sinks || sinks.length === 0) {
+      // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
+      if (!this.warnedOutputs.has(name)) {
+        this.warnedOutputs.add(name);
+        this.logger.warn({ output: name }, `side output '${name}' has no sink (add one with outputs: [${name}]); its records are counted only`);
+      }
+      return;
+    }
+    for (const sink of sinks) sink.write(record);
+  }
+
+  private route(record: Element): void {
+    if (record.kind === 'watermark') return;
+    let sinks = this.sinksByKind.get(record.kind);
+    if (sinks === undefined) {
+      sinks = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind)).map((slot) => slot.sink);
+      this.sinksByKind.set(record.kind, sinks);
+    }
+    if (sinks.length === 0) {
+      this.stats.filtered++;
+      const key = `no sink takes kind '${record.kind}'`;
+      this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + 1;
+      return;
+    }
+    this.stats.recordsOut++;
+    this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.write(record as StreamRecord);
+  }
+
+  private async build(): Promise<void> {
+    const create = async <T>(resolved: ResolvedEntry, kind: string, index: number): Promise<{ label: string; instance: T }> => {
+      const context = this.context(kind, resolved.entry, index);
+      try {
+        const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
+        return { label: context.label, instance };
+      } catch (cause) {
+        throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}'): ${(cause as Error).message}`, { cause });
+      }
+    };
+    this.deadLetterSink = (await create<Sink>(this.loaded.deadLetter, 'dead-letter', 0)).instance;
+    for (const [index, resolved] of this.loaded.sinks.entries()) {
+      const { label, instance } = await create<Sink>(resolved, 'sink', index);
+      const kinds = resolved.entry.kinds as string[] | undefined;
+      const outputs = (resolved.entry.outputs as string[] | undefined) ?? [];
+      const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, outputs: new Set(outputs) };
+      this.sinks.push(slot);
+      for (const output of outputs) this.sinksByOutput.set(output, [...(this.sinksByOutput.get(output) ?? []), instance]);
+    }
+    for (const [index, resolved] of this.loaded.stages.entries()) {
+      const { label, instance } = await create<Operator>(resolved, 'stage', index);
+      this.operators.push({ label, operator: instance });
+    }
+    for (const [index, resolved] of this.loaded.sources.entries()) {
+      const { label, instance } = await create<Source>(resolved, 'source', index);
+      const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number };
+      this.sources.push({
+        label,
+        source: instance,
+        maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
+        idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
+        maxTime: -Infinity,
+        lastActivity: this.clock.now(),
+        done: false,
+      });
+    }
+  }
+
+  /** The combined watermark: minimum over sources that are neither drained nor idle. */
+  private advanceWatermark(): void {
+    const now = this.clock.now();
+    let combined = Infinity;
+    let anyActive = false;
+    for (const slot of this.sources) {
+      if (slot.done) continue;
+      if (now - slot.lastActivity >= slot.idleTimeout) continue;
+      anyActive = true;
+      const own = slot.source.watermark ? slot.source.watermark() : slot.maxTime - slot.maxOutOfOrderness;
+      if (own < combined) combined = own;
+    }
+    if (!anyActive) {
+      // Every live source is idle: the watermark follows the most advanced one, as Flink's idleness does.
+      combined = -Infinity;
+      for (const slot of this.sources) if (!slot.done) combined = Math.max(combined, slot.maxTime - slot.maxOutOfOrderness);
+      if (combined === -Infinity) return;
+    }
+    if (combined > this.emittedWatermark && Number.isFinite(combined)) {
+      this.emittedWatermark = combined;
+      this.stats.watermark = combined;
+      this.input.next(watermark(combined));
+    }
+  }
+
+  /** Resolves once every sink and stage has room. */
+  private async room(): Promise<void> {
+    for (const slot of this.sinks) {
+      const ready = slot.sink.ready?.();
+      if (ready) await ready;
+    }
+    const deadReady = this.deadLetterSink.ready?.();
+    if (deadReady) await deadReady;
+    for (const { operator } of this.operators) {
+      const ready = operator.ready?.();
+      if (ready) await ready;
+    }
+  }
+
+  private async pump(slot: SourceSlot): Promise<void> {
+    const signal = this.options.signal;
+    const counter = this.metrics
+      .scoped({ pipeline: this.name, stage: slot.label })
+      .counter('events_in_total', 'Events read from the source.');
+    for await (const batch of slot.source.read()) {
+      if (this.failure) break;
+      slot.lastActivity = this.clock.now();
+      let maxTime = slot.maxTime;
+      for (let i = 0; i < batch.length; i++) {
+        const event: ClickEvent = batch[i]!;
+        if (event.time > maxTime) maxTime = event.time;
+        this.input.next(event);
+      }
+      slot.maxTime = maxTime;
+      this.stats.eventsIn += batch.length;
+      counter.inc(batch.length);
+      this.advanceWatermark();
+      await this.room();
+      if (signal?.aborted) break;
+    }
+  }
+
+  /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
+  async run(): Promise<RunStats> {
+    await this.build();
+    for (const { label, operator } of this.operators) {
+      await operator.open?.();
+      const saved = this.options.restoreState?.[label];
+      if (saved !== undefined && operator.restore) operator.restore(saved);
+    }
+    let stream: Observable<Element> = this.input.asObservable();
+    for (const { operator } of this.operators) stream = operator.apply(stream);
+    let subscription: Subscription | undefined;
+    const completed = new Promise<void>((resolve, reject) => {
+      subscription = stream.subscribe({
+        next: (record) => this.route(record),
+        error: (error: unknown) => {
+          this.failure = error instanceof Error ? error : new Error(String(error));
+          reject(new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
+        },
+        complete: () => resolve(),
+      });
+    });
+    completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
+    const idleTimer = setInterval(() => this.advanceWatermark(), Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
+    idleTimer.unref();
+    try {
+      const results = await Promise.allSettled(
+        this.sources.map(async (slot) => {
+          try {
+            await this.pump(slot);
+          } finally {
+            slot.done = true;
+          }
+        }),
+      );
+      clearInterval(idleTimer);
+      const sourceFailure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (sourceFailure) {
+        const cause = sourceFailure.reason as Error;
+        throw cause instanceof TributaryError ? cause : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${cause.message}`, { cause });
+      }
+      if (this.failure) await completed;
+      const stopped = this.options.signal?.aborted ?? false;
+      if (!stopped) {
+        this.input.next(watermark(Infinity));
+        this.stats.watermark = Infinity;
+      }
+      this.input.complete();
+      await completed;
+      this.stats.drained = !stopped;
+    } finally {
+      clearInterval(idleTimer);
+      subscription?.unsubscribe();
+      await this.closeAll();
+      this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+    }
+    return this.stats;
+  }
+
+  private async closeAll(): Promise<void> {
+    const errors: unknown[] = [];
+    const attempt = async (what: () => Promise<void> | undefined) => {
+      try {
+        await what();
+      } catch (error) {
+        errors.push(error);
+      }
+    };
+    for (const { source } of this.sources) await attempt(() => source.close?.());
+    for (const { operator } of this.operators) await attempt(() => operator.close?.());
+    for (const { sink } of this.sinks) await attempt(() => sink.close());
+    await attempt(() => this.deadLetterSink?.close());
+    if (errors.length > 0 && !this.failure) {
+      const cause = errors[0] as Error;
+      throw new TributaryError('TRIB_ERR_SINK', `closing the pipeline failed: ${cause.message}`, { cause });
+    }
+  }
+}
+

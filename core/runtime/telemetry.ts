@@ -1,0 +1,66 @@
+/**
+ * Logs (pino) and metrics (prom-client) for a run, and the scoped views plugins get of them.
+ */
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Counter, Gauge, Histogram, Metrics } from '../plugin.js';
+
+export interface LoggerOptions {
+  level?: LevelWithSilent;
+  /** Human-readable lines instead of JSON; the CLI sets it when stderr is a terminal. */
+  pretty?: boolean;
+  /** Extra paths to redact, on top of the secret-looking field names. */
+  redact?: string[];
+}
+
+/** Field names whose values never reach a log line. */
+export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token', 'api_key', 'apiKey', 'ssl_key_password', 'key_password', 'oauth_token'];
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const redactPaths = [...secretFieldNames.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), ...(options.redact ?? [])];
+  const base = { level: options.level ?? 'info', redact: { paths: redactPaths, censor: '[redacted]' }, base: undefined };
+  if (options.pretty) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, ignore: 'pid,hostname' } } });
+  }
+  return pino(base, pino.destination({ dest: 2, sync: true }));
+}
+
+/** One prom-client registry per process: every pipeline's series live in it, told apart by labels. */
+export class MetricsHub {
+  readonly registry = new Registry();
+  private readonly metrics = new Map<string, PromCounter | PromGauge | PromHistogram>();
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tributary_process_' });
+  }
+
+  /** Metrics whose series all carry `labels` (pipeline, stage). */
+  scoped(labels: Record<string, string>): Metrics {
+    const labelNames = Object.keys(labels);
+    const get = <M>(name: string, make: (fullName: string) => M): M => {
+      const fullName = `tributary_${name}`;
+      let metric = this.metrics.get(fullName);
+      if (!metric) {
+        metric = make(fullName) as PromCounter;
+        this.metrics.set(fullName, metric);
+      }
+      return metric as M;
+    };
+    return {
+      counter: (name, help): Counter => {
+        const metric = get(name, (fullName) => new PromCounter({ name: fullName, help, labelNames, registers: [this.registry] }));
+        return metric.labels(labels);
+      },
+      gauge: (name, help): Gauge => {
+        const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames, registers: [this.registry] }));
+        return metric.labels(labels);
+      },
+      histogram: (name, help, buckets): Histogram => {
+        const metric = get(name, (fullName) =>
+          new PromHistogram({ name: fullName, help, labelNames, registers: [this.registry], ...(buckets ? { buckets: [...buckets] } : {}) }),
+        );
+        return metric.labels(labels);
+      },
+    };
+  }
+}

@@ -1,0 +1,56 @@
+/** `file`: writes records as JSON lines. Also the default dead-letter sink. */
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { createGzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
+import { serializeRecord } from './serialize.js';
+
+export interface FileSinkConfig {
+  path: string;
+  append: boolean;
+  lazy: boolean;
+  gzip?: boolean;
+}
+
+export default defineSink<FileSinkConfig>({
+  name: 'file',
+  status: 'stable',
+  summary: 'Writes records as JSON lines to a file.',
+  description: 'Feature vectors are written as `{name: value}` objects. Missing folders are created.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['path'],
+    properties: {
+      path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
+      append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
+      lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default).' },
+      gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz.' },
+    },
+  },
+  examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
+  create(config, context) {
+    const path = resolve(context.baseDir, config.path);
+    let writer: JsonLinesWriter | undefined;
+    const open = (): JsonLinesWriter => {
+      mkdirSync(dirname(path), { recursive: true });
+      const file = createWriteStream(path, { flags: config.append ? 'a' : 'w', highWaterMark: 1 << 20 });
+      let output: Writable = file;
+      if (config.gzip ?? path.endsWith('.gz')) {
+        output = createGzip();
+        output.pipe(file);
+      }
+      return new JsonLinesWriter(output, { serialize: serializeRecord });
+    };
+    if (!config.lazy) writer = open();
+    return {
+      write(record: StreamRecord) {
+        (writer ??= open()).write(record);
+      },
+      ready: () => writer?.ready(),
+      flush: async () => writer?.flush(),
+      close: async () => writer?.close(),
+    };
+  },
+});

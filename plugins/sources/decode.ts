@@ -1,0 +1,169 @@
+/**
+ * Raw bytes -> canonical events, for the sources that read text (file, stdin): JSON lines or CSV,
+ * mapped by the shared event mapper. Every line that cannot become an event goes to the dead-letter
+ * sink with its reason, file and line.
+ */
+import type { Readable } from 'node:stream';
+import { parse as parseCsv } from 'csv-parse';
+import {
+  createEventMapper,
+  isRejected,
+  readLineBatches,
+  type ClickEvent,
+  type JsonSchema,
+  type MappingConfig,
+  type PluginContext,
+} from 'tributary';
+
+export type RecordFormat = 'jsonl' | 'csv';
+
+export interface CsvConfig {
+  header?: boolean;
+  columns?: string[];
+  delimiter?: string;
+  quote?: string;
+}
+
+export interface DecodeConfig {
+  format?: RecordFormat;
+  csv?: CsvConfig;
+  mapping?: MappingConfig;
+}
+
+/** Schema fields shared by every text source. */
+export const decodeProperties: Record<string, JsonSchema> = {
+  format: {
+    enum: ['jsonl', 'csv'],
+    description: 'Record format. Default: csv for .csv/.tsv (and .gz of them) files, else jsonl.',
+  },
+  csv: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'CSV options.',
+    properties: {
+      header: { type: 'boolean', default: true, description: 'The first row names the columns.' },
+      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
+      delimiter: { type: 'string', minLength: 1, default: ',', description: 'Field delimiter, e.g. `;` or `\\t`.' },
+      quote: { type: 'string', maxLength: 1, default: '"', description: 'Quote character.' },
+    },
+  },
+  mapping: { $ref: 'tributary:mapping' },
+};
+
+export interface DecodeTarget {
+  /** Label of the source, for origins. */
+  source: string;
+  /** File path or `stdin`. */
+  file: string;
+}
+
+/** Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. */
+export function decodeStream(
+  stream: Readable,
+  format: RecordFormat,
+  config: DecodeConfig,
+  target: DecodeTarget,
+  context: PluginContext,
+  maxBatch: number,
+): AsyncGenerator<ClickEvent[]> {
+  return format === 'csv' ? decodeCsv(stream, config, target, context, maxBatch) : decodeJsonLines(stream, config, target, context, maxBatch);
+}
+
+async function* decodeJsonLines(
+  stream: Readable,
+  config: DecodeConfig,
+  target: DecodeTarget,
+  context: PluginContext,
+  maxBatch: number,
+): AsyncGenerator<ClickEvent[]> {
+  const map = createEventMapper(config.mapping);
+  for await (const { lines, firstLine } of readLineBatches(stream, maxBatch)) {
+    const events: ClickEvent[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const text = lines[i]!;
+      if (text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === '')) continue; // blank lines are not records
+      const origin = { source: target.source, file: target.file, line: firstLine + i };
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (error) {
+        context.deadLetter({ reason: `malformed JSON: ${(error as Error).message}`, raw: text, origin });
+        continue;
+      }
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+        context.deadLetter({ reason: `expected a JSON object, got ${Array.isArray(raw) ? 'an array' : typeof raw}`, raw: text, origin });
+        continue;
+      }
+      const result = map(raw as Record<string, unknown>, origin);
+      if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
+      else events.push(result);
+    }
+    if (events.length > 0) yield events;
+  }
+}
+
+interface CsvRow {
+  record: string[];
+  raw: string;
+  info: { lines: number };
+}
+
+async function* decodeCsv(
+  stream: Readable,
+  config: DecodeConfig,
+  target: DecodeTarget,
+  context: PluginContext,
+  maxBatch: number,
+): AsyncGenerator<ClickEvent[]> {
+  const map = createEventMapper(config.mapping);
+  const csv = config.csv ?? {};
+  let columns: string[] | undefined = csv.columns;
+  let skipHeader = csv.header ?? true;
+  const parser = parseCsv({
+    delimiter: csv.delimiter ?? ',',
+    quote: csv.quote ?? '"',
+    relax_column_count: true,
+    skip_empty_lines: true,
+    skip_records_with_error: true,
+    raw: true,
+    info: true,
+    bom: true,
+    on_skip: (error, raw) => {
+      context.deadLetter({
+        reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
+        raw,
+        origin: { source: target.source, file: target.file, ...(error && 'lines' in error ? { line: Number((error as unknown as { lines: number }).lines) } : {}) },
+      });
+      return undefined;
+    },
+  });
+  stream.on('error', (error) => parser.destroy(error));
+  let events: ClickEvent[] = [];
+  for await (const row of stream.pipe(parser) as AsyncIterable<CsvRow>) {
+    const rawText = row.raw.replace(/\r?\n$/, '');
+    if (skipHeader) {
+      skipHeader = false;
+      columns ??= row.record;
+      continue;
+    }
+    const origin = { source: target.source, file: target.file, line: row.info.lines };
+    if (!columns) {
+      context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
+      continue;
+    }
+    if (row.record.length !== columns.length) {
+      context.deadLetter({ reason: `CSV row has ${row.record.length} fields, expected ${columns.length}`, raw: rawText, origin });
+      continue;
+    }
+    const raw: Record<string, unknown> = {};
+    for (let i = 0; i < columns.length; i++) raw[columns[i]!] = row.record[i];
+    const result = map(raw, origin);
+    if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
+    else events.push(result);
+    if (events.length >= maxBatch) {
+      yield events;
+      events = [];
+    }
+  }
+  if (events.length > 0) yield events;
+}

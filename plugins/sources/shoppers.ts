@@ -1,0 +1,258 @@
+/**
+ * A seeded, deterministic world of shoppers: the demo's, the tests' and the benchmarks' data.
+ *
+ * Each shopper has a latent purchase propensity and a churn hazard. They come back in sessions; a
+ * session's intent (propensity plus noise) drives how much they browse one category, how often they
+ * add to cart, and whether the session ends in a purchase. After each session a shopper leaves for
+ * good with probability equal to their hazard, and a new shopper takes their place, so the
+ * population stays at `users`. Events of all shoppers come out in event-time order (a heap of
+ * per-shopper cursors). The same seed gives the same stream, event for event.
+ */
+import type { ClickEvent } from 'tributary';
+
+export interface ShopperWorldConfig {
+  seed?: number;
+  /** Shoppers active at any time. */
+  users?: number;
+  items?: number;
+  categories?: number;
+  /** Event time of the first events (ms). */
+  start?: number;
+  /** Mean gap between a shopper's sessions (ms). */
+  meanReturnGap?: number;
+  /** Mean time between events in a session (ms). */
+  meanDwell?: number;
+  /** Attach the generator's own session id (for data sets that carry one). */
+  sessionIds?: boolean;
+}
+
+/** sfc32: small, fast, and good enough for simulation; seeded through splitmix32. */
+export function createRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  const splitmix = (): number => {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  let a = splitmix();
+  let b = splitmix();
+  let c = splitmix();
+  let d = splitmix();
+  return () => {
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
+    d >>>= 0;
+    let t = (a + b) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    d = (d + 1) | 0;
+    t = (t + d) | 0;
+    c = (c + t) | 0;
+    return (t >>> 0) / 4294967296;
+  };
+}
+
+interface Shopper {
+  id: number;
+  propensity: number;
+  hazard: number;
+  meanGap: number;
+  sessions: number;
+  /** Pending events of the current session, in time order; the heap key is pending[cursor].time. */
+  pending: ClickEvent[];
+  cursor: number;
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+export class ShopperWorld {
+  private readonly random: () => number;
+  private readonly users: number;
+  private readonly items: number;
+  private readonly categories: number;
+  private readonly start: number;
+  private readonly meanReturnGap: number;
+  private readonly meanDwell: number;
+  private readonly sessionIds: boolean;
+  private readonly itemCategory: Int32Array;
+  private readonly itemPrice: Float64Array;
+  private readonly categoryItems: number[][];
+  private readonly heap: Shopper[] = [];
+  private nextShopperId = 0;
+  private sessionCounter = 0;
+
+  constructor(config: ShopperWorldConfig = {}) {
+    this.random = createRandom(config.seed ?? 42);
+    this.users = config.users ?? 1000;
+    this.items = config.items ?? 5000;
+    this.categories = config.categories ?? 50;
+    this.start = config.start ?? Date.UTC(2024, 0, 1);
+    this.meanReturnGap = config.meanReturnGap ?? 2 * 86_400_000;
+    this.meanDwell = config.meanDwell ?? 40_000;
+    this.sessionIds = config.sessionIds ?? false;
+    this.itemCategory = new Int32Array(this.items);
+    this.itemPrice = new Float64Array(this.items);
+    this.categoryItems = Array.from({ length: this.categories }, () => []);
+    const categoryPriceLevel = Array.from({ length: this.categories }, () => 2 + this.random() * 3);
+    for (let item = 0; item < this.items; item++) {
+      // Skewed category sizes: a few large categories, many small ones.
+      const category = Math.min(this.categories - 1, Math.floor(this.categories * this.random() ** 2));
+      this.itemCategory[item] = category;
+      this.itemPrice[item] = Math.round(Math.exp(categoryPriceLevel[category]! + this.normal() * 0.6) * 100) / 100;
+      this.categoryItems[category]!.push(item);
+    }
+    for (let c = 0; c < this.categories; c++) if (this.categoryItems[c]!.length === 0) this.categoryItems[c]!.push(c % this.items);
+    for (let i = 0; i < this.users; i++) this.addShopper(this.start + this.random() * 86_400_000);
+  }
+
+  private normal(): number {
+    // Box-Muller; one value per call keeps the stream simple and deterministic.
+    const u = 1 - this.random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.random());
+  }
+
+  private exponential(mean: number): number {
+    return -Math.log(1 - this.random()) * mean;
+  }
+
+  private addShopper(firstSession: number): void {
+    const engagement = this.normal();
+    const shopper: Shopper = {
+      id: this.nextShopperId++,
+      propensity: this.normal() * 1.1 + 0.4 * engagement,
+      hazard: sigmoid(-1.6 - 0.9 * engagement),
+      meanGap: this.meanReturnGap * Math.exp(this.normal() * 0.5 - 0.4 * engagement),
+      sessions: 0,
+      pending: [],
+      cursor: 0,
+    };
+    this.planSession(shopper, firstSession);
+    this.push(shopper);
+  }
+
+  /** Writes the shopper's next session into `pending`, starting at `at`. */
+  private planSession(shopper: Shopper, at: number): void {
+    const random = this.random;
+    const userId = `u${shopper.id}`;
+    const sessionId = this.sessionIds ? `s${this.sessionCounter++}` : undefined;
+    shopper.sessions++;
+    const intent = sigmoid(shopper.propensity - 3.9 + this.normal() * 0.9 + Math.min(shopper.sessions, 5) * 0.1);
+    const buyer = random() < intent;
+    const focus = Math.min(this.categories - 1, Math.floor(this.categories * random() ** 2));
+    const length = 1 + Math.floor(this.exponential(buyer ? 7 : 3.5));
+    const dwell = this.meanDwell * (buyer ? 1.4 : 1);
+    const events: ClickEvent[] = [];
+    const cart: number[] = [];
+    let time = at;
+    const emit = (type: string, item: number): void => {
+      const event: ClickEvent = {
+        kind: 'event',
+        userId,
+        time: Math.round(time),
+        type,
+        itemId: `i${item}`,
+        category: `c${this.itemCategory[item]}`,
+        price: this.itemPrice[item]!,
+      };
+      if (sessionId !== undefined) event.sessionId = sessionId;
+      events.push(event);
+      time += this.exponential(dwell) + 1000;
+    };
+    const pickItem = (): number => {
+      const inFocus = random() < 0.35 + 0.5 * intent;
+      const pool = inFocus ? this.categoryItems[focus]! : undefined;
+      return pool ? pool[Math.floor(random() * pool.length)]! : Math.floor(random() * this.items);
+    };
+    for (let step = 0; step < length; step++) {
+      const item = pickItem();
+      emit('view', item);
+      if (random() < (buyer ? 0.3 : 0.02 + 0.1 * intent)) {
+        emit('cart', item);
+        cart.push(item);
+      } else if (cart.length > 0 && random() < (buyer ? 0.04 : 0.12)) {
+        emit('remove_from_cart', cart.pop()!);
+      }
+    }
+    if (buyer) {
+      if (cart.length === 0) {
+        const item = pickItem();
+        emit('cart', item);
+        cart.push(item);
+      }
+      for (const item of cart) emit('purchase', item);
+    }
+    shopper.pending = events;
+    shopper.cursor = 0;
+  }
+
+  /** The next event in event-time order. The world never runs dry: churned shoppers are replaced. */
+  next(): ClickEvent {
+    const shopper = this.heap[0]!;
+    const event = shopper.pending[shopper.cursor++]!;
+    if (shopper.cursor >= shopper.pending.length) {
+      const end = event.time;
+      if (this.random() < shopper.hazard) {
+        // Churned: never seen again. A newcomer arrives within the next return gap.
+        this.pop();
+        this.addShopper(end + this.exponential(this.meanReturnGap / 2) + 60_000);
+      } else {
+        this.planSession(shopper, end + this.exponential(shopper.meanGap) + 60 * 60_000);
+        this.siftDown(0);
+      }
+    } else {
+      this.siftDown(0);
+    }
+    return event;
+  }
+
+  private key(shopper: Shopper): number {
+    return shopper.pending[shopper.cursor]!.time;
+  }
+
+  /** Ties break on shopper id so the order never depends on heap layout alone. */
+  private less(a: Shopper, b: Shopper): boolean {
+    const ka = this.key(a);
+    const kb = this.key(b);
+    return ka < kb || (ka === kb && a.id < b.id);
+  }
+
+  private push(shopper: Shopper): void {
+    const heap = this.heap;
+    heap.push(shopper);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): void {
+    const heap = this.heap;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      this.siftDown(0);
+    }
+  }
+
+  private siftDown(start: number): void {
+    const heap = this.heap;
+    let i = start;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < heap.length && this.less(heap[left]!, heap[smallest]!)) smallest = left;
+      if (right < heap.length && this.less(heap[right]!, heap[smallest]!)) smallest = right;
+      if (smallest === i) return;
+      [heap[i], heap[smallest]] = [heap[smallest]!, heap[i]!];
+      i = smallest;
+    }
+  }
+}

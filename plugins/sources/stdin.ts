@@ -1,0 +1,22 @@
+/** `stdin`: reads JSON lines or CSV from standard input, e.g. `zcat events.gz | tributary run p.yaml`. */
+import { defineSource, type ClickEvent } from 'tributary';
+import { decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
+
+export default defineSource<DecodeConfig>({
+  name: 'stdin',
+  status: 'stable',
+  summary: 'Reads JSON lines or CSV from standard input until it closes.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { ...decodeProperties },
+  },
+  examples: [{ format: 'jsonl' }, { format: 'csv', csv: { header: false, columns: ['time', 'user_id', 'type'] } }],
+  create(config, context) {
+    return {
+      async *read(): AsyncGenerator<ClickEvent[]> {
+        yield* decodeStream(process.stdin, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize);
+      },
+    };
+  },
+});

@@ -1,0 +1,83 @@
+/**
+ * `synthetic`: seeded shoppers with latent purchase intent and a churn hazard (see shoppers.ts), as
+ * fast as possible or at a steady rate, for a number of events or without end.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
+import { ShopperWorld } from './shoppers.js';
+
+export interface SyntheticSourceConfig {
+  seed: number;
+  users: number;
+  events: number;
+  rate: number;
+  items: number;
+  categories: number;
+  start: string;
+  session_ids: boolean;
+}
+
+export default defineSource<SyntheticSourceConfig>({
+  name: 'synthetic',
+  status: 'stable',
+  summary: 'Generates a deterministic clickstream of simulated shoppers (view, cart, remove_from_cart, purchase).',
+  description:
+    'Each shopper has a latent purchase propensity and a churn hazard; sessions follow one another with gaps of ' +
+    'days, and a churned shopper is replaced by a new one so `users` stay active. Events come out in event-time ' +
+    'order. The same `seed` gives the same events.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      seed: { type: 'integer', default: 42, description: 'Seed of the generator: the same seed gives the same stream.' },
+      users: { type: 'integer', minimum: 1, default: 1000, description: 'Shoppers active at any time.' },
+      events: { type: 'integer', minimum: 0, default: 100000, description: 'Events to generate; 0 for no end.' },
+      rate: { type: 'number', minimum: 0, default: 0, description: 'Events per second of wall time; 0 for as fast as possible.' },
+      items: { type: 'integer', minimum: 1, default: 5000, description: 'Items in the catalogue.' },
+      categories: { type: 'integer', minimum: 1, default: 50, description: 'Item categories.' },
+      start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Event time of the first events.' },
+      session_ids: { type: 'boolean', default: false, description: "Attach the generator's own session ids (most data sets have none)." },
+    },
+  },
+  examples: [{ users: 1000, events: 100000 }, { users: 200, events: 0, rate: 500 }],
+  create(config, context) {
+    let emitted = 0;
+    let resumeAt = 0;
+    return {
+      async *read(): AsyncGenerator<ClickEvent[]> {
+        const world = new ShopperWorld({
+          seed: config.seed,
+          users: config.users,
+          items: config.items,
+          categories: config.categories,
+          start: Date.parse(config.start),
+          sessionIds: config.session_ids,
+        });
+        // Resuming replays the deterministic stream up to where it stood.
+        for (emitted = 0; emitted < resumeAt; emitted++) world.next();
+        const limit = config.events === 0 ? Infinity : config.events;
+        const batchSize = config.rate > 0 ? Math.max(1, Math.min(context.batchSize, Math.ceil(config.rate / 50))) : context.batchSize;
+        const began = Date.now();
+        const startCount = emitted;
+        while (emitted < limit) {
+          const size = Math.min(batchSize, limit - emitted);
+          const batch: ClickEvent[] = new Array(size);
+          for (let i = 0; i < size; i++) batch[i] = world.next();
+          emitted += size;
+          yield batch;
+          if (config.rate > 0) {
+            const due = began + ((emitted - startCount) / config.rate) * 1000;
+            const wait = due - Date.now();
+            if (wait > 0) await sleep(wait);
+          }
+        }
+      },
+      position(): SourcePosition {
+        return { emitted };
+      },
+      seek(position) {
+        resumeAt = Number(position.emitted ?? 0);
+      },
+    };
+  },
+});
