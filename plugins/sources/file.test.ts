@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { runYaml } from 'tributary/testing';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
+
+test('JSONL: good lines become events; every bad line is dead-lettered with reason, file and line', async () => {
+  const path = join(dir, 'mixed.jsonl');
+  writeFileSync(
+    path,
+    [
+      '{"user_id":"u1","time":"2024-01-01T00:00:00Z","type":"view","item_id":"i1","price":9.5}',
+      '{"user_id":"u1","time":"2024-01-01T00:00:05Z","type":"cart"', // malformed JSON
+      '{"time":"2024-01-01T00:00:06Z","type":"view"}', // no user id
+      '{"user_id":"u2","type":"view"}', // no timestamp
+      '{"user_id":"u2","time":"yesterday","type":"view"}', // unparseable timestamp
+      '{"user_id":"u2","time":"2024-01-01T00:00:07Z","type":"view","price":"cheap"}', // wrong type
+      '',
+      '{"user_id":42,"time":"2024-01-01T00:00:08Z","type":"purchase","price":"19.90"}',
+    ].join('\n'),
+  );
+  const run = await runYaml(`sources: [{type: file, path: ${path}}]\nsinks: [{type: memory}]\n`);
+  const events = run.outputs[0]!;
+  assert.equal(events.length, 2);
+  assert.deepEqual(JSON.parse(JSON.stringify(events[1])), { kind: 'event', userId: '42', time: Date.parse('2024-01-01T00:00:08Z'), type: 'purchase', price: 19.9 });
+  assert.deepEqual(
+    run.deadLetters.map((d) => [d.line, String(d.reason).split(':')[0]]),
+    [[2, 'malformed JSON'], [3, 'user_id'], [4, 'time'], [5, 'time'], [6, 'price']],
+  );
+  for (const dead of run.deadLetters) {
+    assert.equal(dead.file, path);
+    assert.equal(typeof dead.raw, 'string');
+  }
+  assert.equal(run.stats.eventsIn + run.stats.deadLettered, 7, 'every non-blank line is accounted for');
+  assert.equal(run.stats.eventsIn, run.stats.recordsOut + run.stats.filtered);
+});
+
+test('CSV with a header, a custom delimiter, value mapping for event types, and gzip; wrong field counts are dead-lettered', async () => {
+  const path = join(dir, 'events.csv.gz');
+  const csv = ['ts;visitor;event;item', '1700000000;v1;pv;a', '1700000001;v1;addtocart;a', '1700000002;v1;buy', '1700000003;v2;buy;b;extra', '1700000004;v2;buy;b'].join('\n');
+  writeFileSync(path, gzipSync(csv));
+  const run = await runYaml(`
+sources:
+  - type: file
+    path: ${path}
+    csv: { delimiter: ";" }
+    mapping:
+      fields: { user_id: visitor, time: ts, type: event, item_id: item }
+      event_types: { pv: view, addtocart: cart, buy: purchase }
+      time_format: epoch_s
+sinks: [{type: memory}]
+`);
+  assert.deepEqual(
+    run.outputs[0]!.map((e) => [e.userId, e.type, e.time]),
+    [['v1', 'view', 1700000000000], ['v1', 'cart', 1700000001000], ['v2', 'purchase', 1700000004000]],
+  );
+  assert.deepEqual(run.deadLetters.map((d) => [d.line, d.reason]), [[4, 'CSV row has 3 fields, expected 4'], [5, 'CSV row has 5 fields, expected 4']]);
+});
+
+test('CSV without a header takes the given columns; several files are read in order', async () => {
+  const a = join(dir, 'a.csv');
+  const b = join(dir, 'b.csv');
+  writeFileSync(a, '2024-01-01 00:00:00 UTC,u1,view\n');
+  writeFileSync(b, '2024-01-01 00:00:09 UTC,u1,purchase\n');
+  const run = await runYaml(`
+sources:
+  - type: file
+    path: [${a}, ${b}]
+    csv: { header: false, columns: [t, u, e] }
+    mapping: { fields: { user_id: u, time: t, type: e }, time_format: "yyyy-MM-dd HH:mm:ss 'UTC'" }
+sinks: [{type: memory}]
+`);
+  assert.deepEqual(run.outputs[0]!.map((e) => [e.type, e.time]), [['view', Date.UTC(2024, 0, 1)], ['purchase', Date.UTC(2024, 0, 1, 0, 0, 9)]]);
+});

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// Runs every test: the compiled *.test.js files under dist/ (core, plugins, examples, integration-tests),
+// with node's built-in runner so its summary is printed. `npm test` compiles first.
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const root = new URL('..', import.meta.url).pathname;
+const dist = join(root, 'dist');
+
+function find(dir) {
+  const found = [];
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules') continue;
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) found.push(...find(path));
+    else if (name.endsWith('.test.js')) found.push(path);
+  }
+  return found;
+}
+
+const only = process.argv.slice(2);
+const files = find(dist)
+  .filter((file) => only.length === 0 || only.some((part) => file.includes(part)))
+  .sort();
+if (files.length === 0) {
+  console.error('no test files found under dist/ (did tsc run?)');
+  process.exit(1);
+}
+console.error(`running ${files.length} test files: ${files.map((f) => relative(dist, f)).join(' ')}`);
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root, env: process.env });
+process.exit(result.status ?? 1);
