@@ -100,3 +100,38 @@ export function isClickEvent(element: Element): element is ClickEvent {
 export function watermark(time: number): Watermark {
   return { kind: 'watermark', time };
 }
+
+/**
+ * A closed session, emitted by a sessionizer when the watermark passes its end plus the gap (and
+ * again, with `update: true`, when a late event within the allowed lateness changes it).
+ */
+export interface SessionSummary {
+  kind: 'session';
+  userId: string;
+  sessionId: string;
+  /** Event time of the first and last events. */
+  start: number;
+  end: number;
+  eventCount: number;
+  /** Events by type, e.g. `{view: 5, cart: 1}`. */
+  counts: Record<string, number>;
+  purchased: boolean;
+  /** True when this replaces a summary emitted before (a late event changed the session). */
+  update?: boolean;
+}
+
+/** A model's score for a user or session at an event time. */
+export interface Prediction {
+  kind: 'prediction';
+  /** Deterministic: the same input gives the same id, so consumers can drop duplicates after a replay. */
+  id: string;
+  model: string;
+  modelVersion: string;
+  task: 'intent' | 'churn' | (string & {});
+  userId: string;
+  sessionId?: string;
+  /** Event time the prediction was made at. */
+  time: number;
+  /** Probability of the positive class. */
+  score: number;
+}
