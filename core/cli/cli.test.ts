@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
+
+const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'tributary-cli-'));
+
+function tributary(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function pipeline(name: string, yaml: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr otherwise', () => {
+  const good = pipeline('good.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  const bad = pipeline('bad.yaml', 'sources:\n  - type: synthetic\n    events: -1\nsinks: [{type: nowhere}]\n');
+  const ok = tributary('validate', good);
+  assert.equal(ok.status, 0, ok.stderr);
+  const failed = tributary('validate', good, bad);
+  assert.equal(failed.status, 2);
+  assert.match(failed.stderr, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:13: \\$\\.sources\\[0\\]\\.events: must be >= 0$`, 'm'));
+  assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
+});
+
+test('the shipped pipelines validate', () => {
+  const result = spawnSync(process.execPath, [cli, 'validate', ...['demo.yaml'].map((f) => join(packageRoot, 'pipelines', f))], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+});
+
+test('run: drains a finite source, exits 0 and prints the summary; --set overrides config', () => {
+  const out = join(dir, 'out.jsonl');
+  const file = pipeline('run.yaml', `sources: [{type: synthetic, events: 1000, users: 50}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const result = tributary('run', file, '--set', 'sources[0].events=250', '--log-level', 'warn');
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stderr, /events in\s+250\n/);
+  assert.match(result.stderr, /records out\s+250 \(event 250\)/);
+  assert.match(result.stderr, /dead-lettered\s+0/);
+  assert.match(result.stderr, /events\/s\s+[\d,]+/);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 250);
+});
+
+test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () => {
+  assert.equal(tributary('frobnicate').status, 2);
+  assert.equal(tributary('run').status, 2);
+  assert.equal(tributary('run', pipeline('invalid.yaml', 'sources: []\nsinks: [{type: stdout}]\n')).status, 2);
+  const missing = tributary('run', pipeline('missing.yaml', `sources: [{type: file, path: ${join(dir, 'no-such-file.jsonl')}}]\nsinks: [{type: stdout}]\n`));
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /no-such-file/);
+});
+
+test('schema prints the composed JSON Schema; plugins lists every plugin and its fields; --help works on all', () => {
+  const schema = JSON.parse(tributary('schema').stdout) as { $defs: Record<string, unknown> };
+  assert.ok(schema.$defs['source.synthetic']);
+  assert.ok(schema.$defs['sink.file']);
+  const plugins = tributary('plugins');
+  assert.equal(plugins.status, 0);
+  assert.match(plugins.stdout, /source synthetic/);
+  assert.match(plugins.stdout, /users: integer \(default 1000\)/);
+  for (const command of [[], ['run'], ['validate'], ['schema'], ['plugins']]) {
+    const help = tributary(...command, '--help');
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--help/);
+  }
+});
+
+test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printed, exit 0', async () => {
+  const out = join(dir, 'unbounded.jsonl');
+  const file = pipeline('unbounded.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { cwd: dir });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Wait until output reaches the file (the sink flushes at least every 200 ms), then stop it.
+  const deadline = Date.now() + 20_000;
+  while (!(existsSync(out) && statSync(out).size > 0)) {
+    assert.ok(Date.now() < deadline, 'no output within 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, stderr);
+  assert.match(stderr, /stopped/);
+  const eventsIn = Number(/events in\s+(\d+)/.exec(stderr)![1]);
+  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  assert.equal(lines.length, eventsIn, 'every event read was written before exit');
+  for (const line of lines) JSON.parse(line);
+});

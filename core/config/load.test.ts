@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, PluginRegistry, loadPipeline, formatProblem } from 'tributary';
+import { builtinRegistry } from '../cli/registry.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-config-'));
+
+async function problemsOf(yaml: string, options: { env?: Record<string, string>; sets?: string[] } = {}): Promise<string[]> {
+  const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, yaml);
+  try {
+    await loadPipeline(file, { registry: await builtinRegistry(), env: options.env ?? {}, sets: options.sets ?? [] });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+  }
+  return [];
+}
+
+test('a wrong type, an unknown plugin and a missing field are all reported, each with file, line and column', async () => {
+  const problems = await problemsOf(
+    [
+      'name: broken', //                          1
+      'sources:', //                              2
+      '  - type: synthetic', //                   3
+      '    users: lots', //                       4  wrong type
+      'stages:', //                               5
+      '  - type: sessionise', //                  6  unknown plugin
+      'sinks:', //                                7
+      '  - type: file', //                        8  missing path
+      '    append: true', //                      9
+    ].join('\n'),
+  );
+  assert.equal(problems.length, 3, problems.join('\n'));
+  assert.equal(problems[0], 'P:4:12: $.sources[0].users: must be integer');
+  assert.match(problems[1]!, /^P:6:11: \$\.stages\[0\]\.type: unknown operator plugin 'sessionise'; known operator plugins: /);
+  assert.equal(problems[2], "P:8:5: $.sinks[0]: missing required field 'path'");
+});
+
+test('unknown fields are pointed at by their key; document-level errors too', async () => {
+  const problems = await problemsOf('sources:\n  - type: synthetic\n    usres: 10\nsinks: []\nextra: 1\n');
+  assert.deepEqual(problems, [
+    "P:3:5: $.sources[0].usres: unknown field 'usres'",
+    'P:4:8: $.sinks: must NOT have fewer than 1 items',
+    "P:5:1: $.extra: unknown field 'extra'",
+  ]);
+});
+
+test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missing variable is an error at its position', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'vars.yaml');
+  writeFileSync(file, 'name: ${NAME:-fallback}\nsources:\n  - type: synthetic\n    users: ${USERS}\n    start: "${START:-2024-02-01T00:00:00Z}"\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry, env: { USERS: '12' } });
+  assert.equal(loaded.document.name, 'fallback');
+  assert.equal(loaded.sources[0]!.entry.users, 12);
+  assert.equal(loaded.sources[0]!.entry.start, '2024-02-01T00:00:00Z');
+  await assert.rejects(loadPipeline(file, { registry, env: {} }), (error: ConfigError) => {
+    assert.equal(error.code, 'TRIB_ERR_CONFIG_VARIABLE');
+    assert.equal(error.problems[0]!.line, 4);
+    assert.match(error.problems[0]!.message, /USERS is not set/);
+    return true;
+  });
+});
+
+test('--set overrides values after interpolation and is validated like the file', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'set.yaml');
+  writeFileSync(file, 'sources:\n  - type: synthetic\n    users: 5\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry, sets: ['sources[0].users=7', 'sources.0.seed=3'] });
+  assert.equal(loaded.sources[0]!.entry.users, 7);
+  assert.equal(loaded.sources[0]!.entry.seed, 3);
+  await assert.rejects(loadPipeline(file, { registry, sets: ['sources[0].users=many'] }), /must be integer/);
+});
+
+test('schema defaults are filled in for the factory', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'defaults.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry });
+  assert.equal(loaded.sources[0]!.entry.users, 1000);
+  assert.equal(loaded.document.settings.max_in_flight, 4096);
+});
+
+test('YAML syntax errors carry their position', async () => {
+  const problems = await problemsOf('sources:\n  - type: synthetic\n   users: [1\n');
+  assert.ok(problems.length > 0);
+  assert.match(problems[0]!, /^P:\d+:\d+: \$: /);
+});
+
+test('an empty registry lists no known plugins instead of failing', async () => {
+  const file = join(dir, 'empty.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  await assert.rejects(loadPipeline(file, { registry: new PluginRegistry() }), /known source plugins: \(none\)/);
+});
