@@ -121,7 +121,8 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
 /** Builds an operator from its plugin and config, and runs `input` through it. */
 export async function runOperator<C>(
   plugin: OperatorPlugin<C>,
-  config: C,
+  /** Validated against the plugin's schema, with its defaults filled in. */
+  config: Partial<C>,
   input: readonly Element[],
   context: PluginContext = testContext(),
 ): Promise<{ output: Element[]; operator: Operator }> {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -31,9 +31,24 @@ test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr ot
   assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
 });
 
-test('the shipped pipelines validate', () => {
-  const result = spawnSync(process.execPath, [cli, 'validate', ...['demo.yaml'].map((f) => join(packageRoot, 'pipelines', f))], { encoding: 'utf8' });
+test('the shipped pipelines and examples validate', () => {
+  const files = ['pipelines', join('examples', 'pipelines')].flatMap((folder) =>
+    readdirSync(join(packageRoot, folder))
+      .filter((name) => name.endsWith('.yaml'))
+      .map((name) => join(packageRoot, folder, name)),
+  );
+  assert.ok(files.length >= 2);
+  const result = spawnSync(process.execPath, [cli, 'validate', ...files], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
+});
+
+test('the example plugin package is loaded by its example pipeline and filters bot traffic', () => {
+  const result = spawnSync(process.execPath, [cli, 'run', join(packageRoot, 'examples', 'pipelines', 'bot-filter.yaml'), '--set', 'sinks[0].path=' + join(dir, 'bots.jsonl'), '--log-level', 'warn'], {
+    encoding: 'utf8',
+    env: { ...process.env, EVENTS: '5000' },
+  });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stderr, /bot traffic: \d+/);
 });
 
 test('run: drains a finite source, exits 0 and prints the summary; --set overrides config', () => {

@@ -1,0 +1,23 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { watermark, type ClickEvent } from 'tributary';
+import { runOperator, testContext } from 'tributary/testing';
+import { botFilter } from './index.js';
+
+const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
+
+test('drops a user once they pass max_events within the window, and counts what it drops', async () => {
+  const context = testContext();
+  const human = [0, 20_000, 40_000, 60_000, 80_000].map((t) => click('human', t));
+  const bot = Array.from({ length: 10 }, (_, i) => click('bot', i * 100));
+  const { output } = await runOperator(botFilter, { max_events: 3, window: '1m' }, [...human, ...bot, watermark(Infinity)], context);
+  const kept = output.filter((r) => r.kind === 'event') as ClickEvent[];
+  assert.equal(kept.filter((e) => e.userId === 'human').length, 5);
+  assert.equal(kept.filter((e) => e.userId === 'bot').length, 3);
+  assert.equal(context.filtered, 7);
+});
+
+test('passes other records and watermarks through untouched', async () => {
+  const { output } = await runOperator(botFilter, {}, [{ kind: 'session', userId: 'u' }, watermark(5)]);
+  assert.deepEqual(output, [{ kind: 'session', userId: 'u' }, watermark(5)]);
+});
