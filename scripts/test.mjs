@@ -28,5 +28,10 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.error(`running ${files.length} test files: ${files.map((f) => relative(dist, f)).join(' ')}`);
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root, env: process.env });
+// Kafka integration tests share one real broker for the run (integration-tests/kafka/broker.ts).
+const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(dist, file)))
+  ? await (await import('../dist/integration-tests/kafka/broker.js')).provideForRun()
+  : { env: {}, stop: async () => undefined };
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+await kafka.stop();
 process.exit(result.status ?? 1);

@@ -1,0 +1,344 @@
+/**
+ * A real Apache Kafka broker for the integration tests and the Kafka bench, chosen in this order:
+ *
+ * 1. `KAFKA_BROKERS` is set: use it as it is (never stopped by us).
+ * 2. A Docker engine answers: `@testcontainers/kafka` (a devDependency) starts one.
+ * 3. Java is installed: a native single-node KRaft broker from Apache Kafka's own jars, fetched once
+ *    by `fetch-broker.sh` (Maven) into `.cache/kafka-libs`, started with `java -cp` on free loopback
+ *    ports, with a small heap and log4j writing to a file in its own temp folder.
+ *
+ * The native broker runs under a tiny shell watchdog that holds a pipe from this process: when the
+ * pipe closes (we stop it, or this process dies, even by kill -9), the watchdog stops java and removes
+ * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+
+export type BrokerMode = 'external' | 'testcontainers' | 'native';
+
+export interface TestBroker {
+  mode: BrokerMode;
+  /** Bootstrap servers, `host:port[,host:port]`. */
+  brokers: string;
+  /** Stops the broker (if we started it) and removes its data. */
+  stop(): Promise<void>;
+}
+
+/** Environment the test processes read: `KAFKA_BROKERS`, or why there is none. */
+export const SKIP_ENV = 'TRIBUTARY_KAFKA_SKIP';
+export const MODE_ENV = 'TRIBUTARY_KAFKA_MODE';
+
+// dist/integration-tests/kafka/broker.js and integration-tests/kafka/broker.ts both sit two levels
+// below their root; the shell script and pom live in the source tree.
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, here.includes(`${'/dist/'}`) ? '../../..' : '../..');
+const sourceDir = join(repoRoot, 'integration-tests', 'kafka');
+export const defaultLibsDir = process.env.KAFKA_LIBS_DIR ?? join(repoRoot, '.cache', 'kafka-libs');
+
+type Log = (line: string) => void;
+
+/**
+ * Finds or starts a broker. Never throws for a missing capability: it returns `skipped` with the
+ * reason, and the caller decides (tests skip, or fail when CI=true).
+ */
+export async function provideBroker(log: Log = (line) => console.error(line)): Promise<{ broker?: TestBroker; skipped?: string }> {
+  const external = process.env.KAFKA_BROKERS;
+  if (external) {
+    log(`kafka: using KAFKA_BROKERS=${external}`);
+    return { broker: { mode: 'external', brokers: external, stop: async () => undefined } };
+  }
+  const reasons: string[] = [];
+  if (dockerAnswers()) {
+    try {
+      const broker = await startContainerBroker();
+      log(`kafka: started a testcontainers broker at ${broker.brokers}`);
+      return { broker };
+    } catch (error) {
+      reasons.push(`testcontainers: ${(error as Error).message}`);
+    }
+  } else {
+    reasons.push('no Docker engine answers');
+  }
+  try {
+    const started = Date.now();
+    const broker = await startNativeBroker({ log });
+    log(`kafka: started a native KRaft broker at ${broker.brokers} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return { broker };
+  } catch (error) {
+    reasons.push(`native broker: ${(error as Error).message}`);
+  }
+  return { skipped: `no Kafka broker: KAFKA_BROKERS is not set; ${reasons.join('; ')}` };
+}
+
+/**
+ * For scripts/test.mjs: one broker for the whole run. Returns the environment to pass to the test
+ * processes (`KAFKA_BROKERS`, or `TRIBUTARY_KAFKA_SKIP` with the reason) and how to stop it.
+ */
+export async function provideForRun(): Promise<{ env: Record<string, string>; stop: () => Promise<void> }> {
+  const { broker, skipped } = await provideBroker();
+  if (!broker) {
+    console.error(`kafka: ${skipped}${process.env.CI === 'true' ? ' (CI=true: the Kafka tests will fail)' : ' (the Kafka tests will skip)'}`);
+    return { env: { [SKIP_ENV]: skipped ?? 'no broker' }, stop: async () => undefined };
+  }
+  return { env: { KAFKA_BROKERS: broker.brokers, [MODE_ENV]: broker.mode, KAFKA_LIBS_DIR: defaultLibsDir }, stop: () => broker.stop() };
+}
+
+function dockerAnswers(): boolean {
+  const result = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 10_000 });
+  return result.status === 0 && result.stdout.trim() !== '';
+}
+
+interface StartedContainer {
+  getHost(): string;
+  getMappedPort(port: number): number;
+  stop(): Promise<unknown>;
+}
+
+async function startContainerBroker(): Promise<TestBroker> {
+  // A devDependency, imported only here: machines without Docker never load it.
+  const module = (await import('@testcontainers/kafka')) as unknown as {
+    KafkaContainer: new (image: string) => { withKraft(): { start(): Promise<StartedContainer> } };
+  };
+  const container = await new module.KafkaContainer('confluentinc/cp-kafka:7.9.1').withKraft().start();
+  return {
+    mode: 'testcontainers',
+    brokers: `${container.getHost()}:${container.getMappedPort(9093)}`,
+    stop: async () => void (await container.stop()),
+  };
+}
+
+/** Runs fetch-broker.sh when the jar cache is missing; throws with its output when it fails. */
+export function ensureBrokerJars(libsDir = defaultLibsDir): void {
+  if (existsSync(libsDir) && readdirSync(libsDir).some((name) => name.startsWith('.complete-'))) return;
+  const result = spawnSync('bash', [join(sourceDir, 'fetch-broker.sh'), libsDir], { encoding: 'utf8', timeout: 600_000 });
+  if (result.status !== 0) throw new Error(`fetch-broker.sh failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
+}
+
+export interface NativeBrokerOptions {
+  libsDir?: string;
+  /** Fixed ports (a restart must reuse them); free loopback ports by default. */
+  port?: number;
+  controllerPort?: number;
+  partitions?: number;
+  heap?: string;
+  log?: Log;
+  /** How long to wait for the first successful metadata request. */
+  startTimeoutMs?: number;
+}
+
+/** A native broker that can also be killed and started again on the same ports and data (outage tests). */
+export interface NativeBroker extends TestBroker {
+  mode: 'native';
+  dir: string;
+  /** Kills java at once (kill -9), keeping its data, as a crash or a network cut would. */
+  kill(): Promise<void>;
+  /** Starts it again after `kill`, on the same ports and data; resolves when it serves metadata. */
+  restart(): Promise<void>;
+}
+
+export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
+  const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
+  if (java.status !== 0) throw new Error('java is not installed (Kafka needs Java 11+)');
+  const libsDir = options.libsDir ?? defaultLibsDir;
+  ensureBrokerJars(libsDir);
+  const port = options.port ?? (await freePort());
+  const controllerPort = options.controllerPort ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-'));
+  const dataDir = join(dir, 'data');
+  writeFileSync(
+    join(dir, 'server.properties'),
+    [
+      'process.roles=broker,controller',
+      'node.id=1',
+      `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      'controller.listener.names=CONTROLLER',
+      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      'inter.broker.listener.name=PLAINTEXT',
+      `log.dirs=${dataDir}`,
+      `num.partitions=${options.partitions ?? 4}`,
+      'offsets.topic.replication.factor=1',
+      'offsets.topic.num.partitions=4',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'transaction.state.log.num.partitions=4',
+      // Tests join groups and expect an assignment at once, not after the default 3 s delay.
+      'group.initial.rebalance.delay.ms=0',
+      'auto.create.topics.enable=false',
+      'log.flush.interval.messages=9223372036854775807',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'log4j.properties'),
+    [
+      'log4j.rootLogger=INFO, file',
+      'log4j.appender.file=org.apache.log4j.FileAppender',
+      `log4j.appender.file.File=${join(dir, 'server.log')}`,
+      'log4j.appender.file.layout=org.apache.log4j.PatternLayout',
+      'log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n',
+      '',
+    ].join('\n'),
+  );
+  const classpath = `${libsDir}/*`;
+  const jvm = [`-Xmx${options.heap ?? '512m'}`, `-Xms${options.heap ?? '512m'}`, '-XX:+UseSerialGC', `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`, `-Dkafka.logs.dir=${dir}`];
+  const format = spawnSync('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties')], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (format.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`formatting the KRaft storage failed: ${(format.stderr || format.stdout).trim().slice(-800)}`);
+  }
+
+  let watchdog: ChildProcess | undefined;
+  const brokers = `127.0.0.1:${port}`;
+  const log = options.log ?? (() => undefined);
+  const launch = async (): Promise<void> => {
+    // The watchdog: java in the background; one line on stdin says how to stop ("kill": -9 and keep the
+    // data), EOF (we stopped, or died) means a clean stop and removing the folder.
+    const script = [
+      'java "$@" > "$DIR/stdout.log" 2>&1 &',
+      'pid=$!',
+      'IFS= read -r how || how=stop',
+      'if [ "$how" = kill ]; then kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; exit 0; fi',
+      'kill -TERM $pid 2>/dev/null',
+      'for i in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done',
+      'kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null',
+      'rm -rf "$DIR"',
+    ].join('\n');
+    watchdog = spawn('sh', ['-c', script, 'kafka-watchdog', ...jvm, '-cp', classpath, 'kafka.Kafka', join(dir, 'server.properties')], {
+      env: { ...process.env, DIR: dir },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    // Let this process exit while the broker runs (the pipe, not a ref, ties their lives together).
+    watchdog.unref();
+    (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+    const deadline = Date.now() + (options.startTimeoutMs ?? 90_000);
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      if (watchdog.exitCode !== null) break;
+      try {
+        if ((await metadataBrokerCount('127.0.0.1', port, 2_000)) > 0) return;
+      } catch (error) {
+        lastError = error;
+      }
+      await delay(250);
+    }
+    const tail = existsSync(join(dir, 'server.log')) ? readFileSync(join(dir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+    log(`kafka: broker log tail:\n${tail}`);
+    throw new Error(`the native broker did not answer a metadata request at ${brokers} (${String(lastError)})`);
+  };
+  const waitExit = async (child: ChildProcess | undefined): Promise<void> => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.ref(); // unref'd while running; while we wait for it, it must keep this process alive
+    await new Promise<void>((done) => child.once('exit', () => done()));
+  };
+  try {
+    await launch();
+  } catch (error) {
+    watchdog?.stdin?.end();
+    await waitExit(watchdog);
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    mode: 'native',
+    brokers,
+    dir,
+    async kill() {
+      const child = watchdog;
+      child?.stdin?.end('kill\n');
+      await waitExit(child);
+    },
+    async restart() {
+      await launch();
+    },
+    async stop() {
+      const child = watchdog;
+      child?.stdin?.end();
+      await waitExit(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function clusterId(): string {
+  // A KRaft cluster id is a base64url-encoded UUID (22 characters), as `kafka-storage random-uuid` prints.
+  return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((done) => setTimeout(done, ms));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * Sends a Kafka Metadata request (v0, all topics) over a plain socket and returns how many brokers the
+ * answer lists: the protocol-level readiness check, with no client library needed in the test runner.
+ */
+export function metadataBrokerCount(host: string, port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolveCount, reject) => {
+    const clientId = Buffer.from('tributary-probe');
+    const body = Buffer.alloc(2 + 2 + 4 + 2 + clientId.length + 4);
+    let at = 0;
+    at = body.writeInt16BE(3, at); // api key: Metadata
+    at = body.writeInt16BE(0, at); // api version 0
+    at = body.writeInt32BE(7, at); // correlation id
+    at = body.writeInt16BE(clientId.length, at);
+    at += clientId.copy(body, at);
+    body.writeInt32BE(0, at); // topics: empty array (v0: all topics)
+    const size = Buffer.alloc(4);
+    size.writeInt32BE(body.length);
+    const socket = createConnection({ host, port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(new Error('metadata request timed out')), timeoutMs);
+    socket.once('connect', () => socket.write(Buffer.concat([size, body])));
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      const all = Buffer.concat(chunks);
+      if (all.length < 4 || all.length < 4 + all.readInt32BE(0)) return;
+      clearTimeout(timer);
+      socket.destroy();
+      // size, correlation id, then the brokers array's length.
+      if (all.readInt32BE(4) !== 7) reject(new Error('unexpected correlation id'));
+      else resolveCount(all.readInt32BE(8));
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
+
+// `node dist/integration-tests/kafka/broker.js`: start a broker, print its address, stop on Ctrl-C.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { broker, skipped } = await provideBroker();
+  if (!broker) {
+    console.error(skipped);
+    process.exit(1);
+  }
+  console.log(broker.brokers);
+  const stop = (): void => void broker.stop().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  setInterval(() => undefined, 1 << 30);
+}

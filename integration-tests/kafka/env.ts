@@ -1,0 +1,31 @@
+/**
+ * What a Kafka integration test needs from its surroundings: the broker scripts/test.mjs started (or
+ * the user's `KAFKA_BROKERS`). Without one the test skips with the reason, except in CI (`CI=true`),
+ * where a Kafka test that cannot run fails the run instead of passing silently.
+ */
+import type { TestContext } from 'node:test';
+import { SKIP_ENV } from './broker.js';
+
+export function kafkaBrokers(t: TestContext): string | undefined {
+  const brokers = process.env.KAFKA_BROKERS;
+  if (brokers) return brokers;
+  const reason = process.env[SKIP_ENV] ?? 'KAFKA_BROKERS is not set (run through `npm test`, which starts a broker, or set KAFKA_BROKERS)';
+  if (process.env.CI === 'true') throw new Error(`Kafka test cannot run, and CI=true forbids skipping it: ${reason}`);
+  t.skip(`Kafka test skipped: ${reason}`);
+  return undefined;
+}
+
+/** A topic name of its own for each test, so tests never see each other's records. */
+export function uniqueTopic(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** Polls `condition` until it holds or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, everyMs));
+  }
+}
