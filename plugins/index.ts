@@ -4,5 +4,12 @@ import stdinSource from './sources/stdin.js';
 import syntheticSource from './sources/synthetic.js';
 import fileSink from './sinks/file.js';
 import stdoutSink from './sinks/stdout.js';
+import sessionizer from './operators/sessionizer.js';
+import sessionFeatures from './operators/session-features.js';
+import userFeatures from './operators/user-features.js';
+import hashFeatures from './operators/hash-features.js';
+import standardize from './operators/standardize.js';
+import log1p from './operators/log1p.js';
+import clip from './operators/clip.js';
 
-export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink];
+export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip];

@@ -1,0 +1,90 @@
+/**
+ * `hash-features`: the hashing trick for categorical fields (category, brand, item): each value adds
+ * ±1 to one of `width` buckets, so an unbounded vocabulary fits a fixed, named block. The hash
+ * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
+ * every run and on every machine.
+ */
+import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
+import { BlockAppender } from './vector.js';
+
+export interface HashFeaturesConfig {
+  fields: string[];
+  width: number;
+  prefix: string;
+  signed: boolean;
+}
+
+const canonical = new Set(['type', 'itemId', 'category', 'userId', 'sessionId']);
+
+export default defineOperator<HashFeaturesConfig>({
+  name: 'hash-features',
+  status: 'beta',
+  summary: 'Hashes categorical fields of each event into a fixed-width block of named features (`<prefix>_0` …).',
+  description:
+    'Fields are canonical event fields (`type`, `itemId`, `category`, `sessionId`, `userId`) or attributes as ' +
+    '`attrs.<name>` (e.g. `attrs.brand`). Each present value adds 1 (or, with `signed`, ±1 by another bit of the hash, ' +
+    'which keeps collisions unbiased) to bucket hash(field, value) mod width. Absent fields add nothing.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['fields'],
+    properties: {
+      fields: {
+        type: 'array',
+        minItems: 1,
+        items: { type: 'string', pattern: '^(type|itemId|category|userId|sessionId|attrs\\..+)$' },
+        description: 'Categorical fields to hash: canonical field names or `attrs.<name>`.',
+      },
+      width: { type: 'integer', minimum: 1, maximum: 65536, default: 32, description: 'Number of buckets (features) in the block.' },
+      prefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', default: 'hash', description: 'Name prefix of the block: `<prefix>_<bucket>`.' },
+      signed: { type: 'boolean', default: true, description: 'Add ±1 instead of 1, the sign taken from the hash.' },
+    },
+  },
+  examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
+  create(config, context) {
+    const width = config.width;
+    const block = new BlockAppender(Array.from({ length: width }, (_, k) => `${config.prefix}_${k}`));
+    const attrNames: (string | undefined)[] = [];
+    const fieldNames: (keyof ClickEvent | undefined)[] = [];
+    const seeds = new Uint32Array(config.fields.length);
+    config.fields.forEach((field, k) => {
+      if (field.startsWith('attrs.')) attrNames.push(field.slice(6));
+      else if (canonical.has(field)) attrNames.push(undefined);
+      else throw new RangeError(`fields[${k}]: unknown field '${field}'`);
+      fieldNames.push(field.startsWith('attrs.') ? undefined : (field as keyof ClickEvent));
+      seeds[k] = fnv1a(0x811c9dc5, field + '=');
+    });
+    const signed = config.signed;
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if (record.kind === 'event') {
+            const event = record as ClickEvent;
+            const values = block.append(event);
+            const base = values.length - width;
+            for (let k = 0; k < seeds.length; k++) {
+              const field = fieldNames[k];
+              const raw = field !== undefined ? event[field] : event.attrs?.[attrNames[k]!];
+              if (raw === undefined || raw === null || raw === '') continue;
+              const text = typeof raw === 'string' ? raw : String(raw);
+              const h = fnv1a(seeds[k]!, text);
+              // Bucket from the high bits, sign from the lowest: independent enough for the trick.
+              values[base + ((h >>> 1) % width)]! += signed && (h & 1) === 1 ? -1 : 1;
+            }
+          }
+          emit(record);
+        },
+      })),
+    };
+  },
+});
+
+/** FNV-1a over UTF-16 code units, continuing from `seed`. */
+export function fnv1a(seed: number, text: string): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

@@ -1,0 +1,48 @@
+/**
+ * `log1p`: compresses heavy-tailed features (counts, prices, durations) in place with
+ * sign(x) * log(1 + |x|), so a few huge values do not dominate a linear model.
+ */
+import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
+import { NameResolver } from './vector.js';
+
+export interface Log1pConfig {
+  features: string[];
+}
+
+export default defineOperator<Log1pConfig>({
+  name: 'log1p',
+  status: 'beta',
+  summary: 'Replaces the named features x by sign(x)·log(1+|x|), in place.',
+  description:
+    'Names may use `*` as a wildcard (`s_view_price_*`). A name listed exactly that is not in the vector is logged once. ' +
+    'Events without features and other records pass through unchanged.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['features'],
+    properties: {
+      features: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Feature names (with `*` wildcards) to transform.' },
+    },
+  },
+  examples: [{ features: ['s_events', 's_view_price_*', 'u_monetary'] }],
+  create(config, context) {
+    const resolver = new NameResolver(config.features, (missing) => context.logger.warn({ missing }, 'log1p: features not in the vector'));
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          const features = (record as ClickEvent).features;
+          if (record.kind === 'event' && features !== undefined) {
+            const indices = resolver.indices(features.names);
+            const values = features.values;
+            for (let k = 0; k < indices.length; k++) {
+              const i = indices[k]!;
+              const x = values[i]!;
+              values[i] = x >= 0 ? Math.log1p(x) : -Math.log1p(-x);
+            }
+          }
+          emit(record);
+        },
+      })),
+    };
+  },
+});

@@ -1,0 +1,639 @@
+/**
+ * `sessionizer`: per-user session windows on event time.
+ *
+ * Events wait in a buffer until the watermark passes them, then are assigned in event-time order, so
+ * an out-of-order event within the sources' bound is handled exactly as if it had arrived in order.
+ * A session closes when the watermark passes its last event plus `gap`; its summary is emitted then.
+ * A late event (behind the watermark) within `allowed_lateness` updates, or bridges and merges, the
+ * sessions it touches, and the summary is emitted again with `update: true`. Later events go to the
+ * `late` side output. State is plain maps and one timer heap keyed by event time.
+ */
+import {
+  defineOperator,
+  originOf,
+  parseDuration,
+  recordOperator,
+  ORIGIN,
+  type ClickEvent,
+  type Duration,
+  type Element,
+  type Emit,
+  type Origin,
+  type PluginContext,
+  type SessionSummary,
+  type StreamRecord,
+} from 'tributary';
+
+export interface SessionizerConfig {
+  gap: Duration;
+  max_length?: Duration;
+  allowed_lateness: Duration;
+  session_id_from: 'gap' | 'data';
+  max_open_sessions: number;
+  max_ahead_of_clock: Duration;
+  max_behind_watermark: Duration;
+  not_before: string;
+}
+
+export default defineOperator<SessionizerConfig>({
+  name: 'sessionizer',
+  status: 'beta',
+  summary: 'Groups each user\'s events into sessions on event time; tags events with their session and emits a summary per closed session.',
+  description:
+    'Every event leaves with `session: {id, position, sinceStart, sincePrevious, start}`. When the watermark passes a ' +
+    "session's last event plus `gap`, a `kind: session` summary follows (userId, sessionId, start, end, eventCount, counts, " +
+    'purchased, closedBy). Events are held until the watermark passes them and then assigned in event-time order. A late ' +
+    'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
+    '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
+    '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids. Events with absurd timestamps go to ' +
+    'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it the session closest to closing is ' +
+    'closed early (summary `closedBy: evicted`), counted in `sessions_evicted_total`.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session.' },
+      max_length: {
+        $ref: 'tributary:duration',
+        description: 'Longest session (first to last event): an event that would make it longer starts a new one. Default: no limit. Gap mode only.',
+      },
+      allowed_lateness: {
+        $ref: 'tributary:duration',
+        default: '0ms',
+        description: 'How long after a session closed a late event may still update it (Flink allowed lateness, Kafka Streams grace).',
+      },
+      session_id_from: {
+        enum: ['gap', 'data'],
+        default: 'gap',
+        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity.',
+      },
+      max_open_sessions: {
+        type: 'integer',
+        minimum: 1,
+        default: 1000000,
+        description: 'Most sessions kept in memory (open, or closed and waiting for late events); beyond it the one closest to closing is closed early and counted.',
+      },
+      max_ahead_of_clock: {
+        $ref: 'tributary:duration',
+        default: '1d',
+        description: 'An event time further than this ahead of the wall clock is absurd: dead-lettered.',
+      },
+      max_behind_watermark: {
+        $ref: 'tributary:duration',
+        default: '365d',
+        description: 'An event time further than this behind the watermark is absurd (not merely late): dead-lettered.',
+      },
+      not_before: {
+        type: 'string',
+        format: 'date-time',
+        default: '2000-01-01T00:00:00Z',
+        description: 'Event times before this are absurd (zero or missing clocks): dead-lettered.',
+      },
+    },
+  },
+  examples: [
+    { gap: '30m' },
+    { gap: '30m', max_length: '4h', allowed_lateness: '10m', max_open_sessions: 500000 },
+    { session_id_from: 'data', gap: '30m', max_ahead_of_clock: '2h' },
+  ],
+  create(config, context) {
+    const gap = parseDuration(config.gap);
+    if (!(gap > 0)) throw new RangeError(`gap must be positive, got '${config.gap}'`);
+    const maxLength = config.max_length === undefined ? Infinity : parseDuration(config.max_length);
+    if (!(maxLength > 0)) throw new RangeError(`max_length must be positive, got '${config.max_length}'`);
+    const notBefore = Date.parse(config.not_before);
+    if (!Number.isFinite(notBefore)) throw new RangeError(`not_before: cannot parse '${config.not_before}'`);
+    const state = new SessionState(
+      {
+        gap,
+        maxLength,
+        lateness: parseDuration(config.allowed_lateness),
+        fromData: config.session_id_from === 'data',
+        maxOpen: config.max_open_sessions,
+        maxAhead: parseDuration(config.max_ahead_of_clock),
+        maxBehind: parseDuration(config.max_behind_watermark),
+        notBefore,
+      },
+      context,
+    );
+    return {
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => state.record(record, emit),
+        watermark: (mark, emit) => state.advance(mark.time, emit),
+      })),
+      snapshot: () => state.snapshot(),
+      restore: (saved) => state.restore(saved as SessionizerSnapshot),
+    };
+  },
+});
+
+interface Settings {
+  gap: number;
+  maxLength: number;
+  lateness: number;
+  fromData: boolean;
+  maxOpen: number;
+  maxAhead: number;
+  maxBehind: number;
+  notBefore: number;
+}
+
+type ClosedBy = 'gap' | 'max_length' | 'evicted' | 'end_of_input';
+
+/** A summary as this sessionizer emits it: the contract's fields plus why it closed and what it absorbed. */
+export interface SessionizerSummary extends SessionSummary {
+  closedBy: ClosedBy;
+  /** Ids of sessions merged into this one by a late event (their events carry those ids). */
+  replaces?: string[];
+}
+
+const PURCHASED = 1;
+const EMITTED = 2;
+const CLOSED = 4;
+const SEALED = 8;
+
+/** One session. Fields are all set in the constructor so every instance shares one shape. */
+class Session {
+  seq: number;
+  userId: string;
+  id: string;
+  start: number;
+  end: number;
+  count = 0;
+  counts: Record<string, number> = Object.create(null) as Record<string, number>;
+  /** PURCHASED | EMITTED (a summary went out) | CLOSED (its summary is current) | SEALED (cut by max_length). */
+  flags = 0;
+  dead = false;
+  /** Next older session of the same user still kept (sessions of a user are listed newest first). */
+  older: Session | undefined = undefined;
+  replaces: string[] | undefined = undefined;
+
+  constructor(seq: number, userId: string, id: string, start: number) {
+    this.seq = seq;
+    this.userId = userId;
+    this.id = id;
+    this.start = start;
+    this.end = start;
+  }
+}
+
+/** JSON form of the state: sessions as tuples, the timer heap as parallel arrays, pending events. */
+export interface SessionizerSnapshot {
+  version: 1;
+  watermark: number | null;
+  maxSeen: number | null;
+  nextSeq: number;
+  /** [seq, userId, id, start, end, count, counts, flags, replaces], users in map order, each newest first. */
+  sessions: [number, string, string, number, number, number, Record<string, number>, number, string[] | null][];
+  heapKeys: number[];
+  heapSeqs: number[];
+  /** Events not yet passed by the watermark, in arrival order, with their origins. */
+  pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
+}
+
+const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null);
+
+class SessionState {
+  private readonly users = new Map<string, Session>();
+  /** Min-heap of timers: (time, seq) order, so ties never depend on the heap's layout. */
+  private heapKeys: number[] = [];
+  private heapItems: Session[] = [];
+  private pending: ClickEvent[] = [];
+  private pendingSorted = true;
+  private watermark = -Infinity;
+  private maxSeen = -Infinity;
+  private nextSeq = 0;
+  private open = 0;
+  private now: number;
+  private evictions = 0;
+  private readonly settings: Settings;
+  private readonly context: PluginContext;
+  private readonly opened;
+  private readonly closed;
+  private readonly evicted;
+  private readonly merged;
+  private readonly late;
+  private readonly openGauge;
+
+  constructor(settings: Settings, context: PluginContext) {
+    this.settings = settings;
+    this.context = context;
+    this.now = context.clock.now();
+    const metrics = context.metrics;
+    this.opened = metrics.counter('sessions_opened_total', 'Sessions started.');
+    this.closed = metrics.counter('sessions_closed_total', 'Session summaries emitted (first emission).');
+    this.evicted = metrics.counter('sessions_evicted_total', 'Sessions closed early because max_open_sessions was reached.');
+    this.merged = metrics.counter('sessions_merged_total', 'Sessions merged into another by a late event.');
+    this.late = metrics.counter('late_events_total', 'Events later than the allowed lateness, sent to the late output.');
+    this.openGauge = metrics.gauge('open_sessions', 'Sessions kept in memory.');
+  }
+
+  record(record: Element, emit: Emit): void {
+    if (record.kind !== 'event') {
+      emit(record);
+      return;
+    }
+    const event = record as ClickEvent;
+    const time = event.time;
+    const s = this.settings;
+    if (s.fromData && event.sessionId === undefined) throw new Error('event has no sessionId (session_id_from: data)');
+    if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
+    if (time > this.now + s.maxAhead) return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+    if (time < this.watermark) {
+      if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
+      this.lateEvent(event, emit);
+      return;
+    }
+    const pending = this.pending;
+    if (pending.length > 0 && time < pending[pending.length - 1]!.time) this.pendingSorted = false;
+    pending.push(event);
+    if (time > this.maxSeen) this.maxSeen = time;
+  }
+
+  private reject(event: ClickEvent, reason: string): void {
+    this.context.deadLetter({ reason: `${this.context.label}: ${reason}`, raw: event, origin: originOf(event) });
+  }
+
+  /** Moves event time to `mark`: assigns the events it passed, in time order, and fires due timers. */
+  advance(mark: number, emit: Emit): void {
+    this.now = this.context.clock.now();
+    // Only accepted events move this operator's time: a dead-lettered absurd timestamp already
+    // moved the source's watermark, and must not close every session.
+    const to = mark === Infinity ? Infinity : Math.min(mark, this.maxSeen);
+    if (!(to > this.watermark)) return;
+    this.watermark = to;
+    const pending = this.pending;
+    if (pending.length > 0) {
+      if (!this.pendingSorted) {
+        pending.sort(byTime); // stable: ties keep arrival order
+        this.pendingSorted = true;
+      }
+      let k = 0;
+      for (; k < pending.length; k++) {
+        const event = pending[k]!;
+        if (event.time > to) break;
+        this.fire(event.time, emit);
+        this.assign(event, emit);
+      }
+      const rest = pending.length - k;
+      for (let i = 0; i < rest; i++) pending[i] = pending[i + k]!;
+      pending.length = rest;
+    }
+    this.fire(to, emit);
+    this.openGauge.set(this.open);
+  }
+
+  /** An in-order event (its time is at or after every kept session's end). */
+  private assign(event: ClickEvent, emit: Emit): void {
+    const s = this.settings;
+    const time = event.time;
+    const newest = this.users.get(event.userId);
+    let session: Session | undefined;
+    if (s.fromData) {
+      for (let c = newest; c !== undefined; c = c.older) {
+        if (c.id === event.sessionId) {
+          session = c;
+          break;
+        }
+      }
+    } else if (newest !== undefined && time - newest.end < s.gap) {
+      if (time - newest.start < s.maxLength) session = newest;
+      else this.seal(newest, emit);
+    }
+    if (session === undefined) {
+      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      this.tag(event, session, 0, 0);
+    } else {
+      const position = session.count;
+      const sincePrevious = time > session.end ? time - session.end : 0;
+      if (time > session.end) session.end = time;
+      this.tag(event, session, position, sincePrevious);
+    }
+    this.count(session, event.type);
+    emit(event);
+    // In data mode the id decides, so an in-order event can land in a session already closed.
+    if ((session.flags & CLOSED) !== 0) this.summarize(session, 'gap', emit);
+  }
+
+  private tag(event: ClickEvent, session: Session, position: number, sincePrevious: number): void {
+    event.session = { id: session.id, position, sinceStart: event.time - session.start, sincePrevious, start: session.start };
+  }
+
+  private count(session: Session, type: string): void {
+    session.count++;
+    session.counts[type] = (session.counts[type] ?? 0) + 1;
+    if (type === 'purchase') session.flags |= PURCHASED;
+  }
+
+  /** A new session, linked into its user's list (newest first by start) and given a timer. */
+  private create(userId: string, id: string, start: number, newest: Session | undefined, emit: Emit): Session {
+    const session = new Session(this.nextSeq++, userId, id, start);
+    if (newest === undefined || start >= newest.start) {
+      session.older = newest;
+      this.users.set(userId, session);
+    } else {
+      let c = newest;
+      while (c.older !== undefined && c.older.start > start) c = c.older;
+      session.older = c.older;
+      c.older = session;
+    }
+    this.open++;
+    this.opened.inc();
+    this.push(start + this.settings.gap, session);
+    if (this.open > this.settings.maxOpen) this.evictOne(session, emit);
+    return session;
+  }
+
+  /** Cut by max_length: no in-order event can join it any more, so its summary goes out now. */
+  private seal(session: Session, emit: Emit): void {
+    session.flags |= SEALED | CLOSED;
+    this.summarize(session, 'max_length', emit);
+  }
+
+  private lateEvent(event: ClickEvent, emit: Emit): void {
+    const s = this.settings;
+    const time = event.time;
+    const newest = this.users.get(event.userId);
+    let session: Session | undefined;
+    let absorbed: Session | undefined;
+    if (s.fromData) {
+      for (let c = newest; c !== undefined; c = c.older) {
+        if (c.id === event.sessionId) {
+          session = c;
+          break;
+        }
+      }
+    } else {
+      // Kept sessions of this user that the event touches (within a gap of their span), newest first.
+      let later: Session | undefined;
+      let earlier: Session | undefined;
+      for (let c = newest; c !== undefined; c = c.older) {
+        if (time > c.start - s.gap && time - c.end < s.gap) {
+          if (later === undefined) later = c;
+          else if (earlier === undefined) earlier = c;
+        }
+      }
+      if (later !== undefined && earlier !== undefined) {
+        if (later.end - earlier.start < s.maxLength) {
+          session = earlier; // the merged session keeps the earlier id
+          absorbed = later;
+        } else {
+          session = later.start - time < time - earlier.end ? later : earlier;
+        }
+      } else {
+        session = later;
+      }
+    }
+    if (session === undefined) {
+      if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
+      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      this.tag(event, session, 0, 0);
+      this.count(session, event.type);
+      emit(event);
+      if (time + s.gap <= this.watermark) {
+        session.flags |= CLOSED;
+        this.summarize(session, 'gap', emit);
+      }
+      return;
+    }
+    const position = session.count;
+    const sincePrevious = time > session.end ? time - session.end : 0;
+    if (time < session.start) session.start = time;
+    if (time > session.end) session.end = time;
+    if (absorbed !== undefined) this.absorb(session, absorbed);
+    this.tag(event, session, position, sincePrevious);
+    this.count(session, event.type);
+    emit(event);
+    if ((session.flags & SEALED) === 0) {
+      // Reopened when the late event moved its end past the watermark; else its summary is stale now.
+      if (session.end + s.gap > this.watermark) session.flags &= ~CLOSED;
+      else session.flags |= CLOSED;
+    }
+    if ((session.flags & CLOSED) !== 0) this.summarize(session, (session.flags & SEALED) !== 0 ? 'max_length' : 'gap', emit);
+  }
+
+  private tooLate(event: ClickEvent): void {
+    this.late.inc();
+    this.context.sideOutput('late', event as unknown as StreamRecord);
+  }
+
+  private absorb(into: Session, from: Session): void {
+    into.count += from.count;
+    for (const type in from.counts) into.counts[type] = (into.counts[type] ?? 0) + from.counts[type]!;
+    into.flags |= from.flags & (PURCHASED | EMITTED | SEALED);
+    if (from.end > into.end) into.end = from.end;
+    if (from.start < into.start) into.start = from.start;
+    into.replaces = [...(into.replaces ?? []), from.id, ...(from.replaces ?? [])];
+    this.merged.inc();
+    this.remove(from);
+  }
+
+  private summarize(session: Session, closedBy: ClosedBy, emit: Emit): void {
+    const summary: SessionizerSummary = {
+      kind: 'session',
+      userId: session.userId,
+      sessionId: session.id,
+      start: session.start,
+      end: session.end,
+      eventCount: session.count,
+      counts: { ...session.counts },
+      purchased: (session.flags & PURCHASED) !== 0,
+      closedBy,
+    };
+    if ((session.flags & EMITTED) !== 0) summary.update = true;
+    else this.closed.inc();
+    if (session.replaces !== undefined) summary.replaces = session.replaces;
+    session.flags |= EMITTED;
+    emit(summary as unknown as StreamRecord);
+  }
+
+  /** Fires every timer due at or before `time`: closes sessions, then forgets them after the lateness. */
+  private fire(time: number, emit: Emit): void {
+    const keys = this.heapKeys;
+    const s = this.settings;
+    while (keys.length > 0 && keys[0]! <= time) {
+      const key = keys[0]!;
+      const session = this.pop();
+      if (session.dead) continue;
+      const closed = (session.flags & CLOSED) !== 0;
+      const due = closed ? session.end + s.gap + s.lateness : session.end + s.gap;
+      if (due > key) {
+        this.push(due, session); // its end moved since the timer was set
+      } else if (!closed) {
+        session.flags |= CLOSED;
+        // At the end of input, a session whose gap had passed by the last event time ended by its gap.
+        this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
+        if (s.lateness > 0 && time !== Infinity) this.push(session.end + s.gap + s.lateness, session);
+        else this.remove(session);
+      } else {
+        this.remove(session);
+      }
+    }
+  }
+
+  /** Over max_open_sessions: the session whose timer is due first is closed now (never `keep`). */
+  private evictOne(keep: Session, emit: Emit): void {
+    while (this.heapKeys.length > 0) {
+      const victim = this.heapItems[0]!;
+      if (victim === keep) return; // only the new one is left
+      this.pop();
+      if (victim.dead) continue;
+      if ((victim.flags & CLOSED) === 0) {
+        victim.flags |= CLOSED;
+        this.summarize(victim, 'evicted', emit);
+      }
+      this.remove(victim);
+      this.evicted.inc();
+      this.evictions++;
+      if ((this.evictions & (this.evictions - 1)) === 0) {
+        this.context.logger.warn({ evictions: this.evictions, max_open_sessions: this.settings.maxOpen }, 'max_open_sessions reached: closing the oldest sessions early');
+      }
+      return;
+    }
+  }
+
+  private remove(session: Session): void {
+    session.dead = true;
+    this.open--;
+    const newest = this.users.get(session.userId);
+    if (newest === session) {
+      if (session.older === undefined) this.users.delete(session.userId);
+      else this.users.set(session.userId, session.older);
+    } else {
+      for (let c = newest; c !== undefined; c = c.older) {
+        if (c.older === session) {
+          c.older = session.older;
+          break;
+        }
+      }
+    }
+    session.older = undefined;
+  }
+
+  private less(i: number, j: number): boolean {
+    const a = this.heapKeys[i]!;
+    const b = this.heapKeys[j]!;
+    return a < b || (a === b && this.heapItems[i]!.seq < this.heapItems[j]!.seq);
+  }
+
+  private swap(i: number, j: number): void {
+    const keys = this.heapKeys;
+    const items = this.heapItems;
+    const k = keys[i]!;
+    keys[i] = keys[j]!;
+    keys[j] = k;
+    const s = items[i]!;
+    items[i] = items[j]!;
+    items[j] = s;
+  }
+
+  private push(key: number, session: Session): void {
+    this.heapKeys.push(key);
+    this.heapItems.push(session);
+    let i = this.heapKeys.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private pop(): Session {
+    const keys = this.heapKeys;
+    const items = this.heapItems;
+    const top = items[0]!;
+    const lastKey = keys.pop()!;
+    const lastItem = items.pop()!;
+    if (keys.length > 0) {
+      keys[0] = lastKey;
+      items[0] = lastItem;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < keys.length && this.less(left, smallest)) smallest = left;
+        if (right < keys.length && this.less(right, smallest)) smallest = right;
+        if (smallest === i) break;
+        this.swap(i, smallest);
+        i = smallest;
+      }
+    }
+    return top;
+  }
+
+  snapshot(): SessionizerSnapshot {
+    const sessions: SessionizerSnapshot['sessions'] = [];
+    for (const newest of this.users.values()) {
+      for (let c: Session | undefined = newest; c !== undefined; c = c.older) {
+        sessions.push([c.seq, c.userId, c.id, c.start, c.end, c.count, { ...c.counts }, c.flags, c.replaces ?? null]);
+      }
+    }
+    const live = new Set<number>(sessions.map((row) => row[0]));
+    const heapKeys: number[] = [];
+    const heapSeqs: number[] = [];
+    // Dead entries are dropped: fire() skips them anyway, and keeping the layout of the live ones
+    // would not matter either, since the heap orders by (time, seq).
+    for (let i = 0; i < this.heapKeys.length; i++) {
+      const item = this.heapItems[i]!;
+      if (!item.dead && live.has(item.seq)) {
+        heapKeys.push(this.heapKeys[i]!);
+        heapSeqs.push(item.seq);
+      }
+    }
+    return {
+      version: 1,
+      watermark: finiteOrNull(this.watermark),
+      maxSeen: finiteOrNull(this.maxSeen),
+      nextSeq: this.nextSeq,
+      sessions,
+      heapKeys,
+      heapSeqs,
+      pending: this.pending.map((event) => [{ ...event }, originOf(event) ?? null]),
+    };
+  }
+
+  restore(saved: SessionizerSnapshot): void {
+    if (saved?.version !== 1) throw new Error(`sessionizer: unknown snapshot version ${String((saved as { version?: unknown })?.version)}`);
+    this.users.clear();
+    this.heapKeys = [];
+    this.heapItems = [];
+    this.watermark = saved.watermark ?? -Infinity;
+    this.maxSeen = saved.maxSeen ?? -Infinity;
+    this.nextSeq = saved.nextSeq;
+    const bySeq = new Map<number, Session>();
+    let previous: Session | undefined;
+    for (const [seq, userId, id, start, end, count, counts, flags, replaces] of saved.sessions) {
+      const session = new Session(seq, userId, id, start);
+      session.end = end;
+      session.count = count;
+      session.counts = Object.assign(Object.create(null) as Record<string, number>, counts);
+      session.flags = flags;
+      session.replaces = replaces ?? undefined;
+      bySeq.set(seq, session);
+      if (previous !== undefined && previous.userId === userId) previous.older = session;
+      else this.users.set(userId, session);
+      previous = session;
+    }
+    this.open = bySeq.size;
+    for (let i = 0; i < saved.heapKeys.length; i++) {
+      const session = bySeq.get(saved.heapSeqs[i]!);
+      if (session) this.push(saved.heapKeys[i]!, session);
+    }
+    this.pending = saved.pending.map(([event, origin]) => {
+      const restored = { ...event } as ClickEvent;
+      if (origin) restored[ORIGIN] = origin;
+      return restored;
+    });
+    this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
+  }
+}
+
+function byTime(a: ClickEvent, b: ClickEvent): number {
+  return a.time - b.time;
+}
+
+function iso(time: number): string {
+  return Number.isFinite(time) && Math.abs(time) < 8.64e15 ? new Date(time).toISOString() : String(time);
+}

@@ -1,0 +1,104 @@
+/**
+ * `standardize`: online standardisation of the named features, in place: (x - mean) / std with the
+ * running mean and variance (Welford) of every value seen so far, this one included. Causal, so it
+ * adds no leakage; the statistics are state, snapshotted and restored.
+ */
+import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
+import { NameResolver } from './vector.js';
+
+export interface StandardizeConfig {
+  features: string[];
+  min_count: number;
+}
+
+export default defineOperator<StandardizeConfig>({
+  name: 'standardize',
+  status: 'beta',
+  summary: 'Replaces the named features by (x - running mean) / running std, in place.',
+  description:
+    'Statistics are kept per feature name over every event seen, the current one included (Welford). Until a feature has ' +
+    'been seen `min_count` times, or while its variance is 0, it becomes 0. Names may use `*` as a wildcard.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['features'],
+    properties: {
+      features: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Feature names (with `*` wildcards) to standardise.' },
+      min_count: { type: 'integer', minimum: 1, default: 2, description: 'Values seen before the output is anything but 0.' },
+    },
+  },
+  examples: [{ features: ['s_*', 'u_*'] }, { features: ['s_view_price_mean'], min_count: 100 }],
+  create(config, context) {
+    const resolver = new NameResolver(config.features, (missing) => context.logger.warn({ missing }, 'standardize: features not in the vector'));
+    // Statistics by feature name; `slotsFor` maps a names array's selected indices to them.
+    const byName = new Map<string, number>();
+    let count: Float64Array<ArrayBuffer> = new Float64Array(16);
+    let mean: Float64Array<ArrayBuffer> = new Float64Array(16);
+    let m2: Float64Array<ArrayBuffer> = new Float64Array(16);
+    const slotOf = (name: string): number => {
+      let slot = byName.get(name);
+      if (slot === undefined) {
+        slot = byName.size;
+        byName.set(name, slot);
+        if (slot >= count.length) {
+          const grow = (a: Float64Array): Float64Array<ArrayBuffer> => {
+            const b = new Float64Array(a.length * 2);
+            b.set(a);
+            return b;
+          };
+          count = grow(count);
+          mean = grow(mean);
+          m2 = grow(m2);
+        }
+      }
+      return slot;
+    };
+    let lastNames: readonly string[] | undefined;
+    let lastSlots = new Int32Array(0);
+    const minCount = config.min_count;
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          const features = (record as ClickEvent).features;
+          if (record.kind === 'event' && features !== undefined) {
+            const indices = resolver.indices(features.names);
+            if (features.names !== lastNames) {
+              lastNames = features.names;
+              lastSlots = Int32Array.from(indices, (i) => slotOf(features.names[i]!));
+            }
+            const values = features.values;
+            for (let k = 0; k < indices.length; k++) {
+              const i = indices[k]!;
+              const s = lastSlots[k]!;
+              const x = values[i]!;
+              if (x !== x) continue; // NaN would poison the statistics forever
+              const n = ++count[s]!;
+              const delta = x - mean[s]!;
+              mean[s]! += delta / n;
+              m2[s]! += delta * (x - mean[s]!);
+              const variance = n > 1 ? m2[s]! / (n - 1) : 0;
+              values[i] = n >= minCount && variance > 1e-12 ? (x - mean[s]!) / Math.sqrt(variance) : 0;
+            }
+          }
+          emit(record);
+        },
+      })),
+      snapshot: () => {
+        const stats: Record<string, [number, number, number]> = {};
+        for (const [name, s] of byName) stats[name] = [count[s]!, mean[s]!, m2[s]!];
+        return { version: 1, stats };
+      },
+      restore: (saved) => {
+        const state = saved as { version?: number; stats?: Record<string, [number, number, number]> };
+        if (state?.version !== 1 || typeof state.stats !== 'object') throw new Error(`${context.label}: unknown standardize snapshot version`);
+        for (const [name, [n, mu, sq]] of Object.entries(state.stats)) {
+          const s = slotOf(name);
+          count[s] = n;
+          mean[s] = mu;
+          m2[s] = sq;
+        }
+        lastNames = undefined;
+      },
+    };
+  },
+});

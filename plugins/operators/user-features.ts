@@ -1,0 +1,281 @@
+/**
+ * `user-features`: a block of features across a user's sessions at every event: recency, frequency,
+ * monetary value, exponentially decayed event and purchase counts over event-time horizons, sessions,
+ * time since the last purchase, mean session length. Causal: only events up to the current one count.
+ *
+ * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
+ * this state grows with every user ever seen: a million users must fit in well under a GiB.
+ */
+import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
+import { BlockAppender } from './vector.js';
+
+export interface UserFeaturesConfig {
+  horizons: Duration[];
+  max_users: number;
+}
+
+export default defineOperator<UserFeaturesConfig>({
+  name: 'user-features',
+  status: 'beta',
+  summary: 'Appends per-user features across sessions: recency, frequency, monetary value, decayed counts, time since last purchase.',
+  description:
+    'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices), `u_tenure_days`, ' +
+    '`u_recency_days` (since the end of the previous session; 0 in the first), `u_days_since_purchase` (0 before the first ' +
+    'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
+    "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
+    'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`. ' +
+    'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total`.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      horizons: {
+        type: 'array',
+        minItems: 0,
+        maxItems: 8,
+        items: { $ref: 'tributary:duration' },
+        default: ['1d', '7d', '30d'],
+        description: 'Time constants of the decayed counts (event time).',
+      },
+      max_users: {
+        type: 'integer',
+        minimum: 1,
+        default: 5000000,
+        description: 'Most users remembered; beyond it the least recently seen tenth is forgotten (counted).',
+      },
+    },
+  },
+  examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
+  create(config, context) {
+    const horizons = config.horizons.map((h) => parseDuration(h));
+    for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new RangeError(`horizons[${k}] must be positive, got '${String(config.horizons[k])}'`);
+    const labels = config.horizons.map((h) => (typeof h === 'number' ? `${h}ms` : h));
+    if (new Set(labels).size !== labels.length) throw new RangeError(`horizons must be distinct, got ${labels.join(', ')}`);
+    const state = new UserState(horizons, labels, config.max_users, context);
+    return {
+      apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit) })),
+      snapshot: () => state.snapshot(),
+      restore: (saved) => state.restore(saved as UserFeaturesSnapshot),
+    };
+  },
+});
+
+// Row layout of one user's numbers.
+const FIRST_SEEN = 0;
+const LAST_TIME = 1;
+const EVENTS = 2;
+const SESSIONS = 3;
+const SESSION_START = 4;
+const SESSION_EVENTS = 5;
+const SESSION_LAST = 6;
+const DONE_SESSIONS = 7;
+const DONE_EVENTS = 8;
+const DONE_DURATION = 9;
+const PREV_SESSION_END = 10;
+const PURCHASES = 11;
+const MONETARY = 12;
+const LAST_PURCHASE = 13;
+const DECAY_TIME = 14;
+const FIXED = 15;
+
+const DAY = 86_400_000;
+
+export interface UserFeaturesSnapshot {
+  version: 1;
+  horizons: number[];
+  /** [userId, current session id or null, ...row numbers], in the order users were first seen. */
+  users: [string, string | null, ...number[]][];
+}
+
+class UserState {
+  private readonly slots = new Map<string, number>();
+  private userIds: string[] = [];
+  private sessionIds: (string | undefined)[] = [];
+  private rows: Float64Array;
+  private capacity = 1024;
+  private free: number[] = [];
+  private used = 0;
+  private readonly width: number;
+  private readonly horizons: number[];
+  private readonly block: BlockAppender;
+  private readonly maxUsers: number;
+  private readonly context: PluginContext;
+  private readonly evicted;
+  private readonly known;
+
+  constructor(horizons: number[], labels: string[], maxUsers: number, context: PluginContext) {
+    this.horizons = horizons;
+    this.width = FIXED + 2 * horizons.length;
+    this.rows = new Float64Array(this.capacity * this.width);
+    this.maxUsers = maxUsers;
+    this.context = context;
+    this.block = new BlockAppender([
+      'u_events',
+      'u_sessions',
+      'u_purchases',
+      'u_monetary',
+      'u_tenure_days',
+      'u_recency_days',
+      'u_days_since_purchase',
+      'u_has_purchased',
+      'u_mean_session_events',
+      'u_mean_session_minutes',
+      ...labels.map((h) => `u_events_${h}`),
+      ...labels.map((h) => `u_purchases_${h}`),
+    ]);
+    this.evicted = context.metrics.counter('users_evicted_total', 'Users forgotten because max_users was reached.');
+    this.known = context.metrics.gauge('known_users', 'Users remembered.');
+  }
+
+  get names(): readonly string[] {
+    return this.block.names;
+  }
+
+  record(record: Element, emit: Emit): void {
+    if (record.kind !== 'event') {
+      emit(record);
+      return;
+    }
+    const event = record as ClickEvent;
+    const time = event.time;
+    let slot = this.slots.get(event.userId);
+    if (slot === undefined) {
+      slot = this.allocate(event.userId);
+      const fresh = this.rows; // read after allocate: it may have grown the slab
+      const start = slot * this.width;
+      fresh[start + FIRST_SEEN] = time;
+      fresh[start + LAST_TIME] = time;
+      fresh[start + DECAY_TIME] = time;
+    }
+    const r = slot * this.width;
+    const row = this.rows;
+    const sessionId = event.session?.id ?? event.sessionId;
+    if (sessionId !== undefined && sessionId !== this.sessionIds[slot]) {
+      if (this.sessionIds[slot] !== undefined) {
+        row[r + DONE_SESSIONS]!++;
+        row[r + DONE_EVENTS]! += row[r + SESSION_EVENTS]!;
+        row[r + DONE_DURATION]! += row[r + SESSION_LAST]! - row[r + SESSION_START]!;
+        row[r + PREV_SESSION_END] = row[r + SESSION_LAST]!;
+      }
+      this.sessionIds[slot] = sessionId;
+      row[r + SESSIONS]!++;
+      row[r + SESSION_START] = event.session?.start ?? time;
+      row[r + SESSION_EVENTS] = 0;
+      row[r + SESSION_LAST] = time;
+    }
+    row[r + EVENTS]!++;
+    row[r + SESSION_EVENTS]!++;
+    if (time > row[r + SESSION_LAST]!) row[r + SESSION_LAST] = time;
+    if (time > row[r + LAST_TIME]!) row[r + LAST_TIME] = time;
+    if (time < row[r + FIRST_SEEN]!) row[r + FIRST_SEEN] = time;
+    const isPurchase = event.type === 'purchase';
+    if (isPurchase) {
+      row[r + PURCHASES]!++;
+      if (event.price !== undefined && Number.isFinite(event.price)) row[r + MONETARY]! += event.price;
+      if (row[r + PURCHASES] === 1 || time > row[r + LAST_PURCHASE]!) row[r + LAST_PURCHASE] = time;
+    }
+    // Decayed counts: decay to this event's time (a late event counts as at the latest time), then add.
+    const age = time - row[r + DECAY_TIME]!;
+    if (age > 0) row[r + DECAY_TIME] = time;
+    const horizons = this.horizons;
+    const h = horizons.length;
+    const decays = r + FIXED;
+    for (let k = 0; k < h; k++) {
+      const factor = age > 0 ? Math.exp(-age / horizons[k]!) : 1;
+      row[decays + k] = row[decays + k]! * factor + 1;
+      row[decays + h + k] = row[decays + h + k]! * factor + (isPurchase ? 1 : 0);
+    }
+
+    const v = this.block.append(event);
+    let i = v.length - this.block.width;
+    const purchases = row[r + PURCHASES]!;
+    const done = row[r + DONE_SESSIONS]!;
+    v[i++] = row[r + EVENTS]!;
+    v[i++] = row[r + SESSIONS]!;
+    v[i++] = purchases;
+    v[i++] = row[r + MONETARY]!;
+    v[i++] = (time - row[r + FIRST_SEEN]!) / DAY;
+    v[i++] = done > 0 ? Math.max(0, row[r + SESSION_START]! - row[r + PREV_SESSION_END]!) / DAY : 0;
+    v[i++] = purchases > 0 ? Math.max(0, time - row[r + LAST_PURCHASE]!) / DAY : 0;
+    v[i++] = purchases > 0 ? 1 : 0;
+    v[i++] = done > 0 ? row[r + DONE_EVENTS]! / done : 0;
+    v[i++] = done > 0 ? row[r + DONE_DURATION]! / done / 60_000 : 0;
+    for (let k = 0; k < 2 * h; k++) v[i++] = row[decays + k]!;
+    emit(event);
+  }
+
+  private allocate(userId: string): number {
+    if (this.slots.size >= this.maxUsers) this.evict();
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.used++;
+      if (slot >= this.capacity) {
+        this.capacity *= 2;
+        const grown = new Float64Array(this.capacity * this.width);
+        grown.set(this.rows);
+        this.rows = grown;
+      }
+    } else {
+      this.rows.fill(0, slot * this.width, (slot + 1) * this.width);
+    }
+    this.slots.set(userId, slot);
+    this.userIds[slot] = userId;
+    this.sessionIds[slot] = undefined;
+    this.known.set(this.slots.size);
+    return slot;
+  }
+
+  /** Forgets the least recently seen tenth of the users (at least one): amortised over many events. */
+  private evict(): void {
+    const count = Math.max(1, Math.floor(this.slots.size / 10));
+    const times = new Float64Array(this.slots.size);
+    let n = 0;
+    for (const slot of this.slots.values()) times[n++] = this.rows[slot * this.width + LAST_TIME]!;
+    times.sort();
+    const threshold = times[count - 1]!;
+    let removed = 0;
+    for (const [userId, slot] of this.slots) {
+      if (removed >= count) break;
+      if (this.rows[slot * this.width + LAST_TIME]! <= threshold) {
+        this.slots.delete(userId);
+        this.sessionIds[slot] = undefined;
+        this.free.push(slot);
+        removed++;
+      }
+    }
+    this.evicted.inc(removed);
+    this.context.logger.warn({ evicted: removed, max_users: this.maxUsers }, 'max_users reached: forgot the least recently seen users');
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  snapshot(): UserFeaturesSnapshot {
+    const users: UserFeaturesSnapshot['users'] = [];
+    for (const [userId, slot] of this.slots) {
+      const r = slot * this.width;
+      users.push([userId, this.sessionIds[slot] ?? null, ...Array.from(this.rows.subarray(r, r + this.width))]);
+    }
+    return { version: 1, horizons: [...this.horizons], users };
+  }
+
+  restore(saved: UserFeaturesSnapshot): void {
+    if (saved?.version !== 1) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
+    if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
+      throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.join(',')} differ from the config's ${this.horizons.join(',')}`);
+    }
+    this.slots.clear();
+    this.free = [];
+    this.used = 0;
+    this.userIds = [];
+    this.sessionIds = [];
+    this.capacity = Math.max(1024, saved.users.length);
+    this.rows = new Float64Array(this.capacity * this.width);
+    for (const [userId, sessionId, ...numbers] of saved.users) {
+      const slot = this.allocate(userId);
+      this.sessionIds[slot] = sessionId ?? undefined;
+      this.rows.set(numbers, slot * this.width);
+    }
+  }
+}
