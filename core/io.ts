@@ -4,6 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
+import { recordToJson } from './json.js';
 
 export interface LineBatch {
   lines: string[];
@@ -21,15 +22,22 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
   let lines: string[] = [];
   let firstLine = 1;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
-    let buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-    carry = undefined;
+    const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    // Decode every complete line of the chunk at once (one toString instead of one per line); the
+    // bytes after the last newline wait for the next chunk, so no character is ever cut in two.
+    const lastNewline = buffer.lastIndexOf(10);
+    if (lastNewline < 0) {
+      carry = buffer;
+      continue;
+    }
+    carry = lastNewline + 1 < buffer.length ? buffer.subarray(lastNewline + 1) : undefined;
+    const text = buffer.toString('utf8', 0, lastNewline + 1);
     let start = 0;
     for (;;) {
-      const end = buffer.indexOf(10, start);
+      const end = text.indexOf('\n', start);
       if (end < 0) break;
-      const stop = end > start && buffer[end - 1] === 13 ? end - 1 : end;
       if (lines.length === 0) firstLine = lineNumber;
-      lines.push(buffer.toString('utf8', start, stop));
+      lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
       lineNumber++;
       start = end + 1;
       if (lines.length >= maxBatch) {
@@ -37,8 +45,6 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
         lines = [];
       }
     }
-    if (start < buffer.length) carry = buffer.subarray(start);
-    buffer = undefined as unknown as Buffer;
   }
   if (carry && carry.length > 0) {
     if (lines.length === 0) firstLine = lineNumber;
@@ -58,15 +64,15 @@ export class JsonLinesWriter {
 
   constructor(
     private readonly output: Writable,
-    private readonly options: { chunkSize?: number; lingerMs?: number; serialize?: (record: unknown) => string } = {},
+    private readonly options: { chunkSize?: number; lingerMs?: number; serialize?: (record: object) => string } = {},
   ) {
     output.on('error', (error: Error) => {
       this.failed = error;
     });
   }
 
-  write(record: unknown): void {
-    this.pending += (this.options.serialize ?? JSON.stringify)(record) + '\n';
+  write(record: object): void {
+    this.pending += (this.options.serialize ?? recordToJson)(record) + '\n';
     if (this.pending.length >= (this.options.chunkSize ?? 65_536)) this.flushPending();
     else if (!this.flushTimer && this.options.lingerMs !== 0) {
       // A quiet stream still reaches the file within lingerMs.

@@ -4,7 +4,6 @@ import { dirname, resolve } from 'node:path';
 import { createGzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
-import { serializeRecord } from './serialize.js';
 
 export interface FileSinkConfig {
   path: string;
@@ -41,7 +40,7 @@ export default defineSink<FileSinkConfig>({
         output = createGzip();
         output.pipe(file);
       }
-      return new JsonLinesWriter(output, { serialize: serializeRecord });
+      return new JsonLinesWriter(output);
     };
     if (!config.lazy) writer = open();
     return {

@@ -1,6 +1,5 @@
 /** `stdout`: writes records as JSON lines to standard output, for pipes and `jq`. */
 import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
-import { serializeRecord } from './serialize.js';
 
 export default defineSink<Record<string, never>>({
   name: 'stdout',
@@ -9,7 +8,7 @@ export default defineSink<Record<string, never>>({
   config: { type: 'object', additionalProperties: false, properties: {} },
   examples: [{}],
   create() {
-    const writer = new JsonLinesWriter(process.stdout, { serialize: serializeRecord, lingerMs: 50 });
+    const writer = new JsonLinesWriter(process.stdout, { lingerMs: 50 });
     return {
       write: (record: StreamRecord) => writer.write(record),
       ready: () => writer.ready(),

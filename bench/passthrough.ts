@@ -1,0 +1,124 @@
+/**
+ * `file` source -> `file` sink passthrough of 1M JSONL events, against the raw parse limit (plain
+ * readline + JSON.parse of the same file, in the same run), and peak memory at two input sizes.
+ *
+ *   node --expose-gc dist/bench/passthrough.js [events=1000000]
+ */
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { loadPipeline, PipelineRunner, MetricsHub } from 'tributary';
+import { silentLogger } from 'tributary/testing';
+import { builtinRegistry } from '../core/cli/registry.js';
+import { ShopperWorld } from '../plugins/sources/shoppers.js';
+import { machine, median, writeSection } from './machine.js';
+
+const events = Number(process.argv[2] ?? 1_000_000);
+const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
+
+async function writeEvents(path: string, count: number): Promise<void> {
+  const world = new ShopperWorld({ seed: 1, users: Math.max(1000, count / 10) });
+  const out = createWriteStream(path);
+  let chunk = '';
+  for (let i = 0; i < count; i++) {
+    const e = world.next();
+    chunk += `{"user_id":"${e.userId}","time":${e.time},"type":"${e.type}","item_id":"${e.itemId}","category":"${e.category}","price":${e.price}}\n`;
+    if (chunk.length > 1 << 20) {
+      if (!out.write(chunk)) await once(out, 'drain');
+      chunk = '';
+    }
+  }
+  out.end(chunk);
+  await once(out, 'finish');
+}
+
+async function rawParse(path: string): Promise<number> {
+  const start = performance.now();
+  let count = 0;
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  for await (const line of lines) {
+    const parsed = JSON.parse(line) as { user_id: string };
+    if (parsed.user_id) count++;
+  }
+  if (count === 0) throw new Error('nothing parsed');
+  return performance.now() - start;
+}
+
+interface PipelineResult {
+  ms: number;
+  peakRss: number;
+  peakHeap: number;
+}
+
+async function pipeline(path: string, out: string): Promise<PipelineResult> {
+  const registry = await builtinRegistry();
+  const yaml = `name: passthrough\nsources: [{type: file, path: ${path}, mapping: {time_format: epoch_ms}}]\nsinks: [{type: file, path: ${out}}]\n`;
+  const loaded = await loadPipeline(join(dir, 'bench.yaml'), { registry, text: yaml, env: {} });
+  global.gc?.();
+  let peakRss = 0;
+  let peakHeap = 0;
+  const sample = (): void => {
+    const usage = process.memoryUsage();
+    peakRss = Math.max(peakRss, usage.rss);
+    peakHeap = Math.max(peakHeap, usage.heapUsed);
+  };
+  const sampler = setInterval(sample, 25);
+  const start = performance.now();
+  const stats = await new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() }).run();
+  const ms = performance.now() - start;
+  clearInterval(sampler);
+  sample();
+  if (stats.recordsOut !== stats.eventsIn) throw new Error(`lost events: ${JSON.stringify(stats)}`);
+  return { ms, peakRss, peakHeap };
+}
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
+const input = join(dir, 'events.jsonl');
+await writeEvents(input, events);
+const rawTimes: number[] = [];
+const pipeTimes: number[] = [];
+let memory: PipelineResult | undefined;
+for (let round = 0; round < 3; round++) {
+  rawTimes.push(await rawParse(input));
+  const result = await pipeline(input, join(dir, 'out.jsonl'));
+  pipeTimes.push(result.ms);
+  memory = result;
+}
+const small = join(dir, 'small.jsonl');
+await writeEvents(small, events / 4);
+const smallMemory = await pipeline(small, join(dir, 'small-out.jsonl'));
+
+const raw = median(rawTimes);
+const piped = median(pipeTimes);
+const rawRate = (events / raw) * 1000;
+const pipeRate = (events / piped) * 1000;
+const summary = {
+  events,
+  rawEventsPerSecond: Math.round(rawRate),
+  pipelineEventsPerSecond: Math.round(pipeRate),
+  ratio: Number((pipeRate / rawRate).toFixed(2)),
+  peakRss: { [events / 4]: smallMemory.peakRss, [events]: memory!.peakRss },
+  peakHeap: { [events / 4]: smallMemory.peakHeap, [events]: memory!.peakHeap },
+};
+console.log(JSON.stringify(summary, null, 2));
+writeSection(
+  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+  'passthrough',
+  `## File passthrough (core)
+
+\`node --expose-gc dist/bench/passthrough.js ${events}\` — \`file\` source (JSONL) -> \`file\` sink (JSONL) of ${events.toLocaleString('en-US')} synthetic events, against plain \`readline\` + \`JSON.parse\` of the same file in the same run (median of 3 rounds each, alternating).
+
+| measure | value |
+|---|---|
+| raw parse limit (readline + JSON.parse) | ${Math.round(rawRate).toLocaleString('en-US')} events/s |
+| pipeline file -> file | ${Math.round(pipeRate).toLocaleString('en-US')} events/s |
+| ratio (goal >= 0.7) | **${summary.ratio}** |
+| peak RSS / heap, ${(events / 4).toLocaleString('en-US')} events | ${mib(smallMemory.peakRss)} / ${mib(smallMemory.peakHeap)} |
+| peak RSS / heap, ${events.toLocaleString('en-US')} events | ${mib(memory!.peakRss)} / ${mib(memory!.peakHeap)} |
+
+Machine: ${machine()}. Measured ${new Date().toISOString().slice(0, 10)}.`,
+);
+rmSync(dir, { recursive: true, force: true });
