@@ -182,6 +182,7 @@ export interface SessionizerSnapshot {
   version: 1;
   watermark: number | null;
   maxSeen: number | null;
+  sawFuture: boolean;
   nextSeq: number;
   /** [seq, userId, id, start, end, count, counts, flags, replaces], users in map order, each newest first. */
   sessions: [number, string, string, number, number, number, Record<string, number>, number, string[] | null][];
@@ -202,6 +203,7 @@ class SessionState {
   private pendingSorted = true;
   private watermark = -Infinity;
   private maxSeen = -Infinity;
+  private sawFuture = false;
   private nextSeq = 0;
   private open = 0;
   private now: number;
@@ -238,7 +240,10 @@ class SessionState {
     const s = this.settings;
     if (s.fromData && event.sessionId === undefined) throw new Error('event has no sessionId (session_id_from: data)');
     if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
-    if (time > this.now + s.maxAhead) return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+    if (time > this.now + s.maxAhead) {
+      this.sawFuture = true;
+      return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+    }
     if (time < this.watermark) {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
       this.lateEvent(event, emit);
@@ -257,9 +262,9 @@ class SessionState {
   /** Moves event time to `mark`: assigns the events it passed, in time order, and fires due timers. */
   advance(mark: number, emit: Emit): void {
     this.now = this.context.clock.now();
-    // Only accepted events move this operator's time: a dead-lettered absurd timestamp already
-    // moved the source's watermark, and must not close every session.
-    const to = mark === Infinity ? Infinity : Math.min(mark, this.maxSeen);
+    // A dead-lettered far-future timestamp has already pushed the sources' watermark: from then on
+    // only accepted events move this operator's time, so it cannot close every session at once.
+    const to = mark === Infinity || !this.sawFuture ? mark : Math.min(mark, this.maxSeen);
     if (!(to > this.watermark)) return;
     this.watermark = to;
     const pending = this.pending;
@@ -396,11 +401,13 @@ class SessionState {
       }
       return;
     }
+    if (absorbed !== undefined) this.absorb(session, absorbed);
+    // Late events take the next position in arrival order; inside the session's span the time to
+    // the previous event is not kept, so it is 0.
     const position = session.count;
     const sincePrevious = time > session.end ? time - session.end : 0;
     if (time < session.start) session.start = time;
     if (time > session.end) session.end = time;
-    if (absorbed !== undefined) this.absorb(session, absorbed);
     this.tag(event, session, position, sincePrevious);
     this.count(session, event.type);
     emit(event);
@@ -586,6 +593,7 @@ class SessionState {
       version: 1,
       watermark: finiteOrNull(this.watermark),
       maxSeen: finiteOrNull(this.maxSeen),
+      sawFuture: this.sawFuture,
       nextSeq: this.nextSeq,
       sessions,
       heapKeys,
@@ -601,6 +609,7 @@ class SessionState {
     this.heapItems = [];
     this.watermark = saved.watermark ?? -Infinity;
     this.maxSeen = saved.maxSeen ?? -Infinity;
+    this.sawFuture = saved.sawFuture;
     this.nextSeq = saved.nextSeq;
     const bySeq = new Map<number, Session>();
     let previous: Session | undefined;

@@ -1,0 +1,66 @@
+/**
+ * Test harness for the operators of this folder: builds operators from their specs (defaults filled
+ * from the schema, as the loader does), pushes elements through a chain of them synchronously, and
+ * snapshots a chain mid-stream. Used by the tests and the bench; not a plugin.
+ */
+import { Subject, type Observable } from 'rxjs';
+import type { Element, JsonSchema, Operator, OperatorPlugin, PluginContext } from 'tributary';
+
+/** The config with the schema's top-level defaults filled in. */
+export function withDefaults<C>(plugin: OperatorPlugin<C>, config: Partial<C>): C {
+  const properties = (plugin.config.properties ?? {}) as Record<string, JsonSchema>;
+  const filled: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(properties)) if (schema.default !== undefined) filled[name] = structuredClone(schema.default);
+  return { ...filled, ...config } as C;
+}
+
+export interface Stage {
+  plugin: OperatorPlugin<never>;
+  config: Record<string, unknown>;
+}
+
+export function stage<C>(plugin: OperatorPlugin<C>, config: Partial<C> = {}): Stage {
+  return { plugin: plugin as unknown as OperatorPlugin<never>, config: config as Record<string, unknown> };
+}
+
+/** A running chain of operators: push elements, collect the output, snapshot or end it. */
+export class Chain {
+  readonly operators: Operator[];
+  readonly output: Element[] = [];
+  private readonly input = new Subject<Element>();
+  private readonly subscription;
+
+  private constructor(operators: Operator[], sink?: (element: Element) => void) {
+    this.operators = operators;
+    let stream: Observable<Element> = this.input;
+    for (const operator of operators) stream = operator.apply(stream);
+    this.subscription = stream.subscribe({ next: sink ?? ((element) => void this.output.push(element)) });
+  }
+
+  static async build(stages: readonly Stage[], context: PluginContext, restore?: unknown[], sink?: (element: Element) => void): Promise<Chain> {
+    const operators: Operator[] = [];
+    for (const [k, { plugin, config }] of stages.entries()) {
+      const operator = await plugin.create(withDefaults(plugin, config as never), context);
+      await operator.open?.();
+      if (restore?.[k] != null && operator.restore) operator.restore(restore[k]);
+      operators.push(operator);
+    }
+    return new Chain(operators, sink);
+  }
+
+  push(elements: Iterable<Element>): this {
+    for (const element of elements) this.input.next(element);
+    return this;
+  }
+
+  /** Each operator's snapshot, through JSON as a checkpoint would store it. */
+  snapshot(): unknown[] {
+    return JSON.parse(JSON.stringify(this.operators.map((operator) => operator.snapshot?.()))) as unknown[];
+  }
+
+  end(): Element[] {
+    this.input.complete();
+    this.subscription.unsubscribe();
+    return this.output;
+  }
+}

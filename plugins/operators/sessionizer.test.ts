@@ -1,0 +1,243 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { runOperator, runYaml, testContext } from 'tributary/testing';
+import sessionizer, { type SessionizerSummary } from './sessionizer.js';
+import { Chain, stage } from './harness.js';
+
+const T0 = Date.UTC(2024, 0, 1);
+const MIN = 60_000;
+const clock = { now: () => Date.UTC(2024, 5, 1) };
+
+function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
+  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
+}
+const wm = (minute: number): Element => watermark(T0 + minute * MIN);
+const events = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
+const summaries = (out: Element[]): SessionizerSummary[] => out.filter((e) => e.kind === 'session') as unknown as SessionizerSummary[];
+const ctx = () => testContext({ clock });
+
+test('gaps: a silence of `gap` starts a new session; context per event; summary once the watermark passes end + gap', async () => {
+  const input: Element[] = [
+    ev('u1', 0), ev('u2', 5), ev('u1', 10, 'cart', { price: 5 }), ev('u1', 20, 'purchase'), wm(49),
+    ev('u1', 60), // 40 min after 20: new session
+    wm(50), wm(70), wm(Infinity),
+  ];
+  const { output } = await runOperator(sessionizer, { gap: '30m' } as never, input, ctx());
+  const tagged = events(output).map((e) => [e.userId, e.session!.id, e.session!.position, e.session!.sinceStart / MIN, e.session!.sincePrevious / MIN]);
+  assert.deepEqual(tagged, [
+    ['u1', `u1:${T0}`, 0, 0, 0],
+    ['u2', `u2:${T0 + 5 * MIN}`, 0, 0, 0],
+    ['u1', `u1:${T0}`, 1, 10, 10],
+    ['u1', `u1:${T0}`, 2, 20, 20 - 10],
+    ['u1', `u1:${T0 + 60 * MIN}`, 0, 0, 0],
+  ]);
+  // Order of records: u1's first session closes at wm 50 (20 + 30), not at 49; u2's at 35 < 49.
+  const kinds = output.map((e) => (e.kind === 'session' ? `S:${(e as StreamRecord).sessionId}` : e.kind === 'watermark' ? `W${((e as { time: number }).time - T0) / MIN}` : `E${((e as ClickEvent).time - T0) / MIN}`));
+  assert.deepEqual(kinds, ['E0', 'E5', 'E10', 'E20', `S:u2:${T0 + 5 * MIN}`, 'W49', `S:u1:${T0}`, 'W50', 'E60', 'W70', `S:u1:${T0 + 60 * MIN}`, 'WInfinity']);
+  const first = summaries(output).find((s) => s.sessionId === `u1:${T0}`)!;
+  assert.deepEqual(first, {
+    kind: 'session', userId: 'u1', sessionId: `u1:${T0}`, start: T0, end: T0 + 20 * MIN, eventCount: 3,
+    counts: { view: 1, cart: 1, purchase: 1 }, purchased: true, closedBy: 'gap',
+  });
+  assert.equal(summaries(output).at(-1)!.closedBy, 'end_of_input');
+});
+
+test('out-of-order events within the watermark bound are assigned in event-time order', async () => {
+  const { output } = await runOperator(sessionizer, {} as never, [ev('u1', 10), ev('u1', 0, 'cart'), ev('u1', 5), wm(Infinity)], ctx());
+  assert.deepEqual(events(output).map((e) => [(e.time - T0) / MIN, e.session!.position, e.session!.sincePrevious / MIN]), [[0, 0, 0], [5, 1, 5], [10, 2, 5]]);
+  assert.equal(summaries(output).length, 1);
+});
+
+test('a late event within allowed lateness bridges two closed sessions: merged, and the summary is sent again with update', async () => {
+  const input: Element[] = [ev('u1', 0), ev('u1', 40, 'purchase'), wm(75), ev('u1', 20, 'cart'), wm(Infinity)];
+  const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '1h' } as never, input, ctx());
+  const s = summaries(output);
+  assert.deepEqual(s.map((x) => [x.sessionId, x.eventCount, x.update ?? false, x.replaces ?? []]), [
+    [`u1:${T0}`, 1, false, []],
+    [`u1:${T0 + 40 * MIN}`, 1, false, []],
+    [`u1:${T0}`, 3, true, [`u1:${T0 + 40 * MIN}`]],
+  ]);
+  const merged = s[2]!;
+  assert.equal(merged.start, T0);
+  assert.equal(merged.end, T0 + 40 * MIN);
+  assert.equal(merged.purchased, true);
+  assert.deepEqual(merged.counts, { view: 1, cart: 1, purchase: 1 });
+  const late = events(output).find((e) => e.type === 'cart')!;
+  assert.equal(late.session!.id, `u1:${T0}`);
+  assert.equal(late.session!.position, 2, 'late events take the next position in arrival order');
+});
+
+test('a late event that only extends a closed session updates it; an open session is not re-emitted early', async () => {
+  const input: Element[] = [ev('u1', 0), ev('u2', 0), ev('u2', 50), wm(35), ev('u1', 2, 'cart'), ev('u2', 48), wm(Infinity)];
+  const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '10m' } as never, input, ctx());
+  assert.deepEqual(summaries(output).map((x) => [x.userId, x.eventCount, x.update ?? false]), [
+    ['u1', 1, false], ['u2', 1, false], ['u1', 2, true], ['u2', 2, false],
+  ]);
+});
+
+test('events later than the allowed lateness go to the late side output, counted, never dropped silently', async () => {
+  const context = testContext({ clock });
+  const input: Element[] = [ev('u1', 0), ev('u1', 100), wm(120), ev('u1', 10), ev('u2', 95), wm(Infinity)];
+  const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '5m' } as never, input, context);
+  assert.deepEqual(context.sideOutputs.map((o) => [o.name, (o.record.time as number - T0) / MIN]), [['late', 10]]);
+  // u2 at 95 is behind the watermark but its session (95 + 30 + 5 > 120) is still within lateness.
+  assert.deepEqual(events(output).map((e) => [e.userId, (e.time - T0) / MIN]), [['u1', 0], ['u1', 100], ['u2', 95]]);
+  assert.equal(context.deadLetters.length, 0);
+});
+
+test('max_length splits a long session; the cut session is summarised at once', async () => {
+  const input: Element[] = [];
+  for (let m = 0; m <= 150; m += 10) input.push(ev('u1', m));
+  input.push(wm(Infinity));
+  const { output } = await runOperator(sessionizer, { gap: '30m', max_length: '1h' } as never, input, ctx());
+  assert.deepEqual(summaries(output).map((s) => [(s.start - T0) / MIN, (s.end - T0) / MIN, s.eventCount, s.closedBy]), [
+    [0, 50, 6, 'max_length'], [60, 110, 6, 'max_length'], [120, 150, 4, 'end_of_input'],
+  ]);
+  assert.deepEqual(events(output).map((e) => e.session!.position), [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3]);
+});
+
+test('session_id_from: data uses the data\'s ids (REES46 user_session); interleaved sessions of one user stay apart', async () => {
+  const context = testContext({ clock });
+  const input: Element[] = [
+    ev('u1', 0, 'view', { sessionId: 'a' }), ev('u1', 1, 'view', { sessionId: 'b' }), ev('u1', 2, 'cart', { sessionId: 'a' }),
+    ev('u1', 3), // no session id: dead-lettered
+    wm(Infinity),
+  ];
+  const { output } = await runOperator(sessionizer, { session_id_from: 'data' } as never, input, context);
+  assert.deepEqual(events(output).map((e) => [e.session!.id, e.session!.position]), [['a', 0], ['b', 0], ['a', 1]]);
+  assert.deepEqual(summaries(output).map((s) => [s.sessionId, s.eventCount]).sort(), [['a', 2], ['b', 1]]);
+  assert.equal(context.deadLetters.length, 1);
+  assert.match(context.deadLetters[0]!.reason, /no sessionId/);
+});
+
+test('session ids are deterministic: the same input gives the same ids and outputs', async () => {
+  const make = (): Element[] => [ev('u1', 0), ev('u2', 3), ev('u1', 45), ev('u2', 4), wm(50), ev('u1', 100), wm(Infinity)];
+  const a = await runOperator(sessionizer, {} as never, make(), ctx());
+  const b = await runOperator(sessionizer, {} as never, make(), ctx());
+  assert.equal(JSON.stringify(a.output), JSON.stringify(b.output));
+  assert.deepEqual([...new Set(events(a.output).map((e) => e.session!.id))], [`u1:${T0}`, `u2:${T0 + 3 * MIN}`, `u1:${T0 + 45 * MIN}`, `u1:${T0 + 100 * MIN}`]);
+});
+
+test('absurd timestamps go to the dead-letter sink with the reason', async () => {
+  const context = testContext({ clock });
+  const input: Element[] = [
+    ev('u1', 0), wm(0),
+    { kind: 'event', userId: 'u1', time: Date.UTC(2099, 0, 1), type: 'view' } as ClickEvent,
+    { kind: 'event', userId: 'u1', time: 0, type: 'view' } as ClickEvent,
+    ev('u1', 1), wm(10_000_000), // far ahead only in this operator's view: the clamp keeps u1's session open
+    ev('u1', 2),
+    wm(Infinity),
+  ];
+  const { output } = await runOperator(sessionizer, { max_behind_watermark: '1d' } as never, input, context);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason.replace(/ \(.*\)$/, '').replace(/^under-test: /, '')), [
+    'event time 2099-01-01T00:00:00.000Z is more than max_ahead_of_clock ahead of the clock',
+    'event time 1970-01-01T00:00:00.000Z is before not_before 2000-01-01T00:00:00.000Z',
+  ]);
+  assert.equal(summaries(output).length, 1);
+  assert.equal(summaries(output)[0]!.eventCount, 3, 'a huge watermark is clamped to the accepted events, so the session survives');
+});
+
+test('max_open_sessions: the session closest to closing is closed early, counted and summarised as evicted', async () => {
+  const input: Element[] = [ev('u1', 0), ev('u2', 1), ev('u3', 2), wm(3), ev('u1', 4), wm(Infinity)];
+  const { output } = await runOperator(sessionizer, { max_open_sessions: 2 } as never, input, ctx());
+  assert.deepEqual(summaries(output).map((s) => [s.userId, s.eventCount, s.closedBy]), [
+    ['u1', 1, 'evicted'], ['u2', 1, 'evicted'], ['u3', 1, 'end_of_input'], ['u1', 1, 'end_of_input'],
+  ]);
+});
+
+test('records that are not events pass through unchanged', async () => {
+  const other = { kind: 'prediction', id: 'p1', score: 0.5 };
+  const { output } = await runOperator(sessionizer, {} as never, [other, wm(Infinity)], ctx());
+  assert.equal(output[0], other);
+});
+
+/** A deterministic stream with disorder within the bound, late events, and watermarks every 50 events. */
+function stream(seed: number): Element[] {
+  let s = seed;
+  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const out: Element[] = [];
+  let t = T0;
+  let maxT = t;
+  for (let i = 0; i < 3000; i++) {
+    t += Math.floor(rand() * 40_000);
+    const jitter = rand() < 0.1 ? -Math.floor(rand() * 4000) : 0; // within the 5 s bound
+    const late = rand() < 0.01 ? -Math.floor(rand() * 40 * MIN) : 0; // sometimes well behind
+    const time = t + jitter + late;
+    const types = ['view', 'view', 'view', 'cart', 'remove_from_cart', 'purchase'];
+    out.push({ kind: 'event', userId: `u${Math.floor(rand() * 40)}`, time, type: types[Math.floor(rand() * types.length)]!, itemId: `i${Math.floor(rand() * 30)}`, category: `c${Math.floor(rand() * 5)}`, price: Math.round(rand() * 10000) / 100 });
+    maxT = Math.max(maxT, time);
+    if (i % 50 === 49) out.push(watermark(maxT - 5000));
+  }
+  out.push(watermark(Infinity));
+  return out;
+}
+
+test('snapshot mid-stream + restore in a fresh instance + the rest of the stream == one uninterrupted run', async () => {
+  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
+  const stages = [stage(sessionizer, config)];
+  const whole = (await Chain.build(stages, testContext({ clock }))).push(stream(7)).end();
+  assert.ok(summaries(whole).some((s) => s.update), 'the stream exercises late updates');
+  assert.ok(summaries(whole).some((s) => s.closedBy === 'evicted'), 'and eviction');
+  assert.ok(summaries(whole).some((s) => s.closedBy === 'max_length'), 'and max_length');
+  for (const cut of [1, 500, 1234, 2999]) {
+    const input = stream(7);
+    const first = await Chain.build(stages, testContext({ clock }));
+    first.push(input.slice(0, cut));
+    const saved = first.snapshot();
+    const before = first.output.slice();
+    const second = await Chain.build(stages, testContext({ clock }), saved);
+    const after = second.push(input.slice(cut)).end();
+    assert.equal(JSON.stringify([...before, ...after]), JSON.stringify(whole), `cut at ${cut}`);
+  }
+});
+
+test('idle source: with an idle timeout the watermark advances while another source is silent, closing sessions before the end of input', async () => {
+  const { defineSource, defineSink } = await import('tributary');
+  const runWith = async (idleTimeout: string) => {
+    let now = Date.UTC(2024, 5, 1);
+    const testClock = { now: () => now };
+    let phase = 0; // which batch the busy source has handed over: tells when a record reached the sink
+    const seen: string[] = [];
+    let releaseQuiet!: () => void;
+    const quietMayEnd = new Promise<void>((resolve) => (releaseQuiet = resolve));
+    const busy = defineSource<Record<string, never>>({
+      name: 'busy', summary: 'test', config: { type: 'object', properties: {} },
+      create: () => ({
+        async *read() {
+          phase = 1;
+          yield [ev('u1', 0), ev('u1', 1)];
+          now += 5 * MIN; // wall clock moves on: the quiet source has said nothing for 5 minutes
+          phase = 2;
+          yield [ev('u2', 120)];
+          phase = 3;
+          yield [ev('u2', 121)];
+          phase = 4;
+          releaseQuiet();
+        },
+      }),
+    });
+    const quiet = defineSource<Record<string, never>>({
+      name: 'quiet', summary: 'test', config: { type: 'object', properties: {} },
+      create: () => ({
+        async *read() {
+          await quietMayEnd; // silent while the busy source runs
+          yield [ev('u3', 122)];
+        },
+      }),
+    });
+    const recorder = defineSink<Record<string, never>>({
+      name: 'recorder', summary: 'test', config: { type: 'object', properties: {} },
+      create: () => ({ write: (r) => void (r.kind === 'session' && seen.push(`${phase}:${String(r.userId)}`)), close: async () => undefined }),
+    });
+    await runYaml(
+      `sources:\n  - {type: busy, watermark: {idle_timeout: ${idleTimeout}}}\n  - {type: quiet, watermark: {idle_timeout: ${idleTimeout}}}\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: recorder}]\n`,
+      { plugins: [busy, quiet, recorder], clock: testClock },
+    );
+    return seen;
+  };
+  // u1's session is summarised as soon as the busy source's second batch moves the watermark...
+  assert.deepEqual(await runWith('1m'), ['2:u1', '4:u2', '4:u3']);
+  // ...while without idleness the silent source holds it back until the end of input.
+  assert.deepEqual(await runWith('1d'), ['4:u1', '4:u2', '4:u3']);
+});
