@@ -70,6 +70,16 @@ export interface PluginContext {
   readonly batchSize: number;
   /** Sends a rejected input to the dead-letter sink, with its reason; counted. */
   deadLetter(rejection: Rejection): void;
+  /**
+   * Sources only: this source entry's `watermark` settings, in milliseconds, for a source that keeps
+   * its own watermark (e.g. per Kafka partition) and so must apply them itself.
+   */
+  readonly watermark?: { readonly maxOutOfOrderness: number; readonly idleTimeout: number };
+  /**
+   * One map per running pipeline, shared by its plugin instances, so plugins that must cooperate
+   * (a Kafka source and sink committing in one transaction) find each other and no other pipeline.
+   */
+  readonly shared?: Map<string, unknown>;
   /** Counts records an operator dropped on purpose, so every input stays accounted for. */
   countFiltered(count: number, reason: string): void;
   /**
@@ -94,7 +104,22 @@ export interface Source {
   position?(): SourcePosition;
   /** Resume after `position` on the next `read`. */
   seek?(position: SourcePosition): void;
+  /**
+   * Called by the runtime once every sink has flushed the outputs of everything up to `position` and,
+   * in the daemon, a checkpoint covering it is durable: the source may now acknowledge its input up to
+   * there (e.g. commit Kafka offsets). Called at a barrier: no record is written between the sinks'
+   * flush and this promise settling.
+   */
+  commit?(position: SourcePosition): Promise<void>;
+  /** Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz. */
+  health?(): SourceHealth;
   close?(): Promise<void>;
+}
+
+export interface SourceHealth {
+  ready: boolean;
+  /** Why not, when not ready. */
+  detail?: string;
 }
 
 export interface Operator {
@@ -116,6 +141,8 @@ export interface Sink {
   ready?(): Promise<void> | undefined;
   /** Everything written so far is durable when this resolves. */
   flush?(): Promise<void>;
+  /** Whether the sink reaches its downstream now: /readyz. */
+  health?(): SourceHealth;
   close(): Promise<void>;
 }
 

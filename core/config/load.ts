@@ -25,7 +25,7 @@ export interface PipelineDocument {
   stages?: PipelineEntry[];
   sinks: PipelineEntry[];
   dead_letter?: PipelineEntry;
-  settings: { max_in_flight: number; progress_interval: string | number };
+  settings: { max_in_flight: number; progress_interval: string | number; commit_interval?: string | number };
 }
 
 /** A validated pipeline, with each entry's plugin resolved. */

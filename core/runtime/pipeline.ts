@@ -67,6 +67,7 @@ interface SourceSlot {
   idleTimeout: number;
   maxTime: number;
   lastActivity: number;
+  lastCommit: number;
   done: boolean;
 }
 
@@ -88,6 +89,9 @@ export class PipelineRunner {
   private input = new Subject<Element>();
   private failure: Error | undefined;
   private readonly batchSize: number;
+  private readonly commitInterval: number;
+  /** Shared by this pipeline's plugin instances (PluginContext.shared). */
+  private readonly shared = new Map<string, unknown>();
 
   constructor(loaded: LoadedPipeline, options: RunOptions) {
     this.loaded = loaded;
@@ -96,6 +100,7 @@ export class PipelineRunner {
     this.metrics = options.metrics ?? new MetricsHub();
     this.logger = options.logger.child({ pipeline: loaded.document.name });
     this.batchSize = loaded.document.settings.max_in_flight;
+    this.commitInterval = parseDuration(loaded.document.settings.commit_interval ?? '1s');
     this.stats = {
       eventsIn: 0,
       recordsOut: 0,
@@ -126,6 +131,7 @@ export class PipelineRunner {
     const label = entry.label ?? `${kind}-${entry.type}-${index}`;
     const pipeline = this.loaded.document.name;
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
+    const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
     return {
       pipeline,
       label,
@@ -134,6 +140,8 @@ export class PipelineRunner {
       metrics: this.metrics.scoped({ pipeline, stage: label }),
       clock: this.clock,
       batchSize: this.batchSize,
+      ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
+      shared: this.shared,
       deadLetter: (rejection) => {
         deadLetters.inc();
         this.deadLetter(label, rejection);
@@ -226,6 +234,7 @@ export class PipelineRunner {
         idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
         maxTime: -Infinity,
         lastActivity: this.clock.now(),
+        lastCommit: this.clock.now(),
         done: false,
       });
     }
@@ -289,8 +298,21 @@ export class PipelineRunner {
       counter.inc(batch.length);
       this.advanceWatermark();
       await this.room();
+      if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       if (signal?.aborted) break;
     }
+  }
+
+  /**
+   * Lets a source acknowledge its input (Kafka offsets) once every sink holds the outputs durably.
+   * Until checkpoints decide when (the daemon), this runs every `settings.commit_interval` and at the end.
+   */
+  private async commitSource(slot: SourceSlot): Promise<void> {
+    const position = slot.source.position?.() ?? {};
+    for (const { sink } of this.sinks) await sink.flush?.();
+    await this.deadLetterSink.flush?.();
+    await slot.source.commit!(position);
+    slot.lastCommit = this.clock.now();
   }
 
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
@@ -341,6 +363,7 @@ export class PipelineRunner {
       }
       this.input.complete();
       await completed;
+      for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
       this.stats.drained = !stopped;
     } finally {
       clearInterval(idleTimer);
