@@ -19,7 +19,6 @@ export default defineOperator<ClipConfig>({
     type: 'object',
     additionalProperties: false,
     required: ['features'],
-    anyOf: [{ required: ['min'] }, { required: ['max'] }],
     properties: {
       features: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Feature names (with `*` wildcards) to bound.' },
       min: { type: 'number', description: 'Lower bound. Default: none.' },
@@ -28,6 +27,7 @@ export default defineOperator<ClipConfig>({
   },
   examples: [{ features: ['*'], min: -5, max: 5 }, { features: ['s_since_prev_s'], max: 3600 }],
   create(config, context) {
+    if (config.min === undefined && config.max === undefined) throw new RangeError('clip needs min, max or both');
     const min = config.min ?? -Infinity;
     const max = config.max ?? Infinity;
     if (min > max) throw new RangeError(`min (${min}) is above max (${max})`);

@@ -1,0 +1,228 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { runOperator, runYaml, testContext } from 'tributary/testing';
+import sessionizer from './sessionizer.js';
+import sessionFeatures, { sessionFeatureNames } from './session-features.js';
+import userFeatures from './user-features.js';
+import hashFeatures from './hash-features.js';
+import standardize from './standardize.js';
+import log1p from './log1p.js';
+import clip from './clip.js';
+import { Chain, stage } from './harness.js';
+import { ShopperWorld } from '../sources/shoppers.js';
+
+const T0 = Date.UTC(2024, 0, 1); // a Monday
+const MIN = 60_000;
+const DAY = 86_400_000;
+const clock = { now: () => Date.UTC(2030, 0, 1) };
+const ctx = () => testContext({ clock });
+
+function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
+  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
+}
+const named = (e: ClickEvent): Record<string, number> => Object.fromEntries(e.features!.names.map((n, i) => [n, e.features!.values[i]!]));
+const eventsOf = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
+
+async function chain(stages: Parameters<typeof Chain.build>[0], input: Element[]): Promise<Element[]> {
+  return (await Chain.build(stages, ctx())).push(input).end();
+}
+
+test('session features at each event use the session up to and including that event', async () => {
+  const input: Element[] = [
+    ev('u1', 0, 'view', { itemId: 'a', category: 'x', price: 10 }),
+    ev('u1', 1, 'view', { itemId: 'b', category: 'y', price: 30 }),
+    ev('u1', 3, 'cart', { itemId: 'b', category: 'y', price: 30 }),
+    ev('u1', 4, 'view', { itemId: 'a', category: 'x', price: 10 }),
+    ev('u1', 6, 'remove_from_cart', { itemId: 'b', price: 30 }),
+    watermark(Infinity),
+  ];
+  const out = eventsOf(await chain([stage(sessionizer), stage(sessionFeatures)], input));
+  const f = out.map(named);
+  assert.deepEqual(out[0]!.features!.names, sessionFeatureNames);
+  assert.deepEqual([f[0]!.s_events, f[0]!.s_views, f[0]!.s_view_price_mean, f[0]!.s_view_price_std, f[0]!.s_is_view], [1, 1, 10, 0, 1]);
+  assert.deepEqual([f[2]!.s_events, f[2]!.s_carts, f[2]!.s_cart_value, f[2]!.s_cart_to_view, f[2]!.s_distinct_items, f[2]!.s_repeat_item], [3, 1, 30, 0.5, 2, 1]);
+  assert.equal(f[3]!.s_view_price_mean.toFixed(4), (50 / 3).toFixed(4));
+  assert.equal(f[3]!.s_view_price_min, 10);
+  assert.equal(f[3]!.s_view_price_max, 30);
+  assert.equal(f[3]!.s_duration_s, 240);
+  assert.equal(f[3]!.s_since_prev_s, 60);
+  assert.equal(f[3]!.s_mean_dwell_s, 80);
+  assert.deepEqual([f[4]!.s_removes, f[4]!.s_cart_value, f[4]!.s_distinct_categories], [1, 0, 2]);
+  // Midnight on a Monday: hour angle 0, weekday 0.
+  assert.deepEqual([f[0]!.hour_sin, f[0]!.hour_cos, f[0]!.dow_sin, f[0]!.dow_cos], [0, 1, 0, 1]);
+  assert.ok(Math.abs(f[4]!.hour_sin - Math.sin((2 * Math.PI * 6) / 1440)) < 1e-6);
+});
+
+test('session features without a sessionizer: the event is dead-lettered with the reason', async () => {
+  const context = ctx();
+  const { output } = await runOperator(sessionFeatures, {} as never, [ev('u1', 0)], context);
+  assert.equal(output.length, 0);
+  assert.match(context.deadLetters[0]!.reason, /put a sessionizer before session-features/);
+});
+
+test('user features across sessions: frequency, monetary, recency, decayed counts, mean session length', async () => {
+  const input: Element[] = [
+    ev('u1', 0), ev('u1', 10, 'purchase', { price: 20 }),
+    ev('u1', 24 * 60), ev('u1', 24 * 60 + 30), ev('u1', 24 * 60 + 40, 'purchase', { price: 5 }),
+    watermark(Infinity),
+  ];
+  const out = eventsOf(await chain([stage(sessionizer), stage(userFeatures, { horizons: ['1d'] })], input));
+  const f = out.map(named);
+  assert.deepEqual(Object.keys(f[0]!), [
+    'u_events', 'u_sessions', 'u_purchases', 'u_monetary', 'u_tenure_days', 'u_recency_days', 'u_days_since_purchase',
+    'u_has_purchased', 'u_mean_session_events', 'u_mean_session_minutes', 'u_events_1d', 'u_purchases_1d',
+  ]);
+  assert.deepEqual([f[1]!.u_events, f[1]!.u_sessions, f[1]!.u_purchases, f[1]!.u_monetary, f[1]!.u_has_purchased], [2, 1, 1, 20, 1]);
+  const second = f[2]!;
+  assert.equal(second.u_sessions, 2);
+  assert.equal(second.u_mean_session_events, 2);
+  assert.equal(second.u_mean_session_minutes, 10);
+  assert.ok(Math.abs(second.u_recency_days - (24 * 60 - 10) / 1440) < 1e-6);
+  assert.ok(Math.abs(second.u_days_since_purchase - (24 * 60 - 10) / 1440) < 1e-6);
+  assert.ok(Math.abs(second.u_tenure_days - 1) < 1e-6);
+  // Two events a day ago (decayed by e^-1 and a bit), plus this one.
+  const expected = 1 + Math.exp(-1) + Math.exp(-(24 * 60 - 10) / 1440);
+  assert.ok(Math.abs(second.u_events_1d - expected) < 1e-5, `${second.u_events_1d} vs ${expected}`);
+  assert.deepEqual([f[4]!.u_purchases, f[4]!.u_monetary, f[4]!.u_days_since_purchase], [2, 25, 0]);
+});
+
+test('blocks append in pipeline order with stable names and a fixed width; transforms change named features in place', async () => {
+  const input: Element[] = [];
+  for (let m = 0; m < 50; m++) input.push(ev(`u${m % 3}`, m, m % 7 === 0 ? 'cart' : 'view', { itemId: `i${m % 11}`, category: `c${m % 4}`, price: 1 + (m % 13) * 100, attrs: { brand: `b${m % 5}` } }));
+  input.push(watermark(Infinity));
+  const stages = [
+    stage(sessionizer), stage(sessionFeatures), stage(userFeatures), stage(hashFeatures, { fields: ['category', 'attrs.brand'], width: 8, prefix: 'h' }),
+  ];
+  const plain = eventsOf(await chain(stages, input.map((e) => ({ ...e }))));
+  const width = sessionFeatureNames.length + 16 + 8;
+  for (const e of plain) {
+    assert.equal(e.features!.values.length, width);
+    assert.equal(e.features!.names, plain[0]!.features!.names, 'one shared names array');
+  }
+  assert.deepEqual(plain[0]!.features!.names.slice(-9), ['u_purchases_30d', 'h_0', 'h_1', 'h_2', 'h_3', 'h_4', 'h_5', 'h_6', 'h_7']);
+  // Two hashed fields: absolute bucket values sum to at most 2, and the same input hashes alike.
+  for (const e of plain) {
+    const h = Array.from(e.features!.values.slice(-8));
+    assert.ok(h.reduce((a, x) => a + Math.abs(x), 0) <= 2);
+  }
+  const transformed = eventsOf(
+    await chain([...stages, stage(log1p, { features: ['s_price'] }), stage(standardize, { features: ['u_events'] }), stage(clip, { features: ['s_view_price_*'], max: 300 })], input.map((e) => ({ ...e }))),
+  );
+  const p = plain.map(named);
+  const t = transformed.map(named);
+  assert.equal(t[5]!.s_price, Math.fround(Math.log1p(p[5]!.s_price)));
+  assert.ok(t.every((x) => x.s_view_price_max! <= 300 && x.s_view_price_mean! <= 300));
+  assert.equal(t[5]!.s_events, p[5]!.s_events, 'features not named are untouched');
+  const raw = p.map((x) => x.u_events!);
+  const mean = raw.reduce((a, x) => a + x, 0) / raw.length;
+  const sd = Math.sqrt(raw.reduce((a, x) => a + (x - mean) ** 2, 0) / (raw.length - 1));
+  assert.ok(Math.abs(t.at(-1)!.u_events! - (raw.at(-1)! - mean) / sd) < 1e-4, 'the last value is standardised by the statistics of all values');
+});
+
+test('feature operators pass session summaries and other records through unchanged', async () => {
+  const summary = { kind: 'session', userId: 'u1', sessionId: 'x', start: 0, end: 0, eventCount: 1, counts: { view: 1 }, purchased: false } as StreamRecord;
+  for (const [plugin, config] of [[sessionFeatures, {}], [userFeatures, {}], [hashFeatures, { fields: ['category'] }], [standardize, { features: ['*'] }], [log1p, { features: ['*'] }], [clip, { features: ['*'], max: 1 }]] as const) {
+    const { output } = await runOperator(plugin as never, config as never, [summary, watermark(Infinity)], ctx());
+    assert.equal(output[0], summary, plugin.name);
+    assert.deepEqual(output[0], { kind: 'session', userId: 'u1', sessionId: 'x', start: 0, end: 0, eventCount: 1, counts: { view: 1 }, purchased: false });
+  }
+});
+
+/** Synthetic shoppers with watermarks every 200 events (5 s behind), as the runtime sends them. */
+function shoppers(count: number): Element[] {
+  const world = new ShopperWorld({ seed: 11, users: 300 });
+  const out: Element[] = [];
+  let max = -Infinity;
+  for (let i = 0; i < count; i++) {
+    const e = world.next();
+    out.push(e);
+    max = Math.max(max, e.time);
+    if (i % 200 === 199) out.push(watermark(max - 5000));
+  }
+  out.push(watermark(Infinity));
+  return out;
+}
+
+const allStages = [
+  stage(sessionizer, { gap: '30m', allowed_lateness: '10m', max_length: '2h' }),
+  stage(sessionFeatures),
+  stage(userFeatures, { max_users: 250 }),
+  stage(hashFeatures, { fields: ['category', 'itemId'], width: 16 }),
+  stage(log1p, { features: ['s_*'] }),
+  stage(standardize, { features: ['s_*', 'u_*'] }),
+  stage(clip, { features: ['*'], min: -5, max: 5 }),
+];
+
+test('snapshot/restore of the whole feature chain mid-stream gives the same output as one run', async () => {
+  const whole = await chain(allStages, shoppers(6000));
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  for (const cut of [777, 3001, 5990]) {
+    const input = shoppers(6000);
+    const first = await Chain.build(allStages, ctx());
+    first.push(input.slice(0, cut));
+    const saved = first.snapshot();
+    const second = await Chain.build(allStages, ctx(), saved);
+    second.push(input.slice(cut));
+    assert.deepEqual(serialize([...first.output, ...second.end()]), serialize(whole), `cut at ${cut}`);
+  }
+});
+
+test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-leakage-'));
+  const world = new ShopperWorld({ seed: 5, users: 400 });
+  const all: ClickEvent[] = Array.from({ length: 8000 }, () => world.next());
+  const purchases = all.filter((e) => e.type === 'purchase');
+  assert.ok(purchases.length >= 30);
+  const line = (e: ClickEvent) => JSON.stringify({ user_id: e.userId, time: e.time, type: e.type, item_id: e.itemId, category: e.category, price: e.price });
+  const run = async (events: ClickEvent[]) => {
+    const path = join(dir, `cut-${events.length}.jsonl`);
+    writeFileSync(path, events.map(line).join('\n') + '\n');
+    const result = await runYaml(
+      `sources: [{type: file, path: ${path}, mapping: {time_format: epoch_ms}}]
+stages:
+  - {type: sessionizer, gap: 30m}
+  - {type: session-features}
+  - {type: user-features}
+  - {type: hash-features, fields: [category]}
+  - {type: log1p, features: ["s_*"]}
+  - {type: standardize, features: ["s_*", "u_*"]}
+sinks: [{type: memory, kinds: [event]}]
+`,
+      { clock },
+    );
+    return new Map(result.outputs[0]!.map((e) => [`${e.userId}@${e.time}#${e.type}#${e.itemId}`, Array.from((e.features as { values: Float32Array }).values)]));
+  };
+  const full = await run(all);
+  for (const purchase of [purchases[0]!, purchases[10]!, purchases[29]!]) {
+    // Cut the stream at the purchase: it and everything after it never happened.
+    const before = all.filter((e) => e.time < purchase.time);
+    const cut = await run(before);
+    assert.equal(cut.size, new Set(before.map((e) => `${e.userId}@${e.time}#${e.type}#${e.itemId}`)).size);
+    for (const [key, values] of cut) assert.deepEqual(full.get(key), values, `features at ${key} (before the purchase at ${purchase.time}) changed`);
+  }
+});
+
+test('the REES46 sample runs through sessionizer and features from pipelines/rees46-sessions.yaml', async (t) => {
+  const csv = resolve('../shared/data/rees46/2019-Oct_head.csv');
+  if (!existsSync(csv)) {
+    t.skip(`${csv} is absent (../shared/data is not part of the project)`);
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), 'tributary-rees46-'));
+  const result = await runYaml(readFileSync('pipelines/rees46-sessions.yaml', 'utf8'), { env: { REES46_CSV: csv, OUT_DIR: out }, clock });
+  assert.ok(result.stats.eventsIn > 17_000);
+  assert.equal(result.stats.outByKind.event, result.stats.eventsIn, 'every event comes out with features');
+  const sessions = readFileSync(join(out, 'rees46-sessions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { sessionId: string; purchased: boolean; eventCount: number });
+  const ids = new Set(sessions.map((s) => s.sessionId));
+  assert.ok(ids.size >= 5000 && ids.size <= 5100, `${ids.size} sessions (the README counts 5,067)`);
+  const withPurchase = new Set(sessions.filter((s) => s.purchased).map((s) => s.sessionId)).size;
+  assert.ok(withPurchase >= 190 && withPurchase <= 210, `${withPurchase} sessions with a purchase (README: 200)`);
+  const first = JSON.parse(readFileSync(join(out, 'rees46-features.jsonl'), 'utf8').split('\n', 1)[0]!) as { features: Record<string, number>; session: { id: string } };
+  assert.equal(first.session.id, '72d76fde-8bb3-4e00-8c23-a032dfed738c');
+  assert.ok('s_events' in first.features && 'u_events_7d' in first.features && 'cat_31' in first.features);
+  assert.ok(Object.values(first.features).every((v) => Number.isFinite(v)));
+});
