@@ -11,5 +11,7 @@ import hashFeatures from './operators/hash-features.js';
 import standardize from './operators/standardize.js';
 import log1p from './operators/log1p.js';
 import clip from './operators/clip.js';
+import intentModel from './models/intent.js';
+import churnModel from './models/churn.js';
 
-export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip];
+export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip, intentModel, churnModel];

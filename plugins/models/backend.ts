@@ -1,0 +1,100 @@
+/**
+ * TensorFlow.js backend selection. `auto` tries tfjs-node-gpu (CUDA), tfjs-node, WASM, then the plain
+ * JS backend, and says why each one it skipped was not taken. The backend is process-wide in TF.js,
+ * so the first model operator to open picks it; a later one asking for another is told so (warned),
+ * not silently switched.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Logger } from 'pino';
+
+export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = Exclude<BackendChoice, 'auto'>;
+
+export interface BackendSelection {
+  /** The backend in use. */
+  backend: BackendName;
+  /** TF.js's own name of it (`tensorflow`, `wasm`, `cpu`). */
+  tfName: string;
+  /** Why each backend tried before it was not taken. */
+  skipped: { backend: BackendName; reason: string }[];
+}
+
+/** Numeric code of a backend, for the `model_backend` gauge (prom-client labels are fixed per metric). */
+export const backendCode: Record<BackendName, number> = { cpu: 0, wasm: 1, tensorflow: 2, 'tensorflow-gpu': 3 };
+
+const order: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+let selected: Promise<BackendSelection> | undefined;
+let selectedFor: BackendChoice | undefined;
+
+async function importOptional(specifier: string): Promise<void> {
+  // A variable specifier keeps tsc from requiring the optional package's types at build time.
+  await import(specifier);
+}
+
+async function tryBackend(name: BackendName): Promise<string> {
+  switch (name) {
+    case 'tensorflow-gpu':
+      await importOptional('@tensorflow/tfjs-node-gpu');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
+      return 'tensorflow';
+    case 'tensorflow':
+      await importOptional('@tensorflow/tfjs-node');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
+      return 'tensorflow';
+    case 'wasm':
+      await import('@tensorflow/tfjs-backend-wasm');
+      if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');
+      return 'wasm';
+    case 'cpu': {
+      // The cpu backend prints an advert for tfjs-node on first use; the selection log says it better.
+      const warn = console.warn;
+      console.warn = () => undefined;
+      try {
+        if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend did not initialise');
+        tf.tensor([0]).dispose();
+      } finally {
+        console.warn = warn;
+      }
+      return 'cpu';
+    }
+  }
+}
+
+function reasonOf(error: unknown): string {
+  const message = (error as Error).message ?? String(error);
+  if (/Cannot find (module|package)/i.test(message)) return 'not installed (optional dependency)';
+  return message.split('\n')[0]!.slice(0, 200);
+}
+
+async function select(choice: BackendChoice): Promise<BackendSelection> {
+  const candidates = choice === 'auto' ? order : [choice];
+  const skipped: BackendSelection['skipped'] = [];
+  for (const backend of candidates) {
+    try {
+      const tfName = await tryBackend(backend);
+      // The GPU build registers `tensorflow` too; only a visible CUDA device makes it a GPU backend.
+      return { backend, tfName, skipped };
+    } catch (error) {
+      skipped.push({ backend, reason: reasonOf(error) });
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could be initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+}
+
+/** Selects the backend once per process; later calls get the same selection. */
+export async function useBackend(choice: BackendChoice, logger: Logger): Promise<BackendSelection> {
+  if (!selected) {
+    selectedFor = choice;
+    selected = select(choice);
+    const selection = await selected;
+    logger.info({ backend: selection.backend, skipped: selection.skipped }, `TensorFlow.js backend: ${selection.backend}` + (selection.skipped.length ? ` (${selection.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')})` : ''));
+    return selection;
+  }
+  const selection = await selected;
+  if (choice !== 'auto' && choice !== selection.backend && choice !== selectedFor) {
+    logger.warn({ requested: choice, backend: selection.backend }, `backend ${choice} requested, but TensorFlow.js already runs on ${selection.backend} in this process (one backend per process)`);
+  }
+  return selection;
+}
+
+export { tf };

@@ -1,0 +1,244 @@
+/**
+ * `churn-model`: P(the user does not come back within `horizon` of a session's end), predicted when
+ * the session closes (its summary arrives). The label is 0 as soon as the user starts a session
+ * within the horizon, 1 when the watermark passes end + horizon without one. The end of input is
+ * not a label: predictions still open then are counted as censored, not scored.
+ */
+import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
+import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
+import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { SequenceTracker, type Step } from './sequence.js';
+
+export interface ChurnModelConfig extends ModelOperatorConfig {
+  horizon?: string | number;
+}
+
+interface UserState {
+  firstSeen: number;
+  sessions: number;
+  purchases: number;
+  lastEnd: number | undefined;
+  gapSum: number;
+  /** Sessions seen in events but not yet closed, by id: their start. */
+  open: [string, number][];
+  /** Predictions waiting for a return: id and session end. */
+  pending: [string, number][];
+}
+
+interface ChurnState {
+  learner: LearnerState;
+  users: [string, UserState][];
+  deadlines: [number, string, string][];
+  sequences: [string, Step[]][];
+}
+
+/** Features churn computes itself from the summary and the user's history. */
+export const churnFeatureNames = [
+  'session_events_log',
+  'session_minutes_log',
+  'session_views_log',
+  'session_carts_log',
+  'session_purchased',
+  'user_sessions_log',
+  'user_days_since_first_log',
+  'user_mean_gap_days_log',
+  'user_purchases_log',
+  'user_days_since_previous_log',
+  'hour_sin',
+  'hour_cos',
+] as const;
+
+const day = 86_400_000;
+const maxUsers = 1_000_000;
+const maxOpen = 8;
+
+export default defineOperator<ChurnModelConfig>({
+  name: 'churn-model',
+  status: 'experimental',
+  summary: 'Learns P(no return within the horizon) online, predicting when each session closes; labels come from returns and the watermark.',
+  description:
+    'Needs the session summaries a sessionizer emits (and its events, to see returns). Features come from the summary and ' +
+    'the user\'s history (sessions, purchases, gaps). Emits `prediction` and `drift` records; every input record passes through. ' +
+    'Same metrics as `intent-model`.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      ...modelOperatorProperties,
+      horizon: { $ref: 'tributary:duration', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
+    },
+  },
+  examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
+  create(rawConfig, context) {
+    const config = resolveConfig(rawConfig, context.label);
+    // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
+    const horizon = parseDuration(rawConfig.horizon ?? '7d');
+    config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
+    const learner = new OnlineLearner(config, 'churn', context);
+    const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
+    const users = new Map<string, UserState>();
+    // Min-heap of (deadline, prediction id, user); entries already labelled are skipped when popped.
+    const deadlines: [number, string, string][] = [];
+
+    const push = (entry: [number, string, string]): void => {
+      deadlines.push(entry);
+      for (let i = deadlines.length - 1; i > 0; ) {
+        const parent = (i - 1) >> 1;
+        if (deadlines[parent]![0] <= deadlines[i]![0]) break;
+        [deadlines[parent], deadlines[i]] = [deadlines[i]!, deadlines[parent]!];
+        i = parent;
+      }
+    };
+    const pop = (): [number, string, string] | undefined => {
+      const top = deadlines[0];
+      const last = deadlines.pop();
+      if (deadlines.length > 0 && last) {
+        deadlines[0] = last;
+        for (let i = 0; ; ) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < deadlines.length && deadlines[l]![0] < deadlines[m]![0]) m = l;
+          if (r < deadlines.length && deadlines[r]![0] < deadlines[m]![0]) m = r;
+          if (m === i) break;
+          [deadlines[m], deadlines[i]] = [deadlines[i]!, deadlines[m]!];
+          i = m;
+        }
+      }
+      return top;
+    };
+
+    const userOf = (userId: string, time: number): UserState => {
+      let user = users.get(userId);
+      if (!user) {
+        if (users.size >= maxUsers) users.delete(users.keys().next().value!);
+        user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [] };
+        users.set(userId, user);
+      }
+      return user;
+    };
+
+    /** The user started a session at `start`: predictions for sessions that ended before it are labelled. */
+    const returned = (user: UserState, start: number, emit: Emit): void => {
+      if (user.pending.length === 0) return;
+      const still: [string, number][] = [];
+      for (const [id, end] of user.pending) {
+        if (start > end) learner.label(id, start - end <= horizon ? 0 : 1, start, emit);
+        else still.push([id, end]);
+      }
+      user.pending = still;
+    };
+
+    const onEvent = (event: ClickEvent, emit: Emit): void => {
+      const user = userOf(event.userId, event.time);
+      const sessionId = event.session?.id ?? event.sessionId;
+      if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
+      const start = event.session?.start ?? event.time;
+      if (sessionId !== undefined) {
+        if (user.open.some(([id]) => id === sessionId)) return;
+        user.open.push([sessionId, start]);
+        if (user.open.length > maxOpen) user.open.shift();
+      }
+      returned(user, start, emit);
+    };
+
+    const onSummary = (summary: SessionSummary, emit: Emit): void => {
+      if (summary.update) return; // already predicted at its first close; a late event does not re-predict
+      const user = userOf(summary.userId, summary.start);
+      user.open = user.open.filter(([id]) => id !== summary.sessionId);
+      const hour = (new Date(summary.end).getUTCHours() / 24) * 2 * Math.PI;
+      const counts = summary.counts ?? {};
+      const values = new Float32Array([
+        Math.log1p(summary.eventCount),
+        Math.log1p((summary.end - summary.start) / 60_000),
+        Math.log1p(counts.view ?? 0),
+        Math.log1p(counts.cart ?? 0),
+        summary.purchased ? 1 : 0,
+        Math.log1p(user.sessions),
+        Math.log1p((summary.end - user.firstSeen) / day),
+        Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0),
+        Math.log1p(user.purchases),
+        Math.log1p(user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) / day : 0),
+        Math.sin(hour),
+        Math.cos(hour),
+      ]);
+      if (user.lastEnd !== undefined) user.gapSum += Math.max(0, summary.start - user.lastEnd);
+      user.sessions++;
+      if (summary.purchased) user.purchases++;
+      user.lastEnd = summary.end;
+      const id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
+      learner.submit({ id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values, ...(sequences ? { seq: sequences.sample(summary.sessionId) } : {}) }, emit);
+      sequences?.delete(summary.sessionId);
+      user.pending.push([id, summary.end]);
+      push([summary.end + horizon, id, summary.userId]);
+      // The user may already be back: events of the next session can arrive before this summary.
+      const next = user.open.filter(([, start]) => start > summary.end).map(([, start]) => start);
+      if (next.length > 0) returned(user, Math.min(...next), emit);
+    };
+
+    return {
+      async open() {
+        await learner.open();
+      },
+      apply: recordOperator(context, () => {
+        let tickEmit: (() => void) | undefined;
+        const timer = setInterval(() => tickEmit?.(), Math.max(10, config.batch.maxDelayMs || 1000));
+        timer.unref();
+        return {
+          record(record, emit) {
+            tickEmit ??= () => learner.tick(emit);
+            emit(record);
+            if (record.kind === 'event') onEvent(record as ClickEvent, emit);
+            else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
+            learner.tick(emit);
+          },
+          watermark(mark, emit) {
+            if (mark.time === Infinity) {
+              learner.endOfInput(emit);
+              return;
+            }
+            while (deadlines.length > 0 && deadlines[0]![0] < mark.time) {
+              const [deadline, id, userId] = pop()!;
+              const user = users.get(userId);
+              if (!user) continue;
+              const index = user.pending.findIndex(([pending]) => pending === id);
+              if (index < 0) continue; // labelled by a return already
+              user.pending.splice(index, 1);
+              learner.label(id, 1, deadline, emit);
+            }
+            learner.expire(mark.time - config.labelBuffer.timeoutMs);
+            learner.tick(emit);
+          },
+          complete() {
+            tickEmit = undefined;
+            clearInterval(timer);
+          },
+          finalize() {
+            tickEmit = undefined;
+            clearInterval(timer);
+          },
+        };
+      }),
+      snapshot(): ChurnState {
+        return {
+          learner: learner.snapshot(),
+          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [...p] as [string, number]) }]),
+          deadlines: deadlines.map((d) => [...d] as [number, string, string]),
+          sequences: sequences?.state() ?? [],
+        };
+      },
+      restore(state) {
+        const saved = state as ChurnState;
+        learner.restore(saved.learner);
+        users.clear();
+        for (const [key, user] of saved.users) users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending: user.pending.map((p) => [...p] as [string, number]) });
+        deadlines.length = 0;
+        deadlines.push(...saved.deadlines.map((d) => [...d] as [number, string, string]));
+        sequences?.load(saved.sequences);
+      },
+      async close() {
+        learner.close();
+      },
+    };
+  },
+});

@@ -1,0 +1,155 @@
+/** The config every model operator shares (schema and type), with its defaults resolved in code. */
+import { parseDuration, type JsonSchema } from 'tributary';
+import type { BackendChoice } from './backend.js';
+import type { ModelConfig, ModelKind } from './model.js';
+import type { OptimizerKind } from './params.js';
+
+export type DriftAction = 'none' | 'reset_optimizer' | 'raise_learning_rate';
+
+/** As written in YAML (snake_case, every field optional but `model.kind`). */
+export interface ModelOperatorConfig {
+  name?: string;
+  version?: string;
+  backend?: BackendChoice;
+  model?: Partial<ModelConfig> & { kind?: ModelKind };
+  optimizer?: { kind?: OptimizerKind; learning_rate?: number };
+  batch?: { max_size?: number; max_delay?: string | number };
+  label_buffer?: { max_size?: number; timeout?: string | number };
+  metrics?: { window?: number; calibration_bins?: number };
+  drift?: { detector?: 'page-hinkley' | 'none'; delta?: number; threshold?: number; min_instances?: number; action?: DriftAction; factor?: number };
+  checkpoint?: { dir: string; every?: number; warm_start?: boolean };
+  report?: boolean;
+}
+
+/** With every default filled in. */
+export interface ResolvedModelConfig {
+  name: string;
+  version: string;
+  backend: BackendChoice;
+  model: ModelConfig;
+  optimizer: { kind: OptimizerKind; learning_rate: number };
+  batch: { maxSize: number; maxDelayMs: number };
+  labelBuffer: { maxSize: number; timeoutMs: number };
+  metrics: { window: number; calibrationBins: number };
+  drift: { detector: 'page-hinkley' | 'none'; delta: number; threshold: number; min_instances: number; action: DriftAction; factor: number };
+  checkpoint: { dir: string; every: number; warmStart: boolean } | undefined;
+  report: boolean;
+}
+
+export function resolveConfig(config: ModelOperatorConfig, label: string): ResolvedModelConfig {
+  const kind = config.model?.kind ?? 'logistic';
+  return {
+    name: config.name ?? label,
+    version: config.version ?? '1',
+    backend: config.backend ?? 'auto',
+    model: {
+      kind,
+      l2: config.model?.l2 ?? 1e-4,
+      hidden: config.model?.hidden ?? [32, 16],
+      dropout: config.model?.dropout ?? 0,
+      units: config.model?.units ?? 16,
+      sequence_length: config.model?.sequence_length ?? 12,
+      category_buckets: config.model?.category_buckets ?? 64,
+      seed: config.model?.seed ?? 1,
+    },
+    optimizer: { kind: config.optimizer?.kind ?? 'adam', learning_rate: config.optimizer?.learning_rate ?? (kind === 'logistic' ? 0.05 : 0.005) },
+    batch: { maxSize: config.batch?.max_size ?? 256, maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms') },
+    labelBuffer: { maxSize: config.label_buffer?.max_size ?? 100_000, timeoutMs: parseDuration(config.label_buffer?.timeout ?? '1d') },
+    metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10 },
+    drift: {
+      detector: config.drift?.detector ?? 'page-hinkley',
+      delta: config.drift?.delta ?? 0.005,
+      threshold: config.drift?.threshold ?? 50,
+      min_instances: config.drift?.min_instances ?? 100,
+      action: config.drift?.action ?? 'none',
+      factor: config.drift?.factor ?? 2,
+    },
+    checkpoint: config.checkpoint ? { dir: config.checkpoint.dir, every: config.checkpoint.every ?? 0, warmStart: config.checkpoint.warm_start ?? true } : undefined,
+    report: config.report ?? false,
+  };
+}
+
+const duration = (description: string): JsonSchema => ({ $ref: 'tributary:duration', description });
+
+/** Schema properties shared by `intent-model` and `churn-model`. */
+export const modelOperatorProperties: Record<string, JsonSchema> = {
+  name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics. Default: the stage label.' },
+  version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
+  backend: { enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], description: 'TensorFlow.js backend; auto tries tensorflow-gpu, tensorflow, wasm, then cpu. Default: auto.' },
+  model: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'The model.',
+    properties: {
+      kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
+      l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights. Default: 1e-4.' },
+      hidden: { type: 'array', items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes. Default: [32, 16].' },
+      dropout: { type: 'number', minimum: 0, maximum: 0.9, description: 'mlp: dropout rate while learning. Default: 0.' },
+      units: { type: 'integer', minimum: 1, description: 'gru: hidden units. Default: 16.' },
+      sequence_length: { type: 'integer', minimum: 1, maximum: 256, description: 'gru: last events of the session it reads. Default: 12.' },
+      category_buckets: { type: 'integer', minimum: 1, description: 'gru: buckets categories are hashed into. Default: 64.' },
+      seed: { type: 'integer', description: 'Seed of initial weights and dropout. Default: 1.' },
+    },
+  },
+  optimizer: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'Optimiser.',
+    properties: {
+      kind: { enum: ['sgd', 'adam'], description: 'Default: adam.' },
+      learning_rate: { type: 'number', exclusiveMinimum: 0, description: 'Default: 0.05 for logistic, 0.005 otherwise.' },
+    },
+  },
+  batch: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'Micro-batches for predicting and learning: TF.js pays per op call, so samples are batched.',
+    properties: {
+      max_size: { type: 'integer', minimum: 1, description: 'Samples per micro-batch. Default: 256.' },
+      max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size and watermarks only (fully deterministic). Default: 200ms.'),
+    },
+  },
+  label_buffer: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'Predictions waiting for their label (delayed labels).',
+    properties: {
+      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped (and counted) beyond it. Default: 100000.' },
+      timeout: duration('Event time after which an unlabelled prediction is dropped (and counted). Default: 1d.'),
+    },
+  },
+  metrics: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'Prequential metrics.',
+    properties: {
+      window: { type: 'integer', minimum: 2, description: 'Labels in the sliding window of the windowed AUC and log loss. Default: 1000.' },
+      calibration_bins: { type: 'integer', minimum: 1, maximum: 100, description: 'Calibration bins. Default: 10.' },
+    },
+  },
+  drift: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'Drift detection (Page-Hinkley) on the prequential log loss.',
+    properties: {
+      detector: { enum: ['page-hinkley', 'none'], description: 'Default: page-hinkley.' },
+      delta: { type: 'number', minimum: 0, description: 'Tolerated rise of the mean loss. Default: 0.005.' },
+      threshold: { type: 'number', exclusiveMinimum: 0, description: 'Cumulative excess that signals drift. Default: 50.' },
+      min_instances: { type: 'integer', minimum: 1, description: 'Labels before the test may fire. Default: 100.' },
+      action: { enum: ['none', 'reset_optimizer', 'raise_learning_rate'], description: 'What a drift does besides emitting a `drift` record. Default: none.' },
+      factor: { type: 'number', minimum: 1, description: 'raise_learning_rate: multiplier (it decays back by 1% per step). Default: 2.' },
+    },
+  },
+  checkpoint: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['dir'],
+    description: 'Saves the model (weights, optimiser, normaliser) to DIR/NAME.model.json; warm-starts from it.',
+    properties: {
+      dir: { type: 'string', minLength: 1, description: 'Folder, relative to the pipeline file.' },
+      every: { type: 'integer', minimum: 0, description: 'Also save every N labels (0: only when the pipeline closes). Default: 0.' },
+      warm_start: { type: 'boolean', description: 'Load the saved model at start when it exists. Default: true.' },
+    },
+  },
+  report: { type: 'boolean', description: 'Emit a `model_metrics` record (summary, ROC, calibration, timeline) at end of input; the backtest turns it on. Default: false.' },
+};

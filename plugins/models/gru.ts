@@ -1,0 +1,66 @@
+/**
+ * `gru`: a GRU over the session's last events (embedded event type and hashed category, time
+ * deltas, price), its final state joined with the event's feature vector, then a logistic output.
+ * Written with plain ops (not tf.layers) so its parameters and optimiser state serialise
+ * synchronously like the other models'.
+ */
+import { tf } from './backend.js';
+import { OnlineModel, glorot, inputMatrix, type Batch, type ModelConfig } from './model.js';
+import type { OptimizerConfig } from './params.js';
+
+/** Event type ids: 0 is padding, the last id takes every other type. */
+export const eventTypeIds: Record<string, number> = { view: 1, cart: 2, remove_from_cart: 3, purchase: 4 };
+export const eventTypeVocabulary = 6;
+/** Numeric features per step: log time since the previous event, log time since the start, log price. */
+export const stepFeatures = 3;
+const typeDim = 4;
+const categoryDim = 8;
+
+export class GruModel extends OnlineModel {
+  readonly kind = 'gru' as const;
+
+  constructor(inputs: number, config: ModelConfig, optimizer: OptimizerConfig) {
+    super(inputs, config, optimizer);
+    const u = config.units;
+    const stepIn = typeDim + categoryDim + stepFeatures;
+    this.params.add('embType', tf.randomNormal([eventTypeVocabulary, typeDim], 0, 0.1, 'float32', config.seed + 1));
+    this.params.add('embCategory', tf.randomNormal([config.category_buckets + 2, categoryDim], 0, 0.1, 'float32', config.seed + 2));
+    this.params.add('wx', glorot(stepIn, 3 * u, config.seed + 3));
+    this.params.add('wzr', glorot(u, 2 * u, config.seed + 4));
+    this.params.add('wh', glorot(u, u, config.seed + 5));
+    this.params.add('bx', tf.zeros([3 * u]));
+    this.params.add('wout', glorot(u + inputs, 1, config.seed + 6));
+    this.params.add('bout', tf.zeros([1]));
+    this.ready();
+  }
+
+  protected logits(batch: Batch): tf.Tensor1D {
+    const seq = batch.seq;
+    if (!seq) throw new Error('gru needs event sequences');
+    const { n } = batch;
+    const L = seq.length;
+    const u = this.config.units;
+    const types = tf.tensor2d(seq.types, [n, L], 'int32');
+    const categories = tf.tensor2d(seq.categories, [n, L], 'int32');
+    const steps = tf.tensor3d(seq.steps, [n, L, stepFeatures], 'float32');
+    const x = tf.concat([tf.gather(this.params.get('embType'), types), tf.gather(this.params.get('embCategory'), categories), steps], 2);
+    // Input projections of every step in one matMul; the recurrence then needs two per step.
+    const projected = x.reshape([n * L, -1]).matMul(this.params.get('wx')).add(this.params.get('bx')).reshape([n, L, 3 * u]);
+    const inputsByStep = tf.unstack(projected, 1);
+    const masks = tf.unstack(types.greater(0).cast('float32').reshape([n, L, 1]), 1);
+    const wzr = this.params.get('wzr');
+    const wh = this.params.get('wh');
+    let h: tf.Tensor2D = tf.zeros([n, u]);
+    for (let t = 0; t < L; t++) {
+      const [xz, xr, xh] = tf.split(inputsByStep[t]!, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      const [hz, hr] = tf.split(h.matMul(wzr), 2, 1) as [tf.Tensor2D, tf.Tensor2D];
+      const z = tf.sigmoid(xz.add(hz));
+      const r = tf.sigmoid(xr.add(hr));
+      const candidate = tf.tanh(xh.add(r.mul(h).matMul(wh)));
+      // Padding steps (mask 0) leave the state as it was.
+      h = h.add(z.mul(candidate.sub(h)).mul(masks[t]!)) as tf.Tensor2D;
+    }
+    const joined = batch.d > 0 ? tf.concat([h, inputMatrix(batch)], 1) : h;
+    return joined.matMul(this.params.get('wout')).add(this.params.get('bout')).reshape([n]) as tf.Tensor1D;
+  }
+}

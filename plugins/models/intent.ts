@@ -1,0 +1,160 @@
+/**
+ * `intent-model`: P(this session ends in a purchase), predicted at every event of a session before
+ * its first purchase. The label comes later: 1 at the session's first purchase, else the session
+ * summary's `purchased` when the session closes. Predictions wait in a bounded buffer until then;
+ * each label is scored against its prediction, then learnt from (prequential, test-then-train).
+ */
+import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
+import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
+import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { SequenceTracker, type Step } from './sequence.js';
+
+export type IntentModelConfig = ModelOperatorConfig;
+
+interface SessionState {
+  userId: string;
+  /** The label is known (a purchase happened, or the session closed). */
+  labelled: boolean;
+  /** Ids of predictions waiting for this session's label. */
+  pending: string[];
+  /** Latest event time, for the label timeout. */
+  last: number;
+}
+
+interface IntentState {
+  learner: LearnerState;
+  sessions: [string, SessionState][];
+  sequences: [string, Step[]][];
+  ended: boolean;
+}
+
+const maxSessions = 500_000;
+
+export default defineOperator<IntentModelConfig>({
+  name: 'intent-model',
+  status: 'experimental',
+  summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
+  description:
+    'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
+    'the sessionizer emits. Emits `prediction` records (and `drift` records); every input record passes through. ' +
+    'Metrics: `model_auc`, `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
+    '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_drifts_total`, `model_backend`.',
+  config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
+  examples: [
+    { model: { kind: 'logistic' } },
+    { name: 'intent-mlp', model: { kind: 'mlp', hidden: [32, 16], dropout: 0.1 }, optimizer: { kind: 'adam', learning_rate: 0.005 }, batch: { max_size: 256, max_delay: '200ms' } },
+    { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
+  ],
+  create(rawConfig, context) {
+    const config = resolveConfig(rawConfig, context.label);
+    const learner = new OnlineLearner(config, 'intent', context);
+    const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
+    const sessions = new Map<string, SessionState>();
+    let ended = false;
+    let lastSweep = -Infinity;
+
+    const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
+      for (const id of state.pending) learner.label(id, label, time, emit);
+      state.pending = [];
+      state.labelled = true;
+    };
+
+    const onEvent = (event: ClickEvent, emit: Emit): void => {
+      const sessionId = event.session?.id ?? event.sessionId;
+      if (sessionId === undefined) return;
+      let state = sessions.get(sessionId);
+      if (!state) {
+        if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
+        state = { userId: event.userId, labelled: false, pending: [], last: event.time };
+        sessions.set(sessionId, state);
+      }
+      state.last = Math.max(state.last, event.time);
+      sequences?.push(sessionId, event);
+      if (state.labelled) return;
+      if (event.type === 'purchase') {
+        labelSession(state, 1, event.time, emit);
+        return;
+      }
+      const features = event.features;
+      if (!features && config.model.kind !== 'gru') return;
+      const position = event.session?.position ?? state.pending.length;
+      const id = predictionId(config.name, event.userId, sessionId, event.time, position);
+      learner.submit(
+        { id, userId: event.userId, sessionId, time: event.time, names: features?.names ?? [], values: features?.values ?? [], ...(sequences ? { seq: sequences.sample(sessionId) } : {}) },
+        emit,
+      );
+      state.pending.push(id);
+    };
+
+    const onSummary = (summary: SessionSummary, emit: Emit): void => {
+      const state = sessions.get(summary.sessionId);
+      if (state && !state.labelled) labelSession(state, summary.purchased ? 1 : 0, summary.end, emit);
+      // Closed: a late event re-opens it, and its updated summary labels what that event predicted.
+      sessions.delete(summary.sessionId);
+      sequences?.delete(summary.sessionId);
+    };
+
+    return {
+      async open() {
+        await learner.open();
+      },
+      apply: recordOperator(context, () => {
+        const timer = setInterval(() => tickEmit?.(), Math.max(10, config.batch.maxDelayMs || 1000));
+        timer.unref();
+        let tickEmit: (() => void) | undefined;
+        return {
+          record(record, emit) {
+            tickEmit ??= () => learner.tick(emit);
+            emit(record);
+            if (record.kind === 'event') onEvent(record as ClickEvent, emit);
+            else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
+            learner.tick(emit);
+          },
+          watermark(mark, emit) {
+            if (mark.time === Infinity) {
+              ended = true;
+              learner.endOfInput(emit);
+              return;
+            }
+            const cutoff = mark.time - config.labelBuffer.timeoutMs;
+            learner.expire(cutoff);
+            // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
+            if (mark.time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
+              lastSweep = mark.time;
+              for (const [key, state] of sessions) {
+                if (state.last >= cutoff) continue;
+                for (const id of state.pending) learner.forget(id);
+                sessions.delete(key);
+                sequences?.delete(key);
+              }
+            }
+            learner.tick(emit);
+          },
+          complete() {
+            // A stop (no end-of-input watermark) keeps pending batches for the snapshot.
+            tickEmit = undefined;
+            clearInterval(timer);
+          },
+          finalize() {
+            tickEmit = undefined;
+            clearInterval(timer);
+          },
+        };
+      }),
+      snapshot(): IntentState {
+        return { learner: learner.snapshot(), sessions: [...sessions.entries()].map(([k, v]) => [k, { ...v, pending: [...v.pending] }]), sequences: sequences?.state() ?? [], ended };
+      },
+      restore(state) {
+        const saved = state as IntentState;
+        learner.restore(saved.learner);
+        sessions.clear();
+        for (const [key, value] of saved.sessions) sessions.set(key, { ...value, pending: [...value.pending] });
+        sequences?.load(saved.sequences);
+        ended = saved.ended;
+      },
+      async close() {
+        learner.close();
+      },
+    };
+  },
+});

@@ -1,0 +1,490 @@
+/**
+ * The engine under every model operator: micro-batched prediction, a bounded buffer of predictions
+ * waiting for their (delayed) labels, prequential scoring (test-then-train), micro-batched learning,
+ * drift detection, metrics, checkpoints and snapshots. The task operators (intent, churn) decide
+ * what a sample is and when its label is known; this class does the rest.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Counter, Emit, Gauge, PluginContext, Prediction, StreamRecord } from 'tributary';
+import { backendCode, useBackend, type BackendSelection } from './backend.js';
+import type { ResolvedModelConfig } from './config.js';
+import { PageHinkley, type PageHinkleyState } from './drift.js';
+import type { Batch, ModelState, OnlineModel } from './model.js';
+import { createModel } from './models.js';
+import { Normaliser, type NormaliserState } from './normaliser.js';
+import { decodeFloats, encodeFloats } from './params.js';
+import { Prequential, type PrequentialState } from './prequential.js';
+import type { SequenceSample } from './sequence.js';
+import { stepFeatures } from './gru.js';
+
+/** What a task operator hands in: one prediction to make. */
+export interface SampleInput {
+  id: string;
+  userId: string;
+  sessionId?: string;
+  time: number;
+  names: readonly string[];
+  values: ArrayLike<number>;
+  seq?: SequenceSample;
+}
+
+interface Sample {
+  id: string;
+  userId: string;
+  sessionId?: string;
+  time: number;
+  raw: Float32Array;
+  x?: Float32Array;
+  seq?: SequenceSample;
+  score?: number;
+  label?: number;
+}
+
+interface EncodedSample {
+  id: string;
+  userId: string;
+  sessionId?: string;
+  time: number;
+  raw: string;
+  x?: string;
+  seq?: { types: number[]; categories: number[]; steps: string };
+  score?: number;
+  label?: number;
+}
+
+/** The model as saved to a checkpoint folder (a warm start reads it). */
+export interface SavedModel {
+  format: 1;
+  name: string;
+  task: string;
+  features: string[];
+  model: ModelState;
+  normaliser: NormaliserState;
+  baseLearningRate: number;
+}
+
+export interface LearnerState {
+  format: 1;
+  saved: SavedModel | null;
+  toPredict: EncodedSample[];
+  awaiting: EncodedSample[];
+  toLearn: EncodedSample[];
+  prequential: PrequentialState;
+  drift: PageHinkleyState;
+  counts: LearnerCounts;
+}
+
+export interface LearnerCounts {
+  predictions: number;
+  labels: number;
+  learnSteps: number;
+  overflow: number;
+  expired: number;
+  unlabelledAtEnd: number;
+  drifts: number;
+  lateLabels: number;
+}
+
+/** Deterministic prediction id: the same model and input give the same id after a replay. */
+export function predictionId(...parts: (string | number | undefined)[]): string {
+  return createHash('sha1').update(parts.map((p) => String(p ?? '')).join('\u0001')).digest('hex').slice(0, 24);
+}
+
+export class OnlineLearner {
+  private model: OnlineModel | undefined;
+  private normaliser: Normaliser | undefined;
+  private features: string[] | undefined;
+  private readonly aligned = new WeakMap<readonly string[], number[] | null>();
+  private toPredict: Sample[] = [];
+  private readonly awaiting = new Map<string, Sample>();
+  private toLearn: Sample[] = [];
+  private oldestPending = Infinity;
+  private readonly prequential: Prequential;
+  private readonly drift: PageHinkley;
+  private baseLearningRate: number;
+  private backend: BackendSelection | undefined;
+  private lastCheckpointLabels = 0;
+  private closedModel: SavedModel | undefined;
+  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0 };
+  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts', Counter>;
+
+  constructor(
+    readonly config: ResolvedModelConfig,
+    readonly task: string,
+    private readonly context: PluginContext,
+  ) {
+    this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins);
+    this.drift = new PageHinkley(config.drift);
+    this.baseLearningRate = config.optimizer.learning_rate;
+    const m = context.metrics;
+    this.gauges = {
+      auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
+      aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
+      logloss: m.gauge('model_logloss', 'Prequential log loss over every label so far.'),
+      brier: m.gauge('model_brier', 'Prequential Brier score over every label so far.'),
+      baseRate: m.gauge('model_base_rate', 'Share of positive labels so far.'),
+      calibration: m.gauge('model_calibration_error', 'Expected calibration error over the calibration bins.'),
+      buffer: m.gauge('model_label_buffer', 'Predictions waiting for their label.'),
+      backend: m.gauge('model_backend', 'TensorFlow.js backend in use: 0 cpu, 1 wasm, 2 tensorflow, 3 tensorflow-gpu.'),
+      learningRate: m.gauge('model_learning_rate', 'Current learning rate.'),
+    };
+    this.counters = {
+      predictions: m.counter('model_predictions_total', 'Predictions emitted.'),
+      labels: m.counter('model_labels_total', 'Labels scored and learnt from.'),
+      overflow: m.counter('model_label_buffer_overflow_total', 'Predictions dropped unlabelled because the label buffer was full.'),
+      expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout.'),
+      drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
+    };
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get backendName(): string | undefined {
+    return this.backend?.backend;
+  }
+
+  get featureNames(): readonly string[] | undefined {
+    return this.features;
+  }
+
+  /** Picks the backend and warm-starts from the checkpoint folder when asked. */
+  async open(): Promise<void> {
+    this.backend = await useBackend(this.config.backend, this.context.logger);
+    this.gauges.backend.set(backendCode[this.backend.backend]);
+    this.gauges.learningRate.set(this.config.optimizer.learning_rate);
+    const file = this.checkpointFile();
+    if (file && this.config.checkpoint!.warmStart && existsSync(file)) {
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+      this.loadSaved(saved);
+      this.context.logger.info({ file, steps: saved.model.optimizer.step }, `model ${this.name}: warm start from ${file}`);
+    }
+  }
+
+  private checkpointFile(): string | undefined {
+    const dir = this.config.checkpoint?.dir;
+    return dir ? join(resolve(this.context.baseDir, dir), `${this.name}.model.json`) : undefined;
+  }
+
+  private build(features: readonly string[]): void {
+    this.features = [...features];
+    this.normaliser = new Normaliser(features.length);
+    this.model = createModel(features.length, this.config.model, this.config.optimizer);
+  }
+
+  private loadSaved(saved: SavedModel): void {
+    this.model?.dispose();
+    this.build(saved.features);
+    this.model!.load(saved.model);
+    this.normaliser!.load(saved.normaliser);
+    this.baseLearningRate = saved.baseLearningRate;
+  }
+
+  savedModel(): SavedModel | null {
+    // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
+    if (!this.model) return this.closedModel ?? null;
+    if (!this.normaliser || !this.features) return null;
+    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate };
+  }
+
+  /** Writes the model to the checkpoint folder (atomically: a reader never sees half a file). */
+  saveCheckpoint(): void {
+    const file = this.checkpointFile();
+    const saved = this.savedModel();
+    if (!file || !saved) return;
+    mkdirSync(resolve(file, '..'), { recursive: true });
+    writeFileSync(`${file}.tmp`, JSON.stringify(saved));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** Maps a vector's names onto the model's feature order (null: same order). */
+  private alignment(names: readonly string[]): number[] | null {
+    let map = this.aligned.get(names);
+    if (map === undefined) {
+      const own = this.features!;
+      const same = names.length === own.length && names.every((n, i) => n === own[i]);
+      if (same) map = null;
+      else {
+        const index = new Map(names.map((n, i) => [n, i]));
+        map = own.map((n) => index.get(n) ?? -1);
+      }
+      this.aligned.set(names, map);
+    }
+    return map;
+  }
+
+  /** Queues one prediction; it is made (and emitted) when its micro-batch runs. */
+  submit(input: SampleInput, emit: Emit): void {
+    if (!this.model) this.build(input.names);
+    const size = this.features!.length;
+    const map = this.alignment(input.names);
+    const raw = new Float32Array(size);
+    if (map === null) raw.set(input.values as ArrayLike<number>);
+    else for (let i = 0; i < size; i++) raw[i] = map[i]! >= 0 ? input.values[map[i]!]! : 0;
+    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, raw };
+    if (input.sessionId !== undefined) sample.sessionId = input.sessionId;
+    if (input.seq) sample.seq = input.seq;
+    if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
+    this.toPredict.push(sample);
+    if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
+  }
+
+  private batchOf(samples: readonly Sample[], useX: boolean): Batch {
+    const d = this.features!.length;
+    const x = new Float32Array(samples.length * d);
+    samples.forEach((s, i) => x.set(useX ? s.x! : s.raw, i * d));
+    const batch: Batch = { n: samples.length, d, x };
+    if (this.config.model.kind === 'gru') {
+      const L = this.config.model.sequence_length;
+      const types = new Int32Array(samples.length * L);
+      const categories = new Int32Array(samples.length * L);
+      const steps = new Float32Array(samples.length * L * stepFeatures);
+      samples.forEach((s, i) => {
+        if (!s.seq) return;
+        types.set(s.seq.types, i * L);
+        categories.set(s.seq.categories, i * L);
+        steps.set(s.seq.steps, i * L * stepFeatures);
+      });
+      batch.seq = { length: L, types, categories, steps };
+    }
+    return batch;
+  }
+
+  /** Runs the pending predictions as one batch and emits them. */
+  flushPredictions(emit: Emit): void {
+    const samples = this.toPredict;
+    if (samples.length === 0) return;
+    this.toPredict = [];
+    const d = this.features!.length;
+    for (const s of samples) {
+      s.x = new Float32Array(d);
+      this.normaliser!.updateAndTransform(s.raw, s.x, 0);
+    }
+    const scores = this.model!.predictProbaMany(this.batchOf(samples, true));
+    const version = `${this.config.version}.${this.counts.learnSteps}`;
+    for (let i = 0; i < samples.length; i++) {
+      const s = samples[i]!;
+      s.score = scores[i]!;
+      const prediction: Prediction = { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score };
+      if (s.sessionId !== undefined) prediction.sessionId = s.sessionId;
+      emit(prediction as unknown as StreamRecord);
+      // A label may already have come while the sample waited for its batch: score it now.
+      if (s.label !== undefined) this.scoreAndQueue(s, emit);
+      else this.hold(s);
+    }
+    this.counts.predictions += samples.length;
+    this.counters.predictions.inc(samples.length);
+    this.gauges.buffer.set(this.awaiting.size);
+  }
+
+  private hold(sample: Sample): void {
+    if (this.awaiting.size >= this.config.labelBuffer.maxSize) {
+      // Map order is insertion order: the first key is the oldest prediction.
+      this.awaiting.delete(this.awaiting.keys().next().value!);
+      this.counts.overflow++;
+      this.counters.overflow.inc();
+    }
+    this.awaiting.set(sample.id, sample);
+  }
+
+  /** Whether a prediction with this id waits for its label (or for its batch). */
+  isPending(id: string): boolean {
+    return this.awaiting.has(id) || this.toPredict.some((s) => s.id === id);
+  }
+
+  /**
+   * The label of an earlier prediction: scored (test), then queued for learning (train).
+   * Returns false when the prediction is unknown (never made, overflowed, expired or labelled).
+   */
+  label(id: string, label: number, time: number, emit: Emit): boolean {
+    const sample = this.awaiting.get(id);
+    if (sample) {
+      this.awaiting.delete(id);
+      sample.label = label;
+      this.scoreAndQueue(sample, emit, time);
+      this.gauges.buffer.set(this.awaiting.size);
+      return true;
+    }
+    const queued = this.toPredict.find((s) => s.id === id && s.label === undefined);
+    if (queued) {
+      // Scored when its batch runs, so the score is the one the prediction carried.
+      queued.label = label;
+      return true;
+    }
+    this.counts.lateLabels++;
+    return false;
+  }
+
+  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
+    const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
+    this.counts.labels++;
+    this.counters.labels.inc();
+    if (this.config.drift.detector === 'page-hinkley' && this.drift.update(loss)) this.onDrift(labelTime, emit);
+    this.toLearn.push(sample);
+    if (this.toLearn.length >= this.config.batch.maxSize) this.flushLearning(emit);
+  }
+
+  private onDrift(time: number, emit: Emit): void {
+    this.counts.drifts++;
+    this.counters.drifts.inc();
+    const action = this.config.drift.action;
+    if (this.model && action === 'reset_optimizer') this.model.optimizer.reset();
+    if (this.model && action === 'raise_learning_rate') this.model.optimizer.learningRate = this.baseLearningRate * this.config.drift.factor;
+    const record: StreamRecord = { kind: 'drift', model: this.name, task: this.task, detector: 'page-hinkley', time, labels: this.counts.labels, action };
+    emit(record);
+    this.context.logger.info({ model: this.name, time: new Date(time).toISOString(), labels: this.counts.labels, action }, `model ${this.name}: drift detected`);
+  }
+
+  /** Learns from the labelled samples queued so far, as one batch. */
+  flushLearning(emit: Emit): void {
+    void emit;
+    const samples = this.toLearn;
+    if (samples.length === 0 || !this.model) return;
+    this.toLearn = [];
+    const labels = Float32Array.from(samples, (s) => s.label!);
+    this.model.learnMany(this.batchOf(samples, true), labels);
+    this.counts.learnSteps++;
+    const optimizer = this.model.optimizer;
+    // A raised learning rate decays back to the configured one.
+    if (optimizer.learningRate > this.baseLearningRate) optimizer.learningRate = Math.max(this.baseLearningRate, optimizer.learningRate * 0.99);
+    this.gauges.learningRate.set(optimizer.learningRate);
+    this.exportMetrics();
+    const every = this.config.checkpoint?.every ?? 0;
+    if (every > 0 && this.counts.labels - this.lastCheckpointLabels >= every) {
+      this.lastCheckpointLabels = this.counts.labels;
+      this.saveCheckpoint();
+    }
+  }
+
+  private exportMetrics(): void {
+    const s = this.prequential.summary();
+    if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
+    if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
+    this.gauges.logloss.set(s.logloss);
+    this.gauges.brier.set(s.brier);
+    this.gauges.baseRate.set(s.baseRate);
+    let ece = 0;
+    for (const bin of this.prequential.calibrationTable()) ece += s.n ? (bin.count / s.n) * Math.abs(bin.meanScore - bin.positiveRate) : 0;
+    this.gauges.calibration.set(ece);
+  }
+
+  /** Runs both batches when the oldest pending sample has waited `batch.max_delay` (wall clock). */
+  tick(emit: Emit): void {
+    const delay = this.config.batch.maxDelayMs;
+    if (delay <= 0 || (this.toPredict.length === 0 && this.toLearn.length === 0)) return;
+    if (this.context.clock.now() - this.oldestPending >= delay) {
+      this.flushPredictions(emit);
+      this.flushLearning(emit);
+      this.oldestPending = this.context.clock.now();
+    }
+  }
+
+  /** Drops predictions still unlabelled whose event time is before `before`; returns their ids. */
+  expire(before: number): string[] {
+    const dropped: string[] = [];
+    for (const [id, sample] of this.awaiting) {
+      // Insertion order is roughly event-time order; stop at the first young one.
+      if (sample.time >= before) break;
+      this.awaiting.delete(id);
+      dropped.push(id);
+    }
+    this.counts.expired += dropped.length;
+    if (dropped.length) this.counters.expired.inc(dropped.length);
+    this.gauges.buffer.set(this.awaiting.size);
+    return dropped;
+  }
+
+  /** Drops one unlabelled prediction the task knows will never get a label. */
+  forget(id: string): void {
+    this.awaiting.delete(id);
+  }
+
+  /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
+  endOfInput(emit: Emit): void {
+    this.flushPredictions(emit);
+    this.flushLearning(emit);
+    this.counts.unlabelledAtEnd += this.awaiting.size;
+    this.awaiting.clear();
+    this.gauges.buffer.set(0);
+    this.exportMetrics();
+    if (this.config.report) emit(this.report());
+  }
+
+  /** The `model_metrics` record the backtest reads. */
+  report(): StreamRecord {
+    return {
+      kind: 'model_metrics',
+      model: this.name,
+      task: this.task,
+      kind_of_model: this.config.model.kind,
+      backend: this.backendName ?? null,
+      features: this.features ?? [],
+      summary: this.prequential.summary(),
+      calibration: this.prequential.calibrationTable(),
+      roc: this.prequential.rocCurve(),
+      timeline: this.prequential.timelinePoints(),
+      counts: { ...this.counts },
+    };
+  }
+
+  summary(): ReturnType<Prequential['summary']> {
+    return this.prequential.summary();
+  }
+
+  snapshot(): LearnerState {
+    return {
+      format: 1,
+      saved: this.savedModel(),
+      toPredict: this.toPredict.map(encodeSample),
+      awaiting: [...this.awaiting.values()].map(encodeSample),
+      toLearn: this.toLearn.map(encodeSample),
+      prequential: this.prequential.state(),
+      drift: this.drift.state(),
+      counts: { ...this.counts },
+    };
+  }
+
+  restore(state: LearnerState): void {
+    if (state.saved) this.loadSaved(state.saved);
+    this.toPredict = state.toPredict.map(decodeSample);
+    this.awaiting.clear();
+    for (const s of state.awaiting.map(decodeSample)) this.awaiting.set(s.id, s);
+    this.toLearn = state.toLearn.map(decodeSample);
+    this.prequential.load(state.prequential);
+    this.drift.load(state.drift);
+    Object.assign(this.counts, state.counts);
+    this.lastCheckpointLabels = this.counts.labels;
+    this.oldestPending = this.context.clock.now();
+  }
+
+  close(): void {
+    this.saveCheckpoint();
+    this.closedModel = this.savedModel() ?? undefined;
+    this.model?.dispose();
+    this.model = undefined;
+  }
+}
+
+function encodeSample(s: Sample): EncodedSample {
+  const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time, raw: encodeFloats(s.raw) };
+  if (s.sessionId !== undefined) out.sessionId = s.sessionId;
+  if (s.x) out.x = encodeFloats(s.x);
+  if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
+  if (s.score !== undefined) out.score = s.score;
+  if (s.label !== undefined) out.label = s.label;
+  return out;
+}
+
+function decodeSample(e: EncodedSample): Sample {
+  const s: Sample = { id: e.id, userId: e.userId, time: e.time, raw: decodeFloats(e.raw) };
+  if (e.sessionId !== undefined) s.sessionId = e.sessionId;
+  if (e.x) s.x = decodeFloats(e.x);
+  if (e.seq) s.seq = { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) };
+  if (e.score !== undefined) s.score = e.score;
+  if (e.label !== undefined) s.label = e.label;
+  return s;
+}

@@ -1,0 +1,126 @@
+/**
+ * The online models' shared shape, after River's: `predictProbaMany` and `learnMany` on micro-batches
+ * (TF.js pays per op call, so the runtime never calls a model per event), with `*One` twins derived
+ * from them. A model is a set of parameters, a forward pass giving logits, and an optimiser; the
+ * loss is binary cross-entropy plus the model's own penalty.
+ */
+import { tf } from './backend.js';
+import { Optimizer, ParamSet, type EncodedTensor, type OptimizerConfig, type OptimizerState } from './params.js';
+
+export type ModelKind = 'logistic' | 'mlp' | 'gru';
+
+/** Per-event inputs of the sequence model: the last `length` events of the session, left-padded. */
+export interface SequenceBatch {
+  length: number;
+  /** Event type ids (0 = padding), n x length. */
+  types: Int32Array;
+  /** Hashed category ids (0 = padding), n x length. */
+  categories: Int32Array;
+  /** Numeric step features (time deltas, price), n x length x stepFeatures. */
+  steps: Float32Array;
+}
+
+/** A micro-batch: n samples of d (normalised) features, and for `gru` their event sequences. */
+export interface Batch {
+  n: number;
+  d: number;
+  x: Float32Array;
+  seq?: SequenceBatch;
+}
+
+export interface ModelConfig {
+  kind: ModelKind;
+  /** L2 penalty on weights (not biases). */
+  l2: number;
+  /** mlp: hidden layer sizes. */
+  hidden: number[];
+  /** mlp: dropout rate on hidden layers while learning. */
+  dropout: number;
+  /** gru: hidden units. */
+  units: number;
+  /** gru: events of the session the model sees. */
+  sequence_length: number;
+  /** gru: buckets the category is hashed into. */
+  category_buckets: number;
+  /** Seed of weight initialisation and dropout. */
+  seed: number;
+}
+
+export interface ModelState {
+  kind: ModelKind;
+  inputs: number;
+  params: Record<string, EncodedTensor>;
+  optimizer: OptimizerState;
+}
+
+/** Base of every model: owns parameters and optimiser; subclasses give the forward pass. */
+export abstract class OnlineModel {
+  abstract readonly kind: ModelKind;
+  protected readonly params = new ParamSet();
+  optimizer!: Optimizer;
+
+  constructor(
+    readonly inputs: number,
+    protected readonly config: ModelConfig,
+    protected readonly optimizerConfig: OptimizerConfig,
+  ) {}
+
+  /** Subclasses call this after adding their parameters. */
+  protected ready(): void {
+    this.optimizer = new Optimizer(this.optimizerConfig, this.params);
+  }
+
+  /** Logits, shape [n]. `training` turns dropout on. */
+  protected abstract logits(batch: Batch, training: boolean): tf.Tensor1D;
+
+  /** Penalty added to the loss: L2 on every weight matrix (names starting with `w`). */
+  protected penalty(): tf.Scalar {
+    let total: tf.Scalar = tf.scalar(0);
+    if (this.config.l2 <= 0) return total;
+    for (const [name, variable] of this.params.vars) if (name.startsWith('w')) total = total.add(variable.square().sum());
+    return total.mul(this.config.l2 / 2);
+  }
+
+  predictProbaMany(batch: Batch): Float32Array {
+    if (batch.n === 0) return new Float32Array(0);
+    return tf.tidy(() => tf.sigmoid(this.logits(batch, false)).dataSync() as Float32Array);
+  }
+
+  predictProbaOne(batch: Batch): number {
+    return this.predictProbaMany(batch)[0]!;
+  }
+
+  /** One optimiser step on the batch; returns the mean loss before the step. */
+  learnMany(batch: Batch, labels: Float32Array): number {
+    if (batch.n === 0) return 0;
+    return tf.tidy(() => {
+      const y = tf.tensor1d(labels, 'float32');
+      return this.optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true)).add(this.penalty()) as tf.Scalar);
+    });
+  }
+
+  state(): ModelState {
+    return { kind: this.kind, inputs: this.inputs, params: this.params.encode(), optimizer: this.optimizer.state() };
+  }
+
+  load(state: ModelState): void {
+    if (state.kind !== this.kind) throw new Error(`saved model is ${state.kind}, this one is ${this.kind}`);
+    if (state.inputs !== this.inputs) throw new Error(`saved model takes ${state.inputs} features, this one ${this.inputs}`);
+    this.params.load(state.params);
+    this.optimizer.load(state.optimizer);
+  }
+
+  dispose(): void {
+    this.params.dispose();
+    this.optimizer.dispose();
+  }
+}
+
+/** Glorot-normal initial weights, seeded. */
+export function glorot(rows: number, cols: number, seed: number): tf.Tensor2D {
+  return tf.randomNormal([rows, cols], 0, Math.sqrt(2 / (rows + cols)), 'float32', seed) as tf.Tensor2D;
+}
+
+export function inputMatrix(batch: Batch): tf.Tensor2D {
+  return tf.tensor2d(batch.x, [batch.n, batch.d], 'float32');
+}

@@ -1,0 +1,224 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { watermark, type Element, type StreamRecord } from 'tributary';
+import { runOperator, testContext } from 'tributary/testing';
+import { from, lastValueFrom, toArray } from 'rxjs';
+import intentModel, { type IntentModelConfig } from './intent.js';
+import churnModel from './churn.js';
+import { exactAuc, logLoss, Prequential } from './prequential.js';
+import { event, featureNames, separableIntentStream, summary } from './testdata.js';
+import { tf } from './backend.js';
+import { createModel } from './models.js';
+import type { ModelKind } from './model.js';
+import { resolveConfig } from './config.js';
+
+const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
+const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
+
+interface Report {
+  summary: { n: number; positives: number; auc: number; logloss: number; brier: number };
+  counts: { predictions: number; labels: number; overflow: number; expired: number; unlabelledAtEnd: number };
+}
+const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
+
+test('prequential metrics match a hand-computed example', () => {
+  const scores = [0.9, 0.8, 0.3, 0.6, 0.2];
+  const labels = [1, 0, 1, 1, 0];
+  const metrics = new Prequential(3, 2);
+  scores.forEach((s, i) => metrics.add(s, labels[i]!, i));
+  const s = metrics.summary();
+  // Positives 0.9, 0.3, 0.6 against negatives 0.8, 0.2: 4 of 6 pairs ordered right.
+  assert.equal(s.auc, 4 / 6);
+  assert.equal(exactAuc(scores, labels), 4 / 6);
+  const expectedLoss = -(Math.log(0.9) + Math.log(0.2) + Math.log(0.3) + Math.log(0.6) + Math.log(0.8)) / 5;
+  assert.ok(Math.abs(s.logloss - expectedLoss) < 1e-12);
+  assert.ok(Math.abs(s.brier - (0.01 + 0.64 + 0.49 + 0.16 + 0.04) / 5) < 1e-12);
+  assert.equal(s.baseRate, 0.6);
+  // Window of the last 3: 0.3 (1), 0.6 (1), 0.2 (0): both positives above the negative.
+  assert.equal(s.window.auc, 1);
+  assert.equal(s.window.n, 3);
+  // Calibration in two bins: [0, .5) holds 0.3, 0.2; [.5, 1] holds 0.9, 0.8, 0.6.
+  const bins = metrics.calibrationTable();
+  assert.deepEqual(bins.map((b) => b.count), [2, 3]);
+  assert.ok(Math.abs(bins[1]!.positiveRate - 2 / 3) < 1e-12);
+  // Ties count half.
+  assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
+});
+
+for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
+  test(`${kind}: learns a separable stream (AUC > 0.9) and its reported metrics match its own predictions`, async () => {
+    const input = separableIntentStream(300);
+    const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind, hidden: [16] } }, input);
+    const report = reportOf(output);
+    assert.ok(report.summary.auc > 0.9, `${kind} AUC ${report.summary.auc}`);
+    // Every input passes through, in order.
+    assert.deepEqual(output.filter((r) => r.kind === 'event' || r.kind === 'session'), input.filter((r) => r.kind !== 'watermark'));
+    // Hand-compute the prequential metrics from the emitted predictions and the sessions' outcomes.
+    const purchased = new Map((input.filter((r) => r.kind === 'session') as StreamRecord[]).map((r) => [r.sessionId as string, (r.purchased as boolean) ? 1 : 0]));
+    const predictions = of(output, 'prediction');
+    const scores = predictions.map((p) => p.score as number);
+    const labels = predictions.map((p) => purchased.get(p.sessionId as string)!);
+    assert.equal(report.summary.n, predictions.length);
+    assert.equal(report.summary.positives, labels.filter((l) => l === 1).length);
+    assert.ok(Math.abs(report.summary.auc - exactAuc(scores, labels)!) < 1e-3);
+    const loss = scores.reduce((sum, s, i) => sum + logLoss(s, labels[i]!), 0) / scores.length;
+    assert.ok(Math.abs(report.summary.logloss - loss) < 1e-9);
+    const brier = scores.reduce((sum, s, i) => sum + (s - labels[i]!) ** 2, 0) / scores.length;
+    assert.ok(Math.abs(report.summary.brier - brier) < 1e-9);
+  });
+}
+
+test('intent: predicts before the first purchase only; labels join at the purchase or at the summary', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [
+    event('a', 'sa', t, 0, t, 'view', v),
+    event('a', 'sa', t + 1000, 1, t, 'cart', v),
+    event('b', 'sb', t + 1500, 0, t + 1500, 'view', v),
+    event('a', 'sa', t + 2000, 2, t, 'purchase', v),
+    event('a', 'sa', t + 3000, 3, t, 'view', v), // after the purchase: no prediction
+    summary('a', 'sa', t, t + 3000, 4, true),
+    summary('b', 'sb', t + 1500, t + 1500, 1, false),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(intentModel, { ...base, report: true }, input);
+  const predictions = of(output, 'prediction');
+  assert.deepEqual(predictions.map((p) => [p.sessionId, p.time]), [['sa', t], ['sa', t + 1000], ['sb', t + 1500]]);
+  assert.equal(new Set(predictions.map((p) => p.id)).size, 3);
+  assert.equal(predictions[0]!.model, 'under-test');
+  assert.equal(predictions[0]!.task, 'intent');
+  const report = reportOf(output);
+  assert.equal(report.summary.n, 3);
+  assert.equal(report.summary.positives, 2);
+  // Deterministic ids: the same input gives the same ids.
+  const again = await runOperator(intentModel, { ...base }, input);
+  assert.deepEqual(of(again.output, 'prediction').map((p) => p.id), predictions.map((p) => p.id));
+});
+
+test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [];
+  for (let p = 0; p < 5; p++) input.push(event('a', 'sa', t + p * 1000, p, t, 'view', v));
+  input.push(summary('a', 'sa', t, t + 4000, 5, false));
+  for (let p = 0; p < 3; p++) input.push(event('b', 'sb', t + p * 1000, p, t, 'view', v));
+  input.push(watermark(t + 3_600_000 * 2), watermark(Infinity));
+  const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { max_size: 2, timeout: '1h' } }, input);
+  const report = reportOf(output);
+  assert.equal(report.counts.predictions, 8);
+  // Session a: 5 predictions into a buffer of 2: 3 overflowed, 2 were labelled at its summary. Session b: 3 into 2, 1 overflowed.
+  assert.equal(report.counts.overflow, 3 + 1);
+  assert.equal(report.summary.n, 2);
+  // b's last two waited past the 1h timeout (event time) without a label.
+  assert.equal(report.counts.expired, 2);
+  assert.equal(report.counts.unlabelledAtEnd, 0);
+  assert.ok(operator.snapshot);
+});
+
+test('churn: a return within the horizon labels 0, the watermark passing the horizon labels 1, the end of input censors', async () => {
+  const day = 86_400_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const input: Element[] = [
+    event('a', 'a1', t, 0, t, 'view'),
+    summary('a', 'a1', t, t + 60_000, 1, false, { view: 1 }),
+    event('b', 'b1', t + 1000, 0, t + 1000, 'view'),
+    summary('b', 'b1', t + 1000, t + 1000, 1, false, { view: 1 }),
+    event('a', 'a2', t + 2 * day, 0, t + 2 * day, 'view'), // a returns after 2 days: a1 -> 0
+    summary('a', 'a2', t + 2 * day, t + 2 * day, 1, false, { view: 1 }),
+    watermark(t + 8 * day), // b1 + 7d passed: b1 -> 1; a2 (+7d = day 9) still open
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const predictions = of(output, 'prediction');
+  assert.deepEqual(predictions.map((p) => [p.sessionId, p.task]), [['a1', 'churn'], ['b1', 'churn'], ['a2', 'churn']]);
+  const report = reportOf(output);
+  assert.equal(report.summary.n, 2);
+  assert.equal(report.summary.positives, 1);
+  assert.equal(report.counts.unlabelledAtEnd, 1);
+});
+
+test('churn: the next session seen before the previous summary still labels it', async () => {
+  const day = 86_400_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const input: Element[] = [
+    event('a', 'a1', t, 0, t, 'view'),
+    event('a', 'a2', t + day, 0, t + day, 'view'), // next session before a1's summary
+    summary('a', 'a1', t, t, 1, false, { view: 1 }),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const report = reportOf(output);
+  assert.equal(report.summary.n, 1);
+  assert.equal(report.summary.positives, 0);
+});
+
+for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
+  test(`${kind}: a snapshot taken mid-stream (pending batches and label buffer included) restores to the same predictions`, async () => {
+    const input = separableIntentStream(120, 3);
+    const config: IntentModelConfig = { ...base, model: { kind, hidden: [8], dropout: kind === 'mlp' ? 0.2 : 0 }, batch: { max_size: 16, max_delay: 0 } };
+    const whole = await runOperator(intentModel, config, input);
+    // Cut inside a session, with a prediction batch half full and labels outstanding.
+    const cut = 301;
+    const first = await runOperator(intentModel, config, input.slice(0, cut));
+    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+    const plugin = intentModel;
+    const context = testContext();
+    const operator = await plugin.create({ ...config }, context);
+    await operator.open?.();
+    operator.restore!(saved);
+    const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
+    await operator.close?.();
+    const predictions = (output: Element[]) => of(output, 'prediction').map((p) => `${p.id}:${p.score}`);
+    const joined = [...predictions(first.output), ...predictions(rest)];
+    assert.equal(joined.length, predictions(whole.output).length);
+    assert.deepEqual(joined, predictions(whole.output));
+  });
+}
+
+test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const config: IntentModelConfig = { ...base, name: 'intent-lr', checkpoint: { dir } };
+  const input = separableIntentStream(100, 5);
+  await runOperator(intentModel, config, input);
+  const file = join(dir, 'intent-lr.model.json');
+  assert.ok(existsSync(file));
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { features: string[]; model: { optimizer: { step: number } } };
+  assert.deepEqual(saved.features, featureNames);
+  assert.ok(saved.model.optimizer.step > 0);
+  const probe = separableIntentStream(3, 9);
+  const cold = await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, probe);
+  // A cold logistic model starts at zero weights: every first-batch score is 0.5.
+  assert.equal(of(cold.output, 'prediction')[0]!.score, 0.5);
+  const warm = await runOperator(intentModel, { ...config, checkpoint: { dir: mkdtempSync(join(tmpdir(), 'tributary-models-')) } }, probe);
+  assert.equal(of(warm.output, 'prediction')[0]!.score, 0.5, 'another folder: cold');
+  const warmed = await runOperator(intentModel, config, probe);
+  assert.notEqual(of(warmed.output, 'prediction')[0]!.score, 0.5);
+});
+
+test('tensors do not leak: tf.memory().numTensors stays flat across learn and predict batches', async () => {
+  await runOperator(intentModel, base, separableIntentStream(5)); // selects the backend
+  for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
+    const config = resolveConfig({ model: { kind, hidden: [8] } }, 'leak');
+    const model = createModel(4, config.model, config.optimizer);
+    const L = config.model.sequence_length;
+    const batch = { n: 8, d: 4, x: new Float32Array(32).fill(0.5), seq: { length: L, types: new Int32Array(8 * L).fill(1), categories: new Int32Array(8 * L).fill(2), steps: new Float32Array(8 * L * 3) } };
+    const labels = new Float32Array(8).fill(1);
+    model.learnMany(batch, labels);
+    model.predictProbaMany(batch);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 20; i++) {
+      model.learnMany(batch, labels);
+      model.predictProbaMany(batch);
+    }
+    model.optimizer.reset();
+    assert.equal(tf.memory().numTensors, before, kind);
+    model.dispose();
+  }
+  // A whole operator run leaves nothing behind once closed.
+  const before = tf.memory().numTensors;
+  await runOperator(intentModel, { ...base, model: { kind: 'mlp' } }, separableIntentStream(50));
+  assert.equal(tf.memory().numTensors, before);
+});

@@ -1,0 +1,263 @@
+/**
+ * Prequential (test-then-train) scores of a model: each label is scored against the prediction made
+ * before it was known. ROC AUC is exact over a sliding window of the last K labels (River's ROCAUC
+ * approximates with a few thresholds, which misleads on rare purchases); the cumulative AUC counts
+ * score pairs over 65,536 score bins (exact except for ties within 1/65,536). Log loss, Brier score,
+ * calibration bins and base rate are cumulative and windowed.
+ */
+
+const bins = 1 << 16;
+const epsilon = 1e-7;
+
+export interface TimelinePoint {
+  time: number;
+  n: number;
+  auc: number | null;
+  logloss: number;
+  cumulativeAuc: number | null;
+}
+
+export interface CalibrationBin {
+  lower: number;
+  upper: number;
+  count: number;
+  meanScore: number;
+  positiveRate: number;
+}
+
+export interface PrequentialSummary {
+  n: number;
+  positives: number;
+  baseRate: number;
+  auc: number | null;
+  logloss: number;
+  brier: number;
+  window: { n: number; auc: number | null; logloss: number; brier: number; baseRate: number };
+}
+
+export interface PrequentialState {
+  window: number;
+  calibrationBins: number;
+  n: number;
+  positives: number;
+  sumLogLoss: number;
+  sumBrier: number;
+  calibration: [number, number, number][];
+  histogram: [number, number, number][];
+  ring: { scores: number[]; labels: number[]; next: number; filled: number };
+  timeline: TimelinePoint[];
+  every: number;
+}
+
+export function logLoss(score: number, label: number): number {
+  const p = Math.min(1 - epsilon, Math.max(epsilon, score));
+  return label > 0 ? -Math.log(p) : -Math.log(1 - p);
+}
+
+/** Exact ROC AUC (ties count half) of paired scores and labels; null when one class is missing. */
+export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number | null {
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let positives = 0;
+  let rankSum = 0;
+  for (let i = 0; i < count; ) {
+    let j = i;
+    while (j + 1 < count && scores[order[j + 1]!] === scores[order[i]!]) j++;
+    // Tied scores share the mean of their ranks (1-based).
+    const rank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) if (labels[order[k]!]! > 0) {
+      positives++;
+      rankSum += rank;
+    }
+    i = j + 1;
+  }
+  const negatives = count - positives;
+  if (positives === 0 || negatives === 0) return null;
+  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
+}
+
+export class Prequential {
+  n = 0;
+  positives = 0;
+  private sumLogLoss = 0;
+  private sumBrier = 0;
+  private readonly calibration: Float64Array[];
+  private readonly pos = new Float64Array(bins);
+  private readonly neg = new Float64Array(bins);
+  private readonly ringScores: Float64Array;
+  private readonly ringLabels: Uint8Array;
+  private next = 0;
+  private filled = 0;
+  private timeline: TimelinePoint[] = [];
+  private every = 1;
+  private static readonly maxPoints = 400;
+
+  constructor(
+    readonly window: number,
+    readonly calibrationBins: number,
+  ) {
+    this.ringScores = new Float64Array(window);
+    this.ringLabels = new Uint8Array(window);
+    // Per bin: count, sum of scores, sum of labels.
+    this.calibration = Array.from({ length: calibrationBins }, () => new Float64Array(3));
+  }
+
+  /** Scores one label against its earlier prediction; returns that sample's log loss. */
+  add(score: number, label: number, time: number): number {
+    const loss = logLoss(score, label);
+    this.n++;
+    if (label > 0) this.positives++;
+    this.sumLogLoss += loss;
+    this.sumBrier += (score - label) ** 2;
+    const bin = this.calibration[Math.min(this.calibrationBins - 1, Math.floor(score * this.calibrationBins))]!;
+    bin[0]!++;
+    bin[1]! += score;
+    bin[2]! += label;
+    const b = Math.min(bins - 1, Math.floor(score * bins));
+    if (label > 0) this.pos[b]!++;
+    else this.neg[b]!++;
+    this.ringScores[this.next] = score;
+    this.ringLabels[this.next] = label > 0 ? 1 : 0;
+    this.next = (this.next + 1) % this.window;
+    this.filled = Math.min(this.window, this.filled + 1);
+    if (this.n % this.every === 0) this.addPoint(time);
+    return loss;
+  }
+
+  private addPoint(time: number): void {
+    const w = this.windowStats();
+    this.timeline.push({ time, n: this.n, auc: w.auc, logloss: w.logloss, cumulativeAuc: this.cumulativeAuc() });
+    if (this.timeline.length >= Prequential.maxPoints) {
+      // Keep every other point and sample half as often: the timeline stays bounded on any stream.
+      this.timeline = this.timeline.filter((_, i) => i % 2 === 1);
+      this.every *= 2;
+    }
+  }
+
+  cumulativeAuc(): number | null {
+    const negatives = this.n - this.positives;
+    if (this.positives === 0 || negatives === 0) return null;
+    let negBelow = 0;
+    let won = 0;
+    for (let b = 0; b < bins; b++) {
+      const p = this.pos[b]!;
+      const q = this.neg[b]!;
+      if (p > 0) won += p * (negBelow + q / 2);
+      negBelow += q;
+    }
+    return won / (this.positives * negatives);
+  }
+
+  windowStats(): { n: number; auc: number | null; logloss: number; brier: number; baseRate: number } {
+    const count = this.filled;
+    let loss = 0;
+    let brier = 0;
+    let positives = 0;
+    for (let i = 0; i < count; i++) {
+      loss += logLoss(this.ringScores[i]!, this.ringLabels[i]!);
+      brier += (this.ringScores[i]! - this.ringLabels[i]!) ** 2;
+      positives += this.ringLabels[i]!;
+    }
+    return {
+      n: count,
+      auc: exactAuc(this.ringScores, this.ringLabels, count),
+      logloss: count ? loss / count : 0,
+      brier: count ? brier / count : 0,
+      baseRate: count ? positives / count : 0,
+    };
+  }
+
+  summary(): PrequentialSummary {
+    return {
+      n: this.n,
+      positives: this.positives,
+      baseRate: this.n ? this.positives / this.n : 0,
+      auc: this.cumulativeAuc(),
+      logloss: this.n ? this.sumLogLoss / this.n : 0,
+      brier: this.n ? this.sumBrier / this.n : 0,
+      window: this.windowStats(),
+    };
+  }
+
+  calibrationTable(): CalibrationBin[] {
+    return this.calibration.map((bin, i) => ({
+      lower: i / this.calibrationBins,
+      upper: (i + 1) / this.calibrationBins,
+      count: bin[0]!,
+      meanScore: bin[0] ? bin[1]! / bin[0]! : 0,
+      positiveRate: bin[0] ? bin[2]! / bin[0]! : 0,
+    }));
+  }
+
+  /** ROC curve points (false positive rate, true positive rate), at most `points` of them. */
+  rocCurve(points = 200): { fpr: number[]; tpr: number[] } {
+    const negatives = this.n - this.positives;
+    const fpr = [0];
+    const tpr = [0];
+    if (this.positives === 0 || negatives === 0) return { fpr: [0, 1], tpr: [0, 1] };
+    let tp = 0;
+    let fp = 0;
+    const step = Math.max(1, Math.floor(this.n / points));
+    let sinceLast = 0;
+    for (let b = bins - 1; b >= 0; b--) {
+      const p = this.pos[b]!;
+      const q = this.neg[b]!;
+      if (p === 0 && q === 0) continue;
+      tp += p;
+      fp += q;
+      sinceLast += p + q;
+      if (sinceLast >= step || b === 0) {
+        fpr.push(fp / negatives);
+        tpr.push(tp / this.positives);
+        sinceLast = 0;
+      }
+    }
+    if (fpr[fpr.length - 1] !== 1 || tpr[tpr.length - 1] !== 1) {
+      fpr.push(1);
+      tpr.push(1);
+    }
+    return { fpr, tpr };
+  }
+
+  timelinePoints(): TimelinePoint[] {
+    return [...this.timeline];
+  }
+
+  state(): PrequentialState {
+    const histogram: [number, number, number][] = [];
+    for (let b = 0; b < bins; b++) if (this.pos[b] || this.neg[b]) histogram.push([b, this.pos[b]!, this.neg[b]!]);
+    return {
+      window: this.window,
+      calibrationBins: this.calibrationBins,
+      n: this.n,
+      positives: this.positives,
+      sumLogLoss: this.sumLogLoss,
+      sumBrier: this.sumBrier,
+      calibration: this.calibration.map((bin) => [bin[0]!, bin[1]!, bin[2]!]),
+      histogram,
+      ring: { scores: Array.from(this.ringScores.subarray(0, this.filled)), labels: Array.from(this.ringLabels.subarray(0, this.filled)), next: this.next, filled: this.filled },
+      timeline: this.timeline,
+      every: this.every,
+    };
+  }
+
+  load(state: PrequentialState): void {
+    if (state.window !== this.window || state.calibrationBins !== this.calibrationBins) throw new Error('saved metrics use another window or calibration size');
+    this.n = state.n;
+    this.positives = state.positives;
+    this.sumLogLoss = state.sumLogLoss;
+    this.sumBrier = state.sumBrier;
+    state.calibration.forEach((bin, i) => this.calibration[i]!.set(bin));
+    this.pos.fill(0);
+    this.neg.fill(0);
+    for (const [b, p, q] of state.histogram) {
+      this.pos[b] = p;
+      this.neg[b] = q;
+    }
+    this.ringScores.set(state.ring.scores);
+    this.ringLabels.set(state.ring.labels);
+    this.next = state.ring.next;
+    this.filled = state.ring.filled;
+    this.timeline = state.timeline.map((p) => ({ ...p }));
+    this.every = state.every;
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The per-session event sequences the `gru` model reads: the last L events of each open session as
+ * (type id, hashed category, time deltas, price), left-padded with zeros.
+ */
+import type { ClickEvent } from 'tributary';
+import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
+
+export interface SequenceSample {
+  types: Int32Array;
+  categories: Int32Array;
+  steps: Float32Array;
+}
+
+/** FNV-1a, 32 bits: stable across runs and processes, unlike a seeded hash. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+export interface Step {
+  type: number;
+  category: number;
+  steps: [number, number, number];
+}
+
+export function stepOf(event: ClickEvent, buckets: number): Step {
+  const type = eventTypeIds[event.type] ?? eventTypeVocabulary - 1;
+  // 1 is "no category"; hashed categories take 2..buckets+1 (0 is padding).
+  const category = event.category ? 2 + (fnv1a(event.category) % buckets) : 1;
+  const sincePrevious = event.session?.sincePrevious ?? 0;
+  const sinceStart = event.session?.sinceStart ?? 0;
+  return {
+    type,
+    category,
+    steps: [Math.log1p(Math.max(0, sincePrevious) / 1000), Math.log1p(Math.max(0, sinceStart) / 1000), Math.log1p(Math.max(0, event.price ?? 0))],
+  };
+}
+
+/** Bounded sequences by key (session); the oldest key goes first when `maxKeys` is passed. */
+export class SequenceTracker {
+  private readonly sequences = new Map<string, Step[]>();
+
+  constructor(
+    readonly length: number,
+    readonly buckets: number,
+    private readonly maxKeys: number,
+  ) {}
+
+  push(key: string, event: ClickEvent): void {
+    let steps = this.sequences.get(key);
+    if (!steps) {
+      if (this.sequences.size >= this.maxKeys) this.sequences.delete(this.sequences.keys().next().value!);
+      steps = [];
+      this.sequences.set(key, steps);
+    }
+    steps.push(stepOf(event, this.buckets));
+    if (steps.length > this.length) steps.shift();
+  }
+
+  /** The padded sequence of `key` as it stands. */
+  sample(key: string): SequenceSample {
+    const L = this.length;
+    const out: SequenceSample = { types: new Int32Array(L), categories: new Int32Array(L), steps: new Float32Array(L * stepFeatures) };
+    const steps = this.sequences.get(key) ?? [];
+    const pad = L - steps.length;
+    steps.forEach((step, i) => {
+      out.types[pad + i] = step.type;
+      out.categories[pad + i] = step.category;
+      out.steps.set(step.steps, (pad + i) * stepFeatures);
+    });
+    return out;
+  }
+
+  delete(key: string): void {
+    this.sequences.delete(key);
+  }
+
+  state(): [string, Step[]][] {
+    return [...this.sequences.entries()];
+  }
+
+  load(state: [string, Step[]][]): void {
+    this.sequences.clear();
+    for (const [key, steps] of state) this.sequences.set(key, steps);
+  }
+}
