@@ -66,6 +66,11 @@ export interface PluginContext {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /**
+   * True when the pipeline resumes from a checkpoint: outputs written before it stay (a file sink
+   * appends instead of replacing its file).
+   */
+  readonly resuming?: boolean;
   /** Largest batch a source should yield (the pipeline's `settings.max_in_flight`). */
   readonly batchSize: number;
   /** Sends a rejected input to the dead-letter sink, with its reason; counted. */

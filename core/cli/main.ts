@@ -35,20 +35,25 @@ async function main(args: string[]): Promise<number> {
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
     .command(
-      'run <file>',
-      'Run a pipeline. With finite sources it exits when they are drained and prints a summary.',
+      'run <targets..>',
+      'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
       (argv) =>
         withCommon(argv)
-          .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
+          .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
-          .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' }),
+          .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' })
+          .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
+          .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
+          .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." }),
       async (argv) => {
         exitCode = await runPipelineCommand({
-          file: argv.file,
+          targets: argv.targets,
           sets: argv.set,
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
           progress: argv.progress ?? process.stderr.isTTY === true,
+          ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
+          ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
         });
       },
     )

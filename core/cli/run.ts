@@ -1,16 +1,19 @@
 import type { LevelWithSilent } from 'pino';
-import { loadPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
-import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
+import { Daemon } from '../runtime/daemon.js';
+import type { RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
 
 export interface RunCommandOptions {
-  file: string;
+  targets: string[];
   sets: string[];
   plugins: string[];
   logLevel: LevelWithSilent;
   progress: boolean;
+  httpPort?: number;
+  httpHost?: string;
+  checkpointDir?: string;
 }
 
 const rate = (count: number, ms: number): string => (ms > 0 ? Math.round((count / ms) * 1000).toLocaleString('en-US') : '-');
@@ -18,25 +21,32 @@ const rate = (count: number, ms: number): string => (ms > 0 ? Math.round((count 
 export function formatSummary(name: string, stats: RunStats): string {
   const byKind = Object.entries(stats.outByKind).map(([kind, count]) => `${kind} ${count}`).join(', ');
   const lines = [
-    `pipeline ${name}: ${stats.drained ? 'drained' : 'stopped'}`,
+    `pipeline ${name}: ${stats.drained ? 'drained' : 'stopped'}${stats.resumedFrom !== undefined ? ` (resumed from checkpoint ${stats.resumedFrom})` : ''}`,
     `  events in      ${stats.eventsIn}`,
     `  records out    ${stats.recordsOut}${byKind ? ` (${byKind})` : ''}`,
     `  dead-lettered  ${stats.deadLettered}`,
     `  filtered       ${stats.filtered}`,
     ...Object.entries(stats.filteredByReason).map(([reason, count]) => `    ${reason}: ${count}`),
     ...Object.entries(stats.sideOutputs).map(([output, count]) => `  side output ${output}: ${count}`),
+    ...(stats.lastCheckpoint ? [`  checkpoint     #${stats.lastCheckpoint.sequence}, ${stats.lastCheckpoint.bytes} bytes, ${stats.lastCheckpoint.durationMs.toFixed(0)} ms`] : []),
     `  elapsed        ${(stats.elapsedMs / 1000).toFixed(2)} s`,
     `  events/s       ${rate(stats.eventsIn, stats.elapsedMs)}`,
   ];
   return `${lines.join('\n')}\n`;
 }
 
-/** `tributary run FILE`: 0 when drained or stopped cleanly, 2 on invalid config (thrown), 1 on failure (thrown). */
+/** `tributary run FILE|DIR...`: 0 when drained or stopped cleanly, 1 when a pipeline failed; config errors throw (exit 2). */
 export async function runPipelineCommand(options: RunCommandOptions): Promise<number> {
   const logger = createLogger({ level: options.logLevel, pretty: process.stderr.isTTY === true });
-  const registry = await builtinRegistry(options.plugins);
-  const loaded = await loadPipeline(options.file, { registry, sets: options.sets });
-  const controller = new AbortController();
+  const daemon = new Daemon({
+    targets: options.targets,
+    logger,
+    registry: () => builtinRegistry(options.plugins),
+    sets: options.sets,
+    ...(options.httpPort !== undefined ? { http: { port: options.httpPort, ...(options.httpHost ? { host: options.httpHost } : {}) } } : {}),
+    ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
+  });
+  await daemon.load();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
@@ -44,31 +54,29 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
       logger.error({ signal }, 'second signal: exiting without draining');
       process.exit(1);
     }
-    logger.info({ signal }, 'stopping: draining in-flight records');
-    controller.abort();
+    daemon.stop(signal);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const runner = new PipelineRunner(loaded, { logger, signal: controller.signal });
   let progressTimer: NodeJS.Timeout | undefined;
   if (options.progress) {
-    const interval = parseDuration(loaded.document.settings.progress_interval);
     const began = Date.now();
     progressTimer = setInterval(() => {
-      const s = runner.stats;
-      const elapsed = Date.now() - began;
-      const wm = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString().replace('.000Z', 'Z') : '-';
-      process.stderr.write(
-        `\r\x1b[2K${runner.name}: in ${s.eventsIn.toLocaleString('en-US')}  out ${s.recordsOut.toLocaleString('en-US')}  dead ${s.deadLettered}  ${rate(s.eventsIn, elapsed)} ev/s  watermark ${wm}`,
-      );
-    }, interval);
+      const parts = daemon.runners.map((runner) => {
+        const s = runner.stats;
+        const wm = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString().replace('.000Z', 'Z') : '-';
+        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(s.eventsIn, Date.now() - began)} ev/s wm ${wm}`;
+      });
+      process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
+    }, parseDuration('1s'));
     progressTimer.unref();
   }
   try {
-    const stats = await runner.run();
+    const result = await daemon.run();
     if (progressTimer) process.stderr.write('\r\x1b[2K');
-    process.stderr.write(formatSummary(runner.name, stats));
-    return 0;
+    for (const run of result.runs) process.stderr.write(formatSummary(run.name, run.stats));
+    for (const failure of result.failures) logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
+    return result.failures.length > 0 ? 1 : 0;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     process.off('SIGINT', onSignal);

@@ -25,7 +25,14 @@ export interface PipelineDocument {
   stages?: PipelineEntry[];
   sinks: PipelineEntry[];
   dead_letter?: PipelineEntry;
-  settings: { max_in_flight: number; progress_interval: string | number; commit_interval?: string | number };
+  settings: {
+    max_in_flight: number;
+    progress_interval: string | number;
+    commit_interval?: string | number;
+    shutdown_timeout?: string | number;
+    heap_budget?: string | number;
+  };
+  checkpoint?: { dir: string; interval: string | number; keep: number };
 }
 
 /** A validated pipeline, with each entry's plugin resolved. */

@@ -10,14 +10,16 @@
  * minimum, and sent in-band. End of input is a watermark at +Infinity followed by completion; a stop
  * (signal) completes without it, so stateful operators keep their state for a checkpoint.
  */
+import { getHeapStatistics } from 'node:v8';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
-import type { Clock, Operator, PluginContext, Rejection, Sink, Source } from '../plugin.js';
+import type { Clock, Operator, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import type { LoadedPipeline, PipelineEntry, ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
+import type { CheckpointStore } from './checkpoint.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -27,6 +29,18 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Operator state to restore before the stream starts, by stage label. */
   restoreState?: Record<string, unknown>;
+  /**
+   * Periodic checkpoints of operator state and source positions. On start the newest intact one is
+   * restored and the sources resume from its positions; offsets are committed only after one is durable.
+   */
+  checkpoints?: { store: CheckpointStore; intervalMs: number };
+}
+
+export interface CheckpointInfo {
+  sequence: number;
+  bytes: number;
+  durationMs: number;
+  at: number;
 }
 
 export interface RunStats {
@@ -42,6 +56,21 @@ export interface RunStats {
   elapsedMs: number;
   /** True when the sources were drained (not stopped by a signal). */
   drained: boolean;
+  /** Sequence of the checkpoint the run resumed from, if any. */
+  resumedFrom?: number;
+  lastCheckpoint?: CheckpointInfo;
+}
+
+/** Counters carried in checkpoints, so totals survive a restart. */
+const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 'filtered', 'filteredByReason', 'sideOutputs'] as const;
+
+/** `1.5GiB`, `512MiB`, or a number of bytes. */
+export function parseBytes(value: string | number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number') return value;
+  const match = /^(\d+(?:\.\d+)?)(KiB|MiB|GiB)$/.exec(value);
+  if (!match) throw new RangeError(`not a size: '${value}' (use e.g. 512MiB or 1.5GiB)`);
+  return Number(match[1]) * { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30 }[match[2] as 'KiB' | 'MiB' | 'GiB'];
 }
 
 /** Entry fields the runtime reads; everything else goes to the plugin's factory. */
@@ -92,6 +121,9 @@ export class PipelineRunner {
   private readonly commitInterval: number;
   /** Shared by this pipeline's plugin instances (PluginContext.shared). */
   private readonly shared = new Map<string, unknown>();
+  /** Set while a checkpoint flushes and writes: sources wait on it, so nothing is written meanwhile. */
+  private barrier: Promise<void> | undefined;
+  private resuming = false;
 
   constructor(loaded: LoadedPipeline, options: RunOptions) {
     this.loaded = loaded;
@@ -101,6 +133,7 @@ export class PipelineRunner {
     this.logger = options.logger.child({ pipeline: loaded.document.name });
     this.batchSize = loaded.document.settings.max_in_flight;
     this.commitInterval = parseDuration(loaded.document.settings.commit_interval ?? '1s');
+    this.heapBudget = parseBytes(loaded.document.settings.heap_budget);
     this.stats = {
       eventsIn: 0,
       recordsOut: 0,
@@ -140,6 +173,7 @@ export class PipelineRunner {
       metrics: this.metrics.scoped({ pipeline, stage: label }),
       clock: this.clock,
       batchSize: this.batchSize,
+      resuming: this.resuming,
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
       shared: this.shared,
       deadLetter: (rejection) => {
@@ -265,8 +299,41 @@ export class PipelineRunner {
     }
   }
 
+  private readonly heapBudget: number | undefined;
+  private heapPauses = 0;
+
+  /** Above the heap budget the sources wait (counted, logged) until state shrinks or the run stops. */
+  private async waitForHeap(): Promise<void> {
+    this.heapPauses++;
+    this.logger.warn({ heapUsed: getHeapStatistics().used_heap_size, budget: this.heapBudget, pauses: this.heapPauses }, 'heap above budget: sources paused');
+    const started = this.clock.now();
+    while (getHeapStatistics().used_heap_size > this.heapBudget! && !this.options.signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.logger.info({ pausedMs: this.clock.now() - started }, 'heap below budget: sources resumed');
+  }
+
+  /** Whether this pipeline is restored, built and reaching its sources and sinks (for /readyz). */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.started) reasons.push('starting');
+    for (const slot of this.sources) {
+      const health = slot.source.health?.();
+      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
+    }
+    for (const slot of this.sinks) {
+      const health = slot.sink.health?.();
+      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  private started = false;
+
   /** Resolves once every sink and stage has room. */
   private async room(): Promise<void> {
+    while (this.barrier) await this.barrier;
+    if (this.heapBudget !== undefined && getHeapStatistics().used_heap_size > this.heapBudget) await this.waitForHeap();
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
       if (ready) await ready;
@@ -298,7 +365,7 @@ export class PipelineRunner {
       counter.inc(batch.length);
       this.advanceWatermark();
       await this.room();
-      if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+      if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       if (signal?.aborted) break;
     }
   }
@@ -315,13 +382,97 @@ export class PipelineRunner {
     slot.lastCommit = this.clock.now();
   }
 
+  /**
+   * Takes one consistent checkpoint: state and positions are captured synchronously between two
+   * batches, then sinks flush, the file is written, and only then do sources commit their input.
+   * Sources wait at the barrier meanwhile, so no output is written between flush and commit.
+   */
+  async checkpoint(): Promise<CheckpointInfo | undefined> {
+    const config = this.options.checkpoints;
+    if (!config) return undefined;
+    while (this.barrier) await this.barrier;
+    const started = performance.now();
+    let release!: () => void;
+    this.barrier = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const sources: Record<string, SourcePosition> = {};
+      for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
+      const counters: Record<string, unknown> = {};
+      for (const name of carriedCounters) counters[name] = this.stats[name];
+      // Serialised now, so the file holds the state of this instant whatever happens while it is written.
+      const body = JSON.stringify({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, operators: this.snapshot(), counters });
+      for (const { sink } of this.sinks) await sink.flush?.();
+      await this.deadLetterSink.flush?.();
+      const written = await config.store.write(body);
+      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
+      const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
+      this.stats.lastCheckpoint = info;
+      this.checkpointSeconds?.observe(info.durationMs / 1000);
+      this.logger.debug({ checkpoint: info }, 'checkpoint written');
+      return info;
+    } finally {
+      this.barrier = undefined;
+      release();
+    }
+  }
+
+  private checkpointSeconds: { observe(value: number): void } | undefined;
+
+  private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
+    const config = this.options.checkpoints;
+    if (!config) return undefined;
+    const latest = await config.store.latest((file, reason) => this.logger.warn({ file, reason }, `checkpoint ${file} is unusable (${reason}); trying the one before`));
+    if (!latest) return undefined;
+    if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
+    for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
+    this.stats.resumedFrom = latest.sequence;
+    this.resuming = true;
+    this.logger.info({ file: latest.file, sequence: latest.sequence }, 'resuming from checkpoint');
+    return latest as unknown as Record<string, unknown>;
+  }
+
+  private registerRunMetrics(): void {
+    const labels = { pipeline: this.name };
+    const metrics = this.metrics;
+    metrics.observe('records_in_total', 'Events read from all sources.', labels, () => this.stats.eventsIn);
+    metrics.observe('records_out_total', 'Records written to sinks.', labels, () => this.stats.recordsOut);
+    metrics.observe('records_dead_lettered_total', 'Inputs sent to the dead-letter sink.', labels, () => this.stats.deadLettered);
+    metrics.observe('records_filtered_total', 'Records dropped on purpose (counted, not lost).', labels, () => this.stats.filtered);
+    metrics.observe('records_late_total', "Records sent to the 'late' side output.", labels, () => this.stats.sideOutputs.late ?? 0);
+    metrics.observe('watermark_lag_seconds', 'Wall clock minus the event-time watermark.', labels, () =>
+      Number.isFinite(this.stats.watermark) ? (this.clock.now() - this.stats.watermark) / 1000 : NaN,
+    );
+    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written.', labels, () =>
+      this.stats.lastCheckpoint ? (this.clock.now() - this.stats.lastCheckpoint.at) / 1000 : NaN,
+    );
+    metrics.observe('checkpoint_bytes', 'Size of the last checkpoint.', labels, () => this.stats.lastCheckpoint?.bytes ?? NaN);
+    this.checkpointSeconds = metrics.scoped(labels).histogram('checkpoint_duration_seconds', 'Time to take and write one checkpoint.', [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
+  }
+
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
   async run(): Promise<RunStats> {
+    const restored = await this.restoreFromCheckpoint();
     await this.build();
+    this.registerRunMetrics();
+    const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
     for (const { label, operator } of this.operators) {
       await operator.open?.();
-      const saved = this.options.restoreState?.[label];
+      const saved = restoredOperators?.[label];
       if (saved !== undefined && operator.restore) operator.restore(saved);
+    }
+    const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
+    for (const slot of this.sources) {
+      const position = restoredSources?.[slot.label];
+      if (position && slot.source.seek) slot.source.seek(position);
+    }
+    this.started = true;
+    this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
+    let checkpointTimer: NodeJS.Timeout | undefined;
+    if (this.options.checkpoints) {
+      checkpointTimer = setInterval(() => {
+        if (!this.barrier) this.checkpoint().catch((error: unknown) => this.logger.error({ err: error }, 'checkpoint failed; the previous one stays'));
+      }, this.options.checkpoints.intervalMs);
+      checkpointTimer.unref();
     }
     let stream: Observable<Element> = this.input.asObservable();
     for (const { operator } of this.operators) stream = operator.apply(stream);
@@ -356,17 +507,22 @@ export class PipelineRunner {
         throw cause instanceof TributaryError ? cause : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${cause.message}`, { cause });
       }
       if (this.failure) await completed;
+      if (checkpointTimer) clearInterval(checkpointTimer);
       const stopped = this.options.signal?.aborted ?? false;
       if (!stopped) {
         this.input.next(watermark(Infinity));
         this.stats.watermark = Infinity;
       }
+      // The final checkpoint holds the state as the last batch left it (a stop keeps open sessions).
+      await this.room();
+      await this.checkpoint();
       this.input.complete();
       await completed;
       for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
       this.stats.drained = !stopped;
     } finally {
       clearInterval(idleTimer);
+      if (checkpointTimer) clearInterval(checkpointTimer);
       subscription?.unsubscribe();
       await this.closeAll();
       this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;

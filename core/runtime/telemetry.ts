@@ -34,6 +34,35 @@ export class MetricsHub {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tributary_process_' });
   }
 
+  private readonly observed = new Map<string, { labels: Record<string, string>; read: () => number }[]>();
+
+  /**
+   * A gauge read at scrape time: the runtime keeps plain numbers on its hot path and Prometheus asks
+   * for them only when it scrapes.
+   */
+  observe(name: string, help: string, labels: Record<string, string>, read: () => number): void {
+    const fullName = `tributary_${name}`;
+    let readers = this.observed.get(fullName);
+    if (!readers) {
+      const list: { labels: Record<string, string>; read: () => number }[] = [];
+      readers = list;
+      this.observed.set(fullName, list);
+      new PromGauge({
+        name: fullName,
+        help,
+        labelNames: Object.keys(labels),
+        registers: [this.registry],
+        collect() {
+          for (const reader of list) {
+            const value = reader.read();
+            if (Number.isFinite(value)) this.set(reader.labels, value);
+          }
+        },
+      });
+    }
+    readers.push({ labels, read });
+  }
+
   /** Metrics whose series all carry `labels` (pipeline, stage). */
   scoped(labels: Record<string, string>): Metrics {
     const labelNames = Object.keys(labels);

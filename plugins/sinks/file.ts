@@ -34,7 +34,8 @@ export default defineSink<FileSinkConfig>({
     let writer: JsonLinesWriter | undefined;
     const open = (): JsonLinesWriter => {
       mkdirSync(dirname(path), { recursive: true });
-      const file = createWriteStream(path, { flags: config.append ? 'a' : 'w', highWaterMark: 1 << 20 });
+      // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
+      const file = createWriteStream(path, { flags: config.append || context.resuming ? 'a' : 'w', highWaterMark: 1 << 20 });
       let output: Writable = file;
       if (config.gzip ?? path.endsWith('.gz')) {
         output = createGzip();

@@ -1,0 +1,127 @@
+/**
+ * Checkpoint files: one consistent snapshot of a pipeline's operator state and the source positions
+ * it covers.
+ *
+ * Layout: a one-line JSON header (format, version, sequence, body length, SHA-256 of the body), a
+ * newline, then the body (JSON). The body is hashed as written, so a torn or corrupted file is
+ * detected before anything is restored from it. Files are written to a temp name, fsynced, renamed
+ * into place and the folder fsynced: a crash at any moment leaves either the old set or the new one.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SourcePosition } from '../plugin.js';
+
+export const checkpointFormat = 'tributary-checkpoint';
+export const checkpointVersion = 1;
+
+export interface CheckpointBody {
+  pipeline: string;
+  createdAt: string;
+  /** Position of each source (by label) that the state covers. */
+  sources: Record<string, SourcePosition>;
+  /** State of each stateful operator, by label. */
+  operators: Record<string, unknown>;
+  /** Run counters, so totals survive restarts. */
+  counters: Record<string, unknown>;
+}
+
+export interface Checkpoint extends CheckpointBody {
+  sequence: number;
+  file: string;
+}
+
+interface Header {
+  format: string;
+  version: number;
+  sequence: number;
+  bytes: number;
+  sha256: string;
+}
+
+const namePattern = /^checkpoint-(\d{10})\.json$/;
+const fileName = (sequence: number): string => `checkpoint-${String(sequence).padStart(10, '0')}.json`;
+
+export class CheckpointStore {
+  constructor(
+    readonly dir: string,
+    private readonly keep = 3,
+  ) {}
+
+  private async sequences(): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    return names
+      .map((name) => namePattern.exec(name))
+      .filter((match): match is RegExpExecArray => match !== null)
+      .map((match) => Number(match[1]))
+      .sort((a, b) => b - a);
+  }
+
+  /** Writes the body (already serialised, so it reflects the state at the moment it was taken). */
+  async write(body: string): Promise<{ file: string; sequence: number; bytes: number }> {
+    await mkdir(this.dir, { recursive: true });
+    const sequence = ((await this.sequences())[0] ?? 0) + 1;
+    const bytes = Buffer.byteLength(body);
+    const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: createHash('sha256').update(body).digest('hex') };
+    const file = join(this.dir, fileName(sequence));
+    const temp = `${file}.tmp-${process.pid}`;
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(`${JSON.stringify(header)}\n`);
+      await handle.writeFile(body);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+    const folder = await open(this.dir, 'r');
+    try {
+      await folder.sync();
+    } finally {
+      await folder.close();
+    }
+    for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
+    return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
+  }
+
+  /**
+   * The newest checkpoint that reads back intact. Each bad one is reported through `onCorrupt` and
+   * skipped, so a torn newest file falls back to the one before it.
+   */
+  async latest(onCorrupt: (file: string, reason: string) => void = () => undefined): Promise<Checkpoint | undefined> {
+    for (const sequence of await this.sequences()) {
+      const file = join(this.dir, fileName(sequence));
+      try {
+        return { ...(await readCheckpoint(file)), sequence, file };
+      } catch (error) {
+        onCorrupt(file, (error as Error).message);
+      }
+    }
+    return undefined;
+  }
+}
+
+export async function readCheckpoint(file: string): Promise<CheckpointBody> {
+  const data = await readFile(file);
+  const newline = data.indexOf(10);
+  if (newline < 0) throw new Error('no header line');
+  let header: Header;
+  try {
+    header = JSON.parse(data.toString('utf8', 0, newline)) as Header;
+  } catch {
+    throw new Error('header is not JSON');
+  }
+  if (header.format !== checkpointFormat) throw new Error(`not a checkpoint (format ${String(header.format)})`);
+  if (header.version !== checkpointVersion) throw new Error(`checkpoint version ${header.version} is not supported (this build reads ${checkpointVersion})`);
+  const body = data.subarray(newline + 1);
+  if (body.length !== header.bytes) throw new Error(`truncated: ${body.length} of ${header.bytes} bytes`);
+  const digest = createHash('sha256').update(body).digest('hex');
+  if (digest !== header.sha256) throw new Error('checksum mismatch');
+  return JSON.parse(body.toString('utf8')) as CheckpointBody;
+}

@@ -1,0 +1,122 @@
+/**
+ * Runs one or more pipelines in one process: each with its own state and checkpoints, one metrics
+ * registry and one operations endpoint for all, and one shutdown for all (SIGTERM/SIGINT drain,
+ * checkpoint and exit within the timeout).
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { loadPipeline, type LoadedPipeline } from '../config/load.js';
+import { parseDuration } from '../duration.js';
+import type { PluginRegistry } from '../registry.js';
+import { CheckpointStore } from './checkpoint.js';
+import { startOpsServer, type OpsServer } from './http.js';
+import { PipelineRunner, type RunStats } from './pipeline.js';
+import { MetricsHub } from './telemetry.js';
+
+/** Pipeline files named by the user: a file, or every .yaml/.yml file in a folder. */
+export function pipelineFiles(target: string): string[] {
+  if (!statSync(target).isDirectory()) return [target];
+  return readdirSync(target)
+    .filter((name) => /\.ya?ml$/.test(name))
+    .sort()
+    .map((name) => join(target, name));
+}
+
+export interface DaemonOptions {
+  targets: readonly string[];
+  logger: Logger;
+  /** A fresh registry per pipeline file: plugins of one pipeline never leak into another. */
+  registry: () => Promise<PluginRegistry>;
+  sets?: readonly string[];
+  http?: { port: number; host?: string };
+  /** Overrides every pipeline's `checkpoint.dir` (a sub-folder per pipeline when several run). */
+  checkpointDir?: string;
+  /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
+  onShutdownTimeout?: () => void;
+}
+
+export interface DaemonResult {
+  runs: { name: string; stats: RunStats }[];
+  failures: { name: string; error: Error }[];
+}
+
+export class Daemon {
+  readonly metrics = new MetricsHub({ defaultMetrics: true });
+  readonly runners: PipelineRunner[] = [];
+  private readonly controller = new AbortController();
+  private ops: OpsServer | undefined;
+  private loaded: LoadedPipeline[] = [];
+
+  constructor(private readonly options: DaemonOptions) {}
+
+  get port(): number | undefined {
+    return this.ops?.port;
+  }
+
+  get stopping(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  /** Loads and validates every pipeline first: a bad file stops the start before anything runs. */
+  async load(): Promise<void> {
+    const files = this.options.targets.flatMap((target) => pipelineFiles(target));
+    for (const file of files) this.loaded.push(await loadPipeline(file, { registry: await this.options.registry(), sets: this.options.sets ?? [] }));
+    const names = new Set<string>();
+    for (const pipeline of this.loaded) {
+      if (names.has(pipeline.document.name)) throw new Error(`two pipelines are named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ`);
+      names.add(pipeline.document.name);
+    }
+  }
+
+  /** Stops every pipeline: sources stop, in-flight records drain, sinks flush, a final checkpoint is written. */
+  stop(reason: string): void {
+    if (this.controller.signal.aborted) return;
+    this.options.logger.info({ reason }, 'stopping: draining in-flight records');
+    this.controller.abort();
+    const timeouts = this.loaded.map((p) => parseDuration(p.document.settings.shutdown_timeout ?? '30s'));
+    const timeout = Math.max(...timeouts, 0);
+    const timer = setTimeout(() => {
+      this.options.logger.error({ timeoutMs: timeout }, 'shutdown did not finish within shutdown_timeout; exiting 1');
+      (this.options.onShutdownTimeout ?? (() => process.exit(1)))();
+    }, timeout);
+    timer.unref();
+  }
+
+  async run(): Promise<DaemonResult> {
+    if (this.loaded.length === 0) await this.load();
+    const many = this.loaded.length > 1;
+    for (const pipeline of this.loaded) {
+      const checkpoint = pipeline.document.checkpoint;
+      const dir = this.options.checkpointDir
+        ? many
+          ? join(this.options.checkpointDir, pipeline.document.name)
+          : this.options.checkpointDir
+        : checkpoint
+          ? resolve(pipeline.baseDir, checkpoint.dir)
+          : undefined;
+      this.runners.push(
+        new PipelineRunner(pipeline, {
+          logger: this.options.logger,
+          metrics: this.metrics,
+          signal: this.controller.signal,
+          ...(dir ? { checkpoints: { store: new CheckpointStore(dir, checkpoint?.keep ?? 3), intervalMs: parseDuration(checkpoint?.interval ?? '30s') } } : {}),
+        }),
+      );
+    }
+    if (this.options.http) {
+      this.ops = await startOpsServer({ ...this.options.http, registry: this.metrics.registry, pipelines: () => this.runners });
+      this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
+    }
+    this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
+    const results = await Promise.allSettled(this.runners.map((runner) => runner.run()));
+    await this.ops?.close();
+    const result: DaemonResult = { runs: [], failures: [] };
+    results.forEach((outcome, index) => {
+      const name = this.runners[index]!.name;
+      if (outcome.status === 'fulfilled') result.runs.push({ name, stats: outcome.value });
+      else result.failures.push({ name, error: outcome.reason as Error });
+    });
+    return result;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The operations endpoint: /healthz (alive), /readyz (every pipeline restored and reaching its
+ * sources and sinks), /metrics (Prometheus text). Three GET routes need no framework: node:http
+ * keeps the daemon's dependencies small.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface Readiness {
+  name: string;
+  readiness(): { ready: boolean; reasons: string[] };
+}
+
+export interface OpsServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startOpsServer(options: { port: number; host?: string; registry: Registry; pipelines: () => readonly Readiness[] }): Promise<OpsServer> {
+  const server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (path === '/readyz') {
+      const states = options.pipelines().map((pipeline) => ({ pipeline: pipeline.name, ...pipeline.readiness() }));
+      const ready = states.length > 0 && states.every((state) => state.ready);
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ready, pipelines: states })}\n`);
+      return;
+    }
+    if (path === '/metrics') {
+      options.registry
+        .metrics()
+        .then((text) => response.writeHead(200, { 'content-type': options.registry.contentType }).end(text))
+        .catch((error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${error.message}\n`));
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+  });
+  // Loopback unless told otherwise: metrics can reveal business figures.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
