@@ -4,7 +4,42 @@
  * names array, which every event of a pipeline shares, so the per-event path allocates only the
  * values array it must.
  */
-import type { ClickEvent } from 'tributary';
+import type { ClickEvent, FeatureVector } from 'tributary';
+
+/**
+ * Where a vector's reserved room ends (in floats): a later block that fits is a wider view of the same
+ * memory, not a copy. Symbol-keyed, so JSON and the sinks never see it.
+ */
+const RESERVED: unique symbol = Symbol('tributary.features.reserved');
+
+interface ReservedVector extends FeatureVector {
+  [RESERVED]?: number;
+}
+
+/** Widest vector seen so far: a new vector reserves this much, so the later blocks fit in place. */
+let widthHint = 64;
+
+const SLAB_BYTES = 1 << 16;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * A Float32Array of `width` values with room for `reserve`, carved from a shared 64 KiB slab. Small
+ * typed arrays each with their own ArrayBuffer cost an off-heap allocation and push V8 into frequent
+ * full GCs (it was most of the time of the feature chain); views of a slab are plain heap objects.
+ * The price: a vector kept long after its event keeps its slab alive, so keep a `slice()` instead.
+ */
+function allocate(width: number, reserve: number): Float32Array {
+  const bytes = reserve * 4;
+  if (bytes > SLAB_BYTES / 4) return new Float32Array(new ArrayBuffer(bytes), 0, width);
+  if (slabUsed + bytes > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const values = new Float32Array(slab, slabUsed, width);
+  slabUsed += bytes;
+  return values;
+}
 
 /** Appends a fixed block of named features to `event.features`, keeping the names array shared. */
 export class BlockAppender {
@@ -18,12 +53,13 @@ export class BlockAppender {
     this.width = names.length;
   }
 
-  /** Returns the event's new values array; this block starts at `values.length - width`. */
+  /** Returns the event's new values array (zeros in this block); it starts at `values.length - width`. */
   append(event: ClickEvent): Float32Array {
-    const previous = event.features;
+    const previous = event.features as ReservedVector | undefined;
     if (previous === undefined) {
-      const values = new Float32Array(this.width);
-      event.features = { names: this.names, values };
+      const reserve = Math.max(widthHint, this.width);
+      const values = allocate(this.width, reserve);
+      event.features = { names: this.names, values, [RESERVED]: reserve } as ReservedVector;
       return values;
     }
     if (previous.names !== this.lastIn) {
@@ -34,9 +70,22 @@ export class BlockAppender {
       this.lastIn = previous.names;
       this.lastOut = Object.freeze([...previous.names, ...this.names]);
     }
-    const values = new Float32Array(previous.values.length + this.width);
-    values.set(previous.values);
-    event.features = { names: this.lastOut, values };
+    const old = previous.values;
+    const width = old.length + this.width;
+    const reserved = previous[RESERVED];
+    let values: Float32Array;
+    let reserve: number;
+    if (reserved !== undefined && width <= reserved) {
+      // Room was reserved after the old values: widen the view; the new block's floats are still 0.
+      values = new Float32Array(old.buffer, old.byteOffset, width);
+      reserve = reserved;
+    } else {
+      if (width > widthHint) widthHint = Math.min(width, 1 << 16);
+      reserve = width;
+      values = allocate(width, reserve);
+      values.set(old);
+    }
+    event.features = { names: this.lastOut, values, [RESERVED]: reserve } as ReservedVector;
     return values;
   }
 }
