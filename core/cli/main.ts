@@ -9,10 +9,12 @@ import type { LevelWithSilent } from 'pino';
 import { ConfigError, TributaryError, formatProblem } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
 import { loadPipeline } from '../config/load.js';
-import { createLogger } from '../runtime/telemetry.js';
+import { createLogger, redactSecrets } from '../runtime/telemetry.js';
+import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
 import { runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
+import { runBacktestCommand } from './backtest.js';
 
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
@@ -58,19 +60,44 @@ async function main(args: string[]): Promise<number> {
       },
     )
     .command(
+      'backtest <file>',
+      'Replay a data file through a pipeline (its first source replaced by a file source) and write DIR/metrics.json and DIR/report.html.',
+      (argv) =>
+        withCommon(argv)
+          .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
+          .option('input', { type: 'string', demandOption: true, describe: 'Data file (JSON lines or CSV, as the source config says).' })
+          .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
+          .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' })
+          .option('progress', { type: 'boolean', describe: 'Show a progress bar (default: when stderr is a terminal).' }),
+      async (argv) => {
+        exitCode = await runBacktestCommand({
+          file: argv.file,
+          input: argv.input,
+          report: argv.report,
+          ...(argv.format ? { format: argv.format as 'jsonl' | 'csv' } : {}),
+          sets: argv.set,
+          plugins: argv.plugin,
+          logLevel: argv['log-level'] as LevelWithSilent,
+          progress: argv.progress ?? process.stderr.isTTY === true,
+        });
+      },
+    )
+    .command(
       'validate <files..>',
       'Check pipeline files. Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
       (argv) =>
         withCommon(argv)
           .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
-          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value before validating; repeatable.' }),
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value before validating; repeatable.' })
+          .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
       async (argv) => {
         let invalid = 0;
         for (const file of argv.files) {
           const registry = await builtinRegistry(argv.plugin);
           try {
-            await loadPipeline(file, { registry, sets: argv.set });
-            process.stdout.write(`${file}: ok\n`);
+            const loaded = await loadPipeline(file, { registry, sets: argv.set });
+            process.stdout.write(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
           } catch (error) {
             invalid++;
             if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);

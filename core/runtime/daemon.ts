@@ -12,7 +12,7 @@ import type { PluginRegistry } from '../registry.js';
 import { CheckpointStore } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
-import { MetricsHub } from './telemetry.js';
+import { MetricsHub, redactSecrets } from './telemetry.js';
 
 /** Pipeline files named by the user: a file, or every .yaml/.yml file in a folder. */
 export function pipelineFiles(target: string): string[] {
@@ -61,7 +61,11 @@ export class Daemon {
   /** Loads and validates every pipeline first: a bad file stops the start before anything runs. */
   async load(): Promise<void> {
     const files = this.options.targets.flatMap((target) => pipelineFiles(target));
-    for (const file of files) this.loaded.push(await loadPipeline(file, { registry: await this.options.registry(), sets: this.options.sets ?? [] }));
+    for (const file of files) {
+      const pipeline = await loadPipeline(file, { registry: await this.options.registry(), sets: this.options.sets ?? [] });
+      this.options.logger.debug({ file, config: redactSecrets(pipeline.document) }, 'pipeline loaded');
+      this.loaded.push(pipeline);
+    }
     const names = new Set<string>();
     for (const pipeline of this.loaded) {
       if (names.has(pipeline.document.name)) throw new Error(`two pipelines are named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ`);

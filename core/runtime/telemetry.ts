@@ -16,6 +16,19 @@ export interface LoggerOptions {
 /** Field names whose values never reach a log line. */
 export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token', 'api_key', 'apiKey', 'ssl_key_password', 'key_password', 'oauth_token'];
 
+const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
+
+/** A copy of `value` with every secret-looking field's value replaced, for logs and printed config. */
+export function redactSecrets<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((item: unknown) => redactSecrets(item)) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    copy[key] = secretNames.has(key.toLowerCase()) || /(password|secret|token|api_?key)$/i.test(key) ? '[redacted]' : redactSecrets(field);
+  }
+  return copy as T;
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
   const redactPaths = [...secretFieldNames.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), ...(options.redact ?? [])];
   const base = { level: options.level ?? 'info', redact: { paths: redactPaths, censor: '[redacted]' }, base: undefined };

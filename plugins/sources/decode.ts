@@ -57,7 +57,17 @@ export interface DecodeTarget {
   file: string;
 }
 
-/** Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. */
+/** Events decoded from a run of lines, and the last line consumed (rejected lines included). */
+export interface DecodedBatch {
+  events: ClickEvent[];
+  throughLine: number;
+}
+
+/**
+ * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
+ * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
+ * dead-lettered twice.
+ */
 export function decodeStream(
   stream: Readable,
   format: RecordFormat,
@@ -65,8 +75,11 @@ export function decodeStream(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-): AsyncGenerator<ClickEvent[]> {
-  return format === 'csv' ? decodeCsv(stream, config, target, context, maxBatch) : decodeJsonLines(stream, config, target, context, maxBatch);
+  skipThrough = 0,
+): AsyncGenerator<DecodedBatch> {
+  return format === 'csv'
+    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough)
+    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough);
 }
 
 async function* decodeJsonLines(
@@ -75,11 +88,12 @@ async function* decodeJsonLines(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-): AsyncGenerator<ClickEvent[]> {
+  skipThrough: number,
+): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   for await (const { lines, firstLine } of readLineBatches(stream, maxBatch)) {
     const events: ClickEvent[] = [];
-    for (let i = 0; i < lines.length; i++) {
+    for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
       if (text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === '')) continue; // blank lines are not records
       const origin = { source: target.source, file: target.file, line: firstLine + i };
@@ -98,7 +112,8 @@ async function* decodeJsonLines(
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
       else events.push(result);
     }
-    if (events.length > 0) yield events;
+    const throughLine = firstLine + lines.length - 1;
+    if (throughLine > skipThrough) yield { events, throughLine };
   }
 }
 
@@ -114,7 +129,8 @@ async function* decodeCsv(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-): AsyncGenerator<ClickEvent[]> {
+  skipThrough: number,
+): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
   let columns: string[] | undefined = csv.columns;
@@ -139,6 +155,7 @@ async function* decodeCsv(
   });
   stream.on('error', (error) => parser.destroy(error));
   let events: ClickEvent[] = [];
+  let throughLine = 0;
   for await (const row of stream.pipe(parser) as AsyncIterable<CsvRow>) {
     const rawText = row.raw.replace(/\r?\n$/, '');
     if (skipHeader) {
@@ -146,6 +163,8 @@ async function* decodeCsv(
       columns ??= row.record;
       continue;
     }
+    throughLine = row.info.lines;
+    if (throughLine <= skipThrough) continue;
     const origin = { source: target.source, file: target.file, line: row.info.lines };
     if (!columns) {
       context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
@@ -161,9 +180,9 @@ async function* decodeCsv(
     if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
     else events.push(result);
     if (events.length >= maxBatch) {
-      yield events;
+      yield { events, throughLine };
       events = [];
     }
   }
-  if (events.length > 0) yield events;
+  if (throughLine > skipThrough) yield { events, throughLine };
 }

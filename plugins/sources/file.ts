@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { defineSource, originOf, type ClickEvent, type SourcePosition } from 'tributary';
+import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
 import { decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
@@ -65,14 +65,12 @@ export default defineSource<FileSourceConfig>({
           const raw = createReadStream(path, { highWaterMark: 1 << 20 });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
-          const skipThrough = linesDone;
-          for await (let batch of decodeStream(open, formatOf(path.replace(/\.gz$/, ''), config.format), config, { source: context.label, file: path }, context, context.batchSize)) {
-            if (skipThrough > 0) {
-              batch = batch.filter((event) => (originOf(event)?.line ?? 0) > skipThrough);
-              if (batch.length === 0) continue;
-            }
-            linesDone = originOf(batch[batch.length - 1]!)?.line ?? linesDone;
-            yield batch;
+          const target = { source: context.label, file: path };
+          const format = formatOf(path.replace(/\.gz$/, ''), config.format);
+          for await (const { events, throughLine } of decodeStream(open, format, config, target, context, context.batchSize, linesDone)) {
+            // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
+            linesDone = throughLine;
+            if (events.length > 0) yield events;
           }
           open = undefined;
         }

@@ -15,7 +15,9 @@ export default defineSource<DecodeConfig>({
   create(config, context) {
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
-        yield* decodeStream(process.stdin, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize);
+        for await (const { events } of decodeStream(process.stdin, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize)) {
+          if (events.length > 0) yield events;
+        }
       },
     };
   },
