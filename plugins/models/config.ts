@@ -16,7 +16,7 @@ export interface ModelOperatorConfig {
   batch?: { max_size?: number; max_delay?: string | number };
   label_buffer?: { max_size?: number; timeout?: string | number };
   metrics?: { window?: number; calibration_bins?: number };
-  drift?: { detector?: 'page-hinkley' | 'none'; delta?: number; threshold?: number; min_instances?: number; action?: DriftAction; factor?: number };
+  drift?: { detector?: 'page-hinkley' | 'none'; block?: number; delta?: number; threshold?: number; min_instances?: number; action?: DriftAction; factor?: number };
   checkpoint?: { dir: string; every?: number; warm_start?: boolean };
   report?: boolean;
 }
@@ -31,7 +31,7 @@ export interface ResolvedModelConfig {
   batch: { maxSize: number; maxDelayMs: number };
   labelBuffer: { maxSize: number; timeoutMs: number };
   metrics: { window: number; calibrationBins: number };
-  drift: { detector: 'page-hinkley' | 'none'; delta: number; threshold: number; min_instances: number; action: DriftAction; factor: number };
+  drift: { detector: 'page-hinkley' | 'none'; block: number; delta: number; threshold: number; min_instances: number; action: DriftAction; factor: number };
   checkpoint: { dir: string; every: number; warmStart: boolean } | undefined;
   report: boolean;
 }
@@ -58,9 +58,10 @@ export function resolveConfig(config: ModelOperatorConfig, label: string): Resol
     metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10 },
     drift: {
       detector: config.drift?.detector ?? 'page-hinkley',
-      delta: config.drift?.delta ?? 0.005,
-      threshold: config.drift?.threshold ?? 50,
-      min_instances: config.drift?.min_instances ?? 100,
+      block: config.drift?.block ?? 200,
+      delta: config.drift?.delta ?? 0.01,
+      threshold: config.drift?.threshold ?? 2,
+      min_instances: config.drift?.min_instances ?? 20,
       action: config.drift?.action ?? 'none',
       factor: config.drift?.factor ?? 2,
     },
@@ -133,9 +134,10 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     description: 'Drift detection (Page-Hinkley) on the prequential log loss.',
     properties: {
       detector: { enum: ['page-hinkley', 'none'], description: 'Default: page-hinkley.' },
-      delta: { type: 'number', minimum: 0, description: 'Tolerated rise of the mean loss. Default: 0.005.' },
-      threshold: { type: 'number', exclusiveMinimum: 0, description: 'Cumulative excess that signals drift. Default: 50.' },
-      min_instances: { type: 'integer', minimum: 1, description: 'Labels before the test may fire. Default: 100.' },
+      block: { type: 'integer', minimum: 1, description: 'The test reads the mean log loss of each block of this many labels. Default: 200.' },
+      delta: { type: 'number', minimum: 0, description: 'Tolerated rise of the block-mean loss. Default: 0.01.' },
+      threshold: { type: 'number', exclusiveMinimum: 0, description: 'Cumulative excess (in block-mean loss) that signals drift. Default: 2.' },
+      min_instances: { type: 'integer', minimum: 1, description: 'Blocks before the test may fire. Default: 20.' },
       action: { enum: ['none', 'reset_optimizer', 'raise_learning_rate'], description: 'What a drift does besides emitting a `drift` record. Default: none.' },
       factor: { type: 'number', minimum: 1, description: 'raise_learning_rate: multiplier (it decays back by 1% per step). Default: 2.' },
     },

@@ -43,7 +43,10 @@ export class GruModel extends OnlineModel {
     const types = tf.tensor2d(seq.types, [n, L], 'int32');
     const categories = tf.tensor2d(seq.categories, [n, L], 'int32');
     const steps = tf.tensor3d(seq.steps, [n, L, stepFeatures], 'float32');
-    const x = tf.concat([tf.gather(this.params.get('embType'), types), tf.gather(this.params.get('embCategory'), categories), steps], 2);
+    // Embeddings as one-hot products, not tf.gather: gather's gradient (UnsortedSegmentSum) has no WASM kernel.
+    const embed = (ids: tf.Tensor2D, table: tf.Variable): tf.Tensor3D =>
+      tf.oneHot(ids.reshape([n * L]), table.shape[0]!).cast('float32').matMul(table).reshape([n, L, table.shape[1]!]) as tf.Tensor3D;
+    const x = tf.concat([embed(types, this.params.get('embType')), embed(categories, this.params.get('embCategory')), steps], 2);
     // Input projections of every step in one matMul; the recurrence then needs two per step.
     const projected = x.reshape([n * L, -1]).matMul(this.params.get('wx')).add(this.params.get('bx')).reshape([n, L, 3 * u]);
     const inputsByStep = tf.unstack(projected, 1);

@@ -63,6 +63,8 @@ export interface SavedModel {
   model: ModelState;
   normaliser: NormaliserState;
   baseLearningRate: number;
+  /** Labels and positives the model has learnt from (its base-rate offset), warm starts included. */
+  labels: [number, number];
 }
 
 export interface LearnerState {
@@ -73,6 +75,7 @@ export interface LearnerState {
   toLearn: EncodedSample[];
   prequential: PrequentialState;
   drift: PageHinkleyState;
+  block: [number, number];
   counts: LearnerCounts;
 }
 
@@ -107,6 +110,10 @@ export class OnlineLearner {
   private backend: BackendSelection | undefined;
   private lastCheckpointLabels = 0;
   private closedModel: SavedModel | undefined;
+  /** Labels and positives learnt before this run (a warm start): they keep the base-rate offset. */
+  private prior: [number, number] = [0, 0];
+  private blockLoss = 0;
+  private blockCount = 0;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts', Counter>;
@@ -182,13 +189,14 @@ export class OnlineLearner {
     this.model!.load(saved.model);
     this.normaliser!.load(saved.normaliser);
     this.baseLearningRate = saved.baseLearningRate;
+    this.prior = [...(saved.labels ?? [0, 0])];
   }
 
   savedModel(): SavedModel | null {
     // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
     if (!this.model) return this.closedModel ?? null;
     if (!this.normaliser || !this.features) return null;
-    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate };
+    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives] };
   }
 
   /** Writes the model to the checkpoint folder (atomically: a reader never sees half a file). */
@@ -237,7 +245,9 @@ export class OnlineLearner {
     const d = this.features!.length;
     const x = new Float32Array(samples.length * d);
     samples.forEach((s, i) => x.set(useX ? s.x! : s.raw, i * d));
-    const batch: Batch = { n: samples.length, d, x };
+    // Laplace-smoothed base rate of the labels so far (restored with the metrics, so snapshots agree).
+    const rate = (this.prior[1] + this.prequential.positives + 1) / (this.prior[0] + this.prequential.n + 2);
+    const batch: Batch = { n: samples.length, d, x, offset: Math.log(rate / (1 - rate)) };
     if (this.config.model.kind === 'gru') {
       const L = this.config.model.sequence_length;
       const types = new Int32Array(samples.length * L);
@@ -323,7 +333,16 @@ export class OnlineLearner {
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
     this.counters.labels.inc();
-    if (this.config.drift.detector === 'page-hinkley' && this.drift.update(loss)) this.onDrift(labelTime, emit);
+    if (this.config.drift.detector === 'page-hinkley') {
+      // The test reads block means: single losses are too bursty (a session's labels come together).
+      this.blockLoss += loss;
+      if (++this.blockCount >= this.config.drift.block) {
+        const mean = this.blockLoss / this.blockCount;
+        this.blockLoss = 0;
+        this.blockCount = 0;
+        if (this.drift.update(mean)) this.onDrift(labelTime, emit);
+      }
+    }
     this.toLearn.push(sample);
     if (this.toLearn.length >= this.config.batch.maxSize) this.flushLearning(emit);
   }
@@ -444,6 +463,7 @@ export class OnlineLearner {
       toLearn: this.toLearn.map(encodeSample),
       prequential: this.prequential.state(),
       drift: this.drift.state(),
+      block: [this.blockLoss, this.blockCount],
       counts: { ...this.counts },
     };
   }
@@ -455,7 +475,9 @@ export class OnlineLearner {
     for (const s of state.awaiting.map(decodeSample)) this.awaiting.set(s.id, s);
     this.toLearn = state.toLearn.map(decodeSample);
     this.prequential.load(state.prequential);
+    if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
+    [this.blockLoss, this.blockCount] = state.block;
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();

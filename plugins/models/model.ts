@@ -26,6 +26,11 @@ export interface Batch {
   d: number;
   x: Float32Array;
   seq?: SequenceBatch;
+  /**
+   * Added to every logit: the log-odds of the base rate seen so far. Rare positives (4% of
+   * sessions buy) otherwise cost a model thousands of steps just to move its bias from 0.5.
+   */
+  offset?: number;
 }
 
 export interface ModelConfig {
@@ -83,7 +88,7 @@ export abstract class OnlineModel {
 
   predictProbaMany(batch: Batch): Float32Array {
     if (batch.n === 0) return new Float32Array(0);
-    return tf.tidy(() => tf.sigmoid(this.logits(batch, false)).dataSync() as Float32Array);
+    return tf.tidy(() => tf.sigmoid(this.logits(batch, false).add(batch.offset ?? 0)).dataSync() as Float32Array);
   }
 
   predictProbaOne(batch: Batch): number {
@@ -95,7 +100,7 @@ export abstract class OnlineModel {
     if (batch.n === 0) return 0;
     return tf.tidy(() => {
       const y = tf.tensor1d(labels, 'float32');
-      return this.optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true)).add(this.penalty()) as tf.Scalar);
+      return this.optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true).add(batch.offset ?? 0)).add(this.penalty()) as tf.Scalar);
     });
   }
 

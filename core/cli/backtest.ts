@@ -1,0 +1,183 @@
+/**
+ * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its first source
+ * replaced by a `file` source (keeping that source's mapping, CSV and watermark config), then writes
+ * DIR/metrics.json (a contract other tools read) and DIR/report.html (self-contained plots).
+ *
+ * Stages that can report (a boolean `report` field in their config schema, as the model operators
+ * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
+ * collects. Nothing else in the runtime knows about backtests.
+ */
+import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import cliProgress from 'cli-progress';
+import type { LevelWithSilent } from 'pino';
+import { loadPipeline, type PipelineEntry } from '../config/load.js';
+import { SchemaValidator } from '../config/schema.js';
+import { ConfigError } from '../errors.js';
+import type { StreamRecord } from '../events.js';
+import { defineSink } from '../plugin.js';
+import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
+import { createLogger } from '../runtime/telemetry.js';
+import { builtinRegistry } from './registry.js';
+import { formatSummary } from './run.js';
+
+export interface BacktestCommandOptions {
+  file: string;
+  input: string;
+  report: string;
+  format?: 'jsonl' | 'csv';
+  sets: string[];
+  plugins: string[];
+  logLevel: LevelWithSilent;
+  progress: boolean;
+}
+
+/** `metrics.json`, exactly. */
+export interface BacktestMetrics {
+  events: number;
+  deadLetters: number;
+  models: Record<string, { auc: number | null; logloss: number; brier: number; n: number; positives: number }>;
+}
+
+interface ModelReport extends StreamRecord {
+  model: string;
+  summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
+}
+
+async function countLines(path: string): Promise<number> {
+  let lines = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
+  return lines;
+}
+
+export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
+  const models: BacktestMetrics['models'] = {};
+  for (const report of reports) {
+    const s = report.summary;
+    models[report.model] = { auc: s.auc, logloss: s.logloss, brier: s.brier, n: s.n, positives: s.positives };
+  }
+  return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
+}
+
+export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
+  const logger = createLogger({ level: options.logLevel, pretty: process.stderr.isTTY === true });
+  const registry = await builtinRegistry(options.plugins);
+  const loaded = await loadPipeline(options.file, { registry, sets: options.sets });
+  const original = loaded.sources[0];
+  const filePlugin = registry.get('source', 'file');
+  if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+  const input = resolve(options.input);
+  const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
+  for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
+  if (options.format) entry.format = options.format;
+  const errors = new SchemaValidator().validateEntry(filePlugin, entry);
+  if (errors.length > 0) {
+    throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));
+  }
+  loaded.sources[0] = { plugin: filePlugin, entry, path: original.path };
+  for (const stage of loaded.stages) {
+    const properties = (stage.plugin.config.properties ?? {}) as Record<string, { type?: string }>;
+    if (properties.report?.type === 'boolean') stage.entry.report = true;
+  }
+  const reports: ModelReport[] = [];
+  const capture = defineSink<Record<string, never>>({
+    name: 'backtest-capture',
+    summary: 'Collects model reports for the backtest.',
+    config: { type: 'object' },
+    create: () => ({ write: (record) => void reports.push(record as ModelReport), close: async () => undefined }),
+  });
+  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture', kinds: ['model_metrics'] }, path: '$.backtest' });
+
+  const runner = new PipelineRunner(loaded, { logger });
+  let bar: cliProgress.SingleBar | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  if (options.progress) {
+    const total = await countLines(input);
+    bar = new cliProgress.SingleBar({ format: `${loaded.document.name} [{bar}] {percentage}% | {value}/{total} records | {rate} ev/s`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+    bar.start(total, 0, { rate: 0 });
+    const began = Date.now();
+    timer = setInterval(() => {
+      const done = runner.stats.eventsIn + runner.stats.deadLettered;
+      bar!.update(Math.min(total, done), { rate: Math.round((runner.stats.eventsIn / Math.max(1, Date.now() - began)) * 1000) });
+    }, 200);
+    timer.unref();
+  }
+  let stats: RunStats;
+  try {
+    stats = await runner.run();
+  } finally {
+    if (timer) clearInterval(timer);
+    if (bar) {
+      bar.update(bar.getTotal());
+      bar.stop();
+    }
+  }
+  const metrics = backtestMetrics(stats, reports);
+  const dir = resolve(options.report);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
+  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
+  process.stderr.write(formatSummary(runner.name, stats));
+  for (const [name, m] of Object.entries(metrics.models)) {
+    process.stderr.write(`  model ${name}: AUC ${m.auc === null ? '-' : m.auc.toFixed(4)}  log loss ${m.logloss.toFixed(4)}  Brier ${m.brier.toFixed(4)}  labels ${m.n} (${m.positives} positive)\n`);
+  }
+  process.stderr.write(`report: ${join(dir, 'metrics.json')}, ${join(dir, 'report.html')}\n`);
+  return 0;
+}
+
+const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
+export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[]): string {
+  const require = createRequire(import.meta.url);
+  const uplotDir = resolve(require.resolve('uplot'), '..');
+  const script = readFileSync(join(uplotDir, 'uPlot.iife.min.js'), 'utf8');
+  const css = readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8');
+  // `<` escaped so no data value can close the script element.
+  const data = JSON.stringify({ metrics, reports }).replace(/</g, '\\u003c');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
+<style>${css}
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}</style></head>
+<body><h1>Backtest: ${escapeHtml(name)}</h1>
+<p>Input: <code>${escapeHtml(input)}</code>. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+<table id="summary"><tr><th>model</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
+<div id="models"></div>
+<script>${script}</script>
+<script>
+const DATA = ${data};
+const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' ? x.toFixed(4) : String(x));
+const table = document.getElementById('summary');
+for (const r of DATA.reports) {
+  const s = r.summary, row = document.createElement('tr');
+  for (const v of [r.model, r.task, r.kind_of_model, fmt(s.auc), fmt(s.logloss), fmt(s.brier), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
+  table.appendChild(row);
+}
+const root = document.getElementById('models');
+function plot(title, xlabel, ylabel, data, series, opts = {}) {
+  const box = document.createElement('div');
+  new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, axes: [{ label: xlabel }, { label: ylabel }],
+    series: [{}, ...series.map((s, i) => ({ label: s, stroke: ['#1f77b4', '#d62728', '#2ca02c', '#999'][i], points: { show: !!opts.points } }))] }, data, box);
+  return box;
+}
+for (const r of DATA.reports) {
+  const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + ')'; root.appendChild(h);
+  const plots = document.createElement('div'); plots.className = 'plots'; root.appendChild(plots);
+  plots.appendChild(plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance']));
+  const cal = r.calibration.filter((b) => b.count > 0);
+  const centres = cal.map((b) => b.meanScore);
+  plots.appendChild(plot('Calibration', 'mean predicted', 'observed rate', [centres, cal.map((b) => b.positiveRate), centres], ['observed', 'perfect'], { points: true }));
+  const t = r.timeline.map((p) => p.time / 1000);
+  plots.appendChild(plot('AUC over event time', 'event time', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window', 'cumulative'], { time: true }));
+  plots.appendChild(plot('Log loss over event time (window)', 'event time', 'log loss', [t, r.timeline.map((p) => p.logloss)], ['window'], { time: true }));
+  const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);
+  const fh = document.createElement('h3'); fh.textContent = r.features.length + ' features'; root.appendChild(fh);
+  const list = document.createElement('ol'); list.className = 'features';
+  for (const f of r.features) { const li = document.createElement('li'); li.textContent = f; list.appendChild(li); }
+  root.appendChild(list);
+}
+</script></body></html>
+`;
+}
