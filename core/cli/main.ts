@@ -14,6 +14,8 @@ import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
 import { runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
+import { pipelineReference } from './docs.js';
+import { writeFileSync } from 'node:fs';
 import { runBacktestCommand } from './backtest.js';
 
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -114,6 +116,16 @@ async function main(args: string[]): Promise<number> {
       async (argv) => {
         const registry = await builtinRegistry(argv.plugin);
         process.stdout.write(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
+      },
+    )
+    .command(
+      'docs',
+      'Write the pipeline reference (Markdown), generated from the schemas of the document and of every installed plugin.',
+      (argv) => withCommon(argv).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
+      async (argv) => {
+        const text = pipelineReference(await builtinRegistry(argv.plugin));
+        if (argv.out) writeFileSync(argv.out, text);
+        else process.stdout.write(text);
       },
     )
     .command(

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { composedSchema, errorCatalogue, type JsonSchema } from 'tributary';
+import { SchemaValidator } from '../config/schema.js';
+import { packageRoot } from '../paths.js';
+import { pipelineReference } from './docs.js';
+import { builtinRegistry } from './registry.js';
+
+test('every plugin documents every field, and every example in a spec validates against the real schema', async () => {
+  const registry = await builtinRegistry();
+  const validator = new SchemaValidator();
+  for (const plugin of registry.all()) {
+    assert.ok(plugin.summary.length > 0, `${plugin.kind} ${plugin.name} has a summary`);
+    for (const [field, schema] of Object.entries((plugin.config.properties ?? {}) as Record<string, JsonSchema>)) {
+      assert.ok(typeof schema.description === 'string' && schema.description.length > 0 || typeof schema.$ref === 'string', `${plugin.kind} ${plugin.name}: field '${field}' has a description`);
+    }
+    for (const example of plugin.examples ?? []) {
+      const errors = validator.validateEntry(plugin, { type: plugin.name, ...structuredClone(example) });
+      assert.deepEqual(errors, [], `${plugin.kind} ${plugin.name} example ${JSON.stringify(example)}`);
+    }
+  }
+});
+
+test('the generated pipeline reference and composed schema are up to date (run `npm run docs`)', async () => {
+  const registry = await builtinRegistry();
+  assert.equal(readFileSync(join(packageRoot, 'docs', 'pipeline-reference.md'), 'utf8'), pipelineReference(registry), 'docs/pipeline-reference.md is stale: run npm run docs');
+  const committed = JSON.parse(readFileSync(join(packageRoot, 'schemas', 'pipeline.composed.schema.json'), 'utf8')) as unknown;
+  assert.deepEqual(committed, composedSchema(registry), 'schemas/pipeline.composed.schema.json is stale: run npm run docs');
+});
+
+test('the composed schema compiles and accepts a pipeline (editors use it)', async () => {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(composedSchema(await builtinRegistry()));
+  assert.ok(validate({ sources: [{ type: 'synthetic', users: 5 }], sinks: [{ type: 'stdout' }] }), JSON.stringify(validate.errors));
+  assert.ok(!validate({ sources: [{ type: 'synthetic', users: 'five' }], sinks: [{ type: 'stdout' }] }));
+  assert.ok(!validate({ sources: [{ type: 'nonesuch' }], sinks: [{ type: 'stdout' }] }));
+});
+
+test('every error code is documented in docs/errors.md', () => {
+  const text = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
+  for (const code of Object.keys(errorCatalogue)) assert.match(text, new RegExp(`^## ${code}$`, 'm'), `${code} is documented`);
+});
