@@ -144,7 +144,7 @@ if (existsSync(rees46)) {
   const stream = await run(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session');
   const streamFile = join(dir, 'rees46-stream.jsonl');
   const { recordToJson } = await import('tributary');
-  writeFileSync(streamFile, stream.kept.map((r) => JSON.stringify(recordToJson(r))).join('\n'));
+  writeFileSync(streamFile, stream.kept.map((r) => recordToJson(r)).join('\n'));
   const rows: string[] = [];
   for (const report of models.kept) {
     const s = report.summary as { auc: number; logloss: number; brier: number; n: number; positives: number };

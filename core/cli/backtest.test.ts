@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ShopperWorld } from '../../plugins/sources/shoppers.js';
+
+const main = new URL('./main.js', import.meta.url).pathname;
+
+test('backtest: replaces the first source by the data file and writes metrics.json (exact shape) and a self-contained report.html', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+  const world = new ShopperWorld({ seed: 3, users: 200 });
+  const lines: string[] = [];
+  for (let i = 0; i < 6000; i++) {
+    const e = world.next();
+    lines.push(JSON.stringify({ uid: e.userId, ts: e.time, type: e.type, category: e.category, price: e.price }));
+  }
+  lines.splice(10, 0, 'not json');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${lines.join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: bt
+sources:
+  - type: stdin
+    format: jsonl
+    mapping: { fields: { user_id: uid, time: ts }, time_format: epoch_ms }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64, max_delay: 0 } }
+  - { type: churn-model, name: churn-lr, backend: cpu, horizon: 1d, batch: { max_size: 64, max_delay: 0 } }
+sinks:
+  - { type: file, path: predictions.jsonl, kinds: [prediction] }
+`,
+  );
+  const report = join(dir, 'report');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as {
+    events: number;
+    deadLetters: number;
+    models: Record<string, Record<string, number>>;
+  };
+  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models']);
+  assert.equal(metrics.events, 6000);
+  assert.equal(metrics.deadLetters, 1);
+  assert.deepEqual(Object.keys(metrics.models).sort(), ['churn-lr', 'intent-lr']);
+  for (const model of Object.values(metrics.models)) {
+    assert.deepEqual(Object.keys(model), ['auc', 'logloss', 'brier', 'n', 'positives']);
+    assert.ok(model.n! > 0 && model.positives! > 0);
+  }
+  // The simulated shoppers' intent is learnable; churn over so short a span is not judged here.
+  assert.ok(metrics.models['intent-lr']!.auc! > 0.7, `AUC ${metrics.models['intent-lr']!.auc}`);
+  const html = readFileSync(join(report, 'report.html'), 'utf8');
+  assert.match(html, /uPlot/);
+  assert.match(html, /ROC curve/);
+  assert.doesNotMatch(html, /<script[^>]+src=/, 'no external scripts: the page works offline');
+  assert.match(html, /s_events/, 'the feature list is in the page');
+});
