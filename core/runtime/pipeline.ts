@@ -579,7 +579,7 @@ class StageLatency {
     const stages = [...labels, 'sinks'];
     this.inclusive = new Float64Array(stages.length);
     this.counts = new Float64Array(stages.length);
-    const buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2];
+    const buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1];
     this.histograms = stages.map((stage) =>
       metrics.scoped({ pipeline, stage }).histogram('stage_latency_seconds', 'Processing time per record in a stage (sampled batches; sinks = routing and writing).', buckets),
     );

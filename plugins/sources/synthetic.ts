@@ -15,6 +15,7 @@ export interface SyntheticSourceConfig {
   categories: number;
   start: string;
   session_ids: boolean;
+  clock: 'simulated' | 'wall';
 }
 
 export default defineSource<SyntheticSourceConfig>({
@@ -37,6 +38,12 @@ export default defineSource<SyntheticSourceConfig>({
       categories: { type: 'integer', minimum: 1, default: 50, description: 'Item categories.' },
       start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Event time of the first events.' },
       session_ids: { type: 'boolean', default: false, description: "Attach the generator's own session ids (most data sets have none)." },
+      clock: {
+        enum: ['simulated', 'wall'],
+        default: 'simulated',
+        description:
+          '`simulated`: event times follow the shoppers\' own timeline (days pass in seconds). `wall`: each event is stamped with the wall clock when it is emitted (order kept), for soak tests of a live daemon where event time should track real time.',
+      },
     },
   },
   examples: [{ users: 1000, events: 100000 }, { users: 200, events: 0, rate: 500 }],
@@ -63,6 +70,10 @@ export default defineSource<SyntheticSourceConfig>({
           const size = Math.min(batchSize, limit - emitted);
           const batch: ClickEvent[] = new Array(size);
           for (let i = 0; i < size; i++) batch[i] = world.next();
+          if (config.clock === 'wall') {
+            const now = Date.now();
+            for (let i = 0; i < size; i++) batch[i]!.time = now;
+          }
           emitted += size;
           yield batch;
           if (config.rate > 0) {
