@@ -146,3 +146,27 @@ test('the synthetic source is deterministic: the same seed gives the same events
   for (const type of ['view', 'cart']) assert.ok(types.has(type), `has ${type}`);
   for (let i = 1; i < 500; i++) assert.ok((a.outputs[0]![i]!.time as number) >= (a.outputs[0]![i - 1]!.time as number), 'event-time order');
 });
+
+test('an absurd future timestamp does not drag the watermark ahead', async () => {
+  const source = defineSource<Record<string, never>>({
+    name: 'time-traveller',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 10_000)];
+        yield [event('u', Date.now() + 365 * 86_400_000)]; // a year ahead of the wall clock
+        yield [event('u', 20_000)];
+      },
+    }),
+  });
+  const seen: number[] = [];
+  const probe = defineOperator<Record<string, never>>({
+    name: 'probe2',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (r, emit) => emit(r), watermark: (mark) => void seen.push(mark.time) })) }),
+  });
+  await runYaml('sources: [{type: time-traveller, watermark: {max_out_of_orderness: 0ms}}]\nstages: [{type: probe2}]\nsinks: [{type: memory}]\n', { plugins: [source, probe] });
+  assert.deepEqual(seen, [10_000, 20_000, Infinity]);
+});

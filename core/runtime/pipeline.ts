@@ -95,6 +95,7 @@ interface SourceSlot {
   maxOutOfOrderness: number;
   idleTimeout: number;
   maxTime: number;
+  maxAheadOfClock: number;
   lastActivity: number;
   lastCommit: number;
   done: boolean;
@@ -260,13 +261,14 @@ export class PipelineRunner {
     }
     for (const [index, resolved] of this.loaded.sources.entries()) {
       const { label, instance } = await create<Source>(resolved, 'source', index);
-      const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number };
+      const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
       this.sources.push({
         label,
         source: instance,
         maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
         idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
         maxTime: -Infinity,
+        maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
         lastActivity: this.clock.now(),
         lastCommit: this.clock.now(),
         done: false,
@@ -355,10 +357,13 @@ export class PipelineRunner {
       if (this.failure) break;
       slot.lastActivity = this.clock.now();
       let maxTime = slot.maxTime;
+      // An absurd future timestamp must not drag the watermark ahead and make every later event late;
+      // the operators dead-letter such events, the watermark just ignores them.
+      const horizon = this.clock.now() + slot.maxAheadOfClock;
       const sampled = this.latency!.begin();
       for (let i = 0; i < batch.length; i++) {
         const event: ClickEvent = batch[i]!;
-        if (event.time > maxTime) maxTime = event.time;
+        if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
         this.input.next(event);
       }
       slot.maxTime = maxTime;
