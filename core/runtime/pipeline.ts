@@ -461,7 +461,13 @@ export class PipelineRunner {
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
   async run(): Promise<RunStats> {
     const restored = await this.restoreFromCheckpoint();
-    await this.build();
+    try {
+      await this.build();
+    } catch (error) {
+      // Close whatever was opened before the failing factory (a sink's file, a broker connection).
+      await this.closeAll().catch(() => undefined);
+      throw error;
+    }
     this.registerRunMetrics();
     const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
     for (const { label, operator } of this.operators) {
