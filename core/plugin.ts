@@ -85,6 +85,8 @@ export interface PluginContext {
    * (a Kafka source and sink committing in one transaction) find each other and no other pipeline.
    */
   readonly shared?: Map<string, unknown>;
+  /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */
+  readonly signal?: AbortSignal;
   /** Counts records an operator dropped on purpose, so every input stays accounted for. */
   countFiltered(count: number, reason: string): void;
   /**

@@ -13,5 +13,7 @@ import log1p from './operators/log1p.js';
 import clip from './operators/clip.js';
 import intentModel from './models/intent.js';
 import churnModel from './models/churn.js';
+import kafkaSource from './kafka/source.js';
+import kafkaSink from './kafka/sink.js';
 
-export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip, intentModel, churnModel];
+export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip, intentModel, churnModel, kafkaSource, kafkaSink];

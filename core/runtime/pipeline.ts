@@ -177,6 +177,7 @@ export class PipelineRunner {
       resuming: this.resuming,
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
       shared: this.shared,
+      ...(this.options.signal ? { signal: this.options.signal } : {}),
       deadLetter: (rejection) => {
         deadLetters.inc();
         this.deadLetter(label, rejection);

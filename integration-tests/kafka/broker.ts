@@ -206,6 +206,8 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
     const script = [
       'java "$@" > "$DIR/stdout.log" 2>&1 &',
       'pid=$!',
+      // Killed itself (the test run interrupted): stop java and clean up all the same.
+      `trap 'kill -9 $pid 2>/dev/null; rm -rf "$DIR"; exit 1' TERM INT HUP`,
       'IFS= read -r how || how=stop',
       'if [ "$how" = kill ]; then kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; exit 0; fi',
       'kill -TERM $pid 2>/dev/null',

@@ -1,0 +1,114 @@
+/**
+ * The `kafka` source against a real broker: every record produced comes out as an output, a dead
+ * letter (with topic/partition/offset) or a late record; offsets are committed so a second run of the
+ * group starts where the first ended.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runYaml } from 'tributary/testing';
+import type { ClickEvent, StreamRecord } from 'tributary';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, collectSink, createTopic, lateRouter, produce, type RawRecord } from './kafka/client.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+
+function pipeline(topic: string, group: string, extra = ''): string {
+  return `
+name: kafka-source-test
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: ${group}
+    watermark: { max_out_of_orderness: 1s, idle_timeout: 2s }
+${extra}
+stages:
+  - type: late-router
+sinks:
+  - type: collect
+  - type: collect
+    id: 1
+    kinds: []
+    outputs: [late]
+dead_letter:
+  type: collect
+  id: 2
+settings:
+  max_in_flight: 256
+  commit_interval: 200ms
+`;
+}
+
+test('every record comes out as an output, a dead letter or a late record', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('accounting');
+  await createTopic(brokers, topic, 4);
+  const good: RawRecord[] = [];
+  for (let i = 0; i < 2000; i++) good.push({ key: `u${i % 97}`, value: clickJson(i % 97, base + i * 1000, 'view', { seq: i }) });
+  const malformed: RawRecord[] = [
+    ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: `{not json ${i}` })),
+    ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify([i]) })),
+    ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify({ time: new Date(base).toISOString(), type: 'view', seq: i }) })),
+    ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify({ user_id: 'u1', time: 'yesterday', type: 'view', seq: i }) })),
+  ];
+  // Spread over every partition, malformed records among the good ones.
+  await produce(brokers, topic, [...good.slice(0, 1000), ...malformed, ...good.slice(1000)]);
+
+  const store: StreamRecord[][] = [[], [], []];
+  const controller = new AbortController();
+  const run = runYaml(pipeline(topic, `g-${topic}`, '    mapping: { attributes: [seq] }'), {
+    env: { KAFKA_BROKERS: brokers },
+    plugins: [collectSink(store), lateRouter],
+    signal: controller.signal,
+  });
+  let failed: unknown;
+  run.catch((error: unknown) => (failed = error));
+  try {
+    await waitFor('2000 outputs and 40 dead letters', () => failed !== undefined || store[0]!.length + store[1]!.length >= 2000 && store[2]!.length >= 40, 60_000);
+    // Late: an hour behind a watermark that every partition has pushed past it.
+    const late = Array.from({ length: 50 }, (_, i) => ({ key: `late${i}`, value: clickJson(i, base - 3_600_000, 'view', { seq: 10_000 + i }) }));
+    await produce(brokers, topic, late);
+    await waitFor('50 late records', () => failed !== undefined || store[0]!.length + store[1]!.length >= 2050, 60_000);
+  } finally {
+    controller.abort();
+  }
+  const { stats } = await run;
+  const outputs = store[0] as unknown as ClickEvent[];
+  const lates = store[1] as unknown as ClickEvent[];
+  const dead = store[2]!;
+  assert.equal(dead.length, 40);
+  for (const record of dead) {
+    assert.equal(record.file, topic);
+    assert.equal(typeof record.partition, 'number');
+    assert.equal(typeof record.offset, 'number');
+  }
+  const seqs = new Set([...outputs, ...lates].map((e) => Number(e.attrs?.seq)));
+  assert.equal(seqs.size, 2050, 'every good record exactly once (no rebalance in this test)');
+  assert.ok(lates.length >= 50, `late records: ${lates.length}`);
+  for (const event of lates.filter((e) => Number(e.attrs?.seq) >= 10_000)) assert.equal(event.time, base - 3_600_000);
+  assert.equal(outputs.length + lates.length, 2050);
+  assert.equal(stats.eventsIn, 2050);
+  assert.equal(stats.deadLettered, 40);
+  const partitions = new Set(dead.map((d) => d.partition));
+  assert.ok(partitions.size >= 1);
+});
+
+test('committed offsets: a second run of the group starts where the first ended', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('commit');
+  await createTopic(brokers, topic, 3);
+  await produce(brokers, topic, Array.from({ length: 900 }, (_, i) => ({ key: `u${i % 31}`, value: clickJson(i % 31, base + i, 'view', { seq: i }) })));
+  const yaml = pipeline(topic, `g-${topic}`, '    stop_at_end: true\n    mapping: { attributes: [seq] }');
+  const first: StreamRecord[][] = [[], [], []];
+  const one = await runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(first), lateRouter] });
+  assert.equal(one.stats.eventsIn, 900);
+  assert.equal(one.stats.drained, true);
+  await produce(brokers, topic, Array.from({ length: 300 }, (_, i) => ({ key: `u${i % 31}`, value: clickJson(i % 31, base + 900 + i, 'view', { seq: 900 + i }) })));
+  const second: StreamRecord[][] = [[], [], []];
+  const two = await runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(second), lateRouter] });
+  const seqs = [...second[0]!, ...second[1]!].map((e) => Number((e as unknown as ClickEvent).attrs?.seq)).sort((a, b) => a - b);
+  assert.equal(two.stats.eventsIn, 300);
+  assert.deepEqual(seqs, Array.from({ length: 300 }, (_, i) => 900 + i));
+});

@@ -1,0 +1,155 @@
+/**
+ * Small node-rdkafka helpers for the Kafka tests and bench: create a topic, produce records, read a
+ * topic back (optionally read_committed), and a test operator that routes late events to `late`.
+ */
+import Kafka from 'node-rdkafka';
+import type { LibrdKafkaError, Message } from 'node-rdkafka';
+import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type SinkPlugin, type StreamRecord } from 'tributary';
+
+function done<T = void>(call: (cb: (error: LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => call((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
+}
+
+export async function createTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
+  try {
+    await done((cb) => admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 15_000, cb));
+  } finally {
+    admin.disconnect();
+  }
+}
+
+export interface RawRecord {
+  value: string | Buffer | null;
+  key?: string | null;
+  partition?: number;
+  timestamp?: number;
+}
+
+/** Produces `records` and waits for every delivery report. */
+export async function produce(brokers: string, topic: string, records: readonly RawRecord[]): Promise<void> {
+  const producer = new Kafka.Producer({
+    'metadata.broker.list': brokers,
+    'broker.address.family': 'v4',
+    'enable.idempotence': true,
+    'linger.ms': 5,
+    dr_cb: true,
+    'queue.buffering.max.messages': 1_000_000,
+  });
+  await done((cb) => producer.connect({}, (error) => cb(error)));
+  let pending = records.length;
+  let failed: Error | undefined;
+  const all = new Promise<void>((resolve) => {
+    if (pending === 0) resolve();
+    producer.on('delivery-report', (error) => {
+      if (error) failed ??= new Error(error.message);
+      if (--pending === 0) resolve();
+    });
+  });
+  producer.setPollInterval(10);
+  for (const record of records) {
+    const value = record.value === null ? null : Buffer.isBuffer(record.value) ? record.value : Buffer.from(record.value);
+    producer.produce(topic, record.partition ?? null, value, record.key ?? null, record.timestamp ?? Date.now());
+  }
+  await all;
+  await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+  if (failed) throw failed;
+}
+
+export interface ReadOptions {
+  /** read_committed: only committed transactions (exactly-once outputs). Default: read_uncommitted. */
+  committed?: boolean;
+  /** Stop once this many records were read (else at the end of every partition). */
+  expect?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * Reads a topic from the beginning with a throw-away group, until every partition is at its end and
+ * (when given) `expect` records were read, or the timeout passes. Returns the records read.
+ */
+export async function readTopic(brokers: string, topic: string, options: ReadOptions = {}): Promise<Message[]> {
+  const consumer = new Kafka.KafkaConsumer(
+    {
+      'metadata.broker.list': brokers,
+      'broker.address.family': 'v4',
+      'group.id': `reader-${process.pid}-${Date.now()}-${Math.random()}`,
+      'enable.auto.commit': false,
+      'enable.partition.eof': true,
+      'isolation.level': options.committed ? 'read_committed' : 'read_uncommitted',
+    },
+    { 'auto.offset.reset': 'earliest' },
+  );
+  await done((cb) => consumer.connect({}, (error) => cb(error)));
+  const metadata = await done<Kafka.Metadata>((cb) => consumer.getMetadata({ topic, timeout: 10_000 }, cb));
+  const partitions = metadata.topics.find((t) => t.name === topic)?.partitions.map((p) => p.id) ?? [];
+  consumer.assign(partitions.map((partition) => ({ topic, partition, offset: 0 })));
+  const atEnd = new Set<number>();
+  consumer.on('partition.eof', (eof) => atEnd.add(eof.partition));
+  const messages: Message[] = [];
+  consumer.setDefaultConsumeTimeout(100);
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  try {
+    while (Date.now() < deadline) {
+      const batch = await done<Message[]>((cb) => consumer.consume(1000, cb));
+      for (const message of batch) {
+        atEnd.delete(message.partition);
+        messages.push(message);
+      }
+      const ended = atEnd.size === partitions.length;
+      if (options.expect !== undefined ? messages.length >= options.expect && ended : ended) break;
+    }
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+  return messages;
+}
+
+/** Parsed JSON values of `messages`. */
+export function values<T = Record<string, unknown>>(messages: readonly Message[]): T[] {
+  return messages.map((m) => JSON.parse(m.value!.toString('utf8')) as T);
+}
+
+/**
+ * `late-router` (tests only): sends events behind the watermark to the `late` side output and passes
+ * the rest on, so a test can account for every input as an output, a dead letter or a late record.
+ */
+export const lateRouter: OperatorPlugin<Record<string, never>> = defineOperator<Record<string, never>>({
+  name: 'late-router',
+  summary: 'Routes events behind the watermark to the late output (tests only).',
+  config: { type: 'object', additionalProperties: false, properties: {} },
+  create(_config, context) {
+    return {
+      apply: recordOperator(context, () => {
+        let watermark = -Infinity;
+        return {
+          record(record, emit) {
+            if (record.kind === 'event' && (record as ClickEvent).time < watermark) context.sideOutput('late', record as StreamRecord);
+            else emit(record);
+          },
+          watermark(mark) {
+            watermark = mark.time;
+          },
+        };
+      }),
+    };
+  },
+});
+
+/** One clickstream event as a producer would write it. */
+export function clickJson(user: number, time: number, type = 'view', extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ user_id: `u${user}`, time: new Date(time).toISOString(), type, item_id: `i${user % 17}`, ...extra });
+}
+
+/** `collect` (tests only): like `memory`, but into arrays the test holds, so it can watch a running pipeline. */
+export function collectSink(store: StreamRecord[][]): SinkPlugin<{ id?: number }> {
+  return defineSink<{ id?: number }>({
+    name: 'collect',
+    summary: 'Keeps records in arrays the test holds (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { id: { type: 'integer', description: 'Which array to write to.' } } },
+    create(config) {
+      const records = (store[config.id ?? 0] ??= []);
+      return { write: (record) => void records.push(record), close: async () => undefined };
+    },
+  });
+}

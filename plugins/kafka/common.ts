@@ -1,0 +1,207 @@
+/**
+ * What the Kafka source and sink share: connection and security fields (one schema, so both read
+ * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
+ * without Kafka never loads the native addon).
+ */
+import type { JsonSchema } from 'tributary';
+import type * as RdKafka from 'node-rdkafka';
+
+export type Guarantee = 'at-least-once' | 'exactly-once';
+
+export interface SecurityConfig {
+  protocol?: 'plaintext' | 'ssl' | 'sasl_plaintext' | 'sasl_ssl';
+  sasl?: {
+    mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512' | 'OAUTHBEARER';
+    username?: string;
+    password?: string;
+    oauthbearer?: { token_endpoint_url: string; client_id: string; client_secret: string; scope?: string; extensions?: string };
+  };
+  tls?: {
+    ca_location?: string;
+    ca_pem?: string;
+    certificate_location?: string;
+    certificate_pem?: string;
+    key_location?: string;
+    key_pem?: string;
+    key_password?: string;
+    verify_hostname?: boolean;
+  };
+}
+
+export interface ConnectionConfig {
+  brokers: string | string[];
+  client_id?: string;
+  security?: SecurityConfig;
+  /** Raw librdkafka properties, passed through as they are. */
+  options?: Record<string, string | number | boolean>;
+}
+
+/** Schema fields every Kafka plugin has. */
+export const connectionProperties: Record<string, JsonSchema> = {
+  brokers: {
+    description: 'Bootstrap servers (`host:port`): a comma-separated string or a list. Usually `${KAFKA_BROKERS}`.',
+    anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
+    examples: ['${KAFKA_BROKERS}', ['kafka-1:9092', 'kafka-2:9092']],
+  },
+  client_id: { type: 'string', minLength: 1, description: 'Client id the brokers see in their logs and quotas. Default: tributary-<pipeline>-<label>.' },
+  security: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'TLS and SASL. Put secrets in the environment and write `${VAR}` here: they are never logged.',
+    properties: {
+      protocol: {
+        enum: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'],
+        description: 'librdkafka `security.protocol`. Default: plaintext, or sasl_ssl when `sasl` is given.',
+      },
+      sasl: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['mechanism'],
+        description: 'SASL authentication.',
+        properties: {
+          mechanism: { enum: ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER'], description: 'SASL mechanism.' },
+          username: { type: 'string', description: 'User name (PLAIN, SCRAM).' },
+          password: { type: 'string', description: 'Password (PLAIN, SCRAM); write `${VAR}`.' },
+          oauthbearer: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['token_endpoint_url', 'client_id', 'client_secret'],
+            description: 'OAUTHBEARER with OIDC client credentials: librdkafka fetches and refreshes the token itself.',
+            properties: {
+              token_endpoint_url: { type: 'string', minLength: 1, description: 'OAuth/OIDC token endpoint.' },
+              client_id: { type: 'string', minLength: 1, description: 'OAuth client id.' },
+              client_secret: { type: 'string', minLength: 1, description: 'OAuth client secret; write `${VAR}`.' },
+              scope: { type: 'string', description: 'Requested scope.' },
+              extensions: { type: 'string', description: 'SASL extensions, `key=value,key=value`.' },
+            },
+          },
+        },
+      },
+      tls: {
+        type: 'object',
+        additionalProperties: false,
+        description: 'TLS files or PEM text (the `*_pem` fields take `${VAR}` values).',
+        properties: {
+          ca_location: { type: 'string', description: 'CA certificate file.' },
+          ca_pem: { type: 'string', description: 'CA certificate, PEM text.' },
+          certificate_location: { type: 'string', description: 'Client certificate file (mutual TLS).' },
+          certificate_pem: { type: 'string', description: 'Client certificate, PEM text.' },
+          key_location: { type: 'string', description: 'Client private key file.' },
+          key_pem: { type: 'string', description: 'Client private key, PEM text; write `${VAR}`.' },
+          key_password: { type: 'string', description: "Password of the client's private key; write `${VAR}`." },
+          verify_hostname: { type: 'boolean', default: true, description: "Check the broker certificate's host name." },
+        },
+      },
+    },
+  },
+  options: {
+    type: 'object',
+    description: 'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md.',
+    additionalProperties: { type: ['string', 'number', 'boolean'] },
+  },
+};
+
+export const guaranteeProperty: JsonSchema = {
+  enum: ['at-least-once', 'exactly-once'],
+  default: 'at-least-once',
+  description:
+    '`at-least-once`: offsets are committed after every sink flushed (a crash replays, outputs may repeat). ' +
+    '`exactly-once`: a Kafka source and a Kafka sink of one pipeline write outputs and commit consumed offsets in one ' +
+    'transaction; read the outputs with isolation.level=read_committed.',
+};
+
+/** librdkafka properties for the connection and security fields. */
+export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: string): Record<string, string | number | boolean> {
+  const brokers = Array.isArray(config.brokers) ? config.brokers.join(',') : config.brokers;
+  const props: Record<string, string | number | boolean> = {
+    'metadata.broker.list': brokers,
+    'client.id': config.client_id ?? defaultClientId,
+    // The address family is left to the resolver, but loopback names resolve fast either way.
+    'broker.address.family': 'v4',
+  };
+  const security = config.security;
+  if (security) {
+    const sasl = security.sasl;
+    props['security.protocol'] = security.protocol ?? (sasl ? 'sasl_ssl' : 'plaintext');
+    if (sasl) {
+      props['sasl.mechanisms'] = sasl.mechanism;
+      if (sasl.username !== undefined) props['sasl.username'] = sasl.username;
+      if (sasl.password !== undefined) props['sasl.password'] = sasl.password;
+      if (sasl.oauthbearer) {
+        props['sasl.oauthbearer.method'] = 'oidc';
+        props['sasl.oauthbearer.token.endpoint.url'] = sasl.oauthbearer.token_endpoint_url;
+        props['sasl.oauthbearer.client.id'] = sasl.oauthbearer.client_id;
+        props['sasl.oauthbearer.client.secret'] = sasl.oauthbearer.client_secret;
+        if (sasl.oauthbearer.scope) props['sasl.oauthbearer.scope'] = sasl.oauthbearer.scope;
+        if (sasl.oauthbearer.extensions) props['sasl.oauthbearer.extensions'] = sasl.oauthbearer.extensions;
+      }
+    }
+    const tls = security.tls;
+    if (tls) {
+      if (tls.ca_location) props['ssl.ca.location'] = tls.ca_location;
+      if (tls.ca_pem) props['ssl.ca.pem'] = tls.ca_pem;
+      if (tls.certificate_location) props['ssl.certificate.location'] = tls.certificate_location;
+      if (tls.certificate_pem) props['ssl.certificate.pem'] = tls.certificate_pem;
+      if (tls.key_location) props['ssl.key.location'] = tls.key_location;
+      if (tls.key_pem) props['ssl.key.pem'] = tls.key_pem;
+      if (tls.key_password) props['ssl.key.password'] = tls.key_password;
+      props['ssl.endpoint.identification.algorithm'] = tls.verify_hostname === false ? 'none' : 'https';
+    }
+  }
+  return props;
+}
+
+const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;
+
+/** A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`. */
+export function redactProperties(props: Record<string, unknown>): Record<string, unknown> {
+  const safe: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) ? '[redacted]' : value;
+  return safe;
+}
+
+type RdKafkaModule = typeof RdKafka;
+let loaded: Promise<RdKafkaModule> | undefined;
+
+/** node-rdkafka, loaded on first use. */
+export function rdkafka(): Promise<RdKafkaModule> {
+  loaded ??= import('node-rdkafka').then((module) => ((module as unknown as { default?: RdKafkaModule }).default ?? module) as RdKafkaModule);
+  return loaded;
+}
+
+/** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
+export const ErrorCode = {
+  TRANSPORT: -195,
+  ALL_BROKERS_DOWN: -187,
+  TIMED_OUT: -185,
+  QUEUE_FULL: -184,
+  ASSIGN_PARTITIONS: -175,
+  REVOKE_PARTITIONS: -174,
+  STATE: -172,
+  FATAL: -150,
+  UNKNOWN_TOPIC_OR_PART: 3,
+} as const;
+
+/** Offsets by topic and partition: the JSON form a position and a commit share. */
+export type PartitionOffsets = Record<string, Record<string, number>>;
+
+export function toTopicPartitionOffsets(offsets: PartitionOffsets): RdKafka.TopicPartitionOffset[] {
+  const list: RdKafka.TopicPartitionOffset[] = [];
+  for (const [topic, partitions] of Object.entries(offsets)) {
+    for (const [partition, offset] of Object.entries(partitions)) list.push({ topic, partition: Number(partition), offset });
+  }
+  return list;
+}
+
+export function promisify<T = void>(call: (cb: (error: RdKafka.LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    call((error, value) => (error ? reject(asError(error)) : resolve(value as T)));
+  });
+}
+
+/** librdkafka errors are plain objects at times; make them Errors with the code kept. */
+export function asError(error: unknown): Error & { code?: number } {
+  if (error instanceof Error) return error;
+  const e = error as { message?: string; code?: number };
+  return Object.assign(new Error(e?.message ?? String(error)), { code: e?.code });
+}

@@ -1,0 +1,530 @@
+/**
+ * `kafka` source: reads JSON records from Kafka topics (or a topic pattern) in a consumer group and
+ * maps them to canonical events with the shared mapping config.
+ *
+ * Consumption is non-flowing: a background loop calls `consume(n)` and keeps at most `max_buffered`
+ * records in memory; above that it pauses every assigned partition (librdkafka then stops fetching and
+ * drops what it prefetched) and resumes below half. It keeps calling `consume` while paused, so group
+ * heartbeats, rebalances and `max.poll.interval.ms` stay served. The runtime pulls batches from that
+ * buffer only when the pipeline has room.
+ *
+ * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness) and
+ * combined by minimum over partitions that had a record within the entry's idle_timeout.
+ *
+ * Offsets are never auto-committed: the runtime calls `commit(position)` after every sink flushed
+ * (at-least-once); with `guarantee: exactly-once` the offsets go into the pipeline's Kafka transaction
+ * instead (see transactions.ts).
+ */
+import {
+  createEventMapper,
+  defineSource,
+  isRejected,
+  parseDuration,
+  type ClickEvent,
+  type MappingConfig,
+  type PluginContext,
+  type SourceHealth,
+  type SourcePosition,
+} from 'tributary';
+import type * as RdKafka from 'node-rdkafka';
+import {
+  asError,
+  connectionProperties,
+  ErrorCode,
+  guaranteeProperty,
+  librdkafkaConnection,
+  promisify,
+  rdkafka,
+  redactProperties,
+  toTopicPartitionOffsets,
+  type ConnectionConfig,
+  type Guarantee,
+  type PartitionOffsets,
+} from './common.js';
+import { PipelineTransactions } from './transactions.js';
+
+export interface KafkaSourceConfig extends ConnectionConfig {
+  topics?: string[];
+  pattern?: string;
+  group: string;
+  start_from: 'earliest' | 'latest';
+  event_time: 'field' | 'timestamp';
+  key_field?: string;
+  mapping?: MappingConfig;
+  guarantee: Guarantee;
+  max_buffered?: number;
+  poll_timeout: string | number;
+  stop_at_end: boolean;
+}
+
+interface PartitionState {
+  topic: string;
+  partition: number;
+  /** Next offset after the last record handed to the runtime; undefined before the first. */
+  next: number | undefined;
+  maxTime: number;
+  lastActivity: number;
+  assigned: boolean;
+  /** Reached the end of the partition (stop_at_end). */
+  atEnd: boolean;
+}
+
+const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
+
+export default defineSource<KafkaSourceConfig>({
+  name: 'kafka',
+  status: 'beta',
+  summary: 'Reads JSON records from Kafka topics in a consumer group, with per-partition watermarks and committed offsets.',
+  description:
+    'Each record value is one JSON object, mapped to the canonical event by `mapping`. A value that is not a JSON object, ' +
+    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset. Event time comes from ' +
+    'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
+    'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
+    'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns.',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['brokers', 'group'],
+    properties: {
+      ...connectionProperties,
+      topics: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Topics to read (give this or `pattern`).' },
+      pattern: { type: 'string', minLength: 1, description: 'Regular expression of topics to read, e.g. `^clicks-.*` (give this or `topics`); new matching topics are picked up.' },
+      group: { type: 'string', minLength: 1, description: 'Consumer group: instances with one group split the partitions; committed offsets are kept per group.' },
+      start_from: {
+        enum: ['earliest', 'latest'],
+        default: 'earliest',
+        description: 'Where a partition with no committed offset starts: its first record, or only new ones.',
+      },
+      event_time: {
+        enum: ['field', 'timestamp'],
+        default: 'field',
+        description: "Event time from the mapped time field (`mapping.fields.time`, `mapping.time_format`), or from the Kafka record's timestamp.",
+      },
+      key_field: {
+        type: 'string',
+        minLength: 1,
+        description: "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user.",
+      },
+      mapping: { $ref: 'tributary:mapping' },
+      guarantee: guaranteeProperty,
+      max_buffered: {
+        type: 'integer',
+        minimum: 1,
+        description: 'Most records held in memory before the partitions are paused (back pressure). Default: twice settings.max_in_flight.',
+      },
+      poll_timeout: { $ref: 'tributary:duration', default: '100ms', description: 'How long one consume call waits for a first record.' },
+      stop_at_end: {
+        type: 'boolean',
+        default: false,
+        description: 'End the input once every assigned partition has been read to its end (backfills, tests). Default: run forever.',
+      },
+    },
+  },
+  examples: [
+    { brokers: '${KAFKA_BROKERS}', topics: ['clicks'], group: 'tributary-intent' },
+    {
+      brokers: ['kafka-1:9093', 'kafka-2:9093'],
+      pattern: '^clicks-.*',
+      group: 'tributary-churn',
+      event_time: 'timestamp',
+      key_field: 'user_id',
+      guarantee: 'exactly-once',
+      security: { sasl: { mechanism: 'SCRAM-SHA-512', username: '${KAFKA_USER}', password: '${KAFKA_PASSWORD}' } },
+    },
+  ],
+  async create(config, context) {
+    if ((config.topics === undefined) === (config.pattern === undefined)) throw new Error('give exactly one of `topics` and `pattern`');
+    const Kafka = await rdkafka();
+    const transactions = config.guarantee === 'exactly-once' ? PipelineTransactions.find(context.shared) : undefined;
+    if (config.guarantee === 'exactly-once' && !transactions) {
+      throw new Error('guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)');
+    }
+    return new KafkaSource(Kafka, config, context, transactions);
+  },
+});
+
+class KafkaSource {
+  private readonly consumer: RdKafka.KafkaConsumer;
+  private readonly partitions = new Map<string, PartitionState>();
+  /** Records consumed and not yet handed to the runtime. */
+  private buffer: RdKafka.Message[] = [];
+  private readonly maxBuffered: number;
+  private readonly pollTimeout: number;
+  private readonly maxOutOfOrderness: number;
+  private readonly idleTimeout: number;
+  private readonly map: ReturnType<typeof createEventMapper>;
+  /** Offsets to start from on assignment (set by `seek`), by partition key. */
+  private readonly seekTo = new Map<string, number>();
+  private paused = false;
+  private closing = false;
+  private connected = false;
+  private healthy: SourceHealth = { ready: false, detail: 'connecting' };
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private commits: Promise<void> = Promise.resolve();
+  private pendingCommit: ((error: Error | undefined) => void) | undefined;
+  private lastProbe = 0;
+  private failure: Error | undefined;
+  private readonly label: string;
+
+  constructor(
+    Kafka: typeof RdKafka,
+    private readonly config: KafkaSourceConfig,
+    private readonly context: PluginContext,
+    private readonly transactions: PipelineTransactions | undefined,
+  ) {
+    this.label = context.label;
+    this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
+    this.pollTimeout = parseDuration(config.poll_timeout);
+    this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
+    this.idleTimeout = context.watermark?.idleTimeout ?? 60_000;
+    const mapping: MappingConfig = config.mapping ?? {};
+    this.map = createEventMapper(
+      config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
+    );
+    const properties: Record<string, unknown> = {
+      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`),
+      'group.id': config.group,
+      'enable.auto.commit': false,
+      'enable.auto.offset.store': false,
+      'enable.partition.eof': config.stop_at_end,
+      // Prefetch stays bounded in librdkafka too, not only in our buffer.
+      'queued.max.messages.kbytes': 16_384,
+      'isolation.level': 'read_committed',
+      'socket.keepalive.enable': true,
+      // Rebalances are handled here: assignments start at seek() positions, revocations drop buffered records.
+      rebalance_cb: (error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]) => this.onRebalance(error, assignment),
+      offset_commit_cb: (error: RdKafka.LibrdKafkaError | null) => {
+        const pending = this.pendingCommit;
+        this.pendingCommit = undefined;
+        pending?.(error ? asError(error) : undefined);
+      },
+      ...(config.options ?? {}),
+    };
+    context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
+    this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
+    this.consumer.on('event.error', (error) => this.onClientError(error));
+    this.consumer.on('partition.eof', (eof) => {
+      const state = this.partitions.get(partitionKey(eof.topic, eof.partition));
+      if (state) state.atEnd = true;
+      this.notify();
+    });
+  }
+
+  // ---- Source API ----
+
+  async *read(): AsyncGenerator<ClickEvent[]> {
+    this.loop ??= this.run();
+    const batchSize = this.context.batchSize;
+    const signal = this.context.signal;
+    signal?.addEventListener('abort', () => this.notify(), { once: true });
+    while (!this.closing && !signal?.aborted) {
+      if (this.failure) throw this.failure;
+      if (this.buffer.length === 0) {
+        if (this.config.stop_at_end && this.reachedEnd()) return;
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      const chunk = this.buffer.length <= batchSize ? this.buffer : this.buffer.slice(0, batchSize);
+      this.buffer = this.buffer.length <= batchSize ? [] : this.buffer.slice(batchSize);
+      const events = this.decode(chunk);
+      if (events.length > 0) yield events;
+    }
+  }
+
+  watermark(): number {
+    const now = this.context.clock.now();
+    let combined = Infinity;
+    let anyActive = false;
+    let mostAdvanced = -Infinity;
+    for (const state of this.partitions.values()) {
+      if (!state.assigned) continue;
+      const own = state.maxTime - this.maxOutOfOrderness;
+      if (own > mostAdvanced) mostAdvanced = own;
+      if (now - state.lastActivity >= this.idleTimeout) continue;
+      anyActive = true;
+      if (own < combined) combined = own;
+    }
+    // Every partition idle: follow the most advanced one, as the runtime does across sources.
+    return anyActive ? combined : mostAdvanced;
+  }
+
+  position(): SourcePosition {
+    const offsets: PartitionOffsets = {};
+    for (const state of this.partitions.values()) {
+      if (state.next === undefined) continue;
+      (offsets[state.topic] ??= {})[String(state.partition)] = state.next;
+    }
+    return { offsets };
+  }
+
+  seek(position: SourcePosition): void {
+    const offsets = (position.offsets ?? {}) as PartitionOffsets;
+    for (const [topic, partitions] of Object.entries(offsets)) {
+      for (const [partition, offset] of Object.entries(partitions)) this.seekTo.set(partitionKey(topic, Number(partition)), Number(offset));
+    }
+  }
+
+  commit(position: SourcePosition): Promise<void> {
+    // Only partitions this instance still owns: another group member may own (and commit) the rest.
+    const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter(
+      (tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.assigned === true,
+    );
+    if (this.transactions) return this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
+    if (offsets.length === 0 || !this.connected) return Promise.resolve();
+    const run = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
+        const timer = setTimeout(() => finish(new Error('no answer within 30 s')), 30_000);
+        const finish = (error: Error | undefined): void => {
+          clearTimeout(timer);
+          this.pendingCommit = undefined;
+          if (error) this.context.logger.warn({ err: error.message }, 'kafka offset commit failed; a restart replays from the previous commit');
+          resolve();
+        };
+        this.pendingCommit = finish;
+        try {
+          this.consumer.commit(offsets);
+        } catch (error) {
+          finish(asError(error));
+        }
+      });
+    this.commits = this.commits.then(run);
+    return this.commits;
+  }
+
+  health(): SourceHealth {
+    return this.healthy;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.notify();
+    await this.loop?.catch(() => undefined);
+    if (this.connected) {
+      this.connected = false;
+      await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+    }
+  }
+
+  // ---- consumption ----
+
+  private async run(): Promise<void> {
+    await this.connect();
+    if (this.closing) return;
+    // librdkafka reads a subscription that starts with ^ as a regular expression.
+    const pattern = this.config.pattern;
+    const topics: RdKafka.SubscribeTopicList = pattern ? [pattern.startsWith('^') ? pattern : `^${pattern}`] : (this.config.topics ?? []);
+    this.consumer.subscribe(topics);
+    while (!this.closing) {
+      if (!this.paused && this.buffer.length >= this.maxBuffered) this.pause();
+      else if (this.paused && this.buffer.length <= this.maxBuffered / 2) this.resume();
+      let messages: RdKafka.Message[];
+      try {
+        messages = await this.consumeBatch(this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffer.length));
+      } catch (error) {
+        this.onClientError(error as RdKafka.LibrdKafkaError);
+        await delay(200);
+        continue;
+      }
+      if (messages.length > 0) {
+        if (!this.healthy.ready) this.setHealthy();
+        for (const message of messages) {
+          // A record of a partition revoked meanwhile belongs to its new owner now.
+          if (this.partitions.get(partitionKey(message.topic, message.partition))?.assigned) this.buffer.push(message);
+        }
+        this.notify();
+      } else if (!this.healthy.ready && this.context.clock.now() - this.lastProbe > 1_000) {
+        await this.probe();
+      }
+      if (this.config.stop_at_end && this.reachedEnd()) this.notify();
+    }
+  }
+
+  /**
+   * Up to `max` records: waits up to poll_timeout for the first, then takes only what is already
+   * fetched (node-rdkafka's consume(n) would otherwise wait poll_timeout between every two records).
+   */
+  private async consumeBatch(max: number): Promise<RdKafka.Message[]> {
+    this.consumer.setDefaultConsumeTimeout(this.pollTimeout);
+    const first = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(1, cb));
+    if (first.length === 0 || max <= 1 || this.closing) return first;
+    this.consumer.setDefaultConsumeTimeout(0);
+    const rest = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(max - 1, cb));
+    return rest.length === 0 ? first : first.concat(rest);
+  }
+
+  private async connect(): Promise<void> {
+    while (!this.closing) {
+      try {
+        await promisify((cb) => this.consumer.connect({ timeout: 10_000 }, (error) => cb(error)));
+        this.connected = true;
+        this.setHealthy();
+        return;
+      } catch (error) {
+        this.setUnhealthy(`cannot connect: ${asError(error).message}`);
+        await delay(1_000);
+      }
+    }
+  }
+
+  /** While not ready: is any broker back? */
+  private async probe(): Promise<void> {
+    this.lastProbe = this.context.clock.now();
+    try {
+      await promisify((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, (error) => cb(error)));
+      this.setHealthy();
+    } catch {
+      // still down; the next empty poll probes again
+    }
+  }
+
+  private onClientError(error: RdKafka.LibrdKafkaError): void {
+    const code = error?.code;
+    if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT) this.setUnhealthy(`broker unreachable: ${error.message}`);
+    else if (code !== ErrorCode.TIMED_OUT) this.context.logger.warn({ code, err: error?.message }, 'kafka consumer error');
+  }
+
+  private setHealthy(): void {
+    if (!this.healthy.ready) this.context.logger.info({ source: this.label }, 'kafka source connected');
+    this.healthy = { ready: true };
+  }
+
+  private setUnhealthy(detail: string): void {
+    if (this.healthy.ready || this.healthy.detail === 'connecting') this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
+    this.healthy = { ready: false, detail };
+  }
+
+  private onRebalance(error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]): void {
+    const now = this.context.clock.now();
+    if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
+      const list: RdKafka.Assignment[] = assignment.map((tp) => {
+        const key = partitionKey(tp.topic, tp.partition);
+        let state = this.partitions.get(key);
+        if (!state) {
+          state = { topic: tp.topic, partition: tp.partition, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
+          this.partitions.set(key, state);
+        }
+        state.assigned = true;
+        state.atEnd = false;
+        state.lastActivity = now;
+        const from = this.seekTo.get(key);
+        // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
+        this.seekTo.delete(key);
+        return from === undefined ? tp : { ...tp, offset: from };
+      });
+      this.consumer.assign(list);
+      if (this.paused) this.consumer.pause(assignment);
+      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
+    } else if (error.code === ErrorCode.REVOKE_PARTITIONS) {
+      const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
+      // Exactly-once: the open transaction holds outputs of these partitions' records; commit it with
+      // their offsets before letting them go, or their next owner would produce those outputs again.
+      // (Every record handed to the runtime has been pushed through the stages by the time this runs.)
+      const handOver = this.transactions ? this.position().offsets as PartitionOffsets : {};
+      for (const key of revoked) {
+        const state = this.partitions.get(key);
+        if (state) {
+          state.assigned = false;
+          state.next = undefined;
+        }
+      }
+      this.buffer = this.buffer.filter((message) => !revoked.has(partitionKey(message.topic, message.partition)));
+      const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
+      if (this.transactions && offsets.length > 0) {
+        this.transactions.commit(offsets, this.consumer).then(
+          () => this.consumer.unassign(),
+          (error: unknown) => {
+            this.failure = asError(error);
+            this.consumer.unassign();
+            this.notify();
+          },
+        );
+      } else {
+        this.consumer.unassign();
+      }
+      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
+    } else {
+      this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
+    }
+  }
+
+  private assignedList(): RdKafka.TopicPartition[] {
+    return [...this.partitions.values()].filter((s) => s.assigned).map((s) => ({ topic: s.topic, partition: s.partition }));
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.consumer.pause(this.assignedList());
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.consumer.resume(this.assignedList());
+  }
+
+  private reachedEnd(): boolean {
+    let any = false;
+    for (const state of this.partitions.values()) {
+      if (!state.assigned) continue;
+      any = true;
+      if (!state.atEnd) return false;
+    }
+    return any && this.buffer.length === 0;
+  }
+
+  private notify(): void {
+    this.wake?.();
+  }
+
+  /** Records -> events; rejects go to the dead-letter sink. Advances positions and watermarks. */
+  private decode(messages: readonly RdKafka.Message[]): ClickEvent[] {
+    const events: ClickEvent[] = [];
+    const now = this.context.clock.now();
+    const keyField = this.config.key_field;
+    const byTimestamp = this.config.event_time === 'timestamp';
+    for (const message of messages) {
+      const origin = { source: this.label, file: message.topic, partition: message.partition, offset: message.offset };
+      const state = this.partitions.get(partitionKey(message.topic, message.partition));
+      if (state) {
+        state.next = message.offset + 1;
+        state.lastActivity = now;
+      }
+      const text = message.value ? message.value.toString('utf8') : '';
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (error) {
+        this.context.deadLetter({ reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
+        continue;
+      }
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+        this.context.deadLetter({ reason: 'not a JSON object', raw, origin });
+        continue;
+      }
+      const record = raw as Record<string, unknown>;
+      if (keyField && record[keyField] === undefined && message.key !== undefined && message.key !== null) record[keyField] = message.key.toString();
+      if (byTimestamp) record[KAFKA_TIMESTAMP_FIELD] = message.timestamp;
+      const result = this.map(record, origin);
+      if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
+      if (isRejected(result)) {
+        this.context.deadLetter({ reason: result.rejected, raw: record, origin });
+        continue;
+      }
+      if (state && result.time > state.maxTime) state.maxTime = result.time;
+      events.push(result);
+    }
+    return events;
+  }
+}
+
+function partitionKey(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
