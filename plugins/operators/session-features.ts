@@ -4,6 +4,7 @@
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
 import { defineOperator, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
+import { decodeColumn, encodeColumn, type Column } from './columns.js';
 import { BlockAppender } from './vector.js';
 
 export interface SessionFeaturesConfig {
@@ -71,58 +72,62 @@ export default defineOperator<SessionFeaturesConfig>({
     return {
       apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit) })),
       snapshot: () => state.snapshot(),
-      restore: (saved) => state.restore(saved as SessionFeaturesSnapshot),
+      restore: (saved) => state.restore(saved as SessionFeaturesSnapshot | SessionFeaturesSnapshotV1),
     };
   },
 });
 
-/** Running aggregates of one session. */
-class SessionAggregate {
-  views = 0;
-  carts = 0;
-  removes = 0;
-  purchases = 0;
-  viewPriceN = 0;
-  viewPriceSum = 0;
-  viewPriceSumSq = 0;
-  viewPriceMin = 0;
-  viewPriceMax = 0;
-  cartPriceN = 0;
-  cartPriceSum = 0;
-  cartPriceMax = 0;
-  cartValue = 0;
-  items = new Set<string>();
-  categories = new Set<string>();
-}
+// Running aggregates of one session: a row of numbers in a shared Float64Array (no per-session
+// object with boxed doubles; rows and their Sets are reused once a session is forgotten).
+const VIEWS = 0;
+const CARTS = 1;
+const REMOVES = 2;
+const PURCHASES = 3;
+const VIEW_PRICE_N = 4;
+const VIEW_PRICE_SUM = 5;
+const VIEW_PRICE_SUM_SQ = 6;
+const VIEW_PRICE_MIN = 7;
+const VIEW_PRICE_MAX = 8;
+const CART_PRICE_N = 9;
+const CART_PRICE_SUM = 10;
+const CART_PRICE_MAX = 11;
+const CART_VALUE = 12;
+const WIDTH = 13;
 
-export interface SessionFeaturesSnapshot {
+/** The first format: one array per session (still restored). */
+export interface SessionFeaturesSnapshotV1 {
   version: 1;
-  /** [sessionId, numbers (as in SessionAggregate order), items, categories] */
+  /** [sessionId, numbers (in row layout order), items, categories] */
   sessions: [string, number[], string[], string[]][];
 }
 
-const numericFields = [
-  'views',
-  'carts',
-  'removes',
-  'purchases',
-  'viewPriceN',
-  'viewPriceSum',
-  'viewPriceSumSq',
-  'viewPriceMin',
-  'viewPriceMax',
-  'cartPriceN',
-  'cartPriceSum',
-  'cartPriceMax',
-  'cartValue',
-] as const;
+/** Columnar: ids once, one column per row field, the distinct items and categories flattened. */
+export interface SessionFeaturesSnapshot {
+  version: 2;
+  /** Session ids, in the order their state was created. */
+  ids: string[];
+  /** One column per row field, in row layout order. */
+  columns: Column[];
+  /** Distinct items per session (a column of counts) and all of them, session after session. */
+  itemCounts: Column;
+  items: string[];
+  categoryCounts: Column;
+  categories: string[];
+}
 
 const DAY = 86_400_000;
 const HOUR_ANGLE = (2 * Math.PI) / DAY;
 const DOW_ANGLE = (2 * Math.PI) / 7;
+const WIDTH_OUT = sessionFeatureNames.length;
 
 class SessionFeatureState {
-  private readonly sessions = new Map<string, SessionAggregate>();
+  private readonly slots = new Map<string, number>();
+  private rows = new Float64Array(1024 * WIDTH);
+  private capacity = 1024;
+  private used = 0;
+  private free: number[] = [];
+  private items: Set<string>[] = [];
+  private categories: Set<string>[] = [];
   private readonly block = new BlockAppender(sessionFeatureNames);
   private readonly offset: number;
   private readonly context: PluginContext;
@@ -130,6 +135,25 @@ class SessionFeatureState {
   constructor(offset: number, context: PluginContext) {
     this.offset = offset;
     this.context = context;
+  }
+
+  private allocate(id: string): number {
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.used++;
+      if (slot >= this.capacity) {
+        this.capacity *= 2;
+        const grown = new Float64Array(this.capacity * WIDTH);
+        grown.set(this.rows);
+        this.rows = grown;
+      }
+      this.items.push(new Set<string>());
+      this.categories.push(new Set<string>());
+    } else {
+      this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
+    }
+    this.slots.set(id, slot);
+    return slot;
   }
 
   record(record: Element, emit: Emit): void {
@@ -141,11 +165,10 @@ class SessionFeatureState {
     const event = record as ClickEvent;
     const context = event.session;
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
-    let agg = this.sessions.get(context.id);
-    if (agg === undefined) {
-      agg = new SessionAggregate();
-      this.sessions.set(context.id, agg);
-    }
+    let slot = this.slots.get(context.id);
+    if (slot === undefined) slot = this.allocate(context.id);
+    const row = this.rows; // read after allocate: it may have grown
+    const r = slot * WIDTH;
     const price = event.price;
     const hasPrice = price !== undefined && Number.isFinite(price);
     const type = event.type;
@@ -155,62 +178,68 @@ class SessionFeatureState {
     let isPurchase = 0;
     if (type === 'view') {
       isView = 1;
-      agg.views++;
+      row[r + VIEWS]!++;
       if (hasPrice) {
-        if (agg.viewPriceN === 0 || price < agg.viewPriceMin) agg.viewPriceMin = price;
-        if (agg.viewPriceN === 0 || price > agg.viewPriceMax) agg.viewPriceMax = price;
-        agg.viewPriceN++;
-        agg.viewPriceSum += price;
-        agg.viewPriceSumSq += price * price;
+        const n = row[r + VIEW_PRICE_N]!;
+        if (n === 0 || price < row[r + VIEW_PRICE_MIN]!) row[r + VIEW_PRICE_MIN] = price;
+        if (n === 0 || price > row[r + VIEW_PRICE_MAX]!) row[r + VIEW_PRICE_MAX] = price;
+        row[r + VIEW_PRICE_N] = n + 1;
+        row[r + VIEW_PRICE_SUM]! += price;
+        row[r + VIEW_PRICE_SUM_SQ]! += price * price;
       }
     } else if (type === 'cart') {
       isCart = 1;
-      agg.carts++;
+      row[r + CARTS]!++;
       if (hasPrice) {
-        if (agg.cartPriceN === 0 || price > agg.cartPriceMax) agg.cartPriceMax = price;
-        agg.cartPriceN++;
-        agg.cartPriceSum += price;
-        agg.cartValue += price;
+        if (row[r + CART_PRICE_N] === 0 || price > row[r + CART_PRICE_MAX]!) row[r + CART_PRICE_MAX] = price;
+        row[r + CART_PRICE_N]!++;
+        row[r + CART_PRICE_SUM]! += price;
+        row[r + CART_VALUE]! += price;
       }
     } else if (type === 'remove_from_cart') {
       isRemove = 1;
-      agg.removes++;
-      if (hasPrice) agg.cartValue = Math.max(0, agg.cartValue - price);
+      row[r + REMOVES]!++;
+      if (hasPrice) row[r + CART_VALUE] = Math.max(0, row[r + CART_VALUE]! - price);
     } else if (type === 'purchase') {
       isPurchase = 1;
-      agg.purchases++;
+      row[r + PURCHASES]!++;
     }
+    const items = this.items[slot]!;
+    const categories = this.categories[slot]!;
     let repeat = 0;
     if (event.itemId !== undefined) {
-      if (agg.items.has(event.itemId)) repeat = 1;
-      else agg.items.add(event.itemId);
+      if (items.has(event.itemId)) repeat = 1;
+      else items.add(event.itemId);
     }
-    if (event.category !== undefined) agg.categories.add(event.category);
+    if (event.category !== undefined) categories.add(event.category);
 
     const v = this.block.append(event);
-    let i = v.length - this.block.width;
+    let i = v.length - WIDTH_OUT;
     const events = context.position + 1;
     const duration = context.sinceStart / 1000;
+    const views = row[r + VIEWS]!;
+    const carts = row[r + CARTS]!;
     v[i++] = events;
-    v[i++] = agg.views;
-    v[i++] = agg.carts;
-    v[i++] = agg.removes;
-    v[i++] = agg.purchases;
-    v[i++] = agg.items.size;
-    v[i++] = agg.categories.size;
+    v[i++] = views;
+    v[i++] = carts;
+    v[i++] = row[r + REMOVES]!;
+    v[i++] = row[r + PURCHASES]!;
+    v[i++] = items.size;
+    v[i++] = categories.size;
     v[i++] = duration;
     v[i++] = context.sincePrevious / 1000;
     v[i++] = events > 1 ? duration / (events - 1) : 0;
-    const n = agg.viewPriceN;
-    const mean = n > 0 ? agg.viewPriceSum / n : 0;
+    const n = row[r + VIEW_PRICE_N]!;
+    const mean = n > 0 ? row[r + VIEW_PRICE_SUM]! / n : 0;
     v[i++] = mean;
-    v[i++] = n > 1 ? Math.sqrt(Math.max(0, agg.viewPriceSumSq / n - mean * mean)) : 0;
-    v[i++] = agg.viewPriceMin;
-    v[i++] = agg.viewPriceMax;
-    v[i++] = agg.cartPriceN > 0 ? agg.cartPriceSum / agg.cartPriceN : 0;
-    v[i++] = agg.cartPriceMax;
-    v[i++] = agg.cartValue;
-    v[i++] = agg.carts / (agg.views > 0 ? agg.views : 1);
+    v[i++] = n > 1 ? Math.sqrt(Math.max(0, row[r + VIEW_PRICE_SUM_SQ]! / n - mean * mean)) : 0;
+    v[i++] = row[r + VIEW_PRICE_MIN]!;
+    v[i++] = row[r + VIEW_PRICE_MAX]!;
+    const cartN = row[r + CART_PRICE_N]!;
+    v[i++] = cartN > 0 ? row[r + CART_PRICE_SUM]! / cartN : 0;
+    v[i++] = row[r + CART_PRICE_MAX]!;
+    v[i++] = row[r + CART_VALUE]!;
+    v[i++] = carts / (views > 0 ? views : 1);
     v[i++] = hasPrice ? price : 0;
     v[i++] = repeat;
     v[i++] = isView;
@@ -229,29 +258,92 @@ class SessionFeatureState {
 
   /** A session summary means the session closed: its state is no longer needed. */
   private forget(summary: { sessionId?: unknown; replaces?: unknown }): void {
-    if (typeof summary.sessionId === 'string') this.sessions.delete(summary.sessionId);
-    if (Array.isArray(summary.replaces)) for (const id of summary.replaces) if (typeof id === 'string') this.sessions.delete(id);
+    if (typeof summary.sessionId === 'string') this.release(summary.sessionId);
+    if (Array.isArray(summary.replaces)) for (const id of summary.replaces) if (typeof id === 'string') this.release(id);
+  }
+
+  private release(id: string): void {
+    const slot = this.slots.get(id);
+    if (slot === undefined) return;
+    this.slots.delete(id);
+    this.items[slot]!.clear();
+    this.categories[slot]!.clear();
+    this.free.push(slot);
   }
 
   get size(): number {
-    return this.sessions.size;
+    return this.slots.size;
   }
 
   snapshot(): SessionFeaturesSnapshot {
-    const sessions: SessionFeaturesSnapshot['sessions'] = [];
-    for (const [id, agg] of this.sessions) sessions.push([id, numericFields.map((f) => agg[f]), [...agg.items], [...agg.categories]]);
-    return { version: 1, sessions };
+    const n = this.slots.size;
+    const ids: string[] = new Array<string>(n);
+    const columns: Float64Array[] = [];
+    for (let f = 0; f < WIDTH; f++) columns.push(new Float64Array(n));
+    const itemCounts = new Float64Array(n);
+    const categoryCounts = new Float64Array(n);
+    const items: string[] = [];
+    const categories: string[] = [];
+    const rows = this.rows;
+    let i = 0;
+    for (const [id, slot] of this.slots) {
+      ids[i] = id;
+      const r = slot * WIDTH;
+      for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
+      const own = this.items[slot]!;
+      itemCounts[i] = own.size;
+      for (const item of own) items.push(item);
+      const cats = this.categories[slot]!;
+      categoryCounts[i] = cats.size;
+      for (const category of cats) categories.push(category);
+      i++;
+    }
+    return {
+      version: 2,
+      ids,
+      columns: columns.map((column) => encodeColumn(column)),
+      itemCounts: encodeColumn(itemCounts),
+      items,
+      categoryCounts: encodeColumn(categoryCounts),
+      categories,
+    };
   }
 
-  restore(saved: SessionFeaturesSnapshot): void {
-    if (saved?.version !== 1) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
-    this.sessions.clear();
-    for (const [id, numbers, items, categories] of saved.sessions) {
-      const agg = new SessionAggregate();
-      numericFields.forEach((field, k) => (agg[field] = numbers[k]!));
-      agg.items = new Set(items);
-      agg.categories = new Set(categories);
-      this.sessions.set(id, agg);
+  restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): void {
+    const what = `${this.context.label}: session-features snapshot`;
+    if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
+    this.slots.clear();
+    this.free = [];
+    this.used = 0;
+    this.items = [];
+    this.categories = [];
+    const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
+    this.capacity = Math.max(1024, count);
+    this.rows = new Float64Array(this.capacity * WIDTH);
+    if (saved.version === 1) {
+      for (const [id, numbers, items, categories] of saved.sessions) {
+        const slot = this.allocate(id);
+        this.rows.set(numbers.slice(0, WIDTH), slot * WIDTH);
+        for (const item of items) this.items[slot]!.add(item);
+        for (const category of categories) this.categories[slot]!.add(category);
+      }
+      return;
     }
+    const columns = saved.columns.map((column) => decodeColumn(column, what));
+    if (columns.length !== WIDTH || columns.some((column) => column.length !== count)) throw new Error(`${what}: columns do not match ${count} sessions`);
+    const itemCounts = decodeColumn(saved.itemCounts, what);
+    const categoryCounts = decodeColumn(saved.categoryCounts, what);
+    let nextItem = 0;
+    let nextCategory = 0;
+    for (let i = 0; i < count; i++) {
+      const slot = this.allocate(saved.ids[i]!);
+      const r = slot * WIDTH;
+      for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
+      const items = this.items[slot]!;
+      for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) items.add(saved.items[nextItem]!);
+      const categories = this.categories[slot]!;
+      for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) categories.add(saved.categories[nextCategory]!);
+    }
+    if (nextItem !== saved.items.length || nextCategory !== saved.categories.length) throw new Error(`${what}: item or category counts do not add up`);
   }
 }

@@ -23,6 +23,7 @@ import {
   type SessionSummary,
   type StreamRecord,
 } from 'tributary';
+import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
 
 export interface SessionizerConfig {
   gap: Duration;
@@ -122,7 +123,7 @@ export default defineOperator<SessionizerConfig>({
         watermark: (mark, emit) => state.advance(mark.time, emit),
       })),
       snapshot: () => state.snapshot(),
-      restore: (saved) => state.restore(saved as SessionizerSnapshot),
+      restore: (saved) => state.restore(saved as SessionizerSnapshot | SessionizerSnapshotV1),
     };
   },
 });
@@ -160,7 +161,10 @@ class Session {
   start: number;
   end: number;
   count = 0;
-  counts: Record<string, number> = Object.create(null) as Record<string, number>;
+  /** Counts by event type, in first-seen order: arrays, since a dictionary lookup by a parsed
+   * (not internalised) type string costs a string-table lookup per event. */
+  types: string[] = [];
+  typeCounts: number[] = [];
   /** PURCHASED | EMITTED (a summary went out) | CLOSED (its summary is current) | SEALED (cut by max_length). */
   flags = 0;
   dead = false;
@@ -177,8 +181,8 @@ class Session {
   }
 }
 
-/** JSON form of the state: sessions as tuples, the timer heap as parallel arrays, pending events. */
-export interface SessionizerSnapshot {
+/** The first JSON form: sessions as tuples (slow for many sessions; still restored). */
+export interface SessionizerSnapshotV1 {
   version: 1;
   watermark: number | null;
   maxSeen: number | null;
@@ -189,6 +193,35 @@ export interface SessionizerSnapshot {
   heapKeys: number[];
   heapSeqs: number[];
   /** Events not yet passed by the watermark, in arrival order, with their origins. */
+  pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
+}
+
+/**
+ * Columnar form: one row per kept session (users in map order, each newest first), each field a
+ * column (see columns.ts); the timer heap as two columns; pending events as in version 1.
+ */
+export interface SessionizerSnapshot {
+  version: 2;
+  watermark: number | null;
+  maxSeen: number | null;
+  sawFuture: boolean;
+  nextSeq: number;
+  users: string[];
+  ids: DerivedIds;
+  seq: Column;
+  start: Column;
+  end: Column;
+  count: Column;
+  flags: Column;
+  /** Counts by type: the distinct lists of types (in first-seen order), each row's list, and the counts flattened. */
+  countTypes: string[][];
+  countLayout: Column;
+  countValues: Column;
+  /** Rows that absorbed other sessions, and the ids they replace. */
+  replacesRows: number[];
+  replaces: string[][];
+  heapKeys: Column;
+  heapSeqs: Column;
   pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
 }
 
@@ -252,8 +285,19 @@ class SessionState {
       return;
     }
     const pending = this.pending;
-    if (pending.length > 0 && time < pending[pending.length - 1]!.time) this.pendingSorted = false;
-    pending.push(event);
+    let at = pending.length;
+    if (this.pendingSorted) {
+      // Slightly out-of-order events are inserted in place (after equal times: arrival order), so
+      // the buffer rarely needs the sort, which allocates a copy of it at every watermark.
+      const floor = at > 64 ? at - 64 : 0;
+      while (at > floor && pending[at - 1]!.time > time) at--;
+      if (at > 0 && at === floor && pending[at - 1]!.time > time) {
+        at = pending.length;
+        this.pendingSorted = false;
+      }
+    }
+    if (at === pending.length) pending.push(event);
+    else pending.splice(at, 0, event);
     if (time > this.maxSeen) this.maxSeen = time;
   }
 
@@ -333,7 +377,7 @@ class SessionState {
 
   private count(session: Session, type: string): void {
     session.count++;
-    session.counts[type] = (session.counts[type] ?? 0) + 1;
+    addCount(session, type, 1);
     if (type === 'purchase') session.flags |= PURCHASED;
   }
 
@@ -433,7 +477,7 @@ class SessionState {
 
   private absorb(into: Session, from: Session): void {
     into.count += from.count;
-    for (const type in from.counts) into.counts[type] = (into.counts[type] ?? 0) + from.counts[type]!;
+    for (let k = 0; k < from.types.length; k++) addCount(into, from.types[k]!, from.typeCounts[k]!);
     into.flags |= from.flags & (PURCHASED | EMITTED | SEALED);
     if (from.end > into.end) into.end = from.end;
     if (from.start < into.start) into.start = from.start;
@@ -450,7 +494,7 @@ class SessionState {
       start: session.start,
       end: session.end,
       eventCount: session.count,
-      counts: { ...session.counts },
+      counts: countsOf(session),
       purchased: (session.flags & PURCHASED) !== 0,
       closedBy,
     };
@@ -578,39 +622,83 @@ class SessionState {
   }
 
   snapshot(): SessionizerSnapshot {
-    const sessions: SessionizerSnapshot['sessions'] = [];
-    for (const newest of this.users.values()) {
-      for (let c: Session | undefined = newest; c !== undefined; c = c.older) {
-        sessions.push([c.seq, c.userId, c.id, c.start, c.end, c.count, { ...c.counts }, c.flags, c.replaces ?? null]);
+    const rows: Session[] = [];
+    for (const newest of this.users.values()) for (let c: Session | undefined = newest; c !== undefined; c = c.older) rows.push(c);
+    const n = rows.length;
+    const users: string[] = new Array<string>(n);
+    const ids: string[] = new Array<string>(n);
+    const seq = new Float64Array(n);
+    const start = new Float64Array(n);
+    const end = new Float64Array(n);
+    const count = new Float64Array(n);
+    const flags = new Float64Array(n);
+    const countLayout = new Float64Array(n);
+    const countValues: number[] = [];
+    const countTypes: string[][] = [];
+    const layouts = new Map<string, number>();
+    const replacesRows: number[] = [];
+    const replaces: string[][] = [];
+    for (let i = 0; i < n; i++) {
+      const c = rows[i]!;
+      users[i] = c.userId;
+      ids[i] = c.id;
+      seq[i] = c.seq;
+      start[i] = c.start;
+      end[i] = c.end;
+      count[i] = c.count;
+      flags[i] = c.flags;
+      const key = c.types.join('\u0000');
+      let layout = layouts.get(key);
+      if (layout === undefined) {
+        layout = countTypes.length;
+        layouts.set(key, layout);
+        countTypes.push([...c.types]);
+      }
+      countLayout[i] = layout;
+      for (const value of c.typeCounts) countValues.push(value);
+      if (c.replaces !== undefined) {
+        replacesRows.push(i);
+        replaces.push([...c.replaces]);
       }
     }
-    const live = new Set<number>(sessions.map((row) => row[0]));
+    // Dead entries are dropped: fire() skips them anyway, and the heap orders by (time, seq), so
+    // the layout of the live ones does not matter either.
     const heapKeys: number[] = [];
     const heapSeqs: number[] = [];
-    // Dead entries are dropped: fire() skips them anyway, and keeping the layout of the live ones
-    // would not matter either, since the heap orders by (time, seq).
     for (let i = 0; i < this.heapKeys.length; i++) {
       const item = this.heapItems[i]!;
-      if (!item.dead && live.has(item.seq)) {
+      if (!item.dead) {
         heapKeys.push(this.heapKeys[i]!);
         heapSeqs.push(item.seq);
       }
     }
     return {
-      version: 1,
+      version: 2,
       watermark: finiteOrNull(this.watermark),
       maxSeen: finiteOrNull(this.maxSeen),
       sawFuture: this.sawFuture,
       nextSeq: this.nextSeq,
-      sessions,
-      heapKeys,
-      heapSeqs,
+      users,
+      ids: encodeDerivedIds(users, ids),
+      seq: encodeColumn(seq),
+      start: encodeColumn(start),
+      end: encodeColumn(end),
+      count: encodeColumn(count),
+      flags: encodeColumn(flags),
+      countTypes,
+      countLayout: encodeColumn(countLayout),
+      countValues: encodeColumn(countValues),
+      replacesRows,
+      replaces,
+      heapKeys: encodeColumn(heapKeys),
+      heapSeqs: encodeColumn(heapSeqs),
       pending: this.pending.map((event) => [{ ...event }, originOf(event) ?? null]),
     };
   }
 
-  restore(saved: SessionizerSnapshot): void {
-    if (saved?.version !== 1) throw new Error(`sessionizer: unknown snapshot version ${String((saved as { version?: unknown })?.version)}`);
+  restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): void {
+    const version = (saved as { version?: unknown } | undefined)?.version;
+    if (version !== 1 && version !== 2) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
     this.users.clear();
     this.heapKeys = [];
     this.heapItems = [];
@@ -620,22 +708,64 @@ class SessionState {
     this.nextSeq = saved.nextSeq;
     const bySeq = new Map<number, Session>();
     let previous: Session | undefined;
-    for (const [seq, userId, id, start, end, count, counts, flags, replaces] of saved.sessions) {
-      const session = new Session(seq, userId, id, start);
-      session.end = end;
-      session.count = count;
-      session.counts = Object.assign(Object.create(null) as Record<string, number>, counts);
-      session.flags = flags;
-      session.replaces = replaces ?? undefined;
-      bySeq.set(seq, session);
-      if (previous !== undefined && previous.userId === userId) previous.older = session;
-      else this.users.set(userId, session);
+    const link = (session: Session): void => {
+      bySeq.set(session.seq, session);
+      if (previous !== undefined && previous.userId === session.userId) previous.older = session;
+      else this.users.set(session.userId, session);
       previous = session;
+    };
+    let heapKeys: ArrayLike<number>;
+    let heapSeqs: ArrayLike<number>;
+    if (saved.version === 1) {
+      for (const [seq, userId, id, start, end, count, counts, flags, replaces] of saved.sessions) {
+        const session = new Session(seq, userId, id, start);
+        session.end = end;
+        session.count = count;
+        setCounts(session, counts);
+        session.flags = flags;
+        session.replaces = replaces ?? undefined;
+        link(session);
+      }
+      heapKeys = saved.heapKeys;
+      heapSeqs = saved.heapSeqs;
+    } else {
+      const what = 'sessionizer snapshot';
+      const users = saved.users;
+      const n = users.length;
+      const ids = decodeDerivedIds(users, saved.ids, what);
+      const seq = decodeColumn(saved.seq, what);
+      const start = decodeColumn(saved.start, what);
+      const end = decodeColumn(saved.end, what);
+      const count = decodeColumn(saved.count, what);
+      const flags = decodeColumn(saved.flags, what);
+      const countLayout = decodeColumn(saved.countLayout, what);
+      const countValues = decodeColumn(saved.countValues, what);
+      if ([seq, start, end, count, flags, countLayout].some((column) => column.length !== n)) throw new Error(`${what}: columns do not match ${n} sessions`);
+      const replaces = new Map<number, string[]>();
+      for (let k = 0; k < saved.replacesRows.length; k++) replaces.set(saved.replacesRows[k]!, saved.replaces[k]!);
+      let nextValue = 0;
+      for (let i = 0; i < n; i++) {
+        const session = new Session(seq[i]!, users[i]!, ids[i]!, start[i]!);
+        session.end = end[i]!;
+        session.count = count[i]!;
+        session.flags = flags[i]!;
+        const types = saved.countTypes[countLayout[i]!];
+        if (types === undefined) throw new Error(`${what}: unknown count layout ${countLayout[i]!}`);
+        for (const type of types) {
+          session.types.push(type);
+          session.typeCounts.push(countValues[nextValue++]!);
+        }
+        session.replaces = replaces.get(i);
+        link(session);
+      }
+      if (nextValue !== countValues.length) throw new Error(`${what}: counts do not add up`);
+      heapKeys = decodeColumn(saved.heapKeys, what);
+      heapSeqs = decodeColumn(saved.heapSeqs, what);
     }
     this.open = bySeq.size;
-    for (let i = 0; i < saved.heapKeys.length; i++) {
-      const session = bySeq.get(saved.heapSeqs[i]!);
-      if (session) this.push(saved.heapKeys[i]!, session);
+    for (let i = 0; i < heapKeys.length; i++) {
+      const session = bySeq.get(heapSeqs[i]!);
+      if (session) this.push(heapKeys[i]!, session);
     }
     this.pending = saved.pending.map(([event, origin]) => {
       const restored = { ...event } as ClickEvent;
@@ -644,6 +774,33 @@ class SessionState {
     });
     this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
   }
+}
+
+function addCount(session: Session, type: string, count: number): void {
+  const types = session.types;
+  for (let k = 0; k < types.length; k++) {
+    if (types[k] === type) {
+      session.typeCounts[k]! += count;
+      return;
+    }
+  }
+  types.push(type);
+  session.typeCounts.push(count);
+}
+
+/** Counts by type as a plain object (own keys even for `__proto__`, as a spread would make). */
+function countsOf(session: Session): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (let k = 0; k < session.types.length; k++) {
+    const type = session.types[k]!;
+    if (type === '__proto__') Object.defineProperty(counts, type, { value: session.typeCounts[k], enumerable: true, writable: true, configurable: true });
+    else counts[type] = session.typeCounts[k]!;
+  }
+  return counts;
+}
+
+function setCounts(session: Session, counts: Record<string, number>): void {
+  for (const type of Object.keys(counts)) addCount(session, type, counts[type]!);
 }
 
 function byTime(a: ClickEvent, b: ClickEvent): number {

@@ -7,6 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
+import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
 import { BlockAppender } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -53,9 +54,12 @@ export default defineOperator<UserFeaturesConfig>({
     if (new Set(labels).size !== labels.length) throw new RangeError(`horizons must be distinct, got ${labels.join(', ')}`);
     const state = new UserState(horizons, labels, config.max_users, context);
     return {
-      apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit) })),
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => state.record(record, emit),
+        watermark: () => state.flushMetrics(),
+      })),
       snapshot: () => state.snapshot(),
-      restore: (saved) => state.restore(saved as UserFeaturesSnapshot),
+      restore: (saved) => state.restore(saved as UserFeaturesSnapshot | UserFeaturesSnapshotV1),
     };
   },
 });
@@ -80,11 +84,24 @@ const FIXED = 15;
 
 const DAY = 86_400_000;
 
-export interface UserFeaturesSnapshot {
+/** The first format: one array per user (slow for a million users; still restored). */
+export interface UserFeaturesSnapshotV1 {
   version: 1;
   horizons: number[];
   /** [userId, current session id or null, ...row numbers], in the order users were first seen. */
   users: [string, string | null, ...number[]][];
+}
+
+/** Columnar: the ids once, then one encoded column per row field (see columns.ts). */
+export interface UserFeaturesSnapshot {
+  version: 2;
+  horizons: number[];
+  /** User ids in the order users were first seen (the eviction order). */
+  users: string[];
+  /** Each user's current session id. */
+  sessions: DerivedIds;
+  /** One column per row field, in row layout order. */
+  columns: Column[];
 }
 
 class UserState {
@@ -102,6 +119,7 @@ class UserState {
   private readonly context: PluginContext;
   private readonly evicted;
   private readonly known;
+  private knownReported = -1;
 
   constructor(horizons: number[], labels: string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
@@ -221,7 +239,6 @@ class UserState {
     this.slots.set(userId, slot);
     this.userIds[slot] = userId;
     this.sessionIds[slot] = undefined;
-    this.known.set(this.slots.size);
     return slot;
   }
 
@@ -247,21 +264,46 @@ class UserState {
     this.context.logger.warn({ evicted: removed, max_users: this.maxUsers }, 'max_users reached: forgot the least recently seen users');
   }
 
+  /** The gauge is set per watermark: a prom-client call per new user showed in allocation profiles. */
+  flushMetrics(): void {
+    if (this.slots.size !== this.knownReported) {
+      this.knownReported = this.slots.size;
+      this.known.set(this.knownReported);
+    }
+  }
+
   get size(): number {
     return this.slots.size;
   }
 
   snapshot(): UserFeaturesSnapshot {
-    const users: UserFeaturesSnapshot['users'] = [];
+    const n = this.slots.size;
+    const width = this.width;
+    const users: string[] = new Array<string>(n);
+    const sessions: (string | undefined)[] = new Array<string | undefined>(n);
+    const columns: Float64Array[] = [];
+    for (let f = 0; f < width; f++) columns.push(new Float64Array(n));
+    const rows = this.rows;
+    let i = 0;
     for (const [userId, slot] of this.slots) {
-      const r = slot * this.width;
-      users.push([userId, this.sessionIds[slot] ?? null, ...Array.from(this.rows.subarray(r, r + this.width))]);
+      users[i] = userId;
+      sessions[i] = this.sessionIds[slot];
+      const r = slot * width;
+      for (let f = 0; f < width; f++) columns[f]![i] = rows[r + f]!;
+      i++;
     }
-    return { version: 1, horizons: [...this.horizons], users };
+    return {
+      version: 2,
+      horizons: [...this.horizons],
+      users,
+      sessions: encodeDerivedIds(users, sessions),
+      columns: columns.map((column) => encodeColumn(column)),
+    };
   }
 
-  restore(saved: UserFeaturesSnapshot): void {
-    if (saved?.version !== 1) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
+  restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): void {
+    const what = `${this.context.label}: user-features snapshot`;
+    if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
       throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.join(',')} differ from the config's ${this.horizons.join(',')}`);
     }
@@ -272,10 +314,32 @@ class UserState {
     this.sessionIds = [];
     this.capacity = Math.max(1024, saved.users.length);
     this.rows = new Float64Array(this.capacity * this.width);
-    for (const [userId, sessionId, ...numbers] of saved.users) {
-      const slot = this.allocate(userId);
-      this.sessionIds[slot] = sessionId ?? undefined;
-      this.rows.set(numbers, slot * this.width);
+    if (saved.version === 1) {
+      for (const [userId, sessionId, ...numbers] of saved.users) {
+        const slot = this.allocate(userId);
+        this.sessionIds[slot] = sessionId ?? undefined;
+        this.rows.set(numbers, slot * this.width);
+      }
+    } else {
+      const users = saved.users;
+      const width = this.width;
+      if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
+      const sessions = decodeDerivedIds(users, saved.sessions, what);
+      const rows = this.rows;
+      for (let f = 0; f < width; f++) {
+        const column = decodeColumn(saved.columns[f]!, what);
+        if (column.length !== users.length) throw new Error(`${what}: column ${f} has ${column.length} rows, expected ${users.length}`);
+        for (let i = 0; i < column.length; i++) rows[i * width + f] = column[i]!;
+      }
+      // Rows were written in order, so user i takes slot i (allocate hands out slots in order here).
+      for (let i = 0; i < users.length; i++) {
+        this.slots.set(users[i]!, i);
+        this.userIds[i] = users[i]!;
+        this.sessionIds[i] = sessions[i];
+      }
+      this.used = users.length;
+      if (this.slots.size !== users.length) throw new Error(`${what}: duplicate user ids`);
     }
+    this.flushMetrics();
   }
 }
