@@ -58,7 +58,9 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
  * record. `ready()` is the back-pressure signal the runtime awaits.
  */
 export class JsonLinesWriter {
-  private pending = '';
+  // Lines wait in an array joined once per chunk: cheaper than growing one string with `+=`.
+  private pending: string[] = [];
+  private pendingLength = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private failed: Error | undefined;
 
@@ -72,8 +74,10 @@ export class JsonLinesWriter {
   }
 
   write(record: object): void {
-    this.pending += (this.options.serialize ?? recordToJson)(record) + '\n';
-    if (this.pending.length >= (this.options.chunkSize ?? 65_536)) this.flushPending();
+    const line = (this.options.serialize ?? recordToJson)(record);
+    this.pending.push(line);
+    this.pendingLength += line.length + 1;
+    if (this.pendingLength >= (this.options.chunkSize ?? 65_536)) this.flushPending();
     else if (!this.flushTimer && this.options.lingerMs !== 0) {
       // A quiet stream still reaches the file within lingerMs.
       this.flushTimer = setTimeout(() => this.flushPending(), this.options.lingerMs ?? 200);
@@ -87,8 +91,10 @@ export class JsonLinesWriter {
       this.flushTimer = undefined;
     }
     if (this.pending.length === 0) return;
-    const text = this.pending;
-    this.pending = '';
+    this.pending.push('');
+    const text = this.pending.join('\n');
+    this.pending = [];
+    this.pendingLength = 0;
     if (!this.output.destroyed) this.output.write(text);
   }
 
