@@ -108,3 +108,15 @@ test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printe
   assert.equal(lines.length, eventsIn, 'every event read was written before exit');
   for (const line of lines) JSON.parse(line);
 });
+
+test('stdin: JSON lines piped in are read until the pipe closes; bad lines are dead-lettered', () => {
+  const out = join(dir, 'stdin-out.jsonl');
+  const dead = join(dir, 'stdin-dead.jsonl');
+  const file = pipeline('stdin.yaml', `sources: [{type: stdin}]\nsinks: [{type: file, path: ${out}}]\ndead_letter: {type: file, path: ${dead}}\n`);
+  const input = ['{"user_id":"a","time":"2024-01-01T00:00:00Z","type":"view"}', 'oops', '{"user_id":"b","time":"2024-01-01T00:00:01Z","type":"cart"}'].join('\n');
+  const result = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { cwd: dir, encoding: 'utf8', input });
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 2);
+  const [rejected] = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { file: string; line: number; raw: string });
+  assert.deepEqual([rejected!.file, rejected!.line, rejected!.raw], ['stdin', 2, 'oops']);
+});
