@@ -384,11 +384,19 @@ export class PipelineRunner {
    * Until checkpoints decide when (the daemon), this runs every `settings.commit_interval` and at the end.
    */
   private async commitSource(slot: SourceSlot): Promise<void> {
-    const position = slot.source.position?.() ?? {};
-    for (const { sink } of this.sinks) await sink.flush?.();
-    await this.deadLetterSink.flush?.();
-    await slot.source.commit!(position);
-    slot.lastCommit = this.clock.now();
+    while (this.barrier) await this.barrier;
+    let release!: () => void;
+    this.barrier = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const position = slot.source.position?.() ?? {};
+      for (const { sink } of this.sinks) await sink.flush?.();
+      await this.deadLetterSink.flush?.();
+      await slot.source.commit!(position);
+      slot.lastCommit = this.clock.now();
+    } finally {
+      this.barrier = undefined;
+      release();
+    }
   }
 
   /**
@@ -488,6 +496,15 @@ export class PipelineRunner {
       checkpointTimer = setInterval(() => {
         if (!this.barrier) this.checkpoint().catch((error: unknown) => this.logger.error({ err: error }, 'checkpoint failed; the previous one stays'));
       }, this.options.checkpoints.intervalMs);
+      checkpointTimer.unref();
+    } else if (this.sources.some((slot) => slot.source.commit)) {
+      // No checkpoints: a source waiting for input still commits what it handed over (no batch comes to do it).
+      checkpointTimer = setInterval(() => {
+        for (const slot of this.sources) {
+          if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
+          this.commitSource(slot).catch((error: unknown) => this.logger.warn({ stage: slot.label, err: (error as Error).message }, 'commit failed; the next one retries'));
+        }
+      }, this.commitInterval);
       checkpointTimer.unref();
     }
     let stream: Observable<Element> = this.input.asObservable();

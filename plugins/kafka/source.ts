@@ -262,6 +262,9 @@ class KafkaSource {
   }
 
   seek(position: SourcePosition): void {
+    // Exactly-once: the offsets committed in the last transaction are the truth (they moved atomically
+    // with the outputs); an older position would write those outputs twice.
+    if (this.transactions) return;
     const offsets = (position.offsets ?? {}) as PartitionOffsets;
     for (const [topic, partitions] of Object.entries(offsets)) {
       for (const [partition, offset] of Object.entries(partitions)) this.seekTo.set(partitionKey(topic, Number(partition)), Number(offset));
@@ -273,7 +276,14 @@ class KafkaSource {
     const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter(
       (tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.assigned === true,
     );
-    if (this.transactions) return this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
+    if (this.transactions) {
+      return this.transactions.commit(offsets, this.connected ? this.consumer : undefined).catch((error: unknown) => {
+        // The transaction was aborted: stop with this error (a restart resumes from the last commit).
+        this.failure ??= asError(error);
+        this.notify();
+        throw error;
+      });
+    }
     if (offsets.length === 0 || !this.connected) return Promise.resolve();
     const run = (): Promise<void> =>
       new Promise<void>((resolve) => {

@@ -1,0 +1,135 @@
+/**
+ * Delivery guarantees through a real broker and a real daemon process: `tributary run` reads a topic
+ * and writes outputs and dead letters to topics; it is killed with SIGKILL mid-stream and started
+ * again. At-least-once: nothing is lost. Exactly-once: the committed output holds every record once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Kafka from 'node-rdkafka';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, createTopic, produce, readTopic, values } from './kafka/client.js';
+
+const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
+
+function pipelineYaml(input: string, output: string, dlq: string, guarantee: string): string {
+  return `
+name: delivery-${guarantee}
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: g-${input}
+    guarantee: ${guarantee}
+    mapping: { attributes: [seq] }
+sinks:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topic: ${output}
+    guarantee: ${guarantee}
+    transactional_id: tx-${output}
+dead_letter:
+  type: kafka
+  brokers: \${KAFKA_BROKERS}
+  topic: ${dlq}
+  guarantee: ${guarantee}
+settings:
+  max_in_flight: 256
+  commit_interval: 100ms
+`;
+}
+
+function startDaemon(file: string, brokers: string): ChildProcess {
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], {
+    env: { ...process.env, KAFKA_BROKERS: brokers },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
+  });
+  return child;
+}
+
+async function highWatermarkSum(brokers: string, topic: string): Promise<number> {
+  const client = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'group.id': 'hw-probe', 'broker.address.family': 'v4' }, {});
+  await new Promise<void>((resolve, reject) => client.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  try {
+    let sum = 0;
+    for (let partition = 0; partition < 4; partition++) {
+      sum += await new Promise<number>((resolve, reject) =>
+        client.queryWatermarkOffsets(topic, partition, 5_000, (error, offsets) => (error ? reject(new Error(error.message)) : resolve(offsets.highOffset))),
+      );
+    }
+    return sum;
+  } finally {
+    await new Promise<void>((resolve) => client.disconnect(() => resolve()));
+  }
+}
+
+const exited = (child: ChildProcess): Promise<number | null> =>
+  child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+
+for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
+  test(`kill -9 mid-stream and restart: ${guarantee}`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const input = uniqueTopic(`in-${guarantee}`);
+    const output = uniqueTopic(`out-${guarantee}`);
+    const dlq = uniqueTopic(`dlq-${guarantee}`);
+    for (const topic of [input, output, dlq]) await createTopic(brokers, topic, 4);
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-delivery-'));
+    const file = join(dir, 'pipeline.yaml');
+    writeFileSync(file, pipelineYaml(input, output, dlq, guarantee));
+    const chunks = 10;
+    const perChunk = 1_000;
+    const badPerChunk = 10;
+    const chunk = (c: number) => [
+      ...Array.from({ length: perChunk }, (_, i) => {
+        const seq = c * perChunk + i;
+        return { key: `u${seq % 211}`, value: clickJson(seq % 211, Date.parse('2024-05-01T00:00:00Z') + seq, 'view', { seq }) };
+      }),
+      ...Array.from({ length: badPerChunk }, (_, i) => ({ key: 'bad', value: `malformed ${c}-${i}` })),
+    ];
+    let daemon = startDaemon(file, brokers);
+    try {
+      for (let c = 0; c < 4; c++) await produce(brokers, input, chunk(c));
+      // Kill while it is working: after some output exists, before the input ends.
+      await waitFor('the first outputs', async () => (await highWatermarkSum(brokers, output)) >= 1_000, 60_000, 100);
+      daemon.kill('SIGKILL');
+      await exited(daemon);
+      for (let c = 4; c < 7; c++) await produce(brokers, input, chunk(c));
+      daemon = startDaemon(file, brokers);
+      for (let c = 7; c < chunks; c++) await produce(brokers, input, chunk(c));
+      const good = chunks * perChunk;
+      await waitFor(
+        'every record in the committed output',
+        async () => {
+          const seqs = new Set(values(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).map((v) => (v.attrs as { seq: number }).seq));
+          return seqs.size >= good;
+        },
+        120_000,
+        500,
+      );
+      daemon.kill('SIGTERM');
+      assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+      const out = values(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => (v.attrs as { seq: number }).seq);
+      const dead = await readTopic(brokers, dlq, { committed: true, timeoutMs: 15_000 });
+      const distinct = new Set(out);
+      assert.equal(distinct.size, good, 'no record lost');
+      for (let seq = 0; seq < good; seq++) assert.ok(distinct.has(seq), `record ${seq} lost`);
+      const deadOffsets = new Set(values(dead).map((d) => `${d.partition}/${d.offset}`));
+      assert.equal(deadOffsets.size, chunks * badPerChunk, 'every malformed record dead-lettered');
+      if (guarantee === 'exactly-once') {
+        assert.equal(out.length, good, `committed output has duplicates: ${out.length - good}`);
+        assert.equal(dead.length, chunks * badPerChunk, 'committed dead letters have duplicates');
+      } else {
+        t.diagnostic(`at-least-once: ${out.length - good} duplicates after the kill`);
+      }
+    } finally {
+      if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    }
+  });
+}
