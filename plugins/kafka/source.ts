@@ -342,12 +342,15 @@ class KafkaSource {
       }
       if (messages.length > 0) {
         if (!this.healthy.ready) this.setHealthy();
+        this.lastProbe = this.context.clock.now();
         for (const message of messages) {
           // A record of a partition revoked meanwhile belongs to its new owner now.
           if (this.partitions.get(partitionKey(message.topic, message.partition))?.assigned) this.buffer.push(message);
         }
         this.notify();
-      } else if (!this.healthy.ready && this.context.clock.now() - this.lastProbe > 1_000) {
+      } else if (this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000)) {
+        // Quiet: no record proves the brokers are there, so ask (librdkafka's own error events are not
+        // reliable for a broker that vanished without closing its connections).
         await this.probe();
       }
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
@@ -387,8 +390,8 @@ class KafkaSource {
     try {
       await promisify((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, (error) => cb(error)));
       this.setHealthy();
-    } catch {
-      // still down; the next empty poll probes again
+    } catch (error) {
+      this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
     }
   }
 
