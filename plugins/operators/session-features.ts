@@ -119,6 +119,8 @@ const DAY = 86_400_000;
 const HOUR_ANGLE = (2 * Math.PI) / DAY;
 const DOW_ANGLE = (2 * Math.PI) / 7;
 const WIDTH_OUT = sessionFeatureNames.length;
+/** Stands in for the Sets of a free slot (never added to: allocate replaces it). */
+const released: Set<string> = new Set<string>();
 
 class SessionFeatureState {
   private readonly slots = new Map<string, number>();
@@ -151,6 +153,8 @@ class SessionFeatureState {
       this.categories.push(new Set<string>());
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
+      this.items[slot] = new Set<string>();
+      this.categories[slot] = new Set<string>();
     }
     this.slots.set(id, slot);
     return slot;
@@ -266,8 +270,9 @@ class SessionFeatureState {
     const slot = this.slots.get(id);
     if (slot === undefined) return;
     this.slots.delete(id);
-    this.items[slot]!.clear();
-    this.categories[slot]!.clear();
+    // Dropped, not cleared for reuse: after a burst of sessions, pooled Sets would hold memory forever.
+    this.items[slot] = released;
+    this.categories[slot] = released;
     this.free.push(slot);
   }
 
@@ -277,7 +282,7 @@ class SessionFeatureState {
 
   snapshot(): SessionFeaturesSnapshot {
     const n = this.slots.size;
-    const ids: string[] = new Array<string>(n);
+    const ids: string[] = [];
     const columns: Float64Array[] = [];
     for (let f = 0; f < WIDTH; f++) columns.push(new Float64Array(n));
     const itemCounts = new Float64Array(n);
@@ -287,7 +292,7 @@ class SessionFeatureState {
     const rows = this.rows;
     let i = 0;
     for (const [id, slot] of this.slots) {
-      ids[i] = id;
+      ids.push(id);
       const r = slot * WIDTH;
       for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
       const own = this.items[slot]!;

@@ -625,8 +625,8 @@ class SessionState {
     const rows: Session[] = [];
     for (const newest of this.users.values()) for (let c: Session | undefined = newest; c !== undefined; c = c.older) rows.push(c);
     const n = rows.length;
-    const users: string[] = new Array<string>(n);
-    const ids: string[] = new Array<string>(n);
+    const users: string[] = [];
+    const ids: string[] = [];
     const seq = new Float64Array(n);
     const start = new Float64Array(n);
     const end = new Float64Array(n);
@@ -640,8 +640,8 @@ class SessionState {
     const replaces: string[][] = [];
     for (let i = 0; i < n; i++) {
       const c = rows[i]!;
-      users[i] = c.userId;
-      ids[i] = c.id;
+      users.push(c.userId);
+      ids.push(c.id);
       seq[i] = c.seq;
       start[i] = c.start;
       end[i] = c.end;

@@ -7,7 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
+import { decodeColumnInto, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
 import { BlockAppender } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -108,6 +108,11 @@ class UserState {
   private readonly slots = new Map<string, number>();
   private userIds: string[] = [];
   private sessionIds: (string | undefined)[] = [];
+  /**
+   * After a restore, slot i's session id is `<userId>:<restoredTimes[i]>` until first needed (NaN:
+   * as in sessionIds): building a million id strings up front was a third of the restore time.
+   */
+  private restoredTimes: Float64Array | undefined;
   private rows: Float64Array;
   private capacity = 1024;
   private free: number[] = [];
@@ -168,6 +173,7 @@ class UserState {
     const r = slot * this.width;
     const row = this.rows;
     const sessionId = event.session?.id ?? event.sessionId;
+    if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.materialize(slot);
     if (sessionId !== undefined && sessionId !== this.sessionIds[slot]) {
       if (this.sessionIds[slot] !== undefined) {
         row[r + DONE_SESSIONS]!++;
@@ -239,6 +245,7 @@ class UserState {
     this.slots.set(userId, slot);
     this.userIds[slot] = userId;
     this.sessionIds[slot] = undefined;
+    if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.restoredTimes[slot] = NaN;
     return slot;
   }
 
@@ -264,6 +271,14 @@ class UserState {
     this.context.logger.warn({ evicted: removed, max_users: this.maxUsers }, 'max_users reached: forgot the least recently seen users');
   }
 
+  private materialize(slot: number): void {
+    const time = this.restoredTimes![slot]!;
+    if (time === time) {
+      this.sessionIds[slot] = `${this.userIds[slot]!}:${time}`;
+      this.restoredTimes![slot] = NaN;
+    }
+  }
+
   /** The gauge is set per watermark: a prom-client call per new user showed in allocation profiles. */
   flushMetrics(): void {
     if (this.slots.size !== this.knownReported) {
@@ -279,26 +294,34 @@ class UserState {
   snapshot(): UserFeaturesSnapshot {
     const n = this.slots.size;
     const width = this.width;
-    const users: string[] = new Array<string>(n);
-    const sessions: (string | undefined)[] = new Array<string | undefined>(n);
-    const columns: Float64Array[] = [];
-    for (let f = 0; f < width; f++) columns.push(new Float64Array(n));
-    const rows = this.rows;
-    let i = 0;
-    for (const [userId, slot] of this.slots) {
-      users[i] = userId;
-      sessions[i] = this.sessionIds[slot];
-      const r = slot * width;
-      for (let f = 0; f < width; f++) columns[f]![i] = rows[r + f]!;
-      i++;
+    // Pushed, not `new Array(n)`: a large preallocated array gets slow dictionary elements in V8.
+    const users: string[] = [];
+    const sessions: (string | number | undefined)[] = [];
+    const sessionIds = this.sessionIds;
+    const restoredTimes = this.restoredTimes;
+    // Until a slot is reused, map order is slot order: the columns are then read straight from the
+    // rows; else the rows are gathered in map order first.
+    let inOrder = true;
+    // forEach, not for-of over entries: no [key, value] array per user.
+    this.slots.forEach((slot, userId) => {
+      if (slot !== users.length) inOrder = false;
+      users.push(userId);
+      const pending = restoredTimes !== undefined && slot < restoredTimes.length ? restoredTimes[slot]! : NaN;
+      sessions.push(pending === pending ? pending : sessionIds[slot]);
+    });
+    let rows = this.rows;
+    if (!inOrder) {
+      const gathered = new Float64Array(n * width);
+      let i = 0;
+      this.slots.forEach((slot) => {
+        gathered.set(this.rows.subarray(slot * width, slot * width + width), i * width);
+        i++;
+      });
+      rows = gathered;
     }
-    return {
-      version: 2,
-      horizons: [...this.horizons],
-      users,
-      sessions: encodeDerivedIds(users, sessions),
-      columns: columns.map((column) => encodeColumn(column)),
-    };
+    const columns: Column[] = [];
+    for (let f = 0; f < width; f++) columns.push(encodeColumn(rows, n, f, width));
+    return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions), columns };
   }
 
   restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): void {
@@ -312,6 +335,7 @@ class UserState {
     this.used = 0;
     this.userIds = [];
     this.sessionIds = [];
+    this.restoredTimes = undefined;
     this.capacity = Math.max(1024, saved.users.length);
     this.rows = new Float64Array(this.capacity * this.width);
     if (saved.version === 1) {
@@ -324,19 +348,18 @@ class UserState {
       const users = saved.users;
       const width = this.width;
       if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
-      const sessions = decodeDerivedIds(users, saved.sessions, what);
-      const rows = this.rows;
+      const sessions = decodeDerivedIds(users, saved.sessions, what, true);
       for (let f = 0; f < width; f++) {
-        const column = decodeColumn(saved.columns[f]!, what);
-        if (column.length !== users.length) throw new Error(`${what}: column ${f} has ${column.length} rows, expected ${users.length}`);
-        for (let i = 0; i < column.length; i++) rows[i * width + f] = column[i]!;
+        const count = decodeColumnInto(saved.columns[f]!, this.rows, f, width, what);
+        if (count !== users.length) throw new Error(`${what}: column ${f} has ${count} rows, expected ${users.length}`);
       }
       // Rows were written in order, so user i takes slot i (allocate hands out slots in order here).
       for (let i = 0; i < users.length; i++) {
         this.slots.set(users[i]!, i);
         this.userIds[i] = users[i]!;
-        this.sessionIds[i] = sessions[i];
       }
+      this.sessionIds = sessions.ids;
+      this.restoredTimes = sessions.times;
       this.used = users.length;
       if (this.slots.size !== users.length) throw new Error(`${what}: duplicate user ids`);
     }
