@@ -9,26 +9,57 @@ import { endianness } from 'node:os';
  * `{n, c}`: n copies of c. `{n, base, bytes, b64}`: integers base + an unsigned offset of 1, 2 or 4
  * bytes each. `{n, f64}`: raw float64s. `b64` and `f64` are base64.
  */
-export type Column =
+export type Column = (
   | { n: number; c: number }
   | { n: number; base: number; bytes: 1 | 2 | 4; b64: string }
-  | { n: number; f64: string };
+  | { n: number; f64: string }
+) & {
+  /** Present: the values are offsets from the same rows of another column (its number is the caller's). */
+  ref?: number;
+};
 
 const littleEndian = endianness() === 'LE';
 
-/**
- * Encodes n values, `values[start + i * stride]`, in the smallest of the three forms that is exact.
- * The stride reads one field of a row-major table without copying it out first.
- */
-export function encodeColumn(values: ArrayLike<number>, n = values.length, start = 0, stride = 1): Column {
+/** Another column of the same rows; `ref` names it in the snapshot. */
+export interface Reference {
+  values: Float64Array;
+  ref: number;
+}
+
+/** Encodes the values in the smallest of the three forms that is exact (Float64Array only: monomorphic loops). */
+export function encodeColumn(values: Float64Array, reference?: Reference): Column {
+  const plain = encodePlain(values);
+  if (reference === undefined || 'f64' in plain || 'c' in plain) return plain;
+  // Times of one row are close to each other (first seen, last seen, session start): as offsets
+  // from a related column they often shrink to a constant or a byte.
+  const n = values.length;
+  const base = reference.values;
+  const diffs = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = values[i]!;
+    const r = base[i]!;
+    const d = v - r;
+    if (!Number.isSafeInteger(r) || !Number.isSafeInteger(d) || r + d !== v) return plain;
+    diffs[i] = d;
+  }
+  const relative = encodePlain(diffs);
+  return size(relative) < size(plain) ? { ...relative, ref: reference.ref } : plain;
+}
+
+function size(column: Column): number {
+  return 'c' in column ? 0 : 'b64' in column ? column.b64.length : column.f64.length;
+}
+
+function encodePlain(values: Float64Array): Column {
+  const n = values.length;
   if (n === 0) return { n, c: 0 };
   let min = Infinity;
   let max = -Infinity;
   let integers = true;
   for (let i = 0; i < n; i++) {
-    const v = values[start + i * stride]!;
+    const v = values[i]!;
     // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
-    if (!Number.isSafeInteger(v) || Object.is(v, -0)) {
+    if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) {
       integers = false;
       break;
     }
@@ -38,59 +69,68 @@ export function encodeColumn(values: ArrayLike<number>, n = values.length, start
   if (integers) {
     const range = max - min;
     if (range === 0) return { n, c: min };
+    if (range <= 0xff) {
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
+      return { n, base: min, bytes: 1, b64: toBase64(out) };
+    }
+    if (range <= 0xffff) {
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
+      return { n, base: min, bytes: 2, b64: toBase64(out) };
+    }
     if (range <= 0xffffffff) {
-      const bytes = range <= 0xff ? 1 : range <= 0xffff ? 2 : 4;
-      const out = bytes === 1 ? new Uint8Array(n) : bytes === 2 ? new Uint16Array(n) : new Uint32Array(n);
-      for (let i = 0; i < n; i++) out[i] = values[start + i * stride]! - min;
-      return { n, base: min, bytes, b64: toBase64(out) };
+      const out = new Uint32Array(n);
+      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
+      return { n, base: min, bytes: 4, b64: toBase64(out) };
     }
   }
-  const raw = new Float64Array(n);
-  for (let i = 0; i < n; i++) raw[i] = values[start + i * stride]!;
-  return { n, f64: toBase64(raw) };
+  return { n, f64: toBase64(values) };
 }
 
 /** The column's values; throws on anything but a column this module wrote. */
-export function decodeColumn(column: Column, what: string): Float64Array {
+export function decodeColumn(column: Column, what: string, reference?: Reference): Float64Array {
   const n = column?.n;
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${what}: not a snapshot column`);
-  const out = new Float64Array(n);
-  decodeColumnInto(column, out, 0, 1, what);
+  let out: Float64Array;
+  if ('c' in column) {
+    if (typeof column.c !== 'number') throw new Error(`${what}: not a snapshot column`);
+    out = new Float64Array(n);
+    if (column.c !== 0) out.fill(column.c);
+  } else if ('f64' in column) {
+    out = fromBase64(column.f64, Float64Array, n, what);
+  } else {
+    if (typeof column.base !== 'number') throw new Error(`${what}: not a snapshot column`);
+    out = new Float64Array(n);
+    if (column.bytes === 1) addOffsets(out, fromBase64(column.b64, Uint8Array, n, what), column.base);
+    else if (column.bytes === 2) addOffsets(out, fromBase64(column.b64, Uint16Array, n, what), column.base);
+    else if (column.bytes === 4) addOffsets(out, fromBase64(column.b64, Uint32Array, n, what), column.base);
+    else throw new Error(`${what}: not a snapshot column`);
+  }
+  if (column.ref !== undefined) {
+    if (reference === undefined || reference.ref !== column.ref || reference.values.length !== n) throw new Error(`${what}: column refers to column ${column.ref}, which cannot be its reference`);
+    const base = reference.values;
+    for (let i = 0; i < n; i++) out[i]! += base[i]!;
+  }
   return out;
 }
 
-/**
- * Writes the column's values to `out[start + i * stride]` (one field of a row-major table, with no
- * column-sized array in between); returns the number of values.
- */
-export function decodeColumnInto(column: Column, out: Float64Array, start: number, stride: number, what: string): number {
-  const n = column?.n;
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${what}: not a snapshot column`);
-  if (n > 0 && start + (n - 1) * stride >= out.length) throw new Error(`${what}: column of ${n} values does not fit`);
-  if ('c' in column) {
-    const c = column.c;
-    if (typeof c !== 'number') throw new Error(`${what}: not a snapshot column`);
-    for (let i = 0; i < n; i++) out[start + i * stride] = c;
-    return n;
-  }
-  if ('f64' in column) {
-    const raw = fromBase64(column.f64, Float64Array, n, what);
-    for (let i = 0; i < n; i++) out[start + i * stride] = raw[i]!;
-    return n;
-  }
-  if (typeof column.base !== 'number') throw new Error(`${what}: not a snapshot column`);
-  const offsets: ArrayLike<number> =
-    column.bytes === 1
-      ? fromBase64(column.b64, Uint8Array, n, what)
-      : column.bytes === 2
-        ? fromBase64(column.b64, Uint16Array, n, what)
-        : column.bytes === 4
-          ? fromBase64(column.b64, Uint32Array, n, what)
-          : [];
-  if (offsets.length !== n) throw new Error(`${what}: not a snapshot column`);
-  const base = column.base;
-  for (let i = 0; i < n; i++) out[start + i * stride] = base + offsets[i]!;
-  return n;
+function addOffsets(out: Float64Array, offsets: ArrayLike<number>, base: number): void {
+  for (let i = 0; i < out.length; i++) out[i] = base + offsets[i]!;
+}
+
+/** Splits the first n rows of a row-major table into one array per field, in a single pass. */
+export function splitRows(rows: Float64Array, n: number, width: number): Float64Array[] {
+  const columns: Float64Array[] = [];
+  for (let f = 0; f < width; f++) columns.push(new Float64Array(n));
+  for (let i = 0, r = 0; i < n; i++, r += width) for (let f = 0; f < width; f++) columns[f]![i] = rows[r + f]!;
+  return columns;
+}
+
+/** The inverse: writes the columns into the first rows of a row-major table, in a single pass. */
+export function joinRows(columns: readonly Float64Array[], rows: Float64Array, width: number): void {
+  const n = columns[0]?.length ?? 0;
+  for (let i = 0, r = 0; i < n; i++, r += width) for (let f = 0; f < width; f++) rows[r + f] = columns[f]![i]!;
 }
 
 type TypedArrayClass<T> = { new (buffer: ArrayBuffer, offset: number, length: number): T; BYTES_PER_ELEMENT: number };
@@ -123,7 +163,7 @@ export interface DerivedIds {
 }
 
 /** A number among `ids` is the integer of an id known to be `<owner>:<integer>` (not built yet). */
-export function encodeDerivedIds(owners: readonly string[], ids: readonly (string | number | undefined | null)[]): DerivedIds {
+export function encodeDerivedIds(owners: readonly string[], ids: readonly (string | number | undefined | null)[], reference?: Reference): DerivedIds {
   const n = owners.length;
   const times = new Float64Array(n);
   const otherRows: number[] = [];
@@ -144,22 +184,23 @@ export function encodeDerivedIds(owners: readonly string[], ids: readonly (strin
   }
   // Rows listed in `other` take a nearby value, so the column stays a narrow integer one.
   for (const row of otherRows) times[row] = fill === fill ? fill : 0;
-  return { times: encodeColumn(times), otherRows, otherIds };
+  return { times: encodeColumn(times, reference), otherRows, otherIds };
 }
 
-export function decodeDerivedIds(owners: readonly string[], saved: DerivedIds, what: string): (string | undefined)[];
+export function decodeDerivedIds(owners: readonly string[], saved: DerivedIds, what: string, lazy?: false, reference?: Reference): (string | undefined)[];
 /**
  * Lazy form: `ids` holds only the other ids; row i's id is `<owner>:<times[i]>` where times[i] is
  * not NaN, for the caller to build when it needs it.
  */
-export function decodeDerivedIds(owners: readonly string[], saved: DerivedIds, what: string, lazy: true): { ids: (string | undefined)[]; times: Float64Array };
+export function decodeDerivedIds(owners: readonly string[], saved: DerivedIds, what: string, lazy: true, reference?: Reference): { ids: (string | undefined)[]; times: Float64Array };
 export function decodeDerivedIds(
   owners: readonly string[],
   saved: DerivedIds,
   what: string,
   lazy = false,
+  reference?: Reference,
 ): (string | undefined)[] | { ids: (string | undefined)[]; times: Float64Array } {
-  const times = decodeColumn(saved.times, what);
+  const times = decodeColumn(saved.times, what, reference);
   if (times.length !== owners.length) throw new Error(`${what}: ${times.length} ids for ${owners.length} rows`);
   if (lazy) {
     const ids: (string | undefined)[] = [];

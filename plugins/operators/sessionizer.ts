@@ -687,11 +687,11 @@ class SessionState {
       flags: encodeColumn(flags),
       countTypes,
       countLayout: encodeColumn(countLayout),
-      countValues: encodeColumn(countValues),
+      countValues: encodeColumn(Float64Array.from(countValues)),
       replacesRows,
       replaces,
-      heapKeys: encodeColumn(heapKeys),
-      heapSeqs: encodeColumn(heapSeqs),
+      heapKeys: encodeColumn(Float64Array.from(heapKeys)),
+      heapSeqs: encodeColumn(Float64Array.from(heapSeqs)),
       pending: this.pending.map((event) => [{ ...event }, originOf(event) ?? null]),
     };
   }

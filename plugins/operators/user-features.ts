@@ -7,7 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumnInto, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
+import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, joinRows, splitRows, type Column, type DerivedIds } from './columns.js';
 import { BlockAppender } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -81,6 +81,8 @@ const MONETARY = 12;
 const LAST_PURCHASE = 13;
 const DECAY_TIME = 14;
 const FIXED = 15;
+/** Fields holding event times: snapshotted as offsets from FIRST_SEEN where that is smaller. */
+const TIME_FIELDS = [FIRST_SEEN, LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME];
 
 const DAY = 86_400_000;
 
@@ -299,8 +301,8 @@ class UserState {
     const sessions: (string | number | undefined)[] = [];
     const sessionIds = this.sessionIds;
     const restoredTimes = this.restoredTimes;
-    // Until a slot is reused, map order is slot order: the columns are then read straight from the
-    // rows; else the rows are gathered in map order first.
+    // Until a slot is reused, map order is slot order and the rows are split as they are; else
+    // they are gathered in map order first.
     let inOrder = true;
     // forEach, not for-of over entries: no [key, value] array per user.
     this.slots.forEach((slot, userId) => {
@@ -319,9 +321,12 @@ class UserState {
       });
       rows = gathered;
     }
-    const columns: Column[] = [];
-    for (let f = 0; f < width; f++) columns.push(encodeColumn(rows, n, f, width));
-    return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions), columns };
+    // One row-major pass into columns, then each column encoded on its own (sequential loops).
+    const fields = splitRows(rows, n, width);
+    const firstSeen = { values: fields[FIRST_SEEN]!, ref: FIRST_SEEN };
+    const columns: Column[] = fields.map((values, f) => encodeColumn(values, TIME_FIELDS.includes(f) && f !== FIRST_SEEN ? firstSeen : undefined));
+    const sessionStarts = { values: fields[SESSION_START]!, ref: SESSION_START };
+    return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions, sessionStarts), columns };
   }
 
   restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): void {
@@ -348,16 +353,20 @@ class UserState {
       const users = saved.users;
       const width = this.width;
       if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
-      const sessions = decodeDerivedIds(users, saved.sessions, what, true);
+      const fields: Float64Array[] = [];
       for (let f = 0; f < width; f++) {
-        const count = decodeColumnInto(saved.columns[f]!, this.rows, f, width, what);
-        if (count !== users.length) throw new Error(`${what}: column ${f} has ${count} rows, expected ${users.length}`);
+        const column = saved.columns[f]!;
+        // A column refers only to an earlier one, decoded by now.
+        const reference = column.ref !== undefined && column.ref < f ? { values: fields[column.ref]!, ref: column.ref } : undefined;
+        const values = decodeColumn(column, what, reference);
+        if (values.length !== users.length) throw new Error(`${what}: column ${f} has ${values.length} rows, expected ${users.length}`);
+        fields.push(values);
       }
-      // Rows were written in order, so user i takes slot i (allocate hands out slots in order here).
-      for (let i = 0; i < users.length; i++) {
-        this.slots.set(users[i]!, i);
-        this.userIds[i] = users[i]!;
-      }
+      joinRows(fields, this.rows, width);
+      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: fields[SESSION_START]!, ref: SESSION_START });
+      // Rows were written in order, so user i has slot i.
+      for (let i = 0; i < users.length; i++) this.slots.set(users[i]!, i);
+      this.userIds = users.slice();
       this.sessionIds = sessions.ids;
       this.restoredTimes = sessions.times;
       this.used = users.length;
