@@ -1,6 +1,7 @@
 """River's LogisticRegression on the same stream the intent model sees (events with features and
 session summaries, in pipeline order), with the same label delays: a prediction at every event of a
-session before its first purchase; labels at the first purchase (1) or the session summary.
+session before its first purchase; all of a session's labels at its summary (1 if it bought), as
+intent-model labels them.
 Prints JSON: prequential AUC (exact), log loss, Brier, n, positives, and learn+predict samples/s."""
 import json, math, sys, time
 from river import linear_model, optim, preprocessing, compose
@@ -18,8 +19,10 @@ def exact_auc(scores, labels):
     neg = len(scores) - pos
     return None if pos == 0 or neg == 0 else (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
-def main(path, lr):
-    model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression(optimizer=optim.SGD(lr)))
+def main(path, lr, prior=None):
+    # prior: start the intercept at its log-odds, as intent-model's `model.prior` does (a fair comparison).
+    intercept = math.log(prior / (1 - prior)) if prior else 0.0
+    model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression(optimizer=optim.SGD(lr), intercept_init=intercept))
     sessions = {}  # id -> {'labelled': bool, 'pending': [(x, score)]}
     scores, labels = [], []
     busy = 0.0; ops = 0
@@ -36,20 +39,20 @@ def main(path, lr):
                 sid = r.get('session', {}).get('id') or r.get('sessionId')
                 if sid is None: continue
                 st = sessions.setdefault(sid, {'labelled': False, 'pending': []})
-                if st['labelled']: continue
-                if r['type'] == 'purchase': label(st, 1); continue
+                if st['labelled'] or st.get('bought'): continue
+                if r['type'] == 'purchase': st['bought'] = True; continue
                 x = r.get('features')
                 if not x: continue
                 t = time.perf_counter(); s = model.predict_proba_one(x).get(True, 0.0); busy += time.perf_counter() - t
                 st['pending'].append((x, s))
             elif r['kind'] == 'session':
                 st = sessions.pop(r['sessionId'], None)
-                if st and not st['labelled']: label(st, 1 if r['purchased'] else 0)
+                if st and not st['labelled']: label(st, 1 if r['purchased'] or st.get('bought') else 0)
     eps = 1e-7
     ll = sum(-math.log(max(eps, s)) if y else -math.log(max(eps, 1 - s)) for s, y in zip(scores, labels)) / len(scores)
     brier = sum((s - y) ** 2 for s, y in zip(scores, labels)) / len(scores)
-    print(json.dumps({'model': 'river LogisticRegression (StandardScaler, SGD %g)' % lr, 'auc': exact_auc(scores, labels), 'logloss': ll, 'brier': brier,
+    print(json.dumps({'model': 'river LogisticRegression (StandardScaler, SGD %g%s)' % (lr, ', intercept at prior %g' % prior if prior else ''), 'auc': exact_auc(scores, labels), 'logloss': ll, 'brier': brier,
                       'n': len(scores), 'positives': sum(labels), 'samples_per_s': ops / busy if busy else None}))
 
 if __name__ == '__main__':
-    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.01)
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.01, float(sys.argv[3]) if len(sys.argv) > 3 else None)

@@ -4,8 +4,22 @@
  * so the first model operator to open picks it; a later one asking for another is told so (warned),
  * not silently switched.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as TF from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
+
+/**
+ * TF.js, once {@link loadTf} (or {@link useBackend}) has run. Loaded lazily: importing it costs
+ * about a second, which every CLI command (`validate` included) and every pipeline without a model
+ * would pay if this module imported it at its top. An ES module binding, so importers see it set.
+ */
+export let tf: typeof TF = undefined as unknown as typeof TF;
+let loading: Promise<typeof TF> | undefined;
+
+/** Imports TF.js (once per process). */
+export async function loadTf(): Promise<typeof TF> {
+  loading ??= import('@tensorflow/tfjs').then((module) => (tf = module));
+  return loading;
+}
 
 export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type BackendName = Exclude<BackendChoice, 'auto'>;
@@ -67,6 +81,7 @@ function reasonOf(error: unknown): string {
 }
 
 async function select(choice: BackendChoice): Promise<BackendSelection> {
+  await loadTf();
   const candidates = choice === 'auto' ? order : [choice];
   const skipped: BackendSelection['skipped'] = [];
   for (const backend of candidates) {
@@ -97,4 +112,3 @@ export async function useBackend(choice: BackendChoice, logger: Logger): Promise
   return selection;
 }
 
-export { tf };

@@ -1,8 +1,11 @@
 /**
  * `churn-model`: P(the user does not come back within `horizon` of a session's end), predicted when
- * the session closes (its summary arrives). The label is 0 as soon as the user starts a session
- * within the horizon, 1 when the watermark passes end + horizon without one. The end of input is
- * not a label: predictions still open then are counted as censored, not scored.
+ * the session closes (its summary arrives). Fixed-horizon labels: every prediction is labelled when
+ * the watermark passes end + horizon, 0 if the user started a session within the horizon, else 1.
+ * Labelling a return at once (days) while a churn waits the whole horizon made early labels almost
+ * all 0s, and at the end of input only returns had been scored: the model learnt, and the metrics
+ * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
+ * still open then are counted as censored, not scored, whatever their outcome so far.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
@@ -21,8 +24,8 @@ interface UserState {
   gapSum: number;
   /** Sessions seen in events but not yet closed, by id: their start. */
   open: [string, number][];
-  /** Predictions waiting for a return: id and session end. */
-  pending: [string, number][];
+  /** Predictions waiting for their deadline: id, session end, start of the first return after it (-1: none yet). */
+  pending: [string, number, number][];
 }
 
 interface ChurnState {
@@ -55,9 +58,12 @@ const maxOpen = 8;
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
   status: 'experimental',
-  summary: 'Learns P(no return within the horizon) online, predicting when each session closes; labels come from returns and the watermark.',
+  summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels when the watermark passes end + horizon.',
   description:
-    'Needs the session summaries a sessionizer emits (and its events, to see returns). Features come from the summary and ' +
+    'Needs the session summaries a sessionizer emits (and its events, to see returns). Fixed-horizon labels: each prediction is ' +
+    'labelled when the watermark passes its session end + `horizon`, 0 if the user started a session within the horizon, 1 otherwise; ' +
+    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. Predictions whose ' +
+    'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). Emits `prediction` and `drift` records; every input record passes through. ' +
     'Same metrics as `intent-model`.',
   config: {
@@ -70,7 +76,7 @@ export default defineOperator<ChurnModelConfig>({
   },
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
   create(rawConfig, context) {
-    const config = resolveConfig(rawConfig, context.label);
+    const config = resolveConfig(rawConfig, context.label, 0.2);
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
@@ -118,18 +124,12 @@ export default defineOperator<ChurnModelConfig>({
       return user;
     };
 
-    /** The user started a session at `start`: predictions for sessions that ended before it are labelled. */
-    const returned = (user: UserState, start: number, emit: Emit): void => {
-      if (user.pending.length === 0) return;
-      const still: [string, number][] = [];
-      for (const [id, end] of user.pending) {
-        if (start > end) learner.label(id, start - end <= horizon ? 0 : 1, start, emit);
-        else still.push([id, end]);
-      }
-      user.pending = still;
+    /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
+    const returned = (user: UserState, start: number): void => {
+      for (const pending of user.pending) if (start > pending[1] && (pending[2] < 0 || start < pending[2])) pending[2] = start;
     };
 
-    const onEvent = (event: ClickEvent, emit: Emit): void => {
+    const onEvent = (event: ClickEvent): void => {
       const user = userOf(event.userId, event.time);
       const sessionId = event.session?.id ?? event.sessionId;
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
@@ -139,7 +139,7 @@ export default defineOperator<ChurnModelConfig>({
         user.open.push([sessionId, start]);
         if (user.open.length > maxOpen) user.open.shift();
       }
-      returned(user, start, emit);
+      returned(user, start);
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
@@ -169,11 +169,11 @@ export default defineOperator<ChurnModelConfig>({
       const id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
       learner.submit({ id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values, ...(sequences ? { seq: sequences.sample(summary.sessionId) } : {}) }, emit);
       sequences?.delete(summary.sessionId);
-      user.pending.push([id, summary.end]);
+      const pending: [string, number, number] = [id, summary.end, -1];
+      user.pending.push(pending);
       push([summary.end + horizon, id, summary.userId]);
       // The user may already be back: events of the next session can arrive before this summary.
-      const next = user.open.filter(([, start]) => start > summary.end).map(([, start]) => start);
-      if (next.length > 0) returned(user, Math.min(...next), emit);
+      for (const [, start] of user.open) if (start > summary.end) returned(user, start);
     };
 
     return {
@@ -188,7 +188,7 @@ export default defineOperator<ChurnModelConfig>({
           record(record, emit) {
             tickEmit ??= () => learner.tick(emit);
             emit(record);
-            if (record.kind === 'event') onEvent(record as ClickEvent, emit);
+            if (record.kind === 'event') onEvent(record as ClickEvent);
             else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
             learner.tick(emit);
           },
@@ -202,9 +202,10 @@ export default defineOperator<ChurnModelConfig>({
               const user = users.get(userId);
               if (!user) continue;
               const index = user.pending.findIndex(([pending]) => pending === id);
-              if (index < 0) continue; // labelled by a return already
+              if (index < 0) continue;
+              const [, end, back] = user.pending[index]!;
               user.pending.splice(index, 1);
-              learner.label(id, 1, deadline, emit);
+              learner.label(id, back >= 0 && back - end <= horizon ? 0 : 1, deadline, emit);
             }
             learner.expire(mark.time - config.labelBuffer.timeoutMs);
             learner.tick(emit);
@@ -222,7 +223,7 @@ export default defineOperator<ChurnModelConfig>({
       snapshot(): ChurnState {
         return {
           learner: learner.snapshot(),
-          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [...p] as [string, number]) }]),
+          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [...p] as [string, number, number]) }]),
           deadlines: deadlines.map((d) => [...d] as [number, string, string]),
           sequences: sequences?.state() ?? [],
         };
@@ -231,7 +232,7 @@ export default defineOperator<ChurnModelConfig>({
         const saved = state as ChurnState;
         learner.restore(saved.learner);
         users.clear();
-        for (const [key, user] of saved.users) users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending: user.pending.map((p) => [...p] as [string, number]) });
+        for (const [key, user] of saved.users) users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending: user.pending.map((p) => [...p] as [string, number, number]) });
         deadlines.length = 0;
         deadlines.push(...saved.deadlines.map((d) => [...d] as [number, string, string]));
         sequences?.load(saved.sequences);

@@ -36,7 +36,8 @@ export interface ResolvedModelConfig {
   report: boolean;
 }
 
-export function resolveConfig(config: ModelOperatorConfig, label: string): ResolvedModelConfig {
+/** `defaultPrior`: the task's prior positive rate (see `model.prior`). */
+export function resolveConfig(config: ModelOperatorConfig, label: string, defaultPrior = 0.05): ResolvedModelConfig {
   const kind = config.model?.kind ?? 'logistic';
   return {
     name: config.name ?? label,
@@ -51,6 +52,7 @@ export function resolveConfig(config: ModelOperatorConfig, label: string): Resol
       sequence_length: config.model?.sequence_length ?? 12,
       category_buckets: config.model?.category_buckets ?? 64,
       seed: config.model?.seed ?? 1,
+      prior: config.model?.prior ?? defaultPrior,
     },
     optimizer: { kind: config.optimizer?.kind ?? 'adam', learning_rate: config.optimizer?.learning_rate ?? (kind === 'logistic' ? 0.05 : 0.005) },
     batch: { maxSize: config.batch?.max_size ?? 256, maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms') },
@@ -90,6 +92,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
       sequence_length: { type: 'integer', minimum: 1, maximum: 256, description: 'gru: last events of the session it reads. Default: 12.' },
       category_buckets: { type: 'integer', minimum: 1, description: 'gru: buckets categories are hashed into. Default: 64.' },
       seed: { type: 'integer', description: 'Seed of initial weights and dropout. Default: 1.' },
+      prior: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Positive rate the output bias starts at (its log-odds), then learnt: what the model predicts before its first labels. Default: 0.05 for intent-model, 0.2 for churn-model.' },
     },
   },
   optimizer: {

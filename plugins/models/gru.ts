@@ -4,6 +4,7 @@
  * Written with plain ops (not tf.layers) so its parameters and optimiser state serialise
  * synchronously like the other models'.
  */
+import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
 import { OnlineModel, glorot, inputMatrix, type Batch, type ModelConfig } from './model.js';
 import type { OptimizerConfig } from './params.js';
@@ -29,12 +30,13 @@ export class GruModel extends OnlineModel {
     this.params.add('wzr', glorot(u, 2 * u, config.seed + 4));
     this.params.add('wh', glorot(u, u, config.seed + 5));
     this.params.add('bx', tf.zeros([3 * u]));
-    this.params.add('wout', glorot(u + inputs, 1, config.seed + 6));
-    this.params.add('bout', tf.zeros([1]));
+    // Zero output weights: it starts predicting the prior (see mlp.ts).
+    this.params.add('wout', tf.zeros([u + inputs, 1]));
+    this.params.add('bout', this.initialBias());
     this.ready();
   }
 
-  protected logits(batch: Batch): tf.Tensor1D {
+  protected logits(batch: Batch): TF.Tensor1D {
     const seq = batch.seq;
     if (!seq) throw new Error('gru needs event sequences');
     const { n } = batch;
@@ -44,8 +46,8 @@ export class GruModel extends OnlineModel {
     const categories = tf.tensor2d(seq.categories, [n, L], 'int32');
     const steps = tf.tensor3d(seq.steps, [n, L, stepFeatures], 'float32');
     // Embeddings as one-hot products, not tf.gather: gather's gradient (UnsortedSegmentSum) has no WASM kernel.
-    const embed = (ids: tf.Tensor2D, table: tf.Variable): tf.Tensor3D =>
-      tf.oneHot(ids.reshape([n * L]), table.shape[0]!).cast('float32').matMul(table).reshape([n, L, table.shape[1]!]) as tf.Tensor3D;
+    const embed = (ids: TF.Tensor2D, table: TF.Variable): TF.Tensor3D =>
+      tf.oneHot(ids.reshape([n * L]), table.shape[0]!).cast('float32').matMul(table).reshape([n, L, table.shape[1]!]) as TF.Tensor3D;
     const x = tf.concat([embed(types, this.params.get('embType')), embed(categories, this.params.get('embCategory')), steps], 2);
     // Input projections of every step in one matMul; the recurrence then needs two per step.
     const projected = x.reshape([n * L, -1]).matMul(this.params.get('wx')).add(this.params.get('bx')).reshape([n, L, 3 * u]);
@@ -53,17 +55,17 @@ export class GruModel extends OnlineModel {
     const masks = tf.unstack(types.greater(0).cast('float32').reshape([n, L, 1]), 1);
     const wzr = this.params.get('wzr');
     const wh = this.params.get('wh');
-    let h: tf.Tensor2D = tf.zeros([n, u]);
+    let h: TF.Tensor2D = tf.zeros([n, u]);
     for (let t = 0; t < L; t++) {
-      const [xz, xr, xh] = tf.split(inputsByStep[t]!, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      const [hz, hr] = tf.split(h.matMul(wzr), 2, 1) as [tf.Tensor2D, tf.Tensor2D];
+      const [xz, xr, xh] = tf.split(inputsByStep[t]!, 3, 1) as [TF.Tensor2D, TF.Tensor2D, TF.Tensor2D];
+      const [hz, hr] = tf.split(h.matMul(wzr), 2, 1) as [TF.Tensor2D, TF.Tensor2D];
       const z = tf.sigmoid(xz.add(hz));
       const r = tf.sigmoid(xr.add(hr));
       const candidate = tf.tanh(xh.add(r.mul(h).matMul(wh)));
       // Padding steps (mask 0) leave the state as it was.
-      h = h.add(z.mul(candidate.sub(h)).mul(masks[t]!)) as tf.Tensor2D;
+      h = h.add(z.mul(candidate.sub(h)).mul(masks[t]!)) as TF.Tensor2D;
     }
     const joined = batch.d > 0 ? tf.concat([h, inputMatrix(batch)], 1) : h;
-    return joined.matMul(this.params.get('wout')).add(this.params.get('bout')).reshape([n]) as tf.Tensor1D;
+    return joined.matMul(this.params.get('wout')).add(this.params.get('bout')).reshape([n]) as TF.Tensor1D;
   }
 }

@@ -1,8 +1,10 @@
 /**
  * `intent-model`: P(this session ends in a purchase), predicted at every event of a session before
- * its first purchase. The label comes later: 1 at the session's first purchase, else the session
- * summary's `purchased` when the session closes. Predictions wait in a bounded buffer until then;
- * each label is scored against its prediction, then learnt from (prequential, test-then-train).
+ * its first purchase. Every label of a session comes when it closes (its summary): 1 if it bought.
+ * Not at the purchase itself: positives would then reach the model about a session gap before
+ * negatives, so it would learn (and its metrics would score) an early stream rich in buyers.
+ * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
+ * then learnt from (prequential, test-then-train).
  */
 import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
@@ -13,7 +15,9 @@ export type IntentModelConfig = ModelOperatorConfig;
 
 interface SessionState {
   userId: string;
-  /** The label is known (a purchase happened, or the session closed). */
+  /** The session bought: no more predictions; its labels (1) come when it closes. */
+  purchased?: boolean;
+  /** The session closed and its predictions were labelled. */
   labelled: boolean;
   /** Ids of predictions waiting for this session's label. */
   pending: string[];
@@ -36,7 +40,9 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits. Emits `prediction` records (and `drift` records); every input record passes through. ' +
+    'the sessionizer emits. Predicts at every event before the session\'s first purchase; all its labels come when the session ' +
+    'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
+    'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics: `model_auc`, `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
     '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_drifts_total`, `model_backend`.',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
@@ -46,7 +52,7 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
   create(rawConfig, context) {
-    const config = resolveConfig(rawConfig, context.label);
+    const config = resolveConfig(rawConfig, context.label, 0.05);
     const learner = new OnlineLearner(config, 'intent', context);
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
     const sessions = new Map<string, SessionState>();
@@ -70,9 +76,9 @@ export default defineOperator<IntentModelConfig>({
       }
       state.last = Math.max(state.last, event.time);
       sequences?.push(sessionId, event);
-      if (state.labelled) return;
+      if (state.labelled || state.purchased) return;
       if (event.type === 'purchase') {
-        labelSession(state, 1, event.time, emit);
+        state.purchased = true;
         return;
       }
       const features = event.features;
@@ -88,7 +94,7 @@ export default defineOperator<IntentModelConfig>({
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
       const state = sessions.get(summary.sessionId);
-      if (state && !state.labelled) labelSession(state, summary.purchased ? 1 : 0, summary.end, emit);
+      if (state && !state.labelled) labelSession(state, summary.purchased || state.purchased ? 1 : 0, summary.end, emit);
       // Closed: a late event re-opens it, and its updated summary labels what that event predicted.
       sessions.delete(summary.sessionId);
       sequences?.delete(summary.sessionId);

@@ -4,7 +4,6 @@
  * drift detection, metrics, checkpoints and snapshots. The task operators (intent, churn) decide
  * what a sample is and when its label is known; this class does the rest.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Counter, Emit, Gauge, PluginContext, Prediction, StreamRecord } from 'tributary';
@@ -35,7 +34,8 @@ interface Sample {
   userId: string;
   sessionId?: string;
   time: number;
-  raw: Float32Array;
+  /** The features as given; dropped once normalised into `x` (the snapshot the model learns from). */
+  raw?: Float32Array;
   x?: Float32Array;
   seq?: SequenceSample;
   score?: number;
@@ -47,7 +47,7 @@ interface EncodedSample {
   userId: string;
   sessionId?: string;
   time: number;
-  raw: string;
+  raw?: string;
   x?: string;
   seq?: { types: number[]; categories: number[]; steps: string };
   score?: number;
@@ -90,9 +90,30 @@ export interface LearnerCounts {
   lateLabels: number;
 }
 
-/** Deterministic prediction id: the same model and input give the same id after a replay. */
+/**
+ * Deterministic prediction id: the same model and input give the same id after a replay. 64 bits
+ * (two 32-bit multiply-xorshift lanes, as cyrb53 but keeping all 64) as 16 hex digits: ids only need
+ * to be unique per model among predictions a consumer deduplicates, and sha1 cost more than the
+ * model itself per event.
+ */
 export function predictionId(...parts: (string | number | undefined)[]): string {
-  return createHash('sha1').update(parts.map((p) => String(p ?? '')).join('\u0001')).digest('hex').slice(0, 24);
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let p = 0; p < parts.length; p++) {
+    const part = parts[p];
+    const text = part === undefined ? '' : typeof part === 'string' ? part : String(part);
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 2654435761);
+      h2 = Math.imul(h2 ^ c, 1597334677);
+    }
+    // A separator, so ('ab', 'c') and ('a', 'bc') differ.
+    h1 = Math.imul(h1 ^ 1, 2654435761);
+    h2 = Math.imul(h2 ^ 1, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (h2 >>> 0).toString(16).padStart(8, '0') + (h1 >>> 0).toString(16).padStart(8, '0');
 }
 
 export class OnlineLearner {
@@ -103,6 +124,11 @@ export class OnlineLearner {
   private toPredict: Sample[] = [];
   private readonly awaiting = new Map<string, Sample>();
   private toLearn: Sample[] = [];
+  /**
+   * Reused for learning batches: every tensor made from it is disposed within the step, before the
+   * buffer is written again.
+   */
+  private learnBuffer = new Float32Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
   private readonly drift: PageHinkley;
@@ -110,10 +136,15 @@ export class OnlineLearner {
   private backend: BackendSelection | undefined;
   private lastCheckpointLabels = 0;
   private closedModel: SavedModel | undefined;
-  /** Labels and positives learnt before this run (a warm start): they keep the base-rate offset. */
+  /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
   private prior: [number, number] = [0, 0];
   private blockLoss = 0;
   private blockCount = 0;
+  /** Labels scored since the counter was last increased (prom-client pays per call). */
+  private unCountedLabels = 0;
+  /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
+  private lastExport = -Infinity;
+  private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts', Counter>;
@@ -181,6 +212,7 @@ export class OnlineLearner {
     this.features = [...features];
     this.normaliser = new Normaliser(features.length);
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
+    this.learnBuffer = new Float32Array(this.config.batch.maxSize * features.length);
   }
 
   private loadSaved(saved: SavedModel): void {
@@ -241,13 +273,14 @@ export class OnlineLearner {
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
   }
 
-  private batchOf(samples: readonly Sample[], useX: boolean): Batch {
+  /** The batch of `samples`; `x` given when their vectors already lie in one buffer, in order. */
+  private batchOf(samples: readonly Sample[], x?: Float32Array): Batch {
     const d = this.features!.length;
-    const x = new Float32Array(samples.length * d);
-    samples.forEach((s, i) => x.set(useX ? s.x! : s.raw, i * d));
-    // Laplace-smoothed base rate of the labels so far (restored with the metrics, so snapshots agree).
-    const rate = (this.prior[1] + this.prequential.positives + 1) / (this.prior[0] + this.prequential.n + 2);
-    const batch: Batch = { n: samples.length, d, x, offset: Math.log(rate / (1 - rate)) };
+    if (!x) {
+      x = this.learnBuffer.length >= samples.length * d ? this.learnBuffer.subarray(0, samples.length * d) : new Float32Array(samples.length * d);
+      for (let i = 0; i < samples.length; i++) x.set(samples[i]!.x!, i * d);
+    }
+    const batch: Batch = { n: samples.length, d, x };
     if (this.config.model.kind === 'gru') {
       const L = this.config.model.sequence_length;
       const types = new Int32Array(samples.length * L);
@@ -270,11 +303,16 @@ export class OnlineLearner {
     if (samples.length === 0) return;
     this.toPredict = [];
     const d = this.features!.length;
-    for (const s of samples) {
-      s.x = new Float32Array(d);
-      this.normaliser!.updateAndTransform(s.raw, s.x, 0);
+    // One buffer per batch: each sample keeps its slice (what it is learnt from when its label comes).
+    const x = new Float32Array(samples.length * d);
+    for (let i = 0; i < samples.length; i++) {
+      const s = samples[i]!;
+      if (s.x) x.set(s.x, i * d); // restored from a snapshot: normalised already
+      else this.normaliser!.updateAndTransform(s.raw!, x, i * d);
+      s.x = x.subarray(i * d, (i + 1) * d);
+      s.raw = undefined;
     }
-    const scores = this.model!.predictProbaMany(this.batchOf(samples, true));
+    const scores = this.model!.predictProbaMany(this.batchOf(samples, x));
     const version = `${this.config.version}.${this.counts.learnSteps}`;
     for (let i = 0; i < samples.length; i++) {
       const s = samples[i]!;
@@ -332,7 +370,7 @@ export class OnlineLearner {
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
-    this.counters.labels.inc();
+    this.unCountedLabels++;
     if (this.config.drift.detector === 'page-hinkley') {
       // The test reads block means: single losses are too bursty (a session's labels come together).
       this.blockLoss += loss;
@@ -364,14 +402,15 @@ export class OnlineLearner {
     const samples = this.toLearn;
     if (samples.length === 0 || !this.model) return;
     this.toLearn = [];
-    const labels = Float32Array.from(samples, (s) => s.label!);
-    this.model.learnMany(this.batchOf(samples, true), labels);
+    const labels = new Float32Array(samples.length);
+    for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;
+    this.model.learnMany(this.batchOf(samples), labels);
     this.counts.learnSteps++;
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
     if (optimizer.learningRate > this.baseLearningRate) optimizer.learningRate = Math.max(this.baseLearningRate, optimizer.learningRate * 0.99);
     this.gauges.learningRate.set(optimizer.learningRate);
-    this.exportMetrics();
+    this.exportMetrics(false);
     const every = this.config.checkpoint?.every ?? 0;
     if (every > 0 && this.counts.labels - this.lastCheckpointLabels >= every) {
       this.lastCheckpointLabels = this.counts.labels;
@@ -379,7 +418,15 @@ export class OnlineLearner {
     }
   }
 
-  private exportMetrics(): void {
+  /** Sets the metric gauges; at most once a second unless `force` (end of input). */
+  private exportMetrics(force: boolean): void {
+    if (this.unCountedLabels > 0) {
+      this.counters.labels.inc(this.unCountedLabels);
+      this.unCountedLabels = 0;
+    }
+    const now = this.context.clock.now();
+    if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) return;
+    this.lastExport = now;
     const s = this.prequential.summary();
     if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
     if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
@@ -429,7 +476,7 @@ export class OnlineLearner {
     this.counts.unlabelledAtEnd += this.awaiting.size;
     this.awaiting.clear();
     this.gauges.buffer.set(0);
-    this.exportMetrics();
+    this.exportMetrics(true);
     if (this.config.report) emit(this.report());
   }
 
@@ -492,7 +539,8 @@ export class OnlineLearner {
 }
 
 function encodeSample(s: Sample): EncodedSample {
-  const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time, raw: encodeFloats(s.raw) };
+  const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
+  if (s.raw) out.raw = encodeFloats(s.raw);
   if (s.sessionId !== undefined) out.sessionId = s.sessionId;
   if (s.x) out.x = encodeFloats(s.x);
   if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
@@ -502,7 +550,8 @@ function encodeSample(s: Sample): EncodedSample {
 }
 
 function decodeSample(e: EncodedSample): Sample {
-  const s: Sample = { id: e.id, userId: e.userId, time: e.time, raw: decodeFloats(e.raw) };
+  const s: Sample = { id: e.id, userId: e.userId, time: e.time };
+  if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
   if (e.sessionId !== undefined) s.sessionId = e.sessionId;
   if (e.x) s.x = decodeFloats(e.x);
   if (e.seq) s.seq = { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) };

@@ -4,6 +4,7 @@
  * from them. A model is a set of parameters, a forward pass giving logits, and an optimiser; the
  * loss is binary cross-entropy plus the model's own penalty.
  */
+import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
 import { Optimizer, ParamSet, type EncodedTensor, type OptimizerConfig, type OptimizerState } from './params.js';
 
@@ -26,11 +27,6 @@ export interface Batch {
   d: number;
   x: Float32Array;
   seq?: SequenceBatch;
-  /**
-   * Added to every logit: the log-odds of the base rate seen so far. Rare positives (4% of
-   * sessions buy) otherwise cost a model thousands of steps just to move its bias from 0.5.
-   */
-  offset?: number;
 }
 
 export interface ModelConfig {
@@ -49,6 +45,12 @@ export interface ModelConfig {
   category_buckets: number;
   /** Seed of weight initialisation and dropout. */
   seed: number;
+  /**
+   * Positive rate the output bias starts at (its log-odds). Rare positives (4% of sessions buy)
+   * otherwise cost a model hundreds of steps just to move its bias from 0.5, and every prediction
+   * made before the first labels would be 0.5. The bias is then learnt like any other parameter.
+   */
+  prior: number;
 }
 
 export interface ModelState {
@@ -70,17 +72,23 @@ export abstract class OnlineModel {
     protected readonly optimizerConfig: OptimizerConfig,
   ) {}
 
+  /** Initial output bias: the log-odds of the prior positive rate. */
+  protected initialBias(): TF.Tensor1D {
+    const p = Math.min(1 - 1e-6, Math.max(1e-6, this.config.prior));
+    return tf.fill([1], Math.log(p / (1 - p))) as TF.Tensor1D;
+  }
+
   /** Subclasses call this after adding their parameters. */
   protected ready(): void {
     this.optimizer = new Optimizer(this.optimizerConfig, this.params);
   }
 
   /** Logits, shape [n]. `training` turns dropout on. */
-  protected abstract logits(batch: Batch, training: boolean): tf.Tensor1D;
+  protected abstract logits(batch: Batch, training: boolean): TF.Tensor1D;
 
   /** Penalty added to the loss: L2 on every weight matrix (names starting with `w`). */
-  protected penalty(): tf.Scalar {
-    let total: tf.Scalar = tf.scalar(0);
+  protected penalty(): TF.Scalar {
+    let total: TF.Scalar = tf.scalar(0);
     if (this.config.l2 <= 0) return total;
     for (const [name, variable] of this.params.vars) if (name.startsWith('w')) total = total.add(variable.square().sum());
     return total.mul(this.config.l2 / 2);
@@ -88,7 +96,7 @@ export abstract class OnlineModel {
 
   predictProbaMany(batch: Batch): Float32Array {
     if (batch.n === 0) return new Float32Array(0);
-    return tf.tidy(() => tf.sigmoid(this.logits(batch, false).add(batch.offset ?? 0)).dataSync() as Float32Array);
+    return tf.tidy(() => tf.sigmoid(this.logits(batch, false)).dataSync() as Float32Array);
   }
 
   predictProbaOne(batch: Batch): number {
@@ -100,7 +108,7 @@ export abstract class OnlineModel {
     if (batch.n === 0) return 0;
     return tf.tidy(() => {
       const y = tf.tensor1d(labels, 'float32');
-      return this.optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true).add(batch.offset ?? 0)).add(this.penalty()) as tf.Scalar);
+      return this.optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true)).add(this.penalty()) as TF.Scalar);
     });
   }
 
@@ -122,10 +130,10 @@ export abstract class OnlineModel {
 }
 
 /** Glorot-normal initial weights, seeded. */
-export function glorot(rows: number, cols: number, seed: number): tf.Tensor2D {
-  return tf.randomNormal([rows, cols], 0, Math.sqrt(2 / (rows + cols)), 'float32', seed) as tf.Tensor2D;
+export function glorot(rows: number, cols: number, seed: number): TF.Tensor2D {
+  return tf.randomNormal([rows, cols], 0, Math.sqrt(2 / (rows + cols)), 'float32', seed) as TF.Tensor2D;
 }
 
-export function inputMatrix(batch: Batch): tf.Tensor2D {
+export function inputMatrix(batch: Batch): TF.Tensor2D {
   return tf.tensor2d(batch.x, [batch.n, batch.d], 'float32');
 }

@@ -9,7 +9,8 @@ import { from, lastValueFrom, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { exactAuc, logLoss, Prequential } from './prequential.js';
-import { event, featureNames, separableIntentStream, summary } from './testdata.js';
+import { event, featureNames, rng, separableIntentStream, summary } from './testdata.js';
+import { predictionId } from './learner.js';
 import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
@@ -48,10 +49,43 @@ test('prequential metrics match a hand-computed example', () => {
   assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
 });
 
+test('prequential: the incremental cumulative AUC equals the full pass over the bins, also after a restore', () => {
+  const random = rng(3);
+  const metrics = new Prequential(50, 10);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const label = random() < 0.2 ? 1 : 0;
+    // Coarse scores, so ties within a bin happen often.
+    const score = Math.round(Math.min(1, Math.max(0, 0.4 + (label ? 0.15 : 0) + (random() - 0.5) * 0.6)) * 40) / 40;
+    metrics.add(score, label, i);
+    scores.push(score);
+    labels.push(label);
+    if (i % 97 === 0) assert.ok(Math.abs(metrics.cumulativeAuc()! - metrics.cumulativeAucByBins()!) < 1e-12);
+  }
+  assert.ok(Math.abs(metrics.cumulativeAuc()! - exactAuc(scores, labels)!) < 1e-12);
+  const restored = new Prequential(50, 10);
+  restored.load(JSON.parse(JSON.stringify(metrics.state())) as ReturnType<Prequential['state']>);
+  restored.add(0.9, 1, 2000);
+  metrics.add(0.9, 1, 2000);
+  assert.ok(Math.abs(restored.cumulativeAuc()! - metrics.cumulativeAuc()!) < 1e-12);
+});
+
+test('prediction ids: deterministic, 16 hex digits, parts separated', () => {
+  assert.equal(predictionId('m', 'u1', 's1', 1700000000000, 3), predictionId('m', 'u1', 's1', 1700000000000, 3));
+  assert.match(predictionId('m', 'u1'), /^[0-9a-f]{16}$/);
+  assert.notEqual(predictionId('ab', 'c'), predictionId('a', 'bc'));
+  assert.notEqual(predictionId('m', 'u1', 's1', 1, 0), predictionId('m', 'u1', 's1', 1, 1));
+  const ids = new Set<string>();
+  for (let i = 0; i < 100_000; i++) ids.add(predictionId('intent', `u${i % 977}`, `s${i}`, 1700000000000 + i * 1000, i % 13));
+  assert.equal(ids.size, 100_000);
+});
+
 for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   test(`${kind}: learns a separable stream (AUC > 0.9) and its reported metrics match its own predictions`, async () => {
     const input = separableIntentStream(300);
-    const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind, hidden: [16] } }, input);
+    // The stream's own positive rate as the prior (30% buy; intent's default prior is 0.05).
+    const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind, hidden: [16], prior: 0.3 } }, input);
     const report = reportOf(output);
     assert.ok(report.summary.auc > 0.9, `${kind} AUC ${report.summary.auc}`);
     // Every input passes through, in order.
@@ -71,7 +105,7 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   });
 }
 
-test('intent: predicts before the first purchase only; labels join at the purchase or at the summary', async () => {
+test('intent: predicts before the first purchase only; every label joins at the session summary', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
   const input: Element[] = [
@@ -96,6 +130,10 @@ test('intent: predicts before the first purchase only; labels join at the purcha
   // Deterministic ids: the same input gives the same ids.
   const again = await runOperator(intentModel, { ...base }, input);
   assert.deepEqual(of(again.output, 'prediction').map((p) => p.id), predictions.map((p) => p.id));
+  // The purchase alone labels nothing: positives wait for the summary like negatives do.
+  const cut = await runOperator(intentModel, { ...base, report: true }, [...input.slice(0, 5), watermark(Infinity)]);
+  assert.equal(reportOf(cut.output).summary.n, 0);
+  assert.equal(reportOf(cut.output).counts.unlabelledAtEnd, 3);
 });
 
 test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
@@ -118,7 +156,7 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.ok(operator.snapshot);
 });
 
-test('churn: a return within the horizon labels 0, the watermark passing the horizon labels 1, the end of input censors', async () => {
+test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if the user returned, else 1); the end of input censors', async () => {
   const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
@@ -138,6 +176,27 @@ test('churn: a return within the horizon labels 0, the watermark passing the hor
   assert.equal(report.summary.n, 2);
   assert.equal(report.summary.positives, 1);
   assert.equal(report.counts.unlabelledAtEnd, 1);
+  // a1's return is seen at day 2, but its label waits for its deadline like b1's: before it, nothing is scored.
+  const early = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, [...input.slice(0, 6), watermark(t + 6 * day), watermark(Infinity)]);
+  const earlyReport = reportOf(early.output);
+  assert.equal(earlyReport.summary.n, 0);
+  assert.equal(earlyReport.counts.unlabelledAtEnd, 3);
+});
+
+test('churn: a return after the horizon labels 1', async () => {
+  const day = 86_400_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const input: Element[] = [
+    event('a', 'a1', t, 0, t, 'view'),
+    summary('a', 'a1', t, t, 1, false, { view: 1 }),
+    event('a', 'a2', t + 8 * day, 0, t + 8 * day, 'view'), // back after 8 days: a1 churned (7d horizon)
+    watermark(t + 9 * day),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const report = reportOf(output);
+  assert.equal(report.summary.n, 1);
+  assert.equal(report.summary.positives, 1);
 });
 
 test('churn: the next session seen before the previous summary still labels it', async () => {
@@ -147,6 +206,7 @@ test('churn: the next session seen before the previous summary still labels it',
     event('a', 'a1', t, 0, t, 'view'),
     event('a', 'a2', t + day, 0, t + day, 'view'), // next session before a1's summary
     summary('a', 'a1', t, t, 1, false, { view: 1 }),
+    watermark(t + 8 * day),
     watermark(Infinity),
   ];
   const { output } = await runOperator(churnModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
@@ -190,12 +250,13 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(saved.model.optimizer.step > 0);
   const probe = separableIntentStream(3, 9);
   const cold = await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, probe);
-  // A cold logistic model starts at zero weights: every first-batch score is 0.5.
-  assert.equal(of(cold.output, 'prediction')[0]!.score, 0.5);
+  // A cold logistic model starts at zero weights and its bias at the prior (intent: 0.05): every first-batch score is the prior.
+  const prior = (score: unknown): boolean => Math.abs((score as number) - 0.05) < 1e-6;
+  assert.ok(prior(of(cold.output, 'prediction')[0]!.score));
   const warm = await runOperator(intentModel, { ...config, checkpoint: { dir: mkdtempSync(join(tmpdir(), 'tributary-models-')) } }, probe);
-  assert.equal(of(warm.output, 'prediction')[0]!.score, 0.5, 'another folder: cold');
+  assert.ok(prior(of(warm.output, 'prediction')[0]!.score), 'another folder: cold');
   const warmed = await runOperator(intentModel, config, probe);
-  assert.notEqual(of(warmed.output, 'prediction')[0]!.score, 0.5);
+  assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
 });
 
 test('tensors do not leak: tf.memory().numTensors stays flat across learn and predict batches', async () => {

@@ -3,6 +3,7 @@
  * because tf.train's state can only be read asynchronously (`getWeights()` returns a Promise) and
  * an operator's `snapshot()` is synchronous. Both are a handful of tensor ops per parameter.
  */
+import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
 
 /** A tensor as JSON: its shape and its float32 bytes in base64. */
@@ -23,32 +24,32 @@ export function decodeFloats(data: string): Float32Array {
   return out;
 }
 
-export function encodeTensor(tensor: tf.Tensor): EncodedTensor {
+export function encodeTensor(tensor: TF.Tensor): EncodedTensor {
   return { shape: [...tensor.shape], data: encodeFloats(tensor.dataSync() as Float32Array) };
 }
 
-export function decodeTensor(encoded: EncodedTensor): tf.Tensor {
+export function decodeTensor(encoded: EncodedTensor): TF.Tensor {
   return tf.tensor(decodeFloats(encoded.data), encoded.shape, 'float32');
 }
 
 /** Named trainable variables, in a fixed order. */
 export class ParamSet {
-  readonly vars = new Map<string, tf.Variable>();
+  readonly vars = new Map<string, TF.Variable>();
 
-  add(name: string, initial: tf.Tensor): tf.Variable {
+  add(name: string, initial: TF.Tensor): TF.Variable {
     const variable = tf.variable(initial, true, undefined, 'float32');
     initial.dispose();
     this.vars.set(name, variable);
     return variable;
   }
 
-  get(name: string): tf.Variable {
+  get(name: string): TF.Variable {
     const variable = this.vars.get(name);
     if (!variable) throw new Error(`no parameter '${name}'`);
     return variable;
   }
 
-  list(): tf.Variable[] {
+  list(): TF.Variable[] {
     return [...this.vars.values()];
   }
 
@@ -96,7 +97,7 @@ export interface OptimizerState {
 export class Optimizer {
   learningRate: number;
   step = 0;
-  private readonly slots = new Map<string, tf.Variable>();
+  private readonly slots = new Map<string, TF.Variable>();
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
@@ -119,7 +120,7 @@ export class Optimizer {
   }
 
   /** Minimises `loss` over every parameter; returns the loss value. Runs inside tf.tidy. */
-  minimize(loss: () => tf.Scalar): number {
+  minimize(loss: () => TF.Scalar): number {
     return tf.tidy(() => {
       const { value, grads } = tf.variableGrads(loss, this.params.list());
       this.step++;

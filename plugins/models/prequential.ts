@@ -4,6 +4,9 @@
  * approximates with a few thresholds, which misleads on rare purchases); the cumulative AUC counts
  * score pairs over 65,536 score bins (exact except for ties within 1/65,536). Log loss, Brier score,
  * calibration bins and base rate are cumulative and windowed.
+ *
+ * The cumulative AUC is kept up to date per label (Fenwick trees over the bins give the pairs each
+ * label wins in O(log bins)), so reading it is O(1); the windowed figures are computed when read.
  */
 
 const bins = 1 << 16;
@@ -83,6 +86,10 @@ export class Prequential {
   private readonly calibration: Float64Array[];
   private readonly pos = new Float64Array(bins);
   private readonly neg = new Float64Array(bins);
+  /** Fenwick trees over the bins (1-based) of positives and negatives, and the pairs won so far. */
+  private readonly posTree = new Float64Array(bins + 1);
+  private readonly negTree = new Float64Array(bins + 1);
+  private won = 0;
   private readonly ringScores: Float64Array;
   private readonly ringLabels: Uint8Array;
   private next = 0;
@@ -112,9 +119,8 @@ export class Prequential {
     bin[0]!++;
     bin[1]! += score;
     bin[2]! += label;
-    const b = Math.min(bins - 1, Math.floor(score * bins));
-    if (label > 0) this.pos[b]!++;
-    else this.neg[b]!++;
+    const b = Math.min(bins - 1, Math.max(0, Math.floor(score * bins)));
+    this.countPair(b, label > 0);
     this.ringScores[this.next] = score;
     this.ringLabels[this.next] = label > 0 ? 1 : 0;
     this.next = (this.next + 1) % this.window;
@@ -133,7 +139,32 @@ export class Prequential {
     }
   }
 
+  /** Adds one label in bin `b`: it wins against the other class below it, half against ties. */
+  private countPair(b: number, positive: boolean): void {
+    if (positive) {
+      this.won += prefix(this.negTree, b) + this.neg[b]! / 2;
+      this.pos[b]!++;
+      bump(this.posTree, b);
+    } else {
+      const posAtOrBelow = prefix(this.posTree, b + 1);
+      this.won += this.positivesCounted - posAtOrBelow + this.pos[b]! / 2;
+      this.neg[b]!++;
+      bump(this.negTree, b);
+    }
+    if (positive) this.positivesCounted++;
+  }
+
+  /** Positives in the histogram (equals `positives`; kept apart so `add` may count in any order). */
+  private positivesCounted = 0;
+
   cumulativeAuc(): number | null {
+    const negatives = this.n - this.positives;
+    if (this.positives === 0 || negatives === 0) return null;
+    return this.won / (this.positives * negatives);
+  }
+
+  /** The same figure by a full pass over the bins (what `load` rebuilds from; tests compare). */
+  cumulativeAucByBins(): number | null {
     const negatives = this.n - this.positives;
     if (this.positives === 0 || negatives === 0) return null;
     let negBelow = 0;
@@ -249,9 +280,24 @@ export class Prequential {
     state.calibration.forEach((bin, i) => this.calibration[i]!.set(bin));
     this.pos.fill(0);
     this.neg.fill(0);
+    this.posTree.fill(0);
+    this.negTree.fill(0);
+    this.won = 0;
+    this.positivesCounted = 0;
     for (const [b, p, q] of state.histogram) {
       this.pos[b] = p;
       this.neg[b] = q;
+      bump(this.posTree, b, p);
+      bump(this.negTree, b, q);
+      this.positivesCounted += p;
+    }
+    // Pairs won, from the bins: the same sum the per-label updates reached (up to rounding).
+    let negBelow = 0;
+    for (let b = 0; b < bins; b++) {
+      const p = this.pos[b]!;
+      const q = this.neg[b]!;
+      if (p > 0) this.won += p * (negBelow + q / 2);
+      negBelow += q;
     }
     this.ringScores.set(state.ring.scores);
     this.ringLabels.set(state.ring.labels);
@@ -260,4 +306,16 @@ export class Prequential {
     this.timeline = state.timeline.map((p) => ({ ...p }));
     this.every = state.every;
   }
+}
+
+/** Fenwick tree: adds `amount` at bin `b` (0-based). */
+function bump(tree: Float64Array, b: number, amount = 1): void {
+  for (let i = b + 1; i < tree.length; i += i & -i) tree[i]! += amount;
+}
+
+/** Fenwick tree: the sum of bins 0..b-1. */
+function prefix(tree: Float64Array, b: number): number {
+  let sum = 0;
+  for (let i = b; i > 0; i -= i & -i) sum += tree[i]!;
+  return sum;
 }
