@@ -119,18 +119,113 @@ function addOffsets(out: Float64Array, offsets: ArrayLike<number>, base: number)
   for (let i = 0; i < out.length; i++) out[i] = base + offsets[i]!;
 }
 
-/** Splits the first n rows of a row-major table into one array per field, in a single pass. */
-export function splitRows(rows: Float64Array, n: number, width: number): Float64Array[] {
-  const columns: Float64Array[] = [];
-  for (let f = 0; f < width; f++) columns.push(new Float64Array(n));
-  for (let i = 0, r = 0; i < n; i++, r += width) for (let f = 0; f < width; f++) columns[f]![i] = rows[r + f]!;
+/**
+ * Encodes each field of the first n rows of a row-major table as a column, reading the table in
+ * two row-major passes (statistics, then the offsets of the fields that need them): memory
+ * bandwidth, not arithmetic, bounds a million-row table, so it is never copied out field by field.
+ * `refs[f]`, when set, is an earlier field that field f may be stored as offsets from.
+ */
+export function encodeTable(rows: Float64Array, n: number, width: number, refs: readonly (number | undefined)[] = []): Column[] {
+  const min = new Float64Array(width).fill(Infinity);
+  const max = new Float64Array(width).fill(-Infinity);
+  const minD = new Float64Array(width).fill(Infinity);
+  const maxD = new Float64Array(width).fill(-Infinity);
+  const integer = new Uint8Array(width).fill(1);
+  const relative = new Uint8Array(width);
+  const ref = new Int32Array(width).fill(-1);
+  for (let f = 0; f < width; f++) {
+    const r = refs[f];
+    if (r !== undefined && r >= 0 && r < f) {
+      ref[f] = r;
+      relative[f] = 1;
+    }
+  }
+  for (let i = 0, o = 0; i < n; i++, o += width) {
+    for (let f = 0; f < width; f++) {
+      const v = rows[o + f]!;
+      if (integer[f] === 1) {
+        // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
+        if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) integer[f] = 0;
+        else {
+          if (v < min[f]!) min[f] = v;
+          if (v > max[f]!) max[f] = v;
+        }
+      }
+      if (relative[f] === 1) {
+        const base = rows[o + ref[f]!]!;
+        const d = v - base;
+        if (!Number.isSafeInteger(base) || !Number.isSafeInteger(d) || base + d !== v) relative[f] = 0;
+        else {
+          if (d < minD[f]!) minD[f] = d;
+          if (d > maxD[f]!) maxD[f] = d;
+        }
+      }
+    }
+  }
+  const columns: Column[] = [];
+  const plans: { f: number; base: number; ref: number; out: Uint8Array | Uint16Array | Uint32Array | Float64Array }[] = [];
+  for (let f = 0; f < width; f++) {
+    const plainRange = integer[f] === 1 && n > 0 ? max[f]! - min[f]! : Infinity;
+    const relRange = relative[f] === 1 && integer[f] === 1 && n > 0 ? maxD[f]! - minD[f]! : Infinity;
+    const useRel = relRange < plainRange && bytesFor(relRange) < bytesFor(plainRange);
+    const range = useRel ? relRange : plainRange;
+    const base = useRel ? minD[f]! : min[f]!;
+    const extra = useRel ? { ref: ref[f]! } : {};
+    if (n === 0) columns.push({ n, c: 0 });
+    else if (range === 0) columns.push({ n, c: base, ...extra });
+    else {
+      const bytes = bytesFor(range);
+      const out = bytes === 1 ? new Uint8Array(n) : bytes === 2 ? new Uint16Array(n) : bytes === 4 ? new Uint32Array(n) : new Float64Array(n);
+      plans.push({ f, base: bytes === 8 ? 0 : base, ref: useRel ? ref[f]! : -1, out });
+      columns.push({ n, c: 0 }); // replaced below
+    }
+  }
+  if (plans.length > 0) {
+    for (const plan of plans) {
+      // One pass per encoded field keeps each loop monomorphic in its output type.
+      const { f, base, out } = plan;
+      const r = plan.ref;
+      if (r >= 0) for (let i = 0, o = 0; i < n; i++, o += width) out[i] = rows[o + f]! - rows[o + r]! - base;
+      else for (let i = 0, o = 0; i < n; i++, o += width) out[i] = rows[o + f]! - base;
+      const column: Column =
+        out instanceof Float64Array ? { n, f64: toBase64(out) } : { n, base, bytes: out.BYTES_PER_ELEMENT as 1 | 2 | 4, b64: toBase64(out) };
+      if (r >= 0) column.ref = r;
+      columns[f] = column;
+    }
+  }
   return columns;
 }
 
-/** The inverse: writes the columns into the first rows of a row-major table, in a single pass. */
-export function joinRows(columns: readonly Float64Array[], rows: Float64Array, width: number): void {
-  const n = columns[0]?.length ?? 0;
-  for (let i = 0, r = 0; i < n; i++, r += width) for (let f = 0; f < width; f++) rows[r + f] = columns[f]![i]!;
+function bytesFor(range: number): number {
+  return range <= 0xff ? 1 : range <= 0xffff ? 2 : range <= 0xffffffff ? 4 : 8;
+}
+
+/**
+ * The inverse of encodeTable into the first rows of a zeroed row-major table; returns the row
+ * count. Zero constants are skipped (the table is zeroed); columns decode in order, so a
+ * reference to an earlier field reads values already in place.
+ */
+export function decodeTable(columns: readonly Column[], rows: Float64Array, width: number, what: string): number {
+  if (columns.length !== width) throw new Error(`${what}: ${columns.length} columns, expected ${width}`);
+  const n = columns[0]?.n ?? 0;
+  if (!Number.isSafeInteger(n) || n < 0 || n * width > rows.length) throw new Error(`${what}: not a snapshot table`);
+  for (let f = 0; f < width; f++) {
+    const column = columns[f]!;
+    if (column?.n !== n) throw new Error(`${what}: column ${f} has ${String(column?.n)} rows, expected ${n}`);
+    const r = column.ref ?? -1;
+    if (r !== -1 && !(Number.isInteger(r) && r >= 0 && r < f)) throw new Error(`${what}: column ${f} refers to column ${r}`);
+    if ('c' in column) {
+      const c = column.c;
+      if (typeof c !== 'number') throw new Error(`${what}: not a snapshot column`);
+      if (r >= 0) for (let i = 0, o = 0; i < n; i++, o += width) rows[o + f] = rows[o + r]! + c;
+      else if (c !== 0 || 1 / c < 0) for (let i = 0, o = 0; i < n; i++, o += width) rows[o + f] = c;
+      continue;
+    }
+    const values = decodeColumn({ ...column, ref: undefined } as Column, what);
+    if (r >= 0) for (let i = 0, o = 0; i < n; i++, o += width) rows[o + f] = rows[o + r]! + values[i]!;
+    else for (let i = 0, o = 0; i < n; i++, o += width) rows[o + f] = values[i]!;
+  }
+  return n;
 }
 
 type TypedArrayClass<T> = { new (buffer: ArrayBuffer, offset: number, length: number): T; BYTES_PER_ELEMENT: number };

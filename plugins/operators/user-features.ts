@@ -7,7 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, joinRows, splitRows, type Column, type DerivedIds } from './columns.js';
+import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, type Column, type DerivedIds } from './columns.js';
 import { BlockAppender } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -81,8 +81,16 @@ const MONETARY = 12;
 const LAST_PURCHASE = 13;
 const DECAY_TIME = 14;
 const FIXED = 15;
-/** Fields holding event times: snapshotted as offsets from FIRST_SEEN where that is smaller. */
-const TIME_FIELDS = [FIRST_SEEN, LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME];
+/** Fields holding event times are snapshotted as offsets from FIRST_SEEN where that is smaller. */
+const TIME_REFS: (number | undefined)[] = [];
+for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
+
+/** One field of the first n rows, as a column. */
+function column(rows: Float64Array, n: number, width: number, field: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0, o = field; i < n; i++, o += width) out[i] = rows[o]!;
+  return out;
+}
 
 const DAY = 86_400_000;
 
@@ -321,11 +329,8 @@ class UserState {
       });
       rows = gathered;
     }
-    // One row-major pass into columns, then each column encoded on its own (sequential loops).
-    const fields = splitRows(rows, n, width);
-    const firstSeen = { values: fields[FIRST_SEEN]!, ref: FIRST_SEEN };
-    const columns: Column[] = fields.map((values, f) => encodeColumn(values, TIME_FIELDS.includes(f) && f !== FIRST_SEEN ? firstSeen : undefined));
-    const sessionStarts = { values: fields[SESSION_START]!, ref: SESSION_START };
+    const columns = encodeTable(rows, n, width, TIME_REFS);
+    const sessionStarts = { values: column(rows, n, width, SESSION_START), ref: SESSION_START };
     return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions, sessionStarts), columns };
   }
 
@@ -353,17 +358,9 @@ class UserState {
       const users = saved.users;
       const width = this.width;
       if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
-      const fields: Float64Array[] = [];
-      for (let f = 0; f < width; f++) {
-        const column = saved.columns[f]!;
-        // A column refers only to an earlier one, decoded by now.
-        const reference = column.ref !== undefined && column.ref < f ? { values: fields[column.ref]!, ref: column.ref } : undefined;
-        const values = decodeColumn(column, what, reference);
-        if (values.length !== users.length) throw new Error(`${what}: column ${f} has ${values.length} rows, expected ${users.length}`);
-        fields.push(values);
-      }
-      joinRows(fields, this.rows, width);
-      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: fields[SESSION_START]!, ref: SESSION_START });
+      const count = decodeTable(saved.columns, this.rows, width, what);
+      if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
+      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: column(this.rows, count, width, SESSION_START), ref: SESSION_START });
       // Rows were written in order, so user i has slot i.
       for (let i = 0; i < users.length; i++) this.slots.set(users[i]!, i);
       this.userIds = users.slice();
