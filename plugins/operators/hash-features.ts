@@ -54,6 +54,8 @@ export default defineOperator<HashFeaturesConfig>({
       fieldNames.push(field.startsWith('attrs.') ? undefined : (field as keyof ClickEvent));
       seeds[k] = fnv1a(0x811c9dc5, field + '=');
     });
+    // Field codes, not names: a keyed load with a varying name per field was megamorphic.
+    const codes = Int32Array.from(fieldNames, (name) => (name === undefined ? ATTR : CANONICAL.indexOf(name)));
     const signed = config.signed;
     return {
       apply: recordOperator(context, () => ({
@@ -63,8 +65,7 @@ export default defineOperator<HashFeaturesConfig>({
             const values = block.append(event);
             const base = values.length - width;
             for (let k = 0; k < seeds.length; k++) {
-              const field = fieldNames[k];
-              const raw = field !== undefined ? event[field] : event.attrs?.[attrNames[k]!];
+              const raw = fieldValue(event, codes[k]!, attrNames[k]);
               if (raw === undefined || raw === null || raw === '') continue;
               const text = typeof raw === 'string' ? raw : String(raw);
               const h = fnv1a(seeds[k]!, text);
@@ -78,6 +79,26 @@ export default defineOperator<HashFeaturesConfig>({
     };
   },
 });
+
+const CANONICAL: readonly (keyof ClickEvent)[] = ['type', 'itemId', 'category', 'userId', 'sessionId'];
+const ATTR = -1;
+
+function fieldValue(event: ClickEvent, code: number, attr: string | undefined): unknown {
+  switch (code) {
+    case 0:
+      return event.type;
+    case 1:
+      return event.itemId;
+    case 2:
+      return event.category;
+    case 3:
+      return event.userId;
+    case 4:
+      return event.sessionId;
+    default:
+      return event.attrs?.[attr!];
+  }
+}
 
 /** FNV-1a over UTF-16 code units, continuing from `seed`. */
 export function fnv1a(seed: number, text: string): number {

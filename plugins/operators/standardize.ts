@@ -67,17 +67,25 @@ export default defineOperator<StandardizeConfig>({
               lastSlots = Int32Array.from(indices, (i) => slotOf(features.names[i]!));
             }
             const values = features.values;
+            // Locals: the closure's `let`s are reloaded from the context on every access otherwise.
+            const slots = lastSlots;
+            const counts = count;
+            const means = mean;
+            const m2s = m2;
             for (let k = 0; k < indices.length; k++) {
               const i = indices[k]!;
-              const s = lastSlots[k]!;
+              const s = slots[k]!;
               const x = values[i]!;
               if (x !== x) continue; // NaN would poison the statistics forever
-              const n = ++count[s]!;
-              const delta = x - mean[s]!;
-              mean[s]! += delta / n;
-              m2[s]! += delta * (x - mean[s]!);
-              const variance = n > 1 ? m2[s]! / (n - 1) : 0;
-              values[i] = n >= minCount && variance > 1e-12 ? (x - mean[s]!) / Math.sqrt(variance) : 0;
+              const n = counts[s]! + 1;
+              counts[s] = n;
+              const delta = x - means[s]!;
+              const mu = means[s]! + delta / n;
+              means[s] = mu;
+              const sq = m2s[s]! + delta * (x - mu);
+              m2s[s] = sq;
+              const variance = n > 1 ? sq / (n - 1) : 0;
+              values[i] = n >= minCount && variance > 1e-12 ? (x - mu) / Math.sqrt(variance) : 0;
             }
           }
           emit(record);

@@ -85,7 +85,15 @@ export class BlockAppender {
       values = allocate(width, reserve);
       values.set(old);
     }
-    event.features = { names: this.lastOut, values, [RESERVED]: reserve } as ReservedVector;
+    if (reserved !== undefined) {
+      // Our own vector object (made by append): updated in place rather than replaced, one object
+      // fewer per block per event. Its old values view stays valid for whoever kept it.
+      previous.names = this.lastOut;
+      previous.values = values;
+      previous[RESERVED] = reserve;
+    } else {
+      event.features = { names: this.lastOut, values, [RESERVED]: reserve } as ReservedVector;
+    }
     return values;
   }
 }
