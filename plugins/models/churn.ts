@@ -8,7 +8,7 @@
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
+import { OnlineLearner, predictionId, type LearnerState, type SampleInput } from './learner.js';
 import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
@@ -135,7 +135,7 @@ export default defineOperator<ChurnModelConfig>({
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
       const start = event.session?.start ?? event.time;
       if (sessionId !== undefined) {
-        if (user.open.some(([id]) => id === sessionId)) return;
+        for (let i = 0; i < user.open.length; i++) if (user.open[i]![0] === sessionId) return;
         user.open.push([sessionId, start]);
         if (user.open.length > maxOpen) user.open.shift();
       }
@@ -146,7 +146,8 @@ export default defineOperator<ChurnModelConfig>({
       if (summary.update) return; // already predicted at its first close; a late event does not re-predict
       const user = userOf(summary.userId, summary.start);
       user.open = user.open.filter(([id]) => id !== summary.sessionId);
-      const hour = (new Date(summary.end).getUTCHours() / 24) * 2 * Math.PI;
+      // The UTC hour, without a Date per session.
+      const hour = (Math.floor((((summary.end % day) + day) % day) / 3_600_000) / 24) * 2 * Math.PI;
       const counts = summary.counts ?? {};
       const values = new Float32Array([
         Math.log1p(summary.eventCount),
@@ -167,7 +168,9 @@ export default defineOperator<ChurnModelConfig>({
       if (summary.purchased) user.purchases++;
       user.lastEnd = summary.end;
       const id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
-      learner.submit({ id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values, ...(sequences ? { seq: sequences.sample(summary.sessionId) } : {}) }, emit);
+      const input: SampleInput = { id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values };
+      if (sequences) input.seq = sequences.sample(summary.sessionId);
+      learner.submit(input, emit);
       sequences?.delete(summary.sessionId);
       const pending: [string, number, number] = [id, summary.end, -1];
       user.pending.push(pending);

@@ -7,7 +7,7 @@
  * then learnt from (prequential, test-then-train).
  */
 import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type LearnerState } from './learner.js';
+import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleInput } from './learner.js';
 import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
@@ -23,6 +23,8 @@ interface SessionState {
   pending: string[];
   /** Latest event time, for the label timeout. */
   last: number;
+  /** Hash of (model, user, session): each prediction id adds the event's time and position. */
+  ids?: IdPrefix;
 }
 
 interface IntentState {
@@ -33,6 +35,8 @@ interface IntentState {
 }
 
 const maxSessions = 500_000;
+const noNames: readonly string[] = [];
+const noValues = new Float32Array(0);
 
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
@@ -71,7 +75,7 @@ export default defineOperator<IntentModelConfig>({
       let state = sessions.get(sessionId);
       if (!state) {
         if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
-        state = { userId: event.userId, labelled: false, pending: [], last: event.time };
+        state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
         sessions.set(sessionId, state);
       }
       state.last = Math.max(state.last, event.time);
@@ -84,11 +88,12 @@ export default defineOperator<IntentModelConfig>({
       const features = event.features;
       if (!features && config.model.kind !== 'gru') return;
       const position = event.session?.position ?? state.pending.length;
-      const id = predictionId(config.name, event.userId, sessionId, event.time, position);
-      learner.submit(
-        { id, userId: event.userId, sessionId, time: event.time, names: features?.names ?? [], values: features?.values ?? [], ...(sequences ? { seq: sequences.sample(sessionId) } : {}) },
-        emit,
-      );
+      // Same as predictionId(name, user, session, time, position); the prefix is hashed once per session.
+      state.ids ??= idPrefix(config.name, state.userId, sessionId);
+      const id = predictionIdAfter(state.ids, event.time, position);
+      const input: SampleInput = { id, userId: event.userId, sessionId, time: event.time, names: features?.names ?? noNames, values: features?.values ?? noValues };
+      if (sequences) input.seq = sequences.sample(sessionId);
+      learner.submit(input, emit);
       state.pending.push(id);
     };
 

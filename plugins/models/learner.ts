@@ -91,29 +91,68 @@ export interface LearnerCounts {
 }
 
 /**
- * Deterministic prediction id: the same model and input give the same id after a replay. 64 bits
+ * Deterministic prediction ids: the same model and input give the same id after a replay. 64 bits
  * (two 32-bit multiply-xorshift lanes, as cyrb53 but keeping all 64) as 16 hex digits: ids only need
  * to be unique per model among predictions a consumer deduplicates, and sha1 cost more than the
- * model itself per event.
+ * model itself per event. The lanes live here, not in an array, so hashing allocates nothing.
  */
-export function predictionId(...parts: (string | number | undefined)[]): string {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let p = 0; p < parts.length; p++) {
-    const part = parts[p];
-    const text = part === undefined ? '' : typeof part === 'string' ? part : String(part);
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 2654435761);
-      h2 = Math.imul(h2 ^ c, 1597334677);
-    }
-    // A separator, so ('ab', 'c') and ('a', 'bc') differ.
-    h1 = Math.imul(h1 ^ 1, 2654435761);
-    h2 = Math.imul(h2 ^ 1, 1597334677);
+let lane1 = 0;
+let lane2 = 0;
+
+function mixPart(part: string | number | undefined): void {
+  if (typeof part === 'number' && Number.isSafeInteger(part)) {
+    // Integers (times, positions) as their two 32-bit halves: no string to build per event.
+    const lo = part >>> 0;
+    const hi = Math.floor(part / 4294967296) | 0;
+    lane1 = Math.imul(Math.imul(lane1 ^ lo, 2654435761) ^ hi, 2654435761);
+    lane2 = Math.imul(Math.imul(lane2 ^ lo, 1597334677) ^ hi, 1597334677);
+    lane1 = Math.imul(lane1 ^ 2, 2654435761);
+    lane2 = Math.imul(lane2 ^ 2, 1597334677);
+    return;
   }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  const text = part === undefined ? '' : typeof part === 'string' ? part : String(part);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    lane1 = Math.imul(lane1 ^ c, 2654435761);
+    lane2 = Math.imul(lane2 ^ c, 1597334677);
+  }
+  // A separator, so ('ab', 'c') and ('a', 'bc') differ.
+  lane1 = Math.imul(lane1 ^ 1, 2654435761);
+  lane2 = Math.imul(lane2 ^ 1, 1597334677);
+}
+
+function finishId(): string {
+  const h1 = Math.imul(lane1 ^ (lane1 >>> 16), 2246822507) ^ Math.imul(lane2 ^ (lane2 >>> 13), 3266489909);
+  const h2 = Math.imul(lane2 ^ (lane2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
   return (h2 >>> 0).toString(16).padStart(8, '0') + (h1 >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The hash state after some leading id parts (a session's model, user and session ids), to reuse per event. */
+export interface IdPrefix {
+  h1: number;
+  h2: number;
+}
+
+export function idPrefix(...parts: (string | number | undefined)[]): IdPrefix {
+  lane1 = 0xdeadbeef;
+  lane2 = 0x41c6ce57;
+  for (let p = 0; p < parts.length; p++) mixPart(parts[p]);
+  return { h1: lane1, h2: lane2 };
+}
+
+export function predictionId(...parts: (string | number | undefined)[]): string {
+  lane1 = 0xdeadbeef;
+  lane2 = 0x41c6ce57;
+  for (let p = 0; p < parts.length; p++) mixPart(parts[p]);
+  return finishId();
+}
+
+/** `predictionIdAfter(idPrefix(a, b), c)` is `predictionId(a, b, c)`. */
+export function predictionIdAfter(prefix: IdPrefix, ...parts: (string | number | undefined)[]): string {
+  lane1 = prefix.h1;
+  lane2 = prefix.h2;
+  for (let p = 0; p < parts.length; p++) mixPart(parts[p]);
+  return finishId();
 }
 
 export class OnlineLearner {
@@ -129,6 +168,14 @@ export class OnlineLearner {
    * buffer is written again.
    */
   private learnBuffer = new Float32Array(0);
+  /**
+   * Normalised vectors of submitted samples, `batch.max_size` per slab: a sample keeps its slice
+   * (what it is scored on and later learnt from), and a batch of consecutive samples is one view of
+   * it, so there is no per-sample allocation or copy. A slab is freed with its last sample.
+   */
+  private slab = new Float32Array(0);
+  private slabUsed = 0;
+  private alignBuffer = new Float32Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
   private readonly drift: PageHinkley;
@@ -213,6 +260,9 @@ export class OnlineLearner {
     this.normaliser = new Normaliser(features.length);
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
     this.learnBuffer = new Float32Array(this.config.batch.maxSize * features.length);
+    this.alignBuffer = new Float32Array(features.length);
+    this.slab = new Float32Array(0);
+    this.slabUsed = 0;
   }
 
   private loadSaved(saved: SavedModel): void {
@@ -262,10 +312,20 @@ export class OnlineLearner {
     if (!this.model) this.build(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
-    const raw = new Float32Array(size);
-    if (map === null) raw.set(input.values as ArrayLike<number>);
-    else for (let i = 0; i < size; i++) raw[i] = map[i]! >= 0 ? input.values[map[i]!]! : 0;
-    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, raw };
+    // Normalised now (same order as at prediction, so the same statistics) straight into the slab.
+    if (this.slabUsed * size >= this.slab.length) {
+      this.slab = new Float32Array(this.config.batch.maxSize * size);
+      this.slabUsed = 0;
+    }
+    const offset = this.slabUsed++ * size;
+    let values: ArrayLike<number> = input.values;
+    if (map !== null) {
+      const aligned = this.alignBuffer;
+      for (let i = 0; i < size; i++) aligned[i] = map[i]! >= 0 ? input.values[map[i]!]! : 0;
+      values = aligned;
+    }
+    this.normaliser!.updateAndTransform(values, this.slab, offset);
+    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, x: this.slab.subarray(offset, offset + size) };
     if (input.sessionId !== undefined) sample.sessionId = input.sessionId;
     if (input.seq) sample.seq = input.seq;
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
@@ -303,15 +363,22 @@ export class OnlineLearner {
     if (samples.length === 0) return;
     this.toPredict = [];
     const d = this.features!.length;
-    // One buffer per batch: each sample keeps its slice (what it is learnt from when its label comes).
-    const x = new Float32Array(samples.length * d);
-    for (let i = 0; i < samples.length; i++) {
-      const s = samples[i]!;
-      if (s.x) x.set(s.x, i * d); // restored from a snapshot: normalised already
-      else this.normaliser!.updateAndTransform(s.raw!, x, i * d);
-      s.x = x.subarray(i * d, (i + 1) * d);
+    for (const s of samples) {
+      // A snapshot from before samples were normalised at submit holds raw features.
+      if (!s.x) {
+        s.x = new Float32Array(d);
+        this.normaliser!.updateAndTransform(s.raw!, s.x, 0);
+      }
       s.raw = undefined;
     }
+    // Consecutive slices of one slab: the batch is a view of it, no copy.
+    const first = samples[0]!.x!;
+    let contiguous = true;
+    for (let i = 1; i < samples.length && contiguous; i++) {
+      const x = samples[i]!.x!;
+      contiguous = x.buffer === first.buffer && x.byteOffset === first.byteOffset + i * d * 4;
+    }
+    const x = contiguous ? new Float32Array(first.buffer, first.byteOffset, samples.length * d) : undefined;
     const scores = this.model!.predictProbaMany(this.batchOf(samples, x));
     const version = `${this.config.version}.${this.counts.learnSteps}`;
     for (let i = 0; i < samples.length; i++) {

@@ -23,8 +23,8 @@ export class MultilayerPerceptron extends OnlineModel {
     // A zero output layer: the network starts predicting the prior, not a random projection of the
     // features (which scored below chance on real data for the first thousands of samples); the hidden
     // layers' random weights still break the symmetry once the output weights move.
-    this.params.add('wout', tf.zeros([width, 1]));
-    this.params.add('wlin', tf.zeros([inputs, 1]));
+    // The output reads the last hidden layer and the inputs (the linear skip), as one matrix.
+    this.params.add('wout', tf.zeros([width + inputs, 1]));
     this.params.add('bout', this.initialBias());
     this.ready();
   }
@@ -37,6 +37,6 @@ export class MultilayerPerceptron extends OnlineModel {
       // Seeded by the step, so a restored model drops the same units as the original would have.
       if (training && this.config.dropout > 0) h = tf.dropout(h, this.config.dropout, undefined, this.config.seed * 7919 + this.optimizer.step * 31 + i) as TF.Tensor2D;
     }
-    return h.matMul(this.params.get('wout')).add(x.matMul(this.params.get('wlin'))).add(this.params.get('bout')).reshape([batch.n]) as TF.Tensor1D;
+    return tf.concat([h, x], 1).matMul(this.params.get('wout')).add(this.params.get('bout')).reshape([batch.n]) as TF.Tensor1D;
   }
 }

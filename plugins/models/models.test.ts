@@ -10,7 +10,7 @@ import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { exactAuc, logLoss, Prequential } from './prequential.js';
 import { event, featureNames, rng, separableIntentStream, summary } from './testdata.js';
-import { predictionId } from './learner.js';
+import { idPrefix, predictionId, predictionIdAfter } from './learner.js';
 import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
@@ -75,6 +75,7 @@ test('prediction ids: deterministic, 16 hex digits, parts separated', () => {
   assert.equal(predictionId('m', 'u1', 's1', 1700000000000, 3), predictionId('m', 'u1', 's1', 1700000000000, 3));
   assert.match(predictionId('m', 'u1'), /^[0-9a-f]{16}$/);
   assert.notEqual(predictionId('ab', 'c'), predictionId('a', 'bc'));
+  assert.equal(predictionIdAfter(idPrefix('m', 'u1', 's1'), 1700000000000, 3), predictionId('m', 'u1', 's1', 1700000000000, 3));
   assert.notEqual(predictionId('m', 'u1', 's1', 1, 0), predictionId('m', 'u1', 's1', 1, 1));
   const ids = new Set<string>();
   for (let i = 0; i < 100_000; i++) ids.add(predictionId('intent', `u${i % 977}`, `s${i}`, 1700000000000 + i * 1000, i % 13));

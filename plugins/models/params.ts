@@ -101,6 +101,13 @@ export class Optimizer {
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
+  /**
+   * Adam's constants as tensors made once: a JS number in an op becomes a new scalar tensor (an
+   * allocation and an upload to the backend) per op per parameter per step.
+   */
+  private constants: { b1: TF.Scalar; b1c: TF.Scalar; b2: TF.Scalar; b2c: TF.Scalar; epsilon: TF.Scalar } | undefined;
+  /** Per parameter, in the parameter order: its moments. */
+  private moments: { name: string; m: TF.Variable; v: TF.Variable }[] = [];
 
   constructor(
     private readonly config: OptimizerConfig,
@@ -115,37 +122,41 @@ export class Optimizer {
         // tf.variable keeps its own reference to the data: the initial tensor is disposed with the tidy.
         this.slots.set(`${name}/m`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
         this.slots.set(`${name}/v`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
+        this.moments.push({ name, m: this.slots.get(`${name}/m`)!, v: this.slots.get(`${name}/v`)! });
       }
+      this.constants = {
+        b1: tf.scalar(this.beta1),
+        b1c: tf.scalar(1 - this.beta1),
+        b2: tf.scalar(this.beta2),
+        b2c: tf.scalar(1 - this.beta2),
+        epsilon: tf.scalar(this.epsilon),
+      };
     }
   }
 
-  /** Minimises `loss` over every parameter; returns the loss value. Runs inside tf.tidy. */
-  minimize(loss: () => TF.Scalar): number {
-    return tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(loss, this.params.list());
+  /** One step with the given gradients (by parameter name): the model derives them (autodiff or closed form). */
+  apply(gradOf: (name: string, variable: TF.Variable) => TF.Tensor | undefined): void {
+    tf.tidy(() => {
       this.step++;
       const lr = this.learningRate;
       if (this.config.kind === 'sgd') {
-        for (const variable of this.params.vars.values()) {
-          const grad = grads[variable.name];
+        for (const [name, variable] of this.params.vars) {
+          const grad = gradOf(name, variable);
           if (grad) variable.assign(variable.sub(grad.mul(lr)));
         }
       } else {
-        const b1 = this.beta1;
-        const b2 = this.beta2;
+        const c = this.constants!;
         // Bias correction folded into the step size, as tf.train.adam does.
-        const alpha = (lr * Math.sqrt(1 - b2 ** this.step)) / (1 - b1 ** this.step);
-        for (const [name, variable] of this.params.vars) {
-          const grad = grads[variable.name];
+        const alpha = tf.scalar((lr * Math.sqrt(1 - this.beta2 ** this.step)) / (1 - this.beta1 ** this.step));
+        for (const { name, m, v } of this.moments) {
+          const variable = this.params.get(name);
+          const grad = gradOf(name, variable);
           if (!grad) continue;
-          const m = this.slots.get(`${name}/m`)!;
-          const v = this.slots.get(`${name}/v`)!;
-          m.assign(m.mul(b1).add(grad.mul(1 - b1)));
-          v.assign(v.mul(b2).add(grad.square().mul(1 - b2)));
-          variable.assign(variable.sub(m.div(v.sqrt().add(this.epsilon)).mul(alpha)));
+          m.assign(m.mul(c.b1).add(grad.mul(c.b1c)));
+          v.assign(v.mul(c.b2).add(grad.square().mul(c.b2c)));
+          variable.assign(variable.sub(m.div(v.sqrt().add(c.epsilon)).mul(alpha)));
         }
       }
-      return value.dataSync()[0]!;
     });
   }
 
@@ -179,5 +190,8 @@ export class Optimizer {
   dispose(): void {
     for (const slot of this.slots.values()) slot.dispose();
     this.slots.clear();
+    this.moments = [];
+    if (this.constants) for (const constant of Object.values(this.constants)) constant.dispose();
+    this.constants = undefined;
   }
 }

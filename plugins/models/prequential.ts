@@ -59,23 +59,33 @@ export function logLoss(score: number, label: number): number {
 
 /** Exact ROC AUC (ties count half) of paired scores and labels; null when one class is missing. */
 export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number | null {
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   let positives = 0;
-  let rankSum = 0;
-  for (let i = 0; i < count; ) {
-    let j = i;
-    while (j + 1 < count && scores[order[j + 1]!] === scores[order[i]!]) j++;
-    // Tied scores share the mean of their ranks (1-based).
-    const rank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (labels[order[k]!]! > 0) {
-      positives++;
-      rankSum += rank;
-    }
-    i = j + 1;
-  }
+  for (let i = 0; i < count; i++) if (labels[i]! > 0) positives++;
   const negatives = count - positives;
   if (positives === 0 || negatives === 0) return null;
-  return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
+  // Each class sorted on its own (typed-array sort is native and numeric), then one merge counts the
+  // pairs each positive wins (ties half): several times faster than sorting indices by comparator.
+  const pos = new Float64Array(positives);
+  const neg = new Float64Array(negatives);
+  for (let i = 0, p = 0, q = 0; i < count; i++) {
+    if (labels[i]! > 0) pos[p++] = scores[i]!;
+    else neg[q++] = scores[i]!;
+  }
+  pos.sort();
+  neg.sort();
+  let won = 0;
+  let below = 0;
+  let tied = 0;
+  for (let i = 0; i < positives; i++) {
+    const s = pos[i]!;
+    if (i === 0 || s !== pos[i - 1]) {
+      while (below < negatives && neg[below]! < s) below++;
+      tied = below;
+      while (tied < negatives && neg[tied] === s) tied++;
+    }
+    won += below + (tied - below) / 2;
+  }
+  return won / (positives * negatives);
 }
 
 export class Prequential {
@@ -106,6 +116,8 @@ export class Prequential {
     this.ringLabels = new Uint8Array(window);
     // Per bin: count, sum of scores, sum of labels.
     this.calibration = Array.from({ length: calibrationBins }, () => new Float64Array(3));
+    // A timeline point costs a windowed AUC (a sort of the window): no closer than a quarter window.
+    this.every = Math.max(1, Math.floor(window / 4));
   }
 
   /** Scores one label against its earlier prediction; returns that sample's log loss. */
