@@ -79,8 +79,6 @@ const heapAfterFill = process.memoryUsage().heapUsed;
 const checkpoint = filled.lastCheckpoint!;
 const files = readdirSync(join(dir, 'checkpoints')).filter((name) => name.endsWith('.json'));
 const size = statSync(join(dir, 'checkpoints', files.sort().at(-1)!)).size;
-const state = first.runner.snapshot() as Record<string, { open?: unknown[] } | undefined>;
-void state;
 
 // 2. Restore into a fresh pipeline: time from start to the sources running again.
 const second = await pipeline();

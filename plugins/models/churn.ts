@@ -14,6 +14,7 @@ import { SequenceTracker, type Step } from './sequence.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
+  max_users?: number;
 }
 
 interface UserState {
@@ -52,7 +53,6 @@ export const churnFeatureNames = [
 ] as const;
 
 const day = 86_400_000;
-const maxUsers = 1_000_000;
 const maxOpen = 8;
 
 export default defineOperator<ChurnModelConfig>({
@@ -72,6 +72,12 @@ export default defineOperator<ChurnModelConfig>({
     properties: {
       ...modelOperatorProperties,
       horizon: { $ref: 'tributary:duration', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
+      max_users: {
+        type: 'integer',
+        minimum: 1,
+        default: 1000000,
+        description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`.',
+      },
     },
   },
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
@@ -81,6 +87,8 @@ export default defineOperator<ChurnModelConfig>({
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
     const learner = new OnlineLearner(config, 'churn', context);
+    const maxUsers = rawConfig.max_users ?? 1_000_000;
+    const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
     const users = new Map<string, UserState>();
     // Min-heap of (deadline, prediction id, user); entries already labelled are skipped when popped.
@@ -117,7 +125,10 @@ export default defineOperator<ChurnModelConfig>({
     const userOf = (userId: string, time: number): UserState => {
       let user = users.get(userId);
       if (!user) {
-        if (users.size >= maxUsers) users.delete(users.keys().next().value!);
+        if (users.size >= maxUsers) {
+          users.delete(users.keys().next().value!);
+          usersEvicted.inc();
+        }
         user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [] };
         users.set(userId, user);
       }
