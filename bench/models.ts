@@ -9,16 +9,14 @@
  *    counting sink) events/s against the raw parse limit (readline + JSON.parse) of the same file.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parse, stringify } from 'yaml';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
-import { ShopperWorld } from '../plugins/sources/shoppers.js';
+import { rawParseMs, writeSyntheticEvents } from './data.js';
 import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
@@ -29,30 +27,6 @@ const events = Number(process.argv[2] ?? 200_000);
 const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-models-'));
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
-
-async function writeEvents(path: string): Promise<void> {
-  const world = new ShopperWorld({ seed: 7, users: 2000 });
-  const out = createWriteStream(path);
-  let chunk = '';
-  for (let i = 0; i < events; i++) {
-    const e = world.next();
-    chunk += `{"user_id":"${e.userId}","time":${e.time},"type":"${e.type}","item_id":"${e.itemId}","category":"${e.category}","price":${e.price}}\n`;
-    if (chunk.length > 1 << 20) {
-      if (!out.write(chunk)) await once(out, 'drain');
-      chunk = '';
-    }
-  }
-  out.end(chunk);
-  await once(out, 'finish');
-}
-
-async function rawParse(path: string): Promise<number> {
-  const start = performance.now();
-  let count = 0;
-  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) if ((JSON.parse(line) as { user_id?: string }).user_id) count++;
-  if (count !== events) throw new Error(`parsed ${count} of ${events}`);
-  return performance.now() - start;
-}
 
 const demo = parse(readFileSync(join(root, 'pipelines/demo.yaml'), 'utf8')) as { stages: Record<string, unknown>[] };
 const isModel = (s: Record<string, unknown>): boolean => String(s.type).endsWith('-model');
@@ -75,7 +49,7 @@ async function run(source: Record<string, unknown>, stages: Record<string, unkno
 }
 
 const eventsFile = join(dir, 'events.jsonl');
-await writeEvents(eventsFile);
+await writeSyntheticEvents(eventsFile, events, 2000, 7);
 const fileSource = { type: 'file', path: eventsFile, mapping: { time_format: 'epoch_ms' } };
 const backend = await useBackend('auto', silentLogger);
 
@@ -85,7 +59,7 @@ const whole: number[] = [];
 const featuresOnly: number[] = [];
 let modelReports: StreamRecord[] = [];
 for (let round = 0; round < 3; round++) {
-  raw.push(await rawParse(eventsFile));
+  raw.push(await rawParseMs(eventsFile, events));
   const result = await run(fileSource, demo.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics');
   whole.push(result.ms);
   modelReports = result.kept;

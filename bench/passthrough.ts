@@ -4,47 +4,17 @@
  *
  *   node --expose-gc dist/bench/passthrough.js [events=1000000]
  */
-import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { loadPipeline, PipelineRunner, MetricsHub } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
-import { ShopperWorld } from '../plugins/sources/shoppers.js';
+import { rawParseMs, writeSyntheticEvents } from './data.js';
 import { machine, median, writeSection } from './machine.js';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
-
-async function writeEvents(path: string, count: number): Promise<void> {
-  const world = new ShopperWorld({ seed: 1, users: Math.max(1000, count / 10) });
-  const out = createWriteStream(path);
-  let chunk = '';
-  for (let i = 0; i < count; i++) {
-    const e = world.next();
-    chunk += `{"user_id":"${e.userId}","time":${e.time},"type":"${e.type}","item_id":"${e.itemId}","category":"${e.category}","price":${e.price}}\n`;
-    if (chunk.length > 1 << 20) {
-      if (!out.write(chunk)) await once(out, 'drain');
-      chunk = '';
-    }
-  }
-  out.end(chunk);
-  await once(out, 'finish');
-}
-
-async function rawParse(path: string): Promise<number> {
-  const start = performance.now();
-  let count = 0;
-  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  for await (const line of lines) {
-    const parsed = JSON.parse(line) as { user_id: string };
-    if (parsed.user_id) count++;
-  }
-  if (count === 0) throw new Error('nothing parsed');
-  return performance.now() - start;
-}
 
 interface PipelineResult {
   ms: number;
@@ -77,18 +47,18 @@ async function pipeline(path: string, out: string): Promise<PipelineResult> {
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 const input = join(dir, 'events.jsonl');
-await writeEvents(input, events);
+await writeSyntheticEvents(input, events, Math.max(1000, events / 10));
 const rawTimes: number[] = [];
 const pipeTimes: number[] = [];
 let memory: PipelineResult | undefined;
 for (let round = 0; round < 3; round++) {
-  rawTimes.push(await rawParse(input));
+  rawTimes.push(await rawParseMs(input, events));
   const result = await pipeline(input, join(dir, 'out.jsonl'));
   pipeTimes.push(result.ms);
   memory = result;
 }
 const small = join(dir, 'small.jsonl');
-await writeEvents(small, events / 4);
+await writeSyntheticEvents(small, events / 4, Math.max(1000, events / 40));
 const smallMemory = await pipeline(small, join(dir, 'small-out.jsonl'));
 
 const raw = median(rawTimes);

@@ -5,11 +5,9 @@
  *
  *   node --expose-gc dist/bench/sessionize.js [events=1000000] [users=100000] [knownUsers=1000000]
  */
-import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, watermark, type ClickEvent } from 'tributary';
 import { silentLogger, testContext } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
@@ -19,6 +17,7 @@ import sessionizer from '../plugins/operators/sessionizer.js';
 import sessionFeatures from '../plugins/operators/session-features.js';
 import userFeatures from '../plugins/operators/user-features.js';
 import { machine, median, writeSection } from './machine.js';
+import { rawParseMs, writeSyntheticEvents } from './data.js';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const users = Number(process.argv[3] ?? 100_000);
@@ -29,38 +28,6 @@ const gc = (): void => {
   global.gc();
   global.gc();
 };
-
-async function writeEvents(path: string): Promise<{ first: number; last: number }> {
-  const world = new ShopperWorld({ seed: 1, users });
-  const out = createWriteStream(path);
-  let chunk = '';
-  let first = 0;
-  let last = 0;
-  for (let i = 0; i < events; i++) {
-    const e = world.next();
-    if (i === 0) first = e.time;
-    last = e.time;
-    chunk += `{"user_id":"${e.userId}","time":${e.time},"type":"${e.type}","item_id":"${e.itemId}","category":"${e.category}","price":${e.price}}\n`;
-    if (chunk.length > 1 << 20) {
-      if (!out.write(chunk)) await once(out, 'drain');
-      chunk = '';
-    }
-  }
-  out.end(chunk);
-  await once(out, 'finish');
-  return { first, last };
-}
-
-async function rawParse(path: string): Promise<number> {
-  const start = performance.now();
-  let count = 0;
-  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
-    const parsed = JSON.parse(line) as { user_id: string };
-    if (parsed.user_id) count++;
-  }
-  if (count !== events) throw new Error(`parsed ${count} of ${events}`);
-  return performance.now() - start;
-}
 
 const stagesYaml = `stages:
   - {type: sessionizer, gap: 30m, max_length: 4h, allowed_lateness: 5m}
@@ -112,13 +79,13 @@ async function stateBytes(stages: Stage[], count: number, make: (i: number) => C
 }
 
 const input = join(dir, 'events.jsonl');
-const span = await writeEvents(input);
+const span = await writeSyntheticEvents(input, events, users);
 const rawTimes: number[] = [];
 const pipeTimes: number[] = [];
 const sourceTimes: number[] = [];
 let sessions = 0;
 for (let round = 0; round < 3; round++) {
-  rawTimes.push(await rawParse(input));
+  rawTimes.push(await rawParseMs(input, events));
   const result = await pipeline(input, true);
   pipeTimes.push(result.ms);
   sessions = result.sessions;

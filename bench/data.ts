@@ -1,0 +1,41 @@
+/**
+ * The benches' common input: synthetic shoppers written as JSON lines, and the raw parse limit
+ * (plain readline + JSON.parse) every throughput figure is compared against, in the same run.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { ShopperWorld } from '../plugins/sources/shoppers.js';
+
+/** Writes `events` events of `users` shoppers as JSONL; returns the first and last event times. */
+export async function writeSyntheticEvents(path: string, events: number, users: number, seed = 1): Promise<{ first: number; last: number }> {
+  const world = new ShopperWorld({ seed, users });
+  const out = createWriteStream(path);
+  let chunk = '';
+  let first = 0;
+  let last = 0;
+  for (let i = 0; i < events; i++) {
+    const e = world.next();
+    if (i === 0) first = e.time;
+    last = e.time;
+    chunk += `{"user_id":"${e.userId}","time":${e.time},"type":"${e.type}","item_id":"${e.itemId}","category":"${e.category}","price":${e.price}}\n`;
+    if (chunk.length > 1 << 20) {
+      if (!out.write(chunk)) await once(out, 'drain');
+      chunk = '';
+    }
+  }
+  out.end(chunk);
+  await once(out, 'finish');
+  return { first, last };
+}
+
+/** Milliseconds to read and JSON.parse every line of `path` with readline; checks the count. */
+export async function rawParseMs(path: string, expected: number): Promise<number> {
+  const start = performance.now();
+  let count = 0;
+  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
+    if ((JSON.parse(line) as { user_id?: string }).user_id) count++;
+  }
+  if (count !== expected) throw new Error(`parsed ${count} of ${expected}`);
+  return performance.now() - start;
+}
