@@ -544,6 +544,12 @@ export class OnlineLearner {
     this.awaiting.clear();
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
+    // The run's verdict on the model, where a person running a backtest or the demo will see it.
+    const summary = this.prequential.summary();
+    this.context.logger.info(
+      { model: this.name, task: this.task, ...summary, window: undefined, unlabelledAtEnd: this.counts.unlabelledAtEnd },
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? "n/a" : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}`,
+    );
     if (this.config.report) emit(this.report());
   }
 
