@@ -169,9 +169,15 @@ export default defineSink<KafkaSinkConfig>({
     return {
       write(record) {
         if (failure) throw failure;
-        const value = Buffer.from(serialize(record));
         const key = keyOf(record);
-        if (backlog.length > 0 || !send(value, key)) backlog.push({ value, key });
+        if (backlog.length === 0) {
+          // librdkafka copies the value (RK_MSG_COPY), so one scratch buffer serves every record.
+          const value = encode(serialize(record));
+          if (send(value, key)) return;
+          backlog.push({ value: Buffer.from(value), key });
+        } else {
+          backlog.push({ value: Buffer.from(serialize(record)), key });
+        }
       },
       ready() {
         if (outstanding + backlog.length <= config.max_in_flight) return undefined;
@@ -181,6 +187,11 @@ export default defineSink<KafkaSinkConfig>({
         return roomPromise;
       },
       async flush() {
+        // Nothing written since the last flush (e.g. a dead-letter sink): no threadpool round trip.
+        if (outstanding === 0 && backlog.length === 0) {
+          if (failure) throw failure;
+          return;
+        }
         while (backlog.length > 0) {
           retryBacklog();
           if (backlog.length > 0) await promisify((cb) => producer.flush(1_000, cb)).catch(() => undefined);
@@ -201,6 +212,16 @@ export default defineSink<KafkaSinkConfig>({
     };
   },
 });
+
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+/** `text` as UTF-8 in the shared scratch buffer: valid until the next call. */
+function encode(text: string): Buffer {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
+  if (text.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(Math.max(text.length * 3, scratch.length * 2));
+  const bytes = scratch.write(text, 0, 'utf8');
+  return scratch.subarray(0, bytes);
+}
 
 /** JSON, with feature vectors as `{name: value}` objects (a Float32Array would become an index map). */
 export function serialize(record: StreamRecord): string {

@@ -3,10 +3,12 @@
  * maps them to canonical events with the shared mapping config.
  *
  * Consumption is non-flowing: a background loop calls `consume(n)` and keeps at most `max_buffered`
- * records in memory; above that it pauses every assigned partition (librdkafka then stops fetching and
- * drops what it prefetched) and resumes below half. It keeps calling `consume` while paused, so group
- * heartbeats, rebalances and `max.poll.interval.ms` stay served. The runtime pulls batches from that
- * buffer only when the pipeline has room.
+ * records in memory. At that bound it first just stops taking records: librdkafka's own prefetch queue
+ * is bounded (queued.min.messages, queued.max.messages.kbytes), so fetching stops by itself and nothing
+ * prefetched is thrown away. Only when the pipeline stalls for longer (`stallPauseMs`) does it pause
+ * every assigned partition (librdkafka then drops what it prefetched and refetches it on resume) and
+ * keep calling `consume`, so rebalances and `max.poll.interval.ms` stay served; it resumes below half.
+ * The runtime pulls batches from that buffer only when the pipeline has room.
  *
  * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness) and
  * combined by minimum over partitions that had a record within the entry's idle_timeout.
@@ -60,6 +62,8 @@ export interface KafkaSourceConfig extends ConnectionConfig {
 interface PartitionState {
   topic: string;
   partition: number;
+  /** Next offset after the last record consumed into the buffer (consume side; `next` is the read side). */
+  fetched: number | undefined;
   /** Next offset after the last record handed to the runtime; undefined before the first. */
   next: number | undefined;
   maxTime: number;
@@ -70,6 +74,8 @@ interface PartitionState {
 }
 
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
+/** How long a full buffer may wait for the runtime before the partitions are paused. */
+const stallPauseMs = 1_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -147,7 +153,13 @@ class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
   private readonly partitions = new Map<string, PartitionState>();
   /** Records consumed and not yet handed to the runtime. */
-  private buffer: RdKafka.Message[] = [];
+  /** Consumed records not yet handed to the runtime, as the chunks consume() returned them (no copying). */
+  private chunks: RdKafka.Message[][] = [];
+  /** End-of-partition events of the last consume call, applied once its records are buffered. */
+  private ends: { key: string; offset: number }[] = [];
+  private buffered = 0;
+  /** Resolved when read() takes records: the consume loop waits on it while the buffer is full. */
+  private taken: (() => void) | undefined;
   private readonly maxBuffered: number;
   private readonly pollTimeout: number;
   private readonly maxOutOfOrderness: number;
@@ -161,8 +173,9 @@ class KafkaSource {
   private healthy: SourceHealth = { ready: false, detail: 'connecting' };
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
-  private commits: Promise<void> = Promise.resolve();
-  private pendingCommit: ((error: Error | undefined) => void) | undefined;
+  /** Asynchronous offset commits sent and not yet answered (offset_commit_cb), and who waits for none. */
+  private commitsInFlight = 0;
+  private commitsSettled: (() => void) | undefined;
   private lastProbe = 0;
   private failure: Error | undefined;
   private readonly label: string;
@@ -188,27 +201,32 @@ class KafkaSource {
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
       'enable.partition.eof': config.stop_at_end,
-      // Prefetch stays bounded in librdkafka too, not only in our buffer.
+      // Prefetch stays bounded in librdkafka too, not only in our buffer (per partition: ~20k records or 16 MiB).
       'queued.max.messages.kbytes': 16_384,
+      'queued.min.messages': 20_000,
+      // Latency: the broker answers a fetch at once when data is there (fetch.min.bytes 1); these bound
+      // the wait when it is not, the pause after an empty fetch, and after a full local queue (default
+      // 500 ms, 500 ms and 1 s), each of which a record arriving then would otherwise wait out.
+      'fetch.wait.max.ms': 50,
+      'fetch.error.backoff.ms': 20,
+      'fetch.queue.backoff.ms': 20,
       'isolation.level': 'read_committed',
       'socket.keepalive.enable': true,
       // Rebalances are handled here: assignments start at seek() positions, revocations drop buffered records.
       rebalance_cb: (error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]) => this.onRebalance(error, assignment),
       offset_commit_cb: (error: RdKafka.LibrdKafkaError | null) => {
-        const pending = this.pendingCommit;
-        this.pendingCommit = undefined;
-        pending?.(error ? asError(error) : undefined);
+        // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
+        if (error) this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+        if (this.commitsInFlight > 0 && --this.commitsInFlight === 0) this.commitsSettled?.();
       },
       ...(config.options ?? {}),
     };
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
     this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
     this.consumer.on('event.error', (error) => this.onClientError(error));
-    this.consumer.on('partition.eof', (eof) => {
-      const state = this.partitions.get(partitionKey(eof.topic, eof.partition));
-      if (state) state.atEnd = true;
-      this.notify();
-    });
+    // node-rdkafka emits these before the consume callback hands over the records they follow, so
+    // they are applied after those records are buffered (applyEnds).
+    this.consumer.on('partition.eof', (eof) => void this.ends.push({ key: partitionKey(eof.topic, eof.partition), offset: eof.offset }));
   }
 
   // ---- Source API ----
@@ -220,7 +238,7 @@ class KafkaSource {
     signal?.addEventListener('abort', () => this.notify(), { once: true });
     while (!this.closing && !signal?.aborted) {
       if (this.failure) throw this.failure;
-      if (this.buffer.length === 0) {
+      if (this.buffered === 0) {
         if (this.config.stop_at_end && this.reachedEnd()) return;
         await new Promise<void>((resolve) => {
           this.wake = resolve;
@@ -228,9 +246,7 @@ class KafkaSource {
         this.wake = undefined;
         continue;
       }
-      const chunk = this.buffer.length <= batchSize ? this.buffer : this.buffer.slice(0, batchSize);
-      this.buffer = this.buffer.length <= batchSize ? [] : this.buffer.slice(batchSize);
-      const events = this.decode(chunk);
+      const events = this.decode(this.take(batchSize));
       if (events.length > 0) yield events;
     }
   }
@@ -277,33 +293,25 @@ class KafkaSource {
       (tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.assigned === true,
     );
     if (this.transactions) {
-      return this.transactions.commit(offsets, this.connected ? this.consumer : undefined).catch((error: unknown) => {
+      const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
+      committed.catch((error: unknown) => {
         // The transaction was aborted: stop with this error (a restart resumes from the last commit).
         this.failure ??= asError(error);
         this.notify();
-        throw error;
       });
+      return sealed;
     }
     if (offsets.length === 0 || !this.connected) return Promise.resolve();
-    const run = (): Promise<void> =>
-      new Promise<void>((resolve) => {
-        // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
-        const timer = setTimeout(() => finish(new Error('no answer within 30 s')), 30_000);
-        const finish = (error: Error | undefined): void => {
-          clearTimeout(timer);
-          this.pendingCommit = undefined;
-          if (error) this.context.logger.warn({ err: error.message }, 'kafka offset commit failed; a restart replays from the previous commit');
-          resolve();
-        };
-        this.pendingCommit = finish;
-        try {
-          this.consumer.commit(offsets);
-        } catch (error) {
-          finish(asError(error));
-        }
-      });
-    this.commits = this.commits.then(run);
-    return this.commits;
+    // Asynchronous: the offsets are final (every sink flushed), so nothing needs to wait for the
+    // broker's answer; the barrier would otherwise hold the whole pipeline for one round trip per
+    // commit. Commits of one consumer are sent in order; close() waits for the answers.
+    try {
+      this.consumer.commit(offsets);
+      this.commitsInFlight++;
+    } catch (error) {
+      this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+    }
+    return Promise.resolve();
   }
 
   health(): SourceHealth {
@@ -313,7 +321,19 @@ class KafkaSource {
   async close(): Promise<void> {
     this.closing = true;
     this.notify();
+    this.taken?.();
     await this.loop?.catch(() => undefined);
+    // The last transaction may still be committing (after its barrier): it needs the consumer's group metadata.
+    await this.transactions?.settled();
+    if (this.connected && this.commitsInFlight > 0) {
+      // The last commits' answers come through consume() calls; poll until they are in (bounded).
+      const settled = new Promise<void>((resolve) => (this.commitsSettled = resolve));
+      const deadline = Date.now() + 10_000;
+      this.consumer.setDefaultConsumeTimeout(this.pollTimeout);
+      while (this.commitsInFlight > 0 && Date.now() < deadline) {
+        await Promise.race([settled, promisify<RdKafka.Message[]>((cb) => this.consumer.consume(1, cb)).catch(() => [])]);
+      }
+    }
     if (this.connected) {
       this.connected = false;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
@@ -330,11 +350,17 @@ class KafkaSource {
     const topics: RdKafka.SubscribeTopicList = pattern ? [pattern.startsWith('^') ? pattern : `^${pattern}`] : (this.config.topics ?? []);
     this.consumer.subscribe(topics);
     while (!this.closing) {
-      if (!this.paused && this.buffer.length >= this.maxBuffered) this.pause();
-      else if (this.paused && this.buffer.length <= this.maxBuffered / 2) this.resume();
+      if (!this.paused && this.buffered >= this.maxBuffered) {
+        // Full: wait for the runtime to take records; pause only if it stalls (see the top of the file).
+        if (await this.roomWithin(stallPauseMs)) continue;
+        if (this.closing) break;
+        this.pause();
+      } else if (this.paused && this.buffered <= this.maxBuffered / 2) {
+        this.resume();
+      }
       let messages: RdKafka.Message[];
       try {
-        messages = await this.consumeBatch(this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffer.length));
+        messages = await this.consumeBatch(this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered));
       } catch (error) {
         this.onClientError(error as RdKafka.LibrdKafkaError);
         await delay(200);
@@ -343,10 +369,26 @@ class KafkaSource {
       if (messages.length > 0) {
         if (!this.healthy.ready) this.setHealthy();
         this.lastProbe = this.context.clock.now();
-        for (const message of messages) {
-          // A record of a partition revoked meanwhile belongs to its new owner now.
-          if (this.partitions.get(partitionKey(message.topic, message.partition))?.assigned) this.buffer.push(message);
+        let kept = messages;
+        for (let i = 0; i < messages.length; i++) {
+          const message = messages[i]!;
+          const state = this.partitions.get(partitionKey(message.topic, message.partition));
+          if (state?.assigned) {
+            state.fetched = message.offset + 1;
+          } else {
+            // A record of a partition revoked meanwhile belongs to its new owner now.
+            kept = messages.filter((m) => this.partitions.get(partitionKey(m.topic, m.partition))?.assigned);
+            break;
+          }
         }
+        if (kept !== messages) for (const message of kept) this.partitions.get(partitionKey(message.topic, message.partition))!.fetched = message.offset + 1;
+        if (kept.length > 0) {
+          this.chunks.push(kept);
+          this.buffered += kept.length;
+        }
+        this.applyEnds();
+        this.notify();
+      } else if (this.applyEnds()) {
         this.notify();
       } else if (this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000)) {
         // Quiet: no record proves the brokers are there, so ask (librdkafka's own error events are not
@@ -358,10 +400,16 @@ class KafkaSource {
   }
 
   /**
-   * Up to `max` records: waits up to poll_timeout for the first, then takes only what is already
-   * fetched (node-rdkafka's consume(n) would otherwise wait poll_timeout between every two records).
+   * Up to `max` records: what is already fetched if any (one call), else waits up to poll_timeout for
+   * the first and then takes only what is already fetched (node-rdkafka's consume(n) waits its timeout
+   * for each record until it has n, which would hold records back for as long as they keep coming).
    */
   private async consumeBatch(max: number): Promise<RdKafka.Message[]> {
+    if (max > 1) {
+      this.consumer.setDefaultConsumeTimeout(0);
+      const ready = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(max, cb));
+      if (ready.length > 0 || this.closing) return ready;
+    }
     this.consumer.setDefaultConsumeTimeout(this.pollTimeout);
     const first = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(1, cb));
     if (first.length === 0 || max <= 1 || this.closing) return first;
@@ -418,11 +466,12 @@ class KafkaSource {
         const key = partitionKey(tp.topic, tp.partition);
         let state = this.partitions.get(key);
         if (!state) {
-          state = { topic: tp.topic, partition: tp.partition, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
+          state = { topic: tp.topic, partition: tp.partition, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
           this.partitions.set(key, state);
         }
         state.assigned = true;
         state.atEnd = false;
+        state.fetched = undefined;
         state.lastActivity = now;
         const from = this.seekTo.get(key);
         // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
@@ -443,12 +492,14 @@ class KafkaSource {
         if (state) {
           state.assigned = false;
           state.next = undefined;
+          state.fetched = undefined;
         }
       }
-      this.buffer = this.buffer.filter((message) => !revoked.has(partitionKey(message.topic, message.partition)));
+      this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !revoked.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
+      this.buffered = this.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
       const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
       if (this.transactions && offsets.length > 0) {
-        this.transactions.commit(offsets, this.consumer).then(
+        this.transactions.commit(offsets, this.consumer).committed.then(
           () => this.consumer.unassign(),
           (error: unknown) => {
             this.failure = asError(error);
@@ -486,11 +537,71 @@ class KafkaSource {
       any = true;
       if (!state.atEnd) return false;
     }
-    return any && this.buffer.length === 0;
+    return any && this.buffered === 0;
   }
 
   private notify(): void {
     this.wake?.();
+  }
+
+  /** Marks partitions read to their end; true if any was. */
+  private applyEnds(): boolean {
+    if (this.ends.length === 0) return false;
+    let any = false;
+    for (const end of this.ends) {
+      const state = this.partitions.get(end.key);
+      // An end queued before a pause may outlive the records purged with it: it counts only if
+      // nothing lies between what was consumed and that end.
+      if (state?.assigned && (state.fetched === undefined || end.offset <= state.fetched)) {
+        state.atEnd = true;
+        any = true;
+      }
+    }
+    this.ends = [];
+    return any;
+  }
+
+  /** Up to `max` buffered records, oldest first. */
+  private take(max: number): RdKafka.Message[] {
+    let out: RdKafka.Message[];
+    const first = this.chunks[0]!;
+    if (first.length >= max) {
+      out = first.length === max ? first : first.slice(0, max);
+      if (first.length === max) this.chunks.shift();
+      else this.chunks[0] = first.slice(max);
+    } else {
+      out = [];
+      while (out.length < max && this.chunks.length > 0) {
+        const chunk = this.chunks[0]!;
+        const room = max - out.length;
+        if (chunk.length <= room) {
+          this.chunks.shift();
+          for (const message of chunk) out.push(message);
+        } else {
+          for (let i = 0; i < room; i++) out.push(chunk[i]!);
+          this.chunks[0] = chunk.slice(room);
+        }
+      }
+    }
+    this.buffered -= out.length;
+    const taken = this.taken;
+    this.taken = undefined;
+    taken?.();
+    return out;
+  }
+
+  /** True once read() takes records, false after `ms` without (or when closing). */
+  private roomWithin(ms: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.taken = undefined;
+        resolve(false);
+      }, ms);
+      this.taken = () => {
+        clearTimeout(timer);
+        resolve(!this.closing);
+      };
+    });
   }
 
   /** Records -> events; rejects go to the dead-letter sink. Advances positions and watermarks. */

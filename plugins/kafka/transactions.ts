@@ -13,6 +13,10 @@
  *   metadata, so a zombie from an older group generation is fenced: KIP-447), `commitTransaction`,
  *   and begin the next one. The runtime calls the source's `commit` at a barrier, after every sink
  *   flushed, so the transaction holds exactly the outputs of the input up to the offsets it commits.
+ * - Only the flush and the sealing of the transaction (no more writes into it) happen at that barrier:
+ *   the broker round trips of sendOffsetsToTransaction and commitTransaction run after it, while the
+ *   pipeline goes on writing into a bounded queue that opens the next transaction. Holding the
+ *   barrier for them would stop the pipeline for most of every short commit interval.
  * - Any transactional error aborts and fails the pipeline: a restart resumes from the last committed
  *   offsets, and readers with isolation.level=read_committed never see the aborted outputs.
  */
@@ -21,6 +25,8 @@ import type * as RdKafka from 'node-rdkafka';
 import { asError, promisify, rdkafka } from './common.js';
 
 const key = 'kafka:transactions';
+/** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
+const maxWaiting = 50_000;
 
 export interface TransactionalProduce {
   topic: string;
@@ -37,6 +43,9 @@ export class PipelineTransactions {
   private closed = false;
   private failure: Error | undefined;
   private opened: Promise<void> = Promise.resolve();
+  /** Resolved when the next transaction opens (while `waiting` is full). */
+  private reopened: Promise<void> = Promise.resolve();
+  private reopen: (() => void) | undefined;
   private committing: Promise<void> = Promise.resolve();
   transactions = 0;
 
@@ -81,6 +90,15 @@ export class PipelineTransactions {
     const waiting = this.waiting;
     this.waiting = [];
     for (const record of waiting) this.send(record);
+    const reopen = this.reopen;
+    this.reopen = undefined;
+    reopen?.();
+  }
+
+  /** No more writes into the open transaction: later ones wait for the next. */
+  private seal(): void {
+    this.open = false;
+    this.reopened = new Promise<void>((resolve) => (this.reopen = resolve));
   }
 
   /** Writes into the open transaction (or the next one, while a commit is under way). */
@@ -96,9 +114,9 @@ export class PipelineTransactions {
     this.producer.produce(record.topic, null, record.value, record.key, record.timestamp);
   }
 
-  /** Resolves when a transaction is open to write into. */
+  /** Resolves when there is room: a transaction is open, or the queue for the next one is not full. */
   ready(): Promise<void> | undefined {
-    return this.open ? undefined : this.opened;
+    return this.open || this.waiting.length < maxWaiting ? undefined : this.reopened;
   }
 
   /** Waits until everything produced so far is acknowledged by the brokers (still uncommitted). */
@@ -109,18 +127,28 @@ export class PipelineTransactions {
 
   /**
    * Commits the open transaction together with the consumer's `offsets` (next offsets to read), then
-   * opens the next. On failure the transaction is aborted and the error thrown: the pipeline must stop.
+   * opens the next. `sealed` resolves once everything written so far is acknowledged and the
+   * transaction takes no more writes (the part that needs the runtime's barrier); `committed` when the
+   * brokers committed it. On failure the transaction is aborted and both reject: the pipeline must stop.
    */
-  commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): Promise<void> {
+  commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): { sealed: Promise<void>; committed: Promise<void> } {
+    let sealed!: () => void;
+    let notSealed!: (error: unknown) => void;
+    const sealedPromise = new Promise<void>((resolve, reject) => {
+      sealed = resolve;
+      notSealed = reject;
+    });
     const run = async (): Promise<void> => {
       try {
         await this.flush();
-        this.open = false;
+        this.seal();
+        sealed();
         if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
         await promisify((cb) => this.producer.commitTransaction(30_000, cb));
         this.transactions++;
       } catch (error) {
-        this.open = false;
+        notSealed(error);
+        if (this.open) this.seal();
         this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
         await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
         throw asError(error);
@@ -128,13 +156,21 @@ export class PipelineTransactions {
       await this.begin();
     };
     this.committing = this.committing.then(run, run);
-    return this.committing;
+    sealedPromise.catch(() => undefined); // the caller observes `committed` too
+    return { sealed: sealedPromise, committed: this.committing };
+  }
+
+  /** Resolves when no commit is under way (whatever its outcome). */
+  settled(): Promise<void> {
+    return this.committing.catch(() => undefined);
   }
 
   /** Aborts the open transaction (a stop without a final commit) and disconnects. Idempotent. */
   async close(): Promise<void> {
     if (!this.producer || this.closed) return;
     this.closed = true;
+    // A commit still under way (after its barrier) finishes first: aborting now would undo it.
+    await this.committing.catch(() => undefined);
     const producer = this.producer;
     if (this.open) {
       this.open = false;
