@@ -224,10 +224,7 @@ export default defineOperator<ChurnModelConfig>({
             learner.expire(mark.time - config.labelBuffer.timeoutMs);
             learner.tick(emit);
           },
-          complete() {
-            tickEmit = undefined;
-            clearInterval(timer);
-          },
+          // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
           finalize() {
             tickEmit = undefined;
             clearInterval(timer);

@@ -141,11 +141,7 @@ export default defineOperator<IntentModelConfig>({
             }
             learner.tick(emit);
           },
-          complete() {
-            // A stop (no end-of-input watermark) keeps pending batches for the snapshot.
-            tickEmit = undefined;
-            clearInterval(timer);
-          },
+          // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
           finalize() {
             tickEmit = undefined;
             clearInterval(timer);
