@@ -21,6 +21,11 @@ export interface Origin {
   /** Byte offset of the record's start (files) or Kafka offset. */
   offset?: number;
   partition?: number;
+  /**
+   * Set by partitioned sources (Kafka), e.g. `clicks-3`: the unit of scale-out. Keyed stages run one
+   * instance per partition id, and that state moves with the partition on a rebalance.
+   */
+  partitionId?: string;
 }
 
 /** Key of a record's {@link Origin}; symbol-keyed so JSON.stringify leaves it out. */

@@ -120,8 +120,48 @@ export interface Source {
   commit?(position: SourcePosition): Promise<void>;
   /** Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz. */
   health?(): SourceHealth;
+  /**
+   * Partitioned sources (Kafka) only, for scale-out (`scale_out` in the pipeline): the runtime
+   * registers a listener before the first `read`, and the source calls it whenever partitions move
+   * to or from this instance. Every event it yields carries its partition in `origin.partitionId`.
+   */
+  onPartitions?(listener: PartitionListener): void;
+  /** The next offset to read of every assigned partition that has yielded records, by partition id. */
+  partitionOffsets?(): ReadonlyMap<string, number>;
   close?(): Promise<void>;
 }
+
+/** A partition given to this instance, and where its consumer group last committed (if ever). */
+export interface PartitionAssignment {
+  /** Stable, file-name-safe id, e.g. `clicks-3` (topic and partition). */
+  id: string;
+  committed: number | undefined;
+}
+
+/** A partition taken from this instance, and the next offset after the records it yielded. */
+export interface PartitionRevocation {
+  id: string;
+  offset: number | undefined;
+}
+
+/**
+ * The runtime's side of a rebalance. A source awaits each call before it moves on: it reads no record
+ * of an assigned partition before `assigned` resolves, and commits and lets go of a revoked one only
+ * after `revoked` resolves (its state is saved by then, and every output of its records flushed).
+ */
+export interface PartitionListener {
+  /** Restores the partitions' state; resolves to the offset to start each from (absent: the committed one). */
+  assigned(partitions: readonly PartitionAssignment[]): Promise<ReadonlyMap<string, number>>;
+  revoked(partitions: readonly PartitionRevocation[]): Promise<void>;
+}
+
+/**
+ * What an operator's state is keyed by, which decides whether it can be split across instances in
+ * scale-out: `none` (stateless), `keyed` (all state per user, so one instance per source partition
+ * gives the same results when the input is partitioned by user), `global` (one state over all input,
+ * e.g. a model or running statistics). Undeclared means `global`.
+ */
+export type OperatorStateScope = 'none' | 'keyed' | 'global';
 
 export interface SourceHealth {
   ready: boolean;
@@ -172,6 +212,11 @@ export interface PluginSpec<K extends PluginKind, Config> {
   status?: PluginStatus;
   /** JSON Schema of the plugin's own fields (not `type` or `label`); `additionalProperties: false` is advised. */
   config: JsonSchema;
+  /**
+   * Operators: what their state is keyed by (see {@link OperatorStateScope}); in scale-out the leading
+   * `none`/`keyed` stages run as one instance per source partition and move with it. Default `global`.
+   */
+  state?: OperatorStateScope;
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /** Builds an instance from a validated config. Throw to reject a config the schema cannot express. */

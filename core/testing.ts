@@ -14,6 +14,7 @@ import { defineSink, isPlugin, type AnyPlugin, type Clock, type Operator, type O
 import { PluginRegistry } from './registry.js';
 import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
 import { MetricsHub } from './runtime/telemetry.js';
+import { checkpointsOf } from './runtime/checkpoint.js';
 import { SchemaValidator } from './config/schema.js';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
@@ -77,12 +78,15 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   writeFileSync(file, yaml);
   const hasDeadLetter = /^dead_letter:/m.test(yaml);
   const loaded = await loadPipeline(file, { registry, env: options.env ?? {}, sets: [...(options.sets ?? []), ...(hasDeadLetter ? [] : ['dead_letter.type=memory', 'dead_letter.id=999'])] });
+  // A `checkpoint` section in the YAML is honoured, as the daemon honours it.
+  const checkpoints = checkpointsOf(loaded);
   const runner = new PipelineRunner(loaded, {
     logger: silentLogger,
     metrics: new MetricsHub(),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.restoreState ? { restoreState: options.restoreState } : {}),
+    ...(checkpoints ? { checkpoints } : {}),
   });
   const stats = await runner.run();
   const deadLetters = outputs[999] ?? [];

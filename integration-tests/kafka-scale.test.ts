@@ -1,11 +1,15 @@
 /**
  * Scale-out and outages against a real broker: two pipelines in one consumer group split the
- * partitions; a source keeps running while its broker is down, reports not ready, and resumes.
+ * partitions, and a rebalance hands the per-user state over; a source keeps running while its
+ * broker is down, reports not ready, and resumes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runYaml, testContext } from 'tributary/testing';
-import type { ClickEvent, Source, SourcePlugin, StreamRecord } from 'tributary';
+import type { ClickEvent, SessionSummary, Source, SourcePlugin, StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, produce } from './kafka/client.js';
@@ -56,6 +60,89 @@ settings: { commit_interval: 100ms }
   assert.ok(a.size > 0 && b.size > 0, `both members read: ${[...a]} / ${[...b]}`);
   assert.deepEqual([...a].filter((p) => b.has(p)), [], 'no partition read by both after the group settled');
   assert.equal(a.size + b.size, 4);
+});
+
+test('a rebalance hands per-user state over: sessions begun on one member end whole on the member that takes their partition', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('handover');
+  await createTopic(brokers, topic, 4);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-handover-'));
+  // Event time only moves as the test produces: no idle partition may drag the watermark ahead.
+  const yaml = (member: string) => `
+name: handover
+sources:
+  - type: kafka
+    brokers: "\${KAFKA_BROKERS}"
+    topics: [${topic}]
+    group: g-${topic}
+    start_from: earliest
+    mapping: { attributes: [seq, probe] }
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: collect }
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 1h }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const users = 40;
+  const partitionOf = (user: number) => user % 4;
+  const shopper = (user: number, time: number, seq: number) => ({ partition: partitionOf(user), key: `u${user}`, value: clickJson(user, time, 'view', { seq }) });
+  // Every partition gets a record at `time` from a user of its own, so the watermark reaches `time`.
+  const tick = (name: string, time: number, extra: Record<string, unknown> = {}) =>
+    [0, 1, 2, 3].map((partition) => ({ partition, key: `${name}-${partition}`, value: JSON.stringify({ user_id: `${name}-${partition}`, time: new Date(time).toISOString(), type: 'view', ...extra }) }));
+  const stores: StreamRecord[][][] = [[[]], [[]]];
+  const controllers = [new AbortController(), new AbortController()];
+  const run = (member: number) => {
+    const running = runYaml(yaml(`m${member}`), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal });
+    running.catch(() => undefined);
+    return running;
+  };
+  const records = (member: number) => stores[member]![0]!;
+  const shopperEvents = (member: number) => records(member).filter((r) => r.kind === 'event' && /^u\d+$/.test(String(r.userId)));
+  const runs = [run(0)];
+  try {
+    // Phase 1, member A alone: each user's session begins with 3 events (all kept open: gap 30m).
+    await produce(brokers, topic, Array.from({ length: users * 3 }, (_, i) => shopper(i % users, base + (i % users) * 1_000 + Math.floor(i / users) * 60_000, i)));
+    await produce(brokers, topic, tick('tick', base + 200_000));
+    await waitFor('member A to sessionize phase 1', () => shopperEvents(0).length >= users * 3, 60_000);
+    // Member B joins: the group rebalances, and B's partitions arrive with the sessions A began.
+    runs.push(run(1));
+    let round = 0;
+    await waitFor(
+      'both members to own partitions',
+      async () => {
+        round++;
+        await produce(brokers, topic, tick('probe', base + 200_000 + round * 1_000, { probe: round }));
+        // A probe comes out once the next round's passes the watermark, so look two rounds back.
+        const recent = (member: number) => records(member).some((r) => r.kind === 'event' && Number((r as unknown as ClickEvent).attrs?.probe) >= round - 2);
+        return recent(0) && recent(1);
+      },
+      90_000,
+      300,
+    );
+    // Phase 2: each session gets 3 more events, 10 minutes on (still within the gap), then event time
+    // jumps 2 hours so every session closes where its partition now lives.
+    const later = base + 200_000 + 600_000;
+    await produce(brokers, topic, Array.from({ length: users * 3 }, (_, i) => shopper(i % users, later + (i % users) * 1_000 + Math.floor(i / users) * 60_000, users * 3 + i)));
+    await produce(brokers, topic, tick('close', later + 2 * 3_600_000));
+    const summaries = () => [...records(0), ...records(1)].filter((r): r is SessionSummary & StreamRecord => r.kind === 'session' && /^u\d+$/.test(String(r.userId)));
+    await waitFor('every shopper session to close', () => new Set(summaries().map((s) => s.userId)).size >= users, 90_000);
+  } finally {
+    for (const controller of controllers) controller.abort();
+  }
+  const results = await Promise.all(runs);
+  const closed = (member: number) => records(member).filter((r): r is SessionSummary & StreamRecord => r.kind === 'session' && /^u\d+$/.test(String(r.userId)));
+  const all = [...closed(0), ...closed(1)];
+  // Whole sessions: 6 events each, one summary per user. Without the hand-over, the member that took
+  // a partition would close 3-event sessions and the phase-1 halves would never close.
+  assert.deepEqual(all.map((s) => s.eventCount).filter((count) => count !== 6), [], 'every session has all 6 of its events');
+  assert.equal(all.length, users, 'one summary per user');
+  assert.equal(new Set(all.map((s) => s.userId)).size, users);
+  const movedToB = closed(1).filter((s) => shopperEvents(0).some((e) => e.userId === s.userId));
+  assert.ok(movedToB.length > 0, 'member B closed sessions that member A began');
+  assert.equal(results[0]!.deadLetters.length + results[1]!.deadLetters.length, 0);
 });
 
 test('the broker stopped and started under a running source: not ready, then resumes and loses nothing', async (t) => {

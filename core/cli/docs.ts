@@ -46,7 +46,9 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}):
 const kindTitle: Record<PluginKind, string> = { source: 'Sources', operator: 'Stages (operators)', sink: 'Sinks' };
 
 function pluginSection(plugin: AnyPlugin): string {
-  const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}._ ${plugin.summary}`, ''];
+  // Operators say what their state is keyed by: it decides where they may stand in a scale_out pipeline.
+  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}` : '';
+  const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');
   parts.push(fieldTable(plugin.config, commonEntryFields[plugin.kind]));
   for (const example of plugin.examples ?? []) {
@@ -58,8 +60,7 @@ function pluginSection(plugin: AnyPlugin): string {
 export function pipelineReference(registry: PluginRegistry): string {
   const document = documentSchema();
   const defs = document.$defs as Record<string, JsonSchema>;
-  const settings = (document.properties as Record<string, JsonSchema>).settings!;
-  const checkpoint = (document.properties as Record<string, JsonSchema>).checkpoint!;
+  const sections = document.properties as Record<string, JsonSchema>;
   const parts = [
     '# Pipeline reference',
     '',
@@ -72,12 +73,8 @@ export function pipelineReference(registry: PluginRegistry): string {
     '## Document',
     '',
     fieldTable(document),
-    '### settings',
-    '',
-    fieldTable(settings),
-    '### checkpoint',
-    '',
-    fieldTable(checkpoint),
+    // The document's object-valued sections, each with its own table.
+    ...['settings', 'checkpoint', 'scale_out'].flatMap((name) => [`### ${name}`, '', fieldTable(sections[name]!)]),
     '## Shared types',
     '',
     '### duration',

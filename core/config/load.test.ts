@@ -95,3 +95,23 @@ test('an empty registry lists no known plugins instead of failing', async () => 
   writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
   await assert.rejects(loadPipeline(file, { registry: new PluginRegistry() }), /known source plugins: \(none\)/);
 });
+
+test('scale_out: a per-user stage after a global one, or two sources, are located errors', async () => {
+  const problems = await problemsOf(
+    [
+      'sources:', //                                  1
+      '  - { type: synthetic }', //                   2
+      '  - { type: synthetic }', //                   3
+      'stages:', //                                   4
+      '  - { type: sessionizer }', //                 5
+      "  - { type: standardize, features: ['s_*'] }", // 6  global
+      '  - { type: user-features }', //               7  per user, after a global stage
+      'sinks: [{ type: stdout }]', //                 8
+      'scale_out: { state_dir: shared }', //          9
+    ].join('\n'),
+  );
+  assert.deepEqual(problems, [
+    "P:7:13: $.stages[2].type: 'user-features' keeps per-user state but follows 'standardize' (global state); with scale_out, per-user stages must come before global ones",
+    'P:9:12: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2',
+  ]);
+});

@@ -33,6 +33,7 @@ export interface PipelineDocument {
     heap_budget?: string | number;
   };
   checkpoint?: { dir: string; interval: string | number; keep: number };
+  scale_out?: { state_dir: string; keep: number };
 }
 
 /** A validated pipeline, with each entry's plugin resolved. */
@@ -145,6 +146,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const stages = resolveEntries('stages', 'operator');
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
+  if (problems.length === 0 && document.scale_out) problems.push(...scaleOutProblems(sources, stages, locate));
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));
 
   document.name ??= file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
@@ -158,6 +160,30 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     deadLetter = { plugin, entry, path: '$.dead_letter' };
   }
   return { file, baseDir, document, sources, stages, sinks, deadLetter };
+}
+
+/**
+ * Scale-out splits the leading per-user stages by source partition: that needs exactly one source,
+ * and no per-user stage after a global one (its state could not move with the partitions).
+ */
+function scaleOutProblems(
+  sources: readonly ResolvedEntry[],
+  stages: readonly ResolvedEntry[],
+  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (sources.length !== 1) problems.push(locate(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${sources.length}`));
+  let global: ResolvedEntry | undefined;
+  stages.forEach((stage, index) => {
+    const scope = stage.plugin.state ?? 'global';
+    if (scope === 'global') global ??= stage;
+    else if (scope === 'keyed' && global) {
+      problems.push(
+        locate(['stages', index, 'type'], `'${stage.entry.type}' keeps per-user state but follows '${global.entry.type}' (global state); with scale_out, per-user stages must come before global ones`),
+      );
+    }
+  });
+  return problems;
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {

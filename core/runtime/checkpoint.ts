@@ -9,8 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { SourcePosition } from '../plugin.js';
+import type { LoadedPipeline } from '../config/load.js';
+import { parseDuration } from '../duration.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 export const checkpointVersion = 1;
@@ -91,17 +93,20 @@ export class CheckpointStore {
   }
 
   /**
-   * The newest checkpoint that reads back intact. Each bad one is reported through `onCorrupt` and
-   * skipped, so a torn newest file falls back to the one before it.
+   * The newest checkpoint that reads back intact (and that `accept` takes). Each bad one is reported
+   * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it.
    */
-  async latest(onCorrupt: (file: string, reason: string) => void = () => undefined): Promise<Checkpoint | undefined> {
+  async latest(onCorrupt: (file: string, reason: string) => void = () => undefined, accept: (checkpoint: Checkpoint) => boolean = () => true): Promise<Checkpoint | undefined> {
     for (const sequence of await this.sequences()) {
       const file = join(this.dir, fileName(sequence));
+      let checkpoint: Checkpoint;
       try {
-        return { ...(await readCheckpoint(file)), sequence, file };
+        checkpoint = { ...(await readCheckpoint(file)), sequence, file };
       } catch (error) {
         onCorrupt(file, (error as Error).message);
+        continue;
       }
+      if (accept(checkpoint)) return checkpoint;
     }
     return undefined;
   }
@@ -124,4 +129,15 @@ export async function readCheckpoint(file: string): Promise<CheckpointBody> {
   const digest = createHash('sha256').update(body).digest('hex');
   if (digest !== header.sha256) throw new Error('checksum mismatch');
   return JSON.parse(body.toString('utf8')) as CheckpointBody;
+}
+
+/**
+ * The checkpoints a pipeline asks for in its `checkpoint` section, or in `dir` when given (the
+ * daemon's `--checkpoint-dir`); undefined when neither.
+ */
+export function checkpointsOf(pipeline: LoadedPipeline, dir?: string): { store: CheckpointStore; intervalMs: number } | undefined {
+  const section = pipeline.document.checkpoint;
+  const folder = dir ?? (section ? resolve(pipeline.baseDir, section.dir) : undefined);
+  if (folder === undefined) return undefined;
+  return { store: new CheckpointStore(folder, section?.keep ?? 3), intervalMs: parseDuration(section?.interval ?? '30s') };
 }

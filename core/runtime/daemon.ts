@@ -4,12 +4,12 @@
  * checkpoint and exit within the timeout).
  */
 import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { CheckpointStore } from './checkpoint.js';
+import { checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
@@ -91,20 +91,14 @@ export class Daemon {
     if (this.loaded.length === 0) await this.load();
     const many = this.loaded.length > 1;
     for (const pipeline of this.loaded) {
-      const checkpoint = pipeline.document.checkpoint;
-      const dir = this.options.checkpointDir
-        ? many
-          ? join(this.options.checkpointDir, pipeline.document.name)
-          : this.options.checkpointDir
-        : checkpoint
-          ? resolve(pipeline.baseDir, checkpoint.dir)
-          : undefined;
+      const dir = this.options.checkpointDir && (many ? join(this.options.checkpointDir, pipeline.document.name) : this.options.checkpointDir);
+      const checkpoints = checkpointsOf(pipeline, dir || undefined);
       this.runners.push(
         new PipelineRunner(pipeline, {
           logger: this.options.logger,
           metrics: this.metrics,
           signal: this.controller.signal,
-          ...(dir ? { checkpoints: { store: new CheckpointStore(dir, checkpoint?.keep ?? 3), intervalMs: parseDuration(checkpoint?.interval ?? '30s') } } : {}),
+          ...(checkpoints ? { checkpoints } : {}),
         }),
       );
     }

@@ -170,3 +170,13 @@ test('an absurd future timestamp does not drag the watermark ahead', async () =>
   await runYaml('sources: [{type: time-traveller, watermark: {max_out_of_orderness: 0ms}}]\nstages: [{type: probe2}]\nsinks: [{type: memory}]\n', { plugins: [source, probe] });
   assert.deepEqual(seen, [10_000, 20_000, Infinity]);
 });
+
+test('scale_out needs a partitioned source and checkpoints, and says so', async () => {
+  const yaml = (extra: string) => `
+sources: [{ type: synthetic, users: 5, events: 10 }]
+stages: [{ type: sessionizer }]
+sinks: [{ type: memory }]
+scale_out: { state_dir: shared }
+${extra}`;
+  await assert.rejects(runYaml(yaml('checkpoint: { dir: cp }')), /\$\.sources\[0\]: scale_out needs a partitioned source \(kafka\); 'synthetic' is not/);
+});

@@ -10,16 +10,17 @@
  * minimum, and sent in-band. End of input is a watermark at +Infinity followed by completion; a stop
  * (signal) completes without it, so stateful operators keep their state for a checkpoint.
  */
+import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { Observable, Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
+import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
-import type { Clock, Operator, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import type { LoadedPipeline, PipelineEntry, ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
-import type { CheckpointStore } from './checkpoint.js';
+import { CheckpointStore, type Checkpoint } from './checkpoint.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -89,6 +90,58 @@ interface SinkSlot {
   outputs: Set<string>;
 }
 
+/**
+ * Scale-out: the per-user stages of one source partition, as Kafka Streams runs a task per partition.
+ * Its state moves with the partition: saved when the partition is revoked, restored when assigned.
+ */
+interface PartitionTask {
+  id: string;
+  input: Subject<Element>;
+  operators: { label: string; operator: Operator }[];
+  subscription: Subscription;
+  gauges: GaugeShares;
+}
+
+/**
+ * The gauges of a stage's per-partition instances add up to one series per stage: each instance's
+ * `set` moves the shared gauge by its own change, and a stopped task takes its share back out.
+ */
+class GaugeShares {
+  private readonly shares: { gauge: Gauge; value: number }[] = [];
+
+  wrap(metrics: Metrics): Metrics {
+    return {
+      counter: (name, help) => metrics.counter(name, help),
+      histogram: (name, help, buckets) => metrics.histogram(name, help, buckets),
+      gauge: (name, help) => {
+        const share = { gauge: metrics.gauge(name, help), value: 0 };
+        this.shares.push(share);
+        return {
+          set: (value) => {
+            share.gauge.inc(value - share.value);
+            share.value = value;
+          },
+          inc: (amount = 1) => {
+            share.gauge.inc(amount);
+            share.value += amount;
+          },
+          dec: (amount = 1) => {
+            share.gauge.dec(amount);
+            share.value -= amount;
+          },
+        };
+      },
+    };
+  }
+
+  release(): void {
+    for (const share of this.shares) {
+      share.gauge.dec(share.value);
+      share.value = 0;
+    }
+  }
+}
+
 interface SourceSlot {
   label: string;
   source: Source;
@@ -125,6 +178,16 @@ export class PipelineRunner {
   /** Set while a checkpoint flushes and writes: sources wait on it, so nothing is written meanwhile. */
   private barrier: Promise<void> | undefined;
   private resuming = false;
+  /** Scale-out (`scale_out`): where partition state lives, and the partitioned source. */
+  private scaleOut: { dir: string; keep: number; slot: SourceSlot } | undefined;
+  /** Scale-out: the leading `none`/`keyed` stages, instantiated once per partition task. */
+  private readonly keyedStages: { index: number; resolved: ResolvedEntry }[] = [];
+  private readonly tasks = new Map<string, PartitionTask>();
+  private readonly partitionStores = new Map<string, CheckpointStore>();
+  /** Where the sources' events enter: the stages, or (scale-out) the task of the event's partition. */
+  private push: (event: ClickEvent, source: string) => void = (event) => this.input.next(event);
+  /** Fails the run with a stage's error (set once the stream is subscribed). */
+  private failStage: (error: unknown) => void = () => undefined;
 
   constructor(loaded: LoadedPipeline, options: RunOptions) {
     this.loaded = loaded;
@@ -161,9 +224,10 @@ export class PipelineRunner {
     return state;
   }
 
-  private context(kind: string, entry: PipelineEntry, index: number): PluginContext {
+  private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
     const label = entry.label ?? `${kind}-${entry.type}-${index}`;
     const pipeline = this.loaded.document.name;
+    const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
     const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
     return {
@@ -171,7 +235,7 @@ export class PipelineRunner {
       label,
       baseDir: this.loaded.baseDir,
       logger: this.logger.child({ stage: label }),
-      metrics: this.metrics.scoped({ pipeline, stage: label }),
+      metrics: gauges ? gauges.wrap(metrics) : metrics,
       clock: this.clock,
       batchSize: this.batchSize,
       resuming: this.resuming,
@@ -237,16 +301,19 @@ export class PipelineRunner {
     for (let i = 0; i < sinks.length; i++) sinks[i]!.write(record as StreamRecord);
   }
 
+  private async create<T>(resolved: ResolvedEntry, kind: string, index: number, gauges?: GaugeShares): Promise<{ label: string; instance: T }> {
+    const context = this.context(kind, resolved.entry, index, gauges);
+    try {
+      const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
+      return { label: context.label, instance };
+    } catch (cause) {
+      throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}'): ${(cause as Error).message}`, { cause });
+    }
+  }
+
   private async build(): Promise<void> {
-    const create = async <T>(resolved: ResolvedEntry, kind: string, index: number): Promise<{ label: string; instance: T }> => {
-      const context = this.context(kind, resolved.entry, index);
-      try {
-        const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
-        return { label: context.label, instance };
-      } catch (cause) {
-        throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}'): ${(cause as Error).message}`, { cause });
-      }
-    };
+    const create = <T>(resolved: ResolvedEntry, kind: string, index: number) => this.create<T>(resolved, kind, index);
+    const scaleOut = this.loaded.document.scale_out;
     this.deadLetterSink = (await create<Sink>(this.loaded.deadLetter, 'dead-letter', 0)).instance;
     for (const [index, resolved] of this.loaded.sinks.entries()) {
       const { label, instance } = await create<Sink>(resolved, 'sink', index);
@@ -257,6 +324,12 @@ export class PipelineRunner {
       for (const output of outputs) this.sinksByOutput.set(output, [...(this.sinksByOutput.get(output) ?? []), instance]);
     }
     for (const [index, resolved] of this.loaded.stages.entries()) {
+      // Scale-out: the leading per-user (or stateless) stages run per partition, built on assignment.
+      const scope = resolved.plugin.state ?? 'global';
+      if (scaleOut && this.operators.length === 0 && scope !== 'global') {
+        this.keyedStages.push({ index, resolved });
+        continue;
+      }
       const { label, instance } = await create<Operator>(resolved, 'stage', index);
       this.operators.push({ label, operator: instance });
     }
@@ -275,6 +348,138 @@ export class PipelineRunner {
         done: false,
       });
     }
+    if (scaleOut) {
+      const slot = this.sources[0]!;
+      const where = `${this.loaded.file}: ${this.loaded.sources[0]!.path}`;
+      if (!slot.source.onPartitions || !slot.source.partitionOffsets) {
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', `${where}: scale_out needs a partitioned source (kafka); '${this.loaded.sources[0]!.entry.type}' is not`);
+      }
+      if (!this.options.checkpoints) {
+        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', `${this.loaded.file}: $.scale_out: needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them`);
+      }
+      if (this.keyedStages.length === 0) this.logger.warn('scale_out: no per-user stage leads the pipeline, so there is no partition state to hand over');
+      this.scaleOut = { dir: resolve(this.loaded.baseDir, scaleOut.state_dir), keep: scaleOut.keep ?? 3, slot };
+    }
+  }
+
+  // ---- scale-out: one task per source partition ----
+
+  private partitionStore(id: string): CheckpointStore {
+    let store = this.partitionStores.get(id);
+    if (!store) {
+      store = new CheckpointStore(join(this.scaleOut!.dir, id), this.scaleOut!.keep);
+      this.partitionStores.set(id, store);
+    }
+    return store;
+  }
+
+  /** Builds a partition's stages, restores their state, and connects them to the global stages. */
+  private async startTask(id: string, state: Record<string, unknown> | undefined): Promise<void> {
+    const operators: PartitionTask['operators'] = [];
+    const gauges = new GaugeShares();
+    for (const { index, resolved } of this.keyedStages) {
+      const { label, instance } = await this.create<Operator>(resolved, 'stage', index, gauges);
+      await instance.open?.();
+      const saved = state?.[label];
+      if (saved !== undefined && instance.restore) instance.restore(saved);
+      operators.push({ label, operator: instance });
+    }
+    const input = new Subject<Element>();
+    let stream: Observable<Element> = input.asObservable();
+    for (const { operator } of operators) stream = operator.apply(stream);
+    const subscription = stream.subscribe({
+      // The runtime sends each watermark to every task, then once to the global stages.
+      next: (record) => {
+        if (record.kind !== 'watermark') this.input.next(record);
+      },
+      error: (error: unknown) => this.failStage(error),
+    });
+    this.tasks.set(id, { id, input, operators, subscription, gauges });
+    // A task that joins mid-stream starts at the current watermark (restored sessions past it close now).
+    if (Number.isFinite(this.emittedWatermark)) input.next(watermark(this.emittedWatermark));
+  }
+
+  /** Disconnects a partition's stages (nothing more comes out of them) and closes them. */
+  private async stopTask(id: string): Promise<void> {
+    const task = this.tasks.get(id);
+    if (!task) return;
+    this.tasks.delete(id);
+    task.subscription.unsubscribe();
+    task.gauges.release();
+    for (const { operator } of task.operators) await operator.close?.();
+  }
+
+  /** A partition's state as a checkpoint body, serialised now; `offset` is the next record it has not seen. */
+  private partitionBody(task: PartitionTask, offset: number): string {
+    const operators: Record<string, unknown> = {};
+    for (const { label, operator } of task.operators) if (operator.snapshot) operators[label] = operator.snapshot();
+    const sources = { [this.scaleOut!.slot.label]: { partition: task.id, offset } };
+    return JSON.stringify({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, operators, counters: {} });
+  }
+
+  private partitionListener(): PartitionListener {
+    const sourceLabel = this.scaleOut!.slot.label;
+    const offsetOf = (checkpoint: Checkpoint): number | undefined => (checkpoint.sources[sourceLabel] as { offset?: number } | undefined)?.offset;
+    return {
+      assigned: (partitions) =>
+        this.exclusive(async () => {
+          const starts = new Map<string, number>();
+          for (const { id, committed } of partitions) {
+            if (this.tasks.has(id)) continue;
+            // Only state the group's committed offset covers: a newer file belongs to outputs that were
+            // never committed (a crash between the file and the commit, or an aborted transaction).
+            const saved =
+              committed === undefined
+                ? undefined
+                : await this.partitionStore(id).latest(
+                    (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
+                    (checkpoint) => (offsetOf(checkpoint) ?? Infinity) <= committed,
+                  );
+            await this.startTask(id, saved?.operators);
+            if (saved) starts.set(id, offsetOf(saved)!);
+            this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
+          }
+          return starts;
+        }),
+      revoked: (partitions) =>
+        this.exclusive(async () => {
+          const saves: [string, string][] = [];
+          for (const { id, offset } of partitions) {
+            const task = this.tasks.get(id);
+            if (!task) continue;
+            if (offset !== undefined) saves.push([id, this.partitionBody(task, offset)]);
+            await this.stopTask(id);
+          }
+          // Outputs of the partitions' records are durable before their state and offsets move on.
+          await this.flushSinks();
+          for (const [id, body] of saves) await this.partitionStore(id).write(body);
+          this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
+        }),
+    };
+  }
+
+  /** Runs `work` with the sources held at the barrier: no record moves while it runs. */
+  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.barrier) await this.barrier;
+    let release!: () => void;
+    this.barrier = new Promise<void>((resolve) => (release = resolve));
+    try {
+      return await work();
+    } finally {
+      this.barrier = undefined;
+      release();
+    }
+  }
+
+  private async flushSinks(): Promise<void> {
+    for (const { sink } of this.sinks) await sink.flush?.();
+    await this.deadLetterSink.flush?.();
+  }
+
+  private emitWatermark(time: number): void {
+    const mark = watermark(time);
+    for (const task of this.tasks.values()) task.input.next(mark);
+    this.input.next(mark);
   }
 
   /** The combined watermark: minimum over sources that are neither drained nor idle. */
@@ -298,7 +503,7 @@ export class PipelineRunner {
     if (combined > this.emittedWatermark && Number.isFinite(combined)) {
       this.emittedWatermark = combined;
       this.stats.watermark = combined;
-      this.input.next(watermark(combined));
+      this.emitWatermark(combined);
     }
   }
 
@@ -347,6 +552,12 @@ export class PipelineRunner {
       const ready = operator.ready?.();
       if (ready) await ready;
     }
+    for (const task of this.tasks.values()) {
+      for (const { operator } of task.operators) {
+        const ready = operator.ready?.();
+        if (ready) await ready;
+      }
+    }
   }
 
   private async pump(slot: SourceSlot): Promise<void> {
@@ -365,7 +576,7 @@ export class PipelineRunner {
       for (let i = 0; i < batch.length; i++) {
         const event: ClickEvent = batch[i]!;
         if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
-        this.input.next(event);
+        this.push(event, slot.label);
       }
       slot.maxTime = maxTime;
       this.stats.eventsIn += batch.length;
@@ -384,19 +595,12 @@ export class PipelineRunner {
    * Until checkpoints decide when (the daemon), this runs every `settings.commit_interval` and at the end.
    */
   private async commitSource(slot: SourceSlot): Promise<void> {
-    while (this.barrier) await this.barrier;
-    let release!: () => void;
-    this.barrier = new Promise<void>((resolve) => (release = resolve));
-    try {
+    await this.exclusive(async () => {
       const position = slot.source.position?.() ?? {};
-      for (const { sink } of this.sinks) await sink.flush?.();
-      await this.deadLetterSink.flush?.();
+      await this.flushSinks();
       await slot.source.commit!(position);
       slot.lastCommit = this.clock.now();
-    } finally {
-      this.barrier = undefined;
-      release();
-    }
+    });
   }
 
   /**
@@ -407,30 +611,33 @@ export class PipelineRunner {
   async checkpoint(): Promise<CheckpointInfo | undefined> {
     const config = this.options.checkpoints;
     if (!config) return undefined;
-    while (this.barrier) await this.barrier;
-    const started = performance.now();
-    let release!: () => void;
-    this.barrier = new Promise<void>((resolve) => (release = resolve));
-    try {
+    return this.exclusive(async () => {
+      const started = performance.now();
       const sources: Record<string, SourcePosition> = {};
       for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
       const counters: Record<string, unknown> = {};
       for (const name of carriedCounters) counters[name] = this.stats[name];
       // Serialised now, so the file holds the state of this instant whatever happens while it is written.
       const body = JSON.stringify({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, operators: this.snapshot(), counters });
-      for (const { sink } of this.sinks) await sink.flush?.();
-      await this.deadLetterSink.flush?.();
+      const partitionBodies: [string, string][] = [];
+      if (this.scaleOut) {
+        const offsets = this.scaleOut.slot.source.partitionOffsets!();
+        for (const [id, task] of this.tasks) {
+          const offset = offsets.get(id);
+          // A partition that yielded nothing since it was restored still has the state of its file.
+          if (offset !== undefined) partitionBodies.push([id, this.partitionBody(task, offset)]);
+        }
+      }
+      await this.flushSinks();
+      for (const [id, partitionBody] of partitionBodies) await this.partitionStore(id).write(partitionBody);
       const written = await config.store.write(body);
       for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
       this.checkpointSeconds?.observe(info.durationMs / 1000);
-      this.logger.debug({ checkpoint: info }, 'checkpoint written');
+      this.logger.debug({ checkpoint: info, partitions: partitionBodies.length }, 'checkpoint written');
       return info;
-    } finally {
-      this.barrier = undefined;
-      release();
-    }
+    });
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
@@ -487,7 +694,17 @@ export class PipelineRunner {
     const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
     for (const slot of this.sources) {
       const position = restoredSources?.[slot.label];
-      if (position && slot.source.seek) slot.source.seek(position);
+      // Scale-out: each partition starts where its own state file says (see partitionListener).
+      if (position && slot.source.seek && !this.scaleOut) slot.source.seek(position);
+    }
+    if (this.scaleOut) {
+      this.scaleOut.slot.source.onPartitions!(this.partitionListener());
+      this.push = (event, source) => {
+        const origin = originOf(event);
+        const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
+        if (task) task.input.next(event);
+        else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+      };
     }
     this.started = true;
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
@@ -515,12 +732,14 @@ export class PipelineRunner {
     const completed = new Promise<void>((resolve, reject) => {
       subscription = stream.subscribe({
         next: (record) => this.route(record),
-        error: (error: unknown) => {
-          this.failure = error instanceof Error ? error : new Error(String(error));
-          reject(new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
-        },
+        error: (error: unknown) => this.failStage(error),
         complete: () => resolve(),
       });
+      this.failStage = (error) => {
+        if (this.failure) return;
+        this.failure = error instanceof Error ? error : new Error(String(error));
+        reject(new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
+      };
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
     const idleTimer = setInterval(() => this.advanceWatermark(), Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
@@ -545,12 +764,13 @@ export class PipelineRunner {
       if (checkpointTimer) clearInterval(checkpointTimer);
       const stopped = this.options.signal?.aborted ?? false;
       if (!stopped) {
-        this.input.next(watermark(Infinity));
+        this.emitWatermark(Infinity);
         this.stats.watermark = Infinity;
       }
       // The final checkpoint holds the state as the last batch left it (a stop keeps open sessions).
       await this.room();
       await this.checkpoint();
+      for (const task of this.tasks.values()) task.input.complete();
       this.input.complete();
       await completed;
       for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
@@ -575,6 +795,7 @@ export class PipelineRunner {
       }
     };
     for (const { source } of this.sources) await attempt(() => source.close?.());
+    for (const id of [...this.tasks.keys()]) await attempt(() => this.stopTask(id));
     for (const { operator } of this.operators) await attempt(() => operator.close?.());
     for (const { sink } of this.sinks) await attempt(() => sink.close());
     await attempt(() => this.deadLetterSink?.close());

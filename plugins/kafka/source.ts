@@ -24,6 +24,7 @@ import {
   parseDuration,
   type ClickEvent,
   type MappingConfig,
+  type PartitionListener,
   type PluginContext,
   type SourceHealth,
   type SourcePosition,
@@ -62,6 +63,8 @@ export interface KafkaSourceConfig extends ConnectionConfig {
 interface PartitionState {
   topic: string;
   partition: number;
+  /** `topic-partition`, as Kafka names its log folders: the id scale-out files state under. */
+  id: string;
   /** Next offset after the last record consumed into the buffer (consume side; `next` is the read side). */
   fetched: number | undefined;
   /** Next offset after the last record handed to the runtime; undefined before the first. */
@@ -178,6 +181,10 @@ class KafkaSource {
   private commitsSettled: (() => void) | undefined;
   private lastProbe = 0;
   private failure: Error | undefined;
+  /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
+  private listener: PartitionListener | undefined;
+  /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
+  private rebalancing: Promise<void> = Promise.resolve();
   private readonly label: string;
 
   constructor(
@@ -316,6 +323,16 @@ class KafkaSource {
 
   health(): SourceHealth {
     return this.healthy;
+  }
+
+  onPartitions(listener: PartitionListener): void {
+    this.listener = listener;
+  }
+
+  partitionOffsets(): ReadonlyMap<string, number> {
+    const offsets = new Map<string, number>();
+    for (const state of this.partitions.values()) if (state.assigned && state.next !== undefined) offsets.set(state.id, state.next);
+    return offsets;
   }
 
   async close(): Promise<void> {
@@ -460,13 +477,23 @@ class KafkaSource {
   }
 
   private onRebalance(error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]): void {
+    if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
+      const listener = this.listener;
+      const step = error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment);
+      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => {
+        // State that cannot be saved or restored must not be skipped over: stop, and a restart resumes consistently.
+        this.failure ??= asError(failure);
+        this.notify();
+      });
+      return;
+    }
     const now = this.context.clock.now();
     if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
       const list: RdKafka.Assignment[] = assignment.map((tp) => {
         const key = partitionKey(tp.topic, tp.partition);
         let state = this.partitions.get(key);
         if (!state) {
-          state = { topic: tp.topic, partition: tp.partition, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
+          state = { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
           this.partitions.set(key, state);
         }
         state.assigned = true;
@@ -513,6 +540,70 @@ class KafkaSource {
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
     } else {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
+    }
+  }
+
+  /**
+   * Scale-out assignment: the runtime restores each partition's state (the newest saved state its
+   * group's committed offset covers) before a record is read; reading starts where that state ends.
+   */
+  private async assignWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
+    const committed = assignment.length === 0 ? [] : await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
+    const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset >= 0 ? tp.offset : undefined]));
+    const now = this.context.clock.now();
+    const states = assignment.map((tp) => {
+      const key = partitionKey(tp.topic, tp.partition);
+      let state = this.partitions.get(key);
+      if (!state) {
+        state = { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: false, atEnd: false };
+        this.partitions.set(key, state);
+      }
+      return { state, committed: committedOf.get(key) };
+    });
+    const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
+    for (const { state } of states) {
+      state.assigned = true;
+      state.atEnd = false;
+      state.fetched = undefined;
+      state.next = undefined;
+      state.lastActivity = this.context.clock.now();
+    }
+    this.consumer.assign(assignment.map((tp, index) => {
+      const start = starts.get(states[index]!.state.id);
+      return start === undefined ? tp : { ...tp, offset: start };
+    }));
+    if (this.paused) this.consumer.pause(assignment);
+    this.context.logger.info({ partitions: states.map(({ state }) => state.id), starts: Object.fromEntries(starts) }, 'kafka partitions assigned');
+  }
+
+  /**
+   * Scale-out revocation: nothing more of these partitions is handed over; the runtime saves their
+   * state (after flushing every output of their records); then their offsets are committed (in the
+   * open transaction, exactly-once) and they are let go. If saving fails nothing is committed, so
+   * the next owner restores older state from older offsets and replays (at-least-once).
+   */
+  private async revokeWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
+    const revoked = assignment.map((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))).filter((state): state is PartitionState => state !== undefined);
+    const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
+    const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
+    for (const state of revoked) state.assigned = false;
+    this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !keys.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
+    this.buffered = this.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    try {
+      await listener.revoked(positions);
+      const offsets: RdKafka.TopicPartitionOffset[] = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
+      if (offsets.length > 0) {
+        if (this.transactions) await this.transactions.commit(offsets, this.consumer).committed;
+        // Synchronous: the next owner reads the committed offsets to pick the state to restore.
+        else this.consumer.commitSync(offsets);
+      }
+    } finally {
+      for (const state of revoked) {
+        state.next = undefined;
+        state.fetched = undefined;
+      }
+      this.consumer.unassign();
+      this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
     }
   }
 
@@ -611,8 +702,8 @@ class KafkaSource {
     const keyField = this.config.key_field;
     const byTimestamp = this.config.event_time === 'timestamp';
     for (const message of messages) {
-      const origin = { source: this.label, file: message.topic, partition: message.partition, offset: message.offset };
       const state = this.partitions.get(partitionKey(message.topic, message.partition));
+      const origin = { source: this.label, file: message.topic, partition: message.partition, offset: message.offset, partitionId: state?.id };
       if (state) {
         state.next = message.offset + 1;
         state.lastActivity = now;

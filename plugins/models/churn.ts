@@ -57,6 +57,7 @@ const maxOpen = 8;
 
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
+  state: 'global',
   status: 'experimental',
   summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels when the watermark passes end + horizon.',
   description:

@@ -40,6 +40,7 @@ const noValues = new Float32Array(0);
 
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
+  state: 'global',
   status: 'experimental',
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:

@@ -10,6 +10,7 @@ export interface ClipConfig {
 
 export default defineOperator<ClipConfig>({
   name: 'clip',
+  state: 'none',
   status: 'beta',
   summary: 'Bounds the named features to [min, max], in place.',
   description:

@@ -38,6 +38,7 @@ export interface SessionizerConfig {
 
 export default defineOperator<SessionizerConfig>({
   name: 'sessionizer',
+  state: 'keyed',
   status: 'beta',
   summary: 'Groups each user\'s events into sessions on event time; tags events with their session and emits a summary per closed session.',
   description:

@@ -13,6 +13,7 @@ export interface StandardizeConfig {
 
 export default defineOperator<StandardizeConfig>({
   name: 'standardize',
+  state: 'global',
   status: 'beta',
   summary: 'Replaces the named features by (x - running mean) / running std, in place.',
   description:

@@ -15,6 +15,7 @@ export interface BotFilterConfig {
 
 export const botFilter = defineOperator<BotFilterConfig>({
   name: 'bot-filter',
+  state: 'keyed',
   status: 'experimental',
   summary: 'Drops events of users making more than `max_events` events within `window` of event time.',
   config: {
