@@ -110,8 +110,12 @@ export const guaranteeProperty: JsonSchema = {
     'transaction; read the outputs with isolation.level=read_committed.',
 };
 
-/** librdkafka properties for the connection and security fields. */
-export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: string): Record<string, string | number | boolean> {
+/**
+ * librdkafka properties for the connection and security fields. `features` is node-rdkafka's
+ * `features`: a build without `oidc` (the bundled one has no libcurl) gets OAUTHBEARER tokens from
+ * {@link provideOauthToken} instead of fetching them itself.
+ */
+export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: string, features: readonly string[] = ['oidc']): Record<string, string | number | boolean> {
   const brokers = Array.isArray(config.brokers) ? config.brokers.join(',') : config.brokers;
   const props: Record<string, string | number | boolean> = {
     'metadata.broker.list': brokers,
@@ -127,7 +131,7 @@ export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: 
       props['sasl.mechanisms'] = sasl.mechanism;
       if (sasl.username !== undefined) props['sasl.username'] = sasl.username;
       if (sasl.password !== undefined) props['sasl.password'] = sasl.password;
-      if (sasl.oauthbearer) {
+      if (sasl.oauthbearer && features.includes('oidc')) {
         props['sasl.oauthbearer.method'] = 'oidc';
         props['sasl.oauthbearer.token.endpoint.url'] = sasl.oauthbearer.token_endpoint_url;
         props['sasl.oauthbearer.client.id'] = sasl.oauthbearer.client_id;
@@ -204,4 +208,83 @@ export function asError(error: unknown): Error & { code?: number } {
   if (error instanceof Error) return error;
   const e = error as { message?: string; code?: number };
   return Object.assign(new Error(e?.message ?? String(error)), { code: e?.code });
+}
+
+type OAuthConfig = NonNullable<NonNullable<SecurityConfig['sasl']>['oauthbearer']>;
+
+/** What a node-rdkafka client offers for OAUTHBEARER tokens handed in by the application. */
+export interface TokenClient {
+  setOauthBearerToken(token: string): unknown;
+}
+
+/**
+ * OIDC client credentials (RFC 6749 4.4, client_secret_basic, as librdkafka's own OIDC does), for
+ * librdkafka builds without OIDC: fetches a token, hands it to the client, and fetches the next at
+ * 80% of its lifetime (10 s after a failure, logged).
+ */
+export class OidcTokens {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly clients = new Set<TokenClient>();
+  private token: string | undefined;
+
+  constructor(
+    private readonly oauth: OAuthConfig,
+    private readonly onError: (error: Error) => void,
+    private readonly fetchToken: typeof fetch = fetch,
+  ) {}
+
+  async attach(client: TokenClient): Promise<void> {
+    this.clients.add(client);
+    if (this.token === undefined) await this.refresh();
+    else client.setOauthBearerToken(this.token);
+  }
+
+  async refresh(): Promise<void> {
+    clearTimeout(this.timer);
+    const { token_endpoint_url: url, client_id: id, client_secret: secret, scope } = this.oauth;
+    let lifetimeMs: number;
+    try {
+      const response = await this.fetchToken(url, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', ...(scope ? { scope } : {}) }).toString(),
+      });
+      if (!response.ok) throw new Error(`OAUTHBEARER token endpoint ${url} answered HTTP ${response.status}`);
+      const answer = (await response.json()) as { access_token?: unknown; expires_in?: unknown };
+      if (typeof answer.access_token !== 'string' || answer.access_token === '') throw new Error(`OAUTHBEARER token endpoint ${url} answered without an access_token`);
+      this.token = answer.access_token;
+      lifetimeMs = (typeof answer.expires_in === 'number' && answer.expires_in > 0 ? answer.expires_in : 3600) * 1000;
+    } catch (error) {
+      this.schedule(10_000);
+      throw asError(error);
+    }
+    for (const client of this.clients) client.setOauthBearerToken(this.token);
+    this.schedule(lifetimeMs * 0.8);
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => this.refresh().catch((error: unknown) => this.onError(asError(error))), ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.clients.clear();
+  }
+}
+
+/**
+ * Starts token delivery for a client whose config asks for OAUTHBEARER with OIDC when librdkafka
+ * cannot fetch tokens itself. Call before `connect`; the returned function stops the refreshes.
+ */
+export async function provideOauthToken(client: TokenClient, config: ConnectionConfig, features: readonly string[], onError: (error: Error) => void): Promise<() => void> {
+  const oauth = config.security?.sasl?.oauthbearer;
+  if (!oauth || features.includes('oidc')) return () => undefined;
+  const tokens = new OidcTokens(oauth, onError);
+  await tokens.attach(client);
+  return () => tokens.stop();
 }

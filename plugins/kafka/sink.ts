@@ -17,6 +17,7 @@ import {
   ErrorCode,
   guaranteeProperty,
   librdkafkaConnection,
+  provideOauthToken,
   promisify,
   rdkafka,
   redactProperties,
@@ -85,7 +86,7 @@ export default defineSink<KafkaSinkConfig>({
     const Kafka = await rdkafka();
     const lingerMs = parseDuration(config.linger);
     const properties: Record<string, string | number | boolean> = {
-      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`),
+      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`, Kafka.features),
       'enable.idempotence': true,
       acks: 'all',
       'compression.codec': config.compression,
@@ -108,6 +109,7 @@ export default defineSink<KafkaSinkConfig>({
         context.shared,
         { ...properties, 'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`, 'transaction.timeout.ms': 60_000 },
         context.logger,
+        config,
       );
       return {
         write(record) {
@@ -150,6 +152,7 @@ export default defineSink<KafkaSinkConfig>({
       }
     });
     producer.setPollInterval(20);
+    const stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
     await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error)));
     const send = (value: Buffer, key: string | null): boolean => {
       try {
@@ -207,6 +210,7 @@ export default defineSink<KafkaSinkConfig>({
         clearInterval(backlogTimer);
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
         await new Promise<void>((resolve) => producer.disconnect(10_000, () => resolve()));
+        stopTokens();
         if (failure) throw failure;
       },
     };

@@ -36,6 +36,7 @@ import {
   ErrorCode,
   guaranteeProperty,
   librdkafkaConnection,
+  provideOauthToken,
   promisify,
   rdkafka,
   redactProperties,
@@ -183,6 +184,9 @@ class KafkaSource {
   private failure: Error | undefined;
   /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
   private listener: PartitionListener | undefined;
+  private stopTokens: () => void = () => undefined;
+  /** node-rdkafka's build features (`oidc` or not). */
+  private readonly features: readonly string[];
   /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
   private rebalancing: Promise<void> = Promise.resolve();
   private readonly label: string;
@@ -194,6 +198,7 @@ class KafkaSource {
     private readonly transactions: PipelineTransactions | undefined,
   ) {
     this.label = context.label;
+    this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
     this.pollTimeout = parseDuration(config.poll_timeout);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
@@ -203,7 +208,7 @@ class KafkaSource {
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
     );
     const properties: Record<string, unknown> = {
-      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`),
+      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`, Kafka.features),
       'group.id': config.group,
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
@@ -355,6 +360,7 @@ class KafkaSource {
       this.connected = false;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     }
+    this.stopTokens();
   }
 
   // ---- consumption ----
@@ -436,6 +442,12 @@ class KafkaSource {
   }
 
   private async connect(): Promise<void> {
+    try {
+      this.stopTokens = await provideOauthToken(this.consumer, this.config, this.features, (error) => this.context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
+    } catch (error) {
+      this.setUnhealthy(`no OAUTHBEARER token: ${asError(error).message}`);
+      throw error;
+    }
     while (!this.closing) {
       try {
         await promisify((cb) => this.consumer.connect({ timeout: 10_000 }, (error) => cb(error)));

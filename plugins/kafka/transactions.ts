@@ -22,7 +22,7 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, promisify, rdkafka } from './common.js';
+import { asError, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -60,18 +60,21 @@ export class PipelineTransactions {
   }
 
   /** Finds or creates the pipeline's transactional producer with `properties` (from the first sink). */
-  static async obtain(shared: Map<string, unknown>, properties: Record<string, string | number | boolean>, logger: Logger): Promise<PipelineTransactions> {
+  static async obtain(shared: Map<string, unknown>, properties: Record<string, string | number | boolean>, logger: Logger, connection?: ConnectionConfig): Promise<PipelineTransactions> {
     const existing = shared.get(key);
     if (existing) return existing as PipelineTransactions;
     const created = new PipelineTransactions(String(properties['transactional.id']), logger);
     shared.set(key, created);
-    await created.start(properties);
+    await created.start(properties, connection);
     return created;
   }
 
-  private async start(properties: Record<string, string | number | boolean>): Promise<void> {
+  private stopTokens: () => void = () => undefined;
+
+  private async start(properties: Record<string, string | number | boolean>, connection: ConnectionConfig | undefined): Promise<void> {
     const Kafka = await rdkafka();
     this.producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
+    if (connection) this.stopTokens = await provideOauthToken(this.producer, connection, Kafka.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
     this.producer.on('delivery-report', (error) => {
       // A failed delivery inside a transaction makes the commit fail; remember why.
       if (error) this.failure ??= asError(error);
@@ -177,5 +180,6 @@ export class PipelineTransactions {
       await promisify((cb) => producer.abortTransaction(10_000, cb)).catch(() => undefined);
     }
     await new Promise<void>((done) => producer.disconnect(10_000, () => done()));
+    this.stopTokens();
   }
 }

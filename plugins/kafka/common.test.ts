@@ -1,0 +1,121 @@
+/**
+ * Security settings reach librdkafka as its own properties, librdkafka accepts them, and no secret
+ * reaches a log line. (Authenticating against a SASL/TLS broker is not tested here: the test broker
+ * listens in plaintext.)
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
+
+const scram: ConnectionConfig = {
+  brokers: ['kafka-1:9093', 'kafka-2:9093'],
+  security: { sasl: { mechanism: 'SCRAM-SHA-512', username: 'shop', password: 's3cret' }, tls: { verify_hostname: false } },
+};
+const oauth: ConnectionConfig = {
+  brokers: 'kafka:9093',
+  client_id: 'shop-intent',
+  security: {
+    protocol: 'sasl_ssl',
+    sasl: { mechanism: 'OAUTHBEARER', oauthbearer: { token_endpoint_url: 'https://idp.example/token', client_id: 'tributary', client_secret: 'idp-secret', scope: 'kafka' } },
+  },
+};
+
+test('SASL and TLS settings map to librdkafka properties (sasl_ssl by default with SASL, hostname checks on unless turned off)', () => {
+  assert.deepEqual(librdkafkaConnection(scram, 'tributary-p-s'), {
+    'metadata.broker.list': 'kafka-1:9093,kafka-2:9093',
+    'client.id': 'tributary-p-s',
+    'broker.address.family': 'v4',
+    'security.protocol': 'sasl_ssl',
+    'sasl.mechanisms': 'SCRAM-SHA-512',
+    'sasl.username': 'shop',
+    'sasl.password': 's3cret',
+    'ssl.endpoint.identification.algorithm': 'none',
+  });
+  const props = librdkafkaConnection(oauth, 'unused');
+  assert.equal(props['client.id'], 'shop-intent');
+  assert.equal(props['sasl.oauthbearer.method'], 'oidc');
+  assert.equal(props['sasl.oauthbearer.token.endpoint.url'], 'https://idp.example/token');
+  assert.equal(props['sasl.oauthbearer.client.secret'], 'idp-secret');
+  assert.equal(props['sasl.oauthbearer.scope'], 'kafka');
+  const tls = librdkafkaConnection({ brokers: 'k:9093', security: { protocol: 'ssl', tls: { ca_location: '/etc/ca.pem', key_password: 'kp' } } }, 'c');
+  assert.equal(tls['security.protocol'], 'ssl');
+  assert.equal(tls['ssl.ca.location'], '/etc/ca.pem');
+  assert.equal(tls['ssl.endpoint.identification.algorithm'], 'https');
+  assert.equal(librdkafkaConnection({ brokers: 'k:9092' }, 'c')['security.protocol'], undefined, 'no security section: librdkafka defaults (plaintext)');
+});
+
+test('librdkafka (this build) accepts the PLAIN, SCRAM and OAUTHBEARER settings as generated for it', async () => {
+  const Kafka = await rdkafka();
+  for (const config of [scram, oauth, { brokers: 'k:9093', security: { sasl: { mechanism: 'PLAIN' as const, username: 'u', password: 'p' } } }]) {
+    // Construction is where librdkafka validates its configuration (unknown or unsupported values throw).
+    const consumer = new Kafka.KafkaConsumer({ ...librdkafkaConnection(config, 'c', Kafka.features), 'group.id': 'g' } as never, {});
+    const producer = new Kafka.Producer(librdkafkaConnection(config, 'c', Kafka.features) as never);
+    assert.ok(consumer && producer);
+  }
+  // node-rdkafka's bundled librdkafka has no OIDC (no libcurl): the OIDC properties are then left out
+  // and Tributary fetches the tokens (next test).
+  if (!Kafka.features.includes('oidc')) assert.equal(librdkafkaConnection(oauth, 'c', Kafka.features)['sasl.oauthbearer.method'], undefined);
+});
+
+test('OIDC client credentials: the token is fetched with basic auth and handed to the client, and a refresh hands over the next', async () => {
+  const requests: { authorization: string | undefined; body: string }[] = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      requests.push({ authorization: request.headers.authorization, body });
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ access_token: `token-${requests.length}`, token_type: 'Bearer', expires_in: 300 }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+  const errors: Error[] = [];
+  const tokens = new OidcTokens({ token_endpoint_url: url, client_id: 'tributary', client_secret: 'idp-secret', scope: 'kafka' }, (error) => errors.push(error));
+  try {
+    const received: string[] = [];
+    await tokens.attach({ setOauthBearerToken: (token) => received.push(token) });
+    assert.deepEqual(received, ['token-1']);
+    assert.equal(requests[0]!.authorization, `Basic ${Buffer.from('tributary:idp-secret').toString('base64')}`);
+    assert.equal(requests[0]!.body, 'grant_type=client_credentials&scope=kafka');
+    await tokens.refresh();
+    assert.deepEqual(received, ['token-1', 'token-2']);
+    // A real client takes the token before it connects.
+    const Kafka = await rdkafka();
+    const config = { ...oauth, security: { ...oauth.security!, sasl: { ...oauth.security!.sasl!, oauthbearer: { ...oauth.security!.sasl!.oauthbearer!, token_endpoint_url: url } } } };
+    const consumer = new Kafka.KafkaConsumer({ ...librdkafkaConnection(config, 'c', Kafka.features), 'group.id': 'g' } as never, {});
+    const stop = await provideOauthToken(consumer, config, Kafka.features.filter((f) => f !== 'oidc'), (error) => errors.push(error));
+    stop();
+    assert.equal(requests.length, 3);
+    assert.deepEqual(errors, []);
+  } finally {
+    tokens.stop();
+    server.close();
+  }
+});
+
+test('an OIDC endpoint that refuses is an error naming it', async () => {
+  const server = createServer((_request, response) => {
+    response.statusCode = 401;
+    response.end('{"error":"invalid_client"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+  const tokens = new OidcTokens({ token_endpoint_url: url, client_id: 'x', client_secret: 'y' }, () => undefined);
+  try {
+    await assert.rejects(tokens.attach({ setOauthBearerToken: () => undefined }), new RegExp(`token endpoint ${url} answered HTTP 401`));
+  } finally {
+    tokens.stop();
+    server.close();
+  }
+});
+
+test('secrets are redacted from logged properties; the rest stays readable', () => {
+  const safe = redactProperties({ ...librdkafkaConnection(scram, 'c'), ...librdkafkaConnection(oauth, 'c'), 'ssl.key.pem': '-----BEGIN', 'ssl.key.password': 'kp' });
+  for (const key of ['sasl.password', 'sasl.username', 'sasl.oauthbearer.client.secret', 'ssl.key.pem', 'ssl.key.password']) assert.equal(safe[key], '[redacted]', key);
+  assert.equal(safe['metadata.broker.list'], 'kafka:9093');
+  assert.equal(safe['sasl.mechanisms'], 'OAUTHBEARER');
+  assert.ok(!JSON.stringify(safe).includes('s3cret') && !JSON.stringify(safe).includes('idp-secret'));
+});
