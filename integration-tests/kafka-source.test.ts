@@ -112,3 +112,32 @@ test('committed offsets: a second run of the group starts where the first ended'
   assert.equal(two.stats.eventsIn, 300);
   assert.deepEqual(seqs, Array.from({ length: 300 }, (_, i) => 900 + i));
 });
+
+test('a topic pattern reads every matching topic, and only those', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const stem = uniqueTopic('pattern');
+  const [a, b, other] = [`${stem}-clicks-a`, `${stem}-clicks-b`, `${stem}-orders`];
+  for (const topic of [a, b, other]) await createTopic(brokers, topic, 2);
+  for (const [index, topic] of [a, b, other].entries()) {
+    await produce(brokers, topic, Array.from({ length: 100 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: index * 1000 + i }) })));
+  }
+  const yaml = `
+name: kafka-pattern-test
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    pattern: "^${stem}-clicks-.*"
+    group: g-${stem}
+    start_from: earliest
+    stop_at_end: true
+    mapping: { attributes: [seq] }
+sinks:
+  - type: collect
+`;
+  const store: StreamRecord[][] = [[]];
+  const run = await runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store)] });
+  const seqs = store[0]!.map((e) => Number((e as unknown as ClickEvent).attrs?.seq)).sort((x, y) => x - y);
+  assert.equal(run.stats.eventsIn, 200);
+  assert.deepEqual(seqs, [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 100 }, (_, i) => 1000 + i)], 'both clicks topics, not the orders topic');
+});
