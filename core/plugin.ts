@@ -128,6 +128,12 @@ export interface Source {
   onPartitions?(listener: PartitionListener): void;
   /** The next offset to read of every assigned partition that has yielded records, by partition id. */
   partitionOffsets?(): ReadonlyMap<string, number>;
+  /**
+   * Each assigned partition's own watermark, by partition id. In scale-out each partition's stages
+   * follow their own partition's event time (as a Kafka Streams task follows its stream time), so a
+   * partition that moves here with a backlog is not judged late by the watermark of the others.
+   */
+  partitionWatermarks?(): ReadonlyMap<string, number>;
   close?(): Promise<void>;
 }
 

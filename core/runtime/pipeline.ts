@@ -100,6 +100,8 @@ interface PartitionTask {
   operators: { label: string; operator: Operator }[];
   subscription: Subscription;
   gauges: GaugeShares;
+  /** The last watermark sent to this task: its partition's own. */
+  watermark: number;
 }
 
 /**
@@ -351,7 +353,7 @@ export class PipelineRunner {
     if (scaleOut) {
       const slot = this.sources[0]!;
       const where = `${this.loaded.file}: ${this.loaded.sources[0]!.path}`;
-      if (!slot.source.onPartitions || !slot.source.partitionOffsets) {
+      if (!slot.source.onPartitions || !slot.source.partitionOffsets || !slot.source.partitionWatermarks) {
         throw new TributaryError('TRIB_ERR_CONFIG_INVALID', `${where}: scale_out needs a partitioned source (kafka); '${this.loaded.sources[0]!.entry.type}' is not`);
       }
       if (!this.options.checkpoints) {
@@ -394,9 +396,8 @@ export class PipelineRunner {
       },
       error: (error: unknown) => this.failStage(error),
     });
-    this.tasks.set(id, { id, input, operators, subscription, gauges });
-    // A task that joins mid-stream starts at the current watermark (restored sessions past it close now).
-    if (Number.isFinite(this.emittedWatermark)) input.next(watermark(this.emittedWatermark));
+    // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
+    this.tasks.set(id, { id, input, operators, subscription, gauges, watermark: -Infinity });
   }
 
   /** Disconnects a partition's stages (nothing more comes out of them) and closes them. */
@@ -476,14 +477,27 @@ export class PipelineRunner {
     await this.deadLetterSink.flush?.();
   }
 
+  /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
   private emitWatermark(time: number): void {
     const mark = watermark(time);
-    for (const task of this.tasks.values()) task.input.next(mark);
+    if (time === Infinity) for (const task of this.tasks.values()) task.input.next(mark);
     this.input.next(mark);
+  }
+
+  /** Scale-out: each partition task gets its own partition's watermark as it advances. */
+  private advanceTaskWatermarks(): void {
+    const marks = this.scaleOut!.slot.source.partitionWatermarks!();
+    for (const task of this.tasks.values()) {
+      const mark = marks.get(task.id);
+      if (mark === undefined || !Number.isFinite(mark) || mark <= task.watermark) continue;
+      task.watermark = mark;
+      task.input.next(watermark(mark));
+    }
   }
 
   /** The combined watermark: minimum over sources that are neither drained nor idle. */
   private advanceWatermark(): void {
+    if (this.scaleOut) this.advanceTaskWatermarks();
     const now = this.clock.now();
     let combined = Infinity;
     let anyActive = false;

@@ -334,6 +334,19 @@ class KafkaSource {
     this.listener = listener;
   }
 
+  partitionWatermarks(): ReadonlyMap<string, number> {
+    const now = this.context.clock.now();
+    const combined = this.watermark();
+    const marks = new Map<string, number>();
+    for (const state of this.partitions.values()) {
+      if (!state.assigned) continue;
+      const own = state.maxTime - this.maxOutOfOrderness;
+      // An idle partition follows the others, as it does in the combined watermark.
+      marks.set(state.id, now - state.lastActivity >= this.idleTimeout ? Math.max(own, combined) : own);
+    }
+    return marks;
+  }
+
   partitionOffsets(): ReadonlyMap<string, number> {
     const offsets = new Map<string, number>();
     for (const state of this.partitions.values()) if (state.assigned && state.next !== undefined) offsets.set(state.id, state.next);
@@ -578,6 +591,9 @@ class KafkaSource {
       state.atEnd = false;
       state.fetched = undefined;
       state.next = undefined;
+      // Event time restarts with the records read from the restored offset (they may be older than
+      // what this instance saw of the partition before it left).
+      state.maxTime = -Infinity;
       state.lastActivity = this.context.clock.now();
     }
     this.consumer.assign(assignment.map((tp, index) => {

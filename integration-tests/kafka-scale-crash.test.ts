@@ -1,0 +1,152 @@
+/**
+ * Scale-out through real daemon processes and a real broker: two members split the partitions with
+ * their per-user state; one is killed with SIGKILL mid-stream; the survivor takes its partitions over
+ * from the shared partition state (the newest file its group's committed offset covers) and replays
+ * the rest. Every session still closes whole, and in exactly-once mode exactly once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointStore } from 'tributary';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
+
+const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
+const base = Date.parse('2024-05-01T00:00:00Z');
+const users = 40;
+const partitions = 4;
+
+function pipelineYaml(input: string, output: string, guarantee: string, member: string, dir: string): string {
+  return `
+name: scale-crash
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: g-${input}
+    guarantee: ${guarantee}
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+    # A killed member's partitions move after 6 s instead of librdkafka's default 45 s.
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topic: ${output}
+    kinds: [session]
+    guarantee: ${guarantee}
+    transactional_id: tx-${output}-${member}
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 300ms }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+}
+
+interface Daemon {
+  process: ChildProcess;
+  /** Partitions of its latest assignment, from its log. */
+  assigned: string[];
+}
+
+function startDaemon(file: string, brokers: string): Daemon {
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info'], { env: { ...process.env, KAFKA_BROKERS: brokers }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon: Daemon = { process: child, assigned: [] };
+  let pending = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (!line.includes('kafka partitions')) continue;
+      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
+      if (entry.msg === 'kafka partitions assigned') daemon.assigned = entry.partitions.map((p) => (typeof p === 'string' ? p : p.id));
+      else if (entry.msg.startsWith('kafka partitions revoked')) daemon.assigned = [];
+    }
+  });
+  return daemon;
+}
+
+const exited = ({ process: child }: Daemon): Promise<number | null> =>
+  child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+
+/** Three more events for every user, `minute` minutes into their sessions (user u lives in partition u % 4). */
+const phase = (minute: number, seq: number): RawRecord[] =>
+  Array.from({ length: users * 3 }, (_, i) => {
+    const user = i % users;
+    const time = base + minute * 60_000 + Math.floor(i / users) * 60_000 + user * 1_000;
+    return { partition: user % partitions, key: `u${user}`, value: JSON.stringify({ user_id: `u${user}`, time: new Date(time).toISOString(), type: 'view', seq: seq + i }) };
+  });
+
+/** Offset the newest state file of each partition covers (undefined: none yet). */
+async function savedOffsets(stateDir: string, topic: string): Promise<(number | undefined)[]> {
+  return Promise.all(
+    Array.from({ length: partitions }, async (_, p) => {
+      const saved = await new CheckpointStore(join(stateDir, `${topic}-${p}`)).latest();
+      return saved ? (Object.values(saved.sources)[0] as { offset: number }).offset : undefined;
+    }),
+  );
+}
+
+for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
+  test(`scale-out: a member killed with SIGKILL hands its partitions and their state over (${guarantee})`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const input = uniqueTopic(`scale-in-${guarantee}`);
+    const output = uniqueTopic(`scale-out-${guarantee}`);
+    for (const topic of [input, output]) await createTopic(brokers, topic, partitions);
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-crash-'));
+    const files = ['a', 'b'].map((member) => {
+      const file = join(dir, `${member}.yaml`);
+      writeFileSync(file, pipelineYaml(input, output, guarantee, member, dir));
+      return file;
+    });
+    const stateDir = join(dir, 'partition-state');
+    const perPartition = (users / partitions) * 3;
+    const checkpointed = (records: number) => async () => (await savedOffsets(stateDir, input)).every((offset) => offset !== undefined && offset >= records);
+    const daemons: Daemon[] = [];
+    try {
+      // Phase 1: member A alone begins every session; its checkpoints save all four partitions.
+      daemons.push(startDaemon(files[0]!, brokers));
+      await produce(brokers, input, phase(0, 0));
+      await waitFor('member A to checkpoint phase 1 of every partition', checkpointed(perPartition), 90_000, 200);
+      // Phase 2: member B joins and takes partitions with their state; both checkpoint their share.
+      daemons.push(startDaemon(files[1]!, brokers));
+      await waitFor('the group to split the partitions', () => daemons.every((d) => d.assigned.length > 0) && daemons[0]!.assigned.length + daemons[1]!.assigned.length === partitions, 60_000, 100);
+      const movedToB = daemons[1]!.assigned.length;
+      await produce(brokers, input, phase(5, 1_000));
+      await waitFor('both members to checkpoint phase 2', checkpointed(2 * perPartition), 90_000, 200);
+      // Phase 3 goes in, and B dies with it in flight (some of it past B's last checkpoint).
+      await produce(brokers, input, phase(10, 2_000));
+      daemons[1]!.process.kill('SIGKILL');
+      await exited(daemons[1]!);
+      // Phase 4 and then a jump in event time on every partition close every session on member A.
+      await produce(brokers, input, phase(15, 3_000));
+      await produce(
+        brokers,
+        input,
+        Array.from({ length: partitions }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })),
+      );
+      const shopperSessions = async () =>
+        values(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(String(s.userId)));
+      await waitFor('every shopper session in the committed output', async () => new Set((await shopperSessions()).map((s) => s.userId)).size >= users, 120_000, 500);
+      await waitFor('member A to own every partition again', () => daemons[0]!.assigned.length === partitions, 60_000, 100);
+      daemons[0]!.process.kill('SIGTERM');
+      assert.equal(await exited(daemons[0]!), 0, 'a SIGTERM stop exits 0');
+      const sessions = await shopperSessions();
+      // Whole: 12 events each (3 per phase). Without the hand-over B's users would restart on A mid-session.
+      assert.deepEqual(sessions.map((s) => s.eventCount).filter((count) => count !== 12), [], 'every session has all 12 of its events');
+      assert.equal(new Set(sessions.map((s) => s.userId)).size, users);
+      t.diagnostic(`member B held ${movedToB} of ${partitions} partitions when it was killed`);
+      if (guarantee === 'exactly-once') assert.equal(sessions.length, users, 'one committed summary per user');
+      else t.diagnostic(`at-least-once: ${sessions.length - users} duplicate summaries after the kill`);
+    } finally {
+      for (const { process: child } of daemons) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
