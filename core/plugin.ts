@@ -87,6 +87,12 @@ export interface PluginContext {
   readonly shared?: Map<string, unknown>;
   /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */
   readonly signal?: AbortSignal;
+  /**
+   * Scale-out: the source partition (e.g. `clicks-3`) of the record a stage is handling right now,
+   * for global stages that keep per-user items (a model's pending labels) and must let go of those
+   * whose partition moved to another member (see `Operator.partitionsRevoked`). Undefined otherwise.
+   */
+  currentPartition?(): string | undefined;
   /** Counts records an operator dropped on purpose, so every input stays accounted for. */
   countFiltered(count: number, reason: string): void;
   /**
@@ -183,6 +189,11 @@ export interface Operator {
   snapshot?(): unknown;
   /** Replace the operator's state with one `snapshot` returned, before the stream starts. */
   restore?(state: unknown): void;
+  /**
+   * Scale-out, global stages: these partitions moved to another member; what this stage keeps for
+   * their users (e.g. predictions waiting for a label only the new owner will see) should go.
+   */
+  partitionsRevoked?(partitions: readonly string[]): void;
   /** Resolves when the stage has room for more input (stages that hold records, e.g. micro-batches). */
   ready?(): Promise<void> | undefined;
   close?(): Promise<void>;

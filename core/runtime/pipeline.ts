@@ -254,8 +254,12 @@ export class PipelineRunner {
         this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + count;
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
+      currentPartition: () => this.currentPartition,
     };
   }
+
+  /** Scale-out: the partition whose task is handing a record to the global stages right now. */
+  private currentPartition: string | undefined;
 
   private deadLetter(stage: string, rejection: Rejection): void {
     this.stats.deadLettered++;
@@ -392,7 +396,14 @@ export class PipelineRunner {
     const subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
-        if (record.kind !== 'watermark') this.input.next(record);
+        if (record.kind === 'watermark') return;
+        // The global stages handle it synchronously, inside this call: they may ask whose it is.
+        this.currentPartition = id;
+        try {
+          this.input.next(record);
+        } finally {
+          this.currentPartition = undefined;
+        }
       },
       error: (error: unknown) => this.failStage(error),
     });
@@ -451,6 +462,8 @@ export class PipelineRunner {
             if (offset !== undefined) saves.push([id, this.partitionBody(task, offset)]);
             await this.stopTask(id);
           }
+          const revoked = partitions.map((p) => p.id);
+          for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);
           // Outputs of the partitions' records are durable before their state and offsets move on.
           await this.flushSinks();
           for (const [id, body] of saves) await this.partitionStore(id).write(body);
