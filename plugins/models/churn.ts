@@ -27,6 +27,8 @@ interface UserState {
   open: [string, number][];
   /** Predictions waiting for their deadline: id, session end, start of the first return after it (-1: none yet). */
   pending: [string, number, number][];
+  /** Scale-out: the source partition the user's records come from (see partitionsRevoked). */
+  partition?: string;
 }
 
 interface ChurnState {
@@ -123,14 +125,20 @@ export default defineOperator<ChurnModelConfig>({
       return top;
     };
 
+    const handedOver = context.metrics.counter(
+      'churn_handed_over_total',
+      'Scale-out: predictions released unlabelled because their user\'s partition moved to another member (which sees any return).',
+    );
     const userOf = (userId: string, time: number): UserState => {
+      const partition = context.currentPartition?.();
       let user = users.get(userId);
+      if (user && partition !== undefined) user.partition = partition;
       if (!user) {
         if (users.size >= maxUsers) {
           users.delete(users.keys().next().value!);
           usersEvicted.inc();
         }
-        user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [] };
+        user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
         users.set(userId, user);
       }
       return user;
@@ -232,6 +240,22 @@ export default defineOperator<ChurnModelConfig>({
           },
         };
       }),
+      /**
+       * The users of these partitions return (or not) on another member now: labelling their pending
+       * predictions here would call every one of them a churner. Their history goes too; the
+       * predictions leave the label buffer unscored when they expire.
+       */
+      partitionsRevoked(partitions) {
+        const revoked = new Set(partitions);
+        let released = 0;
+        for (const [userId, user] of users) {
+          if (user.partition === undefined || !revoked.has(user.partition)) continue;
+          released += user.pending.length;
+          users.delete(userId);
+        }
+        if (released > 0) handedOver.inc(released);
+        context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
+      },
       snapshot(): ChurnState {
         return {
           learner: learner.snapshot(),

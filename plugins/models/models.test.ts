@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watermark, type Element, type StreamRecord } from 'tributary';
 import { runOperator, testContext } from 'tributary/testing';
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { exactAuc, logLoss, Prequential } from './prequential.js';
@@ -182,6 +182,34 @@ test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if 
   const earlyReport = reportOf(early.output);
   assert.equal(earlyReport.summary.n, 0);
   assert.equal(earlyReport.counts.unlabelledAtEnd, 3);
+});
+
+test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
+  const day = 86_400_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  let partition: string | undefined;
+  const context = testContext({ currentPartition: () => partition });
+  const operator = await churnModel.create({ backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true } as never, context);
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const done = lastValueFrom(operator.apply(input).pipe(toArray()));
+  const from = (p: string, elements: Element[]) => {
+    partition = p;
+    for (const element of elements) input.next(element);
+    partition = undefined;
+  };
+  from('clicks-0', [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 })]);
+  from('clicks-1', [event('b', 'b1', t, 0, t, 'view'), summary('b', 'b1', t, t, 1, false, { view: 1 })]);
+  // clicks-0 moves to another member: a's return, if any, is seen there.
+  operator.partitionsRevoked!(['clicks-0']);
+  input.next(watermark(t + 8 * day));
+  input.next(watermark(Infinity));
+  input.complete();
+  const report = reportOf(await done);
+  await operator.close?.();
+  assert.equal(report.counts.predictions, 2);
+  assert.equal(report.summary.n, 1, 'only b (still here) is labelled');
+  assert.equal(report.summary.positives, 1);
 });
 
 test('churn: a return after the horizon labels 1', async () => {
