@@ -84,10 +84,13 @@ test('schema defaults are filled in for the factory', async () => {
   assert.equal(loaded.document.settings.max_in_flight, 4096);
 });
 
-test('YAML syntax errors carry their position', async () => {
+test('YAML syntax errors carry their position; only the first is listed, the rest counted', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n   users: [1\n');
-  assert.ok(problems.length > 0);
+  assert.equal(problems.length, 1);
   assert.match(problems[0]!, /^P:\d+:\d+: \$: /);
+  const cascade = await problemsOf('stages:\n  - type: m\n    checkpoint: { dir: ${X:-/a}/b }\nsinks:\n  - type: stdout\n');
+  assert.equal(cascade.length, 1);
+  assert.match(cascade[0]!, /^P:3:\d+: \$: .*\(and \d+ more YAML errors after it, which often follow from this one\)$/);
 });
 
 test('an empty registry lists no known plugins instead of failing', async () => {

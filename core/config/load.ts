@@ -81,7 +81,12 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     return { file, line, column: col, path, message };
   };
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((error) => at(error.pos[0], '$', error.message.split('\n')[0]!)), 'TRIB_ERR_CONFIG_YAML');
+    // The first syntax error is the one to fix: the parser's later ones mostly follow from it (one
+    // stray brace gave sixty), so they are counted, not listed.
+    const first = doc.errors[0]!;
+    const more = doc.errors.length - 1;
+    const message = first.message.split('\n')[0]! + (more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '');
+    throw new ConfigError([at(first.pos[0], '$', message)], 'TRIB_ERR_CONFIG_YAML');
   }
 
   const problems: ConfigProblem[] = [];
