@@ -62,7 +62,8 @@ settings: { commit_interval: 100ms }
   assert.equal(a.size + b.size, 4);
 });
 
-test('a rebalance hands per-user state over: sessions begun on one member end whole on the member that takes their partition', async (t) => {
+for (const strategy of ['range,roundrobin', 'cooperative-sticky'] as const) {
+test(`a rebalance hands per-user state over: sessions begun on one member end whole on the member that takes their partition (${strategy})`, async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
   const topic = uniqueTopic('handover');
@@ -79,6 +80,7 @@ sources:
     start_from: earliest
     mapping: { attributes: [seq, probe] }
     watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+    options: { partition.assignment.strategy: "${strategy}" }
 stages:
   - { type: sessionizer, gap: 30m }
 sinks:
@@ -144,6 +146,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   assert.ok(movedToB.length > 0, 'member B closed sessions that member A began');
   assert.equal(results[0]!.deadLetters.length + results[1]!.deadLetters.length, 0);
 });
+}
 
 test('the broker stopped and started under a running source: not ready, then resumes and loses nothing', async (t) => {
   if (!kafkaBrokers(t)) return;

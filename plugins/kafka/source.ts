@@ -530,7 +530,7 @@ class KafkaSource {
         this.seekTo.delete(key);
         return from === undefined ? tp : { ...tp, offset: from };
       });
-      this.consumer.assign(list);
+      this.assign(list);
       if (this.paused) this.consumer.pause(assignment);
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
     } else if (error.code === ErrorCode.REVOKE_PARTITIONS) {
@@ -552,15 +552,15 @@ class KafkaSource {
       const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
       if (this.transactions && offsets.length > 0) {
         this.transactions.commit(offsets, this.consumer).committed.then(
-          () => this.consumer.unassign(),
+          () => this.unassign(assignment),
           (error: unknown) => {
             this.failure = asError(error);
-            this.consumer.unassign();
+            this.unassign(assignment);
             this.notify();
           },
         );
       } else {
-        this.consumer.unassign();
+        this.unassign(assignment);
       }
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
     } else {
@@ -596,7 +596,7 @@ class KafkaSource {
       state.maxTime = -Infinity;
       state.lastActivity = this.context.clock.now();
     }
-    this.consumer.assign(assignment.map((tp, index) => {
+    this.assign(assignment.map((tp, index) => {
       const start = starts.get(states[index]!.state.id);
       return start === undefined ? tp : { ...tp, offset: start };
     }));
@@ -630,9 +630,24 @@ class KafkaSource {
         state.next = undefined;
         state.fetched = undefined;
       }
-      this.consumer.unassign();
+      this.unassign(assignment);
       this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
     }
+  }
+
+  /**
+   * With the cooperative protocol (`partition.assignment.strategy: cooperative-sticky`) a rebalance
+   * names only the partitions that move, and they are added or removed; with the eager one (the
+   * default) every partition is revoked and the new assignment replaces the old.
+   */
+  private assign(partitions: RdKafka.Assignment[]): void {
+    if (this.consumer.rebalanceProtocol() === 'COOPERATIVE') this.consumer.incrementalAssign(partitions);
+    else this.consumer.assign(partitions);
+  }
+
+  private unassign(partitions: RdKafka.TopicPartition[]): void {
+    if (this.consumer.rebalanceProtocol() === 'COOPERATIVE') this.consumer.incrementalUnassign(partitions);
+    else this.consumer.unassign();
   }
 
   private assignedList(): RdKafka.TopicPartition[] {
