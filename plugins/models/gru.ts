@@ -46,7 +46,7 @@ export class GruModel extends OnlineModel {
     const categories = tf.tensor2d(seq.categories, [n, L], 'int32');
     const steps = tf.tensor3d(seq.steps, [n, L, stepFeatures], 'float32');
     // Embeddings as one-hot products, not tf.gather: gather's gradient (UnsortedSegmentSum) has no WASM kernel.
-    const embed = (ids: TF.Tensor2D, table: TF.Variable): TF.Tensor3D =>
+    const embed = (ids: TF.Tensor2D, table: TF.Tensor): TF.Tensor3D =>
       tf.oneHot(ids.reshape([n * L]), table.shape[0]!).cast('float32').matMul(table).reshape([n, L, table.shape[1]!]) as TF.Tensor3D;
     const x = tf.concat([embed(types, this.params.get('embType')), embed(categories, this.params.get('embCategory')), steps], 2);
     // Input projections of every step in one matMul; the recurrence then needs two per step.

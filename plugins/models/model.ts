@@ -80,7 +80,22 @@ export abstract class OnlineModel {
 
   /** Subclasses call this after adding their parameters. */
   protected ready(): void {
+    this.params.seal();
     this.optimizer = new Optimizer(this.optimizerConfig, this.params);
+    const l2 = this.config.l2;
+    if (l2 > 0) this.penalty = tf.tensor1d(this.params.maskOf('w', l2), 'float32');
+  }
+
+  /** l2 at every weight (parameters named `w...`), 0 at biases: the L2 gradient is `penalty * theta`. */
+  private penalty: TF.Tensor1D | undefined;
+
+  /**
+   * One optimiser step from the gradient of the loss over the flat parameter vector, plus L2 on
+   * every weight matrix. The L2 gradient (l2 * w) is added in closed form rather than taped: fewer
+   * kernel calls per step, and TF.js pays per call at these sizes.
+   */
+  protected update(grad: TF.Tensor): void {
+    this.optimizer.apply(this.penalty ? grad.add(this.params.flat.mul(this.penalty)) : grad);
   }
 
   /** Logits, shape [n]. `training` turns dropout on. */
@@ -99,21 +114,14 @@ export abstract class OnlineModel {
     return this.predictProbaMany(batch)[0]!;
   }
 
-  /**
-   * One optimiser step on the batch: mean binary cross-entropy, plus L2 on every weight matrix
-   * (names starting with `w`). The L2 gradient (l2 * w) is added in closed form rather than taped:
-   * fewer kernel calls per step, and TF.js pays per call at these sizes.
-   */
+  /** One optimiser step on the batch: mean binary cross-entropy (autodiff; `logistic` and `mlp` give theirs in closed form). */
   learnMany(batch: Batch, labels: Float32Array): void {
     if (batch.n === 0) return;
     tf.tidy(() => {
       const y = tf.tensor1d(labels, 'float32');
-      const { grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true)) as TF.Scalar, this.params.list());
-      const l2 = this.config.l2;
-      this.optimizer.apply((name, variable) => {
-        const grad = grads[variable.name];
-        return grad && l2 > 0 && name.startsWith('w') ? grad.add(variable.mul(l2)) : grad;
-      });
+      const theta = this.params.flat;
+      const { grads } = this.params.taped(() => tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(y, this.logits(batch, true)) as TF.Scalar, [theta]));
+      this.update(grads[theta.name]!);
     });
   }
 
@@ -131,6 +139,8 @@ export abstract class OnlineModel {
   dispose(): void {
     this.params.dispose();
     this.optimizer.dispose();
+    this.penalty?.dispose();
+    this.penalty = undefined;
   }
 }
 
@@ -141,4 +151,28 @@ export function glorot(rows: number, cols: number, seed: number): TF.Tensor2D {
 
 export function inputMatrix(batch: Batch): TF.Tensor2D {
   return tf.tensor2d(batch.x, [batch.n, batch.d], 'float32');
+}
+
+/**
+ * The inputs with a column of ones appended, n x (d + 1), built in a buffer the caller keeps: with
+ * it a layer's bias is one more row of its weights (stored right after them), so the product needs
+ * no bias op and its gradient X1' dZ holds the bias gradient too (no reduction op). Copying the
+ * batch costs less than the kernel calls it saves.
+ */
+export function inputsWithOnes(batch: Batch, buffer: { data: Float32Array }): TF.Tensor2D {
+  const { n, d, x } = batch;
+  const width = d + 1;
+  if (buffer.data.length < n * width) buffer.data = new Float32Array(n * width);
+  const out = buffer.data;
+  for (let i = 0; i < n; i++) {
+    out.set(x.subarray(i * d, (i + 1) * d), i * width);
+    out[i * width + d] = 1;
+  }
+  return tf.tensor2d(out.subarray(0, n * width), [n, width], 'float32');
+}
+
+/** d(mean binary cross-entropy)/d(logits) for logits [n, 1]: (sigmoid(logits) - y) / n, [n, 1]. */
+export function outputError(logits: TF.Tensor2D, labels: Float32Array): TF.Tensor2D {
+  const n = labels.length;
+  return tf.sigmoid(logits).sub(tf.tensor2d(labels, [n, 1], 'float32')).mul(1 / n) as TF.Tensor2D;
 }

@@ -1,7 +1,12 @@
 /**
  * Model parameters and the optimisers that update them. The optimisers are ours, not tf.train's,
  * because tf.train's state can only be read asynchronously (`getWeights()` returns a Promise) and
- * an operator's `snapshot()` is synchronous. Both are a handful of tensor ops per parameter.
+ * an operator's `snapshot()` is synchronous.
+ *
+ * Every parameter of a model lives in ONE flat variable, and each named parameter is a view of it
+ * (an offset and a shape). TF.js pays per kernel call, not per flop, at these sizes: the optimiser
+ * then updates one tensor per step (a dozen calls) instead of one per parameter (a dozen each),
+ * and models with closed-form gradients hand it one flat gradient.
  */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
@@ -32,47 +37,171 @@ export function decodeTensor(encoded: EncodedTensor): TF.Tensor {
   return tf.tensor(decodeFloats(encoded.data), encoded.shape, 'float32');
 }
 
-/** Named trainable variables, in a fixed order. */
+/** Where a view lies in the flat vector. */
+interface Region {
+  offset: number;
+  shape: number[];
+  size: number;
+}
+
+const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Named trainable parameters, in a fixed order, stored in one flat variable. Add them (and any
+ * aliases) before {@link seal}; then {@link get} gives a parameter as a tensor of its shape. Those
+ * views are made once per update and cached (kept out of tidies), so a forward pass costs no slice;
+ * inside {@link taped} they are sliced afresh, so autodiff sees them as functions of the variable.
+ */
 export class ParamSet {
-  readonly vars = new Map<string, TF.Variable>();
+  private readonly regions = new Map<string, Region>();
+  /** Parameters proper (not aliases), in storage order: what is saved. */
+  private readonly names: string[] = [];
+  private initial: Float32Array[] = [];
+  private variable: TF.Variable | undefined;
+  /** Views made since the last update (only those asked for). */
+  private readonly views = new Map<string, TF.Tensor>();
+  private taping = 0;
+  size = 0;
 
-  add(name: string, initial: TF.Tensor): TF.Variable {
-    const variable = tf.variable(initial, true, undefined, 'float32');
+  add(name: string, initial: TF.Tensor): void {
+    if (this.variable) throw new Error('parameters are sealed');
+    const shape = [...initial.shape];
+    this.regions.set(name, { offset: this.size, shape, size: sizeOf(shape) });
+    this.names.push(name);
+    this.initial.push(Float32Array.from(initial.dataSync() as Float32Array));
     initial.dispose();
-    this.vars.set(name, variable);
-    return variable;
+    this.size += sizeOf(shape);
   }
 
-  get(name: string): TF.Variable {
-    const variable = this.vars.get(name);
-    if (!variable) throw new Error(`no parameter '${name}'`);
-    return variable;
+  /**
+   * Another view of the storage: `shape` elements from element `start` of parameter `of`, running
+   * on into the parameters after it if `shape` asks (a weight matrix followed by its bias is the
+   * matrix with the bias as one more row). Call after adding every parameter it covers.
+   */
+  alias(name: string, of: string, start: number, shape: number[]): void {
+    const offset = this.region(of).offset + start;
+    const size = sizeOf(shape);
+    if (offset + size > this.size) throw new Error(`alias '${name}' runs past the parameters`);
+    this.regions.set(name, { offset, shape, size });
   }
 
-  list(): TF.Variable[] {
-    return [...this.vars.values()];
+  /** Makes the flat variable from the parameters added. */
+  seal(): void {
+    const values = new Float32Array(this.size);
+    let offset = 0;
+    for (const part of this.initial) {
+      values.set(part, offset);
+      offset += part.length;
+    }
+    this.initial = [];
+    const initial = tf.tensor1d(values, 'float32');
+    this.variable = tf.variable(initial, true, undefined, 'float32');
+    initial.dispose();
   }
 
-  encode(): Record<string, EncodedTensor> {
-    const out: Record<string, EncodedTensor> = {};
-    for (const [name, variable] of this.vars) out[name] = encodeTensor(variable);
-    return out;
+  /** The flat variable every parameter is a view of. */
+  get flat(): TF.Variable {
+    if (!this.variable) throw new Error('parameters are not sealed');
+    return this.variable;
   }
 
-  load(encoded: Record<string, EncodedTensor>): void {
-    for (const [name, variable] of this.vars) {
-      const saved = encoded[name];
-      if (!saved) throw new Error(`saved model lacks parameter '${name}'`);
-      if (saved.shape.join('x') !== variable.shape.join('x')) throw new Error(`parameter '${name}': saved shape [${saved.shape}] differs from the model's [${variable.shape}]`);
-      const value = decodeTensor(saved);
-      variable.assign(value);
-      value.dispose();
+  private region(name: string): Region {
+    const region = this.regions.get(name);
+    if (!region) throw new Error(`no parameter '${name}'`);
+    return region;
+  }
+
+  private slice(region: Region): TF.Tensor {
+    // A view of the whole vector is a reshape, which shares its data; a slice copies.
+    const part = region.size === this.size ? this.flat : tf.slice(this.flat, [region.offset], [region.size]);
+    return tf.reshape(part, region.shape);
+  }
+
+  /** Parameter (or alias) `name` in its shape: the cached view, or a taped slice inside {@link taped}. */
+  get(name: string): TF.Tensor {
+    if (this.taping > 0) return this.slice(this.region(name));
+    let view = this.views.get(name);
+    if (!view) {
+      const region = this.region(name);
+      view = tf.keep(tf.tidy(() => this.slice(region)));
+      this.views.set(name, view);
+    }
+    return view;
+  }
+
+  /** {@link get}, for a parameter that is a matrix. */
+  matrix(name: string): TF.Tensor2D {
+    return this.get(name) as TF.Tensor2D;
+  }
+
+  /** Runs `f` with views sliced inside it (for tf.variableGrads). */
+  taped<T>(f: () => T): T {
+    this.taping++;
+    try {
+      return f();
+    } finally {
+      this.taping--;
     }
   }
 
+  /** Sets the flat vector (the optimiser's step, a load); the cached views are remade on next use. */
+  assign(value: TF.Tensor): void {
+    this.flat.assign(value);
+    this.dropViews();
+  }
+
+  private dropViews(): void {
+    for (const view of this.views.values()) view.dispose();
+    this.views.clear();
+  }
+
+  /** A flat vector with `value` at every element of the parameters whose name starts with `prefix`, 0 elsewhere. */
+  maskOf(prefix: string, value: number): Float32Array {
+    const mask = new Float32Array(this.size);
+    for (const name of this.names) {
+      const region = this.region(name);
+      if (name.startsWith(prefix)) mask.fill(value, region.offset, region.offset + region.size);
+    }
+    return mask;
+  }
+
+  /** A flat vector (the parameters, or an optimiser slot) as one encoded tensor per parameter. */
+  encodeFlat(values: Float32Array, suffix = ''): Record<string, EncodedTensor> {
+    const out: Record<string, EncodedTensor> = {};
+    for (const name of this.names) {
+      const region = this.region(name);
+      out[name + suffix] = { shape: region.shape, data: encodeFloats(values.subarray(region.offset, region.offset + region.size)) };
+    }
+    return out;
+  }
+
+  /** The inverse of {@link encodeFlat}, checking every parameter is there in its shape. */
+  decodeFlat(encoded: Record<string, EncodedTensor>, suffix = '', what = 'parameter'): Float32Array {
+    const values = new Float32Array(this.size);
+    for (const name of this.names) {
+      const region = this.region(name);
+      const saved = encoded[name + suffix];
+      if (!saved) throw new Error(`saved model lacks ${what} '${name + suffix}'`);
+      if (saved.shape.join('x') !== region.shape.join('x')) throw new Error(`${what} '${name + suffix}': saved shape [${saved.shape}] differs from the model's [${region.shape}]`);
+      values.set(decodeFloats(saved.data), region.offset);
+    }
+    return values;
+  }
+
+  encode(): Record<string, EncodedTensor> {
+    return this.encodeFlat(this.flat.dataSync() as Float32Array);
+  }
+
+  load(encoded: Record<string, EncodedTensor>): void {
+    const value = tf.tensor1d(this.decodeFlat(encoded), 'float32');
+    this.assign(value);
+    value.dispose();
+  }
+
   dispose(): void {
-    for (const variable of this.vars.values()) variable.dispose();
-    this.vars.clear();
+    this.dropViews();
+    this.variable?.dispose();
+    this.variable = undefined;
   }
 }
 
@@ -90,24 +219,24 @@ export interface OptimizerState {
   kind: OptimizerKind;
   learningRate: number;
   step: number;
+  /** Adam's moments, per parameter (`NAME/m`, `NAME/v`): the same format as when each parameter had its own. */
   slots: Record<string, EncodedTensor>;
 }
 
-/** SGD or Adam over a {@link ParamSet}; its state (moments, step) serialises synchronously. */
+/** SGD or Adam over a {@link ParamSet}'s flat vector; its state (moments, step) serialises synchronously. */
 export class Optimizer {
   learningRate: number;
   step = 0;
-  private readonly slots = new Map<string, TF.Variable>();
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
+  /** Adam's moments, flat like the parameters. */
+  private moments: { m: TF.Variable; v: TF.Variable } | undefined;
   /**
    * Adam's constants as tensors made once: a JS number in an op becomes a new scalar tensor (an
-   * allocation and an upload to the backend) per op per parameter per step.
+   * allocation and an upload to the backend) per op per step.
    */
   private constants: { b1: TF.Scalar; b1c: TF.Scalar; b2: TF.Scalar; b2c: TF.Scalar; epsilon: TF.Scalar } | undefined;
-  /** Per parameter, in the parameter order: its moments. */
-  private moments: { name: string; m: TF.Variable; v: TF.Variable }[] = [];
 
   constructor(
     private readonly config: OptimizerConfig,
@@ -118,12 +247,8 @@ export class Optimizer {
     this.beta2 = config.beta2 ?? 0.999;
     this.epsilon = config.epsilon ?? 1e-7;
     if (config.kind === 'adam') {
-      for (const [name, variable] of params.vars) {
-        // tf.variable keeps its own reference to the data: the initial tensor is disposed with the tidy.
-        this.slots.set(`${name}/m`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
-        this.slots.set(`${name}/v`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
-        this.moments.push({ name, m: this.slots.get(`${name}/m`)!, v: this.slots.get(`${name}/v`)! });
-      }
+      // tf.variable keeps its own reference to the data: the initial tensor is disposed with the tidy.
+      this.moments = tf.tidy(() => ({ m: tf.variable(tf.zeros([params.size]), false), v: tf.variable(tf.zeros([params.size]), false) }));
       this.constants = {
         b1: tf.scalar(this.beta1),
         b1c: tf.scalar(1 - this.beta1),
@@ -134,43 +259,39 @@ export class Optimizer {
     }
   }
 
-  /** One step with the given gradients (by parameter name): the model derives them (autodiff or closed form). */
-  apply(gradOf: (name: string, variable: TF.Variable) => TF.Tensor | undefined): void {
+  /** One step with the gradient of the flat parameter vector (the model derives it: autodiff or closed form). */
+  apply(grad: TF.Tensor): void {
     tf.tidy(() => {
       this.step++;
       const lr = this.learningRate;
-      if (this.config.kind === 'sgd') {
-        for (const [name, variable] of this.params.vars) {
-          const grad = gradOf(name, variable);
-          if (grad) variable.assign(variable.sub(grad.mul(lr)));
-        }
-      } else {
-        const c = this.constants!;
-        // Bias correction folded into the step size, as tf.train.adam does.
-        const alpha = tf.scalar((lr * Math.sqrt(1 - this.beta2 ** this.step)) / (1 - this.beta1 ** this.step));
-        for (const { name, m, v } of this.moments) {
-          const variable = this.params.get(name);
-          const grad = gradOf(name, variable);
-          if (!grad) continue;
-          m.assign(m.mul(c.b1).add(grad.mul(c.b1c)));
-          v.assign(v.mul(c.b2).add(grad.square().mul(c.b2c)));
-          variable.assign(variable.sub(m.div(v.sqrt().add(c.epsilon)).mul(alpha)));
-        }
+      const theta = this.params.flat;
+      if (!this.moments) {
+        this.params.assign(theta.sub(grad.mul(lr)));
+        return;
       }
+      const c = this.constants!;
+      const { m, v } = this.moments;
+      // Bias correction folded into the step size, as tf.train.adam does.
+      const alpha = tf.scalar((lr * Math.sqrt(1 - this.beta2 ** this.step)) / (1 - this.beta1 ** this.step));
+      m.assign(m.mul(c.b1).add(grad.mul(c.b1c)));
+      v.assign(v.mul(c.b2).add(grad.square().mul(c.b2c)));
+      this.params.assign(theta.sub(m.div(v.sqrt().add(c.epsilon)).mul(alpha)));
     });
   }
 
   /** Forgets the moments (after drift), keeping the weights. */
   reset(): void {
     this.step = 0;
+    if (!this.moments) return;
     tf.tidy(() => {
-      for (const slot of this.slots.values()) slot.assign(tf.zerosLike(slot));
+      for (const slot of [this.moments!.m, this.moments!.v]) slot.assign(tf.zerosLike(slot));
     });
   }
 
   state(): OptimizerState {
-    const slots: Record<string, EncodedTensor> = {};
-    for (const [name, slot] of this.slots) slots[name] = encodeTensor(slot);
+    const slots = this.moments
+      ? { ...this.params.encodeFlat(this.moments.m.dataSync() as Float32Array, '/m'), ...this.params.encodeFlat(this.moments.v.dataSync() as Float32Array, '/v') }
+      : {};
     return { kind: this.config.kind, learningRate: this.learningRate, step: this.step, slots };
   }
 
@@ -178,19 +299,20 @@ export class Optimizer {
     if (state.kind !== this.config.kind) throw new Error(`saved optimiser is ${state.kind}, the model's is ${this.config.kind}`);
     this.learningRate = state.learningRate;
     this.step = state.step;
-    for (const [name, slot] of this.slots) {
-      const saved = state.slots[name];
-      if (!saved) throw new Error(`saved optimiser lacks slot '${name}'`);
-      const value = decodeTensor(saved);
+    if (!this.moments) return;
+    for (const [suffix, slot] of [['/m', this.moments.m], ['/v', this.moments.v]] as const) {
+      const value = tf.tensor1d(this.params.decodeFlat(state.slots, suffix, 'optimiser slot'), 'float32');
       slot.assign(value);
       value.dispose();
     }
   }
 
   dispose(): void {
-    for (const slot of this.slots.values()) slot.dispose();
-    this.slots.clear();
-    this.moments = [];
+    if (this.moments) {
+      this.moments.m.dispose();
+      this.moments.v.dispose();
+    }
+    this.moments = undefined;
     if (this.constants) for (const constant of Object.values(this.constants)) constant.dispose();
     this.constants = undefined;
   }
