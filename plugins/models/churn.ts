@@ -213,7 +213,7 @@ export default defineOperator<ChurnModelConfig>({
             emit(record);
             if (record.kind === 'event') onEvent(record as ClickEvent);
             else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
-            learner.tick(emit);
+            learner.tickRecord(emit);
           },
           watermark(mark, emit) {
             if (mark.time === Infinity) {

@@ -120,7 +120,7 @@ export default defineOperator<IntentModelConfig>({
             emit(record);
             if (record.kind === 'event') onEvent(record as ClickEvent, emit);
             else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
-            learner.tick(emit);
+            learner.tickRecord(emit);
           },
           watermark(mark, emit) {
             if (mark.time === Infinity) {

@@ -164,9 +164,10 @@ export function inputsWithOnes(batch: Batch, buffer: { data: Float32Array }): TF
   const width = d + 1;
   if (buffer.data.length < n * width) buffer.data = new Float32Array(n * width);
   const out = buffer.data;
-  for (let i = 0; i < n; i++) {
-    out.set(x.subarray(i * d, (i + 1) * d), i * width);
-    out[i * width + d] = 1;
+  // A plain loop: a subarray per row would allocate n views.
+  for (let i = 0, from = 0, to = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) out[to++] = x[from++]!;
+    out[to++] = 1;
   }
   return tf.tensor2d(out.subarray(0, n * width), [n, width], 'float32');
 }
