@@ -90,11 +90,11 @@ export class MultilayerPerceptron extends OnlineModel {
       const { x1, hidden, dropped, logits } = this.forward(batch, true);
       const layers = this.config.hidden.length;
       const error = outputError(logits, labels);
-      const errorRow = error.reshape([1, batch.n]);
       const last = hidden[hidden.length - 1]!;
       // Row gradients (error' H) hold the same floats as the column parameters they update; the
-      // skip's (error' [X 1]) ends with bout's.
-      const grads: TF.Tensor[] = [errorRow.matMul(last).reshape([this.width]), errorRow.matMul(x1).reshape([this.inputs + 1])];
+      // skip's (error' [X 1]) ends with bout's. Transposed products, but with one output column the
+      // wasm backend's scalar loop beats XNNPACK, which would first pack H as weights.
+      const grads: TF.Tensor[] = [error.matMul(last, true, false).reshape([this.width]), error.matMul(x1, true, false).reshape([this.inputs + 1])];
       let delta = error.matMul(this.params.matrix('wout.hidden.row')) as TF.Tensor2D; // d loss / d last hidden output
       for (let i = layers - 1; i >= 0; i--) {
         const multiplier = dropped[i];
