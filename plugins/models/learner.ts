@@ -192,6 +192,12 @@ export class OnlineLearner {
    */
   private slab = new Float32Array(0);
   private slabUsed = 0;
+  /**
+   * Rows of the slab and of learning batches: d features, then a 1 for models that fold biases into
+   * their weights (all but gru), so a prediction batch is handed over without a copy in either form.
+   */
+  private withOnes = false;
+  private stride = 0;
   private alignBuffer = new Float32Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
@@ -277,7 +283,9 @@ export class OnlineLearner {
     this.lastNames = undefined;
     this.normaliser = new Normaliser(features.length);
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
-    this.learnBuffer = new Float32Array(this.config.batch.maxSize * features.length);
+    this.withOnes = this.config.model.kind !== 'gru';
+    this.stride = features.length + (this.withOnes ? 1 : 0);
+    this.learnBuffer = new Float32Array(this.config.batch.maxSize * this.stride);
     this.alignBuffer = new Float32Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
@@ -338,11 +346,12 @@ export class OnlineLearner {
     const size = this.features!.length;
     const map = this.alignment(input.names);
     // Normalised now (same order as at prediction, so the same statistics) straight into the slab.
-    if (this.slabUsed * size >= this.slab.length) {
-      this.slab = new Float32Array(this.config.batch.maxSize * size);
+    if (this.slabUsed * this.stride >= this.slab.length) {
+      this.slab = new Float32Array(this.config.batch.maxSize * this.stride);
       this.slabUsed = 0;
     }
-    const offset = this.slabUsed++ * size;
+    const offset = this.slabUsed++ * this.stride;
+    if (this.withOnes) this.slab[offset + size] = 1;
     let values: ArrayLike<number> = input.values;
     if (map !== null) {
       const aligned = this.alignBuffer;
@@ -359,14 +368,19 @@ export class OnlineLearner {
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
   }
 
-  /** The batch of `samples`; `x` given when their vectors already lie in one buffer, in order. */
-  private batchOf(samples: readonly Sample[], x?: Float32Array): Batch {
+  /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
+  private batchOf(samples: readonly Sample[], rows?: Float32Array): Batch {
     const d = this.features!.length;
-    if (!x) {
-      x = this.learnBuffer.length >= samples.length * d ? this.learnBuffer.subarray(0, samples.length * d) : new Float32Array(samples.length * d);
-      for (let i = 0; i < samples.length; i++) x.set(samples[i]!.x!, i * d);
+    const stride = this.stride;
+    if (!rows) {
+      const size = samples.length * stride;
+      rows = this.learnBuffer.length >= size ? this.learnBuffer.subarray(0, size) : new Float32Array(size);
+      for (let i = 0; i < samples.length; i++) {
+        rows.set(samples[i]!.x!, i * stride);
+        if (this.withOnes) rows[i * stride + d] = 1;
+      }
     }
-    const batch: Batch = { n: samples.length, d, x };
+    const batch: Batch = this.withOnes ? { n: samples.length, d, x1: rows } : { n: samples.length, d, x: rows };
     if (this.config.model.kind === 'gru') {
       const L = this.config.model.sequence_length;
       const types = new Int32Array(samples.length * L);
@@ -397,15 +411,16 @@ export class OnlineLearner {
       }
       s.raw = undefined;
     }
-    // Consecutive slices of one slab: the batch is a view of it, no copy.
+    // Consecutive rows of one slab: the batch is a view of it, no copy.
     const first = samples[0]!.x!;
+    const rowBytes = this.stride * 4;
     let contiguous = true;
     for (let i = 1; i < samples.length && contiguous; i++) {
       const x = samples[i]!.x!;
-      contiguous = x.buffer === first.buffer && x.byteOffset === first.byteOffset + i * d * 4;
+      contiguous = x.buffer === first.buffer && x.byteOffset === first.byteOffset + i * rowBytes;
     }
-    const x = contiguous ? new Float32Array(first.buffer, first.byteOffset, samples.length * d) : undefined;
-    const scores = this.model!.predictProbaMany(this.batchOf(samples, x));
+    const rows = contiguous ? new Float32Array(first.buffer, first.byteOffset, samples.length * this.stride) : undefined;
+    const scores = this.model!.predictProbaMany(this.batchOf(samples, rows));
     const version = `${this.config.version}.${this.counts.learnSteps}`;
     for (let i = 0; i < samples.length; i++) {
       const s = samples[i]!;

@@ -21,11 +21,16 @@ export interface SequenceBatch {
   steps: Float32Array;
 }
 
-/** A micro-batch: n samples of d (normalised) features, and for `gru` their event sequences. */
+/**
+ * A micro-batch: n samples of d (normalised) features, and for `gru` their event sequences. The
+ * features come as `x` (n x d) or `x1` (n x (d + 1), each row with a 1 appended), or both: a model
+ * takes the form it needs ({@link inputMatrix}, {@link inputsWithOnes}), copying only if it is absent.
+ */
 export interface Batch {
   n: number;
   d: number;
-  x: Float32Array;
+  x?: Float32Array;
+  x1?: Float32Array;
   seq?: SequenceBatch;
 }
 
@@ -150,7 +155,11 @@ export function glorot(rows: number, cols: number, seed: number): TF.Tensor2D {
 }
 
 export function inputMatrix(batch: Batch): TF.Tensor2D {
-  return tf.tensor2d(batch.x, [batch.n, batch.d], 'float32');
+  const { n, d, x, x1 } = batch;
+  if (x) return tf.tensor2d(x.subarray(0, n * d), [n, d], 'float32');
+  const out = new Float32Array(n * d);
+  for (let i = 0, from = 0, to = 0; i < n; i++, from++) for (let j = 0; j < d; j++) out[to++] = x1![from++]!;
+  return tf.tensor2d(out, [n, d], 'float32');
 }
 
 /**
@@ -160,8 +169,10 @@ export function inputMatrix(batch: Batch): TF.Tensor2D {
  * batch costs less than the kernel calls it saves.
  */
 export function inputsWithOnes(batch: Batch, buffer: { data: Float32Array }): TF.Tensor2D {
-  const { n, d, x } = batch;
+  const { n, d, x, x1 } = batch;
   const width = d + 1;
+  if (x1) return tf.tensor2d(x1.subarray(0, n * width), [n, width], 'float32');
+  if (!x) throw new Error('a batch needs x or x1');
   if (buffer.data.length < n * width) buffer.data = new Float32Array(n * width);
   const out = buffer.data;
   // A plain loop: a subarray per row would allocate n views.
