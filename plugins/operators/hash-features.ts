@@ -64,7 +64,7 @@ export default defineOperator<HashFeaturesConfig>({
           if (record.kind === 'event') {
             const event = record as ClickEvent;
             const values = block.append(event);
-            const base = values.length - width;
+            const base = block.offset;
             for (let k = 0; k < seeds.length; k++) {
               const raw = fieldValue(event, codes[k]!, attrNames[k]);
               if (raw === undefined || raw === null || raw === '') continue;

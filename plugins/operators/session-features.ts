@@ -79,7 +79,7 @@ export default defineOperator<SessionFeaturesConfig>({
 });
 
 // Running aggregates of one session: a row of numbers in a shared Float64Array (no per-session
-// object with boxed doubles; rows and their Sets are reused once a session is forgotten).
+// object with boxed doubles; rows and their distinct-value slots are reused once a session is forgotten).
 const VIEWS = 0;
 const CARTS = 1;
 const REMOVES = 2;
@@ -119,9 +119,80 @@ export interface SessionFeaturesSnapshot {
 const DAY = 86_400_000;
 const HOUR_ANGLE = (2 * Math.PI) / DAY;
 const DOW_ANGLE = (2 * Math.PI) / 7;
-const WIDTH_OUT = sessionFeatureNames.length;
-/** Stands in for the Sets of a free slot (never added to: allocate replaces it). */
-const released: Set<string> = new Set<string>();
+/** sin and cos of the day of week: the same values Math.sin/cos give, looked up. */
+const DOW_SIN = Float64Array.from({ length: 7 }, (_, d) => Math.sin(d * DOW_ANGLE));
+const DOW_COS = Float64Array.from({ length: 7 }, (_, d) => Math.cos(d * DOW_ANGLE));
+
+/** Distinct values a slot keeps in the shared array before it moves them to a Set of its own. */
+const INLINE = 8;
+
+/**
+ * Distinct strings per slot (a session's items, its categories), in insertion order. Sessions are
+ * short (a handful of events), so the first INLINE values of each slot live in one shared array,
+ * compared by a scan: no Set (and its hash table) per session, which was two to four allocations per
+ * session, each surviving into the old generation. A slot with more moves to a Set.
+ */
+class DistinctPool {
+  private values: string[] = [];
+  private counts = new Int32Array(0);
+  private readonly overflow = new Map<number, Set<string>>();
+
+  /** Makes room for slots below `capacity`. */
+  grow(capacity: number): void {
+    if (capacity <= this.counts.length) return;
+    const counts = new Int32Array(capacity);
+    counts.set(this.counts);
+    this.counts = counts;
+    // Filled, not a length change: a holey array would take slower element accesses.
+    const values = this.values;
+    for (let k = values.length; k < capacity * INLINE; k++) values.push('');
+  }
+
+  /** Empties a slot (dropping its strings, so a free slot keeps nothing alive). */
+  clear(slot: number): void {
+    const n = this.counts[slot]!;
+    if (n > INLINE) this.overflow.delete(slot);
+    else this.values.fill('', slot * INLINE, slot * INLINE + n);
+    this.counts[slot] = 0;
+  }
+
+  /** Adds `value` to the slot; true when it was there already. */
+  add(slot: number, value: string): boolean {
+    const n = this.counts[slot]!;
+    if (n > INLINE) {
+      const set = this.overflow.get(slot)!;
+      if (set.has(value)) return true;
+      set.add(value);
+      this.counts[slot] = set.size;
+      return false;
+    }
+    const values = this.values;
+    const base = slot * INLINE;
+    for (let k = base; k < base + n; k++) if (values[k] === value) return true;
+    if (n < INLINE) {
+      values[base + n] = value;
+      this.counts[slot] = n + 1;
+      return false;
+    }
+    const set = new Set<string>(values.slice(base, base + n));
+    values.fill('', base, base + n);
+    set.add(value);
+    this.overflow.set(slot, set);
+    this.counts[slot] = set.size;
+    return false;
+  }
+
+  size(slot: number): number {
+    return this.counts[slot]!;
+  }
+
+  /** Appends the slot's values, in insertion order, to `out`. */
+  collect(slot: number, out: string[]): void {
+    const n = this.counts[slot]!;
+    if (n > INLINE) for (const value of this.overflow.get(slot)!) out.push(value);
+    else for (let k = slot * INLINE; k < slot * INLINE + n; k++) out.push(this.values[k]!);
+  }
+}
 
 class SessionFeatureState {
   private readonly slots = new Map<string, number>();
@@ -129,8 +200,8 @@ class SessionFeatureState {
   private capacity = 1024;
   private used = 0;
   private free: number[] = [];
-  private items: Set<string>[] = [];
-  private categories: Set<string>[] = [];
+  private items = new DistinctPool();
+  private categories = new DistinctPool();
   private readonly block = new BlockAppender(sessionFeatureNames);
   private readonly offset: number;
   private readonly context: PluginContext;
@@ -138,6 +209,8 @@ class SessionFeatureState {
   constructor(offset: number, context: PluginContext) {
     this.offset = offset;
     this.context = context;
+    this.items.grow(this.capacity);
+    this.categories.grow(this.capacity);
   }
 
   private allocate(id: string): number {
@@ -149,13 +222,11 @@ class SessionFeatureState {
         const grown = new Float64Array(this.capacity * WIDTH);
         grown.set(this.rows);
         this.rows = grown;
+        this.items.grow(this.capacity);
+        this.categories.grow(this.capacity);
       }
-      this.items.push(new Set<string>());
-      this.categories.push(new Set<string>());
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
-      this.items[slot] = new Set<string>();
-      this.categories[slot] = new Set<string>();
     }
     this.slots.set(id, slot);
     return slot;
@@ -209,17 +280,11 @@ class SessionFeatureState {
       isPurchase = 1;
       row[r + PURCHASES]!++;
     }
-    const items = this.items[slot]!;
-    const categories = this.categories[slot]!;
-    let repeat = 0;
-    if (event.itemId !== undefined) {
-      if (items.has(event.itemId)) repeat = 1;
-      else items.add(event.itemId);
-    }
-    if (event.category !== undefined) categories.add(event.category);
+    const repeat = event.itemId !== undefined && this.items.add(slot, event.itemId) ? 1 : 0;
+    if (event.category !== undefined) this.categories.add(slot, event.category);
 
     const v = this.block.append(event);
-    let i = v.length - WIDTH_OUT;
+    let i = this.block.offset;
     const events = context.position + 1;
     const duration = context.sinceStart / 1000;
     const views = row[r + VIEWS]!;
@@ -229,8 +294,8 @@ class SessionFeatureState {
     v[i++] = carts;
     v[i++] = row[r + REMOVES]!;
     v[i++] = row[r + PURCHASES]!;
-    v[i++] = items.size;
-    v[i++] = categories.size;
+    v[i++] = this.items.size(slot);
+    v[i++] = this.categories.size(slot);
     v[i++] = duration;
     v[i++] = context.sincePrevious / 1000;
     v[i++] = events > 1 ? duration / (events - 1) : 0;
@@ -256,8 +321,8 @@ class SessionFeatureState {
     v[i++] = Math.sin(dayMs * HOUR_ANGLE);
     v[i++] = Math.cos(dayMs * HOUR_ANGLE);
     const dow = (((Math.floor(local / DAY) + 3) % 7) + 7) % 7; // 1970-01-01 was a Thursday; Monday = 0
-    v[i++] = Math.sin(dow * DOW_ANGLE);
-    v[i] = Math.cos(dow * DOW_ANGLE);
+    v[i++] = DOW_SIN[dow]!;
+    v[i] = DOW_COS[dow]!;
     emit(event);
   }
 
@@ -271,9 +336,8 @@ class SessionFeatureState {
     const slot = this.slots.get(id);
     if (slot === undefined) return;
     this.slots.delete(id);
-    // Dropped, not cleared for reuse: after a burst of sessions, pooled Sets would hold memory forever.
-    this.items[slot] = released;
-    this.categories[slot] = released;
+    this.items.clear(slot);
+    this.categories.clear(slot);
     this.free.push(slot);
   }
 
@@ -296,12 +360,10 @@ class SessionFeatureState {
       ids.push(id);
       const r = slot * WIDTH;
       for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
-      const own = this.items[slot]!;
-      itemCounts[i] = own.size;
-      for (const item of own) items.push(item);
-      const cats = this.categories[slot]!;
-      categoryCounts[i] = cats.size;
-      for (const category of cats) categories.push(category);
+      itemCounts[i] = this.items.size(slot);
+      this.items.collect(slot, items);
+      categoryCounts[i] = this.categories.size(slot);
+      this.categories.collect(slot, categories);
       i++;
     }
     return {
@@ -321,17 +383,19 @@ class SessionFeatureState {
     this.slots.clear();
     this.free = [];
     this.used = 0;
-    this.items = [];
-    this.categories = [];
     const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
     this.capacity = Math.max(1024, count);
     this.rows = new Float64Array(this.capacity * WIDTH);
+    this.items = new DistinctPool();
+    this.categories = new DistinctPool();
+    this.items.grow(this.capacity);
+    this.categories.grow(this.capacity);
     if (saved.version === 1) {
       for (const [id, numbers, items, categories] of saved.sessions) {
         const slot = this.allocate(id);
         this.rows.set(numbers.slice(0, WIDTH), slot * WIDTH);
-        for (const item of items) this.items[slot]!.add(item);
-        for (const category of categories) this.categories[slot]!.add(category);
+        for (const item of items) this.items.add(slot, item);
+        for (const category of categories) this.categories.add(slot, category);
       }
       return;
     }
@@ -345,10 +409,8 @@ class SessionFeatureState {
       const slot = this.allocate(saved.ids[i]!);
       const r = slot * WIDTH;
       for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
-      const items = this.items[slot]!;
-      for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) items.add(saved.items[nextItem]!);
-      const categories = this.categories[slot]!;
-      for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) categories.add(saved.categories[nextCategory]!);
+      for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);
+      for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, saved.categories[nextCategory]!);
     }
     if (nextItem !== saved.items.length || nextCategory !== saved.categories.length) throw new Error(`${what}: item or category counts do not add up`);
   }

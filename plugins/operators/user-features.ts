@@ -222,7 +222,7 @@ class UserState {
     }
 
     const v = this.block.append(event);
-    let i = v.length - this.block.width;
+    let i = this.block.offset;
     const purchases = row[r + PURCHASES]!;
     const done = row[r + DONE_SESSIONS]!;
     v[i++] = row[r + EVENTS]!;

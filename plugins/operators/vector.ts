@@ -1,37 +1,39 @@
 /**
  * Helpers shared by the feature operators: appending a named block to an event's feature vector, and
  * resolving feature names (with `*` wildcards) to indices. Both cache by the identity of the incoming
- * names array, which every event of a pipeline shares, so the per-event path allocates only the
- * values array it must.
+ * names array, which every event of a pipeline shares, so the per-event path allocates one values
+ * array per event, not one per block.
  */
 import type { ClickEvent, FeatureVector } from 'tributary';
 
 /**
- * Where a vector's reserved room ends (in floats): a later block that fits is a wider view of the same
- * memory, not a copy. Symbol-keyed, so JSON and the sinks never see it.
+ * How many floats the blocks of one chain append in all, learned from the events that went through
+ * it. Symbol-keyed on the vectors a BlockAppender started, so JSON and the sinks never see it.
  */
-const RESERVED: unique symbol = Symbol('tributary.features.reserved');
-
-interface ReservedVector extends FeatureVector {
-  [RESERVED]?: number;
+interface Layout {
+  width: number;
 }
 
-/** Widest vector seen so far: a new vector reserves this much, so the later blocks fit in place. */
-let widthHint = 64;
+const LAYOUT: unique symbol = Symbol('tributary.features.layout');
+
+interface OwnVector extends FeatureVector {
+  [LAYOUT]?: Layout;
+}
 
 const SLAB_BYTES = 1 << 16;
 let slab = new ArrayBuffer(SLAB_BYTES);
 let slabUsed = 0;
 
 /**
- * A Float32Array of `width` values with room for `reserve`, carved from a shared 64 KiB slab. Small
- * typed arrays each with their own ArrayBuffer cost an off-heap allocation and push V8 into frequent
- * full GCs (it was most of the time of the feature chain); views of a slab are plain heap objects.
- * The price: a vector kept long after its event keeps its slab alive, so keep a `slice()` instead.
+ * A zeroed Float32Array of `width` values carved from a shared 64 KiB slab. Small typed arrays each
+ * with their own ArrayBuffer cost an off-heap allocation and push V8 into frequent full GCs (it was
+ * most of the time of the feature chain); views of a slab are plain heap objects. Slabs are never
+ * reused, so a new view is all zeros. The price: a vector kept long after its event keeps its slab
+ * alive, so keep a `slice()` instead.
  */
-function allocate(width: number, reserve: number): Float32Array {
-  const bytes = reserve * 4;
-  if (bytes > SLAB_BYTES / 4) return new Float32Array(new ArrayBuffer(bytes), 0, width);
+function allocate(width: number): Float32Array {
+  const bytes = width * 4;
+  if (bytes > SLAB_BYTES / 4) return new Float32Array(width);
   if (slabUsed + bytes > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES);
     slabUsed = 0;
@@ -41,59 +43,73 @@ function allocate(width: number, reserve: number): Float32Array {
   return values;
 }
 
-/** Appends a fixed block of named features to `event.features`, keeping the names array shared. */
+/**
+ * Appends a fixed block of named features to `event.features`, keeping the names array shared.
+ *
+ * The first block of a chain makes each event's one values array as wide as every block of the chain
+ * together (learned from the first event), and the later blocks write into it in place: between
+ * blocks `values` is longer than `names` (zeros past the names), after the last block it is exactly
+ * as long. One Float32Array per event instead of one per block: the views were a third of the chain's
+ * allocations, and each event's are kept alive until its source batch is done.
+ */
 export class BlockAppender {
   readonly names: readonly string[];
   readonly width: number;
+  /** Where the block of the last `append` starts in its values. */
+  offset = 0;
   private lastIn: readonly string[] | undefined;
   private lastOut: readonly string[] = [];
+  /** The layout of the vectors this block starts (when it is the first block of its chain)... */
+  private readonly layout: Layout;
+  /** ...and of those it makes for events whose vector another operator made. */
+  private readonly adopted: Layout = { width: 0 };
 
   constructor(names: readonly string[]) {
     this.names = names;
     this.width = names.length;
+    this.layout = { width: names.length };
   }
 
-  /** Returns the event's new values array (zeros in this block); it starts at `values.length - width`. */
+  /** Returns the event's values array (zeros in this block, which starts at `this.offset`). */
   append(event: ClickEvent): Float32Array {
-    const previous = event.features as ReservedVector | undefined;
+    const previous = event.features as OwnVector | undefined;
     if (previous === undefined) {
-      const reserve = Math.max(widthHint, this.width);
-      const values = allocate(this.width, reserve);
-      event.features = { names: this.names, values, [RESERVED]: reserve } as ReservedVector;
+      const layout = this.layout;
+      const values = allocate(layout.width);
+      event.features = { names: this.names, values, [LAYOUT]: layout } as OwnVector;
+      this.offset = 0;
       return values;
     }
-    if (previous.names !== this.lastIn) {
-      const seen = new Set(previous.names);
+    const names = previous.names;
+    if (names !== this.lastIn) {
+      const seen = new Set(names);
       for (const name of this.names) {
         if (seen.has(name)) throw new Error(`feature '${name}' is already in the vector (two blocks with the same names: set a different prefix)`);
       }
-      this.lastIn = previous.names;
-      this.lastOut = Object.freeze([...previous.names, ...this.names]);
+      this.lastIn = names;
+      this.lastOut = Object.freeze([...names, ...this.names]);
     }
+    const used = names.length;
+    const end = used + this.width;
+    const layout = previous[LAYOUT];
     const old = previous.values;
-    const width = old.length + this.width;
-    const reserved = previous[RESERVED];
-    let values: Float32Array;
-    let reserve: number;
-    if (reserved !== undefined && width <= reserved) {
-      // Room was reserved after the old values: widen the view; the new block's floats are still 0.
-      values = new Float32Array(old.buffer, old.byteOffset, width);
-      reserve = reserved;
-    } else {
-      if (width > widthHint) widthHint = Math.min(width, 1 << 16);
-      reserve = width;
-      values = allocate(width, reserve);
-      values.set(old);
-    }
-    if (reserved !== undefined) {
-      // Our own vector object (made by append): updated in place rather than replaced, one object
-      // fewer per block per event. Its old values view stays valid for whoever kept it.
+    this.offset = used;
+    if (layout !== undefined) {
+      // Our own vector (made by append): updated in place rather than replaced.
+      if (end > layout.width) layout.width = end; // the next events' vectors start this wide
       previous.names = this.lastOut;
-      previous.values = values;
-      previous[RESERVED] = reserve;
-    } else {
-      event.features = { names: this.lastOut, values, [RESERVED]: reserve } as ReservedVector;
+      if (end <= old.length) return old; // room was reserved: this block's floats are still 0
+      const values = allocate(end);
+      values.set(old.length > used ? old.subarray(0, used) : old);
+      previous.values = values; // the old view stays valid for whoever kept it
+      return values;
     }
+    // Another operator's vector: left as it is; the event gets a new one of ours.
+    const adopted = this.adopted;
+    if (end > adopted.width) adopted.width = end;
+    const values = allocate(adopted.width);
+    values.set(old.length > used ? old.subarray(0, used) : old);
+    event.features = { names: this.lastOut, values, [LAYOUT]: adopted } as OwnVector;
     return values;
   }
 }
