@@ -5,6 +5,9 @@
 import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
 import { NameResolver } from './vector.js';
 
+const SMALL = 1024;
+const LOG1P_SMALL = Float64Array.from({ length: SMALL }, (_, n) => Math.log1p(n));
+
 export interface Log1pConfig {
   features: string[];
 }
@@ -38,7 +41,12 @@ export default defineOperator<Log1pConfig>({
             for (let k = 0; k < indices.length; k++) {
               const i = indices[k]!;
               const x = values[i]!;
-              values[i] = x >= 0 ? Math.log1p(x) : -Math.log1p(-x);
+              // Counts (most inputs) are small integers: looked up, the same value Math.log1p gives.
+              // log1p(±0) is ±0, so zeros stay as they are.
+              const n = x | 0;
+              if (n === x && n >= 0 && n < SMALL) {
+                if (n !== 0) values[i] = LOG1P_SMALL[n]!;
+              } else values[i] = x >= 0 ? Math.log1p(x) : -Math.log1p(-x);
             }
           }
           emit(record);

@@ -5,6 +5,7 @@
  */
 import { defineOperator, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
 import { decodeColumn, encodeColumn, type Column } from './columns.js';
+import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
 export interface SessionFeaturesConfig {
@@ -105,7 +106,7 @@ export interface SessionFeaturesSnapshotV1 {
 /** Columnar: ids once, one column per row field, the distinct items and categories flattened. */
 export interface SessionFeaturesSnapshot {
   version: 2;
-  /** Session ids, in the order their state was created. */
+  /** Ids of the sessions with state (in the order of their slots). */
   ids: string[];
   /** One column per row field, in row layout order. */
   columns: Column[];
@@ -124,7 +125,7 @@ const DOW_SIN = Float64Array.from({ length: 7 }, (_, d) => Math.sin(d * DOW_ANGL
 const DOW_COS = Float64Array.from({ length: 7 }, (_, d) => Math.cos(d * DOW_ANGLE));
 
 /** Distinct values a slot keeps in the shared array before it moves them to a Set of its own. */
-const INLINE = 8;
+const INLINE = 16;
 
 /**
  * Distinct strings per slot (a session's items, its categories), in insertion order. Sessions are
@@ -152,7 +153,7 @@ class DistinctPool {
   clear(slot: number): void {
     const n = this.counts[slot]!;
     if (n > INLINE) this.overflow.delete(slot);
-    else this.values.fill('', slot * INLINE, slot * INLINE + n);
+    else for (let k = slot * INLINE, end = k + n; k < end; k++) this.values[k] = ''; // a loop: fill() is a call for a handful
     this.counts[slot] = 0;
   }
 
@@ -195,7 +196,17 @@ class DistinctPool {
 }
 
 class SessionFeatureState {
+  /**
+   * Slots by session id, for sessions that came without a handle of their own (another sessionizer,
+   * a restore, a handle another stage holds). A session whose handle this stage holds is found, and
+   * dropped, through the handle alone: its id is never hashed here (ids are new strings per session,
+   * and hashing one means flattening it first).
+   */
   private readonly slots = new Map<string, number>();
+  /** The session id of each slot in use (undefined: free), to check a slot cached on a session handle. */
+  private slotIds: (string | undefined)[] = [];
+  /** 1 where the slot is in `slots` too. */
+  private mapped = new Uint8Array(1024);
   private rows = new Float64Array(1024 * WIDTH);
   private capacity = 1024;
   private used = 0;
@@ -213,7 +224,8 @@ class SessionFeatureState {
     this.categories.grow(this.capacity);
   }
 
-  private allocate(id: string): number {
+  /** A zeroed slot for session `id`; entered in `slots` when `mapped`. */
+  private allocate(id: string, mapped: boolean): number {
     let slot = this.free.pop();
     if (slot === undefined) {
       slot = this.used++;
@@ -222,13 +234,34 @@ class SessionFeatureState {
         const grown = new Float64Array(this.capacity * WIDTH);
         grown.set(this.rows);
         this.rows = grown;
+        const flags = new Uint8Array(this.capacity);
+        flags.set(this.mapped);
+        this.mapped = flags;
         this.items.grow(this.capacity);
         this.categories.grow(this.capacity);
       }
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
     }
-    this.slots.set(id, slot);
+    if (mapped) this.slots.set(id, slot);
+    this.mapped[slot] = mapped ? 1 : 0;
+    this.slotIds[slot] = id;
+    return slot;
+  }
+
+  /**
+   * The slot of the event's session. Through its handle when this stage holds it; a handle no stage
+   * holds yet is taken (the map is asked first only while it has entries: after a restore, or with
+   * events of another sessionizer); one another stage holds is left alone, and the map serves.
+   */
+  private slotOf(id: string, handle: SessionHandle | undefined): number {
+    if (handle === undefined) return this.slots.get(id) ?? this.allocate(id, true);
+    const owner = handle.sessionStage;
+    if (owner === this && this.slotIds[handle.sessionSlot] === id) return handle.sessionSlot;
+    if (owner !== undefined && owner !== this) return this.slots.get(id) ?? this.allocate(id, true);
+    const slot = (this.slots.size > 0 ? this.slots.get(id) : undefined) ?? this.allocate(id, false);
+    handle.sessionStage = this;
+    handle.sessionSlot = slot;
     return slot;
   }
 
@@ -241,8 +274,8 @@ class SessionFeatureState {
     const event = record as ClickEvent;
     const context = event.session;
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
-    let slot = this.slots.get(context.id);
-    if (slot === undefined) slot = this.allocate(context.id);
+    const handle = handleOf(context);
+    const slot = handle !== undefined && handle.sessionStage === this && this.slotIds[handle.sessionSlot] === context.id ? handle.sessionSlot : this.slotOf(context.id, handle);
     const row = this.rows; // read after allocate: it may have grown
     const r = slot * WIDTH;
     const price = event.price;
@@ -328,25 +361,36 @@ class SessionFeatureState {
 
   /** A session summary means the session closed: its state is no longer needed. */
   private forget(summary: { sessionId?: unknown; replaces?: unknown }): void {
-    if (typeof summary.sessionId === 'string') this.release(summary.sessionId);
-    if (Array.isArray(summary.replaces)) for (const id of summary.replaces) if (typeof id === 'string') this.release(id);
+    const handle = summaryHandle(summary);
+    if (typeof summary.sessionId === 'string') this.release(summary.sessionId, handle);
+    if (Array.isArray(summary.replaces)) {
+      // The merged sessions' handles come in the order of their ids, when the summary has them.
+      const merged = handle?.merged;
+      const aligned = merged !== undefined && merged.length === summary.replaces.length;
+      summary.replaces.forEach((id: unknown, k: number) => {
+        if (typeof id === 'string') this.release(id, aligned ? merged[k] : undefined);
+      });
+    }
   }
 
-  private release(id: string): void {
-    const slot = this.slots.get(id);
+  private release(id: string, handle: SessionHandle | undefined): void {
+    let slot: number | undefined;
+    if (handle !== undefined && handle.sessionStage === this && this.slotIds[handle.sessionSlot] === id) slot = handle.sessionSlot;
+    else slot = this.slots.get(id);
     if (slot === undefined) return;
-    this.slots.delete(id);
+    if (this.mapped[slot] === 1) this.slots.delete(id);
+    this.slotIds[slot] = undefined;
     this.items.clear(slot);
     this.categories.clear(slot);
     this.free.push(slot);
   }
 
   get size(): number {
-    return this.slots.size;
+    return this.used - this.free.length;
   }
 
   snapshot(): SessionFeaturesSnapshot {
-    const n = this.slots.size;
+    const n = this.size;
     const ids: string[] = [];
     const columns: Float64Array[] = [];
     for (let f = 0; f < WIDTH; f++) columns.push(new Float64Array(n));
@@ -356,7 +400,9 @@ class SessionFeatureState {
     const categories: string[] = [];
     const rows = this.rows;
     let i = 0;
-    for (const [id, slot] of this.slots) {
+    for (let slot = 0; slot < this.used; slot++) {
+      const id = this.slotIds[slot];
+      if (id === undefined) continue;
       ids.push(id);
       const r = slot * WIDTH;
       for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
@@ -381,18 +427,20 @@ class SessionFeatureState {
     const what = `${this.context.label}: session-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
     this.slots.clear();
+    this.slotIds = [];
     this.free = [];
     this.used = 0;
     const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
     this.capacity = Math.max(1024, count);
     this.rows = new Float64Array(this.capacity * WIDTH);
+    this.mapped = new Uint8Array(this.capacity);
     this.items = new DistinctPool();
     this.categories = new DistinctPool();
     this.items.grow(this.capacity);
     this.categories.grow(this.capacity);
     if (saved.version === 1) {
       for (const [id, numbers, items, categories] of saved.sessions) {
-        const slot = this.allocate(id);
+        const slot = this.allocate(id, true);
         this.rows.set(numbers.slice(0, WIDTH), slot * WIDTH);
         for (const item of items) this.items.add(slot, item);
         for (const category of categories) this.categories.add(slot, category);
@@ -406,7 +454,7 @@ class SessionFeatureState {
     let nextItem = 0;
     let nextCategory = 0;
     for (let i = 0; i < count; i++) {
-      const slot = this.allocate(saved.ids[i]!);
+      const slot = this.allocate(saved.ids[i]!, true);
       const r = slot * WIDTH;
       for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
       for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);

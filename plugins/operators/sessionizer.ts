@@ -24,6 +24,7 @@ import {
   type StreamRecord,
 } from 'tributary';
 import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
+import { attachHandle, SessionTag, type SessionHandle } from './handle.js';
 
 export interface SessionizerConfig {
   gap: Duration;
@@ -155,7 +156,7 @@ const CLOSED = 4;
 const SEALED = 8;
 
 /** One session. Fields are all set in the constructor so every instance shares one shape. */
-class Session {
+class Session implements SessionHandle {
   seq: number;
   userId: string;
   id: string;
@@ -172,6 +173,11 @@ class Session {
   /** Next older session of the same user still kept (sessions of a user are listed newest first). */
   older: Session | undefined = undefined;
   replaces: string[] | undefined = undefined;
+  sessionStage: object | undefined = undefined;
+  sessionSlot = 0;
+  userStage: object | undefined = undefined;
+  userSlot = 0;
+  merged: Session[] | undefined = undefined;
 
   constructor(seq: number, userId: string, id: string, start: number) {
     this.seq = seq;
@@ -373,7 +379,7 @@ class SessionState {
   }
 
   private tag(event: ClickEvent, session: Session, position: number, sincePrevious: number): void {
-    event.session = { id: session.id, position, sinceStart: event.time - session.start, sincePrevious, start: session.start };
+    event.session = new SessionTag(session.id, position, event.time - session.start, sincePrevious, session.start, session);
   }
 
   private count(session: Session, type: string): void {
@@ -483,6 +489,7 @@ class SessionState {
     if (from.end > into.end) into.end = from.end;
     if (from.start < into.start) into.start = from.start;
     into.replaces = [...(into.replaces ?? []), from.id, ...(from.replaces ?? [])];
+    into.merged = [...(into.merged ?? []), from, ...(from.merged ?? [])];
     this.merged.inc();
     this.remove(from);
   }
@@ -502,6 +509,7 @@ class SessionState {
     if ((session.flags & EMITTED) !== 0) summary.update = true;
     else this.closedSinceFlush++;
     if (session.replaces !== undefined) summary.replaces = session.replaces;
+    attachHandle(summary, session);
     session.flags |= EMITTED;
     emit(summary as unknown as StreamRecord);
   }

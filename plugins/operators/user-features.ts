@@ -8,6 +8,7 @@
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
 import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, type Column, type DerivedIds } from './columns.js';
+import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -117,7 +118,7 @@ export interface UserFeaturesSnapshot {
 
 class UserState {
   private readonly slots = new Map<string, number>();
-  private userIds: string[] = [];
+  private userIds: (string | undefined)[] = [];
   private sessionIds: (string | undefined)[] = [];
   /**
    * After a restore, slot i's session id is `<userId>:<restoredTimes[i]>` until first needed (NaN:
@@ -172,14 +173,23 @@ class UserState {
     }
     const event = record as ClickEvent;
     const time = event.time;
-    let slot = this.slots.get(event.userId);
-    if (slot === undefined) {
-      slot = this.allocate(event.userId);
-      const fresh = this.rows; // read after allocate: it may have grown the slab
-      const start = slot * this.width;
-      fresh[start + FIRST_SEEN] = time;
-      fresh[start + LAST_TIME] = time;
-      fresh[start + DECAY_TIME] = time;
+    const handle = handleOf(event.session);
+    let slot: number | undefined;
+    if (handle !== undefined && handle.userStage === this && this.userIds[handle.userSlot] === event.userId) slot = handle.userSlot;
+    else {
+      slot = this.slots.get(event.userId);
+      if (slot === undefined) {
+        slot = this.allocate(event.userId);
+        const fresh = this.rows; // read after allocate: it may have grown the slab
+        const start = slot * this.width;
+        fresh[start + FIRST_SEEN] = time;
+        fresh[start + LAST_TIME] = time;
+        fresh[start + DECAY_TIME] = time;
+      }
+      if (handle !== undefined) {
+        handle.userStage = this;
+        handle.userSlot = slot;
+      }
     }
     const r = slot * this.width;
     const row = this.rows;
@@ -273,6 +283,7 @@ class UserState {
       if (removed >= count) break;
       if (this.rows[slot * this.width + LAST_TIME]! <= threshold) {
         this.slots.delete(userId);
+        this.userIds[slot] = undefined; // a slot cached on a session handle no longer matches
         this.sessionIds[slot] = undefined;
         this.free.push(slot);
         removed++;

@@ -1,0 +1,67 @@
+/**
+ * The sessionizer's per-session record, handed to later stages with each event and summary, hidden
+ * (a private field of `event.session`, a non-enumerable symbol on the summary). A stage keyed by
+ * session or by user caches the slot of its own state on it, so only a session's first event pays
+ * that stage's Map lookup: the lookups (cache misses in maps of 100k users, and hashing a new session
+ * id) were the largest cost of session- and user-features. A stage checks that a cached slot is its
+ * own and still holds that session or user, and falls back to its map otherwise (another sessionizer,
+ * a restore, an evicted user), so the cache is only ever a shortcut.
+ */
+import type { SessionContext } from 'tributary';
+
+/** Key of the handle on summaries (non-enumerable there: equality checks and JSON ignore it). */
+export const HANDLE: unique symbol = Symbol('tributary.session.handle');
+
+export interface SessionHandle {
+  /** The per-session stage (session-features) whose slot `sessionSlot` is. */
+  sessionStage: object | undefined;
+  sessionSlot: number;
+  /** The per-user stage (user-features) whose slot `userSlot` is. */
+  userStage: object | undefined;
+  userSlot: number;
+  /** Handles of the sessions merged into this one, in the order of the summary's `replaces`. */
+  merged: readonly SessionHandle[] | undefined;
+}
+
+/**
+ * An event's session context, carrying its session's handle in a private field: JSON, `Object.keys`,
+ * spreads and deep equality see the five context fields only (in a literal's order). A class, not an
+ * object literal with a symbol key: that literal takes V8's slow path for computed keys, and this
+ * allocation runs for every event.
+ */
+export class SessionTag implements SessionContext {
+  // Declared only: field definitions would first define each as undefined, then the constructor sets it.
+  declare id: string;
+  declare position: number;
+  declare sinceStart: number;
+  declare sincePrevious: number;
+  declare start: number;
+  readonly #handle: SessionHandle;
+
+  constructor(id: string, position: number, sinceStart: number, sincePrevious: number, start: number, handle: SessionHandle) {
+    this.id = id;
+    this.position = position;
+    this.sinceStart = sinceStart;
+    this.sincePrevious = sincePrevious;
+    this.start = start;
+    this.#handle = handle;
+  }
+
+  static handleOf(context: SessionContext): SessionHandle | undefined {
+    return #handle in context ? (context as SessionTag).#handle : undefined;
+  }
+}
+
+export function handleOf(context: SessionContext | undefined): SessionHandle | undefined {
+  return context === undefined ? undefined : SessionTag.handleOf(context);
+}
+
+/** Puts the handle on a summary, non-enumerable (once per session, so defineProperty's cost is fine). */
+export function attachHandle(summary: object, handle: SessionHandle): void {
+  Object.defineProperty(summary, HANDLE, { value: handle });
+}
+
+/** The handle a sessionizer put on its session summary, so stages can drop their state by it. */
+export function summaryHandle(summary: object): SessionHandle | undefined {
+  return (summary as { [HANDLE]?: SessionHandle })[HANDLE];
+}
