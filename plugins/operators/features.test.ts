@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { defineOperator, recordOperator, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -169,6 +169,66 @@ test('snapshot/restore of the whole feature chain mid-stream gives the same outp
     second.push(input.slice(cut));
     assert.deepEqual(serialize([...first.output, ...second.end()]), serialize(whole), `cut at ${cut}`);
   }
+});
+
+/** Copies each event's session context and each summary: the copies lack the sessionizer's hidden handles. */
+const stripHandles = defineOperator<Record<string, never>>({
+  name: 'strip-handles',
+  summary: 'Test only: drops the session handles.',
+  config: { type: 'object', properties: {} },
+  create: (_config, context) => ({
+    apply: recordOperator(context, () => ({
+      record(record, emit) {
+        const event = record as ClickEvent;
+        if (record.kind === 'event' && event.session) emit({ ...event, session: { ...event.session } } as ClickEvent);
+        else emit(record.kind === 'session' ? { ...record } : record);
+      },
+    })),
+  }),
+});
+
+test('features are the same whether stages find their state through the session handles or by id (evictions, late events, merges)', async () => {
+  // Every 40th event held back 150 elements: late (some within the lateness, merging sessions), some too late.
+  const late = (): Element[] => {
+    const input = shoppers(6000);
+    const out: Element[] = [];
+    const held: [number, Element][] = [];
+    input.forEach((e, i) => {
+      if (e.kind === 'event' && i % 40 === 7) held.push([i + 150, e]);
+      else out.push(e);
+      while (held.length > 0 && held[0]![0] <= i) out.splice(out.length - 1, 0, held.shift()![1]);
+    });
+    for (const [, e] of held) out.splice(out.length - 1, 0, e);
+    return out;
+  };
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  const compare = async (stages: typeof allStages, input: () => Element[]): Promise<string[]> => {
+    const [first, ...rest] = stages;
+    const a = await Chain.build(stages, ctx());
+    const b = await Chain.build([first!, stage(stripHandles), ...rest], ctx());
+    const withHandles = serialize(a.push(input()).output);
+    assert.deepEqual(withHandles, serialize(b.push(input()).output));
+    // The state too: every closed session's state dropped either way, users alike.
+    assert.deepEqual(a.snapshot().slice(1), b.snapshot().slice(2));
+    a.end();
+    b.end();
+    return withHandles;
+  };
+  const shopped = await compare(allStages, late);
+  assert.ok(shopped.some((line) => line.includes('"update":true')), 'late events updated some sessions');
+  // Late events bridging two sessions merge them: a closed one with an open one (whose state is
+  // dropped through the merged handle), then two closed ones.
+  const item = { itemId: 'i1', category: 'c1', price: 5 };
+  const merging = (): Element[] => [
+    ev('m', 0, 'view', item), ev('n', 1, 'view', item), ev('m', 40, 'cart', item), watermark(T0 + 50 * MIN),
+    ev('m', 20, 'view', { ...item, itemId: 'i2' }), ev('m', 55, 'view', item), ev('n', 80, 'view', item),
+    ev('n', 120, 'view', item), watermark(T0 + 155 * MIN), ev('n', 100, 'cart', item), ev('n', 160, 'view', item), watermark(Infinity),
+  ];
+  const merged = await compare([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), ...allStages.slice(1)], merging);
+  assert.ok(merged.some((line) => line.includes('"replaces"')), 'a late event merged sessions');
+  // A user forgotten (max_users) in mid-session, their slot taken by another: the handle's slot is stale.
+  const evicting = (): Element[] => [ev('a', 0, 'view', item), ev('b', 1, 'purchase', item), ev('c', 2, 'view', item), ev('a', 3, 'view', item), watermark(Infinity)];
+  await compare([stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { max_users: 2 })], evicting);
 });
 
 test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async () => {
