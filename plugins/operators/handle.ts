@@ -1,6 +1,6 @@
 /**
  * The sessionizer's per-session record, handed to later stages with each event and summary, hidden
- * (a private field of `event.session`, a non-enumerable symbol on the summary). A stage keyed by
+ * (a private field of `event.session` and of the summary). A stage keyed by
  * session or by user caches the slot of its own state on it, so only a session's first event pays
  * that stage's Map lookup: the lookups (cache misses in maps of 100k users, and hashing a new session
  * id) were the largest cost of session- and user-features. A stage checks that a cached slot is its
@@ -8,9 +8,6 @@
  * a restore, an evicted user), so the cache is only ever a shortcut.
  */
 import type { SessionContext } from 'tributary';
-
-/** Key of the handle on summaries (non-enumerable there: equality checks and JSON ignore it). */
-export const HANDLE: unique symbol = Symbol('tributary.session.handle');
 
 export interface SessionHandle {
   /** The per-session stage (session-features) whose slot `sessionSlot` is. */
@@ -56,12 +53,40 @@ export function handleOf(context: SessionContext | undefined): SessionHandle | u
   return context === undefined ? undefined : SessionTag.handleOf(context);
 }
 
-/** Puts the handle on a summary, non-enumerable (once per session, so defineProperty's cost is fine). */
-export function attachHandle(summary: object, handle: SessionHandle): void {
-  Object.defineProperty(summary, HANDLE, { value: handle });
+/** A base class whose constructor returns the object it is given, so a subclass can stamp a private field on any object. */
+class Returning {
+  constructor(target: object) {
+    return target;
+  }
 }
 
-/** The handle a sessionizer put on its session summary, so stages can drop their state by it. */
+/**
+ * Stamps a session's handle on its summary as a private field: invisible to JSON, `Object.keys`,
+ * symbols and deep equality (a summary stays a plain object), and cheaper than defineProperty.
+ */
+class SummaryStamp extends Returning {
+  readonly #handle: SessionHandle;
+
+  private constructor(summary: object, handle: SessionHandle) {
+    super(summary);
+    this.#handle = handle;
+  }
+
+  static stamp(summary: object, handle: SessionHandle): void {
+    new SummaryStamp(summary, handle);
+  }
+
+  static handleOf(summary: object): SessionHandle | undefined {
+    return #handle in summary ? (summary as SummaryStamp).#handle : undefined;
+  }
+}
+
+/** Puts the session's handle on its summary (hidden), so stages can drop their state by it. */
+export function attachHandle(summary: object, handle: SessionHandle): void {
+  SummaryStamp.stamp(summary, handle);
+}
+
+/** The handle a sessionizer put on its session summary. */
 export function summaryHandle(summary: object): SessionHandle | undefined {
-  return (summary as { [HANDLE]?: SessionHandle })[HANDLE];
+  return SummaryStamp.handleOf(summary);
 }
