@@ -70,7 +70,11 @@ export interface SessionContext {
   start: number;
 }
 
-/** A fixed-width feature vector whose names travel with it. */
+/**
+ * A fixed-width feature vector whose names travel with it. The features are the first `names.length`
+ * values: while feature stages are still appending blocks, `values` may be longer (room reserved for
+ * the later blocks, zeros), so read it through `names`.
+ */
 export interface FeatureVector {
   names: readonly string[];
   values: Float32Array;
