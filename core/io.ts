@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { recordToJson } from './json.js';
+import { NO_ROOM, recordToJson, writeEventJson } from './json.js';
 
 export interface LineBatch {
   lines: string[];
@@ -54,13 +54,20 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
 }
 
 /**
- * Writes records as JSON lines to a Writable, in chunks: one `write` per ~64 KiB instead of one per
- * record. `ready()` is the back-pressure signal the runtime awaits.
+ * Writes records as JSON lines to a Writable, in chunks: records are encoded straight into a
+ * Buffer (canonical events byte by byte, others as UTF-8 of their JSON) and each full chunk is one
+ * `write`, so no per-record string, array or Buffer is built. `ready()` is the back-pressure signal
+ * the runtime awaits; `flush()` resolves once every record written so far has reached the output's
+ * destination (for a file: handed to the OS).
  */
 export class JsonLinesWriter {
-  // Lines wait in an array joined once per chunk: cheaper than growing one string with `+=`.
-  private pending: string[] = [];
-  private pendingLength = 0;
+  private readonly chunkSize: number;
+  private chunk: Buffer;
+  private used = 0;
+  /** Chunks whose write completed, reused so memory stays flat: no new Buffer per chunk. */
+  private readonly spare: Buffer[] = [];
+  private inFlight = 0;
+  private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private failed: Error | undefined;
 
@@ -68,21 +75,52 @@ export class JsonLinesWriter {
     private readonly output: Writable,
     private readonly options: { chunkSize?: number; lingerMs?: number; serialize?: (record: object) => string } = {},
   ) {
+    this.chunkSize = options.chunkSize ?? 256 * 1024;
+    this.chunk = Buffer.allocUnsafeSlow(this.chunkSize);
     output.on('error', (error: Error) => {
       this.failed = error;
+      this.settle();
     });
   }
 
   write(record: object): void {
-    const line = (this.options.serialize ?? recordToJson)(record);
-    this.pending.push(line);
-    this.pendingLength += line.length + 1;
-    if (this.pendingLength >= (this.options.chunkSize ?? 65_536)) this.flushPending();
-    else if (!this.flushTimer && this.options.lingerMs !== 0) {
-      // A quiet stream still reaches the file within lingerMs.
-      this.flushTimer = setTimeout(() => this.flushPending(), this.options.lingerMs ?? 200);
-      this.flushTimer.unref();
+    if (this.used === 0 && this.options.lingerMs !== 0) this.startLinger();
+    if (this.options.serialize === undefined) {
+      let end = writeEventJson(record, this.chunk, this.used);
+      if (end === NO_ROOM && this.used > 0) {
+        this.flushPending();
+        this.startLinger();
+        end = writeEventJson(record, this.chunk, 0);
+      }
+      if (end >= 0) {
+        this.chunk[end] = 10;
+        this.used = end + 1;
+        return;
+      }
     }
+    this.writeLine((this.options.serialize ?? recordToJson)(record));
+  }
+
+  private writeLine(line: string): void {
+    // At most 3 UTF-8 bytes per UTF-16 unit, and the newline.
+    if (this.used + 3 * line.length + 1 > this.chunk.length) {
+      this.flushPending();
+      if (3 * line.length + 1 > this.chunk.length) {
+        // Larger than a chunk: written on its own, after everything before it.
+        this.send(Buffer.from(`${line}\n`, 'utf8'), undefined);
+        return;
+      }
+      this.startLinger();
+    }
+    this.used += this.chunk.write(line, this.used, 'utf8');
+    this.chunk[this.used++] = 10;
+  }
+
+  /** A quiet stream still reaches the output within lingerMs. */
+  private startLinger(): void {
+    if (this.flushTimer || this.options.lingerMs === 0) return;
+    this.flushTimer = setTimeout(() => this.flushPending(), this.options.lingerMs ?? 200);
+    this.flushTimer.unref();
   }
 
   private flushPending(): void {
@@ -90,12 +128,34 @@ export class JsonLinesWriter {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
     }
-    if (this.pending.length === 0) return;
-    this.pending.push('');
-    const text = this.pending.join('\n');
-    this.pending = [];
-    this.pendingLength = 0;
-    if (!this.output.destroyed) this.output.write(text);
+    if (this.used === 0) return;
+    const full = this.chunk;
+    const bytes = full.subarray(0, this.used);
+    this.chunk = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    this.used = 0;
+    this.send(bytes, full);
+  }
+
+  /** One write; `reuse` goes back to the spares once the output is done with it. */
+  private send(bytes: Buffer, reuse: Buffer | undefined): void {
+    if (this.output.destroyed) return;
+    this.inFlight++;
+    this.output.write(bytes, (error) => {
+      this.inFlight--;
+      if (error) this.failed ??= error;
+      else if (reuse && this.spare.length < 2) this.spare.push(reuse);
+      if (this.inFlight === 0 || error) this.settle();
+    });
+  }
+
+  /** Resolves (or, after a failure, rejects) whoever waits in flush(). */
+  private settle(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) {
+      if (this.failed) waiter.reject(this.failed);
+      else waiter.resolve();
+    }
   }
 
   ready(): Promise<void> | undefined {
@@ -104,20 +164,18 @@ export class JsonLinesWriter {
     return undefined;
   }
 
+  /** Writes out what is pending and waits until every write so far has completed (checkpoints rely on this). */
   async flush(): Promise<void> {
     this.flushPending();
     if (this.failed) throw this.failed;
-    if (this.output.writableNeedDrain) await once(this.output, 'drain');
+    if (this.inFlight > 0) await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   /** Flushes and ends the output (unless `keepOpen`, for stdout). */
   async close(keepOpen = false): Promise<void> {
+    if (keepOpen) return this.flush();
     this.flushPending();
     if (this.failed) throw this.failed;
-    if (keepOpen) {
-      if (this.output.writableNeedDrain) await once(this.output, 'drain');
-      return;
-    }
     await new Promise<void>((resolve, reject) => {
       this.output.once('error', reject);
       this.output.end(() => resolve());

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ORIGIN, recordToJson, type ClickEvent } from 'tributary';
+import { NO_ROOM, NOT_CANONICAL, writeEventJson } from './json.js';
 
 test('canonical events encode exactly as JSON.stringify would, whatever their strings hold', () => {
   const cases: ClickEvent[] = [
@@ -25,4 +26,33 @@ test('fields beyond the canonical ones are never dropped; feature vectors are wr
   for (const odd of [{ kind: 'event', userId: 'u', time: 1, type: 'view', sessionId: null }, { kind: 'event', userId: 'u', time: 1, type: 'view', price: null }, { kind: 'event', userId: 'u', time: 1, type: 'view', itemId: 7 }]) {
     assert.equal(recordToJson(odd), JSON.stringify(odd), 'values of unexpected types are written as JSON.stringify would');
   }
+});
+
+test('numbers are written as JSON.stringify writes them: epoch times, prices, and every other finite value', () => {
+  const values = [0, -0, 1, -1, 0.01, 0.05, 0.1, 0.1 + 0.2, 1.005, 2.675, 36.62, 36.6, 999999999.99, 1e9, 1e9 + 0.5, 1e-7, 5e-324, 1e21, 1.5e300, Number.MAX_VALUE];
+  values.push(Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, -(2 ** 53), 999999999, 1000000000, 1704067200279);
+  let seed = 7;
+  const random = (): number => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+  for (let i = 0; i < 20000; i++) {
+    values.push(Math.floor(random() * 1e7) / 100, -Math.floor(random() * 1e11) / 100, Math.round(random() * 1e5) / 10);
+    values.push(random() * 10 ** (random() * 40 - 20), Math.floor(random() * 2 ** 53), 1.7e12 + Math.floor(random() * 1e11));
+  }
+  for (const value of values) {
+    const priced = { kind: 'event', userId: 'u', time: 1, type: 'view', price: value };
+    assert.equal(recordToJson(priced), JSON.stringify(priced));
+    const timed = { kind: 'event', userId: 'u', time: value, type: 'view' };
+    assert.equal(recordToJson(timed), JSON.stringify(timed));
+  }
+});
+
+test('writeEventJson writes UTF-8 into a buffer, or nothing when it lacks room or the record is not a canonical event', () => {
+  const event: ClickEvent = { kind: 'event', userId: 'caf\u00e9', time: 5, type: 'view', itemId: '\ud83d\ude00', price: 2.5 };
+  const out = Buffer.alloc(4096);
+  const end = writeEventJson(event, out, 10);
+  assert.equal(out.toString('utf8', 10, end), JSON.stringify(event));
+  const small = Buffer.alloc(64, 0x2e);
+  assert.equal(writeEventJson(event, small, 0), NO_ROOM);
+  assert.ok(small.every((byte) => byte === 0x2e), 'nothing written');
+  assert.equal(writeEventJson({ kind: 'session', userId: 'u' }, out, 0), NOT_CANONICAL);
+  assert.equal(writeEventJson({ ...event, attrs: {} }, out, 0), NOT_CANONICAL);
 });

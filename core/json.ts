@@ -4,12 +4,6 @@
  */
 import type { ClickEvent, FeatureVector } from './events.js';
 
-const plainString = /^[^"\\\u0000-\u001f\u2028\u2029\ud800-\udfff]*$/;
-
-function quote(value: string): string {
-  return plainString.test(value) ? `"${value}"` : JSON.stringify(value);
-}
-
 /** True when every own enumerable string key is a canonical event field (for-in skips the symbol-keyed origin). */
 function onlyCanonicalFields(event: object): boolean {
   for (const key in event) {
@@ -33,30 +27,144 @@ function onlyCanonicalFields(event: object): boolean {
 const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
 
 /**
- * A canonical event with only its canonical fields, written without JSON.stringify's generic object
- * walk: sinks run this once per record. Anything else (attributes, features, fields other
- * operators added, values of unexpected types) takes the generic path, so nothing is ever dropped
- * or written differently.
+ * A canonical event with only its canonical fields, of the expected types. Anything else
+ * (attributes, features, fields other operators added, values of unexpected types) takes the
+ * generic path, so nothing is ever dropped or written differently.
  */
-function fastEventJson(event: ClickEvent): string | undefined {
-  if (typeof event.userId !== 'string' || typeof event.type !== 'string' || !Number.isFinite(event.time)) return undefined;
-  if (!optionalString(event.sessionId) || !optionalString(event.itemId) || !optionalString(event.category)) return undefined;
-  if (event.price !== undefined && !Number.isFinite(event.price)) return undefined;
-  if (!onlyCanonicalFields(event)) return undefined;
-  let json = `{"kind":"event","userId":${quote(event.userId)},"time":${event.time},"type":${quote(event.type)}`;
-  if (event.sessionId !== undefined) json += `,"sessionId":${quote(event.sessionId)}`;
-  if (event.itemId !== undefined) json += `,"itemId":${quote(event.itemId)}`;
-  if (event.category !== undefined) json += `,"category":${quote(event.category)}`;
-  if (event.price !== undefined) json += `,"price":${event.price}`;
-  return `${json}}`;
+function isCanonicalEvent(record: object): record is ClickEvent {
+  const event = record as ClickEvent;
+  if (event.kind !== 'event' || typeof event.userId !== 'string' || typeof event.type !== 'string' || !Number.isFinite(event.time)) return false;
+  if (!optionalString(event.sessionId) || !optionalString(event.itemId) || !optionalString(event.category)) return false;
+  if (event.price !== undefined && !Number.isFinite(event.price)) return false;
+  return onlyCanonicalFields(event);
 }
+
+/** {@link writeEventJson}: the record is not a canonical event; encode it with {@link recordToJson}. */
+export const NOT_CANONICAL = -1;
+/** {@link writeEventJson}: `out` has too little room after `at`; nothing was written. */
+export const NO_ROOM = -2;
+
+const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
+const KIND_USER = ascii('{"kind":"event","userId":');
+const TIME = ascii(',"time":');
+const TYPE = ascii(',"type":');
+const SESSION = ascii(',"sessionId":');
+const ITEM = ascii(',"itemId":');
+const CATEGORY = ascii(',"category":');
+const PRICE = ascii(',"price":');
+/** Bytes of every constant above plus two numbers (at most 25 characters each). */
+const FIXED_BYTES = 160;
+
+function putBytes(out: Buffer, at: number, bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) out[at + i] = bytes[i]!;
+  return at + bytes.length;
+}
+
+/** A JSON string literal. Printable ASCII without `"` or `\` is copied byte by byte; anything else goes through JSON.stringify. */
+function putString(out: Buffer, at: number, value: string): number {
+  out[at] = 34;
+  let j = at + 1;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 32 || c > 126 || c === 34 || c === 92) return at + out.write(JSON.stringify(value), at, 'utf8');
+    out[j++] = c;
+  }
+  out[j] = 34;
+  return j + 1;
+}
+
+const POWERS_OF_TEN = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/** Decimal digits of an integer in [0, 1e9), in int32 arithmetic (a double `%` is a slow library call). */
+function putSmallDigits(out: Buffer, at: number, value: number): number {
+  let digits = 1;
+  while (digits < 9 && value >= POWERS_OF_TEN[digits]!) digits++;
+  for (let i = at + digits - 1, rest = value | 0; i >= at; i--) {
+    const quotient = (rest / 10) | 0;
+    out[i] = 48 + rest - quotient * 10;
+    rest = quotient;
+  }
+  return at + digits;
+}
+
+/** Decimal digits of a non-negative safe integer (epoch milliseconds need two int32 halves). */
+function putDigits(out: Buffer, at: number, value: number): number {
+  if (value < 1e9) return putSmallDigits(out, at, value);
+  const high = Math.floor(value / 1e9);
+  at = putDigits(out, at, high);
+  for (let i = at + 8, rest = (value - high * 1e9) | 0; i >= at; i--) {
+    const quotient = (rest / 10) | 0;
+    out[i] = 48 + rest - quotient * 10;
+    rest = quotient;
+  }
+  return at + 9;
+}
+
+/**
+ * A finite number exactly as JSON.stringify writes it. Integers, and values with at most two
+ * decimals (prices) below 1e9, are written digit by digit without allocating a string: when
+ * `cents / 100` is the very double `value`, no shorter decimal rounds to it (neighbours differ by
+ * 0.01, doubles there by less than 1e-6), so those digits are its shortest round-trip form, which
+ * is what Number#toString prints. Everything else uses the number's own string.
+ */
+function putNumber(out: Buffer, at: number, value: number): number {
+  const magnitude = Math.abs(value);
+  if (value < 0) out[at++] = 45;
+  if (magnitude <= Number.MAX_SAFE_INTEGER && Math.floor(magnitude) === magnitude) return putDigits(out, at, magnitude);
+  if (magnitude < 1e9) {
+    const cents = Math.round(magnitude * 100);
+    if (cents / 100 === magnitude) {
+      const whole = Math.floor(magnitude);
+      at = putDigits(out, at, whole);
+      const fraction = (cents - whole * 100) | 0;
+      const tenths = (fraction / 10) | 0;
+      out[at++] = 46;
+      out[at++] = 48 + tenths;
+      if (fraction !== tenths * 10) out[at++] = 48 + fraction - tenths * 10;
+      return at;
+    }
+  }
+  const text = String(magnitude);
+  for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
+  return at + text.length;
+}
+
+/**
+ * Writes the JSON of `record` into `out` from `at` when it is a canonical event, byte for byte what
+ * {@link recordToJson} returns (UTF-8), without building strings: sinks run this once per record.
+ * Returns the end of what was written, {@link NOT_CANONICAL} or {@link NO_ROOM}.
+ */
+export function writeEventJson(record: object, out: Buffer, at: number): number {
+  if (!isCanonicalEvent(record)) return NOT_CANONICAL;
+  const { userId, type, sessionId, itemId, category, price } = record;
+  // Worst case per string character: a 6-byte \u escape (a UTF-8 character takes at most 3 per UTF-16 unit).
+  const strings = userId.length + type.length + (sessionId?.length ?? 0) + (itemId?.length ?? 0) + (category?.length ?? 0);
+  if (at + FIXED_BYTES + 6 * strings > out.length) return NO_ROOM;
+  at = putBytes(out, at, KIND_USER);
+  at = putString(out, at, userId);
+  at = putBytes(out, at, TIME);
+  at = putNumber(out, at, record.time);
+  at = putBytes(out, at, TYPE);
+  at = putString(out, at, type);
+  if (sessionId !== undefined) at = putString(out, putBytes(out, at, SESSION), sessionId);
+  if (itemId !== undefined) at = putString(out, putBytes(out, at, ITEM), itemId);
+  if (category !== undefined) at = putString(out, putBytes(out, at, CATEGORY), category);
+  if (price !== undefined) at = putNumber(out, putBytes(out, at, PRICE), price);
+  out[at] = 125;
+  return at + 1;
+}
+
+/** Scratch space for recordToJson's canonical events; grown when one does not fit. */
+let scratch = Buffer.allocUnsafeSlow(4096);
 
 /** JSON for one record. A feature vector becomes `{name: value}` so readers never need the schema. */
 export function recordToJson(record: object): string {
-  if ((record as { kind?: unknown }).kind === 'event') {
-    const fast = fastEventJson(record as ClickEvent);
-    if (fast !== undefined) return fast;
+  const end = writeEventJson(record, scratch, 0);
+  if (end === NO_ROOM) {
+    scratch = Buffer.allocUnsafeSlow(scratch.length * 2);
+    return recordToJson(record);
   }
+  if (end !== NOT_CANONICAL) return scratch.toString('utf8', 0, end);
   const features = (record as { features?: FeatureVector }).features;
   if (features === undefined || !(features.values instanceof Float32Array)) return JSON.stringify(record);
   const named: Record<string, number> = {};

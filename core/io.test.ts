@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { JsonLinesWriter, recordToJson } from 'tributary';
+
+/** A Writable that keeps what it got and completes each write only when told to. */
+function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; pending(): number } {
+  const chunks: Buffer[] = [];
+  let waiting: (() => void)[] = [];
+  const output = new Writable({
+    highWaterMark,
+    write(chunk: Buffer, _encoding, callback) {
+      // A copy: the writer reuses a chunk's memory once its write has completed.
+      chunks.push(Buffer.from(chunk));
+      waiting.push(() => callback());
+    },
+  });
+  return {
+    output,
+    chunks,
+    completeAll() {
+      const now = waiting;
+      waiting = [];
+      for (const complete of now) complete();
+    },
+    pending: () => waiting.length,
+  };
+}
+
+async function drainAll(sink: ReturnType<typeof slowOutput>, until: Promise<unknown>): Promise<void> {
+  let done = false;
+  void until.finally(() => (done = true));
+  while (!done) {
+    sink.completeAll();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+test('lines are the records\' JSON, in order, whatever the chunk boundaries and record kinds', async () => {
+  const records: object[] = [];
+  for (let i = 0; i < 500; i++) {
+    records.push({ kind: 'event', userId: `u${i}`, time: 1704067200000 + i, type: 'view', itemId: 'i\u00e9', price: i / 100 });
+    if (i % 7 === 0) records.push({ kind: 'session', userId: `u${i}`, note: 'x'.repeat(i) });
+    if (i % 50 === 0) records.push({ kind: 'event', userId: 'big', time: i, type: 'view', category: '\u2028'.repeat(2000) });
+  }
+  const sink = slowOutput();
+  const writer = new JsonLinesWriter(sink.output, { chunkSize: 4096, lingerMs: 0 });
+  for (const record of records) writer.write(record);
+  await drainAll(sink, writer.close());
+  assert.equal(Buffer.concat(sink.chunks).toString('utf8'), records.map((r) => `${recordToJson(r)}\n`).join(''));
+  assert.ok(sink.chunks.every((chunk) => chunk.length <= 4096 || chunk.toString().split('\n').length === 2), 'only a record larger than a chunk makes a larger write');
+});
+
+test('a custom serializer is used for every record', async () => {
+  const sink = slowOutput();
+  const writer = new JsonLinesWriter(sink.output, { serialize: (record) => `<${(record as { userId: string }).userId}>` });
+  writer.write({ kind: 'event', userId: 'a', time: 1, type: 'view' });
+  writer.write({ kind: 'event', userId: 'b', time: 2, type: 'view' });
+  await drainAll(sink, writer.close());
+  assert.equal(Buffer.concat(sink.chunks).toString(), '<a>\n<b>\n');
+});
+
+test('flush() resolves only once every write so far has completed', async () => {
+  // Below the output's high-water mark: no 'drain' to wait for, yet the writes are not done.
+  const sink = slowOutput(1 << 20);
+  const writer = new JsonLinesWriter(sink.output, { chunkSize: 1024, lingerMs: 0 });
+  for (let i = 0; i < 100; i++) writer.write({ kind: 'event', userId: `u${i}`, time: i, type: 'view' });
+  let flushed = false;
+  const flush = writer.flush().then(() => (flushed = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(flushed, false, 'writes still in flight');
+  assert.ok(sink.pending() > 0);
+  await drainAll(sink, flush);
+  assert.equal(flushed, true);
+  assert.equal(Buffer.concat(sink.chunks).toString().split('\n').length, 101);
+});
+
+test('a failing output fails flush() and ready()', async () => {
+  const output = new Writable({ write: (_chunk, _encoding, callback) => callback(new Error('disk full')) });
+  const writer = new JsonLinesWriter(output, { lingerMs: 0 });
+  writer.write({ kind: 'event', userId: 'u', time: 1, type: 'view' });
+  await assert.rejects(writer.flush(), /disk full/);
+  await assert.rejects(Promise.resolve(writer.ready()), /disk full/);
+});
+
+test('a quiet stream reaches the output within lingerMs', async () => {
+  const sink = slowOutput();
+  const writer = new JsonLinesWriter(sink.output, { lingerMs: 10 });
+  writer.write({ kind: 'event', userId: 'u', time: 1, type: 'view' });
+  assert.equal(sink.chunks.length, 0);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(Buffer.concat(sink.chunks).toString(), '{"kind":"event","userId":"u","time":1,"type":"view"}\n');
+  await drainAll(sink, writer.close());
+});
