@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { NO_ROOM, recordToJson, writeEventJson } from './json.js';
+import { JsonBuffer, NO_ROOM, recordToJson, writeEventJson } from './json.js';
 
 export interface LineBatch {
   lines: string[];
@@ -62,10 +62,10 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
  */
 export class JsonLinesWriter {
   private readonly chunkSize: number;
-  private chunk: Buffer;
+  private chunk: JsonBuffer;
   private used = 0;
   /** Chunks whose write completed, reused so memory stays flat: no new Buffer per chunk. */
-  private readonly spare: Buffer[] = [];
+  private readonly spare: JsonBuffer[] = [];
   private inFlight = 0;
   private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
@@ -76,7 +76,7 @@ export class JsonLinesWriter {
     private readonly options: { chunkSize?: number; lingerMs?: number; serialize?: (record: object) => string } = {},
   ) {
     this.chunkSize = options.chunkSize ?? 256 * 1024;
-    this.chunk = Buffer.allocUnsafeSlow(this.chunkSize);
+    this.chunk = new JsonBuffer(this.chunkSize);
     output.on('error', (error: Error) => {
       this.failed = error;
       this.settle();
@@ -93,7 +93,7 @@ export class JsonLinesWriter {
         end = writeEventJson(record, this.chunk, 0);
       }
       if (end >= 0) {
-        this.chunk[end] = 10;
+        this.chunk.bytes[end] = 10;
         this.used = end + 1;
         return;
       }
@@ -103,17 +103,18 @@ export class JsonLinesWriter {
 
   private writeLine(line: string): void {
     // At most 3 UTF-8 bytes per UTF-16 unit, and the newline.
-    if (this.used + 3 * line.length + 1 > this.chunk.length) {
+    if (this.used + 3 * line.length + 1 > this.chunkSize) {
       this.flushPending();
-      if (3 * line.length + 1 > this.chunk.length) {
+      if (3 * line.length + 1 > this.chunkSize) {
         // Larger than a chunk: written on its own, after everything before it.
         this.send(Buffer.from(`${line}\n`, 'utf8'), undefined);
         return;
       }
       this.startLinger();
     }
-    this.used += this.chunk.write(line, this.used, 'utf8');
-    this.chunk[this.used++] = 10;
+    const bytes = this.chunk.bytes;
+    this.used += bytes.write(line, this.used, 'utf8');
+    bytes[this.used++] = 10;
   }
 
   /** A quiet stream still reaches the output within lingerMs. */
@@ -130,14 +131,14 @@ export class JsonLinesWriter {
     }
     if (this.used === 0) return;
     const full = this.chunk;
-    const bytes = full.subarray(0, this.used);
-    this.chunk = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    const bytes = full.bytes.subarray(0, this.used);
+    this.chunk = this.spare.pop() ?? new JsonBuffer(this.chunkSize);
     this.used = 0;
     this.send(bytes, full);
   }
 
   /** One write; `reuse` goes back to the spares once the output is done with it. */
-  private send(bytes: Buffer, reuse: Buffer | undefined): void {
+  private send(bytes: Buffer, reuse: JsonBuffer | undefined): void {
     if (this.output.destroyed) return;
     this.inFlight++;
     this.output.write(bytes, (error) => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ORIGIN, recordToJson, type ClickEvent } from 'tributary';
-import { NO_ROOM, NOT_CANONICAL, writeEventJson } from './json.js';
+import { JsonBuffer, NO_ROOM, NOT_CANONICAL, writeEventJson } from './json.js';
 
 test('canonical events encode exactly as JSON.stringify would, whatever their strings hold', () => {
   const cases: ClickEvent[] = [
@@ -47,12 +47,13 @@ test('numbers are written as JSON.stringify writes them: epoch times, prices, an
 
 test('writeEventJson writes UTF-8 into a buffer, or nothing when it lacks room or the record is not a canonical event', () => {
   const event: ClickEvent = { kind: 'event', userId: 'caf\u00e9', time: 5, type: 'view', itemId: '\ud83d\ude00', price: 2.5 };
-  const out = Buffer.alloc(4096);
+  const out = new JsonBuffer(4096);
   const end = writeEventJson(event, out, 10);
-  assert.equal(out.toString('utf8', 10, end), JSON.stringify(event));
-  const small = Buffer.alloc(64, 0x2e);
+  assert.equal(out.bytes.toString('utf8', 10, end), JSON.stringify(event));
+  const small = new JsonBuffer(64);
+  small.bytes.fill(0x2e);
   assert.equal(writeEventJson(event, small, 0), NO_ROOM);
-  assert.ok(small.every((byte) => byte === 0x2e), 'nothing written');
+  assert.ok(small.bytes.every((byte) => byte === 0x2e), 'nothing written');
   assert.equal(writeEventJson({ kind: 'session', userId: 'u' }, out, 0), NOT_CANONICAL);
   assert.equal(writeEventJson({ ...event, attrs: {} }, out, 0), NOT_CANONICAL);
 });
