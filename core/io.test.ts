@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { JsonLinesWriter, recordToJson } from 'tributary';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
-function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; pending(): number } {
+function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; completeOne(): void; pending(): number } {
   const chunks: Buffer[] = [];
   let waiting: (() => void)[] = [];
   const output = new Writable({
@@ -22,6 +22,9 @@ function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[];
       const now = waiting;
       waiting = [];
       for (const complete of now) complete();
+    },
+    completeOne() {
+      waiting.shift()?.();
     },
     pending: () => waiting.length,
   };
@@ -91,4 +94,21 @@ test('a quiet stream reaches the output within lingerMs', async () => {
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(Buffer.concat(sink.chunks).toString(), '{"kind":"event","userId":"u","time":1,"type":"view"}\n');
   await drainAll(sink, writer.close());
+});
+
+test('flush() waits for the writes issued before it, not for those that follow', async () => {
+  const sink = slowOutput(1 << 20);
+  const writer = new JsonLinesWriter(sink.output, { lingerMs: 0 });
+  writer.write({ kind: 'event', userId: 'first', time: 1, type: 'view' });
+  let flushed = false;
+  const flush = writer.flush().then(() => (flushed = true));
+  writer.write({ kind: 'event', userId: 'second', time: 2, type: 'view' });
+  const second = writer.flush();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(sink.pending(), 1, 'one write at a time reaches the output');
+  sink.completeOne();
+  await flush;
+  assert.equal(flushed, true);
+  await drainAll(sink, second);
+  assert.equal(Buffer.concat(sink.chunks).toString().split('\n').length, 3);
 });

@@ -66,8 +66,11 @@ export class JsonLinesWriter {
   private used = 0;
   /** Chunks whose write completed, reused so memory stays flat: no new Buffer per chunk. */
   private readonly spare: JsonBuffer[] = [];
-  private inFlight = 0;
-  private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  /** Writes issued and completed; the output completes them in order. */
+  private sent = 0;
+  private completed = 0;
+  /** flush() calls waiting for the writes issued before them (`upTo`). */
+  private waiters: { upTo: number; resolve: () => void; reject: (error: Error) => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private failed: Error | undefined;
 
@@ -140,23 +143,23 @@ export class JsonLinesWriter {
   /** One write; `reuse` goes back to the spares once the output is done with it. */
   private send(bytes: Buffer, reuse: JsonBuffer | undefined): void {
     if (this.output.destroyed) return;
-    this.inFlight++;
+    this.sent++;
     this.output.write(bytes, (error) => {
-      this.inFlight--;
+      this.completed++;
       if (error) this.failed ??= error;
       else if (reuse && this.spare.length < 2) this.spare.push(reuse);
-      if (this.inFlight === 0 || error) this.settle();
+      if (this.waiters.length > 0) this.settle();
     });
   }
 
-  /** Resolves (or, after a failure, rejects) whoever waits in flush(). */
+  /** Resolves the flush() calls whose writes have all completed; after a failure, rejects them all. */
   private settle(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) {
-      if (this.failed) waiter.reject(this.failed);
-      else waiter.resolve();
+    if (this.failed) {
+      for (const waiter of this.waiters) waiter.reject(this.failed);
+      this.waiters = [];
+      return;
     }
+    while (this.waiters.length > 0 && this.waiters[0]!.upTo <= this.completed) this.waiters.shift()!.resolve();
   }
 
   ready(): Promise<void> | undefined {
@@ -165,11 +168,12 @@ export class JsonLinesWriter {
     return undefined;
   }
 
-  /** Writes out what is pending and waits until every write so far has completed (checkpoints rely on this). */
+  /** Writes out what is pending and waits until every write issued so far has completed (checkpoints rely on this). */
   async flush(): Promise<void> {
     this.flushPending();
     if (this.failed) throw this.failed;
-    if (this.inFlight > 0) await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const upTo = this.sent;
+    if (this.completed < upTo) await new Promise<void>((resolve, reject) => this.waiters.push({ upTo, resolve, reject }));
   }
 
   /** Flushes and ends the output (unless `keepOpen`, for stdout). */
