@@ -54,6 +54,13 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
 }
 
 /**
+ * Completed chunks kept for reuse. Enough for the writes a file stream queues below its 1 MiB
+ * high-water mark plus a batch's worth, so a steady stream allocates no new chunk; bounded so a
+ * burst does not keep its memory.
+ */
+const MAX_SPARE_CHUNKS = 8;
+
+/**
  * Writes records as JSON lines to a Writable, in chunks: records are encoded straight into a
  * Buffer (canonical events byte by byte, others as UTF-8 of their JSON) and each full chunk is one
  * `write`, so no per-record string, array or Buffer is built. `ready()` is the back-pressure signal
@@ -147,7 +154,7 @@ export class JsonLinesWriter {
     this.output.write(bytes, (error) => {
       this.completed++;
       if (error) this.failed ??= error;
-      else if (reuse && this.spare.length < 2) this.spare.push(reuse);
+      else if (reuse && this.spare.length < MAX_SPARE_CHUNKS) this.spare.push(reuse);
       if (this.waiters.length > 0) this.settle();
     });
   }
