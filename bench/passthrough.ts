@@ -69,7 +69,7 @@ Before/after on the same machine with this bench (5 rounds each), the old code (
 | ratio | **0.57** (per round: 0.57, 0.57, 0.57, 0.55, 0.48) | **0.79** (per round: 0.76, 0.75, 0.99, 0.79, 0.75) |
 | peak RSS, 250,000 / 1,000,000 events | 167 / 207 MiB | 151 / 198 MiB |
 
-Under heavier load (load average 3.7-6 from other builds, two back-to-back pairs) the ratio was 0.44-0.45 before and 0.54-0.63 after: the pipeline's writes run on libuv's threadpool (the second core) while the raw loop needs one core, so contention costs the pipeline more.
+Absolute rates move a lot between runs on this machine even at similar load averages (the raw limit measured 554,000-577,000 events/s at 11:20-11:46 UTC, 356,000-369,000 at 12:05-12:13 with the load average under 1.3), so compare figures from one run only; the ratio is the figure to read. Under heavier load (load average 3.7-6 from other builds, two back-to-back pairs) the ratio was 0.44-0.45 before and 0.54-0.63 after: the pipeline's writes run on libuv's threadpool (the second core) while the raw loop needs one core, so contention costs the pipeline more.
 
 What changed (core/json.ts, core/io.ts; output byte-identical, checked with \`cmp\` on the 1M-event output):
 
