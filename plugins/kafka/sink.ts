@@ -9,7 +9,7 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { defineSink, parseDuration, type SourceHealth, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, recordToJson, type SourceHealth, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -113,7 +113,7 @@ export default defineSink<KafkaSinkConfig>({
       );
       return {
         write(record) {
-          transactions.produce({ topic: config.topic, value: Buffer.from(serialize(record)), key: keyOf(record), timestamp: Date.now() });
+          transactions.produce({ topic: config.topic, value: Buffer.from(recordToJson(record)), key: keyOf(record), timestamp: Date.now() });
         },
         ready: () => transactions.ready(),
         flush: () => transactions.flush(),
@@ -175,11 +175,11 @@ export default defineSink<KafkaSinkConfig>({
         const key = keyOf(record);
         if (backlog.length === 0) {
           // librdkafka copies the value (RK_MSG_COPY), so one scratch buffer serves every record.
-          const value = encode(serialize(record));
+          const value = encode(recordToJson(record));
           if (send(value, key)) return;
           backlog.push({ value: Buffer.from(value), key });
         } else {
-          backlog.push({ value: Buffer.from(serialize(record)), key });
+          backlog.push({ value: Buffer.from(recordToJson(record)), key });
         }
       },
       ready() {
@@ -227,13 +227,3 @@ function encode(text: string): Buffer {
   return scratch.subarray(0, bytes);
 }
 
-/** JSON, with feature vectors as `{name: value}` objects (a Float32Array would become an index map). */
-export function serialize(record: StreamRecord): string {
-  const features = record.features as { names?: readonly string[]; values?: Float32Array } | undefined;
-  if (features && Array.isArray(features.names) && features.values instanceof Float32Array) {
-    const named: Record<string, number> = {};
-    features.names.forEach((name, i) => (named[name] = features.values![i]!));
-    return JSON.stringify({ ...record, features: named });
-  }
-  return JSON.stringify(record);
-}
