@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
-import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, produce, readTopic, values } from './kafka/client.js';
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
@@ -68,9 +68,6 @@ async function highWatermarkSum(brokers: string, topic: string): Promise<number>
     await new Promise<void>((resolve) => client.disconnect(() => resolve()));
   }
 }
-
-const exited = (child: ChildProcess): Promise<number | null> =>
-  child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 
 for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
   test(`kill -9 mid-stream and restart: ${guarantee}`, async (t) => {

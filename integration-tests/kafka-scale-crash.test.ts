@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
@@ -71,9 +71,6 @@ function startDaemon(file: string, brokers: string): Daemon {
   return daemon;
 }
 
-const exited = ({ process: child }: Daemon): Promise<number | null> =>
-  child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-
 /** Three more events for every user, `minute` minutes into their sessions (user u lives in partition u % 4). */
 const phase = (minute: number, seq: number): RawRecord[] =>
   Array.from({ length: users * 3 }, (_, i) => {
@@ -123,7 +120,7 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
       // Phase 3 goes in, and B dies with it in flight (some of it past B's last checkpoint).
       await produce(brokers, input, phase(10, 2_000));
       daemons[1]!.process.kill('SIGKILL');
-      await exited(daemons[1]!);
+      await exited(daemons[1]!.process);
       // Phase 4 and then a jump in event time on every partition close every session on member A.
       await produce(brokers, input, phase(15, 3_000));
       await produce(
@@ -136,7 +133,7 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
       await waitFor('every shopper session in the committed output', async () => new Set((await shopperSessions()).map((s) => s.userId)).size >= users, 120_000, 500);
       await waitFor('member A to own every partition again', () => daemons[0]!.assigned.length === partitions, 60_000, 100);
       daemons[0]!.process.kill('SIGTERM');
-      assert.equal(await exited(daemons[0]!), 0, 'a SIGTERM stop exits 0');
+      assert.equal(await exited(daemons[0]!.process), 0, 'a SIGTERM stop exits 0');
       const sessions = await shopperSessions();
       // Whole: 12 events each (3 per phase). Without the hand-over B's users would restart on A mid-session.
       assert.deepEqual(sessions.map((s) => s.eventCount).filter((count) => count !== 12), [], 'every session has all 12 of its events');

@@ -318,11 +318,10 @@ export class PipelineRunner {
   }
 
   private async build(): Promise<void> {
-    const create = <T>(resolved: ResolvedEntry, kind: string, index: number) => this.create<T>(resolved, kind, index);
     const scaleOut = this.loaded.document.scale_out;
-    this.deadLetterSink = (await create<Sink>(this.loaded.deadLetter, 'dead-letter', 0)).instance;
+    this.deadLetterSink = (await this.create<Sink>(this.loaded.deadLetter, 'dead-letter', 0)).instance;
     for (const [index, resolved] of this.loaded.sinks.entries()) {
-      const { label, instance } = await create<Sink>(resolved, 'sink', index);
+      const { label, instance } = await this.create<Sink>(resolved, 'sink', index);
       const kinds = resolved.entry.kinds as string[] | undefined;
       const outputs = (resolved.entry.outputs as string[] | undefined) ?? [];
       const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, outputs: new Set(outputs) };
@@ -336,11 +335,11 @@ export class PipelineRunner {
         this.keyedStages.push({ index, resolved });
         continue;
       }
-      const { label, instance } = await create<Operator>(resolved, 'stage', index);
+      const { label, instance } = await this.create<Operator>(resolved, 'stage', index);
       this.operators.push({ label, operator: instance });
     }
     for (const [index, resolved] of this.loaded.sources.entries()) {
-      const { label, instance } = await create<Source>(resolved, 'source', index);
+      const { label, instance } = await this.create<Source>(resolved, 'source', index);
       const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
       this.sources.push({
         label,

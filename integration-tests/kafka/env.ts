@@ -3,6 +3,7 @@
  * the user's `KAFKA_BROKERS`). Without one the test skips with the reason, except in CI (`CI=true`),
  * where a Kafka test that cannot run fails the run instead of passing silently.
  */
+import type { ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
 import { SKIP_ENV } from './broker.js';
 
@@ -28,4 +29,9 @@ export async function waitFor(what: string, condition: () => boolean | Promise<b
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((done) => setTimeout(done, everyMs));
   }
+}
+
+/** Resolves with a child process's exit code once it has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }

@@ -518,7 +518,7 @@ class KafkaSource {
         const key = partitionKey(tp.topic, tp.partition);
         let state = this.partitions.get(key);
         if (!state) {
-          state = { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: true, atEnd: false };
+          state = newPartitionState(tp, now, true);
           this.partitions.set(key, state);
         }
         state.assigned = true;
@@ -547,8 +547,7 @@ class KafkaSource {
           state.fetched = undefined;
         }
       }
-      this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !revoked.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
-      this.buffered = this.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      this.dropBuffered(revoked);
       const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
       if (this.transactions && offsets.length > 0) {
         this.transactions.commit(offsets, this.consumer).committed.then(
@@ -580,7 +579,7 @@ class KafkaSource {
       const key = partitionKey(tp.topic, tp.partition);
       let state = this.partitions.get(key);
       if (!state) {
-        state = { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned: false, atEnd: false };
+        state = newPartitionState(tp, now, false);
         this.partitions.set(key, state);
       }
       return { state, committed: committedOf.get(key) };
@@ -615,8 +614,7 @@ class KafkaSource {
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
     const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
     for (const state of revoked) state.assigned = false;
-    this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !keys.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
-    this.buffered = this.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.dropBuffered(keys);
     try {
       await listener.revoked(positions);
       const offsets: RdKafka.TopicPartitionOffset[] = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
@@ -633,6 +631,12 @@ class KafkaSource {
       this.unassign(assignment);
       this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
     }
+  }
+
+  /** Forgets the buffered records of partitions (by key) this instance no longer owns. */
+  private dropBuffered(keys: ReadonlySet<string>): void {
+    this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !keys.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
+    this.buffered = this.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
   }
 
   /**
@@ -777,6 +781,10 @@ class KafkaSource {
     }
     return events;
   }
+}
+
+function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false };
 }
 
 function partitionKey(topic: string, partition: number): string {
