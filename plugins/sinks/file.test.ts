@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { constants as zlib, gunzipSync } from 'node:zlib';
+import type { StreamRecord } from 'tributary';
+import { testContext } from 'tributary/testing';
+import fileSink from './file.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-file-sink-'));
+const record = (userId: string): StreamRecord => ({ kind: 'event', userId, time: 0, type: 'view' }) as StreamRecord;
+
+for (const name of ['out.jsonl', 'out.jsonl.gz']) {
+  test(`${name}: after flush(), every record written is in the file, before close`, async () => {
+    const path = join(dir, name);
+    const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: dir }));
+    for (let i = 0; i < 100; i++) sink.write(record(`u${i}`));
+    await sink.flush?.();
+    const bytes = readFileSync(path);
+    // A gzip file that is still open has no trailer: read up to its last sync point.
+    const text = name.endsWith('.gz') ? gunzipSync(bytes, { finishFlush: zlib.Z_SYNC_FLUSH }).toString() : bytes.toString();
+    const lines = text.split('\n').filter((line) => line.length > 0);
+    assert.equal(lines.length, 100);
+    assert.equal(JSON.parse(lines[99]!).userId, 'u99');
+    await sink.close?.();
+    if (name.endsWith('.gz')) assert.equal(gunzipSync(readFileSync(path)).toString().split('\n').filter(Boolean).length, 100);
+  });
+}
