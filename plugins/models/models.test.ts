@@ -106,6 +106,13 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   });
 }
 
+test('gru: reads a one-event sequence (sequence_length 1) too', async () => {
+  const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind: 'gru', sequence_length: 1, prior: 0.3 } }, separableIntentStream(150));
+  const report = reportOf(output);
+  assert.equal(report.summary.n, report.counts.predictions);
+  assert.ok(report.summary.auc > 0.9, `AUC ${report.summary.auc}`);
+});
+
 test('intent: predicts before the first purchase only; every label joins at the session summary', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
