@@ -167,8 +167,8 @@ export class Adwin implements DriftDetector {
     this.rows[0]!.variances.push(0);
     this.width++;
     if (this.width > 1) {
-      const previousMean = this.total / (this.width - 1);
-      this.variance += ((this.width - 1) * (value - previousMean) ** 2) / this.width;
+      const deviation = value - this.total / (this.width - 1);
+      this.variance += ((this.width - 1) * deviation * deviation) / this.width;
     }
     this.total += value;
     this.compress();
@@ -185,13 +185,14 @@ export class Adwin implements DriftDetector {
       const [v1, v2] = row.variances.splice(0, 2) as [number, number];
       const next = this.rows[r + 1]!;
       next.totals.push(u1 + u2);
-      // Chan et al.'s pairwise M2: both halves hold `size` values.
-      next.variances.push(v1 + v2 + ((size * size) / (2 * size)) * (u1 / size - u2 / size) ** 2);
+      // Chan et al.'s pairwise M2 (both halves hold `size` values), in River's order of operations.
+      const difference = u1 / size - u2 / size;
+      next.variances.push(v1 + v2 + (size * size * difference * difference) / (size + size));
     }
   }
 
-  /** Drops the oldest bucket; returns how many values it held. */
-  private dropOldest(): number {
+  /** Drops the oldest bucket (a cut keeps at least `min_window_length` values, so the window never empties). */
+  private dropOldest(): void {
     const r = this.rows.length - 1;
     const row = this.rows[r]!;
     const n = 2 ** r;
@@ -199,9 +200,9 @@ export class Adwin implements DriftDetector {
     const v = row.variances.shift()!;
     this.width -= n;
     this.total -= u;
-    this.variance -= this.width > 0 ? v + (n * this.width * (u / n - this.total / this.width) ** 2) / (n + this.width) : this.variance;
+    const difference = u / n - this.total / this.width;
+    this.variance -= v + (n * this.width * difference * difference) / (n + this.width);
     if (row.totals.length === 0 && r > 0) this.rows.pop();
-    return n;
   }
 
   /** Tests every cut, oldest first; drops the oldest bucket while some cut holds. True if it dropped any. */
@@ -226,7 +227,7 @@ export class Adwin implements DriftDetector {
           if (r === 0 && k === totals.length - 1) break scan;
           if (n0 >= this.config.min_window_length && n1 >= this.config.min_window_length && this.cutHolds(n0, n1, u0 / n0 - u1 / n1)) {
             changed = cut = true;
-            if (this.width > 0) this.dropOldest();
+            this.dropOldest();
             break scan;
           }
         }

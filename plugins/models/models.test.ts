@@ -341,7 +341,7 @@ function shiftingIntentStream(sessions: number, shiftAt: number, before: number,
   return out;
 }
 
-test('adwin drift: a shift in the label distribution emits a drift record, a stationary stream none; a snapshot restores the detector', async () => {
+test('adwin drift: a shift in the label distribution emits a drift record (page-hinkley too), a stationary stream none; a snapshot restores the detector', async () => {
   const shiftAt = 800;
   const shiftTime = Date.parse('2024-01-01T00:00:00Z') + shiftAt * 600_000;
   const input = shiftingIntentStream(1200, shiftAt, 0.05, 0.5, 21);
@@ -359,6 +359,9 @@ test('adwin drift: a shift in the label distribution emits a drift record, a sta
 
   const stationary = await runOperator(intentModel, config, shiftingIntentStream(1200, 1200, 0.05, 0.05, 22));
   assert.deepEqual(of(stationary.output, 'drift'), []);
+  // The default detector sees the shift too, and says which it is.
+  const pageHinkley = of((await runOperator(intentModel, { ...config, drift: {} }, input)).output, 'drift');
+  assert.ok(pageHinkley.length >= 1 && pageHinkley.every((d) => d.detector === 'page-hinkley' && (d.time as number) >= shiftTime));
 
   // Cut after the shift, before its detection: the restored detector holds the window across the change.
   const cut = input.findIndex((r) => r.kind === 'session' && (r as StreamRecord).sessionId === `s${shiftAt + 20}`);
