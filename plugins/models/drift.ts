@@ -1,7 +1,35 @@
 /**
- * Page-Hinkley test on the loss stream: it signals when the mean loss rises by more than `delta`
- * for long enough that the cumulative excess passes `threshold`. Cheap (O(1) per label) and, unlike
- * ADWIN, its state is four numbers, which keeps snapshots small.
+ * Drift detectors on the loss stream: Page-Hinkley and ADWIN. Both read one number at a time (the
+ * learner feeds block means of the prequential log loss) and say when its mean has changed.
+ */
+
+export type DriftDetectorKind = 'page-hinkley' | 'adwin' | 'none';
+
+/** A detector's snapshot; Page-Hinkley's carries no `kind` (snapshots from before ADWIN have none). */
+export type DriftState = PageHinkleyState | AdwinState;
+
+export interface DriftDetector {
+  /** Adds one value; true when drift is detected. */
+  update(value: number): boolean;
+  reset(): void;
+  state(): DriftState;
+  /** Restores a snapshot; one of another detector (the config changed) starts it afresh. */
+  load(state: DriftState): void;
+}
+
+/** The detector a model's `drift` config names (`none`: Page-Hinkley, never fed, so snapshots keep one shape). */
+export function createDriftDetector(config: PageHinkleyConfig & AdwinConfig & { detector: DriftDetectorKind }): DriftDetector {
+  return config.detector === 'adwin' ? new Adwin(config) : new PageHinkley(config);
+}
+
+function isAdwinState(state: DriftState): state is AdwinState {
+  return (state as Partial<AdwinState>).kind === 'adwin';
+}
+
+/**
+ * Page-Hinkley test: it signals when the mean rises by more than `delta` for long enough that the
+ * cumulative excess passes `threshold`. One-sided (a rise in loss) and O(1) per value; its state is
+ * four numbers.
  */
 export interface PageHinkleyConfig {
   delta: number;
@@ -16,7 +44,7 @@ export interface PageHinkleyState {
   minimum: number;
 }
 
-export class PageHinkley {
+export class PageHinkley implements DriftDetector {
   private n = 0;
   private mean = 0;
   private cumulative = 0;
@@ -53,7 +81,186 @@ export class PageHinkley {
     return { n: this.n, mean: this.mean, cumulative: this.cumulative, minimum: this.minimum };
   }
 
-  load(state: PageHinkleyState): void {
+  load(state: DriftState): void {
+    if (isAdwinState(state)) return this.reset();
     ({ n: this.n, mean: this.mean, cumulative: this.cumulative, minimum: this.minimum } = state);
+  }
+}
+
+export interface AdwinConfig {
+  /** Significance of the cut test: lower, fewer false alarms and later detections. */
+  delta: number;
+  /** Cuts are tested every `clock` values. */
+  clock: number;
+  /** Buckets of each size kept before the two oldest merge (the exponential histogram's resolution). */
+  max_buckets: number;
+  /** Values each side of a cut needs at least. */
+  min_window_length: number;
+  /** Values before the first test. */
+  grace_period: number;
+}
+
+/** One row of the exponential histogram: buckets of 2^row values, oldest first (sum and M2 each). */
+interface AdwinRow {
+  totals: number[];
+  variances: number[];
+}
+
+export interface AdwinState {
+  kind: 'adwin';
+  rows: [number[], number[]][];
+  width: number;
+  total: number;
+  variance: number;
+  tick: number;
+  detected: boolean;
+}
+
+/**
+ * ADWIN2 (Bifet & Gavaldà 2007) as River's `drift.ADWIN`: a window of recent values kept as an
+ * exponential histogram (rows of buckets of 1, 2, 4... values, at most `max_buckets + 1` a row), cut
+ * wherever the means of the older and newer parts differ by more than the bound that `delta` gives;
+ * the older part is dropped, bucket by bucket, until no cut holds. Memory and a test cost
+ * O(max_buckets * log(width)). After a detection the next value starts a fresh window, as River does.
+ */
+export class Adwin implements DriftDetector {
+  private rows: AdwinRow[] = [{ totals: [], variances: [] }];
+  /** Values in the window, their sum, and their sum of squared deviations from the mean (M2). */
+  private width = 0;
+  private total = 0;
+  private variance = 0;
+  private tick = 0;
+  private detected = false;
+
+  constructor(private readonly config: AdwinConfig) {}
+
+  /** Adds one value; true when the window was cut (a drift). */
+  update(value: number): boolean {
+    if (this.detected) this.reset();
+    this.tick++;
+    this.insert(value);
+    this.detected = this.tick % this.config.clock === 0 && this.width > this.config.grace_period && this.shrink();
+    return this.detected;
+  }
+
+  /** Values in the window: it shrinks to about the values since the change when a drift is detected. */
+  get windowWidth(): number {
+    return this.width;
+  }
+
+  /** Mean of the window. */
+  get mean(): number {
+    return this.width === 0 ? 0 : this.total / this.width;
+  }
+
+  reset(): void {
+    this.rows = [{ totals: [], variances: [] }];
+    this.width = 0;
+    this.total = 0;
+    this.variance = 0;
+    this.tick = 0;
+    this.detected = false;
+  }
+
+  private insert(value: number): void {
+    this.rows[0]!.totals.push(value);
+    this.rows[0]!.variances.push(0);
+    this.width++;
+    if (this.width > 1) {
+      const deviation = value - this.total / (this.width - 1);
+      this.variance += ((this.width - 1) * deviation * deviation) / this.width;
+    }
+    this.total += value;
+    this.compress();
+  }
+
+  /** A row over `max_buckets` merges its two oldest buckets into one of the next row, and so on up. */
+  private compress(): void {
+    for (let r = 0; r < this.rows.length; r++) {
+      const row = this.rows[r]!;
+      if (row.totals.length <= this.config.max_buckets) return;
+      if (r + 1 === this.rows.length) this.rows.push({ totals: [], variances: [] });
+      const size = 2 ** r;
+      const [u1, u2] = row.totals.splice(0, 2) as [number, number];
+      const [v1, v2] = row.variances.splice(0, 2) as [number, number];
+      const next = this.rows[r + 1]!;
+      next.totals.push(u1 + u2);
+      // Chan et al.'s pairwise M2 (both halves hold `size` values), in River's order of operations.
+      const difference = u1 / size - u2 / size;
+      next.variances.push(v1 + v2 + (size * size * difference * difference) / (size + size));
+    }
+  }
+
+  /** Drops the oldest bucket (a cut keeps at least `min_window_length` values, so the window never empties). */
+  private dropOldest(): void {
+    const r = this.rows.length - 1;
+    const row = this.rows[r]!;
+    const n = 2 ** r;
+    const u = row.totals.shift()!;
+    const v = row.variances.shift()!;
+    this.width -= n;
+    this.total -= u;
+    const difference = u / n - this.total / this.width;
+    this.variance -= v + (n * this.width * difference * difference) / (n + this.width);
+    if (row.totals.length === 0 && r > 0) this.rows.pop();
+  }
+
+  /** Tests every cut, oldest first; drops the oldest bucket while some cut holds. True if it dropped any. */
+  private shrink(): boolean {
+    let changed = false;
+    let cut = true;
+    while (cut) {
+      cut = false;
+      let n0 = 0;
+      let u0 = 0;
+      let n1 = this.width;
+      let u1 = this.total;
+      scan: for (let r = this.rows.length - 1; r >= 0; r--) {
+        const totals = this.rows[r]!.totals;
+        const size = 2 ** r;
+        // Every bucket boundary but the window's newest end is a cut point (as River 0.26; scikit-multiflow skipped each row's newest).
+        for (let k = 0; k < totals.length; k++) {
+          n0 += size;
+          n1 -= size;
+          u0 += totals[k]!;
+          u1 -= totals[k]!;
+          if (r === 0 && k === totals.length - 1) break scan;
+          if (n0 >= this.config.min_window_length && n1 >= this.config.min_window_length && this.cutHolds(n0, n1, u0 / n0 - u1 / n1)) {
+            changed = cut = true;
+            this.dropOldest();
+            break scan;
+          }
+        }
+      }
+    }
+    return changed;
+  }
+
+  /** The Hoeffding-Bernstein bound of ADWIN2 on the difference of the two parts' means. */
+  private cutHolds(n0: number, n1: number, meanDifference: number): boolean {
+    const { delta, min_window_length: minimum } = this.config;
+    const deltaPrime = Math.log((2 * Math.log(this.width)) / delta);
+    const mRecip = 1 / (n0 - minimum + 1) + 1 / (n1 - minimum + 1);
+    const epsilon = Math.sqrt(2 * mRecip * (this.variance / this.width) * deltaPrime) + (2 / 3) * deltaPrime * mRecip;
+    return Math.abs(meanDifference) > epsilon;
+  }
+
+  state(): AdwinState {
+    return {
+      kind: 'adwin',
+      rows: this.rows.map((row) => [[...row.totals], [...row.variances]]),
+      width: this.width,
+      total: this.total,
+      variance: this.variance,
+      tick: this.tick,
+      detected: this.detected,
+    };
+  }
+
+  load(state: DriftState): void {
+    // A snapshot of another detector (its config changed since): start afresh.
+    if (!isAdwinState(state)) return this.reset();
+    this.rows = state.rows.map(([totals, variances]) => ({ totals: [...totals], variances: [...variances] }));
+    ({ width: this.width, total: this.total, variance: this.variance, tick: this.tick, detected: this.detected } = state);
   }
 }

@@ -51,8 +51,10 @@ export class GruModel extends OnlineModel {
     const x = tf.concat([embed(types, this.params.get('embType')), embed(categories, this.params.get('embCategory')), steps], 2);
     // Input projections of every step in one matMul; the recurrence then needs two per step.
     const projected = x.reshape([n * L, -1]).matMul(this.params.get('wx')).add(this.params.get('bx')).reshape([n, L, 3 * u]);
-    const inputsByStep = tf.unstack(projected, 1);
-    const masks = tf.unstack(types.greater(0).cast('float32').reshape([n, L, 1]), 1);
+    // tf.unstack of one step has a broken gradient (its stack gets no array): reshape that one instead.
+    const byStep = (t: TF.Tensor3D): TF.Tensor2D[] => (L === 1 ? [t.reshape([n, t.shape[2]!])] : (tf.unstack(t, 1) as TF.Tensor2D[]));
+    const inputsByStep = byStep(projected as TF.Tensor3D);
+    const masks = byStep(types.greater(0).cast('float32').reshape([n, L, 1]) as TF.Tensor3D);
     const wzr = this.params.get('wzr');
     const wh = this.params.get('wh');
     let h: TF.Tensor2D = tf.zeros([n, u]);

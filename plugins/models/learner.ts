@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { Counter, Emit, Gauge, PluginContext, Prediction, StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
-import { PageHinkley, type PageHinkleyState } from './drift.js';
+import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
 import type { Batch, ModelState, OnlineModel } from './model.js';
 import { createModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
@@ -74,7 +74,7 @@ export interface LearnerState {
   awaiting: EncodedSample[];
   toLearn: EncodedSample[];
   prequential: PrequentialState;
-  drift: PageHinkleyState;
+  drift: DriftState;
   block: [number, number];
   counts: LearnerCounts;
 }
@@ -201,7 +201,7 @@ export class OnlineLearner {
   private alignBuffer = new Float32Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
-  private readonly drift: PageHinkley;
+  private readonly drift: DriftDetector;
   private baseLearningRate: number;
   private backend: BackendSelection | undefined;
   private lastCheckpointLabels = 0;
@@ -225,7 +225,7 @@ export class OnlineLearner {
     private readonly context: PluginContext,
   ) {
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins);
-    this.drift = new PageHinkley(config.drift);
+    this.drift = createDriftDetector(config.drift);
     this.baseLearningRate = config.optimizer.learning_rate;
     const m = context.metrics;
     this.gauges = {
@@ -472,7 +472,7 @@ export class OnlineLearner {
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
     this.unCountedLabels++;
-    if (this.config.drift.detector === 'page-hinkley') {
+    if (this.config.drift.detector !== 'none') {
       // The test reads block means: single losses are too bursty (a session's labels come together).
       this.blockLoss += loss;
       if (++this.blockCount >= this.config.drift.block) {
@@ -492,7 +492,7 @@ export class OnlineLearner {
     const action = this.config.drift.action;
     if (this.model && action === 'reset_optimizer') this.model.optimizer.reset();
     if (this.model && action === 'raise_learning_rate') this.model.optimizer.learningRate = this.baseLearningRate * this.config.drift.factor;
-    const record: StreamRecord = { kind: 'drift', model: this.name, task: this.task, detector: 'page-hinkley', time, labels: this.counts.labels, action };
+    const record: StreamRecord = { kind: 'drift', model: this.name, task: this.task, detector: this.config.drift.detector, time, labels: this.counts.labels, action };
     emit(record);
     this.context.logger.info({ model: this.name, time: new Date(time).toISOString(), labels: this.counts.labels, action }, `model ${this.name}: drift detected`);
   }

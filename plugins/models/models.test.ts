@@ -21,7 +21,7 @@ const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r
 
 interface Report {
   summary: { n: number; positives: number; auc: number; logloss: number; brier: number };
-  counts: { predictions: number; labels: number; overflow: number; expired: number; unlabelledAtEnd: number };
+  counts: { predictions: number; labels: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
 }
 const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
 
@@ -105,6 +105,13 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     assert.ok(Math.abs(report.summary.brier - brier) < 1e-9);
   });
 }
+
+test('gru: reads a one-event sequence (sequence_length 1) too', async () => {
+  const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind: 'gru', sequence_length: 1, prior: 0.3 } }, separableIntentStream(150));
+  const report = reportOf(output);
+  assert.equal(report.summary.n, report.counts.predictions);
+  assert.ok(report.summary.auc > 0.9, `AUC ${report.summary.auc}`);
+});
 
 test('intent: predicts before the first purchase only; every label joins at the session summary', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
@@ -311,4 +318,60 @@ test('tensors do not leak: tf.memory().numTensors stays flat across learn and pr
   const before = tf.memory().numTensors;
   await runOperator(intentModel, { ...base, model: { kind: 'mlp' } }, separableIntentStream(50));
   assert.equal(tf.memory().numTensors, before);
+});
+
+/**
+ * Sessions of 4 to 6 views with uninformative features, bought at rate `before` until session
+ * `shiftAt`, then at `after`: the label distribution shifts and a calibrated model's loss with it.
+ */
+function shiftingIntentStream(sessions: number, shiftAt: number, before: number, after: number, seed: number): Element[] {
+  const random = rng(seed);
+  const out: Element[] = [];
+  const t0 = Date.parse('2024-01-01T00:00:00Z');
+  for (let s = 0; s < sessions; s++) {
+    const buyer = random() < (s < shiftAt ? before : after);
+    const start = t0 + s * 600_000;
+    const user = `u${s % 97}`;
+    const views = 4 + Math.floor(random() * 3);
+    for (let p = 0; p < views; p++) out.push(event(user, `s${s}`, start + p * 60_000, p, start, 'view', [random() * 2 - 1, random() * 2 - 1, random() * 2 - 1, random() * 2 - 1]));
+    out.push(summary(user, `s${s}`, start, start + (views - 1) * 60_000, views, buyer));
+    if (s % 10 === 9) out.push(watermark(start + views * 60_000));
+  }
+  out.push(watermark(Infinity));
+  return out;
+}
+
+test('adwin drift: a shift in the label distribution emits a drift record (page-hinkley too), a stationary stream none; a snapshot restores the detector', async () => {
+  const shiftAt = 800;
+  const shiftTime = Date.parse('2024-01-01T00:00:00Z') + shiftAt * 600_000;
+  const input = shiftingIntentStream(1200, shiftAt, 0.05, 0.5, 21);
+  const config: IntentModelConfig = { ...base, drift: { detector: 'adwin' }, report: true };
+  const { output } = await runOperator(intentModel, config, input);
+  const drifts = of(output, 'drift');
+  assert.ok(drifts.length >= 1, 'drift detected');
+  assert.equal(drifts[0]!.detector, 'adwin');
+  assert.equal(drifts[0]!.model, 'under-test');
+  // At or after the shift, within a few hundred sessions' labels (ADWIN tests every 32 blocks of 20 labels).
+  const labelsBefore = reportOf((await runOperator(intentModel, config, shiftingIntentStream(shiftAt, shiftAt, 0.05, 0.5, 21))).output).summary.n;
+  assert.ok((drifts[0]!.time as number) >= shiftTime, `drift at ${new Date(drifts[0]!.time as number).toISOString()}`);
+  assert.ok((drifts[0]!.labels as number) > labelsBefore && (drifts[0]!.labels as number) <= labelsBefore + 1500, `drift after ${drifts[0]!.labels as number} labels (${labelsBefore} before the shift)`);
+  assert.equal(reportOf(output).counts.drifts, drifts.length);
+
+  const stationary = await runOperator(intentModel, config, shiftingIntentStream(1200, 1200, 0.05, 0.05, 22));
+  assert.deepEqual(of(stationary.output, 'drift'), []);
+  // The default detector sees the shift too, and says which it is.
+  const pageHinkley = of((await runOperator(intentModel, { ...config, drift: {} }, input)).output, 'drift');
+  assert.ok(pageHinkley.length >= 1 && pageHinkley.every((d) => d.detector === 'page-hinkley' && (d.time as number) >= shiftTime));
+
+  // Cut after the shift, before its detection: the restored detector holds the window across the change.
+  const cut = input.findIndex((r) => r.kind === 'session' && (r as StreamRecord).sessionId === `s${shiftAt + 20}`);
+  const first = await runOperator(intentModel, config, input.slice(0, cut));
+  assert.deepEqual(of(first.output, 'drift'), []);
+  const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+  const operator = await intentModel.create({ ...config }, testContext());
+  await operator.open?.();
+  operator.restore!(saved);
+  const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
+  await operator.close?.();
+  assert.deepEqual(of(rest, 'drift'), drifts);
 });

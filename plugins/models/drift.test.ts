@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Adwin, PageHinkley, createDriftDetector, type AdwinConfig, type DriftState } from './drift.js';
+import { resolveConfig } from './config.js';
+import { rng } from './testdata.js';
+
+const riverDefaults: AdwinConfig = { delta: 0.002, clock: 32, max_buckets: 5, min_window_length: 5, grace_period: 10 };
+
+/** Seeded normal values (Box-Muller). */
+function normals(seed: number, count: number, mean: number, sd: number): number[] {
+  const random = rng(seed);
+  return Array.from({ length: count }, () => mean + sd * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()));
+}
+function bernoullis(seed: number, count: number, p: number): number[] {
+  const random = rng(seed);
+  return Array.from({ length: count }, () => (random() < p ? 1 : 0));
+}
+
+/** Indices where the detector fired, and its window width just before and right after each. */
+function run(adwin: Adwin, values: number[]): { at: number; before: number; after: number }[] {
+  const detections: { at: number; before: number; after: number }[] = [];
+  values.forEach((value, at) => {
+    const before = adwin.windowWidth;
+    if (adwin.update(value)) detections.push({ at, before: before + 1, after: adwin.windowWidth });
+  });
+  return detections;
+}
+
+test('adwin: an abrupt change in mean is detected within a bounded delay, and the window shrinks to about the values since it', () => {
+  const values = [...normals(3, 1000, 0.2, 0.1), ...normals(4, 1000, 0.5, 0.1)];
+  const detections = run(new Adwin(riverDefaults), values);
+  assert.equal(detections.length, 1, JSON.stringify(detections));
+  const { at, before, after } = detections[0]!;
+  // Detected after the change, at one of the next two tests (every `clock` = 32 values).
+  assert.ok(at >= 1000 && at < 1000 + 2 * riverDefaults.clock, `detected at ${at}`);
+  assert.equal(before, at + 1);
+  // The older part is dropped: what is left is the values since the change, to within the coarsest bucket dropped.
+  assert.ok(after < before / 4, `window ${before} -> ${after}`);
+  assert.ok(after >= at + 1 - 1000 - riverDefaults.clock && after <= 2 * (at + 1 - 1000) + 64, `window after ${after} for ${at + 1 - 1000} values since the change`);
+});
+
+test('adwin: Bernoulli rate changes both ways are detected; stationary streams are not flagged', () => {
+  const changes = run(new Adwin(riverDefaults), [...bernoullis(5, 3000, 0.5), ...bernoullis(6, 3000, 0.2), ...bernoullis(7, 3000, 0.6)]);
+  assert.equal(changes.length, 2, JSON.stringify(changes));
+  assert.ok(changes[0]!.at >= 3000 && changes[0]!.at < 3600, `first at ${changes[0]!.at}`);
+  assert.ok(changes[1]!.at >= 6000 && changes[1]!.at < 6600, `second at ${changes[1]!.at}`);
+  for (const [seed, values] of [
+    [8, bernoullis(8, 20_000, 0.2)],
+    [9, normals(9, 20_000, 0.5, 0.2)],
+    [10, bernoullis(10, 20_000, 0.04)],
+  ] as const) {
+    const adwin = new Adwin(riverDefaults);
+    assert.deepEqual(run(adwin, values), [], `seed ${seed}`);
+    assert.equal(adwin.windowWidth, 20_000);
+    // Its mean is the stream's, though the older values sit in buckets of up to thousands.
+    assert.ok(Math.abs(adwin.mean - values.reduce((a, b) => a + b, 0) / values.length) < 1e-9);
+  }
+});
+
+test('adwin: the exponential histogram stays logarithmic in the window', () => {
+  const adwin = new Adwin(riverDefaults);
+  run(adwin, normals(11, 100_000, 0, 1));
+  const buckets = adwin.state().rows.reduce((sum, [totals]) => sum + totals.length, 0);
+  // At most max_buckets per row (between updates), rows up to log2(width).
+  assert.ok(buckets <= riverDefaults.max_buckets * Math.ceil(Math.log2(100_000)), `${buckets} buckets`);
+  assert.equal(adwin.windowWidth, 100_000);
+});
+
+test('adwin: a snapshot (JSON round trip) taken mid-stream restores to the same detections', () => {
+  const values = [...bernoullis(12, 4000, 0.1), ...bernoullis(13, 4000, 0.4)];
+  const whole = run(new Adwin(riverDefaults), values);
+  assert.equal(whole.length, 1);
+  // After the change, before its detection: the restored window must hold both sides of it.
+  const cut = 4020;
+  assert.ok(whole[0]!.at > cut);
+  const first = new Adwin(riverDefaults);
+  run(first, values.slice(0, cut));
+  const restored = new Adwin(riverDefaults);
+  restored.load(JSON.parse(JSON.stringify(first.state())) as DriftState);
+  const rest = run(restored, values.slice(cut)).map((d) => ({ ...d, at: d.at + cut }));
+  assert.deepEqual(rest, whole);
+});
+
+test('drift detectors: the config picks one; a snapshot of the other detector starts it afresh', () => {
+  const adwin = createDriftDetector(resolveConfig({ drift: { detector: 'adwin' } }, 'm').drift);
+  assert.ok(adwin instanceof Adwin);
+  assert.ok(createDriftDetector(resolveConfig({}, 'm').drift) instanceof PageHinkley);
+  // River's defaults for adwin, Page-Hinkley's own otherwise.
+  const resolved = resolveConfig({ drift: { detector: 'adwin' } }, 'm').drift;
+  assert.deepEqual([resolved.delta, resolved.clock, resolved.max_buckets, resolved.min_window_length, resolved.grace_period], [0.002, 32, 5, 5, 10]);
+  assert.equal(resolveConfig({}, 'm').drift.delta, 0.01);
+
+  const pageHinkley = new PageHinkley({ delta: 0.01, threshold: 2, min_instances: 20 });
+  for (let i = 0; i < 50; i++) pageHinkley.update(0.5);
+  for (let i = 0; i < 50; i++) adwin.update(0.5);
+  const fromAdwin = adwin.state();
+  adwin.load(pageHinkley.state());
+  assert.equal((adwin as Adwin).windowWidth, 0);
+  pageHinkley.load(fromAdwin);
+  assert.deepEqual(pageHinkley.state(), new PageHinkley({ delta: 0.01, threshold: 2, min_instances: 20 }).state());
+});
