@@ -20,13 +20,19 @@
  *
  * `--write` puts the figures into the `## Kafka` section of BENCHMARKS.md (needs every pipeline and mode).
  * Uses KAFKA_BROKERS when set, else starts a native broker (integration-tests/kafka/broker.ts).
+ * Throughput runs also report CPU time per event of this process (pipeline, librdkafka threads
+ * included) and of the broker (found by its folder: the one started here, or BENCH_BROKER_DIR), which
+ * a busy machine disturbs less than the rate. `--ab=VAR` sets the environment variable VAR on every
+ * second run (A/B of an experimental switch in one process).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import Kafka from 'node-rdkafka';
 import type { Message } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
+import { loadavg } from 'node:os';
 import { machine, median, percentile, writeSection } from './machine.js';
-import { startNativeBroker, type TestBroker } from '../integration-tests/kafka/broker.js';
+import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 
 type Mode = 'at-least-once' | 'exactly-once';
@@ -99,14 +105,56 @@ async function throughputInput(brokers: string): Promise<string> {
   return topic;
 }
 
-async function throughput(brokers: string, kind: PipelineKind, mode: Mode): Promise<number> {
+/** One throughput run: events/s, and CPU time per event of this process (the pipeline) and of the broker. */
+interface ThroughputRun {
+  rate: number;
+  nodeCpuUs: number;
+  brokerCpuUs: number | undefined;
+}
+
+/** The broker JVM's pid (the native broker started here), found by its server.properties path. */
+function brokerPid(dir: string | undefined): number | undefined {
+  if (!dir) return undefined;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.startsWith('java') && cmdline.includes(`${dir}/server.properties`)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** CPU time (user + system) a process has used, in µs (from /proc; clock ticks of 10 ms). */
+function processCpuUs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+async function throughput(brokers: string, kind: PipelineKind, mode: Mode): Promise<ThroughputRun> {
   const input = await throughputInput(brokers);
   const output = `bench-out-${kind}-${mode}-${Date.now()}`;
   await createTopic(brokers, output, 4);
   await createTopic(brokers, `${output}-dlq`, 1);
+  const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
+  const cpuBefore = process.cpuUsage();
+  const brokerBefore = processCpuUs(java);
   const { stats } = await runYaml(yaml(kind, input, output, mode, ', stop_at_end: true'), { env: { KAFKA_BROKERS: brokers } });
+  const cpu = process.cpuUsage(cpuBefore);
+  const brokerAfter = processCpuUs(java);
   if (stats.eventsIn + stats.deadLettered !== events) console.error(`warning: read ${stats.eventsIn} + ${stats.deadLettered} dead letters of ${events}`);
-  return (stats.eventsIn / stats.elapsedMs) * 1000;
+  return {
+    rate: (stats.eventsIn / stats.elapsedMs) * 1000,
+    nodeCpuUs: (cpu.user + cpu.system) / stats.eventsIn,
+    brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / stats.eventsIn,
+  };
 }
 
 async function latency(brokers: string, kind: PipelineKind, mode: Mode, rate = 5_000, seconds = 20): Promise<{ p50: number; p99: number; count: number }> {
@@ -193,11 +241,13 @@ interface Row {
   kind: PipelineKind;
   mode: Mode;
   rates: number[];
+  nodeCpuUs: number[];
+  brokerCpuUs: number[];
   p50?: number;
   p99?: number;
 }
 
-let broker: TestBroker | undefined;
+let broker: NativeBroker | undefined;
 let brokers = process.env.KAFKA_BROKERS;
 if (!brokers) {
   broker = await startNativeBroker({ heap: '1g' });
@@ -207,9 +257,21 @@ try {
   const rows: Row[] = [];
   for (const kind of pipelines) {
     for (const mode of modes) {
-      const row: Row = { kind, mode, rates: [] };
+      const row: Row = { kind, mode, rates: [], nodeCpuUs: [], brokerCpuUs: [] };
       if (doThroughput) {
-        for (let r = 0; r < runs; r++) row.rates.push(await throughput(brokers, kind, mode));
+        for (let r = 0; r < runs; r++) {
+          const ab = flag('ab');
+          if (ab) {
+            if (r % 2 === 1) process.env[ab] = '1';
+            else delete process.env[ab];
+          }
+          const run = await throughput(brokers, kind, mode);
+          if (ab) console.error(`  (${ab}=${process.env[ab] ?? ''})`);
+          row.rates.push(run.rate);
+          row.nodeCpuUs.push(run.nodeCpuUs);
+          if (run.brokerCpuUs !== undefined) row.brokerCpuUs.push(run.brokerCpuUs);
+          console.error(`${kind} ${mode}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
+        }
       }
       if (doLatency) {
         const lat = await latency(brokers, kind, mode);
@@ -217,7 +279,11 @@ try {
         row.p99 = lat.p99;
         console.error(`${kind} ${mode}: latency at 5k/s p50 ${lat.p50} ms p99 ${lat.p99} ms (${lat.count} records)`);
       }
-      if (row.rates.length > 0) console.error(`${kind} ${mode}: ${row.rates.map(Math.round).join(', ')} events/s (median ${Math.round(median(row.rates))})`);
+      if (row.rates.length > 0) {
+        console.error(
+          `${kind} ${mode}: ${row.rates.map(Math.round).join(', ')} events/s (median ${Math.round(median(row.rates))}); CPU µs/event median: pipeline ${median(row.nodeCpuUs).toFixed(1)}, broker ${row.brokerCpuUs.length > 0 ? median(row.brokerCpuUs).toFixed(1) : '?'}`,
+        );
+      }
       rows.push(row);
     }
   }
@@ -225,7 +291,7 @@ try {
     if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
     const table = rows.map(
       (r) =>
-        `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${r.p50} ms | ${r.p99} ms |`,
+        `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${r.p50} ms | ${r.p99} ms |`,
     );
     writeSection(
       new URL('../../BENCHMARKS.md', import.meta.url).pathname,
@@ -237,10 +303,10 @@ try {
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic, micro-batches of up to 256 or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s (after a 3 s warm-up), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every 50 ms (\`commit_interval\`), at-least-once commits offsets every 1 s. Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s (after a 3 s warm-up), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every 50 ms (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
-| pipeline | mode | sustained throughput | latency p50 at 5k/s | latency p99 at 5k/s |
-|---|---|---|---|---|
+| pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | latency p50 at 5k/s | latency p99 at 5k/s |
+|---|---|---|---|---|---|
 ${table.join('\n')}
 
 Machine: ${machine()}; the broker (JVM), the load generator and the output consumer share its 2 cores. Measured ${new Date().toISOString().slice(0, 10)}.`,

@@ -203,6 +203,17 @@ export function promisify<T = void>(call: (cb: (error: RdKafka.LibrdKafkaError |
   });
 }
 
+/**
+ * Resolves once the callbacks node-rdkafka has queued for this thread so far have run. A delivery
+ * report served on librdkafka's side (in flush() or poll()) reaches JavaScript through a libuv async
+ * handle signalled before flush's completion; libuv runs it in the same event-loop turn as that
+ * completion or, if it scanned that handle just before the signal, in the next turn. Two check
+ * phases (setImmediate) later, both have passed.
+ */
+export function dispatched(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 /** librdkafka errors are plain objects at times; make them Errors with the code kept. */
 export function asError(error: unknown): Error & { code?: number } {
   if (error instanceof Error) return error;
@@ -288,3 +299,17 @@ export async function provideOauthToken(client: TokenClient, config: ConnectionC
   await tokens.attach(client);
   return () => tokens.stop();
 }
+
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * `text` as UTF-8 in a shared scratch buffer, valid until the next call: for produce(), since
+ * librdkafka copies the value (RK_MSG_COPY), one buffer serves every record.
+ */
+export function encodeScratch(text: string): Buffer {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
+  if (text.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(Math.max(text.length * 3, scratch.length * 2));
+  const bytes = scratch.write(text, 0, 'utf8');
+  return scratch.subarray(0, bytes);
+}
+

@@ -2,10 +2,11 @@
  * `kafka` sink: writes records as JSON to a Kafka topic, keyed by user id (so one user's records stay
  * in one partition, in order), with an idempotent producer (no duplicates or reordering from retries).
  *
- * `flush()` resolves only when the brokers have acknowledged every record written so far (delivery
- * reports), and rejects if any delivery failed: the runtime commits the source's offsets only after
- * it. With `guarantee: exactly-once` the records go into the pipeline's Kafka transaction instead,
- * which the Kafka source commits together with its offsets (transactions.ts).
+ * `flush()` resolves only when the brokers have acknowledged every record written so far (librdkafka's
+ * flush, which returns once its queue is empty), and rejects if any delivery failed (only failures are
+ * reported, per record): the runtime commits the source's offsets only after it. With `guarantee:
+ * exactly-once` the records go into the pipeline's Kafka transaction instead, which the Kafka source
+ * commits together with its offsets (transactions.ts).
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
@@ -14,6 +15,8 @@ import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
   connectionProperties,
+  dispatched,
+  encodeScratch,
   ErrorCode,
   guaranteeProperty,
   librdkafkaConnection,
@@ -43,8 +46,8 @@ export default defineSink<KafkaSinkConfig>({
   summary: 'Writes records as JSON to a Kafka topic, keyed by user id, with an idempotent or transactional producer.',
   description:
     'Each record is one JSON message; its key is the record field `key_field` (the user id by default). The producer is ' +
-    'idempotent (acks=all), and `flush` waits for every delivery report, so source offsets are committed only for ' +
-    'records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
+    'idempotent (acks=all), and `flush` waits until the brokers acknowledged every record written (and fails if any ' +
+    'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
     'transaction that also commits the Kafka source offsets; consumers should read with isolation.level=read_committed.',
   config: {
     type: 'object',
@@ -74,7 +77,9 @@ export default defineSink<KafkaSinkConfig>({
         type: 'integer',
         minimum: 1,
         default: 100000,
-        description: 'Most records written and not yet acknowledged; above it the sink tells the runtime to wait (back pressure).',
+        description:
+          'Most records written and not yet acknowledged (at-least-once: the producer queue, librdkafka queue.buffering.max.messages); ' +
+          'above it the sink tells the runtime to wait (back pressure).',
       },
     },
   },
@@ -92,7 +97,9 @@ export default defineSink<KafkaSinkConfig>({
       'compression.codec': config.compression,
       'linger.ms': lingerMs,
       'batch.num.messages': config.batch_size,
-      'queue.buffering.max.messages': Math.max(config.max_in_flight * 2, 100_000),
+      // Delivery reports only for failures: a report per record would cost a JS object and an event
+      // each. flush() learns that everything was acknowledged from librdkafka's own flush instead.
+      'delivery.report.only.error': true,
       'socket.keepalive.enable': true,
       ...(config.options ?? {}),
     };
@@ -107,13 +114,18 @@ export default defineSink<KafkaSinkConfig>({
       if (!context.shared) throw new Error('guarantee: exactly-once needs a runtime that shares state between the plugins of a pipeline');
       const transactions = await PipelineTransactions.obtain(
         context.shared,
-        { ...properties, 'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`, 'transaction.timeout.ms': 60_000 },
+        {
+          ...properties,
+          'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? Math.max(config.max_in_flight * 2, 100_000),
+          'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`,
+          'transaction.timeout.ms': 60_000,
+        },
         context.logger,
         config,
       );
       return {
         write(record) {
-          transactions.produce({ topic: config.topic, value: Buffer.from(recordToJson(record)), key: keyOf(record), timestamp: Date.now() });
+          transactions.produce(config.topic, recordToJson(record), keyOf(record));
         },
         ready: () => transactions.ready(),
         flush: () => transactions.flush(),
@@ -121,26 +133,30 @@ export default defineSink<KafkaSinkConfig>({
       };
     }
 
-    const producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
-    let outstanding = 0;
+    // librdkafka holds at most max_in_flight records not yet acknowledged (an acknowledged record
+    // leaves its queue); beyond that produce() refuses them and the sink asks the runtime to wait.
+    const producer = new Kafka.Producer(
+      {
+        ...properties,
+        'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? config.max_in_flight,
+        // librdkafka wants a batch to fit in its queue.
+        'batch.num.messages': Math.min(config.batch_size, config.max_in_flight),
+        dr_cb: true,
+      } as RdKafka.ProducerGlobalConfig,
+      {},
+    );
+    /** Records handed to librdkafka since the last flush began. */
+    let produced = 0;
     let failure: Error | undefined;
     let healthy: SourceHealth = { ready: true };
-    let drained: (() => void) | undefined;
     let room: (() => void) | undefined;
     let roomPromise: Promise<void> | undefined;
-    /** Records produce() refused (local queue full); retried first on the next poll. */
+    let retryTimer: NodeJS.Timeout | undefined;
+    /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
     let backlog: { value: Buffer; key: string | null }[] = [];
     producer.on('delivery-report', (error) => {
-      outstanding--;
+      // Only failures are reported (delivery.report.only.error).
       if (error) failure ??= asError(error);
-      else if (!healthy.ready) healthy = { ready: true };
-      if (outstanding <= config.max_in_flight / 2 && room) {
-        const wake = room;
-        room = undefined;
-        roomPromise = undefined;
-        wake();
-      }
-      if (outstanding === 0) drained?.();
     });
     producer.on('event.error', (error) => {
       const code = (error as { code?: number }).code;
@@ -151,13 +167,14 @@ export default defineSink<KafkaSinkConfig>({
         context.logger.warn({ code, err: error.message }, 'kafka producer error');
       }
     });
+    // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
     const stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
     await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error)));
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
-        outstanding++;
+        produced++;
         return true;
       } catch (error) {
         if (asError(error).code === ErrorCode.QUEUE_FULL) return false;
@@ -165,25 +182,39 @@ export default defineSink<KafkaSinkConfig>({
       }
     };
     const retryBacklog = (): void => {
-      while (backlog.length > 0 && send(backlog[0]!.value, backlog[0]!.key)) backlog.shift();
+      clearTimeout(retryTimer);
+      retryTimer = undefined;
+      let sent = 0;
+      while (sent < backlog.length && send(backlog[sent]!.value, backlog[sent]!.key)) sent++;
+      if (sent > 0) backlog = backlog.slice(sent);
+      if (backlog.length > 0) {
+        // Acknowledgements make room without telling this thread: look again shortly.
+        retryTimer = setTimeout(retryBacklog, 5);
+        return;
+      }
+      const wake = room;
+      room = undefined;
+      roomPromise = undefined;
+      wake?.();
     };
-    const backlogTimer = setInterval(retryBacklog, 20);
-    backlogTimer.unref();
+    const queue = (value: Buffer, key: string | null): void => {
+      backlog.push({ value, key });
+      retryTimer ??= setTimeout(retryBacklog, 5);
+    };
     return {
       write(record) {
         if (failure) throw failure;
         const key = keyOf(record);
         if (backlog.length === 0) {
-          // librdkafka copies the value (RK_MSG_COPY), so one scratch buffer serves every record.
-          const value = encode(recordToJson(record));
+          const value = encodeScratch(recordToJson(record));
           if (send(value, key)) return;
-          backlog.push({ value: Buffer.from(value), key });
+          queue(Buffer.from(value), key);
         } else {
-          backlog.push({ value: Buffer.from(recordToJson(record)), key });
+          queue(Buffer.from(recordToJson(record)), key);
         }
       },
       ready() {
-        if (outstanding + backlog.length <= config.max_in_flight) return undefined;
+        if (backlog.length === 0) return undefined;
         roomPromise ??= new Promise<void>((resolve) => {
           room = resolve;
         });
@@ -191,23 +222,25 @@ export default defineSink<KafkaSinkConfig>({
       },
       async flush() {
         // Nothing written since the last flush (e.g. a dead-letter sink): no threadpool round trip.
-        if (outstanding === 0 && backlog.length === 0) {
+        if (produced === 0 && backlog.length === 0) {
           if (failure) throw failure;
           return;
         }
+        produced = 0;
         while (backlog.length > 0) {
           retryBacklog();
           if (backlog.length > 0) await promisify((cb) => producer.flush(1_000, cb)).catch(() => undefined);
         }
+        // Resolves once librdkafka holds no record: each was acknowledged or has failed, and the
+        // failure reports have been handed to node-rdkafka's dispatcher before it returns.
         await promisify((cb) => producer.flush(60_000, cb));
-        // The last delivery reports may still be queued for this thread after flush returns.
-        if (outstanding > 0) await new Promise<void>((resolve) => (drained = resolve));
-        drained = undefined;
+        await dispatched();
         if (failure) throw failure;
+        if (!healthy.ready) healthy = { ready: true };
       },
       health: () => healthy,
       async close() {
-        clearInterval(backlogTimer);
+        clearTimeout(retryTimer);
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
         await new Promise<void>((resolve) => producer.disconnect(10_000, () => resolve()));
         stopTokens();
@@ -216,14 +249,3 @@ export default defineSink<KafkaSinkConfig>({
     };
   },
 });
-
-let scratch = Buffer.allocUnsafe(64 * 1024);
-
-/** `text` as UTF-8 in the shared scratch buffer: valid until the next call. */
-function encode(text: string): Buffer {
-  // UTF-8 takes at most 3 bytes per UTF-16 unit.
-  if (text.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(Math.max(text.length * 3, scratch.length * 2));
-  const bytes = scratch.write(text, 0, 'utf8');
-  return scratch.subarray(0, bytes);
-}
-

@@ -190,6 +190,7 @@ class KafkaSource {
   /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
   private rebalancing: Promise<void> = Promise.resolve();
   private readonly label: string;
+  private lastState: PartitionState | undefined;
 
   constructor(
     Kafka: typeof RdKafka,
@@ -408,16 +409,16 @@ class KafkaSource {
         let kept = messages;
         for (let i = 0; i < messages.length; i++) {
           const message = messages[i]!;
-          const state = this.partitions.get(partitionKey(message.topic, message.partition));
+          const state = this.stateOf(message.topic, message.partition);
           if (state?.assigned) {
             state.fetched = message.offset + 1;
           } else {
             // A record of a partition revoked meanwhile belongs to its new owner now.
-            kept = messages.filter((m) => this.partitions.get(partitionKey(m.topic, m.partition))?.assigned);
+            kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
             break;
           }
         }
-        if (kept !== messages) for (const message of kept) this.partitions.get(partitionKey(message.topic, message.partition))!.fetched = message.offset + 1;
+        if (kept !== messages) for (const message of kept) this.stateOf(message.topic, message.partition)!.fetched = message.offset + 1;
         if (kept.length > 0) {
           this.chunks.push(kept);
           this.buffered += kept.length;
@@ -633,6 +634,18 @@ class KafkaSource {
     }
   }
 
+  /**
+   * A record's partition state. Records come in runs of one partition, so the last one found is
+   * kept (states are never replaced in `partitions`, only updated).
+   */
+  private stateOf(topic: string, partition: number): PartitionState | undefined {
+    const last = this.lastState;
+    if (last !== undefined && last.partition === partition && last.topic === topic) return last;
+    const state = this.partitions.get(partitionKey(topic, partition));
+    if (state) this.lastState = state;
+    return state;
+  }
+
   /** Forgets the buffered records of partitions (by key) this instance no longer owns. */
   private dropBuffered(keys: ReadonlySet<string>): void {
     this.chunks = this.chunks.map((chunk) => chunk.filter((message) => !keys.has(partitionKey(message.topic, message.partition)))).filter((c) => c.length > 0);
@@ -749,7 +762,7 @@ class KafkaSource {
     const keyField = this.config.key_field;
     const byTimestamp = this.config.event_time === 'timestamp';
     for (const message of messages) {
-      const state = this.partitions.get(partitionKey(message.topic, message.partition));
+      const state = this.stateOf(message.topic, message.partition);
       const origin = { source: this.label, file: message.topic, partition: message.partition, offset: message.offset, partitionId: state?.id };
       if (state) {
         state.next = message.offset + 1;

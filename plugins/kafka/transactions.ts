@@ -22,7 +22,7 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import { asError, encodeScratch, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -76,7 +76,8 @@ export class PipelineTransactions {
     this.producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
     if (connection) this.stopTokens = await provideOauthToken(this.producer, connection, Kafka.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
     this.producer.on('delivery-report', (error) => {
-      // A failed delivery inside a transaction makes the commit fail; remember why.
+      // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
+      // delivery inside a transaction makes the commit fail; remember why.
       if (error) this.failure ??= asError(error);
     });
     this.producer.on('event.error', (error) => this.logger.warn({ err: asError(error).message }, 'kafka transactional producer error'));
@@ -104,13 +105,13 @@ export class PipelineTransactions {
     this.reopened = new Promise<void>((resolve) => (this.reopen = resolve));
   }
 
-  /** Writes into the open transaction (or the next one, while a commit is under way). */
-  produce(record: TransactionalProduce): void {
+  /** Writes a JSON value into the open transaction (or the next one, while a commit is under way). */
+  produce(topic: string, json: string, key: string | null): void {
     if (!this.open) {
-      this.waiting.push(record);
+      this.waiting.push({ topic, value: Buffer.from(json), key, timestamp: Date.now() });
       return;
     }
-    this.send(record);
+    this.producer.produce(topic, null, encodeScratch(json), key, Date.now());
   }
 
   private send(record: TransactionalProduce): void {
@@ -124,6 +125,9 @@ export class PipelineTransactions {
 
   /** Waits until everything produced so far is acknowledged by the brokers (still uncommitted). */
   async flush(): Promise<void> {
+    // No wait for queued failure reports here (unlike the idempotent sink): commitTransaction fails
+    // by itself if any delivery of the transaction failed, and every event-loop turn between this
+    // flush and seal() lets writes into a transaction whose offsets a revocation already took.
     await promisify((cb) => this.producer.flush(30_000, cb));
     if (this.failure) throw this.failure;
   }

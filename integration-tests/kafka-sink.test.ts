@@ -1,0 +1,61 @@
+/**
+ * The `kafka` sink (at-least-once) against a real broker: with a small max_in_flight (records wait
+ * for room) every record arrives; a delivery that fails stops the pipeline before it commits the
+ * offsets of the records whose outputs were lost.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runYaml } from 'tributary/testing';
+import type { StreamRecord } from 'tributary';
+import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
+import { clickJson, collectSink, createTopic, produce, readTopic } from './kafka/client.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+
+function pipeline(input: string, group: string, sink: string): string {
+  return `
+name: kafka-sink-test
+sources:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: ${group}, stop_at_end: true, mapping: { attributes: [seq] } }
+sinks:
+  - ${sink}
+dead_letter: { type: collect, id: 2 }
+settings:
+  max_in_flight: 64
+  commit_interval: 100ms
+`;
+}
+
+test('kafka sink: with 64 records in flight at most, every record reaches the topic', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const [input, output] = [uniqueTopic('sink-in'), uniqueTopic('sink-out')];
+  await createTopic(brokers, input, 2);
+  await createTopic(brokers, output, 2);
+  await produce(brokers, input, Array.from({ length: 3000 }, (_, i) => ({ key: `u${i % 17}`, value: clickJson(i % 17, base + i, 'view', { seq: i }) })));
+  const sink = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, max_in_flight: 64 }`;
+  const dead: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(input, `g-${input}`, sink), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] });
+  assert.equal(stats.eventsIn, 3000);
+  const written = await readTopic(brokers, output, { expect: 3000, timeoutMs: 30_000 });
+  const seqs = written.map((m) => Number((JSON.parse(m.value!.toString()) as { attrs: { seq: number } }).attrs.seq)).sort((a, b) => a - b);
+  assert.deepEqual(seqs, Array.from({ length: 3000 }, (_, i) => i));
+});
+
+test('kafka sink: a delivery that fails stops the pipeline, and the offsets of its input stay uncommitted', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('sink-fail-in');
+  await createTopic(brokers, input, 1);
+  await produce(brokers, input, Array.from({ length: 500 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+  const group = `g-${input}`;
+  // The topic does not exist (the test broker creates none on first use): every delivery times out.
+  const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${uniqueTopic('sink-missing')}, options: { message.timeout.ms: 1500, topic.metadata.propagation.max.ms: 1000 } }`;
+  const dead: StreamRecord[][] = [[], [], []];
+  await assert.rejects(runYaml(pipeline(input, group, missing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), /time|topic/i);
+  // Nothing was committed: the group reads every record again.
+  const outputs: StreamRecord[][] = [[], [], []];
+  const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
+  assert.equal(again.stats.eventsIn, 500);
+  assert.equal(outputs[0]!.length, 500);
+});
