@@ -7,7 +7,8 @@
  *
  * `count` only counts, and prints the run's wall and CPU milliseconds (for A/B timing and CPU
  * profiles of the pipeline alone). With SESSIONIZE_INPUT set, that JSONL file is used (written first
- * if missing), so alternating runs of two builds read the same file.
+ * if missing), so alternating runs of two builds read the same file; SESSIONIZE_STAGES replaces the
+ * `stages:` YAML (to time a subset).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -53,14 +54,14 @@ registry.register(
 );
 const yaml = `name: digest
 sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms}}]
-stages:
+${process.env['SESSIONIZE_STAGES'] ?? `stages:
   - {type: sessionizer, gap: 30m, max_length: 4h, allowed_lateness: 5m}
   - {type: session-features}
   - {type: user-features}
   - {type: hash-features, fields: [category, itemId], width: 32}
   - {type: log1p, features: ["s_*", "u_events", "u_monetary"]}
   - {type: standardize, features: ["s_*", "u_*"]}
-  - {type: clip, features: ["*"], min: -8, max: 8}
+  - {type: clip, features: ["*"], min: -8, max: 8}`}
 sinks: [{type: digest}]
 `;
 const loaded = await loadPipeline(join(dir, 'digest.yaml'), { registry, text: yaml, env: {} });
