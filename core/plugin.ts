@@ -108,10 +108,9 @@ export type SourcePosition = Record<string, unknown>;
 export interface Source {
   /**
    * Batches of canonical events. The runtime pulls the next batch only when the pipeline has room,
-   * which is how back pressure reaches the source. A yielded batch is the runtime's: it clears each
-   * entry as it takes the event, so yield a fresh array each time and do not read it afterwards.
+   * which is how back pressure reaches the source.
    */
-  read(): AsyncIterable<ClickEvent[]>;
+  read(): AsyncIterable<readonly ClickEvent[]>;
   /** The source's own watermark (e.g. the minimum over Kafka partitions), if it keeps one. */
   watermark?(): number;
   /** Position after the last batch returned by `read`. */

@@ -599,19 +599,14 @@ export class PipelineRunner {
       // the operators dead-letter such events, the watermark just ignores them.
       const horizon = this.clock.now() + slot.maxAheadOfClock;
       const sampled = this.latency!.begin();
-      const size = batch.length;
-      for (let i = 0; i < size; i++) {
+      for (let i = 0; i < batch.length; i++) {
         const event: ClickEvent = batch[i]!;
-        // Dropped from the batch as it is taken: once the stages are done with an event, it and what
-        // they attached to it (session context, feature vector) die young, not with the whole batch
-        // after the watermark that follows it (they were copied and promoted by scavenges: ~20% GC).
-        (batch as (ClickEvent | undefined)[])[i] = undefined;
         if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
         this.push(event, slot.label);
       }
       slot.maxTime = maxTime;
-      this.stats.eventsIn += size;
-      counter.inc(size);
+      this.stats.eventsIn += batch.length;
+      counter.inc(batch.length);
       this.advanceWatermark();
       // The watermark is inside the sample: stages that emit on it (session close) are measured too.
       if (sampled) this.latency!.end();
