@@ -68,6 +68,25 @@ test('a late event within allowed lateness bridges two closed sessions: merged, 
   assert.equal(late.session!.position, 2, 'late events take the next position in arrival order');
 });
 
+test('counts by type keep first-seen order, with other types than the four known ones, through merges and snapshot + restore', async () => {
+  const input: Element[] = [
+    ev('u1', 0, 'cart'), ev('u1', 1), ev('u1', 2, 'wishlist'), ev('u1', 3), ev('u1', 4, '__proto__'),
+    ev('u2', 0, 'purchase'), ev('u2', 1), ev('u2', 40, 'share'), ev('u2', 41), wm(75), ev('u2', 20, 'cart'), wm(Infinity),
+  ];
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  const whole = await runOperator(sessionizer, config as never, input, ctx());
+  const last = (user: string): SessionizerSummary => summaries(whole.output).filter((x) => x.userId === user).at(-1)!;
+  assert.deepEqual(Object.entries(last('u1').counts), [['cart', 1], ['view', 2], ['wishlist', 1], ['__proto__', 1]]);
+  assert.deepEqual(Object.entries(last('u2').counts), [['purchase', 1], ['view', 2], ['share', 1], ['cart', 1]]);
+  for (const cut of [3, 8, 10]) {
+    const first = await Chain.build([stage(sessionizer, config)], ctx());
+    first.push(input.slice(0, cut));
+    const second = await Chain.build([stage(sessionizer, config)], ctx(), first.snapshot());
+    const after = second.push(input.slice(cut)).end();
+    assert.equal(JSON.stringify([...first.output, ...after]), JSON.stringify(whole.output), `cut at ${cut}`);
+  }
+});
+
 test('a late event that only extends a closed session updates it; an open session is not re-emitted early', async () => {
   const input: Element[] = [ev('u1', 0), ev('u2', 0), ev('u2', 50), wm(35), ev('u1', 2, 'cart'), ev('u2', 48), wm(Infinity)];
   const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '10m' } as never, input, ctx());

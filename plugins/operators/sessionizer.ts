@@ -163,10 +163,22 @@ class Session implements SessionHandle {
   start: number;
   end: number;
   count = 0;
-  /** Counts by event type, in first-seen order: arrays, since a dictionary lookup by a parsed
-   * (not internalised) type string costs a string-table lookup per event. */
-  types: string[] = [];
-  typeCounts: number[] = [];
+  /**
+   * Counts by event type, in first-seen order. The four known types are counted in fixed fields,
+   * their first-seen order packed in `knownOrder` (3 bits per type, first in the lowest bits; bit
+   * `code` of `knownSeen` set once seen): no
+   * arrays per session (they were two allocations per session, each promoted). A session that sees
+   * another type moves all its counts to `types`/`typeCounts` (arrays, in first-seen order).
+   */
+  knownOrder = 0;
+  knownTypes = 0;
+  knownSeen = 0;
+  views = 0;
+  carts = 0;
+  removes = 0;
+  purchases = 0;
+  types: string[] | undefined = undefined;
+  typeCounts: number[] | undefined = undefined;
   /** PURCHASED | EMITTED (a summary went out) | CLOSED (its summary is current) | SEALED (cut by max_length). */
   flags = 0;
   dead = false;
@@ -484,7 +496,7 @@ class SessionState {
 
   private absorb(into: Session, from: Session): void {
     into.count += from.count;
-    for (let k = 0; k < from.types.length; k++) addCount(into, from.types[k]!, from.typeCounts[k]!);
+    forEachCount(from, (type, count) => addCount(into, type, count));
     into.flags |= from.flags & (PURCHASED | EMITTED | SEALED);
     if (from.end > into.end) into.end = from.end;
     if (from.start < into.start) into.start = from.start;
@@ -656,15 +668,19 @@ class SessionState {
       end[i] = c.end;
       count[i] = c.count;
       flags[i] = c.flags;
-      const key = c.types.join('\u0000');
+      const types: string[] = [];
+      forEachCount(c, (type, value) => {
+        types.push(type);
+        countValues.push(value);
+      });
+      const key = types.join('\u0000');
       let layout = layouts.get(key);
       if (layout === undefined) {
         layout = countTypes.length;
         layouts.set(key, layout);
-        countTypes.push([...c.types]);
+        countTypes.push(types);
       }
       countLayout[i] = layout;
-      for (const value of c.typeCounts) countValues.push(value);
       if (c.replaces !== undefined) {
         replacesRows.push(i);
         replaces.push([...c.replaces]);
@@ -760,10 +776,7 @@ class SessionState {
         session.flags = flags[i]!;
         const types = saved.countTypes[countLayout[i]!];
         if (types === undefined) throw new Error(`${what}: unknown count layout ${countLayout[i]!}`);
-        for (const type of types) {
-          session.types.push(type);
-          session.typeCounts.push(countValues[nextValue++]!);
-        }
+        for (const type of types) addCount(session, type, countValues[nextValue++]!);
         session.replaces = replaces.get(i);
         link(session);
       }
@@ -785,25 +798,91 @@ class SessionState {
   }
 }
 
+/** The known event types, by their code in `Session.knownOrder` (code k + 1). */
+const KNOWN_TYPES = ['view', 'cart', 'remove_from_cart', 'purchase'] as const;
+
+/** Code (1-4) of a known event type, 0 for any other. */
+function knownCode(type: string): number {
+  return type === 'view' ? 1 : type === 'cart' ? 2 : type === 'remove_from_cart' ? 3 : type === 'purchase' ? 4 : 0;
+}
+
+function knownCount(session: Session, code: number): number {
+  return code === 1 ? session.views : code === 2 ? session.carts : code === 3 ? session.removes : session.purchases;
+}
+
 function addCount(session: Session, type: string, count: number): void {
   const types = session.types;
+  if (types === undefined) {
+    const code = knownCode(type);
+    if (code !== 0) {
+      if (code === 1) session.views += count;
+      else if (code === 2) session.carts += count;
+      else if (code === 3) session.removes += count;
+      else session.purchases += count;
+      if ((session.knownSeen & (1 << code)) === 0) {
+        session.knownSeen |= 1 << code;
+        session.knownOrder |= code << (3 * session.knownTypes);
+        session.knownTypes++;
+      }
+      return;
+    }
+    generalCounts(session);
+    return addCount(session, type, count);
+  }
+  const typeCounts = session.typeCounts!;
   for (let k = 0; k < types.length; k++) {
     if (types[k] === type) {
-      session.typeCounts[k]! += count;
+      typeCounts[k]! += count;
       return;
     }
   }
   types.push(type);
-  session.typeCounts.push(count);
+  typeCounts.push(count);
+}
+
+/** Moves a session's counts of known types into the arrays (in first-seen order), for any type after. */
+function generalCounts(session: Session): void {
+  const types: string[] = [];
+  const typeCounts: number[] = [];
+  for (let k = 0; k < session.knownTypes; k++) {
+    const code = (session.knownOrder >> (3 * k)) & 7;
+    types.push(KNOWN_TYPES[code - 1]!);
+    typeCounts.push(knownCount(session, code));
+  }
+  session.types = types;
+  session.typeCounts = typeCounts;
+  session.knownOrder = session.knownTypes = session.knownSeen = session.views = session.carts = session.removes = session.purchases = 0;
+}
+
+/** Calls `each` with every (type, count) of the session, in first-seen order. */
+function forEachCount(session: Session, each: (type: string, count: number) => void): void {
+  const types = session.types;
+  if (types === undefined) {
+    for (let k = 0; k < session.knownTypes; k++) {
+      const code = (session.knownOrder >> (3 * k)) & 7;
+      each(KNOWN_TYPES[code - 1]!, knownCount(session, code));
+    }
+    return;
+  }
+  const typeCounts = session.typeCounts!;
+  for (let k = 0; k < types.length; k++) each(types[k]!, typeCounts[k]!);
 }
 
 /** Counts by type as a plain object (own keys even for `__proto__`, as a spread would make). */
 function countsOf(session: Session): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (let k = 0; k < session.types.length; k++) {
-    const type = session.types[k]!;
-    if (type === '__proto__') Object.defineProperty(counts, type, { value: session.typeCounts[k], enumerable: true, writable: true, configurable: true });
-    else counts[type] = session.typeCounts[k]!;
+  if (session.types === undefined) {
+    for (let k = 0; k < session.knownTypes; k++) {
+      const code = (session.knownOrder >> (3 * k)) & 7;
+      counts[KNOWN_TYPES[code - 1]!] = knownCount(session, code);
+    }
+    return counts;
+  }
+  const types = session.types;
+  for (let k = 0; k < types.length; k++) {
+    const type = types[k]!;
+    if (type === '__proto__') Object.defineProperty(counts, type, { value: session.typeCounts![k], enumerable: true, writable: true, configurable: true });
+    else counts[type] = session.typeCounts![k]!;
   }
   return counts;
 }
