@@ -75,6 +75,8 @@ interface PartitionState {
   assigned: boolean;
   /** Reached the end of the partition (stop_at_end). */
   atEnd: boolean;
+  /** Counts this instance's assignments of the partition: a position taken in an earlier one is stale. */
+  assignment: number;
 }
 
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
@@ -156,6 +158,8 @@ export default defineSource<KafkaSourceConfig>({
 class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
   private readonly partitions = new Map<string, PartitionState>();
+  /** The assignment each partition of a position() was in, for commit() to skip stale ones. */
+  private readonly positionAssignments = new WeakMap<SourcePosition, Map<PartitionState, number>>();
   /** Records consumed and not yet handed to the runtime. */
   /** Consumed records not yet handed to the runtime, as the chunks consume() returned them (no copying). */
   private chunks: RdKafka.Message[][] = [];
@@ -283,11 +287,15 @@ class KafkaSource {
 
   position(): SourcePosition {
     const offsets: PartitionOffsets = {};
+    const assignments = new Map<PartitionState, number>();
     for (const state of this.partitions.values()) {
       if (state.next === undefined) continue;
       (offsets[state.topic] ??= {})[String(state.partition)] = state.next;
+      assignments.set(state, state.assignment);
     }
-    return { offsets };
+    const position = { offsets };
+    this.positionAssignments.set(position, assignments);
+    return position;
   }
 
   seek(position: SourcePosition): void {
@@ -302,9 +310,16 @@ class KafkaSource {
 
   commit(position: SourcePosition): Promise<void> {
     // Only partitions this instance still owns: another group member may own (and commit) the rest.
-    const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter(
-      (tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.assigned === true,
-    );
+    // And only in the assignment the position was taken in: the runtime flushes sinks between
+    // position() and commit(), and a rebalance meanwhile may have handed a partition over (committing
+    // newer offsets) and back; the stale offsets would move the group backwards and replay outputs.
+    const assignments = this.positionAssignments.get(position);
+    const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
+      const state = this.partitions.get(partitionKey(tp.topic, tp.partition));
+      if (state?.assigned !== true) return false;
+      const takenIn = assignments?.get(state);
+      return takenIn === undefined || takenIn === state.assignment;
+    });
     if (this.transactions) {
       const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
       committed.catch((error: unknown) => {
@@ -523,6 +538,7 @@ class KafkaSource {
           this.partitions.set(key, state);
         }
         state.assigned = true;
+        state.assignment++;
         state.atEnd = false;
         state.fetched = undefined;
         state.lastActivity = now;
@@ -588,6 +604,7 @@ class KafkaSource {
     const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
     for (const { state } of states) {
       state.assigned = true;
+      state.assignment++;
       state.atEnd = false;
       state.fetched = undefined;
       state.next = undefined;
@@ -797,7 +814,7 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0 };
 }
 
 function partitionKey(topic: string, partition: number): string {
