@@ -29,8 +29,18 @@ export interface SampleInput {
   seq?: SequenceSample;
 }
 
-interface Sample {
-  id: string;
+/**
+ * A prediction as a task operator holds it (from {@link OnlineLearner.submit}) to label or forget
+ * it: a handle, so the label buffer needs no lookup by id per label.
+ */
+export interface SampleHandle {
+  readonly id: string;
+  /** Out of the label buffer (labelled, forgotten, expired or dropped): a later label for it is late. */
+  readonly released: boolean;
+}
+
+/** One prediction, from submission until it is learnt from. */
+interface Sample extends SampleHandle {
   userId: string;
   sessionId?: string;
   time: number;
@@ -40,6 +50,7 @@ interface Sample {
   seq?: SequenceSample;
   score?: number;
   label?: number;
+  released: boolean;
 }
 
 interface EncodedSample {
@@ -174,11 +185,16 @@ export class OnlineLearner {
   private readonly aligned = new WeakMap<readonly string[], number[] | null>();
   private toPredict: Sample[] = [];
   /**
-   * Samples waiting for their label, by id, from submission on (not from their batch: a session's
-   * labels often come while its last samples wait for their batch, 40% of them on the demo). One
-   * map insertion per sample; a label for a sample not yet predicted is scored when its batch runs.
+   * The label buffer: samples from submission on (not from their batch: a session's labels often
+   * come while its last samples wait for their batch, 40% of them on the demo), oldest first, as a
+   * queue from `awaitingHead`. Labelled ones are marked released and leave lazily (when they reach
+   * the head, or in a compaction once they outnumber the rest): a label costs no hashing. A label
+   * for a sample not yet predicted is scored when its batch runs.
    */
-  private readonly awaiting = new Map<string, Sample>();
+  private awaitingQueue: Sample[] = [];
+  private awaitingHead = 0;
+  /** Samples in the queue still awaiting their label. */
+  private awaitingCount = 0;
   private toLearn: Sample[] = [];
   /**
    * Reused for learning batches: every tensor made from it is disposed within the step, before the
@@ -340,8 +356,11 @@ export class OnlineLearner {
   private lastNames: readonly string[] | undefined;
   private lastAlignment: number[] | null = null;
 
-  /** Queues one prediction; it is made (and emitted) when its micro-batch runs. */
-  submit(input: SampleInput, emit: Emit): void {
+  /**
+   * Queues one prediction; it is made (and emitted) when its micro-batch runs. Returns its handle,
+   * to {@link label} or {@link forget} it.
+   */
+  submit(input: SampleInput, emit: Emit): SampleHandle {
     if (!this.model) this.build(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
@@ -359,13 +378,14 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset);
-    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, x: this.slab.subarray(offset, offset + size) };
+    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, x: this.slab.subarray(offset, offset + size), released: false };
     if (input.sessionId !== undefined) sample.sessionId = input.sessionId;
     if (input.seq) sample.seq = input.seq;
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
     this.toPredict.push(sample);
     this.hold(sample);
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
+    return sample;
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -433,35 +453,70 @@ export class OnlineLearner {
     }
     this.counts.predictions += samples.length;
     this.counters.predictions.inc(samples.length);
-    this.gauges.buffer.set(this.awaiting.size);
+    this.gauges.buffer.set(this.awaitingCount);
   }
 
   private hold(sample: Sample): void {
-    if (this.awaiting.size >= this.config.labelBuffer.maxSize) {
-      // Map order is insertion order: the first key is the oldest prediction.
-      this.awaiting.delete(this.awaiting.keys().next().value!);
+    if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
+      // The queue is in submission order: its first awaiting sample is the oldest prediction.
+      this.release(this.oldestAwaiting()!);
       this.counts.overflow++;
       this.counters.overflow.inc();
     }
-    this.awaiting.set(sample.id, sample);
+    this.awaitingQueue.push(sample);
+    this.awaitingCount++;
   }
 
-  /** Whether a prediction with this id waits for its label (or for its batch). */
-  isPending(id: string): boolean {
-    return this.awaiting.has(id);
+  /** The oldest sample still awaiting its label; released ones before it leave the queue. */
+  private oldestAwaiting(): Sample | undefined {
+    const queue = this.awaitingQueue;
+    while (this.awaitingHead < queue.length && queue[this.awaitingHead]!.released) this.awaitingHead++;
+    if (this.awaitingHead === queue.length) {
+      queue.length = 0;
+      this.awaitingHead = 0;
+      return undefined;
+    }
+    return queue[this.awaitingHead];
+  }
+
+  /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
+  private release(sample: Sample): void {
+    sample.released = true;
+    this.awaitingCount--;
+    // Released samples still queued behind an awaiting one: drop them once they are most of it.
+    const queued = this.awaitingQueue.length - this.awaitingHead;
+    if (queued > 1024 && queued > 2 * this.awaitingCount) {
+      this.awaitingQueue = this.awaitingQueue.filter((s, i) => i >= this.awaitingHead && !s.released);
+      this.awaitingHead = 0;
+    }
+  }
+
+  /** Samples awaiting their label, oldest first. */
+  private *awaitingSamples(): Generator<Sample> {
+    for (let i = this.awaitingHead; i < this.awaitingQueue.length; i++) if (!this.awaitingQueue[i]!.released) yield this.awaitingQueue[i]!;
+  }
+
+  /**
+   * Handles by prediction id, for a task operator restoring the ids it snapshotted: the awaiting
+   * sample, or a released stand-in (labelling it counts a late label, as for any prediction no
+   * longer awaited).
+   */
+  handlesById(): (id: string) => SampleHandle {
+    const byId = new Map(Array.from(this.awaitingSamples(), (s) => [s.id, s]));
+    return (id) => byId.get(id) ?? { id, userId: '', time: 0, released: true };
   }
 
   /**
    * The label of an earlier prediction: scored (test), then queued for learning (train).
-   * Returns false when the prediction is unknown (never made, overflowed, expired or labelled).
+   * Returns false when the prediction is no longer awaited (overflowed, expired, forgotten or labelled).
    */
-  label(id: string, label: number, time: number, emit: Emit): boolean {
-    const sample = this.awaiting.get(id);
-    if (!sample) {
+  label(handle: SampleHandle, label: number, time: number, emit: Emit): boolean {
+    const sample = handle as Sample;
+    if (sample.released) {
       this.counts.lateLabels++;
       return false;
     }
-    this.awaiting.delete(id);
+    this.release(sample);
     sample.label = label;
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried.
     if (sample.score !== undefined) this.scoreAndQueue(sample, emit, time);
@@ -506,6 +561,11 @@ export class OnlineLearner {
     const labels = new Float32Array(samples.length);
     for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;
     this.model.learnMany(this.batchOf(samples), labels);
+    // Learnt: the rows go (a slab is freed with its last sample), whoever still holds the handle.
+    for (let i = 0; i < samples.length; i++) {
+      samples[i]!.x = undefined;
+      samples[i]!.seq = undefined;
+    }
     this.counts.learnSteps++;
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
@@ -528,7 +588,7 @@ export class OnlineLearner {
     const now = this.context.clock.now();
     if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) return;
     this.lastExport = now;
-    this.gauges.buffer.set(this.awaiting.size);
+    this.gauges.buffer.set(this.awaitingCount);
     const s = this.prequential.summary();
     if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
     if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
@@ -562,31 +622,33 @@ export class OnlineLearner {
     }
   }
 
-  /** Drops predictions still unlabelled whose event time is before `before`; returns their ids. */
-  expire(before: number): string[] {
-    const dropped: string[] = [];
-    for (const [id, sample] of this.awaiting) {
-      // Insertion order is roughly event-time order; stop at the first young one.
-      if (sample.time >= before) break;
-      this.awaiting.delete(id);
-      dropped.push(id);
+  /** Drops predictions still unlabelled whose event time is before `before`; returns how many. */
+  expire(before: number): number {
+    let dropped = 0;
+    // Submission order is roughly event-time order; stop at the first young one.
+    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
+      this.release(oldest);
+      dropped++;
     }
-    this.counts.expired += dropped.length;
-    if (dropped.length) this.counters.expired.inc(dropped.length);
+    this.counts.expired += dropped;
+    if (dropped) this.counters.expired.inc(dropped);
     return dropped;
   }
 
   /** Drops one unlabelled prediction the task knows will never get a label. */
-  forget(id: string): void {
-    this.awaiting.delete(id);
+  forget(handle: SampleHandle): void {
+    if (!handle.released) this.release(handle as Sample);
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
   endOfInput(emit: Emit): void {
     this.flushPredictions(emit);
     this.flushLearning(emit);
-    this.counts.unlabelledAtEnd += this.awaiting.size;
-    this.awaiting.clear();
+    this.counts.unlabelledAtEnd += this.awaitingCount;
+    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.awaitingQueue = [];
+    this.awaitingHead = 0;
+    this.awaitingCount = 0;
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -625,7 +687,7 @@ export class OnlineLearner {
       saved: this.savedModel(),
       toPredict: this.toPredict.map(encodeSample),
       // Only predicted ones: the others are in toPredict (restore holds those again).
-      awaiting: [...this.awaiting.values()].filter((s) => s.score !== undefined).map(encodeSample),
+      awaiting: Array.from(this.awaitingSamples()).filter((s) => s.score !== undefined).map(encodeSample),
       toLearn: this.toLearn.map(encodeSample),
       prequential: this.prequential.state(),
       drift: this.drift.state(),
@@ -637,9 +699,13 @@ export class OnlineLearner {
   restore(state: LearnerState): void {
     if (state.saved) this.loadSaved(state.saved);
     this.toPredict = state.toPredict.map(decodeSample);
-    this.awaiting.clear();
-    for (const s of state.awaiting.map(decodeSample)) this.awaiting.set(s.id, s);
-    for (const s of this.toPredict) if (s.label === undefined) this.awaiting.set(s.id, s);
+    // Handles from before the restore are stale: released, so labelling one is a late label.
+    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.awaitingQueue = state.awaiting.map(decodeSample);
+    for (const s of this.toPredict) if (s.label === undefined) this.awaitingQueue.push(s);
+    for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
+    this.awaitingHead = 0;
+    this.awaitingCount = this.awaitingQueue.length;
     this.toLearn = state.toLearn.map(decodeSample);
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
@@ -670,7 +736,7 @@ function encodeSample(s: Sample): EncodedSample {
 }
 
 function decodeSample(e: EncodedSample): Sample {
-  const s: Sample = { id: e.id, userId: e.userId, time: e.time };
+  const s: Sample = { id: e.id, userId: e.userId, time: e.time, released: false };
   if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
   if (e.sessionId !== undefined) s.sessionId = e.sessionId;
   if (e.x) s.x = decodeFloats(e.x);
