@@ -163,9 +163,12 @@ export default defineOperator<ChurnModelConfig>({
     };
 
     const onEvent = (event: ClickEvent): void => {
-      const user = userOf(event.userId, event.time);
       const sessionId = event.session?.id ?? event.sessionId;
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
+      // Only a session's first event tells this model anything (the user is back at its start); a
+      // later one (the sessionizer counts it) found the session open already: no user lookup per event.
+      if (event.session !== undefined && event.session.position > 0) return;
+      const user = userOf(event.userId, event.time);
       const start = event.session?.start ?? event.time;
       if (sessionId !== undefined) {
         for (let i = 0; i < user.open.length; i++) if (user.open[i]![0] === sessionId) return;
