@@ -301,7 +301,7 @@ export class OnlineLearner {
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
     this.withOnes = this.config.model.kind !== 'gru';
     this.stride = features.length + (this.withOnes ? 1 : 0);
-    this.learnBuffer = new Float32Array(this.config.batch.maxSize * this.stride);
+    this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
     this.alignBuffer = new Float32Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
@@ -538,7 +538,7 @@ export class OnlineLearner {
       }
     }
     this.toLearn.push(sample);
-    if (this.toLearn.length >= this.config.batch.maxSize) this.flushLearning(emit);
+    if (this.toLearn.length >= this.config.batch.learnSize) this.flushLearning(emit);
   }
 
   private onDrift(time: number, emit: Emit): void {

@@ -137,6 +137,23 @@ test('intent: predicts before the first purchase only; every label joins at the 
   assert.equal(reportOf(cut.output).counts.unlabelledAtEnd, 3);
 });
 
+test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
+  const input = separableIntentStream(60);
+  const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
+  const { output } = await run({ max_size: 8, learn_size: 32, max_delay: 0 });
+  const report = of(output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number; predictions: number } };
+  // Every label learnt from, 32 at a time (the last step takes the rest at the end of input).
+  assert.equal(report.counts.labels, report.counts.predictions);
+  assert.equal(report.counts.learnSteps, Math.ceil(report.counts.labels / 32));
+  // The default learns in batches of max_size, one step per full batch of labels.
+  const same = await run({ max_size: 8, max_delay: 0 });
+  const sameReport = of(same.output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number } };
+  assert.equal(sameReport.counts.learnSteps, Math.ceil(sameReport.counts.labels / 8));
+  // Until either learns, both predict from the initial model: the same scores.
+  const firstScores = (out: Element[]) => of(out, 'prediction').slice(0, 8).map((p) => p.score);
+  assert.deepEqual(firstScores(output), firstScores(same.output));
+});
+
 test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
