@@ -39,18 +39,31 @@ export interface SampleHandle {
   readonly released: boolean;
 }
 
-/** One prediction, from submission until it is learnt from. */
+/**
+ * One prediction, from submission until it is learnt from. Every field is set at creation (see
+ * {@link newSample}): one object shape, and no property store allocated when a score or label comes.
+ */
 interface Sample extends SampleHandle {
   userId: string;
-  sessionId?: string;
+  sessionId: string | undefined;
   time: number;
-  /** The features as given; dropped once normalised into `x` (the snapshot the model learns from). */
-  raw?: Float32Array;
-  x?: Float32Array;
-  seq?: SequenceSample;
-  score?: number;
-  label?: number;
+  /** The features as given (a snapshot from before samples were normalised at submit); dropped once normalised. */
+  raw: Float32Array | undefined;
+  /**
+   * The normalised features (what the sample is scored on and learnt from): the row at element
+   * `row` of `rows`, a slab in the learner's row format (d values, then a 1 for models that fold
+   * biases in). A buffer and an offset, not a view: a view is one more allocation per sample.
+   */
+  rows: Float32Array | undefined;
+  row: number;
+  seq: SequenceSample | undefined;
+  score: number | undefined;
+  label: number | undefined;
   released: boolean;
+}
+
+function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined): Sample {
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false };
 }
 
 interface EncodedSample {
@@ -378,9 +391,7 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset);
-    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, x: this.slab.subarray(offset, offset + size), released: false };
-    if (input.sessionId !== undefined) sample.sessionId = input.sessionId;
-    if (input.seq) sample.seq = input.seq;
+    const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq);
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
     this.toPredict.push(sample);
     this.hold(sample);
@@ -395,9 +406,10 @@ export class OnlineLearner {
     if (!rows) {
       const size = samples.length * stride;
       rows = this.learnBuffer.length >= size ? this.learnBuffer.subarray(0, size) : new Float32Array(size);
-      for (let i = 0; i < samples.length; i++) {
-        rows.set(samples[i]!.x!, i * stride);
-        if (this.withOnes) rows[i * stride + d] = 1;
+      // Whole rows (the 1 included): a plain loop, as a subarray per sample would allocate a view each.
+      for (let i = 0, to = 0; i < samples.length; i++) {
+        const from = samples[i]!.rows!;
+        for (let j = samples[i]!.row, end = j + stride; j < end; j++) rows[to++] = from[j]!;
       }
     }
     const batch: Batch = this.withOnes ? { n: samples.length, d, x1: rows } : { n: samples.length, d, x: rows };
@@ -422,31 +434,31 @@ export class OnlineLearner {
     const samples = this.toPredict;
     if (samples.length === 0) return;
     this.toPredict = [];
-    const d = this.features!.length;
     for (const s of samples) {
       // A snapshot from before samples were normalised at submit holds raw features.
-      if (!s.x) {
-        s.x = new Float32Array(d);
-        this.normaliser!.updateAndTransform(s.raw!, s.x, 0);
+      if (!s.rows) {
+        s.rows = this.newRow();
+        s.row = 0;
+        this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
       }
       s.raw = undefined;
     }
     // Consecutive rows of one slab: the batch is a view of it, no copy.
-    const first = samples[0]!.x!;
-    const rowBytes = this.stride * 4;
+    const stride = this.stride;
+    const first = samples[0]!;
     let contiguous = true;
-    for (let i = 1; i < samples.length && contiguous; i++) {
-      const x = samples[i]!.x!;
-      contiguous = x.buffer === first.buffer && x.byteOffset === first.byteOffset + i * rowBytes;
-    }
-    const rows = contiguous ? new Float32Array(first.buffer, first.byteOffset, samples.length * this.stride) : undefined;
+    for (let i = 1; i < samples.length && contiguous; i++) contiguous = samples[i]!.rows === first.rows && samples[i]!.row === first.row + i * stride;
+    const rows = contiguous ? first.rows!.subarray(first.row, first.row + samples.length * stride) : undefined;
     const scores = this.model!.predictProbaMany(this.batchOf(samples, rows));
     const version = `${this.config.version}.${this.counts.learnSteps}`;
     for (let i = 0; i < samples.length; i++) {
       const s = samples[i]!;
       s.score = scores[i]!;
-      const prediction: Prediction = { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score };
-      if (s.sessionId !== undefined) prediction.sessionId = s.sessionId;
+      // Built whole, in one shape per kind (fields in the same order either way).
+      const prediction: Prediction =
+        s.sessionId === undefined
+          ? { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score }
+          : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score, sessionId: s.sessionId };
       emit(prediction as unknown as StreamRecord);
       // A label may already have come while the sample waited for its batch: score it now.
       if (s.label !== undefined) this.scoreAndQueue(s, emit);
@@ -563,7 +575,7 @@ export class OnlineLearner {
     this.model.learnMany(this.batchOf(samples), labels);
     // Learnt: the rows go (a slab is freed with its last sample), whoever still holds the handle.
     for (let i = 0; i < samples.length; i++) {
-      samples[i]!.x = undefined;
+      samples[i]!.rows = undefined;
       samples[i]!.seq = undefined;
     }
     this.counts.learnSteps++;
@@ -685,10 +697,10 @@ export class OnlineLearner {
     return {
       format: 1,
       saved: this.savedModel(),
-      toPredict: this.toPredict.map(encodeSample),
+      toPredict: this.toPredict.map((s) => this.encodeSample(s)),
       // Only predicted ones: the others are in toPredict (restore holds those again).
-      awaiting: Array.from(this.awaitingSamples()).filter((s) => s.score !== undefined).map(encodeSample),
-      toLearn: this.toLearn.map(encodeSample),
+      awaiting: Array.from(this.awaitingSamples()).filter((s) => s.score !== undefined).map((s) => this.encodeSample(s)),
+      toLearn: this.toLearn.map((s) => this.encodeSample(s)),
       prequential: this.prequential.state(),
       drift: this.drift.state(),
       block: [this.blockLoss, this.blockCount],
@@ -698,15 +710,15 @@ export class OnlineLearner {
 
   restore(state: LearnerState): void {
     if (state.saved) this.loadSaved(state.saved);
-    this.toPredict = state.toPredict.map(decodeSample);
+    this.toPredict = state.toPredict.map((e) => this.decodeSample(e));
     // Handles from before the restore are stale: released, so labelling one is a late label.
     for (const sample of this.awaitingSamples()) sample.released = true;
-    this.awaitingQueue = state.awaiting.map(decodeSample);
+    this.awaitingQueue = state.awaiting.map((e) => this.decodeSample(e));
     for (const s of this.toPredict) if (s.label === undefined) this.awaitingQueue.push(s);
     for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
     this.awaitingHead = 0;
     this.awaitingCount = this.awaitingQueue.length;
-    this.toLearn = state.toLearn.map(decodeSample);
+    this.toLearn = state.toLearn.map((e) => this.decodeSample(e));
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
@@ -722,26 +734,37 @@ export class OnlineLearner {
     this.model?.dispose();
     this.model = undefined;
   }
-}
 
-function encodeSample(s: Sample): EncodedSample {
-  const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
-  if (s.raw) out.raw = encodeFloats(s.raw);
-  if (s.sessionId !== undefined) out.sessionId = s.sessionId;
-  if (s.x) out.x = encodeFloats(s.x);
-  if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
-  if (s.score !== undefined) out.score = s.score;
-  if (s.label !== undefined) out.label = s.label;
-  return out;
-}
+  /** One row of its own, in the slab's format (its 1 set for models that fold biases in). */
+  private newRow(): Float32Array {
+    const row = new Float32Array(this.stride);
+    if (this.withOnes) row[this.features!.length] = 1;
+    return row;
+  }
 
-function decodeSample(e: EncodedSample): Sample {
-  const s: Sample = { id: e.id, userId: e.userId, time: e.time, released: false };
-  if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
-  if (e.sessionId !== undefined) s.sessionId = e.sessionId;
-  if (e.x) s.x = decodeFloats(e.x);
-  if (e.seq) s.seq = { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) };
-  if (e.score !== undefined) s.score = e.score;
-  if (e.label !== undefined) s.label = e.label;
-  return s;
+  private encodeSample(s: Sample): EncodedSample {
+    const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
+    if (s.raw) out.raw = encodeFloats(s.raw);
+    if (s.sessionId !== undefined) out.sessionId = s.sessionId;
+    if (s.rows) out.x = encodeFloats(s.rows.subarray(s.row, s.row + this.features!.length));
+    if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
+    if (s.score !== undefined) out.score = s.score;
+    if (s.label !== undefined) out.label = s.label;
+    return out;
+  }
+
+  /** After the saved model is loaded (the row format is the model's). */
+  private decodeSample(e: EncodedSample): Sample {
+    let rows: Float32Array | undefined;
+    if (e.x) {
+      rows = this.newRow();
+      rows.set(decodeFloats(e.x));
+    }
+    const seq = e.seq ? { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) } : undefined;
+    const s = newSample(e.id, e.userId, e.sessionId, e.time, rows, 0, seq);
+    if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
+    s.score = e.score;
+    s.label = e.label;
+    return s;
+  }
 }

@@ -284,6 +284,35 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   });
 }
 
+test('a snapshot with a single sample waiting for its prediction batch restores and predicts it', async () => {
+  const input = separableIntentStream(60, 5);
+  const config: IntentModelConfig = { ...base, batch: { max_size: 2, max_delay: 0 } };
+  const whole = await runOperator(intentModel, config, input);
+  const predictions = (output: Element[]) => of(output, 'prediction').map((p) => `${p.id}:${p.score}`);
+  let singles = 0;
+  for (const cut of [101, 102, 103]) {
+    const first = await runOperator(intentModel, config, input.slice(0, cut));
+    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as { learner: { toPredict: unknown[] } };
+    if (saved.learner.toPredict.length === 1) singles++;
+    const operator = await intentModel.create({ ...config }, testContext());
+    await operator.open?.();
+    operator.restore!(saved);
+    const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
+    await operator.close?.();
+    assert.deepEqual([...predictions(first.output), ...predictions(rest)], predictions(whole.output), `cut ${cut}`);
+    // Input ends right after the restore: the pending batch runs as it is (one sample, alone).
+    const ending = await intentModel.create({ ...config }, testContext());
+    await ending.open?.();
+    ending.restore!(saved);
+    const last = predictions(await lastValueFrom(ending.apply(from([watermark(Infinity)])).pipe(toArray())));
+    await ending.close?.();
+    assert.equal(last.length, saved.learner.toPredict.length);
+    const endedThere = await runOperator(intentModel, config, [...input.slice(0, cut), watermark(Infinity)]);
+    assert.deepEqual([...predictions(first.output), ...last], predictions(endedThere.output), `cut ${cut}, ended`);
+  }
+  assert.ok(singles > 0, 'some cut leaves one sample pending');
+});
+
 test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
   const config: IntentModelConfig = { ...base, name: 'intent-lr', checkpoint: { dir } };
