@@ -8,7 +8,7 @@
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type LearnerState, type SampleInput } from './learner.js';
+import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
@@ -25,15 +25,28 @@ interface UserState {
   gapSum: number;
   /** Sessions seen in events but not yet closed, by id: their start. */
   open: [string, number][];
-  /** Predictions waiting for their deadline: id, session end, start of the first return after it (-1: none yet). */
-  pending: [string, number, number][];
+  /** Predictions waiting for their deadline. */
+  pending: PendingChurn[];
   /** Scale-out: the source partition the user's records come from (see partitionsRevoked). */
   partition?: string;
 }
 
+/** A prediction waiting for its deadline (its session's end + horizon). */
+interface PendingChurn {
+  sample: SampleHandle;
+  /** The session's end. */
+  end: number;
+  /** Start of the user's first session after `end` (-1: none yet). */
+  back: number;
+}
+
+/** A user as snapshotted: pending predictions as (id, end, back). */
+type SavedUser = Omit<UserState, 'pending'> & { pending: [string, number, number][] };
+
 interface ChurnState {
   learner: LearnerState;
-  users: [string, UserState][];
+  users: [string, SavedUser][];
+  /** (deadline, prediction id, user). */
   deadlines: [number, string, string][];
   sequences: [string, Step[]][];
 }
@@ -94,10 +107,10 @@ export default defineOperator<ChurnModelConfig>({
     const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
     const users = new Map<string, UserState>();
-    // Min-heap of (deadline, prediction id, user); entries already labelled are skipped when popped.
-    const deadlines: [number, string, string][] = [];
+    // Min-heap of (deadline, prediction, user); entries already labelled are skipped when popped.
+    const deadlines: [number, PendingChurn, string][] = [];
 
-    const push = (entry: [number, string, string]): void => {
+    const push = (entry: [number, PendingChurn, string]): void => {
       deadlines.push(entry);
       for (let i = deadlines.length - 1; i > 0; ) {
         const parent = (i - 1) >> 1;
@@ -106,7 +119,7 @@ export default defineOperator<ChurnModelConfig>({
         i = parent;
       }
     };
-    const pop = (): [number, string, string] | undefined => {
+    const pop = (): [number, PendingChurn, string] | undefined => {
       const top = deadlines[0];
       const last = deadlines.pop();
       if (deadlines.length > 0 && last) {
@@ -146,13 +159,16 @@ export default defineOperator<ChurnModelConfig>({
 
     /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
     const returned = (user: UserState, start: number): void => {
-      for (const pending of user.pending) if (start > pending[1] && (pending[2] < 0 || start < pending[2])) pending[2] = start;
+      for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
     };
 
     const onEvent = (event: ClickEvent): void => {
-      const user = userOf(event.userId, event.time);
       const sessionId = event.session?.id ?? event.sessionId;
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
+      // Only a session's first event tells this model anything (the user is back at its start); a
+      // later one (the sessionizer counts it) found the session open already: no user lookup per event.
+      if (event.session !== undefined && event.session.position > 0) return;
+      const user = userOf(event.userId, event.time);
       const start = event.session?.start ?? event.time;
       if (sessionId !== undefined) {
         for (let i = 0; i < user.open.length; i++) if (user.open[i]![0] === sessionId) return;
@@ -190,11 +206,10 @@ export default defineOperator<ChurnModelConfig>({
       const id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
       const input: SampleInput = { id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values };
       if (sequences) input.seq = sequences.sample(summary.sessionId);
-      learner.submit(input, emit);
+      const pending: PendingChurn = { sample: learner.submit(input, emit), end: summary.end, back: -1 };
       sequences?.delete(summary.sessionId);
-      const pending: [string, number, number] = [id, summary.end, -1];
       user.pending.push(pending);
-      push([summary.end + horizon, id, summary.userId]);
+      push([summary.end + horizon, pending, summary.userId]);
       // The user may already be back: events of the next session can arrive before this summary.
       for (const [, start] of user.open) if (start > summary.end) returned(user, start);
     };
@@ -221,14 +236,13 @@ export default defineOperator<ChurnModelConfig>({
               return;
             }
             while (deadlines.length > 0 && deadlines[0]![0] < mark.time) {
-              const [deadline, id, userId] = pop()!;
+              const [deadline, pending, userId] = pop()!;
+              // Gone with its user (evicted, or its partition revoked): no label.
               const user = users.get(userId);
-              if (!user) continue;
-              const index = user.pending.findIndex(([pending]) => pending === id);
+              const index = user ? user.pending.indexOf(pending) : -1;
               if (index < 0) continue;
-              const [, end, back] = user.pending[index]!;
-              user.pending.splice(index, 1);
-              learner.label(id, back >= 0 && back - end <= horizon ? 0 : 1, deadline, emit);
+              user!.pending.splice(index, 1);
+              learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
             }
             learner.expire(mark.time - config.labelBuffer.timeoutMs);
             learner.tick(emit);
@@ -259,18 +273,25 @@ export default defineOperator<ChurnModelConfig>({
       snapshot(): ChurnState {
         return {
           learner: learner.snapshot(),
-          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [...p] as [string, number, number]) }]),
-          deadlines: deadlines.map((d) => [...d] as [number, string, string]),
+          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [p.sample.id, p.end, p.back] as [string, number, number]) }]),
+          deadlines: deadlines.map(([deadline, pending, userId]) => [deadline, pending.sample.id, userId] as [number, string, string]),
           sequences: sequences?.state() ?? [],
         };
       },
       restore(state) {
         const saved = state as ChurnState;
         learner.restore(saved.learner);
+        const handleOf = learner.handlesById();
+        const pendingById = new Map<string, PendingChurn>();
         users.clear();
-        for (const [key, user] of saved.users) users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending: user.pending.map((p) => [...p] as [string, number, number]) });
+        for (const [key, user] of saved.users) {
+          const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back }));
+          for (const p of pending) pendingById.set(p.sample.id, p);
+          users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
+        }
         deadlines.length = 0;
-        deadlines.push(...saved.deadlines.map((d) => [...d] as [number, string, string]));
+        // A deadline whose prediction no user holds any more gets a stand-in, skipped when popped.
+        for (const [deadline, id, userId] of saved.deadlines) deadlines.push([deadline, pendingById.get(id) ?? { sample: handleOf(id), end: 0, back: -1 }, userId]);
         sequences?.load(saved.sequences);
       },
       async close() {

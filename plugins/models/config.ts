@@ -14,7 +14,7 @@ export interface ModelOperatorConfig {
   backend?: BackendChoice;
   model?: Partial<ModelConfig> & { kind?: ModelKind };
   optimizer?: { kind?: OptimizerKind; learning_rate?: number };
-  batch?: { max_size?: number; max_delay?: string | number };
+  batch?: { max_size?: number; learn_size?: number; max_delay?: string | number };
   label_buffer?: { max_size?: number; timeout?: string | number };
   metrics?: { window?: number; calibration_bins?: number };
   drift?: {
@@ -41,7 +41,7 @@ export interface ResolvedModelConfig {
   backend: BackendChoice;
   model: ModelConfig;
   optimizer: { kind: OptimizerKind; learning_rate: number };
-  batch: { maxSize: number; maxDelayMs: number };
+  batch: { maxSize: number; learnSize: number; maxDelayMs: number };
   labelBuffer: { maxSize: number; timeoutMs: number };
   metrics: { window: number; calibrationBins: number };
   drift: {
@@ -84,7 +84,11 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
       prior: config.model?.prior ?? defaultPrior,
     },
     optimizer: { kind: config.optimizer?.kind ?? 'adam', learning_rate: config.optimizer?.learning_rate ?? (kind === 'logistic' ? 0.05 : 0.005) },
-    batch: { maxSize: config.batch?.max_size ?? 256, maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms') },
+    batch: {
+      maxSize: config.batch?.max_size ?? 256,
+      learnSize: config.batch?.learn_size ?? config.batch?.max_size ?? 256,
+      maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms'),
+    },
     labelBuffer: { maxSize: config.label_buffer?.max_size ?? 100_000, timeoutMs: parseDuration(config.label_buffer?.timeout ?? '1d') },
     metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10 },
     drift: {
@@ -149,7 +153,8 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     additionalProperties: false,
     description: 'Micro-batches for predicting and learning: TF.js pays per op call, so samples are batched.',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Samples per micro-batch. Default: 256.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch. Default: 256.' },
+      learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per learning step. Above max_size: fewer TF.js calls per label, but fewer optimiser steps, which can learn worse on short streams. Default: max_size.' },
       max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size and watermarks only (fully deterministic). Default: 200ms.'),
     },
   },

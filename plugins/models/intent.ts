@@ -7,7 +7,7 @@
  * then learnt from (prequential, test-then-train).
  */
 import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
-import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleInput } from './learner.js';
+import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
@@ -19,17 +19,20 @@ interface SessionState {
   purchased?: boolean;
   /** The session closed and its predictions were labelled. */
   labelled: boolean;
-  /** Ids of predictions waiting for this session's label. */
-  pending: string[];
+  /** Predictions waiting for this session's label. */
+  pending: SampleHandle[];
   /** Latest event time, for the label timeout. */
   last: number;
   /** Hash of (model, user, session): each prediction id adds the event's time and position. */
   ids?: IdPrefix;
 }
 
+/** A session as snapshotted: its predictions by id. */
+type SavedSession = Omit<SessionState, 'pending'> & { pending: string[] };
+
 interface IntentState {
   learner: LearnerState;
-  sessions: [string, SessionState][];
+  sessions: [string, SavedSession][];
   sequences: [string, Step[]][];
   ended: boolean;
 }
@@ -65,7 +68,7 @@ export default defineOperator<IntentModelConfig>({
     let lastSweep = -Infinity;
 
     const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
-      for (const id of state.pending) learner.label(id, label, time, emit);
+      for (const sample of state.pending) learner.label(sample, label, time, emit);
       state.pending = [];
       state.labelled = true;
     };
@@ -94,8 +97,7 @@ export default defineOperator<IntentModelConfig>({
       const id = predictionIdAfter(state.ids, event.time, position);
       const input: SampleInput = { id, userId: event.userId, sessionId, time: event.time, names: features?.names ?? noNames, values: features?.values ?? noValues };
       if (sequences) input.seq = sequences.sample(sessionId);
-      learner.submit(input, emit);
-      state.pending.push(id);
+      state.pending.push(learner.submit(input, emit));
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
@@ -135,7 +137,7 @@ export default defineOperator<IntentModelConfig>({
               lastSweep = mark.time;
               for (const [key, state] of sessions) {
                 if (state.last >= cutoff) continue;
-                for (const id of state.pending) learner.forget(id);
+                for (const sample of state.pending) learner.forget(sample);
                 sessions.delete(key);
                 sequences?.delete(key);
               }
@@ -150,13 +152,14 @@ export default defineOperator<IntentModelConfig>({
         };
       }),
       snapshot(): IntentState {
-        return { learner: learner.snapshot(), sessions: [...sessions.entries()].map(([k, v]) => [k, { ...v, pending: [...v.pending] }]), sequences: sequences?.state() ?? [], ended };
+        return { learner: learner.snapshot(), sessions: [...sessions.entries()].map(([k, v]) => [k, { ...v, pending: v.pending.map((s) => s.id) }]), sequences: sequences?.state() ?? [], ended };
       },
       restore(state) {
         const saved = state as IntentState;
         learner.restore(saved.learner);
+        const handleOf = learner.handlesById();
         sessions.clear();
-        for (const [key, value] of saved.sessions) sessions.set(key, { ...value, pending: [...value.pending] });
+        for (const [key, value] of saved.sessions) sessions.set(key, { ...value, pending: value.pending.map(handleOf) });
         sequences?.load(saved.sequences);
         ended = saved.ended;
       },

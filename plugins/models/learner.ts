@@ -29,17 +29,41 @@ export interface SampleInput {
   seq?: SequenceSample;
 }
 
-interface Sample {
-  id: string;
+/**
+ * A prediction as a task operator holds it (from {@link OnlineLearner.submit}) to label or forget
+ * it: a handle, so the label buffer needs no lookup by id per label.
+ */
+export interface SampleHandle {
+  readonly id: string;
+  /** Out of the label buffer (labelled, forgotten, expired or dropped): a later label for it is late. */
+  readonly released: boolean;
+}
+
+/**
+ * One prediction, from submission until it is learnt from. Every field is set at creation (see
+ * {@link newSample}): one object shape, and no property store allocated when a score or label comes.
+ */
+interface Sample extends SampleHandle {
   userId: string;
-  sessionId?: string;
+  sessionId: string | undefined;
   time: number;
-  /** The features as given; dropped once normalised into `x` (the snapshot the model learns from). */
-  raw?: Float32Array;
-  x?: Float32Array;
-  seq?: SequenceSample;
-  score?: number;
-  label?: number;
+  /** The features as given (a snapshot from before samples were normalised at submit); dropped once normalised. */
+  raw: Float32Array | undefined;
+  /**
+   * The normalised features (what the sample is scored on and learnt from): the row at element
+   * `row` of `rows`, a slab in the learner's row format (d values, then a 1 for models that fold
+   * biases in). A buffer and an offset, not a view: a view is one more allocation per sample.
+   */
+  rows: Float32Array | undefined;
+  row: number;
+  seq: SequenceSample | undefined;
+  score: number | undefined;
+  label: number | undefined;
+  released: boolean;
+}
+
+function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined): Sample {
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false };
 }
 
 interface EncodedSample {
@@ -174,11 +198,16 @@ export class OnlineLearner {
   private readonly aligned = new WeakMap<readonly string[], number[] | null>();
   private toPredict: Sample[] = [];
   /**
-   * Samples waiting for their label, by id, from submission on (not from their batch: a session's
-   * labels often come while its last samples wait for their batch, 40% of them on the demo). One
-   * map insertion per sample; a label for a sample not yet predicted is scored when its batch runs.
+   * The label buffer: samples from submission on (not from their batch: a session's labels often
+   * come while its last samples wait for their batch, 40% of them on the demo), oldest first, as a
+   * queue from `awaitingHead`. Labelled ones are marked released and leave lazily (when they reach
+   * the head, or in a compaction once they outnumber the rest): a label costs no hashing. A label
+   * for a sample not yet predicted is scored when its batch runs.
    */
-  private readonly awaiting = new Map<string, Sample>();
+  private awaitingQueue: Sample[] = [];
+  private awaitingHead = 0;
+  /** Samples in the queue still awaiting their label. */
+  private awaitingCount = 0;
   private toLearn: Sample[] = [];
   /**
    * Reused for learning batches: every tensor made from it is disposed within the step, before the
@@ -285,7 +314,7 @@ export class OnlineLearner {
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
     this.withOnes = this.config.model.kind !== 'gru';
     this.stride = features.length + (this.withOnes ? 1 : 0);
-    this.learnBuffer = new Float32Array(this.config.batch.maxSize * this.stride);
+    this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
     this.alignBuffer = new Float32Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
@@ -340,8 +369,11 @@ export class OnlineLearner {
   private lastNames: readonly string[] | undefined;
   private lastAlignment: number[] | null = null;
 
-  /** Queues one prediction; it is made (and emitted) when its micro-batch runs. */
-  submit(input: SampleInput, emit: Emit): void {
+  /**
+   * Queues one prediction; it is made (and emitted) when its micro-batch runs. Returns its handle,
+   * to {@link label} or {@link forget} it.
+   */
+  submit(input: SampleInput, emit: Emit): SampleHandle {
     if (!this.model) this.build(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
@@ -359,13 +391,12 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset);
-    const sample: Sample = { id: input.id, userId: input.userId, time: input.time, x: this.slab.subarray(offset, offset + size) };
-    if (input.sessionId !== undefined) sample.sessionId = input.sessionId;
-    if (input.seq) sample.seq = input.seq;
+    const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq);
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
     this.toPredict.push(sample);
     this.hold(sample);
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
+    return sample;
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -375,9 +406,10 @@ export class OnlineLearner {
     if (!rows) {
       const size = samples.length * stride;
       rows = this.learnBuffer.length >= size ? this.learnBuffer.subarray(0, size) : new Float32Array(size);
-      for (let i = 0; i < samples.length; i++) {
-        rows.set(samples[i]!.x!, i * stride);
-        if (this.withOnes) rows[i * stride + d] = 1;
+      // Whole rows (the 1 included): a plain loop, as a subarray per sample would allocate a view each.
+      for (let i = 0, to = 0; i < samples.length; i++) {
+        const from = samples[i]!.rows!;
+        for (let j = samples[i]!.row, end = j + stride; j < end; j++) rows[to++] = from[j]!;
       }
     }
     const batch: Batch = this.withOnes ? { n: samples.length, d, x1: rows } : { n: samples.length, d, x: rows };
@@ -402,66 +434,101 @@ export class OnlineLearner {
     const samples = this.toPredict;
     if (samples.length === 0) return;
     this.toPredict = [];
-    const d = this.features!.length;
     for (const s of samples) {
       // A snapshot from before samples were normalised at submit holds raw features.
-      if (!s.x) {
-        s.x = new Float32Array(d);
-        this.normaliser!.updateAndTransform(s.raw!, s.x, 0);
+      if (!s.rows) {
+        s.rows = this.newRow();
+        s.row = 0;
+        this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
       }
       s.raw = undefined;
     }
     // Consecutive rows of one slab: the batch is a view of it, no copy.
-    const first = samples[0]!.x!;
-    const rowBytes = this.stride * 4;
+    const stride = this.stride;
+    const first = samples[0]!;
     let contiguous = true;
-    for (let i = 1; i < samples.length && contiguous; i++) {
-      const x = samples[i]!.x!;
-      contiguous = x.buffer === first.buffer && x.byteOffset === first.byteOffset + i * rowBytes;
-    }
-    const rows = contiguous ? new Float32Array(first.buffer, first.byteOffset, samples.length * this.stride) : undefined;
+    for (let i = 1; i < samples.length && contiguous; i++) contiguous = samples[i]!.rows === first.rows && samples[i]!.row === first.row + i * stride;
+    const rows = contiguous ? first.rows!.subarray(first.row, first.row + samples.length * stride) : undefined;
     const scores = this.model!.predictProbaMany(this.batchOf(samples, rows));
     const version = `${this.config.version}.${this.counts.learnSteps}`;
     for (let i = 0; i < samples.length; i++) {
       const s = samples[i]!;
       s.score = scores[i]!;
-      const prediction: Prediction = { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score };
-      if (s.sessionId !== undefined) prediction.sessionId = s.sessionId;
+      // Built whole, in one shape per kind (fields in the same order either way).
+      const prediction: Prediction =
+        s.sessionId === undefined
+          ? { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score }
+          : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score, sessionId: s.sessionId };
       emit(prediction as unknown as StreamRecord);
       // A label may already have come while the sample waited for its batch: score it now.
       if (s.label !== undefined) this.scoreAndQueue(s, emit);
     }
     this.counts.predictions += samples.length;
     this.counters.predictions.inc(samples.length);
-    this.gauges.buffer.set(this.awaiting.size);
+    this.gauges.buffer.set(this.awaitingCount);
   }
 
   private hold(sample: Sample): void {
-    if (this.awaiting.size >= this.config.labelBuffer.maxSize) {
-      // Map order is insertion order: the first key is the oldest prediction.
-      this.awaiting.delete(this.awaiting.keys().next().value!);
+    if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
+      // The queue is in submission order: its first awaiting sample is the oldest prediction.
+      this.release(this.oldestAwaiting()!);
       this.counts.overflow++;
       this.counters.overflow.inc();
     }
-    this.awaiting.set(sample.id, sample);
+    this.awaitingQueue.push(sample);
+    this.awaitingCount++;
   }
 
-  /** Whether a prediction with this id waits for its label (or for its batch). */
-  isPending(id: string): boolean {
-    return this.awaiting.has(id);
+  /** The oldest sample still awaiting its label; released ones before it leave the queue. */
+  private oldestAwaiting(): Sample | undefined {
+    const queue = this.awaitingQueue;
+    while (this.awaitingHead < queue.length && queue[this.awaitingHead]!.released) this.awaitingHead++;
+    if (this.awaitingHead === queue.length) {
+      queue.length = 0;
+      this.awaitingHead = 0;
+      return undefined;
+    }
+    return queue[this.awaitingHead];
+  }
+
+  /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
+  private release(sample: Sample): void {
+    sample.released = true;
+    this.awaitingCount--;
+    // Released samples still queued behind an awaiting one: drop them once they are most of it.
+    const queued = this.awaitingQueue.length - this.awaitingHead;
+    if (queued > 1024 && queued > 2 * this.awaitingCount) {
+      this.awaitingQueue = this.awaitingQueue.filter((s, i) => i >= this.awaitingHead && !s.released);
+      this.awaitingHead = 0;
+    }
+  }
+
+  /** Samples awaiting their label, oldest first. */
+  private *awaitingSamples(): Generator<Sample> {
+    for (let i = this.awaitingHead; i < this.awaitingQueue.length; i++) if (!this.awaitingQueue[i]!.released) yield this.awaitingQueue[i]!;
+  }
+
+  /**
+   * Handles by prediction id, for a task operator restoring the ids it snapshotted: the awaiting
+   * sample, or a released stand-in (labelling it counts a late label, as for any prediction no
+   * longer awaited).
+   */
+  handlesById(): (id: string) => SampleHandle {
+    const byId = new Map(Array.from(this.awaitingSamples(), (s) => [s.id, s]));
+    return (id) => byId.get(id) ?? { id, userId: '', time: 0, released: true };
   }
 
   /**
    * The label of an earlier prediction: scored (test), then queued for learning (train).
-   * Returns false when the prediction is unknown (never made, overflowed, expired or labelled).
+   * Returns false when the prediction is no longer awaited (overflowed, expired, forgotten or labelled).
    */
-  label(id: string, label: number, time: number, emit: Emit): boolean {
-    const sample = this.awaiting.get(id);
-    if (!sample) {
+  label(handle: SampleHandle, label: number, time: number, emit: Emit): boolean {
+    const sample = handle as Sample;
+    if (sample.released) {
       this.counts.lateLabels++;
       return false;
     }
-    this.awaiting.delete(id);
+    this.release(sample);
     sample.label = label;
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried.
     if (sample.score !== undefined) this.scoreAndQueue(sample, emit, time);
@@ -483,7 +550,7 @@ export class OnlineLearner {
       }
     }
     this.toLearn.push(sample);
-    if (this.toLearn.length >= this.config.batch.maxSize) this.flushLearning(emit);
+    if (this.toLearn.length >= this.config.batch.learnSize) this.flushLearning(emit);
   }
 
   private onDrift(time: number, emit: Emit): void {
@@ -506,6 +573,11 @@ export class OnlineLearner {
     const labels = new Float32Array(samples.length);
     for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;
     this.model.learnMany(this.batchOf(samples), labels);
+    // Learnt: the rows go (a slab is freed with its last sample), whoever still holds the handle.
+    for (let i = 0; i < samples.length; i++) {
+      samples[i]!.rows = undefined;
+      samples[i]!.seq = undefined;
+    }
     this.counts.learnSteps++;
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
@@ -528,7 +600,7 @@ export class OnlineLearner {
     const now = this.context.clock.now();
     if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) return;
     this.lastExport = now;
-    this.gauges.buffer.set(this.awaiting.size);
+    this.gauges.buffer.set(this.awaitingCount);
     const s = this.prequential.summary();
     if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
     if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
@@ -562,31 +634,33 @@ export class OnlineLearner {
     }
   }
 
-  /** Drops predictions still unlabelled whose event time is before `before`; returns their ids. */
-  expire(before: number): string[] {
-    const dropped: string[] = [];
-    for (const [id, sample] of this.awaiting) {
-      // Insertion order is roughly event-time order; stop at the first young one.
-      if (sample.time >= before) break;
-      this.awaiting.delete(id);
-      dropped.push(id);
+  /** Drops predictions still unlabelled whose event time is before `before`; returns how many. */
+  expire(before: number): number {
+    let dropped = 0;
+    // Submission order is roughly event-time order; stop at the first young one.
+    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
+      this.release(oldest);
+      dropped++;
     }
-    this.counts.expired += dropped.length;
-    if (dropped.length) this.counters.expired.inc(dropped.length);
+    this.counts.expired += dropped;
+    if (dropped) this.counters.expired.inc(dropped);
     return dropped;
   }
 
   /** Drops one unlabelled prediction the task knows will never get a label. */
-  forget(id: string): void {
-    this.awaiting.delete(id);
+  forget(handle: SampleHandle): void {
+    if (!handle.released) this.release(handle as Sample);
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
   endOfInput(emit: Emit): void {
     this.flushPredictions(emit);
     this.flushLearning(emit);
-    this.counts.unlabelledAtEnd += this.awaiting.size;
-    this.awaiting.clear();
+    this.counts.unlabelledAtEnd += this.awaitingCount;
+    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.awaitingQueue = [];
+    this.awaitingHead = 0;
+    this.awaitingCount = 0;
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -623,10 +697,10 @@ export class OnlineLearner {
     return {
       format: 1,
       saved: this.savedModel(),
-      toPredict: this.toPredict.map(encodeSample),
+      toPredict: this.toPredict.map((s) => this.encodeSample(s)),
       // Only predicted ones: the others are in toPredict (restore holds those again).
-      awaiting: [...this.awaiting.values()].filter((s) => s.score !== undefined).map(encodeSample),
-      toLearn: this.toLearn.map(encodeSample),
+      awaiting: Array.from(this.awaitingSamples()).filter((s) => s.score !== undefined).map((s) => this.encodeSample(s)),
+      toLearn: this.toLearn.map((s) => this.encodeSample(s)),
       prequential: this.prequential.state(),
       drift: this.drift.state(),
       block: [this.blockLoss, this.blockCount],
@@ -636,11 +710,15 @@ export class OnlineLearner {
 
   restore(state: LearnerState): void {
     if (state.saved) this.loadSaved(state.saved);
-    this.toPredict = state.toPredict.map(decodeSample);
-    this.awaiting.clear();
-    for (const s of state.awaiting.map(decodeSample)) this.awaiting.set(s.id, s);
-    for (const s of this.toPredict) if (s.label === undefined) this.awaiting.set(s.id, s);
-    this.toLearn = state.toLearn.map(decodeSample);
+    this.toPredict = state.toPredict.map((e) => this.decodeSample(e));
+    // Handles from before the restore are stale: released, so labelling one is a late label.
+    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.awaitingQueue = state.awaiting.map((e) => this.decodeSample(e));
+    for (const s of this.toPredict) if (s.label === undefined) this.awaitingQueue.push(s);
+    for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
+    this.awaitingHead = 0;
+    this.awaitingCount = this.awaitingQueue.length;
+    this.toLearn = state.toLearn.map((e) => this.decodeSample(e));
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
@@ -656,26 +734,37 @@ export class OnlineLearner {
     this.model?.dispose();
     this.model = undefined;
   }
-}
 
-function encodeSample(s: Sample): EncodedSample {
-  const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
-  if (s.raw) out.raw = encodeFloats(s.raw);
-  if (s.sessionId !== undefined) out.sessionId = s.sessionId;
-  if (s.x) out.x = encodeFloats(s.x);
-  if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
-  if (s.score !== undefined) out.score = s.score;
-  if (s.label !== undefined) out.label = s.label;
-  return out;
-}
+  /** One row of its own, in the slab's format (its 1 set for models that fold biases in). */
+  private newRow(): Float32Array {
+    const row = new Float32Array(this.stride);
+    if (this.withOnes) row[this.features!.length] = 1;
+    return row;
+  }
 
-function decodeSample(e: EncodedSample): Sample {
-  const s: Sample = { id: e.id, userId: e.userId, time: e.time };
-  if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
-  if (e.sessionId !== undefined) s.sessionId = e.sessionId;
-  if (e.x) s.x = decodeFloats(e.x);
-  if (e.seq) s.seq = { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) };
-  if (e.score !== undefined) s.score = e.score;
-  if (e.label !== undefined) s.label = e.label;
-  return s;
+  private encodeSample(s: Sample): EncodedSample {
+    const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
+    if (s.raw) out.raw = encodeFloats(s.raw);
+    if (s.sessionId !== undefined) out.sessionId = s.sessionId;
+    if (s.rows) out.x = encodeFloats(s.rows.subarray(s.row, s.row + this.features!.length));
+    if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
+    if (s.score !== undefined) out.score = s.score;
+    if (s.label !== undefined) out.label = s.label;
+    return out;
+  }
+
+  /** After the saved model is loaded (the row format is the model's). */
+  private decodeSample(e: EncodedSample): Sample {
+    let rows: Float32Array | undefined;
+    if (e.x) {
+      rows = this.newRow();
+      rows.set(decodeFloats(e.x));
+    }
+    const seq = e.seq ? { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) } : undefined;
+    const s = newSample(e.id, e.userId, e.sessionId, e.time, rows, 0, seq);
+    if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
+    s.score = e.score;
+    s.label = e.label;
+    return s;
+  }
 }

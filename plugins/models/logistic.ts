@@ -28,12 +28,17 @@ export class LogisticRegression extends OnlineModel {
     if (batch.n === 0) return;
     tf.tidy(() => {
       const x1 = inputsWithOnes(batch, this.ones);
-      const error = outputError(x1.matMul(this.params.matrix('wb')) as TF.Tensor2D, labels);
+      const error = outputError(x1.matMul(this.params.matrix('wb')) as TF.Tensor2D, labels, this.inverseCount(batch.n));
       this.update(error.matMul(x1, true, false).reshape([this.inputs + 1]));
     });
   }
 
   protected logits(batch: Batch): TF.Tensor1D {
     return inputsWithOnes(batch, this.ones).matMul(this.params.matrix('wb')).reshape([batch.n]);
+  }
+
+  /** [n, 1]: the caller reads the n values, so the logits need no reshape. */
+  protected override probabilities(batch: Batch): TF.Tensor {
+    return tf.sigmoid(inputsWithOnes(batch, this.ones).matMul(this.params.matrix('wb')));
   }
 }

@@ -103,13 +103,29 @@ export abstract class OnlineModel {
     this.optimizer.apply(this.penalty ? grad.add(this.params.flat.mul(this.penalty)) : grad);
   }
 
+  /** 1/n as a scalar tensor, kept while batches keep their size (a JS number in an op is a new tensor per call). */
+  protected inverseCount(n: number): TF.Scalar {
+    if (this.inverse?.n !== n) {
+      this.inverse?.scalar.dispose();
+      this.inverse = { n, scalar: tf.keep(tf.scalar(1 / n)) };
+    }
+    return this.inverse.scalar;
+  }
+
+  private inverse: { n: number; scalar: TF.Scalar } | undefined;
+
   /** Logits, shape [n]. `training` turns dropout on. */
   protected abstract logits(batch: Batch, training: boolean): TF.Tensor1D;
+
+  /** P(positive), n values in any shape: sigmoid of the logits unless a model has a cheaper way. */
+  protected probabilities(batch: Batch): TF.Tensor {
+    return tf.sigmoid(this.logits(batch, false));
+  }
 
   predictProbaMany(batch: Batch): Float32Array {
     if (batch.n === 0) return new Float32Array(0);
     // Read outside the tidy: tidy walks what it returns, element by element for a typed array.
-    const scores = tf.tidy(() => tf.sigmoid(this.logits(batch, false)));
+    const scores = tf.tidy(() => this.probabilities(batch));
     const out = scores.dataSync() as Float32Array;
     scores.dispose();
     return out;
@@ -146,6 +162,8 @@ export abstract class OnlineModel {
     this.optimizer.dispose();
     this.penalty?.dispose();
     this.penalty = undefined;
+    this.inverse?.scalar.dispose();
+    this.inverse = undefined;
   }
 }
 
@@ -183,8 +201,11 @@ export function inputsWithOnes(batch: Batch, buffer: { data: Float32Array }): TF
   return tf.tensor2d(out.subarray(0, n * width), [n, width], 'float32');
 }
 
-/** d(mean binary cross-entropy)/d(logits) for logits [n, 1]: (sigmoid(logits) - y) / n, [n, 1]. */
-export function outputError(logits: TF.Tensor2D, labels: Float32Array): TF.Tensor2D {
+/**
+ * d(mean binary cross-entropy)/d(logits) for logits [n, 1]: (sigmoid(logits) - y) / n, [n, 1].
+ * `inverseCount` is 1/n as a tensor when the caller keeps one ({@link OnlineModel.inverseCount}).
+ */
+export function outputError(logits: TF.Tensor2D, labels: Float32Array, inverseCount?: TF.Scalar): TF.Tensor2D {
   const n = labels.length;
-  return tf.sigmoid(logits).sub(tf.tensor2d(labels, [n, 1], 'float32')).mul(1 / n) as TF.Tensor2D;
+  return tf.sigmoid(logits).sub(tf.tensor2d(labels, [n, 1], 'float32')).mul(inverseCount ?? 1 / n) as TF.Tensor2D;
 }

@@ -144,6 +144,23 @@ test('intent: predicts before the first purchase only; every label joins at the 
   assert.equal(reportOf(cut.output).counts.unlabelledAtEnd, 3);
 });
 
+test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
+  const input = separableIntentStream(60);
+  const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
+  const { output } = await run({ max_size: 8, learn_size: 32, max_delay: 0 });
+  const report = of(output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number; predictions: number } };
+  // Every label learnt from, 32 at a time (the last step takes the rest at the end of input).
+  assert.equal(report.counts.labels, report.counts.predictions);
+  assert.equal(report.counts.learnSteps, Math.ceil(report.counts.labels / 32));
+  // The default learns in batches of max_size, one step per full batch of labels.
+  const same = await run({ max_size: 8, max_delay: 0 });
+  const sameReport = of(same.output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number } };
+  assert.equal(sameReport.counts.learnSteps, Math.ceil(sameReport.counts.labels / 8));
+  // Until either learns, both predict from the initial model: the same scores.
+  const firstScores = (out: Element[]) => of(out, 'prediction').slice(0, 8).map((p) => p.score);
+  assert.deepEqual(firstScores(output), firstScores(same.output));
+});
+
 test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
@@ -273,6 +290,35 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     assert.deepEqual(joined, predictions(whole.output));
   });
 }
+
+test('a snapshot with a single sample waiting for its prediction batch restores and predicts it', async () => {
+  const input = separableIntentStream(60, 5);
+  const config: IntentModelConfig = { ...base, batch: { max_size: 2, max_delay: 0 } };
+  const whole = await runOperator(intentModel, config, input);
+  const predictions = (output: Element[]) => of(output, 'prediction').map((p) => `${p.id}:${p.score}`);
+  let singles = 0;
+  for (const cut of [101, 102, 103]) {
+    const first = await runOperator(intentModel, config, input.slice(0, cut));
+    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as { learner: { toPredict: unknown[] } };
+    if (saved.learner.toPredict.length === 1) singles++;
+    const operator = await intentModel.create({ ...config }, testContext());
+    await operator.open?.();
+    operator.restore!(saved);
+    const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
+    await operator.close?.();
+    assert.deepEqual([...predictions(first.output), ...predictions(rest)], predictions(whole.output), `cut ${cut}`);
+    // Input ends right after the restore: the pending batch runs as it is (one sample, alone).
+    const ending = await intentModel.create({ ...config }, testContext());
+    await ending.open?.();
+    ending.restore!(saved);
+    const last = predictions(await lastValueFrom(ending.apply(from([watermark(Infinity)])).pipe(toArray())));
+    await ending.close?.();
+    assert.equal(last.length, saved.learner.toPredict.length);
+    const endedThere = await runOperator(intentModel, config, [...input.slice(0, cut), watermark(Infinity)]);
+    assert.deepEqual([...predictions(first.output), ...last], predictions(endedThere.output), `cut ${cut}, ended`);
+  }
+  assert.ok(singles > 0, 'some cut leaves one sample pending');
+});
 
 test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
