@@ -39,3 +39,13 @@ export async function rawParseMs(path: string, expected: number): Promise<number
   if (count !== expected) throw new Error(`parsed ${count} of ${expected}`);
   return performance.now() - start;
 }
+
+/** The sessionizer and every feature operator, as the sessionize bench (and its digest check) run them. */
+export const sessionizeStagesYaml = `stages:
+  - {type: sessionizer, gap: 30m, max_length: 4h, allowed_lateness: 5m}
+  - {type: session-features}
+  - {type: user-features}
+  - {type: hash-features, fields: [category, itemId], width: 32}
+  - {type: log1p, features: ["s_*", "u_events", "u_monetary"]}
+  - {type: standardize, features: ["s_*", "u_*"]}
+  - {type: clip, features: ["*"], min: -8, max: 8}`;

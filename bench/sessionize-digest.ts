@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
-import { writeSyntheticEvents } from './data.js';
+import { sessionizeStagesYaml, writeSyntheticEvents } from './data.js';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const users = Number(process.argv[3] ?? 100_000);
@@ -54,14 +54,7 @@ registry.register(
 );
 const yaml = `name: digest
 sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms}}]
-${process.env['SESSIONIZE_STAGES'] ?? `stages:
-  - {type: sessionizer, gap: 30m, max_length: 4h, allowed_lateness: 5m}
-  - {type: session-features}
-  - {type: user-features}
-  - {type: hash-features, fields: [category, itemId], width: 32}
-  - {type: log1p, features: ["s_*", "u_events", "u_monetary"]}
-  - {type: standardize, features: ["s_*", "u_*"]}
-  - {type: clip, features: ["*"], min: -8, max: 8}`}
+${process.env['SESSIONIZE_STAGES'] ?? sessionizeStagesYaml}
 sinks: [{type: digest}]
 `;
 const loaded = await loadPipeline(join(dir, 'digest.yaml'), { registry, text: yaml, env: {} });

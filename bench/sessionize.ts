@@ -17,7 +17,7 @@ import sessionizer from '../plugins/operators/sessionizer.js';
 import sessionFeatures from '../plugins/operators/session-features.js';
 import userFeatures from '../plugins/operators/user-features.js';
 import { machine, median, writeSection } from './machine.js';
-import { rawParseMs, writeSyntheticEvents } from './data.js';
+import { rawParseMs, writeSyntheticEvents, sessionizeStagesYaml } from './data.js';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const users = Number(process.argv[3] ?? 100_000);
@@ -39,15 +39,6 @@ const gc = (): void => {
   global.gc();
 };
 
-const stagesYaml = `stages:
-  - {type: sessionizer, gap: 30m, max_length: 4h, allowed_lateness: 5m}
-  - {type: session-features}
-  - {type: user-features}
-  - {type: hash-features, fields: [category, itemId], width: 32}
-  - {type: log1p, features: ["s_*", "u_events", "u_monetary"]}
-  - {type: standardize, features: ["s_*", "u_*"]}
-  - {type: clip, features: ["*"], min: -8, max: 8}
-`;
 
 /** Runs file source -> (stages) -> a sink that only counts, so the figure is the pipeline's, not JSON output's. */
 async function pipeline(path: string, withStages: boolean): Promise<{ ms: number; sessions: number }> {
@@ -61,7 +52,7 @@ async function pipeline(path: string, withStages: boolean): Promise<{ ms: number
     }),
     'bench',
   );
-  const yaml = `name: sessionize\nsources: [{type: file, path: ${path}, mapping: {time_format: epoch_ms}}]\n${withStages ? stagesYaml : ''}sinks: [{type: count}]\n`;
+  const yaml = `name: sessionize\nsources: [{type: file, path: ${path}, mapping: {time_format: epoch_ms}}]\n${withStages ? `${sessionizeStagesYaml}\n` : ''}sinks: [{type: count}]\n`;
   const loaded = await loadPipeline(join(dir, 'bench.yaml'), { registry, text: yaml, env: {} });
   // The synthetic world starts in 2024: a fixed clock keeps max_ahead_of_clock meaningful.
   const runner = new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() });

@@ -160,7 +160,6 @@ class KafkaSource {
   private readonly partitions = new Map<string, PartitionState>();
   /** The assignment each partition of a position() was in, for commit() to skip stale ones. */
   private readonly positionAssignments = new WeakMap<SourcePosition, Map<PartitionState, number>>();
-  /** Records consumed and not yet handed to the runtime. */
   /** Consumed records not yet handed to the runtime, as the chunks consume() returned them (no copying). */
   private chunks: RdKafka.Message[][] = [];
   /** End-of-partition events of the last consume call, applied once its records are buffered. */
@@ -537,11 +536,7 @@ class KafkaSource {
           state = newPartitionState(tp, now, true);
           this.partitions.set(key, state);
         }
-        state.assigned = true;
-        state.assignment++;
-        state.atEnd = false;
-        state.fetched = undefined;
-        state.lastActivity = now;
+        markAssigned(state, now);
         const from = this.seekTo.get(key);
         // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
         this.seekTo.delete(key);
@@ -602,16 +597,13 @@ class KafkaSource {
       return { state, committed: committedOf.get(key) };
     });
     const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
+    const assignedAt = this.context.clock.now();
     for (const { state } of states) {
-      state.assigned = true;
-      state.assignment++;
-      state.atEnd = false;
-      state.fetched = undefined;
+      markAssigned(state, assignedAt);
       state.next = undefined;
       // Event time restarts with the records read from the restored offset (they may be older than
       // what this instance saw of the partition before it left).
       state.maxTime = -Infinity;
-      state.lastActivity = this.context.clock.now();
     }
     this.assign(assignment.map((tp, index) => {
       const start = starts.get(states[index]!.state.id);
@@ -815,6 +807,15 @@ class KafkaSource {
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
   return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0 };
+}
+
+/** The partition is this instance's again: a new assignment, read from where the group says. */
+function markAssigned(state: PartitionState, now: number): void {
+  state.assigned = true;
+  state.assignment++;
+  state.atEnd = false;
+  state.fetched = undefined;
+  state.lastActivity = now;
 }
 
 function partitionKey(topic: string, partition: number): string {

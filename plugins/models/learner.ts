@@ -503,6 +503,14 @@ export class OnlineLearner {
     }
   }
 
+  /** Empties the label buffer; handles still held elsewhere read as released. */
+  private releaseAll(): void {
+    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.awaitingQueue = [];
+    this.awaitingHead = 0;
+    this.awaitingCount = 0;
+  }
+
   /** Samples awaiting their label, oldest first. */
   private *awaitingSamples(): Generator<Sample> {
     for (let i = this.awaitingHead; i < this.awaitingQueue.length; i++) if (!this.awaitingQueue[i]!.released) yield this.awaitingQueue[i]!;
@@ -515,7 +523,7 @@ export class OnlineLearner {
    */
   handlesById(): (id: string) => SampleHandle {
     const byId = new Map(Array.from(this.awaitingSamples(), (s) => [s.id, s]));
-    return (id) => byId.get(id) ?? { id, userId: '', time: 0, released: true };
+    return (id) => byId.get(id) ?? { id, released: true };
   }
 
   /**
@@ -657,10 +665,7 @@ export class OnlineLearner {
     this.flushPredictions(emit);
     this.flushLearning(emit);
     this.counts.unlabelledAtEnd += this.awaitingCount;
-    for (const sample of this.awaitingSamples()) sample.released = true;
-    this.awaitingQueue = [];
-    this.awaitingHead = 0;
-    this.awaitingCount = 0;
+    this.releaseAll();
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -712,11 +717,10 @@ export class OnlineLearner {
     if (state.saved) this.loadSaved(state.saved);
     this.toPredict = state.toPredict.map((e) => this.decodeSample(e));
     // Handles from before the restore are stale: released, so labelling one is a late label.
-    for (const sample of this.awaitingSamples()) sample.released = true;
+    this.releaseAll();
     this.awaitingQueue = state.awaiting.map((e) => this.decodeSample(e));
     for (const s of this.toPredict) if (s.label === undefined) this.awaitingQueue.push(s);
     for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
-    this.awaitingHead = 0;
     this.awaitingCount = this.awaitingQueue.length;
     this.toLearn = state.toLearn.map((e) => this.decodeSample(e));
     this.prequential.load(state.prequential);

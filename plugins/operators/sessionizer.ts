@@ -166,8 +166,8 @@ class Session implements SessionHandle {
   /**
    * Counts by event type, in first-seen order. The four known types are counted in fixed fields,
    * their first-seen order packed in `knownOrder` (3 bits per type, first in the lowest bits; bit
-   * `code` of `knownSeen` set once seen): no
-   * arrays per session (they were two allocations per session, each promoted). A session that sees
+   * `code` of `knownSeen` set once seen): no arrays per session (they were two allocations per
+   * session, each promoted). A session that sees
    * another type moves all its counts to `types`/`typeCounts` (arrays, in first-seen order).
    */
   knownOrder = 0;
@@ -844,11 +844,10 @@ function addCount(session: Session, type: string, count: number): void {
 function generalCounts(session: Session): void {
   const types: string[] = [];
   const typeCounts: number[] = [];
-  for (let k = 0; k < session.knownTypes; k++) {
-    const code = (session.knownOrder >> (3 * k)) & 7;
-    types.push(KNOWN_TYPES[code - 1]!);
-    typeCounts.push(knownCount(session, code));
-  }
+  forEachCount(session, (type, count) => {
+    types.push(type);
+    typeCounts.push(count);
+  });
   session.types = types;
   session.typeCounts = typeCounts;
   session.knownOrder = session.knownTypes = session.knownSeen = session.views = session.carts = session.removes = session.purchases = 0;
@@ -871,19 +870,10 @@ function forEachCount(session: Session, each: (type: string, count: number) => v
 /** Counts by type as a plain object (own keys even for `__proto__`, as a spread would make). */
 function countsOf(session: Session): Record<string, number> {
   const counts: Record<string, number> = {};
-  if (session.types === undefined) {
-    for (let k = 0; k < session.knownTypes; k++) {
-      const code = (session.knownOrder >> (3 * k)) & 7;
-      counts[KNOWN_TYPES[code - 1]!] = knownCount(session, code);
-    }
-    return counts;
-  }
-  const types = session.types;
-  for (let k = 0; k < types.length; k++) {
-    const type = types[k]!;
-    if (type === '__proto__') Object.defineProperty(counts, type, { value: session.typeCounts![k], enumerable: true, writable: true, configurable: true });
-    else counts[type] = session.typeCounts![k]!;
-  }
+  forEachCount(session, (type, count) => {
+    if (type === '__proto__') Object.defineProperty(counts, type, { value: count, enumerable: true, writable: true, configurable: true });
+    else counts[type] = count;
+  });
   return counts;
 }
 
