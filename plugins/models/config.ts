@@ -151,9 +151,9 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
   batch: {
     type: 'object',
     additionalProperties: false,
-    description: 'Micro-batches for predicting and learning: TF.js pays per op call, so samples are batched.',
+    description: 'Micro-batches for predicting and learning: TF.js pays per op call, so samples are batched. `logistic` predicts each event at once on the host (a dot product costs less than a kernel call) and batches only its learning.',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch. Default: 256.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch (mlp, gru). Default: 256.' },
       learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per learning step. Above max_size: fewer TF.js calls per label, but fewer optimiser steps, which can learn worse on short streams. Default: max_size.' },
       max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size and watermarks only (fully deterministic). Default: 200ms.'),
     },

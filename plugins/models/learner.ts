@@ -392,11 +392,42 @@ export class OnlineLearner {
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset);
     const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq);
+    const model = this.model!;
+    if (model.predictRow !== undefined) {
+      // Scored at once on the host: the prediction waits for no micro-batch.
+      this.hold(sample);
+      sample.score = model.predictRow(this.slab, offset);
+      this.emitPrediction(sample, emit);
+      this.unCountedPredictions++;
+      return sample;
+    }
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
     this.toPredict.push(sample);
     this.hold(sample);
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
     return sample;
+  }
+
+  /** Predictions made since the metrics were last exported (counted in bulk: a counter per event cost more than the row). */
+  private unCountedPredictions = 0;
+  private version = '';
+  private versionSteps = -1;
+
+  /** Emits a scored sample's prediction record; scores it now if its label came while it waited for its batch. */
+  private emitPrediction(s: Sample, emit: Emit): void {
+    if (this.versionSteps !== this.counts.learnSteps) {
+      this.versionSteps = this.counts.learnSteps;
+      this.version = `${this.config.version}.${this.counts.learnSteps}`;
+    }
+    const version = this.version;
+    // Built whole, in one shape per kind (fields in the same order either way).
+    const prediction: Prediction =
+      s.sessionId === undefined
+        ? { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score! }
+        : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score!, sessionId: s.sessionId };
+    emit(prediction as unknown as StreamRecord);
+    this.counts.predictions++;
+    if (s.label !== undefined) this.scoreAndQueue(s, emit);
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -449,21 +480,15 @@ export class OnlineLearner {
     let contiguous = true;
     for (let i = 1; i < samples.length && contiguous; i++) contiguous = samples[i]!.rows === first.rows && samples[i]!.row === first.row + i * stride;
     const rows = contiguous ? first.rows!.subarray(first.row, first.row + samples.length * stride) : undefined;
-    const scores = this.model!.predictProbaMany(this.batchOf(samples, rows));
-    const version = `${this.config.version}.${this.counts.learnSteps}`;
-    for (let i = 0; i < samples.length; i++) {
-      const s = samples[i]!;
-      s.score = scores[i]!;
-      // Built whole, in one shape per kind (fields in the same order either way).
-      const prediction: Prediction =
-        s.sessionId === undefined
-          ? { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score }
-          : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score, sessionId: s.sessionId };
-      emit(prediction as unknown as StreamRecord);
-      // A label may already have come while the sample waited for its batch: score it now.
-      if (s.label !== undefined) this.scoreAndQueue(s, emit);
+    const model = this.model!;
+    if (model.predictRow !== undefined) {
+      // Only samples restored from a snapshot of a batched run reach here for such a model.
+      for (const s of samples) s.score = model.predictRow(s.rows!, s.row);
+    } else {
+      const scores = model.predictProbaMany(this.batchOf(samples, rows));
+      for (let i = 0; i < samples.length; i++) samples[i]!.score = scores[i]!;
     }
-    this.counts.predictions += samples.length;
+    for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit);
     this.counters.predictions.inc(samples.length);
     this.gauges.buffer.set(this.awaitingCount);
   }
@@ -544,6 +569,8 @@ export class OnlineLearner {
   }
 
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
+    // With predictions made at once, a learning batch's wait starts at its first sample.
+    if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
     this.unCountedLabels++;
@@ -601,6 +628,10 @@ export class OnlineLearner {
 
   /** Sets the metric gauges; at most once a second unless `force` (end of input). */
   private exportMetrics(force: boolean): void {
+    if (this.unCountedPredictions > 0) {
+      this.counters.predictions.inc(this.unCountedPredictions);
+      this.unCountedPredictions = 0;
+    }
     if (this.unCountedLabels > 0) {
       this.counters.labels.inc(this.unCountedLabels);
       this.unCountedLabels = 0;
@@ -633,6 +664,7 @@ export class OnlineLearner {
   /** Runs both batches when the oldest pending sample has waited `batch.max_delay` (wall clock). */
   tick(emit: Emit): void {
     this.recordsSinceTick = 0;
+    if (this.unCountedPredictions > 0) this.exportMetrics(false);
     const delay = this.config.batch.maxDelayMs;
     if (delay <= 0 || (this.toPredict.length === 0 && this.toLearn.length === 0)) return;
     if (this.context.clock.now() - this.oldestPending >= delay) {

@@ -33,6 +33,15 @@ export class LogisticRegression extends OnlineModel {
     });
   }
 
+  /** sigmoid(x . w + b) in float64 from a host copy of [w; b], read back once per learning step. */
+  override predictRow(rows: Float32Array, offset: number): number {
+    const wb = this.params.hostValues();
+    const d = this.inputs;
+    let z = wb[d]!;
+    for (let i = 0; i < d; i++) z += wb[i]! * rows[offset + i]!;
+    return 1 / (1 + Math.exp(-z));
+  }
+
   protected logits(batch: Batch): TF.Tensor1D {
     return inputsWithOnes(batch, this.ones).matMul(this.params.matrix('wb')).reshape([batch.n]);
   }

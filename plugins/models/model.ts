@@ -131,6 +131,14 @@ export abstract class OnlineModel {
     return out;
   }
 
+  /**
+   * P(positive) of one row of features, `d` values from `offset` (a ones column after them is
+   * ignored), computed on the host at once; undefined for models that only predict in batches.
+   * A model offers it when one row costs less in plain JS than a kernel call: then predictions need
+   * not wait for a micro-batch (latency) and make no kernel calls (throughput).
+   */
+  predictRow?(rows: Float32Array, offset: number): number;
+
   predictProbaOne(batch: Batch): number {
     return this.predictProbaMany(batch)[0]!;
   }

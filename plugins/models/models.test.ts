@@ -293,7 +293,8 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
 
 test('a snapshot with a single sample waiting for its prediction batch restores and predicts it', async () => {
   const input = separableIntentStream(60, 5);
-  const config: IntentModelConfig = { ...base, batch: { max_size: 2, max_delay: 0 } };
+  // mlp predicts in batches (logistic predicts each event at once, so it never has one pending).
+  const config: IntentModelConfig = { ...base, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 2, max_delay: 0 } };
   const whole = await runOperator(intentModel, config, input);
   const predictions = (output: Element[]) => of(output, 'prediction').map((p) => `${p.id}:${p.score}`);
   let singles = 0;
@@ -339,6 +340,38 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(prior(of(warm.output, 'prediction')[0]!.score), 'another folder: cold');
   const warmed = await runOperator(intentModel, config, probe);
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
+});
+
+test('logistic predicts each event as it comes (no micro-batch wait), with the score the batched kernel gives', async () => {
+  const input = separableIntentStream(40, 5);
+  // A batch size and delay no run reaches: a batched prediction would wait for the end of input.
+  const config: IntentModelConfig = { ...base, batch: { max_size: 100_000, learn_size: 16, max_delay: '1h' } };
+  const operator = await intentModel.create(config, testContext());
+  await operator.open?.();
+  const feed = new Subject<Element>();
+  const output: Element[] = [];
+  operator.apply(feed).subscribe((r) => output.push(r));
+  let checked = 0;
+  for (const element of input) {
+    const before = of(output, 'prediction').length;
+    feed.next(element);
+    const features = (element as { features?: { values: Float32Array } }).features;
+    if (element.kind !== 'event' || !features || (element as { type?: string }).type === 'purchase') continue;
+    // Every event before a purchase leaves with its prediction, before the next event comes.
+    assert.equal(of(output, 'prediction').length, before + 1);
+    checked++;
+  }
+  feed.complete();
+  await operator.close?.();
+  assert.ok(checked > 100);
+  // The host score is the kernel's: the same model predicting the same rows in a batch.
+  const config2 = resolveConfig({ model: { kind: 'logistic' } }, 'row');
+  const model = createModel(4, config2.model, config2.optimizer);
+  const x = Float32Array.from({ length: 12 }, (_, i) => (i % 5) - 2);
+  model.learnMany({ n: 3, d: 4, x }, Float32Array.of(1, 0, 1));
+  const batched = model.predictProbaMany({ n: 3, d: 4, x });
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(model.predictRow!(x, i * 4) - batched[i]!) < 1e-6, `row ${i}`);
+  model.dispose();
 });
 
 test('tensors do not leak: tf.memory().numTensors stays flat across learn and predict batches', async () => {

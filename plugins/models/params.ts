@@ -148,6 +148,17 @@ export class ParamSet {
   assign(value: TF.Tensor): void {
     this.flat.assign(value);
     this.dropViews();
+    this.host = undefined;
+  }
+
+  private host: Float64Array | undefined;
+
+  /**
+   * The flat vector on the host (a copy, read back once per change): for models that predict one row
+   * in plain JS, where a kernel call would cost more than the arithmetic.
+   */
+  hostValues(): Float64Array {
+    return (this.host ??= Float64Array.from(this.flat.dataSync() as Float32Array));
   }
 
   private dropViews(): void {
