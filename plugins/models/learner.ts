@@ -195,7 +195,8 @@ export class OnlineLearner {
   private model: OnlineModel | undefined;
   private normaliser: Normaliser | undefined;
   private features: string[] | undefined;
-  private readonly aligned = new WeakMap<readonly string[], number[] | null>();
+  /** Names arrays mapped onto `features`: remade with the features (a warm start or restore may change them). */
+  private aligned = new WeakMap<readonly string[], number[] | null>();
   private toPredict: Sample[] = [];
   /**
    * The label buffer: samples from submission on (not from their batch: a session's labels often
@@ -309,6 +310,7 @@ export class OnlineLearner {
 
   private build(features: readonly string[]): void {
     this.features = [...features];
+    this.aligned = new WeakMap();
     this.lastNames = undefined;
     this.normaliser = new Normaliser(features.length);
     this.model = createModel(features.length, this.config.model, this.config.optimizer);
