@@ -2,7 +2,7 @@
  * Kafka through a real broker on this machine (broker included):
  *
  *   node dist/bench/kafka.js [EVENTS] [--pipeline=passthrough,intent] [--mode=at-least-once,exactly-once]
- *                            [--runs=3] [--no-throughput] [--no-latency] [--write]
+ *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms] [--write]
  *
  * Two pipelines, each in both delivery modes:
  * - passthrough: `kafka` source -> `kafka` sink, no stages (the plugins' own cost);
@@ -48,6 +48,8 @@ const doThroughput = !args.includes('--no-throughput');
 const doLatency = !args.includes('--no-latency');
 const write = args.includes('--write');
 const users = 20_000;
+/** How often exactly-once commits its transaction: the floor of its latency (read_committed readers see a record at the commit). */
+const eosCommitInterval = flag('eos-commit-interval') ?? '50ms';
 
 const stages: Record<PipelineKind, string> = {
   passthrough: '',
@@ -78,7 +80,7 @@ ${stages[kind]}
 sinks:
   - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: ${mode}, transactional_id: tx-${output}${kinds} }
 dead_letter: { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}-dlq, guarantee: ${mode} }
-settings: { max_in_flight: 4096, commit_interval: ${mode === 'exactly-once' ? '50ms' : '1s'} }
+settings: { max_in_flight: 4096, commit_interval: ${mode === 'exactly-once' ? eosCommitInterval : '1s'} }
 `;
 }
 
@@ -301,9 +303,9 @@ try {
 \`node dist/bench/kafka.js ${events} --runs=${runs} --write\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
-- **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic, micro-batches of up to 256 or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
+- **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s (after a 3 s warm-up), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every 50 ms (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s (after a 3 s warm-up), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
 | pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | latency p50 at 5k/s | latency p99 at 5k/s |
 |---|---|---|---|---|---|
