@@ -31,7 +31,7 @@ import type { Message } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 import { loadavg } from 'node:os';
-import { machine, median, percentile, writeSection } from './machine.js';
+import { commandLine, machine, median, percentile, writeSection } from './machine.js';
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 
@@ -300,7 +300,7 @@ try {
       'kafka',
       `## Kafka
 
-\`node dist/bench/kafka.js ${events} --runs=${runs} --write\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
+\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).

@@ -7,6 +7,12 @@ export function machine(): string {
   return `${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${process.platform}/${process.arch}`;
 }
 
+/** How this bench was started (node's own flags included, e.g. the young-generation size), for the section's first line. */
+export function commandLine(): string {
+  const script = process.argv[1]!.replace(/^.*?(dist\/bench\/)/, '$1');
+  return ['node', ...process.execArgv, script, ...process.argv.slice(2)].join(' ');
+}
+
 /** Replaces (or appends) the section between `<!-- bench:NAME -->` markers in BENCHMARKS.md. */
 export function writeSection(path: string, name: string, markdown: string): void {
   const start = `<!-- bench:${name}:start -->`;

@@ -21,7 +21,7 @@ import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
 import { Normaliser } from '../plugins/models/normaliser.js';
-import { machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, writeSection } from './machine.js';
 
 const events = Number(process.argv[2] ?? 200_000);
 // A shared machine: the load average goes into BENCHMARKS.md with the figures.
@@ -166,7 +166,7 @@ What bounds it now: the goal needs the two model stages at ~2.3 µs/event, and T
 
 const markdown = `## Models
 
-\`node dist/bench/models.js ${events}\` — TensorFlow.js backend **${backend.backend}** (${backend.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ') || 'first choice'}). There is no GPU on this machine, so tensorflow-gpu was not measured.
+\`${commandLine()}\` — TensorFlow.js backend **${backend.backend}** (${backend.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ') || 'first choice'}). There is no GPU on this machine, so tensorflow-gpu was not measured.
 
 **Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; tributary runs micro-batches of 256 (predictProbaMany then learnMany, Adam); River ${riverVersion} runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
 

@@ -16,6 +16,7 @@ if (!name || !existsSync(join(here, `${name}.js`))) {
   console.error(`usage: npm run bench -- NAME [args...]\navailable: ${available.join(', ')}`);
   process.exit(2);
 }
-const flags = ['--expose-gc', '--max-old-space-size=8192'];
+// The young generation the `tributary` command runs with (core/cli/main.ts), so benches measure what users run.
+const flags = ['--expose-gc', '--max-old-space-size=8192', '--max-semi-space-size=32'];
 const result = spawnSync(process.execPath, [...flags, join(here, `${name}.js`), ...args], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

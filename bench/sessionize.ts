@@ -16,7 +16,7 @@ import { Chain, stage, type Stage } from '../plugins/operators/harness.js';
 import sessionizer from '../plugins/operators/sessionizer.js';
 import sessionFeatures from '../plugins/operators/session-features.js';
 import userFeatures from '../plugins/operators/user-features.js';
-import { machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, writeSection } from './machine.js';
 import { rawParseMs, writeSyntheticEvents, sessionizeStagesYaml } from './data.js';
 
 const events = Number(process.argv[2] ?? 1_000_000);
@@ -159,7 +159,7 @@ writeSection(
   'sessionize',
   `## Sessionizer and features
 
-\`node --expose-gc dist/bench/sessionize.js ${events} ${users} ${knownUsers}\` — ${n(events)} synthetic events (ShopperWorld, seed 1, ${n(users)} users, ${new Date(span.first).toISOString().slice(0, 10)} to ${new Date(span.last).toISOString().slice(0, 10)}) written as JSONL to a temp file; \`file\` source -> sessionizer (30m gap, 4h max length, 5m lateness) -> session-features -> user-features (1d/7d/30d) -> hash-features (32) -> log1p -> standardize -> clip (${sessions ? n(sessions) : '?'} sessions, ${sessionFeatureWidth()} features per event) -> a sink that only counts. Against plain \`readline\` + \`JSON.parse\` of the same file in the same run; median of 3 rounds each, alternating.
+\`${commandLine()}\` — ${n(events)} synthetic events (ShopperWorld, seed 1, ${n(users)} users, ${new Date(span.first).toISOString().slice(0, 10)} to ${new Date(span.last).toISOString().slice(0, 10)}) written as JSONL to a temp file; \`file\` source -> sessionizer (30m gap, 4h max length, 5m lateness) -> session-features -> user-features (1d/7d/30d) -> hash-features (32) -> log1p -> standardize -> clip (${sessions ? n(sessions) : '?'} sessions, ${sessionFeatureWidth()} features per event) -> a sink that only counts. Against plain \`readline\` + \`JSON.parse\` of the same file in the same run; median of 3 rounds each, alternating.
 
 | measure | value |
 |---|---|
