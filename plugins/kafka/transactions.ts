@@ -13,10 +13,13 @@
  *   metadata, so a zombie from an older group generation is fenced: KIP-447), `commitTransaction`,
  *   and begin the next one. The runtime calls the source's `commit` at a barrier, after every sink
  *   flushed, so the transaction holds exactly the outputs of the input up to the offsets it commits.
- * - Only the flush and the sealing of the transaction (no more writes into it) happen at that barrier:
- *   the broker round trips of sendOffsetsToTransaction and commitTransaction run after it, while the
- *   pipeline goes on writing into a bounded queue that opens the next transaction. Holding the
- *   barrier for them would stop the pipeline for most of every short commit interval.
+ * - Only the sealing of the transaction (no more writes into it) happens at that barrier, at once:
+ *   the broker round trips (flush, sendOffsetsToTransaction, commitTransaction) run after it, while
+ *   the pipeline goes on writing into a bounded queue for the next transaction. A commit asked for
+ *   while one is under way does not wait for it either: it marks how much of that queue it covers and
+ *   commits right after (two such asks merge into one, offsets merged). So commits run back to back
+ *   at a short interval without ever holding the pipeline, and each transaction holds exactly the
+ *   writes made before its commit was asked for (also for a revocation, which has no barrier).
  * - Any transactional error aborts and fails the pipeline: a restart resumes from the last committed
  *   offsets, and readers with isolation.level=read_committed never see the aborted outputs.
  */
@@ -35,17 +38,33 @@ export interface TransactionalProduce {
   timestamp: number;
 }
 
+interface QueuedCommit {
+  /** Next offset to read per partition (merged over the asks: the newest of each). */
+  offsets: Map<string, RdKafka.TopicPartitionOffset>;
+  consumer: RdKafka.KafkaConsumer | undefined;
+  covers: number;
+  committed: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 export class PipelineTransactions {
   private producer!: RdKafka.Producer;
-  /** Writes that arrived while no transaction was open (during a commit); sent when the next begins. */
+  /** Writes made while no transaction was open (a commit under way), in order; sent as the next ones begin. */
   private waiting: TransactionalProduce[] = [];
   private open = false;
   private closed = false;
+  /** A failed delivery (its transaction cannot commit). */
   private failure: Error | undefined;
-  private opened: Promise<void> = Promise.resolve();
-  /** Resolved when the next transaction opens (while `waiting` is full). */
-  private reopened: Promise<void> = Promise.resolve();
-  private reopen: (() => void) | undefined;
+  /** Set once a transaction failed and was aborted: nothing commits after it. */
+  private aborted: Error | undefined;
+  /** A commit is under way (from sealing to the next transaction's begin). */
+  private committingNow = false;
+  /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
+  private next: QueuedCommit | undefined;
+  /** Resolved when `waiting` has room again (while it is full). */
+  private room: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** The last commit asked for (whatever its outcome, close() waits for it). */
   private committing: Promise<void> = Promise.resolve();
   transactions = 0;
 
@@ -88,21 +107,23 @@ export class PipelineTransactions {
   }
 
   private async begin(): Promise<void> {
-    this.opened = promisify((cb) => this.producer.beginTransaction(cb));
-    await this.opened;
+    await promisify((cb) => this.producer.beginTransaction(cb));
+    const next = this.next;
+    this.next = undefined;
+    if (next) {
+      // The writes the queued commit covers form this transaction, sealed at once.
+      const covered = this.waiting.splice(0, next.covers);
+      for (const record of covered) this.send(record);
+      this.wake();
+      this.run([...next.offsets.values()], next.consumer).then(next.resolve, next.reject);
+      return;
+    }
     this.open = true;
+    this.committingNow = false;
     const waiting = this.waiting;
     this.waiting = [];
     for (const record of waiting) this.send(record);
-    const reopen = this.reopen;
-    this.reopen = undefined;
-    reopen?.();
-  }
-
-  /** No more writes into the open transaction: later ones wait for the next. */
-  private seal(): void {
-    this.open = false;
-    this.reopened = new Promise<void>((resolve) => (this.reopen = resolve));
+    this.wake();
   }
 
   /** Writes a JSON value into the open transaction (or the next one, while a commit is under way). */
@@ -120,51 +141,89 @@ export class PipelineTransactions {
 
   /** Resolves when there is room: a transaction is open, or the queue for the next one is not full. */
   ready(): Promise<void> | undefined {
-    return this.open || this.waiting.length < maxWaiting ? undefined : this.reopened;
+    if (this.open || this.waiting.length < maxWaiting) return undefined;
+    if (!this.room) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.room = { promise, resolve };
+    }
+    return this.room.promise;
+  }
+
+  private wake(): void {
+    if (this.room && (this.open || this.waiting.length < maxWaiting)) {
+      this.room.resolve();
+      this.room = undefined;
+    }
   }
 
   /** Waits until everything produced so far is acknowledged by the brokers (still uncommitted). */
   async flush(): Promise<void> {
     // No wait for queued failure reports here (unlike the idempotent sink): commitTransaction fails
-    // by itself if any delivery of the transaction failed, and every event-loop turn between this
-    // flush and seal() lets writes into a transaction whose offsets a revocation already took.
+    // by itself if any delivery of the transaction failed.
     await promisify((cb) => this.producer.flush(30_000, cb));
     if (this.failure) throw this.failure;
   }
 
   /**
-   * Commits the open transaction together with the consumer's `offsets` (next offsets to read), then
-   * opens the next. `sealed` resolves once everything written so far is acknowledged and the
-   * transaction takes no more writes (the part that needs the runtime's barrier); `committed` when the
-   * brokers committed it. On failure the transaction is aborted and both reject: the pipeline must stop.
+   * Commits every write made so far together with the consumer's `offsets` (next offsets to read).
+   * The open transaction is sealed at once (later writes wait for the next one), so `sealed` is
+   * already resolved; `committed` resolves when the brokers committed it. While another commit is
+   * under way, this one is queued behind it (merged with any other queued one). On failure the
+   * transaction is aborted and `committed` rejects (this one's and every later one's): the pipeline
+   * must stop.
    */
   commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): { sealed: Promise<void>; committed: Promise<void> } {
-    let sealed!: () => void;
-    let notSealed!: (error: unknown) => void;
-    const sealedPromise = new Promise<void>((resolve, reject) => {
-      sealed = resolve;
-      notSealed = reject;
-    });
-    const run = async (): Promise<void> => {
-      try {
-        await this.flush();
-        this.seal();
-        sealed();
-        if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
-        await promisify((cb) => this.producer.commitTransaction(30_000, cb));
-        this.transactions++;
-      } catch (error) {
-        notSealed(error);
-        if (this.open) this.seal();
-        this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
-        await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
-        throw asError(error);
-      }
-      await this.begin();
-    };
-    this.committing = this.committing.then(run, run);
-    sealedPromise.catch(() => undefined); // the caller observes `committed` too
-    return { sealed: sealedPromise, committed: this.committing };
+    const sealed = Promise.resolve();
+    if (this.aborted) {
+      const failed = Promise.reject(this.aborted);
+      failed.catch(() => undefined);
+      return { sealed, committed: failed };
+    }
+    if (!this.committingNow) {
+      this.open = false;
+      this.committingNow = true;
+      this.committing = this.run(offsets, consumer);
+      return { sealed, committed: this.committing };
+    }
+    if (!this.next) {
+      let resolve!: () => void;
+      let reject!: (error: unknown) => void;
+      const committed = new Promise<void>((done, fail) => {
+        resolve = done;
+        reject = fail;
+      });
+      this.next = { offsets: new Map(), consumer, covers: 0, committed, resolve, reject };
+      this.committing = committed;
+    }
+    const next = this.next;
+    next.covers = this.waiting.length;
+    if (consumer) next.consumer = consumer;
+    for (const tp of offsets) {
+      const id = `${tp.topic}\u0000${tp.partition}`;
+      const known = next.offsets.get(id);
+      if (known === undefined || tp.offset > known.offset) next.offsets.set(id, tp);
+    }
+    return { sealed, committed: next.committed };
+  }
+
+  /** Commits the sealed transaction, then begins the next (which may be a queued commit's, sealed at once). */
+  private async run(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): Promise<void> {
+    try {
+      await this.flush();
+      if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
+      await promisify((cb) => this.producer.commitTransaction(30_000, cb));
+      this.transactions++;
+    } catch (error) {
+      this.aborted = asError(error);
+      this.logger.error({ err: this.aborted.message }, 'kafka transaction failed; aborting it');
+      await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
+      const next = this.next;
+      this.next = undefined;
+      next?.reject(this.aborted);
+      throw this.aborted;
+    }
+    await this.begin();
   }
 
   /** Resolves when no commit is under way (whatever its outcome). */
