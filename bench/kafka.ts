@@ -252,7 +252,7 @@ interface Row {
 let broker: NativeBroker | undefined;
 let brokers = process.env.KAFKA_BROKERS;
 if (!brokers) {
-  broker = await startNativeBroker({ heap: '1g' });
+  broker = await startNativeBroker({ heap: '1g', gc: 'g1' });
   brokers = broker.brokers;
 }
 try {
@@ -300,7 +300,7 @@ try {
       'kafka',
       `## Kafka
 
-\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
+\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka\'s own start scripts set it) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
