@@ -97,7 +97,9 @@ for (const kind of ['logistic', 'mlp'] as const) {
   const batches = Math.floor(vectors.length / size);
   const step = (b: number): void => {
     const batch = { n: size, d, x: X.subarray(b * size * d, (b + 1) * size * d) };
-    model.predictProbaMany(batch);
+    // As the pipeline predicts: each sample on the host where the model offers it (logistic), else one batch.
+    if (model.predictRow) for (let i = 0; i < size; i++) model.predictRow(X, (b * size + i) * d);
+    else model.predictProbaMany(batch);
     model.learnMany(batch, Y.subarray(b * size, (b + 1) * size));
   };
   for (let b = 0; b < 5; b++) step(b); // warm-up: kernels compiled, memory allocated
@@ -147,28 +149,15 @@ const demoModels = modelReports
   })
   .join('; ');
 // Before/after this session's model work, and what bounds the figures now (see git log for the changes).
-const beforeAfter = `**Before / after the label-buffer and bookkeeping work** (models-speed branch against main at 1b66820, built side by side, 2026-11-25; the machine was shared with three other engineers' builds and benches, load average 3.6 to 15 on 2 cores, so wall-clock figures moved 2x between runs of the same code and the A/B below uses CPU time and profiles):
+const beforeAfter = `**This round** (issue 4, 2026-11-25 afternoon): \`logistic\` predicts each event at once on the host, sigmoid(x . w + b) in float64 from a copy of its weights read back once per learning step (ParamSet.hostValues), instead of queueing it for a prediction micro-batch; mlp and gru still predict in batches, and every model still learns in micro-batches. A prediction no longer waits up to \`batch.max_delay\` for its batch (latency: the Kafka intent pipeline's p50 fell from about 40 to 21-26 ms, see the Kafka section), and logistic makes no kernel call to predict. Measured with the new \`node dist/bench/model-stages.js 100000 6\` (the demo's intent + churn stages replayed over its captured feature stream, CPU time per event, 6 reps after 2 warm-up replays), against the previous commit built apart, 3 alternating rounds (load 2.2-3.0): **median 11.8 -> 9.7 µs per event** (rounds 12.5 / 9.8 / 11.8 -> 9.1 / 9.7 / 11.5). Scores: predictions now use the weights of their event's moment rather than those of a later batch flush; REES46 logistic AUC / log loss 0.6032 / 0.1582 -> 0.6014 / 0.1583 (the table above), the demo's intent AUC 0.873 (0.874 before). A profile of the replay after the change: garbage collection 13%, the learner's submit (normalising 42 features: Welford update, a square root and three divisions each) 10%, churn's per-session bookkeeping about 13%, the prequential metrics about 6%, TF.js (learning only) a few %. The whole-pipeline ratio above is one run's and moves with the host's drift by tens of percent (this run's raw parse was 373k events/s against 273k for the previous table's 0.15, and the pipeline did not speed up in step); back to back, the whole demo (\`tributary run pipelines/demo.yaml\`, 200,000 events, 3 alternating rounds, load 1.5) took 9.7 / 9.3 / 9.9 s of CPU before the change and 8.8 / 9.7 / 8.2 s after. **The goal (0.35) is not met**: even the pipeline without its model stages reaches only about 0.4 of the raw parse (the sessionize section's stages), so the model stages alone cannot close the gap.
 
-| measure | before (main) | after |
-|---|---|---|
-| model stages alone, CPU µs/event (intent + churn replayed over the demo's captured feature stream, 100,000 events; 4 alternating rounds, reps 3-6, medians of all; load 4.5-5.2) | 10.3 | 10.5 |
-| model plugin code's own JavaScript, CPU-profile self time of 4 replays (4 alternating pairs) | 4,890 / 5,345 / 5,716 / 5,210 ms | 3,759 / 3,653 / 7,577 / 4,656 ms |
-| garbage collection, same profiles | 1,397 / 1,289 / 1,982 / 1,420 ms | 969 / 921 / 2,578 / 1,274 ms |
-| logistic predict / learn, 256 x 42, CPU per call (same process, interleaved, 2 runs) | 61-68 / 329-374 µs | 47-48 / 321-330 µs |
-| whole demo pipeline / raw parse limit (this bench, one run each, load 3.6-7.4) | 0.08 | 0.08 |
-| REES46 intent AUC / log loss (logistic, mlp, gru) | 0.6032 / 0.1582, 0.6026 / 0.1640, 0.6014 / 0.1711 | the same |
-
-The profiles show the model code's own work and its garbage down by 10-30% (three of four pairs; the fourth ran during a load spike), but that is under 1 µs/event of the replay's ~10 and the end-to-end CPU and wall-clock figures cannot resolve it at this load: **the ratio did not move and the goal (0.35) is not met**. The outputs are the same floats as before (deterministic demo run with \`max_delay: 0\`: intent AUC 0.866304, log loss 0.266138; churn 0.506872 / 0.488302; the same scores).
-
-What changed: task operators hold sample handles and the label buffer is a queue released lazily (no Map insertion, lookup and deletion by a hashed id per prediction); churn skips the per-event user lookup for a session's later events; a sample is one object shape from creation and keeps its slab and row offset instead of a view; predictions are built whole; logistic predicts without a reshape and keeps its 1/n scalar. A restore bug was fixed on the way (a snapshot's single pending sample, predicted alone, threw RangeError). New \`batch.learn_size\` (labelled samples per learning step, default \`max_size\`): on the demo stream \`learn_size: 1024\` cuts learning steps 377 -> 95 and scores better (intent AUC 0.8735 against 0.8663), but on REES46 logistic at 2x / 4x \`max_size\` scores log loss 0.1625 / 0.1679 against 0.1582 (AUC 0.6038 / 0.5801), so it is not the default. Tried and dropped: fused matMul+sigmoid and matMul+bias, and an untransposed row-form gradient product, all slower on wasm (XNNPACK packs a new operand every call).
-
-What bounds it now: the goal needs the two model stages at ~2.3 µs/event, and TF.js alone costs ~1.5 µs/event at batch 256 (a logistic learning step ~330 µs CPU per 256 labels, a prediction batch ~50 µs); the rest is spread thin: normalising 42 features and hashing a prediction id per event (~10% of the stages' profile), churn's per-session bookkeeping, the windowed timeline (a sort of the 1,000-label window every 250 labels, ~0.3 µs per label), every prediction record passing churn and the runtime, and GC (10-15%). Only larger learning steps (a quality trade on short streams, above) or cheaper per-record costs in the runtime would move the ratio by much.`;
+The previous round (sample handles and a lazily released label-buffer queue, churn's per-session user lookup, one sample shape, \`batch.learn_size\`) is described in this file's history at commit 1255163.`;
 
 const markdown = `## Models
 
 \`${commandLine()}\` — TensorFlow.js backend **${backend.backend}** (${backend.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ') || 'first choice'}). There is no GPU on this machine, so tensorflow-gpu was not measured.
 
-**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; tributary runs micro-batches of 256 (predictProbaMany then learnMany, Adam); River ${riverVersion} runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
+**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; tributary as its pipelines do: logistic predicts each sample on the host (predictRow), mlp a micro-batch of 256 (predictProbaMany), then each learns from the 256 (learnMany, Adam); River ${riverVersion} runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
 
 | model | samples/s | vs River |
 |---|---|---|
