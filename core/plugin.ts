@@ -164,7 +164,12 @@ export interface PartitionRevocation {
 export interface PartitionListener {
   /** Restores the partitions' state; resolves to the offset to start each from (absent: the committed one). */
   assigned(partitions: readonly PartitionAssignment[]): Promise<ReadonlyMap<string, number>>;
-  revoked(partitions: readonly PartitionRevocation[]): Promise<void>;
+  /**
+   * Saves the partitions' state. `whileHeld`, when given, runs at the end, while no record moves yet:
+   * where an exactly-once source seals its transaction, so it holds no output of any record after
+   * the revoked partitions' offsets.
+   */
+  revoked(partitions: readonly PartitionRevocation[], whileHeld?: () => void): Promise<void>;
 }
 
 /**

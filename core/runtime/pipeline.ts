@@ -452,7 +452,7 @@ export class PipelineRunner {
           }
           return starts;
         }),
-      revoked: (partitions) =>
+      revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
           const saves: [string, string][] = [];
           for (const { id, offset } of partitions) {
@@ -467,6 +467,7 @@ export class PipelineRunner {
           await this.flushSinks();
           for (const [id, body] of saves) await this.partitionStore(id).write(body);
           this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
+          whileHeld?.();
         }),
     };
   }

@@ -626,13 +626,15 @@ class KafkaSource {
     for (const state of revoked) state.assigned = false;
     this.dropBuffered(keys);
     try {
-      await listener.revoked(positions);
       const offsets: RdKafka.TopicPartitionOffset[] = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
-      if (offsets.length > 0) {
-        if (this.transactions) await this.transactions.commit(offsets, this.consumer).committed;
-        // Synchronous: the next owner reads the committed offsets to pick the state to restore.
-        else this.consumer.commitSync(offsets);
-      }
+      let committed: Promise<void> | undefined;
+      // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
+      // output of another partition's record processed after these offsets were taken.
+      const seal = this.transactions && offsets.length > 0 ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
+      await listener.revoked(positions, seal);
+      if (committed) await committed;
+      // Synchronous: the next owner reads the committed offsets to pick the state to restore.
+      else if (!this.transactions && offsets.length > 0) this.consumer.commitSync(offsets);
     } finally {
       for (const state of revoked) {
         state.next = undefined;
