@@ -2,10 +2,20 @@
  * The benches' common input: synthetic shoppers written as JSON lines, and the raw parse limit
  * (plain readline + JSON.parse) every throughput figure is compared against, in the same run.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { parse } from 'yaml';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
+
+/** The stages of pipelines/demo.yaml, as declared there (the model benches run them, or parts). */
+export function demoStages(): Record<string, unknown>[] {
+  const file = new URL('../../pipelines/demo.yaml', import.meta.url);
+  return (parse(readFileSync(file, 'utf8')) as { stages: Record<string, unknown>[] }).stages;
+}
+
+/** A model stage (intent-model, churn-model): what the model benches split the demo at. */
+export const isModelStage = (stage: Record<string, unknown>): boolean => String(stage.type).endsWith('-model');
 
 /** Writes `events` events of `users` shoppers as JSONL; returns the first and last event times. */
 export async function writeSyntheticEvents(path: string, events: number, users: number, seed = 1): Promise<{ first: number; last: number }> {

@@ -9,20 +9,18 @@
  *
  *   node dist/bench/model-stages.js [events=100000] [reps=6]
  */
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { parse } from 'yaml';
 import { watermark, type ClickEvent, type Element, type OperatorPlugin } from 'tributary';
 import { silentLogger, testContext } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
 import { Chain, stage, type Stage } from '../plugins/operators/harness.js';
 import synthetic from '../plugins/sources/synthetic.js';
+import { demoStages, isModelStage as isModel } from './data.js';
 import { median } from './machine.js';
 
 const events = Number(process.argv[2] ?? 100_000);
 const reps = Number(process.argv[3] ?? 6);
-const root = new URL('../..', import.meta.url).pathname;
-const demo = parse(readFileSync(`${root}pipelines/demo.yaml`, 'utf8')) as { stages: Record<string, unknown>[] };
+const demo = { stages: demoStages() };
 const registry = await builtinRegistry();
 
 function stagesOf(specs: Record<string, unknown>[]): Stage[] {
@@ -33,7 +31,6 @@ function stagesOf(specs: Record<string, unknown>[]): Stage[] {
   });
 }
 
-const isModel = (s: Record<string, unknown>): boolean => String(s.type).endsWith('-model');
 const context = (): ReturnType<typeof testContext> => testContext({ logger: silentLogger, clock: { now: () => Date.UTC(2030, 0, 1) } });
 
 // The feature stream, once.

@@ -16,7 +16,7 @@ import { parse, stringify } from 'yaml';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
-import { rawParseMs, writeSyntheticEvents } from './data.js';
+import { demoStages, isModelStage as isModel, rawParseMs, writeSyntheticEvents } from './data.js';
 import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
@@ -30,8 +30,7 @@ const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-models-'));
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 
-const demo = parse(readFileSync(join(root, 'pipelines/demo.yaml'), 'utf8')) as { stages: Record<string, unknown>[] };
-const isModel = (s: Record<string, unknown>): boolean => String(s.type).endsWith('-model');
+const demo = { stages: demoStages() };
 
 /** file source -> stages -> a sink that keeps what `keep` says (and counts the rest). */
 async function run(source: Record<string, unknown>, stages: Record<string, unknown>[], keep: (r: StreamRecord) => boolean, baseDir = dir): Promise<{ ms: number; kept: StreamRecord[]; eventsIn: number }> {

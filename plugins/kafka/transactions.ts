@@ -52,14 +52,13 @@ export class PipelineTransactions {
   private producer!: RdKafka.Producer;
   /** Writes made while no transaction was open (a commit under way), in order; sent as the next ones begin. */
   private waiting: TransactionalProduce[] = [];
+  /** A transaction takes writes; false while a commit is under way (from sealing to the next begin). */
   private open = false;
   private closed = false;
   /** A failed delivery (its transaction cannot commit). */
   private failure: Error | undefined;
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
-  /** A commit is under way (from sealing to the next transaction's begin). */
-  private committingNow = false;
   /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
   private next: QueuedCommit | undefined;
   /** Resolved when `waiting` has room again (while it is full). */
@@ -119,7 +118,6 @@ export class PipelineTransactions {
       return;
     }
     this.open = true;
-    this.committingNow = false;
     const waiting = this.waiting;
     this.waiting = [];
     for (const record of waiting) this.send(record);
@@ -180,9 +178,8 @@ export class PipelineTransactions {
       failed.catch(() => undefined);
       return { sealed, committed: failed };
     }
-    if (!this.committingNow) {
+    if (this.open) {
       this.open = false;
-      this.committingNow = true;
       this.committing = this.run(offsets, consumer);
       return { sealed, committed: this.committing };
     }

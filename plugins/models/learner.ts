@@ -372,8 +372,8 @@ export class OnlineLearner {
   private lastAlignment: number[] | null = null;
 
   /**
-   * Queues one prediction; it is made (and emitted) when its micro-batch runs. Returns its handle,
-   * to {@link label} or {@link forget} it.
+   * One prediction: made and emitted at once by a model that predicts rows on the host, else queued
+   * and made when its micro-batch runs. Returns its handle, to {@link label} or {@link forget} it.
    */
   submit(input: SampleInput, emit: Emit): SampleHandle {
     if (!this.model) this.build(input.names);
@@ -400,7 +400,6 @@ export class OnlineLearner {
       this.hold(sample);
       sample.score = model.predictRow(this.slab, offset);
       this.emitPrediction(sample, emit);
-      this.unCountedPredictions++;
       return sample;
     }
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
@@ -429,6 +428,7 @@ export class OnlineLearner {
         : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score!, sessionId: s.sessionId };
     emit(prediction as unknown as StreamRecord);
     this.counts.predictions++;
+    this.unCountedPredictions++;
     if (s.label !== undefined) this.scoreAndQueue(s, emit);
   }
 
@@ -476,22 +476,21 @@ export class OnlineLearner {
       }
       s.raw = undefined;
     }
-    // Consecutive rows of one slab: the batch is a view of it, no copy.
-    const stride = this.stride;
-    const first = samples[0]!;
-    let contiguous = true;
-    for (let i = 1; i < samples.length && contiguous; i++) contiguous = samples[i]!.rows === first.rows && samples[i]!.row === first.row + i * stride;
-    const rows = contiguous ? first.rows!.subarray(first.row, first.row + samples.length * stride) : undefined;
     const model = this.model!;
     if (model.predictRow !== undefined) {
       // Only samples restored from a snapshot of a batched run reach here for such a model.
       for (const s of samples) s.score = model.predictRow(s.rows!, s.row);
     } else {
+      // Consecutive rows of one slab: the batch is a view of it, no copy.
+      const stride = this.stride;
+      const first = samples[0]!;
+      let contiguous = true;
+      for (let i = 1; i < samples.length && contiguous; i++) contiguous = samples[i]!.rows === first.rows && samples[i]!.row === first.row + i * stride;
+      const rows = contiguous ? first.rows!.subarray(first.row, first.row + samples.length * stride) : undefined;
       const scores = model.predictProbaMany(this.batchOf(samples, rows));
       for (let i = 0; i < samples.length; i++) samples[i]!.score = scores[i]!;
     }
     for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit);
-    this.counters.predictions.inc(samples.length);
     this.gauges.buffer.set(this.awaitingCount);
   }
 
