@@ -280,7 +280,12 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
 
 function clusterId(): string {
   // A KRaft cluster id is a base64url-encoded UUID (22 characters), as `kafka-storage random-uuid` prints.
-  return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
+  // Like Kafka's Uuid.randomUuid, never one starting with '-' (1 in 64): the storage tool's argument
+  // parser reads it as an option and formatting fails.
+  for (;;) {
+    const id = Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 function delay(ms: number): Promise<void> {
