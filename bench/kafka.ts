@@ -3,6 +3,7 @@
  *
  *   node dist/bench/kafka.js [EVENTS] [--pipeline=passthrough,intent] [--mode=at-least-once,exactly-once]
  *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms] [--write]
+ *   node dist/bench/kafka.js [EVENTS] --client-floor [--runs=3]
  *
  * Two pipelines, each in both delivery modes:
  * - passthrough: `kafka` source -> `kafka` sink, no stages (the plugins' own cost);
@@ -17,6 +18,11 @@
  *    send time; a consumer of the output topic (read_committed in exactly-once mode) measures
  *    output-readable minus event time, p50/p99 (an output's `time` is its event's time, predictions
  *    included).
+ *
+ * `--client-floor` measures node-rdkafka alone on the same input, with the source's consumer and the
+ * sink's producer settings and no Tributary code: consume(n) -> produce() of each record's own bytes
+ * (`raw`), and the same with a JSON.parse and JSON.stringify per record (`json`, the least a pipeline
+ * that reads its events must do). Nothing a pipeline adds can make it faster than this floor.
  *
  * `--write` puts the figures into the `## Kafka` section of BENCHMARKS.md (needs every pipeline and mode).
  * Uses KAFKA_BROKERS when set, else starts a native broker (integration-tests/kafka/broker.ts).
@@ -47,6 +53,7 @@ const runs = Number(flag('runs') ?? 3);
 const doThroughput = !args.includes('--no-throughput');
 const doLatency = !args.includes('--no-latency');
 const write = args.includes('--write');
+const clientFloor = args.includes('--client-floor');
 const users = 20_000;
 /** How often exactly-once commits its transaction: the floor of its latency (read_committed readers see a record at the commit). */
 const eosCommitInterval = flag('eos-commit-interval') ?? '50ms';
@@ -243,6 +250,96 @@ async function latency(brokers: string, kind: PipelineKind, mode: Mode, rate = 5
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), count: sorted.length };
 }
 
+/**
+ * The client's own floor: node-rdkafka consume(n) -> produce() with the kafka source's consumer and the
+ * kafka sink's producer settings (at-least-once: idempotent, acks all, lz4, linger 5 ms, delivery
+ * reports for failures only), and nothing else. `json` adds one JSON.parse and one JSON.stringify per
+ * record. A fresh group reads the throughput input to its end; rate and CPU per event as for pipelines.
+ */
+async function clientThroughput(brokers: string, json: boolean): Promise<ThroughputRun> {
+  const input = await throughputInput(brokers);
+  const output = `bench-out-client-${Date.now()}`;
+  await createTopic(brokers, output, 4);
+  const consumer = new Kafka.KafkaConsumer(
+    {
+      'metadata.broker.list': brokers,
+      'broker.address.family': 'v4',
+      'group.id': `g-${output}`,
+      'enable.auto.commit': false,
+      'enable.auto.offset.store': false,
+      'enable.partition.eof': true,
+      'queued.max.messages.kbytes': 16_384,
+      'queued.min.messages': 20_000,
+      'fetch.wait.max.ms': 50,
+      'fetch.error.backoff.ms': 20,
+      'fetch.queue.backoff.ms': 20,
+      'isolation.level': 'read_committed',
+    },
+    { 'auto.offset.reset': 'earliest' },
+  );
+  // The kafka sink's settings (acks is librdkafka's alias that node-rdkafka's types lack).
+  const producer = new Kafka.Producer({
+    'metadata.broker.list': brokers,
+    'broker.address.family': 'v4',
+    'enable.idempotence': true,
+    acks: 'all',
+    'compression.codec': 'lz4',
+    'linger.ms': 5,
+    'batch.num.messages': 4096,
+    'queue.buffering.max.messages': 4096,
+    'delivery.report.only.error': true,
+    dr_cb: true,
+  } as Record<string, string | number | boolean> as Kafka.ProducerGlobalConfig);
+  const connect = (client: { connect(options: object, cb: (error: { message: string } | null) => void): unknown }): Promise<void> =>
+    new Promise((resolve, reject) => void client.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  await connect(producer);
+  await connect(consumer);
+  producer.setPollInterval(50);
+  let ended = 0;
+  consumer.on('partition.eof', () => void ended++);
+  consumer.subscribe([input]);
+  const take = (n: number, timeout: number): Promise<Message[]> => {
+    consumer.setDefaultConsumeTimeout(timeout);
+    return new Promise<Message[]>((resolve, reject) => consumer.consume(n, (error, messages) => (error ? reject(new Error(error.message)) : resolve(messages))));
+  };
+  const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
+  const cpuBefore = process.cpuUsage();
+  const brokerBefore = processCpuUs(java);
+  const started = performance.now();
+  let read = 0;
+  let firstAt: number | undefined;
+  while (ended < 4 || read < events) {
+    let batch = await take(4096, 0);
+    if (batch.length === 0) batch = await take(1, 100);
+    if (batch.length > 0) firstAt ??= performance.now();
+    for (const message of batch) {
+      const value = json ? Buffer.from(JSON.stringify(JSON.parse(message.value!.toString()))) : message.value;
+      for (;;) {
+        try {
+          producer.produce(output, null, value, message.key);
+          break;
+        } catch {
+          // queue full (max in flight): let librdkafka send, as the sink waits for room
+          producer.poll();
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+    }
+    read += batch.length;
+  }
+  await new Promise<void>((resolve, reject) => producer.flush(30_000, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  const elapsed = performance.now() - (firstAt ?? started);
+  const cpu = process.cpuUsage(cpuBefore);
+  const brokerAfter = processCpuUs(java);
+  await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+  await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  return {
+    rate: (read / elapsed) * 1000,
+    nodeCpuUs: (cpu.user + cpu.system) / read,
+    brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / read,
+  };
+}
+
 interface Row {
   kind: PipelineKind;
   mode: Mode;
@@ -260,6 +357,19 @@ if (!brokers) {
   brokers = broker.brokers;
 }
 try {
+  if (clientFloor) {
+    for (const json of [false, true]) {
+      const rates: number[] = [];
+      const cpus: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        const run = await clientThroughput(brokers, json);
+        rates.push(run.rate);
+        cpus.push(run.nodeCpuUs + (run.brokerCpuUs ?? NaN));
+        console.error(`client floor ${json ? 'json' : 'raw'}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: node-rdkafka process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
+      }
+      console.error(`client floor ${json ? 'json' : 'raw'}: median ${Math.round(median(rates))} events/s, CPU per event (process + broker) median ${median(cpus).toFixed(1)} µs`);
+    }
+  }
   const rows: Row[] = [];
   for (const kind of pipelines) {
     for (const mode of modes) {
