@@ -40,6 +40,7 @@ import { loadavg } from 'node:os';
 import { commandLine, machine, median, percentile, writeSection } from './machine.js';
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
+import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
 
 type Mode = 'at-least-once' | 'exactly-once';
 type PipelineKind = 'passthrough' | 'intent';
@@ -268,12 +269,7 @@ async function clientThroughput(brokers: string, json: boolean): Promise<Through
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
       'enable.partition.eof': true,
-      'queued.max.messages.kbytes': 16_384,
-      'queued.min.messages': 20_000,
-      'fetch.wait.max.ms': 50,
-      'fetch.error.backoff.ms': 20,
-      'fetch.queue.backoff.ms': 20,
-      'isolation.level': 'read_committed',
+      ...CONSUMER_TUNING,
     },
     { 'auto.offset.reset': 'earliest' },
   );

@@ -155,6 +155,21 @@ export default defineSource<KafkaSourceConfig>({
   },
 });
 
+
+/** The consumer's fetch and prefetch settings (bench/kafka.ts's client floor uses them too). */
+export const CONSUMER_TUNING = {
+  // Prefetch stays bounded in librdkafka too, not only in our buffer (per partition: ~20k records or 16 MiB).
+  'queued.max.messages.kbytes': 16_384,
+  'queued.min.messages': 20_000,
+  // Latency: the broker answers a fetch at once when data is there (fetch.min.bytes 1); these bound
+  // the wait when it is not, the pause after an empty fetch, and after a full local queue (default
+  // 500 ms, 500 ms and 1 s), each of which a record arriving then would otherwise wait out.
+  'fetch.wait.max.ms': 50,
+  'fetch.error.backoff.ms': 20,
+  'fetch.queue.backoff.ms': 20,
+  'isolation.level': 'read_committed',
+} as const;
+
 class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
   private readonly partitions = new Map<string, PartitionState>();
@@ -217,16 +232,7 @@ class KafkaSource {
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
       'enable.partition.eof': config.stop_at_end,
-      // Prefetch stays bounded in librdkafka too, not only in our buffer (per partition: ~20k records or 16 MiB).
-      'queued.max.messages.kbytes': 16_384,
-      'queued.min.messages': 20_000,
-      // Latency: the broker answers a fetch at once when data is there (fetch.min.bytes 1); these bound
-      // the wait when it is not, the pause after an empty fetch, and after a full local queue (default
-      // 500 ms, 500 ms and 1 s), each of which a record arriving then would otherwise wait out.
-      'fetch.wait.max.ms': 50,
-      'fetch.error.backoff.ms': 20,
-      'fetch.queue.backoff.ms': 20,
-      'isolation.level': 'read_committed',
+      ...CONSUMER_TUNING,
       'socket.keepalive.enable': true,
       // Rebalances are handled here: assignments start at seek() positions, revocations drop buffered records.
       rebalance_cb: (error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]) => this.onRebalance(error, assignment),
