@@ -2,10 +2,13 @@
  * The helper every operator is built on, in the manner of RxJS's own `operate`: per-subscription
  * state lives in the caller's closure, watermarks pass through in order, and an exception thrown
  * while handling one record sends that record to the dead-letter sink instead of ending the stream.
+ *
+ * Consecutive record operators run fused (`composeOperators`): one subscription for the whole run,
+ * and each stage's `emit` calls the next stage's handlers directly, with no RxJS subscriber between.
  */
 import { Observable } from 'rxjs';
 import { originOf, type Element, type Watermark } from './events.js';
-import type { PluginContext } from './plugin.js';
+import type { Operator, PluginContext } from './plugin.js';
 
 export type Emit = (element: Element) => void;
 
@@ -20,6 +23,18 @@ export interface RecordHandlers {
   finalize?(): void;
 }
 
+/** What `recordOperator` was given: lets the runtime run the stage without its own subscription. */
+export interface RecordStage {
+  readonly context: PluginContext;
+  readonly makeHandlers: () => RecordHandlers;
+}
+
+// Symbol.for, as pluginMarker: a plugin built against another copy of the core still fuses.
+const recordStageKey: unique symbol = Symbol.for('tributary.recordStage');
+
+/** An operator's `apply` made by `recordOperator`: still a plain RxJS operator, carrying its stage. */
+export type RecordOperator = ((input: Observable<Element>) => Observable<Element>) & { readonly [recordStageKey]: RecordStage };
+
 /**
  * Builds the `apply` of an operator from per-record handlers.
  *
@@ -28,37 +43,155 @@ export interface RecordHandlers {
  *   record(record, emit) { if (record.kind === 'event') emit({ ...record, seen: true }); else emit(record); },
  * }));
  */
-export function recordOperator(context: PluginContext, makeHandlers: () => RecordHandlers): (input: Observable<Element>) => Observable<Element> {
-  return (input) =>
-    new Observable<Element>((subscriber) => {
-      const handlers = makeHandlers();
-      const emit: Emit = (element) => subscriber.next(element);
-      const subscription = input.subscribe({
-        next: (element) => {
-          if (element.kind === 'watermark') {
-            handlers.watermark?.(element as Watermark, emit);
-            subscriber.next(element);
+export function recordOperator(context: PluginContext, makeHandlers: () => RecordHandlers): RecordOperator {
+  const stage: RecordStage = { context, makeHandlers };
+  return Object.assign((input: Observable<Element>) => fuse([stage], input), { [recordStageKey]: stage });
+}
+
+function recordStageOf(apply: Operator['apply']): RecordStage | undefined {
+  return (apply as Partial<RecordOperator>)[recordStageKey];
+}
+
+/**
+ * Times the hand-over of elements to stages (the runtime's sampled stage latency). Boundary k is the
+ * input of stage k; boundary `operators.length` is the output.
+ */
+export interface StageTimer {
+  /** True while a sampled batch runs; read once per element entering a run of stages. */
+  readonly sampling: boolean;
+  /** `deliver`, timed as boundary `index`. */
+  timed(index: number, deliver: Emit): Emit;
+}
+
+/**
+ * Applies `operators` in order to `input`. Each maximal run of record operators becomes one fused
+ * operator; any other operator goes through its own `apply`. With a timer, every boundary is timed:
+ * by the fused run it belongs to, else by a probe between RxJS operators.
+ */
+export function composeOperators(operators: readonly Pick<Operator, 'apply'>[], input: Observable<Element>, timer?: StageTimer): Observable<Element> {
+  const stages = operators.map((operator) => recordStageOf(operator.apply));
+  let stream = input;
+  for (let k = 0; k < operators.length; ) {
+    if (stages[k] === undefined) {
+      if (timer && (k === 0 || stages[k - 1] === undefined)) stream = probe(stream, k, timer);
+      stream = operators[k]!.apply(stream);
+      k++;
+      continue;
+    }
+    const first = k;
+    while (k < operators.length && stages[k] !== undefined) k++;
+    stream = fuse(stages.slice(first, k) as RecordStage[], stream, timer && { timer, first });
+  }
+  if (timer && (operators.length === 0 || stages[operators.length - 1] === undefined)) stream = probe(stream, operators.length, timer);
+  return stream;
+}
+
+/** Times boundary `index` between two RxJS operators. */
+function probe(input: Observable<Element>, index: number, timer: StageTimer): Observable<Element> {
+  return new Observable<Element>((subscriber) => {
+    const deliver: Emit = (element) => subscriber.next(element);
+    const timed = timer.timed(index, deliver);
+    return input.subscribe({
+      next: (element) => (timer.sampling ? timed : deliver)(element),
+      error: (error: unknown) => subscriber.error(error),
+      complete: () => subscriber.complete(),
+    });
+  });
+}
+
+/**
+ * One subscription for a run of record stages: stage k's `emit` is stage k+1's dispatch. A record's
+ * exception is caught by its own stage (dead-lettered); an exception in a watermark or complete
+ * handler (or in dead-lettering) errors the stream. With timing, a second chain of the same handlers
+ * times every hand-over, and the input takes it only while a batch is sampled, so an unsampled
+ * element pays no probe.
+ */
+function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing?: { timer: StageTimer; first: number }): Observable<Element> {
+  return new Observable<Element>((subscriber) => {
+    // Set on error or teardown: nothing reaches a handler after that (as a closed subscriber ignores next).
+    let stopped = false;
+    const fail = (error: unknown): void => {
+      stopped = true;
+      subscriber.error(error);
+    };
+    const handlers: RecordHandlers[] = [];
+    const finalize = (): void => {
+      stopped = true;
+      const errors: unknown[] = [];
+      for (const stage of handlers) {
+        try {
+          stage.finalize?.();
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'finalize failed');
+    };
+    try {
+      for (const stage of stages) handlers.push(stage.makeHandlers());
+    } catch (error) {
+      finalize();
+      throw error;
+    }
+    const dispatch = (k: number, emit: Emit): Emit => {
+      const { context } = stages[k]!;
+      const stage = handlers[k]!;
+      return (element) => {
+        if (stopped) return;
+        if (element.kind === 'watermark') {
+          try {
+            stage.watermark?.(element as Watermark, emit);
+          } catch (error) {
+            fail(error);
             return;
           }
+          emit(element);
+          return;
+        }
+        try {
+          stage.record(element, emit);
+        } catch (error) {
           try {
-            handlers.record(element, emit);
-          } catch (error) {
             context.deadLetter({ reason: `${context.label}: ${(error as Error).message}`, raw: element, origin: originOf(element) });
+          } catch (deadLetterError) {
+            fail(deadLetterError);
           }
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => {
-          try {
-            handlers.complete?.(emit);
-            subscriber.complete();
-          } catch (error) {
-            subscriber.error(error);
-          }
-        },
-      });
-      return () => {
-        subscription.unsubscribe();
-        handlers.finalize?.();
+        }
       };
+    };
+    const out: Emit = (element) => subscriber.next(element);
+    // emits[k] is what stage k's handlers get: the next stage's dispatch, or the output.
+    const emits: Emit[] = [];
+    let next = out;
+    for (let k = stages.length - 1; k >= 0; k--) {
+      emits[k] = next;
+      next = dispatch(k, next);
+    }
+    const head = next;
+    let enter: Emit = head;
+    if (timing) {
+      const { timer, first } = timing;
+      let timed = timer.timed(first + stages.length, out);
+      for (let k = stages.length - 1; k >= 0; k--) timed = timer.timed(first + k, dispatch(k, timed));
+      const timedHead = timed;
+      enter = (element) => (timer.sampling ? timedHead : head)(element);
+    }
+    const subscription = input.subscribe({
+      next: enter,
+      error: (error: unknown) => fail(error),
+      complete: () => {
+        try {
+          // In order, each while the later stages are still open: what a complete emits reaches them.
+          for (let k = 0; k < handlers.length && !stopped; k++) handlers[k]!.complete?.(emits[k]!);
+          subscriber.complete();
+        } catch (error) {
+          fail(error);
+        }
+      },
     });
+    return () => {
+      subscription.unsubscribe();
+      finalize();
+    };
+  });
 }

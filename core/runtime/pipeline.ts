@@ -12,11 +12,12 @@
  */
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
-import { Observable, Subject, type Subscription } from 'rxjs';
+import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
+import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import type { LoadedPipeline, PipelineEntry, ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
@@ -390,8 +391,7 @@ export class PipelineRunner {
       operators.push({ label, operator: instance });
     }
     const input = new Subject<Element>();
-    let stream: Observable<Element> = input.asObservable();
-    for (const { operator } of operators) stream = operator.apply(stream);
+    const stream = composeOperators(operators.map((o) => o.operator), input.asObservable());
     const subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -751,10 +751,8 @@ export class PipelineRunner {
       }, this.commitInterval);
       checkpointTimer.unref();
     }
-    let stream: Observable<Element> = this.input.asObservable();
     this.latency = new StageLatency(this.operators.map((o) => o.label), this.metrics, this.name);
-    for (const [index, { operator }] of this.operators.entries()) stream = operator.apply(this.latency.probe(stream, index));
-    stream = this.latency.probe(stream, this.operators.length);
+    const stream = composeOperators(this.operators.map((o) => o.operator), this.input.asObservable(), this.latency);
     let subscription: Subscription | undefined;
     const completed = new Promise<void>((resolve, reject) => {
       subscription = stream.subscribe({
@@ -836,12 +834,12 @@ export class PipelineRunner {
 
 /**
  * Per-stage processing time per record, sampled on one batch in `every`. Stages run synchronously
- * and depth-first, so the time inside boundary k's `next` covers stage k and everything after it;
- * stage k's own time is boundary k's total minus boundary k+1's. Outside sampled batches a probe costs
- * one boolean test per record.
+ * and depth-first, so the time inside the hand-over to stage k (boundary k) covers stage k and
+ * everything after it; stage k's own time is boundary k's total minus boundary k+1's. Where the
+ * boundaries are timed is composeOperators' business; outside sampled batches they cost nothing.
  */
-class StageLatency {
-  private sampling = false;
+class StageLatency implements StageTimer {
+  sampling = false;
   private batches = 0;
   private readonly inclusive: Float64Array;
   private readonly counts: Float64Array;
@@ -862,23 +860,13 @@ class StageLatency {
     );
   }
 
-  probe(input: Observable<Element>, index: number): Observable<Element> {
-    return new Observable<Element>((subscriber) =>
-      input.subscribe({
-        next: (element) => {
-          if (!this.sampling) {
-            subscriber.next(element);
-            return;
-          }
-          const start = performance.now();
-          subscriber.next(element);
-          this.inclusive[index]! += performance.now() - start;
-          this.counts[index]!++;
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => subscriber.complete(),
-      }),
-    );
+  timed(index: number, deliver: Emit): Emit {
+    return (element) => {
+      const start = performance.now();
+      deliver(element);
+      this.inclusive[index]! += performance.now() - start;
+      this.counts[index]!++;
+    };
   }
 
   /** Starts a batch; true when it is sampled. */

@@ -3,8 +3,8 @@
  * from the schema, as the loader does), pushes elements through a chain of them synchronously, and
  * snapshots a chain mid-stream. Used by the tests and the bench; not a plugin.
  */
-import { Subject, type Observable } from 'rxjs';
-import type { Element, JsonSchema, Operator, OperatorPlugin, PluginContext } from 'tributary';
+import { Subject } from 'rxjs';
+import { composeOperators, type Element, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext } from 'tributary';
 
 /** The config with the schema's top-level defaults filled in. */
 export function withDefaults<C>(plugin: OperatorPlugin<C>, config: Partial<C>): C {
@@ -32,9 +32,8 @@ export class Chain {
 
   private constructor(operators: Operator[], sink?: (element: Element) => void) {
     this.operators = operators;
-    let stream: Observable<Element> = this.input;
-    for (const operator of operators) stream = operator.apply(stream);
-    this.subscription = stream.subscribe({ next: sink ?? ((element) => void this.output.push(element)) });
+    // Fused as the runtime runs them.
+    this.subscription = composeOperators(operators, this.input).subscribe({ next: sink ?? ((element) => void this.output.push(element)) });
   }
 
   static async build(stages: readonly Stage[], context: PluginContext, restore?: unknown[], sink?: (element: Element) => void): Promise<Chain> {

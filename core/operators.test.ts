@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { from, lastValueFrom, map, Subject, toArray, type Observable } from 'rxjs';
+import { composeOperators, recordOperator, watermark, type Element, type Emit, type RecordHandlers, type StageTimer } from 'tributary';
+import { testContext } from './testing.js';
+
+const rec = (id: string): Element => ({ kind: 'event', userId: id, time: 0, type: 'view' });
+const idOf = (element: Element): string => (element.kind === 'watermark' ? `wm${element.time}` : (element as unknown as { userId: string }).userId);
+
+/** A record operator whose handlers log what they see, labelled `label`. */
+function stage(label: string, log: string[], handlers: Partial<RecordHandlers> = {}) {
+  const context = testContext({ label });
+  const apply = recordOperator(context, () => ({
+    record: (record, emit) => {
+      log.push(`${label}:${idOf(record)}`);
+      emit(record);
+    },
+    finalize: () => void log.push(`${label}:finalize`),
+    ...handlers,
+  }));
+  return { context, apply };
+}
+
+const collect = (stream: Observable<Element>): Promise<string[]> => lastValueFrom(stream.pipe(toArray())).then((out) => out.map(idOf));
+
+test('a fused run dead-letters a record in the stage that threw, and goes on', async () => {
+  const log: string[] = [];
+  const a = stage('a', log, { record: (record, emit) => (idOf(record) === 'twice' ? (emit(rec('x1')), emit(rec('x2'))) : emit(record)) });
+  const b = stage('b', log, {
+    record: (record, emit) => {
+      if (idOf(record) === 'x1') throw new Error('boom');
+      emit(record);
+    },
+  });
+  const c = stage('c', log);
+  const out = await collect(composeOperators([a, b, c], from([rec('r1'), rec('twice'), rec('r2')])));
+  assert.deepEqual(out, ['r1', 'x2', 'r2']);
+  assert.deepEqual(b.context.deadLetters.map((r) => r.reason), ['b: boom']);
+  assert.equal((b.context.deadLetters[0]!.raw as Element | undefined) && idOf(b.context.deadLetters[0]!.raw as Element), 'x1');
+  assert.equal(a.context.deadLetters.length + c.context.deadLetters.length, 0, 'only the throwing stage dead-letters');
+});
+
+test('watermarks pass after their handler, in order with records, and what it emits reaches later stages', async () => {
+  const log: string[] = [];
+  const a = stage('a', log, { watermark: (mark, emit) => emit(rec(`closed-before-${mark.time}`)) });
+  const b = stage('b', log, { watermark: (mark) => void log.push(`b:wm${mark.time}`) });
+  const out = await collect(composeOperators([a, b], from([rec('r1'), watermark(5), rec('r2')])));
+  assert.deepEqual(out, ['r1', 'closed-before-5', 'wm5', 'r2']);
+  assert.deepEqual(log.filter((line) => line.startsWith('b:') && !line.endsWith('finalize')), ['b:r1', 'b:closed-before-5', 'b:wm5', 'b:r2']);
+});
+
+test('complete runs stage by stage, and what one emits reaches the later stages before they complete', async () => {
+  const log: string[] = [];
+  const a = stage('a', log, { complete: (emit) => (log.push('a:complete'), emit(rec('from-a'))) });
+  const b = stage('b', log, { complete: (emit) => (log.push('b:complete'), emit(rec('from-b'))) });
+  const out = await collect(composeOperators([a, b], from([rec('r1')])));
+  assert.deepEqual(out, ['r1', 'from-a', 'from-b']);
+  assert.deepEqual(log, ['a:r1', 'b:r1', 'a:complete', 'b:from-a', 'b:complete', 'a:finalize', 'b:finalize']);
+});
+
+test('an exception in complete or in a watermark handler errors the stream; every stage is finalized', async () => {
+  for (const [name, handlers] of [
+    ['complete', { complete: () => { throw new Error('nope'); } }],
+    ['watermark', { watermark: () => { throw new Error('nope'); } }],
+  ] as const) {
+    const log: string[] = [];
+    const stages = [stage('a', log), stage('b', log, handlers), stage('c', log)];
+    await assert.rejects(collect(composeOperators(stages, from([rec('r1'), watermark(1), rec('r2')]))), /nope/, name);
+    if (name === 'watermark') assert.ok(!log.includes('c:wm1') && !log.includes('c:r2'), 'nothing reaches a stage after the failure');
+    assert.deepEqual(log.filter((line) => line.endsWith('finalize')), ['a:finalize', 'b:finalize', 'c:finalize'], name);
+  }
+});
+
+test('every stage is finalized on unsubscribe', () => {
+  const log: string[] = [];
+  const input = new Subject<Element>();
+  const subscription = composeOperators([stage('a', log), stage('b', log)], input).subscribe();
+  input.next(rec('r1'));
+  subscription.unsubscribe();
+  input.next(rec('r2'));
+  assert.deepEqual(log, ['a:r1', 'b:r1', 'a:finalize', 'b:finalize']);
+});
+
+test('a raw RxJS operator between record operators goes through its own apply; a record operator still applies alone', async () => {
+  const log: string[] = [];
+  const a = stage('a', log, { watermark: (mark, emit) => emit(rec(`at-${mark.time}`)) });
+  const raw = { apply: (input: Observable<Element>) => input.pipe(map((e) => (e.kind === 'watermark' ? e : rec(`${idOf(e)}'`)))) };
+  const b = stage('b', log, { record: (record, emit) => { if (idOf(record) === "bad'") throw new Error('no'); emit(record); } });
+  const out = await collect(composeOperators([a, raw, b], from([rec('r1'), rec('bad'), watermark(2)])));
+  assert.deepEqual(out, ["r1'", "at-2'", 'wm2']);
+  assert.deepEqual(b.context.deadLetters.map((r) => r.reason), ['b: no']);
+  assert.deepEqual(await collect(a.apply(from([rec('r1'), watermark(3)]))), ['r1', 'at-3', 'wm3']);
+});
+
+test('with a timer, each boundary is timed once per element while sampling, and not at all otherwise', async () => {
+  const timed: number[] = [];
+  const timer: StageTimer = {
+    sampling: true,
+    timed: (index: number, deliver: Emit) => (element) => {
+      timed.push(index);
+      deliver(element);
+    },
+  };
+  const log: string[] = [];
+  const raw = { apply: (input: Observable<Element>) => input };
+  // Boundaries: 0 (a), 1 (b), 2 (raw, after the run), 3 (raw2, probe), 4 (c), 5 (output).
+  const operators = [stage('a', log), stage('b', log), raw, { ...raw }, stage('c', log)];
+  await collect(composeOperators(operators, from([rec('r1')]), timer));
+  assert.deepEqual(timed, [0, 1, 2, 3, 4, 5]);
+  timed.length = 0;
+  await collect(composeOperators(operators, from([rec('r1')]), { ...timer, sampling: false }));
+  assert.deepEqual(timed, []);
+});
