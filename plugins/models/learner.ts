@@ -18,7 +18,7 @@ import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
 
-/** What a task operator hands in: one prediction to make. */
+/** What a task operator hands in: one prediction to make (read during `submit` only: one object may serve every call). */
 export interface SampleInput {
   id: string;
   userId: string;
@@ -183,11 +183,15 @@ export function predictionId(...parts: (string | number | undefined)[]): string 
   return finishId();
 }
 
-/** `predictionIdAfter(idPrefix(a, b), c)` is `predictionId(a, b, c)`. */
-export function predictionIdAfter(prefix: IdPrefix, ...parts: (string | number | undefined)[]): string {
+/**
+ * `predictionIdAfter(idPrefix(a, b), c, d)` is `predictionId(a, b, c, d)`: two parts after the
+ * prefix, as parameters (a rest array would be one more allocation per prediction).
+ */
+export function predictionIdAfter(prefix: IdPrefix, part1: string | number | undefined, part2: string | number | undefined): string {
   lane1 = prefix.h1;
   lane2 = prefix.h2;
-  for (let p = 0; p < parts.length; p++) mixPart(parts[p]);
+  mixPart(part1);
+  mixPart(part2);
   return finishId();
 }
 

@@ -102,6 +102,8 @@ export class Prequential {
   private won = 0;
   private readonly ringScores: Float64Array;
   private readonly ringLabels: Uint8Array;
+  /** Each ring entry's log loss, as `add` computed it (logLoss reads only label > 0): the window's sum costs no logs. */
+  private readonly ringLosses: Float64Array;
   private next = 0;
   private filled = 0;
   private timeline: TimelinePoint[] = [];
@@ -114,6 +116,7 @@ export class Prequential {
   ) {
     this.ringScores = new Float64Array(window);
     this.ringLabels = new Uint8Array(window);
+    this.ringLosses = new Float64Array(window);
     // Per bin: count, sum of scores, sum of labels.
     this.calibration = Array.from({ length: calibrationBins }, () => new Float64Array(3));
     // A timeline point costs a windowed AUC (a sort of the window): no closer than a quarter window.
@@ -135,6 +138,7 @@ export class Prequential {
     this.countPair(b, label > 0);
     this.ringScores[this.next] = score;
     this.ringLabels[this.next] = label > 0 ? 1 : 0;
+    this.ringLosses[this.next] = loss;
     this.next = (this.next + 1) % this.window;
     this.filled = Math.min(this.window, this.filled + 1);
     if (this.n % this.every === 0) this.addPoint(time);
@@ -196,7 +200,7 @@ export class Prequential {
     let brier = 0;
     let positives = 0;
     for (let i = 0; i < count; i++) {
-      loss += logLoss(this.ringScores[i]!, this.ringLabels[i]!);
+      loss += this.ringLosses[i]!;
       brier += (this.ringScores[i]! - this.ringLabels[i]!) ** 2;
       positives += this.ringLabels[i]!;
     }
@@ -315,6 +319,7 @@ export class Prequential {
     this.ringLabels.set(state.ring.labels);
     this.next = state.ring.next;
     this.filled = state.ring.filled;
+    for (let i = 0; i < this.filled; i++) this.ringLosses[i] = logLoss(this.ringScores[i]!, this.ringLabels[i]!);
     this.timeline = state.timeline.map((p) => ({ ...p }));
     this.every = state.every;
   }
