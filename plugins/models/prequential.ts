@@ -59,6 +59,17 @@ export function logLoss(score: number, label: number): number {
 
 /** Sorted scores of the smaller class, reused across calls (grown as needed). */
 let minorityScratch = new Float64Array(0);
+/** Score buckets of {@link exactAuc}'s index into the sorted scores: [0, 1) in equal steps. */
+const aucBuckets = 1024;
+/** Per bucket, the first sorted score in it or a later one (NaN last, in a bucket of its own). */
+const bucketStart = new Int32Array(aucBuckets + 2);
+
+/** A score's bucket: monotone in the score (so a bucket's scores all lie between its neighbours'), NaN past the rest. */
+function bucketOf(score: number): number {
+  if (score >= 1) return aucBuckets - 1;
+  if (score >= 0) return (score * aucBuckets) | 0;
+  return score < 0 ? 0 : aucBuckets;
+}
 
 /** Exact ROC AUC (ties count half) of paired scores and labels; null when one class is missing. */
 export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number | null {
@@ -66,27 +77,35 @@ export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, c
   for (let i = 0; i < count; i++) if (labels[i]! > 0) positives++;
   const negatives = count - positives;
   if (positives === 0 || negatives === 0) return null;
-  // Only the smaller class is sorted (typed-array sort is native and numeric); each score of the other
-  // class then finds, by binary search, how many of it lie below and how many tie. Every count is an
-  // integer or a half, so the pairs won sum exactly (below 2^53) whatever the order they are added in.
+  // Only the smaller class is sorted (typed-array sort is native and numeric), and indexed by score
+  // bucket; each score of the other class then counts the sorted ones below it and tied with it
+  // within its own bucket only (a binary search would mispredict a branch per step). Every count is
+  // an integer or a half, so the pairs won sum exactly (below 2^53) whatever the order they come in.
   const minorityPositive = positives <= negatives;
   const m = minorityPositive ? positives : negatives;
   if (minorityScratch.length < m) minorityScratch = new Float64Array(Math.max(m, 2 * minorityScratch.length));
   const sorted = minorityScratch.subarray(0, m);
   for (let i = 0, k = 0; i < count; i++) if (labels[i]! > 0 === minorityPositive) sorted[k++] = scores[i]!;
   sorted.sort();
+  for (let b = 0, k = 0; b <= aucBuckets + 1; b++) {
+    while (k < m && bucketOf(sorted[k]!) < b) k++;
+    bucketStart[b] = k;
+  }
   let won = 0;
   for (let i = 0; i < count; i++) {
     if (labels[i]! > 0 === minorityPositive) continue;
     const s = scores[i]!;
+    const b = bucketOf(s);
     let below = 0;
-    for (let hi = m; below < hi; ) {
-      const mid = (below + hi) >> 1;
-      if (sorted[mid]! < s) below = mid + 1;
-      else hi = mid;
+    let tiedEnd = 0;
+    // A NaN is below, above and tied with nothing.
+    if (b < aucBuckets) {
+      const end = bucketStart[b + 1]!;
+      below = bucketStart[b]!;
+      while (below < end && sorted[below]! < s) below++;
+      tiedEnd = below;
+      while (tiedEnd < end && sorted[tiedEnd] === s) tiedEnd++;
     }
-    let tiedEnd = below;
-    while (tiedEnd < m && sorted[tiedEnd] === s) tiedEnd++;
     // A negative wins for the positives above it; a positive wins against the negatives below it.
     won += (minorityPositive ? m - tiedEnd : below) + (tiedEnd - below) / 2;
   }
