@@ -71,6 +71,20 @@ function bucketOf(score: number): number {
   return score < 0 ? 0 : aucBuckets;
 }
 
+/**
+ * The first index in [from, to) of ascending `values` whose value is not below `s` (`pastTies`:
+ * above `s`), or `to`: halving while the range is long (a crowded bucket, or ties), then stepping.
+ */
+function bound(values: Float64Array, from: number, to: number, s: number, pastTies: boolean): number {
+  while (to - from > 8) {
+    const mid = (from + to) >> 1;
+    if (values[mid]! < s || (pastTies && values[mid] === s)) from = mid + 1;
+    else to = mid;
+  }
+  while (from < to && (values[from]! < s || (pastTies && values[from] === s))) from++;
+  return from;
+}
+
 /** Exact ROC AUC (ties count half) of paired scores and labels; null when one class is missing. */
 export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number | null {
   let positives = 0;
@@ -79,8 +93,8 @@ export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, c
   if (positives === 0 || negatives === 0) return null;
   // Only the smaller class is sorted (typed-array sort is native and numeric), and indexed by score
   // bucket; each score of the other class then counts the sorted ones below it and tied with it
-  // within its own bucket only (a binary search would mispredict a branch per step). Every count is
-  // an integer or a half, so the pairs won sum exactly (below 2^53) whatever the order they come in.
+  // within its own bucket only (a binary search over all would mispredict a branch per step). Every
+  // count is an integer or a half, so the pairs won sum exactly (below 2^53) in any order.
   const minorityPositive = positives <= negatives;
   const m = minorityPositive ? positives : negatives;
   if (minorityScratch.length < m) minorityScratch = new Float64Array(Math.max(m, 2 * minorityScratch.length));
@@ -92,19 +106,22 @@ export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, c
     bucketStart[b] = k;
   }
   let won = 0;
+  let below = 0;
+  let tiedEnd = 0;
+  let previous = NaN;
   for (let i = 0; i < count; i++) {
     if (labels[i]! > 0 === minorityPositive) continue;
     const s = scores[i]!;
-    const b = bucketOf(s);
-    let below = 0;
-    let tiedEnd = 0;
-    // A NaN is below, above and tied with nothing.
-    if (b < aucBuckets) {
-      const end = bucketStart[b + 1]!;
-      below = bucketStart[b]!;
-      while (below < end && sorted[below]! < s) below++;
-      tiedEnd = below;
-      while (tiedEnd < end && sorted[tiedEnd] === s) tiedEnd++;
+    // Runs of one score are common (a model that has not learnt yet predicts its prior): counted once.
+    if (s !== previous) {
+      previous = s;
+      const b = bucketOf(s);
+      // A NaN is below, above and tied with nothing.
+      below = tiedEnd = 0;
+      if (b < aucBuckets) {
+        below = bound(sorted, bucketStart[b]!, bucketStart[b + 1]!, s, false);
+        tiedEnd = bound(sorted, below, bucketStart[b + 1]!, s, true);
+      }
     }
     // A negative wins for the positives above it; a positive wins against the negatives below it.
     won += (minorityPositive ? m - tiedEnd : below) + (tiedEnd - below) / 2;
