@@ -99,14 +99,18 @@ export abstract class OnlineModel {
   private penaltyValues: Float32Array | undefined;
 
   /**
-   * One optimiser step from the gradient of the loss over the flat parameter vector, plus L2 on
-   * every weight matrix. The L2 gradient (l2 * w) is added in closed form rather than taped: fewer
-   * kernel calls per step, and TF.js pays per call at these sizes.
+   * One optimiser step from the gradient of the loss over the flat parameter vector (any shape holding
+   * its values in order), plus L2 on every weight matrix. The L2 gradient (l2 * w) is added in closed
+   * form rather than taped: fewer kernel calls per step, and TF.js pays per call at these sizes.
    */
   protected update(grad: TF.Tensor): void {
     // On the host where that computes the same (see Optimizer.onHost): one read back instead of the step's kernels.
     if (this.optimizer.onHost) this.optimizer.stepOnHost(grad.dataSync() as Float32Array, this.penaltyValues);
-    else this.optimizer.apply(this.penalty ? grad.add(this.params.flat.mul(this.penalty)) : grad);
+    else {
+      // A gradient in another shape (a row, say) is flattened only here: the host step reads its values as they lie.
+      const flat = grad.rank === 1 ? grad : grad.reshape([-1]);
+      this.optimizer.apply(this.penalty ? flat.add(this.params.flat.mul(this.penalty)) : flat);
+    }
   }
 
   /** 1/n as a scalar tensor, kept while batches keep their size (a JS number in an op is a new tensor per call). */
