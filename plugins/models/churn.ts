@@ -38,6 +38,8 @@ interface PendingChurn {
   end: number;
   /** Start of the user's first session after `end` (-1: none yet). */
   back: number;
+  /** The user whose session it is (the deadline heap's entries are these objects). */
+  userId: string;
 }
 
 /** A user as snapshotted: pending predictions as (id, end, back). */
@@ -107,35 +109,42 @@ export default defineOperator<ChurnModelConfig>({
     const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
     const users = new Map<string, UserState>();
-    // Min-heap of (deadline, prediction, user); entries already labelled are skipped when popped.
-    const deadlines: [number, PendingChurn, string][] = [];
+    // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines
+    // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
+    const deadlines: number[] = [];
+    const deadlineOf: PendingChurn[] = [];
 
-    const push = (entry: [number, PendingChurn, string]): void => {
-      deadlines.push(entry);
-      for (let i = deadlines.length - 1; i > 0; ) {
-        const parent = (i - 1) >> 1;
-        if (deadlines[parent]![0] <= deadlines[i]![0]) break;
-        [deadlines[parent], deadlines[i]] = [deadlines[i]!, deadlines[parent]!];
-        i = parent;
+    const push = (deadline: number, pending: PendingChurn): void => {
+      let i = deadlines.length;
+      // Moved up while below its parent (ties stay below, as before: pop order depends on the layout).
+      for (let parent = (i - 1) >> 1; i > 0 && deadline < deadlines[parent]!; i = parent, parent = (i - 1) >> 1) {
+        deadlines[i] = deadlines[parent]!;
+        deadlineOf[i] = deadlineOf[parent]!;
       }
+      deadlines[i] = deadline;
+      deadlineOf[i] = pending;
     };
-    const pop = (): [number, PendingChurn, string] | undefined => {
-      const top = deadlines[0];
-      const last = deadlines.pop();
-      if (deadlines.length > 0 && last) {
-        deadlines[0] = last;
-        for (let i = 0; ; ) {
-          const l = 2 * i + 1;
-          const r = l + 1;
-          let m = i;
-          if (l < deadlines.length && deadlines[l]![0] < deadlines[m]![0]) m = l;
-          if (r < deadlines.length && deadlines[r]![0] < deadlines[m]![0]) m = r;
-          if (m === i) break;
-          [deadlines[m], deadlines[i]] = [deadlines[i]!, deadlines[m]!];
-          i = m;
-        }
+    /** Removes the earliest entry (read it first at index 0). */
+    const pop = (): void => {
+      const deadline = deadlines.pop()!;
+      const pending = deadlineOf.pop()!;
+      const n = deadlines.length;
+      if (n === 0) return;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        let least = deadline;
+        if (l < n && deadlines[l]! < least) least = deadlines[(m = l)]!;
+        if (r < n && deadlines[r]! < least) m = r;
+        if (m === i) break;
+        deadlines[i] = deadlines[m]!;
+        deadlineOf[i] = deadlineOf[m]!;
+        i = m;
       }
-      return top;
+      deadlines[i] = deadline;
+      deadlineOf[i] = pending;
     };
 
     const handedOver = context.metrics.counter(
@@ -178,38 +187,47 @@ export default defineOperator<ChurnModelConfig>({
       returned(user, start);
     };
 
+    // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
+    const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length) };
+
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
       if (summary.update) return; // already predicted at its first close; a late event does not re-predict
       const user = userOf(summary.userId, summary.start);
-      user.open = user.open.filter(([id]) => id !== summary.sessionId);
+      // Closed: out of the open list (in place, order kept).
+      const open = user.open;
+      let kept = 0;
+      for (let i = 0; i < open.length; i++) if (open[i]![0] !== summary.sessionId) open[kept++] = open[i]!;
+      open.length = kept;
       // The UTC hour, without a Date per session.
       const hour = (Math.floor((((summary.end % day) + day) % day) / 3_600_000) / 24) * 2 * Math.PI;
       const counts = summary.counts ?? {};
-      const values = new Float32Array([
-        Math.log1p(summary.eventCount),
-        Math.log1p((summary.end - summary.start) / 60_000),
-        Math.log1p(counts.view ?? 0),
-        Math.log1p(counts.cart ?? 0),
-        summary.purchased ? 1 : 0,
-        Math.log1p(user.sessions),
-        Math.log1p((summary.end - user.firstSeen) / day),
-        Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0),
-        Math.log1p(user.purchases),
-        Math.log1p(user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) / day : 0),
-        Math.sin(hour),
-        Math.cos(hour),
-      ]);
+      // Into the operator's one input vector: the learner normalises it into its own rows at once.
+      const values = input.values;
+      values[0] = Math.log1p(summary.eventCount);
+      values[1] = Math.log1p((summary.end - summary.start) / 60_000);
+      values[2] = Math.log1p(counts.view ?? 0);
+      values[3] = Math.log1p(counts.cart ?? 0);
+      values[4] = summary.purchased ? 1 : 0;
+      values[5] = Math.log1p(user.sessions);
+      values[6] = Math.log1p((summary.end - user.firstSeen) / day);
+      values[7] = Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0);
+      values[8] = Math.log1p(user.purchases);
+      values[9] = Math.log1p(user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) / day : 0);
+      values[10] = Math.sin(hour);
+      values[11] = Math.cos(hour);
       if (user.lastEnd !== undefined) user.gapSum += Math.max(0, summary.start - user.lastEnd);
       user.sessions++;
       if (summary.purchased) user.purchases++;
       user.lastEnd = summary.end;
-      const id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
-      const input: SampleInput = { id, userId: summary.userId, sessionId: summary.sessionId, time: summary.end, names: churnFeatureNames, values };
+      input.id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
+      input.userId = summary.userId;
+      input.sessionId = summary.sessionId;
+      input.time = summary.end;
       if (sequences) input.seq = sequences.sample(summary.sessionId);
-      const pending: PendingChurn = { sample: learner.submit(input, emit), end: summary.end, back: -1 };
+      const pending: PendingChurn = { sample: learner.submit(input, emit), end: summary.end, back: -1, userId: summary.userId };
       sequences?.delete(summary.sessionId);
       user.pending.push(pending);
-      push([summary.end + horizon, pending, summary.userId]);
+      push(summary.end + horizon, pending);
       // The user may already be back: events of the next session can arrive before this summary.
       for (const [, start] of user.open) if (start > summary.end) returned(user, start);
     };
@@ -219,12 +237,14 @@ export default defineOperator<ChurnModelConfig>({
         await learner.open();
       },
       apply: recordOperator(context, () => {
-        let tickEmit: (() => void) | undefined;
-        const timer = setInterval(() => tickEmit?.(), Math.max(10, config.batch.maxDelayMs || 1000));
+        // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
+        // cost a context allocation per record, made or not).
+        let tickEmit: Emit | undefined;
+        const timer = setInterval(() => tickEmit && learner.tick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
         timer.unref();
         return {
           record(record, emit) {
-            tickEmit ??= () => learner.tick(emit);
+            tickEmit ??= emit;
             emit(record);
             if (record.kind === 'event') onEvent(record as ClickEvent);
             else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);
@@ -235,10 +255,12 @@ export default defineOperator<ChurnModelConfig>({
               learner.endOfInput(emit);
               return;
             }
-            while (deadlines.length > 0 && deadlines[0]![0] < mark.time) {
-              const [deadline, pending, userId] = pop()!;
+            while (deadlines.length > 0 && deadlines[0]! < mark.time) {
+              const deadline = deadlines[0]!;
+              const pending = deadlineOf[0]!;
+              pop();
               // Gone with its user (evicted, or its partition revoked): no label.
-              const user = users.get(userId);
+              const user = users.get(pending.userId);
               const index = user ? user.pending.indexOf(pending) : -1;
               if (index < 0) continue;
               user!.pending.splice(index, 1);
@@ -274,7 +296,7 @@ export default defineOperator<ChurnModelConfig>({
         return {
           learner: learner.snapshot(),
           users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [p.sample.id, p.end, p.back] as [string, number, number]) }]),
-          deadlines: deadlines.map(([deadline, pending, userId]) => [deadline, pending.sample.id, userId] as [number, string, string]),
+          deadlines: deadlines.map((deadline, i) => [deadline, deadlineOf[i]!.sample.id, deadlineOf[i]!.userId] as [number, string, string]),
           sequences: sequences?.state() ?? [],
         };
       },
@@ -285,13 +307,19 @@ export default defineOperator<ChurnModelConfig>({
         const pendingById = new Map<string, PendingChurn>();
         users.clear();
         for (const [key, user] of saved.users) {
-          const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back }));
+          const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
           for (const p of pending) pendingById.set(p.sample.id, p);
           users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
         }
         deadlines.length = 0;
-        // A deadline whose prediction no user holds any more gets a stand-in, skipped when popped.
-        for (const [deadline, id, userId] of saved.deadlines) deadlines.push([deadline, pendingById.get(id) ?? { sample: handleOf(id), end: 0, back: -1 }, userId]);
+        deadlineOf.length = 0;
+        // In their saved order (a heap already). A deadline whose prediction no user holds any more
+        // gets a stand-in, skipped when popped.
+        for (const [deadline, id, userId] of saved.deadlines) {
+          deadlines.push(deadline);
+          const pending = pendingById.get(id);
+          deadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
+        }
         sequences?.load(saved.sequences);
       },
       async close() {

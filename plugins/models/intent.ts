@@ -73,6 +73,9 @@ export default defineOperator<IntentModelConfig>({
       state.labelled = true;
     };
 
+    // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
+    const input: SampleInput = { id: '', userId: '', sessionId: undefined, time: 0, names: noNames, values: noValues };
+
     const onEvent = (event: ClickEvent, emit: Emit): void => {
       const sessionId = event.session?.id ?? event.sessionId;
       if (sessionId === undefined) return;
@@ -95,7 +98,12 @@ export default defineOperator<IntentModelConfig>({
       // Same as predictionId(name, user, session, time, position); the prefix is hashed once per session.
       state.ids ??= idPrefix(config.name, state.userId, sessionId);
       const id = predictionIdAfter(state.ids, event.time, position);
-      const input: SampleInput = { id, userId: event.userId, sessionId, time: event.time, names: features?.names ?? noNames, values: features?.values ?? noValues };
+      input.id = id;
+      input.userId = event.userId;
+      input.sessionId = sessionId;
+      input.time = event.time;
+      input.names = features?.names ?? noNames;
+      input.values = features?.values ?? noValues;
       if (sequences) input.seq = sequences.sample(sessionId);
       state.pending.push(learner.submit(input, emit));
     };
@@ -113,12 +121,14 @@ export default defineOperator<IntentModelConfig>({
         await learner.open();
       },
       apply: recordOperator(context, () => {
-        const timer = setInterval(() => tickEmit?.(), Math.max(10, config.batch.maxDelayMs || 1000));
+        // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
+        // cost a context allocation per record, made or not).
+        let tickEmit: Emit | undefined;
+        const timer = setInterval(() => tickEmit && learner.tick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
         timer.unref();
-        let tickEmit: (() => void) | undefined;
         return {
           record(record, emit) {
-            tickEmit ??= () => learner.tick(emit);
+            tickEmit ??= emit;
             emit(record);
             if (record.kind === 'event') onEvent(record as ClickEvent, emit);
             else if (record.kind === 'session') onSummary(record as unknown as SessionSummary, emit);

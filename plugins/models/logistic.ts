@@ -29,7 +29,7 @@ export class LogisticRegression extends OnlineModel {
     tf.tidy(() => {
       const x1 = inputsWithOnes(batch, this.ones);
       const error = outputError(x1.matMul(this.params.matrix('wb')) as TF.Tensor2D, labels, this.inverseCount(batch.n));
-      this.update(error.matMul(x1, true, false).reshape([this.inputs + 1]));
+      this.update(error.matMul(x1, true, false));
     });
   }
 

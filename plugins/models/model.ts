@@ -88,19 +88,29 @@ export abstract class OnlineModel {
     this.params.seal();
     this.optimizer = new Optimizer(this.optimizerConfig, this.params);
     const l2 = this.config.l2;
-    if (l2 > 0) this.penalty = tf.tensor1d(this.params.maskOf('w', l2), 'float32');
+    if (l2 > 0) {
+      this.penaltyValues = this.params.maskOf('w', l2);
+      if (!this.optimizer.onHost) this.penalty = tf.tensor1d(this.penaltyValues, 'float32');
+    }
   }
 
   /** l2 at every weight (parameters named `w...`), 0 at biases: the L2 gradient is `penalty * theta`. */
   private penalty: TF.Tensor1D | undefined;
+  private penaltyValues: Float32Array | undefined;
 
   /**
-   * One optimiser step from the gradient of the loss over the flat parameter vector, plus L2 on
-   * every weight matrix. The L2 gradient (l2 * w) is added in closed form rather than taped: fewer
-   * kernel calls per step, and TF.js pays per call at these sizes.
+   * One optimiser step from the gradient of the loss over the flat parameter vector (any shape holding
+   * its values in order), plus L2 on every weight matrix. The L2 gradient (l2 * w) is added in closed
+   * form rather than taped: fewer kernel calls per step, and TF.js pays per call at these sizes.
    */
   protected update(grad: TF.Tensor): void {
-    this.optimizer.apply(this.penalty ? grad.add(this.params.flat.mul(this.penalty)) : grad);
+    // On the host where that computes the same (see Optimizer.onHost): one read back instead of the step's kernels.
+    if (this.optimizer.onHost) this.optimizer.stepOnHost(grad.dataSync() as Float32Array, this.penaltyValues);
+    else {
+      // A gradient in another shape (a row, say) is flattened only here: the host step reads its values as they lie.
+      const flat = grad.rank === 1 ? grad : grad.reshape([-1]);
+      this.optimizer.apply(this.penalty ? flat.add(this.params.flat.mul(this.penalty)) : flat);
+    }
   }
 
   /** 1/n as a scalar tensor, kept while batches keep their size (a JS number in an op is a new tensor per call). */

@@ -25,6 +25,27 @@ interface Report {
 }
 const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
 
+test('exactAuc: equals counting every pair (ties half), whichever class is the smaller, on the first `count` only', () => {
+  let seed = 3;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (const rate of [0.1, 0.5, 0.9]) {
+    for (const n of [2, 7, 300]) {
+      // Scores on a coarse grid, so ties are common.
+      const scores = Array.from({ length: n + 5 }, () => Math.round(random() * 20) / 20);
+      const labels = scores.map(() => (random() < rate ? 1 : 0));
+      let won = 0;
+      let positives = 0;
+      for (let i = 0; i < n; i++) {
+        if (!labels[i]) continue;
+        positives++;
+        for (let j = 0; j < n; j++) if (!labels[j]) won += scores[i]! > scores[j]! ? 1 : scores[i] === scores[j] ? 0.5 : 0;
+      }
+      const negatives = n - positives;
+      assert.equal(exactAuc(scores, labels, n), positives && negatives ? won / (positives * negatives) : null);
+    }
+  }
+});
+
 test('prequential metrics match a hand-computed example', () => {
   const scores = [0.9, 0.8, 0.3, 0.6, 0.2];
   const labels = [1, 0, 1, 1, 0];

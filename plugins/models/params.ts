@@ -149,16 +149,31 @@ export class ParamSet {
     this.flat.assign(value);
     this.dropViews();
     this.host = undefined;
+    this.hostFloats = undefined;
+  }
+
+  /** Sets the flat vector from values on the host, which become its host copy (nothing is read back). Not to be modified after. */
+  assignValues(values: Float32Array): void {
+    const value = tf.tensor1d(values, 'float32');
+    this.assign(value);
+    value.dispose();
+    this.hostFloats = values;
   }
 
   private host: Float64Array | undefined;
+  private hostFloats: Float32Array | undefined;
+
+  /** The flat vector on the host as stored (float32; a copy, read back once per change). Not to be modified. */
+  values(): Float32Array {
+    return (this.hostFloats ??= Float32Array.from(this.flat.dataSync() as Float32Array));
+  }
 
   /**
    * The flat vector on the host (a copy, read back once per change): for models that predict one row
    * in plain JS, where a kernel call would cost more than the arithmetic.
    */
   hostValues(): Float64Array {
-    return (this.host ??= Float64Array.from(this.flat.dataSync() as Float32Array));
+    return (this.host ??= Float64Array.from(this.values()));
   }
 
   private dropViews(): void {
@@ -244,6 +259,18 @@ export class Optimizer {
   /** Adam's moments, flat like the parameters. */
   private moments: { m: TF.Variable; v: TF.Variable } | undefined;
   /**
+   * Steps are taken on the host ({@link stepOnHost}) on the backends whose element-wise kernels are
+   * plain IEEE float32 operations (wasm, cpu): there each kernel of {@link apply} is one correctly
+   * rounded float32 operation per element, which `Math.fround` of the same operation in float64
+   * reproduces exactly (float64 carries more than twice float32's precision, so rounding twice
+   * changes no +, -, *, / or sqrt), so the parameters come out bit for bit the same, without the
+   * dozen kernel calls (TF.js pays per call: most of a step at these sizes). Elsewhere (tensorflow,
+   * whose math library may approximate sqrt) the kernels run as before.
+   */
+  readonly onHost: boolean;
+  /** Adam's moments on the host (with {@link onHost}). */
+  private hostMoments: { m: Float32Array; v: Float32Array } | undefined;
+  /**
    * Adam's constants as tensors made once: a JS number in an op becomes a new scalar tensor (an
    * allocation and an upload to the backend) per op per step.
    */
@@ -257,7 +284,10 @@ export class Optimizer {
     this.beta1 = config.beta1 ?? 0.9;
     this.beta2 = config.beta2 ?? 0.999;
     this.epsilon = config.epsilon ?? 1e-7;
-    if (config.kind === 'adam') {
+    const backend = tf.getBackend();
+    this.onHost = backend === 'wasm' || backend === 'cpu';
+    if (config.kind === 'adam' && this.onHost) this.hostMoments = { m: new Float32Array(params.size), v: new Float32Array(params.size) };
+    else if (config.kind === 'adam') {
       // tf.variable keeps its own reference to the data: the initial tensor is disposed with the tidy.
       this.moments = tf.tidy(() => ({ m: tf.variable(tf.zeros([params.size]), false), v: tf.variable(tf.zeros([params.size]), false) }));
       this.constants = {
@@ -290,9 +320,49 @@ export class Optimizer {
     });
   }
 
+  /**
+   * {@link apply} on the host (see {@link onHost}): the same float32 operations in the same order,
+   * each rounded as its kernel rounds it; `penalty` (per element, float32) adds the L2 gradient
+   * `penalty * theta` first, as the model's update does with kernels.
+   */
+  stepOnHost(grad: Float32Array, penalty: Float32Array | undefined): void {
+    this.step++;
+    const f = Math.fround;
+    const theta = this.params.values();
+    const next = new Float32Array(theta.length);
+    // Scalars as the kernels see them: float32 tensors.
+    const lr = f(this.learningRate);
+    const moments = this.hostMoments;
+    if (!moments) {
+      for (let i = 0; i < next.length; i++) {
+        const g = penalty ? f(grad[i]! + f(theta[i]! * penalty[i]!)) : grad[i]!;
+        next[i] = f(theta[i]! - f(g * lr));
+      }
+    } else {
+      const { m, v } = moments;
+      const b1 = f(this.beta1);
+      const b1c = f(1 - this.beta1);
+      const b2 = f(this.beta2);
+      const b2c = f(1 - this.beta2);
+      const epsilon = f(this.epsilon);
+      const alpha = f((this.learningRate * Math.sqrt(1 - this.beta2 ** this.step)) / (1 - this.beta1 ** this.step));
+      for (let i = 0; i < next.length; i++) {
+        const g = penalty ? f(grad[i]! + f(theta[i]! * penalty[i]!)) : grad[i]!;
+        const mi = (m[i] = f(f(m[i]! * b1) + f(g * b1c)));
+        const vi = (v[i] = f(f(v[i]! * b2) + f(f(g * g) * b2c)));
+        next[i] = f(theta[i]! - f(f(mi / f(f(Math.sqrt(vi)) + epsilon)) * alpha));
+      }
+    }
+    this.params.assignValues(next);
+  }
+
   /** Forgets the moments (after drift), keeping the weights. */
   reset(): void {
     this.step = 0;
+    if (this.hostMoments) {
+      this.hostMoments.m.fill(0);
+      this.hostMoments.v.fill(0);
+    }
     if (!this.moments) return;
     tf.tidy(() => {
       for (const slot of [this.moments!.m, this.moments!.v]) slot.assign(tf.zerosLike(slot));
@@ -300,9 +370,9 @@ export class Optimizer {
   }
 
   state(): OptimizerState {
-    const slots = this.moments
-      ? { ...this.params.encodeFlat(this.moments.m.dataSync() as Float32Array, '/m'), ...this.params.encodeFlat(this.moments.v.dataSync() as Float32Array, '/v') }
-      : {};
+    const m = this.hostMoments?.m ?? (this.moments?.m.dataSync() as Float32Array | undefined);
+    const v = this.hostMoments?.v ?? (this.moments?.v.dataSync() as Float32Array | undefined);
+    const slots = m && v ? { ...this.params.encodeFlat(m, '/m'), ...this.params.encodeFlat(v, '/v') } : {};
     return { kind: this.config.kind, learningRate: this.learningRate, step: this.step, slots };
   }
 
@@ -310,6 +380,10 @@ export class Optimizer {
     if (state.kind !== this.config.kind) throw new Error(`saved optimiser is ${state.kind}, the model's is ${this.config.kind}`);
     this.learningRate = state.learningRate;
     this.step = state.step;
+    if (this.hostMoments) {
+      this.hostMoments.m.set(this.params.decodeFlat(state.slots, '/m', 'optimiser slot'));
+      this.hostMoments.v.set(this.params.decodeFlat(state.slots, '/v', 'optimiser slot'));
+    }
     if (!this.moments) return;
     for (const [suffix, slot] of [['/m', this.moments.m], ['/v', this.moments.v]] as const) {
       const value = tf.tensor1d(this.params.decodeFlat(state.slots, suffix, 'optimiser slot'), 'float32');
@@ -324,6 +398,7 @@ export class Optimizer {
       this.moments.v.dispose();
     }
     this.moments = undefined;
+    this.hostMoments = undefined;
     if (this.constants) for (const constant of Object.values(this.constants)) constant.dispose();
     this.constants = undefined;
   }

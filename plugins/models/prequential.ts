@@ -57,33 +57,74 @@ export function logLoss(score: number, label: number): number {
   return label > 0 ? -Math.log(p) : -Math.log(1 - p);
 }
 
+/** Sorted scores of the smaller class, reused across calls (grown as needed). */
+let minorityScratch = new Float64Array(0);
+/** Score buckets of {@link exactAuc}'s index into the sorted scores: [0, 1) in equal steps. */
+const aucBuckets = 1024;
+/** Per bucket, the first sorted score in it or a later one (NaN last, in a bucket of its own). */
+const bucketStart = new Int32Array(aucBuckets + 2);
+
+/** A score's bucket: monotone in the score (so a bucket's scores all lie between its neighbours'), NaN past the rest. */
+function bucketOf(score: number): number {
+  if (score >= 1) return aucBuckets - 1;
+  if (score >= 0) return (score * aucBuckets) | 0;
+  return score < 0 ? 0 : aucBuckets;
+}
+
+/**
+ * The first index in [from, to) of ascending `values` whose value is not below `s` (`pastTies`:
+ * above `s`), or `to`: halving while the range is long (a crowded bucket, or ties), then stepping.
+ */
+function bound(values: Float64Array, from: number, to: number, s: number, pastTies: boolean): number {
+  while (to - from > 8) {
+    const mid = (from + to) >> 1;
+    if (values[mid]! < s || (pastTies && values[mid] === s)) from = mid + 1;
+    else to = mid;
+  }
+  while (from < to && (values[from]! < s || (pastTies && values[from] === s))) from++;
+  return from;
+}
+
 /** Exact ROC AUC (ties count half) of paired scores and labels; null when one class is missing. */
 export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number | null {
   let positives = 0;
   for (let i = 0; i < count; i++) if (labels[i]! > 0) positives++;
   const negatives = count - positives;
   if (positives === 0 || negatives === 0) return null;
-  // Each class sorted on its own (typed-array sort is native and numeric), then one merge counts the
-  // pairs each positive wins (ties half): several times faster than sorting indices by comparator.
-  const pos = new Float64Array(positives);
-  const neg = new Float64Array(negatives);
-  for (let i = 0, p = 0, q = 0; i < count; i++) {
-    if (labels[i]! > 0) pos[p++] = scores[i]!;
-    else neg[q++] = scores[i]!;
+  // Only the smaller class is sorted (typed-array sort is native and numeric), and indexed by score
+  // bucket; each score of the other class then counts the sorted ones below it and tied with it
+  // within its own bucket only (a binary search over all would mispredict a branch per step). Every
+  // count is an integer or a half, so the pairs won sum exactly (below 2^53) in any order.
+  const minorityPositive = positives <= negatives;
+  const m = minorityPositive ? positives : negatives;
+  if (minorityScratch.length < m) minorityScratch = new Float64Array(Math.max(m, 2 * minorityScratch.length));
+  const sorted = minorityScratch.subarray(0, m);
+  for (let i = 0, k = 0; i < count; i++) if (labels[i]! > 0 === minorityPositive) sorted[k++] = scores[i]!;
+  sorted.sort();
+  for (let b = 0, k = 0; b <= aucBuckets + 1; b++) {
+    while (k < m && bucketOf(sorted[k]!) < b) k++;
+    bucketStart[b] = k;
   }
-  pos.sort();
-  neg.sort();
   let won = 0;
   let below = 0;
-  let tied = 0;
-  for (let i = 0; i < positives; i++) {
-    const s = pos[i]!;
-    if (i === 0 || s !== pos[i - 1]) {
-      while (below < negatives && neg[below]! < s) below++;
-      tied = below;
-      while (tied < negatives && neg[tied] === s) tied++;
+  let tiedEnd = 0;
+  let previous = NaN;
+  for (let i = 0; i < count; i++) {
+    if (labels[i]! > 0 === minorityPositive) continue;
+    const s = scores[i]!;
+    // Runs of one score are common (a model that has not learnt yet predicts its prior): counted once.
+    if (s !== previous) {
+      previous = s;
+      const b = bucketOf(s);
+      // A NaN is below, above and tied with nothing.
+      below = tiedEnd = 0;
+      if (b < aucBuckets) {
+        below = bound(sorted, bucketStart[b]!, bucketStart[b + 1]!, s, false);
+        tiedEnd = bound(sorted, below, bucketStart[b + 1]!, s, true);
+      }
     }
-    won += below + (tied - below) / 2;
+    // A negative wins for the positives above it; a positive wins against the negatives below it.
+    won += (minorityPositive ? m - tiedEnd : below) + (tiedEnd - below) / 2;
   }
   return won / (positives * negatives);
 }
@@ -102,6 +143,8 @@ export class Prequential {
   private won = 0;
   private readonly ringScores: Float64Array;
   private readonly ringLabels: Uint8Array;
+  /** Each ring entry's log loss, as `add` computed it (logLoss reads only label > 0): the window's sum costs no logs. */
+  private readonly ringLosses: Float64Array;
   private next = 0;
   private filled = 0;
   private timeline: TimelinePoint[] = [];
@@ -114,6 +157,7 @@ export class Prequential {
   ) {
     this.ringScores = new Float64Array(window);
     this.ringLabels = new Uint8Array(window);
+    this.ringLosses = new Float64Array(window);
     // Per bin: count, sum of scores, sum of labels.
     this.calibration = Array.from({ length: calibrationBins }, () => new Float64Array(3));
     // A timeline point costs a windowed AUC (a sort of the window): no closer than a quarter window.
@@ -135,6 +179,7 @@ export class Prequential {
     this.countPair(b, label > 0);
     this.ringScores[this.next] = score;
     this.ringLabels[this.next] = label > 0 ? 1 : 0;
+    this.ringLosses[this.next] = loss;
     this.next = (this.next + 1) % this.window;
     this.filled = Math.min(this.window, this.filled + 1);
     if (this.n % this.every === 0) this.addPoint(time);
@@ -196,7 +241,7 @@ export class Prequential {
     let brier = 0;
     let positives = 0;
     for (let i = 0; i < count; i++) {
-      loss += logLoss(this.ringScores[i]!, this.ringLabels[i]!);
+      loss += this.ringLosses[i]!;
       brier += (this.ringScores[i]! - this.ringLabels[i]!) ** 2;
       positives += this.ringLabels[i]!;
     }
@@ -315,6 +360,7 @@ export class Prequential {
     this.ringLabels.set(state.ring.labels);
     this.next = state.ring.next;
     this.filled = state.ring.filled;
+    for (let i = 0; i < this.filled; i++) this.ringLosses[i] = logLoss(this.ringScores[i]!, this.ringLabels[i]!);
     this.timeline = state.timeline.map((p) => ({ ...p }));
     this.every = state.every;
   }
