@@ -6,7 +6,8 @@
  * flush, which returns once its queue is empty), and rejects if any delivery failed (only failures are
  * reported, per record): the runtime commits the source's offsets only after it. With `guarantee:
  * exactly-once` the records go into the pipeline's Kafka transaction instead, which the Kafka source
- * commits together with its offsets (transactions.ts).
+ * commits together with its offsets (transactions.ts); there `flush()` waits for nothing, since the
+ * records become durable and visible with that commit, not before.
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
