@@ -145,10 +145,13 @@ async function* decodeCsv(
     info: true,
     bom: true,
     on_skip: (error, raw) => {
+      const line = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
+      // Resuming: a row up to the position was dead-lettered by the run that got there.
+      if (line !== undefined && line <= skipThrough) return undefined;
       context.deadLetter({
         reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
         raw,
-        origin: { source: target.source, file: target.file, ...(error && 'lines' in error ? { line: Number((error as unknown as { lines: number }).lines) } : {}) },
+        origin: { source: target.source, file: target.file, ...(line !== undefined ? { line } : {}) },
       });
       return undefined;
     },

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { runYaml } from 'tributary/testing';
+import { runYaml, testContext } from 'tributary/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
 
@@ -75,4 +75,26 @@ sources:
 sinks: [{type: memory}]
 `);
   assert.deepEqual(run.outputs[0]!.map((e) => [e.type, e.time]), [['view', Date.UTC(2024, 0, 1)], ['purchase', Date.UTC(2024, 0, 1, 0, 0, 9)]]);
+});
+
+test('resuming a file reads on after its position: the lines before it are neither decoded nor dead-lettered again', async () => {
+  const { default: file } = await import('./file.js');
+  const csv = join(dir, 'resume.csv');
+  // Line 3 has a stray quote (the CSV parser skips it), line 4 the wrong field count.
+  writeFileSync(csv, ['time,user_id,type', '1,u1,view', '2,u"1,view', '3,u1', '4,u1,cart', '5,u2,view'].join('\n'));
+  const jsonl = join(dir, 'resume.jsonl');
+  writeFileSync(jsonl, ['{"user_id":"u1","time":1,"type":"view"}', '{bad', '{"user_id":"u1","time":3,"type":"cart"}'].join('\n'));
+  const cases: [string, Record<string, unknown>, number, string[]][] = [
+    [csv, { format: 'csv' }, 4, ['4 cart', '5 view']],
+    [jsonl, {}, 2, ['3 cart']],
+  ];
+  for (const [path, format, resumeAfter, expected] of cases) {
+    const context = testContext();
+    const source = await file.create({ path, ...format, mapping: { time_format: 'epoch_ms' } } as never, context);
+    source.seek!({ fileIndex: 0, line: resumeAfter });
+    const events = [];
+    for await (const batch of source.read()) events.push(...batch);
+    assert.deepEqual(events.map((e) => `${e.time} ${e.type}`), expected, path);
+    assert.deepEqual(context.deadLetters, [], `${path}: nothing before line ${resumeAfter} is dead-lettered again`);
+  }
 });
