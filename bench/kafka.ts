@@ -41,6 +41,7 @@ import { commandLine, machine, median, percentile, writeSection } from './machin
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
+import { ErrorCode } from '../plugins/kafka/common.js';
 
 type Mode = 'at-least-once' | 'exactly-once';
 type PipelineKind = 'passthrough' | 'intent';
@@ -148,23 +149,31 @@ function processCpuUs(pid: number | undefined): number | undefined {
   }
 }
 
+/** Runs `work` (which returns the events it read and the milliseconds it took to read them) and measures its rate and CPU. */
+async function measured(work: () => Promise<{ read: number; ms: number }>): Promise<ThroughputRun> {
+  const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
+  const cpuBefore = process.cpuUsage();
+  const brokerBefore = processCpuUs(java);
+  const { read, ms } = await work();
+  const cpu = process.cpuUsage(cpuBefore);
+  const brokerAfter = processCpuUs(java);
+  return {
+    rate: (read / ms) * 1000,
+    nodeCpuUs: (cpu.user + cpu.system) / read,
+    brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / read,
+  };
+}
+
 async function throughput(brokers: string, kind: PipelineKind, mode: Mode): Promise<ThroughputRun> {
   const input = await throughputInput(brokers);
   const output = `bench-out-${kind}-${mode}-${Date.now()}`;
   await createTopic(brokers, output, 4);
   await createTopic(brokers, `${output}-dlq`, 1);
-  const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
-  const cpuBefore = process.cpuUsage();
-  const brokerBefore = processCpuUs(java);
-  const { stats } = await runYaml(yaml(kind, input, output, mode, ', stop_at_end: true'), { env: { KAFKA_BROKERS: brokers } });
-  const cpu = process.cpuUsage(cpuBefore);
-  const brokerAfter = processCpuUs(java);
-  if (stats.eventsIn + stats.deadLettered !== events) console.error(`warning: read ${stats.eventsIn} + ${stats.deadLettered} dead letters of ${events}`);
-  return {
-    rate: (stats.eventsIn / stats.elapsedMs) * 1000,
-    nodeCpuUs: (cpu.user + cpu.system) / stats.eventsIn,
-    brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / stats.eventsIn,
-  };
+  return measured(async () => {
+    const { stats } = await runYaml(yaml(kind, input, output, mode, ', stop_at_end: true'), { env: { KAFKA_BROKERS: brokers } });
+    if (stats.eventsIn + stats.deadLettered !== events) console.error(`warning: read ${stats.eventsIn} + ${stats.deadLettered} dead letters of ${events}`);
+    return { read: stats.eventsIn, ms: stats.elapsedMs };
+  });
 }
 
 async function latency(brokers: string, kind: PipelineKind, mode: Mode, rate = 5_000, seconds = 20): Promise<{ p50: number; p99: number; count: number }> {
@@ -298,42 +307,36 @@ async function clientThroughput(brokers: string, json: boolean): Promise<Through
     consumer.setDefaultConsumeTimeout(timeout);
     return new Promise<Message[]>((resolve, reject) => consumer.consume(n, (error, messages) => (error ? reject(new Error(error.message)) : resolve(messages))));
   };
-  const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
-  const cpuBefore = process.cpuUsage();
-  const brokerBefore = processCpuUs(java);
-  const started = performance.now();
-  let read = 0;
-  let firstAt: number | undefined;
-  while (ended < 4 || read < events) {
-    let batch = await take(4096, 0);
-    if (batch.length === 0) batch = await take(1, 100);
-    if (batch.length > 0) firstAt ??= performance.now();
-    for (const message of batch) {
-      const value = json ? Buffer.from(JSON.stringify(JSON.parse(message.value!.toString()))) : message.value;
-      for (;;) {
-        try {
-          producer.produce(output, null, value, message.key);
-          break;
-        } catch {
-          // queue full (max in flight): let librdkafka send, as the sink waits for room
-          producer.poll();
-          await new Promise((resolve) => setImmediate(resolve));
+  const run = await measured(async () => {
+    const started = performance.now();
+    let read = 0;
+    let firstAt: number | undefined;
+    while (ended < 4 || read < events) {
+      let batch = await take(4096, 0);
+      if (batch.length === 0) batch = await take(1, 100);
+      if (batch.length > 0) firstAt ??= performance.now();
+      for (const message of batch) {
+        const value = json ? Buffer.from(JSON.stringify(JSON.parse(message.value!.toString()))) : message.value;
+        for (;;) {
+          try {
+            producer.produce(output, null, value, message.key);
+            break;
+          } catch (error) {
+            // Queue full (max in flight): let librdkafka send, as the sink waits for room.
+            if ((error as { code?: number }).code !== ErrorCode.QUEUE_FULL) throw error;
+            producer.poll();
+            await new Promise((resolve) => setImmediate(resolve));
+          }
         }
       }
+      read += batch.length;
     }
-    read += batch.length;
-  }
-  await new Promise<void>((resolve, reject) => producer.flush(30_000, (error) => (error ? reject(new Error(error.message)) : resolve())));
-  const elapsed = performance.now() - (firstAt ?? started);
-  const cpu = process.cpuUsage(cpuBefore);
-  const brokerAfter = processCpuUs(java);
+    await new Promise<void>((resolve, reject) => producer.flush(30_000, (error) => (error ? reject(new Error(error.message)) : resolve())));
+    return { read, ms: performance.now() - (firstAt ?? started) };
+  });
   await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
   await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
-  return {
-    rate: (read / elapsed) * 1000,
-    nodeCpuUs: (cpu.user + cpu.system) / read,
-    brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / read,
-  };
+  return run;
 }
 
 interface Row {

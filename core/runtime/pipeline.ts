@@ -862,6 +862,12 @@ class StageLatency implements StageTimer {
 
   timed(index: number, deliver: Emit): Emit {
     return (element) => {
+      // An operator may keep the emit it got in a sampled batch and call it later (a model's timer):
+      // only what runs inside a sampled batch is timed.
+      if (!this.sampling) {
+        deliver(element);
+        return;
+      }
       const start = performance.now();
       deliver(element);
       this.inclusive[index]! += performance.now() - start;
