@@ -7,7 +7,7 @@ export * from './plugin.js';
 export { composeOperators, recordOperator, type Emit, type RecordHandlers, type RecordOperator, type StageTimer } from './operators.js';
 export { createEventMapper, createTimeParser, isRejected, type MapResult, type MappingConfig, type TimeParser } from './mapping.js';
 export { parseDuration, formatDuration, type Duration } from './duration.js';
-export { recordToJson } from './json.js';
+export { recordToJson, recordToJsonBytes } from './json.js';
 export { readLineBatches, JsonLinesWriter, type LineBatch } from './io.js';
 export { ConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';

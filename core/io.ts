@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { JsonBuffer, NO_ROOM, recordToJson, writeEventJson } from './json.js';
+import { JsonBuffer, NO_ROOM, recordToJson, writeRecordJson } from './json.js';
 
 export interface LineBatch {
   lines: string[];
@@ -96,11 +96,11 @@ export class JsonLinesWriter {
   write(record: object): void {
     if (this.used === 0 && this.options.lingerMs !== 0) this.startLinger();
     if (this.options.serialize === undefined) {
-      let end = writeEventJson(record, this.chunk, this.used);
+      let end = writeRecordJson(record, this.chunk, this.used);
       if (end === NO_ROOM && this.used > 0) {
         this.flushPending();
         this.startLinger();
-        end = writeEventJson(record, this.chunk, 0);
+        end = writeRecordJson(record, this.chunk, 0);
       }
       if (end >= 0) {
         this.chunk.bytes[end] = 10;

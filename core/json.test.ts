@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ORIGIN, recordToJson, type ClickEvent } from 'tributary';
-import { JsonBuffer, NO_ROOM, NOT_CANONICAL, writeEventJson } from './json.js';
+import { ORIGIN, recordToJson, recordToJsonBytes, type ClickEvent, type Prediction } from 'tributary';
+import { JsonBuffer, NO_ROOM, NOT_CANONICAL, writeRecordJson } from './json.js';
 
 test('canonical events encode exactly as JSON.stringify would, whatever their strings hold', () => {
   const cases: ClickEvent[] = [
@@ -45,15 +45,32 @@ test('numbers are written as JSON.stringify writes them: epoch times, prices, an
   }
 });
 
-test('writeEventJson writes UTF-8 into a buffer, or nothing when it lacks room or the record is not a canonical event', () => {
+test('writeRecordJson writes UTF-8 into a buffer, or nothing when it lacks room or the record is not canonical', () => {
   const event: ClickEvent = { kind: 'event', userId: 'caf\u00e9', time: 5, type: 'view', itemId: '\ud83d\ude00', price: 2.5 };
   const out = new JsonBuffer(4096);
-  const end = writeEventJson(event, out, 10);
+  const end = writeRecordJson(event, out, 10);
   assert.equal(out.bytes.toString('utf8', 10, end), JSON.stringify(event));
   const small = new JsonBuffer(64);
   small.bytes.fill(0x2e);
-  assert.equal(writeEventJson(event, small, 0), NO_ROOM);
+  assert.equal(writeRecordJson(event, small, 0), NO_ROOM);
   assert.ok(small.bytes.every((byte) => byte === 0x2e), 'nothing written');
-  assert.equal(writeEventJson({ kind: 'session', userId: 'u' }, out, 0), NOT_CANONICAL);
-  assert.equal(writeEventJson({ ...event, attrs: {} }, out, 0), NOT_CANONICAL);
+  assert.equal(writeRecordJson({ kind: 'session', userId: 'u' }, out, 0), NOT_CANONICAL);
+  assert.equal(writeRecordJson({ ...event, attrs: {} }, out, 0), NOT_CANONICAL);
+});
+
+test('predictions encode as JSON.stringify would, as bytes and as text, however they were built', () => {
+  const intent: Prediction = { kind: 'prediction', id: 'intent:u1:7', model: 'intent', modelVersion: '3', task: 'intent', userId: 'u1', time: 1704067200279, score: 0.123456789, sessionId: 's"1' };
+  const churn: Prediction = { kind: 'prediction', id: 'churn:u\u00e9', model: 'churn', modelVersion: '1', task: 'churn', userId: 'caf\u00e9', time: 5, score: 1e-7 };
+  const reordered = { kind: 'prediction', id: 'x', userId: 'u', model: 'm', modelVersion: '1', task: 't', time: 1, score: 0.5 };
+  const odd = [reordered, { ...intent, extra: true }, { ...intent, score: Number.NaN }, { ...intent, time: '1' }, { ...intent, sessionId: 7 }];
+  const out = new JsonBuffer(4096);
+  for (const record of [intent, churn, { ...churn, score: 1 }, { ...intent, score: -1.5e300 }, ...odd]) {
+    const expected = JSON.stringify(record);
+    assert.equal(recordToJson(record), expected);
+    assert.equal(recordToJsonBytes(record).toString('utf8'), expected);
+  }
+  for (const record of [intent, churn, { ...churn, score: -0 }, { ...churn, sessionId: undefined }]) assert.equal(out.bytes.toString('utf8', 0, writeRecordJson(record, out, 0)), JSON.stringify(record));
+  for (const record of odd) assert.equal(writeRecordJson(record, out, 0), NOT_CANONICAL, 'another order, other fields or other types take the generic path');
+  const long = { kind: 'event', userId: 'u'.repeat(20_000), time: 1, type: 'view', note: '\u00e9'.repeat(5_000) };
+  assert.equal(recordToJsonBytes(long).toString('utf8'), JSON.stringify(long), 'a record larger than the scratch buffer');
 });

@@ -300,16 +300,3 @@ export async function provideOauthToken(client: TokenClient, config: ConnectionC
   return () => tokens.stop();
 }
 
-let scratch = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * `text` as UTF-8 in a shared scratch buffer, valid until the next call: for produce(), since
- * librdkafka copies the value (RK_MSG_COPY), one buffer serves every record.
- */
-export function encodeScratch(text: string): Buffer {
-  // UTF-8 takes at most 3 bytes per UTF-16 unit.
-  if (text.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(Math.max(text.length * 3, scratch.length * 2));
-  const bytes = scratch.write(text, 0, 'utf8');
-  return scratch.subarray(0, bytes);
-}
-

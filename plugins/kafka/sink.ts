@@ -11,13 +11,12 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { defineSink, parseDuration, recordToJson, type SourceHealth, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, recordToJsonBytes, type SourceHealth, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
   connectionProperties,
   dispatched,
-  encodeScratch,
   ErrorCode,
   guaranteeProperty,
   librdkafkaConnection,
@@ -126,7 +125,7 @@ export default defineSink<KafkaSinkConfig>({
       );
       return {
         write(record) {
-          transactions.produce(config.topic, recordToJson(record), keyOf(record));
+          transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));
         },
         ready: () => transactions.ready(),
         flush: () => transactions.flush(),
@@ -207,11 +206,12 @@ export default defineSink<KafkaSinkConfig>({
         if (failure) throw failure;
         const key = keyOf(record);
         if (backlog.length === 0) {
-          const value = encodeScratch(recordToJson(record));
+          // A scratch buffer: librdkafka copies it; a record queued here gets its own copy.
+          const value = recordToJsonBytes(record);
           if (send(value, key)) return;
           queue(Buffer.from(value), key);
         } else {
-          queue(Buffer.from(recordToJson(record)), key);
+          queue(Buffer.from(recordToJsonBytes(record)), key);
         }
       },
       ready() {

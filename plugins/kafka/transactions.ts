@@ -26,7 +26,7 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, encodeScratch, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import { asError, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -125,13 +125,16 @@ export class PipelineTransactions {
     this.wake();
   }
 
-  /** Writes a JSON value into the open transaction (or the next one, while a commit is under way). */
-  produce(topic: string, json: string, key: string | null): void {
+  /**
+   * Writes a record's value into the open transaction (or the next one, while a commit is under way).
+   * `value` may be a scratch buffer: librdkafka copies it, and a queued record gets its own copy.
+   */
+  produce(topic: string, value: Buffer, key: string | null): void {
     if (!this.open) {
-      this.waiting.push({ topic, value: Buffer.from(json), key, timestamp: Date.now() });
+      this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
     }
-    this.producer.produce(topic, null, encodeScratch(json), key, Date.now());
+    this.producer.produce(topic, null, value, key, Date.now());
   }
 
   private send(record: TransactionalProduce): void {
