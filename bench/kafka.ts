@@ -2,7 +2,8 @@
  * Kafka through a real broker on this machine (broker included):
  *
  *   node dist/bench/kafka.js [EVENTS] [--pipeline=passthrough,intent] [--mode=at-least-once,exactly-once]
- *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms] [--write]
+ *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms]
+ *                            [--warmup=60] [--write]
  *   node dist/bench/kafka.js [EVENTS] --client-floor [--runs=3]
  *
  * Two pipelines, each in both delivery modes:
@@ -23,6 +24,13 @@
  * sink's producer settings and no Tributary code: consume(n) -> produce() of each record's own bytes
  * (`raw`), and the same with a JSON.parse and JSON.stringify per record (`json`, the least a pipeline
  * that reads its events must do). Nothing a pipeline adds can make it faster than this floor.
+ *
+ * 0. Warm-up (`--warmup=SECONDS`, default 60; 0 skips it): unmeasured throughput runs of both
+ *    pipelines in both modes, round after round, until that time has passed. A broker started for
+ *    the bench is a cold JVM: its JIT compilers (C1, C2) took 10-35% of this 2-core machine through
+ *    the first minute of traffic (perf), competing with the pipeline measured, which a broker that
+ *    has run for a while does not. Each warm-up run's broker CPU per event is printed, so its decline
+ *    shows.
  *
  * `--write` puts the figures into the `## Kafka` section of BENCHMARKS.md (needs every pipeline and mode).
  * Uses KAFKA_BROKERS when set, else starts a native broker (integration-tests/kafka/broker.ts).
@@ -52,6 +60,7 @@ const events = Number(args.find((a) => !a.startsWith('--')) ?? 300_000);
 const modes = (flag('mode')?.split(',') ?? ['at-least-once', 'exactly-once']) as Mode[];
 const pipelines = (flag('pipeline')?.split(',') ?? ['passthrough', 'intent']) as PipelineKind[];
 const runs = Number(flag('runs') ?? 3);
+const warmupSeconds = Number(flag('warmup') ?? 60);
 const doThroughput = !args.includes('--no-throughput');
 const doLatency = !args.includes('--no-latency');
 const write = args.includes('--write');
@@ -367,6 +376,17 @@ try {
         console.error(`client floor ${json ? 'json' : 'raw'}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: node-rdkafka process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
       }
       console.error(`client floor ${json ? 'json' : 'raw'}: median ${Math.round(median(rates))} events/s, CPU per event (process + broker) median ${median(cpus).toFixed(1)} µs`);
+    }
+  }
+  if (warmupSeconds > 0 && doThroughput) {
+    const until = performance.now() + warmupSeconds * 1000;
+    for (let round = 1; performance.now() < until; round++) {
+      for (const kind of ['passthrough', 'intent'] as const) {
+        for (const mode of ['at-least-once', 'exactly-once'] as const) {
+          const run = await throughput(brokers, kind, mode);
+          console.error(`warm-up ${round}: ${kind} ${mode}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs`);
+        }
+      }
     }
   }
   const rows: Row[] = [];
