@@ -45,7 +45,7 @@ import type { Message } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 import { loadavg } from 'node:os';
-import { commandLine, machine, median, percentile, writeSection } from './machine.js';
+import { commandLine, hostProbe, machine, median, percentile, writeSection } from './machine.js';
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
@@ -128,6 +128,8 @@ async function throughputInput(brokers: string): Promise<string> {
 /** One throughput run: events/s, and CPU time per event of this process (the pipeline) and of the broker. */
 interface ThroughputRun {
   rate: number;
+  /** {@link hostProbe} just before the run. */
+  probeUs: number;
   nodeCpuUs: number;
   brokerCpuUs: number | undefined;
 }
@@ -161,6 +163,7 @@ function processCpuUs(pid: number | undefined): number | undefined {
 /** Runs `work` (which returns the events it read and the milliseconds it took to read them) and measures its rate and CPU. */
 async function measured(work: () => Promise<{ read: number; ms: number }>): Promise<ThroughputRun> {
   const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
+  const probeUs = hostProbe();
   const cpuBefore = process.cpuUsage();
   const brokerBefore = processCpuUs(java);
   const { read, ms } = await work();
@@ -168,6 +171,7 @@ async function measured(work: () => Promise<{ read: number; ms: number }>): Prom
   const brokerAfter = processCpuUs(java);
   return {
     rate: (read / ms) * 1000,
+    probeUs,
     nodeCpuUs: (cpu.user + cpu.system) / read,
     brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / read,
   };
@@ -352,6 +356,7 @@ interface Row {
   kind: PipelineKind;
   mode: Mode;
   rates: number[];
+  probesUs: number[];
   nodeCpuUs: number[];
   brokerCpuUs: number[];
   p50?: number;
@@ -384,7 +389,7 @@ try {
       for (const kind of ['passthrough', 'intent'] as const) {
         for (const mode of ['at-least-once', 'exactly-once'] as const) {
           const run = await throughput(brokers, kind, mode);
-          console.error(`warm-up ${round}: ${kind} ${mode}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs`);
+          console.error(`warm-up ${round}: ${kind} ${mode}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs`);
         }
       }
     }
@@ -392,7 +397,7 @@ try {
   const rows: Row[] = [];
   for (const kind of pipelines) {
     for (const mode of modes) {
-      const row: Row = { kind, mode, rates: [], nodeCpuUs: [], brokerCpuUs: [] };
+      const row: Row = { kind, mode, rates: [], probesUs: [], nodeCpuUs: [], brokerCpuUs: [] };
       if (doThroughput) {
         for (let r = 0; r < runs; r++) {
           const ab = flag('ab');
@@ -403,9 +408,10 @@ try {
           const run = await throughput(brokers, kind, mode);
           if (ab) console.error(`  (${ab}=${process.env[ab] ?? ''})`);
           row.rates.push(run.rate);
+          row.probesUs.push(run.probeUs);
           row.nodeCpuUs.push(run.nodeCpuUs);
           if (run.brokerCpuUs !== undefined) row.brokerCpuUs.push(run.brokerCpuUs);
-          console.error(`${kind} ${mode}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
+          console.error(`${kind} ${mode}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs (load ${loadavg()[0]!.toFixed(2)})`);
         }
       }
       if (doLatency) {
@@ -426,7 +432,7 @@ try {
     if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
     const table = rows.map(
       (r) =>
-        `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${r.p50} ms | ${r.p99} ms |`,
+        `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
     );
     writeSection(
       new URL('../../BENCHMARKS.md', import.meta.url).pathname,
@@ -438,10 +444,10 @@ try {
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
-| pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | latency p50 at 5k/s | latency p99 at 5k/s |
-|---|---|---|---|---|---|
+| pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | host probe | latency p50 at 5k/s | latency p99 at 5k/s |
+|---|---|---|---|---|---|---|
 ${table.join('\n')}
 
 Machine: ${machine()}; the broker (JVM), the load generator and the output consumer share its 2 cores. Measured ${new Date().toISOString().slice(0, 10)}.`,
