@@ -71,6 +71,13 @@ export interface PluginContext {
    * appends instead of replacing its file).
    */
   readonly resuming?: boolean;
+  /**
+   * True when the input is replayed from files as fast as it can be read (`tributary backtest`):
+   * wall-clock time then says nothing about the data, so a plugin should decide from the data and the
+   * watermarks alone (a model batches by size, not by `max_delay`), and the same input gives the same
+   * outputs on every run.
+   */
+  readonly replay?: boolean;
   /** Largest batch a source should yield (the pipeline's `settings.max_in_flight`). */
   readonly batchSize: number;
   /** Sends a rejected input to the dead-letter sink, with its reason; counted. */

@@ -89,7 +89,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   });
   loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture', kinds: ['model_metrics'] }, path: '$.backtest' });
 
-  const runner = new PipelineRunner(loaded, { logger });
+  // A replay: plugins decide from the data alone, so the same input gives the same metrics.
+  const runner = new PipelineRunner(loaded, { logger, replay: true });
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   if (options.progress) {

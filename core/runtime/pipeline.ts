@@ -36,6 +36,8 @@ export interface RunOptions {
    * restored and the sources resume from its positions; offsets are committed only after one is durable.
    */
   checkpoints?: { store: CheckpointStore; intervalMs: number };
+  /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
+  replay?: boolean;
 }
 
 export interface CheckpointInfo {
@@ -242,6 +244,7 @@ export class PipelineRunner {
       clock: this.clock,
       batchSize: this.batchSize,
       resuming: this.resuming,
+      ...(this.options.replay ? { replay: true } : {}),
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
       shared: this.shared,
       ...(this.options.signal ? { signal: this.options.signal } : {}),

@@ -260,6 +260,9 @@ export class OnlineLearner {
   ) {
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins);
     this.drift = createDriftDetector(config.drift);
+    // Replayed input: a batch cut by wall-clock time would make every run learn at other points.
+    this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
+    if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size and watermarks only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
     const m = context.metrics;
     this.gauges = {
@@ -685,9 +688,12 @@ export class OnlineLearner {
     this.runDueBatches(emit);
   }
 
+  /** `batch.max_delay`, or 0 (never by time) when the input is replayed (`PluginContext.replay`). */
+  private readonly maxDelayMs: number;
+
   /** Runs both batches when the oldest pending sample has waited `batch.max_delay` (wall clock). */
   private runDueBatches(emit: Emit): void {
-    const delay = this.config.batch.maxDelayMs;
+    const delay = this.maxDelayMs;
     if (delay <= 0 || (this.toPredict.length === 0 && this.toLearn.length === 0)) return;
     if (this.context.clock.now() - this.oldestPending >= delay) {
       this.flushPredictions(emit);

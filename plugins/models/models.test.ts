@@ -182,6 +182,23 @@ test('batch.learn_size: learns in steps of learn_size labels while predicting in
   assert.deepEqual(firstScores(output), firstScores(same.output));
 });
 
+test('replayed input (a backtest): batches by size only, so the outputs do not depend on how fast the input was read', async () => {
+  const input = separableIntentStream(60);
+  // A clock that jumps a second per reading: every pending sample looks older than max_delay.
+  const jumpingClock = () => {
+    let now = Date.parse('2024-06-01T00:00:00Z');
+    return { now: () => (now += 1_000) };
+  };
+  const scores = async (config: IntentModelConfig, replay: boolean): Promise<number[]> => {
+    const { output } = await runOperator(intentModel, config, input, testContext({ clock: jumpingClock(), replay }));
+    return of(output, 'prediction').map((p) => p.score as number);
+  };
+  const bySize = await scores(base, false);
+  const withDelay: IntentModelConfig = { ...base, batch: { max_size: 32, max_delay: '200ms' } };
+  assert.deepEqual(await scores(withDelay, true), bySize, 'replayed: max_delay does not apply');
+  assert.notDeepEqual(await scores(withDelay, false), bySize, 'live: the slow clock cuts batches early, so the model learns at other points');
+});
+
 test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
