@@ -3,7 +3,7 @@
  *
  *   node dist/bench/kafka.js [EVENTS] [--pipeline=passthrough,intent] [--mode=at-least-once,exactly-once]
  *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms]
- *                            [--warmup=60] [--write]
+ *                            [--warmup=90] [--write]
  *   node dist/bench/kafka.js [EVENTS] --client-floor [--runs=3]
  *
  * Two pipelines, each in both delivery modes:
@@ -25,7 +25,7 @@
  * (`raw`), and the same with a JSON.parse and JSON.stringify per record (`json`, the least a pipeline
  * that reads its events must do). Nothing a pipeline adds can make it faster than this floor.
  *
- * 0. Warm-up (`--warmup=SECONDS`, default 60; 0 skips it): unmeasured throughput runs of both
+ * 0. Warm-up (`--warmup=SECONDS`, default 90; 0 skips it): unmeasured throughput runs of both
  *    pipelines in both modes, round after round, until that time has passed. A broker started for
  *    the bench is a cold JVM: its JIT compilers (C1, C2) took 10-35% of this 2-core machine through
  *    the first minute of traffic (perf), competing with the pipeline measured, which a broker that
@@ -60,7 +60,7 @@ const events = Number(args.find((a) => !a.startsWith('--')) ?? 300_000);
 const modes = (flag('mode')?.split(',') ?? ['at-least-once', 'exactly-once']) as Mode[];
 const pipelines = (flag('pipeline')?.split(',') ?? ['passthrough', 'intent']) as PipelineKind[];
 const runs = Number(flag('runs') ?? 3);
-const warmupSeconds = Number(flag('warmup') ?? 60);
+const warmupSeconds = Number(flag('warmup') ?? 90);
 const doThroughput = !args.includes('--no-throughput');
 const doLatency = !args.includes('--no-latency');
 const write = args.includes('--write');
