@@ -383,7 +383,7 @@ try {
       console.error(`client floor ${json ? 'json' : 'raw'}: median ${Math.round(median(rates))} events/s, CPU per event (process + broker) median ${median(cpus).toFixed(1)} µs`);
     }
   }
-  if (warmupSeconds > 0 && doThroughput) {
+  if (warmupSeconds > 0) {
     const until = performance.now() + warmupSeconds * 1000;
     for (let round = 1; performance.now() < until; round++) {
       for (const kind of ['passthrough', 'intent'] as const) {
