@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import { JsonLinesWriter, recordToJson } from 'tributary';
+import { Readable, Writable } from 'node:stream';
+import { JsonLinesWriter, readLineBatches, recordToJson } from 'tributary';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
 function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; completeOne(): void; pending(): number } {
@@ -111,4 +111,27 @@ test('flush() waits for the writes issued before it, not for those that follow',
   assert.equal(flushed, true);
   await drainAll(sink, second);
   assert.equal(Buffer.concat(sink.chunks).toString().split('\n').length, 3);
+});
+
+test('readLineBatches: each batch ends at the byte after its last line, whatever the characters and chunk boundaries', async () => {
+  const lines = ['{"a":1}', 'caf\u00e9 \ud83d\ude00', 'crlf\r', '', 'x'.repeat(100), '\u00e9\u00e9'];
+  const bytes = Buffer.concat([Buffer.from(lines.join('\n') + '\n'), Buffer.from([0xff, 0x41, 0x0a]), Buffer.from('last, no newline')]);
+  for (const chunkSize of [1, 3, 7, 64, 4096]) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+    for (const maxBatch of [1, 2, 5]) {
+      const seen: string[] = [];
+      for await (const batch of readLineBatches(Readable.from(chunks), maxBatch, 10)) {
+        assert.equal(batch.firstLine, 10 + seen.length, 'numbered from the given first line');
+        seen.push(...batch.lines);
+        // The bytes through this batch are exactly the first `seen.length` lines and their newlines.
+        const through = bytes.subarray(0, batch.endByte);
+        const newlines = through.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
+        assert.ok(batch.endByte === bytes.length || (bytes[batch.endByte - 1] === 10 && newlines === seen.length), `chunks of ${chunkSize}, batches of ${maxBatch}: endByte ${batch.endByte}`);
+      }
+      assert.equal(seen.length, 8);
+      assert.equal(seen[2], 'crlf', 'a \\r before the newline is dropped');
+      assert.equal(seen[7], 'last, no newline');
+    }
+  }
 });

@@ -10,17 +10,22 @@ export interface LineBatch {
   lines: string[];
   /** 1-based line number of `lines[0]`. */
   firstLine: number;
+  /** Bytes of the stream up to and including the last line's newline (a resume point for a file). */
+  endByte: number;
 }
 
 /**
  * Splits a byte stream into batches of at most `maxBatch` lines (without their `\n` or `\r\n`).
- * Works on Buffers so a multi-byte character split across chunks is never cut.
+ * Works on Buffers so a multi-byte character split across chunks is never cut. `firstLineNumber`
+ * numbers the stream's first line (a file read from a resume point).
  */
-export async function* readLineBatches(stream: Readable, maxBatch: number): AsyncGenerator<LineBatch> {
+export async function* readLineBatches(stream: Readable, maxBatch: number, firstLineNumber = 1): AsyncGenerator<LineBatch> {
   let carry: Buffer | undefined;
-  let lineNumber = 1;
+  let lineNumber = firstLineNumber;
   let lines: string[] = [];
-  let firstLine = 1;
+  let firstLine = firstLineNumber;
+  /** Stream offset of the current buffer's first byte. */
+  let base = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
     // Decode every complete line of the chunk at once (one toString instead of one per line); the
@@ -32,6 +37,12 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
     }
     carry = lastNewline + 1 < buffer.length ? buffer.subarray(lastNewline + 1) : undefined;
     const text = buffer.toString('utf8', 0, lastNewline + 1);
+    // ASCII (one byte per character, the usual case): a character index is a byte offset. Otherwise
+    // (multi-byte or invalid UTF-8) the newlines are counted in the bytes from the last batch's end.
+    const ascii = text.length === lastNewline + 1;
+    let newlines = 0;
+    let byteCursor = 0;
+    let cursorNewlines = 0;
     let start = 0;
     for (;;) {
       const end = text.indexOf('\n', start);
@@ -39,18 +50,24 @@ export async function* readLineBatches(stream: Readable, maxBatch: number): Asyn
       if (lines.length === 0) firstLine = lineNumber;
       lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
       lineNumber++;
+      newlines++;
       start = end + 1;
       if (lines.length >= maxBatch) {
-        yield { lines, firstLine };
+        if (!ascii) {
+          for (; cursorNewlines < newlines; cursorNewlines++) byteCursor = buffer.indexOf(10, byteCursor) + 1;
+        }
+        yield { lines, firstLine, endByte: base + (ascii ? start : byteCursor) };
         lines = [];
       }
     }
+    base += lastNewline + 1;
   }
   if (carry && carry.length > 0) {
     if (lines.length === 0) firstLine = lineNumber;
     lines.push(carry.toString('utf8').replace(/\r$/, ''));
+    base += carry.length;
   }
-  if (lines.length > 0) yield { lines, firstLine };
+  if (lines.length > 0) yield { lines, firstLine, endByte: base };
 }
 
 /**

@@ -61,12 +61,15 @@ export interface DecodeTarget {
 export interface DecodedBatch {
   events: ClickEvent[];
   throughLine: number;
+  /** JSON lines: bytes of the stream through that line (a point to resume reading at). */
+  throughByte?: number;
 }
 
 /**
  * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
- * dead-lettered twice.
+ * dead-lettered twice. A JSON-lines stream that starts past the file's beginning (a resume point)
+ * says which line it starts at with `firstLine`.
  */
 export function decodeStream(
   stream: Readable,
@@ -76,10 +79,11 @@ export function decodeStream(
   context: PluginContext,
   maxBatch: number,
   skipThrough = 0,
+  firstLine = 1,
 ): AsyncGenerator<DecodedBatch> {
   return format === 'csv'
     ? decodeCsv(stream, config, target, context, maxBatch, skipThrough)
-    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough);
+    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, firstLine);
 }
 
 async function* decodeJsonLines(
@@ -89,9 +93,10 @@ async function* decodeJsonLines(
   context: PluginContext,
   maxBatch: number,
   skipThrough: number,
+  startLine: number,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
-  for await (const { lines, firstLine } of readLineBatches(stream, maxBatch)) {
+  for await (const { lines, firstLine, endByte } of readLineBatches(stream, maxBatch, startLine)) {
     const events: ClickEvent[] = [];
     for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
@@ -113,7 +118,7 @@ async function* decodeJsonLines(
       else events.push(result);
     }
     const throughLine = firstLine + lines.length - 1;
-    if (throughLine > skipThrough) yield { events, throughLine };
+    if (throughLine > skipThrough) yield { events, throughLine, throughByte: endByte };
   }
 }
 

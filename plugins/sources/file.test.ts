@@ -98,3 +98,40 @@ test('resuming a file reads on after its position: the lines before it are neith
     assert.deepEqual(context.deadLetters, [], `${path}: nothing before line ${resumeAfter} is dead-lettered again`);
   }
 });
+
+test('JSON lines resume at the byte after their position\'s line; a position that is not at a line start resumes by line count', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'seek.jsonl');
+  const lines = Array.from({ length: 5000 }, (_, i) => JSON.stringify({ user_id: `u\u00e9${i % 7}`, time: i, type: i % 11 ? 'view' : 'cart' }));
+  lines[1234] = '{bad';
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  const config = { path, mapping: { time_format: 'epoch_ms' } } as never;
+  // One run, stopped after its first batches: the position it would checkpoint.
+  const first = await file.create(config, testContext({ batchSize: 1000 }));
+  let batches = 0;
+  for await (const _batch of first.read()) if (++batches === 2) break;
+  const position = first.position!();
+  assert.equal(position.line, 2000);
+  assert.equal(position.byte, Buffer.byteLength(`${lines.slice(0, 2000).join('\n')}\n`), 'the byte after line 2000');
+  // A newline added before the position, same size: counting lines would now start a line early.
+  writeFileSync(path, `${lines[0]!.slice(0, 3)}\n${lines[0]!.slice(4)}\n${lines.slice(1).join('\n')}\n`);
+  // Resumed: the rest, exactly (read from the byte, not by counting lines), nothing dead-lettered again.
+  const context = testContext({ batchSize: 1000 });
+  const resumed = await file.create(config, context);
+  resumed.seek!(position);
+  const after = [];
+  for await (const batch of resumed.read()) after.push(...batch);
+  assert.deepEqual(after.map((e) => e.time), Array.from({ length: 3000 }, (_, i) => 2000 + i));
+  assert.deepEqual(context.deadLetters, []);
+  // A byte position that is not at a line start (the file changed): the line count decides (here one
+  // line early, since a line was added before the position).
+  const warned: unknown[] = [];
+  const fallback = testContext({ batchSize: 1000 });
+  const logged = { ...fallback, logger: { ...fallback.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof fallback;
+  const moved = await file.create(config, logged);
+  moved.seek!({ ...position, byte: (position.byte as number) - 3 });
+  const again = [];
+  for await (const batch of moved.read()) again.push(...batch);
+  assert.deepEqual(again.map((e) => e.time), Array.from({ length: 3001 }, (_, i) => 1999 + i));
+  assert.equal(warned.length, 1);
+});

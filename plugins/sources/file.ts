@@ -3,6 +3,7 @@
  * more files in order, mapping each record to the canonical event through config alone.
  */
 import { createReadStream } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
@@ -53,34 +54,47 @@ export default defineSource<FileSourceConfig>({
   ],
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
-    // Resume point: index of the file, and the last line of it already delivered.
+    // Resume point: index of the file, the last line of it already delivered, and (JSON lines not
+    // gzipped) the byte after that line, where a resumed run starts reading instead of reading
+    // through every line before it.
     let fileIndex = 0;
     let linesDone = 0;
+    let bytesDone: number | undefined = 0;
     let open: Readable | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
-        for (; fileIndex < paths.length; fileIndex++, linesDone = 0) {
+        for (; fileIndex < paths.length; fileIndex++, linesDone = 0, bytesDone = 0) {
           const path = paths[fileIndex]!;
           const gzip = config.gzip ?? path.endsWith('.gz');
-          const raw = createReadStream(path, { highWaterMark: 1 << 20 });
+          const format = formatOf(path.replace(/\.gz$/, ''), config.format);
+          const seekable = !gzip && format === 'jsonl';
+          let startByte = 0;
+          if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
+            if (await followsNewline(path, bytesDone)) startByte = bytesDone;
+            else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
+          }
+          const raw = createReadStream(path, { highWaterMark: 1 << 20, start: startByte });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
-          const format = formatOf(path.replace(/\.gz$/, ''), config.format);
-          for await (const { events, throughLine } of decodeStream(open, format, config, target, context, context.batchSize, linesDone)) {
+          const firstLine = startByte > 0 ? linesDone + 1 : 1;
+          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, firstLine)) {
             // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
             linesDone = throughLine;
+            bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
             if (events.length > 0) yield events;
           }
           open = undefined;
         }
       },
       position(): SourcePosition {
-        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone };
+        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}) };
       },
       seek(position) {
         fileIndex = Number(position.fileIndex ?? 0);
         linesDone = Number(position.line ?? 0);
+        // A checkpoint from before byte positions (or of a gzip or CSV file) resumes by line count.
+        bytesDone = typeof position.byte === 'number' ? position.byte : undefined;
       },
       async close() {
         open?.destroy();
@@ -88,3 +102,19 @@ export default defineSource<FileSourceConfig>({
     };
   },
 });
+
+/** True when the byte before `offset` is a newline: `offset` starts a line (the file did not change under it). */
+async function followsNewline(path: string, offset: number): Promise<boolean> {
+  try {
+    const handle = await openFile(path, 'r');
+    try {
+      const byte = Buffer.alloc(1);
+      const { bytesRead } = await handle.read(byte, 0, 1, offset - 1);
+      return bytesRead === 1 && byte[0] === 10;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return false; // unreadable: the line-count path reports it as it reads
+  }
+}
