@@ -177,6 +177,10 @@ async function measured(work: () => Promise<{ read: number; ms: number }>): Prom
   };
 }
 
+function describeRun(run: ThroughputRun): string {
+  return `${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs`;
+}
+
 async function throughput(brokers: string, kind: PipelineKind, mode: Mode): Promise<ThroughputRun> {
   const input = await throughputInput(brokers);
   const output = `bench-out-${kind}-${mode}-${Date.now()}`;
@@ -389,7 +393,7 @@ try {
       for (const kind of ['passthrough', 'intent'] as const) {
         for (const mode of ['at-least-once', 'exactly-once'] as const) {
           const run = await throughput(brokers, kind, mode);
-          console.error(`warm-up ${round}: ${kind} ${mode}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs`);
+          console.error(`warm-up ${round}: ${kind} ${mode}: ${describeRun(run)}`);
         }
       }
     }
@@ -411,7 +415,7 @@ try {
           row.probesUs.push(run.probeUs);
           row.nodeCpuUs.push(run.nodeCpuUs);
           if (run.brokerCpuUs !== undefined) row.brokerCpuUs.push(run.brokerCpuUs);
-          console.error(`${kind} ${mode}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs (load ${loadavg()[0]!.toFixed(2)})`);
+          console.error(`${kind} ${mode}: run ${r + 1}: ${describeRun(run)} (load ${loadavg()[0]!.toFixed(2)})`);
         }
       }
       if (doLatency) {

@@ -16,14 +16,14 @@ export interface LineBatch {
 
 /**
  * Splits a byte stream into batches of at most `maxBatch` lines (without their `\n` or `\r\n`).
- * Works on Buffers so a multi-byte character split across chunks is never cut. `firstLineNumber`
+ * Works on Buffers so a multi-byte character split across chunks is never cut. `startLine`
  * numbers the stream's first line (a file read from a resume point).
  */
-export async function* readLineBatches(stream: Readable, maxBatch: number, firstLineNumber = 1): AsyncGenerator<LineBatch> {
+export async function* readLineBatches(stream: Readable, maxBatch: number, startLine = 1): AsyncGenerator<LineBatch> {
   let carry: Buffer | undefined;
-  let lineNumber = firstLineNumber;
+  let lineNumber = startLine;
   let lines: string[] = [];
-  let firstLine = firstLineNumber;
+  let firstLine = startLine;
   /** Stream offset of the current buffer's first byte. */
   let base = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -40,7 +40,7 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, first
     // ASCII (one byte per character, the usual case): a character index is a byte offset. Otherwise
     // (multi-byte or invalid UTF-8) the newlines are counted in the bytes from the last batch's end.
     const ascii = text.length === lastNewline + 1;
-    let newlines = 0;
+    const chunkStartLine = lineNumber;
     let byteCursor = 0;
     let cursorNewlines = 0;
     let start = 0;
@@ -50,11 +50,10 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, first
       if (lines.length === 0) firstLine = lineNumber;
       lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
       lineNumber++;
-      newlines++;
       start = end + 1;
       if (lines.length >= maxBatch) {
         if (!ascii) {
-          for (; cursorNewlines < newlines; cursorNewlines++) byteCursor = buffer.indexOf(10, byteCursor) + 1;
+          for (; cursorNewlines < lineNumber - chunkStartLine; cursorNewlines++) byteCursor = buffer.indexOf(10, byteCursor) + 1;
         }
         yield { lines, firstLine, endByte: base + (ascii ? start : byteCursor) };
         lines = [];

@@ -228,22 +228,38 @@ function writePrediction(record: Prediction, target: JsonBuffer, at: number): nu
 /** Scratch space for recordToJson's canonical events and recordToJsonBytes; grown when one does not fit. */
 let scratch = new JsonBuffer(4096);
 
-/** JSON for one record. A feature vector becomes `{name: value}` so readers never need the schema. */
-export function recordToJson(record: object): string {
-  // A prediction: V8's JSON.stringify makes its string faster than the writer plus a UTF-8 decode
-  // (the writer wins only where bytes are wanted: recordToJsonBytes, the file sinks).
-  if ((record as { kind?: unknown }).kind === 'prediction') return JSON.stringify(record);
-  const end = writeRecordJson(record, scratch, 0);
-  if (end === NO_ROOM) {
-    scratch = new JsonBuffer(scratch.bytes.length * 2);
-    return recordToJson(record);
+function growScratch(bytes: number): void {
+  let size = scratch.bytes.length * 2;
+  while (size < bytes) size *= 2;
+  scratch = new JsonBuffer(size);
+}
+
+/** {@link writeRecordJson} into the scratch space from its start, grown until the record fits. */
+function writeToScratch(record: object): number {
+  let end = writeRecordJson(record, scratch, 0);
+  while (end === NO_ROOM) {
+    growScratch(0);
+    end = writeRecordJson(record, scratch, 0);
   }
-  if (end !== NOT_CANONICAL) return scratch.bytes.toString('utf8', 0, end);
+  return end;
+}
+
+/** JSON.stringify, with a feature vector written as `{name: value}`: records the writer does not take. */
+function genericJson(record: object): string {
   const features = (record as { features?: FeatureVector }).features;
   if (features === undefined || !(features.values instanceof Float32Array)) return JSON.stringify(record);
   const named: Record<string, number> = {};
   for (let i = 0; i < features.names.length; i++) named[features.names[i]!] = features.values[i]!;
   return JSON.stringify({ ...record, features: named });
+}
+
+/** JSON for one record. A feature vector becomes `{name: value}` so readers never need the schema. */
+export function recordToJson(record: object): string {
+  // A prediction: V8's JSON.stringify makes its string faster than the writer plus a UTF-8 decode
+  // (the writer wins only where bytes are wanted: recordToJsonBytes, the file sinks).
+  if ((record as { kind?: unknown }).kind === 'prediction') return JSON.stringify(record);
+  const end = writeToScratch(record);
+  return end === NOT_CANONICAL ? genericJson(record) : scratch.bytes.toString('utf8', 0, end);
 }
 
 /**
@@ -252,14 +268,12 @@ export function recordToJson(record: object): string {
  * written there directly, with no string in between.
  */
 export function recordToJsonBytes(record: object): Buffer {
-  for (;;) {
-    let end = writeRecordJson(record, scratch, 0);
-    if (end === NOT_CANONICAL) {
-      const text = recordToJson(record);
-      // UTF-8 takes at most 3 bytes per UTF-16 unit.
-      if (text.length * 3 <= scratch.bytes.length) end = scratch.bytes.write(text, 0, 'utf8');
-    }
-    if (end >= 0) return scratch.bytes.subarray(0, end);
-    scratch = new JsonBuffer(scratch.bytes.length * 2);
+  let end = writeToScratch(record);
+  if (end === NOT_CANONICAL) {
+    const text = genericJson(record);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (text.length * 3 > scratch.bytes.length) growScratch(text.length * 3);
+    end = scratch.bytes.write(text, 0, 'utf8');
   }
+  return scratch.bytes.subarray(0, end);
 }

@@ -69,7 +69,7 @@ export interface DecodedBatch {
  * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
  * dead-lettered twice. A JSON-lines stream that starts past the file's beginning (a resume point)
- * says which line it starts at with `firstLine`.
+ * says which line it starts at with `startLine`.
  */
 export function decodeStream(
   stream: Readable,
@@ -79,11 +79,11 @@ export function decodeStream(
   context: PluginContext,
   maxBatch: number,
   skipThrough = 0,
-  firstLine = 1,
+  startLine = 1,
 ): AsyncGenerator<DecodedBatch> {
   return format === 'csv'
     ? decodeCsv(stream, config, target, context, maxBatch, skipThrough)
-    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, firstLine);
+    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, startLine);
 }
 
 async function* decodeJsonLines(

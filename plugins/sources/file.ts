@@ -77,8 +77,8 @@ export default defineSource<FileSourceConfig>({
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
-          const firstLine = startByte > 0 ? linesDone + 1 : 1;
-          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, firstLine)) {
+          const startLine = startByte > 0 ? linesDone + 1 : 1;
+          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, startLine)) {
             // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
             linesDone = throughLine;
             bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
