@@ -112,7 +112,8 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
       );
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
-      const out = values(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => (v.attrs as { seq: number }).seq);
+      const outputs = values<{ userId: string; attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 }));
+      const out = outputs.map((v) => v.attrs.seq);
       const dead = await readTopic(brokers, dlq, { committed: true, timeoutMs: 15_000 });
       const distinct = new Set(out);
       assert.equal(distinct.size, good, 'no record lost');
@@ -122,6 +123,14 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
       if (guarantee === 'exactly-once') {
         assert.equal(out.length, good, `committed output has duplicates: ${out.length - good}`);
         assert.equal(dead.length, chunks * badPerChunk, 'committed dead letters have duplicates');
+        // A user's outputs share a partition: read in offset order, they keep the input's order across
+        // transactions (which alternate between two producers) and across the restart.
+        const lastSeq = new Map<string, number>();
+        for (const { userId, attrs } of outputs) {
+          const last = lastSeq.get(userId) ?? -1;
+          assert.ok(attrs.seq > last, `${userId}: output ${attrs.seq} after ${last}`);
+          lastSeq.set(userId, attrs.seq);
+        }
       } else {
         t.diagnostic(`at-least-once: ${out.length - good} duplicates after the kill`);
       }
