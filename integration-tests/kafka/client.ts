@@ -24,6 +24,7 @@ export interface RawRecord {
   key?: string | null;
   partition?: number;
   timestamp?: number;
+  headers?: Kafka.MessageHeader[];
 }
 
 /** Produces `records` and waits for every delivery report. */
@@ -49,7 +50,7 @@ export async function produce(brokers: string, topic: string, records: readonly 
   producer.setPollInterval(10);
   for (const record of records) {
     const value = record.value === null ? null : Buffer.isBuffer(record.value) ? record.value : Buffer.from(record.value);
-    producer.produce(topic, record.partition ?? null, value, record.key ?? null, record.timestamp ?? Date.now());
+    producer.produce(topic, record.partition ?? null, value, record.key ?? null, record.timestamp ?? Date.now(), undefined, record.headers);
   }
   await all;
   await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));

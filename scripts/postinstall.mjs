@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Applies patches/ to dependencies (patch-package), then recompiles node-rdkafka's native binding if
+// its patched sources are newer than the binding node-rdkafka's own install just compiled. Only the
+// changed files recompile (node-gyp build, not rebuild): a few seconds, not librdkafka's minutes.
+// Why the patch: patches/README.md.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const run = (command, args, cwd) => {
+  const result = spawnSync(command, args, { cwd, stdio: 'inherit' });
+  if (result.status !== 0) process.exit(result.status ?? 1);
+};
+
+run(process.execPath, [createRequire(import.meta.url).resolve('patch-package/index.js')], root);
+
+const rdkafka = join(root, 'node_modules', 'node-rdkafka');
+const binding = join(rdkafka, 'build', 'Release', 'node-librdkafka.node');
+if (existsSync(binding)) {
+  const built = statSync(binding).mtimeMs;
+  const changed = readdirSync(join(rdkafka, 'src')).some((name) => statSync(join(rdkafka, 'src', name)).mtimeMs > built);
+  if (changed) {
+    // npm tells its lifecycle scripts where its own node-gyp is; else it sits beside npm.
+    const nodeGyp = process.env.npm_config_node_gyp ?? join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+    console.error('postinstall: recompiling the patched node-rdkafka binding');
+    run(process.execPath, [nodeGyp, 'build'], rdkafka);
+  }
+}
