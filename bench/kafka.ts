@@ -3,6 +3,7 @@
  *
  *   node dist/bench/kafka.js [EVENTS] [--pipeline=passthrough,intent] [--mode=at-least-once,exactly-once]
  *                            [--runs=3] [--no-throughput] [--no-latency] [--eos-commit-interval=50ms] [--latency-runs=1]
+ *                            [--no-settle]
  *                            [--warmup=90] [--write]
  *   node dist/bench/kafka.js [EVENTS] --client-floor [--runs=3]
  *
@@ -68,6 +69,8 @@ const clientFloor = args.includes('--client-floor');
 const users = 20_000;
 /** How often exactly-once commits its transaction: the floor of its latency (read_committed readers see a record at the commit). */
 const eosCommitInterval = flag('eos-commit-interval') ?? '50ms';
+/** Whether each row's throughput runs follow one unmeasured run (`--no-settle` to skip it). */
+const settle = !args.includes('--no-settle');
 /** Latency runs per row (each 25 s); the row shows their medians. */
 const latencyRuns = Number(flag('latency-runs') ?? 1);
 
@@ -405,6 +408,11 @@ try {
     for (const mode of modes) {
       const row: Row = { kind, mode, rates: [], probesUs: [], nodeCpuUs: [], brokerCpuUs: [] };
       if (doThroughput) {
+        // One unmeasured run first: a row's first run after other work (the previous row's latency
+        // runs at 5k/s, or another mode) was slower in every mode, so whichever mode ran second in a
+        // process looked faster (intent, same build: exactly-once then at-least-once 47k / 54k,
+        // at-least-once then exactly-once 59k / 64k).
+        if (settle) console.error(`${kind} ${mode}: settling run (not measured): ${describeRun(await throughput(brokers, kind, mode))}`);
         for (let r = 0; r < runs; r++) {
           const ab = flag('ab');
           if (ab) {
@@ -456,7 +464,7 @@ try {
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets). Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets)${settle ? ', after one unmeasured run of the same row (a first run after other work was slower in every mode)' : ''}. Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
 | pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | host probe | latency p50 at 5k/s | latency p99 at 5k/s |
 |---|---|---|---|---|---|---|
