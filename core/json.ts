@@ -257,7 +257,7 @@ function genericJson(record: object): string {
 export function recordToJson(record: object): string {
   // A prediction: V8's JSON.stringify makes its string faster than the writer plus a UTF-8 decode
   // (the writer wins only where bytes are wanted: recordToJsonBytes, the file sinks).
-  if ((record as { kind?: unknown }).kind === 'prediction') return JSON.stringify(record);
+  if ((record as { kind?: unknown }).kind === 'prediction') return genericJson(record);
   const end = writeToScratch(record);
   return end === NOT_CANONICAL ? genericJson(record) : scratch.bytes.toString('utf8', 0, end);
 }
