@@ -55,6 +55,8 @@ export interface TestRunOptions {
   restoreState?: Record<string, unknown>;
   /** Folder the YAML is considered to live in (relative paths). Default: a new temp folder. */
   baseDir?: string;
+  /** Where the run's metrics go, to read them afterwards. Default: a fresh hub. */
+  metrics?: MetricsHub;
 }
 
 /**
@@ -82,7 +84,7 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   const checkpoints = checkpointsOf(loaded);
   const runner = new PipelineRunner(loaded, {
     logger: silentLogger,
-    metrics: new MetricsHub(),
+    metrics: options.metrics ?? new MetricsHub(),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.restoreState ? { restoreState: options.restoreState } : {}),

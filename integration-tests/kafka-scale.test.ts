@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runYaml, testContext } from 'tributary/testing';
-import type { ClickEvent, SessionSummary, Source, SourcePlugin, StreamRecord } from 'tributary';
+import { MetricsHub, type ClickEvent, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, produce } from './kafka/client.js';
@@ -96,8 +96,9 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     [0, 1, 2, 3].map((partition) => ({ partition, key: `${name}-${partition}`, value: JSON.stringify({ user_id: `${name}-${partition}`, time: new Date(time).toISOString(), type: 'view', ...extra }) }));
   const stores: StreamRecord[][][] = [[[]], [[]]];
   const controllers = [new AbortController(), new AbortController()];
+  const metrics = [new MetricsHub(), new MetricsHub()];
   const run = (member: number) => {
-    const running = runYaml(yaml(`m${member}`), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal });
+    const running = runYaml(yaml(`m${member}`), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal, metrics: metrics[member]! });
     running.catch(() => undefined);
     return running;
   };
@@ -145,6 +146,13 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   const movedToB = closed(1).filter((s) => shopperEvents(0).some((e) => e.userId === s.userId));
   assert.ok(movedToB.length > 0, 'member B closed sessions that member A began');
   assert.equal(results[0]!.deadLetters.length + results[1]!.deadLetters.length, 0);
+  // The sessionizer runs in the partition tasks: its latency is measured there, on both members.
+  for (const hub of metrics) {
+    const text = await hub.registry.metrics();
+    const series = (what: string) => Number(new RegExp(`^tributary_stage_latency_seconds_${what}\\{pipeline="handover",stage="stage-sessionizer-0"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    const measured = text.split('\n').filter((l) => /stage_latency_seconds_(count|sum)/.test(l)).join('; ');
+    assert.ok(series('count') > 0 && series('sum') > 0, `per-partition stage latency measured: ${measured}`);
+  }
 });
 }
 

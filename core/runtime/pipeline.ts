@@ -230,7 +230,7 @@ export class PipelineRunner {
   }
 
   private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
-    const label = entry.label ?? `${kind}-${entry.type}-${index}`;
+    const label = labelOf(kind, entry, index);
     const pipeline = this.loaded.document.name;
     const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
@@ -394,7 +394,7 @@ export class PipelineRunner {
       operators.push({ label, operator: instance });
     }
     const input = new Subject<Element>();
-    const stream = composeOperators(operators.map((o) => o.operator), input.asObservable());
+    const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     const subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -602,7 +602,7 @@ export class PipelineRunner {
       // An absurd future timestamp must not drag the watermark ahead and make every later event late;
       // the operators dead-letter such events, the watermark just ignores them.
       const horizon = this.clock.now() + slot.maxAheadOfClock;
-      const sampled = this.latency!.begin();
+      const sampled = this.latency.begin();
       for (let i = 0; i < batch.length; i++) {
         const event: ClickEvent = batch[i]!;
         if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
@@ -613,7 +613,7 @@ export class PipelineRunner {
       counter.inc(batch.length);
       this.advanceWatermark();
       // The watermark is inside the sample: stages that emit on it (session close) are measured too.
-      if (sampled) this.latency!.end();
+      if (sampled) this.latency.end();
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       if (signal?.aborted) break;
@@ -671,7 +671,8 @@ export class PipelineRunner {
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
-  private latency: StageLatency | undefined;
+  /** Per-stage latency; made in run(), before any source or partition task can deliver a record. */
+  private latency!: StageLatency;
 
   private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
     const config = this.options.checkpoints;
@@ -727,6 +728,9 @@ export class PipelineRunner {
       // Scale-out: each partition starts where its own state file says (see partitionListener).
       if (position && slot.source.seek && !this.scaleOut) slot.source.seek(position);
     }
+    // Scale-out: the per-partition stages are timed in every task, under their own labels.
+    const keyedLabels = this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index));
+    this.latency = new StageLatency([...keyedLabels, ...this.operators.map((o) => o.label)], this.metrics, this.name, keyedLabels.length);
     if (this.scaleOut) {
       this.scaleOut.slot.source.onPartitions!(this.partitionListener());
       this.push = (event, source) => {
@@ -754,8 +758,7 @@ export class PipelineRunner {
       }, this.commitInterval);
       checkpointTimer.unref();
     }
-    this.latency = new StageLatency(this.operators.map((o) => o.label), this.metrics, this.name);
-    const stream = composeOperators(this.operators.map((o) => o.operator), this.input.asObservable(), this.latency);
+    const stream = composeOperators(this.operators.map((o) => o.operator), this.input.asObservable(), this.latency.global());
     let subscription: Subscription | undefined;
     const completed = new Promise<void>((resolve, reject) => {
       subscription = stream.subscribe({
@@ -834,29 +837,43 @@ export class PipelineRunner {
   }
 }
 
+/** A plugin instance's label (its metrics' `stage`, its key in checkpoints): the entry's own, or kind, type and index. */
+function labelOf(kind: string, entry: PipelineEntry, index: number): string {
+  return entry.label ?? `${kind}-${entry.type}-${index}`;
+}
 
 /**
  * Per-stage processing time per record, sampled on one batch in `every`. Stages run synchronously
  * and depth-first, so the time inside the hand-over to stage k (boundary k) covers stage k and
- * everything after it; stage k's own time is boundary k's total minus boundary k+1's. Where the
+ * everything after it; stage k's own time is boundary k's total minus its successor's. Where the
  * boundaries are timed is composeOperators' business; outside sampled batches they cost nothing.
+ *
+ * Scale-out: the first `keyed` stages run in partition tasks ({@link upTo}), the rest once, as the
+ * global chain ({@link from}). A task's exit gets a slot of its own as the last keyed stage's
+ * successor: the global chain's entry also takes the watermarks the runtime sends it directly,
+ * which no keyed stage's time contains.
  */
 class StageLatency implements StageTimer {
   sampling = false;
   private batches = 0;
   private readonly inclusive: Float64Array;
   private readonly counts: Float64Array;
+  /** Slot whose inclusive time each stage's own time excludes (-1: none, the sinks). */
+  private readonly successor: Int32Array;
   private readonly histograms: { observe(value: number): void }[];
 
   constructor(
     labels: readonly string[],
     metrics: MetricsHub,
     pipeline: string,
+    private readonly keyed = 0,
     private readonly every = 16,
   ) {
     const stages = [...labels, 'sinks'];
-    this.inclusive = new Float64Array(stages.length);
-    this.counts = new Float64Array(stages.length);
+    const taskExit = stages.length; // used only when keyed > 0
+    this.inclusive = new Float64Array(stages.length + 1);
+    this.counts = new Float64Array(stages.length + 1);
+    this.successor = Int32Array.from(stages, (_, k) => (k === stages.length - 1 ? -1 : k === keyed - 1 ? taskExit : k + 1));
     const buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1];
     this.histograms = stages.map((stage) =>
       metrics.scoped({ pipeline, stage }).histogram('stage_latency_seconds', 'Processing time per record in a stage (sampled batches; sinks = routing and writing).', buckets),
@@ -878,6 +895,27 @@ class StageLatency implements StageTimer {
     };
   }
 
+  /** The global chain's boundaries: its boundary i is slot keyed + i. */
+  global(): StageTimer {
+    return this.view((index) => this.keyed + index);
+  }
+
+  /** A partition task's boundaries: its stages' own slots, and its exit's. */
+  task(): StageTimer {
+    return this.view((index) => (index < this.keyed ? index : this.histograms.length));
+  }
+
+  private view(slot: (index: number) => number): StageTimer {
+    if (this.keyed === 0) return this;
+    const base = this;
+    return {
+      get sampling() {
+        return base.sampling;
+      },
+      timed: (index, deliver) => base.timed(slot(index), deliver),
+    };
+  }
+
   /** Starts a batch; true when it is sampled. */
   begin(): boolean {
     this.sampling = this.batches++ % this.every === 0;
@@ -890,9 +928,10 @@ class StageLatency implements StageTimer {
 
   end(): void {
     this.sampling = false;
-    for (let k = 0; k < this.inclusive.length; k++) {
+    for (let k = 0; k < this.histograms.length; k++) {
       if (this.counts[k] === 0) continue;
-      const own = Math.max(0, this.inclusive[k]! - (this.inclusive[k + 1] ?? 0));
+      const next = this.successor[k]!;
+      const own = Math.max(0, this.inclusive[k]! - (next < 0 ? 0 : this.inclusive[next]!));
       this.histograms[k]!.observe(own / 1000 / this.counts[k]!);
     }
   }
