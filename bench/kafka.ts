@@ -35,11 +35,15 @@
  *
  * `--write` puts the figures into the `## Kafka` section of BENCHMARKS.md (needs every pipeline and mode).
  * Uses KAFKA_BROKERS when set, else starts a native broker (integration-tests/kafka/broker.ts).
- * Throughput runs also report CPU time per event of this process (pipeline, librdkafka threads
- * included) and of the broker (found by its folder: the one started here, or BENCH_BROKER_DIR), which
- * a busy machine disturbs less than the rate. `--ab=VAR` sets the environment variable VAR on every
- * second run (A/B of an experimental switch in one process).
+ * Each row's pipelines (its settling run, throughput runs and latency runs) run in a process of their
+ * own with the flags `tributary run` uses, as a daemon runs one pipeline (see PipelineProcess); this
+ * process produces the input, reads the outputs and measures. Throughput runs also report CPU time
+ * per event of the pipeline's process (librdkafka's threads included) and of the broker (found by its
+ * folder: the one started here, or BENCH_BROKER_DIR), which a busy machine disturbs less than the
+ * rate. `--ab=VAR` sets the environment variable VAR in the pipeline process on every second run
+ * (A/B of an experimental switch in one process).
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import Kafka from 'node-rdkafka';
 import type { Message } from 'node-rdkafka';
@@ -130,7 +134,7 @@ async function throughputInput(brokers: string): Promise<string> {
   return topic;
 }
 
-/** One throughput run: events/s, and CPU time per event of this process (the pipeline) and of the broker. */
+/** One throughput run: events/s, and CPU time per event of the pipeline's process and of the broker. */
 interface ThroughputRun {
   rate: number;
   /** {@link hostProbe} just before the run. */
@@ -165,19 +169,22 @@ function processCpuUs(pid: number | undefined): number | undefined {
   }
 }
 
-/** Runs `work` (which returns the events it read and the milliseconds it took to read them) and measures its rate and CPU. */
-async function measured(work: () => Promise<{ read: number; ms: number }>): Promise<ThroughputRun> {
+/**
+ * Runs `work` (which returns the events it read, the milliseconds it took to read them and, when a
+ * pipeline process did the work, that process's CPU time in µs) and measures its rate and CPU.
+ */
+async function measured(work: () => Promise<{ read: number; ms: number; cpuUs?: number }>): Promise<ThroughputRun> {
   const java = brokerPid(broker?.dir ?? process.env.BENCH_BROKER_DIR);
   const probeUs = hostProbe();
   const cpuBefore = process.cpuUsage();
   const brokerBefore = processCpuUs(java);
-  const { read, ms } = await work();
+  const { read, ms, cpuUs } = await work();
   const cpu = process.cpuUsage(cpuBefore);
   const brokerAfter = processCpuUs(java);
   return {
     rate: (read / ms) * 1000,
     probeUs,
-    nodeCpuUs: (cpu.user + cpu.system) / read,
+    nodeCpuUs: (cpuUs ?? cpu.user + cpu.system) / read,
     brokerCpuUs: brokerBefore === undefined || brokerAfter === undefined ? undefined : (brokerAfter - brokerBefore) / read,
   };
 }
@@ -186,27 +193,122 @@ function describeRun(run: ThroughputRun): string {
   return `${Math.round(run.rate)} events/s, CPU per event: pipeline process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs, host probe ${run.probeUs.toFixed(2)} µs`;
 }
 
-async function throughput(brokers: string, kind: PipelineKind, mode: Mode): Promise<ThroughputRun> {
+// ---- pipeline processes ----
+
+/** A pipeline for a pipeline process to run; `ab` names an environment variable set for it (or unset). */
+interface Job {
+  id: number;
+  yaml: string;
+  env: Record<string, string>;
+  ab?: { name: string; set: boolean };
+}
+
+interface JobResult {
+  id: number;
+  eventsIn: number;
+  deadLettered: number;
+  elapsedMs: number;
+  /** CPU time (user + system, all threads) of the pipeline process while the job ran. */
+  cpuUs: number;
+  error?: string;
+}
+
+/**
+ * The pipelines of one row run in a process of their own, as a daemon runs one pipeline: nothing of
+ * the other rows' pipelines (their JIT feedback, V8 flushing the code of a pipeline left unused during
+ * them, their heap) carries into a row, and the latency runs' load generator and output consumer are
+ * not on the pipeline's event loop, as in production they are other processes. The bench's own
+ * process produces, consumes and measures.
+ */
+class PipelineProcess {
+  private readonly child: ChildProcess;
+  private nextId = 0;
+  private readonly waiting = new Map<number, { resolve: (result: JobResult) => void; reject: (error: Error) => void }>();
+
+  constructor() {
+    // The flags `tributary run` runs with (core/cli/main.ts).
+    this.child = fork(new URL(import.meta.url).pathname, ['--pipeline-process'], { execArgv: ['--max-semi-space-size=32', '--max-old-space-size=8192'], stdio: 'inherit' });
+    this.child.on('message', (message: JobResult) => {
+      const waiter = this.waiting.get(message.id);
+      this.waiting.delete(message.id);
+      if (message.error) waiter?.reject(new Error(message.error));
+      else waiter?.resolve(message);
+    });
+    this.child.on('exit', (code) => {
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`pipeline process exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+
+  /** Starts a pipeline; `stop()` ends one that does not stop at the end of its input. */
+  start(yaml: string, ab?: Job['ab']): { done: Promise<JobResult>; stop: () => void } {
+    const id = this.nextId++;
+    const done = new Promise<JobResult>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    const job: Job = { id, yaml, env: { KAFKA_BROKERS: brokers! }, ...(ab ? { ab } : {}) };
+    this.child.send(job);
+    return { done, stop: () => void this.child.send({ stop: id }) };
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.disconnect();
+    // Its pipelines have ended; anything still holding it open after that is not worth waiting for.
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** The child's side: runs each job it is sent, reports its stats and CPU, and stops a job when told. */
+function servePipelineJobs(): void {
+  const running = new Map<number, AbortController>();
+  process.on('message', (message: Job | { stop: number }) => {
+    if ('stop' in message) {
+      running.get(message.stop)?.abort();
+      return;
+    }
+    const controller = new AbortController();
+    running.set(message.id, controller);
+    if (message.ab) {
+      if (message.ab.set) process.env[message.ab.name] = '1';
+      else delete process.env[message.ab.name];
+    }
+    const cpuBefore = process.cpuUsage();
+    runYaml(message.yaml, { env: message.env, signal: controller.signal }).then(
+      ({ stats }) => {
+        const cpu = process.cpuUsage(cpuBefore);
+        process.send!({ id: message.id, eventsIn: stats.eventsIn, deadLettered: stats.deadLettered, elapsedMs: stats.elapsedMs, cpuUs: cpu.user + cpu.system } satisfies JobResult);
+      },
+      (error: unknown) => process.send!({ id: message.id, eventsIn: 0, deadLettered: 0, elapsedMs: 0, cpuUs: 0, error: String((error as Error).stack ?? error) } satisfies JobResult),
+    ).finally(() => running.delete(message.id));
+  });
+  // The parent closing the channel ends this process (after whatever still runs).
+  process.on('disconnect', () => {
+    for (const controller of running.values()) controller.abort();
+  });
+}
+
+async function throughput(pipelineProcess: PipelineProcess, brokers: string, kind: PipelineKind, mode: Mode, ab?: Job['ab']): Promise<ThroughputRun> {
   const input = await throughputInput(brokers);
   const output = `bench-out-${kind}-${mode}-${Date.now()}`;
   await createTopic(brokers, output, 4);
   await createTopic(brokers, `${output}-dlq`, 1);
   return measured(async () => {
-    const { stats } = await runYaml(yaml(kind, input, output, mode, ', stop_at_end: true'), { env: { KAFKA_BROKERS: brokers } });
+    const stats = await pipelineProcess.start(yaml(kind, input, output, mode, ', stop_at_end: true'), ab).done;
     if (stats.eventsIn + stats.deadLettered !== events) console.error(`warning: read ${stats.eventsIn} + ${stats.deadLettered} dead letters of ${events}`);
-    return { read: stats.eventsIn, ms: stats.elapsedMs };
+    return { read: stats.eventsIn, ms: stats.elapsedMs, cpuUs: stats.cpuUs };
   });
 }
 
-async function latency(brokers: string, kind: PipelineKind, mode: Mode, rate = 5_000, seconds = 20): Promise<{ p50: number; p99: number; count: number }> {
+async function latency(pipelineProcess: PipelineProcess, brokers: string, kind: PipelineKind, mode: Mode, rate = 5_000, seconds = 20): Promise<{ p50: number; p99: number; count: number }> {
   const id = `${Date.now()}`;
   const [input, output] = [`lat-in-${kind}-${mode}-${id}`, `lat-out-${kind}-${mode}-${id}`];
   await createTopic(brokers, input, 4);
   await createTopic(brokers, output, 4);
   await createTopic(brokers, `${output}-dlq`, 1);
-  const controller = new AbortController();
-  const run = runYaml(yaml(kind, input, output, mode, latencyWatermark), { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
-  run.catch((error: unknown) => console.error(error));
+  const run = pipelineProcess.start(yaml(kind, input, output, mode, latencyWatermark));
+  run.done.catch((error: unknown) => console.error(error));
   const consumer = new Kafka.KafkaConsumer(
     {
       'metadata.broker.list': brokers,
@@ -274,8 +376,8 @@ async function latency(brokers: string, kind: PipelineKind, mode: Mode, rate = 5
   while (latencies.length < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
   reading = false;
   await reader;
-  controller.abort();
-  await run.catch(() => undefined);
+  run.stop();
+  await run.done.catch(() => undefined);
   await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
   await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   const sorted = latencies.sort((a, b) => a - b);
@@ -374,104 +476,110 @@ interface Row {
 
 let broker: NativeBroker | undefined;
 let brokers = process.env.KAFKA_BROKERS;
-if (!brokers) {
-  broker = await startNativeBroker({ heap: '1g', gc: 'g1' });
-  brokers = broker.brokers;
-}
-try {
-  if (clientFloor) {
-    for (const json of [false, true]) {
-      const rates: number[] = [];
-      const cpus: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const run = await clientThroughput(brokers, json);
-        rates.push(run.rate);
-        cpus.push(run.nodeCpuUs + (run.brokerCpuUs ?? NaN));
-        console.error(`client floor ${json ? 'json' : 'raw'}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: node-rdkafka process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
-      }
-      console.error(`client floor ${json ? 'json' : 'raw'}: median ${Math.round(median(rates))} events/s, CPU per event (process + broker) median ${median(cpus).toFixed(1)} µs`);
-    }
+const childMode = args.includes('--pipeline-process');
+
+async function main(): Promise<void> {
+  if (!brokers) {
+    broker = await startNativeBroker({ heap: '1g', gc: 'g1' });
+    brokers = broker.brokers;
   }
-  if (warmupSeconds > 0) {
-    const until = performance.now() + warmupSeconds * 1000;
-    for (let round = 1; performance.now() < until; round++) {
-      for (const kind of ['passthrough', 'intent'] as const) {
-        for (const mode of ['at-least-once', 'exactly-once'] as const) {
-          const run = await throughput(brokers, kind, mode);
-          console.error(`warm-up ${round}: ${kind} ${mode}: ${describeRun(run)}`);
-        }
-      }
-    }
-  }
-  const rows: Row[] = [];
-  for (const kind of pipelines) {
-    for (const mode of modes) {
-      const row: Row = { kind, mode, rates: [], probesUs: [], nodeCpuUs: [], brokerCpuUs: [] };
-      if (doThroughput) {
-        // One unmeasured run first, so a row's runs start warm (the first run of a pipeline in a
-        // process was the slowest). The larger skew between rows, V8 flushing the code of a pipeline
-        // left unused during other rows, is what --no-flush-bytecode (bench/run.ts) prevents.
-        if (settle) console.error(`${kind} ${mode}: settling run (not measured): ${describeRun(await throughput(brokers, kind, mode))}`);
+  try {
+    if (clientFloor) {
+      for (const json of [false, true]) {
+        const rates: number[] = [];
+        const cpus: number[] = [];
         for (let r = 0; r < runs; r++) {
-          const ab = flag('ab');
-          if (ab) {
-            if (r % 2 === 1) process.env[ab] = '1';
-            else delete process.env[ab];
-          }
-          const run = await throughput(brokers, kind, mode);
-          if (ab) console.error(`  (${ab}=${process.env[ab] ?? ''})`);
-          row.rates.push(run.rate);
-          row.probesUs.push(run.probeUs);
-          row.nodeCpuUs.push(run.nodeCpuUs);
-          if (run.brokerCpuUs !== undefined) row.brokerCpuUs.push(run.brokerCpuUs);
-          console.error(`${kind} ${mode}: run ${r + 1}: ${describeRun(run)} (load ${loadavg()[0]!.toFixed(2)})`);
+          const run = await clientThroughput(brokers, json);
+          rates.push(run.rate);
+          cpus.push(run.nodeCpuUs + (run.brokerCpuUs ?? NaN));
+          console.error(`client floor ${json ? 'json' : 'raw'}: run ${r + 1}: ${Math.round(run.rate)} events/s, CPU per event: node-rdkafka process ${run.nodeCpuUs.toFixed(1)} µs, broker ${run.brokerCpuUs?.toFixed(1) ?? '?'} µs (load ${loadavg()[0]!.toFixed(2)})`);
         }
+        console.error(`client floor ${json ? 'json' : 'raw'}: median ${Math.round(median(rates))} events/s, CPU per event (process + broker) median ${median(cpus).toFixed(1)} µs`);
       }
-      if (doLatency) {
-        const p50s: number[] = [];
-        const p99s: number[] = [];
-        for (let r = 0; r < latencyRuns; r++) {
-          const lat = await latency(brokers, kind, mode);
-          p50s.push(lat.p50);
-          p99s.push(lat.p99);
-          console.error(`${kind} ${mode}: latency at 5k/s p50 ${lat.p50} ms p99 ${lat.p99} ms (${lat.count} records; load ${loadavg()[0]!.toFixed(2)})`);
-        }
-        row.p50 = median(p50s);
-        row.p99 = median(p99s);
-      }
-      if (row.rates.length > 0) {
-        console.error(
-          `${kind} ${mode}: ${row.rates.map(Math.round).join(', ')} events/s (median ${Math.round(median(row.rates))}); CPU µs/event median: pipeline ${median(row.nodeCpuUs).toFixed(1)}, broker ${row.brokerCpuUs.length > 0 ? median(row.brokerCpuUs).toFixed(1) : '?'}`,
-        );
-      }
-      rows.push(row);
     }
-  }
-  if (write) {
-    if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
-    const table = rows.map(
-      (r) =>
-        `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
-    );
-    writeSection(
-      new URL('../../BENCHMARKS.md', import.meta.url).pathname,
-      'kafka',
-      `## Kafka
+    if (warmupSeconds > 0) {
+      const warming = new PipelineProcess();
+      const until = performance.now() + warmupSeconds * 1000;
+      for (let round = 1; performance.now() < until; round++) {
+        for (const kind of ['passthrough', 'intent'] as const) {
+          for (const mode of ['at-least-once', 'exactly-once'] as const) {
+            const run = await throughput(warming, brokers, kind, mode);
+            console.error(`warm-up ${round}: ${kind} ${mode}: ${describeRun(run)}`);
+          }
+        }
+      }
+      await warming.close();
+    }
+    const rows: Row[] = [];
+    for (const kind of pipelines) {
+      for (const mode of modes) {
+        const row: Row = { kind, mode, rates: [], probesUs: [], nodeCpuUs: [], brokerCpuUs: [] };
+        const pipelineProcess = new PipelineProcess();
+        if (doThroughput) {
+          // One unmeasured run first, so a row's runs start warm (JIT, TF.js backend, first fetches).
+          if (settle) console.error(`${kind} ${mode}: settling run (not measured): ${describeRun(await throughput(pipelineProcess, brokers, kind, mode))}`);
+          for (let r = 0; r < runs; r++) {
+            const abName = flag('ab');
+            const ab = abName ? { name: abName, set: r % 2 === 1 } : undefined;
+            const run = await throughput(pipelineProcess, brokers, kind, mode, ab);
+            if (ab) console.error(`  (${ab.name}=${ab.set ? '1' : ''})`);
+            row.rates.push(run.rate);
+            row.probesUs.push(run.probeUs);
+            row.nodeCpuUs.push(run.nodeCpuUs);
+            if (run.brokerCpuUs !== undefined) row.brokerCpuUs.push(run.brokerCpuUs);
+            console.error(`${kind} ${mode}: run ${r + 1}: ${describeRun(run)} (load ${loadavg()[0]!.toFixed(2)})`);
+          }
+        }
+        if (doLatency) {
+          const p50s: number[] = [];
+          const p99s: number[] = [];
+          for (let r = 0; r < latencyRuns; r++) {
+            const lat = await latency(pipelineProcess, brokers, kind, mode);
+            p50s.push(lat.p50);
+            p99s.push(lat.p99);
+            console.error(`${kind} ${mode}: latency at 5k/s p50 ${lat.p50} ms p99 ${lat.p99} ms (${lat.count} records; load ${loadavg()[0]!.toFixed(2)})`);
+          }
+          row.p50 = median(p50s);
+          row.p99 = median(p99s);
+        }
+        await pipelineProcess.close();
+        if (row.rates.length > 0) {
+          console.error(
+            `${kind} ${mode}: ${row.rates.map(Math.round).join(', ')} events/s (median ${Math.round(median(row.rates))}); CPU µs/event median: pipeline ${median(row.nodeCpuUs).toFixed(1)}, broker ${row.brokerCpuUs.length > 0 ? median(row.brokerCpuUs).toFixed(1) : '?'}`,
+          );
+        }
+        rows.push(row);
+      }
+    }
+    if (write) {
+      if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
+      const table = rows.map(
+        (r) =>
+          `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
+      );
+      writeSection(
+        new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+        'kafka',
+        `## Kafka
 
 \`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka\'s own start scripts set it) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets)${settle ? ', after one unmeasured run of the same row (the first run of a pipeline in a process was its slowest)' : ''}. Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets)${settle ? ', after one unmeasured run of the same row' : ''}. Each row runs in a process of its own (settling run, throughput runs, then latency runs), with the flags \`tributary run\` uses, as a daemon runs one pipeline; the input producer and the output consumer run in the bench's process. Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) 10 ms — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
 | pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | host probe | latency p50 at 5k/s | latency p99 at 5k/s |
 |---|---|---|---|---|---|---|
 ${table.join('\n')}
 
 Machine: ${machine()}; the broker (JVM), the load generator and the output consumer share its 2 cores. Measured ${new Date().toISOString().slice(0, 10)}.`,
-    );
+      );
+    }
+  } finally {
+    await broker?.stop();
   }
-} finally {
-  await broker?.stop();
 }
+
+if (childMode) servePipelineJobs();
+else await main();

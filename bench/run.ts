@@ -18,9 +18,5 @@ if (!name || !existsSync(join(here, `${name}.js`))) {
 }
 // The young generation the `tributary` command runs with (core/cli/main.ts), so benches measure what users run.
 const flags = ['--expose-gc', '--max-old-space-size=8192', '--max-semi-space-size=32'];
-// The Kafka bench runs different pipelines one after another in one process; V8 flushes the code of
-// functions unused for a while, and the intent rows after minutes of passthrough rows ran 25-30%
-// slower until it warmed again. A daemon runs one pipeline, whose code stays hot: keep it so here.
-if (name === 'kafka') flags.push('--no-flush-bytecode');
 const result = spawnSync(process.execPath, [...flags, join(here, `${name}.js`), ...args], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
