@@ -897,16 +897,15 @@ class StageLatency implements StageTimer {
 
   /** The global chain's boundaries: its boundary i is slot keyed + i. */
   global(): StageTimer {
-    return this.view((index) => this.keyed + index);
+    return this.keyed === 0 ? this : this.view((index) => this.keyed + index);
   }
 
-  /** A partition task's boundaries: its stages' own slots, and its exit's. */
-  task(): StageTimer {
-    return this.view((index) => (index < this.keyed ? index : this.histograms.length));
+  /** A partition task's boundaries: its stages' own slots, and its exit's (none without per-partition stages). */
+  task(): StageTimer | undefined {
+    return this.keyed === 0 ? undefined : this.view((index) => (index < this.keyed ? index : this.histograms.length));
   }
 
   private view(slot: (index: number) => number): StageTimer {
-    if (this.keyed === 0) return this;
     const base = this;
     return {
       get sampling() {
