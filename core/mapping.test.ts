@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createTimeParser } from './mapping.js';
+
+const iso = createTimeParser('iso8601');
+
+test('iso8601 times are what Date.parse gives, the common UTC form read by position included', () => {
+  const pad = (value: number, width: number): string => String(value).padStart(width, '0');
+  const pick = <T>(choices: readonly T[], r: number): T => choices[Math.floor(r * choices.length)]!;
+  // A seeded generator: the same cases on every run.
+  let seed = 42;
+  const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const cases: string[] = [
+    '2024-01-01T00:00:00Z',
+    '2024-01-01T00:00:00.000Z',
+    '2024-02-30T00:00:00Z', // rolls over to March 1st, as Date.parse does
+    '2024-01-01T24:00:00Z', // the end of a day: Date.parse takes it
+    '2024-01-01T23:59:60Z',
+    '0099-06-15T12:00:00Z', // years below 100: not 1999
+    '0100-06-15T12:00:00.250Z',
+    '2024-01-01T00:00:00.5Z',
+    '2024-01-01T00:00:00+02:00',
+    '2024-01-01',
+    '2024-01-01t00:00:00z',
+    '2024-1-01T00:00:00Z',
+    '2024-01-01T00:00:00.00xZ',
+    ' 2024-01-01T00:00:00Z',
+    'not a time at all!!!',
+  ];
+  for (let i = 0; i < 20_000; i++) {
+    const year = pick([0, 99, 100, 1969, 1970, 2024, 9999], random());
+    const month = Math.floor(random() * 14);
+    const day = Math.floor(random() * 33);
+    const hour = Math.floor(random() * 26);
+    const minute = Math.floor(random() * 61);
+    const second = Math.floor(random() * 62);
+    const fraction = pick(['', `.${pad(Math.floor(random() * 1000), 3)}`, '.5', '.1234'], random());
+    const zone = pick(['Z', 'Z', 'Z', '+01:00', 'z', ''], random());
+    const separator = pick(['T', 'T', 'T', ' ', 't'], random());
+    cases.push(`${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}${separator}${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${zone}`);
+  }
+  let fast = 0;
+  for (const text of cases) {
+    const expected = Date.parse(text);
+    assert.ok(Object.is(iso(text), expected), `${text}: ${iso(text)}, Date.parse gives ${expected}`);
+    if (!Number.isNaN(expected)) fast++;
+  }
+  assert.ok(fast > 1_000, `enough valid times among the cases (${fast})`);
+  for (const value of [undefined, null, 1704067200000, {}, ['2024-01-01T00:00:00Z']]) assert.ok(Number.isNaN(iso(value)), String(value));
+});
