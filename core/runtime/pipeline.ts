@@ -170,7 +170,8 @@ export class PipelineRunner {
   private operators: { label: string; operator: Operator }[] = [];
   private sinks: SinkSlot[] = [];
   private deadLetterSink!: Sink;
-  private readonly sinksByKind = new Map<string, Sink[]>();
+  /** Per record kind: the sinks that take it, and the reason counted when none does (built once, not per record). */
+  private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string }>();
   private readonly sinksByOutput = new Map<string, Sink[]>();
   private readonly warnedOutputs = new Set<string>();
   private emittedWatermark = -Infinity;
@@ -295,15 +296,16 @@ export class PipelineRunner {
 
   private route(record: Element): void {
     if (record.kind === 'watermark') return;
-    let sinks = this.sinksByKind.get(record.kind);
-    if (sinks === undefined) {
-      sinks = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind)).map((slot) => slot.sink);
-      this.sinksByKind.set(record.kind, sinks);
+    let route = this.routes.get(record.kind);
+    if (route === undefined) {
+      const sinks = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind)).map((slot) => slot.sink);
+      route = { sinks, unrouted: `no sink takes kind '${record.kind}'` };
+      this.routes.set(record.kind, route);
     }
+    const sinks = route.sinks;
     if (sinks.length === 0) {
       this.stats.filtered++;
-      const key = `no sink takes kind '${record.kind}'`;
-      this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + 1;
+      this.stats.filteredByReason[route.unrouted] = (this.stats.filteredByReason[route.unrouted] ?? 0) + 1;
       return;
     }
     this.stats.recordsOut++;
