@@ -235,6 +235,7 @@ export class PipelineRunner {
     const pipeline = this.loaded.document.name;
     const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
+    const filteredKeys = new Map<string, string>();
     const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
     return {
       pipeline,
@@ -255,7 +256,9 @@ export class PipelineRunner {
       },
       countFiltered: (count, reason) => {
         this.stats.filtered += count;
-        const key = `${label}: ${reason}`;
+        // Plugins may call this per record: the labelled key is built once per reason.
+        let key = filteredKeys.get(reason);
+        if (key === undefined) filteredKeys.set(reason, (key = `${label}: ${reason}`));
         this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + count;
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
