@@ -1,7 +1,8 @@
 /**
  * node-rdkafka's consumed messages, as patched in patches/ (property names internalized once, object
- * shapes from templates, the topic name reused): every field a consumer reads is there, with the
- * values and property order of the unpatched binding, with and without headers, across topics.
+ * shapes from templates, the topic name reused, a batch's payloads and keys in one buffer): every
+ * field a consumer reads is there, with the values and property order of the unpatched binding, with
+ * and without headers, across topics.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,4 +43,28 @@ test('consumed messages carry value, size, key, topic, offset, partition, timest
   const b = await readTopic(brokers, second, { expect: 1 });
   assert.equal(b[0]!.topic, second);
   assert.deepEqual(b[0]!.value, Buffer.from('other topic'));
+});
+
+test('a consumed batch\'s values and keys are separate Buffers with their own bytes, and outlive later batches', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('binding-batch');
+  await createTopic(brokers, topic, 1);
+  // Lengths vary so the payloads and keys lie at uneven offsets of their batch's buffer.
+  const records = Array.from({ length: 2500 }, (_, i) => ({ value: `v${i}-${'x'.repeat(i % 13)}`, key: i % 5 === 0 ? null : `k${i}` }));
+  await produce(brokers, topic, records);
+  const messages = await readTopic(brokers, topic, { expect: records.length });
+  assert.equal(messages.length, records.length);
+  messages.forEach((message, i) => {
+    assert.ok(Buffer.isBuffer(message.value), `value ${i} is a Buffer`);
+    assert.equal(message.value!.toString(), records[i]!.value, `value ${i}`);
+    assert.equal(message.size, Buffer.byteLength(records[i]!.value));
+    if (records[i]!.key === null) assert.equal(message.key, null);
+    else assert.equal(message.key!.toString(), records[i]!.key, `key ${i}`);
+  });
+  // Writing into one message's value changes no other message's bytes.
+  messages[1]!.value!.fill(0x21);
+  assert.equal(messages[2]!.value!.toString(), records[2]!.value);
+  assert.equal(messages[1]!.key!.toString(), records[1]!.key);
+  assert.equal(messages[0]!.value!.toString(), records[0]!.value);
 });
