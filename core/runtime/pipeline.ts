@@ -853,8 +853,8 @@ function labelOf(kind: string, entry: PipelineEntry, index: number): string {
  * everything after it; stage k's own time is boundary k's total minus its successor's. Where the
  * boundaries are timed is composeOperators' business; outside sampled batches they cost nothing.
  *
- * Scale-out: the first `keyed` stages run in partition tasks ({@link upTo}), the rest once, as the
- * global chain ({@link from}). A task's exit gets a slot of its own as the last keyed stage's
+ * Scale-out: the first `keyed` stages run in partition tasks ({@link task}), the rest once, as the
+ * global chain ({@link global}). A task's exit gets a slot of its own as the last keyed stage's
  * successor: the global chain's entry also takes the watermarks the runtime sends it directly,
  * which no keyed stage's time contains.
  */
