@@ -227,7 +227,7 @@ class PipelineProcess {
 
   constructor() {
     // The flags `tributary run` runs with (core/cli/main.ts).
-    this.child = fork(new URL(import.meta.url).pathname, ['--pipeline-process'], { execArgv: ['--max-semi-space-size=32', '--max-old-space-size=8192'], stdio: 'inherit' });
+    this.child = fork(new URL(import.meta.url).pathname, ['--pipeline-process'], { execArgv: ['--max-semi-space-size=32'], stdio: 'inherit' });
     this.child.on('message', (message: JobResult) => {
       const waiter = this.waiting.get(message.id);
       this.waiting.delete(message.id);

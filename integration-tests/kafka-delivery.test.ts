@@ -124,7 +124,7 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
         assert.equal(out.length, good, `committed output has duplicates: ${out.length - good}`);
         assert.equal(dead.length, chunks * badPerChunk, 'committed dead letters have duplicates');
         // A user's outputs share a partition: read in offset order, they keep the input's order across
-        // transactions (which alternate between two producers) and across the restart.
+        // transactions and across the restart.
         const lastSeq = new Map<string, number>();
         for (const { userId, attrs } of outputs) {
           const last = lastSeq.get(userId) ?? -1;

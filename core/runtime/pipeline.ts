@@ -865,6 +865,8 @@ class StageLatency implements StageTimer {
   private readonly counts: Float64Array;
   /** Slot whose inclusive time each stage's own time excludes (-1: none, the sinks). */
   private readonly successor: Int32Array;
+  /** The slot of a partition task's exit (after every stage's and the sinks'). */
+  private readonly taskExit: number;
   private readonly histograms: { observe(value: number): void }[];
 
   constructor(
@@ -875,10 +877,10 @@ class StageLatency implements StageTimer {
     private readonly every = 16,
   ) {
     const stages = [...labels, 'sinks'];
-    const taskExit = stages.length; // used only when keyed > 0
+    this.taskExit = stages.length;
     this.inclusive = new Float64Array(stages.length + 1);
     this.counts = new Float64Array(stages.length + 1);
-    this.successor = Int32Array.from(stages, (_, k) => (k === stages.length - 1 ? -1 : k === keyed - 1 ? taskExit : k + 1));
+    this.successor = Int32Array.from(stages, (_, k) => (k === stages.length - 1 ? -1 : k === keyed - 1 ? this.taskExit : k + 1));
     const buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1];
     this.histograms = stages.map((stage) =>
       metrics.scoped({ pipeline, stage }).histogram('stage_latency_seconds', 'Processing time per record in a stage (sampled batches; sinks = routing and writing).', buckets),
@@ -907,7 +909,7 @@ class StageLatency implements StageTimer {
 
   /** A partition task's boundaries: its stages' own slots, and its exit's (none without per-partition stages). */
   task(): StageTimer | undefined {
-    return this.keyed === 0 ? undefined : this.view((index) => (index < this.keyed ? index : this.histograms.length));
+    return this.keyed === 0 ? undefined : this.view((index) => (index < this.keyed ? index : this.taskExit));
   }
 
   private view(slot: (index: number) => number): StageTimer {
