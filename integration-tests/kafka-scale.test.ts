@@ -1,6 +1,7 @@
 /**
  * Scale-out and outages against a real broker: two pipelines in one consumer group split the
- * partitions, and a rebalance hands the per-user state over; a source keeps running while its
+ * partitions, and a rebalance hands the per-user state over; an exactly-once member takes over
+ * partitions whose previous owner died inside a transaction; a source keeps running while its
  * broker is down, reports not ready, and resumes.
  */
 import { test } from 'node:test';
@@ -12,7 +13,8 @@ import { runYaml, testContext } from 'tributary/testing';
 import { MetricsHub, type ClickEvent, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, produce } from './kafka/client.js';
+import Kafka from 'node-rdkafka';
+import { clickJson, collectSink, createTopic, produce, readTopic, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 import { MODE_ENV } from './kafka/broker.js';
 
@@ -191,5 +193,63 @@ test('the broker stopped and started under a running source: not ready, then res
   } finally {
     await instance?.close?.();
     await broker.stop();
+  }
+});
+
+test('exactly-once scale-out: partitions whose previous owner died inside a transaction are taken over once the broker aborts it', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('zombie-in');
+  const output = uniqueTopic('zombie-out');
+  for (const topic of [input, output]) await createTopic(brokers, topic, 2);
+  const group = `g-${input}`;
+  const events = 20;
+  await produce(brokers, input, Array.from({ length: events }, (_, seq) => ({ partition: seq % 2, key: `u${seq}`, value: clickJson(seq, base + seq * 1_000, 'view', { seq }) })));
+  const connection = { 'metadata.broker.list': brokers, 'broker.address.family': 'v4' as const };
+  const call = <T = void>(start: (cb: (error: Kafka.LibrdKafkaError | null | undefined, value?: T) => void) => void) =>
+    new Promise<T>((resolve, reject) => start((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
+  // The previous owner: a group member that wrote an output and its consumed offsets into a
+  // transaction, then died before committing it. Its transaction timeout (12 s) is longer than one
+  // committed-offsets request of the next owner (10 s), which the broker answers only once it aborted it.
+  const member = new Kafka.KafkaConsumer({ ...connection, 'group.id': group, 'enable.auto.commit': false, 'isolation.level': 'read_committed' }, { 'auto.offset.reset': 'earliest' });
+  const zombie = new Kafka.Producer({ ...connection, 'transactional.id': `zombie-${input}`, 'transaction.timeout.ms': 12_000 });
+  const controller = new AbortController();
+  let running: Promise<unknown> | undefined;
+  try {
+    await call((cb) => member.connect({}, (error) => cb(error)));
+    member.subscribe([input]);
+    member.setDefaultConsumeTimeout(100);
+    await waitFor('the dead owner to own both partitions', async () => {
+      await call<Kafka.Message[]>((cb) => member.consume(1, cb));
+      return member.assignments().length === 2;
+    }, 60_000, 0);
+    await call((cb) => zombie.connect({}, (error) => cb(error)));
+    await call((cb) => zombie.initTransactions(10_000, cb));
+    await call((cb) => zombie.beginTransaction(cb));
+    zombie.produce(output, 0, Buffer.from(JSON.stringify({ zombie: true })), 'zombie');
+    await call((cb) => zombie.flush(10_000, cb));
+    await call((cb) => zombie.sendOffsetsToTransaction([0, 1].map((partition) => ({ topic: input, partition, offset: events / 2 })), member, 10_000, cb));
+    await call((cb) => member.disconnect(() => cb(null)));
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-zombie-'));
+    const yaml = `
+name: zombie
+sources:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: ${group}, guarantee: exactly-once, start_from: earliest, mapping: { attributes: [seq] } }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [event], guarantee: exactly-once, transactional_id: tx-${output} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 100ms }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+    let failure: unknown;
+    running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal }).catch((error: unknown) => (failure = error));
+    const committedSeqs = async () => values<{ attrs?: { seq?: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).map((r) => r.attrs?.seq);
+    await waitFor('every event in the committed output, or the pipeline to fail', async () => failure !== undefined || (await committedSeqs()).length >= events, 90_000, 500);
+    assert.equal(failure, undefined, `the pipeline kept running: ${String(failure)}`);
+    // The dead owner's transaction was aborted: its output is not there, and its offsets did not count.
+    assert.deepEqual((await committedSeqs()).sort((a, b) => Number(a) - Number(b)), Array.from({ length: events }, (_, seq) => seq));
+  } finally {
+    controller.abort();
+    await running;
+    await new Promise<void>((resolve) => zombie.disconnect(5_000, () => resolve()));
   }
 });

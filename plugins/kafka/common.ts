@@ -184,6 +184,7 @@ export const ErrorCode = {
   STATE: -172,
   FATAL: -150,
   UNKNOWN_TOPIC_OR_PART: 3,
+  UNSTABLE_OFFSET_COMMIT: 88,
 } as const;
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */

@@ -34,6 +34,7 @@ export interface KafkaSinkConfig extends ConnectionConfig {
   key_field: string;
   guarantee: Guarantee;
   transactional_id?: string;
+  transaction_timeout: string | number;
   compression: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
   linger: string | number;
   batch_size: number;
@@ -69,6 +70,15 @@ export default defineSink<KafkaSinkConfig>({
         description:
           'exactly-once only: the producer transactional.id. Keep it stable across restarts of one instance (a restart then ' +
           'fences and aborts the previous transaction at once) and distinct between instances. Default: tributary-<pipeline>.',
+      },
+      transaction_timeout: {
+        $ref: 'tributary:duration',
+        default: '10s',
+        description:
+          'exactly-once only: the producer transaction.timeout.ms, after which the broker aborts a transaction its producer left open. ' +
+          'An instance that dies mid-transaction without coming back under its transactional_id holds back read_committed readers ' +
+          'of the outputs, and the group member that takes its partitions, until then (Kafka Streams uses 10 s too). ' +
+          'At least 1s; a broker outage longer than it fails the open transaction and stops the pipeline.',
       },
       compression: { enum: ['none', 'gzip', 'snappy', 'lz4', 'zstd'], default: 'lz4', description: 'Compression of record batches.' },
       linger: { $ref: 'tributary:duration', default: '5ms', description: 'How long the producer waits to fill a batch (librdkafka linger.ms).' },
@@ -118,7 +128,7 @@ export default defineSink<KafkaSinkConfig>({
           ...properties,
           'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? Math.max(config.max_in_flight * 2, 100_000),
           'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`,
-          'transaction.timeout.ms': 60_000,
+          'transaction.timeout.ms': parseDuration(config.transaction_timeout),
         },
         context.logger,
         config,

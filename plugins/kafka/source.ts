@@ -590,7 +590,7 @@ class KafkaSource {
    * group's committed offset covers) before a record is read; reading starts where that state ends.
    */
   private async assignWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
-    const committed = assignment.length === 0 ? [] : await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
+    const committed = assignment.length === 0 ? [] : await this.committedOffsets(assignment);
     const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset >= 0 ? tp.offset : undefined]));
     const now = this.context.clock.now();
     const states = assignment.map((tp) => {
@@ -617,6 +617,30 @@ class KafkaSource {
     }));
     if (this.paused) this.consumer.pause(assignment);
     this.context.logger.info({ partitions: states.map(({ state }) => state.id), starts: Object.fromEntries(starts) }, 'kafka partitions assigned');
+  }
+
+  /**
+   * The group's committed offsets of `assignment`, waiting as long as they are not readable. With
+   * read_committed the broker withholds an offset that a still-open transaction commits (a previous
+   * owner that died mid-commit: the broker aborts it after that producer's transaction.timeout.ms),
+   * and librdkafka retries until the call's timeout; an unreachable broker times out alike. Either
+   * way the state to restore depends on the answer, so the source waits (a failure here would stop
+   * the pipeline for a condition that resolves itself).
+   */
+  private async committedOffsets(assignment: RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartitionOffset[]> {
+    const waitedFrom = this.context.clock.now();
+    for (;;) {
+      try {
+        return await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
+      } catch (error) {
+        const failure = asError(error);
+        if (this.closing || (failure.code !== ErrorCode.TIMED_OUT && failure.code !== ErrorCode.UNSTABLE_OFFSET_COMMIT)) throw failure;
+        this.context.logger.warn(
+          { partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`), waitedMs: this.context.clock.now() - waitedFrom, err: failure.message },
+          'kafka committed offsets not readable yet (a previous owner\'s transaction still open, or the broker unreachable); waiting',
+        );
+      }
+    }
   }
 
   /**
