@@ -54,7 +54,7 @@ import { commandLine, hostProbe, machine, median, percentile, writeSection } fro
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
-import { ErrorCode } from '../plugins/kafka/common.js';
+import { disconnectProducer, ErrorCode } from '../plugins/kafka/common.js';
 
 type Mode = 'at-least-once' | 'exactly-once';
 type PipelineKind = 'passthrough' | 'intent';
@@ -378,7 +378,7 @@ async function latency(pipelineProcess: PipelineProcess, brokers: string, kind: 
   await reader;
   run.stop();
   await run.done.catch(() => undefined);
-  await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+  await disconnectProducer(producer, 5_000);
   await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   const sorted = latencies.sort((a, b) => a - b);
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), count: sorted.length };
@@ -458,7 +458,7 @@ async function clientThroughput(brokers: string, json: boolean): Promise<Through
     await new Promise<void>((resolve, reject) => producer.flush(30_000, (error) => (error ? reject(new Error(error.message)) : resolve())));
     return { read, ms: performance.now() - (firstAt ?? started) };
   });
-  await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+  await disconnectProducer(producer, 5_000);
   await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   return run;
 }

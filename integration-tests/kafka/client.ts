@@ -4,6 +4,7 @@
  */
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError, Message } from 'node-rdkafka';
+import { disconnectProducer } from '../../plugins/kafka/common.js';
 import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type SinkPlugin, type StreamRecord } from 'tributary';
 
 function done<T = void>(call: (cb: (error: LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> {
@@ -53,7 +54,7 @@ export async function produce(brokers: string, topic: string, records: readonly 
     producer.produce(topic, record.partition ?? null, value, record.key ?? null, record.timestamp ?? Date.now(), undefined, record.headers);
   }
   await all;
-  await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
+  await disconnectProducer(producer, 5_000);
   if (failed) throw failed;
 }
 

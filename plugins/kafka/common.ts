@@ -205,6 +205,17 @@ export function promisify<T = void>(call: (cb: (error: RdKafka.LibrdKafkaError |
 }
 
 /**
+ * Flushes and disconnects a producer that `setPollInterval` polls. The interval is stopped first:
+ * node-rdkafka's disconnect destroys the librdkafka handle on a worker thread while its poll(),
+ * which takes no lock, would go on serving that handle from this thread until the 'disconnected'
+ * event (a use after free: librdkafka forbids any call on a handle being destroyed).
+ */
+export function disconnectProducer(producer: RdKafka.Producer, timeoutMs: number): Promise<void> {
+  producer.setPollInterval(0);
+  return new Promise<void>((resolve) => producer.disconnect(timeoutMs, () => resolve()));
+}
+
+/**
  * Resolves once the callbacks node-rdkafka has queued for this thread so far have run. A delivery
  * report served on librdkafka's side (in flush() or poll()) reaches JavaScript through a libuv async
  * handle signalled before flush's completion; libuv runs it in the same event-loop turn as that

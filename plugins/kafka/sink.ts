@@ -16,6 +16,7 @@ import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
   connectionProperties,
+  disconnectProducer,
   dispatched,
   ErrorCode,
   guaranteeProperty,
@@ -253,7 +254,7 @@ export default defineSink<KafkaSinkConfig>({
       async close() {
         clearTimeout(retryTimer);
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
-        await new Promise<void>((resolve) => producer.disconnect(10_000, () => resolve()));
+        await disconnectProducer(producer, 10_000);
         stopTokens();
         if (failure) throw failure;
       },

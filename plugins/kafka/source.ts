@@ -207,6 +207,8 @@ class KafkaSource {
   private readonly features: readonly string[];
   /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
   private rebalancing: Promise<void> = Promise.resolve();
+  /** A committed-offsets request under way: disconnect waits for it (node-rdkafka runs it without the lock its disconnect takes). */
+  private offsetsFetch: Promise<unknown> | undefined;
   private readonly label: string;
   private lastState: PartitionState | undefined;
 
@@ -392,6 +394,7 @@ class KafkaSource {
     }
     if (this.connected) {
       this.connected = false;
+      await this.offsetsFetch?.catch(() => undefined);
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     }
     this.stopTokens();
@@ -630,8 +633,10 @@ class KafkaSource {
   private async committedOffsets(assignment: RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartitionOffset[]> {
     const waitedFrom = this.context.clock.now();
     for (;;) {
+      const fetch = promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
+      this.offsetsFetch = fetch;
       try {
-        return await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
+        return await fetch;
       } catch (error) {
         const failure = asError(error);
         if (this.closing || (failure.code !== ErrorCode.TIMED_OUT && failure.code !== ErrorCode.UNSTABLE_OFFSET_COMMIT)) throw failure;

@@ -26,7 +26,7 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import { asError, disconnectProducer, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -253,7 +253,7 @@ export class PipelineTransactions {
       this.open = false;
       await promisify((cb) => producer.abortTransaction(10_000, cb)).catch(() => undefined);
     }
-    await new Promise<void>((done) => producer.disconnect(10_000, () => done()));
+    await disconnectProducer(producer, 10_000);
     this.stopTokens();
   }
 }
