@@ -25,6 +25,9 @@ sources:
     group: g-${input}
     guarantee: ${guarantee}
     mapping: { attributes: [seq] }
+    # The killed instance leaves the group after 6 s instead of librdkafka's default 45 s, so the
+    # restarted one gets the partitions sooner.
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
 sinks:
   - type: kafka
     brokers: \${KAFKA_BROKERS}
