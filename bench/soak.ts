@@ -129,16 +129,27 @@ writeFileSync(join(results, 'soak.csv'), ['minute,events_in,events_per_s,heap_mi
 writeFileSync(join(results, 'soak.svg'), svgPlot(samples));
 const third = (from: number, to: number): Sample[] => samples.filter((s) => s.minute >= (minutes * from) / 3 && s.minute < (minutes * to) / 3 + 1e-9);
 const mean = (list: Sample[], key: keyof Sample): number => list.reduce((sum, s) => sum + Number(s[key]), 0) / Math.max(1, list.length);
-const rows = (['heapMiB', 'lagSeconds', 'p99Micros', 'eventsPerSecond'] as const).map((key) => {
-  const label = { heapMiB: 'heap used (MiB)', lagSeconds: 'event-time lag (s)', p99Micros: 'p99 stage latency (µs)', eventsPerSecond: 'events/s' }[key];
-  return `| ${label} | ${mean(third(0, 1), key).toFixed(1)} | ${mean(third(1, 2), key).toFixed(1)} | ${mean(third(2, 3), key).toFixed(1)} |`;
+const lowest = (list: Sample[], key: keyof Sample): number => list.reduce((low, s) => Math.min(low, Number(s[key])), Infinity);
+const rows = (['heapMiB', 'lowestHeapMiB', 'openSessions', 'lagSeconds', 'p99Micros', 'eventsPerSecond'] as const).map((row) => {
+  const label = {
+    heapMiB: 'heap used (MiB)',
+    lowestHeapMiB: 'heap used, lowest sample (MiB)',
+    openSessions: 'open sessions',
+    lagSeconds: 'event-time lag (s)',
+    p99Micros: 'p99 stage latency (µs)',
+    eventsPerSecond: 'events/s',
+  }[row];
+  // The mean of a sawtooth depends on where the collector happens to be; the lowest sample (just
+  // after a major GC) is what a leak would lift.
+  const of = (list: Sample[]): string => (row === 'lowestHeapMiB' ? lowest(list, 'heapMiB') : mean(list, row)).toFixed(row === 'openSessions' ? 0 : 1);
+  return `| ${label} | ${of(third(0, 1))} | ${of(third(1, 2))} | ${of(third(2, 3))} |`;
 });
 writeSection(
   join(root, 'BENCHMARKS.md'),
   'soak',
   `## Soak (daemon)
 
-\`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds}\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run (flat = no leak, no drift):
+\`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds}\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run, and the lowest heap sample of each third (flat = no leak, no drift):
 
 | measure | first third | second third | last third |
 |---|---|---|---|
