@@ -129,21 +129,18 @@ writeFileSync(join(results, 'soak.csv'), ['minute,events_in,events_per_s,heap_mi
 writeFileSync(join(results, 'soak.svg'), svgPlot(samples));
 const third = (from: number, to: number): Sample[] => samples.filter((s) => s.minute >= (minutes * from) / 3 && s.minute < (minutes * to) / 3 + 1e-9);
 const mean = (list: Sample[], key: keyof Sample): number => list.reduce((sum, s) => sum + Number(s[key]), 0) / Math.max(1, list.length);
-const lowest = (list: Sample[], key: keyof Sample): number => list.reduce((low, s) => Math.min(low, Number(s[key])), Infinity);
-const rows = (['heapMiB', 'lowestHeapMiB', 'openSessions', 'lagSeconds', 'p99Micros', 'eventsPerSecond'] as const).map((row) => {
-  const label = {
-    heapMiB: 'heap used (MiB)',
-    lowestHeapMiB: 'heap used, lowest sample (MiB)',
-    openSessions: 'open sessions',
-    lagSeconds: 'event-time lag (s)',
-    p99Micros: 'p99 stage latency (µs)',
-    eventsPerSecond: 'events/s',
-  }[row];
-  // The mean of a sawtooth depends on where the collector happens to be; the lowest sample (just
-  // after a major GC) is what a leak would lift.
-  const of = (list: Sample[]): string => (row === 'lowestHeapMiB' ? lowest(list, 'heapMiB') : mean(list, row)).toFixed(row === 'openSessions' ? 0 : 1);
-  return `| ${label} | ${of(third(0, 1))} | ${of(third(1, 2))} | ${of(third(2, 3))} |`;
-});
+// The mean of a sawtooth depends on where the collector happens to be; the lowest sample (just
+// after a major GC) is what a leak would lift.
+const lowestHeap = (list: Sample[]): number => list.reduce((low, s) => Math.min(low, s.heapMiB), Infinity);
+const measures: [label: string, of: (list: Sample[]) => number, digits: number][] = [
+  ['heap used (MiB)', (list) => mean(list, 'heapMiB'), 1],
+  ['heap used, lowest sample (MiB)', lowestHeap, 1],
+  ['open sessions', (list) => mean(list, 'openSessions'), 0],
+  ['event-time lag (s)', (list) => mean(list, 'lagSeconds'), 1],
+  ['p99 stage latency (µs)', (list) => mean(list, 'p99Micros'), 1],
+  ['events/s', (list) => mean(list, 'eventsPerSecond'), 1],
+];
+const rows = measures.map(([label, of, digits]) => `| ${label} | ${[third(0, 1), third(1, 2), third(2, 3)].map((list) => of(list).toFixed(digits)).join(' | ')} |`);
 writeSection(
   join(root, 'BENCHMARKS.md'),
   'soak',

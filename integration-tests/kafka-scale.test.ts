@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { runYaml, testContext } from 'tributary/testing';
 import { MetricsHub, type ClickEvent, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
+import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import Kafka from 'node-rdkafka';
 import { clickJson, collectSink, createTopic, produce, readTopic, values } from './kafka/client.js';
@@ -206,8 +207,6 @@ test('exactly-once scale-out: partitions whose previous owner died inside a tran
   const events = 20;
   await produce(brokers, input, Array.from({ length: events }, (_, seq) => ({ partition: seq % 2, key: `u${seq}`, value: clickJson(seq, base + seq * 1_000, 'view', { seq }) })));
   const connection = { 'metadata.broker.list': brokers, 'broker.address.family': 'v4' as const };
-  const call = <T = void>(start: (cb: (error: Kafka.LibrdKafkaError | null | undefined, value?: T) => void) => void) =>
-    new Promise<T>((resolve, reject) => start((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
   // The previous owner: a group member that wrote an output and its consumed offsets into a
   // transaction, then died before committing it. Its transaction timeout (12 s) is longer than one
   // committed-offsets request of the next owner (10 s), which the broker answers only once it aborted it.
@@ -216,20 +215,20 @@ test('exactly-once scale-out: partitions whose previous owner died inside a tran
   const controller = new AbortController();
   let running: Promise<unknown> | undefined;
   try {
-    await call((cb) => member.connect({}, (error) => cb(error)));
+    await promisify((cb) => member.connect({}, (error) => cb(error)));
     member.subscribe([input]);
     member.setDefaultConsumeTimeout(100);
     await waitFor('the dead owner to own both partitions', async () => {
-      await call<Kafka.Message[]>((cb) => member.consume(1, cb));
+      await promisify<Kafka.Message[]>((cb) => member.consume(1, cb));
       return member.assignments().length === 2;
     }, 60_000, 0);
-    await call((cb) => zombie.connect({}, (error) => cb(error)));
-    await call((cb) => zombie.initTransactions(10_000, cb));
-    await call((cb) => zombie.beginTransaction(cb));
+    await promisify((cb) => zombie.connect({}, (error) => cb(error)));
+    await promisify((cb) => zombie.initTransactions(10_000, cb));
+    await promisify((cb) => zombie.beginTransaction(cb));
     zombie.produce(output, 0, Buffer.from(JSON.stringify({ zombie: true })), 'zombie');
-    await call((cb) => zombie.flush(10_000, cb));
-    await call((cb) => zombie.sendOffsetsToTransaction([0, 1].map((partition) => ({ topic: input, partition, offset: events / 2 })), member, 10_000, cb));
-    await call((cb) => member.disconnect(() => cb(null)));
+    await promisify((cb) => zombie.flush(10_000, cb));
+    await promisify((cb) => zombie.sendOffsetsToTransaction([0, 1].map((partition) => ({ topic: input, partition, offset: events / 2 })), member, 10_000, cb));
+    await promisify((cb) => member.disconnect(() => cb(null)));
     const dir = mkdtempSync(join(tmpdir(), 'tributary-zombie-'));
     const yaml = `
 name: zombie
