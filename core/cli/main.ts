@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=32
+#!/usr/bin/env -S node --max-semi-space-size=32 --expose-gc
 /**
  * The `tributary` command. Exit codes are a contract: 0 success, 1 runtime failure, 2 invalid
  * config or usage.

@@ -31,6 +31,7 @@ export interface PipelineDocument {
     commit_interval?: string | number;
     shutdown_timeout?: string | number;
     heap_budget?: string | number;
+    heap_wait?: string | number;
   };
   checkpoint?: { dir: string; interval: string | number; keep: number };
   scale_out?: { state_dir: string; keep: number };

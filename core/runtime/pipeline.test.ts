@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { setImmediate as turn } from 'node:timers/promises';
 import { defineOperator, defineSink, defineSource, recordOperator, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runYaml } from 'tributary/testing';
+import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
 
@@ -179,4 +180,19 @@ sinks: [{ type: memory }]
 scale_out: { state_dir: shared }
 ${extra}`;
   await assert.rejects(runYaml(yaml('checkpoint: { dir: cp }')), /\$\.sources\[0\]: scale_out needs a partitioned source \(kafka\); 'synthetic' is not/);
+});
+
+test('a heap over heap_budget pauses the sources for at most heap_wait, then the run goes on over budget and says so', async () => {
+  // A 1-byte budget: no state can fit, and waiting for input-driven state to shrink would stall for good.
+  const metrics = new MetricsHub();
+  const { stats, outputs } = await runYaml(
+    'name: tight\nsources: [{type: synthetic, users: 20, events: 3000, seed: 1}]\nsinks: [{type: memory, kinds: [event]}]\nsettings: {max_in_flight: 100, heap_budget: 1, heap_wait: 50ms}\n',
+    { metrics },
+  );
+  assert.equal(stats.eventsIn, 3000);
+  assert.equal(outputs[0]!.length, 3000, 'every event reaches the sink');
+  const text = await metrics.registry.metrics();
+  assert.match(text, /^tributary_heap_pauses_total\{pipeline="tight"\} 1$/m, 'one pause, not one per batch');
+  assert.match(text, /^tributary_heap_overruns_total\{pipeline="tight"\} 1$/m);
+  assert.match(text, /^tributary_heap_over_budget\{pipeline="tight"\} 1$/m);
 });
