@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { defineOperator, recordOperator, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { defineOperator, MetricsHub, recordOperator, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -229,6 +229,36 @@ test('features are the same whether stages find their state through the session 
   // A user forgotten (max_users) in mid-session, their slot taken by another: the handle's slot is stale.
   const evicting = (): Element[] => [ev('a', 0, 'view', item), ev('b', 1, 'purchase', item), ev('c', 2, 'view', item), ev('a', 3, 'view', item), watermark(Infinity)];
   await compare([stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { max_users: 2 })], evicting);
+});
+
+test('after a burst of sessions has closed, session-features gives its room back, and the sessions still open keep their state', async () => {
+  const item = (k: number) => ({ itemId: `i${k % 7}`, category: `c${k % 3}`, price: 5 + k });
+  const survivors = Array.from({ length: 40 }, (_, k) => `s${k}`);
+  // 20,000 one-event sessions within ten minutes, beside 40 sessions that go on for hours.
+  const burst = (size: number): Element[] => Array.from({ length: size }, (_, k) => ev(`b${k}`, (k / size) * 10, 'view', item(k)));
+  const rest = (): Element[] => {
+    const out: Element[] = [];
+    for (let step = 0; step < 10; step++) {
+      for (const [k, user] of survivors.entries()) out.push(ev(user, 12 + step * 20, step % 3 === 2 ? 'cart' : 'view', item(k + step)));
+      out.push(watermark(T0 + (12 + step * 20) * MIN));
+    }
+    out.push(watermark(Infinity));
+    return out;
+  };
+  const hub = new MetricsHub();
+  const slots = async (): Promise<number> => Number(/^tributary_session_feature_slots\{[^}]*\} (\d+)$/m.exec(await hub.registry.metrics())![1]);
+  const stages = [stage(sessionizer), stage(sessionFeatures)];
+  const withBurst = await Chain.build(stages, testContext({ clock, metrics: hub.scoped({ pipeline: 'test', stage: 'session-features' }) }));
+  withBurst.push([...burst(20_000), watermark(T0 + 10 * MIN)]); // the sessionizer passes events on at the watermark
+  assert.ok((await slots()) >= 20_000, 'room for the burst');
+  const survivorsOnly = (out: Element[]) => eventsOf(out).filter((e) => e.userId.startsWith('s')).map((e) => JSON.stringify({ ...e, features: Array.from(e.features!.values) }));
+  const got = survivorsOnly(withBurst.push(rest()).output);
+  assert.equal(await slots(), 1024, 'back to the smallest pool once the burst closed');
+  const alone = await Chain.build(stages, ctx());
+  const expected = survivorsOnly(alone.push(rest()).end());
+  assert.equal(got.length, 400);
+  assert.deepEqual(got, expected, 'features of the sessions moved by the compaction are those of a run without the burst');
+  withBurst.end();
 });
 
 test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async () => {

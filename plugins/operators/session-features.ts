@@ -95,6 +95,8 @@ const CART_PRICE_SUM = 10;
 const CART_PRICE_MAX = 11;
 const CART_VALUE = 12;
 const WIDTH = 13;
+/** Slots the pools start with, and never shrink below. */
+const MIN_CAPACITY = 1024;
 
 /** The first format: one array per session (still restored). */
 export interface SessionFeaturesSnapshotV1 {
@@ -187,6 +189,30 @@ class DistinctPool {
     return this.counts[slot]!;
   }
 
+  /** Moves slot `from`'s values to the empty slot `to`, leaving `from` empty. */
+  move(from: number, to: number): void {
+    const n = this.counts[from]!;
+    if (n > INLINE) {
+      this.overflow.set(to, this.overflow.get(from)!);
+      this.overflow.delete(from);
+    } else {
+      const values = this.values;
+      for (let k = 0; k < n; k++) {
+        values[to * INLINE + k] = values[from * INLINE + k]!;
+        values[from * INLINE + k] = '';
+      }
+    }
+    this.counts[to] = n;
+    this.counts[from] = 0;
+  }
+
+  /** Gives back the room of slots from `capacity` on, which must be empty. */
+  shrink(capacity: number): void {
+    if (capacity >= this.counts.length) return;
+    this.counts = this.counts.slice(0, capacity);
+    this.values.length = capacity * INLINE; // V8 trims the backing store
+  }
+
   /** Appends the slot's values, in insertion order, to `out`. */
   collect(slot: number, out: string[]): void {
     const n = this.counts[slot]!;
@@ -206,9 +232,9 @@ class SessionFeatureState {
   /** The session id of each slot in use (undefined: free), to check a slot cached on a session handle. */
   private slotIds: (string | undefined)[] = [];
   /** 1 where the slot is in `slots` too. */
-  private mapped = new Uint8Array(1024);
-  private rows = new Float64Array(1024 * WIDTH);
-  private capacity = 1024;
+  private mapped = new Uint8Array(MIN_CAPACITY);
+  private rows = new Float64Array(MIN_CAPACITY * WIDTH);
+  private capacity = MIN_CAPACITY;
   private used = 0;
   private free: number[] = [];
   private items = new DistinctPool();
@@ -216,12 +242,15 @@ class SessionFeatureState {
   private readonly block = new BlockAppender(sessionFeatureNames);
   private readonly offset: number;
   private readonly context: PluginContext;
+  private readonly slotsGauge: { set(value: number): void };
 
   constructor(offset: number, context: PluginContext) {
     this.offset = offset;
     this.context = context;
     this.items.grow(this.capacity);
     this.categories.grow(this.capacity);
+    this.slotsGauge = context.metrics.gauge('session_feature_slots', 'Session slots session-features keeps room for (open sessions and spare room).');
+    this.slotsGauge.set(this.capacity);
   }
 
   /** A zeroed slot for session `id`; entered in `slots` when `mapped`. */
@@ -239,6 +268,7 @@ class SessionFeatureState {
         this.mapped = flags;
         this.items.grow(this.capacity);
         this.categories.grow(this.capacity);
+        this.slotsGauge.set(this.capacity);
       }
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
@@ -383,6 +413,46 @@ class SessionFeatureState {
     this.items.clear(slot);
     this.categories.clear(slot);
     this.free.push(slot);
+    if (this.capacity > MIN_CAPACITY && this.size * 8 < this.capacity) this.compact();
+  }
+
+  /**
+   * After a burst of open sessions has closed, gives the pools' room back (else memory would stay at
+   * the peak for good): moves the sessions in use to the lowest slots and shrinks every pool to twice
+   * their number. A moved session is entered in `slots`, so a handle still naming its old slot finds
+   * it there (the handle check compares ids). Moves at most the sessions in use, and the next compaction
+   * needs the pool to grow or empty by 4x again, so the cost per release stays constant.
+   */
+  private compact(): void {
+    const ids = this.slotIds;
+    let low = 0;
+    let high = this.used - 1;
+    for (;;) {
+      while (low < high && ids[low] !== undefined) low++;
+      while (high > low && ids[high] === undefined) high--;
+      if (low >= high) break;
+      const id = ids[high]!;
+      this.rows.copyWithin(low * WIDTH, high * WIDTH, high * WIDTH + WIDTH);
+      this.items.move(high, low);
+      this.categories.move(high, low);
+      ids[low] = id;
+      ids[high] = undefined;
+      this.mapped[low] = 1;
+      this.slots.set(id, low);
+      high--;
+    }
+    const live = this.size;
+    this.used = live;
+    this.free = [];
+    ids.length = live;
+    let capacity = MIN_CAPACITY;
+    while (capacity < live * 2) capacity *= 2;
+    this.capacity = capacity;
+    this.rows = this.rows.slice(0, capacity * WIDTH);
+    this.mapped = this.mapped.slice(0, capacity);
+    this.items.shrink(capacity);
+    this.categories.shrink(capacity);
+    this.slotsGauge.set(capacity);
   }
 
   get size(): number {
@@ -431,13 +501,14 @@ class SessionFeatureState {
     this.free = [];
     this.used = 0;
     const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
-    this.capacity = Math.max(1024, count);
+    this.capacity = Math.max(MIN_CAPACITY, count);
     this.rows = new Float64Array(this.capacity * WIDTH);
     this.mapped = new Uint8Array(this.capacity);
     this.items = new DistinctPool();
     this.categories = new DistinctPool();
     this.items.grow(this.capacity);
     this.categories.grow(this.capacity);
+    this.slotsGauge.set(this.capacity);
     if (saved.version === 1) {
       for (const [id, numbers, items, categories] of saved.sessions) {
         const slot = this.allocate(id, true);
