@@ -1,8 +1,10 @@
 /**
- * node-rdkafka's consumed messages, as patched in patches/ (property names internalized once, object
+ * node-rdkafka as patched in patches/. Consumed messages (property names internalized once, object
  * shapes from templates, the topic name reused, a batch's payloads and keys in one buffer): every
  * field a consumer reads is there, with the values and property order of the unpatched binding, with
- * and without headers, across topics.
+ * and without headers, across topics. Produced records (`produce()` straight to rd_kafka_producev,
+ * headers made only when given): string and null keys, null values, timestamps and headers arrive as
+ * sent.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
