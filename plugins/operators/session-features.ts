@@ -140,14 +140,14 @@ class DistinctPool {
   private counts = new Int32Array(0);
   private readonly overflow = new Map<number, Set<string>>();
 
-  /** Makes room for slots below `capacity`. */
-  grow(capacity: number): void {
-    if (capacity <= this.counts.length) return;
+  /** Room for slots below `capacity`; slots from `capacity` on must be empty. */
+  resize(capacity: number): void {
     const counts = new Int32Array(capacity);
-    counts.set(this.counts);
+    counts.set(this.counts.subarray(0, capacity));
     this.counts = counts;
-    // Filled, not a length change: a holey array would take slower element accesses.
     const values = this.values;
+    if (values.length > capacity * INLINE) values.length = capacity * INLINE; // V8 trims the backing store
+    // Filled, not a length change: a holey array would take slower element accesses.
     for (let k = values.length; k < capacity * INLINE; k++) values.push('');
   }
 
@@ -206,13 +206,6 @@ class DistinctPool {
     this.counts[from] = 0;
   }
 
-  /** Gives back the room of slots from `capacity` on, which must be empty. */
-  shrink(capacity: number): void {
-    if (capacity >= this.counts.length) return;
-    this.counts = this.counts.slice(0, capacity);
-    this.values.length = capacity * INLINE; // V8 trims the backing store
-  }
-
   /** Appends the slot's values, in insertion order, to `out`. */
   collect(slot: number, out: string[]): void {
     const n = this.counts[slot]!;
@@ -232,9 +225,9 @@ class SessionFeatureState {
   /** The session id of each slot in use (undefined: free), to check a slot cached on a session handle. */
   private slotIds: (string | undefined)[] = [];
   /** 1 where the slot is in `slots` too. */
-  private mapped = new Uint8Array(MIN_CAPACITY);
-  private rows = new Float64Array(MIN_CAPACITY * WIDTH);
-  private capacity = MIN_CAPACITY;
+  private mapped = new Uint8Array(0);
+  private rows = new Float64Array(0);
+  private capacity = 0;
   private used = 0;
   private free: number[] = [];
   private items = new DistinctPool();
@@ -247,10 +240,22 @@ class SessionFeatureState {
   constructor(offset: number, context: PluginContext) {
     this.offset = offset;
     this.context = context;
-    this.items.grow(this.capacity);
-    this.categories.grow(this.capacity);
     this.slotsGauge = context.metrics.gauge('session_feature_slots', 'Session slots session-features keeps room for (open sessions and spare room).');
-    this.slotsGauge.set(this.capacity);
+    this.resize(MIN_CAPACITY);
+  }
+
+  /** Every per-slot pool sized for `capacity` slots (those from `capacity` on must be free). */
+  private resize(capacity: number): void {
+    const rows = new Float64Array(capacity * WIDTH);
+    rows.set(this.rows.subarray(0, capacity * WIDTH));
+    this.rows = rows;
+    const mapped = new Uint8Array(capacity);
+    mapped.set(this.mapped.subarray(0, capacity));
+    this.mapped = mapped;
+    this.items.resize(capacity);
+    this.categories.resize(capacity);
+    this.capacity = capacity;
+    this.slotsGauge.set(capacity);
   }
 
   /** A zeroed slot for session `id`; entered in `slots` when `mapped`. */
@@ -258,18 +263,7 @@ class SessionFeatureState {
     let slot = this.free.pop();
     if (slot === undefined) {
       slot = this.used++;
-      if (slot >= this.capacity) {
-        this.capacity *= 2;
-        const grown = new Float64Array(this.capacity * WIDTH);
-        grown.set(this.rows);
-        this.rows = grown;
-        const flags = new Uint8Array(this.capacity);
-        flags.set(this.mapped);
-        this.mapped = flags;
-        this.items.grow(this.capacity);
-        this.categories.grow(this.capacity);
-        this.slotsGauge.set(this.capacity);
-      }
+      if (slot >= this.capacity) this.resize(this.capacity * 2);
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
     }
@@ -447,12 +441,7 @@ class SessionFeatureState {
     ids.length = live;
     let capacity = MIN_CAPACITY;
     while (capacity < live * 2) capacity *= 2;
-    this.capacity = capacity;
-    this.rows = this.rows.slice(0, capacity * WIDTH);
-    this.mapped = this.mapped.slice(0, capacity);
-    this.items.shrink(capacity);
-    this.categories.shrink(capacity);
-    this.slotsGauge.set(capacity);
+    this.resize(capacity);
   }
 
   get size(): number {
@@ -501,14 +490,11 @@ class SessionFeatureState {
     this.free = [];
     this.used = 0;
     const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
-    this.capacity = Math.max(MIN_CAPACITY, count);
-    this.rows = new Float64Array(this.capacity * WIDTH);
-    this.mapped = new Uint8Array(this.capacity);
+    this.rows = new Float64Array(0);
+    this.mapped = new Uint8Array(0);
     this.items = new DistinctPool();
     this.categories = new DistinctPool();
-    this.items.grow(this.capacity);
-    this.categories.grow(this.capacity);
-    this.slotsGauge.set(this.capacity);
+    this.resize(Math.max(MIN_CAPACITY, count));
     if (saved.version === 1) {
       for (const [id, numbers, items, categories] of saved.sessions) {
         const slot = this.allocate(id, true);
