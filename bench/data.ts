@@ -2,16 +2,50 @@
  * The benches' common input: synthetic shoppers written as JSON lines, and the raw parse limit
  * (plain readline + JSON.parse) every throughput figure is compared against, in the same run.
  */
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
+import { silentLogger } from 'tributary/testing';
+import { builtinRegistry } from '../core/cli/registry.js';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
+
+/** pipelines/demo.yaml as declared there (`${VAR:-default}` placeholders left for the loader). */
+export function demoPipeline(): { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] } {
+  const file = new URL('../../pipelines/demo.yaml', import.meta.url);
+  return parse(readFileSync(file, 'utf8')) as { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] };
+}
 
 /** The stages of pipelines/demo.yaml, as declared there (the model benches run them, or parts). */
 export function demoStages(): Record<string, unknown>[] {
-  const file = new URL('../../pipelines/demo.yaml', import.meta.url);
-  return (parse(readFileSync(file, 'utf8')) as { stages: Record<string, unknown>[] }).stages;
+  return demoPipeline().stages;
+}
+
+/**
+ * Runs `source` -> `stages` -> a sink that keeps the records `keep` accepts (and drops the rest), from
+ * a pipeline file written to `dir`; returns the wall time of the run, what was kept and the events read.
+ */
+export async function runPipeline(
+  source: Record<string, unknown>,
+  stages: Record<string, unknown>[],
+  keep: (r: StreamRecord) => boolean,
+  dir: string,
+): Promise<{ ms: number; kept: StreamRecord[]; eventsIn: number }> {
+  const registry = await builtinRegistry();
+  const kept: StreamRecord[] = [];
+  registry.register(
+    defineSink({ name: 'keep', summary: 'Keeps or counts records (bench).', config: { type: 'object', properties: {} }, create: () => ({ write: (r) => void (keep(r) && kept.push(r)), close: async () => undefined }) }),
+    'bench',
+  );
+  const file = join(dir, `bench-${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, stringify({ name: 'bench-models', sources: [source], stages, sinks: [{ type: 'keep' }] }));
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  const runner = new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() });
+  const start = performance.now();
+  const stats = await runner.run();
+  return { ms: performance.now() - start, kept, eventsIn: stats.eventsIn };
 }
 
 /** A model stage (intent-model, churn-model): what the model benches split the demo at. */

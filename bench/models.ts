@@ -12,11 +12,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type ClickEvent, type StreamRecord } from 'tributary';
+import { parse } from 'yaml';
+import type { ClickEvent, StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
-import { builtinRegistry } from '../core/cli/registry.js';
-import { demoStages, isModelStage as isModel, rawParseMs, writeSyntheticEvents } from './data.js';
+import { demoStages, isModelStage as isModel, rawParseMs, runPipeline, writeSyntheticEvents } from './data.js';
 import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
@@ -33,22 +32,8 @@ const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 
 const demo = { stages: demoStages() };
 
-/** file source -> stages -> a sink that keeps what `keep` says (and counts the rest). */
-async function run(source: Record<string, unknown>, stages: Record<string, unknown>[], keep: (r: StreamRecord) => boolean, baseDir = dir): Promise<{ ms: number; kept: StreamRecord[]; eventsIn: number }> {
-  const registry = await builtinRegistry();
-  const kept: StreamRecord[] = [];
-  registry.register(
-    defineSink({ name: 'keep', summary: 'Keeps or counts records (bench).', config: { type: 'object', properties: {} }, create: () => ({ write: (r) => void (keep(r) && kept.push(r)), close: async () => undefined }) }),
-    'bench',
-  );
-  const file = join(baseDir, `bench-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(file, stringify({ name: 'bench-models', sources: [source], stages, sinks: [{ type: 'keep' }] }));
-  const loaded = await loadPipeline(file, { registry, env: {} });
-  const runner = new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() });
-  const start = performance.now();
-  const stats = await runner.run();
-  return { ms: performance.now() - start, kept, eventsIn: stats.eventsIn };
-}
+const run = (source: Record<string, unknown>, stages: Record<string, unknown>[], keep: (r: StreamRecord) => boolean, baseDir = dir): ReturnType<typeof runPipeline> =>
+  runPipeline(source, stages, keep, baseDir);
 
 const eventsFile = join(dir, 'events.jsonl');
 await writeSyntheticEvents(eventsFile, events, 2000, 7);

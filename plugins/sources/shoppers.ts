@@ -24,6 +24,34 @@ export interface ShopperWorldConfig {
   meanDwell?: number;
   /** Attach the generator's own session id (for data sets that carry one). */
   sessionIds?: boolean;
+  /**
+   * Called as each session's last event is generated, with what only the generator knows: the
+   * ground truth a churn model's scores can be held against (bench/churn-ceiling.ts).
+   */
+  onSessionEnd?: (truth: SessionEndTruth) => void;
+}
+
+/** A session's end as the generator knows it: its shopper's latent return behaviour. */
+export interface SessionEndTruth {
+  userId: string;
+  /** Event time of the session's last event. */
+  end: number;
+  /** P(the shopper leaves for good after this session). */
+  hazard: number;
+  /** Mean of the exponential part of the shopper's gap between sessions (ms). */
+  meanGap: number;
+}
+
+/** Every return comes at least this long after the previous session's end. */
+const minReturnGap = 60 * 60_000;
+
+/**
+ * The true P(no session of this shopper starts within `horizon` of the session's end): they leave
+ * with `hazard`, else their next session starts after minReturnGap plus an exponential gap.
+ */
+export function trueChurnProbability(truth: SessionEndTruth, horizon: number): number {
+  const stays = horizon <= minReturnGap ? 1 : Math.exp(-(horizon - minReturnGap) / truth.meanGap);
+  return truth.hazard + (1 - truth.hazard) * stays;
 }
 
 /** sfc32: small, fast, and good enough for simulation; seeded through splitmix32. */
@@ -78,6 +106,7 @@ export class ShopperWorld {
   private readonly meanReturnGap: number;
   private readonly meanDwell: number;
   private readonly sessionIds: boolean;
+  private readonly onSessionEnd: ((truth: SessionEndTruth) => void) | undefined;
   private readonly itemCategory: Int32Array;
   private readonly itemPrice: Float64Array;
   private readonly categoryItems: number[][];
@@ -94,6 +123,7 @@ export class ShopperWorld {
     this.meanReturnGap = config.meanReturnGap ?? 2 * 86_400_000;
     this.meanDwell = config.meanDwell ?? 40_000;
     this.sessionIds = config.sessionIds ?? false;
+    this.onSessionEnd = config.onSessionEnd;
     this.itemCategory = new Int32Array(this.items);
     this.itemPrice = new Float64Array(this.items);
     this.categoryItems = Array.from({ length: this.categories }, () => []);
@@ -195,12 +225,13 @@ export class ShopperWorld {
     const event = shopper.pending[shopper.cursor++]!;
     if (shopper.cursor >= shopper.pending.length) {
       const end = event.time;
+      this.onSessionEnd?.({ userId: event.userId, end, hazard: shopper.hazard, meanGap: shopper.meanGap });
       if (this.random() < shopper.hazard) {
         // Churned: never seen again. A newcomer arrives within the next return gap.
         this.pop();
         this.addShopper(end + this.exponential(this.meanReturnGap / 2) + 60_000);
       } else {
-        this.planSession(shopper, end + this.exponential(shopper.meanGap) + 60 * 60_000);
+        this.planSession(shopper, end + this.exponential(shopper.meanGap) + minReturnGap);
         this.siftDown(0);
       }
     } else {

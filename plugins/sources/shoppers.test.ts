@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ShopperWorld, trueChurnProbability, type SessionEndTruth } from './shoppers.js';
+
+const day = 86_400_000;
+
+test('the generator\'s churn truth is calibrated against what its shoppers then do', () => {
+  // Every session end with its true P(no return within 7 days), and whether the shopper came back.
+  const horizon = 7 * day;
+  const ends: { truth: SessionEndTruth; back?: number }[] = [];
+  const waiting = new Map<string, { truth: SessionEndTruth; back?: number }[]>();
+  const world = new ShopperWorld({
+    seed: 3,
+    users: 500,
+    onSessionEnd: (truth) => {
+      const entry = { truth };
+      ends.push(entry);
+      waiting.set(truth.userId, [...(waiting.get(truth.userId) ?? []), entry]);
+    },
+  });
+  let last = 0;
+  for (let i = 0; i < 150_000; i++) {
+    const event = world.next();
+    last = event.time;
+    const open = waiting.get(event.userId);
+    if (open === undefined) continue;
+    for (const e of open) if (e.truth.end < event.time) e.back ??= event.time;
+    waiting.set(event.userId, open.filter((e) => e.back === undefined));
+  }
+  const labelled = ends.filter((e) => last - e.truth.end > horizon);
+  assert.ok(labelled.length > 5000, `${labelled.length} labelled session ends`);
+  // Binned by the truth, the share that did not return within the horizon matches the mean truth.
+  const bins = [0, 0.15, 0.3, 0.5, 1.01];
+  let checked = 0;
+  for (let b = 0; b + 1 < bins.length; b++) {
+    const inBin = labelled.filter((e) => {
+      const p = trueChurnProbability(e.truth, horizon);
+      return p >= bins[b]! && p < bins[b + 1]!;
+    });
+    if (inBin.length < 200) continue;
+    checked++;
+    const expected = inBin.reduce((sum, e) => sum + trueChurnProbability(e.truth, horizon), 0) / inBin.length;
+    const observed = inBin.filter((e) => e.back === undefined || e.back - e.truth.end > horizon).length / inBin.length;
+    const tolerance = 4 * Math.sqrt((expected * (1 - expected)) / inBin.length) + 0.01;
+    assert.ok(Math.abs(observed - expected) < tolerance, `truth in [${bins[b]}, ${bins[b + 1]}): expected ${expected.toFixed(3)}, observed ${observed.toFixed(3)} of ${inBin.length}`);
+  }
+  assert.ok(checked >= 3, `${checked} bins with 200 or more session ends`);
+});
+
+test('the session-end hook sees every session and leaves the stream unchanged', () => {
+  const plain = new ShopperWorld({ seed: 11, users: 50 });
+  let ends = 0;
+  const observed = new ShopperWorld({ seed: 11, users: 50, onSessionEnd: () => void ends++ });
+  for (let i = 0; i < 5000; i++) assert.deepEqual(observed.next(), plain.next());
+  assert.ok(ends > 500, `${ends} session ends`);
+});
