@@ -730,9 +730,13 @@ export class OnlineLearner {
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
     const summary = this.prequential.summary();
+    // The cumulative AUC averages in the model's first predictions (for churn, a whole horizon of
+    // them at the prior): the window's says how good the model is now.
+    const recent = summary.window;
+    const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
     this.context.logger.info(
-      { model: this.name, task: this.task, ...summary, window: undefined, unlabelledAtEnd: this.counts.unlabelledAtEnd },
-      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? "n/a" : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}`,
+      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd },
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}`,
     );
     if (this.config.report) emit(this.report());
   }
