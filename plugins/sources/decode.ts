@@ -4,7 +4,7 @@
  * sink with its reason, file and line.
  */
 import type { Readable } from 'node:stream';
-import { parse as parseCsv } from 'csv-parse';
+import { parse as parseCsv, type Options as CsvParserOptions } from 'csv-parse';
 import {
   createEventMapper,
   isRejected,
@@ -61,15 +61,23 @@ export interface DecodeTarget {
 export interface DecodedBatch {
   events: ClickEvent[];
   throughLine: number;
-  /** JSON lines: bytes of the stream through that line (a point to resume reading at). */
+  /** Bytes of the stream through that line (a point to resume reading at). */
   throughByte?: number;
+}
+
+/** Where a stream starts in its file, when that is past the beginning (a resume point). */
+export interface StreamStart {
+  /** Line number of the stream's first line. */
+  line: number;
+  /** CSV: the column names, from the file's header row or `csv.columns` (the header row is not in the stream). */
+  columns?: string[];
 }
 
 /**
  * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
- * dead-lettered twice. A JSON-lines stream that starts past the file's beginning (a resume point)
- * says which line it starts at with `startLine`.
+ * dead-lettered twice. A stream that starts past the file's beginning (a resume point) says where
+ * with `start`.
  */
 export function decodeStream(
   stream: Readable,
@@ -79,11 +87,33 @@ export function decodeStream(
   context: PluginContext,
   maxBatch: number,
   skipThrough = 0,
-  startLine = 1,
+  start: StreamStart = { line: 1 },
 ): AsyncGenerator<DecodedBatch> {
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough)
-    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, startLine);
+    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough, start)
+    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, start.line);
+}
+
+/** csv-parse's options for a source's `csv` config (one place, for the rows and for a header read alone). */
+function csvParserOptions(csv: CsvConfig): CsvParserOptions {
+  return { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', relax_column_count: true, skip_empty_lines: true, bom: true };
+}
+
+/**
+ * The column names a CSV file's rows are read with: `csv.columns`, else its header row (read from
+ * the file's start); undefined for a headerless file without `csv.columns`.
+ */
+export async function csvColumns(open: () => Readable, csv: CsvConfig = {}): Promise<string[] | undefined> {
+  if (csv.columns) return csv.columns;
+  if (csv.header === false) return undefined;
+  const stream = open();
+  const parser = parseCsv({ ...csvParserOptions(csv), to: 1 });
+  try {
+    for await (const record of stream.pipe(parser) as AsyncIterable<string[]>) return record;
+    return undefined;
+  } finally {
+    stream.destroy();
+  }
 }
 
 async function* decodeJsonLines(
@@ -125,7 +155,8 @@ async function* decodeJsonLines(
 interface CsvRow {
   record: string[];
   raw: string;
-  info: { lines: number };
+  /** Lines and bytes of the stream through this row. */
+  info: { lines: number; bytes: number };
 }
 
 async function* decodeCsv(
@@ -135,22 +166,24 @@ async function* decodeCsv(
   context: PluginContext,
   maxBatch: number,
   skipThrough: number,
+  start: StreamStart,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
-  let columns: string[] | undefined = csv.columns;
-  let skipHeader = csv.header ?? true;
+  // Past the file's start the header row is behind us: the columns come with `start`.
+  const midFile = start.line > 1;
+  let columns: string[] | undefined = midFile ? start.columns : csv.columns;
+  let skipHeader = !midFile && (csv.header ?? true);
+  // The parser counts lines from the stream's start.
+  const linesBefore = start.line - 1;
   const parser = parseCsv({
-    delimiter: csv.delimiter ?? ',',
-    quote: csv.quote ?? '"',
-    relax_column_count: true,
-    skip_empty_lines: true,
+    ...csvParserOptions(csv),
     skip_records_with_error: true,
     raw: true,
     info: true,
-    bom: true,
     on_skip: (error, raw) => {
-      const line = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
+      const counted = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
+      const line = counted === undefined ? undefined : linesBefore + counted;
       // Resuming: a row up to the position was dead-lettered by the run that got there.
       if (line !== undefined && line <= skipThrough) return undefined;
       context.deadLetter({
@@ -164,6 +197,7 @@ async function* decodeCsv(
   stream.on('error', (error) => parser.destroy(error));
   let events: ClickEvent[] = [];
   let throughLine = 0;
+  let throughByte = 0;
   for await (const row of stream.pipe(parser) as AsyncIterable<CsvRow>) {
     const rawText = row.raw.replace(/\r?\n$/, '');
     if (skipHeader) {
@@ -171,9 +205,10 @@ async function* decodeCsv(
       columns ??= row.record;
       continue;
     }
-    throughLine = row.info.lines;
+    throughLine = linesBefore + row.info.lines;
+    throughByte = row.info.bytes;
     if (throughLine <= skipThrough) continue;
-    const origin = { source: target.source, file: target.file, line: row.info.lines };
+    const origin = { source: target.source, file: target.file, line: throughLine };
     if (!columns) {
       context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
       continue;
@@ -188,9 +223,9 @@ async function* decodeCsv(
     if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
     else events.push(result);
     if (events.length >= maxBatch) {
-      yield { events, throughLine };
+      yield { events, throughLine, throughByte };
       events = [];
     }
   }
-  if (throughLine > skipThrough) yield { events, throughLine };
+  if (throughLine > skipThrough) yield { events, throughLine, throughByte };
 }

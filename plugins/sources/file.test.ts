@@ -135,3 +135,40 @@ test('JSON lines resume at the byte after their position\'s line; a position tha
   assert.deepEqual(again.map((e) => e.time), Array.from({ length: 3001 }, (_, i) => 1999 + i));
   assert.equal(warned.length, 1);
 });
+
+test('CSV resumes at the byte after its position\'s row, with the header\'s columns, past a BOM, CRLF and a quoted newline', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'seek.csv');
+  const header = '\ufefftime,user_id,type,brand';
+  const rows = Array.from({ length: 3000 }, (_, i) => `${i},u\u00e9${i % 7},${i % 11 ? 'view' : 'cart'},"brand ${i}"`);
+  rows[10] = '10,u1,view,"two\nlines"';
+  rows[1500] = '1500,u"1,view,x'; // a stray quote: dead-lettered by the first run only
+  const text = (lines: string[]): string => `${header}\r\n${lines.join('\r\n')}\r\n`;
+  writeFileSync(path, text(rows));
+  const config = { path, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } } as never;
+  const firstContext = testContext({ batchSize: 1000 });
+  const first = await file.create(config, firstContext);
+  let batches = 0;
+  for await (const _batch of first.read()) if (++batches === 2) break;
+  const position = first.position!();
+  assert.equal(firstContext.deadLetters.length, 1);
+  // 2,000 events need 2,001 rows (one was dead-lettered); the header and the quoted newline add a line each.
+  assert.equal(position.line, 2003);
+  assert.equal(position.byte, Buffer.byteLength(text(rows.slice(0, 2001))), 'the byte after the 2,001st row');
+  // A newline put inside a quoted field before the position, same size: counting lines would go wrong.
+  const changed = [...rows];
+  changed[5] = changed[5]!.replace('brand', 'bra\nd');
+  writeFileSync(path, text(changed));
+  const context = testContext({ batchSize: 500 });
+  const resumed = await file.create(config, context);
+  resumed.seek!(position);
+  const after = [];
+  for await (const batch of resumed.read()) {
+    // The position goes on counting the file's lines and bytes from the resume point.
+    if (after.length === 0) assert.deepEqual([resumed.position!().line, resumed.position!().byte], [2503, Buffer.byteLength(text(changed.slice(0, 2501)))]);
+    after.push(...batch);
+  }
+  assert.deepEqual(after.map((e) => e.time), Array.from({ length: 999 }, (_, i) => 2001 + i));
+  assert.equal(after[0]!.attrs?.brand, 'brand 2001', 'columns from the header row');
+  assert.deepEqual(context.deadLetters, []);
+});

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
-import { decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
+import { csvColumns, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
   path: string | string[];
@@ -54,9 +54,9 @@ export default defineSource<FileSourceConfig>({
   ],
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
-    // Resume point: index of the file, the last line of it already delivered, and (JSON lines not
-    // gzipped) the byte after that line, where a resumed run starts reading instead of reading
-    // through every line before it.
+    // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
+    // the byte after that line, where a resumed run starts reading instead of reading through
+    // every line before it.
     let fileIndex = 0;
     let linesDone = 0;
     let bytesDone: number | undefined = 0;
@@ -67,18 +67,19 @@ export default defineSource<FileSourceConfig>({
           const path = paths[fileIndex]!;
           const gzip = config.gzip ?? path.endsWith('.gz');
           const format = formatOf(path.replace(/\.gz$/, ''), config.format);
-          const seekable = !gzip && format === 'jsonl';
+          const seekable = !gzip;
           let startByte = 0;
           if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
             if (await followsNewline(path, bytesDone)) startByte = bytesDone;
             else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
           }
+          // A CSV stream that starts mid-file has no header row: its columns are read first.
+          const start = { line: startByte > 0 ? linesDone + 1 : 1, columns: startByte > 0 && format === 'csv' ? await csvColumns(() => createReadStream(path), config.csv) : undefined };
           const raw = createReadStream(path, { highWaterMark: 1 << 20, start: startByte });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
-          const startLine = startByte > 0 ? linesDone + 1 : 1;
-          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, startLine)) {
+          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start)) {
             // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
             linesDone = throughLine;
             bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
@@ -93,7 +94,7 @@ export default defineSource<FileSourceConfig>({
       seek(position) {
         fileIndex = Number(position.fileIndex ?? 0);
         linesDone = Number(position.line ?? 0);
-        // A checkpoint from before byte positions (or of a gzip or CSV file) resumes by line count.
+        // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
         bytesDone = typeof position.byte === 'number' ? position.byte : undefined;
       },
       async close() {
