@@ -135,3 +135,29 @@ test('readLineBatches: each batch ends at the byte after its last line, whatever
     }
   }
 });
+
+test('readLineBatches with stopAt: the lines before the stopping one, then the stream from its first byte', async () => {
+  const lines = ['a', 'caf\u00e9', 'crlf\r', '', 'stop \ud83d\ude00 here', 'after', 'last, no newline'];
+  const bytes = Buffer.from(lines.join('\n'));
+  const stopLine = (word: string) => (text: string, start: number, end: number) => text.slice(start, end).includes(word);
+  for (const chunkSize of [1, 3, 7, 4096]) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+    for (const [word, before] of [['stop', 4], ['no newline', 6], ['a', 0], ['absent', 7]] as const) {
+      const seen: string[] = [];
+      let rest: string | undefined;
+      for await (const batch of readLineBatches(Readable.from(chunks), 2, 1, stopLine(word))) {
+        seen.push(...batch.lines);
+        if (batch.rest) {
+          assert.equal(batch.rest.line, before + 1, `${word}: the stopping line's number`);
+          assert.equal(batch.rest.byte, Buffer.byteLength(lines.slice(0, before).map((l) => `${l}\n`).join('')), `${word}: its first byte`);
+          const restChunks: Buffer[] = [];
+          for await (const chunk of batch.rest.stream) restChunks.push(chunk as Buffer);
+          rest = Buffer.concat(restChunks).toString();
+        }
+      }
+      assert.equal(seen.length, before, `chunks of ${chunkSize}, stop at '${word}'`);
+      assert.equal(rest, before === lines.length ? undefined : lines.slice(before).join('\n'), `chunks of ${chunkSize}, stop at '${word}': the rest`);
+    }
+  }
+});

@@ -3,7 +3,7 @@
  * record, so both work on whole chunks rather than per line.
  */
 import { once } from 'node:events';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { JsonBuffer, NO_ROOM, recordToJson, writeRecordJson } from './json.js';
 
 export interface LineBatch {
@@ -12,61 +12,123 @@ export interface LineBatch {
   firstLine: number;
   /** Bytes of the stream up to and including the last line's newline (a resume point for a file). */
   endByte: number;
+  /** The last batch when `stopAt` stopped at a line: the stream from that line's first byte on. */
+  rest?: LineRest;
 }
+
+/** What is left of a stream where {@link readLineBatches} stopped: to be read by someone else. */
+export interface LineRest {
+  /** Line number and stream offset of the stopping line. */
+  line: number;
+  byte: number;
+  /** Its bytes, from that line's first byte to the end of the stream. */
+  stream: Readable;
+}
+
+/**
+ * Says whether reading lines stops at the line `text.slice(start, end)`; `end` is the index of its
+ * newline (the `\r` of a `\r\n` still before it), or `text.length` for a last line without one.
+ * Called for each line in order, with the same `text` for the lines of one chunk.
+ */
+export type LineStop = (text: string, start: number, end: number) => boolean;
 
 /**
  * Splits a byte stream into batches of at most `maxBatch` lines (without their `\n` or `\r\n`).
  * Works on Buffers so a multi-byte character split across chunks is never cut. `startLine`
- * numbers the stream's first line (a file read from a resume point).
+ * numbers the stream's first line (a file read from a resume point). With `stopAt`, the lines
+ * before the first one it accepts come in batches as usual, and the last batch hands over the
+ * stream from that line on as `rest` (for a reader that needs what line splitting cannot do).
  */
-export async function* readLineBatches(stream: Readable, maxBatch: number, startLine = 1): AsyncGenerator<LineBatch> {
+export async function* readLineBatches(stream: Readable, maxBatch: number, startLine = 1, stopAt?: LineStop): AsyncGenerator<LineBatch> {
   let carry: Buffer | undefined;
   let lineNumber = startLine;
   let lines: string[] = [];
   let firstLine = startLine;
   /** Stream offset of the current buffer's first byte. */
   let base = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-    // Decode every complete line of the chunk at once (one toString instead of one per line); the
-    // bytes after the last newline wait for the next chunk, so no character is ever cut in two.
-    const lastNewline = buffer.lastIndexOf(10);
-    if (lastNewline < 0) {
-      carry = buffer;
-      continue;
-    }
-    carry = lastNewline + 1 < buffer.length ? buffer.subarray(lastNewline + 1) : undefined;
-    const text = buffer.toString('utf8', 0, lastNewline + 1);
-    // ASCII (one byte per character, the usual case): a character index is a byte offset. Otherwise
-    // (multi-byte or invalid UTF-8) the newlines are counted in the bytes from the last batch's end.
-    const ascii = text.length === lastNewline + 1;
-    const chunkStartLine = lineNumber;
-    let byteCursor = 0;
-    let cursorNewlines = 0;
-    let start = 0;
+  // Iterated by hand: a `for await` would destroy the stream on leaving, and `rest` reads on from it.
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let handedOver = false;
+  try {
     for (;;) {
-      const end = text.indexOf('\n', start);
-      if (end < 0) break;
-      if (lines.length === 0) firstLine = lineNumber;
-      lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
-      lineNumber++;
-      start = end + 1;
-      if (lines.length >= maxBatch) {
-        if (!ascii) {
-          for (; cursorNewlines < lineNumber - chunkStartLine; cursorNewlines++) byteCursor = buffer.indexOf(10, byteCursor) + 1;
-        }
-        yield { lines, firstLine, endByte: base + (ascii ? start : byteCursor) };
-        lines = [];
+      const next = await chunks.next();
+      if (next.done) break;
+      const chunk = next.value;
+      const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+      // Decode every complete line of the chunk at once (one toString instead of one per line); the
+      // bytes after the last newline wait for the next chunk, so no character is ever cut in two.
+      const lastNewline = buffer.lastIndexOf(10);
+      if (lastNewline < 0) {
+        carry = buffer;
+        continue;
       }
+      carry = lastNewline + 1 < buffer.length ? buffer.subarray(lastNewline + 1) : undefined;
+      const text = buffer.toString('utf8', 0, lastNewline + 1);
+      // ASCII (one byte per character, the usual case): a character index is a byte offset. Otherwise
+      // (multi-byte or invalid UTF-8) the newlines are counted in the bytes from the last batch's end.
+      const ascii = text.length === lastNewline + 1;
+      const chunkStartLine = lineNumber;
+      let byteCursor = 0;
+      let cursorNewlines = 0;
+      /** Offset in `buffer` of the line `lineNumber` starts (the character index when ASCII). */
+      const lineByte = (charIndex: number): number => {
+        if (ascii) return charIndex;
+        for (; cursorNewlines < lineNumber - chunkStartLine; cursorNewlines++) byteCursor = buffer.indexOf(10, byteCursor) + 1;
+        return byteCursor;
+      };
+      let start = 0;
+      for (;;) {
+        const end = text.indexOf('\n', start);
+        if (end < 0) break;
+        if (stopAt !== undefined && stopAt(text, start, end)) {
+          const at = lineByte(start);
+          const head = buffer.subarray(at);
+          handedOver = true;
+          yield { lines, firstLine: lines.length > 0 ? firstLine : lineNumber, endByte: base + at, rest: { line: lineNumber, byte: base + at, stream: restOf(head, chunks) } };
+          return;
+        }
+        if (lines.length === 0) firstLine = lineNumber;
+        lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
+        lineNumber++;
+        start = end + 1;
+        if (lines.length >= maxBatch) {
+          yield { lines, firstLine, endByte: base + lineByte(start) };
+          lines = [];
+        }
+      }
+      base += lastNewline + 1;
     }
-    base += lastNewline + 1;
+    if (carry && carry.length > 0) {
+      const text = carry.toString('utf8');
+      if (stopAt !== undefined && stopAt(text, 0, text.length)) {
+        handedOver = true;
+        yield { lines, firstLine: lines.length > 0 ? firstLine : lineNumber, endByte: base, rest: { line: lineNumber, byte: base, stream: restOf(carry, chunks) } };
+        return;
+      }
+      if (lines.length === 0) firstLine = lineNumber;
+      lines.push(text.replace(/\r$/, ''));
+      base += carry.length;
+    }
+    if (lines.length > 0) yield { lines, firstLine, endByte: base };
+  } finally {
+    // Left early (or done): the stream is closed, as a `for await` would; `rest` keeps it open.
+    if (!handedOver) await chunks.return?.();
   }
-  if (carry && carry.length > 0) {
-    if (lines.length === 0) firstLine = lineNumber;
-    lines.push(carry.toString('utf8').replace(/\r$/, ''));
-    base += carry.length;
-  }
-  if (lines.length > 0) yield { lines, firstLine, endByte: base };
+}
+
+/** `head`, then whatever `chunks` has left, as one stream. */
+function restOf(head: Buffer, chunks: AsyncIterator<Buffer>): Readable {
+  return Readable.from(
+    (async function* () {
+      if (head.length > 0) yield head;
+      for (;;) {
+        const next = await chunks.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   isRejected,
   readLineBatches,
   type ClickEvent,
+  type LineStop,
   type JsonSchema,
   type MappingConfig,
   type PluginContext,
@@ -88,9 +89,10 @@ export function decodeStream(
   maxBatch: number,
   skipThrough = 0,
   start: StreamStart = { line: 1 },
+  options: { plainCsvRows?: boolean } = {},
 ): AsyncGenerator<DecodedBatch> {
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough, start)
+    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough, start, options.plainCsvRows ?? true)
     : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, start.line);
 }
 
@@ -167,6 +169,7 @@ async function* decodeCsv(
   maxBatch: number,
   skipThrough: number,
   start: StreamStart,
+  plainRows: boolean,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
@@ -174,8 +177,68 @@ async function* decodeCsv(
   const midFile = start.line > 1;
   let columns: string[] | undefined = midFile ? start.columns : csv.columns;
   let skipHeader = !midFile && (csv.header ?? true);
-  // The parser counts lines from the stream's start.
-  const linesBefore = start.line - 1;
+  let events: ClickEvent[] = [];
+  let throughLine = 0;
+  let throughByte = 0;
+
+  /** One row: the header, an event, or a dead letter. */
+  const row = (record: string[], rawText: string, line: number): void => {
+    if (skipHeader) {
+      skipHeader = false;
+      columns ??= record;
+      return;
+    }
+    if (line <= skipThrough) return;
+    const origin = { source: target.source, file: target.file, line };
+    if (!columns) {
+      context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
+      return;
+    }
+    if (record.length !== columns.length) {
+      context.deadLetter({ reason: `CSV row has ${record.length} fields, expected ${columns.length}`, raw: rawText, origin });
+      return;
+    }
+    const raw: Record<string, unknown> = {};
+    for (let i = 0; i < columns.length; i++) raw[columns[i]!] = record[i];
+    const result = map(raw, origin);
+    if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
+    else events.push(result);
+  };
+
+  // Plain rows (no quote character, the file's own line ends) are what csv-parse would split on the
+  // delimiter, so they are split here, about 10x faster than through the parser; from the first row
+  // that is not plain on, csv-parse reads the rest of the stream.
+  let rest: { stream: Readable; line: number; byte: number } = { stream, line: start.line, byte: 0 };
+  if (plainRows) {
+    const delimiter = csv.delimiter ?? ',';
+    let bom = start.line === 1;
+    let handedOver = false;
+    for await (const batch of readLineBatches(stream, maxBatch, start.line, plainRowStop(csv.quote ?? '"'))) {
+      for (let i = 0; i < batch.lines.length; i++) {
+        let text = batch.lines[i]!;
+        if (bom) {
+          bom = false;
+          if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+        }
+        if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // csv-parse skips empty lines
+      }
+      if (batch.lines.length > 0) {
+        throughLine = batch.firstLine + batch.lines.length - 1;
+        throughByte = batch.endByte;
+        if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+        events = [];
+      }
+      if (batch.rest) {
+        rest = batch.rest;
+        handedOver = true;
+      }
+    }
+    if (!handedOver) return;
+  }
+
+  // The parser counts lines and bytes from the start of what it reads.
+  const linesBefore = rest.line - 1;
+  const bytesBefore = rest.byte;
   const parser = parseCsv({
     ...csvParserOptions(csv),
     skip_records_with_error: true,
@@ -188,44 +251,50 @@ async function* decodeCsv(
       if (line !== undefined && line <= skipThrough) return undefined;
       context.deadLetter({
         reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
-        raw,
+        raw: typeof raw === 'string' ? raw.replace(/\r?\n$|\r$/, '') : raw,
         origin: { source: target.source, file: target.file, ...(line !== undefined ? { line } : {}) },
       });
       return undefined;
     },
   });
-  stream.on('error', (error) => parser.destroy(error));
-  let events: ClickEvent[] = [];
-  let throughLine = 0;
-  let throughByte = 0;
-  for await (const row of stream.pipe(parser) as AsyncIterable<CsvRow>) {
-    const rawText = row.raw.replace(/\r?\n$/, '');
-    if (skipHeader) {
-      skipHeader = false;
-      columns ??= row.record;
-      continue;
-    }
-    throughLine = linesBefore + row.info.lines;
-    throughByte = row.info.bytes;
-    if (throughLine <= skipThrough) continue;
-    const origin = { source: target.source, file: target.file, line: throughLine };
-    if (!columns) {
-      context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
-      continue;
-    }
-    if (row.record.length !== columns.length) {
-      context.deadLetter({ reason: `CSV row has ${row.record.length} fields, expected ${columns.length}`, raw: rawText, origin });
-      continue;
-    }
-    const raw: Record<string, unknown> = {};
-    for (let i = 0; i < columns.length; i++) raw[columns[i]!] = row.record[i];
-    const result = map(raw, origin);
-    if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
-    else events.push(result);
+  rest.stream.on('error', (error) => parser.destroy(error));
+  for await (const parsed of rest.stream.pipe(parser) as AsyncIterable<CsvRow>) {
+    const line = linesBefore + parsed.info.lines;
+    // csv-parse's raw keeps the \r of a \r\n record delimiter.
+    row(parsed.record, parsed.raw.replace(/\r?\n$|\r$/, ''), line);
+    throughLine = line;
+    throughByte = bytesBefore + parsed.info.bytes;
     if (events.length >= maxBatch) {
       yield { events, throughLine, throughByte };
       events = [];
     }
   }
   if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+}
+
+/**
+ * Stops line splitting at the first row csv-parse might read otherwise than a split on the
+ * delimiter: one with the quote character, or whose line end is not the stream's own (the first
+ * line's, `\n` or `\r\n`; csv-parse takes that as the record delimiter), or with a `\r` elsewhere.
+ */
+function plainRowStop(quote: string): LineStop {
+  let crlf: boolean | undefined;
+  let seen: string | undefined;
+  let nextQuote = -1;
+  let nextCr = -1;
+  return (text, start, end) => {
+    if (text !== seen) {
+      seen = text;
+      nextQuote = quote === '' ? -1 : text.indexOf(quote);
+      nextCr = text.indexOf('\r');
+    }
+    // Each search goes on from where the last one ended: one pass over the chunk in all.
+    if (nextQuote >= 0 && nextQuote < start) nextQuote = text.indexOf(quote, start);
+    if (nextQuote >= 0 && nextQuote < end) return true;
+    if (nextCr >= 0 && nextCr < start) nextCr = text.indexOf('\r', start);
+    // nextCr is now the line's first \r, if it has one.
+    const endsInCr = end > start && end < text.length && nextCr === end - 1;
+    crlf ??= endsInCr;
+    return crlf ? !endsInCr : nextCr >= 0 && nextCr < end;
+  };
 }
