@@ -89,7 +89,7 @@ stages:
 };
 
 /**
- * Latency runs bound out-of-orderness at 10 ms: the sessionizer holds each event until the watermark
+ * Latency runs bound out-of-orderness at 10 ms by default: the sessionizer holds each event until the watermark
  * passes it, so that bound is a floor of the intent pipeline's latency. It is safe here because the
  * watermark is per partition and each partition is in event-time order (records keyed by user, one
  * producer): an event can only be behind its own partition's watermark, never late.
