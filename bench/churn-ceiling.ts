@@ -10,28 +10,27 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseDuration, type Prediction } from 'tributary';
+import { loadPipeline, parseDuration, type Prediction } from 'tributary';
+import { builtinRegistry } from '../core/cli/registry.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { ShopperWorld, trueChurnProbability } from '../plugins/sources/shoppers.js';
-import { demoPipeline, runPipeline } from './data.js';
+import type { SyntheticSourceConfig } from '../plugins/sources/synthetic.js';
+import { demoStages, runPipeline } from './data.js';
 import { commandLine, machine, writeSection } from './machine.js';
 
 const events = Number(process.argv[2] ?? 200_000);
-const demo = demoPipeline();
-const churnStage = demo.stages.find((s) => s.type === 'churn-model');
-if (!churnStage) throw new Error('pipelines/demo.yaml has no churn-model stage');
-const horizon = parseDuration((churnStage.horizon as string | undefined) ?? '7d');
-const source: Record<string, unknown> = { ...demo.sources[0]!, events };
-const numberFrom = (value: unknown): number => Number(String(value).replace(/^\$\{[A-Z_]+:-(.*)\}$/, '$1'));
-const seed = numberFrom(source.seed);
-const users = numberFrom(source.users);
-if (source.type !== 'synthetic' || source.items !== undefined || source.categories !== undefined || source.start !== undefined) {
-  throw new Error('the demo source is no longer the default synthetic world this bench replays');
-}
+// The demo as the loader resolves it (variables and defaults filled in), so the replayed world is the demo's.
+const demo = await loadPipeline(new URL('../../pipelines/demo.yaml', import.meta.url).pathname, { registry: await builtinRegistry(), env: {} });
+const sourceEntry = demo.sources[0]!.entry as unknown as SyntheticSourceConfig & { type: string };
+const churnStage = demo.stages.find((s) => s.entry.type === 'churn-model');
+if (sourceEntry.type !== 'synthetic' || !churnStage) throw new Error('pipelines/demo.yaml no longer has a synthetic source and a churn-model stage');
+const horizon = parseDuration((churnStage.entry.horizon as string | number | undefined) ?? '7d');
+const source: Record<string, unknown> = { ...sourceEntry, events };
+const { seed, users } = sourceEntry;
 
 // 1. The demo, keeping the churn model's predictions (one per closed session, at its end).
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-churn-'));
-const { kept } = await runPipeline(source, demo.stages, (r) => r.kind === 'prediction' && (r as unknown as Prediction).task === 'churn', dir);
+const { kept } = await runPipeline(source, demoStages(), (r) => r.kind === 'prediction' && (r as unknown as Prediction).task === 'churn', dir);
 rmSync(dir, { recursive: true, force: true });
 const scoreOf = new Map<string, number>();
 for (const r of kept) {
@@ -54,12 +53,17 @@ const sessionsOf = new Map<string, number>();
 const world = new ShopperWorld({
   seed,
   users,
+  items: sourceEntry.items,
+  categories: sourceEntry.categories,
+  start: Date.parse(sourceEntry.start),
   onSessionEnd: (truth) => {
     const sessions = (sessionsOf.get(truth.userId) ?? 0) + 1;
     sessionsOf.set(truth.userId, sessions);
     const ending: Ending = { end: truth.end, truth: trueChurnProbability(truth, horizon), sessionsSoFar: sessions, back: undefined, score: scoreOf.get(`${truth.userId}@${truth.end}`) };
     endings.push(ending);
-    awaitingReturn.set(truth.userId, [...(awaitingReturn.get(truth.userId) ?? []), ending]);
+    const waiting = awaitingReturn.get(truth.userId);
+    if (waiting) waiting.push(ending);
+    else awaitingReturn.set(truth.userId, [ending]);
   },
 });
 let first = Infinity;

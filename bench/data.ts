@@ -12,15 +12,10 @@ import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 
-/** pipelines/demo.yaml as declared there (`${VAR:-default}` placeholders left for the loader). */
-export function demoPipeline(): { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] } {
-  const file = new URL('../../pipelines/demo.yaml', import.meta.url);
-  return parse(readFileSync(file, 'utf8')) as { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] };
-}
-
 /** The stages of pipelines/demo.yaml, as declared there (the model benches run them, or parts). */
 export function demoStages(): Record<string, unknown>[] {
-  return demoPipeline().stages;
+  const file = new URL('../../pipelines/demo.yaml', import.meta.url);
+  return (parse(readFileSync(file, 'utf8')) as { stages: Record<string, unknown>[] }).stages;
 }
 
 /**
@@ -40,7 +35,7 @@ export async function runPipeline(
     'bench',
   );
   const file = join(dir, `bench-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(file, stringify({ name: 'bench-models', sources: [source], stages, sinks: [{ type: 'keep' }] }));
+  writeFileSync(file, stringify({ name: 'bench', sources: [source], stages, sinks: [{ type: 'keep' }] }));
   const loaded = await loadPipeline(file, { registry, env: {} });
   const runner = new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() });
   const start = performance.now();

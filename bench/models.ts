@@ -32,9 +32,6 @@ const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 
 const demo = { stages: demoStages() };
 
-const run = (source: Record<string, unknown>, stages: Record<string, unknown>[], keep: (r: StreamRecord) => boolean, baseDir = dir): ReturnType<typeof runPipeline> =>
-  runPipeline(source, stages, keep, baseDir);
-
 const eventsFile = join(dir, 'events.jsonl');
 await writeSyntheticEvents(eventsFile, events, 2000, 7);
 const fileSource = { type: 'file', path: eventsFile, mapping: { time_format: 'epoch_ms' } };
@@ -52,9 +49,9 @@ for (let round = 0; round < 4; round++) {
   collect();
   const rawMs = await rawParseMs(eventsFile, events);
   collect();
-  const result = await run(fileSource, demo.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics');
+  const result = await runPipeline(fileSource, demo.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics', dir);
   collect();
-  const featuresMs = (await run(fileSource, demo.stages.filter((s) => !isModel(s)), () => false)).ms;
+  const featuresMs = (await runPipeline(fileSource, demo.stages.filter((s) => !isModel(s)), () => false, dir)).ms;
   console.log(`round ${round}${round === 0 ? ' (warm-up)' : ''}: raw ${Math.round(rawMs)} ms, whole ${Math.round(result.ms)} ms, features ${Math.round(featuresMs)} ms`);
   if (round === 0) continue;
   raw.push(rawMs);
@@ -69,7 +66,7 @@ const featuresRate = (events / median(featuresOnly)) * 1000;
 const modelUs = 1e6 / wholeRate - 1e6 / featuresRate;
 
 // 1. Throughput on the demo's real feature vectors (events before their session's first purchase).
-const captured = await run(fileSource, demo.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session');
+const captured = await runPipeline(fileSource, demo.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
 const purchased = new Map<string, number>();
 for (const r of captured.kept) if (r.kind === 'session') purchased.set(r.sessionId as string, r.purchased ? 1 : 0);
 const vectors: { names: readonly string[]; values: Float32Array; y: number }[] = [];
@@ -121,8 +118,8 @@ let rees46Note = '';
 if (existsSync(rees46)) {
   const pipeline = parse(readFileSync(join(root, 'pipelines/intent-rees46.yaml'), 'utf8')) as { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] };
   const source = { ...pipeline.sources[0]!, path: rees46 };
-  const models = await run(source, pipeline.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics');
-  const stream = await run(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session');
+  const models = await runPipeline(source, pipeline.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics', dir);
+  const stream = await runPipeline(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
   const streamFile = join(dir, 'rees46-stream.jsonl');
   const { recordToJson } = await import('tributary');
   writeFileSync(streamFile, stream.kept.map((r) => recordToJson(r)).join('\n'));

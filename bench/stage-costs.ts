@@ -41,7 +41,8 @@ async function run(k: number): Promise<{ wall: number; cpu: number }> {
 }
 
 const raw: number[] = [];
-const byK: { wall: number; cpu: number }[][] = stages.map(() => []).concat([[]]);
+/** Runs with the first k stages, by k = 0..stages.length, one per round. */
+const byK: { wall: number; cpu: number }[][] = Array.from({ length: stages.length + 1 }, () => []);
 await run(stages.length); // warm-up, not counted
 for (let round = 0; round < rounds; round++) {
   raw.push((await rawParseMs(input, events)) * 1000 / events);

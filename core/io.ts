@@ -49,6 +49,13 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
   // Iterated by hand: a `for await` would destroy the stream on leaving, and `rest` reads on from it.
   const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let handedOver = false;
+  /** The last batch: the lines so far, and the stream from the stopping line (at `byte`, its bytes `head` then the chunks left). */
+  const stoppedAt = (byte: number, head: Buffer): LineBatch => ({
+    lines,
+    firstLine: lines.length > 0 ? firstLine : lineNumber,
+    endByte: byte,
+    rest: { line: lineNumber, byte, stream: restOf(head, chunks) },
+  });
   try {
     for (;;) {
       const next = await chunks.next();
@@ -82,9 +89,8 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
         if (end < 0) break;
         if (stopAt !== undefined && stopAt(text, start, end)) {
           const at = lineByte(start);
-          const head = buffer.subarray(at);
           handedOver = true;
-          yield { lines, firstLine: lines.length > 0 ? firstLine : lineNumber, endByte: base + at, rest: { line: lineNumber, byte: base + at, stream: restOf(head, chunks) } };
+          yield stoppedAt(base + at, buffer.subarray(at));
           return;
         }
         if (lines.length === 0) firstLine = lineNumber;
@@ -102,7 +108,7 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
       const text = carry.toString('utf8');
       if (stopAt !== undefined && stopAt(text, 0, text.length)) {
         handedOver = true;
-        yield { lines, firstLine: lines.length > 0 ? firstLine : lineNumber, endByte: base, rest: { line: lineNumber, byte: base, stream: restOf(carry, chunks) } };
+        yield stoppedAt(base, carry);
         return;
       }
       if (lines.length === 0) firstLine = lineNumber;
