@@ -159,6 +159,23 @@ function brokerPid(dir: string | undefined): number | undefined {
   return undefined;
 }
 
+/**
+ * The broker JVM's collector and heap as its command line sets them (e.g. `G1 collector, 1g heap`), so a
+ * table measured on a broker started elsewhere says what it ran on: the tests' broker runs the serial
+ * collector, the bench's own G1.
+ */
+function brokerJvm(pid: number | undefined): string | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const flags = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const collector = flags.includes('-XX:+UseG1GC') ? 'G1' : flags.includes('-XX:+UseSerialGC') ? 'serial' : 'default';
+    const heap = flags.find((flag) => flag.startsWith('-Xmx'))?.slice(4);
+    return `${collector} collector${heap ? `, ${heap} heap` : ''}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time (user + system) a process has used, in µs (from /proc; clock ticks of 10 ms). */
 function processCpuUs(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
@@ -554,6 +571,7 @@ async function main(): Promise<void> {
     }
     if (write) {
       if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
+      const externalJvm = broker ? undefined : brokerJvm(brokerPid(process.env.BENCH_BROKER_DIR));
       const table = rows.map(
         (r) =>
           `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
@@ -563,7 +581,7 @@ async function main(): Promise<void> {
         'kafka',
         `## Kafka
 
-\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka\'s own start scripts set it) on this same machine' : 'broker (native KRaft 3.9.1, single node, started by `node dist/integration-tests/kafka/broker.js` and passed as KAFKA_BROKERS) on this same machine'}.
+\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka\'s own start scripts set it) on this same machine' : `broker (native KRaft 3.9.1, single node${externalJvm ? `, ${externalJvm}` : ''}, started by \`node dist/integration-tests/kafka/broker.js\` and passed as KAFKA_BROKERS) on this same machine`}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
