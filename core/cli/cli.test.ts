@@ -70,6 +70,12 @@ test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () =
   const missing = tributary('run', pipeline('missing.yaml', `sources: [{type: file, path: ${join(dir, 'no-such-file.jsonl')}}]\nsinks: [{type: stdout}]\n`));
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no-such-file/);
+  // The log line says the reason once, and the cause beside it.
+  const logged = missing.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
+  const failure = logged.find((entry) => entry.err !== undefined)?.err;
+  assert.ok(failure, missing.stderr);
+  assert.equal(failure.message.split('no such file or directory').length, 2, failure.message);
+  assert.match(failure.cause?.message ?? '', /ENOENT.*no-such-file/);
 });
 
 test('schema prints the composed JSON Schema; plugins lists every plugin and its fields; --help works on all', () => {

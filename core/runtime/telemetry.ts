@@ -31,7 +31,14 @@ export function redactSecrets<T>(value: T): T {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const redactPaths = [...secretFieldNames.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), ...(options.redact ?? [])];
-  const base = { level: options.level ?? 'info', redact: { paths: redactPaths, censor: '[redacted]' }, base: undefined };
+  const base = {
+    level: options.level ?? 'info',
+    redact: { paths: redactPaths, censor: '[redacted]' },
+    base: undefined,
+    // Our messages already carry their cause's text; pino's default `err` serializer appends it again
+    // ("a source failed: ENOENT ...: ENOENT ..."). This one keeps the message and nests the cause.
+    serializers: { err: pino.stdSerializers.errWithCause },
+  };
   if (options.pretty) {
     return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, ignore: 'pid,hostname' } } });
   }
