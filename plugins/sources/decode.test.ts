@@ -79,6 +79,26 @@ test('CSV: rows split on the delimiter decode exactly as csv-parse reads them (e
   assert.equal(files, 36);
 });
 
+test('CSV: a row\'s line is the file\'s, also after a quoted field that holds a CRLF line end', async () => {
+  // csv-parse alone counts such a line end as two lines; rows are numbered by where they end.
+  const text = 'time,user_id,type,brand\r\n1,u1,view,a\r\n2,u2,view,"two\r\nlines"\r\n3,u3,view,"three\r\nmore\r\nlines"\r\n4,u4,view,x,extra\r\n5,u5,view,b\r\n';
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
+  for (const plainCsvRows of [false, true]) {
+    for (const chunkSize of [3, 1 << 16]) {
+      const { events, deadLetters } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      assert.deepEqual(
+        events.map((e) => Number(e.split(':')[0])),
+        [2, 4, 7, 9],
+        `plain rows ${plainCsvRows}, chunks of ${chunkSize}`,
+      );
+      assert.deepEqual(
+        deadLetters.map((d) => d.split(':')[0]),
+        ['8'],
+      );
+    }
+  }
+});
+
 test('CSV: a file of plain rows is read without csv-parse, and one quoted row later hands the rest to it', async () => {
   const plain = Array.from({ length: 50 }, (_, i) => `${i},u${i},view,b`);
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };

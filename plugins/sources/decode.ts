@@ -236,8 +236,9 @@ async function* decodeCsv(
     if (!handedOver) return;
   }
 
-  // The parser counts lines and bytes from the start of what it reads.
-  const linesBefore = rest.line - 1;
+  // The parser counts lines and bytes from the start of what it reads. It counts a `\r\n` inside a
+  // quoted field as two lines (each of `\r` and `\n` starts one), so those are taken off again.
+  let linesBefore = rest.line - 1;
   const bytesBefore = rest.byte;
   const parser = parseCsv({
     ...csvParserOptions(csv),
@@ -246,6 +247,7 @@ async function* decodeCsv(
     info: true,
     on_skip: (error, raw) => {
       const counted = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
+      if (typeof raw === 'string') linesBefore -= innerCrlfCount(raw);
       const line = counted === undefined ? undefined : linesBefore + counted;
       // Resuming: a row up to the position was dead-lettered by the run that got there.
       if (line !== undefined && line <= skipThrough) return undefined;
@@ -259,6 +261,7 @@ async function* decodeCsv(
   });
   rest.stream.on('error', (error) => parser.destroy(error));
   for await (const parsed of rest.stream.pipe(parser) as AsyncIterable<CsvRow>) {
+    linesBefore -= innerCrlfCount(parsed.raw);
     const line = linesBefore + parsed.info.lines;
     // csv-parse's raw keeps the \r of a \r\n record delimiter.
     row(parsed.record, parsed.raw.replace(/\r?\n$|\r$/, ''), line);
@@ -270,6 +273,14 @@ async function* decodeCsv(
     }
   }
   if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+}
+
+/** `\r\n` pairs in a row's raw text before its own line end: inside quoted fields. */
+function innerCrlfCount(raw: string): number {
+  let count = 0;
+  const last = raw.length - 2; // a pair starting here is the row's own line end
+  for (let at = raw.indexOf('\r\n'); at !== -1 && at < last; at = raw.indexOf('\r\n', at + 2)) count++;
+  return count;
 }
 
 /**
