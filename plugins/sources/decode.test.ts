@@ -99,6 +99,20 @@ test('CSV: a row\'s line is the file\'s, also after a quoted field that holds a 
   }
 });
 
+test('CSV: a quote inside a field is data; a quoted field never closed is one dead letter with the rest of the file', async () => {
+  const text = 'time,user_id,type,brand\n1,u1,view,Samsung 55" TV\n2,u2,view,"u"x\n3,u3,view,"say ""hi"""\n4,u4,view,"never closed\n5,u5,view,b\n';
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
+  for (const plainCsvRows of [false, true]) {
+    const { events, deadLetters } = await decodeAll(Buffer.from(text), 8, config, plainCsvRows);
+    assert.deepEqual(
+      events.map((e) => (JSON.parse(e.slice(e.indexOf(' ') + 1)) as { attrs: { brand: string } }).attrs.brand),
+      ['Samsung 55" TV', '"u"x', 'say "hi"'],
+    );
+    assert.equal(deadLetters.length, 1, deadLetters.join('\n'));
+    assert.match(deadLetters[0]!, /Quote Not Closed.*never closed\\n5,u5,view,b/);
+  }
+});
+
 test('CSV: a file of plain rows is read without csv-parse, and one quoted row later hands the rest to it', async () => {
   const plain = Array.from({ length: 50 }, (_, i) => `${i},u${i},view,b`);
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };

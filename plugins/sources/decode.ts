@@ -45,7 +45,13 @@ export const decodeProperties: Record<string, JsonSchema> = {
       header: { type: 'boolean', default: true, description: 'The first row names the columns.' },
       columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
       delimiter: { type: 'string', minLength: 1, default: ',', description: 'Field delimiter, e.g. `;` or `\\t`.' },
-      quote: { type: 'string', maxLength: 1, default: '"', description: 'Quote character.' },
+      quote: {
+        type: 'string',
+        maxLength: 1,
+        default: '"',
+        description:
+          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field never closed takes the rest of the file into one dead letter.',
+      },
     },
   },
   mapping: { $ref: 'tributary:mapping' },
@@ -96,9 +102,13 @@ export function decodeStream(
     : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, start.line);
 }
 
-/** csv-parse's options for a source's `csv` config (one place, for the rows and for a header read alone). */
+/**
+ * csv-parse's options for a source's `csv` config (one place, for the rows and for a header read alone).
+ * `relax_quotes`: a quote inside an unquoted field is data. Strict, csv-parse rejected such a row as
+ * several dead letters, each with a part of the row, and with `"a"b` went on to swallow the next rows.
+ */
 function csvParserOptions(csv: CsvConfig): CsvParserOptions {
-  return { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', relax_column_count: true, skip_empty_lines: true, bom: true };
+  return { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true };
 }
 
 /**

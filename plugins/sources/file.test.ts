@@ -80,7 +80,7 @@ sinks: [{type: memory}]
 test('resuming a file reads on after its position: the lines before it are neither decoded nor dead-lettered again', async () => {
   const { default: file } = await import('./file.js');
   const csv = join(dir, 'resume.csv');
-  // Line 3 has a stray quote (the CSV parser skips it), line 4 the wrong field count.
+  // Line 3 has a quote inside a field (data, not quoting), line 4 the wrong field count.
   writeFileSync(csv, ['time,user_id,type', '1,u1,view', '2,u"1,view', '3,u1', '4,u1,cart', '5,u2,view'].join('\n'));
   const jsonl = join(dir, 'resume.jsonl');
   writeFileSync(jsonl, ['{"user_id":"u1","time":1,"type":"view"}', '{bad', '{"user_id":"u1","time":3,"type":"cart"}'].join('\n'));
@@ -142,7 +142,7 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   const header = '\ufefftime,user_id,type,brand';
   const rows = Array.from({ length: 3000 }, (_, i) => `${i},u\u00e9${i % 7},${i % 11 ? 'view' : 'cart'},"brand ${i}"`);
   rows[10] = '10,u1,view,"two\nlines"';
-  rows[1500] = '1500,u"1,view,x'; // a stray quote: dead-lettered by the first run only
+  rows[1500] = '1500,u1,view'; // a field short: dead-lettered by the first run only
   const text = (lines: string[]): string => `${header}\r\n${lines.join('\r\n')}\r\n`;
   writeFileSync(path, text(rows));
   const config = { path, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } } as never;
