@@ -1,16 +1,15 @@
 /**
  * Tributary's ADWIN against River's `drift.ADWIN` on the same seeded sequences:
  * `node dist/bench/adwin-river.js`. Prints, per sequence, both detectors' detection indices and the
- * window width right after each, and whether they agree. Needs python3 with river.
+ * window width right after each, and whether they agree. River runs in bench/river.ts's Python.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Adwin, type AdwinConfig } from '../plugins/models/drift.js';
 import { rng } from '../plugins/models/testdata.js';
+import { runRiverScript } from './river.js';
 
-const root = new URL('../..', import.meta.url).pathname;
 const config: AdwinConfig = { delta: 0.002, clock: 32, max_buckets: 5, min_window_length: 5, grace_period: 10 };
 
 /** Normal by Box-Muller on a seeded uniform. */
@@ -39,9 +38,8 @@ const sequences = [
 const dir = mkdtempSync(join(tmpdir(), 'tributary-adwin-'));
 const file = join(dir, 'sequences.json');
 writeFileSync(file, JSON.stringify(sequences));
-const river = spawnSync('python3', [join(root, 'bench/adwin_river.py'), file, ...[config.delta, config.clock, config.max_buckets, config.min_window_length, config.grace_period].map(String)], { encoding: 'utf8' });
-if (river.status !== 0) throw new Error(`River failed: ${river.stderr}`);
-const theirs = JSON.parse(river.stdout) as { name: string; detections: number[]; widths: number[]; width: number }[];
+const river = runRiverScript('adwin_river.py', [file, ...[config.delta, config.clock, config.max_buckets, config.min_window_length, config.grace_period].map(String)]);
+const theirs = JSON.parse(river) as { name: string; detections: number[]; widths: number[]; width: number }[];
 
 let agree = 0;
 for (const [i, { name, values }] of sequences.entries()) {

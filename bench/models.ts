@@ -22,6 +22,7 @@ import { resolveConfig } from '../plugins/models/config.js';
 import { Normaliser } from '../plugins/models/normaliser.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
+import { riverPython, runRiverScript } from './river.js';
 
 const events = Number(process.argv[2] ?? 200_000);
 // A shared machine: the load average goes into BENCHMARKS.md with the figures.
@@ -107,9 +108,9 @@ for (const kind of ['logistic', 'mlp'] as const) {
 }
 const riverFile = join(dir, 'vectors.jsonl');
 writeFileSync(riverFile, vectors.map((v) => JSON.stringify({ x: Object.fromEntries(v.names.map((name, i) => [name, v.values[i]])), y: v.y })).join('\n'));
-const riverRun = spawnSync('python3', [join(root, 'bench/river_throughput.py'), riverFile], { encoding: 'utf8' });
-const river = riverRun.status === 0 ? (JSON.parse(riverRun.stdout) as { samples_per_s: number }).samples_per_s : NaN;
-const riverVersion = spawnSync('python3', ['-c', 'import river; print(river.__version__)'], { encoding: 'utf8' }).stdout.trim() || 'not installed';
+// River's figures or none: a table with a missing comparison is not written.
+const river = (JSON.parse(runRiverScript('river_throughput.py', [riverFile])) as { samples_per_s: number }).samples_per_s;
+const riverVersion = spawnSync(riverPython(), ['-c', 'import river; print(river.__version__)'], { encoding: 'utf8' }).stdout.trim();
 
 // 2. REES46 prequential, same features and label delays.
 const rees46 = join(root, '../shared/data/rees46/2019-Oct_head.csv');
@@ -133,12 +134,8 @@ if (existsSync(rees46)) {
   rees46Note = rule.note;
   // River as it comes (intercept at 0), and with its intercept at the same prior as intent-model's.
   for (const args of [['0.01'], ['0.001'], ['0.001', '0.05'], ['0.0001', '0.05']]) {
-    const out = spawnSync('python3', [join(root, 'bench/river_prequential.py'), streamFile, ...args], { encoding: 'utf8' });
-    if (out.status !== 0) rows.push(`| River (failed: ${out.stderr.trim().split('\n').pop()}) | | | | |`);
-    else {
-      const r = JSON.parse(out.stdout) as { model: string; auc: number; logloss: number; brier: number; n: number; positives: number };
-      rows.push(`| ${r.model} | ${r.auc.toFixed(4)} | ${r.logloss.toFixed(4)} | ${r.brier.toFixed(4)} | ${n(r.n)} (${r.positives} positive) |`);
-    }
+    const r = JSON.parse(runRiverScript('river_prequential.py', [streamFile, ...args])) as { model: string; auc: number; logloss: number; brier: number; n: number; positives: number };
+    rows.push(`| ${r.model} | ${r.auc.toFixed(4)} | ${r.logloss.toFixed(4)} | ${r.brier.toFixed(4)} | ${n(r.n)} (${r.positives} positive) |`);
   }
   rees46Rows = rows.join('\n');
 }
@@ -196,7 +193,7 @@ const markdown = `## Models
 
 \`${commandLine()}\` — TensorFlow.js backend **${backend.backend}** (${backend.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ') || 'first choice'}). There is no GPU on this machine, so tensorflow-gpu was not measured.
 
-**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; median of 5 passes after an unmeasured one; tributary as its pipelines do: logistic predicts each sample on the host (predictRow), mlp a micro-batch of 256 (predictProbaMany), then each learns from the 256 (learnMany, Adam); River ${riverVersion} runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
+**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; median of 5 passes after an unmeasured one; tributary as its pipelines do: logistic predicts each sample on the host (predictRow), mlp a micro-batch of 256 (predictProbaMany), then each learns from the 256 (learnMany, Adam); River ${riverVersion} (in the virtual environment bench/river.ts makes under .cache on first use) runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
 
 | model | samples/s | vs River |
 |---|---|---|

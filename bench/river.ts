@@ -1,0 +1,43 @@
+/**
+ * The Python that runs River's side of the benches (bench/models, bench/adwin-river): a virtual
+ * environment under .cache with the River release BENCHMARKS.md was measured against, made on first use,
+ * so the comparison needs no hand-installed package and cannot silently run against another version.
+ * `TRIBUTARY_RIVER_PYTHON` points to a Python of your own instead.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const riverVersion = '0.26.1';
+
+const root = new URL('../..', import.meta.url).pathname;
+
+export function riverPython(): string {
+  const own = process.env.TRIBUTARY_RIVER_PYTHON;
+  if (own) return own;
+  const venv = join(root, '.cache', `river-${riverVersion}`);
+  const python = join(venv, 'bin', 'python');
+  const done = join(venv, '.complete');
+  if (existsSync(done)) return python;
+  rmSync(venv, { recursive: true, force: true });
+  console.error(`river: installing river==${riverVersion} into ${venv} (once)`);
+  const steps: [string, string[]][] = [
+    ['python3', ['-m', 'venv', venv]],
+    [python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', `river==${riverVersion}`]],
+  ];
+  for (const [command, args] of steps) {
+    const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 900_000 });
+    if (result.status !== 0) {
+      throw new Error(`river: \`${command} ${args.join(' ')}\` failed (${result.status ?? String(result.error)}): ${(result.stderr || result.stdout).trim().slice(-800)}`);
+    }
+  }
+  writeFileSync(done, `river==${riverVersion}\n`);
+  return python;
+}
+
+/** Runs one of the bench's Python scripts with River's Python; throws with its stderr when it fails. */
+export function runRiverScript(script: string, args: readonly string[]): string {
+  const result = spawnSync(riverPython(), [join(root, 'bench', script), ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (result.status !== 0) throw new Error(`river: ${script} failed (${result.status ?? String(result.error)}): ${result.stderr.trim().slice(-800)}`);
+  return result.stdout;
+}
