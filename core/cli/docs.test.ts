@@ -24,6 +24,26 @@ test('every plugin documents every field, and every example in a spec validates 
   }
 });
 
+test('the reference has a described row for every field of an object field too (csv.delimiter, model.hidden, security.sasl.mechanism)', async () => {
+  const registry = await builtinRegistry();
+  const reference = pipelineReference(registry);
+  const walk = (plugin: string, properties: Record<string, JsonSchema>, prefix: string): number => {
+    let rows = 0;
+    for (const [name, field] of Object.entries(properties)) {
+      const path = `${prefix}${name}`;
+      assert.ok(typeof field.description === 'string' || typeof field.$ref === 'string', `${plugin}: '${path}' has a description`);
+      assert.ok(reference.includes(`| \`${path}\` |`), `${plugin}: '${path}' has a row in the reference`);
+      rows++;
+      if (field.type === 'object' && field.properties) rows += walk(plugin, field.properties as Record<string, JsonSchema>, `${path}.`);
+    }
+    return rows;
+  };
+  let nested = 0;
+  for (const plugin of registry.all()) nested += walk(plugin.name, (plugin.config.properties ?? {}) as Record<string, JsonSchema>, '') - Object.keys(plugin.config.properties ?? {}).length;
+  assert.ok(nested > 50, `${nested} nested fields`);
+  for (const path of ['csv.delimiter', 'model.hidden', 'security.sasl.mechanism']) assert.ok(reference.includes(`| \`${path}\` |`), path);
+});
+
 test('the generated pipeline reference and composed schema are up to date (run `npm run docs`)', async () => {
   const registry = await builtinRegistry();
   assert.equal(readFileSync(join(packageRoot, 'docs', 'pipeline-reference.md'), 'utf8'), pipelineReference(registry), 'docs/pipeline-reference.md is stale: run npm run docs');

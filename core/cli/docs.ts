@@ -27,18 +27,35 @@ function typeOf(schema: JsonSchema): string {
 
 const escape = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}): string {
+/**
+ * The fields of an object schema, each object field followed by its own fields as `parent.child`
+ * (so `csv.delimiter` and `model.hidden` are documented where users look, not only in the schema).
+ * `required` means required within its object.
+ */
+function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<string>, prefix = ''): [string, JsonSchema, boolean][] {
+  return Object.entries(properties).flatMap(([name, field]): [string, JsonSchema, boolean][] => {
+    const path = `${prefix}${name}`;
+    const own: [string, JsonSchema, boolean] = [path, field, required.has(name)];
+    const nested = field.type === 'object' ? (field.properties as Record<string, JsonSchema> | undefined) : undefined;
+    if (!nested) return [own];
+    return [own, ...fieldsOf(nested, new Set((field.required as string[] | undefined) ?? []), `${path}.`)];
+  });
+}
+
+/** `nested: false` for a table whose object fields get tables of their own below it. */
+function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, nested = true): string {
   const properties = { ...extra, ...((schema.properties ?? {}) as Record<string, JsonSchema>) };
   const required = new Set((schema.required as string[] | undefined) ?? []);
   if (Object.keys(properties).length === 0) return '_No fields._\n';
-  const rows = Object.entries(properties).map(([name, field]) => {
+  const fields = nested ? fieldsOf(properties, required) : Object.entries(properties).map(([name, field]): [string, JsonSchema, boolean] => [name, field, required.has(name)]);
+  const rows = fields.map(([name, field, isRequired]) => {
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',
       field.minItems !== undefined ? `at least ${String(field.minItems)} items` : '',
     ].filter(Boolean);
     const description = `${escape(String(field.description ?? ''))}${bounds.length ? ` (${bounds.join(', ')})` : ''}`;
-    return `| \`${name}\` | ${typeOf(field)} | ${required.has(name) ? 'yes' : ''} | ${field.default !== undefined ? `\`${JSON.stringify(field.default)}\`` : ''} | ${description} |`;
+    return `| \`${name}\` | ${typeOf(field)} | ${isRequired ? 'yes' : ''} | ${field.default !== undefined ? `\`${JSON.stringify(field.default)}\`` : ''} | ${description} |`;
   });
   return ['| field | type | required | default | description |', '|---|---|---|---|---|', ...rows].join('\n') + '\n';
 }
@@ -72,7 +89,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     '',
     '## Document',
     '',
-    fieldTable(document),
+    fieldTable(document, {}, false),
     // The document's object-valued sections, each with its own table.
     ...['settings', 'checkpoint', 'scale_out'].flatMap((name) => [`### ${name}`, '', fieldTable(sections[name]!)]),
     '## Shared types',
@@ -90,7 +107,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     '',
     String(defs.mapping!.description),
     '',
-    fieldTable(defs.mapping!),
+    fieldTable(defs.mapping!, {}, false),
     '#### mapping.fields',
     '',
     fieldTable(((defs.mapping!.properties as Record<string, JsonSchema>).fields)!),
