@@ -270,6 +270,16 @@ async function* decodeCsv(
     },
   });
   rest.stream.on('error', (error) => parser.destroy(error));
+  // What the parser was given, so the last position covers the rows it skipped at the end too (its own
+  // counts stop at the last record it emitted): a resumed run must not dead-letter them again.
+  let restBytes = 0;
+  let restNewlines = 0;
+  let restEndsWithNewline = true;
+  rest.stream.on('data', (chunk: Buffer) => {
+    restBytes += chunk.length;
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) restNewlines++;
+    if (chunk.length > 0) restEndsWithNewline = chunk[chunk.length - 1] === 10;
+  });
   for await (const parsed of rest.stream.pipe(parser) as AsyncIterable<CsvRow>) {
     linesBefore -= innerCrlfCount(parsed.raw);
     const line = linesBefore + parsed.info.lines;
@@ -281,6 +291,11 @@ async function* decodeCsv(
       yield { events, throughLine, throughByte };
       events = [];
     }
+  }
+  if (restBytes > 0) {
+    // Never behind the parser's own count (a file of `\r` line ends has no `\n` to count).
+    throughLine = Math.max(throughLine, rest.line - 1 + restNewlines + (restEndsWithNewline ? 0 : 1));
+    throughByte = bytesBefore + restBytes;
   }
   if (throughLine > skipThrough) yield { events, throughLine, throughByte };
 }

@@ -172,3 +172,27 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   assert.equal(after[0]!.attrs?.brand, 'brand 2001', 'columns from the header row');
   assert.deepEqual(context.deadLetters, []);
 });
+
+test('CSV: the last position covers a broken row at the end of the file, so a resumed run does not dead-letter it again', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'broken-end.csv');
+  const text = 'time,user_id,type,brand\n1,u1,view,"a"\n2,u2,view,b\n3,u3,view,"never closed\n4,u4,view,c\n';
+  writeFileSync(path, text);
+  const config = { path, mapping: { time_format: 'epoch_ms' } } as never;
+  const context = testContext();
+  const source = await file.create(config, context);
+  let position: Record<string, unknown> | undefined;
+  const events = [];
+  for await (const batch of source.read()) {
+    events.push(...batch);
+    position = source.position!();
+  }
+  assert.deepEqual(events.map((e) => e.time), [1, 2]);
+  assert.equal(context.deadLetters.length, 1);
+  assert.deepEqual([position?.line, position?.byte], [5, Buffer.byteLength(text)], 'the position with the last events is the end of the file');
+  const resumedContext = testContext();
+  const resumed = await file.create(config, resumedContext);
+  resumed.seek!(position!);
+  for await (const batch of resumed.read()) assert.deepEqual(batch, []);
+  assert.deepEqual(resumedContext.deadLetters, []);
+});
