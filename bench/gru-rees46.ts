@@ -11,8 +11,8 @@ import { parse, stringify } from 'yaml';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
+import { packageRoot as root } from '../core/paths.js';
 
-const root = new URL('../..', import.meta.url).pathname;
 const rees46 = join(root, '../shared/data/rees46/2019-Oct_head.csv');
 if (!existsSync(rees46)) throw new Error(`${rees46} is absent`);
 const overrides = JSON.parse(process.argv[2] ?? '{}') as Record<string, Record<string, unknown>>;

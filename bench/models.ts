@@ -23,11 +23,11 @@ import { Normaliser } from '../plugins/models/normaliser.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
 import { riverPython, runRiverScript } from './river.js';
+import { packageRoot as root } from '../core/paths.js';
 
 const events = Number(process.argv[2] ?? 200_000);
 // A shared machine: the load average goes into BENCHMARKS.md with the figures.
 const loadAtStart = loadavg()[0]!;
-const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-models-'));
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 

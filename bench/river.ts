@@ -7,10 +7,10 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageRoot as root } from '../core/paths.js';
 
 export const riverVersion = '0.26.1';
 
-const root = new URL('../..', import.meta.url).pathname;
 
 export function riverPython(): string {
   const own = process.env.TRIBUTARY_RIVER_PYTHON;

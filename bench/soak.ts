@@ -11,11 +11,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { machine, writeSection } from './machine.js';
+import { packageRoot as root } from '../core/paths.js';
 
 const minutes = Number(process.argv[2] ?? 30);
 const rate = Number(process.argv[3] ?? 2000);
 const sampleSeconds = Number(process.argv[4] ?? 10);
-const root = new URL('../../', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'tributary-soak-'));
 
 interface Sample {

@@ -32,13 +32,13 @@ const escape = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/
  * (so `csv.delimiter` and `model.hidden` are documented where users look, not only in the schema).
  * `required` means required within its object.
  */
-function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<string>, prefix = ''): [string, JsonSchema, boolean][] {
+function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<string>, nested: boolean, prefix = ''): [string, JsonSchema, boolean][] {
   return Object.entries(properties).flatMap(([name, field]): [string, JsonSchema, boolean][] => {
     const path = `${prefix}${name}`;
     const own: [string, JsonSchema, boolean] = [path, field, required.has(name)];
-    const nested = field.type === 'object' ? (field.properties as Record<string, JsonSchema> | undefined) : undefined;
-    if (!nested) return [own];
-    return [own, ...fieldsOf(nested, new Set((field.required as string[] | undefined) ?? []), `${path}.`)];
+    const children = nested && field.type === 'object' ? (field.properties as Record<string, JsonSchema> | undefined) : undefined;
+    if (!children) return [own];
+    return [own, ...fieldsOf(children, new Set((field.required as string[] | undefined) ?? []), true, `${path}.`)];
   });
 }
 
@@ -47,8 +47,7 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, 
   const properties = { ...extra, ...((schema.properties ?? {}) as Record<string, JsonSchema>) };
   const required = new Set((schema.required as string[] | undefined) ?? []);
   if (Object.keys(properties).length === 0) return '_No fields._\n';
-  const fields = nested ? fieldsOf(properties, required) : Object.entries(properties).map(([name, field]): [string, JsonSchema, boolean] => [name, field, required.has(name)]);
-  const rows = fields.map(([name, field, isRequired]) => {
+  const rows = fieldsOf(properties, required, nested).map(([name, field, isRequired]) => {
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',

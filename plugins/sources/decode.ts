@@ -263,7 +263,7 @@ async function* decodeCsv(
       if (line !== undefined && line <= skipThrough) return undefined;
       context.deadLetter({
         reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
-        raw: typeof raw === 'string' ? raw.replace(/\r?\n$|\r$/, '') : raw,
+        raw: typeof raw === 'string' ? withoutLineEnd(raw) : raw,
         origin: { source: target.source, file: target.file, ...(line !== undefined ? { line } : {}) },
       });
       return undefined;
@@ -283,8 +283,7 @@ async function* decodeCsv(
   for await (const parsed of rest.stream.pipe(parser) as AsyncIterable<CsvRow>) {
     linesBefore -= innerCrlfCount(parsed.raw);
     const line = linesBefore + parsed.info.lines;
-    // csv-parse's raw keeps the \r of a \r\n record delimiter.
-    row(parsed.record, parsed.raw.replace(/\r?\n$|\r$/, ''), line);
+    row(parsed.record, withoutLineEnd(parsed.raw), line);
     throughLine = line;
     throughByte = bytesBefore + parsed.info.bytes;
     if (events.length >= maxBatch) {
@@ -298,6 +297,11 @@ async function* decodeCsv(
     throughByte = bytesBefore + restBytes;
   }
   if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+}
+
+/** A row's raw text as csv-parse gives it, without its line end (it keeps the `\r` of a `\r\n`). */
+function withoutLineEnd(raw: string): string {
+  return raw.replace(/\r?\n$|\r$/, '');
 }
 
 /** `\r\n` pairs in a row's raw text before its own line end: inside quoted fields. */
