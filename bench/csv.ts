@@ -1,7 +1,7 @@
 /**
  * CSV decoding: synthetic shoppers written as REES46-shaped CSV (its nine columns, its time format),
  * decoded by the file sources' CSV reader with plain rows split on the delimiter (the default) and
- * with csv-parse reading every row (how it was before), alternating rounds in one run; then a
+ * with the quoted-row reader reading every row (how it was before), alternating rounds in one run; then a
  * `file` source resuming near the end of the file from a checkpointed position, by its byte offset
  * (now) and by its line count (a position without a byte: how CSV resumed before, and how gzip still
  * does), time to the first batch.
@@ -106,10 +106,10 @@ writeSection(
 
 | reader | events/s (each round) |
 |---|---|
-| csv-parse reads every row (before) | ${n(summary.parser)} (${each(parserTimes)}) |
-| plain rows split on the delimiter, csv-parse from the first row that is not plain (now) | ${n(summary.split)} (${each(splitTimes)}) |
+| the quoted-row reader (record ends found, then csv-parse per run of records) reads every row (before) | ${n(summary.parser)} (${each(parserTimes)}) |
+| plain rows split on the delimiter, the quoted-row reader from the first row that is not plain (now) | ${n(summary.split)} (${each(splitTimes)}) |
 
-A plain row has no quote character and ends in the stream's own line end: csv-parse would split it on the delimiter too, so it is split with \`String.split\` on the lines the JSON-lines reader already cuts (same events, dead letters and line numbers, checked against csv-parse on random files with quotes, quoted newlines, stray quotes, BOMs, CRLF and three delimiters: plugins/sources/decode.test.ts). csv-parse spent most of its time in its byte-by-byte state machine and in an info object per row.
+A plain row has no quote character and ends in the stream's own line end: csv-parse would split it on the delimiter too, so it is split with \`String.split\` on the lines the JSON-lines reader already cuts (same events, dead letters and line numbers, checked against csv-parse on random files with quotes, quoted newlines, stray quotes, BOMs, CRLF and three delimiters: plugins/sources/decode.test.ts). csv-parse spent most of its time in its byte-by-byte state machine and in an info object per row. The quoted-row reader (plugins/sources/csv-records.ts) first finds where records end, passing over a row without a quote with two native searches, so it holds at most \`max_record_bytes\` of an open record; csv-parse then parses each run of whole records in one call.
 
 **Resuming** a \`file\` source from a checkpointed position at line ${n(Number(position.line))} (99% through the file), time to its first batch, median of ${rounds} alternating rounds: from the position's byte offset (CSV since 2026-12-03) **${n(summary.resumeByByteMs)} ms** (${ms(byByte)}); by counting lines from the start (a position without a byte offset; how CSV resumed before, and gzip files still do) ${n(summary.resumeByLineMs)} ms (${ms(byLine)}). When line counting still went through csv-parse, a resume near the end of a 135 MB CSV file took 10.4-12.3 s (3 rounds, an ad hoc run on 2026-12-03).
 

@@ -8,7 +8,17 @@ export { composeOperators, recordOperator, type Emit, type RecordHandlers, type 
 export { createEventMapper, createTimeParser, isRejected, type MapResult, type MappingConfig, type TimeParser } from './mapping.js';
 export { parseDuration, formatDuration, type Duration } from './duration.js';
 export { recordToJson, recordToJsonBytes } from './json.js';
-export { readLineBatches, JsonLinesWriter, type LineBatch, type LineRest, type LineStop } from './io.js';
+export {
+  readLineBatches,
+  JsonLinesWriter,
+  DEFAULT_MAX_RECORD_BYTES,
+  OVERLONG_HEAD_BYTES,
+  type LineBatch,
+  type LineBatchOptions,
+  type LineRest,
+  type LineStop,
+  type OverlongLine,
+} from './io.js';
 export { ConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
 export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';

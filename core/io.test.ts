@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
-import { JsonLinesWriter, readLineBatches, recordToJson } from 'tributary';
+import { JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
 function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; completeOne(): void; pending(): number } {
@@ -121,7 +121,7 @@ test('readLineBatches: each batch ends at the byte after its last line, whatever
     for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
     for (const maxBatch of [1, 2, 5]) {
       const seen: string[] = [];
-      for await (const batch of readLineBatches(Readable.from(chunks), maxBatch, 10)) {
+      for await (const batch of readLineBatches(Readable.from(chunks), maxBatch, { startLine: 10 })) {
         assert.equal(batch.firstLine, 10 + seen.length, 'numbered from the given first line');
         seen.push(...batch.lines);
         // The bytes through this batch are exactly the first `seen.length` lines and their newlines.
@@ -146,7 +146,7 @@ test('readLineBatches with stopAt: the lines before the stopping one, then the s
     for (const [word, before] of [['stop', 4], ['no newline', 6], ['a', 0], ['absent', 7]] as const) {
       const seen: string[] = [];
       let rest: string | undefined;
-      for await (const batch of readLineBatches(Readable.from(chunks), 2, 1, stopLine(word))) {
+      for await (const batch of readLineBatches(Readable.from(chunks), 2, { stopAt: stopLine(word) })) {
         seen.push(...batch.lines);
         if (batch.rest) {
           assert.equal(batch.rest.line, before + 1, `${word}: the stopping line's number`);
@@ -158,6 +158,43 @@ test('readLineBatches with stopAt: the lines before the stopping one, then the s
       }
       assert.equal(seen.length, before, `chunks of ${chunkSize}, stop at '${word}'`);
       assert.equal(rest, before === lines.length ? undefined : lines.slice(before).join('\n'), `chunks of ${chunkSize}, stop at '${word}': the rest`);
+    }
+  }
+});
+
+test('readLineBatches: a line over maxLineBytes is reported with its length and first bytes, never held whole, and the lines after it are read', async () => {
+  const long = (n: number, c: string) => c.repeat(n);
+  // Over the bound: within one chunk, across chunks, with a multi-byte character, last without a newline.
+  const lines = ['a', long(5000, 'x'), 'b\r', long(3000, '\u00e9'), '', long(2049, 'y') + '\r', 'c', long(4000, 'z')];
+  const bytes = Buffer.from(lines.join('\n'));
+  for (const chunkSize of [1, 7, 1000, 1 << 16]) {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+    for (const maxBatch of [1, 3, 100]) {
+      const seen: string[] = [];
+      const overlong: { line: number; bytes: number; head: string }[] = [];
+      let endByte = 0;
+      for await (const batch of readLineBatches(Readable.from(chunks), maxBatch, { maxLineBytes: 2048 })) {
+        assert.equal(batch.firstLine, 1 + seen.length);
+        seen.push(...batch.lines);
+        overlong.push(...(batch.overlong ?? []));
+        assert.ok(batch.endByte >= endByte);
+        endByte = batch.endByte;
+      }
+      const label = `chunks of ${chunkSize}, batches of ${maxBatch}`;
+      assert.deepEqual(seen, ['a', '', 'b', '', '', '', 'c', ''], `${label}: an overlong line stands as an empty one`);
+      assert.deepEqual(
+        overlong.map((o) => [o.line, o.bytes, o.head.length]),
+        [
+          [2, 5000, OVERLONG_HEAD_BYTES],
+          [4, 6000, OVERLONG_HEAD_BYTES / 2],
+          [6, 2049, OVERLONG_HEAD_BYTES],
+          [8, 4000, OVERLONG_HEAD_BYTES],
+        ],
+        label,
+      );
+      assert.equal(overlong[0]!.head, long(OVERLONG_HEAD_BYTES, 'x'));
+      assert.equal(endByte, bytes.length, `${label}: the last batch ends at the end`);
     }
   }
 });

@@ -14,7 +14,30 @@ export interface LineBatch {
   endByte: number;
   /** The last batch when `stopAt` stopped at a line: the stream from that line's first byte on. */
   rest?: LineRest;
+  /**
+   * Lines longer than `maxLineBytes`, in line order: each stands in `lines` as an empty string (so
+   * line numbers stay in step) and is described here instead, for the reader to dead-letter.
+   */
+  overlong?: OverlongLine[];
 }
+
+/** A line too long to hold: its number, its length and its first bytes. */
+export interface OverlongLine {
+  line: number;
+  /** Its length in bytes, without the line end. */
+  bytes: number;
+  /** Its first {@link OVERLONG_HEAD_BYTES} bytes as text (a character cut at the end shows as U+FFFD). */
+  head: string;
+}
+
+/**
+ * Default bound of one record (a line, a CSV row) a text reader holds: Kafka's default largest
+ * message. A longer one is dead-lettered with its first bytes, never held whole: a file without a
+ * newline (or with a quote never closed) must not take the process's memory.
+ */
+export const DEFAULT_MAX_RECORD_BYTES = 1 << 20;
+/** Bytes of an overlong record kept for its dead letter. */
+export const OVERLONG_HEAD_BYTES = 1024;
 
 /** What is left of a stream where {@link readLineBatches} stopped: to be read by someone else. */
 export interface LineRest {
@@ -32,41 +55,92 @@ export interface LineRest {
  */
 export type LineStop = (text: string, start: number, end: number) => boolean;
 
+export interface LineBatchOptions {
+  /** Number of the stream's first line (a file read from a resume point). Default 1. */
+  startLine?: number;
+  /**
+   * The lines before the first one it accepts come in batches as usual, and the last batch hands
+   * over the stream from that line on as `rest` (for a reader that needs what line splitting cannot do).
+   */
+  stopAt?: LineStop;
+  /** Longest line held, in bytes; longer ones come as `overlong`. Default {@link DEFAULT_MAX_RECORD_BYTES}. */
+  maxLineBytes?: number;
+}
+
 /**
  * Splits a byte stream into batches of at most `maxBatch` lines (without their `\n` or `\r\n`).
- * Works on Buffers so a multi-byte character split across chunks is never cut. `startLine`
- * numbers the stream's first line (a file read from a resume point). With `stopAt`, the lines
- * before the first one it accepts come in batches as usual, and the last batch hands over the
- * stream from that line on as `rest` (for a reader that needs what line splitting cannot do).
+ * Works on Buffers so a multi-byte character split across chunks is never cut. Memory is bounded
+ * by the chunk size and `maxLineBytes`, whatever the stream holds.
  */
-export async function* readLineBatches(stream: Readable, maxBatch: number, startLine = 1, stopAt?: LineStop): AsyncGenerator<LineBatch> {
+export async function* readLineBatches(stream: Readable, maxBatch: number, options: LineBatchOptions = {}): AsyncGenerator<LineBatch> {
+  const { stopAt, maxLineBytes = DEFAULT_MAX_RECORD_BYTES } = options;
   let carry: Buffer | undefined;
-  let lineNumber = startLine;
+  let lineNumber = options.startLine ?? 1;
   let lines: string[] = [];
-  let firstLine = startLine;
+  let overlong: OverlongLine[] = [];
+  let firstLine = lineNumber;
   /** Stream offset of the current buffer's first byte. */
   let base = 0;
+  /** A line over the bound being read past: its first bytes and its length so far. */
+  let skipping: OverlongLine | undefined;
   // Iterated by hand: a `for await` would destroy the stream on leaving, and `rest` reads on from it.
   const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let handedOver = false;
   /** The last batch: the lines so far, and the stream from the stopping line (at `byte`, its bytes `head` then the chunks left). */
-  const stoppedAt = (byte: number, head: Buffer): LineBatch => ({
-    lines,
-    firstLine: lines.length > 0 ? firstLine : lineNumber,
-    endByte: byte,
-    rest: { line: lineNumber, byte, stream: restOf(head, chunks) },
-  });
+  const stoppedAt = (byte: number, head: Buffer): LineBatch => {
+    if (lines.length === 0) firstLine = lineNumber;
+    return { ...batch(byte), rest: { line: lineNumber, byte, stream: restOf(head, chunks) } };
+  };
+  const batch = (endByte: number): LineBatch => {
+    const out: LineBatch = { lines, firstLine, endByte };
+    if (overlong.length > 0) out.overlong = overlong;
+    lines = [];
+    overlong = [];
+    return out;
+  };
+  /** An overlong line ends: it takes its place in `lines` as an empty string. */
+  const pushOverlong = (line: OverlongLine): void => {
+    if (lines.length === 0) firstLine = lineNumber;
+    lines.push('');
+    overlong.push(line);
+    lineNumber++;
+  };
+  /** Whether the last byte read past was a `\r`. */
+  let skippedCr = false;
+  const startSkipping = (bytes: Buffer): void => {
+    skipping = { line: lineNumber, bytes: bytes.length, head: bytes.toString('utf8', 0, Math.min(bytes.length, OVERLONG_HEAD_BYTES)) };
+    skippedCr = bytes[bytes.length - 1] === 13;
+  };
   try {
     for (;;) {
       const next = await chunks.next();
       if (next.done) break;
-      const chunk = next.value;
-      const buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+      let buffer: Buffer = next.value;
+      if (skipping) {
+        const newline = buffer.indexOf(10);
+        if (newline < 0) {
+          skipping.bytes += buffer.length;
+          skippedCr = buffer.length > 0 ? buffer[buffer.length - 1] === 13 : skippedCr;
+          base += buffer.length;
+          continue;
+        }
+        // Its length without the line end (whose `\r` may have come in the previous chunk).
+        skipping.bytes += newline - (newline > 0 ? (buffer[newline - 1] === 13 ? 1 : 0) : skippedCr ? 1 : 0);
+        pushOverlong(skipping);
+        skipping = undefined;
+        base += newline + 1;
+        buffer = buffer.subarray(newline + 1);
+        if (lines.length >= maxBatch) yield batch(base);
+      } else if (carry) buffer = Buffer.concat([carry, buffer]);
       // Decode every complete line of the chunk at once (one toString instead of one per line); the
       // bytes after the last newline wait for the next chunk, so no character is ever cut in two.
       const lastNewline = buffer.lastIndexOf(10);
       if (lastNewline < 0) {
-        carry = buffer;
+        carry = undefined;
+        if (buffer.length > maxLineBytes) {
+          startSkipping(buffer);
+          base += buffer.length;
+        } else carry = buffer;
         continue;
       }
       carry = lastNewline + 1 < buffer.length ? buffer.subarray(lastNewline + 1) : undefined;
@@ -87,6 +161,18 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
       for (;;) {
         const end = text.indexOf('\n', start);
         if (end < 0) break;
+        const contentEnd = text.charCodeAt(end - 1) === 13 && end > start ? end - 1 : end;
+        // A UTF-16 unit is at most 3 UTF-8 bytes: only a line that might be over the bound is measured.
+        if (3 * (contentEnd - start) > maxLineBytes) {
+          const bytes = ascii ? contentEnd - start : Buffer.byteLength(text.slice(start, contentEnd));
+          if (bytes > maxLineBytes) {
+            const at = lineByte(start);
+            pushOverlong({ line: lineNumber, bytes, head: buffer.toString('utf8', at, at + Math.min(bytes, OVERLONG_HEAD_BYTES)) });
+            start = end + 1;
+            if (lines.length >= maxBatch) yield batch(base + lineByte(start));
+            continue;
+          }
+        }
         if (stopAt !== undefined && stopAt(text, start, end)) {
           const at = lineByte(start);
           handedOver = true;
@@ -94,17 +180,22 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
           return;
         }
         if (lines.length === 0) firstLine = lineNumber;
-        lines.push(text.charCodeAt(end - 1) === 13 && end > start ? text.slice(start, end - 1) : text.slice(start, end));
+        lines.push(text.slice(start, contentEnd));
         lineNumber++;
         start = end + 1;
-        if (lines.length >= maxBatch) {
-          yield { lines, firstLine, endByte: base + lineByte(start) };
-          lines = [];
-        }
+        if (lines.length >= maxBatch) yield batch(base + lineByte(start));
       }
       base += lastNewline + 1;
+      if (carry && carry.length > maxLineBytes) {
+        startSkipping(carry);
+        base += carry.length;
+        carry = undefined;
+      }
     }
-    if (carry && carry.length > 0) {
+    if (skipping) {
+      pushOverlong(skipping);
+      skipping = undefined;
+    } else if (carry && carry.length > 0) {
       const text = carry.toString('utf8');
       if (stopAt !== undefined && stopAt(text, 0, text.length)) {
         handedOver = true;
@@ -115,7 +206,7 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, start
       lines.push(text.replace(/\r$/, ''));
       base += carry.length;
     }
-    if (lines.length > 0) yield { lines, firstLine, endByte: base };
+    if (lines.length > 0) yield batch(base);
   } finally {
     // Left early (or done): the stream is closed, as a `for await` would; `rest` keeps it open.
     if (!handedOver) await chunks.return?.();

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { originOf } from 'tributary';
 import { testContext } from 'tributary/testing';
+import { parse as parseCsvSync } from 'csv-parse/sync';
+import { csvRecordPieces } from './csv-records.js';
 import { decodeStream, type DecodeConfig } from './decode.js';
 import { createRandom } from './shoppers.js';
 
@@ -20,8 +22,12 @@ function randomCsv(random: () => number, delimiter: string, crlf: boolean, bom: 
     () => '',
     (i: number) => `later${d}u${i}${d}view${d}x`,
     (i: number) => `${i}${d}u${i}${d}view${d}x${d}extra`,
+    (i: number) => `${i}${d}u${i}${d}view${d}""`,
+    (i: number) => `${i}${d}"u${i}"x${d}view${d}"a""${d}\r\nb"`,
+    (i: number) => `${i}${d}u${i}${d}view${d}lone\nline end`,
+    (i: number) => `${i}${d}u${i}${d}view${d}lone\rcarriage return`,
   ];
-  const weights = [40, 8, 6, 2, 1, 1, 2, 2, 2, 2];
+  const weights = [40, 8, 6, 2, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1];
   const total = weights.reduce((a, b) => a + b, 0);
   const lines = [`time${d}user_id${d}type${d}brand`];
   for (let i = 0; i < rows; i++) {
@@ -79,6 +85,42 @@ test('CSV: rows split on the delimiter decode exactly as csv-parse reads them (e
   assert.equal(files, 36);
 });
 
+/** A parsed row without the empty lines before it, which csv-parse puts in its raw text (a run may start after them). */
+const rowOf = (r: { record: string[]; raw: string }): string => JSON.stringify([r.record, r.raw.replace(/^[\r\n]+/, '')]);
+
+test('CSV records: runs of whole records, each parsed alone, give what csv-parse gives the whole file', async () => {
+  const random = createRandom(11);
+  const options = { skip_records_with_error: true, raw: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true } as const;
+  for (const delimiter of [',', '\t', '||']) {
+    for (const crlf of [false, true]) {
+      for (const bom of [false, true]) {
+        const text = randomCsv(random, delimiter, crlf, bom, 400);
+        const bytes = Buffer.from(text);
+        const whole = (parseCsvSync(bytes, { ...options, delimiter }) as unknown as { record: string[]; raw: string }[]).map(rowOf);
+        for (const chunkSize of [1, 3, 64, 1 << 16]) {
+          const label = `delimiter ${JSON.stringify(delimiter)}, ${crlf ? 'CRLF' : 'LF'}, ${bom ? 'BOM' : 'no BOM'}, chunks of ${chunkSize}`;
+          const chunks: Buffer[] = [];
+          for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+          const runs: Buffer[] = [];
+          const parsed: string[] = [];
+          let lineEnds = 0;
+          for await (const piece of csvRecordPieces(Readable.from(chunks), { delimiter, quote: '"', maxRecordBytes: 1 << 20, atFileStart: true })) {
+            assert.equal(piece.kind, 'records', label);
+            if (piece.kind !== 'records') continue;
+            runs.push(piece.bytes);
+            lineEnds += piece.lineEnds;
+            const delimiterOf = piece.recordDelimiter !== undefined ? { record_delimiter: piece.recordDelimiter } : {};
+            for (const r of parseCsvSync(piece.bytes, { ...options, delimiter, ...delimiterOf }) as unknown as { record: string[]; raw: string }[]) parsed.push(rowOf(r));
+          }
+          assert.ok(Buffer.concat(runs).equals(bytes), `${label}: every byte in one run, in order`);
+          assert.deepEqual(parsed, whole, label);
+          assert.equal(lineEnds, (text.match(/\r\n|\n|\r/g) ?? []).length, `${label}: line ends`);
+        }
+      }
+    }
+  }
+});
+
 test('CSV: a row\'s line is the file\'s, also after a quoted field that holds a CRLF line end', async () => {
   // csv-parse alone counts such a line end as two lines; rows are numbered by where they end.
   const text = 'time,user_id,type,brand\r\n1,u1,view,a\r\n2,u2,view,"two\r\nlines"\r\n3,u3,view,"three\r\nmore\r\nlines"\r\n4,u4,view,x,extra\r\n5,u5,view,b\r\n';
@@ -99,18 +141,58 @@ test('CSV: a row\'s line is the file\'s, also after a quoted field that holds a 
   }
 });
 
-test('CSV: a quote inside a field is data; a quoted field never closed is one dead letter with the rest of the file', async () => {
+test('CSV: a quote inside a field is data; a quoted field never closed by the end of the file is a dead letter of its line, and the lines after it are rows', async () => {
   const text = 'time,user_id,type,brand\n1,u1,view,Samsung 55" TV\n2,u2,view,"u"x\n3,u3,view,"say ""hi"""\n4,u4,view,"never closed\n5,u5,view,b\n';
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
   for (const plainCsvRows of [false, true]) {
     const { events, deadLetters } = await decodeAll(Buffer.from(text), 8, config, plainCsvRows);
     assert.deepEqual(
-      events.map((e) => (JSON.parse(e.slice(e.indexOf(' ') + 1)) as { attrs: { brand: string } }).attrs.brand),
-      ['Samsung 55" TV', '"u"x', 'say "hi"'],
+      events.map((e) => [Number(e.split(':')[0]), (JSON.parse(e.slice(e.indexOf(' ') + 1)) as { attrs: { brand: string } }).attrs.brand]),
+      [[2, 'Samsung 55" TV'], [3, '"u"x'], [4, 'say "hi"'], [6, 'b']],
     );
-    assert.equal(deadLetters.length, 1, deadLetters.join('\n'));
-    assert.match(deadLetters[0]!, /Quote Not Closed.*never closed\\n5,u5,view,b/);
+    assert.deepEqual(deadLetters, ['5: malformed CSV: quoted field not closed by the end of the file; the next line is read as a new row | "4,u4,view,\\"never closed"']);
   }
+});
+
+test('CSV: a quoted field not closed within max_record_bytes: its first line is a dead letter, and the rows after it are read, at their lines', async () => {
+  const good = Array.from({ length: 200 }, (_, i) => `${i + 10},u${i},view,b ${i}`);
+  const text = `time,user_id,type,brand\n1,u1,view,a\n2,u2,view,"open, never closed\n${good.join('\n')}\n`;
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] }, max_record_bytes: 1024 };
+  for (const plainCsvRows of [false, true]) {
+    for (const chunkSize of [7, 1 << 16]) {
+      const { events, deadLetters, throughByte } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      assert.equal(events.length, 201, label);
+      assert.deepEqual(events.slice(0, 3).map((e) => Number(e.split(':')[0])), [2, 4, 5], label);
+      assert.equal(Number(events[200]!.split(':')[0]), 203, label);
+      assert.deepEqual(deadLetters, ['3: malformed CSV: quoted field not closed within max_record_bytes (1024); the next line is read as a new row | "2,u2,view,\\"open, never closed"'], label);
+      assert.equal(throughByte, Buffer.byteLength(text), label);
+    }
+  }
+});
+
+test('CSV and JSON lines: a record over max_record_bytes is a dead letter with its length and first 1 KiB, and reading goes on', async () => {
+  const long = 'x'.repeat(5000);
+  const csv = `time,user_id,type,brand\n1,u1,view,a\n2,u2,view,${long}\n3,u3,view,"${long}"\n4,u4,view,b\n`;
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] }, max_record_bytes: 2048 };
+  for (const [plainCsvRows, chunkSize] of [[false, 1000], [false, 1 << 16], [true, 1000], [true, 1 << 16]] as const) {
+    const { events, deadLetters } = await decodeAll(Buffer.from(csv), chunkSize, config, plainCsvRows);
+    assert.deepEqual(events.map((e) => Number(e.split(':')[0])), [2, 5], `plain rows ${plainCsvRows}, chunks of ${chunkSize}`);
+    assert.deepEqual(
+      deadLetters.map((d) => d.slice(0, d.indexOf(' | '))),
+      ['3: record of 5010 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept', '4: record of 5012 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept'],
+      `plain rows ${plainCsvRows}, chunks of ${chunkSize}`,
+    );
+    assert.ok(deadLetters.every((d) => d.length < 1200), 'only the first bytes are kept');
+  }
+  const jsonl = `{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view","pad":"${long}"}\n{"user_id":"u3","time":3,"type":"view"}\n`;
+  const context = testContext();
+  const lines: number[] = [];
+  for await (const batch of decodeStream(Readable.from([Buffer.from(jsonl)]), 'jsonl', { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 2048 }, { source: 's', file: 'f.jsonl' }, context, 7)) {
+    for (const e of batch.events) lines.push(originOf(e)!.line!);
+  }
+  assert.deepEqual(lines, [1, 3]);
+  assert.deepEqual(context.deadLetters.map((d) => [d.origin?.line, d.reason]), [[2, `record of ${jsonl.split('\n')[1]!.length} bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept`]]);
 });
 
 test('CSV: a file of plain rows is read without csv-parse, and one quoted row later hands the rest to it', async () => {

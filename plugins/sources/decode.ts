@@ -5,10 +5,15 @@
  */
 import type { Readable } from 'node:stream';
 import { parse as parseCsv, type Options as CsvParserOptions } from 'csv-parse';
+import { parse as parseCsvSync } from 'csv-parse/sync';
+import { csvRecordPieces } from './csv-records.js';
 import {
   createEventMapper,
+  DEFAULT_MAX_RECORD_BYTES,
   isRejected,
+  OVERLONG_HEAD_BYTES,
   readLineBatches,
+  type LineBatch,
   type ClickEvent,
   type LineStop,
   type JsonSchema,
@@ -29,6 +34,7 @@ export interface DecodeConfig {
   format?: RecordFormat;
   csv?: CsvConfig;
   mapping?: MappingConfig;
+  max_record_bytes?: number;
 }
 
 /** Schema fields shared by every text source. */
@@ -50,11 +56,18 @@ export const decodeProperties: Record<string, JsonSchema> = {
         maxLength: 1,
         default: '"',
         description:
-          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field never closed takes the rest of the file into one dead letter.',
+          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field not closed within `max_record_bytes` or by the end of the file: its first line goes to the dead-letter sink and the next line is read as a new row.',
       },
     },
   },
   mapping: { $ref: 'tributary:mapping' },
+  max_record_bytes: {
+    type: 'integer',
+    minimum: 1024,
+    default: DEFAULT_MAX_RECORD_BYTES,
+    description:
+      'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line.',
+  },
 };
 
 export interface DecodeTarget {
@@ -119,7 +132,8 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}): Pro
   if (csv.columns) return csv.columns;
   if (csv.header === false) return undefined;
   const stream = open();
-  const parser = parseCsv({ ...csvParserOptions(csv), to: 1 });
+  // Bounded: a header whose quote is never closed must not read the whole file into memory.
+  const parser = parseCsv({ ...csvParserOptions(csv), to: 1, max_record_size: DEFAULT_MAX_RECORD_BYTES });
   try {
     for await (const record of stream.pipe(parser) as AsyncIterable<string[]>) return record;
     return undefined;
@@ -138,7 +152,10 @@ async function* decodeJsonLines(
   startLine: number,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
-  for await (const { lines, firstLine, endByte } of readLineBatches(stream, maxBatch, startLine)) {
+  const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
+    const { lines, firstLine, endByte } = batch;
+    deadLetterOverlong(batch, skipThrough, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
     for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
@@ -215,15 +232,20 @@ async function* decodeCsv(
     else events.push(result);
   };
 
+  const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   // Plain rows (no quote character, the file's own line ends) are what csv-parse would split on the
   // delimiter, so they are split here, about 10x faster than through the parser; from the first row
-  // that is not plain on, csv-parse reads the rest of the stream.
+  // that is not plain on, the quoted-row reader below reads the rest of the stream.
   let rest: { stream: Readable; line: number; byte: number } = { stream, line: start.line, byte: 0 };
+  /** The line end of the rows read so far: the rest is split on it too, whatever line end comes first there. */
+  let recordDelimiter: string | undefined;
   if (plainRows) {
     const delimiter = csv.delimiter ?? ',';
     let bom = start.line === 1;
     let handedOver = false;
-    for await (const batch of readLineBatches(stream, maxBatch, start.line, plainRowStop(csv.quote ?? '"'))) {
+    const plain = plainRowStop(csv.quote ?? '"');
+    for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plain.stop, maxLineBytes: maxRecordBytes })) {
+      deadLetterOverlong(batch, skipThrough, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
         if (bom) {
@@ -240,68 +262,99 @@ async function* decodeCsv(
       }
       if (batch.rest) {
         rest = batch.rest;
+        recordDelimiter = plain.lineEnd();
         handedOver = true;
       }
     }
     if (!handedOver) return;
   }
 
-  // The parser counts lines and bytes from the start of what it reads. It counts a `\r\n` inside a
-  // quoted field as two lines (each of `\r` and `\n` starts one), so those are taken off again.
-  let linesBefore = rest.line - 1;
-  const bytesBefore = rest.byte;
-  const parser = parseCsv({
-    ...csvParserOptions(csv),
-    skip_records_with_error: true,
-    raw: true,
-    info: true,
-    on_skip: (error, raw) => {
-      const counted = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
-      if (typeof raw === 'string') linesBefore -= innerCrlfCount(raw);
-      const line = counted === undefined ? undefined : linesBefore + counted;
-      // Resuming: a row up to the position was dead-lettered by the run that got there.
-      if (line !== undefined && line <= skipThrough) return undefined;
-      context.deadLetter({
-        reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
-        raw: typeof raw === 'string' ? withoutLineEnd(raw) : raw,
-        origin: { source: target.source, file: target.file, ...(line !== undefined ? { line } : {}) },
-      });
-      return undefined;
-    },
-  });
-  rest.stream.on('error', (error) => parser.destroy(error));
-  // What the parser was given, so the last position covers the rows it skipped at the end too (its own
-  // counts stop at the last record it emitted): a resumed run must not dead-letter them again.
-  let restBytes = 0;
-  let restNewlines = 0;
-  let restEndsWithNewline = true;
-  rest.stream.on('data', (chunk: Buffer) => {
-    restBytes += chunk.length;
-    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) restNewlines++;
-    if (chunk.length > 0) restEndsWithNewline = chunk[chunk.length - 1] === 10;
-  });
-  for await (const parsed of rest.stream.pipe(parser) as AsyncIterable<CsvRow>) {
-    linesBefore -= innerCrlfCount(parsed.raw);
-    const line = linesBefore + parsed.info.lines;
-    row(parsed.record, withoutLineEnd(parsed.raw), line);
-    throughLine = line;
-    throughByte = bytesBefore + parsed.info.bytes;
-    if (events.length >= maxBatch) {
-      yield { events, throughLine, throughByte };
-      events = [];
+  // From here on records are found by csvRecordPieces, which holds at most `maxRecordBytes` of an open
+  // one, and each run of whole records is parsed by csv-parse in one call. csv-parse counts lines
+  // from the start of what it reads, a `\r\n` inside a quoted field as two (each of `\r` and `\n`
+  // starts one), so those are taken off again.
+  const parserOptions: CsvParserOptions = { ...csvParserOptions(csv), skip_records_with_error: true, raw: true, info: true };
+  let line = rest.line; // the line the next piece starts on
+  let byte = rest.byte;
+  for await (const piece of csvRecordPieces(rest.stream, { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', maxRecordBytes, atFileStart: rest.byte === 0 && rest.line === 1, recordDelimiter })) {
+    if (piece.kind !== 'records') {
+      if (line > skipThrough) {
+        context.deadLetter({
+          reason:
+            piece.kind === 'unclosed'
+              ? `malformed CSV: quoted field not closed ${piece.atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}; the next line is read as a new row`
+              : overlongReason(piece.recordBytes, maxRecordBytes),
+          raw: piece.text,
+          origin: { source: target.source, file: target.file, line },
+        });
+      }
+      throughLine = line + Math.max(piece.lineEnds, 1) - 1;
+      line += piece.lineEnds;
+      byte += piece.byteLength;
+      throughByte = byte;
+      continue;
     }
-  }
-  if (restBytes > 0) {
-    // Never behind the parser's own count (a file of `\r` line ends has no `\n` to count).
-    throughLine = Math.max(throughLine, rest.line - 1 + restNewlines + (restEndsWithNewline ? 0 : 1));
-    throughByte = bytesBefore + restBytes;
+    let linesBefore = line - 1;
+    const runByte = byte;
+    const rows = parseCsvSync(piece.bytes, {
+      ...parserOptions,
+      // Each run is split on the record delimiter found in the first, as one parser would.
+      ...(piece.recordDelimiter !== undefined ? { record_delimiter: piece.recordDelimiter } : {}),
+      on_skip: (error, raw) => {
+        const counted = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
+        if (typeof raw === 'string') linesBefore -= innerCrlfCount(raw);
+        const at = counted === undefined ? undefined : linesBefore + counted;
+        // Resuming: a row up to the position was dead-lettered by the run that got there.
+        if (at !== undefined && at <= skipThrough) return undefined;
+        context.deadLetter({
+          reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
+          raw: typeof raw === 'string' ? rowText(raw) : raw,
+          origin: { source: target.source, file: target.file, ...(at !== undefined ? { line: at } : {}) },
+        });
+        return undefined;
+      },
+    }) as unknown as CsvRow[];
+    for (const parsed of rows) {
+      linesBefore -= innerCrlfCount(parsed.raw);
+      const at = linesBefore + parsed.info.lines;
+      row(parsed.record, rowText(parsed.raw), at);
+      throughLine = at;
+      throughByte = runByte + parsed.info.bytes;
+      if (events.length >= maxBatch) {
+        yield { events, throughLine, throughByte };
+        events = [];
+      }
+    }
+    const endsWithLineEnd = piece.bytes.length > 0 && (piece.bytes[piece.bytes.length - 1] === 10 || piece.bytes[piece.bytes.length - 1] === 13);
+    throughLine = line + piece.lineEnds - (endsWithLineEnd ? 1 : 0);
+    line += piece.lineEnds;
+    byte += piece.bytes.length;
+    throughByte = byte;
   }
   if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+}
+
+/** The reason of a record longer than the bound. */
+function overlongReason(bytes: number, maxRecordBytes: number): string {
+  return `record of ${bytes} bytes is longer than max_record_bytes (${maxRecordBytes}); its first ${OVERLONG_HEAD_BYTES} bytes are kept`;
+}
+
+/** A batch's lines over the bound to the dead-letter sink (those up to `skipThrough` were, by the run that got there). */
+function deadLetterOverlong(batch: LineBatch, skipThrough: number, maxRecordBytes: number, target: DecodeTarget, context: PluginContext): void {
+  for (const line of batch.overlong ?? []) {
+    if (line.line <= skipThrough) continue;
+    context.deadLetter({ reason: overlongReason(line.bytes, maxRecordBytes), raw: line.head, origin: { source: target.source, file: target.file, line: line.line } });
+  }
 }
 
 /** A row's raw text as csv-parse gives it, without its line end (it keeps the `\r` of a `\r\n`). */
 function withoutLineEnd(raw: string): string {
   return raw.replace(/\r?\n$|\r$/, '');
+}
+
+/** A row's own text from csv-parse's raw text, which also holds the line ends of empty lines before it. */
+function rowText(raw: string): string {
+  return withoutLineEnd(raw.charCodeAt(0) === 10 || raw.charCodeAt(0) === 13 ? raw.replace(/^[\r\n]+/, '') : raw);
 }
 
 /** `\r\n` pairs in a row's raw text before its own line end: inside quoted fields. */
@@ -317,12 +370,12 @@ function innerCrlfCount(raw: string): number {
  * delimiter: one with the quote character, or whose line end is not the stream's own (the first
  * line's, `\n` or `\r\n`; csv-parse takes that as the record delimiter), or with a `\r` elsewhere.
  */
-function plainRowStop(quote: string): LineStop {
+function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => string | undefined } {
   let crlf: boolean | undefined;
   let seen: string | undefined;
   let nextQuote = -1;
   let nextCr = -1;
-  return (text, start, end) => {
+  const stop: LineStop = (text, start, end) => {
     if (text !== seen) {
       seen = text;
       nextQuote = quote === '' ? -1 : text.indexOf(quote);
@@ -337,4 +390,5 @@ function plainRowStop(quote: string): LineStop {
     crlf ??= endsInCr;
     return crlf ? !endsInCr : nextCr >= 0 && nextCr < end;
   };
+  return { stop, lineEnd: () => (crlf === undefined ? undefined : crlf ? '\r\n' : '\n') };
 }

@@ -1,0 +1,291 @@
+/**
+ * Where CSV records end, found before csv-parse reads them, so that a reader holds at most one
+ * record's worth of bytes: a quoted field never closed (a truncated export, a stray `"` at a field's
+ * start) would otherwise take the rest of the file into one record, in memory. Its quote rules are
+ * csv-parse's with `relax_quotes` and the quote as its own escape: a quote opens a quoted field only
+ * at the field's start; inside one, a doubled quote is a quote, and a quote closes the field when a
+ * delimiter, a record delimiter or the end follows it (elsewhere it is data). The record delimiter
+ * is the first line end seen outside quotes (`\r\n`, `\n` or `\r`), as csv-parse finds it.
+ */
+import type { Readable } from 'node:stream';
+import { OVERLONG_HEAD_BYTES } from 'tributary';
+
+/** A stretch of the stream, in order: whole records, or one line taken out of the stream. */
+export type CsvPiece =
+  | {
+      kind: 'records';
+      /** Whole records, each with its record delimiter (the last one's may be the end of the stream). */
+      bytes: Buffer;
+      lineEnds: number;
+      /** The record delimiter found so far (`\n`, `\r\n` or `\r`), for csv-parse to split on. */
+      recordDelimiter: string | undefined;
+    }
+  | {
+      /**
+       * `unclosed`: the first line of a record whose quoted field was not closed within the bound or
+       * by the end of the stream; reading goes on at the next line. `overlong`: a line longer than the bound.
+       */
+      kind: 'unclosed' | 'overlong';
+      /** unclosed: the end of the stream came first (else the bound). */
+      atEnd?: boolean;
+      /** Its bytes as text: the whole line (unclosed), its first {@link OVERLONG_HEAD_BYTES} bytes (overlong). */
+      text: string;
+      /** Its length in bytes, its line end included. */
+      byteLength: number;
+      /** Its length in bytes without its line end. */
+      recordBytes: number;
+      lineEnds: number;
+    };
+
+export interface CsvRecordOptions {
+  delimiter: string;
+  /** '' for none. */
+  quote: string;
+  /** Longest record held, in bytes. */
+  maxRecordBytes: number;
+  /** The stream starts at the file's start (a BOM there is not data). */
+  atFileStart: boolean;
+  /** The record delimiter of the rows before the stream (a reader that hands over mid-file), else found in it. */
+  recordDelimiter?: string;
+}
+
+const CR = 13;
+const LF = 10;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/** Splits `stream` into pieces; holds the current chunk and at most `maxRecordBytes` of an open record. */
+export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptions): AsyncGenerator<CsvPiece> {
+  const delimiter = Buffer.from(options.delimiter);
+  const quote = options.quote === '' ? undefined : Buffer.from(options.quote);
+  const max = options.maxRecordBytes;
+  const d0 = delimiter[0]!;
+  const q0 = quote?.[0] ?? -1;
+  /** The record delimiter, once seen. */
+  let rd: Buffer | undefined = options.recordDelimiter === undefined ? undefined : Buffer.from(options.recordDelimiter);
+  let pending: Buffer = Buffer.alloc(0);
+  /** Start of the record being read; bytes before it are whole records not yet handed out. */
+  let recordStart = 0;
+  let pos = 0;
+  let quoting = false;
+  let fieldEmpty = true;
+  /** A line over the bound being read past (no line end yet). */
+  let skipping: { text: string; byteLength: number; lastByte: number } | undefined;
+  let first = options.atFileStart;
+
+  const matches = (buf: Buffer, at: number, what: Buffer): boolean => {
+    if (buf[at] !== what[0]) return false;
+    for (let i = 1; i < what.length; i++) if (buf[at + i] !== what[i]) return false;
+    return true;
+  };
+  /** End (after its line end) of the line that starts at `from`, or undefined when its line end is not read yet. */
+  const firstLine = (buf: Buffer, from: number, eof: boolean): number | undefined => {
+    for (let at = from; at < buf.length; at++) {
+      const c = buf[at];
+      if (c !== LF && c !== CR) continue;
+      if (rd !== undefined && !matches(buf, at, rd)) continue;
+      // A `\r` last in the buffer may be the first half of a `\r\n`.
+      if (c === CR && rd === undefined && at + 1 === buf.length && !eof) return undefined;
+      return at + (rd?.length ?? (c === CR && buf[at + 1] === LF ? 2 : 1));
+    }
+    return undefined;
+  };
+  /** Whole records before `recordStart`, handed out and dropped. */
+  function* takeRecords(): Generator<CsvPiece> {
+    if (recordStart === 0) return;
+    const bytes = pending.subarray(0, recordStart);
+    yield { kind: 'records', bytes, lineEnds: countLineEnds(bytes), recordDelimiter: rd?.toString('latin1') };
+    pending = pending.subarray(recordStart);
+    pos -= recordStart;
+    recordStart = 0;
+  }
+  /** Resets the quote state: what follows a cut starts a record. */
+  const restart = (from: number): void => {
+    pending = pending.subarray(from);
+    pos = 0;
+    quoting = false;
+    fieldEmpty = true;
+  };
+  /** The current record's first line out as `kind`; reading starts again after it, outside any quote. */
+  function* cutFirstLine(eof: boolean, atEnd: boolean): Generator<CsvPiece> {
+    yield* takeRecords();
+    const end = firstLine(pending, 0, eof) ?? (eof ? pending.length : undefined);
+    if (end === undefined) {
+      // The line alone is over the bound: read past it.
+      skipping = { text: pending.toString('utf8', 0, Math.min(pending.length, OVERLONG_HEAD_BYTES)), byteLength: pending.length, lastByte: pending[pending.length - 1]! };
+      restart(pending.length);
+      return;
+    }
+    const line = pending.subarray(0, end);
+    const recordBytes = end - lineEndLength(line);
+    yield recordBytes > max
+      ? { kind: 'overlong', text: line.toString('utf8', 0, Math.min(recordBytes, OVERLONG_HEAD_BYTES)), byteLength: end, recordBytes, lineEnds: countLineEnds(line) }
+      : { kind: 'unclosed', atEnd, text: line.toString('utf8', 0, recordBytes), byteLength: end, recordBytes, lineEnds: countLineEnds(line) };
+    restart(end);
+  }
+  /** A whole record over the bound (ending at `end`) out as `overlong`. */
+  function* cutRecord(end: number): Generator<CsvPiece> {
+    const length = end - recordStart;
+    yield* takeRecords();
+    const record = pending.subarray(0, length);
+    const recordBytes = length - lineEndLength(record);
+    yield { kind: 'overlong', text: record.toString('utf8', 0, Math.min(recordBytes, OVERLONG_HEAD_BYTES)), byteLength: length, recordBytes, lineEnds: countLineEnds(record) };
+    restart(length);
+  }
+
+  const dLength = delimiter.length;
+  const qLength = quote?.length ?? 0;
+  /** End of a whole record over the bound that `scan` stopped after, or -1. */
+  let overlongEnd = -1;
+  /**
+   * Scans `pending` from `pos` as far as it can: to its end at the end of the stream, else to where
+   * a quote or line end would need bytes not read yet. A record without a quote is passed over with
+   * two native searches (its end, and whether a quote comes before it); others byte by byte. A
+   * plain function with its state in locals: it runs for everything after the first quoted row.
+   */
+  function scan(eof: boolean): void {
+    const buf = pending;
+    const len = buf.length;
+    if (first && (len >= BOM.length || eof)) {
+      first = false;
+      if (pos === 0 && matches(buf, 0, BOM)) pos = BOM.length; // csv-parse drops it: a quote after it opens a field
+    }
+    const end = eof ? len : len - (Math.max(dLength, qLength, 2) + qLength);
+    const quoteByte = q0;
+    const delimiterByte = d0;
+    const qLen = qLength;
+    const dLen = dLength;
+    const limit = max;
+    let p = pos;
+    let inQuotes = quoting;
+    let empty = fieldEmpty;
+    let start = recordStart;
+    let rdLength = rd?.length ?? 0;
+    /** Index of the next quote at or after the last search, -1 for none in `buf`. */
+    let nextQuote = quote === undefined ? -1 : -2;
+    while (p < end) {
+      if (p === start && !inQuotes && rdLength > 0) {
+        if (nextQuote !== -1 && nextQuote < p) nextQuote = buf.indexOf(quote!, p);
+        let recordEnd = buf.indexOf(rd![rdLength - 1]!, p);
+        if (rdLength === 2 && recordEnd !== -1 && (recordEnd === p || buf[recordEnd - 1] !== CR)) recordEnd = -1; // a lone \n: bytes by bytes
+        if (recordEnd !== -1 && recordEnd < end && (nextQuote === -1 || nextQuote > recordEnd)) {
+          p = recordEnd + 1;
+          if (p - rdLength - start > limit) {
+            overlongEnd = p;
+            break;
+          }
+          start = p;
+          continue;
+        }
+      }
+      const c = buf[p]!;
+      if (inQuotes) {
+        if (c === quoteByte && (qLen === 1 || matches(buf, p, quote!))) {
+          const after = p + qLen;
+          if (after < len && buf[after] === quoteByte && (qLen === 1 || matches(buf, after, quote!))) {
+            p = after + qLen; // a doubled quote: one quote of data
+            continue;
+          }
+          // Closes the field before a delimiter, a record delimiter or the end; elsewhere it is data.
+          inQuotes = false;
+          empty = false;
+          p = after;
+          continue;
+        }
+        p++;
+        continue;
+      }
+      if (c === LF || c === CR) {
+        if (rdLength === 0) {
+          rd = c === CR && buf[p + 1] === LF ? Buffer.from('\r\n') : Buffer.from([c]);
+          rdLength = rd.length;
+        }
+        if (rdLength === 1 ? c === rd![0] : c === CR && buf[p + 1] === LF) {
+          p += rdLength;
+          if (p - rdLength - start > limit) {
+            overlongEnd = p;
+            break;
+          }
+          start = p;
+          empty = true;
+          continue;
+        }
+      } else if (c === delimiterByte && (dLen === 1 || matches(buf, p, delimiter))) {
+        p += dLen;
+        empty = true;
+        continue;
+      } else if (c === quoteByte && empty && (qLen === 1 || matches(buf, p, quote!))) {
+        inQuotes = true;
+        p += qLen;
+        continue;
+      }
+      empty = false;
+      p++;
+    }
+    pos = p;
+    quoting = inQuotes;
+    fieldEmpty = empty;
+    recordStart = start;
+  }
+
+  /** Scans all it can; cuts a record over the bound, or one the end left open, and scans what follows. */
+  function* drain(eof: boolean): Generator<CsvPiece> {
+    for (;;) {
+      scan(eof);
+      if (overlongEnd !== -1) {
+        const end = overlongEnd;
+        overlongEnd = -1;
+        yield* cutRecord(end);
+      } else if (pos - recordStart > max) yield* cutFirstLine(eof, false);
+      else if (eof && quoting) yield* cutFirstLine(true, true);
+      else return;
+      if (skipping) return;
+    }
+  }
+
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await chunks.next();
+      const eof = next.done === true;
+      let chunk: Buffer = eof ? Buffer.alloc(0) : next.value;
+      if (skipping) {
+        // A `\r\n` may be split between two chunks.
+        const end = eof ? 0 : rd?.length === 2 && skipping.lastByte === CR && chunk[0] === LF ? 1 : firstLine(chunk, 0, false);
+        if (end === undefined) {
+          skipping.byteLength += chunk.length;
+          if (chunk.length > 0) skipping.lastByte = chunk[chunk.length - 1]!;
+          continue;
+        }
+        const through = chunk.subarray(0, end);
+        // Without its line end, whose `\r` may have come with the previous chunk.
+        const lineEnd = end === 0 ? (skipping.lastByte === CR ? 1 : 0) : end === 1 && chunk[0] === LF && skipping.lastByte === CR ? 2 : lineEndLength(through);
+        const byteLength = skipping.byteLength + end;
+        yield { kind: 'overlong', text: skipping.text, byteLength, recordBytes: byteLength - lineEnd, lineEnds: countLineEnds(through) };
+        skipping = undefined;
+        chunk = chunk.subarray(end);
+      }
+      pending = pending.length === 0 ? chunk : chunk.length === 0 ? pending : Buffer.concat([pending, chunk]);
+      yield* drain(eof);
+      if (eof) recordStart = pending.length; // the last record, without a line end
+      yield* takeRecords();
+      if (eof) return;
+    }
+  } finally {
+    await chunks.return?.();
+  }
+}
+
+/** Bytes of the line end `line` ends with: 2 for `\r\n`, 1 for `\n` or `\r`, 0 for none. */
+function lineEndLength(line: Buffer): number {
+  const last = line[line.length - 1];
+  if (last === LF) return line[line.length - 2] === CR ? 2 : 1;
+  return last === CR ? 1 : 0;
+}
+
+/** Line ends as csv-parse counts lines: `\n`, and `\r` but for the `\r` of a `\r\n`. */
+export function countLineEnds(bytes: Buffer): number {
+  let count = 0;
+  for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) count++;
+  for (let at = bytes.indexOf(CR); at !== -1; at = bytes.indexOf(CR, at + 1)) if (bytes[at + 1] !== LF) count++;
+  return count;
+}
