@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createTimeParser } from './mapping.js';
+import { createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -47,4 +47,21 @@ test('iso8601 times are what Date.parse gives, the common UTC form read by posit
   }
   assert.ok(fast > 1_000, `enough valid times among the cases (${fast})`);
   for (const value of [undefined, null, 1704067200000, {}, ['2024-01-01T00:00:00Z']]) assert.ok(Number.isNaN(iso(value)), String(value));
+});
+
+test('a value nested thousands deep (valid JSON) is a rejection with its reason, never a thrown stack overflow', () => {
+  const map = createEventMapper({ time_format: 'epoch_ms', attributes: ['brand', 'tags'] });
+  const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`) as unknown;
+  const asUser = map({ user_id: deep, time: 1, type: 'view' });
+  assert.ok(isRejected(asUser));
+  assert.equal(asUser.rejected, `user_id: expected a string or number, got an array nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
+  const asAttribute = map({ user_id: 'u1', time: 1, type: 'view', brand: 'b', tags: { a: deep } });
+  assert.ok(isRejected(asAttribute));
+  assert.equal(asAttribute.rejected, `tags: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
+  // Nested within the bound, an attribute is kept as it came.
+  let nested: unknown = 'leaf';
+  for (let i = 0; i < MAX_ATTRIBUTE_DEPTH; i++) nested = i % 2 === 0 ? [nested] : { x: nested };
+  const kept = map({ user_id: 'u1', time: 1, type: 'view', tags: nested });
+  assert.ok(!isRejected(kept));
+  assert.equal(kept.attrs?.tags, nested);
 });

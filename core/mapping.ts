@@ -203,7 +203,14 @@ export function createEventMapper(config: MappingConfig = {}): (raw: Record<stri
     }
     if (attributes.length > 0) {
       const attrs: Record<string, unknown> = {};
-      for (const name of attributes) if (raw[name] !== undefined && raw[name] !== '') attrs[name] = raw[name];
+      for (const name of attributes) {
+        const value = raw[name];
+        if (value === undefined || value === '') continue;
+        // Every writer of events serialises attributes recursively: a value nested thousands deep
+        // (valid JSON) would overflow the stack there, far from the input that carried it.
+        if (typeof value === 'object' && value !== null && nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH)) return { rejected: `${name}: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels` };
+        attrs[name] = value;
+      }
       event.attrs = attrs;
     }
     if (origin) event[ORIGIN] = origin;
@@ -219,7 +226,20 @@ function idValue(value: unknown): string | undefined | null {
   return null;
 }
 
+/** Deepest nesting of objects and arrays an attribute value may have. */
+export const MAX_ATTRIBUTE_DEPTH = 64;
+
+/** Whether `value` holds objects or arrays more than `limit` levels deep (looks no deeper than that). */
+function nestedDeeperThan(value: object, limit: number): boolean {
+  if (limit === 0) return true;
+  for (const child of Array.isArray(value) ? value : Object.values(value)) {
+    if (typeof child === 'object' && child !== null && nestedDeeperThan(child, limit - 1)) return true;
+  }
+  return false;
+}
+
 function describe(value: unknown): string {
+  if (typeof value === 'object' && value !== null && nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH)) return `${Array.isArray(value) ? 'an array' : 'an object'} nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`;
   const text = JSON.stringify(value);
   return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

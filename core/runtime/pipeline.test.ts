@@ -196,3 +196,24 @@ test('a heap over heap_budget pauses the sources for at most heap_wait, then the
   assert.match(text, /^tributary_heap_overruns_total\{pipeline="tight"\} 1$/m);
   assert.match(text, /^tributary_heap_over_budget\{pipeline="tight"\} 1$/m);
 });
+
+test('a sink that throws fails the pipeline with an error naming it (no uncaught exception ends the process)', async () => {
+  let writes = 0;
+  const brittle = defineSink<Record<string, never>>({
+    name: 'brittle',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => {
+        if (++writes === 5) throw new Error('cannot encode this one');
+      },
+      close: async () => undefined,
+    }),
+  });
+  await assert.rejects(runYaml('sources: [{type: synthetic, users: 5, events: 200}]\nsinks: [{type: brittle}]\n', { plugins: [brittle] }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.match(error.message, /^sink-brittle-0 failed to write a event record: cannot encode this one/);
+    return true;
+  });
+  assert.equal(writes, 5, 'nothing is written after the failure');
+});

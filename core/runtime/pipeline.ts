@@ -281,7 +281,7 @@ export class PipelineRunner {
       raw: rejection.raw,
       at: new Date(this.clock.now()).toISOString(),
     };
-    this.deadLetterSink.write(record);
+    this.write(this.deadLetterSink, record);
   }
 
   private sideOutput(name: string, record: StreamRecord): void {
@@ -295,11 +295,11 @@ export class PipelineRunner {
       }
       return;
     }
-    for (const sink of sinks) sink.write(record);
+    for (const sink of sinks) if (!this.write(sink, record)) return;
   }
 
   private route(record: Element): void {
-    if (record.kind === 'watermark') return;
+    if (record.kind === 'watermark' || this.failure !== undefined) return; // failed: nothing more is written
     let route = this.routes.get(record.kind);
     if (route === undefined) {
       const sinks = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind)).map((slot) => slot.sink);
@@ -314,7 +314,24 @@ export class PipelineRunner {
     }
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
-    for (let i = 0; i < sinks.length; i++) sinks[i]!.write(record as StreamRecord);
+    for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record as StreamRecord)) return;
+  }
+
+  /**
+   * One record to one sink. A sink that throws fails the pipeline (a restart resumes from the last
+   * checkpoint): thrown inside the stream, the error would escape as an uncaught exception and end
+   * the process without its shutdown. Bad input is stopped before (the mapping rejects what no
+   * writer could encode); a throwing sink is a broken sink. False once the pipeline failed.
+   */
+  private write(sink: Sink, record: StreamRecord): boolean {
+    try {
+      sink.write(record);
+      return true;
+    } catch (cause) {
+      const label = sink === this.deadLetterSink ? 'the dead-letter sink' : (this.sinks.find((slot) => slot.sink === sink)?.label ?? 'a sink');
+      this.failStage(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a ${record.kind} record: ${(cause as Error).message}`, { cause }));
+      return false;
+    }
   }
 
   private async create<T>(resolved: ResolvedEntry, kind: string, index: number, gauges?: GaugeShares): Promise<{ label: string; instance: T }> {
@@ -819,7 +836,8 @@ export class PipelineRunner {
       this.failStage = (error) => {
         if (this.failure) return;
         this.failure = error instanceof Error ? error : new Error(String(error));
-        reject(new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
+        // A sink's failure comes named already (route); anything else is a stage's.
+        reject(error instanceof TributaryError && error.code === 'TRIB_ERR_SINK' ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
       };
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run

@@ -207,3 +207,15 @@ test('CSV: a file of plain rows is read without csv-parse, and one quoted row la
     assert.equal(fast.events.length, 50);
   }
 });
+
+test('JSON lines: an attribute nested thousands deep is a dead letter, and the lines after it are read', async () => {
+  const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
+  const text = `{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view","brand":${deep}}\n{"user_id":"u3","time":3,"type":"view","brand":"b"}\n`;
+  const context = testContext();
+  const users: string[] = [];
+  for await (const batch of decodeStream(Readable.from([Buffer.from(text)]), 'jsonl', { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } }, { source: 's', file: 'f.jsonl' }, context, 7)) {
+    for (const e of batch.events) users.push(e.userId);
+  }
+  assert.deepEqual(users, ['u1', 'u3']);
+  assert.deepEqual(context.deadLetters.map((d) => [d.origin?.line, d.reason]), [[2, 'brand: attribute nested deeper than 64 levels']]);
+});
