@@ -212,7 +212,7 @@ test('a sink that throws fails the pipeline with an error naming it (no uncaught
   });
   await assert.rejects(runYaml('sources: [{type: synthetic, users: 5, events: 200}]\nsinks: [{type: brittle}]\n', { plugins: [brittle] }), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'TRIB_ERR_SINK');
-    assert.match(error.message, /^sink-brittle-0 failed to write a event record: cannot encode this one/);
+    assert.match(error.message, /^sink-brittle-0 failed to write a record \(kind 'event'\): cannot encode this one/);
     return true;
   });
   assert.equal(writes, 5, 'nothing is written after the failure');

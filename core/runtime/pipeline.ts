@@ -329,7 +329,7 @@ export class PipelineRunner {
       return true;
     } catch (cause) {
       const label = sink === this.deadLetterSink ? 'the dead-letter sink' : (this.sinks.find((slot) => slot.sink === sink)?.label ?? 'a sink');
-      this.failStage(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a ${record.kind} record: ${(cause as Error).message}`, { cause }));
+      this.failStage(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
       return false;
     }
   }
