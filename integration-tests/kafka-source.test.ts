@@ -51,6 +51,8 @@ test('every record comes out as an output, a dead letter or a late record', asyn
     ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify([i]) })),
     ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify({ time: new Date(base).toISOString(), type: 'view', seq: i }) })),
     ...Array.from({ length: 10 }, (_, i) => ({ key: 'bad', value: JSON.stringify({ user_id: 'u1', time: 'yesterday', type: 'view', seq: i }) })),
+    // Valid JSON whose attribute no writer could encode (a stack overflow in JSON.stringify).
+    { key: 'bad', value: `{"user_id":"u1","time":"${new Date(base).toISOString()}","type":"view","seq":${'['.repeat(100_000)}${']'.repeat(100_000)}}` },
   ];
   // Spread over every partition, malformed records among the good ones.
   await produce(brokers, topic, [...good.slice(0, 1000), ...malformed, ...good.slice(1000)]);
@@ -65,7 +67,7 @@ test('every record comes out as an output, a dead letter or a late record', asyn
   let failed: unknown;
   run.catch((error: unknown) => (failed = error));
   try {
-    await waitFor('2000 outputs and 40 dead letters', () => failed !== undefined || store[0]!.length + store[1]!.length >= 2000 && store[2]!.length >= 40, 60_000);
+    await waitFor('2000 outputs and 41 dead letters', () => failed !== undefined || store[0]!.length + store[1]!.length >= 2000 && store[2]!.length >= 41, 60_000);
     // Late: an hour behind a watermark that every partition has pushed past it.
     const late = Array.from({ length: 50 }, (_, i) => ({ key: `late${i}`, value: clickJson(i, base - 3_600_000, 'view', { seq: 10_000 + i }) }));
     await produce(brokers, topic, late);
@@ -77,8 +79,9 @@ test('every record comes out as an output, a dead letter or a late record', asyn
   const outputs = store[0] as unknown as ClickEvent[];
   const lates = store[1] as unknown as ClickEvent[];
   const dead = store[2]!;
-  assert.equal(dead.length, 40);
+  assert.equal(dead.length, 41);
   for (const record of dead) {
+    assert.equal(typeof record.raw, 'string', 'a dead letter holds the record as it came');
     assert.equal(record.file, topic);
     assert.equal(typeof record.partition, 'number');
     assert.equal(typeof record.offset, 'number');
@@ -89,7 +92,8 @@ test('every record comes out as an output, a dead letter or a late record', asyn
   for (const event of lates.filter((e) => Number(e.attrs?.seq) >= 10_000)) assert.equal(event.time, base - 3_600_000);
   assert.equal(outputs.length + lates.length, 2050);
   assert.equal(stats.eventsIn, 2050);
-  assert.equal(stats.deadLettered, 40);
+  assert.equal(stats.deadLettered, 41);
+  assert.ok(dead.some((d) => d.reason === 'seq: attribute nested deeper than 64 levels'));
   const partitions = new Set(dead.map((d) => d.partition));
   assert.ok(partitions.size >= 1);
 });

@@ -822,8 +822,10 @@ class KafkaSource {
         this.context.deadLetter({ reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
         continue;
       }
+      // Dead letters carry the record's text, as it came: a parsed value may be one no writer can
+      // encode (nested thousands deep), and the text is what a user replays.
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        this.context.deadLetter({ reason: 'not a JSON object', raw, origin });
+        this.context.deadLetter({ reason: 'not a JSON object', raw: text, origin });
         continue;
       }
       const record = raw as Record<string, unknown>;
@@ -832,7 +834,7 @@ class KafkaSource {
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
       if (isRejected(result)) {
-        this.context.deadLetter({ reason: result.rejected, raw: record, origin });
+        this.context.deadLetter({ reason: result.rejected, raw: text, origin });
         continue;
       }
       if (state && result.time > state.maxTime) state.maxTime = result.time;
