@@ -16,6 +16,7 @@ export type CsvPiece =
       kind: 'records';
       /** Whole records, each with its record delimiter (the last one's may be the end of the stream). */
       bytes: Buffer;
+      /** Line ends in `bytes`, counted as csv-parse counts lines. */
       lineEnds: number;
       /** The record delimiter found so far (`\n`, `\r\n` or `\r`), for csv-parse to split on. */
       recordDelimiter: string | undefined;
@@ -23,7 +24,8 @@ export type CsvPiece =
   | {
       /**
        * `unclosed`: the first line of a record whose quoted field was not closed within the bound or
-       * by the end of the stream; reading goes on at the next line. `overlong`: a line longer than the bound.
+       * by the end of the stream; reading goes on at the next line. `overlong`: a whole record, or a
+       * line, longer than the bound.
        */
       kind: 'unclosed' | 'overlong';
       /** unclosed: the end of the stream came first (else the bound). */
