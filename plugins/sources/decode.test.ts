@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { originOf } from 'tributary';
 import { testContext } from 'tributary/testing';
 import { parse as parseCsvSync } from 'csv-parse/sync';
-import { csvRecordPieces } from './csv-records.js';
+import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import { decodeStream, type DecodeConfig } from './decode.js';
 import { createRandom } from './shoppers.js';
 
@@ -85,20 +85,29 @@ test('CSV: rows split on the delimiter decode exactly as csv-parse reads them (e
   assert.equal(files, 36);
 });
 
-/** A parsed row without the empty lines before it, which csv-parse puts in its raw text (a run may start after them). */
-const rowOf = (r: { record: string[]; raw: string }): string => JSON.stringify([r.record, r.raw.replace(/^[\r\n]+/, '')]);
+/** csv-parse's row of a whole file: its fields, its own text (csv-parse's raw also holds the empty lines before it and its line end), its line. */
+function csvParseRows(bytes: Buffer, delimiter: string, recordDelimiter?: string): string[] {
+  const options = { skip_records_with_error: true, raw: true, info: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true } as const;
+  let crlfInside = 0;
+  return (parseCsvSync(bytes, { ...options, delimiter, ...(recordDelimiter ? { record_delimiter: recordDelimiter } : {}) }) as unknown as { record: string[]; raw: string; info: { lines: number } }[]).map((r) => {
+    const raw = r.raw.replace(/^[\r\n]+/, '').replace(/\r?\n$|\r$/, '');
+    // csv-parse counts a `\r\n` inside a quoted field as two lines.
+    for (let at = raw.indexOf('\r\n'); at !== -1; at = raw.indexOf('\r\n', at + 2)) crlfInside++;
+    // csv-parse's raw text drops all but one character of a longer delimiter ("a|b" for "a||b"): not compared then.
+    return JSON.stringify([r.info.lines - crlfInside, r.record, delimiter.length === 1 ? raw : '']);
+  });
+}
 
-test('CSV records: runs of whole records, each parsed alone, give what csv-parse gives the whole file', async () => {
+test('CSV records: runs of whole records, each split by parseCsvRun, give the rows, texts and lines csv-parse gives the whole file', async () => {
   const random = createRandom(11);
-  const options = { skip_records_with_error: true, raw: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true } as const;
   for (const delimiter of [',', '\t', '||']) {
-    for (const crlf of [false, true]) {
+    for (const eol of ['\n', '\r\n', '\r']) {
       for (const bom of [false, true]) {
-        const text = randomCsv(random, delimiter, crlf, bom, 400);
+        const text = randomCsv(random, delimiter, eol === '\r\n', bom, 400).replace(/\r?\n(?=\d|later|$)/g, (m) => (eol === '\r' ? '\r' : m));
         const bytes = Buffer.from(text);
-        const whole = (parseCsvSync(bytes, { ...options, delimiter }) as unknown as { record: string[]; raw: string }[]).map(rowOf);
+        const whole = csvParseRows(bytes, delimiter);
         for (const chunkSize of [1, 3, 64, 1 << 16]) {
-          const label = `delimiter ${JSON.stringify(delimiter)}, ${crlf ? 'CRLF' : 'LF'}, ${bom ? 'BOM' : 'no BOM'}, chunks of ${chunkSize}`;
+          const label = `delimiter ${JSON.stringify(delimiter)}, ${JSON.stringify(eol)}, ${bom ? 'BOM' : 'no BOM'}, chunks of ${chunkSize}`;
           const chunks: Buffer[] = [];
           for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
           const runs: Buffer[] = [];
@@ -107,10 +116,12 @@ test('CSV records: runs of whole records, each parsed alone, give what csv-parse
           for await (const piece of csvRecordPieces(Readable.from(chunks), { delimiter, quote: '"', maxRecordBytes: 1 << 20, atFileStart: true })) {
             assert.equal(piece.kind, 'records', label);
             if (piece.kind !== 'records') continue;
+            for (const row of parseCsvRun(piece.bytes, { delimiter, quote: '"', recordDelimiter: piece.recordDelimiter, atFileStart: runs.length === 0 })) {
+              parsed.push(JSON.stringify([1 + lineEnds + row.lineEnds, row.fields, delimiter.length === 1 ? row.raw : '']));
+              assert.ok(row.end > 0 && row.end <= piece.bytes.length, `${label}: row end ${row.end}`);
+            }
             runs.push(piece.bytes);
             lineEnds += piece.lineEnds;
-            const delimiterOf = piece.recordDelimiter !== undefined ? { record_delimiter: piece.recordDelimiter } : {};
-            for (const r of parseCsvSync(piece.bytes, { ...options, delimiter, ...delimiterOf }) as unknown as { record: string[]; raw: string }[]) parsed.push(rowOf(r));
           }
           assert.ok(Buffer.concat(runs).equals(bytes), `${label}: every byte in one run, in order`);
           assert.deepEqual(parsed, whole, label);

@@ -5,8 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { parse as parseCsv, type Options as CsvParserOptions } from 'csv-parse';
-import { parse as parseCsvSync } from 'csv-parse/sync';
-import { csvRecordPieces } from './csv-records.js';
+import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
   createEventMapper,
   DEFAULT_MAX_RECORD_BYTES,
@@ -181,13 +180,6 @@ async function* decodeJsonLines(
   }
 }
 
-interface CsvRow {
-  record: string[];
-  raw: string;
-  /** Lines and bytes of the stream through this row. */
-  info: { lines: number; bytes: number };
-}
-
 async function* decodeCsv(
   stream: Readable,
   config: DecodeConfig,
@@ -270,13 +262,13 @@ async function* decodeCsv(
   }
 
   // From here on records are found by csvRecordPieces, which holds at most `maxRecordBytes` of an open
-  // one, and each run of whole records is parsed by csv-parse in one call. csv-parse counts lines
-  // from the start of what it reads, a `\r\n` inside a quoted field as two (each of `\r` and `\n`
-  // starts one), so those are taken off again.
-  const parserOptions: CsvParserOptions = { ...csvParserOptions(csv), skip_records_with_error: true, raw: true, info: true };
+  // one, and each run of whole records is split into rows by parseCsvRun.
   let line = rest.line; // the line the next piece starts on
   let byte = rest.byte;
-  for await (const piece of csvRecordPieces(rest.stream, { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', maxRecordBytes, atFileStart: rest.byte === 0 && rest.line === 1, recordDelimiter })) {
+  let atFileStart = rest.byte === 0 && rest.line === 1;
+  const quote = csv.quote ?? '"';
+  const delimiter = csv.delimiter ?? ',';
+  for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart, recordDelimiter })) {
     if (piece.kind !== 'records') {
       if (line > skipThrough) {
         context.deadLetter({
@@ -292,41 +284,22 @@ async function* decodeCsv(
       line += piece.lineEnds;
       byte += piece.byteLength;
       throughByte = byte;
+      atFileStart = false;
       continue;
     }
-    let linesBefore = line - 1;
-    const runByte = byte;
-    const rows = parseCsvSync(piece.bytes, {
-      ...parserOptions,
-      // Each run is split on the record delimiter found in the first, as one parser would.
-      ...(piece.recordDelimiter !== undefined ? { record_delimiter: piece.recordDelimiter } : {}),
-      on_skip: (error, raw) => {
-        const counted = error && 'lines' in error ? Number((error as unknown as { lines: number }).lines) : undefined;
-        if (typeof raw === 'string') linesBefore -= innerCrlfCount(raw);
-        const at = counted === undefined ? undefined : linesBefore + counted;
-        // Resuming: a row up to the position was dead-lettered by the run that got there.
-        if (at !== undefined && at <= skipThrough) return undefined;
-        context.deadLetter({
-          reason: `malformed CSV: ${error?.message ?? 'unreadable row'}`,
-          raw: typeof raw === 'string' ? rowText(raw) : raw,
-          origin: { source: target.source, file: target.file, ...(at !== undefined ? { line: at } : {}) },
-        });
-        return undefined;
-      },
-    }) as unknown as CsvRow[];
+    const rows = parseCsvRun(piece.bytes, { delimiter, quote, recordDelimiter: piece.recordDelimiter, atFileStart });
+    atFileStart = false;
     for (const parsed of rows) {
-      linesBefore -= innerCrlfCount(parsed.raw);
-      const at = linesBefore + parsed.info.lines;
-      row(parsed.record, rowText(parsed.raw), at);
-      throughLine = at;
-      throughByte = runByte + parsed.info.bytes;
-      if (events.length >= maxBatch) {
-        yield { events, throughLine, throughByte };
+      const at = line + parsed.lineEnds;
+      row(parsed.fields, parsed.raw, at);
+      // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
+      if (events.length >= maxBatch && parsed.end === parsed.end) {
+        yield { events, throughLine: at, throughByte: byte + parsed.end };
         events = [];
       }
     }
-    const endsWithLineEnd = piece.bytes.length > 0 && (piece.bytes[piece.bytes.length - 1] === 10 || piece.bytes[piece.bytes.length - 1] === 13);
-    throughLine = line + piece.lineEnds - (endsWithLineEnd ? 1 : 0);
+    const last = piece.bytes[piece.bytes.length - 1];
+    throughLine = line + piece.lineEnds - (last === 10 || last === 13 ? 1 : 0);
     line += piece.lineEnds;
     byte += piece.bytes.length;
     throughByte = byte;
@@ -345,24 +318,6 @@ function deadLetterOverlong(batch: LineBatch, skipThrough: number, maxRecordByte
     if (line.line <= skipThrough) continue;
     context.deadLetter({ reason: overlongReason(line.bytes, maxRecordBytes), raw: line.head, origin: { source: target.source, file: target.file, line: line.line } });
   }
-}
-
-/** A row's raw text as csv-parse gives it, without its line end (it keeps the `\r` of a `\r\n`). */
-function withoutLineEnd(raw: string): string {
-  return raw.replace(/\r?\n$|\r$/, '');
-}
-
-/** A row's own text from csv-parse's raw text, which also holds the line ends of empty lines before it. */
-function rowText(raw: string): string {
-  return withoutLineEnd(raw.charCodeAt(0) === 10 || raw.charCodeAt(0) === 13 ? raw.replace(/^[\r\n]+/, '') : raw);
-}
-
-/** `\r\n` pairs in a row's raw text before its own line end: inside quoted fields. */
-function innerCrlfCount(raw: string): number {
-  let count = 0;
-  const last = raw.length - 2; // a pair starting here is the row's own line end
-  for (let at = raw.indexOf('\r\n'); at !== -1 && at < last; at = raw.indexOf('\r\n', at + 2)) count++;
-  return count;
 }
 
 /**
