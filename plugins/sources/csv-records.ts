@@ -345,6 +345,12 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
     const k = rdLen === 0 ? -1 : text.indexOf(rd!, from);
     return k === -1 ? n : k;
   };
+  /** The next delimiter at or after `from`, -1 for none: one search kept ahead of the cursor (a file of one column has none, and a search per row from there would read the rest of the run each time). */
+  let nextDelimiter = -2;
+  const delimiterFrom = (from: number): number => {
+    if (nextDelimiter !== -1 && nextDelimiter < from) nextDelimiter = text.indexOf(delimiter, from);
+    return nextDelimiter;
+  };
   // Line ends as csv-parse counts lines (`\r\n` once); found with searches kept ahead of the cursor.
   let nextLf = -2;
   let nextCr = -2;
@@ -400,17 +406,16 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
         i = closedAt;
         if (i < n && !atDelimiter(i) && !atRecordEnd(i)) {
           // Closed before data: the quotes are data too, and so is the rest up to the field's end.
-          let end = i;
           const recordEndAfter = recordEnd > i ? recordEnd : nextRecordEnd(i);
-          const d = text.indexOf(delimiter, i);
-          end = d !== -1 && d < recordEndAfter ? d : recordEndAfter;
+          const d = delimiterFrom(i);
+          const end = d !== -1 && d < recordEndAfter ? d : recordEndAfter;
           fields.push(quote + value + quote + text.slice(i, end));
           i = end;
         } else fields.push(value);
       } else {
         // A quoted field may have carried the record past the delimiter found before it.
         const recordEndNow = recordEnd >= i ? recordEnd : nextRecordEnd(i);
-        const d = text.indexOf(delimiter, i);
+        const d = delimiterFrom(i);
         const end = d !== -1 && d < recordEndNow ? d : recordEndNow;
         fields.push(text.slice(i, end));
         i = end;
