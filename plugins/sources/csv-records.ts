@@ -1,11 +1,12 @@
 /**
- * Where CSV records end, found before csv-parse reads them, so that a reader holds at most one
- * record's worth of bytes: a quoted field never closed (a truncated export, a stray `"` at a field's
- * start) would otherwise take the rest of the file into one record, in memory. Its quote rules are
- * csv-parse's with `relax_quotes` and the quote as its own escape: a quote opens a quoted field only
- * at the field's start; inside one, a doubled quote is a quote, and a quote closes the field when a
- * delimiter, a record delimiter or the end follows it (elsewhere it is data). The record delimiter
- * is the first line end seen outside quotes (`\r\n`, `\n` or `\r`), as csv-parse finds it.
+ * The CSV reader for rows that are not plain (a quote, a line end not the file's). It finds where
+ * records end before reading their fields (parseCsvRun), so that it holds at most one record's
+ * worth of bytes: a quoted field never closed (a truncated export, a stray `"` at a field's start)
+ * would otherwise take the rest of the file into one record, in memory. Its rules are csv-parse's
+ * with `relax_quotes` and the quote as its own escape (tests hold it to csv-parse): a quote opens a
+ * quoted field only at the field's start; inside one, a doubled quote is a quote, and a quote
+ * closes the field when a delimiter, a record delimiter or the end follows it (elsewhere it is
+ * data). The record delimiter is the first line end seen outside quotes (`\r\n`, `\n` or `\r`).
  */
 import type { Readable } from 'node:stream';
 import { OVERLONG_HEAD_BYTES } from 'tributary';
@@ -18,7 +19,7 @@ export type CsvPiece =
       bytes: Buffer;
       /** Line ends in `bytes`, counted as csv-parse counts lines. */
       lineEnds: number;
-      /** The record delimiter found so far (`\n`, `\r\n` or `\r`), for csv-parse to split on. */
+      /** The record delimiter found so far (`\n`, `\r\n` or `\r`), for parseCsvRun to split on. */
       recordDelimiter: string | undefined;
     }
   | {

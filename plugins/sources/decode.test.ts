@@ -5,7 +5,7 @@ import { originOf } from 'tributary';
 import { testContext } from 'tributary/testing';
 import { parse as parseCsvSync } from 'csv-parse/sync';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
-import { decodeStream, type DecodeConfig } from './decode.js';
+import { csvColumns, decodeStream, type DecodeConfig } from './decode.js';
 import { createRandom } from './shoppers.js';
 
 /** A CSV file of random rows: plain ones mostly, and each kind csv-parse has to read itself. */
@@ -229,4 +229,13 @@ test('JSON lines: an attribute nested thousands deep is a dead letter, and the l
   }
   assert.deepEqual(users, ['u1', 'u3']);
   assert.deepEqual(context.deadLetters.map((d) => [d.origin?.line, d.reason]), [[2, 'brand: attribute nested deeper than 64 levels']]);
+});
+
+test('CSV: the header row read alone (a resumed file) is read by the rows\' reader: quotes, empty lines and a BOM before it; never closed, it is an error', async () => {
+  const open = (text: string) => () => Readable.from([Buffer.from(text)]);
+  assert.deepEqual(await csvColumns(open('\ufeff\n\n"time","user,id",type\n1,u1,view\n')), ['time', 'user,id', 'type']);
+  assert.deepEqual(await csvColumns(open('time;user_id\r\n1;u1\r\n'), { delimiter: ';' }), ['time', 'user_id']);
+  assert.deepEqual(await csvColumns(open('a,b'), { columns: ['x', 'y'] }), ['x', 'y']);
+  assert.equal(await csvColumns(open('a,b\n'), { header: false }), undefined);
+  await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: a quoted field is never closed/);
 });

@@ -4,7 +4,6 @@
  * sink with its reason, file and line.
  */
 import type { Readable } from 'node:stream';
-import { parse as parseCsv, type Options as CsvParserOptions } from 'csv-parse';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
   createEventMapper,
@@ -115,26 +114,24 @@ export function decodeStream(
 }
 
 /**
- * csv-parse's options for a source's `csv` config (one place, for the rows and for a header read alone).
- * `relax_quotes`: a quote inside an unquoted field is data. Strict, csv-parse rejected such a row as
- * several dead letters, each with a part of the row, and with `"a"b` went on to swallow the next rows.
- */
-function csvParserOptions(csv: CsvConfig): CsvParserOptions {
-  return { delimiter: csv.delimiter ?? ',', quote: csv.quote ?? '"', relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true };
-}
-
-/**
  * The column names a CSV file's rows are read with: `csv.columns`, else its header row (read from
- * the file's start); undefined for a headerless file without `csv.columns`.
+ * the file's start by the same reader as the rows); undefined for a headerless file without
+ * `csv.columns`. Throws when the header row is longer than `maxRecordBytes` or its quote never closes.
  */
-export async function csvColumns(open: () => Readable, csv: CsvConfig = {}): Promise<string[] | undefined> {
+export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): Promise<string[] | undefined> {
   if (csv.columns) return csv.columns;
   if (csv.header === false) return undefined;
+  const delimiter = csv.delimiter ?? ',';
+  const quote = csv.quote ?? '"';
   const stream = open();
-  // Bounded: a header whose quote is never closed must not read the whole file into memory.
-  const parser = parseCsv({ ...csvParserOptions(csv), to: 1, max_record_size: DEFAULT_MAX_RECORD_BYTES });
   try {
-    for await (const record of stream.pipe(parser) as AsyncIterable<string[]>) return record;
+    let atFileStart = true;
+    for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
+      if (piece.kind !== 'records') throw new Error(`the CSV header row is unreadable: ${piece.kind === 'unclosed' ? 'a quoted field is never closed' : `longer than max_record_bytes (${maxRecordBytes})`}`);
+      const rows = parseCsvRun(piece.bytes, { delimiter, quote, recordDelimiter: piece.recordDelimiter, atFileStart });
+      atFileStart = false;
+      if (rows.length > 0) return rows[0]!.fields;
+    }
     return undefined;
   } finally {
     stream.destroy();
@@ -225,9 +222,9 @@ async function* decodeCsv(
   };
 
   const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
-  // Plain rows (no quote character, the file's own line ends) are what csv-parse would split on the
-  // delimiter, so they are split here, about 10x faster than through the parser; from the first row
-  // that is not plain on, the quoted-row reader below reads the rest of the stream.
+  // Plain rows (no quote character, the file's own line ends) are what the quoted-row reader below
+  // (and csv-parse, which it follows) would split on the delimiter, so they are split here on the
+  // lines the JSON-lines reader cuts; from the first row that is not plain on, that reader reads the rest.
   let rest: { stream: Readable; line: number; byte: number } = { stream, line: start.line, byte: 0 };
   /** The line end of the rows read so far: the rest is split on it too, whatever line end comes first there. */
   let recordDelimiter: string | undefined;
@@ -244,7 +241,7 @@ async function* decodeCsv(
           bom = false;
           if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
         }
-        if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // csv-parse skips empty lines
+        if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // an empty line is no row
       }
       if (batch.lines.length > 0) {
         throughLine = batch.firstLine + batch.lines.length - 1;
@@ -321,9 +318,9 @@ function deadLetterOverlong(batch: LineBatch, skipThrough: number, maxRecordByte
 }
 
 /**
- * Stops line splitting at the first row csv-parse might read otherwise than a split on the
- * delimiter: one with the quote character, or whose line end is not the stream's own (the first
- * line's, `\n` or `\r\n`; csv-parse takes that as the record delimiter), or with a `\r` elsewhere.
+ * Stops line splitting at the first row the quoted-row reader might read otherwise than a split on
+ * the delimiter: one with the quote character, or whose line end is not the stream's own (the first
+ * line's, `\n` or `\r\n`: the record delimiter), or with a `\r` elsewhere.
  */
 function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => string | undefined } {
   let crlf: boolean | undefined;

@@ -74,7 +74,7 @@ export default defineSource<FileSourceConfig>({
             else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
           }
           // A CSV stream that starts mid-file has no header row: its columns are read first.
-          const start = { line: startByte > 0 ? linesDone + 1 : 1, columns: startByte > 0 && format === 'csv' ? await csvColumns(() => createReadStream(path), config.csv) : undefined };
+          const start = { line: startByte > 0 ? linesDone + 1 : 1, columns: startByte > 0 && format === 'csv' ? await csvColumns(() => createReadStream(path), config.csv, config.max_record_bytes) : undefined };
           const raw = createReadStream(path, { highWaterMark: 1 << 20, start: startByte });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
