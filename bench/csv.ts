@@ -117,7 +117,7 @@ const broken = createWriteStream(brokenPath);
 broken.write(`${header}2019-10-01 00:00:00 UTC,view,1,2,"never closed,brand,1.0,1,s\n`);
 createReadStream(path, { start: Buffer.byteLength(header) }).pipe(broken);
 await once(broken, 'finish');
-async function brokenRun(): Promise<{ ms: number; decoded: number; deadLetters: number; deadLetterBytes: number; peakRssMB: number }> {
+async function brokenRun(): Promise<{ ms: number; decoded: number; deadLetters: number; deadLetterBytes: number; peakRssMiB: number }> {
   global.gc?.();
   const context = testContext();
   const rssBefore = process.memoryUsage().rss;
@@ -132,7 +132,7 @@ async function brokenRun(): Promise<{ ms: number; decoded: number; deadLetters: 
   const ms = performance.now() - start;
   clearInterval(sampler);
   const deadLetterBytes = context.deadLetters.reduce((sum, d) => sum + Buffer.byteLength(String(d.raw)), 0);
-  return { ms, decoded, deadLetters: context.deadLetters.length, deadLetterBytes, peakRssMB: (peak - rssBefore) / 2 ** 20 };
+  return { ms, decoded, deadLetters: context.deadLetters.length, deadLetterBytes, peakRssMiB: (peak - rssBefore) / 2 ** 20 };
 }
 const brokenRuns: Awaited<ReturnType<typeof brokenRun>>[] = [];
 for (let round = 0; round < rounds; round++) brokenRuns.push(await brokenRun());
@@ -145,14 +145,14 @@ const each = (times: number[]): string => times.map((ms) => `${Math.round(rate(m
 const ms = (times: number[]): string => times.map((t) => Math.round(t)).join(', ');
 const summary = {
   events,
-  megabytes: Math.round(statSync(path).size / 2 ** 20),
+  mebibytes: Math.round(statSync(path).size / 2 ** 20),
   parser: Math.round(rate(median(parserTimes))),
   split: Math.round(rate(median(splitTimes))),
   quoted: Math.round(rate(median(quotedTimes))),
   resumeByLineMs: Math.round(median(byLine)),
   resumeByByteMs: Math.round(median(byByte)),
   broken: Math.round(rate(median(brokenRuns.map((r) => r.ms)))),
-  brokenPeakRssMB: Math.round(Math.max(...brokenRuns.map((r) => r.peakRssMB))),
+  brokenPeakRssMiB: Math.round(Math.max(...brokenRuns.map((r) => r.peakRssMiB))),
 };
 console.log(JSON.stringify(summary));
 writeSection(
@@ -160,17 +160,17 @@ writeSection(
   'csv',
   `## CSV decoding
 
-\`${commandLine()}\` — ${n(events)} synthetic shopper events written as REES46-shaped CSV (its nine columns, \`yyyy-MM-dd HH:mm:ss UTC\` times; ${summary.megabytes} MB, no quoted fields), decoded to canonical events by the file and stdin sources' CSV reader; median of ${rounds} alternating rounds.
+\`${commandLine()}\` — ${n(events)} synthetic shopper events written as REES46-shaped CSV (its nine columns, \`yyyy-MM-dd HH:mm:ss UTC\` times; ${summary.mebibytes} MiB, no quoted fields), decoded to canonical events by the file and stdin sources' CSV reader; median of ${rounds} alternating rounds.
 
 | reader | events/s (each round) |
 |---|---|
 | the quoted-row reader reads every row | ${n(summary.parser)} (${each(parserTimes)}) |
 | plain rows split on the delimiter, the quoted-row reader from the first row that is not plain (the default) | ${n(summary.split)} (${each(splitTimes)}) |
-| the same rows with every field quoted (${Math.round(statSync(quotedPath).size / 2 ** 20)} MB; a delimiter and a doubled quote in every row): the quoted-row reader from the header on | ${n(summary.quoted)} (${each(quotedTimes)}) |
+| the same rows with every field quoted (${Math.round(statSync(quotedPath).size / 2 ** 20)} MiB; a delimiter and a doubled quote in every row): the quoted-row reader from the header on | ${n(summary.quoted)} (${each(quotedTimes)}) |
 
 A plain row has no quote character and ends in the stream's own line end: csv-parse would split it on the delimiter too, so it is split with \`String.split\` on the lines the JSON-lines reader already cuts (same events, dead letters and line numbers, checked against csv-parse on random files with quotes, quoted newlines, stray quotes, BOMs, CRLF and three delimiters: plugins/sources/decode.test.ts). The quoted-row reader (plugins/sources/csv-records.ts) first finds where records end, passing over a row without a quote with two native searches, so it holds at most \`max_record_bytes\` of an open record; then it splits each run of whole records into fields with string searches (\`parseCsvRun\`), held by a differential test to csv-parse's rows, texts and line numbers on random files. Through 2026-12-03 csv-parse read those rows, at about 80,000 a second (its byte-by-byte state machine and an info object per row).
 
-**A quoted field never closed**: the same file with one broken row after the header (\`..."never closed,...\`, its quote opening a field that no later quote closes), ${rounds} rounds: ${n(brokenLast.decoded)} events and ${brokenLast.deadLetters} dead letter (${brokenLast.deadLetterBytes} bytes: the broken line), ${n(summary.broken)} events/s (every row after the broken one goes through the quoted-row reader), peak RSS ${summary.brokenPeakRssMB} MB above the process's before the run. Before 2026-12-03 (bf3cf78) csv-parse read the rest of such a file as one record, in memory: on a 255 MB file of 3,000,000 rows after such a row (an ad hoc run), 1 event, one dead letter of 255 MB and a peak RSS of 1.8 GB, against 3,000,001 events, a 23-byte dead letter and 226 MB with the bounded reader.
+**A quoted field never closed**: the same file with one broken row after the header (\`..."never closed,...\`, its quote opening a field that no later quote closes), ${rounds} rounds: ${n(brokenLast.decoded)} events and ${brokenLast.deadLetters} dead letter (${brokenLast.deadLetterBytes} bytes: the broken line), ${n(summary.broken)} events/s (every row after the broken one goes through the quoted-row reader), peak RSS ${summary.brokenPeakRssMiB} MiB above the process's before the run. Before 2026-12-03 (bf3cf78) csv-parse read the rest of such a file as one record, in memory: on a 244 MiB file of 3,000,000 rows after such a row (an ad hoc run), 1 event, one dead letter of 244 MiB and a peak RSS of 1,816 MiB, against 3,000,001 events, a 23-byte dead letter and 226 MiB with the bounded reader.
 
 **Resuming** a \`file\` source from a checkpointed position at line ${n(Number(position.line))} (99% through the file), time to its first batch, median of ${rounds} alternating rounds: from the position's byte offset (CSV since 2026-12-03) **${n(summary.resumeByByteMs)} ms** (${ms(byByte)}); by counting lines from the start (a position without a byte offset; how CSV resumed before, and gzip files still do) ${n(summary.resumeByLineMs)} ms (${ms(byLine)}). When line counting still went through csv-parse, a resume near the end of a 135 MB CSV file took 10.4-12.3 s (3 rounds, an ad hoc run on 2026-12-03).
 

@@ -27,7 +27,7 @@ export async function runPipeline(
   stages: Record<string, unknown>[],
   keep: (r: StreamRecord) => boolean,
   dir: string,
-): Promise<{ ms: number; kept: StreamRecord[]; eventsIn: number }> {
+): Promise<{ ms: number; cpuUs: number; kept: StreamRecord[]; eventsIn: number }> {
   const registry = await builtinRegistry();
   const kept: StreamRecord[] = [];
   registry.register(
@@ -38,9 +38,13 @@ export async function runPipeline(
   writeFileSync(file, stringify({ name: 'bench', sources: [source], stages, sinks: [{ type: 'keep' }] }));
   const loaded = await loadPipeline(file, { registry, env: {} });
   const runner = new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() });
+  // Wall and CPU over the run alone (not the registry and pipeline loading before it).
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   const stats = await runner.run();
-  return { ms: performance.now() - start, kept, eventsIn: stats.eventsIn };
+  const ms = performance.now() - start;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { ms, cpuUs: cpu.user + cpu.system, kept, eventsIn: stats.eventsIn };
 }
 
 /** A model stage (intent-model, churn-model): what the model benches split the demo at. */

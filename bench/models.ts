@@ -45,7 +45,10 @@ const featuresOnly: number[] = [];
 let modelReports: StreamRecord[] = [];
 // Each measured run starts after a full GC, so none pays for the garbage of the one before it; the
 // first round is a warm-up (a 200,000-line parse is short enough for V8's tiers to show), not counted.
-const collect = (): void => global.gc?.();
+const collect = (): void => {
+  if (!global.gc) throw new Error('run with node --expose-gc (as `npm run bench` does)');
+  global.gc();
+};
 for (let round = 0; round < 4; round++) {
   collect();
   const rawMs = await rawParseMs(eventsFile, events);
@@ -110,7 +113,15 @@ const riverFile = join(dir, 'vectors.jsonl');
 writeFileSync(riverFile, vectors.map((v) => JSON.stringify({ x: Object.fromEntries(v.names.map((name, i) => [name, v.values[i]])), y: v.y })).join('\n'));
 // River's figures or none: a table with a missing comparison is not written.
 const river = (JSON.parse(runRiverScript('river_throughput.py', [riverFile])) as { samples_per_s: number }).samples_per_s;
-const riverVersion = spawnSync(riverPython(), ['-c', 'import river; print(river.__version__)'], { encoding: 'utf8' }).stdout.trim();
+const riverVersion = readRiverVersion();
+/** The River version the bench's Python imports (the pinned one, unless TRIBUTARY_RIVER_PYTHON names another Python). */
+function readRiverVersion(): string {
+  const result = spawnSync(riverPython(), ['-c', 'import river; print(river.__version__)'], { encoding: 'utf8' });
+  const version = (result.stdout ?? '').trim();
+  if (result.status !== 0 || version === '') throw new Error(`river: its version is unreadable (${result.status ?? result.error?.message}): ${(result.stderr ?? '').trim().slice(-400)}`);
+  return version;
+}
+const riverWhere = process.env.TRIBUTARY_RIVER_PYTHON ? `with the Python TRIBUTARY_RIVER_PYTHON names` : 'in the virtual environment bench/river.ts makes under .cache on first use';
 
 // 2. REES46 prequential, same features and label delays.
 const rees46 = join(root, '../shared/data/rees46/2019-Oct_head.csv');
@@ -193,7 +204,7 @@ const markdown = `## Models
 
 \`${commandLine()}\` — TensorFlow.js backend **${backend.backend}** (${backend.skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ') || 'first choice'}). There is no GPU on this machine, so tensorflow-gpu was not measured.
 
-**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; median of 5 passes after an unmeasured one; tributary as its pipelines do: logistic predicts each sample on the host (predictRow), mlp a micro-batch of 256 (predictProbaMany), then each learns from the 256 (learnMany, Adam); River ${riverVersion} (in the virtual environment bench/river.ts makes under .cache on first use) runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
+**Learn + predict throughput** on ${n(vectors.length)} real feature vectors (${d} features) from the demo pipeline (synthetic -> sessionizer -> session/user features -> log1p), normalised once; median of 5 passes after an unmeasured one; tributary as its pipelines do: logistic predicts each sample on the host (predictRow), mlp a micro-batch of 256 (predictProbaMany), then each learns from the 256 (learnMany, Adam); River ${riverVersion} (${riverWhere}) runs predict_proba_one then learn_one per sample on the same vectors, in the same run.
 
 | model | samples/s | vs River |
 |---|---|---|

@@ -28,7 +28,7 @@ export function riverPython(): string {
   for (const [command, args] of steps) {
     const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 900_000 });
     if (result.status !== 0) {
-      throw new Error(`river: \`${command} ${args.join(' ')}\` failed (${result.status ?? String(result.error)}): ${(result.stderr || result.stdout).trim().slice(-800)}`);
+      throw new Error(`river: \`${command} ${args.join(' ')}\` failed (${result.status ?? result.error?.message}): ${(result.stderr || result.stdout || '').trim().slice(-800)}`);
     }
   }
   writeFileSync(done, `river==${riverVersion}\n`);
@@ -38,6 +38,7 @@ export function riverPython(): string {
 /** Runs one of the bench's Python scripts with River's Python; throws with its stderr when it fails. */
 export function runRiverScript(script: string, args: readonly string[]): string {
   const result = spawnSync(riverPython(), [join(root, 'bench', script), ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
-  if (result.status !== 0) throw new Error(`river: ${script} failed (${result.status ?? String(result.error)}): ${result.stderr.trim().slice(-800)}`);
+  // A Python that cannot start gives no stderr at all: its error says why.
+  if (result.status !== 0) throw new Error(`river: ${script} failed (${result.status ?? result.error?.message}): ${(result.stderr ?? '').trim().slice(-800)}`);
   return result.stdout;
 }

@@ -198,3 +198,25 @@ test('readLineBatches: a line over maxLineBytes is reported with its length and 
     }
   }
 });
+
+test('readLineBatches with stopAt closes the stream it reads when the reader leaves at the last batch, or destroys the rest', async () => {
+  const make = () => Readable.from([Buffer.from('a\nb\nstop\nafter\n'), Buffer.from('more\n')]);
+  const stop = (text: string, start: number, end: number) => text.slice(start, end) === 'stop';
+  // Leaves at the stopping batch without asking for more: the rest was not taken.
+  const left = make();
+  for await (const batch of readLineBatches(left, 10, { stopAt: stop })) if (batch.rest) break;
+  assert.equal(left.destroyed, true, 'left at the last batch');
+  // Takes the rest, then destroys it before its end.
+  const taken = make();
+  let rest: Readable | undefined;
+  for await (const batch of readLineBatches(taken, 10, { stopAt: stop })) rest ??= batch.rest?.stream;
+  assert.equal(taken.destroyed, false, 'the rest still reads from it');
+  rest!.destroy();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(taken.destroyed, true, 'destroying the rest closed it');
+  // Read to its end, the rest gives every byte after the stopping line's start.
+  const whole = make();
+  let text = '';
+  for await (const batch of readLineBatches(whole, 10, { stopAt: stop })) if (batch.rest) for await (const chunk of batch.rest.stream) text += String(chunk);
+  assert.equal(text, 'stop\nafter\nmore\n');
+});

@@ -12,7 +12,10 @@ export interface LineBatch {
   firstLine: number;
   /** Bytes of the stream up to and including the last line's newline (a resume point for a file). */
   endByte: number;
-  /** The last batch when `stopAt` stopped at a line: the stream from that line's first byte on. */
+  /**
+   * The last batch when `stopAt` stopped at a line: the stream from that line's first byte on. It is
+   * the reader's once it asks for the next batch (the loop goes on); leaving at this one closes it.
+   */
   rest?: LineRest;
   /**
    * Lines longer than `maxLineBytes`, in line order: each stands in `lines` as an empty string (so
@@ -175,8 +178,8 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
         }
         if (stopAt !== undefined && stopAt(text, start, end)) {
           const at = lineByte(start);
-          handedOver = true;
           yield stoppedAt(base + at, buffer.subarray(at));
+          handedOver = true; // asked past the last batch: its `rest` is the reader's
           return;
         }
         if (lines.length === 0) firstLine = lineNumber;
@@ -198,8 +201,8 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
     } else if (carry && carry.length > 0) {
       const text = carry.toString('utf8');
       if (stopAt !== undefined && stopAt(text, 0, text.length)) {
-        handedOver = true;
         yield stoppedAt(base, carry);
+        handedOver = true;
         return;
       }
       if (lines.length === 0) firstLine = lineNumber;
@@ -208,14 +211,15 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
     }
     if (lines.length > 0) yield batch(base);
   } finally {
-    // Left early (or done): the stream is closed, as a `for await` would; `rest` keeps it open.
+    // Left early (or done): the stream is closed, as a `for await` would. A reader that left at the
+    // last batch did not take its `rest`; one that asked past it did, and `rest` closes it.
     if (!handedOver) await chunks.return?.();
   }
 }
 
-/** `head`, then whatever `chunks` has left, as one stream. */
+/** `head`, then whatever `chunks` has left, as one stream; destroyed before its end, it closes theirs. */
 function restOf(head: Buffer, chunks: AsyncIterator<Buffer>): Readable {
-  return Readable.from(
+  const rest = Readable.from(
     (async function* () {
       if (head.length > 0) yield head;
       for (;;) {
@@ -226,6 +230,8 @@ function restOf(head: Buffer, chunks: AsyncIterator<Buffer>): Readable {
     })(),
     { objectMode: false },
   );
+  rest.once('close', () => void chunks.return?.());
+  return rest;
 }
 
 /**

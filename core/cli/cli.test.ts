@@ -70,7 +70,7 @@ test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () =
   const missing = tributary('run', pipeline('missing.yaml', `sources: [{type: file, path: ${join(dir, 'no-such-file.jsonl')}}]\nsinks: [{type: stdout}]\n`));
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no-such-file/);
-  // The log line says the reason once, and the cause beside it.
+  // The logged error says the reason once in its message, and the cause beside it (nested, not appended).
   const logged = missing.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
   const failure = logged.find((entry) => entry.err !== undefined)?.err;
   assert.ok(failure, missing.stderr);

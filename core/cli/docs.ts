@@ -30,12 +30,14 @@ const escape = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/
 /**
  * The fields of an object schema, each object field followed by its own fields as `parent.child`
  * (so `csv.delimiter` and `model.hidden` are documented where users look, not only in the schema).
- * `required` means required within its object.
+ * The third item is the required column: `yes`, or for a nested field required within its object,
+ * ``yes, in `parent` `` (the parent itself may be optional).
  */
-function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<string>, nested: boolean, prefix = ''): [string, JsonSchema, boolean][] {
-  return Object.entries(properties).flatMap(([name, field]): [string, JsonSchema, boolean][] => {
+function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<string>, nested: boolean, prefix = ''): [string, JsonSchema, string][] {
+  return Object.entries(properties).flatMap(([name, field]): [string, JsonSchema, string][] => {
     const path = `${prefix}${name}`;
-    const own: [string, JsonSchema, boolean] = [path, field, required.has(name)];
+    const marker = !required.has(name) ? '' : prefix === '' ? 'yes' : `yes, in \`${prefix.slice(0, -1)}\``;
+    const own: [string, JsonSchema, string] = [path, field, marker];
     const children = nested && field.type === 'object' ? (field.properties as Record<string, JsonSchema> | undefined) : undefined;
     if (!children) return [own];
     return [own, ...fieldsOf(children, new Set((field.required as string[] | undefined) ?? []), true, `${path}.`)];
@@ -47,14 +49,14 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, 
   const properties = { ...extra, ...((schema.properties ?? {}) as Record<string, JsonSchema>) };
   const required = new Set((schema.required as string[] | undefined) ?? []);
   if (Object.keys(properties).length === 0) return '_No fields._\n';
-  const rows = fieldsOf(properties, required, nested).map(([name, field, isRequired]) => {
+  const rows = fieldsOf(properties, required, nested).map(([name, field, requiredMarker]) => {
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',
       field.minItems !== undefined ? `at least ${String(field.minItems)} items` : '',
     ].filter(Boolean);
     const description = `${escape(String(field.description ?? ''))}${bounds.length ? ` (${bounds.join(', ')})` : ''}`;
-    return `| \`${name}\` | ${typeOf(field)} | ${isRequired ? 'yes' : ''} | ${field.default !== undefined ? `\`${JSON.stringify(field.default)}\`` : ''} | ${description} |`;
+    return `| \`${name}\` | ${typeOf(field)} | ${requiredMarker} | ${field.default !== undefined ? `\`${JSON.stringify(field.default)}\`` : ''} | ${description} |`;
   });
   return ['| field | type | required | default | description |', '|---|---|---|---|---|', ...rows].join('\n') + '\n';
 }

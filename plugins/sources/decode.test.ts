@@ -5,7 +5,7 @@ import { originOf } from 'tributary';
 import { testContext } from 'tributary/testing';
 import { parse as parseCsvSync } from 'csv-parse/sync';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
-import { csvColumns, decodeStream, type DecodeConfig } from './decode.js';
+import { csvColumns, decodeStream, plainRowStop, type DecodeConfig } from './decode.js';
 import { createRandom } from './shoppers.js';
 
 /** A CSV file of random rows: plain ones mostly, and each kind csv-parse has to read itself. */
@@ -57,7 +57,7 @@ async function decodeAll(bytes: Buffer, chunkSize: number, config: DecodeConfig,
   return { events, deadLetters, throughByte };
 }
 
-test('CSV: rows split on the delimiter decode exactly as csv-parse reads them (events, dead letters, lines), whatever the file', async () => {
+test('CSV: rows split on the delimiter decode exactly as the quoted-row reader (held to csv-parse below) reads them (events, dead letters, lines), whatever the file', async () => {
   const random = createRandom(5);
   let files = 0;
   for (const delimiter of [',', ';', '\t']) {
@@ -206,7 +206,7 @@ test('CSV and JSON lines: a record over max_record_bytes is a dead letter with i
   assert.deepEqual(context.deadLetters.map((d) => [d.origin?.line, d.reason]), [[2, `record of ${jsonl.split('\n')[1]!.length} bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept`]]);
 });
 
-test('CSV: a file of plain rows is read without csv-parse, and one quoted row later hands the rest to it', async () => {
+test('CSV: the split path stops at the first row that is not plain (a quote, another line end, a stray \\r), and only there', async () => {
   const plain = Array.from({ length: 50 }, (_, i) => `${i},u${i},view,b`);
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
   const withQuote = [...plain.slice(0, 30), '30,u30,view,"b,\nc"', ...plain.slice(31)];
@@ -217,6 +217,20 @@ test('CSV: a file of plain rows is read without csv-parse, and one quoted row la
     assert.deepEqual(fast, reference);
     assert.equal(fast.events.length, 50);
   }
+  // Where it stops, line by line (a chunk's lines share one text; the next chunk may hold the same characters).
+  const linesOf = (text: string): [number, number][] => {
+    const lines: [number, number][] = [];
+    for (let start = 0, end = text.indexOf('\n'); end !== -1; start = end + 1, end = text.indexOf('\n', start)) lines.push([start, end]);
+    return lines;
+  };
+  const stops = (chunks: string[]): boolean[] => {
+    const { stop } = plainRowStop('"');
+    return chunks.flatMap((chunk) => linesOf(chunk).map(([start, end]) => stop(chunk, start, end)));
+  };
+  assert.deepEqual(stops(['a,b\r\nc,d\r\n', 'a,b\r\nc,d\r\n'.slice(0)]), [false, false, false, false], 'CRLF rows in chunks of equal text');
+  assert.deepEqual(stops(['a,b\nc,"d"\ne,f\n']), [false, true, false]);
+  assert.deepEqual(stops(['a,b\r\nc,d\ne,f\r\n']), [false, true, false], 'a line end not the file\'s');
+  assert.deepEqual(stops(['a,b\nc\rd,e\n']), [false, true], 'a stray \\r');
 });
 
 test('JSON lines: an attribute nested thousands deep is a dead letter, and the lines after it are read', async () => {

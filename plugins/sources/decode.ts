@@ -322,17 +322,20 @@ function deadLetterOverlong(batch: LineBatch, skipThrough: number, maxRecordByte
  * the delimiter: one with the quote character, or whose line end is not the stream's own (the first
  * line's, `\n` or `\r\n`: the record delimiter), or with a `\r` elsewhere.
  */
-function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => string | undefined } {
+export function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => string | undefined } {
   let crlf: boolean | undefined;
   let seen: string | undefined;
+  let lastStart = -1;
   let nextQuote = -1;
   let nextCr = -1;
   const stop: LineStop = (text, start, end) => {
-    if (text !== seen) {
+    // A new chunk: another text, or the same characters again (compared by value) from its start.
+    if (text !== seen || start <= lastStart) {
       seen = text;
       nextQuote = quote === '' ? -1 : text.indexOf(quote);
       nextCr = text.indexOf('\r');
     }
+    lastStart = start;
     // Each search goes on from where the last one ended: one pass over the chunk in all.
     if (nextQuote >= 0 && nextQuote < start) nextQuote = text.indexOf(quote, start);
     if (nextQuote >= 0 && nextQuote < end) return true;

@@ -47,10 +47,29 @@ test('the generator\'s churn truth is calibrated against what its shoppers then 
   assert.ok(checked >= 3, `${checked} bins with 200 or more session ends`);
 });
 
-test('the session-end hook sees every session and leaves the stream unchanged', () => {
-  const plain = new ShopperWorld({ seed: 11, users: 50 });
-  let ends = 0;
-  const observed = new ShopperWorld({ seed: 11, users: 50, onSessionEnd: () => void ends++ });
-  for (let i = 0; i < 5000; i++) assert.deepEqual(observed.next(), plain.next());
-  assert.ok(ends > 500, `${ends} session ends`);
+test('the session-end hook sees every session, at its last event, and leaves the stream unchanged', () => {
+  const plain = new ShopperWorld({ seed: 11, users: 50, sessionIds: true });
+  const ends: { userId: string; end: number }[] = [];
+  const observed = new ShopperWorld({ seed: 11, users: 50, sessionIds: true, onSessionEnd: (truth) => void ends.push(truth) });
+  const events = [];
+  for (let i = 0; i < 5000; i++) {
+    const event = observed.next();
+    assert.deepEqual(event, plain.next());
+    events.push({ event, endedHere: ends.length });
+  }
+  // Sessions still open after those 5,000 events go on in the next ones.
+  const later = new Set<string>();
+  for (let i = 0; i < 20_000; i++) later.add(observed.next().sessionId!);
+  // The hook fires exactly with the last event of each session: its id never comes again.
+  const lastIndex = new Map<string, number>();
+  events.forEach(({ event }, i) => lastIndex.set(event.sessionId!, i));
+  let previous = 0;
+  events.forEach(({ event, endedHere }, i) => {
+    const fired = endedHere > previous;
+    previous = endedHere;
+    const last = lastIndex.get(event.sessionId!) === i && !later.has(event.sessionId!);
+    assert.equal(fired, last, `event ${i}: the hook ${fired ? 'fired' : 'did not fire'} on ${last ? 'the' : 'not the'} last event of ${event.sessionId}`);
+    if (fired) assert.deepEqual([ends[endedHere - 1]!.userId, ends[endedHere - 1]!.end], [event.userId, event.time], `event ${i}: the end it reports`);
+  });
+  assert.ok(ends.length > 500, `${ends.length} session ends`);
 });
