@@ -8,7 +8,6 @@
  * 3. Whole demo pipeline (file of synthetic events -> sessionizer -> features -> intent + churn ->
  *    counting sink) events/s against the raw parse limit (readline + JSON.parse) of the same file.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +21,7 @@ import { resolveConfig } from '../plugins/models/config.js';
 import { Normaliser } from '../plugins/models/normaliser.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
-import { riverPython, runRiverScript } from './river.js';
+import { installedRiverVersion, runRiverScript } from './river.js';
 import { packageRoot as root } from '../core/paths.js';
 
 const events = Number(process.argv[2] ?? 200_000);
@@ -113,14 +112,7 @@ const riverFile = join(dir, 'vectors.jsonl');
 writeFileSync(riverFile, vectors.map((v) => JSON.stringify({ x: Object.fromEntries(v.names.map((name, i) => [name, v.values[i]])), y: v.y })).join('\n'));
 // River's figures or none: a table with a missing comparison is not written.
 const river = (JSON.parse(runRiverScript('river_throughput.py', [riverFile])) as { samples_per_s: number }).samples_per_s;
-const riverVersion = readRiverVersion();
-/** The River version the bench's Python imports (the pinned one, unless TRIBUTARY_RIVER_PYTHON names another Python). */
-function readRiverVersion(): string {
-  const result = spawnSync(riverPython(), ['-c', 'import river; print(river.__version__)'], { encoding: 'utf8' });
-  const version = (result.stdout ?? '').trim();
-  if (result.status !== 0 || version === '') throw new Error(`river: its version is unreadable (${result.status ?? result.error?.message}): ${(result.stderr ?? '').trim().slice(-400)}`);
-  return version;
-}
+const riverVersion = installedRiverVersion();
 const riverWhere = process.env.TRIBUTARY_RIVER_PYTHON ? `with the Python TRIBUTARY_RIVER_PYTHON names` : 'in the virtual environment bench/river.ts makes under .cache on first use';
 
 // 2. REES46 prequential, same features and label delays.

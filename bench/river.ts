@@ -11,7 +11,6 @@ import { packageRoot as root } from '../core/paths.js';
 
 export const riverVersion = '0.26.1';
 
-
 export function riverPython(): string {
   const own = process.env.TRIBUTARY_RIVER_PYTHON;
   if (own) return own;
@@ -35,10 +34,22 @@ export function riverPython(): string {
   return python;
 }
 
+/** River's Python with `args`; its stdout, or an error saying why it failed. */
+function runRiverPython(what: string, args: readonly string[]): string {
+  const result = spawnSync(riverPython(), args, { encoding: 'utf8', maxBuffer: 1 << 28 });
+  // A Python that cannot start gives no stderr at all: its error says why.
+  if (result.status !== 0) throw new Error(`river: ${what} failed (${result.status ?? result.error?.message}): ${(result.stderr ?? '').trim().slice(-800)}`);
+  return result.stdout;
+}
+
 /** Runs one of the bench's Python scripts with River's Python; throws with its stderr when it fails. */
 export function runRiverScript(script: string, args: readonly string[]): string {
-  const result = spawnSync(riverPython(), [join(root, 'bench', script), ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
-  // A Python that cannot start gives no stderr at all: its error says why.
-  if (result.status !== 0) throw new Error(`river: ${script} failed (${result.status ?? result.error?.message}): ${(result.stderr ?? '').trim().slice(-800)}`);
-  return result.stdout;
+  return runRiverPython(script, [join(root, 'bench', script), ...args]);
+}
+
+/** The River version River's Python imports (the pinned one, unless TRIBUTARY_RIVER_PYTHON names another Python). */
+export function installedRiverVersion(): string {
+  const version = runRiverPython('reading its version', ['-c', 'import river; print(river.__version__)']).trim();
+  if (version === '') throw new Error('river: its version is unreadable');
+  return version;
 }

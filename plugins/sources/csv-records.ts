@@ -153,11 +153,6 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
       if (pos === 0 && matches(buf, 0, BOM)) pos = BOM.length; // csv-parse drops it: a quote after it opens a field
     }
     const end = eof ? len : len - (Math.max(dLength, qLength, 2) + qLength);
-    const quoteByte = q0;
-    const delimiterByte = d0;
-    const qLen = qLength;
-    const dLen = dLength;
-    const limit = max;
     let p = pos;
     let inQuotes = quoting;
     let empty = fieldEmpty;
@@ -172,7 +167,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         if (rdLength === 2 && recordEnd !== -1 && (recordEnd === p || buf[recordEnd - 1] !== CR)) recordEnd = -1; // a lone \n: bytes by bytes
         if (recordEnd !== -1 && recordEnd < end && (nextQuote === -1 || nextQuote > recordEnd)) {
           p = recordEnd + 1;
-          if (p - rdLength - start > limit) {
+          if (p - rdLength - start > max) {
             overlongEnd = p;
             break;
           }
@@ -182,10 +177,10 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
       }
       const c = buf[p]!;
       if (inQuotes) {
-        if (c === quoteByte && (qLen === 1 || matches(buf, p, quote!))) {
-          const after = p + qLen;
-          if (after < len && buf[after] === quoteByte && (qLen === 1 || matches(buf, after, quote!))) {
-            p = after + qLen; // a doubled quote: one quote of data
+        if (c === q0 && (qLength === 1 || matches(buf, p, quote!))) {
+          const after = p + qLength;
+          if (after < len && buf[after] === q0 && (qLength === 1 || matches(buf, after, quote!))) {
+            p = after + qLength; // a doubled quote: one quote of data
             continue;
           }
           // Closes the field before a delimiter, a record delimiter or the end; elsewhere it is data.
@@ -204,7 +199,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         }
         if (rdLength === 1 ? c === rd![0] : c === CR && buf[p + 1] === LF) {
           p += rdLength;
-          if (p - rdLength - start > limit) {
+          if (p - rdLength - start > max) {
             overlongEnd = p;
             break;
           }
@@ -212,13 +207,13 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
           empty = true;
           continue;
         }
-      } else if (c === delimiterByte && (dLen === 1 || matches(buf, p, delimiter))) {
-        p += dLen;
+      } else if (c === d0 && (dLength === 1 || matches(buf, p, delimiter))) {
+        p += dLength;
         empty = true;
         continue;
-      } else if (c === quoteByte && empty && (qLen === 1 || matches(buf, p, quote!))) {
+      } else if (c === q0 && empty && (qLength === 1 || matches(buf, p, quote!))) {
         inQuotes = true;
-        p += qLen;
+        p += qLength;
         continue;
       }
       empty = false;

@@ -222,6 +222,8 @@ async function* decodeCsv(
   };
 
   const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const delimiter = csv.delimiter ?? ',';
+  const quote = csv.quote ?? '"';
   // Plain rows (no quote character, the file's own line ends) are what the quoted-row reader below
   // (and csv-parse, which it follows) would split on the delimiter, so they are split here on the
   // lines the JSON-lines reader cuts; from the first row that is not plain on, that reader reads the rest.
@@ -229,10 +231,9 @@ async function* decodeCsv(
   /** The line end of the rows read so far: the rest is split on it too, whatever line end comes first there. */
   let recordDelimiter: string | undefined;
   if (plainRows) {
-    const delimiter = csv.delimiter ?? ',';
     let bom = start.line === 1;
     let handedOver = false;
-    const plain = plainRowStop(csv.quote ?? '"');
+    const plain = plainRowStop(quote);
     for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plain.stop, maxLineBytes: maxRecordBytes })) {
       deadLetterOverlong(batch, skipThrough, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
@@ -263,8 +264,6 @@ async function* decodeCsv(
   let line = rest.line; // the line the next piece starts on
   let byte = rest.byte;
   let atFileStart = rest.byte === 0 && rest.line === 1;
-  const quote = csv.quote ?? '"';
-  const delimiter = csv.delimiter ?? ',';
   for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart, recordDelimiter })) {
     if (piece.kind !== 'records') {
       if (line > skipThrough) {
