@@ -126,3 +126,22 @@ test('stdin: JSON lines piped in are read until the pipe closes; bad lines are d
   const [rejected] = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { file: string; line: number; raw: string });
   assert.deepEqual([rejected!.file, rejected!.line, rejected!.raw], ['stdin', 2, 'oops']);
 });
+
+test('run: pipelines run together that share a file (the default dead-letter file, a sink path) lose none of its records', () => {
+  const shared = mkdtempSync(join(dir, 'shared-'));
+  const files = ['a', 'b'].map((name) => {
+    writeFileSync(join(shared, `${name}.jsonl`), `{"user_id":"${name}","time":"2024-01-01T00:00:00Z","type":"view"}\nbad-${name}-1\nbad-${name}-2\n`);
+    const file = join(shared, `${name}.yaml`);
+    writeFileSync(file, `name: ${name}\nsources: [{type: file, path: ${name}.jsonl}]\nsinks: [{type: file, path: out.jsonl}]\n`);
+    return file;
+  });
+  const result = spawnSync(process.execPath, [cli, 'run', ...files, '--log-level', 'warn'], { cwd: shared, encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  const lines = (name: string): Record<string, unknown>[] =>
+    readFileSync(join(shared, name), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.deepEqual(lines('dead-letters.jsonl').map((dead) => dead.raw).sort(), ['bad-a-1', 'bad-a-2', 'bad-b-1', 'bad-b-2']);
+  assert.deepEqual(lines('out.jsonl').map((event) => event.userId).sort(), ['a', 'b']);
+});

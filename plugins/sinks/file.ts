@@ -1,4 +1,10 @@
-/** `file`: writes records as JSON lines. Also the default dead-letter sink. */
+/**
+ * `file`: writes records as JSON lines. Also the default dead-letter sink.
+ *
+ * Sinks of one process that write the same file share one writer (and the file is opened once): two
+ * pipelines run together with the default dead-letter file, or two sinks given the same path, would
+ * otherwise each truncate it and overwrite the other's records.
+ */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
@@ -17,7 +23,8 @@ export default defineSink<FileSinkConfig>({
   name: 'file',
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
-  description: 'Feature vectors are written as `{name: value}` objects. Missing folders are created.',
+  description:
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -32,44 +39,82 @@ export default defineSink<FileSinkConfig>({
   examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
-    let writer: JsonLinesWriter | undefined;
-    let file: WriteStream | undefined;
-    let gzip: Gzip | undefined;
-    const open = (): JsonLinesWriter => {
-      mkdirSync(dirname(path), { recursive: true });
-      // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
-      file = createWriteStream(path, { flags: config.append || context.resuming ? 'a' : 'w', highWaterMark: 1 << 20 });
-      let output: Writable = file;
-      if (config.gzip ?? path.endsWith('.gz')) {
-        gzip = createGzip();
-        gzip.pipe(file);
-        output = gzip;
-      }
-      return new JsonLinesWriter(output);
+    const gzip = config.gzip ?? path.endsWith('.gz');
+    let output: SharedOutput | undefined;
+    const open = (): SharedOutput => {
+      output = openShared(path, gzip, config.append || context.resuming === true);
+      return output;
     };
-    if (!config.lazy) writer = open();
+    if (!config.lazy) open();
     return {
       write(record: StreamRecord) {
-        (writer ??= open()).write(record);
+        (output ?? open()).writer.write(record);
       },
-      ready: () => writer?.ready(),
-      async flush() {
-        await writer?.flush();
-        // gzip holds compressed output back until its block fills: a sync flush pushes it out, so what
-        // a checkpoint covers is in the file (and readable) before the offsets move on.
-        if (gzip !== undefined && file !== undefined) {
-          const compressed = gzip;
-          const target = file;
-          await new Promise<void>((done) => compressed.flush(zlib.Z_SYNC_FLUSH, () => done()));
-          // The pipe has handed the flushed bytes to the file stream; an empty write completes after them.
-          await new Promise<void>((done, fail) => target.write(Buffer.alloc(0), (error) => (error ? fail(error) : done())));
-        }
+      ready: () => output?.writer.ready(),
+      flush: async () => {
+        if (output !== undefined) await flushOutput(output);
       },
       async close() {
-        await writer?.close();
-        // Ending gzip ends the file stream through the pipe; close is done when the file is.
-        if (gzip !== undefined && file !== undefined) await finished(file);
+        if (output === undefined) return;
+        const closing = output;
+        output = undefined;
+        await releaseShared(closing);
       },
     };
   },
 });
+
+/** One open output file, shared by every sink of the process writing that path. */
+interface SharedOutput {
+  path: string;
+  gzip: boolean;
+  writer: JsonLinesWriter;
+  file: WriteStream;
+  compressor: Gzip | undefined;
+  users: number;
+}
+
+const openOutputs = new Map<string, SharedOutput>();
+
+function openShared(path: string, gzip: boolean, append: boolean): SharedOutput {
+  const shared = openOutputs.get(path);
+  if (shared !== undefined) {
+    if (shared.gzip !== gzip) throw new Error(`${path} is already written by another sink ${shared.gzip ? 'with' : 'without'} gzip`);
+    shared.users++;
+    return shared;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
+  const file = createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
+  let target: Writable = file;
+  let compressor: Gzip | undefined;
+  if (gzip) {
+    compressor = createGzip();
+    compressor.pipe(file);
+    target = compressor;
+  }
+  const opened: SharedOutput = { path, gzip, writer: new JsonLinesWriter(target), file, compressor, users: 1 };
+  openOutputs.set(path, opened);
+  return opened;
+}
+
+async function flushOutput(output: SharedOutput): Promise<void> {
+  await output.writer.flush();
+  // gzip holds compressed output back until its block fills: a sync flush pushes it out, so what
+  // a checkpoint covers is in the file (and readable) before the offsets move on.
+  const { compressor, file } = output;
+  if (compressor !== undefined) {
+    await new Promise<void>((done) => compressor.flush(zlib.Z_SYNC_FLUSH, () => done()));
+    // The pipe has handed the flushed bytes to the file stream; an empty write completes after them.
+    await new Promise<void>((done, fail) => file.write(Buffer.alloc(0), (error) => (error ? fail(error) : done())));
+  }
+}
+
+/** The last sink of a file closes it; the others flush what they wrote. */
+async function releaseShared(output: SharedOutput): Promise<void> {
+  if (--output.users > 0) return flushOutput(output);
+  openOutputs.delete(output.path);
+  await output.writer.close();
+  // Ending gzip ends the file stream through the pipe; close is done when the file is.
+  if (output.compressor !== undefined) await finished(output.file);
+}
