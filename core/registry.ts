@@ -3,7 +3,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
+import { resolve as resolveImport } from 'import-meta-resolve';
 import { TributaryError } from './errors.js';
 import { isPlugin, type AnyPlugin, type PluginKind } from './plugin.js';
 
@@ -74,13 +74,16 @@ export class PluginRegistry {
 function resolveModule(specifier: string, baseDir: string): string {
   const looksLikePath = specifier.startsWith('.') || isAbsolute(specifier) || /\.[cm]?[jt]s$/.test(specifier);
   if (looksLikePath) return pathToFileURL(resolve(baseDir, specifier)).href;
-  // An npm package: resolve from the pipeline's folder first, as a user expects, then from Tributary's.
-  for (const from of [resolve(baseDir, 'noop.js'), import.meta.url]) {
+  // An npm package: resolved as `import` resolves it (an `exports` map's `import` entry, else `main`),
+  // from the pipeline's folder first, as a user expects, then from Tributary's. require.resolve
+  // would miss a package that only exports an `import` entry.
+  let firstError: Error | undefined;
+  for (const from of [pathToFileURL(resolve(baseDir, 'noop.js')).href, import.meta.url]) {
     try {
-      return pathToFileURL(createRequire(from).resolve(specifier)).href;
-    } catch {
-      // try the next place
+      return resolveImport(specifier, from);
+    } catch (error) {
+      firstError ??= error as Error;
     }
   }
-  return specifier;
+  throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${firstError?.message ?? 'not found'}`);
 }

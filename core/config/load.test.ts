@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginRegistry, loadPipeline, formatProblem } from 'tributary';
@@ -117,4 +117,31 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
     "P:7:13: $.stages[2].type: 'user-features' keeps per-user state but follows 'standardize' (global state); with scale_out, per-user stages must come before global ones",
     'P:9:12: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2',
   ]);
+});
+
+test('plugins: an npm package beside the pipeline is loaded by name, also when its exports offer only an `import` entry', async () => {
+  const project = mkdtempSync(join(dir, 'project-'));
+  const core = JSON.stringify(new URL('../index.js', import.meta.url).href);
+  for (const [name, manifest] of [
+    ['plug-esm', { name: 'plug-esm', type: 'module', exports: { '.': { import: './index.js' } } }],
+    ['plug-main', { name: 'plug-main', type: 'module', main: 'index.js' }],
+  ] as const) {
+    const folder = join(project, 'node_modules', name);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, 'package.json'), JSON.stringify(manifest));
+    writeFileSync(
+      join(folder, 'index.js'),
+      `import { defineSink } from ${core};\nexport default defineSink({ name: '${name}', summary: 'test', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });\n`,
+    );
+  }
+  const file = join(project, 'pipeline.yaml');
+  writeFileSync(file, 'plugins: [plug-esm, plug-main]\nsources: [{type: synthetic}]\nsinks: [{type: plug-esm}, {type: plug-main}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  assert.deepEqual(loaded.sinks.map((sink) => sink.plugin.name), ['plug-esm', 'plug-main']);
+  writeFileSync(file, 'plugins: [plug-missing]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const missing = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.match(missing[0] ?? '', /^P:1:\d+: \$\.plugins\[0\]: cannot load plugin module 'plug-missing': Cannot find package 'plug-missing'/);
 });
