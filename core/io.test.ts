@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
+import { createWriteStream, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
@@ -219,4 +222,11 @@ test('readLineBatches with stopAt closes the stream it reads when the reader lea
   let text = '';
   for await (const batch of readLineBatches(whole, 10, { stopAt: stop })) if (batch.rest) for await (const chunk of batch.rest.stream) text += String(chunk);
   assert.equal(text, 'stop\nafter\nmore\n');
+});
+
+test('JsonLinesWriter.close rejects when the output could not be opened (the records never reached it)', async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'tributary-writer-'));
+  const writer = new JsonLinesWriter(createWriteStream(folder)); // a folder: opening it fails with EISDIR
+  writer.write({ kind: 'event', userId: 'u', time: 0, type: 'view' });
+  await assert.rejects(writer.close(), /EISDIR/);
 });

@@ -116,7 +116,14 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   };
   try {
     for (;;) {
-      const next = await chunks.next();
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        // The stream failed (a truncated gzip file): the whole lines read before it still come, then the error.
+        if (lines.length > 0) yield batch(base);
+        throw error;
+      }
       if (next.done) break;
       let buffer: Buffer = next.value;
       if (skipping) {
@@ -371,7 +378,9 @@ export class JsonLinesWriter {
     if (this.failed) throw this.failed;
     await new Promise<void>((resolve, reject) => {
       this.output.once('error', reject);
-      this.output.end(() => resolve());
+      // end's callback also runs when the output failed (a file that could not be opened), with the error.
+      this.output.end((error?: Error | null) => (error ? reject(error) : resolve()));
     });
+    if (this.failed) throw this.failed;
   }
 }
