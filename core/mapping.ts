@@ -31,6 +31,16 @@ export function isRejected(result: MapResult): result is { rejected: string } {
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
 export type TimeParser = (value: unknown) => number;
 
+/** Why `format` is not a time format `createTimeParser` reads; undefined when it is one. */
+export function timeFormatProblem(format: string): string | undefined {
+  try {
+    createTimeParser(format);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 export function createTimeParser(format = 'iso8601'): TimeParser {
   switch (format) {
     case 'iso8601':
@@ -239,6 +249,7 @@ function nestedDeeperThan(value: object, limit: number): boolean {
 }
 
 function describe(value: unknown): string {
+  if (typeof value === 'number') return String(value); // JSON.stringify writes Infinity (1e400 in JSON) as null
   if (typeof value === 'object' && value !== null && nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH)) return `${Array.isArray(value) ? 'an array' : 'an object'} nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`;
   const text = JSON.stringify(value);
   return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;

@@ -212,6 +212,13 @@ export interface Operator {
 }
 
 export interface Sink {
+  /**
+   * Called once every plugin of the pipeline was created, before the first record: open files and
+   * connections that touch the outside here, not in `create`, so a pipeline that fails to start (a
+   * missing input, a bad config found by a factory) leaves its outputs as they were. A sink never
+   * opened is closed without output.
+   */
+  open?(): Promise<void>;
   write(record: StreamRecord): void;
   /** Resolves when the sink has room again; `undefined` when it has room now. */
   ready?(): Promise<void> | undefined;

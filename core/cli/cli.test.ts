@@ -67,15 +67,18 @@ test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () =
   assert.equal(tributary('frobnicate').status, 2);
   assert.equal(tributary('run').status, 2);
   assert.equal(tributary('run', pipeline('invalid.yaml', 'sources: []\nsinks: [{type: stdout}]\n')).status, 2);
-  const missing = tributary('run', pipeline('missing.yaml', `sources: [{type: file, path: ${join(dir, 'no-such-file.jsonl')}}]\nsinks: [{type: stdout}]\n`));
-  assert.equal(missing.status, 1);
-  assert.match(missing.stderr, /no-such-file/);
+  // A sink whose file cannot be created (its folder is a file) fails the run as it starts.
+  const plainFile = join(dir, 'a-plain-file');
+  writeFileSync(plainFile, '');
+  const unwritable = tributary('run', pipeline('unwritable.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(plainFile, 'out.jsonl')}}]\n`));
+  assert.equal(unwritable.status, 1);
   // The logged error says the reason once in its message, and the cause beside it (nested, not appended).
-  const logged = missing.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
+  const logged = unwritable.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
   const failure = logged.find((entry) => entry.err !== undefined)?.err;
-  assert.ok(failure, missing.stderr);
-  assert.equal(failure.message.split('no such file or directory').length, 2, failure.message);
-  assert.match(failure.cause?.message ?? '', /ENOENT.*no-such-file/);
+  assert.ok(failure, unwritable.stderr);
+  assert.match(failure.message, /^sink-file-0 could not open: /);
+  assert.equal(failure.message.split('file already exists').length, 2, failure.message);
+  assert.match(failure.cause?.message ?? '', /EEXIST.*a-plain-file/);
 });
 
 test('schema prints the composed JSON Schema; plugins lists every plugin and its fields; --help works on all', () => {
@@ -144,4 +147,25 @@ test('run: pipelines run together that share a file (the default dead-letter fil
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   assert.deepEqual(lines('dead-letters.jsonl').map((dead) => dead.raw).sort(), ['bad-a-1', 'bad-a-2', 'bad-b-1', 'bad-b-2']);
   assert.deepEqual(lines('out.jsonl').map((event) => event.userId).sort(), ['a', 'b']);
+});
+
+test('run: a config error found when the pipeline starts (a missing input file) exits 2 with FILE:LINE:COL and leaves the outputs as they were', () => {
+  const out = join(dir, 'kept.jsonl');
+  writeFileSync(out, '{"kept":true}\n');
+  const file = pipeline('missing-input.yaml', `name: missing-input\nsources:\n  - type: file\n    path: nowhere.jsonl\nsinks: [{type: file, path: ${out}}]\n`);
+  const result = tributary('run', file);
+  assert.equal(result.status, 2, result.stderr);
+  assert.match(result.stderr, /missing-input\.yaml:3:5: \$\.sources\[0\]: source 'file': no such file: .*nowhere\.jsonl$/m);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(readFileSync(out, 'utf8'), '{"kept":true}\n');
+  const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));
+  assert.equal(unreadable.status, 2);
+  assert.match(unreadable.stderr, /no-such-pipeline\.yaml:0:0: \$: cannot read: ENOENT/);
+});
+
+test('validate: a malformed time_format is a config error at its line', () => {
+  const file = pipeline('time-format.yaml', `sources:\n  - type: file\n    path: x.jsonl\n    mapping: {time_format: "yyyy-MM-dd 'UTC"}\nsinks: [{type: stdout}]\n`);
+  const result = tributary('validate', file);
+  assert.equal(result.status, 2);
+  assert.match(result.stderr, /time-format\.yaml:4:28: \$\.sources\[0\]\.mapping\.time_format: time_format 'yyyy-MM-dd 'UTC': unclosed quote/);
 });

@@ -12,13 +12,12 @@ import { loadPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
-import { runPipelineCommand } from './run.js';
+import { exitCodes, runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
 import { runBacktestCommand } from './backtest.js';
 
-export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 interface CommonOptions {
   'log-level': string;

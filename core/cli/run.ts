@@ -3,7 +3,11 @@ import { parseDuration } from '../duration.js';
 import { Daemon } from '../runtime/daemon.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
+import { ConfigError, formatProblem } from '../errors.js';
 import { builtinRegistry } from './registry.js';
+
+/** The CLI's exit codes: config errors (and usage) 2, runtime failures 1. */
+export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 export interface RunCommandOptions {
   targets: string[];
@@ -75,8 +79,16 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     const result = await daemon.run();
     if (progressTimer) process.stderr.write('\r\x1b[2K');
     for (const run of result.runs) process.stderr.write(formatSummary(run.name, run.stats));
-    for (const failure of result.failures) logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
-    return result.failures.length > 0 ? 1 : 0;
+    let configErrors = 0;
+    for (const failure of result.failures) {
+      if (failure.error instanceof ConfigError) {
+        // Found by a plugin's factory: reported as the loader reports config errors (exit 2).
+        configErrors++;
+        for (const problem of failure.error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+      } else logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
+    }
+    if (result.failures.length === 0) return exitCodes.ok;
+    return configErrors === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     process.off('SIGINT', onSignal);

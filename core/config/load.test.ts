@@ -145,3 +145,10 @@ test('plugins: an npm package beside the pipeline is loaded by name, also when i
   );
   assert.match(missing[0] ?? '', /^P:1:\d+: \$\.plugins\[0\]: cannot load plugin module 'plug-missing': Cannot find package 'plug-missing'/);
 });
+
+test('a value that fits none of its forms (a duration written out) is one problem that says what is expected', async () => {
+  const problems = await problemsOf('sources:\n  - type: synthetic\n    watermark: { max_out_of_orderness: 30 minutes }\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(problems, [
+    'P:3:40: $.sources[0].watermark.max_out_of_orderness: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
+  ]);
+});

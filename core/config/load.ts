@@ -9,6 +9,7 @@ import type { ErrorObject } from 'ajv';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import type { AnyPlugin, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
+import { timeFormatProblem } from '../mapping.js';
 import { SchemaValidator } from './schema.js';
 
 export interface PipelineEntry {
@@ -53,6 +54,9 @@ export interface ResolvedEntry {
   entry: PipelineEntry;
   /** JSONPath of the entry in the document, for messages. */
   path: string;
+  /** Where the entry starts in the file (absent for defaults the file does not hold). */
+  line?: number;
+  column?: number;
 }
 
 export interface LoadOptions {
@@ -143,7 +147,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         const problem = problemFromAjv(error, base, locate);
         if (problem) problems.push(problem);
       }
-      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base) });
+      const { line, column } = locate(base, '');
+      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column });
     });
     return resolved;
   };
@@ -214,6 +219,14 @@ function problemFromAjv(
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);
+    case 'anyOf': {
+      // The forms' own errors were dropped (collapseAlternatives): the schema's description says what is expected.
+      const description = (error.parentSchema as { description?: string } | undefined)?.description;
+      return locate(segments, description ? `expected ${description.charAt(0).toLowerCase()}${description.slice(1)}` : (error.message ?? error.keyword));
+    }
+    case 'format':
+      if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
+      return locate(segments, error.message ?? error.keyword);
     case 'enum':
       return locate(segments, `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
     default:

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
+import { timeFormatProblem } from '../mapping.js';
 import { packageRoot } from '../paths.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
@@ -77,8 +78,10 @@ export function entrySchema(plugin: AnyPlugin): JsonSchema {
 }
 
 export function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+  // verbose: errors carry the value, so a format error can say what is wrong with it.
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
   addFormats(ajv);
+  ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
   for (const [name, definition] of Object.entries(sharedDefinitions())) {
     if (name.endsWith('Entry')) continue;
     ajv.addSchema({ ...definition, $id: `tributary:${name}` });
@@ -94,7 +97,7 @@ export class SchemaValidator {
 
   validateDocument(document: unknown): ErrorObject[] {
     this.skeleton ??= this.ajv.compile(withLocalRefs(documentSchema()));
-    return this.skeleton(document) ? [] : [...(this.skeleton.errors ?? [])];
+    return this.skeleton(document) ? [] : collapseAlternatives(this.skeleton.errors ?? []);
   }
 
   validateEntry(plugin: AnyPlugin, entry: unknown): ErrorObject[] {
@@ -103,8 +106,20 @@ export class SchemaValidator {
       validate = this.ajv.compile(entrySchema(plugin));
       this.byPlugin.set(plugin, validate);
     }
-    return validate(entry) ? [] : [...(validate.errors ?? [])];
+    return validate(entry) ? [] : collapseAlternatives(validate.errors ?? []);
   }
+}
+
+/**
+ * A value that matches none of an `anyOf`'s forms (a duration given as `30 minutes`) is one error,
+ * the `anyOf`'s: without this, each failed form adds its own ("must be number", "must match pattern").
+ */
+function collapseAlternatives(errors: readonly ErrorObject[]): ErrorObject[] {
+  const alternatives = errors.filter((error) => error.keyword === 'anyOf');
+  if (alternatives.length === 0) return [...errors];
+  return errors.filter(
+    (error) => error.keyword === 'anyOf' || !alternatives.some((anyOf) => error.instancePath === anyOf.instancePath && error.schemaPath.startsWith(`${anyOf.schemaPath}/`)),
+  );
 }
 
 /** `tributary:x` refs become `#/$defs/x`, so the schema stands alone. */

@@ -16,7 +16,14 @@ import { MetricsHub, redactSecrets } from './telemetry.js';
 
 /** Pipeline files named by the user: a file, or every .yaml/.yml file in a folder. */
 export function pipelineFiles(target: string): string[] {
-  if (!statSync(target).isDirectory()) return [target];
+  // Whatever is not a readable folder is read as a pipeline file, which reports why it cannot be read.
+  let folder = false;
+  try {
+    folder = statSync(target).isDirectory();
+  } catch {
+    // not there, or no permission: loadPipeline says so, located
+  }
+  if (!folder) return [target];
   return readdirSync(target)
     .filter((name) => /\.ya?ml$/.test(name))
     .sort()

@@ -15,7 +15,7 @@ import { getHeapStatistics } from 'node:v8';
 import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
-import { TributaryError } from '../errors.js';
+import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -340,7 +340,9 @@ export class PipelineRunner {
       const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
       return { label: context.label, instance };
     } catch (cause) {
-      throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}'): ${(cause as Error).message}`, { cause });
+      // A factory rejects what the schema cannot express: a config error, located like the schema's.
+      const problem = { file: this.loaded.file, line: resolved.line ?? 0, column: resolved.column ?? 0, path: resolved.path, message: `${resolved.plugin.kind} '${resolved.plugin.name}': ${(cause as Error).message}` };
+      throw Object.assign(new ConfigError([problem], 'TRIB_ERR_PLUGIN_FACTORY'), { cause });
     }
   }
 
@@ -775,6 +777,14 @@ export class PipelineRunner {
     const restored = await this.restoreFromCheckpoint();
     try {
       await this.build();
+      // Only now that every factory succeeded do sinks open their outputs (see Sink.open).
+      for (const { label, sink } of [{ label: 'the dead-letter sink', sink: this.deadLetterSink }, ...this.sinks]) {
+        try {
+          await sink.open?.();
+        } catch (cause) {
+          throw new TributaryError('TRIB_ERR_SINK', `${label} could not open: ${(cause as Error).message}`, { cause });
+        }
+      }
     } catch (error) {
       // Close whatever was opened before the failing factory (a sink's file, a broker connection).
       await this.closeAll().catch(() => undefined);

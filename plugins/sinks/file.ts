@@ -5,7 +5,8 @@
  * pipelines run together with the default dead-letter file, or two sinks given the same path, would
  * otherwise each truncate it and overwrite the other's records.
  */
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
@@ -39,14 +40,21 @@ export default defineSink<FileSinkConfig>({
   examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
+    if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
     const gzip = config.gzip ?? path.endsWith('.gz');
     let output: SharedOutput | undefined;
     const open = (): SharedOutput => {
       output = openShared(path, gzip, config.append || context.resuming === true);
       return output;
     };
-    if (!config.lazy) open();
     return {
+      // A lazy file is created by its first record; the others when the pipeline starts, so a run
+      // with no output leaves an empty file, and one that failed to start leaves the old file alone.
+      open: async () => {
+        if (config.lazy) return;
+        output ??= open();
+        await output.opened; // a file that cannot be created fails the start, not the first flush
+      },
       write(record: StreamRecord) {
         (output ?? open()).writer.write(record);
       },
@@ -71,6 +79,8 @@ interface SharedOutput {
   writer: JsonLinesWriter;
   file: WriteStream;
   compressor: Gzip | undefined;
+  /** Resolves when the file is open; rejects if it cannot be. */
+  opened: Promise<void>;
   users: number;
 }
 
@@ -93,9 +103,11 @@ function openShared(path: string, gzip: boolean, append: boolean): SharedOutput 
     compressor.pipe(file);
     target = compressor;
   }
-  const opened: SharedOutput = { path, gzip, writer: new JsonLinesWriter(target), file, compressor, users: 1 };
-  openOutputs.set(path, opened);
-  return opened;
+  const opened = once(file, 'open').then(() => undefined);
+  opened.catch(() => undefined); // the writer reports the same error to whoever writes
+  const output: SharedOutput = { path, gzip, writer: new JsonLinesWriter(target), file, compressor, opened, users: 1 };
+  openOutputs.set(path, output);
+  return output;
 }
 
 async function flushOutput(output: SharedOutput): Promise<void> {
@@ -117,4 +129,13 @@ async function releaseShared(output: SharedOutput): Promise<void> {
   await output.writer.close();
   // Ending gzip ends the file stream through the pipe; close is done when the file is.
   if (output.compressor !== undefined) await finished(output.file);
+}
+
+/** Whether `path` is an existing folder (anything unreadable is left for opening the file to report). */
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -165,7 +165,7 @@ async function* decodeJsonLines(
         continue;
       }
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        context.deadLetter({ reason: `expected a JSON object, got ${Array.isArray(raw) ? 'an array' : typeof raw}`, raw: text, origin });
+        context.deadLetter({ reason: `expected a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, raw: text, origin });
         continue;
       }
       const result = map(raw as Record<string, unknown>, origin);

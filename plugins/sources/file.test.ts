@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -195,4 +195,54 @@ test('CSV: the last position covers a broken row at the end of the file, so a re
   resumed.seek!(position!);
   for await (const batch of resumed.read()) assert.deepEqual(batch, []);
   assert.deepEqual(resumedContext.deadLetters, []);
+});
+
+test('a run that read every file ends at the last file\'s last line: resumed from there, it reads what was appended since', async () => {
+  const { default: file } = await import('./file.js');
+  const first = join(dir, 'append-1.jsonl');
+  const last = join(dir, 'append-2.jsonl');
+  const line = (time: number): string => `${JSON.stringify({ user_id: 'u1', time, type: 'view' })}\n`;
+  writeFileSync(first, line(1));
+  writeFileSync(last, line(2) + line(3));
+  const config = { path: [first, last], mapping: { time_format: 'epoch_ms' } } as never;
+  const read = async (position?: Record<string, unknown>): Promise<{ times: number[]; position: Record<string, unknown> }> => {
+    const source = await file.create(config, testContext());
+    if (position) source.seek!(position as never);
+    const times: number[] = [];
+    for await (const batch of source.read()) times.push(...batch.map((e) => e.time));
+    return { times, position: source.position!() as Record<string, unknown> };
+  };
+  const run = await read();
+  assert.deepEqual(run.times, [1, 2, 3]);
+  assert.deepEqual(run.position, { file: last, fileIndex: 1, line: 2, byte: Buffer.byteLength(line(2) + line(3)) });
+  appendFileSync(last, line(4) + line(5));
+  const resumed = await read(run.position);
+  assert.deepEqual(resumed.times, [4, 5], 'only the appended lines');
+  assert.deepEqual((await read(resumed.position)).times, [], 'nothing new: nothing read');
+});
+
+test('a gzip file cut short (or corrupt) is bad input: its whole lines are delivered, the rest is one dead letter, and the next file is read', async () => {
+  const { default: file } = await import('./file.js');
+  const lines = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ user_id: `u${i % 97}`, time: i, type: 'view', item_id: `item-${(i * 7919) % 100_003}` }));
+  const whole = gzipSync(`${lines.join('\n')}\n`);
+  const cut = join(dir, 'cut.jsonl.gz');
+  writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+  const garbage = join(dir, 'garbage.jsonl.gz');
+  writeFileSync(garbage, Buffer.from('not gzip at all\n'));
+  const next = join(dir, 'after-cut.jsonl');
+  writeFileSync(next, `${JSON.stringify({ user_id: 'z', time: 1e9, type: 'cart' })}\n`);
+  const context = testContext({ batchSize: 1000 });
+  const source = await file.create({ path: [cut, garbage, next], mapping: { time_format: 'epoch_ms' } } as never, context);
+  const events = [];
+  for await (const batch of source.read()) events.push(...batch);
+  const fromCut = events.filter((e) => e.userId !== 'z');
+  assert.ok(fromCut.length > 1000 && fromCut.length < 20_000, `${fromCut.length} events before the cut`);
+  assert.deepEqual(fromCut.map((e) => e.time), Array.from({ length: fromCut.length }, (_, i) => i), 'every whole line before the cut, in order');
+  assert.equal(events.at(-1)?.userId, 'z', 'the next file is read');
+  assert.equal(context.deadLetters.length, 2);
+  assert.equal(context.deadLetters[0]!.origin?.file, cut);
+  assert.equal(context.deadLetters[0]!.origin?.line, fromCut.length + 1);
+  assert.match(context.deadLetters[0]!.reason, new RegExp(`^unreadable gzip data after line ${fromCut.length} \\(unexpected end of file`));
+  assert.equal(context.deadLetters[1]!.origin?.file, garbage);
+  assert.match(context.deadLetters[1]!.reason, /^unreadable gzip data after line 0 \(incorrect header check/);
 });

@@ -2,7 +2,7 @@
  * `file`: reads JSON lines or CSV (with or without a header row, any delimiter, gzip) from one or
  * more files in order, mapping each record to the canonical event through config alone.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -54,6 +54,13 @@ export default defineSource<FileSourceConfig>({
   ],
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
+    // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
+    // pipeline starts, so no sink has replaced its output yet.
+    for (const path of paths) {
+      const stat = statSync(path, { throwIfNoEntry: false });
+      if (stat === undefined) throw new Error(`no such file: ${path}`);
+      if (stat.isDirectory()) throw new Error(`${path} is a folder; name its files`);
+    }
     // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
     // the byte after that line, where a resumed run starts reading instead of reading through
     // every line before it.
@@ -61,6 +68,8 @@ export default defineSource<FileSourceConfig>({
     let linesDone = 0;
     let bytesDone: number | undefined = 0;
     let open: Readable | undefined;
+    /** Where the last file ended: the position once every file was read, so a resumed run reads what was appended since. */
+    let lastFileEnd: { line: number; byte: number | undefined } | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (; fileIndex < paths.length; fileIndex++, linesDone = 0, bytesDone = 0) {
@@ -79,16 +88,33 @@ export default defineSource<FileSourceConfig>({
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
-          for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start)) {
-            // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
-            linesDone = throughLine;
-            bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
-            if (events.length > 0) yield events;
+          try {
+            for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start)) {
+              // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
+              linesDone = throughLine;
+              bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
+              if (events.length > 0) yield events;
+            }
+          } catch (error) {
+            // Compressed data that ends early or is corrupt is bad input, not a failed source: the lines
+            // before it were delivered, the rest of the file is one dead letter, and reading goes on.
+            const code = (error as NodeJS.ErrnoException).code;
+            if (!gzip || typeof code !== 'string' || !code.startsWith('Z_')) throw error;
+            context.deadLetter({
+              reason: `unreadable gzip data after line ${linesDone} (${(error as Error).message}, ${raw.bytesRead} compressed bytes read): the rest of the file is skipped`,
+              raw: '',
+              origin: { source: context.label, file: path, line: linesDone + 1 },
+            });
           }
           open = undefined;
+          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone };
         }
       },
       position(): SourcePosition {
+        if (fileIndex >= paths.length && lastFileEnd !== undefined) {
+          const { line, byte } = lastFileEnd;
+          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}) };
+        }
         return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}) };
       },
       seek(position) {

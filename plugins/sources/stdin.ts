@@ -9,7 +9,7 @@ export default defineSource<DecodeConfig>({
   config: {
     type: 'object',
     additionalProperties: false,
-    properties: { ...decodeProperties },
+    properties: { ...decodeProperties, format: { ...decodeProperties.format, description: 'Record format. Default: jsonl.' } },
   },
   examples: [{ format: 'jsonl' }, { format: 'csv', csv: { header: false, columns: ['time', 'user_id', 'type'] } }],
   create(config, context) {
