@@ -65,3 +65,39 @@ sinks:
   assert.equal(again.status, 0, again.stderr);
   assert.equal(readFileSync(join(dir, 'again', 'metrics.json'), 'utf8'), readFileSync(join(report, 'metrics.json'), 'utf8'));
 });
+
+test('backtest: a wrong --input or --report is said before anything runs (exit 2, outputs left alone); input that is all rejected exits 1 with null scores', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: bt
+sources: [{ type: stdin, format: jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const predictions = join(dir, 'predictions.jsonl');
+  writeFileSync(predictions, 'from an earlier run\n');
+  const backtest = (...args: string[]) => spawnSync(process.execPath, [main, 'backtest', pipeline, ...args, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  const missing = backtest('--input', 'nope.jsonl', '--report', join(dir, 'r1'));
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /--input nope\.jsonl: no such file/);
+  assert.equal(readFileSync(predictions, 'utf8'), 'from an earlier run\n');
+  const data = join(dir, 'events.jsonl');
+  // Tributary's own event output read with a mapping for another shape: every line rejected.
+  writeFileSync(data, `${Array.from({ length: 50 }, (_, i) => JSON.stringify({ kind: 'event', userId: `u${i}`, time: i, type: 'view' })).join('\n')}\n`);
+  const aFile = join(dir, 'a-file');
+  writeFileSync(aFile, '');
+  const reportIsFile = backtest('--input', data, '--report', aFile);
+  assert.equal(reportIsFile.status, 2);
+  assert.match(reportIsFile.stderr, /--report .*a-file is a file; name a folder/);
+  const rejected = backtest('--input', data, '--report', join(dir, 'r2'));
+  assert.equal(rejected.status, 1, rejected.stderr);
+  assert.match(rejected.stderr, /no event was read: all 50 records were rejected/);
+  const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
+  assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
+});

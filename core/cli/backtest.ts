@@ -7,7 +7,7 @@
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
  * collects. Nothing else in the runtime knows about backtests.
  */
-import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
@@ -20,7 +20,7 @@ import { defineSink } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { formatSummary } from './run.js';
+import { exitCodes, formatSummary } from './run.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -37,7 +37,8 @@ export interface BacktestCommandOptions {
 export interface BacktestMetrics {
   events: number;
   deadLetters: number;
-  models: Record<string, { auc: number | null; logloss: number; brier: number; n: number; positives: number }>;
+  /** Scores are null for a model that got no label (no mean to take). */
+  models: Record<string, { auc: number | null; logloss: number | null; brier: number | null; n: number; positives: number }>;
 }
 
 interface ModelReport extends StreamRecord {
@@ -55,7 +56,8 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
   const models: BacktestMetrics['models'] = {};
   for (const report of reports) {
     const s = report.summary;
-    models[report.model] = { auc: s.auc, logloss: s.logloss, brier: s.brier, n: s.n, positives: s.positives };
+    const scored = s.n > 0;
+    models[report.model] = { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives };
   }
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
 }
@@ -68,6 +70,16 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const filePlugin = registry.get('source', 'file');
   if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
   const input = resolve(options.input);
+  // Mistakes in the command line are said before anything runs (and before any output is replaced).
+  const usage = (message: string): number => {
+    process.stderr.write(`tributary backtest: ${message}\n`);
+    return exitCodes.invalid;
+  };
+  const inputStat = statSync(input, { throwIfNoEntry: false });
+  if (inputStat === undefined) return usage(`--input ${options.input}: no such file`);
+  if (inputStat.isDirectory()) return usage(`--input ${options.input} is a folder; name a file`);
+  const dir = resolve(options.report);
+  if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() === false) return usage(`--report ${options.report} is a file; name a folder`);
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
@@ -75,7 +87,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   if (errors.length > 0) {
     throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));
   }
-  loaded.sources[0] = { plugin: filePlugin, entry, path: original.path };
+  loaded.sources[0] = { ...original, plugin: filePlugin, entry };
   for (const stage of loaded.stages) {
     const properties = (stage.plugin.config.properties ?? {}) as Record<string, { type?: string }>;
     if (properties.report?.type === 'boolean') stage.entry.report = true;
@@ -115,16 +127,21 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     }
   }
   const metrics = backtestMetrics(stats, reports);
-  const dir = resolve(options.report);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
   writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
   process.stderr.write(formatSummary(runner.name, stats));
   for (const [name, m] of Object.entries(metrics.models)) {
-    process.stderr.write(`  model ${name}: AUC ${m.auc === null ? '-' : m.auc.toFixed(4)}  log loss ${m.logloss.toFixed(4)}  Brier ${m.brier.toFixed(4)}  labels ${m.n} (${m.positives} positive)\n`);
+    const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
+    process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)\n`);
   }
   process.stderr.write(`report: ${join(dir, 'metrics.json')}, ${join(dir, 'report.html')}\n`);
-  return 0;
+  if (stats.eventsIn === 0 && stats.deadLettered > 0) {
+    // Most often the wrong format or mapping for this input: a report of nothing is no result.
+    process.stderr.write(`tributary backtest: no event was read: all ${stats.deadLettered} records were rejected (their reasons are in the dead-letter sink); check the input's format and the source's mapping\n`);
+    return exitCodes.failure;
+  }
+  return exitCodes.ok;
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -153,7 +170,7 @@ const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' 
 const table = document.getElementById('summary');
 for (const r of DATA.reports) {
   const s = r.summary, row = document.createElement('tr');
-  for (const v of [r.model, r.task, r.kind_of_model, fmt(s.auc), fmt(s.logloss), fmt(s.brier), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
+  for (const v of [r.model, r.task, r.kind_of_model, fmt(s.auc), fmt(s.n > 0 ? s.logloss : null), fmt(s.n > 0 ? s.brier : null), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
   table.appendChild(row);
 }
 const root = document.getElementById('models');
