@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, gunzipSync } from 'node:zlib';
@@ -27,3 +27,22 @@ for (const name of ['out.jsonl', 'out.jsonl.gz']) {
     if (name.endsWith('.gz')) assert.equal(gunzipSync(readFileSync(path)).toString().split('\n').filter(Boolean).length, 100);
   });
 }
+
+test('a record left cut short at the end of the file (a full disk, kill -9) is dropped on resume, and ours never continue a foreign last line', async () => {
+  const whole = `${JSON.stringify(record('u1'))}\n`;
+  const resumed = join(dir, 'torn.jsonl');
+  writeFileSync(resumed, `${whole}{"kind":"event","userId":"u2","ti`);
+  const sink = await fileSink.create({ path: resumed, append: false, lazy: false }, testContext({ baseDir: dir, resuming: true }));
+  await sink.open?.();
+  sink.write(record('u2'));
+  await sink.close();
+  assert.equal(readFileSync(resumed, 'utf8'), `${whole}${JSON.stringify(record('u2'))}\n`);
+
+  const appended = join(dir, 'foreign.jsonl');
+  writeFileSync(appended, 'a last line without its newline');
+  const appender = await fileSink.create({ path: appended, append: true, lazy: false }, testContext({ baseDir: dir }));
+  await appender.open?.();
+  appender.write(record('u3'));
+  await appender.close();
+  assert.equal(readFileSync(appended, 'utf8'), `a last line without its newline\n${JSON.stringify(record('u3'))}\n`);
+});

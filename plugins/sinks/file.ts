@@ -6,7 +6,7 @@
  * otherwise each truncate it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, mkdirSync, openSync, readSync, statSync, truncateSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
@@ -44,7 +44,19 @@ export default defineSink<FileSinkConfig>({
     const gzip = config.gzip ?? path.endsWith('.gz');
     let output: SharedOutput | undefined;
     const open = (): SharedOutput => {
-      output = openShared(path, gzip, config.append || context.resuming === true);
+      const resuming = context.resuming === true;
+      if (!gzip && (resuming || config.append) && !openOutputs.has(path)) {
+        // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
+        // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
+        // of another origin, its last line is left as it is and ours start on a line of their own.
+        const torn = tornTail(path);
+        if (torn > 0 && resuming) {
+          truncateSync(path, statSync(path).size - torn);
+          context.logger.warn({ file: path, bytes: torn }, 'file sink: dropped the end of a record the last run left incomplete (it is written again from the checkpoint)');
+        }
+        output = openShared(path, gzip, true);
+        if (torn > 0 && !resuming && output.users === 1) output.file.write('\n');
+      } else output = openShared(path, gzip, resuming || config.append);
       return output;
     };
     return {
@@ -137,5 +149,29 @@ function isFolder(path: string): boolean {
     return statSync(path).isDirectory();
   } catch {
     return false;
+  }
+}
+
+/** Bytes after the file's last newline (0 for a missing or empty file, or one that ends in a newline). */
+function tornTail(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return 0;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const buffer = Buffer.alloc(64 * 1024);
+    for (let end = size; end > 0; ) {
+      const start = Math.max(0, end - buffer.length);
+      const read = readSync(fd, buffer, 0, end - start, start);
+      const newline = buffer.subarray(0, read).lastIndexOf(10);
+      if (newline >= 0) return size - (start + newline + 1);
+      end = start;
+    }
+    return size;
+  } finally {
+    closeSync(fd);
   }
 }
