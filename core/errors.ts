@@ -13,6 +13,7 @@ export const errorCatalogue = {
   TRIB_ERR_PLUGIN_LOAD: 'a plugin module could not be loaded',
   TRIB_ERR_PLUGIN_DUPLICATE: 'two plugins of one kind share a name',
   TRIB_ERR_PLUGIN_FACTORY: "a plugin's factory rejected its configuration",
+  TRIB_ERR_CHECKPOINT: 'the checkpoints cannot be resumed from',
   TRIB_ERR_SOURCE: 'a source failed while reading',
   TRIB_ERR_SINK: 'a sink failed while writing',
   TRIB_ERR_STAGE: 'a stage failed while processing',

@@ -169,3 +169,18 @@ test('validate: a malformed time_format is a config error at its line', () => {
   assert.equal(result.status, 2);
   assert.match(result.stderr, /time-format\.yaml:4:28: \$\.sources\[0\]\.mapping\.time_format: time_format 'yyyy-MM-dd 'UTC': unclosed quote/);
 });
+
+test('run: a sink whose device is full fails the run naming the sink and the reason, whether it fills while writing or at the final flush', () => {
+  for (const events of [300_000, 30]) {
+    const file = pipeline(`full-${events}.yaml`, `sources: [{type: synthetic, events: ${events}}]\nsinks: [{type: file, path: /dev/full}]\n`);
+    const result = tributary('run', file);
+    assert.equal(result.status, 1, result.stderr);
+    const failure = result.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { err?: { code?: string; message: string } })
+      .find((entry) => entry.err !== undefined)?.err;
+    assert.equal(failure?.code, 'TRIB_ERR_SINK', result.stderr);
+    assert.match(failure?.message ?? '', /^sink-file-0 failed( while closing)?: ENOSPC: no space left on device/);
+  }
+});

@@ -47,7 +47,8 @@ async function main(args: string[]): Promise<number> {
           .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' })
           .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
-          .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." }),
+          .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
+          .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' }),
       async (argv) => {
         exitCode = await runPipelineCommand({
           targets: argv.targets,
@@ -57,6 +58,7 @@ async function main(args: string[]): Promise<number> {
           progress: argv.progress ?? process.stderr.isTTY === true,
           ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
           ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
+          ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
         });
       },
     )
@@ -154,6 +156,10 @@ async function main(args: string[]): Promise<number> {
     if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') return exitCodes.invalid;
     if (error instanceof ConfigError) {
       for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+      return exitCodes.invalid;
+    }
+    if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
+      process.stderr.write(`${error.code}: ${error.message}\n`);
       return exitCodes.invalid;
     }
     createLogger({ pretty: false }).error({ err: error }, (error as Error).message);

@@ -3,10 +3,10 @@ import { parseDuration } from '../duration.js';
 import { Daemon } from '../runtime/daemon.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
-import { ConfigError, formatProblem } from '../errors.js';
+import { ConfigError, formatProblem, TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 
-/** The CLI's exit codes: config errors (and usage) 2, runtime failures 1. */
+/** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 export interface RunCommandOptions {
@@ -18,6 +18,7 @@ export interface RunCommandOptions {
   httpPort?: number;
   httpHost?: string;
   checkpointDir?: string;
+  allowNonRestoredState?: boolean;
 }
 
 const rate = (count: number, ms: number): string => (ms > 0 ? Math.round((count / ms) * 1000).toLocaleString('en-US') : '-');
@@ -49,6 +50,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     sets: options.sets,
     ...(options.httpPort !== undefined ? { http: { port: options.httpPort, ...(options.httpHost ? { host: options.httpHost } : {}) } } : {}),
     ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
+    ...(options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
   });
   await daemon.load();
   let signals = 0;
@@ -79,16 +81,21 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     const result = await daemon.run();
     if (progressTimer) process.stderr.write('\r\x1b[2K');
     for (const run of result.runs) process.stderr.write(formatSummary(run.name, run.stats));
-    let configErrors = 0;
+    // Failures a restart cannot mend (exit 2, so a supervisor does not loop): config errors found by
+    // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
+    let needPerson = 0;
     for (const failure of result.failures) {
-      if (failure.error instanceof ConfigError) {
-        // Found by a plugin's factory: reported as the loader reports config errors (exit 2).
-        configErrors++;
-        for (const problem of failure.error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
-      } else logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
+      const error = failure.error;
+      if (error instanceof ConfigError) {
+        needPerson++;
+        for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+      } else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
+        needPerson++;
+        process.stderr.write(`pipeline ${failure.name}: ${error.code}: ${error.message}\n`);
+      } else logger.error({ pipeline: failure.name, err: error }, `pipeline ${failure.name} failed: ${error.message}`);
     }
     if (result.failures.length === 0) return exitCodes.ok;
-    return configErrors === result.failures.length ? exitCodes.invalid : exitCodes.failure;
+    return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     process.off('SIGINT', onSignal);

@@ -26,7 +26,11 @@ export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> =
     watermark: { $ref: 'tributary:watermark' },
   },
   operator: {
-    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+    label: {
+      type: 'string',
+      description:
+        'Name of this instance in logs, metrics and dead letters, and the key of its state in checkpoints. Default: stage-<type>-<index>, which changes when a stage is added or removed before it: set one to keep the state across such edits.',
+    },
   },
   sink: {
     label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { TributaryError } from '../errors.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
@@ -41,7 +42,9 @@ interface Header {
   sha256: string;
 }
 
-const namePattern = /^checkpoint-(\d{10})\.json$/;
+// Ten digits at least: the name is padded to ten, and a sequence past 9,999,999,999 is longer.
+const namePattern = /^checkpoint-(\d{10,})\.json$/;
+const tempPattern = /^checkpoint-\d+\.json\.tmp-(\d+)$/;
 const fileName = (sequence: number): string => `checkpoint-${String(sequence).padStart(10, '0')}.json`;
 
 export class CheckpointStore {
@@ -65,9 +68,19 @@ export class CheckpointStore {
       .sort((a, b) => b - a);
   }
 
+  private swept = false;
+
   /** Writes the body (already serialised, so it reflects the state at the moment it was taken). */
   async write(body: string): Promise<{ file: string; sequence: number; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
+    if (!this.swept) {
+      // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
+      this.swept = true;
+      for (const name of await readdir(this.dir)) {
+        const temp = tempPattern.exec(name);
+        if (temp && Number(temp[1]) !== process.pid) await rm(join(this.dir, name), { force: true });
+      }
+    }
     const sequence = ((await this.sequences())[0] ?? 0) + 1;
     const bytes = Buffer.byteLength(body);
     const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: createHash('sha256').update(body).digest('hex') };
@@ -97,6 +110,7 @@ export class CheckpointStore {
    * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it.
    */
   async latest(onCorrupt: (file: string, reason: string) => void = () => undefined, accept: (checkpoint: Checkpoint) => boolean = () => true): Promise<Checkpoint | undefined> {
+    const unusable: string[] = [];
     for (const sequence of await this.sequences()) {
       const file = join(this.dir, fileName(sequence));
       let checkpoint: Checkpoint;
@@ -104,11 +118,25 @@ export class CheckpointStore {
         checkpoint = { ...(await readCheckpoint(file)), sequence, file };
       } catch (error) {
         onCorrupt(file, (error as Error).message);
+        unusable.push(`${file}: ${(error as Error).message}`);
         continue;
       }
       if (accept(checkpoint)) return checkpoint;
     }
+    // Checkpoints that all fail to read are no reason to start from nothing (and replace every output):
+    // a person decides.
+    if (unusable.length > 0) {
+      throw new TributaryError(
+        'TRIB_ERR_CHECKPOINT',
+        `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,
+      );
+    }
     return undefined;
+  }
+
+  /** Whether the folder holds checkpoint files (readable or not). */
+  async holdsCheckpoints(): Promise<boolean> {
+    return (await this.sequences()).length > 0;
   }
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, readCheckpoint } from 'tributary';
@@ -170,7 +170,10 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
       'tributary_heap_used_bytes',
       'tributary_stage_latency_seconds_bucket{le="0.0001",pipeline="ops",stage="stage-sessionizer-0"}',
       'tributary_stage_latency_seconds_count{pipeline="ops",stage="sinks"}',
-      'tributary_process_nodejs_heap_size_used_bytes',
+      'tributary_nodejs_heap_size_used_bytes',
+      'tributary_process_cpu_user_seconds_total',
+      '# TYPE tributary_records_in_total counter',
+      '# TYPE tributary_watermark_lag_seconds gauge',
     ]) {
       assert.ok(metrics.includes(series), `metrics carry ${series}`);
     }
@@ -195,4 +198,60 @@ test('a folder of pipelines runs in one process, each with its own state and che
   assert.match(result.stderr, /pipeline alpha: drained/);
   assert.match(result.stderr, /pipeline beta: drained/);
   assert.deepEqual(readdirSync(checkpoints).sort(), ['alpha', 'beta']);
+});
+
+test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instead of a silent start from nothing: all unreadable, state of stages no longer there, state that no longer fits, a single run\'s folder shared by several', () => {
+  const base = mkdtempSync(join(dir, 'resume-'));
+  const world = new ShopperWorld({ seed: 5, users: 50 });
+  writeFileSync(join(base, 'in.jsonl'), `${Array.from({ length: 2000 }, () => {
+    const e = world.next();
+    return JSON.stringify({ user_id: e.userId, time: e.time, type: e.type });
+  }).join('\n')}\n`);
+  const write = (stages: string, name = 'p.yaml', pipelineName = 'resume'): string => {
+    const file = join(base, name);
+    writeFileSync(file, `name: ${pipelineName}\nsources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: ${stages}\nsinks: [{type: file, path: out-${pipelineName}.jsonl, kinds: [session]}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`);
+    return file;
+  };
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'run', ...args, '--log-level', 'warn'], { cwd: base, encoding: 'utf8' });
+  const stages = '[{type: sessionizer}, {type: user-features, horizons: [1h]}]';
+  const pipeline = write(stages);
+  assert.equal(run(pipeline).status, 0);
+  const output = readFileSync(join(base, 'out-resume.jsonl'), 'utf8');
+  assert.ok(output.length > 0);
+
+  // A stage removed before another: the saved state would go to no stage, and the next would start empty.
+  write('[{type: user-features, horizons: [1h]}]');
+  const removed = run(pipeline);
+  assert.equal(removed.status, 2, removed.stderr);
+  assert.match(removed.stderr, /TRIB_ERR_CHECKPOINT: checkpoint .*checkpoint-\d+\.json holds state of stage-sessionizer-0, stage-user-features-1, which no stage of the pipeline has now \(its stages are stage-user-features-0\)/);
+  assert.equal(run(pipeline, '--allow-non-restored-state').status, 0, 'allowed: that state is dropped');
+
+  // State that no longer fits its stage's config names the stage and the checkpoint.
+  write(stages);
+  assert.equal(run(pipeline, '--allow-non-restored-state').status, 0);
+  write('[{type: sessionizer}, {type: user-features, horizons: [1h, 1d]}]');
+  const changed = run(pipeline);
+  assert.equal(changed.status, 2, changed.stderr);
+  assert.match(changed.stderr, /TRIB_ERR_CHECKPOINT: checkpoint .*: the saved state of stage stage-user-features-1 does not fit its configuration: /);
+
+  // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).
+  write(stages);
+  const ckpt = join(base, 'ckpt');
+  for (const name of readdirSync(ckpt)) writeFileSync(join(ckpt, name), 'torn');
+  const before = readFileSync(join(base, 'out-resume.jsonl'), 'utf8');
+  const unreadable = run(pipeline);
+  assert.equal(unreadable.status, 2, unreadable.stderr);
+  assert.match(unreadable.stderr, /none of the \d+ checkpoints in .*ckpt is usable \(.*no header line.*\); to start from the beginning, move them out of the folder/);
+  assert.equal(readFileSync(join(base, 'out-resume.jsonl'), 'utf8'), before, 'the output is as it was');
+
+  // A second pipeline beside one that ran alone with --checkpoint-dir: each would look in its own sub-folder.
+  const folder = join(base, 'folder');
+  mkdirSync(folder);
+  const shared = join(base, 'shared-ckpt');
+  writeFileSync(join(folder, 'a.yaml'), readFileSync(write(stages, 'a.yaml', 'a'), 'utf8').replace('in.jsonl', join(base, 'in.jsonl')));
+  assert.equal(run(folder, '--checkpoint-dir', shared).status, 0);
+  writeFileSync(join(folder, 'b.yaml'), readFileSync(join(folder, 'a.yaml'), 'utf8').replace('name: a', 'name: b').replace('out-a', 'out-b'));
+  const added = run(folder, '--checkpoint-dir', shared);
+  assert.equal(added.status, 2, added.stderr);
+  assert.match(added.stderr, /holds checkpoints of a run of one pipeline; .*move them into the folder of the pipeline that wrote them/);
 });

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { checkpointsOf } from './checkpoint.js';
+import { ConfigError, TributaryError } from '../errors.js';
+import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
@@ -24,10 +25,12 @@ export function pipelineFiles(target: string): string[] {
     // not there, or no permission: loadPipeline says so, located
   }
   if (!folder) return [target];
-  return readdirSync(target)
+  const files = readdirSync(target)
     .filter((name) => /\.ya?ml$/.test(name))
     .sort()
     .map((name) => join(target, name));
+  if (files.length === 0) throw new ConfigError([{ file: target, line: 0, column: 0, path: '$', message: 'the folder holds no .yaml pipeline file' }], 'TRIB_ERR_CONFIG_READ');
+  return files;
 }
 
 export interface DaemonOptions {
@@ -39,6 +42,8 @@ export interface DaemonOptions {
   http?: { port: number; host?: string };
   /** Overrides every pipeline's `checkpoint.dir` (a sub-folder per pipeline when several run). */
   checkpointDir?: string;
+  /** See {@link RunOptions.allowNonRestoredState}. */
+  allowNonRestoredState?: boolean;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
 }
@@ -75,7 +80,11 @@ export class Daemon {
     }
     const names = new Set<string>();
     for (const pipeline of this.loaded) {
-      if (names.has(pipeline.document.name)) throw new Error(`two pipelines are named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ`);
+      if (names.has(pipeline.document.name)) {
+        throw new ConfigError([
+          { file: pipeline.file, line: 0, column: 0, path: '$.name', message: `another pipeline of this run is named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ` },
+        ]);
+      }
       names.add(pipeline.document.name);
     }
   }
@@ -106,8 +115,20 @@ export class Daemon {
           metrics: this.metrics,
           signal: this.controller.signal,
           ...(checkpoints ? { checkpoints } : {}),
+          ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
         }),
       );
+    }
+    if (many && this.options.checkpointDir) {
+      // A second pipeline added beside one that ran alone moves each into a sub-folder: the first one's
+      // checkpoints, left in the folder itself, would be passed over and it would start from nothing.
+      const shared = new CheckpointStore(this.options.checkpointDir);
+      if (await shared.holdsCheckpoints()) {
+        throw new TributaryError(
+          'TRIB_ERR_CHECKPOINT',
+          `${this.options.checkpointDir} holds checkpoints of a run of one pipeline; with several pipelines each keeps its own in ${join(this.options.checkpointDir, '<pipeline name>')}: move them into the folder of the pipeline that wrote them`,
+        );
+      }
     }
     if (this.options.http) {
       this.ops = await startOpsServer({ ...this.options.http, registry: this.metrics.registry, pipelines: () => this.runners });

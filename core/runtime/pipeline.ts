@@ -38,6 +38,11 @@ export interface RunOptions {
   checkpoints?: { store: CheckpointStore; intervalMs: number };
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
+  /**
+   * Resume from a checkpoint that holds state no stage takes (a stage was removed or moved), dropping
+   * that state. Without it such a checkpoint is an error (TRIB_ERR_CHECKPOINT), as in Flink.
+   */
+  allowNonRestoredState?: boolean;
 }
 
 export interface CheckpointInfo {
@@ -276,6 +281,7 @@ export class PipelineRunner {
     const record: StreamRecord = {
       kind: 'dead_letter',
       reason: rejection.reason,
+      pipeline: this.name, // pipelines run together may share one dead-letter file
       stage,
       ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),
       raw: rejection.raw,
@@ -639,12 +645,17 @@ export class PipelineRunner {
   private async room(): Promise<void> {
     while (this.barrier) await this.barrier;
     if (this.heapAboveBudget()) await this.waitForHeap();
-    for (const slot of this.sinks) {
-      const ready = slot.sink.ready?.();
-      if (ready) await ready;
-    }
-    const deadReady = this.deadLetterSink.ready?.();
-    if (deadReady) await deadReady;
+    // A sink's ready() rejects once its output failed (disk full): the failure is the sink's, named.
+    const sinkReady = async (label: string, ready: Promise<void> | undefined): Promise<void> => {
+      if (ready === undefined) return;
+      try {
+        await ready;
+      } catch (cause) {
+        throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
+      }
+    };
+    for (const slot of this.sinks) await sinkReady(slot.label, slot.sink.ready?.());
+    await sinkReady('the dead-letter sink', this.deadLetterSink.ready?.());
     for (const { operator } of this.operators) {
       const ready = operator.ready?.();
       if (ready) await ready;
@@ -738,14 +749,39 @@ export class PipelineRunner {
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
+  private checkpointFailures: { inc(): void } | undefined;
   /** Per-stage latency; made in run(), before any source or partition task can deliver a record. */
   private latency!: StageLatency;
+
+  /**
+   * State is kept by stage label (`stage-<type>-<index>` unless the entry sets `label`), so removing
+   * or inserting a stage changes the labels after it: saved state that no stage takes would be lost
+   * without a word (and the stages after it start empty). That is an error unless allowed.
+   */
+  private checkRestoredLabels(saved: Record<string, unknown>, file: string): void {
+    const labels = new Set([...this.operators.map((o) => o.label), ...this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index))]);
+    const orphans = Object.keys(saved).filter((label) => !labels.has(label));
+    if (orphans.length === 0) return;
+    if (this.options.allowNonRestoredState) {
+      this.logger.warn({ file, dropped: orphans }, 'checkpoint state of stages no longer in the pipeline is dropped (--allow-non-restored-state)');
+      return;
+    }
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
+        'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
+        'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
+    );
+  }
 
   private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
     const config = this.options.checkpoints;
     if (!config) return undefined;
     const latest = await config.store.latest((file, reason) => this.logger.warn({ file, reason }, `checkpoint ${file} is unusable (${reason}); trying the one before`));
-    if (!latest) return undefined;
+    if (!latest) {
+      this.logger.info({ dir: config.store.dir }, 'no checkpoint: starting from the beginning');
+      return undefined;
+    }
     if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
     for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
     this.stats.resumedFrom = latest.sequence;
@@ -765,9 +801,12 @@ export class PipelineRunner {
     metrics.observe('watermark_lag_seconds', 'Wall clock minus the event-time watermark.', labels, () =>
       Number.isFinite(this.stats.watermark) ? (this.clock.now() - this.stats.watermark) / 1000 : NaN,
     );
-    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written.', labels, () =>
-      this.stats.lastCheckpoint ? (this.clock.now() - this.stats.lastCheckpoint.at) / 1000 : NaN,
+    // Until this run's first checkpoint, its age counts from the run's start: a daemon whose checkpoints
+    // fail from the first one shows a growing age (an alert can fire), not no sample at all.
+    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written (since the run started, before the first).', labels, () =>
+      this.options.checkpoints ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
     );
+    this.checkpointFailures = metrics.scoped(labels).counter('checkpoint_failures_total', 'Periodic checkpoints that failed (the previous one stays).');
     metrics.observe('checkpoint_bytes', 'Size of the last checkpoint.', labels, () => this.stats.lastCheckpoint?.bytes ?? NaN);
     this.checkpointSeconds = metrics.scoped(labels).histogram('checkpoint_duration_seconds', 'Time to take and write one checkpoint.', [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
   }
@@ -792,10 +831,26 @@ export class PipelineRunner {
     }
     this.registerRunMetrics();
     const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
-    for (const { label, operator } of this.operators) {
-      await operator.open?.();
-      const saved = restoredOperators?.[label];
-      if (saved !== undefined && operator.restore) operator.restore(saved);
+    try {
+      if (restored) this.checkRestoredLabels(restoredOperators ?? {}, String(restored.file));
+      for (const { label, operator } of this.operators) {
+        await operator.open?.();
+        const saved = restoredOperators?.[label];
+        if (saved === undefined || !operator.restore) continue;
+        try {
+          operator.restore(saved);
+        } catch (cause) {
+          if (!restored) throw cause;
+          throw new TributaryError(
+            'TRIB_ERR_CHECKPOINT',
+            `checkpoint ${String(restored.file)}: the saved state of stage ${label} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
+            { cause },
+          );
+        }
+      }
+    } catch (error) {
+      await this.closeAll().catch(() => undefined);
+      throw error;
     }
     const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
     for (const slot of this.sources) {
@@ -822,7 +877,12 @@ export class PipelineRunner {
     let checkpointTimer: NodeJS.Timeout | undefined;
     if (this.options.checkpoints) {
       checkpointTimer = setInterval(() => {
-        if (!this.barrier) this.checkpoint().catch((error: unknown) => this.logger.error({ err: error }, 'checkpoint failed; the previous one stays'));
+        if (!this.barrier) {
+          this.checkpoint().catch((error: unknown) => {
+            this.checkpointFailures?.inc();
+            this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
+          });
+        }
       }, this.options.checkpoints.intervalMs);
       checkpointTimer.unref();
     } else if (this.sources.some((slot) => slot.source.commit)) {
@@ -851,6 +911,7 @@ export class PipelineRunner {
       };
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
+    let failed: unknown;
     const idleTimer = setInterval(() => this.advanceWatermark(), Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
     idleTimer.unref();
     try {
@@ -884,33 +945,40 @@ export class PipelineRunner {
       await completed;
       for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
       this.stats.drained = !stopped;
+    } catch (error) {
+      failed = error;
+      throw error;
     } finally {
       clearInterval(idleTimer);
       if (checkpointTimer) clearInterval(checkpointTimer);
       subscription?.unsubscribe();
-      await this.closeAll();
       this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+      // A failure while closing is the run's error only when nothing failed before it: the first
+      // failure (a full disk while writing) is the one to report, not its echo from close().
+      await this.closeAll().catch((closing: unknown) => {
+        if (failed === undefined) throw closing;
+      });
     }
     return this.stats;
   }
 
   private async closeAll(): Promise<void> {
-    const errors: unknown[] = [];
-    const attempt = async (what: () => Promise<void> | undefined) => {
+    const errors: { label: string; error: Error }[] = [];
+    const attempt = async (label: string, what: () => Promise<void> | undefined) => {
       try {
         await what();
       } catch (error) {
-        errors.push(error);
+        errors.push({ label, error: error as Error });
       }
     };
-    for (const { source } of this.sources) await attempt(() => source.close?.());
-    for (const id of [...this.tasks.keys()]) await attempt(() => this.stopTask(id));
-    for (const { operator } of this.operators) await attempt(() => operator.close?.());
-    for (const { sink } of this.sinks) await attempt(() => sink.close());
-    await attempt(() => this.deadLetterSink?.close());
+    for (const { label, source } of this.sources) await attempt(label, () => source.close?.());
+    for (const id of [...this.tasks.keys()]) await attempt(`partition ${id}`, () => this.stopTask(id));
+    for (const { label, operator } of this.operators) await attempt(label, () => operator.close?.());
+    for (const { label, sink } of this.sinks) await attempt(label, () => sink.close());
+    await attempt('the dead-letter sink', () => this.deadLetterSink?.close());
     if (errors.length > 0 && !this.failure) {
-      const cause = errors[0] as Error;
-      throw new TributaryError('TRIB_ERR_SINK', `closing the pipeline failed: ${cause.message}`, { cause });
+      const { label, error } = errors[0]!;
+      throw new TributaryError('TRIB_ERR_SINK', `${label} failed while closing: ${error.message}`, { cause: error });
     }
   }
 }

@@ -51,14 +51,15 @@ export class MetricsHub {
   private readonly metrics = new Map<string, PromCounter | PromGauge | PromHistogram>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tributary_process_' });
+    // prom-client's names already say process_ or nodejs_: tributary_process_cpu_user_seconds_total, tributary_nodejs_heap_size_used_bytes.
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tributary_' });
   }
 
   private readonly observed = new Map<string, { labels: Record<string, string>; read: () => number }[]>();
 
   /**
-   * A gauge read at scrape time: the runtime keeps plain numbers on its hot path and Prometheus asks
-   * for them only when it scrapes.
+   * A gauge (a counter for a `_total` name) read at scrape time: the runtime keeps plain numbers on its
+   * hot path and Prometheus asks for them only when it scrapes.
    */
   observe(name: string, help: string, labels: Record<string, string>, read: () => number): void {
     const fullName = `tributary_${name}`;
@@ -67,18 +68,35 @@ export class MetricsHub {
       const list: { labels: Record<string, string>; read: () => number }[] = [];
       readers = list;
       this.observed.set(fullName, list);
-      new PromGauge({
-        name: fullName,
-        help,
-        labelNames: Object.keys(labels),
-        registers: [this.registry],
-        collect() {
-          for (const reader of list) {
-            const value = reader.read();
-            if (Number.isFinite(value)) this.set(reader.labels, value);
-          }
-        },
-      });
+      // A count (`_total`) is a counter to Prometheus (rate() and resets), a level a gauge; both are read at scrape time.
+      if (fullName.endsWith('_total')) {
+        new PromCounter({
+          name: fullName,
+          help,
+          labelNames: Object.keys(labels),
+          registers: [this.registry],
+          collect() {
+            this.reset();
+            for (const reader of list) {
+              const value = reader.read();
+              if (Number.isFinite(value) && value >= 0) this.inc(reader.labels, value);
+            }
+          },
+        });
+      } else {
+        new PromGauge({
+          name: fullName,
+          help,
+          labelNames: Object.keys(labels),
+          registers: [this.registry],
+          collect() {
+            for (const reader of list) {
+              const value = reader.read();
+              if (Number.isFinite(value)) this.set(reader.labels, value);
+            }
+          },
+        });
+      }
     }
     readers.push({ labels, read });
   }
