@@ -608,7 +608,7 @@ export class OnlineLearner {
     if (this.model && action === 'raise_learning_rate') this.model.optimizer.learningRate = this.baseLearningRate * this.config.drift.factor;
     const record: StreamRecord = { kind: 'drift', model: this.name, task: this.task, detector: this.config.drift.detector, time, labels: this.counts.labels, action };
     emit(record);
-    this.context.logger.info({ model: this.name, time: new Date(time).toISOString(), labels: this.counts.labels, action }, `model ${this.name}: drift detected`);
+    this.context.logger.info({ model: this.name, eventTime: new Date(time).toISOString(), labels: this.counts.labels, action }, `model ${this.name}: drift detected`);
   }
 
   /** Learns from the labelled samples queued so far, as one batch. */
