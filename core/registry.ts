@@ -1,6 +1,7 @@
 /**
  * Plugins known to a run, by kind and name, and the loader for plugin modules (npm packages or files).
  */
+import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { resolve as resolveImport } from 'import-meta-resolve';
@@ -78,11 +79,20 @@ function resolveModule(specifier: string, baseDir: string): string {
   // from the pipeline's folder first, as a user expects, then from Tributary's. require.resolve
   // would miss a package that only exports an `import` entry.
   let firstError: Error | undefined;
-  for (const from of [pathToFileURL(resolve(baseDir, 'noop.js')).href, import.meta.url]) {
+  const parents = [pathToFileURL(resolve(baseDir, 'noop.js')).href, import.meta.url];
+  for (const from of parents) {
     try {
       return resolveImport(specifier, from);
     } catch (error) {
       firstError ??= error as Error;
+    }
+  }
+  // A CommonJS package whose exports offer only a `require` entry: import() loads it all the same.
+  for (const from of parents) {
+    try {
+      return pathToFileURL(createRequire(from).resolve(specifier)).href;
+    } catch {
+      // not there either
     }
   }
   throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${firstError?.message ?? 'not found'}`);

@@ -169,8 +169,8 @@ const DATA = ${data};
 const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' ? x.toFixed(4) : String(x));
 const table = document.getElementById('summary');
 for (const r of DATA.reports) {
-  const s = r.summary, row = document.createElement('tr');
-  for (const v of [r.model, r.task, r.kind_of_model, fmt(s.auc), fmt(s.n > 0 ? s.logloss : null), fmt(s.n > 0 ? s.brier : null), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
+  const s = r.summary, m = DATA.metrics.models[r.model], row = document.createElement('tr'); // scores as metrics.json has them (null without labels)
+  for (const v of [r.model, r.task, r.kind_of_model, fmt(m.auc), fmt(m.logloss), fmt(m.brier), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
   table.appendChild(row);
 }
 const root = document.getElementById('models');

@@ -12,7 +12,7 @@ import { loadPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, runPipelineCommand } from './run.js';
+import { exitCodes, reportNeedsPerson, runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
@@ -154,14 +154,7 @@ async function main(args: string[]): Promise<number> {
     await parser.parseAsync();
   } catch (error) {
     if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') return exitCodes.invalid;
-    if (error instanceof ConfigError) {
-      for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
-      return exitCodes.invalid;
-    }
-    if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
-      process.stderr.write(`${error.code}: ${error.message}\n`);
-      return exitCodes.invalid;
-    }
+    if (reportNeedsPerson(error)) return exitCodes.invalid;
     createLogger({ pretty: false }).error({ err: error }, (error as Error).message);
     return exitCodes.failure;
   }

@@ -9,6 +9,22 @@ import { builtinRegistry } from './registry.js';
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
+/**
+ * Prints an error a restart cannot mend (a config error, printed as the loader prints them;
+ * checkpoints that cannot be resumed from) and returns true; false for any other error.
+ */
+export function reportNeedsPerson(error: unknown, pipeline?: string): boolean {
+  if (error instanceof ConfigError) {
+    for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+    return true;
+  }
+  if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
+    process.stderr.write(`${pipeline ? `pipeline ${pipeline}: ` : ''}${error.code}: ${error.message}\n`);
+    return true;
+  }
+  return false;
+}
+
 export interface RunCommandOptions {
   targets: string[];
   sets: string[];
@@ -85,14 +101,8 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
     let needPerson = 0;
     for (const failure of result.failures) {
-      const error = failure.error;
-      if (error instanceof ConfigError) {
-        needPerson++;
-        for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
-      } else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
-        needPerson++;
-        process.stderr.write(`pipeline ${failure.name}: ${error.code}: ${error.message}\n`);
-      } else logger.error({ pipeline: failure.name, err: error }, `pipeline ${failure.name} failed: ${error.message}`);
+      if (reportNeedsPerson(failure.error, failure.name)) needPerson++;
+      else logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
     }
     if (result.failures.length === 0) return exitCodes.ok;
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;

@@ -60,6 +60,7 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
   await assert.rejects(loadPipeline(file, { registry, env: {} }), (error: ConfigError) => {
     assert.equal(error.code, 'TRIB_ERR_CONFIG_VARIABLE');
     assert.equal(error.problems[0]!.line, 4);
+    assert.equal(error.problems[0]!.path, '$.sources[0].users');
     assert.match(error.problems[0]!.message, /USERS is not set/);
     return true;
   });
@@ -119,7 +120,7 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
   ]);
 });
 
-test('plugins: an npm package beside the pipeline is loaded by name, also when its exports offer only an `import` entry', async () => {
+test('plugins: an npm package beside the pipeline is loaded by name, also when its exports offer only an `import` (or only a `require`) entry', async () => {
   const project = mkdtempSync(join(dir, 'project-'));
   const core = JSON.stringify(new URL('../index.js', import.meta.url).href);
   for (const [name, manifest] of [
@@ -134,10 +135,18 @@ test('plugins: an npm package beside the pipeline is loaded by name, also when i
       `import { defineSink } from ${core};\nexport default defineSink({ name: '${name}', summary: 'test', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });\n`,
     );
   }
+  // A CommonJS package whose exports offer only `require` (a plugin object made by hand: CommonJS cannot require the ESM core).
+  const cjs = join(project, 'node_modules', 'plug-cjs');
+  mkdirSync(cjs, { recursive: true });
+  writeFileSync(join(cjs, 'package.json'), JSON.stringify({ name: 'plug-cjs', exports: { '.': { require: './index.cjs' } } }));
+  writeFileSync(
+    join(cjs, 'index.cjs'),
+    "module.exports = { [Symbol.for('tributary.plugin')]: true, kind: 'sink', name: 'plug-cjs', summary: 'test', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) };\n",
+  );
   const file = join(project, 'pipeline.yaml');
-  writeFileSync(file, 'plugins: [plug-esm, plug-main]\nsources: [{type: synthetic}]\nsinks: [{type: plug-esm}, {type: plug-main}]\n');
+  writeFileSync(file, 'plugins: [plug-esm, plug-main, plug-cjs]\nsources: [{type: synthetic}]\nsinks: [{type: plug-esm}, {type: plug-main}, {type: plug-cjs}]\n');
   const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
-  assert.deepEqual(loaded.sinks.map((sink) => sink.plugin.name), ['plug-esm', 'plug-main']);
+  assert.deepEqual(loaded.sinks.map((sink) => sink.plugin.name), ['plug-esm', 'plug-main', 'plug-cjs']);
   writeFileSync(file, 'plugins: [plug-missing]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
   const missing = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
     () => [],

@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import type { AnyPlugin, PluginKind } from '../plugin.js';
@@ -95,7 +95,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   }
 
   const problems: ConfigProblem[] = [];
-  interpolate(doc, options.env ?? process.env, (node, message) => problems.push(at(node.range?.[0] ?? 0, '$', message)));
+  interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)));
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   const data: unknown = doc.toJS() ?? {};
@@ -284,9 +284,9 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
 const reference = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}/g;
 
 /** `${VAR}` and `${VAR:-default}` in every string scalar; `$${` is a literal `${`. */
-function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, message: string) => void): void {
+function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void): void {
   visit(doc, {
-    Scalar(_key, node) {
+    Scalar(_key, node, ancestors) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const original = node.value;
       let missing = false;
@@ -296,7 +296,7 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
         if (value !== undefined && value !== '') return value;
         if (fallback !== undefined) return fallback;
         missing = true;
-        report(node, `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+        report(node, segmentsOf(ancestors, node), `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
         return match;
       });
       if (missing) return;
@@ -310,6 +310,17 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
       }
     },
   });
+}
+
+/** The JSON path segments of `node`, from the ancestors `visit` passes (pairs give keys, sequences indices). */
+function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[] {
+  const segments: PathSegment[] = [];
+  const chain = [...ancestors, node];
+  chain.forEach((item, i) => {
+    if (isPair(item) && isScalar(item.key)) segments.push(String(item.key.value));
+    else if (isSeq(item)) segments.push(item.items.indexOf(chain[i + 1] as never));
+  });
+  return segments;
 }
 
 /** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */

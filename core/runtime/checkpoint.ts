@@ -107,10 +107,13 @@ export class CheckpointStore {
 
   /**
    * The newest checkpoint that reads back intact (and that `accept` takes). Each bad one is reported
-   * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it.
+   * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it. When there
+   * are checkpoint files and not one of them reads back, it throws (TRIB_ERR_CHECKPOINT): starting
+   * from nothing is for a person to decide. Files that read back but `accept` turned down give undefined.
    */
   async latest(onCorrupt: (file: string, reason: string) => void = () => undefined, accept: (checkpoint: Checkpoint) => boolean = () => true): Promise<Checkpoint | undefined> {
     const unusable: string[] = [];
+    let readable = 0;
     for (const sequence of await this.sequences()) {
       const file = join(this.dir, fileName(sequence));
       let checkpoint: Checkpoint;
@@ -121,11 +124,12 @@ export class CheckpointStore {
         unusable.push(`${file}: ${(error as Error).message}`);
         continue;
       }
+      readable++;
       if (accept(checkpoint)) return checkpoint;
     }
     // Checkpoints that all fail to read are no reason to start from nothing (and replace every output):
     // a person decides.
-    if (unusable.length > 0) {
+    if (unusable.length > 0 && readable === 0) {
       throw new TributaryError(
         'TRIB_ERR_CHECKPOINT',
         `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,

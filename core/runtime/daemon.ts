@@ -119,14 +119,22 @@ export class Daemon {
         }),
       );
     }
-    if (many && this.options.checkpointDir) {
-      // A second pipeline added beside one that ran alone moves each into a sub-folder: the first one's
-      // checkpoints, left in the folder itself, would be passed over and it would start from nothing.
-      const shared = new CheckpointStore(this.options.checkpointDir);
-      if (await shared.holdsCheckpoints()) {
+    const folder = this.options.checkpointDir;
+    if (folder) {
+      // Several pipelines keep their checkpoints in sub-folders, one alone in the folder itself: a
+      // pipeline added or removed moves the others', which would be passed over (a start from nothing).
+      const own = await new CheckpointStore(folder).holdsCheckpoints();
+      if (many && own) {
         throw new TributaryError(
           'TRIB_ERR_CHECKPOINT',
-          `${this.options.checkpointDir} holds checkpoints of a run of one pipeline; with several pipelines each keeps its own in ${join(this.options.checkpointDir, '<pipeline name>')}: move them into the folder of the pipeline that wrote them`,
+          `${folder} holds checkpoints of a run of one pipeline; with several pipelines each keeps its own in ${join(folder, '<pipeline name>')}: move them into the folder of the pipeline that wrote them`,
+        );
+      }
+      const name = this.loaded[0]!.document.name;
+      if (!many && !own && (await new CheckpointStore(join(folder, name)).holdsCheckpoints())) {
+        throw new TributaryError(
+          'TRIB_ERR_CHECKPOINT',
+          `${join(folder, name)} holds this pipeline's checkpoints from a run of several pipelines; run alone, it keeps them in ${folder}: move them there`,
         );
       }
     }

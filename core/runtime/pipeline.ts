@@ -346,7 +346,10 @@ export class PipelineRunner {
       const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
       return { label: context.label, instance };
     } catch (cause) {
-      // A factory rejects what the schema cannot express: a config error, located like the schema's.
+      const where = `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}')`;
+      // A failure the plugin classed as a runtime one (a broker out of reach) stays one: a restart may mend it.
+      if (cause instanceof TributaryError && !(cause instanceof ConfigError)) throw new TributaryError(cause.code, `${where}: ${cause.message}`, { cause });
+      // Anything else a factory throws rejects what the schema cannot express: a config error, located like the schema's.
       const problem = { file: this.loaded.file, line: resolved.line ?? 0, column: resolved.column ?? 0, path: resolved.path, message: `${resolved.plugin.kind} '${resolved.plugin.name}': ${(cause as Error).message}` };
       throw Object.assign(new ConfigError([problem], 'TRIB_ERR_PLUGIN_FACTORY'), { cause });
     }
@@ -414,16 +417,15 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, state: Record<string, unknown> | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
       const { label, instance } = await this.create<Operator>(resolved, 'stage', index, gauges);
       await instance.open?.();
-      const saved = state?.[label];
-      if (saved !== undefined && instance.restore) instance.restore(saved);
       operators.push({ label, operator: instance });
     }
+    if (saved) this.restoreOperators(operators, saved.operators, saved.file);
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     const subscription = stream.subscribe({
@@ -480,7 +482,7 @@ export class PipelineRunner {
                     (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
                     (checkpoint) => (offsetOf(checkpoint) ?? Infinity) <= committed,
                   );
-            await this.startTask(id, saved?.operators);
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined);
             if (saved) starts.set(id, offsetOf(saved)!);
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
@@ -646,16 +648,19 @@ export class PipelineRunner {
     while (this.barrier) await this.barrier;
     if (this.heapAboveBudget()) await this.waitForHeap();
     // A sink's ready() rejects once its output failed (disk full): the failure is the sink's, named.
-    const sinkReady = async (label: string, ready: Promise<void> | undefined): Promise<void> => {
-      if (ready === undefined) return;
+    const sinkReady = async (label: string, ready: Promise<void>): Promise<void> => {
       try {
         await ready;
       } catch (cause) {
         throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
       }
     };
-    for (const slot of this.sinks) await sinkReady(slot.label, slot.sink.ready?.());
-    await sinkReady('the dead-letter sink', this.deadLetterSink.ready?.());
+    for (const slot of this.sinks) {
+      const ready = slot.sink.ready?.();
+      if (ready) await sinkReady(slot.label, ready);
+    }
+    const deadReady = this.deadLetterSink.ready?.();
+    if (deadReady) await sinkReady('the dead-letter sink', deadReady);
     for (const { operator } of this.operators) {
       const ready = operator.ready?.();
       if (ready) await ready;
@@ -754,24 +759,38 @@ export class PipelineRunner {
   private latency!: StageLatency;
 
   /**
-   * State is kept by stage label (`stage-<type>-<index>` unless the entry sets `label`), so removing
-   * or inserting a stage changes the labels after it: saved state that no stage takes would be lost
-   * without a word (and the stages after it start empty). That is an error unless allowed.
+   * Restores operators from a checkpoint's state (the main one, or a partition's). State is kept by
+   * stage label (`stage-<type>-<index>` unless the entry sets `label`), so removing or inserting a
+   * stage renames those after it: saved state that none of `operators` takes would be lost without
+   * a word, and they would start empty. That is an error unless allowed; so is saved state a stage's
+   * restore rejects (its config changed). Both stop the run for a person (TRIB_ERR_CHECKPOINT).
    */
-  private checkRestoredLabels(saved: Record<string, unknown>, file: string): void {
-    const labels = new Set([...this.operators.map((o) => o.label), ...this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index))]);
+  private restoreOperators(operators: readonly { label: string; operator: Operator }[], saved: Record<string, unknown>, file: string): void {
+    const labels = new Set(operators.map((o) => o.label));
     const orphans = Object.keys(saved).filter((label) => !labels.has(label));
-    if (orphans.length === 0) return;
-    if (this.options.allowNonRestoredState) {
+    if (orphans.length > 0 && this.options.allowNonRestoredState) {
       this.logger.warn({ file, dropped: orphans }, 'checkpoint state of stages no longer in the pipeline is dropped (--allow-non-restored-state)');
-      return;
+    } else if (orphans.length > 0) {
+      throw new TributaryError(
+        'TRIB_ERR_CHECKPOINT',
+        `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
+          'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
+          'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
+      );
     }
-    throw new TributaryError(
-      'TRIB_ERR_CHECKPOINT',
-      `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
-        'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
-        'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
-    );
+    for (const { label, operator } of operators) {
+      const state = saved[label];
+      if (state === undefined || !operator.restore) continue;
+      try {
+        operator.restore(state);
+      } catch (cause) {
+        throw new TributaryError(
+          'TRIB_ERR_CHECKPOINT',
+          `checkpoint ${file}: the saved state of stage ${label} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
+          { cause },
+        );
+      }
+    }
   }
 
   private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
@@ -832,43 +851,30 @@ export class PipelineRunner {
     this.registerRunMetrics();
     const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
     try {
-      if (restored) this.checkRestoredLabels(restoredOperators ?? {}, String(restored.file));
-      for (const { label, operator } of this.operators) {
-        await operator.open?.();
-        const saved = restoredOperators?.[label];
-        if (saved === undefined || !operator.restore) continue;
-        try {
-          operator.restore(saved);
-        } catch (cause) {
-          if (!restored) throw cause;
-          throw new TributaryError(
-            'TRIB_ERR_CHECKPOINT',
-            `checkpoint ${String(restored.file)}: the saved state of stage ${label} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
-            { cause },
-          );
-        }
+      for (const { operator } of this.operators) await operator.open?.();
+      if (restored) this.restoreOperators(this.operators, restoredOperators ?? {}, String(restored.file));
+      else if (restoredOperators) for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) operator.restore?.(restoredOperators[label]);
+      const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
+      for (const slot of this.sources) {
+        const position = restoredSources?.[slot.label];
+        // Scale-out: each partition starts where its own state file says (see partitionListener).
+        if (position && slot.source.seek && !this.scaleOut) slot.source.seek(position);
+      }
+      // Scale-out: the per-partition stages are timed in every task, under their own labels.
+      const keyedLabels = this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index));
+      this.latency = new StageLatency([...keyedLabels, ...this.operators.map((o) => o.label)], this.metrics, this.name, keyedLabels.length);
+      if (this.scaleOut) {
+        this.scaleOut.slot.source.onPartitions!(this.partitionListener());
+        this.push = (event, source) => {
+          const origin = originOf(event);
+          const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
+          if (task) task.input.next(event);
+          else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+        };
       }
     } catch (error) {
       await this.closeAll().catch(() => undefined);
       throw error;
-    }
-    const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
-    for (const slot of this.sources) {
-      const position = restoredSources?.[slot.label];
-      // Scale-out: each partition starts where its own state file says (see partitionListener).
-      if (position && slot.source.seek && !this.scaleOut) slot.source.seek(position);
-    }
-    // Scale-out: the per-partition stages are timed in every task, under their own labels.
-    const keyedLabels = this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index));
-    this.latency = new StageLatency([...keyedLabels, ...this.operators.map((o) => o.label)], this.metrics, this.name, keyedLabels.length);
-    if (this.scaleOut) {
-      this.scaleOut.slot.source.onPartitions!(this.partitionListener());
-      this.push = (event, source) => {
-        const origin = originOf(event);
-        const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-        if (task) task.input.next(event);
-        else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
-      };
     }
     this.started = true;
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
@@ -957,6 +963,7 @@ export class PipelineRunner {
       // failure (a full disk while writing) is the one to report, not its echo from close().
       await this.closeAll().catch((closing: unknown) => {
         if (failed === undefined) throw closing;
+        this.logger.warn({ err: (closing as Error).message }, 'closing after the failure failed too');
       });
     }
     return this.stats;

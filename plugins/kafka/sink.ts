@@ -11,7 +11,7 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { defineSink, parseDuration, recordToJsonBytes, type SourceHealth, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type SourceHealth, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -121,6 +121,11 @@ export default defineSink<KafkaSinkConfig>({
       return typeof key === 'string' ? key : typeof key === 'number' ? String(key) : null;
     };
 
+    // Brokers out of reach as the pipeline starts: a runtime failure (exit 1, a supervisor restarts
+    // it), not a config error, which is what anything else a factory throws is taken for.
+    const unreachable = (error: unknown): never => {
+      throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot connect to the brokers: ${asError(error).message}`, { cause: error });
+    };
     if (config.guarantee === 'exactly-once') {
       if (!context.shared) throw new Error('guarantee: exactly-once needs a runtime that shares state between the plugins of a pipeline');
       const transactions = await PipelineTransactions.obtain(
@@ -133,7 +138,7 @@ export default defineSink<KafkaSinkConfig>({
         },
         context.logger,
         config,
-      );
+      ).catch(unreachable);
       return {
         write(record) {
           transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));
@@ -181,7 +186,7 @@ export default defineSink<KafkaSinkConfig>({
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
     const stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-    await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error)));
+    await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch(unreachable);
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());

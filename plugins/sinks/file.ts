@@ -1,9 +1,10 @@
 /**
  * `file`: writes records as JSON lines. Also the default dead-letter sink.
  *
- * Sinks of one process that write the same file share one writer (and the file is opened once): two
- * pipelines run together with the default dead-letter file, or two sinks given the same path, would
- * otherwise each truncate it and overwrite the other's records.
+ * Sinks of one process that write the same file share one writer (and the file is opened once), and
+ * a file the process already replaced is appended to when opened again: two pipelines run together
+ * with the default dead-letter file, or two sinks given the same path, would otherwise each truncate
+ * it and overwrite the other's records.
  */
 import { once } from 'node:events';
 import { closeSync, createWriteStream, fstatSync, mkdirSync, openSync, readSync, statSync, truncateSync, type WriteStream } from 'node:fs';
@@ -25,7 +26,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten.',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file the process already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -43,9 +44,15 @@ export default defineSink<FileSinkConfig>({
     if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
     const gzip = config.gzip ?? path.endsWith('.gz');
     let output: SharedOutput | undefined;
+    let closed = false;
     const open = (): SharedOutput => {
+      if (closed) throw new Error(`${path}: written after the sink was closed`);
       const resuming = context.resuming === true;
-      if (!gzip && (resuming || config.append) && !openOutputs.has(path)) {
+      // Its own records must follow what the file holds (resuming, append: true)...
+      const keepsOld = resuming || config.append;
+      // ...or the file is opened to append anyway, as this process replaced it already.
+      const append = keepsOld || replacedByThisProcess.has(path);
+      if (!gzip && append && !openOutputs.has(path)) {
         // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
         // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
         // of another origin, its last line is left as it is and ours start on a line of their own.
@@ -54,9 +61,9 @@ export default defineSink<FileSinkConfig>({
           truncateSync(path, statSync(path).size - torn);
           context.logger.warn({ file: path, bytes: torn }, 'file sink: dropped the end of a record the last run left incomplete (it is written again from the checkpoint)');
         }
-        output = openShared(path, gzip, true);
-        if (torn > 0 && !resuming && output.users === 1) output.file.write('\n');
-      } else output = openShared(path, gzip, resuming || config.append);
+        output = openShared(path, gzip, true, keepsOld);
+        if (torn > 0 && !resuming) output.file.write('\n');
+      } else output = openShared(path, gzip, append, keepsOld);
       return output;
     };
     return {
@@ -75,6 +82,7 @@ export default defineSink<FileSinkConfig>({
         if (output !== undefined) await flushOutput(output);
       },
       async close() {
+        closed = true;
         if (output === undefined) return;
         const closing = output;
         output = undefined;
@@ -88,6 +96,8 @@ export default defineSink<FileSinkConfig>({
 interface SharedOutput {
   path: string;
   gzip: boolean;
+  /** Opened to append (else it replaced the file). */
+  append: boolean;
   writer: JsonLinesWriter;
   file: WriteStream;
   compressor: Gzip | undefined;
@@ -97,14 +107,24 @@ interface SharedOutput {
 }
 
 const openOutputs = new Map<string, SharedOutput>();
+/**
+ * Files this process has replaced: a sink opening one again appends. Pipelines run together do not
+ * hold a shared file open at the same times (a lazy dead-letter file opens at the first reject, after
+ * another pipeline may have closed it), and a second 'w' would wipe the first one's records.
+ */
+const replacedByThisProcess = new Set<string>();
 
-function openShared(path: string, gzip: boolean, append: boolean): SharedOutput {
+function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean): SharedOutput {
   const shared = openOutputs.get(path);
   if (shared !== undefined) {
     if (shared.gzip !== gzip) throw new Error(`${path} is already written by another sink ${shared.gzip ? 'with' : 'without'} gzip`);
+    // One sink resuming (appending) and one starting afresh (replacing): whichever opened first
+    // would decide, and the resuming one's earlier output could be gone. Said instead.
+    if (keepsOld && !shared.append) throw new Error(`${path} was replaced by another sink of this process as it started; this sink appends to it (it is resuming, or append: true): give them different files`);
     shared.users++;
     return shared;
   }
+  if (!append) replacedByThisProcess.add(path);
   mkdirSync(dirname(path), { recursive: true });
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
   const file = createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
@@ -117,7 +137,7 @@ function openShared(path: string, gzip: boolean, append: boolean): SharedOutput 
   }
   const opened = once(file, 'open').then(() => undefined);
   opened.catch(() => undefined); // the writer reports the same error to whoever writes
-  const output: SharedOutput = { path, gzip, writer: new JsonLinesWriter(target), file, compressor, opened, users: 1 };
+  const output: SharedOutput = { path, gzip, append, writer: new JsonLinesWriter(target), file, compressor, opened, users: 1 };
   openOutputs.set(path, output);
   return output;
 }

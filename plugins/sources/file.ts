@@ -55,8 +55,9 @@ export default defineSource<FileSourceConfig>({
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
-    // pipeline starts, so no sink has replaced its output yet.
-    for (const path of paths) {
+    // pipeline starts, so no sink has replaced its output yet. Not when resuming: files already read
+    // may have been archived since (a file missing ahead of the position fails the source as it comes).
+    for (const path of context.resuming ? [] : paths) {
       const stat = statSync(path, { throwIfNoEntry: false });
       if (stat === undefined) throw new Error(`no such file: ${path}`);
       if (stat.isDirectory()) throw new Error(`${path} is a folder; name its files`);
