@@ -245,4 +245,19 @@ test('a gzip file cut short (or corrupt) is bad input: its whole lines are deliv
   assert.match(context.deadLetters[0]!.reason, new RegExp(`^unreadable gzip data after line ${fromCut.length} \\(unexpected end of file`));
   assert.equal(context.deadLetters[1]!.origin?.file, garbage);
   assert.match(context.deadLetters[1]!.reason, /^unreadable gzip data after line 0 \(incorrect header check/);
+
+  // A cut-short last file, resumed from where a run ended: read to its cut again, its rest is not dead-lettered twice.
+  const alone = { path: cut, mapping: { time_format: 'epoch_ms' } } as never;
+  const first = testContext({ batchSize: 1000 });
+  const run = await file.create(alone, first);
+  for await (const batch of run.read()) void batch;
+  assert.equal(first.deadLetters.length, 1);
+  const position = run.position!();
+  assert.equal(position.unreadable, true);
+  const resumedContext = testContext({ batchSize: 1000, resuming: true });
+  const resumed = await file.create(alone, resumedContext);
+  resumed.seek!(position);
+  let read = 0;
+  for await (const batch of resumed.read()) read += batch.length;
+  assert.deepEqual([read, resumedContext.deadLetters.length], [0, 0]);
 });

@@ -70,7 +70,9 @@ export default defineSource<FileSourceConfig>({
     let bytesDone: number | undefined = 0;
     let open: Readable | undefined;
     /** Where the last file ended: the position once every file was read, so a resumed run reads what was appended since. */
-    let lastFileEnd: { line: number; byte: number | undefined } | undefined;
+    let lastFileEnd: { line: number; byte: number | undefined; unreadable: boolean } | undefined;
+    /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
+    let unreadableAfter: number | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (; fileIndex < paths.length; fileIndex++, linesDone = 0, bytesDone = 0) {
@@ -101,20 +103,25 @@ export default defineSource<FileSourceConfig>({
             // before it were delivered, the rest of the file is one dead letter, and reading goes on.
             const code = (error as NodeJS.ErrnoException).code;
             if (!gzip || typeof code !== 'string' || !code.startsWith('Z_')) throw error;
-            context.deadLetter({
-              reason: `unreadable gzip data after line ${linesDone} (${(error as Error).message}, ${raw.bytesRead} compressed bytes read): the rest of the file is skipped`,
-              raw: '',
-              origin: { source: context.label, file: path, line: linesDone + 1 },
-            });
+            // A resumed run reads a cut-short last file up to its cut again: its rest was dead-lettered once.
+            if (unreadableAfter !== linesDone) {
+              context.deadLetter({
+                reason: `unreadable gzip data after line ${linesDone} (${(error as Error).message}, ${raw.bytesRead} compressed bytes read): the rest of the file is skipped`,
+                raw: '',
+                origin: { source: context.label, file: path, line: linesDone + 1 },
+              });
+            }
+            unreadableAfter = linesDone;
           }
           open = undefined;
-          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone };
+          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone, unreadable: unreadableAfter === linesDone };
+          unreadableAfter = undefined;
         }
       },
       position(): SourcePosition {
         if (fileIndex >= paths.length && lastFileEnd !== undefined) {
-          const { line, byte } = lastFileEnd;
-          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}) };
+          const { line, byte, unreadable } = lastFileEnd;
+          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}), ...(unreadable ? { unreadable: true } : {}) };
         }
         return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}) };
       },
@@ -123,6 +130,7 @@ export default defineSource<FileSourceConfig>({
         linesDone = Number(position.line ?? 0);
         // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
         bytesDone = typeof position.byte === 'number' ? position.byte : undefined;
+        unreadableAfter = position.unreadable === true ? linesDone : undefined;
       },
       async close() {
         open?.destroy();
