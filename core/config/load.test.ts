@@ -161,3 +161,9 @@ test('a value that fits none of its forms (a duration written out) is one proble
     'P:3:40: $.sources[0].watermark.max_out_of_orderness: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
   ]);
 });
+
+test('--set past the end of a list says so instead of leaving holes that read as wrong entries', async () => {
+  const problems = await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\n', { sets: ['stages[3].gap=1m'] });
+  assert.deepEqual(problems, ["P:0:0: $: --set 'stages[3].gap=1m': $.stages has 1 entries; index 3 is past its end (1 adds one)"]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\n', { sets: ['stages[1].type=session-features'] }), []);
+});

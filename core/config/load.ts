@@ -99,7 +99,14 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   const data: unknown = doc.toJS() ?? {};
-  for (const assignment of options.sets ?? []) applySet(data, assignment);
+  for (const assignment of options.sets ?? []) {
+    try {
+      applySet(data, assignment);
+    } catch (error) {
+      // Said as every config error is (exit 2, no stack trace), for run and backtest as for validate.
+      throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: (error as Error).message }], 'TRIB_ERR_CONFIG_SET');
+    }
+  }
 
   const locate = (segments: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem => {
     const path = jsonPath(keyOf === undefined ? segments : [...segments, keyOf]);
@@ -336,6 +343,10 @@ export function applySet(data: unknown, assignment: string): void {
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   for (const [index, segment] of segments.entries()) {
+    // A list grows by one at most: an index past its end would leave holes that read as wrong entries.
+    if (Array.isArray(target) && typeof segment === 'number' && segment > target.length) {
+      throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': ${jsonPath(segments.slice(0, index))} has ${target.length} entries; index ${segment} is past its end (${target.length} adds one)`);
+    }
     if (index === segments.length - 1) {
       target[segment] = value;
       return;
