@@ -92,6 +92,13 @@ export interface PluginContext {
    * (a Kafka source and sink committing in one transaction) find each other and no other pipeline.
    */
   readonly shared?: Map<string, unknown>;
+  /**
+   * One map for every pipeline run together (one `tributary run` of several files or a folder), so
+   * plugins of different pipelines that use one resource cooperate: file sinks writing one file (the
+   * default dead-letter file) append to it once one of them replaced it. A pipeline run on its own
+   * gets a map of its own.
+   */
+  readonly runShared?: Map<string, unknown>;
   /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */
   readonly signal?: AbortSignal;
   /**

@@ -106,6 +106,7 @@ export class Daemon {
   async run(): Promise<DaemonResult> {
     if (this.loaded.length === 0) await this.load();
     const many = this.loaded.length > 1;
+    const runShared = new Map<string, unknown>();
     for (const pipeline of this.loaded) {
       const dir = this.options.checkpointDir && (many ? join(this.options.checkpointDir, pipeline.document.name) : this.options.checkpointDir);
       const checkpoints = checkpointsOf(pipeline, dir || undefined);
@@ -116,6 +117,7 @@ export class Daemon {
           signal: this.controller.signal,
           ...(checkpoints ? { checkpoints } : {}),
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
+          runShared,
         }),
       );
     }

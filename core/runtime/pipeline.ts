@@ -43,6 +43,8 @@ export interface RunOptions {
    * that state. Without it such a checkpoint is an error (TRIB_ERR_CHECKPOINT), as in Flink.
    */
   allowNonRestoredState?: boolean;
+  /** PluginContext.runShared: one map for the pipelines run together (the daemon's); the pipeline's own `shared` when absent. */
+  runShared?: Map<string, unknown>;
 }
 
 export interface CheckpointInfo {
@@ -255,6 +257,7 @@ export class PipelineRunner {
       ...(this.options.replay ? { replay: true } : {}),
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
       shared: this.shared,
+      runShared: this.options.runShared ?? this.shared,
       ...(this.options.signal ? { signal: this.options.signal } : {}),
       deadLetter: (rejection) => {
         deadLetters.inc();

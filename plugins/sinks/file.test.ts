@@ -46,3 +46,10 @@ test('a record left cut short at the end of the file (a full disk, kill -9) is d
   await appender.close();
   assert.equal(readFileSync(appended, 'utf8'), `a last line without its newline\n${JSON.stringify(record('u3'))}\n`);
 });
+
+test('a pipeline run again in the same process replaces its output file, as a new process would', async () => {
+  const { runYaml } = await import('tributary/testing');
+  const out = join(dir, 'again.jsonl');
+  for (let run = 0; run < 2; run++) await runYaml(`sources: [{type: synthetic, events: 100}]\nsinks: [{type: file, path: ${out}}]\n`);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 100);
+});

@@ -2,7 +2,7 @@
  * `file`: writes records as JSON lines. Also the default dead-letter sink.
  *
  * Sinks of one process that write the same file share one writer (and the file is opened once), and
- * a file the process already replaced is appended to when opened again: two pipelines run together
+ * a file the pipelines run together already replaced is appended to when opened again: two pipelines run together
  * with the default dead-letter file, or two sinks given the same path, would otherwise each truncate
  * it and overwrite the other's records.
  */
@@ -12,7 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -26,7 +26,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file the process already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -51,7 +51,7 @@ export default defineSink<FileSinkConfig>({
       // Its own records must follow what the file holds (resuming, append: true)...
       const keepsOld = resuming || config.append;
       // ...or the file is opened to append anyway, as this process replaced it already.
-      const append = keepsOld || replacedByThisProcess.has(path);
+      const append = keepsOld || replacedInRun(context).has(path);
       if (!gzip && append && !openOutputs.has(path)) {
         // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
         // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
@@ -61,9 +61,9 @@ export default defineSink<FileSinkConfig>({
           truncateSync(path, statSync(path).size - torn);
           context.logger.warn({ file: path, bytes: torn }, 'file sink: dropped the end of a record the last run left incomplete (it is written again from the checkpoint)');
         }
-        output = openShared(path, gzip, true, keepsOld);
+        output = openShared(path, gzip, true, keepsOld, context);
         if (torn > 0 && !resuming) output.file.write('\n');
-      } else output = openShared(path, gzip, append, keepsOld);
+      } else output = openShared(path, gzip, append, keepsOld, context);
       return output;
     };
     return {
@@ -108,13 +108,20 @@ interface SharedOutput {
 
 const openOutputs = new Map<string, SharedOutput>();
 /**
- * Files this process has replaced: a sink opening one again appends. Pipelines run together do not
- * hold a shared file open at the same times (a lazy dead-letter file opens at the first reject, after
- * another pipeline may have closed it), and a second 'w' would wipe the first one's records.
+ * Files replaced by a sink of the pipelines run together (PluginContext.runShared): a sink opening one
+ * again appends. Those pipelines do not hold a shared file open at the same times (a lazy dead-letter
+ * file opens at the first reject, maybe after another pipeline closed it), and a second 'w' would
+ * wipe the first one's records. A pipeline run again later (in the same process) replaces it anew.
  */
-const replacedByThisProcess = new Set<string>();
+function replacedInRun(context: PluginContext): Set<string> {
+  const scope = context.runShared;
+  if (scope === undefined) return new Set();
+  let replaced = scope.get('file-sink:replaced') as Set<string> | undefined;
+  if (replaced === undefined) scope.set('file-sink:replaced', (replaced = new Set()));
+  return replaced;
+}
 
-function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean): SharedOutput {
+function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean, context: PluginContext): SharedOutput {
   const shared = openOutputs.get(path);
   if (shared !== undefined) {
     if (shared.gzip !== gzip) throw new Error(`${path} is already written by another sink ${shared.gzip ? 'with' : 'without'} gzip`);
@@ -124,7 +131,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
     shared.users++;
     return shared;
   }
-  if (!append) replacedByThisProcess.add(path);
+  if (!append) replacedInRun(context).add(path);
   mkdirSync(dirname(path), { recursive: true });
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
   const file = createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
