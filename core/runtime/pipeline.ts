@@ -682,6 +682,10 @@ export class PipelineRunner {
       .scoped({ pipeline: this.name, stage: slot.label })
       .counter('events_in_total', 'Events read from the source.');
     for await (const batch of slot.source.read()) {
+      // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
+      // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
+      // belong in the next transaction, or a restart from that position writes them twice).
+      while (this.barrier) await this.barrier;
       if (this.failure) break;
       slot.lastActivity = this.clock.now();
       let maxTime = slot.maxTime;

@@ -14,7 +14,7 @@ export interface LoggerOptions {
 }
 
 /** Field names whose values never reach a log line. */
-export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token', 'api_key', 'apiKey', 'ssl_key_password', 'key_password', 'oauth_token'];
+export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token', 'api_key', 'apiKey', 'ssl_key_password', 'key_password', 'oauth_token', 'key_pem'];
 
 const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
 
@@ -24,7 +24,13 @@ export function redactSecrets<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value;
   const copy: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
-    copy[key] = secretNames.has(key.toLowerCase()) || /(password|secret|token|api_?key)$/i.test(key) ? '[redacted]' : redactSecrets(field);
+    // Names end like a secret (`password`, librdkafka's `ssl.key.pem`, `sasl.oauthbearer.config`), or
+    // the value is a private key whatever its field.
+    const secret =
+      secretNames.has(key.toLowerCase()) ||
+      /(password|secret|token|api_?key|key[._]pem|oauthbearer[._]config)$/i.test(key) ||
+      (typeof field === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(field));
+    copy[key] = secret ? '[redacted]' : redactSecrets(field);
   }
   return copy as T;
 }

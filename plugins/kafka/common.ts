@@ -107,7 +107,8 @@ export const guaranteeProperty: JsonSchema = {
   description:
     '`at-least-once`: offsets are committed after every sink flushed (a crash replays, outputs may repeat). ' +
     '`exactly-once`: a Kafka source and a Kafka sink of one pipeline write outputs and commit consumed offsets in one ' +
-    'transaction; read the outputs with isolation.level=read_committed.',
+    'transaction; read the outputs with isolation.level=read_committed. Both ends must say so: a pipeline with an ' +
+    'exactly-once sink and no exactly-once kafka source (which commits the transactions) does not start.',
 };
 
 /**

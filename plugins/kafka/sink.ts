@@ -138,8 +138,14 @@ export default defineSink<KafkaSinkConfig>({
         },
         context.logger,
         config,
-      ).catch(unreachable);
+      );
       return {
+        // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
+        open: async () => {
+          if (!transactions.sourceAttached) {
+            throw new Error('guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed');
+          }
+        },
         write(record) {
           transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));
         },
@@ -171,12 +177,14 @@ export default defineSink<KafkaSinkConfig>({
     /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
     let backlog: { value: Buffer; key: string | null }[] = [];
     producer.on('delivery-report', (error) => {
-      // Only failures are reported (delivery.report.only.error).
-      if (error) failure ??= asError(error);
+      // Only failures are reported (delivery.report.only.error). The message names the topic: librdkafka's
+      // own ("unknown topic or partition") does not.
+      if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
     });
     producer.on('event.error', (error) => {
       const code = (error as { code?: number }).code;
-      if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT) {
+      // node-rdkafka also reports "all broker connections are down" with code -1 (ERR_UNKNOWN).
+      if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT || /all broker connections are down/i.test(error.message)) {
         if (healthy.ready) context.logger.warn({ err: error.message }, 'kafka sink: brokers unreachable; records wait in the producer');
         healthy = { ready: false, detail: error.message };
       } else {
@@ -243,15 +251,18 @@ export default defineSink<KafkaSinkConfig>({
           if (failure) throw failure;
           return;
         }
-        produced = 0;
         while (backlog.length > 0) {
           retryBacklog();
           if (backlog.length > 0) await promisify((cb) => producer.flush(1_000, cb)).catch(() => undefined);
         }
         // Resolves once librdkafka holds no record: each was acknowledged or has failed, and the
-        // failure reports have been handed to node-rdkafka's dispatcher before it returns.
+        // failure reports have been handed to node-rdkafka's dispatcher before it returns. Only then
+        // is the count cleared: after a flush that timed out (brokers down), the next one must wait
+        // for those records again, not find nothing written and let a checkpoint commit their offsets.
+        const before = produced;
         await promisify((cb) => producer.flush(60_000, cb));
         await dispatched();
+        produced -= before;
         if (failure) throw failure;
         if (!healthy.ready) healthy = { ready: true };
       },

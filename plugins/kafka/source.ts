@@ -147,10 +147,15 @@ export default defineSource<KafkaSourceConfig>({
   async create(config, context) {
     if ((config.topics === undefined) === (config.pattern === undefined)) throw new Error('give exactly one of `topics` and `pattern`');
     const Kafka = await rdkafka();
-    const transactions = config.guarantee === 'exactly-once' ? PipelineTransactions.find(context.shared) : undefined;
+    const found = PipelineTransactions.find(context.shared);
+    const transactions = config.guarantee === 'exactly-once' ? found : undefined;
     if (config.guarantee === 'exactly-once' && !transactions) {
       throw new Error('guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)');
     }
+    // An exactly-once sink's transactions commit with this source's offsets: read at-least-once,
+    // none would ever commit, and read_committed consumers would see none of the outputs.
+    if (found && !transactions) throw new Error('a `kafka` sink of this pipeline is exactly-once: give this source guarantee: exactly-once too (it commits the transactions)');
+    if (transactions) transactions.sourceAttached = true;
     return new KafkaSource(Kafka, config, context, transactions);
   },
 });
@@ -256,7 +261,12 @@ class KafkaSource {
   // ---- Source API ----
 
   async *read(): AsyncGenerator<ClickEvent[]> {
-    this.loop ??= this.run();
+    // The consume loop's failure (a subscription librdkafka rejects, say) fails this source through
+    // read(): unobserved, the rejection ended the whole process.
+    this.loop ??= this.run().catch((error: unknown) => {
+      this.failure ??= asError(error);
+      this.notify();
+    });
     const batchSize = this.context.batchSize;
     const signal = this.context.signal;
     signal?.addEventListener('abort', () => this.notify(), { once: true });

@@ -25,6 +25,7 @@
  *   offsets, and readers with isolation.level=read_committed never see the aborted outputs.
  */
 import type { Logger } from 'pino';
+import { TributaryError } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import { asError, disconnectProducer, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
@@ -67,6 +68,8 @@ export class PipelineTransactions {
   /** The last commit asked for (whatever its outcome, close() waits for it). */
   private committing: Promise<void> = Promise.resolve();
   transactions = 0;
+  /** Set by the exactly-once kafka source that commits these transactions: without one, nothing would ever commit. */
+  sourceAttached = false;
 
   private constructor(
     readonly transactionalId: string,
@@ -101,8 +104,13 @@ export class PipelineTransactions {
     });
     this.producer.on('event.error', (error) => this.logger.warn({ err: asError(error).message }, 'kafka transactional producer error'));
     this.producer.setPollInterval(50);
-    await promisify((cb) => this.producer.connect({}, (error) => cb(error)));
-    await promisify((cb) => this.producer.initTransactions(30_000, cb));
+    try {
+      await promisify((cb) => this.producer.connect({}, (error) => cb(error)));
+      await promisify((cb) => this.producer.initTransactions(30_000, cb));
+    } catch (error) {
+      // A runtime failure (exit 1, a supervisor restarts it); a bad property fails the constructor above, a config error.
+      throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot connect to the brokers and start transactions: ${asError(error).message}`, { cause: error });
+    }
     await this.begin();
   }
 

@@ -1,0 +1,16 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { redactSecrets } from './telemetry.js';
+
+test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and private keys whatever their field', () => {
+  const pem = '-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----';
+  const config = {
+    security: { sasl: { mechanism: 'PLAIN', username: 'app', password: 'hunter2' }, tls: { key_pem: pem, ca_pem: '-----BEGIN CERTIFICATE-----x' } },
+    options: { 'ssl.key.pem': pem, 'sasl.oauthbearer.config': 'clientId=a clientSecret=s3cr3t', 'sasl.oauthbearer.client.secret': 's3cr3t', 'linger.ms': 5, note: pem },
+  };
+  const text = JSON.stringify(redactSecrets(config));
+  for (const secret of ['hunter2', 'MIIEv', 's3cr3t']) assert.ok(!text.includes(secret), `${secret} is hidden: ${text}`);
+  assert.match(text, /"username":"app"/);
+  assert.match(text, /"ca_pem":"-----BEGIN CERTIFICATE-----x"/, 'a certificate is public');
+  assert.match(text, /"linger.ms":5/);
+});
