@@ -167,3 +167,9 @@ test('--set past the end of a list says so instead of leaving holes that read as
   assert.deepEqual(problems, ["P:0:0: $: --set 'stages[3].gap=1m': $.stages has 1 entries; index 3 is past its end (1 adds one)"]);
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\n', { sets: ['stages[1].type=session-features'] }), []);
 });
+
+test('a kafka source needs exactly one of topics and pattern, which validate says at the entry', async () => {
+  const yaml = (fields: string): string => `sources:\n  - {type: kafka, brokers: "b:9092", group: g${fields}}\nsinks: [{type: stdout}]\n`;
+  for (const fields of [', topics: [a], pattern: b', '']) assert.deepEqual(await problemsOf(yaml(fields)), ['P:2:5: $.sources[0]: expected exactly one of `topics` and `pattern`.']);
+  assert.deepEqual(await problemsOf(yaml(', pattern: "^clicks-.*"')), []);
+});

@@ -226,6 +226,7 @@ function problemFromAjv(
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);
+    case 'oneOf':
     case 'anyOf': {
       // The forms' own errors were dropped (collapseAlternatives): the schema's description says what is expected.
       const description = (error.parentSchema as { description?: string } | undefined)?.description;

@@ -115,14 +115,14 @@ export class SchemaValidator {
 }
 
 /**
- * A value that matches none of an `anyOf`'s forms (a duration given as `30 minutes`) is one error,
- * the `anyOf`'s: without this, each failed form adds its own ("must be number", "must match pattern").
+ * A value that matches none of an `anyOf`'s (or `oneOf`'s) forms (a duration given as `30 minutes`) is
+ * one error, the choice's: without this, each failed form adds its own ("must be number", "must match pattern").
  */
 function collapseAlternatives(errors: readonly ErrorObject[]): ErrorObject[] {
-  const alternatives = errors.filter((error) => error.keyword === 'anyOf');
+  const alternatives = errors.filter((error) => error.keyword === 'anyOf' || error.keyword === 'oneOf');
   if (alternatives.length === 0) return [...errors];
   return errors.filter(
-    (error) => error.keyword === 'anyOf' || !alternatives.some((anyOf) => error.instancePath === anyOf.instancePath && error.schemaPath.startsWith(`${anyOf.schemaPath}/`)),
+    (error) => alternatives.includes(error) || !alternatives.some((choice) => error.instancePath === choice.instancePath && error.schemaPath.startsWith(`${choice.schemaPath}/`)),
   );
 }
 

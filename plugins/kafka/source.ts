@@ -97,6 +97,8 @@ export default defineSource<KafkaSourceConfig>({
     type: 'object',
     additionalProperties: false,
     required: ['brokers', 'group'],
+    // So `validate` finds it too (it was only the factory's check); the description is the message.
+    allOf: [{ description: 'Exactly one of `topics` and `pattern`.', oneOf: [{ type: 'object', properties: { topics: true }, required: ['topics'] }, { type: 'object', properties: { pattern: true }, required: ['pattern'] }] }],
     properties: {
       ...connectionProperties,
       topics: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Topics to read (give this or `pattern`).' },
