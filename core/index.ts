@@ -24,6 +24,6 @@ export { PluginRegistry } from './registry.js';
 export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';
 export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
-export { createLogger, MetricsHub, redactSecrets } from './runtime/telemetry.js';
+export { createLogger, isSecret, MetricsHub, redactSecrets } from './runtime/telemetry.js';
 export { CheckpointStore, readCheckpoint, type Checkpoint, type CheckpointBody } from './runtime/checkpoint.js';
 export { Daemon, type DaemonOptions, type DaemonResult } from './runtime/daemon.js';

@@ -99,6 +99,13 @@ export interface PluginContext {
    * gets a map of its own.
    */
   readonly runShared?: Map<string, unknown>;
+  /**
+   * While the runtime holds the sources (a checkpoint or a commit takes their positions), a promise
+   * that resolves when it lets go; undefined otherwise. A source whose position moves when it takes
+   * records (Kafka's offsets) waits for it before taking more, so a position read meanwhile (a
+   * rebalance's hand-over) never counts records the pipeline has not yet seen.
+   */
+  readonly held?: () => Promise<void> | undefined;
   /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */
   readonly signal?: AbortSignal;
   /**

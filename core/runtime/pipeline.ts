@@ -258,6 +258,7 @@ export class PipelineRunner {
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
       shared: this.shared,
       runShared: this.options.runShared ?? this.shared,
+      held: () => this.barrier,
       ...(this.options.signal ? { signal: this.options.signal } : {}),
       deadLetter: (rejection) => {
         deadLetters.inc();
@@ -847,6 +848,11 @@ export class PipelineRunner {
         try {
           await sink.open?.();
         } catch (cause) {
+          // A config only wrong with the other plugins in view (an exactly-once sink without its source) is said as a factory's rejection.
+          if (cause instanceof TributaryError && cause.code === 'TRIB_ERR_PLUGIN_FACTORY') {
+            const resolved = sink === this.deadLetterSink ? this.loaded.deadLetter : this.loaded.sinks[this.sinks.findIndex((slot) => slot.sink === sink)];
+            throw new ConfigError([{ file: this.loaded.file, line: resolved?.line ?? 0, column: resolved?.column ?? 0, path: resolved?.path ?? '$', message: `sink '${resolved?.plugin.name ?? label}': ${cause.message}` }], 'TRIB_ERR_PLUGIN_FACTORY');
+          }
           throw new TributaryError('TRIB_ERR_SINK', `${label} could not open: ${(cause as Error).message}`, { cause });
         }
       }

@@ -18,19 +18,25 @@ export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token',
 
 const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
 
+/**
+ * Whether a field holds a secret: its name ends like one (`password`, librdkafka's `ssl.key.pem`,
+ * `sasl.oauthbearer.config`), or its value is a private key whatever the field.
+ */
+export function isSecret(key: string, value: unknown): boolean {
+  return (
+    secretNames.has(key.toLowerCase()) ||
+    /(password|secret|token|api_?key|key[._]pem|oauthbearer[._]config)$/i.test(key) ||
+    (typeof value === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value))
+  );
+}
+
 /** A copy of `value` with every secret-looking field's value replaced, for logs and printed config. */
 export function redactSecrets<T>(value: T): T {
   if (Array.isArray(value)) return value.map((item: unknown) => redactSecrets(item)) as T;
   if (typeof value !== 'object' || value === null) return value;
   const copy: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
-    // Names end like a secret (`password`, librdkafka's `ssl.key.pem`, `sasl.oauthbearer.config`), or
-    // the value is a private key whatever its field.
-    const secret =
-      secretNames.has(key.toLowerCase()) ||
-      /(password|secret|token|api_?key|key[._]pem|oauthbearer[._]config)$/i.test(key) ||
-      (typeof field === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(field));
-    copy[key] = secret ? '[redacted]' : redactSecrets(field);
+    copy[key] = isSecret(key, field) ? '[redacted]' : redactSecrets(field);
   }
   return copy as T;
 }

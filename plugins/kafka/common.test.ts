@@ -113,8 +113,15 @@ test('an OIDC endpoint that refuses is an error naming it', async () => {
 });
 
 test('secrets are redacted from logged properties; the rest stays readable', () => {
-  const safe = redactProperties({ ...librdkafkaConnection(scram, 'c'), ...librdkafkaConnection(oauth, 'c'), 'ssl.key.pem': '-----BEGIN', 'ssl.key.password': 'kp' });
-  for (const key of ['sasl.password', 'sasl.username', 'sasl.oauthbearer.client.secret', 'ssl.key.pem', 'ssl.key.password']) assert.equal(safe[key], '[redacted]', key);
+  const safe = redactProperties({
+    ...librdkafkaConnection(scram, 'c'),
+    ...librdkafkaConnection(oauth, 'c'),
+    'ssl.key.pem': '-----BEGIN',
+    'ssl.key.password': 'kp',
+    'sasl.oauthbearer.config': 'clientId=a clientSecret=oc-s3cr3t',
+    'some.option': '-----BEGIN RSA PRIVATE KEY-----\nxyz',
+  });
+  for (const key of ['sasl.password', 'sasl.username', 'sasl.oauthbearer.client.secret', 'ssl.key.pem', 'ssl.key.password', 'sasl.oauthbearer.config', 'some.option']) assert.equal(safe[key], '[redacted]', key);
   assert.equal(safe['metadata.broker.list'], 'kafka:9093');
   assert.equal(safe['sasl.mechanisms'], 'OAUTHBEARER');
   assert.ok(!JSON.stringify(safe).includes('s3cret') && !JSON.stringify(safe).includes('idp-secret'));

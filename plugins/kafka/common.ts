@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import type { JsonSchema } from 'tributary';
+import { isSecret, type JsonSchema } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -108,7 +108,8 @@ export const guaranteeProperty: JsonSchema = {
     '`at-least-once`: offsets are committed after every sink flushed (a crash replays, outputs may repeat). ' +
     '`exactly-once`: a Kafka source and a Kafka sink of one pipeline write outputs and commit consumed offsets in one ' +
     'transaction; read the outputs with isolation.level=read_committed. Both ends must say so: a pipeline with an ' +
-    'exactly-once sink and no exactly-once kafka source (which commits the transactions) does not start.',
+    'exactly-once sink and no exactly-once kafka source (which commits the transactions), or with an at-least-once ' +
+    'kafka source beside it, does not start.',
 };
 
 /**
@@ -161,7 +162,8 @@ const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;
 /** A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`. */
 export function redactProperties(props: Record<string, unknown>): Record<string, unknown> {
   const safe: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) ? '[redacted]' : value;
+  // librdkafka's names (`sasl.username` too), and whatever the runtime takes for a secret (a PEM key in any property, `sasl.oauthbearer.config`).
+  for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) || isSecret(key, value) ? '[redacted]' : value;
   return safe;
 }
 

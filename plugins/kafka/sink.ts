@@ -143,7 +143,10 @@ export default defineSink<KafkaSinkConfig>({
         // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
         open: async () => {
           if (!transactions.sourceAttached) {
-            throw new Error('guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed');
+            throw new TributaryError(
+              'TRIB_ERR_PLUGIN_FACTORY',
+              'guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+            );
           }
         },
         write(record) {
@@ -181,6 +184,8 @@ export default defineSink<KafkaSinkConfig>({
       // own ("unknown topic or partition") does not.
       if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
     });
+    let probing = false;
+    let lastProbe = 0;
     producer.on('event.error', (error) => {
       const code = (error as { code?: number }).code;
       // node-rdkafka also reports "all broker connections are down" with code -1 (ERR_UNKNOWN).
@@ -266,7 +271,20 @@ export default defineSink<KafkaSinkConfig>({
         if (failure) throw failure;
         if (!healthy.ready) healthy = { ready: true };
       },
-      health: () => healthy,
+      health: () => {
+        // Not ready since the brokers went away: a metadata request (at most one in flight, one per
+        // 5 s) tells when they are back, also for a sink that has nothing to write (a dead-letter sink).
+        const now = Date.now();
+        if (!healthy.ready && !probing && now - lastProbe >= 5_000) {
+          probing = true;
+          lastProbe = now;
+          producer.getMetadata({ timeout: 2_000 }, (error) => {
+            probing = false;
+            if (!error) healthy = { ready: true };
+          });
+        }
+        return healthy;
+      },
       async close() {
         clearTimeout(retryTimer);
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);

@@ -282,6 +282,13 @@ class KafkaSource {
         this.wake = undefined;
         continue;
       }
+      // Nothing is taken while the runtime holds the sources: a rebalance then hands over the position,
+      // which must not count records the pipeline has not pushed (their outputs are not written yet).
+      const hold = this.context.held?.();
+      if (hold) {
+        await hold;
+        continue;
+      }
       const events = this.decode(this.take(batchSize));
       if (events.length > 0) yield events;
     }

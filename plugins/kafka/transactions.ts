@@ -96,7 +96,6 @@ export class PipelineTransactions {
   private async start(properties: Record<string, string | number | boolean>, connection: ConnectionConfig | undefined): Promise<void> {
     const Kafka = await rdkafka();
     this.producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
-    if (connection) this.stopTokens = await provideOauthToken(this.producer, connection, Kafka.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
     this.producer.on('delivery-report', (error) => {
       // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
       // delivery inside a transaction makes the commit fail; remember why.
@@ -105,13 +104,14 @@ export class PipelineTransactions {
     this.producer.on('event.error', (error) => this.logger.warn({ err: asError(error).message }, 'kafka transactional producer error'));
     this.producer.setPollInterval(50);
     try {
+      if (connection) this.stopTokens = await provideOauthToken(this.producer, connection, Kafka.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
       await promisify((cb) => this.producer.connect({}, (error) => cb(error)));
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
+      await this.begin();
     } catch (error) {
       // A runtime failure (exit 1, a supervisor restarts it); a bad property fails the constructor above, a config error.
       throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot connect to the brokers and start transactions: ${asError(error).message}`, { cause: error });
     }
-    await this.begin();
   }
 
   private async begin(): Promise<void> {
