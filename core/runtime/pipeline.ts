@@ -651,14 +651,6 @@ export class PipelineRunner {
   private async room(): Promise<void> {
     while (this.barrier) await this.barrier;
     if (this.heapAboveBudget()) await this.waitForHeap();
-    // A sink's ready() rejects once its output failed (disk full): the failure is the sink's, named.
-    const sinkReady = async (label: string, ready: Promise<void>): Promise<void> => {
-      try {
-        await ready;
-      } catch (cause) {
-        throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
-      }
-    };
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
       if (ready) await sinkReady(slot.label, ready);
@@ -1000,6 +992,15 @@ export class PipelineRunner {
       const { label, error } = errors[0]!;
       throw new TributaryError('TRIB_ERR_SINK', `${label} failed while closing: ${error.message}`, { cause: error });
     }
+  }
+}
+
+/** Waits for a sink's room; its ready() rejects once its output failed (disk full): the failure is the sink's, named. */
+async function sinkReady(label: string, ready: Promise<void>): Promise<void> {
+  try {
+    await ready;
+  } catch (cause) {
+    throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
   }
 }
 

@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { isSecret, type JsonSchema } from 'tributary';
+import { isSecret, TributaryError, type JsonSchema } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -165,6 +165,14 @@ export function redactProperties(props: Record<string, unknown>): Record<string,
   // librdkafka's names (`sasl.username` too), and whatever the runtime takes for a secret (a PEM key in any property, `sasl.oauthbearer.config`).
   for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) || isSecret(key, value) ? '[redacted]' : value;
   return safe;
+}
+
+/**
+ * A failure to reach the brokers as a sink starts: a runtime failure (TRIB_ERR_SINK, exit 1, a
+ * supervisor restarts it), not a config error, which is what anything else a factory throws is taken for.
+ */
+export function brokersUnreachable(error: unknown, doing: string): never {
+  throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${asError(error).message}`, { cause: error });
 }
 
 type RdKafkaModule = typeof RdKafka;

@@ -15,6 +15,7 @@ import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type Sour
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
+  brokersUnreachable,
   connectionProperties,
   disconnectProducer,
   dispatched,
@@ -121,11 +122,6 @@ export default defineSink<KafkaSinkConfig>({
       return typeof key === 'string' ? key : typeof key === 'number' ? String(key) : null;
     };
 
-    // Brokers out of reach as the pipeline starts: a runtime failure (exit 1, a supervisor restarts
-    // it), not a config error, which is what anything else a factory throws is taken for.
-    const unreachable = (error: unknown): never => {
-      throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot connect to the brokers: ${asError(error).message}`, { cause: error });
-    };
     if (config.guarantee === 'exactly-once') {
       if (!context.shared) throw new Error('guarantee: exactly-once needs a runtime that shares state between the plugins of a pipeline');
       const transactions = await PipelineTransactions.obtain(
@@ -199,7 +195,7 @@ export default defineSink<KafkaSinkConfig>({
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
     const stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-    await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch(unreachable);
+    await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers'));
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());

@@ -25,9 +25,8 @@
  *   offsets, and readers with isolation.level=read_committed never see the aborted outputs.
  */
 import type { Logger } from 'pino';
-import { TributaryError } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, disconnectProducer, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import { asError, brokersUnreachable, disconnectProducer, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -109,8 +108,8 @@ export class PipelineTransactions {
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
       await this.begin();
     } catch (error) {
-      // A runtime failure (exit 1, a supervisor restarts it); a bad property fails the constructor above, a config error.
-      throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot connect to the brokers and start transactions: ${asError(error).message}`, { cause: error });
+      // A bad property fails the constructor above: a config error. This is a runtime one.
+      brokersUnreachable(error, 'connect to the brokers and start transactions');
     }
   }
 

@@ -56,9 +56,9 @@ export default defineSink<FileSinkConfig>({
         // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
         // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
         // of another origin, its last line is left as it is and ours start on a line of their own.
-        const torn = tornTail(path);
+        const { torn, lastLineEnd } = tornTail(path);
         if (torn > 0 && resuming) {
-          truncateSync(path, statSync(path).size - torn);
+          truncateSync(path, lastLineEnd);
           context.logger.warn({ file: path, bytes: torn }, 'file sink: dropped the end of a record the last run left incomplete (it is written again from the checkpoint)');
         }
         output = openShared(path, gzip, true, keepsOld, context);
@@ -179,13 +179,16 @@ function isFolder(path: string): boolean {
   }
 }
 
-/** Bytes after the file's last newline (0 for a missing or empty file, or one that ends in a newline). */
-function tornTail(path: string): number {
+/**
+ * The bytes after the file's last newline (`torn`: 0 for a missing or empty file, or one that ends in a
+ * newline) and where they start (`lastLineEnd`, the length to truncate it to).
+ */
+function tornTail(path: string): { torn: number; lastLineEnd: number } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch {
-    return 0;
+    return { torn: 0, lastLineEnd: 0 };
   }
   try {
     const size = fstatSync(fd).size;
@@ -194,10 +197,10 @@ function tornTail(path: string): number {
       const start = Math.max(0, end - buffer.length);
       const read = readSync(fd, buffer, 0, end - start, start);
       const newline = buffer.subarray(0, read).lastIndexOf(10);
-      if (newline >= 0) return size - (start + newline + 1);
+      if (newline >= 0) return { torn: size - (start + newline + 1), lastLineEnd: start + newline + 1 };
       end = start;
     }
-    return size;
+    return { torn: size, lastLineEnd: 0 };
   } finally {
     closeSync(fd);
   }
