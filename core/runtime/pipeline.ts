@@ -881,6 +881,14 @@ export class PipelineRunner {
       await this.closeAll().catch(() => undefined);
       throw error;
     }
+    if (this.options.signal?.aborted) {
+      // Told to stop while starting (a sink waited for its output: a FIFO without a reader): nothing
+      // was read, so there is nothing to drain and the last checkpoint still holds.
+      this.logger.info('stopped before reading any input');
+      this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+      await this.closeAll();
+      return this.stats;
+    }
     this.started = true;
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
     this.metrics.observe('heap_overruns_total', 'Pauses that outlasted heap_wait, after which the run went on over its heap budget.', { pipeline: this.name }, () => this.heapOverruns);

@@ -1,6 +1,8 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { text } from 'node:stream/consumers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, gunzipSync } from 'node:zlib';
@@ -52,4 +54,33 @@ test('a pipeline run again in the same process replaces its output file, as a ne
   const out = join(dir, 'again.jsonl');
   for (let run = 0; run < 2; run++) await runYaml(`sources: [{type: synthetic, events: 100}]\nsinks: [{type: file, path: ${out}}]\n`);
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 100);
+});
+
+test('a FIFO without a reader: the start waits for one, and a stop while it waits ends the run at once, writing nothing', async (t) => {
+  const { runYaml } = await import('tributary/testing');
+  const fifo = join(dir, 'out.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // Should a regression leave an open blocked in libuv's pool, release it so this test file can exit.
+  after(() => closeSync(openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)));
+  const yaml = `sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}}]\n`;
+
+  await t.test('stopped before it starts', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const run = await runYaml(yaml, { signal: controller.signal });
+    assert.equal(run.stats.eventsIn, 0);
+  });
+  await t.test('stopped while it waits for a reader', async () => {
+    const controller = new AbortController();
+    const running = runYaml(yaml, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    const run = await running;
+    assert.equal(run.stats.eventsIn, 0);
+  });
+  await t.test('with a reader, every record goes through the FIFO', async () => {
+    const read = text(createReadStream(fifo));
+    const run = await runYaml(yaml);
+    assert.equal(run.stats.eventsIn, 1000);
+    assert.equal((await read).trim().split('\n').length, 1000);
+  });
 });

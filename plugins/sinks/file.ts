@@ -7,7 +7,7 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, createWriteStream, fstatSync, mkdirSync, openSync, readSync, statSync, truncateSync, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, mkdirSync, openSync, readSync, statSync, truncateSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
@@ -26,7 +26,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files). A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -72,6 +72,7 @@ export default defineSink<FileSinkConfig>({
       open: async () => {
         if (config.lazy) return;
         output ??= open();
+        if (isFifo(path)) await openFifo(output, context);
         await output.opened; // a file that cannot be created fails the start, not the first flush
       },
       write(record: StreamRecord) {
@@ -104,6 +105,8 @@ interface SharedOutput {
   /** Resolves when the file is open; rejects if it cannot be. */
   opened: Promise<void>;
   users: number;
+  /** A FIFO's read end we opened to release our pending open when told to stop; closed with the file. */
+  fifoReader?: number;
 }
 
 const openOutputs = new Map<string, SharedOutput>();
@@ -165,9 +168,43 @@ async function flushOutput(output: SharedOutput): Promise<void> {
 async function releaseShared(output: SharedOutput): Promise<void> {
   if (--output.users > 0) return flushOutput(output);
   openOutputs.delete(output.path);
-  await output.writer.close();
-  // Ending gzip ends the file stream through the pipe; close is done when the file is.
-  if (output.compressor !== undefined) await finished(output.file);
+  try {
+    await output.writer.close();
+    // Ending gzip ends the file stream through the pipe; close is done when the file is.
+    if (output.compressor !== undefined) await finished(output.file);
+  } finally {
+    if (output.fifoReader !== undefined) closeSync(output.fifoReader);
+  }
+}
+
+/**
+ * Opening a FIFO to write blocks (in libuv's thread pool) until a reader opens it, and a process with
+ * a blocked pool thread cannot even exit. So the start waits for a reader only until the pipeline is
+ * told to stop; then our own read end releases the open, and the run ends before writing anything.
+ */
+async function openFifo(output: SharedOutput, context: PluginContext): Promise<void> {
+  const signal = context.signal;
+  let stop = (): void => undefined;
+  const stopped = new Promise<boolean>((resolve) => (stop = () => resolve(false)));
+  const waiting = setTimeout(() => context.logger.info({ file: output.path }, 'file sink: waiting for a reader of the FIFO'), 1_000);
+  signal?.addEventListener('abort', stop);
+  if (signal?.aborted) stop();
+  try {
+    const opened = await Promise.race([output.opened.then(() => true, () => true), stopped]);
+    if (opened) return;
+  } finally {
+    clearTimeout(waiting);
+    signal?.removeEventListener('abort', stop);
+  }
+  output.fifoReader ??= openSync(output.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+}
+
+function isFifo(path: string): boolean {
+  try {
+    return statSync(path).isFIFO();
+  } catch {
+    return false;
+  }
 }
 
 /** Whether `path` is an existing folder (anything unreadable is left for opening the file to report). */
