@@ -7,10 +7,10 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, mkdirSync, openSync, readSync, statSync, truncateSync, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, truncateSync, writeSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { constants as zlib, createGzip, type Gzip } from 'node:zlib';
-import type { Writable } from 'node:stream';
+import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
+import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { defineSink, JsonLinesWriter, type PluginContext, type StreamRecord } from 'tributary';
 
@@ -26,7 +26,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end (not for gzip files). A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read.',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file gets a new gzip member at every flush (checkpoint), so a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -63,7 +63,14 @@ export default defineSink<FileSinkConfig>({
         }
         output = openShared(path, gzip, true, keepsOld, context);
         if (torn > 0 && !resuming) output.file.write('\n');
-      } else output = openShared(path, gzip, append, keepsOld, context);
+      } else {
+        if (gzip && append && !openOutputs.has(path)) {
+          // A new member after an incomplete one would make the rest of the file unreadable.
+          const completed = completeGzipTail(path);
+          if (completed) context.logger.warn({ file: path, records: completed.records, droppedBytes: completed.dropped }, 'file sink: completed the gzip member the last run left incomplete (a record cut short is dropped; it is written again from the checkpoint)');
+        }
+        output = openShared(path, gzip, append, keepsOld, context);
+      }
       return output;
     };
     return {
@@ -101,7 +108,7 @@ interface SharedOutput {
   append: boolean;
   writer: JsonLinesWriter;
   file: WriteStream;
-  compressor: Gzip | undefined;
+  compressor: GzipMembers | undefined;
   /** Resolves when the file is open; rejects if it cannot be. */
   opened: Promise<void>;
   users: number;
@@ -139,10 +146,9 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
   const file = createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
   let target: Writable = file;
-  let compressor: Gzip | undefined;
+  let compressor: GzipMembers | undefined;
   if (gzip) {
-    compressor = createGzip();
-    compressor.pipe(file);
+    compressor = new GzipMembers(file);
     target = compressor;
   }
   const opened = once(file, 'open').then(() => undefined);
@@ -158,7 +164,7 @@ async function flushOutput(output: SharedOutput): Promise<void> {
   // a checkpoint covers is in the file (and readable) before the offsets move on.
   const { compressor, file } = output;
   if (compressor !== undefined) {
-    await new Promise<void>((done) => compressor.flush(zlib.Z_SYNC_FLUSH, () => done()));
+    await compressor.endMember();
     // The pipe has handed the flushed bytes to the file stream; an empty write completes after them.
     await new Promise<void>((done, fail) => file.write(Buffer.alloc(0), (error) => (error ? fail(error) : done())));
   }
@@ -221,23 +227,133 @@ function isFolder(path: string): boolean {
  * newline) and where they start (`lastLineEnd`, the length to truncate it to).
  */
 function tornTail(path: string): { torn: number; lastLineEnd: number } {
+  const { at, size } = findLast(path, NEWLINE);
+  const lastLineEnd = at < 0 ? 0 : at + 1;
+  return { torn: size - lastLineEnd, lastLineEnd };
+}
+
+const NEWLINE = Buffer.from('\n');
+/** The header node's zlib writes at the start of every gzip member (no name, no time, OS unix). */
+const GZIP_MEMBER_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
+
+/** Where `needle` last occurs in the file (-1: nowhere, or no such file), read backwards in blocks, and the file's size. */
+function findLast(path: string, needle: Buffer): { at: number; size: number } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch {
-    return { torn: 0, lastLineEnd: 0 };
+    return { at: -1, size: 0 };
   }
   try {
     const size = fstatSync(fd).size;
     const buffer = Buffer.alloc(64 * 1024);
-    for (let end = size; end > 0; ) {
+    // Blocks overlap by the needle's length less one, so a needle across two blocks is found.
+    for (let end = size; end >= needle.length; end = Math.min(end - 1, Math.max(0, end - buffer.length) + needle.length - 1)) {
       const start = Math.max(0, end - buffer.length);
       const read = readSync(fd, buffer, 0, end - start, start);
-      const newline = buffer.subarray(0, read).lastIndexOf(10);
-      if (newline >= 0) return { torn: size - (start + newline + 1), lastLineEnd: start + newline + 1 };
-      end = start;
+      const found = buffer.subarray(0, read).lastIndexOf(needle);
+      if (found >= 0) return { at: start + found, size };
+      if (start === 0) break;
     }
-    return { torn: size, lastLineEnd: 0 };
+    return { at: -1, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const END_MEMBER: unique symbol = Symbol('end of the gzip member');
+
+/**
+ * gzip output whose members end at every flush (checkpoint), so a crash leaves at most the last member
+ * incomplete and everything before it readable by any gzip reader. (With one member and sync flushes,
+ * a resumed run's new member after the torn one made the file unreadable from the crash on.)
+ * Writes and member ends go through one queue, so no chunk can slip in between a member's end and the
+ * next one's start.
+ */
+class GzipMembers extends Writable {
+  // Node's gzip has reset() (all zlib streams do); @types/node leaves it off Gzip.
+  private readonly gzip: Gzip & ZlibReset = createGzip() as Gzip & ZlibReset;
+  private bytesInMember = 0;
+
+  constructor(file: WriteStream) {
+    super({ objectMode: true, highWaterMark: 4 });
+    this.gzip.pipe(file);
+    this.gzip.on('error', (error) => this.destroy(error));
+    file.on('error', (error) => this.destroy(error));
+  }
+
+  /** Ends the member under way (if it holds anything) and resolves once its bytes are handed to the file. */
+  async endMember(): Promise<void> {
+    await new Promise<void>((resolve, reject) => this.write(END_MEMBER, (error) => (error ? reject(error) : resolve())));
+    // zlib's output reaches the file through the pipe, which holds it back while the file is busy.
+    const gzip = this.gzip;
+    if (gzip.readableLength > 0) {
+      await new Promise<void>((resolve) => {
+        const drained = (): void => {
+          if (gzip.readableLength > 0) return;
+          gzip.off('data', drained);
+          resolve();
+        };
+        gzip.on('data', drained);
+      });
+    }
+  }
+
+  override _write(chunk: Buffer | typeof END_MEMBER, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (chunk !== END_MEMBER) {
+      this.bytesInMember += chunk.length;
+      this.gzip.write(chunk, done);
+    } else if (this.bytesInMember === 0) done();
+    else {
+      this.bytesInMember = 0;
+      this.gzip.flush(zlib.Z_FINISH, () => {
+        this.gzip.reset(); // the next bytes start a new member, header first
+        done();
+      });
+    }
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.gzip.end(); // ends the file through the pipe
+    done();
+  }
+}
+
+/**
+ * Before appending to a gzip file: a last member the previous run left incomplete (it died before the
+ * member's flush ended it) is replaced by a complete one holding its whole records, as a plain file
+ * keeps the whole records after its checkpoint. Only the last member is read (bounded by a checkpoint
+ * interval's output), found by the header node's zlib writes; a file of another writer is read whole.
+ * Returns the bytes dropped (a record cut short), or undefined when the file was complete.
+ */
+function completeGzipTail(path: string): { dropped: number; records: number } | undefined {
+  const { at, size } = findLast(path, GZIP_MEMBER_HEADER);
+  if (size === 0) return undefined;
+  const start = Math.max(at, 0);
+  const fd = openSync(path, 'r+');
+  try {
+    const tail = Buffer.alloc(size - start);
+    readSync(fd, tail, 0, tail.length, start);
+    try {
+      gunzipSync(tail);
+      return undefined; // complete
+    } catch {
+      // torn (or not gzip: said below)
+    }
+    let text: Buffer;
+    try {
+      text = gunzipSync(tail, { finishFlush: zlib.Z_SYNC_FLUSH });
+    } catch (error) {
+      throw new Error(`${path} is not a gzip file it can append to (${(error as Error).message})`);
+    }
+    const whole = text.subarray(0, text.lastIndexOf(10) + 1);
+    const member = whole.length > 0 ? gzipSync(whole) : Buffer.alloc(0);
+    writeSync(fd, member, 0, member.length, start);
+    ftruncateSync(fd, start + member.length);
+    fsyncSync(fd);
+    let records = 0;
+    for (let i = whole.indexOf(10); i >= 0; i = whole.indexOf(10, i + 1)) records++;
+    return { dropped: text.length - whole.length, records };
   } finally {
     closeSync(fd);
   }
