@@ -136,14 +136,16 @@ export default defineSink<KafkaSinkConfig>({
         config,
       );
       return {
-        // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
         open: async () => {
+          // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
           if (!transactions.sourceAttached) {
             throw new TributaryError(
               'TRIB_ERR_PLUGIN_FACTORY',
               'guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
             );
           }
+          // Only now, with the pipeline known to start, fence the transactional.id's previous owner.
+          await transactions.open();
         },
         write(record) {
           transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));
@@ -194,8 +196,9 @@ export default defineSink<KafkaSinkConfig>({
     });
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
-    const stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-    await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers'));
+    let stopTokens: () => void = () => undefined;
+    /** Connected by open(): a sink never opened (the pipeline failed to start) has nothing to flush or disconnect. */
+    let opened = false;
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
@@ -227,6 +230,12 @@ export default defineSink<KafkaSinkConfig>({
       retryTimer ??= setTimeout(retryBacklog, 5);
     };
     return {
+      // Connecting touches the brokers: only once every factory succeeded (see Sink.open).
+      async open() {
+        stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
+        await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers'));
+        opened = true;
+      },
       write(record) {
         if (failure) throw failure;
         const key = keyOf(record);
@@ -283,6 +292,10 @@ export default defineSink<KafkaSinkConfig>({
       },
       async close() {
         clearTimeout(retryTimer);
+        if (!opened) {
+          stopTokens();
+          return;
+        }
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
         await disconnectProducer(producer, 10_000);
         stopTokens();

@@ -3,11 +3,14 @@
  * `guarantee: exactly-once` in the pipeline, and the `kafka` source whose offsets it commits.
  *
  * How it fits together (as Kafka Streams' exactly_once_v2 does):
- * - The first exactly-once sink creates the pipeline's `PipelineTransactions` (found through
- *   `PluginContext.shared`, so no other pipeline sees it), connects the producer, calls
- *   `initTransactions` (which fences and aborts a previous incarnation's open transaction with the same
- *   `transactional.id`) and begins a transaction. Further exactly-once sinks write through it too, so
- *   every output topic is in the same transaction.
+ * - The first exactly-once sink's factory creates the pipeline's `PipelineTransactions` (found through
+ *   `PluginContext.shared`, so no other pipeline sees it) with its producer, not yet connected. Its
+ *   `open()` (the runtime opens sinks once every factory succeeded) connects, calls `initTransactions`
+ *   (which fences and aborts a previous incarnation's open transaction with the same
+ *   `transactional.id`) and begins a transaction. Fencing from the factory instead let a run that never
+ *   starts (a second `tributary run` by mistake, whose config then fails) kill the live one's
+ *   transactions. Further exactly-once sinks write through it too, so every output topic is in the
+ *   same transaction.
  * - The source (created after the sinks) finds it and, instead of committing offsets to its group,
  *   calls `commit(offsets, consumer)`: flush, `sendOffsetsToTransaction` (with the consumer's group
  *   metadata, so a zombie from an older group generation is fenced: KIP-447), `commitTransaction`,
@@ -50,12 +53,15 @@ interface QueuedCommit {
 }
 
 export class PipelineTransactions {
-  private producer!: RdKafka.Producer;
   /** Writes made while no transaction was open (a commit under way), in order; sent as the next ones begin. */
   private waiting: TransactionalProduce[] = [];
   /** A transaction takes writes; false while a commit is under way (from sealing to the next begin). */
-  private open = false;
+  private transactionOpen = false;
   private closed = false;
+  /** The connect, initTransactions and first begin, once (every exactly-once sink's open() awaits it). */
+  private opening: Promise<void> | undefined;
+  private connected = false;
+  private stopTokens: () => void = () => undefined;
   /** A failed delivery (its transaction cannot commit). */
   private failure: Error | undefined;
   /** Set once a transaction failed and was aborted: nothing commits after it. */
@@ -72,7 +78,11 @@ export class PipelineTransactions {
 
   private constructor(
     readonly transactionalId: string,
+    private readonly producer: RdKafka.Producer,
     private readonly logger: Logger,
+    private readonly connection: ConnectionConfig | undefined,
+    /** node-rdkafka's build features (`oidc` or not). */
+    private readonly features: readonly string[],
   ) {}
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
@@ -80,21 +90,31 @@ export class PipelineTransactions {
     return shared?.get(key) as PipelineTransactions | undefined;
   }
 
-  /** Finds or creates the pipeline's transactional producer with `properties` (from the first sink). */
+  /**
+   * Finds or creates the pipeline's transactional producer with `properties` (from the first sink).
+   * Nothing touches the brokers yet (see {@link open}); a property librdkafka rejects throws here.
+   */
   static async obtain(shared: Map<string, unknown>, properties: Record<string, string | number | boolean>, logger: Logger, connection?: ConnectionConfig): Promise<PipelineTransactions> {
     const existing = shared.get(key);
     if (existing) return existing as PipelineTransactions;
-    const created = new PipelineTransactions(String(properties['transactional.id']), logger);
+    const Kafka = await rdkafka();
+    const producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
+    const created = new PipelineTransactions(String(properties['transactional.id']), producer, logger, connection, Kafka.features);
     shared.set(key, created);
-    await created.start(properties, connection);
     return created;
   }
 
-  private stopTokens: () => void = () => undefined;
+  /**
+   * Connects, fences any other producer with this transactional.id (initTransactions) and begins the
+   * first transaction. Call from the sinks' `open()`, once every plugin of the pipeline was created:
+   * only a pipeline that starts may fence the one it replaces. Idempotent.
+   */
+  open(): Promise<void> {
+    this.opening ??= this.start();
+    return this.opening;
+  }
 
-  private async start(properties: Record<string, string | number | boolean>, connection: ConnectionConfig | undefined): Promise<void> {
-    const Kafka = await rdkafka();
-    this.producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
+  private async start(): Promise<void> {
     this.producer.on('delivery-report', (error) => {
       // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
       // delivery inside a transaction makes the commit fail; remember why.
@@ -103,12 +123,13 @@ export class PipelineTransactions {
     this.producer.on('event.error', (error) => this.logger.warn({ err: asError(error).message }, 'kafka transactional producer error'));
     this.producer.setPollInterval(50);
     try {
-      if (connection) this.stopTokens = await provideOauthToken(this.producer, connection, Kafka.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
+      if (this.connection) this.stopTokens = await provideOauthToken(this.producer, this.connection, this.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
       await promisify((cb) => this.producer.connect({}, (error) => cb(error)));
+      this.connected = true;
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
       await this.begin();
     } catch (error) {
-      // A bad property fails the constructor above: a config error. This is a runtime one.
+      // A bad property failed in obtain(): a config error. This is a runtime one.
       brokersUnreachable(error, 'connect to the brokers and start transactions');
     }
   }
@@ -125,7 +146,7 @@ export class PipelineTransactions {
       this.run([...next.offsets.values()], next.consumer).then(next.resolve, next.reject);
       return;
     }
-    this.open = true;
+    this.transactionOpen = true;
     const waiting = this.waiting;
     this.waiting = [];
     for (const record of waiting) this.send(record);
@@ -137,7 +158,7 @@ export class PipelineTransactions {
    * `value` may be a scratch buffer: librdkafka copies it, and a queued record gets its own copy.
    */
   produce(topic: string, value: Buffer, key: string | null): void {
-    if (!this.open) {
+    if (!this.transactionOpen) {
       this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
     }
@@ -150,7 +171,7 @@ export class PipelineTransactions {
 
   /** Resolves when there is room: a transaction is open, or the queue for the next one is not full. */
   ready(): Promise<void> | undefined {
-    if (this.open || this.waiting.length < maxWaiting) return undefined;
+    if (this.transactionOpen || this.waiting.length < maxWaiting) return undefined;
     if (!this.room) {
       let resolve!: () => void;
       const promise = new Promise<void>((done) => (resolve = done));
@@ -160,7 +181,7 @@ export class PipelineTransactions {
   }
 
   private wake(): void {
-    if (this.room && (this.open || this.waiting.length < maxWaiting)) {
+    if (this.room && (this.transactionOpen || this.waiting.length < maxWaiting)) {
       this.room.resolve();
       this.room = undefined;
     }
@@ -189,13 +210,15 @@ export class PipelineTransactions {
    */
   commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): { sealed: Promise<void>; committed: Promise<void> } {
     const sealed = Promise.resolve();
-    if (this.aborted) {
-      const failed = Promise.reject(this.aborted);
+    // Before open() nothing may reach the producer (it would commit, or queue for ever).
+    const refused = this.aborted ?? (this.opening ? undefined : new Error('kafka transactions: commit before the exactly-once sink opened'));
+    if (refused) {
+      const failed = Promise.reject(refused);
       failed.catch(() => undefined);
       return { sealed, committed: failed };
     }
-    if (this.open) {
-      this.open = false;
+    if (this.transactionOpen) {
+      this.transactionOpen = false;
       this.committing = this.run(offsets, consumer);
       return { sealed, committed: this.committing };
     }
@@ -249,15 +272,21 @@ export class PipelineTransactions {
     return this.committing.catch(() => undefined);
   }
 
-  /** Aborts the open transaction (a stop without a final commit) and disconnects. Idempotent. */
+  /** Aborts the open transaction (a stop without a final commit) and disconnects. Idempotent; nothing to do if never opened. */
   async close(): Promise<void> {
-    if (!this.producer || this.closed) return;
+    if (!this.opening || this.closed) return;
     this.closed = true;
+    await this.opening.catch(() => undefined);
     // A commit still under way (after its barrier) finishes first: aborting now would undo it.
     await this.committing.catch(() => undefined);
     const producer = this.producer;
-    if (this.open) {
-      this.open = false;
+    if (!this.connected) {
+      // Never connected (open() failed first): nothing to abort or disconnect.
+      this.stopTokens();
+      return;
+    }
+    if (this.transactionOpen) {
+      this.transactionOpen = false;
       await promisify((cb) => producer.abortTransaction(10_000, cb)).catch(() => undefined);
     }
     await disconnectProducer(producer, 10_000);

@@ -1,0 +1,75 @@
+/**
+ * An exactly-once sink fences its transactional.id's previous owner (initTransactions) only once its
+ * pipeline is known to start: a second `tributary run` of a pipeline by mistake, or one whose config
+ * then fails, must not kill the live instance's transactions.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Kafka from 'node-rdkafka';
+import type { LibrdKafkaError } from 'node-rdkafka';
+import { runYaml } from 'tributary/testing';
+import { ConfigError, defineOperator } from 'tributary';
+import { disconnectProducer } from '../plugins/kafka/common.js';
+import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
+import { createTopic, readTopic } from './kafka/client.js';
+
+function done(call: (cb: (error: LibrdKafkaError | null | undefined) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => call((error) => (error ? reject(new Error(error.message)) : resolve())));
+}
+
+/** `refuse` (tests only): a stage whose factory rejects its config, as a misconfigured stage does. */
+const refuse = defineOperator<Record<string, never>>({
+  name: 'refuse',
+  summary: 'A stage whose factory always rejects its config (tests only).',
+  config: { type: 'object', additionalProperties: false, properties: {} },
+  create() {
+    throw new Error('refused (the test makes this factory fail)');
+  },
+});
+
+function pipeline(source: string, output: string, transactionalId: string, stages = ''): string {
+  return `
+name: kafka-fencing-test
+sources:
+  - ${source}
+${stages}
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: exactly-once, transactional_id: ${transactionalId} }
+dead_letter: { type: memory }
+`;
+}
+
+test('a pipeline that fails to start does not fence the live producer of its transactional_id', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const [input, output] = [uniqueTopic('fence-in'), uniqueTopic('fence-out')];
+  await createTopic(brokers, input, 1);
+  await createTopic(brokers, output, 1);
+  const transactionalId = uniqueTopic('fence-tx');
+  // The live instance: a transactional producer holding an open transaction under that id.
+  const live = new Kafka.Producer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'transactional.id': transactionalId });
+  await done((cb) => live.connect({}, (error) => cb(error)));
+  live.setPollInterval(10);
+  try {
+    await done((cb) => live.initTransactions(15_000, cb));
+    const env = { KAFKA_BROKERS: brokers };
+    const kafkaSource = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: exactly-once }`;
+    const failures = [
+      // Another factory rejects its config (stages are built after the sinks, before the sources).
+      { what: 'a stage factory fails', yaml: pipeline(kafkaSource, output, transactionalId, 'stages:\n  - type: refuse'), expected: /refused/ },
+      // No exactly-once kafka source commits the sink's transactions.
+      { what: 'no exactly-once kafka source', yaml: pipeline('{ type: synthetic, events: 10 }', output, transactionalId), expected: /exactly-once/ },
+    ];
+    for (const [index, { what, yaml, expected }] of failures.entries()) {
+      await done((cb) => live.beginTransaction(cb));
+      live.produce(output, null, Buffer.from(`live-${index}`), null);
+      await assert.rejects(runYaml(yaml, { env, plugins: [refuse] }), (error: unknown) => error instanceof ConfigError && expected.test(error.message), what);
+      // Not fenced: the live instance's transaction still commits.
+      await done((cb) => live.commitTransaction(15_000, cb)).catch((error: unknown) => assert.fail(`${what}: the live producer was fenced: ${(error as Error).message}`));
+    }
+    const committed = await readTopic(brokers, output, { committed: true, expect: failures.length, timeoutMs: 15_000 });
+    assert.deepEqual(committed.map((m) => m.value!.toString()), failures.map((_, index) => `live-${index}`));
+  } finally {
+    await disconnectProducer(live, 5_000);
+  }
+});
