@@ -1,14 +1,18 @@
 /**
- * The `kafka` sink (at-least-once) against a real broker: with a small max_in_flight (records wait
- * for room) every record arrives; a delivery that fails stops the pipeline before it commits the
- * offsets of the records whose outputs were lost.
+ * The `kafka` sink against a real broker: with a small max_in_flight (records wait for room) every
+ * record arrives; a delivery that fails stops the pipeline before it commits the offsets of the
+ * records whose outputs were lost; while its brokers are down it reports not ready, whatever its
+ * guarantee.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runYaml } from 'tributary/testing';
-import type { StreamRecord } from 'tributary';
-import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
+import { runYaml, testContext } from 'tributary/testing';
+import type { Sink, SinkPlugin, SourcePlugin, StreamRecord } from 'tributary';
+import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
+import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, produce, readTopic } from './kafka/client.js';
+import { startNativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 
@@ -58,4 +62,52 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
   assert.equal(again.stats.eventsIn, 500);
   assert.equal(outputs[0]!.length, 500);
+});
+
+test('kafka sink: not ready while its brokers are down, ready again once they answer (at-least-once and exactly-once)', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // Stopping a broker needs one this test owns.
+  const broker = await startNativeBroker({ partitions: 1 });
+  const topic = uniqueTopic('sink-outage');
+  const sinks: { guarantee: string; sink: Sink }[] = [];
+  const shared = new Map<string, unknown>();
+  let source: { close?: () => Promise<void> } | undefined;
+  try {
+    await createTopic(broker.brokers, topic, 1);
+    const config = (guarantee: KafkaSinkConfig['guarantee']): KafkaSinkConfig => ({
+      brokers: broker.brokers,
+      topic,
+      key_field: 'userId',
+      guarantee,
+      transactional_id: uniqueTopic('sink-outage-tx'),
+      // Longer than the outage: the open transaction outlives it.
+      transaction_timeout: '60s',
+      compression: 'none',
+      linger: 5,
+      batch_size: 100,
+      max_in_flight: 100,
+    });
+    const plugin = kafkaSink as SinkPlugin<KafkaSinkConfig>;
+    for (const guarantee of ['at-least-once', 'exactly-once'] as const) sinks.push({ guarantee, sink: await plugin.create(config(guarantee), testContext({ shared, label: `sink-${guarantee}` })) });
+    // The exactly-once sink's transactions are committed by an exactly-once kafka source of the same pipeline.
+    source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(
+      { brokers: broker.brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'exactly-once', poll_timeout: 100, stop_at_end: false },
+      testContext({ shared }),
+    );
+    for (const { sink } of sinks) {
+      await sink.open!();
+      sink.write({ kind: 'event', userId: 'u1', time: Date.now(), type: 'view' } as unknown as StreamRecord);
+    }
+    await sinks[0]!.sink.flush!();
+    for (const { guarantee, sink } of sinks) assert.equal(sink.health?.().ready, true, `${guarantee}: ready while the broker is up`);
+    await broker.kill();
+    for (const { guarantee, sink } of sinks) await waitFor(`${guarantee}: not ready while the broker is down`, () => sink.health?.().ready === false, 60_000);
+    await broker.restart();
+    // Nothing is written or committed meanwhile: the sinks' own metadata probes see the broker back.
+    for (const { guarantee, sink } of sinks) await waitFor(`${guarantee}: ready again`, () => sink.health?.().ready === true, 30_000);
+  } finally {
+    for (const { sink } of sinks) await sink.close().catch(() => undefined);
+    await source?.close?.();
+    await broker.stop();
+  }
 });

@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { isSecret, TributaryError, type JsonSchema } from 'tributary';
+import { isSecret, TributaryError, type JsonSchema, type SourceHealth } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -173,6 +173,53 @@ export function redactProperties(props: Record<string, unknown>): Record<string,
  */
 export function brokersUnreachable(error: unknown, doing: string): never {
   throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${asError(error).message}`, { cause: error });
+}
+
+/**
+ * Whether a producer reaches its brokers, for a sink's `health()` (/readyz). Not ready from an
+ * `event.error` saying every broker is down until the brokers answer again: a metadata request (at
+ * most one in flight, one per 5 s, asked from `health()` itself, so an idle producer such as a
+ * dead-letter sink's becomes ready again), or the owner seeing them answer (`reachable()`: a flush or a
+ * commit that completed).
+ */
+export class ProducerReachability {
+  private state: SourceHealth = { ready: true };
+  private probing = false;
+  private lastProbe = 0;
+
+  constructor(
+    private readonly producer: RdKafka.Producer,
+    /** Called when the brokers become unreachable (once per outage), e.g. to log it. */
+    private readonly onLost: (detail: string) => void,
+  ) {}
+
+  /** Takes the producer's `event.error`: true if it says the brokers are unreachable (the producer is then not ready). */
+  observe(error: { message: string; code?: number }): boolean {
+    const code = error.code;
+    // node-rdkafka also reports "all broker connections are down" with code -1 (ERR_UNKNOWN).
+    if (code !== ErrorCode.ALL_BROKERS_DOWN && code !== ErrorCode.TRANSPORT && !/all broker connections are down/i.test(error.message)) return false;
+    if (this.state.ready) this.onLost(error.message);
+    this.state = { ready: false, detail: error.message };
+    return true;
+  }
+
+  /** The brokers answered (a flush or a commit completed). */
+  reachable(): void {
+    if (!this.state.ready) this.state = { ready: true };
+  }
+
+  health(): SourceHealth {
+    const now = Date.now();
+    if (!this.state.ready && !this.probing && now - this.lastProbe >= 5_000) {
+      this.probing = true;
+      this.lastProbe = now;
+      this.producer.getMetadata({ timeout: 2_000 }, (error) => {
+        this.probing = false;
+        if (!error) this.state = { ready: true };
+      });
+    }
+    return this.state;
+  }
 }
 
 type RdKafkaModule = typeof RdKafka;

@@ -11,7 +11,7 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type SourceHealth, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -23,6 +23,7 @@ import {
   guaranteeProperty,
   librdkafkaConnection,
   provideOauthToken,
+  ProducerReachability,
   promisify,
   rdkafka,
   redactProperties,
@@ -152,6 +153,7 @@ export default defineSink<KafkaSinkConfig>({
         },
         ready: () => transactions.ready(),
         flush: () => transactions.flush(),
+        health: () => transactions.health(),
         close: () => transactions.close(),
       };
     }
@@ -171,7 +173,6 @@ export default defineSink<KafkaSinkConfig>({
     /** Records handed to librdkafka since the last flush began. */
     let produced = 0;
     let failure: Error | undefined;
-    let healthy: SourceHealth = { ready: true };
     let room: (() => void) | undefined;
     let roomPromise: Promise<void> | undefined;
     let retryTimer: NodeJS.Timeout | undefined;
@@ -182,17 +183,9 @@ export default defineSink<KafkaSinkConfig>({
       // own ("unknown topic or partition") does not.
       if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
     });
-    let probing = false;
-    let lastProbe = 0;
+    const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'));
     producer.on('event.error', (error) => {
-      const code = (error as { code?: number }).code;
-      // node-rdkafka also reports "all broker connections are down" with code -1 (ERR_UNKNOWN).
-      if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT || /all broker connections are down/i.test(error.message)) {
-        if (healthy.ready) context.logger.warn({ err: error.message }, 'kafka sink: brokers unreachable; records wait in the producer');
-        healthy = { ready: false, detail: error.message };
-      } else {
-        context.logger.warn({ code, err: error.message }, 'kafka producer error');
-      }
+      if (!brokers.observe(error)) context.logger.warn({ code: error.code, err: error.message }, 'kafka producer error');
     });
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
@@ -274,22 +267,9 @@ export default defineSink<KafkaSinkConfig>({
         await dispatched();
         produced -= before;
         if (failure) throw failure;
-        if (!healthy.ready) healthy = { ready: true };
+        brokers.reachable();
       },
-      health: () => {
-        // Not ready since the brokers went away: a metadata request (at most one in flight, one per
-        // 5 s) tells when they are back, also for a sink that has nothing to write (a dead-letter sink).
-        const now = Date.now();
-        if (!healthy.ready && !probing && now - lastProbe >= 5_000) {
-          probing = true;
-          lastProbe = now;
-          producer.getMetadata({ timeout: 2_000 }, (error) => {
-            probing = false;
-            if (!error) healthy = { ready: true };
-          });
-        }
-        return healthy;
-      },
+      health: () => brokers.health(),
       async close() {
         clearTimeout(retryTimer);
         if (!opened) {

@@ -29,7 +29,8 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { asError, brokersUnreachable, disconnectProducer, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import type { SourceHealth } from 'tributary';
+import { asError, brokersUnreachable, disconnectProducer, ProducerReachability, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -76,6 +77,8 @@ export class PipelineTransactions {
   /** Set by the exactly-once kafka source that commits these transactions: without one, nothing would ever commit. */
   sourceAttached = false;
 
+  private readonly brokers: ProducerReachability;
+
   private constructor(
     readonly transactionalId: string,
     private readonly producer: RdKafka.Producer,
@@ -83,7 +86,9 @@ export class PipelineTransactions {
     private readonly connection: ConnectionConfig | undefined,
     /** node-rdkafka's build features (`oidc` or not). */
     private readonly features: readonly string[],
-  ) {}
+  ) {
+    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (it fails if they stay away past transaction_timeout)'));
+  }
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
   static find(shared: Map<string, unknown> | undefined): PipelineTransactions | undefined {
@@ -120,7 +125,9 @@ export class PipelineTransactions {
       // delivery inside a transaction makes the commit fail; remember why.
       if (error) this.failure ??= asError(error);
     });
-    this.producer.on('event.error', (error) => this.logger.warn({ err: asError(error).message }, 'kafka transactional producer error'));
+    this.producer.on('event.error', (error) => {
+      if (!this.brokers.observe(error)) this.logger.warn({ code: error.code, err: error.message }, 'kafka transactional producer error');
+    });
     this.producer.setPollInterval(50);
     try {
       if (this.connection) this.stopTokens = await provideOauthToken(this.producer, this.connection, this.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
@@ -255,6 +262,7 @@ export class PipelineTransactions {
       if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
       await promisify((cb) => this.producer.commitTransaction(30_000, cb));
       this.transactions++;
+      this.brokers.reachable();
     } catch (error) {
       this.aborted = asError(error);
       this.logger.error({ err: this.aborted.message }, 'kafka transaction failed; aborting it');
@@ -265,6 +273,11 @@ export class PipelineTransactions {
       throw this.aborted;
     }
     await this.begin();
+  }
+
+  /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
+  health(): SourceHealth {
+    return this.brokers.health();
   }
 
   /** Resolves when no commit is under way (whatever its outcome). */
