@@ -243,6 +243,28 @@ export interface Sink {
   close(): Promise<void>;
 }
 
+/** One entry of a pipeline as a {@link PluginSpec.checkPipeline} sees it: its type and its config, defaults filled in. */
+export interface OutlineEntry {
+  readonly type: string;
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** A pipeline's entries, for checks across them. */
+export interface PipelineOutline {
+  readonly sources: readonly OutlineEntry[];
+  readonly stages: readonly OutlineEntry[];
+  readonly sinks: readonly OutlineEntry[];
+  /** The dead-letter sink, when the file names one (else the runtime's default `file` sink). */
+  readonly deadLetter?: OutlineEntry;
+}
+
+/** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */
+export interface EntryProblem {
+  /** The entry's field it is about (e.g. `guarantee`); absent: the entry as a whole. */
+  readonly field?: string;
+  readonly message: string;
+}
+
 interface InstanceOf {
   source: Source;
   operator: Operator;
@@ -269,6 +291,12 @@ export interface PluginSpec<K extends PluginKind, Config> {
   state?: OperatorStateScope;
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
+  /**
+   * Checks that need the rest of the pipeline (a Kafka exactly-once source needs an exactly-once Kafka
+   * sink beside it), run by `validate` and by `run` before any factory, once every entry passed its
+   * schema. Returns this entry's problems, each located at the field it names: a config error.
+   */
+  checkPipeline?(config: Config, pipeline: PipelineOutline): readonly EntryProblem[];
   /** Builds an instance from a validated config. Throw to reject a config the schema cannot express. */
   create(config: Config, context: PluginContext): InstanceOf[K] | Promise<InstanceOf[K]>;
 }

@@ -52,6 +52,7 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, 
   const rows = fieldsOf(properties, required, nested).map(([name, field, requiredMarker]) => {
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
+      field.minDuration !== undefined ? `at least ${String(field.minDuration)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',
       field.minItems !== undefined ? `at least ${String(field.minItems)} items` : '',
     ].filter(Boolean);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginRegistry, loadPipeline, formatProblem } from 'tributary';
+import { ConfigError, PluginRegistry, defineSink, loadPipeline, formatProblem } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-config-'));
@@ -172,4 +172,44 @@ test('a kafka source needs exactly one of topics and pattern, which validate say
   const yaml = (fields: string): string => `sources:\n  - {type: kafka, brokers: "b:9092", group: g${fields}}\nsinks: [{type: stdout}]\n`;
   for (const fields of [', topics: [a], pattern: b', '']) assert.deepEqual(await problemsOf(yaml(fields)), ['P:2:5: $.sources[0]: expected exactly one of `topics` and `pattern`.']);
   assert.deepEqual(await problemsOf(yaml(', pattern: "^clicks-.*"')), []);
+});
+
+test("a plugin's checks across entries (checkPipeline) and a duration's least value (minDuration) are config errors at their field", async () => {
+  // `paired` (tests only): a sink that needs a source of type `synthetic` beside it, and waits at least 1s.
+  const paired = defineSink<{ wait: string | number; partner: boolean }>({
+    name: 'paired',
+    summary: 'Needs a synthetic source (tests only).',
+    config: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { wait: { $ref: 'tributary:duration', default: '2s', minDuration: '1s' }, partner: { type: 'boolean', default: true } },
+    },
+    checkPipeline: (config, pipeline) =>
+      config.partner && !pipeline.sources.some((source) => source.type === 'synthetic') ? [{ field: 'partner', message: `needs a synthetic source; got ${pipeline.sources.map((s) => s.type).join(', ')}` }] : [],
+    create: () => ({ write: () => undefined, close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(paired, 'test');
+  const problems = async (yaml: string): Promise<string[]> => {
+    const file = join(dir, `paired${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+      return [];
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+    }
+  };
+  assert.deepEqual(await problems('sources: [{type: stdin}]\nsinks:\n  - type: paired\n    partner: true\n'), ['P:4:5: $.sinks[0].partner: needs a synthetic source; got stdin']);
+  // A field left to its default is pointed at by its entry.
+  assert.deepEqual(await problems('sources: [{type: stdin}]\nsinks:\n  - type: paired\n'), ['P:3:5: $.sinks[0].partner: needs a synthetic source; got stdin']);
+  assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired}]\n'), []);
+  assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: 999}]\n'), ['P:2:30: $.sinks[0].wait: must be at least 1s, got 999']);
+  assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: 500ms}]\n'), ['P:2:30: $.sinks[0].wait: must be at least 1s, got "500ms"']);
+  assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: 1s}]\n'), []);
+  // Not a duration at all: the duration type's error alone.
+  assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: soon}]\n'), [
+    'P:2:30: $.sinks[0].wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
+  ]);
 });

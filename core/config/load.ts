@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import type { AnyPlugin, PluginKind } from '../plugin.js';
+import type { AnyPlugin, OutlineEntry, PipelineOutline, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { SchemaValidator } from './schema.js';
@@ -165,6 +165,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
   if (problems.length === 0 && document.scale_out) problems.push(...scaleOutProblems(sources, stages, locate));
+  if (problems.length === 0) problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0] }, locate));
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));
 
   document.name ??= file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
@@ -204,6 +205,40 @@ function scaleOutProblems(
   return problems;
 }
 
+/** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
+const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
+
+export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
+  return config;
+}
+
+/** The plugins' own checks across entries (PluginSpec.checkPipeline), each problem located at its field. */
+function crossEntryProblems(
+  entries: { sources: readonly ResolvedEntry[]; stages: readonly ResolvedEntry[]; sinks: readonly ResolvedEntry[]; deadLetter: ResolvedEntry | undefined },
+  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
+): ConfigProblem[] {
+  const outlineOf = (resolved: ResolvedEntry): OutlineEntry => ({ type: resolved.entry.type, config: pluginConfig(resolved.entry) });
+  const outline: PipelineOutline = {
+    sources: entries.sources.map(outlineOf),
+    stages: entries.stages.map(outlineOf),
+    sinks: entries.sinks.map(outlineOf),
+    ...(entries.deadLetter ? { deadLetter: outlineOf(entries.deadLetter) } : {}),
+  };
+  const located: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
+    ...entries.sources.map((resolved, index) => ({ resolved, base: ['sources', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, base: ['stages', index] })),
+    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  ];
+  const problems: ConfigProblem[] = [];
+  for (const { resolved, base } of located) {
+    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline) ?? []) problems.push(locate(base, problem.message, problem.field));
+  }
+  return problems;
+}
+
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
   return problems.sort((a, b) => a.line - b.line || a.column - b.column);
 }
@@ -235,6 +270,8 @@ function problemFromAjv(
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       return locate(segments, error.message ?? error.keyword);
+    case 'minDuration':
+      return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
     case 'enum':
       return locate(segments, `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
     default:

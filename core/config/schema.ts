@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
+import { parseDuration, type Duration } from '../duration.js';
 import { timeFormatProblem } from '../mapping.js';
 import { packageRoot } from '../paths.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
@@ -86,6 +87,20 @@ export function createAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
   addFormats(ajv);
   ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
+  // `minDuration: '1s'` beside a `tributary:duration`: the least duration a field takes (a bound JSON
+  // Schema cannot say of `500ms`). A value that is no duration at all is the duration type's error alone.
+  ajv.addKeyword({
+    keyword: 'minDuration',
+    schemaType: ['string', 'number'],
+    validate: (least: Duration, value: unknown) => {
+      if (typeof value !== 'string' && typeof value !== 'number') return true;
+      try {
+        return parseDuration(value) >= parseDuration(least);
+      } catch {
+        return true;
+      }
+    },
+  });
   for (const [name, definition] of Object.entries(sharedDefinitions())) {
     if (name.endsWith('Entry')) continue;
     ajv.addSchema({ ...definition, $id: `tributary:${name}` });

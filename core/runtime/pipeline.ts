@@ -19,7 +19,7 @@ import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import type { LoadedPipeline, PipelineEntry, ResolvedEntry } from '../config/load.js';
+import { pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint } from './checkpoint.js';
 
@@ -82,15 +82,6 @@ export function parseBytes(value: string | number | undefined): number | undefin
   const match = /^(\d+(?:\.\d+)?)(KiB|MiB|GiB)$/.exec(value);
   if (!match) throw new RangeError(`not a size: '${value}' (use e.g. 512MiB or 1.5GiB)`);
   return Number(match[1]) * { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30 }[match[2] as 'KiB' | 'MiB' | 'GiB'];
-}
-
-/** Entry fields the runtime reads; everything else goes to the plugin's factory. */
-const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
-
-function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
-  const config: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
-  return config;
 }
 
 interface SinkSlot {

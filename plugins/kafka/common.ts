@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { isSecret, TributaryError, type JsonSchema, type SourceHealth } from 'tributary';
+import { isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -109,8 +109,33 @@ export const guaranteeProperty: JsonSchema = {
     '`exactly-once`: a Kafka source and a Kafka sink of one pipeline write outputs and commit consumed offsets in one ' +
     'transaction; read the outputs with isolation.level=read_committed. Both ends must say so: a pipeline with an ' +
     'exactly-once sink and no exactly-once kafka source (which commits the transactions), or with an at-least-once ' +
-    'kafka source beside it, does not start.',
+    'kafka source beside it, is a config error (`tributary validate` says so).',
 };
+
+/**
+ * Why a pipeline's exactly-once ends do not meet: said by `validate` (the plugins' checkPipeline) and,
+ * for a pipeline built without it, by the factories and the sink's open() alike.
+ */
+export const exactlyOnceMismatch = {
+  sinkWithoutSource:
+    'guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+  sourceWithoutSink: 'guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)',
+  sourceNotExactlyOnce: 'a `kafka` sink of this pipeline is exactly-once: give this source guarantee: exactly-once too (it commits the transactions)',
+} as const;
+
+function exactlyOnceKafka(entry: OutlineEntry | undefined): boolean {
+  return entry?.type === 'kafka' && entry.config.guarantee === 'exactly-once';
+}
+
+/** Whether a sink of the pipeline (the dead-letter one included) is an exactly-once `kafka` sink. */
+export function hasExactlyOnceKafkaSink(pipeline: PipelineOutline): boolean {
+  return pipeline.sinks.some(exactlyOnceKafka) || exactlyOnceKafka(pipeline.deadLetter);
+}
+
+/** Whether a source of the pipeline is an exactly-once `kafka` source. */
+export function hasExactlyOnceKafkaSource(pipeline: PipelineOutline): boolean {
+  return pipeline.sources.some(exactlyOnceKafka);
+}
 
 /**
  * librdkafka properties for the connection and security fields. `features` is node-rdkafka's

@@ -20,7 +20,9 @@ import {
   disconnectProducer,
   dispatched,
   ErrorCode,
+  exactlyOnceMismatch,
   guaranteeProperty,
+  hasExactlyOnceKafkaSource,
   librdkafkaConnection,
   provideOauthToken,
   ProducerReachability,
@@ -81,7 +83,9 @@ export default defineSink<KafkaSinkConfig>({
           'exactly-once only: the producer transaction.timeout.ms, after which the broker aborts a transaction its producer left open. ' +
           'An instance that dies mid-transaction without coming back under its transactional_id holds back read_committed readers ' +
           'of the outputs, and the group member that takes its partitions, until then (Kafka Streams uses 10 s too). ' +
-          'At least 1s; a broker outage longer than it fails the open transaction and stops the pipeline.',
+          'A broker outage longer than it fails the open transaction and stops the pipeline.',
+        // librdkafka's transaction.timeout.ms takes no less.
+        minDuration: '1s',
       },
       compression: { enum: ['none', 'gzip', 'snappy', 'lz4', 'zstd'], default: 'lz4', description: 'Compression of record batches.' },
       linger: { $ref: 'tributary:duration', default: '5ms', description: 'How long the producer waits to fill a batch (librdkafka linger.ms).' },
@@ -100,6 +104,9 @@ export default defineSink<KafkaSinkConfig>({
     { brokers: '${KAFKA_BROKERS}', topic: 'predictions' },
     { brokers: '${KAFKA_BROKERS}', topic: 'predictions', guarantee: 'exactly-once', transactional_id: 'intent-${HOSTNAME}', compression: 'zstd' },
   ],
+  checkPipeline(config, pipeline) {
+    return config.guarantee === 'exactly-once' && !hasExactlyOnceKafkaSource(pipeline) ? [{ field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }] : [];
+  },
   async create(config, context) {
     const Kafka = await rdkafka();
     const lingerMs = parseDuration(config.linger);
@@ -140,10 +147,7 @@ export default defineSink<KafkaSinkConfig>({
         open: async () => {
           // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
           if (!transactions.sourceAttached) {
-            throw new TributaryError(
-              'TRIB_ERR_PLUGIN_FACTORY',
-              'guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
-            );
+            throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', exactlyOnceMismatch.sinkWithoutSource);
           }
           // Only now, with the pipeline known to start, fence the transactional.id's previous owner.
           await transactions.open();

@@ -34,7 +34,9 @@ import {
   asError,
   connectionProperties,
   ErrorCode,
+  exactlyOnceMismatch,
   guaranteeProperty,
+  hasExactlyOnceKafkaSink,
   librdkafkaConnection,
   provideOauthToken,
   promisify,
@@ -146,17 +148,22 @@ export default defineSource<KafkaSourceConfig>({
       security: { sasl: { mechanism: 'SCRAM-SHA-512', username: '${KAFKA_USER}', password: '${KAFKA_PASSWORD}' } },
     },
   ],
+  checkPipeline(config, pipeline) {
+    const sink = hasExactlyOnceKafkaSink(pipeline);
+    if (config.guarantee === 'exactly-once' && !sink) return [{ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink }];
+    if (config.guarantee !== 'exactly-once' && sink) return [{ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce }];
+    return [];
+  },
   async create(config, context) {
     if ((config.topics === undefined) === (config.pattern === undefined)) throw new Error('give exactly one of `topics` and `pattern`');
     const Kafka = await rdkafka();
     const found = PipelineTransactions.find(context.shared);
     const transactions = config.guarantee === 'exactly-once' ? found : undefined;
-    if (config.guarantee === 'exactly-once' && !transactions) {
-      throw new Error('guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)');
-    }
+    // validate says these too (checkPipeline); this is for a pipeline built without it.
+    if (config.guarantee === 'exactly-once' && !transactions) throw new Error(exactlyOnceMismatch.sourceWithoutSink);
     // An exactly-once sink's transactions commit with this source's offsets: read at-least-once,
     // none would ever commit, and read_committed consumers would see none of the outputs.
-    if (found && !transactions) throw new Error('a `kafka` sink of this pipeline is exactly-once: give this source guarantee: exactly-once too (it commits the transactions)');
+    if (found && !transactions) throw new Error(exactlyOnceMismatch.sourceNotExactlyOnce);
     if (transactions) transactions.sourceAttached = true;
     return new KafkaSource(Kafka, config, context, transactions);
   },

@@ -1,0 +1,57 @@
+/**
+ * What `tributary validate` says of a Kafka pipeline's exactly-once ends and its transaction
+ * timeout, located at the field (these failed only at run before, or at librdkafka's range check).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, formatProblem, loadPipeline } from 'tributary';
+import { builtinRegistry } from '../../core/cli/registry.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-config-'));
+
+async function problemsOf(yaml: string): Promise<string[]> {
+  const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, yaml);
+  try {
+    await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+  }
+  return [];
+}
+
+const source = (guarantee: string): string => `sources:\n  - type: kafka\n    brokers: b:9092\n    topics: [clicks]\n    group: g\n${guarantee}`;
+const sink = (guarantee: string, extra = ''): string => `sinks:\n  - type: kafka\n    brokers: b:9092\n    topic: out\n${guarantee}${extra}`;
+const exactlyOnce = '    guarantee: exactly-once\n';
+
+test('validate: an exactly-once kafka source without an exactly-once kafka sink is a config error at its guarantee', async () => {
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}sinks: [{type: stdout}]\n`), [
+    'P:6:5: $.sources[0].guarantee: guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)',
+  ]);
+  // An at-least-once kafka sink does not write transactions either.
+  assert.equal((await problemsOf(`${source(exactlyOnce)}${sink('')}`)).length, 1);
+  // The dead-letter sink may be the exactly-once one.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}sinks: [{type: stdout}]\ndead_letter: {type: kafka, brokers: "b:9092", topic: dlq, guarantee: exactly-once}\n`), []);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}`), []);
+});
+
+test('validate: an exactly-once kafka sink needs an exactly-once kafka source, and an at-least-once one beside it is an error', async () => {
+  assert.deepEqual(await problemsOf(`sources: [{type: synthetic}]\n${sink(exactlyOnce)}`), [
+    'P:6:5: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+  ]);
+  // The source says at-least-once by default (the field is absent: its entry is pointed at).
+  assert.deepEqual(await problemsOf(`${source('')}${sink(exactlyOnce)}`), [
+    'P:2:5: $.sources[0].guarantee: a `kafka` sink of this pipeline is exactly-once: give this source guarantee: exactly-once too (it commits the transactions)',
+    'P:10:5: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+  ]);
+});
+
+test('validate: transaction_timeout under 1s (librdkafka takes no less) is a config error at the field', async () => {
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 500ms\n')}`), ['P:12:26: $.sinks[0].transaction_timeout: must be at least 1s, got "500ms"']);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 999\n')}`), ['P:12:26: $.sinks[0].transaction_timeout: must be at least 1s, got 999']);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 1s\n')}`), []);
+});
