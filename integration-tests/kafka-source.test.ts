@@ -1,12 +1,15 @@
 /**
  * The `kafka` source against a real broker: every record produced comes out as an output, a dead
  * letter (with topic/partition/offset) or a late record; offsets are committed so a second run of the
- * group starts where the first ended.
+ * group starts where the first ended; /readyz says when a subscribed topic is missing or the group
+ * gives no assignment.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runYaml } from 'tributary/testing';
-import type { ClickEvent, StreamRecord } from 'tributary';
+import Kafka from 'node-rdkafka';
+import { runYaml, testContext } from 'tributary/testing';
+import type { ClickEvent, Source, SourcePlugin, StreamRecord } from 'tributary';
+import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, lateRouter, produce, type RawRecord } from './kafka/client.js';
 
@@ -144,4 +147,85 @@ sinks:
   const seqs = store[0]!.map((e) => Number((e as unknown as ClickEvent).attrs?.seq)).sort((x, y) => x - y);
   assert.equal(run.stats.eventsIn, 200);
   assert.deepEqual(seqs, [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 100 }, (_, i) => 1000 + i)], 'both clicks topics, not the orders topic');
+});
+
+/** A kafka source built on its own (no pipeline), reading into `got` (the records' seq) in the background. */
+async function startSource(brokers: string, topic: string, group: string, got: Set<number>, clock = { now: () => Date.now() }): Promise<Source> {
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] } };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100, clock }));
+  const reading = (async () => {
+    for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
+  })();
+  reading.catch(() => undefined);
+  return instance;
+}
+
+test('readiness: not ready while a subscribed topic does not exist; created, it is read and the source is ready', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('not-yet');
+  const got = new Set<number>();
+  const instance = await startSource(brokers, topic, `g-${topic}`, got);
+  try {
+    await waitFor('not ready: the topic does not exist', () => instance.health!().ready === false && /does not exist/.test(instance.health!().detail ?? ''), 30_000);
+    assert.match(instance.health!().detail!, new RegExp(`topic '${topic}' does not exist`));
+    await createTopic(brokers, topic, 2);
+    await produce(brokers, topic, Array.from({ length: 100 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+    // librdkafka alone would join only at its next metadata refresh (topic.metadata.refresh.interval.ms, 5 min).
+    await waitFor('the created topic read', () => got.size >= 100, 60_000);
+    await waitFor('ready', () => instance.health!().ready, 30_000);
+  } finally {
+    await instance.close?.();
+  }
+});
+
+test('readiness: not ready while the group gives no assignment for long (a rebalance that does not end), ready once it does', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('stuck-group');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 1);
+  // A member that joins, takes the partition, then stops polling: the rebalance the source's join
+  // starts waits for it to give the partition up (up to its max.poll.interval.ms, 60 s).
+  const stuck = new Kafka.KafkaConsumer(
+    {
+      'metadata.broker.list': brokers,
+      'broker.address.family': 'v4',
+      'group.id': group,
+      'max.poll.interval.ms': 60_000,
+      rebalance_cb(this: Kafka.KafkaConsumer, error: Kafka.LibrdKafkaError, assignment: Kafka.TopicPartition[]) {
+        if (error.code === Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) this.assign(assignment);
+        else this.unassign();
+      },
+    },
+    { 'auto.offset.reset': 'earliest' },
+  );
+  await new Promise<void>((resolve, reject) => stuck.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  stuck.subscribe([topic]);
+  stuck.setDefaultConsumeTimeout(100);
+  await waitFor('the other member assigned', async () => {
+    await new Promise<void>((resolve) => stuck.consume(1, () => resolve()));
+    return stuck.assignments().length > 0;
+  }, 30_000, 0);
+  // The source's clock runs 30 s ahead once it has waited a little: the wait bound, without waiting it out.
+  let skew = 0;
+  const got = new Set<number>();
+  const instance = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew });
+  let stuckOpen = true;
+  try {
+    await waitFor('the source connected', () => instance.health!().ready, 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    skew = 30_000;
+    await waitFor('not ready: no assignment', () => instance.health!().ready === false, 10_000);
+    assert.match(instance.health!().detail!, new RegExp(`no partitions assigned by group '${group}'`));
+    // The other member leaves: the rebalance ends and the source gets the partition.
+    await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
+    stuckOpen = false;
+    await produce(brokers, topic, Array.from({ length: 50 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+    await waitFor('the records read', () => got.size >= 50, 60_000);
+    await waitFor('ready', () => instance.health!().ready, 10_000);
+  } finally {
+    await instance.close?.();
+    if (stuckOpen) await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
+  }
 });

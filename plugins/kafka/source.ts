@@ -20,6 +20,7 @@
 import {
   createEventMapper,
   defineSource,
+  formatDuration,
   isRejected,
   parseDuration,
   type ClickEvent,
@@ -84,6 +85,14 @@ interface PartitionState {
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
 /** How long a full buffer may wait for the runtime before the partitions are paused. */
 const stallPauseMs = 1_000;
+/**
+ * How long the source may be without an assignment (after it subscribed, or after a revocation that
+ * left it none) before /readyz says so: a first join takes about 3 s (the broker's
+ * group.initial.rebalance.delay.ms) and a rebalance seconds, so only a longer wait is news.
+ */
+const assignmentWaitMs = 30_000;
+/** Least time between metadata requests that look for the subscribed topics while one is missing or nothing is assigned. */
+const topicCheckMs = 5_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -94,7 +103,8 @@ export default defineSource<KafkaSourceConfig>({
     'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset. Event time comes from ' +
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
-    'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns.',
+    'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
+    'reports not ready while a subscribed topic does not exist, and while its group has given it no assignment for 30 s.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -213,6 +223,16 @@ class KafkaSource {
   private commitsInFlight = 0;
   private commitsSettled: (() => void) | undefined;
   private lastProbe = 0;
+  /**
+   * Since when the source has had no assignment: from its subscription, and from a revocation that
+   * left it none, until the group's next assignment (even an empty one: a member of a group with more
+   * members than partitions is idle, not stuck). Undefined while assigned.
+   */
+  private unassignedSince: number | undefined;
+  private warnedUnassigned = false;
+  /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
+  private missingTopics: string[] = [];
+  private lastTopicCheck = 0;
   private failure: Error | undefined;
   /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
   private listener: PartitionListener | undefined;
@@ -375,7 +395,17 @@ class KafkaSource {
     return Promise.resolve();
   }
 
+  /**
+   * Not ready while no broker answers, while a subscribed topic does not exist, or while the group has
+   * given this source no assignment for longer than `assignmentWaitMs` (a rebalance that does not end,
+   * a group it cannot rejoin after an outage): as Kafka Streams is not RUNNING then. Reads state only;
+   * the consume loop's metadata requests keep it current.
+   */
   health(): SourceHealth {
+    if (!this.healthy.ready) return this.healthy;
+    if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
+    const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
+    if (waited >= assignmentWaitMs) return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)} (a rebalance that does not end, or a group it cannot join)` };
     return this.healthy;
   }
 
@@ -435,6 +465,7 @@ class KafkaSource {
     const pattern = this.config.pattern;
     const topics: RdKafka.SubscribeTopicList = pattern ? [pattern.startsWith('^') ? pattern : `^${pattern}`] : (this.config.topics ?? []);
     this.consumer.subscribe(topics);
+    this.unassignedSince = this.context.clock.now();
     while (!this.closing) {
       if (!this.paused && this.buffered >= this.maxBuffered) {
         // Full: wait for the runtime to take records; pause only if it stalls (see the top of the file).
@@ -481,6 +512,11 @@ class KafkaSource {
         // reliable for a broker that vanished without closing its connections).
         await this.probe();
       }
+      // A missing topic is looked for again even while other topics' records flow; and with nothing
+      // assigned the request also refreshes librdkafka's metadata, which joins the group as soon as a
+      // subscribed topic exists (on its own it waits for topic.metadata.refresh.interval.ms, 5 min).
+      if ((this.missingTopics.length > 0 || this.unassignedSince !== undefined) && this.context.clock.now() - this.lastTopicCheck >= topicCheckMs) await this.probe();
+      this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
   }
@@ -524,20 +560,37 @@ class KafkaSource {
     }
   }
 
-  /** While not ready: is any broker back? */
+  /** Is any broker there, and do the subscribed topics exist? (One metadata request: every topic.) */
   private async probe(): Promise<void> {
-    this.lastProbe = this.context.clock.now();
+    const now = this.context.clock.now();
+    this.lastProbe = now;
+    this.lastTopicCheck = now;
+    let metadata: RdKafka.Metadata;
     try {
-      await promisify((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, (error) => cb(error)));
-      this.setHealthy();
+      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, cb));
     } catch (error) {
       this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
+      return;
     }
+    this.setHealthy();
+    const missing = missingTopics(this.config, metadata);
+    if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
+    else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
+    this.missingTopics = missing;
+  }
+
+  private warnIfUnassigned(): void {
+    if (this.unassignedSince === undefined || this.warnedUnassigned) return;
+    if (this.context.clock.now() - this.unassignedSince < assignmentWaitMs) return;
+    this.warnedUnassigned = true;
+    this.context.logger.warn({ source: this.label, detail: this.health().detail }, 'kafka source not ready');
   }
 
   private onClientError(error: RdKafka.LibrdKafkaError): void {
     const code = error?.code;
     if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT) this.setUnhealthy(`broker unreachable: ${error.message}`);
+    // A subscribed topic does not exist (or went away): look at the metadata at once.
+    else if (code === ErrorCode.UNKNOWN_TOPIC_OR_PART) this.lastTopicCheck = 0;
     else if (code !== ErrorCode.TIMED_OUT) this.context.logger.warn({ code, err: error?.message }, 'kafka consumer error');
   }
 
@@ -552,6 +605,7 @@ class KafkaSource {
   }
 
   private onRebalance(error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]): void {
+    this.noteAssignment(error.code, assignment);
     if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
       const listener = this.listener;
       const step = error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment);
@@ -611,6 +665,20 @@ class KafkaSource {
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
     } else {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
+    }
+  }
+
+  /** Keeps `unassignedSince` (for health) as the group assigns and revokes. */
+  private noteAssignment(code: number, partitions: RdKafka.TopicPartition[]): void {
+    if (code === ErrorCode.ASSIGN_PARTITIONS) {
+      this.unassignedSince = undefined;
+      this.warnedUnassigned = false;
+    } else if (code === ErrorCode.REVOKE_PARTITIONS && this.unassignedSince === undefined) {
+      // Eager: everything goes, and the next assignment ends the rebalance. Cooperative: only when
+      // nothing stays (the rest keeps being read meanwhile).
+      const revoked = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)));
+      const kept = [...this.partitions.entries()].some(([key, state]) => state.assigned && !revoked.has(key));
+      if (!kept) this.unassignedSince = this.context.clock.now();
     }
   }
 
@@ -881,6 +949,29 @@ function markAssigned(state: PartitionState, now: number): void {
   state.atEnd = false;
   state.fetched = undefined;
   state.lastActivity = now;
+}
+
+/** The subscribed topics a metadata answer lacks; for a pattern, the pattern when no topic matches it. */
+function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata): string[] {
+  const existing = metadata.topics.filter((topic) => topic.partitions.length > 0).map((topic) => topic.name);
+  if (config.pattern !== undefined) {
+    // librdkafka's pattern subscription is anchored at the start (see run()); JavaScript's regex dialect is close enough for "does any match".
+    let pattern: RegExp;
+    try {
+      pattern = new RegExp(config.pattern.startsWith('^') ? config.pattern : `^${config.pattern}`);
+    } catch {
+      return [];
+    }
+    return existing.some((name) => pattern.test(name)) ? [] : [config.pattern];
+  }
+  const present = new Set(existing);
+  return (config.topics ?? []).filter((topic) => !present.has(topic));
+}
+
+function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): string {
+  if (config.pattern !== undefined) return `no topic matches the pattern '${config.pattern}'`;
+  const names = missing.map((topic) => `'${topic}'`).join(', ');
+  return `${missing.length === 1 ? `topic ${names} does not exist` : `topics ${names} do not exist`} (or this client may not see it); read once it does`;
 }
 
 function partitionKey(topic: string, partition: number): string {
