@@ -52,6 +52,11 @@ export interface Rejection {
   reason: string;
   /** The raw input as read (a line of text, a parsed object). */
   raw?: unknown;
+  /**
+   * `base64`: `raw` is the input's bytes in base64, because they are not UTF-8 text (a binary Kafka
+   * value) and decoding them would lose them. The dead letter carries it as `encoding`.
+   */
+  encoding?: 'base64';
   origin?: Origin;
 }
 

@@ -229,3 +229,26 @@ test('readiness: not ready while the group gives no assignment for long (a rebal
     if (stuckOpen) await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
   }
 });
+
+test('a value that is not UTF-8 text is dead-lettered with its exact bytes (base64), not decoded', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('binary');
+  await createTopic(brokers, topic, 1);
+  const binary = [
+    Buffer.from([0x00, 0x9f, 0x92, 0x96, 0xff, 0xfe, 0x0a, 0xc3]), // e.g. Avro or Protobuf
+    Buffer.from(`{"user_id":"Jos\xe9","time":"${new Date(base).toISOString()}","type":"view"}`, 'latin1'), // JSON-like, Latin-1
+  ];
+  await produce(brokers, topic, [...binary.map((value) => ({ key: 'bin', value })), { key: 'u1', value: clickJson(1, base, 'view', { seq: 1 }) }]);
+  const store: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(topic, `g-${topic}`, '    stop_at_end: true\n    mapping: { attributes: [seq] }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  assert.equal(stats.deadLettered, 2);
+  assert.equal(store[0]!.length, 1, 'the UTF-8 JSON record passes');
+  const dead = store[2]! as unknown as { reason: string; raw: string; encoding?: string; offset: number }[];
+  for (const [index, bytes] of binary.entries()) {
+    const letter = dead.find((d) => d.offset === index)!;
+    assert.equal(letter.encoding, 'base64');
+    assert.match(letter.reason, /not UTF-8.*base64/);
+    assert.deepEqual(Buffer.from(letter.raw, 'base64'), bytes, `record ${index}: the exact bytes`);
+  }
+});

@@ -280,6 +280,7 @@ export class PipelineRunner {
       stage,
       ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),
       raw: rejection.raw,
+      ...(rejection.encoding ? { encoding: rejection.encoding } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
     this.write(this.deadLetterSink, record);

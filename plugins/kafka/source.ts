@@ -17,6 +17,7 @@
  * (at-least-once); with `guarantee: exactly-once` the offsets go into the pipeline's Kafka transaction
  * instead (see transactions.ts).
  */
+import { isUtf8 } from 'node:buffer';
 import {
   createEventMapper,
   defineSource,
@@ -100,7 +101,8 @@ export default defineSource<KafkaSourceConfig>({
   summary: 'Reads JSON records from Kafka topics in a consumer group, with per-partition watermarks and committed offsets.',
   description:
     'Each record value is one JSON object, mapped to the canonical event by `mapping`. A value that is not a JSON object, ' +
-    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset. Event time comes from ' +
+    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset; one that is not UTF-8 text ' +
+    '(a binary value) goes there as its exact bytes, base64 (`encoding: base64`). Event time comes from ' +
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
@@ -908,7 +910,14 @@ class KafkaSource {
         state.next = message.offset + 1;
         state.lastActivity = now;
       }
-      const text = message.value ? message.value.toString('utf8') : '';
+      const value = message.value;
+      // JSON is UTF-8 text. Anything else (Avro, Protobuf, Latin-1) is kept as its bytes: decoded, it
+      // would lose them to replacement characters (or pass on altered strings, were it JSON-like).
+      if (value && !isUtf8(value)) {
+        this.context.deadLetter({ reason: 'not UTF-8 text, so not JSON (raw is the value\'s bytes, base64)', raw: value.toString('base64'), encoding: 'base64', origin });
+        continue;
+      }
+      const text = value ? value.toString('utf8') : '';
       let raw: unknown;
       try {
         raw = JSON.parse(text);
