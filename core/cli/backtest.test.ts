@@ -60,7 +60,7 @@ sinks:
   assert.doesNotMatch(html, /<script[^>]+src=/, 'no external scripts: the page works offline');
   assert.match(html, /s_events/, 'the feature list is in the page');
   // A wall-clock max_delay would cut the models' batches wherever the run happened to be; a backtest
-  // batches by size and watermarks only, so a second run reproduces the metrics exactly.
+  // batches by size only, so a second run reproduces the metrics exactly.
   const again = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'again'), '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(again.status, 0, again.stderr);
   assert.equal(readFileSync(join(dir, 'again', 'metrics.json'), 'utf8'), readFileSync(join(report, 'metrics.json'), 'utf8'));

@@ -155,7 +155,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     properties: {
       max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch (mlp, gru). Default: 256.' },
       learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per learning step. Above max_size: fewer TF.js calls per label, but fewer optimiser steps, which can learn worse on short streams. Default: max_size.' },
-      max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size and watermarks only (fully deterministic). Does not apply to replayed input (`tributary backtest`), which is always batched that way. Default: 200ms.'),
+      max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size only (fully deterministic). Either way pending predictions are made before every learning step (test-then-train: no prediction uses a label given after its event) and at the end of input. Does not apply to replayed input (`tributary backtest`), which is always batched by size. Default: 200ms.'),
     },
   },
   label_buffer: {

@@ -262,7 +262,7 @@ export class OnlineLearner {
     this.drift = createDriftDetector(config.drift);
     // Replayed input: a batch cut by wall-clock time would make every run learn at other points.
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
-    if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size and watermarks only (batch.max_delay does not apply)');
+    if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
     const m = context.metrics;
     this.gauges = {
@@ -613,9 +613,13 @@ export class OnlineLearner {
 
   /** Learns from the labelled samples queued so far, as one batch. */
   flushLearning(emit: Emit): void {
-    void emit;
+    if (this.toLearn.length === 0 || !this.model) return;
+    // Test-then-train: samples submitted before this step are predicted by the model as it is now,
+    // never by one that learnt from labels given after them (for intent, their own session's).
+    this.flushPredictions(emit);
     const samples = this.toLearn;
-    if (samples.length === 0 || !this.model) return;
+    // A step nested in those predictions (labels that had come while they waited) took them all.
+    if (samples.length === 0) return;
     this.toLearn = [];
     const labels = new Float32Array(samples.length);
     for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;

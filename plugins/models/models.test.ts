@@ -21,7 +21,7 @@ const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r
 
 interface Report {
   summary: { n: number; positives: number; auc: number; logloss: number; brier: number };
-  counts: { predictions: number; labels: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
+  counts: { predictions: number; labels: number; learnSteps: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
 }
 const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
 
@@ -218,6 +218,30 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.equal(report.counts.unlabelledAtEnd, 0);
   assert.ok(operator.snapshot);
 });
+
+for (const kind of ['mlp', 'gru'] as ModelKind[]) {
+  test(`${kind}: test-then-train: a prediction waiting for its micro-batch is made before the model learns from labels given after it (its own session's)`, async () => {
+    const t = Date.parse('2024-01-01T00:00:00Z');
+    const v = [0.5, 0, 0, 0];
+    // Batches of 2: a0 and a1 are predicted together, a2 waits for its batch when the session closes
+    // and labels a0 and a1 (bought), each a learning step (learn_size 1).
+    const input: Element[] = [
+      event('a', 'sa', t, 0, t, 'view', v),
+      event('a', 'sa', t + 1000, 1, t, 'view', v),
+      event('a', 'sa', t + 2000, 2, t, 'view', v),
+      summary('a', 'sa', t, t + 2000, 3, true),
+      watermark(Infinity),
+    ];
+    const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind, hidden: [4] }, batch: { max_size: 2, learn_size: 1, max_delay: 0 } }, input);
+    const predictions = of(output, 'prediction');
+    assert.equal(predictions.length, 3);
+    // Every prediction from the model before any step: a2's would otherwise have learnt its own label.
+    assert.deepEqual(predictions.map((p) => p.modelVersion), ['1.0', '1.0', '1.0']);
+    // Same features (all standardise to 0) and the same model: the same score (gru reads longer sequences).
+    if (kind === 'mlp') assert.equal(predictions[2]!.score, predictions[0]!.score);
+    assert.equal(reportOf(output).counts.learnSteps, 3);
+  });
+}
 
 test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if the user returned, else 1); the end of input censors', async () => {
   const day = 86_400_000;
