@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Counter, Emit, Gauge, PluginContext, Prediction, StreamRecord } from 'tributary';
+import { TributaryError, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
@@ -304,9 +304,20 @@ export class OnlineLearner {
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
     const file = this.checkpointFile();
     if (file && this.config.checkpoint!.warmStart && existsSync(file)) {
-      const saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
-      this.loadSaved(saved);
+      let saved: SavedModel;
+      try {
+        saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+        this.loadSaved(saved);
+      } catch (cause) {
+        // A person must act (exit 2): a restart would fail the same way. The file is left as it was.
+        throw new TributaryError(
+          'TRIB_ERR_CHECKPOINT',
+          `model ${this.name}: cannot warm-start from ${file}: ${(cause as Error).message}. The file is left as it was: undo the change to the model's config to resume from it, or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh`,
+          { cause },
+        );
+      }
       this.context.logger.info({ file, steps: saved.model.optimizer.step }, `model ${this.name}: warm start from ${file}`);
+      this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
   }
 
@@ -315,12 +326,13 @@ export class OnlineLearner {
     return dir ? join(resolve(this.context.baseDir, dir), `${this.name}.model.json`) : undefined;
   }
 
-  private build(features: readonly string[]): void {
+  /** A fresh model and normaliser for `features`, or the given ones (a saved model, loaded). */
+  private build(features: readonly string[], model = createModel(features.length, this.config.model, this.config.optimizer), normaliser = new Normaliser(features.length)): void {
     this.features = [...features];
     this.aligned = new WeakMap();
     this.lastNames = undefined;
-    this.normaliser = new Normaliser(features.length);
-    this.model = createModel(features.length, this.config.model, this.config.optimizer);
+    this.normaliser = normaliser;
+    this.model = model;
     this.withOnes = this.config.model.kind !== 'gru';
     this.stride = features.length + (this.withOnes ? 1 : 0);
     this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
@@ -329,12 +341,30 @@ export class OnlineLearner {
     this.slabUsed = 0;
   }
 
+  /**
+   * Takes a saved model (a warm start, a snapshot). Loaded aside and swapped in only whole: one that
+   * does not fit the config (kind, sizes, optimiser) throws and leaves the learner as it was, so a
+   * close after that failure cannot save a half-loaded or fresh model over the saved one.
+   */
   private loadSaved(saved: SavedModel): void {
+    const model = createModel(saved.features.length, this.config.model, this.config.optimizer);
+    const normaliser = new Normaliser(saved.features.length);
+    try {
+      model.load(saved.model);
+      normaliser.load(saved.normaliser);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
     this.model?.dispose();
-    this.build(saved.features);
-    this.model!.load(saved.model);
-    this.normaliser!.load(saved.normaliser);
-    this.baseLearningRate = saved.baseLearningRate;
+    this.build(saved.features, model, normaliser);
+    // The learning rate is config, not state: an edited one applies (a drift's raise keeps its ratio).
+    const configured = this.config.optimizer.learning_rate;
+    if (saved.baseLearningRate !== configured) {
+      model.optimizer.learningRate *= configured / saved.baseLearningRate;
+      this.context.logger.info({ model: this.name, saved: saved.baseLearningRate, configured }, `model ${this.name}: learning rate ${configured} (the saved model used ${saved.baseLearningRate})`);
+    }
+    this.baseLearningRate = configured;
     this.prior = [...(saved.labels ?? [0, 0])];
   }
 

@@ -404,6 +404,45 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
 });
 
+test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const config: IntentModelConfig = { ...base, name: 'intent-m', model: { kind: 'mlp', hidden: [8] }, checkpoint: { dir } };
+  await runOperator(intentModel, config, separableIntentStream(40, 5));
+  const file = join(dir, 'intent-m.model.json');
+  const before = readFileSync(file, 'utf8');
+  const edits: [string, IntentModelConfig][] = [
+    ['another kind', { ...config, model: { kind: 'logistic' } }],
+    ['another hidden size', { ...config, model: { kind: 'mlp', hidden: [4] } }],
+    ['another optimiser', { ...config, optimizer: { kind: 'sgd' } }],
+  ];
+  for (const [edit, changed] of edits) {
+    const operator = await intentModel.create(changed, testContext());
+    await assert.rejects(
+      async () => operator.open!(),
+      (error: Error & { code?: string }) => error.code === 'TRIB_ERR_CHECKPOINT' && error.message.includes(file),
+      edit,
+    );
+    // The runtime closes what it built when a start fails: that must not save over the file.
+    await operator.close?.();
+    assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the saved model is untouched`);
+  }
+});
+
+test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const config: IntentModelConfig = { ...base, name: 'intent-lr', optimizer: { kind: 'adam', learning_rate: 0.05 }, checkpoint: { dir } };
+  const input = separableIntentStream(30, 5);
+  await runOperator(intentModel, config, input);
+  const file = join(dir, 'intent-lr.model.json');
+  const savedRate = () => {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { baseLearningRate: number; model: { optimizer: { learningRate: number } } };
+    return [saved.baseLearningRate, saved.model.optimizer.learningRate];
+  };
+  assert.deepEqual(savedRate(), [0.05, 0.05]);
+  await runOperator(intentModel, { ...config, optimizer: { kind: 'adam', learning_rate: 0.01 } }, input);
+  assert.deepEqual(savedRate(), [0.01, 0.01]);
+});
+
 test('logistic predicts each event as it comes (no micro-batch wait), with the score the batched kernel gives', async () => {
   const input = separableIntentStream(40, 5);
   // A batch size and delay no run reaches: a batched prediction would wait for the end of input.
