@@ -50,6 +50,8 @@ export default defineOperator<IntentModelConfig>({
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
     'the sessionizer emits. Predicts at every event before the session\'s first purchase; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
+    'The model keeps the features of the first event it predicts (or of the saved model it resumes): a vector named otherwise is read by name, ' +
+    'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics: `model_auc`, `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
     '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_drifts_total`, `model_backend`.',

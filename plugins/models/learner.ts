@@ -397,6 +397,7 @@ export class OnlineLearner {
       else {
         const index = new Map(names.map((n, i) => [n, i]));
         map = own.map((n) => index.get(n) ?? -1);
+        this.warnOtherFeatures(names, map);
       }
       this.aligned.set(names, map);
     }
@@ -407,6 +408,29 @@ export class OnlineLearner {
 
   private lastNames: readonly string[] | undefined;
   private lastAlignment: number[] | null = null;
+  /** Feature mismatches already logged (by what differs), so a stream of them logs each once. */
+  private readonly mismatchesLogged = new Set<string>();
+
+  /**
+   * The model's features are fixed (by its first sample, or the model it resumed): a vector named
+   * otherwise (a pipeline edited between runs, a stage whose output changed) is read by name, which
+   * drops what the model does not know and reads its missing features as 0. Said, not silent.
+   */
+  private warnOtherFeatures(names: readonly string[], map: readonly number[]): void {
+    const own = this.features!;
+    const known = new Set(own);
+    const missing = own.filter((_, i) => map[i]! < 0);
+    const ignored = names.filter((n) => !known.has(n));
+    if (missing.length === 0 && ignored.length === 0) return;
+    const key = `${missing.join(',')}|${ignored.join(',')}`;
+    if (this.mismatchesLogged.has(key) || this.mismatchesLogged.size >= 100) return;
+    this.mismatchesLogged.add(key);
+    this.context.logger.warn(
+      { model: this.name, ignored: ignored.slice(0, 50), missing: missing.slice(0, 50), ignoredCount: ignored.length, missingCount: missing.length },
+      `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0 ` +
+        '(a model keeps the features it started with or resumed; to learn on new ones, start it afresh)',
+    );
+  }
 
   /**
    * One prediction: made and emitted at once by a model that predicts rows on the host, else queued

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { watermark, type Element, type StreamRecord } from 'tributary';
+import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -441,6 +441,31 @@ test('checkpoint: the configured learning rate applies to a warm-started model (
   assert.deepEqual(savedRate(), [0.05, 0.05]);
   await runOperator(intentModel, { ...config, optimizer: { kind: 'adam', learning_rate: 0.01 } }, input);
   assert.deepEqual(savedRate(), [0.01, 0.01]);
+});
+
+test('features that differ from the model\'s (a pipeline edited under a saved model) are read by name, and said in a warning, once', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const edited = (userId: string, sessionId: string, time: number, position: number): Element => {
+    const e = event(userId, sessionId, time, position, t, 'view');
+    (e as ClickEvent).features = { names: ['signal', 'noise_a', 'cat_0'], values: Float32Array.from([1, 0, 1]) };
+    return e;
+  };
+  const input: Element[] = [
+    event('a', 'sa', t, 0, t, 'view', [0.5, 0, 0, 0]),
+    edited('b', 'sb', t + 1000, 0),
+    edited('b', 'sb', t + 2000, 1),
+    watermark(Infinity),
+  ];
+  const warned: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
+  const { output } = await runOperator(intentModel, { ...base }, input, logged);
+  assert.equal(of(output, 'prediction').length, 3);
+  assert.equal(warned.length, 1, 'one warning for the two edited vectors');
+  const [fields, message] = warned[0] as [{ ignored: string[]; missing: string[] }, string];
+  assert.deepEqual(fields.ignored, ['cat_0']);
+  assert.deepEqual(fields.missing, ['noise_b', 'noise_c']);
+  assert.match(message, /1 it does not know are ignored, 2 of its own are absent and read as 0/);
 });
 
 test('logistic predicts each event as it comes (no micro-batch wait), with the score the batched kernel gives', async () => {
