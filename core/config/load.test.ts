@@ -213,3 +213,31 @@ test("a plugin's checks across entries (checkPipeline) and a duration's least va
     'P:2:30: $.sinks[0].wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
   ]);
 });
+
+test('model config mistakes are located at their field: an unknown kind, no hidden layer, a learning rate not above 0, an adwin delta outside (0, 1)', async () => {
+  const problems = await problemsOf(
+    [
+      'name: models', //                            1
+      'sources: [{type: synthetic}]', //            2
+      'stages:', //                                 3
+      '  - type: intent-model', //                  4
+      '    model: {kind: forest}', //               5
+      '  - type: intent-model', //                  6
+      '    model: {kind: mlp, hidden: []}', //      7
+      '    optimizer: {learning_rate: 0}', //       8
+      '  - type: churn-model', //                   9
+      '    optimizer: {learning_rate: -0.1}', //    10
+      '    drift: {detector: adwin, delta: 2}', //  11
+      '  - type: churn-model', //                   12
+      '    drift: {delta: 2}', //                   13 page-hinkley: a tolerated rise, any size
+      'sinks: [{type: stdout}]', //                 14
+    ].join('\n'),
+  );
+  assert.deepEqual(problems, [
+    'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru"',
+    'P:7:32: $.stages[1].model.hidden: must NOT have fewer than 1 items',
+    'P:8:32: $.stages[1].optimizer.learning_rate: must be > 0',
+    'P:10:32: $.stages[2].optimizer.learning_rate: must be > 0',
+    'P:11:37: $.stages[2].drift.delta: must be < 1',
+  ]);
+});

@@ -82,14 +82,15 @@ export default defineOperator<ChurnModelConfig>({
     'labelled when the watermark passes its session end + `horizon`, 0 if the user started a session within the horizon, 1 otherwise; ' +
     'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. Predictions whose ' +
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
-    'the user\'s history (sessions, purchases, gaps). Emits `prediction` and `drift` records; every input record passes through. ' +
+    'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
+    'comes only once the horizon has passed). Emits `prediction` and `drift` records; every input record passes through. ' +
     'Same metrics as `intent-model`.',
   config: {
     type: 'object',
     additionalProperties: false,
     properties: {
       ...modelOperatorProperties,
-      horizon: { $ref: 'tributary:duration', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
+      horizon: { $ref: 'tributary:duration', description: 'A user who starts no session within this time after a session ends has churned; above 0. Default: 7d.' },
       max_users: {
         type: 'integer',
         minimum: 1,
@@ -103,6 +104,8 @@ export default defineOperator<ChurnModelConfig>({
     const config = resolveConfig(rawConfig, context.label, 0.2);
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
+    // A duration of 0 passes the schema; here it would label every session a churn.
+    if (horizon <= 0) throw new Error('horizon: must be above 0 (a user who starts no session within it after a session ends has churned)');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
     const learner = new OnlineLearner(config, 'churn', context);
     const maxUsers = rawConfig.max_users ?? 1_000_000;

@@ -66,6 +66,8 @@ export interface ResolvedModelConfig {
 
 /** `defaultPrior`: the task's prior positive rate (see `model.prior`). */
 export function resolveConfig(config: ModelOperatorConfig, label: string, defaultPrior = 0.05): ResolvedModelConfig {
+  // A duration of 0 passes the schema: here it would expire every prediction before its label came.
+  if (config.label_buffer?.timeout !== undefined && parseDuration(config.label_buffer.timeout) <= 0) throw new Error('label_buffer.timeout: must be above 0 (predictions wait this long for their label)');
   const kind = config.model?.kind ?? 'logistic';
   const detector = config.drift?.detector ?? 'page-hinkley';
   return {
@@ -130,7 +132,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     properties: {
       kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
       l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights. Default: 1e-4.' },
-      hidden: { type: 'array', items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes. Default: [32, 16].' },
+      hidden: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes, at least one (a model without one is `logistic`). Default: [32, 16].' },
       dropout: { type: 'number', minimum: 0, maximum: 0.9, description: 'mlp: dropout rate while learning. Default: 0.' },
       units: { type: 'integer', minimum: 1, description: 'gru: hidden units. Default: 16.' },
       sequence_length: { type: 'integer', minimum: 1, maximum: 256, description: 'gru: last events of the session it reads. Default: 12.' },
@@ -164,7 +166,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     description: 'Predictions waiting for their label (delayed labels).',
     properties: {
       max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped (and counted) beyond it. Default: 100000.' },
-      timeout: duration('Event time after which an unlabelled prediction is dropped (and counted). Default: 1d.'),
+      timeout: duration('Event time after which an unlabelled prediction is dropped (and counted); above 0. Default: 1d.'),
     },
   },
   metrics: {
@@ -182,6 +184,9 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     description:
       'Drift detection on the prequential log loss: Page-Hinkley (a sustained rise of the mean loss) or ADWIN (Bifet & Gavaldà\'s ADWIN2, as River\'s `drift.ADWIN`: ' +
       'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record.',
+    // adwin's delta is a probability: 0 or 1 and above would leave its cut test never true (a detector that never fires).
+    if: { properties: { detector: { const: 'adwin' } }, required: ['detector'] },
+    then: { properties: { delta: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } } },
     properties: {
       detector: { enum: ['page-hinkley', 'adwin', 'none'], description: 'Default: page-hinkley.' },
       block: { type: 'integer', minimum: 1, description: `The detector reads the mean log loss of each block of this many labels. Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.` },

@@ -580,3 +580,10 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   await operator.close?.();
   assert.deepEqual(of(rest, 'drift'), drifts);
 });
+
+test('a churn horizon or a label timeout of 0 (which the duration schema allows) is rejected by the factory, naming the field', async () => {
+  await assert.rejects(async () => churnModel.create({ backend: 'cpu', horizon: '0d' }, testContext()), /^Error: horizon: must be above 0/);
+  await assert.rejects(async () => intentModel.create({ backend: 'cpu', label_buffer: { timeout: 0 } }, testContext()), /^Error: label_buffer.timeout: must be above 0/);
+  const operator = await churnModel.create({ backend: 'cpu', horizon: '1d', label_buffer: { timeout: '1h' } }, testContext());
+  await operator.close?.();
+});
