@@ -587,3 +587,23 @@ test('a churn horizon or a label timeout of 0 (which the duration schema allows)
   const operator = await churnModel.create({ backend: 'cpu', horizon: '1d', label_buffer: { timeout: '1h' } }, testContext());
   await operator.close?.();
 });
+
+test('drift.action: reset_optimizer restarts the optimiser (its step count) at a drift; raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
+  const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
+  const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate') => {
+    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
+    const saved = (operator.snapshot!() as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
+    return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved };
+  };
+  const none = await run('none');
+  assert.ok(none.drifts.length >= 1);
+  assert.equal(none.optimizer.step, none.steps);
+  assert.equal(none.optimizer.learningRate, 0.01);
+  const reset = await run('reset_optimizer');
+  assert.deepEqual(reset.drifts.map((d) => d.action), reset.drifts.map(() => 'reset_optimizer'));
+  assert.ok(reset.optimizer.step < reset.steps, `step ${reset.optimizer.step} of ${reset.steps}: counted again from the last drift`);
+  const raised = await run('raise_learning_rate');
+  assert.ok(raised.drifts.length >= 1);
+  // 0.04 at the drift, times 0.99 per step since, never below 0.01.
+  assert.ok(raised.optimizer.learningRate > 0.01 && raised.optimizer.learningRate < 0.04, `learning rate ${raised.optimizer.learningRate}`);
+});
