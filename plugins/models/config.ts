@@ -165,7 +165,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     additionalProperties: false,
     description: 'Predictions waiting for their label (delayed labels).',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped (and counted) beyond it. Default: 100000.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped beyond it, unscored, and counted (`model_label_buffer_overflow_total`, the report\'s counts, and a warning at the end of input). Default: 100000.' },
       timeout: duration('Event time after which an unlabelled prediction is dropped (and counted); above 0. Default: 1d.'),
     },
   },

@@ -792,9 +792,13 @@ export class OnlineLearner {
     // them at the prior): the window's says how good the model is now.
     const recent = summary.window;
     const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
-    this.context.logger.info(
-      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd },
-      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}`,
+    // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
+    const { overflow, expired } = this.counts;
+    const droppedText =
+      overflow + expired === 0 ? '' : `; ${overflow + expired} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)`;
+    this.context.logger[overflow > 0 ? 'warn' : 'info'](
+      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired },
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
   }

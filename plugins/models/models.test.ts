@@ -207,7 +207,10 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   input.push(summary('a', 'sa', t, t + 4000, 5, false));
   for (let p = 0; p < 3; p++) input.push(event('b', 'sb', t + p * 1000, p, t, 'view', v));
   input.push(watermark(t + 3_600_000 * 2), watermark(Infinity));
-  const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { max_size: 2, timeout: '1h' } }, input);
+  const warned: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
+  const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { max_size: 2, timeout: '1h' } }, input, logged);
   const report = reportOf(output);
   assert.equal(report.counts.predictions, 8);
   // Session a: 5 predictions into a buffer of 2: 3 overflowed, 2 were labelled at its summary. Session b: 3 into 2, 1 overflowed.
@@ -217,6 +220,9 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.equal(report.counts.expired, 2);
   assert.equal(report.counts.unlabelledAtEnd, 0);
   assert.ok(operator.snapshot);
+  // The run's verdict says what its scores leave out, as a warning (a buffer too small for the label delay).
+  assert.equal(warned.length, 1);
+  assert.match(warned[0]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
 for (const kind of ['mlp', 'gru'] as ModelKind[]) {
