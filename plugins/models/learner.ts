@@ -76,6 +76,8 @@ interface EncodedSample {
   seq?: { types: number[]; categories: number[]; steps: string };
   score?: number;
   label?: number;
+  /** Out of the label buffer unlabelled (overflowed, expired or forgotten) while it waited for its batch. */
+  dropped?: true;
 }
 
 /** The model as saved to a checkpoint folder (a warm start reads it). */
@@ -845,7 +847,7 @@ export class OnlineLearner {
     // Handles from before the restore are stale: released, so labelling one is a late label.
     this.releaseAll();
     this.awaitingQueue = state.awaiting.map((e) => this.decodeSample(e));
-    for (const s of this.toPredict) if (s.label === undefined) this.awaitingQueue.push(s);
+    for (const s of this.toPredict) if (s.label === undefined && !s.released) this.awaitingQueue.push(s);
     for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
     this.awaitingCount = this.awaitingQueue.length;
     this.toLearn = state.toLearn.map((e) => this.decodeSample(e));
@@ -880,6 +882,7 @@ export class OnlineLearner {
     if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
     if (s.score !== undefined) out.score = s.score;
     if (s.label !== undefined) out.label = s.label;
+    if (s.released && s.label === undefined) out.dropped = true;
     return out;
   }
 
@@ -895,6 +898,8 @@ export class OnlineLearner {
     if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
     s.score = e.score;
     s.label = e.label;
+    // Still to be predicted and emitted, but no longer awaited: its label, if one comes, is late.
+    if (e.dropped) s.released = true;
     return s;
   }
 }

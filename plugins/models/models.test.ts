@@ -613,3 +613,25 @@ test('drift.action: reset_optimizer restarts the optimiser (its step count) at a
   // 0.04 at the drift, times 0.99 per step since, never below 0.01.
   assert.ok(raised.optimizer.learningRate > 0.01 && raised.optimizer.learningRate < 0.04, `learning rate ${raised.optimizer.learningRate}`);
 });
+
+test('a snapshot with predictions that overflowed the label buffer while waiting for their batch restores them as dropped (as an uninterrupted run has them)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [];
+  for (let p = 0; p < 5; p++) input.push(event('a', 'sa', t + p * 1000, p, t, 'view', v));
+  input.push(summary('a', 'sa', t, t + 4000, 5, true), watermark(Infinity));
+  // Batches of 8 (all five wait) into a label buffer of 2: three overflow before they are predicted.
+  const config: IntentModelConfig = { ...base, report: true, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, max_delay: 0 }, label_buffer: { max_size: 2 } };
+  const whole = reportOf((await runOperator(intentModel, config, input)).output);
+  assert.equal(whole.counts.overflow, 3);
+  assert.equal(whole.summary.n, 2);
+  const cut = 5;
+  const first = await runOperator(intentModel, config, input.slice(0, cut));
+  const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+  const operator = await intentModel.create({ ...config }, testContext());
+  await operator.open?.();
+  operator.restore!(saved);
+  const rest = reportOf(await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray())));
+  await operator.close?.();
+  assert.deepEqual([rest.summary.n, rest.summary.positives, rest.counts.overflow], [whole.summary.n, whole.summary.positives, whole.counts.overflow]);
+});
