@@ -9,7 +9,7 @@
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
@@ -102,6 +102,7 @@ export default defineOperator<ChurnModelConfig>({
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.2);
+    claimModelName(context, config.name);
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
     // A duration of 0 passes the schema; here it would label every session a churn.

@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, type JsonSchema } from 'tributary';
+import { parseDuration, type JsonSchema, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -111,6 +111,22 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
   };
 }
 
+const modelNamesKey = 'tributary.models.names';
+
+/**
+ * Takes `name` for this model stage in its pipeline (PluginContext.shared), or throws if another
+ * stage has it: prediction ids, metrics.json's entries and the saved model's file are keyed by the
+ * name, so two models of one name would emit each other's ids and overwrite each other's results.
+ */
+export function claimModelName(context: PluginContext, name: string): void {
+  if (!context.shared) return;
+  let names = context.shared.get(modelNamesKey) as Map<string, string> | undefined;
+  if (!names) context.shared.set(modelNamesKey, (names = new Map()));
+  const other = names.get(name);
+  if (other !== undefined) throw new Error(`name: '${name}' is already the model name of stage ${other}; prediction ids, metrics and the saved model are keyed by it, so give each model stage its own`);
+  names.set(name, context.label);
+}
+
 /**
  * adwin reads finer blocks than page-hinkley (its clock already spaces its tests out), but not single
  * losses: a session's labels come together, and on REES46 per-label ADWIN fired 23 times where blocks
@@ -122,7 +138,7 @@ const duration = (description: string): JsonSchema => ({ $ref: 'tributary:durati
 
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties: Record<string, JsonSchema> = {
-  name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics. Default: the stage label.' },
+  name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
   version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
   backend: { enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], description: 'TensorFlow.js backend; auto tries tensorflow-gpu, tensorflow, wasm, then cpu. Default: auto.' },
   model: {

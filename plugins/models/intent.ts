@@ -8,7 +8,7 @@
  */
 import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
@@ -63,6 +63,7 @@ export default defineOperator<IntentModelConfig>({
   ],
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.05);
+    claimModelName(context, config.name);
     const learner = new OnlineLearner(config, 'intent', context);
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
     const sessions = new Map<string, SessionState>();

@@ -635,3 +635,13 @@ test('a snapshot with predictions that overflowed the label buffer while waiting
   await operator.close?.();
   assert.deepEqual([rest.summary.n, rest.summary.positives, rest.counts.overflow], [whole.summary.n, whole.summary.positives, whole.counts.overflow]);
 });
+
+test('two model stages of one pipeline cannot share a name (their prediction ids, metrics and saved model would collide)', async () => {
+  const shared = new Map<string, unknown>();
+  const first = await intentModel.create({ backend: 'cpu', name: 'intent' }, testContext({ shared, label: 'stage-intent-model-2' }));
+  await assert.rejects(async () => churnModel.create({ backend: 'cpu', name: 'intent' }, testContext({ shared, label: 'stage-churn-model-3' })), /^Error: name: 'intent' is already the model name of stage stage-intent-model-2/);
+  // Another pipeline (its own shared map) may use the name.
+  const other = await churnModel.create({ backend: 'cpu', name: 'intent' }, testContext({ shared: new Map() }));
+  await first.close?.();
+  await other.close?.();
+});
