@@ -114,6 +114,8 @@ export interface LearnerCounts {
   unlabelledAtEnd: number;
   drifts: number;
   lateLabels: number;
+  /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
+  invalidScores: number;
 }
 
 /**
@@ -251,9 +253,9 @@ export class OnlineLearner {
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
   private lastExport = -Infinity;
   private static readonly exportEveryMs = 1000;
-  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0 };
+  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
-  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts', Counter>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores', Counter>;
 
   constructor(
     readonly config: ResolvedModelConfig,
@@ -284,6 +286,7 @@ export class OnlineLearner {
       overflow: m.counter('model_label_buffer_overflow_total', 'Predictions dropped unlabelled because the label buffer was full.'),
       expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout.'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
+      invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
     };
   }
 
@@ -637,6 +640,7 @@ export class OnlineLearner {
   }
 
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
+    if (!Number.isFinite(sample.score)) return this.invalidScore(sample);
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -654,6 +658,23 @@ export class OnlineLearner {
     }
     this.toLearn.push(sample);
     if (this.toLearn.length >= this.config.batch.learnSize) this.flushLearning(emit);
+  }
+
+  /**
+   * A score that is not a number: the model's weights are no longer finite (a learning rate far too
+   * high). It has no log loss or AUC to add (scored, it would turn every metric into NaN) and nothing
+   * to teach; counted, and said once, loudly, since every later prediction will be the same.
+   */
+  private invalidScore(sample: Sample): void {
+    sample.rows = undefined;
+    sample.seq = undefined;
+    if (this.counts.invalidScores++ === 0) {
+      this.context.logger.error(
+        { model: this.name, id: sample.id },
+        `model ${this.name}: a prediction is not a number: the model diverged (its weights are no longer finite). Its predictions carry score null and are neither scored nor learnt from; lower optimizer.learning_rate and start the model afresh`,
+      );
+    }
+    this.counters.invalidScores.inc();
   }
 
   private onDrift(time: number, emit: Emit): void {
@@ -795,11 +816,14 @@ export class OnlineLearner {
     const recent = summary.window;
     const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
-    const { overflow, expired } = this.counts;
+    const { overflow, expired, invalidScores } = this.counts;
+    const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
     const droppedText =
-      overflow + expired === 0 ? '' : `; ${overflow + expired} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)`;
-    this.context.logger[overflow > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired },
+      overflow + expired + invalidScores === 0
+        ? ''
+        : `; ${overflow + expired + invalidScores} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}`;
+    this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
+      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores },
       `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());

@@ -645,3 +645,22 @@ test('two model stages of one pipeline cannot share a name (their prediction ids
   await first.close?.();
   await other.close?.();
 });
+
+test('a model that diverges (scores not a number) keeps passing its input through: its predictions are counted, not scored, and said once', async () => {
+  const input = separableIntentStream(120, 4);
+  const errors: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
+  // A learning rate no one means: the weights overflow float32 within a few steps, then 0 * Infinity is NaN.
+  const { output } = await runOperator(intentModel, { ...base, report: true, batch: { max_size: 8, max_delay: 0 }, optimizer: { kind: 'adam', learning_rate: 1e38 } }, input, logged);
+  assert.deepEqual(logged.deadLetters, [], 'no input is dead-lettered');
+  assert.deepEqual(output.filter((r) => r.kind === 'event' || r.kind === 'session'), input.filter((r) => r.kind !== 'watermark'));
+  const report = reportOf(output) as Report & { counts: { invalidScores: number } };
+  const nan = of(output, 'prediction').filter((p) => !Number.isFinite(p.score as number)).length;
+  assert.ok(nan > 0, 'the model diverged');
+  assert.equal(report.counts.invalidScores, nan);
+  assert.equal(report.summary.n + nan, report.counts.predictions);
+  assert.ok(Number.isFinite(report.summary.logloss) && Number.isFinite(report.summary.brier));
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]![1] as string, /the model diverged/);
+});
