@@ -308,6 +308,7 @@ export class OnlineLearner {
     this.gauges.backend.set(backendCode[this.backend.backend]);
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
     const file = this.checkpointFile();
+    if (file && this.context.replay) this.context.logger.info({ file }, `model ${this.name}: replayed input: the model is not saved to ${file} (it is read to warm-start, if there)`);
     if (file && this.config.checkpoint!.warmStart && existsSync(file)) {
       let saved: SavedModel;
       try {
@@ -380,8 +381,14 @@ export class OnlineLearner {
     return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives] };
   }
 
-  /** Writes the model to the checkpoint folder (atomically: a reader never sees half a file). */
+  /**
+   * Writes the model to the checkpoint folder (atomically: a reader never sees half a file). Not on
+   * replayed input (a backtest): the next backtest would warm-start from a model that learnt the
+   * data it then scores (not reproducible, and optimistic), and a live daemon's saved model in that
+   * folder would be replaced by the backtest's.
+   */
   saveCheckpoint(): void {
+    if (this.context.replay) return;
     const file = this.checkpointFile();
     const saved = this.savedModel();
     if (!file || !saved) return;

@@ -664,3 +664,21 @@ test('a model that diverges (scores not a number) keeps passing its input throug
   assert.equal(errors.length, 1);
   assert.match(errors[0]![1] as string, /the model diverged/);
 });
+
+test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const config: IntentModelConfig = { ...base, name: 'intent-bt', checkpoint: { dir, every: 10 } };
+  const file = join(dir, 'intent-bt.model.json');
+  const input = separableIntentStream(60, 6);
+  const backtest = async () => of((await runOperator(intentModel, config, input, testContext({ replay: true }))).output, 'prediction').map((p) => p.score);
+  const first = await backtest();
+  assert.ok(!existsSync(file), 'a backtest saves no model');
+  assert.deepEqual(await backtest(), first, 'so the next one starts from the same place');
+  // A model a live run saved is read (the backtest scores it), and left as it was.
+  await runOperator(intentModel, config, separableIntentStream(30, 7));
+  const saved = readFileSync(file, 'utf8');
+  const warm = await backtest();
+  assert.notDeepEqual(warm, first);
+  assert.deepEqual(await backtest(), warm);
+  assert.equal(readFileSync(file, 'utf8'), saved);
+});
