@@ -83,7 +83,8 @@ export default defineOperator<ChurnModelConfig>({
     'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. Predictions whose ' +
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
-    'comes only once the horizon has passed). Emits `prediction` and `drift` records; every input record passes through. ' +
+    'comes only once the horizon has passed), and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
+    'predictions, those nearest their label, are dropped unscored. Emits `prediction` and `drift` records; every input record passes through. ' +
     'Same metrics as `intent-model`.',
   config: {
     type: 'object',
