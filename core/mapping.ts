@@ -21,6 +21,15 @@ export interface MappingConfig {
   default_type?: string;
 }
 
+/**
+ * Reads canonical events as JSON (what a `file` sink writes): canonical field names, epoch milliseconds.
+ * The mapping a backtest gives the file that replaces a source without a mapping of its own (synthetic).
+ */
+export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
+  fields: Object.freeze({ user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' }),
+  time_format: 'epoch_ms',
+});
+
 /** A mapped event, or the reason the raw record cannot be one. */
 export type MapResult = ClickEvent | { rejected: string };
 

@@ -101,3 +101,29 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
 });
+
+test('backtest of a pipeline whose source has no mapping (synthetic): the data file is read as canonical events, what a file sink writes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-canonical-'));
+  const world = new ShopperWorld({ seed: 5, users: 100 });
+  const lines: string[] = [];
+  for (let i = 0; i < 3000; i++) lines.push(JSON.stringify(world.next()));
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${lines.join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: synthetic-bt
+sources: [{type: synthetic, events: 10}]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const report = join(dir, 'report');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number };
+  assert.deepEqual([metrics.events, metrics.deadLetters], [3000, 0]);
+});

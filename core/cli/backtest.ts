@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
 import { loadPipeline, type PipelineEntry } from '../config/load.js';
+import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { StreamRecord } from '../events.js';
@@ -83,6 +84,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
+  // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such.
+  const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
+  if (!mapsRecords && entry.mapping === undefined) entry.mapping = structuredClone(CANONICAL_EVENT_MAPPING);
   const errors = new SchemaValidator().validateEntry(filePlugin, entry);
   if (errors.length > 0) {
     throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));

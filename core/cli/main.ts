@@ -68,7 +68,7 @@ async function main(args: string[]): Promise<number> {
       (argv) =>
         withCommon(argv)
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
-          .option('input', { type: 'string', demandOption: true, describe: 'Data file (JSON lines or CSV, as the source config says).' })
+          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
           .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' })
