@@ -65,3 +65,21 @@ test('a value nested thousands deep (valid JSON) is a rejection with its reason,
   assert.ok(!isRejected(kept));
   assert.equal(kept.attrs?.tags, nested);
 });
+
+test('a parsed value that is not an object (a JSON line `null`, `42`, `[1]`, `"x"`) is a rejection, not a TypeError', () => {
+  // What a user's source gets from JSON.parse, passed straight on as plugin-authoring.md shows.
+  const map = createEventMapper();
+  const reasons = [null, 42, [1], 'x', true].map((value) => {
+    const result = map(value);
+    assert.ok(isRejected(result), JSON.stringify(value));
+    return result.rejected;
+  });
+  assert.deepEqual(reasons, [
+    'expected a JSON object, got null',
+    'expected a JSON object, got number',
+    'expected a JSON object, got an array',
+    'expected a JSON object, got string',
+    'expected a JSON object, got boolean',
+  ]);
+  assert.ok(!isRejected(map(JSON.parse('{"user_id":"u1","time":"2024-01-01T00:00:00Z","type":"view"}'))));
+});

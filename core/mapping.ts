@@ -173,9 +173,10 @@ export function compilePattern(pattern: string): TimeParser {
 
 /**
  * Builds the mapper once per source. The returned function runs per record: it allocates only the
- * event it returns.
+ * event it returns. It takes any parsed value (what `JSON.parse` gave): one that is not an object is
+ * a rejection, as every other unusable record is.
  */
-export function createEventMapper(config: MappingConfig = {}): (raw: Record<string, unknown>, origin?: Origin) => MapResult {
+export function createEventMapper(config: MappingConfig = {}): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   const userField = fields.user_id ?? 'user_id';
   const timeField = fields.time ?? 'time';
@@ -189,7 +190,12 @@ export function createEventMapper(config: MappingConfig = {}): (raw: Record<stri
   const attributes = config.attributes ?? [];
   const defaultType = config.default_type;
 
-  return (raw, origin) => {
+  return (input, origin) => {
+    // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+      return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
+    }
+    const raw = input as Record<string, unknown>;
     const user = idValue(raw[userField]);
     if (user === undefined) return { rejected: `${userField}: missing user id` };
     if (user === null) return { rejected: `${userField}: expected a string or number, got ${describe(raw[userField])}` };

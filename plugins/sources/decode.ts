@@ -164,11 +164,7 @@ async function* decodeJsonLines(
         context.deadLetter({ reason: `malformed JSON: ${(error as Error).message}`, raw: text, origin });
         continue;
       }
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        context.deadLetter({ reason: `expected a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, raw: text, origin });
-        continue;
-      }
-      const result = map(raw as Record<string, unknown>, origin);
+      const result = map(raw, origin); // rejects a line that is JSON but not an object
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
       else events.push(result);
     }
