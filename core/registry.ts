@@ -18,6 +18,10 @@ export class PluginRegistry {
   private readonly origins = new Map<AnyPlugin, string>();
 
   register(plugin: AnyPlugin, origin = 'built-in'): void {
+    const problem = specProblem(plugin);
+    // Said here, naming the plugin and its module, rather than as a TypeError deep in validation or
+    // the runtime (a plugin written in JavaScript has no compiler to catch these).
+    if (problem) throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `${origin}: ${describePlugin(plugin)} is not a valid plugin: ${problem}`);
     const named = this.byKind.get(plugin.kind)!;
     const existing = named.get(plugin.name);
     if (existing === plugin) return;
@@ -70,6 +74,24 @@ export class PluginRegistry {
     for (const plugin of found) this.register(plugin, specifier);
     return [...found];
   }
+}
+
+const kinds: readonly PluginKind[] = ['source', 'operator', 'sink'];
+
+/** What is wrong with a plugin's spec, checked cheaply at registration; undefined when nothing is. */
+function specProblem(plugin: AnyPlugin): string | undefined {
+  const spec = plugin as unknown as Record<string, unknown>;
+  if (!kinds.includes(spec.kind as PluginKind)) return `kind must be one of ${kinds.join(', ')}, got ${JSON.stringify(spec.kind)}`;
+  if (typeof spec.name !== 'string' || spec.name === '') return 'name must be a non-empty string (the `type:` in YAML)';
+  if (typeof spec.summary !== 'string') return 'summary must be a string';
+  if (typeof spec.config !== 'object' || spec.config === null || Array.isArray(spec.config)) return 'config must be a JSON Schema object, e.g. { type: "object", properties: {} }';
+  if (typeof spec.create !== 'function') return 'create must be a function (config, context) => instance';
+  return undefined;
+}
+
+function describePlugin(plugin: AnyPlugin): string {
+  const spec = plugin as unknown as Record<string, unknown>;
+  return `${typeof spec.kind === 'string' ? spec.kind : 'plugin'} ${typeof spec.name === 'string' ? `'${spec.name}'` : '(no name)'}`;
 }
 
 function resolveModule(specifier: string, baseDir: string): string {

@@ -241,3 +241,37 @@ test('model config mistakes are located at their field: an unknown kind, no hidd
     'P:11:37: $.stages[2].drift.delta: must be < 1',
   ]);
 });
+
+test("a plugin module's mistakes are said naming the plugin and its module: no config, no create, a misspelt schema keyword, a plugin of another kind", async () => {
+  const project = mkdtempSync(join(dir, 'broken-plugins-'));
+  const core = JSON.stringify(new URL('../index.js', import.meta.url).href);
+  const write = (name: string, body: string): void => writeFileSync(join(project, name), `import { defineOperator, defineSink } from ${core};\n${body}\n`);
+  // JavaScript authors have no compiler to catch the first two: they were TypeErrors from deep in validation.
+  write('no-config.js', "export default defineOperator({ name: 'no-config', summary: 's', create: () => ({ apply: (s) => s }) });");
+  write('no-create.js', "export default defineOperator({ name: 'no-create', summary: 's', config: { type: 'object' } });");
+  // ajv's strict mode rejects the typo: it was '0:0: $: strict mode: unknown keyword', naming no plugin.
+  write('typo.js', "export default defineOperator({ name: 'typo', summary: 's', config: { type: 'object', properties: { a: { type: 'integer', descripton: 'x' } } }, create: () => ({ apply: (s) => s }) });");
+  write('a-sink.js', "export default defineSink({ name: 'a-sink', summary: 's', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });");
+  const problemsIn = async (yaml: string): Promise<string[]> => {
+    const file = join(project, `p${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    return loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+      () => [],
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+      },
+    );
+  };
+  const loading = await problemsIn('plugins: [./no-config.js, ./no-create.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(loading, [
+    "P:1:11: $.plugins[0]: ./no-config.js: operator 'no-config' is not a valid plugin: config must be a JSON Schema object, e.g. { type: \"object\", properties: {} }",
+    "P:1:27: $.plugins[1]: ./no-create.js: operator 'no-create' is not a valid plugin: create must be a function (config, context) => instance",
+  ]);
+  const schema = await problemsIn('plugins: [./typo.js]\nsources: [{type: synthetic}]\nstages: [{type: typo}]\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(schema, [`P:3:17: $.stages[0].type: operator 'typo' has an invalid config schema: strict mode: unknown keyword: "descripton" (plugin from ./typo.js)`]);
+  const kinds = await problemsIn('plugins: [./a-sink.js]\nsources: [{type: synthetic}]\nstages: [{type: a-sink}]\nsinks: [{type: sessionizer}]\n');
+  assert.equal(kinds.length, 2, kinds.join('\n'));
+  assert.match(kinds[0]!, /^P:3:17: \$\.stages\[0\]\.type: 'a-sink' is a sink plugin, not an operator plugin; known operator plugins: /);
+  assert.match(kinds[1]!, /^P:4:16: \$\.sinks\[0\]\.type: 'sessionizer' is an operator plugin, not a sink plugin; known sink plugins: /);
+});

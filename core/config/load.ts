@@ -142,15 +142,25 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     entries.forEach((entry: unknown, index: number) => {
       const base: PathSegment[] = key === 'dead_letter' ? [key] : [key, index];
       if (typeof entry !== 'object' || entry === null || typeof (entry as PipelineEntry).type !== 'string') return; // skeleton reported it
-      const plugin = options.registry.get(kind, (entry as PipelineEntry).type);
+      const type = (entry as PipelineEntry).type;
+      const plugin = options.registry.get(kind, type);
       if (!plugin) {
         const known = options.registry.names(kind);
-        problems.push(
-          locate([...base, 'type'], `unknown ${kind} plugin '${(entry as PipelineEntry).type}'; known ${kind} plugins: ${known.join(', ') || '(none)'}`),
-        );
+        const otherKind = (['source', 'operator', 'sink'] as const).find((other) => other !== kind && options.registry.get(other, type));
+        const a = (what: PluginKind): string => (what === 'operator' ? `an ${what}` : `a ${what}`);
+        const unknown = otherKind ? `'${type}' is ${a(otherKind)} plugin, not ${a(kind)} plugin` : `unknown ${kind} plugin '${type}'`;
+        problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}`));
         return;
       }
-      for (const error of validator.validateEntry(plugin, entry)) {
+      let errors: ErrorObject[];
+      try {
+        errors = validator.validateEntry(plugin, entry);
+      } catch (error) {
+        if (!(error instanceof TributaryError)) throw error;
+        problems.push(locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`));
+        return;
+      }
+      for (const error of errors) {
         const problem = problemFromAjv(error, base, locate);
         if (problem) problems.push(problem);
       }

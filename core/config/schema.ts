@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parseDuration, type Duration } from '../duration.js';
+import { TributaryError } from '../errors.js';
 import { timeFormatProblem } from '../mapping.js';
 import { packageRoot } from '../paths.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
@@ -122,7 +123,13 @@ export class SchemaValidator {
   validateEntry(plugin: AnyPlugin, entry: unknown): ErrorObject[] {
     let validate = this.byPlugin.get(plugin);
     if (!validate) {
-      validate = this.ajv.compile(entrySchema(plugin));
+      try {
+        validate = this.ajv.compile(entrySchema(plugin));
+      } catch (cause) {
+        // The plugin's own schema is wrong (a misspelt keyword is an error in strict mode): the plugin's
+        // author must mend it, so say whose schema it is, not only what ajv found.
+        throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `${plugin.kind} '${plugin.name}' has an invalid config schema: ${(cause as Error).message}`, { cause });
+      }
       this.byPlugin.set(plugin, validate);
     }
     return validate(entry) ? [] : collapseAlternatives(validate.errors ?? []);
