@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setImmediate as turn } from 'node:timers/promises';
+import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -266,4 +266,43 @@ test('a batch that comes while a checkpoint holds the sources is written after t
   assert.equal(stats.eventsIn, 2);
   assert.ok(commits >= 2, `${commits} commits`);
   assert.equal(writesWhileHeld, 0, 'no output between a checkpoint\'s position and its commit');
+});
+
+test('a stop while a source waits on context.signal (an aborted timer) ends its reading: the run stops cleanly with its final checkpoint', async () => {
+  const controller = new AbortController();
+  const source = defineSource<Record<string, never>>({
+    name: 'polling',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        for (let page = 0; ; page++) {
+          yield [event('u', page * 1000)];
+          // Waits for the next page as a polling source does, stopped by the pipeline's signal:
+          // the timer rejects with an AbortError then.
+          await sleep(60_000, undefined, context.signal ? { signal: context.signal } : {});
+        }
+      },
+      position: () => ({}),
+    }),
+  });
+  const sink = defineSink<Record<string, never>>({
+    name: 'stops-after-first',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => void setTimeout(() => controller.abort(), 20),
+      close: async () => undefined,
+    }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-stop-'));
+  const run = await runYaml(`sources: [{type: polling}]\nsinks: [{type: stops-after-first}]\ncheckpoint: {dir: ckpt}\n`, {
+    plugins: [source, sink],
+    builtins: false,
+    baseDir: dir,
+    signal: controller.signal,
+  });
+  assert.equal(run.stats.eventsIn, 1);
+  assert.equal(run.stats.drained, false);
+  assert.ok(run.stats.lastCheckpoint, 'the final checkpoint was written');
 });

@@ -157,6 +157,21 @@ interface SourceSlot {
   done: boolean;
 }
 
+/**
+ * A source's batches, ending without error where the source fails with an AbortError once the
+ * pipeline is told to stop: a source that passes context.signal to what it waits on (fetch, a timer
+ * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
+ * goes on to its final checkpoint. Only the source's own errors are looked at, not the pump's.
+ */
+async function* untilStopped(batches: AsyncIterable<readonly ClickEvent[]>, signal: AbortSignal | undefined): AsyncGenerator<readonly ClickEvent[]> {
+  try {
+    yield* batches;
+  } catch (error) {
+    if (signal?.aborted && (error === signal.reason || (error as { name?: unknown } | null)?.name === 'AbortError')) return;
+    throw error;
+  }
+}
+
 export class PipelineRunner {
   readonly stats: RunStats;
   private readonly loaded: LoadedPipeline;
@@ -666,7 +681,7 @@ export class PipelineRunner {
     const counter = this.metrics
       .scoped({ pipeline: this.name, stage: slot.label })
       .counter('events_in_total', 'Events read from the source.');
-    for await (const batch of slot.source.read()) {
+    for await (const batch of untilStopped(slot.source.read(), signal)) {
       // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
       // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
       // belong in the next transaction, or a restart from that position writes them twice).
