@@ -124,6 +124,25 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
   return context;
 }
 
+export interface RunOperatorOptions {
+  /**
+   * A state to start from, as a checkpoint restores it: given to the operator's `restore` after
+   * `open`, before the first element (pass the `state` an earlier `runOperator` returned).
+   */
+  restore?: unknown;
+}
+
+export interface OperatorRun {
+  output: Element[];
+  operator: Operator;
+  /**
+   * The operator's `snapshot()` after the input, as it reads back from a checkpoint (which is JSON);
+   * undefined for an operator without `snapshot`. A snapshot JSON would not give back as it is (a Map,
+   * a Set, a typed array, NaN...) fails the run, since a checkpoint would lose it silently.
+   */
+  state: unknown;
+}
+
 /** Builds an operator from its plugin and config, and runs `input` through it. */
 export async function runOperator<C>(
   plugin: OperatorPlugin<C>,
@@ -131,16 +150,53 @@ export async function runOperator<C>(
   config: Partial<C>,
   input: readonly Element[],
   context: PluginContext = testContext(),
-): Promise<{ output: Element[]; operator: Operator }> {
+  options: RunOperatorOptions = {},
+): Promise<OperatorRun> {
   const entry = { type: plugin.name, ...(config as object) };
   const errors = new SchemaValidator().validateEntry(plugin, entry);
   if (errors.length > 0) throw new Error(`invalid ${plugin.name} config: ${errors.map((e) => `${e.instancePath} ${e.message}`).join('; ')}`);
   const { type: _type, ...withDefaults } = entry;
   const operator = await plugin.create(withDefaults as C, context);
   await operator.open?.();
+  if (options.restore !== undefined) {
+    if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
+    operator.restore(options.restore);
+  }
   const output = await lastValueFrom(operator.apply(from(input)).pipe(toArray()));
+  const state = operator.snapshot ? asCheckpointed(plugin.name, operator.snapshot()) : undefined;
   await operator.close?.();
-  return { output, operator };
+  return { output, operator, state };
+}
+
+/** `snapshot` as a checkpoint gives it back (checkpoints are JSON); throws where JSON would change it. */
+function asCheckpointed(name: string, snapshot: unknown): unknown {
+  if (snapshot === undefined) return undefined;
+  const problem = notJson(snapshot, '$');
+  if (problem) throw new Error(`${name}: snapshot() would not survive a checkpoint (checkpoints are JSON): ${problem}`);
+  return JSON.parse(JSON.stringify(snapshot)) as unknown;
+}
+
+/** Where `value` holds something JSON.stringify drops or changes, and what; undefined when nothing. */
+function notJson(value: unknown, path: string): string | undefined {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${path} is ${value} (written as null)`;
+  if (typeof value !== 'object') return `${path} is a ${typeof value}`;
+  if (value instanceof Map || value instanceof Set) return `${path} is a ${value instanceof Map ? 'Map' : 'Set'} (written as {}): use [...entries] or an object`;
+  if (ArrayBuffer.isView(value)) return `${path} is a ${value.constructor.name} (written as an object of indices): use Array.from`;
+  if (value instanceof Date) return `${path} is a Date (read back as a string): use getTime()`;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const problem = value[i] === undefined ? `${path}[${i}] is undefined (written as null)` : notJson(value[i], `${path}[${i}]`);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  for (const [key, child] of Object.entries(value)) {
+    if (child === undefined) continue; // dropped, and absent reads back as undefined
+    const problem = notJson(child, `${path}.${key}`);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 export type { Sink };

@@ -21,3 +21,11 @@ test('passes other records and watermarks through untouched', async () => {
   const { output } = await runOperator(botFilter, {}, [{ kind: 'session', userId: 'u' }, watermark(5)]);
   assert.deepEqual(output, [{ kind: 'session', userId: 'u' }, watermark(5)]);
 });
+
+test('its state survives a restart from a checkpoint: the window goes on counting', async () => {
+  const first = await runOperator(botFilter, { max_events: 3, window: '1m' }, [click('bot', 0), click('bot', 100), click('bot', 200)]);
+  const context = testContext();
+  // The fourth click within the minute, after a restart: dropped only if the first three were restored.
+  await runOperator(botFilter, { max_events: 3, window: '1m' }, [click('bot', 300)], context, { restore: first.state });
+  assert.equal(context.filtered, 1);
+});

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { defineOperator, recordOperator, watermark, type ClickEvent, type StreamRecord } from 'tributary';
+import { runOperator } from 'tributary/testing';
+
+const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
+
+/** Counts events per user; `as_map` snapshots the Map itself, which a checkpoint (JSON) writes as {}. */
+const counter = defineOperator<{ as_map: boolean }>({
+  name: 'test-counter',
+  state: 'keyed',
+  summary: 'Counts events per user.',
+  config: { type: 'object', additionalProperties: false, properties: { as_map: { type: 'boolean', default: false, description: 'Snapshot the Map itself.' } } },
+  create(config, context) {
+    const counts = new Map<string, number>();
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if (record.kind !== 'event') return emit(record);
+          const user = (record as ClickEvent).userId;
+          counts.set(user, (counts.get(user) ?? 0) + 1);
+          emit({ kind: 'count', userId: user, count: counts.get(user) });
+        },
+      })),
+      snapshot: () => (config.as_map ? { counts } : { counts: [...counts] }),
+      restore(state) {
+        counts.clear();
+        for (const [user, count] of (state as { counts: [string, number][] }).counts) counts.set(user, count);
+      },
+    };
+  },
+});
+
+test('runOperator returns the state as a checkpoint reads it back, and starts from one with `restore`', async () => {
+  const first = await runOperator(counter, {}, [click('a', 1), click('a', 2), click('b', 3)]);
+  assert.deepEqual(first.state, { counts: [['a', 2], ['b', 1]] });
+  const second = await runOperator(counter, {}, [click('a', 4), watermark(Infinity)], undefined, { restore: first.state });
+  assert.deepEqual(
+    second.output.filter((r) => r.kind === 'count').map((r) => (r as StreamRecord).count),
+    [3],
+  );
+  assert.deepEqual(second.state, { counts: [['a', 3], ['b', 1]] });
+});
+
+test('a snapshot a checkpoint would lose (a Map is written as {}) fails the test run, saying where', async () => {
+  await assert.rejects(
+    runOperator(counter, { as_map: true }, [click('a', 1)]),
+    /test-counter: snapshot\(\) would not survive a checkpoint \(checkpoints are JSON\): \$\.counts is a Map \(written as \{\}\)/,
+  );
+});
