@@ -42,6 +42,22 @@ export class TributaryError extends Error {
   }
 }
 
+/**
+ * Thrown by a plugin's factory to reject one field of its config for a reason the schema cannot
+ * express. Reported at that field's position, like a schema error:
+ * `FILE:LINE:COL: $.sources[0].url: source 'http': <message>`. `field` is a path inside the entry:
+ * `url`, `mapping.time_format`, `horizons[1]`.
+ */
+export class PluginConfigError extends Error {
+  readonly field: string;
+
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PluginConfigError';
+    this.field = field;
+  }
+}
+
 /** A configuration that cannot run: carries every problem found, each with its position. */
 export class ConfigError extends TributaryError {
   readonly problems: readonly ConfigProblem[];

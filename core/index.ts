@@ -19,7 +19,7 @@ export {
   type LineStop,
   type OverlongLine,
 } from './io.js';
-export { ConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
+export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
 export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';

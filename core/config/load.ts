@@ -57,6 +57,11 @@ export interface ResolvedEntry {
   /** Where the entry starts in the file (absent for defaults the file does not hold). */
   line?: number;
   column?: number;
+  /**
+   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`) is in the file: its
+   * JSONPath and position, or the nearest enclosing one the file holds (a default's entry).
+   */
+  locate?(field: string): { path: string; line: number; column: number };
 }
 
 export interface LoadOptions {
@@ -165,7 +170,12 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         if (problem) problems.push(problem);
       }
       const { line, column } = locate(base, '');
-      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column });
+      const locateField = (field: string): { path: string; line: number; column: number } => {
+        const segments = [...base, ...pathSegments(field)];
+        const { line, column } = locate(segments, '');
+        return { path: jsonPath(segments), line, column };
+      };
+      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column, locate: locateField });
     });
     return resolved;
   };
@@ -379,15 +389,20 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
 }
 
 /** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */
+/** `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. */
+function pathSegments(path: string): PathSegment[] {
+  return path
+    .replace(/\[(\d+)\]/g, '.$1')
+    .split('.')
+    .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+}
+
 export function applySet(data: unknown, assignment: string): void {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': expected path=value`);
   const path = assignment.slice(0, eq).trim();
-  const segments: PathSegment[] = [];
-  for (const part of path.replace(/\[(\d+)\]/g, '.$1').split('.')) {
-    if (part === '') throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
-    segments.push(/^\d+$/.test(part) ? Number(part) : part);
-  }
+  const segments = pathSegments(path);
+  if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   for (const [index, segment] of segments.entries()) {

@@ -4,7 +4,7 @@ import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises'
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defineOperator, defineSink, defineSource, recordOperator, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { ConfigError, PluginConfigError, defineOperator, defineSink, defineSource, formatProblem, recordOperator, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runYaml } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
@@ -305,4 +305,37 @@ test('a stop while a source waits on context.signal (an aborted timer) ends its 
   assert.equal(run.stats.eventsIn, 1);
   assert.equal(run.stats.drained, false);
   assert.ok(run.stats.lastCheckpoint, 'the final checkpoint was written');
+});
+
+test("a factory's rejection is located at the field a PluginConfigError names, else at the entry; a factory that returns no instance is said plainly", async () => {
+  const source = defineSource<{ url: string; mapping?: { time_format?: string } }>({
+    name: 'endpoint',
+    summary: 'test',
+    config: { type: 'object', properties: { url: { type: 'string' }, mapping: { type: 'object', properties: { time_format: { type: 'string' } } } } },
+    create(config) {
+      if (!config.url.startsWith('http')) throw new PluginConfigError('url', `must be http or https, got ${config.url}`);
+      if (config.mapping?.time_format === 'weird') throw new PluginConfigError('mapping.time_format', 'not a format this source reads');
+      return { async *read() {} };
+    },
+  });
+  const hollow = defineOperator<Record<string, never>>({ name: 'hollow', summary: 'test', config: { type: 'object' }, create: () => ({}) as never });
+  const problemsOf = (yaml: string): Promise<string[]> =>
+    runYaml(yaml, { plugins: [source, hollow], builtins: false }).then(
+      () => [],
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.code, 'TRIB_ERR_PLUGIN_FACTORY');
+        return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+      },
+    );
+  assert.deepEqual(await problemsOf('sources:\n  - type: endpoint\n    url: ftp://host/events\nsinks: [{type: memory}]\n'), [
+    "P:3:10: $.sources[0].url: source 'endpoint': must be http or https, got ftp://host/events",
+  ]);
+  assert.deepEqual(await problemsOf('sources:\n  - type: endpoint\n    url: http://host\n    mapping:\n      time_format: weird\nsinks: [{type: memory}]\n'), [
+    "P:5:20: $.sources[0].mapping.time_format: source 'endpoint': not a format this source reads",
+  ]);
+  // It was a TypeError from deep in the run ("Cannot read properties of undefined (reading 'Symbol(tributary.recordStage)')").
+  assert.deepEqual(await problemsOf('sources: [{type: endpoint, url: http://host}]\nstages:\n  - type: hollow\nsinks: [{type: memory}]\n'), [
+    "P:3:5: $.stages[0]: operator 'hollow': create() returned no apply function",
+  ]);
 });

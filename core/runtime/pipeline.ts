@@ -18,7 +18,7 @@ import { originOf, watermark, type ClickEvent, type Element, type StreamRecord }
 import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
-import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import { pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint } from './checkpoint.js';
@@ -163,6 +163,15 @@ interface SourceSlot {
  * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
  * goes on to its final checkpoint. Only the source's own errors are looked at, not the pump's.
  */
+const requiredMembers: Record<PluginKind, readonly string[]> = { source: ['read'], operator: ['apply'], sink: ['write', 'close'] };
+
+/** What a factory's result lacks that the runtime calls, e.g. `no apply function`; undefined when nothing. */
+function missingMembers(kind: PluginKind, instance: unknown): string | undefined {
+  if (typeof instance !== 'object' || instance === null) return `${instance === null ? 'null' : typeof instance}, not ${kind === 'operator' ? 'an' : 'a'} ${kind}`;
+  const missing = requiredMembers[kind].filter((name) => typeof (instance as Record<string, unknown>)[name] !== 'function');
+  return missing.length > 0 ? `no ${missing.join(' or ')} function` : undefined;
+}
+
 async function* untilStopped(batches: AsyncIterable<readonly ClickEvent[]>, signal: AbortSignal | undefined): AsyncGenerator<readonly ClickEvent[]> {
   try {
     yield* batches;
@@ -355,13 +364,26 @@ export class PipelineRunner {
     const context = this.context(kind, resolved.entry, index, gauges);
     try {
       const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
+      // A factory that returns no instance, or one without what the runtime calls, is said here, not as
+      // a TypeError from deep in the run (a plugin in JavaScript has no compiler to catch it).
+      const missing = missingMembers(resolved.plugin.kind, instance);
+      if (missing) throw new Error(`create() returned ${missing}`);
       return { label: context.label, instance };
     } catch (cause) {
       const where = `${this.loaded.file}: ${resolved.path} (${resolved.plugin.kind} '${resolved.plugin.name}')`;
       // A failure the plugin classed as a runtime one (a broker out of reach) stays one: a restart may mend it.
       if (cause instanceof TributaryError && !(cause instanceof ConfigError)) throw new TributaryError(cause.code, `${where}: ${cause.message}`, { cause });
-      // Anything else a factory throws rejects what the schema cannot express: a config error, located like the schema's.
-      const problem = { file: this.loaded.file, line: resolved.line ?? 0, column: resolved.column ?? 0, path: resolved.path, message: `${resolved.plugin.kind} '${resolved.plugin.name}': ${(cause as Error).message}` };
+      // Anything else a factory throws rejects what the schema cannot express: a config error, located like
+      // the schema's, at the field a PluginConfigError names (by name: a plugin may carry its own copy of the core).
+      const field = (cause as { name?: unknown } | null)?.name === 'PluginConfigError' ? (cause as { field?: unknown }).field : undefined;
+      const at = typeof field === 'string' ? resolved.locate?.(field) : undefined;
+      const problem = {
+        file: this.loaded.file,
+        line: at?.line ?? resolved.line ?? 0,
+        column: at?.column ?? resolved.column ?? 0,
+        path: at?.path ?? resolved.path,
+        message: `${resolved.plugin.kind} '${resolved.plugin.name}': ${(cause as Error).message}`,
+      };
       throw Object.assign(new ConfigError([problem], 'TRIB_ERR_PLUGIN_FACTORY'), { cause });
     }
   }
