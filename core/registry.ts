@@ -1,9 +1,10 @@
 /**
  * Plugins known to a run, by kind and name, and the loader for plugin modules (npm packages or files).
  */
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve as resolveImport } from 'import-meta-resolve';
 import { TributaryError } from './errors.js';
 import { isPlugin, type AnyPlugin, type PluginKind } from './plugin.js';
@@ -62,7 +63,8 @@ export class PluginRegistry {
     try {
       module = (await import(url)) as Record<string, unknown>;
     } catch (cause) {
-      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}`, { cause });
+      const where = cause instanceof SyntaxError ? syntaxErrorLocation(url, cause) : undefined;
+      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}${where ? ` at ${where}` : ''}`, { cause });
     }
     const found = new Set<AnyPlugin>();
     for (const value of Object.values(module)) {
@@ -74,6 +76,32 @@ export class PluginRegistry {
     for (const plugin of found) this.register(plugin, specifier);
     return [...found];
   }
+}
+
+/**
+ * Where a module that failed to parse has its syntax error (`/path/plugin.js:12`). A CommonJS one says
+ * it in the first line of its stack; an ES module's SyntaxError from import() does not (Node prints it
+ * only for an uncaught one), so a child process importing the module is asked: ES modules are all
+ * parsed before any runs, so the child runs none of the plugin's code. Only for a parse error: a
+ * SyntaxError the module's own code threw (JSON.parse at its top level) has the module in its stack,
+ * and importing it again would run that code twice.
+ */
+function syntaxErrorLocation(url: string, error: SyntaxError): string | undefined {
+  const location = (text: string | undefined): string | undefined => {
+    const match = text === undefined ? null : /^(file:\/\/\S+|\/\S+|[A-Za-z]:\\\S+):(\d+)$/.exec(text);
+    if (!match) return undefined;
+    return `${match[1]!.startsWith('file:') ? fileURLToPath(match[1]!) : match[1]!}:${match[2]!}`;
+  };
+  const stack = error.stack ?? '';
+  const first = location(stack.split('\n')[0]);
+  if (first) return first;
+  if (/\(?file:\/\//.test(stack)) return undefined;
+  const child = spawnSync(process.execPath, ['--input-type=module', '--eval', `await import(${JSON.stringify(url)})`], { encoding: 'utf8', timeout: 10_000 });
+  for (const text of child.stderr?.split('\n') ?? []) {
+    const found = location(text);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 const kinds: readonly PluginKind[] = ['source', 'operator', 'sink'];

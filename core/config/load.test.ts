@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginRegistry, defineSink, loadPipeline, formatProblem } from 'tributary';
@@ -274,4 +274,25 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   assert.equal(kinds.length, 2, kinds.join('\n'));
   assert.match(kinds[0]!, /^P:3:17: \$\.stages\[0\]\.type: 'a-sink' is a sink plugin, not an operator plugin; known operator plugins: /);
   assert.match(kinds[1]!, /^P:4:16: \$\.sinks\[0\]\.type: 'sessionizer' is an operator plugin, not a sink plugin; known sink plugins: /);
+});
+
+test('a plugin module that does not parse is reported with the file and line of its syntax error, also in a module it imports', async () => {
+  const project = mkdtempSync(join(dir, 'syntax-'));
+  writeFileSync(join(project, 'helper.js'), 'export const ok = 1;\nexport const broken = (a, => a;\n');
+  writeFileSync(join(project, 'plugin.js'), "import { broken } from './helper.js';\nexport default broken;\n");
+  writeFileSync(join(project, 'broken.cjs'), 'module.exports = {\n  a: => 1 };\n');
+  // A SyntaxError thrown by the module's own code is not a parse error: its code must not run twice.
+  writeFileSync(join(project, 'runs.js'), "import { appendFileSync } from 'node:fs';\nappendFileSync(new URL('./ran.txt', import.meta.url), 'x');\nJSON.parse('{oops');\n");
+  const file = join(project, 'p.yaml');
+  writeFileSync(file, 'plugins: [./plugin.js, ./broken.cjs, ./runs.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const problems = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  // Node's own message was only "Unexpected token '=>'": no file, no line.
+  assert.equal(problems.length, 3, problems.join('\n'));
+  assert.equal(problems[0], `P:1:11: $.plugins[0]: cannot load plugin module './plugin.js': Unexpected token '=>' at ${join(project, 'helper.js')}:2`);
+  assert.equal(problems[1], `P:1:24: $.plugins[1]: cannot load plugin module './broken.cjs': Unexpected token '=>' at ${join(project, 'broken.cjs')}:2`);
+  assert.match(problems[2]!, /^P:1:38: \$\.plugins\[2\]: cannot load plugin module '\.\/runs\.js': [^\n]*JSON[^\n]*$/);
+  assert.equal(readFileSync(join(project, 'ran.txt'), 'utf8'), 'x');
 });
