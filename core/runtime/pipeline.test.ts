@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginConfigError, defineOperator, defineSink, defineSource, formatProblem, recordOperator, type ClickEvent, type Element, type StreamRecord } from 'tributary';
@@ -338,4 +338,29 @@ test("a factory's rejection is located at the field a PluginConfigError names, e
   assert.deepEqual(await problemsOf('sources: [{type: endpoint, url: http://host}]\nstages:\n  - type: hollow\nsinks: [{type: memory}]\n'), [
     "P:3:5: $.stages[0]: operator 'hollow': create() returned no apply function",
   ]);
+});
+
+test("a record a stage or a sink dead-letters itself, without an origin, is dead-lettered with the record's own source, file and line", async () => {
+  const picky = defineOperator<Record<string, never>>({
+    name: 'picky',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if (record.kind === 'event' && (record as ClickEvent).userId === 'u2') return context.deadLetter({ reason: 'u2 is not wanted here', raw: record });
+          emit(record);
+        },
+      })),
+    }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-origin-'));
+  writeFileSync(join(dir, 'in.jsonl'), ['u1', 'u2', 'u3'].map((user, i) => JSON.stringify({ user_id: user, time: i * 1000, type: 'view' })).join('\n') + '\n');
+  const run = await runYaml('sources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: [{type: picky}]\nsinks: [{type: memory}]\n', { plugins: [picky], baseDir: dir });
+  assert.equal(run.deadLetters.length, 1);
+  const letter = run.deadLetters[0]!;
+  assert.equal(letter.reason, 'u2 is not wanted here');
+  assert.equal(letter.source, 'source-file-0');
+  assert.equal(letter.file, join(dir, 'in.jsonl'));
+  assert.equal(letter.line, 2);
 });

@@ -296,7 +296,9 @@ export class PipelineRunner {
 
   private deadLetter(stage: string, rejection: Rejection): void {
     this.stats.deadLettered++;
-    const origin = rejection.origin;
+    // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
+    const raw = rejection.raw;
+    const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
     const record: StreamRecord = {
       kind: 'dead_letter',
       reason: rejection.reason,
