@@ -6,19 +6,30 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const run = (command, args, cwd) => {
   const result = spawnSync(command, args, { cwd, stdio: 'inherit' });
   if (result.status !== 0) process.exit(result.status ?? 1);
 };
+const require = createRequire(import.meta.url);
+
+// Where node-rdkafka is: in our own node_modules in a checkout, but beside Tributary (hoisted into the
+// project's node_modules) when Tributary is installed as a dependency, where patch-package run from
+// our folder finds nothing to patch. It runs from the folder holding that node_modules, with our patches.
+let rdkafka = join(root, 'node_modules', 'node-rdkafka');
+try {
+  rdkafka = dirname(require.resolve('node-rdkafka/package.json'));
+} catch {
+  // not installed: patch-package says so below
+}
+const appRoot = dirname(dirname(rdkafka));
 
 // In CI a patch that does not apply cleanly (or a version mismatch) fails the install; elsewhere it is
 // a warning, since an unpatched binding behaves the same, only slower.
-run(process.execPath, [createRequire(import.meta.url).resolve('patch-package/index.js'), ...(process.env.CI ? ['--error-on-warn'] : [])], root);
+run(process.execPath, [require.resolve('patch-package/index.js'), '--patch-dir', relative(appRoot, join(root, 'patches')), ...(process.env.CI ? ['--error-on-warn'] : [])], appRoot);
 
-const rdkafka = join(root, 'node_modules', 'node-rdkafka');
 const binding = join(rdkafka, 'build', 'Release', 'node-librdkafka.node');
 if (existsSync(binding)) {
   const built = statSync(binding).mtimeMs;
