@@ -251,6 +251,7 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   write('no-create.js', "export default defineOperator({ name: 'no-create', summary: 's', config: { type: 'object' } });");
   // ajv's strict mode rejects the typo: it was '0:0: $: strict mode: unknown keyword', naming no plugin.
   write('typo.js', "export default defineOperator({ name: 'typo', summary: 's', config: { type: 'object', properties: { a: { type: 'integer', descripton: 'x' } } }, create: () => ({ apply: (s) => s }) });");
+  write('bad-default.js', "export default defineOperator({ name: 'bad-default', summary: 's', config: { type: 'object', properties: { opts: { type: 'object', properties: { every: { type: 'integer', default: 'x' } } } } }, create: () => ({ apply: (s) => s }) });");
   write('a-sink.js', "export default defineSink({ name: 'a-sink', summary: 's', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });");
   const problemsIn = async (yaml: string): Promise<string[]> => {
     const file = join(project, `p${Math.random().toString(36).slice(2)}.yaml`);
@@ -270,6 +271,9 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   ]);
   const schema = await problemsIn('plugins: [./typo.js]\nsources: [{type: synthetic}]\nstages: [{type: typo}]\nsinks: [{type: stdout}]\n');
   assert.deepEqual(schema, [`P:3:17: $.stages[0].type: operator 'typo' has an invalid config schema: strict mode: unknown keyword: "descripton" (plugin from ./typo.js)`]);
+  // A default its own schema rejects was blamed on the pipeline: 'P:3:17: $.stages[0].opts.every: must be integer'.
+  const defaults = await problemsIn('plugins: [./bad-default.js]\nsources: [{type: synthetic}]\nstages: [{type: bad-default}]\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(defaults, [`P:3:17: $.stages[0].type: operator 'bad-default' has an invalid config schema: the default of 'opts.every' ("x") fails the field's own schema: must be integer (plugin from ./bad-default.js)`]);
   const kinds = await problemsIn('plugins: [./a-sink.js]\nsources: [{type: synthetic}]\nstages: [{type: a-sink}]\nsinks: [{type: sessionizer}]\n');
   assert.equal(kinds.length, 2, kinds.join('\n'));
   assert.match(kinds[0]!, /^P:3:17: \$\.stages\[0\]\.type: 'a-sink' is a sink plugin, not an operator plugin; known operator plugins: /);

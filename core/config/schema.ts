@@ -125,6 +125,8 @@ export class SchemaValidator {
     if (!validate) {
       try {
         validate = this.ajv.compile(entrySchema(plugin));
+        const wrongDefault = this.defaultProblem(plugin.config, '');
+        if (wrongDefault) throw new Error(wrongDefault);
       } catch (cause) {
         // The plugin's own schema is wrong (a misspelt keyword is an error in strict mode): the plugin's
         // author must mend it, so say whose schema it is, not only what ajv found.
@@ -133,6 +135,25 @@ export class SchemaValidator {
       this.byPlugin.set(plugin, validate);
     }
     return validate(entry) ? [] : collapseAlternatives(validate.errors ?? []);
+  }
+
+  /**
+   * A `default` its own field's schema rejects, as a sentence; undefined when every default fits. Filled in
+   * for a field the pipeline does not set, such a default would fail there, blamed on the pipeline's author.
+   */
+  private defaultProblem(schema: JsonSchema, path: string): string | undefined {
+    const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+    for (const [name, field] of Object.entries(properties)) {
+      const at = path === '' ? name : `${path}.${name}`;
+      if (field.default !== undefined) {
+        const { default: value, ...rest } = field;
+        const check = this.ajv.compile(rest);
+        if (!check(value)) return `the default of '${at}' (${JSON.stringify(value)}) fails the field's own schema: ${check.errors?.[0]?.message ?? 'invalid'}`;
+      }
+      const nested = this.defaultProblem(field, at) ?? (field.items && typeof field.items === 'object' ? this.defaultProblem(field.items as JsonSchema, `${at}[]`) : undefined);
+      if (nested) return nested;
+    }
+    return undefined;
   }
 }
 
