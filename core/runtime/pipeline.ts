@@ -157,12 +157,7 @@ interface SourceSlot {
   done: boolean;
 }
 
-/**
- * A source's batches, ending without error where the source fails with an AbortError once the
- * pipeline is told to stop: a source that passes context.signal to what it waits on (fetch, a timer
- * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
- * goes on to its final checkpoint. Only the source's own errors are looked at, not the pump's.
- */
+/** What the runtime calls on each kind's instance (a factory's result must have them). */
 const requiredMembers: Record<PluginKind, readonly string[]> = { source: ['read'], operator: ['apply'], sink: ['write', 'close'] };
 
 /** What a factory's result lacks that the runtime calls, e.g. `no apply function`; undefined when nothing. */
@@ -172,6 +167,12 @@ function missingMembers(kind: PluginKind, instance: unknown): string | undefined
   return missing.length > 0 ? `no ${missing.join(' or ')} function` : undefined;
 }
 
+/**
+ * A source's batches, ending without error where the source fails with an AbortError once the
+ * pipeline is told to stop: a source that passes context.signal to what it waits on (fetch, a timer
+ * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
+ * goes on to its final checkpoint. Only the source's own errors are looked at, not the pump's.
+ */
 async function* untilStopped(batches: AsyncIterable<readonly ClickEvent[]>, signal: AbortSignal | undefined): AsyncGenerator<readonly ClickEvent[]> {
   try {
     yield* batches;
