@@ -17,6 +17,7 @@ export {
   type LineBatchOptions,
   type LineRest,
   type LineStop,
+  type NotUtf8Line,
   type OverlongLine,
 } from './io.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';

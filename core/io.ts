@@ -2,6 +2,7 @@
  * Line-oriented input and output shared by file, stdin and user sources and sinks: both run once per
  * record, so both work on whole chunks rather than per line.
  */
+import { isUtf8 } from 'node:buffer';
 import { once } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 import { JsonBuffer, NO_ROOM, recordToJson, writeRecordJson } from './json.js';
@@ -22,6 +23,18 @@ export interface LineBatch {
    * line numbers stay in step) and is described here instead, for the reader to dead-letter.
    */
   overlong?: OverlongLine[];
+  /**
+   * Lines that are not UTF-8 text (a Latin-1 byte, a binary record), in line order: each stands in
+   * `lines` as an empty string and is given here as its exact bytes, for the reader to dead-letter
+   * (decoded, its bytes would be lost to U+FFFD).
+   */
+  notUtf8?: NotUtf8Line[];
+}
+
+/** A line that is not UTF-8 text: its number and its bytes (without the line end). */
+export interface NotUtf8Line {
+  line: number;
+  bytes: Buffer;
 }
 
 /** A line too long to hold: its number, its length and its first bytes. */
@@ -81,6 +94,7 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   let lineNumber = options.startLine ?? 1;
   let lines: string[] = [];
   let overlong: OverlongLine[] = [];
+  let notUtf8: NotUtf8Line[] = [];
   let firstLine = lineNumber;
   /** Stream offset of the current buffer's first byte. */
   let base = 0;
@@ -97,9 +111,18 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   const batch = (endByte: number): LineBatch => {
     const out: LineBatch = { lines, firstLine, endByte };
     if (overlong.length > 0) out.overlong = overlong;
+    if (notUtf8.length > 0) out.notUtf8 = notUtf8;
     lines = [];
     overlong = [];
+    notUtf8 = [];
     return out;
+  };
+  /** A line that is not UTF-8 takes its place in `lines` as an empty string, its bytes copied aside. */
+  const pushNotUtf8 = (bytes: Buffer): void => {
+    if (lines.length === 0) firstLine = lineNumber;
+    lines.push('');
+    notUtf8.push({ line: lineNumber, bytes: Buffer.from(bytes.at(-1) === 13 ? bytes.subarray(0, -1) : bytes) });
+    lineNumber++;
   };
   /** An overlong line ends: it takes its place in `lines` as an empty string. */
   const pushOverlong = (line: OverlongLine): void => {
@@ -157,7 +180,9 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
       const text = buffer.toString('utf8', 0, lastNewline + 1);
       // ASCII (one byte per character, the usual case): a character index is a byte offset. Otherwise
       // (multi-byte or invalid UTF-8) the newlines are counted in the bytes from the last batch's end.
-      const ascii = text.length === lastNewline + 1;
+      // Not UTF-8 somewhere (one check of the chunk, a few µs per 64 KiB): each line is checked.
+      const checkLines = !isUtf8(buffer.subarray(0, lastNewline + 1));
+      const ascii = text.length === lastNewline + 1 && !checkLines;
       const chunkStartLine = lineNumber;
       let byteCursor = 0;
       let cursorNewlines = 0;
@@ -189,6 +214,16 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
           handedOver = true; // asked past the last batch: its `rest` is the reader's
           return;
         }
+        if (checkLines) {
+          const at = lineByte(start);
+          const bytes = buffer.subarray(at, buffer.indexOf(10, at));
+          if (!isUtf8(bytes)) {
+            pushNotUtf8(bytes);
+            start = end + 1;
+            if (lines.length >= maxBatch) yield batch(base + lineByte(start));
+            continue;
+          }
+        }
         if (lines.length === 0) firstLine = lineNumber;
         lines.push(text.slice(start, contentEnd));
         lineNumber++;
@@ -205,6 +240,9 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
     if (skipping) {
       pushOverlong(skipping);
       skipping = undefined;
+    } else if (carry && carry.length > 0 && !isUtf8(carry)) {
+      pushNotUtf8(carry);
+      base += carry.length;
     } else if (carry && carry.length > 0) {
       const text = carry.toString('utf8');
       if (stopAt !== undefined && stopAt(text, 0, text.length)) {

@@ -253,3 +253,54 @@ test('CSV: the header row read alone (a resumed file) is read by the rows\' read
   assert.equal(await csvColumns(open('a,b\n'), { header: false }), undefined);
   await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: a quoted field is never closed/);
 });
+
+test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of its exact bytes (base64), at its line, and reading goes on', async () => {
+  const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
+  const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');
+  const binary = Buffer.from([0xff, 0xfe, 0x00, 0x41, 0x80]);
+  const cases: { format: 'jsonl' | 'csv'; plainCsvRows: boolean; parts: Buffer[] }[] = [
+    {
+      format: 'jsonl',
+      plainCsvRows: false,
+      parts: [
+        utf8('{"user_id":"u1","time":1,"type":"view"}\n'),
+        utf8('{"user_id":"caf\u00e9","time":2,"type":"view"}\n'), // UTF-8, not ASCII: an event
+        latin1('{"user_id":"caf\u00e9","time":3,"type":"view"}\n'), // Latin-1: its é is byte 0xE9
+        Buffer.concat([binary, utf8('\r\n')]),
+        utf8('{"user_id":"u5","time":5,"type":"view"}\n'),
+        latin1('{"user_id":"\u00e9","time":6,"type":"view"}'), // the last line, no line end
+      ],
+    },
+    ...[true, false].map((plainCsvRows) => ({
+      format: 'csv' as const,
+      plainCsvRows,
+      parts: [
+        utf8('time,user_id,type\n1,u1,view\n2,caf\u00e9,view\n'),
+        latin1('3,caf\u00e9,view\n'),
+        Buffer.concat([binary, utf8('\n')]),
+        utf8('5,"u5",view\n'), // a quote: the quoted-row reader reads from here on
+        latin1('6,"\u00e9",view'),
+      ],
+    })),
+  ];
+  for (const { format, plainCsvRows, parts } of cases) {
+    const bytes = Buffer.concat(parts);
+    const expected = format === 'jsonl' ? { events: [1, 2, 5], bad: [3, 4, 6] } : { events: [2, 3, 6], bad: [4, 5, 7] };
+    const badBytes = format === 'jsonl' ? [parts[2]!.subarray(0, -1), binary, parts[5]!] : [parts[1]!.subarray(0, -1), binary, parts[4]!];
+    for (const chunkSize of [1, 5, 64, 1 << 16]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+      const context = testContext();
+      const lines: number[] = [];
+      for await (const batch of decodeStream(Readable.from(chunks), format, { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
+        for (const e of batch.events) lines.push(originOf(e)!.line!);
+      }
+      const label = `${format}${format === 'csv' ? ` plain rows ${plainCsvRows}` : ''}, chunks of ${chunkSize}`;
+      assert.deepEqual(lines, expected.events, label);
+      const letters = [...context.deadLetters].sort((a, b) => a.origin!.line! - b.origin!.line!);
+      assert.deepEqual(letters.map((d) => d.origin?.line), expected.bad, label);
+      assert.deepEqual(letters.map((d) => Buffer.from(String(d.raw), 'base64')), badBytes, label);
+      assert.ok(letters.every((d) => d.encoding === 'base64' && /not UTF-8/.test(d.reason)), label);
+    }
+  }
+});

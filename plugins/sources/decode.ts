@@ -3,6 +3,7 @@
  * mapped by the shared event mapper. Every line that cannot become an event goes to the dead-letter
  * sink with its reason, file and line.
  */
+import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
@@ -151,7 +152,7 @@ async function* decodeJsonLines(
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
     const { lines, firstLine, endByte } = batch;
-    deadLetterOverlong(batch, skipThrough, maxLineBytes, target, context);
+    deadLetterUnread(batch, skipThrough, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
     for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
@@ -231,7 +232,7 @@ async function* decodeCsv(
     let handedOver = false;
     const plain = plainRowStop(quote);
     for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plain.stop, maxLineBytes: maxRecordBytes })) {
-      deadLetterOverlong(batch, skipThrough, maxRecordBytes, target, context);
+      deadLetterUnread(batch, skipThrough, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
         if (bom) {
@@ -281,8 +282,20 @@ async function* decodeCsv(
     }
     const rows = parseCsvRun(piece.bytes, { delimiter, quote, recordDelimiter: piece.recordDelimiter, atFileStart });
     atFileStart = false;
+    // A run that is not UTF-8 somewhere: each row's bytes are checked (found by its last line's end).
+    const lineEnds = isUtf8(piece.bytes) ? undefined : lineEndOffsets(piece.bytes);
+    let rowStart = 0;
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
+      if (lineEnds !== undefined) {
+        const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
+        const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
+        rowStart = rowEnd;
+        if (!isUtf8(bytes)) {
+          if (at > skipThrough) deadLetterNotUtf8(bytes, at, target, context);
+          continue;
+        }
+      }
       row(parsed.fields, parsed.raw, at);
       // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
       if (events.length >= maxBatch && parsed.end === parsed.end) {
@@ -304,12 +317,45 @@ function overlongReason(bytes: number, maxRecordBytes: number): string {
   return `record of ${bytes} bytes is longer than max_record_bytes (${maxRecordBytes}); its first ${OVERLONG_HEAD_BYTES} bytes are kept`;
 }
 
-/** A batch's lines over the bound to the dead-letter sink (those up to `skipThrough` were, by the run that got there). */
-function deadLetterOverlong(batch: LineBatch, skipThrough: number, maxRecordBytes: number, target: DecodeTarget, context: PluginContext): void {
+/**
+ * A batch's lines the reader could not hand over as text, to the dead-letter sink: over the bound, or not
+ * UTF-8 (as their exact bytes, base64). Those up to `skipThrough` were, by the run that got there.
+ */
+function deadLetterUnread(batch: LineBatch, skipThrough: number, maxRecordBytes: number, target: DecodeTarget, context: PluginContext): void {
   for (const line of batch.overlong ?? []) {
     if (line.line <= skipThrough) continue;
     context.deadLetter({ reason: overlongReason(line.bytes, maxRecordBytes), raw: line.head, origin: { source: target.source, file: target.file, line: line.line } });
   }
+  for (const line of batch.notUtf8 ?? []) if (line.line > skipThrough) deadLetterNotUtf8(line.bytes, line.line, target, context);
+}
+
+/** A record that is not UTF-8 text, as its exact bytes: decoded, they would be lost to U+FFFD. */
+function deadLetterNotUtf8(bytes: Buffer, line: number, target: DecodeTarget, context: PluginContext): void {
+  context.deadLetter({
+    reason: `record is not UTF-8 text (${bytes.length} bytes); raw is its exact bytes in base64`,
+    raw: bytes.toString('base64'),
+    encoding: 'base64',
+    origin: { source: target.source, file: target.file, line },
+  });
+}
+
+/** Where each line end of `bytes` ends (the index of its last byte), lines counted as csv-parse counts them. */
+function lineEndOffsets(bytes: Buffer): number[] {
+  const ends: number[] = [];
+  for (let at = 0; at < bytes.length; at++) {
+    const byte = bytes[at]!;
+    if (byte === 10 || (byte === 13 && bytes[at + 1] !== 10)) ends.push(at);
+  }
+  return ends;
+}
+
+/** `bytes` without the line ends before and after it (the empty lines before a row are no part of it). */
+function trimLineEnds(bytes: Buffer): Buffer {
+  let start = 0;
+  let end = bytes.length;
+  while (start < end && (bytes[start] === 10 || bytes[start] === 13)) start++;
+  while (end > start && (bytes[end - 1] === 10 || bytes[end - 1] === 13)) end--;
+  return bytes.subarray(start, end);
 }
 
 /**

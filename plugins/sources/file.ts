@@ -26,7 +26,8 @@ export default defineSource<FileSourceConfig>({
   description:
     'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
-    'file and line. Files ending in `.gz` are decompressed.',
+    'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
+    'Files ending in `.gz` are decompressed.',
   config: {
     type: 'object',
     additionalProperties: false,
