@@ -4,6 +4,7 @@ import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
 import type { OptimizerKind } from './params.js';
+import { defaultExactAucLimit } from './prequential.js';
 
 export type DriftAction = 'none' | 'reset_optimizer' | 'raise_learning_rate';
 
@@ -16,7 +17,7 @@ export interface ModelOperatorConfig {
   optimizer?: { kind?: OptimizerKind; learning_rate?: number };
   batch?: { max_size?: number; learn_size?: number; max_delay?: string | number };
   label_buffer?: { max_size?: number; timeout?: string | number };
-  metrics?: { window?: number; calibration_bins?: number };
+  metrics?: { window?: number; calibration_bins?: number; exact_auc_limit?: number };
   drift?: {
     detector?: DriftDetectorKind;
     block?: number;
@@ -43,7 +44,7 @@ export interface ResolvedModelConfig {
   optimizer: { kind: OptimizerKind; learning_rate: number };
   batch: { maxSize: number; learnSize: number; maxDelayMs: number };
   labelBuffer: { maxSize: number; timeoutMs: number };
-  metrics: { window: number; calibrationBins: number };
+  metrics: { window: number; calibrationBins: number; exactAucLimit: number };
   drift: {
     detector: DriftDetectorKind;
     block: number;
@@ -92,7 +93,7 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
       maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms'),
     },
     labelBuffer: { maxSize: config.label_buffer?.max_size ?? 100_000, timeoutMs: parseDuration(config.label_buffer?.timeout ?? '1d') },
-    metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10 },
+    metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10, exactAucLimit: config.metrics?.exact_auc_limit ?? defaultExactAucLimit },
     drift: {
       detector,
       block: config.drift?.block ?? (detector === 'adwin' ? ADWIN_BLOCK : 200),
@@ -192,6 +193,14 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     properties: {
       window: { type: 'integer', minimum: 2, description: 'Labels in the sliding window of the windowed AUC and log loss. Default: 1000.' },
       calibration_bins: { type: 'integer', minimum: 1, maximum: 100, description: 'Calibration bins. Default: 10.' },
+      exact_auc_limit: {
+        type: 'integer',
+        minimum: 0,
+        description:
+          'Distinct scores the cumulative AUC keeps to stay exact (ties count half): 24 bytes each, up to 48 with growth; at most one per label. ' +
+          'Past it the scores are freed and later pairs within one score bin of 1/65,536 count half (the pairs counted before stay exact; ' +
+          '`aucExact` in metrics.json turns false). Default: 1000000.',
+      },
     },
   },
   drift: {

@@ -70,26 +70,137 @@ test('prequential metrics match a hand-computed example', () => {
   assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
 });
 
-test('prequential: the incremental cumulative AUC equals the full pass over the bins, also after a restore', () => {
-  const random = rng(3);
-  const metrics = new Prequential(50, 10);
+/** Pairs won by brute force over labels [0, n): `sameBinHalf(i, j)` says a pair counts half whatever its order. */
+function bruteForceWon(scores: number[], labels: number[], n: number, sameBinHalf: (i: number, j: number) => boolean = () => false): number {
+  let won = 0;
+  for (let j = 0; j < n; j++) {
+    for (let i = 0; i < j; i++) {
+      if (labels[i] === labels[j]) continue;
+      const [p, q] = labels[i] ? [scores[i]!, scores[j]!] : [scores[j]!, scores[i]!];
+      won += sameBinHalf(i, j) ? 0.5 : p > q ? 1 : p === q ? 0.5 : 0;
+    }
+  }
+  return won;
+}
+
+/** Scores that tie often and often share a bin of 1/65,536 without tying (the binned AUC got those wrong). */
+function crowdedScore(random: () => number, label: number): number {
+  const centre = Math.floor(Math.min(0.99, Math.max(0, 0.4 + (label ? 0.15 : 0) + (random() - 0.5) * 0.6)) * 40) / 40;
+  // One of 6 scores within the bin above the centre (float32 like the tf models', or not): ties and near-ties.
+  const within = Math.floor(random() * 6) * 2e-6;
+  return random() < 0.5 ? Math.fround(centre + within) : centre + within;
+}
+
+test('prequential: the cumulative AUC is exact (ties half, scores within one bin ordered) on random streams, also after a restore', () => {
+  for (const [seed, rate, n] of [[3, 0.2, 1500], [5, 0.5, 800], [7, 0.9, 800], [11, 0.03, 1500]] as const) {
+    const random = rng(seed);
+    const metrics = new Prequential(50, 10);
+    const scores: number[] = [];
+    const labels: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const label = random() < rate ? 1 : 0;
+      const score = crowdedScore(random, label);
+      metrics.add(score, label, i);
+      scores.push(score);
+      labels.push(label);
+      if (i % 97 === 0 || i === n - 1) {
+        const positives = labels.filter((l) => l).length;
+        const expected = positives && positives <= i ? bruteForceWon(scores, labels, i + 1) / (positives * (i + 1 - positives)) : null;
+        assert.equal(metrics.cumulativeAuc(), expected, `seed ${seed} after ${i + 1} labels`);
+        assert.equal(metrics.cumulativeAucByPass(), expected);
+      }
+    }
+    assert.equal(metrics.cumulativeAuc(), exactAuc(scores, labels));
+    assert.equal(metrics.summary().aucExact, true);
+    // Distinct scores only: the stream's scores repeat.
+    assert.equal(metrics.exactAucScores, new Set(scores).size);
+    const restored = new Prequential(50, 10);
+    restored.load(JSON.parse(JSON.stringify(metrics.state())) as ReturnType<Prequential['state']>);
+    assert.equal(restored.cumulativeAuc(), metrics.cumulativeAuc());
+    for (let i = 0; i < 300; i++) {
+      const label = random() < rate ? 1 : 0;
+      const score = crowdedScore(random, label);
+      restored.add(score, label, n + i);
+      metrics.add(score, label, n + i);
+      scores.push(score);
+      labels.push(label);
+    }
+    assert.equal(restored.cumulativeAuc(), metrics.cumulativeAuc());
+    assert.equal(restored.cumulativeAuc(), exactAuc(scores, labels));
+    assert.deepEqual(restored.state(), metrics.state());
+  }
+});
+
+test('prequential: past exact_auc_limit distinct scores the cumulative AUC frees them and counts later pairs within a bin half', () => {
+  const random = rng(13);
+  const limit = 40;
+  const metrics = new Prequential(50, 10, limit);
   const scores: number[] = [];
   const labels: number[] = [];
-  for (let i = 0; i < 2000; i++) {
-    const label = random() < 0.2 ? 1 : 0;
-    // Coarse scores, so ties within a bin happen often.
-    const score = Math.round(Math.min(1, Math.max(0, 0.4 + (label ? 0.15 : 0) + (random() - 0.5) * 0.6)) * 40) / 40;
+  const distinct = new Set<number>();
+  let binnedFrom = -1;
+  for (let i = 0; i < 1200; i++) {
+    const label = random() < 0.3 ? 1 : 0;
+    const score = crowdedScore(random, label);
+    if (!distinct.has(score) && distinct.size === limit && binnedFrom < 0) binnedFrom = i;
+    distinct.add(score);
     metrics.add(score, label, i);
     scores.push(score);
     labels.push(label);
-    if (i % 97 === 0) assert.ok(Math.abs(metrics.cumulativeAuc()! - metrics.cumulativeAucByBins()!) < 1e-12);
+    // Memory stays bounded: never more distinct scores than the limit, none once past it.
+    assert.ok(metrics.exactAucScores <= limit);
+    assert.equal(metrics.summary().aucExact, binnedFrom < 0);
   }
-  assert.ok(Math.abs(metrics.cumulativeAuc()! - exactAuc(scores, labels)!) < 1e-12);
-  const restored = new Prequential(50, 10);
+  assert.ok(binnedFrom > 0);
+  assert.equal(metrics.exactAucScores, 0);
+  const bin = (s: number): number => Math.floor(s * 65536);
+  const positives = labels.filter((l) => l).length;
+  const won = bruteForceWon(scores, labels, scores.length, (i, j) => j >= binnedFrom && bin(scores[i]!) === bin(scores[j]!));
+  assert.equal(metrics.cumulativeAuc(), won / (positives * (scores.length - positives)));
+  // Still binned after a restore.
+  const restored = new Prequential(50, 10, limit);
   restored.load(JSON.parse(JSON.stringify(metrics.state())) as ReturnType<Prequential['state']>);
-  restored.add(0.9, 1, 2000);
-  metrics.add(0.9, 1, 2000);
-  assert.ok(Math.abs(restored.cumulativeAuc()! - metrics.cumulativeAuc()!) < 1e-12);
+  restored.add(0.5, 1, 1200);
+  metrics.add(0.5, 1, 1200);
+  assert.equal(restored.cumulativeAuc(), metrics.cumulativeAuc());
+  assert.equal(restored.summary().aucExact, false);
+});
+
+test('prequential: a snapshot from before the exact AUC (bins only) restores its binned figure and carries on', () => {
+  const random = rng(17);
+  const metrics = new Prequential(50, 10);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < 600; i++) {
+    const label = random() < 0.3 ? 1 : 0;
+    const score = crowdedScore(random, label);
+    metrics.add(score, label, i);
+    scores.push(score);
+    labels.push(label);
+  }
+  const { auc: _exact, ...old } = metrics.state();
+  const restored = new Prequential(50, 10);
+  restored.load(JSON.parse(JSON.stringify(old)) as ReturnType<Prequential['state']>);
+  // The old snapshot's own figure: pairs within one bin counted half.
+  const bin = (s: number): number => Math.floor(s * 65536);
+  const binnedWon = (n: number): number => bruteForceWon(scores, labels, n, (i, j) => bin(scores[i]!) === bin(scores[j]!));
+  let positives = labels.filter((l) => l).length;
+  assert.equal(restored.cumulativeAuc(), binnedWon(600) / (positives * (600 - positives)));
+  assert.notEqual(restored.cumulativeAuc(), metrics.cumulativeAuc());
+  // Later labels are compared with the restored ones at their bin's midpoint, and exactly with each other.
+  const midpoint = (s: number): number => (bin(s) + 0.5) / 65536;
+  const compared = scores.map(midpoint);
+  for (let i = 0; i < 300; i++) {
+    const label = random() < 0.3 ? 1 : 0;
+    const score = crowdedScore(random, label);
+    restored.add(score, label, 600 + i);
+    compared.push(score);
+    labels.push(label);
+  }
+  positives = labels.filter((l) => l).length;
+  const won = bruteForceWon(compared, labels, compared.length, (i, j) => j < 600 && bin(scores[i]!) === bin(scores[j]!));
+  assert.equal(restored.cumulativeAuc(), won / (positives * (labels.length - positives)));
+  assert.equal(restored.summary().aucExact, true);
 });
 
 test('prediction ids: deterministic, 16 hex digits, parts separated', () => {

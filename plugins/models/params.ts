@@ -29,6 +29,19 @@ export function decodeFloats(data: string): Float32Array {
   return out;
 }
 
+/** Float64 values as base64 (what {@link decodeFloat64s} reads): exact, and about 11 characters a value against JSON's 18 or so. */
+export function encodeFloat64s(values: Float64Array): string {
+  return Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64');
+}
+
+export function decodeFloat64s(data: string): Float64Array {
+  const bytes = Buffer.from(data, 'base64');
+  // Copy into a fresh, aligned buffer: Buffer's pool offset need not be a multiple of 8.
+  const out = new Float64Array(bytes.byteLength / 8);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
 export function encodeTensor(tensor: TF.Tensor): EncodedTensor {
   return { shape: [...tensor.shape], data: encodeFloats(tensor.dataSync() as Float32Array) };
 }

@@ -1,16 +1,27 @@
 /**
  * Prequential (test-then-train) scores of a model: each label is scored against the prediction made
- * before it was known. ROC AUC is exact over a sliding window of the last K labels (River's ROCAUC
- * approximates with a few thresholds, which misleads on rare purchases); the cumulative AUC counts
- * score pairs over 65,536 score bins (exact except for ties within 1/65,536). Log loss, Brier score,
+ * before it was known. ROC AUC is exact (ties count half) over a sliding window of the last K labels
+ * (River's ROCAUC approximates with a few thresholds, which misleads on rare purchases) and over every
+ * label so far, the latter up to `exactAucLimit` distinct scores (see below). Log loss, Brier score,
  * calibration bins and base rate are cumulative and windowed.
  *
- * The cumulative AUC is kept up to date per label (Fenwick trees over the bins give the pairs each
- * label wins in O(log bins)), so reading it is O(1); the windowed figures are computed when read.
+ * The cumulative AUC is kept up to date per label, so reading it is O(1): Fenwick trees over 65,536
+ * score bins give the pairs a label wins against the other class in lower (or higher) bins in
+ * O(log bins), and each bin's distinct scores, ascending with their counts, the pairs within its own
+ * bin (a binary search, a sum over the nearer part of the bin and an insertion). That costs 24 bytes
+ * per distinct score (at most one per label; fewer where scores repeat, as a model's prior does), up
+ * to twice that with the arrays' growth. Past `exactAucLimit` distinct scores the per-bin scores are
+ * dropped and later pairs within one bin count half, as ties (the pairs counted so far stay exact):
+ * the figure then moves from the exact one by at most the share of later pairs that fall within one
+ * bin of 1/65,536. The windowed figures are computed when read.
  */
+
+import { decodeFloat64s, encodeFloat64s } from './params.js';
 
 const bins = 1 << 16;
 const epsilon = 1e-7;
+/** Default of `metrics.exact_auc_limit`: 24 MB of distinct scores (48 MB with growth) per model. */
+export const defaultExactAucLimit = 1_000_000;
 
 export interface TimelinePoint {
   time: number;
@@ -33,6 +44,8 @@ export interface PrequentialSummary {
   positives: number;
   baseRate: number;
   auc: number | null;
+  /** Whether `auc` is exact (false once past the exact limit: pairs within a bin of 1/65,536 since then count half). */
+  aucExact: boolean;
   logloss: number;
   brier: number;
   window: { n: number; auc: number | null; logloss: number; brier: number; baseRate: number };
@@ -46,7 +59,14 @@ export interface PrequentialState {
   sumLogLoss: number;
   sumBrier: number;
   calibration: [number, number, number][];
+  /** Per occupied score bin: [bin, positives, negatives]. */
   histogram: [number, number, number][];
+  /**
+   * The cumulative AUC's pairs won, and its distinct scores (all bins', ascending: base64 float64)
+   * with their positive and negative counts, or null past the exact limit. Absent in snapshots from
+   * before the AUC was exact: {@link Prequential.load} then puts each bin's labels at its midpoint.
+   */
+  auc?: { won: number; exact: { scores: string; positives: number[]; negatives: number[] } | null };
   ring: { scores: number[]; labels: number[]; next: number; filled: number };
   timeline: TimelinePoint[];
   every: number;
@@ -141,6 +161,13 @@ export class Prequential {
   private readonly posTree = new Float64Array(bins + 1);
   private readonly negTree = new Float64Array(bins + 1);
   private won = 0;
+  /**
+   * Per bin, its distinct scores ascending as [score, positives, negatives] triples (grown as
+   * needed), and how many it holds; null once past `exactAucLimit` (pairs within a bin count half).
+   */
+  private exact: (Float64Array | undefined)[] | null = new Array<Float64Array | undefined>(bins);
+  private readonly exactSizes = new Int32Array(bins);
+  private distinctScores = 0;
   private readonly ringScores: Float64Array;
   private readonly ringLabels: Uint8Array;
   /** Each ring entry's log loss, as `add` computed it (logLoss reads only label > 0): the window's sum costs no logs. */
@@ -154,6 +181,8 @@ export class Prequential {
   constructor(
     readonly window: number,
     readonly calibrationBins: number,
+    /** Distinct scores kept for the exact cumulative AUC (24 bytes each); past it, it is binned. */
+    readonly exactAucLimit = defaultExactAucLimit,
   ) {
     this.ringScores = new Float64Array(window);
     this.ringLabels = new Uint8Array(window);
@@ -175,8 +204,7 @@ export class Prequential {
     bin[0]!++;
     bin[1]! += score;
     bin[2]! += label;
-    const b = Math.min(bins - 1, Math.max(0, Math.floor(score * bins)));
-    this.countPair(b, label > 0);
+    this.countPair(score, label > 0);
     this.ringScores[this.next] = score;
     this.ringLabels[this.next] = label > 0 ? 1 : 0;
     this.ringLosses[this.next] = loss;
@@ -196,19 +224,95 @@ export class Prequential {
     }
   }
 
-  /** Adds one label in bin `b`: it wins against the other class below it, half against ties. */
-  private countPair(b: number, positive: boolean): void {
+  /**
+   * Adds one label: a positive wins against the negatives below its score, a negative against the
+   * positives above it, each half against ties. Other bins' labels come from the trees; its own
+   * bin's from the bin's distinct scores (or, past the exact limit, all count half).
+   */
+  private countPair(score: number, positive: boolean): void {
+    const b = binOf(score);
+    const withinBin = this.exact ? this.exactWithinBin(b, score, positive) : (positive ? this.neg[b]! : this.pos[b]!) / 2;
     if (positive) {
-      this.won += prefix(this.negTree, b) + this.neg[b]! / 2;
+      this.won += prefix(this.negTree, b) + withinBin;
       this.pos[b]!++;
       bump(this.posTree, b);
+      this.positivesCounted++;
     } else {
-      const posAtOrBelow = prefix(this.posTree, b + 1);
-      this.won += this.positivesCounted - posAtOrBelow + this.pos[b]! / 2;
+      this.won += this.positivesCounted - prefix(this.posTree, b + 1) + withinBin;
       this.neg[b]!++;
       bump(this.negTree, b);
     }
-    if (positive) this.positivesCounted++;
+  }
+
+  /**
+   * The pairs a label wins within its own bin `b` (the bin's counts not yet including it), and its
+   * score added to the bin's distinct scores; past the exact limit, the bin's pairs count half.
+   */
+  private exactWithinBin(b: number, score: number, positive: boolean): number {
+    const exact = this.exact!;
+    const size = this.exactSizes[b]!;
+    let entries = exact[b];
+    // The first distinct score not below this one.
+    let lo = 0;
+    let hi = size;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (entries![3 * mid]! < score) lo = mid + 1;
+      else hi = mid;
+    }
+    const tied = lo < size && entries![3 * lo] === score;
+    if (!tied && this.distinctScores >= this.exactAucLimit) {
+      this.dropExact();
+      return (positive ? this.neg[b]! : this.pos[b]!) / 2;
+    }
+    // The other class's count is at offset 2 (negatives) for a positive, 1 (positives) for a negative.
+    const other = positive ? 2 : 1;
+    const otherInBin = positive ? this.neg[b]! : this.pos[b]!;
+    const otherTied = tied ? entries![3 * lo + other]! : 0;
+    // The other class below the score, summed over whichever part of the bin is shorter.
+    let otherBelow = 0;
+    if (lo <= size - lo) {
+      for (let i = 0; i < lo; i++) otherBelow += entries![3 * i + other]!;
+    } else {
+      let otherAtOrAbove = 0;
+      for (let i = lo; i < size; i++) otherAtOrAbove += entries![3 * i + other]!;
+      otherBelow = otherInBin - otherAtOrAbove;
+    }
+    const won = (positive ? otherBelow : otherInBin - otherBelow - otherTied) + otherTied / 2;
+    const own = positive ? 1 : 2;
+    if (tied) {
+      entries![3 * lo + own]!++;
+      return won;
+    }
+    if (entries === undefined || entries.length < 3 * (size + 1)) {
+      const grown = new Float64Array(3 * Math.max(4, Math.ceil(size * 1.5)));
+      if (entries) grown.set(entries.subarray(0, 3 * size));
+      exact[b] = entries = grown;
+    }
+    entries.copyWithin(3 * lo + 3, 3 * lo, 3 * size);
+    entries[3 * lo] = score;
+    entries[3 * lo + own] = 1;
+    entries[3 * lo + 3 - own] = 0;
+    this.exactSizes[b] = size + 1;
+    this.distinctScores++;
+    return won;
+  }
+
+  /** Past the exact limit: the distinct scores are freed, and later pairs within a bin count half. */
+  private dropExact(): void {
+    this.exact = null;
+    this.exactSizes.fill(0);
+    this.distinctScores = 0;
+  }
+
+  /** Whether the cumulative AUC is still exact (false once past `exactAucLimit` distinct scores). */
+  get cumulativeAucExact(): boolean {
+    return this.exact !== null;
+  }
+
+  /** Distinct scores the exact cumulative AUC holds (24 bytes each, before the arrays' growth). */
+  get exactAucScores(): number {
+    return this.distinctScores;
   }
 
   /** Positives in the histogram (equals `positives`; kept apart so `add` may count in any order). */
@@ -220,17 +324,20 @@ export class Prequential {
     return this.won / (this.positives * negatives);
   }
 
-  /** The same figure by a full pass over the bins (what `load` rebuilds from; tests compare). */
-  cumulativeAucByBins(): number | null {
+  /** While exact, the same figure by a full pass over the distinct scores (tests compare). */
+  cumulativeAucByPass(): number | null {
     const negatives = this.n - this.positives;
-    if (this.positives === 0 || negatives === 0) return null;
+    if (this.positives === 0 || negatives === 0 || !this.exact) return null;
     let negBelow = 0;
     let won = 0;
     for (let b = 0; b < bins; b++) {
-      const p = this.pos[b]!;
-      const q = this.neg[b]!;
-      if (p > 0) won += p * (negBelow + q / 2);
-      negBelow += q;
+      const entries = this.exact[b];
+      for (let i = 0; i < this.exactSizes[b]!; i++) {
+        const p = entries![3 * i + 1]!;
+        const q = entries![3 * i + 2]!;
+        if (p > 0) won += p * (negBelow + q / 2);
+        negBelow += q;
+      }
     }
     return won / (this.positives * negatives);
   }
@@ -260,6 +367,7 @@ export class Prequential {
       positives: this.positives,
       baseRate: this.n ? this.positives / this.n : 0,
       auc: this.cumulativeAuc(),
+      aucExact: this.cumulativeAucExact,
       logloss: this.n ? this.sumLogLoss / this.n : 0,
       brier: this.n ? this.sumBrier / this.n : 0,
       window: this.windowStats(),
@@ -322,10 +430,49 @@ export class Prequential {
       sumBrier: this.sumBrier,
       calibration: this.calibration.map((bin) => [bin[0]!, bin[1]!, bin[2]!]),
       histogram,
+      auc: { won: this.won, exact: this.exactState() },
       ring: { scores: Array.from(this.ringScores.subarray(0, this.filled)), labels: Array.from(this.ringLabels.subarray(0, this.filled)), next: this.next, filled: this.filled },
       timeline: this.timeline,
       every: this.every,
     };
+  }
+
+  /** The distinct scores of every bin, ascending, with their counts; null past the exact limit. */
+  private exactState(): { scores: string; positives: number[]; negatives: number[] } | null {
+    if (!this.exact) return null;
+    const scores = new Float64Array(this.distinctScores);
+    const positives: number[] = [];
+    const negatives: number[] = [];
+    for (let b = 0; b < bins; b++) {
+      const entries = this.exact[b];
+      for (let i = 0; i < this.exactSizes[b]!; i++) {
+        scores[positives.length] = entries![3 * i]!;
+        positives.push(entries![3 * i + 1]!);
+        negatives.push(entries![3 * i + 2]!);
+      }
+    }
+    return { scores: encodeFloat64s(scores), positives, negatives };
+  }
+
+  /** Puts back distinct scores in ascending order (what {@link exactState} wrote, or bin midpoints). */
+  private loadExact(scores: ArrayLike<number>, positives: ArrayLike<number>, negatives: ArrayLike<number>): void {
+    this.exact = new Array<Float64Array | undefined>(bins);
+    this.exactSizes.fill(0);
+    this.distinctScores = scores.length;
+    for (let start = 0; start < scores.length; ) {
+      const b = binOf(scores[start]!);
+      let end = start + 1;
+      while (end < scores.length && binOf(scores[end]!) === b) end++;
+      const entries = new Float64Array(3 * Math.max(4, end - start));
+      for (let i = start; i < end; i++) {
+        entries[3 * (i - start)] = scores[i]!;
+        entries[3 * (i - start) + 1] = positives[i]!;
+        entries[3 * (i - start) + 2] = negatives[i]!;
+      }
+      this.exact[b] = entries;
+      this.exactSizes[b] = end - start;
+      start = end;
+    }
   }
 
   load(state: PrequentialState): void {
@@ -348,13 +495,28 @@ export class Prequential {
       bump(this.negTree, b, q);
       this.positivesCounted += p;
     }
-    // Pairs won, from the bins: the same sum the per-label updates reached (up to rounding).
-    let negBelow = 0;
-    for (let b = 0; b < bins; b++) {
-      const p = this.pos[b]!;
-      const q = this.neg[b]!;
-      if (p > 0) this.won += p * (negBelow + q / 2);
-      negBelow += q;
+    if (state.auc) {
+      this.won = state.auc.won;
+      const exact = state.auc.exact;
+      if (exact) this.loadExact(decodeFloat64s(exact.scores), exact.positives, exact.negatives);
+      else this.dropExact();
+    } else {
+      // A snapshot from before the exact AUC holds only bins: each bin's labels are put at its
+      // midpoint, so pairs among them keep the binned count they had (ties within a bin count half)
+      // and later labels are compared exactly with each other and with those midpoints.
+      const occupied = state.histogram.filter(([, p, q]) => p > 0 || q > 0).sort((x, y) => x[0] - y[0]);
+      this.loadExact(
+        occupied.map(([b]) => (b + 0.5) / bins),
+        occupied.map(([, p]) => p),
+        occupied.map(([, , q]) => q),
+      );
+      let negBelow = 0;
+      for (let b = 0; b < bins; b++) {
+        const p = this.pos[b]!;
+        const q = this.neg[b]!;
+        if (p > 0) this.won += p * (negBelow + q / 2);
+        negBelow += q;
+      }
     }
     this.ringScores.set(state.ring.scores);
     this.ringLabels.set(state.ring.labels);
@@ -364,6 +526,11 @@ export class Prequential {
     this.timeline = state.timeline.map((p) => ({ ...p }));
     this.every = state.every;
   }
+}
+
+/** A score's bin of 1/65,536 (scores outside [0, 1] in the end bins): monotone in the score. */
+function binOf(score: number): number {
+  return Math.min(bins - 1, Math.max(0, Math.floor(score * bins)));
 }
 
 /** Fenwick tree: adds `amount` at bin `b` (0-based). */
