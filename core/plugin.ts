@@ -248,9 +248,11 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-/** One entry of a pipeline as a {@link PluginSpec.checkPipeline} sees it: its type and its config, defaults filled in. */
+/** One entry of a pipeline as a {@link PluginSpec.checkPipeline} sees it: its type, its label and its config, defaults filled in. */
 export interface OutlineEntry {
   readonly type: string;
+  /** The label its instance gets ({@link PluginContext.label}): its `label`, else `<source|stage|sink>-<type>-<index>`. */
+  readonly label: string;
   readonly config: Readonly<Record<string, unknown>>;
 }
 
@@ -300,8 +302,9 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * Checks that need the rest of the pipeline (a Kafka exactly-once source needs an exactly-once Kafka
    * sink beside it), run by `validate` and by `run` before any factory, once every entry passed its
    * schema. Returns this entry's problems, each located at the field it names: a config error.
+   * `self` is this entry's own object in `pipeline` (to tell it from others of the same type).
    */
-  checkPipeline?(config: Config, pipeline: PipelineOutline): readonly EntryProblem[];
+  checkPipeline?(config: Config, pipeline: PipelineOutline, self: OutlineEntry): readonly EntryProblem[];
   /** Builds an instance from a validated config. Throw to reject a config the schema cannot express. */
   create(config: Config, context: PluginContext): InstanceOf[K] | Promise<InstanceOf[K]>;
 }

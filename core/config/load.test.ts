@@ -242,6 +242,52 @@ test('model config mistakes are located at their field: an unknown kind, no hidd
   ]);
 });
 
+test('model stages: a churn horizon or label timeout of 0 and a model name two stages share are said by validate, at their field', async () => {
+  const durations = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                 1
+      'stages:', //                                      2
+      '  - type: churn-model', //                        3
+      '    horizon: 0d', //                              4
+      '  - type: intent-model', //                       5
+      '    label_buffer: {timeout: 0}', //               6
+      '  - type: churn-model', //                        7
+      '    horizon: 1ms', //                             8 the least there is: fine
+      '    label_buffer: {timeout: 0.5}', //             9 a fraction of a millisecond: not above 0 in event time
+      'sinks: [{type: stdout}]', //                      10
+    ].join('\n'),
+  );
+  assert.deepEqual(durations, [
+    'P:4:14: $.stages[0].horizon: must be at least 1ms, got "0d"',
+    'P:6:29: $.stages[1].label_buffer.timeout: must be at least 1ms, got 0',
+    'P:9:29: $.stages[2].label_buffer.timeout: must be at least 1ms, got 0.5',
+  ]);
+  const names = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                 1
+      'stages:', //                                      2
+      '  - type: intent-model', //                       3
+      '    name: shop', //                               4
+      '  - type: churn-model', //                        5
+      '    name: shop', //                               6 taken by stages[0]
+      '  - type: churn-model', //                        7 named after its label: stage-churn-model-2
+      '  - type: intent-model', //                       8
+      '    name: stage-churn-model-2', //                9 taken by stages[2]'s label
+      '  - type: intent-model', //                       10
+      '    label: shop', //                              11 its name, the label, is stages[0]'s
+      '  - type: intent-model', //                       12 a distinct name: fine
+      '    name: other', //                              13
+      'sinks: [{type: stdout}]', //                      14
+    ].join('\n'),
+  );
+  const tail = 'prediction ids, metrics and the saved model are keyed by it, so give each model stage its own';
+  assert.deepEqual(names, [
+    `P:6:5: $.stages[1].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
+    `P:9:5: $.stages[3].name: 'stage-churn-model-2' is already the model name of stage stage-churn-model-2; ${tail}`,
+    `P:10:5: $.stages[4].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
+  ]);
+});
+
 test("a plugin module's mistakes are said naming the plugin and its module: no config, no create, a misspelt schema keyword, a plugin of another kind", async () => {
   const project = mkdtempSync(join(dir, 'broken-plugins-'));
   const core = JSON.stringify(new URL('../index.js', import.meta.url).href);

@@ -228,6 +228,11 @@ function scaleOutProblems(
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
 const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
 
+/** The label an entry's instance gets (its context's `label`, its metrics' `stage`): its own, else `<kind>-<type>-<index>`. */
+export function entryLabel(kind: string, entry: PipelineEntry, index: number): string {
+  return entry.label ?? `${kind}-${entry.type}-${index}`;
+}
+
 export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
@@ -239,22 +244,22 @@ function crossEntryProblems(
   entries: { sources: readonly ResolvedEntry[]; stages: readonly ResolvedEntry[]; sinks: readonly ResolvedEntry[]; deadLetter: ResolvedEntry | undefined },
   locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
 ): ConfigProblem[] {
-  const outlineOf = (resolved: ResolvedEntry): OutlineEntry => ({ type: resolved.entry.type, config: pluginConfig(resolved.entry) });
+  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
-    sources: entries.sources.map(outlineOf),
-    stages: entries.stages.map(outlineOf),
-    sinks: entries.sinks.map(outlineOf),
-    ...(entries.deadLetter ? { deadLetter: outlineOf(entries.deadLetter) } : {}),
+    sources: entries.sources.map(outlineOf('source')),
+    stages: entries.stages.map(outlineOf('stage')),
+    sinks: entries.sinks.map(outlineOf('sink')),
+    ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
   };
-  const located: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
-    ...entries.sources.map((resolved, index) => ({ resolved, base: ['sources', index] })),
-    ...entries.stages.map((resolved, index) => ({ resolved, base: ['stages', index] })),
-    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
-    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
+    ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index] })),
+    ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
   ];
   const problems: ConfigProblem[] = [];
-  for (const { resolved, base } of located) {
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline) ?? []) problems.push(locate(base, problem.message, problem.field));
+  for (const { resolved, self, base } of located) {
+    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate(base, problem.message, problem.field));
   }
   return problems;
 }

@@ -19,7 +19,7 @@ import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint } from './checkpoint.js';
 
@@ -255,7 +255,7 @@ export class PipelineRunner {
   }
 
   private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
-    const label = labelOf(kind, entry, index);
+    const label = entryLabel(kind, entry, index);
     const pipeline = this.loaded.document.name;
     const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
@@ -898,7 +898,7 @@ export class PipelineRunner {
         if (position && slot.source.seek && !this.scaleOut) slot.source.seek(position);
       }
       // Scale-out: the per-partition stages are timed in every task, under their own labels.
-      const keyedLabels = this.keyedStages.map(({ index, resolved }) => labelOf('stage', resolved.entry, index));
+      const keyedLabels = this.keyedStages.map(({ index, resolved }) => entryLabel('stage', resolved.entry, index));
       this.latency = new StageLatency([...keyedLabels, ...this.operators.map((o) => o.label)], this.metrics, this.name, keyedLabels.length);
       if (this.scaleOut) {
         this.scaleOut.slot.source.onPartitions!(this.partitionListener());
@@ -1045,10 +1045,6 @@ async function sinkReady(label: string, ready: Promise<void>): Promise<void> {
 }
 
 /** A plugin instance's label (its metrics' `stage`, its key in checkpoints): the entry's own, or kind, type and index. */
-function labelOf(kind: string, entry: PipelineEntry, index: number): string {
-  return entry.label ?? `${kind}-${entry.type}-${index}`;
-}
-
 /**
  * Per-stage processing time per record, sampled on one batch in `every`. Stages run synchronously
  * and depth-first, so the time inside the hand-over to stage k (boundary k) covers stage k and

@@ -9,7 +9,7 @@
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { claimModelName, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
@@ -91,7 +91,7 @@ export default defineOperator<ChurnModelConfig>({
     additionalProperties: false,
     properties: {
       ...modelOperatorProperties,
-      horizon: { $ref: 'tributary:duration', description: 'A user who starts no session within this time after a session ends has churned; above 0. Default: 7d.' },
+      horizon: { $ref: 'tributary:duration', minDuration: '1ms', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
       max_users: {
         type: 'integer',
         minimum: 1,
@@ -101,13 +101,12 @@ export default defineOperator<ChurnModelConfig>({
     },
   },
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
+  checkPipeline: modelNameProblems,
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.2);
     claimModelName(context, config.name);
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
-    // A duration of 0 passes the schema; here it would label every session a churn.
-    if (horizon <= 0) throw new Error('horizon: must be above 0 (a user who starts no session within it after a session ends has churned)');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
     const learner = new OnlineLearner(config, 'churn', context);
     const maxUsers = rawConfig.max_users ?? 1_000_000;

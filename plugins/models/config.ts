@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, type JsonSchema, type PluginContext } from 'tributary';
+import { parseDuration, type EntryProblem, type JsonSchema, type OutlineEntry, type PipelineOutline, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -67,8 +67,6 @@ export interface ResolvedModelConfig {
 
 /** `defaultPrior`: the task's prior positive rate (see `model.prior`). */
 export function resolveConfig(config: ModelOperatorConfig, label: string, defaultPrior = 0.05): ResolvedModelConfig {
-  // A duration of 0 passes the schema: here it would expire every prediction before its label came.
-  if (config.label_buffer?.timeout !== undefined && parseDuration(config.label_buffer.timeout) <= 0) throw new Error('label_buffer.timeout: must be above 0 (predictions wait this long for their label)');
   const kind = config.model?.kind ?? 'logistic';
   const detector = config.drift?.detector ?? 'page-hinkley';
   return {
@@ -114,17 +112,39 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
 
 const modelNamesKey = 'tributary.models.names';
 
+/** This plugin's model stages: each claims its `name` in its pipeline. */
+const modelStageTypes = new Set(['intent-model', 'churn-model']);
+
 /**
- * Takes `name` for this model stage in its pipeline (PluginContext.shared), or throws if another
- * stage has it: prediction ids, metrics.json's entries and the saved model's file are keyed by the
- * name, so two models of one name would emit each other's ids and overwrite each other's results.
+ * Why a model stage may not take `name`: prediction ids, metrics.json's entries and the saved model's
+ * file are keyed by the name, so two models of one name would emit each other's ids and overwrite
+ * each other's results.
+ */
+function nameTaken(name: string, otherStage: string): string {
+  return `'${name}' is already the model name of stage ${otherStage}; prediction ids, metrics and the saved model are keyed by it, so give each model stage its own`;
+}
+
+/**
+ * The model stages' checkPipeline: `name` (default: the stage label) belongs to the first model stage
+ * that takes it; a later one is a config error at its `name` (said by validate, before any factory).
+ */
+export function modelNameProblems(config: ModelOperatorConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+  const nameOf = (entry: OutlineEntry): string => (typeof entry.config.name === 'string' ? entry.config.name : entry.label);
+  const name = config.name ?? self.label;
+  const first = pipeline.stages.find((entry) => modelStageTypes.has(entry.type) && nameOf(entry) === name);
+  return first === undefined || first === self ? [] : [{ field: 'name', message: nameTaken(name, first.label) }];
+}
+
+/**
+ * Takes `name` for this model stage in its pipeline (PluginContext.shared), or throws if another stage
+ * has it: validate says so first ({@link modelNameProblems}); this is for stages built without it.
  */
 export function claimModelName(context: PluginContext, name: string): void {
   if (!context.shared) return;
   let names = context.shared.get(modelNamesKey) as Map<string, string> | undefined;
   if (!names) context.shared.set(modelNamesKey, (names = new Map()));
   const other = names.get(name);
-  if (other !== undefined) throw new Error(`name: '${name}' is already the model name of stage ${other}; prediction ids, metrics and the saved model are keyed by it, so give each model stage its own`);
+  if (other !== undefined) throw new Error(`name: ${nameTaken(name, other)}`);
   names.set(name, context.label);
 }
 
@@ -135,7 +155,7 @@ export function claimModelName(context: PluginContext, name: string): void {
  */
 const ADWIN_BLOCK = 20;
 
-const duration = (description: string): JsonSchema => ({ $ref: 'tributary:duration', description });
+const duration = (description: string, least?: string): JsonSchema => ({ $ref: 'tributary:duration', description, ...(least === undefined ? {} : { minDuration: least }) });
 
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties: Record<string, JsonSchema> = {
@@ -183,7 +203,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     description: 'Predictions waiting for their label (delayed labels).',
     properties: {
       max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped beyond it, unscored, and counted (`model_label_buffer_overflow_total`, the report\'s counts, and a warning at the end of input). Default: 100000.' },
-      timeout: duration('Event time after which an unlabelled prediction is dropped (and counted); above 0. Default: 1d.'),
+      timeout: duration('Event time after which an unlabelled prediction is dropped (and counted). Default: 1d.', '1ms'),
     },
   },
   metrics: {

@@ -8,7 +8,7 @@
  */
 import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { claimModelName, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
@@ -61,6 +61,7 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-mlp', model: { kind: 'mlp', hidden: [32, 16], dropout: 0.1 }, optimizer: { kind: 'adam', learning_rate: 0.005 }, batch: { max_size: 256, max_delay: '200ms' } },
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
+  checkPipeline: modelNameProblems,
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.05);
     claimModelName(context, config.name);

@@ -698,9 +698,9 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   assert.deepEqual(of(rest, 'drift'), drifts);
 });
 
-test('a churn horizon or a label timeout of 0 (which the duration schema allows) is rejected by the factory, naming the field', async () => {
-  await assert.rejects(async () => churnModel.create({ backend: 'cpu', horizon: '0d' }, testContext()), /^Error: horizon: must be above 0/);
-  await assert.rejects(async () => intentModel.create({ backend: 'cpu', label_buffer: { timeout: 0 } }, testContext()), /^Error: label_buffer.timeout: must be above 0/);
+test('a churn horizon or a label timeout of 0 is rejected by the schema (validate says it at the field: core/config/load.test.ts)', async () => {
+  await assert.rejects(async () => runOperator(churnModel, { backend: 'cpu', horizon: '0d' }, []), /^Error: invalid churn-model config: \/horizon must pass "minDuration" keyword validation/);
+  await assert.rejects(async () => runOperator(intentModel, { backend: 'cpu', label_buffer: { timeout: 0 } }, []), /^Error: invalid intent-model config: \/label_buffer\/timeout must pass "minDuration"/);
   const operator = await churnModel.create({ backend: 'cpu', horizon: '1d', label_buffer: { timeout: '1h' } }, testContext());
   await operator.close?.();
 });
