@@ -20,6 +20,7 @@ export {
   type NotUtf8Line,
   type OverlongLine,
 } from './io.js';
+export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
 export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';

@@ -4,16 +4,18 @@
  *
  * Layout: a one-line JSON header (format, version, sequence, body length, SHA-256 of the body), a
  * newline, then the body (JSON). The body is hashed as written, so a torn or corrupted file is
- * detected before anything is restored from it. Files are written to a temp name, fsynced, renamed
- * into place and the folder fsynced: a crash at any moment leaves either the old set or the new one.
+ * detected before anything is restored from it. Files are written durably (writeFileDurably: a temp
+ * name, fsynced, renamed into place, the folder fsynced): a crash at any moment leaves either the old
+ * set or the new one.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TributaryError } from '../errors.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
+import { writeFileDurably } from '../durable.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 export const checkpointVersion = 1;
@@ -44,6 +46,7 @@ interface Header {
 
 // Ten digits at least: the name is padded to ten, and a sequence past 9,999,999,999 is longer.
 const namePattern = /^checkpoint-(\d{10,})\.json$/;
+/** writeFileDurably's temp files (`<file>.tmp-<pid>`, durableTempName) of checkpoint files. */
 const tempPattern = /^checkpoint-\d+\.json\.tmp-(\d+)$/;
 const fileName = (sequence: number): string => `checkpoint-${String(sequence).padStart(10, '0')}.json`;
 
@@ -85,22 +88,7 @@ export class CheckpointStore {
     const bytes = Buffer.byteLength(body);
     const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: createHash('sha256').update(body).digest('hex') };
     const file = join(this.dir, fileName(sequence));
-    const temp = `${file}.tmp-${process.pid}`;
-    const handle = await open(temp, 'w');
-    try {
-      await handle.writeFile(`${JSON.stringify(header)}\n`);
-      await handle.writeFile(body);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
-    const folder = await open(this.dir, 'r');
-    try {
-      await folder.sync();
-    } finally {
-      await folder.close();
-    }
+    await writeFileDurably(file, [`${JSON.stringify(header)}\n`, body]);
     for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
   }

@@ -4,9 +4,9 @@
  * drift detection, metrics, checkpoints and snapshots. The task operators (intent, churn) decide
  * what a sample is and when its label is known; this class does the rest.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { TributaryError, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
+import { TributaryError, writeFileDurablySync, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
@@ -382,7 +382,8 @@ export class OnlineLearner {
   }
 
   /**
-   * Writes the model to the checkpoint folder (atomically: a reader never sees half a file). Not on
+   * Writes the model to the checkpoint folder durably (writeFileDurablySync, as the pipeline's
+   * checkpoints: after a crash or power loss the file is the old model or the new one, whole). Not on
    * replayed input (a backtest): the next backtest would warm-start from a model that learnt the
    * data it then scores (not reproducible, and optimistic), and a live daemon's saved model in that
    * folder would be replaced by the backtest's.
@@ -393,8 +394,8 @@ export class OnlineLearner {
     const saved = this.savedModel();
     if (!file || !saved) return;
     mkdirSync(resolve(file, '..'), { recursive: true });
-    writeFileSync(`${file}.tmp`, JSON.stringify(saved));
-    renameSync(`${file}.tmp`, file);
+    // A fixed temp name: one left by a crash is overwritten by the next save.
+    writeFileDurablySync(file, JSON.stringify(saved), `${file}.tmp`);
   }
 
   /** Maps a vector's names onto the model's feature order (null: same order). */

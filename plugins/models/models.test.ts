@@ -1,6 +1,7 @@
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
+import fs, { mkdtempSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
@@ -519,6 +520,39 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(prior(of(warm.output, 'prediction')[0]!.score), 'another folder: cold');
   const warmed = await runOperator(intentModel, config, probe);
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
+});
+
+test('checkpoint: the saved model is written durably (data fsynced before the rename, the folder after), whole', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const file = join(dir, 'intent-durable.model.json');
+  // What the write does, in order: the temp file opened, each fsync (by what it was opened as), the rename.
+  const steps: string[] = [];
+  const opened = new Map<number, string>();
+  const realOpen = fs.openSync;
+  mock.method(fs, 'openSync', (path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
+    const fd = realOpen(path, flags ?? 'r', mode);
+    opened.set(fd, String(path));
+    return fd;
+  });
+  mock.method(fs, 'fsyncSync', (fd: number) => void steps.push(`fsync ${opened.get(fd)}`));
+  const realRename = fs.renameSync;
+  mock.method(fs, 'renameSync', (from: fs.PathLike, to: fs.PathLike) => {
+    steps.push(`rename ${String(from)} -> ${String(to)}`);
+    realRename(from, to);
+  });
+  syncBuiltinESMExports();
+  try {
+    await runOperator(intentModel, { ...base, name: 'intent-durable', checkpoint: { dir } }, separableIntentStream(40, 5));
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(
+    steps.filter((step) => step.includes(dir)),
+    [`fsync ${file}.tmp`, `rename ${file}.tmp -> ${file}`, `fsync ${dir}`],
+  );
+  assert.deepEqual(readdirSync(dir), ['intent-durable.model.json']);
+  assert.ok((JSON.parse(readFileSync(file, 'utf8')) as { model: { optimizer: { step: number } } }).model.optimizer.step > 0);
 });
 
 test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async () => {
