@@ -84,6 +84,9 @@ function bruteForceWon(scores: number[], labels: number[], n: number, sameBinHal
   return won;
 }
 
+/** `metrics.exact_auc_limit` for the tests of the exact cumulative AUC (by default it is binned). */
+const exactLimit = 1_000_000;
+
 /** Scores that tie often and often share a bin of 1/65,536 without tying (the binned AUC got those wrong). */
 function crowdedScore(random: () => number, label: number): number {
   const centre = Math.floor(Math.min(0.99, Math.max(0, 0.4 + (label ? 0.15 : 0) + (random() - 0.5) * 0.6)) * 40) / 40;
@@ -95,7 +98,7 @@ function crowdedScore(random: () => number, label: number): number {
 test('prequential: the cumulative AUC is exact (ties half, scores within one bin ordered) on random streams, also after a restore', () => {
   for (const [seed, rate, n] of [[3, 0.2, 1500], [5, 0.5, 800], [7, 0.9, 800], [11, 0.03, 1500]] as const) {
     const random = rng(seed);
-    const metrics = new Prequential(50, 10);
+    const metrics = new Prequential(50, 10, exactLimit);
     const scores: number[] = [];
     const labels: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -115,7 +118,7 @@ test('prequential: the cumulative AUC is exact (ties half, scores within one bin
     assert.equal(metrics.summary().aucExact, true);
     // Distinct scores only: the stream's scores repeat.
     assert.equal(metrics.exactAucScores, new Set(scores).size);
-    const restored = new Prequential(50, 10);
+    const restored = new Prequential(50, 10, exactLimit);
     restored.load(JSON.parse(JSON.stringify(metrics.state())) as ReturnType<Prequential['state']>);
     assert.equal(restored.cumulativeAuc(), metrics.cumulativeAuc());
     for (let i = 0; i < 300; i++) {
@@ -130,6 +133,25 @@ test('prequential: the cumulative AUC is exact (ties half, scores within one bin
     assert.equal(restored.cumulativeAuc(), exactAuc(scores, labels));
     assert.deepEqual(restored.state(), metrics.state());
   }
+});
+
+test('prequential: by default the cumulative AUC is binned (pairs within a bin of 1/65,536 half) and keeps no scores', () => {
+  const random = rng(19);
+  const metrics = new Prequential(50, 10);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < 800; i++) {
+    const label = random() < 0.3 ? 1 : 0;
+    const score = crowdedScore(random, label);
+    metrics.add(score, label, i);
+    scores.push(score);
+    labels.push(label);
+  }
+  const bin = (s: number): number => Math.floor(s * 65536);
+  const positives = labels.filter((l) => l).length;
+  assert.equal(metrics.cumulativeAuc(), bruteForceWon(scores, labels, 800, (i, j) => bin(scores[i]!) === bin(scores[j]!)) / (positives * (800 - positives)));
+  assert.equal(metrics.exactAucScores, 0);
+  assert.equal(metrics.summary().aucExact, false);
 });
 
 test('prequential: past exact_auc_limit distinct scores the cumulative AUC frees them and counts later pairs within a bin half', () => {
@@ -169,7 +191,7 @@ test('prequential: past exact_auc_limit distinct scores the cumulative AUC frees
 
 test('prequential: a snapshot from before the exact AUC (bins only) restores its binned figure and carries on', () => {
   const random = rng(17);
-  const metrics = new Prequential(50, 10);
+  const metrics = new Prequential(50, 10, exactLimit);
   const scores: number[] = [];
   const labels: number[] = [];
   for (let i = 0; i < 600; i++) {
@@ -180,7 +202,7 @@ test('prequential: a snapshot from before the exact AUC (bins only) restores its
     labels.push(label);
   }
   const { auc: _exact, ...old } = metrics.state();
-  const restored = new Prequential(50, 10);
+  const restored = new Prequential(50, 10, exactLimit);
   restored.load(JSON.parse(JSON.stringify(old)) as ReturnType<Prequential['state']>);
   // The old snapshot's own figure: pairs within one bin counted half.
   const bin = (s: number): number => Math.floor(s * 65536);
