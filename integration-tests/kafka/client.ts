@@ -11,10 +11,15 @@ function done<T = void>(call: (cb: (error: LibrdKafkaError | null | undefined, v
   return new Promise((resolve, reject) => call((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
 }
 
+/**
+ * Creates `topic` with time-based retention off: tests write records stamped with fixed past times
+ * (2024), and the broker's retention task (every 5 minutes) would otherwise delete them as older than
+ * the default 7 days, between a test's produce and its read.
+ */
 export async function createTopic(brokers: string, topic: string, partitions: number): Promise<void> {
   const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
   try {
-    await done((cb) => admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 15_000, cb));
+    await done((cb) => admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1, config: { 'retention.ms': '-1' } }, 15_000, cb));
   } finally {
     admin.disconnect();
   }
@@ -83,15 +88,14 @@ export async function readTopic(brokers: string, topic: string, options: ReadOpt
     { 'auto.offset.reset': 'earliest' },
   );
   await done((cb) => consumer.connect({}, (error) => cb(error)));
-  const metadata = await done<Kafka.Metadata>((cb) => consumer.getMetadata({ topic, timeout: 10_000 }, cb));
-  const partitions = metadata.topics.find((t) => t.name === topic)?.partitions.map((p) => p.id) ?? [];
-  consumer.assign(partitions.map((partition) => ({ topic, partition, offset: 0 })));
-  const atEnd = new Set<number>();
-  consumer.on('partition.eof', (eof) => atEnd.add(eof.partition));
-  const messages: Message[] = [];
-  consumer.setDefaultConsumeTimeout(100);
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  const messages: Message[] = [];
   try {
+    const partitions = await topicPartitions(consumer, topic, deadline);
+    consumer.assign(partitions.map((partition) => ({ topic, partition, offset: 0 })));
+    const atEnd = new Set<number>();
+    consumer.on('partition.eof', (eof) => atEnd.add(eof.partition));
+    consumer.setDefaultConsumeTimeout(100);
     while (Date.now() < deadline) {
       const batch = await done<Message[]>((cb) => consumer.consume(1000, cb));
       for (const message of batch) {
@@ -105,6 +109,27 @@ export async function readTopic(brokers: string, topic: string, options: ReadOpt
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
   return messages;
+}
+
+/**
+ * The partitions of `topic`, once the broker's metadata lists it with a leader for each: just after
+ * CreateTopics a broker may still answer UNKNOWN_TOPIC_OR_PART or LEADER_NOT_AVAILABLE (librdkafka's
+ * own tests wait likewise, test_wait_topic_exists), and assigning no partitions would read nothing.
+ */
+async function topicPartitions(consumer: Kafka.KafkaConsumer, topic: string, deadline: number): Promise<number[]> {
+  let last = 'not listed';
+  for (;;) {
+    const metadata = await done<Kafka.Metadata>((cb) => consumer.getMetadata({ topic, timeout: Math.max(1_000, deadline - Date.now()) }, cb)).catch((error: Error) => {
+      last = error.message;
+      return undefined;
+    });
+    // node-rdkafka drops the topic's error code: an unknown topic shows as one with no partitions.
+    const found = metadata?.topics.find((t) => t.name === topic);
+    if (found && found.partitions.length > 0 && found.partitions.every((p) => p.leader >= 0)) return found.partitions.map((p) => p.id);
+    if (found) last = `${found.partitions.length} partitions, leaders [${found.partitions.map((p) => p.leader).join(',')}]`;
+    if (Date.now() >= deadline) throw new Error(`readTopic: the metadata never listed topic ${topic} with its partitions (${last})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Parsed JSON values of `messages`. */
