@@ -1,14 +1,18 @@
 /**
  * An exactly-once sink fences its transactional.id's previous owner (initTransactions) only once its
  * pipeline is known to start: a second `tributary run` of a pipeline by mistake, or one whose config
- * then fails, must not kill the live instance's transactions.
+ * then fails, or one whose later sink cannot open its output, must not kill the live instance's
+ * transactions.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
-import { ConfigError, defineOperator } from 'tributary';
+import { ConfigError, TributaryError, defineOperator } from 'tributary';
 import { disconnectProducer } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
 import { createTopic, readTopic } from './kafka/client.js';
@@ -27,7 +31,7 @@ const refuse = defineOperator<Record<string, never>>({
   },
 });
 
-function pipeline(source: string, output: string, transactionalId: string, stages = ''): string {
+function pipeline(source: string, output: string, transactionalId: string, stages = '', laterSinks = ''): string {
   return `
 name: kafka-fencing-test
 sources:
@@ -35,6 +39,7 @@ sources:
 ${stages}
 sinks:
   - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: exactly-once, transactional_id: ${transactionalId} }
+${laterSinks}
 dead_letter: { type: memory }
 `;
 }
@@ -54,16 +59,26 @@ test('a pipeline that fails to start does not fence the live producer of its tra
     await done((cb) => live.initTransactions(15_000, cb));
     const env = { KAFKA_BROKERS: brokers };
     const kafkaSource = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: exactly-once }`;
+    // A file sink whose file cannot be created: its folder is a plain file.
+    const plainFile = join(mkdtempSync(join(tmpdir(), 'fence-')), 'a-plain-file');
+    writeFileSync(plainFile, '');
+    const configError = (expected: RegExp) => (error: unknown) => error instanceof ConfigError && expected.test(error.message);
     const failures = [
       // Another factory rejects its config (stages are built after the sinks, before the sources).
-      { what: 'a stage factory fails', yaml: pipeline(kafkaSource, output, transactionalId, 'stages:\n  - type: refuse'), expected: /refused/ },
+      { what: 'a stage factory fails', yaml: pipeline(kafkaSource, output, transactionalId, 'stages:\n  - type: refuse'), expected: configError(/refused/) },
       // No exactly-once kafka source commits the sink's transactions.
-      { what: 'no exactly-once kafka source', yaml: pipeline('{ type: synthetic, events: 10 }', output, transactionalId), expected: /exactly-once/ },
+      { what: 'no exactly-once kafka source', yaml: pipeline('{ type: synthetic, events: 10 }', output, transactionalId), expected: configError(/exactly-once/) },
+      // A sink opened after the exactly-once one fails its open (the runtime opens sinks in file order).
+      {
+        what: 'a later sink cannot open',
+        yaml: pipeline(kafkaSource, output, transactionalId, '', `  - { type: file, path: "${join(plainFile, 'out.jsonl')}" }`),
+        expected: (error: unknown) => error instanceof TributaryError && error.code === 'TRIB_ERR_SINK' && /sink-file-1 could not open/.test(error.message),
+      },
     ];
     for (const [index, { what, yaml, expected }] of failures.entries()) {
       await done((cb) => live.beginTransaction(cb));
       live.produce(output, null, Buffer.from(`live-${index}`), null);
-      await assert.rejects(runYaml(yaml, { env, plugins: [refuse] }), (error: unknown) => error instanceof ConfigError && expected.test(error.message), what);
+      await assert.rejects(runYaml(yaml, { env, plugins: [refuse] }), expected, what);
       // Not fenced: the live instance's transaction still commits.
       await done((cb) => live.commitTransaction(15_000, cb)).catch((error: unknown) => assert.fail(`${what}: the live producer was fenced: ${(error as Error).message}`));
     }

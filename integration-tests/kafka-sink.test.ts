@@ -97,6 +97,8 @@ test('kafka sink: not ready while its brokers are down, ready again once they an
     for (const { sink } of sinks) {
       await sink.open!();
       sink.write({ kind: 'event', userId: 'u1', time: Date.now(), type: 'view' } as unknown as StreamRecord);
+      // As the runtime after each batch (the exactly-once sink's transactions start at this first wait).
+      await sink.ready?.();
     }
     await sinks[0]!.sink.flush!();
     for (const { guarantee, sink } of sinks) assert.equal(sink.health?.().ready, true, `${guarantee}: ready while the broker is up`);

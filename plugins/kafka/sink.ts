@@ -149,8 +149,9 @@ export default defineSink<KafkaSinkConfig>({
           if (!transactions.sourceAttached) {
             throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', exactlyOnceMismatch.sinkWithoutSource);
           }
-          // Only now, with the pipeline known to start, fence the transactional.id's previous owner.
-          await transactions.open();
+          // Nothing reaches the brokers yet: a sink opened after this one may still fail, and the
+          // transactions fence the transactional.id's previous owner. They start once the pipeline
+          // runs (PipelineTransactions.open: the source's first read, or ready() below).
         },
         write(record) {
           transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));

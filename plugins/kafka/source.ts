@@ -298,6 +298,10 @@ class KafkaSource {
       this.failure ??= asError(error);
       this.notify();
     });
+    // Exactly-once: the pipeline runs (every sink and stage opened), so the transactional producer may
+    // now fence its predecessor; it starts alongside the consumer's connect, and the sinks' ready()
+    // reports its failure.
+    if (this.transactions) void this.transactions.open();
     const batchSize = this.context.batchSize;
     const signal = this.context.signal;
     signal?.addEventListener('abort', () => this.notify(), { once: true });

@@ -4,13 +4,15 @@
  *
  * How it fits together (as Kafka Streams' exactly_once_v2 does):
  * - The first exactly-once sink's factory creates the pipeline's `PipelineTransactions` (found through
- *   `PluginContext.shared`, so no other pipeline sees it) with its producer, not yet connected. Its
- *   `open()` (the runtime opens sinks once every factory succeeded) connects, calls `initTransactions`
- *   (which fences and aborts a previous incarnation's open transaction with the same
- *   `transactional.id`) and begins a transaction. Fencing from the factory instead let a run that never
- *   starts (a second `tributary run` by mistake, whose config then fails) kill the live one's
- *   transactions. Further exactly-once sinks write through it too, so every output topic is in the
- *   same transaction.
+ *   `PluginContext.shared`, so no other pipeline sees it) with its producer, not yet connected. It
+ *   connects, calls `initTransactions` (which fences and aborts a previous incarnation's open
+ *   transaction with the same `transactional.id`) and begins a transaction only when the pipeline
+ *   first needs one: the source's first read (alongside its consumer's connect, so the first record
+ *   waits for neither in turn), or a sink's first wait for room, or a commit. All of these come after
+ *   every sink and stage opened. Fencing earlier let a run that never starts kill the live one's
+ *   transactions: from the factory, a second `tributary run` by mistake whose config then fails; from
+ *   the sink's `open()`, one whose later sink cannot open its output. Further exactly-once sinks write
+ *   through it too, so every output topic is in the same transaction.
  * - The source (created after the sinks) finds it and, instead of committing offsets to its group,
  *   calls `commit(offsets, consumer)`: flush, `sendOffsetsToTransaction` (with the consumer's group
  *   metadata, so a zombie from an older group generation is fenced: KIP-447), `commitTransaction`,
@@ -59,9 +61,11 @@ export class PipelineTransactions {
   /** A transaction takes writes; false while a commit is under way (from sealing to the next begin). */
   private transactionOpen = false;
   private closed = false;
-  /** The connect, initTransactions and first begin, once (every exactly-once sink's open() awaits it). */
+  /** The connect, initTransactions and first begin, once (see {@link open}). */
   private opening: Promise<void> | undefined;
   private connected = false;
+  /** Set once the first transaction began: writes go straight to the producer from then on. */
+  private opened = false;
   private stopTokens: () => void = () => undefined;
   /** A failed delivery (its transaction cannot commit). */
   private failure: Error | undefined;
@@ -111,11 +115,17 @@ export class PipelineTransactions {
 
   /**
    * Connects, fences any other producer with this transactional.id (initTransactions) and begins the
-   * first transaction. Call from the sinks' `open()`, once every plugin of the pipeline was created:
-   * only a pipeline that starts may fence the one it replaces. Idempotent.
+   * first transaction. Call only once the pipeline runs (the source's read, a sink's wait for room, a
+   * commit), never from a factory or `open()`: only a pipeline that starts may fence the one it
+   * replaces, and the runtime opens sinks one by one, so a later one may still fail. Idempotent. A
+   * failure rejects with a `TRIB_ERR_SINK` error, also the queued commit's and every later one's.
    */
   open(): Promise<void> {
-    this.opening ??= this.start();
+    if (!this.opening) {
+      this.opening = this.start();
+      // Observed by whoever needs it (ready(), a commit); the pre-start from the source does not wait.
+      this.opening.catch(() => undefined);
+    }
     return this.opening;
   }
 
@@ -135,9 +145,19 @@ export class PipelineTransactions {
       this.connected = true;
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
       await this.begin();
+      this.opened = true;
     } catch (error) {
       // A bad property failed in obtain(): a config error. This is a runtime one.
-      brokersUnreachable(error, 'connect to the brokers and start transactions');
+      try {
+        brokersUnreachable(error, 'connect to the brokers and start transactions');
+      } catch (failed) {
+        // Nothing commits after it; a commit asked for before (queued as the next one) fails with it.
+        this.aborted = asError(failed);
+        const next = this.next;
+        this.next = undefined;
+        next?.reject(this.aborted);
+        throw failed;
+      }
     }
   }
 
@@ -176,8 +196,13 @@ export class PipelineTransactions {
     this.producer.produce(record.topic, null, record.value, record.key, record.timestamp);
   }
 
-  /** Resolves when there is room: a transaction is open, or the queue for the next one is not full. */
+  /**
+   * Resolves when there is room: a transaction is open, or the queue for the next one is not full.
+   * Before the first transaction began, starts the transactions (if the source has not) and waits for
+   * them: the writes so far wait in the queue, and a failure to start fails the sinks (rejects).
+   */
   ready(): Promise<void> | undefined {
+    if (!this.opened) return this.open();
     if (this.transactionOpen || this.waiting.length < maxWaiting) return undefined;
     if (!this.room) {
       let resolve!: () => void;
@@ -217,8 +242,7 @@ export class PipelineTransactions {
    */
   commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): { sealed: Promise<void>; committed: Promise<void> } {
     const sealed = Promise.resolve();
-    // Before open() nothing may reach the producer (it would commit, or queue for ever).
-    const refused = this.aborted ?? (this.opening ? undefined : new Error('kafka transactions: commit before the exactly-once sink opened'));
+    const refused = this.aborted;
     if (refused) {
       const failed = Promise.reject(refused);
       failed.catch(() => undefined);
@@ -229,6 +253,9 @@ export class PipelineTransactions {
       this.committing = this.run(offsets, consumer);
       return { sealed, committed: this.committing };
     }
+    // Not started yet (a commit before any record, or the source's pre-start still under way): the
+    // commit queues, and the first transaction's begin (or its failure) settles it.
+    void this.open();
     if (!this.next) {
       let resolve!: () => void;
       let reject!: (error: unknown) => void;
