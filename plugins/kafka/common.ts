@@ -132,6 +132,17 @@ export function hasExactlyOnceKafkaSink(pipeline: PipelineOutline): boolean {
   return pipeline.sinks.some(exactlyOnceKafka) || exactlyOnceKafka(pipeline.deadLetter);
 }
 
+/**
+ * The exactly-once `kafka` sink whose settings configure the pipeline's one transactional producer
+ * (transactions.ts): the first such sink created, the dead-letter one (the runtime creates it first),
+ * else the first in `sinks`. `where` names it as a config path does.
+ */
+export function transactionalProducerOwner(pipeline: PipelineOutline): { where: string; config: Readonly<Record<string, unknown>> } | undefined {
+  if (exactlyOnceKafka(pipeline.deadLetter)) return { where: 'dead_letter', config: pipeline.deadLetter!.config };
+  const index = pipeline.sinks.findIndex(exactlyOnceKafka);
+  return index < 0 ? undefined : { where: `sinks[${index}]`, config: pipeline.sinks[index]!.config };
+}
+
 /** Whether a source of the pipeline is an exactly-once `kafka` source. */
 export function hasExactlyOnceKafkaSource(pipeline: PipelineOutline): boolean {
   return pipeline.sources.some(exactlyOnceKafka);

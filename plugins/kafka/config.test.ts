@@ -55,3 +55,25 @@ test('validate: transaction_timeout under 1s (librdkafka takes no less) is a con
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 999\n')}`), ['P:12:26: $.sinks[0].transaction_timeout: must be at least 1s, got 999']);
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 1s\n')}`), []);
 });
+
+test('validate: exactly-once kafka sinks of one pipeline share one producer, so their brokers, transactional_id and the like must agree', async () => {
+  const second = (extra: string): string => `  - type: kafka\n    brokers: b:9092\n    topic: other\n    key_field: itemId\n${exactlyOnce}${extra}`;
+  const firstWithId = sink(exactlyOnce, '    transactional_id: tx-a\n');
+  // Different topics and keys are what several sinks are for; the same settings otherwise are fine.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}${second('    transactional_id: tx-a\n')}`), []);
+  // brokers as a list or as a comma-separated string say the same.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${second('').replace('brokers: b:9092', 'brokers: [b:9092]')}`), []);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}${second('    transactional_id: tx-b\n').replace('brokers: b:9092', 'brokers: c:9092')}`), [
+    'P:14:5: $.sinks[1].brokers: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `brokers` must be the same as there ("b:9092" there, "c:9092" here); only `topic` and `key_field` may differ',
+    'P:18:5: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, "tx-b" here); only `topic` and `key_field` may differ',
+  ]);
+  // A field left to its default differs from one set: said at the entry. Credentials are not printed.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}${second('    options: { "sasl.password": hunter2 }\n')}`), [
+    'P:13:5: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, not set here); only `topic` and `key_field` may differ',
+    'P:18:5: $.sinks[1].options: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options` must be the same as there; only `topic` and `key_field` may differ',
+  ]);
+  // The dead-letter sink, created first, sets the producer up when it is an exactly-once kafka sink; an at-least-once sink has its own producer.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}  - { type: kafka, brokers: "d:9092", topic: x }\ndead_letter: { type: kafka, brokers: "b:9092", topic: dlq, guarantee: exactly-once }\n`), [
+    'P:12:5: $.sinks[0].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from dead_letter: `transactional_id` must be the same as there (not set there, "tx-a" here); only `topic` and `key_field` may differ',
+  ]);
+});

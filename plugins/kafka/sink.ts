@@ -11,7 +11,8 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type StreamRecord } from 'tributary';
+import { isDeepStrictEqual } from 'node:util';
+import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -29,6 +30,7 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  transactionalProducerOwner,
   type ConnectionConfig,
   type Guarantee,
 } from './common.js';
@@ -46,6 +48,36 @@ export interface KafkaSinkConfig extends ConnectionConfig {
   max_in_flight: number;
 }
 
+/** Fields each exactly-once sink keeps for itself; every other one configures the shared transactional producer. */
+const perSinkFields: ReadonlySet<string> = new Set(['topic', 'key_field', 'guarantee']);
+/** Shared fields whose values a config error must not print (credentials). */
+const unprintedFields: ReadonlySet<string> = new Set(['security', 'options']);
+
+/**
+ * Every exactly-once sink of a pipeline writes through one transactional producer, created from the
+ * first one's settings (PipelineTransactions.obtain): another's different `brokers` or
+ * `transactional_id` (or compression, linger...) would be ignored without a word. Each field that
+ * differs from that sink's is a problem at the field.
+ */
+function sharedProducerMismatches(config: KafkaSinkConfig, pipeline: PipelineOutline): EntryProblem[] {
+  const owner = transactionalProducerOwner(pipeline);
+  if (!owner) return [];
+  const own = config as unknown as Readonly<Record<string, unknown>>;
+  const comparable = (field: string, value: unknown): unknown => (field === 'brokers' && Array.isArray(value) ? value.join(',') : value);
+  const problems: EntryProblem[] = [];
+  for (const field of new Set([...Object.keys(owner.config), ...Object.keys(own)])) {
+    if (perSinkFields.has(field) || isDeepStrictEqual(comparable(field, own[field]), comparable(field, owner.config[field]))) continue;
+    const values = unprintedFields.has(field) ? '' : ` (${JSON.stringify(owner.config[field]) ?? 'not set'} there, ${JSON.stringify(own[field]) ?? 'not set'} here)`;
+    problems.push({
+      field,
+      message:
+        `every exactly-once \`kafka\` sink of a pipeline writes through one transactional producer, set up from ${owner.where}: ` +
+        `\`${field}\` must be the same as there${values}; only \`topic\` and \`key_field\` may differ`,
+    });
+  }
+  return problems;
+}
+
 export default defineSink<KafkaSinkConfig>({
   name: 'kafka',
   status: 'beta',
@@ -54,7 +86,8 @@ export default defineSink<KafkaSinkConfig>({
     'Each record is one JSON message; its key is the record field `key_field` (the user id by default). The producer is ' +
     'idempotent (acks=all), and `flush` waits until the brokers acknowledged every record written (and fails if any ' +
     'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
-    'transaction that also commits the Kafka source offsets; consumers should read with isolation.level=read_committed.',
+    'transaction that also commits the Kafka source offsets, through one producer (so their fields other than `topic` and `key_field` must agree); ' +
+    'consumers should read with isolation.level=read_committed.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -105,7 +138,9 @@ export default defineSink<KafkaSinkConfig>({
     { brokers: '${KAFKA_BROKERS}', topic: 'predictions', guarantee: 'exactly-once', transactional_id: 'intent-${HOSTNAME}', compression: 'zstd' },
   ],
   checkPipeline(config, pipeline) {
-    return config.guarantee === 'exactly-once' && !hasExactlyOnceKafkaSource(pipeline) ? [{ field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }] : [];
+    if (config.guarantee !== 'exactly-once') return [];
+    if (!hasExactlyOnceKafkaSource(pipeline)) return [{ field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];
+    return sharedProducerMismatches(config, pipeline);
   },
   async create(config, context) {
     const Kafka = await rdkafka();
