@@ -252,3 +252,31 @@ test('a value that is not UTF-8 text is dead-lettered with its exact bytes (base
     assert.deepEqual(Buffer.from(letter.raw, 'base64'), bytes, `record ${index}: the exact bytes`);
   }
 });
+
+test('with key_field, a key that is not UTF-8 text is dead-lettered with its exact bytes (base64), not taken as a lossy user id', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('binary-key');
+  await createTopic(brokers, topic, 1);
+  const time = new Date(base).toISOString();
+  const unkeyed = (seq: number): string => JSON.stringify({ time, type: 'view', seq });
+  const binaryKeys = [Buffer.from([0xff]), Buffer.from([0xfe, 0x00, 0x80])];
+  await produce(brokers, topic, [
+    ...binaryKeys.map((key, seq) => ({ key, value: unkeyed(seq) })),
+    // A UTF-8 key is the user id; a binary key beside a user id in the value is not needed.
+    { key: 'u7', value: unkeyed(2) },
+    { key: Buffer.from([0xff]), value: clickJson(8, base, 'view', { seq: 3 }) },
+  ]);
+  const store: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(topic, `g-${topic}`, '    stop_at_end: true\n    key_field: user_id\n    mapping: { attributes: [seq] }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  assert.equal(stats.deadLettered, 2);
+  assert.deepEqual((store[0]! as unknown as ClickEvent[]).map((event) => [event.userId, event.attrs?.seq]), [['u7', 2], ['u8', 3]]);
+  const dead = store[2]! as unknown as { reason: string; raw: string; encoding?: string; offset: number }[];
+  for (const [index, key] of binaryKeys.entries()) {
+    const letter = dead.find((d) => d.offset === index)!;
+    assert.match(letter.reason, /^key is not UTF-8 text/);
+    assert.equal(/base64: (\S+);/.exec(letter.reason)?.[1], key.toString('base64'), `record ${index}: the key's exact bytes`);
+    assert.equal(letter.raw, unkeyed(index), `record ${index}: the value as it came`);
+    assert.equal(letter.encoding, undefined, 'raw is the value, UTF-8 text');
+  }
+});

@@ -27,7 +27,7 @@ export async function createTopic(brokers: string, topic: string, partitions: nu
 
 export interface RawRecord {
   value: string | Buffer | null;
-  key?: string | null;
+  key?: string | Buffer | null;
   partition?: number;
   timestamp?: number;
   headers?: Kafka.MessageHeader[];

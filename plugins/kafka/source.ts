@@ -131,7 +131,9 @@ export default defineSource<KafkaSourceConfig>({
       key_field: {
         type: 'string',
         minLength: 1,
-        description: "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user.",
+        description:
+          "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user. " +
+          "A key that is not UTF-8 text sends such a record to the dead-letter sink, the key's exact bytes (base64) in the reason.",
       },
       mapping: { $ref: 'tributary:mapping' },
       guarantee: guaranteeProperty,
@@ -936,7 +938,16 @@ class KafkaSource {
         continue;
       }
       const record = raw as Record<string, unknown>;
-      if (keyField && record[keyField] === undefined && message.key !== undefined && message.key !== null) record[keyField] = message.key.toString();
+      if (keyField && record[keyField] === undefined && message.key !== undefined && message.key !== null) {
+        const key = message.key;
+        // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
+        // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
+        if (Buffer.isBuffer(key) && !isUtf8(key)) {
+          this.context.deadLetter({ reason: `key is not UTF-8 text, so not a ${keyField} (the key's bytes, base64: ${key.toString('base64')}; raw is the value)`, raw: text, origin });
+          continue;
+        }
+        record[keyField] = key.toString();
+      }
       if (byTimestamp) record[KAFKA_TIMESTAMP_FIELD] = message.timestamp;
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
