@@ -107,7 +107,7 @@ sources:
 ${stages[kind]}
 sinks:
   - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: ${mode}, transactional_id: tx-${output}${kinds} }
-dead_letter: { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}-dlq, guarantee: ${mode} }
+dead_letter: { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}-dlq, guarantee: ${mode}, transactional_id: tx-${output} }
 settings: { max_in_flight: 4096, commit_interval: ${mode === 'exactly-once' ? eosCommitInterval : '1s'} }
 `;
 }

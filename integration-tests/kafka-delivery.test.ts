@@ -39,6 +39,7 @@ dead_letter:
   brokers: \${KAFKA_BROKERS}
   topic: ${dlq}
   guarantee: ${guarantee}
+  transactional_id: tx-${output}
 settings:
   max_in_flight: 256
   commit_interval: 100ms
