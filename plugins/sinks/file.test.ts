@@ -77,6 +77,16 @@ test('a FIFO without a reader: the start waits for one, and a stop while it wait
     const run = await running;
     assert.equal(run.stats.eventsIn, 0);
   });
+  await t.test('appending (append: true, or resuming), stopped while it waits for a reader: the sink never reads the FIFO for a torn tail', async () => {
+    // Reading a FIFO's tail opened it to read, which blocks the process until a writer comes: not even the stop ran.
+    for (const plainOrGzip of ['', ', gzip: true']) {
+      const controller = new AbortController();
+      const running = runYaml(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, append: true${plainOrGzip}}]\n`, { signal: controller.signal });
+      setTimeout(() => controller.abort(), 100);
+      const run = await running;
+      assert.equal(run.stats.eventsIn, 0);
+    }
+  });
   await t.test('with a reader, every record goes through the FIFO', async () => {
     const read = text(createReadStream(fifo));
     const run = await runYaml(yaml);

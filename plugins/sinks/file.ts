@@ -52,7 +52,9 @@ export default defineSink<FileSinkConfig>({
       const keepsOld = resuming || config.append;
       // ...or the file is opened to append anyway, as this process replaced it already.
       const append = keepsOld || replacedInRun(context).has(path);
-      if (!gzip && append && !openOutputs.has(path)) {
+      // Only a regular file has a tail to mend: opening a FIFO to read it would block until a writer came.
+      const mendsTail = append && !openOutputs.has(path) && !isSpecialFile(path);
+      if (!gzip && mendsTail) {
         // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
         // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
         // of another origin, its last line is left as it is and ours start on a line of their own.
@@ -64,7 +66,7 @@ export default defineSink<FileSinkConfig>({
         output = openShared(path, gzip, true, keepsOld, context);
         if (torn > 0 && !resuming) output.file.write('\n');
       } else {
-        if (gzip && append && !openOutputs.has(path)) {
+        if (gzip && mendsTail) {
           // A new member after an incomplete one would make the rest of the file unreadable.
           const completed = completeGzipTail(path);
           if (completed) context.logger.warn({ file: path, records: completed.records, droppedBytes: completed.dropped }, 'file sink: completed the gzip member the last run left incomplete (a record cut short is dropped; it is written again from the checkpoint)');
@@ -203,6 +205,15 @@ async function openFifo(output: SharedOutput, context: PluginContext): Promise<v
     signal?.removeEventListener('abort', stop);
   }
   output.fifoReader ??= openSync(output.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+}
+
+/** Whether `path` exists and is not a regular file (a FIFO, a device such as /dev/stdout). */
+function isSpecialFile(path: string): boolean {
+  try {
+    return !statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function isFifo(path: string): boolean {
