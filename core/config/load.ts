@@ -228,7 +228,7 @@ function scaleOutProblems(
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
 const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
 
-/** The label an entry's instance gets (its context's `label`, its metrics' `stage`): its own, else `<kind>-<type>-<index>`. */
+/** The label an entry's instance gets (its context's `label`, its metrics' `stage`, its key in checkpoints): its own, else `<kind>-<type>-<index>`. */
 export function entryLabel(kind: string, entry: PipelineEntry, index: number): string {
   return entry.label ?? `${kind}-${entry.type}-${index}`;
 }
@@ -393,7 +393,6 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
   return segments;
 }
 
-/** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */
 /** `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. */
 function pathSegments(path: string): PathSegment[] {
   return path
@@ -402,6 +401,7 @@ function pathSegments(path: string): PathSegment[] {
     .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
 }
 
+/** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */
 export function applySet(data: unknown, assignment: string): void {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': expected path=value`);

@@ -1044,7 +1044,6 @@ async function sinkReady(label: string, ready: Promise<void>): Promise<void> {
   }
 }
 
-/** A plugin instance's label (its metrics' `stage`, its key in checkpoints): the entry's own, or kind, type and index. */
 /**
  * Per-stage processing time per record, sampled on one batch in `every`. Stages run synchronously
  * and depth-first, so the time inside the hand-over to stage k (boundary k) covers stage k and
