@@ -87,6 +87,14 @@ test('a FIFO without a reader: the start waits for one, and a stop while it wait
       assert.equal(run.stats.eventsIn, 0);
     }
   });
+  await t.test('lazy (as a dead-letter file), stopped while it waits for a reader: the run ends', async () => {
+    // Opened at its first record instead, the open waited in libuv's pool past the stop, and close waited on it.
+    const controller = new AbortController();
+    const running = runYaml(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, lazy: true}]\n`, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    const run = await running;
+    assert.equal(run.stats.eventsIn, 0);
+  });
   await t.test('with a reader, every record goes through the FIFO', async () => {
     const read = text(createReadStream(fifo));
     const run = await runYaml(yaml);

@@ -34,7 +34,7 @@ export default defineSink<FileSinkConfig>({
     properties: {
       path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
-      lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default).' },
+      lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default). A FIFO is opened at the start all the same (it exists already).' },
       gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz.' },
     },
   },
@@ -79,9 +79,12 @@ export default defineSink<FileSinkConfig>({
       // A lazy file is created by its first record; the others when the pipeline starts, so a run
       // with no output leaves an empty file, and one that failed to start leaves the old file alone.
       open: async () => {
-        if (config.lazy) return;
+        // A FIFO exists already, so lazy creation is moot; opened at the first record instead, its open
+        // would wait for a reader where no stop can release it (openFifo), and the run could never end.
+        const fifo = isFifo(path);
+        if (config.lazy && !fifo) return;
         output ??= open();
-        if (isFifo(path)) await openFifo(output, context);
+        if (fifo) await openFifo(output, context);
         await output.opened; // a file that cannot be created fails the start, not the first flush
       },
       write(record: StreamRecord) {
