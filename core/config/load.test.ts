@@ -320,6 +320,10 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   // A default its own schema rejects was blamed on the pipeline: 'P:3:17: $.stages[0].opts.every: must be integer'.
   const defaults = await problemsIn('plugins: [./bad-default.js]\nsources: [{type: synthetic}]\nstages: [{type: bad-default}]\nsinks: [{type: stdout}]\n');
   assert.deepEqual(defaults, [`P:3:17: $.stages[0].type: operator 'bad-default' has an invalid config schema: the default of 'opts.every' ("x") fails the field's own schema: must be integer (plugin from ./bad-default.js)`]);
+  // A bound that is no duration let every value through: `wait: 1ms` passed `minDuration: soon`.
+  write('bad-bound.js', "export default defineOperator({ name: 'bad-bound', summary: 's', config: { type: 'object', properties: { wait: { $ref: 'tributary:duration', minDuration: 'soon' } } }, create: () => ({ apply: (s) => s }) });");
+  const bound = await problemsIn('plugins: [./bad-bound.js]\nsources: [{type: synthetic}]\nstages: [{type: bad-bound, wait: 1ms}]\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(bound, [`P:3:17: $.stages[0].type: operator 'bad-bound' has an invalid config schema: minDuration: not a duration: 'soon' (use e.g. 500ms, 30s, 30m, 12h, 7d, 2w) (plugin from ./bad-bound.js)`]);
   const kinds = await problemsIn('plugins: [./a-sink.js]\nsources: [{type: synthetic}]\nstages: [{type: a-sink}]\nsinks: [{type: sessionizer}]\n');
   assert.equal(kinds.length, 2, kinds.join('\n'));
   assert.match(kinds[0]!, /^P:3:17: \$\.stages\[0\]\.type: 'a-sink' is a sink plugin, not an operator plugin; known operator plugins: /);

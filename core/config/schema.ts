@@ -90,16 +90,26 @@ export function createAjv(): Ajv {
   ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
   // `minDuration: '1s'` beside a `tributary:duration`: the least duration a field takes (a bound JSON
   // Schema cannot say of `500ms`). A value that is no duration at all is the duration type's error alone.
+  // A bound that is no duration is the plugin's schema mistake, thrown as its schema compiles (else
+  // every value would pass it unchecked).
   ajv.addKeyword({
     keyword: 'minDuration',
     schemaType: ['string', 'number'],
-    validate: (least: Duration, value: unknown) => {
-      if (typeof value !== 'string' && typeof value !== 'number') return true;
+    compile: (least: Duration) => {
+      let bound: number;
       try {
-        return parseDuration(value) >= parseDuration(least);
-      } catch {
-        return true;
+        bound = parseDuration(least);
+      } catch (error) {
+        throw new Error(`minDuration: ${(error as Error).message}`);
       }
+      return (value: unknown) => {
+        if (typeof value !== 'string' && typeof value !== 'number') return true;
+        try {
+          return parseDuration(value) >= bound;
+        } catch {
+          return true;
+        }
+      };
     },
   });
   for (const [name, definition] of Object.entries(sharedDefinitions())) {
