@@ -251,7 +251,7 @@ export interface Sink {
 /** One entry of a pipeline as a {@link PluginSpec.checkPipeline} sees it: its type, its label and its config, defaults filled in. */
 export interface OutlineEntry {
   readonly type: string;
-  /** The label its instance gets ({@link PluginContext.label}): its `label`, else `<source|stage|sink>-<type>-<index>`. */
+  /** The label its instance gets ({@link PluginContext.label}): its `label`, else `<source|stage|sink>-<type>-<index>` (the dead-letter sink: `dead-letter-<type>-0`). */
   readonly label: string;
   readonly config: Readonly<Record<string, unknown>>;
 }
