@@ -133,3 +133,23 @@ test('gzip: a member the last run left incomplete (kill -9) is completed on resu
     assert.equal(gunzipSync(readFileSync(path)).toString(), `${line('u1')}${line('u2')}${line('u3')}${line('u5')}`, kind);
   }
 });
+
+test('gzip: appending to a large gzip file of another writer does not decompress it whole; its end is said unchecked, ours follow it, readable', async () => {
+  const { pino } = await import('pino');
+  // Level 9 sets the header's XFL byte: not a member of this sink, so its end is read from the start, within bounds.
+  const line = `${JSON.stringify(record('old'))}\n`;
+  const text = Buffer.from(line.repeat(Math.ceil((65 << 20) / line.length)));
+  const path = join(dir, 'foreign-large.jsonl.gz');
+  writeFileSync(path, gzipSync(text, { level: 9 }));
+  const logs: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(entry) });
+  const sink = await fileSink.create({ path, append: true, lazy: false }, testContext({ baseDir: dir, logger }));
+  await sink.open?.();
+  assert.equal(logs.length, 1);
+  assert.match(logs[0]!, /more than 64 MiB.*could not be checked/);
+  sink.write(record('new'));
+  await sink.close();
+  const all = gunzipSync(readFileSync(path));
+  assert.equal(all.length, text.length + line.length);
+  assert.equal(all.subarray(text.length).toString(), `${JSON.stringify(record('new'))}\n`);
+});

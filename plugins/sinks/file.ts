@@ -68,8 +68,13 @@ export default defineSink<FileSinkConfig>({
       } else {
         if (gzip && mendsTail) {
           // A new member after an incomplete one would make the rest of the file unreadable.
-          const completed = completeGzipTail(path);
-          if (completed) context.logger.warn({ file: path, records: completed.records, droppedBytes: completed.dropped }, 'file sink: completed the gzip member the last run left incomplete (a record cut short is dropped; it is written again from the checkpoint)');
+          const tail = completeGzipTail(path);
+          if (tail.kind === 'completed') {
+            const cut = resuming ? 'a record cut short is dropped; it is written again from the checkpoint' : 'a record cut short is dropped';
+            context.logger.warn({ file: path, records: tail.records, droppedBytes: tail.dropped }, `file sink: completed the gzip member left incomplete at the end of the file (${cut})`);
+          } else if (tail.kind === 'unchecked') {
+            context.logger.warn({ file: path, reason: tail.reason }, 'file sink: appending to a gzip file whose end could not be checked; if its last member is incomplete, gzip readers stop there');
+          }
         }
         output = openShared(path, gzip, append, keepsOld, context);
       }
@@ -250,8 +255,8 @@ const NEWLINE = Buffer.from('\n');
 /** The header node's zlib writes at the start of every gzip member (no name, no time, OS unix). */
 const GZIP_MEMBER_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
 
-/** Where `needle` last occurs in the file (-1: nowhere, or no such file), read backwards in blocks, and the file's size. */
-function findLast(path: string, needle: Buffer): { at: number; size: number } {
+/** Where `needle` last occurs in the file's last `within` bytes (-1: nowhere, or no such file), read backwards in blocks, and the file's size. */
+function findLast(path: string, needle: Buffer, within = Infinity): { at: number; size: number } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -267,7 +272,7 @@ function findLast(path: string, needle: Buffer): { at: number; size: number } {
       const read = readSync(fd, buffer, 0, end - start, start);
       const found = buffer.subarray(0, read).lastIndexOf(needle);
       if (found >= 0) return { at: start + found, size };
-      if (start === 0) break;
+      if (start === 0 || size - start >= within) break;
     }
     return { at: -1, size };
   } finally {
@@ -337,27 +342,38 @@ class GzipMembers extends Writable {
  * Before appending to a gzip file: a last member the previous run left incomplete (it died before the
  * member's flush ended it) is replaced by a complete one holding its whole records, as a plain file
  * keeps the whole records after its checkpoint. Only the last member is read (bounded by a checkpoint
- * interval's output), found by the header node's zlib writes; a file of another writer is read whole.
- * Returns the bytes dropped (a record cut short), or undefined when the file was complete.
+ * interval's output), found by the header node's zlib writes. A file of another writer (or one written
+ * as a single member, before members per flush) is read whole only within bounds: past them its end is
+ * left unchecked (said) rather than decompressed into memory.
  */
-function completeGzipTail(path: string): { dropped: number; records: number } | undefined {
-  const { at, size } = findLast(path, GZIP_MEMBER_HEADER);
-  if (size === 0) return undefined;
+type GzipTail = { kind: 'complete' } | { kind: 'completed'; dropped: number; records: number } | { kind: 'unchecked'; reason: string };
+
+/** How far back from a gzip file's end its last member is looked for, and how much of it is decompressed. */
+const GZIP_TAIL_BYTES = 64 << 20;
+const GZIP_TAIL_TEXT_BYTES = 64 << 20;
+
+function completeGzipTail(path: string): GzipTail {
+  const { at, size } = findLast(path, GZIP_MEMBER_HEADER, GZIP_TAIL_BYTES);
+  if (size === 0) return { kind: 'complete' };
+  if (at < 0 && size > GZIP_TAIL_BYTES) return { kind: 'unchecked', reason: `no member of this sink in its last ${GZIP_TAIL_BYTES >> 20} MiB` };
   const start = Math.max(at, 0);
   const fd = openSync(path, 'r+');
   try {
     const tail = Buffer.alloc(size - start);
     readSync(fd, tail, 0, tail.length, start);
+    const bounded = { maxOutputLength: GZIP_TAIL_TEXT_BYTES };
     try {
-      gunzipSync(tail);
-      return undefined; // complete
-    } catch {
+      gunzipSync(tail, bounded);
+      return { kind: 'complete' };
+    } catch (error) {
+      if (error instanceof RangeError) return { kind: 'unchecked', reason: `its last member holds more than ${GZIP_TAIL_TEXT_BYTES >> 20} MiB` };
       // torn (or not gzip: said below)
     }
     let text: Buffer;
     try {
-      text = gunzipSync(tail, { finishFlush: zlib.Z_SYNC_FLUSH });
+      text = gunzipSync(tail, { ...bounded, finishFlush: zlib.Z_SYNC_FLUSH });
     } catch (error) {
+      if (error instanceof RangeError) return { kind: 'unchecked', reason: `its last member holds more than ${GZIP_TAIL_TEXT_BYTES >> 20} MiB` };
       throw new Error(`${path} is not a gzip file it can append to (${(error as Error).message})`);
     }
     const whole = text.subarray(0, text.lastIndexOf(10) + 1);
@@ -367,7 +383,7 @@ function completeGzipTail(path: string): { dropped: number; records: number } | 
     fsyncSync(fd);
     let records = 0;
     for (let i = whole.indexOf(10); i >= 0; i = whole.indexOf(10, i + 1)) records++;
-    return { dropped: text.length - whole.length, records };
+    return { kind: 'completed', dropped: text.length - whole.length, records };
   } finally {
     closeSync(fd);
   }
