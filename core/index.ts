@@ -9,6 +9,7 @@ export { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejecte
 export { parseDuration, formatDuration, type Duration } from './duration.js';
 export { recordToJson, recordToJsonBytes } from './json.js';
 export {
+  notUtf8Rejection,
   readLineBatches,
   JsonLinesWriter,
   DEFAULT_MAX_RECORD_BYTES,

@@ -5,7 +5,9 @@
 import { isUtf8 } from 'node:buffer';
 import { once } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
+import type { Origin } from './events.js';
 import { JsonBuffer, NO_ROOM, recordToJson, writeRecordJson } from './json.js';
+import type { Rejection } from './plugin.js';
 
 export interface LineBatch {
   lines: string[];
@@ -35,6 +37,19 @@ export interface LineBatch {
 export interface NotUtf8Line {
   line: number;
   bytes: Buffer;
+}
+
+/**
+ * The dead letter of a record that is not UTF-8 text (a Latin-1 byte, Avro, Protobuf), as its exact
+ * bytes: decoded, they would be lost to U+FFFD. Every source says it the same way.
+ */
+export function notUtf8Rejection(bytes: Buffer, origin?: Origin): Rejection {
+  return {
+    reason: `record is not UTF-8 text (${bytes.length} bytes); raw is its exact bytes in base64`,
+    raw: bytes.toString('base64'),
+    encoding: 'base64',
+    ...(origin ? { origin } : {}),
+  };
 }
 
 /** A line too long to hold: its number, its length and its first bytes. */

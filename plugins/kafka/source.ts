@@ -23,6 +23,7 @@ import {
   defineSource,
   formatDuration,
   isRejected,
+  notUtf8Rejection,
   parseDuration,
   type ClickEvent,
   type MappingConfig,
@@ -920,7 +921,7 @@ class KafkaSource {
       // JSON is UTF-8 text. Anything else (Avro, Protobuf, Latin-1) is kept as its bytes: decoded, it
       // would lose them to replacement characters (or pass on altered strings, were it JSON-like).
       if (value && !isUtf8(value)) {
-        this.context.deadLetter({ reason: 'not UTF-8 text, so not JSON (raw is the value\'s bytes, base64)', raw: value.toString('base64'), encoding: 'base64', origin });
+        this.context.deadLetter(notUtf8Rejection(value, origin));
         continue;
       }
       const text = value ? value.toString('utf8') : '';

@@ -10,6 +10,7 @@ import {
   createEventMapper,
   DEFAULT_MAX_RECORD_BYTES,
   isRejected,
+  notUtf8Rejection,
   OVERLONG_HEAD_BYTES,
   readLineBatches,
   type LineBatch,
@@ -329,14 +330,8 @@ function deadLetterUnread(batch: LineBatch, skipThrough: number, maxRecordBytes:
   for (const line of batch.notUtf8 ?? []) if (line.line > skipThrough) deadLetterNotUtf8(line.bytes, line.line, target, context);
 }
 
-/** A record that is not UTF-8 text, as its exact bytes: decoded, they would be lost to U+FFFD. */
 function deadLetterNotUtf8(bytes: Buffer, line: number, target: DecodeTarget, context: PluginContext): void {
-  context.deadLetter({
-    reason: `record is not UTF-8 text (${bytes.length} bytes); raw is its exact bytes in base64`,
-    raw: bytes.toString('base64'),
-    encoding: 'base64',
-    origin: { source: target.source, file: target.file, line },
-  });
+  context.deadLetter(notUtf8Rejection(bytes, { source: target.source, file: target.file, line }));
 }
 
 /** Where each line end of `bytes` ends (the index of its last byte), lines counted as csv-parse counts them. */
