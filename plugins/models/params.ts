@@ -17,27 +17,25 @@ export interface EncodedTensor {
   data: string;
 }
 
-export function encodeFloats(values: Float32Array): string {
+/** Float values as base64 of their bytes: exact, and for float64 about 11 characters a value against JSON's 18 or so. */
+export function encodeFloats(values: Float32Array | Float64Array): string {
   return Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64');
 }
 
+/** Reads what {@link encodeFloats} wrote of a Float32Array. */
 export function decodeFloats(data: string): Float32Array {
-  const bytes = Buffer.from(data, 'base64');
-  // Copy into a fresh, aligned buffer: Buffer's pool offset need not be a multiple of 4.
-  const out = new Float32Array(bytes.byteLength / 4);
-  new Uint8Array(out.buffer).set(bytes);
-  return out;
+  return decodeAligned(data, Float32Array);
 }
 
-/** Float64 values as base64 (what {@link decodeFloat64s} reads): exact, and about 11 characters a value against JSON's 18 or so. */
-export function encodeFloat64s(values: Float64Array): string {
-  return Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64');
-}
-
+/** Reads what {@link encodeFloats} wrote of a Float64Array. */
 export function decodeFloat64s(data: string): Float64Array {
+  return decodeAligned(data, Float64Array);
+}
+
+function decodeAligned<T extends Float32Array | Float64Array>(data: string, Type: { new (length: number): T; readonly BYTES_PER_ELEMENT: number }): T {
   const bytes = Buffer.from(data, 'base64');
-  // Copy into a fresh, aligned buffer: Buffer's pool offset need not be a multiple of 8.
-  const out = new Float64Array(bytes.byteLength / 8);
+  // Copy into a fresh, aligned buffer: Buffer's pool offset need not be a multiple of the element size.
+  const out = new Type(bytes.byteLength / Type.BYTES_PER_ELEMENT);
   new Uint8Array(out.buffer).set(bytes);
   return out;
 }

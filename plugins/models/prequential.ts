@@ -17,7 +17,7 @@
  * bin of 1/65,536. The windowed figures are computed when read.
  */
 
-import { decodeFloat64s, encodeFloat64s } from './params.js';
+import { decodeFloat64s, encodeFloats } from './params.js';
 
 const bins = 1 << 16;
 const epsilon = 1e-7;
@@ -457,7 +457,7 @@ export class Prequential {
         negatives.push(entries![3 * i + 2]!);
       }
     }
-    return { scores: encodeFloat64s(scores), positives, negatives };
+    return { scores: encodeFloats(scores), positives, negatives };
   }
 
   /** Puts back distinct scores in ascending order (what {@link exactState} wrote, or bin midpoints). */
