@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
+import { createRequire } from 'node:module';
+import { ErrorCode, isBrokersDown, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -125,4 +126,17 @@ test('secrets are redacted from logged properties; the rest stays readable', () 
   assert.equal(safe['metadata.broker.list'], 'kafka:9093');
   assert.equal(safe['sasl.mechanisms'], 'OAUTHBEARER');
   assert.ok(!JSON.stringify(safe).includes('s3cret') && !JSON.stringify(safe).includes('idp-secret'));
+});
+
+test('brokers down: an operation\'s error code and node-rdkafka\'s event.error form (code -1, text only) are both recognised', () => {
+  // node-rdkafka's own conversion of librdkafka's error event (lib/error.js, given the Error its C++ side makes from err2str).
+  const { create } = createRequire(import.meta.url)('node-rdkafka/lib/error.js') as { create(error: Error): { code: number; message: string } };
+  const event = create(new Error('Local: All broker connections are down'));
+  assert.deepEqual([event.code, event.message], [-1, 'all broker connections are down'], 'the shape an event.error has');
+  assert.equal(isBrokersDown(event), true);
+  assert.equal(isBrokersDown({ code: ErrorCode.ALL_BROKERS_DOWN, message: 'Local: All broker connections are down' }), true);
+  assert.equal(isBrokersDown({ code: ErrorCode.TRANSPORT, message: 'Local: Broker transport failure' }), true);
+  for (const other of [{ code: ErrorCode.TIMED_OUT, message: 'Local: Timed out' }, { code: ErrorCode.UNKNOWN_TOPIC_OR_PART, message: 'Broker: Unknown topic or partition' }, create(new Error('Local: Timed out')), null, undefined]) {
+    assert.equal(isBrokersDown(other), false, JSON.stringify(other));
+  }
 });

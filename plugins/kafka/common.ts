@@ -212,6 +212,18 @@ export function brokersUnreachable(error: unknown, doing: string): never {
 }
 
 /**
+ * Whether a client error says the brokers are unreachable, for the source's and the sinks' /readyz
+ * alike: librdkafka's ALL_BROKERS_DOWN or TRANSPORT as a code (an operation's error), or an
+ * `event.error`, which node-rdkafka hands over as code -1 (ERR_UNKNOWN) with librdkafka's text
+ * lower-cased ("all broker connections are down"): the code is lost on that path.
+ */
+export function isBrokersDown(error: { message?: string; code?: number } | null | undefined): boolean {
+  if (!error) return false;
+  if (error.code === ErrorCode.ALL_BROKERS_DOWN || error.code === ErrorCode.TRANSPORT) return true;
+  return /all broker connections are down/i.test(error.message ?? '');
+}
+
+/**
  * Whether a producer reaches its brokers, for a sink's `health()` (/readyz). Not ready from an
  * `event.error` saying every broker is down until the brokers answer again: a metadata request (at
  * most one in flight, one per 5 s, asked from `health()` itself, so an idle producer such as a
@@ -231,9 +243,7 @@ export class ProducerReachability {
 
   /** Takes the producer's `event.error`: true if it says the brokers are unreachable (the producer is then not ready). */
   observe(error: { message: string; code?: number }): boolean {
-    const code = error.code;
-    // node-rdkafka also reports "all broker connections are down" with code -1 (ERR_UNKNOWN).
-    if (code !== ErrorCode.ALL_BROKERS_DOWN && code !== ErrorCode.TRANSPORT && !/all broker connections are down/i.test(error.message)) return false;
+    if (!isBrokersDown(error)) return false;
     if (this.state.ready) this.onLost(error.message);
     this.state = { ready: false, detail: error.message };
     return true;

@@ -40,6 +40,7 @@ import {
   exactlyOnceMismatch,
   guaranteeProperty,
   hasExactlyOnceKafkaSink,
+  isBrokersDown,
   librdkafkaConnection,
   provideOauthToken,
   promisify,
@@ -597,7 +598,7 @@ class KafkaSource {
 
   private onClientError(error: RdKafka.LibrdKafkaError): void {
     const code = error?.code;
-    if (code === ErrorCode.ALL_BROKERS_DOWN || code === ErrorCode.TRANSPORT) this.setUnhealthy(`broker unreachable: ${error.message}`);
+    if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (code === ErrorCode.UNKNOWN_TOPIC_OR_PART) this.lastTopicCheck = 0;
     else if (code !== ErrorCode.TIMED_OUT) this.context.logger.warn({ code, err: error?.message }, 'kafka consumer error');
