@@ -150,8 +150,8 @@ sinks:
 });
 
 /** A kafka source built on its own (no pipeline), reading into `got` (the records' seq) in the background. */
-async function startSource(brokers: string, topic: string, group: string, got: Set<number>, clock = { now: () => Date.now() }): Promise<Source> {
-  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] } };
+async function startSource(brokers: string, topic: string, group: string, got: Set<number>, clock = { now: () => Date.now() }, extra: Partial<KafkaSourceConfig> = {}): Promise<Source> {
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, ...extra };
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100, clock }));
   const reading = (async () => {
     for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
@@ -179,7 +179,7 @@ test('readiness: not ready while a subscribed topic does not exist; created, it 
   }
 });
 
-test('readiness: not ready while the group gives no assignment for long (a rebalance that does not end), ready once it does', async (t) => {
+test('readiness: not ready while the group gives no assignment for longer than assignment_timeout (a rebalance that does not end), ready once it does', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
   const topic = uniqueTopic('stuck-group');
@@ -211,7 +211,7 @@ test('readiness: not ready while the group gives no assignment for long (a rebal
   // The source's clock is moved ahead to pass the bound without waiting it out.
   let skew = 0;
   const got = new Set<number>();
-  const instance = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew });
+  const instance = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew }, { assignment_timeout: '1m' });
   let stuckOpen = true;
   try {
     // The source's join has started a rebalance that the other member holds up.
@@ -220,9 +220,12 @@ test('readiness: not ready while the group gives no assignment for long (a rebal
       return asked;
     }, 30_000, 0);
     assert.equal(instance.health!().ready, true, `ready within its bound: ${instance.health!().detail}`);
+    // Past the default bound (30 s), within the one configured.
     skew = 30_000;
-    assert.equal(instance.health!().ready, false, 'not ready past its bound (30 s)');
-    assert.match(instance.health!().detail!, new RegExp(`no partitions assigned by group '${group}'`));
+    assert.equal(instance.health!().ready, true, `still ready within its assignment_timeout: ${instance.health!().detail}`);
+    skew = 60_000;
+    assert.equal(instance.health!().ready, false, 'not ready past its assignment_timeout');
+    assert.match(instance.health!().detail!, new RegExp(`no partitions assigned by group '${group}' for 1m\\d+s, over its assignment_timeout 1m0s`));
     // The other member leaves: the rebalance ends and the source gets the partition.
     await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
     stuckOpen = false;

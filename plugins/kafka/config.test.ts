@@ -1,6 +1,7 @@
 /**
- * What `tributary validate` says of a Kafka pipeline's exactly-once ends and its transaction
- * timeout, located at the field (these failed only at run before, or at librdkafka's range check).
+ * What `tributary validate` says of a Kafka pipeline's exactly-once ends, its transaction timeout
+ * and its source's assignment_timeout, located at the field (these failed only at run before, or at
+ * librdkafka's range check).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -76,4 +77,11 @@ test('validate: exactly-once kafka sinks of one pipeline share one producer, so 
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}  - { type: kafka, brokers: "d:9092", topic: x }\ndead_letter: { type: kafka, brokers: "b:9092", topic: dlq, guarantee: exactly-once }\n`), [
     'P:12:5: $.sinks[0].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from dead_letter: `transactional_id` must be the same as there (not set there, "tx-a" here); only `topic` and `key_field` may differ',
   ]);
+});
+
+test('validate: the source\'s assignment_timeout is a duration of at least 1s, a config error at the field otherwise', async () => {
+  const withTimeout = (value: string): string => `${source(`    assignment_timeout: ${value}\n`)}sinks: [{type: stdout}]\n`;
+  assert.deepEqual(await problemsOf(withTimeout('5m')), []);
+  assert.deepEqual(await problemsOf(withTimeout('500ms')), ['P:6:25: $.sources[0].assignment_timeout: must be at least 1s, got "500ms"']);
+  assert.equal((await problemsOf(withTimeout('soon'))).length, 1);
 });

@@ -64,6 +64,8 @@ export interface KafkaSourceConfig extends ConnectionConfig {
   guarantee: Guarantee;
   max_buffered?: number;
   poll_timeout: string | number;
+  /** How long the group may give no assignment before /readyz says not ready; {@link DEFAULT_ASSIGNMENT_TIMEOUT} when absent. */
+  assignment_timeout?: string | number;
   stop_at_end: boolean;
 }
 
@@ -90,10 +92,11 @@ const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
 const stallPauseMs = 1_000;
 /**
  * How long the source may be without an assignment (after it subscribed, or after a revocation that
- * left it none) before /readyz says so: a first join takes about 3 s (the broker's
- * group.initial.rebalance.delay.ms) and a rebalance seconds, so only a longer wait is news.
+ * left it none) before /readyz says so, unless `assignment_timeout` says otherwise: a first join
+ * takes about 3 s (the broker's group.initial.rebalance.delay.ms) and a rebalance seconds, so only a
+ * longer wait is news.
  */
-const assignmentWaitMs = 30_000;
+const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
 /** Least time between metadata requests that look for the subscribed topics while one is missing or nothing is assigned. */
 const topicCheckMs = 5_000;
 
@@ -108,7 +111,8 @@ export default defineSource<KafkaSourceConfig>({
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
-    'reports not ready while a subscribed topic does not exist, and while its group has given it no assignment for 30 s.',
+    'reports not ready while a subscribed topic does not exist, and while its group has given it no assignment for ' +
+    '`assignment_timeout` (30 s by default).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -145,6 +149,15 @@ export default defineSource<KafkaSourceConfig>({
         description: 'Most records held in memory before the partitions are paused (back pressure). Default: twice settings.max_in_flight.',
       },
       poll_timeout: { $ref: 'tributary:duration', default: '100ms', description: 'How long one consume call waits for a first record.' },
+      assignment_timeout: {
+        $ref: 'tributary:duration',
+        default: DEFAULT_ASSIGNMENT_TIMEOUT,
+        minDuration: '1s',
+        description:
+          'How long the group may give this source no assignment (after it subscribes, or after a revocation that left it none) ' +
+          'before /readyz says not ready: a rebalance that does not end, or a group it cannot rejoin. A first join takes about 3 s ' +
+          'and a rebalance seconds; a group whose rebalances take longer (many members, slow ones) needs a longer bound.',
+      },
       stop_at_end: {
         type: 'boolean',
         default: false,
@@ -214,6 +227,7 @@ class KafkaSource {
   private taken: (() => void) | undefined;
   private readonly maxBuffered: number;
   private readonly pollTimeout: number;
+  private readonly assignmentTimeout: number;
   private readonly maxOutOfOrderness: number;
   private readonly idleTimeout: number;
   private readonly map: ReturnType<typeof createEventMapper>;
@@ -262,6 +276,7 @@ class KafkaSource {
     this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
     this.pollTimeout = parseDuration(config.poll_timeout);
+    this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
     this.idleTimeout = context.watermark?.idleTimeout ?? 60_000;
     const mapping: MappingConfig = config.mapping ?? {};
@@ -407,7 +422,7 @@ class KafkaSource {
 
   /**
    * Not ready while no broker answers, while a subscribed topic does not exist, or while the group has
-   * given this source no assignment for longer than `assignmentWaitMs` (a rebalance that does not end,
+   * given this source no assignment for longer than `assignment_timeout` (a rebalance that does not end,
    * a group it cannot rejoin after an outage): as Kafka Streams is not RUNNING then. Reads state only;
    * the consume loop's metadata requests keep it current.
    */
@@ -415,7 +430,10 @@ class KafkaSource {
     if (!this.healthy.ready) return this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
-    if (waited >= assignmentWaitMs) return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)} (a rebalance that does not end, or a group it cannot join)` };
+    if (waited >= this.assignmentTimeout) {
+      const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
+      return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
+    }
     return this.healthy;
   }
 
@@ -591,7 +609,7 @@ class KafkaSource {
 
   private warnIfUnassigned(): void {
     if (this.unassignedSince === undefined || this.warnedUnassigned) return;
-    if (this.context.clock.now() - this.unassignedSince < assignmentWaitMs) return;
+    if (this.context.clock.now() - this.unassignedSince < this.assignmentTimeout) return;
     this.warnedUnassigned = true;
     this.context.logger.warn({ source: this.label, detail: this.health().detail }, 'kafka source not ready');
   }
