@@ -57,6 +57,13 @@ export interface Rejection {
    * value) and decoding them would lose them. The dead letter carries it as `encoding`.
    */
   encoding?: 'base64';
+  /**
+   * The input's key, where it has one apart from its value (a Kafka record's) and the rejection is
+   * about it: as `raw`, text, or with `keyEncoding: 'base64'` its bytes in base64 (a key that is not
+   * UTF-8 text). The dead letter carries them as `key` and `keyEncoding`, so the input can be replayed whole.
+   */
+  key?: string;
+  keyEncoding?: 'base64';
   origin?: Origin;
 }
 

@@ -364,3 +364,26 @@ test("a record a stage or a sink dead-letters itself, without an origin, is dead
   assert.equal(letter.file, join(dir, 'in.jsonl'));
   assert.equal(letter.line, 2);
 });
+
+test("a dead letter keeps what a source gives of an input it cannot read: raw and key, each with its encoding, and the position", async () => {
+  const value = Buffer.from([0x00, 0xff, 0x10]);
+  const key = Buffer.from([0xfe, 0x80]);
+  const source = defineSource<Record<string, never>>({
+    name: 'keyed-bytes',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        context.deadLetter({ reason: 'neither is text', raw: value.toString('base64'), encoding: 'base64', key: key.toString('base64'), keyEncoding: 'base64', origin: { source: context.label, file: 'topic', partition: 2, offset: 7 } });
+        context.deadLetter({ reason: 'a text key', raw: '{}', key: 'u1', origin: { source: context.label, file: 'topic', partition: 2, offset: 8 } });
+        yield [];
+      },
+    }),
+  });
+  const run = await runYaml('sources: [{type: keyed-bytes}]\nsinks: [{type: memory}]\n', { plugins: [source], builtins: false });
+  const [bytes, text] = run.deadLetters as unknown as Record<string, unknown>[];
+  assert.deepEqual(Buffer.from(String(bytes!.raw), 'base64'), value);
+  assert.deepEqual(Buffer.from(String(bytes!.key), 'base64'), key);
+  assert.deepEqual([bytes!.encoding, bytes!.keyEncoding, bytes!.file, bytes!.partition, bytes!.offset], ['base64', 'base64', 'topic', 2, 7]);
+  assert.deepEqual([text!.raw, text!.key, 'encoding' in text!, 'keyEncoding' in text!], ['{}', 'u1', false, false]);
+});

@@ -308,6 +308,8 @@ export class PipelineRunner {
       ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),
       raw: rejection.raw,
       ...(rejection.encoding ? { encoding: rejection.encoding } : {}),
+      ...(rejection.key !== undefined ? { key: rejection.key } : {}),
+      ...(rejection.keyEncoding ? { keyEncoding: rejection.keyEncoding } : {}),
       at: new Date(this.clock.now()).toISOString(),
     };
     this.write(this.deadLetterSink, record);

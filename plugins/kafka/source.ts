@@ -139,7 +139,8 @@ export default defineSource<KafkaSourceConfig>({
         minLength: 1,
         description:
           "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user. " +
-          "A key that is not UTF-8 text sends such a record to the dead-letter sink, the key's exact bytes (base64) in the reason.",
+          "A key that is not UTF-8 text sends such a record to the dead-letter sink, with the key's exact bytes in base64 as " +
+          '`key` (`keyEncoding: base64`) beside the value as `raw`.',
       },
       mapping: { $ref: 'tributary:mapping' },
       guarantee: guaranteeProperty,
@@ -963,7 +964,13 @@ class KafkaSource {
         // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
         // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
         if (Buffer.isBuffer(key) && !isUtf8(key)) {
-          this.context.deadLetter({ reason: `key is not UTF-8 text, so not a ${keyField} (the key's bytes, base64: ${key.toString('base64')}; raw is the value)`, raw: text, origin });
+          this.context.deadLetter({
+            reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`,
+            raw: text,
+            key: key.toString('base64'),
+            keyEncoding: 'base64',
+            origin,
+          });
           continue;
         }
         record[keyField] = key.toString();
