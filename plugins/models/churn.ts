@@ -327,7 +327,7 @@ export default defineOperator<ChurnModelConfig>({
         sequences?.load(saved.sequences);
       },
       async close() {
-        learner.close();
+        await learner.close();
       },
     };
   },

@@ -259,7 +259,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     description: 'Saves the model (weights, optimiser, normaliser) to DIR/NAME.model.json; warm-starts from it. A saved model that no longer fits the config (another kind, hidden sizes, units, optimiser) stops the run (TRIB_ERR_CHECKPOINT, exit 2) and is left as it was; an edited `optimizer.learning_rate` applies to it. A backtest (replayed input) reads the saved model to warm-start but never writes it, so it is reproducible and leaves the file of a live model alone.',
     properties: {
       dir: { type: 'string', minLength: 1, description: 'Folder, relative to the pipeline file.' },
-      every: { type: 'integer', minimum: 0, description: 'Also save every N labels (0: only when the pipeline closes). Default: 0.' },
+      every: { type: 'integer', minimum: 0, description: 'Also save every N labels (0: only when the pipeline closes), in the background: the stage goes on while the disk syncs, and a save due while one is in flight is made once after it. A failed save is logged (the previous file stays) and the next one retries; the save at close is awaited, and its failure fails the run. Default: 0.' },
       warm_start: { type: 'boolean', description: 'Load the saved model at start when it exists. Default: true.' },
     },
   },

@@ -178,7 +178,7 @@ export default defineOperator<IntentModelConfig>({
         ended = saved.ended;
       },
       async close() {
-        learner.close();
+        await learner.close();
       },
     };
   },

@@ -4,9 +4,10 @@
  * drift detection, metrics, checkpoints and snapshots. The task operators (intent, churn) decide
  * what a sample is and when its label is known; this class does the rest.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { TributaryError, writeFileDurablySync, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
@@ -382,20 +383,60 @@ export class OnlineLearner {
   }
 
   /**
-   * Writes the model to the checkpoint folder durably (writeFileDurablySync, as the pipeline's
+   * The periodic save in flight (`checkpoint.every`), if any. Saves never overlap: they share one
+   * temp file, and an older save renamed last would put an older model in place.
+   */
+  private saving: Promise<void> | undefined;
+  /** A periodic save was due while one was in flight: one more follows it, of the model as it is then. */
+  private saveAgain = false;
+  /** The last periodic save failed (said once per run of failures, and again when one succeeds). */
+  private saveFailing = false;
+
+  /**
+   * A periodic save, in the background: the model is taken now (on the thread: it goes on learning),
+   * written and fsynced while records keep flowing. Due while one is in flight, it is coalesced into
+   * one save after it. Not on replayed input (see {@link writeModel}).
+   */
+  private saveInBackground(): void {
+    if (this.context.replay || !this.checkpointFile()) return;
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
+    this.saving = this.saveWhileDue();
+  }
+
+  private async saveWhileDue(): Promise<void> {
+    do {
+      this.saveAgain = false;
+      try {
+        await this.writeModel(this.savedModel());
+        if (this.saveFailing) this.context.logger.info({ model: this.name, file: this.checkpointFile() }, `model ${this.name}: the model is saved again`);
+        this.saveFailing = false;
+      } catch (error) {
+        // The run goes on (its own checkpoints hold the model too); the save at close reports a failure that lasts.
+        if (!this.saveFailing) this.context.logger.error({ model: this.name, file: this.checkpointFile(), err: (error as Error).message }, `model ${this.name}: saving the model failed: ${(error as Error).message}; the previous save stays in place, the next one retries`);
+        this.saveFailing = true;
+      }
+    } while (this.saveAgain && this.model);
+    this.saving = undefined;
+  }
+
+  /**
+   * Writes a saved model to the checkpoint folder durably (writeFileDurably, as the pipeline's
    * checkpoints: after a crash or power loss the file is the old model or the new one, whole). Not on
    * replayed input (a backtest): the next backtest would warm-start from a model that learnt the
    * data it then scores (not reproducible, and optimistic), and a live daemon's saved model in that
    * folder would be replaced by the backtest's.
    */
-  saveCheckpoint(): void {
-    if (this.context.replay) return;
+  private async writeModel(saved: SavedModel | null): Promise<void> {
     const file = this.checkpointFile();
-    const saved = this.savedModel();
-    if (!file || !saved) return;
-    mkdirSync(resolve(file, '..'), { recursive: true });
+    if (this.context.replay || !file || !saved) return;
+    // Serialised before the first wait: the model goes on learning meanwhile.
+    const body = JSON.stringify(saved);
+    await mkdir(dirname(file), { recursive: true });
     // A fixed temp name: one left by a crash is overwritten by the next save.
-    writeFileDurablySync(file, JSON.stringify(saved), `${file}.tmp`);
+    await writeFileDurably(file, body, `${file}.tmp`);
   }
 
   /** Maps a vector's names onto the model's feature order (null: same order). */
@@ -723,7 +764,7 @@ export class OnlineLearner {
     const every = this.config.checkpoint?.every ?? 0;
     if (every > 0 && this.counts.labels - this.lastCheckpointLabels >= every) {
       this.lastCheckpointLabels = this.counts.labels;
-      this.saveCheckpoint();
+      this.saveInBackground();
     }
   }
 
@@ -892,11 +933,14 @@ export class OnlineLearner {
     this.oldestPending = this.context.clock.now();
   }
 
-  close(): void {
-    this.saveCheckpoint();
+  /** Saves the model (after any save in flight, so the last one renamed is this one) and frees it. */
+  async close(): Promise<void> {
     this.closedModel = this.savedModel() ?? undefined;
     this.model?.dispose();
     this.model = undefined;
+    this.saveAgain = false;
+    await this.saving;
+    await this.writeModel(this.closedModel ?? null);
   }
 
   /** One row of its own, in the slab's format (its 1 set for models that fold biases in). */

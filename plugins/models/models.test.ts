@@ -1,6 +1,7 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs, { mkdtempSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -544,37 +545,132 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
 });
 
+/**
+ * Watches the durable writes of files in `dir` (node:fs/promises, as writeFileDurably makes them): each
+ * step in order in `steps` (the temp file opened, each fsync by what it was opened as, the rename), and
+ * saves in flight at once in `maxInFlight`. Until `release()`, an fsync of a temp file waits (`held`
+ * resolves at the first one): a save held in the middle of its write, as by a slow disk.
+ */
+function watchDurableWrites(dir: string, hold: boolean) {
+  const steps: string[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let release!: () => void;
+  const released = hold ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve();
+  let reached!: () => void;
+  const held = new Promise<void>((resolve) => (reached = resolve));
+  const realOpen = fsPromises.open;
+  const realRename = fsPromises.rename;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    const handle = await realOpen(path, flags, mode);
+    const name = String(path);
+    if (!name.startsWith(dir)) return handle;
+    const temp = name.endsWith('.tmp');
+    if (temp) {
+      steps.push(`open ${name}`);
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+    }
+    const realSync = handle.sync.bind(handle);
+    handle.sync = async () => {
+      steps.push(`fsync ${name}`);
+      if (temp) {
+        reached();
+        await released;
+      }
+      return realSync();
+    };
+    return handle;
+  });
+  mock.method(fsPromises, 'rename', async (from: fs.PathLike, to: fs.PathLike) => {
+    if (String(from).startsWith(dir)) {
+      steps.push(`rename ${String(from)} -> ${String(to)}`);
+      inFlight--;
+    }
+    return realRename(from, to);
+  });
+  syncBuiltinESMExports();
+  return {
+    steps,
+    held,
+    release: () => release(),
+    get maxInFlight() {
+      return maxInFlight;
+    },
+    restore: () => {
+      mock.restoreAll();
+      syncBuiltinESMExports();
+    },
+  };
+}
+
 test('checkpoint: the saved model is written durably (data fsynced before the rename, the folder after), whole', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
   const file = join(dir, 'intent-durable.model.json');
-  // What the write does, in order: the temp file opened, each fsync (by what it was opened as), the rename.
-  const steps: string[] = [];
-  const opened = new Map<number, string>();
-  const realOpen = fs.openSync;
-  mock.method(fs, 'openSync', (path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
-    const fd = realOpen(path, flags ?? 'r', mode);
-    opened.set(fd, String(path));
-    return fd;
-  });
-  mock.method(fs, 'fsyncSync', (fd: number) => void steps.push(`fsync ${opened.get(fd)}`));
-  const realRename = fs.renameSync;
-  mock.method(fs, 'renameSync', (from: fs.PathLike, to: fs.PathLike) => {
-    steps.push(`rename ${String(from)} -> ${String(to)}`);
-    realRename(from, to);
-  });
-  syncBuiltinESMExports();
+  const writes = watchDurableWrites(dir, false);
   try {
     await runOperator(intentModel, { ...base, name: 'intent-durable', checkpoint: { dir } }, separableIntentStream(40, 5));
   } finally {
-    mock.restoreAll();
-    syncBuiltinESMExports();
+    writes.restore();
   }
-  assert.deepEqual(
-    steps.filter((step) => step.includes(dir)),
-    [`fsync ${file}.tmp`, `rename ${file}.tmp -> ${file}`, `fsync ${dir}`],
-  );
+  assert.deepEqual(writes.steps, [`open ${file}.tmp`, `fsync ${file}.tmp`, `rename ${file}.tmp -> ${file}`, `fsync ${dir}`]);
   assert.deepEqual(readdirSync(dir), ['intent-durable.model.json']);
   assert.ok((JSON.parse(readFileSync(file, 'utf8')) as { model: { optimizer: { step: number } } }).model.optimizer.step > 0);
+});
+
+test('checkpoint: periodic saves (checkpoint.every) leave the stage running while the disk syncs, never overlap, and close waits for the last', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  const file = join(dir, 'intent-bg.model.json');
+  const config: IntentModelConfig = { ...base, name: 'intent-bg', checkpoint: { dir, every: 20 } };
+  const input = separableIntentStream(120, 8);
+  const end = input.length - 1; // the final watermark
+  const writes = watchDurableWrites(dir, true);
+  try {
+    const operator = await intentModel.create(config as never, testContext());
+    await operator.open!();
+    const records = new Subject<Element>();
+    const output: Element[] = [];
+    const done = new Promise<void>((resolve, reject) => operator.apply(records).subscribe({ next: (e) => output.push(e), error: reject, complete: resolve }));
+    const half = Math.floor(end / 2);
+    for (const element of input.slice(0, half)) records.next(element);
+    // A periodic save was due in the first half: it is held at its fsync, as by a slow disk...
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([writes.held, new Promise((_, reject) => (timeout = setTimeout(() => reject(new Error('no periodic save reached its fsync')), 10_000)))]);
+    clearTimeout(timeout);
+    const before = of(output, 'prediction').length;
+    // ...while the stage goes on predicting and learning (more saves fall due meanwhile)...
+    for (const element of input.slice(half, end)) records.next(element);
+    assert.ok(of(output, 'prediction').length > before, 'records flow while a save is in flight');
+    // ...and no partial model is ever in place.
+    assert.ok(!existsSync(file) || JSON.parse(readFileSync(file, 'utf8')));
+    records.next(input[end]!);
+    records.complete();
+    await done;
+    const final = (operator.snapshot!() as { learner: { saved: unknown } }).learner.saved;
+    const closed = operator.close!();
+    writes.release();
+    await closed;
+    assert.equal(writes.maxInFlight, 1, 'one save at a time (they share the temp file)');
+    const saves = writes.steps.filter((step) => step.startsWith('rename')).length;
+    assert.ok(saves >= 2 && saves <= 3, `the held save, at most one coalesced after it, the one at close: ${saves}`);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), JSON.parse(JSON.stringify(final)), 'the model at close is the one in place once close resolves');
+    assert.deepEqual(readdirSync(dir), ['intent-bg.model.json']);
+  } finally {
+    writes.restore();
+  }
+});
+
+test('checkpoint: a periodic save that fails is said once and the stage goes on (no record is dead-lettered for it); the save at close reports it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+  // A file where the folder should be: every save fails.
+  const notAFolder = join(dir, 'models');
+  fs.writeFileSync(notAFolder, '');
+  const errors: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
+  await assert.rejects(runOperator(intentModel, { ...base, name: 'intent-fail', checkpoint: { dir: notAFolder, every: 20 } }, separableIntentStream(120, 8), logged), { code: 'EEXIST' });
+  assert.deepEqual(context.deadLetters, []);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]![1] as string, /model intent-fail: saving the model failed: .*the previous save stays in place/);
 });
 
 test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async () => {
