@@ -873,7 +873,7 @@ export class OnlineLearner {
         : `; ${overflow + expired + invalidScores} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}`;
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
       { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores },
-      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}${summary.aucExact || this.config.metrics.exactAucLimit === 0 ? '' : ' (binned past metrics.exact_auc_limit)'}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}${this.prequential.aucNote()}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
   }

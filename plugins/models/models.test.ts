@@ -224,7 +224,104 @@ test('prequential: a snapshot from before the exact AUC (bins only) restores its
   positives = labels.filter((l) => l).length;
   const won = bruteForceWon(compared, labels, compared.length, (i, j) => j < 600 && bin(scores[i]!) === bin(scores[j]!));
   assert.equal(restored.cumulativeAuc(), won / (positives * (labels.length - positives)));
-  assert.equal(restored.summary().aucExact, true);
+  // Its pairs were counted binned: not exact, though later ones are.
+  assert.equal(restored.summary().aucExact, false);
+  assert.match(restored.aucNote(), /exact since/);
+});
+
+/** `count` labels of crowded scores from `random`, added to each of `metrics`, and to `scores` and `labels`. */
+function addCrowded(random: () => number, count: number, scores: number[], labels: number[], ...metrics: Prequential[]): void {
+  for (let i = 0; i < count; i++) {
+    const label = random() < 0.3 ? 1 : 0;
+    const score = crowdedScore(random, label);
+    for (const m of metrics) m.add(score, label, scores.length);
+    scores.push(score);
+    labels.push(label);
+  }
+}
+
+const checkpointed = (metrics: Prequential): ReturnType<Prequential['state']> => JSON.parse(JSON.stringify(metrics.state())) as ReturnType<Prequential['state']>;
+
+test('prequential: a checkpoint of the binned AUC (limit 0) restored under exact_auc_limit N keeps its binned pairs, counts later ones exactly, and says so', () => {
+  const random = rng(23);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  const binned = new Prequential(50, 10);
+  addCrowded(random, 600, scores, labels, binned);
+  const restored = new Prequential(50, 10, exactLimit);
+  restored.load(checkpointed(binned));
+  assert.equal(restored.cumulativeAuc(), binned.cumulativeAuc());
+  assert.equal(restored.summary().aucExact, false);
+  assert.equal(restored.aucNote(), ' (binned until it resumed from a checkpoint taken with metrics.exact_auc_limit 0, exact since)');
+  // Later labels: exact with each other and against the restored ones at their bin's midpoint.
+  addCrowded(random, 300, scores, labels, restored);
+  const bin = (s: number): number => Math.floor(s * 65536);
+  const compared = scores.map((s, i) => (i < 600 ? (bin(s) + 0.5) / 65536 : s));
+  const positives = labels.filter((l) => l).length;
+  const won = bruteForceWon(compared, labels, labels.length, (i, j) => j < 600 && bin(scores[i]!) === bin(scores[j]!));
+  assert.equal(restored.cumulativeAuc(), won / (positives * (labels.length - positives)));
+  assert.ok(restored.exactAucScores > 0);
+  // Checkpointed again under the same limit: still said to be partly binned, and as uninterrupted.
+  const again = new Prequential(50, 10, exactLimit);
+  again.load(checkpointed(restored));
+  assert.equal(again.summary().aucExact, false);
+  assert.equal(again.aucNote(), restored.aucNote());
+  assert.deepEqual(again.state(), restored.state());
+  // A checkpoint taken before any pair was counted binned nothing.
+  const empty = new Prequential(50, 10, exactLimit);
+  empty.load(checkpointed(new Prequential(50, 10)));
+  assert.equal(empty.summary().aucExact, true);
+  assert.equal(empty.aucNote(), '');
+});
+
+test('prequential: a checkpoint restored under a lower exact_auc_limit (or 0) goes binned and says why; under a higher one after passing its own, exact again', () => {
+  const random = rng(29);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  const exact = new Prequential(50, 10, exactLimit);
+  addCrowded(random, 600, scores, labels, exact);
+  assert.ok(exact.exactAucScores > 40);
+  // Limit 0: binned by config, as the docs say; nothing to add to the summary line.
+  const off = new Prequential(50, 10, 0);
+  off.load(checkpointed(exact));
+  assert.equal(off.cumulativeAuc(), exact.cumulativeAuc());
+  assert.deepEqual([off.summary().aucExact, off.aucNote(), off.exactAucScores], [false, '', 0]);
+  // Fewer distinct scores allowed than the checkpoint holds: this run's limit is passed.
+  const lower = new Prequential(50, 10, 40);
+  lower.load(checkpointed(exact));
+  assert.deepEqual([lower.summary().aucExact, lower.aucNote(), lower.exactAucScores], [false, ' (binned past metrics.exact_auc_limit)', 0]);
+  // Past 40 in the run that saved it, restored under a higher limit: exact from the restore on, and said.
+  addCrowded(random, 10, scores, labels, lower);
+  const higher = new Prequential(50, 10, exactLimit);
+  higher.load(checkpointed(lower));
+  assert.equal(higher.cumulativeAuc(), lower.cumulativeAuc());
+  assert.deepEqual([higher.summary().aucExact, higher.aucNote()], [false, ' (binned past metrics.exact_auc_limit 40 before it resumed from a checkpoint, exact since)']);
+  assert.ok(higher.exactAucScores > 0);
+  // Under the limit it passed: binned still, as a run that never stopped.
+  const same = new Prequential(50, 10, 40);
+  same.load(checkpointed(lower));
+  addCrowded(random, 100, scores, labels, same, lower);
+  assert.deepEqual(same.state(), lower.state());
+  assert.equal(same.aucNote(), ' (binned past metrics.exact_auc_limit)');
+});
+
+test('a model resumed under another metrics.exact_auc_limit says in its summary line how its AUC was counted', async () => {
+  const input = separableIntentStream(200, 3);
+  const cut = 500;
+  const summaryLine = async (savedUnder: number, resumedUnder: number): Promise<string> => {
+    const first = await runOperator(intentModel, { ...base, metrics: { exact_auc_limit: savedUnder } }, input.slice(0, cut));
+    const lines: string[] = [];
+    const context = testContext();
+    const log = (_: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push(message));
+    const logged = { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context;
+    await runOperator(intentModel, { ...base, metrics: { exact_auc_limit: resumedUnder } }, input.slice(cut), logged, { restore: first.state });
+    assert.equal(lines.length, 1);
+    return lines[0]!;
+  };
+  assert.match(await summaryLine(0, 1_000_000), /AUC \d\.\d+ \(binned until it resumed from a checkpoint taken with metrics\.exact_auc_limit 0, exact since\),/);
+  assert.match(await summaryLine(10, 1_000_000), /AUC \d\.\d+ \(binned past metrics\.exact_auc_limit 10 before it resumed from a checkpoint, exact since\),/);
+  assert.match(await summaryLine(1_000_000, 10), /AUC \d\.\d+ \(binned past metrics\.exact_auc_limit\),/);
+  assert.match(await summaryLine(1_000_000, 0), /AUC \d\.\d+, log loss/);
 });
 
 test('prediction ids: deterministic, 16 hex digits, parts separated', () => {

@@ -49,7 +49,10 @@ export interface PrequentialSummary {
   positives: number;
   baseRate: number;
   auc: number | null;
-  /** Whether `auc` is exact (false once past the exact limit: pairs within a bin of 1/65,536 since then count half). */
+  /**
+   * Whether `auc` is exact: false when some pairs within a bin of 1/65,536 counted half (binned by
+   * default, past the exact limit, or before a restore from a checkpoint that had them binned).
+   */
   aucExact: boolean;
   logloss: number;
   brier: number;
@@ -70,8 +73,10 @@ export interface PrequentialState {
    * The cumulative AUC's pairs won, and its distinct scores (all bins', ascending: base64 float64)
    * with their positive and negative counts, or null past the exact limit. Absent in snapshots from
    * before the AUC was exact: {@link Prequential.load} then puts each bin's labels at its midpoint.
+   * `binnedUnder`: see {@link Prequential.binnedUnder} (absent: every pair exact, or a snapshot from
+   * before it was kept, whose `exact: null` then reads as binned under limit 0, the default).
    */
-  auc?: { won: number; exact: { scores: string; positives: number[]; negatives: number[] } | null };
+  auc?: { won: number; exact: { scores: string; positives: number[]; negatives: number[] } | null; binnedUnder?: number };
   ring: { scores: number[]; labels: number[]; next: number; filled: number };
   timeline: TimelinePoint[];
   every: number;
@@ -173,6 +178,13 @@ export class Prequential {
   private exact: (Float64Array | undefined)[] | null;
   private readonly exactSizes = new Int32Array(bins);
   private distinctScores = 0;
+  /**
+   * The `exact_auc_limit` of the run that last counted pairs within a bin half (0: binned by config;
+   * this run's own limit: passed here, or by a run of the same config it resumed from; another: a run
+   * before a restore that changed it); undefined while every pair is exact. It survives checkpoints,
+   * so `aucExact` stays false after a restore that makes later pairs exact again.
+   */
+  binnedUnder: number | undefined;
   private readonly ringScores: Float64Array;
   private readonly ringLabels: Uint8Array;
   /** Each ring entry's log loss, as `add` computed it (logLoss reads only label > 0): the window's sum costs no logs. */
@@ -190,6 +202,7 @@ export class Prequential {
     readonly exactAucLimit = defaultExactAucLimit,
   ) {
     this.exact = exactAucLimit > 0 ? new Array<Float64Array | undefined>(bins) : null;
+    this.binnedUnder = exactAucLimit > 0 ? undefined : 0;
     this.ringScores = new Float64Array(window);
     this.ringLabels = new Uint8Array(window);
     this.ringLosses = new Float64Array(window);
@@ -304,16 +317,32 @@ export class Prequential {
     return won;
   }
 
-  /** Past the exact limit: the distinct scores are freed, and later pairs within a bin count half. */
+  /** Past the exact limit (or at 0): the distinct scores are freed, and later pairs within a bin count half. */
   private dropExact(): void {
     this.exact = null;
     this.exactSizes.fill(0);
     this.distinctScores = 0;
+    this.binnedUnder = this.exactAucLimit;
   }
 
-  /** Whether the cumulative AUC is still exact (false once past `exactAucLimit` distinct scores). */
+  /** Whether every pair of the cumulative AUC was counted exactly (see {@link binnedUnder}). */
   get cumulativeAucExact(): boolean {
-    return this.exact !== null;
+    return this.binnedUnder === undefined;
+  }
+
+  /**
+   * What the summary line adds to the cumulative AUC when it is not exact: nothing when binned by
+   * config (limit 0, the documented default); else why, so a person knows whether raising
+   * `metrics.exact_auc_limit` would help.
+   */
+  aucNote(): string {
+    const under = this.binnedUnder;
+    if (under === undefined || this.exactAucLimit === 0) return '';
+    if (under === this.exactAucLimit) return ' (binned past metrics.exact_auc_limit)';
+    // Another limit than this run's: binned before a restore; this run counts exactly since (see load).
+    return under === 0
+      ? ' (binned until it resumed from a checkpoint taken with metrics.exact_auc_limit 0, exact since)'
+      : ` (binned past metrics.exact_auc_limit ${under} before it resumed from a checkpoint, exact since)`;
   }
 
   /** Distinct scores the exact cumulative AUC holds (24 bytes each, before the arrays' growth). */
@@ -436,7 +465,7 @@ export class Prequential {
       sumBrier: this.sumBrier,
       calibration: this.calibration.map((bin) => [bin[0]!, bin[1]!, bin[2]!]),
       histogram,
-      auc: { won: this.won, exact: this.exactState() },
+      auc: { won: this.won, exact: this.exactState(), ...(this.binnedUnder === undefined ? {} : { binnedUnder: this.binnedUnder }) },
       ring: { scores: Array.from(this.ringScores.subarray(0, this.filled)), labels: Array.from(this.ringLabels.subarray(0, this.filled)), next: this.next, filled: this.filled },
       timeline: this.timeline,
       every: this.every,
@@ -463,7 +492,7 @@ export class Prequential {
   /** Puts back distinct scores in ascending order (what {@link exactState} wrote, or bin midpoints). */
   private loadExact(scores: ArrayLike<number>, positives: ArrayLike<number>, negatives: ArrayLike<number>): void {
     // Saved by a run that kept more than this one may (a lower limit, or none): binned from here on.
-    if (scores.length > this.exactAucLimit) return this.dropExact();
+    if (this.exactAucLimit === 0 || scores.length > this.exactAucLimit) return this.dropExact();
     this.exact = new Array<Float64Array | undefined>(bins);
     this.exactSizes.fill(0);
     this.distinctScores = scores.length;
@@ -503,21 +532,11 @@ export class Prequential {
       bump(this.negTree, b, q);
       this.positivesCounted += p;
     }
-    if (state.auc) {
-      this.won = state.auc.won;
-      const exact = state.auc.exact;
-      if (exact) this.loadExact(decodeFloat64s(exact.scores), exact.positives, exact.negatives);
-      else this.dropExact();
-    } else {
-      // A snapshot from before the exact AUC holds only bins: each bin's labels are put at its
-      // midpoint, so pairs among them keep the binned count they had (ties within a bin count half)
-      // and later labels are compared exactly with each other and with those midpoints.
-      const occupied = state.histogram.filter(([, p, q]) => p > 0 || q > 0).sort((x, y) => x[0] - y[0]);
-      this.loadExact(
-        occupied.map(([b]) => (b + 0.5) / bins),
-        occupied.map(([, p]) => p),
-        occupied.map(([, , q]) => q),
-      );
+    const auc = state.auc;
+    this.binnedUnder = auc ? (auc.exact ? auc.binnedUnder : (auc.binnedUnder ?? 0)) : 0;
+    if (auc) this.won = auc.won;
+    else {
+      // A snapshot from before the exact AUC holds only bins: its pairs keep the binned count they had.
       let negBelow = 0;
       for (let b = 0; b < bins; b++) {
         const p = this.pos[b]!;
@@ -525,6 +544,23 @@ export class Prequential {
         if (p > 0) this.won += p * (negBelow + q / 2);
         negBelow += q;
       }
+    }
+    if (auc?.exact) this.loadExact(decodeFloat64s(auc.exact.scores), auc.exact.positives, auc.exact.negatives);
+    else if (this.binnedUnder === this.exactAucLimit) this.dropExact();
+    else {
+      // Binned under another limit than this run's (a config changed across the restore): from here
+      // on as this run asks. Each bin's labels go at its midpoint, so pairs among them keep their
+      // binned count and later labels are compared exactly with each other and with those midpoints.
+      const occupied = state.histogram.filter(([, p, q]) => p > 0 || q > 0).sort((x, y) => x[0] - y[0]);
+      const binnedUnder = this.binnedUnder;
+      this.loadExact(
+        occupied.map(([b]) => (b + 0.5) / bins),
+        occupied.map(([, p]) => p),
+        occupied.map(([, , q]) => q),
+      );
+      // Exact from here (within the limit); the restored pairs, if any, were binned under the saved limit.
+      const pairs = state.positives > 0 && state.positives < state.n;
+      if (this.exact) this.binnedUnder = pairs ? binnedUnder : undefined;
     }
     this.ringScores.set(state.ring.scores);
     this.ringLabels.set(state.ring.labels);
