@@ -307,8 +307,9 @@ export interface PluginSpec<K extends PluginKind, Config> {
   examples?: readonly Record<string, unknown>[];
   /**
    * Checks that need the rest of the pipeline (a Kafka exactly-once source needs an exactly-once Kafka
-   * sink beside it), run by `validate` and by `run` before any factory, once every entry passed its
-   * schema. Returns this entry's problems, each located at the field it names: a config error.
+   * sink beside it), run by `validate`, and by PipelineRunner before any factory (so a pipeline composed
+   * in code gets them too), once every entry passed its schema. Returns this entry's problems, each
+   * located at the field it names: a config error.
    * `self` is this entry's own object in `pipeline` (to tell it from others of the same type).
    */
   checkPipeline?(config: Config, pipeline: PipelineOutline, self: OutlineEntry): readonly EntryProblem[];

@@ -184,8 +184,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const stages = resolveEntries('stages', 'operator');
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
-  if (problems.length === 0 && document.scale_out) problems.push(...scaleOutProblems(sources, stages, locate));
-  if (problems.length === 0) problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0] }, locate));
+  if (problems.length === 0) {
+    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined }, inFile));
+  }
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));
 
   document.name ??= file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
@@ -197,32 +199,106 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const errors = validator.validateEntry(plugin, entry);
     if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
     deadLetter = { plugin, entry, path: '$.dead_letter' };
+    defaultDeadLetters.add(deadLetter);
   }
   return { file, baseDir, document, sources, stages, sinks, deadLetter };
 }
 
+/** The runtime's own dead-letter sink where a file names none: no entry of the pipeline, so no plugin's check sees it. */
+const defaultDeadLetters = new WeakSet<ResolvedEntry>();
+
+/** Where a problem of the checks across entries is, in a file (loadPipeline) or by paths alone (a pipeline composed in code). */
+interface ProblemLocator {
+  /** In an entry (at `base` in the document): at `below` inside it, or at its key `keyOf` there. */
+  entry(resolved: ResolvedEntry, base: readonly PathSegment[], below: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem;
+  /** At a section of the document (`scale_out`). */
+  section(segments: readonly PathSegment[], message: string): ConfigProblem;
+}
+
+interface PipelineEntries {
+  sources: readonly ResolvedEntry[];
+  stages: readonly ResolvedEntry[];
+  sinks: readonly ResolvedEntry[];
+  deadLetter: ResolvedEntry | undefined;
+  scaleOut: boolean;
+}
+
 /**
- * Scale-out splits the leading per-user stages by source partition: that needs exactly one source,
- * and no per-user stage after a global one (its state could not move with the partitions).
+ * The checks across entries: scale-out's (it splits the leading per-user stages by source partition:
+ * that needs exactly one source, and no per-user stage after a global one, whose state could not move
+ * with the partitions), then, when those pass, each plugin's own (PluginSpec.checkPipeline).
  */
-function scaleOutProblems(
-  sources: readonly ResolvedEntry[],
-  stages: readonly ResolvedEntry[],
-  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
-): ConfigProblem[] {
+function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  if (sources.length !== 1) problems.push(locate(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${sources.length}`));
-  let global: ResolvedEntry | undefined;
-  stages.forEach((stage, index) => {
-    const scope = stage.plugin.state ?? 'global';
-    if (scope === 'global') global ??= stage;
-    else if (scope === 'keyed' && global) {
-      problems.push(
-        locate(['stages', index, 'type'], `'${stage.entry.type}' keeps per-user state but follows '${global.entry.type}' (global state); with scale_out, per-user stages must come before global ones`),
-      );
-    }
-  });
+  if (entries.scaleOut) {
+    if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
+    let global: ResolvedEntry | undefined;
+    entries.stages.forEach((stage, index) => {
+      const scope = stage.plugin.state ?? 'global';
+      if (scope === 'global') global ??= stage;
+      else if (scope === 'keyed' && global) {
+        problems.push(
+          locate.entry(stage, ['stages', index], ['type'], `'${stage.entry.type}' keeps per-user state but follows '${global.entry.type}' (global state); with scale_out, per-user stages must come before global ones`),
+        );
+      }
+    });
+    if (problems.length > 0) return problems;
+  }
+  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
+  const outline: PipelineOutline = {
+    sources: entries.sources.map(outlineOf('source')),
+    stages: entries.stages.map(outlineOf('stage')),
+    sinks: entries.sinks.map(outlineOf('sink')),
+    ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
+  };
+  const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
+    ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index] })),
+    ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
+  ];
+  for (const { resolved, self, base } of located) {
+    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate.entry(resolved, base, [], problem.message, problem.field));
+  }
   return problems;
+}
+
+/** Compiled entry schemas, kept across the pipelines a process runs (one compile per plugin). */
+const runnerValidator = new SchemaValidator();
+
+/**
+ * The checks loadPipeline makes of its entries, made again on a pipeline as PipelineRunner is handed
+ * it: one composed in code with the public API never went through loadPipeline, and one that did may
+ * have changed since (a backtest replaces its source). Each entry against its plugin's schema (filling
+ * its defaults in, which factories and checkPipeline rely on), then the checks across entries. A
+ * problem is located by its entry's `path` (and, for an entry read from a file, its position there).
+ */
+export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] {
+  const file = loaded.file;
+  const locate: ProblemLocator = {
+    entry: (resolved, _base, below, message, keyOf) => {
+      const inside = keyOf === undefined ? below : [...below, keyOf];
+      const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
+      return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
+    },
+    section: (segments, message) => ({ file, line: 0, column: 0, path: jsonPath(segments), message }),
+  };
+  const problems: ConfigProblem[] = [];
+  const entries: [ResolvedEntry, PathSegment[]][] = [
+    ...loaded.sources.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sources', index]]),
+    ...loaded.stages.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['stages', index]]),
+    ...loaded.sinks.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sinks', index]]),
+    [loaded.deadLetter, ['dead_letter']],
+  ];
+  for (const [resolved, base] of entries) {
+    for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
+      const problem = problemFromAjv(error, [], (below, message, keyOf) => locate.entry(resolved, base, below, message, keyOf));
+      if (problem) problems.push(problem);
+    }
+  }
+  if (problems.length > 0) return problems;
+  const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined }, locate);
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
@@ -237,31 +313,6 @@ export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
   return config;
-}
-
-/** The plugins' own checks across entries (PluginSpec.checkPipeline), each problem located at its field. */
-function crossEntryProblems(
-  entries: { sources: readonly ResolvedEntry[]; stages: readonly ResolvedEntry[]; sinks: readonly ResolvedEntry[]; deadLetter: ResolvedEntry | undefined },
-  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
-): ConfigProblem[] {
-  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
-  const outline: PipelineOutline = {
-    sources: entries.sources.map(outlineOf('source')),
-    stages: entries.stages.map(outlineOf('stage')),
-    sinks: entries.sinks.map(outlineOf('sink')),
-    ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
-  };
-  const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
-    ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
-    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index] })),
-    ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
-    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
-  ];
-  const problems: ConfigProblem[] = [];
-  for (const { resolved, self, base } of located) {
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate(base, problem.message, problem.field));
-  }
-  return problems;
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {

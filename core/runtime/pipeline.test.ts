@@ -4,8 +4,23 @@ import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises'
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginConfigError, defineOperator, defineSink, defineSource, formatProblem, recordOperator, type ClickEvent, type Element, type StreamRecord } from 'tributary';
-import { runYaml } from 'tributary/testing';
+import {
+  ConfigError,
+  PipelineRunner,
+  PluginConfigError,
+  defineOperator,
+  defineSink,
+  defineSource,
+  formatProblem,
+  recordOperator,
+  type AnyPlugin,
+  type ClickEvent,
+  type Element,
+  type LoadedPipeline,
+  type PipelineEntry,
+  type StreamRecord,
+} from 'tributary';
+import { runYaml, silentLogger } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -386,4 +401,66 @@ test("a dead letter keeps what a source gives of an input it cannot read: raw an
   assert.deepEqual(Buffer.from(String(bytes!.key), 'base64'), key);
   assert.deepEqual([bytes!.encoding, bytes!.keyEncoding, bytes!.file, bytes!.partition, bytes!.offset], ['base64', 'base64', 'topic', 2, 7]);
   assert.deepEqual([text!.raw, text!.key, 'encoding' in text!, 'keyEncoding' in text!], ['{}', 'u1', false, false]);
+});
+
+test('a pipeline composed in code (PipelineRunner, no YAML) gets the checks a file gets: schemas with defaults, then checkPipeline, before any factory', async () => {
+  const created: string[] = [];
+  const events = defineSource<{ count: number }>({
+    name: 'events',
+    summary: 'A few events (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { count: { type: 'integer', minimum: 0, default: 3 } } },
+    create: (config) => {
+      created.push('events');
+      return {
+        async *read() {
+          yield Array.from({ length: config.count }, (_, i): ClickEvent => ({ kind: 'event', userId: 'u', time: i, type: 'view' }));
+        },
+      };
+    },
+  });
+  const seen: Record<string, unknown>[] = [];
+  // Needs an `events` source beside it: a rule only the whole pipeline can tell.
+  const paired = defineSink<{ partner: boolean }>({
+    name: 'paired',
+    summary: 'Needs an events source (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { partner: { type: 'boolean', default: true } } },
+    checkPipeline: (config, pipeline) => {
+      seen.push({ ...config });
+      return config.partner && !pipeline.sources.some((source) => source.type === 'events') ? [{ field: 'partner', message: 'needs an events source' }] : [];
+    },
+    create: () => {
+      created.push('paired');
+      return { write: () => undefined, close: async () => undefined };
+    },
+  });
+  const other = defineSource<Record<string, never>>({ name: 'other', summary: 'No events (tests only).', config: { type: 'object' }, create: () => ({ async *read() {} }) });
+  const memory = defineSink<Record<string, never>>({ name: 'dead', summary: 'Drops (tests only).', config: { type: 'object' }, create: () => ({ write: () => undefined, close: async () => undefined }) });
+  const composed = (source: AnyPlugin, sink: PipelineEntry): LoadedPipeline => ({
+    file: '<code>',
+    baseDir: process.cwd(),
+    document: { name: 'composed', sources: [], sinks: [], settings: { max_in_flight: 64, progress_interval: '10s' } },
+    sources: [{ plugin: source, entry: { type: source.name }, path: '$.sources[0]' }],
+    stages: [],
+    sinks: [{ plugin: paired, entry: sink, path: '$.sinks[0]' }],
+    deadLetter: { plugin: memory, entry: { type: 'dead' }, path: '$.dead_letter' },
+  });
+  const problemsOf = async (pipeline: LoadedPipeline): Promise<string[]> => {
+    try {
+      await new PipelineRunner(pipeline, { logger: silentLogger }).run();
+      return [];
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map(formatProblem);
+    }
+  };
+  // The partner's check, its field left to its default: the check sees the default.
+  assert.deepEqual(await problemsOf(composed(other, { type: 'paired' })), ['<code>:0:0: $.sinks[0].partner: needs an events source']);
+  assert.deepEqual(seen.at(-1), { partner: true });
+  // A config its schema rejects, said as validate says it (minus the file position).
+  assert.deepEqual(await problemsOf(composed(events, { type: 'paired', partner: 'yes' })), ['<code>:0:0: $.sinks[0].partner: must be boolean']);
+  assert.deepEqual(created, [], 'no factory ran for a pipeline with problems');
+  const fine = composed(events, { type: 'paired' });
+  const stats = await new PipelineRunner(fine, { logger: silentLogger }).run();
+  assert.equal(stats.eventsIn, 3, "the source's factory got its default count");
+  assert.deepEqual(fine.sources[0]!.entry, { type: 'events', count: 3 });
 });

@@ -19,7 +19,7 @@ import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { entryLabel, pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, loadedPipelineProblems, pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint } from './checkpoint.js';
 
@@ -866,6 +866,9 @@ export class PipelineRunner {
 
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
   async run(): Promise<RunStats> {
+    // As `validate` and loadPipeline check a file: a pipeline composed in code gets the same checks (schemas, checkPipeline).
+    const problems = loadedPipelineProblems(this.loaded);
+    if (problems.length > 0) throw new ConfigError(problems);
     const restored = await this.restoreFromCheckpoint();
     try {
       await this.build();

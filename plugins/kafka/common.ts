@@ -114,7 +114,7 @@ export const guaranteeProperty: JsonSchema = {
 
 /**
  * Why a pipeline's exactly-once ends do not meet: said by `validate` (the plugins' checkPipeline) and,
- * for a pipeline built without it, by the factories and the sink's open() alike.
+ * for instances made outside a PipelineRunner (which runs checkPipeline too), by the factories and the sink's open() alike.
  */
 export const exactlyOnceMismatch = {
   sinkWithoutSource:

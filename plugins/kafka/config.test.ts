@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, formatProblem, loadPipeline } from 'tributary';
+import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
+import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-config-'));
@@ -84,4 +85,26 @@ test('validate: the source\'s assignment_timeout is a duration of at least 1s, a
   assert.deepEqual(await problemsOf(withTimeout('5m')), []);
   assert.deepEqual(await problemsOf(withTimeout('500ms')), ['P:6:25: $.sources[0].assignment_timeout: must be at least 1s, got "500ms"']);
   assert.equal((await problemsOf(withTimeout('soon'))).length, 1);
+});
+
+test('a pipeline composed in code (PipelineRunner) with an exactly-once kafka sink and no kafka source fails as validate says, before any client is made', async () => {
+  const registry = await builtinRegistry();
+  const plugin = (kind: 'source' | 'sink', type: string) => registry.get(kind, type)!;
+  const loaded: LoadedPipeline = {
+    file: '<code>',
+    baseDir: dir,
+    document: { name: 'composed', sources: [], sinks: [], settings: { max_in_flight: 64, progress_interval: '10s' } },
+    sources: [{ plugin: plugin('source', 'synthetic'), entry: { type: 'synthetic', events: 10 }, path: '$.sources[0]' }],
+    stages: [],
+    // A broker no one listens at: a factory or open() that ran would wait on it, or fail otherwise.
+    sinks: [{ plugin: plugin('sink', 'kafka'), entry: { type: 'kafka', brokers: '127.0.0.1:1', topic: 'out', guarantee: 'exactly-once', transactional_id: 't' }, path: '$.sinks[0]' }],
+    deadLetter: { plugin: plugin('sink', 'stdout'), entry: { type: 'stdout' }, path: '$.dead_letter' },
+  };
+  await assert.rejects(new PipelineRunner(loaded, { logger: silentLogger }).run(), (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.problems.map(formatProblem), [
+      '<code>:0:0: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+    ]);
+    return true;
+  });
 });

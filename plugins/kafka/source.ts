@@ -189,7 +189,7 @@ export default defineSource<KafkaSourceConfig>({
     const Kafka = await rdkafka();
     const found = PipelineTransactions.find(context.shared);
     const transactions = config.guarantee === 'exactly-once' ? found : undefined;
-    // validate says these too (checkPipeline); this is for a pipeline built without it.
+    // validate and PipelineRunner say these first (checkPipeline); this is for an instance made outside a runner.
     if (config.guarantee === 'exactly-once' && !transactions) throw new Error(exactlyOnceMismatch.sourceWithoutSink);
     // An exactly-once sink's transactions commit with this source's offsets: read at-least-once,
     // none would ever commit, and read_committed consumers would see none of the outputs.

@@ -137,7 +137,7 @@ export function modelNameProblems(config: ModelOperatorConfig, pipeline: Pipelin
 
 /**
  * Takes `name` for this model stage in its pipeline (PluginContext.shared), or throws if another stage
- * has it: validate says so first ({@link modelNameProblems}); this is for stages built without it.
+ * has it: validate and PipelineRunner say so first ({@link modelNameProblems}); this is for stages made outside a runner.
  */
 export function claimModelName(context: PluginContext, name: string): void {
   if (!context.shared) return;
