@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH } from './mapping.js';
+import type { ClickEvent, StreamRecord } from './events.js';
+import { recordToJson } from './json.js';
+import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -82,4 +84,25 @@ test('a parsed value that is not an object (a JSON line `null`, `42`, `[1]`, `"x
     'expected a JSON object, got boolean',
   ]);
   assert.ok(!isRejected(map(JSON.parse('{"user_id":"u1","time":"2024-01-01T00:00:00Z","type":"view"}'))));
+});
+
+test('CANONICAL_EVENT_MAPPING reads back what a file sink wrote of an event, attributes included; attributes_field takes an object whole', () => {
+  const event: ClickEvent = { kind: 'event', userId: 'u1', sessionId: 's1', time: 1704067200123, type: 'cart', itemId: 'i9', category: 'shoes', price: 12.5, attrs: { brand: 'acme', sizes: [40, { eu: 41 }], color: 'red' } };
+  const read = createEventMapper(CANONICAL_EVENT_MAPPING);
+  assert.deepEqual(read(JSON.parse(recordToJson(event as unknown as StreamRecord))), event);
+  const { attrs: _none, ...plain } = event;
+  assert.deepEqual(read(JSON.parse(recordToJson(plain as unknown as StreamRecord))), plain, 'no attrs: none made up');
+  const mapper = createEventMapper({ attributes_field: 'extra', attributes: ['brand'] });
+  const base = { user_id: 'u', time: '2024-01-01T00:00:00Z', type: 'view' };
+  // Listed attributes add to the object's; an attribute named __proto__ stays an attribute.
+  const mapped = mapper(JSON.parse('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view","brand":"b","extra":{"color":"red","__proto__":{"x":1}}}')) as ClickEvent;
+  assert.deepEqual(Object.entries(mapped.attrs!), [['color', 'red'], ['__proto__', { x: 1 }], ['brand', 'b']]);
+  assert.deepEqual(mapper({ ...base, extra: 'red' }), { rejected: 'extra: expected an object of attributes, got "red"' });
+  assert.deepEqual(mapper({ ...base, extra: [1] }), { rejected: 'extra: expected an object of attributes, got [1]' });
+  // The bound of a listed attribute, for each of the object's: within it kept, past it rejected.
+  let nested: unknown = 'leaf';
+  for (let i = 0; i < MAX_ATTRIBUTE_DEPTH; i++) nested = [nested];
+  assert.deepEqual((mapper({ ...base, extra: { tags: nested } }) as ClickEvent).attrs, { tags: nested });
+  assert.deepEqual(mapper({ ...base, extra: { tags: [nested] } }), { rejected: `extra: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels` });
+  assert.ok(isRejected(createEventMapper({ attributes: ['tags'] })({ ...base, tags: [nested] })));
 });

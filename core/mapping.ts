@@ -18,16 +18,20 @@ export interface MappingConfig {
   event_types?: Record<string, string>;
   time_format?: string;
   attributes?: string[];
+  /** Raw field holding an object of attributes, taken whole (`attrs` in what a `file` sink wrote). */
+  attributes_field?: string;
   default_type?: string;
 }
 
 /**
- * Reads canonical events as JSON (what a `file` sink writes): canonical field names, epoch milliseconds.
- * The mapping a backtest gives the file that replaces a source without a mapping of its own (synthetic).
+ * Reads canonical events as JSON (what a `file` sink writes): canonical field names, epoch milliseconds,
+ * attributes from `attrs`. The mapping a backtest gives the file that replaces a source without a
+ * mapping of its own (synthetic, or a user's source that emits canonical events, attributes included).
  */
 export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
   fields: Object.freeze({ user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' }),
   time_format: 'epoch_ms',
+  attributes_field: 'attrs',
 });
 
 /** A mapped event, or the reason the raw record cannot be one. */
@@ -188,6 +192,7 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
   const parseTime = createTimeParser(config.time_format ?? 'iso8601');
   const attributes = config.attributes ?? [];
+  const attributesField = config.attributes_field;
   const defaultType = config.default_type;
 
   return (input, origin) => {
@@ -226,8 +231,21 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
       event.price = price;
     }
-    if (attributes.length > 0) {
-      const attrs: Record<string, unknown> = {};
+    let whole: Record<string, unknown> | undefined;
+    if (attributesField !== undefined) {
+      const value = raw[attributesField];
+      if (value !== undefined && value !== null) {
+        if (typeof value !== 'object' || Array.isArray(value)) return { rejected: `${attributesField}: expected an object of attributes, got ${describe(value)}` };
+        // The same bound as for each listed attribute (see below), one level down.
+        if (nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH + 1)) return { rejected: `${attributesField}: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels` };
+        whole = value as Record<string, unknown>;
+      }
+    }
+    if (attributes.length === 0) {
+      if (whole) event.attrs = whole;
+    } else {
+      // Spread (own data properties): an attribute named `__proto__` stays an attribute.
+      const attrs: Record<string, unknown> = whole ? { ...whole } : {};
       for (const name of attributes) {
         const value = raw[name];
         if (value === undefined || value === '') continue;

@@ -127,3 +127,44 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number };
   assert.deepEqual([metrics.events, metrics.deadLetters], [3000, 0]);
 });
+
+test("backtest from a file sink's events, for a source with no mapping that emits attributes: the events keep their attrs, as in the live run", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-attrs-'));
+  // A user's source without a mapping: it makes canonical events itself, attributes included.
+  writeFileSync(
+    join(dir, 'branded.mjs'),
+    `import { defineSource } from ${JSON.stringify(new URL('../index.js', import.meta.url).href)};
+export default defineSource({
+  name: 'branded',
+  summary: 'Events with attributes (tests only).',
+  config: { type: 'object', additionalProperties: false, properties: {} },
+  create: () => ({
+    async *read() {
+      yield Array.from({ length: 12 }, (_, i) => ({ kind: 'event', userId: 'u' + (i % 3), time: 1704067200000 + i * 1000, type: 'view',
+        ...(i % 4 === 3 ? {} : { attrs: { brand: i % 2 ? 'acme' : 'globex', sizes: [i, { eu: 40 + i }] } }) }));
+    },
+  }),
+});
+`,
+  );
+  writeFileSync(
+    join(dir, 'pipeline.yaml'),
+    `name: attrs
+plugins: [./branded.mjs]
+sources: [{type: branded}]
+stages: [{type: hash-features, fields: [attrs.brand], width: 8, prefix: brand}]
+sinks: [{type: file, path: events.jsonl, kinds: [event]}]
+`,
+  );
+  const live = spawnSync(process.execPath, [main, 'run', join(dir, 'pipeline.yaml'), '--log-level', 'warn'], { encoding: 'utf8' });
+  assert.equal(live.status, 0, live.stderr);
+  writeFileSync(join(dir, 'live.jsonl'), readFileSync(join(dir, 'events.jsonl')));
+  const backtest = spawnSync(process.execPath, [main, 'backtest', join(dir, 'pipeline.yaml'), '--input', join(dir, 'live.jsonl'), '--report', join(dir, 'report'), '--set', 'sinks[0].path=replayed.jsonl', '--log-level', 'warn'], {
+    encoding: 'utf8',
+  });
+  assert.equal(backtest.status, 0, backtest.stderr);
+  const read = (file: string) => readFileSync(join(dir, file), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { attrs?: unknown; features: Record<string, number> });
+  const [written, replayed] = [read('live.jsonl'), read('replayed.jsonl')];
+  assert.equal(written.filter((e) => e.attrs).length, 9);
+  assert.deepEqual(replayed.map((e) => [e.attrs, e.features]), written.map((e) => [e.attrs, e.features]));
+});
