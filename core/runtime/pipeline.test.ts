@@ -464,3 +464,39 @@ test('a pipeline composed in code (PipelineRunner, no YAML) gets the checks a fi
   assert.equal(stats.eventsIn, 3, "the source's factory got its default count");
   assert.deepEqual(fine.sources[0]!.entry, { type: 'events', count: 3 });
 });
+
+test('a record its sinks dead-letter is counted once, as dead-lettered and not as out: in = out + dead-lettered; the dead-letter sink rejecting a dead letter fails the run, named', async () => {
+  // A sink that cannot encode every third record it is given, as plugin-authoring tells a sink to do.
+  const picky = defineSink<Record<string, never>>({
+    name: 'picky',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let written = 0;
+      return {
+        write(record) {
+          if (written++ % 3 === 0) context.deadLetter({ reason: 'cannot encode this one', raw: record });
+        },
+        close: async () => undefined,
+      };
+    },
+  });
+  const metrics = new MetricsHub();
+  const one = await runYaml('name: p\nsources: [{type: synthetic, events: 30, seed: 1}]\nsinks: [{type: picky}]\n', { plugins: [picky], metrics });
+  assert.equal(one.deadLetters.length, 10);
+  assert.deepEqual([one.stats.eventsIn, one.stats.recordsOut, one.stats.deadLettered, one.stats.outByKind], [30, 20, 10, { event: 20 }]);
+  const series = (await metrics.registry.metrics()).split('\n');
+  for (const line of ['tributary_records_out_total{pipeline="p"} 20', 'tributary_records_dead_lettered_total{pipeline="p"} 10', 'tributary_dead_letters_total{pipeline="p",stage="sink-picky-0"} 10']) {
+    assert.ok(series.includes(line), `${line} in ${series.filter((s) => /dead|out_total/.test(s)).join('; ')}`);
+  }
+  // Two sinks rejecting the same record write two dead letters (one per sink), but the record is one input.
+  const two = await runYaml('sources: [{type: synthetic, events: 30, seed: 1}]\nsinks: [{type: picky}, {type: picky}, {type: memory}]\n', { plugins: [picky] });
+  assert.equal(two.deadLetters.length, 20);
+  assert.deepEqual([two.stats.recordsOut, two.stats.deadLettered], [20, 10]);
+  assert.equal(two.outputs[0]!.length, 30);
+  // It recursed into itself until the stack ran out ('Maximum call stack size exceeded').
+  await assert.rejects(
+    runYaml('sources: [{type: synthetic, events: 3, seed: 1}]\nsinks: [{type: picky}]\ndead_letter: {type: picky}\n', { plugins: [picky] }),
+    (error: Error & { code?: string }) => error.code === 'TRIB_ERR_SINK' && /the dead-letter sink failed to write a record \(kind 'dead_letter'\): it rejected the dead letter \(cannot encode this one\)/.test(error.message),
+  );
+});

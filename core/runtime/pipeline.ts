@@ -277,8 +277,15 @@ export class PipelineRunner {
       held: () => this.barrier,
       ...(this.options.signal ? { signal: this.options.signal } : {}),
       deadLetter: (rejection) => {
+        // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
+        // pipeline stops, naming it) instead of recursing into itself until the stack runs out.
+        if (kind === 'dead-letter') throw new Error(`it rejected the dead letter (${rejection.reason})`);
         deadLetters.inc();
-        this.deadLetter(label, rejection);
+        // A sink rejecting the record route() hands it: route counts that record once (see routing).
+        if (kind === 'sink' && this.routing) {
+          this.sinkRejects++;
+          this.deadLetter(label, rejection, false);
+        } else this.deadLetter(label, rejection);
       },
       countFiltered: (count, reason) => {
         this.stats.filtered += count;
@@ -295,8 +302,9 @@ export class PipelineRunner {
   /** Scale-out: the partition whose task is handing a record to the global stages right now. */
   private currentPartition: string | undefined;
 
-  private deadLetter(stage: string, rejection: Rejection): void {
-    this.stats.deadLettered++;
+  /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
+  private deadLetter(stage: string, rejection: Rejection, counted = true): void {
+    if (counted) this.stats.deadLettered++;
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
@@ -343,10 +351,27 @@ export class PipelineRunner {
       this.stats.filteredByReason[route.unrouted] = (this.stats.filteredByReason[route.unrouted] ?? 0) + 1;
       return;
     }
+    // Each record is counted once: out when its sinks took it, dead-lettered when one of them rejected
+    // it (a dead letter was written: the books must send a reader to the dead-letter sink), however
+    // many did. Each sink's dead letter is written, and counted in its stage's dead_letters_total.
+    const rejectsBefore = this.sinkRejects;
+    this.routing = true;
+    try {
+      for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record as StreamRecord)) return;
+    } finally {
+      this.routing = false;
+    }
+    if (this.sinkRejects !== rejectsBefore) {
+      this.stats.deadLettered++;
+      return;
+    }
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
-    for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record as StreamRecord)) return;
   }
+
+  /** True while route() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
+  private routing = false;
+  private sinkRejects = 0;
 
   /**
    * One record to one sink. A sink that throws fails the pipeline (a restart resumes from the last
