@@ -1,14 +1,17 @@
 import { after, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import type { StreamRecord } from 'tributary';
 import { testContext } from 'tributary/testing';
+import { fileURLToPath } from 'node:url';
 import fileSink from './file.js';
+
+const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-sink-'));
 const record = (userId: string): StreamRecord => ({ kind: 'event', userId, time: 0, type: 'view' }) as StreamRecord;
@@ -101,6 +104,58 @@ test('a FIFO without a reader: the start waits for one, and a stop while it wait
     assert.equal(run.stats.eventsIn, 1000);
     assert.equal((await read).trim().split('\n').length, 1000);
   });
+});
+
+test("a FIFO whose reader goes away fails the run as the sink's broken pipe, named (TRIB_ERR_SINK)", async () => {
+  const { runYaml } = await import('tributary/testing');
+  const fifo = join(dir, 'gone.fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const plainOrGzip of ['', ', gzip: true']) {
+    // The reader takes 1,000 bytes and exits: the next write gets EPIPE. (The sink's start waits for it to open the FIFO.)
+    const reader = spawn('head', ['-c', '1000', fifo], { stdio: 'ignore' });
+    await assert.rejects(
+      runYaml(`sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: file, path: ${fifo}${plainOrGzip}}]\n`),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'TRIB_ERR_SINK');
+        assert.match(error.message, new RegExp(`^sink-file-0 failed.*: ${fifo}: the pipe's reader went away \\(EPIPE, broken pipe\\)$`));
+        return true;
+      },
+    );
+    reader.kill();
+  }
+});
+
+test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async () => {
+  const fifo = join(dir, 'stalled.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const file = join(dir, 'stalled.yaml');
+  writeFileSync(file, `sources: [{type: synthetic, events: 0}]\nsinks: [{type: file, path: ${fifo}}]\nsettings: {shutdown_timeout: 1s}\n`);
+  // This test is the reader: it holds the FIFO open and reads one byte, to know the writing started, then no more.
+  const readEnd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  after(() => closeSync(readEnd));
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      if (readSync(readEnd, Buffer.alloc(1)) === 1) break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+    }
+    assert.ok(Date.now() < deadline, 'nothing written to the FIFO within 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill('SIGTERM');
+  const stopped = Date.now();
+  // Its writes blocked in libuv's pool once the pipe was full, and process.exit waited on them: it ran on.
+  const killed = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await exited;
+  clearTimeout(killed);
+  assert.equal(code, 1, `still running 20 s after SIGTERM: ${stderr}`);
+  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+  assert.ok(Date.now() - stopped < 15_000);
 });
 
 test('gzip: a member the last run left incomplete (kill -9) is completed on resume, with its whole records, and the file stays readable', async () => {

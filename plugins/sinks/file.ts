@@ -7,11 +7,12 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, truncateSync, writeSync, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { Socket } from 'node:net';
 import { defineSink, JsonLinesWriter, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
@@ -26,7 +27,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file gets a new gzip member at every flush (checkpoint), so a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read.',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file gets a new gzip member at every flush (checkpoint), so a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -117,7 +118,7 @@ interface SharedOutput {
   /** Opened to append (else it replaced the file). */
   append: boolean;
   writer: JsonLinesWriter;
-  file: WriteStream;
+  file: WriteStream | FifoStream;
   compressor: GzipMembers | undefined;
   /** Resolves when the file is open; rejects if it cannot be. */
   opened: Promise<void>;
@@ -154,7 +155,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   if (!append) replacedInRun(context).add(path);
   mkdirSync(dirname(path), { recursive: true });
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
-  const file = createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
+  const file = isFifo(path) ? new FifoStream(path) : createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
   let target: Writable = file;
   let compressor: GzipMembers | undefined;
   if (gzip) {
@@ -213,6 +214,52 @@ async function openFifo(output: SharedOutput, context: PluginContext): Promise<v
     signal?.removeEventListener('abort', stop);
   }
   output.fifoReader ??= openSync(output.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+}
+
+/**
+ * A FIFO (or a pipe, such as /dev/stdout piped) written through the event loop, as node writes its
+ * own stdout to a pipe. A file stream's writes run in libuv's thread pool and block there while the
+ * pipe is full: with a reader that stopped reading, the write never returned, so neither did the
+ * shutdown, nor even shutdown_timeout's process.exit, which joins the pool's threads. Only the open
+ * waits in the pool (until a reader comes, or the stop opens one: openFifo). A reader that goes away
+ * fails the writes with EPIPE, said as such.
+ */
+class FifoStream extends Writable {
+  private socket: Socket | undefined;
+
+  constructor(private readonly path: string) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _construct(done: (error?: Error | null) => void): void {
+    // A plain descriptor, not a FileHandle: the socket owns it from here on, and a FileHandle would close it when collected.
+    openFile(this.path, fsConstants.O_WRONLY, (error, fd) => {
+      if (error) return done(error);
+      const socket = new Socket({ fd, readable: false, writable: true });
+      socket.on('error', (cause) => this.destroy(this.named(cause)));
+      this.socket = socket;
+      this.emit('open', fd);
+      done();
+    });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.socket!.write(chunk, (error) => done(error ? this.named(error) : null));
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.socket!.end(() => done());
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.socket?.destroy();
+    done(error);
+  }
+
+  private named(error: Error): Error {
+    if ((error as NodeJS.ErrnoException).code !== 'EPIPE') return error;
+    return Object.assign(new Error(`${this.path}: the pipe's reader went away (EPIPE, broken pipe)`, { cause: error }), { code: 'EPIPE' });
+  }
 }
 
 /** Whether `path` exists and is not a regular file (a FIFO, a device such as /dev/stdout). */
@@ -294,7 +341,7 @@ class GzipMembers extends Writable {
   private readonly gzip: Gzip & ZlibReset = createGzip() as Gzip & ZlibReset;
   private bytesInMember = 0;
 
-  constructor(file: WriteStream) {
+  constructor(file: Writable) {
     super({ objectMode: true, highWaterMark: 4 });
     this.gzip.pipe(file);
     this.gzip.on('error', (error) => this.destroy(error));
