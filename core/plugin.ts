@@ -225,8 +225,13 @@ export interface Operator {
   open?(): Promise<void>;
   /** A JSON-serialisable copy of the operator's state. */
   snapshot?(): unknown;
-  /** Replace the operator's state with one `snapshot` returned, before the stream starts. */
-  restore?(state: unknown): void;
+  /**
+   * Replace the operator's state with one `snapshot` returned, before the stream starts. A large state
+   * may be restored in parts, returning a promise and yielding between them (`await setImmediate()`,
+   * from node:timers/promises): the process answers its liveness probe (/healthz) only between turns
+   * of the event loop, and a supervisor kills one that is silent for long.
+   */
+  restore?(state: unknown): void | Promise<void>;
   /**
    * Scale-out, global stages: these partitions moved to another member; what this stage keeps for
    * their users (e.g. predictions waiting for a label only the new owner will see) should go.

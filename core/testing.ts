@@ -160,7 +160,7 @@ export async function runOperator<C>(
   await operator.open?.();
   if (options.restore !== undefined) {
     if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
-    operator.restore(options.restore);
+    await operator.restore(options.restore);
   }
   const output = await lastValueFrom(operator.apply(from(input)).pipe(toArray()));
   const state = operator.snapshot ? asCheckpointed(plugin.name, operator.snapshot()) : undefined;

@@ -255,3 +255,61 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   assert.equal(added.status, 2, added.stderr);
   assert.match(added.stderr, /holds checkpoints of a run of one pipeline; .*move them into the folder of the pipeline that wrote them/);
 });
+
+test('while a checkpoint restores, /healthz answers and /readyz says not ready until the restore ends (a restore may take its time: it is awaited)', async () => {
+  const { Daemon, defineOperator } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const { silentLogger } = await import('tributary/testing');
+  // A stage whose restore takes as long as the test says: a large state restored in parts.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let restored: unknown;
+  const slow = defineOperator<Record<string, never>>({
+    name: 'slow-restore',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      apply: (input) => input,
+      snapshot: () => restored,
+      restore: async (state) => {
+        await released;
+        restored = state;
+      },
+    }),
+  });
+  const home = join(dir, 'slow-restore');
+  mkdirSync(home);
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: slow\nsources: [{type: synthetic, events: 0, rate: 100}]\nstages: [{type: slow-restore}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints}\n');
+  await new CheckpointStore(join(home, 'checkpoints')).write(JSON.stringify({ pipeline: 'slow', createdAt: '', sources: {}, operators: { 'stage-slow-restore-0': { users: 3 } }, counters: {} }));
+  const daemon = new Daemon({
+    targets: [file],
+    logger: silentLogger,
+    registry: async () => {
+      const registry = await builtinRegistry();
+      registry.register(slow, 'test');
+      return registry;
+    },
+    http: { port: 0 },
+  });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.port !== undefined, 'the ops server');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    const restoring = await fetch(`${base}/readyz`);
+    // Without awaiting the restore, the pipeline said it was ready (and read input) with its state not yet restored.
+    assert.equal(restoring.status, 503);
+    assert.deepEqual(((await restoring.json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons, ['starting']);
+    assert.equal(restored, undefined);
+    release();
+    await until(() => daemon.runners[0]!.readiness().ready, 'ready after the restore');
+    assert.deepEqual(restored, { users: 3 });
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+  } finally {
+    release();
+    daemon.stop('test over');
+    const result = await running;
+    assert.deepEqual(result.failures, []);
+  }
+});

@@ -12,6 +12,7 @@
  */
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
+import { setImmediate } from 'node:timers/promises';
 import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
@@ -488,7 +489,7 @@ export class PipelineRunner {
       await instance.open?.();
       operators.push({ label, operator: instance });
     }
-    if (saved) this.restoreOperators(operators, saved.operators, saved.file);
+    if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     const subscription = stream.subscribe({
@@ -824,7 +825,7 @@ export class PipelineRunner {
    * a word, and they would start empty. That is an error unless allowed; so is saved state a stage's
    * restore rejects (its config changed). Both stop the run for a person (TRIB_ERR_CHECKPOINT).
    */
-  private restoreOperators(operators: readonly { label: string; operator: Operator }[], saved: Record<string, unknown>, file: string): void {
+  private async restoreOperators(operators: readonly { label: string; operator: Operator }[], saved: Record<string, unknown>, file: string): Promise<void> {
     const labels = new Set(operators.map((o) => o.label));
     const orphans = Object.keys(saved).filter((label) => !labels.has(label));
     if (orphans.length > 0 && this.options.allowNonRestoredState) {
@@ -840,8 +841,11 @@ export class PipelineRunner {
     for (const { label, operator } of operators) {
       const state = saved[label];
       if (state === undefined || !operator.restore) continue;
+      // A large state takes a while: the event loop turns between stages (and between the parts of a
+      // stage's restore that returns a promise), so the daemon answers /healthz meanwhile.
+      await setImmediate();
       try {
-        operator.restore(state);
+        await operator.restore(state);
       } catch (cause) {
         throw new TributaryError(
           'TRIB_ERR_CHECKPOINT',
@@ -919,8 +923,8 @@ export class PipelineRunner {
     const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
     try {
       for (const { operator } of this.operators) await operator.open?.();
-      if (restored) this.restoreOperators(this.operators, restoredOperators ?? {}, String(restored.file));
-      else if (restoredOperators) for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) operator.restore?.(restoredOperators[label]);
+      if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, String(restored.file));
+      else if (restoredOperators) for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await operator.restore?.(restoredOperators[label]);
       const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
       for (const slot of this.sources) {
         const position = restoredSources?.[slot.label];

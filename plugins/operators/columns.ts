@@ -4,6 +4,22 @@
  * float64 (NaN, ±Infinity and -0 included), unlike JSON numbers. Bytes are little-endian.
  */
 import { endianness } from 'node:os';
+import { setImmediate } from 'node:timers/promises';
+
+/** Rows a restore handles between two turns of the event loop (inParts). */
+const RESTORE_PART = 65_536;
+
+/**
+ * Runs `part(from, to)` over the rows [0, n) in parts, the event loop turning between them (see
+ * Operator.restore): a restore of a million users in one go left the daemon's /healthz unanswered
+ * for over a second, and ten million for over ten, long enough for a liveness probe to kill it.
+ */
+export async function inParts(n: number, part: (from: number, to: number) => void, size = RESTORE_PART): Promise<void> {
+  for (let from = 0; from < n; from += size) {
+    if (from > 0) await setImmediate();
+    part(from, Math.min(n, from + size));
+  }
+}
 
 /**
  * `{n, c}`: n copies of c. `{n, base, bytes, b64}`: integers base + an unsigned offset of 1, 2 or 4
@@ -201,15 +217,18 @@ function bytesFor(range: number): number {
 }
 
 /**
- * The inverse of encodeTable into the first rows of a zeroed row-major table; returns the row
+ * The inverse of encodeTable into the first rows of a zeroed row-major table; resolves to the row
  * count. Zero constants are skipped (the table is zeroed); columns decode in order, so a
- * reference to an earlier field reads values already in place.
+ * reference to an earlier field reads values already in place. The event loop turns between
+ * columns, as it does between a restore's parts (inParts).
  */
-export function decodeTable(columns: readonly Column[], rows: Float64Array, width: number, what: string): number {
+export async function decodeTable(columns: readonly Column[], rows: Float64Array, width: number, what: string): Promise<number> {
   if (columns.length !== width) throw new Error(`${what}: ${columns.length} columns, expected ${width}`);
   const n = columns[0]?.n ?? 0;
   if (!Number.isSafeInteger(n) || n < 0 || n * width > rows.length) throw new Error(`${what}: not a snapshot table`);
   for (let f = 0; f < width; f++) {
+    // A column of a million rows takes milliseconds; a table's columns together, a quarter second.
+    if (f > 0) await setImmediate();
     const column = columns[f]!;
     if (column?.n !== n) throw new Error(`${what}: column ${f} has ${String(column?.n)} rows, expected ${n}`);
     const r = column.ref ?? -1;

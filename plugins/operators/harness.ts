@@ -41,7 +41,7 @@ export class Chain {
     for (const [k, { plugin, config }] of stages.entries()) {
       const operator = await plugin.create(withDefaults(plugin, config as never), context);
       await operator.open?.();
-      if (restore?.[k] != null && operator.restore) operator.restore(restore[k]);
+      if (restore?.[k] != null && operator.restore) await operator.restore(restore[k]);
       operators.push(operator);
     }
     return new Chain(operators, sink);

@@ -4,7 +4,7 @@
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
 import { defineOperator, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, encodeColumn, type Column } from './columns.js';
+import { decodeColumn, encodeColumn, inParts, type Column } from './columns.js';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -482,7 +482,7 @@ class SessionFeatureState {
     };
   }
 
-  restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): void {
+  async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: session-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
     this.slots.clear();
@@ -510,13 +510,15 @@ class SessionFeatureState {
     const categoryCounts = decodeColumn(saved.categoryCounts, what);
     let nextItem = 0;
     let nextCategory = 0;
-    for (let i = 0; i < count; i++) {
-      const slot = this.allocate(saved.ids[i]!, true);
-      const r = slot * WIDTH;
-      for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
-      for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);
-      for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, saved.categories[nextCategory]!);
-    }
+    await inParts(count, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const slot = this.allocate(saved.ids[i]!, true);
+        const r = slot * WIDTH;
+        for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
+        for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);
+        for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, saved.categories[nextCategory]!);
+      }
+    });
     if (nextItem !== saved.items.length || nextCategory !== saved.categories.length) throw new Error(`${what}: item or category counts do not add up`);
   }
 }

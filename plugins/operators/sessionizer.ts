@@ -23,7 +23,7 @@ import {
   type SessionSummary,
   type StreamRecord,
 } from 'tributary';
-import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
+import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, inParts, type Column, type DerivedIds } from './columns.js';
 import { attachHandle, SessionTag, type SessionHandle } from './handle.js';
 
 export interface SessionizerConfig {
@@ -721,7 +721,7 @@ class SessionState {
     };
   }
 
-  restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): void {
+  async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const version = (saved as { version?: unknown } | undefined)?.version;
     if (version !== 1 && version !== 2) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
     this.users.clear();
@@ -769,31 +769,40 @@ class SessionState {
       const replaces = new Map<number, string[]>();
       for (let k = 0; k < saved.replacesRows.length; k++) replaces.set(saved.replacesRows[k]!, saved.replaces[k]!);
       let nextValue = 0;
-      for (let i = 0; i < n; i++) {
-        const session = new Session(seq[i]!, users[i]!, ids[i]!, start[i]!);
-        session.end = end[i]!;
-        session.count = count[i]!;
-        session.flags = flags[i]!;
-        const types = saved.countTypes[countLayout[i]!];
-        if (types === undefined) throw new Error(`${what}: unknown count layout ${countLayout[i]!}`);
-        for (const type of types) addCount(session, type, countValues[nextValue++]!);
-        session.replaces = replaces.get(i);
-        link(session);
-      }
+      await inParts(n, (from, to) => {
+        for (let i = from; i < to; i++) {
+          const session = new Session(seq[i]!, users[i]!, ids[i]!, start[i]!);
+          session.end = end[i]!;
+          session.count = count[i]!;
+          session.flags = flags[i]!;
+          const types = saved.countTypes[countLayout[i]!];
+          if (types === undefined) throw new Error(`${what}: unknown count layout ${countLayout[i]!}`);
+          for (const type of types) addCount(session, type, countValues[nextValue++]!);
+          session.replaces = replaces.get(i);
+          link(session);
+        }
+      });
       if (nextValue !== countValues.length) throw new Error(`${what}: counts do not add up`);
       heapKeys = decodeColumn(saved.heapKeys, what);
       heapSeqs = decodeColumn(saved.heapSeqs, what);
     }
     this.open = bySeq.size;
-    for (let i = 0; i < heapKeys.length; i++) {
-      const session = bySeq.get(heapSeqs[i]!);
-      if (session) this.push(heapKeys[i]!, session);
-    }
-    this.pending = saved.pending.map(([event, origin]) => {
-      const restored = { ...event } as ClickEvent;
-      if (origin) restored[ORIGIN] = origin;
-      return restored;
+    await inParts(heapKeys.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const session = bySeq.get(heapSeqs[i]!);
+        if (session) this.push(heapKeys[i]!, session);
+      }
     });
+    const pending: ClickEvent[] = [];
+    await inParts(saved.pending.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const [event, origin] = saved.pending[i]!;
+        const restored = { ...event } as ClickEvent;
+        if (origin) restored[ORIGIN] = origin;
+        pending.push(restored);
+      }
+    });
+    this.pending = pending;
     this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
   }
 }

@@ -7,7 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, type Column, type DerivedIds } from './columns.js';
+import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, inParts, type Column, type DerivedIds } from './columns.js';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -346,7 +346,7 @@ class UserState {
     return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions, sessionStarts), columns };
   }
 
-  restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): void {
+  async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: user-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
@@ -370,11 +370,14 @@ class UserState {
       const users = saved.users;
       const width = this.width;
       if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
-      const count = decodeTable(saved.columns, this.rows, width, what);
+      const count = await decodeTable(saved.columns, this.rows, width, what);
       if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
       const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: column(this.rows, count, width, SESSION_START), ref: SESSION_START });
       // Rows were written in order, so user i has slot i.
-      for (let i = 0; i < users.length; i++) this.slots.set(users[i]!, i);
+      const slots = this.slots;
+      await inParts(users.length, (from, to) => {
+        for (let i = from; i < to; i++) slots.set(users[i]!, i);
+      });
       this.userIds = users.slice();
       this.sessionIds = sessions.ids;
       this.restoredTimes = sessions.times;
