@@ -98,6 +98,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const rejected = backtest('--input', data, '--report', join(dir, 'r2'));
   assert.equal(rejected.status, 1, rejected.stderr);
   assert.match(rejected.stderr, /no event was read: all 50 records were rejected/);
+  assert.match(rejected.stderr, /EVERY RECORD WAS DEAD-LETTERED \(50 of 50\)[^\n]*\n  most common reason \(50 of 50\): source-\S+: \S+: missing user id\n  likely cause: the source's format or mapping/);
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
 });

@@ -141,8 +141,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   }
   process.stderr.write(`report: ${join(dir, 'metrics.json')}, ${join(dir, 'report.html')}\n`);
   if (stats.eventsIn === 0 && stats.deadLettered > 0) {
-    // Most often the wrong format or mapping for this input: a report of nothing is no result.
-    process.stderr.write(`tributary backtest: no event was read: all ${stats.deadLettered} records were rejected (their reasons are in the dead-letter sink); check the input's format and the source's mapping\n`);
+    // A report of nothing is no result. The summary said the most common reason and the likely cause.
+    process.stderr.write(`tributary backtest: no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)\n`);
     return exitCodes.failure;
   }
   return exitCodes.ok;

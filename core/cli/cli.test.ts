@@ -63,6 +63,29 @@ test('run: drains a finite source, exits 0 and prints the summary; --set overrid
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 250);
 });
 
+test('run: an input whose every record is dead-lettered still exits 0, but the summary says so loudly, with the most common reason and the likely cause', () => {
+  // CSV columns the default mapping does not name (user_id, time, type), and the same CSV read as JSON lines.
+  writeFileSync(join(dir, 'other-shape.csv'), `user,ts,kind\n${Array.from({ length: 40 }, (_, i) => `u${i},2024-01-01T00:00:${String(i).padStart(2, '0')}Z,view`).join('\n')}\n`);
+  for (const [format, count, reason] of [
+    ['csv', 40, 'source-file-0: user_id: missing user id'],
+    // Each line's own reason quotes the line; they are one reason, its quotes elided.
+    ['jsonl', 41, `source-file-0: malformed JSON: Unexpected token '…', "…" is not valid JSON`],
+  ] as const) {
+    const file = pipeline(`all-rejected-${format}.yaml`, `sources: [{type: file, path: other-shape.csv, format: ${format}}]\nsinks: [{type: file, path: all-rejected.jsonl}]\ndead_letter: {type: file, path: all-rejected-dead.jsonl}\n`);
+    const result = tributary('run', file, '--log-level', 'warn');
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`dead-lettered  ${count}\n    ${escape(reason)}: ${count}\n`));
+    assert.ok(result.stderr.includes(`EVERY RECORD WAS DEAD-LETTERED (${count} of ${count}): none reached the stages or the sinks\n  most common reason (${count} of ${count}): ${reason}\n`), result.stderr);
+    assert.match(result.stderr, /likely cause: the source's format or mapping does not fit this input/);
+  }
+  // A run with good input says nothing of the kind.
+  const good = tributary('run', pipeline('all-good.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: all-good.jsonl}]\n`), '--log-level', 'warn');
+  assert.equal(good.status, 0, good.stderr);
+  assert.doesNotMatch(good.stderr, /EVERY RECORD|likely cause/);
+});
+
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () => {
   assert.equal(tributary('frobnicate').status, 2);
   assert.equal(tributary('run').status, 2);

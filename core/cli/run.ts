@@ -1,7 +1,7 @@
 import type { LevelWithSilent } from 'pino';
 import { parseDuration } from '../duration.js';
 import { Daemon } from '../runtime/daemon.js';
-import type { RunStats } from '../runtime/pipeline.js';
+import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
@@ -39,19 +39,51 @@ export interface RunCommandOptions {
 
 const rate = (count: number, ms: number): string => (ms > 0 ? Math.round((count / ms) * 1000).toLocaleString('en-US') : '-');
 
+/** Reasons shown under the dead-lettered count, most common first. */
+const reasonsShown = 3;
+/** A reason may quote its input: longer ones are cut in the summary (the dead letter has it whole). */
+const reasonLength = 160;
+
+const cut = (text: string): string => (text.length > reasonLength ? `${text.slice(0, reasonLength - 3)}...` : text);
+
+/** `stage: reason` and dead letters, most common first (reasons past the kept ones last). */
+function commonReasons(stats: RunStats): [string, number][] {
+  return Object.entries(stats.deadLetteredByReason).sort(([a, x], [b, y]) => Number(a === otherDeadLetterReasons) - Number(b === otherDeadLetterReasons) || y - x);
+}
+
+/**
+ * When every record read was dead-lettered (nothing entered the stages), a run that drained looks
+ * like a good one, exit 0 and all: bad input is data, not a failure. The summary says it loudly,
+ * with the most common reason and where to look: most often the source's format or mapping.
+ */
+function allRejected(name: string, stats: RunStats): string[] {
+  if (stats.eventsIn !== 0 || stats.deadLettered === 0) return [];
+  const [top] = commonReasons(stats);
+  const letters = Object.values(stats.deadLetteredByReason).reduce((sum, count) => sum + count, 0);
+  return [
+    `pipeline ${name}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): none reached the stages or the sinks`,
+    ...(top ? [`  most common reason (${top[1]} of ${letters}): ${cut(top[0])}`] : []),
+    "  likely cause: the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)",
+  ];
+}
+
 export function formatSummary(name: string, stats: RunStats): string {
   const byKind = Object.entries(stats.outByKind).map(([kind, count]) => `${kind} ${count}`).join(', ');
+  const reasons = commonReasons(stats);
   const lines = [
     `pipeline ${name}: ${stats.drained ? 'drained' : 'stopped'}${stats.resumedFrom !== undefined ? ` (resumed from checkpoint ${stats.resumedFrom})` : ''}`,
     `  events in      ${stats.eventsIn}`,
     `  records out    ${stats.recordsOut}${byKind ? ` (${byKind})` : ''}`,
     `  dead-lettered  ${stats.deadLettered}`,
+    ...reasons.slice(0, reasonsShown).map(([reason, count]) => `    ${cut(reason)}: ${count}`),
+    ...(reasons.length > reasonsShown ? [`    and ${reasons.length - reasonsShown} more reason${reasons.length - reasonsShown === 1 ? '' : 's'}`] : []),
     `  filtered       ${stats.filtered}`,
     ...Object.entries(stats.filteredByReason).map(([reason, count]) => `    ${reason}: ${count}`),
     ...Object.entries(stats.sideOutputs).map(([output, count]) => `  side output ${output}: ${count}`),
     ...(stats.lastCheckpoint ? [`  checkpoint     #${stats.lastCheckpoint.sequence}, ${stats.lastCheckpoint.bytes} bytes, ${stats.lastCheckpoint.durationMs.toFixed(0)} ms`] : []),
     `  elapsed        ${(stats.elapsedMs / 1000).toFixed(2)} s`,
     `  events/s       ${rate(stats.eventsIn, stats.elapsedMs)}`,
+    ...allRejected(name, stats),
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -60,6 +60,12 @@ export interface RunStats {
   recordsOut: number;
   outByKind: Record<string, number>;
   deadLettered: number;
+  /**
+   * Dead letters written, by `<stage>: <reason>` with the values a reason quotes elided (reasonClass:
+   * `malformed JSON: Unexpected token '…', "…" is not valid JSON` for every such line): the first
+   * {@link maxDeadLetterReasons} reasons, the rest under {@link otherDeadLetterReasons}.
+   */
+  deadLetteredByReason: Record<string, number>;
   filtered: number;
   filteredByReason: Record<string, number>;
   sideOutputs: Record<string, number>;
@@ -74,7 +80,21 @@ export interface RunStats {
 }
 
 /** Counters carried in checkpoints, so totals survive a restart. */
-const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 'filtered', 'filteredByReason', 'sideOutputs'] as const;
+const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 'deadLetteredByReason', 'filtered', 'filteredByReason', 'sideOutputs'] as const;
+
+/**
+ * A dead letter's reason with the values it quotes elided, so the reasons of one mistake count as
+ * one: `price: expected a number, got "abc"` and `..., got "n/a"` are both `..., got "…"`.
+ */
+export function reasonClass(reason: string): string {
+  // A quote may be cut short with '...' after it (V8's JSON errors cut a line after 10 characters).
+  return reason.replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, '"…"').replace(/(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)/g, "'…'");
+}
+
+/** How many distinct reasons {@link RunStats.deadLetteredByReason} keeps. */
+export const maxDeadLetterReasons = 100;
+/** Where the dead letters of reasons past the first {@link maxDeadLetterReasons} are counted. */
+export const otherDeadLetterReasons = '(other reasons)';
 
 /** `1.5GiB`, `512MiB`, or a number of bytes. */
 export function parseBytes(value: string | number | undefined): number | undefined {
@@ -234,6 +254,7 @@ export class PipelineRunner {
       recordsOut: 0,
       outByKind: {},
       deadLettered: 0,
+      deadLetteredByReason: {},
       filtered: 0,
       filteredByReason: {},
       sideOutputs: {},
@@ -306,6 +327,13 @@ export class PipelineRunner {
   /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
     if (counted) this.stats.deadLettered++;
+    const byReason = this.stats.deadLetteredByReason;
+    const key = `${stage}: ${reasonClass(rejection.reason)}`;
+    if (byReason[key] !== undefined) byReason[key]++;
+    else if (this.deadLetterReasons < maxDeadLetterReasons) {
+      byReason[key] = 1;
+      this.deadLetterReasons++;
+    } else byReason[otherDeadLetterReasons] = (byReason[otherDeadLetterReasons] ?? 0) + 1;
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
@@ -369,6 +397,9 @@ export class PipelineRunner {
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
   }
+
+  /** Distinct reasons in stats.deadLetteredByReason (not counting otherDeadLetterReasons). */
+  private deadLetterReasons = 0;
 
   /** True while route() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
   private routing = false;
@@ -866,6 +897,7 @@ export class PipelineRunner {
     }
     if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
     for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
+    this.deadLetterReasons = Object.keys(this.stats.deadLetteredByReason).filter((key) => key !== otherDeadLetterReasons).length;
     this.stats.resumedFrom = latest.sequence;
     this.resuming = true;
     this.logger.info({ file: latest.file, sequence: latest.sequence }, 'resuming from checkpoint');
