@@ -293,7 +293,9 @@ export interface CsvRunRow {
   fields: string[];
   /** The row's text, without its line end. */
   raw: string;
-  /** Line ends in the run before the row's last line (its line, counted from the run's first). */
+  /** Line ends in the run before the row's first line (where it starts, counted from the run's first line). */
+  firstLineEnds: number;
+  /** Line ends in the run before the row's last line (a quoted field may hold line ends): where it ends. */
   lineEnds: number;
   /** Byte offset in the run just after the row's record delimiter (a point to resume at); NaN in a run that is not valid UTF-8. */
   end: number;
@@ -432,7 +434,7 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
       byte += Buffer.byteLength(text.slice(byteAt, after));
       byteAt = after;
     }
-    if (quoted || fields.length > 1 || fields[0] !== '') rows.push({ fields, raw: text.slice(start, rowEnd), lineEnds: lineEnds + inner, end: byte });
+    if (quoted || fields.length > 1 || fields[0] !== '') rows.push({ fields, raw: text.slice(start, rowEnd), firstLineEnds: lineEnds, lineEnds: lineEnds + inner, end: byte });
     lineEnds += inner + (after > rowEnd ? 1 : 0);
     i = after;
   }

@@ -40,21 +40,23 @@ function randomCsv(random: () => number, delimiter: string, crlf: boolean, bom: 
   return `${bom ? '\ufeff' : ''}${lines.join(eol)}${random() < 0.5 ? eol : ''}`;
 }
 
-async function decodeAll(bytes: Buffer, chunkSize: number, config: DecodeConfig, plainCsvRows: boolean): Promise<{ events: string[]; deadLetters: string[]; throughByte: number }> {
+async function decodeAll(bytes: Buffer, chunkSize: number, config: DecodeConfig, plainCsvRows: boolean): Promise<{ events: string[]; deadLetters: string[]; throughByte: number; throughLine: number }> {
   const chunks: Buffer[] = [];
   for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
   const context = testContext();
   const events: string[] = [];
   let throughByte = 0;
+  let throughLine = 0;
   for await (const batch of decodeStream(Readable.from(chunks), 'csv', config, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
     for (const e of batch.events) events.push(`${originOf(e)?.line}: ${JSON.stringify(e)}`);
     if (batch.throughByte !== undefined) throughByte = batch.throughByte;
+    throughLine = batch.throughLine;
   }
   // By line: csv-parse reports its malformed rows as it parses, ahead of the rows being mapped.
   const deadLetters = [...context.deadLetters]
     .sort((a, b) => (a.origin?.line ?? 0) - (b.origin?.line ?? 0))
     .map((d) => `${d.origin?.line}: ${d.reason.replace(/ at line \d+/, '')} | ${JSON.stringify(d.raw)}`);
-  return { events, deadLetters, throughByte };
+  return { events, deadLetters, throughByte, throughLine };
 }
 
 test('CSV: rows split on the delimiter decode exactly as the quoted-row reader (held to csv-parse below) reads them (events, dead letters, lines), whatever the file', async () => {
@@ -132,22 +134,28 @@ test('CSV records: runs of whole records, each split by parseCsvRun, give the ro
   }
 });
 
-test('CSV: a row\'s line is the file\'s, also after a quoted field that holds a CRLF line end', async () => {
-  // csv-parse alone counts such a line end as two lines; rows are numbered by where they end.
-  const text = 'time,user_id,type,brand\r\n1,u1,view,a\r\n2,u2,view,"two\r\nlines"\r\n3,u3,view,"three\r\nmore\r\nlines"\r\n4,u4,view,x,extra\r\n5,u5,view,b\r\n';
+test('CSV: a row\'s line is the file\'s line it starts on, also after a quoted field that holds a CRLF line end, and for a dead letter of several lines', async () => {
+  // csv-parse alone counts such a line end as two lines. A row of several lines is found where it
+  // starts (a dead letter's line was where it ended: 11 and 14 here, not where a person looks).
+  const text =
+    'time,user_id,type,brand\r\n1,u1,view,a\r\n2,u2,view,"two\r\nlines"\r\n3,u3,view,"three\r\nmore\r\nlines"\r\n4,u4,view,x,extra\r\n5,u5,view,b\r\n' +
+    '6,u6,view,"too","many\r\nfields"\r\nseven,u7,view,"not a\r\ntime\r\nat all"\r\n8,u8,view,c\r\n';
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
   for (const plainCsvRows of [false, true]) {
     for (const chunkSize of [3, 1 << 16]) {
-      const { events, deadLetters } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      const { events, deadLetters, throughLine } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
       assert.deepEqual(
         events.map((e) => Number(e.split(':')[0])),
-        [2, 4, 7, 9],
-        `plain rows ${plainCsvRows}, chunks of ${chunkSize}`,
+        [2, 3, 5, 9, 15],
+        label,
       );
       assert.deepEqual(
         deadLetters.map((d) => d.split(':')[0]),
-        ['8'],
+        ['8', '10', '12'],
+        label,
       );
+      assert.equal(throughLine, 15, label);
     }
   }
 });

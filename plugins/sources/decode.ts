@@ -195,14 +195,17 @@ async function* decodeCsv(
   let throughLine = 0;
   let throughByte = 0;
 
-  /** One row: the header, an event, or a dead letter. */
-  const row = (record: string[], rawText: string, line: number): void => {
+  /**
+   * One row: the header, an event, or a dead letter. Its origin is the line it starts on (what a person
+   * looks for); whether a resumed run read it already goes by the line it ends on (the positions').
+   */
+  const row = (record: string[], rawText: string, line: number, lastLine = line): void => {
     if (skipHeader) {
       skipHeader = false;
       columns ??= record;
       return;
     }
-    if (line <= skipThrough) return;
+    if (lastLine <= skipThrough) return;
     const origin = { source: target.source, file: target.file, line };
     if (!columns) {
       context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
@@ -288,16 +291,17 @@ async function* decodeCsv(
     let rowStart = 0;
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
+      const startsAt = line + parsed.firstLineEnds;
       if (lineEnds !== undefined) {
         const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
         const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
         rowStart = rowEnd;
         if (!isUtf8(bytes)) {
-          if (at > skipThrough) deadLetterNotUtf8(bytes, at, target, context);
+          if (at > skipThrough) deadLetterNotUtf8(bytes, startsAt, target, context);
           continue;
         }
       }
-      row(parsed.fields, parsed.raw, at);
+      row(parsed.fields, parsed.raw, startsAt, at);
       // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
       if (events.length >= maxBatch && parsed.end === parsed.end) {
         yield { events, throughLine: at, throughByte: byte + parsed.end };
