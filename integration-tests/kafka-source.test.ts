@@ -11,7 +11,7 @@ import { runYaml, testContext } from 'tributary/testing';
 import type { ClickEvent, Source, SourcePlugin, StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, lateRouter, produce, type RawRecord } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 
@@ -175,6 +175,32 @@ test('readiness: not ready while a subscribed topic does not exist; created, it 
     await waitFor('the created topic read', () => got.size >= 100, 60_000);
     await waitFor('ready', () => instance.health!().ready, 30_000);
   } finally {
+    await instance.close?.();
+  }
+});
+
+test('readiness: a subscribed topic deleted while another one\'s records keep coming: not ready, naming it, and the other topic is still read', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const [gone, flowing] = [uniqueTopic('deleted'), uniqueTopic('flowing')];
+  for (const topic of [gone, flowing]) await createTopic(brokers, topic, 1);
+  const feed = produceEvery(brokers, flowing, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
+  const got = new Set<number>();
+  // librdkafka takes a topic it has seen for gone only topic.metadata.propagation.max.ms (30 s) after
+  // it first looked the topic up; shortened so that the test need not wait it out.
+  const instance = await startSource(brokers, gone, `g-${gone}`, got, undefined, { topics: [gone, flowing], options: { 'topic.metadata.propagation.max.ms': 1_000 } });
+  try {
+    await waitFor('records of the other topic (both assigned)', () => got.size >= 20, 60_000);
+    assert.equal(instance.health!().ready, true, instance.health!().detail);
+    await deleteTopic(brokers, gone);
+    // The records keep coming, so the source never sits quiet: only the client's errors about the
+    // deleted topic's partitions (event.error, code -1) can tell it to look.
+    await waitFor(`not ready: '${gone}' does not exist`, () => new RegExp(`^topic '${gone}' does not exist`).test(instance.health!().detail ?? ''), 30_000);
+    const before = got.size;
+    await waitFor('the other topic still read', () => got.size >= before + 10, 30_000);
+    assert.equal(instance.health!().ready, false);
+  } finally {
+    await feed.stop();
     await instance.close?.();
   }
 });

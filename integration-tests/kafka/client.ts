@@ -25,6 +25,15 @@ export async function createTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
+export async function deleteTopic(brokers: string, topic: string): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
+  try {
+    await done((cb) => admin.deleteTopic(topic, 15_000, cb));
+  } finally {
+    admin.disconnect();
+  }
+}
+
 export interface RawRecord {
   value: string | Buffer | null;
   key?: string | Buffer | null;
@@ -61,6 +70,32 @@ export async function produce(brokers: string, topic: string, records: readonly 
   await all;
   await disconnectProducer(producer, 5_000);
   if (failed) throw failed;
+}
+
+/**
+ * Produces `record(0)`, `record(1)`, ... one every `everyMs` from one producer until `stop()`, which
+ * waits for the deliveries and says how many were produced: a topic whose records keep coming.
+ */
+export function produceEvery(brokers: string, topic: string, everyMs: number, record: (seq: number) => RawRecord): { stop(): Promise<number> } {
+  const producer = new Kafka.Producer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'linger.ms': 0 });
+  let seq = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const connected = done((cb) => producer.connect({}, (error) => cb(error))).then(() => {
+    producer.setPollInterval(10);
+    timer = setInterval(() => {
+      const { value, key, partition, timestamp } = record(seq++);
+      producer.produce(topic, partition ?? null, value === null ? null : Buffer.from(value), key ?? null, timestamp ?? Date.now());
+    }, everyMs);
+  });
+  return {
+    async stop() {
+      await connected;
+      clearInterval(timer);
+      await done((cb) => producer.flush(10_000, cb));
+      await disconnectProducer(producer, 5_000);
+      return seq;
+    },
+  };
 }
 
 export interface ReadOptions {

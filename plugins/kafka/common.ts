@@ -211,16 +211,40 @@ export function brokersUnreachable(error: unknown, doing: string): never {
   throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${asError(error).message}`, { cause: error });
 }
 
+/** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
+function isErrorOf(error: { message?: string; code?: number } | null | undefined, codes: readonly number[]): boolean {
+  if (!error) return false;
+  if (error.code !== undefined && codes.includes(error.code)) return true;
+  const message = (error.message ?? '').toLowerCase();
+  return codes.some((code) => {
+    const text = errorTexts.get(code);
+    return text !== undefined && (message === text || message.endsWith(`: ${text}`));
+  });
+}
+
 /**
  * Whether a client error says the brokers are unreachable, for the source's and the sinks' /readyz
- * alike: librdkafka's ALL_BROKERS_DOWN or TRANSPORT as a code (an operation's error), or an
- * `event.error`, which node-rdkafka hands over as code -1 (ERR_UNKNOWN) with librdkafka's text
- * lower-cased ("all broker connections are down"): the code is lost on that path.
+ * alike: ALL_BROKERS_DOWN in either form, or TRANSPORT as a code. (An `event.error` "broker transport
+ * failure" is one broker's connection failing; when it was the last, "all broker connections are
+ * down" follows.)
  */
 export function isBrokersDown(error: { message?: string; code?: number } | null | undefined): boolean {
-  if (!error) return false;
-  if (error.code === ErrorCode.ALL_BROKERS_DOWN || error.code === ErrorCode.TRANSPORT) return true;
-  return /all broker connections are down/i.test(error.message ?? '');
+  return isErrorOf(error, [ErrorCode.ALL_BROKERS_DOWN]) || error?.code === ErrorCode.TRANSPORT;
+}
+
+/**
+ * Whether a client error says a topic or partition does not exist (deleted, or never created): the
+ * metadata answer says which subscribed topic is missing. A consumer gets UNKNOWN_TOPIC_OR_PART from
+ * consume() for a subscribed topic that is missing, and "unknown topic or partition" and "unknown
+ * partition" event.errors for the partitions of a topic deleted while it read them.
+ */
+export function isUnknownTopicOrPartition(error: { message?: string; code?: number } | null | undefined): boolean {
+  return isErrorOf(error, [ErrorCode.UNKNOWN_TOPIC_OR_PART, ErrorCode.UNKNOWN_TOPIC, ErrorCode.UNKNOWN_PARTITION]);
+}
+
+/** Whether a client error is librdkafka's local TIMED_OUT (an operation or a wait that ran out of time). */
+export function isTimedOut(error: { message?: string; code?: number } | null | undefined): boolean {
+  return isErrorOf(error, [ErrorCode.TIMED_OUT]);
 }
 
 /**
@@ -280,6 +304,8 @@ export function rdkafka(): Promise<RdKafkaModule> {
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
 export const ErrorCode = {
   TRANSPORT: -195,
+  UNKNOWN_PARTITION: -190,
+  UNKNOWN_TOPIC: -188,
   ALL_BROKERS_DOWN: -187,
   TIMED_OUT: -185,
   QUEUE_FULL: -184,
@@ -290,6 +316,21 @@ export const ErrorCode = {
   UNKNOWN_TOPIC_OR_PART: 3,
   UNSTABLE_OFFSET_COMMIT: 88,
 } as const;
+
+/**
+ * librdkafka's text of each code the Kafka plugins look for: its err2str without the "Local: " or
+ * "Broker: " origin, lower-cased, which is all an `event.error` keeps of it. node-rdkafka hands every
+ * `event.error` over as code -1 (ERR_UNKNOWN) with that text (src/callbacks.cc makes the Error from
+ * err2str, lib/error.js drops the code and the origin), while an operation's error (consume, commit)
+ * keeps the code: a check must look at both.
+ */
+const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
+  [ErrorCode.ALL_BROKERS_DOWN, 'all broker connections are down'],
+  [ErrorCode.TIMED_OUT, 'timed out'],
+  [ErrorCode.UNKNOWN_TOPIC_OR_PART, 'unknown topic or partition'],
+  [ErrorCode.UNKNOWN_TOPIC, 'unknown topic'],
+  [ErrorCode.UNKNOWN_PARTITION, 'unknown partition'],
+]);
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */
 export type PartitionOffsets = Record<string, Record<string, number>>;

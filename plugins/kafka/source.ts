@@ -41,6 +41,8 @@ import {
   guaranteeProperty,
   hasExactlyOnceKafkaSink,
   isBrokersDown,
+  isTimedOut,
+  isUnknownTopicOrPartition,
   librdkafkaConnection,
   provideOauthToken,
   promisify,
@@ -254,6 +256,8 @@ class KafkaSource {
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
   private lastTopicCheck = 0;
+  /** The client said a topic or partition is unknown: the next turn of the consume loop asks for the metadata. */
+  private topicCheckDue = false;
   private failure: Error | undefined;
   /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
   private listener: PartitionListener | undefined;
@@ -544,7 +548,8 @@ class KafkaSource {
       // A missing topic is looked for again even while other topics' records flow; and with nothing
       // assigned the request also refreshes librdkafka's metadata, which joins the group as soon as a
       // subscribed topic exists (on its own it waits for topic.metadata.refresh.interval.ms, 5 min).
-      if ((this.missingTopics.length > 0 || this.unassignedSince !== undefined) && this.context.clock.now() - this.lastTopicCheck >= topicCheckMs) await this.probe();
+      // A topic deleted while others' records flow is news only from the client's errors.
+      if (this.topicCheckDue || ((this.missingTopics.length > 0 || this.unassignedSince !== undefined) && this.context.clock.now() - this.lastTopicCheck >= topicCheckMs)) await this.probe();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
@@ -594,6 +599,7 @@ class KafkaSource {
     const now = this.context.clock.now();
     this.lastProbe = now;
     this.lastTopicCheck = now;
+    this.topicCheckDue = false;
     let metadata: RdKafka.Metadata;
     try {
       metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, cb));
@@ -616,11 +622,10 @@ class KafkaSource {
   }
 
   private onClientError(error: RdKafka.LibrdKafkaError): void {
-    const code = error?.code;
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
-    else if (code === ErrorCode.UNKNOWN_TOPIC_OR_PART) this.lastTopicCheck = 0;
-    else if (code !== ErrorCode.TIMED_OUT) this.context.logger.warn({ code, err: error?.message }, 'kafka consumer error');
+    else if (isUnknownTopicOrPartition(error)) this.topicCheckDue = true;
+    else if (!isTimedOut(error)) this.context.logger.warn({ code: error?.code, err: error?.message }, 'kafka consumer error');
   }
 
   private setHealthy(): void {
