@@ -199,6 +199,55 @@ test('the broker stopped and started under a running source: not ready, then res
   }
 });
 
+test('the broker stopped while a slow pipeline still reads records fetched before: not ready at once, and not ready again from those records', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await startNativeBroker({ partitions: 2 });
+  let instance: Source | undefined;
+  try {
+    const topic = uniqueTopic('prefetched');
+    await createTopic(broker.brokers, topic, 2);
+    const total = 20_000;
+    await produce(broker.brokers, topic, Array.from({ length: total }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+    // librdkafka fetches ahead up to 20k records a partition (CONSUMER_TUNING): all of these, at once.
+    instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(
+      { brokers: broker.brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, max_buffered: 200, mapping: { attributes: ['seq'] } },
+      testContext({ batchSize: 100 }),
+    );
+    const got = new Set<number>();
+    const health: { ready: boolean; read: number }[] = [];
+    let lastRecordAt = Date.now();
+    const reading = (async () => {
+      for await (const batch of instance!.read()) {
+        for (const event of batch) got.add(Number(event.attrs?.seq));
+        lastRecordAt = Date.now();
+        // A slow pipeline: 100 records per 50 ms, so the records fetched ahead last seconds.
+        await new Promise((done) => setTimeout(done, 50));
+      }
+    })();
+    reading.catch(() => undefined);
+    await waitFor('the first 1000', () => got.size >= 1_000, 60_000);
+    assert.equal(instance.health!().ready, true);
+    await broker.kill();
+    await waitFor('every record fetched before the stop read (none for 3 s)', () => {
+      health.push({ ready: instance!.health!().ready, read: got.size });
+      return Date.now() - lastRecordAt > 3_000;
+    }, 90_000);
+    const lost = health.findIndex((sample) => !sample.ready);
+    assert.ok(lost >= 0, 'not ready while the broker is down');
+    const readAfter = got.size - health[lost]!.read;
+    // librdkafka's own "all broker connections are down" waits behind those records in its queue.
+    assert.ok(readAfter >= 1_000, `not ready while records fetched before the stop were still being read (${readAfter} read after it went not ready)`);
+    const backToReady = health.slice(lost).findIndex((sample) => sample.ready);
+    assert.equal(backToReady, -1, `not ready again from records fetched before the stop (ready again after ${health[lost + backToReady]?.read} records)`);
+    await broker.restart();
+    await waitFor('ready once the broker answers', () => instance!.health!().ready, 30_000);
+    await waitFor('every record', () => got.size >= total, 60_000);
+  } finally {
+    await instance?.close?.();
+    await broker.stop();
+  }
+});
+
 test('exactly-once scale-out: partitions whose previous owner died inside a transaction are taken over once the broker aborts it', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;

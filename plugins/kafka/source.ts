@@ -99,8 +99,6 @@ const stallPauseMs = 1_000;
  * longer wait is news.
  */
 const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
-/** Least time between metadata requests that look for the subscribed topics while one is missing or nothing is assigned. */
-const topicCheckMs = 5_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -246,6 +244,10 @@ class KafkaSource {
   private commitsInFlight = 0;
   private commitsSettled: (() => void) | undefined;
   private lastProbe = 0;
+  /** The metadata request under way (startProbe), which close() waits for. */
+  private probing: Promise<void> | undefined;
+  /** How many times the source was found not ready (setUnhealthy): a probe's answer counts only if none came meanwhile. */
+  private losses = 0;
   /**
    * Since when the source has had no assignment: from its subscription, and from a revocation that
    * left it none, until the group's next assignment (even an empty one: a member of a group with more
@@ -255,9 +257,8 @@ class KafkaSource {
   private warnedUnassigned = false;
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
-  private lastTopicCheck = 0;
-  /** The client said a topic or partition is unknown: the next turn of the consume loop asks for the metadata. */
-  private topicCheckDue = false;
+  /** The client said a topic or partition is unknown: the consume loop asks for the metadata at once. */
+  private probeDue = false;
   private failure: Error | undefined;
   /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
   private listener: PartitionListener | undefined;
@@ -470,6 +471,7 @@ class KafkaSource {
     this.notify();
     this.taken?.();
     await this.loop?.catch(() => undefined);
+    await this.probing;
     // The last transaction may still be committing (after its barrier): it needs the consumer's group metadata.
     await this.transactions?.settled();
     if (this.connected && this.commitsInFlight > 0) {
@@ -517,8 +519,6 @@ class KafkaSource {
         continue;
       }
       if (messages.length > 0) {
-        if (!this.healthy.ready) this.setHealthy();
-        this.lastProbe = this.context.clock.now();
         let kept = messages;
         for (let i = 0; i < messages.length; i++) {
           const message = messages[i]!;
@@ -540,16 +540,15 @@ class KafkaSource {
         this.notify();
       } else if (this.applyEnds()) {
         this.notify();
-      } else if (this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000)) {
-        // Quiet: no record proves the brokers are there, so ask (librdkafka's own error events are not
-        // reliable for a broker that vanished without closing its connections).
-        await this.probe();
       }
-      // A missing topic is looked for again even while other topics' records flow; and with nothing
-      // assigned the request also refreshes librdkafka's metadata, which joins the group as soon as a
-      // subscribed topic exists (on its own it waits for topic.metadata.refresh.interval.ms, 5 min).
-      // A topic deleted while others' records flow is news only from the client's errors.
-      if (this.topicCheckDue || ((this.missingTopics.length > 0 || this.unassignedSince !== undefined) && this.context.clock.now() - this.lastTopicCheck >= topicCheckMs)) await this.probe();
+      // The cluster's metadata, every 2 s (1 s while not ready) whether records come or not, says
+      // whether the brokers are there. Records do not: librdkafka fetched them ahead, maybe before
+      // the brokers went away, and its error event saying so waits behind them in the consumer's
+      // queue. Nor do its error events alone, for a broker that vanished without closing its
+      // connections. The answer also says which subscribed topics are missing, and with nothing
+      // assigned it lets librdkafka join the group as soon as one exists (on its own it waits for
+      // topic.metadata.refresh.interval.ms, 5 min).
+      if (!this.probing && (this.probeDue || this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000))) this.startProbe();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
@@ -594,20 +593,31 @@ class KafkaSource {
     }
   }
 
+  /**
+   * Sends a metadata request (see probe) that the consume loop does not wait for: with no broker
+   * there it takes its whole timeout, and the records already fetched are still to be read meanwhile.
+   */
+  private startProbe(): void {
+    this.probing = this.probe().finally(() => {
+      this.probing = undefined;
+    });
+  }
+
   /** Is any broker there, and do the subscribed topics exist? (One metadata request: every topic.) */
   private async probe(): Promise<void> {
-    const now = this.context.clock.now();
-    this.lastProbe = now;
-    this.lastTopicCheck = now;
-    this.topicCheckDue = false;
+    this.lastProbe = this.context.clock.now();
+    this.probeDue = false;
+    const losses = this.losses;
     let metadata: RdKafka.Metadata;
     try {
-      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000, topic: this.config.topics?.[0] }, cb));
+      // No `topic`: with every topic asked for it changes nothing, and node-rdkafka leaks the topic handle it makes for it.
+      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000 }, cb));
     } catch (error) {
       this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
       return;
     }
-    this.setHealthy();
+    // An answer to a request sent before the brokers were last reported gone may predate that news.
+    if (this.losses === losses) this.setHealthy();
     const missing = missingTopics(this.config, metadata);
     if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
     else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
@@ -624,7 +634,7 @@ class KafkaSource {
   private onClientError(error: RdKafka.LibrdKafkaError): void {
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
-    else if (isUnknownTopicOrPartition(error)) this.topicCheckDue = true;
+    else if (isUnknownTopicOrPartition(error)) this.probeDue = true;
     else if (!isTimedOut(error)) this.context.logger.warn({ code: error?.code, err: error?.message }, 'kafka consumer error');
   }
 
@@ -634,6 +644,7 @@ class KafkaSource {
   }
 
   private setUnhealthy(detail: string): void {
+    this.losses++;
     if (this.healthy.ready || this.healthy.detail === 'connecting') this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
     this.healthy = { ready: false, detail };
   }
