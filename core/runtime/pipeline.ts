@@ -1074,7 +1074,9 @@ export class PipelineRunner {
       // failure (a full disk while writing) is the one to report, not its echo from close().
       await this.closeAll().catch((closing: unknown) => {
         if (failed === undefined) throw closing;
-        this.logger.warn({ err: (closing as Error).message }, 'closing after the failure failed too');
+        // The failed output failing its close the same way (a broken pipe, a full disk) is no news.
+        const echo = rootCause(closing) === rootCause(failed);
+        this.logger[echo ? 'debug' : 'warn']({ err: (closing as Error).message }, 'closing after the failure failed too');
       });
     }
     return this.stats;
@@ -1099,6 +1101,13 @@ export class PipelineRunner {
       throw new TributaryError('TRIB_ERR_SINK', `${label} failed while closing: ${error.message}`, { cause: error });
     }
   }
+}
+
+/** The innermost `cause` of an error's chain: what two wrappings of one failure share. */
+function rootCause(error: unknown): unknown {
+  let root = error;
+  for (let depth = 0; depth < 16 && root instanceof Error && root.cause !== undefined; depth++) root = root.cause;
+  return root;
 }
 
 /** Waits for a sink's room; its ready() rejects once its output failed (disk full): the failure is the sink's, named. */

@@ -125,6 +125,23 @@ test("a FIFO whose reader goes away fails the run as the sink's broken pipe, nam
   }
 });
 
+test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as the failure, with no echo of it from the close', async () => {
+  const fifo = join(dir, 'gone-cli.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const file = join(dir, 'gone-cli.yaml');
+  writeFileSync(file, `sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: file, path: ${fifo}}]\n`);
+  const reader = spawn('head', ['-c', '1000', fifo], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
+  reader.kill();
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /the pipe's reader went away \(EPIPE, broken pipe\)/);
+  // The sink's close failed with the same EPIPE: that was logged as a second problem, a warning.
+  assert.doesNotMatch(stderr, /closing after the failure failed too/);
+});
+
 test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async () => {
   const fifo = join(dir, 'stalled.fifo');
   execFileSync('mkfifo', [fifo]);
