@@ -193,12 +193,51 @@ test('readiness: a subscribed topic deleted while another one\'s records keep co
     await deleteTopic(brokers, gone);
     // The records keep coming, so the source never sits quiet: its metadata requests go on all the
     // same (librdkafka's own errors about the deleted topic's partitions come only 30 s after it first
-    // looked the topic up, topic.metadata.propagation.max.ms).
-    await waitFor(`not ready: '${gone}' does not exist`, () => new RegExp(`^topic '${gone}' does not exist`).test(instance.health!().detail ?? ''), 30_000);
+    // looked the topic up, topic.metadata.propagation.max.ms). Those of every 2 s name the topics it
+    // reads, so it knows within seconds, not at its next request for every topic (30 s).
+    await waitFor(`not ready: '${gone}' does not exist`, () => new RegExp(`^topic '${gone}' does not exist`).test(instance.health!().detail ?? ''), 10_000);
     const before = got.size;
     await waitFor('the other topic still read', () => got.size >= before + 10, 30_000);
     assert.equal(instance.health!().ready, false);
   } finally {
+    await feed.stop();
+    await instance.close?.();
+  }
+});
+
+test('readiness requests of a source reading its partitions name only its own topics; every topic\'s metadata at most every 30 s', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // On a shared cluster the whole cluster's metadata is large (docs/operations.md, Readiness): the
+  // requests the source sends every 2 s while it reads must not ask for it.
+  const [topic, elsewhere] = [uniqueTopic('own-metadata'), uniqueTopic('not-read')];
+  for (const name of [topic, elsewhere]) await createTopic(brokers, name, 2);
+  const feed = produceEvery(brokers, topic, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
+  // The source's metadata requests as node-rdkafka gets them (the plugin loads this same module).
+  const requests: { allTopics: boolean; answer?: string[] }[] = [];
+  const getMetadata = Kafka.KafkaConsumer.prototype.getMetadata;
+  Kafka.KafkaConsumer.prototype.getMetadata = function (this: Kafka.KafkaConsumer, options?: Kafka.MetadataOptions, cb?: (error: Kafka.LibrdKafkaError, metadata: Kafka.Metadata) => unknown) {
+    const request: { allTopics: boolean; answer?: string[] } = { allTopics: options?.allTopics !== false };
+    requests.push(request);
+    return getMetadata.call(this, options, (error, metadata) => {
+      if (!error) request.answer = metadata.topics.map((answered) => answered.name);
+      return cb?.(error, metadata);
+    });
+  };
+  const got = new Set<number>();
+  const instance = await startSource(brokers, topic, `g-${topic}`, got);
+  try {
+    await waitFor('records read (the partitions assigned)', () => got.size >= 20, 60_000);
+    requests.length = 0;
+    await waitFor('5 requests answered', () => requests.filter((request) => request.answer).length >= 5, 30_000);
+    const answered = requests.filter((request) => request.answer);
+    const wholeCluster = answered.filter((request) => request.allTopics);
+    assert.ok(wholeCluster.length <= 1, `at most one request for every topic in ${answered.length} requests (about 10 s): ${wholeCluster.length}`);
+    for (const request of answered.filter((each) => !each.allTopics)) assert.deepEqual(request.answer, [topic], 'the others name only the topic read');
+    assert.ok(wholeCluster.every((request) => request.answer!.includes(elsewhere)));
+    assert.equal(instance.health!().ready, true, instance.health!().detail);
+  } finally {
+    Kafka.KafkaConsumer.prototype.getMetadata = getMetadata;
     await feed.stop();
     await instance.close?.();
   }

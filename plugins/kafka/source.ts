@@ -99,6 +99,11 @@ const stallPauseMs = 1_000;
  * longer wait is news.
  */
 const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
+/**
+ * Most time between requests for every topic's metadata while the source holds partitions and
+ * finds nothing amiss (see probe); the requests in between name only the topics it reads.
+ */
+const clusterCheckMs = 30_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -257,8 +262,13 @@ class KafkaSource {
   private warnedUnassigned = false;
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
-  /** The client said a topic or partition is unknown: the consume loop asks for the metadata at once. */
-  private probeDue = false;
+  /** When the brokers last answered a request for every topic's metadata. */
+  private lastClusterCheck = 0;
+  /**
+   * The client said a topic or partition is unknown, or an answer lacked a topic the source reads:
+   * the consume loop asks for every topic's metadata at once.
+   */
+  private clusterCheckDue = false;
   private failure: Error | undefined;
   /** Scale-out: the runtime's side of rebalances (saves and restores partition state). */
   private listener: PartitionListener | undefined;
@@ -541,14 +551,12 @@ class KafkaSource {
       } else if (this.applyEnds()) {
         this.notify();
       }
-      // The cluster's metadata, every 2 s (1 s while not ready) whether records come or not, says
+      // A metadata request every 2 s (1 s while not ready), whether records come or not, says
       // whether the brokers are there. Records do not: librdkafka fetched them ahead, maybe before
       // the brokers went away, and its error event saying so waits behind them in the consumer's
       // queue. Nor do its error events alone, for a broker that vanished without closing its
-      // connections. The answer also says which subscribed topics are missing, and with nothing
-      // assigned it lets librdkafka join the group as soon as one exists (on its own it waits for
-      // topic.metadata.refresh.interval.ms, 5 min).
-      if (!this.probing && (this.probeDue || this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000))) this.startProbe();
+      // connections. See probe for which topics it asks about.
+      if (!this.probing && (this.clusterCheckDue || this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000))) this.startProbe();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
@@ -603,25 +611,51 @@ class KafkaSource {
     });
   }
 
-  /** Is any broker there, and do the subscribed topics exist? (One metadata request: every topic.) */
+  /**
+   * Is any broker there, and do the subscribed topics exist? One metadata request. Every topic's
+   * metadata is costly on a large cluster (docs/operations.md, Readiness), so it is asked for only to
+   * find something out: at first; while a subscribed topic is missing (for a pattern: none matches);
+   * while the source holds no partition (the request also lets librdkafka join the group as soon as
+   * a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms, 5 min);
+   * when a topic read here looks gone; and every `clusterCheckMs` (a topic only other members read
+   * deleted, a new topic matching the pattern). Otherwise it names only the topics librdkafka knows
+   * locally, those of the partitions it holds or held: enough to show that the brokers answer, and
+   * whether a topic read here was deleted.
+   */
   private async probe(): Promise<void> {
-    this.lastProbe = this.context.clock.now();
-    this.probeDue = false;
+    const now = this.context.clock.now();
+    this.lastProbe = now;
+    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || !this.holdsPartitions() || now - this.lastClusterCheck >= clusterCheckMs;
+    this.clusterCheckDue = false;
     const losses = this.losses;
     let metadata: RdKafka.Metadata;
     try {
-      // No `topic`: with every topic asked for it changes nothing, and node-rdkafka leaks the topic handle it makes for it.
-      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000 }, cb));
+      // No `topic`: node-rdkafka leaks the topic handle it makes for one (src/connection.cc). With
+      // allTopics false and none named, librdkafka asks for its local topics; with none at all it
+      // asks for every topic, and it treats a list of cached topics alone as allowed to auto-create
+      // them, hence the local request only while partitions (and so their topics) are held.
+      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000, allTopics: wholeCluster }, cb));
     } catch (error) {
       this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
       return;
     }
     // An answer to a request sent before the brokers were last reported gone may predate that news.
     if (this.losses === losses) this.setHealthy();
-    const missing = missingTopics(this.config, metadata);
+    if (!wholeCluster) {
+      // A topic read here is gone: the whole cluster's answer decides what is missing.
+      if (missingTopics(this.config, metadata, 'named').length > 0) this.clusterCheckDue = true;
+      return;
+    }
+    this.lastClusterCheck = now;
+    const missing = missingTopics(this.config, metadata, 'all');
     if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
     else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
     this.missingTopics = missing;
+  }
+
+  private holdsPartitions(): boolean {
+    for (const state of this.partitions.values()) if (state.assigned) return true;
+    return false;
   }
 
   private warnIfUnassigned(): void {
@@ -634,7 +668,7 @@ class KafkaSource {
   private onClientError(error: RdKafka.LibrdKafkaError): void {
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
-    else if (isUnknownTopicOrPartition(error)) this.probeDue = true;
+    else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     else if (!isTimedOut(error)) this.context.logger.warn({ code: error?.code, err: error?.message }, 'kafka consumer error');
   }
 
@@ -1018,8 +1052,12 @@ function markAssigned(state: PartitionState, now: number): void {
   state.lastActivity = now;
 }
 
-/** The subscribed topics a metadata answer lacks; for a pattern, the pattern when no topic matches it. */
-function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata): string[] {
+/**
+ * Subscribed topics that `metadata` shows missing (for a pattern: the pattern, when no topic of it
+ * matches). `covers` says what the answer covers: every topic, or only those it names (a subscribed
+ * topic it does not name is then not taken for missing).
+ */
+function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata, covers: 'all' | 'named'): string[] {
   const existing = metadata.topics.filter((topic) => topic.partitions.length > 0).map((topic) => topic.name);
   if (config.pattern !== undefined) {
     // librdkafka's pattern subscription is anchored at the start (see run()); JavaScript's regex dialect is close enough for "does any match".
@@ -1032,7 +1070,8 @@ function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata): s
     return existing.some((name) => pattern.test(name)) ? [] : [config.pattern];
   }
   const present = new Set(existing);
-  return (config.topics ?? []).filter((topic) => !present.has(topic));
+  const named = new Set(metadata.topics.map((topic) => topic.name));
+  return (config.topics ?? []).filter((topic) => !present.has(topic) && (covers === 'all' || named.has(topic)));
 }
 
 function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): string {
