@@ -618,23 +618,25 @@ class KafkaSource {
    * while the source holds no partition (the request also lets librdkafka join the group as soon as
    * a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms, 5 min);
    * when a topic read here looks gone; and every `clusterCheckMs` (a topic only other members read
-   * deleted, a new topic matching the pattern). Otherwise it names only the topics librdkafka knows
-   * locally, those of the partitions it holds or held: enough to show that the brokers answer, and
-   * whether a topic read here was deleted.
+   * deleted, a new topic matching the pattern). Otherwise it names one topic of the partitions it
+   * holds, each in turn: enough to show that the brokers answer, and whether a topic read here was
+   * deleted.
    */
   private async probe(): Promise<void> {
     const now = this.context.clock.now();
     this.lastProbe = now;
-    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || !this.holdsPartitions() || now - this.lastClusterCheck >= clusterCheckMs;
+    const heldTopic = this.nextHeldTopic();
+    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || heldTopic === undefined || now - this.lastClusterCheck >= clusterCheckMs;
     this.clusterCheckDue = false;
     const losses = this.losses;
     let metadata: RdKafka.Metadata;
     try {
-      // No `topic`: node-rdkafka leaks the topic handle it makes for one (src/connection.cc). With
-      // allTopics false and none named, librdkafka asks for its local topics; with none at all it
-      // asks for every topic, and it treats a list of cached topics alone as allowed to auto-create
-      // them, hence the local request only while partitions (and so their topics) are held.
-      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 2_000, allTopics: wholeCluster }, cb));
+      // One topic named, not librdkafka's local topics (allTopics false, none named): it sends a list of
+      // cached topics alone with auto-creation allowed, whatever allow.auto.create.topics says, so a
+      // broker with auto.create.topics.enable would re-create a topic deleted while this source read it.
+      // (node-rdkafka leaked the topic handle of every request naming a topic: patched, patches/README.md.)
+      const request = wholeCluster ? { timeout: 2_000 } : { timeout: 2_000, allTopics: false, topic: heldTopic! };
+      metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
     } catch (error) {
       this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
       return;
@@ -653,9 +655,15 @@ class KafkaSource {
     this.missingTopics = missing;
   }
 
-  private holdsPartitions(): boolean {
-    for (const state of this.partitions.values()) if (state.assigned) return true;
-    return false;
+  /** Held topics each get their turn in the probes that name one. */
+  private probedTopics = 0;
+
+  /** A topic of the partitions this source holds, the next in turn; undefined when it holds none. */
+  private nextHeldTopic(): string | undefined {
+    const held = new Set<string>();
+    for (const state of this.partitions.values()) if (state.assigned) held.add(state.topic);
+    if (held.size === 0) return undefined;
+    return [...held][this.probedTopics++ % held.size];
   }
 
   private warnIfUnassigned(): void {
