@@ -615,18 +615,17 @@ class KafkaSource {
    * Is any broker there, and do the subscribed topics exist? One metadata request. Every topic's
    * metadata is costly on a large cluster (docs/operations.md, Readiness), so it is asked for only to
    * find something out: at first; while a subscribed topic is missing (for a pattern: none matches);
-   * while the source holds no partition (the request also lets librdkafka join the group as soon as
-   * a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms, 5 min);
+   * while the source waits for an assignment (the request also lets librdkafka join the group as soon
+   * as a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms, 5 min);
    * when a topic read here looks gone; and every `clusterCheckMs` (a topic only other members read
-   * deleted, a new topic matching the pattern). Otherwise it names one topic of the partitions it
-   * holds, each in turn: enough to show that the brokers answer, and whether a topic read here was
-   * deleted.
+   * deleted, a new topic matching the pattern). Otherwise it names one topic (nextTopicToName): enough
+   * to show that the brokers answer, and whether a topic read here was deleted.
    */
   private async probe(): Promise<void> {
     const now = this.context.clock.now();
     this.lastProbe = now;
-    const heldTopic = this.nextHeldTopic();
-    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || heldTopic === undefined || now - this.lastClusterCheck >= clusterCheckMs;
+    const namedTopic = this.nextTopicToName();
+    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || namedTopic === undefined || now - this.lastClusterCheck >= clusterCheckMs;
     this.clusterCheckDue = false;
     const losses = this.losses;
     let metadata: RdKafka.Metadata;
@@ -635,7 +634,7 @@ class KafkaSource {
       // cached topics alone with auto-creation allowed, whatever allow.auto.create.topics says, so a
       // broker with auto.create.topics.enable would re-create a topic deleted while this source read it.
       // (node-rdkafka leaked the topic handle of every request naming a topic: patched, patches/README.md.)
-      const request = wholeCluster ? { timeout: 2_000 } : { timeout: 2_000, allTopics: false, topic: heldTopic! };
+      const request = wholeCluster ? { timeout: 2_000 } : { timeout: 2_000, allTopics: false, topic: namedTopic! };
       metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
     } catch (error) {
       this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
@@ -655,15 +654,20 @@ class KafkaSource {
     this.missingTopics = missing;
   }
 
-  /** Held topics each get their turn in the probes that name one. */
+  /** Topics each get their turn in the probes that name one. */
   private probedTopics = 0;
 
-  /** A topic of the partitions this source holds, the next in turn; undefined when it holds none. */
-  private nextHeldTopic(): string | undefined {
+  /**
+   * The topic the next small probe names, each in turn: one of the partitions this source holds; for a
+   * member the group gave none (more members than partitions: a standby), one it subscribed to by
+   * name. Undefined while it waits for an assignment (only the whole cluster's request lets librdkafka
+   * join as soon as a subscribed topic exists) or holds nothing of a pattern's topics.
+   */
+  private nextTopicToName(): string | undefined {
     const held = new Set<string>();
     for (const state of this.partitions.values()) if (state.assigned) held.add(state.topic);
-    if (held.size === 0) return undefined;
-    return [...held][this.probedTopics++ % held.size];
+    const names = held.size > 0 ? [...held] : this.unassignedSince === undefined ? (this.config.topics ?? []) : [];
+    return names.length === 0 ? undefined : names[this.probedTopics++ % names.length];
   }
 
   private warnIfUnassigned(): void {
