@@ -122,7 +122,8 @@ export function createAjv(): Ajv {
 /** Compiles once per plugin and per document skeleton; one instance serves a whole run. */
 export class SchemaValidator {
   private readonly ajv = createAjv();
-  private readonly byPlugin = new Map<AnyPlugin, ValidateFunction>();
+  // Weak: a process validating many pipelines (the runner checks each it runs) keeps no plugin alive for this.
+  private readonly byPlugin = new WeakMap<AnyPlugin, ValidateFunction>();
   private skeleton: ValidateFunction | undefined;
 
   validateDocument(document: unknown): ErrorObject[] {
