@@ -15,6 +15,7 @@ import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js'
 import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import Kafka from 'node-rdkafka';
+import { pino } from 'pino';
 import { clickJson, collectSink, createTopic, produce, readTopic, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 import { MODE_ENV } from './kafka/broker.js';
@@ -167,7 +168,10 @@ test('the broker stopped and started under a running source: not ready, then res
   }
   const broker = await startNativeBroker({ partitions: 2 });
   const source = (kafkaSource as SourcePlugin<KafkaSourceConfig>);
-  const context = testContext({ batchSize: 100 });
+  // The source's log, as a daemon's operator reads it at the default level (info).
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const context = testContext({ batchSize: 100, logger });
   let instance: Source | undefined;
   try {
     const topic = uniqueTopic('outage');
@@ -193,6 +197,10 @@ test('the broker stopped and started under a running source: not ready, then res
     await waitFor('the next 500 after the broker returned', () => got.size >= 1000, 90_000);
     await waitFor('ready again', () => instance!.health!().ready, 30_000);
     assert.equal(context.deadLetters.length, 0);
+    // Each failed reconnect during the outage is a "broker transport failure" client error: they were
+    // a warning each, in bursts; only one before the source knew the brokers were down is news.
+    const warnings = lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: string }).filter((entry) => entry.level >= 40 && entry.msg === 'kafka consumer error');
+    assert.ok(warnings.length <= 1, `at most one client-error warning for the outage: ${warnings.map((w) => w.err).join('; ')}`);
   } finally {
     await instance?.close?.();
     await broker.stop();

@@ -681,7 +681,9 @@ class KafkaSource {
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
-    else if (!isTimedOut(error)) this.context.logger.warn({ code: error?.code, err: error?.message }, 'kafka consumer error');
+    // While the brokers are known to be down, each failed reconnect says so again ("broker transport
+    // failure", a burst per outage): news only the first time, before the source went not ready.
+    else if (!isTimedOut(error)) this.context.logger[this.healthy.ready ? 'warn' : 'debug']({ code: error?.code, err: error?.message }, 'kafka consumer error');
   }
 
   private setHealthy(): void {
