@@ -160,6 +160,35 @@ async function startSource(brokers: string, topic: string, group: string, got: S
   return instance;
 }
 
+/** A view event every 100 ms on `topic` (seq in its attributes), until stopped. */
+function viewsEvery100ms(brokers: string, topic: string): ReturnType<typeof produceEvery> {
+  return produceEvery(brokers, topic, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
+}
+
+interface MetadataRequest {
+  /** The consumer that sent it. */
+  consumer: unknown;
+  allTopics: boolean;
+  topic?: string;
+  /** The topics answered for, once answered. */
+  answer?: string[];
+}
+
+/** The sources' metadata requests as node-rdkafka gets them (the plugin loads this same module), until stop(). */
+function watchMetadataRequests(): { requests: MetadataRequest[]; stop: () => void } {
+  const requests: MetadataRequest[] = [];
+  const getMetadata = Kafka.KafkaConsumer.prototype.getMetadata;
+  Kafka.KafkaConsumer.prototype.getMetadata = function (this: Kafka.KafkaConsumer, options?: Kafka.MetadataOptions, cb?: (error: Kafka.LibrdKafkaError, metadata: Kafka.Metadata) => unknown) {
+    const request: MetadataRequest = { consumer: this, allTopics: options?.allTopics !== false, ...(options?.topic ? { topic: options.topic } : {}) };
+    requests.push(request);
+    return getMetadata.call(this, options, (error, metadata) => {
+      if (!error) request.answer = metadata.topics.map((answered) => answered.name);
+      return cb?.(error, metadata);
+    });
+  };
+  return { requests, stop: () => void (Kafka.KafkaConsumer.prototype.getMetadata = getMetadata) };
+}
+
 test('readiness: not ready while a subscribed topic does not exist; created, it is read and the source is ready', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
@@ -184,7 +213,7 @@ test('readiness: a subscribed topic deleted while another one\'s records keep co
   if (!brokers) return;
   const [gone, flowing] = [uniqueTopic('deleted'), uniqueTopic('flowing')];
   for (const topic of [gone, flowing]) await createTopic(brokers, topic, 1);
-  const feed = produceEvery(brokers, flowing, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
+  const feed = viewsEvery100ms(brokers, flowing);
   const got = new Set<number>();
   const instance = await startSource(brokers, gone, `g-${gone}`, got, undefined, { topics: [gone, flowing] });
   try {
@@ -212,18 +241,9 @@ test('readiness requests of a source reading its partitions name one of its own 
   // requests the source sends every 2 s while it reads must not ask for it.
   const [topic, elsewhere] = [uniqueTopic('own-metadata'), uniqueTopic('not-read')];
   for (const name of [topic, elsewhere]) await createTopic(brokers, name, 2);
-  const feed = produceEvery(brokers, topic, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
-  // The source's metadata requests as node-rdkafka gets them (the plugin loads this same module).
-  const requests: { allTopics: boolean; topic?: string; answer?: string[] }[] = [];
-  const getMetadata = Kafka.KafkaConsumer.prototype.getMetadata;
-  Kafka.KafkaConsumer.prototype.getMetadata = function (this: Kafka.KafkaConsumer, options?: Kafka.MetadataOptions, cb?: (error: Kafka.LibrdKafkaError, metadata: Kafka.Metadata) => unknown) {
-    const request: { allTopics: boolean; topic?: string; answer?: string[] } = { allTopics: options?.allTopics !== false, ...(options?.topic ? { topic: options.topic } : {}) };
-    requests.push(request);
-    return getMetadata.call(this, options, (error, metadata) => {
-      if (!error) request.answer = metadata.topics.map((answered) => answered.name);
-      return cb?.(error, metadata);
-    });
-  };
+  const feed = viewsEvery100ms(brokers, topic);
+  const watch = watchMetadataRequests();
+  const requests = watch.requests;
   const got = new Set<number>();
   const instance = await startSource(brokers, topic, `g-${topic}`, got);
   try {
@@ -242,7 +262,7 @@ test('readiness requests of a source reading its partitions name one of its own 
     assert.ok(wholeCluster.every((request) => request.answer!.includes(elsewhere)));
     assert.equal(instance.health!().ready, true, instance.health!().detail);
   } finally {
-    Kafka.KafkaConsumer.prototype.getMetadata = getMetadata;
+    watch.stop();
     await feed.stop();
     await instance.close?.();
   }
@@ -254,17 +274,9 @@ test('readiness requests of a member the group gives no partition (a standby) na
   // One partition, two members: one of them holds nothing, for as long as the other lives.
   const topic = uniqueTopic('standby');
   await createTopic(brokers, topic, 1);
-  const feed = produceEvery(brokers, topic, 100, (seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) }));
-  const requests: { consumer: unknown; allTopics: boolean; topic?: string; answered: boolean }[] = [];
-  const getMetadata = Kafka.KafkaConsumer.prototype.getMetadata;
-  Kafka.KafkaConsumer.prototype.getMetadata = function (this: Kafka.KafkaConsumer, options?: Kafka.MetadataOptions, cb?: (error: Kafka.LibrdKafkaError, metadata: Kafka.Metadata) => unknown) {
-    const request = { consumer: this, allTopics: options?.allTopics !== false, ...(options?.topic ? { topic: options.topic } : {}), answered: false };
-    requests.push(request);
-    return getMetadata.call(this, options, (error, metadata) => {
-      request.answered = !error;
-      return cb?.(error, metadata);
-    });
-  };
+  const feed = viewsEvery100ms(brokers, topic);
+  const watch = watchMetadataRequests();
+  const requests = watch.requests;
   const [gotA, gotB] = [new Set<number>(), new Set<number>()];
   const a = await startSource(brokers, topic, `g-${topic}`, gotA);
   const b = await startSource(brokers, topic, `g-${topic}`, gotB);
@@ -273,8 +285,8 @@ test('readiness requests of a member the group gives no partition (a standby) na
     // The group settled: one member holds the partition, the other was given nothing.
     await waitFor('both members ready', () => a.health!().ready && b.health!().ready, 30_000);
     requests.length = 0;
-    await waitFor('10 requests answered', () => requests.filter((request) => request.answered).length >= 10, 30_000);
-    const answered = requests.filter((request) => request.answered);
+    await waitFor('10 requests answered', () => requests.filter((request) => request.answer).length >= 10, 30_000);
+    const answered = requests.filter((request) => request.answer);
     const byMember = new Map<unknown, typeof answered>();
     for (const request of answered) byMember.set(request.consumer, [...(byMember.get(request.consumer) ?? []), request]);
     assert.equal(byMember.size, 2, 'both members sent requests');
@@ -285,7 +297,7 @@ test('readiness requests of a member the group gives no partition (a standby) na
       for (const request of mine.filter((each) => !each.allTopics)) assert.equal(request.topic, topic);
     }
   } finally {
-    Kafka.KafkaConsumer.prototype.getMetadata = getMetadata;
+    watch.stop();
     await feed.stop();
     await Promise.all([a.close?.(), b.close?.()]);
   }

@@ -7,7 +7,7 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type Stats, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
@@ -262,31 +262,19 @@ class FifoStream extends Writable {
   }
 }
 
+/** What `path` is, or undefined where nothing can be read (left for opening the file to report). */
+function statOf(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether `path` exists and is not a regular file (a FIFO, a device such as /dev/stdout). */
-function isSpecialFile(path: string): boolean {
-  try {
-    return !statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function isFifo(path: string): boolean {
-  try {
-    return statSync(path).isFIFO();
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `path` is an existing folder (anything unreadable is left for opening the file to report). */
-function isFolder(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
+const isSpecialFile = (path: string): boolean => statOf(path)?.isFile() === false;
+const isFifo = (path: string): boolean => statOf(path)?.isFIFO() === true;
+const isFolder = (path: string): boolean => statOf(path)?.isDirectory() === true;
 
 /**
  * The bytes after the file's last newline (`torn`: 0 for a missing or empty file, or one that ends in a
