@@ -289,6 +289,21 @@ test('after a burst of sessions has closed, session-features gives its room back
   withBurst.end();
 });
 
+test('sessions opened after session-features gave its room back start from zero, not from a closed session\'s figures', async () => {
+  // A burst of 3,000 one-view sessions grows the pools; once they closed, the pools shrink back, and
+  // 1,000 new sessions take slots beyond the ones the free list hands out: none may see a burst's view.
+  const burst = (): Element[] => Array.from({ length: 3000 }, (_, k) => ev(`b${k}`, k / 1000, 'view', { price: 1000 + k }));
+  const newcomers = (): Element[] => Array.from({ length: 1000 }, (_, k) => ev(`n${k}`, 200 + k / 1000, 'view', { price: 7 }));
+  const stages = [stage(sessionizer), stage(sessionFeatures)];
+  const afterBurst = eventsOf(await chain(stages, [...burst(), watermark(T0 + 100 * MIN), ...newcomers(), watermark(Infinity)]))
+    .filter((e) => e.userId.startsWith('n'))
+    .map(named);
+  const alone = eventsOf(await chain(stages, [...newcomers(), watermark(Infinity)])).map(named);
+  assert.equal(afterBurst.length, 1000);
+  assert.deepEqual(afterBurst.filter((f) => f.s_views !== 1 || f.s_view_price_max !== 7), [], 'one view at price 7 each');
+  assert.deepEqual(afterBurst, alone);
+});
+
 test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-leakage-'));
   const world = new ShopperWorld({ seed: 5, users: 400 });

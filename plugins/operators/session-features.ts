@@ -258,7 +258,7 @@ class SessionFeatureState {
     this.slotsGauge.set(capacity);
   }
 
-  /** A zeroed slot for session `id`; entered in `slots` when `mapped`. */
+  /** A zeroed slot for session `id` (rows from `used` on are zeros); entered in `slots` when `mapped`. */
   private allocate(id: string, mapped: boolean): number {
     let slot = this.free.pop();
     if (slot === undefined) {
@@ -436,6 +436,9 @@ class SessionFeatureState {
       high--;
     }
     const live = this.size;
+    // allocate takes slots from `used` on as they are (zeros): those the compaction vacated still
+    // hold closed sessions' figures, which a new session there would have started from.
+    this.rows.fill(0, live * WIDTH, this.used * WIDTH);
     this.used = live;
     this.free = [];
     ids.length = live;
