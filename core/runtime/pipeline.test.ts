@@ -129,6 +129,34 @@ test('every input is accounted for: in = out + dead-lettered + filtered; a stage
   assert.equal(run.outputs[0]!.length, stats.recordsOut);
 });
 
+test('the summary counts one mistake as one reason: the positions, lengths and times a reason gives are elided like its quotes', async () => {
+  // Lines cut short at different lengths, lines that are not UTF-8 text of different lengths, and events
+  // dated in 1970 at different times: three mistakes, each given in many reasons of its own.
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-reasons-'));
+  const line = (i: number) => JSON.stringify({ user_id: `u${i}`, time: `2024-01-01T00:00:${String(i).padStart(2, '0')}Z`, type: 'view' });
+  const lines: Buffer[] = [];
+  for (let i = 0; i < 12; i++) {
+    lines.push(Buffer.from(line(i)));
+    lines.push(Buffer.from(line(i).slice(0, 20 + i))); // truncated
+    lines.push(Buffer.concat([Buffer.from(line(i).slice(0, 10 + i)), Buffer.from([0xe9, 0xff])])); // Latin-1
+    lines.push(Buffer.from(JSON.stringify({ user_id: `old${i}`, time: `1970-01-01T00:00:${String(i).padStart(2, '0')}Z`, type: 'view' })));
+  }
+  writeFileSync(join(dir, 'bad.jsonl'), Buffer.concat(lines.flatMap((bytes) => [bytes, Buffer.from('\n')])));
+  const run = await runYaml('sources: [{type: file, path: bad.jsonl}]\nstages: [{type: sessionizer}]\nsinks: [{type: memory}]\n', { baseDir: dir });
+  assert.equal(run.stats.deadLettered, 36);
+  const reasons = Object.entries(run.stats.deadLetteredByReason);
+  assert.ok(reasons.length <= 4, JSON.stringify(reasons, null, 1)); // V8 words a JSON line cut short in two ways
+  assert.deepEqual(
+    reasons.filter(([reason]) => !reason.includes('malformed JSON')),
+    [
+      ['source-file-0: record is not UTF-8 text (… bytes); raw is its exact bytes in base64', 12],
+      ['stage-sessionizer-0: stage-sessionizer-0: event time … is before not_before …', 12],
+    ],
+  );
+  // The dead letters keep each reason whole.
+  assert.ok(run.deadLetters.some((letter) => /not UTF-8 text \(\d+ bytes\)/.test(String(letter.reason))));
+});
+
 test('sinks take the record kinds they list; records no sink takes are counted as filtered', async () => {
   const tagger = defineOperator<Record<string, never>>({
     name: 'tagger',

@@ -61,7 +61,7 @@ export interface RunStats {
   outByKind: Record<string, number>;
   deadLettered: number;
   /**
-   * Dead letters written, by `<stage>: <reason>` with the values a reason quotes elided (reasonClass:
+   * Dead letters written, by `<stage>: <reason>` with the values a reason quotes or gives elided (reasonClass:
    * `malformed JSON: Unexpected token '…', "…" is not valid JSON` for every such line): the first
    * {@link maxDeadLetterReasons} reasons, the rest under {@link otherDeadLetterReasons}.
    */
@@ -83,12 +83,17 @@ export interface RunStats {
 const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 'deadLetteredByReason', 'filtered', 'filteredByReason', 'sideOutputs'] as const;
 
 /**
- * A dead letter's reason with the values it quotes elided, so the reasons of one mistake count as
- * one: `price: expected a number, got "abc"` and `..., got "n/a"` are both `..., got "…"`.
+ * A dead letter's reason with the values it quotes or gives elided, so the reasons of one mistake
+ * count as one: `price: expected a number, got "abc"` and `..., got "n/a"` are both `..., got "…"`;
+ * the numbers and times standing alone in it (a byte count, a JSON error's position, an event time)
+ * are `…` too, while those inside a name (`stage-sessionizer-0`, `UTF-8`) stay.
  */
 export function reasonClass(reason: string): string {
   // A quote may be cut short with '...' after it (V8's JSON errors cut a line after 10 characters).
-  return reason.replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, '"…"').replace(/(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)/g, "'…'");
+  return reason
+    .replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, '"…"')
+    .replace(/(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)/g, "'…'")
+    .replace(/(?<![\w.-])-?\d(?:[\d:+TZ-]|\.\d)*(?!\w)/g, '…');
 }
 
 /** How many distinct reasons {@link RunStats.deadLetteredByReason} keeps. */
