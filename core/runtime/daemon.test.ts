@@ -224,6 +224,9 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   const removed = run(pipeline);
   assert.equal(removed.status, 2, removed.stderr);
   assert.match(removed.stderr, /TRIB_ERR_CHECKPOINT: checkpoint .*checkpoint-\d+\.json holds state of stage-sessionizer-0, stage-user-features-1, which no stage of the pipeline has now \(its stages are stage-user-features-0\)/);
+  // Where the renamed stage is in the file, and the label that gives it its state back.
+  assert.ok(removed.stderr.includes('No sessionizer stage is left to take the state of stage-sessionizer-0.'), removed.stderr);
+  assert.ok(removed.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline}:3:10, $.stages[0], user-features): set \`label: stage-user-features-1\` on it to resume it.`), removed.stderr);
   assert.equal(run(pipeline, '--allow-non-restored-state').status, 0, 'allowed: that state is dropped');
 
   // State that no longer fits its stage's config names the stage and the checkpoint.
@@ -232,7 +235,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   write('[{type: sessionizer}, {type: user-features, horizons: [1h, 1d]}]');
   const changed = run(pipeline);
   assert.equal(changed.status, 2, changed.stderr);
-  assert.match(changed.stderr, /TRIB_ERR_CHECKPOINT: checkpoint .*: the saved state of stage stage-user-features-1 does not fit its configuration: /);
+  assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) does not fit its configuration: `), changed.stderr);
 
   // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).
   write(stages);

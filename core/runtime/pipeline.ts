@@ -871,6 +871,7 @@ export class PipelineRunner {
         'TRIB_ERR_CHECKPOINT',
         `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
           'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
+          orphans.map((orphan) => this.renamedStageHint(orphan, labels, saved)).join('') +
           'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
       );
     }
@@ -885,11 +886,35 @@ export class PipelineRunner {
       } catch (cause) {
         throw new TributaryError(
           'TRIB_ERR_CHECKPOINT',
-          `checkpoint ${file}: the saved state of stage ${label} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
+          `checkpoint ${file}: the saved state of stage ${label}${this.stageWhere(label)} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
           { cause },
         );
       }
     }
+  }
+
+  /** ` (FILE:LINE:COL, $.stages[i], TYPE)`: where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
+  private stageWhere(label: string): string {
+    const index = this.loaded.stages.findIndex((resolved, i) => entryLabel('stage', resolved.entry, i) === label);
+    const resolved = this.loaded.stages[index];
+    if (resolved === undefined) return '';
+    return ` (${this.loaded.file}:${resolved.line ?? 0}:${resolved.column ?? 0}, ${resolved.path}, ${resolved.entry.type})`;
+  }
+
+  /**
+   * For saved state under a default label (`stage-<type>-<index>`) that no stage takes: the stages of
+   * that type now under another label without saved state, most likely the one that was renamed by
+   * a stage added or removed before it, and the `label` that gives it its state back.
+   */
+  private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>): string {
+    const type = /^stage-(.+)-\d+$/.exec(orphan)?.[1];
+    if (type === undefined) return '';
+    const candidates = this.loaded.stages
+      .map((resolved, i) => ({ resolved, label: entryLabel('stage', resolved.entry, i) }))
+      .filter(({ resolved, label }) => resolved.entry.type === type && labels.has(label) && saved[label] === undefined);
+    if (candidates.length === 0) return `No ${type} stage is left to take the state of ${orphan}. `;
+    const where = candidates.map(({ label }) => `${label}${this.stageWhere(label)}`).join(' or ');
+    return `The state of ${orphan} is likely that of ${where}: set \`label: ${orphan}\` on it to resume it. `;
   }
 
   private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
