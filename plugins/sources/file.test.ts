@@ -221,6 +221,32 @@ test('a run that read every file ends at the last file\'s last line: resumed fro
   assert.deepEqual((await read(resumed.position)).times, [], 'nothing new: nothing read');
 });
 
+test('a resume finds its file by name: in a list whose older files were taken off, or not at all (a new file is read from its start, not from the old one\'s line)', async () => {
+  const { default: file } = await import('./file.js');
+  const line = (time: number): string => `${JSON.stringify({ user_id: 'u1', time, type: 'view' })}\n`;
+  const october = join(dir, 'rename-oct.jsonl');
+  const november = join(dir, 'rename-nov.jsonl');
+  const december = join(dir, 'rename-dec.jsonl');
+  writeFileSync(october, line(1) + line(2));
+  writeFileSync(november, line(3) + line(4) + line(5));
+  writeFileSync(december, line(6) + line(7) + line(8) + line(9));
+  const read = async (path: string | string[], position?: Record<string, unknown>): Promise<{ times: number[]; position: Record<string, unknown> }> => {
+    const source = await file.create({ path, mapping: { time_format: 'epoch_ms' } } as never, testContext({ resuming: position !== undefined }));
+    if (position) source.seek!(position as never);
+    const times: number[] = [];
+    for await (const batch of source.read()) times.push(...batch.map((e) => e.time));
+    return { times, position: source.position!() as Record<string, unknown> };
+  };
+  // Stopped after two lines of November, then October is taken off the list and December added.
+  const first = await read([october, november]);
+  assert.deepEqual(first.times, [1, 2, 3, 4, 5]);
+  const midNovember = { file: november, fileIndex: 1, line: 2, byte: Buffer.byteLength(line(3) + line(4)) };
+  assert.deepEqual((await read([november, december], midNovember)).times, [5, 6, 7, 8, 9], 'on in November, then December');
+  // The pipeline now names December alone: November's position is no position in it.
+  assert.deepEqual((await read(december, first.position)).times, [6, 7, 8, 9], 'December whole');
+  assert.deepEqual((await read([december], midNovember)).times, [6, 7, 8, 9], 'December whole, from a position mid-file too');
+});
+
 test('a gzip file cut short (or corrupt) is bad input: its whole lines are delivered, the rest is one dead letter, and the next file is read', async () => {
   const { default: file } = await import('./file.js');
   const lines = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ user_id: `u${i % 97}`, time: i, type: 'view', item_id: `item-${(i * 7919) % 100_003}` }));

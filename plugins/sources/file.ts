@@ -127,7 +127,16 @@ export default defineSource<FileSourceConfig>({
         return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}) };
       },
       seek(position) {
-        fileIndex = Number(position.fileIndex ?? 0);
+        // The position is a line of one file: found by name, wherever the list has it now (older files may
+        // have been taken off its front). A list without it (a new month's file in place of the last) is
+        // read from its start: another file's line number says nothing about where to start in this one.
+        const saved = typeof position.file === 'string' ? position.file : undefined;
+        const at = saved === undefined ? Number(position.fileIndex ?? 0) : paths.indexOf(saved);
+        if (at < 0) {
+          context.logger.warn({ checkpointFile: saved, line: position.line, files: paths }, 'file: the checkpoint was reading a file this source no longer lists; its files are read from their start');
+          return;
+        }
+        fileIndex = at;
         linesDone = Number(position.line ?? 0);
         // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
         bytesDone = typeof position.byte === 'number' ? position.byte : undefined;
