@@ -150,7 +150,7 @@ test('the summary counts one mistake as one reason: the positions, lengths and t
     reasons.filter(([reason]) => !reason.includes('malformed JSON')),
     [
       ['source-file-0: record is not UTF-8 text (… bytes); raw is its exact bytes in base64', 12],
-      ['stage-sessionizer-0: stage-sessionizer-0: event time … is before not_before …', 12],
+      ['stage-sessionizer-0: event time … is before not_before …', 12], // its label once, though the sessionizer's reason starts with it
     ],
   );
   // The dead letters keep each reason whole.

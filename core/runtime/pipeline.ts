@@ -333,7 +333,9 @@ export class PipelineRunner {
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
     if (counted) this.stats.deadLettered++;
     const byReason = this.stats.deadLetteredByReason;
-    const key = `${stage}: ${reasonClass(rejection.reason)}`;
+    // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
+    const reason = reasonClass(rejection.reason);
+    const key = reason.startsWith(`${stage}: `) ? reason : `${stage}: ${reason}`;
     if (byReason[key] !== undefined) byReason[key]++;
     else if (this.deadLetterReasons < maxDeadLetterReasons) {
       byReason[key] = 1;
