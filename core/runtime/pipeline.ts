@@ -93,7 +93,7 @@ export function reasonClass(reason: string): string {
   return reason
     .replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, '"…"')
     .replace(/(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)/g, "'…'")
-    .replace(/(?<![\w.-])-?\d(?:[\d:+TZ-]|\.\d)*(?!\w)/g, '…');
+    .replace(/(?<![\w.-])-?\d(?:[\d:+TZ-]|\.\d)*(?!\w|\.\w)/g, '…');
 }
 
 /** How many distinct reasons {@link RunStats.deadLetteredByReason} keeps. */
