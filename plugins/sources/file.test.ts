@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -245,6 +245,10 @@ test('a resume finds its file by name: in a list whose older files were taken of
   // The pipeline now names December alone: November's position is no position in it.
   assert.deepEqual((await read(december, first.position)).times, [6, 7, 8, 9], 'December whole');
   assert.deepEqual((await read([december], midNovember)).times, [6, 7, 8, 9], 'December whole, from a position mid-file too');
+  // The same file reached through a link to its folder (the pipeline started by another path) is that file.
+  const linked = join(dir, 'rename-link');
+  symlinkSync(dir, linked);
+  assert.deepEqual((await read(join(linked, 'rename-nov.jsonl'), midNovember)).times, [5], 'on in November');
 });
 
 test('a gzip file cut short (or corrupt) is bad input: its whole lines are delivered, the rest is one dead letter, and the next file is read', async () => {

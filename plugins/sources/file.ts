@@ -2,7 +2,7 @@
  * `file`: reads JSON lines or CSV (with or without a header row, any delimiter, gzip) from one or
  * more files in order, mapping each record to the canonical event through config alone.
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, realpathSync, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -131,7 +131,7 @@ export default defineSource<FileSourceConfig>({
         // have been taken off its front). A list without it (a new month's file in place of the last) is
         // read from its start: another file's line number says nothing about where to start in this one.
         const saved = typeof position.file === 'string' ? position.file : undefined;
-        const at = saved === undefined ? Number(position.fileIndex ?? 0) : paths.indexOf(saved);
+        const at = saved === undefined ? Number(position.fileIndex ?? 0) : indexOfFile(paths, saved);
         if (at < 0) {
           context.logger.warn({ checkpointFile: saved, line: position.line, files: paths }, 'file: the checkpoint was reading a file this source no longer lists; its files are read from their start');
           return;
@@ -148,6 +148,21 @@ export default defineSource<FileSourceConfig>({
     };
   },
 });
+
+/** Where `file` is in `paths`: by its path, else by the file the paths lead to (one reached through another link or folder). */
+function indexOfFile(paths: readonly string[], file: string): number {
+  const exact = paths.indexOf(file);
+  if (exact >= 0) return exact;
+  const real = (path: string): string | undefined => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return undefined; // gone (archived): only its path can match
+    }
+  };
+  const target = real(file);
+  return target === undefined ? -1 : paths.findIndex((path) => real(path) === target);
+}
 
 /** True when the byte before `offset` is a newline: `offset` starts a line (the file did not change under it). */
 async function followsNewline(path: string, offset: number): Promise<boolean> {
