@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { redactSecrets } from './telemetry.js';
+import { MetricsHub, redactSecrets } from './telemetry.js';
 
 test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and private keys whatever their field', () => {
   const pem = '-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----';
@@ -13,4 +13,16 @@ test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and pri
   assert.match(text, /"username":"app"/);
   assert.match(text, /"ca_pem":"-----BEGIN CERTIFICATE-----x"/, 'a certificate is public');
   assert.match(text, /"linger.ms":5/);
+});
+
+test('a stage\'s counters and histograms are exported at 0 before their first event, so rate() and alerts see them', async () => {
+  const hub = new MetricsHub();
+  const metrics = hub.scoped({ pipeline: 'p', stage: 'sessionizer' });
+  const evicted = metrics.counter('sessions_evicted_total', 'Sessions closed early.');
+  metrics.histogram('batch_seconds', 'Batch time.', [0.1, 1]);
+  const before = await hub.registry.metrics();
+  assert.match(before, /^tributary_sessions_evicted_total\{pipeline="p",stage="sessionizer"\} 0$/m);
+  assert.match(before, /^tributary_batch_seconds_count\{pipeline="p",stage="sessionizer"\} 0$/m);
+  evicted.inc();
+  assert.match(await hub.registry.metrics(), /^tributary_sessions_evicted_total\{pipeline="p",stage="sessionizer"\} 1$/m);
 });

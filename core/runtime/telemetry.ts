@@ -126,8 +126,11 @@ export class MetricsHub {
       return metric as M;
     };
     return {
+      // Counters and histograms export their series at 0 from the start: a series that only appears at
+      // its first increment is invisible to rate() and to alerts until then.
       counter: (name, help): Counter => {
         const metric = get(name, (fullName) => new PromCounter({ name: fullName, help, labelNames, registers: [this.registry] }));
+        metric.inc(labels, 0);
         return metric.labels(labels);
       },
       gauge: (name, help): Gauge => {
@@ -138,6 +141,7 @@ export class MetricsHub {
         const metric = get(name, (fullName) =>
           new PromHistogram({ name: fullName, help, labelNames, registers: [this.registry], ...(buckets ? { buckets: [...buckets] } : {}) }),
         );
+        metric.zero(labels);
         return metric.labels(labels);
       },
     };
