@@ -12,6 +12,12 @@ export function parseDuration(value: Duration): number {
   return Number(match[1]) * unitMs[match[2]!]!;
 }
 
+/** The config text of `ms` in its largest whole unit (`86400000` -> `1d`, `90000` -> `90s`): parses back to `ms`. */
+export function durationText(ms: number): string {
+  for (const unit of ['w', 'd', 'h', 'm', 's'] as const) if (ms !== 0 && ms % unitMs[unit]! === 0) return `${ms / unitMs[unit]!}${unit}`;
+  return `${ms}ms`;
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${ms.toFixed(0)}ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;

@@ -236,6 +236,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   const changed = run(pipeline);
   assert.equal(changed.status, 2, changed.stderr);
   assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) does not fit its configuration: `), changed.stderr);
+  assert.ok(changed.stderr.includes('snapshot horizons 1h differ from the config\'s 1h, 1d'), changed.stderr);
 
   // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).
   write(stages);

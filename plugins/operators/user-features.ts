@@ -6,7 +6,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
+import { defineOperator, durationText, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
 import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, inParts, type Column, type DerivedIds } from './columns.js';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
@@ -350,7 +350,7 @@ class UserState {
     const what = `${this.context.label}: user-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
-      throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.join(',')} differ from the config's ${this.horizons.join(',')}`);
+      throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.map(durationText).join(', ')} differ from the config's ${this.horizons.map(durationText).join(', ')}`);
     }
     this.slots.clear();
     this.free = [];
