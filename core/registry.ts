@@ -64,7 +64,12 @@ export class PluginRegistry {
       module = (await import(url)) as Record<string, unknown>;
     } catch (cause) {
       const where = cause instanceof SyntaxError ? syntaxErrorLocation(url, cause) : undefined;
-      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}${where ? ` at ${where}` : ''}`, { cause });
+      // Node (20) cannot import TypeScript: say what to name instead of its bare "Unknown file extension".
+      const typescript =
+        (cause as NodeJS.ErrnoException).code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?ts$/.test(specifier)
+          ? ' (a TypeScript plugin is compiled first, with `npx tsc`; name the compiled .js file here: docs/plugin-authoring.md)'
+          : '';
+      throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}${where ? ` at ${where}` : ''}${typescript}`, { cause });
     }
     const found = new Set<AnyPlugin>();
     for (const value of Object.values(module)) {

@@ -350,3 +350,16 @@ test('a plugin module that does not parse is reported with the file and line of 
   assert.match(problems[2]!, /^P:1:38: \$\.plugins\[2\]: cannot load plugin module '\.\/runs\.js': [^\n]*JSON[^\n]*$/);
   assert.equal(readFileSync(join(project, 'ran.txt'), 'utf8'), 'x');
 });
+
+test('a plugin named by its TypeScript source is reported with what to name instead', async () => {
+  const project = mkdtempSync(join(dir, 'ts-plugin-'));
+  writeFileSync(join(project, 'plugin.ts'), "export default { kind: 'operator' as const };\n");
+  const file = join(project, 'p.yaml');
+  writeFileSync(file, 'plugins: [./plugin.ts]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const problems = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
+});
