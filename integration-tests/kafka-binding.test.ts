@@ -4,11 +4,13 @@
  * field a consumer reads is there, with the values and property order of the unpatched binding, with
  * and without headers, across topics. Produced records (`produce()` straight to rd_kafka_producev,
  * headers made only when given): string and null keys, null values, timestamps and headers arrive as
- * sent.
+ * sent. An error librdkafka reports behind records that one `consume(n)` call already took comes with
+ * the next call.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
+import Kafka from 'node-rdkafka';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, produce, readTopic } from './kafka/client.js';
 
 test('consumed messages carry value, size, key, topic, offset, partition, timestamp and headers', async (t) => {
@@ -69,4 +71,49 @@ test('a consumed batch\'s values and keys are separate Buffers with their own by
   assert.equal(messages[2]!.value!.toString(), records[2]!.value);
   assert.equal(messages[1]!.key!.toString(), records[1]!.key);
   assert.equal(messages[0]!.value!.toString(), records[0]!.value);
+});
+
+test('an error librdkafka reports behind records that one consume(n) call took comes with the next call, not dropped', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // librdkafka reports some errors once (a partition's fetch denied by an ACL, a partition whose
+  // position is out of range with auto.offset.reset=error): dropped, nothing ever says why that
+  // partition stopped. The out-of-range one stands in here (the test broker has no authorizer).
+  const topic = uniqueTopic('binding-error');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, [...Array.from({ length: 50 }, (_, i) => ({ value: `p0-${i}`, partition: 0 })), ...Array.from({ length: 10 }, (_, i) => ({ value: `p1-${i}`, partition: 1 }))]);
+  const consumer = new Kafka.KafkaConsumer(
+    { 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': `g-${topic}`, 'enable.auto.commit': false },
+    { 'auto.offset.reset': 'error' },
+  );
+  const consume = (count: number): Promise<Kafka.Message[]> => new Promise((resolve, reject) => consumer.consume(count, (error, messages) => (error ? reject(error) : resolve(messages))));
+  await new Promise<void>((resolve, reject) => consumer.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  try {
+    consumer.assign([{ topic, partition: 0, offset: 0 }]);
+    consumer.setDefaultConsumeTimeout(100);
+    // One record read: partition 0's fetch is in, the other 49 records wait in the consumer's queue.
+    await waitFor('a record of partition 0', async () => (await consume(1)).length === 1, 30_000, 0);
+    // Past partition 1's end: its fetch fails, and with auto.offset.reset=error that is an error for
+    // the application, queued behind the 49 records. The fetch's answer sets the partition's cached
+    // end offset (-1 in an error answer), which is -1001 (none) before.
+    consumer.incrementalAssign([{ topic, partition: 1, offset: 1_000 }]);
+    await waitFor("partition 1's fetch answered", () => consumer.getWatermarkOffsets(topic, 1).highOffset !== -1001, 30_000);
+    consumer.setDefaultConsumeTimeout(0);
+    const calls: string[] = [];
+    let error: Kafka.LibrdKafkaError | undefined;
+    await waitFor('the error', async () => {
+      try {
+        const messages = await consume(1_000);
+        if (messages.length > 0) calls.push(`${messages.length} records`);
+        return false;
+      } catch (caught) {
+        error = caught as Kafka.LibrdKafkaError;
+        return true;
+      }
+    }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join(', ') || 'nothing'}`));
+    assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
+    assert.deepEqual(calls, ['49 records'], 'the records queued before the error came first, in one call');
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
 });
