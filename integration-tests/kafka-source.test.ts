@@ -268,40 +268,44 @@ test('readiness requests of a source reading its partitions name one of its own 
   }
 });
 
-test('readiness requests of a member the group gives no partition (a standby) name a subscribed topic, not the whole cluster every 2 s', async (t) => {
-  const brokers = kafkaBrokers(t);
-  if (!brokers) return;
-  // One partition, two members: one of them holds nothing, for as long as the other lives.
-  const topic = uniqueTopic('standby');
-  await createTopic(brokers, topic, 1);
-  const feed = viewsEvery100ms(brokers, topic);
-  const watch = watchMetadataRequests();
-  const requests = watch.requests;
-  const [gotA, gotB] = [new Set<number>(), new Set<number>()];
-  const a = await startSource(brokers, topic, `g-${topic}`, gotA);
-  const b = await startSource(brokers, topic, `g-${topic}`, gotB);
-  try {
-    await waitFor('one member reads the partition', () => gotA.size + gotB.size >= 20, 60_000);
-    // The group settled: one member holds the partition, the other was given nothing.
-    await waitFor('both members ready', () => a.health!().ready && b.health!().ready, 30_000);
-    requests.length = 0;
-    await waitFor('10 requests answered', () => requests.filter((request) => request.answer).length >= 10, 30_000);
-    const answered = requests.filter((request) => request.answer);
-    const byMember = new Map<unknown, typeof answered>();
-    for (const request of answered) byMember.set(request.consumer, [...(byMember.get(request.consumer) ?? []), request]);
-    assert.equal(byMember.size, 2, 'both members sent requests');
-    for (const mine of byMember.values()) {
-      const wholeCluster = mine.filter((request) => request.allTopics).length;
-      // Every topic at most every 30 s per member; the standby asked for it every 2 s.
-      assert.ok(wholeCluster <= 1, `at most one request for every topic of ${mine.length} (about 10 s): ${wholeCluster}`);
-      for (const request of mine.filter((each) => !each.allTopics)) assert.equal(request.topic, topic);
+for (const subscription of ['topics', 'pattern'] as const) {
+  test(`readiness requests of a member the group gives no partition (a standby, subscribed by ${subscription}) name a subscribed topic, not the whole cluster every 2 s`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    // One partition, two members: one of them holds nothing, for as long as the other lives.
+    const topic = uniqueTopic('standby');
+    await createTopic(brokers, topic, 1);
+    const feed = viewsEvery100ms(brokers, topic);
+    const watch = watchMetadataRequests();
+    const requests = watch.requests;
+    const [gotA, gotB] = [new Set<number>(), new Set<number>()];
+    // A pattern's standby names a topic the pattern matched in the last answer for every topic.
+    const subscribed: Partial<KafkaSourceConfig> = subscription === 'pattern' ? { topics: undefined, pattern: `^${topic}$` } : {};
+    const a = await startSource(brokers, topic, `g-${topic}`, gotA, undefined, subscribed);
+    const b = await startSource(brokers, topic, `g-${topic}`, gotB, undefined, subscribed);
+    try {
+      await waitFor('one member reads the partition', () => gotA.size + gotB.size >= 20, 60_000);
+      // The group settled: one member holds the partition, the other was given nothing.
+      await waitFor('both members ready', () => a.health!().ready && b.health!().ready, 30_000);
+      requests.length = 0;
+      await waitFor('10 requests answered', () => requests.filter((request) => request.answer).length >= 10, 30_000);
+      const answered = requests.filter((request) => request.answer);
+      const byMember = new Map<unknown, typeof answered>();
+      for (const request of answered) byMember.set(request.consumer, [...(byMember.get(request.consumer) ?? []), request]);
+      assert.equal(byMember.size, 2, 'both members sent requests');
+      for (const mine of byMember.values()) {
+        const wholeCluster = mine.filter((request) => request.allTopics).length;
+        // Every topic at most every 30 s per member; the standby asked for it every 2 s.
+        assert.ok(wholeCluster <= 1, `at most one request for every topic of ${mine.length} (about 10 s): ${wholeCluster}`);
+        for (const request of mine.filter((each) => !each.allTopics)) assert.equal(request.topic, topic);
+      }
+    } finally {
+      watch.stop();
+      await feed.stop();
+      await Promise.all([a.close?.(), b.close?.()]);
     }
-  } finally {
-    watch.stop();
-    await feed.stop();
-    await Promise.all([a.close?.(), b.close?.()]);
-  }
-});
+  });
+}
 
 test('readiness: not ready while the group gives no assignment for longer than assignment_timeout (a rebalance that does not end), ready once it does', async (t) => {
   const brokers = kafkaBrokers(t);

@@ -262,6 +262,8 @@ class KafkaSource {
   private warnedUnassigned = false;
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
+  /** The topics a `pattern` matched in the last answer for every topic (what its standby names). */
+  private matchedTopics: string[] = [];
   /** When the brokers last answered a request for every topic's metadata. */
   private lastClusterCheck = 0;
   /**
@@ -648,6 +650,7 @@ class KafkaSource {
       return;
     }
     this.lastClusterCheck = now;
+    if (this.config.pattern !== undefined) this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
     const missing = missingTopics(this.config, metadata, 'all');
     if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
     else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
@@ -660,13 +663,14 @@ class KafkaSource {
   /**
    * The topic the next small probe names, each in turn: one of the partitions this source holds; for a
    * member the group gave none (more members than partitions: a standby), one it subscribed to by
-   * name. Undefined while it waits for an assignment (only the whole cluster's request lets librdkafka
-   * join as soon as a subscribed topic exists) or holds nothing of a pattern's topics.
+   * name, or one its pattern matched in the last answer for every topic. Undefined while it waits for
+   * an assignment (only the whole cluster's request lets librdkafka join as soon as a subscribed topic
+   * exists) or while its pattern matched none.
    */
   private nextTopicToName(): string | undefined {
     const held = new Set<string>();
     for (const state of this.partitions.values()) if (state.assigned) held.add(state.topic);
-    const names = held.size > 0 ? [...held] : this.unassignedSince === undefined ? (this.config.topics ?? []) : [];
+    const names = held.size > 0 ? [...held] : this.unassignedSince === undefined ? (this.config.topics ?? this.matchedTopics) : [];
     return names.length === 0 ? undefined : names[this.probedTopics++ % names.length];
   }
 
@@ -1067,23 +1071,35 @@ function markAssigned(state: PartitionState, now: number): void {
 }
 
 /**
+ * The topics of `metadata` (those with partitions) that the subscription reads: those of `topics`, or
+ * those `pattern` matches. Undefined for a pattern JavaScript cannot read (librdkafka's dialect differs).
+ */
+function topicsSubscribed(config: KafkaSourceConfig, metadata: RdKafka.Metadata): string[] | undefined {
+  const existing = metadata.topics.filter((topic) => topic.partitions.length > 0).map((topic) => topic.name);
+  if (config.pattern === undefined) {
+    const subscribed = new Set(config.topics);
+    return existing.filter((name) => subscribed.has(name));
+  }
+  // librdkafka's pattern subscription is anchored at the start (see run()); JavaScript's regex dialect is close enough for "which match".
+  let pattern: RegExp;
+  try {
+    pattern = new RegExp(config.pattern.startsWith('^') ? config.pattern : `^${config.pattern}`);
+  } catch {
+    return undefined;
+  }
+  return existing.filter((name) => pattern.test(name));
+}
+
+/**
  * Subscribed topics that `metadata` shows missing (for a pattern: the pattern, when no topic of it
  * matches). `covers` says what the answer covers: every topic, or only those it names (a subscribed
  * topic it does not name is then not taken for missing).
  */
 function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata, covers: 'all' | 'named'): string[] {
-  const existing = metadata.topics.filter((topic) => topic.partitions.length > 0).map((topic) => topic.name);
-  if (config.pattern !== undefined) {
-    // librdkafka's pattern subscription is anchored at the start (see run()); JavaScript's regex dialect is close enough for "does any match".
-    let pattern: RegExp;
-    try {
-      pattern = new RegExp(config.pattern.startsWith('^') ? config.pattern : `^${config.pattern}`);
-    } catch {
-      return [];
-    }
-    return existing.some((name) => pattern.test(name)) ? [] : [config.pattern];
-  }
-  const present = new Set(existing);
+  const found = topicsSubscribed(config, metadata);
+  if (found === undefined) return [];
+  if (config.pattern !== undefined) return found.length > 0 ? [] : [config.pattern];
+  const present = new Set(found);
   const named = new Set(metadata.topics.map((topic) => topic.name));
   return (config.topics ?? []).filter((topic) => !present.has(topic) && (covers === 'all' || named.has(topic)));
 }
