@@ -189,21 +189,31 @@ function watchMetadataRequests(): { requests: MetadataRequest[]; stop: () => voi
   return { requests, stop: () => void (Kafka.KafkaConsumer.prototype.getMetadata = getMetadata) };
 }
 
-test('readiness: not ready while a subscribed topic does not exist; created, it is read and the source is ready', async (t) => {
+test('readiness: not ready while a subscribed topic does not exist, its requests naming it, not the whole cluster every 2 s; created, it is read and the source is ready', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
   const topic = uniqueTopic('not-yet');
   const got = new Set<number>();
+  const watch = watchMetadataRequests();
+  const requests = watch.requests;
   const instance = await startSource(brokers, topic, `g-${topic}`, got);
   try {
     await waitFor('not ready: the topic does not exist', () => instance.health!().ready === false && /does not exist/.test(instance.health!().detail ?? ''), 30_000);
     assert.match(instance.health!().detail!, new RegExp(`topic '${topic}' does not exist`));
+    requests.length = 0;
+    await waitFor('5 requests answered', () => requests.filter((request) => request.answer).length >= 5, 30_000);
+    const answered = requests.filter((request) => request.answer);
+    const wholeCluster = answered.filter((request) => request.allTopics).length;
+    assert.ok(wholeCluster <= 1, `at most one request for every topic of ${answered.length} (about 10 s): ${wholeCluster}`);
+    for (const request of answered.filter((each) => !each.allTopics)) assert.equal(request.topic, topic, 'the others name the missing topic');
+    assert.match(instance.health!().detail!, new RegExp(`topic '${topic}' does not exist`), 'a request naming it does not create it');
     await createTopic(brokers, topic, 2);
     await produce(brokers, topic, Array.from({ length: 100 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
     // librdkafka alone would join only at its next metadata refresh (topic.metadata.refresh.interval.ms, 5 min).
     await waitFor('the created topic read', () => got.size >= 100, 60_000);
     await waitFor('ready', () => instance.health!().ready, 30_000);
   } finally {
+    watch.stop();
     await instance.close?.();
   }
 });

@@ -100,8 +100,8 @@ const stallPauseMs = 1_000;
  */
 const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
 /**
- * Most time between requests for every topic's metadata while the source holds partitions and
- * finds nothing amiss (see probe); the requests in between name only the topics it reads.
+ * Most time between requests for every topic's metadata when none is due sooner (see probe); the
+ * requests in between name one topic (nextTopicToName).
  */
 const clusterCheckMs = 30_000;
 
@@ -616,18 +616,19 @@ class KafkaSource {
   /**
    * Is any broker there, and do the subscribed topics exist? One metadata request. Every topic's
    * metadata is costly on a large cluster (docs/operations.md, Readiness), so it is asked for only to
-   * find something out: at first; while a subscribed topic is missing (for a pattern: none matches);
-   * while the source waits for an assignment (the request also lets librdkafka join the group as soon
-   * as a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms, 5 min);
-   * when a topic read here looks gone; and every `clusterCheckMs` (a topic only other members read
-   * deleted, a new topic matching the pattern). Otherwise it names one topic (nextTopicToName): enough
-   * to show that the brokers answer, and whether a topic read here was deleted.
+   * find something out: at first; while a pattern matches no topic; while the source waits for an
+   * assignment with no subscribed topic missing (the request also lets librdkafka join the group as
+   * soon as a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms,
+   * 5 min); when a named topic's answer contradicts the last answer for every topic (a topic read here
+   * gone, a missing one created); and every `clusterCheckMs` (a topic only other members read deleted,
+   * a new topic matching the pattern). Otherwise it names one topic (nextTopicToName): enough to show
+   * that the brokers answer, and whether that topic exists.
    */
   private async probe(): Promise<void> {
     const now = this.context.clock.now();
     this.lastProbe = now;
     const namedTopic = this.nextTopicToName();
-    const wholeCluster = this.clusterCheckDue || this.missingTopics.length > 0 || namedTopic === undefined || now - this.lastClusterCheck >= clusterCheckMs;
+    const wholeCluster = this.clusterCheckDue || namedTopic === undefined || now - this.lastClusterCheck >= clusterCheckMs;
     this.clusterCheckDue = false;
     const losses = this.losses;
     let metadata: RdKafka.Metadata;
@@ -645,13 +646,15 @@ class KafkaSource {
     // An answer to a request sent before the brokers were last reported gone may predate that news.
     if (this.losses === losses) this.setHealthy();
     if (!wholeCluster) {
-      // A topic read here is gone: the whole cluster's answer decides what is missing.
-      if (missingTopics(this.config, metadata, 'named').length > 0) this.clusterCheckDue = true;
+      // A topic read here is gone, or a missing one exists now: the whole cluster's answer decides what
+      // is missing (at once: the consume loop sends it next).
+      const exists = metadata.topics.some((topic) => topic.name === namedTopic && topic.partitions.length > 0);
+      if (exists === this.missingTopics.includes(namedTopic!)) this.clusterCheckDue = true;
       return;
     }
     this.lastClusterCheck = now;
     if (this.config.pattern !== undefined) this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
-    const missing = missingTopics(this.config, metadata, 'all');
+    const missing = missingTopics(this.config, metadata);
     if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
     else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
     this.missingTopics = missing;
@@ -661,17 +664,19 @@ class KafkaSource {
   private probedTopics = 0;
 
   /**
-   * The topic the next small probe names, each in turn: one of the partitions this source holds; for a
-   * member the group gave none (more members than partitions: a standby), one it subscribed to by
-   * name, or one its pattern matched in the last answer for every topic. Undefined while it waits for
-   * an assignment (only the whole cluster's request lets librdkafka join as soon as a subscribed topic
-   * exists) or while its pattern matched none.
+   * The topic the next small probe names, each in turn: a subscribed topic found missing (named, so its
+   * creation shows), or one of the partitions this source holds; for a member the group gave none
+   * (more members than partitions: a standby), one it subscribed to by name, or one its pattern
+   * matched in the last answer for every topic. Undefined while its pattern matches none (only every
+   * topic's metadata shows a new match) and while it waits for an assignment with no topic missing
+   * (only the whole cluster's request lets librdkafka join as soon as a subscribed topic exists).
    */
   private nextTopicToName(): string | undefined {
-    const held = new Set<string>();
-    for (const state of this.partitions.values()) if (state.assigned) held.add(state.topic);
-    const names = held.size > 0 ? [...held] : this.unassignedSince === undefined ? (this.config.topics ?? this.matchedTopics) : [];
-    return names.length === 0 ? undefined : names[this.probedTopics++ % names.length];
+    if (this.config.pattern !== undefined && this.missingTopics.length > 0) return undefined;
+    const names = new Set(this.missingTopics);
+    for (const state of this.partitions.values()) if (state.assigned) names.add(state.topic);
+    if (names.size === 0 && this.unassignedSince === undefined) for (const topic of this.config.topics ?? this.matchedTopics) names.add(topic);
+    return names.size === 0 ? undefined : [...names][this.probedTopics++ % names.size];
   }
 
   private warnIfUnassigned(): void {
@@ -1091,17 +1096,15 @@ function topicsSubscribed(config: KafkaSourceConfig, metadata: RdKafka.Metadata)
 }
 
 /**
- * Subscribed topics that `metadata` shows missing (for a pattern: the pattern, when no topic of it
- * matches). `covers` says what the answer covers: every topic, or only those it names (a subscribed
- * topic it does not name is then not taken for missing).
+ * Subscribed topics that `metadata`, an answer for every topic, shows missing (for a pattern: the
+ * pattern, when no topic of it matches).
  */
-function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata, covers: 'all' | 'named'): string[] {
+function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata): string[] {
   const found = topicsSubscribed(config, metadata);
   if (found === undefined) return [];
   if (config.pattern !== undefined) return found.length > 0 ? [] : [config.pattern];
   const present = new Set(found);
-  const named = new Set(metadata.topics.map((topic) => topic.name));
-  return (config.topics ?? []).filter((topic) => !present.has(topic) && (covers === 'all' || named.has(topic)));
+  return (config.topics ?? []).filter((topic) => !present.has(topic));
 }
 
 function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): string {
