@@ -43,9 +43,18 @@ test('a wrong type, an unknown plugin and a missing field are all reported, each
 test('unknown fields are pointed at by their key; document-level errors too', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n    usres: 10\nsinks: []\nextra: 1\n');
   assert.deepEqual(problems, [
-    "P:3:5: $.sources[0].usres: unknown field 'usres'",
+    "P:3:5: $.sources[0].usres: unknown field 'usres' (did you mean 'users'?)",
     'P:4:8: $.sinks: must NOT have fewer than 1 items',
     "P:5:1: $.extra: unknown field 'extra'",
+  ]);
+});
+
+test('an unknown field near a known one of its object suggests it', async () => {
+  const problems = await problemsOf('sources:\n  - type: synthetic\n    users: 10\nstages: [{type: sessionizer, gapp: 30m, allowed_latness: 1m}]\nsinks: [{type: stdout}]\nsinkss: 1\n');
+  assert.deepEqual(problems, [
+    "P:4:30: $.stages[0].gapp: unknown field 'gapp' (did you mean 'gap'?)",
+    "P:4:41: $.stages[0].allowed_latness: unknown field 'allowed_latness' (did you mean 'allowed_lateness'?)",
+    "P:6:1: $.sinkss: unknown field 'sinkss' (did you mean 'sinks'?)",
   ]);
 });
 

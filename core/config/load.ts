@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
+import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import type { AnyPlugin, OutlineEntry, PipelineOutline, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
@@ -333,7 +334,9 @@ function problemFromAjv(
       return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`);
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
-      return locate(segments, `unknown field '${field}'`, field);
+      const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+      const near = nearestName(field, known);
+      return locate(segments, `unknown field '${field}'${near ? ` (did you mean '${near}'?)` : ''}`, field);
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);
@@ -353,6 +356,13 @@ function problemFromAjv(
     default:
       return locate(segments, error.message ?? error.keyword);
   }
+}
+
+/** The known name a mistyped one most likely meant: one edit away for names of up to 3 characters, two up to 6, three beyond. */
+function nearestName(name: string, known: readonly string[]): string | undefined {
+  if (known.length === 0) return undefined;
+  const best = closest(name, [...known]);
+  return distance(name, best) <= (name.length <= 3 ? 1 : name.length <= 6 ? 2 : 3) ? best : undefined;
 }
 
 function pointerSegments(pointer: string): PathSegment[] {
