@@ -308,6 +308,13 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * `none`/`keyed` stages run as one instance per source partition and move with it. Default `global`.
    */
   state?: OperatorStateScope;
+  /**
+   * Sinks: the record kinds this sink takes (e.g. `['prediction']`), for one whose `write` handles only
+   * those. The runtime hands it no other: a record that no sink takes is counted as filtered, not as
+   * written. It is the default of a pipeline entry's `kinds`, which may narrow it; an entry naming a kind
+   * not in it is a config error. Undeclared: every kind.
+   */
+  kinds?: readonly string[];
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

@@ -100,10 +100,11 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',
     summary: 'Collects model reports for the backtest.',
+    kinds: ['model_metrics'],
     config: { type: 'object' },
     create: () => ({ write: (record) => void reports.push(record as ModelReport), close: async () => undefined }),
   });
-  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture', kinds: ['model_metrics'] }, path: '$.backtest' });
+  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest' });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
   const runner = new PipelineRunner(loaded, { logger, replay: true });

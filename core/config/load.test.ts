@@ -94,6 +94,69 @@ test('schema defaults are filled in for the factory', async () => {
   assert.equal(loaded.document.settings.max_in_flight, 4096);
 });
 
+test("a sink entry asking for a kind its plugin does not take is a config error at that kind, naming those it takes; so is such a sink as dead-letter sink", async () => {
+  const registry = await builtinRegistry();
+  registry.register(
+    defineSink({ name: 'above', summary: 'Predictions above a threshold (tests only).', kinds: ['prediction', 'drift'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }),
+    'test',
+  );
+  const problemsOf = async (yaml: string): Promise<string[]> => {
+    const file = join(dir, `kinds${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+    }
+    return [];
+  };
+  const wrong = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //          1
+      'sinks:', //                                2
+      '  - type: above', //                       3
+      '    kinds: [prediction, event, session]', // 4
+      '  - {type: stdout, kinds: [event]}', //   5  takes every kind
+    ].join('\n'),
+  );
+  assert.deepEqual(wrong, [
+    "P:4:25: $.sinks[0].kinds[1]: sink 'above' does not take kind 'event'; it takes: prediction, drift",
+    "P:4:32: $.sinks[0].kinds[2]: sink 'above' does not take kind 'session'; it takes: prediction, drift",
+  ]);
+  // Dead letters are handed to the dead-letter sink whatever their kind: one that takes none would lose them.
+  const deadLetter = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: above}\n');
+  assert.deepEqual(deadLetter, ["P:3:21: $.dead_letter.type: sink 'above' does not take kind 'dead_letter' (it takes: prediction, drift), so it cannot be the dead-letter sink"]);
+  // Narrowed, or left to the plugin's kinds, which validation fills in (as `validate --print` shows).
+  const file = join(dir, 'kinds-fine.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: above}, {type: above, kinds: [drift]}, {type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  assert.deepEqual(
+    loaded.sinks.map((sink) => sink.entry.kinds),
+    [['prediction', 'drift'], ['drift'], undefined],
+  );
+});
+
+test("a plugin's kinds are checked as it registers: for sinks only, a non-empty list of record kinds", () => {
+  const registry = new PluginRegistry();
+  const sink = (kinds: unknown) => defineSink({ name: 's', summary: 's', kinds: kinds as string[], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });
+  const because = (kinds: unknown): string => {
+    try {
+      registry.register(sink(kinds), 'm.js');
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return '';
+  };
+  const list = "sink 's' is not a valid plugin: kinds must be a non-empty list of record kinds, e.g. ['prediction'] (not 'watermark': watermarks reach no sink); leave it out to take every kind";
+  assert.equal(because([]), `m.js: ${list}`);
+  assert.equal(because('prediction'), `m.js: ${list}`);
+  assert.equal(because(['watermark']), `m.js: ${list}`);
+  const operator = { ...sink(['prediction']), kind: 'operator', name: 'o' } as unknown as Parameters<PluginRegistry['register']>[0];
+  assert.throws(() => registry.register(operator, 'm.js'), /^TributaryError: m\.js: operator 'o' is not a valid plugin: kinds is for sinks only/);
+  assert.equal(because(['prediction']), '');
+});
+
 test('YAML syntax errors carry their position; only the first is listed, the rest counted', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n   users: [1\n');
   assert.equal(problems.length, 1);

@@ -11,7 +11,7 @@ import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import type { AnyPlugin, OutlineEntry, PipelineOutline, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
-import { SchemaValidator } from './schema.js';
+import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 
 export interface PipelineEntry {
   type: string;
@@ -167,7 +167,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         return;
       }
       for (const error of errors) {
-        const problem = problemFromAjv(error, base, locate);
+        const problem = problemFromAjv(error, base, locate, plugin);
         if (problem) problems.push(problem);
       }
       const { line, column } = locate(base, '');
@@ -245,6 +245,12 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     });
     if (problems.length > 0) return problems;
   }
+  // The dead-letter sink is handed every dead letter: one whose plugin takes other kinds alone would drop them.
+  const deadLetter = entries.deadLetter;
+  if (deadLetter?.plugin.kind === 'sink' && deadLetter.plugin.kinds && !deadLetter.plugin.kinds.includes('dead_letter')) {
+    const { name, kinds } = deadLetter.plugin;
+    problems.push(locate.entry(deadLetter, ['dead_letter'], ['type'], `sink '${name}' does not take kind 'dead_letter' (it takes: ${kinds.join(', ')}), so it cannot be the dead-letter sink`));
+  }
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
@@ -293,7 +299,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
   ];
   for (const [resolved, base] of entries) {
     for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
-      const problem = problemFromAjv(error, [], (below, message, keyOf) => locate.entry(resolved, base, below, message, keyOf));
+      const problem = problemFromAjv(error, [], (below, message, keyOf) => locate.entry(resolved, base, below, message, keyOf), resolved.plugin);
       if (problem) problems.push(problem);
     }
   }
@@ -310,6 +316,15 @@ export function entryLabel(kind: string, entry: PipelineEntry, index: number): s
   return entry.label ?? `${kind}-${entry.type}-${index}`;
 }
 
+/**
+ * The record kinds a sink entry is handed from the main stream: its `kinds`, else all its plugin takes
+ * (PluginSpec.kinds; validation fills that default in, and rejects an entry's kind the plugin does not
+ * take); undefined: every kind.
+ */
+export function sinkKinds(resolved: ResolvedEntry): readonly string[] | undefined {
+  return (resolved.entry.kinds as readonly string[] | undefined) ?? resolved.plugin.kinds;
+}
+
 export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entry)) if (!runtimeFields.has(key)) config[key] = value;
@@ -320,11 +335,15 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
   return problems.sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
-/** Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries). */
+/**
+ * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
+ * `plugin`: the entry's, when the error is about one of its entries.
+ */
 function problemFromAjv(
   error: ErrorObject,
   base: readonly PathSegment[],
   locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
+  plugin?: AnyPlugin,
 ): ConfigProblem | undefined {
   const segments = [...base, ...pointerSegments(error.instancePath)];
   switch (error.keyword) {
@@ -352,6 +371,10 @@ function problemFromAjv(
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
     case 'enum':
+      // A kind the sink's own plugin says it does not take: say whose rule it is, not only the list.
+      if (plugin?.kind === 'sink' && plugin.kinds && error.schemaPath === sinkKindsSchemaPath) {
+        return locate(segments, `sink '${plugin.name}' does not take kind '${String(error.data)}'; it takes: ${plugin.kinds.join(', ')}`);
+      }
       return locate(segments, `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
     default:
       return locate(segments, error.message ?? error.keyword);

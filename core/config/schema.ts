@@ -49,6 +49,28 @@ export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> =
   },
 };
 
+/**
+ * The runtime's fields on an entry of `plugin` ({@link commonEntryFields}), as they apply to it: a sink
+ * that declares the kinds it takes (PluginSpec.kinds) has a `kinds` of those alone, defaulting to all of them.
+ */
+export function entryFields(plugin: AnyPlugin): Record<string, JsonSchema> {
+  const common = commonEntryFields[plugin.kind];
+  if (plugin.kind !== 'sink' || plugin.kinds === undefined) return common;
+  const takes = plugin.kinds.join(', ');
+  return {
+    ...common,
+    kinds: {
+      type: 'array',
+      items: { type: 'string', enum: [...plugin.kinds] },
+      default: [...plugin.kinds],
+      description: `Record kinds this sink takes, of those it can take: ${takes}. Default: all of those.`,
+    },
+  };
+}
+
+/** Where ajv puts the error of a `kinds` item that the sink does not take (see entryFields, problemFromAjv). */
+export const sinkKindsSchemaPath = '#/properties/kinds/items/enum';
+
 const entryKey: Record<PluginKind, 'sourceEntry' | 'stageEntry' | 'sinkEntry'> = {
   source: 'sourceEntry',
   operator: 'stageEntry',
@@ -76,7 +98,7 @@ export function entrySchema(plugin: AnyPlugin): JsonSchema {
     description: plugin.summary,
     properties: {
       type: { const: plugin.name, description: `The ${plugin.kind} plugin to use.` },
-      ...commonEntryFields[plugin.kind],
+      ...entryFields(plugin),
       ...ownProperties,
     },
     required: ['type', ...((own.required as string[] | undefined) ?? [])],

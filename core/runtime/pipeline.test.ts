@@ -182,6 +182,95 @@ test('sinks take the record kinds they list; records no sink takes are counted a
   assert.equal(run.stats.filteredByReason["no sink takes kind 'unrouted'"], run.stats.filtered);
 });
 
+test('a sink plugin that declares the kinds it takes is handed those alone, side outputs included: the rest is filtered, not out; an entry may narrow them', async () => {
+  // As a user's sink that writes some records and ignores the others in write(): those were counted as out.
+  let purchases = 0;
+  let carts = 0;
+  const tagger = defineOperator<Record<string, never>>({
+    name: 'tagger',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          const click = record as ClickEvent;
+          emit(record);
+          if (click.type === 'purchase') {
+            purchases++;
+            emit({ kind: 'purchase_seen', userId: click.userId });
+          }
+          if (click.type === 'cart') {
+            carts++;
+            emit({ kind: 'cart_seen', userId: click.userId });
+            // A side output of a kind the sink takes, and one of a kind it does not.
+            context.sideOutput('late', { kind: 'cart_seen', userId: click.userId });
+            context.sideOutput('late', record as StreamRecord);
+          }
+        },
+      })),
+    }),
+  });
+  const given = new Map<string, StreamRecord[]>();
+  const seen = defineSink<Record<string, never>>({
+    name: 'seen',
+    summary: 'Takes what the tagger saw (tests only).',
+    kinds: ['purchase_seen', 'cart_seen'],
+    config: { type: 'object' },
+    create: (_config, context) => {
+      const records: StreamRecord[] = [];
+      given.set(context.label, records);
+      return { write: (record) => void records.push(record), close: async () => undefined };
+    },
+  });
+  const kindsOf = (records: readonly StreamRecord[]): Record<string, number> => {
+    const counts: Record<string, number> = {};
+    for (const record of records) counts[record.kind] = (counts[record.kind] ?? 0) + 1;
+    return counts;
+  };
+  const source = 'sources: [{type: synthetic, users: 50, events: 3000, seed: 3}]\nstages: [{type: tagger}]\n';
+  const metrics = new MetricsHub();
+  const alone = await runYaml(`name: p\n${source}sinks: [{type: seen, outputs: [late]}]\n`, { plugins: [tagger, seen], metrics });
+  assert.ok(purchases > 0 && carts > 0, `${purchases} purchases, ${carts} carts`);
+  // Its entry names no kinds: it takes its plugin's, main stream and side output alike.
+  assert.deepEqual(alone.loaded.sinks[0]!.entry.kinds, ['purchase_seen', 'cart_seen']);
+  assert.deepEqual(kindsOf(given.get('sink-seen-0')!), { purchase_seen: purchases, cart_seen: 2 * carts });
+  assert.deepEqual(alone.stats.outByKind, { purchase_seen: purchases, cart_seen: carts });
+  assert.equal(alone.stats.recordsOut, purchases + carts);
+  assert.deepEqual(alone.stats.filteredByReason, { "no sink takes kind 'event'": 3000 });
+  assert.equal(alone.stats.filtered, 3000);
+  assert.equal(alone.stats.sideOutputs.late, 2 * carts);
+  const series = (await metrics.registry.metrics()).split('\n');
+  for (const line of [`tributary_records_out_total{pipeline="p"} ${purchases + carts}`, 'tributary_records_filtered_total{pipeline="p"} 3000']) {
+    assert.ok(series.includes(line), `${line} in ${series.filter((s) => /records_/.test(s)).join('; ')}`);
+  }
+  // The late events it cannot take are said once, not handed to it.
+  const logs: string[] = [];
+  const { pino } = await import('pino');
+  await new PipelineRunner(alone.loaded, { logger: pino({ level: 'warn' }, { write: (entry: string) => void logs.push(entry) }) }).run();
+  assert.deepEqual(
+    logs.map((entry) => (JSON.parse(entry) as { msg: string }).msg),
+    ["side output 'late' has records of kind 'event', which no sink naming it takes; they are counted only"],
+  );
+
+  purchases = carts = 0;
+  const narrowed = await runYaml(`${source}sinks: [{type: seen, kinds: [cart_seen]}, {type: memory, kinds: [event]}]\n`, { plugins: [tagger, seen] });
+  assert.deepEqual(kindsOf(given.get('sink-seen-0')!), { cart_seen: carts });
+  assert.equal(narrowed.outputs[0]!.length, 3000);
+  assert.deepEqual(narrowed.stats.outByKind, { event: 3000, cart_seen: carts });
+  assert.deepEqual(narrowed.stats.filteredByReason, { "no sink takes kind 'purchase_seen'": purchases });
+  assert.equal(narrowed.stats.eventsIn + purchases + carts, narrowed.stats.recordsOut + narrowed.stats.filtered + narrowed.stats.deadLettered);
+
+  // A pipeline composed in code gets the same check as a file: a kind the plugin does not take.
+  const composed: LoadedPipeline = { ...alone.loaded, sinks: [{ plugin: seen, entry: { type: 'seen', kinds: ['cart_seen', 'event'] }, path: '$.sinks[0]' }] };
+  await assert.rejects(new PipelineRunner(composed, { logger: silentLogger }).run(), (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.problems.map((problem) => formatProblem({ ...problem, file: 'P' })), [
+      "P:0:0: $.sinks[0].kinds[1]: sink 'seen' does not take kind 'event'; it takes: purchase_seen, cart_seen",
+    ]);
+    return true;
+  });
+});
+
 test('the synthetic source is deterministic: the same seed gives the same events', async () => {
   const yaml = 'sources: [{type: synthetic, users: 30, events: 500, seed: 9}]\nsinks: [{type: memory}]\n';
   const a = await runYaml(yaml);

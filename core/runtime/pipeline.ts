@@ -20,7 +20,7 @@ import { ConfigError, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { entryLabel, loadedPipelineProblems, pluginConfig, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint } from './checkpoint.js';
 
@@ -113,7 +113,10 @@ export function parseBytes(value: string | number | undefined): number | undefin
 interface SinkSlot {
   label: string;
   sink: Sink;
+  /** The record kinds of the main stream it is handed (sinkKinds); undefined: every kind. */
   kinds: Set<string> | undefined;
+  /** The kinds its plugin takes at all (PluginSpec.kinds), side outputs included; undefined: every kind. */
+  takes: Set<string> | undefined;
   outputs: Set<string>;
 }
 
@@ -221,7 +224,7 @@ export class PipelineRunner {
   private deadLetterSink!: Sink;
   /** Per record kind: the sinks that take it, and the reason counted when none does (built once, not per record). */
   private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string }>();
-  private readonly sinksByOutput = new Map<string, Sink[]>();
+  private readonly sinksByOutput = new Map<string, SinkSlot[]>();
   private readonly warnedOutputs = new Set<string>();
   private emittedWatermark = -Infinity;
   private input = new Subject<Element>();
@@ -361,16 +364,22 @@ export class PipelineRunner {
 
   private sideOutput(name: string, record: StreamRecord): void {
     this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
-    const sinks = this.sinksByOutput.get(name);
-    if (!sinks || sinks.length === 0) {
-      // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
-      if (!this.warnedOutputs.has(name)) {
-        this.warnedOutputs.add(name);
-        this.logger.warn({ output: name }, `side output '${name}' has no sink (add one with outputs: [${name}]); its records are counted only`);
-      }
-      return;
+    const slots = this.sinksByOutput.get(name) ?? [];
+    let taken = false;
+    for (const slot of slots) {
+      // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
+      if (slot.takes !== undefined && !slot.takes.has(record.kind)) continue;
+      taken = true;
+      if (!this.write(slot.sink, record)) return;
     }
-    for (const sink of sinks) if (!this.write(sink, record)) return;
+    if (taken) return;
+    // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
+    const warning = slots.length === 0 ? name : `${name}\0${record.kind}`;
+    if (!this.warnedOutputs.has(warning)) {
+      this.warnedOutputs.add(warning);
+      if (slots.length === 0) this.logger.warn({ output: name }, `side output '${name}' has no sink (add one with outputs: [${name}]); its records are counted only`);
+      else this.logger.warn({ output: name, kind: record.kind }, `side output '${name}' has records of kind '${record.kind}', which no sink naming it takes; they are counted only`);
+    }
   }
 
   private route(record: Element): void {
@@ -462,11 +471,12 @@ export class PipelineRunner {
     this.deadLetterSink = (await this.create<Sink>(this.loaded.deadLetter, 'dead-letter', 0)).instance;
     for (const [index, resolved] of this.loaded.sinks.entries()) {
       const { label, instance } = await this.create<Sink>(resolved, 'sink', index);
-      const kinds = resolved.entry.kinds as string[] | undefined;
+      const kinds = sinkKinds(resolved);
+      const takes = resolved.plugin.kinds;
       const outputs = (resolved.entry.outputs as string[] | undefined) ?? [];
-      const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, outputs: new Set(outputs) };
+      const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, takes: takes ? new Set(takes) : undefined, outputs: new Set(outputs) };
       this.sinks.push(slot);
-      for (const output of outputs) this.sinksByOutput.set(output, [...(this.sinksByOutput.get(output) ?? []), instance]);
+      for (const output of outputs) this.sinksByOutput.set(output, [...(this.sinksByOutput.get(output) ?? []), slot]);
     }
     for (const [index, resolved] of this.loaded.stages.entries()) {
       // Scale-out: the leading per-user (or stateless) stages run per partition, built on assignment.
