@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
-import { composedSchema, errorCatalogue, type JsonSchema } from 'tributary';
+import { composedSchema, defineSink, errorCatalogue, type JsonSchema } from 'tributary';
 import { SchemaValidator } from '../config/schema.js';
 import { packageRoot } from '../paths.js';
 import { pipelineReference } from './docs.js';
+import { describePlugins } from './plugins.js';
 import { builtinRegistry } from './registry.js';
 
 test('every plugin documents every field, and every example in a spec validates against the real schema', async () => {
@@ -66,6 +67,34 @@ test('the composed schema compiles and accepts a pipeline (editors use it)', asy
   assert.ok(validate({ sources: [{ type: 'synthetic', users: 5 }], sinks: [{ type: 'stdout' }] }), JSON.stringify(validate.errors));
   assert.ok(!validate({ sources: [{ type: 'synthetic', users: 'five' }], sinks: [{ type: 'stdout' }] }));
   assert.ok(!validate({ sources: [{ type: 'nonesuch' }], sinks: [{ type: 'stdout' }] }));
+});
+
+test("a sink's declared kinds are in the reference, the composed schema (editors) and `tributary plugins`", async () => {
+  const registry = await builtinRegistry();
+  registry.register(
+    defineSink({ name: 'above', summary: 'Predictions above a threshold.', kinds: ['prediction'], config: { type: 'object', properties: {} }, create: () => ({ write() {}, close: async () => undefined }) }),
+    './above.js',
+  );
+  const reference = pipelineReference(registry);
+  const section = reference.slice(reference.indexOf('### `above`'));
+  assert.match(section, /^### `above`\n\n_sink, experimental, takes: prediction\._ Predictions above a threshold\.\n/);
+  assert.ok(
+    section.includes('| `kinds` | `"prediction"`[] |  | `["prediction"]` | Record kinds this sink takes, of those it can take: prediction. Default: all of those. |'),
+    section.slice(0, 600),
+  );
+  // A sink that declares none takes every kind, as before.
+  const file = reference.slice(reference.indexOf('### `file`', reference.indexOf('\n## Sinks')));
+  assert.match(file, /^### `file`\n\n_sink, stable\._/);
+  assert.ok(file.includes('| `kinds` | string[] |  |  | Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. |'));
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(composedSchema(registry));
+  assert.ok(validate({ sources: [{ type: 'synthetic' }], sinks: [{ type: 'above', kinds: ['prediction'] }] }), JSON.stringify(validate.errors));
+  assert.ok(!validate({ sources: [{ type: 'synthetic' }], sinks: [{ type: 'above', kinds: ['event'] }] }));
+  assert.ok(validate({ sources: [{ type: 'synthetic' }], sinks: [{ type: 'file', path: 'x', kinds: ['event'] }] }), JSON.stringify(validate.errors));
+  const listed = JSON.parse(describePlugins(registry, true)) as { name: string; kinds?: string[] }[];
+  assert.deepEqual(listed.find((plugin) => plugin.name === 'above')?.kinds, ['prediction']);
+  assert.equal(listed.find((plugin) => plugin.name === 'file')?.kinds, undefined);
+  assert.match(describePlugins(registry, false), /^sink above \(experimental, from \.\/above\.js\)\n  Predictions above a threshold\.\n  takes kinds: prediction\n/m);
 });
 
 test('every error code is documented in docs/errors.md', () => {

@@ -3,7 +3,7 @@
  * documented exactly as it is checked.
  */
 import { stringify as stringifyYaml } from 'yaml';
-import { commonEntryFields, documentSchema } from '../config/schema.js';
+import { documentSchema, entryFields } from '../config/schema.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 
@@ -66,10 +66,11 @@ const kindTitle: Record<PluginKind, string> = { source: 'Sources', operator: 'St
 
 function pluginSection(plugin: AnyPlugin): string {
   // Operators say what their state is keyed by: it decides where they may stand in a scale_out pipeline.
-  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}` : '';
+  // Sinks that take some record kinds alone say which: no other reaches them.
+  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}` : plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
   const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');
-  parts.push(fieldTable(plugin.config, commonEntryFields[plugin.kind]));
+  parts.push(fieldTable(plugin.config, entryFields(plugin)));
   for (const example of plugin.examples ?? []) {
     parts.push('```yaml', stringifyYaml([{ type: plugin.name, ...example }]).trim(), '```', '');
   }

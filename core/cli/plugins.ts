@@ -20,6 +20,8 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
       status: plugin.status ?? 'experimental',
       summary: plugin.summary,
       origin: registry.originOf(plugin),
+      // Sinks: the record kinds it takes (PluginSpec.kinds); absent: every kind.
+      ...(plugin.kind === 'sink' && plugin.kinds ? { kinds: [...plugin.kinds] } : {}),
       fields: Object.entries(properties).map(([name, schema]) => ({
         name,
         type: typeOf(schema),
@@ -34,6 +36,7 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
   for (const plugin of plugins) {
     lines.push(`${plugin.kind} ${plugin.name} (${plugin.status}${plugin.origin === 'built-in' || plugin.origin.endsWith('plugins/index.js') ? '' : `, from ${plugin.origin}`})`);
     lines.push(`  ${plugin.summary}`);
+    if (plugin.kinds) lines.push(`  takes kinds: ${plugin.kinds.join(', ')}`);
     for (const field of plugin.fields) {
       const flags = [field.required ? 'required' : undefined, field.default !== undefined ? `default ${JSON.stringify(field.default)}` : undefined].filter(Boolean);
       lines.push(`    ${field.name}: ${field.type}${flags.length ? ` (${flags.join(', ')})` : ''}  ${field.description}`);
