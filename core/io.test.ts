@@ -202,6 +202,31 @@ test('readLineBatches: a line over maxLineBytes is reported with its length and 
   }
 });
 
+test('readLineBatches with stopAtOverlong: a line over maxLineBytes stops reading as stopAt does, within a chunk, across chunks or last without a newline', async () => {
+  const head = ['a', 'b\r', ''];
+  for (const [long, after] of [[`${'x'.repeat(3000)}\ry`, '\nafter\n'], ['z'.repeat(2049), '']] as const) {
+    const bytes = Buffer.from(`${head.join('\n')}\n${long}${after}`);
+    for (const chunkSize of [1, 7, 1000, 1 << 16]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+      const seen: string[] = [];
+      let rest: { line: number; byte: number; text: string } | undefined;
+      for await (const batch of readLineBatches(Readable.from(chunks), 2, { maxLineBytes: 2048, stopAtOverlong: true })) {
+        assert.equal(batch.overlong, undefined);
+        seen.push(...batch.lines);
+        if (batch.rest) {
+          const restChunks: Buffer[] = [];
+          for await (const chunk of batch.rest.stream) restChunks.push(chunk as Buffer);
+          rest = { line: batch.rest.line, byte: batch.rest.byte, text: Buffer.concat(restChunks).toString() };
+        }
+      }
+      const label = `${long.length + after.length} bytes after the lines, chunks of ${chunkSize}`;
+      assert.deepEqual(seen, ['a', 'b', ''], label);
+      assert.deepEqual(rest, { line: 4, byte: 6, text: long + after }, label);
+    }
+  }
+});
+
 test('readLineBatches with stopAt closes the stream it reads when the reader leaves at the last batch, or destroys the rest', async () => {
   const make = () => Readable.from([Buffer.from('a\nb\nstop\nafter\n'), Buffer.from('more\n')]);
   const stop = (text: string, start: number, end: number) => text.slice(start, end) === 'stop';

@@ -96,6 +96,12 @@ export interface LineBatchOptions {
   stopAt?: LineStop;
   /** Longest line held, in bytes; longer ones come as `overlong`. Default {@link DEFAULT_MAX_RECORD_BYTES}. */
   maxLineBytes?: number;
+  /**
+   * A line longer than `maxLineBytes` stops reading as `stopAt` does, instead of coming as `overlong`:
+   * for a reader whose records may end elsewhere than at a newline (a CSV row ends at a lone `\r`
+   * too), which bounds them itself.
+   */
+  stopAtOverlong?: boolean;
 }
 
 /**
@@ -104,7 +110,7 @@ export interface LineBatchOptions {
  * by the chunk size and `maxLineBytes`, whatever the stream holds.
  */
 export async function* readLineBatches(stream: Readable, maxBatch: number, options: LineBatchOptions = {}): AsyncGenerator<LineBatch> {
-  const { stopAt, maxLineBytes = DEFAULT_MAX_RECORD_BYTES } = options;
+  const { stopAt, maxLineBytes = DEFAULT_MAX_RECORD_BYTES, stopAtOverlong = false } = options;
   let carry: Buffer | undefined;
   let lineNumber = options.startLine ?? 1;
   let lines: string[] = [];
@@ -185,6 +191,11 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
       const lastNewline = buffer.lastIndexOf(10);
       if (lastNewline < 0) {
         carry = undefined;
+        if (buffer.length > maxLineBytes && stopAtOverlong) {
+          yield stoppedAt(base, buffer);
+          handedOver = true;
+          return;
+        }
         if (buffer.length > maxLineBytes) {
           startSkipping(buffer);
           base += buffer.length;
@@ -217,6 +228,11 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
           const bytes = ascii ? contentEnd - start : Buffer.byteLength(text.slice(start, contentEnd));
           if (bytes > maxLineBytes) {
             const at = lineByte(start);
+            if (stopAtOverlong) {
+              yield stoppedAt(base + at, buffer.subarray(at));
+              handedOver = true;
+              return;
+            }
             pushOverlong({ line: lineNumber, bytes, head: buffer.toString('utf8', at, at + Math.min(bytes, OVERLONG_HEAD_BYTES)) });
             start = end + 1;
             if (lines.length >= maxBatch) yield batch(base + lineByte(start));
@@ -246,6 +262,11 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
         if (lines.length >= maxBatch) yield batch(base + lineByte(start));
       }
       base += lastNewline + 1;
+      if (carry && carry.length > maxLineBytes && stopAtOverlong) {
+        yield stoppedAt(base, carry);
+        handedOver = true;
+        return;
+      }
       if (carry && carry.length > maxLineBytes) {
         startSkipping(carry);
         base += carry.length;
