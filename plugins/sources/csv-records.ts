@@ -1,12 +1,14 @@
 /**
- * The CSV reader for rows that are not plain (a quote, a line end not the file's). It finds where
- * records end before reading their fields (parseCsvRun), so that it holds at most one record's
- * worth of bytes: a quoted field never closed (a truncated export, a stray `"` at a field's start)
- * would otherwise take the rest of the file into one record, in memory. Its rules are csv-parse's
- * with `relax_quotes` and the quote as its own escape (tests hold it to csv-parse): a quote opens a
- * quoted field only at the field's start; inside one, a doubled quote is a quote, and a quote
- * closes the field when a delimiter, a record delimiter or the end follows it (elsewhere it is
- * data). The record delimiter is the first line end seen outside quotes (`\r\n`, `\n` or `\r`).
+ * The CSV reader for rows that are not plain (a quote, a lone `\r`). It finds where records end
+ * before reading their fields (parseCsvRun), so that it holds at most one record's worth of bytes:
+ * a quoted field never closed (a truncated export, a stray `"` at a field's start) would otherwise
+ * take the rest of the file into one record, in memory. Its rules are csv-parse's with
+ * `relax_quotes`, the quote as its own escape and `record_delimiter: ['\r\n', '\n', '\r']` (tests
+ * hold it to csv-parse): a quote opens a quoted field only at the field's start; inside one, a
+ * doubled quote is a quote, and a quote closes the field when a delimiter, a line end or the end
+ * follows it (elsewhere it is data). Each of `\r\n`, `\n` and `\r` outside quotes ends a record,
+ * as in Python's csv module: not only the first one seen (csv-parse's default), for a file whose
+ * line ends change partway (appended to on two systems, exports concatenated) is read row by row.
  */
 import type { Readable } from 'node:stream';
 import { OVERLONG_HEAD_BYTES } from 'tributary';
@@ -15,12 +17,10 @@ import { OVERLONG_HEAD_BYTES } from 'tributary';
 export type CsvPiece =
   | {
       kind: 'records';
-      /** Whole records, each with its record delimiter (the last one's may be the end of the stream). */
+      /** Whole records, each with its line end (the last one's may be the end of the stream). */
       bytes: Buffer;
-      /** Line ends in `bytes`, counted as csv-parse counts lines. */
+      /** Line ends in `bytes` (a `\r\n` is one). */
       lineEnds: number;
-      /** The record delimiter found so far (`\n`, `\r\n` or `\r`), for parseCsvRun to split on. */
-      recordDelimiter: string | undefined;
     }
   | {
       /**
@@ -48,8 +48,6 @@ export interface CsvRecordOptions {
   maxRecordBytes: number;
   /** The stream starts at the file's start (a BOM there is not data). */
   atFileStart: boolean;
-  /** The record delimiter of the rows before the stream (a reader that hands over mid-file), else found in it. */
-  recordDelimiter?: string;
 }
 
 const CR = 13;
@@ -63,8 +61,6 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
   const max = options.maxRecordBytes;
   const d0 = delimiter[0]!;
   const q0 = quote?.[0] ?? -1;
-  /** The record delimiter, once seen. */
-  let rd: Buffer | undefined = options.recordDelimiter === undefined ? undefined : Buffer.from(options.recordDelimiter);
   let pending: Buffer = Buffer.alloc(0);
   /** Start of the record being read; bytes before it are whole records not yet handed out. */
   let recordStart = 0;
@@ -85,10 +81,9 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
     for (let at = from; at < buf.length; at++) {
       const c = buf[at];
       if (c !== LF && c !== CR) continue;
-      if (rd !== undefined && !matches(buf, at, rd)) continue;
       // A `\r` last in the buffer may be the first half of a `\r\n`.
-      if (c === CR && rd === undefined && at + 1 === buf.length && !eof) return undefined;
-      return at + (rd?.length ?? (c === CR && buf[at + 1] === LF ? 2 : 1));
+      if (c === CR && at + 1 === buf.length && !eof) return undefined;
+      return at + (c === CR && buf[at + 1] === LF ? 2 : 1);
     }
     return undefined;
   };
@@ -96,7 +91,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
   function* takeRecords(): Generator<CsvPiece> {
     if (recordStart === 0) return;
     const bytes = pending.subarray(0, recordStart);
-    yield { kind: 'records', bytes, lineEnds: countLineEnds(bytes), recordDelimiter: rd?.toString('latin1') };
+    yield { kind: 'records', bytes, lineEnds: countLineEnds(bytes) };
     pending = pending.subarray(recordStart);
     pos -= recordStart;
     recordStart = 0;
@@ -142,8 +137,9 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
   /**
    * Scans `pending` from `pos` as far as it can: to its end at the end of the stream, else to where
    * a quote or line end would need bytes not read yet. A record without a quote is passed over with
-   * two native searches (its end, and whether a quote comes before it); others byte by byte. A
-   * plain function with its state in locals: it runs for everything after the first quoted row.
+   * native searches kept ahead of the cursor (the next `\n`, `\r` and quote: one each per row at
+   * most, and once per chunk for one the chunk does not hold); others byte by byte. A plain
+   * function with its state in locals: it runs for everything after the first quoted row.
    */
   function scan(eof: boolean): void {
     const buf = pending;
@@ -157,17 +153,20 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
     let inQuotes = quoting;
     let empty = fieldEmpty;
     let start = recordStart;
-    let rdLength = rd?.length ?? 0;
-    /** Index of the next quote at or after the last search, -1 for none in `buf`. */
+    /** Index of the next quote, `\n` and `\r` at or after the last search for each, -1 for none in `buf`. */
     let nextQuote = quote === undefined ? -1 : -2;
+    let nextLf = -2;
+    let nextCr = -2;
     while (p < end) {
-      if (p === start && !inQuotes && rdLength > 0) {
+      if (p === start && !inQuotes) {
         if (nextQuote !== -1 && nextQuote < p) nextQuote = buf.indexOf(quote!, p);
-        let recordEnd = buf.indexOf(rd![rdLength - 1]!, p);
-        if (rdLength === 2 && recordEnd !== -1 && (recordEnd === p || buf[recordEnd - 1] !== CR)) recordEnd = -1; // a lone \n: bytes by bytes
+        if (nextLf !== -1 && nextLf < p) nextLf = buf.indexOf(LF, p);
+        if (nextCr !== -1 && nextCr < p) nextCr = buf.indexOf(CR, p);
+        const recordEnd = nextCr === -1 || (nextLf !== -1 && nextLf < nextCr) ? nextLf : nextCr;
         if (recordEnd !== -1 && recordEnd < end && (nextQuote === -1 || nextQuote > recordEnd)) {
-          p = recordEnd + 1;
-          if (p - rdLength - start > max) {
+          // Before `end`, the byte after a `\r` is read.
+          p = recordEnd + (recordEnd === nextCr && buf[recordEnd + 1] === LF ? 2 : 1);
+          if (recordEnd - start > max) {
             overlongEnd = p;
             break;
           }
@@ -183,7 +182,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
             p = after + qLength; // a doubled quote: one quote of data
             continue;
           }
-          // Closes the field before a delimiter, a record delimiter or the end; elsewhere it is data.
+          // Closes the field before a delimiter, a line end or the end; elsewhere it is data.
           inQuotes = false;
           empty = false;
           p = after;
@@ -193,20 +192,15 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         continue;
       }
       if (c === LF || c === CR) {
-        if (rdLength === 0) {
-          rd = c === CR && buf[p + 1] === LF ? Buffer.from('\r\n') : Buffer.from([c]);
-          rdLength = rd.length;
+        const recordEnd = p;
+        p += c === CR && buf[p + 1] === LF ? 2 : 1;
+        if (recordEnd - start > max) {
+          overlongEnd = p;
+          break;
         }
-        if (rdLength === 1 ? c === rd![0] : c === CR && buf[p + 1] === LF) {
-          p += rdLength;
-          if (p - rdLength - start > max) {
-            overlongEnd = p;
-            break;
-          }
-          start = p;
-          empty = true;
-          continue;
-        }
+        start = p;
+        empty = true;
+        continue;
       } else if (c === d0 && (dLength === 1 || matches(buf, p, delimiter))) {
         p += dLength;
         empty = true;
@@ -247,18 +241,18 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
       const eof = next.done === true;
       let chunk: Buffer = eof ? Buffer.alloc(0) : next.value;
       if (skipping) {
-        // A `\r\n` may be split between two chunks.
-        const end = eof ? 0 : rd?.length === 2 && skipping.lastByte === CR && chunk[0] === LF ? 1 : firstLine(chunk, 0, false);
+        // A `\r` last in the chunks before ended the line (they are read up to one): with this chunk's
+        // first byte when that is a `\n` (a `\r\n` split between chunks).
+        const afterCr = skipping.lastByte === CR;
+        const end = afterCr ? (chunk.length > 0 ? (chunk[0] === LF ? 1 : 0) : eof ? 0 : undefined) : eof ? 0 : firstLine(chunk, 0, false);
         if (end === undefined) {
           skipping.byteLength += chunk.length;
           if (chunk.length > 0) skipping.lastByte = chunk[chunk.length - 1]!;
           continue;
         }
-        const through = chunk.subarray(0, end);
-        // Without its line end, whose `\r` may have come with the previous chunk.
-        const lineEnd = end === 0 ? (skipping.lastByte === CR ? 1 : 0) : end === 1 && chunk[0] === LF && skipping.lastByte === CR ? 2 : lineEndLength(through);
+        const lineEnd = afterCr ? end + 1 : lineEndLength(chunk.subarray(0, end));
         const byteLength = skipping.byteLength + end;
-        yield { kind: 'overlong', text: skipping.text, byteLength, recordBytes: byteLength - lineEnd, lineEnds: countLineEnds(through) };
+        yield { kind: 'overlong', text: skipping.text, byteLength, recordBytes: byteLength - lineEnd, lineEnds: lineEnd > 0 ? 1 : 0 };
         skipping = undefined;
         chunk = chunk.subarray(end);
       }
@@ -280,7 +274,7 @@ function lineEndLength(line: Buffer): number {
   return last === CR ? 1 : 0;
 }
 
-/** Line ends as csv-parse counts lines: `\n`, and `\r` but for the `\r` of a `\r\n`. */
+/** Line ends: `\n`, and `\r` but for the `\r` of a `\r\n` (as csv-parse counts lines outside quotes). */
 export function countLineEnds(bytes: Buffer): number {
   let count = 0;
   for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) count++;
@@ -297,7 +291,7 @@ export interface CsvRunRow {
   firstLineEnds: number;
   /** Line ends in the run before the row's last line (a quoted field may hold line ends): where it ends. */
   lineEnds: number;
-  /** Byte offset in the run just after the row's record delimiter (a point to resume at); NaN in a run that is not valid UTF-8. */
+  /** Byte offset in the run just after the row's line end (a point to resume at); NaN in a run that is not valid UTF-8. */
   end: number;
 }
 
@@ -305,17 +299,16 @@ export interface CsvRunOptions {
   delimiter: string;
   /** '' for none. */
   quote: string;
-  /** As the run's piece found it; a run without one is a single record without a line end. */
-  recordDelimiter: string | undefined;
   /** The run starts the file: a BOM there is not data. */
   atFileStart: boolean;
 }
 
 /**
  * The rows of a run of whole records, as csv-parse reads them with `relax_quotes`,
- * `relax_column_count` and `skip_empty_lines` (a differential test holds them to it): a quoted
+ * `relax_column_count`, `skip_empty_lines` and `record_delimiter: ['\r\n', '\n', '\r']` (a
+ * differential test holds them to it): each line end outside quotes ends a record; a quoted
  * field's `""` is a quote; a quote that closes a field but is followed by neither a delimiter, a
- * record delimiter nor the end is data, with the field's opening quote (`"u"x` stays `"u"x`); a
+ * line end nor the end is data, with the field's opening quote (`"u"x` stays `"u"x`); a
  * line with nothing on it is no row. Written for this reader because csv-parse's per-row info and
  * raw objects cost it about 12 µs a row, and its byte-by-byte state machine most of the rest.
  */
@@ -327,20 +320,26 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
   const exactBytes = ascii || Buffer.byteLength(text) === bytes.length;
   const delimiter = options.delimiter;
   const quote = options.quote;
-  const rd = options.recordDelimiter;
   const dLen = delimiter.length;
   const qLen = quote.length;
   const d0 = delimiter.charCodeAt(0);
   const q0 = qLen === 0 ? -1 : quote.charCodeAt(0);
-  const rd0 = rd === undefined ? -1 : rd.charCodeAt(0);
-  const rdLen = rd?.length ?? 0;
   const at = (i: number, what: string, code: number, length: number): boolean => text.charCodeAt(i) === code && (length === 1 || text.startsWith(what, i));
   const atDelimiter = (i: number): boolean => at(i, delimiter, d0, dLen);
   const atQuote = (i: number): boolean => qLen > 0 && at(i, quote, q0, qLen);
-  const atRecordEnd = (i: number): boolean => rdLen > 0 && at(i, rd!, rd0, rdLen);
-  /** The next record delimiter at or after `from` (n for none). */
+  const atRecordEnd = (i: number): boolean => {
+    const c = text.charCodeAt(i);
+    return c === 10 || c === 13;
+  };
+  // The next `\n` and `\r`, each found with a search kept ahead of the cursor (a file of one kind
+  // of line end has none of the other, and a search per row from there would read the rest of the run each time).
+  let endLf = -2;
+  let endCr = -2;
+  /** The next line end at or after `from` (n for none). */
   const nextRecordEnd = (from: number): number => {
-    const k = rdLen === 0 ? -1 : text.indexOf(rd!, from);
+    if (endLf !== -1 && endLf < from) endLf = text.indexOf('\n', from);
+    if (endCr !== -1 && endCr < from) endCr = text.indexOf('\r', from);
+    const k = endCr === -1 || (endLf !== -1 && endLf < endCr) ? endLf : endCr;
     return k === -1 ? n : k;
   };
   /** The next delimiter at or after `from`, -1 for none: one search kept ahead of the cursor (a file of one column has none, and a search per row from there would read the rest of the run each time). */
@@ -349,7 +348,7 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
     if (nextDelimiter !== -1 && nextDelimiter < from) nextDelimiter = text.indexOf(delimiter, from);
     return nextDelimiter;
   };
-  // Line ends as csv-parse counts lines (`\r\n` once); found with searches kept ahead of the cursor.
+  // Line ends inside a row (in quoted fields; `\r\n` once); found with searches kept ahead of the cursor.
   let nextLf = -2;
   let nextCr = -2;
   const lineEndsIn = (from: number, to: number): number => {
@@ -424,10 +423,10 @@ export function parseCsvRun(bytes: Buffer, options: CsvRunOptions): CsvRunRow[] 
       }
       break;
     }
-    // At the record delimiter or the end. A quoted field may end past `recordEnd` (a line end inside).
+    // At a line end or the end. A quoted field may end past `recordEnd` (a line end inside).
     const rowEnd = i;
-    const after = i < n ? i + rdLen : n;
-    const inner = lineEndsIn(start, rowEnd);
+    const after = i < n ? i + (text.charCodeAt(i) === 13 && text.charCodeAt(i + 1) === 10 ? 2 : 1) : n;
+    const inner = rowEnd === recordEnd ? 0 : lineEndsIn(start, rowEnd);
     if (ascii) byte = after;
     else if (!exactBytes) byte = NaN;
     else {

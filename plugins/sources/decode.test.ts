@@ -8,8 +8,14 @@ import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import { csvColumns, decodeStream, plainRowStop, type DecodeConfig } from './decode.js';
 import { createRandom } from './shoppers.js';
 
-/** A CSV file of random rows: plain ones mostly, and each kind csv-parse has to read itself. */
-function randomCsv(random: () => number, delimiter: string, crlf: boolean, bom: boolean, rows: number): string {
+/** Line ends between a random file's records: one kind, or each picked at random. */
+type LineEnds = '\n' | '\r\n' | '\r' | 'mixed';
+
+/**
+ * Records of a random CSV file (its header first): plain ones mostly, and each kind csv-parse has to
+ * read itself. `strayLineEnds`: some rows hold an unquoted `\n` or `\r` (a line end of its own).
+ */
+function randomRecords(random: () => number, delimiter: string, rows: number, strayLineEnds = true): string[] {
   const d = delimiter;
   const kinds = [
     (i: number) => `${i}${d}u${i % 13}${d}view${d}brand ${i}`,
@@ -24,25 +30,59 @@ function randomCsv(random: () => number, delimiter: string, crlf: boolean, bom: 
     (i: number) => `${i}${d}u${i}${d}view${d}x${d}extra`,
     (i: number) => `${i}${d}u${i}${d}view${d}""`,
     (i: number) => `${i}${d}"u${i}"x${d}view${d}"a""${d}\r\nb"`,
+    (i: number) => `${i}${d}u${i}${d}view${d}"a\rb"${d}"c\r\n\nd"`,
     (i: number) => `${i}${d}u${i}${d}view${d}lone\nline end`,
     (i: number) => `${i}${d}u${i}${d}view${d}lone\rcarriage return`,
   ];
-  const weights = [40, 8, 6, 2, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1];
+  const weights = [40, 8, 6, 2, 1, 1, 2, 2, 2, 2, 1, 1, 1, strayLineEnds ? 1 : 0, strayLineEnds ? 1 : 0];
   const total = weights.reduce((a, b) => a + b, 0);
-  const lines = [`time${d}user_id${d}type${d}brand`];
+  const records = [`time${d}user_id${d}type${d}brand`];
   for (let i = 0; i < rows; i++) {
     let pick = random() * total;
     let k = 0;
     while (pick >= weights[k]!) pick -= weights[k++]!;
-    lines.push(kinds[k]!(i));
+    records.push(kinds[k]!(i));
   }
-  const eol = crlf ? '\r\n' : '\n';
-  return `${bom ? '\ufeff' : ''}${lines.join(eol)}${random() < 0.5 ? eol : ''}`;
+  return records;
 }
 
-async function decodeAll(bytes: Buffer, chunkSize: number, config: DecodeConfig, plainCsvRows: boolean): Promise<{ events: string[]; deadLetters: string[]; throughByte: number; throughLine: number }> {
+/**
+ * `records` as a file: each followed by a line end (the last one half the time), of one kind or
+ * picked at random. Never a `\n` right after a `\r` line end (an empty record between them): the
+ * two would be one `\r\n`, and the file a line short of the same records joined by `\n`.
+ */
+function joinRecords(random: () => number, records: string[], lineEnds: LineEnds, bom: boolean): string {
+  const kinds = ['\n', '\r\n', '\r'];
+  let text = bom ? '\ufeff' : '';
+  for (const record of records) {
+    text += record;
+    text += lineEnds !== 'mixed' ? lineEnds : text.endsWith('\r') ? kinds[1 + Math.floor(random() * 2)]! : kinds[Math.floor(random() * 3)]!;
+  }
+  return text;
+}
+
+/** A CSV file of random rows (see {@link randomRecords}); half of them without a line end after the last. */
+function randomCsv(random: () => number, delimiter: string, lineEnds: LineEnds, bom: boolean, rows: number, strayLineEnds = true): string {
+  const text = joinRecords(random, randomRecords(random, delimiter, rows, strayLineEnds), lineEnds, bom);
+  return random() < 0.5 ? text.replace(/(\r\n|\n|\r)$/, '') : text;
+}
+
+/** `bytes` in chunks of `chunkSize`, or cut at the given offsets. */
+function chunksOf(bytes: Buffer, chunkSize: number | number[]): Buffer[] {
+  const cuts = typeof chunkSize === 'number' ? [] : [...chunkSize, bytes.length];
+  if (typeof chunkSize === 'number') for (let at = chunkSize; at < bytes.length; at += chunkSize) cuts.push(at);
   const chunks: Buffer[] = [];
-  for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
+  let from = 0;
+  for (const cut of cuts) {
+    if (cut > from) chunks.push(bytes.subarray(from, cut));
+    from = Math.max(from, cut);
+  }
+  if (from < bytes.length) chunks.push(bytes.subarray(from));
+  return chunks;
+}
+
+async function decodeAll(bytes: Buffer, chunkSize: number | number[], config: DecodeConfig, plainCsvRows: boolean): Promise<{ events: string[]; deadLetters: string[]; throughByte: number; throughLine: number }> {
+  const chunks = chunksOf(bytes, chunkSize);
   const context = testContext();
   const events: string[] = [];
   let throughByte = 0;
@@ -63,17 +103,17 @@ test('CSV: rows split on the delimiter decode exactly as the quoted-row reader (
   const random = createRandom(5);
   let files = 0;
   for (const delimiter of [',', ';', '\t']) {
-    for (const crlf of [false, true]) {
+    for (const lineEnds of ['\n', '\r\n', '\r', 'mixed'] as const) {
       for (const bom of [false, true]) {
-        for (let round = 0; round < 3; round++) {
-          const text = randomCsv(random, delimiter, crlf, bom, 300);
+        for (let round = 0; round < 2; round++) {
+          const text = randomCsv(random, delimiter, lineEnds, bom, 300);
           const bytes = Buffer.from(text);
           const config: DecodeConfig = { csv: { delimiter }, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
           const reference = await decodeAll(bytes, 1 << 16, config, false);
           assert.ok(reference.events.length > 100, `${reference.events.length} events`);
           for (const chunkSize of [5, 64, 1 << 16]) {
             const split = await decodeAll(bytes, chunkSize, config, true);
-            const label = `delimiter ${JSON.stringify(delimiter)}, ${crlf ? 'CRLF' : 'LF'}, ${bom ? 'BOM' : 'no BOM'}, round ${round}, chunks of ${chunkSize}`;
+            const label = `delimiter ${JSON.stringify(delimiter)}, line ends ${JSON.stringify(lineEnds)}, ${bom ? 'BOM' : 'no BOM'}, round ${round}, chunks of ${chunkSize}`;
             assert.deepEqual(split.events, reference.events, label);
             assert.deepEqual(split.deadLetters, reference.deadLetters, label);
             // A position never behind csv-parse's (which ends at its last row read, not at a skipped one).
@@ -84,11 +124,15 @@ test('CSV: rows split on the delimiter decode exactly as the quoted-row reader (
       }
     }
   }
-  assert.equal(files, 36);
+  assert.equal(files, 48);
 });
 
-/** csv-parse's row of a whole file: its fields, its own text (csv-parse's raw also holds the empty lines before it and its line end), its line. */
-function csvParseRows(bytes: Buffer, delimiter: string, recordDelimiter?: string): string[] {
+/**
+ * csv-parse's row of a whole file: its fields, its own text (csv-parse's raw also holds the empty
+ * lines before it and its line end), its line. Its record delimiter: by default the first line end
+ * it meets, and then only that one; given a list, any of them.
+ */
+function csvParseRows(bytes: Buffer, delimiter: string, recordDelimiter?: string | string[]): string[] {
   const options = { skip_records_with_error: true, raw: true, info: true, relax_quotes: true, relax_column_count: true, skip_empty_lines: true, bom: true } as const;
   let crlfInside = 0;
   return (parseCsvSync(bytes, { ...options, delimiter, ...(recordDelimiter ? { record_delimiter: recordDelimiter } : {}) }) as unknown as { record: string[]; raw: string; info: { lines: number } }[]).map((r) => {
@@ -100,16 +144,18 @@ function csvParseRows(bytes: Buffer, delimiter: string, recordDelimiter?: string
   });
 }
 
-test('CSV records: runs of whole records, each split by parseCsvRun, give the rows, texts and lines csv-parse gives the whole file', async () => {
+test('CSV records: runs of whole records, each split by parseCsvRun, give the rows, texts and lines csv-parse gives the whole file with every line end a record delimiter; the same as its default on a file with one kind', async () => {
   const random = createRandom(11);
   for (const delimiter of [',', '\t', '||']) {
-    for (const eol of ['\n', '\r\n', '\r']) {
+    for (const eol of ['\n', '\r\n', '\r', 'mixed'] as const) {
       for (const bom of [false, true]) {
-        const text = randomCsv(random, delimiter, eol === '\r\n', bom, 400).replace(/\r?\n(?=\d|later|$)/g, (m) => (eol === '\r' ? '\r' : m));
+        // One kind of line end outside quotes, or any: mixed between rows, and a lone one inside a row.
+        const text = randomCsv(random, delimiter, eol, bom, 400, eol === 'mixed');
         const bytes = Buffer.from(text);
-        const whole = csvParseRows(bytes, delimiter);
+        const whole = csvParseRows(bytes, delimiter, ['\r\n', '\n', '\r']);
+        if (eol !== 'mixed') assert.deepEqual(csvParseRows(bytes, delimiter), whole, `${JSON.stringify(eol)}: csv-parse's default reads a file of one kind of line end alike`);
         for (const chunkSize of [1, 3, 64, 1 << 16]) {
-          const label = `delimiter ${JSON.stringify(delimiter)}, ${JSON.stringify(eol)}, ${bom ? 'BOM' : 'no BOM'}, chunks of ${chunkSize}`;
+          const label = `delimiter ${JSON.stringify(delimiter)}, line ends ${JSON.stringify(eol)}, ${bom ? 'BOM' : 'no BOM'}, chunks of ${chunkSize}`;
           const chunks: Buffer[] = [];
           for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
           const runs: Buffer[] = [];
@@ -118,7 +164,7 @@ test('CSV records: runs of whole records, each split by parseCsvRun, give the ro
           for await (const piece of csvRecordPieces(Readable.from(chunks), { delimiter, quote: '"', maxRecordBytes: 1 << 20, atFileStart: true })) {
             assert.equal(piece.kind, 'records', label);
             if (piece.kind !== 'records') continue;
-            for (const row of parseCsvRun(piece.bytes, { delimiter, quote: '"', recordDelimiter: piece.recordDelimiter, atFileStart: runs.length === 0 })) {
+            for (const row of parseCsvRun(piece.bytes, { delimiter, quote: '"', atFileStart: runs.length === 0 })) {
               parsed.push(JSON.stringify([1 + lineEnds + row.lineEnds, row.fields, delimiter.length === 1 ? row.raw : '']));
               assert.ok(row.end > 0 && row.end <= piece.bytes.length, `${label}: row end ${row.end}`);
             }
@@ -156,6 +202,153 @@ test('CSV: a row\'s line is the file\'s line it starts on, also after a quoted f
         label,
       );
       assert.equal(throughLine, 15, label);
+    }
+  }
+});
+
+/** Each event as `line: userId brand`. */
+const eventLines = (events: string[]): string[] =>
+  events.map((e) => {
+    const event = JSON.parse(e.slice(e.indexOf(' ') + 1)) as { userId: string; attrs?: { brand?: string } };
+    return `${e.slice(0, e.indexOf(':'))}: ${event.userId}${event.attrs?.brand === undefined ? '' : ` ${JSON.stringify(event.attrs.brand)}`}`;
+  });
+
+test('CSV: a CRLF header with LF rows (a file appended to on two systems) is read row by row, however chunks split its \\r\\n', async () => {
+  const bytes = Buffer.from('time,user_id,type\r\n1,u1,view\n2,u2,view\n');
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
+  for (const plainCsvRows of [true, false]) {
+    for (const chunks of [1, 1 << 16, ...Array.from({ length: bytes.length - 1 }, (_, i) => [i + 1])]) {
+      const label = `plain rows ${plainCsvRows}, chunks ${JSON.stringify(chunks)}`;
+      const { events, deadLetters, throughLine, throughByte } = await decodeAll(bytes, chunks, config, plainCsvRows);
+      assert.deepEqual(eventLines(events), ['2: u1', '3: u2'], label);
+      assert.deepEqual(deadLetters, [], label);
+      assert.deepEqual([throughLine, throughByte], [3, bytes.length], label);
+    }
+  }
+});
+
+test('CSV: each of \\r\\n, \\n and \\r outside quotes ends a row, whatever the file\'s first line ended with; a quoted field keeps any of them', async () => {
+  // A bare \n in an unquoted field of a CRLF file (or a bare \r in an LF one) ends its row, as in
+  // Python's csv module: the rest of that line is a row of its own (here one field short of a row).
+  const text =
+    'time,user_id,type,brand\r\n' + // 1
+    '1,u1,view,two\nlines\r\n' + // 2, and 3: "lines"
+    '2,u2,view,x\ry\n' + // 4, and 5: "y"
+    '3,u3,view,"a\nb"\n' + // 6-7
+    '4,u4,view,"c\r\nd"\r' + // 8-9
+    '5,u5,view,"e\rf"\r\n' + // 10-11
+    '6,u6,view,two\nlines\r\n' + // 12, and 13: "lines"
+    '7,u7,view,g'; // 14, no line end
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
+  for (const plainCsvRows of [true, false]) {
+    for (const chunkSize of [1, 2, 3, 5, 1 << 16]) {
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      const { events, deadLetters, throughLine } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      assert.deepEqual(eventLines(events), ['2: u1 "two"', '4: u2 "x"', '6: u3 "a\\nb"', '8: u4 "c\\r\\nd"', '10: u5 "e\\rf"', '12: u6 "two"', '14: u7 "g"'], label);
+      assert.deepEqual(deadLetters, ['3: CSV row has 1 fields, expected 4 | "lines"', '5: CSV row has 1 fields, expected 4 | "y"', '13: CSV row has 1 fields, expected 4 | "lines"'], label);
+      assert.equal(throughLine, 14, label);
+    }
+  }
+});
+
+test('CSV: rows ending in \\r alone, more bytes of them than max_record_bytes, are rows (not one line over the bound)', async () => {
+  const rows = Array.from({ length: 300 }, (_, i) => `${i},u${i % 7},view`);
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
+  for (const text of [`time,user_id,type\r${rows.join('\r')}\r`, `time,user_id,type\n${rows.slice(0, 10).join('\n')}\n${rows.slice(10).join('\r')}`]) {
+    for (const plainCsvRows of [true, false]) {
+      for (const chunkSize of [100, 1000, 1 << 16]) {
+        const label = `${JSON.stringify(text.slice(17, 20))}, plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+        const { events, deadLetters, throughLine } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+        assert.deepEqual(eventLines(events), rows.map((_, i) => `${i + 2}: u${i % 7}`), label);
+        assert.deepEqual(deadLetters, [], label);
+        assert.equal(throughLine, 301, label);
+      }
+    }
+  }
+});
+
+test('CSV: a dead-lettered row\'s line is right after the line ends change, before and after a quoted row, and around empty lines', async () => {
+  const text =
+    'time,user_id,type\r\n' + // 1
+    '1,u1,view\r\n' + // 2
+    '2,u2\n' + // 3: a field short
+    '\n' + // 4: empty
+    '3,u3,view\r' + // 5
+    '4,u4,view,x\r\n' + // 6: a field over
+    '5,"u5",view\n' + // 7: quoted (the split path hands over here)
+    '6,u6\r' + // 8: a field short
+    '\r\n' + // 9: empty (a \r\n after a \r)
+    '7,u7,view\r\n' + // 10
+    '8,"u8\r\nx",view,y\n' + // 11-12: a field over
+    '9,u9,view'; // 13
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
+  for (const plainCsvRows of [true, false]) {
+    for (const chunkSize of [1, 2, 3, 7, 1 << 16]) {
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      const { events, deadLetters, throughLine, throughByte } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      assert.deepEqual(eventLines(events), ['2: u1', '5: u3', '7: u5', '10: u7', '13: u9'], label);
+      assert.deepEqual(deadLetters.map((d) => d.split(' |')[0]), ['3: CSV row has 2 fields, expected 3', '6: CSV row has 4 fields, expected 3', '8: CSV row has 2 fields, expected 3', '11: CSV row has 4 fields, expected 3'], label);
+      assert.deepEqual([throughLine, throughByte], [13, Buffer.byteLength(text)], label);
+    }
+  }
+});
+
+test('CSV: a file whose line ends vary (between rows, and a lone one inside a row) decodes as the same records with \\n line ends: events, dead letters, lines', async () => {
+  const random = createRandom(23);
+  for (const delimiter of [',', '\t']) {
+    for (let round = 0; round < 3; round++) {
+      const records = randomRecords(random, delimiter, 300);
+      const bom = round === 1;
+      // The last record without a line end in one round.
+      const end = (text: string): Buffer => Buffer.from(round === 2 ? text.replace(/(\r\n|\n|\r)$/, '') : text);
+      const mixed = end(joinRecords(random, records, 'mixed', bom));
+      const lf = end(joinRecords(random, records, '\n', bom));
+      const config: DecodeConfig = { csv: { delimiter }, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
+      const reference = await decodeAll(lf, 1 << 16, config, false);
+      assert.ok(reference.events.length > 100, `${reference.events.length} events`);
+      assert.ok(mixed.includes('\r\n') && mixed.includes('\r3') && /[^\r]\n/.test(mixed.toString()), 'every kind of line end between rows');
+      for (const plainCsvRows of [true, false]) {
+        for (const chunkSize of [1, 7, 64, 1 << 16]) {
+          const label = `delimiter ${JSON.stringify(delimiter)}, round ${round}, plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+          const read = await decodeAll(mixed, chunkSize, config, plainCsvRows);
+          assert.deepEqual(read.events, reference.events, label);
+          assert.deepEqual(read.deadLetters, reference.deadLetters, label);
+          assert.equal(read.throughLine, reference.throughLine, label);
+          assert.equal(read.throughByte, mixed.length, label);
+        }
+      }
+    }
+  }
+});
+
+test('CSV: a record over max_record_bytes, or a quoted field never closed, ends at its first line end of any kind, however chunks split it; reading goes on at the next line', async () => {
+  const long = 'x'.repeat(5000);
+  const text =
+    'time,user_id,type,brand\r\n' + // 1
+    '1,u1,view,a\n' + // 2
+    `2,u2,view,${long}\r` + // 3: over the bound
+    `3,u3,view,"${long}"\r\n` + // 4: over the bound
+    '4,u4,view,"never closed\r' + // 5: its first line
+    '5,u5,view,b\r'; // 6
+  const bytes = Buffer.from(text);
+  const afterEachCr = [...text.matchAll(/\r/g)].map((m) => m.index + 1);
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 2048 };
+  for (const plainCsvRows of [true, false]) {
+    for (const chunks of [1, 7, 1000, 1 << 16, afterEachCr, afterEachCr.map((at) => at - 1)]) {
+      const label = `plain rows ${plainCsvRows}, chunks ${JSON.stringify(chunks)}`;
+      const { events, deadLetters, throughLine, throughByte } = await decodeAll(bytes, chunks, config, plainCsvRows);
+      assert.deepEqual(eventLines(events), ['2: u1', '6: u5'], label);
+      assert.deepEqual(
+        deadLetters.map((d) => d.slice(0, d.indexOf(' | '))),
+        [
+          '3: record of 5010 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept',
+          '4: record of 5012 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept',
+          '5: malformed CSV: quoted field not closed by the end of the file; the next line is read as a new row',
+        ],
+        label,
+      );
+      assert.ok(deadLetters[2]!.endsWith(' | "4,u4,view,\\"never closed"'), `${label}: ${deadLetters[2]}`);
+      assert.deepEqual([throughLine, throughByte], [6, bytes.length], label);
     }
   }
 });
@@ -214,7 +407,7 @@ test('CSV and JSON lines: a record over max_record_bytes is a dead letter with i
   assert.deepEqual(context.deadLetters.map((d) => [d.origin?.line, d.reason]), [[2, `record of ${jsonl.split('\n')[1]!.length} bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept`]]);
 });
 
-test('CSV: the split path stops at the first row that is not plain (a quote, another line end, a stray \\r), and only there', async () => {
+test('CSV: the split path stops at the first row that is not plain (a quote, a lone \\r), and only there: \\n and \\r\\n rows mixed are plain', async () => {
   const plain = Array.from({ length: 50 }, (_, i) => `${i},u${i},view,b`);
   const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
   const withQuote = [...plain.slice(0, 30), '30,u30,view,"b,\nc"', ...plain.slice(31)];
@@ -232,13 +425,15 @@ test('CSV: the split path stops at the first row that is not plain (a quote, ano
     return lines;
   };
   const stops = (chunks: string[]): boolean[] => {
-    const { stop } = plainRowStop('"');
+    const stop = plainRowStop('"');
     return chunks.flatMap((chunk) => linesOf(chunk).map(([start, end]) => stop(chunk, start, end)));
   };
   assert.deepEqual(stops(['a,b\r\nc,d\r\n', 'a,b\r\nc,d\r\n'.slice(0)]), [false, false, false, false], 'CRLF rows in chunks of equal text');
   assert.deepEqual(stops(['a,b\nc,"d"\ne,f\n']), [false, true, false]);
-  assert.deepEqual(stops(['a,b\r\nc,d\ne,f\r\n']), [false, true, false], 'a line end not the file\'s');
-  assert.deepEqual(stops(['a,b\nc\rd,e\n']), [false, true], 'a stray \\r');
+  assert.deepEqual(stops(['a,b\r\nc,d\ne,f\r\n', 'g,h\ni,j\r\n']), [false, false, false, false, false], 'CRLF and LF rows');
+  assert.deepEqual(stops(['a,b\nc\rd,e\n']), [false, true], 'a lone \\r inside a line');
+  assert.deepEqual(stops(['a,b\nc,d\r\re,f\n']), [false, true], 'a lone \\r before a \\r\\n');
+  assert.equal(plainRowStop('"')('c,d\r', 0, 4), true, 'a \\r last in the stream, with no newline after it');
 });
 
 test('JSON lines: an attribute nested thousands deep is a dead letter, and the lines after it are read', async () => {

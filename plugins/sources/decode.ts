@@ -130,7 +130,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
       if (piece.kind !== 'records') throw new Error(`the CSV header row is unreadable: ${piece.kind === 'unclosed' ? 'a quoted field is never closed' : `longer than max_record_bytes (${maxRecordBytes})`}`);
-      const rows = parseCsvRun(piece.bytes, { delimiter, quote, recordDelimiter: piece.recordDelimiter, atFileStart });
+      const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
       if (rows.length > 0) return rows[0]!.fields;
     }
@@ -225,17 +225,15 @@ async function* decodeCsv(
   const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   const delimiter = csv.delimiter ?? ',';
   const quote = csv.quote ?? '"';
-  // Plain rows (no quote character, the file's own line ends) are what the quoted-row reader below
-  // (and csv-parse, which it follows) would split on the delimiter, so they are split here on the
-  // lines the JSON-lines reader cuts; from the first row that is not plain on, that reader reads the rest.
+  // Plain rows (no quote character, no `\r` but one before their `\n`) are what the quoted-row reader
+  // below would split on the delimiter, so they are split here on the lines the JSON-lines reader
+  // cuts (at `\n` and `\r\n`); from the first row that is not plain, or over the bound, on, that
+  // reader reads the rest.
   let rest: { stream: Readable; line: number; byte: number } = { stream, line: start.line, byte: 0 };
-  /** The line end of the rows read so far: the rest is split on it too, whatever line end comes first there. */
-  let recordDelimiter: string | undefined;
   if (plainRows) {
     let bom = start.line === 1;
     let handedOver = false;
-    const plain = plainRowStop(quote);
-    for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plain.stop, maxLineBytes: maxRecordBytes })) {
+    for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plainRowStop(quote), maxLineBytes: maxRecordBytes, stopAtOverlong: true })) {
       deadLetterUnread(batch, skipThrough, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
@@ -253,7 +251,6 @@ async function* decodeCsv(
       }
       if (batch.rest) {
         rest = batch.rest;
-        recordDelimiter = plain.lineEnd();
         handedOver = true;
       }
     }
@@ -265,7 +262,7 @@ async function* decodeCsv(
   let line = rest.line; // the line the next piece starts on
   let byte = rest.byte;
   let atFileStart = rest.byte === 0 && rest.line === 1;
-  for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart, recordDelimiter })) {
+  for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart })) {
     if (piece.kind !== 'records') {
       if (line > skipThrough) {
         context.deadLetter({
@@ -284,7 +281,7 @@ async function* decodeCsv(
       atFileStart = false;
       continue;
     }
-    const rows = parseCsvRun(piece.bytes, { delimiter, quote, recordDelimiter: piece.recordDelimiter, atFileStart });
+    const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
     atFileStart = false;
     // A run that is not UTF-8 somewhere: each row's bytes are checked (found by its last line's end).
     const lineEnds = isUtf8(piece.bytes) ? undefined : lineEndOffsets(piece.bytes);
@@ -359,16 +356,15 @@ function trimLineEnds(bytes: Buffer): Buffer {
 
 /**
  * Stops line splitting at the first row the quoted-row reader might read otherwise than a split on
- * the delimiter: one with the quote character, or whose line end is not the stream's own (the first
- * line's, `\n` or `\r\n`: the record delimiter), or with a `\r` elsewhere.
+ * the delimiter: one with the quote character, or with a `\r` other than the one of a `\r\n` (a
+ * line end of its own, which line splitting does not see).
  */
-export function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => string | undefined } {
-  let crlf: boolean | undefined;
+export function plainRowStop(quote: string): LineStop {
   let seen: string | undefined;
   let lastStart = -1;
   let nextQuote = -1;
   let nextCr = -1;
-  const stop: LineStop = (text, start, end) => {
+  return (text, start, end) => {
     // A new chunk: another text, or the same characters again (compared by value) from its start.
     if (text !== seen || start <= lastStart) {
       seen = text;
@@ -380,10 +376,7 @@ export function plainRowStop(quote: string): { stop: LineStop; lineEnd: () => st
     if (nextQuote >= 0 && nextQuote < start) nextQuote = text.indexOf(quote, start);
     if (nextQuote >= 0 && nextQuote < end) return true;
     if (nextCr >= 0 && nextCr < start) nextCr = text.indexOf('\r', start);
-    // nextCr is now the line's first \r, if it has one.
-    const endsInCr = end > start && end < text.length && nextCr === end - 1;
-    crlf ??= endsInCr;
-    return crlf ? !endsInCr : nextCr >= 0 && nextCr < end;
+    // nextCr is now the line's first \r, if it has one: only the `\r` of its `\r\n` is plain.
+    return nextCr >= 0 && nextCr < end && !(nextCr === end - 1 && end < text.length);
   };
-  return { stop, lineEnd: () => (crlf === undefined ? undefined : crlf ? '\r\n' : '\n') };
 }

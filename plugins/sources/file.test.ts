@@ -4,6 +4,7 @@ import { appendFileSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { originOf } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
@@ -59,6 +60,15 @@ sinks: [{type: memory}]
     [['v1', 'view', 1700000000000], ['v1', 'cart', 1700000001000], ['v2', 'purchase', 1700000004000]],
   );
   assert.deepEqual(run.deadLetters.map((d) => [d.line, d.reason]), [[4, 'CSV row has 3 fields, expected 4'], [5, 'CSV row has 5 fields, expected 4']]);
+});
+
+test('CSV whose header ends in CRLF and rows in LF: every row is an event, none is dead-lettered', async () => {
+  const path = join(dir, 'crlf-header.csv');
+  writeFileSync(path, 'time,user_id,type\r\n1,u1,view\n2,u2,view\n');
+  const run = await runYaml(`sources: [{type: file, path: ${path}, format: csv, mapping: {time_format: epoch_ms}}]\nsinks: [{type: memory}]\n`);
+  assert.deepEqual(run.outputs[0]!.map((e) => [e.userId, e.time]), [['u1', 1], ['u2', 2]]);
+  assert.deepEqual(run.deadLetters, []);
+  assert.equal(run.stats.eventsIn, 2);
 });
 
 test('CSV without a header takes the given columns; several files are read in order', async () => {
@@ -171,6 +181,29 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   assert.deepEqual(after.map((e) => e.time), Array.from({ length: 999 }, (_, i) => 2001 + i));
   assert.equal(after[0]!.attrs?.brand, 'brand 2001', 'columns from the header row');
   assert.deepEqual(context.deadLetters, []);
+});
+
+test('CSV: a run resumed after LF rows were appended to a CRLF file reads them as a run from the start does', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'appended-lf.csv');
+  writeFileSync(path, 'time,user_id,type\r\n1,u1,view\r\n2,u2,view\r\n');
+  const config = { path, mapping: { time_format: 'epoch_ms' } } as never;
+  const read = async (position?: Record<string, unknown>): Promise<{ events: [number, number | undefined][]; deadLetters: number; position: Record<string, unknown> }> => {
+    const context = testContext();
+    const source = await file.create(config, context);
+    if (position) source.seek!(position as never);
+    const events: [number, number | undefined][] = [];
+    for await (const batch of source.read()) events.push(...batch.map((e): [number, number | undefined] => [e.time, originOf(e)?.line]));
+    return { events, deadLetters: context.deadLetters.length, position: source.position!() as Record<string, unknown> };
+  };
+  const before = await read();
+  assert.deepEqual(before.events, [[1, 2], [2, 3]]);
+  appendFileSync(path, '3,u3,view\n4,u4,view\n');
+  const resumed = await read(before.position);
+  const fresh = await read();
+  assert.deepEqual(resumed.events, [[3, 4], [4, 5]], 'the appended rows, at their lines');
+  assert.deepEqual(fresh.events, [...before.events, ...resumed.events], 'from the start: the same rows, no dead letter of them all');
+  assert.deepEqual([resumed.deadLetters, fresh.deadLetters], [0, 0]);
 });
 
 test('CSV: the last position covers a broken row at the end of the file, so a resumed run does not dead-letter it again', async () => {
