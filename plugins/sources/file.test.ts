@@ -183,6 +183,48 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   assert.deepEqual(context.deadLetters, []);
 });
 
+test('CSV whose line ends vary (a CRLF header, then rows ending in \\n, \\r\\n and \\r) resumes at its position\'s byte, after any of them, at the right lines', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'mixed-line-ends.csv');
+  const rows = Array.from({ length: 3000 }, (_, i) => `${i},u${i % 7},${i % 11 ? 'view' : 'cart'},b${i}`);
+  rows[10] = '10,u1,view,"two\r\nlines"'; // quoted (the split path hands over here), and one line more from here on
+  rows[1500] = '1500,u1,view'; // a field short: dead-lettered by the first run only
+  // LF and CRLF rows first (the split path reads them), then each kind in turn.
+  const lineEnd = (row: number): string => (row < 1000 ? (row % 2 ? '\r\n' : '\n') : ['\r', '\n', '\r\n'][row % 3]!);
+  const text = (upTo: number): string => `time,user_id,type,brand\r\n${rows.slice(0, upTo).map((row, i) => row + lineEnd(i)).join('')}`;
+  writeFileSync(path, text(rows.length));
+  const config = { path, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } } as never;
+  const lineOf = (row: number): number => row + (row > 10 ? 3 : 2);
+  const firstContext = testContext({ batchSize: 1000 });
+  const first = await file.create(config, firstContext);
+  const read = [];
+  for await (const batch of first.read()) if (read.push(...batch) >= 2000) break;
+  const position = first.position!();
+  const last = read[read.length - 1]!;
+  assert.equal(lineEnd(last.time), '\r', 'the position follows a row that ends in a lone \\r');
+  assert.deepEqual(read.map((e) => [e.time, originOf(e)?.line]), rows.slice(0, last.time + 1).flatMap((_, i) => (i === 1500 ? [] : [[i, lineOf(i)]])));
+  assert.deepEqual(firstContext.deadLetters.map((d) => [d.origin?.line, d.reason]), [[lineOf(1500), 'CSV row has 3 fields, expected 4']]);
+  assert.deepEqual([position.line, position.byte], [lineOf(last.time), Buffer.byteLength(text(last.time + 1))], 'the line and byte after that row');
+  const warned: unknown[] = [];
+  const context = testContext({ batchSize: 1000 });
+  const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
+  const resumed = await file.create(config, logged);
+  resumed.seek!(position);
+  const after = [];
+  for await (const batch of resumed.read()) after.push(...batch);
+  assert.deepEqual(warned, [], 'a \\r line end before the position is a line start: resumed from the byte');
+  assert.deepEqual(after.map((e) => [e.time, originOf(e)?.line, e.attrs?.brand]), rows.slice(last.time + 1).map((_, i) => [last.time + 1 + i, lineOf(last.time + 1 + i), `b${last.time + 1 + i}`]));
+  assert.deepEqual(context.deadLetters, []);
+  // A byte between the \r and the \n of a \r\n is no line start (the file changed): the line count decides.
+  assert.equal(lineEnd(1001), '\r\n');
+  const inside = await file.create(config, logged);
+  inside.seek!({ ...position, line: lineOf(1001), byte: Buffer.byteLength(text(1002)) - 1 });
+  let firstTime: number | undefined;
+  for await (const batch of inside.read()) firstTime ??= batch[0]?.time;
+  assert.equal(warned.length, 1);
+  assert.equal(firstTime, 1002);
+});
+
 test('CSV: a run resumed after LF rows were appended to a CRLF file reads them as a run from the start does', async () => {
   const { default: file } = await import('./file.js');
   const path = join(dir, 'appended-lf.csv');

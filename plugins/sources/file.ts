@@ -83,7 +83,7 @@ export default defineSource<FileSourceConfig>({
           const seekable = !gzip;
           let startByte = 0;
           if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
-            if (await followsNewline(path, bytesDone)) startByte = bytesDone;
+            if (await followsLineEnd(path, bytesDone, format === 'csv')) startByte = bytesDone;
             else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
           }
           // A CSV stream that starts mid-file has no header row: its columns are read first.
@@ -164,14 +164,18 @@ function indexOfFile(paths: readonly string[], file: string): number {
   return target === undefined ? -1 : paths.findIndex((path) => real(path) === target);
 }
 
-/** True when the byte before `offset` is a newline: `offset` starts a line (the file did not change under it). */
-async function followsNewline(path: string, offset: number): Promise<boolean> {
+/**
+ * True when the bytes before `offset` are a line end: `offset` starts a line (the file did not change
+ * under it). A line end is a `\n`, and in CSV a `\r` too (not the one of a `\r\n`: `offset` would be
+ * inside a line end).
+ */
+async function followsLineEnd(path: string, offset: number, crEndsLines: boolean): Promise<boolean> {
   try {
     const handle = await openFile(path, 'r');
     try {
-      const byte = Buffer.alloc(1);
-      const { bytesRead } = await handle.read(byte, 0, 1, offset - 1);
-      return bytesRead === 1 && byte[0] === 10;
+      const bytes = Buffer.alloc(2);
+      const { bytesRead } = await handle.read(bytes, 0, 2, offset - 1);
+      return bytesRead >= 1 && (bytes[0] === 10 || (crEndsLines && bytes[0] === 13 && (bytesRead === 1 || bytes[1] !== 10)));
     } finally {
       await handle.close();
     }
