@@ -46,7 +46,8 @@ export const decodeProperties: Record<string, JsonSchema> = {
   csv: {
     type: 'object',
     additionalProperties: false,
-    description: 'CSV options.',
+    description:
+      'CSV options. Each of `\\r\\n`, `\\n` and `\\r` outside a quoted field ends a row, whatever the first line ends with (a file whose header ends in CRLF and rows in LF is read row by row), as Python\'s csv module reads it: a bare `\\n` in an unquoted field of a CRLF file ends its row there, and the rest of the line is a row of its own. A quoted field keeps any line end.',
     properties: {
       header: { type: 'boolean', default: true, description: 'The first row names the columns.' },
       columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
