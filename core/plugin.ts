@@ -223,8 +223,20 @@ export interface Operator {
   /** The stage itself: an RxJS operator over records and watermarks. */
   apply(input: Observable<Element>): Observable<Element>;
   open?(): Promise<void>;
-  /** A JSON-serialisable copy of the operator's state. */
-  snapshot?(): unknown;
+  /**
+   * A JSON-serialisable copy of the operator's state, or a promise of one. The runtime calls every
+   * stage's snapshot() at one instant between two batches, with the sources held: the checkpoint
+   * holds the state of that instant. A plain value is serialised at once. A large state may be built
+   * in parts instead, returning a promise and yielding between them (`await setImmediate()`, from
+   * node:timers/promises), so the daemon answers its liveness probe (/healthz) meanwhile. Such a
+   * promise must:
+   * - resolve to the state as of the call: a record or watermark can still reach the stage before
+   *   it resolves (another stage's timer may emit one), and whatever it changes must not show in the
+   *   snapshot (copy what the parts read, or do the remaining parts at once before handling it);
+   * - resolve to a value the stage no longer changes: the runtime serialises it in parts, after it
+   *   resolved, while the stage may be handling records again.
+   */
+  snapshot?(): unknown | Promise<unknown>;
   /**
    * Replace the operator's state with one `snapshot` returned, before the stream starts. A large state
    * may be restored in parts, returning a promise and yielding between them (`await setImmediate()`,

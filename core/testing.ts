@@ -163,7 +163,7 @@ export async function runOperator<C>(
     await operator.restore(options.restore);
   }
   const output = await lastValueFrom(operator.apply(from(input)).pipe(toArray()));
-  const state = operator.snapshot ? asCheckpointed(plugin.name, operator.snapshot()) : undefined;
+  const state = operator.snapshot ? asCheckpointed(plugin.name, await operator.snapshot()) : undefined;
   await operator.close?.();
   return { output, operator, state };
 }

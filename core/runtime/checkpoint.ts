@@ -10,12 +10,14 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { setImmediate } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import { TributaryError } from '../errors.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { writeFileDurably } from '../durable.js';
+import { sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 export const checkpointVersion = 1;
@@ -73,8 +75,12 @@ export class CheckpointStore {
 
   private swept = false;
 
-  /** Writes the body (already serialised, so it reflects the state at the moment it was taken). */
-  async write(body: string): Promise<{ file: string; sequence: number; bytes: number }> {
+  /**
+   * Writes the body (already serialised, so it reflects the state at the moment it was taken): one
+   * string, or pieces of it in order (stringifyInParts: about 1 MiB each), hashed one at a time with
+   * the event loop turning between them.
+   */
+  async write(body: string | readonly string[]): Promise<{ file: string; sequence: number; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -85,10 +91,18 @@ export class CheckpointStore {
       }
     }
     const sequence = ((await this.sequences())[0] ?? 0) + 1;
-    const bytes = Buffer.byteLength(body);
-    const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: createHash('sha256').update(body).digest('hex') };
+    // Each piece made UTF-8 once, then hashed and written as it is.
+    const pieces: Buffer[] = [];
+    let bytes = 0;
+    for (const text of typeof body === 'string' ? [body] : body) {
+      if (pieces.length > 0) await setImmediate();
+      const piece = Buffer.from(text);
+      bytes += piece.length;
+      pieces.push(piece);
+    }
+    const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: await sha256InParts(pieces) };
     const file = join(this.dir, fileName(sequence));
-    await writeFileDurably(file, [`${JSON.stringify(header)}\n`, body]);
+    await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
     for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
   }

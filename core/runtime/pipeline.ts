@@ -22,7 +22,8 @@ import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
-import { CheckpointStore, type Checkpoint } from './checkpoint.js';
+import { CheckpointStore, type Checkpoint, type CheckpointBody } from './checkpoint.js';
+import { RawJson, stringifyInParts } from './parts.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -211,6 +212,41 @@ async function* untilStopped(batches: AsyncIterable<readonly ClickEvent[]>, sign
   }
 }
 
+/** Stages' snapshots as a checkpoint took them, by label: a plain value's JSON, made at once, or a promise. */
+type TakenSnapshots = Map<string, RawJson | Promise<unknown>>;
+
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> => typeof (value as { then?: unknown } | null)?.then === 'function';
+
+/**
+ * Every stage's snapshot of this instant: snapshot() is called on each in one synchronous pass. A
+ * plain value is serialised at once (it may be the stage's live state); a promise resolves later,
+ * to the state of its call (see Operator.snapshot), and is serialised in parts then.
+ */
+function takeSnapshots(operators: readonly { label: string; operator: Operator }[]): TakenSnapshots {
+  const taken: TakenSnapshots = new Map();
+  for (const { label, operator } of operators) {
+    if (!operator.snapshot) continue;
+    const state = operator.snapshot();
+    if (isPromiseLike(state)) {
+      const promise = Promise.resolve(state);
+      // Awaited in serialiseBody; a checkpoint failing before that must not leave it unhandled.
+      promise.catch(() => undefined);
+      taken.set(label, promise);
+    } else {
+      const text = JSON.stringify(state);
+      if (text !== undefined) taken.set(label, new RawJson(text));
+    }
+  }
+  return taken;
+}
+
+/** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
+async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<string[]> {
+  const operators: Record<string, unknown> = {};
+  for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;
+  return stringifyInParts({ pipeline: fields.pipeline, createdAt: fields.createdAt, sources: fields.sources, operators, counters: fields.counters });
+}
+
 export class PipelineRunner {
   readonly stats: RunStats;
   private readonly loaded: LoadedPipeline;
@@ -277,11 +313,12 @@ export class PipelineRunner {
     return this.loaded.document.name;
   }
 
-  /** Snapshot of every stateful operator, by stage label. */
-  snapshot(): Record<string, unknown> {
-    const state: Record<string, unknown> = {};
-    for (const { label, operator } of this.operators) if (operator.snapshot) state[label] = operator.snapshot();
-    return state;
+  /** Snapshot of every stateful operator, by stage label: each taken at this instant, promises awaited. */
+  async snapshot(): Promise<Record<string, unknown>> {
+    const stateful = this.operators.filter(({ operator }) => operator.snapshot);
+    const taken = stateful.map(({ operator }) => operator.snapshot!());
+    const states = await Promise.all(taken);
+    return Object.fromEntries(stateful.map(({ label }, k) => [label, states[k]]));
   }
 
   private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
@@ -568,12 +605,10 @@ export class PipelineRunner {
     for (const { operator } of task.operators) await operator.close?.();
   }
 
-  /** A partition's state as a checkpoint body, serialised now; `offset` is the next record it has not seen. */
-  private partitionBody(task: PartitionTask, offset: number): string {
-    const operators: Record<string, unknown> = {};
-    for (const { label, operator } of task.operators) if (operator.snapshot) operators[label] = operator.snapshot();
-    const sources = { [this.scaleOut!.slot.label]: { partition: task.id, offset } };
-    return JSON.stringify({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, operators, counters: {} });
+  /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
+  private partitionBody(id: string, offset: number, operators: TakenSnapshots): Promise<string[]> {
+    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset } };
+    return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {} }, operators);
   }
 
   private partitionListener(): PartitionListener {
@@ -602,11 +637,11 @@ export class PipelineRunner {
         }),
       revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
-          const saves: [string, string][] = [];
+          const saves: [string, string[]][] = [];
           for (const { id, offset } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
-            if (offset !== undefined) saves.push([id, this.partitionBody(task, offset)]);
+            if (offset !== undefined) saves.push([id, await this.partitionBody(id, offset, takeSnapshots(task.operators))]);
             await this.stopTask(id);
           }
           const revoked = partitions.map((p) => p.id);
@@ -825,9 +860,11 @@ export class PipelineRunner {
   }
 
   /**
-   * Takes one consistent checkpoint: state and positions are captured synchronously between two
-   * batches, then sinks flush, the file is written, and only then do sources commit their input.
-   * Sources wait at the barrier meanwhile, so no output is written between flush and commit.
+   * Takes one consistent checkpoint: state and positions are taken synchronously between two
+   * batches (every stage's snapshot() called at that instant), then serialised in parts with the
+   * event loop turning between them (the daemon answers /healthz meanwhile), then sinks flush, the
+   * file is written, and only then do sources commit their input. Sources wait at the barrier
+   * meanwhile, so no output is written between flush and commit.
    */
   async checkpoint(): Promise<CheckpointInfo | undefined> {
     const config = this.options.checkpoints;
@@ -838,17 +875,21 @@ export class PipelineRunner {
       for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
       const counters: Record<string, unknown> = {};
       for (const name of carriedCounters) counters[name] = this.stats[name];
-      // Serialised now, so the file holds the state of this instant whatever happens while it is written.
-      const body = JSON.stringify({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, operators: this.snapshot(), counters });
-      const partitionBodies: [string, string][] = [];
+      const createdAt = new Date(this.clock.now()).toISOString();
+      // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
+      const operators = takeSnapshots(this.operators);
+      const partitions: { id: string; offset: number; operators: TakenSnapshots }[] = [];
       if (this.scaleOut) {
         const offsets = this.scaleOut.slot.source.partitionOffsets!();
         for (const [id, task] of this.tasks) {
           const offset = offsets.get(id);
           // A partition that yielded nothing since it was restored still has the state of its file.
-          if (offset !== undefined) partitionBodies.push([id, this.partitionBody(task, offset)]);
+          if (offset !== undefined) partitions.push({ id, offset, operators: takeSnapshots(task.operators) });
         }
       }
+      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
+      const partitionBodies: [string, string[]][] = [];
+      for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, await this.partitionBody(id, offset, taken)]);
       await this.flushSinks();
       for (const [id, partitionBody] of partitionBodies) await this.partitionStore(id).write(partitionBody);
       const written = await config.store.write(body);

@@ -6,18 +6,146 @@
 import { endianness } from 'node:os';
 import { setImmediate } from 'node:timers/promises';
 
-/** Rows a restore handles between two turns of the event loop (inParts). */
-const RESTORE_PART = 65_536;
+/** Work between two turns of the event loop in a snapshot or a restore in parts, at most: this long... */
+const TURN_MS = 10;
+/** ...or this many rows, whichever comes first (a block of rows may run past either). */
+const TURN_ROWS = 65_536;
+/** Rows between two looks at the clock. */
+const BLOCK = 1024;
+/** When the event loop last turned for a part (see turn()), and the rows handled since. */
+let turned = performance.now();
+let rowsSinceTurn = 0;
+
+/** Whether the current part is done: time to yield. */
+function due(): boolean {
+  return rowsSinceTurn >= TURN_ROWS || performance.now() - turned >= TURN_MS;
+}
+
+/** The last turn asked for: turns are taken one after another, whichever snapshot or restore asks. */
+let lastTurn: Promise<void> = Promise.resolve();
+
+/**
+ * Lets the event loop turn between two parts. Turns queue: each comes a turn of the loop after the
+ * one asked before it, so one part runs per turn however many stages snapshot at once (three stages
+ * each running a part per turn held the loop three parts long).
+ */
+async function turn(): Promise<void> {
+  const mine = lastTurn.then(() => setImmediate());
+  lastTurn = mine;
+  await mine;
+  turned = performance.now();
+  rowsSinceTurn = 0;
+}
+
+/**
+ * Runs `part(from, to)` over the rows [0, n) in blocks, yielding between them once a part is done
+ * (TURN_MS or TURN_ROWS): the parts of a snapshot (PartedSnapshots) or of a restore (inParts). By
+ * time too: a row costs more in some stages than in others, and ten times more while the code is
+ * cold (the first checkpoint).
+ */
+export function* partsOf(n: number, part: (from: number, to: number) => void): Generator<void, void, void> {
+  for (let from = 0; from < n; from += BLOCK) {
+    if (from > 0 && due()) yield;
+    const to = Math.min(n, from + BLOCK);
+    part(from, to);
+    rowsSinceTurn += to - from;
+  }
+}
+
+/** `visit` on each of `items` in order, in parts as partsOf (for a Map's entries). */
+export function* eachOf<T>(items: Iterable<T>, visit: (item: T) => void): Generator<void, void, void> {
+  let count = 0;
+  for (const item of items) {
+    if (++count % BLOCK === 0) {
+      rowsSinceTurn += BLOCK;
+      if (due()) yield;
+    }
+    visit(item);
+  }
+}
 
 /**
  * Runs `part(from, to)` over the rows [0, n) in parts, the event loop turning between them (see
  * Operator.restore): a restore of a million users in one go left the daemon's /healthz unanswered
  * for over a second, and ten million for over ten, long enough for a liveness probe to kill it.
  */
-export async function inParts(n: number, part: (from: number, to: number) => void, size = RESTORE_PART): Promise<void> {
-  for (let from = 0; from < n; from += size) {
-    if (from > 0) await setImmediate();
-    part(from, Math.min(n, from + size));
+export async function inParts(n: number, part: (from: number, to: number) => void): Promise<void> {
+  await inTurns(partsOf(n, part));
+}
+
+/** Runs the parts of `work` (partsOf, eachOf and those built of them), the event loop turning between them. */
+export async function inTurns<T>(work: Generator<void, T, void>): Promise<T> {
+  for (;;) {
+    const step = work.next();
+    if (step.done) return step.value;
+    await turn();
+  }
+}
+
+/** One snapshot in parts: its generator, stepped a part at a time or all at once. */
+class SnapshotInParts<T> {
+  private outcome: { value: T } | { error: unknown } | undefined;
+
+  constructor(private readonly parts: Generator<void, T, void>) {}
+
+  get done(): boolean {
+    return this.outcome !== undefined;
+  }
+
+  /** The next part (`all`: every part left). */
+  step(all: boolean): void {
+    if (this.outcome !== undefined) return;
+    try {
+      for (;;) {
+        const next = this.parts.next();
+        if (next.done) {
+          this.outcome = { value: next.value };
+          return;
+        }
+        if (!all) return;
+      }
+    } catch (error) {
+      this.outcome = { error };
+    }
+  }
+
+  result(): T {
+    const outcome = this.outcome!;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
+  }
+}
+
+/**
+ * A stage's snapshots taken in parts (Operator.snapshot may return a promise): `take(parts)` runs
+ * the generator's first part now and the others with the event loop turning between them (a million
+ * users' state held the daemon's loop, and its /healthz, for half a second in one piece). The
+ * snapshot must be the state of the instant snapshot() was called, and the parts read the live
+ * state: the stage calls `settle()` before anything changes it (a record or a watermark that reaches
+ * it meanwhile, say from another stage's timer), which runs the remaining parts at once.
+ */
+export class PartedSnapshots {
+  private current: SnapshotInParts<unknown> | undefined;
+
+  async take<T>(parts: Generator<void, T, void>): Promise<T> {
+    this.settle();
+    const snapshot = new SnapshotInParts(parts);
+    this.current = snapshot;
+    snapshot.step(false);
+    while (!snapshot.done) {
+      await turn();
+      snapshot.step(false);
+    }
+    if (this.current === snapshot) this.current = undefined;
+    return snapshot.result();
+  }
+
+  /** Finishes a snapshot in progress now: call it before changing the state it reads. */
+  settle(): void {
+    const current = this.current;
+    if (current === undefined) return;
+    this.current = undefined;
+    current.step(true);
   }
 }
 
@@ -42,23 +170,30 @@ export interface Reference {
   ref: number;
 }
 
-/** Encodes the values in the smallest of the three forms that is exact (Float64Array only: monomorphic loops). */
-export function encodeColumn(values: Float64Array, reference?: Reference): Column {
-  const plain = encodePlain(values);
+/**
+ * Encodes the values in the smallest of the three forms that is exact (Float64Array only: monomorphic
+ * loops). Yields between parts of the rows (a snapshot in parts, see PartedSnapshots).
+ */
+export function* encodeColumn(values: Float64Array, reference?: Reference): Generator<void, Column, void> {
+  const plain = yield* encodePlain(values);
   if (reference === undefined || 'f64' in plain || 'c' in plain) return plain;
   // Times of one row are close to each other (first seen, last seen, session start): as offsets
   // from a related column they often shrink to a constant or a byte.
   const n = values.length;
   const base = reference.values;
   const diffs = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = values[i]!;
-    const r = base[i]!;
-    const d = v - r;
-    if (!Number.isSafeInteger(r) || !Number.isSafeInteger(d) || r + d !== v) return plain;
-    diffs[i] = d;
-  }
-  const relative = encodePlain(diffs);
+  let exact = true;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to && exact; i++) {
+      const v = values[i]!;
+      const r = base[i]!;
+      const d = v - r;
+      if (!Number.isSafeInteger(r) || !Number.isSafeInteger(d) || r + d !== v) exact = false;
+      diffs[i] = d;
+    }
+  });
+  if (!exact) return plain;
+  const relative = yield* encodePlain(diffs);
   return size(relative) < size(plain) ? { ...relative, ref: reference.ref } : plain;
 }
 
@@ -66,42 +201,60 @@ function size(column: Column): number {
   return 'c' in column ? 0 : 'b64' in column ? column.b64.length : column.f64.length;
 }
 
-function encodePlain(values: Float64Array): Column {
+function* encodePlain(values: Float64Array): Generator<void, Column, void> {
   const n = values.length;
   if (n === 0) return { n, c: 0 };
   let min = Infinity;
   let max = -Infinity;
   let integers = true;
-  for (let i = 0; i < n; i++) {
-    const v = values[i]!;
-    // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
-    if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) {
-      integers = false;
-      break;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to && integers; i++) {
+      const v = values[i]!;
+      // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
+      if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) integers = false;
+      else {
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
     }
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
+  });
   if (integers) {
     const range = max - min;
     if (range === 0) return { n, c: min };
+    // One loop per element type, each monomorphic.
+    let out: Uint8Array | Uint16Array | Uint32Array | undefined;
     if (range <= 0xff) {
-      const out = new Uint8Array(n);
-      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
-      return { n, base: min, bytes: 1, b64: toBase64(out) };
+      const bytes = new Uint8Array(n);
+      yield* partsOf(n, (from, to) => {
+        for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
+      });
+      out = bytes;
+    } else if (range <= 0xffff) {
+      const bytes = new Uint16Array(n);
+      yield* partsOf(n, (from, to) => {
+        for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
+      });
+      out = bytes;
+    } else if (range <= 0xffffffff) {
+      const bytes = new Uint32Array(n);
+      yield* partsOf(n, (from, to) => {
+        for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
+      });
+      out = bytes;
     }
-    if (range <= 0xffff) {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
-      return { n, base: min, bytes: 2, b64: toBase64(out) };
-    }
-    if (range <= 0xffffffff) {
-      const out = new Uint32Array(n);
-      for (let i = 0; i < n; i++) out[i] = values[i]! - min;
-      return { n, base: min, bytes: 4, b64: toBase64(out) };
+    if (out !== undefined) {
+      if (due()) yield;
+      return { n, base: min, bytes: out.BYTES_PER_ELEMENT as 1 | 2 | 4, b64: toBase64(out) };
     }
   }
   return { n, f64: toBase64(values) };
+}
+
+/** encodeColumn of each, in parts. */
+export function* encodeColumns(columns: readonly Float64Array[]): Generator<void, Column[], void> {
+  const encoded: Column[] = [];
+  for (const values of columns) encoded.push(yield* encodeColumn(values));
+  return encoded;
 }
 
 /** The column's values; throws on anything but a column this module wrote. */
@@ -139,9 +292,10 @@ function addOffsets(out: Float64Array, offsets: ArrayLike<number>, base: number)
  * Encodes each field of the first n rows of a row-major table as a column, reading the table in
  * two row-major passes (statistics, then the offsets of the fields that need them): memory
  * bandwidth, not arithmetic, bounds a million-row table, so it is never copied out field by field.
- * `refs[f]`, when set, is an earlier field that field f may be stored as offsets from.
+ * `refs[f]`, when set, is an earlier field that field f may be stored as offsets from. Yields
+ * between parts of rows and between columns (a snapshot in parts, see PartedSnapshots).
  */
-export function encodeTable(rows: Float64Array, n: number, width: number, refs: readonly (number | undefined)[] = []): Column[] {
+export function* encodeTable(rows: Float64Array, n: number, width: number, refs: readonly (number | undefined)[] = []): Generator<void, Column[], void> {
   const min = new Float64Array(width).fill(Infinity);
   const max = new Float64Array(width).fill(-Infinity);
   const minD = new Float64Array(width).fill(Infinity);
@@ -156,28 +310,30 @@ export function encodeTable(rows: Float64Array, n: number, width: number, refs: 
       relative[f] = 1;
     }
   }
-  for (let i = 0, o = 0; i < n; i++, o += width) {
-    for (let f = 0; f < width; f++) {
-      const v = rows[o + f]!;
-      if (integer[f] === 1) {
-        // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
-        if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) integer[f] = 0;
-        else {
-          if (v < min[f]!) min[f] = v;
-          if (v > max[f]!) max[f] = v;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from, o = from * width; i < to; i++, o += width) {
+      for (let f = 0; f < width; f++) {
+        const v = rows[o + f]!;
+        if (integer[f] === 1) {
+          // -0 and non-integers (NaN and ±Infinity among them) need the raw form.
+          if (!Number.isSafeInteger(v) || (v === 0 && 1 / v < 0)) integer[f] = 0;
+          else {
+            if (v < min[f]!) min[f] = v;
+            if (v > max[f]!) max[f] = v;
+          }
         }
-      }
-      if (relative[f] === 1) {
-        const base = rows[o + ref[f]!]!;
-        const d = v - base;
-        if (!Number.isSafeInteger(base) || !Number.isSafeInteger(d) || base + d !== v) relative[f] = 0;
-        else {
-          if (d < minD[f]!) minD[f] = d;
-          if (d > maxD[f]!) maxD[f] = d;
+        if (relative[f] === 1) {
+          const base = rows[o + ref[f]!]!;
+          const d = v - base;
+          if (!Number.isSafeInteger(base) || !Number.isSafeInteger(d) || base + d !== v) relative[f] = 0;
+          else {
+            if (d < minD[f]!) minD[f] = d;
+            if (d > maxD[f]!) maxD[f] = d;
+          }
         }
       }
     }
-  }
+  });
   const columns: Column[] = [];
   const plans: { f: number; base: number; ref: number; out: Uint8Array | Uint16Array | Uint32Array | Float64Array }[] = [];
   for (let f = 0; f < width; f++) {
@@ -196,18 +352,19 @@ export function encodeTable(rows: Float64Array, n: number, width: number, refs: 
       columns.push({ n, c: 0 }); // replaced below
     }
   }
-  if (plans.length > 0) {
-    for (const plan of plans) {
-      // One pass per encoded field keeps each loop monomorphic in its output type.
-      const { f, base, out } = plan;
-      const r = plan.ref;
-      if (r >= 0) for (let i = 0, o = 0; i < n; i++, o += width) out[i] = rows[o + f]! - rows[o + r]! - base;
-      else for (let i = 0, o = 0; i < n; i++, o += width) out[i] = rows[o + f]! - base;
-      const column: Column =
-        out instanceof Float64Array ? { n, f64: toBase64(out) } : { n, base, bytes: out.BYTES_PER_ELEMENT as 1 | 2 | 4, b64: toBase64(out) };
-      if (r >= 0) column.ref = r;
-      columns[f] = column;
-    }
+  for (const plan of plans) {
+    if (due()) yield;
+    // One pass per encoded field keeps each loop monomorphic in its output type.
+    const { f, base, out } = plan;
+    const r = plan.ref;
+    yield* partsOf(n, (from, to) => {
+      if (r >= 0) for (let i = from, o = from * width; i < to; i++, o += width) out[i] = rows[o + f]! - rows[o + r]! - base;
+      else for (let i = from, o = from * width; i < to; i++, o += width) out[i] = rows[o + f]! - base;
+    });
+    const column: Column =
+      out instanceof Float64Array ? { n, f64: toBase64(out) } : { n, base, bytes: out.BYTES_PER_ELEMENT as 1 | 2 | 4, b64: toBase64(out) };
+    if (r >= 0) column.ref = r;
+    columns[f] = column;
   }
   return columns;
 }
@@ -228,7 +385,7 @@ export async function decodeTable(columns: readonly Column[], rows: Float64Array
   if (!Number.isSafeInteger(n) || n < 0 || n * width > rows.length) throw new Error(`${what}: not a snapshot table`);
   for (let f = 0; f < width; f++) {
     // A column of a million rows takes milliseconds; a table's columns together, a quarter second.
-    if (f > 0) await setImmediate();
+    if (f > 0) await turn();
     const column = columns[f]!;
     if (column?.n !== n) throw new Error(`${what}: column ${f} has ${String(column?.n)} rows, expected ${n}`);
     const r = column.ref ?? -1;
@@ -276,29 +433,34 @@ export interface DerivedIds {
   otherIds: (string | null)[];
 }
 
-/** A number among `ids` is the integer of an id known to be `<owner>:<integer>` (not built yet). */
-export function encodeDerivedIds(owners: readonly string[], ids: readonly (string | number | undefined | null)[], reference?: Reference): DerivedIds {
+/**
+ * A number among `ids` is the integer of an id known to be `<owner>:<integer>` (not built yet).
+ * Yields between parts of the rows (a snapshot in parts, see PartedSnapshots).
+ */
+export function* encodeDerivedIds(owners: readonly string[], ids: readonly (string | number | undefined | null)[], reference?: Reference): Generator<void, DerivedIds, void> {
   const n = owners.length;
   const times = new Float64Array(n);
   const otherRows: number[] = [];
   const otherIds: (string | null)[] = [];
   let fill = NaN;
-  for (let i = 0; i < n; i++) {
-    const id = ids[i];
-    const owner = owners[i]!;
-    const time = typeof id === 'number' ? id : id != null && id.length > owner.length + 1 && id.charCodeAt(owner.length) === 58 /* : */ && id.startsWith(owner) ? canonicalInteger(id, owner.length + 1) : NaN;
-    if (time === time) {
-      times[i] = time;
-      if (fill !== fill) fill = time;
-    } else {
-      times[i] = NaN;
-      otherRows.push(i);
-      otherIds.push(typeof id === 'string' ? id : null);
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const id = ids[i];
+      const owner = owners[i]!;
+      const time = typeof id === 'number' ? id : id != null && id.length > owner.length + 1 && id.charCodeAt(owner.length) === 58 /* : */ && id.startsWith(owner) ? canonicalInteger(id, owner.length + 1) : NaN;
+      if (time === time) {
+        times[i] = time;
+        if (fill !== fill) fill = time;
+      } else {
+        times[i] = NaN;
+        otherRows.push(i);
+        otherIds.push(typeof id === 'string' ? id : null);
+      }
     }
-  }
+  });
   // Rows listed in `other` take a nearby value, so the column stays a narrow integer one.
   for (const row of otherRows) times[row] = fill === fill ? fill : 0;
-  return { times: encodeColumn(times, reference), otherRows, otherIds };
+  return { times: yield* encodeColumn(times, reference), otherRows, otherIds };
 }
 
 export function decodeDerivedIds(owners: readonly string[], saved: DerivedIds, what: string, lazy?: false, reference?: Reference): (string | undefined)[];

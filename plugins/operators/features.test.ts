@@ -164,7 +164,7 @@ test('snapshot/restore of the whole feature chain mid-stream gives the same outp
     const input = shoppers(6000);
     const first = await Chain.build(allStages, ctx());
     first.push(input.slice(0, cut));
-    const saved = first.snapshot();
+    const saved = await first.snapshot();
     const second = await Chain.build(allStages, ctx(), saved);
     second.push(input.slice(cut));
     assert.deepEqual(serialize([...first.output, ...second.end()]), serialize(whole), `cut at ${cut}`);
@@ -180,7 +180,7 @@ test('a large state is restored in parts, the event loop turning between them (t
   const input = Array.from({ length: users }, (_, u) => ev(`u${u}`, u / 7000, u % 5 === 0 ? 'cart' : 'view', { itemId: `i${u % 300}`, category: `c${u % 20}` }));
   const first = await Chain.build(stages, ctx());
   first.push(input.slice(0, users - 1000)).push([watermark(T0 + 9.8 * MIN)]).push(input.slice(users - 1000));
-  const saved = first.snapshot();
+  const saved = await first.snapshot();
   for (const [k, { plugin, config }] of stages.entries()) {
     const operator = await plugin.create(withDefaults(plugin, config as never), ctx());
     let turns = 0;
@@ -195,8 +195,57 @@ test('a large state is restored in parts, the event loop turning between them (t
     await operator.restore!(saved[k]);
     restoring = false;
     assert.ok(turns >= 1, `${plugin.name}: the event loop turned ${turns} times during the restore`);
-    assert.deepEqual(JSON.parse(JSON.stringify(operator.snapshot!())), saved[k], `${plugin.name}: restored whole`);
+    assert.deepEqual(JSON.parse(JSON.stringify(await operator.snapshot!())), saved[k], `${plugin.name}: restored whole`);
   }
+});
+
+test('a large state is snapshotted in parts, the event loop turning between them, and holds the state of its call though records reach the stages meanwhile', async () => {
+  // More users and open sessions than one part holds (65,536 rows): every stage takes several parts.
+  const users = 70_000;
+  const stages = [stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(userFeatures)];
+  // Fresh events for every chain: stages add to the events they pass on.
+  const filled = async (): Promise<Chain> => {
+    const input = Array.from({ length: users }, (_, u) => ev(`u${u}`, u / 7000, u % 5 === 0 ? 'cart' : 'view', { itemId: `i${u % 300}`, category: `c${u % 20}` }));
+    return (await Chain.build(stages, ctx())).push(input.slice(0, users - 1000)).push([watermark(T0 + 9.8 * MIN)]).push(input.slice(users - 1000));
+  };
+  // After the snapshot's instant: users coming back (a purchase), new users, sessions closed by a watermark.
+  const later = (): Element[] => [
+    ...Array.from({ length: 3000 }, (_, k) => ev(`u${k * 23}`, 10 + k / 1000, k % 3 === 0 ? 'purchase' : 'view', { itemId: `j${k % 50}`, price: 5 + (k % 40) })),
+    ...Array.from({ length: 2000 }, (_, k) => ev(`new${k}`, 12 + k / 1000)),
+    watermark(T0 + 45 * MIN),
+    ev('u1', 50),
+  ];
+  const quiet = await filled();
+  for (const [k, operator] of quiet.operators.entries()) {
+    let turns = 0;
+    let snapshotting = true;
+    const count = (): void => {
+      if (!snapshotting) return;
+      turns++;
+      setImmediate(count);
+    };
+    setImmediate(count);
+    // Built in one synchronous go, no turn came before it ended (a million users: half a second).
+    await operator.snapshot!();
+    snapshotting = false;
+    assert.ok(turns >= 1, `${stages[k]!.plugin.name}: the event loop turned ${turns} times during the snapshot`);
+  }
+  const reference = await quiet.snapshot();
+
+  const busy = await filled();
+  const taken = busy.snapshot(); // every stage's snapshot() is called now: this instant is what they must hold
+  await new Promise((resolve) => setImmediate(resolve)); // a part of each done
+  busy.push(later()); // as another stage's timer could: each stage finishes its snapshot before it changes
+  const saved = await taken;
+  assert.deepEqual(saved, reference, 'the snapshot holds the state of its call');
+  // And it restores to the outputs of the run that went on.
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  const restored = await Chain.build(stages, ctx(), saved);
+  const before = quiet.output.length;
+  quiet.push(later());
+  assert.deepEqual(serialize(restored.push(later()).end()), serialize(quiet.output.slice(before)));
+  quiet.end();
+  busy.end();
 });
 
 /** Copies each event's session context and each summary: the copies lack the sessionizer's hidden handles. */
@@ -237,7 +286,7 @@ test('features are the same whether stages find their state through the session 
     const withHandles = serialize(a.push(input()).output);
     assert.deepEqual(withHandles, serialize(b.push(input()).output));
     // The state too: every closed session's state dropped either way, users alike.
-    assert.deepEqual(a.snapshot().slice(1), b.snapshot().slice(2));
+    assert.deepEqual((await a.snapshot()).slice(1), (await b.snapshot()).slice(2));
     a.end();
     b.end();
     return withHandles;

@@ -52,9 +52,10 @@ export class Chain {
     return this;
   }
 
-  /** Each operator's snapshot, through JSON as a checkpoint would store it. */
-  snapshot(): unknown[] {
-    return JSON.parse(JSON.stringify(this.operators.map((operator) => operator.snapshot?.()))) as unknown[];
+  /** Each operator's snapshot, taken at this instant, through JSON as a checkpoint would store it. */
+  async snapshot(): Promise<unknown[]> {
+    const taken = this.operators.map((operator) => operator.snapshot?.());
+    return JSON.parse(JSON.stringify(await Promise.all(taken))) as unknown[];
   }
 
   end(): Element[] {

@@ -4,7 +4,7 @@
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
 import { defineOperator, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, encodeColumn, inParts, type Column } from './columns.js';
+import { decodeColumn, encodeColumns, inParts, PartedSnapshots, partsOf, type Column } from './columns.js';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -236,6 +236,8 @@ class SessionFeatureState {
   private readonly offset: number;
   private readonly context: PluginContext;
   private readonly slotsGauge: { set(value: number): void };
+  /** A snapshot still in parts reads the state: settled before a record changes it. */
+  private readonly snapshots = new PartedSnapshots();
 
   constructor(offset: number, context: PluginContext) {
     this.offset = offset;
@@ -291,10 +293,14 @@ class SessionFeatureState {
 
   record(record: Element, emit: Emit): void {
     if (record.kind !== 'event') {
-      if (record.kind === 'session') this.forget(record as { sessionId?: unknown; replaces?: unknown });
+      if (record.kind === 'session') {
+        this.snapshots.settle();
+        this.forget(record as { sessionId?: unknown; replaces?: unknown });
+      }
       emit(record);
       return;
     }
+    this.snapshots.settle();
     const event = record as ClickEvent;
     const context = event.session;
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
@@ -451,7 +457,12 @@ class SessionFeatureState {
     return this.used - this.free.length;
   }
 
-  snapshot(): SessionFeaturesSnapshot {
+  /** The state as of this call, built in parts (see PartedSnapshots). */
+  snapshot(): Promise<SessionFeaturesSnapshot> {
+    return this.snapshots.take(this.snapshotParts());
+  }
+
+  private *snapshotParts(): Generator<void, SessionFeaturesSnapshot, void> {
     const n = this.size;
     const ids: string[] = [];
     const columns: Float64Array[] = [];
@@ -462,25 +473,28 @@ class SessionFeatureState {
     const categories: string[] = [];
     const rows = this.rows;
     let i = 0;
-    for (let slot = 0; slot < this.used; slot++) {
-      const id = this.slotIds[slot];
-      if (id === undefined) continue;
-      ids.push(id);
-      const r = slot * WIDTH;
-      for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
-      itemCounts[i] = this.items.size(slot);
-      this.items.collect(slot, items);
-      categoryCounts[i] = this.categories.size(slot);
-      this.categories.collect(slot, categories);
-      i++;
-    }
+    yield* partsOf(this.used, (from, to) => {
+      for (let slot = from; slot < to; slot++) {
+        const id = this.slotIds[slot];
+        if (id === undefined) continue;
+        ids.push(id);
+        const r = slot * WIDTH;
+        for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
+        itemCounts[i] = this.items.size(slot);
+        this.items.collect(slot, items);
+        categoryCounts[i] = this.categories.size(slot);
+        this.categories.collect(slot, categories);
+        i++;
+      }
+    });
+    const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts]);
     return {
       version: 2,
       ids,
-      columns: columns.map((column) => encodeColumn(column)),
-      itemCounts: encodeColumn(itemCounts),
+      columns: encoded.slice(0, WIDTH),
+      itemCounts: encoded[WIDTH]!,
       items,
-      categoryCounts: encodeColumn(categoryCounts),
+      categoryCounts: encoded[WIDTH + 1]!,
       categories,
     };
   }
@@ -488,6 +502,7 @@ class SessionFeatureState {
   async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: session-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
+    this.snapshots.settle();
     this.slots.clear();
     this.slotIds = [];
     this.free = [];

@@ -81,7 +81,7 @@ test('counts by type keep first-seen order, with other types than the four known
   for (const cut of [3, 8, 10]) {
     const first = await Chain.build([stage(sessionizer, config)], ctx());
     first.push(input.slice(0, cut));
-    const second = await Chain.build([stage(sessionizer, config)], ctx(), first.snapshot());
+    const second = await Chain.build([stage(sessionizer, config)], ctx(), await first.snapshot());
     const after = second.push(input.slice(cut)).end();
     assert.equal(JSON.stringify([...first.output, ...after]), JSON.stringify(whole.output), `cut at ${cut}`);
   }
@@ -203,7 +203,7 @@ test('snapshot mid-stream + restore in a fresh instance + the rest of the stream
     const input = stream(7);
     const first = await Chain.build(stages, testContext({ clock }));
     first.push(input.slice(0, cut));
-    const saved = first.snapshot();
+    const saved = await first.snapshot();
     const before = first.output.slice();
     const second = await Chain.build(stages, testContext({ clock }), saved);
     const after = second.push(input.slice(cut)).end();

@@ -23,7 +23,7 @@ import {
   type SessionSummary,
   type StreamRecord,
 } from 'tributary';
-import { decodeColumn, decodeDerivedIds, encodeColumn, encodeDerivedIds, inParts, type Column, type DerivedIds } from './columns.js';
+import { decodeColumn, decodeDerivedIds, eachOf, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type Column, type DerivedIds } from './columns.js';
 import { attachHandle, SessionTag, type SessionHandle } from './handle.js';
 
 export interface SessionizerConfig {
@@ -270,6 +270,8 @@ class SessionState {
   private readonly merged;
   private readonly late;
   private readonly openGauge;
+  /** A snapshot still in parts reads the state: settled before an event or a watermark changes it. */
+  private readonly snapshots = new PartedSnapshots();
 
   constructor(settings: Settings, context: PluginContext) {
     this.settings = settings;
@@ -289,6 +291,7 @@ class SessionState {
       emit(record);
       return;
     }
+    this.snapshots.settle();
     const event = record as ClickEvent;
     const time = event.time;
     const s = this.settings;
@@ -326,6 +329,7 @@ class SessionState {
 
   /** Moves event time to `mark`: assigns the events it passed, in time order, and fires due timers. */
   advance(mark: number, emit: Emit): void {
+    this.snapshots.settle();
     this.now = this.context.clock.now();
     // A dead-lettered far-future timestamp has already pushed the sources' watermark: from then on
     // only accepted events move this operator's time, so it cannot close every session at once.
@@ -642,9 +646,16 @@ class SessionState {
     return top;
   }
 
-  snapshot(): SessionizerSnapshot {
+  /** The state as of this call, built in parts (see PartedSnapshots). */
+  snapshot(): Promise<SessionizerSnapshot> {
+    return this.snapshots.take(this.snapshotParts());
+  }
+
+  private *snapshotParts(): Generator<void, SessionizerSnapshot, void> {
     const rows: Session[] = [];
-    for (const newest of this.users.values()) for (let c: Session | undefined = newest; c !== undefined; c = c.older) rows.push(c);
+    yield* eachOf(this.users.values(), (newest) => {
+      for (let c: Session | undefined = newest; c !== undefined; c = c.older) rows.push(c);
+    });
     const n = rows.length;
     const users: string[] = [];
     const ids: string[] = [];
@@ -659,71 +670,96 @@ class SessionState {
     const layouts = new Map<string, number>();
     const replacesRows: number[] = [];
     const replaces: string[][] = [];
-    for (let i = 0; i < n; i++) {
-      const c = rows[i]!;
-      users.push(c.userId);
-      ids.push(c.id);
-      seq[i] = c.seq;
-      start[i] = c.start;
-      end[i] = c.end;
-      count[i] = c.count;
-      flags[i] = c.flags;
-      const types: string[] = [];
-      forEachCount(c, (type, value) => {
-        types.push(type);
-        countValues.push(value);
-      });
-      const key = types.join('\u0000');
-      let layout = layouts.get(key);
-      if (layout === undefined) {
-        layout = countTypes.length;
-        layouts.set(key, layout);
-        countTypes.push(types);
+    yield* partsOf(n, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const c = rows[i]!;
+        users.push(c.userId);
+        ids.push(c.id);
+        seq[i] = c.seq;
+        start[i] = c.start;
+        end[i] = c.end;
+        count[i] = c.count;
+        flags[i] = c.flags;
+        const types: string[] = [];
+        forEachCount(c, (type, value) => {
+          types.push(type);
+          countValues.push(value);
+        });
+        const key = types.join('\u0000');
+        let layout = layouts.get(key);
+        if (layout === undefined) {
+          layout = countTypes.length;
+          layouts.set(key, layout);
+          countTypes.push(types);
+        }
+        countLayout[i] = layout;
+        if (c.replaces !== undefined) {
+          replacesRows.push(i);
+          replaces.push([...c.replaces]);
+        }
       }
-      countLayout[i] = layout;
-      if (c.replaces !== undefined) {
-        replacesRows.push(i);
-        replaces.push([...c.replaces]);
-      }
-    }
+    });
     // Dead entries are dropped: fire() skips them anyway, and the heap orders by (time, seq), so
     // the layout of the live ones does not matter either.
     const heapKeys: number[] = [];
     const heapSeqs: number[] = [];
-    for (let i = 0; i < this.heapKeys.length; i++) {
-      const item = this.heapItems[i]!;
-      if (!item.dead) {
-        heapKeys.push(this.heapKeys[i]!);
-        heapSeqs.push(item.seq);
+    yield* partsOf(this.heapKeys.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const item = this.heapItems[i]!;
+        if (!item.dead) {
+          heapKeys.push(this.heapKeys[i]!);
+          heapSeqs.push(item.seq);
+        }
       }
-    }
-    return {
+    });
+    const pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][] = [];
+    yield* partsOf(this.pending.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const event = this.pending[i]!;
+        pending.push([{ ...event }, originOf(event) ?? null]);
+      }
+    });
+    const derivedIds = yield* encodeDerivedIds(users, ids);
+    const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn] = yield* encodeColumns([
+      seq,
+      start,
+      end,
+      count,
+      flags,
+      countLayout,
+      Float64Array.from(countValues),
+      Float64Array.from(heapKeys),
+      Float64Array.from(heapSeqs),
+    ]);
+    const snapshot: SessionizerSnapshot = {
       version: 2,
       watermark: finiteOrNull(this.watermark),
       maxSeen: finiteOrNull(this.maxSeen),
       sawFuture: this.sawFuture,
       nextSeq: this.nextSeq,
       users,
-      ids: encodeDerivedIds(users, ids),
-      seq: encodeColumn(seq),
-      start: encodeColumn(start),
-      end: encodeColumn(end),
-      count: encodeColumn(count),
-      flags: encodeColumn(flags),
+      ids: derivedIds,
+      seq: seqs!,
+      start: starts!,
+      end: ends!,
+      count: counts!,
+      flags: flagColumn!,
       countTypes,
-      countLayout: encodeColumn(countLayout),
-      countValues: encodeColumn(Float64Array.from(countValues)),
+      countLayout: layoutColumn!,
+      countValues: valueColumn!,
       replacesRows,
       replaces,
-      heapKeys: encodeColumn(Float64Array.from(heapKeys)),
-      heapSeqs: encodeColumn(Float64Array.from(heapSeqs)),
-      pending: this.pending.map((event) => [{ ...event }, originOf(event) ?? null]),
+      heapKeys: keyColumn!,
+      heapSeqs: seqColumn!,
+      pending,
     };
+    return snapshot;
   }
 
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const version = (saved as { version?: unknown } | undefined)?.version;
     if (version !== 1 && version !== 2) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
+    this.snapshots.settle();
     this.users.clear();
     this.heapKeys = [];
     this.heapItems = [];

@@ -7,7 +7,7 @@
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { defineOperator, durationText, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, inParts, type Column, type DerivedIds } from './columns.js';
+import { decodeDerivedIds, decodeTable, eachOf, encodeDerivedIds, encodeTable, inParts, inTurns, PartedSnapshots, partsOf, type Column, type DerivedIds } from './columns.js';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -87,10 +87,12 @@ const FIXED = 15;
 const TIME_REFS: (number | undefined)[] = [];
 for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
 
-/** One field of the first n rows, as a column. */
-function column(rows: Float64Array, n: number, width: number, field: number): Float64Array {
+/** One field of the first n rows, as a column (in parts). */
+function* column(rows: Float64Array, n: number, width: number, field: number): Generator<void, Float64Array, void> {
   const out = new Float64Array(n);
-  for (let i = 0, o = field; i < n; i++, o += width) out[i] = rows[o]!;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from, o = from * width + field; i < to; i++, o += width) out[i] = rows[o]!;
+  });
   return out;
 }
 
@@ -137,6 +139,8 @@ class UserState {
   private readonly evicted;
   private readonly known;
   private knownReported = -1;
+  /** A snapshot still in parts reads the state: settled before a record changes it. */
+  private readonly snapshots = new PartedSnapshots();
 
   constructor(horizons: number[], labels: string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
@@ -171,6 +175,7 @@ class UserState {
       emit(record);
       return;
     }
+    this.snapshots.settle();
     const event = record as ClickEvent;
     const time = event.time;
     const handle = handleOf(event.session);
@@ -313,37 +318,48 @@ class UserState {
     return this.slots.size;
   }
 
-  snapshot(): UserFeaturesSnapshot {
+  /** The state as of this call, built in parts (see PartedSnapshots). */
+  snapshot(): Promise<UserFeaturesSnapshot> {
+    return this.snapshots.take(this.snapshotParts());
+  }
+
+  private *snapshotParts(): Generator<void, UserFeaturesSnapshot, void> {
     const n = this.slots.size;
     const width = this.width;
     // Pushed, not `new Array(n)`: a large preallocated array gets slow dictionary elements in V8.
     const users: string[] = [];
     const sessions: (string | number | undefined)[] = [];
+    const userIds = this.userIds;
     const sessionIds = this.sessionIds;
     const restoredTimes = this.restoredTimes;
     // Until a slot is reused, map order is slot order and the rows are split as they are; else
     // they are gathered in map order first.
+    const order = new Float64Array(n);
     let inOrder = true;
-    // forEach, not for-of over entries: no [key, value] array per user.
-    this.slots.forEach((slot, userId) => {
-      if (slot !== users.length) inOrder = false;
-      users.push(userId);
+    // The slots in map order (the eviction order); a slot's user is userIds[slot], the map's key.
+    yield* eachOf(this.slots.values(), (slot) => {
+      const i = users.length;
+      if (slot !== i) inOrder = false;
+      order[i] = slot;
+      users.push(userIds[slot]!);
       const pending = restoredTimes !== undefined && slot < restoredTimes.length ? restoredTimes[slot]! : NaN;
       sessions.push(pending === pending ? pending : sessionIds[slot]);
     });
     let rows = this.rows;
     if (!inOrder) {
       const gathered = new Float64Array(n * width);
-      let i = 0;
-      this.slots.forEach((slot) => {
-        gathered.set(this.rows.subarray(slot * width, slot * width + width), i * width);
-        i++;
+      const live = this.rows;
+      yield* partsOf(n, (from, to) => {
+        for (let i = from; i < to; i++) {
+          const slot = order[i]!;
+          gathered.set(live.subarray(slot * width, slot * width + width), i * width);
+        }
       });
       rows = gathered;
     }
-    const columns = encodeTable(rows, n, width, TIME_REFS);
-    const sessionStarts = { values: column(rows, n, width, SESSION_START), ref: SESSION_START };
-    return { version: 2, horizons: [...this.horizons], users, sessions: encodeDerivedIds(users, sessions, sessionStarts), columns };
+    const columns = yield* encodeTable(rows, n, width, TIME_REFS);
+    const sessionStarts = { values: yield* column(rows, n, width, SESSION_START), ref: SESSION_START };
+    return { version: 2, horizons: [...this.horizons], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
   }
 
   async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
@@ -352,6 +368,7 @@ class UserState {
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
       throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.map(durationText).join(', ')} differ from the config's ${this.horizons.map(durationText).join(', ')}`);
     }
+    this.snapshots.settle();
     this.slots.clear();
     this.free = [];
     this.used = 0;
@@ -372,7 +389,7 @@ class UserState {
       if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
       const count = await decodeTable(saved.columns, this.rows, width, what);
       if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
-      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: column(this.rows, count, width, SESSION_START), ref: SESSION_START });
+      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: await inTurns(column(this.rows, count, width, SESSION_START)), ref: SESSION_START });
       // Rows were written in order, so user i has slot i.
       const slots = this.slots;
       await inParts(users.length, (from, to) => {

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawJson, stringifyInParts } from './parts.js';
+
+test('a body serialised in parts is the text JSON.stringify gives, whatever the values (toJSON, skipped values, holes, long strings, surrogate pairs)', async () => {
+  const long = `${'x'.repeat((1 << 20) - 1)}\ud83d\ude00${'y"\n\\'.repeat(300_000)}\ud800z`;
+  const sparse = [1, , 3];
+  sparse.length = 2000;
+  const values: unknown[] = [
+    { a: 1, b: undefined, c: () => 1, d: Symbol('s'), e: NaN, f: -0, g: Infinity, h: null, i: new Date(0), j: [undefined, () => 1, Symbol('x')] },
+    Array.from({ length: 5000 }, (_, i) => (i % 3 ? `s${i}` : i % 5 ? { k: i, v: [i, 'x'] } : null)),
+    sparse,
+    { toJSON: (key: string) => ({ key, nested: { toJSON: (k: string) => `k=${k}` } }) },
+    [long, { long }, [[long]]],
+    Object.assign(Object.create(null) as object, { 'we"ird': 1, '\u2028': [1, 2] }),
+    { typed: new Float64Array([1, 2]), map: new Map([[1, 2]]), number: Object(3) as unknown, string: Object('s') as unknown },
+    [[], {}, [[]], [{}], ''],
+    'plain',
+    Array.from({ length: 3000 }, () => ({ n: 1, b64: 'A'.repeat(2000) })),
+  ];
+  for (const [k, value] of values.entries()) assert.equal((await stringifyInParts(value)).join(''), JSON.stringify(value), `value ${k}`);
+  // A stage's synchronous snapshot is serialised at its instant and written as it was.
+  assert.equal((await stringifyInParts({ a: new RawJson('{"x":[1,2]}'), b: 2 })).join(''), '{"a":{"x":[1,2]},"b":2}');
+});
+
+test('a large body is serialised with the event loop turning between its parts, and a cycle fails as in JSON.stringify', async () => {
+  const users = Array.from({ length: 300_000 }, (_, i) => `user-${i}`); // over 2 MiB of text
+  let turns = 0;
+  let serialising = true;
+  const count = (): void => {
+    if (!serialising) return;
+    turns++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  const pieces = await stringifyInParts({ users });
+  serialising = false;
+  assert.ok(turns >= 1, `the event loop turned ${turns} times`);
+  assert.ok(pieces.length > 1, `${pieces.length} pieces`);
+  assert.equal(pieces.join(''), JSON.stringify({ users }));
+
+  const cycle: { self: unknown[] } = { self: [] };
+  cycle.self.push(cycle);
+  await assert.rejects(stringifyInParts([cycle, cycle]), /circular/);
+});

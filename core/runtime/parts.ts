@@ -1,0 +1,193 @@
+/**
+ * A checkpoint body serialised in parts, the event loop turning between them: the daemon answers
+ * /healthz and /metrics only between turns, and a million users' checkpoint serialised in one go
+ * (with its snapshots, then hashed) held the loop for about a second, long enough for a liveness
+ * probe with a 1 s timeout to kill a healthy daemon.
+ */
+import { createHash } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
+
+/** Work between two turns of the event loop, at most (a native piece runs past it by its own length). */
+const TURN_MS = 10;
+/** Pieces of the text up to this size are joined: each piece is then hashed and written by itself. */
+const PIECE = 1 << 20;
+
+/** SHA-256 (hex) of the bytes in order, a piece at a time, the event loop turning between pieces. */
+export async function sha256InParts(pieces: readonly Uint8Array[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const [k, piece] of pieces.entries()) {
+    if (k > 0) await setImmediate();
+    hash.update(piece);
+  }
+  return hash.digest('hex');
+}
+
+/** JSON text already made (a stage's synchronous snapshot, serialised at the instant it was taken), written as it is. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** At most this many values, or PIECE characters, are stringified natively at once. */
+const SLICE = 1024;
+
+/** The text so far: pieces of about PIECE characters. */
+class Pieces {
+  readonly pieces: string[] = [];
+  private pending: string[] = [];
+  private pendingLength = 0;
+
+  add(text: string): void {
+    if (text.length >= PIECE) {
+      this.close();
+      this.pieces.push(text);
+      return;
+    }
+    this.pending.push(text);
+    this.pendingLength += text.length;
+    if (this.pendingLength >= PIECE) this.close();
+  }
+
+  close(): void {
+    if (this.pending.length === 0) return;
+    this.pieces.push(this.pending.join(''));
+    this.pending = [];
+    this.pendingLength = 0;
+  }
+}
+
+const isPlainObject = (value: object): boolean => {
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+};
+
+const hasToJson = (value: object): boolean => typeof (value as { toJSON?: unknown }).toJSON === 'function';
+
+/** `value.toJSON(key)` where it has one, as JSON.stringify calls it. */
+const jsonOf = (key: string, value: unknown): unknown =>
+  typeof value === 'object' && value !== null && hasToJson(value) ? (value as { toJSON(key: string): unknown }).toJSON(key) : value;
+
+/** Left out of an object, null in an array (as JSON.stringify does). */
+const skipped = (value: unknown): boolean => value === undefined || typeof value === 'function' || typeof value === 'symbol';
+
+/** About the length of a primitive's JSON; -1 for an object or a string longer than PIECE. */
+function primitiveSize(value: unknown): number {
+  if (typeof value === 'string') return value.length <= PIECE ? value.length + 2 : -1;
+  return typeof value === 'object' && value !== null ? -1 : 8;
+}
+
+/**
+ * About the length of JSON.stringify(value) when that is bounded: a primitive, or an array or
+ * plain object of at most SLICE primitives; -1 otherwise (walked instead).
+ */
+function flatSize(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return primitiveSize(value);
+  if (value instanceof RawJson || hasToJson(value)) return -1;
+  let size = 2;
+  if (Array.isArray(value)) {
+    if (value.length > SLICE) return -1;
+    for (let i = 0; i < value.length; i++) {
+      const element = primitiveSize(value[i]);
+      if (element < 0) return -1;
+      size += element + 1;
+    }
+    return size;
+  }
+  if (!isPlainObject(value)) return -1;
+  let keys = 0;
+  for (const key in value) {
+    const child = primitiveSize((value as Record<string, unknown>)[key]);
+    if (child < 0 || ++keys > SLICE) return -1;
+    size += child + key.length + 4;
+  }
+  return size;
+}
+
+/**
+ * The text of JSON.stringify(value) (the same characters), as pieces to be joined, built in parts
+ * with the event loop turning every TURN_MS or PIECE characters, whichever comes first: objects and arrays are walked, runs of flat
+ * values (flatSize) stringified natively, and strings longer than PIECE in slices. RawJson values
+ * are written as they are. `value` must be one JSON.stringify makes text of (not undefined, a
+ * function or a symbol).
+ */
+export async function stringifyInParts(value: unknown): Promise<string[]> {
+  const out = new Pieces();
+  const walking = new Set<object>();
+  // A turn every TURN_MS, and at least one per PIECE characters (as when the pieces are hashed).
+  let turned = performance.now();
+  let piecesAtTurn = 0;
+  const due = (): boolean => out.pieces.length > piecesAtTurn || performance.now() - turned >= TURN_MS;
+
+  /** A long string, PIECE characters at a time (never between the two halves of a surrogate pair, which JSON keeps as they are). */
+  function* walkString(text: string): Generator<void, void, void> {
+    out.add('"');
+    for (let from = 0; from < text.length; ) {
+      let to = Math.min(text.length, from + PIECE);
+      const last = text.charCodeAt(to - 1);
+      if (to < text.length && last >= 0xd800 && last <= 0xdbff) to--;
+      out.add(JSON.stringify(text.slice(from, to)).slice(1, -1));
+      from = to;
+      if (due()) yield;
+    }
+    out.add('"');
+  }
+
+  /** `value` is toJSON's result already, and not a skipped one. */
+  function* walk(value: unknown): Generator<void, void, void> {
+    if (value instanceof RawJson) return out.add(value.text);
+    if (typeof value === 'string' && value.length > PIECE) return yield* walkString(value);
+    if (typeof value !== 'object' || value === null || !(Array.isArray(value) || isPlainObject(value)) || flatSize(value) >= 0) {
+      out.add(JSON.stringify(value));
+      if (due()) yield;
+      return;
+    }
+    if (walking.has(value)) throw new TypeError('Converting circular structure to JSON');
+    walking.add(value);
+    if (Array.isArray(value)) {
+      out.add('[');
+      for (let i = 0; i < value.length; ) {
+        // A run of flat elements (SLICE of them, or PIECE characters, at most), stringified at once:
+        // holes and skipped values read as null there, as in the whole array.
+        let to = i;
+        for (let size = 0; to < value.length && to - i < SLICE && size < PIECE; to++) {
+          const element = flatSize(value[to]);
+          if (element < 0) break;
+          size += element + 1;
+        }
+        if (to > i) {
+          const text = JSON.stringify(value.slice(i, to));
+          out.add(i > 0 ? `,${text.slice(1, -1)}` : text.slice(1, -1));
+          i = to;
+          if (due()) yield;
+          continue;
+        }
+        if (i > 0) out.add(',');
+        const element = jsonOf(String(i), value[i]);
+        if (skipped(element)) out.add('null');
+        else yield* walk(element);
+        i++;
+      }
+      out.add(']');
+    } else {
+      out.add('{');
+      let first = true;
+      for (const name of Object.keys(value)) {
+        const child = jsonOf(name, (value as Record<string, unknown>)[name]);
+        if (skipped(child)) continue;
+        out.add(`${first ? '' : ','}${JSON.stringify(name)}:`);
+        first = false;
+        yield* walk(child);
+      }
+      out.add('}');
+    }
+    walking.delete(value);
+  }
+
+  const work = walk(jsonOf('', value));
+  while (!work.next().done) {
+    await setImmediate();
+    turned = performance.now();
+    piecesAtTurn = out.pieces.length;
+  }
+  out.close();
+  return out.pieces;
+}
