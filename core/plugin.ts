@@ -115,7 +115,10 @@ export interface PluginContext {
    * While the runtime holds the sources (a checkpoint or a commit takes their positions), a promise
    * that resolves when it lets go; undefined otherwise. A source whose position moves when it takes
    * records (Kafka's offsets) waits for it before taking more, so a position read meanwhile (a
-   * rebalance's hand-over) never counts records the pipeline has not yet seen.
+   * rebalance's hand-over) never counts records the pipeline has not yet seen. A stage's own timer
+   * that emits records (a micro-batch cut by time) skips its tick meanwhile: a checkpoint's state was
+   * taken at its start, and records emitted before it is written would be committed with its outputs
+   * and emitted again by a restart from it.
    */
   readonly held?: () => Promise<void> | undefined;
   /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */

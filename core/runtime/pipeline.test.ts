@@ -721,3 +721,72 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   assert.equal(first.length + outputs.length, whole.length);
   assert.deepEqual([...first, ...outputs], whole);
 });
+
+test('while a checkpoint holds the sources, the idle-source timer moves no watermark: the stages change nothing after its instant until it is written', async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const later = T0 + 3_600_000;
+  // A source whose watermark moves on without records (as one following the clock does).
+  let sourceWatermark = T0;
+  const advancing = defineSource<Record<string, never>>({
+    name: 'advancing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('u', T0)];
+        await new Promise((resolve) => context.signal!.addEventListener('abort', resolve, { once: true }));
+      },
+      watermark: () => sourceWatermark,
+      position: () => ({}),
+    }),
+  });
+  let holding = false;
+  const seen: number[] = [];
+  const seenWhileHeld: number[] = [];
+  const watching = defineOperator<Record<string, never>>({
+    name: 'watching',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        watermark: (mark) => {
+          seen.push(mark.time);
+          if (holding) seenWhileHeld.push(mark.time);
+        },
+      })),
+    }),
+  });
+  let flushes = 0;
+  const slowFlush = defineSink<Record<string, never>>({
+    name: 'slow-flush',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      // The first checkpoint's flush holds for five periods of the idle-source timer (50 ms at an
+      // idle_timeout of 100ms), the source's watermark moved on meanwhile: a timer of that period
+      // set before this one fires in between.
+      flush: async () => {
+        if (flushes++ > 0) return;
+        holding = true;
+        sourceWatermark = later;
+        await sleep(250);
+        holding = false;
+      },
+      close: async () => undefined,
+    }),
+  });
+  const controller = new AbortController();
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-idle-held-'));
+  const running = runYaml(
+    `sources: [{type: advancing, watermark: {idle_timeout: 100ms}}]\nstages: [{type: watching}]\nsinks: [{type: slow-flush}]\ncheckpoint: {dir: ${dir}, interval: 20ms}\n`,
+    // A clock that stands still: the source is never idle, so the timer asks it for its watermark.
+    { plugins: [advancing, watching, slowFlush], builtins: false, signal: controller.signal, clock: { now: () => T0 + 60_000 } },
+  );
+  await until(() => seen.includes(later), 'the watermark after the checkpoint');
+  controller.abort();
+  await running;
+  assert.ok(flushes >= 1);
+  assert.deepEqual(seenWhileHeld, [], 'no watermark reached a stage while the checkpoint held the sources');
+});

@@ -1112,7 +1112,11 @@ export class PipelineRunner {
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
     let failed: unknown;
-    const idleTimer = setInterval(() => this.advanceWatermark(), Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
+    // Not while the sources are held: a watermark then would change the stages' state (close
+    // sessions) and write outputs after the checkpoint's instant, in with the outputs it flushes.
+    const idleTimer = setInterval(() => {
+      if (!this.barrier) this.advanceWatermark();
+    }, Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
     idleTimer.unref();
     try {
       const results = await Promise.allSettled(

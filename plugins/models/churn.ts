@@ -244,7 +244,7 @@ export default defineOperator<ChurnModelConfig>({
         // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
         // cost a context allocation per record, made or not).
         let tickEmit: Emit | undefined;
-        const timer = setInterval(() => tickEmit && learner.tick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
+        const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
         timer.unref();
         return {
           record(record, emit) {

@@ -818,6 +818,16 @@ export class OnlineLearner {
     this.runDueBatches(emit);
   }
 
+  /**
+   * {@link tick} from the operators' timer, unless the runtime holds the sources (a checkpoint is
+   * under way, from the instant its state was taken until its outputs are committed): predictions
+   * emitted then would be committed with that checkpoint's outputs while its state still holds their
+   * batch, and a restart from it would emit them again. The first tick after it runs the batch.
+   */
+  timerTick(emit: Emit): void {
+    if (this.context.held?.() === undefined) this.tick(emit);
+  }
+
   /** `batch.max_delay`, or 0 (never by time) when the input is replayed (`PluginContext.replay`). */
   private readonly maxDelayMs: number;
 

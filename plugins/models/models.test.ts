@@ -1042,3 +1042,34 @@ test('checkpoint: replayed input (a backtest) warm-starts from a saved model but
   assert.deepEqual(await backtest(), warm);
   assert.equal(readFileSync(file, 'utf8'), saved);
 });
+
+test("while the runtime holds the sources (a checkpoint), a model's batch timer emits nothing: the batch is predicted at the first tick after", async () => {
+  let now = Date.parse('2024-06-01T00:00:00Z');
+  let held: Promise<void> | undefined;
+  const context = testContext({ clock: { now: () => now }, held: () => held });
+  // An mlp predicts in micro-batches (a logistic model scores each sample at once).
+  const operator = await intentModel.create({ ...base, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 1000, max_delay: '20ms' } } as never, context);
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const output: Element[] = [];
+  const subscription = operator.apply(input).subscribe({ next: (record) => void output.push(record) });
+  try {
+    const t = Date.parse('2024-01-01T00:00:00Z');
+    for (let p = 0; p < 5; p++) input.next(event('a', 'sa', t + p * 1000, p, t, 'view', [0.5, 0, 0, 0]));
+    assert.equal(of(output, 'prediction').length, 0, 'a batch of 5 of 1000 waits');
+    let release!: () => void;
+    held = new Promise((resolve) => (release = resolve));
+    now += 60_000; // the batch is overdue: the next tick would predict it
+    // Five periods of the timer (20 ms), which was set before this timeout and so fires in between.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(of(output, 'prediction').length, 0, 'nothing emitted while held');
+    held = undefined;
+    release();
+    const deadline = Date.now() + 10_000;
+    while (of(output, 'prediction').length < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(of(output, 'prediction').length, 5, 'predicted at the first tick after');
+  } finally {
+    subscription.unsubscribe();
+    await operator.close?.();
+  }
+});
