@@ -8,7 +8,6 @@
  * name, fsynced, renamed into place, the folder fsynced): a crash at any moment leaves either the old
  * set or the new one.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { setImmediate } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
@@ -17,7 +16,7 @@ import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { writeFileDurably } from '../durable.js';
-import { sha256InParts } from './parts.js';
+import { piecesOf, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 export const checkpointVersion = 1;
@@ -160,8 +159,8 @@ export async function readCheckpoint(file: string): Promise<CheckpointBody> {
   if (header.version !== checkpointVersion) throw new Error(`checkpoint version ${header.version} is not supported (this build reads ${checkpointVersion})`);
   const body = data.subarray(newline + 1);
   if (body.length !== header.bytes) throw new Error(`truncated: ${body.length} of ${header.bytes} bytes`);
-  const digest = createHash('sha256').update(body).digest('hex');
-  if (digest !== header.sha256) throw new Error('checksum mismatch');
+  // In parts, as it was written: a large checkpoint's hash alone held the event loop ~60 ms per 30 MB.
+  if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new Error('checksum mismatch');
   return JSON.parse(body.toString('utf8')) as CheckpointBody;
 }
 

@@ -22,6 +22,13 @@ export async function sha256InParts(pieces: readonly Uint8Array[]): Promise<stri
   return hash.digest('hex');
 }
 
+/** `bytes` as pieces of PIECE bytes at most (views, not copies), to hash in parts. */
+export function piecesOf(bytes: Uint8Array): Uint8Array[] {
+  const pieces: Uint8Array[] = [];
+  for (let from = 0; from < bytes.length; from += PIECE) pieces.push(bytes.subarray(from, Math.min(bytes.length, from + PIECE)));
+  return pieces;
+}
+
 /** JSON text already made (a stage's synchronous snapshot, serialised at the instant it was taken), written as it is. */
 export class RawJson {
   constructor(readonly text: string) {}
