@@ -9,7 +9,6 @@
  * set or the new one.
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { setImmediate } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import { TributaryError } from '../errors.js';
 import type { SourcePosition } from '../plugin.js';
@@ -76,10 +75,10 @@ export class CheckpointStore {
 
   /**
    * Writes the body (already serialised, so it reflects the state at the moment it was taken): one
-   * string, or pieces of it in order (stringifyInParts: about 1 MiB each), hashed one at a time with
+   * string, or its UTF-8 in pieces (stringifyInParts: about 1 MiB each), hashed one at a time with
    * the event loop turning between them.
    */
-  async write(body: string | readonly string[]): Promise<{ file: string; sequence: number; bytes: number }> {
+  async write(body: string | readonly Uint8Array[]): Promise<{ file: string; sequence: number; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -90,15 +89,9 @@ export class CheckpointStore {
       }
     }
     const sequence = ((await this.sequences())[0] ?? 0) + 1;
-    // Each piece made UTF-8 once, then hashed and written as it is.
-    const pieces: Buffer[] = [];
+    const pieces = typeof body === 'string' ? [Buffer.from(body)] : body;
     let bytes = 0;
-    for (const text of typeof body === 'string' ? [body] : body) {
-      if (pieces.length > 0) await setImmediate();
-      const piece = Buffer.from(text);
-      bytes += piece.length;
-      pieces.push(piece);
-    }
+    for (const piece of pieces) bytes += piece.length;
     const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: await sha256InParts(pieces) };
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawJson, stringifyInParts } from './parts.js';
 
-test('a body serialised in parts is the text JSON.stringify gives, whatever the values (toJSON, skipped values, holes, long strings, surrogate pairs)', async () => {
+test('a body serialised in parts is the UTF-8 of the text JSON.stringify gives, whatever the values (toJSON, skipped values, holes, long strings, surrogate pairs, multi-byte text)', async () => {
   const long = `${'x'.repeat((1 << 20) - 1)}\ud83d\ude00${'y"\n\\'.repeat(300_000)}\ud800z`;
   const sparse = [1, , 3];
   sparse.length = 2000;
@@ -17,14 +17,19 @@ test('a body serialised in parts is the text JSON.stringify gives, whatever the 
     [[], {}, [[]], [{}], ''],
     'plain',
     Array.from({ length: 3000 }, () => ({ n: 1, b64: 'A'.repeat(2000) })),
+    // Text of two, three and four UTF-8 bytes a character, across pieces.
+    { 'ü': Array.from({ length: 200_000 }, (_, i) => `é漢${i}`), emoji: '😀'.repeat(700_000) },
+    // A long string JSON writes as it is (a base64 column).
+    { n: 3, b64: 'QUJD'.repeat(800_000) },
   ];
-  for (const [k, value] of values.entries()) assert.equal((await stringifyInParts(value)).join(''), JSON.stringify(value), `value ${k}`);
+  const text = async (value: unknown): Promise<string> => Buffer.concat(await stringifyInParts(value)).toString('utf8');
+  for (const [k, value] of values.entries()) assert.equal(await text(value), JSON.stringify(value), `value ${k}`);
   // A stage's synchronous snapshot is serialised at its instant and written as it was.
-  assert.equal((await stringifyInParts({ a: new RawJson('{"x":[1,2]}'), b: 2 })).join(''), '{"a":{"x":[1,2]},"b":2}');
+  assert.equal(await text({ a: new RawJson('{"x":[1,2]}'), b: 2 }), '{"a":{"x":[1,2]},"b":2}');
 });
 
 test('a large body is serialised with the event loop turning between its parts, and a cycle fails as in JSON.stringify', async () => {
-  const users = Array.from({ length: 300_000 }, (_, i) => `user-${i}`); // over 2 MiB of text
+  const users = Array.from({ length: 300_000 }, (_, i) => `user-${i}`); // over 3 MiB of text
   let turns = 0;
   let serialising = true;
   const count = (): void => {
@@ -37,7 +42,7 @@ test('a large body is serialised with the event loop turning between its parts, 
   serialising = false;
   assert.ok(turns >= 1, `the event loop turned ${turns} times`);
   assert.ok(pieces.length > 1, `${pieces.length} pieces`);
-  assert.equal(pieces.join(''), JSON.stringify({ users }));
+  assert.equal(Buffer.concat(pieces).toString('utf8'), JSON.stringify({ users }));
 
   const cycle: { self: unknown[] } = { self: [] };
   cycle.self.push(cycle);

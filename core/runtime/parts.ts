@@ -9,7 +9,7 @@ import { setImmediate } from 'node:timers/promises';
 
 /** Work between two turns of the event loop, at most (a native piece runs past it by its own length). */
 const TURN_MS = 10;
-/** Pieces of the text up to this size are joined: each piece is then hashed and written by itself. */
+/** Bytes of a piece of the body (each hashed and written by itself), and characters of a slice of a long string. */
 const PIECE = 1 << 20;
 
 /** SHA-256 (hex) of the bytes in order, a piece at a time, the event loop turning between pieces. */
@@ -34,31 +34,36 @@ export class RawJson {
   constructor(readonly text: string) {}
 }
 
-/** At most this many values, or PIECE characters, are stringified natively at once. */
+/** At most this many values, or about PIECE characters, are stringified natively at once. */
 const SLICE = 1024;
 
-/** The text so far: pieces of about PIECE characters. */
+/**
+ * The text so far as UTF-8, in pieces of about PIECE bytes: written straight into them, so the
+ * text is neither joined into strings first nor encoded twice (to hash it, then to write it).
+ */
 class Pieces {
-  readonly pieces: string[] = [];
-  private pending: string[] = [];
-  private pendingLength = 0;
+  readonly pieces: Buffer[] = [];
+  private current = Buffer.allocUnsafe(PIECE);
+  private used = 0;
 
+  /** A whole fragment of JSON text (never half of a surrogate pair: JSON.stringify escapes lone ones). */
   add(text: string): void {
-    if (text.length >= PIECE) {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    if (text.length * 3 > PIECE - this.used) {
       this.close();
-      this.pieces.push(text);
-      return;
+      if (text.length * 3 > PIECE) {
+        this.pieces.push(Buffer.from(text));
+        return;
+      }
     }
-    this.pending.push(text);
-    this.pendingLength += text.length;
-    if (this.pendingLength >= PIECE) this.close();
+    this.used += this.current.write(text, this.used);
   }
 
   close(): void {
-    if (this.pending.length === 0) return;
-    this.pieces.push(this.pending.join(''));
-    this.pending = [];
-    this.pendingLength = 0;
+    if (this.used === 0) return;
+    this.pieces.push(this.current.subarray(0, this.used));
+    this.current = Buffer.allocUnsafe(PIECE);
+    this.used = 0;
   }
 }
 
@@ -72,6 +77,9 @@ const hasToJson = (value: object): boolean => typeof (value as { toJSON?: unknow
 /** `value.toJSON(key)` where it has one, as JSON.stringify calls it. */
 const jsonOf = (key: string, value: unknown): unknown =>
   typeof value === 'object' && value !== null && hasToJson(value) ? (value as { toJSON(key: string): unknown }).toJSON(key) : value;
+
+/** What JSON.stringify escapes in a string: quotes, backslashes, control characters, surrogates (lone ones). */
+const needsEscape = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** Left out of an object, null in an array (as JSON.stringify does). */
 const skipped = (value: unknown): boolean => value === undefined || typeof value === 'function' || typeof value === 'symbol';
@@ -110,28 +118,33 @@ function flatSize(value: unknown): number {
 }
 
 /**
- * The text of JSON.stringify(value) (the same characters), as pieces to be joined, built in parts
- * with the event loop turning every TURN_MS or PIECE characters, whichever comes first: objects and arrays are walked, runs of flat
- * values (flatSize) stringified natively, and strings longer than PIECE in slices. RawJson values
- * are written as they are. `value` must be one JSON.stringify makes text of (not undefined, a
- * function or a symbol).
+ * The text of JSON.stringify(value) as UTF-8 (the same text), in pieces of about PIECE bytes, built
+ * in parts with the event loop turning every TURN_MS or piece, whichever comes first: objects and
+ * arrays are walked, runs of flat values (flatSize) stringified natively, strings longer than PIECE
+ * in slices. RawJson values are written as they are. `value` must be one JSON.stringify makes text
+ * of (not undefined, a function or a symbol).
  */
-export async function stringifyInParts(value: unknown): Promise<string[]> {
+export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
   const out = new Pieces();
   const walking = new Set<object>();
-  // A turn every TURN_MS, and at least one per PIECE characters (as when the pieces are hashed).
+  // A turn every TURN_MS, and at least one per piece (as when the pieces are hashed).
   let turned = performance.now();
   let piecesAtTurn = 0;
   const due = (): boolean => out.pieces.length > piecesAtTurn || performance.now() - turned >= TURN_MS;
 
-  /** A long string, PIECE characters at a time (never between the two halves of a surrogate pair, which JSON keeps as they are). */
+  /**
+   * A long string, PIECE characters at a time (never between the two halves of a surrogate pair,
+   * which JSON keeps as they are). One that JSON writes as it is (base64 columns) is not escaped.
+   */
   function* walkString(text: string): Generator<void, void, void> {
+    const plain = !needsEscape.test(text);
     out.add('"');
     for (let from = 0; from < text.length; ) {
       let to = Math.min(text.length, from + PIECE);
       const last = text.charCodeAt(to - 1);
       if (to < text.length && last >= 0xd800 && last <= 0xdbff) to--;
-      out.add(JSON.stringify(text.slice(from, to)).slice(1, -1));
+      const slice = text.slice(from, to);
+      out.add(plain ? slice : JSON.stringify(slice).slice(1, -1));
       from = to;
       if (due()) yield;
     }
@@ -161,8 +174,8 @@ export async function stringifyInParts(value: unknown): Promise<string[]> {
           size += element + 1;
         }
         if (to > i) {
-          const text = JSON.stringify(value.slice(i, to));
-          out.add(i > 0 ? `,${text.slice(1, -1)}` : text.slice(1, -1));
+          if (i > 0) out.add(',');
+          out.add(JSON.stringify(value.slice(i, to)).slice(1, -1));
           i = to;
           if (due()) yield;
           continue;

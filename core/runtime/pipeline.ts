@@ -241,7 +241,7 @@ function takeSnapshots(operators: readonly { label: string; operator: Operator }
 }
 
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
-async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<string[]> {
+async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
   for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;
   return stringifyInParts({ pipeline: fields.pipeline, createdAt: fields.createdAt, sources: fields.sources, operators, counters: fields.counters });
@@ -606,7 +606,7 @@ export class PipelineRunner {
   }
 
   /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
-  private partitionBody(id: string, offset: number, operators: TakenSnapshots): Promise<string[]> {
+  private partitionBody(id: string, offset: number, operators: TakenSnapshots): Promise<Buffer[]> {
     const sources = { [this.scaleOut!.slot.label]: { partition: id, offset } };
     return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {} }, operators);
   }
@@ -637,7 +637,7 @@ export class PipelineRunner {
         }),
       revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
-          const saves: [string, string[]][] = [];
+          const saves: [string, Buffer[]][] = [];
           for (const { id, offset } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
@@ -888,7 +888,7 @@ export class PipelineRunner {
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
-      const partitionBodies: [string, string[]][] = [];
+      const partitionBodies: [string, Buffer[]][] = [];
       for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, await this.partitionBody(id, offset, taken)]);
       await this.flushSinks();
       for (const [id, partitionBody] of partitionBodies) await this.partitionStore(id).write(partitionBody);
