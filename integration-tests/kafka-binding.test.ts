@@ -5,7 +5,8 @@
  * and without headers, across topics. Produced records (`produce()` straight to rd_kafka_producev,
  * headers made only when given): string and null keys, null values, timestamps and headers arrive as
  * sent. An error librdkafka reports behind records that one `consume(n)` call already took comes with
- * the next call.
+ * the next call, in librdkafka's words and naming its partition. A fatal error says why
+ * (`fatalError()`).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -113,7 +114,51 @@ test('an error librdkafka reports behind records that one consume(n) call took c
     }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join(', ') || 'nothing'}`));
     assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
     assert.deepEqual(calls, ['49 records'], 'the records queued before the error came first, in one call');
+    // The partition it is about, and librdkafka's words (not only the code's text, "Local: No offset to automatically reset to").
+    const about = error as unknown as { topic?: string; partition?: number; offset?: number };
+    assert.deepEqual([about.topic, about.partition, about.offset], [topic, 1, 1_000]);
+    assert.match(error!.message, /requested offset not available on the broker: Broker: Offset out of range/);
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+});
+
+test('a fatal consumer error says why: the consume() error in librdkafka\'s words, and fatalError() with the cause', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // Two consumers with one group.instance.id: the second to join fences the first (static membership).
+  const topic = uniqueTopic('binding-fatal');
+  await createTopic(brokers, topic, 1);
+  const member = (): Kafka.KafkaConsumer =>
+    new Kafka.KafkaConsumer(
+      { 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': `g-${topic}`, 'group.instance.id': 'one-instance', 'enable.auto.commit': false },
+      { 'auto.offset.reset': 'earliest' },
+    );
+  const [first, second] = [member(), member()];
+  const consume = (consumer: Kafka.KafkaConsumer): Promise<Kafka.LibrdKafkaError | undefined> =>
+    new Promise((resolve) => consumer.consume(10, (error) => resolve(error ?? undefined)));
+  for (const consumer of [first, second]) {
+    await new Promise<void>((resolve, reject) => consumer.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+    consumer.setDefaultConsumeTimeout(100);
+  }
+  try {
+    assert.equal(first.fatalError(), null, 'no fatal error yet');
+    first.subscribe([topic]);
+    await waitFor('the first member assigned', async () => (await consume(first), first.assignments().length > 0), 30_000, 0);
+    second.subscribe([topic]);
+    let error: Kafka.LibrdKafkaError | undefined;
+    await waitFor('the first member fenced', async () => {
+      void consume(second);
+      error = await consume(first);
+      return error !== undefined && error.code !== Kafka.CODES.ERRORS.ERR__TIMED_OUT;
+    }, 60_000, 0);
+    assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__FATAL);
+    assert.match(error!.message, /Fatal error: .*Static consumer fenced by other consumer with same group.instance.id/);
+    const fatal = first.fatalError();
+    assert.equal(fatal?.code, 82, 'FENCED_INSTANCE_ID');
+    assert.match(fatal?.message ?? '', /Static consumer fenced by other consumer with same group.instance.id/);
+    assert.equal(second.fatalError(), null);
+  } finally {
+    await Promise.all([first, second].map((consumer) => new Promise<void>((resolve) => consumer.disconnect(() => resolve()))));
   }
 });

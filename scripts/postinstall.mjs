@@ -27,7 +27,8 @@ try {
 const appRoot = dirname(dirname(rdkafka));
 
 // In CI a patch that does not apply cleanly (or a version mismatch) fails the install; elsewhere it is
-// a warning, since an unpatched binding behaves the same, only slower.
+// a warning: an unpatched binding works, only slower, and the kafka source then cannot name the
+// partition a consumer error is about, nor say why a client failed for good (patches/README.md).
 run(process.execPath, [require.resolve('patch-package/index.js'), '--patch-dir', relative(appRoot, join(root, 'patches')), ...(process.env.CI ? ['--error-on-warn'] : [])], appRoot);
 
 const binding = join(rdkafka, 'build', 'Release', 'node-librdkafka.node');
