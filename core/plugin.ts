@@ -121,7 +121,10 @@ export interface PluginContext {
    * and emitted again by a restart from it.
    */
   readonly held?: () => Promise<void> | undefined;
-  /** Aborted when the pipeline is told to stop: a source waiting for input (Kafka) returns from `read`. */
+  /**
+   * Aborted when the pipeline is told to stop, or when its run failed (a stage or a sink): a source
+   * waiting for input (Kafka) returns from `read`.
+   */
   readonly signal?: AbortSignal;
   /**
    * Scale-out: the source partition (e.g. `clicks-3`) of the record a stage is handling right now,

@@ -400,6 +400,38 @@ test('a batch that comes while a checkpoint holds the sources is written after t
   assert.equal(writesWhileHeld, 0, 'no output between a checkpoint\'s position and its commit');
 });
 
+// Bounded: before, the run waited for the source's next record, for ever.
+test('a sink that fails while its source waits for input (a Kafka topic gone quiet) fails the run at once, not at the next record', { timeout: 10_000 }, async () => {
+  const idle = defineSource<Record<string, never>>({
+    name: 'idle-after-one',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('u', 0)];
+        // No more input for now: it waits, as the Kafka source does, until the pipeline stops it.
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    }),
+  });
+  const failing = defineSink<Record<string, never>>({
+    name: 'failing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => {
+        throw new Error('the output is gone');
+      },
+      close: async () => undefined,
+    }),
+  });
+  await assert.rejects(runYaml('sources: [{type: idle-after-one}]\nsinks: [{type: failing}]\n', { plugins: [idle, failing], builtins: false }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.match(error.message, /^sink-failing-0 failed to write a record \(kind 'event'\): the output is gone/);
+    return true;
+  });
+});
+
 test('a stop while a source waits on context.signal (an aborted timer) ends its reading: the run stops cleanly with its final checkpoint', async () => {
   const controller = new AbortController();
   const source = defineSource<Record<string, never>>({

@@ -282,10 +282,18 @@ export class PipelineRunner {
   private push: (event: ClickEvent, source: string) => void = (event) => this.input.next(event);
   /** Fails the run with a stage's error (set once the stream is subscribed). */
   private failStage: (error: unknown) => void = () => undefined;
+  /**
+   * The sources' stop (their context.signal): the caller's signal, or the run failing (a stage or a
+   * sink). A source waiting for input (Kafka) would otherwise keep a failed run going until its next record.
+   */
+  private readonly sourcesStop = new AbortController();
 
   constructor(loaded: LoadedPipeline, options: RunOptions) {
     this.loaded = loaded;
     this.options = options;
+    const signal = options.signal;
+    if (signal?.aborted) this.sourcesStop.abort(signal.reason);
+    else signal?.addEventListener('abort', () => this.sourcesStop.abort(signal.reason), { once: true });
     this.clock = options.clock ?? { now: () => Date.now() };
     this.metrics = options.metrics ?? new MetricsHub();
     this.logger = options.logger.child({ pipeline: loaded.document.name });
@@ -342,7 +350,7 @@ export class PipelineRunner {
       shared: this.shared,
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
-      ...(this.options.signal ? { signal: this.options.signal } : {}),
+      signal: this.sourcesStop.signal,
       deadLetter: (rejection) => {
         // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
         // pipeline stops, naming it) instead of recursing into itself until the stack runs out.
@@ -813,7 +821,7 @@ export class PipelineRunner {
   }
 
   private async pump(slot: SourceSlot): Promise<void> {
-    const signal = this.options.signal;
+    const signal = this.sourcesStop.signal;
     const counter = this.metrics
       .scoped({ pipeline: this.name, stage: slot.label })
       .counter('events_in_total', 'Events read from the source.');
@@ -1106,6 +1114,7 @@ export class PipelineRunner {
       this.failStage = (error) => {
         if (this.failure) return;
         this.failure = error instanceof Error ? error : new Error(String(error));
+        this.sourcesStop.abort(this.failure);
         // A sink's failure comes named already (route); anything else is a stage's.
         reject(error instanceof TributaryError && error.code === 'TRIB_ERR_SINK' ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
       };
