@@ -200,6 +200,49 @@ test('a folder of pipelines runs in one process, each with its own state and che
   assert.deepEqual(readdirSync(checkpoints).sort(), ['alpha', 'beta']);
 });
 
+test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const { silentLogger } = await import('tributary/testing');
+  // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.
+  const failing = defineSource<Record<string, never>>({
+    name: 'fails-after-one',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        throw new Error('the consumer is dead');
+      },
+    }),
+  });
+  const home = join(dir, 'one-fails');
+  mkdirSync(home);
+  writeFileSync(join(home, 'fails.yaml'), 'name: fails\nsources: [{type: fails-after-one}]\nsinks: [{type: file, path: fails.jsonl}]\n');
+  // Endless, until stopped.
+  writeFileSync(join(home, 'lives.yaml'), 'name: lives\nsources: [{type: synthetic, events: 0, rate: 100}]\nsinks: [{type: file, path: lives.jsonl}]\ncheckpoint: {dir: checkpoints}\n');
+  const daemon = new Daemon({
+    targets: [home],
+    logger: silentLogger,
+    registry: async () => {
+      const registry = await builtinRegistry();
+      registry.register(failing, 'test');
+      return registry;
+    },
+  });
+  // Bounded: before, the other pipeline ran on, the failed one dead beside it, and the process never exited.
+  let gaveUp = false;
+  const deadline = setTimeout(() => {
+    gaveUp = true;
+    daemon.stop('the test gave up waiting');
+  }, 20_000);
+  const result = await daemon.run();
+  clearTimeout(deadline);
+  assert.equal(gaveUp, false, 'the other pipeline stopped by itself');
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['fails', 'a source failed: the consumer is dead']]);
+  assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.drained, stats.lastCheckpoint !== undefined]), [['lives', false, true]], 'stopped, with its final checkpoint');
+});
+
 test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instead of a silent start from nothing: all unreadable, state of stages no longer there, state that no longer fits, a single run\'s folder shared by several', () => {
   const base = mkdtempSync(join(dir, 'resume-'));
   const world = new ShopperWorld({ seed: 5, users: 50 });

@@ -59,6 +59,8 @@ export class Daemon {
   private readonly controller = new AbortController();
   private ops: OpsServer | undefined;
   private loaded: LoadedPipeline[] = [];
+  /** Ends a stop that outlives shutdown_timeout; cleared once the run is over (the process may live on: tests, embedding). */
+  private shutdownTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DaemonOptions) {}
 
@@ -96,11 +98,11 @@ export class Daemon {
     this.controller.abort();
     const timeouts = this.loaded.map((p) => parseDuration(p.document.settings.shutdown_timeout ?? '30s'));
     const timeout = Math.max(...timeouts, 0);
-    const timer = setTimeout(() => {
+    this.shutdownTimer = setTimeout(() => {
       this.options.logger.error({ timeoutMs: timeout }, 'shutdown did not finish within shutdown_timeout; exiting 1');
       (this.options.onShutdownTimeout ?? (() => process.exit(1)))();
     }, timeout);
-    timer.unref();
+    this.shutdownTimer.unref();
   }
 
   async run(): Promise<DaemonResult> {
@@ -145,7 +147,17 @@ export class Daemon {
       this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
-    const results = await Promise.allSettled(this.runners.map((runner) => runner.run()));
+    const results = await Promise.allSettled(
+      this.runners.map((runner) =>
+        runner.run().catch((error: unknown) => {
+          // The others stop too (drained, to their final checkpoints): the process then exits 1 and its
+          // supervisor restarts them all. Left running, they kept the process up with this one dead, never restarted.
+          if (this.runners.length > 1) this.stop(`pipeline ${runner.name} failed: ${(error as Error).message}`);
+          throw error;
+        }),
+      ),
+    );
+    clearTimeout(this.shutdownTimer);
     await this.ops?.close();
     const result: DaemonResult = { runs: [], failures: [] };
     results.forEach((outcome, index) => {
