@@ -2,7 +2,7 @@
  * An exactly-once sink fences its transactional.id's previous owner (initTransactions) only once its
  * pipeline is known to start: a second `tributary run` of a pipeline by mistake, or one whose config
  * then fails, or one whose later sink cannot open its output, must not kill the live instance's
- * transactions.
+ * transactions. A pipeline whose producer another one fenced stops, naming the sinks and the cause.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,8 +14,8 @@ import type { LibrdKafkaError } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ConfigError, TributaryError, defineOperator } from 'tributary';
 import { disconnectProducer } from '../plugins/kafka/common.js';
-import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
-import { createTopic, readTopic } from './kafka/client.js';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, createTopic, produce, readTopic } from './kafka/client.js';
 
 function done(call: (cb: (error: LibrdKafkaError | null | undefined) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => call((error) => (error ? reject(new Error(error.message)) : resolve())));
@@ -86,5 +86,43 @@ test('a pipeline that fails to start does not fence the live producer of its tra
     assert.deepEqual(committed.map((m) => m.value!.toString()), failures.map((_, index) => `live-${index}`));
   } finally {
     await disconnectProducer(live, 5_000);
+  }
+});
+
+test('an exactly-once pipeline whose transactional_id another producer takes over stops: TRIB_ERR_SINK, naming the id and librdkafka\'s fatal error', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const [input, output] = [uniqueTopic('fenced-in'), uniqueTopic('fenced-out')];
+  await createTopic(brokers, input, 1);
+  await createTopic(brokers, output, 1);
+  const transactionalId = uniqueTopic('fenced-tx');
+  const click = (seq: number) => ({ key: `u${seq}`, value: clickJson(seq, Date.parse('2024-05-01T00:00:00Z') + seq, 'view', { seq }) });
+  await produce(brokers, input, Array.from({ length: 10 }, (_, seq) => click(seq)));
+  const kafkaSource = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: exactly-once }`;
+  const controller = new AbortController();
+  const run = runYaml(`${pipeline(kafkaSource, output, transactionalId)}settings: { commit_interval: 100ms }\n`, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
+  let failure: unknown;
+  run.catch((error: unknown) => (failure = error));
+  // Another instance started with the same id: its initTransactions fences the pipeline's producer.
+  const other = new Kafka.Producer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'transactional.id': transactionalId });
+  try {
+    const committed = await readTopic(brokers, output, { committed: true, expect: 10, timeoutMs: 60_000 });
+    assert.equal(committed.length, 10, 'the pipeline committed its first outputs');
+    await done((cb) => other.connect({}, (error) => cb(error)));
+    other.setPollInterval(10);
+    await done((cb) => other.initTransactions(15_000, cb));
+    // The fenced producer learns it at its next transactional request.
+    await produce(brokers, input, Array.from({ length: 10 }, (_, seq) => click(10 + seq)));
+    await waitFor('the pipeline stopped', () => failure !== undefined, 60_000);
+    await assert.rejects(run, (error: unknown) => {
+      assert.ok(error instanceof TributaryError, String(error));
+      assert.equal(error.code, 'TRIB_ERR_SINK', error.message);
+      assert.match(error.message, new RegExp(`transactional_id '${transactionalId}'\\): the transactional producer hit a fatal error and cannot go on: .*fenced by a newer instance: another producer started with transactional_id '${transactionalId}'`));
+      return true;
+    });
+  } finally {
+    controller.abort();
+    await run.catch(() => undefined);
+    await disconnectProducer(other, 5_000);
   }
 });

@@ -2,16 +2,16 @@
  * The `kafka` source against a real broker: every record produced comes out as an output, a dead
  * letter (with topic/partition/offset) or a late record; offsets are committed so a second run of the
  * group starts where the first ended; /readyz says when a subscribed topic is missing or the group
- * gives no assignment.
+ * gives no assignment; a consumer that librdkafka declares dead (a fatal error) fails the source.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
-import { runYaml, testContext } from 'tributary/testing';
-import type { ClickEvent, Source, SourcePlugin, StreamRecord } from 'tributary';
-import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
+import { runYaml } from 'tributary/testing';
+import { TributaryError, type ClickEvent, type StreamRecord } from 'tributary';
+import type { KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, type RawRecord } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, startSource, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 
@@ -148,17 +148,6 @@ sinks:
   assert.equal(run.stats.eventsIn, 200);
   assert.deepEqual(seqs, [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 100 }, (_, i) => 1000 + i)], 'both clicks topics, not the orders topic');
 });
-
-/** A kafka source built on its own (no pipeline), reading into `got` (the records' seq) in the background. */
-async function startSource(brokers: string, topic: string, group: string, got: Set<number>, clock = { now: () => Date.now() }, extra: Partial<KafkaSourceConfig> = {}): Promise<Source> {
-  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, ...extra };
-  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100, clock }));
-  const reading = (async () => {
-    for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
-  })();
-  reading.catch(() => undefined);
-  return instance;
-}
 
 /** A view event every 100 ms on `topic` (seq in its attributes), until stopped. */
 function viewsEvery100ms(brokers: string, topic: string): ReturnType<typeof produceEvery> {
@@ -373,6 +362,45 @@ test('readiness: not ready while the group gives no assignment for longer than a
   } finally {
     await instance.close?.();
     if (stuckOpen) await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
+  }
+});
+
+test('a consumer fenced by another with its group.instance.id fails the source (TRIB_ERR_SOURCE, librdkafka\'s fatal error named), not ready meanwhile', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // Two daemons started with one group.instance.id: the second to join fences the first, whose
+  // consumer then reads nothing more, ever (librdkafka's fatal error). It must not run on, ready.
+  const topic = uniqueTopic('fenced');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 1);
+  await produce(brokers, topic, Array.from({ length: 20 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+  const got = new Set<number>();
+  const instance = await startSource(brokers, topic, group, got, undefined, { options: { 'group.instance.id': 'one-instance' } });
+  const other = new Kafka.KafkaConsumer(
+    { 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'group.instance.id': 'one-instance', 'enable.auto.commit': false },
+    { 'auto.offset.reset': 'earliest' },
+  );
+  try {
+    await waitFor('the records read', () => got.size >= 20, 60_000);
+    assert.equal(instance.health!().ready, true, instance.health!().detail);
+    await new Promise<void>((resolve, reject) => other.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+    other.subscribe([topic]);
+    other.setDefaultConsumeTimeout(100);
+    let failure: unknown;
+    instance.reading.catch((error: unknown) => (failure = error));
+    await waitFor('the source failed', async () => {
+      await new Promise<void>((resolve) => other.consume(10, () => resolve()));
+      return failure !== undefined;
+    }, 60_000, 0);
+    assert.ok(failure instanceof TributaryError, String(failure));
+    assert.equal(failure.code, 'TRIB_ERR_SOURCE');
+    assert.match(failure.message, /fatal error and cannot go on: .*Static consumer fenced by other consumer with same group.instance.id: another consumer joined the group with this source's group.instance.id 'one-instance'/);
+    const health = instance.health!();
+    assert.equal(health.ready, false);
+    assert.match(health.detail!, /fatal error and cannot go on: .*Static consumer fenced/);
+  } finally {
+    await instance.close?.();
+    await new Promise<void>((resolve) => other.disconnect(() => resolve()));
   }
 });
 

@@ -7,6 +7,9 @@
  *    by `fetch-broker.sh` (Maven) into `.cache/kafka-libs`, started with `java -cp` on free loopback
  *    ports, with a small heap and log4j writing to a file in its own temp folder.
  *
+ * A native broker can also authenticate and authorise (`users`): SASL PLAIN users whose rights ACLs grant
+ * (`aclCommand`), as a production cluster does, for the tests of what a client may not do.
+ *
  * The native broker runs under a tiny shell watchdog that holds a pipe from this process: when the
  * pipe closes (we stop it, or this process dies, even by kill -9), the watchdog stops java and removes
  * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
@@ -135,6 +138,13 @@ export interface NativeBrokerOptions {
   log?: Log;
   /** How long to wait for the first successful metadata request. */
   startTimeoutMs?: number;
+  /**
+   * SASL PLAIN users (name: password) and an authorizer (Kafka's StandardAuthorizer): `brokers` then
+   * takes SASL (`sasl_plaintext`) and a user may do only what ACLs grant it (`aclCommand`). `plaintext`
+   * is a second listener without authentication where every client is a super user, for a test's own
+   * setup (topics, records, ACLs).
+   */
+  users?: Record<string, string>;
 }
 
 /** A native broker that can also be killed and started again on the same ports and data (outage tests). */
@@ -145,6 +155,22 @@ export interface NativeBroker extends TestBroker {
   kill(): Promise<void>;
   /** Starts it again after `kill`, on the same ports and data; resolves when it serves metadata. */
   restart(): Promise<void>;
+  /** With `users`: the listener where every client is a super user. */
+  plaintext?: string;
+  /** The folder of the broker's jars, for Kafka's own tools (`aclCommand`). */
+  libsDir: string;
+}
+
+/**
+ * Runs Kafka's ACL tool (kafka.admin.AclCommand) against a broker started with `users`, over its
+ * super-user listener: `aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation',
+ * 'Read', '--topic', 'clicks'])`. Throws with the tool's output when it fails.
+ */
+export function aclCommand(broker: NativeBroker, args: readonly string[]): void {
+  if (!broker.plaintext) throw new Error('aclCommand: the broker was started without users (no authorizer)');
+  const jvm = ['-Xmx128m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', `-Dlog4j.configuration=file:${join(broker.dir, 'log4j.properties')}`];
+  const result = spawnSync('java', [...jvm, '-cp', `${broker.libsDir}/*`, 'kafka.admin.AclCommand', '--bootstrap-server', broker.plaintext, '--force', ...args], { encoding: 'utf8', timeout: 60_000 });
+  if (result.status !== 0) throw new Error(`AclCommand ${args.join(' ')} failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
 }
 
 export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
@@ -156,17 +182,37 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
   const controllerPort = options.controllerPort ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-'));
   const dataDir = join(dir, 'data');
+  // With users: clients authenticate on `port` (SASL PLAIN) and ACLs decide; the broker's own traffic,
+  // the startup check below and a test's setup use a plaintext listener whose clients (ANONYMOUS) are super users.
+  const users = options.users;
+  const plaintextPort = users ? await freePort() : port;
+  const listeners = users
+    ? [
+        `listeners=SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},INTERNAL://127.0.0.1:${plaintextPort}`,
+        `advertised.listeners=SASL_PLAINTEXT://127.0.0.1:${port},INTERNAL://127.0.0.1:${plaintextPort}`,
+        'listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT',
+        'inter.broker.listener.name=INTERNAL',
+        'sasl.enabled.mechanisms=PLAIN',
+        `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${Object.entries(users)
+          .map(([name, password]) => `user_${name}="${password}"`)
+          .join(' ')};`,
+        'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+        'super.users=User:ANONYMOUS',
+      ]
+    : [
+        `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+        'inter.broker.listener.name=PLAINTEXT',
+      ];
   writeFileSync(
     join(dir, 'server.properties'),
     [
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      ...listeners,
       'controller.listener.names=CONTROLLER',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
-      'inter.broker.listener.name=PLAINTEXT',
       `log.dirs=${dataDir}`,
       `num.partitions=${options.partitions ?? 4}`,
       'offsets.topic.replication.factor=1',
@@ -234,7 +280,7 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
     while (Date.now() < deadline) {
       if (watchdog.exitCode !== null) break;
       try {
-        if ((await metadataBrokerCount('127.0.0.1', port, 2_000)) > 0) return;
+        if ((await metadataBrokerCount('127.0.0.1', plaintextPort, 2_000)) > 0) return;
       } catch (error) {
         lastError = error;
       }
@@ -261,6 +307,8 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
     mode: 'native',
     brokers,
     dir,
+    libsDir,
+    ...(users ? { plaintext: `127.0.0.1:${plaintextPort}` } : {}),
     async kill() {
       const child = watchdog;
       child?.stdin?.end('kill\n');

@@ -5,7 +5,9 @@
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError, Message } from 'node-rdkafka';
 import { disconnectProducer } from '../../plugins/kafka/common.js';
-import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type SinkPlugin, type StreamRecord } from 'tributary';
+import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type SinkPlugin, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
+import { testContext } from 'tributary/testing';
+import kafkaSource, { type KafkaSourceConfig } from '../../plugins/kafka/source.js';
 
 function done<T = void>(call: (cb: (error: LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => call((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
@@ -214,4 +216,25 @@ export function collectSink(store: StreamRecord[][]): SinkPlugin<{ id?: number }
       return { write: (record) => void records.push(record), close: async () => undefined };
     },
   });
+}
+
+/**
+ * A kafka source built on its own (no pipeline), reading into `got` (the records' seq) in the
+ * background; `reading` settles when its read() ends (rejects with what failed the source).
+ */
+export async function startSource(
+  brokers: string,
+  topic: string,
+  group: string,
+  got: Set<number>,
+  clock = { now: () => Date.now() },
+  extra: Partial<KafkaSourceConfig> = {},
+): Promise<Source & { reading: Promise<void> }> {
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, ...extra };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100, clock }));
+  const reading = (async () => {
+    for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
+  })();
+  reading.catch(() => undefined);
+  return Object.assign(instance, { reading });
 }

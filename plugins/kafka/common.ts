@@ -248,6 +248,34 @@ export function isTimedOut(error: { message?: string; code?: number } | null | u
 }
 
 /**
+ * The fatal error librdkafka raised on a client (rd_kafka_fatal_error, in its own words: a fenced
+ * static member, a fenced or unauthorised producer), or undefined. After one the client can do nothing
+ * more: a consumer reads nothing, a producer's writes fail. node-rdkafka tells nobody (its
+ * `event.error` gives the underlying code's text, not that it is fatal): the patched binding's
+ * `fatalError()` asks librdkafka; a binding without it has none to report.
+ */
+export function fatalErrorOf(client: object): (Error & { code?: number }) | undefined {
+  const ask = (client as { fatalError?: () => unknown }).fatalError;
+  if (typeof ask !== 'function') return undefined;
+  const fatal = ask.call(client);
+  return fatal ? asError(fatal) : undefined;
+}
+
+/**
+ * What to do about a fatal error, where librdkafka's words do not say it: two instances that share
+ * an identity meant to be their own fence each other out.
+ */
+export function fatalHint(fatal: { code?: number }, identity: { groupInstanceId?: unknown; transactionalId?: unknown }): string {
+  if (fatal.code === ErrorCode.FENCED_INSTANCE_ID && identity.groupInstanceId !== undefined) {
+    return `: another consumer joined the group with this source's group.instance.id '${String(identity.groupInstanceId)}'; give each instance its own`;
+  }
+  if ((fatal.code === ErrorCode.FENCED || fatal.code === ErrorCode.PRODUCER_FENCED) && identity.transactionalId !== undefined) {
+    return `: another producer started with transactional_id '${String(identity.transactionalId)}'; give each instance its own`;
+  }
+  return '';
+}
+
+/**
  * Whether a producer reaches its brokers, for a sink's `health()` (/readyz). Not ready from an
  * `event.error` saying every broker is down until the brokers answer again: a metadata request (at
  * most one in flight, one per 5 s, asked from `health()` itself, so an idle producer such as a
@@ -313,8 +341,11 @@ export const ErrorCode = {
   REVOKE_PARTITIONS: -174,
   STATE: -172,
   FATAL: -150,
+  FENCED: -144,
   UNKNOWN_TOPIC_OR_PART: 3,
+  FENCED_INSTANCE_ID: 82,
   UNSTABLE_OFFSET_COMMIT: 88,
+  PRODUCER_FENCED: 90,
 } as const;
 
 /**

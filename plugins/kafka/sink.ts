@@ -22,6 +22,7 @@ import {
   dispatched,
   ErrorCode,
   exactlyOnceMismatch,
+  fatalErrorOf,
   guaranteeProperty,
   hasExactlyOnceKafkaSource,
   librdkafkaConnection,
@@ -213,7 +214,12 @@ export default defineSink<KafkaSinkConfig>({
     /** Records handed to librdkafka since the last flush began. */
     let produced = 0;
     let failure: Error | undefined;
-    let room: (() => void) | undefined;
+    /**
+     * Why the producer cannot go on: librdkafka raised a fatal error (e.g. the brokers refuse it a
+     * producer id). Every write, flush and wait for room fails with it, and the sink is not ready.
+     */
+    let fatal: Error | undefined;
+    let room: { resolve: () => void; reject: (error: Error) => void } | undefined;
     let roomPromise: Promise<void> | undefined;
     let retryTimer: NodeJS.Timeout | undefined;
     /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
@@ -224,8 +230,32 @@ export default defineSink<KafkaSinkConfig>({
       if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
     });
     const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'));
+    const failFatally = (raised: Error): void => {
+      if (fatal) return;
+      fatal = new Error(`the producer hit a fatal error and cannot go on: ${raised.message}`, { cause: raised });
+      context.logger.error({ topic: config.topic, err: fatal.message }, 'kafka sink failed');
+      clearTimeout(retryTimer);
+      retryTimer = undefined;
+      const waiting = room;
+      room = undefined;
+      roomPromise = undefined;
+      waiting?.reject(fatal);
+    };
+    /** The failure to report: a fatal error first (a delivery failure may be its consequence: records purged). */
+    const failed = (): Error | undefined => {
+      if (failure && !fatal) {
+        const raised = fatalErrorOf(producer);
+        if (raised) failFatally(raised);
+      }
+      return fatal ?? failure;
+    };
     producer.on('event.error', (error) => {
-      if (!brokers.observe(error)) context.logger.warn({ code: error.code, err: error.message }, 'kafka producer error');
+      // node-rdkafka says nothing of an error being fatal; librdkafka does, when asked.
+      // (After one, every error is its echo.)
+      if (fatal) return;
+      const raised = fatalErrorOf(producer);
+      if (raised) failFatally(raised);
+      else if (!brokers.observe(error)) context.logger.warn({ code: error.code, err: error.message }, 'kafka producer error');
     });
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);
@@ -239,14 +269,28 @@ export default defineSink<KafkaSinkConfig>({
         return true;
       } catch (error) {
         if (asError(error).code === ErrorCode.QUEUE_FULL) return false;
-        throw error;
+        const raised = fatal ? undefined : fatalErrorOf(producer);
+        if (raised) failFatally(raised);
+        throw fatal ?? error;
       }
     };
     const retryBacklog = (): void => {
       clearTimeout(retryTimer);
       retryTimer = undefined;
+      if (fatal) return;
       let sent = 0;
-      while (sent < backlog.length && send(backlog[sent]!.value, backlog[sent]!.key)) sent++;
+      try {
+        while (sent < backlog.length && send(backlog[sent]!.value, backlog[sent]!.key)) sent++;
+      } catch (error) {
+        // Called from a timer: a refusal here (the producer failed meanwhile) must reach the runtime
+        // through ready(), not end the process.
+        if (!fatal) failure ??= asError(error);
+        const waiting = room;
+        room = undefined;
+        roomPromise = undefined;
+        waiting?.reject(failed()!);
+        return;
+      }
       if (sent > 0) backlog = backlog.slice(sent);
       if (backlog.length > 0) {
         // Acknowledgements make room without telling this thread: look again shortly.
@@ -256,7 +300,7 @@ export default defineSink<KafkaSinkConfig>({
       const wake = room;
       room = undefined;
       roomPromise = undefined;
-      wake?.();
+      wake?.resolve();
     };
     const queue = (value: Buffer, key: string | null): void => {
       backlog.push({ value, key });
@@ -270,7 +314,7 @@ export default defineSink<KafkaSinkConfig>({
         opened = true;
       },
       write(record) {
-        if (failure) throw failure;
+        if (fatal ?? failure) throw failed();
         const key = keyOf(record);
         if (backlog.length === 0) {
           // A scratch buffer: librdkafka copies it; a record queued here gets its own copy.
@@ -282,19 +326,22 @@ export default defineSink<KafkaSinkConfig>({
         }
       },
       ready() {
+        if (fatal) return Promise.reject(fatal);
         if (backlog.length === 0) return undefined;
-        roomPromise ??= new Promise<void>((resolve) => {
-          room = resolve;
+        roomPromise ??= new Promise<void>((resolve, reject) => {
+          room = { resolve, reject };
         });
         return roomPromise;
       },
       async flush() {
         // Nothing written since the last flush (e.g. a dead-letter sink): no threadpool round trip.
+        if (fatal) throw fatal;
         if (produced === 0 && backlog.length === 0) {
-          if (failure) throw failure;
+          if (failure) throw failed();
           return;
         }
         while (backlog.length > 0) {
+          if (fatal) throw fatal;
           retryBacklog();
           if (backlog.length > 0) await promisify((cb) => producer.flush(1_000, cb)).catch(() => undefined);
         }
@@ -306,10 +353,10 @@ export default defineSink<KafkaSinkConfig>({
         await promisify((cb) => producer.flush(60_000, cb));
         await dispatched();
         produced -= before;
-        if (failure) throw failure;
+        if (fatal ?? failure) throw failed();
         brokers.reachable();
       },
-      health: () => brokers.health(),
+      health: () => (fatal ? { ready: false, detail: fatal.message } : brokers.health()),
       async close() {
         clearTimeout(retryTimer);
         if (!opened) {
@@ -319,7 +366,7 @@ export default defineSink<KafkaSinkConfig>({
         await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
         await disconnectProducer(producer, 10_000);
         stopTokens();
-        if (failure) throw failure;
+        if (fatal ?? failure) throw failed();
       },
     };
   },

@@ -25,6 +25,7 @@ import {
   isRejected,
   notUtf8Rejection,
   parseDuration,
+  TributaryError,
   type ClickEvent,
   type MappingConfig,
   type PartitionListener,
@@ -38,6 +39,8 @@ import {
   connectionProperties,
   ErrorCode,
   exactlyOnceMismatch,
+  fatalErrorOf,
+  fatalHint,
   guaranteeProperty,
   hasExactlyOnceKafkaSink,
   isBrokersDown,
@@ -117,7 +120,8 @@ export default defineSource<KafkaSourceConfig>({
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
     'reports not ready while a subscribed topic does not exist, and while its group has given it no assignment for ' +
-    '`assignment_timeout` (30 s by default).',
+    '`assignment_timeout` (30 s by default). A consumer librdkafka declares dead (a fatal error: fenced by another with its ' +
+    '`group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -283,6 +287,8 @@ class KafkaSource {
   private offsetsFetch: Promise<unknown> | undefined;
   private readonly label: string;
   private lastState: PartitionState | undefined;
+  /** Why the consumer cannot go on (librdkafka raised a fatal error): the source stops and stays not ready. */
+  private fatal: string | undefined;
 
   constructor(
     Kafka: typeof RdKafka,
@@ -425,7 +431,7 @@ class KafkaSource {
       });
       return sealed;
     }
-    if (offsets.length === 0 || !this.connected) return Promise.resolve();
+    if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
     // Asynchronous: the offsets are final (every sink flushed), so nothing needs to wait for the
     // broker's answer; the barrier would otherwise hold the whole pipeline for one round trip per
     // commit. Commits of one consumer are sent in order; close() waits for the answers.
@@ -439,12 +445,14 @@ class KafkaSource {
   }
 
   /**
-   * Not ready while no broker answers, while a subscribed topic does not exist, or while the group has
-   * given this source no assignment for longer than `assignment_timeout` (a rebalance that does not end,
-   * a group it cannot rejoin after an outage): as Kafka Streams is not RUNNING then. Reads state only;
-   * the consume loop's metadata requests keep it current.
+   * Not ready once the consumer hit a fatal error (the source fails), while no broker answers, while a
+   * subscribed topic does not exist, or while the group has given this source no assignment for longer
+   * than `assignment_timeout` (a rebalance that does not end, a group it cannot rejoin after an outage):
+   * as Kafka Streams is not RUNNING then. Reads state only; the consume loop's metadata requests keep it
+   * current.
    */
   health(): SourceHealth {
+    if (this.fatal !== undefined) return { ready: false, detail: this.fatal };
     if (!this.healthy.ready) return this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
@@ -513,7 +521,7 @@ class KafkaSource {
     const topics: RdKafka.SubscribeTopicList = pattern ? [pattern.startsWith('^') ? pattern : `^${pattern}`] : (this.config.topics ?? []);
     this.consumer.subscribe(topics);
     this.unassignedSince = this.context.clock.now();
-    while (!this.closing) {
+    while (!this.closing && this.fatal === undefined) {
       if (!this.paused && this.buffered >= this.maxBuffered) {
         // Full: wait for the runtime to take records; pause only if it stalls (see the top of the file).
         if (await this.roomWithin(stallPauseMs)) continue;
@@ -687,12 +695,29 @@ class KafkaSource {
   }
 
   private onClientError(error: RdKafka.LibrdKafkaError): void {
+    // A consume() call reports a fatal error as ERR__FATAL; rd_kafka_fatal_error says which.
+    const fatal = fatalErrorOf(this.consumer) ?? (error?.code === ErrorCode.FATAL ? asError(error) : undefined);
+    if (fatal) return this.failFatally(fatal);
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     // While the brokers are known to be down, each failed reconnect says so again ("broker transport
     // failure", a burst per outage): news only the first time, before the source went not ready.
     else if (!isTimedOut(error)) this.context.logger[this.healthy.ready ? 'warn' : 'debug']({ code: error?.code, err: error?.message }, 'kafka consumer error');
+  }
+
+  /**
+   * librdkafka raised a fatal error (a static member fenced by another with its group.instance.id):
+   * the consumer reads nothing more, ever. The source fails (the pipeline stops, the process exits 1,
+   * a supervisor restarts it with a new consumer from the last commit) and is not ready meanwhile.
+   */
+  private failFatally(fatal: Error & { code?: number }): void {
+    if (this.fatal !== undefined) return;
+    const hint = fatalHint(fatal, { groupInstanceId: this.config.options?.['group.instance.id'] });
+    this.fatal = `the consumer hit a fatal error and cannot go on: ${fatal.message}${hint}`;
+    this.context.logger.error({ source: this.label, detail: this.fatal }, 'kafka source failed');
+    this.failure ??= new TributaryError('TRIB_ERR_SOURCE', `${this.label}: ${this.fatal}; a restart resumes from the last commit with a new consumer`, { cause: fatal });
+    this.notify();
   }
 
   private setHealthy(): void {

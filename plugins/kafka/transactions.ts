@@ -31,8 +31,8 @@
  */
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import type { SourceHealth } from 'tributary';
-import { asError, brokersUnreachable, disconnectProducer, ProducerReachability, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import { TributaryError, type SourceHealth } from 'tributary';
+import { asError, brokersUnreachable, disconnectProducer, fatalErrorOf, fatalHint, ProducerReachability, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -71,6 +71,11 @@ export class PipelineTransactions {
   private failure: Error | undefined;
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
+  /**
+   * Why the producer cannot go on: librdkafka raised a fatal error (another producer started with this
+   * transactional.id and fenced it). Commits and writes fail with it, and the sinks are not ready.
+   */
+  private fatal: TributaryError | undefined;
   /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
   private next: QueuedCommit | undefined;
   /** Resolved when `waiting` has room again (while it is full). */
@@ -136,7 +141,12 @@ export class PipelineTransactions {
       if (error) this.failure ??= asError(error);
     });
     this.producer.on('event.error', (error) => {
-      if (!this.brokers.observe(error)) this.logger.warn({ code: error.code, err: error.message }, 'kafka transactional producer error');
+      // node-rdkafka says nothing of an error being fatal; librdkafka does, when asked.
+      // (After one, every error is its echo.)
+      if (this.fatal) return;
+      const raised = fatalErrorOf(this.producer);
+      if (raised) this.failFatally(raised);
+      else if (!this.brokers.observe(error)) this.logger.warn({ code: error.code, err: error.message }, 'kafka transactional producer error');
     });
     this.producer.setPollInterval(50);
     try {
@@ -149,6 +159,8 @@ export class PipelineTransactions {
     } catch (error) {
       // A bad property failed in obtain(): a config error. This is a runtime one.
       try {
+        const raised = fatalErrorOf(this.producer);
+        if (raised) throw this.failFatally(raised);
         brokersUnreachable(error, 'connect to the brokers and start transactions');
       } catch (failed) {
         // Nothing commits after it; a commit asked for before (queued as the next one) fails with it.
@@ -185,6 +197,7 @@ export class PipelineTransactions {
    * `value` may be a scratch buffer: librdkafka copies it, and a queued record gets its own copy.
    */
   produce(topic: string, value: Buffer, key: string | null): void {
+    if (this.fatal) throw this.fatal;
     if (!this.transactionOpen) {
       this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
@@ -229,7 +242,13 @@ export class PipelineTransactions {
    * once; one reported later fails it after that flush.
    */
   async flush(): Promise<void> {
-    if (this.failure) throw this.failure;
+    if (!this.failure || this.aborted) return;
+    // A delivery failed because the producer did (fenced): that is the error to report.
+    const raised = fatalErrorOf(this.producer);
+    if (raised) this.failFatally(raised);
+    // A failed transaction is the commit's to report: it fails the source, which stops the pipeline,
+    // where a flush failing here would fail only this commit, and the next, while the input is quiet.
+    if (!this.aborted) throw this.failure;
   }
 
   /**
@@ -291,8 +310,10 @@ export class PipelineTransactions {
       this.transactions++;
       this.brokers.reachable();
     } catch (error) {
-      this.aborted = asError(error);
-      this.logger.error({ err: this.aborted.message }, 'kafka transaction failed; aborting it');
+      const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
+      if (raised) this.failFatally(raised);
+      this.aborted = this.fatal ?? asError(error);
+      this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
       await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
       const next = this.next;
       this.next = undefined;
@@ -304,7 +325,25 @@ export class PipelineTransactions {
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
   health(): SourceHealth {
-    return this.brokers.health();
+    return this.fatal ? { ready: false, detail: this.fatal.message } : this.brokers.health();
+  }
+
+  /**
+   * librdkafka raised a fatal error: the producer can do nothing more. Every later commit and write
+   * fails with this error, which names the sinks' producer (the source's commit reports it: the
+   * pipeline stops, exit 1, and a restart resumes from the last committed transaction).
+   */
+  private failFatally(raised: Error & { code?: number }): TributaryError {
+    if (this.fatal) return this.fatal;
+    const hint = fatalHint(raised, { transactionalId: this.transactionalId });
+    this.fatal = new TributaryError(
+      'TRIB_ERR_SINK',
+      `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): the transactional producer hit a fatal error and cannot go on: ${raised.message}${hint}`,
+      { cause: raised },
+    );
+    this.aborted ??= this.fatal;
+    this.logger.error({ err: this.fatal.message }, 'kafka transactional producer failed');
+    return this.fatal;
   }
 
   /** Resolves when no commit is under way (whatever its outcome). */

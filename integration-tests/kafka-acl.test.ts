@@ -1,0 +1,63 @@
+/**
+ * The `kafka` sink against a broker that authenticates its clients and authorises what they do (SASL
+ * PLAIN users, ACLs), as a production cluster does: a sink whose producer the brokers refuse for good
+ * (librdkafka's fatal error) fails the pipeline with that cause, not ready meanwhile.
+ * Each test starts a broker of its own (the run's broker has no authorizer).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runYaml, testContext } from 'tributary/testing';
+import { TributaryError, type SinkPlugin } from 'tributary';
+import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
+import type { SecurityConfig } from '../plugins/kafka/common.js';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, collectSink, createTopic, produce } from './kafka/client.js';
+import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+const alice: SecurityConfig = { protocol: 'sasl_plaintext', sasl: { mechanism: 'PLAIN', username: 'alice', password: 'alice-secret' } };
+
+/** A broker where `alice` may read (and describe) every topic and group, and do nothing else. */
+async function brokerWithReader(): Promise<NativeBroker> {
+  const broker = await startNativeBroker({ partitions: 1, users: { alice: 'alice-secret' } });
+  aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'Read', '--operation', 'Describe', '--topic', '*', '--group', '*']);
+  return broker;
+}
+
+const views = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ key: `u${from + i}`, value: clickJson(from + i, base + from + i, 'view', { seq: from + i }) }));
+
+test('a sink whose producer the brokers refuse for good (no right to write anywhere): not ready, and the pipeline fails with librdkafka\'s fatal error', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await brokerWithReader();
+  t.after(() => broker.stop());
+  const admin = broker.plaintext!;
+  const [input, output] = [uniqueTopic('acl-in'), uniqueTopic('acl-out')];
+  for (const topic of [input, output]) await createTopic(admin, topic, 1);
+  await produce(admin, input, views(0, 50));
+  // An idempotent producer asks the brokers for a producer id first; a principal with no Write on
+  // any topic is refused it (CLUSTER_AUTHORIZATION_FAILED), which librdkafka makes a fatal error.
+  const config = { brokers: broker.brokers, topic: output, security: alice, key_field: 'userId', guarantee: 'at-least-once', transaction_timeout: '10s', compression: 'lz4', linger: '5ms', batch_size: 10_000, max_in_flight: 100_000 } as const;
+  const sink = await (kafkaSink as SinkPlugin<KafkaSinkConfig>).create({ ...config }, testContext());
+  try {
+    await sink.open!();
+    await waitFor('the sink not ready', () => sink.health!().ready === false, 30_000);
+    assert.match(sink.health!().detail!, /^the producer hit a fatal error and cannot go on: .*Cluster authorization failed/);
+    assert.throws(() => sink.write({ kind: 'prediction', userId: 'u1' }), /fatal error and cannot go on/);
+  } finally {
+    await sink.close().catch(() => undefined);
+  }
+  const yaml = `
+name: kafka-acl-sink-test
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${input}], group: g-${input}, stop_at_end: true, security: { protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } } }
+sinks:
+  - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, security: { protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } } }
+dead_letter: { type: collect }
+`;
+  await assert.rejects(runYaml(yaml, { plugins: [collectSink([[]])] }), (error: unknown) => {
+    assert.ok(error instanceof TributaryError, String(error));
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.match(error.message, /^sink-kafka-0 failed.*: the producer hit a fatal error and cannot go on: .*Cluster authorization failed/);
+    return true;
+  });
+});
