@@ -1,7 +1,8 @@
 /**
- * The `kafka` sink against a broker that authenticates its clients and authorises what they do (SASL
- * PLAIN users, ACLs), as a production cluster does: a sink whose producer the brokers refuse for good
- * (librdkafka's fatal error) fails the pipeline with that cause, not ready meanwhile.
+ * The `kafka` source and sink against a broker that authenticates its clients and authorises what they
+ * do (SASL PLAIN users, ACLs), as a production cluster does: a partition whose fetch the brokers deny
+ * makes the source not ready, naming it, until it is read again; a sink whose producer the brokers
+ * refuse for good (librdkafka's fatal error) fails the pipeline with that cause, not ready meanwhile.
  * Each test starts a broker of its own (the run's broker has no authorizer).
  */
 import { test } from 'node:test';
@@ -11,7 +12,7 @@ import { TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, produce } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, produce, produceEvery, startSource } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -25,6 +26,40 @@ async function brokerWithReader(): Promise<NativeBroker> {
 }
 
 const views = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ key: `u${from + i}`, value: clickJson(from + i, base + from + i, 'view', { seq: from + i }) }));
+
+test('a partition whose fetch the brokers deny: the source is not ready, naming it, and reads on elsewhere; read again, it is ready', async (t) => {
+  // Only where the Kafka tests run at all (a broker of the run's kind is there or startable).
+  if (!kafkaBrokers(t)) return;
+  const broker = await brokerWithReader();
+  t.after(() => broker.stop());
+  const admin = broker.plaintext!;
+  const [allowed, denied] = [uniqueTopic('acl-allowed'), uniqueTopic('acl-denied')];
+  for (const topic of [allowed, denied]) await createTopic(admin, topic, 1);
+  await produce(admin, denied, views(0, 20));
+  const feed = produceEvery(admin, allowed, 100, (seq) => views(1_000 + seq, 1)[0]!);
+  const got = new Set<number>();
+  const instance = await startSource(broker.brokers, allowed, `g-${allowed}`, got, undefined, { topics: [allowed, denied], security: alice });
+  try {
+    await waitFor('both topics read', () => got.has(19) && [...got].some((seq) => seq >= 1_000), 60_000);
+    assert.equal(instance.health!().ready, true, instance.health!().detail);
+    // Read on the topic withdrawn (a DENY beats the ALLOW on every topic).
+    aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+    await produce(admin, denied, views(20, 10));
+    await waitFor('not ready, naming the denied topic', () => /cannot read topic '.*'/.test(instance.health!().detail ?? ''), 30_000);
+    assert.match(instance.health!().detail!, new RegExp(`^cannot read topic '${denied}' \\(partition 0: .*Topic authorization failed\\); ready again once a record of it is read`));
+    const before = [...got].filter((seq) => seq >= 1_000).length;
+    await waitFor('the other topic still read', () => [...got].filter((seq) => seq >= 1_000).length >= before + 10, 30_000);
+    assert.equal(instance.health!().ready, false, 'still not ready while the denied records wait');
+    assert.ok(!got.has(20), 'nothing read from the denied topic');
+    // Read allowed again: its records come, and the source is ready.
+    aclCommand(broker, ['--remove', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+    await waitFor('the denied records read', () => got.has(29), 60_000);
+    await waitFor('ready', () => instance.health!().ready, 10_000);
+  } finally {
+    await feed.stop();
+    await instance.close?.();
+  }
+});
 
 test('a sink whose producer the brokers refuse for good (no right to write anywhere): not ready, and the pipeline fails with librdkafka\'s fatal error', async (t) => {
   if (!kafkaBrokers(t)) return;

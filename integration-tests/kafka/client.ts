@@ -44,8 +44,11 @@ export interface RawRecord {
   headers?: Kafka.MessageHeader[];
 }
 
-/** Produces `records` and waits for every delivery report. */
-export async function produce(brokers: string, topic: string, records: readonly RawRecord[]): Promise<void> {
+/**
+ * Produces `records` and waits for every delivery report. `options`: librdkafka properties on top (e.g.
+ * a compression codec, and a long `linger.ms` to write the records as one batch).
+ */
+export async function produce(brokers: string, topic: string, records: readonly RawRecord[], options: Record<string, string | number | boolean> = {}): Promise<void> {
   const producer = new Kafka.Producer({
     'metadata.broker.list': brokers,
     'broker.address.family': 'v4',
@@ -53,6 +56,7 @@ export async function produce(brokers: string, topic: string, records: readonly 
     'linger.ms': 5,
     dr_cb: true,
     'queue.buffering.max.messages': 1_000_000,
+    ...options,
   });
   await done((cb) => producer.connect({}, (error) => cb(error)));
   let pending = records.length;

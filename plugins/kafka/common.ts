@@ -248,6 +248,16 @@ export function isTimedOut(error: { message?: string; code?: number } | null | u
 }
 
 /**
+ * The partition a consumer error is about, as the patched binding gives it (patches/README.md): a fetch
+ * denied by an ACL, a record batch librdkafka cannot read. Undefined for an error about no partition.
+ */
+export function partitionOfError(error: unknown): { topic: string; partition: number; offset: number } | undefined {
+  const { topic, partition, offset } = (error ?? {}) as { topic?: unknown; partition?: unknown; offset?: unknown };
+  if (typeof topic !== 'string' || topic === '' || typeof partition !== 'number' || partition < 0) return undefined;
+  return { topic, partition, offset: typeof offset === 'number' ? offset : -1 };
+}
+
+/**
  * The fatal error librdkafka raised on a client (rd_kafka_fatal_error, in its own words: a fenced
  * static member, a fenced or unauthorised producer), or undefined. After one the client can do nothing
  * more: a consumer reads nothing, a producer's writes fail. node-rdkafka tells nobody (its
@@ -331,6 +341,10 @@ export function rdkafka(): Promise<RdKafkaModule> {
 
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
 export const ErrorCode = {
+  /** A record batch librdkafka cannot read: its CRC does not match (`check.crcs`), or it is malformed. */
+  BAD_MSG: -199,
+  /** A record batch librdkafka cannot decompress. */
+  BAD_COMPRESSION: -198,
   TRANSPORT: -195,
   UNKNOWN_PARTITION: -190,
   UNKNOWN_TOPIC: -188,
@@ -340,9 +354,12 @@ export const ErrorCode = {
   ASSIGN_PARTITIONS: -175,
   REVOKE_PARTITIONS: -174,
   STATE: -172,
+  /** Among others: a record batch in a compression codec this build of librdkafka lacks. */
+  NOT_IMPLEMENTED: -170,
   FATAL: -150,
   FENCED: -144,
   UNKNOWN_TOPIC_OR_PART: 3,
+  TOPIC_AUTHORIZATION_FAILED: 29,
   FENCED_INSTANCE_ID: 82,
   UNSTABLE_OFFSET_COMMIT: 88,
   PRODUCER_FENCED: 90,

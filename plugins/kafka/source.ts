@@ -47,6 +47,7 @@ import {
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
+  partitionOfError,
   provideOauthToken,
   promisify,
   rdkafka,
@@ -90,6 +91,32 @@ interface PartitionState {
   atEnd: boolean;
   /** Counts this instance's assignments of the partition: a position taken in an earlier one is stale. */
   assignment: number;
+  /** The offset last handed to a commit (a blocked partition's is committed again only once it moved). */
+  committing: number | undefined;
+}
+
+/**
+ * A record batch librdkafka cannot read (its CRC does not match, with `check.crcs`; it does not
+ * decompress). librdkafka reports it at the batch's first offset, again at every fetch, and reads no
+ * further. Its records go to the dead-letter sink, one per offset, and reading goes on after it. Where
+ * the batch ends is not reported, so it is searched for: a fetch from an offset inside it fails the
+ * same way; one from past it reads records, meets another such batch, or brings nothing (records of an
+ * aborted transaction). The partition's end offset bounds the search (a fetch past the end would
+ * reset the position: `start_from`).
+ */
+interface UnreadableBatch {
+  state: PartitionState;
+  /** The batch's first offset, and why librdkafka cannot read it (its own words). */
+  base: number;
+  reason: string;
+  /** The first offset not yet accounted for: the batch's first, or where an earlier search of it left off. */
+  from: number;
+  /** The largest offset known to be inside the batch, and the smallest known past it. */
+  inside: number;
+  past: number;
+  /** The offset fetched from now, and since when (waiting for the brokers' answer meanwhile). */
+  probe: number;
+  probedAt: number;
 }
 
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
@@ -107,6 +134,11 @@ const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
  * requests in between name one topic (nextTopicToName).
  */
 const clusterCheckMs = 30_000;
+/**
+ * How long a fetch from an offset after an unreadable batch may bring nothing before that offset counts
+ * as past the batch: a fetch from inside it fails again within a round trip.
+ */
+const probeQuietMs = 5_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -119,9 +151,11 @@ export default defineSource<KafkaSourceConfig>({
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
-    'reports not ready while a subscribed topic does not exist, and while its group has given it no assignment for ' +
-    '`assignment_timeout` (30 s by default). A consumer librdkafka declares dead (a fatal error: fenced by another with its ' +
-    '`group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
+    'reports not ready while a subscribed topic does not exist, while it cannot read an assigned partition (the brokers deny ' +
+    'its fetch; a record batch in a compression codec this build lacks), and while its group has given it no assignment for ' +
+    '`assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
+    'dead letter per offset, and reading goes on after it. A consumer librdkafka declares dead (a fatal error: fenced by ' +
+    'another with its `group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -289,6 +323,16 @@ class KafkaSource {
   private lastState: PartitionState | undefined;
   /** Why the consumer cannot go on (librdkafka raised a fatal error): the source stops and stays not ready. */
   private fatal: string | undefined;
+  /**
+   * Assigned partitions librdkafka reads nothing more from, by key, with its words: the brokers deny
+   * their fetch (an ACL without Read), or a record batch uses a compression codec this build of
+   * librdkafka lacks (zstd). Not ready until a record of each is read again or the group assigns it anew.
+   */
+  private readonly blocked = new Map<string, { state: PartitionState; reason: string }>();
+  /** Partitions at a record batch librdkafka cannot read, by key: the search for the batch's end. */
+  private readonly unreadable = new Map<string, UnreadableBatch>();
+  /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
+  private readonly skipped = new WeakMap<RdKafka.Message, string>();
 
   constructor(
     Kafka: typeof RdKafka,
@@ -416,12 +460,18 @@ class KafkaSource {
     // position() and commit(), and a rebalance meanwhile may have handed a partition over (committing
     // newer offsets) and back; the stale offsets would move the group backwards and replay outputs.
     const assignments = this.positionAssignments.get(position);
+    // A blocked partition is committed only if it moved (records read before it stopped): the brokers
+    // refuse the commit of one whose fetch they deny (at-least-once: logged, and those records are read
+    // again after a restart; exactly-once: the transaction fails and the pipeline stops, as it must).
     const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
-      const state = this.partitions.get(partitionKey(tp.topic, tp.partition));
+      const key = partitionKey(tp.topic, tp.partition);
+      const state = this.partitions.get(key);
       if (state?.assigned !== true) return false;
       const takenIn = assignments?.get(state);
-      return takenIn === undefined || takenIn === state.assignment;
+      if (takenIn !== undefined && takenIn !== state.assignment) return false;
+      return !this.blocked.has(key) || state.committing !== tp.offset;
     });
+    for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
       const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
       committed.catch((error: unknown) => {
@@ -446,15 +496,16 @@ class KafkaSource {
 
   /**
    * Not ready once the consumer hit a fatal error (the source fails), while no broker answers, while a
-   * subscribed topic does not exist, or while the group has given this source no assignment for longer
-   * than `assignment_timeout` (a rebalance that does not end, a group it cannot rejoin after an outage):
-   * as Kafka Streams is not RUNNING then. Reads state only; the consume loop's metadata requests keep it
-   * current.
+   * subscribed topic does not exist, while librdkafka cannot read an assigned partition (`blocked`), or
+   * while the group has given this source no assignment for longer than `assignment_timeout` (a
+   * rebalance that does not end, a group it cannot rejoin after an outage): as Kafka Streams is not
+   * RUNNING then. Reads state only; the consume loop's metadata requests keep it current.
    */
   health(): SourceHealth {
     if (this.fatal !== undefined) return { ready: false, detail: this.fatal };
     if (!this.healthy.ready) return this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
+    if (this.blocked.size > 0) return { ready: false, detail: blockedDetail(this.blocked.values()) };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
     if (waited >= this.assignmentTimeout) {
       const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
@@ -535,9 +586,12 @@ class KafkaSource {
         messages = await this.consumeBatch(this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered));
       } catch (error) {
         this.onClientError(error as RdKafka.LibrdKafkaError);
-        await delay(200);
+        // Errors about an unreadable batch are the answers of its search: the next step at once.
+        if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
         continue;
       }
+      if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
+      if (this.blocked.size > 0) this.readAgain(messages);
       if (messages.length > 0) {
         let kept = messages;
         for (let i = 0; i < messages.length; i++) {
@@ -567,6 +621,7 @@ class KafkaSource {
       // queue. Nor do its error events alone, for a broker that vanished without closing its
       // connections. See probe for which topics it asks about.
       if (!this.probing && (this.clusterCheckDue || this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000))) this.startProbe();
+      if (this.unreadable.size > 0) this.quietProbes();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
@@ -698,12 +753,24 @@ class KafkaSource {
     // A consume() call reports a fatal error as ERR__FATAL; rd_kafka_fatal_error says which.
     const fatal = fatalErrorOf(this.consumer) ?? (error?.code === ErrorCode.FATAL ? asError(error) : undefined);
     if (fatal) return this.failFatally(fatal);
+    const at = partitionOfError(error);
+    if (at && (error.code === ErrorCode.BAD_MSG || error.code === ErrorCode.BAD_COMPRESSION || error.code === ErrorCode.NOT_IMPLEMENTED)) {
+      // A record batch it cannot read. One at or past the partition's end offset (cached from the fetch
+      // that brought the report) is librdkafka misreading a batch (with check.crcs, librdkafka 2.12 can):
+      // the report that counts is still to come.
+      const end = this.consumer.getWatermarkOffsets(at.topic, at.partition).highOffset;
+      if (end >= 0 && at.offset >= end) return;
+      // A batch in a codec this build lacks is valid input that another build reads: waited on, never skipped.
+      if (error.code === ErrorCode.NOT_IMPLEMENTED) return this.onBlocked(at, error.message);
+      return this.onUnreadableBatch(at, end, error.message);
+    }
+    if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message);
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     // While the brokers are known to be down, each failed reconnect says so again ("broker transport
     // failure", a burst per outage): news only the first time, before the source went not ready.
-    else if (!isTimedOut(error)) this.context.logger[this.healthy.ready ? 'warn' : 'debug']({ code: error?.code, err: error?.message }, 'kafka consumer error');
+    else if (!isTimedOut(error)) this.context.logger[this.healthy.ready ? 'warn' : 'debug']({ code: error?.code, err: error?.message, ...at }, 'kafka consumer error');
   }
 
   /**
@@ -718,6 +785,117 @@ class KafkaSource {
     this.context.logger.error({ source: this.label, detail: this.fatal }, 'kafka source failed');
     this.failure ??= new TributaryError('TRIB_ERR_SOURCE', `${this.label}: ${this.fatal}; a restart resumes from the last commit with a new consumer`, { cause: fatal });
     this.notify();
+  }
+
+  /** librdkafka reads nothing more from an assigned partition (see `blocked`): not ready until it is read again. */
+  private onBlocked(at: { topic: string; partition: number }, reason: string): void {
+    const key = partitionKey(at.topic, at.partition);
+    const state = this.partitions.get(key);
+    if (!state?.assigned || this.blocked.has(key)) return;
+    this.blocked.set(key, { state, reason });
+    this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
+  }
+
+  /** A record of a blocked partition is read (its ACL restored, say): that partition is no longer blocked. */
+  private readAgain(messages: readonly RdKafka.Message[]): void {
+    for (const message of messages) {
+      const key = partitionKey(message.topic, message.partition);
+      if (!this.blocked.delete(key)) continue;
+      this.context.logger.info({ source: this.label, topic: message.topic, partition: message.partition }, 'kafka source: a partition it could not read is read again');
+    }
+  }
+
+  /** librdkafka reports a record batch it cannot read (see UnreadableBatch): a search for its end starts, or takes a step. */
+  private onUnreadableBatch(at: { topic: string; partition: number; offset: number }, end: number, reason: string): void {
+    const key = partitionKey(at.topic, at.partition);
+    const state = this.partitions.get(key);
+    if (!state?.assigned || at.offset < 0) return;
+    const search = this.unreadable.get(key);
+    if (search) {
+      // The same batch again: the probe was inside it. Another one, starting at or before the probe: the
+      // batch ends before that one.
+      if (at.offset === search.base) search.inside = Math.max(search.inside, search.probe);
+      else if (at.offset > search.base && at.offset <= search.probe) search.past = Math.min(search.past, at.offset);
+      else return;
+      this.nextProbe(search);
+      return;
+    }
+    const from = Math.max(at.offset, state.fetched ?? at.offset);
+    // No fetch is made from the partition's end offset or beyond (that would reset the position).
+    const batch: UnreadableBatch = { state, base: at.offset, reason, from, inside: from, past: Math.max(end, from + 1), probe: from, probedAt: this.context.clock.now() };
+    this.unreadable.set(key, batch);
+    this.context.logger.warn({ source: this.label, topic: at.topic, partition: at.partition, offset: at.offset, err: reason }, 'kafka source: a record batch cannot be read; its records go to the dead-letter sink, reading goes on after it');
+    this.nextProbe(batch);
+  }
+
+  /** Fetches from halfway between the last offset known inside the batch and the first known past it; done when they meet. */
+  private nextProbe(search: UnreadableBatch): void {
+    const { state } = search;
+    if (search.past <= search.inside + 1) return this.skipUnreadable(search);
+    search.probe = search.inside + Math.floor((search.past - search.inside) / 2);
+    search.probedAt = this.context.clock.now();
+    this.seekPartition(state, search.probe);
+  }
+
+  /** Records of a partition under search answer its probe (the fetch was past the batch); they are read again later, in order. */
+  private probeAnswers(messages: RdKafka.Message[]): RdKafka.Message[] {
+    const answered = new Set<UnreadableBatch>();
+    const kept = messages.filter((message) => {
+      const search = this.unreadable.get(partitionKey(message.topic, message.partition));
+      if (!search) return true;
+      if (message.offset >= search.probe) answered.add(search);
+      return false;
+    });
+    for (const search of answered) {
+      search.past = Math.min(search.past, search.probe);
+      this.nextProbe(search);
+    }
+    return kept;
+  }
+
+  /** A probe the brokers answered with nothing for probeQuietMs (not counting time paused) was past the batch. */
+  private quietProbes(): void {
+    const now = this.context.clock.now();
+    for (const search of [...this.unreadable.values()]) {
+      if (this.paused) search.probedAt = now;
+      else if (now - search.probedAt >= probeQuietMs) {
+        search.past = Math.min(search.past, search.probe);
+        this.nextProbe(search);
+      }
+    }
+  }
+
+  /**
+   * The batch's end is found: a stand-in for each of its records goes into the buffer, in order with the
+   * records (each becomes a dead letter when the runtime takes it, and moves the position past it), and
+   * reading goes on after the batch.
+   */
+  private skipUnreadable(search: UnreadableBatch): void {
+    const { state } = search;
+    this.unreadable.delete(partitionKey(state.topic, state.partition));
+    const reason = `kafka record batch from offset ${search.base} cannot be read, so neither can this record: ${search.reason}`;
+    const standIns: RdKafka.Message[] = [];
+    for (let offset = search.from; offset < search.past; offset++) {
+      const standIn: RdKafka.Message = { topic: state.topic, partition: state.partition, offset, value: null, size: 0, key: null };
+      this.skipped.set(standIn, reason);
+      standIns.push(standIn);
+    }
+    state.fetched = search.past;
+    this.chunks.push(standIns);
+    this.buffered += standIns.length;
+    this.seekPartition(state, search.past);
+    this.context.logger.warn(
+      { source: this.label, topic: state.topic, partition: state.partition, from: search.from, to: search.past - 1, err: search.reason },
+      'kafka source: records of an unreadable batch dead-lettered; reading goes on after it',
+    );
+    this.notify();
+  }
+
+  private seekPartition(state: PartitionState, offset: number): void {
+    // Timeout 0: librdkafka starts fetching from there without the call waiting for it.
+    this.consumer.seek({ topic: state.topic, partition: state.partition, offset }, 0, (error) => {
+      if (error) this.context.logger.warn({ topic: state.topic, partition: state.partition, offset, err: asError(error).message }, 'kafka source: seek failed');
+    });
   }
 
   private setHealthy(): void {
@@ -797,6 +975,12 @@ class KafkaSource {
 
   /** Keeps `unassignedSince` (for health) as the group assigns and revokes. */
   private noteAssignment(code: number, partitions: RdKafka.TopicPartition[]): void {
+    // A partition assigned anew, or gone: whatever was known about reading it is past.
+    for (const tp of partitions) {
+      const key = partitionKey(tp.topic, tp.partition);
+      this.blocked.delete(key);
+      this.unreadable.delete(key);
+    }
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
       this.unassignedSince = undefined;
       this.warnedUnassigned = false;
@@ -1036,6 +1220,13 @@ class KafkaSource {
         state.lastActivity = now;
       }
       const value = message.value;
+      if (value === null) {
+        const unreadable = this.skipped.get(message);
+        if (unreadable !== undefined) {
+          this.context.deadLetter({ reason: unreadable, origin });
+          continue;
+        }
+      }
       // JSON is UTF-8 text. Anything else (Avro, Protobuf, Latin-1) is kept as its bytes: decoded, it
       // would lose them to replacement characters (or pass on altered strings, were it JSON-like).
       if (value && !isUtf8(value)) {
@@ -1088,7 +1279,25 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0 };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0, committing: undefined };
+}
+
+/** The partition key of the partition a consumer error is about ('' for none). */
+function errorPartitionKey(error: unknown): string {
+  const at = partitionOfError(error);
+  return at ? partitionKey(at.topic, at.partition) : '';
+}
+
+/** Blocked partitions, by topic: what /readyz says. */
+function blockedDetail(blocked: Iterable<{ state: PartitionState; reason: string }>): string {
+  const byTopic = new Map<string, { partitions: number[]; reason: string }>();
+  for (const { state, reason } of blocked) {
+    const topic = byTopic.get(state.topic) ?? { partitions: [], reason };
+    topic.partitions.push(state.partition);
+    byTopic.set(state.topic, topic);
+  }
+  const topics = [...byTopic].map(([name, { partitions, reason }]) => `topic '${name}' (partition${partitions.length === 1 ? '' : 's'} ${partitions.sort((a, b) => a - b).join(', ')}: ${reason})`);
+  return `cannot read ${topics.join(', ')}; ready again once a record of it is read, or the group assigns it anew`;
 }
 
 /** The partition is this instance's again: a new assignment, read from where the group says. */

@@ -1,0 +1,139 @@
+/**
+ * Record batches librdkafka cannot read, made by changing a topic's log segment on a broker the test
+ * owns: a compressed batch whose bytes were damaged on disk goes to the dead-letter sink, one dead
+ * letter per offset (topic, partition, offset and librdkafka's reason), and reading goes on after it,
+ * never to read it again; a batch in a compression codec this build of librdkafka lacks (zstd) is valid
+ * input, so it is waited on, the source not ready and naming it, not skipped.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { runYaml } from 'tributary/testing';
+import type { ClickEvent, StreamRecord } from 'tributary';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, collectSink, createTopic, produce, startSource } from './kafka/client.js';
+import { startNativeBroker, type NativeBroker } from './kafka/broker.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+const views = (from: number, count: number, partition: number) =>
+  Array.from({ length: count }, (_, i) => ({ key: `u${from + i}`, value: clickJson(from + i, base + from + i, 'view', { seq: from + i }), partition }));
+/** One batch: everything produced in one go, held for 500 ms (the records are all there long before). */
+const oneBatch = (compression: string) => ({ 'compression.codec': compression, 'linger.ms': 500, 'batch.num.messages': 100_000 });
+
+interface RecordBatch {
+  /** Where its header starts in the segment file, and how long it is (after the length field). */
+  at: number;
+  length: number;
+  first: number;
+  last: number;
+  /** The compression codec (attributes & 7): 0 none, 1 gzip, 4 zstd. */
+  codec: number;
+}
+
+/** The first segment file of a partition on the broker's disk (KRaft log layout). */
+function segmentOf(broker: NativeBroker, topic: string, partition: number): string {
+  return join(broker.dir, 'data', `${topic}-${partition}`, '00000000000000000000.log');
+}
+
+/** The v2 record batches of a segment file, from their headers (Kafka's on-disk format). */
+function recordBatches(file: string): RecordBatch[] {
+  const fd = openSync(file, 'r');
+  try {
+    const bytes = Buffer.alloc(fstatSync(fd).size);
+    readSync(fd, bytes, 0, bytes.length, 0);
+    const batches: RecordBatch[] = [];
+    // baseOffset int64, batchLength int32, leaderEpoch int32, magic int8, crc int32, attributes int16, lastOffsetDelta int32
+    for (let at = 0; at + 27 <= bytes.length; at += 12 + bytes.readInt32BE(at + 8)) {
+      const first = Number(bytes.readBigInt64BE(at));
+      batches.push({ at, length: bytes.readInt32BE(at + 8), first, last: first + bytes.readInt32BE(at + 23), codec: bytes.readInt16BE(at + 21) & 7 });
+    }
+    return batches;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Changes `count` bytes of a batch at `offset` from its start (the broker serves fetches from the file as it is). */
+function overwrite(file: string, batch: RecordBatch, offset: number, change: (bytes: Buffer) => void, count: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const bytes = Buffer.alloc(count);
+    readSync(fd, bytes, 0, count, batch.at + offset);
+    change(bytes);
+    writeSync(fd, bytes, 0, count, batch.at + offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// Bounded: without a way past the batch, the run would wait at it for ever (stop_at_end never comes).
+test('a record batch damaged on disk: one dead letter per offset with topic, partition, offset and librdkafka\'s reason; reading goes on after it, and a restart does not read it again', { timeout: 120_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await startNativeBroker({ partitions: 2 });
+  t.after(() => broker.stop());
+  const topic = uniqueTopic('unreadable');
+  await createTopic(broker.brokers, topic, 2);
+  await produce(broker.brokers, topic, views(0, 30, 0));
+  await produce(broker.brokers, topic, views(30, 400, 0), oneBatch('gzip'));
+  await produce(broker.brokers, topic, views(430, 200, 0), oneBatch('gzip'));
+  await produce(broker.brokers, topic, views(630, 30, 0));
+  await produce(broker.brokers, topic, views(10_000, 100, 1));
+  const file = segmentOf(broker, topic, 0);
+  const damaged = recordBatches(file).find((batch) => batch.codec === 1)!;
+  assert.deepEqual([damaged.first, damaged.last], [30, 429], 'the 400 gzip records are one batch');
+  // 8 bytes in the middle of its compressed records: they no longer decompress.
+  overwrite(file, damaged, 12 + Math.floor(damaged.length / 2), (bytes) => bytes.forEach((byte, i) => (bytes[i] = byte ^ 0xff)), 8);
+
+  const yaml = `
+name: kafka-unreadable-test
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, stop_at_end: true, mapping: { attributes: [seq] } }
+sinks:
+  - type: collect
+dead_letter: { type: collect, id: 1 }
+`;
+  const store: StreamRecord[][] = [[], []];
+  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)] });
+  assert.equal(stats.drained, true);
+  const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
+  const expected = [...Array.from({ length: 30 }, (_, i) => i), ...Array.from({ length: 230 }, (_, i) => 430 + i), ...Array.from({ length: 100 }, (_, i) => 10_000 + i)];
+  assert.deepEqual(seqs, expected, 'every readable record once, those after the damaged batch included');
+  const dead = store[1] as unknown as { reason: string; file: string; partition: number; offset: number }[];
+  assert.equal(stats.deadLettered, 400);
+  assert.deepEqual(dead.map((letter) => letter.offset), Array.from({ length: 400 }, (_, i) => 30 + i), 'one dead letter per offset of the batch, in order');
+  for (const letter of dead) {
+    assert.equal(letter.file, topic);
+    assert.equal(letter.partition, 0);
+    assert.match(letter.reason, /^kafka record batch from offset 30 cannot be read, so neither can this record: Decompression \(codec 0x1\) of message at 30 of \d+ bytes failed: /);
+  }
+  // The offsets committed are past the batch: the group's next run has nothing to read again.
+  const again = await runYaml(yaml, { plugins: [collectSink([[], []])] });
+  assert.equal(again.stats.eventsIn, 0);
+  assert.equal(again.stats.deadLettered, 0);
+});
+
+test('a record batch in a compression codec this build of librdkafka lacks is not skipped: the source is not ready, naming it, and waits', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await startNativeBroker({ partitions: 1 });
+  t.after(() => broker.stop());
+  const topic = uniqueTopic('codec');
+  await createTopic(broker.brokers, topic, 1);
+  await produce(broker.brokers, topic, views(0, 10, 0));
+  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('gzip'));
+  await produce(broker.brokers, topic, views(60, 10, 0));
+  // Marked as zstd (a Java producer's compression.type=zstd), which node-rdkafka's bundled librdkafka
+  // cannot decompress. The batch's CRC no longer matches: librdkafka does not check it by default.
+  const file = segmentOf(broker, topic, 0);
+  const batch = recordBatches(file).find((each) => each.codec === 1)!;
+  overwrite(file, batch, 21, (bytes) => bytes.writeInt16BE((bytes.readInt16BE(0) & ~7) | 4), 2);
+  const got = new Set<number>();
+  const instance = await startSource(broker.brokers, topic, `g-${topic}`, got);
+  try {
+    await waitFor('not ready, naming the partition', () => /^cannot read topic/.test(instance.health!().detail ?? ''), 60_000);
+    assert.match(instance.health!().detail!, new RegExp(`^cannot read topic '${topic}' \\(partition 0: Decompression \\(codec 0x4\\) of message at 10 of \\d+ bytes failed: Local: Not implemented\\)`));
+    assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i), 'the records before it, and none after');
+  } finally {
+    await instance.close?.();
+  }
+});
