@@ -200,3 +200,28 @@ function notJson(value: unknown, path: string): string | undefined {
 }
 
 export type { Sink };
+
+/**
+ * Counts the turns of the event loop from now until `stop()`: whether long work (a snapshot or a
+ * restore of a large state) lets other work run meanwhile, as a daemon's /healthz needs. Asserted by
+ * count, never by time.
+ */
+export function countLoopTurns(): { readonly turns: number; stop(): number } {
+  let turns = 0;
+  let counting = true;
+  const count = (): void => {
+    if (!counting) return;
+    turns++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  return {
+    get turns() {
+      return turns;
+    },
+    stop() {
+      counting = false;
+      return turns;
+    },
+  };
+}

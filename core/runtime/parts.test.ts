@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawJson, stringifyInParts } from './parts.js';
+import { countLoopTurns } from '../testing.js';
 
 test('a body serialised in parts is the UTF-8 of the text JSON.stringify gives, whatever the values (toJSON, skipped values, holes, long strings, surrogate pairs, multi-byte text)', async () => {
   const long = `${'x'.repeat((1 << 20) - 1)}\ud83d\ude00${'y"\n\\'.repeat(300_000)}\ud800z`;
@@ -30,16 +31,9 @@ test('a body serialised in parts is the UTF-8 of the text JSON.stringify gives, 
 
 test('a large body is serialised with the event loop turning between its parts, and a cycle fails as in JSON.stringify', async () => {
   const users = Array.from({ length: 300_000 }, (_, i) => `user-${i}`); // over 3 MiB of text
-  let turns = 0;
-  let serialising = true;
-  const count = (): void => {
-    if (!serialising) return;
-    turns++;
-    setImmediate(count);
-  };
-  setImmediate(count);
+  const loop = countLoopTurns();
   const pieces = await stringifyInParts({ users });
-  serialising = false;
+  const turns = loop.stop();
   assert.ok(turns >= 1, `the event loop turned ${turns} times`);
   assert.ok(pieces.length > 1, `${pieces.length} pieces`);
   assert.equal(Buffer.concat(pieces).toString('utf8'), JSON.stringify({ users }));

@@ -20,7 +20,7 @@ import {
   type PipelineEntry,
   type StreamRecord,
 } from 'tributary';
-import { runYaml, silentLogger } from 'tributary/testing';
+import { countLoopTurns, runYaml, silentLogger } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -694,7 +694,7 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
     },
   });
   let outputs: string[] = [];
-  let turns = 0;
+  let loop: { readonly turns: number } = { turns: 0 };
   let turnsAtFlush: number | undefined;
   const collect = defineSink<Record<string, never>>({
     name: 'collect',
@@ -705,7 +705,7 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
         const features = (record as { features?: { values: Float32Array } }).features;
         outputs.push(JSON.stringify({ ...record, features: features ? Array.from(features.values) : undefined }));
       },
-      flush: async () => void (turnsAtFlush ??= turns),
+      flush: async () => void (turnsAtFlush ??= loop.turns),
       close: async () => undefined,
     }),
   });
@@ -732,15 +732,10 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   const held = await runner(cut, true, stop.signal);
   const running = held.run();
   await until(() => held.stats.eventsIn === cut, 'the cut');
-  let checkpointing = true;
-  const count = (): void => {
-    if (!checkpointing) return;
-    turns++;
-    setImmediate(count);
-  };
-  setImmediate(count);
+  const counting = countLoopTurns();
+  loop = counting;
   await held.checkpoint();
-  checkpointing = false;
+  counting.stop();
   // Taken in one synchronous go, nothing else ran before the sinks flushed (a million users: about a second).
   assert.ok(turnsAtFlush !== undefined && turnsAtFlush >= 1, `the event loop turned ${turnsAtFlush} times before the sinks flushed`);
   stop.abort();

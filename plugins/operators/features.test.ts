@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { defineOperator, MetricsHub, recordOperator, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
-import { runOperator, runYaml, testContext } from 'tributary/testing';
+import { countLoopTurns, runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
 import userFeatures from './user-features.js';
@@ -183,17 +183,10 @@ test('a large state is restored in parts, the event loop turning between them (t
   const saved = await first.snapshot();
   for (const [k, { plugin, config }] of stages.entries()) {
     const operator = await plugin.create(withDefaults(plugin, config as never), ctx());
-    let turns = 0;
-    let restoring = true;
-    const count = (): void => {
-      if (!restoring) return;
-      turns++;
-      setImmediate(count);
-    };
-    setImmediate(count);
+    const loop = countLoopTurns();
     // Restored in one synchronous go, no turn came before it ended (a million users: over a second).
     await operator.restore!(saved[k]);
-    restoring = false;
+    const turns = loop.stop();
     assert.ok(turns >= 1, `${plugin.name}: the event loop turned ${turns} times during the restore`);
     assert.deepEqual(JSON.parse(JSON.stringify(await operator.snapshot!())), saved[k], `${plugin.name}: restored whole`);
   }
@@ -217,17 +210,10 @@ test('a large state is snapshotted in parts, the event loop turning between them
   ];
   const quiet = await filled();
   for (const [k, operator] of quiet.operators.entries()) {
-    let turns = 0;
-    let snapshotting = true;
-    const count = (): void => {
-      if (!snapshotting) return;
-      turns++;
-      setImmediate(count);
-    };
-    setImmediate(count);
+    const loop = countLoopTurns();
     // Built in one synchronous go, no turn came before it ended (a million users: half a second).
     await operator.snapshot!();
-    snapshotting = false;
+    const turns = loop.stop();
     assert.ok(turns >= 1, `${stages[k]!.plugin.name}: the event loop turned ${turns} times during the snapshot`);
   }
   const reference = await quiet.snapshot();
