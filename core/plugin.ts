@@ -132,6 +132,17 @@ export interface PluginContext {
    * whose partition moved to another member (see `Operator.partitionsRevoked`). Undefined otherwise.
    */
   currentPartition?(): string | undefined;
+  /**
+   * Reports a failure the plugin found outside any call of the runtime's (a client's error callback, a
+   * timer): it cannot go on, and the pipeline stops as if the call under way had thrown it. A sink's
+   * failure is `TRIB_ERR_SINK` (`<label> failed: <message>`), a source's `TRIB_ERR_SOURCE`, a stage's
+   * `TRIB_ERR_STAGE`; the pipeline is not ready from then on (/readyz), its sources stop at once, and
+   * the run ends with that error (exit 1), its plugins closed. Without it a sink whose connection died
+   * while its input was quiet would fail only at its next record, ready meanwhile. The first failure
+   * reported is the run's; later ones, and any after the run ended, are logged only. Returns at once:
+   * the plugin's pending `ready()` and `flush()` may stay unsettled, the runtime no longer waits for them.
+   */
+  fail(error: Error): void;
   /** Counts records an operator dropped on purpose, so every input stays accounted for. */
   countFiltered(count: number, reason: string): void;
   /**

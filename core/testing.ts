@@ -95,14 +95,17 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   return { stats, outputs, deadLetters, runner, loaded };
 }
 
-/** A context for calling a factory directly in a unit test; dead letters and side outputs are kept. */
+/** A context for calling a factory directly in a unit test; dead letters, side outputs and reported failures are kept. */
 export function testContext(overrides: Partial<PluginContext> = {}): PluginContext & {
   deadLetters: Rejection[];
   sideOutputs: { name: string; record: StreamRecord }[];
   filtered: number;
+  /** What the plugin reported with `fail(error)`, in order. */
+  failures: Error[];
 } {
   const deadLetters: Rejection[] = [];
   const sideOutputs: { name: string; record: StreamRecord }[] = [];
+  const failures: Error[] = [];
   const context = {
     pipeline: 'test',
     label: 'under-test',
@@ -116,8 +119,10 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
       context.filtered += count;
     },
     sideOutput: (name: string, record: StreamRecord) => void sideOutputs.push({ name, record }),
+    fail: (error: Error) => void failures.push(error),
     deadLetters,
     sideOutputs,
+    failures,
     filtered: 0,
     ...overrides,
   };

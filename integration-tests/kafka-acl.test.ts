@@ -72,27 +72,46 @@ test('a sink whose producer the brokers refuse for good (no right to write anywh
   // An idempotent producer asks the brokers for a producer id first; a principal with no Write on
   // any topic is refused it (CLUSTER_AUTHORIZATION_FAILED), which librdkafka makes a fatal error.
   const config = { brokers: broker.brokers, topic: output, security: alice, key_field: 'userId', guarantee: 'at-least-once', transaction_timeout: '10s', compression: 'lz4', linger: '5ms', batch_size: 10_000, max_in_flight: 100_000 } as const;
-  const sink = await (kafkaSink as SinkPlugin<KafkaSinkConfig>).create({ ...config }, testContext());
+  const context = testContext();
+  const sink = await (kafkaSink as SinkPlugin<KafkaSinkConfig>).create({ ...config }, context);
   try {
     await sink.open!();
     await waitFor('the sink not ready', () => sink.health!().ready === false, 30_000);
     assert.match(sink.health!().detail!, /^the producer hit a fatal error and cannot go on: .*Cluster authorization failed/);
+    // Reported by itself, with nothing written: the runtime needs no record to learn it.
+    assert.deepEqual(context.failures.map((failure) => failure.message), [sink.health!().detail]);
     assert.throws(() => sink.write({ kind: 'prediction', userId: 'u1' }), /fatal error and cannot go on/);
   } finally {
     await sink.close().catch(() => undefined);
   }
-  const yaml = `
+  const pipelineOf = (topic: string, end: string) => `
 name: kafka-acl-sink-test
 sources:
-  - { type: kafka, brokers: "${broker.brokers}", topics: [${input}], group: g-${input}, stop_at_end: true, security: { protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } } }
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, ${end}security: { protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } } }
 sinks:
   - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, security: { protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } } }
 dead_letter: { type: collect }
 `;
-  await assert.rejects(runYaml(yaml, { plugins: [collectSink([[]])] }), (error: unknown) => {
+  const refused = (error: unknown): true => {
     assert.ok(error instanceof TributaryError, String(error));
     assert.equal(error.code, 'TRIB_ERR_SINK');
     assert.match(error.message, /^sink-kafka-0 failed.*: the producer hit a fatal error and cannot go on: .*Cluster authorization failed/);
     return true;
-  });
+  };
+  await assert.rejects(runYaml(pipelineOf(input, 'stop_at_end: true, '), { plugins: [collectSink([[]])] }), refused);
+  // Its input quiet (an empty topic, read on until stopped): the sink writes nothing, and the pipeline
+  // stops all the same. Before, it ran on with a dead producer until a record came, for good here.
+  const quiet = uniqueTopic('acl-quiet');
+  await createTopic(admin, quiet, 1);
+  const controller = new AbortController();
+  const idle = runYaml(pipelineOf(quiet, ''), { plugins: [collectSink([[]])], signal: controller.signal });
+  let failure: unknown;
+  idle.catch((error: unknown) => (failure = error));
+  try {
+    await waitFor('the quiet pipeline failed by itself', () => failure !== undefined, 30_000);
+    await assert.rejects(idle, refused);
+  } finally {
+    controller.abort();
+    await idle.catch(() => undefined);
+  }
 });

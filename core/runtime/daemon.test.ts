@@ -360,3 +360,76 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
     assert.deepEqual(result.failures, []);
   }
 });
+
+test('a sink that reports by itself that it cannot go on (context.fail) while its input is quiet: /readyz says not ready at once, naming it, and the run fails (exit 1)', async () => {
+  const { Daemon, defineSink, defineSource } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const { silentLogger } = await import('tributary/testing');
+  let connectionDies: (() => void) | undefined;
+  let releaseClose!: () => void;
+  const closing = new Promise<void>((resolve) => (releaseClose = resolve));
+  let closeBegun = false;
+  // A source that read what there was and waits for more, as a Kafka source on a quiet topic.
+  const quiet = defineSource<Record<string, never>>({
+    name: 'quiet',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    }),
+  });
+  // A sink whose client reports a dead connection from a callback; its close takes as long as the test says.
+  const remote = defineSink<Record<string, never>>({
+    name: 'remote',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      open: async () => {
+        connectionDies = () => context.fail(new Error('the producer was fenced'));
+      },
+      write: () => undefined,
+      close: async () => {
+        closeBegun = true;
+        await closing;
+      },
+    }),
+  });
+  const home = join(dir, 'sink-fails');
+  mkdirSync(home);
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: quiet\nsources: [{type: quiet}]\nsinks: [{type: remote}]\n');
+  const daemon = new Daemon({
+    targets: [file],
+    logger: silentLogger,
+    registry: async () => {
+      const registry = await builtinRegistry();
+      registry.register(quiet, 'test');
+      registry.register(remote, 'test');
+      return registry;
+    },
+    http: { port: 0 },
+  });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.port !== undefined && daemon.runners[0]?.readiness().ready === true, 'ready');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    connectionDies!();
+    // Before, nothing heard of it: ready, and running on a dead sink until its next record.
+    const failed = await fetch(`${base}/readyz`);
+    assert.equal(failed.status, 503);
+    assert.deepEqual(((await failed.json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons, ['failed: sink-remote-0 failed: the producer was fenced']);
+    await until(() => closeBegun, 'the sink closed');
+    assert.equal((await fetch(`${base}/readyz`)).status, 503, 'not ready while closing');
+  } finally {
+    releaseClose();
+    const result = await running;
+    assert.deepEqual(
+      result.failures.map(({ name, error }) => [name, (error as Error & { code?: string }).code, error.message]),
+      [['quiet', 'TRIB_ERR_SINK', 'sink-remote-0 failed: the producer was fenced']],
+    );
+  }
+});

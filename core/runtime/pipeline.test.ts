@@ -432,6 +432,92 @@ test('a sink that fails while its source waits for input (a Kafka topic gone qui
   });
 });
 
+test('a sink that reports a failure by itself (context.fail: its connection died) stops the run at once, named, while its input is quiet or while its room is pending', { timeout: 10_000 }, async () => {
+  const idle = defineSource<Record<string, never>>({
+    name: 'idle-after-one',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('u', 0)];
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    }),
+  });
+  for (const full of [false, true]) {
+    let closed = false;
+    // A sink over a client that reports a dead connection in a callback, outside write/ready/flush.
+    // `full`: it has no room after the first record, and its ready() never settles (the client died).
+    const remote = defineSink<Record<string, never>>({
+      name: 'remote',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => {
+        let written = 0;
+        return {
+          write: () => {
+            written++;
+            setImmediate(() => context.fail(new Error('the connection was reset by the server')));
+          },
+          ready: () => (full && written > 0 ? new Promise<void>(() => undefined) : undefined),
+          close: async () => {
+            closed = true;
+          },
+        };
+      },
+    });
+    await assert.rejects(runYaml('sources: [{type: idle-after-one}]\nsinks: [{type: remote}]\n', { plugins: [idle, remote], builtins: false }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_SINK');
+      assert.equal(error.message, 'sink-remote-0 failed: the connection was reset by the server');
+      return true;
+    });
+    assert.ok(closed, `the sink was closed (full: ${full})`);
+  }
+});
+
+test('a failure a plugin reports while the pipeline starts stops it before it reads; one reported after the run ended changes nothing', async () => {
+  let read = 0;
+  const source = defineSource<Record<string, never>>({
+    name: 'counted',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        read++;
+        yield [event('u', 0)];
+      },
+    }),
+  });
+  let failLater: (() => void) | undefined;
+  const refusing = defineSink<{ at: string }>({
+    name: 'refusing',
+    summary: 'test',
+    config: { type: 'object', properties: { at: { type: 'string' } } },
+    create: (config, context) => {
+      failLater = () => context.fail(new Error('too late to matter'));
+      return {
+        open: async () => {
+          if (config.at === 'open') setImmediate(() => context.fail(new Error('the credentials were revoked')));
+          await turn();
+          await turn();
+        },
+        write: () => undefined,
+        close: async () => undefined,
+      };
+    },
+  });
+  await assert.rejects(runYaml('sources: [{type: counted}]\nsinks: [{type: refusing, at: open}]\n', { plugins: [source, refusing], builtins: false }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.equal(error.message, 'sink-refusing-0 failed: the credentials were revoked');
+    return true;
+  });
+  assert.equal(read, 0, 'nothing was read');
+  const run = await runYaml('sources: [{type: counted}]\nsinks: [{type: refusing, at: never}]\n', { plugins: [source, refusing], builtins: false });
+  assert.equal(run.stats.recordsOut, 1);
+  failLater!();
+  assert.deepEqual(run.runner.readiness(), { ready: true, reasons: [] });
+});
+
 test('a stop while a source waits on context.signal (an aborted timer) ends its reading: the run stops cleanly with its final checkpoint', async () => {
   const controller = new AbortController();
   const source = defineSource<Record<string, never>>({

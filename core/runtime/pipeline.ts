@@ -264,7 +264,14 @@ export class PipelineRunner {
   private readonly warnedOutputs = new Set<string>();
   private emittedWatermark = -Infinity;
   private input = new Subject<Element>();
-  private failure: Error | undefined;
+  /** The run's failure, as run() rejects with it (TRIB_ERR_SINK, _SOURCE or _STAGE, named): the first one only. */
+  private failure: TributaryError | undefined;
+  /** Rejects the stream's completion with the failure (set once the stream is subscribed). */
+  private rejectCompleted: ((error: TributaryError) => void) | undefined;
+  /** Rejects what the runtime waits on for a plugin (a sink's room, a flush) when the run fails first (see untilFailed). */
+  private readonly failWaiters = new Set<(error: TributaryError) => void>();
+  /** Set once run() returned or threw: a failure reported after it is logged only. */
+  private ended = false;
   private readonly batchSize: number;
   private readonly commitInterval: number;
   /** Shared by this pipeline's plugin instances (PluginContext.shared). */
@@ -280,8 +287,6 @@ export class PipelineRunner {
   private readonly partitionStores = new Map<string, CheckpointStore>();
   /** Where the sources' events enter: the stages, or (scale-out) the task of the event's partition. */
   private push: (event: ClickEvent, source: string) => void = (event) => this.input.next(event);
-  /** Fails the run with a stage's error (set once the stream is subscribed). */
-  private failStage: (error: unknown) => void = () => undefined;
   /**
    * The sources' stop (their context.signal): the caller's signal, or the run failing (a stage or a
    * sink). A source waiting for input (Kafka) would otherwise keep a failed run going until its next record.
@@ -371,7 +376,57 @@ export class PipelineRunner {
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
       currentPartition: () => this.currentPartition,
+      fail: (error) => this.reportFailure(kind, label, error),
     };
+  }
+
+  /** A plugin's own report that it cannot go on (PluginContext.fail), named by its kind and label. */
+  private reportFailure(kind: string, label: string, error: unknown): void {
+    const cause = error instanceof Error ? error : new Error(String(error));
+    if (this.failure || this.ended) {
+      // The run's own failure reported again (a sink's error callback after its write threw it) is no news.
+      const echo = this.failure !== undefined && rootCause(cause) === rootCause(this.failure);
+      this.logger[echo ? 'debug' : 'warn']({ stage: label, err: cause.message }, this.ended ? 'a failure reported after the run ended' : 'a failure reported after the run had failed');
+      return;
+    }
+    const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
+    const who = kind === 'dead-letter' ? 'the dead-letter sink' : label;
+    this.failRun(new TributaryError(code, `${who} failed: ${cause.message}`, { cause }));
+  }
+
+  /**
+   * Fails the run with its first failure: a TributaryError of a sink, a source or a stage comes named
+   * already (write, reportFailure); anything else is a stage's (its stream's error). The sources stop
+   * at once, nothing more is written, and whatever the runtime waits on for a plugin gives up. Before
+   * the stream is subscribed it is kept: run() throws it instead of starting.
+   */
+  private failRun(error: unknown): void {
+    if (this.failure) return;
+    const named = error instanceof TributaryError && (error.code === 'TRIB_ERR_SINK' || error.code === 'TRIB_ERR_SOURCE' || error.code === 'TRIB_ERR_STAGE');
+    const failure = named ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    this.failure = failure;
+    this.sourcesStop.abort(failure);
+    for (const reject of this.failWaiters) reject(failure);
+    this.failWaiters.clear();
+    this.rejectCompleted?.(failure);
+  }
+
+  /**
+   * `promise`, unless the run fails first: then its failure. What the runtime awaits of a plugin (a
+   * sink's room, a flush) may never settle once a plugin reported it cannot go on (PluginContext.fail).
+   * A waiter per call, dropped when it settles: no reaction piles up on a long-lived promise.
+   */
+  private untilFailed<T>(promise: Promise<T>): Promise<T> {
+    const failure = this.failure;
+    if (failure) {
+      // Its own rejection (a sink's ready() failing with the run's failure) is the run's, reported already.
+      promise.catch(() => undefined);
+      return Promise.reject(failure);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.failWaiters.add(reject);
+      promise.then(resolve, reject).finally(() => this.failWaiters.delete(reject));
+    });
   }
 
   /** Scale-out: the partition whose task is handing a record to the global stages right now. */
@@ -478,7 +533,7 @@ export class PipelineRunner {
       return true;
     } catch (cause) {
       const label = sink === this.deadLetterSink ? 'the dead-letter sink' : (this.sinks.find((slot) => slot.sink === sink)?.label ?? 'a sink');
-      this.failStage(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
+      this.failRun(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
       return false;
     }
   }
@@ -597,7 +652,7 @@ export class PipelineRunner {
           this.currentPartition = undefined;
         }
       },
-      error: (error: unknown) => this.failStage(error),
+      error: (error: unknown) => this.failRun(error),
     });
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
     this.tasks.set(id, { id, input, operators, subscription, gauges, watermark: -Infinity });
@@ -677,8 +732,12 @@ export class PipelineRunner {
   }
 
   private async flushSinks(): Promise<void> {
-    for (const { sink } of this.sinks) await sink.flush?.();
-    await this.deadLetterSink.flush?.();
+    for (const { sink } of this.sinks) {
+      const flushed = sink.flush?.();
+      if (flushed) await this.untilFailed(flushed);
+    }
+    const flushed = this.deadLetterSink.flush?.();
+    if (flushed) await this.untilFailed(flushed);
   }
 
   /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
@@ -784,7 +843,9 @@ export class PipelineRunner {
   /** Whether this pipeline is restored, built and reaching its sources and sinks (for /readyz). */
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
-    if (!this.started) reasons.push('starting');
+    // Failed: draining and closing, or (a daemon of several pipelines) waiting for the others to stop.
+    if (this.failure) reasons.push(`failed: ${this.failure.message}`);
+    else if (!this.started) reasons.push('starting');
     for (const slot of this.sources) {
       const health = slot.source.health?.();
       if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
@@ -804,18 +865,18 @@ export class PipelineRunner {
     if (this.heapAboveBudget()) await this.waitForHeap();
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
-      if (ready) await sinkReady(slot.label, ready);
+      if (ready) await this.untilFailed(sinkReady(slot.label, ready));
     }
     const deadReady = this.deadLetterSink.ready?.();
-    if (deadReady) await sinkReady('the dead-letter sink', deadReady);
+    if (deadReady) await this.untilFailed(sinkReady('the dead-letter sink', deadReady));
     for (const { operator } of this.operators) {
       const ready = operator.ready?.();
-      if (ready) await ready;
+      if (ready) await this.untilFailed(ready);
     }
     for (const task of this.tasks.values()) {
       for (const { operator } of task.operators) {
         const ready = operator.ready?.();
-        if (ready) await ready;
+        if (ready) await this.untilFailed(ready);
       }
     }
   }
@@ -1068,14 +1129,26 @@ export class PipelineRunner {
       }
     } catch (error) {
       await this.closeAll().catch(() => undefined);
+      this.ended = true;
       throw error;
+    }
+    if (this.failure) {
+      // A plugin reported that it cannot go on while the pipeline was starting (PluginContext.fail).
+      this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+      await this.closeAll().catch(() => undefined);
+      this.ended = true;
+      throw this.failure;
     }
     if (this.options.signal?.aborted) {
       // Told to stop while starting (a sink waited for its output: a FIFO without a reader): nothing
       // was read, so there is nothing to drain and the last checkpoint still holds.
       this.logger.info('stopped before reading any input');
       this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
-      await this.closeAll();
+      try {
+        await this.closeAll();
+      } finally {
+        this.ended = true;
+      }
       return this.stats;
     }
     this.started = true;
@@ -1108,16 +1181,10 @@ export class PipelineRunner {
     const completed = new Promise<void>((resolve, reject) => {
       subscription = stream.subscribe({
         next: (record) => this.route(record),
-        error: (error: unknown) => this.failStage(error),
+        error: (error: unknown) => this.failRun(error),
         complete: () => resolve(),
       });
-      this.failStage = (error) => {
-        if (this.failure) return;
-        this.failure = error instanceof Error ? error : new Error(String(error));
-        this.sourcesStop.abort(this.failure);
-        // A sink's failure comes named already (route); anything else is a stage's.
-        reject(error instanceof TributaryError && error.code === 'TRIB_ERR_SINK' ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${this.failure.message}`, { cause: error }));
-      };
+      this.rejectCompleted = reject;
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
     let failed: unknown;
@@ -1173,8 +1240,12 @@ export class PipelineRunner {
         // The failed output failing its close the same way (a broken pipe, a full disk) is no news.
         const echo = rootCause(closing) === rootCause(failed);
         this.logger[echo ? 'debug' : 'warn']({ err: (closing as Error).message }, 'closing after the failure failed too');
+      }).finally(() => {
+        this.ended = true;
       });
     }
+    // A plugin that reported a failure while the run finished (its last flush, its close) failed it.
+    if (this.failure) throw this.failure;
     return this.stats;
   }
 

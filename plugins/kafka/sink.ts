@@ -179,6 +179,7 @@ export default defineSink<KafkaSinkConfig>({
         context.logger,
         config,
       );
+      transactions.onFatal((error) => context.fail(error));
       return {
         open: async () => {
           // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
@@ -234,6 +235,9 @@ export default defineSink<KafkaSinkConfig>({
       if (fatal) return;
       fatal = new Error(`the producer hit a fatal error and cannot go on: ${raised.message}`, { cause: raised });
       context.logger.error({ topic: config.topic, err: fatal.message }, 'kafka sink failed');
+      // Raised in a callback (event.error), maybe while the input is quiet: the pipeline stops now,
+      // not at the sink's next record.
+      context.fail(fatal);
       clearTimeout(retryTimer);
       retryTimer = undefined;
       const waiting = room;

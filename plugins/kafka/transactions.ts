@@ -76,6 +76,8 @@ export class PipelineTransactions {
    * transactional.id and fenced it). Commits and writes fail with it, and the sinks are not ready.
    */
   private fatal: TributaryError | undefined;
+  /** The first exactly-once sink's PluginContext.fail (see {@link onFatal}). */
+  private reportFatal: ((error: Error) => void) | undefined;
   /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
   private next: QueuedCommit | undefined;
   /** Resolved when `waiting` has room again (while it is full). */
@@ -343,7 +345,19 @@ export class PipelineTransactions {
     );
     this.aborted ??= this.fatal;
     this.logger.error({ err: this.fatal.message }, 'kafka transactional producer failed');
+    this.reportFatal?.(this.fatal);
     return this.fatal;
+  }
+
+  /**
+   * Tells the pipeline of a fatal error as soon as librdkafka raises it (a sink's PluginContext.fail),
+   * not at the next commit or write, which a quiet input may put off for good. The first sink's is
+   * enough: the error names the transactional_id, which every exactly-once sink of the pipeline shares.
+   */
+  onFatal(report: (error: Error) => void): void {
+    if (this.reportFatal) return;
+    this.reportFatal = report;
+    if (this.fatal) report(this.fatal);
   }
 
   /** Resolves when no commit is under way (whatever its outcome). */
