@@ -141,6 +141,27 @@ test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printe
   for (const line of lines) JSON.parse(line);
 });
 
+test('SIGTERM while the command is still loading (before any pipeline started) ends it cleanly, saying so, not with 143 and no word', async () => {
+  const out = join(dir, 'early-stop.jsonl');
+  const file = pipeline('early-stop.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'debug'], { cwd: dir });
+  let stderr = '';
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
+  // The first line it logs, before it loads the pipelines and their plugins (a second or more).
+  await new Promise<void>((resolve) =>
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('"msg":"loading pipelines"')) resolve();
+    }),
+  );
+  child.kill('SIGTERM');
+  const [code, signal] = await exited;
+  assert.deepEqual([code, signal], [0, null], stderr);
+  // Almost always still loading; should the load have ended first, the run was stopped in order.
+  assert.match(stderr, /^stopped by SIGTERM before any pipeline started: nothing was read or written$|^pipeline \S+: stopped$/m);
+  if (/before any pipeline started/.test(stderr)) assert.equal(existsSync(out), false, 'nothing was written');
+});
+
 test('stdin: JSON lines piped in are read until the pipe closes; bad lines are dead-lettered', () => {
   const out = join(dir, 'stdin-out.jsonl');
   const dead = join(dir, 'stdin-dead.jsonl');

@@ -5,6 +5,7 @@ import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
+import { takeSignals } from './signals.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -100,18 +101,32 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
     ...(options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
   });
-  await daemon.load();
-  let signals = 0;
+  // A signal at any moment ends the run in order: before the pipelines start, at once, having read and
+  // written nothing; after, drained to the summary. (Kept since the process began: signals.ts.)
+  let stopSignal: NodeJS.Signals | undefined;
+  let started = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
+    if (stopSignal) {
       logger.error({ signal }, 'second signal: exiting without draining');
       process.exit(1);
     }
-    daemon.stop(signal);
+    stopSignal = signal;
+    if (started) daemon.stop(signal);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = takeSignals(onSignal);
+  try {
+    logger.debug({ targets: options.targets }, 'loading pipelines');
+    await daemon.load();
+  } catch (error) {
+    releaseSignals();
+    throw error;
+  }
+  if (stopSignal) {
+    releaseSignals();
+    process.stderr.write(`stopped by ${stopSignal} before any pipeline started: nothing was read or written\n`);
+    return exitCodes.ok;
+  }
+  started = true;
   let progressTimer: NodeJS.Timeout | undefined;
   if (options.progress) {
     const began = Date.now();
@@ -140,7 +155,6 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
   }
 }

@@ -1,0 +1,168 @@
+/**
+ * The `tributary` command's commands (main.ts loads this once it caught the signals). Exit codes are
+ * a contract: 0 success, 1 runtime failure, 2 invalid config or usage.
+ */
+import yargs, { type Argv } from 'yargs';
+import type { LevelWithSilent } from 'pino';
+import { ConfigError, TributaryError, formatProblem } from '../errors.js';
+import { composedSchema } from '../config/schema.js';
+import { loadPipeline } from '../config/load.js';
+import { createLogger, redactSecrets } from '../runtime/telemetry.js';
+import { stringify as stringifyYaml } from 'yaml';
+import { builtinRegistry } from './registry.js';
+import { exitCodes, reportNeedsPerson, runPipelineCommand } from './run.js';
+import { describePlugins } from './plugins.js';
+import { pipelineReference } from './docs.js';
+import { writeFileSync } from 'node:fs';
+import { runBacktestCommand } from './backtest.js';
+import { releaseSignals } from './signals.js';
+
+
+interface CommonOptions {
+  'log-level': string;
+  plugin: string[];
+}
+
+function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
+  return argv
+    .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log level.' })
+    .option('plugin', { type: 'array', string: true, default: [] as string[], describe: 'Extra plugin module to load (npm package or path); repeatable.' }) as Argv<
+    T & CommonOptions
+  >;
+}
+
+export async function main(args: string[]): Promise<number> {
+  let exitCode: number = exitCodes.ok;
+  const parser = yargs(args)
+    .scriptName('tributary')
+    .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
+    .command(
+      'run <targets..>',
+      'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
+      (argv) =>
+        withCommon(argv)
+          .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
+          .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' })
+          .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
+          .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
+          .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
+          .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' }),
+      async (argv) => {
+        exitCode = await runPipelineCommand({
+          targets: argv.targets,
+          sets: argv.set,
+          plugins: argv.plugin,
+          logLevel: argv['log-level'] as LevelWithSilent,
+          progress: argv.progress ?? process.stderr.isTTY === true,
+          ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
+          ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
+          ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
+        });
+      },
+    )
+    .command(
+      'backtest <file>',
+      'Replay a data file through a pipeline (its first source replaced by a file source) and write DIR/metrics.json and DIR/report.html.',
+      (argv) =>
+        withCommon(argv)
+          .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
+          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
+          .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
+          .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' })
+          .option('progress', { type: 'boolean', describe: 'Show a progress bar (default: when stderr is a terminal).' }),
+      async (argv) => {
+        exitCode = await runBacktestCommand({
+          file: argv.file,
+          input: argv.input,
+          report: argv.report,
+          ...(argv.format ? { format: argv.format as 'jsonl' | 'csv' } : {}),
+          sets: argv.set,
+          plugins: argv.plugin,
+          logLevel: argv['log-level'] as LevelWithSilent,
+          progress: argv.progress ?? process.stderr.isTTY === true,
+        });
+      },
+    )
+    .command(
+      'validate <files..>',
+      'Check pipeline files. Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
+      (argv) =>
+        withCommon(argv)
+          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value before validating; repeatable.' })
+          .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
+      async (argv) => {
+        let invalid = 0;
+        for (const file of argv.files) {
+          const registry = await builtinRegistry(argv.plugin);
+          try {
+            const loaded = await loadPipeline(file, { registry, sets: argv.set });
+            process.stdout.write(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
+          } catch (error) {
+            invalid++;
+            if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+            else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+          }
+        }
+        exitCode = invalid > 0 ? exitCodes.invalid : exitCodes.ok;
+      },
+    )
+    .command(
+      'schema',
+      'Print the JSON Schema of pipeline files, composed with every installed plugin (for editors: `# yaml-language-server: $schema=...`).',
+      (argv) => withCommon(argv),
+      async (argv) => {
+        const registry = await builtinRegistry(argv.plugin);
+        process.stdout.write(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
+      },
+    )
+    .command(
+      'docs',
+      'Write the pipeline reference (Markdown), generated from the schemas of the document and of every installed plugin.',
+      (argv) => withCommon(argv).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
+      async (argv) => {
+        const text = pipelineReference(await builtinRegistry(argv.plugin));
+        if (argv.out) writeFileSync(argv.out, text);
+        else process.stdout.write(text);
+      },
+    )
+    .command(
+      'plugins',
+      'List the installed plugins and their config fields.',
+      (argv) => withCommon(argv).option('json', { type: 'boolean', default: false, describe: 'Print JSON.' }),
+      async (argv) => {
+        const registry = await builtinRegistry(argv.plugin);
+        process.stdout.write(describePlugins(registry, argv.json));
+      },
+    )
+    // Only `run` drains on a signal: any other command gets the default action back (the end of it).
+    .middleware((argv) => {
+      if (argv._[0] !== 'run') releaseSignals();
+    })
+    .demandCommand(1, 'Name a command.')
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`${message}\n\nRun 'tributary --help' for usage.\n`);
+      exitCode = exitCodes.invalid;
+      throw new TributaryError('TRIB_ERR_USAGE', message);
+    });
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') return exitCodes.invalid;
+    if (reportNeedsPerson(error)) return exitCodes.invalid;
+    createLogger({ pretty: false }).error({ err: error }, (error as Error).message);
+    return exitCodes.failure;
+  } finally {
+    // Usage errors, --help and --version run no command's middleware.
+    releaseSignals();
+  }
+  return exitCode;
+}
