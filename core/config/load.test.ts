@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginRegistry, defineSink, loadPipeline, formatProblem } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
+import { loadedPipelineProblems } from './load.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-config-'));
 
@@ -127,6 +128,28 @@ test("a sink entry asking for a kind its plugin does not take is a config error 
   // Dead letters are handed to the dead-letter sink whatever their kind: one that takes none would lose them.
   const deadLetter = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: above}\n');
   assert.deepEqual(deadLetter, ["P:3:21: $.dead_letter.type: sink 'above' does not take kind 'dead_letter' (it takes: prediction, drift), so it cannot be the dead-letter sink"]);
+  // Its own routing fields would be ignored (it is handed every dead letter, and nothing else): said where they are.
+  const routed = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //      1
+      'sinks: [{type: stdout}]', //            2
+      'dead_letter:', //                       3
+      '  type: stdout', //                     4
+      '  kinds: [event]', //                   5
+      '  outputs: [late]', //                  6
+    ].join('\n'),
+  );
+  assert.deepEqual(routed, [
+    "P:5:3: $.dead_letter.kinds: the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it",
+    "P:6:3: $.dead_letter.outputs: the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)",
+  ]);
+  // A plugin that declares its kinds (dead_letter among them) gets them filled in as `kinds` by validation: no problem.
+  registry.register(defineSink({ name: 'letters', summary: 'Dead letters (tests only).', kinds: ['dead_letter'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }), 'test');
+  const declaredFile = join(dir, 'kinds-dead-letter.yaml');
+  writeFileSync(declaredFile, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: letters}\n');
+  const withDefaults = await loadPipeline(declaredFile, { registry, env: {} });
+  assert.deepEqual(withDefaults.deadLetter.entry.kinds, ['dead_letter']);
+  assert.deepEqual(loadedPipelineProblems(withDefaults), [], 'the runner checks it again, defaults filled in, and finds nothing either');
   // Narrowed, or left to the plugin's kinds, which validation fills in (as `validate --print` shows).
   const file = join(dir, 'kinds-fine.yaml');
   writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: above}, {type: above, kinds: [drift]}, {type: stdout}]\n');

@@ -251,6 +251,21 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     const { name, kinds } = deadLetter.plugin;
     problems.push(locate.entry(deadLetter, ['dead_letter'], ['type'], `sink '${name}' does not take kind 'dead_letter' (it takes: ${kinds.join(', ')}), so it cannot be the dead-letter sink`));
   }
+  // Routing fields mean nothing there: it is handed every dead letter and nothing else. Honoured, `kinds`
+  // could only drop dead letters, and `outputs` would mix other records into them; said, not ignored.
+  // (A `kinds` equal to its plugin's is validation's default: the loader fills it in.)
+  if (deadLetter?.plugin.kind === 'sink') {
+    const { kinds, outputs } = deadLetter.entry as { kinds?: unknown; outputs?: unknown };
+    const declared = deadLetter.plugin.kinds;
+    if (kinds !== undefined && !(declared && Array.isArray(kinds) && kinds.length === declared.length && kinds.every((kind, i) => kind === declared[i]))) {
+      problems.push(locate.entry(deadLetter, ['dead_letter'], [], "the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it", 'kinds'));
+    }
+    if (outputs !== undefined) {
+      problems.push(
+        locate.entry(deadLetter, ['dead_letter'], [], "the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)", 'outputs'),
+      );
+    }
+  }
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
