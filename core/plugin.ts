@@ -33,7 +33,11 @@ export interface Histogram {
 
 /**
  * Metrics scoped to one plugin instance: names get the `tributary_` prefix and every series carries
- * the pipeline and stage labels, so two instances of one plugin never collide.
+ * the pipeline and stage labels, so two instances of one plugin never collide. Counters and
+ * histograms are exported at 0 from their creation; a gauge only from its first `set` (or `inc`),
+ * since 0 may be a false reading of a level not yet measured (a model's AUC before its first label,
+ * which an alert `< 0.6` would fire on). A gauge whose start is known (a count of open sessions: 0)
+ * is set to it when created.
  */
 export interface Metrics {
   counter(name: string, help: string): Counter;

@@ -26,3 +26,12 @@ test('a stage\'s counters and histograms are exported at 0 before their first ev
   evicted.inc();
   assert.match(await hub.registry.metrics(), /^tributary_sessions_evicted_total\{pipeline="p",stage="sessionizer"\} 1$/m);
 });
+
+test('a gauge has no series until its first set: a level not yet measured (a model\'s AUC before its first label) is absent, not a false 0', async () => {
+  const hub = new MetricsHub();
+  const metrics = hub.scoped({ pipeline: 'p', stage: 'intent' });
+  const auc = metrics.gauge('model_auc', 'AUC.');
+  assert.doesNotMatch(await hub.registry.metrics(), /^tributary_model_auc\{/m);
+  auc.set(0.71);
+  assert.match(await hub.registry.metrics(), /^tributary_model_auc\{pipeline="p",stage="intent"\} 0.71$/m);
+});
