@@ -4,6 +4,7 @@
  * without Kafka never loads the native addon).
  */
 import { isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { createRequire } from 'node:module';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -337,6 +338,29 @@ let loaded: Promise<RdKafkaModule> | undefined;
 export function rdkafka(): Promise<RdKafkaModule> {
   loaded ??= import('node-rdkafka').then((module) => ((module as unknown as { default?: RdKafkaModule }).default ?? module) as RdKafkaModule);
   return loaded;
+}
+
+/**
+ * The features librdkafka was built with (its `builtin.features`: codecs, `ssl`, `oidc`...), for checks
+ * that `validate` runs synchronously (PluginSpec.checkPipeline); loads node-rdkafka then, as a Kafka
+ * entry will anyway.
+ */
+export function librdkafkaFeatures(): readonly string[] {
+  return (createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule).features;
+}
+
+export type CompressionCodec = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+const compressionCodecs: readonly CompressionCodec[] = ['gzip', 'snappy', 'lz4', 'zstd'];
+
+/**
+ * Why this build of librdkafka cannot write `codec`, or undefined when it can. librdkafka refuses such a
+ * `compression.codec` only when the producer is made (at `run`, at the entry, not the field); the
+ * bundled one (node-rdkafka 3.6.1's) is built without libzstd.
+ */
+export function missingCodec(codec: CompressionCodec, features: readonly string[]): string | undefined {
+  if (codec === 'none' || features.includes(codec)) return undefined;
+  const built = compressionCodecs.filter((each) => features.includes(each));
+  return `this build of librdkafka (node-rdkafka's) has no ${codec} (built without lib${codec}; its codecs: ${built.join(', ')}); choose one of those, or none`;
 }
 
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
