@@ -119,6 +119,19 @@ interface UnreadableBatch {
   probedAt: number;
 }
 
+/** An assigned partition librdkafka reads nothing more from (see KafkaSource.blocked). */
+interface BlockedPartition {
+  state: PartitionState;
+  /** librdkafka's words. */
+  reason: string;
+  /**
+   * The brokers deny its fetch (TOPIC_AUTHORIZATION_FAILED): whether librdkafka's cached high watermark
+   * has shown the denial yet (the brokers answer a denied fetch with -1), after which one of 0 or more
+   * says a fetch was answered (see allowedAgain). Undefined for a batch in a codec this build lacks.
+   */
+  denialSeen?: boolean;
+}
+
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
 /** How long a full buffer may wait for the runtime before the partitions are paused. */
 const stallPauseMs = 1_000;
@@ -326,9 +339,9 @@ class KafkaSource {
   /**
    * Assigned partitions librdkafka reads nothing more from, by key, with its words: the brokers deny
    * their fetch (an ACL without Read), or a record batch uses a compression codec this build of
-   * librdkafka lacks (zstd). Not ready until a record of each is read again or the group assigns it anew.
+   * librdkafka lacks (zstd). Not ready until a record of each is read again (a denied one: its fetch answered), or the group assigns it anew.
    */
-  private readonly blocked = new Map<string, { state: PartitionState; reason: string }>();
+  private readonly blocked = new Map<string, BlockedPartition>();
   /** Partitions at a record batch librdkafka cannot read, by key: the search for the batch's end. */
   private readonly unreadable = new Map<string, UnreadableBatch>();
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
@@ -591,7 +604,10 @@ class KafkaSource {
         continue;
       }
       if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
-      if (this.blocked.size > 0) this.readAgain(messages);
+      if (this.blocked.size > 0) {
+        this.readAgain(messages);
+        this.allowedAgain();
+      }
       if (messages.length > 0) {
         let kept = messages;
         for (let i = 0; i < messages.length; i++) {
@@ -764,7 +780,7 @@ class KafkaSource {
       if (error.code === ErrorCode.NOT_IMPLEMENTED) return this.onBlocked(at, error.message);
       return this.onUnreadableBatch(at, end, error.message);
     }
-    if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message);
+    if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message, true);
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
@@ -788,21 +804,45 @@ class KafkaSource {
   }
 
   /** librdkafka reads nothing more from an assigned partition (see `blocked`): not ready until it is read again. */
-  private onBlocked(at: { topic: string; partition: number }, reason: string): void {
+  private onBlocked(at: { topic: string; partition: number }, reason: string, denied = false): void {
     const key = partitionKey(at.topic, at.partition);
     const state = this.partitions.get(key);
     if (!state?.assigned || this.blocked.has(key)) return;
-    this.blocked.set(key, { state, reason });
+    this.blocked.set(key, denied ? { state, reason, denialSeen: false } : { state, reason });
     this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
   }
 
   /** A record of a blocked partition is read (its ACL restored, say): that partition is no longer blocked. */
   private readAgain(messages: readonly RdKafka.Message[]): void {
-    for (const message of messages) {
-      const key = partitionKey(message.topic, message.partition);
-      if (!this.blocked.delete(key)) continue;
-      this.context.logger.info({ source: this.label, topic: message.topic, partition: message.partition }, 'kafka source: a partition it could not read is read again');
+    for (const message of messages) this.unblock(partitionKey(message.topic, message.partition));
+  }
+
+  /**
+   * A denied partition whose fetch the brokers answer again (Read allowed again) is no longer blocked,
+   * though no record may come to say so. The brokers answer a denied fetch with high watermark -1 and an
+   * answered one with the partition's own; librdkafka caches it from every fetch answer, and
+   * getWatermarkOffsets reads that cache (no request). librdkafka refetches a denied partition every
+   * second (max(1 s, 10 x fetch.error.backoff.ms)), so this shows within about a second.
+   */
+  private allowedAgain(): void {
+    for (const [key, blocked] of this.blocked) {
+      if (blocked.denialSeen === undefined) continue;
+      let highOffset: number;
+      try {
+        highOffset = this.consumer.getWatermarkOffsets(blocked.state.topic, blocked.state.partition).highOffset;
+      } catch {
+        continue;
+      }
+      if (highOffset < 0) blocked.denialSeen = true;
+      else if (blocked.denialSeen) this.unblock(key);
     }
+  }
+
+  private unblock(key: string): void {
+    const blocked = this.blocked.get(key);
+    if (!blocked) return;
+    this.blocked.delete(key);
+    this.context.logger.info({ source: this.label, topic: blocked.state.topic, partition: blocked.state.partition }, 'kafka source: a partition it could not read is read again');
   }
 
   /** librdkafka reports a record batch it cannot read (see UnreadableBatch): a search for its end starts, or takes a step. */
@@ -1289,7 +1329,7 @@ function errorPartitionKey(error: unknown): string {
 }
 
 /** Blocked partitions, by topic: what /readyz says. */
-function blockedDetail(blocked: Iterable<{ state: PartitionState; reason: string }>): string {
+function blockedDetail(blocked: Iterable<BlockedPartition>): string {
   const byTopic = new Map<string, { partitions: number[]; reason: string }>();
   for (const { state, reason } of blocked) {
     const topic = byTopic.get(state.topic) ?? { partitions: [], reason };
@@ -1297,7 +1337,7 @@ function blockedDetail(blocked: Iterable<{ state: PartitionState; reason: string
     byTopic.set(state.topic, topic);
   }
   const topics = [...byTopic].map(([name, { partitions, reason }]) => `topic '${name}' (partition${partitions.length === 1 ? '' : 's'} ${partitions.sort((a, b) => a - b).join(', ')}: ${reason})`);
-  return `cannot read ${topics.join(', ')}; ready again once a record of it is read, or the group assigns it anew`;
+  return `cannot read ${topics.join(', ')}; ready again once a record of it is read (a denied one: once the brokers answer its fetch), or the group assigns it anew`;
 }
 
 /** The partition is this instance's again: a new assignment, read from where the group says. */
