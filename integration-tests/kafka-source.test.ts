@@ -306,6 +306,34 @@ for (const subscription of ['topics', 'pattern'] as const) {
   });
 }
 
+test('readiness: a pattern that matches no topic asks for every topic\'s metadata less and less often, up to every 10 s; a topic created to match it is read', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // Only the whole cluster's metadata shows a new match, and it is large on a shared cluster.
+  const stem = uniqueTopic('unmatched');
+  const watch = watchMetadataRequests();
+  const requests = watch.requests;
+  const got = new Set<number>();
+  const instance = await startSource(brokers, stem, `g-${stem}`, got, undefined, { topics: undefined, pattern: `^${stem}-.*` });
+  try {
+    await waitFor('not ready: no topic matches', () => /no topic matches the pattern/.test(instance.health!().detail ?? ''), 30_000);
+    const since = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 16_000));
+    const sent = requests.filter((request) => request.consumer === requests[0]!.consumer);
+    const wholeCluster = sent.filter((request) => request.allTopics).length;
+    // 2, 4, 8 s apart, then 10 s: at most 4 in its first 16 s or so (before: 8 or more, every 2 s).
+    assert.ok(wholeCluster <= 5, `${wholeCluster} requests for every topic in the first ${((Date.now() - since) / 1000 + 1).toFixed(0)} s or so`);
+    assert.ok(sent.every((request) => request.allTopics), 'nothing to name');
+    await createTopic(brokers, `${stem}-clicks`, 1);
+    await produce(brokers, `${stem}-clicks`, Array.from({ length: 20 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+    await waitFor('the created topic read', () => got.size >= 20, 30_000);
+    await waitFor('ready', () => instance.health!().ready, 10_000);
+  } finally {
+    watch.stop();
+    await instance.close?.();
+  }
+});
+
 test('readiness: not ready while the group gives no assignment for longer than assignment_timeout (a rebalance that does not end), ready once it does', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
@@ -338,6 +366,8 @@ test('readiness: not ready while the group gives no assignment for longer than a
   // The source's clock is moved ahead to pass the bound without waiting it out.
   let skew = 0;
   const got = new Set<number>();
+  const watch = watchMetadataRequests();
+  const requests = watch.requests;
   const instance = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew }, { assignment_timeout: '1m' });
   let stuckOpen = true;
   try {
@@ -347,6 +377,15 @@ test('readiness: not ready while the group gives no assignment for longer than a
       return asked;
     }, 30_000, 0);
     assert.equal(instance.health!().ready, true, `ready within its bound: ${instance.health!().detail}`);
+    // While it waits, its requests name the subscribed topic: librdkafka knows it already (before:
+    // every topic's metadata every 2 s).
+    requests.length = 0;
+    await waitFor('5 requests answered while waiting', () => requests.filter((request) => request.answer).length >= 5, 30_000);
+    assert.equal(instance.partitionOffsets!().size, 0, 'still waiting for its assignment');
+    const answered = requests.filter((request) => request.answer);
+    const wholeCluster = answered.filter((request) => request.allTopics).length;
+    assert.ok(wholeCluster <= 1, `at most one request for every topic of ${answered.length} (about 10 s): ${wholeCluster}`);
+    for (const request of answered.filter((each) => !each.allTopics)) assert.equal(request.topic, topic);
     // Past the default bound (30 s), within the one configured.
     skew = 30_000;
     assert.equal(instance.health!().ready, true, `still ready within its assignment_timeout: ${instance.health!().detail}`);
@@ -360,6 +399,7 @@ test('readiness: not ready while the group gives no assignment for longer than a
     await waitFor('the records read', () => got.size >= 50, 60_000);
     await waitFor('ready', () => instance.health!().ready, 10_000);
   } finally {
+    watch.stop();
     await instance.close?.();
     if (stuckOpen) await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
   }

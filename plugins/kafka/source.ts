@@ -148,6 +148,11 @@ const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
  */
 const clusterCheckMs = 30_000;
 /**
+ * Most time between requests for every topic while the `pattern` matches none: a topic created for it
+ * is read within about that (librdkafka on its own: topic.metadata.refresh.interval.ms, 5 min).
+ */
+const unmatchedPatternCheckMs = 10_000;
+/**
  * How long a fetch from an offset after an unreadable batch may bring nothing before that offset counts
  * as past the batch: a fetch from inside it fails again within a round trip.
  */
@@ -636,7 +641,7 @@ class KafkaSource {
       // the brokers went away, and its error event saying so waits behind them in the consumer's
       // queue. Nor do its error events alone, for a broker that vanished without closing its
       // connections. See probe for which topics it asks about.
-      if (!this.probing && (this.clusterCheckDue || this.context.clock.now() - this.lastProbe > (this.healthy.ready ? 2_000 : 1_000))) this.startProbe();
+      if (!this.probing && (this.clusterCheckDue || this.context.clock.now() - this.lastProbe > this.probeInterval())) this.startProbe();
       if (this.unreadable.size > 0) this.quietProbes();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
@@ -695,13 +700,12 @@ class KafkaSource {
   /**
    * Is any broker there, and do the subscribed topics exist? One metadata request. Every topic's
    * metadata is costly on a large cluster (docs/operations.md, Readiness), so it is asked for only to
-   * find something out: at first; while a pattern matches no topic; while the source waits for an
-   * assignment with no subscribed topic missing (the request also lets librdkafka join the group as
-   * soon as a subscribed topic exists; on its own it waits for topic.metadata.refresh.interval.ms,
-   * 5 min); when a named topic's answer contradicts the last answer for every topic (a topic read here
-   * gone, a missing one created); and every `clusterCheckMs` (a topic only other members read deleted,
-   * a new topic matching the pattern). Otherwise it names one topic (nextTopicToName): enough to show
-   * that the brokers answer, and whether that topic exists.
+   * find something out: at first; while a pattern matches no topic (spaced out: probeInterval); when a
+   * named topic's answer contradicts the last answer for every topic (a topic read here gone, a missing
+   * one created: this answer also lets librdkafka join the group at once; on its own it waits for
+   * topic.metadata.refresh.interval.ms, 5 min); and every `clusterCheckMs` (a topic only other members
+   * read deleted, a new topic matching the pattern). Otherwise it names one topic (nextTopicToName):
+   * enough to show that the brokers answer, and whether that topic exists.
    */
   private async probe(): Promise<void> {
     const now = this.context.clock.now();
@@ -732,12 +736,29 @@ class KafkaSource {
       return;
     }
     this.lastClusterCheck = now;
-    if (this.config.pattern !== undefined) this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
+    if (this.config.pattern !== undefined) {
+      this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
+      this.unmatchedChecks = this.matchedTopics.length === 0 ? this.unmatchedChecks + 1 : 0;
+    }
     const missing = missingTopics(this.config, metadata);
     if (missing.length > 0 && missing.join() !== this.missingTopics.join()) this.context.logger.warn({ source: this.label, detail: missingDetail(this.config, missing) }, 'kafka source not ready');
     else if (missing.length === 0 && this.missingTopics.length > 0) this.context.logger.info({ source: this.label }, 'kafka source: subscribed topics found');
     this.missingTopics = missing;
   }
+
+  /**
+   * Time between metadata requests: 2 s, 1 s while no broker answers. While a pattern matches no topic
+   * each request is for every topic (nothing else shows a new match), and the source is not ready
+   * whatever the answer, so they are spaced out: 2, 4, 8 s, then every `unmatchedPatternCheckMs`.
+   */
+  private probeInterval(): number {
+    if (!this.healthy.ready) return 1_000;
+    if (this.config.pattern === undefined || this.missingTopics.length === 0) return 2_000;
+    return Math.min(unmatchedPatternCheckMs, 1_000 * 2 ** this.unmatchedChecks);
+  }
+
+  /** Answers for every topic in a row in which the pattern matched none (probeInterval). */
+  private unmatchedChecks = 0;
 
   /** Topics each get their turn in the probes that name one. */
   private probedTopics = 0;
@@ -746,15 +767,15 @@ class KafkaSource {
    * The topic the next small probe names, each in turn: a subscribed topic found missing (named, so its
    * creation shows), or one of the partitions this source holds; for a member the group gave none
    * (more members than partitions: a standby), one it subscribed to by name, or one its pattern
-   * matched in the last answer for every topic. Undefined while its pattern matches none (only every
-   * topic's metadata shows a new match) and while it waits for an assignment with no topic missing
-   * (only the whole cluster's request lets librdkafka join as soon as a subscribed topic exists).
+   * matched in the last answer for every topic; the same while it waits for an assignment (librdkafka
+   * knows those topics already). Undefined while its pattern matches none (only every topic's metadata
+   * shows a new match), and before the first answer for every topic.
    */
   private nextTopicToName(): string | undefined {
     if (this.config.pattern !== undefined && this.missingTopics.length > 0) return undefined;
     const names = new Set(this.missingTopics);
     for (const state of this.partitions.values()) if (state.assigned) names.add(state.topic);
-    if (names.size === 0 && this.unassignedSince === undefined) for (const topic of this.config.topics ?? this.matchedTopics) names.add(topic);
+    if (names.size === 0) for (const topic of this.config.topics ?? this.matchedTopics) names.add(topic);
     return names.size === 0 ? undefined : [...names][this.probedTopics++ % names.size];
   }
 
