@@ -137,3 +137,51 @@ test('a record batch in a compression codec this build of librdkafka lacks is no
     await instance.close?.();
   }
 });
+
+// An LZ4 batch whose records decompress short: librdkafka 2.12 takes a record cut off at the end of the
+// decompressed records for the end of a fetch answer (normal when a fetch's size limit cuts a batch),
+// delivers the records before it and then fetches from there again and again, reporting nothing; a damaged
+// LZ4 batch can decompress so (its frames carry no checksum). Made by hand here, so the damage is always
+// the same: an uncompressed batch rewritten in place as an LZ4 frame with one stored (uncompressed) block.
+test('an LZ4 batch whose records decompress short stalls its partition with no error from librdkafka: the source is not ready, naming the partition and offset', { timeout: 120_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await startNativeBroker({ partitions: 2 });
+  t.after(() => broker.stop());
+  const topic = uniqueTopic('lz4-short');
+  await createTopic(broker.brokers, topic, 2);
+  await produce(broker.brokers, topic, views(0, 10, 0));
+  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('none'));
+  await produce(broker.brokers, topic, views(60, 10, 0));
+  const file = segmentOf(broker, topic, 0);
+  const batch = recordBatches(file).find((each) => each.first === 10)!;
+  assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
+  // Records start after the 61-byte header (12 before batchLength's end, 49 after). A frame: magic,
+  // FLG 0x60 (version 1, independent blocks, no checksums), BD 0x40 (64 KB blocks), header checksum
+  // 0x82; one block stored as it is (size with the high bit set), then the end mark: 15 bytes more than
+  // its data, so it holds the records less their last 15 bytes, the last record cut off.
+  const recordsLength = batch.length - 49;
+  overwrite(file, batch, 12, (bytes) => {
+    const records = Buffer.from(bytes.subarray(49));
+    const stored = records.subarray(0, recordsLength - 15);
+    const frame = Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82]), Buffer.alloc(4), stored, Buffer.alloc(4)]);
+    frame.writeUInt32LE((0x80000000 | stored.length) >>> 0, 7);
+    frame.copy(bytes, 49);
+    // attributes (at 21 from the batch's start, 9 after the length field): codec 3, LZ4.
+    bytes.writeInt16BE((bytes.readInt16BE(9) & ~7) | 3, 9);
+  }, batch.length);
+  const got = new Set<number>();
+  const instance = await startSource(broker.brokers, topic, `g-${topic}`, got);
+  try {
+    await waitFor('not ready, naming the partition', () => /^cannot read topic/.test(instance.health!().detail ?? ''), 60_000);
+    const stalledAt = Math.max(...got) + 1;
+    assert.ok(stalledAt > 10 && stalledAt < 60, `the batch's records before the cut are read: up to ${stalledAt - 1}`);
+    assert.match(instance.health!().detail!, new RegExp(`^cannot read topic '${topic}' \\(partition 0: librdkafka delivers no record from offset ${stalledAt} on`));
+    assert.ok(!got.has(60), 'nothing after the batch');
+    // The source reads on elsewhere.
+    await produce(broker.brokers, topic, views(1_000, 10, 1));
+    await waitFor('the other partition read', () => got.has(1_009), 30_000);
+    assert.match(instance.health!().detail ?? '', /^cannot read topic/, 'still not ready');
+  } finally {
+    await instance.close?.();
+  }
+});

@@ -157,6 +157,12 @@ const unmatchedPatternCheckMs = 10_000;
  * as past the batch: a fetch from inside it fails again within a round trip.
  */
 const probeQuietMs = 5_000;
+/**
+ * How long librdkafka may deliver no record of an assigned partition while the brokers hold committed
+ * records past its position (and the source keeps asking for records) before the partition counts as
+ * stalled (watchProgress).
+ */
+const noProgressMs = 10_000;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -170,7 +176,8 @@ export default defineSource<KafkaSourceConfig>({
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
     'reports not ready while a subscribed topic does not exist, while it cannot read an assigned partition (the brokers deny ' +
-    'its fetch; a record batch in a compression codec this build lacks), and while its group has given it no assignment for ' +
+    'its fetch; a record batch in a compression codec this build lacks; librdkafka delivers nothing more from it though the brokers ' +
+    'hold records past its position, as at a damaged LZ4 batch), and while its group has given it no assignment for ' +
     '`assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
     'dead letter per offset, and reading goes on after it. A consumer librdkafka declares dead (a fatal error: fenced by ' +
     'another with its `group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
@@ -349,6 +356,11 @@ class KafkaSource {
   private readonly blocked = new Map<string, BlockedPartition>();
   /** Partitions at a record batch librdkafka cannot read, by key: the search for the batch's end. */
   private readonly unreadable = new Map<string, UnreadableBatch>();
+  /** Assigned partitions behind the brokers' cached high watermark: the position last seen, and since when (watchProgress). */
+  private readonly progress = new Map<string, { position: number; since: number }>();
+  private lastProgressCheck = 0;
+  /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
+  private endQuery: Promise<unknown> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
   private readonly skipped = new WeakMap<RdKafka.Message, string>();
 
@@ -575,6 +587,7 @@ class KafkaSource {
     if (this.connected) {
       this.connected = false;
       await this.offsetsFetch?.catch(() => undefined);
+      await this.endQuery;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     }
     this.stopTokens();
@@ -643,6 +656,7 @@ class KafkaSource {
       // connections. See probe for which topics it asks about.
       if (!this.probing && (this.clusterCheckDue || this.context.clock.now() - this.lastProbe > this.probeInterval())) this.startProbe();
       if (this.unreadable.size > 0) this.quietProbes();
+      this.watchProgress();
       this.warnIfUnassigned();
       if (this.config.stop_at_end && this.reachedEnd()) this.notify();
     }
@@ -959,6 +973,66 @@ class KafkaSource {
     });
   }
 
+  /**
+   * A partition librdkafka silently stops delivering is blocked (not ready, named). librdkafka 2.12 does
+   * that at an LZ4 batch whose records decompress short (damaged: LZ4 frames carry no checksum here): it
+   * takes the record cut off for the end of a fetch answer, delivers those before it, and fetches from
+   * there again and again, reporting nothing. Seen here as a position (librdkafka's, past control records
+   * and aborted transactions) that stays below the cached high watermark for noProgressMs while the
+   * source keeps consuming; then the brokers are asked for the last stable offset (read_committed: a
+   * transaction still open legitimately holds the position below the high watermark), and records below
+   * it that do not come mean a stall. Cheap while nothing is amiss: local calls every 2 s.
+   */
+  private watchProgress(): void {
+    const now = this.context.clock.now();
+    if (now - this.lastProgressCheck < 2_000) return;
+    this.lastProgressCheck = now;
+    // Not asking for records (the buffer full, paused): no record would come, and that says nothing.
+    if (this.paused || this.buffered >= this.maxBuffered || !this.connected) return this.progress.clear();
+    let positions: RdKafka.TopicPartitionOffset[];
+    try {
+      positions = this.consumer.position(this.assignedList());
+    } catch {
+      return;
+    }
+    for (const { topic, partition, offset } of positions) {
+      const key = partitionKey(topic, partition);
+      // No position yet (nothing read since the assignment), or what is amiss is known already: no judgement.
+      let highOffset = -1;
+      try {
+        if (typeof offset === 'number' && offset >= 0 && !this.blocked.has(key) && !this.unreadable.has(key)) highOffset = this.consumer.getWatermarkOffsets(topic, partition).highOffset;
+      } catch {
+        // Not known yet.
+      }
+      const seen = this.progress.get(key);
+      if (highOffset <= offset || highOffset < 0) this.progress.delete(key);
+      else if (seen === undefined || seen.position !== offset) this.progress.set(key, { position: offset, since: now });
+      else if (now - seen.since >= noProgressMs && this.endQuery === undefined) this.checkStall(topic, partition, seen);
+    }
+  }
+
+  /** Asks the brokers for the partition's last stable offset: a stall when records below it have not come. */
+  private checkStall(topic: string, partition: number, seen: { position: number; since: number }): void {
+    const key = partitionKey(topic, partition);
+    this.endQuery = promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(topic, partition, 5_000, cb)).then(
+      ({ highOffset }) => {
+        if (this.progress.get(key) !== seen || this.closing) return;
+        // Held by an open transaction: look again after another noProgressMs.
+        if (highOffset <= seen.position) return void (seen.since = this.context.clock.now());
+        this.progress.delete(key);
+        const waited = formatDuration(this.context.clock.now() - seen.since);
+        this.onBlocked(
+          { topic, partition },
+          `librdkafka delivers no record from offset ${seen.position} on, for ${waited}, though the brokers hold records up to ${highOffset - 1} ` +
+            '(librdkafka reports nothing at an LZ4 batch damaged so that its records decompress short)',
+        );
+      },
+      () => undefined,
+    ).finally(() => {
+      this.endQuery = undefined;
+    });
+  }
+
   private setHealthy(): void {
     if (!this.healthy.ready) this.context.logger.info({ source: this.label }, 'kafka source connected');
     this.healthy = { ready: true };
@@ -1041,6 +1115,7 @@ class KafkaSource {
       const key = partitionKey(tp.topic, tp.partition);
       this.blocked.delete(key);
       this.unreadable.delete(key);
+      this.progress.delete(key);
     }
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
       this.unassignedSince = undefined;
