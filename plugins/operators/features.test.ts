@@ -90,6 +90,22 @@ test('user features across sessions: frequency, monetary, recency, decayed count
   assert.deepEqual([f[4]!.u_purchases, f[4]!.u_monetary, f[4]!.u_days_since_purchase], [2, 25, 0]);
 });
 
+test('user features count each session once: a return to an earlier session is none, a data id reused after the gap is one', async () => {
+  // REES46 has both: one user's data sessions interleave (two tabs), and a user_session id comes back after the gap.
+  const interleaved: Element[] = [
+    ev('u', 0, 'view', { sessionId: 'A' }), ev('u', 2, 'view', { sessionId: 'B' }), ev('u', 3, 'view', { sessionId: 'A' }),
+    ev('u', 4, 'view', { sessionId: 'A' }), ev('u', 100, 'view', { sessionId: 'A' }), watermark(Infinity),
+  ];
+  const data = eventsOf(await chain([stage(sessionizer, { session_id_from: 'data' }), stage(userFeatures, { horizons: [] })], interleaved)).map(named);
+  assert.deepEqual(data.map((f) => f.u_sessions), [1, 2, 2, 2, 3]);
+  // At the third session the two before it are done: 4 events between them.
+  assert.equal(data[4]!.u_mean_session_events, 2);
+  // A late event bridging two closed sessions belongs to the earlier one, which the user already had.
+  const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), watermark(Infinity)];
+  const gap = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], bridging)).map(named);
+  assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 2]);
+});
+
 test('blocks append in pipeline order with stable names and a fixed width; transforms change named features in place', async () => {
   const input: Element[] = [];
   for (let m = 0; m < 50; m++) input.push(ev(`u${m % 3}`, m, m % 7 === 0 ? 'cart' : 'view', { itemId: `i${m % 11}`, category: `c${m % 4}`, price: 1 + (m % 13) * 100, attrs: { brand: `b${m % 5}` } }));

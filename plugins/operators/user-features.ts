@@ -23,10 +23,12 @@ export default defineOperator<UserFeaturesConfig>({
   summary: 'Appends per-user features across sessions: recency, frequency, monetary value, decayed counts, time since last purchase.',
   description:
     'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices), `u_tenure_days`, ' +
-    '`u_recency_days` (since the end of the previous session; 0 in the first), `u_days_since_purchase` (0 before the first ' +
+    '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
     "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
-    'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`. ' +
+    'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
+    'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
+    'toward the current one, and a data id that comes back after the gap opens a new one. ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total`.',
   config: {
     type: 'object',
@@ -200,7 +202,7 @@ class UserState {
     const row = this.rows;
     const sessionId = event.session?.id ?? event.sessionId;
     if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.materialize(slot);
-    if (sessionId !== undefined && sessionId !== this.sessionIds[slot]) {
+    if (sessionId !== undefined && this.startsSession(event, sessionId, slot, row[r + SESSION_START]!)) {
       if (this.sessionIds[slot] !== undefined) {
         row[r + DONE_SESSIONS]!++;
         row[r + DONE_EVENTS]! += row[r + SESSION_EVENTS]!;
@@ -252,6 +254,20 @@ class UserState {
     v[i++] = done > 0 ? row[r + DONE_DURATION]! / done / 60_000 : 0;
     for (let k = 0; k < 2 * h; k++) v[i++] = row[decays + k]!;
     emit(event);
+  }
+
+  /**
+   * Whether the event opens a session the user has not had: its id is not the current one's and it is
+   * no return to an earlier session (a data session resumed in another tab, a late event), which
+   * started before the current one and is past its first event; or its id is the current one's, reused
+   * after the gap (data ids), with a later start. A return adds to the current session's figures.
+   */
+  private startsSession(event: ClickEvent, sessionId: string, slot: number, currentStart: number): boolean {
+    const current = this.sessionIds[slot];
+    if (current === undefined) return true;
+    const tag = event.session;
+    if (sessionId === current) return tag !== undefined && tag.start > currentStart;
+    return tag === undefined || tag.position === 0 || tag.start >= currentStart;
   }
 
   private allocate(userId: string): number {
