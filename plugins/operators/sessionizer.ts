@@ -55,10 +55,10 @@ export default defineOperator<SessionizerConfig>({
     type: 'object',
     additionalProperties: false,
     properties: {
-      gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session.' },
+      gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session: an event `gap` or more after the session\'s last one starts a new one.' },
       max_length: {
         $ref: 'tributary:duration',
-        description: 'Longest session (first to last event): an event that would make it longer starts a new one. Default: no limit. Gap mode only.',
+        description: 'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. Default: no limit. Gap mode only.',
       },
       allowed_lateness: {
         $ref: 'tributary:duration',
@@ -68,7 +68,7 @@ export default defineOperator<SessionizerConfig>({
       session_id_from: {
         enum: ['gap', 'data'],
         default: 'gap',
-        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity.',
+        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity; a data id that comes back later opens a new session under the same id (its summaries tell them apart by `start`).',
       },
       max_open_sessions: {
         type: 'integer',
