@@ -50,6 +50,9 @@ export default defineOperator<IntentModelConfig>({
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
     'the sessionizer emits. Predicts at every event before the session\'s first purchase; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
+    'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
+    'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
+    'learnt so); only predictions made since take the updated summary\'s label. ' +
     'The model keeps the features of the first event it predicts (or of the saved model it resumes): a vector named otherwise is read by name, ' +
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
