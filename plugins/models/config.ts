@@ -218,7 +218,7 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
         minimum: 0,
         description:
           'By default (0) the cumulative AUC is counted over 65,536 score bins, pairs within one bin counting half (on the demo it differs ' +
-          'from the exact figure by 2e-8 for intent and 3e-5 for churn, on REES46 by 4e-5). Above 0: the distinct scores it keeps to stay exact (ties count half), ' +
+          'from the exact figure by 2e-8 for intent and 3e-5 for churn, on REES46 by 5e-5). Above 0: the distinct scores it keeps to stay exact (ties count half), ' +
           '24 bytes each (up to 48 with growth) and about 16 characters each in every checkpoint, at most one per label, at about 1 µs per label; ' +
           'past it the scores are freed and later pairs within one bin count half (the pairs counted before stay exact; `aucExact` in the ' +
           'model_metrics record turns false). Resumed from a checkpoint taken under another limit, the pairs counted binned before stay so (`aucExact` stays false) and ' +
