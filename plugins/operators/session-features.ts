@@ -52,8 +52,11 @@ export default defineOperator<SessionFeaturesConfig>({
   description:
     'Computed from the events of the session up to and including the current one, so a feature never sees the future ' +
     `(a purchase prediction made before the purchase does not use it). Names: ${sessionFeatureNames.map((n) => `\`${n}\``).join(', ')}. ` +
-    'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0. ' +
-    'Hour of day and day of week are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Records other than ' +
+    'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0, except ' +
+    '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +
+    'events after the first; `s_view_price_std` the population deviation; `s_cart_value` the carted prices less the removed ' +
+    'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. ' +
+    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Records other than ' +
     'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
   config: {
     type: 'object',
