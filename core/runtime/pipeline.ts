@@ -772,9 +772,10 @@ export class PipelineRunner {
       if (own < combined) combined = own;
     }
     if (!anyActive) {
-      // Every live source is idle: the watermark follows the most advanced one, as Flink's idleness does.
+      // Every live source is idle: the watermark follows the most advanced source, as Flink's idleness does;
+      // a drained one counts (its events are all in), or an idle source would hold back what it moved.
       combined = -Infinity;
-      for (const slot of this.sources) if (!slot.done) combined = Math.max(combined, slot.maxTime - slot.maxOutOfOrderness);
+      for (const slot of this.sources) combined = Math.max(combined, slot.maxTime - slot.maxOutOfOrderness);
       if (combined === -Infinity) return;
     }
     if (combined > this.emittedWatermark && Number.isFinite(combined)) {

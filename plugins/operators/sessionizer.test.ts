@@ -211,6 +211,64 @@ test('snapshot mid-stream + restore in a fresh instance + the rest of the stream
   }
 });
 
+test('idle source: when the other source has drained, the idle one does not hold back the watermark the drained one moved', async () => {
+  const { defineSource, defineSink } = await import('tributary');
+  let now = Date.UTC(2024, 5, 1);
+  const testClock = { now: () => now };
+  let quietSpokeAgain = false;
+  const seen: string[] = [];
+  let quietHeard!: () => void;
+  const quietFirst = new Promise<void>((resolve) => (quietHeard = resolve));
+  let sawU1!: () => void;
+  const u1Summarised = new Promise<void>((resolve) => (sawU1 = resolve));
+  const drained = defineSource<Record<string, never>>({
+    name: 'drained', summary: 'test', config: { type: 'object', properties: {} },
+    create: () => ({
+      async *read() {
+        await quietFirst;
+        yield [ev('u1', 0), ev('u1', 1)];
+        yield [ev('u2', 120)];
+        now += 5 * MIN; // then the input ends, and the quiet source says nothing for 5 minutes of wall clock
+      },
+    }),
+  });
+  const quiet = defineSource<Record<string, never>>({
+    name: 'quiet', summary: 'test', config: { type: 'object', properties: {} },
+    create: () => ({
+      async *read() {
+        yield [ev('q', 1)];
+        quietHeard(); // runs once the runtime has taken that batch
+        // Silent until u1's session is summarised; the bound ends the wait where that never happens.
+        let bound: NodeJS.Timeout | undefined;
+        await Promise.race([u1Summarised, new Promise((resolve) => (bound = setTimeout(resolve, 3000)))]);
+        clearTimeout(bound);
+        quietSpokeAgain = true;
+        yield [ev('u3', 122)];
+      },
+    }),
+  });
+  const recorder = defineSink<Record<string, never>>({
+    name: 'recorder', summary: 'test', config: { type: 'object', properties: {} },
+    create: () => ({
+      write: (r) => {
+        if (r.kind !== 'session') return;
+        seen.push(`${quietSpokeAgain ? 'after' : 'before'}:${String(r.userId)}`);
+        if (r.userId === 'u1') sawU1();
+      },
+      close: async () => undefined,
+    }),
+  });
+  const wm = 'watermark: {idle_timeout: 1m, max_out_of_orderness: 0ms}';
+  await runYaml(
+    `sources:\n  - {type: drained, ${wm}}\n  - {type: quiet, ${wm}}\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: recorder}]\n`,
+    { plugins: [drained, quiet, recorder], clock: testClock },
+  );
+  // The drained source's events reached 120 min, and the quiet one is idle: q (1 min) and u1 (last
+  // event at 1 min) close before the quiet source speaks again, not at its next event.
+  assert.deepEqual(seen.slice(0, 2).sort(), ['before:q', 'before:u1']);
+  assert.deepEqual(seen.slice(2), ['after:u2', 'after:u3']);
+});
+
 test('idle source: with an idle timeout the watermark advances while another source is silent, closing sessions before the end of input', async () => {
   const { defineSource, defineSink } = await import('tributary');
   const runWith = async (idleTimeout: string) => {
