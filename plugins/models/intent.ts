@@ -155,8 +155,11 @@ export default defineOperator<IntentModelConfig>({
               for (const [key, state] of sessions) {
                 if (state.last >= cutoff) continue;
                 for (const sample of state.pending) learner.forget(sample);
-                sessions.delete(key);
+                state.pending = [];
                 sequences?.delete(key);
+                // A session that bought may still be open (a gap longer than the timeout): keep knowing it
+                // bought, or its next event would be predicted after the purchase. maxSessions bounds these.
+                if (!state.purchased) sessions.delete(key);
               }
             }
             learner.tick(emit);

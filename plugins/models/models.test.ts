@@ -397,6 +397,26 @@ test('intent: predicts before the first purchase only; every label joins at the 
   assert.equal(reportOf(cut.output).counts.unlabelledAtEnd, 3);
 });
 
+test('intent: a session that bought is not predicted again after a pause longer than the label timeout', async () => {
+  // REES46, label_buffer.timeout 10m under a 30m gap: a buyer came back 16 min after the purchase, in the same
+  // session, and the sweep of idle sessions had forgotten that it bought: 6 predictions after the purchase, labelled 1.
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [
+    event('a', 'sa', t, 0, t, 'view', v),
+    event('a', 'sa', t + 60_000, 1, t, 'purchase', v),
+    watermark(t + 20 * 60_000), // the session is idle past the 10m timeout (its sessionizer's gap is longer)
+    event('a', 'sa', t + 21 * 60_000, 2, t, 'view', v),
+    summary('a', 'sa', t, t + 21 * 60_000, 3, true),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { timeout: '10m' } }, input);
+  assert.deepEqual(of(output, 'prediction').map((p) => p.time), [t]);
+  const report = reportOf(output);
+  assert.equal(report.counts.predictions, 1);
+  assert.equal(report.counts.expired, 1);
+});
+
 test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
   const input = separableIntentStream(60);
   const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
