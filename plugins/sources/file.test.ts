@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -123,8 +123,9 @@ test('JSON lines resume at the byte after their position\'s line; a position tha
   const position = first.position!();
   assert.equal(position.line, 2000);
   assert.equal(position.byte, Buffer.byteLength(`${lines.slice(0, 2000).join('\n')}\n`), 'the byte after line 2000');
-  // A newline added before the position, same size: counting lines would now start a line early.
-  writeFileSync(path, `${lines[0]!.slice(0, 3)}\n${lines[0]!.slice(4)}\n${lines.slice(1).join('\n')}\n`);
+  // A newline added before the position, same size: counting lines would now start a line early. (Past
+  // the first KiB: a file whose first bytes changed is another file, read from its start.)
+  writeFileSync(path, `${lines.slice(0, 100).join('\n')}\n${lines[100]!.slice(0, 3)}\n${lines[100]!.slice(4)}\n${lines.slice(101).join('\n')}\n`);
   // Resumed: the rest, exactly (read from the byte, not by counting lines), nothing dead-lettered again.
   const context = testContext({ batchSize: 1000 });
   const resumed = await file.create(config, context);
@@ -165,9 +166,10 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   // 2,000 events need 2,001 rows (one was dead-lettered); the header and the quoted newline add a line each.
   assert.equal(position.line, 2003);
   assert.equal(position.byte, Buffer.byteLength(text(rows.slice(0, 2001))), 'the byte after the 2,001st row');
-  // A newline put inside a quoted field before the position, same size: counting lines would go wrong.
+  // A newline put inside a quoted field before the position (past the first KiB, which tells this file
+  // from another), same size: counting lines would go wrong.
   const changed = [...rows];
-  changed[5] = changed[5]!.replace('brand', 'bra\nd');
+  changed[100] = changed[100]!.replace('brand', 'bra\nd');
   writeFileSync(path, text(changed));
   const context = testContext({ batchSize: 500 });
   const resumed = await file.create(config, context);
@@ -289,7 +291,9 @@ test('a run that read every file ends at the last file\'s last line: resumed fro
   };
   const run = await read();
   assert.deepEqual(run.times, [1, 2, 3]);
-  assert.deepEqual(run.position, { file: last, fileIndex: 1, line: 2, byte: Buffer.byteLength(line(2) + line(3)) });
+  const { inode, head, headBytes, ...where } = run.position;
+  assert.deepEqual(where, { file: last, fileIndex: 1, line: 2, byte: Buffer.byteLength(line(2) + line(3)) });
+  assert.deepEqual([typeof inode, typeof head, headBytes], ['string', 'string', Buffer.byteLength(line(2) + line(3))], 'and which file that is');
   appendFileSync(last, line(4) + line(5));
   const resumed = await read(run.position);
   assert.deepEqual(resumed.times, [4, 5], 'only the appended lines');
@@ -324,6 +328,91 @@ test('a resume finds its file by name: in a list whose older files were taken of
   const linked = join(dir, 'rename-link');
   symlinkSync(dir, linked);
   assert.deepEqual((await read(join(linked, 'rename-nov.jsonl'), midNovember)).times, [5], 'on in November');
+});
+
+test('a file renamed under a checkpoint (log rotation, stopped or running) resumes where it was, under its new name; the new file at its path is read from its start', async () => {
+  const { default: file } = await import('./file.js');
+  const rotation = mkdtempSync(join(dir, 'rotation-'));
+  const log = join(rotation, 'app.log');
+  const rotated = join(rotation, 'app.log.1');
+  const line = (time: number): string => `${JSON.stringify({ user_id: `u${time % 13}`, time, type: 'view' })}\n`;
+  const lines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => line(from + i)).join('');
+  type Read = { times: number[]; position: Record<string, unknown>; logged: string[] };
+  /** Reads `path` (resumed from `position`), stopping after `batches` batches; `between` runs after the first. */
+  const read = async (path: string | string[], position?: Record<string, unknown>, batches = Infinity, between?: () => void): Promise<Read> => {
+    const logged: string[] = [];
+    const base = testContext({ batchSize: 1000, resuming: position !== undefined });
+    const log = (...args: unknown[]): void => void logged.push(String(args.at(-1)));
+    const context = { ...base, logger: { ...base.logger, info: log, warn: log } } as typeof base;
+    const source = await file.create({ path, mapping: { time_format: 'epoch_ms' } } as never, context);
+    if (position) source.seek!(position as never);
+    const times: number[] = [];
+    let read = 0;
+    for await (const batch of source.read()) {
+      times.push(...batch.map((e) => e.time));
+      if (++read === 1) between?.();
+      if (read === batches) break;
+    }
+    return { times, position: JSON.parse(JSON.stringify(source.position!())) as Record<string, unknown>, logged };
+  };
+  const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+  // Stopped after 2,000 of 3,000 lines; then rotated: app.log -> app.log.1, a new app.log.
+  writeFileSync(log, lines(0, 3000));
+  const stopped = await read(log, undefined, 2);
+  renameSync(log, rotated);
+  writeFileSync(log, lines(10_000, 10_500));
+  const resumed = await read([rotated, log], stopped.position);
+  assert.deepEqual(resumed.times, [...range(2000, 3000), ...range(10_000, 10_500)], 'the rest of the rotated file, then the new one whole');
+  assert.ok(resumed.logged.some((message) => /renamed/.test(message)), resumed.logged.join('; '));
+  // A pipeline that names app.log alone: the new app.log is another file, read from its start (not from line 2,000).
+  const alone = await read(log, stopped.position);
+  assert.deepEqual(alone.times, range(10_000, 10_500));
+  assert.ok(alone.logged.some((message) => /no longer at its path \(rotated or replaced/.test(message)), alone.logged.join('; '));
+
+  // Renamed while it is read: reading goes on in the file it opened, and the position is still that file's.
+  writeFileSync(log, lines(0, 3000));
+  rmSync(rotated);
+  const running = await read(log, undefined, 2, () => {
+    renameSync(log, rotated);
+    writeFileSync(log, lines(10_000, 10_500));
+  });
+  assert.deepEqual(running.times, range(0, 2000));
+  assert.deepEqual((await read([rotated, log], running.position)).times, [...range(2000, 3000), ...range(10_000, 10_500)]);
+});
+
+test('a file at the checkpoint\'s path with its inode but other contents (copytruncate, a reused inode) is read from its start; one with its first bytes but shorter than the position too', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'reused.log');
+  const line = (time: number): string => `${JSON.stringify({ user_id: `u${time % 13}`, time, type: 'view' })}\n`;
+  const lines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => line(from + i)).join('');
+  const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+  const read = async (position?: Record<string, unknown>, batches = Infinity): Promise<{ times: number[]; position: Record<string, unknown> }> => {
+    const source = await file.create({ path, mapping: { time_format: 'epoch_ms' } } as never, testContext({ batchSize: 1000, resuming: position !== undefined }));
+    if (position) source.seek!(position as never);
+    const times: number[] = [];
+    let read = 0;
+    for await (const batch of source.read()) {
+      times.push(...batch.map((e) => e.time));
+      if (++read === batches) break;
+    }
+    return { times, position: source.position!() as Record<string, unknown> };
+  };
+  writeFileSync(path, lines(0, 3000));
+  const { position } = await read(undefined, 2);
+  const { ino } = statSync(path);
+  // Truncated and written anew in place: the same inode, as a filesystem reusing a freed one gives.
+  writeFileSync(path, lines(50_000, 53_000));
+  assert.equal(statSync(path).ino, ino);
+  assert.deepEqual((await read(position)).times, range(50_000, 53_000), 'other first bytes: another file, read whole');
+  // The same first lines again, but fewer than the position had read: written anew, read from its start.
+  writeFileSync(path, lines(0, 1500));
+  assert.deepEqual((await read(position)).times, range(0, 1500));
+  // The same file put back by a copy (another inode): resumed by its first bytes at its path.
+  writeFileSync(`${path}.copy`, lines(0, 3000));
+  renameSync(`${path}.copy`, path);
+  assert.notEqual(statSync(path).ino, ino);
+  assert.deepEqual((await read(position)).times, range(2000, 3000));
 });
 
 test('a gzip file cut short (or corrupt) is bad input: its whole lines are delivered, the rest is one dead letter, and the next file is read', async () => {

@@ -2,11 +2,12 @@
  * `file`: reads JSON lines or CSV (with or without a header row, any delimiter, gzip) from one or
  * more files in order, mapping each record to the canonical event through config alone.
  */
-import { createReadStream, realpathSync, statSync } from 'node:fs';
-import { open as openFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { closeSync, createReadStream, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
 import { csvColumns, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
@@ -27,7 +28,8 @@ export default defineSource<FileSourceConfig>({
     'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
-    'Files ending in `.gz` are decompressed.',
+    'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -71,9 +73,11 @@ export default defineSource<FileSourceConfig>({
     let bytesDone: number | undefined = 0;
     let open: Readable | undefined;
     /** Where the last file ended: the position once every file was read, so a resumed run reads what was appended since. */
-    let lastFileEnd: { line: number; byte: number | undefined; unreadable: boolean } | undefined;
+    let lastFileEnd: { line: number; byte: number | undefined; unreadable: boolean; identity: FileIdentity | undefined } | undefined;
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
+    /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
+    let identity: FileIdentity | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (; fileIndex < paths.length; fileIndex++, linesDone = 0, bytesDone = 0) {
@@ -81,14 +85,24 @@ export default defineSource<FileSourceConfig>({
           const gzip = config.gzip ?? path.endsWith('.gz');
           const format = formatOf(path.replace(/\.gz$/, ''), config.format);
           const seekable = !gzip;
+          // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
+          const handle = await openFile(path, 'r');
           let startByte = 0;
-          if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
-            if (await followsLineEnd(path, bytesDone, format === 'csv')) startByte = bytesDone;
-            else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
+          let columns: string[] | undefined;
+          try {
+            identity = identityOf(handle.fd);
+            if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
+              if (await followsLineEnd(handle, bytesDone, format === 'csv')) startByte = bytesDone;
+              else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
+            }
+            // A CSV stream that starts mid-file has no header row: its columns are read first.
+            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), config.csv, config.max_record_bytes);
+          } catch (error) {
+            await handle.close();
+            throw error;
           }
-          // A CSV stream that starts mid-file has no header row: its columns are read first.
-          const start = { line: startByte > 0 ? linesDone + 1 : 1, columns: startByte > 0 && format === 'csv' ? await csvColumns(() => createReadStream(path), config.csv, config.max_record_bytes) : undefined };
-          const raw = createReadStream(path, { highWaterMark: 1 << 20, start: startByte });
+          const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
+          const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, start: startByte });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
@@ -115,32 +129,46 @@ export default defineSource<FileSourceConfig>({
             unreadableAfter = linesDone;
           }
           open = undefined;
-          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone, unreadable: unreadableAfter === linesDone };
+          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone, unreadable: unreadableAfter === linesDone, identity };
           unreadableAfter = undefined;
+          identity = undefined;
         }
       },
       position(): SourcePosition {
         if (fileIndex >= paths.length && lastFileEnd !== undefined) {
-          const { line, byte, unreadable } = lastFileEnd;
-          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}), ...(unreadable ? { unreadable: true } : {}) };
+          const { line, byte, unreadable, identity: last } = lastFileEnd;
+          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}), ...(unreadable ? { unreadable: true } : {}), ...last };
         }
-        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}) };
+        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}), ...identity };
       },
       seek(position) {
-        // The position is a line of one file: found by name, wherever the list has it now (older files may
-        // have been taken off its front). A list without it (a new month's file in place of the last) is
-        // read from its start: another file's line number says nothing about where to start in this one.
+        // The position is a line of one file: found wherever the list has it now (older files may have been
+        // taken off its front; rotation renamed it), by its inode and first bytes, or by name. A list without
+        // it (a new month's file in place of the last; a new log where the rotated one was) is read from its
+        // start: another file's line number says nothing about where to start in this one.
         const saved = typeof position.file === 'string' ? position.file : undefined;
-        const at = saved === undefined ? Number(position.fileIndex ?? 0) : indexOfFile(paths, saved);
+        const savedIdentity = identityIn(position);
+        const byte = typeof position.byte === 'number' ? position.byte : undefined;
+        const at = saved === undefined ? Number(position.fileIndex ?? 0) : indexOfFile(paths, saved, savedIdentity, byte ?? 0);
         if (at < 0) {
-          context.logger.warn({ checkpointFile: saved, line: position.line, files: paths }, 'file: the checkpoint was reading a file this source no longer lists; its files are read from their start');
+          const replaced = savedIdentity !== undefined && indexByPath(paths, saved!) >= 0;
+          context.logger.warn(
+            { checkpointFile: saved, line: position.line, files: paths },
+            replaced
+              ? 'file: the checkpoint\'s file is no longer at its path (rotated or replaced: another inode, or other first bytes) nor anywhere else in the list; its files are read from their start'
+              : 'file: the checkpoint was reading a file this source no longer lists; its files are read from their start',
+          );
           return;
+        }
+        if (saved !== undefined && paths[at] !== saved && indexByPath([paths[at]!], saved) < 0) {
+          context.logger.info({ checkpointFile: saved, file: paths[at], line: position.line }, 'file: the checkpoint\'s file was renamed; resuming it under its new name');
         }
         fileIndex = at;
         linesDone = Number(position.line ?? 0);
         // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
-        bytesDone = typeof position.byte === 'number' ? position.byte : undefined;
+        bytesDone = byte;
         unreadableAfter = position.unreadable === true ? linesDone : undefined;
+        identity = savedIdentity;
       },
       async close() {
         open?.destroy();
@@ -149,8 +177,81 @@ export default defineSource<FileSourceConfig>({
   },
 });
 
+/**
+ * What tells a file from another across renames, as log shippers do (Filebeat, Vector, Fluent Bit): its
+ * device and inode (`inode`, "dev:ino"), and a SHA-256 (`head`) of its first `headBytes` bytes, which
+ * an inode the filesystem reused for a new file does not share.
+ */
+interface FileIdentity {
+  inode: string;
+  head: string;
+  headBytes: number;
+}
+
+/** The first bytes of a file its identity digests: enough to tell log files or CSV files apart by their first lines. */
+const HEAD_BYTES = 1024;
+
+/** Undefined for what is not a regular file (a FIFO: its first bytes cannot be read twice). */
+function identityOf(fd: number): FileIdentity | undefined {
+  const stats = fstatSync(fd, { bigint: true });
+  if (!stats.isFile()) return undefined;
+  const { dev, ino } = stats;
+  const head = headOf(fd, HEAD_BYTES);
+  return { inode: `${dev}:${ino}`, head: digest(head), headBytes: head.length };
+}
+
+function headOf(fd: number, bytes: number): Buffer {
+  const head = Buffer.alloc(bytes);
+  let read = 0;
+  for (let got = -1; read < bytes && got !== 0; read += got) got = readSync(fd, head, read, bytes - read, read);
+  return head.subarray(0, read);
+}
+
+const digest = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+/** The identity a checkpointed position holds (none in one from before identities). */
+function identityIn(position: SourcePosition): FileIdentity | undefined {
+  const { inode, head, headBytes } = position;
+  return typeof inode === 'string' && typeof head === 'string' && typeof headBytes === 'number' ? { inode, head, headBytes } : undefined;
+}
+
+/** Whether the file at `path` is the one `identity` was taken of: `inode` too, or just its first bytes (and at least `minSize` bytes). */
+function isFile(path: string, identity: FileIdentity, minSize: number, sameInode: boolean): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false; // gone (archived), or unreadable: reading it says so
+  }
+  try {
+    const { dev, ino, size } = fstatSync(fd, { bigint: true });
+    if (sameInode && `${dev}:${ino}` !== identity.inode) return false;
+    // Shorter than the position: truncated in place (copytruncate rotation) and written anew.
+    if (size < BigInt(Math.max(minSize, identity.headBytes))) return false;
+    return digest(headOf(fd, identity.headBytes)) === identity.head;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Where the file of a checkpointed position is in `paths`. With its identity: the path whose file has
+ * its inode and first bytes (renamed, or not), else the path it had (or one leading to the same file)
+ * if that file still starts with its first bytes (a copy of it put back, a device renumbered).
+ * A file at its path that is another one (a new log in place of the rotated one, a reused inode) is
+ * not it. Without an identity (a checkpoint from before them): by path alone.
+ */
+function indexOfFile(paths: readonly string[], file: string, identity: FileIdentity | undefined, minSize: number): number {
+  const byPath = indexByPath(paths, file);
+  if (identity === undefined) return byPath;
+  if (byPath >= 0 && isFile(paths[byPath]!, identity, minSize, true)) return byPath;
+  const byInode = paths.findIndex((path) => isFile(path, identity, minSize, true));
+  if (byInode >= 0) return byInode;
+  return byPath >= 0 && isFile(paths[byPath]!, identity, minSize, false) ? byPath : -1;
+}
+
 /** Where `file` is in `paths`: by its path, else by the file the paths lead to (one reached through another link or folder). */
-function indexOfFile(paths: readonly string[], file: string): number {
+function indexByPath(paths: readonly string[], file: string): number {
   const exact = paths.indexOf(file);
   if (exact >= 0) return exact;
   const real = (path: string): string | undefined => {
@@ -164,21 +265,31 @@ function indexOfFile(paths: readonly string[], file: string): number {
   return target === undefined ? -1 : paths.findIndex((path) => real(path) === target);
 }
 
+/** The file from its start, read through `handle` and leaving it open (a stream on it closes it when destroyed). */
+function fromStart(handle: FileHandle): Readable {
+  return Readable.from(
+    (async function* () {
+      for (let at = 0; ; ) {
+        const { bytesRead, buffer } = await handle.read(Buffer.alloc(64 << 10), 0, 64 << 10, at);
+        if (bytesRead === 0) return;
+        at += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
 /**
  * True when the bytes before `offset` are a line end: `offset` starts a line (the file did not change
  * under it). A line end is a `\n`, and in CSV a `\r` too (not the one of a `\r\n`: `offset` would be
  * inside a line end).
  */
-async function followsLineEnd(path: string, offset: number, crEndsLines: boolean): Promise<boolean> {
+async function followsLineEnd(handle: FileHandle, offset: number, crEndsLines: boolean): Promise<boolean> {
   try {
-    const handle = await openFile(path, 'r');
-    try {
-      const bytes = Buffer.alloc(2);
-      const { bytesRead } = await handle.read(bytes, 0, 2, offset - 1);
-      return bytesRead >= 1 && (bytes[0] === 10 || (crEndsLines && bytes[0] === 13 && (bytesRead === 1 || bytes[1] !== 10)));
-    } finally {
-      await handle.close();
-    }
+    const bytes = Buffer.alloc(2);
+    const { bytesRead } = await handle.read(bytes, 0, 2, offset - 1);
+    return bytesRead >= 1 && (bytes[0] === 10 || (crEndsLines && bytes[0] === 13 && (bytesRead === 1 || bytes[1] !== 10)));
   } catch {
     return false; // unreadable: the line-count path reports it as it reads
   }
