@@ -1,9 +1,9 @@
 import { after, test } from 'node:test';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import type { StreamRecord } from 'tributary';
@@ -224,4 +224,61 @@ test('gzip: appending to a large gzip file of another writer does not decompress
   const all = gunzipSync(readFileSync(path));
   assert.equal(all.length, text.length + line.length);
   assert.equal(all.subarray(text.length).toString(), `${JSON.stringify(record('new'))}\n`);
+});
+
+test('a second process writing the same file (a backtest of a running daemon\'s pipeline) is refused at its start, naming the file and the holder; a lock left by kill -9 is taken over', async (t) => {
+  const folder = mkdtempSync(join(dir, 'locked-'));
+  const out = join(folder, 'predictions.jsonl');
+  const lock = `${out}.lock`;
+  writeFileSync(join(folder, 'daemon.yaml'), `name: live\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl}]\n`);
+  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
+  let daemonLog = '';
+  daemon.stderr.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
+  t.after(() => void daemon.kill('SIGKILL')); // a failed assertion must not leave it running
+  // Running once its output has records (the sink flushes at least every 200 ms).
+  for (const deadline = Date.now() + 20_000; !(existsSync(out) && statSync(out).size > 0); await new Promise((resolve) => setTimeout(resolve, 20))) {
+    assert.ok(Date.now() < deadline, `no output within 20 s: ${daemonLog}`);
+  }
+  assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), { ...JSON.parse(readFileSync(lock, 'utf8')), pid: daemon.pid, host: hostname(), pipeline: 'live' });
+
+  const events = join(folder, 'events.jsonl');
+  writeFileSync(events, `${JSON.stringify(record('b1'))}\n`);
+  const backtest = (): { status: number | null; stderr: string } =>
+    spawnSync(process.execPath, [cli, 'backtest', join(folder, 'daemon.yaml'), '--input', events, '--report', join(folder, 'report'), '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8' });
+  const sizeBefore = statSync(out).size;
+  const refused = backtest();
+  assert.notEqual(refused.status, 0);
+  // Its dead-letter sink opens first: refused on the daemon's dead-letter file (lazy, so still unwritten), before the predictions.
+  assert.match(refused.stderr, new RegExp(`${folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(dead-letters|predictions)\\.jsonl is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
+  assert.ok(statSync(out).size >= sizeBefore, 'the daemon\'s output was not replaced');
+  assert.match(readFileSync(out, 'utf8').split('\n')[0]!, /^\{"kind":"event"/);
+
+  // Killed (-9): its lock stays, names a pid that is gone, and the next writer takes it over.
+  daemon.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(existsSync(lock));
+  const taken = backtest();
+  assert.equal(taken.status, 0, taken.stderr);
+  assert.match(taken.stderr, /took over the lock of a process that is gone/);
+  assert.deepEqual(readFileSync(out, 'utf8'), `${JSON.stringify(record('b1'))}\n`, 'the backtest wrote its output');
+  assert.ok(!existsSync(lock), 'released when the backtest ended');
+});
+
+test('sinks of one process share a file\'s lock; it goes when the last one closes, and a lock file that cannot be read refuses', async () => {
+  const folder = mkdtempSync(join(dir, 'shared-lock-'));
+  const path = join(folder, 'out.jsonl');
+  const first = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
+  const second = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await first.open?.();
+  await second.open?.();
+  await first.close?.();
+  assert.ok(existsSync(`${path}.lock`), 'held while a sink of the file is open');
+  await second.close?.();
+  assert.ok(!existsSync(`${path}.lock`));
+  writeFileSync(`${path}.lock`, '');
+  const third = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await assert.rejects(async () => third.open?.(), /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/);
+  await third.close?.();
+  assert.ok(existsSync(`${path}.lock`), 'not ours to remove');
 });

@@ -7,7 +7,8 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type Stats, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readFileSync, readSync, statSync, truncateSync, unlinkSync, writeSync, type Stats, type WriteStream } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
@@ -27,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file gets a new gzip member at every flush (checkpoint), so a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file gets a new gzip member at every flush (checkpoint), so a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid and host): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died is taken over. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -46,8 +47,16 @@ export default defineSink<FileSinkConfig>({
     const gzip = config.gzip ?? path.endsWith('.gz');
     let output: SharedOutput | undefined;
     let closed = false;
+    let locked = false;
+    /** Before anything of the file is replaced: another process writing it (a daemon, when this is a backtest) refuses this sink. */
+    const lock = (): void => {
+      if (locked || isSpecialFile(path)) return;
+      lockOutput(path, context);
+      locked = true;
+    };
     const open = (): SharedOutput => {
       if (closed) throw new Error(`${path}: written after the sink was closed`);
+      lock();
       const resuming = context.resuming === true;
       // Its own records must follow what the file holds (resuming, append: true)...
       const keepsOld = resuming || config.append;
@@ -88,6 +97,7 @@ export default defineSink<FileSinkConfig>({
         // A FIFO exists already, so lazy creation is moot; opened at the first record instead, its open
         // would wait for a reader where no stop can release it (openFifo), and the run could never end.
         const fifo = isFifo(path);
+        lock(); // a lazy file's too, so a second writer is refused at the start, not at its first record
         if (config.lazy && !fifo) return;
         output ??= open();
         if (fifo) await openFifo(output, context);
@@ -102,10 +112,15 @@ export default defineSink<FileSinkConfig>({
       },
       async close() {
         closed = true;
-        if (output === undefined) return;
-        const closing = output;
-        output = undefined;
-        await releaseShared(closing);
+        try {
+          if (output === undefined) return;
+          const closing = output;
+          output = undefined;
+          await releaseShared(closing);
+        } finally {
+          if (locked) unlockOutput(path);
+          locked = false;
+        }
       },
     };
   },
@@ -191,6 +206,116 @@ async function releaseShared(output: SharedOutput): Promise<void> {
     if (output.compressor !== undefined) await finished(output.file);
   } finally {
     if (output.fifoReader !== undefined) closeSync(output.fifoReader);
+  }
+}
+
+/**
+ * Output locks: `<file>.lock`, created exclusively (O_EXCL) and holding the writer's pid, host and
+ * pipeline, so a second process writing the same file (a backtest of a running daemon's pipeline,
+ * a second daemon) is refused at its start, naming the file and the holder, instead of replacing the
+ * first one's output under it. Sinks of one process share a file's lock as they share the file. A lock
+ * left by a process that died (kill -9; same host, its pid gone, or our own pid in a restarted container)
+ * is taken over with a warning. Released when the last sink of the file closes, and at process exit.
+ * (Two processes taking over one stale lock in the same instant could both get it.)
+ */
+interface LockHolder {
+  pid: number;
+  host: string;
+  pipeline: string;
+  since: string;
+}
+
+const heldLocks = new Map<string, { users: number; holder: LockHolder }>();
+let releasesAtExit = false;
+
+const lockPathOf = (path: string): string => `${path}.lock`;
+
+function lockOutput(path: string, context: PluginContext): void {
+  const held = heldLocks.get(path);
+  if (held !== undefined) {
+    held.users++;
+    return;
+  }
+  const lockPath = lockPathOf(path);
+  const holder: LockHolder = { pid: process.pid, host: hostname(), pipeline: context.pipeline, since: new Date().toISOString() };
+  mkdirSync(dirname(path), { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(lockPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST') {
+        // A folder where the output may be written but no lock created (read-only but for the file): written unlocked.
+        context.logger.warn({ file: path, lock: lockPath, error: (error as Error).message }, 'file sink: could not create the lock file; another process writing this file would not be refused');
+        return;
+      }
+      const other = readLock(lockPath);
+      if (attempt === 0 && other !== undefined && other.host === holder.host && (other.pid === process.pid || !isRunning(other.pid))) {
+        context.logger.warn({ file: path, lock: lockPath, deadHolder: other }, 'file sink: took over the lock of a process that is gone');
+        unlinkSync(lockPath);
+        continue;
+      }
+      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since})`;
+      throw new Error(
+        `${path} is written by ${who}: its lock file ${lockPath} says so. Stop that process or give this sink another path ` +
+          `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file`,
+      );
+    }
+    try {
+      writeSync(fd, `${JSON.stringify(holder)}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    heldLocks.set(path, { users: 1, holder });
+    if (!releasesAtExit) {
+      releasesAtExit = true;
+      // A stop that ends at shutdown_timeout (process.exit) closes no sink: its locks go all the same.
+      process.once('exit', () => {
+        for (const path of heldLocks.keys()) removeOwnLock(path);
+      });
+    }
+    return;
+  }
+}
+
+function unlockOutput(path: string): void {
+  const held = heldLocks.get(path);
+  if (held === undefined || --held.users > 0) return;
+  removeOwnLock(path);
+  heldLocks.delete(path);
+}
+
+/** Removes the lock if it is still this process's (not one a user removed and another process took since). */
+function removeOwnLock(path: string): void {
+  const lockPath = lockPathOf(path);
+  const ours = heldLocks.get(path)?.holder;
+  const found = readLock(lockPath);
+  if (ours === undefined || found?.pid !== ours.pid || found.host !== ours.host || found.since !== ours.since) return;
+  try {
+    unlinkSync(lockPath);
+  } catch {
+    // gone already
+  }
+}
+
+function readLock(lockPath: string): LockHolder | undefined {
+  try {
+    const holder = JSON.parse(readFileSync(lockPath, 'utf8')) as Partial<LockHolder>;
+    if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return undefined;
+    return { pid: holder.pid, host: holder.host, pipeline: String(holder.pipeline ?? '?'), since: String(holder.since ?? '?') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process with this pid runs (EPERM: it does, as another user). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
