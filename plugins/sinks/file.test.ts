@@ -23,11 +23,16 @@ for (const name of ['out.jsonl', 'out.jsonl.gz']) {
     for (let i = 0; i < 100; i++) sink.write(record(`u${i}`));
     await sink.flush?.();
     const bytes = readFileSync(path);
-    // A gzip file's member ends at every flush: what a checkpoint covers is complete gzip, readable as is.
-    const text = name.endsWith('.gz') ? gunzipSync(bytes).toString() : bytes.toString();
+    // gzip is flushed (a sync flush) at every flush: what a checkpoint covers is readable by a streaming reader.
+    const text = name.endsWith('.gz') ? gunzipSync(bytes, { finishFlush: zlib.Z_SYNC_FLUSH }).toString() : bytes.toString();
     const lines = text.split('\n').filter((line) => line.length > 0);
     assert.equal(lines.length, 100);
     assert.equal(JSON.parse(lines[99]!).userId, 'u99');
+    if (name.endsWith('.gz')) {
+      // A flush that finds nothing new (the output idle) ends the member: complete gzip, for whole-file readers too.
+      await sink.flush?.();
+      assert.equal(gunzipSync(readFileSync(path)).toString().split('\n').filter(Boolean).length, 100);
+    }
     await sink.close?.();
     if (name.endsWith('.gz')) assert.equal(gunzipSync(readFileSync(path)).toString().split('\n').filter(Boolean).length, 100);
   });
@@ -191,7 +196,7 @@ test('gzip: a member the last run left incomplete (kill -9) is completed on resu
   const files = {
     // this sink's files: a complete member per flush, then the torn one
     members: Buffer.concat([gzipSync(line('u1')), gzipSync(line('u2')), await torn(cut)]),
-    // files of the sink before members (one member, sync flushes): every record is in the torn member
+    // one member, sync flushes (this sink's member between its ends; its files before members): every record is in the torn member
     'one member': await torn(`${line('u1')}${line('u2')}${cut}`),
   };
   for (const [kind, bytes] of Object.entries(files)) {
@@ -281,4 +286,27 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   await assert.rejects(async () => third.open?.(), /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/);
   await third.close?.();
   assert.ok(existsSync(`${path}.lock`), 'not ours to remove');
+});
+
+test('gzip flushed every few records (a commit a second, a quiet stream) is about as small as one member: flushes keep the member, which ends at 4 MiB of text or when idle', async () => {
+  const path = join(dir, 'often-flushed.jsonl.gz');
+  // Predictions as a pipeline writes them (about 200 bytes each): random ids and scores, a few models and users.
+  let seed = 1;
+  const random = (): number => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+  const predictions = Array.from({ length: 30_000 }, (_, i) => ({
+    kind: 'prediction', id: Math.floor(random() * 2 ** 52).toString(16).padStart(16, '0'), model: i % 3 ? 'intent' : 'churn', modelVersion: '1.0',
+    task: i % 3 ? 'intent' : 'churn', userId: `u${Math.floor(random() * 2000)}`, time: 1_704_067_200_000 + i * 997, score: random(), sessionId: `u${i % 2000}:${1_704_067_200_000 + i * 13}`,
+  })) as unknown as StreamRecord[];
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: dir }));
+  await sink.open?.();
+  for (let i = 0; i < predictions.length; i++) {
+    sink.write(predictions[i]!);
+    if ((i + 1) % 10 === 0) await sink.flush?.();
+  }
+  await sink.close();
+  const text = predictions.map((p) => `${JSON.stringify(p)}\n`).join('');
+  assert.equal(gunzipSync(readFileSync(path)).toString(), text);
+  const ratio = statSync(path).size / gzipSync(text).length;
+  // A member per flush made this file 1.5x one member's size.
+  assert.ok(ratio < 1.2, `${ratio.toFixed(3)}x the size of one member`);
 });
