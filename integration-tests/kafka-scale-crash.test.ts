@@ -41,6 +41,8 @@ sinks:
     kinds: [session]
     guarantee: ${guarantee}
     transactional_id: tx-${output}-${member}
+# Two members in one folder: each its own dead-letter file (a file has one writing process: its lock).
+dead_letter: { type: file, path: ${join(dir, `dead-letters-${member}.jsonl`)} }
 checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 300ms }
 scale_out: { state_dir: ${join(dir, 'partition-state')} }
 `;
