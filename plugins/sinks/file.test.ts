@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -270,7 +270,7 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   assert.ok(!existsSync(lock), 'released when the backtest ended');
 });
 
-test('sinks of one process share a file\'s lock; it goes when the last one closes, and a lock file that cannot be read refuses', async () => {
+test('sinks of one process share a file\'s lock; it goes when the last one closes; a lock file that cannot be read refuses, and another host\'s is taken over once not renewed for 10 minutes', async () => {
   const folder = mkdtempSync(join(dir, 'shared-lock-'));
   const path = join(folder, 'out.jsonl');
   const first = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
@@ -286,6 +286,22 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   await assert.rejects(async () => third.open?.(), /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/);
   await third.close?.();
   assert.ok(existsSync(`${path}.lock`), 'not ours to remove');
+
+  // Another host's lock: refused while its holder renews it; taken over once not renewed for 10 minutes (its node died).
+  writeFileSync(`${path}.lock`, `${JSON.stringify({ pid: 1, host: 'elsewhere', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
+  const fourth = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await assert.rejects(async () => fourth.open?.(), /out\.jsonl is written by pid 1 on elsewhere \(pipeline 'live', since 2026-01-01T00:00:00\.000Z, lock renewed \d+ s ago\)/);
+  await fourth.close?.();
+  const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
+  utimesSync(`${path}.lock`, elevenMinutesAgo, elevenMinutesAgo);
+  const warned: string[] = [];
+  const base = testContext({ baseDir: folder });
+  const fifth = await fileSink.create({ path, append: false, lazy: true }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(String(args.at(-1))) } } as typeof base);
+  await fifth.open?.();
+  assert.deepEqual(warned, ["file sink: took over another host's lock its holder stopped renewing"]);
+  assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
+  await fifth.close?.();
+  assert.ok(!existsSync(`${path}.lock`));
 });
 
 test('gzip flushed every few records (a commit a second, a quiet stream) is about as small as one member: flushes keep the member, which ends at 4 MiB of text or when idle', async () => {

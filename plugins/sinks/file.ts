@@ -7,7 +7,7 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readFileSync, readSync, statSync, truncateSync, unlinkSync, writeSync, type Stats, type WriteStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readFileSync, readSync, statSync, truncateSync, unlinkSync, utimesSync, writeSync, type Stats, type WriteStream } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid and host): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died is taken over. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid and host): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (or of another host, not renewed for 10 minutes) is taken over. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -215,7 +215,9 @@ async function releaseShared(output: SharedOutput): Promise<void> {
  * a second daemon) is refused at its start, naming the file and the holder, instead of replacing the
  * first one's output under it. Sinks of one process share a file's lock as they share the file. A lock
  * left by a process that died (kill -9; same host, its pid gone, or our own pid in a restarted container)
- * is taken over with a warning. Released when the last sink of the file closes, and at process exit.
+ * is taken over with a warning; so is another host's lock its holder stopped renewing (its mtime,
+ * touched every LOCK_RENEW_MS while held), LOCK_STALE_MS ago: a pod rescheduled under a new name after
+ * its node died. Released when the last sink of the file closes, and at process exit.
  * (Two processes taking over one stale lock in the same instant could both get it.)
  */
 interface LockHolder {
@@ -227,6 +229,8 @@ interface LockHolder {
 
 const heldLocks = new Map<string, { users: number; holder: LockHolder }>();
 let releasesAtExit = false;
+const LOCK_RENEW_MS = 60_000;
+const LOCK_STALE_MS = 10 * 60_000;
 
 const lockPathOf = (path: string): string => `${path}.lock`;
 
@@ -251,12 +255,18 @@ function lockOutput(path: string, context: PluginContext): void {
         return;
       }
       const other = readLock(lockPath);
+      const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
       if (attempt === 0 && other !== undefined && other.host === holder.host && (other.pid === process.pid || !isRunning(other.pid))) {
         context.logger.warn({ file: path, lock: lockPath, deadHolder: other }, 'file sink: took over the lock of a process that is gone');
         unlinkSync(lockPath);
         continue;
       }
-      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since})`;
+      if (attempt === 0 && other !== undefined && other.host !== holder.host && renewedAgo > LOCK_STALE_MS) {
+        context.logger.warn({ file: path, lock: lockPath, staleHolder: other, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, "file sink: took over another host's lock its holder stopped renewing");
+        unlinkSync(lockPath);
+        continue;
+      }
+      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
       throw new Error(
         `${path} is written by ${who}: its lock file ${lockPath} says so. Stop that process or give this sink another path ` +
           `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file`,
@@ -274,6 +284,17 @@ function lockOutput(path: string, context: PluginContext): void {
       process.once('exit', () => {
         for (const path of heldLocks.keys()) removeOwnLock(path);
       });
+      // Renewed while held, so another host can tell a live holder from a dead one; unref'd: keeps no process alive.
+      setInterval(() => {
+        const now = new Date();
+        for (const path of heldLocks.keys()) {
+          try {
+            utimesSync(lockPathOf(path), now, now);
+          } catch {
+            // removed by hand: the next start of a writer says so
+          }
+        }
+      }, LOCK_RENEW_MS).unref();
     }
     return;
   }
