@@ -196,7 +196,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   if (!deadLetter) {
     const plugin = options.registry.get('sink', 'file');
     if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
-    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve('dead-letters.jsonl'), lazy: true };
+    // Not locked: every pipeline started in this working directory without a dead_letter names this file.
+    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve('dead-letters.jsonl'), lazy: true, lock: false };
     const errors = validator.validateEntry(plugin, entry);
     if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
     deadLetter = { plugin, entry, path: '$.dead_letter' };

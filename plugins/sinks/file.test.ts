@@ -254,8 +254,9 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const sizeBefore = statSync(out).size;
   const refused = backtest();
   assert.notEqual(refused.status, 0);
-  // Its dead-letter sink opens first: refused on the daemon's dead-letter file (lazy, so still unwritten), before the predictions.
-  assert.match(refused.stderr, new RegExp(`${folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(dead-letters|predictions)\\.jsonl is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
+  // The default dead-letter file (dead-letters.jsonl in the working directory, which any pipeline without a dead_letter names) is not locked.
+  assert.ok(!existsSync(join(folder, 'dead-letters.jsonl.lock')));
+  assert.match(refused.stderr, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
   assert.ok(statSync(out).size >= sizeBefore, 'the daemon\'s output was not replaced');
   assert.match(readFileSync(out, 'utf8').split('\n')[0]!, /^\{"kind":"event"/);
 

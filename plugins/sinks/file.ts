@@ -21,6 +21,7 @@ export interface FileSinkConfig {
   append: boolean;
   lazy: boolean;
   gzip?: boolean;
+  lock?: boolean;
 }
 
 export default defineSink<FileSinkConfig>({
@@ -38,6 +39,12 @@ export default defineSink<FileSinkConfig>({
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
       lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default). A FIFO is opened at the start all the same (it exists already).' },
       gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz.' },
+      lock: {
+        type: 'boolean',
+        default: true,
+        description:
+          'Lock the file for this process (`<path>.lock`), so another process writing it is refused at its start. Off for the default dead-letter file, which every pipeline started in one working directory without a `dead_letter` names.',
+      },
     },
   },
   examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
@@ -50,7 +57,7 @@ export default defineSink<FileSinkConfig>({
     let locked = false;
     /** Before anything of the file is replaced: another process writing it (a daemon, when this is a backtest) refuses this sink. */
     const lock = (): void => {
-      if (locked || isSpecialFile(path)) return;
+      if (locked || config.lock === false || isSpecialFile(path)) return;
       lockOutput(path, context);
       locked = true;
     };
