@@ -22,6 +22,7 @@ export {
   type OverlongLine,
 } from './io.js';
 export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
+export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
 export { loadPipeline, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';

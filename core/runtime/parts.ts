@@ -5,18 +5,16 @@
  * probe with a 1 s timeout to kill a healthy daemon.
  */
 import { createHash } from 'node:crypto';
-import { setImmediate } from 'node:timers/promises';
+import { inTurns, nextTurn, turnDue } from '../turns.js';
 
-/** Work between two turns of the event loop, at most (a native piece runs past it by its own length). */
-const TURN_MS = 10;
 /** Bytes of a piece of the body (each hashed and written by itself), and characters of a slice of a long string. */
 const PIECE = 1 << 20;
 
-/** SHA-256 (hex) of the bytes in order, a piece at a time, the event loop turning between pieces. */
+/** SHA-256 (hex) of the bytes in order, a piece at a time, the event loop turning between pieces once a part is done (turnDue). */
 export async function sha256InParts(pieces: readonly Uint8Array[]): Promise<string> {
   const hash = createHash('sha256');
   for (const [k, piece] of pieces.entries()) {
-    if (k > 0) await setImmediate();
+    if (k > 0 && turnDue()) await nextTurn();
     hash.update(piece);
   }
   return hash.digest('hex');
@@ -119,7 +117,7 @@ function flatSize(value: unknown): number {
 
 /**
  * The text of JSON.stringify(value) as UTF-8 (the same text), in pieces of about PIECE bytes, built
- * in parts with the event loop turning every TURN_MS or piece, whichever comes first: objects and
+ * in parts with the event loop turning once a part is done (turnDue) or a piece is full: objects and
  * arrays are walked, runs of flat values (flatSize) stringified natively, strings longer than PIECE
  * in slices. RawJson values are written as they are. `value` must be one JSON.stringify makes text
  * of (not undefined, a function or a symbol).
@@ -127,10 +125,13 @@ function flatSize(value: unknown): number {
 export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
   const out = new Pieces();
   const walking = new Set<object>();
-  // A turn every TURN_MS, and at least one per piece (as when the pieces are hashed).
-  let turned = performance.now();
+  // A turn once the part is done (turnDue), and at least one per piece.
   let piecesAtTurn = 0;
-  const due = (): boolean => out.pieces.length > piecesAtTurn || performance.now() - turned >= TURN_MS;
+  const due = (): boolean => out.pieces.length > piecesAtTurn || turnDue();
+  function* pause(): Generator<void, void, void> {
+    yield;
+    piecesAtTurn = out.pieces.length;
+  }
 
   /**
    * A long string, PIECE characters at a time (never between the two halves of a surrogate pair,
@@ -146,7 +147,7 @@ export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
       const slice = text.slice(from, to);
       out.add(plain ? slice : JSON.stringify(slice).slice(1, -1));
       from = to;
-      if (due()) yield;
+      if (due()) yield* pause();
     }
     out.add('"');
   }
@@ -157,7 +158,7 @@ export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
     if (typeof value === 'string' && value.length > PIECE) return yield* walkString(value);
     if (typeof value !== 'object' || value === null || !(Array.isArray(value) || isPlainObject(value)) || flatSize(value) >= 0) {
       out.add(JSON.stringify(value));
-      if (due()) yield;
+      if (due()) yield* pause();
       return;
     }
     if (walking.has(value)) throw new TypeError('Converting circular structure to JSON');
@@ -177,7 +178,7 @@ export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
           if (i > 0) out.add(',');
           out.add(JSON.stringify(value.slice(i, to)).slice(1, -1));
           i = to;
-          if (due()) yield;
+          if (due()) yield* pause();
           continue;
         }
         if (i > 0) out.add(',');
@@ -202,12 +203,7 @@ export async function stringifyInParts(value: unknown): Promise<Buffer[]> {
     walking.delete(value);
   }
 
-  const work = walk(jsonOf('', value));
-  while (!work.next().done) {
-    await setImmediate();
-    turned = performance.now();
-    piecesAtTurn = out.pieces.length;
-  }
+  await inTurns(walk(jsonOf('', value)));
   out.close();
   return out.pieces;
 }

@@ -4,150 +4,7 @@
  * float64 (NaN, ±Infinity and -0 included), unlike JSON numbers. Bytes are little-endian.
  */
 import { endianness } from 'node:os';
-import { setImmediate } from 'node:timers/promises';
-
-/** Work between two turns of the event loop in a snapshot or a restore in parts, at most: this long... */
-const TURN_MS = 10;
-/** ...or this many rows, whichever comes first (a block of rows may run past either). */
-const TURN_ROWS = 65_536;
-/** Rows between two looks at the clock. */
-const BLOCK = 1024;
-/** When the event loop last turned for a part (see turn()), and the rows handled since. */
-let turned = performance.now();
-let rowsSinceTurn = 0;
-
-/** Whether the current part is done: time to yield. */
-function due(): boolean {
-  return rowsSinceTurn >= TURN_ROWS || performance.now() - turned >= TURN_MS;
-}
-
-/** The last turn asked for: turns are taken one after another, whichever snapshot or restore asks. */
-let lastTurn: Promise<void> = Promise.resolve();
-
-/**
- * Lets the event loop turn between two parts. Turns queue: each comes a turn of the loop after the
- * one asked before it, so one part runs per turn however many stages snapshot at once (three stages
- * each running a part per turn held the loop three parts long).
- */
-async function turn(): Promise<void> {
-  const mine = lastTurn.then(() => setImmediate());
-  lastTurn = mine;
-  await mine;
-  turned = performance.now();
-  rowsSinceTurn = 0;
-}
-
-/**
- * Runs `part(from, to)` over the rows [0, n) in blocks, yielding between them once a part is done
- * (TURN_MS or TURN_ROWS): the parts of a snapshot (PartedSnapshots) or of a restore (inParts). By
- * time too: a row costs more in some stages than in others, and ten times more while the code is
- * cold (the first checkpoint).
- */
-export function* partsOf(n: number, part: (from: number, to: number) => void): Generator<void, void, void> {
-  for (let from = 0; from < n; from += BLOCK) {
-    if (from > 0 && due()) yield;
-    const to = Math.min(n, from + BLOCK);
-    part(from, to);
-    rowsSinceTurn += to - from;
-  }
-}
-
-/** `visit` on each of `items` in order, in parts as partsOf (for a Map's entries). */
-export function* eachOf<T>(items: Iterable<T>, visit: (item: T) => void): Generator<void, void, void> {
-  let count = 0;
-  for (const item of items) {
-    if (++count % BLOCK === 0) {
-      rowsSinceTurn += BLOCK;
-      if (due()) yield;
-    }
-    visit(item);
-  }
-}
-
-/**
- * Runs `part(from, to)` over the rows [0, n) in parts, the event loop turning between them (see
- * Operator.restore): a restore of a million users in one go left the daemon's /healthz unanswered
- * for over a second, and ten million for over ten, long enough for a liveness probe to kill it.
- */
-export async function inParts(n: number, part: (from: number, to: number) => void): Promise<void> {
-  await inTurns(partsOf(n, part));
-}
-
-/** Runs the parts of `work` (partsOf, eachOf and those built of them), the event loop turning between them. */
-export async function inTurns<T>(work: Generator<void, T, void>): Promise<T> {
-  for (;;) {
-    const step = work.next();
-    if (step.done) return step.value;
-    await turn();
-  }
-}
-
-/** One snapshot in parts: its generator, stepped a part at a time or all at once. */
-class SnapshotInParts<T> {
-  private outcome: { value: T } | { error: unknown } | undefined;
-
-  constructor(private readonly parts: Generator<void, T, void>) {}
-
-  get done(): boolean {
-    return this.outcome !== undefined;
-  }
-
-  /** The next part (`all`: every part left). */
-  step(all: boolean): void {
-    if (this.outcome !== undefined) return;
-    try {
-      for (;;) {
-        const next = this.parts.next();
-        if (next.done) {
-          this.outcome = { value: next.value };
-          return;
-        }
-        if (!all) return;
-      }
-    } catch (error) {
-      this.outcome = { error };
-    }
-  }
-
-  result(): T {
-    const outcome = this.outcome!;
-    if ('error' in outcome) throw outcome.error;
-    return outcome.value;
-  }
-}
-
-/**
- * A stage's snapshots taken in parts (Operator.snapshot may return a promise): `take(parts)` runs
- * the generator's first part now and the others with the event loop turning between them (a million
- * users' state held the daemon's loop, and its /healthz, for half a second in one piece). The
- * snapshot must be the state of the instant snapshot() was called, and the parts read the live
- * state: the stage calls `settle()` before anything changes it (a record or a watermark that reaches
- * it meanwhile, say from another stage's timer), which runs the remaining parts at once.
- */
-export class PartedSnapshots {
-  private current: SnapshotInParts<unknown> | undefined;
-
-  async take<T>(parts: Generator<void, T, void>): Promise<T> {
-    this.settle();
-    const snapshot = new SnapshotInParts(parts);
-    this.current = snapshot;
-    snapshot.step(false);
-    while (!snapshot.done) {
-      await turn();
-      snapshot.step(false);
-    }
-    if (this.current === snapshot) this.current = undefined;
-    return snapshot.result();
-  }
-
-  /** Finishes a snapshot in progress now: call it before changing the state it reads. */
-  settle(): void {
-    const current = this.current;
-    if (current === undefined) return;
-    this.current = undefined;
-    current.step(true);
-  }
-}
+import { inParts, nextTurn, partsOf, turnDue } from 'tributary';
 
 /**
  * `{n, c}`: n copies of c. `{n, base, bytes, b64}`: integers base + an unsigned offset of 1, 2 or 4
@@ -254,7 +111,7 @@ function* encodePlain(values: Float64Array): Generator<void, Column, void> {
       out = bytes;
     }
     if (out !== undefined) {
-      if (due()) yield;
+      if (turnDue()) yield;
       return { n, base: min, bytes: out.BYTES_PER_ELEMENT as 1 | 2 | 4, b64: toBase64(out) };
     }
   }
@@ -364,7 +221,7 @@ export function* encodeTable(rows: Float64Array, n: number, width: number, refs:
     }
   }
   for (const plan of plans) {
-    if (due()) yield;
+    if (turnDue()) yield;
     // One pass per encoded field keeps each loop monomorphic in its output type.
     const { f, base, out } = plan;
     const r = plan.ref;
@@ -397,7 +254,7 @@ export async function decodeTable(columns: readonly Column[], rows: Float64Array
   // Rows in parts too: a column of a million rows takes milliseconds, but the first one written
   // touches every page of a fresh table (168 MB for a million users: 0.2-0.5 s of page faults here).
   for (let f = 0; f < width; f++) {
-    if (f > 0) await turn();
+    if (f > 0) await nextTurn();
     const column = columns[f]!;
     if (column?.n !== n) throw new Error(`${what}: column ${f} has ${String(column?.n)} rows, expected ${n}`);
     const r = column.ref ?? -1;

@@ -3,8 +3,8 @@
  * up to and including that event (never later ones: no leakage into a purchase prediction).
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
-import { defineOperator, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, encodeColumns, inParts, PartedSnapshots, partsOf, type Column } from './columns.js';
+import { defineOperator, inParts, PartedSnapshots, partsOf, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
+import { decodeColumn, encodeColumns, type Column } from './columns.js';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 

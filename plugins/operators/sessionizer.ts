@@ -10,6 +10,10 @@
  */
 import {
   defineOperator,
+  eachOf,
+  inParts,
+  PartedSnapshots,
+  partsOf,
   originOf,
   parseDuration,
   recordOperator,
@@ -23,7 +27,7 @@ import {
   type SessionSummary,
   type StreamRecord,
 } from 'tributary';
-import { decodeColumn, decodeDerivedIds, eachOf, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type Column, type DerivedIds } from './columns.js';
+import { decodeColumn, decodeDerivedIds, encodeColumns, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
 import { attachHandle, SessionTag, type SessionHandle } from './handle.js';
 
 export interface SessionizerConfig {

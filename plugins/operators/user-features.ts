@@ -6,8 +6,8 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { defineOperator, durationText, parseDuration, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeDerivedIds, decodeTable, eachOf, encodeDerivedIds, encodeTable, inParts, inTurns, PartedSnapshots, partsOf, type Column, type DerivedIds } from './columns.js';
+import { defineOperator, durationText, eachOf, inParts, inTurns, parseDuration, PartedSnapshots, partsOf, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
+import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, type Column, type DerivedIds } from './columns.js';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 

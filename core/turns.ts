@@ -1,0 +1,147 @@
+/**
+ * Long work in parts, the event loop turning between them: the one scheduler of the runtime's
+ * checkpoint serialiser and hash and of the stages' snapshots and restores. The daemon answers
+ * /healthz and /metrics, and Kafka pipelines move on, only between turns: a million users' state
+ * snapshotted, serialised or restored in one go held the loop for about a second, long enough for a
+ * liveness probe with a 1 s timeout to kill a healthy daemon.
+ *
+ * Work is a generator that yields where it may pause (`if (turnDue()) yield;`, or partsOf and eachOf,
+ * which do that every block of rows), run by inTurns. One clock and one queue for everyone: a part
+ * ends after TURN_MS of work, however many snapshots, restores and checkpoints run at once, and their
+ * turns queue, so one part runs per turn of the loop (three stages each running a part per turn held
+ * it three parts long).
+ */
+import { setImmediate } from 'node:timers/promises';
+
+/** Work between two turns of the event loop, at most (a block of rows, or a native call, runs past it by its own length). */
+export const TURN_MS = 10;
+/** ...or this many rows (partsOf, eachOf), whichever comes first. */
+const TURN_ROWS = 65_536;
+/** Rows between two looks at the clock. */
+const BLOCK = 1024;
+
+/** When the event loop last turned for a part, and the rows handled since. */
+let turned = performance.now();
+let rowsSinceTurn = 0;
+/** The last turn asked for: each comes a turn of the loop after the one asked before it. */
+let lastTurn: Promise<void> = Promise.resolve();
+
+/**
+ * Whether the current part is done (TURN_MS of work since the last turn, or TURN_ROWS rows by
+ * partsOf and eachOf): a generator run by inTurns yields then. By time, not by count: a row costs
+ * more in some stages than in others, and ten times more while the code is cold (the first checkpoint).
+ */
+export function turnDue(): boolean {
+  return rowsSinceTurn >= TURN_ROWS || performance.now() - turned >= TURN_MS;
+}
+
+/** Resolves a turn of the event loop after the turn asked for before it (by anyone); a new part starts then. */
+export async function nextTurn(): Promise<void> {
+  const mine = lastTurn.then(() => setImmediate());
+  lastTurn = mine;
+  await mine;
+  turned = performance.now();
+  rowsSinceTurn = 0;
+}
+
+/** Runs the parts of `work` (yielding where turnDue() said so), the event loop turning between them; resolves to its result. */
+export async function inTurns<T>(work: Generator<void, T, void>): Promise<T> {
+  for (;;) {
+    const step = work.next();
+    if (step.done) return step.value;
+    await nextTurn();
+  }
+}
+
+/** Runs `part(from, to)` over the rows [0, n) in blocks, yielding between them once the part is done (turnDue). */
+export function* partsOf(n: number, part: (from: number, to: number) => void): Generator<void, void, void> {
+  for (let from = 0; from < n; from += BLOCK) {
+    if (from > 0 && turnDue()) yield;
+    const to = Math.min(n, from + BLOCK);
+    part(from, to);
+    rowsSinceTurn += to - from;
+  }
+}
+
+/** `visit` on each of `items` in order, in parts as partsOf (a Map's entries, say). */
+export function* eachOf<T>(items: Iterable<T>, visit: (item: T) => void): Generator<void, void, void> {
+  let count = 0;
+  for (const item of items) {
+    if (++count % BLOCK === 0) {
+      rowsSinceTurn += BLOCK;
+      if (turnDue()) yield;
+    }
+    visit(item);
+  }
+}
+
+/** `part(from, to)` over the rows [0, n) in parts, the event loop turning between them (a restore in parts). */
+export async function inParts(n: number, part: (from: number, to: number) => void): Promise<void> {
+  await inTurns(partsOf(n, part));
+}
+
+/** One snapshot in parts: its generator, stepped a part at a time or all at once. */
+class SnapshotInParts<T> {
+  private outcome: { value: T } | { error: unknown } | undefined;
+
+  constructor(private readonly parts: Generator<void, T, void>) {}
+
+  get done(): boolean {
+    return this.outcome !== undefined;
+  }
+
+  /** The next part (`all`: every part left). */
+  step(all: boolean): void {
+    if (this.outcome !== undefined) return;
+    try {
+      for (;;) {
+        const next = this.parts.next();
+        if (next.done) {
+          this.outcome = { value: next.value };
+          return;
+        }
+        if (!all) return;
+      }
+    } catch (error) {
+      this.outcome = { error };
+    }
+  }
+
+  result(): T {
+    const outcome = this.outcome!;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
+  }
+}
+
+/**
+ * A stage's snapshots taken in parts (Operator.snapshot returning a promise): `take(parts)` runs the
+ * generator's first part now and the others with the event loop turning between them. The snapshot
+ * must be the state of the instant snapshot() was called while the parts read the live state, so the
+ * stage calls `settle()` before anything changes that state (a record or a watermark that reaches it
+ * meanwhile, say from another stage's timer; a restore): it runs the remaining parts at once.
+ */
+export class PartedSnapshots {
+  private current: SnapshotInParts<unknown> | undefined;
+
+  async take<T>(parts: Generator<void, T, void>): Promise<T> {
+    this.settle();
+    const snapshot = new SnapshotInParts(parts);
+    this.current = snapshot;
+    snapshot.step(false);
+    while (!snapshot.done) {
+      await nextTurn();
+      snapshot.step(false);
+    }
+    if (this.current === snapshot) this.current = undefined;
+    return snapshot.result();
+  }
+
+  /** Finishes a snapshot in progress now: call it before changing the state it reads. */
+  settle(): void {
+    const current = this.current;
+    if (current === undefined) return;
+    this.current = undefined;
+    current.step(true);
+  }
+}
