@@ -15,7 +15,7 @@ import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { writeFileDurably } from '../durable.js';
-import { piecesOf, sha256InParts } from './parts.js';
+import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 export const checkpointVersion = 1;
@@ -76,7 +76,7 @@ export class CheckpointStore {
   /**
    * Writes the body (already serialised, so it reflects the state at the moment it was taken): one
    * string, or its UTF-8 in pieces (stringifyInParts: about 1 MiB each), hashed one at a time with
-   * the event loop turning between them.
+   * the event loop turning between them. The pieces are not to be read once it resolved.
    */
   async write(body: string | readonly Uint8Array[]): Promise<{ file: string; sequence: number; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
@@ -95,6 +95,7 @@ export class CheckpointStore {
     const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: await sha256InParts(pieces) };
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
+    reusePieces(pieces); // stringifyInParts' buffers, for the next body
     for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawJson, stringifyInParts } from './parts.js';
+import { RawJson, reusePieces, stringifyInParts } from './parts.js';
 import { countLoopTurns } from '../testing.js';
 
 test('a body serialised in parts is the UTF-8 of the text JSON.stringify gives, whatever the values (toJSON, skipped values, holes, long strings, surrogate pairs, multi-byte text)', async () => {
@@ -41,4 +41,27 @@ test('a large body is serialised with the event loop turning between its parts, 
   const cycle: { self: unknown[] } = { self: [] };
   cycle.self.push(cycle);
   await assert.rejects(stringifyInParts([cycle, cycle]), /circular/);
+});
+
+test('a body fills its pieces, and the pieces of a body written are reused for the next, never a caller own buffer', async () => {
+  const body = { columns: ['QUJD'.repeat(700_000), 'RUZH'.repeat(700_000)], users: Array.from({ length: 50_000 }, (_, i) => `user-${i}`) };
+  const first = await stringifyInParts(body);
+  assert.equal(Buffer.concat(first).toString('utf8'), JSON.stringify(body));
+  // ASCII text splits anywhere: every piece but the last is full (1 MiB), not closed half-empty.
+  for (const piece of first.slice(0, -1)) assert.equal(piece.length, 1 << 20);
+  const buffers = new Set(first.map((piece) => piece.buffer));
+  reusePieces(first);
+  const own = Buffer.alloc(1 << 20);
+  reusePieces([own]); // a caller's buffer of the same size: never taken
+  const other = { text: 'x'.repeat(3 << 20) };
+  const second = await stringifyInParts(other);
+  assert.equal(Buffer.concat(second).toString('utf8'), JSON.stringify(other));
+  assert.ok(second.some((piece) => buffers.has(piece.buffer)), 'a buffer of the first body reused');
+  assert.ok(second.every((piece) => piece.buffer !== own.buffer), 'the caller buffer not reused');
+  reusePieces(first); // twice: its buffers are the second body's now, and are not taken again
+  const third = await stringifyInParts(body);
+  const secondBuffers = new Set(second.map((piece) => piece.buffer));
+  assert.ok(third.every((piece) => !secondBuffers.has(piece.buffer)), 'two bodies share no buffer');
+  assert.equal(Buffer.concat(second).toString('utf8'), JSON.stringify(other));
+  assert.equal(Buffer.concat(third).toString('utf8'), JSON.stringify(body));
 });

@@ -27,6 +27,29 @@ export function piecesOf(bytes: Uint8Array): Uint8Array[] {
   return pieces;
 }
 
+/**
+ * Piece buffers of bodies already written, for the next body: a checkpoint's 1 MiB buffers, kept
+ * across many turns until written, outlive V8's young generation and are freed only by a full GC,
+ * which V8 starts for every 64 MiB of such (external) memory allocated since the last one: fresh
+ * buffers for every 28 MiB body took about one full GC a checkpoint. Only buffers made here are
+ * taken back, never a caller's own.
+ */
+const spare: Buffer[] = [];
+/** Pieces made here and not handed back yet (reusePieces takes these only, each once). */
+const lent = new WeakSet<Uint8Array>();
+/** Spare buffers kept at most: the pieces of a 64 MiB body. */
+const SPARE_PIECES = 64;
+
+const newPiece = (): Buffer => spare.pop() ?? Buffer.allocUnsafe(PIECE);
+
+/** Takes back the pieces of a body stringifyInParts made once it is written: none of them may be read after. */
+export function reusePieces(pieces: readonly Uint8Array[]): void {
+  for (const piece of pieces) {
+    if (spare.length >= SPARE_PIECES) return;
+    if (lent.delete(piece)) spare.push(Buffer.from(piece.buffer, 0, PIECE));
+  }
+}
+
 /** JSON text already made (a stage's synchronous snapshot, serialised at the instant it was taken), written as it is. */
 export class RawJson {
   constructor(readonly text: string) {}
@@ -41,26 +64,50 @@ const SLICE = 1024;
  */
 class Pieces {
   readonly pieces: Buffer[] = [];
-  private current = Buffer.allocUnsafe(PIECE);
+  private current = newPiece();
   private used = 0;
 
-  /** A whole fragment of JSON text (never half of a surrogate pair: JSON.stringify escapes lone ones). */
+  /**
+   * A whole fragment of JSON text (never half of a surrogate pair: JSON.stringify escapes lone ones).
+   * Pieces are filled: each holds a 1 MiB buffer until the body is written, and a checkpoint's
+   * buffers, kept across many turns, are freed only by a full GC, which V8 starts for every 64 MiB
+   * of such (external) memory: pieces closed half-full (a long string's slice that might not fit)
+   * made 41 pieces of a 28 MiB body.
+   */
   add(text: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    if (text.length * 3 > PIECE - this.used) {
-      this.close();
-      if (text.length * 3 > PIECE) {
-        this.pieces.push(Buffer.from(text));
-        return;
-      }
+    if (text.length * 3 <= PIECE - this.used) {
+      this.used += this.current.write(text, this.used);
+      return;
     }
-    this.used += this.current.write(text, this.used);
+    const bytes = Buffer.byteLength(text);
+    if (bytes <= PIECE - this.used) {
+      this.used += this.current.write(text, this.used);
+      return;
+    }
+    if (bytes === text.length) {
+      // One byte a character (ASCII: base64 columns, most JSON): split at any character.
+      let from = 0;
+      while (from < text.length) {
+        const room = PIECE - this.used;
+        const to = Math.min(text.length, from + room);
+        this.used += this.current.write(from === 0 && to === text.length ? text : text.slice(from, to), this.used);
+        from = to;
+        if (this.used === PIECE) this.close();
+      }
+      return;
+    }
+    this.close();
+    if (bytes > PIECE) this.pieces.push(Buffer.from(text));
+    else this.used += this.current.write(text, this.used);
   }
 
   close(): void {
     if (this.used === 0) return;
-    this.pieces.push(this.current.subarray(0, this.used));
-    this.current = Buffer.allocUnsafe(PIECE);
+    const piece = this.current.subarray(0, this.used);
+    lent.add(piece);
+    this.pieces.push(piece);
+    this.current = newPiece();
     this.used = 0;
   }
 }

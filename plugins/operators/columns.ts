@@ -21,30 +21,61 @@ export type Column = (
 
 const littleEndian = endianness() === 'LE';
 
-/** Another column of the same rows; `ref` names it in the snapshot. */
+/**
+ * Another column of the same rows; `ref` names it in the snapshot. Row i's value is
+ * values[offset + i * stride] (by default values[i]): a field of a row-major table is read in
+ * place, not copied out into a column of its own first (a million rows: 8 MB more a checkpoint).
+ */
 export interface Reference {
   values: Float64Array;
   ref: number;
+  stride?: number;
+  offset?: number;
+}
+
+/** Whether the reference holds n rows. */
+const holds = (reference: Reference, n: number): boolean => {
+  const stride = reference.stride ?? 1;
+  const offset = reference.offset ?? 0;
+  return Number.isInteger(stride) && stride >= 1 && Number.isInteger(offset) && offset >= 0 && (n === 0 || offset + (n - 1) * stride < reference.values.length);
+};
+
+/**
+ * One buffer for the temporary arrays an encoder fills and makes base64, one after another: a
+ * snapshot's columns each in a buffer of their own were tens of MiB of ArrayBuffers a checkpoint,
+ * kept across turns, and V8 starts a full GC for every 64 MiB of those (see toBase64).
+ */
+class Scratch {
+  private buffer = new ArrayBuffer(0);
+
+  /** At least `bytes` bytes; whatever an array of an earlier call holds is overwritten. */
+  take(bytes: number): ArrayBuffer {
+    if (this.buffer.byteLength < bytes) this.buffer = new ArrayBuffer(bytes);
+    return this.buffer;
+  }
 }
 
 /**
  * Encodes the values in the smallest of the three forms that is exact (Float64Array only: monomorphic
  * loops). Yields between parts of the rows (a snapshot in parts, see PartedSnapshots).
  */
-export function* encodeColumn(values: Float64Array, reference?: Reference): Generator<void, Column, void> {
-  const plain = yield* encodePlain(values);
+export function* encodeColumn(values: Float64Array, reference?: Reference, scratch = new Scratch()): Generator<void, Column, void> {
+  const plain = yield* encodePlain(values, scratch);
   if (reference === undefined || 'f64' in plain || 'c' in plain) return plain;
   // Times of one row are close to each other (first seen, last seen, session start): as offsets
   // from a related column they often shrink to a constant or a byte.
   const n = values.length;
+  if (!holds(reference, n)) throw new Error(`reference of ${reference.values.length} values for ${n} rows`);
   const base = reference.values;
-  const diffs = new Float64Array(n);
+  const stride = reference.stride ?? 1;
+  const offset = reference.offset ?? 0;
+  const diffs = new Float64Array(n); // not from scratch: encodePlain's output goes there
   let exact = true;
   yield* partsOf(n, (from, to) => {
     if (!exact) return;
-    for (let i = from; i < to; i++) {
+    for (let i = from, o = offset + from * stride; i < to; i++, o += stride) {
       const v = values[i]!;
-      const r = base[i]!;
+      const r = base[o]!;
       const d = v - r;
       if (!Number.isSafeInteger(r) || !Number.isSafeInteger(d) || r + d !== v) {
         exact = false;
@@ -54,7 +85,7 @@ export function* encodeColumn(values: Float64Array, reference?: Reference): Gene
     }
   });
   if (!exact) return plain;
-  const relative = yield* encodePlain(diffs);
+  const relative = yield* encodePlain(diffs, scratch);
   return size(relative) < size(plain) ? { ...relative, ref: reference.ref } : plain;
 }
 
@@ -62,7 +93,8 @@ function size(column: Column): number {
   return 'c' in column ? 0 : 'b64' in column ? column.b64.length : column.f64.length;
 }
 
-function* encodePlain(values: Float64Array): Generator<void, Column, void> {
+/** The values as a column; its offsets are made base64 from `scratch`. */
+function* encodePlain(values: Float64Array, scratch: Scratch): Generator<void, Column, void> {
   const n = values.length;
   if (n === 0) return { n, c: 0 };
   let min = Infinity;
@@ -92,19 +124,19 @@ function* encodePlain(values: Float64Array): Generator<void, Column, void> {
     // One loop per element type, each monomorphic.
     let out: Uint8Array | Uint16Array | Uint32Array | undefined;
     if (range <= 0xff) {
-      const bytes = new Uint8Array(n);
+      const bytes = new Uint8Array(scratch.take(n * 1), 0, n);
       yield* partsOf(n, (from, to) => {
         for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
       });
       out = bytes;
     } else if (range <= 0xffff) {
-      const bytes = new Uint16Array(n);
+      const bytes = new Uint16Array(scratch.take(n * 2), 0, n);
       yield* partsOf(n, (from, to) => {
         for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
       });
       out = bytes;
     } else if (range <= 0xffffffff) {
-      const bytes = new Uint32Array(n);
+      const bytes = new Uint32Array(scratch.take(n * 4), 0, n);
       yield* partsOf(n, (from, to) => {
         for (let i = from; i < to; i++) bytes[i] = values[i]! - min;
       });
@@ -121,7 +153,8 @@ function* encodePlain(values: Float64Array): Generator<void, Column, void> {
 /** encodeColumn of each, in parts. */
 export function* encodeColumns(columns: readonly Float64Array[]): Generator<void, Column[], void> {
   const encoded: Column[] = [];
-  for (const values of columns) encoded.push(yield* encodeColumn(values));
+  const scratch = new Scratch();
+  for (const values of columns) encoded.push(yield* encodeColumn(values, undefined, scratch));
   return encoded;
 }
 
@@ -145,9 +178,10 @@ export function decodeColumn(column: Column, what: string, reference?: Reference
     else throw new Error(`${what}: not a snapshot column`);
   }
   if (column.ref !== undefined) {
-    if (reference === undefined || reference.ref !== column.ref || reference.values.length !== n) throw new Error(`${what}: column refers to column ${column.ref}, which cannot be its reference`);
+    if (reference === undefined || reference.ref !== column.ref || !holds(reference, n)) throw new Error(`${what}: column refers to column ${column.ref}, which cannot be its reference`);
     const base = reference.values;
-    for (let i = 0; i < n; i++) out[i]! += base[i]!;
+    const stride = reference.stride ?? 1;
+    for (let i = 0, o = reference.offset ?? 0; i < n; i++, o += stride) out[i]! += base[o]!;
   }
   return out;
 }
@@ -203,7 +237,7 @@ export function* encodeTable(rows: Float64Array, n: number, width: number, refs:
     }
   });
   const columns: Column[] = [];
-  const plans: { f: number; base: number; ref: number; out: Uint8Array | Uint16Array | Uint32Array | Float64Array }[] = [];
+  const plans: { f: number; base: number; ref: number; bytes: number }[] = [];
   for (let f = 0; f < width; f++) {
     const plainRange = integer[f] === 1 && n > 0 ? max[f]! - min[f]! : Infinity;
     const relRange = relative[f] === 1 && integer[f] === 1 && n > 0 ? maxD[f]! - minD[f]! : Infinity;
@@ -215,15 +249,18 @@ export function* encodeTable(rows: Float64Array, n: number, width: number, refs:
     else if (range === 0) columns.push({ n, c: base, ...extra });
     else {
       const bytes = bytesFor(range);
-      const out = bytes === 1 ? new Uint8Array(n) : bytes === 2 ? new Uint16Array(n) : bytes === 4 ? new Uint32Array(n) : new Float64Array(n);
-      plans.push({ f, base: bytes === 8 ? 0 : base, ref: useRel ? ref[f]! : -1, out });
+      plans.push({ f, base: bytes === 8 ? 0 : base, ref: useRel ? ref[f]! : -1, bytes });
       columns.push({ n, c: 0 }); // replaced below
     }
   }
+  // Each field's offsets are made base64 before the next is encoded: one buffer holds them all in turn.
+  const scratch = new Scratch();
   for (const plan of plans) {
     if (turnDue()) yield;
     // One pass per encoded field keeps each loop monomorphic in its output type.
-    const { f, base, out } = plan;
+    const { f, base, bytes } = plan;
+    const buffer = scratch.take(n * bytes);
+    const out = bytes === 1 ? new Uint8Array(buffer, 0, n) : bytes === 2 ? new Uint16Array(buffer, 0, n) : bytes === 4 ? new Uint32Array(buffer, 0, n) : new Float64Array(buffer, 0, n);
     const r = plan.ref;
     yield* partsOf(n, (from, to) => {
       if (r >= 0) for (let i = from, o = from * width; i < to; i++, o += width) out[i] = rows[o + f]! - rows[o + r]! - base;
@@ -284,9 +321,21 @@ export async function decodeTable(columns: readonly Column[], rows: Float64Array
 
 type TypedArrayClass<T> = { new (buffer: ArrayBuffer, offset: number, length: number): T; BYTES_PER_ELEMENT: number };
 
+/**
+ * Bytes made base64 at once (a multiple of 3, so the pieces join without padding): Node makes the
+ * base64 of more than about 750 KiB an external string, counted as external memory, and V8 starts a
+ * full GC for every 64 MiB of that (a snapshot's columns held until the checkpoint was written made
+ * 31 MiB of it each checkpoint). Joined pieces are one string on V8's heap.
+ */
+const BASE64_BYTES = 3 << 17;
+
 function toBase64(array: Uint8Array | Uint16Array | Uint32Array | Float64Array): string {
   if (!littleEndian) throw new Error('snapshot columns need a little-endian host');
-  return Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString('base64');
+  const bytes = Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+  if (bytes.length <= BASE64_BYTES) return bytes.toString('base64');
+  const pieces: string[] = [];
+  for (let from = 0; from < bytes.length; from += BASE64_BYTES) pieces.push(bytes.toString('base64', from, Math.min(bytes.length, from + BASE64_BYTES)));
+  return pieces.join('');
 }
 
 function fromBase64<T>(text: string, type: TypedArrayClass<T>, n: number, what: string): T {
