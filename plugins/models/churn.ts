@@ -7,7 +7,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
+import { defineOperator, eachOf, inTurns, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
@@ -304,27 +304,41 @@ export default defineOperator<ChurnModelConfig>({
           sequences: sequences?.state() ?? [],
         };
       },
-      restore(state) {
+      async restore(state) {
         const saved = state as ChurnState;
-        learner.restore(saved.learner);
-        const handleOf = learner.handlesById();
-        const pendingById = new Map<string, PendingChurn>();
-        users.clear();
-        for (const [key, user] of saved.users) {
-          const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
-          for (const p of pending) pendingById.set(p.sample.id, p);
-          users.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
-        }
-        deadlines.length = 0;
-        deadlineOf.length = 0;
-        // In their saved order (a heap already). A deadline whose prediction no user holds any more
-        // gets a stand-in, skipped when popped.
-        for (const [deadline, id, userId] of saved.deadlines) {
-          deadlines.push(deadline);
-          const pending = pendingById.get(id);
-          deadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
-        }
-        sequences?.load(saved.sequences);
+        // In parts, each part a turn of the event loop (see inTurns); the state swapped in at the end.
+        await inTurns(
+          (function* () {
+            yield* learner.restoreParts(saved.learner);
+            const handleOf = learner.handlesById();
+            const pendingById = new Map<string, PendingChurn>();
+            const restored: [string, UserState][] = [];
+            yield* eachOf(saved.users, ([key, user]) => {
+              const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
+              for (const p of pending) pendingById.set(p.sample.id, p);
+              restored.push([key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending }]);
+            });
+            const restoredDeadlines: number[] = [];
+            const restoredDeadlineOf: PendingChurn[] = [];
+            // In their saved order (a heap already). A deadline whose prediction no user holds any more
+            // gets a stand-in, skipped when popped.
+            yield* eachOf(saved.deadlines, ([deadline, id, userId]) => {
+              restoredDeadlines.push(deadline);
+              const pending = pendingById.get(id);
+              restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
+            });
+            users.clear();
+            for (const [key, user] of restored) users.set(key, user);
+            deadlines.length = 0;
+            deadlineOf.length = 0;
+            // A loop, not push(...): a spread of a million arguments overflows the stack.
+            for (let i = 0; i < restoredDeadlines.length; i++) {
+              deadlines.push(restoredDeadlines[i]!);
+              deadlineOf.push(restoredDeadlineOf[i]!);
+            }
+            sequences?.load(saved.sequences);
+          })(),
+        );
       },
       async close() {
         await learner.close();

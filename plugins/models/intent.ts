@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { defineOperator, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
+import { defineOperator, eachOf, inTurns, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
@@ -174,14 +174,21 @@ export default defineOperator<IntentModelConfig>({
       snapshot(): IntentState {
         return { learner: learner.snapshot(), sessions: [...sessions.entries()].map(([k, v]) => [k, { ...v, pending: v.pending.map((s) => s.id) }]), sequences: sequences?.state() ?? [], ended };
       },
-      restore(state) {
+      async restore(state) {
         const saved = state as IntentState;
-        learner.restore(saved.learner);
-        const handleOf = learner.handlesById();
-        sessions.clear();
-        for (const [key, value] of saved.sessions) sessions.set(key, { ...value, pending: value.pending.map(handleOf) });
-        sequences?.load(saved.sequences);
-        ended = saved.ended;
+        // In parts, each part a turn of the event loop (see inTurns); the maps swapped in at the end.
+        await inTurns(
+          (function* () {
+            yield* learner.restoreParts(saved.learner);
+            const handleOf = learner.handlesById();
+            const restored: [string, SessionState][] = [];
+            yield* eachOf(saved.sessions, ([key, value]) => restored.push([key, { ...value, pending: value.pending.map(handleOf) }]));
+            sessions.clear();
+            for (const [key, value] of restored) sessions.set(key, value);
+            sequences?.load(saved.sequences);
+            ended = saved.ended;
+          })(),
+        );
       },
       async close() {
         await learner.close();

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
+import { eachOf, TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
@@ -924,16 +924,26 @@ export class OnlineLearner {
     };
   }
 
-  restore(state: LearnerState): void {
+  /**
+   * Restores a snapshot in parts (run by inTurns: 100,000 samples awaiting labels took 0.4-0.9 s in
+   * one go): the samples are decoded a part at a time, then swapped in at once.
+   */
+  *restoreParts(state: LearnerState): Generator<void, void, void> {
     if (state.saved) this.loadSaved(state.saved);
-    this.toPredict = state.toPredict.map((e) => this.decodeSample(e));
+    const toPredict: Sample[] = [];
+    const awaiting: Sample[] = [];
+    const toLearn: Sample[] = [];
+    yield* eachOf(state.toPredict, (e) => toPredict.push(this.decodeSample(e)));
+    yield* eachOf(state.awaiting, (e) => awaiting.push(this.decodeSample(e)));
+    yield* eachOf(state.toLearn, (e) => toLearn.push(this.decodeSample(e)));
+    this.toPredict = toPredict;
     // Handles from before the restore are stale: released, so labelling one is a late label.
     this.releaseAll();
-    this.awaitingQueue = state.awaiting.map((e) => this.decodeSample(e));
+    this.awaitingQueue = awaiting;
     for (const s of this.toPredict) if (s.label === undefined && !s.released) this.awaitingQueue.push(s);
     for (const s of this.toPredict) if (s.label !== undefined) s.released = true;
     this.awaitingCount = this.awaitingQueue.length;
-    this.toLearn = state.toLearn.map((e) => this.decodeSample(e));
+    this.toLearn = toLearn;
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);

@@ -6,7 +6,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
-import { runOperator, testContext } from 'tributary/testing';
+import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
@@ -601,7 +601,7 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     const context = testContext();
     const operator = await plugin.create({ ...config }, context);
     await operator.open?.();
-    operator.restore!(saved);
+    await operator.restore!(saved);
     const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
     await operator.close?.();
     const predictions = (output: Element[]) => of(output, 'prediction').map((p) => `${p.id}:${p.score}`);
@@ -624,14 +624,14 @@ test('a snapshot with a single sample waiting for its prediction batch restores 
     if (saved.learner.toPredict.length === 1) singles++;
     const operator = await intentModel.create({ ...config }, testContext());
     await operator.open?.();
-    operator.restore!(saved);
+    await operator.restore!(saved);
     const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
     await operator.close?.();
     assert.deepEqual([...predictions(first.output), ...predictions(rest)], predictions(whole.output), `cut ${cut}`);
     // Input ends right after the restore: the pending batch runs as it is (one sample, alone).
     const ending = await intentModel.create({ ...config }, testContext());
     await ending.open?.();
-    ending.restore!(saved);
+    await ending.restore!(saved);
     const last = predictions(await lastValueFrom(ending.apply(from([watermark(Infinity)])).pipe(toArray())));
     await ending.close?.();
     assert.equal(last.length, saved.learner.toPredict.length);
@@ -961,7 +961,7 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
   const operator = await intentModel.create({ ...config }, testContext());
   await operator.open?.();
-  operator.restore!(saved);
+  await operator.restore!(saved);
   const rest = await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray()));
   await operator.close?.();
   assert.deepEqual(of(rest, 'drift'), drifts);
@@ -1010,7 +1010,7 @@ test('a snapshot with predictions that overflowed the label buffer while waiting
   const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
   const operator = await intentModel.create({ ...config }, testContext());
   await operator.open?.();
-  operator.restore!(saved);
+  await operator.restore!(saved);
   const rest = reportOf(await lastValueFrom(operator.apply(from(input.slice(cut))).pipe(toArray())));
   await operator.close?.();
   assert.deepEqual([rest.summary.n, rest.summary.positives, rest.counts.overflow], [whole.summary.n, whole.summary.positives, whole.counts.overflow]);
@@ -1091,5 +1091,30 @@ test("while the runtime holds the sources (a checkpoint), a model's batch timer 
   } finally {
     subscription.unsubscribe();
     await operator.close?.();
+  }
+});
+
+test('a large model state is restored in parts, the event loop turning between them, and whole', async () => {
+  // More samples awaiting labels than one part holds (65,536 rows): a million in one go held the loop for seconds.
+  const n = 70_000;
+  const t0 = Date.UTC(2024, 0, 1);
+  const config: IntentModelConfig = { backend: 'cpu', batch: { max_size: 256, max_delay: 0 } };
+  const intentInput = Array.from({ length: n }, (_, s) => event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]));
+  const churnInput = Array.from({ length: n }, (_, s) => [event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]), summary(`u${s}`, `s${s}`, t0 + s, t0 + s + 60_000, 1, false)]).flat();
+  for (const [plugin, input] of [
+    [intentModel, intentInput],
+    [churnModel, churnInput],
+  ] as const) {
+    const first = await runOperator(plugin, config, input);
+    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+    const operator = await plugin.create({ ...config }, testContext());
+    await operator.open?.();
+    const loop = countLoopTurns();
+    await operator.restore!(saved);
+    const turns = loop.stop();
+    assert.ok(turns >= 1, `${plugin.name}: the event loop turned ${turns} times during the restore`);
+    assert.deepEqual(JSON.parse(JSON.stringify(operator.snapshot!())), saved, `${plugin.name}: restored whole`);
+    await operator.close?.();
+    await first.operator.close?.();
   }
 });
