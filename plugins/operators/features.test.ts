@@ -410,3 +410,12 @@ test('the REES46 sample runs through sessionizer and features from pipelines/ree
   assert.ok('s_events' in first.features && 'u_events_7d' in first.features && 'cat_31' in first.features);
   assert.ok(Object.values(first.features).every((v) => Number.isFinite(v)));
 });
+
+test('the open_sessions and known_users gauges read 0 from their stage\'s start, not absent until the first event', async () => {
+  const hub = new MetricsHub();
+  for (const [plugin, name] of [[sessionizer, 'open_sessions'], [userFeatures, 'known_users']] as const) {
+    const metrics = hub.scoped({ pipeline: 'p', stage: name });
+    await (plugin.create as (config: unknown, context: unknown) => Promise<unknown>)(withDefaults(plugin as never, {}), testContext({ metrics }));
+    assert.match(await hub.registry.metrics(), new RegExp(`^tributary_${name}\\{pipeline="p",stage="${name}"\\} 0$`, 'm'));
+  }
+});

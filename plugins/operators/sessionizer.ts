@@ -288,6 +288,8 @@ class SessionState {
     this.merged = metrics.counter('sessions_merged_total', 'Sessions merged into another by a late event.');
     this.late = metrics.counter('late_events_total', 'Events later than the allowed lateness, sent to the late output.');
     this.openGauge = metrics.gauge('open_sessions', 'Sessions kept in memory.');
+    // A count whose start is known: exported from the start (a restore sets the restored count).
+    this.openGauge.set(0);
   }
 
   record(record: Element, emit: Emit): void {
@@ -827,6 +829,7 @@ class SessionState {
       heapSeqs = decodeColumn(saved.heapSeqs, what);
     }
     this.open = bySeq.size;
+    this.openGauge.set(this.open);
     await inParts(heapKeys.length, (from, to) => {
       for (let i = from; i < to; i++) {
         const session = bySeq.get(heapSeqs[i]!);

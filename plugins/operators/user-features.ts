@@ -131,7 +131,7 @@ class UserState {
   private readonly context: PluginContext;
   private readonly evicted;
   private readonly known;
-  private knownReported = -1;
+  private knownReported = 0;
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
 
@@ -157,6 +157,8 @@ class UserState {
     ]);
     this.evicted = context.metrics.counter('users_evicted_total', 'Users forgotten because max_users was reached.');
     this.known = context.metrics.gauge('known_users', 'Users remembered.');
+    // A count whose start is known: exported from the start; the first batch reports a restored count.
+    this.known.set(0);
   }
 
   get names(): readonly string[] {
