@@ -32,6 +32,9 @@ console.error(`running ${files.length} test files: ${files.map((f) => relative(d
 const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(dist, file)))
   ? await (await import('../dist/integration-tests/kafka/broker.js')).provideForRun()
   : { env: {}, stop: async () => undefined };
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// --test-force-exit: a test file whose test timed out while holding a handle (a consumer, a socket) would otherwise
+// never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
+// test takes under a minute), so a hang becomes a named failure.
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
 await kafka.stop();
 process.exit(result.status ?? 1);
