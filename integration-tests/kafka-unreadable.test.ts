@@ -11,9 +11,8 @@ import { openSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { runYaml } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
-import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { kafkaBrokerOnDisk, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, produce, startSource } from './kafka/client.js';
-import { startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 const views = (from: number, count: number, partition: number) =>
@@ -31,9 +30,9 @@ interface RecordBatch {
   codec: number;
 }
 
-/** The first segment file of a partition on the broker's disk (KRaft log layout). */
-function segmentOf(broker: NativeBroker, topic: string, partition: number): string {
-  return join(broker.dir, 'data', `${topic}-${partition}`, '00000000000000000000.log');
+/** The first segment file of a partition on the broker's disk (its log.dirs is `dataDir`). */
+function segmentOf(broker: { dataDir: string }, topic: string, partition: number): string {
+  return join(broker.dataDir, `${topic}-${partition}`, '00000000000000000000.log');
 }
 
 /** The v2 record batches of a segment file, from their headers (Kafka's on-disk format). */
@@ -69,9 +68,8 @@ function overwrite(file: string, batch: RecordBatch, offset: number, change: (by
 
 // Bounded: without a way past the batch, the run would wait at it for ever (stop_at_end never comes).
 test('a record batch damaged on disk: one dead letter per offset with topic, partition, offset and librdkafka\'s reason; reading goes on after it, and a restart does not read it again', { timeout: 120_000 }, async (t) => {
-  if (!kafkaBrokers(t)) return;
-  const broker = await startNativeBroker({ partitions: 2 });
-  t.after(() => broker.stop());
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
   const topic = uniqueTopic('unreadable');
   await createTopic(broker.brokers, topic, 2);
   await produce(broker.brokers, topic, views(0, 30, 0));
@@ -94,7 +92,9 @@ sinks:
 dead_letter: { type: collect, id: 1 }
 `;
   const store: StreamRecord[][] = [[], []];
-  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)] });
+  // t.signal: a run still going when the test times out is stopped (its consumer disconnected), so the
+  // test process can end.
+  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)], signal: t.signal });
   assert.equal(stats.drained, true);
   const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
   const expected = [...Array.from({ length: 30 }, (_, i) => i), ...Array.from({ length: 230 }, (_, i) => 430 + i), ...Array.from({ length: 100 }, (_, i) => 10_000 + i)];
@@ -108,15 +108,14 @@ dead_letter: { type: collect, id: 1 }
     assert.match(letter.reason, /^kafka record batch from offset 30 cannot be read, so neither can this record: Decompression \(codec 0x1\) of message at 30 of \d+ bytes failed: /);
   }
   // The offsets committed are past the batch: the group's next run has nothing to read again.
-  const again = await runYaml(yaml, { plugins: [collectSink([[], []])] });
+  const again = await runYaml(yaml, { plugins: [collectSink([[], []])], signal: t.signal });
   assert.equal(again.stats.eventsIn, 0);
   assert.equal(again.stats.deadLettered, 0);
 });
 
 test('a record batch in a compression codec this build of librdkafka lacks is not skipped: the source is not ready, naming it, and waits', async (t) => {
-  if (!kafkaBrokers(t)) return;
-  const broker = await startNativeBroker({ partitions: 1 });
-  t.after(() => broker.stop());
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
   const topic = uniqueTopic('codec');
   await createTopic(broker.brokers, topic, 1);
   await produce(broker.brokers, topic, views(0, 10, 0));
@@ -144,9 +143,8 @@ test('a record batch in a compression codec this build of librdkafka lacks is no
 // LZ4 batch can decompress so (its frames carry no checksum). Made by hand here, so the damage is always
 // the same: an uncompressed batch rewritten in place as an LZ4 frame with one stored (uncompressed) block.
 test('an LZ4 batch whose records decompress short stalls its partition with no error from librdkafka: the source is not ready, naming the partition and offset', { timeout: 120_000 }, async (t) => {
-  if (!kafkaBrokers(t)) return;
-  const broker = await startNativeBroker({ partitions: 2 });
-  t.after(() => broker.stop());
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
   const topic = uniqueTopic('lz4-short');
   await createTopic(broker.brokers, topic, 2);
   await produce(broker.brokers, topic, views(0, 10, 0));

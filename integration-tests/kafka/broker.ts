@@ -35,6 +35,11 @@ export interface TestBroker {
 /** Environment the test processes read: `KAFKA_BROKERS`, or why there is none. */
 export const SKIP_ENV = 'TRIBUTARY_KAFKA_SKIP';
 export const MODE_ENV = 'TRIBUTARY_KAFKA_MODE';
+/**
+ * The run's native broker's log folder (`log.dirs`), for tests that change a topic's log segment on
+ * disk (damaged record batches): they use the run's broker instead of starting one of their own.
+ */
+export const DATA_DIR_ENV = 'TRIBUTARY_KAFKA_DATA_DIR';
 
 // dist/integration-tests/kafka/broker.js and integration-tests/kafka/broker.ts both sit two levels
 // below their root; the shell script and pom live in the source tree.
@@ -88,7 +93,8 @@ export async function provideForRun(): Promise<{ env: Record<string, string>; st
     console.error(`kafka: ${skipped}${process.env.CI === 'true' ? ' (CI=true: the Kafka tests will fail)' : ' (the Kafka tests will skip)'}`);
     return { env: { [SKIP_ENV]: skipped ?? 'no broker' }, stop: async () => undefined };
   }
-  return { env: { KAFKA_BROKERS: broker.brokers, [MODE_ENV]: broker.mode, KAFKA_LIBS_DIR: defaultLibsDir }, stop: () => broker.stop() };
+  const dataDir: Record<string, string> = broker.mode === 'native' ? { [DATA_DIR_ENV]: (broker as NativeBroker).dataDir } : {};
+  return { env: { KAFKA_BROKERS: broker.brokers, [MODE_ENV]: broker.mode, KAFKA_LIBS_DIR: defaultLibsDir, ...dataDir }, stop: () => broker.stop() };
 }
 
 function dockerAnswers(): boolean {
@@ -151,6 +157,8 @@ export interface NativeBrokerOptions {
 export interface NativeBroker extends TestBroker {
   mode: 'native';
   dir: string;
+  /** Its `log.dirs`: a partition's segments are in `<dataDir>/<topic>-<partition>/`. */
+  dataDir: string;
   /** Kills java at once (kill -9), keeping its data, as a crash or a network cut would. */
   kill(): Promise<void>;
   /** Starts it again after `kill`, on the same ports and data; resolves when it serves metadata. */
@@ -307,6 +315,7 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
     mode: 'native',
     brokers,
     dir,
+    dataDir,
     libsDir,
     ...(users ? { plaintext: `127.0.0.1:${plaintextPort}` } : {}),
     async kill() {

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
-import { SKIP_ENV } from './broker.js';
+import { DATA_DIR_ENV, SKIP_ENV, startNativeBroker } from './broker.js';
 
 export function kafkaBrokers(t: TestContext): string | undefined {
   const brokers = process.env.KAFKA_BROKERS;
@@ -14,6 +14,23 @@ export function kafkaBrokers(t: TestContext): string | undefined {
   if (process.env.CI === 'true') throw new Error(`Kafka test cannot run, and CI=true forbids skipping it: ${reason}`);
   t.skip(`Kafka test skipped: ${reason}`);
   return undefined;
+}
+
+/**
+ * A broker whose log segments the test can change on disk (`dataDir`: `<dataDir>/<topic>-<partition>/`):
+ * the run's broker when scripts/test.mjs started a native one (it says where its data is), else a native
+ * broker of the test's own, stopped when the test ends. Starting a broker costs 10-40 s of two JVMs
+ * (more on a loaded machine), so only a test run against an external broker pays it. Undefined (the
+ * test skipped) without any broker, as kafkaBrokers.
+ */
+export async function kafkaBrokerOnDisk(t: TestContext): Promise<{ brokers: string; dataDir: string } | undefined> {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return undefined;
+  const dataDir = process.env[DATA_DIR_ENV];
+  if (dataDir) return { brokers, dataDir };
+  const own = await startNativeBroker();
+  t.after(() => own.stop());
+  return { brokers: own.brokers, dataDir: own.dataDir };
 }
 
 /** A topic name of its own for each test, so tests never see each other's records. */
