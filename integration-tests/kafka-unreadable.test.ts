@@ -66,6 +66,26 @@ function overwrite(file: string, batch: RecordBatch, offset: number, change: (by
   }
 }
 
+/**
+ * Rewrites an uncompressed batch in place as an LZ4 one whose records decompress short. Records start
+ * after the 61-byte header (12 before batchLength's end, 49 after). A frame: magic, FLG 0x60 (version 1,
+ * independent blocks, no checksums), BD 0x40 (64 KB blocks), header checksum 0x82; one block stored as
+ * it is (size with the high bit set), then the end mark: 15 bytes more than its data, so it holds the
+ * records less their last 15 bytes, the last record cut off.
+ */
+function asShortLz4(file: string, batch: RecordBatch): void {
+  const recordsLength = batch.length - 49;
+  overwrite(file, batch, 12, (bytes) => {
+    const records = Buffer.from(bytes.subarray(49));
+    const stored = records.subarray(0, recordsLength - 15);
+    const frame = Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82]), Buffer.alloc(4), stored, Buffer.alloc(4)]);
+    frame.writeUInt32LE((0x80000000 | stored.length) >>> 0, 7);
+    frame.copy(bytes, 49);
+    // attributes (at 21 from the batch's start, 9 after the length field): codec 3, LZ4.
+    bytes.writeInt16BE((bytes.readInt16BE(9) & ~7) | 3, 9);
+  }, batch.length);
+}
+
 // Bounded: without a way past the batch, the run would wait at it for ever (stop_at_end never comes).
 test('a record batch damaged on disk: one dead letter per offset with topic, partition, offset and librdkafka\'s reason; reading goes on after it, and a restart does not read it again', { timeout: 120_000 }, async (t) => {
   const broker = await kafkaBrokerOnDisk(t);
@@ -153,20 +173,7 @@ test('an LZ4 batch whose records decompress short stalls its partition with no e
   const file = segmentOf(broker, topic, 0);
   const batch = recordBatches(file).find((each) => each.first === 10)!;
   assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
-  // Records start after the 61-byte header (12 before batchLength's end, 49 after). A frame: magic,
-  // FLG 0x60 (version 1, independent blocks, no checksums), BD 0x40 (64 KB blocks), header checksum
-  // 0x82; one block stored as it is (size with the high bit set), then the end mark: 15 bytes more than
-  // its data, so it holds the records less their last 15 bytes, the last record cut off.
-  const recordsLength = batch.length - 49;
-  overwrite(file, batch, 12, (bytes) => {
-    const records = Buffer.from(bytes.subarray(49));
-    const stored = records.subarray(0, recordsLength - 15);
-    const frame = Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82]), Buffer.alloc(4), stored, Buffer.alloc(4)]);
-    frame.writeUInt32LE((0x80000000 | stored.length) >>> 0, 7);
-    frame.copy(bytes, 49);
-    // attributes (at 21 from the batch's start, 9 after the length field): codec 3, LZ4.
-    bytes.writeInt16BE((bytes.readInt16BE(9) & ~7) | 3, 9);
-  }, batch.length);
+  asShortLz4(file, batch);
   const got = new Set<number>();
   const instance = await startSource(broker.brokers, topic, `g-${topic}`, got);
   try {
@@ -179,6 +186,33 @@ test('an LZ4 batch whose records decompress short stalls its partition with no e
     await produce(broker.brokers, topic, views(1_000, 10, 1));
     await waitFor('the other partition read', () => got.has(1_009), 30_000);
     assert.match(instance.health!().detail ?? '', /^cannot read topic/, 'still not ready');
+  } finally {
+    await instance.close?.();
+  }
+});
+
+// The same at the partition's start, a batch of one record: librdkafka delivers nothing, so it has no
+// position for the partition; where reading starts (here the partition's start: no committed offset,
+// start_from earliest) is what the records do not come from.
+test('an LZ4 batch at the start of a partition that decompresses short, so that no record is read: the source is not ready, naming the partition and offset', { timeout: 120_000 }, async (t) => {
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
+  const topic = uniqueTopic('lz4-start');
+  await createTopic(broker.brokers, topic, 2);
+  await produce(broker.brokers, topic, views(0, 1, 0), oneBatch('none'));
+  await produce(broker.brokers, topic, views(1, 10, 0));
+  const file = segmentOf(broker, topic, 0);
+  const batch = recordBatches(file)[0]!;
+  assert.deepEqual([batch.first, batch.last, batch.codec], [0, 0, 0], 'the first record is a batch of its own');
+  asShortLz4(file, batch);
+  const got = new Set<number>();
+  const instance = await startSource(broker.brokers, topic, `g-${topic}`, got);
+  try {
+    await produce(broker.brokers, topic, views(1_000, 10, 1));
+    await waitFor('not ready, naming the partition', () => /^cannot read topic/.test(instance.health!().detail ?? ''), 60_000);
+    assert.match(instance.health!().detail!, new RegExp(`^cannot read topic '${topic}' \\(partition 0: librdkafka delivers no record from offset 0 on, for [^,]+, though the brokers hold records up to 10 `));
+    assert.equal(got.size, 10, 'the other partition read, nothing of this one');
+    assert.ok(got.has(1_009));
   } finally {
     await instance.close?.();
   }

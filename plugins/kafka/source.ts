@@ -93,6 +93,12 @@ interface PartitionState {
   assignment: number;
   /** The offset last handed to a commit (a blocked partition's is committed again only once it moved). */
   committing: number | undefined;
+  /**
+   * Where reading starts in this assignment while librdkafka has no position (nothing read yet): the
+   * offset it was assigned at, else what the brokers said (the committed offset, else `start_from`'s
+   * end), once watchProgress asked. Undefined until known.
+   */
+  startOffset?: number | undefined;
 }
 
 /**
@@ -995,27 +1001,44 @@ class KafkaSource {
     } catch {
       return;
     }
-    for (const { topic, partition, offset } of positions) {
+    for (const { topic, partition, offset: librdkafkaPosition } of positions) {
       const key = partitionKey(topic, partition);
-      // No position yet (nothing read since the assignment), or what is amiss is known already: no judgement.
+      // No position yet (nothing read since the assignment: a batch at the start that delivers nothing
+      // stalls so too): where reading starts, once known (checkStall asks), else -1 (any record is past it).
+      const offset = typeof librdkafkaPosition === 'number' && librdkafkaPosition >= 0 ? librdkafkaPosition : (this.partitions.get(key)?.startOffset ?? -1);
+      // What is amiss is known already: no judgement.
       let highOffset = -1;
       try {
-        if (typeof offset === 'number' && offset >= 0 && !this.blocked.has(key) && !this.unreadable.has(key)) highOffset = this.consumer.getWatermarkOffsets(topic, partition).highOffset;
+        if (!this.blocked.has(key) && !this.unreadable.has(key)) highOffset = this.consumer.getWatermarkOffsets(topic, partition).highOffset;
       } catch {
         // Not known yet.
       }
       const seen = this.progress.get(key);
-      if (highOffset <= offset || highOffset < 0) this.progress.delete(key);
+      if (highOffset <= offset || highOffset <= 0) this.progress.delete(key);
       else if (seen === undefined || seen.position !== offset) this.progress.set(key, { position: offset, since: now });
       else if (now - seen.since >= noProgressMs && this.endQuery === undefined) this.checkStall(topic, partition, seen);
     }
   }
 
-  /** Asks the brokers for the partition's last stable offset: a stall when records below it have not come. */
+  /**
+   * Asks the brokers for the partition's last stable offset: a stall when records below it have not
+   * come. Without a position (-1), first where reading starts: the group's committed offset, else the
+   * partition's start or end (`start_from`; its end now, which is past where librdkafka started, so no
+   * stall is seen that is not one). Kept in the partition's state, so it is asked once per assignment.
+   */
   private checkStall(topic: string, partition: number, seen: { position: number; since: number }): void {
     const key = partitionKey(topic, partition);
+    const state = this.partitions.get(key);
     this.endQuery = promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(topic, partition, 5_000, cb)).then(
-      ({ highOffset }) => {
+      async ({ lowOffset, highOffset }) => {
+        if (seen.position < 0 && state) {
+          const assignment = state.assignment;
+          const [committed] = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed([{ topic, partition }], 5_000, cb));
+          if (state.assignment !== assignment || !state.assigned) return;
+          const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? lowOffset : highOffset;
+          state.startOffset = start;
+          seen.position = start;
+        }
         if (this.progress.get(key) !== seen || this.closing) return;
         // Held by an open transaction: look again after another noProgressMs.
         if (highOffset <= seen.position) return void (seen.since = this.context.clock.now());
@@ -1069,6 +1092,7 @@ class KafkaSource {
         const from = this.seekTo.get(key);
         // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
         this.seekTo.delete(key);
+        state.startOffset = from;
         return from === undefined ? tp : { ...tp, offset: from };
       });
       this.assign(list);
@@ -1157,6 +1181,7 @@ class KafkaSource {
     }
     this.assign(assignment.map((tp, index) => {
       const start = starts.get(states[index]!.state.id);
+      states[index]!.state.startOffset = start;
       return start === undefined ? tp : { ...tp, offset: start };
     }));
     if (this.paused) this.consumer.pause(assignment);
@@ -1442,6 +1467,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.assignment++;
   state.atEnd = false;
   state.fetched = undefined;
+  state.startOffset = undefined;
   state.lastActivity = now;
 }
 
