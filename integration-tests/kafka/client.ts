@@ -225,6 +225,8 @@ export function collectSink(store: StreamRecord[][]): SinkPlugin<{ id?: number }
 /**
  * A kafka source built on its own (no pipeline), reading into `got` (the records' seq) in the
  * background; `reading` settles when its read() ends (rejects with what failed the source).
+ * `failures`: what the source reported with context.fail (its consume loop failed); `close` throws
+ * them, so a test that never awaits `reading` does not pass over a source that failed.
  */
 export async function startSource(
   brokers: string,
@@ -233,12 +235,18 @@ export async function startSource(
   got: Set<number>,
   clock = { now: () => Date.now() },
   extra: Partial<KafkaSourceConfig> = {},
-): Promise<Source & { reading: Promise<void> }> {
+): Promise<Source & { reading: Promise<void>; failures: Error[]; close(): Promise<void> }> {
   const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, ...extra };
-  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100, clock }));
+  const context = testContext({ batchSize: 100, clock });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
   const reading = (async () => {
     for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
   })();
   reading.catch(() => undefined);
-  return Object.assign(instance, { reading });
+  const closeSource = instance.close?.bind(instance);
+  const close = async (): Promise<void> => {
+    await closeSource?.();
+    if (context.failures.length > 0) throw new AggregateError(context.failures, `the kafka source failed: ${context.failures.map((failure) => failure.message).join('; ')}`);
+  };
+  return Object.assign(instance, { reading, failures: context.failures, close });
 }

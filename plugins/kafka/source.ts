@@ -415,10 +415,15 @@ class KafkaSource {
   // ---- Source API ----
 
   async *read(): AsyncGenerator<ClickEvent[]> {
-    // The consume loop's failure (a subscription librdkafka rejects, say) fails this source through
-    // read(): unobserved, the rejection ended the whole process.
+    // The consume loop's failure (a subscription librdkafka rejects, an OAUTHBEARER token it cannot
+    // get, say) fails this source: reported to the runtime at once (context.fail), not only when it
+    // next pulls from read(), which it may not do for a while (waiting on its sinks, holding the
+    // sources), or ever (a caller that does not await read()); read() throws it too. Unobserved, the
+    // rejection ended the whole process.
     this.loop ??= this.run().catch((error: unknown) => {
-      this.failure ??= asError(error);
+      const failure = asError(error);
+      this.failure ??= failure;
+      this.context.fail(failure);
       this.notify();
     });
     // Exactly-once: the pipeline runs (every sink and stage opened), so the transactional producer may
