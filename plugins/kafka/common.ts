@@ -363,6 +363,22 @@ export function missingCodec(codec: CompressionCodec, features: readonly string[
   return `this build of librdkafka (node-rdkafka's) has no ${codec} (built without lib${codec}; its codecs: ${built.join(', ')}); choose one of those, or none`;
 }
 
+/**
+ * The raw librdkafka properties (`options`) that name a compression codec this build lacks, each with
+ * why (missingCodec): `compression.codec` and its alias `compression.type`. librdkafka refuses them
+ * only when the producer is made, as it does the `compression` field's value.
+ */
+export function missingOptionCodecs(options: Readonly<Record<string, string | number | boolean>> | undefined, features: readonly string[]): string[] {
+  const missing: string[] = [];
+  for (const name of ['compression.codec', 'compression.type']) {
+    const value = options?.[name];
+    const codec = compressionCodecs.find((each) => each === value);
+    const why = codec === undefined ? undefined : missingCodec(codec, features);
+    if (why !== undefined) missing.push(`${name}: ${why}`);
+  }
+  return missing;
+}
+
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
 export const ErrorCode = {
   /** A record batch librdkafka cannot read: its CRC does not match (`check.crcs`), or it is malformed. */

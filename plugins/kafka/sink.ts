@@ -28,6 +28,7 @@ import {
   librdkafkaConnection,
   librdkafkaFeatures,
   missingCodec,
+  missingOptionCodecs,
   provideOauthToken,
   ProducerReachability,
   promisify,
@@ -148,8 +149,10 @@ export default defineSink<KafkaSinkConfig>({
   ],
   checkPipeline(config, pipeline) {
     // Not a check across entries, but the hook validate runs where the field's position is known.
-    const codec = missingCodec(config.compression, librdkafkaFeatures());
+    const features = librdkafkaFeatures();
+    const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
+    for (const message of missingOptionCodecs(config.options, features)) problems.push({ field: 'options', message });
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];
     return [...problems, ...sharedProducerMismatches(config, pipeline)];
