@@ -217,3 +217,60 @@ test('an LZ4 batch at the start of a partition that decompresses short, so that 
     await instance.close?.();
   }
 });
+
+// A damaged batch can decode a record's offset wrong (its offset delta, a varint inside the records):
+// librdkafka 2.12 delivers the record at that offset, past the partition's end here, then reads on from
+// the batch's end. Damaged by hand in an uncompressed batch, so the damage is exact (an LZ4 batch's
+// records, once decompressed, decode alike, and its frames carry no checksum to catch it).
+test('a damaged batch that decodes a record at an offset past the partition\'s end: that record goes to the dead-letter sink with its bytes, the position does not jump, and a restart reads nothing again', { timeout: 120_000 }, async (t) => {
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
+  const topic = uniqueTopic('past-end');
+  await createTopic(broker.brokers, topic, 1);
+  await produce(broker.brokers, topic, views(0, 10, 0));
+  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('none'));
+  await produce(broker.brokers, topic, views(60, 10, 0));
+  const file = segmentOf(broker, topic, 0);
+  const batch = recordBatches(file).find((each) => each.first === 10)!;
+  assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
+  overwrite(file, batch, 61, (records) => {
+    // Each record: length, attributes (1 byte), timestamp delta, offset delta (zigzag varints).
+    const varint = (at: number): { value: number; size: number } => {
+      let value = 0;
+      let size = 0;
+      for (let byte = 0x80; byte & 0x80; size++) value |= ((byte = records[at + size]!) & 0x7f) << (7 * size);
+      return { value: (value >>> 1) ^ -(value & 1), size };
+    };
+    let last = 0;
+    for (let at = 0; at < records.length; ) {
+      last = at;
+      const length = varint(at);
+      at += length.size + length.value;
+    }
+    const deltaAt = last + varint(last).size + 1 + varint(last + varint(last).size + 1).size;
+    assert.equal(varint(deltaAt).value, 49, 'the last record\'s offset delta');
+    records[deltaAt] = 63 * 2; // offset 10 + 63 = 73; the partition ends at 70
+  }, batch.length - 49);
+  const yaml = `
+name: kafka-past-end-test
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, stop_at_end: true, mapping: { attributes: [seq] } }
+sinks:
+  - type: collect
+dead_letter: { type: collect, id: 1 }
+`;
+  const store: StreamRecord[][] = [[], []];
+  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)], signal: t.signal });
+  assert.equal(stats.drained, true);
+  const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
+  assert.deepEqual(seqs, Array.from({ length: 70 }, (_, i) => i).filter((seq) => seq !== 59), 'every other record once');
+  const dead = store[1] as unknown as { reason: string; raw: string; offset: number }[];
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0]!.offset, 73);
+  assert.match(dead[0]!.reason, /^kafka record delivered at offset 73, at or past the partition's end offset 70: a damaged record batch decoded it so/);
+  assert.equal(JSON.parse(dead[0]!.raw).seq, 59, 'its bytes, as they came');
+  // The offsets committed are the partition's end (70), not past it: the group's next run reads nothing.
+  const again = await runYaml(yaml, { plugins: [collectSink([[], []])], signal: t.signal });
+  assert.equal(again.stats.eventsIn, 0);
+  assert.equal(again.stats.deadLettered, 0);
+});

@@ -93,6 +93,8 @@ interface PartitionState {
   assignment: number;
   /** The offset last handed to a commit (a blocked partition's is committed again only once it moved). */
   committing: number | undefined;
+  /** The partition's end offset as last looked up by noteFetched (-1: not yet). */
+  endSeen: number;
   /**
    * Where reading starts in this assignment while librdkafka has no position (nothing read yet): the
    * offset it was assigned at, else what the brokers said (the committed offset, else `start_from`'s
@@ -369,6 +371,8 @@ class KafkaSource {
   private endQuery: Promise<unknown> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
   private readonly skipped = new WeakMap<RdKafka.Message, string>();
+  /** Records librdkafka delivered at an offset they cannot have (see misplaced): their dead letters' reasons. */
+  private readonly misplacedRecords = new WeakMap<RdKafka.Message, string>();
 
   constructor(
     Kafka: typeof RdKafka,
@@ -643,14 +647,14 @@ class KafkaSource {
           const message = messages[i]!;
           const state = this.stateOf(message.topic, message.partition);
           if (state?.assigned) {
-            state.fetched = message.offset + 1;
+            this.noteFetched(state, message);
           } else {
             // A record of a partition revoked meanwhile belongs to its new owner now.
             kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
             break;
           }
         }
-        if (kept !== messages) for (const message of kept) this.stateOf(message.topic, message.partition)!.fetched = message.offset + 1;
+        if (kept !== messages) for (const message of kept) this.noteFetched(this.stateOf(message.topic, message.partition)!, message);
         if (kept.length > 0) {
           this.chunks.push(kept);
           this.buffered += kept.length;
@@ -889,6 +893,35 @@ class KafkaSource {
     if (!blocked) return;
     this.blocked.delete(key);
     this.context.logger.info({ source: this.label, topic: blocked.state.topic, partition: blocked.state.partition }, 'kafka source: a partition it could not read is read again');
+  }
+
+  /**
+   * A record consumed into the buffer: the partition's fetched position moves past it, unless its
+   * offset is one the partition does not have yet, at or past its end offset (librdkafka's cached high
+   * watermark, from the fetch answer that brought the record). A damaged batch (an LZ4 one: its frames
+   * carry no checksum here) can decode so, and librdkafka 2.12 delivers such a record as it is, then
+   * reads on from the batch's end: taken at its word, the position (and the offsets committed) would
+   * jump past records still to come, and a restart from there would find its offset out of range and
+   * start over from `start_from`. It goes to the dead-letter sink instead, with its bytes, and the
+   * position stays. The end offset is looked up only for a record at or past the last one looked up.
+   */
+  private noteFetched(state: PartitionState, message: RdKafka.Message): void {
+    if (message.offset >= state.endSeen) {
+      try {
+        state.endSeen = this.consumer.getWatermarkOffsets(state.topic, state.partition).highOffset;
+      } catch {
+        // Not known: nothing to judge by.
+      }
+      if (state.endSeen >= 0 && message.offset >= state.endSeen) {
+        this.misplacedRecords.set(
+          message,
+          `kafka record delivered at offset ${message.offset}, at or past the partition's end offset ${state.endSeen}: a damaged record batch decoded it so; its true offset is unknown`,
+        );
+        this.context.logger.warn({ source: this.label, topic: state.topic, partition: state.partition, offset: message.offset, end: state.endSeen }, 'kafka source: a record at an offset past the partition\'s end (a damaged batch) goes to the dead-letter sink');
+        return;
+      }
+    }
+    state.fetched = message.offset + 1;
   }
 
   /** librdkafka reports a record batch it cannot read (see UnreadableBatch): a search for its end starts, or takes a step. */
@@ -1381,6 +1414,13 @@ class KafkaSource {
     for (const message of messages) {
       const state = this.stateOf(message.topic, message.partition);
       const origin = { source: this.label, file: message.topic, partition: message.partition, offset: message.offset, partitionId: state?.id };
+      const misplaced = this.misplacedRecords.get(message);
+      if (misplaced !== undefined) {
+        // Its offset is not where it is: the position does not move (noteFetched).
+        const value = message.value ?? Buffer.alloc(0);
+        this.context.deadLetter(isUtf8(value) ? { reason: misplaced, raw: value.toString('utf8'), origin } : { ...notUtf8Rejection(value, origin), reason: `${misplaced}; raw is its exact bytes in base64` });
+        continue;
+      }
       if (state) {
         state.next = message.offset + 1;
         state.lastActivity = now;
@@ -1445,7 +1485,7 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0, committing: undefined };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1 };
 }
 
 /** The partition key of the partition a consumer error is about ('' for none). */
