@@ -371,7 +371,7 @@ class KafkaSource {
   private endQuery: Promise<unknown> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
   private readonly skipped = new WeakMap<RdKafka.Message, string>();
-  /** Records librdkafka delivered at an offset they cannot have (see misplaced): their dead letters' reasons. */
+  /** Records librdkafka delivered at an offset they cannot have (see noteFetched): their dead letters' reasons. */
   private readonly misplacedRecords = new WeakMap<RdKafka.Message, string>();
 
   constructor(
@@ -1071,7 +1071,13 @@ class KafkaSource {
       async ({ lowOffset, highOffset }) => {
         if (seen.position < 0 && state) {
           const assignment = state.assignment;
-          const [committed] = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed([{ topic, partition }], 5_000, cb));
+          let committed: RdKafka.TopicPartitionOffset | undefined;
+          try {
+            [committed] = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed([{ topic, partition }], 5_000, cb));
+          } catch {
+            // Not readable now (brokers away, a transaction's offsets withheld): asked again at the next look.
+            return;
+          }
           if (state.assignment !== assignment || !state.assigned) return;
           const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? lowOffset : highOffset;
           state.startOffset = start;
