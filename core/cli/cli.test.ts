@@ -174,14 +174,37 @@ test('stdin: JSON lines piped in are read until the pipe closes; bad lines are d
   assert.deepEqual([rejected!.file, rejected!.line, rejected!.raw], ['stdin', 2, 'oops']);
 });
 
-test('run: pipelines run together that share a file (the default dead-letter file, a sink path) lose none of its records', () => {
+test('run: pipelines run in one working directory, one after another or together in one process, each keep their bad input in their own default dead-letter file', () => {
+  const folder = mkdtempSync(join(dir, 'default-dead-'));
+  const files = ['a', 'b', 'c'].map((name) => {
+    writeFileSync(join(folder, `${name}.jsonl`), `{"user_id":"${name}","time":"2024-01-01T00:00:00Z","type":"view"}\nbad-${name}\n`);
+    const file = join(folder, `${name}.yaml`);
+    writeFileSync(file, `sources: [{type: file, path: ${name}.jsonl}]\nsinks: [{type: file, path: out-${name}.jsonl}]\n`);
+    return file;
+  });
+  const run = (...pipelines: string[]): void => {
+    const result = spawnSync(process.execPath, [cli, 'run', ...pipelines, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+  };
+  run(files[0]!);
+  run(files[1]!, files[2]!);
+  const raws = (name: string): unknown[] =>
+    readFileSync(join(folder, `dead-letters-${name}.jsonl`), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { raw: unknown }).raw);
+  assert.deepEqual(['a', 'b', 'c'].map(raws), [['bad-a'], ['bad-b'], ['bad-c']]);
+  assert.deepEqual(readdirSync(folder).filter((name) => name.includes('.lock')), [], 'their locks went with them');
+});
+
+test('run: pipelines run together that share a file (a lazy dead-letter file, a sink path) lose none of its records', () => {
   const shared = mkdtempSync(join(dir, 'shared-'));
   // b's first reject comes long after a's: its dead-letter file (lazy) opens after a closed it.
   const goodLines = (name: string, count: number): string => `{"user_id":"${name}","time":"2024-01-01T00:00:00Z","type":"view"}\n`.repeat(count);
   const files = ['a', 'b'].map((name) => {
     writeFileSync(join(shared, `${name}.jsonl`), name === 'a' ? `${goodLines(name, 1)}bad-a-1\nbad-a-2\n` : `${goodLines(name, 50_000)}bad-b-1\nbad-b-2\n`);
     const file = join(shared, `${name}.yaml`);
-    writeFileSync(file, `name: ${name}\nsources: [{type: file, path: ${name}.jsonl}]\nsinks: [{type: file, path: out.jsonl}]\n`);
+    writeFileSync(file, `name: ${name}\nsources: [{type: file, path: ${name}.jsonl}]\nsinks: [{type: file, path: out.jsonl}]\ndead_letter: {type: file, path: dead-letters.jsonl, lazy: true}\n`);
     return file;
   });
   const result = spawnSync(process.execPath, [cli, 'run', ...files, '--log-level', 'warn'], { cwd: shared, encoding: 'utf8' });

@@ -196,8 +196,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   if (!deadLetter) {
     const plugin = options.registry.get('sink', 'file');
     if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
-    // Not locked: every pipeline started in this working directory without a dead_letter names this file.
-    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve('dead-letters.jsonl'), lazy: true, lock: false };
+    // One file per pipeline, locked like any output: pipelines started in one working directory (one process or
+    // several) keep each one's bad input, and a second process running the same pipeline there is refused, not
+    // left to replace the first one's records.
+    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve(defaultDeadLetterFile(document.name)), lazy: true };
     const errors = validator.validateEntry(plugin, entry);
     if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
     deadLetter = { plugin, entry, path: '$.dead_letter' };
@@ -205,6 +207,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   }
   return { file, baseDir, document, sources, stages, sinks, deadLetter };
 }
+
+/** The default dead-letter file of a pipeline, in the working directory: `dead-letters-NAME.jsonl`, NAME made a file name. */
+const defaultDeadLetterFile = (pipeline: string): string => `dead-letters-${pipeline.replace(/[^\w.-]+/g, '_')}.jsonl`;
 
 /** The runtime's own dead-letter sink where a file names none: no entry of the pipeline, so no plugin's check sees it. */
 const defaultDeadLetters = new WeakSet<ResolvedEntry>();

@@ -249,13 +249,15 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
 
   const events = join(folder, 'events.jsonl');
   writeFileSync(events, `${JSON.stringify(record('b1'))}\n`);
-  const backtest = (): { status: number | null; stderr: string } =>
-    spawnSync(process.execPath, [cli, 'backtest', join(folder, 'daemon.yaml'), '--input', events, '--report', join(folder, 'report'), '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8' });
+  const backtest = (...options: string[]): { status: number | null; stderr: string } =>
+    spawnSync(process.execPath, [cli, 'backtest', join(folder, 'daemon.yaml'), '--input', events, '--report', join(folder, 'report'), '--log-level', 'warn', '--no-progress', ...options], { cwd: folder, encoding: 'utf8' });
   const sizeBefore = statSync(out).size;
-  const refused = backtest();
+  // The default dead-letter file (dead-letters-live.jsonl in the working directory) is the daemon's too, and locked.
+  const refusedForDeadLetters = backtest();
+  assert.notEqual(refusedForDeadLetters.status, 0);
+  assert.match(refusedForDeadLetters.stderr, new RegExp(`dead-letters-live\\.jsonl is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
+  const refused = backtest('--set', 'dead_letter={type: file, path: bt-dead-letters.jsonl}');
   assert.notEqual(refused.status, 0);
-  // The default dead-letter file (dead-letters.jsonl in the working directory, which any pipeline without a dead_letter names) is not locked.
-  assert.ok(!existsSync(join(folder, 'dead-letters.jsonl.lock')));
   assert.match(refused.stderr, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
   assert.ok(statSync(out).size >= sizeBefore, 'the daemon\'s output was not replaced');
   assert.match(readFileSync(out, 'utf8').split('\n')[0]!, /^\{"kind":"event"/);

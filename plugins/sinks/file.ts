@@ -3,7 +3,7 @@
  *
  * Sinks of one process that write the same file share one writer (and the file is opened once), and
  * a file the pipelines run together already replaced is appended to when opened again: two pipelines run together
- * with the default dead-letter file, or two sinks given the same path, would otherwise each truncate
+ * with one (lazy) dead-letter file, or two sinks given the same path, would otherwise each truncate
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
@@ -29,7 +29,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with the default dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid and host): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (or of another host, not renewed for 10 minutes) is taken over. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid and host): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (or of another host, not renewed for 10 minutes) is taken over. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -43,7 +43,7 @@ export default defineSink<FileSinkConfig>({
         type: 'boolean',
         default: true,
         description:
-          'Lock the file for this process (`<path>.lock`), so another process writing it is refused at its start. Off for the default dead-letter file, which every pipeline started in one working directory without a `dead_letter` names.',
+          'Lock the file for this process (`<path>.lock`), so another process writing it is refused at its start.',
       },
     },
   },
@@ -276,7 +276,8 @@ function lockOutput(path: string, context: PluginContext): void {
       const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
       throw new Error(
         `${path} is written by ${who}: its lock file ${lockPath} says so. Stop that process or give this sink another path ` +
-          `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file`,
+          `(a backtest: --set sinks[N].path=... and dead_letter.path=..., or dead_letter='{type: file, path: ...}' where the pipeline names no dead_letter); ` +
+          'if no such process runs, remove the lock file',
       );
     }
     try {
