@@ -1,8 +1,11 @@
 import { after, test } from 'node:test';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
@@ -305,6 +308,99 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
   await fifth.close?.();
   assert.ok(!existsSync(`${path}.lock`));
+});
+
+test('a lock whose pid now runs another process (the holder died, its pid was reused) is taken over; one that says not when its process started, naming a running pid, is refused, asking a person', async (t) => {
+  const folder = mkdtempSync(join(dir, 'reused-pid-'));
+  const path = join(folder, 'out.jsonl');
+  const lock = `${path}.lock`;
+  // A lock as this process writes it (with the time it started), made to name a process that started later: as if its holder had died and its pid gone to that one.
+  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await sink.open?.();
+  const ours = JSON.parse(readFileSync(lock, 'utf8')) as { started?: string };
+  await sink.close?.();
+  assert.match(ours.started ?? '', /^[0-9a-f-]+:\d+$/, 'the lock holds when its process started (boot id, clock ticks)');
+  const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 60_000)'], { stdio: 'ignore' });
+  t.after(() => void other.kill('SIGKILL'));
+  await once(other, 'spawn');
+  writeFileSync(lock, `${JSON.stringify({ ...ours, pid: other.pid, pipeline: 'dead' })}\n`);
+  const warned: unknown[][] = [];
+  const base = testContext({ baseDir: folder });
+  const taker = await fileSink.create({ path, append: false, lazy: true }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof base);
+  await taker.open?.();
+  assert.deepEqual(warned.map((args) => [(args[0] as { why: string }).why, args.at(-1)]), [['its pid runs another process, started since', 'file sink: took over the lock of a process that is gone']]);
+  assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pid, process.pid);
+  await taker.close?.();
+  assert.ok(!existsSync(lock));
+
+  // A lock of an older version (or of a system without /proc) says not when its process started: a running pid may be its holder.
+  writeFileSync(lock, `${JSON.stringify({ pid: other.pid, host: hostname(), pipeline: 'old', since: '2026-01-01T00:00:00.000Z' })}\n`);
+  const refused = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await assert.rejects(async () => refused.open?.(), new RegExp(`out\\.jsonl is written by pid ${other.pid} on ${hostname()} \\(pipeline 'old', .*if no such process runs, remove the lock file$`));
+  await refused.close?.();
+  assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pipeline, 'old', 'left as it was');
+});
+
+test('two processes taking over one stale lock at the same moment: exactly one of them gets it, the other is refused', async (t) => {
+  const folder = mkdtempSync(join(dir, 'takers-'));
+  // Each taker opens a lazy sink (which locks its file) on the round's file when told to, says whether it got the lock, and holds it until its stdin ends.
+  const script = `
+    import { createInterface } from 'node:readline';
+    const { default: fileSink } = await import(${JSON.stringify(new URL('./file.js', import.meta.url).href)});
+    const { testContext } = await import(${JSON.stringify(new URL('../../core/testing.js', import.meta.url).href)});
+    const quiet = { ...testContext().logger, warn() {}, info() {} };
+    const held = [];
+    console.log('ready');
+    for await (const round of createInterface({ input: process.stdin })) {
+      const sink = await fileSink.create({ path: ${JSON.stringify(folder)} + '/' + round + '/out.jsonl', append: false, lazy: true }, testContext({ logger: quiet }));
+      try {
+        await sink.open();
+        held.push(sink);
+        console.log(round + ' took');
+      } catch (error) {
+        console.log(round + ' refused ' + error.message.split(':')[0]);
+      }
+    }
+  `;
+  const takers = [0, 1].map(() => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.after(() => void child.kill('SIGKILL'));
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    return { child, next: async (): Promise<string> => String((await lines.next()).value) };
+  });
+  assert.deepEqual(await Promise.all(takers.map((taker) => taker.next())), ['ready', 'ready']);
+  // A pid that runs no process: one that exited.
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  const rounds = 100;
+  const outcomes: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    mkdirSync(join(folder, String(round)));
+    writeFileSync(join(folder, String(round), 'out.jsonl.lock'), `${JSON.stringify({ pid: gone.pid, host: hostname(), pipeline: 'dead', since: new Date().toISOString() })}\n`);
+    for (const taker of takers) taker.child.stdin!.write(`${round}\n`);
+    const said = await Promise.all(takers.map((taker) => taker.next()));
+    outcomes.push(said.map((line) => line.split(' ')[1]).sort().join('+'));
+  }
+  for (const taker of takers) taker.child.stdin!.end();
+  const counts = Object.fromEntries([...new Set(outcomes)].map((outcome) => [outcome, outcomes.filter((o) => o === outcome).length]));
+  assert.deepEqual(counts, { 'refused+took': rounds }, 'per round, who took the lock and who was refused');
+});
+
+test('a takeover of a stale lock that its taker did not finish (killed in the middle) is taken over in turn', async () => {
+  const folder = mkdtempSync(join(dir, 'dead-taker-'));
+  const path = join(folder, 'out.jsonl');
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  const stale = `${JSON.stringify({ pid: gone.pid, host: hostname(), pipeline: 'dead', since: '2026-01-01T00:00:00.000Z' })}\n`;
+  writeFileSync(`${path}.lock`, stale);
+  // The file a taker holds while it takes this lock over, named after the lock's text; its taker is gone too.
+  const takeover = `${path}.lock.takeover-${createHash('sha256').update(stale).digest('hex').slice(0, 16)}`;
+  writeFileSync(takeover, `${JSON.stringify({ pid: gone.pid, host: hostname(), pipeline: '(taking over a stale lock)', since: '2026-01-01T00:00:01.000Z' })}\n`);
+  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await sink.open?.();
+  assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
+  assert.deepEqual(readdirSync(folder), ['out.jsonl.lock'], 'no takeover file left');
+  await sink.close?.();
 });
 
 test('gzip flushed every few records (a commit a second, a quiet stream) is about as small as one member: flushes keep the member, which ends at 4 MiB of text or when idle', async () => {
