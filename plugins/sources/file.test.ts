@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, closeSync, constants as fsConstants, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -379,6 +380,54 @@ test('a file renamed under a checkpoint (log rotation, stopped or running) resum
   });
   assert.deepEqual(running.times, range(0, 2000));
   assert.deepEqual((await read([rotated, log], running.position)).times, [...range(2000, 3000), ...range(10_000, 10_500)]);
+});
+
+test('a checkpoint taken as the next file opens names the file read to its end: a rotation before the resume loses neither file', async () => {
+  const { default: file } = await import('./file.js');
+  const rotation = mkdtempSync(join(dir, 'between-'));
+  const [log, log1, log2] = ['app.log', 'app.log.1', 'app.log.2'].map((name) => join(rotation, name)) as [string, string, string];
+  const line = (time: number): string => `${JSON.stringify({ user_id: 'u1', time, type: 'view' })}\n`;
+  const config = (path: string[]): never => ({ path, mapping: { time_format: 'epoch_ms' } }) as never;
+  writeFileSync(log1, line(1) + line(2));
+  // The next file is a FIFO here only so its open waits (for a writer) while the position is taken.
+  execFileSync('mkfifo', [log]);
+  const source = await file.create(config([log1, log]), testContext({ batchSize: 1000 }));
+  const batches = source.read()[Symbol.asyncIterator]();
+  const times = async (next: Promise<IteratorResult<readonly { time: number }[]>>): Promise<number[] | undefined> => {
+    const result = await next;
+    return result.done === true ? undefined : result.value.map((event) => event.time);
+  };
+  assert.deepEqual(await times(batches.next()), [1, 2]);
+  const rest = batches.next();
+  // A writer can open the FIFO (without waiting) once the source is opening it to read.
+  let writer: number | undefined;
+  while (writer === undefined) {
+    try {
+      writer = openSync(log, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENXIO') throw error;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  const position = JSON.parse(JSON.stringify(source.position!())) as Record<string, unknown>;
+  writeSync(writer, line(5));
+  closeSync(writer);
+  assert.deepEqual(await times(rest), [5], 'a FIFO is read as it is written');
+  assert.equal((await batches.next()).done, true);
+  const { inode, head, headBytes, ...where } = position;
+  assert.deepEqual(where, { file: log1, fileIndex: 0, line: 2, byte: Buffer.byteLength(line(1) + line(2)) }, 'the end of the file read');
+  assert.equal(inode, `${statSync(log1, { bigint: true }).dev}:${statSync(log1, { bigint: true }).ino}`, 'and which file that is');
+
+  // Killed there; then rotated: app.log.1 -> app.log.2, app.log (the next file, not yet read: lines 3 and 4) -> app.log.1, a new app.log.
+  renameSync(log1, log2);
+  rmSync(log);
+  writeFileSync(log1, line(3) + line(4));
+  writeFileSync(log, line(10));
+  const resumed = await file.create(config([log2, log1, log]), testContext({ batchSize: 1000, resuming: true }));
+  resumed.seek!(position as never);
+  const resumedTimes: number[] = [];
+  for await (const batch of resumed.read()) resumedTimes.push(...batch.map((event) => event.time));
+  assert.deepEqual(resumedTimes, [3, 4, 10], 'the file that was next, whole, then the new one; nothing read again');
 });
 
 test('a file at the checkpoint\'s path with its inode but other contents (copytruncate, a reused inode) is read from its start; one with its first bytes but shorter than the position too', async () => {

@@ -29,7 +29,8 @@ export default defineSource<FileSourceConfig>({
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
-    'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start.',
+    'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
+    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO is read as a stream.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -67,21 +68,20 @@ export default defineSource<FileSourceConfig>({
     }
     // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
     // the byte after that line, where a resumed run starts reading instead of reading through
-    // every line before it.
+    // every line before it. A file read to its end stays the position until the next one is open
+    // (its identity known), and after the last one: a resumed run reads what was appended since.
     let fileIndex = 0;
     let linesDone = 0;
     let bytesDone: number | undefined = 0;
     let open: Readable | undefined;
-    /** Where the last file ended: the position once every file was read, so a resumed run reads what was appended since. */
-    let lastFileEnd: { line: number; byte: number | undefined; unreadable: boolean; identity: FileIdentity | undefined } | undefined;
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
     /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
     let identity: FileIdentity | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
-        for (; fileIndex < paths.length; fileIndex++, linesDone = 0, bytesDone = 0) {
-          const path = paths[fileIndex]!;
+        for (let next = fileIndex; next < paths.length; next++) {
+          const path = paths[next]!;
           const gzip = config.gzip ?? path.endsWith('.gz');
           const format = formatOf(path.replace(/\.gz$/, ''), config.format);
           const seekable = !gzip;
@@ -90,7 +90,17 @@ export default defineSource<FileSourceConfig>({
           let startByte = 0;
           let columns: string[] | undefined;
           try {
-            identity = identityOf(handle.fd);
+            const opened = identityOf(handle.fd);
+            // Only now, its identity known, does the position move to this file. Moved before the open, a
+            // checkpoint taken meanwhile named a file by its path alone: renamed before the resume (log
+            // rotation), that file was skipped, and another read in its place.
+            if (next !== fileIndex) {
+              fileIndex = next;
+              linesDone = 0;
+              bytesDone = 0;
+              unreadableAfter = undefined;
+            }
+            identity = opened;
             if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
               if (await followsLineEnd(handle, bytesDone, format === 'csv')) startByte = bytesDone;
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
@@ -102,7 +112,8 @@ export default defineSource<FileSourceConfig>({
             throw error;
           }
           const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
-          const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, start: startByte });
+          // No start at 0: reads at a position fail on a FIFO (ESPIPE), and the descriptor is at 0 (only positional reads used it).
+          const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) });
           open = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
@@ -129,17 +140,11 @@ export default defineSource<FileSourceConfig>({
             unreadableAfter = linesDone;
           }
           open = undefined;
-          if (fileIndex === paths.length - 1) lastFileEnd = { line: linesDone, byte: bytesDone, unreadable: unreadableAfter === linesDone, identity };
-          unreadableAfter = undefined;
-          identity = undefined;
         }
       },
       position(): SourcePosition {
-        if (fileIndex >= paths.length && lastFileEnd !== undefined) {
-          const { line, byte, unreadable, identity: last } = lastFileEnd;
-          return { file: paths[paths.length - 1]!, fileIndex: paths.length - 1, line, ...(byte !== undefined ? { byte } : {}), ...(unreadable ? { unreadable: true } : {}), ...last };
-        }
-        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}), ...identity };
+        const unreadable = unreadableAfter !== undefined && unreadableAfter === linesDone;
+        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}), ...(unreadable ? { unreadable: true } : {}), ...identity };
       },
       seek(position) {
         // The position is a line of one file: found wherever the list has it now (older files may have been
