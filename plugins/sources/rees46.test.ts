@@ -17,10 +17,10 @@ test('the REES46 sample is read through config alone: session ids, event types a
     env: { ...process.env, OUT: out },
   });
   assert.equal(result.status, 0, result.stderr);
-  // The sample's last row was cut mid-line when it was taken: it is dead-lettered, not lost.
+  // The sample's last row was cut mid-line when it was taken: it is dead-lettered, not lost (in the default dead-letter file, named after the pipeline).
   assert.match(result.stderr, /events in\s+17434\n/);
   assert.match(result.stderr, /dead-lettered\s+1\n/);
-  const [dead] = readFileSync(join(dir, 'dead-letters.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const [dead] = readFileSync(join(dir, 'dead-letters-rees46-events.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   assert.equal(dead!.reason, 'CSV row has 8 fields, expected 9');
   assert.equal(dead!.line, 17436);
   const events = readFileSync(out, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
