@@ -279,6 +279,7 @@ function lockOutput(path: string, context: PluginContext): void {
       return;
     }
     const text = readText(lockPath);
+    if (text === undefined && statOf(lockPath) === undefined) continue; // released as we looked: created anew
     const other = text === undefined ? undefined : parseLock(text);
     const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
     const why = other === undefined ? undefined : whyStale(other, holder.host, renewedAgo);
