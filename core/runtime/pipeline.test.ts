@@ -903,3 +903,57 @@ test('while a checkpoint holds the sources, the idle-source timer moves no water
   assert.ok(flushes >= 1);
   assert.deepEqual(seenWhileHeld, [], 'no watermark reached a stage while the checkpoint held the sources');
 });
+
+test("a startup longer than idle_timeout (a slow restore) leaves no source idle at its first batch: a source's idle clock starts when it is first read", async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  // A wall clock that only the slow stage moves: its open() takes 5 s, five idle timeouts.
+  let now = T0;
+  const slowStart = defineOperator<Record<string, never>>({
+    name: 'slow-start',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let mark = -Infinity;
+      return {
+        async open() {
+          now += 5_000;
+        },
+        apply: recordOperator(context, () => ({
+          record: (record, emit) => {
+            if (record.kind === 'event' && (record as ClickEvent).time < mark) behind.push((record as ClickEvent).userId);
+            emit(record);
+          },
+          watermark: (m) => void (mark = m.time),
+        })),
+      };
+    },
+  });
+  const behind: string[] = [];
+  // `fast` reads first; `slow` yields its (earlier) event only once fast's batch is in. Both are in
+  // order within their 5 s bound: neither event is late.
+  let fastDelivered!: () => void;
+  const fastIn = new Promise<void>((resolve) => (fastDelivered = resolve));
+  let slowDelivered!: () => void;
+  const slowIn = new Promise<void>((resolve) => (slowDelivered = resolve));
+  const scripted = (name: string, time: number, before: Promise<void> | undefined, after: () => void) =>
+    defineSource<Record<string, never>>({
+      name,
+      summary: 'test',
+      config: { type: 'object' },
+      create: () => ({
+        async *read() {
+          if (before) await before;
+          yield [event(name, time)];
+          after();
+          if (!before) await slowIn;
+        },
+      }),
+    });
+  const fast = scripted('fast', T0 + 10_000, undefined, () => fastDelivered());
+  const slow = scripted('slow', T0 + 1_000, fastIn, () => slowDelivered());
+  await runYaml(
+    'sources:\n  - {type: fast, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s}}\n  - {type: slow, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s}}\nstages: [{type: slow-start}]\nsinks: [{type: memory}]\n',
+    { plugins: [fast, slow, slowStart], clock: { now: () => now } },
+  );
+  assert.deepEqual(behind, [], 'no event reached the stage behind the watermark');
+});

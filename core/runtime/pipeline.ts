@@ -598,7 +598,7 @@ export class PipelineRunner {
         idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
         maxTime: -Infinity,
         maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
-        lastActivity: this.clock.now(),
+        lastActivity: this.clock.now(), // set again when its reading starts (pump)
         lastCommit: this.clock.now(),
         done: false,
       });
@@ -887,6 +887,10 @@ export class PipelineRunner {
     const counter = this.metrics
       .scoped({ pipeline: this.name, stage: slot.label })
       .counter('events_in_total', 'Events read from the source.');
+    // The idle clock starts at the first poll, not at the source's creation: a startup longer than
+    // idle_timeout (a slow restore) would make every source idle at its first batch, and the first
+    // source to deliver would move the watermark past the others' in-order events.
+    slot.lastActivity = this.clock.now();
     for await (const batch of untilStopped(slot.source.read(), signal)) {
       // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
       // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
