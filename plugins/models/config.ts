@@ -264,5 +264,10 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
       warm_start: { type: 'boolean', description: 'Load the saved model at start when it exists. Default: true.' },
     },
   },
-  report: { type: 'boolean', description: 'Emit a `model_metrics` record (summary, ROC, calibration, timeline) at end of input; the backtest turns it on. Default: false.' },
+  report: {
+    type: 'boolean',
+    description:
+      'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
+      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`) at end of input; the backtest turns it on. Default: false.',
+  },
 };

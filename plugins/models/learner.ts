@@ -114,6 +114,7 @@ export interface LearnerCounts {
   expired: number;
   unlabelledAtEnd: number;
   drifts: number;
+  /** Labels that came for a prediction no longer awaited (overflowed, expired or forgotten): the buffer was too small or its timeout too short for the label delay. */
   lateLabels: number;
   /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
   invalidScores: number;
@@ -256,7 +257,7 @@ export class OnlineLearner {
   private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
-  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores', Counter>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels', Counter>;
 
   constructor(
     readonly config: ResolvedModelConfig,
@@ -288,6 +289,7 @@ export class OnlineLearner {
       expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout.'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
       invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
+      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or forgotten): not scored.'),
     };
   }
 
@@ -679,6 +681,7 @@ export class OnlineLearner {
     const sample = handle as Sample;
     if (sample.released) {
       this.counts.lateLabels++;
+      this.counters.lateLabels.inc();
       return false;
     }
     this.release(sample);

@@ -5,7 +5,7 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { MetricsHub, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -460,7 +460,8 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   for (let p = 0; p < 3; p++) input.push(event('b', 'sb', t + p * 1000, p, t, 'view', v));
   input.push(watermark(t + 3_600_000 * 2), watermark(Infinity));
   const warned: unknown[][] = [];
-  const context = testContext();
+  const metrics = new MetricsHub();
+  const context = { ...testContext(), metrics: metrics.scoped({ pipeline: 'test', stage: 'intent' }) };
   const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
   const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { max_size: 2, timeout: '1h' } }, input, logged);
   const report = reportOf(output);
@@ -471,6 +472,9 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   // b's last two waited past the 1h timeout (event time) without a label.
   assert.equal(report.counts.expired, 2);
   assert.equal(report.counts.unlabelledAtEnd, 0);
+  // Session a's summary labelled its 3 overflowed predictions too late: counted, not scored.
+  assert.equal((report.counts as Report['counts'] & { lateLabels: number }).lateLabels, 3);
+  assert.match(await metrics.registry.metrics(), /^tributary_model_late_labels_total\{[^}]*\} 3$/m);
   assert.ok(operator.snapshot);
   // The run's verdict says what its scores leave out, as a warning (a buffer too small for the label delay).
   assert.equal(warned.length, 1);
