@@ -419,3 +419,42 @@ test('the open_sessions and known_users gauges read 0 from their stage\'s start,
     assert.match(await hub.registry.metrics(), new RegExp(`^tributary_${name}\\{pipeline="p",stage="${name}"\\} 0$`, 'm'));
   }
 });
+
+test('s_view_price_std keeps its precision for large prices with a small spread (Welford, not E[x^2] - mean^2)', async () => {
+  // Population deviation of 1e9 + {0.1, 0.2, 0.3}: sqrt(0.02 / 3). E[x^2] - mean^2 cancels 1e18-sized
+  // terms whose float64 steps are 128, so it gave 0 or tens.
+  const big = 1e9;
+  const input: Element[] = [0.1, 0.2, 0.3].map((d, k) => ev('u1', k, 'view', { price: big + d }));
+  // The same spread on small prices, for the figure the large ones must match.
+  input.push(...[0.1, 0.2, 0.3].map((d, k) => ev('u2', k, 'view', { price: 10 + d })), watermark(Infinity));
+  const out = eventsOf(await chain([stage(sessionizer), stage(sessionFeatures)], input));
+  const stds = (user: string) => out.filter((e) => e.userId === user).map((e) => named(e).s_view_price_std);
+  const expected = Math.fround(Math.sqrt(0.02 / 3));
+  const large = stds('u1');
+  const small = stds('u2');
+  assert.ok(Math.abs(small[2]! - expected) < 1e-6, `std of 10 + {0.1, 0.2, 0.3}: ${small[2]}`);
+  assert.ok(Math.abs(large[2]! - expected) < 1e-5, `std of 1e9 + {0.1, 0.2, 0.3}: ${large[2]}, expected ${expected}`);
+  assert.ok(Math.abs(large[1]! - 0.05) < 1e-5, `after two views: ${large[1]}`);
+  assert.equal(large[0], 0);
+});
+
+test('a session-features snapshot of version 2 (sums of squared view prices) restores to the same deviations', async () => {
+  // Fresh events for each run: the stages tag the events they pass.
+  const events = (): Element[] => [ev('u1', 0, 'view', { price: 10 }), ev('u1', 1, 'view', { price: 20 }), watermark(T0 + 2 * MIN), ev('u1', 3, 'view', { price: 30 }), watermark(Infinity)];
+  const stages = [stage(sessionizer), stage(sessionFeatures)];
+  const whole = eventsOf(await chain(stages, events())).map((e) => named(e).s_view_price_std);
+  const input = events();
+  const first = await Chain.build(stages, ctx());
+  first.push(input.slice(0, 3));
+  const saved = await first.snapshot();
+  const features = saved[1] as { version: number; columns: { n: number; f64?: string; c?: number }[] };
+  assert.equal(features.version, 3);
+  // As version 2 wrote it: the sum of squares (100 + 400) where version 3 keeps the squared deviations (50).
+  features.version = 2;
+  features.columns[6] = { n: 1, f64: Buffer.from(new Float64Array([500]).buffer).toString('base64') };
+  const second = await Chain.build(stages, ctx(), saved);
+  second.push(input.slice(3));
+  const resumed = [...eventsOf(first.output), ...eventsOf(second.end())].map((e) => named(e).s_view_price_std);
+  assert.deepEqual(resumed, whole);
+  assert.equal(whole[2], Math.fround(Math.sqrt(200 / 3)));
+});

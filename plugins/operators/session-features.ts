@@ -54,7 +54,7 @@ export default defineOperator<SessionFeaturesConfig>({
     `(a purchase prediction made before the purchase does not use it). Names: ${sessionFeatureNames.map((n) => `\`${n}\``).join(', ')}. ` +
     'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0, except ' +
     '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +
-    'events after the first; `s_view_price_std` the population deviation; `s_cart_value` the carted prices less the removed ' +
+    'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. ' +
     'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Records other than ' +
     'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
@@ -90,7 +90,12 @@ const REMOVES = 2;
 const PURCHASES = 3;
 const VIEW_PRICE_N = 4;
 const VIEW_PRICE_SUM = 5;
-const VIEW_PRICE_SUM_SQ = 6;
+/**
+ * Sum of squared deviations from the running mean (Welford). Version-1 and -2 snapshots hold the sum
+ * of squares here instead: E[x^2] - mean^2 cancelled terms of the prices' squared size, so prices near
+ * 1e9 with a spread of 0.1 gave a deviation of 0 (or tens).
+ */
+const VIEW_PRICE_M2 = 6;
 const VIEW_PRICE_MIN = 7;
 const VIEW_PRICE_MAX = 8;
 const CART_PRICE_N = 9;
@@ -108,9 +113,12 @@ export interface SessionFeaturesSnapshotV1 {
   sessions: [string, number[], string[], string[]][];
 }
 
-/** Columnar: ids once, one column per row field, the distinct items and categories flattened. */
+/**
+ * Columnar: ids once, one column per row field, the distinct items and categories flattened. Version 3
+ * holds VIEW_PRICE_M2 where version 2 held the sum of squared view prices (converted at restore).
+ */
 export interface SessionFeaturesSnapshot {
-  version: 2;
+  version: 2 | 3;
   /** Ids of the sessions with state (in the order of their slots). */
   ids: string[];
   /** One column per row field, in row layout order. */
@@ -325,9 +333,10 @@ class SessionFeatureState {
         const n = row[r + VIEW_PRICE_N]!;
         if (n === 0 || price < row[r + VIEW_PRICE_MIN]!) row[r + VIEW_PRICE_MIN] = price;
         if (n === 0 || price > row[r + VIEW_PRICE_MAX]!) row[r + VIEW_PRICE_MAX] = price;
+        const meanBefore = n > 0 ? row[r + VIEW_PRICE_SUM]! / n : 0;
         row[r + VIEW_PRICE_N] = n + 1;
         row[r + VIEW_PRICE_SUM]! += price;
-        row[r + VIEW_PRICE_SUM_SQ]! += price * price;
+        row[r + VIEW_PRICE_M2]! += (price - meanBefore) * (price - row[r + VIEW_PRICE_SUM]! / (n + 1));
       }
     } else if (type === 'cart') {
       isCart = 1;
@@ -368,7 +377,7 @@ class SessionFeatureState {
     const n = row[r + VIEW_PRICE_N]!;
     const mean = n > 0 ? row[r + VIEW_PRICE_SUM]! / n : 0;
     v[i++] = mean;
-    v[i++] = n > 1 ? Math.sqrt(Math.max(0, row[r + VIEW_PRICE_SUM_SQ]! / n - mean * mean)) : 0;
+    v[i++] = n > 1 ? Math.sqrt(Math.max(0, row[r + VIEW_PRICE_M2]! / n)) : 0;
     v[i++] = row[r + VIEW_PRICE_MIN]!;
     v[i++] = row[r + VIEW_PRICE_MAX]!;
     const cartN = row[r + CART_PRICE_N]!;
@@ -492,7 +501,7 @@ class SessionFeatureState {
     });
     const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts]);
     return {
-      version: 2,
+      version: 3,
       ids,
       columns: encoded.slice(0, WIDTH),
       itemCounts: encoded[WIDTH]!,
@@ -504,7 +513,7 @@ class SessionFeatureState {
 
   async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: session-features snapshot`;
-    if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
+    if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
     this.snapshots.settle();
     this.slots.clear();
     this.slotIds = [];
@@ -520,6 +529,7 @@ class SessionFeatureState {
       for (const [id, numbers, items, categories] of saved.sessions) {
         const slot = this.allocate(id, true);
         this.rows.set(numbers.slice(0, WIDTH), slot * WIDTH);
+        sumOfSquaresToM2(this.rows, slot * WIDTH);
         for (const item of items) this.items.add(slot, item);
         for (const category of categories) this.categories.add(slot, category);
       }
@@ -536,10 +546,20 @@ class SessionFeatureState {
         const slot = this.allocate(saved.ids[i]!, true);
         const r = slot * WIDTH;
         for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
+        if (saved.version === 2) sumOfSquaresToM2(this.rows, r);
         for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);
         for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, saved.categories[nextCategory]!);
       }
     });
     if (nextItem !== saved.items.length || nextCategory !== saved.categories.length) throw new Error(`${what}: item or category counts do not add up`);
   }
+}
+
+/**
+ * A version-1 or -2 row held the sum of squared view prices where VIEW_PRICE_M2 is now: converted
+ * (with the precision those versions had; later prices add to it exactly).
+ */
+function sumOfSquaresToM2(rows: Float64Array, r: number): void {
+  const n = rows[r + VIEW_PRICE_N]!;
+  rows[r + VIEW_PRICE_M2] = n > 0 ? Math.max(0, rows[r + VIEW_PRICE_M2]! - (rows[r + VIEW_PRICE_SUM]! * rows[r + VIEW_PRICE_SUM]!) / n) : 0;
 }
