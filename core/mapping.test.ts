@@ -106,3 +106,12 @@ test('CANONICAL_EVENT_MAPPING reads back what a file sink wrote of an event, att
   assert.deepEqual(mapper({ ...base, extra: { tags: [nested] } }), { rejected: `extra: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels` });
   assert.ok(isRejected(createEventMapper({ attributes: ['tags'] })({ ...base, tags: [nested] })));
 });
+
+test('a negative price is a rejection with its reason (a price is never below 0); 0 and positive prices are kept', () => {
+  const map = createEventMapper();
+  const at = (price: unknown) => map({ user_id: 'u1', time: '2024-01-01T00:00:00Z', type: 'view', price });
+  assert.deepEqual(at(-3.5), { rejected: 'price: expected a number of 0 or more, got -3.5' });
+  assert.deepEqual(at('-0.01'), { rejected: 'price: expected a number of 0 or more, got "-0.01"' });
+  assert.equal((at(0) as ClickEvent).price, 0);
+  assert.equal((at('12.5') as ClickEvent).price, 12.5);
+});

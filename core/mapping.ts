@@ -229,6 +229,9 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
       const price = typeof rawPrice === 'number' ? rawPrice : typeof rawPrice === 'string' ? Number(rawPrice) : NaN;
       if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
+      // A negative price is bad input (a refund or a sign error upstream), not a price: the features
+      // (price statistics, cart value, monetary value) would take it as one.
+      if (price < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
       event.price = price;
     }
     let whole: Record<string, unknown> | undefined;

@@ -957,3 +957,16 @@ test("a startup longer than idle_timeout (a slow restore) leaves no source idle 
   );
   assert.deepEqual(behind, [], 'no event reached the stage behind the watermark');
 });
+
+test('an input line with a negative price goes to the dead-letter sink with its reason and position, counted; the others go on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-negative-price-'));
+  const line = (i: number, price: number) => JSON.stringify({ user_id: `u${i}`, time: `2024-01-01T00:00:0${i}Z`, type: 'view', price });
+  writeFileSync(join(dir, 'in.jsonl'), [line(1, 10), line(2, -4), line(3, 0)].join('\n') + '\n');
+  const { stats, deadLetters, outputs } = await runYaml(`sources: [{type: file, path: ${join(dir, 'in.jsonl')}}]\nsinks: [{type: memory}]\n`);
+  assert.equal(stats.eventsIn, 2);
+  assert.equal(stats.deadLettered, 1);
+  assert.equal(deadLetters.length, 1);
+  assert.equal(deadLetters[0]!.reason, 'price: expected a number of 0 or more, got -4');
+  assert.equal(deadLetters[0]!.line, 2);
+  assert.deepEqual(outputs[0]!.map((r) => r.price), [10, 0]);
+});
