@@ -383,6 +383,35 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
   ]);
 });
 
+test('intent-model: a label_buffer.timeout not longer than the gap of the sessionizer before it is said by validate, naming both', async () => {
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                 1
+      'stages:', //                                      2
+      '  - {type: sessionizer, gap: 30m}', //            3
+      '  - type: intent-model', //                       4
+      '    name: short', //                              5
+      '    label_buffer: {timeout: 10m}', //             6 every prediction but a session's last expires first
+      '  - type: intent-model', //                       7
+      '    name: equal', //                              8
+      '    label_buffer: {timeout: 1800000}', //         9 30m in ms: not longer
+      '  - type: intent-model', //                       10
+      '    name: longer', //                             11
+      '    label_buffer: {timeout: 31m}', //             12 fine
+      '  - {type: intent-model, name: default}', //      13 1d by default: fine
+      '  - {type: sessionizer, gap: 2d}', //             14
+      '  - {type: intent-model, name: after}', //        15 the nearest sessionizer before it counts: 1d under 2d
+      'sinks: [{type: stdout}]', //                      16
+    ].join('\n'),
+  );
+  const tail = "a session's labels come when it closes, a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)";
+  assert.deepEqual(problems, [
+    `P:6:5: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:9:5: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:15:5: $.stages[6].label_buffer: timeout "1d" is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
+  ]);
+});
+
 test("a plugin module's mistakes are said naming the plugin and its module: no config, no create, a misspelt schema keyword, a plugin of another kind", async () => {
   const project = mkdtempSync(join(dir, 'broken-plugins-'));
   const core = JSON.stringify(new URL('../index.js', import.meta.url).href);

@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { defineOperator, eachOf, inTurns, type ClickEvent, type Emit, recordOperator, type SessionSummary } from 'tributary';
+import { defineOperator, eachOf, inTurns, parseDuration, type ClickEvent, type Emit, type EntryProblem, type OutlineEntry, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
@@ -38,6 +38,34 @@ interface IntentState {
 }
 
 const maxSessions = 500_000;
+
+/**
+ * A `label_buffer.timeout` not above the gap of the sessionizer before this stage is a config error:
+ * a session's labels come when it closes, a gap after its last event, and a prediction expires a
+ * timeout after its own event, so every prediction but a session's last would expire unlabelled (the
+ * model would learn from, and be scored on, almost nothing). An error, not a warning: no run of such
+ * a config is of use, and `validate` says so before a long backtest or a daemon's first day does.
+ * Churn raises its timeout itself (to twice the horizon), as its need follows from its own config;
+ * here it depends on another stage's, and a bound the user wrote is not overridden silently.
+ */
+function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+  const at = pipeline.stages.indexOf(self);
+  const sessionizer = pipeline.stages.slice(0, at < 0 ? 0 : at).reverse().find((entry) => entry.type === 'sessionizer');
+  if (sessionizer === undefined) return [];
+  const written = config.label_buffer?.timeout ?? '1d';
+  const gapWritten = (sessionizer.config.gap as string | number | undefined) ?? '30m';
+  const timeout = parseDuration(written);
+  const gap = parseDuration(gapWritten);
+  if (timeout > gap) return [];
+  return [
+    {
+      field: 'label_buffer',
+      message:
+        `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) of sessionizer ${sessionizer.label}: a session's labels come when it closes, ` +
+        `a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)`,
+    },
+  ];
+}
 const noNames: readonly string[] = [];
 const noValues = new Float32Array(0);
 
@@ -53,6 +81,9 @@ export default defineOperator<IntentModelConfig>({
     'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
     'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
     'learnt so); only predictions made since take the updated summary\'s label. ' +
+    '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it (a config error otherwise: labels come a gap after a ' +
+    'session\'s last event, so predictions would expire first); a prediction made more than timeout minus gap before its session\'s last event ' +
+    'expires unlabelled (counted in `model_labels_expired_total`), so set it above the gap plus the longest session (`max_length`). ' +
     'The model keeps the features of the first event it predicts (or of the saved model it resumes): a vector named otherwise is read by name, ' +
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
@@ -64,7 +95,7 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-mlp', model: { kind: 'mlp', hidden: [32, 16], dropout: 0.1 }, optimizer: { kind: 'adam', learning_rate: 0.005 }, batch: { max_size: 256, max_delay: '200ms' } },
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
-  checkPipeline: modelNameProblems,
+  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...labelTimeoutProblems(config, pipeline, self)],
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.05);
     claimModelName(context, config.name);
