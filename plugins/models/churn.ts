@@ -84,8 +84,12 @@ export default defineOperator<ChurnModelConfig>({
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
     'comes only once the horizon has passed), and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
-    'predictions, those nearest their label, are dropped unscored. Emits `prediction` and `drift` records; every input record passes through. ' +
-    'Same metrics as `intent-model`.',
+    'predictions, those nearest their label, are dropped unscored. A session is predicted once, at its first summary: a late event ' +
+    '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
+    'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
+    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`. ' +
+    'Emits `prediction` and `drift` records; every input record passes through. ' +
+    'Same metrics as `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -194,8 +198,57 @@ export default defineOperator<ChurnModelConfig>({
     // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
     const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length) };
 
+    const merges = context.metrics.counter(
+      'churn_predictions_merged_total',
+      'Predictions withdrawn unscored because a late event merged their session into an earlier one (one session, one prediction).',
+    );
+    /**
+     * An updated summary: a late event changed a session already predicted (a late event does not
+     * re-predict). A merge (`replaces`) makes one session of several: the first prediction made for
+     * any of them is the merged session's (the earliest, under the id the merged session keeps, as
+     * consumers saw it), the others are withdrawn unscored and counted, and their sessions leave the
+     * user's history and open list. Either way the prediction's end moves to the session's end, so its
+     * deadline is the merged end + horizon and a return is a session that starts after it (a merged
+     * session's start, read as a return before, is none).
+     */
+    const onUpdate = (summary: SessionSummary & { replaces?: unknown }): void => {
+      const user = users.get(summary.userId);
+      if (!user) return;
+      const replaces = Array.isArray(summary.replaces) ? summary.replaces.filter((id): id is string => typeof id === 'string') : [];
+      if (replaces.length > 0) {
+        const open = user.open;
+        let kept = 0;
+        for (let i = 0; i < open.length; i++) if (!replaces.includes(open[i]![0])) open[kept++] = open[i]!;
+        open.length = kept;
+      }
+      let survivor: PendingChurn | undefined;
+      const pending = user.pending;
+      for (let i = 0; i < pending.length; ) {
+        const p = pending[i]!;
+        const sessionId = p.sample.sessionId;
+        if (sessionId !== summary.sessionId && (sessionId === undefined || !replaces.includes(sessionId))) {
+          i++;
+        } else if (survivor === undefined) {
+          survivor = p; // pending is in prediction order: the first made
+          i++;
+        } else {
+          pending.splice(i, 1); // its deadline entry is skipped when popped
+          learner.forget(p.sample);
+          merges.inc();
+          user.sessions = Math.max(0, user.sessions - 1);
+        }
+      }
+      if (survivor === undefined || !(summary.end > survivor.end)) return;
+      survivor.end = summary.end;
+      // The first session start after the new end: an open session's, or (closed since) at the latest its end.
+      survivor.back = -1;
+      for (const [, start] of user.open) if (start > survivor.end && (survivor.back < 0 || start < survivor.back)) survivor.back = start;
+      for (const p of pending) if (p !== survivor && p.end > survivor.end && (survivor.back < 0 || p.end < survivor.back)) survivor.back = p.end;
+      push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
+    };
+
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
-      if (summary.update) return; // already predicted at its first close; a late event does not re-predict
+      if (summary.update) return onUpdate(summary);
       const user = userOf(summary.userId, summary.start);
       // Closed: out of the open list (in place, order kept).
       const open = user.open;
@@ -263,6 +316,8 @@ export default defineOperator<ChurnModelConfig>({
               const deadline = deadlines[0]!;
               const pending = deadlineOf[0]!;
               pop();
+              // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
+              if (pending.end + horizon > deadline) continue;
               // Gone with its user (evicted, or its partition revoked): no label.
               const user = users.get(pending.userId);
               const index = user ? user.pending.indexOf(pending) : -1;

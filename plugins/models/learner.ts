@@ -36,6 +36,8 @@ export interface SampleInput {
  */
 export interface SampleHandle {
   readonly id: string;
+  /** The session it predicts for (absent on a stand-in for a prediction no longer awaited). */
+  readonly sessionId?: string | undefined;
   /** Out of the label buffer (labelled, forgotten, expired or dropped): a later label for it is late. */
   readonly released: boolean;
 }

@@ -560,6 +560,58 @@ test('churn, scale-out: users of a revoked partition are released, not labelled 
   assert.equal(report.summary.positives, 1);
 });
 
+test('churn: a session merged into an earlier one by a late event is one session with one prediction, labelled from the merged end', async () => {
+  const day = 86_400_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const merged = (end: number, count: number) => ({ ...summary('a', 'A', t, end, count, false, { view: count }), update: true, replaces: ['B'] });
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+  // Both sessions closed (and were predicted) before a late event at t+20m bridged them.
+  const bothClosed: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    summary('a', 'B', t + 40 * min, t + 40 * min, 1, false, { view: 1 }),
+    event('a', 'A', t + 20 * min, 2, t, 'view'), // the late event, tagged with the merged session
+    merged(t + 40 * min, 3),
+  ];
+  const run = async (input: Element[]) => {
+    const metrics = new MetricsHub();
+    const { output } = await runOperator(churnModel, config, input, { ...testContext(), metrics: metrics.scoped({ pipeline: 'test', stage: 'churn' }) });
+    return { report: reportOf(output), predictions: of(output, 'prediction'), text: await metrics.registry.metrics() };
+  };
+  // The user never comes back: the merged session churned. Before, A was labelled 0 (B's start read as a return) and B 1.
+  const churned = await run([...bothClosed, watermark(t + 3 * day), watermark(Infinity)]);
+  assert.deepEqual(churned.predictions.map((p) => p.sessionId), ['A', 'B'], 'both were predicted before the merge');
+  assert.equal(churned.report.summary.n, 1, 'one session, one label');
+  assert.equal(churned.report.summary.positives, 1);
+  assert.equal(churned.report.counts.expired + churned.report.counts.unlabelledAtEnd, 0);
+  assert.match(churned.text, /^tributary_churn_predictions_merged_total\{[^}]*\} 1$/m);
+  // Its deadline is the merged end + horizon, not A's end + horizon.
+  const early = await run([...bothClosed, watermark(t + day + 30 * min), watermark(Infinity)]);
+  assert.equal(early.report.summary.n, 0);
+  assert.equal(early.report.counts.unlabelledAtEnd, 1);
+  // A return within the horizon of the merged end labels it 0.
+  const back = await run([...bothClosed, event('a', 'C', t + 40 * min + 20 * 60 * min, 0, t + 40 * min + 20 * 60 * min, 'view'), watermark(t + 3 * day), watermark(Infinity)]);
+  assert.equal(back.report.summary.n, 1);
+  assert.equal(back.report.summary.positives, 0);
+  // B still open when the late event merged it (the merged summary comes when it closes): A's prediction is the
+  // session's, and B's start is no return. Before, A was labelled 0.
+  const openB = await run([
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    event('a', 'A', t + 20 * min, 2, t, 'view'),
+    event('a', 'A', t + 50 * min, 3, t, 'view'),
+    merged(t + 50 * min, 4),
+    watermark(t + 3 * day),
+    watermark(Infinity),
+  ]);
+  assert.deepEqual(openB.predictions.map((p) => p.sessionId), ['A']);
+  assert.equal(openB.report.summary.n, 1);
+  assert.equal(openB.report.summary.positives, 1);
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
