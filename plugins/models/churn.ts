@@ -7,7 +7,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { defineOperator, eachOf, inTurns, parseDuration, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
+import { defineOperator, eachOf, inTurns, parseDuration, partsOf, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
@@ -180,6 +180,7 @@ export default defineOperator<ChurnModelConfig>({
     };
 
     const onEvent = (event: ClickEvent): void => {
+      learner.snapshots.settle();
       const sessionId = event.session?.id ?? event.sessionId;
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
       // Only a session's first event tells this model anything (the user is back at its start); a
@@ -248,6 +249,7 @@ export default defineOperator<ChurnModelConfig>({
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
+      learner.snapshots.settle();
       if (summary.update) return onUpdate(summary);
       const user = userOf(summary.userId, summary.start);
       // Closed: out of the open list (in place, order kept).
@@ -308,6 +310,7 @@ export default defineOperator<ChurnModelConfig>({
             learner.tickRecord(emit);
           },
           watermark(mark, emit) {
+            learner.snapshots.settle();
             if (mark.time === Infinity) {
               learner.endOfInput(emit);
               return;
@@ -341,6 +344,7 @@ export default defineOperator<ChurnModelConfig>({
        * predictions leave the label buffer unscored when they expire.
        */
       partitionsRevoked(partitions) {
+        learner.snapshots.settle();
         const revoked = new Set(partitions);
         let released = 0;
         for (const [userId, user] of users) {
@@ -351,15 +355,25 @@ export default defineOperator<ChurnModelConfig>({
         if (released > 0) handedOver.inc(released);
         context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
       },
-      snapshot(): ChurnState {
-        return {
-          learner: learner.snapshot(),
-          users: [...users.entries()].map(([k, u]) => [k, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [p.sample.id, p.end, p.back] as [string, number, number]) }]),
-          deadlines: deadlines.map((deadline, i) => [deadline, deadlineOf[i]!.sample.id, deadlineOf[i]!.userId] as [number, string, string]),
-          sequences: sequences?.state() ?? [],
-        };
+      /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines'. */
+      snapshot(): Promise<ChurnState> {
+        return learner.snapshots.take(
+          (function* () {
+            const saved = yield* learner.snapshotParts();
+            const savedUsers: [string, SavedUser][] = [];
+            yield* eachOf(users, ([key, u]) =>
+              savedUsers.push([key, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [p.sample.id, p.end, p.back] as [string, number, number]) }]),
+            );
+            const savedDeadlines: [number, string, string][] = [];
+            yield* partsOf(deadlines.length, (from, to) => {
+              for (let i = from; i < to; i++) savedDeadlines.push([deadlines[i]!, deadlineOf[i]!.sample.id, deadlineOf[i]!.userId]);
+            });
+            return { learner: saved, users: savedUsers, deadlines: savedDeadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+          })(),
+        );
       },
       async restore(state) {
+        learner.snapshots.settle();
         const saved = state as ChurnState;
         // In parts, each part a turn of the event loop (see inTurns); the state swapped in at the end.
         await inTurns(

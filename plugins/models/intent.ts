@@ -115,6 +115,7 @@ export default defineOperator<IntentModelConfig>({
     const input: SampleInput = { id: '', userId: '', sessionId: undefined, time: 0, names: noNames, values: noValues };
 
     const onEvent = (event: ClickEvent, emit: Emit): void => {
+      learner.snapshots.settle();
       const sessionId = event.session?.id ?? event.sessionId;
       if (sessionId === undefined) return;
       let state = sessions.get(sessionId);
@@ -147,6 +148,7 @@ export default defineOperator<IntentModelConfig>({
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
+      learner.snapshots.settle();
       const state = sessions.get(summary.sessionId);
       if (state && !state.labelled) labelSession(state, summary.purchased || state.purchased ? 1 : 0, summary.end, emit);
       // Closed: a late event re-opens it, and its updated summary labels what that event predicted.
@@ -173,6 +175,7 @@ export default defineOperator<IntentModelConfig>({
             learner.tickRecord(emit);
           },
           watermark(mark, emit) {
+            learner.snapshots.settle();
             if (mark.time === Infinity) {
               ended = true;
               learner.endOfInput(emit);
@@ -202,10 +205,19 @@ export default defineOperator<IntentModelConfig>({
           },
         };
       }),
-      snapshot(): IntentState {
-        return { learner: learner.snapshot(), sessions: [...sessions.entries()].map(([k, v]) => [k, { ...v, pending: v.pending.map((s) => s.id) }]), sequences: sequences?.state() ?? [], ended };
+      /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions'. */
+      snapshot(): Promise<IntentState> {
+        return learner.snapshots.take(
+          (function* () {
+            const saved = yield* learner.snapshotParts();
+            const savedSessions: [string, SavedSession][] = [];
+            yield* eachOf(sessions, ([key, value]) => savedSessions.push([key, { ...value, pending: value.pending.map((s) => s.id) }]));
+            return { learner: saved, sessions: savedSessions, sequences: sequences ? yield* sequences.stateParts() : [], ended };
+          })(),
+        );
       },
       async restore(state) {
+        learner.snapshots.settle();
         const saved = state as IntentState;
         // In parts, each part a turn of the event loop (see inTurns); the maps swapped in at the end.
         await inTurns(

@@ -652,7 +652,7 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     // Cut inside a session, with a prediction batch half full and labels outstanding.
     const cut = 301;
     const first = await runOperator(intentModel, config, input.slice(0, cut));
-    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+    const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as unknown;
     const plugin = intentModel;
     const context = testContext();
     const operator = await plugin.create({ ...config }, context);
@@ -667,6 +667,101 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   });
 }
 
+/** An operator fed by hand: elements pushed into `input` are handled at once, what it emits collected in `output`. */
+async function fedOperator(plugin: typeof intentModel | typeof churnModel, config: IntentModelConfig, restore?: unknown) {
+  const operator = await plugin.create({ ...config }, testContext());
+  await operator.open?.();
+  if (restore !== undefined) await operator.restore!(restore);
+  const input = new Subject<Element>();
+  const output: Element[] = [];
+  const done = new Promise<void>((resolve, reject) => operator.apply(input).subscribe({ next: (element) => void output.push(element), error: reject, complete: resolve }));
+  return { operator, input, output, done };
+}
+
+/**
+ * The model's part of the outputs: predictions (id and score), drift records and the final metrics
+ * report (every prequential figure, the timeline, the counts).
+ */
+const modelOutputs = (output: Element[]): string =>
+  output
+    .filter((r) => r.kind === 'prediction' || r.kind === 'drift' || r.kind === 'model_metrics')
+    .map((r) => JSON.stringify(r))
+    .join('\n');
+
+for (const [name, plugin, kind] of [
+  ['intent', intentModel, 'logistic'],
+  ['intent', intentModel, 'mlp'],
+  ['churn', churnModel, 'logistic'],
+] as const) {
+  test(`${name} (${kind}): a large snapshot is taken in parts while records keep arriving, holds the state of its call, and restores to the uninterrupted run's predictions and metrics`, async () => {
+    // More samples awaiting labels than one part holds (65,536 rows): the snapshot takes several
+    // parts whatever the machine's speed, and the records pushed after its first part find it pending.
+    const n = 70_000;
+    const t0 = Date.UTC(2024, 0, 1);
+    const random = rng(11);
+    const buyer = Array.from({ length: n }, () => random() < 0.3);
+    const features = (s: number): number[] => [(buyer[s] ? 1 : -1) + (random() - 0.5), random(), random(), random()];
+    // Churn's horizon is 1 day: a session ending at t0 + s * 10 is labelled once the watermark passes t0 + 1 day + s * 10.
+    const config: IntentModelConfig = { ...base, model: { kind, hidden: [8] }, batch: { max_size: 256, max_delay: 0 }, drift: { detector: 'adwin', action: 'reset_optimizer' }, report: true, ...(name === 'churn' ? { horizon: '1d' } : { label_buffer: { timeout: '2m' } }) };
+    // Before the snapshot: every session open (intent: one view each, awaiting its summary) or closed (churn: awaiting its horizon).
+    const before: Element[] = [];
+    for (let s = 0; s < n; s++) {
+      const time = t0 + s * 10;
+      before.push(event(`u${s}`, `s${s}`, time, 0, time, 'view', features(s)));
+      if (name === 'churn') before.push(summary(`u${s}`, `s${s}`, time, time, 1, buyer[s]!));
+    }
+    // While its parts run: labels (intent: summaries; churn: returns, then the horizon passing), new predictions, expiry.
+    const during: Element[] = [];
+    const after: Element[] = [];
+    const day = 86_400_000;
+    for (let s = 0; s < n; s++) {
+      const time = t0 + s * 10;
+      const into = s < n / 2 ? during : after;
+      if (name === 'intent') into.push(summary(`u${s}`, `s${s}`, time, time + 1, 1, buyer[s]!));
+      // Churn: non-buyers come back an hour later (a session closed: a new prediction).
+      else if (!buyer[s]) into.push(event(`u${s}`, `r${s}`, time + 3_600_000, 0, time + 3_600_000, 'view', features(s)), summary(`u${s}`, `r${s}`, time + 3_600_000, time + 3_600_000, 1, false));
+      if (s % 5000 === 4999) into.push(watermark(name === 'intent' ? time : time + day));
+    }
+    during.push(event('late', 'late', t0 + 1, 0, t0 + 1, 'view', features(0)));
+    after.push(watermark(Infinity));
+
+    const whole = await fedOperator(plugin, config);
+    for (const element of before) whole.input.next(element);
+    const cut = whole.output.length;
+    // Taken with nothing arriving while its parts run: the state of that instant.
+    const quiet = JSON.stringify(await whole.operator.snapshot!());
+    for (const element of [...during, ...after]) whole.input.next(element);
+    whole.input.complete();
+    await whole.done;
+
+    const busy = await fedOperator(plugin, config);
+    for (const element of before) busy.input.next(element);
+    let resolved = false;
+    const taken = Promise.resolve(busy.operator.snapshot!()).then((state) => {
+      resolved = true;
+      return state;
+    });
+    await new Promise((resolve) => setImmediate(resolve)); // its first part done, the others pending
+    assert.equal(resolved, false, 'the snapshot is still in parts when the next records come');
+    for (const element of during) busy.input.next(element);
+    // Compared as text (as a checkpoint holds it): assert.deepEqual takes seconds on 70,000 samples.
+    const saved = JSON.stringify(await taken);
+    assert.ok(saved === quiet, 'the snapshot holds the state of its call, not of the records handled while it was taken');
+    for (const element of after) busy.input.next(element);
+    busy.input.complete();
+    await busy.done;
+    assert.ok(modelOutputs(busy.output) === modelOutputs(whole.output), 'taking the snapshot changed no output');
+
+    const restored = await fedOperator(plugin, config, JSON.parse(saved));
+    for (const element of [...during, ...after]) restored.input.next(element);
+    restored.input.complete();
+    await restored.done;
+    assert.ok(of(restored.output, 'prediction').length > 0 && of(restored.output, 'model_metrics').length === 1);
+    assert.ok(modelOutputs(restored.output) === modelOutputs(whole.output.slice(cut)), 'restored, the rest of the run is the uninterrupted one\'s');
+    for (const run of [whole, busy, restored]) await run.operator.close?.();
+  });
+}
+
 test('a snapshot with a single sample waiting for its prediction batch restores and predicts it', async () => {
   const input = separableIntentStream(60, 5);
   // mlp predicts in batches (logistic predicts each event at once, so it never has one pending).
@@ -676,7 +771,7 @@ test('a snapshot with a single sample waiting for its prediction batch restores 
   let singles = 0;
   for (const cut of [101, 102, 103]) {
     const first = await runOperator(intentModel, config, input.slice(0, cut));
-    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as { learner: { toPredict: unknown[] } };
+    const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as { learner: { toPredict: unknown[] } };
     if (saved.learner.toPredict.length === 1) singles++;
     const operator = await intentModel.create({ ...config }, testContext());
     await operator.open?.();
@@ -818,7 +913,7 @@ test('checkpoint: periodic saves (checkpoint.every) leave the stage running whil
     records.next(input[end]!);
     records.complete();
     await done;
-    const final = (operator.snapshot!() as { learner: { saved: unknown } }).learner.saved;
+    const final = ((await operator.snapshot!()) as { learner: { saved: unknown } }).learner.saved;
     const closed = operator.close!();
     writes.release();
     await closed;
@@ -1014,7 +1109,7 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   const cut = input.findIndex((r) => r.kind === 'session' && (r as StreamRecord).sessionId === `s${shiftAt + 20}`);
   const first = await runOperator(intentModel, config, input.slice(0, cut));
   assert.deepEqual(of(first.output, 'drift'), []);
-  const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+  const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as unknown;
   const operator = await intentModel.create({ ...config }, testContext());
   await operator.open?.();
   await operator.restore!(saved);
@@ -1034,7 +1129,7 @@ test('drift.action: reset_optimizer restarts the optimiser (its step count) at a
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
   const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate') => {
     const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
-    const saved = (operator.snapshot!() as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
+    const saved = ((await operator.snapshot!()) as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
     return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved };
   };
   const none = await run('none');
@@ -1063,7 +1158,7 @@ test('a snapshot with predictions that overflowed the label buffer while waiting
   assert.equal(whole.summary.n, 2);
   const cut = 5;
   const first = await runOperator(intentModel, config, input.slice(0, cut));
-  const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+  const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as unknown;
   const operator = await intentModel.create({ ...config }, testContext());
   await operator.open?.();
   await operator.restore!(saved);
@@ -1162,14 +1257,14 @@ test('a large model state is restored in parts, the event loop turning between t
     [churnModel, churnInput],
   ] as const) {
     const first = await runOperator(plugin, config, input);
-    const saved = JSON.parse(JSON.stringify(first.operator.snapshot!())) as unknown;
+    const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as unknown;
     const operator = await plugin.create({ ...config }, testContext());
     await operator.open?.();
     const loop = countLoopTurns();
     await operator.restore!(saved);
     const turns = loop.stop();
     assert.ok(turns >= 1, `${plugin.name}: the event loop turned ${turns} times during the restore`);
-    assert.deepEqual(JSON.parse(JSON.stringify(operator.snapshot!())), saved, `${plugin.name}: restored whole`);
+    assert.deepEqual(JSON.parse(JSON.stringify(await operator.snapshot!())), saved, `${plugin.name}: restored whole`);
     await operator.close?.();
     await first.operator.close?.();
   }

@@ -467,7 +467,8 @@ export class Prequential {
       histogram,
       auc: { won: this.won, exact: this.exactState(), ...(this.binnedUnder === undefined ? {} : { binnedUnder: this.binnedUnder }) },
       ring: { scores: Array.from(this.ringScores.subarray(0, this.filled)), labels: Array.from(this.ringLabels.subarray(0, this.filled)), next: this.next, filled: this.filled },
-      timeline: this.timeline,
+      // A copy: a snapshot taken in parts is serialised later, while points are added.
+      timeline: [...this.timeline],
       every: this.every,
     };
   }

@@ -2,7 +2,7 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import type { ClickEvent } from 'tributary';
+import { eachOf, type ClickEvent } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
 
 export interface SequenceSample {
@@ -91,8 +91,11 @@ export class SequenceTracker {
     this.sequences.delete(key);
   }
 
-  state(): [string, Step[]][] {
-    return [...this.sequences.entries()];
+  /** The sequences in parts (a snapshot in parts); copies, as push changes a session's in place. */
+  *stateParts(): Generator<void, [string, Step[]][], void> {
+    const state: [string, Step[]][] = [];
+    yield* eachOf(this.sequences, ([key, steps]) => state.push([key, [...steps]]));
+    return state;
   }
 
   load(state: [string, Step[]][]): void {
