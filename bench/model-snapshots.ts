@@ -5,8 +5,7 @@
  * plain value stringified at once, or a promise awaited and its value stringified in parts
  * (stringifyInParts); the restore as at start: JSON.parse of the text, then restore(). For each, the
  * longest the event loop went without turning (as a 1 ms timer sees it, in wall and CPU time) and
- * the whole time. Three
- * rounds each.
+ * the whole time. Three rounds each.
  *
  *   node --max-old-space-size=8192 dist/bench/model-snapshots.js [n=100000]
  */
