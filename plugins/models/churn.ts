@@ -116,11 +116,12 @@ export default defineOperator<ChurnModelConfig>({
     const maxUsers = rawConfig.max_users ?? 1_000_000;
     const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
-    const users = new Map<string, UserState>();
+    /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
+    let users = new Map<string, UserState>();
     // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines
     // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
-    const deadlines: number[] = [];
-    const deadlineOf: PendingChurn[] = [];
+    let deadlines: number[] = [];
+    let deadlineOf: PendingChurn[] = [];
 
     const push = (deadline: number, pending: PendingChurn): void => {
       let i = deadlines.length;
@@ -379,13 +380,13 @@ export default defineOperator<ChurnModelConfig>({
         await inTurns(
           (function* () {
             yield* learner.restoreParts(saved.learner);
-            const handleOf = learner.handlesById();
+            const handleOf = yield* learner.handlesById();
             const pendingById = new Map<string, PendingChurn>();
-            const restored: [string, UserState][] = [];
+            const restored = new Map<string, UserState>();
             yield* eachOf(saved.users, ([key, user]) => {
               const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
               for (const p of pending) pendingById.set(p.sample.id, p);
-              restored.push([key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending }]);
+              restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
             });
             const restoredDeadlines: number[] = [];
             const restoredDeadlineOf: PendingChurn[] = [];
@@ -396,16 +397,10 @@ export default defineOperator<ChurnModelConfig>({
               const pending = pendingById.get(id);
               restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
             });
-            users.clear();
-            for (const [key, user] of restored) users.set(key, user);
-            deadlines.length = 0;
-            deadlineOf.length = 0;
-            // A loop, not push(...): a spread of a million arguments overflows the stack.
-            for (let i = 0; i < restoredDeadlines.length; i++) {
-              deadlines.push(restoredDeadlines[i]!);
-              deadlineOf.push(restoredDeadlineOf[i]!);
-            }
-            sequences?.load(saved.sequences);
+            if (sequences) yield* sequences.loadParts(saved.sequences);
+            users = restored;
+            deadlines = restoredDeadlines;
+            deadlineOf = restoredDeadlineOf;
           })(),
         );
       },

@@ -101,7 +101,8 @@ export default defineOperator<IntentModelConfig>({
     claimModelName(context, config.name);
     const learner = new OnlineLearner(config, 'intent', context);
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
-    const sessions = new Map<string, SessionState>();
+    /** Replaced whole by a restore (built aside in parts). */
+    let sessions = new Map<string, SessionState>();
     let ended = false;
     let lastSweep = -Infinity;
 
@@ -223,12 +224,11 @@ export default defineOperator<IntentModelConfig>({
         await inTurns(
           (function* () {
             yield* learner.restoreParts(saved.learner);
-            const handleOf = learner.handlesById();
-            const restored: [string, SessionState][] = [];
-            yield* eachOf(saved.sessions, ([key, value]) => restored.push([key, { ...value, pending: value.pending.map(handleOf) }]));
-            sessions.clear();
-            for (const [key, value] of restored) sessions.set(key, value);
-            sequences?.load(saved.sequences);
+            const handleOf = yield* learner.handlesById();
+            const restored = new Map<string, SessionState>();
+            yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
+            if (sequences) yield* sequences.loadParts(saved.sequences);
+            sessions = restored;
             ended = saved.ended;
           })(),
         );

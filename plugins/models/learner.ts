@@ -14,7 +14,7 @@ import { createDriftDetector, type DriftDetector, type DriftState } from './drif
 import type { Batch, ModelState, OnlineModel } from './model.js';
 import { createModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
-import { decodeFloats, encodeFloats } from './params.js';
+import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
@@ -676,10 +676,11 @@ export class OnlineLearner {
   /**
    * Handles by prediction id, for a task operator restoring the ids it snapshotted: the awaiting
    * sample, or a released stand-in (labelling it counts a late label, as for any prediction no
-   * longer awaited).
+   * longer awaited). Built in parts (see inTurns), as the restore that needs it.
    */
-  handlesById(): (id: string) => SampleHandle {
-    const byId = new Map(Array.from(this.awaitingSamples(), (s) => [s.id, s]));
+  *handlesById(): Generator<void, (id: string) => SampleHandle, void> {
+    const byId = new Map<string, Sample>();
+    yield* eachOf(this.awaitingSamples(), (s) => byId.set(s.id, s));
     return (id) => byId.get(id) ?? { id, released: true };
   }
 
@@ -958,9 +959,10 @@ export class OnlineLearner {
     const toPredict: Sample[] = [];
     const awaiting: Sample[] = [];
     const toLearn: Sample[] = [];
-    yield* eachOf(state.toPredict, (e) => toPredict.push(this.decodeSample(e)));
-    yield* eachOf(state.awaiting, (e) => awaiting.push(this.decodeSample(e)));
-    yield* eachOf(state.toLearn, (e) => toLearn.push(this.decodeSample(e)));
+    const slabs = this.restoredSlabs();
+    yield* eachOf(state.toPredict, (e) => toPredict.push(this.decodeSample(e, slabs)));
+    yield* eachOf(state.awaiting, (e) => awaiting.push(this.decodeSample(e, slabs)));
+    yield* eachOf(state.toLearn, (e) => toLearn.push(this.decodeSample(e, slabs)));
     this.toPredict = toPredict;
     // Handles from before the restore are stale: released, so labelling one is a late label.
     this.releaseAll();
@@ -1008,15 +1010,36 @@ export class OnlineLearner {
     return out;
   }
 
-  /** After the saved model is loaded (the row format is the model's). */
-  private decodeSample(e: EncodedSample): Sample {
+  /**
+   * Where restored samples' rows go: slabs of `batch.max_size` rows in the slab's format, as at
+   * submit (a buffer of its own per sample, and one more to decode it into, made 200,000 ArrayBuffers
+   * for 100,000 samples awaiting labels: work for the garbage collector while the loop waits).
+   */
+  private restoredSlabs(): (data: string) => { rows: Float32Array; row: number } {
+    const stride = this.stride;
+    const size = this.config.batch.maxSize * stride;
+    const place = { rows: new Float32Array(0), row: 0 };
+    let used = size;
+    return (data) => {
+      if (used + stride > size) {
+        place.rows = new Float32Array(size);
+        used = 0;
+      }
+      if (decodeFloatsInto(data, place.rows, used) > this.features!.length) throw new RangeError(`a saved sample has more features than the model's ${this.features!.length}`);
+      if (this.withOnes) place.rows[used + this.features!.length] = 1;
+      place.row = used;
+      used += stride;
+      return place;
+    };
+  }
+
+  /** After the saved model is loaded (the row format is the model's); `slabs` places its row. */
+  private decodeSample(e: EncodedSample, slabs: (data: string) => { rows: Float32Array; row: number }): Sample {
     let rows: Float32Array | undefined;
-    if (e.x) {
-      rows = this.newRow();
-      rows.set(decodeFloats(e.x));
-    }
+    let row = 0;
+    if (e.x) ({ rows, row } = slabs(e.x));
     const seq = e.seq ? { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) } : undefined;
-    const s = newSample(e.id, e.userId, e.sessionId, e.time, rows, 0, seq);
+    const s = newSample(e.id, e.userId, e.sessionId, e.time, rows, row, seq);
     if (e.raw !== undefined) s.raw = decodeFloats(e.raw);
     s.score = e.score;
     s.label = e.label;

@@ -32,6 +32,17 @@ export function decodeFloat64s(data: string): Float64Array {
   return decodeAligned(data, Float64Array);
 }
 
+/**
+ * Reads what {@link encodeFloats} wrote of a Float32Array into `target` from element `offset`
+ * (a row of a slab: no buffer of its own); returns how many values it read.
+ */
+export function decodeFloatsInto(data: string, target: Float32Array, offset: number): number {
+  const bytes = Buffer.from(data, 'base64');
+  if (bytes.byteLength % 4 !== 0 || offset + bytes.byteLength / 4 > target.length) throw new RangeError(`saved floats (${bytes.byteLength} bytes) do not fit their row`);
+  new Uint8Array(target.buffer, target.byteOffset + offset * 4, bytes.byteLength).set(bytes);
+  return bytes.byteLength / 4;
+}
+
 function decodeAligned<T extends Float32Array | Float64Array>(data: string, Type: { new (length: number): T; readonly BYTES_PER_ELEMENT: number }): T {
   const bytes = Buffer.from(data, 'base64');
   // Copy into a fresh, aligned buffer: Buffer's pool offset need not be a multiple of the element size.

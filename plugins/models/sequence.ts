@@ -54,7 +54,7 @@ export function stepOf(event: ClickEvent, buckets: number): Step {
 
 /** Bounded sequences by key (session); the oldest key goes first when `maxKeys` is passed. */
 export class SequenceTracker {
-  private readonly sequences = new Map<string, Step[]>();
+  private sequences = new Map<string, Step[]>();
 
   constructor(
     readonly length: number,
@@ -98,8 +98,10 @@ export class SequenceTracker {
     return state;
   }
 
-  load(state: [string, Step[]][]): void {
-    this.sequences.clear();
-    for (const [key, steps] of state) this.sequences.set(key, steps);
+  /** Puts back what stateParts() took, in parts (see inTurns): built aside, swapped in at the end. */
+  *loadParts(state: [string, Step[]][]): Generator<void, void, void> {
+    const sequences = new Map<string, Step[]>();
+    yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
+    this.sequences = sequences;
   }
 }
