@@ -722,7 +722,8 @@ for (const [name, plugin, kind] of [
       else if (!buyer[s]) into.push(event(`u${s}`, `r${s}`, time + 3_600_000, 0, time + 3_600_000, 'view', features(s)), summary(`u${s}`, `r${s}`, time + 3_600_000, time + 3_600_000, 1, false));
       if (s % 5000 === 4999) into.push(watermark(name === 'intent' ? time : time + day));
     }
-    during.push(event('late', 'late', t0 + 1, 0, t0 + 1, 'view', features(0)));
+    // First, a record that changes the operator's own state before the learner's (a new session or user).
+    during.unshift(event('late', 'late', t0 + 1, 0, t0 + 1, 'view', features(0)));
     after.push(watermark(Infinity));
 
     const whole = await fedOperator(plugin, config);
