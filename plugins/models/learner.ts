@@ -801,11 +801,13 @@ export class OnlineLearner {
     const s = this.prequential.summary();
     if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
     if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
+    // Before the first label these are not measured: a 0 would read as a perfect model (churn waits a horizon).
+    if (s.n === 0) return;
     this.gauges.logloss.set(s.logloss);
     this.gauges.brier.set(s.brier);
     this.gauges.baseRate.set(s.baseRate);
     let ece = 0;
-    for (const bin of this.prequential.calibrationTable()) ece += s.n ? (bin.count / s.n) * Math.abs(bin.meanScore - bin.positiveRate) : 0;
+    for (const bin of this.prequential.calibrationTable()) ece += (bin.count / s.n) * Math.abs(bin.meanScore - bin.positiveRate);
     this.gauges.calibration.set(ece);
   }
 

@@ -532,6 +532,23 @@ test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if 
   assert.equal(earlyReport.counts.unlabelledAtEnd, 3);
 });
 
+test('before its first label a model exports no log loss, Brier score, base rate or calibration error (absent, not a false 0 that reads as perfect); after it, all four', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const day = 86_400_000;
+  const sessions: Element[] = [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 }), event('b', 'b1', t + 1000, 0, t + 1000, 'view'), summary('b', 'b1', t + 1000, t + 1000, 1, false, { view: 1 })];
+  const config = { backend: 'cpu' as const, horizon: '7d', batch: { max_size: 1, max_delay: 0 } };
+  const scored = /^tributary_model_(logloss|brier|base_rate|calibration_error)\{[^}]*\} /gm;
+  const unlabelled = new MetricsHub();
+  // Within the horizon: predictions, no label yet (the end of input censors them).
+  await runOperator(churnModel, config, [...sessions, watermark(t + day), watermark(Infinity)], testContext({ metrics: unlabelled.scoped({ pipeline: 'p', stage: 'churn' }) }));
+  const before = await unlabelled.registry.metrics();
+  assert.match(before, /^tributary_model_predictions_total\{pipeline="p",stage="churn"\} 2$/m);
+  assert.deepEqual(before.match(scored), null);
+  const labelled = new MetricsHub();
+  await runOperator(churnModel, config, [...sessions, watermark(t + 8 * day), watermark(Infinity)], testContext({ metrics: labelled.scoped({ pipeline: 'p', stage: 'churn' }) }));
+  assert.equal((await labelled.registry.metrics()).match(scored)?.length, 4);
+});
+
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
   const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
