@@ -988,3 +988,29 @@ test("a resumed run's Prometheus counters (records_*_total) count from 0, as aft
   assert.match(text, /^tributary_records_out_total\{pipeline="books"\} 60$/m);
   assert.match(text, /^tributary_events_in_total\{pipeline="books",stage="source-synthetic-0"\} 60$/m, 'the books agree with the per-source series');
 });
+
+test('filtered reasons stay bounded however a plugin words them: the values a reason gives are elided as in dead-letter reasons, and past the first 100 reasons the rest count together', async () => {
+  // A plugin that names each record's user in its reason grew filteredByReason (carried in every
+  // checkpoint, printed whole in the summary) by one entry per user, for as long as the daemon ran.
+  const chatty = defineOperator<Record<string, never>>({
+    name: 'chatty',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record: Element) {
+          const e = record as ClickEvent;
+          context.countFiltered(1, `session ${e.time} is too old`); // a value: elided
+          context.countFiltered(1, `user ${e.userId} is a bot`); // a name: kept, up to the cap
+        },
+      })),
+    }),
+  });
+  const { stats } = await runYaml('sources: [{type: synthetic, users: 300, events: 3000}]\nstages: [{type: chatty}]\nsinks: [{type: memory}]\n', { plugins: [chatty] });
+  const reasons = Object.keys(stats.filteredByReason);
+  assert.ok(reasons.length <= 101, `${reasons.length} reasons kept`);
+  assert.equal(stats.filteredByReason['stage-chatty-0: session … is too old'], 3000);
+  assert.ok(stats.filteredByReason['(other reasons)']! > 0, 'the reasons past the first 100 are counted together');
+  assert.equal(Object.values(stats.filteredByReason).reduce((sum, count) => sum + count, 0), stats.filtered, 'every filtered record still counted once');
+  assert.equal(stats.filtered, 6000);
+});

@@ -68,6 +68,7 @@ export interface RunStats {
    */
   deadLetteredByReason: Record<string, number>;
   filtered: number;
+  /** Records filtered, by `<stage>: <reason>`, bounded as {@link deadLetteredByReason} is (a plugin may word each record's reason apart). */
   filteredByReason: Record<string, number>;
   sideOutputs: Record<string, number>;
   watermark: number;
@@ -97,9 +98,9 @@ export function reasonClass(reason: string): string {
     .replace(/(?<![\w.-])-?\d(?:[\d:+TZ-]|\.\d)*(?!\w|\.\w)/g, '…');
 }
 
-/** How many distinct reasons {@link RunStats.deadLetteredByReason} keeps. */
+/** How many distinct reasons {@link RunStats.deadLetteredByReason} keeps, and {@link RunStats.filteredByReason}. */
 export const maxDeadLetterReasons = 100;
-/** Where the dead letters of reasons past the first {@link maxDeadLetterReasons} are counted. */
+/** Where the dead letters (or filtered records) of reasons past the first {@link maxDeadLetterReasons} are counted. */
 export const otherDeadLetterReasons = '(other reasons)';
 
 /** `1.5GiB`, `512MiB`, or a number of bytes. */
@@ -369,9 +370,13 @@ export class PipelineRunner {
       },
       countFiltered: (count, reason) => {
         this.stats.filtered += count;
-        // Plugins may call this per record: the labelled key is built once per reason.
+        // Plugins may call this per record: the key is built once per reason (for the first reasons
+        // given: one worded apart for each record is classed each time, not cached for good).
         let key = filteredKeys.get(reason);
-        if (key === undefined) filteredKeys.set(reason, (key = `${label}: ${reason}`));
+        if (key === undefined) {
+          key = this.filteredReasonKey(`${label}: ${reasonClass(reason)}`);
+          if (filteredKeys.size < 10 * maxDeadLetterReasons) filteredKeys.set(reason, key);
+        }
         this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + count;
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
@@ -431,6 +436,14 @@ export class PipelineRunner {
 
   /** Scale-out: the partition whose task is handing a record to the global stages right now. */
   private currentPartition: string | undefined;
+
+  /** `key` while {@link RunStats.filteredByReason} holds fewer than {@link maxDeadLetterReasons} reasons (or holds it), else the other reasons' key. */
+  private filteredReasonKey(key: string): string {
+    const byReason = this.stats.filteredByReason;
+    if (byReason[key] !== undefined) return key;
+    const reasons = Object.keys(byReason).filter((reason) => reason !== otherDeadLetterReasons).length;
+    return reasons < maxDeadLetterReasons ? key : otherDeadLetterReasons;
+  }
 
   /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
