@@ -7,7 +7,7 @@
  *   node dist/bench/soak.js [minutes=30] [rate=2000] [sampleSeconds=10]
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { machine, writeSection } from './machine.js';
@@ -26,6 +26,28 @@ interface Sample {
   lagSeconds: number;
   p99Micros: number;
   openSessions: number;
+  knownUsers: number;
+  rssMiB: number;
+  openFds: number;
+  /** Bytes of every file in the checkpoint folder: old checkpoints must be pruned (`keep`). */
+  checkpointDirMiB: number;
+}
+
+/** Total size of the files in `dir` (0 when it is not there yet). */
+function folderMiB(dir: string): number {
+  let bytes = 0;
+  try {
+    for (const name of readdirSync(dir)) {
+      try {
+        bytes += statSync(join(dir, name)).size;
+      } catch {
+        // a temp checkpoint renamed meanwhile
+      }
+    }
+  } catch {
+    // no checkpoint yet
+  }
+  return bytes / 2 ** 20;
 }
 
 /** Prometheus text -> series name with labels -> value. */
@@ -114,18 +136,30 @@ while (Date.now() - started < minutes * 60_000) {
     lagSeconds: now.get('tributary_watermark_lag_seconds{pipeline="soak"}') ?? NaN,
     p99Micros: p99Since(now, previous),
     openSessions: now.get('tributary_open_sessions{pipeline="soak",stage="stage-sessionizer-0"}') ?? NaN,
+    knownUsers: now.get('tributary_known_users{pipeline="soak",stage="stage-user-features-2"}') ?? NaN,
+    rssMiB: (now.get('tributary_process_resident_memory_bytes') ?? NaN) / 2 ** 20,
+    openFds: now.get('tributary_process_open_fds') ?? NaN,
+    checkpointDirMiB: folderMiB(join(work, 'checkpoints')),
   });
   previous = now;
   previousAt = at;
   const last = samples.at(-1)!;
-  process.stderr.write(`${last.minute.toFixed(1)} min: ${last.eventsIn} events, ${last.eventsPerSecond.toFixed(0)}/s, heap ${last.heapMiB.toFixed(0)} MiB, lag ${last.lagSeconds.toFixed(1)} s, p99 ${last.p99Micros.toFixed(0)} µs\n`);
+  process.stderr.write(`${last.minute.toFixed(1)} min: ${last.eventsIn} events, ${last.eventsPerSecond.toFixed(0)}/s, heap ${last.heapMiB.toFixed(0)} MiB, RSS ${last.rssMiB.toFixed(0)} MiB, ${last.knownUsers} known users, ${last.openFds} fds, checkpoints ${last.checkpointDirMiB.toFixed(1)} MiB, lag ${last.lagSeconds.toFixed(1)} s, p99 ${last.p99Micros.toFixed(0)} µs\n`);
 }
 child.kill('SIGTERM');
 const exitCode = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 
 const results = join(root, 'bench', 'results');
 mkdirSync(results, { recursive: true });
-writeFileSync(join(results, 'soak.csv'), ['minute,events_in,events_per_s,heap_mib,lag_s,p99_us,open_sessions', ...samples.map((s) => [s.minute.toFixed(2), s.eventsIn, s.eventsPerSecond.toFixed(0), s.heapMiB.toFixed(1), s.lagSeconds.toFixed(2), s.p99Micros.toFixed(1), s.openSessions].join(','))].join('\n') + '\n');
+writeFileSync(
+  join(results, 'soak.csv'),
+  [
+    'minute,events_in,events_per_s,heap_mib,lag_s,p99_us,open_sessions,known_users,rss_mib,open_fds,checkpoint_dir_mib',
+    ...samples.map((s) =>
+      [s.minute.toFixed(2), s.eventsIn, s.eventsPerSecond.toFixed(0), s.heapMiB.toFixed(1), s.lagSeconds.toFixed(2), s.p99Micros.toFixed(1), s.openSessions, s.knownUsers, s.rssMiB.toFixed(1), s.openFds, s.checkpointDirMiB.toFixed(1)].join(','),
+    ),
+  ].join('\n') + '\n',
+);
 writeFileSync(join(results, 'soak.svg'), svgPlot(samples));
 const third = (from: number, to: number): Sample[] => samples.filter((s) => s.minute >= (minutes * from) / 3 && s.minute < (minutes * to) / 3 + 1e-9);
 const mean = (list: Sample[], key: keyof Sample): number => list.reduce((sum, s) => sum + Number(s[key]), 0) / Math.max(1, list.length);
@@ -136,6 +170,10 @@ const measures: [label: string, of: (list: Sample[]) => number, digits: number][
   ['heap used (MiB)', (list) => mean(list, 'heapMiB'), 1],
   ['heap used, lowest sample (MiB)', lowestHeap, 1],
   ['open sessions', (list) => mean(list, 'openSessions'), 0],
+  ['known users', (list) => mean(list, 'knownUsers'), 0],
+  ['RSS, highest sample (MiB)', (list) => list.reduce((high, s) => Math.max(high, s.rssMiB), 0), 0],
+  ['open file descriptors, highest sample', (list) => list.reduce((high, s) => Math.max(high, s.openFds), 0), 0],
+  ['checkpoint folder, highest sample (MiB)', (list) => list.reduce((high, s) => Math.max(high, s.checkpointDirMiB), 0), 1],
   ['event-time lag (s)', (list) => mean(list, 'lagSeconds'), 1],
   ['p99 stage latency (µs)', (list) => mean(list, 'p99Micros'), 1],
   ['events/s', (list) => mean(list, 'eventsPerSecond'), 1],
