@@ -3,7 +3,7 @@
  * fast as possible or at a steady rate, for a number of events or without end.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
+import { defineSource, inTurns, partsOf, type ClickEvent, type SourcePosition } from 'tributary';
 import { ShopperWorld } from './shoppers.js';
 
 export interface SyntheticSourceConfig {
@@ -60,8 +60,11 @@ export default defineSource<SyntheticSourceConfig>({
           start: Date.parse(config.start),
           sessionIds: config.session_ids,
         });
-        // Resuming replays the deterministic stream up to where it stood.
-        for (emitted = 0; emitted < resumeAt; emitted++) world.next();
+        // Resuming replays the deterministic stream up to where it stood, in parts: a million events
+        // in one go held the event loop for seconds (/healthz unanswered), more the longer it ran.
+        await inTurns(partsOf(resumeAt, (from, to) => {
+          for (let i = from; i < to; i++) world.next();
+        }));
         const limit = config.events === 0 ? Infinity : config.events;
         const batchSize = config.rate > 0 ? Math.max(1, Math.min(context.batchSize, Math.ceil(config.rate / 50))) : context.batchSize;
         const began = Date.now();
@@ -88,6 +91,7 @@ export default defineSource<SyntheticSourceConfig>({
       },
       seek(position) {
         resumeAt = Number(position.emitted ?? 0);
+        emitted = resumeAt; // the position while the replay runs (a checkpoint may be taken meanwhile)
       },
     };
   },
