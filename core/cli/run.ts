@@ -83,7 +83,7 @@ export function formatSummary(name: string, stats: RunStats): string {
     ...Object.entries(stats.sideOutputs).map(([output, count]) => `  side output ${output}: ${count}`),
     ...(stats.lastCheckpoint ? [`  checkpoint     #${stats.lastCheckpoint.sequence}, ${stats.lastCheckpoint.bytes} bytes, ${stats.lastCheckpoint.durationMs.toFixed(0)} ms`] : []),
     `  elapsed        ${(stats.elapsedMs / 1000).toFixed(2)} s`,
-    `  events/s       ${rate(stats.eventsIn, stats.elapsedMs)}`,
+    `  events/s       ${rate(stats.eventsIn - (stats.atResume?.eventsIn ?? 0), stats.elapsedMs)}`, // this process's: the count goes on from the checkpoint's
     ...allRejected(name, stats),
   ];
   return `${lines.join('\n')}\n`;
@@ -134,7 +134,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
       const parts = daemon.runners.map((runner) => {
         const s = runner.stats;
         const wm = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString().replace('.000Z', 'Z') : '-';
-        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(s.eventsIn, Date.now() - began)} ev/s wm ${wm}`;
+        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(s.eventsIn - (s.atResume?.eventsIn ?? 0), Date.now() - began)} ev/s wm ${wm}`;
       });
       process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
     }, parseDuration('1s'));

@@ -983,6 +983,7 @@ test("a resumed run's Prometheus counters (records_*_total) count from 0, as aft
   assert.ok(resumed.stats.resumedFrom !== undefined, 'resumed from the first run\'s checkpoint');
   assert.equal(resumed.stats.eventsIn, 160, 'the summary goes on from the checkpoint');
   assert.equal(resumed.stats.recordsOut, 160);
+  assert.equal(resumed.stats.atResume?.eventsIn, 100, 'what the checkpoint held, so the summary\'s events/s is this process\'s');
   const text = await metrics.registry.metrics();
   assert.match(text, /^tributary_records_in_total\{pipeline="books"\} 60$/m);
   assert.match(text, /^tributary_records_out_total\{pipeline="books"\} 60$/m);

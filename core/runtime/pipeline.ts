@@ -78,8 +78,17 @@ export interface RunStats {
   drained: boolean;
   /** Sequence of the checkpoint the run resumed from, if any. */
   resumedFrom?: number;
+  /**
+   * The books as that checkpoint held them: what this process did is the difference (its Prometheus
+   * counters count it, from 0 as a restarted counter must, and its events/s), where the figures above
+   * go on from them.
+   */
+  atResume?: { eventsIn: number; recordsOut: number; deadLettered: number; filtered: number; late: number };
   lastCheckpoint?: CheckpointInfo;
 }
+
+/** RunStats.atResume of a run that did not resume. */
+const noBooks = { eventsIn: 0, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 };
 
 /** Counters carried in checkpoints, so totals survive a restart. */
 const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 'deadLetteredByReason', 'filtered', 'filteredByReason', 'sideOutputs'] as const;
@@ -1067,7 +1076,7 @@ export class PipelineRunner {
     }
     if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
     for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
-    this.restoredBooks = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
+    this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
     this.deadLetterReasons = Object.keys(this.stats.deadLetteredByReason).filter((key) => key !== otherDeadLetterReasons).length;
     this.stats.resumedFrom = latest.sequence;
     this.resuming = true;
@@ -1075,23 +1084,19 @@ export class PipelineRunner {
     return latest as unknown as Record<string, unknown>;
   }
 
-  /**
-   * The books as the checkpoint resumed from carried them. The summary goes on from them; the
-   * Prometheus counters count this process's part, from 0, as a counter must after a restart: one
-   * that started at the checkpoint's total went backwards after a kill -9 (the events since that
-   * checkpoint are read again), and Prometheus, taking any drop for a reset to 0, counted the whole
-   * total again in rate() and increase().
-   */
-  private restoredBooks = { eventsIn: 0, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 };
-
   private registerRunMetrics(): void {
     const labels = { pipeline: this.name };
     const metrics = this.metrics;
-    metrics.observe('records_in_total', 'Events read from all sources, by this process.', labels, () => this.stats.eventsIn - this.restoredBooks.eventsIn);
-    metrics.observe('records_out_total', 'Records written to sinks, by this process.', labels, () => this.stats.recordsOut - this.restoredBooks.recordsOut);
-    metrics.observe('records_dead_lettered_total', 'Inputs sent to the dead-letter sink, by this process.', labels, () => this.stats.deadLettered - this.restoredBooks.deadLettered);
-    metrics.observe('records_filtered_total', 'Records dropped on purpose (counted, not lost), by this process.', labels, () => this.stats.filtered - this.restoredBooks.filtered);
-    metrics.observe('records_late_total', "Records sent to the 'late' side output, by this process.", labels, () => (this.stats.sideOutputs.late ?? 0) - this.restoredBooks.late);
+    // This process's part of the books, from 0, as a counter must start after a restart: one that
+    // resumed at its checkpoint's total went backwards after a kill -9 (the events since that
+    // checkpoint are read again), and Prometheus, taking any drop for a reset to 0, counted the whole
+    // total again in rate() and increase().
+    const before = (): NonNullable<RunStats['atResume']> => this.stats.atResume ?? noBooks;
+    metrics.observe('records_in_total', 'Events read from all sources, by this process.', labels, () => this.stats.eventsIn - before().eventsIn);
+    metrics.observe('records_out_total', 'Records written to sinks, by this process.', labels, () => this.stats.recordsOut - before().recordsOut);
+    metrics.observe('records_dead_lettered_total', 'Inputs sent to the dead-letter sink, by this process.', labels, () => this.stats.deadLettered - before().deadLettered);
+    metrics.observe('records_filtered_total', 'Records dropped on purpose (counted, not lost), by this process.', labels, () => this.stats.filtered - before().filtered);
+    metrics.observe('records_late_total', "Records sent to the 'late' side output, by this process.", labels, () => (this.stats.sideOutputs.late ?? 0) - before().late);
     metrics.observe('watermark_lag_seconds', 'Wall clock minus the event-time watermark.', labels, () =>
       Number.isFinite(this.stats.watermark) ? (this.clock.now() - this.stats.watermark) / 1000 : NaN,
     );
