@@ -969,6 +969,8 @@ test('an input line with a negative price goes to the dead-letter sink with its 
   assert.equal(deadLetters[0]!.reason, 'price: expected a number of 0 or more, got -4');
   assert.equal(deadLetters[0]!.line, 2);
   assert.deepEqual(outputs[0]!.map((r) => r.price), [10, 0]);
+});
+
 test("a resumed run's Prometheus counters (records_*_total) count from 0, as after any process restart, while its summary carries the checkpoint's totals", async () => {
   // A counter that restarted at the checkpoint's total went backwards after a kill -9 (the events since
   // that checkpoint are read again): Prometheus takes any drop for a reset to 0, so rate() and increase()
