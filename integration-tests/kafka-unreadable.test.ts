@@ -157,6 +157,22 @@ test('a record batch in a compression codec this build of librdkafka lacks is no
   }
 });
 
+/**
+ * A topic whose partition 0 holds records 0-69, 10-59 of them one uncompressed batch (on disk in `file`),
+ * for the tests that damage that batch by hand.
+ */
+async function seventyRecordsWithMiddleBatch(broker: { brokers: string; dataDir: string }, prefix: string, partitions: number) {
+  const topic = uniqueTopic(prefix);
+  await createTopic(broker.brokers, topic, partitions);
+  await produce(broker.brokers, topic, views(0, 10, 0));
+  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('none'));
+  await produce(broker.brokers, topic, views(60, 10, 0));
+  const file = segmentOf(broker, topic, 0);
+  const batch = recordBatches(file).find((each) => each.first === 10)!;
+  assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
+  return { topic, file, batch };
+}
+
 // An LZ4 batch whose records decompress short: librdkafka 2.12 takes a record cut off at the end of the
 // decompressed records for the end of a fetch answer (normal when a fetch's size limit cuts a batch),
 // delivers the records before it and then fetches from there again and again, reporting nothing; a damaged
@@ -165,14 +181,7 @@ test('a record batch in a compression codec this build of librdkafka lacks is no
 test('an LZ4 batch whose records decompress short stalls its partition with no error from librdkafka: the source is not ready, naming the partition and offset', { timeout: 120_000 }, async (t) => {
   const broker = await kafkaBrokerOnDisk(t);
   if (!broker) return;
-  const topic = uniqueTopic('lz4-short');
-  await createTopic(broker.brokers, topic, 2);
-  await produce(broker.brokers, topic, views(0, 10, 0));
-  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('none'));
-  await produce(broker.brokers, topic, views(60, 10, 0));
-  const file = segmentOf(broker, topic, 0);
-  const batch = recordBatches(file).find((each) => each.first === 10)!;
-  assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
+  const { topic, file, batch } = await seventyRecordsWithMiddleBatch(broker, 'lz4-short', 2);
   asShortLz4(file, batch);
   const got = new Set<number>();
   const instance = await startSource(broker.brokers, topic, `g-${topic}`, got);
@@ -225,14 +234,7 @@ test('an LZ4 batch at the start of a partition that decompresses short, so that 
 test('a damaged batch that decodes a record at an offset past the partition\'s end: that record goes to the dead-letter sink with its bytes, the position does not jump, and a restart reads nothing again', { timeout: 120_000 }, async (t) => {
   const broker = await kafkaBrokerOnDisk(t);
   if (!broker) return;
-  const topic = uniqueTopic('past-end');
-  await createTopic(broker.brokers, topic, 1);
-  await produce(broker.brokers, topic, views(0, 10, 0));
-  await produce(broker.brokers, topic, views(10, 50, 0), oneBatch('none'));
-  await produce(broker.brokers, topic, views(60, 10, 0));
-  const file = segmentOf(broker, topic, 0);
-  const batch = recordBatches(file).find((each) => each.first === 10)!;
-  assert.deepEqual([batch.last, batch.codec], [59, 0], 'the 50 records are one uncompressed batch');
+  const { topic, file, batch } = await seventyRecordsWithMiddleBatch(broker, 'past-end', 1);
   overwrite(file, batch, 61, (records) => {
     // Each record: length, attributes (1 byte), timestamp delta, offset delta (zigzag varints).
     const varint = (at: number): { value: number; size: number } => {

@@ -112,6 +112,18 @@ export const maxDeadLetterReasons = 100;
 /** Where the dead letters (or filtered records) of reasons past the first {@link maxDeadLetterReasons} are counted. */
 export const otherDeadLetterReasons = '(other reasons)';
 
+/** Adds `count` under `key`, or under {@link otherDeadLetterReasons} once `byReason` holds {@link maxDeadLetterReasons} other keys. */
+function countByReason(byReason: Record<string, number>, key: string, count: number): void {
+  if (byReason[key] !== undefined) {
+    byReason[key] += count;
+    return;
+  }
+  let reasons = 0;
+  for (const reason in byReason) if (reason !== otherDeadLetterReasons) reasons++;
+  const counted = reasons < maxDeadLetterReasons ? key : otherDeadLetterReasons;
+  byReason[counted] = (byReason[counted] ?? 0) + count;
+}
+
 /** `1.5GiB`, `512MiB`, or a number of bytes. */
 export function parseBytes(value: string | number | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -383,10 +395,10 @@ export class PipelineRunner {
         // given: one worded apart for each record is classed each time, not cached for good).
         let key = filteredKeys.get(reason);
         if (key === undefined) {
-          key = this.filteredReasonKey(`${label}: ${reasonClass(reason)}`);
+          key = `${label}: ${reasonClass(reason)}`;
           if (filteredKeys.size < 10 * maxDeadLetterReasons) filteredKeys.set(reason, key);
         }
-        this.stats.filteredByReason[key] = (this.stats.filteredByReason[key] ?? 0) + count;
+        countByReason(this.stats.filteredByReason, key, count);
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
       currentPartition: () => this.currentPartition,
@@ -446,26 +458,13 @@ export class PipelineRunner {
   /** Scale-out: the partition whose task is handing a record to the global stages right now. */
   private currentPartition: string | undefined;
 
-  /** `key` while {@link RunStats.filteredByReason} holds fewer than {@link maxDeadLetterReasons} reasons (or holds it), else the other reasons' key. */
-  private filteredReasonKey(key: string): string {
-    const byReason = this.stats.filteredByReason;
-    if (byReason[key] !== undefined) return key;
-    const reasons = Object.keys(byReason).filter((reason) => reason !== otherDeadLetterReasons).length;
-    return reasons < maxDeadLetterReasons ? key : otherDeadLetterReasons;
-  }
-
   /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
     if (counted) this.stats.deadLettered++;
-    const byReason = this.stats.deadLetteredByReason;
     // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
     const reason = reasonClass(rejection.reason);
     const key = reason.startsWith(`${stage}: `) ? reason : `${stage}: ${reason}`;
-    if (byReason[key] !== undefined) byReason[key]++;
-    else if (this.deadLetterReasons < maxDeadLetterReasons) {
-      byReason[key] = 1;
-      this.deadLetterReasons++;
-    } else byReason[otherDeadLetterReasons] = (byReason[otherDeadLetterReasons] ?? 0) + 1;
+    countByReason(this.stats.deadLetteredByReason, key, 1);
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
@@ -535,9 +534,6 @@ export class PipelineRunner {
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
   }
-
-  /** Distinct reasons in stats.deadLetteredByReason (not counting otherDeadLetterReasons). */
-  private deadLetterReasons = 0;
 
   /** True while route() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
   private routing = false;
@@ -1077,7 +1073,6 @@ export class PipelineRunner {
     if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
     for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
     this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
-    this.deadLetterReasons = Object.keys(this.stats.deadLetteredByReason).filter((key) => key !== otherDeadLetterReasons).length;
     this.stats.resumedFrom = latest.sequence;
     this.resuming = true;
     this.logger.info({ file: latest.file, sequence: latest.sequence }, 'resuming from checkpoint');
