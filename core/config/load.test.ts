@@ -263,6 +263,33 @@ test('--set past the end of a list says so instead of leaving holes that read as
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\n', { sets: ['stages[1].type=session-features'] }), []);
 });
 
+test('--set dead_letter.FIELD where the file names no dead_letter changes the default dead-letter sink (a lazy file sink)', async () => {
+  const file = join(dir, 'no-dead-letter.yaml');
+  writeFileSync(file, 'name: nodl\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const registry = await builtinRegistry();
+  const loaded = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.path=bt/dead-letters.jsonl'] });
+  assert.equal(loaded.deadLetter.plugin.name, 'file');
+  assert.deepEqual({ ...loaded.deadLetter.entry, label: undefined }, { type: 'file', path: 'bt/dead-letters.jsonl', lazy: true, append: false, lock: true, label: undefined });
+  // A field other than the path keeps the default file.
+  const lazyOff = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.lazy=false'] });
+  assert.equal(lazyOff.deadLetter.entry.path, join(process.cwd(), 'dead-letters-nodl.jsonl'));
+  assert.equal(lazyOff.deadLetter.entry.lazy, false);
+  // Naming the type declares another sink: the default's fields are not put in.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['dead_letter.type=stdout'] }), []);
+});
+
+test('a section --set created that lacks a required field says the file lacks it and which --set made it', async () => {
+  const problems = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s'] });
+  assert.deepEqual(problems, [
+    "P:1:1: $.checkpoint: missing required field 'dir' ($.checkpoint is not in the file: --set 'checkpoint.interval=10s' created it; set its other required fields too, or write the section in the file)",
+  ]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s', 'checkpoint.dir=cp'] }), []);
+  // An entry added to a list by --set, the same.
+  const added = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['sinks[1].kinds=[drift]'] });
+  assert.equal(added.length, 1);
+  assert.match(added[0]!, /\$\.sinks\[1\].*--set 'sinks\[1\]\.kinds=\[drift\]' created it/);
+});
+
 test('a kafka source needs exactly one of topics and pattern, which validate says at the entry', async () => {
   const yaml = (fields: string): string => `sources:\n  - {type: kafka, brokers: "b:9092", group: g${fields}}\nsinks: [{type: stdout}]\n`;
   for (const fields of [', topics: [a], pattern: b', '']) assert.deepEqual(await problemsOf(yaml(fields)), ['P:2:5: $.sources[0]: expected exactly one of `topics` and `pattern`.']);

@@ -105,9 +105,12 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   const data: unknown = doc.toJS() ?? {};
+  seedDefaultDeadLetter(data, options.sets ?? [], file);
+  /** Sections and entries a `--set` created (the file lacks them), by JSONPath: said with their problems. */
+  const createdBySet = new Map<string, string>();
   for (const assignment of options.sets ?? []) {
     try {
-      applySet(data, assignment);
+      for (const created of applySet(data, assignment)) if (!createdBySet.has(created)) createdBySet.set(created, assignment);
     } catch (error) {
       // Said as every config error is (exit 2, no stack trace), for run and backtest as for validate.
       throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: (error as Error).message }], 'TRIB_ERR_CONFIG_SET');
@@ -189,9 +192,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
     problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined }, inFile));
   }
-  if (problems.length > 0) throw new ConfigError(sortProblems(problems));
+  if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
 
-  document.name ??= file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
+  document.name ??= pipelineNameOf(file);
   let deadLetter = deadLetters[0];
   if (!deadLetter) {
     const plugin = options.registry.get('sink', 'file');
@@ -207,6 +210,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   }
   return { file, baseDir, document, sources, stages, sinks, deadLetter };
 }
+
+/** A pipeline's name where the file gives none: its file's name. */
+const pipelineNameOf = (file: string): string => file.replace(/^.*[\\/]/, '').replace(/\.ya?ml$/, '');
 
 /** The default dead-letter file of a pipeline, in the working directory: `dead-letters-NAME.jsonl`, NAME made a file name. */
 const defaultDeadLetterFile = (pipeline: string): string => `dead-letters-${pipeline.replace(/[^\w.-]+/g, '_')}.jsonl`;
@@ -506,8 +512,36 @@ function pathSegments(path: string): PathSegment[] {
     .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
 }
 
-/** Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. */
-export function applySet(data: unknown, assignment: string): void {
+/**
+ * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the
+ * pipeline has: the default one (a lazy `file` sink writing `dead-letters-NAME.jsonl`), so the section is
+ * created as that entry first. Not where a `--set` names the section's `type` or the section whole: that
+ * declares another sink, which the default's fields would not fit.
+ */
+function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: string): void {
+  if (typeof data !== 'object' || data === null || Array.isArray(data) || 'dead_letter' in data) return;
+  const paths = sets.map((assignment) => pathSegments(assignment.slice(0, Math.max(assignment.indexOf('='), 0)).trim()));
+  const intoSection = paths.filter((segments) => segments[0] === 'dead_letter');
+  if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return;
+  const name = (data as { name?: unknown }).name;
+  const pipeline = typeof name === 'string' ? name : pipelineNameOf(file);
+  (data as Record<string, unknown>).dead_letter = { type: 'file', path: resolve(defaultDeadLetterFile(pipeline)), lazy: true };
+}
+
+/** A problem at (or inside) a section or entry that a `--set` created says so: the file lacks it, and its other required fields are the user's to set. */
+function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<string, string>): ConfigProblem {
+  for (const [path, assignment] of createdBySet) {
+    if (problem.path !== path && !problem.path.startsWith(`${path}.`) && !problem.path.startsWith(`${path}[`)) continue;
+    return { ...problem, message: `${problem.message} (${path} is not in the file: --set '${assignment}' created it; set its other required fields too, or write the section in the file)` };
+  }
+  return problem;
+}
+
+/**
+ * Applies `a.b[0].c=value` (value read as a YAML scalar) to `data`. Returns the JSONPaths of the
+ * sections and entries it created on the way (parents the file lacks), outermost first.
+ */
+export function applySet(data: unknown, assignment: string): string[] {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': expected path=value`);
   const path = assignment.slice(0, eq).trim();
@@ -515,6 +549,7 @@ export function applySet(data: unknown, assignment: string): void {
   if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
+  const created: string[] = [];
   for (const [index, segment] of segments.entries()) {
     // A list grows by one at most: an index past its end would leave holes that read as wrong entries.
     if (Array.isArray(target) && typeof segment === 'number' && segment > target.length) {
@@ -522,13 +557,15 @@ export function applySet(data: unknown, assignment: string): void {
     }
     if (index === segments.length - 1) {
       target[segment] = value;
-      return;
+      return created;
     }
     let next = target[segment];
     if (typeof next !== 'object' || next === null) {
       next = typeof segments[index + 1] === 'number' ? [] : {};
       target[segment] = next;
+      created.push(jsonPath(segments.slice(0, index + 1)));
     }
     target = next as Record<string | number, unknown>;
   }
+  return created;
 }
