@@ -22,6 +22,7 @@ export {
   type OverlongLine,
 } from './io.js';
 export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
+export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';

@@ -310,6 +310,34 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   assert.ok(!existsSync(`${path}.lock`));
 });
 
+test('an empty or half-written lock file (its taker killed between creating and writing it, by an older version) is taken over once a moment old; a lock is written whole, never seen empty', async () => {
+  const folder = mkdtempSync(join(dir, 'unwritten-lock-'));
+  const path = join(folder, 'out.jsonl');
+  const lock = `${path}.lock`;
+  const base = testContext({ baseDir: folder });
+  for (const left of ['', '{"pid":12']) {
+    writeFileSync(lock, left);
+    // Just created: its taker may be writing it now.
+    const early = await fileSink.create({ path, append: false, lazy: true }, base);
+    await assert.rejects(async () => early.open?.(), /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/);
+    await early.close?.();
+    const aMinuteAgo = new Date(Date.now() - 60_000);
+    utimesSync(lock, aMinuteAgo, aMinuteAgo);
+    const warned: string[] = [];
+    const taker = await fileSink.create({ path, append: false, lazy: true }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(String(args.at(-1))) } } as typeof base);
+    await taker.open?.();
+    assert.deepEqual(warned, ['file sink: took over a lock file a process left unwritten']);
+    assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pid, process.pid);
+    await taker.close?.();
+    assert.ok(!existsSync(lock));
+  }
+  // Taken by a temp file linked to its name: nothing but the output is left in the folder.
+  const sink = await fileSink.create({ path, append: false, lazy: false }, base);
+  await sink.open?.();
+  assert.deepEqual(readdirSync(folder).sort(), ['out.jsonl', 'out.jsonl.lock']);
+  await sink.close?.();
+});
+
 test('a lock whose pid now runs another process (the holder died, its pid was reused) is taken over; one that says not when its process started, naming a running pid, is refused, asking a person', async (t) => {
   const folder = mkdtempSync(join(dir, 'reused-pid-'));
   const path = join(folder, 'out.jsonl');

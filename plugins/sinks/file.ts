@@ -7,15 +7,13 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readFileSync, readSync, statSync, truncateSync, unlinkSync, utimesSync, writeSync, type Stats, type WriteStream } from 'node:fs';
-import { hostname } from 'node:os';
+import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type Stats, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, JsonLinesWriter, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, takeLock, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -218,236 +216,26 @@ async function releaseShared(output: SharedOutput): Promise<void> {
 }
 
 /**
- * Output locks: `<file>.lock`, created exclusively (O_EXCL) and holding the writer's pid, host,
- * pipeline, and (Linux) the boot and the start time of its process, so a second process writing the
- * same file (a backtest of a running daemon's pipeline, a second daemon) is refused at its start, naming
- * the file and the holder, instead of replacing the first one's output under it. Sinks of one process
- * share a file's lock as they share the file. A lock left by a process that died (kill -9) is taken over
- * with a warning: same host, and its pid gone, or running a process that started at another time (the
- * pid was reused), or our own pid (a restarted container). Where the lock says not when its process
- * started (an older lock) and the pid runs, that cannot be told: refused, the message says to remove it.
- * Another host's lock its holder stopped renewing (its mtime, touched every LOCK_RENEW_MS while held)
- * LOCK_STALE_MS ago is taken over too: a pod rescheduled under a new name after its node died. Takers of
- * one stale lock take it over one at a time (removeStaleLock), so only one of them gets it. Released
- * when the last sink of the file closes, and at process exit.
+ * Output locks (core/lock.ts): `<file>.lock`, so a second process writing the same file (a backtest of a
+ * running daemon's pipeline, a second daemon) is refused at its start, naming the file and the holder,
+ * instead of replacing the first one's output under it. Sinks of one process share a file's lock as they
+ * share the file.
  */
-interface LockHolder {
-  pid: number;
-  host: string;
-  pipeline: string;
-  since: string;
-  /** The holder process's boot and start time (`<boot id>:<clock ticks since boot>`, /proc); absent where not known. */
-  started?: string;
-}
-
-const heldLocks = new Map<string, { users: number; holder: LockHolder }>();
-let releasesAtExit = false;
-const LOCK_RENEW_MS = 60_000;
-const LOCK_STALE_MS = 10 * 60_000;
-
 const lockPathOf = (path: string): string => `${path}.lock`;
 
 function lockOutput(path: string, context: PluginContext): void {
-  const held = heldLocks.get(path);
-  if (held !== undefined) {
-    held.users++;
-    return;
-  }
-  const lockPath = lockPathOf(path);
-  const started = processStart(process.pid);
-  const holder: LockHolder = { pid: process.pid, host: hostname(), pipeline: context.pipeline, since: new Date().toISOString(), ...(started !== undefined ? { started } : {}) };
-  mkdirSync(dirname(path), { recursive: true });
-  let tookOver: { holder: LockHolder; why: string; renewedAgo: number } | undefined;
-  let refusal: string | undefined;
-  // A few rounds: a stale lock removed can be taken by another process before us, whose lock is then judged afresh.
-  for (let attempt = 0; attempt < 3 && refusal === undefined; attempt++) {
-    let created: boolean;
-    try {
-      created = createLockFile(lockPath, holder);
-    } catch (error) {
-      // A folder where the output may be written but no lock created (read-only but for the file): written unlocked.
-      context.logger.warn({ file: path, lock: lockPath, error: (error as Error).message }, 'file sink: could not create the lock file; another process writing this file would not be refused');
-      return;
-    }
-    if (created) {
-      if (tookOver !== undefined) {
-        const { holder: dead, why, renewedAgo } = tookOver;
-        if (dead.host === holder.host) context.logger.warn({ file: path, lock: lockPath, deadHolder: dead, why }, 'file sink: took over the lock of a process that is gone');
-        else context.logger.warn({ file: path, lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, "file sink: took over another host's lock its holder stopped renewing");
-      }
-      holdLock(path, holder);
-      return;
-    }
-    const text = readText(lockPath);
-    if (text === undefined && statOf(lockPath) === undefined) continue; // released as we looked: created anew
-    const other = text === undefined ? undefined : parseLock(text);
-    const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
-    const why = other === undefined ? undefined : whyStale(other, holder.host, renewedAgo);
-    if (why === undefined) {
-      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
-      refusal = `${path} is written by ${who}: its lock file ${lockPath} says so`;
-      break;
-    }
-    const removed = removeStaleLock(lockPath, text!);
-    if (removed.taker !== undefined) refusal = `${path} is being taken over by ${removed.taker} (its lock file ${lockPath} was left by a process that is gone)`;
-    else if (removed.removed) tookOver = { holder: other!, why, renewedAgo };
-  }
-  throw new Error(
-    `${refusal ?? `${path} is locked (${lockPath}), and its lock changed hands as this sink tried to take it over`}. Stop that process or give this sink another path ` +
-      `(a backtest: --set sinks[N].path=... and dead_letter.path=..., or dead_letter='{type: file, path: ...}' where the pipeline names no dead_letter); ` +
-      'if no such process runs, remove the lock file',
-  );
-}
-
-/** Creates the lock file holding `holder`; false where one exists. */
-function createLockFile(lockPath: string, holder: LockHolder): boolean {
-  let fd: number;
   try {
-    fd = openSync(lockPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+    takeLock(lockPathOf(path), path, { pipeline: context.pipeline, logger: context.logger, user: 'file sink', heldAs: 'written', shared: true });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  }
-  try {
-    writeSync(fd, `${JSON.stringify(holder)}\n`);
-  } finally {
-    closeSync(fd);
-  }
-  return true;
-}
-
-/** Why a lock's holder is taken to be gone (said in the warning), or undefined while it may still write the file. */
-function whyStale(other: LockHolder, host: string, renewedAgo: number): string | undefined {
-  if (other.host !== host) return renewedAgo > LOCK_STALE_MS ? `not renewed for ${Math.round(renewedAgo / 60_000)} minutes` : undefined;
-  // Not ours (heldLocks would have it): an earlier process given our pid (a container restarted).
-  if (other.pid === process.pid) return 'its pid is this process\'s';
-  if (!isRunning(other.pid)) return 'its pid runs no process';
-  // A pid runs: the holder's, or a later process given its number. The start time tells them apart.
-  const startedNow = other.started === undefined ? undefined : processStart(other.pid);
-  if (startedNow === undefined || startedNow === other.started) return undefined;
-  return other.started!.split(':')[0] === startedNow.split(':')[0] ? 'its pid runs another process, started since' : 'the host was restarted since';
-}
-
-/**
- * Removes a lock found stale (its text `stale`) unless another process took it over meanwhile. Takers of
- * one stale lock go one at a time: each first creates `<lock>.takeover-<digest of its text>` exclusively,
- * and removes the lock only if it still reads `stale`. Without that, two takers could both read it stale,
- * the first remove it and create its own, the second remove that one and create its own: both would
- * write the file. The first to come takes it; one that finds the takeover file held is refused (`taker`:
- * that one takes the file). A takeover file left by a taker that died is itself taken over the same way.
- */
-function removeStaleLock(lockPath: string, stale: string, depth = 0): { removed: boolean; taker?: string } {
-  const takeoverPath = `${lockPath}.takeover-${createHash('sha256').update(stale).digest('hex').slice(0, 16)}`;
-  const taker: LockHolder = { pid: process.pid, host: hostname(), pipeline: '(taking over a stale lock)', since: new Date().toISOString() };
-  const started = processStart(process.pid);
-  if (started !== undefined) taker.started = started;
-  if (!createLockFile(takeoverPath, taker)) {
-    const text = readText(takeoverPath);
-    const other = text === undefined ? undefined : parseLock(text);
-    const deadTaker = other !== undefined && whyStale(other, taker.host, Date.now() - (statOf(takeoverPath)?.mtimeMs ?? Date.now())) !== undefined;
-    if (!deadTaker || depth > 0) return { removed: false, taker: other === undefined ? `another process (${takeoverPath})` : `pid ${other.pid} on ${other.host} (${takeoverPath})` };
-    removeStaleLock(takeoverPath, text!, depth + 1);
-    return removeStaleLock(lockPath, stale, depth + 1);
-  }
-  try {
-    if (readText(lockPath) !== stale) return { removed: false };
-    unlinkSync(lockPath);
-    return { removed: true };
-  } finally {
-    try {
-      unlinkSync(takeoverPath);
-    } catch {
-      // removed by hand
-    }
+    if (!(error instanceof LockRefusedError)) throw error;
+    throw new Error(
+      `${error.message}. Stop that process or give this sink another path ` +
+        '(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file',
+    );
   }
 }
 
-function holdLock(path: string, holder: LockHolder): void {
-  heldLocks.set(path, { users: 1, holder });
-  if (releasesAtExit) return;
-  releasesAtExit = true;
-  // A stop that ends at shutdown_timeout (process.exit) closes no sink: its locks go all the same.
-  process.once('exit', () => {
-    for (const path of heldLocks.keys()) removeOwnLock(path);
-  });
-  // Renewed while held, so another host can tell a live holder from a dead one; unref'd: keeps no process alive.
-  setInterval(() => {
-    const now = new Date();
-    for (const path of heldLocks.keys()) {
-      try {
-        utimesSync(lockPathOf(path), now, now);
-      } catch {
-        // removed by hand: the next start of a writer says so
-      }
-    }
-  }, LOCK_RENEW_MS).unref();
-}
-
-function unlockOutput(path: string): void {
-  const held = heldLocks.get(path);
-  if (held === undefined || --held.users > 0) return;
-  removeOwnLock(path);
-  heldLocks.delete(path);
-}
-
-/** Removes the lock if it is still this process's (not one a user removed and another process took since). */
-function removeOwnLock(path: string): void {
-  const lockPath = lockPathOf(path);
-  const ours = heldLocks.get(path)?.holder;
-  const text = readText(lockPath);
-  const found = text === undefined ? undefined : parseLock(text);
-  if (ours === undefined || found?.pid !== ours.pid || found.host !== ours.host || found.since !== ours.since) return;
-  try {
-    unlinkSync(lockPath);
-  } catch {
-    // gone already
-  }
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function parseLock(text: string): LockHolder | undefined {
-  try {
-    const holder = JSON.parse(text) as Partial<LockHolder>;
-    if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return undefined;
-    const started = typeof holder.started === 'string' ? { started: holder.started } : {};
-    return { pid: holder.pid, host: holder.host, pipeline: String(holder.pipeline ?? '?'), since: String(holder.since ?? '?'), ...started };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether a process with this pid runs (EPERM: it does, as another user). */
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-let bootId: string | undefined | null = null;
-
-/**
- * When the process with this pid started, as `<boot id>:<clock ticks from boot to its start>` (Linux's
- * /proc), which a later process given the same pid does not share; undefined where /proc cannot say.
- */
-function processStart(pid: number): string | undefined {
-  if (bootId === null) bootId = readText('/proc/sys/kernel/random/boot_id')?.trim() || undefined;
-  if (bootId === undefined) return undefined;
-  const stat = readText(`/proc/${pid}/stat`);
-  // Fields after the command's name (in parentheses, which may hold spaces and parentheses): the 22nd of the line is the start time.
-  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = fields?.[22 - 3];
-  return ticks !== undefined && /^\d+$/.test(ticks) ? `${bootId}:${ticks}` : undefined;
-}
+const unlockOutput = (path: string): void => releaseLock(lockPathOf(path));
 
 /**
  * Opening a FIFO to write blocks (in libuv's thread pool) until a reader opens it, and a process with

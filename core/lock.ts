@@ -1,0 +1,311 @@
+/**
+ * Lock files: one process at a time owns a thing on disk (an output file, a checkpoint folder).
+ *
+ * A lock is a file (`<file>.lock` beside an output, `<dir>/checkpoints.lock` in a checkpoint folder)
+ * holding its taker's pid, host, pipeline, and (Linux) the boot and the start time of its process, so
+ * a second process is refused at its start, naming the thing and the holder, instead of overwriting
+ * the first one's work under it. It appears whole or not at all: written to a temp file first, then
+ * hard-linked to its name (link fails where the name exists, as O_EXCL does), so a process killed as
+ * it takes a lock never leaves an empty or half-written one. (One that older versions left, created
+ * empty with O_EXCL and killed before writing it, is taken over once a moment old: its writer wrote
+ * at once or never.) A lock left by a process that died (kill -9) is taken over with a warning: same
+ * host, and its pid gone, or running a process that started at another time (the pid was reused), or
+ * our own pid (a restarted container). Where the lock says not when its process started (an older
+ * lock) and the pid runs, that cannot be told: refused, the message says to remove it. Another host's
+ * lock its holder stopped renewing (its mtime, touched every LOCK_RENEW_MS while held) LOCK_STALE_MS
+ * ago is taken over too: a pod rescheduled under a new name after its node died. Takers of one stale
+ * lock take it over one at a time (removeStaleLock), so only one of them gets it. Released by its
+ * last user in the process, and at process exit.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+
+/** What a lock file holds. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  pipeline: string;
+  since: string;
+  /** The holder process's boot and start time (`<boot id>:<clock ticks since boot>`, /proc); absent where not known. */
+  started?: string;
+}
+
+export interface LockOptions {
+  /** The pipeline taking it: written into the lock, named to whoever is refused. */
+  pipeline: string;
+  logger: Logger;
+  /** Whose lock it is, in log lines (`file sink`, `checkpoints`). */
+  user: string;
+  /** How the holder has the thing, in a refusal: `<thing> is <heldAs> by pid ...` (`written`, `used`). */
+  heldAs: string;
+  /**
+   * Whether other takers in this process share it (sinks of one process writing one file) or are
+   * refused as another process's would be (two pipelines of one process given one checkpoint folder).
+   */
+  shared: boolean;
+}
+
+/** A lock another process holds (or, not shared, another taker of this process): the message names the thing and the holder. */
+export class LockRefusedError extends Error {
+  override readonly name = 'LockRefusedError';
+}
+
+const heldLocks = new Map<string, { users: number; holder: LockHolder }>();
+let releasesAtExit = false;
+const LOCK_RENEW_MS = 60_000;
+/** Another host's lock not renewed for this long is taken over. */
+export const LOCK_STALE_MS = 10 * 60_000;
+/**
+ * An empty or unreadable lock older than this is taken over: older versions created the file, then
+ * wrote it at once, so one still empty after this was left by a taker killed in between.
+ */
+const UNREADABLE_LOCK_GRACE_MS = 2_000;
+
+/**
+ * Takes the lock `lockPath` for `thing` (named in messages). Returns false where no lock file can be
+ * created (a read-only folder): warned, and the thing goes unlocked. Throws {@link LockRefusedError}
+ * while another process holds it.
+ */
+export function takeLock(lockPath: string, thing: string, options: LockOptions): boolean {
+  const held = heldLocks.get(lockPath);
+  if (held !== undefined) {
+    if (!options.shared) throw new LockRefusedError(`${thing} is ${options.heldAs} by this process already (pipeline '${held.holder.pipeline}'): its lock file ${lockPath} says so`);
+    held.users++;
+    return true;
+  }
+  const { logger, user } = options;
+  const holder = holderOf(options.pipeline);
+  mkdirSync(dirname(lockPath), { recursive: true });
+  let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
+  let refusal: string | undefined;
+  // A few rounds: a stale lock removed can be taken by another process before us, whose lock is then judged afresh.
+  for (let attempt = 0; attempt < 3 && refusal === undefined; attempt++) {
+    let created: boolean;
+    try {
+      created = createLockFile(lockPath, holder);
+    } catch (error) {
+      // A folder where the thing may be written but no lock created (read-only but for the file): unlocked.
+      logger.warn({ lock: lockPath, error: (error as Error).message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
+      return false;
+    }
+    if (created) {
+      if (tookOver !== undefined) {
+        const { holder: dead, why, renewedAgo } = tookOver;
+        if (dead === undefined) logger.warn({ lock: lockPath, why }, `${user}: took over a lock file a process left unwritten`);
+        else if (dead.host === holder.host) logger.warn({ lock: lockPath, deadHolder: dead, why }, `${user}: took over the lock of a process that is gone`);
+        else logger.warn({ lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, `${user}: took over another host's lock its holder stopped renewing`);
+      }
+      holdLock(lockPath, holder);
+      return true;
+    }
+    const text = readText(lockPath);
+    if (text === undefined && statOf(lockPath) === undefined) continue; // released as we looked: created anew
+    const other = text === undefined ? undefined : parseLock(text);
+    const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
+    const why = other === undefined ? whyUnreadableStale(renewedAgo) : whyStale(other, holder.host, renewedAgo);
+    if (why === undefined) {
+      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
+      refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so`;
+      break;
+    }
+    const removed = removeStaleLock(lockPath, text ?? '');
+    if (removed.taker !== undefined) refusal = `${thing} is being taken over by ${removed.taker} (its lock file ${lockPath} was left by a process that is gone)`;
+    else if (removed.removed) tookOver = { holder: other, why, renewedAgo };
+  }
+  throw new LockRefusedError(refusal ?? `${thing} is locked (${lockPath}), and its lock changed hands as this process tried to take it over`);
+}
+
+/** Gives up one use of the lock; its last user in the process removes it (if it is still this process's). */
+export function releaseLock(lockPath: string): void {
+  const held = heldLocks.get(lockPath);
+  if (held === undefined || --held.users > 0) return;
+  removeOwnLock(lockPath);
+  heldLocks.delete(lockPath);
+}
+
+function holderOf(pipeline: string): LockHolder {
+  const started = processStart(process.pid);
+  return { pid: process.pid, host: hostname(), pipeline, since: new Date().toISOString(), ...(started !== undefined ? { started } : {}) };
+}
+
+/**
+ * Creates the lock file holding `holder`, whole or not at all; false where one exists. The text goes
+ * to a temp file of this process, linked to the lock's name: link, like O_EXCL, fails where the name
+ * exists. A filesystem without hard links gets O_EXCL and a write (a kill between them leaves an empty
+ * lock, taken over once UNREADABLE_LOCK_GRACE_MS old).
+ */
+function createLockFile(lockPath: string, holder: LockHolder): boolean {
+  const text = `${JSON.stringify(holder)}\n`;
+  const temp = `${lockPath}.tmp-${process.pid}`;
+  writeNew(temp, text, fsConstants.O_TRUNC);
+  try {
+    linkSync(temp, lockPath);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // gone already
+    }
+  }
+  try {
+    writeNew(lockPath, text, fsConstants.O_EXCL);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+function writeNew(path: string, text: string, flag: number): void {
+  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | flag, 0o644);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Why a lock's holder is taken to be gone (said in the warning), or undefined while it may still hold it. */
+function whyStale(other: LockHolder, host: string, renewedAgo: number): string | undefined {
+  if (other.host !== host) return renewedAgo > LOCK_STALE_MS ? `not renewed for ${Math.round(renewedAgo / 60_000)} minutes` : undefined;
+  // Not ours (heldLocks would have it): an earlier process given our pid (a container restarted).
+  if (other.pid === process.pid) return "its pid is this process's";
+  if (!isRunning(other.pid)) return 'its pid runs no process';
+  // A pid runs: the holder's, or a later process given its number. The start time tells them apart.
+  const startedNow = other.started === undefined ? undefined : processStart(other.pid);
+  if (startedNow === undefined || startedNow === other.started) return undefined;
+  return other.started!.split(':')[0] === startedNow.split(':')[0] ? 'its pid runs another process, started since' : 'the host was restarted since';
+}
+
+/** An empty or half-written lock file: stale once its taker had time to write it (see UNREADABLE_LOCK_GRACE_MS). */
+function whyUnreadableStale(renewedAgo: number): string | undefined {
+  return renewedAgo > UNREADABLE_LOCK_GRACE_MS ? `it is empty or unreadable, ${Math.round(renewedAgo / 1000)} s old: its taker was killed before writing it` : undefined;
+}
+
+/**
+ * Removes a lock found stale (its text `stale`) unless another process took it over meanwhile. Takers of
+ * one stale lock go one at a time: each first creates `<lock>.takeover-<digest of its text>` exclusively,
+ * and removes the lock only if it still reads `stale`. Without that, two takers could both read it stale,
+ * the first remove it and create its own, the second remove that one and create its own: both would
+ * hold it. The first to come takes it; one that finds the takeover file held is refused (`taker`:
+ * that one takes it). A takeover file left by a taker that died is itself taken over the same way.
+ */
+function removeStaleLock(lockPath: string, stale: string, depth = 0): { removed: boolean; taker?: string } {
+  const takeoverPath = `${lockPath}.takeover-${createHash('sha256').update(stale).digest('hex').slice(0, 16)}`;
+  const taker = holderOf('(taking over a stale lock)');
+  if (!createLockFile(takeoverPath, taker)) {
+    const text = readText(takeoverPath);
+    const other = text === undefined ? undefined : parseLock(text);
+    const renewedAgo = Date.now() - (statOf(takeoverPath)?.mtimeMs ?? Date.now());
+    const deadTaker = other === undefined ? whyUnreadableStale(renewedAgo) !== undefined : whyStale(other, taker.host, renewedAgo) !== undefined;
+    if (!deadTaker || depth > 0) return { removed: false, taker: other === undefined ? `another process (${takeoverPath})` : `pid ${other.pid} on ${other.host} (${takeoverPath})` };
+    removeStaleLock(takeoverPath, text ?? '', depth + 1);
+    return removeStaleLock(lockPath, stale, depth + 1);
+  }
+  try {
+    if ((readText(lockPath) ?? '') !== stale) return { removed: false };
+    unlinkSync(lockPath);
+    return { removed: true };
+  } finally {
+    try {
+      unlinkSync(takeoverPath);
+    } catch {
+      // removed by hand
+    }
+  }
+}
+
+function holdLock(lockPath: string, holder: LockHolder): void {
+  heldLocks.set(lockPath, { users: 1, holder });
+  if (releasesAtExit) return;
+  releasesAtExit = true;
+  // A stop that ends at shutdown_timeout (process.exit) closes nothing: its locks go all the same.
+  process.once('exit', () => {
+    for (const path of heldLocks.keys()) removeOwnLock(path);
+  });
+  // Renewed while held, so another host can tell a live holder from a dead one; unref'd: keeps no process alive.
+  setInterval(() => {
+    const now = new Date();
+    for (const path of heldLocks.keys()) {
+      try {
+        utimesSync(path, now, now);
+      } catch {
+        // removed by hand: the next taker says so
+      }
+    }
+  }, LOCK_RENEW_MS).unref();
+}
+
+/** Removes the lock if it is still this process's (not one a user removed and another process took since). */
+function removeOwnLock(lockPath: string): void {
+  const ours = heldLocks.get(lockPath)?.holder;
+  const text = readText(lockPath);
+  const found = text === undefined ? undefined : parseLock(text);
+  if (ours === undefined || found?.pid !== ours.pid || found.host !== ours.host || found.since !== ours.since) return;
+  try {
+    unlinkSync(lockPath);
+  } catch {
+    // gone already
+  }
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function statOf(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseLock(text: string): LockHolder | undefined {
+  try {
+    const holder = JSON.parse(text) as Partial<LockHolder>;
+    if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return undefined;
+    const started = typeof holder.started === 'string' ? { started: holder.started } : {};
+    return { pid: holder.pid, host: holder.host, pipeline: String(holder.pipeline ?? '?'), since: String(holder.since ?? '?'), ...started };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process with this pid runs on this host (EPERM: it does, as another user). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+let bootId: string | undefined | null = null;
+
+/**
+ * When the process with this pid started, as `<boot id>:<clock ticks from boot to its start>` (Linux's
+ * /proc), which a later process given the same pid does not share; undefined where /proc cannot say.
+ */
+function processStart(pid: number): string | undefined {
+  if (bootId === null) bootId = readText('/proc/sys/kernel/random/boot_id')?.trim() || undefined;
+  if (bootId === undefined) return undefined;
+  const stat = readText(`/proc/${pid}/stat`);
+  // Fields after the command's name (in parentheses, which may hold spaces and parentheses): the 22nd of the line is the start time.
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = fields?.[22 - 3];
+  return ticks !== undefined && /^\d+$/.test(ticks) ? `${bootId}:${ticks}` : undefined;
+}
