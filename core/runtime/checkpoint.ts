@@ -8,9 +8,11 @@
  * name, fsynced, renamed into place, the folder fsynced): a crash at any moment leaves either the old
  * set or the new one.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
 import { TributaryError } from '../errors.js';
+import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock } from '../lock.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
@@ -72,6 +74,50 @@ export class CheckpointStore {
   }
 
   private swept = false;
+  /** Whether this process holds the folder's lock (claim): then no other process writes in it. */
+  private claimed = false;
+
+  /** The folder's lock file: a checkpoint folder has one writing process. */
+  get lockFile(): string {
+    return join(this.dir, 'checkpoints.lock');
+  }
+
+  /**
+   * Makes the folder this process's (`checkpoints.lock` in it, core/lock.ts) for a pipeline's run, until
+   * {@link release}. A second process given the folder (two daemons started with one `checkpoint.dir`),
+   * or a second pipeline of this process, is refused (TRIB_ERR_CHECKPOINT, naming the folder and the
+   * holder): writing one sequence of files, each would overwrite and delete the other's checkpoints.
+   * Partition stores (scale_out) are shared by the group's members by design and never claimed.
+   */
+  claim(pipeline: string, logger: Logger): void {
+    try {
+      this.claimed = takeLock(this.lockFile, `checkpoint folder ${this.dir}`, { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false });
+    } catch (error) {
+      if (!(error instanceof LockRefusedError)) throw error;
+      throw new TributaryError(
+        'TRIB_ERR_CHECKPOINT',
+        `${error.message}. Two pipelines writing one checkpoint folder overwrite each other's checkpoints: give each its own checkpoint.dir (or --checkpoint-dir), or stop the other; if no such process runs, remove the lock file`,
+      );
+    }
+  }
+
+  /** Gives the folder's lock up (see {@link claim}). */
+  release(): void {
+    if (this.claimed) releaseLock(this.lockFile);
+    this.claimed = false;
+  }
+
+  /**
+   * Whether a temp file of another process (`*.tmp-PID`) was left by one that died: its pid runs no
+   * process here. In a folder not claimed (a scale_out partition folder, shared across hosts, where a pid
+   * says nothing) it must also be untouched for LOCK_STALE_MS: another member may be writing it now.
+   */
+  private async isLeftOver(name: string, pid: number): Promise<boolean> {
+    if (pid === process.pid || isRunning(pid)) return false;
+    if (this.claimed) return true;
+    const modified = await stat(join(this.dir, name)).then((found) => found.mtimeMs, () => Date.now());
+    return Date.now() - modified > LOCK_STALE_MS;
+  }
 
   /**
    * Writes the body (already serialised, so it reflects the state at the moment it was taken): one
@@ -82,10 +128,11 @@ export class CheckpointStore {
     await mkdir(this.dir, { recursive: true });
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
+      // Only those: another live process's temp file is its checkpoint in the making.
       this.swept = true;
       for (const name of await readdir(this.dir)) {
         const temp = tempPattern.exec(name);
-        if (temp && Number(temp[1]) !== process.pid) await rm(join(this.dir, name), { force: true });
+        if (temp && (await this.isLeftOver(name, Number(temp[1])))) await rm(join(this.dir, name), { force: true });
       }
     }
     const sequence = ((await this.sequences())[0] ?? 0) + 1;

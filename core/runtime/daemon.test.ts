@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, readCheckpoint } from 'tributary';
+import { silentLogger } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 
@@ -52,12 +53,62 @@ test('a checkpoint a killed process left half-written (its temp file) is never r
   const whole = readFileSync(join(folder, 'checkpoint-0000000001.json'));
   const temp = join(folder, 'checkpoint-0000000002.json.tmp-999999');
   writeFileSync(temp, whole.subarray(0, whole.indexOf(10) + 20));
+  // A temp file of a process that runs (the test runner, this process's parent) is its checkpoint in the making: kept.
+  const live = join(folder, `checkpoint-0000000002.json.tmp-${process.ppid}`);
+  writeFileSync(live, 'being written');
   const restarted = new CheckpointStore(folder);
+  restarted.claim('p', silentLogger); // as a pipeline's run does
   const latest = await restarted.latest((file) => assert.fail(`no complete checkpoint is corrupt: ${file}`));
   assert.deepEqual(latest!.sources, { s: { line: 1 } }, 'resumes from the last complete checkpoint');
   await restarted.write(body(2));
-  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000002.json']);
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000002.json', 'checkpoint-0000000002.json.tmp-' + process.ppid, 'checkpoints.lock']);
   assert.deepEqual((await restarted.latest())!.operators, { n: 2 });
+  restarted.release();
+  assert.ok(!existsSync(join(folder, 'checkpoints.lock')));
+});
+
+test('a folder not claimed (a scale_out partition folder, shared across hosts) keeps a dead pid\'s temp file until it is 10 minutes old: that pid may be another host\'s', async () => {
+  const folder = join(dir, 'partition-folder');
+  mkdirSync(folder, { recursive: true });
+  const fresh = join(folder, 'checkpoint-0000000001.json.tmp-999998');
+  const old = join(folder, 'checkpoint-0000000001.json.tmp-999999');
+  writeFileSync(fresh, 'another member writes it');
+  writeFileSync(old, 'left 11 minutes ago');
+  const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
+  utimesSync(old, elevenMinutesAgo, elevenMinutesAgo);
+  await new CheckpointStore(folder).write(JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} }));
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000001.json.tmp-999998']);
+});
+
+test('a checkpoint folder has one writer: a second daemon given it fails at its start (exit 2) naming the folder and the holder, and the first one\'s checkpoints are left alone; so does a second pipeline of one process', async (t) => {
+  const folder = mkdtempSync(join(dir, 'one-writer-'));
+  const checkpoints = join(folder, 'checkpoints');
+  const file = join(folder, 'p.yaml');
+  // No file output: nothing but the checkpoint folder is shared (as for a Kafka-only pipeline).
+  writeFileSync(file, `name: shared\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: stdout, kinds: []}]\ncheckpoint: {dir: ${checkpoints}, interval: 100ms}\n`);
+  // Started in folders of their own, so their default dead-letter files (locked too) differ, as with a kafka dead-letter sink.
+  for (const own of ['a', 'b']) mkdirSync(join(folder, own));
+  const first = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a'), stdio: ['ignore', 'ignore', 'pipe'] });
+  let firstLog = '';
+  first.stderr!.on('data', (chunk: Buffer) => (firstLog += chunk.toString()));
+  const firstExit = exitOf(first);
+  t.after(() => void first.kill('SIGKILL'));
+  await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), `a first checkpoint (${firstLog})`);
+  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: 20_000 });
+  assert.equal(second.status, 2, second.stderr);
+  assert.match(second.stderr, new RegExp(`TRIB_ERR_CHECKPOINT: checkpoint folder ${checkpoints.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is used by pid ${first.pid} on ${hostname()} \\(pipeline 'shared', since `));
+  assert.match(second.stderr, /give each its own checkpoint\.dir/);
+  const held = JSON.parse(readFileSync(join(checkpoints, 'checkpoints.lock'), 'utf8')) as { pid: number };
+  assert.equal(held.pid, first.pid, 'the first daemon still holds it');
+  first.kill('SIGTERM');
+  assert.equal(await firstExit, 0, firstLog);
+  assert.ok(!existsSync(join(checkpoints, 'checkpoints.lock')), 'released at the end of the run');
+
+  // Within one process: two pipelines given one folder.
+  const a = new CheckpointStore(checkpoints);
+  a.claim('a', silentLogger);
+  assert.throws(() => new CheckpointStore(checkpoints).claim('b', silentLogger), /checkpoint folder .* is used by this process already \(pipeline 'a'\)/);
+  a.release();
 });
 
 test('kill -9 during a file backtest, then restart: same final results as an uninterrupted run, and every input event accounted for', async () => {

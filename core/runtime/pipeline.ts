@@ -1107,6 +1107,17 @@ export class PipelineRunner {
 
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */
   async run(): Promise<RunStats> {
+    // The checkpoint folder is this run's alone (locked): two daemons given one would overwrite each other's checkpoints.
+    const store = this.options.checkpoints?.store;
+    store?.claim(this.name, this.logger);
+    try {
+      return await this.runWithCheckpointsClaimed();
+    } finally {
+      store?.release();
+    }
+  }
+
+  private async runWithCheckpointsClaimed(): Promise<RunStats> {
     // As `validate` and loadPipeline check a file: a pipeline composed in code gets the same checks (schemas, checkPipeline).
     const problems = loadedPipelineProblems(this.loaded);
     if (problems.length > 0) throw new ConfigError(problems);
