@@ -288,6 +288,12 @@ export interface Sink {
   ready?(): Promise<void> | undefined;
   /** Everything written so far is durable when this resolves. */
   flush?(): Promise<void>;
+  /**
+   * Opens the sink's outputs again at their paths (the daemon's SIGHUP, after logrotate renamed a file
+   * away): what is written from then on goes to the file now at the path. Nothing written before is lost
+   * or cut. Resolves once reopened.
+   */
+  reopen?(): Promise<void>;
   /** Whether the sink reaches its downstream now: /readyz. */
   health?(): SourceHealth;
   close(): Promise<void>;

@@ -114,15 +114,20 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     if (started) daemon.stop(signal);
   };
   const releaseSignals = takeSignals(onSignal);
+  // SIGHUP reopens the file outputs (log rotation: docs/operations.md), as daemons do; not a stop.
+  const onHangup = (): void => void daemon.reopenOutputs();
+  process.on('SIGHUP', onHangup);
   try {
     logger.debug({ targets: options.targets }, 'loading pipelines');
     await daemon.load();
   } catch (error) {
     releaseSignals();
+    process.off('SIGHUP', onHangup);
     throw error;
   }
   if (stopSignal) {
     releaseSignals();
+    process.off('SIGHUP', onHangup);
     process.stderr.write(`stopped by ${stopSignal} before any pipeline started: nothing was read or written\n`);
     return exitCodes.ok;
   }
@@ -156,5 +161,6 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     releaseSignals();
+    process.off('SIGHUP', onHangup);
   }
 }

@@ -91,6 +91,12 @@ export class Daemon {
     }
   }
 
+  /** Has every pipeline's sinks open their outputs again at their paths (SIGHUP: logrotate renamed them). */
+  async reopenOutputs(): Promise<void> {
+    this.options.logger.info('reopening outputs');
+    await Promise.all(this.runners.map((runner) => runner.reopenOutputs()));
+  }
+
   /** Stops every pipeline: sources stop, in-flight records drain, sinks flush, a final checkpoint is written. */
   stop(reason: string): void {
     if (this.controller.signal.aborted) return;

@@ -1288,6 +1288,23 @@ export class PipelineRunner {
     return this.stats;
   }
 
+  /**
+   * Has every sink that can open its outputs again do so (Sink.reopen; the daemon's SIGHUP, for log
+   * rotation). A sink failing to is logged; one whose output is then broken fails the run as any write would.
+   */
+  async reopenOutputs(): Promise<void> {
+    const slots = [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }];
+    await Promise.all(
+      slots.map(async ({ label, sink }) => {
+        try {
+          await sink?.reopen?.();
+        } catch (error) {
+          this.logger.error({ sink: label, err: (error as Error).message }, `${label} could not reopen its output`);
+        }
+      }),
+    );
+  }
+
   private async closeAll(): Promise<void> {
     const errors: { label: string; error: Error }[] = [];
     const attempt = async (label: string, what: () => Promise<void> | undefined) => {

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
@@ -308,6 +308,73 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
   await fifth.close?.();
   assert.ok(!existsSync(`${path}.lock`));
+});
+
+test('rotation by copytruncate: the sink appends, so after the truncation its records start at offset 0 (no NULs in place of what was cut)', async () => {
+  const folder = mkdtempSync(join(dir, 'copytruncate-'));
+  const path = join(folder, 'out.jsonl');
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
+  await sink.open?.();
+  for (let i = 0; i < 50; i++) sink.write(record(`before${i}`));
+  await sink.flush?.();
+  // What logrotate's copytruncate does: copy the file away, then truncate it in place.
+  writeFileSync(`${path}.1`, readFileSync(path));
+  truncateSync(path, 0);
+  for (let i = 0; i < 3; i++) sink.write(record(`after${i}`));
+  await sink.close?.();
+  const after = readFileSync(path);
+  assert.equal(after.indexOf(0), -1, 'no NUL bytes');
+  assert.deepEqual(after.toString().trim().split('\n').map((line) => JSON.parse(line).userId), ['after0', 'after1', 'after2']);
+  assert.equal(readFileSync(`${path}.1`, 'utf8').trim().split('\n').length, 50);
+});
+
+for (const name of ['out.jsonl', 'out.jsonl.gz']) {
+  test(`${name}: rotation by rename, then reopen (SIGHUP): records before it are in the renamed file, whole, the rest in a new file at the path; none lost or twice`, async () => {
+    const folder = mkdtempSync(join(dir, 'rename-'));
+    const path = join(folder, name);
+    const gz = name.endsWith('.gz');
+    const read = (file: string): string[] => (gz ? gunzipSync(readFileSync(file)) : readFileSync(file)).toString().split('\n').filter(Boolean).map((line) => JSON.parse(line).userId as string);
+    const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
+    await sink.open?.();
+    for (let i = 0; i < 100; i++) sink.write(record(`u${i}`));
+    await sink.flush?.();
+    renameSync(path, `${path}.1`);
+    // Written after the rename, before the reopen: still the renamed file's (its descriptor's).
+    for (let i = 100; i < 150; i++) sink.write(record(`u${i}`));
+    await sink.reopen?.();
+    assert.ok(existsSync(path), 'the path is created again at the reopen');
+    for (let i = 150; i < 200; i++) sink.write(record(`u${i}`));
+    await sink.close?.();
+    const old = read(`${path}.1`); // a gzip file: complete (gunzipSync would throw on an incomplete member)
+    const now = read(path);
+    assert.deepEqual([...old, ...now], Array.from({ length: 200 }, (_, i) => `u${i}`));
+    assert.deepEqual(now, Array.from({ length: 50 }, (_, i) => `u${150 + i}`));
+  });
+}
+
+test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postrotate kill -HUP): every record is in one of the two files, once', async (t) => {
+  const folder = mkdtempSync(join(dir, 'sighup-'));
+  const out = join(folder, 'predictions.jsonl');
+  writeFileSync(join(folder, 'daemon.yaml'), `name: hup\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl, kinds: [event]}]\n`);
+  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
+  let log = '';
+  daemon.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
+  t.after(() => void daemon.kill('SIGKILL'));
+  const waitFor = async (what: string, condition: () => boolean): Promise<void> => {
+    for (const deadline = Date.now() + 20_000; !condition(); await new Promise((resolve) => setTimeout(resolve, 20))) assert.ok(Date.now() < deadline, `${what} within 20 s: ${log}`);
+  };
+  await waitFor('output', () => existsSync(out) && statSync(out).size > 0);
+  renameSync(out, `${out}.1`);
+  daemon.kill('SIGHUP');
+  await waitFor('a new file at the path, written to', () => existsSync(out) && statSync(out).size > 0);
+  assert.match(log, /file sink: reopened its file/);
+  daemon.kill('SIGTERM');
+  assert.equal(await exited, 0, log);
+  const recordsOut = Number(/records out\s+(\d+)/.exec(log)?.[1]);
+  const lines = [...readFileSync(`${out}.1`, 'utf8').split('\n'), ...readFileSync(out, 'utf8').split('\n')].filter(Boolean);
+  assert.equal(lines.length, recordsOut, 'every record written once, in one of the files');
+  for (const line of lines) JSON.parse(line); // whole lines only
 });
 
 test('an empty or half-written lock file (its taker killed between creating and writing it, by an older version) is taken over once a moment old; a lock is written whole, never seen empty', async () => {

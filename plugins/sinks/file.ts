@@ -7,7 +7,7 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { closeSync, constants as fsConstants, createWriteStream, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, writeSync, type Stats, type WriteStream } from 'node:fs';
+import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, write as writeFile, writeSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -116,6 +116,9 @@ export default defineSink<FileSinkConfig>({
       flush: async () => {
         if (output !== undefined) await flushOutput(output);
       },
+      reopen: async () => {
+        if (output !== undefined) await reopenOutput(output, context);
+      },
       async close() {
         closed = true;
         try {
@@ -139,7 +142,7 @@ interface SharedOutput {
   /** Opened to append (else it replaced the file). */
   append: boolean;
   writer: JsonLinesWriter;
-  file: WriteStream | FifoStream;
+  file: OutputFile | FifoStream;
   compressor: GzipMembers | undefined;
   /** Resolves when the file is open; rejects if it cannot be. */
   opened: Promise<void>;
@@ -176,7 +179,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   if (!append) replacedInRun(context).add(path);
   mkdirSync(dirname(path), { recursive: true });
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
-  const file = isFifo(path) ? new FifoStream(path) : createWriteStream(path, { flags: append ? 'a' : 'w', highWaterMark: 1 << 20 });
+  const file = isFifo(path) ? new FifoStream(path) : new OutputFile(path, !append);
   let target: Writable = file;
   let compressor: GzipMembers | undefined;
   if (gzip) {
@@ -188,6 +191,20 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   const output: SharedOutput = { path, gzip, append, writer: new JsonLinesWriter(target), file, compressor, opened, users: 1 };
   openOutputs.set(path, output);
   return output;
+}
+
+/**
+ * Opens the output's path again (the daemon's SIGHUP, after a rotation renamed the file): what is
+ * written from then on goes to the file at the path now. The records written before go to the old file
+ * whole (a gzip file's member is ended first). A FIFO or device has nothing to reopen.
+ */
+async function reopenOutput(output: SharedOutput, context: PluginContext): Promise<void> {
+  const file = output.file;
+  if (!(file instanceof OutputFile)) return;
+  await output.writer.flush(); // the records the sink was given go to the old file
+  if (output.compressor !== undefined) await output.compressor.endMemberThenReopen(() => file.reopen());
+  else await file.reopen();
+  context.logger.info({ file: output.path }, 'file sink: reopened its file');
 }
 
 async function flushOutput(output: SharedOutput): Promise<void> {
@@ -236,6 +253,86 @@ function lockOutput(path: string, context: PluginContext): void {
 }
 
 const unlockOutput = (path: string): void => releaseLock(lockPathOf(path));
+
+/**
+ * A regular output file, opened to append (O_APPEND: every write goes to the file's end) and reopened
+ * at its path on request ({@link reopen}: the daemon's SIGHUP), as long-running daemons let logrotate
+ * rotate their logs. O_APPEND makes a `copytruncate` rotation clean: after the truncation the next
+ * write lands at offset 0, where a write at the stream's own offset (a plain 'w') left the file a hole
+ * of NULs as long as what was cut. A `create` rotation (rename, then SIGHUP) needs the reopen: the
+ * descriptor still names the renamed file. Replacing the file (a run from the start) truncates it as it
+ * opens; it is still appended to from then on.
+ */
+class OutputFile extends Writable {
+  private fd: number | undefined;
+  /** Bytes of the chunks written whole (to the file open now or to the ones before it). */
+  private written = 0;
+  /** Where in the byte stream the path is to be opened again (a chunk boundary: chunks are whole lines); undefined: not asked. */
+  private reopenAt: number | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly replace: boolean,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  /**
+   * Opens the path again, after everything handed to the stream so far went to the file open now:
+   * records written from then on go to the file at the path now (created if the old one was renamed
+   * away). Resolves once it is open.
+   */
+  reopen(): Promise<void> {
+    this.reopenAt = this.written + this.writableLength;
+    // An empty write reaches _write in its turn, even when the stream is idle.
+    return new Promise((resolve, reject) => this.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
+  }
+
+  override _construct(done: (error?: Error | null) => void): void {
+    this.openPath(this.replace ? fsConstants.O_TRUNC : 0, (error) => {
+      if (!error) this.emit('open', this.fd);
+      done(error);
+    });
+  }
+
+  private openPath(extra: number, done: (error: Error | null) => void): void {
+    openFile(this.path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | extra, 0o666, (error, fd) => {
+      if (error) return done(error);
+      this.fd = fd;
+      done(null);
+    });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.reopenAt !== undefined && this.written >= this.reopenAt) {
+      this.reopenAt = undefined;
+      const old = this.fd!;
+      this.fd = undefined;
+      closeFile(old, (closing) => {
+        if (closing) return done(closing);
+        this.openPath(0, (error) => (error ? done(error) : this.writeAll(chunk, done)));
+      });
+      return;
+    }
+    this.writeAll(chunk, done);
+  }
+
+  /** Writes the chunk whole, then counts it written (with writableLength, which counts it until then, the bytes handed over: reopen). */
+  private writeAll(chunk: Buffer, done: (error?: Error | null) => void, from = 0): void {
+    if (from >= chunk.length) {
+      this.written += chunk.length;
+      return done();
+    }
+    writeFile(this.fd!, chunk, from, chunk.length - from, null, (error, bytes) => (error ? done(error) : this.writeAll(chunk, done, from + bytes)));
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    if (this.fd === undefined) return done(error);
+    const fd = this.fd;
+    this.fd = undefined;
+    closeFile(fd, (closing) => done(error ?? closing));
+  }
+}
 
 /**
  * Opening a FIFO to write blocks (in libuv's thread pool) until a reader opens it, and a process with
@@ -359,6 +456,10 @@ function findLast(path: string, needle: Buffer, within = Infinity): { at: number
 }
 
 const FLUSH: unique symbol = Symbol('flush of the gzip output');
+/** In the gzip output's queue: end the member, then reopen the file (GzipMembers.endMemberThenReopen). */
+interface ReopenStep {
+  reopenFile(): void;
+}
 
 /**
  * A member ends at a flush once it holds this much text. A member per flush cost (against one member
@@ -395,25 +496,53 @@ class GzipMembers extends Writable {
   /** Flushes (or ends) the member under way and resolves once its bytes are handed to the file. */
   async flushMember(): Promise<void> {
     await new Promise<void>((resolve, reject) => this.write(FLUSH, (error) => (error ? reject(error) : resolve())));
-    // zlib's output reaches the file through the pipe, which holds it back while the file is busy.
-    const gzip = this.gzip;
-    if (gzip.readableLength > 0) {
-      await new Promise<void>((resolve) => {
-        const drained = (): void => {
-          if (gzip.readableLength > 0) return;
-          gzip.off('data', drained);
-          resolve();
-        };
-        gzip.on('data', drained);
-      });
-    }
+    await this.handedToFile();
   }
 
-  override _write(chunk: Buffer | typeof FLUSH, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    if (chunk !== FLUSH) {
+  /**
+   * Ends the member under way and, once its bytes are handed to the file, has the file reopened
+   * (`reopenFile`, called before anything more is compressed): the old file ends with a complete
+   * member, the new one starts with a new member.
+   */
+  async endMemberThenReopen(reopenFile: () => Promise<void>): Promise<void> {
+    let reopened: Promise<void> = Promise.resolve();
+    const step: ReopenStep = { reopenFile: () => void (reopened = reopenFile()) };
+    await new Promise<void>((resolve, reject) => this.write(step, (error) => (error ? reject(error) : resolve())));
+    await reopened;
+  }
+
+  /** Resolves once zlib's output so far reached the file: it goes through the pipe, which holds it back while the file is busy. */
+  private async handedToFile(): Promise<void> {
+    const gzip = this.gzip;
+    if (gzip.readableLength === 0) return;
+    await new Promise<void>((resolve) => {
+      const drained = (): void => {
+        if (gzip.readableLength > 0) return;
+        gzip.off('data', drained);
+        resolve();
+      };
+      gzip.on('data', drained);
+    });
+  }
+
+  override _write(chunk: Buffer | typeof FLUSH | ReopenStep, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (Buffer.isBuffer(chunk)) {
       this.bytesInMember += chunk.length;
       this.bytesSinceFlush += chunk.length;
       this.gzip.write(chunk, done);
+    } else if (chunk !== FLUSH) {
+      const reopen = (): void =>
+        void this.handedToFile().then(() => {
+          chunk.reopenFile();
+          done();
+        });
+      if (this.bytesInMember === 0) return reopen();
+      this.bytesInMember = 0;
+      this.bytesSinceFlush = 0;
+      this.gzip.flush(zlib.Z_FINISH, () => {
+        this.gzip.reset();
+        reopen();
+      });
     } else if (this.bytesInMember === 0) done();
     else if (this.bytesSinceFlush > 0 && this.bytesInMember < MEMBER_TEXT_BYTES) {
       this.bytesSinceFlush = 0;
