@@ -350,6 +350,30 @@ for (const name of ['out.jsonl', 'out.jsonl.gz']) {
     assert.deepEqual([...old, ...now], Array.from({ length: 200 }, (_, i) => `u${i}`));
     assert.deepEqual(now, Array.from({ length: 50 }, (_, i) => `u${150 + i}`));
   });
+
+  test(`${name}: reopened while megabytes of records are queued: each record once, whole, in order across the two files`, async () => {
+    const folder = mkdtempSync(join(dir, 'reopen-busy-'));
+    const path = join(folder, name);
+    const gz = name.endsWith('.gz');
+    const read = (file: string): string[] => (gz ? gunzipSync(readFileSync(file)) : readFileSync(file)).toString().split('\n').filter(Boolean).map((line) => JSON.parse(line).userId as string);
+    const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
+    await sink.open?.();
+    const padding = 'x'.repeat(200);
+    const busy = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) sink.write({ ...record(`u${i}`), padding } as StreamRecord);
+    };
+    busy(0, 20_000); // ~5 MB: many chunks in the file's queue
+    renameSync(path, `${path}.1`);
+    const reopened = sink.reopen?.();
+    busy(20_000, 40_000);
+    await reopened;
+    busy(40_000, 50_000);
+    await sink.close?.();
+    const old = read(`${path}.1`);
+    const now = read(path);
+    assert.deepEqual([...old, ...now], Array.from({ length: 50_000 }, (_, i) => `u${i}`));
+    assert.ok(old.length >= 20_000 && now.length >= 10_000, `split at ${old.length}`);
+  });
 }
 
 test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postrotate kill -HUP): every record is in one of the two files, once', async (t) => {
