@@ -18,9 +18,9 @@
  * last user in the process, and at process exit.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 
 /** What a lock file holds. */
@@ -79,6 +79,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
   const { logger, user } = options;
   const holder = holderOf(options.pipeline);
   mkdirSync(dirname(lockPath), { recursive: true });
+  removeDeadTakersTemps(lockPath);
   let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
   let refusal: string | undefined;
   // A few rounds: a stale lock removed can be taken by another process before us, whose lock is then judged afresh.
@@ -161,6 +162,27 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  }
+}
+
+/** Temp files of the lock (`<lock>.tmp-PID`, createLockFile) that takers killed before linking them left: their pid runs no process. */
+function removeDeadTakersTemps(lockPath: string): void {
+  const prefix = `${basename(lockPath)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(lockPath));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
+    try {
+      unlinkSync(join(dirname(lockPath), name));
+    } catch {
+      // removed by another taker
+    }
   }
 }
 

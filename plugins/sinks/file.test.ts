@@ -422,7 +422,9 @@ test('an empty or half-written lock file (its taker killed between creating and 
     await taker.close?.();
     assert.ok(!existsSync(lock));
   }
-  // Taken by a temp file linked to its name: nothing but the output is left in the folder.
+  // Taken by a temp file linked to its name: nothing but the output is left in the folder, nor the
+  // temp file of a taker killed before it linked it (its pid runs no process).
+  writeFileSync(`${lock}.tmp-999999`, '{"pid":999999');
   const sink = await fileSink.create({ path, append: false, lazy: false }, base);
   await sink.open?.();
   assert.deepEqual(readdirSync(folder).sort(), ['out.jsonl', 'out.jsonl.lock']);
