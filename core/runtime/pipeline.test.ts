@@ -12,6 +12,7 @@ import {
   defineSink,
   defineSource,
   formatProblem,
+  loadPipeline,
   recordOperator,
   type AnyPlugin,
   type ClickEvent,
@@ -1016,4 +1017,35 @@ test('filtered reasons stay bounded however a plugin words them: the values a re
   assert.ok(stats.filteredByReason['(other reasons)']! > 0, 'the reasons past the first 100 are counted together');
   assert.equal(Object.values(stats.filteredByReason).reduce((sum, count) => sum + count, 0), stats.filtered, 'every filtered record still counted once');
   assert.equal(stats.filtered, 6000);
+});
+
+test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, the dead-letter sink too, while the pipeline runs on', async () => {
+  const reopened: string[] = [];
+  let written = 0;
+  const rotating = defineSink<{ name: string }>({
+    name: 'rotating',
+    summary: 'Counts reopens (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', description: 'Said when reopened.' } } },
+    create: (config) => ({
+      write: () => void written++,
+      reopen: async () => void reopened.push(config.name),
+      close: async () => undefined,
+    }),
+  });
+  const controller = new AbortController();
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const registry = await builtinRegistry();
+  registry.register(rotating, 'test');
+  const file = join(mkdtempSync(join(tmpdir(), 'tributary-reopen-')), 'pipeline.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic, events: 0, rate: 5000}]\nsinks: [{type: rotating, name: out}]\ndead_letter: {type: rotating, name: dead-letters}\n');
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: controller.signal });
+  const run = runner.run();
+  while (written === 0) await sleep(10);
+  await runner.reopenOutputs();
+  assert.deepEqual(reopened.sort(), ['dead-letters', 'out']);
+  const before = written;
+  await sleep(100);
+  assert.ok(written > before, 'records flow on after the reopen');
+  controller.abort();
+  await run;
 });
