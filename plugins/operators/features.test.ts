@@ -14,6 +14,7 @@ import log1p from './log1p.js';
 import clip from './clip.js';
 import { Chain, stage, withDefaults } from './harness.js';
 import { ShopperWorld } from '../sources/shoppers.js';
+import { pino } from 'pino';
 
 const T0 = Date.UTC(2024, 0, 1); // a Monday
 const MIN = 60_000;
@@ -457,4 +458,21 @@ test('a session-features snapshot of version 2 (sums of squared view prices) res
   const resumed = [...eventsOf(first.output), ...eventsOf(second.end())].map((e) => named(e).s_view_price_std);
   assert.deepEqual(resumed, whole);
   assert.equal(whole[2], Math.fround(Math.sqrt(200 / 3)));
+});
+
+test('max_users reached: the eviction policy is said once at info, naming its metric, and every eviction is counted', async () => {
+  const logs: { level: number; msg: string; metric?: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { level: number; msg: string }) });
+  const hub = new MetricsHub();
+  const context = testContext({ clock, logger, metrics: hub.scoped({ pipeline: 'test', stage: 'user-features' }) });
+  // 1,000 users one after another past a bound of 50: evictions again and again.
+  const input: Element[] = [...Array.from({ length: 1000 }, (_, u) => ev(`u${u}`, u, 'view', { itemId: 'i1', category: 'c1' })), watermark(Infinity)];
+  const out = await (await Chain.build([stage(userFeatures, { max_users: 50 })], context)).push(input).end();
+  assert.equal(eventsOf(out).length, 1000, 'every event passes on');
+  const evicted = Number(/^tributary_users_evicted_total\{[^}]*\} (\d+)$/m.exec(await hub.registry.metrics())![1]);
+  assert.ok(evicted >= 900, `evictions counted: ${evicted}`);
+  assert.equal(logs.length, 1, logs.map((entry) => entry.msg).join('\n'));
+  assert.equal(logs[0]!.level, 30, 'info: the expected policy, not a warning');
+  assert.equal(logs[0]!.metric, 'tributary_users_evicted_total');
+  assert.match(logs[0]!.msg, /max_users reached.*tributary_users_evicted_total/);
 });

@@ -29,7 +29,8 @@ export default defineOperator<UserFeaturesConfig>({
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
     'toward the current one, and a data id that comes back after the gap opens a new one. ' +
-    'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total`.',
+    'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
+    '(the expected policy at the bound: logged once, at info, when it first happens).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -130,6 +131,7 @@ class UserState {
   private readonly maxUsers: number;
   private readonly context: PluginContext;
   private readonly evicted;
+  private evictionLogged = false;
   private readonly known;
   private knownReported = 0;
   /** A snapshot still in parts reads the state: settled before a record changes it. */
@@ -304,7 +306,14 @@ class UserState {
       }
     }
     this.evicted.inc(removed);
-    this.context.logger.warn({ evicted: removed, max_users: this.maxUsers }, 'max_users reached: forgot the least recently seen users');
+    // Forgetting the least recent users at the bound is the policy, not a fault: said once, then counted.
+    if (!this.evictionLogged) {
+      this.evictionLogged = true;
+      this.context.logger.info(
+        { evicted: removed, max_users: this.maxUsers, metric: 'tributary_users_evicted_total' },
+        'max_users reached: the least recently seen users are forgotten from now on, counted in tributary_users_evicted_total (said once)',
+      );
+    }
   }
 
   private materialize(slot: number): void {
