@@ -16,8 +16,18 @@ import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
 import { MetricsHub } from './runtime/telemetry.js';
 import { checkpointsOf } from './runtime/checkpoint.js';
 import { SchemaValidator } from './config/schema.js';
+import type { SummaryRecord } from './cli/run.js';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** The end-of-run summaries in the stderr of a `tributary run` that was not on a terminal (its logs are JSON lines). */
+export function runSummaries(stderr: string): (SummaryRecord & { level: number; msg: string })[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as SummaryRecord & { level: number; msg: string })
+    .filter((entry) => entry.outcome !== undefined && entry.eventsIn !== undefined);
+}
 
 /** A sink that keeps what it receives in memory; `memory` in test pipelines. */
 export function memorySink(store: StreamRecord[][] = []): SinkPlugin<{ id?: number }> {

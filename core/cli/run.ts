@@ -1,4 +1,4 @@
-import type { LevelWithSilent } from 'pino';
+import type { LevelWithSilent, Logger } from 'pino';
 import { parseDuration } from '../duration.js';
 import { Daemon } from '../runtime/daemon.js';
 import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
@@ -38,7 +38,10 @@ export interface RunCommandOptions {
   allowNonRestoredState?: boolean;
 }
 
-const rate = (count: number, ms: number): string => (ms > 0 ? Math.round((count / ms) * 1000).toLocaleString('en-US') : '-');
+const perSecond = (count: number, ms: number): number | null => (ms > 0 ? Math.round((count / ms) * 1000) : null);
+const rate = (count: number, ms: number): string => perSecond(count, ms)?.toLocaleString('en-US') ?? '-';
+/** This process's events/s: a resumed run's count goes on from the checkpoint's, its clock does not. */
+const ownEvents = (stats: RunStats): number => stats.eventsIn - (stats.atResume?.eventsIn ?? 0);
 
 /** Reasons shown under the dead-lettered count, most common first. */
 const reasonsShown = 3;
@@ -57,14 +60,18 @@ function commonReasons(stats: RunStats): [string, number][] {
  * like a good one, exit 0 and all: bad input is data, not a failure. The summary says it loudly,
  * with the most common reason and where to look: most often the source's format or mapping.
  */
+const everyRecordDeadLettered = (stats: RunStats): boolean => stats.eventsIn === 0 && stats.deadLettered > 0;
+const likelyCause =
+  "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)";
+
 function allRejected(name: string, stats: RunStats): string[] {
-  if (stats.eventsIn !== 0 || stats.deadLettered === 0) return [];
+  if (!everyRecordDeadLettered(stats)) return [];
   const [top] = commonReasons(stats);
   const letters = Object.values(stats.deadLetteredByReason).reduce((sum, count) => sum + count, 0);
   return [
     `pipeline ${name}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): none reached the stages or the sinks`,
     ...(top ? [`  most common reason (${top[1]} of ${letters}): ${cut(top[0])}`] : []),
-    "  likely cause: the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)",
+    `  likely cause: ${likelyCause}`,
   ];
 }
 
@@ -83,15 +90,80 @@ export function formatSummary(name: string, stats: RunStats): string {
     ...Object.entries(stats.sideOutputs).map(([output, count]) => `  side output ${output}: ${count}`),
     ...(stats.lastCheckpoint ? [`  checkpoint     #${stats.lastCheckpoint.sequence}, ${stats.lastCheckpoint.bytes} bytes, ${stats.lastCheckpoint.durationMs.toFixed(0)} ms`] : []),
     `  elapsed        ${(stats.elapsedMs / 1000).toFixed(2)} s`,
-    `  events/s       ${rate(stats.eventsIn - (stats.atResume?.eventsIn ?? 0), stats.elapsedMs)}`, // this process's: the count goes on from the checkpoint's
+    `  events/s       ${rate(ownEvents(stats), stats.elapsedMs)}`,
     ...allRejected(name, stats),
   ];
   return `${lines.join('\n')}\n`;
 }
 
+/** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields. */
+export interface SummaryRecord {
+  pipeline: string;
+  outcome: 'drained' | 'stopped';
+  resumedFrom?: number;
+  eventsIn: number;
+  recordsOut: number;
+  outByKind: Record<string, number>;
+  deadLettered: number;
+  /** Every reason counted (bounded by the runner), most common first; the text summary shows the first three. */
+  deadLetteredByReason: Record<string, number>;
+  filtered: number;
+  filteredByReason: Record<string, number>;
+  sideOutputs: Record<string, number>;
+  checkpoint?: { sequence: number; bytes: number; durationMs: number };
+  elapsedMs: number;
+  /** This process's events per second (null when no time passed). */
+  eventsPerSecond: number | null;
+  /** Present when nothing reached the stages: every record read was dead-lettered. */
+  everyRecordDeadLettered?: true;
+  likelyCause?: string;
+}
+
+export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 'warn'; fields: SummaryRecord; message: string } {
+  const outcome = stats.drained ? 'drained' : 'stopped';
+  const rejected = everyRecordDeadLettered(stats);
+  const fields: SummaryRecord = {
+    pipeline: name,
+    outcome,
+    ...(stats.resumedFrom !== undefined ? { resumedFrom: stats.resumedFrom } : {}),
+    eventsIn: stats.eventsIn,
+    recordsOut: stats.recordsOut,
+    outByKind: stats.outByKind,
+    deadLettered: stats.deadLettered,
+    deadLetteredByReason: Object.fromEntries(commonReasons(stats)),
+    filtered: stats.filtered,
+    filteredByReason: stats.filteredByReason,
+    sideOutputs: stats.sideOutputs,
+    ...(stats.lastCheckpoint ? { checkpoint: { sequence: stats.lastCheckpoint.sequence, bytes: stats.lastCheckpoint.bytes, durationMs: Math.round(stats.lastCheckpoint.durationMs) } } : {}),
+    elapsedMs: Math.round(stats.elapsedMs),
+    eventsPerSecond: perSecond(ownEvents(stats), stats.elapsedMs),
+    ...(rejected ? { everyRecordDeadLettered: true as const, likelyCause } : {}),
+  };
+  const figures = `${stats.eventsIn} events in, ${stats.recordsOut} records out, ${stats.deadLettered} dead-lettered, ${stats.filtered} filtered, ${(stats.elapsedMs / 1000).toFixed(2)} s`;
+  const message = rejected
+    ? `pipeline ${name}: ${outcome}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): none reached the stages or the sinks`
+    : `pipeline ${name}: ${outcome}${stats.resumedFrom !== undefined ? ` (resumed from checkpoint ${stats.resumedFrom})` : ''}: ${figures}`;
+  return { level: rejected ? 'warn' : 'info', fields, message };
+}
+
+/**
+ * Writes a run's summary: the human lines on a terminal (pretty logs), one structured record where the
+ * logs are JSON lines (a daemon's stderr, any run whose stderr is not a terminal), so a log shipper
+ * gets it whole. Written whatever `--log-level`, as the lines always were: it is the run's result.
+ */
+export function writeSummary(logger: Logger, pretty: boolean, name: string, stats: RunStats): void {
+  if (pretty) {
+    process.stderr.write(formatSummary(name, stats));
+    return;
+  }
+  const { level, fields, message } = summaryRecord(name, stats);
+  (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }))[level](fields, message);
+}
+
 /** `tributary run FILE|DIR...`: 0 when drained or stopped cleanly, 1 when a pipeline failed; config errors throw (exit 2). */
 export async function runPipelineCommand(options: RunCommandOptions): Promise<number> {
-  const logger = createLogger({ level: options.logLevel, pretty: process.stderr.isTTY === true });
+  const pretty = process.stderr.isTTY === true;
+  const logger = createLogger({ level: options.logLevel, pretty });
   const daemon = new Daemon({
     targets: options.targets,
     logger,
@@ -139,7 +211,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
       const parts = daemon.runners.map((runner) => {
         const s = runner.stats;
         const wm = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString().replace('.000Z', 'Z') : '-';
-        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(s.eventsIn - (s.atResume?.eventsIn ?? 0), Date.now() - began)} ev/s wm ${wm}`;
+        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${wm}`;
       });
       process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
     }, parseDuration('1s'));
@@ -148,7 +220,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   try {
     const result = await daemon.run();
     if (progressTimer) process.stderr.write('\r\x1b[2K');
-    for (const run of result.runs) process.stderr.write(formatSummary(run.name, run.stats));
+    for (const run of result.runs) writeSummary(logger, pretty, run.name, run.stats);
     // Failures a restart cannot mend (exit 2, so a supervisor does not loop): config errors found by
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
     let needPerson = 0;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CheckpointStore, readCheckpoint } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
+import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
@@ -162,8 +163,7 @@ settings: {max_in_flight: 2000}
   const restarted = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(restarted.status, 0, restarted.stderr);
   assert.match(restarted.stderr, /resumed from checkpoint \d+/);
-  const eventsIn = Number(/events in\s+(\d+)/.exec(restarted.stderr)![1]);
-  const dead = Number(/dead-lettered\s+(\d+)/.exec(restarted.stderr)![1]);
+  const { eventsIn, deadLettered: dead } = runSummaries(restarted.stderr)[0]!;
   assert.equal(eventsIn, total, 'events counted once across the crash');
   assert.equal(dead, badLines);
   assert.deepEqual(sessionsOf(out), sessionsOf(join(dir, 'reference.jsonl')));
@@ -185,7 +185,7 @@ test('SIGTERM drains, writes a final checkpoint and exits 0; the next start resu
   const latest = await new CheckpointStore(checkpoints).latest();
   assert.ok(latest, 'a final checkpoint was written');
   const emitted = Number((latest.sources['source-synthetic-0'] as { emitted: number }).emitted);
-  assert.equal(emitted, Number(/events in\s+(\d+)/.exec(stderr)![1]), 'the checkpoint covers exactly what was read');
+  assert.equal(emitted, runSummaries(stderr)[0]!.eventsIn, 'the checkpoint covers exactly what was read');
   assert.ok(Object.keys(latest.operators).includes('stage-sessionizer-0'));
 });
 
