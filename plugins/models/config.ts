@@ -237,7 +237,13 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
     then: { properties: { delta: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } } },
     properties: {
       detector: { enum: ['page-hinkley', 'adwin', 'none'], description: 'Default: page-hinkley.' },
-      block: { type: 'integer', minimum: 1, description: `The detector reads the mean log loss of each block of this many labels. Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.` },
+      block: {
+        type: 'integer',
+        minimum: 1,
+        description:
+          'The detector reads the mean log loss of each block of this many labels, each label once: the predictions one label scores (an intent session\'s, all labelled ' +
+          `at its end) count as the mean of their losses, since they rise and fall together. Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.`,
+      },
       delta: {
         type: 'number',
         minimum: 0,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Adwin, PageHinkley, createDriftDetector, type AdwinConfig, type DriftState } from './drift.js';
+import { Adwin, LossBlocks, PageHinkley, createDriftDetector, type AdwinConfig, type DriftDetectorKind, type DriftState } from './drift.js';
 import { resolveConfig } from './config.js';
 import { rng } from './testdata.js';
 
@@ -98,4 +98,82 @@ test('drift detectors: the config picks one; a snapshot of the other detector st
   assert.equal((adwin as Adwin).windowWidth, 0);
   pageHinkley.load(fromAdwin);
   assert.deepEqual(pageHinkley.state(), new PageHinkley({ delta: 0.01, threshold: 2, min_instances: 20 }).state());
+});
+
+/**
+ * An intent model's losses as its learner sees them: sessions (mostly short, a buyer's longer, a
+ * heavy tail) whose predictions all take the session's one label and score alike, so their losses
+ * rise and fall together. From `changeAt` labels on, the model's signal no longer fits (the
+ * features' relation to purchase is reversed): the loss rises.
+ */
+function sessionLosses(seed: number, labels: number, changeAt = Infinity): [number, string][] {
+  const random = rng(seed);
+  const normal = (): number => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const out: [number, string][] = [];
+  for (let session = 0; out.length < labels; session++) {
+    const intent = normal();
+    const buys = random() < 1 / (1 + Math.exp(2 - 1.5 * intent));
+    const meanSize = buys ? 12 : 3;
+    const size = 1 + Math.floor(Math.log(1 - random()) / Math.log(1 - 1 / meanSize));
+    const weight = out.length >= changeAt ? -0.3 : 1.5;
+    for (let i = 0; i < size; i++) {
+      const score = 1 / (1 + Math.exp(2 - weight * intent - 0.3 * normal()));
+      out.push([-Math.log(buys ? score : 1 - score), `s${session}`]);
+    }
+  }
+  return out;
+}
+
+/** Labels at which the detector (the config's defaults) fired, fed per label or per prediction. */
+function drifts(detector: DriftDetectorKind, losses: [number, string][], feed: 'label' | 'prediction'): number[] {
+  const config = resolveConfig({ drift: { detector } }, 'intent').drift;
+  const drift = createDriftDetector(config);
+  const blocks = new LossBlocks(config.block);
+  const fired: number[] = [];
+  losses.forEach(([loss, session], at) => {
+    // Per prediction: every loss its own unit, as the learner fed them before.
+    const mean = blocks.add(loss, feed === 'label' ? session : String(at));
+    if (mean !== undefined && drift.update(mean)) fired.push(at);
+  });
+  return fired;
+}
+
+test('drift on a stationary stream of sessions: at most one false alarm in a million labels, each label read once, while single losses fired dozens of times', () => {
+  for (const detector of ['page-hinkley', 'adwin'] as const) {
+    for (const seed of [1, 2]) {
+      const losses = sessionLosses(seed, 1_000_000);
+      const fired = drifts(detector, losses, 'label');
+      assert.ok(fired.length <= 1, `${detector}, seed ${seed}: fired at ${fired.join(', ')}`);
+      // The cause: a block of single losses holds a few sessions' worth of independent values.
+      if (detector === 'page-hinkley') assert.ok(drifts(detector, losses, 'prediction').length >= 10, 'per prediction, the same stream fires again and again');
+    }
+  }
+});
+
+test('drift: a real change (the model no longer fits) is still detected, within 20,000 labels, and only after it', () => {
+  for (const detector of ['page-hinkley', 'adwin'] as const) {
+    for (const seed of [3, 4]) {
+      const changeAt = 200_000;
+      const fired = drifts(detector, sessionLosses(seed, 400_000, changeAt), 'label');
+      assert.ok(fired.length >= 1 && fired[0]! >= changeAt && fired[0]! < changeAt + 20_000, `${detector}, seed ${seed}: fired at ${fired.join(', ')}`);
+    }
+  }
+});
+
+test('loss blocks: a block is `size` labels, each the mean of its predictions\' losses; a snapshot taken within a label restores to the same blocks', () => {
+  const blocks = new LossBlocks(2);
+  // Labels a (3 predictions), b (1), c (2), d: a block closes when its last label's successor starts.
+  const means = [[0.3, 'a'], [0.3, 'a'], [0.9, 'a'], [0.1, 'b'], [1, 'c'], [2, 'c'], [4, 'd']].map(([loss, unit]) => blocks.add(loss as number, unit as string));
+  assert.deepEqual(means.map((mean) => (mean === undefined ? undefined : Number(mean.toFixed(6)))), [undefined, undefined, undefined, undefined, 0.3, undefined, undefined]);
+  const saved = JSON.parse(JSON.stringify(blocks.state())) as ReturnType<LossBlocks['state']>;
+  const restored = new LossBlocks(2);
+  restored.load(saved);
+  for (const copy of [blocks, restored]) {
+    assert.equal(copy.add(4, 'd'), undefined);
+    assert.equal(copy.add(0, 'e'), (1.5 + 4) / 2);
+  }
+  // A snapshot from before labels were units ([sum, count] of single losses) starts the block afresh.
+  const old = new LossBlocks(2);
+  old.load([12.5, 150]);
+  assert.deepEqual(old.state(), new LossBlocks(2).state());
 });

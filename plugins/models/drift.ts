@@ -1,7 +1,60 @@
 /**
  * Drift detectors on the loss stream: Page-Hinkley and ADWIN. Both read one number at a time (the
- * learner feeds block means of the prequential log loss) and say when its mean has changed.
+ * learner feeds block means of the prequential log loss, per label: {@link LossBlocks}) and say when
+ * its mean has changed.
  */
+
+/** [block's sum of unit means, units in it, open unit's loss sum, its losses, its key]. */
+export type LossBlocksState = [number, number, number, number, string | null];
+
+/**
+ * The detectors' input: means of blocks of `size` labels, each label counted once, as the mean loss of
+ * the predictions it scored. Many predictions can share one label (an intent session's, all labelled
+ * when it ends): their losses rise and fall together, so a block of single losses holds fewer
+ * independent values than it counts, and its mean is noisier than a detector reading it assumes
+ * (on the demo's stream, 2.4 times: Page-Hinkley fired 13 times in 1.4M labels of a stationary stream,
+ * none once the same losses were shuffled). A label's predictions arrive one after another: a unit
+ * is a run of losses with one key (the session; a prediction's own id where there is none).
+ */
+export class LossBlocks {
+  private blockSum = 0;
+  private blockUnits = 0;
+  private unitSum = 0;
+  private unitCount = 0;
+  private unitKey: string | null = null;
+
+  constructor(private readonly size: number) {}
+
+  /** Adds one prediction's loss; the block's mean when this loss closed the block's last unit. */
+  add(loss: number, unit: string): number | undefined {
+    let mean: number | undefined;
+    // A unit is complete when the next one starts (its last loss is not marked).
+    if (unit !== this.unitKey && this.unitCount > 0) {
+      this.blockSum += this.unitSum / this.unitCount;
+      this.unitSum = 0;
+      this.unitCount = 0;
+      if (++this.blockUnits >= this.size) {
+        mean = this.blockSum / this.blockUnits;
+        this.blockSum = 0;
+        this.blockUnits = 0;
+      }
+    }
+    this.unitKey = unit;
+    this.unitSum += loss;
+    this.unitCount++;
+    return mean;
+  }
+
+  state(): LossBlocksState {
+    return [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey];
+  }
+
+  /** A snapshot from before units (`[sum, count]` of single losses) starts the block afresh. */
+  load(state: LossBlocksState | [number, number]): void {
+    if (state.length !== 5) [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = [0, 0, 0, 0, null];
+    else [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = state;
+  }
+}
 
 export type DriftDetectorKind = 'page-hinkley' | 'adwin' | 'none';
 

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { eachOf, PartedSnapshots, TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
-import { createDriftDetector, type DriftDetector, type DriftState } from './drift.js';
+import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, ModelState, OnlineModel } from './model.js';
 import { createModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
@@ -104,7 +104,8 @@ export interface LearnerState {
   toLearn: EncodedSample[];
   prequential: PrequentialState;
   drift: DriftState;
-  block: [number, number];
+  /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
+  block: LossBlocksState | [number, number];
   counts: LearnerCounts;
 }
 
@@ -256,8 +257,7 @@ export class OnlineLearner {
   private closedModel: SavedModel | undefined;
   /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
   private prior: [number, number] = [0, 0];
-  private blockLoss = 0;
-  private blockCount = 0;
+  private readonly lossBlocks: LossBlocks;
   /** Labels scored since the counter was last increased (prom-client pays per call). */
   private unCountedLabels = 0;
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
@@ -274,6 +274,7 @@ export class OnlineLearner {
   ) {
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins, config.metrics.exactAucLimit);
     this.drift = createDriftDetector(config.drift);
+    this.lossBlocks = new LossBlocks(config.drift.block);
     // Replayed input: a batch cut by wall-clock time would make every run learn at other points.
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
     if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
@@ -711,14 +712,9 @@ export class OnlineLearner {
     this.counts.labels++;
     this.unCountedLabels++;
     if (this.config.drift.detector !== 'none') {
-      // The test reads block means: single losses are too bursty (a session's labels come together).
-      this.blockLoss += loss;
-      if (++this.blockCount >= this.config.drift.block) {
-        const mean = this.blockLoss / this.blockCount;
-        this.blockLoss = 0;
-        this.blockCount = 0;
-        if (this.drift.update(mean)) this.onDrift(labelTime, emit);
-      }
+      // Block means, each label once (a session's predictions share one): LossBlocks says why.
+      const mean = this.lossBlocks.add(loss, sample.sessionId ?? sample.id);
+      if (mean !== undefined && this.drift.update(mean)) this.onDrift(labelTime, emit);
     }
     this.toLearn.push(sample);
     if (this.toLearn.length >= this.config.batch.learnSize) this.flushLearning(emit);
@@ -948,7 +944,7 @@ export class OnlineLearner {
       if (s.score !== undefined) awaiting.push(this.encodeSample(s));
     });
     yield* eachOf(this.toLearn, (s) => toLearn.push(this.encodeSample(s)));
-    return { format: 1, saved, toPredict, awaiting, toLearn, prequential, drift, block: [this.blockLoss, this.blockCount], counts: { ...this.counts } };
+    return { format: 1, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
   }
 
   /**
@@ -976,7 +972,7 @@ export class OnlineLearner {
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
-    [this.blockLoss, this.blockCount] = state.block;
+    this.lossBlocks.load(state.block);
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();

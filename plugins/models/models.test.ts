@@ -1105,13 +1105,14 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   const shiftAt = 800;
   const shiftTime = Date.parse('2024-01-01T00:00:00Z') + shiftAt * 600_000;
   const input = shiftingIntentStream(1200, shiftAt, 0.05, 0.5, 21);
-  const config: IntentModelConfig = { ...base, drift: { detector: 'adwin' }, report: true };
+  // Blocks of 4 sessions (about 20 predictions: each session's label is read once) fit this short stream.
+  const config: IntentModelConfig = { ...base, drift: { detector: 'adwin', block: 4 }, report: true };
   const { output } = await runOperator(intentModel, config, input);
   const drifts = of(output, 'drift');
   assert.ok(drifts.length >= 1, 'drift detected');
   assert.equal(drifts[0]!.detector, 'adwin');
   assert.equal(drifts[0]!.model, 'under-test');
-  // At or after the shift, within a few hundred sessions' labels (ADWIN tests every 32 blocks of 20 labels).
+  // At or after the shift, within a few hundred sessions' labels (ADWIN tests every 32 blocks of 4 sessions).
   const labelsBefore = reportOf((await runOperator(intentModel, config, shiftingIntentStream(shiftAt, shiftAt, 0.05, 0.5, 21))).output).summary.n;
   assert.ok((drifts[0]!.time as number) >= shiftTime, `drift at ${new Date(drifts[0]!.time as number).toISOString()}`);
   assert.ok((drifts[0]!.labels as number) > labelsBefore && (drifts[0]!.labels as number) <= labelsBefore + 1500, `drift after ${drifts[0]!.labels as number} labels (${labelsBefore} before the shift)`);
@@ -1120,7 +1121,7 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
   const stationary = await runOperator(intentModel, config, shiftingIntentStream(1200, 1200, 0.05, 0.05, 22));
   assert.deepEqual(of(stationary.output, 'drift'), []);
   // The default detector sees the shift too, and says which it is.
-  const pageHinkley = of((await runOperator(intentModel, { ...config, drift: {} }, input)).output, 'drift');
+  const pageHinkley = of((await runOperator(intentModel, { ...config, drift: { block: 40 } }, input)).output, 'drift');
   assert.ok(pageHinkley.length >= 1 && pageHinkley.every((d) => d.detector === 'page-hinkley' && (d.time as number) >= shiftTime));
 
   // Cut after the shift, before its detection: the restored detector holds the window across the change.
@@ -1146,7 +1147,7 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
 test('drift.action: reset_optimizer restarts the optimiser (its step count) at a drift; raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
   const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate') => {
-    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
+    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
     const saved = ((await operator.snapshot!()) as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
     return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved };
   };
