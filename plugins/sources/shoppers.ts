@@ -54,8 +54,16 @@ export function trueChurnProbability(truth: SessionEndTruth, horizon: number): n
   return truth.hazard + (1 - truth.hazard) * stays;
 }
 
+/** A seeded generator of uniform numbers in [0, 1) whose state can be saved and set again. */
+export interface Random {
+  (): number;
+  /** Its four words, to `load` into a generator of the same seed or any other. */
+  state(): [number, number, number, number];
+  load(words: readonly number[]): void;
+}
+
 /** sfc32: small, fast, and good enough for simulation; seeded through splitmix32. */
-export function createRandom(seed: number): () => number {
+export function createRandom(seed: number): Random {
   let state = seed >>> 0;
   const splitmix = (): number => {
     state = (state + 0x9e3779b9) >>> 0;
@@ -68,7 +76,7 @@ export function createRandom(seed: number): () => number {
   let b = splitmix();
   let c = splitmix();
   let d = splitmix();
-  return () => {
+  const random = (() => {
     a >>>= 0;
     b >>>= 0;
     c >>>= 0;
@@ -81,7 +89,30 @@ export function createRandom(seed: number): () => number {
     t = (t + d) | 0;
     c = (c + t) | 0;
     return (t >>> 0) / 4294967296;
-  };
+  }) as Random;
+  // Each call starts by reading the words as unsigned, so saved as unsigned they give the same numbers.
+  random.state = () => [a >>> 0, b >>> 0, c >>> 0, d >>> 0];
+  random.load = (words) => void ([a, b, c, d] = words as [number, number, number, number]);
+  return random;
+}
+
+const eventTypes = ['view', 'cart', 'remove_from_cart', 'purchase'] as const;
+
+/**
+ * Where a world stands, as JSON numbers: enough to go on event for event as if it had never stopped,
+ * at a cost in its `users`, not in the events it generated. The item catalogue and the first shoppers
+ * are made again from the config.
+ */
+export interface ShopperWorldState {
+  random: [number, number, number, number];
+  nextShopperId: number;
+  sessionCounter: number;
+  /**
+   * The heap of shoppers in its order, flat: per shopper its id, propensity, hazard, meanGap and
+   * sessions, then its current session's number (-1 without session ids) and the count of its
+   * events still to come, then those events, three numbers each: time, type (index in eventTypes), item.
+   */
+  shoppers: number[];
 }
 
 interface Shopper {
@@ -98,7 +129,7 @@ interface Shopper {
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
 export class ShopperWorld {
-  private readonly random: () => number;
+  private readonly random: Random;
   private readonly users: number;
   private readonly items: number;
   private readonly categories: number;
@@ -217,6 +248,42 @@ export class ShopperWorld {
     }
     shopper.pending = events;
     shopper.cursor = 0;
+  }
+
+  state(): ShopperWorldState {
+    const shoppers: number[] = [];
+    for (const shopper of this.heap) {
+      const { pending, cursor } = shopper;
+      const sessionId = pending[cursor]!.sessionId;
+      shoppers.push(shopper.id, shopper.propensity, shopper.hazard, shopper.meanGap, shopper.sessions, sessionId === undefined ? -1 : Number(sessionId.slice(1)), pending.length - cursor);
+      for (let i = cursor; i < pending.length; i++) {
+        const event = pending[i]!;
+        shoppers.push(event.time, eventTypes.indexOf(event.type as (typeof eventTypes)[number]), Number(event.itemId!.slice(1)));
+      }
+    }
+    return { random: this.random.state(), nextShopperId: this.nextShopperId, sessionCounter: this.sessionCounter, shoppers };
+  }
+
+  /** Sets a state {@link state} took (of a world made with the same config): the next event is the one that world's would have been. */
+  load(state: ShopperWorldState): void {
+    this.random.load(state.random);
+    this.nextShopperId = state.nextShopperId;
+    this.sessionCounter = state.sessionCounter;
+    const values = state.shoppers;
+    this.heap.length = 0;
+    for (let k = 0; k < values.length; ) {
+      const [id, propensity, hazard, meanGap, sessions, sessionNumber, count] = values.slice(k, (k += 7)) as [number, number, number, number, number, number, number];
+      const userId = `u${id}`;
+      const pending: ClickEvent[] = new Array(count);
+      for (let i = 0; i < count; i++, k += 3) {
+        const item = values[k + 2]!;
+        const event: ClickEvent = { kind: 'event', userId, time: values[k]!, type: eventTypes[values[k + 1]!]!, itemId: `i${item}`, category: `c${this.itemCategory[item]}`, price: this.itemPrice[item]! };
+        if (sessionNumber >= 0) event.sessionId = `s${sessionNumber}`;
+        pending[i] = event;
+      }
+      // In the saved order, which is a heap's: the order events come out in depends on it (ties).
+      this.heap.push({ id, propensity, hazard, meanGap, sessions, pending, cursor: 0 });
+    }
   }
 
   /** The next event in event-time order. The world never runs dry: churned shoppers are replaced. */

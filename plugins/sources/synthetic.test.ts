@@ -33,3 +33,47 @@ test('a resumed synthetic source replays its stream to its position in parts, th
   assert.deepEqual(resumed.slice(0, 5), whole.slice(resumeAt), 'the events after the position, as an uninterrupted run has them');
   assert.notDeepEqual(resumed[0], uninterrupted[0]);
 });
+
+/** The `take` events after the first `count` of a run with these settings, and its position once `count` were read. */
+async function readFrom(settings: SyntheticSourceConfig, count: number, take: number): Promise<{ after: ClickEvent[]; position: Record<string, unknown> }> {
+  const source = await synthetic.create({ ...settings, events: count + take }, testContext());
+  const seen: ClickEvent[] = [];
+  let position: Record<string, unknown> | undefined;
+  for await (const batch of source.read()) {
+    seen.push(...batch.map((event) => ({ ...event })));
+    if (seen.length === count) position = source.position?.();
+  }
+  return { after: seen.slice(count), position: position! };
+}
+
+test("a checkpoint holds the synthetic world's state: a resume costs its users, not the events it generated, and goes on event for event", async () => {
+  for (const session_ids of [false, true]) {
+    const settings = { ...config, session_ids };
+    // Batches of 1024 (testContext): the position after 50 of them.
+    const { after, position } = await readFrom(settings, 51_200, 3000);
+    assert.ok(Array.isArray((position.world as { shoppers: unknown }).shoppers), 'the position holds the world');
+    // A replay to 10^12 events would never end: resumed from the world, the count is only a count.
+    for (const emitted of [51_200, 1e12]) {
+      const source = await synthetic.create(settings, testContext());
+      await source.seek?.(JSON.parse(JSON.stringify({ ...position, emitted })) as Record<string, unknown>);
+      const resumed: ClickEvent[] = [];
+      for await (const batch of source.read()) {
+        resumed.push(...batch);
+        if (resumed.length >= 3000) break;
+      }
+      assert.deepEqual(resumed.slice(0, 3000), after, `session_ids ${session_ids}, emitted ${emitted}`);
+    }
+  }
+});
+
+test('a position saved under other settings (users, seed) is replayed to by its count, as the new settings make the stream', async () => {
+  const { position } = await readFrom(config, 10_240, 0);
+  const other = { ...config, users: 300 };
+  const { after } = await readFrom(other, 10_240, 2000);
+  const source = await synthetic.create(other, testContext());
+  await source.seek?.(position);
+  for await (const batch of source.read()) {
+    assert.deepEqual(batch.slice(0, 1000), after.slice(0, 1000));
+    break;
+  }
+});

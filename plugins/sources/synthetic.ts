@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defineSource, inTurns, partsOf, type ClickEvent, type SourcePosition } from 'tributary';
-import { ShopperWorld } from './shoppers.js';
+import { ShopperWorld, type ShopperWorldState } from './shoppers.js';
 
 export interface SyntheticSourceConfig {
   seed: number;
@@ -50,6 +50,11 @@ export default defineSource<SyntheticSourceConfig>({
   create(config, context) {
     let emitted = 0;
     let resumeAt = 0;
+    // The settings the stream depends on (not events, rate, clock): a saved world fits only the same.
+    const stream = JSON.stringify([config.seed, config.users, config.items, config.categories, config.start, config.session_ids]);
+    let resumeFrom: ShopperWorldState | undefined;
+    /** The world once it stands where the stream goes on; until then the position is the one resumed from. */
+    let current: ShopperWorld | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         const world = new ShopperWorld({
@@ -60,11 +65,15 @@ export default defineSource<SyntheticSourceConfig>({
           start: Date.parse(config.start),
           sessionIds: config.session_ids,
         });
-        // Resuming replays the deterministic stream up to where it stood, in parts: a million events
-        // in one go held the event loop for seconds (/healthz unanswered), more the longer it ran.
-        await inTurns(partsOf(resumeAt, (from, to) => {
+        if (resumeFrom) world.load(resumeFrom);
+        // A position without the world's state (from before it was saved, or of other settings) is
+        // replayed to, in parts: a million events in one go held the event loop for seconds (/healthz
+        // unanswered), and the replay's cost grows with every event the stream ever gave.
+        else await inTurns(partsOf(resumeAt, (from, to) => {
           for (let i = from; i < to; i++) world.next();
         }));
+        resumeFrom = undefined;
+        current = world;
         const limit = config.events === 0 ? Infinity : config.events;
         const batchSize = config.rate > 0 ? Math.max(1, Math.min(context.batchSize, Math.ceil(config.rate / 50))) : context.batchSize;
         const began = Date.now();
@@ -87,11 +96,15 @@ export default defineSource<SyntheticSourceConfig>({
         }
       },
       position(): SourcePosition {
-        return { emitted };
+        // The world's state costs O(users) to save and restore; the count alone costs a replay of it all.
+        if (current) return { emitted, stream, world: current.state() };
+        // Not started yet, or replaying: the position resumed from (a checkpoint may be taken meanwhile).
+        return resumeFrom ? { emitted, stream, world: resumeFrom } : { emitted };
       },
       seek(position) {
         resumeAt = Number(position.emitted ?? 0);
-        emitted = resumeAt; // the position while the replay runs (a checkpoint may be taken meanwhile)
+        emitted = resumeAt;
+        resumeFrom = position.stream === stream && position.world ? (position.world as ShopperWorldState) : undefined;
       },
     };
   },
