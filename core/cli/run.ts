@@ -157,8 +157,11 @@ export function writeSummary(logger: Logger, pretty: boolean, name: string, stat
     return;
   }
   const { level, fields, message } = summaryRecord(name, stats);
-  (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }))[level](fields, message);
+  resultLogger(logger, level)[level](fields, message);
 }
+
+/** The logger for what a run says whatever `--log-level` (its outcome), as JSON lines where the logs are. */
+const resultLogger = (logger: Logger, level: 'info' | 'warn'): Logger => (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }));
 
 /** `tributary run FILE|DIR...`: 0 when drained or stopped cleanly, 1 when a pipeline failed; config errors throw (exit 2). */
 export async function runPipelineCommand(options: RunCommandOptions): Promise<number> {
@@ -200,7 +203,9 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   if (stopSignal) {
     releaseSignals();
     process.off('SIGHUP', onHangup);
-    process.stderr.write(`stopped by ${stopSignal} before any pipeline started: nothing was read or written\n`);
+    const message = `stopped by ${stopSignal} before any pipeline started: nothing was read or written`;
+    if (pretty) process.stderr.write(`${message}\n`);
+    else resultLogger(logger, 'info').info({ signal: stopSignal, outcome: 'stopped before start' }, message);
     return exitCodes.ok;
   }
   started = true;
