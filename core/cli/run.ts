@@ -55,15 +55,15 @@ function commonReasons(stats: RunStats): [string, number][] {
   return Object.entries(stats.deadLetteredByReason).sort(([a, x], [b, y]) => Number(a === otherDeadLetterReasons) - Number(b === otherDeadLetterReasons) || y - x);
 }
 
+const everyRecordDeadLettered = (stats: RunStats): boolean => stats.eventsIn === 0 && stats.deadLettered > 0;
+const likelyCause =
+  "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)";
+
 /**
  * When every record read was dead-lettered (nothing entered the stages), a run that drained looks
  * like a good one, exit 0 and all: bad input is data, not a failure. The summary says it loudly,
  * with the most common reason and where to look: most often the source's format or mapping.
  */
-const everyRecordDeadLettered = (stats: RunStats): boolean => stats.eventsIn === 0 && stats.deadLettered > 0;
-const likelyCause =
-  "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)";
-
 function allRejected(name: string, stats: RunStats): string[] {
   if (!everyRecordDeadLettered(stats)) return [];
   const [top] = commonReasons(stats);
@@ -146,6 +146,9 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
   return { level: rejected ? 'warn' : 'info', fields, message };
 }
 
+/** The logger for what a run says whatever `--log-level` (its outcome), as JSON lines where the logs are. */
+const resultLogger = (logger: Logger, level: 'info' | 'warn'): Logger => (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }));
+
 /**
  * Writes a run's summary: the human lines on a terminal (pretty logs), one structured record where the
  * logs are JSON lines (a daemon's stderr, any run whose stderr is not a terminal), so a log shipper
@@ -159,9 +162,6 @@ export function writeSummary(logger: Logger, pretty: boolean, name: string, stat
   const { level, fields, message } = summaryRecord(name, stats);
   resultLogger(logger, level)[level](fields, message);
 }
-
-/** The logger for what a run says whatever `--log-level` (its outcome), as JSON lines where the logs are. */
-const resultLogger = (logger: Logger, level: 'info' | 'warn'): Logger => (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }));
 
 /** `tributary run FILE|DIR...`: 0 when drained or stopped cleanly, 1 when a pipeline failed; config errors throw (exit 2). */
 export async function runPipelineCommand(options: RunCommandOptions): Promise<number> {
