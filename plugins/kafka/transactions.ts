@@ -312,11 +312,16 @@ export class PipelineTransactions {
       this.transactions++;
       this.brokers.reachable();
     } catch (error) {
+      this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
+      if (!fatalErrorOf(this.producer)) await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
+      // Asked after the abort too: a fenced producer's commit can fail with an error librdkafka takes as
+      // abortable (seen under load: EndTxn answered "Unknown broker error" while another producer fenced
+      // this one), and only the abort finds it fenced. librdkafka raises that fatal error before the abort
+      // returns, but its event.error comes at a later poll, after the source reported the EndTxn error:
+      // the fencing is what to report.
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
       this.aborted = this.fatal ?? asError(error);
-      this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
-      await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
       const next = this.next;
       this.next = undefined;
       next?.reject(this.aborted);
