@@ -85,7 +85,13 @@ interface PartitionState {
   /** Next offset after the last record handed to the runtime; undefined before the first. */
   next: number | undefined;
   maxTime: number;
+  /** When a record of it was last read, or its idle clock started (see {@link KafkaSource.idle}). */
   lastActivity: number;
+  /**
+   * Assigned, and no fetch answer for it seen yet: its idle clock has not started (its first records may
+   * still be on their way), so it holds the watermark.
+   */
+  unfetched: boolean;
   assigned: boolean;
   /** Reached the end of the partition (stop_at_end). */
   atEnd: boolean;
@@ -468,7 +474,7 @@ class KafkaSource {
       if (!state.assigned) continue;
       const own = state.maxTime - this.maxOutOfOrderness;
       if (own > mostAdvanced) mostAdvanced = own;
-      if (now - state.lastActivity >= this.idleTimeout) continue;
+      if (this.idle(state, now)) continue;
       anyActive = true;
       if (own < combined) combined = own;
     }
@@ -571,9 +577,33 @@ class KafkaSource {
       if (!state.assigned) continue;
       const own = state.maxTime - this.maxOutOfOrderness;
       // An idle partition follows the others, as it does in the combined watermark.
-      marks.set(state.id, now - state.lastActivity >= this.idleTimeout ? Math.max(own, combined) : own);
+      marks.set(state.id, this.idle(state, now) ? Math.max(own, combined) : own);
     }
     return marks;
+  }
+
+  /**
+   * Whether an assigned partition is idle: nothing read from it for idle_timeout. Its clock starts at
+   * the first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
+   * it; a local call), not at the assignment: the first fetch can take longer than idle_timeout (a
+   * loaded machine or broker, a scale-out state restore, the partitions paused while the buffer is
+   * full), and a partition declared idle before its records came would let the watermark pass them
+   * (late). One with nothing to read (empty, or read to its end before) starts its clock at that answer
+   * too, so it holds the watermark for idle_timeout after it, not for ever.
+   */
+  private idle(state: PartitionState, now: number): boolean {
+    if (state.unfetched) {
+      let highOffset = -1;
+      try {
+        highOffset = this.consumer.getWatermarkOffsets(state.topic, state.partition).highOffset;
+      } catch {
+        // Not known yet.
+      }
+      if (highOffset < 0) return false;
+      state.unfetched = false;
+      state.lastActivity = now;
+    }
+    return now - state.lastActivity >= this.idleTimeout;
   }
 
   partitionOffsets(): ReadonlyMap<string, number> {
@@ -1440,6 +1470,7 @@ class KafkaSource {
       if (state) {
         state.next = message.offset + 1;
         state.lastActivity = now;
+        state.unfetched = false;
       }
       const value = message.value;
       if (value === null) {
@@ -1501,7 +1532,7 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1 };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1 };
 }
 
 /** The partition key of the partition a consumer error is about ('' for none). */
@@ -1530,6 +1561,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.fetched = undefined;
   state.startOffset = undefined;
   state.lastActivity = now;
+  state.unfetched = true;
 }
 
 /**

@@ -1,0 +1,97 @@
+/**
+ * The kafka source's idle partitions at startup, against a real broker, on a clock the test moves: a
+ * partition assigned but not fetched yet holds the watermark (its records would otherwise come late),
+ * and one with nothing to read does not hold it for ever.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import type { ClickEvent, SourcePlugin } from 'tributary';
+import { testContext } from 'tributary/testing';
+import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
+import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, createTopic, produce, type RawRecord } from './kafka/client.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+const idleTimeout = 5_000;
+const maxOutOfOrderness = 1_000;
+
+/** 200 records of `partition`, one a second of event time from `base`. */
+const records = (partition: number): RawRecord[] =>
+  Array.from({ length: 200 }, (_, i) => ({ partition, key: `u${i}`, value: clickJson(i, base + i * 1_000, 'view', { seq: partition * 1_000 + i }) }));
+
+/**
+ * A kafka source reading `topic` on a clock that is the wall clock plus `skew.ms`. `onAssigned` runs
+ * when the source logs its assignment (synchronously, right after it hands the partitions to librdkafka,
+ * before any fetch of them can be answered).
+ */
+async function sourceOn(brokers: string, topic: string, skew: { ms: number }, onAssigned: () => void = () => undefined) {
+  const logger = pino({ level: 'info' }, {
+    write(line: string) {
+      if (line.includes('"kafka partitions assigned"')) onAssigned();
+    },
+  });
+  const context = testContext({ batchSize: 100, clock: { now: () => Date.now() + skew.ms }, logger, watermark: { maxOutOfOrderness, idleTimeout } });
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] } };
+  return (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+}
+
+test('a partition assigned but not fetched yet is not idle: a first fetch slower than idle_timeout does not make its records late', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('first-fetch');
+  await createTopic(brokers, topic, 2);
+  // The same event times in both partitions: whichever is read first, the other's records are behind it.
+  await produce(brokers, topic, [...records(0), ...records(1)]);
+  // The clock passes idle_timeout between the assignment and any fetch answer: a first fetch that took
+  // that long (a loaded machine or broker, a scale-out restore, partitions paused while the buffer is full).
+  const skew = { ms: 0 };
+  const source = await sourceOn(brokers, topic, skew, () => void (skew.ms += idleTimeout + 1));
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    let watermark = source.watermark!();
+    const late: number[] = [];
+    const read = new Set<number>();
+    while (read.size < 400) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      for (const event of next.value as ClickEvent[]) {
+        if (event.time < watermark) late.push(Number(event.attrs?.seq));
+        read.add(Number(event.attrs?.seq));
+      }
+      watermark = source.watermark!();
+    }
+    // Before: the partition read second was idle from its assignment on, so the watermark followed the
+    // first one's newest event, and about 100 of its records were late (behind by up to 99 s).
+    assert.deepEqual(late, []);
+  } finally {
+    await source.close?.();
+  }
+});
+
+test('a partition with nothing to read does not hold the watermark for ever: idle_timeout after its first fetch answer, the watermark follows the others', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('empty-partition');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, records(0));
+  const skew = { ms: 0 };
+  const source = await sourceOn(brokers, topic, skew);
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    let newest = -Infinity;
+    while (newest < base + 199_000) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      for (const event of next.value as ClickEvent[]) newest = Math.max(newest, event.time);
+    }
+    // Partition 1 is empty: it holds the watermark only until idle_timeout after its first fetch answer.
+    // Each look moves the clock on by idle_timeout, so this waits only for that answer (about a fetch).
+    await waitFor('the watermark to follow partition 0', () => {
+      skew.ms += idleTimeout;
+      return source.watermark!() === newest - maxOutOfOrderness;
+    }, 30_000);
+  } finally {
+    await source.close?.();
+  }
+});
