@@ -11,6 +11,7 @@ import { runYaml } from 'tributary/testing';
 import { TributaryError, type ClickEvent, type StreamRecord } from 'tributary';
 import type { KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { deleteRecordsBefore } from './kafka/broker.js';
 import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, startSource, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -497,4 +498,43 @@ test('with key_field, a key that is not UTF-8 text is dead-lettered with its exa
   }
   // A reason that is the same for every such record (the key is not in it), as other reasons are.
   assert.equal(new Set(dead.map((d) => d.reason)).size, 1);
+});
+
+test('a group whose committed offset lies below the log start (records deleted since), start_from latest: no stall is reported, and new records are read', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('below-log-start');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 1);
+  await produce(brokers, topic, Array.from({ length: 20 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq * 1000, 'view', { seq }) })));
+  // The group read up to offset 5; records before 10 are deleted since.
+  const committer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false }, {});
+  await new Promise<void>((resolve, reject) => committer.connect({}, (error) => (error ? reject(error) : resolve())));
+  committer.commitSync([{ topic, partition: 0, offset: 5 }]);
+  await new Promise<void>((resolve) => committer.disconnect(() => resolve()));
+  assert.equal(deleteRecordsBefore(brokers, topic, 0, 10), 10);
+  // librdkafka's fetch from 5 is out of range: it starts at the end (20) and delivers nothing, so the
+  // source has no position of librdkafka's. The clock runs 2 s ahead at every look (20 ms), past the
+  // stall check's 10 s several times over; before, it judged from the committed offset 5 and reported
+  // "librdkafka delivers no record from offset 5 on ... though the brokers hold records up to 19".
+  const skew = { ms: 0 };
+  const got = new Set<number>();
+  const source = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew.ms }, { start_from: 'latest' });
+  try {
+    // The clock stands still until the group assigned the partition (assignment_timeout runs on it too).
+    await waitFor('the partition assigned', () => source.partitionWatermarks!().size === 1);
+    const details: string[] = [];
+    for (let look = 0; look < 150; look++) {
+      skew.ms += 2_000;
+      const health = source.health!();
+      if (!health.ready && health.detail !== 'connecting') details.push(health.detail ?? '');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(details, []);
+    await produce(brokers, topic, [{ key: 'u100', value: clickJson(100, base + 100_000, 'view', { seq: 100 }) }]);
+    await waitFor('the record produced after the start', () => got.has(100));
+    assert.deepEqual([...got], [100]);
+  } finally {
+    await source.close();
+  }
 });

@@ -181,6 +181,21 @@ export function aclCommand(broker: NativeBroker, args: readonly string[]): void 
   if (result.status !== 0) throw new Error(`AclCommand ${args.join(' ')} failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
 }
 
+/**
+ * Deletes a partition's records before `offset` (Kafka's DeleteRecords: its log start offset moves
+ * there), for a group whose committed offset must lie below the log's start; returns the new log start
+ * offset. node-rdkafka has no binding for it: integration-tests/kafka/DeleteRecords.java, run by the
+ * JDK's `java` with the native broker's jars (`KAFKA_LIBS_DIR`), against any broker.
+ */
+export function deleteRecordsBefore(brokers: string, topic: string, partition: number, offset: number, libsDir = defaultLibsDir): number {
+  ensureBrokerJars(libsDir);
+  const jvm = ['-Xmx128m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Dlog4j.configuration=file:/dev/null'];
+  const args = [brokers.split(',')[0]!, topic, String(partition), String(offset)];
+  const result = spawnSync('java', [...jvm, '-cp', `${libsDir}/*`, join(sourceDir, 'DeleteRecords.java'), ...args], { encoding: 'utf8', timeout: 60_000 });
+  if (result.status !== 0) throw new Error(`DeleteRecords ${args.join(' ')} failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
+  return Number(result.stdout.trim());
+}
+
 export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
   const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
   if (java.status !== 0) throw new Error('java is not installed (Kafka needs Java 11+)');

@@ -1124,6 +1124,15 @@ class KafkaSource {
           seen.position = start;
         }
         if (this.progress.get(key) !== seen || this.closing) return;
+        // Below the log's start (its records deleted since the offset was committed or saved): no fetch
+        // is made there; librdkafka's is out of range and it starts over from `start_from`'s end. Judged
+        // from there, after another noProgressMs (before: a false stall, with start_from latest).
+        if (seen.position < lowOffset) {
+          const reset = this.config.start_from === 'earliest' ? lowOffset : highOffset;
+          if (state && state.startOffset === seen.position) state.startOffset = reset;
+          seen.position = reset;
+          return void (seen.since = this.context.clock.now());
+        }
         // Held by an open transaction: look again after another noProgressMs.
         if (highOffset <= seen.position) return void (seen.since = this.context.clock.now());
         this.progress.delete(key);
