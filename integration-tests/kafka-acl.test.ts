@@ -68,6 +68,31 @@ test('a partition whose fetch the brokers deny: the source is not ready, naming 
   }
 });
 
+test('a partition whose fetch the brokers deny from the start does not hold the watermark of the others for longer than idle_timeout', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await brokerWithReader();
+  t.after(() => broker.stop());
+  const admin = broker.plaintext!;
+  const [allowed, denied] = [uniqueTopic('acl-allowed'), uniqueTopic('acl-denied')];
+  for (const topic of [allowed, denied]) await createTopic(admin, topic, 1);
+  await produce(admin, allowed, views(1_000, 20));
+  await produce(admin, denied, views(0, 20));
+  aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+  const skew = { ms: 0 };
+  const got = new Set<number>();
+  const idleTimeout = 5_000;
+  const instance = await startSource(broker.brokers, allowed, `g-${allowed}`, got, { now: () => Date.now() + skew.ms }, { topics: [allowed, denied], security: alice }, { watermark: { maxOutOfOrderness: 0, idleTimeout } });
+  try {
+    await waitFor('the allowed topic read and the denied one named', () => got.has(1_019) && /cannot read topic '.*'/.test(instance.health!().detail ?? ''), 60_000);
+    // The denied partition was never fetched: its idle clock starts when it is found unreadable, or it
+    // would hold the watermark for as long as it stays denied.
+    skew.ms += idleTimeout;
+    assert.equal(instance.watermark!(), base + 1_019);
+  } finally {
+    await instance.close?.();
+  }
+});
+
 test('a sink whose producer the brokers refuse for good (no right to write anywhere): not ready, and the pipeline fails with librdkafka\'s fatal error', async (t) => {
   if (!kafkaBrokers(t)) return;
   const broker = await brokerWithReader();

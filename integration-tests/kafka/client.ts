@@ -5,7 +5,7 @@
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError, Message } from 'node-rdkafka';
 import { disconnectProducer } from '../../plugins/kafka/common.js';
-import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type SinkPlugin, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
+import { defineOperator, defineSink, recordOperator, type ClickEvent, type OperatorPlugin, type PluginContext, type SinkPlugin, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import { testContext } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from '../../plugins/kafka/source.js';
 
@@ -235,9 +235,10 @@ export async function startSource(
   got: Set<number>,
   clock = { now: () => Date.now() },
   extra: Partial<KafkaSourceConfig> = {},
+  contextOverrides: Partial<PluginContext> = {},
 ): Promise<Source & { reading: Promise<void>; failures: Error[]; close(): Promise<void> }> {
   const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, ...extra };
-  const context = testContext({ batchSize: 100, clock });
+  const context = testContext({ batchSize: 100, clock, ...contextOverrides });
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
   const reading = (async () => {
     for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));

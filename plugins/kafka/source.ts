@@ -888,6 +888,12 @@ class KafkaSource {
     const key = partitionKey(at.topic, at.partition);
     const state = this.partitions.get(key);
     if (!state?.assigned || this.blocked.has(key)) return;
+    // Its idle clock starts if no fetch of it was answered yet (see idle): a partition the source cannot
+    // read holds the watermark of the others for idle_timeout, not for as long as it stays unreadable.
+    if (state.unfetched) {
+      state.unfetched = false;
+      state.lastActivity = this.context.clock.now();
+    }
     this.blocked.set(key, denied ? { state, reason, denialSeen: false } : { state, reason });
     this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
   }
