@@ -11,6 +11,7 @@ import { defineOperator, eachOf, inTurns, parseDuration, partsOf, recordOperator
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
+import { checkLengths, columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -42,15 +43,151 @@ interface PendingChurn {
   userId: string;
 }
 
-/** A user as snapshotted: pending predictions as (id, end, back). */
+/** A user as the first format snapshotted it (one object each): pending predictions as (id, end, back). */
 type SavedUser = Omit<UserState, 'pending'> & { pending: [string, number, number][] };
 
+/** The users as columns (see flat.ts), a row each, in the map's order. */
+interface SavedUsers {
+  keys: string[];
+  firstSeen: Column;
+  sessions: Column;
+  purchases: Column;
+  /** NaN: none yet. */
+  lastEnd: Column;
+  gapSum: Column;
+  /** Open sessions per user, then their ids and starts, user after user. */
+  openCounts: Column;
+  openIds: string[];
+  openStarts: Column;
+  /** Pending predictions per user, then their ids, ends and backs, user after user. */
+  pendingCounts: Column;
+  pendingIds: string[];
+  pendingEnds: Column;
+  pendingBacks: Column;
+  /** Each user's partition (null: none); absent when no user has one. */
+  partitions?: (string | null)[];
+}
+
+/** The deadline heap as columns, in its order. */
+interface SavedDeadlines {
+  at: Column;
+  ids: string[];
+  userIds: string[];
+}
+
 interface ChurnState {
+  /** 2: users and deadlines as columns. Absent: the first format, one tuple each (restored still). */
+  format?: 2;
   learner: LearnerState;
-  users: [string, SavedUser][];
-  /** (deadline, prediction id, user). */
-  deadlines: [number, string, string][];
+  users: SavedUsers | [string, SavedUser][];
+  /** The first format: (deadline, prediction id, user). */
+  deadlines: SavedDeadlines | [number, string, string][];
   sequences: [string, Step[]][];
+}
+
+/** The users and deadline heap in the columns of a snapshot, in parts. */
+function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[]): Generator<void, { users: SavedUsers; deadlines: SavedDeadlines }, void> {
+  const n = users.size;
+  const keys: string[] = [];
+  const openIds: string[] = [];
+  const openStarts: number[] = [];
+  const pendingIds: string[] = [];
+  const pendingEnds: number[] = [];
+  const pendingBacks: number[] = [];
+  const partitions: (string | null)[] = [];
+  let partitioned = false;
+  const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = Array.from({ length: 7 }, () => new Float64Array(n));
+  let row = 0;
+  yield* eachOf(users, ([key, u]) => {
+    keys.push(key);
+    firstSeen![row] = u.firstSeen;
+    sessions![row] = u.sessions;
+    purchases![row] = u.purchases;
+    lastEnd![row] = u.lastEnd ?? NaN;
+    gapSum![row] = u.gapSum;
+    openCounts![row] = u.open.length;
+    for (const [id, start] of u.open) {
+      openIds.push(id);
+      openStarts.push(start);
+    }
+    pendingCounts![row] = u.pending.length;
+    for (const p of u.pending) {
+      pendingIds.push(p.sample.id);
+      pendingEnds.push(p.end);
+      pendingBacks.push(p.back);
+    }
+    partitions.push(u.partition ?? null);
+    if (u.partition !== undefined) partitioned = true;
+    row++;
+  });
+  const at = Float64Array.from(deadlines);
+  const ids: string[] = [];
+  const userIds: string[] = [];
+  yield* partsOf(deadlines.length, (from, to) => {
+    for (let i = from; i < to; i++) {
+      ids.push(deadlineOf[i]!.sample.id);
+      userIds.push(deadlineOf[i]!.userId);
+    }
+  });
+  const c = yield* encodeColumns([firstSeen!, sessions!, purchases!, lastEnd!, gapSum!, openCounts!, Float64Array.from(openStarts), pendingCounts!, Float64Array.from(pendingEnds), Float64Array.from(pendingBacks), at]);
+  return {
+    users: {
+      keys,
+      firstSeen: c[0]!,
+      sessions: c[1]!,
+      purchases: c[2]!,
+      lastEnd: c[3]!,
+      gapSum: c[4]!,
+      openCounts: c[5]!,
+      openIds,
+      openStarts: c[6]!,
+      pendingCounts: c[7]!,
+      pendingIds,
+      pendingEnds: c[8]!,
+      pendingBacks: c[9]!,
+      ...(partitioned ? { partitions } : {}),
+    },
+    deadlines: { at: c[10]!, ids, userIds },
+  };
+}
+
+/**
+ * The users of a snapshot's columns into `into`, their pending predictions by id into `pendingById`,
+ * in parts (see inTurns); throws on columns that do not fit together.
+ */
+function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingById: Map<string, PendingChurn>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
+  const what = 'churn snapshot: users';
+  const keys = stringsOf(saved.keys, undefined, what);
+  const n = keys.length;
+  const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = [saved.firstSeen, saved.sessions, saved.purchases, saved.lastEnd, saved.gapSum, saved.openCounts, saved.pendingCounts].map((column) => columnOf(column, n, what));
+  const openIds = stringsOf(saved.openIds, undefined, what);
+  const openStarts = columnOf(saved.openStarts, openIds.length, what);
+  checkLengths(openCounts!, openIds.length, what);
+  const pendingIds = stringsOf(saved.pendingIds, undefined, what);
+  const pendingEnds = columnOf(saved.pendingEnds, pendingIds.length, what);
+  const pendingBacks = columnOf(saved.pendingBacks, pendingIds.length, what);
+  checkLengths(pendingCounts!, pendingIds.length, what);
+  const partitions = optionalStringsOf(saved.partitions, n, what);
+  let atOpen = 0;
+  let atPending = 0;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const key = keys[i]!;
+      const open: [string, number][] = [];
+      for (const end = atOpen + openCounts![i]!; atOpen < end; atOpen++) open.push([openIds[atOpen]!, openStarts[atOpen]!]);
+      const pending: PendingChurn[] = [];
+      for (const end = atPending + pendingCounts![i]!; atPending < end; atPending++) {
+        const p: PendingChurn = { sample: handleOf(pendingIds[atPending]!), end: pendingEnds[atPending]!, back: pendingBacks[atPending]!, userId: key };
+        pending.push(p);
+        pendingById.set(p.sample.id, p);
+      }
+      const end = lastEnd![i]!;
+      const user: UserState = { firstSeen: firstSeen![i]!, sessions: sessions![i]!, purchases: purchases![i]!, lastEnd: end === end ? end : undefined, gapSum: gapSum![i]!, open, pending };
+      const partition = partitions?.[i];
+      if (partition != null) user.partition = partition;
+      into.set(key, user);
+    }
+  });
 }
 
 /** Features churn computes itself from the summary and the user's history. */
@@ -361,15 +498,8 @@ export default defineOperator<ChurnModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            const savedUsers: [string, SavedUser][] = [];
-            yield* eachOf(users, ([key, u]) =>
-              savedUsers.push([key, { ...u, open: u.open.map((o) => [...o] as [string, number]), pending: u.pending.map((p) => [p.sample.id, p.end, p.back] as [string, number, number]) }]),
-            );
-            const savedDeadlines: [number, string, string][] = [];
-            yield* partsOf(deadlines.length, (from, to) => {
-              for (let i = from; i < to; i++) savedDeadlines.push([deadlines[i]!, deadlineOf[i]!.sample.id, deadlineOf[i]!.userId]);
-            });
-            return { learner: saved, users: savedUsers, deadlines: savedDeadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+            const columns = yield* saveUsers(users, deadlines, deadlineOf);
+            return { format: 2, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
           })(),
         );
       },
@@ -383,20 +513,32 @@ export default defineOperator<ChurnModelConfig>({
             const handleOf = yield* learner.handlesById();
             const pendingById = new Map<string, PendingChurn>();
             const restored = new Map<string, UserState>();
-            yield* eachOf(saved.users, ([key, user]) => {
-              const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
-              for (const p of pending) pendingById.set(p.sample.id, p);
-              restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
-            });
+            if (Array.isArray(saved.users)) {
+              yield* eachOf(saved.users, ([key, user]) => {
+                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
+                for (const p of pending) pendingById.set(p.sample.id, p);
+                restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
+              });
+            } else yield* restoreUsers(saved.users, restored, pendingById, handleOf);
             const restoredDeadlines: number[] = [];
             const restoredDeadlineOf: PendingChurn[] = [];
             // In their saved order (a heap already). A deadline whose prediction no user holds any more
             // gets a stand-in, skipped when popped.
-            yield* eachOf(saved.deadlines, ([deadline, id, userId]) => {
+            const restoreDeadline = (deadline: number, id: string, userId: string): void => {
               restoredDeadlines.push(deadline);
               const pending = pendingById.get(id);
               restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
-            });
+            };
+            if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
+            else {
+              const what = 'churn snapshot: deadlines';
+              const ids = stringsOf(saved.deadlines.ids, undefined, what);
+              const userIds = stringsOf(saved.deadlines.userIds, ids.length, what);
+              const at = columnOf(saved.deadlines.at, ids.length, what);
+              yield* partsOf(ids.length, (from, to) => {
+                for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
+              });
+            }
             if (sequences) yield* sequences.loadParts(saved.sequences);
             users = restored;
             deadlines = restoredDeadlines;

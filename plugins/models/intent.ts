@@ -6,10 +6,11 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { defineOperator, eachOf, inTurns, parseDuration, type ClickEvent, type Emit, type EntryProblem, type OutlineEntry, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { defineOperator, eachOf, inTurns, parseDuration, partsOf, type ClickEvent, type Emit, type EntryProblem, type OutlineEntry, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
+import { checkLengths, columnOf, encodeColumns, stringsOf, type Column } from './flat.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
@@ -27,12 +28,33 @@ interface SessionState {
   ids?: IdPrefix;
 }
 
-/** A session as snapshotted: its predictions by id. */
+/** A session as the first format snapshotted it (one object each): its predictions by id. */
 type SavedSession = Omit<SessionState, 'pending'> & { pending: string[] };
 
+/** The sessions as columns (see flat.ts), a row each, in the map's order. */
+interface SavedSessions {
+  keys: string[];
+  userIds: string[];
+  last: Column;
+  /** SESSION_PURCHASED | SESSION_LABELLED | SESSION_HAS_IDS. */
+  flags: Column;
+  /** The id prefix (IdPrefix h1, h2) where SESSION_HAS_IDS. */
+  idsH1: Column;
+  idsH2: Column;
+  /** Predictions waiting for each session's label, then their ids, session after session. */
+  pendingCounts: Column;
+  pending: string[];
+}
+
+const SESSION_PURCHASED = 1;
+const SESSION_LABELLED = 2;
+const SESSION_HAS_IDS = 4;
+
 interface IntentState {
+  /** 2: sessions as columns. Absent: the first format, sessions as [key, SavedSession] (restored still). */
+  format?: 2;
   learner: LearnerState;
-  sessions: [string, SavedSession][];
+  sessions: SavedSessions | [string, SavedSession][];
   sequences: [string, Step[]][];
   ended: boolean;
 }
@@ -66,6 +88,32 @@ function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutli
     },
   ];
 }
+/** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
+function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
+  const what = 'intent snapshot: sessions';
+  const keys = stringsOf(saved.keys, undefined, what);
+  const n = keys.length;
+  const userIds = stringsOf(saved.userIds, n, what);
+  const last = columnOf(saved.last, n, what);
+  const flags = columnOf(saved.flags, n, what);
+  const idsH1 = columnOf(saved.idsH1, n, what);
+  const idsH2 = columnOf(saved.idsH2, n, what);
+  const pendingCounts = columnOf(saved.pendingCounts, n, what);
+  const pending = stringsOf(saved.pending, undefined, what);
+  checkLengths(pendingCounts, pending.length, what);
+  let at = 0;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const handles: SampleHandle[] = [];
+      for (const end = at + pendingCounts[i]!; at < end; at++) handles.push(handleOf(pending[at]!));
+      const f = flags[i]!;
+      const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]! };
+      if ((f & SESSION_HAS_IDS) !== 0) state.ids = { h1: idsH1[i]!, h2: idsH2[i]! };
+      into.set(keys[i]!, state);
+    }
+  });
+}
+
 const noNames: readonly string[] = [];
 const noValues = new Float32Array(0);
 
@@ -211,9 +259,28 @@ export default defineOperator<IntentModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            const savedSessions: [string, SavedSession][] = [];
-            yield* eachOf(sessions, ([key, value]) => savedSessions.push([key, { ...value, pending: value.pending.map((s) => s.id) }]));
-            return { learner: saved, sessions: savedSessions, sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            const n = sessions.size;
+            const keys: string[] = [];
+            const userIds: string[] = [];
+            const pending: string[] = [];
+            const [last, flags, idsH1, idsH2, pendingCounts] = Array.from({ length: 5 }, () => new Float64Array(n));
+            let row = 0;
+            yield* eachOf(sessions, ([key, value]) => {
+              keys.push(key);
+              userIds.push(value.userId);
+              last[row] = value.last;
+              flags[row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
+              if (value.ids) {
+                idsH1[row] = value.ids.h1;
+                idsH2[row] = value.ids.h2;
+              }
+              pendingCounts[row] = value.pending.length;
+              for (const sample of value.pending) pending.push(sample.id);
+              row++;
+            });
+            const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!]);
+            const savedSessions: SavedSessions = { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, pending };
+            return { format: 2, learner: saved, sessions: savedSessions, sequences: sequences ? yield* sequences.stateParts() : [], ended };
           })(),
         );
       },
@@ -226,7 +293,8 @@ export default defineOperator<IntentModelConfig>({
             yield* learner.restoreParts(saved.learner);
             const handleOf = yield* learner.handlesById();
             const restored = new Map<string, SessionState>();
-            yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
+            if (Array.isArray(saved.sessions)) yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
+            else yield* restoreSessions(saved.sessions, restored, handleOf);
             if (sequences) yield* sequences.loadParts(saved.sequences);
             sessions = restored;
             ended = saved.ended;

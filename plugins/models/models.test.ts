@@ -17,6 +17,7 @@ import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
 import { resolveConfig } from './config.js';
+import * as format1 from './snapshots-format1.js';
 
 const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
 const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
@@ -779,6 +780,44 @@ for (const [name, plugin, kind] of [
     for (const run of [whole, busy, restored]) await run.operator.close?.();
   });
 }
+
+for (const [name, plugin, config, saved] of [
+  ['intent', intentModel, format1.intentConfig, format1.intentFormat1],
+  ['churn', churnModel, format1.churnConfig, format1.churnFormat1],
+] as const) {
+  test(`${name}: a checkpoint in the first snapshot format (one object per ${name === 'intent' ? 'session' : 'user'}, written by 9eb35de) restores to the uninterrupted run`, async () => {
+    const input = separableIntentStream(40, 3);
+    const reported: IntentModelConfig = { ...(config as IntentModelConfig), report: true };
+    const whole = await runOperator(plugin, reported, input);
+    const first = await runOperator(plugin, reported, input.slice(0, format1.cut));
+    // The old format's state is the state this release snapshots at the same cut (in its own format).
+    const restoredOld = await fedOperator(plugin, reported, saved);
+    assert.deepEqual(JSON.parse(JSON.stringify(await restoredOld.operator.snapshot!())), first.state);
+    assert.equal((first.state as { format?: number }).format, 2);
+    for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
+    restoredOld.input.complete();
+    await restoredOld.done;
+    await restoredOld.operator.close?.();
+    assert.ok(of(restoredOld.output, 'prediction').length > 0);
+    assert.equal(modelOutputs(first.output) + (modelOutputs(first.output) ? '\n' : '') + modelOutputs(restoredOld.output), modelOutputs(whole.output));
+  });
+}
+
+test('a damaged columnar snapshot is refused by restore with what is wrong, not half restored', async () => {
+  const input = separableIntentStream(40, 3);
+  for (const [plugin, config, damage, message] of [
+    [intentModel, format1.intentConfig, (state: Record<string, Record<string, unknown>>) => void (state.sessions!.pending = []), /intent snapshot: sessions: lengths add up to \d+, the list holds 0/],
+    [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.users!.keys = ['only-one']), /churn snapshot: users: \d+ values, expected 1/],
+  ] as const) {
+    const first = await runOperator(plugin, config as IntentModelConfig, input.slice(0, format1.cut));
+    const state = first.state as Record<string, Record<string, unknown>>;
+    damage(state);
+    const operator = await plugin.create({ ...(config as IntentModelConfig) }, testContext());
+    await operator.open?.();
+    await assert.rejects(Promise.resolve(operator.restore!(state)), message);
+    await operator.close?.();
+  }
+});
 
 test('a snapshot with a single sample waiting for its prediction batch restores and predicts it', async () => {
   const input = separableIntentStream(60, 5);
