@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { eachOf, PartedSnapshots, TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
+import { eachOf, PartedSnapshots, partsOf, TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -18,6 +18,7 @@ import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
+import { checkLengths, columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
 
 /** What a task operator hands in: one prediction to make (read during `submit` only: one object may serve every call). */
 export interface SampleInput {
@@ -83,6 +84,37 @@ interface EncodedSample {
   dropped?: true;
 }
 
+/**
+ * Samples as columns (see flat.ts), a row each, in order: the first format's object per sample, its
+ * features a base64 string each, cost a JSON object and a buffer per sample to write and read back.
+ */
+interface SavedSamples {
+  ids: string[];
+  userIds: string[];
+  /** null: none. Absent: no sample has one. */
+  sessionIds?: (string | null)[];
+  time: Column;
+  /** SAMPLE_* bits. */
+  flags: Column;
+  /** Where SAMPLE_SCORED (any float, NaN included: a diverged model's), else 0. */
+  score: Column;
+  /** Where SAMPLE_LABELLED, else 0. */
+  label: Column;
+  /** The normalised features of the rows with SAMPLE_ROW, one after another (float32s, base64). */
+  x: string;
+  /** The features as given, of rows with SAMPLE_RAW (base64 float32s each; a snapshot of the first format restored). */
+  raw?: string[];
+  /** The sequences of rows with SAMPLE_SEQ (gru), `length` steps each, one after another. */
+  seq?: { length: number; types: Column; categories: Column; steps: string };
+}
+
+const SAMPLE_DROPPED = 1;
+const SAMPLE_ROW = 2;
+const SAMPLE_SEQ = 4;
+const SAMPLE_RAW = 8;
+const SAMPLE_SCORED = 16;
+const SAMPLE_LABELLED = 32;
+
 /** The model as saved to a checkpoint folder (a warm start reads it). */
 export interface SavedModel {
   format: 1;
@@ -97,11 +129,12 @@ export interface SavedModel {
 }
 
 export interface LearnerState {
-  format: 1;
+  /** 2: samples as columns; 1: an object each (restored still). */
+  format: 1 | 2;
   saved: SavedModel | null;
-  toPredict: EncodedSample[];
-  awaiting: EncodedSample[];
-  toLearn: EncodedSample[];
+  toPredict: SavedSamples | EncodedSample[];
+  awaiting: SavedSamples | EncodedSample[];
+  toLearn: SavedSamples | EncodedSample[];
   prequential: PrequentialState;
   drift: DriftState;
   /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
@@ -935,16 +968,15 @@ export class OnlineLearner {
     const saved = this.savedModel();
     const prequential = this.prequential.state();
     const drift = this.drift.state();
-    const toPredict: EncodedSample[] = [];
-    const awaiting: EncodedSample[] = [];
-    const toLearn: EncodedSample[] = [];
-    yield* eachOf(this.toPredict, (s) => toPredict.push(this.encodeSample(s)));
+    const toPredict = yield* this.saveSamples(this.toPredict);
     // Only predicted ones: the others are in toPredict (restore holds those again).
+    const predicted: Sample[] = [];
     yield* eachOf(this.awaitingSamples(), (s) => {
-      if (s.score !== undefined) awaiting.push(this.encodeSample(s));
+      if (s.score !== undefined) predicted.push(s);
     });
-    yield* eachOf(this.toLearn, (s) => toLearn.push(this.encodeSample(s)));
-    return { format: 1, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
+    const awaiting = yield* this.saveSamples(predicted);
+    const toLearn = yield* this.saveSamples(this.toLearn);
+    return { format: 2, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
   }
 
   /**
@@ -958,9 +990,9 @@ export class OnlineLearner {
     const awaiting: Sample[] = [];
     const toLearn: Sample[] = [];
     const slabs = this.restoredSlabs();
-    yield* eachOf(state.toPredict, (e) => toPredict.push(this.decodeSample(e, slabs)));
-    yield* eachOf(state.awaiting, (e) => awaiting.push(this.decodeSample(e, slabs)));
-    yield* eachOf(state.toLearn, (e) => toLearn.push(this.decodeSample(e, slabs)));
+    yield* this.restoreSamples(state.toPredict, toPredict, slabs, 'toPredict');
+    yield* this.restoreSamples(state.awaiting, awaiting, slabs, 'awaiting');
+    yield* this.restoreSamples(state.toLearn, toLearn, slabs, 'toLearn');
     this.toPredict = toPredict;
     // Handles from before the restore are stale: released, so labelling one is a late label.
     this.releaseAll();
@@ -996,46 +1028,156 @@ export class OnlineLearner {
     return row;
   }
 
-  private encodeSample(s: Sample): EncodedSample {
-    const out: EncodedSample = { id: s.id, userId: s.userId, time: s.time };
-    if (s.raw) out.raw = encodeFloats(s.raw);
-    if (s.sessionId !== undefined) out.sessionId = s.sessionId;
-    if (s.rows) out.x = encodeFloats(s.rows.subarray(s.row, s.row + this.features!.length));
-    if (s.seq) out.seq = { types: Array.from(s.seq.types), categories: Array.from(s.seq.categories), steps: encodeFloats(s.seq.steps) };
-    if (s.score !== undefined) out.score = s.score;
-    if (s.label !== undefined) out.label = s.label;
-    if (s.released && s.label === undefined) out.dropped = true;
-    return out;
+  /** The samples as columns, in parts (see snapshotParts). */
+  private *saveSamples(samples: readonly Sample[]): Generator<void, SavedSamples, void> {
+    const n = samples.length;
+    const d = this.features?.length ?? 0;
+    const ids: string[] = [];
+    const userIds: string[] = [];
+    const sessionIds: (string | null)[] = [];
+    let withSession = false;
+    const raw: string[] = [];
+    const [time, flags, score, label] = Array.from({ length: 4 }, () => new Float64Array(n));
+    const x = new Float32Array(n * d);
+    let xRows = 0;
+    let seqLength = -1;
+    const types: number[] = [];
+    const categories: number[] = [];
+    const steps: number[] = [];
+    yield* partsOf(n, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const s = samples[i]!;
+        ids.push(s.id);
+        userIds.push(s.userId);
+        sessionIds.push(s.sessionId ?? null);
+        if (s.sessionId !== undefined) withSession = true;
+        time[i] = s.time;
+        let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
+        if (s.rows) {
+          f |= SAMPLE_ROW;
+          // A loop, not a subarray per sample (a view is an allocation).
+          for (let k = 0, from = s.row, at = xRows++ * d; k < d; k++) x[at + k] = s.rows[from + k]!;
+        }
+        if (s.seq) {
+          if (seqLength < 0) seqLength = s.seq.types.length;
+          if (s.seq.types.length !== seqLength || s.seq.categories.length !== seqLength || s.seq.steps.length !== seqLength * stepFeatures) throw new RangeError(`sequences of ${seqLength} and ${s.seq.types.length} steps in one snapshot`);
+          f |= SAMPLE_SEQ;
+          for (let k = 0; k < seqLength; k++) types.push(s.seq.types[k]!), categories.push(s.seq.categories[k]!);
+          for (let k = 0; k < s.seq.steps.length; k++) steps.push(s.seq.steps[k]!);
+        }
+        if (s.raw) {
+          f |= SAMPLE_RAW;
+          raw.push(encodeFloats(s.raw));
+        }
+        if (s.score !== undefined) {
+          f |= SAMPLE_SCORED;
+          score[i] = s.score;
+        }
+        if (s.label !== undefined) {
+          f |= SAMPLE_LABELLED;
+          label[i] = s.label;
+        }
+        flags[i] = f;
+      }
+    });
+    const withSeq = seqLength >= 0;
+    const columns = yield* encodeColumns([time!, flags!, score!, label!, ...(withSeq ? [Float64Array.from(types), Float64Array.from(categories)] : [])]);
+    const saved: SavedSamples = { ids, userIds, time: columns[0]!, flags: columns[1]!, score: columns[2]!, label: columns[3]!, x: encodeFloats(x.subarray(0, xRows * d)) };
+    if (withSession) saved.sessionIds = sessionIds;
+    if (raw.length > 0) saved.raw = raw;
+    if (withSeq) saved.seq = { length: seqLength, types: columns[4]!, categories: columns[5]!, steps: encodeFloats(Float32Array.from(steps)) };
+    return saved;
+  }
+
+  /** Samples of either format into `into`, in parts (see restoreParts); throws on columns that do not fit together. */
+  private *restoreSamples(saved: SavedSamples | EncodedSample[], into: Sample[], slabs: () => { rows: Float32Array; row: number }, list: string): Generator<void, void, void> {
+    if (Array.isArray(saved)) {
+      yield* eachOf(saved, (e) => into.push(this.decodeSample(e, slabs)));
+      return;
+    }
+    const what = `learner snapshot: ${list}`;
+    const ids = stringsOf(saved.ids, undefined, what);
+    const n = ids.length;
+    const userIds = stringsOf(saved.userIds, n, what);
+    const sessionIds = optionalStringsOf(saved.sessionIds, n, what);
+    const [time, flags, score, label] = [saved.time, saved.flags, saved.score, saved.label].map((column) => columnOf(column, n, what));
+    const count = (bit: number): Float64Array => flags!.map((f) => (f & bit) !== 0 ? 1 : 0);
+    const d = this.features?.length ?? 0;
+    const withRow = count(SAMPLE_ROW);
+    if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
+    const x = decodeFloats(saved.x);
+    checkLengths(withRow, x.length / (d || 1), `${what}: feature rows`);
+    if (d === 0 && x.length > 0) throw new Error(`${what}: feature rows for a model without features`);
+    const withRaw = count(SAMPLE_RAW);
+    const raw = stringsOf(saved.raw ?? [], undefined, what);
+    checkLengths(withRaw, raw.length, `${what}: raw features`);
+    const withSeq = count(SAMPLE_SEQ);
+    const L = saved.seq?.length ?? 0;
+    const seqRows = withSeq.reduce((a, b) => a + b, 0);
+    const types = saved.seq ? columnOf(saved.seq.types, seqRows * L, what) : new Float64Array(0);
+    const categories = saved.seq ? columnOf(saved.seq.categories, seqRows * L, what) : new Float64Array(0);
+    const steps = saved.seq ? decodeFloats(saved.seq.steps) : new Float32Array(0);
+    if (seqRows > 0 && (!Number.isSafeInteger(L) || L < 1 || steps.length !== seqRows * L * stepFeatures)) throw new Error(`${what}: sequences do not fit their rows`);
+    let atRow = 0;
+    let atRaw = 0;
+    let atSeq = 0;
+    yield* partsOf(n, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const f = flags![i]!;
+        let rows: Float32Array | undefined;
+        let row = 0;
+        if ((f & SAMPLE_ROW) !== 0) {
+          ({ rows, row } = slabs());
+          for (let k = 0, at = atRow++ * d; k < d; k++) rows[row + k] = x[at + k]!;
+          if (this.withOnes) rows[row + d] = 1;
+        }
+        let seq: SequenceSample | undefined;
+        if ((f & SAMPLE_SEQ) !== 0) {
+          seq = { types: Int32Array.from(types.subarray(atSeq * L, (atSeq + 1) * L)), categories: Int32Array.from(categories.subarray(atSeq * L, (atSeq + 1) * L)), steps: steps.slice(atSeq * L * stepFeatures, (atSeq + 1) * L * stepFeatures) };
+          atSeq++;
+        }
+        const s = newSample(ids[i]!, userIds[i]!, sessionIds?.[i] ?? undefined, time![i]!, rows, row, seq);
+        if ((f & SAMPLE_RAW) !== 0) s.raw = decodeFloats(raw[atRaw++]!);
+        if ((f & SAMPLE_SCORED) !== 0) s.score = score![i]!;
+        if ((f & SAMPLE_LABELLED) !== 0) s.label = label![i]!;
+        // Still to be predicted and emitted, but no longer awaited: its label, if one comes, is late.
+        if ((f & SAMPLE_DROPPED) !== 0) s.released = true;
+        into.push(s);
+      }
+    });
   }
 
   /**
    * Where restored samples' rows go: slabs of `batch.max_size` rows in the slab's format, as at
    * submit (a buffer of its own per sample, and one more to decode it into, made 200,000 ArrayBuffers
-   * for 100,000 samples awaiting labels: work for the garbage collector while the loop waits).
+   * for 100,000 samples awaiting labels: work for the garbage collector while the loop waits). The
+   * caller writes the row's features, then its 1 where the model folds biases in.
    */
-  private restoredSlabs(): (data: string) => { rows: Float32Array; row: number } {
+  private restoredSlabs(): () => { rows: Float32Array; row: number } {
     const stride = this.stride;
     const size = this.config.batch.maxSize * stride;
     const place = { rows: new Float32Array(0), row: 0 };
     let used = size;
-    return (data) => {
+    return () => {
       if (used + stride > size) {
         place.rows = new Float32Array(size);
         used = 0;
       }
-      if (decodeFloatsInto(data, place.rows, used) > this.features!.length) throw new RangeError(`a saved sample has more features than the model's ${this.features!.length}`);
-      if (this.withOnes) place.rows[used + this.features!.length] = 1;
       place.row = used;
       used += stride;
       return place;
     };
   }
 
-  /** After the saved model is loaded (the row format is the model's); `slabs` places its row. */
-  private decodeSample(e: EncodedSample, slabs: (data: string) => { rows: Float32Array; row: number }): Sample {
+  /** A sample of the first format, after the saved model is loaded (the row format is the model's); `slabs` places its row. */
+  private decodeSample(e: EncodedSample, slabs: () => { rows: Float32Array; row: number }): Sample {
     let rows: Float32Array | undefined;
     let row = 0;
-    if (e.x) ({ rows, row } = slabs(e.x));
+    if (e.x) {
+      ({ rows, row } = slabs());
+      if (decodeFloatsInto(e.x, rows, row) > this.features!.length) throw new RangeError(`a saved sample has more features than the model's ${this.features!.length}`);
+      if (this.withOnes) rows[row + this.features!.length] = 1;
+    }
     const seq = e.seq ? { types: Int32Array.from(e.seq.types), categories: Int32Array.from(e.seq.categories), steps: decodeFloats(e.seq.steps) } : undefined;
     const s = newSample(e.id, e.userId, e.sessionId, e.time, rows, row, seq);
     if (e.raw !== undefined) s.raw = decodeFloats(e.raw);

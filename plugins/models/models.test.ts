@@ -828,8 +828,8 @@ test('a snapshot with a single sample waiting for its prediction batch restores 
   let singles = 0;
   for (const cut of [101, 102, 103]) {
     const first = await runOperator(intentModel, config, input.slice(0, cut));
-    const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as { learner: { toPredict: unknown[] } };
-    if (saved.learner.toPredict.length === 1) singles++;
+    const saved = JSON.parse(JSON.stringify(await first.operator.snapshot!())) as { learner: { toPredict: { ids: string[] } } };
+    if (saved.learner.toPredict.ids.length === 1) singles++;
     const operator = await intentModel.create({ ...config }, testContext());
     await operator.open?.();
     await operator.restore!(saved);
@@ -842,7 +842,7 @@ test('a snapshot with a single sample waiting for its prediction batch restores 
     await ending.restore!(saved);
     const last = predictions(await lastValueFrom(ending.apply(from([watermark(Infinity)])).pipe(toArray())));
     await ending.close?.();
-    assert.equal(last.length, saved.learner.toPredict.length);
+    assert.equal(last.length, saved.learner.toPredict.ids.length);
     const endedThere = await runOperator(intentModel, config, [...input.slice(0, cut), watermark(Infinity)]);
     assert.deepEqual([...predictions(first.output), ...last], predictions(endedThere.output), `cut ${cut}, ended`);
   }
