@@ -5,7 +5,8 @@
  * plain value stringified at once, or a promise awaited and its value stringified in parts
  * (stringifyInParts); the restore as at start: JSON.parse of the text, then restore(). For each, the
  * longest the event loop went without turning (as a 1 ms timer sees it, in wall and CPU time) and
- * the whole time and CPU time (the process's: its GC threads too). Three rounds each.
+ * the whole time and CPU time (the process's: its GC threads too), and the parse's (a snapshot format
+ * moves work, and garbage, between the parse and restore()). Three rounds each.
  *
  *   node --max-old-space-size=8192 dist/bench/model-snapshots.js [n=100000]
  */
@@ -74,8 +75,10 @@ for (const [name, plugin, input] of [
     });
     const text = JSON.stringify(await operator.snapshot!());
     const parseStarted = performance.now();
+    const parseStartedCpu = cpuMs();
     const parsed = JSON.parse(text) as unknown;
     const parseMs = performance.now() - parseStarted;
+    const parseCpuMs = cpuMs() - parseStartedCpu;
     const fresh = await plugin.create({ ...config }, testContext());
     await fresh.open?.();
     const restore = await watched(async () => fresh.restore!(parsed));
@@ -91,6 +94,7 @@ for (const [name, plugin, input] of [
         checkpointWholeMs: Math.round(checkpoint.wholeMs),
         checkpointCpuMs: Math.round(checkpoint.cpuMs),
         parseMs: Math.round(parseMs),
+        parseCpuMs: Math.round(parseCpuMs),
         restoreLongestBlockMs: Math.round(restore.longestMs),
         restoreLongestBlockCpuMs: Math.round(restore.longestCpuMs),
         restoreWholeMs: Math.round(restore.wholeMs),

@@ -50,6 +50,56 @@ const SESSION_PURCHASED = 1;
 const SESSION_LABELLED = 2;
 const SESSION_HAS_IDS = 4;
 
+/** The sessions as columns, in parts (see PartedSnapshots). */
+function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<void, SavedSessions, void> {
+  const n = sessions.size;
+  const keys: string[] = [];
+  const userIds: string[] = [];
+  const pending: string[] = [];
+  const [last, flags, idsH1, idsH2, pendingCounts] = Array.from({ length: 5 }, () => new Float64Array(n));
+  let row = 0;
+  yield* eachOf(sessions, ([key, value]) => {
+    keys.push(key);
+    userIds.push(value.userId);
+    last![row] = value.last;
+    flags![row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
+    if (value.ids) {
+      idsH1![row] = value.ids.h1;
+      idsH2![row] = value.ids.h2;
+    }
+    pendingCounts![row] = value.pending.length;
+    for (const sample of value.pending) pending.push(sample.id);
+    row++;
+  });
+  const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!]);
+  return { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, pending };
+}
+
+/** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
+function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
+  const what = 'intent snapshot: sessions';
+  const keys = stringsOf(saved.keys, undefined, what);
+  const n = keys.length;
+  const userIds = stringsOf(saved.userIds, n, what);
+  const last = columnOf(saved.last, n, what);
+  const flags = columnOf(saved.flags, n, what);
+  const idsH1 = columnOf(saved.idsH1, n, what);
+  const idsH2 = columnOf(saved.idsH2, n, what);
+  const pendingCounts = columnOf(saved.pendingCounts, n, what);
+  const pending = stringsOf(saved.pending, undefined, what);
+  checkLengths(pendingCounts, pending.length, what);
+  let at = 0;
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const handles: SampleHandle[] = [];
+      for (const end = at + pendingCounts[i]!; at < end; at++) handles.push(handleOf(pending[at]!));
+      const f = flags[i]!;
+      const ids = (f & SESSION_HAS_IDS) !== 0 ? { h1: idsH1[i]!, h2: idsH2[i]! } : undefined;
+      into.set(keys[i]!, { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids });
+    }
+  });
+}
+
 interface IntentState {
   /** 2: sessions as columns. Absent: the first format, sessions as [key, SavedSession] (restored still). */
   format?: 2;
@@ -88,32 +138,6 @@ function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutli
     },
   ];
 }
-/** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
-function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
-  const what = 'intent snapshot: sessions';
-  const keys = stringsOf(saved.keys, undefined, what);
-  const n = keys.length;
-  const userIds = stringsOf(saved.userIds, n, what);
-  const last = columnOf(saved.last, n, what);
-  const flags = columnOf(saved.flags, n, what);
-  const idsH1 = columnOf(saved.idsH1, n, what);
-  const idsH2 = columnOf(saved.idsH2, n, what);
-  const pendingCounts = columnOf(saved.pendingCounts, n, what);
-  const pending = stringsOf(saved.pending, undefined, what);
-  checkLengths(pendingCounts, pending.length, what);
-  let at = 0;
-  yield* partsOf(n, (from, to) => {
-    for (let i = from; i < to; i++) {
-      const handles: SampleHandle[] = [];
-      for (const end = at + pendingCounts[i]!; at < end; at++) handles.push(handleOf(pending[at]!));
-      const f = flags[i]!;
-      const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]! };
-      if ((f & SESSION_HAS_IDS) !== 0) state.ids = { h1: idsH1[i]!, h2: idsH2[i]! };
-      into.set(keys[i]!, state);
-    }
-  });
-}
-
 const noNames: readonly string[] = [];
 const noValues = new Float32Array(0);
 
@@ -259,28 +283,7 @@ export default defineOperator<IntentModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            const n = sessions.size;
-            const keys: string[] = [];
-            const userIds: string[] = [];
-            const pending: string[] = [];
-            const [last, flags, idsH1, idsH2, pendingCounts] = Array.from({ length: 5 }, () => new Float64Array(n));
-            let row = 0;
-            yield* eachOf(sessions, ([key, value]) => {
-              keys.push(key);
-              userIds.push(value.userId);
-              last[row] = value.last;
-              flags[row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
-              if (value.ids) {
-                idsH1[row] = value.ids.h1;
-                idsH2[row] = value.ids.h2;
-              }
-              pendingCounts[row] = value.pending.length;
-              for (const sample of value.pending) pending.push(sample.id);
-              row++;
-            });
-            const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!]);
-            const savedSessions: SavedSessions = { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, pending };
-            return { format: 2, learner: saved, sessions: savedSessions, sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            return { format: 2, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
           })(),
         );
       },
