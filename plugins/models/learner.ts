@@ -18,7 +18,7 @@ import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
-import { checkLengths, columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
+import { columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
 
 /** What a task operator hands in: one prediction to make (read during `submit` only: one object may serve every call). */
 export interface SampleInput {
@@ -1101,23 +1101,28 @@ export class OnlineLearner {
     const userIds = stringsOf(saved.userIds, n, what);
     const sessionIds = optionalStringsOf(saved.sessionIds, n, what);
     const [time, flags, score, label] = [saved.time, saved.flags, saved.score, saved.label].map((column) => columnOf(column, n, what));
-    const count = (bit: number): Float64Array => flags!.map((f) => (f & bit) !== 0 ? 1 : 0);
     const d = this.features?.length ?? 0;
-    const withRow = count(SAMPLE_ROW);
     if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
     const x = decodeFloats(saved.x);
-    checkLengths(withRow, x.length / (d || 1), `${what}: feature rows`);
-    if (d === 0 && x.length > 0) throw new Error(`${what}: feature rows for a model without features`);
-    const withRaw = count(SAMPLE_RAW);
     const raw = stringsOf(saved.raw ?? [], undefined, what);
-    checkLengths(withRaw, raw.length, `${what}: raw features`);
-    const withSeq = count(SAMPLE_SEQ);
     const L = saved.seq?.length ?? 0;
-    const seqRows = withSeq.reduce((a, b) => a + b, 0);
-    const types = saved.seq ? columnOf(saved.seq.types, seqRows * L, what) : new Float64Array(0);
-    const categories = saved.seq ? columnOf(saved.seq.categories, seqRows * L, what) : new Float64Array(0);
+    // Rows of each kind, to check the lists that hold them, in one pass.
+    let rowsWithX = 0;
+    let rowsWithRaw = 0;
+    let rowsWithSeq = 0;
+    for (let i = 0; i < n; i++) {
+      const f = flags![i]!;
+      if (!Number.isInteger(f) || f < 0 || f >= 64) throw new Error(`${what}: flags ${f} at row ${i}`);
+      if ((f & SAMPLE_ROW) !== 0) rowsWithX++;
+      if ((f & SAMPLE_RAW) !== 0) rowsWithRaw++;
+      if ((f & SAMPLE_SEQ) !== 0) rowsWithSeq++;
+    }
+    if (x.length !== rowsWithX * d) throw new Error(`${what}: ${x.length} feature values for ${rowsWithX} rows of ${d}`);
+    if (raw.length !== rowsWithRaw) throw new Error(`${what}: ${raw.length} raw feature rows for ${rowsWithRaw}`);
+    const types = saved.seq ? columnOf(saved.seq.types, rowsWithSeq * L, what) : new Float64Array(0);
+    const categories = saved.seq ? columnOf(saved.seq.categories, rowsWithSeq * L, what) : new Float64Array(0);
     const steps = saved.seq ? decodeFloats(saved.seq.steps) : new Float32Array(0);
-    if (seqRows > 0 && (!Number.isSafeInteger(L) || L < 1 || steps.length !== seqRows * L * stepFeatures)) throw new Error(`${what}: sequences do not fit their rows`);
+    if (rowsWithSeq > 0 && (!Number.isSafeInteger(L) || L < 1 || steps.length !== rowsWithSeq * L * stepFeatures)) throw new Error(`${what}: sequences do not fit their rows`);
     let atRow = 0;
     let atRaw = 0;
     let atSeq = 0;
