@@ -578,6 +578,38 @@ test('churn, scale-out: users of a revoked partition are released, not labelled 
   assert.equal(report.summary.positives, 1);
 });
 
+test('churn, scale-out: each user\'s partition survives a snapshot and restore: a partition revoked after it still releases its users', async () => {
+  const day = 86_400_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  let partition: string | undefined;
+  const config = { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig;
+  const operator = await churnModel.create({ ...config }, testContext({ currentPartition: () => partition }));
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const done = lastValueFrom(operator.apply(input).pipe(toArray()));
+  for (const [p, user] of [['clicks-0', 'a'], ['clicks-1', 'b']] as const) {
+    partition = p;
+    input.next(event(user, `${user}1`, t, 0, t, 'view'));
+    input.next(summary(user, `${user}1`, t, t, 1, false, { view: 1 }));
+  }
+  partition = undefined;
+  const saved = JSON.parse(JSON.stringify(await operator.snapshot!())) as { users: { partitions?: unknown } };
+  input.complete();
+  await done;
+  await operator.close?.();
+  assert.deepEqual(saved.users.partitions, ['clicks-0', 'clicks-1']);
+  const restored = await fedOperator(churnModel, config, saved);
+  restored.operator.partitionsRevoked!(['clicks-0']);
+  restored.input.next(watermark(t + 8 * day));
+  restored.input.next(watermark(Infinity));
+  restored.input.complete();
+  await restored.done;
+  await restored.operator.close?.();
+  const report = reportOf(restored.output);
+  assert.equal(report.summary.n, 1, 'only b (still here) is labelled');
+  assert.equal(report.summary.positives, 1);
+});
+
 test('churn: a session merged into an earlier one by a late event is one session with one prediction, labelled from the merged end', async () => {
   const day = 86_400_000;
   const min = 60_000;
