@@ -1286,6 +1286,17 @@ test('a model that diverges (scores not a number) keeps passing its input throug
   assert.match(errors[0]![1] as string, /the model diverged/);
 });
 
+test('a diverged model\'s predictions awaiting labels (scores not a number) restore as predicted, not as unscored: the rest of the run is the uninterrupted one\'s', async () => {
+  const input = separableIntentStream(120, 4);
+  const config: IntentModelConfig = { ...base, report: true, batch: { max_size: 8, max_delay: 0 }, optimizer: { kind: 'adam', learning_rate: 1e38 } };
+  const whole = await runOperator(intentModel, config, input);
+  const cut = 400;
+  const first = await runOperator(intentModel, config, input.slice(0, cut));
+  assert.ok(of(first.output, 'prediction').some((p) => p.score === null || Number.isNaN(p.score)), 'diverged before the cut');
+  const rest = await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: first.state });
+  assert.equal(modelOutputs(first.output) + '\n' + modelOutputs(rest.output), modelOutputs(whole.output));
+});
+
 test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
   const config: IntentModelConfig = { ...base, name: 'intent-bt', checkpoint: { dir, every: 10 } };
