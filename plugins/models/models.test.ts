@@ -17,6 +17,7 @@ import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
 import { resolveConfig } from './config.js';
+import { LossBlocks } from './drift.js';
 import * as format1 from './snapshots-format1.js';
 
 const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
@@ -824,7 +825,12 @@ for (const [name, plugin, config, saved] of [
     const first = await runOperator(plugin, reported, input.slice(0, format1.cut));
     // The old format's state is the state this release snapshots at the same cut (in its own format).
     const restoredOld = await fedOperator(plugin, reported, saved);
-    assert.deepEqual(JSON.parse(JSON.stringify(await restoredOld.operator.snapshot!())), first.state);
+    const again = JSON.parse(JSON.stringify(await restoredOld.operator.snapshot!())) as { learner: { block: unknown } };
+    // Except the drift test's open block of losses: the first format's counted predictions, not labels
+    // (LossBlocks), so it starts afresh, empty.
+    assert.deepEqual(again.learner.block, new LossBlocks(1).state());
+    again.learner.block = (first.state as { learner: { block: unknown } }).learner.block;
+    assert.deepEqual(again, first.state);
     assert.equal((first.state as { format?: number }).format, 2);
     for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
     restoredOld.input.complete();
