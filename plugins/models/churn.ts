@@ -7,11 +7,11 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { defineOperator, eachOf, inTurns, parseDuration, partsOf, recordOperator, type ClickEvent, type Emit, type SessionSummary } from 'tributary';
+import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
-import { checkLengths, columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
+import { checkLengths, columnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;

@@ -1,15 +1,13 @@
 /**
  * The model stages' per-key state (intent's sessions, churn's users) snapshotted as columns, as the
- * operators' snapshots are (plugins/operators/columns.ts, whose encoders these are): one JSON value a
+ * operators' snapshots are (the core's columns, `encodeColumns`): one JSON value a
  * column, and keys and ids as flat lists of strings, not one object per session or user. The
  * checkpoint's serialiser writes a column, or a run of flat strings, natively; objects holding arrays
  * (a session's pending prediction ids) it walked value by value (100,000 sessions: 0.9-1.6 s of CPU).
  * A list per row (a session's pending predictions) is one flat list for all rows, with a column of
  * each row's length.
  */
-import { decodeColumn, type Column } from '../operators/columns.js';
-
-export { encodeColumns, type Column } from '../operators/columns.js';
+import { decodeColumn, type Column } from 'tributary';
 
 /** The column's n values; throws on anything but a column of n rows (a damaged checkpoint). */
 export function columnOf(column: Column, n: number, what: string): Float64Array {

@@ -6,11 +6,11 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { defineOperator, eachOf, inTurns, parseDuration, partsOf, type ClickEvent, type Emit, type EntryProblem, type OutlineEntry, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
-import { checkLengths, columnOf, encodeColumns, stringsOf, type Column } from './flat.js';
+import { checkLengths, columnOf, stringsOf } from './flat.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { eachOf, PartedSnapshots, partsOf, TributaryError, writeFileDurably, type Counter, type Emit, type Gauge, type PluginContext, type Prediction, type StreamRecord } from 'tributary';
+import { type Column, type Counter, eachOf, type Emit, encodeColumns, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -18,7 +18,7 @@ import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
-import { columnOf, encodeColumns, optionalStringsOf, stringsOf, type Column } from './flat.js';
+import { columnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 /** What a task operator hands in: one prediction to make (read during `submit` only: one object may serve every call). */
 export interface SampleInput {

@@ -3,8 +3,7 @@
  * up to and including that event (never later ones: no leakage into a purchase prediction).
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
-import { defineOperator, inParts, PartedSnapshots, partsOf, recordOperator, type ClickEvent, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeColumn, encodeColumns, type Column } from './columns.js';
+import { type ClickEvent, type Column, decodeColumn, defineOperator, type Element, type Emit, encodeColumns, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 

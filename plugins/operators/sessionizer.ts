@@ -26,8 +26,13 @@ import {
   type PluginContext,
   type SessionSummary,
   type StreamRecord,
+  decodeColumn,
+  decodeDerivedIds,
+  encodeColumns,
+  encodeDerivedIds,
+  type Column,
+  type DerivedIds,
 } from 'tributary';
-import { decodeColumn, decodeDerivedIds, encodeColumns, encodeDerivedIds, type Column, type DerivedIds } from './columns.js';
 import { attachHandle, SessionTag, type SessionHandle } from './handle.js';
 
 export interface SessionizerConfig {

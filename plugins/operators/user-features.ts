@@ -6,8 +6,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { defineOperator, durationText, eachOf, inParts, parseDuration, PartedSnapshots, recordOperator, type ClickEvent, type Duration, type Element, type Emit, type PluginContext } from 'tributary';
-import { decodeDerivedIds, decodeTable, encodeDerivedIds, encodeTable, type Column, type DerivedIds } from './columns.js';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 

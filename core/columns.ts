@@ -4,7 +4,7 @@
  * float64 (NaN, ±Infinity and -0 included), unlike JSON numbers. Bytes are little-endian.
  */
 import { endianness } from 'node:os';
-import { inParts, nextTurn, partsOf, turnDue } from 'tributary';
+import { inParts, nextTurn, partsOf, turnDue } from './turns.js';
 
 /**
  * `{n, c}`: n copies of c. `{n, base, bytes, b64}`: integers base + an unsigned offset of 1, 2 or 4
