@@ -10,7 +10,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import type { StreamRecord } from 'tributary';
-import { testContext } from 'tributary/testing';
+import { runSummaries, testContext } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import fileSink from './file.js';
 
@@ -395,7 +395,8 @@ test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postr
   assert.match(log, /file sink: reopened its file/);
   daemon.kill('SIGTERM');
   assert.equal(await exited, 0, log);
-  const recordsOut = Number(/records out\s+(\d+)/.exec(log)?.[1]);
+  const [summary] = runSummaries(log); // its logs are JSON lines (stderr is no terminal): the summary is one record
+  const recordsOut = summary!.recordsOut;
   const lines = [...readFileSync(`${out}.1`, 'utf8').split('\n'), ...readFileSync(out, 'utf8').split('\n')].filter(Boolean);
   assert.equal(lines.length, recordsOut, 'every record written once, in one of the files');
   for (const line of lines) JSON.parse(line); // whole lines only
