@@ -95,3 +95,41 @@ test('a partition with nothing to read does not hold the watermark for ever: idl
     await source.close?.();
   }
 });
+
+test('a partition with records to read (lag > 0) is not idle, however long they wait: a pipeline slower than idle_timeout per batch reads no record late', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('lagging');
+  await createTopic(brokers, topic, 2);
+  // Partition 0 holds a backlog of 4000 records (event time 1 s apart), partition 1 200: whichever is
+  // read first, the other's records wait in librdkafka's queue or on the broker (the buffer full) while
+  // the source's batches go on without them.
+  const backlog = Array.from({ length: 4_000 }, (_, i) => ({ partition: 0, key: `a${i}`, value: clickJson(i, base + i * 1_000, 'view', { seq: i }) }));
+  await produce(brokers, topic, [...backlog, ...records(1)]);
+  const skew = { ms: 0 };
+  const source = await sourceOn(brokers, topic, skew);
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    let watermark = source.watermark!();
+    const late: number[] = [];
+    let read = 0;
+    while (read < 4_200) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      for (const event of next.value as ClickEvent[]) {
+        if (event.time < watermark) late.push(Number(event.attrs?.seq));
+        read++;
+      }
+      // Each batch takes idle_timeout on the test's clock (a slow pipeline): by time alone, every
+      // partition is idle at each look, its records still to come or not.
+      skew.ms += idleTimeout + 1;
+      watermark = source.watermark!();
+    }
+    // Before: a partition with records still to read was idle, and the watermark followed the most
+    // advanced partition: partition 1's 200 records came first, then partition 0's from 100 to 197 were
+    // late (98 of them).
+    assert.deepEqual(late, [], `${late.length} records late (seq ${late.join(', ')})`);
+  } finally {
+    await source.close?.();
+  }
+});

@@ -11,7 +11,8 @@
  * The runtime pulls batches from that buffer only when the pipeline has room.
  *
  * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness) and
- * combined by minimum over partitions that had a record within the entry's idle_timeout.
+ * combined by minimum over partitions that are not idle: a record within the entry's idle_timeout, or
+ * records still to read (see KafkaSource.idle).
  *
  * Offsets are never auto-committed: the runtime calls `commit(position)` after every sink flushed
  * (at-least-once); with `guarantee: exactly-once` the offsets go into the pipeline's Kafka transaction
@@ -583,7 +584,8 @@ class KafkaSource {
   }
 
   /**
-   * Whether an assigned partition is idle: nothing read from it for idle_timeout. Its clock starts at
+   * Whether an assigned partition is idle: nothing read from it for idle_timeout, and nothing left to
+   * read (hasRecordsToRead). Its clock starts at
    * the first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
    * it; a local call), not at the assignment: the first fetch can take longer than idle_timeout (a
    * loaded machine or broker, a scale-out state restore, the partitions paused while the buffer is
@@ -603,7 +605,37 @@ class KafkaSource {
       state.unfetched = false;
       state.lastActivity = now;
     }
-    return now - state.lastActivity >= this.idleTimeout;
+    return now - state.lastActivity >= this.idleTimeout && !this.hasRecordsToRead(state);
+  }
+
+  /**
+   * Whether an assigned partition still has records to read (lag > 0): some in this source's buffer, or
+   * its position (librdkafka's, past control records and aborted transactions; else where reading
+   * starts, once known) below its high watermark as librdkafka cached it from the last fetch answer (a
+   * local call). Such a partition is not idle, however long its records wait: behind another partition's
+   * in librdkafka's queue, or on the brokers while the buffer is full. Where reading starts is not known
+   * yet (nothing read since the assignment), one whose log holds records counts as having some
+   * (watchProgress learns the start, 10 s on). One the source cannot read (`blocked`) is judged by time
+   * alone: its records are not coming.
+   */
+  private hasRecordsToRead(state: PartitionState): boolean {
+    if (state.fetched !== undefined && state.next !== state.fetched) return true;
+    if (this.blocked.has(partitionKey(state.topic, state.partition))) return false;
+    const tp = { topic: state.topic, partition: state.partition };
+    let log: RdKafka.WatermarkOffsets;
+    let position: number | undefined;
+    try {
+      log = this.consumer.getWatermarkOffsets(tp.topic, tp.partition);
+      position = this.consumer.position([tp])[0]?.offset;
+    } catch {
+      // Not known (disconnected): nothing to judge by.
+      return false;
+    }
+    // -1: no fetch answered yet, or a denied one.
+    if (log.highOffset < 0) return false;
+    const from = typeof position === 'number' && position >= 0 ? position : state.startOffset;
+    if (from === undefined) return log.highOffset > Math.max(log.lowOffset, 0);
+    return from < log.highOffset;
   }
 
   partitionOffsets(): ReadonlyMap<string, number> {
