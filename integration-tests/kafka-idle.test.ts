@@ -133,3 +133,47 @@ test('a partition with records to read (lag > 0) is not idle, however long they 
     await source.close?.();
   }
 });
+
+test('a partition read to its end before a restart (its committed offset at the end) does not hold the watermark for ever', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('read-before');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, [...records(0), ...records(1)]);
+  // A first run reads both partitions to their end and commits.
+  const first = await sourceOn(brokers, topic, { ms: 0 });
+  const firstBatches = first.read()[Symbol.asyncIterator]();
+  try {
+    for (let read = 0; read < 400;) {
+      const next = await firstBatches.next();
+      assert.equal(next.done, false);
+      read += (next.value as ClickEvent[]).length;
+    }
+    await first.commit!(first.position!());
+  } finally {
+    await first.close?.();
+  }
+  // Partition 0 gets newer records; partition 1 none: the second run reads nothing of it, so where its
+  // reading starts (the committed offset, its end) is known only once the source asks.
+  const newer = Array.from({ length: 100 }, (_, i) => ({ partition: 0, key: `n${i}`, value: clickJson(i, base + (300 + i) * 1_000, 'view', { seq: 500 + i }) }));
+  await produce(brokers, topic, newer);
+  const skew = { ms: 0 };
+  const source = await sourceOn(brokers, topic, skew);
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    let read = 0;
+    while (read < 100) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      read += (next.value as ClickEvent[]).length;
+    }
+    // Each look moves the clock on by idle_timeout: partition 1 holds the watermark only until the source
+    // learns it has nothing to read (its start, about 10 s on the source's clock).
+    await waitFor('the watermark to follow partition 0', () => {
+      skew.ms += idleTimeout;
+      return source.watermark!() === base + 399_000 - maxOutOfOrderness;
+    }, 30_000);
+  } finally {
+    await source.close?.();
+  }
+});
