@@ -281,3 +281,36 @@ test("a resumed run's summary gives this process's events/s, not the checkpoint'
   assert.match(resumed, /events\/s\s+500\n/);
   assert.match(formatSummary('fresh', base), /events\/s\s+52,650\n/);
 });
+
+/** Runs the CLI as on a terminal (pretty logs, the summary as lines): stderr is a pipe the test reads, told to say it is a TTY. */
+function onTerminal(...args: string[]): { status: number | null; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', 'data:text/javascript,process.stderr.isTTY=true', cli, ...args], { cwd: dir, encoding: 'utf8' });
+  return { status: result.status, stderr: result.stderr.replace(/\x1b\[[0-9;]*m/g, '') };
+}
+
+test('run on a terminal: what the stages log as the run ends (the model verdicts) comes before the summary, every time', () => {
+  // A large record, as a model's verdict is, logged by a stage as it closes: the summary is written right after.
+  writeFileSync(
+    join(dir, 'verdict.mjs'),
+    `import { defineOperator } from ${JSON.stringify(join(packageRoot, 'dist', 'core', 'index.js'))};
+export default defineOperator({
+  name: 'verdict',
+  summary: 'Logs a large verdict as it closes (tests only).',
+  config: { type: 'object', additionalProperties: false, properties: {} },
+  create: (_config, context) => ({
+    apply: (input) => input,
+    close: async () => context.logger.info({ detail: Array.from({ length: 20000 }, (_, i) => ({ i })) }, 'verdict: the last line before the summary'),
+  }),
+});
+`,
+  );
+  const file = pipeline('verdict.yaml', `name: verdict\nplugins: [./verdict.mjs]\nsources: [{type: synthetic, events: 100, users: 5}]\nstages: [{type: verdict}]\nsinks: [{type: file, path: verdict.jsonl, kinds: []}]\n`);
+  for (let run = 0; run < 3; run++) {
+    const result = onTerminal('run', file, '--no-progress');
+    assert.equal(result.status, 0, result.stderr);
+    const verdict = result.stderr.indexOf('INFO: verdict: the last line before the summary');
+    const summary = result.stderr.indexOf('pipeline verdict: drained\n');
+    assert.ok(verdict >= 0 && summary >= 0, result.stderr.slice(0, 2000));
+    assert.ok(verdict < summary, `run ${run + 1}: the summary came before the verdict`);
+  }
+});

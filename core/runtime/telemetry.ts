@@ -2,6 +2,7 @@
  * Logs (pino) and metrics (prom-client) for a run, and the scoped views plugins get of them.
  */
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counter, Gauge, Histogram, Metrics } from '../plugin.js';
 
@@ -52,7 +53,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     serializers: { err: pino.stdSerializers.errWithCause },
   };
   if (options.pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, ignore: 'pid,hostname' } } });
+    // Formatted here and written at once (stderr is synchronous on Linux), not in pino's worker thread:
+    // a line is on the terminal when the call returns, so the lines the CLI writes itself (the summary
+    // after the model verdicts, the progress line) come in the order things happened. Each line first
+    // clears the one it lands on: a progress line (no newline; redrawn at its next tick) and not the log's start.
+    const prettify = prettyFactory({ colorize: true, ignore: 'pid,hostname' });
+    return pino(base, { write: (line: string) => void process.stderr.write(`\r\x1b[2K${prettify(line)}`) });
   }
   return pino(base, pino.destination({ dest: 2, sync: true }));
 }
