@@ -5,8 +5,18 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
+import { runSummaries } from '../testing.js';
+import type { BacktestResultRecord } from './backtest.js';
 
 const main = new URL('./main.js', import.meta.url).pathname;
+
+const records = (stderr: string): ({ level: number; msg: string } & Partial<BacktestResultRecord>)[] =>
+  stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg: string } & Partial<BacktestResultRecord>);
+/** The records of a backtest's result (its models' scores and its report's files) in a piped run's stderr. */
+const backtestResults = (stderr: string) => records(stderr).filter((entry) => entry.reportFile !== undefined);
 
 test('backtest: replaces the first source by the data file and writes metrics.json (exact shape, the same on every run) and a self-contained report.html', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
@@ -59,6 +69,17 @@ sinks:
   assert.match(html, /ROC curve/);
   assert.doesNotMatch(html, /<script[^>]+src=/, 'no external scripts: the page works offline');
   assert.match(html, /s_events/, 'the feature list is in the page');
+  // Not on a terminal, its logs are JSON lines, and so is its result: the run's summary record (as
+  // `tributary run` writes it) and one record of the models' scores and the report's files, whatever --log-level.
+  assert.ok(run.stderr.split('\n').every((line) => line === '' || line.startsWith('{')), `only JSON lines on stderr:\n${run.stderr}`);
+  const [summary, ...more] = runSummaries(run.stderr);
+  assert.equal(more.length, 0, run.stderr);
+  assert.deepEqual([summary!.pipeline, summary!.outcome, summary!.eventsIn, summary!.deadLettered], ['bt', 'drained', 6000, 1]);
+  const result = backtestResults(run.stderr);
+  assert.equal(result.length, 1, run.stderr);
+  assert.equal(result[0]!.level, 30);
+  assert.deepEqual(result[0]!.models, metrics.models, 'the scores of metrics.json');
+  assert.deepEqual([result[0]!.metricsFile, result[0]!.reportFile], [join(report, 'metrics.json'), join(report, 'report.html')]);
   // A wall-clock max_delay would cut the models' batches wherever the run happened to be; a backtest
   // batches by size only, so a second run reproduces the metrics exactly.
   const again = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'again'), '--log-level', 'warn'], { encoding: 'utf8' });
@@ -97,8 +118,12 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.match(reportIsFile.stderr, /--report .*a-file is a file; name a folder/);
   const rejected = backtest('--input', data, '--report', join(dir, 'r2'));
   assert.equal(rejected.status, 1, rejected.stderr);
-  assert.match(rejected.stderr, /no event was read: all 50 records were rejected/);
-  assert.match(rejected.stderr, /EVERY RECORD WAS DEAD-LETTERED \(50 of 50\)[^\n]*\n  most common reason \(50 of 50\): source-\S+: \S+: missing user id\n  likely cause: the source's format or mapping/);
+  const failure = records(rejected.stderr).find((entry) => entry.level === 50);
+  assert.match(failure?.msg ?? '', /^no event was read: all 50 records were rejected, so the report scores nothing \(exit 1\)$/, rejected.stderr);
+  const [summary] = runSummaries(rejected.stderr);
+  assert.equal(summary?.everyRecordDeadLettered, true, rejected.stderr);
+  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id$/);
+  assert.match(summary!.likelyCause!, /^the source's format or mapping/);
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
 });

@@ -21,7 +21,7 @@ import { defineSink } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, formatSummary } from './run.js';
+import { exitCodes, resultLogger, writeSummary } from './run.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -40,6 +40,15 @@ export interface BacktestMetrics {
   deadLetters: number;
   /** Scores are null for a model that got no label (no mean to take). */
   models: Record<string, { auc: number | null; logloss: number | null; brier: number | null; n: number; positives: number }>;
+}
+
+/** A backtest's result as one log record, where the logs are JSON lines (beside the run's summary record). */
+export interface BacktestResultRecord {
+  pipeline: string;
+  /** As in metrics.json. */
+  models: BacktestMetrics['models'];
+  metricsFile: string;
+  reportFile: string;
 }
 
 interface ModelReport extends StreamRecord {
@@ -64,7 +73,8 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
 }
 
 export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
-  const logger = createLogger({ level: options.logLevel, pretty: process.stderr.isTTY === true });
+  const pretty = process.stderr.isTTY === true;
+  const logger = createLogger({ level: options.logLevel, pretty });
   const registry = await builtinRegistry(options.plugins);
   const loaded = await loadPipeline(options.file, { registry, sets: options.sets });
   const original = loaded.sources[0];
@@ -135,15 +145,25 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
   writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
-  process.stderr.write(formatSummary(runner.name, stats));
-  for (const [name, m] of Object.entries(metrics.models)) {
-    const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
-    process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)\n`);
+  // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
+  // logs are JSON lines (written whatever --log-level: they are the result).
+  writeSummary(logger, pretty, runner.name, stats);
+  const result: BacktestResultRecord = { pipeline: runner.name, models: metrics.models, metricsFile: join(dir, 'metrics.json'), reportFile: join(dir, 'report.html') };
+  const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
+  if (pretty) {
+    for (const [name, m] of Object.entries(metrics.models)) {
+      const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
+      process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)\n`);
+    }
+    process.stderr.write(`${reportLine}\n`);
+  } else {
+    resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${Object.keys(metrics.models).length} models scored; ${reportLine}`);
   }
-  process.stderr.write(`report: ${join(dir, 'metrics.json')}, ${join(dir, 'report.html')}\n`);
   if (stats.eventsIn === 0 && stats.deadLettered > 0) {
     // A report of nothing is no result. The summary said the most common reason and the likely cause.
-    process.stderr.write(`tributary backtest: no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)\n`);
+    const message = `no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)`;
+    if (pretty) process.stderr.write(`tributary backtest: ${message}\n`);
+    else resultLogger(logger, 'error').error({ pipeline: runner.name, deadLettered: stats.deadLettered }, message);
     return exitCodes.failure;
   }
   return exitCodes.ok;

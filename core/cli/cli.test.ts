@@ -314,3 +314,11 @@ export default defineOperator({
     assert.ok(verdict < summary, `run ${run + 1}: the summary came before the verdict`);
   }
 });
+
+test('run --progress where stderr is not a terminal: no progress line cut into the JSON log lines', () => {
+  const file = pipeline('progress.yaml', `sources: [{type: synthetic, events: 200}]\nsinks: [{type: file, path: progress.jsonl}]\n`);
+  const result = tributary('run', file, '--progress');
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(runSummaries(result.stderr).length, 1, result.stderr);
+  assert.ok(result.stderr.split('\n').every((line) => line === '' || line.startsWith('{')), `only JSON lines on stderr:\n${JSON.stringify(result.stderr)}`);
+});

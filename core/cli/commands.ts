@@ -33,6 +33,9 @@ function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
 
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
+  // A progress line redraws itself in place (carriage returns): where stderr is not a terminal the logs
+  // are JSON lines, which it would cut into, and no one watches it redraw.
+  const progressShown = (flag: boolean | undefined): boolean => flag !== false && process.stderr.isTTY === true;
   const parser = yargs(args)
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
@@ -43,7 +46,7 @@ export async function main(args: string[]): Promise<number> {
         withCommon(argv)
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
-          .option('progress', { type: 'boolean', describe: 'Show a progress line (default: when stderr is a terminal).' })
+          .option('progress', { type: 'boolean', describe: 'Show a progress line, on a terminal only (default; --no-progress hides it).' })
           .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
@@ -54,7 +57,7 @@ export async function main(args: string[]): Promise<number> {
           sets: argv.set,
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
-          progress: argv.progress ?? process.stderr.isTTY === true,
+          progress: progressShown(argv.progress),
           ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
           ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
           ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
@@ -71,7 +74,7 @@ export async function main(args: string[]): Promise<number> {
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
           .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' })
-          .option('progress', { type: 'boolean', describe: 'Show a progress bar (default: when stderr is a terminal).' }),
+          .option('progress', { type: 'boolean', describe: 'Show a progress bar, on a terminal only (default; --no-progress hides it).' }),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
@@ -81,7 +84,7 @@ export async function main(args: string[]): Promise<number> {
           sets: argv.set,
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
-          progress: argv.progress ?? process.stderr.isTTY === true,
+          progress: progressShown(argv.progress),
         });
       },
     )

@@ -147,7 +147,7 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
 }
 
 /** The logger for what a run says whatever `--log-level` (its outcome), as JSON lines where the logs are. */
-const resultLogger = (logger: Logger, level: 'info' | 'warn'): Logger => (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }));
+export const resultLogger = (logger: Logger, level: 'info' | 'warn' | 'error'): Logger => (logger.isLevelEnabled(level) ? logger : logger.child({}, { level: 'info' }));
 
 /**
  * Writes a run's summary: the human lines on a terminal (pretty logs), one structured record where the
