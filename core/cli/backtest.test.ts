@@ -78,6 +78,7 @@ sinks:
   const result = backtestResults(run.stderr);
   assert.equal(result.length, 1, run.stderr);
   assert.equal(result[0]!.level, 30);
+  assert.match(result[0]!.msg, /^backtest bt: (intent-lr|churn-lr) AUC 0\.\d{4}, (intent-lr|churn-lr) AUC (0\.\d{4}|-); report: \S+metrics\.json, \S+report\.html$/);
   assert.deepEqual(result[0]!.models, metrics.models, 'the scores of metrics.json');
   assert.deepEqual([result[0]!.metricsFile, result[0]!.reportFile], [join(report, 'metrics.json'), join(report, 'report.html')]);
   // A wall-clock max_delay would cut the models' batches wherever the run happened to be; a backtest

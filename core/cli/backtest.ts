@@ -150,14 +150,15 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   writeSummary(logger, pretty, runner.name, stats);
   const result: BacktestResultRecord = { pipeline: runner.name, models: metrics.models, metricsFile: join(dir, 'metrics.json'), reportFile: join(dir, 'report.html') };
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
+  const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
   if (pretty) {
     for (const [name, m] of Object.entries(metrics.models)) {
-      const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
       process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
-    resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${Object.keys(metrics.models).length} models scored; ${reportLine}`);
+    const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}`);
+    resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
   if (stats.eventsIn === 0 && stats.deadLettered > 0) {
     // A report of nothing is no result. The summary said the most common reason and the likely cause.
