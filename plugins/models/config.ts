@@ -65,6 +65,9 @@ export interface ResolvedModelConfig {
   report: boolean;
 }
 
+/** `label_buffer.timeout` when not written (intent's pipeline check reads it too). */
+export const defaultLabelTimeout = '1d';
+
 /** `defaultPrior`: the task's prior positive rate (see `model.prior`). */
 export function resolveConfig(config: ModelOperatorConfig, label: string, defaultPrior = 0.05): ResolvedModelConfig {
   const kind = config.model?.kind ?? 'logistic';
@@ -90,7 +93,7 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
       learnSize: config.batch?.learn_size ?? config.batch?.max_size ?? 256,
       maxDelayMs: parseDuration(config.batch?.max_delay ?? '200ms'),
     },
-    labelBuffer: { maxSize: config.label_buffer?.max_size ?? 100_000, timeoutMs: parseDuration(config.label_buffer?.timeout ?? '1d') },
+    labelBuffer: { maxSize: config.label_buffer?.max_size ?? 100_000, timeoutMs: parseDuration(config.label_buffer?.timeout ?? defaultLabelTimeout) },
     metrics: { window: config.metrics?.window ?? 1000, calibrationBins: config.metrics?.calibration_bins ?? 10, exactAucLimit: config.metrics?.exact_auc_limit ?? defaultExactAucLimit },
     drift: {
       detector,

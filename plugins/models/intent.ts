@@ -8,7 +8,7 @@
  */
 import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
 import { checkLengths, columnOf, stringsOf } from './flat.js';
 
@@ -124,7 +124,7 @@ function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutli
   const at = pipeline.stages.indexOf(self);
   const sessionizer = pipeline.stages.slice(0, at < 0 ? 0 : at).reverse().find((entry) => entry.type === 'sessionizer');
   if (sessionizer === undefined) return [];
-  const written = config.label_buffer?.timeout ?? '1d';
+  const written = config.label_buffer?.timeout ?? defaultLabelTimeout;
   const gapWritten = (sessionizer.config.gap as string | number | undefined) ?? '30m';
   const timeout = parseDuration(written);
   const gap = parseDuration(gapWritten);
