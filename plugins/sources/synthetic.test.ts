@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClickEvent } from 'tributary';
+import { decodeColumn, type ClickEvent, type Column } from 'tributary';
 import { countLoopTurns, testContext } from 'tributary/testing';
 import synthetic, { type SyntheticSourceConfig } from './synthetic.js';
 
@@ -51,7 +51,7 @@ test("a checkpoint holds the synthetic world's state: a resume costs its users, 
     const settings = { ...config, session_ids };
     // Batches of 1024 (testContext): the position after 50 of them.
     const { after, position } = await readFrom(settings, 51_200, 3000);
-    assert.ok(Array.isArray((position.world as { shoppers: unknown }).shoppers), 'the position holds the world');
+    assert.ok(Array.isArray((position.world as { events: unknown }).events), 'the position holds the world');
     // A replay to 10^12 events would never end: resumed from the world, the count is only a count.
     for (const emitted of [51_200, 1e12]) {
       const source = await synthetic.create(settings, testContext());
@@ -76,4 +76,57 @@ test('a position saved under other settings (users, seed) is replayed to by its 
     assert.deepEqual(batch.slice(0, 1000), after.slice(0, 1000));
     break;
   }
+});
+
+test("a synthetic world of 20,000 shoppers is restored in parts, the event loop turning between them, and goes on event for event", async () => {
+  // Restored in one go it held the loop 0.15-0.3 s (20,000-40,000 shoppers): a daemon's /healthz unanswered meanwhile.
+  const settings = { ...config, users: 20_000 };
+  const { after, position } = await readFrom(settings, 40_960, 2000);
+  const source = await synthetic.create(settings, testContext());
+  await source.seek?.(JSON.parse(JSON.stringify(position)) as Record<string, unknown>);
+  const counting = countLoopTurns();
+  const resumed: ClickEvent[] = [];
+  for await (const batch of source.read()) {
+    if (resumed.length === 0) counting.stop();
+    resumed.push(...batch);
+    if (resumed.length >= 2000) break;
+  }
+  assert.ok(counting.turns >= 3, `the loop turned ${counting.turns} times while the world was restored`);
+  assert.deepEqual(resumed.slice(0, 2000), after);
+});
+
+test('a world saved as one flat list of numbers (the first saved worlds) is still resumed from, event for event', async () => {
+  const { after, position } = await readFrom(config, 10_240, 1000);
+  const world = position.world as { random: number[]; nextShopperId: number; sessionCounter: number; shoppers: Column[]; events: Column[] };
+  const shoppers = world.shoppers.map((column) => decodeColumn(column, 'test'));
+  const events = world.events.map((column) => decodeColumn(column, 'test'));
+  const flat: number[] = [];
+  for (let s = 0, e = 0; s < shoppers[0]!.length; s++) {
+    for (const column of shoppers) flat.push(column[s]!);
+    for (let i = 0; i < shoppers[6]![s]!; i++, e++) for (const column of events) flat.push(column[e]!);
+  }
+  const source = await synthetic.create(config, testContext());
+  // A count no replay would reach: the events can only come from the flat world.
+  await source.seek?.({ ...position, emitted: 1e12, world: { random: world.random, nextShopperId: world.nextShopperId, sessionCounter: world.sessionCounter, shoppers: flat } });
+  for await (const batch of source.read()) {
+    assert.deepEqual(batch.slice(0, 1000), after);
+    break;
+  }
+});
+
+test('a damaged saved world is logged and the stream replayed to its position instead', async () => {
+  const { after, position } = await readFrom(config, 10_240, 1000);
+  const world = position.world as { shoppers: Column[]; events: Column[] };
+  const warnings: string[] = [];
+  const context = testContext();
+  const logger = Object.create(context.logger) as typeof context.logger;
+  logger.warn = ((_: unknown, message: string) => void warnings.push(message)) as typeof logger.warn;
+  const source = await synthetic.create(config, { ...context, logger });
+  await source.seek?.({ ...position, world: { ...world, events: world.events.slice(1) } });
+  for await (const batch of source.read()) {
+    assert.deepEqual(batch.slice(0, 1000), after);
+    break;
+  }
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /cannot be read/);
 });
