@@ -22,6 +22,7 @@ import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, resultLogger, writeSummary } from './run.js';
+import { takeHangups } from './signals.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -73,6 +74,7 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
 }
 
 export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
+  takeHangups(); // ignored until its outputs exist (below), not the end of a backtest
   const pretty = process.stderr.isTTY === true;
   const logger = createLogger({ level: options.logLevel, pretty });
   const registry = await builtinRegistry(options.plugins);
@@ -132,9 +134,13 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     timer.unref();
   }
   let stats: RunStats;
+  // SIGHUP reopens the pipeline's file outputs as `run`'s does (log rotation); once the run ended
+  // (the report is being written) it is ignored.
+  takeHangups(() => void runner.reopenOutputs());
   try {
     stats = await runner.run();
   } finally {
+    takeHangups();
     if (timer) clearInterval(timer);
     if (bar) {
       bar.update(bar.getTotal());

@@ -156,6 +156,33 @@ test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printe
   for (const line of lines) JSON.parse(line);
 });
 
+/**
+ * Runs the command with a SIGHUP sent to it while it loads its commands (once main.ts caught the
+ * signals, before run.ts or backtest.ts ran): a module hook sends it as './commands.js' is imported.
+ */
+function withEarlyHangup(...args: string[]): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
+  const hooks = join(dir, 'hangup-hooks.mjs');
+  writeFileSync(hooks, `export async function resolve(specifier, context, next) {\n  if (specifier === './commands.js') process.kill(process.pid, 'SIGHUP');\n  return next(specifier, context);\n}\n`);
+  const register = join(dir, 'hangup-register.mjs');
+  writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(new URL(`file://${hooks}`).href)});\n`);
+  const result = spawnSync(process.execPath, ['--import', register, cli, ...args], { cwd: dir, encoding: 'utf8' });
+  return { status: result.status, signal: result.signal, stderr: result.stderr };
+}
+
+test('a SIGHUP while `run` or `backtest` is still loading is ignored (was the end of the process: no output, exit 129); any other command ends as before', () => {
+  const out = join(dir, 'early-hangup.jsonl');
+  const file = pipeline('early-hangup.yaml', `name: early-hangup\nsources: [{type: synthetic, events: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const run = withEarlyHangup('run', file, '--log-level', 'warn');
+  assert.deepEqual([run.status, run.signal], [0, null], run.stderr);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 2000, 'every event written');
+  const report = join(dir, 'early-hangup-report');
+  const backtest = withEarlyHangup('backtest', file, '--input', out, '--report', report, '--set', `sinks[0].path=${join(dir, 'early-hangup-replayed.jsonl')}`, '--log-level', 'warn');
+  assert.deepEqual([backtest.status, backtest.signal], [0, null], backtest.stderr);
+  assert.equal((JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number }).events, 2000);
+  const validate = withEarlyHangup('validate', file);
+  assert.deepEqual([validate.status, validate.signal], [null, 'SIGHUP'], 'SIGHUP\'s default action, once validate had it back');
+});
+
 test('SIGTERM while the command is still loading (before any pipeline started) ends it cleanly, saying so, not with 143 and no word', async () => {
   const out = join(dir, 'early-stop.jsonl');
   const file = pipeline('early-stop.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);

@@ -15,7 +15,7 @@ import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
 import { runBacktestCommand } from './backtest.js';
-import { releaseSignals } from './signals.js';
+import { releaseHangups, releaseSignals } from './signals.js';
 
 
 interface CommonOptions {
@@ -141,8 +141,10 @@ export async function main(args: string[]): Promise<number> {
       },
     )
     // Only `run` drains on a signal: any other command gets the default action back (the end of it).
+    // SIGHUP reopens the outputs of `run` and `backtest` (they take it over) and ends any other.
     .middleware((argv) => {
       if (argv._[0] !== 'run') releaseSignals();
+      if (argv._[0] !== 'run' && argv._[0] !== 'backtest') releaseHangups();
     })
     .demandCommand(1, 'Name a command.')
     .strict()
@@ -166,6 +168,7 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     // Usage errors, --help and --version run no command's middleware.
     releaseSignals();
+    releaseHangups();
   }
   return exitCode;
 }

@@ -5,7 +5,7 @@ import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
-import { takeSignals } from './signals.js';
+import { takeHangups, takeSignals } from './signals.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -190,19 +190,19 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   };
   const releaseSignals = takeSignals(onSignal);
   // SIGHUP reopens the file outputs (log rotation: docs/operations.md), as daemons do; not a stop.
-  const onHangup = (): void => void daemon.reopenOutputs();
-  process.on('SIGHUP', onHangup);
+  // Caught since the process began (signals.ts), and ignored once the run ended.
+  takeHangups(() => void daemon.reopenOutputs());
   try {
     logger.debug({ targets: options.targets }, 'loading pipelines');
     await daemon.load();
   } catch (error) {
     releaseSignals();
-    process.off('SIGHUP', onHangup);
+    takeHangups();
     throw error;
   }
   if (stopSignal) {
     releaseSignals();
-    process.off('SIGHUP', onHangup);
+    takeHangups();
     const message = `stopped by ${stopSignal} before any pipeline started: nothing was read or written`;
     if (pretty) process.stderr.write(`${message}\n`);
     else resultLogger(logger, 'info').info({ signal: stopSignal, outcome: 'stopped before start' }, message);
@@ -238,6 +238,6 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     releaseSignals();
-    process.off('SIGHUP', onHangup);
+    takeHangups();
   }
 }

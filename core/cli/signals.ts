@@ -5,6 +5,10 @@
  * a later one drains and prints the summary. Until a command takes them over ({@link takeSignals}:
  * `run`) they are kept; a command that does not ({@link releaseSignals}: every other) gets their
  * default action back, and one that came meanwhile acts then.
+ *
+ * SIGHUP too, whose default action also ends the process: `run` and `backtest` answer it by opening
+ * their file outputs again (log rotation), which exist only once the pipelines are loaded
+ * ({@link takeHangups}); one that came before is dropped, as the outputs open after it, at their paths.
  */
 const kept: NodeJS.Signals[] = [];
 let handler: ((signal: NodeJS.Signals) => void) | undefined;
@@ -21,6 +25,45 @@ export function catchSignals(): void {
   caught = true;
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  catchHangups();
+}
+
+let hangupsCaught = false;
+let hangupsTaken = false;
+let hangupKept = false;
+let reopenOutputs: (() => void) | undefined;
+
+const onHangup = (): void => {
+  if (hangupsTaken) reopenOutputs?.();
+  else hangupKept = true;
+};
+
+function catchHangups(): void {
+  if (hangupsCaught) return;
+  hangupsCaught = true;
+  process.on('SIGHUP', onHangup);
+}
+
+/**
+ * From now on, to the end of the process, SIGHUP calls `reopen` (without one: is ignored), and ends
+ * nothing. One that came before is dropped: there was nothing open yet to reopen.
+ */
+export function takeHangups(reopen?: () => void): void {
+  catchHangups();
+  hangupsTaken = true;
+  hangupKept = false;
+  reopenOutputs = reopen;
+}
+
+/** Gives SIGHUP its default action back, unless a command took it over (takeHangups); one kept meanwhile is raised again, and acts so. */
+export function releaseHangups(): void {
+  if (!hangupsCaught || hangupsTaken) return;
+  hangupsCaught = false;
+  process.off('SIGHUP', onHangup);
+  if (hangupKept) {
+    hangupKept = false;
+    process.kill(process.pid, 'SIGHUP');
+  }
 }
 
 /**
