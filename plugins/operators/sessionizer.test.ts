@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { ORIGIN, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer, { type SessionizerSummary } from './sessionizer.js';
 import { Chain, stage } from './harness.js';
@@ -317,4 +317,39 @@ test('idle source: with an idle timeout the watermark advances while another sou
   assert.deepEqual(await runWith('1m'), ['2:u1', '4:u2', '4:u3']);
   // ...while without idleness the silent source holds it back until the end of input.
   assert.deepEqual(await runWith('1d'), ['4:u1', '4:u2', '4:u3']);
+});
+
+test('events waiting for the watermark are snapshotted as columns (a fraction of their JSON) and restored exactly, odd ones and origins included', async () => {
+  const config = { gap: '20m' };
+  const plain = Array.from({ length: 2000 }, (_, i): ClickEvent => ({ kind: 'event', userId: `u${i % 700}`, time: T0 + i * 37, type: i % 5 === 0 ? 'cart' : 'view', itemId: `i${i % 3000}`, category: `c${i % 40}`, price: Math.round(i * 7.3) / 100 }));
+  const odd: ClickEvent[] = [
+    { kind: 'event', userId: 'x1', time: T0 + 5, type: 'view' }, // no item, category or price
+    { kind: 'event', userId: 'x2', time: T0 + 6, type: 'wish', price: 0 },
+    { kind: 'event', userId: 'x3', time: T0 + 7, type: 'view', attrs: { channel: 'app' } },
+    { kind: 'event', userId: 'x4', time: T0 + 8, type: 'view', sessionId: 's-4' },
+    { userId: 'x5', kind: 'event', time: T0 + 9, type: 'view' }, // another key order
+  ];
+  odd[1]![ORIGIN] = { source: 'kafka', file: 'clicks', offset: 42 };
+  const source = [...plain.slice(0, 1000), ...odd, ...plain.slice(1000)];
+  // A copy for each run: the sessionizer sets the session context on the events it passes.
+  const fresh = (): ClickEvent[] => source.map((e) => Object.assign({ ...e }, e[ORIGIN] ? { [ORIGIN]: e[ORIGIN] } : {}));
+  const input = fresh();
+  const whole = (await Chain.build([stage(sessionizer, config)], ctx())).push([...fresh(), wm(Infinity)]).end();
+  const first = await Chain.build([stage(sessionizer, config)], ctx());
+  first.push(fresh()); // no watermark yet: every event waits in the snapshot
+  const [saved] = (await first.snapshot()) as { version: number; pending: unknown }[];
+  const pendingBytes = JSON.stringify(saved!.pending).length;
+  const asObjects = JSON.stringify(input).length;
+  assert.ok(pendingBytes < asObjects / 2, `pending: ${pendingBytes} bytes, as objects ${asObjects}`);
+  const second = await Chain.build([stage(sessionizer, config)], ctx(), [saved]);
+  const after = second.push([wm(Infinity)]).end();
+  assert.equal(JSON.stringify(after), JSON.stringify(whole));
+  const restoredOrigin = events(after).find((e) => e.userId === 'x2');
+  assert.deepEqual(restoredOrigin?.[ORIGIN], { source: 'kafka', file: 'clicks', offset: 42 });
+  assert.deepEqual(Object.keys(events(after).find((e) => e.userId === 'x5')!).slice(0, 2), ['userId', 'kind']);
+
+  // A version-2 snapshot (pending events as [event, origin] pairs) still restores.
+  const v2 = { ...saved!, version: 2, pending: input.map((e) => [{ ...e }, e[ORIGIN] ?? null]) };
+  const third = await Chain.build([stage(sessionizer, config)], ctx(), [JSON.parse(JSON.stringify(v2))]);
+  assert.equal(JSON.stringify(third.push([wm(Infinity)]).end()), JSON.stringify(whole));
 });

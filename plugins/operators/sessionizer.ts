@@ -226,10 +226,12 @@ export interface SessionizerSnapshotV1 {
 
 /**
  * Columnar form: one row per kept session (users in map order, each newest first), each field a
- * column (see columns.ts); the timer heap as two columns; pending events as in version 1.
+ * column (see columns.ts); the timer heap as two columns. Version 2 held pending events as version 1
+ * does (one object each: ~124 bytes an event, a tenth of the soak's sessionizer state at 2,000
+ * events/s); version 3 holds them as columns (PendingColumns).
  */
 export interface SessionizerSnapshot {
-  version: 2;
+  version: 2 | 3;
   watermark: number | null;
   maxSeen: number | null;
   sawFuture: boolean;
@@ -250,7 +252,129 @@ export interface SessionizerSnapshot {
   replaces: string[][];
   heapKeys: Column;
   heapSeqs: Column;
-  pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
+  pending: PendingColumns | [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
+}
+
+/**
+ * Events not yet passed by the watermark, in arrival order: one row each. A plain event (only the
+ * fields below, in this order, as sources write them) is its columns; any other (attrs, a session id,
+ * other fields or another key order) is kept whole in `others`, its columns left empty.
+ */
+export interface PendingColumns {
+  n: number;
+  userIds: string[];
+  time: Column;
+  /** Distinct types; `type` holds each row's index in them. */
+  types: string[];
+  type: Column;
+  itemIds: (string | null)[];
+  categories: (string | null)[];
+  /** NaN where the event has no price. */
+  price: Column;
+  otherRows: number[];
+  others: Omit<ClickEvent, typeof ORIGIN>[];
+  originRows: number[];
+  origins: Origin[];
+}
+
+/** The fields of a plain pending event, in the order they must come (absent ones skipped; see PendingColumns). */
+const PLAIN_FIELDS = ['kind', 'userId', 'time', 'type', 'itemId', 'category', 'price'] as const;
+
+/** Whether the event is plain: its columns give it back as it is (the same fields, values and key order). */
+function isPlain(event: ClickEvent): boolean {
+  if (event.kind !== 'event' || typeof event.userId !== 'string' || typeof event.time !== 'number' || typeof event.type !== 'string') return false;
+  if (event.itemId !== undefined && typeof event.itemId !== 'string') return false;
+  if (event.category !== undefined && typeof event.category !== 'string') return false;
+  if (event.price !== undefined && (typeof event.price !== 'number' || Number.isNaN(event.price))) return false;
+  let at = 0;
+  for (const key in event) {
+    while (at < PLAIN_FIELDS.length && PLAIN_FIELDS[at] !== key) at++;
+    if (at === PLAIN_FIELDS.length) return false;
+    at++;
+  }
+  return true;
+}
+
+function* encodePending(events: readonly ClickEvent[]): Generator<void, PendingColumns, void> {
+  const n = events.length;
+  const userIds: string[] = [];
+  const itemIds: (string | null)[] = [];
+  const categories: (string | null)[] = [];
+  const time = new Float64Array(n);
+  const type = new Float64Array(n);
+  const price = new Float64Array(n);
+  const types: string[] = [];
+  const typeIndex = new Map<string, number>();
+  const otherRows: number[] = [];
+  const others: Omit<ClickEvent, typeof ORIGIN>[] = [];
+  const originRows: number[] = [];
+  const origins: Origin[] = [];
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const event = events[i]!;
+      const origin = originOf(event);
+      if (origin !== undefined) {
+        originRows.push(i);
+        origins.push(origin);
+      }
+      if (!isPlain(event)) {
+        otherRows.push(i);
+        others.push({ ...event });
+        userIds.push('');
+        itemIds.push(null);
+        categories.push(null);
+        price[i] = NaN;
+        continue;
+      }
+      userIds.push(event.userId);
+      itemIds.push(event.itemId ?? null);
+      categories.push(event.category ?? null);
+      time[i] = event.time;
+      let code = typeIndex.get(event.type);
+      if (code === undefined) {
+        code = types.length;
+        typeIndex.set(event.type, code);
+        types.push(event.type);
+      }
+      type[i] = code;
+      price[i] = event.price ?? NaN;
+    }
+  });
+  const [timeColumn, typeColumn, priceColumn] = yield* encodeColumns([time, type, price]);
+  return { n, userIds, time: timeColumn!, types, type: typeColumn!, itemIds, categories, price: priceColumn!, otherRows, others, originRows, origins };
+}
+
+function decodePending(saved: PendingColumns, what: string): ClickEvent[] {
+  const n = saved.n;
+  const time = decodeColumn(saved.time, what);
+  const type = decodeColumn(saved.type, what);
+  const price = decodeColumn(saved.price, what);
+  if ([saved.userIds, time, type, saved.itemIds, saved.categories, price].some((column) => column.length !== n)) throw new Error(`${what}: pending columns do not match ${n} events`);
+  const events: ClickEvent[] = [];
+  let other = 0;
+  for (let i = 0; i < n; i++) {
+    if (other < saved.otherRows.length && saved.otherRows[other] === i) {
+      events.push({ ...saved.others[other++]! } as ClickEvent);
+      continue;
+    }
+    const eventType = saved.types[type[i]!];
+    if (eventType === undefined) throw new Error(`${what}: unknown pending event type ${type[i]!}`);
+    // Fields in PLAIN_FIELDS order: the event comes back as it was written.
+    const event: ClickEvent = { kind: 'event', userId: saved.userIds[i]!, time: time[i]!, type: eventType };
+    const itemId = saved.itemIds[i];
+    const category = saved.categories[i];
+    if (itemId != null) event.itemId = itemId;
+    if (category != null) event.category = category;
+    if (!Number.isNaN(price[i]!)) event.price = price[i]!;
+    events.push(event);
+  }
+  if (other !== saved.otherRows.length) throw new Error(`${what}: pending rows do not add up`);
+  for (let k = 0; k < saved.originRows.length; k++) {
+    const event = events[saved.originRows[k]!];
+    if (event === undefined) throw new Error(`${what}: origin of an unknown pending row ${saved.originRows[k]!}`);
+    event[ORIGIN] = saved.origins[k]!;
+  }
+  return events;
 }
 
 const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null);
@@ -723,13 +847,7 @@ class SessionState {
         }
       }
     });
-    const pending: [Omit<ClickEvent, typeof ORIGIN>, Origin | null][] = [];
-    yield* partsOf(this.pending.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const event = this.pending[i]!;
-        pending.push([{ ...event }, originOf(event) ?? null]);
-      }
-    });
+    const pending = yield* encodePending(this.pending);
     const derivedIds = yield* encodeDerivedIds(users, ids);
     const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn] = yield* encodeColumns([
       seq,
@@ -743,7 +861,7 @@ class SessionState {
       Float64Array.from(heapSeqs),
     ]);
     const snapshot: SessionizerSnapshot = {
-      version: 2,
+      version: 3,
       watermark: finiteOrNull(this.watermark),
       maxSeen: finiteOrNull(this.maxSeen),
       sawFuture: this.sawFuture,
@@ -769,7 +887,7 @@ class SessionState {
 
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
     this.snapshots.settle();
     this.users.clear();
     this.heapKeys = [];
@@ -841,15 +959,18 @@ class SessionState {
         if (session) this.push(heapKeys[i]!, session);
       }
     });
-    const pending: ClickEvent[] = [];
-    await inParts(saved.pending.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const [event, origin] = saved.pending[i]!;
-        const restored = { ...event } as ClickEvent;
-        if (origin) restored[ORIGIN] = origin;
-        pending.push(restored);
-      }
-    });
+    let pending: ClickEvent[] = [];
+    const savedPending = saved.pending;
+    if (Array.isArray(savedPending)) {
+      await inParts(savedPending.length, (from, to) => {
+        for (let i = from; i < to; i++) {
+          const [event, origin] = savedPending[i]!;
+          const restored = { ...event } as ClickEvent;
+          if (origin) restored[ORIGIN] = origin;
+          pending.push(restored);
+        }
+      });
+    } else pending = decodePending(savedPending, 'sessionizer snapshot');
     this.pending = pending;
     this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
   }
