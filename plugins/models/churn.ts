@@ -11,7 +11,7 @@ import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encode
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type Step } from './sequence.js';
-import { checkLengths, columnOf, optionalStringsOf, stringsOf } from './flat.js';
+import { checkLengths, columnOf, optionalColumnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -35,8 +35,13 @@ interface UserState {
 /** A prediction waiting for its deadline (its session's end + horizon). */
 interface PendingChurn {
   sample: SampleHandle;
+  /** The session's start: a return for the user's earlier sessions (see onUpdate). */
+  start: number;
   /** The session's end. */
   end: number;
+  /** What its summary added to the user's history, taken back if a merge withdraws it: a purchase (0 or 1) and a gap. */
+  purchased: number;
+  gap: number;
   /** Start of the user's first session after `end` (-1: none yet). */
   back: number;
   /** The user whose session it is (the deadline heap's entries are these objects). */
@@ -64,6 +69,10 @@ interface SavedUsers {
   pendingIds: string[];
   pendingEnds: Column;
   pendingBacks: Column;
+  /** Their starts, purchases and gaps: absent from snapshots written before them (restored as end, 0 and 0). */
+  pendingStarts?: Column;
+  pendingPurchased?: Column;
+  pendingGaps?: Column;
   /** Each user's partition (null: none); absent when no user has one. */
   partitions?: (string | null)[];
 }
@@ -94,6 +103,9 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
   const pendingIds: string[] = [];
   const pendingEnds: number[] = [];
   const pendingBacks: number[] = [];
+  const pendingStarts: number[] = [];
+  const pendingPurchased: number[] = [];
+  const pendingGaps: number[] = [];
   const partitions: (string | null)[] = [];
   let partitioned = false;
   const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = Array.from({ length: 7 }, () => new Float64Array(n));
@@ -115,6 +127,9 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
       pendingIds.push(p.sample.id);
       pendingEnds.push(p.end);
       pendingBacks.push(p.back);
+      pendingStarts.push(p.start);
+      pendingPurchased.push(p.purchased);
+      pendingGaps.push(p.gap);
     }
     partitions.push(u.partition ?? null);
     if (u.partition !== undefined) partitioned = true;
@@ -129,7 +144,7 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
       userIds.push(deadlineOf[i]!.userId);
     }
   });
-  const c = yield* encodeColumns([firstSeen!, sessions!, purchases!, lastEnd!, gapSum!, openCounts!, Float64Array.from(openStarts), pendingCounts!, Float64Array.from(pendingEnds), Float64Array.from(pendingBacks), at]);
+  const c = yield* encodeColumns([firstSeen!, sessions!, purchases!, lastEnd!, gapSum!, openCounts!, Float64Array.from(openStarts), pendingCounts!, Float64Array.from(pendingEnds), Float64Array.from(pendingBacks), at, Float64Array.from(pendingStarts), Float64Array.from(pendingPurchased), Float64Array.from(pendingGaps)]);
   return {
     users: {
       keys,
@@ -145,6 +160,9 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
       pendingIds,
       pendingEnds: c[8]!,
       pendingBacks: c[9]!,
+      pendingStarts: c[11]!,
+      pendingPurchased: c[12]!,
+      pendingGaps: c[13]!,
       ...(partitioned ? { partitions } : {}),
     },
     deadlines: { at: c[10]!, ids, userIds },
@@ -166,6 +184,9 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
   const pendingIds = stringsOf(saved.pendingIds, undefined, what);
   const pendingEnds = columnOf(saved.pendingEnds, pendingIds.length, what);
   const pendingBacks = columnOf(saved.pendingBacks, pendingIds.length, what);
+  const pendingStarts = optionalColumnOf(saved.pendingStarts, pendingIds.length, what);
+  const pendingPurchased = optionalColumnOf(saved.pendingPurchased, pendingIds.length, what);
+  const pendingGaps = optionalColumnOf(saved.pendingGaps, pendingIds.length, what);
   checkLengths(pendingCounts!, pendingIds.length, what);
   const partitions = optionalStringsOf(saved.partitions, n, what);
   let atOpen = 0;
@@ -177,7 +198,16 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
       for (const end = atOpen + openCounts![i]!; atOpen < end; atOpen++) open.push([openIds[atOpen]!, openStarts[atOpen]!]);
       const pending: PendingChurn[] = [];
       for (const end = atPending + pendingCounts![i]!; atPending < end; atPending++) {
-        const p: PendingChurn = { sample: handleOf(pendingIds[atPending]!), end: pendingEnds[atPending]!, back: pendingBacks[atPending]!, userId: key };
+        const end = pendingEnds[atPending]!;
+        const p: PendingChurn = {
+          sample: handleOf(pendingIds[atPending]!),
+          start: pendingStarts?.[atPending] ?? end,
+          end,
+          purchased: pendingPurchased?.[atPending] ?? 0,
+          gap: pendingGaps?.[atPending] ?? 0,
+          back: pendingBacks[atPending]!,
+          userId: key,
+        };
         pending.push(p);
         pendingById.set(p.sample.id, p);
       }
@@ -224,7 +254,7 @@ export default defineOperator<ChurnModelConfig>({
     'predictions, those nearest their label, are dropped unscored. A session is predicted once, at its first summary: a late event ' +
     '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
-    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`. ' +
+    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`, and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
     'Same metrics as `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
   config: {
@@ -374,15 +404,21 @@ export default defineOperator<ChurnModelConfig>({
           pending.splice(i, 1); // its deadline entry is skipped when popped
           learner.forget(p.sample);
           merges.inc();
+          // Its session is part of the survivor's now: what its summary added to the history goes, but for a
+          // purchase the survivor had not made (the merged session bought, once). Only ever taken back: a
+          // restored prediction that predates these fields (0) changes nothing, as before them.
           user.sessions = Math.max(0, user.sessions - 1);
+          if (p.purchased > survivor.purchased) survivor.purchased = p.purchased;
+          else user.purchases = Math.max(0, user.purchases - p.purchased);
+          user.gapSum = Math.max(0, user.gapSum - p.gap);
         }
       }
       if (survivor === undefined || !(summary.end > survivor.end)) return;
       survivor.end = summary.end;
-      // The first session start after the new end: an open session's, or (closed since) at the latest its end.
+      // The first session start after the new end: an open session's, or one closed since (predicted, so pending).
       survivor.back = -1;
       for (const [, start] of user.open) if (start > survivor.end && (survivor.back < 0 || start < survivor.back)) survivor.back = start;
-      for (const p of pending) if (p !== survivor && p.end > survivor.end && (survivor.back < 0 || p.end < survivor.back)) survivor.back = p.end;
+      for (const p of pending) if (p !== survivor && p.start > survivor.end && (survivor.back < 0 || p.start < survivor.back)) survivor.back = p.start;
       push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
     };
 
@@ -412,16 +448,18 @@ export default defineOperator<ChurnModelConfig>({
       values[9] = Math.log1p(user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) / day : 0);
       values[10] = Math.sin(hour);
       values[11] = Math.cos(hour);
-      if (user.lastEnd !== undefined) user.gapSum += Math.max(0, summary.start - user.lastEnd);
+      const gap = user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) : 0;
+      const purchased = summary.purchased ? 1 : 0;
+      user.gapSum += gap;
       user.sessions++;
-      if (summary.purchased) user.purchases++;
+      user.purchases += purchased;
       user.lastEnd = summary.end;
       input.id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
       input.userId = summary.userId;
       input.sessionId = summary.sessionId;
       input.time = summary.end;
       if (sequences) input.seq = sequences.sample(summary.sessionId);
-      const pending: PendingChurn = { sample: learner.submit(input, emit), end: summary.end, back: -1, userId: summary.userId };
+      const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, userId: summary.userId };
       sequences?.delete(summary.sessionId);
       user.pending.push(pending);
       push(summary.end + horizon, pending);
@@ -515,7 +553,7 @@ export default defineOperator<ChurnModelConfig>({
             const restored = new Map<string, UserState>();
             if (Array.isArray(saved.users)) {
               yield* eachOf(saved.users, ([key, user]) => {
-                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), end, back, userId: key }));
+                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: 0, gap: 0, back, userId: key }));
                 for (const p of pending) pendingById.set(p.sample.id, p);
                 restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
               });
@@ -527,7 +565,7 @@ export default defineOperator<ChurnModelConfig>({
             const restoreDeadline = (deadline: number, id: string, userId: string): void => {
               restoredDeadlines.push(deadline);
               const pending = pendingById.get(id);
-              restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), end: 0, back: -1, userId });
+              restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId });
             };
             if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
             else {

@@ -41,3 +41,8 @@ export function checkLengths(lengths: Float64Array, total: number, what: string)
   }
   if (sum !== total) throw new Error(`${what}: lengths add up to ${sum}, the list holds ${total}`);
 }
+
+/** The column's n values, or undefined for an absent column (one added after a snapshot was written). */
+export function optionalColumnOf(column: Column | undefined, n: number, what: string): Float64Array | undefined {
+  return column === undefined ? undefined : columnOf(column, n, what);
+}

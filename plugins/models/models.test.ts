@@ -5,7 +5,7 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MetricsHub, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, MetricsHub, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -663,6 +663,73 @@ test('churn: a session merged into an earlier one by a late event is one session
   assert.equal(openB.report.summary.positives, 1);
 });
 
+test('churn: a session withdrawn by a merge leaves the user\'s history: its purchase and gap go with it (the merged session counts once); a snapshot without those columns restores', async () => {
+  const day = 86_400_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
+  const merged = (purchased: boolean) => ({ ...summary('a', 'A', t, t + 40 * min, 3, purchased, { view: 2, purchase: purchased ? 1 : 0 }), update: true, replaces: ['B'] });
+  // P two days before; A and B 40 minutes apart, both predicted, then bridged by a late event.
+  const before = (aBought: boolean, bBought: boolean): Element[] => [
+    event('a', 'P', t - 2 * day, 0, t - 2 * day, 'view'),
+    summary('a', 'P', t - 2 * day, t - 2 * day + 10 * min, 1, false, { view: 1 }),
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, aBought, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    summary('a', 'B', t + 40 * min, t + 40 * min, 1, bBought, { view: 1 }),
+    event('a', 'A', t + 20 * min, 2, t, 'view'),
+  ];
+  type Users = { sessions: Column; purchases: Column; gapSum: Column; pendingStarts?: Column; pendingPurchased?: Column; pendingGaps?: Column };
+  const history = (state: unknown) => {
+    const users = (state as { users: Users }).users;
+    return { sessions: [...decodeColumn(users.sessions, 'test')], purchases: [...decodeColumn(users.purchases, 'test')], gapSum: [...decodeColumn(users.gapSum, 'test')] };
+  };
+  // Two sessions (P and the merged one), one gap (P's end to A's start), one purchase. Before, B's purchase and its
+  // 40-minute gap stayed: purchases 2, mean gap a day.
+  const both = await runOperator(churnModel, config, [...before(true, true), merged(true)]);
+  assert.deepEqual(history(both.state), { sessions: [2], purchases: [1], gapSum: [2 * day - 10 * min] });
+  // Only the withdrawn part bought: the merged session did, once.
+  const onlyB = await runOperator(churnModel, config, [...before(false, true), merged(true)]);
+  assert.deepEqual(history(onlyB.state), { sessions: [2], purchases: [1], gapSum: [2 * day - 10 * min] });
+  // A snapshot written before the columns of what each prediction added restores (nothing to take back: B's purchase
+  // and gap stay, as before), and carries the columns from then on.
+  const cut = await runOperator(churnModel, config, before(true, true));
+  const old = JSON.parse(JSON.stringify(cut.state)) as { users: Users };
+  delete old.users.pendingStarts;
+  delete old.users.pendingPurchased;
+  delete old.users.pendingGaps;
+  const restored = await runOperator(churnModel, config, [merged(true)], testContext(), { restore: old });
+  assert.deepEqual(history(restored.state), { sessions: [2], purchases: [2], gapSum: [2 * day + 30 * min] });
+  assert.deepEqual([...decodeColumn((restored.state as { users: Users }).users.pendingPurchased!, 'test')], [0, 0], 'P and A: taken as 0');
+});
+
+test('churn: a later session that closed before the merge is a return at its start, not its end', async () => {
+  const day = 86_400_000;
+  const hour = 3_600_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const end = t + 40 * min;
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', end, 0, end, 'view'),
+    summary('a', 'B', end, end, 1, false, { view: 1 }),
+    // C starts 23 hours after the merged end (within the 1d horizon) and lasts 2 hours: it closes before the merge.
+    event('a', 'C', end + 23 * hour, 0, end + 23 * hour, 'view'),
+    event('a', 'C', end + 25 * hour, 1, end + 23 * hour, 'view'),
+    summary('a', 'C', end + 23 * hour, end + 25 * hour, 2, false, { view: 2 }),
+    event('a', 'A', t + 20 * min, 2, t, 'view'),
+    { ...summary('a', 'A', t, end, 3, false, { view: 3 }), update: true, replaces: ['B'] },
+    watermark(end + 4 * day),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const report = reportOf(output);
+  // The merged session: back (0); C: no return (1). Before, C's end (25 hours on) was the merged session's return: both 1.
+  assert.equal(report.summary.n, 2);
+  assert.equal(report.summary.positives, 1);
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
@@ -830,6 +897,15 @@ for (const [name, plugin, config, saved] of [
     // (LossBlocks), so it starts afresh, empty.
     assert.deepEqual(again.learner.block, new LossBlocks(1).state());
     again.learner.block = (first.state as { learner: { block: unknown } }).learner.block;
+    if (name === 'churn') {
+      // Nor did it keep what each churn prediction's session added (for a merge to take back) or its start:
+      // restored as 0, 0 and its end (a merge then takes nothing back, as before).
+      const users = (again as unknown as { users: Record<string, Column> }).users;
+      assert.deepEqual([...decodeColumn(users.pendingStarts!, 'test')], [...decodeColumn(users.pendingEnds!, 'test')]);
+      assert.ok([...decodeColumn(users.pendingPurchased!, 'test'), ...decodeColumn(users.pendingGaps!, 'test')].every((value) => value === 0));
+      const current = (first.state as { users: Record<string, Column> }).users;
+      for (const column of ['pendingStarts', 'pendingPurchased', 'pendingGaps']) users[column] = current[column]!;
+    }
     assert.deepEqual(again, first.state);
     assert.equal((first.state as { format?: number }).format, 2);
     for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
