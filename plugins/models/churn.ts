@@ -10,7 +10,7 @@
 import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
-import { SequenceTracker, type Step } from './sequence.js';
+import { SequenceTracker, type SequencesState } from './sequence.js';
 import { checkLengths, columnOf, optionalColumnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
@@ -91,7 +91,7 @@ interface ChurnState {
   users: SavedUsers | [string, SavedUser][];
   /** The first format: (deadline, prediction id, user). */
   deadlines: SavedDeadlines | [number, string, string][];
-  sequences: [string, Step[]][];
+  sequences: SequencesState;
 }
 
 /** The users and deadline heap in the columns of a snapshot, in parts. */

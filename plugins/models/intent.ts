@@ -9,7 +9,7 @@
 import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
-import { SequenceTracker, type Step } from './sequence.js';
+import { SequenceTracker, type SequencesState } from './sequence.js';
 import { checkLengths, columnOf, stringsOf } from './flat.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
@@ -105,7 +105,7 @@ interface IntentState {
   format?: 2;
   learner: LearnerState;
   sessions: SavedSessions | [string, SavedSession][];
-  sequences: [string, Step[]][];
+  sequences: SequencesState;
   ended: boolean;
 }
 

@@ -5,7 +5,7 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeColumn, MetricsHub, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -19,6 +19,7 @@ import type { ModelKind } from './model.js';
 import { resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
 import * as format1 from './snapshots-format1.js';
+import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
 
 const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
 const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
@@ -916,6 +917,28 @@ for (const [name, plugin, config, saved] of [
     assert.equal(modelOutputs(first.output) + (modelOutputs(first.output) ? '\n' : '') + modelOutputs(restoredOld.output), modelOutputs(whole.output));
   });
 }
+
+test('gru sequences snapshot as columns; the first format (one [session, steps] each) restores to the same sequences; damaged columns are refused', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const tracker = new SequenceTracker(4, 16, 100);
+  const events = [event('a', 's1', t, 0, t, 'view', undefined, 'shoes'), event('a', 's1', t + 5_000, 1, t, 'cart', undefined, 'shoes'), event('b', 's2', t, 0, t, 'purchase', undefined, '')];
+  for (let i = 0; i < 6; i++) events.push(event('c', 's3', t + i * 1_000, i, t, 'view', undefined, `c${i}`)); // longer than 4: the last 4 kept
+  for (const e of events) tracker.push(e.session!.id, e);
+  const saved = JSON.parse(JSON.stringify(await inTurns(tracker.stateParts()))) as SequencesState;
+  assert.ok(!Array.isArray(saved), 'columns, not one object per session');
+  const keys = ['s1', 's2', 's3'];
+  const samples = (from: SequenceTracker) => keys.map((key) => from.sample(key));
+  const restored = new SequenceTracker(4, 16, 100);
+  await inTurns(restored.loadParts(saved));
+  assert.deepEqual(samples(restored), samples(tracker));
+  // The first format, as the build before this one wrote it: each session's steps as objects.
+  const firstFormat: [string, Step[]][] = keys.map((key) => [key, events.filter((e) => e.session!.id === key).slice(-4).map((e) => stepOf(e, 16))]);
+  const old = new SequenceTracker(4, 16, 100);
+  await inTurns(old.loadParts(JSON.parse(JSON.stringify(firstFormat)) as SequencesState));
+  assert.deepEqual(samples(old), samples(tracker));
+  const damaged = { ...saved, categories: saved.types, types: { n: 3, c: 0 } };
+  await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: lengths add up to 7, the list holds 3/);
+});
 
 test('a damaged columnar snapshot is refused by restore with what is wrong, not half restored', async () => {
   const input = separableIntentStream(40, 3);

@@ -2,8 +2,9 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { eachOf, type ClickEvent } from 'tributary';
+import { decodeColumn, eachOf, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
+import { checkLengths, columnOf, stringsOf } from './flat.js';
 
 export interface SequenceSample {
   types: Int32Array;
@@ -26,6 +27,19 @@ export interface Step {
   category: number;
   steps: [number, number, number];
 }
+
+/** The sequences as columns (see flat.ts): keys, each one's length, then the steps' fields, key after key. */
+export interface SavedSequences {
+  keys: string[];
+  lengths: Column;
+  types: Column;
+  categories: Column;
+  /** stepFeatures values a step. */
+  steps: Column;
+}
+
+/** A snapshot's sequences: columns, or the first format's [key, steps] each (restored still). */
+export type SequencesState = SavedSequences | [string, Step[]][];
 
 /**
  * Step features are log1p of seconds or of a price, scaled by this to about [0, 1] (an hour's gap
@@ -91,17 +105,53 @@ export class SequenceTracker {
     this.sequences.delete(key);
   }
 
-  /** The sequences in parts (a snapshot in parts); copies, as push changes a session's in place. */
-  *stateParts(): Generator<void, [string, Step[]][], void> {
-    const state: [string, Step[]][] = [];
-    yield* eachOf(this.sequences, ([key, steps]) => state.push([key, [...steps]]));
-    return state;
+  /** The sequences as columns, in parts (a snapshot in parts); values copied out, as push changes a session's in place. */
+  *stateParts(): Generator<void, SavedSequences, void> {
+    const keys: string[] = [];
+    const lengths: number[] = [];
+    const types: number[] = [];
+    const categories: number[] = [];
+    const steps: number[] = [];
+    yield* eachOf(this.sequences, ([key, sequence]) => {
+      keys.push(key);
+      lengths.push(sequence.length);
+      for (const step of sequence) {
+        types.push(step.type);
+        categories.push(step.category);
+        steps.push(...step.steps);
+      }
+    });
+    const c = yield* encodeColumns([lengths, types, categories, steps].map((values) => Float64Array.from(values)));
+    return { keys, lengths: c[0]!, types: c[1]!, categories: c[2]!, steps: c[3]! };
   }
 
-  /** Puts back what stateParts() took, in parts (see inTurns): built aside, swapped in at the end. */
-  *loadParts(state: [string, Step[]][]): Generator<void, void, void> {
+  /**
+   * Puts back what stateParts() took (or the first format's [key, steps] list), in parts (see inTurns):
+   * built aside, swapped in at the end; throws on columns that do not fit together.
+   */
+  *loadParts(state: SequencesState): Generator<void, void, void> {
     const sequences = new Map<string, Step[]>();
-    yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
+    if (Array.isArray(state)) yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
+    else {
+      const what = 'snapshot: sequences';
+      const keys = stringsOf(state.keys, undefined, what);
+      const lengths = columnOf(state.lengths, keys.length, what);
+      const types = decodeColumn(state.types, what);
+      checkLengths(lengths, types.length, what);
+      const categories = columnOf(state.categories, types.length, what);
+      const values = columnOf(state.steps, types.length * stepFeatures, what);
+      let at = 0;
+      yield* partsOf(keys.length, (from, to) => {
+        for (let i = from; i < to; i++) {
+          const steps: Step[] = [];
+          for (const end = at + lengths[i]!; at < end; at++) {
+            const v = at * stepFeatures;
+            steps.push({ type: types[at]!, category: categories[at]!, steps: [values[v]!, values[v + 1]!, values[v + 2]!] });
+          }
+          sequences.set(keys[i]!, steps);
+        }
+      });
+    }
     this.sequences = sequences;
   }
 }
