@@ -5,7 +5,7 @@
  * refuse for good (librdkafka's fatal error) fails the pipeline with that cause, not ready meanwhile.
  * Each test starts a broker of its own (the run's broker has no authorizer).
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { runYaml, testContext } from 'tributary/testing';
 import { TributaryError, type SinkPlugin } from 'tributary';
@@ -18,11 +18,18 @@ import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker
 const base = Date.parse('2024-05-01T00:00:00Z');
 const alice: SecurityConfig = { protocol: 'sasl_plaintext', sasl: { mechanism: 'PLAIN', username: 'alice', password: 'alice-secret' } };
 
-/** A broker where `alice` may read (and describe) every topic and group, and do nothing else. */
-async function brokerWithReader(): Promise<NativeBroker> {
+/**
+ * A broker of the test's own (stopped after it) where `alice` may read (and describe) every topic and
+ * group, and do nothing else, with a topic of one partition for each name prefix.
+ */
+async function brokerWithReader(t: TestContext, ...prefixes: string[]): Promise<{ broker: NativeBroker; admin: string; topics: string[] }> {
   const broker = await startNativeBroker({ partitions: 1, users: { alice: 'alice-secret' } });
+  t.after(() => broker.stop());
   aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'Read', '--operation', 'Describe', '--topic', '*', '--group', '*']);
-  return broker;
+  const admin = broker.plaintext!;
+  const topics = prefixes.map((prefix) => uniqueTopic(prefix));
+  for (const topic of topics) await createTopic(admin, topic, 1);
+  return { broker, admin, topics };
 }
 
 const views = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ key: `u${from + i}`, value: clickJson(from + i, base + from + i, 'view', { seq: from + i }) }));
@@ -30,11 +37,7 @@ const views = (from: number, count: number) => Array.from({ length: count }, (_,
 test('a partition whose fetch the brokers deny: the source is not ready, naming it, and reads on elsewhere; allowed again, it is ready, whether a record of it comes or not', async (t) => {
   // Only where the Kafka tests run at all (a broker of the run's kind is there or startable).
   if (!kafkaBrokers(t)) return;
-  const broker = await brokerWithReader();
-  t.after(() => broker.stop());
-  const admin = broker.plaintext!;
-  const [allowed, denied] = [uniqueTopic('acl-allowed'), uniqueTopic('acl-denied')];
-  for (const topic of [allowed, denied]) await createTopic(admin, topic, 1);
+  const { broker, admin, topics: [allowed, denied] } = await brokerWithReader(t, 'acl-allowed', 'acl-denied');
   await produce(admin, denied, views(0, 20));
   const feed = produceEvery(admin, allowed, 100, (seq) => views(1_000 + seq, 1)[0]!);
   const got = new Set<number>();
@@ -70,11 +73,7 @@ test('a partition whose fetch the brokers deny: the source is not ready, naming 
 
 test('a partition whose fetch the brokers deny from the start does not hold the watermark of the others for longer than idle_timeout', async (t) => {
   if (!kafkaBrokers(t)) return;
-  const broker = await brokerWithReader();
-  t.after(() => broker.stop());
-  const admin = broker.plaintext!;
-  const [allowed, denied] = [uniqueTopic('acl-allowed'), uniqueTopic('acl-denied')];
-  for (const topic of [allowed, denied]) await createTopic(admin, topic, 1);
+  const { broker, admin, topics: [allowed, denied] } = await brokerWithReader(t, 'acl-allowed', 'acl-denied');
   await produce(admin, allowed, views(1_000, 20));
   await produce(admin, denied, views(0, 20));
   aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
@@ -95,11 +94,7 @@ test('a partition whose fetch the brokers deny from the start does not hold the 
 
 test('a sink whose producer the brokers refuse for good (no right to write anywhere): not ready, and the pipeline fails with librdkafka\'s fatal error', async (t) => {
   if (!kafkaBrokers(t)) return;
-  const broker = await brokerWithReader();
-  t.after(() => broker.stop());
-  const admin = broker.plaintext!;
-  const [input, output] = [uniqueTopic('acl-in'), uniqueTopic('acl-out')];
-  for (const topic of [input, output]) await createTopic(admin, topic, 1);
+  const { broker, admin, topics: [input, output] } = await brokerWithReader(t, 'acl-in', 'acl-out');
   await produce(admin, input, views(0, 50));
   // An idempotent producer asks the brokers for a producer id first; a principal with no Write on
   // any topic is refused it (CLUSTER_AUTHORIZATION_FAILED), which librdkafka makes a fatal error.

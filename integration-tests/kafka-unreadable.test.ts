@@ -5,7 +5,7 @@
  * never to read it again; a batch in a compression codec this build of librdkafka lacks (zstd) is valid
  * input, so it is waited on, the source not ready and naming it, not skipped.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,23 +103,10 @@ test('a record batch damaged on disk: one dead letter per offset with topic, par
   // 8 bytes in the middle of its compressed records: they no longer decompress.
   overwrite(file, damaged, 12 + Math.floor(damaged.length / 2), (bytes) => bytes.forEach((byte, i) => (bytes[i] = byte ^ 0xff)), 8);
 
-  const yaml = `
-name: kafka-unreadable-test
-sources:
-  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, stop_at_end: true, mapping: { attributes: [seq] } }
-sinks:
-  - type: collect
-dead_letter: { type: collect, id: 1 }
-`;
-  const store: StreamRecord[][] = [[], []];
-  // t.signal: a run still going when the test times out is stopped (its consumer disconnected), so the
-  // test process can end.
-  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)], signal: t.signal });
-  assert.equal(stats.drained, true);
-  const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
+  const { stats, seqs, deadLetters, runAgain } = await readToEnd(broker, topic, t);
   const expected = [...Array.from({ length: 30 }, (_, i) => i), ...Array.from({ length: 230 }, (_, i) => 430 + i), ...Array.from({ length: 100 }, (_, i) => 10_000 + i)];
   assert.deepEqual(seqs, expected, 'every readable record once, those after the damaged batch included');
-  const dead = store[1] as unknown as { reason: string; file: string; partition: number; offset: number }[];
+  const dead = deadLetters as unknown as { reason: string; file: string; partition: number; offset: number }[];
   assert.equal(stats.deadLettered, 400);
   assert.deepEqual(dead.map((letter) => letter.offset), Array.from({ length: 400 }, (_, i) => 30 + i), 'one dead letter per offset of the batch, in order');
   for (const letter of dead) {
@@ -128,7 +115,7 @@ dead_letter: { type: collect, id: 1 }
     assert.match(letter.reason, /^kafka record batch from offset 30 cannot be read, so neither can this record: Decompression \(codec 0x1\) of message at 30 of \d+ bytes failed: /);
   }
   // The offsets committed are past the batch: the group's next run has nothing to read again.
-  const again = await runYaml(yaml, { plugins: [collectSink([[], []])], signal: t.signal });
+  const again = await runAgain();
   assert.equal(again.stats.eventsIn, 0);
   assert.equal(again.stats.deadLettered, 0);
 });
@@ -161,6 +148,29 @@ test('a record batch in a compression codec this build of librdkafka lacks is no
  * A topic whose partition 0 holds records 0-69, 10-59 of them one uncompressed batch (on disk in `file`),
  * for the tests that damage that batch by hand.
  */
+/**
+ * Runs a pipeline reading the topic to its end (group g-TOPIC) into a collecting sink and dead-letter
+ * sink; it must drain. `runAgain` runs it once more in the same group (what a next run reads). t.signal:
+ * a run still going when the test times out is stopped (its consumer disconnected), so the test process
+ * can end.
+ */
+async function readToEnd(broker: { brokers: string }, topic: string, t: TestContext) {
+  const yaml = `
+name: kafka-unreadable-test
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, stop_at_end: true, mapping: { attributes: [seq] } }
+sinks:
+  - type: collect
+dead_letter: { type: collect, id: 1 }
+`;
+  const store: StreamRecord[][] = [[], []];
+  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)], signal: t.signal });
+  assert.equal(stats.drained, true);
+  const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
+  const runAgain = () => runYaml(yaml, { plugins: [collectSink([[], []])], signal: t.signal });
+  return { stats, seqs, deadLetters: store[1]!, runAgain };
+}
+
 async function seventyRecordsWithMiddleBatch(broker: { brokers: string; dataDir: string }, prefix: string, partitions: number) {
   const topic = uniqueTopic(prefix);
   await createTopic(broker.brokers, topic, partitions);
@@ -253,26 +263,15 @@ test('a damaged batch that decodes a record at an offset past the partition\'s e
     assert.equal(varint(deltaAt).value, 49, 'the last record\'s offset delta');
     records[deltaAt] = 63 * 2; // offset 10 + 63 = 73; the partition ends at 70
   }, batch.length - 49);
-  const yaml = `
-name: kafka-past-end-test
-sources:
-  - { type: kafka, brokers: "${broker.brokers}", topics: [${topic}], group: g-${topic}, stop_at_end: true, mapping: { attributes: [seq] } }
-sinks:
-  - type: collect
-dead_letter: { type: collect, id: 1 }
-`;
-  const store: StreamRecord[][] = [[], []];
-  const { stats } = await runYaml(yaml, { plugins: [collectSink(store)], signal: t.signal });
-  assert.equal(stats.drained, true);
-  const seqs = (store[0] as unknown as ClickEvent[]).map((event) => Number(event.attrs?.seq)).sort((a, b) => a - b);
+  const { stats, seqs, deadLetters, runAgain } = await readToEnd(broker, topic, t);
   assert.deepEqual(seqs, Array.from({ length: 70 }, (_, i) => i).filter((seq) => seq !== 59), 'every other record once');
-  const dead = store[1] as unknown as { reason: string; raw: string; offset: number }[];
+  const dead = deadLetters as unknown as { reason: string; raw: string; offset: number }[];
   assert.equal(dead.length, 1);
   assert.equal(dead[0]!.offset, 73);
   assert.match(dead[0]!.reason, /^kafka record delivered at offset 73, at or past the partition's end offset 70: a damaged record batch decoded it so/);
   assert.equal(JSON.parse(dead[0]!.raw).seq, 59, 'its bytes, as they came');
   // The offsets committed are the partition's end (70), not past it: the group's next run reads nothing.
-  const again = await runYaml(yaml, { plugins: [collectSink([[], []])], signal: t.signal });
+  const again = await runAgain();
   assert.equal(again.stats.eventsIn, 0);
   assert.equal(again.stats.deadLettered, 0);
 });

@@ -96,20 +96,11 @@ export function formatSummary(name: string, stats: RunStats): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields. */
-export interface SummaryRecord {
+/** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields (the run's own as {@link RunStats} names them; dead-letter reasons most common first). */
+export interface SummaryRecord
+  extends Pick<RunStats, 'resumedFrom' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
   pipeline: string;
   outcome: 'drained' | 'stopped';
-  resumedFrom?: number;
-  eventsIn: number;
-  recordsOut: number;
-  outByKind: Record<string, number>;
-  deadLettered: number;
-  /** Every reason counted (bounded by the runner), most common first; the text summary shows the first three. */
-  deadLetteredByReason: Record<string, number>;
-  filtered: number;
-  filteredByReason: Record<string, number>;
-  sideOutputs: Record<string, number>;
   checkpoint?: { sequence: number; bytes: number; durationMs: number };
   elapsedMs: number;
   /** This process's events per second (null when no time passed). */
