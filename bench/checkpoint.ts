@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkpointStatePipeline } from './checkpoint-state.js';
-import { machine, writeSection } from './machine.js';
+import { machine, watchLoop, writeSection } from './machine.js';
 
 const loadAtStart = loadavg()[0]!;
 const users = Number(process.argv[2] ?? 1_000_000);
@@ -23,42 +23,6 @@ const open = Number(process.argv[3] ?? 100_000);
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-checkpoint-'));
 const pipeline = () => checkpointStatePipeline('checkpoint-bench', dir, users, open);
 
-/**
- * The longest time the event loop went without turning while `work` ran, as a 1 ms timer sees it
- * (the longest gap between its ticks), with the CPU time the process (all its threads) spent in that
- * gap: on a shared host a gap with little CPU in it is the process waiting for a core, not work
- * holding the loop. Also the work's wall and CPU time.
- */
-async function watchLoop<T>(work: () => Promise<T>): Promise<{ value: T; ms: number; cpuMs: number; longestMs: number; longestCpuMs: number; over100: number }> {
-  let last = performance.now();
-  let lastCpu = process.cpuUsage();
-  let longestMs = 0;
-  let longestCpuMs = 0;
-  let over100 = 0;
-  const tick = (): void => {
-    const now = performance.now();
-    const cpu = process.cpuUsage();
-    const gap = now - last;
-    if (gap > 100) over100++;
-    if (gap > longestMs) {
-      longestMs = gap;
-      longestCpuMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
-    }
-    last = now;
-    lastCpu = cpu;
-  };
-  const timer = setInterval(tick, 1);
-  const started = performance.now();
-  const startedCpu = process.cpuUsage();
-  last = started;
-  lastCpu = startedCpu;
-  const value = await work();
-  const ms = performance.now() - started;
-  const cpu = process.cpuUsage(startedCpu);
-  tick();
-  clearInterval(timer);
-  return { value, ms, cpuMs: (cpu.user + cpu.system) / 1000, longestMs, longestCpuMs, over100 };
-}
 
 // 1. Fill the state; take a checkpoint as the periodic timer does; stop, which writes the final one.
 const first = await pipeline();

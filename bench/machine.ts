@@ -55,3 +55,52 @@ export function hostProbe(): number {
   if (sink < 0) throw new Error('unreachable');
   return (best * 1000) / probeLines.length;
 }
+
+/** CPU time of the main thread so far, ms (its schedstat: nanoseconds on a CPU); NaN where there is no /proc. */
+function mainThreadCpuMs(): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The longest time the event loop went without turning while `work` ran, as a 1 ms timer sees it
+ * (the longest gap between its ticks), with the CPU time the process (all its threads) spent in that
+ * gap: on a shared host a gap with little CPU in it is the process waiting for a core, not work
+ * holding the loop. Also the work's wall and CPU time, and the main thread's own CPU time (Linux:
+ * /proc schedstat; NaN elsewhere), which leaves out what the process's other threads did meanwhile
+ * (libuv's pool: file writes, zlib).
+ */
+export async function watchLoop<T>(work: () => Promise<T>): Promise<{ value: T; ms: number; cpuMs: number; mainThreadCpuMs: number; longestMs: number; longestCpuMs: number; over100: number }> {
+  let last = performance.now();
+  let lastCpu = process.cpuUsage();
+  let longestMs = 0;
+  let longestCpuMs = 0;
+  let over100 = 0;
+  const tick = (): void => {
+    const now = performance.now();
+    const cpu = process.cpuUsage();
+    const gap = now - last;
+    if (gap > 100) over100++;
+    if (gap > longestMs) {
+      longestMs = gap;
+      longestCpuMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
+    }
+    last = now;
+    lastCpu = cpu;
+  };
+  const timer = setInterval(tick, 1);
+  const started = performance.now();
+  const startedCpu = process.cpuUsage();
+  const startedMainThread = mainThreadCpuMs();
+  last = started;
+  lastCpu = startedCpu;
+  const value = await work();
+  const ms = performance.now() - started;
+  const cpu = process.cpuUsage(startedCpu);
+  tick();
+  clearInterval(timer);
+  return { value, ms, cpuMs: (cpu.user + cpu.system) / 1000, mainThreadCpuMs: mainThreadCpuMs() - startedMainThread, longestMs, longestCpuMs, over100 };
+}

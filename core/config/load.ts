@@ -12,6 +12,7 @@ import type { AnyPlugin, OutlineEntry, PipelineOutline, PluginKind } from '../pl
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
+import type { CheckpointCompression } from '../runtime/checkpoint.js';
 
 export interface PipelineEntry {
   type: string;
@@ -35,7 +36,7 @@ export interface PipelineDocument {
     heap_budget?: string | number;
     heap_wait?: string | number;
   };
-  checkpoint?: { dir: string; interval: string | number; keep: number };
+  checkpoint?: { dir: string; interval: string | number; keep: number; compression?: CheckpointCompression };
   scale_out?: { state_dir: string; keep: number };
 }
 

@@ -6,10 +6,13 @@
  * newline, then the body (JSON). The body is hashed as written, so a torn or corrupted file is
  * detected before anything is restored from it. Files are written durably (writeFileDurably: a temp
  * name, fsynced, renamed into place, the folder fsynced): a crash at any moment leaves either the old
- * set or the new one.
+ * set or the new one. With `compression: gzip` the body is gzip (version 2, `encoding` in the header),
+ * and the length and hash are of the bytes as written, so a torn file is still found before inflating.
  */
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { TributaryError } from '../errors.js';
 import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock } from '../lock.js';
@@ -20,7 +23,14 @@ import { writeFileDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
+/** Version 1: the body as JSON; 2: gzip of it (a release reading only 1 refuses it by this number). */
 export const checkpointVersion = 1;
+const compressedVersion = 2;
+
+/** How checkpoint bodies are written (the `checkpoint.compression` setting). */
+export type CheckpointCompression = 'none' | 'gzip';
+
+const inflate = promisify(gunzip);
 
 export interface CheckpointBody {
   pipeline: string;
@@ -44,6 +54,8 @@ interface Header {
   sequence: number;
   bytes: number;
   sha256: string;
+  /** Version 2: how the body is encoded. */
+  encoding?: 'gzip';
 }
 
 // Ten digits at least: the name is padded to ten, and a sequence past 9,999,999,999 is longer.
@@ -56,6 +68,7 @@ export class CheckpointStore {
   constructor(
     readonly dir: string,
     private readonly keep = 3,
+    private readonly compression: CheckpointCompression = 'none',
   ) {}
 
   private async sequences(): Promise<number[]> {
@@ -136,13 +149,16 @@ export class CheckpointStore {
       }
     }
     const sequence = ((await this.sequences())[0] ?? 0) + 1;
-    const pieces = typeof body === 'string' ? [Buffer.from(body)] : body;
+    const json = typeof body === 'string' ? [Buffer.from(body)] : body;
+    const pieces = this.compression === 'gzip' ? await gzipPieces(json) : json;
+    if (pieces !== json) reusePieces(json);
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
     const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: await sha256InParts(pieces) };
+    if (pieces !== json) Object.assign(header, { version: compressedVersion, encoding: 'gzip' });
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
-    reusePieces(pieces); // stringifyInParts' buffers, for the next body
+    if (pieces === json) reusePieces(pieces); // stringifyInParts' buffers, for the next body
     for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
   }
@@ -197,12 +213,38 @@ export async function readCheckpoint(file: string): Promise<CheckpointBody> {
     throw new Error('header is not JSON');
   }
   if (header.format !== checkpointFormat) throw new Error(`not a checkpoint (format ${String(header.format)})`);
-  if (header.version !== checkpointVersion) throw new Error(`checkpoint version ${header.version} is not supported (this build reads ${checkpointVersion})`);
+  const compressed = header.version === compressedVersion && header.encoding === 'gzip';
+  if (header.version !== checkpointVersion && !compressed) {
+    throw new Error(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);
+  }
   const body = data.subarray(newline + 1);
   if (body.length !== header.bytes) throw new Error(`truncated: ${body.length} of ${header.bytes} bytes`);
   // In parts, as it was written: a large checkpoint's hash alone held the event loop ~60 ms per 30 MB.
   if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new Error('checksum mismatch');
-  return JSON.parse(body.toString('utf8')) as CheckpointBody;
+  // Inflated on the thread pool, not the event loop.
+  const json = compressed ? await inflate(body, { chunkSize: 1 << 20 }) : body;
+  return JSON.parse(json.toString('utf8')) as CheckpointBody;
+}
+
+/**
+ * The pieces gzip-compressed on libuv's thread pool (the event loop only hands pieces over). Level 1:
+ * a soak checkpoint (30 MB, most of it base64 float32 feature vectors, which barely compress) came out
+ * 2.0x smaller, 2.1x at level 6 for 2.4 times the CPU; a checkpoint of ids and counts 5.9x and 6.1x.
+ */
+async function gzipPieces(pieces: readonly Uint8Array[]): Promise<Buffer[]> {
+  const gzip = createGzip({ level: 1, chunkSize: 1 << 20 });
+  const out: Buffer[] = [];
+  gzip.on('data', (chunk: Buffer) => out.push(chunk));
+  const done = new Promise<void>((resolveDone, reject) => {
+    gzip.once('end', resolveDone);
+    gzip.once('error', reject);
+  });
+  for (const piece of pieces) {
+    if (!gzip.write(piece)) await new Promise((drained) => gzip.once('drain', drained));
+  }
+  gzip.end();
+  await done;
+  return out;
 }
 
 /**
@@ -213,5 +255,5 @@ export function checkpointsOf(pipeline: LoadedPipeline, dir?: string): { store: 
   const section = pipeline.document.checkpoint;
   const folder = dir ?? (section ? resolve(pipeline.baseDir, section.dir) : undefined);
   if (folder === undefined) return undefined;
-  return { store: new CheckpointStore(folder, section?.keep ?? 3), intervalMs: parseDuration(section?.interval ?? '30s') };
+  return { store: new CheckpointStore(folder, section?.keep ?? 3, section?.compression ?? 'none'), intervalMs: parseDuration(section?.interval ?? '30s') };
 }

@@ -45,6 +45,27 @@ test('checkpoint store: atomic files, the last N kept, a corrupt or torn newest 
   await assert.rejects(readCheckpoint(newest), /truncated|no header line/);
 });
 
+test('checkpoint store with gzip: files version 2, under a quarter of the bytes for repetitive state, read back the same; a flipped byte or a torn file falls back as uncompressed ones do; uncompressed ones in the folder still read', async () => {
+  const folder = join(dir, 'store-gzip');
+  const body = (n: number): string => JSON.stringify({ pipeline: 'p', createdAt: '', sources: { s: { line: n } }, operators: { n, ids: Array.from({ length: 20_000 }, (_, i) => `user-${i}`) }, counters: {} });
+  await new CheckpointStore(folder, 3).write(body(1)); // written before compression was turned on
+  const store = new CheckpointStore(folder, 3, 'gzip');
+  const { file, bytes } = await store.write(body(2));
+  const header = JSON.parse(readFileSync(file, 'utf8').slice(0, readFileSync(file).indexOf(10))) as { version: number; encoding: string };
+  assert.deepEqual([header.version, header.encoding], [2, 'gzip']);
+  assert.ok(bytes * 4 < Buffer.byteLength(body(2)), `${bytes} bytes for ${Buffer.byteLength(body(2))} of JSON`);
+  assert.deepEqual((await store.latest())!.operators, JSON.parse(body(2)).operators);
+  const whole = readFileSync(file);
+  const flipped = Buffer.from(whole);
+  flipped[flipped.length - 20] ^= 1;
+  writeFileSync(file, flipped);
+  const reported: string[] = [];
+  assert.deepEqual((await store.latest((f, reason) => reported.push(reason)))!.sources, { s: { line: 1 } }, 'falls back to the uncompressed one before');
+  assert.deepEqual(reported, ['checksum mismatch']);
+  writeFileSync(file, whole.subarray(0, whole.length - 100));
+  await assert.rejects(readCheckpoint(file), /truncated/);
+});
+
 test('a checkpoint a killed process left half-written (its temp file) is never restored from, and the next start\'s first write removes it', async () => {
   const folder = join(dir, 'killed-mid-write');
   const body = (n: number): string => JSON.stringify({ pipeline: 'p', createdAt: '', sources: { s: { line: n } }, operators: { n }, counters: {} });
@@ -112,7 +133,7 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   a.release();
 });
 
-test('kill -9 during a file backtest, then restart: same final results as an uninterrupted run, and every input event accounted for', async () => {
+test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async () => {
   const input = join(dir, 'events.jsonl');
   const world = new ShopperWorld({ seed: 3, users: 2000 });
   let text = '';
@@ -124,7 +145,7 @@ test('kill -9 during a file backtest, then restart: same final results as an uni
   }
   writeFileSync(input, text);
   const badLines = 6;
-  const pipeline = (name: string, out: string, checkpoints: string): string => {
+  const pipeline = (name: string, out: string, checkpoints: string, compression = 'none'): string => {
     const file = join(dir, `${name}.yaml`);
     writeFileSync(
       file,
@@ -134,7 +155,7 @@ stages:
   - {type: sessionizer, gap: 30m}
 sinks: [{type: file, path: ${out}, kinds: [session]}]
 dead_letter: {type: file, path: ${out}.dead}
-checkpoint: {dir: ${checkpoints}, interval: 100ms}
+checkpoint: {dir: ${checkpoints}, interval: 100ms, compression: ${compression}}
 settings: {max_in_flight: 2000}
 `,
     );
@@ -154,7 +175,8 @@ settings: {max_in_flight: 2000}
 
   const out = join(dir, 'crashed.jsonl');
   const checkpoints = join(dir, 'ckpt-crashed');
-  const file = pipeline('crashed', out, checkpoints);
+  // Compressed checkpoints: what the restart resumes from is gzip (the reference's are not).
+  const file = pipeline('crashed', out, checkpoints, 'gzip');
   const first = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: 'ignore' });
   const firstExit = exitOf(first);
   await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => name.endsWith('.json')), 'a first checkpoint');
@@ -163,6 +185,8 @@ settings: {max_in_flight: 2000}
   const restarted = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(restarted.status, 0, restarted.stderr);
   assert.match(restarted.stderr, /resumed from checkpoint \d+/);
+  const written = readdirSync(checkpoints).filter((name) => name.endsWith('.json'));
+  assert.ok(written.length > 0 && written.every((name) => readFileSync(join(checkpoints, name)).includes('"encoding":"gzip"')));
   const { eventsIn, deadLettered: dead } = runSummaries(restarted.stderr)[0]!;
   assert.equal(eventsIn, total, 'events counted once across the crash');
   assert.equal(dead, badLines);

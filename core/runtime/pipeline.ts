@@ -640,7 +640,7 @@ export class PipelineRunner {
   private partitionStore(id: string): CheckpointStore {
     let store = this.partitionStores.get(id);
     if (!store) {
-      store = new CheckpointStore(join(this.scaleOut!.dir, id), this.scaleOut!.keep);
+      store = new CheckpointStore(join(this.scaleOut!.dir, id), this.scaleOut!.keep, this.loaded.document.checkpoint?.compression ?? 'none');
       this.partitionStores.set(id, store);
     }
     return store;
