@@ -17,6 +17,7 @@ import { stringifyInParts } from '../core/runtime/parts.js';
 import intentModel, { type IntentModelConfig } from '../plugins/models/intent.js';
 import churnModel from '../plugins/models/churn.js';
 import { event, summary } from '../plugins/models/testdata.js';
+import { watchLoop } from './machine.js';
 
 const n = Number(process.argv[2] ?? 100_000);
 const t0 = Date.UTC(2024, 0, 1);
@@ -28,33 +29,6 @@ const churnInput = Array.from({ length: n }, (_, s) => [event(`u${s}`, `s${s}`, 
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
-}
-
-/**
- * The longest gap between turns of the event loop while `work` runs (a 1 ms timer's view), in wall
- * time and in the process's CPU time (on a loaded machine the wall figure includes the time the
- * process waited for a core), and the whole wall time.
- */
-async function watched(work: () => Promise<unknown>): Promise<{ longestMs: number; longestCpuMs: number; wholeMs: number; cpuMs: number }> {
-  const started = performance.now();
-  const startedCpu = cpuMs();
-  let last = started;
-  let lastCpu = startedCpu;
-  let longestMs = 0;
-  let longestCpuMs = 0;
-  const turned = (): void => {
-    const now = performance.now();
-    const cpu = cpuMs();
-    longestMs = Math.max(longestMs, now - last);
-    longestCpuMs = Math.max(longestCpuMs, cpu - lastCpu);
-    last = now;
-    lastCpu = cpu;
-  };
-  const timer = setInterval(turned, 1);
-  await work();
-  turned();
-  clearInterval(timer);
-  return { longestMs, longestCpuMs, wholeMs: performance.now() - started, cpuMs: cpuMs() - startedCpu };
 }
 
 const isPromiseLike = (value: unknown): value is PromiseLike<unknown> => typeof (value as { then?: unknown } | null)?.then === 'function';
@@ -69,7 +43,7 @@ for (const [name, plugin, input] of [
     let callMs = 0;
     globalThis.gc?.();
     // As the runtime's takeSnapshots and serialiseBody do.
-    const checkpoint = await watched(async () => {
+    const checkpoint = await watchLoop(async () => {
       const called = performance.now();
       const taken = operator.snapshot!();
       callMs = performance.now() - called;
@@ -86,7 +60,7 @@ for (const [name, plugin, input] of [
     const fresh = await plugin.create({ ...config }, testContext());
     await fresh.open?.();
     globalThis.gc?.();
-    const restore = await watched(async () => fresh.restore!(parsed));
+    const restore = await watchLoop(async () => fresh.restore!(parsed));
     await fresh.close?.();
     console.log(
       JSON.stringify({
@@ -95,14 +69,14 @@ for (const [name, plugin, input] of [
         mib: +(bytes / 2 ** 20).toFixed(1),
         snapshotCallMs: Math.round(callMs),
         checkpointLongestBlockMs: Math.round(checkpoint.longestMs),
-        checkpointLongestBlockCpuMs: Math.round(checkpoint.longestCpuMs),
-        checkpointWholeMs: Math.round(checkpoint.wholeMs),
+        checkpointLongestBlockCpuMs: Math.round(checkpoint.heaviestCpuMs),
+        checkpointWholeMs: Math.round(checkpoint.ms),
         checkpointCpuMs: Math.round(checkpoint.cpuMs),
         parseMs: Math.round(parseMs),
         parseCpuMs: Math.round(parseCpuMs),
         restoreLongestBlockMs: Math.round(restore.longestMs),
-        restoreLongestBlockCpuMs: Math.round(restore.longestCpuMs),
-        restoreWholeMs: Math.round(restore.wholeMs),
+        restoreLongestBlockCpuMs: Math.round(restore.heaviestCpuMs),
+        restoreWholeMs: Math.round(restore.ms),
         restoreCpuMs: Math.round(restore.cpuMs),
       }),
     );
