@@ -377,19 +377,41 @@ export type OperatorPlugin<Config = never> = Plugin<'operator', Config>;
 export type SinkPlugin<Config = never> = Plugin<'sink', Config>;
 export type AnyPlugin = SourcePlugin | OperatorPlugin | SinkPlugin;
 
+/**
+ * A plugin's config schema, checked against its `Config` type when the plugin is defined: `properties`
+ * names every field of `Config` and nothing else, and `required` only those fields. Renaming a field
+ * in one and not the other is then a compile error rather than a config the schema lets through and
+ * the factory never reads (or reads as undefined). A `Config` without fixed fields (not an object
+ * type, or a `Record<string, ...>`) is not checked.
+ */
+export type ConfigSchema<Config> = JsonSchema &
+  ([Config] extends [never]
+    ? unknown
+    : [Config] extends [object]
+    ? string extends keyof Config
+      ? unknown // Record<string, ...>: no fixed fields to check
+      : {
+        properties: { [Field in keyof Config]-?: JsonSchema };
+        required?: readonly (keyof Config & string)[];
+      }
+    : unknown);
+
+/** The spec `define*` take: the plugin's spec with its config schema checked against `Config`. */
+export type CheckedSpec<K extends PluginKind, Config> = Omit<PluginSpec<K, Config>, 'kind' | 'config'> & { config: ConfigSchema<Config> };
+
 function define<K extends PluginKind, Config>(kind: K, spec: Omit<PluginSpec<K, Config>, 'kind'>): Plugin<K, Config> {
   return Object.freeze({ ...spec, kind, [pluginMarker]: true as const });
 }
 
-export function defineSource<Config>(spec: Omit<PluginSpec<'source', Config>, 'kind'>): SourcePlugin<Config> {
+export function defineSource<Config>(spec: CheckedSpec<'source', Config>): SourcePlugin<Config> {
   return define('source', spec);
 }
 
-export function defineOperator<Config>(spec: Omit<PluginSpec<'operator', Config>, 'kind'>): OperatorPlugin<Config> {
+export function defineOperator<Config>(spec: CheckedSpec<'operator', Config>): OperatorPlugin<Config> {
   return define('operator', spec);
 }
 
-export function defineSink<Config>(spec: Omit<PluginSpec<'sink', Config>, 'kind'>): SinkPlugin<Config> {
+export function defineSink<Config>(spec: CheckedSpec<'sink', Config>): SinkPlugin<Config> {
   return define('sink', spec);
 }
 

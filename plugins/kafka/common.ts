@@ -38,7 +38,7 @@ export interface ConnectionConfig {
 }
 
 /** Schema fields every Kafka plugin has. */
-export const connectionProperties: Record<string, JsonSchema> = {
+export const connectionProperties = {
   brokers: {
     description: 'Bootstrap servers (`host:port`): a comma-separated string or a list. Usually `${KAFKA_BROKERS}`.',
     anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
@@ -100,7 +100,7 @@ export const connectionProperties: Record<string, JsonSchema> = {
     description: 'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md.',
     additionalProperties: { type: ['string', 'number', 'boolean'] },
   },
-};
+} satisfies Record<string, JsonSchema>;
 
 export const guaranteeProperty: JsonSchema = {
   enum: ['at-least-once', 'exactly-once'],

@@ -161,7 +161,7 @@ const ADWIN_BLOCK = 20;
 const duration = (description: string, least?: string): JsonSchema => ({ $ref: 'tributary:duration', description, ...(least === undefined ? {} : { minDuration: least }) });
 
 /** Schema properties shared by `intent-model` and `churn-model`. */
-export const modelOperatorProperties: Record<string, JsonSchema> = {
+export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
   version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
   backend: { enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], description: 'TensorFlow.js backend; auto tries tensorflow-gpu, tensorflow, wasm, then cpu. Default: auto.' },
@@ -279,4 +279,4 @@ export const modelOperatorProperties: Record<string, JsonSchema> = {
       'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
       '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`) at end of input; the backtest turns it on. Default: false.',
   },
-};
+} satisfies Record<string, JsonSchema>;

@@ -38,7 +38,7 @@ export interface DecodeConfig {
 }
 
 /** Schema fields shared by every text source. */
-export const decodeProperties: Record<string, JsonSchema> = {
+export const decodeProperties = {
   format: {
     enum: ['jsonl', 'csv'],
     description: 'Record format. Default: csv for .csv/.tsv (and .gz of them) files, else jsonl.',
@@ -69,7 +69,7 @@ export const decodeProperties: Record<string, JsonSchema> = {
     description:
       'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line.',
   },
-};
+} satisfies Record<string, JsonSchema>;
 
 export interface DecodeTarget {
   /** Label of the source, for origins. */

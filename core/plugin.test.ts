@@ -1,0 +1,44 @@
+/**
+ * defineSource/defineOperator/defineSink check a plugin's config schema against its Config type at
+ * compile time (`npm test` compiles before it runs): each `@ts-expect-error` below fails the build if
+ * the mistake under it is no longer an error.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Observable } from 'rxjs';
+import { defineOperator, type Element } from 'tributary';
+
+const passThrough = (input: Observable<Element>): Observable<Element> => input;
+
+interface ThresholdConfig {
+  field: string;
+  min?: number;
+}
+
+const properties = { field: { type: 'string' }, min: { type: 'number' } };
+
+test('a config schema that names every field of its Config type, and only those, defines a plugin', () => {
+  const plugin = defineOperator<ThresholdConfig>({ name: 'threshold', summary: 's', config: { type: 'object', required: ['field'], properties }, create: () => ({ apply: passThrough }) });
+  assert.equal(plugin.name, 'threshold');
+});
+
+test('a config schema out of step with its Config type does not compile', () => {
+  const create = (): { apply: typeof passThrough } => ({ apply: passThrough });
+  // A field of Config the schema lacks (renamed in one and not the other).
+  // @ts-expect-error min is missing from properties
+  defineOperator<ThresholdConfig>({ name: 'a', summary: 's', config: { type: 'object', properties: { field: { type: 'string' } } }, create });
+  // A field the schema accepts that Config does not have (the factory would never read it).
+  // @ts-expect-error max is not a field of ThresholdConfig
+  defineOperator<ThresholdConfig>({ name: 'b', summary: 's', config: { type: 'object', properties: { ...properties, max: { type: 'number' } } }, create });
+  // A required field that is not a field.
+  // @ts-expect-error 'feild' is not a field of ThresholdConfig
+  defineOperator<ThresholdConfig>({ name: 'c', summary: 's', config: { type: 'object', required: ['feild'], properties }, create });
+  // The Config type taken from the factory's parameter is checked as well.
+  defineOperator({
+    name: 'd',
+    summary: 's',
+    // @ts-expect-error min is missing from properties
+    config: { type: 'object', properties: { field: { type: 'string' } } },
+    create: (config: ThresholdConfig) => ({ apply: config.field ? passThrough : passThrough }),
+  });
+});
