@@ -269,11 +269,18 @@ test('--set dead_letter.FIELD where the file names no dead_letter changes the de
   const registry = await builtinRegistry();
   const loaded = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.path=bt/dead-letters.jsonl'] });
   assert.equal(loaded.deadLetter.plugin.name, 'file');
-  assert.deepEqual({ ...loaded.deadLetter.entry, label: undefined }, { type: 'file', path: 'bt/dead-letters.jsonl', lazy: true, append: false, lock: true, label: undefined });
+  assert.deepEqual(loaded.deadLetter.entry, { type: 'file', label: 'dead-letter', path: 'bt/dead-letters.jsonl', lazy: true, append: false, lock: true });
+  // It is the default sink, moved: logs and metrics name it as they name the default (was `dead-letter-file-0`).
+  const unset = await loadPipeline(file, { registry, env: {} });
+  assert.equal(loaded.deadLetter.entry.label, unset.deadLetter.entry.label);
   // A field other than the path keeps the default file.
   const lazyOff = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.lazy=false'] });
   assert.equal(lazyOff.deadLetter.entry.path, join(process.cwd(), 'dead-letters-nodl.jsonl'));
   assert.equal(lazyOff.deadLetter.entry.lazy, false);
+  assert.equal(lazyOff.deadLetter.entry.label, 'dead-letter');
+  // A label set with it is kept.
+  const labelled = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.path=bt/dl.jsonl', 'dead_letter.label=rejects'] });
+  assert.equal(labelled.deadLetter.entry.label, 'rejects');
   // Naming the type declares another sink: the default's fields are not put in.
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['dead_letter.type=stdout'] }), []);
 });

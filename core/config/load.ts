@@ -203,7 +203,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     // One file per pipeline, locked like any output: pipelines started in one working directory (one process or
     // several) keep each one's bad input, and a second process running the same pipeline there is refused, not
     // left to replace the first one's records.
-    const entry: PipelineEntry = { type: 'file', label: 'dead-letter', path: resolve(defaultDeadLetterFile(document.name)), lazy: true };
+    const entry = defaultDeadLetterEntry(document.name);
     const errors = validator.validateEntry(plugin, entry);
     if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
     deadLetter = { plugin, entry, path: '$.dead_letter' };
@@ -217,6 +217,9 @@ const pipelineNameOf = (file: string): string => file.replace(/^.*[\\/]/, '').re
 
 /** The default dead-letter file of a pipeline, in the working directory: `dead-letters-NAME.jsonl`, NAME made a file name. */
 const defaultDeadLetterFile = (pipeline: string): string => `dead-letters-${pipeline.replace(/[^\w.-]+/g, '_')}.jsonl`;
+
+/** The default dead-letter sink's entry: its label names it in logs and metrics, whether or not a `--set` changed a field of it. */
+const defaultDeadLetterEntry = (pipeline: string): PipelineEntry => ({ type: 'file', label: 'dead-letter', path: resolve(defaultDeadLetterFile(pipeline)), lazy: true });
 
 /** The runtime's own dead-letter sink where a file names none: no entry of the pipeline, so no plugin's check sees it. */
 const defaultDeadLetters = new WeakSet<ResolvedEntry>();
@@ -526,7 +529,7 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
   if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return;
   const name = (data as { name?: unknown }).name;
   const pipeline = typeof name === 'string' ? name : pipelineNameOf(file);
-  (data as Record<string, unknown>).dead_letter = { type: 'file', path: resolve(defaultDeadLetterFile(pipeline)), lazy: true };
+  (data as Record<string, unknown>).dead_letter = defaultDeadLetterEntry(pipeline);
 }
 
 /** A problem at (or inside) a section or entry that a `--set` created says so: the file lacks it, and its other required fields are the user's to set. */
