@@ -21,7 +21,8 @@ import { defineSink } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, resultLogger, writeSummary } from './run.js';
+import { exitCodes, perSecond, reportUsageError, resultLogger, writeSummary } from './run.js';
+import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
 export interface BacktestCommandOptions {
@@ -32,7 +33,9 @@ export interface BacktestCommandOptions {
   sets: string[];
   plugins: string[];
   logLevel: LevelWithSilent;
-  progress: boolean;
+  progress: ProgressForm;
+  /** How often a progress record is written (`progress: 'records'`). */
+  progressIntervalMs: number;
 }
 
 /** `metrics.json`, exactly. */
@@ -85,7 +88,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const input = resolve(options.input);
   // Mistakes in the command line are said before anything runs (and before any output is replaced).
   const usage = (message: string): number => {
-    process.stderr.write(`tributary backtest: ${message}\n`);
+    reportUsageError(`tributary backtest: ${message}`, 'tributary backtest --help');
     return exitCodes.invalid;
   };
   const inputStat = statSync(input, { throwIfNoEntry: false });
@@ -122,7 +125,24 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const runner = new PipelineRunner(loaded, { logger, replay: true });
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
-  if (options.progress) {
+  let stopProgressRecords: (() => void) | undefined;
+  if (options.progress === 'records') {
+    const total = await countLines(input);
+    const began = Date.now();
+    stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
+      const s = runner.stats;
+      const done = Math.min(total, s.eventsIn + s.deadLettered);
+      const eventsPerSecond = perSecond(s.eventsIn, Date.now() - began);
+      const watermark = watermarkShown(s.watermark);
+      const percentage = total > 0 ? Math.floor((done / total) * 100) : 100;
+      return [
+        {
+          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, watermark, done, total },
+          message: `backtest ${runner.name}: progress: ${percentage}% (${done} of ${total} records), ${eventsPerSecond ?? '-'} events/s, watermark ${watermark ?? '-'}`,
+        },
+      ];
+    });
+  } else if (options.progress === 'redrawn') {
     const total = await countLines(input);
     bar = new cliProgress.SingleBar({ format: `${loaded.document.name} [{bar}] {percentage}% | {value}/{total} records | {rate} ev/s`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
     bar.start(total, 0, { rate: 0 });
@@ -142,6 +162,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   } finally {
     takeHangups();
     if (timer) clearInterval(timer);
+    stopProgressRecords?.();
     if (bar) {
       bar.update(bar.getTotal());
       bar.stop();

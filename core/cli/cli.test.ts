@@ -349,3 +349,48 @@ test('run --progress where stderr is not a terminal: no progress line cut into t
   assert.equal(runSummaries(result.stderr).length, 1, result.stderr);
   assert.ok(result.stderr.split('\n').every((line) => line === '' || line.startsWith('{')), `only JSON lines on stderr:\n${JSON.stringify(result.stderr)}`);
 });
+
+test('run --progress where stderr is not a terminal, asked for: a progress record every --progress-interval among the JSON log lines; unasked, none', () => {
+  const file = pipeline('progress-asked.yaml', `sources: [{type: synthetic, events: 3000, rate: 3000}]\nsinks: [{type: file, path: progress-asked.jsonl}]\n`);
+  const records = (stderr: string): { progress?: true; pipeline: string; eventsIn: number; eventsPerSecond: number | null; msg: string }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { progress?: true; pipeline: string; eventsIn: number; eventsPerSecond: number | null; msg: string });
+  // The source paces itself to 1 s; a record every 200 ms whatever --log-level (it was asked for).
+  const asked = tributary('run', file, '--progress', '--progress-interval', '200ms', '--log-level', 'warn');
+  assert.equal(asked.status, 0, asked.stderr);
+  assert.ok(asked.stderr.split('\n').every((line) => line === '' || line.startsWith('{')), `only JSON lines on stderr:\n${JSON.stringify(asked.stderr)}`);
+  const progress = records(asked.stderr).filter((entry) => entry.progress === true);
+  assert.ok(progress.length >= 2, asked.stderr);
+  for (const entry of progress) {
+    assert.equal(entry.pipeline, 'progress-asked');
+    assert.match(entry.msg, /^pipeline progress-asked: progress: \d+ events in, \d+ records out, 0 dead-lettered, /);
+  }
+  const counts = progress.map((entry) => entry.eventsIn);
+  assert.deepEqual(counts, [...counts].sort((a, b) => a - b), 'the counts only grow');
+  assert.equal(runSummaries(asked.stderr).length, 1, asked.stderr);
+  const unasked = tributary('run', file, '--progress-interval', '200ms');
+  assert.equal(unasked.status, 0, unasked.stderr);
+  assert.equal(records(unasked.stderr).filter((entry) => entry.progress === true).length, 0, unasked.stderr);
+  const wrong = tributary('run', file, '--progress', '--progress-interval', '0s');
+  assert.equal(wrong.status, 2, wrong.stderr);
+});
+
+test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented', () => {
+  const file = pipeline('usage.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  for (const args of [['frobnicate'], ['run'], ['run', file, '--no-such-flag'], ['backtest', file], ['run', file, '--progress-interval', 'soon']]) {
+    const result = tributary(...args);
+    assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+    const lines = result.stderr.split('\n').filter((line) => line !== '');
+    assert.ok(lines.length > 0 && lines.every((line) => line.startsWith('{')), `${args.join(' ')}: only JSON lines on stderr:\n${result.stderr}`);
+    const [error] = lines.map((line) => JSON.parse(line) as { level: number; code: string; msg: string; help: string });
+    assert.equal(error!.level, 50);
+    assert.equal(error!.code, 'TRIB_ERR_USAGE');
+    assert.ok(error!.msg.length > 0);
+    assert.match(error!.help, /tributary( \w+)? --help/);
+  }
+  // backtest's own checks of its arguments (before anything runs) too.
+  const missing = tributary('backtest', file, '--input', 'nope.jsonl', '--report', join(dir, 'usage-report'));
+  assert.equal(missing.status, 2, missing.stderr);
+  const [error] = missing.stderr.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { code: string; msg: string });
+  assert.equal(error!.code, 'TRIB_ERR_USAGE');
+  assert.match(error!.msg, /--input nope\.jsonl: no such file/);
+});

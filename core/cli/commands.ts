@@ -10,17 +10,43 @@ import { loadPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, reportNeedsPerson, runPipelineCommand } from './run.js';
+import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
+import { defaultProgressInterval, progressForm } from './progress.js';
+import { parseDuration } from '../duration.js';
 
 
 interface CommonOptions {
   'log-level': string;
   plugin: string[];
+}
+
+interface ProgressOptions {
+  progress: boolean | undefined;
+  'progress-interval': string;
+}
+
+/** `--progress` and `--progress-interval` of `run` and `backtest` (the forms: progress.ts). */
+function withProgress<T>(argv: Argv<T>, shown: string): Argv<T & ProgressOptions> {
+  return argv
+    .option('progress', {
+      type: 'boolean',
+      describe: `Show ${shown}: redrawn on a terminal (default there); where stderr is not a terminal, a log record every --progress-interval, only when asked for. --no-progress hides it.`,
+    })
+    .option('progress-interval', { type: 'string', default: defaultProgressInterval, describe: 'How often --progress writes a record where stderr is not a terminal (a duration: 500ms, 10s, 1m).' })
+    .check((parsed) => {
+      const interval = parsed['progress-interval'];
+      try {
+        if (parseDuration(interval) > 0) return true;
+      } catch {
+        // said below
+      }
+      return `--progress-interval ${interval}: not a duration above 0 (use e.g. 500ms, 10s, 1m)`;
+    }) as Argv<T & ProgressOptions>;
 }
 
 function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
@@ -33,9 +59,7 @@ function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
 
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
-  // A progress line redraws itself in place (carriage returns): where stderr is not a terminal the logs
-  // are JSON lines, which it would cut into, and no one watches it redraw.
-  const progressShown = (flag: boolean | undefined): boolean => flag !== false && process.stderr.isTTY === true;
+  const progress = (argv: ProgressOptions) => ({ progress: progressForm(argv.progress, process.stderr.isTTY === true), progressIntervalMs: parseDuration(argv['progress-interval']) });
   const parser = yargs(args)
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
@@ -43,10 +67,9 @@ export async function main(args: string[]): Promise<number> {
       'run <targets..>',
       'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
       (argv) =>
-        withCommon(argv)
+        withProgress(withCommon(argv), 'a progress line')
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
-          .option('progress', { type: 'boolean', describe: 'Show a progress line, on a terminal only (default; --no-progress hides it).' })
           .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
@@ -57,7 +80,7 @@ export async function main(args: string[]): Promise<number> {
           sets: argv.set,
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
-          progress: progressShown(argv.progress),
+          ...progress(argv),
           ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
           ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
           ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
@@ -68,13 +91,12 @@ export async function main(args: string[]): Promise<number> {
       'backtest <file>',
       'Replay a data file through a pipeline (its first source replaced by a file source) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
-        withCommon(argv)
+        withProgress(withCommon(argv), 'a progress bar')
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
-          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' })
-          .option('progress', { type: 'boolean', describe: 'Show a progress bar, on a terminal only (default; --no-progress hides it).' }),
+          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' }),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
@@ -84,7 +106,7 @@ export async function main(args: string[]): Promise<number> {
           sets: argv.set,
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
-          progress: progressShown(argv.progress),
+          ...progress(argv),
         });
       },
     )
@@ -152,18 +174,21 @@ export async function main(args: string[]): Promise<number> {
     .alias('h', 'help')
     .version()
     .wrap(Math.min(120, process.stdout.columns ?? 100))
-    .fail((message, error) => {
-      if (error) throw error;
-      process.stderr.write(`${message}\n\nRun 'tributary --help' for usage.\n`);
-      exitCode = exitCodes.invalid;
-      throw new TributaryError('TRIB_ERR_USAGE', message);
+    .fail((message: string | undefined, error: unknown) => {
+      // A command's own failure passes through (reported below). yargs hands a failed check() its message
+      // as `error` (a string) and calls this again with what it threw: one usage error, reported once.
+      if (error instanceof TributaryError || (error instanceof Error && error.name !== 'YError')) throw error;
+      throw new TributaryError('TRIB_ERR_USAGE', message || String(error));
     });
   try {
     await parser.parseAsync();
   } catch (error) {
-    if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') return exitCodes.invalid;
+    if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') {
+      reportUsageError(error.message);
+      return exitCodes.invalid;
+    }
     if (reportNeedsPerson(error)) return exitCodes.invalid;
-    createLogger({ pretty: false }).error({ err: error }, (error as Error).message);
+    createLogger({ pretty: process.stderr.isTTY === true }).error({ err: error }, (error as Error).message);
     return exitCodes.failure;
   } finally {
     // Usage errors, --help and --version run no command's middleware.

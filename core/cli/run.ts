@@ -6,6 +6,7 @@ import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
+import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -26,19 +27,32 @@ export function reportNeedsPerson(error: unknown, pipeline?: string): boolean {
   return false;
 }
 
+/**
+ * Prints a usage error (exit 2: a malformed command line) in the form of the logs, as a run's failures
+ * are: on a terminal the message and where to read the usage; where stderr is not one (a daemon's, a CI
+ * job's) one JSON record among the other log lines, `code: TRIB_ERR_USAGE`, the message as `msg`, and
+ * the help command as `help`.
+ */
+export function reportUsageError(message: string, help = 'tributary --help'): void {
+  if (process.stderr.isTTY === true) process.stderr.write(`${message}\n\nRun '${help}' for usage.\n`);
+  else createLogger({ pretty: false }).error({ code: 'TRIB_ERR_USAGE', help }, message);
+}
+
 export interface RunCommandOptions {
   targets: string[];
   sets: string[];
   plugins: string[];
   logLevel: LevelWithSilent;
-  progress: boolean;
+  progress: ProgressForm;
+  /** How often a progress record is written (`progress: 'records'`). */
+  progressIntervalMs: number;
   httpPort?: number;
   httpHost?: string;
   checkpointDir?: string;
   allowNonRestoredState?: boolean;
 }
 
-const perSecond = (count: number, ms: number): number | null => (ms > 0 ? Math.round((count / ms) * 1000) : null);
+export const perSecond = (count: number, ms: number): number | null => (ms > 0 ? Math.round((count / ms) * 1000) : null);
 const rate = (count: number, ms: number): string => perSecond(count, ms)?.toLocaleString('en-US') ?? '-';
 /** This process's events/s: a resumed run's count goes on from the checkpoint's, its clock does not. */
 const ownEvents = (stats: RunStats): number => stats.eventsIn - (stats.atResume?.eventsIn ?? 0);
@@ -201,21 +215,34 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   }
   started = true;
   let progressTimer: NodeJS.Timeout | undefined;
-  if (options.progress) {
-    const began = Date.now();
+  let stopProgressRecords: (() => void) | undefined;
+  const began = Date.now();
+  if (options.progress === 'redrawn') {
     progressTimer = setInterval(() => {
       const parts = daemon.runners.map((runner) => {
         const s = runner.stats;
-        const wm = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString().replace('.000Z', 'Z') : '-';
-        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${wm}`;
+        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkShown(s.watermark) ?? '-'}`;
       });
       process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
     }, parseDuration('1s'));
     progressTimer.unref();
+  } else if (options.progress === 'records') {
+    stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () =>
+      daemon.runners.map((runner) => {
+        const s = runner.stats;
+        const eventsPerSecond = perSecond(ownEvents(s), Date.now() - began);
+        const watermark = watermarkShown(s.watermark);
+        return {
+          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, watermark },
+          message: `pipeline ${runner.name}: progress: ${s.eventsIn} events in, ${s.recordsOut} records out, ${s.deadLettered} dead-lettered, ${eventsPerSecond ?? '-'} events/s, watermark ${watermark ?? '-'}`,
+        };
+      }),
+    );
   }
   try {
     const result = await daemon.run();
     if (progressTimer) process.stderr.write('\r\x1b[2K');
+    stopProgressRecords?.();
     for (const run of result.runs) writeSummary(logger, pretty, run.name, run.stats);
     // Failures a restart cannot mend (exit 2, so a supervisor does not loop): config errors found by
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
@@ -228,6 +255,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
+    stopProgressRecords?.();
     releaseSignals();
     takeHangups();
   }

@@ -1,0 +1,50 @@
+import type { Logger } from 'pino';
+
+/**
+ * How `run` and `backtest` show their progress: a line (or bar) redrawn in place on a terminal; where
+ * stderr is not a terminal the logs are JSON lines, which a redrawn line would cut into, so there it is a
+ * log record every `--progress-interval`, and only when `--progress` asks for it (a pipe or a log file
+ * gets no progress unasked, as no one watches it).
+ */
+export type ProgressForm = 'redrawn' | 'records' | 'none';
+
+export function progressForm(flag: boolean | undefined, terminal: boolean): ProgressForm {
+  if (flag === false) return 'none';
+  if (terminal) return 'redrawn';
+  return flag === true ? 'records' : 'none';
+}
+
+/** How often a progress record is written where stderr is not a terminal: a log line, not a redraw. */
+export const defaultProgressInterval = '10s';
+
+/** One pipeline's progress as a log record's fields (`progress: true` tells it from other records). */
+export interface ProgressRecord {
+  progress: true;
+  pipeline: string;
+  eventsIn: number;
+  recordsOut: number;
+  deadLettered: number;
+  /** This process's events per second so far (null when no time passed). */
+  eventsPerSecond: number | null;
+  /** The event-time watermark, ISO 8601 (null before the first event). */
+  watermark: string | null;
+  /** `backtest`: input records read (events and rejects) of the input file's `total`. */
+  done?: number;
+  total?: number;
+}
+
+/**
+ * Writes `take()`'s records at info every `intervalMs`, until the returned function is called (pass
+ * run.ts's `resultLogger`: they were asked for, so written whatever `--log-level`). The timer keeps no
+ * process alive.
+ */
+export function writeProgressRecords(logger: Logger, intervalMs: number, take: () => { fields: ProgressRecord; message: string }[]): () => void {
+  const timer = setInterval(() => {
+    for (const { fields, message } of take()) logger.info(fields, message);
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** A watermark as a progress line or record shows it: ISO 8601 to the second, or null before any event. */
+export const watermarkShown = (watermark: number): string | null => (Number.isFinite(watermark) ? new Date(watermark).toISOString().replace('.000Z', 'Z') : null);
