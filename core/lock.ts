@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
 /** What a lock file holds. */
@@ -51,6 +52,17 @@ export interface LockOptions {
 /** A lock another process holds (or, not shared, another taker of this process): the message names the thing and the holder. */
 export class LockRefusedError extends Error {
   override readonly name = 'LockRefusedError';
+
+  /**
+   * @param takeoverAt when the lock is taken over unless its holder renews it before (another host's
+   *   lock); absent where waiting would not get it (a live process of this host, this process).
+   */
+  constructor(
+    message: string,
+    readonly takeoverAt?: number,
+  ) {
+    super(message);
+  }
 }
 
 const heldLocks = new Map<string, { users: number; holder: LockHolder }>();
@@ -82,6 +94,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
   removeDeadTakersTemps(lockPath);
   let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
   let refusal: string | undefined;
+  let takeoverAt: number | undefined;
   // A few rounds: a stale lock removed can be taken by another process before us, whose lock is then judged afresh.
   for (let attempt = 0; attempt < 3 && refusal === undefined; attempt++) {
     let created: boolean;
@@ -108,15 +121,46 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
     const why = other === undefined ? whyUnreadableStale(renewedAgo) : whyStale(other, holder.host, renewedAgo);
     if (why === undefined) {
+      takeoverAt = other !== undefined && other.host !== holder.host ? Date.now() - renewedAgo + LOCK_STALE_MS : undefined;
+      const takeover = takeoverAt === undefined ? '' : `; it is taken over at ${new Date(takeoverAt).toISOString()} unless renewed before`;
       const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
-      refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so`;
+      refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so${takeover}`;
       break;
     }
     const removed = removeStaleLock(lockPath, text ?? '');
     if (removed.taker !== undefined) refusal = `${thing} is being taken over by ${removed.taker} (its lock file ${lockPath} was left by a process that is gone)`;
     else if (removed.removed) tookOver = { holder: other, why, renewedAgo };
   }
-  throw new LockRefusedError(refusal ?? `${thing} is locked (${lockPath}), and its lock changed hands as this process tried to take it over`);
+  throw new LockRefusedError(refusal ?? `${thing} is locked (${lockPath}), and its lock changed hands as this process tried to take it over`, takeoverAt);
+}
+
+/**
+ * {@link takeLock}, waiting up to `waitMs` while another host's process holds the lock: it is taken
+ * over once not renewed for LOCK_STALE_MS (that process's node died), so it is tried again then, and at
+ * least every LOCK_RENEW_MS, each wait warned. A lock that waiting cannot get (a live process of this
+ * host), `waitMs` spent, or `signal` aborted: the refusal is thrown.
+ */
+export async function takeLockWaiting(lockPath: string, thing: string, options: LockOptions & { waitMs: number; signal?: AbortSignal }): Promise<boolean> {
+  const deadline = Date.now() + options.waitMs;
+  for (;;) {
+    try {
+      return takeLock(lockPath, thing, options);
+    } catch (error) {
+      const left = deadline - Date.now();
+      if (!(error instanceof LockRefusedError) || error.takeoverAt === undefined || left <= 0 || options.signal?.aborted) throw error;
+      options.logger.warn(
+        { lock: lockPath, takeoverAt: new Date(error.takeoverAt).toISOString(), waitUntil: new Date(deadline).toISOString() },
+        `${options.user}: ${error.message}; waiting for it, up to ${Math.round(options.waitMs / 1000)} s in all`,
+      );
+      // Just past the takeover (the lock's mtime has whole-second precision on some filesystems).
+      const until = Math.min(Math.max(error.takeoverAt - Date.now(), 0) + 1_000, LOCK_RENEW_MS, left);
+      try {
+        await sleep(until, undefined, options.signal ? { signal: options.signal } : {});
+      } catch {
+        throw error; // stopped while waiting: the folder is still the other's
+      }
+    }
+  }
 }
 
 /** Gives up one use of the lock; its last user in the process removes it (if it is still this process's). */

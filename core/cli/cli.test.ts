@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -393,4 +393,53 @@ test('usage errors where stderr is not a terminal are JSON records like the rest
   const [error] = missing.stderr.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { code: string; msg: string });
   assert.equal(error!.code, 'TRIB_ERR_USAGE');
   assert.match(error!.msg, /--input nope\.jsonl: no such file/);
+});
+
+test("a checkpoint folder another host's process holds: refused (exit 2) saying when it is taken over; --lock-wait waits for the takeover, saying so, and runs", async () => {
+  const folder = join(dir, 'held-checkpoints');
+  mkdirSync(folder, { recursive: true });
+  const lock = join(folder, 'checkpoints.lock');
+  const renewed = (ago: number): void => {
+    const at = new Date(Date.now() - ago);
+    utimesSync(lock, at, at);
+  };
+  writeFileSync(lock, `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'held', since: '2026-01-01T00:00:00.000Z' })}\n`);
+  const file = pipeline('held.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
+  const logged = (stderr: string): { level: number; msg: string; takeoverAt?: string }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; takeoverAt?: string });
+  const waitingFor = (seconds: number): RegExp => new RegExp(`^checkpoints: checkpoint folder .* is used by pid 4242 on node-7 .*; waiting for it, up to ${seconds} s in all$`);
+
+  // Renewed just now: refused at once, naming the holder and when its lock is taken over if not renewed.
+  renewed(0);
+  const refused = tributary('run', file);
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /TRIB_ERR_CHECKPOINT: checkpoint folder .*held-checkpoints is used by pid 4242 on node-7 .*lock renewed \d+ s ago\): its lock file .* says so; it is taken over at \d{4}-\d\d-\d\dT[\d:.]+Z unless renewed before\./);
+  assert.match(refused.stderr, /--lock-wait/);
+
+  // --lock-wait shorter than the takeover: waits, saying so, then refused as above.
+  const began = Date.now();
+  const waitedOut = tributary('run', file, '--lock-wait', '1s');
+  assert.equal(waitedOut.status, 2, waitedOut.stderr);
+  assert.ok(Date.now() - began >= 1000, 'it waited');
+  assert.ok(logged(waitedOut.stderr).some((entry) => entry.level === 40 && waitingFor(1).test(entry.msg)), waitedOut.stderr);
+  assert.match(waitedOut.stderr, /TRIB_ERR_CHECKPOINT: checkpoint folder .*held-checkpoints is used by pid 4242 on node-7/);
+
+  // Its holder stops renewing it while the run waits (its node died): tried again before the wait ends, taken over, and the run goes on.
+  renewed(0);
+  const child = spawn(process.execPath, [cli, 'run', file, '--lock-wait', '4s'], { cwd: dir });
+  let stderr = '';
+  let stale = false;
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!stale && logged(stderr.slice(0, stderr.lastIndexOf('\n') + 1)).some((entry) => waitingFor(4).test(entry.msg))) {
+      stale = true;
+      renewed(11 * 60_000);
+    }
+  });
+  const status = await new Promise<number | null>((done) => child.on('close', done));
+  assert.equal(status, 0, stderr);
+  assert.ok(stale, stderr);
+  assert.ok(logged(stderr).some((entry) => entry.msg === "checkpoints: took over another host's lock its holder stopped renewing"), stderr);
+  assert.equal(runSummaries(stderr)[0]?.eventsIn, 50);
+  assert.equal(existsSync(lock), false, 'released at the end');
 });

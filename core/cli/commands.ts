@@ -38,15 +38,17 @@ function withProgress<T>(argv: Argv<T>, shown: string): Argv<T & ProgressOptions
       describe: `Show ${shown}: redrawn on a terminal (default there); where stderr is not a terminal, a log record every --progress-interval, only when asked for. --no-progress hides it.`,
     })
     .option('progress-interval', { type: 'string', default: defaultProgressInterval, describe: 'How often --progress writes a record where stderr is not a terminal (a duration: 500ms, 10s, 1m).' })
-    .check((parsed) => {
-      const interval = parsed['progress-interval'];
-      try {
-        if (parseDuration(interval) > 0) return true;
-      } catch {
-        // said below
-      }
-      return `--progress-interval ${interval}: not a duration above 0 (use e.g. 500ms, 10s, 1m)`;
-    }) as Argv<T & ProgressOptions>;
+    .check((parsed) => durationProblem('--progress-interval', parsed['progress-interval'], 1) ?? true) as Argv<T & ProgressOptions>;
+}
+
+/** A usage error for a duration option below `least` ms or not a duration at all; undefined when it is fine. */
+function durationProblem(option: string, value: string, least: number): string | undefined {
+  try {
+    if (parseDuration(value) >= least) return undefined;
+  } catch {
+    // said below
+  }
+  return `${option} ${value}: not a duration${least > 0 ? ' above 0' : ''} (use e.g. 500ms, 10s, 1m)`;
 }
 
 function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
@@ -73,7 +75,14 @@ export async function main(args: string[]): Promise<number> {
           .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
-          .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' }),
+          .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
+          .option('lock-wait', {
+            type: 'string',
+            default: '0s',
+            describe:
+              "Wait up to this long (e.g. 15m) for a checkpoint folder another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
+          })
+          .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? true),
       async (argv) => {
         exitCode = await runPipelineCommand({
           targets: argv.targets,
@@ -84,6 +93,7 @@ export async function main(args: string[]): Promise<number> {
           ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
           ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
           ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
+          lockWaitMs: parseDuration(argv['lock-wait']),
         });
       },
     )

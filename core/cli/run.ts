@@ -50,6 +50,8 @@ export interface RunCommandOptions {
   httpHost?: string;
   checkpointDir?: string;
   allowNonRestoredState?: boolean;
+  /** How long to wait for a checkpoint folder another host's process holds (`--lock-wait`). */
+  lockWaitMs?: number;
 }
 
 export const perSecond = (count: number, ms: number): number | null => (ms > 0 ? Math.round((count / ms) * 1000) : null);
@@ -180,6 +182,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     ...(options.httpPort !== undefined ? { http: { port: options.httpPort, ...(options.httpHost ? { host: options.httpHost } : {}) } } : {}),
     ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
     ...(options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
+    ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}),
   });
   // A signal at any moment ends the run in order: before the pipelines start, at once, having read and
   // written nothing; after, drained to the summary. (Kept since the process began: signals.ts.)

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { TributaryError } from '../errors.js';
-import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock } from '../lock.js';
+import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
@@ -104,14 +104,42 @@ export class CheckpointStore {
    */
   claim(pipeline: string, logger: Logger): void {
     try {
-      this.claimed = takeLock(this.lockFile, `checkpoint folder ${this.dir}`, { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false });
+      this.claimed = takeLock(this.lockFile, `checkpoint folder ${this.dir}`, this.lockOptions(pipeline, logger));
     } catch (error) {
-      if (!(error instanceof LockRefusedError)) throw error;
-      throw new TributaryError(
-        'TRIB_ERR_CHECKPOINT',
-        `${error.message}. Two pipelines writing one checkpoint folder overwrite each other's checkpoints: give each its own checkpoint.dir (or --checkpoint-dir), or stop the other; if no such process runs, remove the lock file`,
-      );
+      throw this.refusal(error);
     }
+  }
+
+  /**
+   * {@link claim}, waiting up to `wait.ms` for another host's holder: its lock is taken over once not
+   * renewed for LOCK_STALE_MS (its node died). Each wait is warned; a stop (`wait.signal`) ends it with
+   * the refusal.
+   */
+  async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<void> {
+    try {
+      this.claimed = await takeLockWaiting(this.lockFile, `checkpoint folder ${this.dir}`, {
+        ...this.lockOptions(pipeline, logger),
+        waitMs: wait.ms,
+        ...(wait.signal ? { signal: wait.signal } : {}),
+      });
+    } catch (error) {
+      throw this.refusal(error);
+    }
+  }
+
+  private lockOptions(pipeline: string, logger: Logger): LockOptions {
+    return { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false };
+  }
+
+  private refusal(error: unknown): unknown {
+    if (!(error instanceof LockRefusedError)) return error;
+    // Another host's lock is taken over in time: waiting for it mends it.
+    const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (tributary run --lock-wait, e.g. 15m)';
+    return new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `${error.message}. Two pipelines writing one checkpoint folder overwrite each other's checkpoints: give each its own checkpoint.dir (or --checkpoint-dir), or stop the other; if no such process runs, remove the lock file${orWait}`,
+      { cause: error },
+    );
   }
 
   /** Gives the folder's lock up (see {@link claim}). */

@@ -44,6 +44,8 @@ export interface DaemonOptions {
   checkpointDir?: string;
   /** See {@link RunOptions.allowNonRestoredState}. */
   allowNonRestoredState?: boolean;
+  /** How long a pipeline waits for its checkpoint folder while another host's process holds it (RunOptions.checkpoints). */
+  lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
 }
@@ -123,7 +125,7 @@ export class Daemon {
           logger: this.options.logger,
           metrics: this.metrics,
           signal: this.controller.signal,
-          ...(checkpoints ? { checkpoints } : {}),
+          ...(checkpoints ? { checkpoints: { ...checkpoints, ...(this.options.lockWaitMs ? { lockWaitMs: this.options.lockWaitMs } : {}) } } : {}),
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
           runShared,
         }),

@@ -37,7 +37,12 @@ export interface RunOptions {
    * Periodic checkpoints of operator state and source positions. On start the newest intact one is
    * restored and the sources resume from its positions; offsets are committed only after one is durable.
    */
-  checkpoints?: { store: CheckpointStore; intervalMs: number };
+  checkpoints?: {
+    store: CheckpointStore;
+    intervalMs: number;
+    /** How long to wait for the folder while another host's process holds it (CheckpointStore.claimWaiting); 0: refused at once. */
+    lockWaitMs?: number;
+  };
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
   /**
@@ -1109,7 +1114,9 @@ export class PipelineRunner {
   async run(): Promise<RunStats> {
     // The checkpoint folder is this run's alone (locked): two daemons given one would overwrite each other's checkpoints.
     const store = this.options.checkpoints?.store;
-    store?.claim(this.name, this.logger);
+    const lockWaitMs = this.options.checkpoints?.lockWaitMs ?? 0;
+    if (lockWaitMs > 0) await store?.claimWaiting(this.name, this.logger, { ms: lockWaitMs, ...(this.options.signal ? { signal: this.options.signal } : {}) });
+    else store?.claim(this.name, this.logger);
     try {
       return await this.runWithCheckpointsClaimed();
     } finally {
