@@ -374,6 +374,21 @@ test('run --progress where stderr is not a terminal, asked for: a progress recor
   assert.equal(wrong.status, 2, wrong.stderr);
 });
 
+test('run on a terminal redraws its progress line every settings.progress_interval', () => {
+  // A terminal for the run: util-linux's script (in every Debian/Ubuntu base system) gives it a pty.
+  const redraws = (interval: string): number => {
+    const file = pipeline(`progress-tty-${interval}.yaml`, `sources: [{type: synthetic, events: 3000, rate: 2000}]\nsinks: [{type: file, path: progress-tty-${interval}.jsonl}]\nsettings: {progress_interval: ${interval}}\n`);
+    const command = [process.execPath, cli, 'run', file, '--log-level', 'warn'].map((arg) => `'${arg}'`).join(' ');
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    return result.stdout.split('\r\x1b[2K').filter((part) => part.includes(' ev/s wm ')).length;
+  };
+  // The source paces itself to 1.5 s: about 15 redraws at 100 ms, one at most at 1 s.
+  const often = redraws('100ms');
+  const seldom = redraws('1s');
+  assert.ok(often >= 6 && seldom <= 2, `${often} redraws at 100 ms, ${seldom} at 1 s`);
+});
+
 test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented', () => {
   const file = pipeline('usage.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
   for (const args of [['frobnicate'], ['run'], ['run', file, '--no-such-flag'], ['backtest', file], ['run', file, '--progress-interval', 'soon']]) {

@@ -1,5 +1,4 @@
 import type { LevelWithSilent, Logger } from 'pino';
-import { parseDuration } from '../duration.js';
 import { Daemon } from '../runtime/daemon.js';
 import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -227,7 +226,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
         return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkShown(s.watermark) ?? '-'}`;
       });
       process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
-    }, parseDuration('1s'));
+    }, daemon.progressIntervalMs);
     progressTimer.unref();
   } else if (options.progress === 'records') {
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () =>

@@ -113,6 +113,12 @@ export class Daemon {
     this.shutdownTimer.unref();
   }
 
+  /** How often a terminal's progress line is redrawn: the shortest `settings.progress_interval` of the loaded pipelines. */
+  get progressIntervalMs(): number {
+    // An hour when none is loaded: setInterval takes Infinity for 1 ms.
+    return Math.min(...this.loaded.map((p) => parseDuration(p.document.settings.progress_interval ?? '1s')), 3_600_000);
+  }
+
   async run(): Promise<DaemonResult> {
     if (this.loaded.length === 0) await this.load();
     const many = this.loaded.length > 1;
