@@ -39,7 +39,10 @@ interface PendingChurn {
   start: number;
   /** The session's end. */
   end: number;
-  /** What its summary added to the user's history, taken back if a merge withdraws it: a purchase (0 or 1) and a gap. */
+  /**
+   * What its summary added to the user's history, taken back if a merge withdraws it: a purchase (0 or 1;
+   * NaN: not known, restored from a snapshot written before it, so none is added or taken back) and a gap.
+   */
   purchased: number;
   gap: number;
   /** Start of the user's first session after `end` (-1: none yet). */
@@ -69,7 +72,7 @@ interface SavedUsers {
   pendingIds: string[];
   pendingEnds: Column;
   pendingBacks: Column;
-  /** Their starts, purchases and gaps: absent from snapshots written before them (restored as end, 0 and 0). */
+  /** Their starts, purchases and gaps: absent from snapshots written before them (restored as end, NaN and 0). */
   pendingStarts?: Column;
   pendingPurchased?: Column;
   pendingGaps?: Column;
@@ -203,7 +206,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
           sample: handleOf(pendingIds[atPending]!),
           start: pendingStarts?.[atPending] ?? end,
           end,
-          purchased: pendingPurchased?.[atPending] ?? 0,
+          purchased: pendingPurchased?.[atPending] ?? NaN,
           gap: pendingGaps?.[atPending] ?? 0,
           back: pendingBacks[atPending]!,
           userId: key,
@@ -239,6 +242,9 @@ export const churnFeatureNames = [
 const day = 86_400_000;
 const maxOpen = 8;
 
+/** The time between a session's start and the end of the user's session before it (0: none before, or they overlap). */
+const gapAfter = (previousEnd: number | undefined, start: number): number => (previousEnd !== undefined ? Math.max(0, start - previousEnd) : 0);
+
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
   state: 'global',
@@ -255,6 +261,8 @@ export default defineOperator<ChurnModelConfig>({
     '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
     'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`, and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
+    'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
+    'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
     'Same metrics as `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
   config: {
@@ -378,11 +386,16 @@ export default defineOperator<ChurnModelConfig>({
      * consumers saw it), the others are withdrawn unscored and counted, and their sessions leave the
      * user's history and open list. Either way the prediction's end moves to the session's end, so its
      * deadline is the merged end + horizon and a return is a session that starts after it (a merged
-     * session's start, read as a return before, is none).
+     * session's start, read as a return before, is none). The user's history follows the session's
+     * final span: its last end (the next session's gap), a purchase only the update shows, its gap to
+     * the session before (a late event before its start) and the gap of a session after it that
+     * closed first.
      */
     const onUpdate = (summary: SessionSummary & { replaces?: unknown }): void => {
       const user = users.get(summary.userId);
       if (!user) return;
+      if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
+      if (summary.start < user.firstSeen) user.firstSeen = summary.start;
       const replaces = Array.isArray(summary.replaces) ? summary.replaces.filter((id): id is string => typeof id === 'string') : [];
       if (replaces.length > 0) {
         const open = user.open;
@@ -405,15 +418,34 @@ export default defineOperator<ChurnModelConfig>({
           learner.forget(p.sample);
           merges.inc();
           // Its session is part of the survivor's now: what its summary added to the history goes, but for a
-          // purchase the survivor had not made (the merged session bought, once). Only ever taken back: a
-          // restored prediction that predates these fields (0) changes nothing, as before them.
+          // purchase the survivor had not made (the merged session bought, once). A restored prediction that
+          // predates these fields (purchase not known, gap 0) changes nothing, as before them.
           user.sessions = Math.max(0, user.sessions - 1);
-          if (p.purchased > survivor.purchased) survivor.purchased = p.purchased;
-          else user.purchases = Math.max(0, user.purchases - p.purchased);
+          if (p.purchased === 1 && survivor.purchased !== 1) survivor.purchased = 1;
+          else if (p.purchased === 1) user.purchases = Math.max(0, user.purchases - 1);
           user.gapSum = Math.max(0, user.gapSum - p.gap);
         }
       }
-      if (survivor === undefined || !(summary.end > survivor.end)) return;
+      if (survivor === undefined) return;
+      // A late purchase event: the session bought (once, however many updates say so; not known: maybe counted).
+      if (summary.purchased && survivor.purchased === 0) {
+        survivor.purchased = 1;
+        user.purchases++;
+      }
+      if (summary.start < survivor.start) {
+        const gap = Math.max(0, survivor.gap - (survivor.start - summary.start));
+        user.gapSum = Math.max(0, user.gapSum - (survivor.gap - gap));
+        survivor.gap = gap;
+        survivor.start = summary.start;
+      }
+      if (!(summary.end > survivor.end)) return;
+      // A session after it that closed before this update measured its gap from the end it had then.
+      for (const p of pending) {
+        if (p === survivor || p.gap <= 0 || p.start - p.gap !== survivor.end) continue;
+        const gap = gapAfter(summary.end, p.start);
+        user.gapSum = Math.max(0, user.gapSum - (p.gap - gap));
+        p.gap = gap;
+      }
       survivor.end = summary.end;
       // The first session start after the new end: an open session's, or one closed since (predicted, so pending).
       survivor.back = -1;
@@ -445,10 +477,10 @@ export default defineOperator<ChurnModelConfig>({
       values[6] = Math.log1p((summary.end - user.firstSeen) / day);
       values[7] = Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0);
       values[8] = Math.log1p(user.purchases);
-      values[9] = Math.log1p(user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) / day : 0);
+      const gap = gapAfter(user.lastEnd, summary.start);
+      values[9] = Math.log1p(gap / day);
       values[10] = Math.sin(hour);
       values[11] = Math.cos(hour);
-      const gap = user.lastEnd !== undefined ? Math.max(0, summary.start - user.lastEnd) : 0;
       const purchased = summary.purchased ? 1 : 0;
       user.gapSum += gap;
       user.sessions++;
@@ -553,7 +585,7 @@ export default defineOperator<ChurnModelConfig>({
             const restored = new Map<string, UserState>();
             if (Array.isArray(saved.users)) {
               yield* eachOf(saved.users, ([key, user]) => {
-                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: 0, gap: 0, back, userId: key }));
+                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, userId: key }));
                 for (const p of pending) pendingById.set(p.sample.id, p);
                 restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
               });

@@ -5,14 +5,14 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
-import churnModel from './churn.js';
+import churnModel, { churnFeatureNames } from './churn.js';
 import { exactAuc, logLoss, Prequential } from './prequential.js';
 import { event, featureNames, rng, separableIntentStream, summary } from './testdata.js';
-import { idPrefix, predictionId, predictionIdAfter } from './learner.js';
+import { idPrefix, OnlineLearner, predictionId, predictionIdAfter, type SampleInput } from './learner.js';
 import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
@@ -701,7 +701,7 @@ test('churn: a session withdrawn by a merge leaves the user\'s history: its purc
   delete old.users.pendingGaps;
   const restored = await runOperator(churnModel, config, [merged(true)], testContext(), { restore: old });
   assert.deepEqual(history(restored.state), { sessions: [2], purchases: [2], gapSum: [2 * day + 30 * min] });
-  assert.deepEqual([...decodeColumn((restored.state as { users: Users }).users.pendingPurchased!, 'test')], [0, 0], 'P and A: taken as 0');
+  assert.deepEqual([...decodeColumn((restored.state as { users: Users }).users.pendingPurchased!, 'test')], [NaN, NaN], 'P and A: not known');
 });
 
 test('churn: a later session that closed before the merge is a return at its start, not its end', async () => {
@@ -729,6 +729,149 @@ test('churn: a later session that closed before the merge is a return at its sta
   // The merged session: back (0); C: no return (1). Before, C's end (25 hours on) was the merged session's return: both 1.
   assert.equal(report.summary.n, 2);
   assert.equal(report.summary.positives, 1);
+});
+
+/**
+ * Runs `run` and collects the churn features of each prediction it makes, by session id: the learner's
+ * input, copied (churn reuses one vector for every prediction).
+ */
+async function withChurnFeatures<T>(run: () => Promise<T>): Promise<{ result: T; features: Map<string, Record<(typeof churnFeatureNames)[number], number>> }> {
+  const features = new Map<string, Record<(typeof churnFeatureNames)[number], number>>();
+  const submit = OnlineLearner.prototype.submit;
+  const spy = mock.method(OnlineLearner.prototype, 'submit', function (this: OnlineLearner, input: SampleInput, emit: Emit) {
+    if (input.sessionId !== undefined) features.set(input.sessionId, Object.fromEntries(churnFeatureNames.map((name, i) => [name, input.values[i]!])) as Record<(typeof churnFeatureNames)[number], number>);
+    return submit.call(this, input, emit);
+  });
+  try {
+    return { result: await run(), features };
+  } finally {
+    spy.mock.restore();
+  }
+}
+
+/** A gap or count as churn's feature vector holds it (float32 of log1p). */
+const logFeature = (x: number): number => Math.fround(Math.log1p(x));
+
+test('churn: a late event that extends a closed session moves the user\'s last end: the next session\'s gap (and its label\'s return) follow the final end', async () => {
+  const day = 86_400_000;
+  const hour = 3_600_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+  // A closed at t, predicted; a late event 20 minutes on extends it (an update summary). C starts 23h50m after A's
+  // final end, 24h10m after its first: a return within the 1d horizon of the final end.
+  const cStart = t + 20 * min + 23 * hour + 50 * min;
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'A', t + 20 * min, 1, t, 'view'),
+    { ...summary('a', 'A', t, t + 20 * min, 2, false, { view: 2 }), update: true },
+    event('a', 'C', cStart, 0, cStart, 'view'),
+    summary('a', 'C', cStart, cStart, 1, false, { view: 1 }),
+    watermark(cStart + 2 * day),
+    watermark(Infinity),
+  ];
+  const { result, features } = await withChurnFeatures(() => runOperator(churnModel, config, input));
+  const report = reportOf(result.output);
+  assert.equal(report.summary.n, 2);
+  assert.equal(report.summary.positives, 1, 'A is back (0), C churned (1)');
+  // Before, C's gap was measured from A's first end: 24h10m.
+  assert.equal(features.get('C')!.user_days_since_previous_log, logFeature((23 * hour + 50 * min) / day));
+});
+
+test('churn: a merge with a session still open moves the user\'s last end to the merged end; one that closed after it keeps its own', async () => {
+  const day = 86_400_000;
+  const hour = 3_600_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
+  // A closed; B opens 40 minutes on; a late event at 20 minutes bridges them while B is open, B goes on to 50 minutes;
+  // the merged summary (an update of A, replacing B) comes when it closes. C starts 2 hours after the merged end.
+  const cStart = t + 50 * min + 2 * hour;
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    event('a', 'A', t + 20 * min, 2, t, 'view'),
+    event('a', 'A', t + 50 * min, 3, t, 'view'),
+    { ...summary('a', 'A', t, t + 50 * min, 4, false, { view: 4 }), update: true, replaces: ['B'] },
+    event('a', 'C', cStart, 0, cStart, 'view'),
+    summary('a', 'C', cStart, cStart, 1, false, { view: 1 }),
+  ];
+  const { features } = await withChurnFeatures(() => runOperator(churnModel, config, input));
+  // Before, 2h50m (from A's first end).
+  assert.equal(features.get('C')!.user_days_since_previous_log, logFeature((2 * hour) / day));
+  // C closed before a late event extended A: C's gap shrinks by the extension, and the user's last end stays C's.
+  const late: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'C', t + 3 * hour, 0, t + 3 * hour, 'view'),
+    summary('a', 'C', t + 3 * hour, t + 3 * hour, 1, false, { view: 1 }),
+    event('a', 'A', t + 20 * min, 1, t, 'view'),
+    { ...summary('a', 'A', t, t + 20 * min, 2, false, { view: 2 }), update: true },
+    event('a', 'D', t + 5 * hour, 0, t + 5 * hour, 'view'),
+    summary('a', 'D', t + 5 * hour, t + 5 * hour, 1, false, { view: 1 }),
+  ];
+  const after = await withChurnFeatures(() => runOperator(churnModel, config, late));
+  assert.equal(after.features.get('D')!.user_days_since_previous_log, logFeature((2 * hour) / day));
+  // The one gap before D, A to C: 2h40m. Before, it stayed 3h.
+  assert.equal(after.features.get('D')!.user_mean_gap_days_log, logFeature((2 * hour + 40 * min) / day));
+});
+
+test('churn: a late event before a closed session\'s start brings it nearer the session before: its gap shrinks', async () => {
+  const day = 86_400_000;
+  const hour = 3_600_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
+  // P ends 2 hours before A starts; a late event 20 minutes before A's start moves it there. C 2 hours after A.
+  const input: Element[] = [
+    event('a', 'P', t - 2 * hour, 0, t - 2 * hour, 'view'),
+    summary('a', 'P', t - 2 * hour, t - 2 * hour, 1, false, { view: 1 }),
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'A', t - 20 * min, 1, t - 20 * min, 'view'),
+    { ...summary('a', 'A', t - 20 * min, t, 2, false, { view: 2 }), update: true },
+    event('a', 'C', t + 2 * hour, 0, t + 2 * hour, 'view'),
+    summary('a', 'C', t + 2 * hour, t + 2 * hour, 1, false, { view: 1 }),
+  ];
+  const { features } = await withChurnFeatures(() => runOperator(churnModel, config, input));
+  // The one gap before C, P to A: 1h40m. Before, it stayed 2h.
+  assert.equal(features.get('C')!.user_mean_gap_days_log, logFeature((hour + 40 * min) / day));
+});
+
+test('churn: a purchase only an update shows (a late purchase event in a closed session) counts once in the user\'s purchases', async () => {
+  const hour = 3_600_000;
+  const min = 60_000;
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
+  const bought = (end: number, count: number) => ({ ...summary('a', 'A', t, end, count, true, { view: count - 1, purchase: 1 }), update: true });
+  const next: Element[] = [event('a', 'C', t + 3 * hour, 0, t + 3 * hour, 'view'), summary('a', 'C', t + 3 * hour, t + 3 * hour, 1, false, { view: 1 })];
+  // A closed without a purchase; a late purchase event extends it; a second late event updates it again.
+  const extended: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'A', t + 10 * min, 1, t, 'purchase'),
+    bought(t + 10 * min, 2),
+    event('a', 'A', t + 15 * min, 2, t, 'view'),
+    bought(t + 15 * min, 3),
+    ...next,
+  ];
+  const { features } = await withChurnFeatures(() => runOperator(churnModel, config, extended));
+  assert.equal(features.get('C')!.user_purchases_log, logFeature(1), 'before, 0');
+  // The late purchase bridges two closed sessions that bought nothing: the merged session bought, once.
+  const merged: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    summary('a', 'B', t + 40 * min, t + 40 * min, 1, false, { view: 1 }),
+    event('a', 'A', t + 20 * min, 2, t, 'purchase'),
+    { ...bought(t + 40 * min, 3), replaces: ['B'] },
+    ...next,
+  ];
+  const both = await withChurnFeatures(() => runOperator(churnModel, config, merged));
+  assert.equal(both.features.get('C')!.user_purchases_log, logFeature(1), 'before, 0');
+  assert.equal(both.features.get('C')!.user_sessions_log, logFeature(1), 'A and B are one session');
 });
 
 test('churn: a return after the horizon labels 1', async () => {
@@ -900,10 +1043,11 @@ for (const [name, plugin, config, saved] of [
     again.learner.block = (first.state as { learner: { block: unknown } }).learner.block;
     if (name === 'churn') {
       // Nor did it keep what each churn prediction's session added (for a merge to take back) or its start:
-      // restored as 0, 0 and its end (a merge then takes nothing back, as before).
+      // restored as not known (NaN), 0 and its end (an update then adds and takes back nothing, as before).
       const users = (again as unknown as { users: Record<string, Column> }).users;
       assert.deepEqual([...decodeColumn(users.pendingStarts!, 'test')], [...decodeColumn(users.pendingEnds!, 'test')]);
-      assert.ok([...decodeColumn(users.pendingPurchased!, 'test'), ...decodeColumn(users.pendingGaps!, 'test')].every((value) => value === 0));
+      assert.ok([...decodeColumn(users.pendingPurchased!, 'test')].every((value) => Number.isNaN(value)));
+      assert.ok([...decodeColumn(users.pendingGaps!, 'test')].every((value) => value === 0));
       const current = (first.state as { users: Record<string, Column> }).users;
       for (const column of ['pendingStarts', 'pendingPurchased', 'pendingGaps']) users[column] = current[column]!;
     }
