@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { defineOperator, MetricsHub, recordOperator, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { decodeTable, defineOperator, encodeTable, inTurns, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -475,4 +475,44 @@ test('max_users reached: the eviction policy is said once at info, naming its me
   assert.equal(logs[0]!.level, 30, 'info: the expected policy, not a warning');
   assert.equal(logs[0]!.metric, 'tributary_users_evicted_total');
   assert.match(logs[0]!.msg, /max_users reached.*tributary_users_evicted_total/);
+});
+
+test('user-features snapshots the previous session end and last purchase as integers of at most 4 bytes (times, or offsets from first seen), not raw float64s; a snapshot with 0s there (before) restores to the same features', async () => {
+  // Row fields (user-features.ts): users without a completed session or a purchase yet are among these.
+  const [FIRST_SEEN, DONE_SESSIONS, PREV_SESSION_END, PURCHASES, LAST_PURCHASE] = [0, 7, 10, 11, 13];
+  const stages = [stage(sessionizer, { gap: '30m' }), stage(userFeatures, { horizons: ['1d'] })];
+  const serialize = (out: Element[]) => eventsOf(out).map((e) => Array.from(e.features!.values));
+  const whole = serialize(await chain(stages, shoppers(6000)));
+  const input = shoppers(6000);
+  const cut = 3001;
+  const first = await Chain.build(stages, ctx());
+  first.push(input.slice(0, cut));
+  const saved = await first.snapshot();
+  const users = saved[1] as { columns: Column[] };
+  const width = users.columns.length;
+  const n = users.columns[0]!.n;
+  const rows = new Float64Array(n * width);
+  await decodeTable(users.columns, rows, width, 'test');
+  const without = (guard: number) => Array.from({ length: n }, (_, i) => rows[i * width + guard]).filter((count) => count === 0).length;
+  assert.ok(without(DONE_SESSIONS) > 0 && without(PURCHASES) > 0, 'some users have no completed session or no purchase yet');
+  for (const field of [PREV_SESSION_END, LAST_PURCHASE]) {
+    const column = users.columns[field]!;
+    assert.ok('c' in column || ('bytes' in column && column.bytes <= 4), `field ${field}: ${JSON.stringify(column).slice(0, 60)}`);
+  }
+  // As the release before wrote it: 0 until set, which made both columns raw float64s.
+  for (let i = 0; i < n; i++) {
+    if (rows[i * width + DONE_SESSIONS] === 0) rows[i * width + PREV_SESSION_END] = 0;
+    if (rows[i * width + PURCHASES] === 0) rows[i * width + LAST_PURCHASE] = 0;
+  }
+  const refs: number[] = [];
+  for (const field of [1, 4, 6, PREV_SESSION_END, LAST_PURCHASE, 14]) refs[field] = FIRST_SEEN;
+  const old = [saved[0], { ...(saved[1] as object), columns: await inTurns(encodeTable(rows, n, width, refs)) }];
+  assert.ok('f64' in (old[1] as { columns: Column[] }).columns[PREV_SESSION_END]!);
+  for (const restoredFrom of [saved, old]) {
+    const second = await Chain.build(stages, ctx(), restoredFrom);
+    assert.deepEqual(await second.snapshot(), saved, 'restored as the current release writes it');
+    second.push(shoppers(6000).slice(cut)); // fresh events: the stages add to the events they pass on
+    assert.deepEqual([...serialize(first.output), ...serialize(second.end())], whole);
+  }
+  first.end();
 });

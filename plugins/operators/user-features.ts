@@ -85,7 +85,12 @@ const MONETARY = 12;
 const LAST_PURCHASE = 13;
 const DECAY_TIME = 14;
 const FIXED = 15;
-/** Fields holding event times are snapshotted as offsets from FIRST_SEEN where that is smaller. */
+/**
+ * Fields holding event times are snapshotted as offsets from FIRST_SEEN where that is smaller. Until
+ * the user's first completed session and first purchase, PREV_SESSION_END and LAST_PURCHASE (read
+ * only after them) hold the time the user was first seen, not 0: one 0 among event times made the
+ * whole column raw float64s (0 is no small offset from a time), twice the bytes of 4-byte offsets.
+ */
 const TIME_REFS: (number | undefined)[] = [];
 for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
 
@@ -186,6 +191,8 @@ class UserState {
         fresh[start + FIRST_SEEN] = time;
         fresh[start + LAST_TIME] = time;
         fresh[start + DECAY_TIME] = time;
+        fresh[start + PREV_SESSION_END] = time;
+        fresh[start + LAST_PURCHASE] = time;
       }
       if (handle !== undefined) {
         handle.userStage = this;
@@ -416,6 +423,22 @@ class UserState {
       this.used = users.length;
       if (this.slots.size !== users.length) throw new Error(`${what}: duplicate user ids`);
     }
+    await this.unsetTimesAtFirstSeen();
     this.flushMetrics();
+  }
+
+  /**
+   * A snapshot written before PREV_SESSION_END and LAST_PURCHASE held the first-seen time until set
+   * has 0 there: moved to it (unread until set either way), so the next snapshot is the smaller one.
+   */
+  private async unsetTimesAtFirstSeen(): Promise<void> {
+    const rows = this.rows;
+    const width = this.width;
+    await inParts(this.used, (from, to) => {
+      for (let r = from * width; r < to * width; r += width) {
+        if (rows[r + DONE_SESSIONS] === 0 && rows[r + PREV_SESSION_END] === 0) rows[r + PREV_SESSION_END] = rows[r + FIRST_SEEN]!;
+        if (rows[r + PURCHASES] === 0 && rows[r + LAST_PURCHASE] === 0) rows[r + LAST_PURCHASE] = rows[r + FIRST_SEEN]!;
+      }
+    });
   }
 }
