@@ -10,7 +10,7 @@ import type { ClickEvent, SourcePlugin } from 'tributary';
 import { testContext } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, produce, type RawRecord } from './kafka/client.js';
+import { clickJson, createTopic, openTransaction, produce, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 const idleTimeout = 5_000;
@@ -177,6 +177,46 @@ test('a partition read to its end before a restart (its committed offset at the 
       skew.ms += idleTimeout;
       return source.watermark!() === base + 399_000 - maxOutOfOrderness;
     }, 30_000);
+  } finally {
+    await source.close?.();
+  }
+});
+
+test('a partition held by another producer\'s open transaction (read_committed) is idle once nothing before its last stable offset is left: it does not hold the watermark until the transaction ends', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('open-transaction');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, records(0));
+  // Partition 1: a record in a transaction that stays open (a producer that died mid-transaction holds
+  // it so until the broker aborts it, transaction.timeout.ms later; a live one until it commits). Its
+  // high watermark is past it; its last stable offset, where a read_committed consumer stops, is before it.
+  const open = await openTransaction(brokers, topic, [{ partition: 1, key: 'held', value: clickJson(0, base + 500_000, 'view', { seq: 9_999 }) }]);
+  const skew = { ms: 0 };
+  const source = await sourceOn(brokers, topic, skew);
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    let newest = -Infinity;
+    while (newest < base + 199_000) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      for (const event of next.value as ClickEvent[]) newest = Math.max(newest, event.time);
+    }
+    // Each look moves the clock on by idle_timeout. Before: partition 1's position (its last stable
+    // offset) stayed below its high watermark, so it counted as having records to read and held the
+    // watermark at -Infinity for as long as the transaction stayed open.
+    await waitFor('the watermark to follow partition 0', () => {
+      skew.ms += idleTimeout;
+      return source.watermark!() === newest - maxOutOfOrderness;
+    }, 30_000);
+    // The transaction commits: its record is read (nothing is lost), and its partition is active again.
+    await open.commit();
+    const held = await batches.next();
+    assert.equal(held.done, false);
+    assert.deepEqual((held.value as ClickEvent[]).map((event) => Number(event.attrs?.seq)), [9_999]);
+  } catch (error) {
+    await open.abort().catch(() => undefined);
+    throw error;
   } finally {
     await source.close?.();
   }

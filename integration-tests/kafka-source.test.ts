@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
-import { runYaml } from 'tributary/testing';
-import { TributaryError, type ClickEvent, type StreamRecord } from 'tributary';
-import type { KafkaSourceConfig } from '../plugins/kafka/source.js';
+import { runYaml, testContext } from 'tributary/testing';
+import { TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
+import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { deleteRecordsBefore } from './kafka/broker.js';
 import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, startSource, type RawRecord } from './kafka/client.js';
@@ -439,8 +439,54 @@ test('a consumer fenced by another with its group.instance.id fails the source (
     const health = instance.health!();
     assert.equal(health.ready, false);
     assert.match(health.detail!, /fatal error and cannot go on: .*Static consumer fenced/);
+    // Reported to the runtime too (context.fail), once: the failure expected here, not one for close() to throw.
+    assert.deepEqual(instance.failures, [failure]);
+    instance.failures.length = 0;
   } finally {
     await instance.close?.();
+    await new Promise<void>((resolve) => other.disconnect(() => resolve()));
+  }
+});
+
+test('a fenced consumer fails the pipeline when it happens (context.fail), not when the runtime next pulls a batch: one waiting on its sinks, or with no input, stops', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('fenced-unpulled');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 1);
+  await produce(brokers, topic, Array.from({ length: 20 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+  const context = testContext({ batchSize: 100 });
+  const config: KafkaSourceConfig = {
+    brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false,
+    options: { 'group.instance.id': 'one-instance' },
+  };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  const other = new Kafka.KafkaConsumer(
+    { 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'group.instance.id': 'one-instance', 'enable.auto.commit': false },
+    { 'auto.offset.reset': 'earliest' },
+  );
+  try {
+    const batches = source.read()[Symbol.asyncIterator]();
+    let read = 0;
+    while (read < 20) {
+      const next = await batches.next();
+      assert.equal(next.done, false);
+      read += (next.value as ClickEvent[]).length;
+    }
+    // The runtime pulls no further batch now (its sinks are slow, or it holds the sources): the source's
+    // failure must reach it all the same. Before: it was kept for the next pull, and the pipeline ran on.
+    await new Promise<void>((resolve, reject) => other.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+    other.subscribe([topic]);
+    other.setDefaultConsumeTimeout(100);
+    await waitFor('the source to report its failure', async () => {
+      await new Promise<void>((resolve) => other.consume(10, () => resolve()));
+      return context.failures.length > 0;
+    }, 60_000, 0);
+    assert.equal(context.failures.length, 1);
+    assert.match(context.failures[0]!.message, /fatal error and cannot go on: .*Static consumer fenced by other consumer with same group.instance.id/);
+    assert.equal(source.health!().ready, false);
+  } finally {
+    await source.close?.();
     await new Promise<void>((resolve) => other.disconnect(() => resolve()));
   }
 });

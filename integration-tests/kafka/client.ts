@@ -104,6 +104,37 @@ export function produceEvery(brokers: string, topic: string, everyMs: number, re
   };
 }
 
+/**
+ * Another producer's transaction left open: `records` produced in it and flushed to the broker, never
+ * committed, so a read_committed consumer's last stable offset stays before them (as it does for a
+ * producer that died mid-transaction, until the broker aborts it after `transaction.timeout.ms`).
+ * `commit()` commits it; `abort()` aborts it; either disconnects.
+ */
+export async function openTransaction(brokers: string, topic: string, records: readonly RawRecord[]): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
+  const producer = new Kafka.Producer({
+    'metadata.broker.list': brokers,
+    'broker.address.family': 'v4',
+    'transactional.id': `open-${topic}-${process.pid}`,
+    // Longer than any test: the broker must not abort it meanwhile (its transaction.max.timeout.ms is 15 min).
+    'transaction.timeout.ms': 600_000,
+    'linger.ms': 0,
+  });
+  await done((cb) => producer.connect({}, (error) => cb(error)));
+  producer.setPollInterval(10);
+  await done((cb) => producer.initTransactions(15_000, cb));
+  await done((cb) => producer.beginTransaction(cb));
+  for (const record of records) {
+    const value = record.value === null ? null : Buffer.isBuffer(record.value) ? record.value : Buffer.from(record.value);
+    producer.produce(topic, record.partition ?? null, value, record.key ?? null, record.timestamp ?? Date.now());
+  }
+  await done((cb) => producer.flush(10_000, cb));
+  const end = async (how: 'commit' | 'abort') => {
+    await done((cb) => (how === 'commit' ? producer.commitTransaction(15_000, cb) : producer.abortTransaction(15_000, cb)));
+    await disconnectProducer(producer, 5_000);
+  };
+  return { commit: () => end('commit'), abort: () => end('abort') };
+}
+
 export interface ReadOptions {
   /** read_committed: only committed transactions (exactly-once outputs). Default: read_uncommitted. */
   committed?: boolean;

@@ -103,6 +103,18 @@ interface PartitionState {
   /** The partition's end offset as last looked up by noteFetched (-1: not yet). */
   endSeen: number;
   /**
+   * The largest high watermark librdkafka cached for it in this assignment (-1: none yet), see knownEnd:
+   * its cache follows every fetch answer, and an errored one (a leader change) sets it to -1, a new
+   * leader's answer may give a lower one for a while; the partition's end does not move back.
+   */
+  highSeen: number;
+  /**
+   * read_committed: the brokers' last stable offset, at the position it was asked at (watchProgress)
+   * and when: at or below that position, nothing is readable yet (another producer's transaction is
+   * open, its records past it), however far the high watermark is. Trusted for `stableEndTrustMs`.
+   */
+  stableEnd?: { position: number; offset: number; at: number };
+  /**
    * Where reading starts in this assignment while librdkafka has no position (nothing read yet): the
    * offset it was assigned at, else what the brokers said (the committed offset, else `start_from`'s
    * end), once watchProgress asked. Undefined until known.
@@ -178,6 +190,12 @@ const probeQuietMs = 5_000;
  * stalled (watchProgress).
  */
 const noProgressMs = 10_000;
+/**
+ * How long a last stable offset the brokers gave (watchProgress asks again every noProgressMs while a
+ * partition's position stays below its high watermark) counts: a transaction may have ended since, and
+ * its records, readable now, must not be taken for none (see hasRecordsToRead).
+ */
+const stableEndTrustMs = 2 * noProgressMs;
 
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
@@ -427,16 +445,8 @@ class KafkaSource {
 
   async *read(): AsyncGenerator<ClickEvent[]> {
     // The consume loop's failure (a subscription librdkafka rejects, an OAUTHBEARER token it cannot
-    // get, say) fails this source: reported to the runtime at once (context.fail), not only when it
-    // next pulls from read(), which it may not do for a while (waiting on its sinks, holding the
-    // sources), or ever (a caller that does not await read()); read() throws it too. Unobserved, the
-    // rejection ended the whole process.
-    this.loop ??= this.run().catch((error: unknown) => {
-      const failure = asError(error);
-      this.failure ??= failure;
-      this.context.fail(failure);
-      this.notify();
-    });
+    // get, say) fails this source (failSource). Unobserved, the rejection ended the whole process.
+    this.loop ??= this.run().catch((error: unknown) => this.failSource(asError(error)));
     // Exactly-once: the pipeline runs (every sink and stage opened), so the transactional producer may
     // now fence its predecessor; it starts alongside the consumer's connect, and the sinks' ready()
     // reports its failure.
@@ -526,11 +536,8 @@ class KafkaSource {
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
       const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
-      committed.catch((error: unknown) => {
-        // The transaction was aborted: stop with this error (a restart resumes from the last commit).
-        this.failure ??= asError(error);
-        this.notify();
-      });
+      // The transaction was aborted: stop with this error (a restart resumes from the last commit).
+      committed.catch((error: unknown) => this.keepFailure(asError(error)));
       return sealed;
     }
     if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
@@ -605,7 +612,7 @@ class KafkaSource {
       state.unfetched = false;
       state.lastActivity = now;
     }
-    return now - state.lastActivity >= this.idleTimeout && !this.hasRecordsToRead(state);
+    return now - state.lastActivity >= this.idleTimeout && !this.hasRecordsToRead(state, now);
   }
 
   /**
@@ -618,7 +625,7 @@ class KafkaSource {
    * (watchProgress learns the start, 10 s on). One the source cannot read (`blocked`) is judged by time
    * alone: its records are not coming.
    */
-  private hasRecordsToRead(state: PartitionState): boolean {
+  private hasRecordsToRead(state: PartitionState, now: number): boolean {
     if (state.fetched !== undefined && state.next !== state.fetched) return true;
     if (this.blocked.has(partitionKey(state.topic, state.partition))) return false;
     const tp = { topic: state.topic, partition: state.partition };
@@ -631,11 +638,29 @@ class KafkaSource {
       // Not known (disconnected): nothing to judge by.
       return false;
     }
-    // -1: no fetch answered yet, or a denied one.
-    if (log.highOffset < 0) return false;
+    // -1 (no fetch answered yet in this assignment, or only errored ones since): the end seen before.
+    const high = this.knownEnd(state, log.highOffset);
+    if (high < 0) return false;
     const from = typeof position === 'number' && position >= 0 ? position : state.startOffset;
-    if (from === undefined) return log.highOffset > Math.max(log.lowOffset, 0);
-    return from < log.highOffset;
+    if (from === undefined) return high > Math.max(log.lowOffset, 0);
+    if (from >= high) return false;
+    // read_committed, held by another producer's open transaction: its records are not readable until it
+    // ends (Kafka's own consumer counts lag to the last stable offset so; Kafka Streams then idles the
+    // partition, max.task.idle.ms). Not while that answer may be stale, nor once the position moved.
+    const stable = state.stableEnd;
+    return !(stable !== undefined && stable.position === from && stable.offset <= from && now - stable.at < stableEndTrustMs);
+  }
+
+  /**
+   * The partition's end offset as far as this assignment has seen it: librdkafka's cached high watermark
+   * `cached` (from the last fetch answer for it), or a larger one it cached before. The cache follows
+   * every answer: an errored one (a leader change, NOT_LEADER_OR_FOLLOWER) sets it to -1, a new
+   * leader's may be lower until its high watermark catches up; records below the larger one exist all
+   * the same. -1 while none is known.
+   */
+  private knownEnd(state: PartitionState, cached: number): number {
+    if (cached > state.highSeen) state.highSeen = cached;
+    return state.highSeen;
   }
 
   partitionOffsets(): ReadonlyMap<string, number> {
@@ -911,7 +936,30 @@ class KafkaSource {
     const hint = fatalHint(fatal, { groupInstanceId: this.config.options?.['group.instance.id'] });
     this.fatal = `the consumer hit a fatal error and cannot go on: ${fatal.message}${hint}`;
     this.context.logger.error({ source: this.label, detail: this.fatal }, 'kafka source failed');
-    this.failure ??= new TributaryError('TRIB_ERR_SOURCE', `${this.label}: ${this.fatal}; a restart resumes from the last commit with a new consumer`, { cause: fatal });
+    // Without the label: the runtime's report names the source (`<label> failed: ...`).
+    this.failSource(new TributaryError('TRIB_ERR_SOURCE', `${this.fatal}; a restart resumes from the last commit with a new consumer`, { cause: fatal }));
+  }
+
+  /**
+   * The source cannot go on: reported to the runtime at once (context.fail: not ready, the pipeline
+   * stops), not only when it next pulls from read(), which it may not do for a while (waiting on its
+   * sinks, holding the sources, no input) or ever (a caller that does not await read()); read() throws
+   * it too. Not for a failed transaction (the exactly-once sink's, which reports it as its own).
+   */
+  /**
+   * A failed transaction: read() throws it, and the exactly-once sinks report it to the runtime
+   * (PluginContext.fail, TRIB_ERR_SINK: a producer fenced is theirs, not this source's).
+   */
+  private keepFailure(failure: Error): void {
+    this.failure ??= failure;
+    this.notify();
+  }
+
+  private failSource(failure: Error): void {
+    if (this.failure === undefined) {
+      this.failure = failure;
+      this.context.fail(failure);
+    }
     this.notify();
   }
 
@@ -1171,8 +1219,12 @@ class KafkaSource {
           seen.position = reset;
           return void (seen.since = this.context.clock.now());
         }
-        // Held by an open transaction: look again after another noProgressMs.
-        if (highOffset <= seen.position) return void (seen.since = this.context.clock.now());
+        // Held by an open transaction: nothing to read (hasRecordsToRead) until it ends; look again after another noProgressMs.
+        if (highOffset <= seen.position) {
+          const now = this.context.clock.now();
+          if (state?.assigned) state.stableEnd = { position: seen.position, offset: highOffset, at: now };
+          return void (seen.since = now);
+        }
         this.progress.delete(key);
         const waited = formatDuration(this.context.clock.now() - seen.since);
         this.onBlocked(
@@ -1203,11 +1255,8 @@ class KafkaSource {
     if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
       const listener = this.listener;
       const step = error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment);
-      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => {
-        // State that cannot be saved or restored must not be skipped over: stop, and a restart resumes consistently.
-        this.failure ??= asError(failure);
-        this.notify();
-      });
+      // State that cannot be saved or restored must not be skipped over: stop, and a restart resumes consistently.
+      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => this.failSource(asError(failure)));
       return;
     }
     const now = this.context.clock.now();
@@ -1249,9 +1298,8 @@ class KafkaSource {
         this.transactions.commit(offsets, this.consumer).committed.then(
           () => this.unassign(assignment),
           (error: unknown) => {
-            this.failure = asError(error);
+            this.keepFailure(asError(error));
             this.unassign(assignment);
-            this.notify();
           },
         );
       } else {
@@ -1364,7 +1412,8 @@ class KafkaSource {
       // output of another partition's record processed after these offsets were taken.
       const seal = this.transactions && offsets.length > 0 ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
       await listener.revoked(positions, seal);
-      if (committed) await committed;
+      // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
+      if (committed) await committed.catch((error: unknown) => this.keepFailure(asError(error)));
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
       else if (!this.transactions && offsets.length > 0) this.consumer.commitSync(offsets);
     } finally {
@@ -1579,7 +1628,7 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1 };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1, highSeen: -1 };
 }
 
 /** The partition key of the partition a consumer error is about ('' for none). */
@@ -1607,6 +1656,8 @@ function markAssigned(state: PartitionState, now: number): void {
   state.atEnd = false;
   state.fetched = undefined;
   state.startOffset = undefined;
+  state.highSeen = -1;
+  state.stableEnd = undefined;
   state.lastActivity = now;
   state.unfetched = true;
 }
