@@ -729,6 +729,7 @@ class KafkaSource {
         this.allowedAgain();
       }
       if (messages.length > 0) {
+        await this.confirmEnds(messages);
         let kept = messages;
         for (let i = 0; i < messages.length; i++) {
           const message = messages[i]!;
@@ -911,7 +912,10 @@ class KafkaSource {
       // A record batch it cannot read. One at or past the partition's end offset (cached from the fetch
       // that brought the report) is librdkafka misreading a batch (with check.crcs, librdkafka 2.12 can):
       // the report that counts is still to come.
-      const end = this.consumer.getWatermarkOffsets(at.topic, at.partition).highOffset;
+      const cached = this.consumer.getWatermarkOffsets(at.topic, at.partition).highOffset;
+      // The largest end seen: after an errored fetch answer the cache is -1, which would bound the search to one offset.
+      const state = this.partitions.get(partitionKey(at.topic, at.partition));
+      const end = state ? this.knownEnd(state, cached) : cached;
       if (end >= 0 && at.offset >= end) return;
       // A batch in a codec this build lacks is valid input that another build reads: waited on, never skipped.
       if (error.code === ErrorCode.NOT_IMPLEMENTED) return this.onBlocked(at, error.message);
@@ -1024,7 +1028,7 @@ class KafkaSource {
   private noteFetched(state: PartitionState, message: RdKafka.Message): void {
     if (message.offset >= state.endSeen) {
       try {
-        state.endSeen = this.consumer.getWatermarkOffsets(state.topic, state.partition).highOffset;
+        state.endSeen = this.knownEnd(state, this.consumer.getWatermarkOffsets(state.topic, state.partition).highOffset);
       } catch {
         // Not known: nothing to judge by.
       }
@@ -1038,6 +1042,37 @@ class KafkaSource {
       }
     }
     state.fetched = message.offset + 1;
+  }
+
+  /**
+   * Before noteFetched judges records at or past the partition's end as librdkafka cached it: the
+   * brokers are asked for that end (one request per such partition, 5 s at most), and their answer
+   * counts if larger. The cache follows every fetch answer, and one from a new leader whose high
+   * watermark still lags the old leader's is lower than records already fetched from the old one: taken
+   * at its word, those valid records would go to the dead-letter sink as misplaced. Records truly past
+   * the end (a damaged batch) stay past the brokers' answer too. Without an answer, the cache decides.
+   */
+  private async confirmEnds(messages: readonly RdKafka.Message[]): Promise<void> {
+    const last = new Map<PartitionState, number>();
+    for (const message of messages) {
+      const state = this.stateOf(message.topic, message.partition);
+      if (state?.assigned && message.offset >= state.endSeen) last.set(state, Math.max(last.get(state) ?? -1, message.offset));
+    }
+    for (const [state, offset] of last) {
+      let end: number;
+      try {
+        end = this.knownEnd(state, this.consumer.getWatermarkOffsets(state.topic, state.partition).highOffset);
+      } catch {
+        continue;
+      }
+      if (end < 0 || offset < end) continue;
+      try {
+        const answer = await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(state.topic, state.partition, 5_000, cb));
+        this.knownEnd(state, answer.highOffset);
+      } catch (error) {
+        this.context.logger.debug({ source: this.label, topic: state.topic, partition: state.partition, err: asError(error).message }, 'kafka source: the brokers did not say where the partition ends; the cached end decides');
+      }
+    }
   }
 
   /** librdkafka reports a record batch it cannot read (see UnreadableBatch): a search for its end starts, or takes a step. */
