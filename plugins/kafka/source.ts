@@ -1291,7 +1291,9 @@ class KafkaSource {
       const listener = this.listener;
       const step = error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment);
       // State that cannot be saved or restored must not be skipped over: stop, and a restart resumes consistently.
-      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => this.failSource(asError(failure)));
+      // Closing, the consumer's disconnect revokes everything and a step may find it gone ("KafkaConsumer
+      // is disconnected"): the run is ending, and the next owner restores from the last commit.
+      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => (this.closing ? this.keepFailure(asError(failure)) : this.failSource(asError(failure))));
       return;
     }
     const now = this.context.clock.now();
