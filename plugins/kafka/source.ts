@@ -945,12 +945,6 @@ class KafkaSource {
   }
 
   /**
-   * The source cannot go on: reported to the runtime at once (context.fail: not ready, the pipeline
-   * stops), not only when it next pulls from read(), which it may not do for a while (waiting on its
-   * sinks, holding the sources, no input) or ever (a caller that does not await read()); read() throws
-   * it too. Not for a failed transaction (the exactly-once sink's, which reports it as its own).
-   */
-  /**
    * A failed transaction: read() throws it, and the exactly-once sinks report it to the runtime
    * (PluginContext.fail, TRIB_ERR_SINK: a producer fenced is theirs, not this source's).
    */
@@ -959,6 +953,12 @@ class KafkaSource {
     this.notify();
   }
 
+  /**
+   * The source cannot go on: reported to the runtime at once (context.fail: not ready, the pipeline
+   * stops), not only when it next pulls from read(), which it may not do for a while (waiting on its
+   * sinks, holding the sources, no input) or ever (a caller that does not await read()); read() throws
+   * it too. Not for a failed transaction (keepFailure).
+   */
   private failSource(failure: Error): void {
     if (this.failure === undefined) {
       this.failure = failure;
