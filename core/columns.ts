@@ -186,6 +186,78 @@ export function decodeColumn(column: Column, what: string, reference?: Reference
   return out;
 }
 
+/*
+ * Reading a snapshot back: every list and column checked against the rows it must hold, so a damaged
+ * snapshot is refused with what does not match, before any of it is restored (not half restored, and
+ * no row read past a list's end as undefined). `what` names the plugin's snapshot and the part of it.
+ */
+
+/** The column's values, which must be `rows` of them; throws with `what` on anything else. */
+export function decodeColumnOf(column: Column, rows: number, what: string, reference?: Reference): Float64Array {
+  const values = decodeColumn(column, what, reference);
+  if (values.length !== rows) throw new Error(`${what}: ${values.length} rows, expected ${rows}`);
+  return values;
+}
+
+/** decodeColumnOf, or undefined for an absent column (one a later version added to the snapshot). */
+export function decodeOptionalColumnOf(column: Column | undefined, rows: number, what: string): Float64Array | undefined {
+  return column === undefined ? undefined : decodeColumnOf(column, rows, what);
+}
+
+/**
+ * The inverse of encodeColumns: `count` columns (a list of another length throws), each of `rows`
+ * rows (undefined: as many as the first). An error names the column by its index.
+ */
+export function decodeColumns(columns: readonly Column[], count: number, rows: number | undefined, what: string): Float64Array[] {
+  if (!Array.isArray(columns) || columns.length !== count) throw new Error(`${what}: ${Array.isArray(columns) ? columns.length : 'no list of'} columns, expected ${count}`);
+  const decoded: Float64Array[] = [];
+  for (let k = 0; k < count; k++) {
+    const values = rows === undefined && k === 0 ? decodeColumn(columns[k]!, `${what}: column 0`) : decodeColumnOf(columns[k]!, rows ?? decoded[0]!.length, `${what}: column ${k}`);
+    decoded.push(values);
+  }
+  return decoded;
+}
+
+/**
+ * The columns `names` of a snapshot object, each of `rows` rows: `const { start, end } =
+ * decodeNamedColumns(saved, ['start', 'end'], n, what)`. An error names the column.
+ */
+export function decodeNamedColumns<K extends string>(saved: { readonly [name in K]: Column }, names: readonly K[], rows: number, what: string): Record<K, Float64Array> {
+  const decoded = {} as Record<K, Float64Array>;
+  for (const name of names) decoded[name] = decodeColumnOf(saved?.[name], rows, `${what}: ${name}`);
+  return decoded;
+}
+
+/** `value` as a list of strings (of `rows`, when given), as saved beside columns (keys, ids); throws on anything else. */
+export function decodeStrings(value: unknown, rows: number | undefined, what: string): string[] {
+  if (!Array.isArray(value)) throw new Error(`${what}: not a list of strings`);
+  if (rows !== undefined && value.length !== rows) throw new Error(`${what}: ${value.length} strings, expected ${rows}`);
+  for (let i = 0; i < value.length; i++) if (typeof value[i] !== 'string') throw new Error(`${what}: not a string at row ${i}`);
+  return value as string[];
+}
+
+/** `value` as a list of `rows` strings or nulls (null: none, e.g. an event without an item); throws on anything else. */
+export function decodeNullableStrings(value: unknown, rows: number, what: string): (string | null)[] {
+  if (!Array.isArray(value)) throw new Error(`${what}: not a list of strings`);
+  if (value.length !== rows) throw new Error(`${what}: ${value.length} strings, expected ${rows}`);
+  for (let i = 0; i < rows; i++) if (value[i] !== null && typeof value[i] !== 'string') throw new Error(`${what}: not a string or null at row ${i}`);
+  return value as (string | null)[];
+}
+
+/**
+ * A list per row saved as one flat list of `total` items and a column of each row's length: checks
+ * that the lengths are whole numbers that add up to `total`.
+ */
+export function checkListLengths(lengths: Float64Array, total: number, what: string): void {
+  let sum = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    const length = lengths[i]!;
+    if (!Number.isSafeInteger(length) || length < 0) throw new Error(`${what}: length ${length} at row ${i}`);
+    sum += length;
+  }
+  if (sum !== total) throw new Error(`${what}: lengths add up to ${sum}, the list holds ${total}`);
+}
+
 function addOffsets(out: Float64Array, offsets: ArrayLike<number>, base: number): void {
   for (let i = 0; i < out.length; i++) out[i] = base + offsets[i]!;
 }

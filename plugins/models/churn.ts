@@ -7,11 +7,10 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
-import { checkLengths, columnOf, optionalColumnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -178,20 +177,19 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
  */
 function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingById: Map<string, PendingChurn>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
   const what = 'churn snapshot: users';
-  const keys = stringsOf(saved.keys, undefined, what);
+  const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
-  const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = [saved.firstSeen, saved.sessions, saved.purchases, saved.lastEnd, saved.gapSum, saved.openCounts, saved.pendingCounts].map((column) => columnOf(column, n, what));
-  const openIds = stringsOf(saved.openIds, undefined, what);
-  const openStarts = columnOf(saved.openStarts, openIds.length, what);
-  checkLengths(openCounts!, openIds.length, what);
-  const pendingIds = stringsOf(saved.pendingIds, undefined, what);
-  const pendingEnds = columnOf(saved.pendingEnds, pendingIds.length, what);
-  const pendingBacks = columnOf(saved.pendingBacks, pendingIds.length, what);
-  const pendingStarts = optionalColumnOf(saved.pendingStarts, pendingIds.length, what);
-  const pendingPurchased = optionalColumnOf(saved.pendingPurchased, pendingIds.length, what);
-  const pendingGaps = optionalColumnOf(saved.pendingGaps, pendingIds.length, what);
-  checkLengths(pendingCounts!, pendingIds.length, what);
-  const partitions = optionalStringsOf(saved.partitions, n, what);
+  const { firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts } = decodeNamedColumns(saved, ['firstSeen', 'sessions', 'purchases', 'lastEnd', 'gapSum', 'openCounts', 'pendingCounts'], n, what);
+  const openIds = decodeStrings(saved.openIds, undefined, `${what}: openIds`);
+  const openStarts = decodeColumnOf(saved.openStarts, openIds.length, `${what}: openStarts`);
+  checkListLengths(openCounts, openIds.length, `${what}: openIds`);
+  const pendingIds = decodeStrings(saved.pendingIds, undefined, `${what}: pendingIds`);
+  const { pendingEnds, pendingBacks } = decodeNamedColumns(saved, ['pendingEnds', 'pendingBacks'], pendingIds.length, what);
+  const pendingStarts = decodeOptionalColumnOf(saved.pendingStarts, pendingIds.length, `${what}: pendingStarts`);
+  const pendingPurchased = decodeOptionalColumnOf(saved.pendingPurchased, pendingIds.length, `${what}: pendingPurchased`);
+  const pendingGaps = decodeOptionalColumnOf(saved.pendingGaps, pendingIds.length, `${what}: pendingGaps`);
+  checkListLengths(pendingCounts, pendingIds.length, `${what}: pendingIds`);
+  const partitions = saved.partitions === undefined ? undefined : decodeNullableStrings(saved.partitions, n, `${what}: partitions`);
   let atOpen = 0;
   let atPending = 0;
   yield* partsOf(n, (from, to) => {
@@ -602,9 +600,9 @@ export default defineOperator<ChurnModelConfig>({
             if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
             else {
               const what = 'churn snapshot: deadlines';
-              const ids = stringsOf(saved.deadlines.ids, undefined, what);
-              const userIds = stringsOf(saved.deadlines.userIds, ids.length, what);
-              const at = columnOf(saved.deadlines.at, ids.length, what);
+              const ids = decodeStrings(saved.deadlines.ids, undefined, `${what}: ids`);
+              const userIds = decodeStrings(saved.deadlines.userIds, ids.length, `${what}: userIds`);
+              const at = decodeColumnOf(saved.deadlines.at, ids.length, `${what}: at`);
               yield* partsOf(ids.length, (from, to) => {
                 for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
               });

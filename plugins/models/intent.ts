@@ -6,11 +6,10 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { type ClickEvent, type Column, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
-import { checkLengths, columnOf, stringsOf } from './flat.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
@@ -78,16 +77,12 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
 /** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
 function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
   const what = 'intent snapshot: sessions';
-  const keys = stringsOf(saved.keys, undefined, what);
+  const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
-  const userIds = stringsOf(saved.userIds, n, what);
-  const last = columnOf(saved.last, n, what);
-  const flags = columnOf(saved.flags, n, what);
-  const idsH1 = columnOf(saved.idsH1, n, what);
-  const idsH2 = columnOf(saved.idsH2, n, what);
-  const pendingCounts = columnOf(saved.pendingCounts, n, what);
-  const pending = stringsOf(saved.pending, undefined, what);
-  checkLengths(pendingCounts, pending.length, what);
+  const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
+  const { last, flags, idsH1, idsH2, pendingCounts } = decodeNamedColumns(saved, ['last', 'flags', 'idsH1', 'idsH2', 'pendingCounts'], n, what);
+  const pending = decodeStrings(saved.pending, undefined, `${what}: pending`);
+  checkListLengths(pendingCounts, pending.length, `${what}: pending`);
   let at = 0;
   yield* partsOf(n, (from, to) => {
     for (let i = from; i < to; i++) {

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, eachOf, type Emit, encodeColumns, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type Column, type Counter, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeStrings, eachOf, type Emit, encodeColumns, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -18,7 +18,6 @@ import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
-import { columnOf, optionalStringsOf, stringsOf } from './flat.js';
 
 /** What a task operator hands in: one prediction to make (read during `submit` only: one object may serve every call). */
 export interface SampleInput {
@@ -1096,15 +1095,15 @@ export class OnlineLearner {
       return;
     }
     const what = `learner snapshot: ${list}`;
-    const ids = stringsOf(saved.ids, undefined, what);
+    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
     const n = ids.length;
-    const userIds = stringsOf(saved.userIds, n, what);
-    const sessionIds = optionalStringsOf(saved.sessionIds, n, what);
-    const [time, flags, score, label] = [saved.time, saved.flags, saved.score, saved.label].map((column) => columnOf(column, n, what));
+    const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
+    const sessionIds = saved.sessionIds === undefined ? undefined : decodeNullableStrings(saved.sessionIds, n, `${what}: sessionIds`);
+    const { time, flags, score, label } = decodeNamedColumns(saved, ['time', 'flags', 'score', 'label'], n, what);
     const d = this.features?.length ?? 0;
     if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
     const x = decodeFloats(saved.x);
-    const raw = stringsOf(saved.raw ?? [], undefined, what);
+    const raw = decodeStrings(saved.raw ?? [], undefined, `${what}: raw`);
     const L = saved.seq?.length ?? 0;
     // Rows of each kind, to check the lists that hold them, in one pass.
     let rowsWithX = 0;
@@ -1119,8 +1118,8 @@ export class OnlineLearner {
     }
     if (x.length !== rowsWithX * d) throw new Error(`${what}: ${x.length} feature values for ${rowsWithX} rows of ${d}`);
     if (raw.length !== rowsWithRaw) throw new Error(`${what}: ${raw.length} raw feature rows for ${rowsWithRaw}`);
-    const types = saved.seq ? columnOf(saved.seq.types, rowsWithSeq * L, what) : new Float64Array(0);
-    const categories = saved.seq ? columnOf(saved.seq.categories, rowsWithSeq * L, what) : new Float64Array(0);
+    const types = saved.seq ? decodeColumnOf(saved.seq.types, rowsWithSeq * L, `${what}: seq.types`) : new Float64Array(0);
+    const categories = saved.seq ? decodeColumnOf(saved.seq.categories, rowsWithSeq * L, `${what}: seq.categories`) : new Float64Array(0);
     const steps = saved.seq ? decodeFloats(saved.seq.steps) : new Float32Array(0);
     if (rowsWithSeq > 0 && (!Number.isSafeInteger(L) || L < 1 || steps.length !== rowsWithSeq * L * stepFeatures)) throw new Error(`${what}: sequences do not fit their rows`);
     let atRow = 0;

@@ -1081,14 +1081,14 @@ test('gru sequences snapshot as columns; the first format (one [session, steps] 
   await inTurns(old.loadParts(JSON.parse(JSON.stringify(firstFormat)) as SequencesState));
   assert.deepEqual(samples(old), samples(tracker));
   const damaged = { ...saved, categories: saved.types, types: { n: 3, c: 0 } };
-  await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: lengths add up to 7, the list holds 3/);
+  await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: types: lengths add up to 7, the list holds 3/);
 });
 
 test('a damaged columnar snapshot is refused by restore with what is wrong, not half restored', async () => {
   const input = separableIntentStream(40, 3);
   for (const [plugin, config, damage, message] of [
-    [intentModel, format1.intentConfig, (state: Record<string, Record<string, unknown>>) => void (state.sessions!.pending = []), /intent snapshot: sessions: lengths add up to \d+, the list holds 0/],
-    [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.users!.keys = ['only-one']), /churn snapshot: users: \d+ values, expected 1/],
+    [intentModel, format1.intentConfig, (state: Record<string, Record<string, unknown>>) => void (state.sessions!.pending = []), /intent snapshot: sessions: pending: lengths add up to \d+, the list holds 0/],
+    [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.users!.keys = ['only-one']), /churn snapshot: users: firstSeen: \d+ rows, expected 1/],
   ] as const) {
     const first = await runOperator(plugin, config as IntentModelConfig, input.slice(0, format1.cut));
     const state = first.state as Record<string, Record<string, unknown>>;

@@ -2,9 +2,8 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { decodeColumn, eachOf, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
+import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
-import { checkLengths, columnOf, stringsOf } from './flat.js';
 
 export interface SequenceSample {
   types: Int32Array;
@@ -134,12 +133,12 @@ export class SequenceTracker {
     if (Array.isArray(state)) yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
     else {
       const what = 'snapshot: sequences';
-      const keys = stringsOf(state.keys, undefined, what);
-      const lengths = columnOf(state.lengths, keys.length, what);
-      const types = decodeColumn(state.types, what);
-      checkLengths(lengths, types.length, what);
-      const categories = columnOf(state.categories, types.length, what);
-      const values = columnOf(state.steps, types.length * stepFeatures, what);
+      const keys = decodeStrings(state.keys, undefined, `${what}: keys`);
+      const lengths = decodeColumnOf(state.lengths, keys.length, `${what}: lengths`);
+      const types = decodeColumn(state.types, `${what}: types`);
+      checkListLengths(lengths, types.length, `${what}: types`);
+      const categories = decodeColumnOf(state.categories, types.length, `${what}: categories`);
+      const values = decodeColumnOf(state.steps, types.length * stepFeatures, `${what}: steps`);
       let at = 0;
       yield* partsOf(keys.length, (from, to) => {
         for (let i = from; i < to; i++) {

@@ -516,3 +516,29 @@ test('user-features snapshots the previous session end and last purchase as inte
   }
   first.end();
 });
+
+test('a damaged snapshot of the sessionizer, session-features or user-features is refused by restore, naming the stage and what does not match', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(sessionFeatures), stage(userFeatures)];
+  const first = await Chain.build(stages, ctx());
+  // Open sessions, closed ones (users with a history) and events the watermark has not passed yet.
+  first.push(shoppers(3000).slice(0, 2500));
+  const saved = await first.snapshot();
+  type Damage = [number, string, (state: Record<string, any>) => void, RegExp];
+  const damages: Damage[] = [
+    [0, 'a session column of one row', (s) => void (s.start = { n: 1, c: 0 }), /^Error: stage-s: sessionizer snapshot: start: 1 rows, expected \d+$/],
+    [0, 'a timer heap of fewer sessions than its keys', (s) => void (s.heapSeqs = { n: 1, c: 0 }), /^Error: stage-s: sessionizer snapshot: heapSeqs: 1 rows, expected \d+$/],
+    [0, 'a pending event without its user', (s) => void s.pending.userIds.pop(), /^Error: stage-s: sessionizer snapshot: pending: userIds: \d+ strings, expected \d+$/],
+    [1, 'a feature column of one row', (s) => void (s.columns[3] = { n: 1, c: 0 }), /^Error: stage-s: session-features snapshot: columns: column 3: 1 rows, expected \d+$/],
+    [1, 'one feature column short', (s) => void s.columns.pop(), /^Error: stage-s: session-features snapshot: columns: \d+ columns, expected \d+$/],
+    [1, 'an item list short of its counts', (s) => void s.items.pop(), /^Error: stage-s: session-features snapshot: items: lengths add up to \d+, the list holds \d+$/],
+    [2, 'a user id that is not a string', (s) => void (s.users[0] = 7), /^Error: stage-s: user-features snapshot: users: not a string at row 0$/],
+    [2, 'one user more than its rows', (s) => void s.users.push('extra'), /^Error: stage-s: user-features snapshot: \d+ rows for \d+ users$/],
+  ];
+  for (const [k, what, damage, message] of damages) {
+    const state = structuredClone(saved[k]) as Record<string, any>;
+    damage(state);
+    const { plugin, config } = stages[k]!;
+    const operator = await plugin.create(withDefaults(plugin, config as never), testContext({ clock, label: 'stage-s' }));
+    await assert.rejects(Promise.resolve(operator.restore!(state)), message, `${plugin.name}: ${what}`);
+  }
+});

@@ -3,7 +3,7 @@
  * up to and including that event (never later ones: no leakage into a purchase prediction).
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
-import { type ClickEvent, type Column, decodeColumn, defineOperator, type Element, type Emit, encodeColumns, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumns, decodeNamedColumns, decodeStrings, defineOperator, type Element, type Emit, encodeColumns, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -534,23 +534,25 @@ class SessionFeatureState {
       }
       return;
     }
-    const columns = saved.columns.map((column) => decodeColumn(column, what));
-    if (columns.length !== WIDTH || columns.some((column) => column.length !== count)) throw new Error(`${what}: columns do not match ${count} sessions`);
-    const itemCounts = decodeColumn(saved.itemCounts, what);
-    const categoryCounts = decodeColumn(saved.categoryCounts, what);
+    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
+    const columns = decodeColumns(saved.columns, WIDTH, count, `${what}: columns`);
+    const { itemCounts, categoryCounts } = decodeNamedColumns(saved, ['itemCounts', 'categoryCounts'], count, what);
+    const items = decodeStrings(saved.items, undefined, `${what}: items`);
+    const categories = decodeStrings(saved.categories, undefined, `${what}: categories`);
+    checkListLengths(itemCounts, items.length, `${what}: items`);
+    checkListLengths(categoryCounts, categories.length, `${what}: categories`);
     let nextItem = 0;
     let nextCategory = 0;
     await inParts(count, (from, to) => {
       for (let i = from; i < to; i++) {
-        const slot = this.allocate(saved.ids[i]!, true);
+        const slot = this.allocate(ids[i]!, true);
         const r = slot * WIDTH;
         for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
         if (saved.version === 2) sumOfSquaresToM2(this.rows, r);
-        for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, saved.items[nextItem]!);
-        for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, saved.categories[nextCategory]!);
+        for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, items[nextItem]!);
+        for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, categories[nextCategory]!);
       }
     });
-    if (nextItem !== saved.items.length || nextCategory !== saved.categories.length) throw new Error(`${what}: item or category counts do not add up`);
   }
 }
 

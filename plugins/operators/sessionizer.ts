@@ -27,7 +27,11 @@ import {
   type SessionSummary,
   type StreamRecord,
   decodeColumn,
+  decodeColumnOf,
   decodeDerivedIds,
+  decodeNamedColumns,
+  decodeNullableStrings,
+  decodeStrings,
   encodeColumns,
   encodeDerivedIds,
   type Column,
@@ -346,10 +350,10 @@ function* encodePending(events: readonly ClickEvent[]): Generator<void, PendingC
 
 function decodePending(saved: PendingColumns, what: string): ClickEvent[] {
   const n = saved.n;
-  const time = decodeColumn(saved.time, what);
-  const type = decodeColumn(saved.type, what);
-  const price = decodeColumn(saved.price, what);
-  if ([saved.userIds, time, type, saved.itemIds, saved.categories, price].some((column) => column.length !== n)) throw new Error(`${what}: pending columns do not match ${n} events`);
+  const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
+  const { time, type, price } = decodeNamedColumns(saved, ['time', 'type', 'price'], n, what);
+  const itemIds = decodeNullableStrings(saved.itemIds, n, `${what}: itemIds`);
+  const categories = decodeNullableStrings(saved.categories, n, `${what}: categories`);
   const events: ClickEvent[] = [];
   let other = 0;
   for (let i = 0; i < n; i++) {
@@ -360,9 +364,9 @@ function decodePending(saved: PendingColumns, what: string): ClickEvent[] {
     const eventType = saved.types[type[i]!];
     if (eventType === undefined) throw new Error(`${what}: unknown pending event type ${type[i]!}`);
     // Fields in PLAIN_FIELDS order: the event comes back as it was written.
-    const event: ClickEvent = { kind: 'event', userId: saved.userIds[i]!, time: time[i]!, type: eventType };
-    const itemId = saved.itemIds[i];
-    const category = saved.categories[i];
+    const event: ClickEvent = { kind: 'event', userId: userIds[i]!, time: time[i]!, type: eventType };
+    const itemId = itemIds[i];
+    const category = categories[i];
     if (itemId != null) event.itemId = itemId;
     if (category != null) event.category = category;
     if (!Number.isNaN(price[i]!)) event.price = price[i]!;
@@ -886,8 +890,9 @@ class SessionState {
   }
 
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
+    const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3) throw new Error(`sessionizer: unknown snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
     this.snapshots.settle();
     this.users.clear();
     this.heapKeys = [];
@@ -919,18 +924,11 @@ class SessionState {
       heapKeys = saved.heapKeys;
       heapSeqs = saved.heapSeqs;
     } else {
-      const what = 'sessionizer snapshot';
-      const users = saved.users;
+      const users = decodeStrings(saved.users, undefined, `${what}: users`);
       const n = users.length;
-      const ids = decodeDerivedIds(users, saved.ids, what);
-      const seq = decodeColumn(saved.seq, what);
-      const start = decodeColumn(saved.start, what);
-      const end = decodeColumn(saved.end, what);
-      const count = decodeColumn(saved.count, what);
-      const flags = decodeColumn(saved.flags, what);
-      const countLayout = decodeColumn(saved.countLayout, what);
-      const countValues = decodeColumn(saved.countValues, what);
-      if ([seq, start, end, count, flags, countLayout].some((column) => column.length !== n)) throw new Error(`${what}: columns do not match ${n} sessions`);
+      const ids = decodeDerivedIds(users, saved.ids, `${what}: ids`);
+      const { seq, start, end, count, flags, countLayout } = decodeNamedColumns(saved, ['seq', 'start', 'end', 'count', 'flags', 'countLayout'], n, what);
+      const countValues = decodeColumn(saved.countValues, `${what}: countValues`);
       const replaces = new Map<number, string[]>();
       for (let k = 0; k < saved.replacesRows.length; k++) replaces.set(saved.replacesRows[k]!, saved.replaces[k]!);
       let nextValue = 0;
@@ -948,8 +946,8 @@ class SessionState {
         }
       });
       if (nextValue !== countValues.length) throw new Error(`${what}: counts do not add up`);
-      heapKeys = decodeColumn(saved.heapKeys, what);
-      heapSeqs = decodeColumn(saved.heapSeqs, what);
+      heapKeys = decodeColumn(saved.heapKeys, `${what}: heapKeys`);
+      heapSeqs = decodeColumnOf(saved.heapSeqs, heapKeys.length, `${what}: heapSeqs`);
     }
     this.open = bySeq.size;
     this.openGauge.set(this.open);
@@ -970,7 +968,7 @@ class SessionState {
           pending.push(restored);
         }
       });
-    } else pending = decodePending(savedPending, 'sessionizer snapshot');
+    } else pending = decodePending(savedPending, `${what}: pending`);
     this.pending = pending;
     this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
   }

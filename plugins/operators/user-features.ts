@@ -6,7 +6,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -406,9 +406,8 @@ class UserState {
         this.rows.set(numbers, slot * this.width);
       }
     } else {
-      const users = saved.users;
+      const users = decodeStrings(saved.users, undefined, `${what}: users`);
       const width = this.width;
-      if (saved.columns.length !== width) throw new Error(`${what}: ${saved.columns.length} columns, expected ${width}`);
       const count = await decodeTable(saved.columns, this.rows, width, what);
       if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
       const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: this.rows, ref: SESSION_START, stride: width, offset: SESSION_START });

@@ -8,7 +8,7 @@
  * population stays at `users`. Events of all shoppers come out in event-time order (a heap of
  * per-shopper cursors). The same seed gives the same stream, event for event.
  */
-import { decodeColumn, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
+import { decodeColumns, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
 
 export interface ShopperWorldConfig {
   seed?: number;
@@ -352,16 +352,20 @@ export class ShopperWorld {
     const what = 'synthetic world';
     const [perShopper, perEvent] =
       'events' in state && Array.isArray(state.events)
-        ? [state.shoppers.map((column) => decodeColumn(column, what)), state.events.map((column) => decodeColumn(column, what))]
+        ? [decodeColumns(state.shoppers, shopperFields, undefined, `${what}: shoppers`), decodeColumns(state.events, eventFields, undefined, `${what}: events`)]
         : flatToColumns((state as FlatShopperWorldState).shoppers);
-    if (perShopper.length !== shopperFields || perEvent.length !== eventFields) throw new Error(`${what}: not a saved world`);
     const [id, propensity, hazard, meanGap, sessions, sessionNumber, count] = perShopper as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
     const [time, type, item] = perEvent as [Float64Array, Float64Array, Float64Array];
     const shoppers = id.length;
     const events = time.length;
-    if (perShopper.some((column) => column.length !== shoppers) || perEvent.some((column) => column.length !== events) || !count.every((n) => Number.isInteger(n) && n >= 1) || count.reduce((sum, n) => sum + n, 0) !== events) {
-      throw new Error(`${what}: its columns do not agree`);
+    // Each shopper has at least one event to come, and the counts add up to the events' rows.
+    let counted = 0;
+    for (let s = 0; s < shoppers; s++) {
+      const n = count[s]!;
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${what}: shopper ${s} has ${n} events to come`);
+      counted += n;
     }
+    if (counted !== events) throw new Error(`${what}: the shoppers' event counts add up to ${counted}, the events' columns hold ${events}`);
     this.random.load(state.random);
     this.nextShopperId = state.nextShopperId;
     this.sessionCounter = state.sessionCounter;

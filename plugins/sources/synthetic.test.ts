@@ -118,9 +118,10 @@ test('a damaged saved world is logged and the stream replayed to its position in
   const { after, position } = await readFrom(config, 10_240, 1000);
   const world = position.world as { shoppers: Column[]; events: Column[] };
   const warnings: string[] = [];
+  const errors: string[] = [];
   const context = testContext();
   const logger = Object.create(context.logger) as typeof context.logger;
-  logger.warn = ((_: unknown, message: string) => void warnings.push(message)) as typeof logger.warn;
+  logger.warn = ((fields: { err?: Error }, message: string) => void (warnings.push(message), errors.push(fields.err?.message ?? ''))) as typeof logger.warn;
   const source = await synthetic.create(config, { ...context, logger });
   await source.seek?.({ ...position, world: { ...world, events: world.events.slice(1) } });
   for await (const batch of source.read()) {
@@ -129,4 +130,5 @@ test('a damaged saved world is logged and the stream replayed to its position in
   }
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /cannot be read/);
+  assert.equal(errors[0], 'synthetic world: events: 2 columns, expected 3', 'what does not match');
 });
