@@ -366,6 +366,12 @@ export class ShopperWorld {
       counted += n;
     }
     if (counted !== events) throw new Error(`${what}: the shoppers' event counts add up to ${counted}, the events' columns hold ${events}`);
+    for (let e = 0; e < events; e++) {
+      const t = type[e]!;
+      const at = item[e]!;
+      if (!(Number.isInteger(t) && t >= 0 && t < eventTypes.length)) throw new Error(`${what}: event ${e} has type ${t}`);
+      if (!(Number.isInteger(at) && at >= 0 && at < this.items)) throw new Error(`${what}: event ${e} has item ${at}, of a catalogue of ${this.items}`);
+    }
     this.random.load(state.random);
     this.nextShopperId = state.nextShopperId;
     this.sessionCounter = state.sessionCounter;

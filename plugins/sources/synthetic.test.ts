@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeColumn, type ClickEvent, type Column } from 'tributary';
+import { decodeColumn, encodeColumns, inTurns, type ClickEvent, type Column } from 'tributary';
 import { countLoopTurns, testContext } from 'tributary/testing';
 import synthetic, { type SyntheticSourceConfig } from './synthetic.js';
 
@@ -114,21 +114,29 @@ test('a world saved as one flat list of numbers (the first saved worlds) is stil
   }
 });
 
-test('a damaged saved world is logged and the stream replayed to its position instead', async () => {
+test('a damaged saved world is logged with what does not match and the stream replayed to its position instead', async () => {
   const { after, position } = await readFrom(config, 10_240, 1000);
   const world = position.world as { shoppers: Column[]; events: Column[] };
-  const warnings: string[] = [];
-  const errors: string[] = [];
-  const context = testContext();
-  const logger = Object.create(context.logger) as typeof context.logger;
-  logger.warn = ((fields: { err?: Error }, message: string) => void (warnings.push(message), errors.push(fields.err?.message ?? ''))) as typeof logger.warn;
-  const source = await synthetic.create(config, { ...context, logger });
-  await source.seek?.({ ...position, world: { ...world, events: world.events.slice(1) } });
-  for await (const batch of source.read()) {
-    assert.deepEqual(batch.slice(0, 1000), after);
-    break;
+  const items = decodeColumn(world.events[2]!, 'test');
+  items[0] = config.items; // past the catalogue: restored, it was an event of item i5000 in category cundefined
+  const [outOfCatalogue] = await inTurns(encodeColumns([items]));
+  for (const [events, message] of [
+    [world.events.slice(1), 'synthetic world: events: 2 columns, expected 3'],
+    [[world.events[0]!, world.events[1]!, outOfCatalogue!], `synthetic world: event 0 has item ${config.items}, of a catalogue of ${config.items}`],
+  ] as const) {
+    const warnings: string[] = [];
+    const errors: string[] = [];
+    const context = testContext();
+    const logger = Object.create(context.logger) as typeof context.logger;
+    logger.warn = ((fields: { err?: Error }, message: string) => void (warnings.push(message), errors.push(fields.err?.message ?? ''))) as typeof logger.warn;
+    const source = await synthetic.create(config, { ...context, logger });
+    await source.seek?.({ ...position, world: { ...world, events } });
+    for await (const batch of source.read()) {
+      assert.deepEqual(batch.slice(0, 1000), after);
+      break;
+    }
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /cannot be read/);
+    assert.equal(errors[0], message, 'what does not match');
   }
-  assert.equal(warnings.length, 1);
-  assert.match(warnings[0]!, /cannot be read/);
-  assert.equal(errors[0], 'synthetic world: events: 2 columns, expected 3', 'what does not match');
 });
