@@ -1,7 +1,8 @@
 /**
  * What resuming a `synthetic` source costs: the time from `seek` to its first batch, from a position
  * that holds the generator's state (what a checkpoint saves now) and from the event count alone (what
- * one saved before: the stream replayed to it), alternately, after `events` events of `users` shoppers.
+ * one saved before: the stream replayed to it), alternately, after `events` events of `users` shoppers;
+ * and what taking the position costs (each call's milliseconds).
  *
  *   node dist/bench/synthetic-resume.js [users=1000] [rounds=3] EVENTS...
  */
@@ -27,6 +28,13 @@ async function resume(position: SourcePosition): Promise<[number, number]> {
 for (const events of counts) {
   const source = await synthetic.create({ ...config, events }, testContext());
   for await (const batch of source.read()) void batch;
+  // The position's own cost: taken at once, in one block of the event loop, while a checkpoint holds the source.
+  const positionMs: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const began = performance.now();
+    source.position!();
+    positionMs.push(performance.now() - began);
+  }
   const position = source.position!();
   const bytes = JSON.stringify(position).length;
   const fromState: number[] = [];
@@ -39,5 +47,5 @@ for (const events of counts) {
     fromCount.push(countMs);
   }
   const ms = (values: number[]): string => values.map((v) => v.toFixed(0)).join(', ');
-  console.log(`${events.toLocaleString('en-US')} events, ${users} users: from the state (${(bytes / 1024).toFixed(0)} KiB position) ${ms(fromState)} ms; replayed from the count ${ms(fromCount)} ms; load ${loadavg()[0]!.toFixed(1)}`);
+  console.log(`${events.toLocaleString('en-US')} events, ${users} users: position() ${ms(positionMs)} ms; from the state (${(bytes / 1024).toFixed(0)} KiB position) ${ms(fromState)} ms; replayed from the count ${ms(fromCount)} ms; load ${loadavg()[0]!.toFixed(1)}`);
 }

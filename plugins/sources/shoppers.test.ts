@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ShopperWorld, trueChurnProbability, type SessionEndTruth } from './shoppers.js';
+import { inTurns } from 'tributary';
+import { countLoopTurns } from 'tributary/testing';
 
 const day = 86_400_000;
 
@@ -72,4 +74,18 @@ test('the session-end hook sees every session, at its last event, and leaves the
     if (fired) assert.deepEqual([ends[endedHere - 1]!.userId, ends[endedHere - 1]!.end], [event.userId, event.time], `event ${i}: the end it reports`);
   });
   assert.ok(ends.length > 500, `${ends.length} session ends`);
+});
+
+test('the world\'s state taken in parts, the event loop turning between them, is the state taken at once, and a world built from it goes on with the same events', async () => {
+  const config = { seed: 3, users: 20_000, sessionIds: true };
+  const world = new ShopperWorld(config);
+  for (let i = 0; i < 50_000; i++) world.next();
+  const atOnce = world.state();
+  const loop = countLoopTurns();
+  const inParts = await inTurns(world.stateParts());
+  const turns = loop.stop();
+  assert.ok(turns >= 1, `the loop turned ${turns} times while 20,000 shoppers' state was taken`);
+  assert.deepEqual(inParts, atOnce);
+  const resumed = await inTurns(ShopperWorld.build(config, JSON.parse(JSON.stringify(inParts)) as typeof inParts));
+  for (let i = 0; i < 1000; i++) assert.deepEqual(resumed.next(), world.next(), `event ${i} after the state`);
 });

@@ -311,39 +311,52 @@ export class ShopperWorld {
     shopper.cursor = 0;
   }
 
+  /** Where the world stands (see ShopperWorldState), at once: a source's position() must return it now. */
   state(): ShopperWorldState {
+    return atOnce(this.stateParts());
+  }
+
+  /**
+   * state() in parts, yielding between blocks of shoppers and between columns (see PartedSnapshots):
+   * for a position taken in parts, once the Source API allows one (see synthetic.ts). The world must
+   * not move (next()) until it is done.
+   */
+  *stateParts(): Generator<void, ShopperWorldState, void> {
     const heap = this.heap;
+    const scalars = { random: this.random.state(), nextShopperId: this.nextShopperId, sessionCounter: this.sessionCounter };
     let events = 0;
-    for (const shopper of heap) events += shopper.pending.length - shopper.cursor;
+    yield* partsOf(heap.length, (from, to) => {
+      for (let s = from; s < to; s++) events += heap[s]!.pending.length - heap[s]!.cursor;
+    });
     const perShopper = Array.from({ length: shopperFields }, () => new Float64Array(heap.length));
     const [id, propensity, hazard, meanGap, sessions, sessionNumber, count] = perShopper as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
     const perEvent = Array.from({ length: eventFields }, () => new Float64Array(events));
     const [time, type, item] = perEvent as [Float64Array, Float64Array, Float64Array];
     let e = 0;
-    for (let s = 0; s < heap.length; s++) {
-      const shopper = heap[s]!;
-      const { pending, cursor } = shopper;
-      const sessionId = pending[cursor]!.sessionId;
-      id[s] = shopper.id;
-      propensity[s] = shopper.propensity;
-      hazard[s] = shopper.hazard;
-      meanGap[s] = shopper.meanGap;
-      sessions[s] = shopper.sessions;
-      sessionNumber[s] = sessionId === undefined ? -1 : Number(sessionId.slice(1));
-      count[s] = pending.length - cursor;
-      for (let i = cursor; i < pending.length; i++, e++) {
-        const event = pending[i]!;
-        time[e] = event.time;
-        type[e] = eventTypes.indexOf(event.type as (typeof eventTypes)[number]);
-        item[e] = Number(event.itemId!.slice(1));
+    yield* partsOf(heap.length, (from, to) => {
+      for (let s = from; s < to; s++) {
+        const shopper = heap[s]!;
+        const { pending, cursor } = shopper;
+        const sessionId = pending[cursor]!.sessionId;
+        id[s] = shopper.id;
+        propensity[s] = shopper.propensity;
+        hazard[s] = shopper.hazard;
+        meanGap[s] = shopper.meanGap;
+        sessions[s] = shopper.sessions;
+        sessionNumber[s] = sessionId === undefined ? -1 : Number(sessionId.slice(1));
+        count[s] = pending.length - cursor;
+        for (let i = cursor; i < pending.length; i++, e++) {
+          const event = pending[i]!;
+          time[e] = event.time;
+          type[e] = eventTypes.indexOf(event.type as (typeof eventTypes)[number]);
+          item[e] = Number(event.itemId!.slice(1));
+        }
       }
-    }
+    });
     return {
-      random: this.random.state(),
-      nextShopperId: this.nextShopperId,
-      sessionCounter: this.sessionCounter,
-      shoppers: atOnce(encodeColumns(perShopper)),
-      events: atOnce(encodeColumns(perEvent)),
+      ...scalars,
+      shoppers: yield* encodeColumns(perShopper),
+      events: yield* encodeColumns(perEvent),
     };
   }
 
