@@ -53,7 +53,7 @@ interface PendingChurn {
 /** A user as the first format snapshotted it (one object each): pending predictions as (id, end, back). */
 type SavedUser = Omit<UserState, 'pending'> & { pending: [string, number, number][] };
 
-/** The users as columns (see flat.ts), a row each, in the map's order. */
+/** The users as columns (see core/columns.ts), a row each, in the map's order. */
 interface SavedUsers {
   keys: string[];
   firstSeen: Column;

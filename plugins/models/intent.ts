@@ -30,7 +30,7 @@ interface SessionState {
 /** A session as the first format snapshotted it (one object each): its predictions by id. */
 type SavedSession = Omit<SessionState, 'pending'> & { pending: string[] };
 
-/** The sessions as columns (see flat.ts), a row each, in the map's order. */
+/** The sessions as columns (see core/columns.ts), a row each, in the map's order. */
 interface SavedSessions {
   keys: string[];
   userIds: string[];

@@ -84,7 +84,7 @@ interface EncodedSample {
 }
 
 /**
- * Samples as columns (see flat.ts), a row each, in order: the first format's object per sample, its
+ * Samples as columns (see core/columns.ts), a row each, in order: the first format's object per sample, its
  * features a base64 string each, cost a JSON object and a buffer per sample to write and read back.
  */
 interface SavedSamples {

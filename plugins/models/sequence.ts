@@ -27,7 +27,7 @@ export interface Step {
   steps: [number, number, number];
 }
 
-/** The sequences as columns (see flat.ts): keys, each one's length, then the steps' fields, key after key. */
+/** The sequences as columns (see core/columns.ts): keys, each one's length, then the steps' fields, key after key. */
 export interface SavedSequences {
   keys: string[];
   lengths: Column;
