@@ -188,8 +188,8 @@ export function decodeColumn(column: Column, what: string, reference?: Reference
 
 /*
  * Reading a snapshot back: every list and column checked against the rows it must hold, so a damaged
- * snapshot is refused with what does not match, before any of it is restored (not half restored, and
- * no row read past a list's end as undefined). `what` names the plugin's snapshot and the part of it.
+ * snapshot is refused with what does not match, not restored into state that reads past a list's end
+ * (undefined ids, NaN counts). `what` names the plugin's snapshot and the part of it.
  */
 
 /** The column's values, which must be `rows` of them; throws with `what` on anything else. */
