@@ -285,7 +285,8 @@ export default defineOperator<ChurnModelConfig>({
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
-    const learner = new OnlineLearner(config, 'churn', context);
+    // Ids as onSummary makes them (time: the session's end), so a snapshot of the label buffer need not hold them.
+    const learner = new OnlineLearner(config, 'churn', context, (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time));
     const maxUsers = rawConfig.max_users ?? 1_000_000;
     const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
@@ -371,7 +372,7 @@ export default defineOperator<ChurnModelConfig>({
     };
 
     // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
-    const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length) };
+    const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length), idKey: 0 };
 
     const merges = context.metrics.counter(
       'churn_predictions_merged_total',

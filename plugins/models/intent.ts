@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
@@ -40,22 +40,31 @@ interface SavedSessions {
   /** The id prefix (IdPrefix h1, h2) where SESSION_HAS_IDS. */
   idsH1: Column;
   idsH2: Column;
-  /** Predictions waiting for each session's label, then their ids, session after session. */
+  /**
+   * Predictions waiting for each session's label. Format 3: those the label buffer still awaits (the
+   * session's last ones among its awaiting predictions: see restoreSessions). Format 2: all, their
+   * ids in `pending`, session after session.
+   */
   pendingCounts: Column;
-  pending: string[];
+  /** Format 3: each session's predictions no longer awaited (overflowed or expired): their labels count as late. */
+  releasedCounts?: Column;
+  /** Format 2 only: the ids of the pending predictions. */
+  pending?: string[];
 }
 
 const SESSION_PURCHASED = 1;
 const SESSION_LABELLED = 2;
 const SESSION_HAS_IDS = 4;
 
-/** The sessions as columns, in parts (see PartedSnapshots). */
+/**
+ * The sessions as columns, in parts (see PartedSnapshots). Their pending predictions as counts, not
+ * ids: the label buffer's snapshot holds the predictions, each with its session.
+ */
 function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<void, SavedSessions, void> {
   const n = sessions.size;
   const keys: string[] = [];
   const userIds: string[] = [];
-  const pending: string[] = [];
-  const [last, flags, idsH1, idsH2, pendingCounts] = Array.from({ length: 5 }, () => new Float64Array(n));
+  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts] = Array.from({ length: 6 }, () => new Float64Array(n));
   let row = 0;
   yield* eachOf(sessions, ([key, value]) => {
     keys.push(key);
@@ -66,28 +75,60 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
       idsH1![row] = value.ids.h1;
       idsH2![row] = value.ids.h2;
     }
-    pendingCounts![row] = value.pending.length;
-    for (const sample of value.pending) pending.push(sample.id);
+    let released = 0;
+    for (const sample of value.pending) if (sample.released) released++;
+    pendingCounts![row] = value.pending.length - released;
+    releasedCounts![row] = released;
     row++;
   });
-  const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!]);
-  return { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, pending };
+  const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!, releasedCounts!]);
+  return { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, releasedCounts: columns[5]! };
+}
+
+/** A pending prediction no longer awaited, restored (what a label of it does is count a late label). */
+const releasedHandle: SampleHandle = Object.freeze({ id: '', released: true });
+
+/**
+ * A session's pending handles in format 3: its last `count` predictions among those awaiting with its
+ * session id, in order (an earlier session of the same id, dropped from the map when it was full,
+ * left its predictions awaiting, older than these), then its released ones.
+ */
+function pendingOf(awaiting: readonly SampleHandle[] | undefined, count: number, released: number, what: string): SampleHandle[] {
+  const have = awaiting?.length ?? 0;
+  if (count > have) throw new Error(`${what}: ${count} predictions pending, ${have} awaiting for the session`);
+  const handles = count === 0 ? [] : awaiting!.slice(have - count);
+  for (let k = 0; k < released; k++) handles.push(releasedHandle);
+  return handles;
 }
 
 /** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
-function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
+function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, learner: OnlineLearner, format: 2 | 3): Generator<void, void, void> {
   const what = 'intent snapshot: sessions';
   const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
   const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
   const { last, flags, idsH1, idsH2, pendingCounts } = decodeNamedColumns(saved, ['last', 'flags', 'idsH1', 'idsH2', 'pendingCounts'], n, what);
-  const pending = decodeStrings(saved.pending, undefined, `${what}: pending`);
-  checkListLengths(pendingCounts, pending.length, `${what}: pending`);
-  let at = 0;
-  yield* partsOf(n, (from, to) => {
-    for (let i = from; i < to; i++) {
+  let pendingAt: (i: number) => SampleHandle[];
+  if (format === 2) {
+    const handleOf = yield* learner.handlesById();
+    const pending = decodeStrings(saved.pending, undefined, `${what}: pending`);
+    checkListLengths(pendingCounts, pending.length, `${what}: pending`);
+    let at = 0;
+    pendingAt = (i) => {
       const handles: SampleHandle[] = [];
       for (const end = at + pendingCounts[i]!; at < end; at++) handles.push(handleOf(pending[at]!));
+      return handles;
+    };
+  } else {
+    const releasedCounts = decodeColumnOf(saved.releasedCounts!, n, `${what}: releasedCounts`);
+    checkListLengths(pendingCounts, sumOf(pendingCounts), `${what}: pendingCounts`);
+    checkListLengths(releasedCounts, sumOf(releasedCounts), `${what}: releasedCounts`);
+    const bySession = yield* learner.awaitingBySession();
+    pendingAt = (i) => pendingOf(bySession.get(keys[i]!), pendingCounts[i]!, releasedCounts[i]!, what);
+  }
+  yield* partsOf(n, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const handles = pendingAt(i);
       const f = flags[i]!;
       const ids = (f & SESSION_HAS_IDS) !== 0 ? { h1: idsH1[i]!, h2: idsH2[i]! } : undefined;
       into.set(keys[i]!, { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids });
@@ -95,9 +136,19 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
   });
 }
 
+/** The sum of a column's values (NaN for one not a number). */
+function sumOf(values: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]!;
+  return sum;
+}
+
 interface IntentState {
-  /** 2: sessions as columns. Absent: the first format, sessions as [key, SavedSession] (restored still). */
-  format?: 2;
+  /**
+   * 3: sessions as columns, their pending predictions as counts. 2: columns, pending predictions by
+   * id. Absent: the first format, sessions as [key, SavedSession]. 2 and the first restored still.
+   */
+  format?: 2 | 3;
   learner: LearnerState;
   sessions: SavedSessions | [string, SavedSession][];
   sequences: SequencesState;
@@ -166,7 +217,13 @@ export default defineOperator<IntentModelConfig>({
   create(rawConfig, context) {
     const config = resolveConfig(rawConfig, context.label, 0.05);
     claimModelName(context, config.name);
-    const learner = new OnlineLearner(config, 'intent', context);
+    // Ids as onEvent makes them (so a snapshot holds each prediction's position, not its id); the last prefix is kept for a run of one session's rows.
+    let derivedFor: { userId: string; sessionId: string | undefined; prefix: IdPrefix } | undefined;
+    const deriveId = (userId: string, sessionId: string | undefined, time: number, position: number): string => {
+      if (derivedFor === undefined || derivedFor.userId !== userId || derivedFor.sessionId !== sessionId) derivedFor = { userId, sessionId, prefix: idPrefix(config.name, userId, sessionId) };
+      return predictionIdAfter(derivedFor.prefix, time, position);
+    };
+    const learner = new OnlineLearner(config, 'intent', context, deriveId);
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
     /** Replaced whole by a restore (built aside in parts). */
     let sessions = new Map<string, SessionState>();
@@ -206,6 +263,7 @@ export default defineOperator<IntentModelConfig>({
       state.ids ??= idPrefix(config.name, state.userId, sessionId);
       const id = predictionIdAfter(state.ids, event.time, position);
       input.id = id;
+      input.idKey = position;
       input.userId = event.userId;
       input.sessionId = sessionId;
       input.time = event.time;
@@ -278,7 +336,7 @@ export default defineOperator<IntentModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            return { format: 2, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            return { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
           })(),
         );
       },
@@ -289,10 +347,11 @@ export default defineOperator<IntentModelConfig>({
         await inTurns(
           (function* () {
             yield* learner.restoreParts(saved.learner);
-            const handleOf = yield* learner.handlesById();
             const restored = new Map<string, SessionState>();
-            if (Array.isArray(saved.sessions)) yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
-            else yield* restoreSessions(saved.sessions, restored, handleOf);
+            if (Array.isArray(saved.sessions)) {
+              const handleOf = yield* learner.handlesById();
+              yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
+            } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 3 ? 3 : 2);
             if (sequences) yield* sequences.loadParts(saved.sequences);
             sessions = restored;
             ended = saved.ended;

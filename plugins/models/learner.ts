@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeStrings, eachOf, type Emit, encodeColumns, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeColumns, encodeDerivedIds, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -28,7 +28,16 @@ export interface SampleInput {
   names: readonly string[];
   values: ArrayLike<number>;
   seq?: SequenceSample;
+  /** With the user, session and time, what the learner's {@link IdDeriver} remakes `id` from (a non-negative integer): a snapshot then holds it, not the id. */
+  idKey?: number;
 }
+
+/**
+ * How a task makes a prediction's id from its user, session, time and a key of the task's own (intent:
+ * the event's position in its session), so a snapshot holds a small number per prediction, not its
+ * id (ids are deterministic: see predictionId). A snapshot checks each id it leaves out against it.
+ */
+export type IdDeriver = (userId: string, sessionId: string | undefined, time: number, key: number) => string;
 
 /**
  * A prediction as a task operator holds it (from {@link OnlineLearner.submit}) to label or forget
@@ -63,10 +72,12 @@ interface Sample extends SampleHandle {
   score: number | undefined;
   label: number | undefined;
   released: boolean;
+  /** SampleInput.idKey; -1: none. */
+  idKey: number;
 }
 
-function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false };
+function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey };
 }
 
 interface EncodedSample {
@@ -88,10 +99,16 @@ interface EncodedSample {
  * features a base64 string each, cost a JSON object and a buffer per sample to write and read back.
  */
 interface SavedSamples {
+  /** Format 2: every row's id. Format 3: the ids of the rows whose `idKeys` value is -1, in order. */
   ids: string[];
-  userIds: string[];
-  /** null: none. Absent: no sample has one. */
+  /** Format 3: each row's key that its id is remade from (see IdDeriver); -1: the id is in `ids`. */
+  idKeys?: Column;
+  /** Format 2: every row's user. */
+  userIds?: string[];
+  /** Format 2: every row's session. null: none. Absent: no sample has one. */
   sessionIds?: (string | null)[];
+  /** Format 3: each row's user and session. */
+  owners?: SavedOwners;
   time: Column;
   /** SAMPLE_* bits. */
   flags: Column;
@@ -106,6 +123,32 @@ interface SavedSamples {
   /** The sequences of rows with SAMPLE_SEQ (gru), `length` steps each, one after another. */
   seq?: { length: number; types: Column; categories: Column; steps: string };
 }
+
+/**
+ * The rows' distinct (user, session) pairs, each once, by its first row: a session's predictions share
+ * one (intent: 7 a session in the soak, where a user and session id written per prediction were 1.5 MB
+ * a checkpoint).
+ */
+interface SavedOwners {
+  userIds: string[];
+  /** The pairs' sessions (`<user>:<start>` ones as numbers, see encodeDerivedIds); absent: no row has one. */
+  sessionIds?: DerivedIds;
+  /** Each row's pair, an index into the lists (stored as offsets from the row's number: distinct rows, distinct pairs, cost nothing). */
+  rows: Column;
+}
+
+/** A restore's view of the rows' identities, whichever format wrote them. */
+interface RowOwners {
+  n: number;
+  userAt(i: number): string;
+  sessionAt(i: number): string | undefined;
+  /** Row i's id, given the rows' times; to be called once a row, in row order. */
+  ids(time: Float64Array): (i: number) => string;
+  idKeyAt(i: number): number;
+}
+
+/** `ref` of the column of row numbers that SavedOwners.rows is stored against. */
+const ROW_NUMBERS = 0;
 
 const SAMPLE_DROPPED = 1;
 const SAMPLE_ROW = 2;
@@ -128,8 +171,8 @@ export interface SavedModel {
 }
 
 export interface LearnerState {
-  /** 2: samples as columns; 1: an object each (restored still). */
-  format: 1 | 2;
+  /** 3: samples as columns, owners once each, ids remade (see SavedSamples); 2: columns; 1: an object each (2 and 1 restored still). */
+  format: 1 | 2 | 3;
   saved: SavedModel | null;
   toPredict: SavedSamples | EncodedSample[];
   awaiting: SavedSamples | EncodedSample[];
@@ -303,6 +346,8 @@ export class OnlineLearner {
     readonly config: ResolvedModelConfig,
     readonly task: string,
     private readonly context: PluginContext,
+    /** How the task makes its ids, where it gives samples an `idKey`. */
+    private readonly deriveId?: IdDeriver,
   ) {
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins, config.metrics.exactAucLimit);
     this.drift = createDriftDetector(config.drift);
@@ -552,7 +597,7 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset);
-    const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq);
+    const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
       // Scored at once on the host: the prediction waits for no micro-batch.
@@ -715,6 +760,18 @@ export class OnlineLearner {
     const byId = new Map<string, Sample>();
     yield* eachOf(this.awaitingSamples(), (s) => byId.set(s.id, s));
     return (id) => byId.get(id) ?? { id, released: true };
+  }
+
+  /** The samples awaiting their label by session, oldest first (a restore's task operator finds its sessions' in it). Built in parts (see inTurns). */
+  *awaitingBySession(): Generator<void, Map<string, SampleHandle[]>, void> {
+    const bySession = new Map<string, Sample[]>();
+    yield* eachOf(this.awaitingSamples(), (s) => {
+      if (s.sessionId === undefined) return;
+      const list = bySession.get(s.sessionId);
+      if (list) list.push(s);
+      else bySession.set(s.sessionId, [s]);
+    });
+    return bySession;
   }
 
   /**
@@ -975,7 +1032,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 2, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
+    return { format: 3, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
   }
 
   /**
@@ -1031,12 +1088,15 @@ export class OnlineLearner {
   private *saveSamples(samples: readonly Sample[]): Generator<void, SavedSamples, void> {
     const n = samples.length;
     const d = this.features?.length ?? 0;
+    // Ids the task's deriveId does not remake, in order.
     const ids: string[] = [];
-    const userIds: string[] = [];
-    const sessionIds: (string | null)[] = [];
+    const ownerUsers: string[] = [];
+    const ownerSessions: (string | null)[] = [];
+    const ownersBySession = new Map<string | undefined, Map<string, number>>();
     let withSession = false;
+    const derive = this.deriveId;
     const raw: string[] = [];
-    const [time, flags, score, label] = Array.from({ length: 4 }, () => new Float64Array(n));
+    const [time, flags, score, label, idKeys, owners, rowNumbers] = Array.from({ length: 7 }, () => new Float64Array(n));
     const x = new Float32Array(n * d);
     let xRows = 0;
     let seqLength = -1;
@@ -1046,10 +1106,22 @@ export class OnlineLearner {
     yield* partsOf(n, (from, to) => {
       for (let i = from; i < to; i++) {
         const s = samples[i]!;
-        ids.push(s.id);
-        userIds.push(s.userId);
-        sessionIds.push(s.sessionId ?? null);
-        if (s.sessionId !== undefined) withSession = true;
+        // Checked, not trusted: an id the task made otherwise is kept as it is.
+        const derived = derive !== undefined && s.idKey >= 0 && derive(s.userId, s.sessionId, s.time, s.idKey) === s.id;
+        idKeys[i] = derived ? s.idKey : -1;
+        if (!derived) ids.push(s.id);
+        let byUser = ownersBySession.get(s.sessionId);
+        if (byUser === undefined) ownersBySession.set(s.sessionId, (byUser = new Map()));
+        let owner = byUser.get(s.userId);
+        if (owner === undefined) {
+          owner = ownerUsers.length;
+          byUser.set(s.userId, owner);
+          ownerUsers.push(s.userId);
+          ownerSessions.push(s.sessionId ?? null);
+          if (s.sessionId !== undefined) withSession = true;
+        }
+        owners[i] = owner;
+        rowNumbers[i] = i;
         time[i] = s.time;
         let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
         if (s.rows) {
@@ -1080,26 +1152,26 @@ export class OnlineLearner {
       }
     });
     const withSeq = seqLength >= 0;
-    const columns = yield* encodeColumns([time!, flags!, score!, label!, ...(withSeq ? [Float64Array.from(types), Float64Array.from(categories)] : [])]);
-    const saved: SavedSamples = { ids, userIds, time: columns[0]!, flags: columns[1]!, score: columns[2]!, label: columns[3]!, x: encodeFloats(x.subarray(0, xRows * d)) };
-    if (withSession) saved.sessionIds = sessionIds;
+    const columns = yield* encodeColumns([time!, flags!, score!, label!, idKeys!, ...(withSeq ? [Float64Array.from(types), Float64Array.from(categories)] : [])]);
+    const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners!, { values: rowNumbers!, ref: ROW_NUMBERS }) };
+    if (withSession) savedOwners.sessionIds = yield* encodeDerivedIds(ownerUsers, ownerSessions);
+    const saved: SavedSamples = { ids, idKeys: columns[4]!, owners: savedOwners, time: columns[0]!, flags: columns[1]!, score: columns[2]!, label: columns[3]!, x: encodeFloats(x.subarray(0, xRows * d)) };
     if (raw.length > 0) saved.raw = raw;
-    if (withSeq) saved.seq = { length: seqLength, types: columns[4]!, categories: columns[5]!, steps: encodeFloats(Float32Array.from(steps)) };
+    if (withSeq) saved.seq = { length: seqLength, types: columns[5]!, categories: columns[6]!, steps: encodeFloats(Float32Array.from(steps)) };
     return saved;
   }
 
-  /** Samples of either format into `into`, in parts (see restoreParts); throws on columns that do not fit together. */
+  /** Samples of any format into `into`, in parts (see restoreParts); throws on columns that do not fit together. */
   private *restoreSamples(saved: SavedSamples | EncodedSample[], into: Sample[], slabs: () => { rows: Float32Array; row: number }, list: string): Generator<void, void, void> {
     if (Array.isArray(saved)) {
       yield* eachOf(saved, (e) => into.push(this.decodeSample(e, slabs)));
       return;
     }
     const what = `learner snapshot: ${list}`;
-    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
-    const n = ids.length;
-    const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
-    const sessionIds = saved.sessionIds === undefined ? undefined : decodeNullableStrings(saved.sessionIds, n, `${what}: sessionIds`);
+    const owned = saved.owners === undefined ? this.ownersOfFormat2(saved, what) : this.ownersOfFormat3(saved, saved.owners, what);
+    const { n, userAt, sessionAt } = owned;
     const { time, flags, score, label } = decodeNamedColumns(saved, ['time', 'flags', 'score', 'label'], n, what);
+    const idAt = owned.ids(time);
     const d = this.features?.length ?? 0;
     if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
     const x = decodeFloats(saved.x);
@@ -1140,7 +1212,7 @@ export class OnlineLearner {
           seq = { types: Int32Array.from(types.subarray(atSeq * L, (atSeq + 1) * L)), categories: Int32Array.from(categories.subarray(atSeq * L, (atSeq + 1) * L)), steps: steps.slice(atSeq * L * stepFeatures, (atSeq + 1) * L * stepFeatures) };
           atSeq++;
         }
-        const s = newSample(ids[i]!, userIds[i]!, sessionIds?.[i] ?? undefined, time![i]!, rows, row, seq);
+        const s = newSample(idAt(i), userAt(i), sessionAt(i), time![i]!, rows, row, seq, owned.idKeyAt(i));
         if ((f & SAMPLE_RAW) !== 0) s.raw = decodeFloats(raw[atRaw++]!);
         if ((f & SAMPLE_SCORED) !== 0) s.score = score![i]!;
         if ((f & SAMPLE_LABELLED) !== 0) s.label = label![i]!;
@@ -1149,6 +1221,50 @@ export class OnlineLearner {
         into.push(s);
       }
     });
+  }
+
+  /** Each row's user and session, and a reader of its ids, in the second format: every row's written. */
+  private ownersOfFormat2(saved: SavedSamples, what: string): RowOwners {
+    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
+    const n = ids.length;
+    const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
+    const sessionIds = saved.sessionIds === undefined ? undefined : decodeNullableStrings(saved.sessionIds, n, `${what}: sessionIds`);
+    return { n, userAt: (i) => userIds[i]!, sessionAt: (i) => sessionIds?.[i] ?? undefined, ids: () => (i) => ids[i]!, idKeyAt: () => -1 };
+  }
+
+  /** The same in the third format: owners once each, ids remade by the task's deriveId; throws on columns that do not fit together. */
+  private ownersOfFormat3(saved: SavedSamples, owners: SavedOwners, what: string): RowOwners {
+    const n = saved.time?.n;
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${what}: not a snapshot column`);
+    const users = decodeStrings(owners.userIds, undefined, `${what}: owners: userIds`);
+    const sessions = owners.sessionIds === undefined ? undefined : decodeDerivedIds(users, owners.sessionIds, what);
+    const rowNumbers = new Float64Array(n);
+    for (let i = 0; i < n; i++) rowNumbers[i] = i;
+    const ownerOf = decodeColumn(owners.rows, what, { values: rowNumbers, ref: ROW_NUMBERS });
+    const keys = decodeColumnOf(saved.idKeys!, n, `${what}: idKeys`);
+    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
+    let written = 0;
+    for (let i = 0; i < n; i++) {
+      const owner = ownerOf[i]!;
+      if (!Number.isInteger(owner) || owner < 0 || owner >= users.length) throw new Error(`${what}: owner ${owner} at row ${i} of ${users.length}`);
+      const key = keys[i]!;
+      if (key === -1) written++;
+      else if (!Number.isSafeInteger(key) || key < 0) throw new Error(`${what}: id key ${key} at row ${i}`);
+      else if (this.deriveId === undefined) throw new Error(`${what}: ids to remake, but the ${this.task} task makes none`);
+    }
+    if (written !== ids.length) throw new Error(`${what}: ${ids.length} ids written for ${written} rows`);
+    const derive = this.deriveId;
+    return {
+      n,
+      userAt: (i) => users[ownerOf[i]!]!,
+      sessionAt: (i) => sessions?.[ownerOf[i]!],
+      // Read in row order (written ids are taken in turn).
+      ids: (time) => {
+        let next = 0;
+        return (i) => (keys[i]! < 0 ? ids[next++]! : derive!(users[ownerOf[i]!]!, sessions?.[ownerOf[i]!], time[i]!, keys[i]!));
+      },
+      idKeyAt: (i) => keys[i]!,
+    };
   }
 
   /**
