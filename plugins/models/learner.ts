@@ -1092,7 +1092,9 @@ export class OnlineLearner {
     const ids: string[] = [];
     const ownerUsers: string[] = [];
     const ownerSessions: (string | null)[] = [];
-    const ownersBySession = new Map<string | undefined, Map<string, number>>();
+    // A session's first owner; a pair whose user is not its session's first (none in the soak) by both, as text.
+    const ownerBySession = new Map<string | undefined, number>();
+    const otherOwners = new Map<string, number>();
     let withSession = false;
     const derive = this.deriveId;
     const raw: string[] = [];
@@ -1110,12 +1112,12 @@ export class OnlineLearner {
         const derived = derive !== undefined && s.idKey >= 0 && derive(s.userId, s.sessionId, s.time, s.idKey) === s.id;
         idKeys[i] = derived ? s.idKey : -1;
         if (!derived) ids.push(s.id);
-        let byUser = ownersBySession.get(s.sessionId);
-        if (byUser === undefined) ownersBySession.set(s.sessionId, (byUser = new Map()));
-        let owner = byUser.get(s.userId);
+        let owner = ownerBySession.get(s.sessionId);
+        if (owner !== undefined && ownerUsers[owner] !== s.userId) owner = otherOwners.get(JSON.stringify([s.sessionId ?? null, s.userId]));
         if (owner === undefined) {
           owner = ownerUsers.length;
-          byUser.set(s.userId, owner);
+          if (!ownerBySession.has(s.sessionId)) ownerBySession.set(s.sessionId, owner);
+          else otherOwners.set(JSON.stringify([s.sessionId ?? null, s.userId]), owner);
           ownerUsers.push(s.userId);
           ownerSessions.push(s.sessionId ?? null);
           if (s.sessionId !== undefined) withSession = true;
