@@ -108,8 +108,16 @@ function svgPlot(samples: readonly Sample[]): string {
   return parts.join('\n');
 }
 
+/**
+ * The intent model's label buffer: a prediction waits for its session's end, ~24 s of events at any
+ * rate (the 20 s gap and the rest of its session: a 2,000 events/s checkpoint held 47,196, 6,839 open
+ * sessions x 6.9 predictions), twice that for the swings; never below the default 100,000. The
+ * default alone overflowed at 5,000 events/s (~118,000 awaiting), dropping predictions unscored.
+ */
+const labelBuffer = Math.max(100_000, Math.ceil(rate * 24 * 2));
+
 const child = spawn(process.execPath, [join(root, 'dist/core/cli/main.js'), 'run', join(root, 'bench/pipelines/soak.yaml'), '--http-port', '0', '--log-level', 'info'], {
-  env: { ...process.env, SOAK_RATE: String(rate), SOAK_OUT: join(work, 'predictions.jsonl'), SOAK_CHECKPOINTS: join(work, 'checkpoints') },
+  env: { ...process.env, SOAK_RATE: String(rate), SOAK_LABEL_BUFFER: String(labelBuffer), SOAK_OUT: join(work, 'predictions.jsonl'), SOAK_CHECKPOINTS: join(work, 'checkpoints') },
   stdio: ['ignore', 'ignore', 'pipe'],
 });
 let log = '';
