@@ -1109,7 +1109,7 @@ export class OnlineLearner {
       for (let i = from; i < to; i++) {
         const s = samples[i]!;
         // Checked, not trusted: an id the task made otherwise is kept as it is.
-        const derived = derive !== undefined && s.idKey >= 0 && derive(s.userId, s.sessionId, s.time, s.idKey) === s.id;
+        const derived = derive !== undefined && s.idKey >= 0 && Number.isSafeInteger(s.idKey) && derive(s.userId, s.sessionId, s.time, s.idKey) === s.id;
         idKeys[i] = derived ? s.idKey : -1;
         if (!derived) ids.push(s.id);
         let owner = ownerBySession.get(s.sessionId);

@@ -1117,20 +1117,23 @@ test('intent: a snapshot holds no prediction id (remade from user, session, time
   }
   // Another user's event in u1's session (bad input the snapshot must keep as it is: its id is not one its user and session remake).
   input.splice(30, 0, event('other', `u1:${t0 + 1}`, t0 + 150_000, 9, t0 + 1, 'view', [-1, random(), random(), random()]));
+  // A position that is no key (not an integer): its id is written too.
+  input.splice(31, 0, event('u2', `u2:${t0 + 2}`, t0 + 150_001, 2.5, t0 + 2, 'view', [-1, random(), random(), random()]));
   for (let s = 0; s < 12; s++) input.push(summary(`u${s}`, `u${s}:${t0 + s}`, t0 + s, t0 + s + 180_000, 4, s % 3 === 0));
   input.push(watermark(Infinity));
   const config: IntentModelConfig = { ...base, label_buffer: { max_size: 30 }, report: true };
   const whole = await runOperator(intentModel, config, input);
   const counts = (of(whole.output, 'model_metrics')[0] as unknown as { counts: { overflow: number; lateLabels: number } }).counts;
   assert.ok(counts.overflow > 0 && counts.lateLabels === counts.overflow, 'predictions overflowed, their labels came late');
-  for (const cut of [31, 40, 44, 48]) {
+  for (const cut of [31, 32, 40, 44, 48]) {
     const first = await runOperator(intentModel, config, input.slice(0, cut));
     const text = JSON.stringify(first.state);
-    const ids = of(first.output, 'prediction').filter((p) => p.userId !== 'other').map((p) => p.id as string);
+    const odd = (p: StreamRecord): boolean => p.userId === 'other' || p.time === t0 + 150_001;
+    const ids = of(first.output, 'prediction').filter((p) => !odd(p)).map((p) => p.id as string);
     assert.ok(ids.length > 0 && ids.every((id) => !text.includes(id)), `cut ${cut}: no prediction id in the snapshot`);
-    const others = of(first.output, 'prediction').filter((p) => p.userId === 'other');
-    assert.equal(others.length, cut > 30 ? 1 : 0);
-    // The other user's id is written; restored, its label comes with u1's.
+    const others = of(first.output, 'prediction').filter(odd);
+    assert.equal(others.length, cut > 31 ? 2 : cut > 30 ? 1 : 0);
+    // The other user's id and the odd position's are written; restored, their labels come with their sessions'.
     for (const other of others) assert.ok(text.includes(other.id as string));
     const restored = await fedOperator(intentModel, config, JSON.parse(text));
     for (const element of input.slice(cut)) restored.input.next(element);
