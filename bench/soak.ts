@@ -109,10 +109,10 @@ function svgPlot(samples: readonly Sample[]): string {
 }
 
 /**
- * The intent model's label buffer: a prediction waits for its session's end, ~24 s of events at any
- * rate (the 20 s gap and the rest of its session: a 2,000 events/s checkpoint held 47,196, 6,839 open
- * sessions x 6.9 predictions), twice that for the swings; never below the default 100,000. The
- * default alone overflowed at 5,000 events/s (~118,000 awaiting), dropping predictions unscored.
+ * The intent model's label buffer: a prediction waits for its session's end, 24-29 s of events (the
+ * 20 s gap and the rest of its session: a 2,000 events/s checkpoint held 47,196, 6,839 open sessions
+ * x 6.9 predictions; at 5,000 events/s 146,000 awaited after 3 minutes, level), twice 24 s for the
+ * swings; never below the default 100,000, which overflowed at 5,000 events/s, dropping predictions unscored.
  */
 const labelBuffer = Math.max(100_000, Math.ceil(rate * 24 * 2));
 
