@@ -22,6 +22,10 @@ import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
 import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
 
+const min = 60_000;
+const hour = 3_600_000;
+const day = 86_400_000;
+
 const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
 const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
@@ -510,7 +514,6 @@ for (const kind of ['mlp', 'gru'] as ModelKind[]) {
 }
 
 test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if the user returned, else 1); the end of input censors', async () => {
-  const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
     event('a', 'a1', t, 0, t, 'view'),
@@ -538,7 +541,6 @@ test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if 
 
 test('before its first label a model exports no log loss, Brier score, base rate or calibration error (absent, not a false 0 that reads as perfect); after it, all four', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
-  const day = 86_400_000;
   const sessions: Element[] = [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 }), event('b', 'b1', t + 1000, 0, t + 1000, 'view'), summary('b', 'b1', t + 1000, t + 1000, 1, false, { view: 1 })];
   const config = { backend: 'cpu' as const, horizon: '7d', batch: { max_size: 1, max_delay: 0 } };
   const scored = /^tributary_model_(logloss|brier|base_rate|calibration_error)\{[^}]*\} /gm;
@@ -554,7 +556,6 @@ test('before its first label a model exports no log loss, Brier score, base rate
 });
 
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
-  const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   let partition: string | undefined;
   const context = testContext({ currentPartition: () => partition });
@@ -582,7 +583,6 @@ test('churn, scale-out: users of a revoked partition are released, not labelled 
 });
 
 test('churn, scale-out: each user\'s partition survives a snapshot and restore: a partition revoked after it still releases its users', async () => {
-  const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   let partition: string | undefined;
   const config = { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig;
@@ -614,8 +614,6 @@ test('churn, scale-out: each user\'s partition survives a snapshot and restore: 
 });
 
 test('churn: a session merged into an earlier one by a late event is one session with one prediction, labelled from the merged end', async () => {
-  const day = 86_400_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const merged = (end: number, count: number) => ({ ...summary('a', 'A', t, end, count, false, { view: count }), update: true, replaces: ['B'] });
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
@@ -666,8 +664,6 @@ test('churn: a session merged into an earlier one by a late event is one session
 });
 
 test('churn: a session withdrawn by a merge leaves the user\'s history: its purchase and gap go with it (the merged session counts once); a snapshot without those columns restores', async () => {
-  const day = 86_400_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
   const merged = (purchased: boolean) => ({ ...summary('a', 'A', t, t + 40 * min, 3, purchased, { view: 2, purchase: purchased ? 1 : 0 }), update: true, replaces: ['B'] });
@@ -706,9 +702,6 @@ test('churn: a session withdrawn by a merge leaves the user\'s history: its purc
 });
 
 test('churn: a later session that closed before the merge is a return at its start, not its end', async () => {
-  const day = 86_400_000;
-  const hour = 3_600_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const end = t + 40 * min;
   const input: Element[] = [
@@ -754,9 +747,6 @@ async function withChurnFeatures<T>(run: () => Promise<T>): Promise<{ result: T;
 const logFeature = (x: number): number => Math.fround(Math.log1p(x));
 
 test('churn: a late event that extends a closed session moves the user\'s last end: the next session\'s gap (and its label\'s return) follow the final end', async () => {
-  const day = 86_400_000;
-  const hour = 3_600_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
   // A closed at t, predicted; a late event 20 minutes on extends it (an update summary). C starts 23h50m after A's
@@ -781,9 +771,6 @@ test('churn: a late event that extends a closed session moves the user\'s last e
 });
 
 test('churn: a merge with a session still open moves the user\'s last end to the merged end; one that closed after it keeps its own', async () => {
-  const day = 86_400_000;
-  const hour = 3_600_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
   // A closed; B opens 40 minutes on; a late event at 20 minutes bridges them while B is open, B goes on to 50 minutes;
@@ -820,9 +807,6 @@ test('churn: a merge with a session still open moves the user\'s last end to the
 });
 
 test('churn: a late event before a closed session\'s start brings it nearer the session before: its gap shrinks', async () => {
-  const day = 86_400_000;
-  const hour = 3_600_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
   // P ends 2 hours before A starts; a late event 20 minutes before A's start moves it there. C 2 hours after A.
@@ -842,8 +826,6 @@ test('churn: a late event before a closed session\'s start brings it nearer the 
 });
 
 test('churn: a purchase only an update shows (a late purchase event in a closed session) counts once in the user\'s purchases', async () => {
-  const hour = 3_600_000;
-  const min = 60_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 } } as const;
   const bought = (end: number, count: number) => ({ ...summary('a', 'A', t, end, count, true, { view: count - 1, purchase: 1 }), update: true });
@@ -876,7 +858,6 @@ test('churn: a purchase only an update shows (a late purchase event in a closed 
 });
 
 test('churn: a return after the horizon labels 1', async () => {
-  const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
     event('a', 'a1', t, 0, t, 'view'),
@@ -892,7 +873,6 @@ test('churn: a return after the horizon labels 1', async () => {
 });
 
 test('churn: the next session seen before the previous summary still labels it', async () => {
-  const day = 86_400_000;
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
     event('a', 'a1', t, 0, t, 'view'),
@@ -976,7 +956,6 @@ for (const [name, plugin, kind] of [
     // While its parts run: labels (intent: summaries; churn: returns, then the horizon passing), new predictions, expiry.
     const during: Element[] = [];
     const after: Element[] = [];
-    const day = 86_400_000;
     for (let s = 0; s < n; s++) {
       const time = t0 + s * 10;
       const into = s < n / 2 ? during : after;
