@@ -392,6 +392,16 @@ class KafkaSource {
   /** Assigned partitions behind the brokers' cached high watermark: the position last seen, and since when (watchProgress). */
   private readonly progress = new Map<string, { position: number; since: number }>();
   private lastProgressCheck = 0;
+  /**
+   * When a consume call last returned fewer records than it asked for: librdkafka's queue held nothing
+   * more then, so every record fetched before was delivered (watchProgress).
+   */
+  private queueDrainedAt = -Infinity;
+  /**
+   * librdkafka's positions of the assigned partitions when the consume call now under way began, else
+   * undefined (see hasRecordsToRead).
+   */
+  private positionsBeforeConsume: Map<string, number | undefined> | undefined;
   /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
   private endQuery: Promise<unknown> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
@@ -623,7 +633,8 @@ class KafkaSource {
    * in librdkafka's queue, or on the brokers while the buffer is full. Where reading starts is not known
    * yet (nothing read since the assignment), one whose log holds records counts as having some
    * (watchProgress learns the start, 10 s on). One the source cannot read (`blocked`) is judged by time
-   * alone: its records are not coming.
+   * alone: its records are not coming. Records librdkafka handed to a consume call whose answer the
+   * source has not handled yet count as still to read (positionsBeforeConsume).
    */
   private hasRecordsToRead(state: PartitionState, now: number): boolean {
     if (state.fetched !== undefined && state.next !== state.fetched) return true;
@@ -633,7 +644,10 @@ class KafkaSource {
     let position: number | undefined;
     try {
       log = this.consumer.getWatermarkOffsets(tp.topic, tp.partition);
-      position = this.consumer.position([tp])[0]?.offset;
+      // While a consume call is under way, librdkafka's position already counts the records it took for
+      // it, which the source holds only once its answer is handled (a loaded machine: seconds later):
+      // those records are still to read, so the position from before the call counts.
+      position = this.positionsBeforeConsume ? this.positionsBeforeConsume.get(partitionKey(tp.topic, tp.partition)) : this.consumer.position([tp])[0]?.offset;
     } catch {
       // Not known (disconnected): nothing to judge by.
       return false;
@@ -715,14 +729,20 @@ class KafkaSource {
         this.resume();
       }
       let messages: RdKafka.Message[];
+      const asked = this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered);
+      this.positionsBeforeConsume = this.librdkafkaPositions();
       try {
-        messages = await this.consumeBatch(this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered));
+        messages = await this.consumeBatch(asked);
+        if (messages.length < asked) this.queueDrainedAt = this.context.clock.now();
       } catch (error) {
+        this.positionsBeforeConsume = undefined;
         this.onClientError(error as RdKafka.LibrdKafkaError);
         // Errors about an unreadable batch are the answers of its search: the next step at once.
         if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
         continue;
       }
+      // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
+      this.positionsBeforeConsume = undefined;
       if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
       if (this.blocked.size > 0) {
         this.readAgain(messages);
@@ -1187,6 +1207,11 @@ class KafkaSource {
    * source keeps consuming; then the brokers are asked for the last stable offset (read_committed: a
    * transaction still open legitimately holds the position below the high watermark), and records below
    * it that do not come mean a stall. Cheap while nothing is amiss: local calls every 2 s.
+   * The wait counts only once librdkafka's queue has run dry since the position was last seen: until
+   * then the partition's records may be there, fetched, behind another partition's backlog that the
+   * source is still delivering (one fetch answer can bring 4,000 records of one partition ahead of
+   * another's: before, a pipeline slow enough to take 10 s over them had the other partition called
+   * stalled, judged by time alone, and its records came late).
    */
   private watchProgress(): void {
     const now = this.context.clock.now();
@@ -1215,6 +1240,7 @@ class KafkaSource {
       const seen = this.progress.get(key);
       if (highOffset <= offset || highOffset <= 0) this.progress.delete(key);
       else if (seen === undefined || seen.position !== offset) this.progress.set(key, { position: offset, since: now });
+      else if (this.queueDrainedAt < seen.since) seen.since = now;
       else if (now - seen.since >= noProgressMs && this.endQuery === undefined) this.checkStall(topic, partition, seen);
     }
   }
@@ -1494,6 +1520,17 @@ class KafkaSource {
   private unassign(partitions: RdKafka.TopicPartition[]): void {
     if (this.consumer.rebalanceProtocol() === 'COOPERATIVE') this.consumer.incrementalUnassign(partitions);
     else this.consumer.unassign();
+  }
+
+  /** librdkafka's position of each assigned partition, by key (undefined where it has none); empty if it cannot say (disconnected). */
+  private librdkafkaPositions(): Map<string, number | undefined> {
+    const positions = new Map<string, number | undefined>();
+    try {
+      for (const { topic, partition, offset } of this.consumer.position(this.assignedList())) positions.set(partitionKey(topic, partition), offset);
+    } catch {
+      // Not known: hasRecordsToRead judges by where reading starts.
+    }
+    return positions;
   }
 
   private assignedList(): RdKafka.TopicPartition[] {
