@@ -269,7 +269,13 @@ test('run: a config error found when the pipeline starts (a missing input file) 
   const file = pipeline('missing-input.yaml', `name: missing-input\nsources:\n  - type: file\n    path: nowhere.jsonl\nsinks: [{type: file, path: ${out}}]\n`);
   const result = tributary('run', file);
   assert.equal(result.status, 2, result.stderr);
-  assert.match(result.stderr, /missing-input\.yaml:3:5: \$\.sources\[0\]: source 'file': no such file: .*nowhere\.jsonl$/m);
+  // stderr is not a terminal here: one level-50 record per problem, the text line as msg, where it is as fields.
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  assert.ok(lines.every((line) => line.startsWith('{')), `only JSON lines on stderr:\n${result.stderr}`);
+  const problems = lines.map((line) => JSON.parse(line) as { level: number; code?: string; msg: string; file?: string; line?: number; column?: number; path?: string }).filter((entry) => entry.code !== undefined);
+  assert.equal(problems.length, 1, result.stderr);
+  assert.deepEqual({ ...problems[0], msg: undefined, time: undefined }, { level: 50, code: 'TRIB_ERR_PLUGIN_FACTORY', pipeline: 'missing-input', file, line: 3, column: 5, path: '$.sources[0]', msg: undefined, time: undefined });
+  assert.match(problems[0]!.msg, /missing-input\.yaml:3:5: \$\.sources\[0\]: source 'file': no such file: .*nowhere\.jsonl$/);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
   assert.equal(readFileSync(out, 'utf8'), '{"kept":true}\n');
   const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));

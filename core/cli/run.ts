@@ -2,7 +2,7 @@ import type { LevelWithSilent, Logger } from 'pino';
 import { Daemon } from '../runtime/daemon.js';
 import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
-import { ConfigError, formatProblem, TributaryError } from '../errors.js';
+import { ConfigError, formatProblem, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
 import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
@@ -11,19 +11,36 @@ import { watermarkShown, writeProgressRecords, type ProgressForm } from './progr
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 /**
- * Prints an error a restart cannot mend (a config error, printed as the loader prints them;
- * checkpoints that cannot be resumed from) and returns true; false for any other error.
+ * Prints an error a restart cannot mend (a config error, as the loader prints them; checkpoints that
+ * cannot be resumed from) and returns true; false for any other error. On a terminal, the text lines;
+ * where stderr is not one (a daemon's, a CI job's), where the logs are JSON lines, one level-50 record
+ * per problem with the same text as `msg`, its `code`, and for a config problem where it is: `file`,
+ * `line`, `column` and `path`, so a log pipeline gets no line it cannot parse. (`validate` prints the
+ * text form whatever stderr is: it is its documented output.)
  */
 export function reportNeedsPerson(error: unknown, pipeline?: string): boolean {
+  const lines = needsPersonLines(error, pipeline);
+  if (!lines) return false;
+  if (process.stderr.isTTY === true) for (const { message } of lines) process.stderr.write(`${message}\n`);
+  else {
+    const logger = createLogger({ pretty: false });
+    for (const { fields, message } of lines) logger.error({ ...(pipeline ? { pipeline } : {}), ...fields }, message);
+  }
+  return true;
+}
+
+/** The lines of an error a person must act on, each with its record's fields; undefined for any other error. */
+function needsPersonLines(error: unknown, pipeline?: string): { fields: { code: ErrorCode } & Partial<ConfigProblem>; message: string }[] | undefined {
   if (error instanceof ConfigError) {
-    for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
-    return true;
+    return error.problems.map((problem) => ({
+      fields: { code: error.code, file: problem.file, line: problem.line, column: problem.column, path: problem.path },
+      message: formatProblem(problem),
+    }));
   }
   if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
-    process.stderr.write(`${pipeline ? `pipeline ${pipeline}: ` : ''}${error.code}: ${error.message}\n`);
-    return true;
+    return [{ fields: { code: error.code }, message: `${pipeline ? `pipeline ${pipeline}: ` : ''}${error.code}: ${error.message}` }];
   }
-  return false;
+  return undefined;
 }
 
 /**
