@@ -426,16 +426,22 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
   };
   writeFileSync(lock, `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'held', since: '2026-01-01T00:00:00.000Z' })}\n`);
   const file = pipeline('held.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
-  const logged = (stderr: string): { level: number; msg: string; takeoverAt?: string }[] =>
-    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; takeoverAt?: string });
+  const logged = (stderr: string): { level: number; msg: string; code?: string; pipeline?: string; takeoverAt?: string }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; code?: string; pipeline?: string; takeoverAt?: string });
   const waitingFor = (seconds: number): RegExp => new RegExp(`^checkpoints: checkpoint folder .* is used by pid 4242 on node-7 .*; waiting for it, up to ${seconds} s in all$`);
 
   // Renewed just now: refused at once, naming the holder and when its lock is taken over if not renewed.
   renewed(0);
   const refused = tributary('run', file);
   assert.equal(refused.status, 2, refused.stderr);
-  assert.match(refused.stderr, /TRIB_ERR_CHECKPOINT: checkpoint folder .*held-checkpoints is used by pid 4242 on node-7 .*lock renewed \d+ s ago\): its lock file .* says so; it is taken over at \d{4}-\d\d-\d\dT[\d:.]+Z unless renewed before\./);
-  assert.match(refused.stderr, /--lock-wait/);
+  // stderr is not a terminal: the refusal is one JSON record among the logs, its text in msg.
+  assert.ok(refused.stderr.split('\n').every((line) => line === '' || line.startsWith('{')), refused.stderr);
+  const refusals = logged(refused.stderr).filter((entry) => entry.code === 'TRIB_ERR_CHECKPOINT');
+  assert.equal(refusals.length, 1, refused.stderr);
+  assert.equal(refusals[0]!.level, 50);
+  assert.equal(refusals[0]!.pipeline, 'held');
+  assert.match(refusals[0]!.msg, /TRIB_ERR_CHECKPOINT: checkpoint folder .*held-checkpoints is used by pid 4242 on node-7 .*lock renewed \d+ s ago\): its lock file .* says so; it is taken over at \d{4}-\d\d-\d\dT[\d:.]+Z unless renewed before\./);
+  assert.match(refusals[0]!.msg, /--lock-wait/);
 
   // --lock-wait shorter than the takeover: waits, saying so, then refused as above.
   const began = Date.now();
