@@ -402,6 +402,8 @@ class KafkaSource {
    * undefined (see hasRecordsToRead).
    */
   private positionsBeforeConsume: Map<string, number | undefined> | undefined;
+  /** An error consumeBatch met after taking a record: thrown by its next call (see consumeBatch). */
+  private heldConsumeError: unknown;
   /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
   private endQuery: Promise<unknown> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
@@ -791,6 +793,11 @@ class KafkaSource {
    * for each record until it has n, which would hold records back for as long as they keep coming).
    */
   private async consumeBatch(max: number): Promise<RdKafka.Message[]> {
+    const held = this.heldConsumeError;
+    if (held !== undefined) {
+      this.heldConsumeError = undefined;
+      throw held;
+    }
     if (max > 1) {
       this.consumer.setDefaultConsumeTimeout(0);
       const ready = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(max, cb));
@@ -800,7 +807,17 @@ class KafkaSource {
     const first = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(1, cb));
     if (first.length === 0 || max <= 1 || this.closing) return first;
     this.consumer.setDefaultConsumeTimeout(0);
-    const rest = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(max - 1, cb));
+    let rest: RdKafka.Message[];
+    try {
+      rest = await promisify<RdKafka.Message[]>((cb) => this.consumer.consume(max - 1, cb));
+    } catch (error) {
+      // An error next in librdkafka's queue (a denied fetch of another partition, say): `first` is taken
+      // from the queue already, and librdkafka's position is past it; thrown now, it would be lost for
+      // good (later commits pass it). It is delivered, and the error thrown by the next call, as
+      // node-rdkafka's patched consume(n) holds an error met after records.
+      this.heldConsumeError = error;
+      return first;
+    }
     return rest.length === 0 ? first : first.concat(rest);
   }
 
