@@ -36,6 +36,27 @@ async function sourceOn(brokers: string, topic: string, skew: { ms: number }, on
   return (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
 }
 
+type KafkaSourceInstance = Awaited<ReturnType<typeof sourceOn>>;
+
+/** Reads batches until partition 0's last record (event time base + 199 s) came; the newest event time read. */
+async function readPartitionZero(batches: AsyncIterator<readonly ClickEvent[]>): Promise<number> {
+  let newest = -Infinity;
+  while (newest < base + 199_000) {
+    const next = await batches.next();
+    assert.equal(next.done, false);
+    for (const event of next.value as ClickEvent[]) newest = Math.max(newest, event.time);
+  }
+  return newest;
+}
+
+/** Moves the source's clock on by idle_timeout at each look until its watermark follows `newest`: partition 1 went idle. */
+async function watermarkFollows(source: KafkaSourceInstance, skew: { ms: number }, newest: number): Promise<void> {
+  await waitFor('the watermark to follow partition 0', () => {
+    skew.ms += idleTimeout;
+    return source.watermark!() === newest - maxOutOfOrderness;
+  }, 30_000);
+}
+
 test('a partition assigned but not fetched yet is not idle: a first fetch slower than idle_timeout does not make its records late', { timeout: 120_000 }, async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
@@ -79,18 +100,10 @@ test('a partition with nothing to read does not hold the watermark for ever: idl
   const source = await sourceOn(brokers, topic, skew);
   const batches = source.read()[Symbol.asyncIterator]();
   try {
-    let newest = -Infinity;
-    while (newest < base + 199_000) {
-      const next = await batches.next();
-      assert.equal(next.done, false);
-      for (const event of next.value as ClickEvent[]) newest = Math.max(newest, event.time);
-    }
+    const newest = await readPartitionZero(batches);
     // Partition 1 is empty: it holds the watermark only until idle_timeout after its first fetch answer.
     // Each look moves the clock on by idle_timeout, so this waits only for that answer (about a fetch).
-    await waitFor('the watermark to follow partition 0', () => {
-      skew.ms += idleTimeout;
-      return source.watermark!() === newest - maxOutOfOrderness;
-    }, 30_000);
+    await watermarkFollows(source, skew, newest);
   } finally {
     await source.close?.();
   }
@@ -199,19 +212,11 @@ test('a partition held by another producer\'s open transaction (read_committed) 
   const source = await sourceOn(brokers, topic, skew);
   const batches = source.read()[Symbol.asyncIterator]();
   try {
-    let newest = -Infinity;
-    while (newest < base + 199_000) {
-      const next = await batches.next();
-      assert.equal(next.done, false);
-      for (const event of next.value as ClickEvent[]) newest = Math.max(newest, event.time);
-    }
-    // Each look moves the clock on by idle_timeout. Before: partition 1's position (its last stable
-    // offset) stayed below its high watermark, so it counted as having records to read and held the
-    // watermark at -Infinity for as long as the transaction stayed open.
-    await waitFor('the watermark to follow partition 0', () => {
-      skew.ms += idleTimeout;
-      return source.watermark!() === newest - maxOutOfOrderness;
-    }, 30_000);
+    const newest = await readPartitionZero(batches);
+    // Before: partition 1's position (its last stable offset) stayed below its high watermark, so it
+    // counted as having records to read and held the watermark at -Infinity for as long as the
+    // transaction stayed open.
+    await watermarkFollows(source, skew, newest);
     // The transaction commits: its record is read (nothing is lost), and its partition is active again.
     await open.commit();
     const held = await batches.next();
