@@ -158,6 +158,16 @@ export function* encodeColumns(columns: readonly Float64Array[]): Generator<void
   return encoded;
 }
 
+/**
+ * encodeColumns of named columns, in parts: `const { start, end } = yield* encodeNamedColumns({ start,
+ * end })`, the same names back; decodeNamedColumns reads them.
+ */
+export function* encodeNamedColumns<K extends string>(columns: Readonly<Record<K, Float64Array>>): Generator<void, Record<K, Column>, void> {
+  const names = Object.keys(columns) as K[];
+  const encoded = yield* encodeColumns(names.map((name) => columns[name]));
+  return Object.fromEntries(names.map((name, k) => [name, encoded[k]!])) as Record<K, Column>;
+}
+
 /** The column's values; throws on anything but a column this module wrote. */
 export function decodeColumn(column: Column, what: string, reference?: Reference): Float64Array {
   const n = column?.n;

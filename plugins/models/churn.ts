@@ -7,7 +7,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
@@ -146,28 +146,25 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
       userIds.push(deadlineOf[i]!.userId);
     }
   });
-  const c = yield* encodeColumns([firstSeen!, sessions!, purchases!, lastEnd!, gapSum!, openCounts!, Float64Array.from(openStarts), pendingCounts!, Float64Array.from(pendingEnds), Float64Array.from(pendingBacks), at, Float64Array.from(pendingStarts), Float64Array.from(pendingPurchased), Float64Array.from(pendingGaps)]);
+  const { at: atColumn, ...columns } = yield* encodeNamedColumns({
+    firstSeen: firstSeen!,
+    sessions: sessions!,
+    purchases: purchases!,
+    lastEnd: lastEnd!,
+    gapSum: gapSum!,
+    openCounts: openCounts!,
+    openStarts: Float64Array.from(openStarts),
+    pendingCounts: pendingCounts!,
+    pendingEnds: Float64Array.from(pendingEnds),
+    pendingBacks: Float64Array.from(pendingBacks),
+    pendingStarts: Float64Array.from(pendingStarts),
+    pendingPurchased: Float64Array.from(pendingPurchased),
+    pendingGaps: Float64Array.from(pendingGaps),
+    at,
+  });
   return {
-    users: {
-      keys,
-      firstSeen: c[0]!,
-      sessions: c[1]!,
-      purchases: c[2]!,
-      lastEnd: c[3]!,
-      gapSum: c[4]!,
-      openCounts: c[5]!,
-      openIds,
-      openStarts: c[6]!,
-      pendingCounts: c[7]!,
-      pendingIds,
-      pendingEnds: c[8]!,
-      pendingBacks: c[9]!,
-      pendingStarts: c[11]!,
-      pendingPurchased: c[12]!,
-      pendingGaps: c[13]!,
-      ...(partitioned ? { partitions } : {}),
-    },
-    deadlines: { at: c[10]!, ids, userIds },
+    users: { keys, ...columns, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
+    deadlines: { at: atColumn, ids, userIds },
   };
 }
 

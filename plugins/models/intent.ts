@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
@@ -81,8 +81,8 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
     releasedCounts![row] = released;
     row++;
   });
-  const columns = yield* encodeColumns([last!, flags!, idsH1!, idsH2!, pendingCounts!, releasedCounts!]);
-  return { keys, userIds, last: columns[0]!, flags: columns[1]!, idsH1: columns[2]!, idsH2: columns[3]!, pendingCounts: columns[4]!, releasedCounts: columns[5]! };
+  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts! });
+  return { keys, userIds, ...columns };
 }
 
 /** A pending prediction no longer awaited, restored (what a label of it does is count a late label). */

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeColumns, encodeDerivedIds, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -1154,12 +1154,15 @@ export class OnlineLearner {
       }
     });
     const withSeq = seqLength >= 0;
-    const columns = yield* encodeColumns([time!, flags!, score!, label!, idKeys!, ...(withSeq ? [Float64Array.from(types), Float64Array.from(categories)] : [])]);
+    const columns = yield* encodeNamedColumns({ time: time!, flags: flags!, score: score!, label: label!, idKeys: idKeys! });
     const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners!, { values: rowNumbers!, ref: ROW_NUMBERS }) };
     if (withSession) savedOwners.sessionIds = yield* encodeDerivedIds(ownerUsers, ownerSessions);
-    const saved: SavedSamples = { ids, idKeys: columns[4]!, owners: savedOwners, time: columns[0]!, flags: columns[1]!, score: columns[2]!, label: columns[3]!, x: encodeFloats(x.subarray(0, xRows * d)) };
+    const saved: SavedSamples = { ids, ...columns, owners: savedOwners, x: encodeFloats(x.subarray(0, xRows * d)) };
     if (raw.length > 0) saved.raw = raw;
-    if (withSeq) saved.seq = { length: seqLength, types: columns[5]!, categories: columns[6]!, steps: encodeFloats(Float32Array.from(steps)) };
+    if (withSeq) {
+      const seq = yield* encodeNamedColumns({ types: Float64Array.from(types), categories: Float64Array.from(categories) });
+      saved.seq = { length: seqLength, ...seq, steps: encodeFloats(Float32Array.from(steps)) };
+    }
     return saved;
   }
 

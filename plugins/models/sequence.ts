@@ -2,7 +2,7 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeColumns, partsOf, type ClickEvent, type Column } from 'tributary';
+import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, partsOf, type ClickEvent, type Column } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
 
 export interface SequenceSample {
@@ -120,8 +120,8 @@ export class SequenceTracker {
         steps.push(...step.steps);
       }
     });
-    const c = yield* encodeColumns([lengths, types, categories, steps].map((values) => Float64Array.from(values)));
-    return { keys, lengths: c[0]!, types: c[1]!, categories: c[2]!, steps: c[3]! };
+    const columns = yield* encodeNamedColumns({ lengths: Float64Array.from(lengths), types: Float64Array.from(types), categories: Float64Array.from(categories), steps: Float64Array.from(steps) });
+    return { keys, ...columns };
   }
 
   /**
