@@ -131,7 +131,7 @@ export class Daemon {
           logger: this.options.logger,
           metrics: this.metrics,
           signal: this.controller.signal,
-          ...(checkpoints ? { checkpoints: { ...checkpoints, ...(this.options.lockWaitMs ? { lockWaitMs: this.options.lockWaitMs } : {}) } } : {}),
+          ...(checkpoints ? { checkpoints: { ...checkpoints, lockWaitMs: this.options.lockWaitMs ?? 0 } } : {}),
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
           runShared,
         }),

@@ -1114,9 +1114,8 @@ export class PipelineRunner {
   async run(): Promise<RunStats> {
     // The checkpoint folder is this run's alone (locked): two daemons given one would overwrite each other's checkpoints.
     const store = this.options.checkpoints?.store;
-    const lockWaitMs = this.options.checkpoints?.lockWaitMs ?? 0;
-    if (lockWaitMs > 0) await store?.claimWaiting(this.name, this.logger, { ms: lockWaitMs, ...(this.options.signal ? { signal: this.options.signal } : {}) });
-    else store?.claim(this.name, this.logger);
+    // No wait (0): refused at once, as claim() is.
+    await store?.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) });
     try {
       return await this.runWithCheckpointsClaimed();
     } finally {
