@@ -1090,11 +1090,13 @@ class KafkaSource {
    * the end (a damaged batch) stay past the brokers' answer too. Without an answer, the cache decides.
    */
   private async confirmEnds(messages: readonly RdKafka.Message[]): Promise<void> {
-    const last = new Map<PartitionState, number>();
+    // Made only for a batch that reaches a partition's end as last looked up: on the hot path, most do not.
+    let last: Map<PartitionState, number> | undefined;
     for (const message of messages) {
       const state = this.stateOf(message.topic, message.partition);
-      if (state?.assigned && message.offset >= state.endSeen) last.set(state, Math.max(last.get(state) ?? -1, message.offset));
+      if (state?.assigned && message.offset >= state.endSeen) (last ??= new Map()).set(state, Math.max(last.get(state) ?? -1, message.offset));
     }
+    if (last === undefined) return;
     for (const [state, offset] of last) {
       let end: number;
       try {
