@@ -10,6 +10,7 @@ import { parse, stringify } from 'yaml';
 import { defineSink, loadPipeline, MetricsHub, PipelineRunner, type StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
+import { Normaliser } from '../plugins/models/normaliser.js';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 
 /** The stages of pipelines/demo.yaml, as declared there (the model benches run them, or parts). */
@@ -92,3 +93,30 @@ export const sessionizeStagesYaml = `stages:
   - {type: log1p, features: ["s_*", "u_events", "u_monetary"]}
   - {type: standardize, features: ["s_*", "u_*"]}
   - {type: clip, features: ["*"], min: -8, max: 8}`;
+
+/**
+ * The demo pipeline's real feature vectors (without its model stages): events before their session's
+ * first purchase, up to `limit`, normalised once as a model would (`X`, n x d), each labelled with
+ * whether its session bought (`Y`).
+ */
+export async function demoFeatureVectors(
+  source: Record<string, unknown>,
+  dir: string,
+  limit: number,
+): Promise<{ vectors: { names: readonly string[]; values: Float32Array; y: number }[]; d: number; X: Float32Array; Y: Float32Array }> {
+  const captured = await runPipeline(source, demoStages().filter((s) => !isModelStage(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
+  const purchased = new Map<string, number>();
+  for (const r of captured.kept) if (r.kind === 'session') purchased.set(r.sessionId as string, r.purchased ? 1 : 0);
+  const vectors: { names: readonly string[]; values: Float32Array; y: number }[] = [];
+  for (const r of captured.kept) {
+    const features = r.features as { names: readonly string[]; values: Float32Array } | undefined;
+    const session = r.session as { id: string } | undefined;
+    if (r.kind === 'event' && features && session && r.type !== 'purchase') vectors.push({ names: features.names, values: features.values, y: purchased.get(session.id) ?? 0 });
+    if (vectors.length >= limit) break;
+  }
+  const d = vectors[0]!.names.length;
+  const normaliser = new Normaliser(d);
+  const X = new Float32Array(vectors.length * d);
+  vectors.forEach((v, i) => normaliser.updateAndTransform(v.values, X, i * d));
+  return { vectors, d, X, Y: Float32Array.from(vectors, (v) => v.y) };
+}

@@ -14,11 +14,10 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { ClickEvent, StreamRecord } from 'tributary';
 import { silentLogger } from 'tributary/testing';
-import { demoStages, isModelStage as isModel, rawParseMs, runPipeline, writeSyntheticEvents } from './data.js';
+import { demoFeatureVectors, demoStages, isModelStage as isModel, rawParseMs, runPipeline, writeSyntheticEvents } from './data.js';
 import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
-import { Normaliser } from '../plugins/models/normaliser.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
 import { installedRiverVersion, runRiverScript } from './river.js';
@@ -69,21 +68,7 @@ const featuresRate = (events / median(featuresOnly)) * 1000;
 const modelUs = 1e6 / wholeRate - 1e6 / featuresRate;
 
 // 1. Throughput on the demo's real feature vectors (events before their session's first purchase).
-const captured = await runPipeline(fileSource, demo.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
-const purchased = new Map<string, number>();
-for (const r of captured.kept) if (r.kind === 'session') purchased.set(r.sessionId as string, r.purchased ? 1 : 0);
-const vectors: { names: readonly string[]; values: Float32Array; y: number }[] = [];
-for (const r of captured.kept) {
-  const features = r.features as { names: readonly string[]; values: Float32Array } | undefined;
-  const session = r.session as { id: string } | undefined;
-  if (r.kind === 'event' && features && session && r.type !== 'purchase') vectors.push({ names: features.names, values: features.values, y: purchased.get(session.id) ?? 0 });
-  if (vectors.length >= 50_000) break;
-}
-const d = vectors[0]!.names.length;
-const normaliser = new Normaliser(d);
-const X = new Float32Array(vectors.length * d);
-vectors.forEach((v, i) => normaliser.updateAndTransform(v.values, X, i * d));
-const Y = Float32Array.from(vectors, (v) => v.y);
+const { vectors, d, X, Y } = await demoFeatureVectors(fileSource, dir, 50_000);
 const throughput: Record<string, number> = {};
 for (const kind of ['logistic', 'mlp'] as const) {
   const config = resolveConfig({ model: { kind } }, kind);

@@ -80,7 +80,9 @@ export abstract class OnlineModel {
   /** Initial output bias: the log-odds of the prior positive rate. */
   protected initialBias(): TF.Tensor1D {
     const p = Math.min(1 - 1e-6, Math.max(1e-6, this.config.prior));
-    return tf.fill([1], Math.log(p / (1 - p))) as TF.Tensor1D;
+    // Written from the host (not a fill kernel), so ParamSet can read it back on any backend: the
+    // webgpu backend cannot read a kernel's output synchronously in Node (it needs an OffscreenCanvas).
+    return tf.tensor1d([Math.log(p / (1 - p))], 'float32');
   }
 
   /** Subclasses call this after adding their parameters. */
@@ -139,6 +141,20 @@ export abstract class OnlineModel {
     const out = scores.dataSync() as Float32Array;
     scores.dispose();
     return out;
+  }
+
+  /**
+   * {@link predictProbaMany} reading the scores back asynchronously: on a GPU backend the event loop
+   * runs on while the device computes (the webgpu backend in Node reads back no other way).
+   */
+  async predictProbaManyAsync(batch: Batch): Promise<Float32Array> {
+    if (batch.n === 0) return new Float32Array(0);
+    const scores = tf.tidy(() => this.probabilities(batch));
+    try {
+      return (await scores.data()) as Float32Array;
+    } finally {
+      scores.dispose();
+    }
   }
 
   /**
