@@ -154,12 +154,16 @@ interface Cell {
 const cells = new Map<string, Cell>();
 const key = (backend: string, kind: ModelKind, size: number): string => `${backend}/${kind}/${size}`;
 
-for (const backend of available) {
-  await tf.setBackend(backend.tfName);
-  for (const kind of kinds) {
-    // The cpu backend's gru is minutes per pass at these sizes, and no pipeline would choose it.
-    if (backend.name === 'cpu' && kind === 'gru') continue;
-    for (const size of sizes) {
+// Backends interleaved per cell, their order reversed from one cell to the next: a drift of the
+// machine over the run (clocks, other tenants) then falls on every backend alike.
+let cellIndex = 0;
+for (const kind of kinds) {
+  for (const size of sizes) {
+    const order = cellIndex++ % 2 === 0 ? available : [...available].reverse();
+    for (const backend of order) {
+      // The cpu backend's gru is minutes per pass at these sizes, and no pipeline would choose it.
+      if (backend.name === 'cpu' && kind === 'gru') continue;
+      await tf.setBackend(backend.tfName);
       global.gc?.();
       const tensorsBefore = tf.memory().numTensors;
       const model = newModel(kind);
@@ -227,7 +231,7 @@ const gpu = gpuName();
 
 const markdown = `## Backends
 
-\`${commandLine()}\` — learn + predict throughput of each model kind on each TensorFlow.js backend found, at micro-batch sizes 256 to 16,384: per step the model predicts the batch (scores read back asynchronously) and learns from it (Adam), as the pipeline's model operators do per micro-batch; ${d} real features from the demo pipeline, gru with seeded sequences of ${L} events; median of up to 3 passes after an unmeasured one (${n(passSamples('logistic', 256))} samples a pass, gru ${n(passSamples('gru', 256))}, or one batch where that is larger).
+\`${commandLine()}\` — learn + predict throughput of each model kind on each TensorFlow.js backend found, at micro-batch sizes 256 to 16,384: per step the model predicts the batch (scores read back asynchronously) and learns from it (Adam), as the pipeline's model operators do per micro-batch; ${d} real features from the demo pipeline, gru with seeded sequences of ${L} events; backends interleaved cell by cell (their order reversed from one cell to the next); median of up to 3 passes after an unmeasured one (${n(passSamples('logistic', 256))} samples a pass, gru ${n(passSamples('gru', 256))}, or one batch where that is larger).
 
 Backends: ${available.map((b) => `**${b.name}** (${b.what})`).join(', ')}. Not available: ${unavailable.map((u) => `${u.name} (${u.reason})`).join(', ') || 'none'}.${gpu ? ` GPU (nvidia-smi): ${gpu}.` : ''}
 
