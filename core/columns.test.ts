@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkListLengths, decodeColumnOf, decodeColumns, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, encodeColumns, inTurns, type Column } from 'tributary';
+import { checkListLengths, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, encodeColumns, encodeDerivedIds, inTurns, type Column } from 'tributary';
 
 const encode = (...arrays: number[][]): Promise<Column[]> => inTurns(encodeColumns(arrays.map((values) => Float64Array.from(values))));
 
@@ -40,4 +40,15 @@ test('a column, list or lengths that do not match their rows are refused with wh
   assert.throws(() => checkListLengths(Float64Array.from([2, 0, 1]), 4, 'plugin snapshot: items'), /^Error: plugin snapshot: items: lengths add up to 3, the list holds 4$/);
   assert.throws(() => checkListLengths(Float64Array.from([2, -1, 1]), 2, 'plugin snapshot: items'), /^Error: plugin snapshot: items: length -1 at row 1$/);
   assert.throws(() => checkListLengths(Float64Array.from([1.5]), 2, 'plugin snapshot: items'), /^Error: plugin snapshot: items: length 1.5 at row 0$/);
+  // Derived ids, read whole or lazily: an other id must go to a row of the owners, and be a string or null.
+  const ids = await inTurns(encodeDerivedIds(['a', 'b'], ['a:5', 'x']));
+  assert.deepEqual(decodeDerivedIds(['a', 'b'], ids, 'ids'), ['a:5', 'x']);
+  for (const lazy of [false, true] as const) {
+    const decode = (damaged: object) => () => decodeDerivedIds(['a', 'b'], { ...ids, ...damaged }, 'plugin snapshot: ids', lazy as false);
+    assert.throws(decode({ otherRows: [2] }), /^Error: plugin snapshot: ids: row 2 out of range$/);
+    assert.throws(decode({ otherRows: [0.5] }), /^Error: plugin snapshot: ids: row 0.5 out of range$/);
+    assert.throws(decode({ otherIds: ['x', 'y'] }), /^Error: plugin snapshot: ids: 2 other ids for 1 other rows$/);
+    assert.throws(decode({ otherIds: [7] }), /^Error: plugin snapshot: ids: other id at 0 not a string or null$/);
+    assert.throws(decode({ otherRows: 1 }), /^Error: plugin snapshot: ids: other ids or their rows not a list$/);
+  }
 });

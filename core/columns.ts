@@ -489,11 +489,19 @@ export function decodeDerivedIds(
 ): (string | undefined)[] | { ids: (string | undefined)[]; times: Float64Array } {
   const times = decodeColumn(saved.times, what, reference);
   if (times.length !== owners.length) throw new Error(`${what}: ${times.length} ids for ${owners.length} rows`);
+  // Each other id goes to its row: a row past the owners would lengthen the ids, one id short shift the rest.
+  const { otherRows, otherIds } = saved;
+  if (!Array.isArray(otherRows) || !Array.isArray(otherIds)) throw new Error(`${what}: other ids or their rows not a list`);
+  if (otherIds.length !== otherRows.length) throw new Error(`${what}: ${otherIds.length} other ids for ${otherRows.length} other rows`);
+  for (let k = 0; k < otherRows.length; k++) {
+    const row = otherRows[k]!;
+    if (!(Number.isInteger(row) && row >= 0 && row < owners.length)) throw new Error(`${what}: row ${row} out of range`);
+    if (otherIds[k] !== null && typeof otherIds[k] !== 'string') throw new Error(`${what}: other id at ${k} not a string or null`);
+  }
   if (lazy) {
     const ids: (string | undefined)[] = [];
     for (let k = 0; k < saved.otherRows.length; k++) {
       const row = saved.otherRows[k]!;
-      if (!(row >= 0 && row < owners.length)) throw new Error(`${what}: row ${row} out of range`);
       times[row] = NaN;
       while (ids.length < row) ids.push(undefined);
       ids[row] = saved.otherIds[k] ?? undefined;

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ORIGIN, watermark, type ClickEvent, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer, { type SessionizerSummary } from './sessionizer.js';
-import { Chain, stage } from './harness.js';
+import { Chain, stage, withDefaults } from './harness.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 const MIN = 60_000;
@@ -352,4 +352,69 @@ test('events waiting for the watermark are snapshotted as columns (a fraction of
   const v2 = { ...saved!, version: 2, pending: input.map((e) => [{ ...e }, e[ORIGIN] ?? null]) };
   const third = await Chain.build([stage(sessionizer, config)], ctx(), [JSON.parse(JSON.stringify(v2))]);
   assert.equal(JSON.stringify(third.push([wm(Infinity)]).end()), JSON.stringify(whole));
+});
+
+test('a damaged sessionizer snapshot is refused by restore, naming the field that does not match (merged-away ids, count types, seqs, timers, times, pending events); every snapshot a run writes restores', async () => {
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  const first = await Chain.build([stage(sessionizer, config)], ctx());
+  // A merge (u1: replaces), counts of several layouts and an unknown type (wishlist), and events the watermark has not passed.
+  first.push([ev('u1', 0), ev('u1', 40, 'purchase'), ev('u2', 5, 'wishlist'), ev('u2', 6), ev('u3', 10), ev('u3', 12, 'cart'), wm(75), ev('u1', 20, 'cart'), ev('u4', 80), ev('u2', 90, 'view', { attrs: { channel: 'app' } })]);
+  const [saved] = (await first.snapshot()) as Record<string, any>[];
+  assert.deepEqual([saved!.replacesRows, saved!.countTypes.length, saved!.pending.otherRows], [[0], 3, [1]], 'the state has what the damages below need');
+  const f64 = (values: number[]): Column => ({ n: values.length, f64: Buffer.from(Float64Array.from(values).buffer).toString('base64') });
+  const seqs = [...decodeColumn(saved!.seq, 'seq')];
+  type Damage = [string, (state: Record<string, any>) => void, RegExp];
+  const damages: Damage[] = [
+    ['replacesRows not a list', (s) => void (s.replacesRows = { 0: 0 }), /^Error: stage-s: sessionizer snapshot: replacesRows: not a list$/],
+    ['one list of replaced ids fewer than its rows', (s) => void s.replaces.pop(), /^Error: stage-s: sessionizer snapshot: replaces: 0 lists, expected 1$/],
+    ['one list of replaced ids more than its rows', (s) => void s.replaces.push(['u9:1']), /^Error: stage-s: sessionizer snapshot: replaces: 2 lists, expected 1$/],
+    ['a replacing row past the last row', (s) => void (s.replacesRows[0] = 3), /^Error: stage-s: sessionizer snapshot: replacesRows: 3 at 0, expected increasing rows below 3$/],
+    ['a replacing row that is not a whole number', (s) => void (s.replacesRows[0] = 0.5), /^Error: stage-s: sessionizer snapshot: replacesRows: 0.5 at 0, expected increasing rows below 3$/],
+    ['one row listed twice', (s) => { s.replacesRows.push(0); s.replaces.push(['u9:1']); }, /^Error: stage-s: sessionizer snapshot: replacesRows: 0 at 1, expected increasing rows below 3$/],
+    ['a replaced id that is not a string', (s) => void (s.replaces[0][0] = 7), /^Error: stage-s: sessionizer snapshot: replaces: list 0: not a string at row 0$/],
+    ['countTypes not a list', (s) => void (s.countTypes = 'view'), /^Error: stage-s: sessionizer snapshot: countTypes: not a list$/],
+    ['a type name that is not a string', (s) => void (s.countTypes[1][0] = 7), /^Error: stage-s: sessionizer snapshot: countTypes: list 1: not a string at row 0$/],
+    ['a type name twice in one list', (s) => void (s.countTypes[1][0] = 'view'), /^Error: stage-s: sessionizer snapshot: countTypes: list 1: 'view' twice$/],
+    ['a count list of another width', (s) => void s.countTypes[2].push('purchase'), /^Error: stage-s: sessionizer snapshot: countValues: lengths add up to 8, the list holds 7$/],
+    ['a count layout past the lists', (s) => void (s.countLayout = { n: 3, c: 3 }), /^Error: stage-s: sessionizer snapshot: countLayout: 3 at row 0, expected a list of countTypes \(0 to 2\)$/],
+    ['an event count its counts by type do not add up to', (s) => void (s.count = { n: 3, c: 2 }), /^Error: stage-s: sessionizer snapshot: count: 2 at row 0, its counts by type add up to 3$/],
+    ['two sessions of one seq', (s) => void (s.seq = { n: 3, c: 1 }), /^Error: stage-s: sessionizer snapshot: seq: 1 at row 1 again$/],
+    ['a seq at or past nextSeq', (s) => void (s.nextSeq = 2), /^Error: stage-s: sessionizer snapshot: seq: 2 at row 2, expected a whole number below nextSeq 2$/],
+    ['nextSeq not a whole number', (s) => void (s.nextSeq = '4'), /^Error: stage-s: sessionizer snapshot: nextSeq: 4 is not a whole number$/],
+    ['a session start that is not a time', (s) => void (s.start = f64([NaN, 0, 0])), /^Error: stage-s: sessionizer snapshot: start: NaN at row 0 is not a time$/],
+    ['a session end before its start', (s) => void (s.end = { n: 3, c: 0 }), /^Error: stage-s: sessionizer snapshot: end: 0 at row 0, expected a time at or after its start 1704067200000$/],
+    ['flags that are no set of the four', (s) => void (s.flags = { n: 3, c: 16 }), /^Error: stage-s: sessionizer snapshot: flags: 16 at row 0, expected a whole number 0 to 15$/],
+    ['a session without a timer', (s) => { s.heapKeys = f64([T0]); s.heapSeqs = f64([seqs[0]!]); }, /^Error: stage-s: sessionizer snapshot: heapKeys: 1 rows, expected 3$/],
+    ['a timer of no session', (s) => void (s.heapSeqs = f64([seqs[0]!, seqs[1]!, 99])), /^Error: stage-s: sessionizer snapshot: heapSeqs: 99 at 2 names no session$/],
+    ['two timers of one session', (s) => void (s.heapSeqs = f64([seqs[0]!, seqs[1]!, seqs[1]!])), /^Error: stage-s: sessionizer snapshot: heapSeqs: 1 at 2 names a session timed before$/],
+    ['a timer at no time', (s) => void (s.heapKeys = f64([T0, NaN, T0])), /^Error: stage-s: sessionizer snapshot: heapKeys: NaN at 1 is not a time$/],
+    ['the sessions of one user apart', (s) => void (s.users = ['u1', 'u2', 'u1']), /^Error: stage-s: sessionizer snapshot: users: 'u1' at row 2 apart from its other rows$/],
+    ['a watermark that is not a number', (s) => void (s.watermark = 'soon'), /^Error: stage-s: sessionizer snapshot: watermark: not a number or null$/],
+    ['maxSeen that is not a number', (s) => void (s.maxSeen = {}), /^Error: stage-s: sessionizer snapshot: maxSeen: not a number or null$/],
+    ['sawFuture that is not true or false', (s) => void (s.sawFuture = 'no'), /^Error: stage-s: sessionizer snapshot: sawFuture: not true or false$/],
+    ['a session id for a row past the last', (s) => { s.ids.otherRows.push(3); s.ids.otherIds.push('x'); }, /^Error: stage-s: sessionizer snapshot: ids: row 3 out of range$/],
+    ['a session id of no row', (s) => void s.ids.otherIds.push('x'), /^Error: stage-s: sessionizer snapshot: ids: 1 other ids for 0 other rows$/],
+    ['a pending event type that is not a string', (s) => void (s.pending.types[0] = 7), /^Error: stage-s: sessionizer snapshot: pending: types: not a string at row 0$/],
+    ['a pending event kept whole that is missing', (s) => void s.pending.others.pop(), /^Error: stage-s: sessionizer snapshot: pending: others: 0 events, expected 1$/],
+    ['a pending event at no time', (s) => void (s.pending.time = f64([NaN, 0])), /^Error: stage-s: sessionizer snapshot: pending: time: NaN at row 0 is not a time$/],
+    ['an origin of no pending event', (s) => void s.pending.origins.push({ source: 'kafka', file: 'clicks', offset: 1 }), /^Error: stage-s: sessionizer snapshot: pending: origins: 1 origins, expected 0$/],
+    ['a pending event kept whole that is not an object', (s) => void (s.pending.others[0] = 'event'), /^Error: stage-s: sessionizer snapshot: pending: others: not an event at 0$/],
+  ];
+  for (const [what, damage, message] of damages) {
+    const state = structuredClone(saved) as Record<string, any>;
+    damage(state);
+    const operator = await sessionizer.create(withDefaults(sessionizer, config as never), testContext({ clock, label: 'stage-s' }));
+    await assert.rejects(Promise.resolve(operator.restore!(state)), message, what);
+  }
+  // The checks refuse no state the sessionizer writes: a snapshot after every 100 elements of a
+  // stream with late updates, merges, evictions and max_length cuts restores and goes on as one run.
+  const streamConfig = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
+  const whole = (await Chain.build([stage(sessionizer, streamConfig)], ctx())).push(stream(11)).end();
+  for (let cut = 100; cut < 3000; cut += 100) {
+    const input = stream(11);
+    const part = await Chain.build([stage(sessionizer, streamConfig)], ctx());
+    part.push(input.slice(0, cut));
+    const rest = (await Chain.build([stage(sessionizer, streamConfig)], ctx(), await part.snapshot())).push(input.slice(cut)).end();
+    assert.equal(JSON.stringify([...part.output, ...rest]), JSON.stringify(whole), `cut at ${cut}`);
+  }
 });

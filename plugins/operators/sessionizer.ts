@@ -26,6 +26,7 @@ import {
   type PluginContext,
   type SessionSummary,
   type StreamRecord,
+  checkListLengths,
   decodeColumn,
   decodeColumnOf,
   decodeDerivedIds,
@@ -348,20 +349,35 @@ function* encodePending(events: readonly ClickEvent[]): Generator<void, PendingC
   return { n, userIds, time: timeColumn!, types, type: typeColumn!, itemIds, categories, price: priceColumn!, otherRows, others, originRows, origins };
 }
 
+/** `values`, one for each of `rows` (a list of row numbers, checked where they are used); throws naming `name` on anything else. */
+function rowsAndValues<T>(rows: unknown, values: readonly T[], name: string, items: string, what: string): readonly T[] {
+  if (!Array.isArray(rows)) throw new Error(`${what}: ${name}: its rows are not a list`);
+  if (!Array.isArray(values)) throw new Error(`${what}: ${name}: not a list`);
+  if (values.length !== rows.length) throw new Error(`${what}: ${name}: ${values.length} ${items}, expected ${rows.length}`);
+  return values;
+}
+
 function decodePending(saved: PendingColumns, what: string): ClickEvent[] {
   const n = saved.n;
   const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
   const { time, type, price } = decodeNamedColumns(saved, ['time', 'type', 'price'], n, what);
   const itemIds = decodeNullableStrings(saved.itemIds, n, `${what}: itemIds`);
   const categories = decodeNullableStrings(saved.categories, n, `${what}: categories`);
+  const types = decodeStrings(saved.types, undefined, `${what}: types`);
+  const others = rowsAndValues(saved.otherRows, saved.others, 'others', 'events', what);
+  const origins = rowsAndValues(saved.originRows, saved.origins, 'origins', 'origins', what);
   const events: ClickEvent[] = [];
   let other = 0;
   for (let i = 0; i < n; i++) {
-    if (other < saved.otherRows.length && saved.otherRows[other] === i) {
-      events.push({ ...saved.others[other++]! } as ClickEvent);
+    if (other < others.length && saved.otherRows[other] === i) {
+      const kept: unknown = others[other];
+      if (typeof kept !== 'object' || kept === null || Array.isArray(kept)) throw new Error(`${what}: others: not an event at ${other}`);
+      events.push({ ...kept } as ClickEvent);
+      other++;
       continue;
     }
-    const eventType = saved.types[type[i]!];
+    if (!Number.isFinite(time[i]!)) throw new Error(`${what}: time: ${time[i]!} at row ${i} is not a time`);
+    const eventType = types[type[i]!];
     if (eventType === undefined) throw new Error(`${what}: unknown pending event type ${type[i]!}`);
     // Fields in PLAIN_FIELDS order: the event comes back as it was written.
     const event: ClickEvent = { kind: 'event', userId: userIds[i]!, time: time[i]!, type: eventType };
@@ -373,15 +389,47 @@ function decodePending(saved: PendingColumns, what: string): ClickEvent[] {
     events.push(event);
   }
   if (other !== saved.otherRows.length) throw new Error(`${what}: pending rows do not add up`);
-  for (let k = 0; k < saved.originRows.length; k++) {
+  for (let k = 0; k < origins.length; k++) {
     const event = events[saved.originRows[k]!];
     if (event === undefined) throw new Error(`${what}: origin of an unknown pending row ${saved.originRows[k]!}`);
-    event[ORIGIN] = saved.origins[k]!;
+    event[ORIGIN] = origins[k]!;
   }
   return events;
 }
 
 const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null);
+
+/** A saved time that finiteOrNull wrote; throws with `what` on anything else. */
+function timeOrNull(value: unknown, what: string): number | null {
+  if (value === null || (typeof value === 'number' && Number.isFinite(value))) return value;
+  throw new Error(`${what}: not a number or null`);
+}
+
+/** The snapshot's lists of count types: each a list of distinct names (a name twice would add up two counts). */
+function decodeCountTypes(value: unknown, what: string): string[][] {
+  if (!Array.isArray(value)) throw new Error(`${what}: not a list`);
+  for (let k = 0; k < value.length; k++) {
+    const types = decodeStrings(value[k], undefined, `${what}: list ${k}`);
+    for (let t = 1; t < types.length; t++) if (types.indexOf(types[t]!) < t) throw new Error(`${what}: list ${k}: '${types[t]!}' twice`);
+  }
+  return value as string[][];
+}
+
+/** Rows that absorbed other sessions, by row: the ids they replace (rows increasing, each below `rows`). */
+function decodeReplaces(rows: unknown, lists: unknown, n: number, what: string): Map<number, string[]> {
+  if (!Array.isArray(rows)) throw new Error(`${what}: replacesRows: not a list`);
+  if (!Array.isArray(lists)) throw new Error(`${what}: replaces: not a list`);
+  if (lists.length !== rows.length) throw new Error(`${what}: replaces: ${lists.length} lists, expected ${rows.length}`);
+  const replaces = new Map<number, string[]>();
+  let previous = -1;
+  for (let k = 0; k < rows.length; k++) {
+    const row: unknown = rows[k];
+    if (!(typeof row === 'number' && Number.isSafeInteger(row) && row > previous && row < n)) throw new Error(`${what}: replacesRows: ${String(row)} at ${k}, expected increasing rows below ${n}`);
+    replaces.set(row, decodeStrings(lists[k], undefined, `${what}: replaces: list ${k}`));
+    previous = row;
+  }
+  return replaces;
+}
 
 class SessionState {
   private readonly users = new Map<string, Session>();
@@ -893,20 +941,32 @@ class SessionState {
     const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
     if (version !== 1 && version !== 2 && version !== 3) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
+    const maxSeen = timeOrNull(saved.maxSeen, `${what}: maxSeen`);
+    if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
+    const nextSeq = saved.nextSeq;
+    if (!(Number.isSafeInteger(nextSeq) && nextSeq >= 0)) throw new Error(`${what}: nextSeq: ${String(nextSeq)} is not a whole number`);
     this.snapshots.settle();
     this.users.clear();
     this.heapKeys = [];
     this.heapItems = [];
-    this.watermark = saved.watermark ?? -Infinity;
-    this.maxSeen = saved.maxSeen ?? -Infinity;
+    this.watermark = watermark ?? -Infinity;
+    this.maxSeen = maxSeen ?? -Infinity;
     this.sawFuture = saved.sawFuture;
-    this.nextSeq = saved.nextSeq;
+    this.nextSeq = nextSeq;
     const bySeq = new Map<number, Session>();
     let previous: Session | undefined;
-    const link = (session: Session): void => {
+    const link = (session: Session, row: number): void => {
+      const sessions = bySeq.size;
       bySeq.set(session.seq, session);
+      if (bySeq.size === sessions) throw new Error(`${what}: seq: ${session.seq} at row ${row} again`);
       if (previous !== undefined && previous.userId === session.userId) previous.older = session;
-      else this.users.set(session.userId, session);
+      else {
+        // A user's sessions are one run of rows: a second run would cut the first from the user's list.
+        const users = this.users.size;
+        this.users.set(session.userId, session);
+        if (this.users.size === users) throw new Error(`${what}: users: '${session.userId}' at row ${row} apart from its other rows`);
+      }
       previous = session;
     };
     let heapKeys: ArrayLike<number>;
@@ -919,7 +979,7 @@ class SessionState {
         setCounts(session, counts);
         session.flags = flags;
         session.replaces = replaces ?? undefined;
-        link(session);
+        link(session, bySeq.size);
       }
       heapKeys = saved.heapKeys;
       heapSeqs = saved.heapSeqs;
@@ -929,32 +989,69 @@ class SessionState {
       const ids = decodeDerivedIds(users, saved.ids, `${what}: ids`);
       const { seq, start, end, count, flags, countLayout } = decodeNamedColumns(saved, ['seq', 'start', 'end', 'count', 'flags', 'countLayout'], n, what);
       const countValues = decodeColumn(saved.countValues, `${what}: countValues`);
-      const replaces = new Map<number, string[]>();
-      for (let k = 0; k < saved.replacesRows.length; k++) replaces.set(saved.replacesRows[k]!, saved.replaces[k]!);
+      const countTypes = decodeCountTypes(saved.countTypes, `${what}: countTypes`);
+      // Each row's counts are as many as its layout's types; all rows' together fill countValues.
+      const widths = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const types = countTypes[countLayout[i]!];
+        if (types === undefined) throw new Error(`${what}: countLayout: ${countLayout[i]!} at row ${i}, expected a list of countTypes (0 to ${countTypes.length - 1})`);
+        widths[i] = types.length;
+      }
+      checkListLengths(widths, countValues.length, `${what}: countValues`);
+      const replaces = decodeReplaces(saved.replacesRows, saved.replaces, n, what);
       let nextValue = 0;
       await inParts(n, (from, to) => {
         for (let i = from; i < to; i++) {
-          const session = new Session(seq[i]!, users[i]!, ids[i]!, start[i]!);
-          session.end = end[i]!;
+          const rowSeq = seq[i]!;
+          // A seq is a session's identity (the timers name it) and orders ties; new sessions take nextSeq on.
+          if (!(Number.isSafeInteger(rowSeq) && rowSeq >= 0 && rowSeq < nextSeq)) throw new Error(`${what}: seq: ${rowSeq} at row ${i}, expected a whole number below nextSeq ${nextSeq}`);
+          const rowStart = start[i]!;
+          const rowEnd = end[i]!;
+          if (!Number.isFinite(rowStart)) throw new Error(`${what}: start: ${rowStart} at row ${i} is not a time`);
+          if (!(rowEnd >= rowStart && rowEnd < Infinity)) throw new Error(`${what}: end: ${rowEnd} at row ${i}, expected a time at or after its start ${rowStart}`);
+          const rowFlags = flags[i]!;
+          if (!(Number.isInteger(rowFlags) && rowFlags >= 0 && rowFlags <= (PURCHASED | EMITTED | CLOSED | SEALED))) {
+            throw new Error(`${what}: flags: ${rowFlags} at row ${i}, expected a whole number 0 to ${PURCHASED | EMITTED | CLOSED | SEALED}`);
+          }
+          const session = new Session(rowSeq, users[i]!, ids[i]!, rowStart);
+          session.end = rowEnd;
           session.count = count[i]!;
-          session.flags = flags[i]!;
-          const types = saved.countTypes[countLayout[i]!];
-          if (types === undefined) throw new Error(`${what}: unknown count layout ${countLayout[i]!}`);
-          for (const type of types) addCount(session, type, countValues[nextValue++]!);
+          session.flags = rowFlags;
+          let counted = 0;
+          for (const type of countTypes[countLayout[i]!]!) {
+            const value = countValues[nextValue++]!;
+            counted += value;
+            addCount(session, type, value);
+          }
+          if (counted !== session.count) throw new Error(`${what}: count: ${session.count} at row ${i}, its counts by type add up to ${counted}`);
           session.replaces = replaces.get(i);
-          link(session);
+          session.dead = true; // until its timer is read below: a second timer then finds it alive
+          link(session, i);
         }
       });
-      if (nextValue !== countValues.length) throw new Error(`${what}: counts do not add up`);
-      heapKeys = decodeColumn(saved.heapKeys, `${what}: heapKeys`);
-      heapSeqs = decodeColumnOf(saved.heapSeqs, heapKeys.length, `${what}: heapSeqs`);
+      // Every kept session has exactly one timer (dead ones' are not saved): one a row.
+      heapKeys = decodeColumnOf(saved.heapKeys, n, `${what}: heapKeys`);
+      heapSeqs = decodeColumnOf(saved.heapSeqs, n, `${what}: heapSeqs`);
     }
     this.open = bySeq.size;
     this.openGauge.set(this.open);
+    // Versions 2 and 3 hold exactly one timer a session (checked); version 1's are taken as they always were.
+    const exact = saved.version !== 1;
     await inParts(heapKeys.length, (from, to) => {
       for (let i = from; i < to; i++) {
-        const session = bySeq.get(heapSeqs[i]!);
-        if (session) this.push(heapKeys[i]!, session);
+        const key = heapKeys[i]!;
+        if (!Number.isFinite(key)) throw new Error(`${what}: heapKeys: ${key} at ${i} is not a time`);
+        const timerSeq = heapSeqs[i]!;
+        const session = bySeq.get(timerSeq);
+        if (session === undefined) {
+          if (exact) throw new Error(`${what}: heapSeqs: ${timerSeq} at ${i} names no session`);
+          continue;
+        }
+        if (exact) {
+          if (!session.dead) throw new Error(`${what}: heapSeqs: ${timerSeq} at ${i} names a session timed before`);
+          session.dead = false;
+        }
+        this.push(key, session);
       }
     });
     let pending: ClickEvent[] = [];
