@@ -370,7 +370,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   write('[{type: sessionizer}, {type: user-features, horizons: [1h, 1d]}]');
   const changed = run(pipeline);
   assert.equal(changed.status, 2, changed.stderr);
-  assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) does not fit its configuration: `), changed.stderr);
+  assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) could not be restored: `), changed.stderr);
   assert.ok(changed.stderr.includes('snapshot horizons 1h differ from the config\'s 1h, 1d'), changed.stderr);
 
   // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).

@@ -1036,7 +1036,10 @@ export class PipelineRunner {
       } catch (cause) {
         throw new TributaryError(
           'TRIB_ERR_CHECKPOINT',
-          `checkpoint ${file}: the saved state of stage ${label}${this.stageWhere(label)} does not fit its configuration: ${(cause as Error).message} (undo the change to resume, or start without these checkpoints)`,
+          // The file's checksum held, so most often the stage's configuration changed since the save
+          // (other features, another model); a refused column names damage the checksum could not see.
+          `checkpoint ${file}: the saved state of stage ${label}${this.stageWhere(label)} could not be restored: ${(cause as Error).message} ` +
+            '(if the stage\'s configuration changed since, undo the change to resume; otherwise, or to drop the state, start without these checkpoints)',
           { cause },
         );
       }
