@@ -20,6 +20,7 @@ import { resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
 import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
+import * as format3 from './snapshots-format3.js';
 import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
 
 const min = 60_000;
@@ -1027,8 +1028,10 @@ for (const [name, plugin, config, saved, format, writer] of [
   ['churn', churnModel, format1.churnConfig, format1.churnFormat1, 'first', '9eb35de'],
   ['intent', intentModel, format1.intentConfig, format2.intentFormat2, 'second', 'aa5bd09'],
   ['churn', churnModel, format1.churnConfig, format2.churnFormat2, 'second', 'aa5bd09'],
+  ['churn', churnModel, format1.churnConfig, format3.churnFormat3, 'third', '4fa66ba'],
 ] as const) {
-  test(`${name}: a checkpoint in the ${format} snapshot format (${format === 'first' ? `one object per ${name === 'intent' ? 'session' : 'user'}` : 'every sample\'s ids written'}, written by ${writer}) restores to the uninterrupted run`, async () => {
+  const holds = { first: `one object per ${name === 'intent' ? 'session' : 'user'}`, second: 'every sample\'s ids written', third: 'pending predictions\' ids written by users and by deadlines' }[format];
+  test(`${name}: a checkpoint in the ${format} snapshot format (${holds}, written by ${writer}) restores to the uninterrupted run`, async () => {
     const input = separableIntentStream(40, 3);
     const reported: IntentModelConfig = { ...(config as IntentModelConfig), report: true };
     const whole = await runOperator(plugin, reported, input);
@@ -1036,7 +1039,8 @@ for (const [name, plugin, config, saved, format, writer] of [
     // The old format's state is the state this release snapshots at the same cut (in its own format).
     const restoredOld = await fedOperator(plugin, reported, saved);
     const again = JSON.parse(JSON.stringify(await restoredOld.operator.snapshot!())) as { learner: SnapshotLists & { block: unknown } };
-    sameBeyondIds(again, first.state as { learner: SnapshotLists });
+    // The third format's label buffer is this release's: its ids remade already.
+    if (format !== 'third') sameBeyondIds(again, first.state as { learner: SnapshotLists });
     if (format === 'first') {
       // Except the drift test's open block of losses: the first format's counted predictions, not labels
       // (LossBlocks), so it starts afresh, empty.
