@@ -7,8 +7,8 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
+import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 
@@ -68,6 +68,7 @@ interface SavedUsers {
   openStarts: Column;
   /** Pending predictions per user, then their ids, ends and backs, user after user. */
   pendingCounts: Column;
+  /** Format 2: every pending prediction's id. Format 3: the ids of the rows whose `pendingIdKeys` value is -1, in order. */
   pendingIds: string[];
   pendingEnds: Column;
   pendingBacks: Column;
@@ -75,6 +76,14 @@ interface SavedUsers {
   pendingStarts?: Column;
   pendingPurchased?: Column;
   pendingGaps?: Column;
+  /**
+   * Format 3: what each id is remade from (the model's IdDeriver, as the label buffer's: the row's user,
+   * its session, stored against `pendingStarts`, and the time it was predicted at, against `pendingEnds`),
+   * and its key (-1: the id is in `pendingIds`; its time, not known, is stored as its end).
+   */
+  pendingIdKeys?: Column;
+  pendingSessions?: DerivedIds;
+  pendingTimes?: Column;
   /** Each user's partition (null: none); absent when no user has one. */
   partitions?: (string | null)[];
 }
@@ -82,13 +91,27 @@ interface SavedUsers {
 /** The deadline heap as columns, in its order. */
 interface SavedDeadlines {
   at: Column;
-  ids: string[];
-  userIds: string[];
+  /** Format 3: each entry's prediction, a row of the users' pending predictions; -1: one no user holds any more (skipped when popped). */
+  pending?: Column;
+  /** Format 2: each entry's prediction by id and user. */
+  ids?: string[];
+  userIds?: string[];
 }
 
+/** `ref` of the pending predictions' columns that others are stored as offsets from. */
+const PENDING_STARTS = 0;
+const PENDING_ENDS = 1;
+
+/** The row of a deadline whose prediction no user holds any more. */
+const NO_PENDING = -1;
+
 interface ChurnState {
-  /** 2: users and deadlines as columns. Absent: the first format, one tuple each (restored still). */
-  format?: 2;
+  /**
+   * 3: each pending prediction once (ids remade, deadlines as rows of the pending list). 2: users and
+   * deadlines as columns, pending ids written by users and again by deadlines. Absent: the first
+   * format, one tuple each. All restore.
+   */
+  format?: 2 | 3;
   learner: LearnerState;
   users: SavedUsers | [string, SavedUser][];
   /** The first format: (deadline, prediction id, user). */
@@ -96,13 +119,22 @@ interface ChurnState {
   sequences: SequencesState;
 }
 
-/** The users and deadline heap in the columns of a snapshot, in parts. */
-function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[]): Generator<void, { users: SavedUsers; deadlines: SavedDeadlines }, void> {
+/**
+ * The users and deadline heap in the columns of a snapshot, in parts. Each pending prediction's id is
+ * written only where `idOf` does not remake it from its user, session and time (checked here).
+ */
+function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[], idOf: IdDeriver): Generator<void, { users: SavedUsers; deadlines: SavedDeadlines }, void> {
   const n = users.size;
   const keys: string[] = [];
   const openIds: string[] = [];
   const openStarts: number[] = [];
   const pendingIds: string[] = [];
+  const pendingIdKeys: number[] = [];
+  const pendingUsers: string[] = [];
+  const pendingSessions: (string | null)[] = [];
+  const pendingTimes: number[] = [];
+  /** Each pending prediction's row, for the deadlines that point at it. */
+  const rowOf = new Map<PendingChurn, number>();
   const pendingEnds: number[] = [];
   const pendingBacks: number[] = [];
   const pendingStarts: number[] = [];
@@ -126,7 +158,16 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     }
     pendingCounts![row] = u.pending.length;
     for (const p of u.pending) {
-      pendingIds.push(p.sample.id);
+      rowOf.set(p, pendingEnds.length);
+      const { id, sessionId, time } = p.sample;
+      // Checked, not trusted (as the label buffer's ids): a stand-in restored from an older format (its id only) keeps its id written.
+      const remade = time !== undefined && idOf(key, sessionId, time, 0) === id;
+      pendingIdKeys.push(remade ? 0 : -1);
+      if (!remade) pendingIds.push(id);
+      pendingUsers.push(key);
+      // Its session whether remade or not: a prediction no longer awaited is restored with it, for an update to find.
+      pendingSessions.push(sessionId ?? null);
+      pendingTimes.push(remade ? time : p.end);
       pendingEnds.push(p.end);
       pendingBacks.push(p.back);
       pendingStarts.push(p.start);
@@ -138,15 +179,15 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     row++;
   });
   const at = Float64Array.from(deadlines);
-  const ids: string[] = [];
-  const userIds: string[] = [];
+  const deadlineRows = new Float64Array(deadlines.length);
   yield* partsOf(deadlines.length, (from, to) => {
-    for (let i = from; i < to; i++) {
-      ids.push(deadlineOf[i]!.sample.id);
-      userIds.push(deadlineOf[i]!.userId);
-    }
+    for (let i = from; i < to; i++) deadlineRows[i] = rowOf.get(deadlineOf[i]!) ?? NO_PENDING;
   });
-  const { at: atColumn, ...columns } = yield* encodeNamedColumns({
+  const starts = Float64Array.from(pendingStarts);
+  const ends = Float64Array.from(pendingEnds);
+  const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
+  const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
+  const { at: atColumn, pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
     firstSeen: firstSeen!,
     sessions: sessions!,
     purchases: purchases!,
@@ -155,24 +196,26 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     openCounts: openCounts!,
     openStarts: Float64Array.from(openStarts),
     pendingCounts: pendingCounts!,
-    pendingEnds: Float64Array.from(pendingEnds),
+    pendingEnds: ends,
     pendingBacks: Float64Array.from(pendingBacks),
-    pendingStarts: Float64Array.from(pendingStarts),
+    pendingStarts: starts,
     pendingPurchased: Float64Array.from(pendingPurchased),
     pendingGaps: Float64Array.from(pendingGaps),
+    pendingIdKeys: Float64Array.from(pendingIdKeys),
     at,
+    pending: deadlineRows,
   });
   return {
-    users: { keys, ...columns, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
-    deadlines: { at: atColumn, ids, userIds },
+    users: { keys, ...columns, pendingSessions: sessionColumn, pendingTimes: timeColumn, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
+    deadlines: { at: atColumn, pending: pendingColumn },
   };
 }
 
 /**
- * The users of a snapshot's columns into `into`, their pending predictions by id into `pendingById`,
+ * The users of a snapshot's columns into `into`, their pending predictions in row order into `pending`,
  * in parts (see inTurns); throws on columns that do not fit together.
  */
-function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingById: Map<string, PendingChurn>, handleOf: (id: string) => SampleHandle): Generator<void, void, void> {
+function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingRows: PendingChurn[], handleOf: (id: string) => SampleHandle, idOf: IdDeriver): Generator<void, void, void> {
   const what = 'churn snapshot: users';
   const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
@@ -181,11 +224,14 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
   const openStarts = decodeColumnOf(saved.openStarts, openIds.length, `${what}: openStarts`);
   checkListLengths(openCounts, openIds.length, `${what}: openIds`);
   const pendingIds = decodeStrings(saved.pendingIds, undefined, `${what}: pendingIds`);
-  const { pendingEnds, pendingBacks } = decodeNamedColumns(saved, ['pendingEnds', 'pendingBacks'], pendingIds.length, what);
-  const pendingStarts = decodeOptionalColumnOf(saved.pendingStarts, pendingIds.length, `${what}: pendingStarts`);
-  const pendingPurchased = decodeOptionalColumnOf(saved.pendingPurchased, pendingIds.length, `${what}: pendingPurchased`);
-  const pendingGaps = decodeOptionalColumnOf(saved.pendingGaps, pendingIds.length, `${what}: pendingGaps`);
-  checkListLengths(pendingCounts, pendingIds.length, `${what}: pendingIds`);
+  // Format 3 writes only the ids it does not remake: its rows are its keys'.
+  const rows = saved.pendingIdKeys === undefined ? pendingIds.length : saved.pendingIdKeys.n;
+  const { pendingEnds, pendingBacks } = decodeNamedColumns(saved, ['pendingEnds', 'pendingBacks'], rows, what);
+  const pendingStarts = decodeOptionalColumnOf(saved.pendingStarts, rows, `${what}: pendingStarts`);
+  const pendingPurchased = decodeOptionalColumnOf(saved.pendingPurchased, rows, `${what}: pendingPurchased`);
+  const pendingGaps = decodeOptionalColumnOf(saved.pendingGaps, rows, `${what}: pendingGaps`);
+  checkListLengths(pendingCounts, rows, `${what}: pending predictions`);
+  const handleAt = saved.pendingIdKeys === undefined ? (i: number) => handleOf(pendingIds[i]!) : pendingHandleReader(saved, keys, pendingCounts!, pendingIds, pendingStarts, pendingEnds!, idOf, handleOf, what);
   const partitions = saved.partitions === undefined ? undefined : decodeNullableStrings(saved.partitions, n, `${what}: partitions`);
   let atOpen = 0;
   let atPending = 0;
@@ -198,7 +244,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
       for (const end = atPending + pendingCounts![i]!; atPending < end; atPending++) {
         const end = pendingEnds[atPending]!;
         const p: PendingChurn = {
-          sample: handleOf(pendingIds[atPending]!),
+          sample: handleAt(atPending),
           start: pendingStarts?.[atPending] ?? end,
           end,
           purchased: pendingPurchased?.[atPending] ?? NaN,
@@ -207,7 +253,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
           userId: key,
         };
         pending.push(p);
-        pendingById.set(p.sample.id, p);
+        pendingRows.push(p);
       }
       const end = lastEnd![i]!;
       const user: UserState = { firstSeen: firstSeen![i]!, sessions: sessions![i]!, purchases: purchases![i]!, lastEnd: end === end ? end : undefined, gapSum: gapSum![i]!, open, pending };
@@ -216,6 +262,46 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingB
       into.set(key, user);
     }
   });
+}
+
+/**
+ * Format 3's pending predictions' handles, row by row (to be read in row order: written ids are taken
+ * in turn), each id remade by `idOf` from its user, session and time unless written; one no longer
+ * awaited keeps its session (and time), as the uninterrupted run's does. Throws on columns that do not fit.
+ */
+function pendingHandleReader(
+  saved: SavedUsers,
+  keys: readonly string[],
+  pendingCounts: Float64Array,
+  written: readonly string[],
+  starts: Float64Array | undefined,
+  ends: Float64Array,
+  idOf: IdDeriver,
+  handleOf: (id: string) => SampleHandle,
+  what: string,
+): (row: number) => SampleHandle {
+  const rows = ends.length;
+  const idKeys = decodeColumnOf(saved.pendingIdKeys!, rows, `${what}: pendingIdKeys`);
+  const users: string[] = [];
+  for (let i = 0; i < keys.length; i++) for (let k = 0; k < pendingCounts[i]!; k++) users.push(keys[i]!);
+  if (saved.pendingSessions === undefined || saved.pendingTimes === undefined) throw new Error(`${what}: pendingIdKeys without pendingSessions and pendingTimes`);
+  const sessions = decodeDerivedIds(users, saved.pendingSessions, `${what}: pendingSessions`, false, starts && { values: starts, ref: PENDING_STARTS });
+  const times = decodeColumnOf(saved.pendingTimes, rows, `${what}: pendingTimes`, { values: ends, ref: PENDING_ENDS });
+  let toWrite = 0;
+  for (let i = 0; i < rows; i++) {
+    const key = idKeys[i]!;
+    if (key === -1) toWrite++;
+    else if (!Number.isSafeInteger(key) || key < 0) throw new Error(`${what}: id key ${key} at row ${i}`);
+  }
+  if (toWrite !== written.length) throw new Error(`${what}: ${written.length} ids written for ${toWrite} rows`);
+  let next = 0;
+  return (i) => {
+    const remade = idKeys[i]! >= 0;
+    const id = remade ? idOf(users[i]!, sessions[i], times[i]!, idKeys[i]!) : written[next++]!;
+    const handle = handleOf(id);
+    if (!handle.released) return handle;
+    return remade ? { id, sessionId: sessions[i], time: times[i]!, released: true } : { id, sessionId: sessions[i], released: true };
+  };
 }
 
 /** Features churn computes itself from the summary and the user's history. */
@@ -282,8 +368,10 @@ export default defineOperator<ChurnModelConfig>({
     // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
     const horizon = parseDuration(rawConfig.horizon ?? '7d');
     config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
-    // Ids as onSummary makes them (time: the session's end), so a snapshot of the label buffer need not hold them.
-    const learner = new OnlineLearner(config, 'churn', context, (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time));
+    // A prediction's id (time: the session's end when predicted; no key of its own), remade from those by a
+    // snapshot's label buffer and pending predictions, so neither holds it.
+    const idOf: IdDeriver = (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time);
+    const learner = new OnlineLearner(config, 'churn', context, idOf);
     const maxUsers = rawConfig.max_users ?? 1_000_000;
     const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
@@ -482,7 +570,7 @@ export default defineOperator<ChurnModelConfig>({
       user.sessions++;
       user.purchases += purchased;
       user.lastEnd = summary.end;
-      input.id = predictionId(config.name, summary.userId, summary.sessionId, summary.end);
+      input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
       input.userId = summary.userId;
       input.sessionId = summary.sessionId;
       input.time = summary.end;
@@ -564,8 +652,8 @@ export default defineOperator<ChurnModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            const columns = yield* saveUsers(users, deadlines, deadlineOf);
-            return { format: 2, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+            const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
+            return { format: 3, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
           })(),
         );
       },
@@ -577,33 +665,50 @@ export default defineOperator<ChurnModelConfig>({
           (function* () {
             yield* learner.restoreParts(saved.learner);
             const handleOf = yield* learner.handlesById();
-            const pendingById = new Map<string, PendingChurn>();
+            const pendingRows: PendingChurn[] = [];
             const restored = new Map<string, UserState>();
             if (Array.isArray(saved.users)) {
               yield* eachOf(saved.users, ([key, user]) => {
                 const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, userId: key }));
-                for (const p of pending) pendingById.set(p.sample.id, p);
+                pendingRows.push(...pending);
                 restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
               });
-            } else yield* restoreUsers(saved.users, restored, pendingById, handleOf);
+            } else yield* restoreUsers(saved.users, restored, pendingRows, handleOf, idOf);
             const restoredDeadlines: number[] = [];
             const restoredDeadlineOf: PendingChurn[] = [];
+            const what = 'churn snapshot: deadlines';
             // In their saved order (a heap already). A deadline whose prediction no user holds any more
             // gets a stand-in, skipped when popped.
-            const restoreDeadline = (deadline: number, id: string, userId: string): void => {
-              restoredDeadlines.push(deadline);
-              const pending = pendingById.get(id);
-              restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId });
-            };
-            if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
-            else {
-              const what = 'churn snapshot: deadlines';
-              const ids = decodeStrings(saved.deadlines.ids, undefined, `${what}: ids`);
-              const userIds = decodeStrings(saved.deadlines.userIds, ids.length, `${what}: userIds`);
-              const at = decodeColumnOf(saved.deadlines.at, ids.length, `${what}: at`);
-              yield* partsOf(ids.length, (from, to) => {
-                for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
+            if (!Array.isArray(saved.deadlines) && saved.deadlines.pending !== undefined) {
+              const rowOf = decodeColumn(saved.deadlines.pending, `${what}: pending`);
+              const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`);
+              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId: '' };
+              yield* partsOf(rowOf.length, (from, to) => {
+                for (let i = from; i < to; i++) {
+                  const row = rowOf[i]!;
+                  if (row !== NO_PENDING && !(Number.isInteger(row) && row >= 0 && row < pendingRows.length)) throw new Error(`${what}: row ${row} of ${pendingRows.length} pending predictions`);
+                  restoredDeadlines.push(at[i]!);
+                  restoredDeadlineOf.push(row === NO_PENDING ? gone : pendingRows[row]!);
+                }
               });
+            } else {
+              // Formats 1 and 2: by id and user.
+              const pendingById = new Map<string, PendingChurn>();
+              for (const p of pendingRows) pendingById.set(p.sample.id, p);
+              const restoreDeadline = (deadline: number, id: string, userId: string): void => {
+                restoredDeadlines.push(deadline);
+                const pending = pendingById.get(id);
+                restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId });
+              };
+              if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
+              else {
+                const ids = decodeStrings(saved.deadlines.ids, undefined, `${what}: ids`);
+                const userIds = decodeStrings(saved.deadlines.userIds, ids.length, `${what}: userIds`);
+                const at = decodeColumnOf(saved.deadlines.at, ids.length, `${what}: at`);
+                yield* partsOf(ids.length, (from, to) => {
+                  for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
+                });
+              }
             }
             if (sequences) yield* sequences.loadParts(saved.sequences);
             users = restored;

@@ -47,6 +47,8 @@ export interface SampleHandle {
   readonly id: string;
   /** The session it predicts for (absent on a stand-in for a prediction no longer awaited). */
   readonly sessionId?: string | undefined;
+  /** The time it was made at, which its id was made from (absent on a stand-in). */
+  readonly time?: number;
   /** Out of the label buffer (labelled, forgotten, expired or dropped): a later label for it is late. */
   readonly released: boolean;
 }

@@ -974,6 +974,12 @@ for (const [name, plugin, kind] of [
     const cut = whole.output.length;
     // Taken with nothing arriving while its parts run: the state of that instant.
     const quiet = JSON.stringify(await whole.operator.snapshot!());
+    if (name === 'churn') {
+      // Each pending prediction once: its id remade (70,000 of them), its deadline a row of the pending list.
+      const { users, deadlines } = JSON.parse(quiet) as { users: { pendingIds: string[] }; deadlines: Record<string, unknown> };
+      assert.equal(users.pendingIds.length, 0);
+      assert.deepEqual(Object.keys(deadlines).sort(), ['at', 'pending']);
+    }
     for (const element of [...during, ...after]) whole.input.next(element);
     whole.input.complete();
     await whole.done;
@@ -1058,7 +1064,7 @@ for (const [name, plugin, config, saved, format, writer] of [
       for (const column of ['pendingStarts', 'pendingPurchased', 'pendingGaps']) users[column] = current[column]!;
     }
     assert.deepEqual(again, first.state);
-    assert.equal((first.state as { format?: number }).format, name === 'intent' ? 3 : 2);
+    assert.equal((first.state as { format?: number }).format, 3);
     for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
     restoredOld.input.complete();
     await restoredOld.done;
@@ -1124,6 +1130,97 @@ test('intent: a snapshot holds no prediction id (remade from user, session, time
     await restored.done;
     await restored.operator.close?.();
     assert.equal(modelOutputs(first.output) + (modelOutputs(first.output) ? '\n' : '') + modelOutputs(restored.output), modelOutputs(whole.output), `cut ${cut}: restored, the rest of the run is the uninterrupted one's`);
+  }
+});
+
+test('churn: a snapshot holds each pending prediction once (ids remade from user, session and time; deadlines as rows of the pending list); merged, moved, evicted and overflowed ones restore, once or twice, to the uninterrupted run', async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const s = (user: string, start: number): string => `${user}:${start}`;
+  // Session ids as the sessionizer makes them (`<user>:<start>`), but d's (any other id: written as it is).
+  const input: Element[] = [
+    event('a', s('a', t), t, 0, t, 'view'),
+    summary('a', s('a', t), t, t, 1, false, { view: 1 }),
+    event('a', s('a', t + 40 * min), t + 40 * min, 0, t + 40 * min, 'view'),
+    summary('a', s('a', t + 40 * min), t + 40 * min, t + 40 * min, 1, false, { view: 1 }),
+    event('b', s('b', t + 5 * min), t + 5 * min, 0, t + 5 * min, 'view'),
+    summary('b', s('b', t + 5 * min), t + 5 * min, t + 10 * min, 2, true, { view: 2 }),
+    // A late event bridges a's sessions: the second is withdrawn (its deadline no user's), the first moves (two deadlines).
+    event('a', s('a', t), t + 20 * min, 2, t, 'view'),
+    { ...summary('a', s('a', t), t, t + 40 * min, 3, false, { view: 3 }), update: true, replaces: [s('a', t + 40 * min)] },
+    // b's session extended: its deadline moves, its id (made at the first end) does not.
+    event('b', s('b', t + 5 * min), t + 25 * min, 2, t + 5 * min, 'view'),
+    { ...summary('b', s('b', t + 5 * min), t + 5 * min, t + 25 * min, 3, true, { view: 3 }), update: true },
+    event('c', s('c', t + 30 * min), t + 30 * min, 0, t + 30 * min, 'view'),
+    summary('c', s('c', t + 30 * min), t + 30 * min, t + 31 * min, 1, false, { view: 1 }),
+    event('d', 'D', t + 32 * min, 0, t + 32 * min, 'view'),
+    summary('d', 'D', t + 32 * min, t + 33 * min, 1, true, { view: 1 }),
+    // A fifth user: a, first seen, is evicted with its pending prediction (its deadlines no user's).
+    event('e', s('e', t + 34 * min), t + 34 * min, 0, t + 34 * min, 'view'),
+    summary('e', s('e', t + 34 * min), t + 34 * min, t + 35 * min, 1, false, { view: 1 }),
+    watermark(t + 30 * min),
+    // c back within the horizon.
+    event('c', s('c', t + 50 * min), t + 50 * min, 0, t + 50 * min, 'view'),
+    summary('c', s('c', t + 50 * min), t + 50 * min, t + 51 * min, 1, false, { view: 1 }),
+    watermark(t + 80 * min),
+    watermark(t + 3 * hour),
+    watermark(Infinity),
+  ];
+  // A label buffer of 2: the oldest predictions overflow while churn still waits for their horizon.
+  const config: IntentModelConfig = { backend: 'cpu', horizon: '1h', max_users: 4, label_buffer: { max_size: 2 }, batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig;
+  const whole = await runOperator(churnModel, config, input);
+  const report = reportOf(whole.output);
+  assert.ok(report.counts.overflow > 0 && report.summary.n > 0, 'some predictions overflowed, some were labelled');
+  const joined = (...outputs: Element[][]): string => outputs.map(modelOutputs).filter((text) => text !== '').join('\n');
+  type Saved = { format: number; users: { pendingIds: string[]; pendingIdKeys: Column }; deadlines: Record<string, unknown> };
+  let remadeAll = 0;
+  for (let cut = 1; cut < input.length; cut++) {
+    const first = await runOperator(churnModel, config, input.slice(0, cut));
+    const text = JSON.stringify(first.state);
+    const saved = JSON.parse(text) as Saved;
+    assert.equal(saved.format, 3);
+    assert.deepEqual(Object.keys(saved.deadlines).sort(), ['at', 'pending'], 'deadlines: no ids, no users');
+    const ids = of(first.output, 'prediction').map((p) => p.id as string);
+    assert.ok(ids.every((id) => !text.includes(id)), `cut ${cut}: no prediction id in the snapshot`);
+    if (ids.length > 0) remadeAll++;
+    // Restored once: the rest of the run is the uninterrupted one's.
+    const restored = await fedOperator(churnModel, config, JSON.parse(text));
+    // Restored twice, a few records on: overflowed predictions restored as stand-ins (no session or time) keep their ids written.
+    const next = Math.min(cut + 2, input.length - 1);
+    for (const element of input.slice(cut, next)) restored.input.next(element);
+    const again = JSON.stringify(await restored.operator.snapshot!());
+    const beforeAgain = restored.output.slice();
+    for (const element of input.slice(next)) restored.input.next(element);
+    restored.input.complete();
+    await restored.done;
+    await restored.operator.close?.();
+    assert.equal(joined(first.output, restored.output), modelOutputs(whole.output), `cut ${cut}: restored, the rest of the run is the uninterrupted one's`);
+    const twice = await fedOperator(churnModel, config, JSON.parse(again));
+    for (const element of input.slice(next)) twice.input.next(element);
+    twice.input.complete();
+    await twice.done;
+    await twice.operator.close?.();
+    assert.equal(joined(first.output, beforeAgain, twice.output), modelOutputs(whole.output), `cut ${cut} and ${next}: restored twice, the rest of the run is the uninterrupted one's`);
+    const written = (JSON.parse(again) as Saved).users.pendingIds;
+    // Predictions no longer awaited among them (overflowed): restored with their sessions and times, their ids remade too.
+    assert.deepEqual(written, [], `cut ${cut} and ${next}: every id remade`);
+  }
+  assert.ok(remadeAll > 10);
+
+  // The third format (4fa66ba) cut at 12, a's first prediction overflowed: restored, its handle has only its id,
+  // which the next snapshot writes in full (the others remade); both restore to the uninterrupted run.
+  const cut = 12;
+  const first = await runOperator(churnModel, config, input.slice(0, cut));
+  const old = await fedOperator(churnModel, config, format3.churnFormat3Overflowed);
+  const resaved = JSON.parse(JSON.stringify(await old.operator.snapshot!())) as Saved;
+  assert.deepEqual(resaved.users.pendingIds, [of(whole.output, 'prediction')[0]!.id]);
+  assert.deepEqual([...decodeColumn(resaved.users.pendingIdKeys, 'test')], [-1, 0, 0]);
+  const again = await fedOperator(churnModel, config, resaved);
+  for (const run of [old, again]) {
+    for (const element of input.slice(cut)) run.input.next(element);
+    run.input.complete();
+    await run.done;
+    await run.operator.close?.();
+    assert.equal(joined(first.output, run.output), modelOutputs(whole.output));
   }
 });
 
