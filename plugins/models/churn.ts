@@ -98,9 +98,10 @@ interface SavedDeadlines {
   userIds?: string[];
 }
 
-/** `ref` of the pending predictions' columns that others are stored as offsets from. */
+/** `ref` of the columns that others are stored as offsets from: the pending predictions' starts and ends, the deadlines' predictions' ends (0: none). */
 const PENDING_STARTS = 0;
 const PENDING_ENDS = 1;
+const PREDICTION_ENDS = 2;
 
 /** The row of a deadline whose prediction no user holds any more. */
 const NO_PENDING = -1;
@@ -178,16 +179,22 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     if (u.partition !== undefined) partitioned = true;
     row++;
   });
-  const at = Float64Array.from(deadlines);
   const deadlineRows = new Float64Array(deadlines.length);
+  // A deadline is its prediction's end + the horizon but where an update moved it: stored as offsets from that end.
+  const predictionEnds = new Float64Array(deadlines.length);
   yield* partsOf(deadlines.length, (from, to) => {
-    for (let i = from; i < to; i++) deadlineRows[i] = rowOf.get(deadlineOf[i]!) ?? NO_PENDING;
+    for (let i = from; i < to; i++) {
+      const row = rowOf.get(deadlineOf[i]!);
+      deadlineRows[i] = row ?? NO_PENDING;
+      predictionEnds[i] = row === undefined ? 0 : deadlineOf[i]!.end;
+    }
   });
+  const atColumn = yield* encodeColumn(Float64Array.from(deadlines), { values: predictionEnds, ref: PREDICTION_ENDS });
   const starts = Float64Array.from(pendingStarts);
   const ends = Float64Array.from(pendingEnds);
   const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
   const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
-  const { at: atColumn, pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
+  const { pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
     firstSeen: firstSeen!,
     sessions: sessions!,
     purchases: purchases!,
@@ -202,7 +209,6 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     pendingPurchased: Float64Array.from(pendingPurchased),
     pendingGaps: Float64Array.from(pendingGaps),
     pendingIdKeys: Float64Array.from(pendingIdKeys),
-    at,
     pending: deadlineRows,
   });
   return {
@@ -681,14 +687,20 @@ export default defineOperator<ChurnModelConfig>({
             // gets a stand-in, skipped when popped.
             if (!Array.isArray(saved.deadlines) && saved.deadlines.pending !== undefined) {
               const rowOf = decodeColumn(saved.deadlines.pending, `${what}: pending`);
-              const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`);
-              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId: '' };
+              const predictionEnds = new Float64Array(rowOf.length);
               yield* partsOf(rowOf.length, (from, to) => {
                 for (let i = from; i < to; i++) {
                   const row = rowOf[i]!;
                   if (row !== NO_PENDING && !(Number.isInteger(row) && row >= 0 && row < pendingRows.length)) throw new Error(`${what}: row ${row} of ${pendingRows.length} pending predictions`);
+                  predictionEnds[i] = row === NO_PENDING ? 0 : pendingRows[row]!.end;
+                }
+              });
+              const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`, { values: predictionEnds, ref: PREDICTION_ENDS });
+              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId: '' };
+              yield* partsOf(rowOf.length, (from, to) => {
+                for (let i = from; i < to; i++) {
                   restoredDeadlines.push(at[i]!);
-                  restoredDeadlineOf.push(row === NO_PENDING ? gone : pendingRows[row]!);
+                  restoredDeadlineOf.push(rowOf[i]! === NO_PENDING ? gone : pendingRows[rowOf[i]!]!);
                 }
               });
             } else {

@@ -1229,6 +1229,8 @@ test('a damaged columnar snapshot is refused by restore with what is wrong, not 
   for (const [plugin, config, damage, message] of [
     [intentModel, format1.intentConfig, (state: Record<string, Record<string, unknown>>) => void (state.sessions!.pendingCounts = { n: (state.sessions!.keys as string[]).length, c: 1000 }), /intent snapshot: sessions: 1000 predictions pending, \d+ awaiting for the session/],
     [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.users!.keys = ['only-one']), /churn snapshot: users: firstSeen: \d+ rows, expected 1/],
+    [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.deadlines!.pending = { n: (state.deadlines!.pending as Column).n, c: 99 }), /churn snapshot: deadlines: row 99 of \d+ pending predictions/],
+    [churnModel, format1.churnConfig, (state: Record<string, Record<string, unknown>>) => void (state.users!.pendingIdKeys = { n: (state.users!.pendingIdKeys as Column).n, c: -1 }), /churn snapshot: users: 0 ids written for \d+ rows/],
   ] as const) {
     const first = await runOperator(plugin, config as IntentModelConfig, input.slice(0, format1.cut));
     const state = first.state as Record<string, Record<string, unknown>>;
