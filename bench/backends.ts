@@ -3,7 +3,7 @@
  * Learn + predict throughput of the three model kinds on each TensorFlow.js backend this machine
  * offers, at micro-batches of 256 to 16,384: `webgpu` (a GPU through Dawn: the `webgpu` and
  * `@tensorflow/tfjs-backend-webgpu` packages, not dependencies of Tributary, where installed and an
- * adapter is found), `wasm` and `cpu`; `tensorflow-gpu` and `tensorflow` where their packages load.
+ * adapter is found: plugins/models/webgpu.ts), `wasm` and `cpu`; `tensorflow-gpu` and `tensorflow` where their packages load.
  * Scores are read back asynchronously (predictProbaManyAsync), the only way the webgpu backend reads
  * in Node. Also: whether every backend's model computes what wasm's does (the largest score
  * difference after the same steps), and that no step leaves tensors behind.
@@ -18,6 +18,7 @@ import { resolveConfig } from '../plugins/models/config.js';
 import { stepFeatures } from '../plugins/models/gru.js';
 import type { Batch, ModelKind, OnlineModel } from '../plugins/models/model.js';
 import { createModel } from '../plugins/models/models.js';
+import { useWebgpu } from '../plugins/models/webgpu.js';
 import { packageRoot as root } from '../core/paths.js';
 import { demoFeatureVectors, writeSyntheticEvents } from './data.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
@@ -30,37 +31,6 @@ const sizes = [256, 1024, 4096, 16_384];
 const kinds: ModelKind[] = ['logistic', 'mlp', 'gru'];
 
 await loadTf();
-
-/** The Dawn module's part this bench uses (the package ships no types of its own for it). */
-interface Dawn {
-  create(flags: string[]): { requestAdapter(options?: object): Promise<{ info: { vendor: string; architecture: string; description: string } } | null> };
-  globals: object;
-}
-
-/**
- * Makes `navigator.gpu` (Node has none) from Dawn and registers the webgpu backend; returns what the
- * adapter says it is. TRIBUTARY_WEBGPU_FLAGS passes Dawn flags (e.g. `backend=vulkan`).
- */
-async function openWebgpu(): Promise<string> {
-  const specifier = 'webgpu';
-  const dawn = (await import(specifier)) as Dawn;
-  Object.assign(globalThis, dawn.globals);
-  const flags = (process.env.TRIBUTARY_WEBGPU_FLAGS ?? '').split(' ').filter(Boolean);
-  const gpu = dawn.create(flags);
-  const holder = globalThis as { navigator?: object };
-  // Node 20 has no navigator; 21 and later have one without gpu.
-  if (holder.navigator === undefined) holder.navigator = { gpu };
-  else Object.defineProperty(holder.navigator, 'gpu', { value: gpu, configurable: true });
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new Error('no WebGPU adapter (no GPU, or no Vulkan driver found)');
-  const backendSpecifier = '@tensorflow/tfjs-backend-webgpu';
-  await import(backendSpecifier);
-  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not initialise');
-  // Dawn's null device takes every command and computes nothing: what remains is TF.js's own cost per op.
-  if (flags.includes('backend=null')) return "Dawn's null device: no GPU, computes nothing";
-  const { vendor, architecture, description } = adapter.info;
-  return [vendor, architecture, description].filter(Boolean).join(' ') || 'an unnamed adapter';
-}
 
 async function openPackage(specifier: string): Promise<string> {
   await import(specifier);
@@ -79,7 +49,7 @@ const unavailable: { name: string; reason: string }[] = [];
 for (const [name, open] of [
   ['tensorflow-gpu', () => openPackage('@tensorflow/tfjs-node-gpu')],
   ['tensorflow', () => openPackage('@tensorflow/tfjs-node')],
-  ['webgpu', openWebgpu],
+  ['webgpu', useWebgpu],
 ] as const) {
   try {
     available.push({ name, tfName: name === 'webgpu' ? 'webgpu' : 'tensorflow', what: await open() });

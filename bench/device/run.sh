@@ -1,7 +1,8 @@
 #!/bin/bash
 # The GPU check on a lent device machine (bench/device/README.md): run from the repository root there,
 # carrying .gpu (made by bench/device/pack.sh) and dist. Writes its logs under $OUT.
-# Steps by env: DEMO=1 runs the demo (backend auto), TORCH=1 the PyTorch yardstick.
+# Steps by env: DEMO=1 runs the demo (backend auto), TORCH=1 the PyTorch yardstick, PIPELINE=1 the gru
+# intent pipeline (gru-intent.yaml) on wasm and on webgpu, timed, with each one's prequential metrics.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 exec > >(tee "$OUT/run.log") 2>&1
@@ -37,6 +38,16 @@ if [ "${DEMO:-0}" = 1 ]; then
   echo "== demo (backend auto)"
   timeout 90 node --max-semi-space-size=32 dist/core/cli/main.js run pipelines/demo.yaml > "$OUT/demo.out" 2> "$OUT/demo.err"; echo "demo rc $?"
   grep -i "backend" "$OUT/demo.err" | head -3
+fi
+if [ "${PIPELINE:-0}" = 1 ]; then
+  for backend in webgpu wasm; do
+    echo "== gru intent pipeline on $backend (batch ${BATCH:-4096}, ${DEMO_EVENTS:-200000} events)"
+    start=$(date +%s.%N)  # python3 for the arithmetic: the image may have no bc
+    MODEL_BACKEND=$backend OUT_DIR="$OUT" timeout 240 node dist/core/cli/main.js run bench/device/gru-intent.yaml > /dev/null 2> "$OUT/pipeline-$backend.err"
+    rc=$?; echo "rc $rc, $(python3 -c "import sys,time; print(round(time.time() - float(sys.argv[1]), 1))" "$start") s wall"
+    grep -v '"level":30' "$OUT/pipeline-$backend.err" | head -3
+    node -e "const r=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8').trim().split('\n').pop()); console.log(r.backend, JSON.stringify(r.summary))" "$OUT/gru-intent-$backend.jsonl"
+  done
 fi
 if [ "${TORCH:-0}" = 1 ]; then
   echo "== torch yardstick"

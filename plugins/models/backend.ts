@@ -2,7 +2,8 @@
  * TensorFlow.js backend selection. `auto` tries tfjs-node-gpu (CUDA), tfjs-node, WASM, then the plain
  * JS backend, and says why each one it skipped was not taken. The backend is process-wide in TF.js,
  * so the first model operator to open picks it; a later one asking for another is told so (warned),
- * not silently switched.
+ * not silently switched. `webgpu` is only taken when asked for: its models live in worker threads
+ * (remote.ts), and at the default micro-batch it is slower than wasm (BENCHMARKS.md, backends).
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
@@ -21,24 +22,28 @@ export async function loadTf(): Promise<typeof TF> {
   return loading;
 }
 
-export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendName = Exclude<BackendChoice, 'auto'>;
 
 export interface BackendSelection {
   /** The backend in use. */
   backend: BackendName;
-  /** TF.js's own name of it (`tensorflow`, `wasm`, `cpu`). */
+  /** TF.js's own name of it (`tensorflow`, `webgpu`, `wasm`, `cpu`). */
   tfName: string;
   /** Why each backend tried before it was not taken. */
   skipped: { backend: BackendName; reason: string }[];
 }
 
 /** Numeric code of a backend, for the `model_backend` gauge (prom-client labels are fixed per metric). */
-export const backendCode: Record<BackendName, number> = { cpu: 0, wasm: 1, tensorflow: 2, 'tensorflow-gpu': 3 };
+export const backendCode: Record<BackendName, number> = { cpu: 0, wasm: 1, tensorflow: 2, 'tensorflow-gpu': 3, webgpu: 4 };
 
 const order: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 let selected: Promise<BackendSelection> | undefined;
 let selectedFor: BackendChoice | undefined;
+let inWorkers: 'webgpu' | undefined;
+
+/** The backend that models of this process run on in worker threads (remote.ts), if it is one such. */
+export const modelsInWorkers = (): 'webgpu' | undefined => inWorkers;
 
 async function importOptional(specifier: string): Promise<void> {
   // A variable specifier keeps tsc from requiring the optional package's types at build time.
@@ -55,6 +60,22 @@ async function tryBackend(name: BackendName): Promise<string> {
       await importOptional('@tensorflow/tfjs-node');
       if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
       return 'tensorflow';
+    case 'webgpu': {
+      // The models' own device is opened in their workers; this finds the GPU (and the packages) at
+      // the start, so a machine without one is told so here, and this thread, which does no model
+      // arithmetic, stays on the plain JS backend.
+      const { openDawn, webgpuPackages } = await import('./webgpu.js');
+      try {
+        await openDawn();
+        await importOptional('@tensorflow/tfjs-backend-webgpu');
+      } catch (error) {
+        if (/Cannot find (module|package)/i.test((error as Error).message)) throw new Error(`not installed (npm install ${webgpuPackages})`);
+        throw error;
+      }
+      await tryBackend('cpu');
+      inWorkers = 'webgpu';
+      return 'webgpu';
+    }
     case 'wasm':
       await import('@tensorflow/tfjs-backend-wasm');
       if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');

@@ -164,7 +164,11 @@ const duration = (description: string, least?: string): JsonSchema => ({ $ref: '
 export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
   version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
-  backend: { enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], description: 'TensorFlow.js backend; auto tries tensorflow-gpu, tensorflow, wasm, then cpu. Default: auto.' },
+  backend: {
+    enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
+    description:
+      'TensorFlow.js backend; auto tries tensorflow-gpu, tensorflow, wasm, then cpu. webgpu (experimental, only when named: needs the packages `webgpu` and `@tensorflow/tfjs-backend-webgpu` and a GPU with a Vulkan driver) runs each model in a worker thread on the GPU; it pays only with large micro-batches (`gru` from batch.max_size 1024, `mlp` from 4096). Default: auto.',
+  },
   model: {
     type: 'object',
     additionalProperties: false,

@@ -11,8 +11,8 @@ import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedI
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
-import type { Batch, ModelState, OnlineModel } from './model.js';
-import { createModel } from './models.js';
+import type { Batch, Model, ModelState } from './model.js';
+import { openModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
 import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
@@ -282,7 +282,7 @@ export function predictionIdAfter(prefix: IdPrefix, part1: string | number | und
 }
 
 export class OnlineLearner {
-  private model: OnlineModel | undefined;
+  private model: Model | undefined;
   private normaliser: Normaliser | undefined;
   private features: string[] | undefined;
   /** Names arrays mapped onto `features`: remade with the features (a warm start or restore may change them). */
@@ -367,7 +367,7 @@ export class OnlineLearner {
       baseRate: m.gauge('model_base_rate', 'Share of positive labels so far.'),
       calibration: m.gauge('model_calibration_error', 'Expected calibration error over the calibration bins.'),
       buffer: m.gauge('model_label_buffer', 'Predictions waiting for their label.'),
-      backend: m.gauge('model_backend', 'TensorFlow.js backend in use: 0 cpu, 1 wasm, 2 tensorflow, 3 tensorflow-gpu.'),
+      backend: m.gauge('model_backend', 'TensorFlow.js backend in use: 0 cpu, 1 wasm, 2 tensorflow, 3 tensorflow-gpu, 4 webgpu.'),
       learningRate: m.gauge('model_learning_rate', 'Current learning rate.'),
     };
     this.counters = {
@@ -424,7 +424,7 @@ export class OnlineLearner {
   }
 
   /** A fresh model and normaliser for `features`, or the given ones (a saved model, loaded). */
-  private build(features: readonly string[], model = createModel(features.length, this.config.model, this.config.optimizer), normaliser = new Normaliser(features.length)): void {
+  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer), normaliser = new Normaliser(features.length)): void {
     this.features = [...features];
     this.aligned = new WeakMap();
     this.lastNames = undefined;
@@ -444,7 +444,7 @@ export class OnlineLearner {
    * close after that failure cannot save a half-loaded or fresh model over the saved one.
    */
   private loadSaved(saved: SavedModel): void {
-    const model = createModel(saved.features.length, this.config.model, this.config.optimizer);
+    const model = openModel(saved.features.length, this.config.model, this.config.optimizer);
     const normaliser = new Normaliser(saved.features.length);
     try {
       model.load(saved.model);

@@ -65,8 +65,25 @@ export interface ModelState {
   optimizer: OptimizerState;
 }
 
+/**
+ * A model as the model operators use it: an {@link OnlineModel} in this thread, or one a worker thread
+ * holds (plugins/models/remote.ts, for backends that read results back only asynchronously).
+ */
+export interface Model {
+  readonly kind: ModelKind;
+  readonly inputs: number;
+  /** The optimiser's knobs the operators turn (drift reactions, an edited learning rate). */
+  readonly optimizer: { learningRate: number; reset(): void };
+  predictProbaMany(batch: Batch): Float32Array;
+  learnMany(batch: Batch, labels: Float32Array): void;
+  predictRow?(rows: Float32Array, offset: number): number;
+  state(): ModelState;
+  load(state: ModelState): void;
+  dispose(): void;
+}
+
 /** Base of every model: owns parameters and optimiser; subclasses give the forward pass. */
-export abstract class OnlineModel {
+export abstract class OnlineModel implements Model {
   abstract readonly kind: ModelKind;
   protected readonly params = new ParamSet();
   optimizer!: Optimizer;
@@ -182,6 +199,16 @@ export abstract class OnlineModel {
 
   state(): ModelState {
     return { kind: this.kind, inputs: this.inputs, params: this.params.encode(), optimizer: this.optimizer.state() };
+  }
+
+  /**
+   * {@link state} on a backend that reads back only asynchronously (webgpu in Node): each tensor it
+   * reads is read first, which leaves the backend a copy on the host, so state()'s reads are
+   * answered from it. Nothing may run on the model in between: that is why the reads come first.
+   */
+  async stateAsync(): Promise<ModelState> {
+    await Promise.all([this.params.flat, ...this.optimizer.readTensors()].map((tensor) => tensor.data()));
+    return this.state();
   }
 
   load(state: ModelState): void {

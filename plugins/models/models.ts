@@ -1,9 +1,11 @@
 /** Builds a model of the configured kind. */
+import { modelsInWorkers } from './backend.js';
 import { GruModel } from './gru.js';
 import { LogisticRegression } from './logistic.js';
 import { MultilayerPerceptron } from './mlp.js';
-import type { ModelConfig, OnlineModel } from './model.js';
+import type { Model, ModelConfig, OnlineModel } from './model.js';
 import type { OptimizerConfig } from './params.js';
+import { RemoteModel } from './remote.js';
 
 export function createModel(inputs: number, config: ModelConfig, optimizer: OptimizerConfig): OnlineModel {
   switch (config.kind) {
@@ -14,4 +16,13 @@ export function createModel(inputs: number, config: ModelConfig, optimizer: Opti
     case 'gru':
       return new GruModel(inputs, config, optimizer);
   }
+}
+
+/**
+ * The model a model operator uses: in this thread, or, on a backend whose models live in worker threads
+ * (webgpu: see remote.ts), held by a worker of its own.
+ */
+export function openModel(inputs: number, config: ModelConfig, optimizer: OptimizerConfig): Model {
+  const backend = modelsInWorkers();
+  return backend ? new RemoteModel(inputs, config, optimizer, backend) : createModel(inputs, config, optimizer);
 }

@@ -391,6 +391,11 @@ export class Optimizer {
     });
   }
 
+  /** The tensors {@link state} reads back (Adam's moments where they live on the backend). */
+  readTensors(): TF.Tensor[] {
+    return this.moments ? [this.moments.m, this.moments.v] : [];
+  }
+
   state(): OptimizerState {
     const m = this.hostMoments?.m ?? (this.moments?.m.dataSync() as Float32Array | undefined);
     const v = this.hostMoments?.v ?? (this.moments?.v.dataSync() as Float32Array | undefined);

@@ -1,0 +1,113 @@
+/**
+ * The worker thread that holds one model for a {@link RemoteModel} (remote.ts): it opens its backend,
+ * builds the model, and answers the requests of its port one at a time, in order. A request that
+ * waits for an answer (`answer: true`) gets one message back, then the shared flag is raised for the
+ * caller blocked on it; the others (learning steps, a learning rate) get none, and a failure of one of
+ * them is the answer to the next request that waits.
+ */
+import { workerData, type MessagePort } from 'node:worker_threads';
+import { loadTf, tf } from './backend.js';
+import type { Batch, ModelConfig, ModelState, OnlineModel } from './model.js';
+import { createModel } from './models.js';
+import type { OptimizerConfig } from './params.js';
+import { useWebgpu } from './webgpu.js';
+
+/** A backend a worker-held model runs on: webgpu, or (tests, comparisons) one of the host's. */
+export type WorkerBackend = 'webgpu' | 'wasm' | 'cpu';
+
+export interface ModelWorkerData {
+  port: MessagePort;
+  /** One Int32 the worker sets to 1 once an answer is posted. */
+  flag: SharedArrayBuffer;
+  backend: WorkerBackend;
+  inputs: number;
+  config: ModelConfig;
+  optimizer: OptimizerConfig;
+}
+
+export type ModelRequest =
+  | { op: 'open'; answer: true }
+  | { op: 'predict'; answer: true; batch: Batch }
+  | { op: 'learn'; answer: false; batch: Batch; labels: Float32Array }
+  | { op: 'learningRate'; answer: false; value: number }
+  | { op: 'reset'; answer: false }
+  | { op: 'state'; answer: true }
+  | { op: 'load'; answer: true; state: ModelState }
+  | { op: 'dispose'; answer: true };
+
+export interface ModelAnswer {
+  value?: unknown;
+  error?: string;
+}
+
+const data = workerData as ModelWorkerData;
+const flag = new Int32Array(data.flag);
+let model: OnlineModel | undefined;
+let opening: Promise<string> | undefined;
+/** A failure of a request that is not answered, kept for the next one that is. */
+let failure: string | undefined;
+
+async function open(): Promise<string> {
+  await loadTf();
+  let adapter = data.backend;
+  if (data.backend === 'webgpu') adapter += ` (${await useWebgpu()})`;
+  else {
+    if (data.backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+    if (!(await tf.setBackend(data.backend))) throw new Error(`the ${data.backend} backend did not initialise`);
+  }
+  model = createModel(data.inputs, data.config, data.optimizer);
+  return adapter;
+}
+
+async function handle(request: ModelRequest): Promise<unknown> {
+  opening ??= open();
+  const adapter = await opening;
+  const m = model!;
+  switch (request.op) {
+    case 'open':
+      return adapter;
+    case 'predict':
+      // The one read this backend has in Node (webgpu's synchronous read needs an OffscreenCanvas).
+      return await m.predictProbaManyAsync(request.batch);
+    case 'learn':
+      return m.learnMany(request.batch, request.labels);
+    case 'learningRate':
+      m.optimizer.learningRate = request.value;
+      return undefined;
+    case 'reset':
+      return m.optimizer.reset();
+    case 'state':
+      return await m.stateAsync();
+    case 'load':
+      m.load(request.state);
+      return m.optimizer.learningRate;
+    case 'dispose':
+      m.dispose();
+      return undefined;
+  }
+}
+
+function answer(message: ModelAnswer): void {
+  data.port.postMessage(message);
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+}
+
+// One request at a time, in the order they came: a step's kernels are all queued before the next read.
+let queue: Promise<void> = Promise.resolve();
+data.port.on('message', (request: ModelRequest) => {
+  queue = queue.then(async () => {
+    try {
+      const value = failure === undefined ? await handle(request) : undefined;
+      if (!request.answer) return;
+      if (failure !== undefined) {
+        answer({ error: failure });
+        failure = undefined;
+      } else answer({ value });
+    } catch (error) {
+      const message = (error as Error).message ?? String(error);
+      if (request.answer) answer({ error: message });
+      else failure ??= message;
+    }
+  });
+});

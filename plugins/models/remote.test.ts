@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadTf, useBackend } from './backend.js';
+import { resolveConfig } from './config.js';
+import type { Batch, ModelKind } from './model.js';
+import { createModel } from './models.js';
+import { RemoteModel } from './remote.js';
+import { rng } from './testdata.js';
+import { silentLogger } from 'tributary/testing';
+
+const d = 6;
+
+/** Seeded batches of `n` rows (and event sequences, for gru), with labels. */
+function batches(kind: ModelKind, count: number, n: number, seed: number): { batch: Batch; labels: Float32Array }[] {
+  const random = rng(seed);
+  const L = resolveConfig({ model: { kind } }, 'remote').model.sequence_length;
+  return Array.from({ length: count }, () => {
+    const x = Float32Array.from({ length: n * d }, () => random() * 4 - 2);
+    const batch: Batch = { n, d, x };
+    if (kind === 'gru') {
+      batch.seq = {
+        length: L,
+        types: Int32Array.from({ length: n * L }, (_, i) => (i % L < i % 3 ? 0 : 1 + Math.floor(random() * 4))),
+        categories: Int32Array.from({ length: n * L }, () => 1 + Math.floor(random() * 60)),
+        steps: Float32Array.from({ length: n * L * 3 }, () => random()),
+      };
+    }
+    return { batch, labels: Float32Array.from({ length: n }, (_, i) => (x[i * d]! + x[i * d + 1]! > 0 ? 1 : 0)) };
+  });
+}
+
+test('a model a worker holds computes what the same model in this thread does: predictions, learning steps, state, load, learning rate, reset', async () => {
+  // Both on wasm: the same kernels, so the same floats, whichever thread runs them.
+  await useBackend('wasm', silentLogger);
+  for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
+    const config = resolveConfig({ model: { kind, hidden: [8, 4] }, optimizer: { kind: 'adam', learning_rate: 0.02 } }, 'remote');
+    const local = createModel(d, config.model, config.optimizer);
+    const remote = new RemoteModel(d, config.model, config.optimizer, 'wasm');
+    assert.equal(remote.opened, 'wasm');
+    const stream = batches(kind, 12, 16, 7);
+    stream.forEach(({ batch, labels }, i) => {
+      assert.deepEqual(remote.predictProbaMany(batch), local.predictProbaMany(batch), `${kind}: batch ${i}`);
+      local.learnMany(batch, labels);
+      remote.learnMany(batch, labels);
+      if (i === 4) local.optimizer.learningRate = remote.optimizer.learningRate = 0.05;
+      if (i === 8) {
+        local.optimizer.reset();
+        remote.optimizer.reset();
+      }
+    });
+    assert.equal(remote.optimizer.learningRate, 0.05);
+    const state = local.state();
+    assert.deepEqual(remote.state(), state, kind);
+    // Another worker's model, loaded with that state, predicts as the one that learnt it.
+    const loaded = new RemoteModel(d, config.model, config.optimizer, 'wasm');
+    loaded.load(state);
+    assert.equal(loaded.optimizer.learningRate, 0.05);
+    assert.deepEqual(loaded.predictProbaMany(stream[0]!.batch), local.predictProbaMany(stream[0]!.batch), kind);
+    for (const model of [local, remote, loaded]) model.dispose();
+  }
+});
+
+test('a model a worker holds: a failed learning step is the error of the next request answered, and a state of another model is refused', async () => {
+  await loadTf();
+  const config = resolveConfig({ model: { kind: 'logistic' } }, 'remote');
+  const remote = new RemoteModel(d, config.model, config.optimizer, 'cpu');
+  const [{ batch, labels }] = batches('logistic', 1, 4, 3);
+  // Rows of 5 values for a model of 6 features: the step fails in the worker, where nothing waits for it.
+  remote.learnMany({ n: 4, d: 5, x: batch.x!.slice(0, 20) }, labels);
+  assert.throws(() => remote.predictProbaMany(batch!), /the logistic model's worker: /);
+  // The worker answers again afterwards.
+  assert.equal(remote.predictProbaMany(batch!).length, 4);
+  const mlp = resolveConfig({ model: { kind: 'mlp' } }, 'remote');
+  const other = createModel(d, mlp.model, mlp.optimizer);
+  assert.throws(() => remote.load(other.state()), /the logistic model's worker: saved model is mlp, this one is logistic/);
+  other.dispose();
+  remote.dispose();
+});
