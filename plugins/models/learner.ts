@@ -796,7 +796,8 @@ export class OnlineLearner {
   }
 
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
-    if (!Number.isFinite(sample.score)) return this.invalidScore(sample);
+    // NaN fails both comparisons; outside [0, 1] only a backend computing wrongly gets (Dawn's null device).
+    if (!(sample.score! >= 0 && sample.score! <= 1)) return this.invalidScore(sample);
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -812,8 +813,8 @@ export class OnlineLearner {
   }
 
   /**
-   * A score that is not a number: the model's weights are no longer finite (a learning rate far too
-   * high). It has no log loss or AUC to add (scored, it would turn every metric into NaN) and nothing
+   * A score that is not a number (or not a probability): the model's weights are no longer finite (a
+   * learning rate far too high). It has no log loss or AUC to add (scored, it would turn every metric into NaN) and nothing
    * to teach; counted, and said once, loudly, since every later prediction will be the same.
    */
   private invalidScore(sample: Sample): void {
@@ -822,7 +823,7 @@ export class OnlineLearner {
     if (this.counts.invalidScores++ === 0) {
       this.context.logger.error(
         { model: this.name, id: sample.id },
-        `model ${this.name}: a prediction is not a number: the model diverged (its weights are no longer finite). Its predictions carry score null and are neither scored nor learnt from; lower optimizer.learning_rate and start the model afresh`,
+        `model ${this.name}: a prediction is not a number (or not between 0 and 1): the model diverged (its weights are no longer finite). Its predictions carry score null and are neither scored nor learnt from; lower optimizer.learning_rate and start the model afresh`,
       );
     }
     this.counters.invalidScores.inc();
