@@ -25,7 +25,8 @@ export interface ModelWorkerData {
   optimizer: OptimizerConfig;
 }
 
-export type ModelRequest =
+/** What a caller sends; `id` (set by the caller) on those answered, echoed in the answer. */
+export type ModelRequest = { id?: number } & (
   | { op: 'open'; answer: true }
   | { op: 'predict'; answer: true; batch: Batch }
   | { op: 'learn'; answer: false; batch: Batch; labels: Float32Array }
@@ -33,11 +34,15 @@ export type ModelRequest =
   | { op: 'reset'; answer: false }
   | { op: 'state'; answer: true }
   | { op: 'load'; answer: true; state: ModelState }
-  | { op: 'dispose'; answer: true };
+  | { op: 'dispose'; answer: true }
+);
 
 export interface ModelAnswer {
+  id?: number;
   value?: unknown;
   error?: string;
+  /** The worker is failing as a whole (an error outside any request: a device lost): no more answers. */
+  fatal?: string;
 }
 
 const data = workerData as ModelWorkerData;
@@ -101,13 +106,20 @@ data.port.on('message', (request: ModelRequest) => {
       const value = failure === undefined ? await handle(request) : undefined;
       if (!request.answer) return;
       if (failure !== undefined) {
-        answer({ error: failure });
+        answer({ id: request.id, error: failure });
         failure = undefined;
-      } else answer({ value });
+      } else answer({ id: request.id, value });
     } catch (error) {
       const message = (error as Error).message ?? String(error);
-      if (request.answer) answer({ error: message });
+      if (request.answer) answer({ id: request.id, error: message });
       else failure ??= message;
     }
   });
+});
+
+// An error outside any request (a callback of the device's: lost, out of memory) ends this worker: the
+// caller, perhaps blocked waiting, is told at once instead of at its timeout.
+process.on('uncaughtException', (error) => {
+  answer({ fatal: error.message ?? String(error) });
+  process.exit(1);
 });

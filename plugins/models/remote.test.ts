@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { loadTf, useBackend } from './backend.js';
 import { resolveConfig } from './config.js';
@@ -74,5 +76,19 @@ test('a model a worker holds: a failed learning step is the error of the next re
   const other = createModel(d, mlp.model, mlp.optimizer);
   assert.throws(() => remote.load(other.state()), /the logistic model's worker: saved model is mlp, this one is logistic/);
   other.dispose();
+  remote.dispose();
+});
+
+test('a model a worker holds: once its worker has ended (a device lost, say), a request fails at once, naming it, and dispose still returns', async () => {
+  await loadTf();
+  const config = resolveConfig({ model: { kind: 'logistic' } }, 'remote');
+  const remote = new RemoteModel(d, config.model, config.optimizer, 'cpu');
+  const [{ batch }] = batches('logistic', 1, 4, 3);
+  const worker = (remote as unknown as { worker: Worker }).worker;
+  await worker.terminate();
+  await setImmediate(); // the exit event is seen between requests
+  const started = performance.now();
+  assert.throws(() => remote.predictProbaMany(batch!), /the logistic model's worker exited \(code 1\)/);
+  assert.ok(performance.now() - started < 10_000, 'at once, not at the 120 s answer timeout');
   remote.dispose();
 });

@@ -41,6 +41,9 @@ export class RemoteModel implements Model {
   private readonly flag = new Int32Array(new SharedArrayBuffer(4));
   private learningRate: number;
   private disposed = false;
+  private lastId = 0;
+  /** How the worker ended, once it has (seen between requests): later requests fail at once. */
+  private exited: string | undefined;
 
   constructor(
     readonly inputs: number,
@@ -57,6 +60,8 @@ export class RemoteModel implements Model {
     // Neither keeps the process alive: a pipeline that ends without disposing (a failure) still exits.
     this.worker.unref();
     this.port.unref();
+    this.worker.on('error', (error) => (this.exited ??= `failed: ${error.message}`));
+    this.worker.on('exit', (code) => (this.exited ??= `exited (code ${code})`));
     const remote = (request: ModelRequest): unknown => this.request(request);
     const model = this;
     this.optimizer = {
@@ -96,7 +101,7 @@ export class RemoteModel implements Model {
     if (this.disposed) return;
     this.disposed = true;
     try {
-      this.request({ op: 'dispose', answer: true });
+      if (this.exited === undefined) this.request({ op: 'dispose', answer: true });
     } finally {
       void this.worker.terminate();
       this.port.close();
@@ -105,18 +110,32 @@ export class RemoteModel implements Model {
 
   /** Sends a request; for one that is answered, blocks until the worker answers and returns its value. */
   private request(request: ModelRequest): unknown {
+    if (this.exited !== undefined) throw new Error(`the ${this.kind} model's worker ${this.exited}`);
     if (!request.answer) {
       this.port.postMessage(request);
       return undefined;
     }
+    const id = ++this.lastId;
     Atomics.store(this.flag, 0, 0);
-    this.port.postMessage(request);
-    if (Atomics.wait(this.flag, 0, 0, ANSWER_TIMEOUT_MS) === 'timed-out') {
-      throw new Error(`the ${this.kind} model's worker did not answer '${request.op}' in ${ANSWER_TIMEOUT_MS / 1000} s`);
+    this.port.postMessage({ ...request, id });
+    for (;;) {
+      const answer = receiveMessageOnPort(this.port)?.message as ModelAnswer | undefined;
+      if (answer === undefined) {
+        // The worker posts an answer before it raises the flag: once raised, the answer is there to take.
+        if (Atomics.wait(this.flag, 0, 0, ANSWER_TIMEOUT_MS) === 'timed-out') {
+          throw new Error(`the ${this.kind} model's worker did not answer '${request.op}' in ${ANSWER_TIMEOUT_MS / 1000} s`);
+        }
+        Atomics.store(this.flag, 0, 0);
+        continue;
+      }
+      if (answer.fatal !== undefined) {
+        this.exited = `failed: ${answer.fatal}`;
+        throw new Error(`the ${this.kind} model's worker ${this.exited}`);
+      }
+      // An answer to an earlier request that gave up waiting is not this one's.
+      if (answer.id !== id) continue;
+      if (answer.error !== undefined) throw new Error(`the ${this.kind} model's worker: ${answer.error}`);
+      return answer.value;
     }
-    const answer = receiveMessageOnPort(this.port)?.message as ModelAnswer | undefined;
-    if (answer === undefined) throw new Error(`the ${this.kind} model's worker raised its flag without an answer to '${request.op}'`);
-    if (answer.error !== undefined) throw new Error(`the ${this.kind} model's worker: ${answer.error}`);
-    return answer.value;
   }
 }
