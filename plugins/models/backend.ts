@@ -7,6 +7,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
+import type { WorkerBackend } from './model-worker.js';
 
 /**
  * TF.js, once {@link loadTf} (or {@link useBackend}) has run. Loaded lazily: importing it costs
@@ -40,10 +41,18 @@ export const backendCode: Record<BackendName, number> = { cpu: 0, wasm: 1, tenso
 const order: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 let selected: Promise<BackendSelection> | undefined;
 let selectedFor: BackendChoice | undefined;
-let inWorkers: 'webgpu' | undefined;
+let inWorkers: WorkerBackend | undefined;
 
-/** The backend that models of this process run on in worker threads (remote.ts), if it is one such. */
-export const modelsInWorkers = (): 'webgpu' | undefined => inWorkers;
+/** The backend that models of this process run on in worker threads (remote.ts), if they do. */
+export const modelsInWorkers = (): WorkerBackend | undefined => inWorkers;
+
+/**
+ * Tests and benches: models made from now on run in worker threads on `backend`, as webgpu's do, but
+ * on a backend any machine has (the worker path checked against the same models in this thread).
+ */
+export function runModelsInWorkers(backend: WorkerBackend | undefined): void {
+  inWorkers = backend;
+}
 
 async function importOptional(specifier: string): Promise<void> {
   // A variable specifier keeps tsc from requiring the optional package's types at build time.

@@ -2,13 +2,14 @@ import { test } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import { loadTf, useBackend } from './backend.js';
+import { loadTf, runModelsInWorkers, useBackend } from './backend.js';
 import { resolveConfig } from './config.js';
 import type { Batch, ModelKind } from './model.js';
 import { createModel } from './models.js';
 import { RemoteModel } from './remote.js';
-import { rng } from './testdata.js';
-import { silentLogger } from 'tributary/testing';
+import intentModel from './intent.js';
+import { rng, separableIntentStream } from './testdata.js';
+import { runOperator, silentLogger } from 'tributary/testing';
 
 const d = 6;
 
@@ -91,4 +92,23 @@ test('a model a worker holds: once its worker has ended (a device lost, say), a 
   assert.throws(() => remote.predictProbaMany(batch!), /the logistic model's worker exited \(code 1\)/);
   assert.ok(performance.now() - started < 10_000, 'at once, not at the 120 s answer timeout');
   remote.dispose();
+});
+
+test('an intent model operator whose models workers hold gives the outputs and state of the same operator with its models in this thread (mlp, gru)', async () => {
+  await useBackend('wasm', silentLogger);
+  for (const kind of ['mlp', 'gru'] as const) {
+    const config = { backend: 'wasm' as const, model: { kind, hidden: [8] }, batch: { max_size: 16, max_delay: 0 }, report: true };
+    const stream = separableIntentStream(120, 5);
+    const inThread = await runOperator(intentModel, config, stream);
+    runModelsInWorkers('wasm');
+    try {
+      const inWorkers = await runOperator(intentModel, config, stream);
+      const predictions = (run: typeof inThread): unknown[] => run.output.filter((r) => r.kind === 'prediction' || r.kind === 'model_metrics');
+      assert.ok(predictions(inThread).length > 300, kind);
+      assert.deepEqual(predictions(inWorkers), predictions(inThread), kind);
+      assert.deepEqual(inWorkers.state, inThread.state, kind);
+    } finally {
+      runModelsInWorkers(undefined);
+    }
+  }
 });
