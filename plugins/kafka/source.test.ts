@@ -1,7 +1,8 @@
 /**
  * The kafka source's consume loop failing (here: it cannot get an OAUTHBEARER token, before any broker
  * is asked) reaches the runtime at once through context.fail, named by the source, whether or not the
- * runtime is pulling from read() at that moment. No broker needed.
+ * runtime is pulling from read() at that moment. And the timing of a denied fetch's report against the
+ * answers that follow it, scripted (no broker produces it on demand). No broker needed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,4 +74,117 @@ sinks:
   } finally {
     server.close();
   }
+});
+
+/**
+ * librdkafka's side of a consumer, scripted, for what no broker produces on demand: each consume call
+ * takes the next scripted answer (records or an error) or finds nothing; `highOffsets` is its cache of
+ * each partition's high watermark (getWatermarkOffsets). The group assigns partition 0 of each
+ * subscribed topic; every topic exists. The methods of node-rdkafka's KafkaConsumer are swapped for the
+ * test's span (`restore`), so no native client starts.
+ */
+async function scriptedConsumer(): Promise<{
+  answers: (() => Error | [])[];
+  highOffsets: Map<string, number>;
+  consumeCalls: () => number;
+  restore: () => void;
+}> {
+  const Kafka = await rdkafka();
+  const prototype = Kafka.KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  const answers: (() => Error | [])[] = [];
+  const highOffsets = new Map<string, number>();
+  let calls = 0;
+  let subscribed: string[] = [];
+  const later = (fn: () => void) => void setTimeout(fn, 5);
+  const fakes: Record<string, unknown> = {
+    connect(_options: unknown, cb: (error: Error | null) => void) {
+      later(() => cb(null));
+    },
+    subscribe(this: { globalConfig: { rebalance_cb: (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void } }, topics: string[]) {
+      subscribed = topics;
+      later(() => this.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, topics.map((topic) => ({ topic, partition: 0 }))));
+    },
+    rebalanceProtocol: () => 'EAGER',
+    assign: () => undefined,
+    unassign: () => undefined,
+    setDefaultConsumeTimeout: () => undefined,
+    fatalError: () => null,
+    consume(_count: number, cb: (error: Error | null, messages: []) => void) {
+      calls++;
+      const answer = answers.shift()?.() ?? [];
+      later(() => (answer instanceof Error ? cb(answer, []) : cb(null, answer)));
+    },
+    getWatermarkOffsets: (topic: string, partition: number) => ({ lowOffset: 0, highOffset: highOffsets.get(`${topic}/${partition}`) ?? -1001 }),
+    position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: Math.max(highOffsets.get(`${topic}/${partition}`) ?? 0, 0) })),
+    getMetadata(_options: unknown, cb: (error: Error | null, metadata: unknown) => void) {
+      const topics = subscribed.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
+      later(() => cb(null, { orig_broker_id: 1, orig_broker_name: 'fake', brokers: [{ id: 1, host: '127.0.0.1', port: 1 }], topics }));
+    },
+    disconnect(cb: () => void) {
+      later(cb);
+    },
+  };
+  const originals = new Map(Object.keys(fakes).map((name) => [name, Object.getOwnPropertyDescriptor(prototype, name)]));
+  for (const [name, fake] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value: fake, configurable: true, writable: true });
+  const restore = () => {
+    for (const [name, original] of originals) {
+      if (original) Object.defineProperty(prototype, name, original);
+      else delete prototype[name];
+    }
+  };
+  return { answers, highOffsets, consumeCalls: () => calls, restore };
+}
+
+/** librdkafka's report of a fetch the brokers denied, as consume() gives it. */
+function denial(topic: string): Error {
+  return Object.assign(new Error('Fetch from broker 1 failed: Broker: Topic authorization failed'), { code: 29, topic, partition: 0, offset: 30 });
+}
+
+async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !condition(); await new Promise((resolve) => setTimeout(resolve, 10))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+}
+
+async function scriptedSource(t: { after: (fn: () => unknown) => void }, topic: string) {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: [topic], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  // Assigned and read to the end of the partition (offset 30), nothing amiss.
+  script.highOffsets.set(`${topic}/0`, 30);
+  await until('the partition assigned and the source ready', () => script.consumeCalls() > 0 && instance.health!().ready);
+  return { ...script, instance };
+}
+
+test('a denied partition is not ready while its fetches are denied, and ready once one is answered, though no record of it comes, however late the source looks', async (t) => {
+  const { answers, highOffsets, consumeCalls, instance } = await scriptedSource(t, 'quiet');
+  const notReady = /^cannot read topic 'quiet' \(partition 0: .*Topic authorization failed\)/;
+  // Denied: librdkafka caches the denied answer's high watermark (-1), then queues the error.
+  answers.push(() => (highOffsets.set('quiet/0', -1), denial('quiet')));
+  await until('not ready, naming the denied topic', () => notReady.test(instance.health!().detail ?? ''));
+  const calls = consumeCalls();
+  await until('more consume calls', () => consumeCalls() >= calls + 5);
+  assert.match(instance.health!().detail ?? '', notReady, 'still not ready while every fetch is denied');
+  // Allowed again: its next fetch is answered (the partition's own high watermark), with no record.
+  highOffsets.set('quiet/0', 30);
+  await until('ready again', () => instance.health!().ready);
+  // Denied again, and allowed again before the consume loop looked at the cache after the error (its
+  // next look comes after a pause; the event loop may be busy longer): the -1 was never seen by it.
+  // Before: not ready until a record of it came, which on a quiet topic is never.
+  answers.push(() => (highOffsets.set('quiet/0', -1), denial('quiet')));
+  await until('not ready again', () => notReady.test(instance.health!().detail ?? ''));
+  highOffsets.set('quiet/0', 30);
+  await until('ready, with no record of the topic', () => instance.health!().ready);
+});
+
+test('a denial the source reads only after a later fetch was answered (it waited behind other records) leaves the source ready', async (t) => {
+  const { answers, consumeCalls, instance } = await scriptedSource(t, 'quiet');
+  let deliveredAt = -1;
+  // Denied (-1 cached), then answered again (30), all before the consume loop reaches the error: it finds 30.
+  answers.push(() => ((deliveredAt = consumeCalls()), denial('quiet')));
+  await until('the denial read, and the consume loop past it', () => deliveredAt >= 0 && consumeCalls() >= deliveredAt + 2);
+  await until('ready, with no record of the topic', () => instance.health!().ready);
 });

@@ -152,11 +152,10 @@ interface BlockedPartition {
   /** librdkafka's words. */
   reason: string;
   /**
-   * The brokers deny its fetch (TOPIC_AUTHORIZATION_FAILED): whether librdkafka's cached high watermark
-   * has shown the denial yet (the brokers answer a denied fetch with -1), after which one of 0 or more
-   * says a fetch was answered (see allowedAgain). Undefined for a batch in a codec this build lacks.
+   * The brokers deny its fetch (TOPIC_AUTHORIZATION_FAILED): read again once they answer one (see
+   * allowedAgain). False for a batch in a codec this build lacks, or a stall: only a record says so.
    */
-  denialSeen?: boolean;
+  denied: boolean;
 }
 
 const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
@@ -1015,7 +1014,7 @@ class KafkaSource {
       state.unfetched = false;
       state.lastActivity = this.context.clock.now();
     }
-    this.blocked.set(key, denied ? { state, reason, denialSeen: false } : { state, reason });
+    this.blocked.set(key, { state, reason, denied });
     this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
   }
 
@@ -1028,20 +1027,25 @@ class KafkaSource {
    * A denied partition whose fetch the brokers answer again (Read allowed again) is no longer blocked,
    * though no record may come to say so. The brokers answer a denied fetch with high watermark -1 and an
    * answered one with the partition's own; librdkafka caches it from every fetch answer, and
-   * getWatermarkOffsets reads that cache (no request). librdkafka refetches a denied partition every
-   * second (max(1 s, 10 x fetch.error.backoff.ms)), so this shows within about a second.
+   * getWatermarkOffsets reads that cache (no request). librdkafka caches the denied answer's -1 before
+   * it queues the error that reports it (rdkafka_fetcher.c), so from the error on the cache holds that
+   * -1 or a later answer's: one of 0 or more is a fetch answered since the denial, whenever this looks.
+   * (Before, it had to see the -1 first: an answer that came before its next look, while the event loop
+   * was busy or the error waited behind other records, left the partition not ready until a record of
+   * it came, for good on a quiet topic.) librdkafka refetches a denied partition every second
+   * (max(1 s, 10 x fetch.error.backoff.ms)), and reports the denial once until a fetch is answered, so
+   * this shows within about a second.
    */
   private allowedAgain(): void {
     for (const [key, blocked] of this.blocked) {
-      if (blocked.denialSeen === undefined) continue;
+      if (!blocked.denied) continue;
       let highOffset: number;
       try {
         highOffset = this.consumer.getWatermarkOffsets(blocked.state.topic, blocked.state.partition).highOffset;
       } catch {
         continue;
       }
-      if (highOffset < 0) blocked.denialSeen = true;
-      else if (blocked.denialSeen) this.unblock(key);
+      if (highOffset >= 0) this.unblock(key);
     }
   }
 
