@@ -78,9 +78,11 @@ test('a position saved under other settings (users, seed) is replayed to by its 
   }
 });
 
-test("a synthetic world of 20,000 shoppers is restored in parts, the event loop turning between them, and goes on event for event", async () => {
+test("a synthetic world of 70,000 shoppers is restored in parts, the event loop turning between them, and goes on event for event", async () => {
   // Restored in one go it held the loop 0.15-0.3 s (20,000-40,000 shoppers): a daemon's /healthz unanswered meanwhile.
-  const settings = { ...config, users: 20_000 };
+  // More shoppers than a part takes rows (65,536, core/turns.ts), so the loop turns however fast the machine
+  // (with 20,000, a quick restore took two 10 ms parts and the loop turned twice; in one go it turns none).
+  const settings = { ...config, users: 70_000 };
   const { after, position } = await readFrom(settings, 40_960, 2000);
   const source = await synthetic.create(settings, testContext());
   await source.seek?.(JSON.parse(JSON.stringify(position)) as Record<string, unknown>);
@@ -91,7 +93,7 @@ test("a synthetic world of 20,000 shoppers is restored in parts, the event loop 
     resumed.push(...batch);
     if (resumed.length >= 2000) break;
   }
-  assert.ok(counting.turns >= 3, `the loop turned ${counting.turns} times while the world was restored`);
+  assert.ok(counting.turns >= 1, `the loop turned ${counting.turns} times while the world was restored`);
   assert.deepEqual(resumed.slice(0, 2000), after);
 });
 
