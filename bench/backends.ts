@@ -13,11 +13,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadTf, tf } from '../plugins/models/backend.js';
+import { loadTf, openBackend, skipReason, tf } from '../plugins/models/backend.js';
 import { resolveConfig } from '../plugins/models/config.js';
 import { stepFeatures } from '../plugins/models/gru.js';
 import type { Batch, ModelKind, OnlineModel } from '../plugins/models/model.js';
 import { createModel } from '../plugins/models/models.js';
+import { rng } from '../plugins/models/testdata.js';
 import { useWebgpu } from '../plugins/models/webgpu.js';
 import { packageRoot as root } from '../core/paths.js';
 import { demoFeatureVectors, writeSyntheticEvents } from './data.js';
@@ -32,35 +33,25 @@ const kinds: ModelKind[] = ['logistic', 'mlp', 'gru'];
 
 await loadTf();
 
-async function openPackage(specifier: string): Promise<string> {
-  await import(specifier);
-  if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend did not initialise');
-  return specifier;
-}
-
-const reasonOf = (error: unknown): string => {
-  const message = (error as Error).message ?? String(error);
-  return /Cannot find (module|package)/i.test(message) ? 'not installed' : message.split('\n')[0]!.slice(0, 160);
-};
-
 // Each backend registered once, in this order; TF.js moves a tensor between them when one is used on another.
 const available: { name: string; tfName: string; what: string }[] = [];
 const unavailable: { name: string; reason: string }[] = [];
-for (const [name, open] of [
-  ['tensorflow-gpu', () => openPackage('@tensorflow/tfjs-node-gpu')],
-  ['tensorflow', () => openPackage('@tensorflow/tfjs-node')],
-  ['webgpu', useWebgpu],
+for (const [name, open, what] of [
+  ['tensorflow-gpu', () => openBackend('tensorflow-gpu'), 'TensorFlow C library, CUDA'],
+  ['tensorflow', () => openBackend('tensorflow'), 'TensorFlow C library'],
+  ['webgpu', useWebgpu, ''],
+  ['wasm', () => openBackend('wasm'), 'WebAssembly (XNNPACK)'],
+  ['cpu', () => openBackend('cpu'), 'plain JS'],
 ] as const) {
-  try {
-    available.push({ name, tfName: name === 'webgpu' ? 'webgpu' : 'tensorflow', what: await open() });
-  } catch (error) {
-    unavailable.push({ name, reason: reasonOf(error) });
-  }
   // tfjs-node-gpu and tfjs-node register the same backend name: the first that loads is the one.
-  if (available.some((b) => b.tfName === 'tensorflow') && name === 'tensorflow-gpu') break;
+  if (name === 'tensorflow' && available.some((b) => b.name === 'tensorflow-gpu')) continue;
+  try {
+    const opened = await open();
+    available.push({ name, tfName: name === 'webgpu' ? 'webgpu' : opened, what: what || opened });
+  } catch (error) {
+    unavailable.push({ name, reason: skipReason(error) });
+  }
 }
-await import('@tensorflow/tfjs-backend-wasm');
-available.push({ name: 'wasm', tfName: 'wasm', what: 'WebAssembly (XNNPACK)' }, { name: 'cpu', tfName: 'cpu', what: 'plain JS' });
 console.log(`backends: ${available.map((b) => `${b.name} (${b.what})`).join(', ')}; not available: ${unavailable.map((u) => `${u.name}: ${u.reason}`).join('; ') || 'none'}`);
 
 // Inputs: the demo's real feature vectors; for gru, seeded event sequences of the model's shape.
@@ -72,8 +63,7 @@ const largest = sizes[sizes.length - 1]!;
 if (rows < largest) throw new Error(`${rows} feature vectors, fewer than the largest batch (${largest}): pass more events`);
 const gruConfig = resolveConfig({ model: { kind: 'gru' } }, 'gru').model;
 const L = gruConfig.sequence_length;
-let seed = 12_345;
-const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648);
+const random = rng(12_345);
 const types = new Int32Array(rows * L);
 const categories = new Int32Array(rows * L);
 const steps = new Float32Array(rows * L * stepFeatures);

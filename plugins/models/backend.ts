@@ -59,7 +59,14 @@ async function importOptional(specifier: string): Promise<void> {
   await import(specifier);
 }
 
-async function tryBackend(name: BackendName): Promise<string> {
+/** A package an import did not find (an optional one, not installed). */
+export const isMissingPackage = (error: unknown): boolean => /Cannot find (module|package)/i.test((error as Error | undefined)?.message ?? String(error));
+
+/**
+ * Makes `name` this thread's TF.js backend (webgpu's models open theirs in their workers: useWebgpu in
+ * webgpu.ts); returns TF.js's name of it. Throws if its package is missing or it does not initialise.
+ */
+export async function openBackend(name: Exclude<BackendName, 'webgpu'>): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
       await importOptional('@tensorflow/tfjs-node-gpu');
@@ -69,22 +76,6 @@ async function tryBackend(name: BackendName): Promise<string> {
       await importOptional('@tensorflow/tfjs-node');
       if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
       return 'tensorflow';
-    case 'webgpu': {
-      // The models' own device is opened in their workers; this finds the GPU (and the packages) at
-      // the start, so a machine without one is told so here, and this thread, which does no model
-      // arithmetic, stays on the plain JS backend.
-      const { openDawn, webgpuPackages } = await import('./webgpu.js');
-      try {
-        await openDawn();
-        await importOptional('@tensorflow/tfjs-backend-webgpu');
-      } catch (error) {
-        if (/Cannot find (module|package)/i.test((error as Error).message)) throw new Error(`not installed (npm install ${webgpuPackages})`);
-        throw error;
-      }
-      await tryBackend('cpu');
-      inWorkers = 'webgpu';
-      return 'webgpu';
-    }
     case 'wasm':
       await import('@tensorflow/tfjs-backend-wasm');
       if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not initialise');
@@ -104,10 +95,28 @@ async function tryBackend(name: BackendName): Promise<string> {
   }
 }
 
-function reasonOf(error: unknown): string {
-  const message = (error as Error).message ?? String(error);
-  if (/Cannot find (module|package)/i.test(message)) return 'not installed (optional dependency)';
-  return message.split('\n')[0]!.slice(0, 200);
+async function tryBackend(name: BackendName): Promise<string> {
+  if (name !== 'webgpu') return openBackend(name);
+  // The models' own device is opened in their workers; this finds the GPU (and the packages) at the
+  // start, so a machine without one is told so here, and this thread, which does no model arithmetic,
+  // stays on the plain JS backend.
+  const { openDawn, webgpuPackages } = await import('./webgpu.js');
+  try {
+    await openDawn();
+    await importOptional('@tensorflow/tfjs-backend-webgpu');
+  } catch (error) {
+    if (isMissingPackage(error)) throw new Error(`not installed (npm install ${webgpuPackages})`);
+    throw error;
+  }
+  await openBackend('cpu');
+  inWorkers = 'webgpu';
+  return 'webgpu';
+}
+
+/** Why a backend was not taken, in a line. */
+export function skipReason(error: unknown): string {
+  if (isMissingPackage(error)) return 'not installed (optional dependency)';
+  return ((error as Error | undefined)?.message ?? String(error)).split('\n')[0]!.slice(0, 200);
 }
 
 async function select(choice: BackendChoice): Promise<BackendSelection> {
@@ -120,7 +129,7 @@ async function select(choice: BackendChoice): Promise<BackendSelection> {
       // The GPU build registers `tensorflow` too; only a visible CUDA device makes it a GPU backend.
       return { backend, tfName, skipped };
     } catch (error) {
-      skipped.push({ backend, reason: reasonOf(error) });
+      skipped.push({ backend, reason: skipReason(error) });
     }
   }
   throw new Error(`no TensorFlow.js backend could be initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);

@@ -6,7 +6,7 @@
  * them is the answer to the next request that waits.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { loadTf, tf } from './backend.js';
+import { loadTf, openBackend } from './backend.js';
 import type { Batch, ModelConfig, ModelState, OnlineModel } from './model.js';
 import { createModel } from './models.js';
 import type { OptimizerConfig } from './params.js';
@@ -56,10 +56,7 @@ async function open(): Promise<string> {
   await loadTf();
   let adapter = data.backend;
   if (data.backend === 'webgpu') adapter += ` (${await useWebgpu()})`;
-  else {
-    if (data.backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
-    if (!(await tf.setBackend(data.backend))) throw new Error(`the ${data.backend} backend did not initialise`);
-  }
+  else await openBackend(data.backend);
   model = createModel(data.inputs, data.config, data.optimizer);
   return adapter;
 }

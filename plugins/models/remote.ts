@@ -62,7 +62,6 @@ export class RemoteModel implements Model {
     this.port.unref();
     this.worker.on('error', (error) => (this.exited ??= `failed: ${error.message}`));
     this.worker.on('exit', (code) => (this.exited ??= `exited (code ${code})`));
-    const remote = (request: ModelRequest): unknown => this.request(request);
     const model = this;
     this.optimizer = {
       get learningRate(): number {
@@ -70,10 +69,10 @@ export class RemoteModel implements Model {
       },
       set learningRate(value: number) {
         model.learningRate = value;
-        remote({ op: 'learningRate', answer: false, value });
+        model.request({ op: 'learningRate', answer: false, value });
       },
       reset(): void {
-        remote({ op: 'reset', answer: false });
+        model.request({ op: 'reset', answer: false });
       },
     };
     this.opened = this.request({ op: 'open', answer: true }) as string;
