@@ -15,7 +15,7 @@
  * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -151,6 +151,27 @@ export interface NativeBrokerOptions {
    * setup (topics, records, ACLs).
    */
   users?: Record<string, string>;
+  /**
+   * Listeners as production clusters secure them, beside the plaintext one `brokers` names (for a test's
+   * own setup): `SASL_SSL` taking SCRAM-SHA-256 and SCRAM-SHA-512 users (name: password, stored in the
+   * cluster's metadata when it is formatted) and OAUTHBEARER tokens (Kafka's unsecured validator: an
+   * unsigned JWS whose `sub` is the principal, with `exp` and `iat`), and `SSL` requiring a client
+   * certificate. Certificates are made for the run by `openssl` (a CA, the broker's for 127.0.0.1, a
+   * client's with an encrypted key). No authorizer: an authenticated client may do anything.
+   */
+  secure?: { scramUsers: Record<string, string> };
+}
+
+/** Where a broker started with `secure` takes secured clients, and what they need to trust it and be trusted. */
+export interface SecureListeners {
+  /** `host:port` of the SASL_SSL listener. */
+  saslSsl: string;
+  /** `host:port` of the SSL listener (client certificates required). */
+  ssl: string;
+  /** The CA that signed the broker's certificate and the client's (PEM file). */
+  caLocation: string;
+  /** A client certificate the SSL listener accepts, its key (PEM files) and the key's password. */
+  client: { certificateLocation: string; keyLocation: string; keyPassword: string };
 }
 
 /** A native broker that can also be killed and started again on the same ports and data (outage tests). */
@@ -167,6 +188,8 @@ export interface NativeBroker extends TestBroker {
   plaintext?: string;
   /** The folder of the broker's jars, for Kafka's own tools (`aclCommand`). */
   libsDir: string;
+  /** With `secure`: its secured listeners. */
+  secure?: SecureListeners;
 }
 
 /**
@@ -208,8 +231,26 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
   // With users: clients authenticate on `port` (SASL PLAIN) and ACLs decide; the broker's own traffic,
   // the startup check below and a test's setup use a plaintext listener whose clients (ANONYMOUS) are super users.
   const users = options.users;
+  if (users && options.secure) throw new Error('startNativeBroker: `users` and `secure` are separate brokers');
   const plaintextPort = users ? await freePort() : port;
-  const listeners = users
+  const secure = options.secure ? { saslSslPort: await freePort(), sslPort: await freePort(), tls: makeCertificates(join(dir, 'tls')) } : undefined;
+  const listeners = secure
+    ? [
+        `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${secure.saslSslPort},SSL://127.0.0.1:${secure.sslPort}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_SSL://127.0.0.1:${secure.saslSslPort},SSL://127.0.0.1:${secure.sslPort}`,
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL',
+        'inter.broker.listener.name=PLAINTEXT',
+        'ssl.keystore.type=PEM',
+        `ssl.keystore.location=${secure.tls.serverKeystore}`,
+        'ssl.truststore.type=PEM',
+        `ssl.truststore.location=${secure.tls.ca}`,
+        'listener.name.ssl.ssl.client.auth=required',
+        'sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER',
+        'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+        'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+        'listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;',
+      ]
+    : users
     ? [
         `listeners=SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},INTERNAL://127.0.0.1:${plaintextPort}`,
         `advertised.listeners=SASL_PLAINTEXT://127.0.0.1:${port},INTERNAL://127.0.0.1:${plaintextPort}`,
@@ -264,7 +305,11 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
   const classpath = `${libsDir}/*`;
   const gc = options.gc === 'g1' ? ['-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:InitiatingHeapOccupancyPercent=35', '-XX:+ExplicitGCInvokesConcurrent'] : ['-XX:+UseSerialGC'];
   const jvm = [`-Xmx${options.heap ?? '512m'}`, `-Xms${options.heap ?? '512m'}`, ...gc, `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`, `-Dkafka.logs.dir=${dir}`];
-  const format = spawnSync('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties')], {
+  // SCRAM credentials live in the cluster's metadata: written when it is formatted (KIP-900).
+  const scram = Object.entries(options.secure?.scramUsers ?? {}).flatMap(([name, password]) =>
+    ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => ['--add-scram', `${mechanism}=[name=${name},password=${password}]`]),
+  );
+  const format = spawnSync('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties'), ...scram], {
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -333,6 +378,16 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
     dataDir,
     libsDir,
     ...(users ? { plaintext: `127.0.0.1:${plaintextPort}` } : {}),
+    ...(secure
+      ? {
+          secure: {
+            saslSsl: `127.0.0.1:${secure.saslSslPort}`,
+            ssl: `127.0.0.1:${secure.sslPort}`,
+            caLocation: secure.tls.ca,
+            client: { certificateLocation: secure.tls.clientCertificate, keyLocation: secure.tls.clientKey, keyPassword: secure.tls.clientKeyPassword },
+          },
+        }
+      : {}),
     async kill() {
       const child = watchdog;
       child?.stdin?.end('kill\n');
@@ -348,6 +403,33 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A CA, a certificate for the broker at 127.0.0.1 (its key and chain in one PEM file, as Kafka's PEM
+ * keystore reads it) and a client certificate whose key is encrypted, made with `openssl` into `dir`.
+ */
+function makeCertificates(dir: string): { ca: string; serverKeystore: string; clientCertificate: string; clientKey: string; clientKeyPassword: string } {
+  mkdirSync(dir, { recursive: true });
+  const file = (name: string): string => join(dir, name);
+  const openssl = (...args: string[]): void => {
+    const result = spawnSync('openssl', args, { encoding: 'utf8', cwd: dir });
+    if (result.error) throw new Error(`openssl is needed to make the test broker's certificates: ${result.error.message}`);
+    if (result.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (${result.status}): ${(result.stderr || result.stdout).trim().slice(-800)}`);
+  };
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...key, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=tributary-test-ca');
+  const signed = (name: string, subject: string, extensions: string): void => {
+    writeFileSync(file(`${name}.ext`), extensions);
+    openssl('req', ...key, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', subject);
+    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.pem`), '-days', '2', '-extfile', file(`${name}.ext`));
+  };
+  signed('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  signed('client', '/CN=tributary-test-client', 'extendedKeyUsage=clientAuth\n');
+  writeFileSync(file('server-keystore.pem'), [file('server.key'), file('server.pem'), file('ca.pem')].map((path) => readFileSync(path, 'utf8')).join(''));
+  const clientKeyPassword = 'client-key-secret';
+  openssl('pkcs8', '-topk8', '-in', file('client.key'), '-out', file('client-encrypted.key'), '-passout', `pass:${clientKeyPassword}`, '-v2', 'aes-256-cbc');
+  return { ca: file('ca.pem'), serverKeystore: file('server-keystore.pem'), clientCertificate: file('client.pem'), clientKey: file('client-encrypted.key'), clientKeyPassword };
 }
 
 function clusterId(): string {

@@ -1,14 +1,14 @@
 /**
  * Security settings reach librdkafka as its own properties, librdkafka accepts them, and no secret
- * reaches a log line. (Authenticating against a SASL/TLS broker is not tested here: the test broker
- * listens in plaintext.)
+ * reaches a log line. (Authenticating against a SASL/TLS broker: integration-tests/kafka-security.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { ErrorCode, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
+import { EventEmitter } from 'node:events';
+import { brokersUnreachable, ConnectionFailures, ErrorCode, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -157,4 +157,25 @@ test('client errors are recognised in both forms node-rdkafka hands them over: a
   }
   // One broker's connection failing is not all of them: only the code (an operation's error) says more.
   assert.equal(isBrokersDown(asEvent(ErrorCode.TRANSPORT)), false);
+});
+
+test('why connections fail, which librdkafka only logs, explains the errors after it until a connection succeeds', () => {
+  const client = new EventEmitter();
+  const debug: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: (fields) => debug.push((fields as { err: string }).err) });
+  assert.equal(failures.explain('broker transport failure'), 'broker transport failure', 'nothing logged: the message as it is');
+  // librdkafka's other log lines (a facility other than FAIL) are not connection failures.
+  client.emit('event.log', { severity: 4, fac: 'REQTMOUT', message: '[thrd:main]: Timed out 1 in-flight request' });
+  assert.equal(failures.explain('broker transport failure'), 'broker transport failure');
+  const cause = 'sasl_ssl://10.0.0.7:9093/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 312ms in state AUTH_REQ)';
+  client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:sasl_ssl://10.0.0.7:9093/bootstrap]: ${cause}` });
+  assert.equal(failures.explain('broker transport failure'), `broker transport failure (${cause})`);
+  assert.deepEqual(debug, [cause], 'each failure logged at debug level');
+  assert.throws(() => brokersUnreachable(new Error('broker transport failure'), 'connect to the brokers', failures), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.equal(error.message, `kafka sink: cannot connect to the brokers: broker transport failure (${cause})`);
+    return true;
+  });
+  failures.clear();
+  assert.equal(failures.explain('all broker connections are down'), 'all broker connections are down', 'connected since: the old cause is history');
 });

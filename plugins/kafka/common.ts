@@ -208,8 +208,9 @@ export function redactProperties(props: Record<string, unknown>): Record<string,
  * A failure to reach the brokers as a sink starts: a runtime failure (TRIB_ERR_SINK, exit 1, a
  * supervisor restarts it), not a config error, which is what anything else a factory throws is taken for.
  */
-export function brokersUnreachable(error: unknown, doing: string): never {
-  throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${asError(error).message}`, { cause: error });
+export function brokersUnreachable(error: unknown, doing: string, failures?: ConnectionFailures): never {
+  const message = asError(error).message;
+  throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${failures ? failures.explain(message) : message}`, { cause: error });
 }
 
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
@@ -286,6 +287,48 @@ export function fatalHint(fatal: { code?: number }, identity: { groupInstanceId?
   return '';
 }
 
+/** A line of librdkafka's log as node-rdkafka hands it over (`event.log`): syslog severity, facility, text. */
+interface LibrdkafkaLog {
+  severity?: number;
+  fac?: string;
+  message?: string;
+}
+
+/** A failure logged longer ago than this is not taken for the cause of a new error (librdkafka's reconnect backoff is at most 10 s). */
+const failureFreshMs = 60_000;
+
+/**
+ * Why a client's connections to the brokers fail, which librdkafka says only in its log (facility
+ * FAIL): a TLS handshake or certificate, SASL authentication, a refused connection. Its errors do not
+ * carry it: `connect` fails with "broker transport failure" and `event.error` says every broker is
+ * down, whatever the cause, and a wrong password looked like a network fault. Each failure is logged at
+ * debug level; the latest explains the errors that follow it.
+ */
+export class ConnectionFailures {
+  private last: { text: string; at: number } | undefined;
+
+  constructor(client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown }, logger?: { debug(fields: object, message: string): void }) {
+    client.on('event.log', (log) => {
+      if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
+      // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
+      const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
+      this.last = { text, at: Date.now() };
+      logger?.debug({ err: text }, 'kafka broker connection failed');
+    });
+  }
+
+  /** `message`, with the latest connection failure's cause after it when one was logged lately. */
+  explain(message: string): string {
+    const last = this.last;
+    return last !== undefined && Date.now() - last.at <= failureFreshMs ? `${message} (${last.text})` : message;
+  }
+
+  /** Connected: what failed before is history. */
+  clear(): void {
+    this.last = undefined;
+  }
+}
+
 /**
  * Whether a producer reaches its brokers, for a sink's `health()` (/readyz). Not ready from an
  * `event.error` saying every broker is down until the brokers answer again: a metadata request (at
@@ -297,24 +340,31 @@ export class ProducerReachability {
   private state: SourceHealth = { ready: true };
   private probing = false;
   private lastProbe = 0;
+  /** Why its connections fail, for the messages of a failed connect and of an outage. */
+  readonly failures: ConnectionFailures;
 
   constructor(
     private readonly producer: RdKafka.Producer,
     /** Called when the brokers become unreachable (once per outage), e.g. to log it. */
     private readonly onLost: (detail: string) => void,
-  ) {}
+    logger?: { debug(fields: object, message: string): void },
+  ) {
+    this.failures = new ConnectionFailures(producer, logger);
+  }
 
   /** Takes the producer's `event.error`: true if it says the brokers are unreachable (the producer is then not ready). */
   observe(error: { message: string; code?: number }): boolean {
     if (!isBrokersDown(error)) return false;
-    if (this.state.ready) this.onLost(error.message);
-    this.state = { ready: false, detail: error.message };
+    const detail = this.failures.explain(error.message);
+    if (this.state.ready) this.onLost(detail);
+    this.state = { ready: false, detail };
     return true;
   }
 
   /** The brokers answered (a flush or a commit completed). */
   reachable(): void {
     if (!this.state.ready) this.state = { ready: true };
+    this.failures.clear();
   }
 
   health(): SourceHealth {
@@ -324,7 +374,7 @@ export class ProducerReachability {
       this.lastProbe = now;
       this.producer.getMetadata({ timeout: 2_000 }, (error) => {
         this.probing = false;
-        if (!error) this.state = { ready: true };
+        if (!error) this.reachable();
       });
     }
     return this.state;

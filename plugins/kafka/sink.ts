@@ -244,7 +244,7 @@ export default defineSink<KafkaSinkConfig>({
       // own ("unknown topic or partition") does not.
       if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
     });
-    const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'));
+    const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
     const failFatally = (raised: Error): void => {
       if (fatal) return;
       fatal = new Error(`the producer hit a fatal error and cannot go on: ${raised.message}`, { cause: raised });
@@ -328,7 +328,8 @@ export default defineSink<KafkaSinkConfig>({
       // Connecting touches the brokers: only once every factory succeeded (see Sink.open).
       async open() {
         stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-        await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers'));
+        await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
+        brokers.reachable();
         opened = true;
       },
       write(record) {

@@ -37,6 +37,7 @@ import {
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
+  ConnectionFailures,
   connectionProperties,
   ErrorCode,
   exactlyOnceMismatch,
@@ -337,6 +338,8 @@ class KafkaSource {
   private paused = false;
   private closing = false;
   private connected = false;
+  /** Why its connections to the brokers fail (librdkafka logs it; its errors do not say). */
+  private readonly connectionFailures: ConnectionFailures;
   private healthy: SourceHealth = { ready: false, detail: 'connecting' };
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
@@ -447,6 +450,7 @@ class KafkaSource {
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
     this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
     this.consumer.on('event.error', (error) => this.onClientError(error));
+    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger);
     // node-rdkafka emits these before the consume callback hands over the records they follow, so
     // they are applied after those records are buffered (applyEnds).
     this.consumer.on('partition.eof', (eof) => void this.ends.push({ key: partitionKey(eof.topic, eof.partition), offset: eof.offset }));
@@ -834,7 +838,7 @@ class KafkaSource {
         this.setHealthy();
         return;
       } catch (error) {
-        this.setUnhealthy(`cannot connect: ${asError(error).message}`);
+        this.setUnhealthy(`cannot connect: ${this.connectionFailures.explain(asError(error).message)}`);
         await delay(1_000);
       }
     }
@@ -958,7 +962,7 @@ class KafkaSource {
       return this.onUnreadableBatch(at, end, error.message);
     }
     if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message, true);
-    if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${error.message}`);
+    if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     // While the brokers are known to be down, each failed reconnect says so again ("broker transport
@@ -1326,6 +1330,7 @@ class KafkaSource {
   private setHealthy(): void {
     if (!this.healthy.ready) this.context.logger.info({ source: this.label }, 'kafka source connected');
     this.healthy = { ready: true };
+    this.connectionFailures.clear();
   }
 
   private setUnhealthy(detail: string): void {

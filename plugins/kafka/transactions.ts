@@ -98,7 +98,7 @@ export class PipelineTransactions {
     /** node-rdkafka's build features (`oidc` or not). */
     private readonly features: readonly string[],
   ) {
-    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (it fails if they stay away past transaction_timeout)'));
+    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (it fails if they stay away past transaction_timeout)'), logger);
   }
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
@@ -163,7 +163,7 @@ export class PipelineTransactions {
       try {
         const raised = fatalErrorOf(this.producer);
         if (raised) throw this.failFatally(raised);
-        brokersUnreachable(error, 'connect to the brokers and start transactions');
+        brokersUnreachable(error, 'connect to the brokers and start transactions', this.brokers.failures);
       } catch (failed) {
         // Nothing commits after it; a commit asked for before (queued as the next one) fails with it.
         this.aborted = asError(failed);
