@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
 import { runYaml, testContext } from 'tributary/testing';
-import { TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
+import { MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { deleteRecordsBefore } from './kafka/broker.js';
@@ -582,5 +582,33 @@ test('a group whose committed offset lies below the log start (records deleted s
     assert.deepEqual([...got], [100]);
   } finally {
     await source.close();
+  }
+});
+
+test('consumer lag in /metrics: the records not yet through the source, falling to 0 as the pipeline catches up; the partitions assigned', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('lag');
+  await createTopic(brokers, topic, 2);
+  const total = 1_000;
+  await produce(brokers, topic, Array.from({ length: total }, (_, i) => ({ key: `u${i % 10}`, value: clickJson(i % 10, base + i, 'view', { seq: i }) })));
+  const hub = new MetricsHub();
+  const context = testContext({ batchSize: 100, metrics: hub.scoped({ pipeline: 'lag', stage: 'source-kafka-0' }) });
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, max_buffered: 200, mapping: {} };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  const gauge = async (name: string): Promise<number> => Number(new RegExp(`^tributary_${name}\\{pipeline="lag",stage="source-kafka-0"\\} (\\S+)$`, 'm').exec(await hub.registry.metrics())?.[1]);
+  const batches = source.read()[Symbol.asyncIterator]();
+  try {
+    // One batch taken, then the pipeline "stalls": everything else is lag, in the buffer or still at the brokers.
+    const first = await batches.next();
+    assert.equal((first.value as ClickEvent[]).length, 100);
+    await waitFor('the lag of the records not taken', async () => (await gauge('kafka_consumer_lag')) === total - 100, 20_000);
+    assert.equal(await gauge('kafka_assigned_partitions'), 2);
+    let taken = 100;
+    while (taken < total) taken += ((await batches.next()).value as ClickEvent[]).length;
+    await waitFor('no lag once all are taken', async () => (await gauge('kafka_consumer_lag')) === 0, 20_000);
+  } finally {
+    await batches.return?.(undefined);
+    await source.close?.();
   }
 });

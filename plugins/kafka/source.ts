@@ -28,6 +28,7 @@ import {
   parseDuration,
   TributaryError,
   type ClickEvent,
+  type Gauge,
   type MappingConfig,
   type PartitionListener,
   type PluginContext,
@@ -394,6 +395,12 @@ class KafkaSource {
   /** Assigned partitions behind the brokers' cached high watermark: the position last seen, and since when (watchProgress). */
   private readonly progress = new Map<string, { position: number; since: number }>();
   private lastProgressCheck = 0;
+  /** Records of the assigned partitions not yet through this source (exportLag), and how many partitions it is assigned. */
+  private readonly lagGauge: Gauge;
+  private readonly assignedGauge: Gauge;
+  private lastLagExport = 0;
+  /** Start offsets being looked up for the lag of partitions not read from yet (exportLag). */
+  private lagStarts: Promise<void> | undefined;
   /**
    * When a consume call last returned fewer records than it asked for: librdkafka's queue held nothing
    * more then, so every record fetched before was delivered (watchProgress).
@@ -422,6 +429,8 @@ class KafkaSource {
     this.label = context.label;
     this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
+    this.lagGauge = context.metrics.gauge('kafka_consumer_lag', 'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer.');
+    this.assignedGauge = context.metrics.gauge('kafka_assigned_partitions', 'Partitions assigned to the source.');
     this.pollTimeout = parseDuration(config.poll_timeout);
     this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
@@ -709,6 +718,7 @@ class KafkaSource {
       this.connected = false;
       await this.offsetsFetch?.catch(() => undefined);
       await this.endQuery;
+      await this.lagStarts;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     }
     this.stopTokens();
@@ -725,6 +735,7 @@ class KafkaSource {
     this.consumer.subscribe(topics);
     this.unassignedSince = this.context.clock.now();
     while (!this.closing && this.fatal === undefined) {
+      this.exportLag();
       if (!this.paused && this.buffered >= this.maxBuffered) {
         // Full: wait for the runtime to take records; pause only if it stalls (see the top of the file).
         if (await this.roomWithin(stallPauseMs)) continue;
@@ -1273,6 +1284,75 @@ class KafkaSource {
   }
 
   /**
+   * Where reading starts in the partition's assignment while librdkafka has no position (nothing read
+   * from it yet): the group's committed offset, else `start_from`'s end of `log` (the brokers' offsets,
+   * asked just before). Kept as its `startOffset`; undefined when not readable now (brokers away, a
+   * transaction's offsets withheld) or the assignment changed meanwhile.
+   */
+  private async lookUpStart(state: PartitionState, log: RdKafka.WatermarkOffsets): Promise<number | undefined> {
+    const assignment = state.assignment;
+    let committed: RdKafka.TopicPartitionOffset | undefined;
+    try {
+      [committed] = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed([{ topic: state.topic, partition: state.partition }], 5_000, cb));
+    } catch {
+      return undefined;
+    }
+    if (state.assignment !== assignment || !state.assigned) return undefined;
+    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? log.lowOffset : log.highOffset;
+    state.startOffset = start;
+    return start;
+  }
+
+  /**
+   * Consumer lag for /metrics, every 2 s: per assigned partition, its end (the high watermark as
+   * librdkafka last saw it, a local call) minus where reading is (librdkafka's position; before the
+   * first record of it, where reading starts, looked up once per assignment), plus the records read and
+   * waiting in this source's buffer. Growing, the pipeline falls behind its input (the alert to set). A
+   * partition whose end or start is not known yet counts 0. The group's committed offsets lag more (they
+   * follow checkpoints): this is the work left, not the replay a restart would make.
+   */
+  private exportLag(): void {
+    const now = this.context.clock.now();
+    if (now - this.lastLagExport < 2_000) return;
+    this.lastLagExport = now;
+    const assigned = this.assignedList();
+    this.assignedGauge.set(assigned.length);
+    if (!this.connected || assigned.length === 0) return this.lagGauge.set(this.buffered);
+    let lag = this.buffered;
+    const unknownStarts: PartitionState[] = [];
+    try {
+      for (const { topic, partition, offset } of this.consumer.position(assigned)) {
+        const state = this.partitions.get(partitionKey(topic, partition));
+        if (!state) continue;
+        const from = typeof offset === 'number' && offset >= 0 ? offset : state.startOffset;
+        if (from === undefined) {
+          unknownStarts.push(state);
+          continue;
+        }
+        const end = this.knownEnd(state, this.consumer.getWatermarkOffsets(topic, partition).highOffset);
+        if (end > from) lag += end - from;
+      }
+    } catch {
+      return; // not known now (the consumer closing): the last figure stands
+    }
+    this.lagGauge.set(lag);
+    if (unknownStarts.length > 0 && this.lagStarts === undefined && !this.closing) {
+      // Looked up for the next export, one partition after another, in the background.
+      this.lagStarts = (async () => {
+        for (const state of unknownStarts) {
+          const log = await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(state.topic, state.partition, 5_000, cb));
+          if (this.closing) return;
+          await this.lookUpStart(state, log);
+        }
+      })()
+        .catch(() => undefined) // not known now: asked again at the next export
+        .finally(() => {
+          this.lagStarts = undefined;
+        });
+    }
+  }
+
+  /**
    * Asks the brokers for the partition's last stable offset: a stall when records below it have not
    * come. Without a position (-1), first where reading starts: the group's committed offset, else the
    * partition's start or end (`start_from`; its end now, which is past where librdkafka started, so no
@@ -1284,17 +1364,9 @@ class KafkaSource {
     this.endQuery = promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(topic, partition, 5_000, cb)).then(
       async ({ lowOffset, highOffset }) => {
         if (seen.position < 0 && state) {
-          const assignment = state.assignment;
-          let committed: RdKafka.TopicPartitionOffset | undefined;
-          try {
-            [committed] = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed([{ topic, partition }], 5_000, cb));
-          } catch {
-            // Not readable now (brokers away, a transaction's offsets withheld): asked again at the next look.
-            return;
-          }
-          if (state.assignment !== assignment || !state.assigned) return;
-          const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? lowOffset : highOffset;
-          state.startOffset = start;
+          // Not known now (brokers away, a transaction's offsets withheld): asked again at the next look.
+          const start = await this.lookUpStart(state, { lowOffset, highOffset });
+          if (start === undefined) return;
           seen.position = start;
         }
         if (this.progress.get(key) !== seen || this.closing) return;
