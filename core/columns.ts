@@ -238,6 +238,19 @@ export function decodeNamedColumns<K extends string>(saved: { readonly [name in 
   return decoded;
 }
 
+/**
+ * decodeNamedColumns, the event loop turning before each column (a restore in parts: a column of a
+ * million rows takes tens of milliseconds to decode, a stage's six of them one block of a few hundred).
+ */
+export async function decodeNamedColumnsInTurns<K extends string>(saved: { readonly [name in K]: Column }, names: readonly K[], rows: number, what: string): Promise<Record<K, Float64Array>> {
+  const decoded = {} as Record<K, Float64Array>;
+  for (const name of names) {
+    await nextTurn();
+    decoded[name] = decodeColumnOf(saved?.[name], rows, `${what}: ${name}`);
+  }
+  return decoded;
+}
+
 /** `value` as a list of strings (of `rows`, when given), as saved beside columns (keys, ids); throws on anything else. */
 export function decodeStrings(value: unknown, rows: number | undefined, what: string): string[] {
   if (!Array.isArray(value)) throw new Error(`${what}: not a list of strings`);

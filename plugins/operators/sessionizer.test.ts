@@ -418,3 +418,44 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
     assert.equal(JSON.stringify([...part.output, ...rest]), JSON.stringify(whole), `cut at ${cut}`);
   }
 });
+
+test('a restore finds each timer\'s session by seq however far apart the seqs are (one session kept open long among many newer ones); a seq twice or a timer of no session among them is refused', async () => {
+  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
+  const input = stream(7);
+  const cut = 1500;
+  const first = await Chain.build([stage(sessionizer, config)], ctx());
+  first.push(input.slice(0, cut));
+  const [saved] = (await first.snapshot()) as Record<string, any>[];
+  const f64 = (values: number[]): Column => ({ n: values.length, f64: Buffer.from(Float64Array.from(values).buffer).toString('base64') });
+  const seqs = [...decodeColumn(saved!.seq, 'seq')];
+  const timerSeqs = [...decodeColumn(saved!.heapSeqs, 'heapSeqs')];
+  assert.ok(seqs.length >= 10, 'many sessions kept');
+  // The oldest seq stays, the others move a million on: their order, which breaks ties between timers, is kept.
+  const oldest = Math.min(...seqs);
+  const spread = (seq: number): number => (seq === oldest ? seq : seq + 1_000_000);
+  const apart = structuredClone(saved!);
+  apart.seq = f64(seqs.map(spread));
+  apart.heapSeqs = f64(timerSeqs.map(spread));
+  apart.nextSeq += 1_000_000;
+  const rest = async (state: unknown): Promise<string> => JSON.stringify((await Chain.build([stage(sessionizer, config)], ctx(), [state])).push(input.slice(cut)).end());
+  assert.equal(await rest(apart), await rest(saved), 'the same output as from the snapshot as it was written');
+  // Re-snapshotted at once, the ids are as saved (built from the numbers they were kept as).
+  const again = await Chain.build([stage(sessionizer, config)], ctx(), [apart]);
+  assert.deepEqual(((await again.snapshot()) as Record<string, unknown>[])[0]!.ids, saved!.ids);
+
+  const oldRow = seqs.indexOf(oldest);
+  const other = oldRow === 0 ? 1 : 0;
+  const oldTimer = timerSeqs.indexOf(oldest);
+  const newTimer = oldTimer === 0 ? 1 : 0;
+  const damages: [string, (state: Record<string, any>) => void, RegExp][] = [
+    ['the old seq twice', (s) => void (s.seq = f64(seqs.map((seq, i) => (i === other ? oldest : spread(seq))))), new RegExp(`: seq: ${oldest} at row ${Math.max(oldRow, other)} again$`)],
+    ['a timer of an old seq no session has', (s) => void (s.heapSeqs = f64(timerSeqs.map((seq, i) => (i === oldTimer ? oldest - 1 : spread(seq))))), new RegExp(`: heapSeqs: ${oldest - 1} at ${oldTimer} names no session$`)],
+    ['a timer of a seq between the new ones', (s) => void (s.heapSeqs = f64(timerSeqs.map((seq, i) => (i === newTimer ? spread(seq) + 0.5 : spread(seq))))), new RegExp(`: heapSeqs: ${spread(timerSeqs[newTimer]!) + 0.5} at ${newTimer} names no session$`)],
+  ];
+  for (const [what, damage, message] of damages) {
+    const state = structuredClone(apart);
+    damage(state);
+    const operator = await sessionizer.create(withDefaults(sessionizer, config as never), testContext({ clock, label: 'stage-s' }));
+    await assert.rejects(Promise.resolve(operator.restore!(state)), message, what);
+  }
+});

@@ -31,6 +31,7 @@ import {
   decodeColumnOf,
   decodeDerivedIds,
   decodeNamedColumns,
+  decodeNamedColumnsInTurns,
   decodeNullableStrings,
   decodeStrings,
   encodeColumns,
@@ -173,7 +174,10 @@ const SEALED = 8;
 class Session implements SessionHandle {
   seq: number;
   userId: string;
-  id: string;
+  /** Its id; undefined while it is `<userId>:<idTime>` and not asked for yet (a restore builds none). */
+  private idText: string | undefined;
+  /** NaN: the id is `idText` as it is. */
+  private readonly idTime: number;
   start: number;
   end: number;
   count = 0;
@@ -205,12 +209,63 @@ class Session implements SessionHandle {
   userSlot = 0;
   merged: Session[] | undefined = undefined;
 
-  constructor(seq: number, userId: string, id: string, start: number) {
+  /** `id` a number: the id is `<userId>:<id>`, built when first asked for (a million at a restore took ~0.3 s and their memory). */
+  constructor(seq: number, userId: string, id: string | number | undefined, start: number) {
     this.seq = seq;
     this.userId = userId;
-    this.id = id;
+    this.idText = typeof id === 'number' ? undefined : id;
+    this.idTime = typeof id === 'number' ? id : NaN;
     this.start = start;
     this.end = start;
+  }
+
+  get id(): string {
+    if (this.idText === undefined && this.idTime === this.idTime) this.idText = `${this.userId}:${this.idTime}`;
+    return this.idText!;
+  }
+
+  /** The id as encodeDerivedIds takes it: the number of one not built yet. */
+  get savedId(): string | number | undefined {
+    return this.idText !== undefined || this.idTime !== this.idTime ? this.idText : this.idTime;
+  }
+}
+
+/**
+ * Restored sessions' rows by seq, for the timers that name them. Seqs count up as sessions open, so
+ * most kept sessions have one of the newest few: those within a window below the newest are found in
+ * a table (a million Map sets and gets were ~0.8 s of a restore), older ones (a session kept open
+ * long) in a Map.
+ */
+class RowsBySeq {
+  /** Row + 1 of seq `base + k` at k; 0: none. */
+  private readonly table: Int32Array;
+  private readonly base: number;
+  private readonly older = new Map<number, number>();
+
+  constructor(newest: number, rows: number) {
+    this.table = new Int32Array(rows > 0 ? 4 * rows + 1024 : 0);
+    this.base = newest - this.table.length + 1;
+  }
+
+  /** Records the row of a seq (a whole number); false if the seq has a row already. */
+  add(seq: number, row: number): boolean {
+    const at = seq - this.base;
+    if (at >= 0 && at < this.table.length) {
+      if (this.table[at] !== 0) return false;
+      this.table[at] = row + 1;
+      return true;
+    }
+    const size = this.older.size;
+    this.older.set(seq, row);
+    return this.older.size !== size;
+  }
+
+  /** The row of a seq; -1 for none. */
+  get(seq: number): number {
+    const at = seq - this.base;
+    // A fraction reads undefined from the table: no row.
+    if (at >= 0 && at < this.table.length) return (this.table[at] ?? 0) - 1;
+    return this.older.get(seq) ?? -1;
   }
 }
 
@@ -845,7 +900,7 @@ class SessionState {
     });
     const n = rows.length;
     const users: string[] = [];
-    const ids: string[] = [];
+    const ids: (string | number | undefined)[] = [];
     const seq = new Float64Array(n);
     const start = new Float64Array(n);
     const end = new Float64Array(n);
@@ -861,7 +916,7 @@ class SessionState {
       for (let i = from; i < to; i++) {
         const c = rows[i]!;
         users.push(c.userId);
-        ids.push(c.id);
+        ids.push(c.savedId);
         seq[i] = c.seq;
         start[i] = c.start;
         end[i] = c.end;
@@ -954,12 +1009,13 @@ class SessionState {
     this.maxSeen = maxSeen ?? -Infinity;
     this.sawFuture = saved.sawFuture;
     this.nextSeq = nextSeq;
-    const bySeq = new Map<number, Session>();
+    // Sessions by row, and their rows by seq (the timers name sessions by seq).
+    const sessions: Session[] = [];
+    let rowsBySeq: RowsBySeq;
     let previous: Session | undefined;
     const link = (session: Session, row: number): void => {
-      const sessions = bySeq.size;
-      bySeq.set(session.seq, session);
-      if (bySeq.size === sessions) throw new Error(`${what}: seq: ${session.seq} at row ${row} again`);
+      if (!rowsBySeq.add(session.seq, row)) throw new Error(`${what}: seq: ${session.seq} at row ${row} again`);
+      sessions.push(session);
       if (previous !== undefined && previous.userId === session.userId) previous.older = session;
       else {
         // A user's sessions are one run of rows: a second run would cut the first from the user's list.
@@ -972,6 +1028,9 @@ class SessionState {
     let heapKeys: ArrayLike<number>;
     let heapSeqs: ArrayLike<number>;
     if (saved.version === 1) {
+      let newest = 0;
+      for (const row of saved.sessions) if (row[0] > newest) newest = row[0];
+      rowsBySeq = new RowsBySeq(newest, saved.sessions.length);
       for (const [seq, userId, id, start, end, count, counts, flags, replaces] of saved.sessions) {
         const session = new Session(seq, userId, id, start);
         session.end = end;
@@ -979,24 +1038,30 @@ class SessionState {
         setCounts(session, counts);
         session.flags = flags;
         session.replaces = replaces ?? undefined;
-        link(session, bySeq.size);
+        link(session, sessions.length);
       }
       heapKeys = saved.heapKeys;
       heapSeqs = saved.heapSeqs;
     } else {
       const users = decodeStrings(saved.users, undefined, `${what}: users`);
       const n = users.length;
-      const ids = decodeDerivedIds(users, saved.ids, `${what}: ids`);
-      const { seq, start, end, count, flags, countLayout } = decodeNamedColumns(saved, ['seq', 'start', 'end', 'count', 'flags', 'countLayout'], n, what);
+      // Ids of the form `<user>:<time>` stay numbers until asked for (Session.id).
+      const { ids, times: idTimes } = decodeDerivedIds(users, saved.ids, `${what}: ids`, true);
+      const { seq, start, end, count, flags, countLayout } = await decodeNamedColumnsInTurns(saved, ['seq', 'start', 'end', 'count', 'flags', 'countLayout'], n, what);
+      let newest = 0;
+      for (let i = 0; i < n; i++) if (seq[i]! > newest) newest = seq[i]!;
+      rowsBySeq = new RowsBySeq(newest, n);
       const countValues = decodeColumn(saved.countValues, `${what}: countValues`);
       const countTypes = decodeCountTypes(saved.countTypes, `${what}: countTypes`);
       // Each row's counts are as many as its layout's types; all rows' together fill countValues.
       const widths = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const types = countTypes[countLayout[i]!];
-        if (types === undefined) throw new Error(`${what}: countLayout: ${countLayout[i]!} at row ${i}, expected a list of countTypes (0 to ${countTypes.length - 1})`);
-        widths[i] = types.length;
-      }
+      await inParts(n, (from, to) => {
+        for (let i = from; i < to; i++) {
+          const types = countTypes[countLayout[i]!];
+          if (types === undefined) throw new Error(`${what}: countLayout: ${countLayout[i]!} at row ${i}, expected a list of countTypes (0 to ${countTypes.length - 1})`);
+          widths[i] = types.length;
+        }
+      });
       checkListLengths(widths, countValues.length, `${what}: countValues`);
       const replaces = decodeReplaces(saved.replacesRows, saved.replaces, n, what);
       let nextValue = 0;
@@ -1013,7 +1078,8 @@ class SessionState {
           if (!(Number.isInteger(rowFlags) && rowFlags >= 0 && rowFlags <= (PURCHASED | EMITTED | CLOSED | SEALED))) {
             throw new Error(`${what}: flags: ${rowFlags} at row ${i}, expected a whole number 0 to ${PURCHASED | EMITTED | CLOSED | SEALED}`);
           }
-          const session = new Session(rowSeq, users[i]!, ids[i]!, rowStart);
+          const idTime = idTimes[i]!;
+          const session = new Session(rowSeq, users[i]!, idTime === idTime ? idTime : ids[i], rowStart);
           session.end = rowEnd;
           session.count = count[i]!;
           session.flags = rowFlags;
@@ -1033,7 +1099,7 @@ class SessionState {
       heapKeys = decodeColumnOf(saved.heapKeys, n, `${what}: heapKeys`);
       heapSeqs = decodeColumnOf(saved.heapSeqs, n, `${what}: heapSeqs`);
     }
-    this.open = bySeq.size;
+    this.open = sessions.length;
     this.openGauge.set(this.open);
     // Versions 2 and 3 hold exactly one timer a session (checked); version 1's are taken as they always were.
     const exact = saved.version !== 1;
@@ -1042,7 +1108,8 @@ class SessionState {
         const key = heapKeys[i]!;
         if (!Number.isFinite(key)) throw new Error(`${what}: heapKeys: ${key} at ${i} is not a time`);
         const timerSeq = heapSeqs[i]!;
-        const session = bySeq.get(timerSeq);
+        const row = rowsBySeq.get(timerSeq);
+        const session = row < 0 ? undefined : sessions[row];
         if (session === undefined) {
           if (exact) throw new Error(`${what}: heapSeqs: ${timerSeq} at ${i} names no session`);
           continue;
