@@ -247,10 +247,10 @@ class RowsBySeq {
     this.base = newest - this.table.length + 1;
   }
 
-  /** Records the row of a seq (a whole number); false if the seq has a row already. */
+  /** Records the row of a seq; false if the seq has a row already. */
   add(seq: number, row: number): boolean {
-    const at = seq - this.base;
-    if (at >= 0 && at < this.table.length) {
+    const at = this.slot(seq);
+    if (at >= 0) {
       if (this.table[at] !== 0) return false;
       this.table[at] = row + 1;
       return true;
@@ -262,10 +262,14 @@ class RowsBySeq {
 
   /** The row of a seq; -1 for none. */
   get(seq: number): number {
+    const at = this.slot(seq);
+    return at >= 0 ? this.table[at]! - 1 : (this.older.get(seq) ?? -1);
+  }
+
+  /** The seq's place in the table; -1 for a seq the table cannot hold (older, or no whole number). */
+  private slot(seq: number): number {
     const at = seq - this.base;
-    // A fraction reads undefined from the table: no row.
-    if (at >= 0 && at < this.table.length) return (this.table[at] ?? 0) - 1;
-    return this.older.get(seq) ?? -1;
+    return at >= 0 && at < this.table.length && Number.isInteger(at) ? at : -1;
   }
 }
 
