@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkListLengths, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, encodeColumns, encodeDerivedIds, inTurns, type Column } from 'tributary';
+import { checkListLengths, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, encodeColumns, encodeDerivedIds, inTurns, type Column } from 'tributary';
 
 const encode = (...arrays: number[][]): Promise<Column[]> => inTurns(encodeColumns(arrays.map((values) => Float64Array.from(values))));
 
@@ -16,6 +16,22 @@ test('columns encoded and decoded with their row counts checked give back every 
   assert.deepEqual([[...a], [...b]], [values[0], values[2]]);
   assert.equal(decodeOptionalColumnOf(undefined, 3, 'test'), undefined, 'an absent column (one a later version added)');
   assert.deepEqual([...decodeOptionalColumnOf(columns[0], 3, 'test')!], values[0]);
+});
+
+test('decodeNamedColumnsInTurns gives the columns decodeNamedColumns gives, the event loop turning between them, and names a bad one', async () => {
+  const [a, b, short] = await encode([1, 2, 3], [0.5, NaN, -0], [1, 2]);
+  const columns = { a: a!, b: b! };
+  let turns = 0;
+  const count = (): void => void setImmediate(() => {
+    turns++;
+    if (turns < 100) count();
+  });
+  count();
+  const decoded = await decodeNamedColumnsInTurns(columns, ['a', 'b'], 3, 'test');
+  assert.ok(turns >= 2, `the loop turned before each column (${turns} turns)`);
+  const plain = decodeNamedColumns(columns, ['a', 'b'], 3, 'test');
+  assert.deepEqual([[...decoded.a], [...decoded.b]], [[...plain.a], [...plain.b]]);
+  await assert.rejects(decodeNamedColumnsInTurns({ start: a!, end: short! }, ['start', 'end'], 3, 'plugin snapshot'), /^Error: plugin snapshot: end: 2 rows, expected 3$/);
 });
 
 test('a column, list or lengths that do not match their rows are refused with what does not match', async () => {
