@@ -14,6 +14,9 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { testContext } from 'tributary/testing';
+import type { SinkPlugin } from 'tributary';
+import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, produce, readTopic, startSource, values } from './kafka/client.js';
@@ -166,7 +169,7 @@ test('TLS with client certificates: a pipeline reads and writes with a certifica
   await assertThrough(broker, output, 25, run, [client.keyPassword, keyBody]);
 });
 
-test('a wrong password, a CA that did not sign the broker\'s certificate, no client certificate: the source is not ready, saying which (librdkafka says it only in its log)', async (t) => {
+test('a wrong password, a CA that did not sign the broker\'s certificate, no client certificate: the source is not ready, saying which, and a sink\'s start fails saying why (librdkafka says it only in its log)', async (t) => {
   if (!kafkaBrokers(t)) return;
   const broker = await secureBroker();
   const secure = broker.secure!;
@@ -191,6 +194,15 @@ test('a wrong password, a CA that did not sign the broker\'s certificate, no cli
       cause: /bad certificate/,
     },
   ];
+  // A sink given the wrong password: not ready while it connects, saying why; its start fails so (after 30 s, meanwhile the source cases run).
+  const sinkContext = testContext();
+  const sink = await (kafkaSink as SinkPlugin<KafkaSinkConfig>).create(
+    { brokers: secure.saslSsl, topic: input, security: cases[0]!.security, key_field: 'userId', guarantee: 'at-least-once', transaction_timeout: '10s', compression: 'lz4', linger: '5ms', batch_size: 10_000, max_in_flight: 100_000 },
+    sinkContext,
+  );
+  const opening = sink.open!();
+  opening.catch(() => undefined);
+  await waitFor('the sink not ready while it connects, saying why', () => /^connecting to the brokers \(.*SASL authentication error: Authentication failed/.test(sink.health!().detail ?? ''), 20_000);
   for (const { what, brokers, security, cause } of cases) {
     const instance = await startSource(brokers, input, `g-${input}-${cases.findIndex((c) => c.what === what)}`, new Set(), undefined, { security });
     try {
@@ -201,4 +213,10 @@ test('a wrong password, a CA that did not sign the broker\'s certificate, no cli
       await instance.close();
     }
   }
+  await assert.rejects(opening, (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.match(error.message, /^kafka sink: cannot connect to the brokers: broker transport failure \(.*SASL authentication error: Authentication failed during authentication due to invalid credentials/);
+    return true;
+  });
+  await sink.close();
 });

@@ -280,6 +280,7 @@ export default defineSink<KafkaSinkConfig>({
     let stopTokens: () => void = () => undefined;
     /** Connected by open(): a sink never opened (the pipeline failed to start) has nothing to flush or disconnect. */
     let opened = false;
+    let connecting = false;
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
@@ -328,7 +329,12 @@ export default defineSink<KafkaSinkConfig>({
       // Connecting touches the brokers: only once every factory succeeded (see Sink.open).
       async open() {
         stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-        await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
+        connecting = true;
+        try {
+          await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
+        } finally {
+          connecting = false;
+        }
         brokers.reachable();
         opened = true;
       },
@@ -375,7 +381,8 @@ export default defineSink<KafkaSinkConfig>({
         if (fatal ?? failure) throw failed();
         brokers.reachable();
       },
-      health: () => (fatal ? { ready: false, detail: fatal.message } : brokers.health()),
+      // Connecting (up to 30 s as the pipeline starts): why the brokers refuse, once librdkafka logged it.
+      health: () => (fatal ? { ready: false, detail: fatal.message } : connecting ? { ready: false, detail: brokers.failures.explain('connecting to the brokers') } : brokers.health()),
       async close() {
         clearTimeout(retryTimer);
         if (!opened) {

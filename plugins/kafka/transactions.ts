@@ -332,7 +332,10 @@ export class PipelineTransactions {
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
   health(): SourceHealth {
-    return this.fatal ? { ready: false, detail: this.fatal.message } : this.brokers.health();
+    if (this.fatal) return { ready: false, detail: this.fatal.message };
+    // Connecting as the pipeline starts: why the brokers refuse, once librdkafka logged it.
+    if (this.opening !== undefined && !this.connected && this.aborted === undefined) return { ready: false, detail: this.brokers.failures.explain('connecting to the brokers') };
+    return this.brokers.health();
   }
 
   /**
