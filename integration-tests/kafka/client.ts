@@ -165,13 +165,16 @@ export async function readTopic(brokers: string, topic: string, options: ReadOpt
   try {
     const partitions = await topicPartitions(consumer, topic, deadline);
     consumer.assign(partitions.map((partition) => ({ topic, partition, offset: 0 })));
-    const atEnd = new Set<number>();
-    consumer.on('partition.eof', (eof) => atEnd.add(eof.partition));
+    // Each partition's end offset as its last EOF said. node-rdkafka emits an EOF before the consume
+    // callback hands over the records it follows: only a record at or past that offset reopens it
+    // (before, any did, and a read waited out its whole timeout for an EOF that had come).
+    const atEnd = new Map<number, number>();
+    consumer.on('partition.eof', (eof) => void atEnd.set(eof.partition, eof.offset));
     consumer.setDefaultConsumeTimeout(100);
     while (Date.now() < deadline) {
       const batch = await done<Message[]>((cb) => consumer.consume(1000, cb));
       for (const message of batch) {
-        atEnd.delete(message.partition);
+        if (message.offset >= (atEnd.get(message.partition) ?? -1)) atEnd.delete(message.partition);
         messages.push(message);
       }
       const ended = atEnd.size === partitions.length;
