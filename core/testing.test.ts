@@ -48,3 +48,11 @@ test('a snapshot a checkpoint would lose (a Map is written as {}) fails the test
     /test-counter: snapshot\(\) would not survive a checkpoint \(checkpoints are JSON\): \$\.counts is a Map \(written as \{\}\)/,
   );
 });
+
+test("runOperator refuses a config as `tributary validate` words it: the field's path, an unknown field's nearest name", async () => {
+  await assert.rejects(
+    runOperator(counter, { as_mapp: true } as never, []),
+    { message: "invalid test-counter config: $.as_mapp: unknown field 'as_mapp' (did you mean 'as_map'?)" },
+  );
+  await assert.rejects(runOperator(counter, { as_map: 'yes' } as never, []), { message: 'invalid test-counter config: $.as_map: must be boolean' });
+});

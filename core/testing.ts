@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { loadPipeline, type LoadedPipeline } from './config/load.js';
+import { configErrorTexts, loadPipeline, type LoadedPipeline } from './config/load.js';
 import type { Element, StreamRecord } from './events.js';
 import { defineSink, isPlugin, type AnyPlugin, type Clock, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin } from './plugin.js';
 import { PluginRegistry } from './registry.js';
@@ -168,8 +168,8 @@ export async function runOperator<C>(
   options: RunOperatorOptions = {},
 ): Promise<OperatorRun> {
   const entry = { type: plugin.name, ...(config as object) };
-  const errors = new SchemaValidator().validateEntry(plugin, entry);
-  if (errors.length > 0) throw new Error(`invalid ${plugin.name} config: ${errors.map((e) => `${e.instancePath} ${e.message}`).join('; ')}`);
+  const problems = configErrorTexts(plugin, new SchemaValidator().validateEntry(plugin, entry));
+  if (problems.length > 0) throw new Error(`invalid ${plugin.name} config: ${problems.join('; ')}`);
   const { type: _type, ...withDefaults } = entry;
   const operator = await plugin.create(withDefaults as C, context);
   await operator.open?.();

@@ -367,6 +367,19 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
 }
 
 /**
+ * One plugin config's schema errors as `<path>: <message>` (`$.max_items: must be >= 1`), worded as a
+ * pipeline file's problems are, for a config checked outside any file (`runOperator` in a plugin's tests).
+ */
+export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject[]): string[] {
+  const texts: string[] = [];
+  for (const error of errors) {
+    const problem = problemFromAjv(error, [], (segments, message, keyOf) => ({ file: '', line: 0, column: 0, path: jsonPath(keyOf === undefined ? segments : [...segments, keyOf]), message }), plugin);
+    if (problem) texts.push(`${problem.path}: ${problem.message}`);
+  }
+  return texts;
+}
+
+/**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
  * `plugin`: the entry's, when the error is about one of its entries.
  */

@@ -1601,8 +1601,8 @@ test('adwin drift: a shift in the label distribution emits a drift record (page-
 });
 
 test('a churn horizon or a label timeout of 0 is rejected by the schema (validate says it at the field: core/config/load.test.ts)', async () => {
-  await assert.rejects(async () => runOperator(churnModel, { backend: 'cpu', horizon: '0d' }, []), /^Error: invalid churn-model config: \/horizon must pass "minDuration" keyword validation/);
-  await assert.rejects(async () => runOperator(intentModel, { backend: 'cpu', label_buffer: { timeout: 0 } }, []), /^Error: invalid intent-model config: \/label_buffer\/timeout must pass "minDuration"/);
+  await assert.rejects(async () => runOperator(churnModel, { backend: 'cpu', horizon: '0d' }, []), /^Error: invalid churn-model config: \$\.horizon: must be at least 1ms, got "0d"$/);
+  await assert.rejects(async () => runOperator(intentModel, { backend: 'cpu', label_buffer: { timeout: 0 } }, []), /^Error: invalid intent-model config: \$\.label_buffer\.timeout: must be at least 1ms, got 0$/);
   const operator = await churnModel.create({ backend: 'cpu', horizon: '1d', label_buffer: { timeout: '1h' } }, testContext());
   await operator.close?.();
 });
