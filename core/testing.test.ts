@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defineOperator, recordOperator, watermark, type ClickEvent, type StreamRecord } from 'tributary';
-import { runOperator } from 'tributary/testing';
+import { runOperator, specProblems } from 'tributary/testing';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
 
@@ -55,4 +55,26 @@ test("runOperator refuses a config as `tributary validate` words it: the field's
     { message: "invalid test-counter config: $.as_mapp: unknown field 'as_mapp' (did you mean 'as_map'?)" },
   );
   await assert.rejects(runOperator(counter, { as_map: 'yes' } as never, []), { message: 'invalid test-counter config: $.as_map: must be boolean' });
+});
+
+test('specProblems lists what the pipeline reference needs of a spec: field descriptions, nested ones too, and valid examples', async () => {
+  assert.deepEqual(specProblems(counter), []);
+  const careless = defineOperator<{ window: string; limits: { max: number } }>({
+    name: 'careless',
+    summary: 'Has gaps in its docs.',
+    config: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        window: { $ref: 'tributary:duration', default: '1m' },
+        limits: { type: 'object', description: 'Bounds.', additionalProperties: false, properties: { max: { type: 'integer', minimum: 1 } } },
+      },
+    },
+    examples: [{ window: '1m' }, { window: 'soon', limits: { max: 0 } }],
+    create: () => ({ apply: (input) => input }),
+  });
+  assert.deepEqual(specProblems(careless), [
+    "operator 'careless': field 'limits.max' has no description",
+    `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.; $.limits.max: must be >= 1`,
+  ]);
 });

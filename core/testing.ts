@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { configErrorTexts, loadPipeline, type LoadedPipeline } from './config/load.js';
 import type { Element, StreamRecord } from './events.js';
-import { defineSink, isPlugin, type AnyPlugin, type Clock, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin } from './plugin.js';
+import { defineSink, isPlugin, type AnyPlugin, type Clock, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
 import { MetricsHub } from './runtime/telemetry.js';
@@ -103,6 +103,31 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   const stats = await runner.run();
   const deadLetters = outputs[999] ?? [];
   return { stats, outputs, deadLetters, runner, loaded };
+}
+
+/**
+ * What the pipeline reference (`tributary docs`) needs of a plugin's spec and does not find: a summary,
+ * a description for every field (an object field's own fields too; a `$ref` type describes itself) and
+ * examples its own schema accepts (an example that does not validate is printed there all the same).
+ * Empty when the spec is complete: assert that in the plugin's tests, as the built-ins' docs test does.
+ */
+export function specProblems(plugin: AnyPlugin): string[] {
+  const problems: string[] = [];
+  const name = `${plugin.kind} '${plugin.name}'`;
+  if (!plugin.summary) problems.push(`${name} has no summary`);
+  const walk = (properties: Record<string, JsonSchema>, prefix: string): void => {
+    for (const [field, schema] of Object.entries(properties)) {
+      if (!schema.description && typeof schema.$ref !== 'string') problems.push(`${name}: field '${prefix}${field}' has no description`);
+      if (schema.type === 'object' && schema.properties) walk(schema.properties as Record<string, JsonSchema>, `${prefix}${field}.`);
+    }
+  };
+  walk((plugin.config.properties ?? {}) as Record<string, JsonSchema>, '');
+  const validator = new SchemaValidator();
+  for (const example of plugin.examples ?? []) {
+    const errors = configErrorTexts(plugin, validator.validateEntry(plugin, { type: plugin.name, ...structuredClone(example) }));
+    if (errors.length > 0) problems.push(`${name}: example ${JSON.stringify(example)} is invalid: ${errors.join('; ')}`);
+  }
+  return problems;
 }
 
 /** A context for calling a factory directly in a unit test; dead letters, side outputs and reported failures are kept. */

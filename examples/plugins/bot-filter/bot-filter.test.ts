@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { watermark, type ClickEvent } from 'tributary';
-import { runOperator, testContext } from 'tributary/testing';
+import { runOperator, specProblems, testContext } from 'tributary/testing';
 import { botFilter } from './index.js';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
@@ -28,4 +28,8 @@ test('its state survives a restart from a checkpoint: the window goes on countin
   // The fourth click within the minute, after a restart: dropped only if the first three were restored.
   await runOperator(botFilter, { max_events: 3, window: '1m' }, [click('bot', 300)], context, { restore: first.state });
   assert.equal(context.filtered, 1);
+});
+
+test('its spec documents every field and its examples validate (what `tributary docs` prints)', () => {
+  assert.deepEqual(specProblems(botFilter), []);
 });
