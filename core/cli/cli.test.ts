@@ -32,6 +32,15 @@ test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr ot
   assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
 });
 
+test('--plugin and --set take one value each, so they may come before the files (were greedy: the files were read as more values)', () => {
+  const file = pipeline('options-first.yaml', 'sources: [{type: synthetic, events: 10}]\nstages: [{type: bot-filter}]\nsinks: [{type: stdout}]\n');
+  const botFilter = join(packageRoot, 'dist', 'examples', 'plugins', 'bot-filter', 'index.js');
+  const result = tributary('validate', '--plugin', botFilter, '--set', 'sources[0].events=20', '--set', 'stages[0].max_events=5', file, '--print');
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /events: 20\n/);
+  assert.match(result.stdout, /max_events: 5\n/);
+});
+
 test('the shipped pipelines and examples validate', () => {
   const files = ['pipelines', join('examples', 'pipelines')].flatMap((folder) =>
     readdirSync(join(packageRoot, folder))

@@ -52,9 +52,11 @@ function durationProblem(option: string, value: string, least: number): string |
 }
 
 function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
+  // The repeatable options (--plugin, --set) take one value per flag (nargs: 1): an array option takes
+  // every value up to the next flag, so `validate --plugin x.js p.yaml` read p.yaml as a plugin.
   return argv
     .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log level.' })
-    .option('plugin', { type: 'array', string: true, default: [] as string[], describe: 'Extra plugin module to load (npm package or path); repeatable.' }) as Argv<
+    .option('plugin', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Extra plugin module to load (npm package or path); repeatable.' }) as Argv<
     T & CommonOptions
   >;
 }
@@ -71,7 +73,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) =>
         withProgress(withCommon(argv), 'a progress line')
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
-          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
+          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
           .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
@@ -106,7 +108,7 @@ export async function main(args: string[]): Promise<number> {
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
-          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' }),
+          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' }),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
@@ -126,7 +128,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) =>
         withCommon(argv)
           .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
-          .option('set', { type: 'array', string: true, default: [] as string[], describe: 'Override a config value before validating; repeatable.' })
+          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value before validating; repeatable.' })
           .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
       async (argv) => {
         let invalid = 0;
