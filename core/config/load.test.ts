@@ -37,7 +37,7 @@ test('a wrong type, an unknown plugin and a missing field are all reported, each
   );
   assert.equal(problems.length, 3, problems.join('\n'));
   assert.equal(problems[0], 'P:4:12: $.sources[0].users: must be integer');
-  assert.match(problems[1]!, /^P:6:11: \$\.stages\[0\]\.type: unknown operator plugin 'sessionise'; known operator plugins: /);
+  assert.match(problems[1]!, /^P:6:11: \$\.stages\[0\]\.type: unknown operator plugin 'sessionise' \(did you mean 'sessionizer'\?\); known operator plugins: [^;]*$/);
   assert.equal(problems[2], "P:8:5: $.sinks[0]: missing required field 'path'");
 });
 
@@ -187,6 +187,12 @@ test('YAML syntax errors carry their position; only the first is listed, the res
   const cascade = await problemsOf('stages:\n  - type: m\n    checkpoint: { dir: ${X:-/a}/b }\nsinks:\n  - type: stdout\n');
   assert.equal(cascade.length, 1);
   assert.match(cascade[0]!, /^P:3:\d+: \$: .*\(and \d+ more YAML errors after it, which often follow from this one\)$/);
+});
+
+test("a plugin type like no known one says how a plugin of one's own is loaded", async () => {
+  const problems = await problemsOf('sources: [{type: synthetic}]\nstages: [{type: price-ratio}]\nsinks: [{type: stdout}]\n');
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^P:2:17: \$\.stages\[0\]\.type: unknown operator plugin 'price-ratio'; known operator plugins: .*sessionizer.*; a plugin of your own: name its module in the pipeline's `plugins:` list$/);
 });
 
 test('an empty registry lists no known plugins instead of failing', async () => {

@@ -158,8 +158,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         const known = options.registry.names(kind);
         const otherKind = (['source', 'operator', 'sink'] as const).find((other) => other !== kind && options.registry.get(other, type));
         const a = (what: PluginKind): string => (what === 'operator' ? `an ${what}` : `a ${what}`);
-        const unknown = otherKind ? `'${type}' is ${a(otherKind)} plugin, not ${a(kind)} plugin` : `unknown ${kind} plugin '${type}'`;
-        problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}`));
+        const near = otherKind ? undefined : nearestName(type, known);
+        const unknown = otherKind ? `'${type}' is ${a(otherKind)} plugin, not ${a(kind)} plugin` : `unknown ${kind} plugin '${type}'${near ? ` (did you mean '${near}'?)` : ''}`;
+        // A name like no known one is most often a plugin of the user's own that the pipeline does not load.
+        const ownPlugin = otherKind || near ? '' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
+        problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`));
         return;
       }
       let errors: ErrorObject[];
