@@ -106,6 +106,19 @@ export function isClickEvent(element: Element): element is ClickEvent {
   return element.kind === 'event';
 }
 
+/**
+ * A sessionizer's summary (`kind: 'session'`), typed: a plugin's handler gets records as StreamRecord,
+ * which a plain `as SessionSummary` does not convert (TypeScript asks for `as unknown as`).
+ */
+export function isSessionSummary(element: Element): element is StreamRecord & SessionSummary {
+  return element.kind === 'session';
+}
+
+/** A model's prediction (`kind: 'prediction'`), typed (as isSessionSummary). */
+export function isPrediction(element: Element): element is StreamRecord & Prediction {
+  return element.kind === 'prediction';
+}
+
 export function watermark(time: number): Watermark {
   return { kind: 'watermark', time };
 }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Observable } from 'rxjs';
-import { defineOperator, type Element } from 'tributary';
+import { defineOperator, isPrediction, isSessionSummary, type Element, type StreamRecord } from 'tributary';
 
 const passThrough = (input: Observable<Element>): Observable<Element> => input;
 
@@ -41,4 +41,15 @@ test('a config schema out of step with its Config type does not compile', () => 
     config: { type: 'object', properties: { field: { type: 'string' } } },
     create: (config: ThresholdConfig) => ({ apply: config.field ? passThrough : passThrough }),
   });
+});
+
+test('isPrediction and isSessionSummary type the records a plugin is handed (a plain `as Prediction` does not compile)', () => {
+  const records: StreamRecord[] = [
+    { kind: 'prediction', id: 'p1', model: 'm', modelVersion: '1-0', task: 'intent', userId: 'u', time: 5, score: 0.25 },
+    { kind: 'session', userId: 'u', sessionId: 's', start: 0, end: 5, eventCount: 2, counts: { view: 2 }, purchased: false },
+  ];
+  const scores = records.filter(isPrediction).map((prediction) => prediction.score);
+  const purchased = records.filter(isSessionSummary).map((summary) => summary.purchased);
+  assert.deepEqual(scores, [0.25]);
+  assert.deepEqual(purchased, [false]);
 });
