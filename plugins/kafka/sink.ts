@@ -25,6 +25,7 @@ import {
   fatalErrorOf,
   guaranteeProperty,
   hasExactlyOnceKafkaSource,
+  isUnknownTopicOrPartition,
   librdkafkaConnection,
   librdkafkaFeatures,
   missingCodec,
@@ -242,7 +243,9 @@ export default defineSink<KafkaSinkConfig>({
     producer.on('delivery-report', (error) => {
       // Only failures are reported (delivery.report.only.error). The message names the topic: librdkafka's
       // own ("unknown topic or partition") does not.
-      if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}`, { cause: error });
+      // A missing topic is the usual first mistake against a new cluster: say what to do about it.
+      const missing = isUnknownTopicOrPartition(error) ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)' : '';
+      if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}${missing}`, { cause: error });
     });
     const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
     const failFatally = (raised: Error): void => {
