@@ -117,6 +117,31 @@ export function decodeStream(
 }
 
 /**
+ * What a mapping names that a CSV's columns lack, as `fields.price 'Price' (did you mean 'price'?)`: every
+ * field it names, and the required ones it leaves at their default name (user_id, time, and type without
+ * `default_type`). A misspelt column reads as absent in every row: silently for an optional field (no
+ * price at all), a dead letter per row for a required one.
+ */
+export function missingMappedColumns(mapping: MappingConfig | undefined, columns: readonly string[]): string[] {
+  // With `default_type`, a row without a type takes it: no type column is needed (and validation fills
+  // in `fields.type`'s default name whether the file wrote it or not).
+  const optionalType = mapping?.default_type !== undefined;
+  const named: [string, string][] = Object.entries(mapping?.fields ?? {})
+    .filter(([field]) => !(field === 'type' && optionalType))
+    .map(([field, column]) => [`fields.${field}`, column]);
+  const required = ['user_id', 'time', ...(optionalType ? [] : ['type'])];
+  for (const field of required) if (!(mapping?.fields && field in mapping.fields)) named.push([`fields.${field}`, field]);
+  for (const attribute of mapping?.attributes ?? []) named.push(['attributes', attribute]);
+  const present = new Set(columns);
+  return named
+    .filter(([, column]) => !present.has(column))
+    .map(([what, column]) => {
+      const near = columns.find((known) => known.toLowerCase() === column.toLowerCase());
+      return `${what} '${column}'${near ? ` (did you mean '${near}'?)` : ''}`;
+    });
+}
+
+/**
  * The column names a CSV file's rows are read with: `csv.columns`, else its header row (read from
  * the file's start by the same reader as the rows); undefined for a headerless file without
  * `csv.columns`. Throws when the header row is longer than `maxRecordBytes` or its quote never closes.
@@ -200,12 +225,24 @@ async function* decodeCsv(
    * One row: the header, an event, or a dead letter. Its origin is the line it starts on (what a person
    * looks for); whether a resumed run read it already goes by the line it ends on (the positions').
    */
+  let columnsChecked = false;
+  const checkColumns = (known: readonly string[]): void => {
+    columnsChecked = true;
+    const missing = missingMappedColumns(config.mapping, known);
+    if (missing.length === 0) return;
+    context.logger.warn(
+      { file: target.file, missing, columns: known },
+      `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}`,
+    );
+  };
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {
     if (skipHeader) {
       skipHeader = false;
       columns ??= record;
+      checkColumns(columns);
       return;
     }
+    if (columns && !columnsChecked) checkColumns(columns);
     if (lastLine <= skipThrough) return;
     const origin = { source: target.source, file: target.file, line };
     if (!columns) {

@@ -504,3 +504,32 @@ test('a gzip file cut short (or corrupt) is bad input: its whole lines are deliv
   for await (const batch of resumed.read()) read += batch.length;
   assert.deepEqual([read, resumedContext.deadLetters.length], [0, 0]);
 });
+
+test('CSV: a column the mapping names that the header lacks is said once per file, with the nearest column (a misspelt price read as no price, silently)', async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'columns.csv');
+  writeFileSync(path, 'user,ts,kind,price,brand\nu1,1000,view,9.5,acme\nu1,2000,cart,9.5,acme\n');
+  const read = async (mapping: object, csv: object = {}): Promise<{ events: number; warned: string[] }> => {
+    const warned: string[] = [];
+    const base = testContext();
+    const context = { ...base, logger: { ...base.logger, warn: (_fields: unknown, message: string) => void warned.push(message) } } as typeof base;
+    const source = await file.create({ path, csv, mapping: { time_format: 'epoch_ms', ...mapping } } as never, context);
+    let events = 0;
+    for await (const batch of source.read()) events += batch.length;
+    return { events, warned };
+  };
+  const misspelt = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind', price: 'Price' }, attributes: ['brand', 'colour'] });
+  assert.equal(misspelt.events, 2, 'the rows are still read');
+  assert.deepEqual(misspelt.warned, [
+    `${path}: the CSV has no column for fields.price 'Price' (did you mean 'price'?), attributes 'colour': every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: user, ts, kind, price, brand`,
+  ]);
+  // A required field left at its default name is checked too; with default_type, no type column is needed.
+  const defaults = await read({ fields: { time: 'ts' }, default_type: 'view' });
+  assert.equal(defaults.events, 0);
+  assert.deepEqual(defaults.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user_id'`]);
+  const fits = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind', price: 'price' }, attributes: ['brand'] });
+  assert.deepEqual(fits.warned, []);
+  // Columns given in the config (no header row) are checked as a header is.
+  const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
+  assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);
+});

@@ -28,6 +28,7 @@ export default defineSource<FileSourceConfig>({
     'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
+    'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO is read as a stream.',
