@@ -157,5 +157,14 @@ function resolveModule(specifier: string, baseDir: string): string {
       // not there either
     }
   }
-  throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${firstError?.message ?? 'not found'}`);
+  // Node's text names a file the search started from ('imported from /pipelines/noop.js'), which does not
+  // exist, and says a package is missing when only the file its package.json names is (not built yet).
+  const missing = firstError === undefined ? undefined : /^Cannot find package '([^']*)'/.exec(firstError.message)?.[1];
+  const reason =
+    firstError === undefined || missing === specifier
+      ? `no package '${specifier}' is installed in node_modules of ${baseDir} (the pipeline's folder) or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to the pipeline)`
+      : missing !== undefined && isAbsolute(missing)
+        ? `the package is at ${missing}, but the file its package.json names (main, or exports' import entry) is not: is it built (npx tsc there)?`
+        : firstError.message;
+  throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${reason}`);
 }

@@ -253,7 +253,27 @@ test('plugins: an npm package beside the pipeline is loaded by name, also when i
     () => [],
     (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
   );
-  assert.match(missing[0] ?? '', /^P:1:\d+: \$\.plugins\[0\]: cannot load plugin module 'plug-missing': Cannot find package 'plug-missing'/);
+  assert.deepEqual(missing, [
+    `P:1:11: $.plugins[0]: cannot load plugin module 'plug-missing': no package 'plug-missing' is installed in node_modules of ${project} (the pipeline's folder) or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to the pipeline)`,
+  ]);
+  // A package whose package.json names a file that is not there (not built yet) is not said to be missing.
+  mkdirSync(join(project, 'node_modules', 'plug-unbuilt'), { recursive: true });
+  writeFileSync(join(project, 'node_modules', 'plug-unbuilt', 'package.json'), JSON.stringify({ name: 'plug-unbuilt', type: 'module', main: 'dist/index.js' }));
+  writeFileSync(file, 'plugins: [plug-unbuilt]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const unbuilt = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.deepEqual(unbuilt, [
+    `P:1:11: $.plugins[0]: cannot load plugin module 'plug-unbuilt': the package is at ${join(project, 'node_modules', 'plug-unbuilt')}/, but the file its package.json names (main, or exports' import entry) is not: is it built (npx tsc there)?`,
+  ]);
+  // The types such a module would have defined are unknown, and said so without sending the user to \`plugins:\` again.
+  writeFileSync(file, 'plugins: [plug-missing]\nsources: [{type: synthetic}]\nsinks: [{type: plug-sink}]\n');
+  const unknownType = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.match(unknownType[1] ?? '', /^P:3:16: \$\.sinks\[0\]\.type: unknown sink plugin 'plug-sink'; known sink plugins: [^;]* \(a module in `plugins:` failed to load: see above\)$/);
 });
 
 test('a value that fits none of its forms (a duration written out) is one problem that says what is expected', async () => {

@@ -126,12 +126,14 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const baseDir = dirname(resolve(file));
   const document = data as PipelineDocument;
   // Plugin modules first: their schemas take part in validation.
+  let pluginModuleFailed = false;
   if (Array.isArray(document.plugins)) {
     for (const [index, specifier] of document.plugins.entries()) {
       if (typeof specifier !== 'string') continue;
       try {
         await options.registry.load(specifier, baseDir);
       } catch (cause) {
+        pluginModuleFailed = true;
         problems.push(locate(['plugins', index], (cause as Error).message));
       }
     }
@@ -160,8 +162,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         const a = (what: PluginKind): string => (what === 'operator' ? `an ${what}` : `a ${what}`);
         const near = otherKind ? undefined : nearestName(type, known);
         const unknown = otherKind ? `'${type}' is ${a(otherKind)} plugin, not ${a(kind)} plugin` : `unknown ${kind} plugin '${type}'${near ? ` (did you mean '${near}'?)` : ''}`;
-        // A name like no known one is most often a plugin of the user's own that the pipeline does not load.
-        const ownPlugin = otherKind || near ? '' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
+        // A name like no known one is most often a plugin of the user's own that the pipeline does not load
+        // (or one from a module that failed to load, said at \`plugins\`).
+        const ownPlugin = otherKind || near ? '' : pluginModuleFailed ? ' (a module in `plugins:` failed to load: see above)' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
         problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`));
         return;
       }
