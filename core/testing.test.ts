@@ -54,7 +54,7 @@ test("runOperator refuses a config as `tributary validate` words it: the field's
     runOperator(counter, { as_mapp: true } as never, []),
     { message: "invalid test-counter config: $.as_mapp: unknown field 'as_mapp' (did you mean 'as_map'?)" },
   );
-  await assert.rejects(runOperator(counter, { as_map: 'yes' } as never, []), { message: 'invalid test-counter config: $.as_map: must be boolean' });
+  await assert.rejects(runOperator(counter, { as_map: 'yes' } as never, []), { message: 'invalid test-counter config: $.as_map: must be boolean, got "yes"' });
 });
 
 test('specProblems lists what the pipeline reference needs of a spec: field descriptions, nested ones too, and valid examples', async () => {
@@ -75,6 +75,6 @@ test('specProblems lists what the pipeline reference needs of a spec: field desc
   });
   assert.deepEqual(specProblems(careless), [
     "operator 'careless': field 'limits.max' has no description",
-    `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.; $.limits.max: must be >= 1`,
+    `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.; $.limits.max: must be >= 1, got 0`,
   ]);
 });

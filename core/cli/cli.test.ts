@@ -28,7 +28,7 @@ test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr ot
   assert.equal(ok.status, 0, ok.stderr);
   const failed = tributary('validate', good, bad);
   assert.equal(failed.status, 2);
-  assert.match(failed.stderr, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:13: \\$\\.sources\\[0\\]\\.events: must be >= 0$`, 'm'));
+  assert.match(failed.stderr, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:13: \\$\\.sources\\[0\\]\\.events: must be >= 0, got -1$`, 'm'));
   assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
 });
 

@@ -36,7 +36,7 @@ test('a wrong type, an unknown plugin and a missing field are all reported, each
     ].join('\n'),
   );
   assert.equal(problems.length, 3, problems.join('\n'));
-  assert.equal(problems[0], 'P:4:12: $.sources[0].users: must be integer');
+  assert.equal(problems[0], 'P:4:12: $.sources[0].users: must be integer, got "lots"');
   assert.match(problems[1]!, /^P:6:11: \$\.stages\[0\]\.type: unknown operator plugin 'sessionise' \(did you mean 'sessionizer'\?\); known operator plugins: [^;]*$/);
   assert.equal(problems[2], "P:8:5: $.sinks[0]: missing required field 'path'");
 });
@@ -74,6 +74,11 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
     assert.match(error.problems[0]!.message, /USERS is not set/);
     return true;
   });
+  // The file shows `${USERS}` at that line: the problem quotes the value the variable gave.
+  await assert.rejects(loadPipeline(file, { registry, env: { USERS: 'lots' } }), (error: ConfigError) => {
+    assert.deepEqual(error.problems.map((p) => formatProblem({ ...p, file: 'P' })), ['P:4:12: $.sources[0].users: must be integer, got "lots"']);
+    return true;
+  });
 });
 
 test('--set overrides values after interpolation and is validated like the file', async () => {
@@ -83,7 +88,7 @@ test('--set overrides values after interpolation and is validated like the file'
   const loaded = await loadPipeline(file, { registry, sets: ['sources[0].users=7', 'sources.0.seed=3'] });
   assert.equal(loaded.sources[0]!.entry.users, 7);
   assert.equal(loaded.sources[0]!.entry.seed, 3);
-  await assert.rejects(loadPipeline(file, { registry, sets: ['sources[0].users=many'] }), /must be integer/);
+  await assert.rejects(loadPipeline(file, { registry, sets: ['sources[0].users=many'] }), /must be integer, got "many"/);
 });
 
 test('schema defaults are filled in for the factory', async () => {
@@ -391,9 +396,9 @@ test('model config mistakes are located at their field: an unknown kind, no hidd
   assert.deepEqual(problems, [
     'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru"',
     'P:7:32: $.stages[1].model.hidden: must NOT have fewer than 1 items',
-    'P:8:32: $.stages[1].optimizer.learning_rate: must be > 0',
-    'P:10:32: $.stages[2].optimizer.learning_rate: must be > 0',
-    'P:11:37: $.stages[2].drift.delta: must be < 1',
+    'P:8:32: $.stages[1].optimizer.learning_rate: must be > 0, got 0',
+    'P:10:32: $.stages[2].optimizer.learning_rate: must be > 0, got -0.1',
+    'P:11:37: $.stages[2].drift.delta: must be < 1, got 2',
   ]);
 });
 

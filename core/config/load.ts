@@ -373,7 +373,7 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
 }
 
 /**
- * One plugin config's schema errors as `<path>: <message>` (`$.max_items: must be >= 1`), worded as a
+ * One plugin config's schema errors as `<path>: <message>` (`$.max_items: must be >= 1, got 0`), worded as a
  * pipeline file's problems are, for a config checked outside any file (`runOperator` in a plugin's tests).
  */
 export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject[]): string[] {
@@ -420,6 +420,13 @@ function problemFromAjv(
       return locate(segments, error.message ?? error.keyword);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+    case 'type':
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      // The value as read: where it came from `${VAR}` or --set, the file at this line does not show it.
+      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data)}`);
     case 'enum':
       // A kind the sink's own plugin says it does not take: say whose rule it is, not only the list.
       if (plugin?.kind === 'sink' && plugin.kinds && error.schemaPath === sinkKindsSchemaPath) {
@@ -429,6 +436,12 @@ function problemFromAjv(
     default:
       return locate(segments, error.message ?? error.keyword);
   }
+}
+
+/** A value as JSON, cut to 60 characters: what a config problem quotes (a whole section would drown it). */
+function valueText(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
 }
 
 /** The known name a mistyped one most likely meant: one edit away for names of up to 3 characters, two up to 6, three beyond. */

@@ -693,7 +693,7 @@ test('a pipeline composed in code (PipelineRunner, no YAML) gets the checks a fi
   assert.deepEqual(await problemsOf(composed(other, { type: 'paired' })), ['<code>:0:0: $.sinks[0].partner: needs an events source']);
   assert.deepEqual(seen.at(-1), { partner: true });
   // A config its schema rejects, said as validate says it (minus the file position).
-  assert.deepEqual(await problemsOf(composed(events, { type: 'paired', partner: 'yes' })), ['<code>:0:0: $.sinks[0].partner: must be boolean']);
+  assert.deepEqual(await problemsOf(composed(events, { type: 'paired', partner: 'yes' })), ['<code>:0:0: $.sinks[0].partner: must be boolean, got "yes"']);
   assert.deepEqual(created, [], 'no factory ran for a pipeline with problems');
   const fine = composed(events, { type: 'paired' });
   const stats = await new PipelineRunner(fine, { logger: silentLogger }).run();
