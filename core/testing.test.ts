@@ -75,6 +75,6 @@ test('specProblems lists what the pipeline reference needs of a spec: field desc
   });
   assert.deepEqual(specProblems(careless), [
     "operator 'careless': field 'limits.max' has no description",
-    `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.; $.limits.max: must be >= 1, got 0`,
+    `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "soon"; $.limits.max: must be >= 1, got 0`,
   ]);
 });

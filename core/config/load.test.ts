@@ -284,7 +284,7 @@ test('plugins: an npm package beside the pipeline is loaded by name, also when i
 test('a value that fits none of its forms (a duration written out) is one problem that says what is expected', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n    watermark: { max_out_of_orderness: 30 minutes }\nsinks: [{type: stdout}]\n');
   assert.deepEqual(problems, [
-    'P:3:40: $.sources[0].watermark.max_out_of_orderness: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
+    'P:3:40: $.sources[0].watermark.max_out_of_orderness: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "30 minutes"',
   ]);
 });
 
@@ -370,7 +370,7 @@ test("a plugin's checks across entries (checkPipeline) and a duration's least va
   assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: 1s}]\n'), []);
   // Not a duration at all: the duration type's error alone.
   assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired, wait: soon}]\n'), [
-    'P:2:30: $.sinks[0].wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w.',
+    'P:2:30: $.sinks[0].wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "soon"',
   ]);
 });
 

@@ -413,7 +413,10 @@ function problemFromAjv(
     case 'anyOf': {
       // The forms' own errors were dropped (collapseAlternatives): the schema's description says what is expected.
       const description = (error.parentSchema as { description?: string } | undefined)?.description;
-      return locate(segments, description ? `expected ${description.charAt(0).toLowerCase()}${description.slice(1)}` : (error.message ?? error.keyword));
+      const expected = description ? `expected ${description.charAt(0).toLowerCase()}${description.slice(1)}` : (error.message ?? error.keyword);
+      // A value (a duration written out) is quoted; a whole entry or section, at its own line, is not.
+      if (typeof error.data === 'object' && error.data !== null) return locate(segments, expected);
+      return locate(segments, `${expected.replace(/\.$/, '')}, got ${valueText(error.data)}`);
     }
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
