@@ -81,6 +81,18 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
   });
 });
 
+test('a problem quotes the value it is about, but never a secret: a password YAML read as a number, a SASL section written as one string', async () => {
+  const kafka = (security: string) => `sources: [{type: kafka, brokers: "k:9092", topics: [t], group: g, security: ${security}}]\nsinks: [{type: stdout}]\n`;
+  const number = await problemsOf(kafka('{ sasl: { mechanism: PLAIN, username: u, password: 271828 } }'));
+  assert.deepEqual(number, ['P:1:128: $.sources[0].security.sasl.password: must be string, got (not shown: a secret)']);
+  const inline = await problemsOf(kafka('{ sasl: "u:hunter2" }'));
+  assert.equal(inline.length, 1, inline.join('\n'));
+  assert.ok(!inline[0]!.includes('hunter2'), inline[0]);
+  // From the environment too: the file shows only `${PASSWORD}`.
+  const fromEnv = await problemsOf(kafka('{ sasl: { mechanism: PLAIN, username: u, password: ${PASSWORD} } }'), { env: { PASSWORD: '314159' } });
+  assert.ok(fromEnv.length === 1 && !fromEnv[0]!.includes('314159'), fromEnv.join('\n'));
+});
+
 test('--set overrides values after interpolation and is validated like the file', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'set.yaml');

@@ -13,6 +13,7 @@ import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
+import { isSecret } from '../runtime/telemetry.js';
 
 export interface PipelineEntry {
   type: string;
@@ -416,7 +417,7 @@ function problemFromAjv(
       const expected = description ? `expected ${description.charAt(0).toLowerCase()}${description.slice(1)}` : (error.message ?? error.keyword);
       // A value (a duration written out) is quoted; a whole entry or section, at its own line, is not.
       if (typeof error.data === 'object' && error.data !== null) return locate(segments, expected);
-      return locate(segments, `${expected.replace(/\.$/, '')}, got ${valueText(error.data)}`);
+      return locate(segments, `${expected.replace(/\.$/, '')}, got ${valueText(error.data, segments)}`);
     }
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
@@ -429,7 +430,7 @@ function problemFromAjv(
     case 'exclusiveMinimum':
     case 'exclusiveMaximum':
       // The value as read: where it came from `${VAR}` or --set, the file at this line does not show it.
-      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data)}`);
+      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'enum':
       // A kind the sink's own plugin says it does not take: say whose rule it is, not only the list.
       if (plugin?.kind === 'sink' && plugin.kinds && error.schemaPath === sinkKindsSchemaPath) {
@@ -441,8 +442,14 @@ function problemFromAjv(
   }
 }
 
-/** A value as JSON, cut to 60 characters: what a config problem quotes (a whole section would drown it). */
-function valueText(value: unknown): string {
+/**
+ * A value as JSON, cut to 60 characters: what a config problem quotes (a whole section would drown it).
+ * Not a secret's (a password that YAML read as a number, a `${VAR}` holding one), nor anything under a
+ * `security` section (a SASL section written as one string): the problem goes to logs and terminals.
+ */
+function valueText(value: unknown, segments: readonly PathSegment[]): string {
+  const field = segments.at(-1);
+  if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return '(not shown: a secret)';
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
 }
