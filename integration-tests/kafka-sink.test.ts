@@ -64,21 +64,25 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   assert.equal(outputs[0]!.length, 500);
 });
 
-test('kafka sink: a topic that does not exist fails the run saying to create it', async (t) => {
+test('kafka sink: a topic that does not exist fails the start saying to create it, before any input is read', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
   const input = uniqueTopic('sink-no-topic-in');
   await createTopic(brokers, input, 1);
   await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
   const output = uniqueTopic('sink-no-topic');
-  // No message.timeout.ms: the producer gives up on the topic once its metadata says it is missing.
-  const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, options: { topic.metadata.propagation.max.ms: 1000 } }`;
+  const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output} }`;
   const dead: StreamRecord[][] = [[], [], []];
-  // Found while flushing or while closing, as the timing falls: the reason is the same.
+  // Before, the whole input was read and the run failed at its first flush ('delivery to topic ... failed: unknown topic or partition').
   await assert.rejects(
     runYaml(pipeline(input, `g-${input}`, missing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }),
-    new RegExp(`delivery to topic '${output}' failed: unknown topic or partition \\(the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto\\.create\\.topics\\.enable on them\\)$`),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_SINK');
+      assert.match(error.message, new RegExp(`kafka sink: topic '${output}' is not there: it does not exist \\(the brokers do not create topics on first use: create it, or enable auto\\.create\\.topics\\.enable on them\\), or this client may not describe it$`));
+      return true;
+    },
   );
+  assert.deepEqual(dead.map((records) => records.length), [0, 0, 0], 'nothing was read');
 });
 
 test('kafka sink: not ready while its brokers are down, ready again once they answer (at-least-once and exactly-once)', async (t) => {

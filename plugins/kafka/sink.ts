@@ -11,6 +11,7 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
@@ -41,6 +42,28 @@ import {
   type Guarantee,
 } from './common.js';
 import { PipelineTransactions } from './transactions.js';
+
+/**
+ * Whether the brokers list `topic` with its partitions, asked again for up to `waitMs` (brokers that
+ * create topics on first use create it for this very request, and list it a moment later); undefined
+ * when no answer comes (judged by the deliveries then, as before). node-rdkafka drops a topic's error
+ * code: a missing topic, or one this client may not describe, is listed with no partitions.
+ */
+async function topicListed(producer: RdKafka.Producer, topic: string, waitMs = 3_000): Promise<boolean | undefined> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    let metadata: RdKafka.Metadata;
+    try {
+      metadata = await promisify<RdKafka.Metadata>((cb) => producer.getMetadata({ topic, timeout: 5_000 }, cb));
+    } catch {
+      return undefined;
+    }
+    const listed = metadata.topics.find((t) => t.name === topic);
+    if (listed !== undefined && listed.partitions.length > 0) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(250);
+  }
+}
 
 export interface KafkaSinkConfig extends ConnectionConfig {
   topic: string;
@@ -100,7 +123,7 @@ export default defineSink<KafkaSinkConfig>({
     required: ['brokers', 'topic'],
     properties: {
       ...connectionProperties,
-      topic: { type: 'string', minLength: 1, description: 'Topic to write to (it must exist, or the brokers must create topics on first use).' },
+      topic: { type: 'string', minLength: 1, description: 'Topic to write to (it must exist, or the brokers must create topics on first use); at-least-once, one the brokers do not list fails the start.' },
       key_field: {
         type: 'string',
         minLength: 1,
@@ -340,6 +363,14 @@ export default defineSink<KafkaSinkConfig>({
         }
         brokers.reachable();
         opened = true;
+        // A topic that is not there fails the start, not the first flush after the input was read (the
+        // usual first mistake against a new cluster). Exactly-once sinks do not touch the brokers at open.
+        if ((await topicListed(producer, config.topic)) === false) {
+          throw new TributaryError(
+            'TRIB_ERR_SINK',
+            `kafka sink: topic '${config.topic}' is not there: it does not exist (the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them), or this client may not describe it`,
+          );
+        }
       },
       write(record) {
         if (fatal ?? failure) throw failed();
