@@ -53,10 +53,13 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   await createTopic(brokers, input, 1);
   await produce(brokers, input, Array.from({ length: 500 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
   const group = `g-${input}`;
-  // The topic does not exist (the test broker creates none on first use): every delivery times out.
-  const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${uniqueTopic('sink-missing')}, options: { message.timeout.ms: 1500, topic.metadata.propagation.max.ms: 1000 } }`;
+  // The topic takes no record batch over 100 bytes: every delivery fails (before, a topic that did not
+  // exist; a sink now refuses one at its start, before any record is read).
+  const tiny = uniqueTopic('sink-tiny');
+  await createTopic(brokers, tiny, 1, { 'max.message.bytes': '100' });
+  const refusing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny} }`;
   const dead: StreamRecord[][] = [[], [], []];
-  await assert.rejects(runYaml(pipeline(input, group, missing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), /time|topic/i);
+  await assert.rejects(runYaml(pipeline(input, group, refusing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), new RegExp(`delivery to topic '${tiny}' failed: .*too large`, 'i'));
   // Nothing was committed: the group reads every record again.
   const outputs: StreamRecord[][] = [[], [], []];
   const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });

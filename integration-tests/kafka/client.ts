@@ -16,12 +16,12 @@ function done<T = void>(call: (cb: (error: LibrdKafkaError | null | undefined, v
 /**
  * Creates `topic` with time-based retention off: tests write records stamped with fixed past times
  * (2024), and the broker's retention task (every 5 minutes) would otherwise delete them as older than
- * the default 7 days, between a test's produce and its read.
+ * the default 7 days, between a test's produce and its read. `config`: more topic configs.
  */
-export async function createTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+export async function createTopic(brokers: string, topic: string, partitions: number, config: Record<string, string> = {}): Promise<void> {
   const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
   try {
-    await done((cb) => admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1, config: { 'retention.ms': '-1' } }, 15_000, cb));
+    await done((cb) => admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1, config: { 'retention.ms': '-1', ...config } }, 15_000, cb));
   } finally {
     admin.disconnect();
   }
