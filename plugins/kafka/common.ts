@@ -208,9 +208,16 @@ export function redactProperties(props: Record<string, unknown>): Record<string,
  * A failure to reach the brokers as a sink starts: a runtime failure (TRIB_ERR_SINK, exit 1, a
  * supervisor restarts it), not a config error, which is what anything else a factory throws is taken for.
  */
-export function brokersUnreachable(error: unknown, doing: string, failures?: ConnectionFailures): never {
-  const message = asError(error).message;
-  throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${failures ? failures.explain(message) : message}`, { cause: error });
+export function brokersUnreachable(error: unknown, doing: string, failures: ConnectionFailures): never {
+  throw new TributaryError('TRIB_ERR_SINK', `kafka sink: cannot ${doing}: ${failures.explain(asError(error).message)}`, { cause: error });
+}
+
+/**
+ * Whether a metadata answer lists `topic` with its partitions. node-rdkafka drops a topic's error code:
+ * a missing topic, or one this client may not describe, is listed with no partitions.
+ */
+export function listsTopic(metadata: RdKafka.Metadata, topic: string): boolean {
+  return metadata.topics.some((listed) => listed.name === topic && listed.partitions.length > 0);
 }
 
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
@@ -340,6 +347,7 @@ export class ProducerReachability {
   private state: SourceHealth = { ready: true };
   private probing = false;
   private lastProbe = 0;
+  private connecting = false;
   /** Why its connections fail, for the messages of a failed connect and of an outage. */
   readonly failures: ConnectionFailures;
 
@@ -367,7 +375,21 @@ export class ProducerReachability {
     this.failures.clear();
   }
 
+  /**
+   * The producer's connect as the pipeline starts (up to 30 s): not ready meanwhile, saying why the
+   * brokers refuse once librdkafka logged it (before, /readyz said only `starting`).
+   */
+  async whileConnecting<T>(connect: Promise<T>): Promise<T> {
+    this.connecting = true;
+    try {
+      return await connect;
+    } finally {
+      this.connecting = false;
+    }
+  }
+
   health(): SourceHealth {
+    if (this.connecting) return { ready: false, detail: this.failures.explain('connecting to the brokers') };
     const now = Date.now();
     if (!this.state.ready && !this.probing && now - this.lastProbe >= 5_000) {
       this.probing = true;

@@ -29,6 +29,7 @@ import {
   isUnknownTopicOrPartition,
   librdkafkaConnection,
   librdkafkaFeatures,
+  listsTopic,
   missingCodec,
   missingOptionCodecs,
   provideOauthToken,
@@ -46,8 +47,7 @@ import { PipelineTransactions } from './transactions.js';
 /**
  * Whether the brokers list `topic` with its partitions, asked again for up to `waitMs` (brokers that
  * create topics on first use create it for this very request, and list it a moment later); undefined
- * when no answer comes (judged by the deliveries then, as before). node-rdkafka drops a topic's error
- * code: a missing topic, or one this client may not describe, is listed with no partitions.
+ * when no answer comes (judged by the deliveries then, as before).
  */
 async function topicListed(producer: RdKafka.Producer, topic: string, waitMs = 3_000): Promise<boolean | undefined> {
   const deadline = Date.now() + waitMs;
@@ -58,8 +58,7 @@ async function topicListed(producer: RdKafka.Producer, topic: string, waitMs = 3
     } catch {
       return undefined;
     }
-    const listed = metadata.topics.find((t) => t.name === topic);
-    if (listed !== undefined && listed.partitions.length > 0) return true;
+    if (listsTopic(metadata, topic)) return true;
     if (Date.now() >= deadline) return false;
     await sleep(250);
   }
@@ -306,7 +305,6 @@ export default defineSink<KafkaSinkConfig>({
     let stopTokens: () => void = () => undefined;
     /** Connected by open(): a sink never opened (the pipeline failed to start) has nothing to flush or disconnect. */
     let opened = false;
-    let connecting = false;
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
@@ -355,12 +353,9 @@ export default defineSink<KafkaSinkConfig>({
       // Connecting touches the brokers: only once every factory succeeded (see Sink.open).
       async open() {
         stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-        connecting = true;
-        try {
-          await promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))).catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
-        } finally {
-          connecting = false;
-        }
+        await brokers
+          .whileConnecting(promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))))
+          .catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
         brokers.reachable();
         opened = true;
         // A topic that is not there fails the start, not the first flush after the input was read (the
@@ -415,8 +410,7 @@ export default defineSink<KafkaSinkConfig>({
         if (fatal ?? failure) throw failed();
         brokers.reachable();
       },
-      // Connecting (up to 30 s as the pipeline starts): why the brokers refuse, once librdkafka logged it.
-      health: () => (fatal ? { ready: false, detail: fatal.message } : connecting ? { ready: false, detail: brokers.failures.explain('connecting to the brokers') } : brokers.health()),
+      health: () => (fatal ? { ready: false, detail: fatal.message } : brokers.health()),
       async close() {
         clearTimeout(retryTimer);
         if (!opened) {

@@ -50,6 +50,7 @@ import {
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
+  listsTopic,
   partitionOfError,
   provideOauthToken,
   promisify,
@@ -899,8 +900,7 @@ class KafkaSource {
     if (!wholeCluster) {
       // A topic read here is gone, or a missing one exists now: the whole cluster's answer decides what
       // is missing (at once: the consume loop sends it next).
-      const exists = metadata.topics.some((topic) => topic.name === namedTopic && topic.partitions.length > 0);
-      if (exists === this.missingTopics.includes(namedTopic!)) this.clusterCheckDue = true;
+      if (listsTopic(metadata, namedTopic!) === this.missingTopics.includes(namedTopic!)) this.clusterCheckDue = true;
       return;
     }
     this.lastClusterCheck = now;

@@ -153,7 +153,7 @@ export class PipelineTransactions {
     this.producer.setPollInterval(50);
     try {
       if (this.connection) this.stopTokens = await provideOauthToken(this.producer, this.connection, this.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-      await promisify((cb) => this.producer.connect({}, (error) => cb(error)));
+      await this.brokers.whileConnecting(promisify((cb) => this.producer.connect({}, (error) => cb(error))));
       this.connected = true;
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
       await this.begin();
@@ -332,10 +332,7 @@ export class PipelineTransactions {
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
   health(): SourceHealth {
-    if (this.fatal) return { ready: false, detail: this.fatal.message };
-    // Connecting as the pipeline starts: why the brokers refuse, once librdkafka logged it.
-    if (this.opening !== undefined && !this.connected && this.aborted === undefined) return { ready: false, detail: this.brokers.failures.explain('connecting to the brokers') };
-    return this.brokers.health();
+    return this.fatal ? { ready: false, detail: this.fatal.message } : this.brokers.health();
   }
 
   /**
