@@ -11,7 +11,9 @@
  * lateness decisions could differ (each shard's watermark follows its own events), and the session
  * counts printed show whether any did. Sinks only count, as in the sessionize bench.
  *
- *   node --expose-gc dist/bench/sharding.js [events=1000000] [users=100000] [rounds=3] [--write]
+ *   node --expose-gc dist/bench/sharding.js [events=1000000] [users=100000] [rounds=3] [--shards=1,2] [--write]
+ *
+ * --shards lists the worker counts to run (on a machine with more cores than this one's two).
  */
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -124,7 +126,9 @@ if (!isMainThread) {
   const loadAtStart = loadavg()[0]!;
   await writeSyntheticEvents(path, events, users);
   const raw: number[] = [];
-  const byShards = new Map<number, { ms: number[]; runMs: number[]; sessions: number }>([[1, { ms: [], runMs: [], sessions: 0 }], [2, { ms: [], runMs: [], sessions: 0 }]]);
+  const shardCounts = (process.argv.find((a) => a.startsWith('--shards='))?.slice('--shards='.length) ?? '1,2').split(',').map(Number);
+  if (shardCounts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--shards takes worker counts such as 1,2,4: got ${shardCounts.join(',')}`);
+  const byShards = new Map(shardCounts.map((n) => [n, { ms: [] as number[], runMs: [] as number[], sessions: 0 }]));
   for (let round = 0; round < rounds; round++) {
     raw.push(await rawParseMs(path, events));
     for (const [shards, figures] of byShards) {
