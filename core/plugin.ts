@@ -354,6 +354,22 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * not in it is a config error. Undeclared: every kind.
    */
   kinds?: readonly string[];
+  /**
+   * Sources and operators: the record kinds this plugin puts on the main stream besides those it is
+   * handed and passes on (`['session']` for a sessionizer; `[]` for a stage that only passes records on,
+   * changed or not, or drops some). Declaring it declares everything the plugin produces: its side
+   * outputs too, in `sideOutputs`. When every stage of a pipeline declares it (and, for side outputs,
+   * every source too), a sink's `kinds` or `outputs` entry naming something none of them produces is a
+   * config error, with the nearest name produced: the sink would get nothing. Undeclared: the plugin may
+   * produce anything, and such a pipeline's sinks are not checked. A source always produces `event`
+   * (Source.read yields events), declared or not.
+   */
+  emits?: readonly string[];
+  /**
+   * Sources and operators that declare `emits`: the side outputs they send records to with
+   * PluginContext.sideOutput (`['late']` for a sessionizer). Absent: none.
+   */
+  sideOutputs?: readonly string[];
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

@@ -126,6 +126,14 @@ function specProblem(plugin: AnyPlugin): string | undefined {
       return "kinds must be a non-empty list of record kinds, e.g. ['prediction'] (not 'watermark': watermarks reach no sink); leave it out to take every kind";
     }
   }
+  // What validation trusts to refuse a sink's kinds and outputs: a list it cannot read would refuse right configs.
+  const isNameList = (value: unknown): boolean => Array.isArray(value) && value.every((name) => typeof name === 'string' && name !== '');
+  if (spec.emits !== undefined || spec.sideOutputs !== undefined) {
+    if (spec.kind === 'sink') return 'emits and sideOutputs are for sources and operators only (what they produce); a sink says what it takes with kinds';
+    if (spec.emits === undefined) return "sideOutputs needs emits beside it: declaring emits declares everything the plugin produces (emits: [] for no kind of its own)";
+    if (!isNameList(spec.emits) || (spec.emits as string[]).includes('watermark')) return "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any";
+    if (spec.sideOutputs !== undefined && !isNameList(spec.sideOutputs)) return "sideOutputs must be a list of side output names, e.g. ['late']";
+  }
   return undefined;
 }
 

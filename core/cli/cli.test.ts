@@ -41,8 +41,8 @@ test('--plugin and --set take one value each, so they may come before the files 
   assert.match(result.stdout, /max_events: 5\n/);
 });
 
-test('the shipped pipelines and examples validate', () => {
-  const files = ['pipelines', join('examples', 'pipelines')].flatMap((folder) =>
+test('the shipped pipelines, examples and bench pipelines validate', () => {
+  const files = ['pipelines', join('examples', 'pipelines'), join('bench', 'pipelines'), join('bench', 'device')].flatMap((folder) =>
     readdirSync(join(packageRoot, folder))
       .filter((name) => name.endsWith('.yaml'))
       .map((name) => join(packageRoot, folder, name)),
@@ -50,6 +50,23 @@ test('the shipped pipelines and examples validate', () => {
   assert.ok(files.length >= 2);
   const result = spawnSync(process.execPath, [cli, 'validate', ...files], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
+});
+
+test("a sink asking for a kind no stage emits (a typo) is refused by validate and by run before any output, at the kind, with the nearest one", () => {
+  const folder = mkdtempSync(join(dir, 'kinds-'));
+  const demo = readFileSync(join(packageRoot, 'pipelines', 'demo.yaml'), 'utf8');
+  assert.ok(demo.includes('    kinds: [prediction, drift]\n'));
+  const file = join(folder, 'demo.yaml');
+  writeFileSync(file, demo.replace('    kinds: [prediction, drift]\n', '    kinds: [prediction, model_metric]\n').replace('../out/', './out/'));
+  const line = demo.slice(0, demo.indexOf('    kinds: [prediction, drift]')).split('\n').length;
+  const expected = `${file}:${line}:25: $.sinks[0].kinds[1]: no source or stage of this pipeline emits kind 'model_metric' (did you mean 'model_metrics'?), so this sink would get none; they emit: event, session, prediction, drift, model_metrics`;
+  const validate = spawnSync(process.execPath, [cli, 'validate', file], { encoding: 'utf8' });
+  assert.equal(validate.status, 2, validate.stderr);
+  assert.ok(validate.stderr.includes(expected), validate.stderr);
+  const run = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8', cwd: folder, env: { ...process.env, DEMO_EVENTS: '100' } });
+  assert.equal(run.status, 2, run.stderr);
+  assert.ok(run.stderr.includes(expected), run.stderr);
+  assert.equal(existsSync(join(folder, 'out')), false, 'nothing was written');
 });
 
 test('the example plugin package is loaded by its example pipeline and filters bot traffic', () => {

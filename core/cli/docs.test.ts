@@ -59,7 +59,7 @@ test('the composed schema compiles and accepts a pipeline (editors use it)', asy
   assert.ok(!validate({ sources: [{ type: 'nonesuch' }], sinks: [{ type: 'stdout' }] }));
 });
 
-test("a sink's declared kinds are in the reference, the composed schema (editors) and `tributary plugins`", async () => {
+test("a sink's declared kinds, and an operator's own kinds and side outputs, are in the reference, the composed schema (editors) and `tributary plugins`", async () => {
   const registry = await builtinRegistry();
   registry.register(
     defineSink({ name: 'above', summary: 'Predictions above a threshold.', kinds: ['prediction'], config: { type: 'object', properties: {} }, create: () => ({ write() {}, close: async () => undefined }) }),
@@ -69,13 +69,13 @@ test("a sink's declared kinds are in the reference, the composed schema (editors
   const section = reference.slice(reference.indexOf('### `above`'));
   assert.match(section, /^### `above`\n\n_sink, experimental, takes: prediction\._ Predictions above a threshold\.\n/);
   assert.ok(
-    section.includes('| `kinds` | `"prediction"`[] |  | `["prediction"]` | Record kinds this sink takes, of those it can take: prediction. Default: all of those. |'),
+    section.includes('| `kinds` | `"prediction"`[] |  | `["prediction"]` | Record kinds this sink takes, of those it can take: prediction. Default: all of those. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do). |'),
     section.slice(0, 600),
   );
   // A sink that declares none takes every kind, as before.
   const file = reference.slice(reference.indexOf('### `file`', reference.indexOf('\n## Sinks')));
   assert.match(file, /^### `file`\n\n_sink, stable\._/);
-  assert.ok(file.includes('| `kinds` | string[] |  |  | Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. |'));
+  assert.ok(file.includes('| `kinds` | string[] |  |  | Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do). |'));
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validate = ajv.compile(composedSchema(registry));
   assert.ok(validate({ sources: [{ type: 'synthetic' }], sinks: [{ type: 'above', kinds: ['prediction'] }] }), JSON.stringify(validate.errors));
@@ -85,6 +85,12 @@ test("a sink's declared kinds are in the reference, the composed schema (editors
   assert.deepEqual(listed.find((plugin) => plugin.name === 'above')?.kinds, ['prediction']);
   assert.equal(listed.find((plugin) => plugin.name === 'file')?.kinds, undefined);
   assert.match(describePlugins(registry, false), /^sink above \(experimental, from \.\/above\.js\)\n  Predictions above a threshold\.\n  takes kinds: prediction\n/m);
+  // An operator's own kinds and side outputs (PluginSpec.emits, sideOutputs): what a sink of the pipeline may ask for.
+  assert.match(reference, /^_operator, beta, state: keyed, emits: session, side outputs: late\._ Groups each user's events into sessions/m);
+  assert.match(reference, /^_operator, beta, state: none\._ Bounds the named features/m, 'a stage that makes no kind of its own says none');
+  const sessionizer = listed.find((plugin) => plugin.name === 'sessionizer') as { emits?: string[]; sideOutputs?: string[] } | undefined;
+  assert.deepEqual([sessionizer?.emits, sessionizer?.sideOutputs], [['session'], ['late']]);
+  assert.match(describePlugins(registry, false), /^operator sessionizer \(beta\)\n  .*\n  emits kinds: session\n  side outputs: late\n/m);
 });
 
 test('every error code is documented in docs/errors.md', () => {

@@ -67,7 +67,10 @@ const kindTitle: Record<PluginKind, string> = { source: 'Sources', operator: 'St
 function pluginSection(plugin: AnyPlugin): string {
   // Operators say what their state is keyed by: it decides where they may stand in a scale_out pipeline.
   // Sinks that take some record kinds alone say which: no other reaches them.
-  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}` : plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
+  // Operators that make records of their own kinds, or send to side outputs, say which: what a sink may ask for.
+  const emits = plugin.kind === 'operator' && plugin.emits?.length ? `, emits: ${plugin.emits.join(', ')}` : '';
+  const sideOutputs = plugin.kind === 'operator' && plugin.sideOutputs?.length ? `, side outputs: ${plugin.sideOutputs.join(', ')}` : '';
+  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}${emits}${sideOutputs}` : plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
   const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');
   parts.push(fieldTable(plugin.config, entryFields(plugin)));

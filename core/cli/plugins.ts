@@ -22,6 +22,8 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
       origin: registry.originOf(plugin),
       // Sinks: the record kinds it takes (PluginSpec.kinds); absent: every kind.
       ...(plugin.kind === 'sink' && plugin.kinds ? { kinds: [...plugin.kinds] } : {}),
+      // Sources and operators: the record kinds and side outputs it makes (PluginSpec.emits); absent: undeclared.
+      ...(plugin.kind !== 'sink' && plugin.emits ? { emits: [...plugin.emits], sideOutputs: [...(plugin.sideOutputs ?? [])] } : {}),
       fields: Object.entries(properties).map(([name, schema]) => ({
         name,
         type: typeOf(schema),
@@ -37,6 +39,8 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
     lines.push(`${plugin.kind} ${plugin.name} (${plugin.status}${plugin.origin === 'built-in' || plugin.origin.endsWith('plugins/index.js') ? '' : `, from ${plugin.origin}`})`);
     lines.push(`  ${plugin.summary}`);
     if (plugin.kinds) lines.push(`  takes kinds: ${plugin.kinds.join(', ')}`);
+    if (plugin.emits?.length) lines.push(`  emits kinds: ${plugin.emits.join(', ')}`);
+    if (plugin.sideOutputs?.length) lines.push(`  side outputs: ${plugin.sideOutputs.join(', ')}`);
     for (const field of plugin.fields) {
       const flags = [field.required ? 'required' : undefined, field.default !== undefined ? `default ${JSON.stringify(field.default)}` : undefined].filter(Boolean);
       lines.push(`    ${field.name}: ${field.type}${flags.length ? ` (${flags.join(', ')})` : ''}  ${field.description}`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginRegistry, defineSink, loadPipeline, formatProblem } from 'tributary';
+import { ConfigError, PluginRegistry, defineOperator, defineSink, defineSource, loadPipeline, formatProblem } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 
@@ -169,12 +169,88 @@ test("a sink entry asking for a kind its plugin does not take is a config error 
   assert.deepEqual(loadedPipelineProblems(withDefaults), [], 'the runner checks it again, defaults filled in, and finds nothing either');
   // Narrowed, or left to the plugin's kinds, which validation fills in (as `validate --print` shows).
   const file = join(dir, 'kinds-fine.yaml');
-  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: above}, {type: above, kinds: [drift]}, {type: stdout}]\n');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nstages: [{type: sessionizer}, {type: intent-model}]\nsinks: [{type: above}, {type: above, kinds: [drift]}, {type: stdout}]\n');
   const loaded = await loadPipeline(file, { registry, env: {} });
   assert.deepEqual(
     loaded.sinks.map((sink) => sink.entry.kinds),
     [['prediction', 'drift'], ['drift'], undefined],
   );
+});
+
+test("a sink's kinds or outputs naming what no source or stage emits are config errors at that entry, with what is emitted and the nearest name", async () => {
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                              1
+      'stages:', //                                                   2
+      '  - {type: sessionizer}', //                                   3
+      '  - {type: intent-model, report: true}', //                    4
+      'sinks:', //                                                    5
+      '  - {type: stdout, kinds: [prediction, drift]}', //            6
+      '  - type: stdout', //                                          7
+      '    kinds: [model_metric, predictions, session, dead_letter, anomaly]', // 8
+      '    outputs: [late, lat]', //                                  9
+    ].join('\n'),
+  );
+  const emitted = 'they emit: event, session, prediction, drift, model_metrics';
+  assert.deepEqual(problems, [
+    `P:8:13: $.sinks[1].kinds[0]: no source or stage of this pipeline emits kind 'model_metric' (did you mean 'model_metrics'?), so this sink would get none; ${emitted}`,
+    `P:8:27: $.sinks[1].kinds[1]: no source or stage of this pipeline emits kind 'predictions' (did you mean 'prediction'?), so this sink would get none; ${emitted}`,
+    "P:8:49: $.sinks[1].kinds[3]: kind 'dead_letter' never reaches this sink: dead letters go to the pipeline's dead-letter sink alone (`dead_letter:`, by default a file)",
+    `P:8:62: $.sinks[1].kinds[4]: no source or stage of this pipeline emits kind 'anomaly', so this sink would get none; ${emitted}`,
+    "P:9:21: $.sinks[1].outputs[1]: no source or stage of this pipeline has side output 'lat' (did you mean 'late'?), so this sink would get none from it; the side outputs they have: late",
+  ]);
+  // Without a sessionizer there are no sessions, nor a `late` side output: a sink asking for them is told so.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, kinds: [session], outputs: [late]}]\n'), [
+    "P:2:32: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'session', so this sink would get none; they emit: event",
+    "P:2:52: $.sinks[0].outputs[0]: no source or stage of this pipeline has side output 'late', so this sink would get none from it; they have none",
+  ]);
+  // Every pipeline the project ships validates as before (those are checked by the CLI test too); a kinds list of
+  // none (a sink of side outputs alone) is fine.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks: [{type: stdout, kinds: [], outputs: [late]}, {type: stdout, kinds: [event, session]}]\n'), []);
+  // The runner checks a pipeline again as it is handed it (one composed or changed in code): same problem, same place.
+  const file = join(dir, 'kinds-runner.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nstages: [{type: sessionizer}]\nsinks:\n  - {type: stdout, kinds: [session]}\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  loaded.sinks[0]!.entry.kinds = ['sessions'];
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })),
+    ["P:4:28: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'sessions' (did you mean 'session'?), so this sink would get none; they emit: event, session"],
+  );
+});
+
+test("a pipeline with a stage that does not declare what it emits (a user's plugin) is not refused for its sinks' kinds; a source that does not still emits events", async () => {
+  const registry = await builtinRegistry();
+  const enrich = defineOperator({
+    name: 'enrich',
+    summary: 'Makes records of its own kinds (tests only).',
+    config: { type: 'object' },
+    create: () => ({ apply: (input) => input }),
+  });
+  const feed = defineSource({
+    name: 'feed',
+    summary: 'A source of its own (tests only).',
+    config: { type: 'object' },
+    create: () => ({ async *read() {} }),
+  });
+  registry.register(enrich, 'test');
+  registry.register(feed, 'test');
+  const problemsWith = async (yaml: string): Promise<string[]> => {
+    const file = join(dir, `undeclared${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    try {
+      const loaded = await loadPipeline(file, { registry, env: {} });
+      return loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' }));
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+    }
+  };
+  assert.deepEqual(await problemsWith('sources: [{type: synthetic}]\nstages: [{type: enrich}]\nsinks: [{type: stdout, kinds: [enriched], outputs: [odd]}]\n'), []);
+  // A source of one's own yields events (Source.read), so kinds are still known; its side outputs are not.
+  assert.deepEqual(await problemsWith('sources: [{type: feed}]\nsinks: [{type: stdout, kinds: [event], outputs: [odd]}]\n'), []);
+  assert.deepEqual(await problemsWith('sources: [{type: feed}]\nsinks: [{type: stdout, kinds: [events]}]\n'), [
+    "P:2:32: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'events' (did you mean 'event'?), so this sink would get none; they emit: event",
+  ]);
 });
 
 test("a plugin's kinds are checked as it registers: for sinks only, a non-empty list of record kinds", () => {
@@ -195,6 +271,26 @@ test("a plugin's kinds are checked as it registers: for sinks only, a non-empty 
   const operator = { ...sink(['prediction']), kind: 'operator', name: 'o' } as unknown as Parameters<PluginRegistry['register']>[0];
   assert.throws(() => registry.register(operator, 'm.js'), /^TributaryError: m\.js: operator 'o' is not a valid plugin: kinds is for sinks only/);
   assert.equal(because(['prediction']), '');
+});
+
+test("a plugin's emits and sideOutputs are checked as it registers: lists of names, for sources and operators, side outputs with emits", () => {
+  const registry = new PluginRegistry();
+  const because = (kind: 'operator' | 'sink', declared: Record<string, unknown>): string => {
+    const spec = { ...defineOperator({ name: `o${Math.random()}`, summary: 'o', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, ...declared };
+    try {
+      registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
+    } catch (error) {
+      return (error as Error).message.replace(/^m\.js: \w+ 'o[\d.]+' is not a valid plugin: /, '');
+    }
+    return '';
+  };
+  assert.equal(because('operator', { emits: 'session' }), "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any");
+  assert.equal(because('operator', { emits: ['watermark'] }), "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any");
+  assert.equal(because('operator', { sideOutputs: ['late'] }), 'sideOutputs needs emits beside it: declaring emits declares everything the plugin produces (emits: [] for no kind of its own)');
+  assert.equal(because('operator', { emits: [], sideOutputs: 'late' }), "sideOutputs must be a list of side output names, e.g. ['late']");
+  assert.equal(because('sink', { emits: ['x'] }), 'emits and sideOutputs are for sources and operators only (what they produce); a sink says what it takes with kinds');
+  assert.equal(because('operator', { emits: ['session'], sideOutputs: ['late'] }), '');
+  assert.equal(because('operator', { emits: [] }), '');
 });
 
 test('YAML syntax errors carry their position; only the first is listed, the rest counted', async () => {

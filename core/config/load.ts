@@ -289,6 +289,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
       );
     }
   }
+  problems.push(...sinkRoutingProblems(entries, locate));
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
@@ -306,6 +307,63 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate.entry(resolved, base, [], problem.message, problem.field));
   }
   return problems;
+}
+
+/**
+ * A sink's `kinds` and `outputs` entries that name what no source or stage of the pipeline produces: the
+ * sink would get nothing from them, silently (`model_metric` for `model_metrics`). What a pipeline produces
+ * is known only where its plugins declare it (PluginSpec.emits): kinds where every stage does (sources
+ * produce events), side outputs where every source and stage does. Where one does not (a user's plugin),
+ * nothing is said: it may produce anything, and a note on every such pipeline would be noise that
+ * `validate` could not tell from a finding. A `kinds` equal to its sink plugin's own list is validation's
+ * default, not the user's choice: a backtest's report sink takes `model_metrics` in a pipeline with no
+ * model, and is handed nothing, rightly.
+ */
+function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+  const kinds = new Set<string>(['event']);
+  const outputs = new Set<string>();
+  let kindsKnown = true;
+  let outputsKnown = true;
+  for (const { plugin } of entries.sources) {
+    if (plugin.emits === undefined) outputsKnown = false;
+    for (const kind of plugin.emits ?? []) kinds.add(kind);
+    for (const output of plugin.sideOutputs ?? []) outputs.add(output);
+  }
+  for (const { plugin } of entries.stages) {
+    if (plugin.emits === undefined) kindsKnown = outputsKnown = false;
+    for (const kind of plugin.emits ?? []) kinds.add(kind);
+    for (const output of plugin.sideOutputs ?? []) outputs.add(output);
+  }
+  const problems: ConfigProblem[] = [];
+  entries.sinks.forEach((sink, index) => {
+    const entry = sink.entry as { kinds?: unknown; outputs?: unknown };
+    const declared = sink.plugin.kinds;
+    const isDefault = declared !== undefined && Array.isArray(entry.kinds) && entry.kinds.length === declared.length && entry.kinds.every((kind, i) => kind === declared[i]);
+    if (kindsKnown && Array.isArray(entry.kinds) && !isDefault) {
+      entry.kinds.forEach((kind: unknown, at) => {
+        if (typeof kind !== 'string' || kinds.has(kind)) return;
+        const message =
+          kind === 'dead_letter'
+            ? "kind 'dead_letter' never reaches this sink: dead letters go to the pipeline's dead-letter sink alone (`dead_letter:`, by default a file)"
+            : `no source or stage of this pipeline emits kind '${kind}'${nearestHint(kind, [...kinds])}, so this sink would get none; they emit: ${[...kinds].join(', ')}`;
+        problems.push(locate.entry(sink, ['sinks', index], ['kinds', at], message));
+      });
+    }
+    if (outputsKnown && Array.isArray(entry.outputs)) {
+      entry.outputs.forEach((output: unknown, at) => {
+        if (typeof output !== 'string' || outputs.has(output)) return;
+        const produced = outputs.size > 0 ? `the side outputs they have: ${[...outputs].join(', ')}` : 'they have none';
+        problems.push(locate.entry(sink, ['sinks', index], ['outputs', at], `no source or stage of this pipeline has side output '${output}'${nearestHint(output, [...outputs])}, so this sink would get none from it; ${produced}`));
+      });
+    }
+  });
+  return problems;
+}
+
+/** ` (did you mean 'NAME'?)` for the known name nearest a mistyped one, or nothing. */
+function nearestHint(name: string, known: readonly string[]): string {
+  const near = nearestName(name, known);
+  return near ? ` (did you mean '${near}'?)` : '';
 }
 
 /** Compiled entry schemas, kept across the pipelines a process runs (one compile per plugin). */
@@ -405,8 +463,7 @@ function problemFromAjv(
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
-      const near = nearestName(field, known);
-      return locate(segments, `unknown field '${field}'${near ? ` (did you mean '${near}'?)` : ''}`, field);
+      return locate(segments, `unknown field '${field}'${nearestHint(field, known)}`, field);
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);

@@ -39,12 +39,13 @@ export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> =
     kinds: {
       type: 'array',
       items: { type: 'string' },
-      description: 'Record kinds this sink takes (e.g. event, session, prediction). Default: every kind.',
+      description:
+        'Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do).',
     },
     outputs: {
       type: 'array',
       items: { type: 'string' },
-      description: 'Side outputs this sink takes (e.g. late). Default: none.',
+      description: 'Side outputs this sink takes (e.g. late). Default: none. A side output that no source or stage of the pipeline has is a config error (where each of them declares its side outputs, as the built-ins do).',
     },
   },
 };
@@ -63,7 +64,7 @@ export function entryFields(plugin: AnyPlugin): Record<string, JsonSchema> {
       type: 'array',
       items: { type: 'string', enum: [...plugin.kinds] },
       default: [...plugin.kinds],
-      description: `Record kinds this sink takes, of those it can take: ${takes}. Default: all of those.`,
+      description: `Record kinds this sink takes, of those it can take: ${takes}. Default: all of those. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do).`,
     },
   };
 }

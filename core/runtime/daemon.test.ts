@@ -344,7 +344,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   }).join('\n')}\n`);
   const write = (stages: string, name = 'p.yaml', pipelineName = 'resume'): string => {
     const file = join(base, name);
-    writeFileSync(file, `name: ${pipelineName}\nsources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: ${stages}\nsinks: [{type: file, path: out-${pipelineName}.jsonl, kinds: [session]}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`);
+    writeFileSync(file, `name: ${pipelineName}\nsources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: ${stages}\nsinks: [{type: file, path: out-${pipelineName}.jsonl, kinds: [event]}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`);
     return file;
   };
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'run', ...args, '--log-level', 'warn'], { cwd: base, encoding: 'utf8' });

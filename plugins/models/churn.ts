@@ -335,6 +335,8 @@ const gapAfter = (previousEnd: number | undefined, start: number): number => (pr
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
   state: 'global',
+  // drift: when its detector fires; model_metrics: at end of input, with `report: true`.
+  emits: ['prediction', 'drift', 'model_metrics'],
   status: 'experimental',
   summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels when the watermark passes end + horizon.',
   description:

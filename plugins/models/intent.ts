@@ -190,6 +190,8 @@ const noValues = new Float32Array(0);
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
   state: 'global',
+  // drift: when its detector fires; model_metrics: at end of input, with `report: true`.
+  emits: ['prediction', 'drift', 'model_metrics'],
   status: 'experimental',
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:

@@ -11,6 +11,7 @@ export interface ClipConfig {
 export default defineOperator<ClipConfig>({
   name: 'clip',
   state: 'none',
+  emits: [],
   status: 'beta',
   summary: 'Bounds the named features to [min, max], in place.',
   description:

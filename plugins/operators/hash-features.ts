@@ -19,6 +19,7 @@ const canonical = new Set(['type', 'itemId', 'category', 'userId', 'sessionId'])
 export default defineOperator<HashFeaturesConfig>({
   name: 'hash-features',
   state: 'none',
+  emits: [],
   status: 'beta',
   summary: 'Hashes categorical fields of each event into a fixed-width block of named features (`<prefix>_0` …).',
   description:

@@ -15,6 +15,7 @@ export interface Log1pConfig {
 export default defineOperator<Log1pConfig>({
   name: 'log1p',
   state: 'none',
+  emits: [],
   status: 'beta',
   summary: 'Replaces the named features x by sign(x)·log(1+|x|), in place.',
   description:

@@ -46,6 +46,7 @@ export const sessionFeatureNames: readonly string[] = Object.freeze([
 export default defineOperator<SessionFeaturesConfig>({
   name: 'session-features',
   state: 'keyed',
+  emits: [],
   status: 'beta',
   summary: 'Appends per-session features at every event: counts by type, distinct items, dwell, prices, cart value, time of day.',
   description:

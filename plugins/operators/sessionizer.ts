@@ -55,6 +55,8 @@ export interface SessionizerConfig {
 export default defineOperator<SessionizerConfig>({
   name: 'sessionizer',
   state: 'keyed',
+  emits: ['session'],
+  sideOutputs: ['late'],
   status: 'beta',
   summary: 'Groups each user\'s events into sessions on event time; tags events with their session and emits a summary per closed session.',
   description:

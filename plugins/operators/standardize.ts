@@ -14,6 +14,7 @@ export interface StandardizeConfig {
 export default defineOperator<StandardizeConfig>({
   name: 'standardize',
   state: 'global',
+  emits: [],
   status: 'beta',
   summary: 'Replaces the named features by (x - running mean) / running std, in place.',
   description:

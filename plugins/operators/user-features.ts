@@ -18,6 +18,7 @@ export interface UserFeaturesConfig {
 export default defineOperator<UserFeaturesConfig>({
   name: 'user-features',
   state: 'keyed',
+  emits: [],
   status: 'beta',
   summary: 'Appends per-user features across sessions: recency, frequency, monetary value, decayed counts, time since last purchase.',
   description:

@@ -22,6 +22,7 @@ export function formatOf(path: string, configured: RecordFormat | undefined): Re
 
 export default defineSource<FileSourceConfig>({
   name: 'file',
+  emits: ['event'],
   status: 'stable',
   summary: 'Reads JSON lines or CSV from one or more files, in order.',
   description:

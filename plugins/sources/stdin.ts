@@ -4,6 +4,7 @@ import { decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
 
 export default defineSource<DecodeConfig>({
   name: 'stdin',
+  emits: ['event'],
   status: 'stable',
   summary: 'Reads JSON lines or CSV from standard input until it closes.',
   config: {

@@ -20,6 +20,7 @@ export interface SyntheticSourceConfig {
 
 export default defineSource<SyntheticSourceConfig>({
   name: 'synthetic',
+  emits: ['event'],
   status: 'stable',
   summary: 'Generates a deterministic clickstream of simulated shoppers (view, cart, remove_from_cart, purchase).',
   description:

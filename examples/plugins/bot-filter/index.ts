@@ -16,6 +16,7 @@ export interface BotFilterConfig {
 export const botFilter = defineOperator<BotFilterConfig>({
   name: 'bot-filter',
   state: 'keyed',
+  emits: [], // it drops events, and makes none: sinks' kinds stay checked
   status: 'experimental',
   summary: 'Drops events of users making more than `max_events` events within `window` of event time.',
   config: {
