@@ -39,7 +39,7 @@ stages:
   - {type: sessionizer, gap: 30m, max_open_sessions: ${users + 1}}
   - {type: session-features}
   - {type: user-features, max_users: ${users + 1}}
-sinks: [{type: file, path: ${join(dir, 'out.jsonl')}, kinds: [nothing]}]
+sinks: [{type: file, path: ${join(dir, 'out.jsonl')}, kinds: []}]
 checkpoint: {dir: ${join(dir, 'checkpoints')}, interval: 1h}
 `;
   const registry = await builtinRegistry();
