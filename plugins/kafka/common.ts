@@ -5,6 +5,7 @@
  */
 import { isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
 import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as RdKafka from 'node-rdkafka';
 
 export type Guarantee = 'at-least-once' | 'exactly-once';
@@ -149,13 +150,18 @@ export function hasExactlyOnceKafkaSource(pipeline: PipelineOutline): boolean {
   return pipeline.sources.some(exactlyOnceKafka);
 }
 
+/** The bootstrap servers, comma-separated (librdkafka's `metadata.broker.list`). */
+export function brokerList(config: Pick<ConnectionConfig, 'brokers'>): string {
+  return Array.isArray(config.brokers) ? config.brokers.join(',') : config.brokers;
+}
+
 /**
  * librdkafka properties for the connection and security fields. `features` is node-rdkafka's
  * `features`: a build without `oidc` (the bundled one has no libcurl) gets OAUTHBEARER tokens from
  * {@link provideOauthToken} instead of fetching them itself.
  */
 export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: string, features: readonly string[] = ['oidc']): Record<string, string | number | boolean> {
-  const brokers = Array.isArray(config.brokers) ? config.brokers.join(',') : config.brokers;
+  const brokers = brokerList(config);
   const props: Record<string, string | number | boolean> = {
     'metadata.broker.list': brokers,
     'client.id': config.client_id ?? defaultClientId,
@@ -218,6 +224,29 @@ export function brokersUnreachable(error: unknown, doing: string, failures: Conn
  */
 export function listsTopic(metadata: RdKafka.Metadata, topic: string): boolean {
   return metadata.topics.some((listed) => listed.name === topic && listed.partitions.length > 0);
+}
+
+/**
+ * Whether the brokers list `topic` with its partitions, asked again for up to `waitMs` (brokers that
+ * create topics on first use create it for this very request, and list it a moment later); undefined
+ * when no answer comes (judged by the deliveries then, as before), or when `signal` is aborted first.
+ */
+export async function topicListed(client: Pick<RdKafka.Client<string>, 'getMetadata'>, topic: string, options: { waitMs?: number; signal?: AbortSignal | undefined } = {}): Promise<boolean | undefined> {
+  const deadline = Date.now() + (options.waitMs ?? 3_000);
+  const signal = options.signal;
+  for (;;) {
+    let metadata: RdKafka.Metadata;
+    try {
+      metadata = await promisify<RdKafka.Metadata>((cb) => client.getMetadata({ topic, timeout: 5_000 }, cb));
+    } catch {
+      return undefined;
+    }
+    if (listsTopic(metadata, topic)) return true;
+    if (signal?.aborted) return undefined;
+    if (Date.now() >= deadline) return false;
+    const waited = await sleep(250, true, signal ? { signal } : {}).catch(() => false);
+    if (!waited) return undefined;
+  }
 }
 
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
@@ -507,6 +536,56 @@ export function promisify<T = void>(call: (cb: (error: RdKafka.LibrdKafkaError |
   return new Promise((resolve, reject) => {
     call((error, value) => (error ? reject(asError(error)) : resolve(value as T)));
   });
+}
+
+/** How long one try of {@link connectUnlessStopped} waits for the brokers: the first, and every later one. */
+const connectTryMs = { first: 2_000, later: 5_000 } as const;
+
+/** What {@link connectUnlessStopped} needs of a node-rdkafka client (a producer or a consumer). */
+type Connectable = Pick<RdKafka.Client<string>, 'connect'>;
+
+/**
+ * node-rdkafka's `connect`, in tries of at most 5 s (the first 2 s) until `timeoutMs` passed or
+ * `signal` is aborted. Its connect waits for the brokers' first metadata answer on a libuv pool thread,
+ * and nothing ends that wait early: not a disconnect (it waits for the same lock), not even the
+ * process's exit (which joins the pool's threads). One 30 s try made a stop while the brokers were
+ * unreachable take the whole 30 s, and then fail the run (exit 1), past a Kubernetes pod's grace period.
+ * A try that fails waits out its time (a refused connection fails none sooner: librdkafka waits for a
+ * broker until the timeout), then the next one starts with a new librdkafka handle.
+ *
+ * Resolves true once connected, false when stopped first (not connected then); rejects with the last
+ * try's error once `timeoutMs` passed, or at once with an error that is not the brokers' silence (the
+ * handle could not be made: a bad TLS file).
+ */
+export async function connectUnlessStopped(client: Connectable, options: { timeoutMs: number; signal?: AbortSignal | undefined }): Promise<boolean> {
+  const { timeoutMs, signal } = options;
+  const deadline = Date.now() + timeoutMs;
+  for (let tryMs: number = connectTryMs.first; ; tryMs = connectTryMs.later) {
+    if (signal?.aborted) return false;
+    const began = Date.now();
+    try {
+      await promisify((cb) => client.connect({ timeout: Math.max(1, Math.min(tryMs, deadline - began)) }, (error) => cb(error)));
+      return true;
+    } catch (error) {
+      forgetCallbacks(client);
+      if (!isBrokersDown(asError(error)) && !isTimedOut(asError(error))) throw error;
+      if (signal?.aborted) return false;
+      if (Date.now() >= deadline) throw error;
+      const rest = tryMs - (Date.now() - began);
+      if (rest > 0) await sleep(rest, undefined, signal ? { signal } : {}).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * After a failed connect: takes back the callbacks node-rdkafka's connect registered with the native
+ * client. Its connect registers them each time and only its disconnect takes them back, which a failed
+ * connect does not call: after n failed tries every event, log line and delivery report (a consumer's
+ * rebalance too) was dispatched n + 1 times (seen: 4 times each after 3 failed tries).
+ */
+function forgetCallbacks(client: Connectable): void {
+  const internals = client as unknown as { _client?: { configureCallbacks?: (add: boolean, configs: unknown) => void }; _cb_configs?: unknown };
+  internals._client?.configureCallbacks?.(false, internals._cb_configs);
 }
 
 /**

@@ -11,14 +11,15 @@
  *
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
+  brokerList,
   brokersUnreachable,
   connectionProperties,
+  connectUnlessStopped,
   disconnectProducer,
   dispatched,
   ErrorCode,
@@ -29,7 +30,6 @@ import {
   isUnknownTopicOrPartition,
   librdkafkaConnection,
   librdkafkaFeatures,
-  listsTopic,
   missingCodec,
   missingOptionCodecs,
   provideOauthToken,
@@ -37,6 +37,7 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
   type ConnectionConfig,
@@ -45,23 +46,14 @@ import {
 import { PipelineTransactions } from './transactions.js';
 
 /**
- * Whether the brokers list `topic` with its partitions, asked again for up to `waitMs` (brokers that
- * create topics on first use create it for this very request, and list it a moment later); undefined
- * when no answer comes (judged by the deliveries then, as before).
+ * The failure of a sink whose topic the brokers do not list, at its open: the usual first mistake
+ * against a new cluster. Without this check it came only from the first flush, after input was read.
  */
-async function topicListed(producer: RdKafka.Producer, topic: string, waitMs = 3_000): Promise<boolean | undefined> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    let metadata: RdKafka.Metadata;
-    try {
-      metadata = await promisify<RdKafka.Metadata>((cb) => producer.getMetadata({ topic, timeout: 5_000 }, cb));
-    } catch {
-      return undefined;
-    }
-    if (listsTopic(metadata, topic)) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(250);
-  }
+function topicNotThere(topic: string): TributaryError {
+  return new TributaryError(
+    'TRIB_ERR_SINK',
+    `kafka sink: topic '${topic}' is not there: it does not exist (the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them), or this client may not describe it`,
+  );
 }
 
 export interface KafkaSinkConfig extends ConnectionConfig {
@@ -353,19 +345,19 @@ export default defineSink<KafkaSinkConfig>({
       // Connecting touches the brokers: only once every factory succeeded (see Sink.open).
       async open() {
         stopTokens = await provideOauthToken(producer, config, Kafka.features, (error) => context.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-        await brokers
-          .whileConnecting(promisify((cb) => producer.connect({ timeout: 30_000 }, (error) => cb(error))))
+        context.logger.info({ brokers: brokerList(config), topic: config.topic }, 'kafka sink: connecting to the brokers');
+        const connected = await brokers
+          .whileConnecting(connectUnlessStopped(producer, { timeoutMs: 30_000, signal: context.signal }))
           .catch((error: unknown) => brokersUnreachable(error, 'connect to the brokers', brokers.failures));
+        if (!connected) {
+          // Told to stop first: the runtime ends the run without reading (nothing to flush or disconnect).
+          context.logger.info({ topic: config.topic }, 'kafka sink: stopped while connecting to the brokers');
+          return;
+        }
         brokers.reachable();
         opened = true;
-        // A topic that is not there fails the start, not the first flush after the input was read (the
-        // usual first mistake against a new cluster). Exactly-once sinks do not touch the brokers at open.
-        if ((await topicListed(producer, config.topic)) === false) {
-          throw new TributaryError(
-            'TRIB_ERR_SINK',
-            `kafka sink: topic '${config.topic}' is not there: it does not exist (the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them), or this client may not describe it`,
-          );
-        }
+        // A topic that is not there fails the start, not the first flush after the input was read.
+        if ((await topicListed(producer, config.topic, { signal: context.signal })) === false) throw topicNotThere(config.topic);
       },
       write(record) {
         if (fatal ?? failure) throw failed();

@@ -38,8 +38,10 @@ import {
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
+  brokerList,
   ConnectionFailures,
   connectionProperties,
+  connectUnlessStopped,
   ErrorCode,
   exactlyOnceMismatch,
   fatalErrorOf,
@@ -340,6 +342,8 @@ class KafkaSource {
   private readonly seekTo = new Map<string, number>();
   private paused = false;
   private closing = false;
+  /** Ends the connect's tries (close(), or the pipeline's stop) while the consumer connects. */
+  private stopConnecting: (() => void) | undefined;
   private connected = false;
   /** Why its connections to the brokers fail (librdkafka logs it; its errors do not say). */
   private readonly connectionFailures: ConnectionFailures;
@@ -701,6 +705,7 @@ class KafkaSource {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.stopConnecting?.();
     this.notify();
     this.taken?.();
     await this.loop?.catch(() => undefined);
@@ -844,16 +849,29 @@ class KafkaSource {
       this.setUnhealthy(`no OAUTHBEARER token: ${asError(error).message}`);
       throw error;
     }
-    while (!this.closing) {
-      try {
-        await promisify((cb) => this.consumer.connect({ timeout: 10_000 }, (error) => cb(error)));
-        this.connected = true;
-        this.setHealthy();
-        return;
-      } catch (error) {
-        this.setUnhealthy(`cannot connect: ${this.connectionFailures.explain(asError(error).message)}`);
-        await delay(1_000);
+    this.context.logger.info({ source: this.label, brokers: brokerList(this.config) }, 'kafka source: connecting to the brokers');
+    // Tries that a stop ends between (connectUnlessStopped): one 10 s connect held a stop for up to 11 s.
+    const stopped = new AbortController();
+    this.stopConnecting = () => stopped.abort();
+    const signal = this.context.signal;
+    if (signal?.aborted) stopped.abort();
+    else signal?.addEventListener('abort', this.stopConnecting, { once: true });
+    try {
+      while (!this.closing && !stopped.signal.aborted) {
+        try {
+          if (!(await connectUnlessStopped(this.consumer, { timeoutMs: 10_000, signal: stopped.signal }))) break;
+          this.connected = true;
+          this.setHealthy();
+          return;
+        } catch (error) {
+          this.setUnhealthy(`cannot connect: ${this.connectionFailures.explain(asError(error).message)}`);
+          await delay(1_000);
+        }
       }
+      this.context.logger.info({ source: this.label }, 'kafka source: stopped while connecting to the brokers');
+    } finally {
+      signal?.removeEventListener('abort', this.stopConnecting);
+      this.stopConnecting = undefined;
     }
   }
 

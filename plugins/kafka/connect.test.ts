@@ -1,0 +1,101 @@
+/**
+ * A stop while a Kafka client connects to brokers that do not answer (a wrong address, the brokers
+ * down at start): the daemon stops at once and cleanly, where node-rdkafka's connect held it for its
+ * whole timeout (30 s for a sink, then exit 1; 10 s for a source), past a Kubernetes pod's default
+ * grace period. No broker is needed: 127.0.0.1:1 refuses every connection.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Kafka from 'node-rdkafka';
+import { runSummaries } from 'tributary/testing';
+import { connectUnlessStopped } from './common.js';
+
+const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
+const unreachable = '127.0.0.1:1';
+/** Far below the 30 s the connect held a stop for, generous for a loaded 2-core machine. */
+const promptMs = 10_000;
+
+interface LogEntry {
+  level: number;
+  msg: string;
+}
+
+/**
+ * Runs `yaml`, sends SIGTERM once the log says `connecting` (no sleep: the line says the client is
+ * connecting), and resolves with the exit code, the time from the signal to the exit, and the log.
+ */
+async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stop-'));
+  const file = join(dir, 'pipeline.yaml');
+  writeFileSync(file, yaml);
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  let signalledAt: number | undefined;
+  const entries = (): LogEntry[] =>
+    stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as LogEntry);
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (signalledAt === undefined && entries().some((entry) => entry.msg === connecting)) {
+      signalledAt = Date.now();
+      child.kill('SIGTERM');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+  assert.ok(signalledAt !== undefined, `never logged '${connecting}':\n${stderr}`);
+  return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr };
+}
+
+test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
+  const yaml = `name: sink-stop\nsources: [{type: synthetic, events: 1000}]\nsinks: [{type: kafka, brokers: "${unreachable}", topic: out}]\n`;
+  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  assert.equal(code, 0, stderr);
+  assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
+  const messages = entries.map((entry) => entry.msg);
+  assert.ok(messages.includes('kafka sink: stopped while connecting to the brokers'), stderr);
+  assert.ok(messages.includes('stopped before reading any input'), stderr);
+  assert.equal(runSummaries(stderr)[0]?.eventsIn, 0, 'nothing was read');
+  assert.ok(!entries.some((entry) => entry.level >= 50), `no error logged:\n${stderr}`);
+});
+
+test('SIGTERM while a kafka source connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
+  const yaml = `name: source-stop\nsources: [{type: kafka, brokers: "${unreachable}", topics: [in], group: g}]\nsinks: [{type: file, path: out.jsonl}]\n`;
+  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka source: connecting to the brokers');
+  assert.equal(code, 0, stderr);
+  assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
+  assert.ok(entries.some((entry) => entry.msg === 'kafka source: stopped while connecting to the brokers'), stderr);
+  assert.equal(runSummaries(stderr)[0]?.eventsIn, 0);
+});
+
+test('connectUnlessStopped: fails once its time is spent, each event dispatched once however many tries; a stop ends it', async () => {
+  const producer = new Kafka.Producer({ 'metadata.broker.list': unreachable, 'broker.address.family': 'v4', event_cb: true, debug: 'broker' });
+  const logs: string[] = [];
+  producer.on('event.log', (log: { message: string }) => logs.push(log.message));
+  const began = Date.now();
+  // Two tries (2 s, then the 2 s left): the last one's error is the failure.
+  await assert.rejects(connectUnlessStopped(producer, { timeoutMs: 4_000 }), (error: Error & { code?: number }) => {
+    assert.equal(error.code, Kafka.CODES.ERRORS.ERR__TRANSPORT);
+    return true;
+  });
+  assert.ok(Date.now() - began >= 4_000, 'it tried for its whole time');
+  // node-rdkafka registers its callbacks again at each connect: without taking them back after a
+  // failed try, every log line came twice in the second try (n + 1 times after n failed tries).
+  const stateChanges = logs.filter((message) => / Broker changed state /.test(message));
+  assert.ok(stateChanges.length > 0, 'librdkafka logged its broker states');
+  for (let i = 1; i < logs.length; i++) if (stateChanges.includes(logs[i]!)) assert.notEqual(logs[i], logs[i - 1], `dispatched twice: ${logs[i]}`);
+
+  const stop = new AbortController();
+  stop.abort();
+  assert.equal(await connectUnlessStopped(producer, { timeoutMs: 30_000, signal: stop.signal }), false, 'stopped before a try: not connected');
+  const stopping = new AbortController();
+  const startedAt = Date.now();
+  setTimeout(() => stopping.abort(), 100);
+  assert.equal(await connectUnlessStopped(producer, { timeoutMs: 30_000, signal: stopping.signal }), false);
+  assert.ok(Date.now() - startedAt < 5_000, 'ended with the try under way (2 s), not the 30 s');
+});
