@@ -67,26 +67,32 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   assert.equal(outputs[0]!.length, 500);
 });
 
-test('kafka sink: a topic that does not exist fails the start saying to create it, before any input is read', async (t) => {
-  const brokers = kafkaBrokers(t);
-  if (!brokers) return;
-  const input = uniqueTopic('sink-no-topic-in');
-  await createTopic(brokers, input, 1);
-  await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
-  const output = uniqueTopic('sink-no-topic');
-  const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output} }`;
-  const dead: StreamRecord[][] = [[], [], []];
-  // Before, the whole input was read and the run failed at its first flush ('delivery to topic ... failed: unknown topic or partition').
-  await assert.rejects(
-    runYaml(pipeline(input, `g-${input}`, missing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }),
-    (error: Error & { code?: string }) => {
+for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
+  test(`kafka sink (${guarantee}): a topic that does not exist fails the start saying to create it, before any input is read`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const input = uniqueTopic('sink-no-topic-in');
+    await createTopic(brokers, input, 1);
+    await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+    const output = uniqueTopic('sink-no-topic');
+    const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: ${guarantee} }`;
+    // Exactly-once: the source commits the sink's transactions, so it says so too.
+    const yaml = pipeline(input, `g-${input}`, missing).replace('stop_at_end: true,', `stop_at_end: true, guarantee: ${guarantee},`);
+    const dead: StreamRecord[][] = [[], [], []];
+    // Before, the whole input was read and the run failed at its first flush ('delivery to topic ... failed: unknown topic or
+    // partition'), or (exactly-once) at its first transaction's commit.
+    await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'TRIB_ERR_SINK');
       assert.match(error.message, new RegExp(`kafka sink: topic '${output}' is not there: it does not exist \\(the brokers do not create topics on first use: create it, or enable auto\\.create\\.topics\\.enable on them\\), or this client may not describe it$`));
       return true;
-    },
-  );
-  assert.deepEqual(dead.map((records) => records.length), [0, 0, 0], 'nothing was read');
-});
+    });
+    assert.deepEqual(dead.map((records) => records.length), [0, 0, 0], 'nothing was read');
+    // Nothing was committed either: the group reads every record.
+    const outputs: StreamRecord[][] = [[], [], []];
+    const again = await runYaml(pipeline(input, `g-${input}`, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
+    assert.equal(again.stats.eventsIn, 20);
+  });
+}
 
 test('kafka sink: not ready while its brokers are down, ready again once they answer (at-least-once and exactly-once)', async (t) => {
   if (!kafkaBrokers(t)) return;

@@ -64,6 +64,18 @@ test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at onc
   assert.ok(!entries.some((entry) => entry.level >= 50), `no error logged:\n${stderr}`);
 });
 
+test('SIGTERM while an exactly-once kafka sink connects to unreachable brokers: stopped at once, exit 0', async () => {
+  const yaml = `name: eos-stop
+sources: [{type: kafka, brokers: "${unreachable}", topics: [in], group: g, guarantee: exactly-once}]
+sinks: [{type: kafka, brokers: "${unreachable}", topic: out, guarantee: exactly-once}]
+`;
+  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  assert.equal(code, 0, stderr);
+  assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
+  assert.ok(entries.some((entry) => entry.msg === 'kafka sink: stopped while connecting to the brokers'), stderr);
+  assert.ok(!entries.some((entry) => entry.level >= 50), `no error logged:\n${stderr}`);
+});
+
 test('SIGTERM while a kafka source connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
   const yaml = `name: source-stop\nsources: [{type: kafka, brokers: "${unreachable}", topics: [in], group: g}]\nsinks: [{type: file, path: out.jsonl}]\n`;
   const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka source: connecting to the brokers');

@@ -114,7 +114,7 @@ export default defineSink<KafkaSinkConfig>({
     required: ['brokers', 'topic'],
     properties: {
       ...connectionProperties,
-      topic: { type: 'string', minLength: 1, description: 'Topic to write to (it must exist, or the brokers must create topics on first use); at-least-once, one the brokers do not list fails the start.' },
+      topic: { type: 'string', minLength: 1, description: 'Topic to write to (it must exist, or the brokers must create topics on first use); one the brokers do not list fails the start, whatever the guarantee.' },
       key_field: {
         type: 'string',
         minLength: 1,
@@ -215,9 +215,16 @@ export default defineSink<KafkaSinkConfig>({
           if (!transactions.sourceAttached) {
             throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', exactlyOnceMismatch.sinkWithoutSource);
           }
-          // Nothing reaches the brokers yet: a sink opened after this one may still fail, and the
-          // transactions fence the transactional.id's previous owner. They start once the pipeline
+          // The producer connects (the first such sink's open) and the topic is looked up, as an
+          // at-least-once sink's; no transaction yet: a sink opened after this one may still fail, and
+          // initTransactions fences the transactional.id's previous owner. They start once the pipeline
           // runs (PipelineTransactions.open: the source's first read, or ready() below).
+          context.logger.info({ brokers: brokerList(config), topic: config.topic }, 'kafka sink: connecting to the brokers');
+          if (!(await transactions.connect(context.signal))) {
+            context.logger.info({ topic: config.topic }, 'kafka sink: stopped while connecting to the brokers');
+            return;
+          }
+          if ((await transactions.topicListed(config.topic, context.signal)) === false) throw topicNotThere(config.topic);
         },
         write(record) {
           transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));

@@ -4,11 +4,12 @@
  *
  * How it fits together (as Kafka Streams' exactly_once_v2 does):
  * - The first exactly-once sink's factory creates the pipeline's `PipelineTransactions` (found through
- *   `PluginContext.shared`, so no other pipeline sees it) with its producer, not yet connected. It
- *   connects, calls `initTransactions` (which fences and aborts a previous incarnation's open
- *   transaction with the same `transactional.id`) and begins a transaction only when the pipeline
- *   first needs one: the source's first read (alongside its consumer's connect, so the first record
- *   waits for neither in turn), or a sink's first wait for room, or a commit. All of these come after
+ *   `PluginContext.shared`, so no other pipeline sees it) with its producer, not yet connected. The
+ *   sinks' `open()` connects it, to look up their topics (a connect fences no one). It calls
+ *   `initTransactions` (which fences and aborts a previous incarnation's open transaction with the
+ *   same `transactional.id`) and begins a transaction only when the pipeline first needs one: the
+ *   source's first read (alongside its consumer's connect, so the first record waits for neither in
+ *   turn), or a sink's first wait for room, or a commit. All of these come after
  *   every sink and stage opened. Fencing earlier let a run that never starts kill the live one's
  *   transactions: from the factory, a second `tributary run` by mistake whose config then fails; from
  *   the sink's `open()`, one whose later sink cannot open its output. Further exactly-once sinks write
@@ -32,7 +33,20 @@
 import type { Logger } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
 import { TributaryError, type SourceHealth } from 'tributary';
-import { asError, brokersUnreachable, disconnectProducer, fatalErrorOf, fatalHint, ProducerReachability, promisify, provideOauthToken, rdkafka, type ConnectionConfig } from './common.js';
+import {
+  asError,
+  brokersUnreachable,
+  connectUnlessStopped,
+  disconnectProducer,
+  fatalErrorOf,
+  fatalHint,
+  ProducerReachability,
+  promisify,
+  provideOauthToken,
+  rdkafka,
+  topicListed,
+  type ConnectionConfig,
+} from './common.js';
 
 const key = 'kafka:transactions';
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -61,7 +75,9 @@ export class PipelineTransactions {
   /** A transaction takes writes; false while a commit is under way (from sealing to the next begin). */
   private transactionOpen = false;
   private closed = false;
-  /** The connect, initTransactions and first begin, once (see {@link open}). */
+  /** The producer's connect, once (see {@link connect}). */
+  private connecting: Promise<boolean> | undefined;
+  /** initTransactions and the first begin, once (see {@link open}). */
   private opening: Promise<void> | undefined;
   private connected = false;
   /** Set once the first transaction began: writes go straight to the producer from then on. */
@@ -136,7 +152,18 @@ export class PipelineTransactions {
     return this.opening;
   }
 
-  private async start(): Promise<void> {
+  /**
+   * Connects the producer, once; resolves false when `signal` (the pipeline's stop) came first. It
+   * fences nothing: a transactional producer asks for its producer id only in initTransactions
+   * ({@link open}), so the exactly-once sinks' open() connects it to look up their topics. A failure
+   * rejects with a `TRIB_ERR_SINK` error.
+   */
+  connect(signal?: AbortSignal): Promise<boolean> {
+    this.connecting ??= this.connectProducer(signal);
+    return this.connecting;
+  }
+
+  private async connectProducer(signal: AbortSignal | undefined): Promise<boolean> {
     this.producer.on('delivery-report', (error) => {
       // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
       // delivery inside a transaction makes the commit fail; remember why.
@@ -153,8 +180,23 @@ export class PipelineTransactions {
     this.producer.setPollInterval(50);
     try {
       if (this.connection) this.stopTokens = await provideOauthToken(this.producer, this.connection, this.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
-      await this.brokers.whileConnecting(promisify((cb) => this.producer.connect({}, (error) => cb(error))));
-      this.connected = true;
+      this.connected = await this.brokers.whileConnecting(connectUnlessStopped(this.producer, { timeoutMs: 30_000, signal }));
+    } catch (error) {
+      brokersUnreachable(error, 'connect to the brokers', this.brokers.failures);
+    }
+    if (this.connected) this.brokers.reachable();
+    return this.connected;
+  }
+
+  /** Whether the brokers list `topic` (common.ts topicListed), asked through this producer once it is connected. */
+  topicListed(topic: string, signal?: AbortSignal): Promise<boolean | undefined> {
+    return this.connected ? topicListed(this.producer, topic, { signal }) : Promise.resolve(undefined);
+  }
+
+  private async start(): Promise<void> {
+    try {
+      // Connected by the sinks' open() already, unless they were never opened (tests); no signal then.
+      if (!(await this.connect())) throw new Error('stopped while connecting to the brokers');
       await promisify((cb) => this.producer.initTransactions(30_000, cb));
       await this.begin();
       this.opened = true;
@@ -163,7 +205,8 @@ export class PipelineTransactions {
       try {
         const raised = fatalErrorOf(this.producer);
         if (raised) throw this.failFatally(raised);
-        brokersUnreachable(error, 'connect to the brokers and start transactions', this.brokers.failures);
+        if (error instanceof TributaryError) throw error;
+        brokersUnreachable(error, 'start transactions', this.brokers.failures);
       } catch (failed) {
         // Nothing commits after it; a commit asked for before (queued as the next one) fails with it.
         this.aborted = asError(failed);
@@ -370,16 +413,17 @@ export class PipelineTransactions {
     return this.committing.catch(() => undefined);
   }
 
-  /** Aborts the open transaction (a stop without a final commit) and disconnects. Idempotent; nothing to do if never opened. */
+  /** Aborts the open transaction (a stop without a final commit) and disconnects. Idempotent; nothing to do if never connected. */
   async close(): Promise<void> {
-    if (!this.opening || this.closed) return;
+    if (!this.connecting || this.closed) return;
     this.closed = true;
-    await this.opening.catch(() => undefined);
+    await this.connecting.catch(() => false);
+    await this.opening?.catch(() => undefined);
     // A commit still under way (after its barrier) finishes first: aborting now would undo it.
     await this.committing.catch(() => undefined);
     const producer = this.producer;
     if (!this.connected) {
-      // Never connected (open() failed first): nothing to abort or disconnect.
+      // Never connected (the connect failed, or a stop came first): nothing to abort or disconnect.
       this.stopTokens();
       return;
     }
