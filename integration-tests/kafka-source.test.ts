@@ -7,11 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
+import pino from 'pino';
 import { runYaml, testContext } from 'tributary/testing';
 import { MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { deleteRecordsBefore } from './kafka/broker.js';
+import { deleteRecordsBefore, startNativeBroker } from './kafka/broker.js';
 import { clickJson, collectSink, createTopic, deleteTopic, lateRouter, produce, produceEvery, startSource, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -610,5 +611,36 @@ test('consumer lag in /metrics: the records not yet through the source, falling 
   } finally {
     await batches.return?.(undefined);
     await source.close?.();
+  }
+});
+
+test('brokers down at start: the source fails its connect tries, then reads every record once they are up, each partition assigned once', { timeout: 240_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // Stopping a broker needs one this test owns.
+  const broker = await startNativeBroker({ partitions: 2 });
+  const topic = uniqueTopic('late-brokers');
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  let instance: Awaited<ReturnType<typeof startSource>> | undefined;
+  try {
+    await createTopic(broker.brokers, topic, 2);
+    await produce(broker.brokers, topic, Array.from({ length: 200 }, (_, i) => ({ key: `u${i % 13}`, value: clickJson(i % 13, base + i, 'view', { seq: i }) })));
+    await broker.kill();
+    const got = new Set<number>();
+    instance = await startSource(broker.brokers, topic, `g-${topic}`, got, undefined, {}, { logger });
+    // A whole round failed: 10 s of tries (2, 5 and 3 s), each with a librdkafka handle of its own.
+    await waitFor('a failed connect round', () => /^cannot connect: /.test(instance!.health!().detail ?? ''), 60_000);
+    await broker.restart();
+    await waitFor('every record read', () => got.size === 200, 90_000);
+    // node-rdkafka registered its callbacks again at each try: before, a failed try left them, and the
+    // group's assignment reached the source once per try.
+    const assigned = lines
+      .map((line) => JSON.parse(line) as { msg: string; partitions?: string[] })
+      .filter((entry) => entry.msg === 'kafka partitions assigned')
+      .flatMap((entry) => entry.partitions ?? []);
+    assert.deepEqual(assigned.sort(), [`${topic}/0`, `${topic}/1`]);
+  } finally {
+    await instance?.close().catch(() => undefined);
+    await broker.stop();
   }
 });

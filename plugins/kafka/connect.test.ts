@@ -86,9 +86,13 @@ test('SIGTERM while a kafka source connects to unreachable brokers: stopped at o
 });
 
 test('connectUnlessStopped: fails once its time is spent, each event dispatched once however many tries; a stop ends it', async () => {
-  const producer = new Kafka.Producer({ 'metadata.broker.list': unreachable, 'broker.address.family': 'v4', event_cb: true, debug: 'broker' });
-  const logs: string[] = [];
-  producer.on('event.log', (log: { message: string }) => logs.push(log.message));
+  // No `debug`: librdkafka's own log lines (each try's failed connection) are enough. (With `debug:
+  // broker` this test's process crashed once, SIGSEGV at its first connect, in a loaded run of every
+  // Kafka test; not reproduced since, in 6 runs of this file side by side nor in 480 connect tries with
+  // `debug: all`. Where it crashed is not known.)
+  const producer = new Kafka.Producer({ 'metadata.broker.list': unreachable, 'broker.address.family': 'v4' });
+  const logs: { message: string; at: number }[] = [];
+  producer.on('event.log', (log: { message: string }) => logs.push({ message: log.message, at: performance.now() }));
   const began = Date.now();
   // Two tries (2 s, then the 2 s left): the last one's error is the failure.
   await assert.rejects(connectUnlessStopped(producer, { timeoutMs: 4_000 }), (error: Error & { code?: number }) => {
@@ -97,10 +101,12 @@ test('connectUnlessStopped: fails once its time is spent, each event dispatched 
   });
   assert.ok(Date.now() - began >= 4_000, 'it tried for its whole time');
   // node-rdkafka registers its callbacks again at each connect: without taking them back after a
-  // failed try, every log line came twice in the second try (n + 1 times after n failed tries).
-  const stateChanges = logs.filter((message) => / Broker changed state /.test(message));
-  assert.ok(stateChanges.length > 0, 'librdkafka logged its broker states');
-  for (let i = 1; i < logs.length; i++) if (stateChanges.includes(logs[i]!)) assert.notEqual(logs[i], logs[i - 1], `dispatched twice: ${logs[i]}`);
+  // failed try, every log line of the second try came twice at once (n + 1 times after n failed tries).
+  assert.ok(logs.some(({ message }) => /Connection refused/.test(message)), 'librdkafka logged the refused connections');
+  for (let i = 1; i < logs.length; i++) {
+    const [before, line] = [logs[i - 1]!, logs[i]!];
+    assert.ok(line.message !== before.message || line.at - before.at > 50, `dispatched twice: ${line.message}`);
+  }
 
   const stop = new AbortController();
   stop.abort();
