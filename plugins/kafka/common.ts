@@ -538,14 +538,18 @@ export function promisify<T = void>(call: (cb: (error: RdKafka.LibrdKafkaError |
   });
 }
 
-/** How long one try of {@link connectUnlessStopped} waits for the brokers: the first, and every later one. */
-const connectTryMs = { first: 2_000, later: 5_000 } as const;
+/**
+ * How long the tries of {@link connectUnlessStopped} wait for the brokers: the first, the second, and
+ * every later one. Short first (a stop is taken between tries); longer later, so brokers whose first
+ * answer is slow (TLS and SASL to a distant cluster, a token to fetch) still connect within the timeout.
+ */
+const connectTryMs = [2_000, 5_000, 10_000] as const;
 
 /** What {@link connectUnlessStopped} needs of a node-rdkafka client (a producer or a consumer). */
 type Connectable = Pick<RdKafka.Client<string>, 'connect'>;
 
 /**
- * node-rdkafka's `connect`, in tries of at most 5 s (the first 2 s) until `timeoutMs` passed or
+ * node-rdkafka's `connect`, in tries of 2 s, 5 s, then 10 s each, until `timeoutMs` passed or
  * `signal` is aborted. Its connect waits for the brokers' first metadata answer on a libuv pool thread,
  * and nothing ends that wait early: not a disconnect (it waits for the same lock), not even the
  * process's exit (which joins the pool's threads). One 30 s try made a stop while the brokers were
@@ -560,7 +564,8 @@ type Connectable = Pick<RdKafka.Client<string>, 'connect'>;
 export async function connectUnlessStopped(client: Connectable, options: { timeoutMs: number; signal?: AbortSignal | undefined }): Promise<boolean> {
   const { timeoutMs, signal } = options;
   const deadline = Date.now() + timeoutMs;
-  for (let tryMs: number = connectTryMs.first; ; tryMs = connectTryMs.later) {
+  for (let attempt = 0; ; attempt++) {
+    const tryMs = connectTryMs[Math.min(attempt, connectTryMs.length - 1)]!;
     if (signal?.aborted) return false;
     const began = Date.now();
     try {
