@@ -67,6 +67,31 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   assert.equal(outputs[0]!.length, 500);
 });
 
+test('kafka sink (exactly-once): a transaction that fails in the last commit, after the last flush, fails the run, and its input stays uncommitted', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('sink-eos-last-in');
+  await createTopic(brokers, input, 1);
+  await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+  const group = `g-${input}`;
+  // Every batch is refused ('Message size too large'); with linger 1 s and no commit before the end, the
+  // refusal comes while the last commit flushes, after the runtime's flush barrier. Before, that failure
+  // only reached the source's next read, which never came: the run ended drained (exit 0).
+  const tiny = uniqueTopic('sink-eos-last-tiny');
+  await createTopic(brokers, tiny, 1, { 'max.message.bytes': '100' });
+  const sink = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny}, guarantee: exactly-once, linger: 1000 }`;
+  const yaml = pipeline(input, group, sink).replace('stop_at_end: true,', 'stop_at_end: true, guarantee: exactly-once,').replace('commit_interval: 100ms', 'commit_interval: 1h');
+  const dead: StreamRecord[][] = [[], [], []];
+  await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    assert.match(error.message, /a transaction failed and was aborted: .*too large.*; the input it covered stays uncommitted, and a restart reads it again$/i);
+    return true;
+  });
+  const outputs: StreamRecord[][] = [[], [], []];
+  const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
+  assert.equal(again.stats.eventsIn, 20);
+});
+
 for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
   test(`kafka sink (${guarantee}): a topic that does not exist fails the start saying to create it, before any input is read`, async (t) => {
     const brokers = kafkaBrokers(t);

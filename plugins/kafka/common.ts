@@ -249,6 +249,15 @@ export async function topicListed(client: Pick<RdKafka.Client<string>, 'getMetad
   }
 }
 
+/**
+ * A failed delivery, named by its topic (librdkafka's message does not name it). A missing topic is the
+ * usual first mistake against a new cluster, or a topic deleted under a running pipeline: say what to do.
+ */
+export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdKafkaError | Error): Error {
+  const missing = isUnknownTopicOrPartition(error) ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)' : '';
+  return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${missing}`, { cause: error });
+}
+
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
 function isErrorOf(error: { message?: string; code?: number } | null | undefined, codes: readonly number[]): boolean {
   if (!error) return false;

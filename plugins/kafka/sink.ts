@@ -20,6 +20,7 @@ import {
   brokersUnreachable,
   connectionProperties,
   connectUnlessStopped,
+  deliveryFailure,
   disconnectProducer,
   dispatched,
   ErrorCode,
@@ -27,7 +28,6 @@ import {
   fatalErrorOf,
   guaranteeProperty,
   hasExactlyOnceKafkaSource,
-  isUnknownTopicOrPartition,
   librdkafkaConnection,
   librdkafkaFeatures,
   missingCodec,
@@ -262,11 +262,8 @@ export default defineSink<KafkaSinkConfig>({
     /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
     let backlog: { value: Buffer; key: string | null }[] = [];
     producer.on('delivery-report', (error) => {
-      // Only failures are reported (delivery.report.only.error). The message names the topic: librdkafka's
-      // own ("unknown topic or partition") does not.
-      // A missing topic is the usual first mistake against a new cluster: say what to do about it.
-      const missing = isUnknownTopicOrPartition(error) ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)' : '';
-      if (error) failure ??= new Error(`delivery to topic '${config.topic}' failed: ${asError(error).message}${missing}`, { cause: error });
+      // Only failures are reported (delivery.report.only.error).
+      if (error) failure ??= deliveryFailure(config.topic, error);
     });
     const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
     const failFatally = (raised: Error): void => {

@@ -37,6 +37,7 @@ import {
   asError,
   brokersUnreachable,
   connectUnlessStopped,
+  deliveryFailure,
   disconnectProducer,
   fatalErrorOf,
   fatalHint,
@@ -164,10 +165,10 @@ export class PipelineTransactions {
   }
 
   private async connectProducer(signal: AbortSignal | undefined): Promise<boolean> {
-    this.producer.on('delivery-report', (error) => {
+    this.producer.on('delivery-report', (error, report) => {
       // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
-      // delivery inside a transaction makes the commit fail; remember why.
-      if (error) this.failure ??= asError(error);
+      // delivery inside a transaction makes the commit fail; remember why (the commit's error does not say).
+      if (error) this.failure ??= deliveryFailure(report?.topic, error);
     });
     this.producer.on('event.error', (error) => {
       // node-rdkafka says nothing of an error being fatal; librdkafka does, when asked.
@@ -433,5 +434,16 @@ export class PipelineTransactions {
     }
     await disconnectProducer(producer, 10_000);
     this.stopTokens();
+    // A failed transaction is reported by the source's next read; the last one (at the end of the input,
+    // or at a stop) has no next read, and the run ended as if its outputs were written (exit 0, though
+    // the transaction was aborted and its input stays uncommitted). Its close says so instead.
+    if (this.aborted && !this.fatal) {
+      const first = this.failure && this.failure !== this.aborted && !this.aborted.message.includes(this.failure.message) ? `; first: ${this.failure.message}` : '';
+      throw new TributaryError(
+        'TRIB_ERR_SINK',
+        `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): a transaction failed and was aborted: ${this.aborted.message}${first}; the input it covered stays uncommitted, and a restart reads it again`,
+        { cause: this.aborted },
+      );
+    }
   }
 }
