@@ -188,3 +188,22 @@ test('a denial the source reads only after a later fetch was answered (it waited
   await until('the denial read, and the consume loop past it', () => deliveredAt >= 0 && consumeCalls() >= deliveredAt + 2);
   await until('ready, with no record of the topic', () => instance.health!().ready);
 });
+
+test('a checkpoint taken after a resume, before a record of a partition is read, keeps the offset the partition resumed at', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const assigned: { topic: string; partition: number; offset?: number }[][] = [];
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  Object.defineProperty(prototype, 'assign', { value: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list), configurable: true, writable: true });
+  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['quiet'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  // The runtime restores the checkpoint's position before the first pull.
+  instance.seek!({ offsets: { quiet: { '0': 42 } } });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until('the partition assigned', () => assigned.length > 0);
+  assert.deepEqual(assigned[0], [{ topic: 'quiet', partition: 0, offset: 42 }], 'reading starts at the checkpoint\'s offset');
+  // No record of it read yet: a checkpoint now (a stop, or the next interval) must still cover offset 42.
+  // Before, it held no offset of the partition, and the restart after it started at the group's committed offset.
+  assert.deepEqual(instance.position!(), { offsets: { quiet: { '0': 42 } } });
+});

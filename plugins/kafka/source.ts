@@ -125,6 +125,14 @@ interface PartitionState {
    * end), once watchProgress asked. Undefined until known.
    */
   startOffset?: number | undefined;
+  /**
+   * The offset a checkpoint's position (seek) started this assignment at: the partition's position
+   * until a record of it is read. Without it a checkpoint taken before then (a restart, then a stop or
+   * an interval with no record of the partition) held no offset of it, and the restart after that one
+   * started at the group's committed offset instead, which may be older (a commit that failed, or a
+   * crash between a checkpoint and its commit) or set by hand (`kafka-consumer-groups --reset-offsets`).
+   */
+  resumedAt?: number | undefined;
 }
 
 /**
@@ -527,8 +535,9 @@ class KafkaSource {
     const offsets: PartitionOffsets = {};
     const assignments = new Map<PartitionState, number>();
     for (const state of this.partitions.values()) {
-      if (state.next === undefined) continue;
-      (offsets[state.topic] ??= {})[String(state.partition)] = state.next;
+      const next = state.next ?? (state.assigned ? state.resumedAt : undefined);
+      if (next === undefined) continue;
+      (offsets[state.topic] ??= {})[String(state.partition)] = next;
       assignments.set(state, state.assignment);
     }
     const position = { offsets };
@@ -1455,6 +1464,9 @@ class KafkaSource {
         // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
         this.seekTo.delete(key);
         state.startOffset = from;
+        state.resumedAt = from;
+        // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
+        if (from !== undefined) state.committing = from;
         return from === undefined ? tp : { ...tp, offset: from };
       });
       this.assign(list);
@@ -1849,6 +1861,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.atEnd = false;
   state.fetched = undefined;
   state.startOffset = undefined;
+  state.resumedAt = undefined;
   state.highSeen = -1;
   state.stableEnd = undefined;
   state.lastActivity = now;
