@@ -341,7 +341,7 @@ export class OnlineLearner {
   private lastExport = -Infinity;
   private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0 };
-  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
+  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels', Counter>;
 
   constructor(
@@ -363,6 +363,8 @@ export class OnlineLearner {
       auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
       aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
       logloss: m.gauge('model_logloss', 'Prequential log loss over every label so far.'),
+      // The cumulative figure barely moves after months of labels: a model going wrong shows here.
+      loglossWindow: m.gauge('model_logloss_window', 'Prequential log loss over the last `metrics.window` labels.'),
       brier: m.gauge('model_brier', 'Prequential Brier score over every label so far.'),
       baseRate: m.gauge('model_base_rate', 'Share of positive labels so far.'),
       calibration: m.gauge('model_calibration_error', 'Expected calibration error over the calibration bins.'),
@@ -892,6 +894,7 @@ export class OnlineLearner {
     // Before the first label these are not measured: a 0 would read as a perfect model (churn waits a horizon).
     if (s.n === 0) return;
     this.gauges.logloss.set(s.logloss);
+    this.gauges.loglossWindow.set(s.window.logloss);
     this.gauges.brier.set(s.brier);
     this.gauges.baseRate.set(s.baseRate);
     let ece = 0;

@@ -31,7 +31,7 @@ const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_del
 const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
 interface Report {
-  summary: { n: number; positives: number; auc: number; logloss: number; brier: number };
+  summary: { n: number; positives: number; auc: number; logloss: number; brier: number; window: { n: number; logloss: number } };
   counts: { predictions: number; labels: number; learnSteps: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
 }
 const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
@@ -554,6 +554,19 @@ test('before its first label a model exports no log loss, Brier score, base rate
   const labelled = new MetricsHub();
   await runOperator(churnModel, config, [...sessions, watermark(t + 8 * day), watermark(Infinity)], testContext({ metrics: labelled.scoped({ pipeline: 'p', stage: 'churn' }) }));
   assert.equal((await labelled.registry.metrics()).match(scored)?.length, 4);
+});
+
+test('a model exports the log loss of its last metrics.window labels beside the cumulative one (a dashboard of a months-long run needs the recent figure)', async () => {
+  const hub = new MetricsHub();
+  const { output } = await runOperator(intentModel, { ...base, report: true, metrics: { window: 50 } }, separableIntentStream(300), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) }));
+  const { summary: scores } = reportOf(output);
+  assert.ok(scores.n > 50, `more labels than the window (${scores.n})`);
+  const text = await hub.registry.metrics();
+  const gauge = (name: string): number => Number(new RegExp(`^tributary_${name}\\{pipeline="p",stage="intent"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+  // Before, only model_logloss (every label so far) was exported, and the example dashboard plotted it as the window's.
+  assert.ok(Math.abs(gauge('model_logloss_window') - scores.window.logloss) < 1e-9, `window: ${gauge('model_logloss_window')} vs ${scores.window.logloss}`);
+  assert.ok(Math.abs(gauge('model_logloss') - scores.logloss) < 1e-9);
+  assert.notEqual(scores.window.logloss, scores.logloss, 'the two figures differ here, so the test tells them apart');
 });
 
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
