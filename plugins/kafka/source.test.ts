@@ -207,3 +207,27 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   // Before, it held no offset of the partition, and the restart after it started at the group's committed offset.
   assert.deepEqual(instance.position!(), { offsets: { quiet: { '0': 42 } } });
 });
+
+test('a resume at a checkpoint\'s offset that the group\'s committed offset differs from (a reset to replay) says so, with both offsets and what to do', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  // The group's offsets, reset to 0 by hand while the daemon was stopped.
+  const committed = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+    void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 0 }))), 5);
+  Object.defineProperty(prototype, 'committed', { value: committed, configurable: true, writable: true });
+  const warnings: { fields: unknown; message: string }[] = [];
+  const context = testContext({ batchSize: 100 });
+  const logged = { ...context, logger: { ...context.logger, warn: (fields: unknown, message?: string) => void warnings.push({ fields, message: message ?? '' }) } } as typeof context;
+  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['quiet'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
+  t.after(() => instance.close?.());
+  instance.seek!({ offsets: { quiet: { '0': 42 } } });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until('the warning', () => warnings.some((w) => w.message.startsWith('kafka source resumes at its checkpoint')));
+  const warning = warnings.find((w) => w.message.startsWith('kafka source resumes at its checkpoint'))!;
+  // Before, the reset was ignored in silence: the checkpoint's offsets win.
+  assert.match(warning.message, /quiet\/0 at 42 \(committed: 0\)/);
+  assert.match(warning.message, /move the checkpoint folder away/);
+  assert.deepEqual(warning.fields, { partitions: [{ partition: 'quiet/0', checkpoint: 42, committed: 0 }] });
+});

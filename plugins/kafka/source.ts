@@ -394,6 +394,8 @@ class KafkaSource {
   private rebalancing: Promise<void> = Promise.resolve();
   /** A committed-offsets request under way: disconnect waits for it (node-rdkafka runs it without the lock its disconnect takes). */
   private offsetsFetch: Promise<unknown> | undefined;
+  /** The look at the group's committed offsets after a resume from a checkpoint (sayCommittedDiffers): disconnect waits for it. */
+  private resumeCheck: Promise<void> | undefined;
   private readonly label: string;
   private lastState: PartitionState | undefined;
   /** Why the consumer cannot go on (librdkafka raised a fatal error): the source stops and stays not ready. */
@@ -733,6 +735,7 @@ class KafkaSource {
     if (this.connected) {
       this.connected = false;
       await this.offsetsFetch?.catch(() => undefined);
+      await this.resumeCheck;
       await this.endQuery;
       await this.lagStarts;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
@@ -1312,6 +1315,33 @@ class KafkaSource {
   }
 
   /**
+   * A checkpoint's offsets decide where reading starts, not the group's committed ones: said when the
+   * two differ, since a reset of the group's offsets (`kafka-consumer-groups --reset-offsets`, to replay
+   * from a point in time) is otherwise ignored in silence while a checkpoint is there. They differ, the
+   * committed ones older, after a crash between a checkpoint and its commit too. Only a note: a failed
+   * look says nothing.
+   */
+  private async sayCommittedDiffers(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
+    let committed: RdKafka.TopicPartitionOffset[];
+    try {
+      committed = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(resumed.map(({ topic, partition }) => ({ topic, partition })), 5_000, cb));
+    } catch {
+      return;
+    }
+    const resumedAt = new Map(resumed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset]));
+    const differing = committed
+      .filter((tp) => tp.offset >= 0 && resumedAt.has(partitionKey(tp.topic, tp.partition)) && resumedAt.get(partitionKey(tp.topic, tp.partition)) !== tp.offset)
+      .map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: resumedAt.get(partitionKey(tp.topic, tp.partition))!, committed: tp.offset }));
+    if (differing.length === 0) return;
+    const list = differing.map((d) => `${d.partition} at ${d.checkpoint} (committed: ${d.committed})`).join(', ');
+    this.context.logger.warn(
+      { partitions: differing },
+      `kafka source resumes at its checkpoint's offsets, not at the group's committed offsets: ${list}. A checkpoint's offsets decide where reading starts; ` +
+        'to read from the group\'s offsets instead (set by kafka-consumer-groups --reset-offsets, say), stop, move the checkpoint folder away and start again (docs/operations.md, Replaying from a point in time)',
+    );
+  }
+
+  /**
    * Where reading starts in the partition's assignment while librdkafka has no position (nothing read
    * from it yet): the group's committed offset, else `start_from`'s end of `log` (the brokers' offsets,
    * asked just before). Kept as its `startOffset`; undefined when not readable now (brokers away, a
@@ -1452,6 +1482,7 @@ class KafkaSource {
     }
     const now = this.context.clock.now();
     if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
+      const resumed: RdKafka.TopicPartitionOffset[] = [];
       const list: RdKafka.Assignment[] = assignment.map((tp) => {
         const key = partitionKey(tp.topic, tp.partition);
         let state = this.partitions.get(key);
@@ -1466,12 +1497,15 @@ class KafkaSource {
         state.startOffset = from;
         state.resumedAt = from;
         // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
-        if (from !== undefined) state.committing = from;
-        return from === undefined ? tp : { ...tp, offset: from };
+        if (from === undefined) return tp;
+        state.committing = from;
+        resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
+        return { ...tp, offset: from };
       });
       this.assign(list);
       if (this.paused) this.consumer.pause(assignment);
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
+      if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
     } else if (error.code === ErrorCode.REVOKE_PARTITIONS) {
       const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
       // Exactly-once: the open transaction holds outputs of these partitions' records; commit it with
