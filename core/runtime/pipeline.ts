@@ -1075,7 +1075,7 @@ export class PipelineRunner {
     if (!config) return undefined;
     const latest = await config.store.latest((file, reason) => this.logger.warn({ file, reason }, `checkpoint ${file} is unusable (${reason}); trying the one before`));
     if (!latest) {
-      this.logger.info({ dir: config.store.dir }, 'no checkpoint: starting from the beginning');
+      this.logger.info({ dir: config.store.dir }, 'no checkpoint: starting with empty state, each source where it starts without one (a file at its first line, a consumer group at its committed offsets)');
       return undefined;
     }
     if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
