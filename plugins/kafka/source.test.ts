@@ -231,3 +231,27 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
   assert.match(warning.message, /move the checkpoint folder away/);
   assert.deepEqual(warning.fields, { partitions: [{ partition: 'quiet/0', checkpoint: 42, committed: 0 }] });
 });
+
+test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  // 'old': its records up to 19 deleted by retention; 'gone': created again, 10 records in it.
+  const logs: Record<string, { lowOffset: number; highOffset: number }> = { old: { lowOffset: 20, highOffset: 30 }, gone: { lowOffset: 0, highOffset: 10 } };
+  const queryWatermarkOffsets = (topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[topic]!), 5);
+  Object.defineProperty(prototype, 'queryWatermarkOffsets', { value: queryWatermarkOffsets, configurable: true, writable: true });
+  const warnings: { fields: unknown; message: string }[] = [];
+  const context = testContext({ batchSize: 100 });
+  const logged = { ...context, logger: { ...context.logger, warn: (fields: unknown, message?: string) => void warnings.push({ fields, message: message ?? '' }) } } as typeof context;
+  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['old', 'gone'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
+  t.after(() => instance.close?.());
+  instance.seek!({ offsets: { old: { '0': 5 }, gone: { '0': 42 } } });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  const outside = (): { fields: unknown; message: string } | undefined => warnings.find((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says'));
+  await until('the warning', () => outside() !== undefined);
+  // Before, librdkafka started both over at start_from and nothing said so above its debug log.
+  assert.match(outside()!.message, /old\/0: offset 5 is below the log's start 20 \(records 5-19 were deleted, by retention, before they were read\)/);
+  assert.match(outside()!.message, /gone\/0: offset 42 is past the log's end 10 \(the topic was created again, or these brokers are another cluster's\)/);
+  assert.match(outside()!.message, /start_from \(earliest\)$/);
+});

@@ -1319,25 +1319,58 @@ class KafkaSource {
    * two differ, since a reset of the group's offsets (`kafka-consumer-groups --reset-offsets`, to replay
    * from a point in time) is otherwise ignored in silence while a checkpoint is there. They differ, the
    * committed ones older, after a crash between a checkpoint and its commit too. Only a note: a failed
-   * look says nothing.
+   * look says nothing. Then whether those offsets are in their partitions' logs at all.
    */
   private async sayCommittedDiffers(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
-    let committed: RdKafka.TopicPartitionOffset[];
+    let committed: RdKafka.TopicPartitionOffset[] = [];
     try {
       committed = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(resumed.map(({ topic, partition }) => ({ topic, partition })), 5_000, cb));
     } catch {
-      return;
+      // Not known now: nothing to say about them.
     }
     const resumedAt = new Map(resumed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset]));
     const differing = committed
       .filter((tp) => tp.offset >= 0 && resumedAt.has(partitionKey(tp.topic, tp.partition)) && resumedAt.get(partitionKey(tp.topic, tp.partition)) !== tp.offset)
       .map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: resumedAt.get(partitionKey(tp.topic, tp.partition))!, committed: tp.offset }));
-    if (differing.length === 0) return;
-    const list = differing.map((d) => `${d.partition} at ${d.checkpoint} (committed: ${d.committed})`).join(', ');
+    if (differing.length > 0) {
+      const list = differing.map((d) => `${d.partition} at ${d.checkpoint} (committed: ${d.committed})`).join(', ');
+      this.context.logger.warn(
+        { partitions: differing },
+        `kafka source resumes at its checkpoint's offsets, not at the group's committed offsets: ${list}. A checkpoint's offsets decide where reading starts; ` +
+          'to read from the group\'s offsets instead (set by kafka-consumer-groups --reset-offsets, say), stop, move the checkpoint folder away and start again (docs/operations.md, Replaying from a point in time)',
+      );
+    }
+    await this.sayResumedOutsideLog(resumed);
+  }
+
+  /**
+   * A checkpoint's offset outside its partition's log is not read from: librdkafka starts the partition
+   * over at `start_from`, and says so only in its debug log. Below the log's start, the records between
+   * were deleted (retention) while the daemon was stopped, and are lost to it; past the log's end, the
+   * offsets are not this log's (the topic was deleted and created again, or the brokers are another
+   * cluster's). Said once per start, with the offsets; a failed look says nothing.
+   */
+  private async sayResumedOutsideLog(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
+    const outside: { partition: string; checkpoint: number; logStart: number; logEnd: number }[] = [];
+    for (const tp of resumed) {
+      let log: RdKafka.WatermarkOffsets;
+      try {
+        log = await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb));
+      } catch {
+        continue;
+      }
+      if (this.closing) return;
+      if (tp.offset < log.lowOffset || tp.offset > log.highOffset) outside.push({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, logStart: log.lowOffset, logEnd: log.highOffset });
+    }
+    if (outside.length === 0) return;
+    const list = outside
+      .map((o) => o.checkpoint < o.logStart
+        ? `${o.partition}: offset ${o.checkpoint} is below the log's start ${o.logStart} (records ${o.checkpoint}-${o.logStart - 1} were deleted, by retention, before they were read)`
+        : `${o.partition}: offset ${o.checkpoint} is past the log's end ${o.logEnd} (the topic was created again, or these brokers are another cluster's)`)
+      .join('; ');
     this.context.logger.warn(
-      { partitions: differing },
-      `kafka source resumes at its checkpoint's offsets, not at the group's committed offsets: ${list}. A checkpoint's offsets decide where reading starts; ` +
-        'to read from the group\'s offsets instead (set by kafka-consumer-groups --reset-offsets, say), stop, move the checkpoint folder away and start again (docs/operations.md, Replaying from a point in time)',
+      { partitions: outside },
+      `kafka source cannot resume where its checkpoint says: ${list}. librdkafka starts such a partition over at start_from (${this.config.start_from})`,
     );
   }
 
