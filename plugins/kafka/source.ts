@@ -1353,13 +1353,14 @@ class KafkaSource {
   private async sayResumedOutsideLog(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
     const outside: { partition: string; checkpoint: number; logStart: number; logEnd: number }[] = [];
     for (const tp of resumed) {
+      // A stop waits for this look: it ends at the first failure (the brokers away) or at the stop.
+      if (this.closing) return;
       let log: RdKafka.WatermarkOffsets;
       try {
         log = await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb));
       } catch {
-        continue;
+        return;
       }
-      if (this.closing) return;
       if (tp.offset < log.lowOffset || tp.offset > log.highOffset) outside.push({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, logStart: log.lowOffset, logEnd: log.highOffset });
     }
     if (outside.length === 0) return;
