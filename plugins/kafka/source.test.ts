@@ -255,3 +255,39 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   assert.match(outside()!.message, /gone\/0: offset 42 is past the log's end 10 \(the topic was created again, or these brokers are another cluster's\)/);
   assert.match(outside()!.message, /start_from \(earliest\)$/);
 });
+
+test('a kafka source whose metadata requests fail with the brokers away says so in /readyz, with the cause librdkafka logged', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  let consumer: { emit(event: string, log: unknown): void } | undefined;
+  Object.defineProperty(prototype, 'connect', {
+    value: function (this: { emit(event: string, log: unknown): void }, _options: unknown, cb: (error: null) => void) {
+      consumer = this;
+      setTimeout(() => cb(null), 5);
+    },
+    configurable: true,
+    writable: true,
+  });
+  let down = false;
+  const answer = prototype.getMetadata as (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) => void;
+  Object.defineProperty(prototype, 'getMetadata', {
+    value: function (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) {
+      if (!down) return answer.call(this, options, cb);
+      setTimeout(() => cb(Object.assign(new Error('Local: Broker transport failure'), { code: -195 })), 5);
+    },
+    configurable: true,
+    writable: true,
+  });
+  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['t'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until('ready', () => script.consumeCalls() > 0 && instance.health!().ready);
+  // The broker stops: librdkafka logs why each reconnect fails; its metadata requests fail with "transport failure" alone.
+  down = true;
+  consumer!.emit('event.log', { fac: 'FAIL', message: '[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)' });
+  await until('not ready', () => !instance.health!().ready, 10_000);
+  // Before: "metadata request failed: Local: Broker transport failure", neither the brokers nor the cause named.
+  assert.match(instance.health!().detail ?? '', /^broker unreachable: metadata request failed: Local: Broker transport failure \(127\.0\.0\.1:1\/bootstrap: Connect to ipv4#127\.0\.0\.1:1 failed: Connection refused/);
+});

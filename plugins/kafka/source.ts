@@ -923,7 +923,9 @@ class KafkaSource {
       const request = wholeCluster ? { timeout: 2_000 } : { timeout: 2_000, allTopics: false, topic: namedTopic! };
       metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
     } catch (error) {
-      this.setUnhealthy(`metadata request failed: ${asError(error).message}`);
+      // With the cause librdkafka logged (a refused connection, a failed handshake), as the consumer's own error says it.
+      const failed = `metadata request failed: ${this.connectionFailures.explain(asError(error).message)}`;
+      this.setUnhealthy(isBrokersDown(error as { code?: number }) ? `broker unreachable: ${failed}` : failed);
       return;
     }
     // An answer to a request sent before the brokers were last reported gone may predate that news.
