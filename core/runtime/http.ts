@@ -45,13 +45,22 @@ export async function startOpsServer(options: { port: number; host?: string; reg
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
   });
   // Loopback unless told otherwise: metrics can reveal business figures.
+  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`cannot serve /healthz, /readyz and /metrics on ${host}:${options.port} (--http-host, --http-port): ${whyNotListening(error)}`, { cause: error })));
+    server.listen(options.port, host, () => resolve());
   });
   return {
     server,
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** What an operator does about a port the endpoint cannot listen on (node says only `listen EADDRINUSE: ...`). */
+function whyNotListening(error: NodeJS.ErrnoException): string {
+  if (error.code === 'EADDRINUSE') return 'the port is in use by another process (another daemon on this host?): give each daemon its own --http-port';
+  if (error.code === 'EACCES') return 'permission denied (a port below 1024 needs privileges): choose a port above 1023';
+  if (error.code === 'EADDRNOTAVAIL') return 'no network interface of this host has that address: check --http-host';
+  return error.message;
 }
