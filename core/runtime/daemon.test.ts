@@ -395,7 +395,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   assert.match(added.stderr, /holds checkpoints of a run of one pipeline; .*move them into the folder of the pipeline that wrote them/);
 });
 
-test('while a checkpoint restores, /healthz answers and /readyz says not ready until the restore ends (a restore may take its time: it is awaited)', async () => {
+test('while a checkpoint restores, /healthz answers and /readyz says not ready until the restore ends (a restore may take its time: it is awaited); tributary_pipeline_ready says the same in /metrics', async () => {
   const { Daemon, defineOperator } = await import('tributary');
   const { builtinRegistry } = await import('../cli/registry.js');
   const { silentLogger } = await import('tributary/testing');
@@ -440,11 +440,14 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
     // Without awaiting the restore, the pipeline said it was ready (and read input) with its state not yet restored.
     assert.equal(restoring.status, 503);
     assert.deepEqual(((await restoring.json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons, ['starting']);
+    // Before, readiness was nowhere in /metrics: an alert on a pipeline not ready for minutes had nothing to read.
+    assert.match(await (await fetch(`${base}/metrics`)).text(), /^tributary_pipeline_ready\{pipeline="slow"\} 0$/m);
     assert.equal(restored, undefined);
     release();
     await until(() => daemon.runners[0]!.readiness().ready, 'ready after the restore');
     assert.deepEqual(restored, { users: 3 });
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    assert.match(await (await fetch(`${base}/metrics`)).text(), /^tributary_pipeline_ready\{pipeline="slow"\} 1$/m);
   } finally {
     release();
     daemon.stop('test over');

@@ -161,6 +161,10 @@ export class Daemon {
       this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
+    // What /readyz says, from the start (0 while starting), for an alert in Prometheus: a probe's answer is seen only by its prober.
+    for (const runner of this.runners) {
+      this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (runner.readiness().ready ? 1 : 0));
+    }
     const results = await Promise.allSettled(
       this.runners.map((runner) =>
         runner.run().catch((error: unknown) => {
