@@ -91,7 +91,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     '',
     String(document.description),
     '',
-    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables); an unquoted value that is one whole reference takes the type of its value. `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors.',
+    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables; `${HOSTNAME}`, unset in a service\'s environment, is the machine\'s name); an unquoted value that is one whole reference takes the type of its value. `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors.',
     '',
     '## Document',
     '',

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginRegistry, defineOperator, defineSink, defineSource, loadPipeline, formatProblem } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
@@ -79,6 +79,15 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
     assert.deepEqual(error.problems.map((p) => formatProblem({ ...p, file: 'P' })), ['P:4:12: $.sources[0].users: must be integer, got "lots"']);
     return true;
   });
+});
+
+test('${HOSTNAME} is the environment\'s, else the machine\'s name (a shell does not export it, systemd sets none): never the default, so instances do not share an id', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'hostname.yaml');
+  writeFileSync(file, 'name: intent-${HOSTNAME:-local}\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  // Before: 'intent-local' on every machine whose daemon systemd started.
+  assert.equal((await loadPipeline(file, { registry, env: {} })).document.name, `intent-${hostname()}`);
+  assert.equal((await loadPipeline(file, { registry, env: { HOSTNAME: 'pod-7' } })).document.name, 'intent-pod-7');
 });
 
 test('a problem quotes the value it is about, but never a secret: a password YAML read as a number, a SASL section written as one string', async () => {

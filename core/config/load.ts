@@ -3,6 +3,7 @@
  * modules, then validation. Every problem comes back at once, as `FILE:LINE:COL: <json path>: <message>`.
  */
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
 import type { ErrorObject } from 'ajv';
@@ -567,6 +568,18 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
 
 const reference = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}/g;
 
+/**
+ * A variable's value: the environment's, else for `HOSTNAME` the machine's name. A shell sets HOSTNAME
+ * without exporting it and systemd sets none, so a service never had it: `${HOSTNAME:-local}` (an
+ * instance's own transactional_id or checkpoint folder) gave every instance the same value, and the
+ * instances fenced each other; containers (Docker, Kubernetes) set it to the same name os.hostname() gives.
+ */
+function variable(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = env[name];
+  if (value !== undefined && value !== '') return value;
+  return name === 'HOSTNAME' ? hostname() || undefined : undefined;
+}
+
 /** `${VAR}` and `${VAR:-default}` in every string scalar; `$${` is a literal `${`. */
 function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void): void {
   visit(doc, {
@@ -576,8 +589,8 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
       let missing = false;
       const replaced = original.replace(reference, (match, name: string | undefined, fallback: string | undefined) => {
         if (match === '$${') return '${';
-        const value = env[name!];
-        if (value !== undefined && value !== '') return value;
+        const value = variable(env, name!);
+        if (value !== undefined) return value;
         if (fallback !== undefined) return fallback;
         missing = true;
         report(node, segmentsOf(ancestors, node), `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
