@@ -109,7 +109,7 @@ export interface UserFeaturesSnapshotV1 {
 export interface UserFeaturesSnapshot {
   version: 2;
   horizons: number[];
-  /** User ids in the order users were first seen (the eviction order). */
+  /** User ids in the order users were first seen (the order the map iterates; eviction goes by last-seen time). */
   users: string[];
   /** Each user's current session id. */
   sessions: DerivedIds;
