@@ -30,6 +30,18 @@ export interface Gauge {
 export interface Histogram {
   observe(value: number): void;
 }
+/**
+ * Gauges of one name with labels of the plugin's own besides `pipeline` and `stage`, one series per set
+ * of their values (a Kafka source's lag per partition: `topic`, `partition`). A series exists from its
+ * first `set` until its `remove`: remove one whose subject went away (a partition revoked), or its last
+ * value would be read as current.
+ */
+export interface GaugeFamily {
+  /** Sets the series of these label values (every label of the family, and no other). */
+  set(labels: Readonly<Record<string, string>>, value: number): void;
+  /** Drops the series of these label values; nothing if there is none. */
+  remove(labels: Readonly<Record<string, string>>): void;
+}
 
 /**
  * Metrics scoped to one plugin instance: names get the `tributary_` prefix and every series carries
@@ -43,6 +55,8 @@ export interface Metrics {
   counter(name: string, help: string): Counter;
   gauge(name: string, help: string): Gauge;
   histogram(name: string, help: string, buckets?: readonly number[]): Histogram;
+  /** Gauges with labels of their own (`labelNames`, not `pipeline` or `stage`): one series per set of values. */
+  gaugeFamily(name: string, help: string, labelNames: readonly string[]): GaugeFamily;
 }
 
 export interface Clock {

@@ -605,9 +605,15 @@ test('consumer lag in /metrics: the records not yet through the source, falling 
     assert.equal((first.value as ClickEvent[]).length, 100);
     await waitFor('the lag of the records not taken', async () => (await gauge('kafka_consumer_lag')) === total - 100, 20_000);
     assert.equal(await gauge('kafka_assigned_partitions'), 2);
+    // And per partition, its part of the sum: a partition stuck behind shows on its own.
+    const parts = async (): Promise<Map<string, number>> =>
+      new Map([...(await hub.registry.metrics()).matchAll(/^tributary_kafka_partition_lag\{pipeline="lag",stage="source-kafka-0",topic="([^"]+)",partition="(\d+)"\} (\S+)$/gm)].map((m) => [`${m[1]}/${m[2]}`, Number(m[3])]));
+    await waitFor('the lag per partition', async () => [...(await parts()).values()].reduce((sum, n) => sum + n, 0) === total - 100, 20_000);
+    assert.deepEqual([...(await parts()).keys()].sort(), [`${topic}/0`, `${topic}/1`]);
     let taken = 100;
     while (taken < total) taken += ((await batches.next()).value as ClickEvent[]).length;
     await waitFor('no lag once all are taken', async () => (await gauge('kafka_consumer_lag')) === 0, 20_000);
+    await waitFor('no lag in any partition', async () => [...(await parts()).values()].every((n) => n === 0), 20_000);
   } finally {
     await batches.return?.(undefined);
     await source.close?.();

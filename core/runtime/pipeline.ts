@@ -173,6 +173,8 @@ class GaugeShares {
     return {
       counter: (name, help) => metrics.counter(name, help),
       histogram: (name, help, buckets) => metrics.histogram(name, help, buckets),
+      // Series of their own labels: each instance sets and removes its own (a partition's task, its partition's).
+      gaugeFamily: (name, help, labelNames) => metrics.gaugeFamily(name, help, labelNames),
       gauge: (name, help) => {
         const share = { gauge: metrics.gauge(name, help), value: 0 };
         this.shares.push(share);

@@ -35,3 +35,22 @@ test('a gauge has no series until its first set: a level not yet measured (a mod
   auc.set(0.71);
   assert.match(await hub.registry.metrics(), /^tributary_model_auc\{pipeline="p",stage="intent"\} 0.71$/m);
 });
+
+test('a gauge family: one series per value of its own labels, after the scope\'s; a removed one is gone; the runtime\'s labels are not its to name', async () => {
+  const hub = new MetricsHub();
+  const metrics = hub.scoped({ pipeline: 'p', stage: 'source-kafka-0' });
+  const lag = metrics.gaugeFamily('kafka_partition_lag', 'Records behind, per partition.', ['topic', 'partition']);
+  lag.set({ topic: 'clicks', partition: '0' }, 5);
+  lag.set({ topic: 'clicks', partition: '1' }, 7);
+  lag.set({ topic: 'clicks', partition: '1' }, 3);
+  let text = await hub.registry.metrics();
+  assert.match(text, /^tributary_kafka_partition_lag\{pipeline="p",stage="source-kafka-0",topic="clicks",partition="0"\} 5$/m);
+  assert.match(text, /^tributary_kafka_partition_lag\{pipeline="p",stage="source-kafka-0",topic="clicks",partition="1"\} 3$/m);
+  // A partition revoked: its last value would read as current.
+  lag.remove({ topic: 'clicks', partition: '1' });
+  text = await hub.registry.metrics();
+  assert.doesNotMatch(text, /partition="1"/);
+  assert.match(text, /partition="0"\} 5$/m);
+  assert.throws(() => metrics.gaugeFamily('other', 'h', ['stage']), /label 'stage' is the runtime's own/);
+  assert.throws(() => lag.set({ topic: 'clicks' }, 1), /no value for its label 'partition'/);
+});

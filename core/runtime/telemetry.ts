@@ -4,7 +4,7 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Counter, Gauge, Histogram, Metrics } from '../plugin.js';
+import type { Counter, Gauge, GaugeFamily, Histogram, Metrics } from '../plugin.js';
 
 export interface LoggerOptions {
   level?: LevelWithSilent;
@@ -142,6 +142,25 @@ export class MetricsHub {
       gauge: (name, help): Gauge => {
         const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames, registers: [this.registry] }));
         return metric.labels(labels);
+      },
+      gaugeFamily: (name, help, ownLabelNames): GaugeFamily => {
+        const clash = ownLabelNames.find((label) => labelNames.includes(label));
+        if (clash !== undefined) throw new Error(`metric ${name}: label '${clash}' is the runtime's own (${labelNames.join(', ')}); name it otherwise`);
+        const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames: [...labelNames, ...ownLabelNames], registers: [this.registry] }));
+        // The scope's labels first, then the family's own, each named (a series' labels are these and no others).
+        const series = (values: Readonly<Record<string, string>>): Record<string, string> => {
+          const all: Record<string, string> = { ...labels };
+          for (const label of ownLabelNames) {
+            const value = values[label];
+            if (value === undefined) throw new Error(`metric ${name}: no value for its label '${label}'`);
+            all[label] = value;
+          }
+          return all;
+        };
+        return {
+          set: (values, value) => metric.set(series(values), value),
+          remove: (values) => metric.remove(series(values)),
+        };
       },
       histogram: (name, help, buckets): Histogram => {
         const metric = get(name, (fullName) =>

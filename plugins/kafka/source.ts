@@ -29,6 +29,7 @@ import {
   TributaryError,
   type ClickEvent,
   type Gauge,
+  type GaugeFamily,
   type MappingConfig,
   type PartitionListener,
   type PluginContext,
@@ -413,6 +414,10 @@ class KafkaSource {
   private lastProgressCheck = 0;
   /** Records of the assigned partitions not yet through this source (exportLag), and how many partitions it is assigned. */
   private readonly lagGauge: Gauge;
+  /** The lag per partition (topic, partition), so that one partition stuck behind does not hide in the sum. */
+  private readonly partitionLag: GaugeFamily;
+  /** The partitions whose lag series exist (by key): removed once no longer assigned. */
+  private readonly partitionLagSeries = new Map<string, { topic: string; partition: string }>();
   private readonly assignedGauge: Gauge;
   private lastLagExport = 0;
   /** Start offsets being looked up for the lag of partitions not read from yet (exportLag). */
@@ -446,6 +451,11 @@ class KafkaSource {
     this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
     this.lagGauge = context.metrics.gauge('kafka_consumer_lag', 'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer.');
+    this.partitionLag = context.metrics.gaugeFamily(
+      'kafka_partition_lag',
+      'Records of one assigned partition not yet through the source: its high watermark minus the read position, plus its records read and waiting in the buffer (the parts of kafka_consumer_lag).',
+      ['topic', 'partition'],
+    );
     this.assignedGauge = context.metrics.gauge('kafka_assigned_partitions', 'Partitions assigned to the source.');
     this.pollTimeout = parseDuration(config.poll_timeout);
     this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
@@ -1411,12 +1421,25 @@ class KafkaSource {
     this.lastLagExport = now;
     const assigned = this.assignedList();
     this.assignedGauge.set(assigned.length);
-    if (!this.connected || assigned.length === 0) return this.lagGauge.set(this.buffered);
+    if (!this.connected || assigned.length === 0) {
+      this.removePartitionLag(new Set());
+      return this.lagGauge.set(this.buffered);
+    }
     let lag = this.buffered;
     const unknownStarts: PartitionState[] = [];
+    const exported = new Set<string>();
+    // The buffer's records by partition (at most max_buffered, every 2 s): each partition's lag counts its own.
+    const waiting = new Map<string, number>();
+    for (const chunk of this.chunks) {
+      for (const message of chunk) {
+        const key = partitionKey(message.topic, message.partition);
+        waiting.set(key, (waiting.get(key) ?? 0) + 1);
+      }
+    }
     try {
       for (const { topic, partition, offset } of this.consumer.position(assigned)) {
-        const state = this.partitions.get(partitionKey(topic, partition));
+        const key = partitionKey(topic, partition);
+        const state = this.partitions.get(key);
         if (!state) continue;
         const from = typeof offset === 'number' && offset >= 0 ? offset : state.startOffset;
         if (from === undefined) {
@@ -1424,12 +1447,18 @@ class KafkaSource {
           continue;
         }
         const end = this.knownEnd(state, this.consumer.getWatermarkOffsets(topic, partition).highOffset);
-        if (end > from) lag += end - from;
+        const own = Math.max(0, end - from);
+        lag += own;
+        const labels = { topic, partition: String(partition) };
+        this.partitionLag.set(labels, own + (waiting.get(key) ?? 0));
+        this.partitionLagSeries.set(key, labels);
+        exported.add(key);
       }
     } catch {
       return; // not known now (the consumer closing): the last figure stands
     }
     this.lagGauge.set(lag);
+    this.removePartitionLag(exported);
     if (unknownStarts.length > 0 && this.lagStarts === undefined && !this.closing) {
       // Looked up for the next export, one partition after another, in the background.
       this.lagStarts = (async () => {
@@ -1443,6 +1472,15 @@ class KafkaSource {
         .finally(() => {
           this.lagStarts = undefined;
         });
+    }
+  }
+
+  /** Drops the lag series of partitions not in `kept` (revoked, or not measured now): a series left would read as current. */
+  private removePartitionLag(kept: ReadonlySet<string>): void {
+    for (const [key, labels] of this.partitionLagSeries) {
+      if (kept.has(key)) continue;
+      this.partitionLag.remove(labels);
+      this.partitionLagSeries.delete(key);
     }
   }
 
