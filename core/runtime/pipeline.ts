@@ -1137,6 +1137,9 @@ export class PipelineRunner {
       await this.build();
       // Only now that every factory succeeded do sinks open their outputs (see Sink.open).
       for (const { label, sink } of [{ label: 'the dead-letter sink', sink: this.deadLetterSink }, ...this.sinks]) {
+        // Told to stop while an earlier one opened (a Kafka sink connecting): the later ones stay unopened
+        // (a file sink would make its file); the run then ends before reading (below).
+        if (this.options.signal?.aborted) break;
         try {
           await sink.open?.();
         } catch (cause) {

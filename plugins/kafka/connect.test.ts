@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
@@ -28,7 +28,7 @@ interface LogEntry {
  * Runs `yaml`, sends SIGTERM once the log says `connecting` (no sleep: the line says the client is
  * connecting), and resolves with the exit code, the time from the signal to the exit, and the log.
  */
-async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string }> {
+async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stop-'));
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, yaml);
@@ -49,12 +49,14 @@ async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ 
   });
   const code = await new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
   assert.ok(signalledAt !== undefined, `never logged '${connecting}':\n${stderr}`);
-  return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr };
+  return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr, dir };
 }
 
 test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
-  const yaml = `name: sink-stop\nsources: [{type: synthetic, events: 1000}]\nsinks: [{type: kafka, brokers: "${unreachable}", topic: out}]\n`;
-  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  const yaml = `name: sink-stop\nsources: [{type: synthetic, events: 1000}]\nsinks: [{type: kafka, brokers: "${unreachable}", topic: out}, {type: file, path: later.jsonl}]\n`;
+  const { code, stopMs, entries, stderr, dir } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  // The sinks after it are not opened once told to stop (before, the file sink made its file).
+  assert.ok(!existsSync(join(dir, 'later.jsonl')), 'the later file sink made no file');
   assert.equal(code, 0, stderr);
   assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
   const messages = entries.map((entry) => entry.msg);
