@@ -16,6 +16,21 @@ import { startNativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 
+/** A one-partition input topic of `count` records keyed by user (u0-u6), `seq` 0 to count - 1. */
+async function inputTopic(brokers: string, prefix: string, count: number): Promise<string> {
+  const input = uniqueTopic(prefix);
+  await createTopic(brokers, input, 1);
+  await produce(brokers, input, Array.from({ length: count }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+  return input;
+}
+
+/** A topic that takes no record batch over 100 bytes: every delivery to it fails ('Message size too large'). */
+async function refusingTopic(brokers: string, prefix: string): Promise<string> {
+  const topic = uniqueTopic(prefix);
+  await createTopic(brokers, topic, 1, { 'max.message.bytes': '100' });
+  return topic;
+}
+
 function pipeline(input: string, group: string, sink: string): string {
   return `
 name: kafka-sink-test
@@ -28,6 +43,13 @@ settings:
   max_in_flight: 64
   commit_interval: 100ms
 `;
+}
+
+/** The group's input read again into a collecting sink (what it had not committed): the run's stats and the records. */
+async function readAgain(brokers: string, input: string, group: string): Promise<{ eventsIn: number; outputs: StreamRecord[] }> {
+  const outputs: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
+  return { eventsIn: stats.eventsIn, outputs: outputs[0]! };
 }
 
 test('kafka sink: with 64 records in flight at most, every record reaches the topic', async (t) => {
@@ -49,36 +71,29 @@ test('kafka sink: with 64 records in flight at most, every record reaches the to
 test('kafka sink: a delivery that fails stops the pipeline, and the offsets of its input stay uncommitted', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
-  const input = uniqueTopic('sink-fail-in');
-  await createTopic(brokers, input, 1);
-  await produce(brokers, input, Array.from({ length: 500 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+  const input = await inputTopic(brokers, 'sink-fail-in', 500);
   const group = `g-${input}`;
   // The topic takes no record batch over 100 bytes: every delivery fails (before, a topic that did not
   // exist; a sink now refuses one at its start, before any record is read).
-  const tiny = uniqueTopic('sink-tiny');
-  await createTopic(brokers, tiny, 1, { 'max.message.bytes': '100' });
+  const tiny = await refusingTopic(brokers, 'sink-tiny');
   const refusing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny} }`;
   const dead: StreamRecord[][] = [[], [], []];
   await assert.rejects(runYaml(pipeline(input, group, refusing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), new RegExp(`delivery to topic '${tiny}' failed: .*too large`, 'i'));
   // Nothing was committed: the group reads every record again.
-  const outputs: StreamRecord[][] = [[], [], []];
-  const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
-  assert.equal(again.stats.eventsIn, 500);
-  assert.equal(outputs[0]!.length, 500);
+  const again = await readAgain(brokers, input, group);
+  assert.equal(again.eventsIn, 500);
+  assert.equal(again.outputs.length, 500);
 });
 
 test('kafka sink (exactly-once): a transaction that fails in the last commit, after the last flush, fails the run, and its input stays uncommitted', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
-  const input = uniqueTopic('sink-eos-last-in');
-  await createTopic(brokers, input, 1);
-  await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+  const input = await inputTopic(brokers, 'sink-eos-last-in', 20);
   const group = `g-${input}`;
   // Every batch is refused ('Message size too large'); with linger 1 s and no commit before the end, the
   // refusal comes while the last commit flushes, after the runtime's flush barrier. Before, that failure
   // only reached the source's next read, which never came: the run ended drained (exit 0).
-  const tiny = uniqueTopic('sink-eos-last-tiny');
-  await createTopic(brokers, tiny, 1, { 'max.message.bytes': '100' });
+  const tiny = await refusingTopic(brokers, 'sink-eos-last-tiny');
   const sink = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny}, guarantee: exactly-once, linger: 1000 }`;
   const yaml = pipeline(input, group, sink).replace('stop_at_end: true,', 'stop_at_end: true, guarantee: exactly-once,').replace('commit_interval: 100ms', 'commit_interval: 1h');
   const dead: StreamRecord[][] = [[], [], []];
@@ -87,18 +102,14 @@ test('kafka sink (exactly-once): a transaction that fails in the last commit, af
     assert.match(error.message, /a transaction failed and was aborted: .*too large.*; the input it covered stays uncommitted, and a restart reads it again$/i);
     return true;
   });
-  const outputs: StreamRecord[][] = [[], [], []];
-  const again = await runYaml(pipeline(input, group, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
-  assert.equal(again.stats.eventsIn, 20);
+  assert.equal((await readAgain(brokers, input, group)).eventsIn, 20);
 });
 
 for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
   test(`kafka sink (${guarantee}): a topic that does not exist fails the start saying to create it, before any input is read`, async (t) => {
     const brokers = kafkaBrokers(t);
     if (!brokers) return;
-    const input = uniqueTopic('sink-no-topic-in');
-    await createTopic(brokers, input, 1);
-    await produce(brokers, input, Array.from({ length: 20 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i }) })));
+    const input = await inputTopic(brokers, 'sink-no-topic-in', 20);
     const output = uniqueTopic('sink-no-topic');
     const missing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: ${guarantee} }`;
     // Exactly-once: the source commits the sink's transactions, so it says so too.
@@ -113,9 +124,7 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
     });
     assert.deepEqual(dead.map((records) => records.length), [0, 0, 0], 'nothing was read');
     // Nothing was committed either: the group reads every record.
-    const outputs: StreamRecord[][] = [[], [], []];
-    const again = await runYaml(pipeline(input, `g-${input}`, '{ type: collect }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(outputs)] });
-    assert.equal(again.stats.eventsIn, 20);
+    assert.equal((await readAgain(brokers, input, `g-${input}`)).eventsIn, 20);
   });
 }
 

@@ -14,6 +14,18 @@ import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
 
 /** A token endpoint that refuses every client: the source's connect fails before it asks a broker. */
+/** A source's config for brokers that refuse every connection (127.0.0.1:1): the tests script the consumer. */
+function unreachableConfig(topics: string[], extra: Partial<KafkaSourceConfig> = {}): KafkaSourceConfig {
+  return { brokers: '127.0.0.1:1', topics, group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, ...extra };
+}
+
+/** A test context whose logger keeps its warnings (fields and message) for the test to read. */
+function warningsKept(): { warnings: { fields: unknown; message: string }[]; context: ReturnType<typeof testContext> } {
+  const warnings: { fields: unknown; message: string }[] = [];
+  const context = testContext({ batchSize: 100 });
+  return { warnings, context: { ...context, logger: { ...context.logger, warn: (fields: unknown, message?: string) => void warnings.push({ fields, message: message ?? '' }) } } as typeof context };
+}
+
 async function refusingTokenEndpoint(): Promise<{ url: string; server: Server }> {
   const server = createServer((_request, response) => {
     response.statusCode = 401;
@@ -34,7 +46,7 @@ test('a kafka source whose consume loop fails reports it with context.fail at on
   await assertTributaryFetchesTokens();
   const { url, server } = await refusingTokenEndpoint();
   const context = testContext({ batchSize: 100 });
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['t'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, security: oauthSecurity(url) };
+  const config = unreachableConfig(['t'], { security: oauthSecurity(url) });
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
   try {
     // The first pull starts the consume loop; its result is not awaited (a runtime busy elsewhere).
@@ -149,7 +161,7 @@ async function until(what: string, condition: () => boolean, timeoutMs = 5_000):
 async function scriptedSource(t: { after: (fn: () => unknown) => void }, topic: string) {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: [topic], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const config = unreachableConfig([topic]);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
@@ -195,7 +207,7 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   const assigned: { topic: string; partition: number; offset?: number }[][] = [];
   const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   Object.defineProperty(prototype, 'assign', { value: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list), configurable: true, writable: true });
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['quiet'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const config = unreachableConfig(['quiet']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
   // The runtime restores the checkpoint's position before the first pull.
@@ -216,10 +228,8 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
   const committed = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
     void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 0 }))), 5);
   Object.defineProperty(prototype, 'committed', { value: committed, configurable: true, writable: true });
-  const warnings: { fields: unknown; message: string }[] = [];
-  const context = testContext({ batchSize: 100 });
-  const logged = { ...context, logger: { ...context.logger, warn: (fields: unknown, message?: string) => void warnings.push({ fields, message: message ?? '' }) } } as typeof context;
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['quiet'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const { warnings, context: logged } = warningsKept();
+  const config = unreachableConfig(['quiet']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
   t.after(() => instance.close?.());
   instance.seek!({ offsets: { quiet: { '0': 42 } } });
@@ -240,10 +250,8 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   const logs: Record<string, { lowOffset: number; highOffset: number }> = { old: { lowOffset: 20, highOffset: 30 }, gone: { lowOffset: 0, highOffset: 10 } };
   const queryWatermarkOffsets = (topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[topic]!), 5);
   Object.defineProperty(prototype, 'queryWatermarkOffsets', { value: queryWatermarkOffsets, configurable: true, writable: true });
-  const warnings: { fields: unknown; message: string }[] = [];
-  const context = testContext({ batchSize: 100 });
-  const logged = { ...context, logger: { ...context.logger, warn: (fields: unknown, message?: string) => void warnings.push({ fields, message: message ?? '' }) } } as typeof context;
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['old', 'gone'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const { warnings, context: logged } = warningsKept();
+  const config = unreachableConfig(['old', 'gone']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
   t.after(() => instance.close?.());
   instance.seek!({ offsets: { old: { '0': 5 }, gone: { '0': 42 } } });
@@ -279,7 +287,7 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
     configurable: true,
     writable: true,
   });
-  const config: KafkaSourceConfig = { brokers: '127.0.0.1:1', topics: ['t'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false };
+  const config = unreachableConfig(['t']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
