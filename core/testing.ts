@@ -20,6 +20,9 @@ import type { SummaryRecord } from './cli/run.js';
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
+/** The logger of runYaml and runOperator: silent, unless TRIBUTARY_TEST_LOG names a level (then JSON lines on stderr), to see why a test's run did what it did. */
+const runLogger: Logger = process.env['TRIBUTARY_TEST_LOG'] ? pino({ level: process.env['TRIBUTARY_TEST_LOG'] }, pino.destination(2)) : silentLogger;
+
 /** The end-of-run summaries in the stderr of a `tributary run` that was not on a terminal (its logs are JSON lines). */
 export function runSummaries(stderr: string): (SummaryRecord & { level: number; msg: string })[] {
   return stderr
@@ -93,7 +96,7 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   // A `checkpoint` section in the YAML is honoured, as the daemon honours it.
   const checkpoints = checkpointsOf(loaded);
   const runner = new PipelineRunner(loaded, {
-    logger: silentLogger,
+    logger: runLogger,
     metrics: options.metrics ?? new MetricsHub(),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
@@ -145,7 +148,7 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     pipeline: 'test',
     label: 'under-test',
     baseDir: process.cwd(),
-    logger: silentLogger,
+    logger: runLogger,
     metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }),
     clock: { now: () => Date.now() },
     batchSize: 1024,

@@ -5,7 +5,8 @@
  * and without headers, across topics. Produced records (`produce()` straight to rd_kafka_producev,
  * headers made only when given): string and null keys, null values, timestamps and headers arrive as
  * sent. An error librdkafka reports behind records that one `consume(n)` call already took comes with
- * the next call, in librdkafka's words and naming its partition. A fatal error says why
+ * the next call, in librdkafka's words and naming its partition; so does a partition end (EOF) taken
+ * before it, instead of being dropped with it. A fatal error says why
  * (`fatalError()`).
  */
 import { test } from 'node:test';
@@ -118,6 +119,50 @@ test('an error librdkafka reports behind records that one consume(n) call took c
     const about = error as unknown as { topic?: string; partition?: number; offset?: number };
     assert.deepEqual([about.topic, about.partition, about.offset], [topic, 1, 1_000]);
     assert.match(error!.message, /requested offset not available on the broker: Broker: Offset out of range/);
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+});
+
+// A source with stop_at_end waits for every partition's end (its EOF): an EOF lost this way left a run
+// reading a topic to its end waiting for ever (the unreadable-batch test's stop, 1 run in 8 or so).
+test('a partition end (EOF) that one consume(n) call took before an error comes with that call, not dropped with the error', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('binding-eof');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, Array.from({ length: 5 }, (_, i) => ({ value: `p0-${i}`, partition: 0 })));
+  const consumer = new Kafka.KafkaConsumer(
+    { 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': `g-${topic}`, 'enable.auto.commit': false, 'enable.partition.eof': true },
+    { 'auto.offset.reset': 'error' },
+  );
+  const ends: number[] = [];
+  consumer.on('partition.eof', (eof) => void ends.push(eof.partition));
+  const consume = (count: number): Promise<Kafka.Message[]> => new Promise((resolve, reject) => consumer.consume(count, (error, messages) => (error ? reject(error) : resolve(messages))));
+  await new Promise<void>((resolve, reject) => consumer.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+  try {
+    // At partition 0's end: its fetch's answer sets the cached end offset, and queues the EOF in the same step.
+    consumer.assign([{ topic, partition: 0, offset: 5 }]);
+    await waitFor("partition 0's fetch answered", () => consumer.getWatermarkOffsets(topic, 0).highOffset !== -1001, 30_000);
+    // Then an error behind it (partition 1 out of range, auto.offset.reset=error).
+    consumer.incrementalAssign([{ topic, partition: 1, offset: 1_000 }]);
+    await waitFor("partition 1's fetch answered", () => consumer.getWatermarkOffsets(topic, 1).highOffset !== -1001, 30_000);
+    consumer.setDefaultConsumeTimeout(0);
+    const calls: string[] = [];
+    let error: Kafka.LibrdKafkaError | undefined;
+    await waitFor('the error', async () => {
+      try {
+        const messages = await consume(1_000);
+        calls.push(`${messages.length} records, ends of [${ends.join(', ')}]`);
+        return false;
+      } catch (caught) {
+        error = caught as Kafka.LibrdKafkaError;
+        return true;
+      }
+    }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join('; ') || 'nothing'}`));
+    assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
+    assert.deepEqual(ends, [0], "partition 0's end, before the error");
+    assert.deepEqual(calls, ['0 records, ends of [0]'], 'the call that took the end returned it; the error came with the next');
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
