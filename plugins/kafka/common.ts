@@ -581,7 +581,6 @@ export async function connectUnlessStopped(client: Connectable, options: { timeo
       await promisify((cb) => client.connect({ timeout: Math.max(1, Math.min(tryMs, deadline - began)) }, (error) => cb(error)));
       return true;
     } catch (error) {
-      forgetCallbacks(client);
       if (!isBrokersDown(asError(error)) && !isTimedOut(asError(error))) throw error;
       if (signal?.aborted) return false;
       if (Date.now() >= deadline) throw error;
@@ -589,17 +588,6 @@ export async function connectUnlessStopped(client: Connectable, options: { timeo
       if (rest > 0) await sleep(rest, undefined, signal ? { signal } : {}).catch(() => undefined);
     }
   }
-}
-
-/**
- * After a failed connect: takes back the callbacks node-rdkafka's connect registered with the native
- * client. Its connect registers them each time and only its disconnect takes them back, which a failed
- * connect does not call: after n failed tries every event, log line and delivery report (a consumer's
- * rebalance too) was dispatched n + 1 times (seen: 4 times each after 3 failed tries).
- */
-function forgetCallbacks(client: Connectable): void {
-  const internals = client as unknown as { _client?: { configureCallbacks?: (add: boolean, configs: unknown) => void }; _cb_configs?: unknown };
-  internals._client?.configureCallbacks?.(false, internals._cb_configs);
 }
 
 /**
