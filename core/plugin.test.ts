@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Observable } from 'rxjs';
-import { defineOperator, isPrediction, isSessionSummary, type Element, type StreamRecord } from 'tributary';
+import { defineOperator, emittedWith, isPrediction, isSessionSummary, type Element, type StreamRecord } from 'tributary';
 
 const passThrough = (input: Observable<Element>): Observable<Element> => input;
 
@@ -41,6 +41,30 @@ test('a config schema out of step with its Config type does not compile', () => 
     config: { type: 'object', properties: { field: { type: 'string' } } },
     create: (config: ThresholdConfig) => ({ apply: config.field ? passThrough : passThrough }),
   });
+});
+
+test("what a plugin emits only under some config (emitsOnlyWith) is tested with its own Config type, and emittedWith applies it", () => {
+  const plugin = defineOperator<ThresholdConfig>({
+    name: 'threshold',
+    summary: 's',
+    emits: ['flag', 'low'],
+    emitsOnlyWith: { low: { condition: 'min', test: (config) => config.min !== undefined } },
+    config: { type: 'object', required: ['field'], properties },
+    create: () => ({ apply: passThrough }),
+  });
+  assert.deepEqual(emittedWith(plugin, { field: 'x' }), { kinds: ['flag'], sideOutputs: [] });
+  assert.deepEqual(emittedWith(plugin, { field: 'x', min: 0 }), { kinds: ['flag', 'low'], sideOutputs: [] });
+  defineOperator<ThresholdConfig>({
+    name: 'mistyped',
+    summary: 's',
+    emits: ['low'],
+    // @ts-expect-error max is not a field of ThresholdConfig
+    emitsOnlyWith: { low: { condition: 'max', test: (config) => config.max !== undefined } },
+    config: { type: 'object', properties },
+    create: () => ({ apply: passThrough }),
+  });
+  // A plugin that does not declare emits may make anything: no list.
+  assert.equal(emittedWith(defineOperator<ThresholdConfig>({ name: 'any', summary: 's', config: { type: 'object', properties }, create: () => ({ apply: passThrough }) }), { field: 'x' }), undefined);
 });
 
 test('isPrediction and isSessionSummary type the records a plugin is handed (a plain `as Prediction` does not compile)', () => {

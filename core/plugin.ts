@@ -337,6 +337,30 @@ export interface EntryProblem {
   readonly message: string;
 }
 
+/** When a plugin makes one of the kinds or side outputs it declares (PluginSpec.emitsOnlyWith). */
+export interface OutputCondition<Config> {
+  /** The condition in the config's own words, said after "only with" (`report: true`). */
+  readonly condition: string;
+  /** Whether a config meets it: the entry's config as validated, schema defaults filled in. */
+  test(config: Config): boolean;
+}
+
+/**
+ * The record kinds and side outputs a source or operator makes with this config: its `emits` and
+ * `sideOutputs`, less those its config does not meet the condition of (PluginSpec.emitsOnlyWith);
+ * undefined where the plugin does not declare `emits` (it may make anything). Sources also make
+ * `event`, declared or not.
+ */
+export function emittedWith<Config>(
+  plugin: Pick<PluginSpec<PluginKind, Config>, 'emits' | 'sideOutputs' | 'emitsOnlyWith' | 'sideOutputsOnlyWith'>,
+  config: Config,
+): { kinds: readonly string[]; sideOutputs: readonly string[] } | undefined {
+  if (plugin.emits === undefined) return undefined;
+  const made = (names: readonly string[], conditions: { readonly [name: string]: OutputCondition<Config> } = {}): string[] =>
+    names.filter((name) => !Object.hasOwn(conditions, name) || conditions[name]!.test(config));
+  return { kinds: made(plugin.emits, plugin.emitsOnlyWith), sideOutputs: made(plugin.sideOutputs ?? [], plugin.sideOutputsOnlyWith) };
+}
+
 interface InstanceOf {
   source: Source;
   operator: Operator;
@@ -384,6 +408,17 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * PluginContext.sideOutput (`['late']` for a sessionizer). Absent: none.
    */
   sideOutputs?: readonly string[];
+  /**
+   * Sources and operators: the kinds of `emits` they make only under some config, each with its
+   * condition (a model's `model_metrics` only with `report: true`). `emits` stays the list of all a
+   * plugin can make (the docs and `tributary plugins` show it, with these conditions); the check of
+   * a sink's `kinds` takes, for each stage, what its own config makes (see {@link emittedWith}), so a
+   * sink asking for a kind its stages are not configured to make is refused, with the condition.
+   * Absent: every kind of `emits`, whatever the config.
+   */
+  emitsOnlyWith?: { readonly [kind: string]: OutputCondition<Config> };
+  /** As `emitsOnlyWith`, for side outputs of `sideOutputs`. */
+  sideOutputsOnlyWith?: { readonly [output: string]: OutputCondition<Config> };
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

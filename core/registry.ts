@@ -134,6 +134,20 @@ function specProblem(plugin: AnyPlugin): string | undefined {
     if (!isNameList(spec.emits) || (spec.emits as string[]).includes('watermark')) return "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any";
     if (spec.sideOutputs !== undefined && !isNameList(spec.sideOutputs)) return "sideOutputs must be a list of side output names, e.g. ['late']";
   }
+  // A condition validation cannot apply, or one on a name not declared, would refuse right configs or check nothing.
+  for (const [field, list] of [['emitsOnlyWith', 'emits'], ['sideOutputsOnlyWith', 'sideOutputs']] as const) {
+    const conditions: unknown = spec[field];
+    if (conditions === undefined) continue;
+    const declared: unknown = spec[list];
+    if (typeof conditions !== 'object' || conditions === null || Array.isArray(conditions)) return `${field} must map names of ${list} to { condition, test }`;
+    for (const [name, value] of Object.entries(conditions)) {
+      if (!Array.isArray(declared) || !declared.includes(name)) return `${field} names '${name}', which is not in ${list}: list it there too (${list} is all the plugin can make)`;
+      const { condition, test } = (value ?? {}) as { condition?: unknown; test?: unknown };
+      if (typeof condition !== 'string' || condition === '' || typeof test !== 'function') {
+        return `${field}.${name} must be { condition: 'the option that makes it, e.g. report: true', test: (config) => boolean }`;
+      }
+    }
+  }
   return undefined;
 }
 

@@ -6,6 +6,7 @@ import { stringify as stringifyYaml } from 'yaml';
 import { documentSchema, entryFields } from '../config/schema.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
+import { withConditions } from './plugins.js';
 
 function typeOf(schema: JsonSchema): string {
   if (schema.$ref) {
@@ -68,8 +69,8 @@ function pluginSection(plugin: AnyPlugin): string {
   // Operators say what their state is keyed by: it decides where they may stand in a scale_out pipeline.
   // Sinks that take some record kinds alone say which: no other reaches them.
   // Operators that make records of their own kinds, or send to side outputs, say which: what a sink may ask for.
-  const emits = plugin.kind === 'operator' && plugin.emits?.length ? `, emits: ${plugin.emits.join(', ')}` : '';
-  const sideOutputs = plugin.kind === 'operator' && plugin.sideOutputs?.length ? `, side outputs: ${plugin.sideOutputs.join(', ')}` : '';
+  const emits = plugin.kind === 'operator' && plugin.emits?.length ? `, emits: ${withConditions(plugin.emits, plugin.emitsOnlyWith)}` : '';
+  const sideOutputs = plugin.kind === 'operator' && plugin.sideOutputs?.length ? `, side outputs: ${withConditions(plugin.sideOutputs, plugin.sideOutputsOnlyWith)}` : '';
   const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}${emits}${sideOutputs}` : plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
   const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');

@@ -1,5 +1,20 @@
-import type { JsonSchema } from '../plugin.js';
+import type { JsonSchema, OutputCondition } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
+
+/** Each name's condition in words (PluginSpec.emitsOnlyWith), as `tributary plugins --json` gives it. */
+function conditionTexts(conditions: { readonly [name: string]: OutputCondition<never> }): Record<string, string> {
+  return Object.fromEntries(Object.entries(conditions).map(([name, { condition }]) => [name, condition]));
+}
+
+/** Names with their conditions, as the listing and the reference show them: `prediction, model_metrics (only with report: true)`. */
+export function withConditions(names: readonly string[], conditions: { readonly [name: string]: string | OutputCondition<never> } = {}): string {
+  return names
+    .map((name) => {
+      const condition = Object.hasOwn(conditions, name) ? conditions[name]! : undefined;
+      return condition === undefined ? name : `${name} (only with ${typeof condition === 'string' ? condition : condition.condition})`;
+    })
+    .join(', ');
+}
 
 function typeOf(schema: JsonSchema): string {
   if (schema.$ref) return String(schema.$ref).replace(/^tributary:/, '');
@@ -24,6 +39,9 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
       ...(plugin.kind === 'sink' && plugin.kinds ? { kinds: [...plugin.kinds] } : {}),
       // Sources and operators: the record kinds and side outputs it makes (PluginSpec.emits); absent: undeclared.
       ...(plugin.kind !== 'sink' && plugin.emits ? { emits: [...plugin.emits], sideOutputs: [...(plugin.sideOutputs ?? [])] } : {}),
+      // Those it makes only under some config, with the condition (PluginSpec.emitsOnlyWith).
+      ...(plugin.kind !== 'sink' && plugin.emitsOnlyWith ? { emitsOnlyWith: conditionTexts(plugin.emitsOnlyWith) } : {}),
+      ...(plugin.kind !== 'sink' && plugin.sideOutputsOnlyWith ? { sideOutputsOnlyWith: conditionTexts(plugin.sideOutputsOnlyWith) } : {}),
       fields: Object.entries(properties).map(([name, schema]) => ({
         name,
         type: typeOf(schema),
@@ -39,8 +57,8 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
     lines.push(`${plugin.kind} ${plugin.name} (${plugin.status}${plugin.origin === 'built-in' || plugin.origin.endsWith('plugins/index.js') ? '' : `, from ${plugin.origin}`})`);
     lines.push(`  ${plugin.summary}`);
     if (plugin.kinds) lines.push(`  takes kinds: ${plugin.kinds.join(', ')}`);
-    if (plugin.emits?.length) lines.push(`  emits kinds: ${plugin.emits.join(', ')}`);
-    if (plugin.sideOutputs?.length) lines.push(`  side outputs: ${plugin.sideOutputs.join(', ')}`);
+    if (plugin.emits?.length) lines.push(`  emits kinds: ${withConditions(plugin.emits, plugin.emitsOnlyWith)}`);
+    if (plugin.sideOutputs?.length) lines.push(`  side outputs: ${withConditions(plugin.sideOutputs, plugin.sideOutputsOnlyWith)}`);
     for (const field of plugin.fields) {
       const flags = [field.required ? 'required' : undefined, field.default !== undefined ? `default ${JSON.stringify(field.default)}` : undefined].filter(Boolean);
       lines.push(`    ${field.name}: ${field.type}${flags.length ? ` (${flags.join(', ')})` : ''}  ${field.description}`);

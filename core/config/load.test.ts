@@ -300,6 +300,16 @@ test("a plugin's emits and sideOutputs are checked as it registers: lists of nam
   assert.equal(because('sink', { emits: ['x'] }), 'emits and sideOutputs are for sources and operators only (what they produce); a sink says what it takes with kinds');
   assert.equal(because('operator', { emits: ['session'], sideOutputs: ['late'] }), '');
   assert.equal(because('operator', { emits: [] }), '');
+  // What it makes only under some config: conditions on declared names, each with its words and its test.
+  const report = { condition: 'report: true', test: () => true };
+  assert.equal(because('operator', { emits: ['prediction'], emitsOnlyWith: { model_metrics: report } }), "emitsOnlyWith names 'model_metrics', which is not in emits: list it there too (emits is all the plugin can make)");
+  assert.equal(because('operator', { emits: [], sideOutputs: ['late'], sideOutputsOnlyWith: { lat: report } }), "sideOutputsOnlyWith names 'lat', which is not in sideOutputs: list it there too (sideOutputs is all the plugin can make)");
+  assert.equal(
+    because('operator', { emits: ['model_metrics'], emitsOnlyWith: { model_metrics: { condition: 'report: true' } } }),
+    "emitsOnlyWith.model_metrics must be { condition: 'the option that makes it, e.g. report: true', test: (config) => boolean }",
+  );
+  assert.equal(because('operator', { emits: ['model_metrics'], emitsOnlyWith: ['model_metrics'] }), 'emitsOnlyWith must map names of emits to { condition, test }');
+  assert.equal(because('operator', { emits: ['prediction', 'model_metrics'], emitsOnlyWith: { model_metrics: report } }), '');
 });
 
 test('YAML syntax errors carry their position; only the first is listed, the rest counted', async () => {

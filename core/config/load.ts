@@ -9,7 +9,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, vis
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import type { AnyPlugin, OutlineEntry, PipelineOutline, PluginKind } from '../plugin.js';
+import { emittedWith, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
@@ -314,26 +314,41 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
  * A sink's `kinds` and `outputs` entries that name what no source or stage of the pipeline produces: the
  * sink would get nothing from them, silently (`model_metric` for `model_metrics`). What a pipeline produces
  * is known only where its plugins declare it (PluginSpec.emits): kinds where every stage does (sources
- * produce events), side outputs where every source and stage does. Where one does not (a user's plugin),
- * nothing is said: it may produce anything, and a note on every such pipeline would be noise that
- * `validate` could not tell from a finding. A `kinds` equal to its sink plugin's own list is validation's
- * default, not the user's choice: a backtest's report sink takes `model_metrics` in a pipeline with no
- * model, and is handed nothing, rightly.
+ * produce events), side outputs where every source and stage does. Each entry counts for what its own
+ * config makes (PluginSpec.emitsOnlyWith: a model's `model_metrics` only with `report: true`); a name an
+ * entry would make with other config is said with the entry and the condition. Where a plugin does not
+ * declare (a user's plugin), nothing is said: it may produce anything, and a note on every such pipeline
+ * would be noise that `validate` could not tell from a finding. A `kinds` equal to its sink plugin's own
+ * list is validation's default, not the user's choice: a backtest's report sink takes `model_metrics` in a
+ * pipeline with no model, and is handed nothing, rightly.
  */
 function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const kinds = new Set<string>(['event']);
   const outputs = new Set<string>();
+  /** Names an entry declares but is not configured to make: `the intent-model at stages[4] ... only with report: true`, by name. */
+  const withheldKinds = new Map<string, string[]>();
+  const withheldOutputs = new Map<string, string[]>();
   let kindsKnown = true;
   let outputsKnown = true;
-  for (const { plugin } of entries.sources) {
-    if (plugin.emits === undefined) outputsKnown = false;
-    for (const kind of plugin.emits ?? []) kinds.add(kind);
-    for (const output of plugin.sideOutputs ?? []) outputs.add(output);
-  }
-  for (const { plugin } of entries.stages) {
-    if (plugin.emits === undefined) kindsKnown = outputsKnown = false;
-    for (const kind of plugin.emits ?? []) kinds.add(kind);
-    for (const output of plugin.sideOutputs ?? []) outputs.add(output);
+  const add = (resolved: ResolvedEntry): boolean => {
+    const made = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never);
+    if (made === undefined) return false;
+    for (const kind of made.kinds) kinds.add(kind);
+    for (const output of made.sideOutputs) outputs.add(output);
+    return true;
+  };
+  for (const source of entries.sources) if (!add(source)) outputsKnown = false;
+  for (const stage of entries.stages) if (!add(stage)) kindsKnown = outputsKnown = false;
+  // Once every entry is in: a name one entry is not configured to make may be made by another.
+  const withhold = (into: Map<string, string[]>, made: ReadonlySet<string>, resolved: ResolvedEntry, conditions: { readonly [name: string]: OutputCondition<never> } | undefined): void => {
+    for (const [name, { condition }] of Object.entries(conditions ?? {})) {
+      if (!made.has(name)) into.set(name, [...(into.get(name) ?? []), `the ${resolved.entry.type} at ${resolved.path.replace(/^\$\./, '')} emits it only with ${condition}`]);
+    }
+  };
+  for (const resolved of [...entries.sources, ...entries.stages]) {
+    if (resolved.plugin.kind === 'sink') continue;
+    withhold(withheldKinds, kinds, resolved, resolved.plugin.emitsOnlyWith);
+    withhold(withheldOutputs, outputs, resolved, resolved.plugin.sideOutputsOnlyWith);
   }
   const problems: ConfigProblem[] = [];
   entries.sinks.forEach((sink, index) => {
@@ -343,10 +358,14 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
     if (kindsKnown && Array.isArray(entry.kinds) && !isDefault) {
       entry.kinds.forEach((kind: unknown, at) => {
         if (typeof kind !== 'string' || kinds.has(kind)) return;
+        const emitted = `they emit: ${[...kinds].join(', ')}`;
+        const withheld = withheldKinds.get(kind);
         const message =
           kind === 'dead_letter'
             ? "kind 'dead_letter' never reaches this sink: dead letters go to the pipeline's dead-letter sink alone (`dead_letter:`, by default a file)"
-            : `no source or stage of this pipeline emits kind '${kind}'${nearestHint(kind, [...kinds])}, so this sink would get none; they emit: ${[...kinds].join(', ')}`;
+            : withheld
+            ? `no source or stage of this pipeline emits kind '${kind}' as configured: ${withheld.join('; ')}; so this sink would get none; ${emitted}`
+            : `no source or stage of this pipeline emits kind '${kind}'${routingHint(kind, kinds, withheldKinds)}, so this sink would get none; ${emitted}`;
         problems.push(locate.entry(sink, ['sinks', index], ['kinds', at], message));
       });
     }
@@ -354,7 +373,11 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
       entry.outputs.forEach((output: unknown, at) => {
         if (typeof output !== 'string' || outputs.has(output)) return;
         const produced = outputs.size > 0 ? `the side outputs they have: ${[...outputs].join(', ')}` : 'they have none';
-        problems.push(locate.entry(sink, ['sinks', index], ['outputs', at], `no source or stage of this pipeline has side output '${output}'${nearestHint(output, [...outputs])}, so this sink would get none from it; ${produced}`));
+        const withheld = withheldOutputs.get(output);
+        const message = withheld
+          ? `no source or stage of this pipeline has side output '${output}' as configured: ${withheld.join('; ')}; so this sink would get none from it; ${produced}`
+          : `no source or stage of this pipeline has side output '${output}'${routingHint(output, outputs, withheldOutputs)}, so this sink would get none from it; ${produced}`;
+        problems.push(locate.entry(sink, ['sinks', index], ['outputs', at], message));
       });
     }
   });
@@ -365,6 +388,16 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
 function nearestHint(name: string, known: readonly string[]): string {
   const near = nearestName(name, known);
   return near ? ` (did you mean '${near}'?)` : '';
+}
+
+/**
+ * nearestHint for a sink's kind or side output: of the names made, and those an entry would make with
+ * other config (said with its condition: the name alone would be refused next).
+ */
+function routingHint(name: string, made: ReadonlySet<string>, withheld: ReadonlyMap<string, readonly string[]>): string {
+  const near = nearestName(name, [...made, ...withheld.keys()]);
+  const conditions = near === undefined ? undefined : withheld.get(near);
+  return conditions ? ` (did you mean '${near}'? ${conditions.join('; ')})` : nearestHint(name, [...made]);
 }
 
 /** Compiled entry schemas, kept across the pipelines a process runs (one compile per plugin). */
