@@ -3,7 +3,9 @@
  * a sink's `kinds` or `outputs` that nothing produces: a kind emitted but not declared would turn a right
  * config into an error. So the demo pipeline, with every record its models can make switched on, and a
  * pipeline of every other built-in stage (with a late event), run here, and every kind and side output seen
- * is checked against the declarations of the plugins in them.
+ * is checked against what the plugins in them declare for their config (emittedWith: `emits` less the kinds
+ * of PluginSpec.emitsOnlyWith whose condition the config does not meet). The demo with its models' report
+ * and drift detectors off then makes neither kind, as those per-config lists say.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,20 +13,24 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runYaml, type TestRun } from 'tributary/testing';
-import type { AnyPlugin } from 'tributary';
+import { emittedWith, type AnyPlugin } from 'tributary';
 import builtins from './index.js';
 
 const demoFile = new URL('../../pipelines/demo.yaml', import.meta.url).pathname;
 
-/** The kinds and side outputs the plugins of a run's pipeline declare (a source's `event` always). */
+/** The kinds and side outputs the plugins of a run's pipeline declare for their entries' config (a source's `event` always). */
 function declared(run: TestRun): { kinds: Set<string>; sideOutputs: Set<string> } {
-  const plugins: AnyPlugin[] = [...run.loaded.sources, ...run.loaded.stages].map((entry) => entry.plugin);
-  for (const plugin of plugins) assert.ok(builtins.includes(plugin), `${plugin.name} is a built-in`);
-  for (const plugin of plugins) assert.ok(plugin.emits !== undefined, `built-in ${plugin.kind} '${plugin.name}' declares what it emits`);
-  return {
-    kinds: new Set(['event', ...plugins.flatMap((plugin) => plugin.emits ?? [])]),
-    sideOutputs: new Set(plugins.flatMap((plugin) => plugin.sideOutputs ?? [])),
-  };
+  const kinds = new Set(['event']);
+  const sideOutputs = new Set<string>();
+  for (const { plugin, entry } of [...run.loaded.sources, ...run.loaded.stages]) {
+    assert.ok(builtins.includes(plugin as AnyPlugin), `${plugin.name} is a built-in`);
+    const { type: _type, label: _label, watermark: _watermark, ...config } = entry;
+    const made = emittedWith(plugin, config as never);
+    assert.ok(made !== undefined, `built-in ${plugin.kind} '${plugin.name}' declares what it emits`);
+    for (const kind of made.kinds) kinds.add(kind);
+    for (const output of made.sideOutputs) sideOutputs.add(output);
+  }
+  return { kinds, sideOutputs };
 }
 
 function assertDeclared(run: TestRun): Set<string> {
@@ -35,16 +41,31 @@ function assertDeclared(run: TestRun): Set<string> {
   return seen;
 }
 
-test('the demo pipeline, its models reporting and their drift detectors on a hair trigger, emits no kind its plugins do not declare', async () => {
+/** The demo pipeline, its sinks memory sinks of every kind and of `late`, each model's entry changed by `sets` (made for its index). */
+async function runDemo(sets: (model: number) => string[]): Promise<TestRun> {
   const yaml = readFileSync(demoFile, 'utf8');
   const sinks = 'sinks:\n  - {type: memory, id: 0}\n  - {type: memory, id: 1, kinds: [], outputs: [late]}\n';
   const stages = (yaml.match(/^stages:\n(?:  .*\n)+/m)?.[0] ?? '').split('\n').filter((line) => line.startsWith('  - type:'));
   const models = stages.map((line, index) => (/-model$/.test(line.trim()) ? index : -1)).filter((index) => index >= 0);
   assert.equal(models.length, 2, 'the demo has two models');
-  const sets = models.flatMap((index) => [`stages[${index}].report=true`, `stages[${index}].drift.threshold=0.001`, `stages[${index}].drift.min_instances=5`]);
-  const run = await runYaml(`${yaml.slice(0, yaml.indexOf('\nsinks:'))}\n${sinks}`, { env: { DEMO_USERS: '200', DEMO_EVENTS: '20000' }, sets });
+  return runYaml(`${yaml.slice(0, yaml.indexOf('\nsinks:'))}\n${sinks}`, { env: { DEMO_USERS: '200', DEMO_EVENTS: '20000' }, sets: models.flatMap(sets) });
+}
+
+/** Drift detectors that fire within the demo's first labels (threshold and warm-up far below their defaults). */
+const hairTrigger = (index: number): string[] => [`stages[${index}].drift.threshold=0.001`, `stages[${index}].drift.min_instances=5`];
+
+test('the demo pipeline, its models reporting and their drift detectors on a hair trigger, emits no kind its plugins do not declare', async () => {
+  const run = await runDemo((index) => [`stages[${index}].report=true`, ...hairTrigger(index)]);
   const seen = assertDeclared(run);
   for (const kind of ['event', 'session', 'prediction', 'drift', 'model_metrics']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
+});
+
+test('the demo pipeline, its models not reporting and their drift detectors off (the same hair trigger), declares and emits neither model_metrics nor drift', async () => {
+  const run = await runDemo((index) => [...hairTrigger(index), `stages[${index}].drift.detector=none`]);
+  const { kinds } = declared(run);
+  assert.deepEqual([kinds.has('model_metrics'), kinds.has('drift')], [false, false], `declared for this config: ${[...kinds].join(', ')}`);
+  const seen = assertDeclared(run);
+  for (const kind of ['event', 'session', 'prediction']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });
 
 test("every other built-in stage, from a file with a late event, emits no kind and no side output its plugins do not declare", async () => {

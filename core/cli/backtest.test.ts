@@ -195,3 +195,35 @@ sinks: [{type: file, path: events.jsonl, kinds: [event]}]
   assert.equal(written.filter((e) => e.attrs).length, 9);
   assert.deepEqual(replayed.map((e) => [e.attrs, e.features]), written.map((e) => [e.attrs, e.features]));
 });
+
+test("backtest: a sink of the file asking for model_metrics gets them, as the backtest switches reports on before validating; validate alone refuses it, saying so", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+  const world = new ShopperWorld({ seed: 5, users: 50 });
+  const lines: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const e = world.next();
+    lines.push(JSON.stringify({ user_id: e.userId, time: e.time, type: e.type, category: e.category, price: e.price }));
+  }
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${lines.join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: bt-metrics
+sources: [{ type: stdin, format: jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64 } }
+sinks:
+  - { type: file, path: metrics.jsonl, kinds: [model_metrics] }
+`,
+  );
+  const validate = spawnSync(process.execPath, [main, 'validate', pipeline], { encoding: 'utf8' });
+  assert.equal(validate.status, 2, validate.stderr);
+  assert.ok(validate.stderr.includes(`${pipeline}:8:48: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'model_metrics' as configured: the intent-model at stages[2] emits it only with report: true`), validate.stderr);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
+  assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+});

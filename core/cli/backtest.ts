@@ -17,7 +17,7 @@ import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { StreamRecord } from '../events.js';
-import { defineSink } from '../plugin.js';
+import { defineSink, type AnyPlugin } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
@@ -81,7 +81,13 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const pretty = process.stderr.isTTY === true;
   const logger = createLogger({ level: options.logLevel, pretty });
   const registry = await builtinRegistry(options.plugins);
-  const loaded = await loadPipeline(options.file, { registry, sets: options.sets });
+  // Stages that can report are switched on before validation, so a sink of the file asking for their
+  // model_metrics is valid here, as it is not in a run without `report: true`.
+  const adjustStage = (stage: PipelineEntry, plugin: AnyPlugin): void => {
+    const properties = (plugin.config.properties ?? {}) as Record<string, { type?: string }>;
+    if (properties.report?.type === 'boolean') stage.report = true;
+  };
+  const loaded = await loadPipeline(options.file, { registry, sets: options.sets, adjustStage });
   const original = loaded.sources[0];
   const filePlugin = registry.get('source', 'file');
   if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
@@ -107,10 +113,6 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));
   }
   loaded.sources[0] = { ...original, plugin: filePlugin, entry };
-  for (const stage of loaded.stages) {
-    const properties = (stage.plugin.config.properties ?? {}) as Record<string, { type?: string }>;
-    if (properties.report?.type === 'boolean') stage.entry.report = true;
-  }
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',

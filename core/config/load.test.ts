@@ -312,6 +312,61 @@ test("a plugin's emits and sideOutputs are checked as it registers: lists of nam
   assert.equal(because('operator', { emits: ['prediction', 'model_metrics'], emitsOnlyWith: { model_metrics: report } }), '');
 });
 
+test("a sink's kinds naming what a stage makes only under config it does not have are config errors at the kind, with the stage and the option; with the option they validate", async () => {
+  const pipeline = (intent: string, churn: string, sink: string): string =>
+    [
+      'sources: [{type: synthetic}]', //                            1
+      'stages:', //                                                 2
+      '  - {type: sessionizer}', //                                 3
+      `  - {type: intent-model${intent}}`, //                       4
+      `  - {type: churn-model, horizon: 1d${churn}}`, //            5
+      'sinks:', //                                                  6
+      `  - {type: stdout, kinds: ${sink}}`, //                      7
+    ].join('\n');
+  const reportOff = await problemsOf(pipeline('', '', '[prediction, model_metrics]'));
+  assert.deepEqual(reportOff, [
+    "P:7:40: $.sinks[0].kinds[1]: no source or stage of this pipeline emits kind 'model_metrics' as configured: the intent-model at stages[1] emits it only with report: true; " +
+      'the churn-model at stages[2] emits it only with report: true; so this sink would get none; they emit: event, session, prediction, drift',
+  ]);
+  // One model reporting is enough: the sink gets its records.
+  assert.deepEqual(await problemsOf(pipeline(', report: true', '', '[prediction, model_metrics]')), []);
+  assert.deepEqual(await problemsOf(pipeline('', ', report: true', '[model_metrics]')), []);
+  // drift: only with a detector; the default one (page-hinkley) is one.
+  assert.deepEqual(await problemsOf(pipeline(', drift: {detector: adwin}', ', drift: {detector: none}', '[drift]')), []);
+  assert.deepEqual(await problemsOf(pipeline(', drift: {detector: none}', ', drift: {detector: none}', '[drift]')), [
+    "P:7:28: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'drift' as configured: the intent-model at stages[1] emits it only with a drift detector: drift.detector not 'none'; " +
+      "the churn-model at stages[2] emits it only with a drift detector: drift.detector not 'none'; so this sink would get none; they emit: event, session, prediction",
+  ]);
+  // A typo of a kind that only another config makes: the nearest name, and what makes it.
+  assert.deepEqual(await problemsOf(pipeline('', ', report: false', '[model_metric]')), [
+    "P:7:28: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'model_metric' (did you mean 'model_metrics'? the intent-model at stages[1] emits it only with report: true; " +
+      'the churn-model at stages[2] emits it only with report: true), so this sink would get none; they emit: event, session, prediction, drift',
+  ]);
+  // The runner checks again what it is handed: a report switched off in code after loading is found there too.
+  const file = join(dir, 'kinds-report-runner.yaml');
+  writeFileSync(file, pipeline(', report: true', '', '[model_metrics]'));
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  assert.deepEqual(loadedPipelineProblems(loaded), []);
+  loaded.stages[1]!.entry.report = false;
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })),
+    [
+      "P:7:28: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'model_metrics' as configured: the intent-model at stages[1] emits it only with report: true; " +
+        'the churn-model at stages[2] emits it only with report: true; so this sink would get none; they emit: event, session, prediction, drift',
+    ],
+  );
+  // Loading for a backtest (every stage that can report switched on first), the same file is valid.
+  writeFileSync(file, pipeline('', '', '[model_metrics]'));
+  const adjusted = await loadPipeline(file, {
+    registry: await builtinRegistry(),
+    env: {},
+    adjustStage: (entry, plugin) => {
+      if ('report' in ((plugin.config.properties ?? {}) as object)) entry.report = true;
+    },
+  });
+  assert.deepEqual(adjusted.stages.map((stage) => stage.entry.report), [undefined, true, true]);
+});
+
 test('YAML syntax errors carry their position; only the first is listed, the rest counted', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n   users: [1\n');
   assert.equal(problems.length, 1);

@@ -75,6 +75,11 @@ export interface LoadOptions {
   sets?: readonly string[];
   /** Replace the text read from `file` (tests, stdin). */
   text?: string;
+  /**
+   * Changes each stage's entry once its plugin is known, before it is validated (the backtest switches
+   * every model's report on), so the checks across entries see the pipeline as it will run.
+   */
+  adjustStage?(entry: PipelineEntry, plugin: AnyPlugin): void;
 }
 
 type PathSegment = string | number;
@@ -170,6 +175,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`));
         return;
       }
+      if (kind === 'operator') options.adjustStage?.(entry as PipelineEntry, plugin);
       let errors: ErrorObject[];
       try {
         errors = validator.validateEntry(plugin, entry);

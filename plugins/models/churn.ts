@@ -9,7 +9,7 @@
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
 import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { claimModelName, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
@@ -335,8 +335,8 @@ const gapAfter = (previousEnd: number | undefined, start: number): number => (pr
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
   state: 'global',
-  // drift: when its detector fires; model_metrics: at end of input, with `report: true`.
-  emits: ['prediction', 'drift', 'model_metrics'],
+  emits: modelEmits,
+  emitsOnlyWith: modelEmitsOnlyWith,
   status: 'experimental',
   summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels when the watermark passes end + horizon.',
   description:

@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, type EntryProblem, type JsonSchema, type OutlineEntry, type PipelineOutline, type PluginContext } from 'tributary';
+import { parseDuration, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -112,6 +112,17 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
     report: config.report ?? false,
   };
 }
+
+/**
+ * What every model operator emits (PluginSpec.emits): a prediction per input it scores always; `drift` when
+ * its detector fires, so only with one; `model_metrics` at end of input, only with `report: true` (as the
+ * backtest sets it). A sink asking for either while its model is not so configured is a config error.
+ */
+export const modelEmits = ['prediction', 'drift', 'model_metrics'] as const;
+export const modelEmitsOnlyWith: { readonly [kind: string]: OutputCondition<ModelOperatorConfig> } = {
+  drift: { condition: "a drift detector: drift.detector not 'none'", test: (config) => config.drift?.detector !== 'none' },
+  model_metrics: { condition: 'report: true', test: (config) => config.report === true },
+};
 
 const modelNamesKey = 'tributary.models.names';
 

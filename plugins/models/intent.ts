@@ -8,7 +8,7 @@
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
-import { claimModelName, defaultLabelTimeout, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
@@ -190,8 +190,8 @@ const noValues = new Float32Array(0);
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
   state: 'global',
-  // drift: when its detector fires; model_metrics: at end of input, with `report: true`.
-  emits: ['prediction', 'drift', 'model_metrics'],
+  emits: modelEmits,
+  emitsOnlyWith: modelEmitsOnlyWith,
   status: 'experimental',
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
