@@ -1717,7 +1717,7 @@ class KafkaSource {
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
       if (committed) await committed.catch((error: unknown) => this.keepFailure(asError(error)));
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
-      else if (!this.transactions && offsets.length > 0) this.consumer.commitSync(offsets);
+      else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets);
     } finally {
       for (const state of revoked) {
         state.next = undefined;
@@ -1725,6 +1725,25 @@ class KafkaSource {
       }
       this.unassign(assignment);
       this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
+    }
+  }
+
+  /**
+   * Commits a revoked partition's offsets (at-least-once). A commit that fails (the group coordinator
+   * unreachable: the brokers restarting, a partition lost with the session) is logged, as a failed
+   * periodic commit is: the state file just written is then newer than the committed offset, so the
+   * next owner restores the older one that offset covers and replays from there, which is the
+   * at-least-once contract. Failing the source for it stopped the daemon (exit 1) in a broker outage
+   * it otherwise runs through.
+   */
+  private commitRevoked(offsets: RdKafka.TopicPartitionOffset[]): void {
+    try {
+      this.consumer.commitSync(offsets);
+    } catch (error) {
+      this.context.logger.warn(
+        { partitions: offsets.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, offset: tp.offset })), err: asError(error).message },
+        'kafka offset commit at revocation failed; the next owner restores the state the last commit covers and replays from there',
+      );
     }
   }
 
