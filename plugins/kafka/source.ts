@@ -1740,6 +1740,8 @@ class KafkaSource {
     try {
       this.consumer.commitSync(offsets);
     } catch (error) {
+      // Closing, the disconnect's own revocation finds the consumer gone, after the run's last commit: as before.
+      if (this.closing) throw error;
       this.context.logger.warn(
         { partitions: offsets.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, offset: tp.offset })), err: asError(error).message },
         'kafka offset commit at revocation failed; the next owner restores the state the last commit covers and replays from there',
