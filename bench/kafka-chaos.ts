@@ -276,6 +276,15 @@ async function readBack(brokers: string, topics: { output: string; dlq: string }
   return reading;
 }
 
+/** The message of the last error a member logged (its stderr file), for the summary. */
+function lastError(logFile: string): string {
+  const line = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.startsWith('{"level":50')).pop();
+  if (!line) return 'no error logged';
+  const entry = JSON.parse(line) as { msg?: string; err?: string | { message?: string } };
+  const err = typeof entry.err === 'string' ? entry.err : entry.err?.message;
+  return `${entry.msg ?? ''}${err ? `: ${err}` : ''}`.slice(0, 300);
+}
+
 async function main(): Promise<number> {
   const o = parseOptions(process.argv.slice(2));
   const rand = random(o.seed);
@@ -304,7 +313,7 @@ async function main(): Promise<number> {
     counts.ownExits++;
     const tail = readFileSync(member.logFile, 'utf8').split('\n').filter((l) => l.includes('"level":50') || l.includes('"level":40') || l.includes('rror')).slice(-5).join('\n    ');
     log(`member ${member.name} exited on its own: code ${incarnation.exit?.code} signal ${incarnation.exit?.signal}\n    ${tail}`);
-    failures.push(`member ${member.name} exited on its own (code ${incarnation.exit?.code}, signal ${incarnation.exit?.signal}) ${clock()}`);
+    failures.push(`member ${member.name} exited on its own (code ${incarnation.exit?.code}, signal ${incarnation.exit?.signal}) ${clock()}: ${lastError(member.logFile)}`);
     // A supervisor restarts it.
     if (!stopping) setTimeout(() => member.stopped && !stopping && (counts.starts++, member.start()), 1_000);
   };
@@ -332,7 +341,7 @@ async function main(): Promise<number> {
         if (!incarnation.exit) {
           failures.push(`member ${member.name} did not exit within ${SIGTERM_BOUND_MS / 1000} s of SIGTERM (${clock()}); killed`);
           member.signal('SIGKILL');
-        } else if (incarnation.exit.code !== 0) failures.push(`member ${member.name} exited ${incarnation.exit.code} (signal ${incarnation.exit.signal}) ${took} s after SIGTERM (${clock()})`);
+        } else if (incarnation.exit.code !== 0) failures.push(`member ${member.name} exited ${incarnation.exit.code} (signal ${incarnation.exit.signal}) ${took} s after SIGTERM (${clock()}): ${lastError(member.logFile)}`);
         log(`member ${member.name}: SIGTERM -> exit ${incarnation.exit?.code ?? 'none'} after ${took} s`);
       })(),
     );
