@@ -101,24 +101,13 @@ test('an error librdkafka reports behind records that one consume(n) call took c
     consumer.incrementalAssign([{ topic, partition: 1, offset: 1_000 }]);
     await waitFor("partition 1's fetch answered", () => consumer.getWatermarkOffsets(topic, 1).highOffset !== -1001, 30_000);
     consumer.setDefaultConsumeTimeout(0);
-    const calls: string[] = [];
-    let error: Kafka.LibrdKafkaError | undefined;
-    await waitFor('the error', async () => {
-      try {
-        const messages = await consume(1_000);
-        if (messages.length > 0) calls.push(`${messages.length} records`);
-        return false;
-      } catch (caught) {
-        error = caught as Kafka.LibrdKafkaError;
-        return true;
-      }
-    }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join(', ') || 'nothing'}`));
-    assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
+    const { calls, error } = await callsUntilError(consume, (messages) => (messages.length > 0 ? `${messages.length} records` : undefined));
+    assert.equal(error.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
     assert.deepEqual(calls, ['49 records'], 'the records queued before the error came first, in one call');
     // The partition it is about, and librdkafka's words (not only the code's text, "Local: No offset to automatically reset to").
     const about = error as unknown as { topic?: string; partition?: number; offset?: number };
     assert.deepEqual([about.topic, about.partition, about.offset], [topic, 1, 1_000]);
-    assert.match(error!.message, /requested offset not available on the broker: Broker: Offset out of range/);
+    assert.match(error.message, /requested offset not available on the broker: Broker: Offset out of range/);
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
@@ -148,19 +137,8 @@ test('a partition end (EOF) that one consume(n) call took before an error comes 
     consumer.incrementalAssign([{ topic, partition: 1, offset: 1_000 }]);
     await waitFor("partition 1's fetch answered", () => consumer.getWatermarkOffsets(topic, 1).highOffset !== -1001, 30_000);
     consumer.setDefaultConsumeTimeout(0);
-    const calls: string[] = [];
-    let error: Kafka.LibrdKafkaError | undefined;
-    await waitFor('the error', async () => {
-      try {
-        const messages = await consume(1_000);
-        calls.push(`${messages.length} records, ends of [${ends.join(', ')}]`);
-        return false;
-      } catch (caught) {
-        error = caught as Kafka.LibrdKafkaError;
-        return true;
-      }
-    }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join('; ') || 'nothing'}`));
-    assert.equal(error!.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
+    const { calls, error } = await callsUntilError(consume, (messages) => `${messages.length} records, ends of [${ends.join(', ')}]`);
+    assert.equal(error.code, Kafka.CODES.ERRORS.ERR__AUTO_OFFSET_RESET);
     assert.deepEqual(ends, [0], "partition 0's end, before the error");
     assert.deepEqual(calls, ['0 records, ends of [0]'], 'the call that took the end returned it; the error came with the next');
   } finally {
@@ -207,3 +185,23 @@ test('a fatal consumer error says why: the consume() error in librdkafka\'s word
     await Promise.all([first, second].map((consumer) => new Promise<void>((resolve) => consumer.disconnect(() => resolve()))));
   }
 });
+
+/**
+ * Calls `consume(1000)` until one fails (up to 5 s): that error, and what each call before it returned,
+ * as `describe` words it (a call it gives undefined for is left out).
+ */
+async function callsUntilError(consume: (count: number) => Promise<Kafka.Message[]>, describe: (messages: Kafka.Message[]) => string | undefined): Promise<{ calls: string[]; error: Kafka.LibrdKafkaError }> {
+  const calls: string[] = [];
+  let error: Kafka.LibrdKafkaError | undefined;
+  await waitFor('the error', async () => {
+    try {
+      const said = describe(await consume(1_000));
+      if (said !== undefined) calls.push(said);
+      return false;
+    } catch (caught) {
+      error = caught as Kafka.LibrdKafkaError;
+      return true;
+    }
+  }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join('; ') || 'nothing'}`));
+  return { calls, error: error! };
+}
