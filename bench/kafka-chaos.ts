@@ -2,7 +2,7 @@
  * A randomized chaos soak of daemons reading and writing Kafka, repeatable by its seed:
  *
  *   node dist/bench/kafka-chaos.js [--seed=1] [--minutes=5] [--mode=at-least-once|exactly-once]
- *                                  [--members=2] [--partitions=6] [--rate=200] [--keep]
+ *                                  [--members=2] [--partitions=6] [--rate=200] [--session-ms=6000] [--keep]
  *
  * Starts a native broker (integration-tests/kafka/broker.ts; or uses KAFKA_BROKERS, then without broker
  * restarts), creates an input topic, an output topic and a dead-letter topic, and produces a stream of
@@ -45,6 +45,8 @@ interface Options {
   partitions: number;
   /** Input events a second. */
   rate: number;
+  /** The source's consumer group session (`session.timeout.ms`). */
+  sessionMs: number;
   keep: boolean;
 }
 
@@ -61,6 +63,7 @@ function parseOptions(argv: readonly string[]): Options {
     members,
     partitions: Number(flag('partitions') ?? 6),
     rate: Number(flag('rate') ?? 200),
+    sessionMs: Number(flag('session-ms') ?? 6_000),
     keep: argv.includes('--keep'),
   };
 }
@@ -95,8 +98,8 @@ sources:
     guarantee: ${o.mode}
     start_from: earliest
     mapping: { attributes: [seq] }
-    # A killed member's partitions move after 6 s instead of librdkafka's default 45 s.
-    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
+    # By default a killed member's partitions move after 6 s instead of librdkafka's 45 s (--session-ms).
+    options: { session.timeout.ms: ${o.sessionMs}, heartbeat.interval.ms: ${Math.min(3_000, Math.floor(o.sessionMs / 12))} }
 sinks:
   - type: kafka
     brokers: \${KAFKA_BROKERS}
