@@ -69,13 +69,13 @@ test("a sink's declared kinds, and an operator's own kinds and side outputs, are
   const section = reference.slice(reference.indexOf('### `above`'));
   assert.match(section, /^### `above`\n\n_sink, experimental, takes: prediction\._ Predictions above a threshold\.\n/);
   assert.ok(
-    section.includes('| `kinds` | `"prediction"`[] |  | `["prediction"]` | Record kinds this sink takes, of those it can take: prediction. Default: all of those. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do). |'),
+    section.includes('| `kinds` | `"prediction"`[] |  | `["prediction"]` | Record kinds this sink takes, of those it can take: prediction. Default: all of those. A kind that no source or stage of the pipeline emits as configured is a config error (model_metrics from a model without report: true; where each of them declares what it emits, as the built-ins do). |'),
     section.slice(0, 600),
   );
   // A sink that declares none takes every kind, as before.
   const file = reference.slice(reference.indexOf('### `file`', reference.indexOf('\n## Sinks')));
   assert.match(file, /^### `file`\n\n_sink, stable\._/);
-  assert.ok(file.includes('| `kinds` | string[] |  |  | Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do). |'));
+  assert.ok(file.includes('| `kinds` | string[] |  |  | Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits as configured is a config error (model_metrics from a model without report: true; where each of them declares what it emits, as the built-ins do). |'));
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validate = ajv.compile(composedSchema(registry));
   assert.ok(validate({ sources: [{ type: 'synthetic' }], sinks: [{ type: 'above', kinds: ['prediction'] }] }), JSON.stringify(validate.errors));

@@ -40,7 +40,7 @@ export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> =
       type: 'array',
       items: { type: 'string' },
       description:
-        'Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do).',
+        'Record kinds this sink takes (e.g. event, session, prediction). Default: every kind. A kind that no source or stage of the pipeline emits as configured is a config error (model_metrics from a model without report: true; where each of them declares what it emits, as the built-ins do).',
     },
     outputs: {
       type: 'array',
@@ -64,7 +64,7 @@ export function entryFields(plugin: AnyPlugin): Record<string, JsonSchema> {
       type: 'array',
       items: { type: 'string', enum: [...plugin.kinds] },
       default: [...plugin.kinds],
-      description: `Record kinds this sink takes, of those it can take: ${takes}. Default: all of those. A kind that no source or stage of the pipeline emits is a config error (where each of them declares what it emits, as the built-ins do).`,
+      description: `Record kinds this sink takes, of those it can take: ${takes}. Default: all of those. A kind that no source or stage of the pipeline emits as configured is a config error (model_metrics from a model without report: true; where each of them declares what it emits, as the built-ins do).`,
     },
   };
 }
