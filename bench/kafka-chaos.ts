@@ -34,6 +34,7 @@ import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka
 import { clickJson, createTopic, readTopic, values } from '../integration-tests/kafka/client.js';
 import { disconnectProducer } from '../plugins/kafka/common.js';
 import { packageRoot } from '../core/paths.js';
+import { rng } from '../plugins/models/testdata.js';
 
 type Mode = 'at-least-once' | 'exactly-once';
 
@@ -65,18 +66,6 @@ function parseOptions(argv: readonly string[]): Options {
     rate: Number(flag('rate') ?? 200),
     sessionMs: Number(flag('session-ms') ?? 6_000),
     keep: argv.includes('--keep'),
-  };
-}
-
-/** mulberry32: a small seeded generator, so a seed replays the same schedule. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -290,7 +279,7 @@ function lastError(logFile: string): string {
 
 async function main(): Promise<number> {
   const o = parseOptions(process.argv.slice(2));
-  const rand = random(o.seed);
+  const rand = rng(o.seed);
   const t0 = Date.now();
   const clock = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
   const log = (line: string) => console.log(`${clock()} ${line}`);
