@@ -364,14 +364,10 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
     if (kindsKnown && Array.isArray(entry.kinds) && !isDefault) {
       entry.kinds.forEach((kind: unknown, at) => {
         if (typeof kind !== 'string' || kinds.has(kind)) return;
-        const emitted = `they emit: ${[...kinds].join(', ')}`;
-        const withheld = withheldKinds.get(kind);
         const message =
           kind === 'dead_letter'
             ? "kind 'dead_letter' never reaches this sink: dead letters go to the pipeline's dead-letter sink alone (`dead_letter:`, by default a file)"
-            : withheld
-            ? `no source or stage of this pipeline emits kind '${kind}' as configured: ${withheld.join('; ')}; so this sink would get none; ${emitted}`
-            : `no source or stage of this pipeline emits kind '${kind}'${routingHint(kind, kinds, withheldKinds)}, so this sink would get none; ${emitted}`;
+            : notMade(`emits kind '${kind}'`, kind, kinds, withheldKinds, `so this sink would get none; they emit: ${[...kinds].join(', ')}`);
         problems.push(locate.entry(sink, ['sinks', index], ['kinds', at], message));
       });
     }
@@ -379,10 +375,7 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
       entry.outputs.forEach((output: unknown, at) => {
         if (typeof output !== 'string' || outputs.has(output)) return;
         const produced = outputs.size > 0 ? `the side outputs they have: ${[...outputs].join(', ')}` : 'they have none';
-        const withheld = withheldOutputs.get(output);
-        const message = withheld
-          ? `no source or stage of this pipeline has side output '${output}' as configured: ${withheld.join('; ')}; so this sink would get none from it; ${produced}`
-          : `no source or stage of this pipeline has side output '${output}'${routingHint(output, outputs, withheldOutputs)}, so this sink would get none from it; ${produced}`;
+        const message = notMade(`has side output '${output}'`, output, outputs, withheldOutputs, `so this sink would get none from it; ${produced}`);
         problems.push(locate.entry(sink, ['sinks', index], ['outputs', at], message));
       });
     }
@@ -394,6 +387,18 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
 function nearestHint(name: string, known: readonly string[]): string {
   const near = nearestName(name, known);
   return near ? ` (did you mean '${near}'?)` : '';
+}
+
+/**
+ * Why a sink's kind or side output `name` reaches it from nothing: the entries that would make it with
+ * other config, with their conditions, else the nearest name (see routingHint); `what` says what was
+ * asked (`emits kind 'x'`), `after` what follows from it.
+ */
+function notMade(what: string, name: string, made: ReadonlySet<string>, withheld: ReadonlyMap<string, readonly string[]>, after: string): string {
+  const conditions = withheld.get(name);
+  return conditions
+    ? `no source or stage of this pipeline ${what} as configured: ${conditions.join('; ')}; ${after}`
+    : `no source or stage of this pipeline ${what}${routingHint(name, made, withheld)}, ${after}`;
 }
 
 /**

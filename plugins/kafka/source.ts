@@ -1341,9 +1341,11 @@ class KafkaSource {
       // Not known now: nothing to say about them.
     }
     const resumedAt = new Map(resumed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset]));
-    const differing = committed
-      .filter((tp) => tp.offset >= 0 && resumedAt.has(partitionKey(tp.topic, tp.partition)) && resumedAt.get(partitionKey(tp.topic, tp.partition)) !== tp.offset)
-      .map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: resumedAt.get(partitionKey(tp.topic, tp.partition))!, committed: tp.offset }));
+    const differing: { partition: string; checkpoint: number; committed: number }[] = [];
+    for (const tp of committed) {
+      const checkpoint = resumedAt.get(partitionKey(tp.topic, tp.partition));
+      if (tp.offset >= 0 && checkpoint !== undefined && checkpoint !== tp.offset) differing.push({ partition: `${tp.topic}/${tp.partition}`, checkpoint, committed: tp.offset });
+    }
     if (differing.length > 0) {
       const list = differing.map((d) => `${d.partition} at ${d.checkpoint} (committed: ${d.committed})`).join(', ');
       this.context.logger.warn(
