@@ -428,6 +428,8 @@ async function main(): Promise<number> {
     if (committed && duplicates + deadDuplicates > 0) failures.push(`exactly-once: ${duplicates} duplicate outputs, ${deadDuplicates} duplicate dead letters`);
 
     const endings = members.flatMap((m) => m.history.map(ending));
+    // Pipelines the daemons restarted in the process (settings.restart), each logged once.
+    const restartsInProcess = members.reduce((sum, m) => sum + (readFileSync(m.logFile, 'utf8').match(/restarting it in \d+ ms/g)?.length ?? 0), 0);
     const summary = {
       seed: o.seed,
       mode: o.mode,
@@ -440,6 +442,7 @@ async function main(): Promise<number> {
       sigkill: counts.sigkill,
       sigterm: counts.sigterm,
       ownExits: endings.filter((e) => e === 'own').length,
+      restartsInProcess,
       brokerRestarts: counts.brokerRestarts,
       duplicates,
       deadDuplicates,
@@ -447,7 +450,7 @@ async function main(): Promise<number> {
       lostDeadLetters: lostDead.length,
       failures,
     };
-    console.log(`\n${failures.length === 0 ? 'PASS' : 'FAIL'}: ${input.produced} events (${malformed.length} malformed), ${counts.starts} starts, ${counts.sigkill} SIGKILL, ${counts.sigterm} SIGTERM, ${counts.brokerRestarts} broker restarts, ${duplicates} duplicate outputs, ${deadDuplicates} duplicate dead letters`);
+    console.log(`\n${failures.length === 0 ? 'PASS' : 'FAIL'}: ${input.produced} events (${malformed.length} malformed), ${counts.starts} starts, ${counts.sigkill} SIGKILL, ${counts.sigterm} SIGTERM, ${counts.brokerRestarts} broker restarts, ${restartsInProcess} restarts in process, ${duplicates} duplicate outputs, ${deadDuplicates} duplicate dead letters`);
     for (const failure of failures) console.log(`  - ${failure}`);
     console.log(JSON.stringify(summary));
     if (failures.length > 0 || o.keep) {

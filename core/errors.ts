@@ -73,3 +73,13 @@ export class ConfigError extends TributaryError {
 export function formatProblem(problem: ConfigProblem): string {
   return `${problem.file}:${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`;
 }
+
+/**
+ * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
+ * invalid configuration (also one only a plugin's factory finds), checkpoints the run cannot resume
+ * from. Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
+ * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
+ */
+export function needsPerson(error: unknown): boolean {
+  return error instanceof ConfigError || (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT');
+}

@@ -15,7 +15,7 @@ import { clickJson, createTopic, produce, readTopic, values } from './kafka/clie
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 
-function pipelineYaml(input: string, output: string, dlq: string, guarantee: string): string {
+function pipelineYaml(input: string, output: string, dlq: string, guarantee: string, extra = ''): string {
   return `
 name: delivery-${guarantee}
 sources:
@@ -43,15 +43,16 @@ dead_letter:
 settings:
   max_in_flight: 256
   commit_interval: 100ms
-`;
+${extra}`;
 }
 
-function startDaemon(file: string, brokers: string): ChildProcess {
+function startDaemon(file: string, brokers: string, log?: string[]): ChildProcess {
   const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], {
     env: { ...process.env, KAFKA_BROKERS: brokers },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr!.on('data', (chunk: Buffer) => {
+    log?.push(chunk.toString());
     if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
   });
   return child;
@@ -144,3 +145,44 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
     }
   });
 }
+
+test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long pause or a frozen VM) has its transaction refused; it restarts the pipeline in the process, without exiting, and the committed output holds every record once', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('in-stall');
+  const output = uniqueTopic('out-stall');
+  const dlq = uniqueTopic('dlq-stall');
+  for (const topic of [input, output, dlq]) await createTopic(brokers, topic, 4);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stall-'));
+  const file = join(dir, 'pipeline.yaml');
+  writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
+  const records = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
+  const log: string[] = [];
+  const daemon = startDaemon(file, brokers, log);
+  try {
+    await produce(brokers, input, records(0, 2_000));
+    await waitFor('the first outputs committed', async () => (await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).length >= 2_000, 60_000, 200);
+    // Frozen for twice the 6 s session: the group drops the member, and its next commit is refused
+    // (before: "Unknown member", the transaction aborted and the process exited 1).
+    await produce(brokers, input, records(2_000, 1_000));
+    daemon.kill('SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    daemon.kill('SIGCONT');
+    await produce(brokers, input, records(3_000, 1_000));
+    await waitFor('every record in the committed output', async () => new Set(values(await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq)).size >= 4_000, 90_000, 500);
+    assert.equal(daemon.exitCode, null, `the daemon runs on: ${log.join('')}`);
+    assert.match(log.join(''), /"msg":"pipeline delivery-exactly-once failed; restarting it in 100 ms from its last checkpoint \(restart 1 of 10 in a row\)"/);
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+    const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
+    assert.equal(new Set(out).size, 4_000, 'no record lost');
+    assert.equal(out.length, 4_000, `committed output has duplicates: ${out.length - 4_000}`);
+  } finally {
+    if (daemon.exitCode === null && daemon.signalCode === null) {
+      daemon.kill('SIGCONT');
+      daemon.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -2,7 +2,7 @@ import type { LevelWithSilent, Logger } from 'pino';
 import { Daemon } from '../runtime/daemon.js';
 import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
-import { ConfigError, formatProblem, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type ErrorCode, type TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
 import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
@@ -37,8 +37,9 @@ function needsPersonLines(error: unknown, pipeline?: string): { fields: { code: 
       message: formatProblem(problem),
     }));
   }
-  if (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT') {
-    return [{ fields: { code: error.code }, message: `${pipeline ? `pipeline ${pipeline}: ` : ''}${error.code}: ${error.message}` }];
+  if (needsPerson(error)) {
+    const { code, message } = error as TributaryError;
+    return [{ fields: { code }, message: `${pipeline ? `pipeline ${pipeline}: ` : ''}${code}: ${message}` }];
   }
   return undefined;
 }

@@ -528,3 +528,148 @@ test('a sink that reports by itself that it cannot go on (context.fail) while it
     );
   }
 });
+
+test('a pipeline that fails with an error a restart may mend is restarted in the process from its last checkpoint: it drains with every event read once, the restart is logged and counted, /readyz says so meanwhile, and the process counts go on', async () => {
+  const { Daemon, defineOperator } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const { map } = await import('rxjs');
+  const { pino } = await import('pino');
+  const home = join(dir, 'restarts');
+  mkdirSync(home);
+  const checkpoints = join(home, 'checkpoints');
+  let instances = 0;
+  // A stage whose first instance fails once the run has checkpoints with events in them, as a sink whose broker dropped it would.
+  const failsOnce = defineOperator<Record<string, never>>({
+    name: 'fails-once',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => {
+      const first = ++instances === 1;
+      return {
+        apply: (input) =>
+          input.pipe(
+            map((element) => {
+              if (first && existsSync(join(checkpoints, 'checkpoint-0000000002.json'))) throw new Error('the broker dropped this member');
+              return element;
+            }),
+          ),
+      };
+    },
+  });
+  const file = join(home, 'restarts.yaml');
+  writeFileSync(
+    file,
+    `name: restarts\nsources: [{type: synthetic, events: 3000, rate: 3000}]\nstages: [{type: fails-once}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 100ms}\nsettings: {restart: {backoff: 400ms}}\n`,
+  );
+  const lines: string[] = [];
+  const daemon = new Daemon({
+    targets: [file],
+    logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }),
+    registry: async () => {
+      const registry = await builtinRegistry();
+      registry.register(failsOnce, 'test');
+      return registry;
+    },
+    http: { port: 0 },
+  });
+  const running = daemon.run();
+  let readyz: { ready: boolean; pipelines: { reasons: string[] }[] } | undefined;
+  const deadline = Date.now() + 30_000;
+  while (!readyz?.pipelines[0]?.reasons.some((reason) => reason.startsWith('restarting'))) {
+    assert.ok(Date.now() < deadline, 'timed out waiting for /readyz to say restarting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    if (daemon.port !== undefined) readyz = (await (await fetch(`http://127.0.0.1:${daemon.port}/readyz`)).json()) as typeof readyz;
+  }
+  assert.equal(readyz!.ready, false);
+  assert.deepEqual(readyz!.pipelines[0]!.reasons, ['failed: a stage failed: the broker dropped this member', 'restarting in 400 ms (restart 1 of 10 in a row)']);
+  // Read before the run ends: the server closes with it.
+  let metrics = '';
+  await until(() => instances === 2, 'the restart');
+  while (!/tributary_pipeline_restarts_total\{pipeline="restarts"\} 1/.test(metrics)) {
+    assert.ok(Date.now() < deadline, 'timed out waiting for the restart in /metrics');
+    metrics = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
+  }
+  const result = await running;
+  assert.deepEqual(result.failures, []);
+  const { stats } = result.runs[0]!;
+  assert.equal(stats.drained, true);
+  assert.ok(stats.resumedFrom !== undefined && stats.resumedFrom >= 2, `resumed from checkpoint ${stats.resumedFrom}`);
+  // From the checkpoint's position, with its counts: 3000 in all, none read twice in the books.
+  assert.equal(stats.eventsIn, 3000);
+  const logged = lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: string });
+  assert.ok(
+    logged.some((entry) => entry.level === 50 && entry.msg === 'pipeline restarts failed; restarting it in 400 ms from its last checkpoint (restart 1 of 10 in a row)' && entry.err === 'a stage failed: the broker dropped this member'),
+    'the failure and the restart are logged as an error',
+  );
+  // The process's count goes on from the failed run's (a counter that drops reads as a reset to Prometheus).
+  const readByFirstRun = Number(/tributary_records_in_total\{pipeline="restarts"\} (\d+)/.exec(metrics)?.[1]);
+  assert.ok(readByFirstRun >= (stats.atResume?.eventsIn ?? 0) && readByFirstRun > 0, `records_in_total ${readByFirstRun} holds the failed run's reads`);
+  const written = readFileSync(join(home, 'out.jsonl'), 'utf8').trim().split('\n').length;
+  assert.ok(written >= 3000, `${written} records written: at least one per event (at-least-once from the checkpoint)`);
+});
+
+test('restarts in the process: given up after `attempts` in a row (the failure stands), none for a config error, and a stop during the wait ends it at once', async () => {
+  const { Daemon, defineSource, PluginConfigError } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  let created = 0;
+  const failing = defineSource<{ reject?: boolean }>({
+    name: 'always-fails',
+    summary: 'test',
+    config: { type: 'object', properties: { reject: { type: 'boolean' } } },
+    create: (config) => {
+      created++;
+      if (config.reject) throw new PluginConfigError('reject', 'not this way');
+      return {
+        async *read() {
+          yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+          throw new Error('the consumer is dead');
+        },
+      };
+    },
+  });
+  const home = join(dir, 'restarts-spent');
+  mkdirSync(home);
+  const daemonOf = (yaml: string, http = false) => {
+    const file = join(home, `p${created}.yaml`);
+    writeFileSync(file, yaml);
+    return new Daemon({
+      targets: [file],
+      logger: silentLogger,
+      registry: async () => {
+        const registry = await builtinRegistry();
+        registry.register(failing, 'test');
+        return registry;
+      },
+      ...(http ? { http: { port: 0 } } : {}),
+    });
+  };
+  // Without checkpoints none by default; asked for, 2 in a row, then the failure stands.
+  let result = await daemonOf('name: spent\nsources: [{type: always-fails}]\nsinks: [{type: file, path: spent.jsonl}]\nsettings: {restart: {attempts: 2, backoff: 10ms}}\n').run();
+  assert.equal(created, 3, 'the first run and two restarts');
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['spent', 'a source failed: the consumer is dead']]);
+  created = 0;
+  result = await daemonOf('name: once\nsources: [{type: always-fails}]\nsinks: [{type: file, path: once.jsonl}]\n').run();
+  assert.equal(created, 1, 'no restart without checkpoints unless asked for');
+  // A config error a factory finds is a person's to mend: no restart.
+  created = 0;
+  result = await daemonOf('name: invalid\nsources: [{type: always-fails, reject: true}]\nsinks: [{type: file, path: invalid.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 10ms}}\n').run();
+  assert.equal(created, 1);
+  assert.equal(result.failures[0]?.error.name, 'ConfigError');
+  // A stop while it waits to restart ends the wait: the failure stands, and the process can exit.
+  created = 0;
+  const waiting = daemonOf('name: waits\nsources: [{type: always-fails}]\nsinks: [{type: file, path: waits.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 1h, max_backoff: 1h}}\n', true);
+  const running = waiting.run();
+  await until(() => waiting.port !== undefined && created === 1, 'the first run');
+  let reasons: string[] = [];
+  const deadline = Date.now() + 30_000;
+  while (!reasons.includes('restarting in 3600000 ms (restart 1 of 5 in a row)')) {
+    assert.ok(Date.now() < deadline, `waiting to restart: ${reasons.join('; ')}`);
+    reasons = ((await (await fetch(`http://127.0.0.1:${waiting.port}/readyz`)).json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons;
+  }
+  const stoppedAt = Date.now();
+  waiting.stop('SIGTERM');
+  result = await running;
+  assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
+  assert.equal(created, 1);
+  assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
+});

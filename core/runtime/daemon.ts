@@ -1,15 +1,17 @@
 /**
  * Runs one or more pipelines in one process: each with its own state and checkpoints, one metrics
  * registry and one operations endpoint for all, and one shutdown for all (SIGTERM/SIGINT drain,
- * checkpoint and exit within the timeout).
+ * checkpoint and exit within the timeout). A pipeline that fails with an error a restart may mend is
+ * restarted in the process from its last checkpoint (settings.restart), as Flink restarts a job.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, TributaryError } from '../errors.js';
+import { ConfigError, needsPerson, TributaryError } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -31,6 +33,28 @@ export function pipelineFiles(target: string): string[] {
     .map((name) => join(target, name));
   if (files.length === 0) throw new ConfigError([{ file: target, line: 0, column: 0, path: '$', message: 'the folder holds no .yaml pipeline file' }], 'TRIB_ERR_CONFIG_READ');
   return files;
+}
+
+/** `settings.restart`, its durations in ms. */
+export interface RestartPolicy {
+  attempts: number;
+  backoffMs: number;
+  maxBackoffMs: number;
+  resetAfterMs: number;
+  /** Where a restart starts, in words for its log line. */
+  from: string;
+}
+
+/** The pipeline's restart policy: by default 10 restarts in a row with checkpoints, none without (a restart would start from nothing). */
+export function restartPolicyOf(pipeline: LoadedPipeline, checkpointed: boolean): RestartPolicy {
+  const restart = pipeline.document.settings.restart ?? {};
+  return {
+    attempts: restart.attempts ?? (checkpointed ? 10 : 0),
+    backoffMs: parseDuration(restart.backoff ?? '1s'),
+    maxBackoffMs: parseDuration(restart.max_backoff ?? '1m'),
+    resetAfterMs: parseDuration(restart.reset_after ?? '10m'),
+    from: checkpointed ? 'from its last checkpoint' : 'from its start (no checkpoints)',
+  };
 }
 
 export interface DaemonOptions {
@@ -61,6 +85,8 @@ export class Daemon {
   private readonly controller = new AbortController();
   private ops: OpsServer | undefined;
   private loaded: LoadedPipeline[] = [];
+  /** Pipelines waiting to be restarted (by index in `runners`), with what /readyz says of them meanwhile. */
+  private readonly restarting = new Map<number, string>();
   /** Ends a stop that outlives shutdown_timeout; cleared once the run is over (the process may live on: tests, embedding). */
   private shutdownTimer: NodeJS.Timeout | undefined;
 
@@ -119,14 +145,62 @@ export class Daemon {
     return Math.min(...this.loaded.map((p) => parseDuration(p.document.settings.progress_interval ?? '1s')), 3_600_000);
   }
 
+  /** The pipeline's readiness (/readyz, tributary_pipeline_ready), saying so while it waits to be restarted. */
+  private readiness(index: number): { ready: boolean; reasons: string[] } {
+    const own = this.runners[index]!.readiness();
+    const restart = this.restarting.get(index);
+    return restart ? { ready: false, reasons: [...own.reasons, restart] } : own;
+  }
+
+  /**
+   * Runs the pipeline at `index`, and while it fails with an error a restart may mend, starts it again
+   * in the process (settings.restart): a new runner of the same pipeline, which claims its checkpoint
+   * folder and restores from it as a new process would. The failed one closed everything first (its
+   * consumer left the group, its producer aborted its transaction): run() rejects only after that.
+   */
+  private async supervise(index: number, runner: () => PipelineRunner, policy: RestartPolicy): Promise<RunStats> {
+    const name = this.runners[index]!.name;
+    const logger = this.options.logger.child({ pipeline: name });
+    const restarts = this.metrics.scoped({ pipeline: name }).counter('pipeline_restarts_total', 'Times the daemon restarted the pipeline in the process after it failed (settings.restart).');
+    let inRow = 0;
+    for (;;) {
+      const began = Date.now();
+      try {
+        return await this.runners[index]!.run();
+      } catch (error) {
+        if (needsPerson(error) || this.stopping || policy.attempts === 0) throw error;
+        const message = (error as Error).message;
+        if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
+        if (inRow >= policy.attempts) {
+          logger.error({ attempts: policy.attempts }, `pipeline ${name} failed again after ${policy.attempts} restart${policy.attempts === 1 ? '' : 's'} in a row: giving up`);
+          throw error;
+        }
+        const waitMs = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** inRow);
+        inRow++;
+        logger.error({ err: message, restart: inRow, attempts: policy.attempts, waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${policy.from} (restart ${inRow} of ${policy.attempts} in a row)`);
+        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow} of ${policy.attempts} in a row)`);
+        try {
+          await sleep(waitMs, undefined, { signal: this.controller.signal });
+        } catch {
+          // Stopped while waiting: the failure stands (the last checkpoint still holds for the next start).
+          throw error;
+        } finally {
+          this.restarting.delete(index);
+        }
+        restarts.inc();
+        this.runners[index] = runner();
+      }
+    }
+  }
+
   async run(): Promise<DaemonResult> {
     if (this.loaded.length === 0) await this.load();
     const many = this.loaded.length > 1;
     const runShared = new Map<string, unknown>();
-    for (const pipeline of this.loaded) {
+    const starts = this.loaded.map((pipeline) => {
       const dir = this.options.checkpointDir && (many ? join(this.options.checkpointDir, pipeline.document.name) : this.options.checkpointDir);
       const checkpoints = checkpointsOf(pipeline, dir || undefined);
-      this.runners.push(
+      const runner = (): PipelineRunner =>
         new PipelineRunner(pipeline, {
           logger: this.options.logger,
           metrics: this.metrics,
@@ -134,9 +208,10 @@ export class Daemon {
           ...(checkpoints ? { checkpoints: { ...checkpoints, lockWaitMs: this.options.lockWaitMs ?? 0 } } : {}),
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
           runShared,
-        }),
-      );
-    }
+        });
+      this.runners.push(runner());
+      return { runner, policy: restartPolicyOf(pipeline, checkpoints !== undefined) };
+    });
     const folder = this.options.checkpointDir;
     if (folder) {
       // Several pipelines keep their checkpoints in sub-folders, one alone in the folder itself: a
@@ -157,20 +232,20 @@ export class Daemon {
       }
     }
     if (this.options.http) {
-      this.ops = await startOpsServer({ ...this.options.http, registry: this.metrics.registry, pipelines: () => this.runners });
+      this.ops = await startOpsServer({ ...this.options.http, registry: this.metrics.registry, pipelines: () => this.runners.map((runner, index) => ({ name: runner.name, readiness: () => this.readiness(index) })) });
       this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
     // What /readyz says, from the start (0 while starting), for an alert in Prometheus: a probe's answer is seen only by its prober.
-    for (const runner of this.runners) {
-      this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (runner.readiness().ready ? 1 : 0));
-    }
+    this.runners.forEach((runner, index) => {
+      this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (this.readiness(index).ready ? 1 : 0));
+    });
     const results = await Promise.allSettled(
-      this.runners.map((runner) =>
-        runner.run().catch((error: unknown) => {
+      starts.map(({ runner, policy }, index) =>
+        this.supervise(index, runner, policy).catch((error: unknown) => {
           // The others stop too (drained, to their final checkpoints): the process then exits 1 and its
           // supervisor restarts them all. Left running, they kept the process up with this one dead, never restarted.
-          if (this.runners.length > 1) this.stop(`pipeline ${runner.name} failed: ${(error as Error).message}`);
+          if (this.runners.length > 1) this.stop(`pipeline ${this.runners[index]!.name} failed: ${(error as Error).message}`);
           throw error;
         }),
       ),

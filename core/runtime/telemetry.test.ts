@@ -54,3 +54,20 @@ test('a gauge family: one series per value of its own labels, after the scope\'s
   assert.throws(() => metrics.gaugeFamily('other', 'h', ['stage']), /label 'stage' is the runtime's own/);
   assert.throws(() => lag.set({ topic: 'clicks' }, 1), /no value for its label 'partition'/);
 });
+
+test('observed again under the same labels (a pipeline restarted in the process): a level is the new reader\'s alone, a count goes on from the old one\'s last value, other labels are untouched', async () => {
+  const hub = new MetricsHub();
+  let firstRead = 40;
+  hub.observe('records_in_total', 'Events read.', { pipeline: 'p' }, () => firstRead);
+  hub.observe('records_in_total', 'Events read.', { pipeline: 'q' }, () => 7);
+  hub.observe('watermark_lag_seconds', 'Lag.', { pipeline: 'p' }, () => 120);
+  firstRead = 42; // read on to its end
+  let secondRead = 0;
+  hub.observe('records_in_total', 'Events read.', { pipeline: 'p' }, () => secondRead);
+  hub.observe('watermark_lag_seconds', 'Lag.', { pipeline: 'p' }, () => 3);
+  secondRead = 5;
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_records_in_total\{pipeline="p"\} 47$/m);
+  assert.match(text, /^tributary_records_in_total\{pipeline="q"\} 7$/m);
+  assert.match(text, /^tributary_watermark_lag_seconds\{pipeline="p"\} 3$/m);
+});

@@ -1,6 +1,7 @@
 /**
  * Logs (pino) and metrics (prom-client) for a run, and the scoped views plugins get of them.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -77,7 +78,10 @@ export class MetricsHub {
 
   /**
    * A gauge (a counter for a `_total` name) read at scrape time: the runtime keeps plain numbers on its
-   * hot path and Prometheus asks for them only when it scrapes.
+   * hot path and Prometheus asks for them only when it scrapes. Observed again with the same labels (a
+   * pipeline the daemon restarted in the process), the new reader replaces the old one, which would
+   * keep the failed run (and all its state) alive; a count goes on from the old one's last value, as a
+   * counter of the process must (a drop reads as a reset).
    */
   observe(name: string, help: string, labels: Record<string, string>, read: () => number): void {
     const fullName = `tributary_${name}`;
@@ -116,7 +120,16 @@ export class MetricsHub {
         });
       }
     }
-    readers.push({ labels, read });
+    const same = readers.findIndex((reader) => isDeepStrictEqual(reader.labels, labels));
+    if (same === -1) {
+      readers.push({ labels, read });
+      return;
+    }
+    if (fullName.endsWith('_total')) {
+      const counted = readers[same]!.read();
+      const before = Number.isFinite(counted) && counted > 0 ? counted : 0;
+      readers[same] = { labels, read: () => before + read() };
+    } else readers[same] = { labels, read };
   }
 
   /** Metrics whose series all carry `labels` (pipeline, stage). */
