@@ -612,10 +612,11 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   const { Daemon, defineSource, PluginConfigError } = await import('tributary');
   const { builtinRegistry } = await import('../cli/registry.js');
   let created = 0;
-  const failing = defineSource<{ reject?: boolean }>({
+  // `acknowledges`: it commits its input as a Kafka source does (so a new run resumes where it acknowledged).
+  const failing = defineSource<{ reject?: boolean; acknowledges?: boolean }>({
     name: 'always-fails',
     summary: 'test',
-    config: { type: 'object', properties: { reject: { type: 'boolean' } } },
+    config: { type: 'object', properties: { reject: { type: 'boolean' }, acknowledges: { type: 'boolean' } } },
     create: (config) => {
       created++;
       if (config.reject) throw new PluginConfigError('reject', 'not this way');
@@ -624,6 +625,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
           yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
           throw new Error('the consumer is dead');
         },
+        ...(config.acknowledges ? { commit: async () => undefined } : {}),
       };
     },
   });
@@ -650,6 +652,11 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   created = 0;
   result = await daemonOf('name: once\nsources: [{type: always-fails}]\nsinks: [{type: file, path: once.jsonl}]\n').run();
   assert.equal(created, 1, 'no restart without checkpoints unless asked for');
+  // Sources that acknowledge their input (Kafka) resume where they did: 10 restarts by default.
+  created = 0;
+  result = await daemonOf('name: acks\nsources: [{type: always-fails, acknowledges: true}]\nsinks: [{type: file, path: acks.jsonl}]\nsettings: {restart: {backoff: 1ms}}\n').run();
+  assert.equal(created, 11, 'the first run and ten restarts');
+  assert.equal(result.failures.length, 1);
   // A config error a factory finds is a person's to mend: no restart.
   created = 0;
   result = await daemonOf('name: invalid\nsources: [{type: always-fails, reject: true}]\nsinks: [{type: file, path: invalid.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 10ms}}\n').run();

@@ -37,23 +37,27 @@ export function pipelineFiles(target: string): string[] {
 
 /** `settings.restart`, its durations in ms. */
 export interface RestartPolicy {
-  attempts: number;
+  /** Undefined: the default, 10 where a restart resumes (checkpoints, or sources that acknowledge their input), else 0. */
+  attempts: number | undefined;
   backoffMs: number;
   maxBackoffMs: number;
   resetAfterMs: number;
-  /** Where a restart starts, in words for its log line. */
-  from: string;
+  /** Whether the pipeline keeps checkpoints (a restart resumes from the last one). */
+  checkpointed: boolean;
 }
 
-/** The pipeline's restart policy: by default 10 restarts in a row with checkpoints, none without (a restart would start from nothing). */
+/** A restart's attempts in a row when `settings.restart.attempts` is not given, where a restart resumes. */
+const defaultAttempts = 10;
+
+/** The pipeline's restart policy (see {@link RestartPolicy.attempts} for the default number of attempts). */
 export function restartPolicyOf(pipeline: LoadedPipeline, checkpointed: boolean): RestartPolicy {
   const restart = pipeline.document.settings.restart ?? {};
   return {
-    attempts: restart.attempts ?? (checkpointed ? 10 : 0),
+    attempts: restart.attempts ?? (checkpointed ? defaultAttempts : undefined),
     backoffMs: parseDuration(restart.backoff ?? '1s'),
     maxBackoffMs: parseDuration(restart.max_backoff ?? '1m'),
     resetAfterMs: parseDuration(restart.reset_after ?? '10m'),
-    from: checkpointed ? 'from its last checkpoint' : 'from its start (no checkpoints)',
+    checkpointed,
   };
 }
 
@@ -168,17 +172,22 @@ export class Daemon {
       try {
         return await this.runners[index]!.run();
       } catch (error) {
-        if (needsPerson(error) || this.stopping || policy.attempts === 0) throw error;
+        // Without checkpoints a restart resumes only where every source acknowledged its input (Kafka);
+        // from files it would read them again from their start, writing their outputs twice.
+        const acknowledged = this.runners[index]!.sourcesAcknowledge;
+        const attempts = policy.attempts ?? (acknowledged ? defaultAttempts : 0);
+        if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         const message = (error as Error).message;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
-        if (inRow >= policy.attempts) {
-          logger.error({ attempts: policy.attempts }, `pipeline ${name} failed again after ${policy.attempts} restart${policy.attempts === 1 ? '' : 's'} in a row: giving up`);
+        if (inRow >= attempts) {
+          logger.error({ attempts }, `pipeline ${name} failed again after ${attempts} restart${attempts === 1 ? '' : 's'} in a row: giving up`);
           throw error;
         }
         const waitMs = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** inRow);
         inRow++;
-        logger.error({ err: message, restart: inRow, attempts: policy.attempts, waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${policy.from} (restart ${inRow} of ${policy.attempts} in a row)`);
-        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow} of ${policy.attempts} in a row)`);
+        const from = policy.checkpointed ? 'from its last checkpoint' : acknowledged ? 'where its sources acknowledged their input' : 'from the start of its input (no checkpoints)';
+        logger.error({ err: message, restart: inRow, attempts, waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow} of ${attempts} in a row)`);
+        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow} of ${attempts} in a row)`);
         try {
           await sleep(waitMs, undefined, { signal: this.controller.signal });
         } catch {

@@ -866,6 +866,14 @@ export class PipelineRunner {
     return above && !this.overHeapBudget;
   }
 
+  /**
+   * Whether every source acknowledges its input (Source.commit: Kafka's committed offsets), so that a
+   * new run resumes where this one acknowledged, checkpoint or not. False until the sources are built.
+   */
+  get sourcesAcknowledge(): boolean {
+    return this.sources.length > 0 && this.sources.every((slot) => slot.source.commit !== undefined);
+  }
+
   /** Whether this pipeline is restored, built and reaching its sources and sinks (for /readyz). */
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
