@@ -50,6 +50,8 @@ import {
 } from './common.js';
 
 const key = 'kafka:transactions';
+/** How long a failed transaction's abort may take (see {@link PipelineTransactions.run}). */
+const abortTimeoutMs = 5_000;
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
 const maxWaiting = 50_000;
 
@@ -357,7 +359,9 @@ export class PipelineTransactions {
       this.brokers.reachable();
     } catch (error) {
       this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
-      if (!fatalErrorOf(this.producer)) await promisify((cb) => this.producer.abortTransaction(30_000, cb)).catch(() => undefined);
+      // Briefly: in a broker outage the abort cannot reach the coordinator either, and waiting for it
+      // held the pipeline's restart 30 s; the next incarnation's initTransactions aborts it anyway.
+      if (!fatalErrorOf(this.producer)) await promisify((cb) => this.producer.abortTransaction(abortTimeoutMs, cb)).catch(() => undefined);
       // Asked after the abort too: a fenced producer's commit can fail with an error librdkafka takes as
       // abortable (seen under load: EndTxn answered "Unknown broker error" while another producer fenced
       // this one), and only the abort finds it fenced. librdkafka raises that fatal error before the abort
