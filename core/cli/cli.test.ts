@@ -343,6 +343,11 @@ test("a resumed run's summary gives this process's events/s, not the checkpoint'
   assert.match(resumed, /events in\s+1053000\n/, 'the count goes on from the checkpoint');
   assert.match(resumed, /events\/s\s+500\n/);
   assert.match(formatSummary('fresh', base), /events\/s\s+52,650\n/);
+  // Restarted in the process: said, with which figures are the last run's alone.
+  assert.match(formatSummary('soak', { ...base, restarts: 2 }), /^pipeline soak: stopped\n {2}restarts {7}2 in the process \(elapsed and events\/s: since the last one\)\n/);
+  assert.doesNotMatch(formatSummary('fresh', base), /restarts/);
+  const { summaryRecord } = await import('./run.js');
+  assert.equal(summaryRecord('soak', { ...base, restarts: 2 }).fields.restarts, 2);
 });
 
 /** Runs the CLI as on a terminal (pretty logs, the summary as lines): stderr is a pipe the test reads, told to say it is a TTY. */

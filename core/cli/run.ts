@@ -113,6 +113,7 @@ export function formatSummary(name: string, stats: RunStats): string {
   const reasons = commonReasons(stats);
   const lines = [
     `pipeline ${name}: ${stats.drained ? 'drained' : 'stopped'}${stats.resumedFrom !== undefined ? ` (resumed from checkpoint ${stats.resumedFrom})` : ''}`,
+    ...(stats.restarts ? [`  restarts       ${stats.restarts} in the process (elapsed and events/s: since the last one)`] : []),
     `  events in      ${stats.eventsIn}`,
     `  records out    ${stats.recordsOut}${byKind ? ` (${byKind})` : ''}`,
     `  dead-lettered  ${stats.deadLettered}`,
@@ -131,7 +132,7 @@ export function formatSummary(name: string, stats: RunStats): string {
 
 /** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields (the run's own as {@link RunStats} names them; dead-letter reasons most common first). */
 export interface SummaryRecord
-  extends Pick<RunStats, 'resumedFrom' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
+  extends Pick<RunStats, 'resumedFrom' | 'restarts' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
   pipeline: string;
   outcome: 'drained' | 'stopped';
   checkpoint?: { sequence: number; bytes: number; durationMs: number };
@@ -150,6 +151,7 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
     pipeline: name,
     outcome,
     ...(stats.resumedFrom !== undefined ? { resumedFrom: stats.resumedFrom } : {}),
+    ...(stats.restarts ? { restarts: stats.restarts } : {}),
     eventsIn: stats.eventsIn,
     recordsOut: stats.recordsOut,
     outByKind: stats.outByKind,

@@ -593,6 +593,7 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   assert.deepEqual(result.failures, []);
   const { stats } = result.runs[0]!;
   assert.equal(stats.drained, true);
+  assert.equal(stats.restarts, 1, 'the summary says it was restarted');
   assert.ok(stats.resumedFrom !== undefined && stats.resumedFrom >= 2, `resumed from checkpoint ${stats.resumedFrom}`);
   // From the checkpoint's position, with its counts: 3000 in all, none read twice in the books.
   assert.equal(stats.eventsIn, 3000);

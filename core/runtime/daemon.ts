@@ -167,6 +167,7 @@ export class Daemon {
     const logger = this.options.logger.child({ pipeline: name });
     const restarts = this.metrics.scoped({ pipeline: name }).counter('pipeline_restarts_total', 'Times the daemon restarted the pipeline in the process after it failed (settings.restart).');
     let inRow = 0;
+    let restarted = 0;
     for (;;) {
       const began = Date.now();
       try {
@@ -198,6 +199,7 @@ export class Daemon {
         }
         restarts.inc();
         this.runners[index] = runner();
+        this.runners[index]!.stats.restarts = ++restarted;
       }
     }
   }

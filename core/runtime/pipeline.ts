@@ -90,6 +90,8 @@ export interface RunStats {
    */
   atResume?: { eventsIn: number; recordsOut: number; deadLettered: number; filtered: number; late: number };
   lastCheckpoint?: CheckpointInfo;
+  /** Times the daemon restarted the pipeline in this process before this run (settings.restart). */
+  restarts?: number;
 }
 
 /** RunStats.atResume of a run that did not resume. */
