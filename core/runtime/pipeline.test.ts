@@ -1049,3 +1049,32 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
   controller.abort();
   await run;
 });
+
+test('a run leaves no listener on the signal it was given, whether it drained or failed: a daemon restarting a pipeline in the process keeps its signal, and such a listener kept every failed run alive', async () => {
+  const { EventEmitter } = await import('node:events');
+  const { getEventListeners } = EventEmitter;
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const registry = await builtinRegistry();
+  const failing = defineSource<Record<string, never>>({
+    name: 'fails-at-once',
+    summary: 'Fails after one batch (tests only).',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        throw new Error('the consumer is dead');
+      },
+    }),
+  });
+  registry.register(failing, 'test');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-signal-'));
+  const controller = new AbortController();
+  for (const source of ['{type: synthetic, events: 100}', '{type: fails-at-once}']) {
+    const file = join(dir, 'pipeline.yaml');
+    writeFileSync(file, `sources: [${source}]\nsinks: [{type: file, path: out.jsonl}]\ndead_letter: {type: file, path: dead.jsonl}\n`);
+    const run = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: controller.signal }).run();
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1, 'it listens while it runs');
+    await run.catch(() => undefined);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0, `no listener left after ${source}`);
+  }
+});
