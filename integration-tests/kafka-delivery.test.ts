@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, produce, readTopic, values } from './kafka/client.js';
+import { startNativeBroker } from './kafka/broker.js';
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 
@@ -46,8 +47,8 @@ settings:
 ${extra}`;
 }
 
-function startDaemon(file: string, brokers: string, log?: string[]): ChildProcess {
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], {
+function startDaemon(file: string, brokers: string, log?: string[], args: readonly string[] = ['--log-level', 'warn']): ChildProcess {
+  const child = spawn(process.execPath, [cli, 'run', file, ...args], {
     env: { ...process.env, KAFKA_BROKERS: brokers },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -183,6 +184,51 @@ test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long 
       daemon.kill('SIGCONT');
       daemon.kill('SIGKILL');
     }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('exactly-once: the broker stopped under a running daemon until its transaction fails: not ready, restarted in the process, ready again once the broker is back, and the committed output holds every record once', { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // Stopping a broker needs one this test owns.
+  const broker = await startNativeBroker({ partitions: 4 });
+  const input = uniqueTopic('in-outage');
+  const output = uniqueTopic('out-outage');
+  const dlq = uniqueTopic('dlq-outage');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-outage-'));
+  const log: string[] = [];
+  let daemon: ChildProcess | undefined;
+  try {
+    for (const topic of [input, output, dlq]) await createTopic(broker.brokers, topic, 4);
+    const file = join(dir, 'pipeline.yaml');
+    writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
+    const records = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
+    const committedSeqs = async () => new Set(values(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
+    daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    let port: number | undefined;
+    await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+    const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    await produce(broker.brokers, input, records(0, 1_000));
+    await waitFor('the first outputs committed', async () => (await committedSeqs()).size >= 1_000, 60_000, 200);
+    assert.equal(await readyz(), 200);
+    await broker.kill();
+    await waitFor('not ready while the broker is down', async () => (await readyz()) === 503, 60_000, 200);
+    // Down until the open transaction gives up (its commit's requests time out) and the pipeline is restarted.
+    await waitFor('the pipeline restarted in the process', () => /restarting it in \d+ ms from its last checkpoint/.test(log.join('')), 120_000, 200);
+    await broker.restart();
+    await produce(broker.brokers, input, records(1_000, 1_000));
+    await waitFor('every record in the committed output', async () => (await committedSeqs()).size >= 2_000, 150_000, 500);
+    await waitFor('ready again', async () => (await readyz()) === 200, 60_000, 200);
+    assert.equal(daemon.exitCode, null, 'the daemon ran on through the outage');
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+    const out = values<{ attrs: { seq: number } }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
+    assert.equal(new Set(out).size, 2_000, 'no record lost');
+    assert.equal(out.length, 2_000, `committed output has duplicates: ${out.length - 2_000}`);
+  } finally {
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
