@@ -614,16 +614,19 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   const { builtinRegistry } = await import('../cli/registry.js');
   let created = 0;
   // `acknowledges`: it commits its input as a Kafka source does (so a new run resumes where it acknowledged).
-  const failing = defineSource<{ reject?: boolean; acknowledges?: boolean }>({
+  // `healthyMs`: it runs that long before it fails; `failures`: the first that many instances fail, the next drains.
+  const failing = defineSource<{ reject?: boolean; acknowledges?: boolean; healthyMs?: number; failures?: number }>({
     name: 'always-fails',
     summary: 'test',
-    config: { type: 'object', properties: { reject: { type: 'boolean' }, acknowledges: { type: 'boolean' } } },
+    config: { type: 'object', properties: { reject: { type: 'boolean' }, acknowledges: { type: 'boolean' }, healthyMs: { type: 'number' }, failures: { type: 'number' } } },
     create: (config) => {
-      created++;
+      const instance = ++created;
       if (config.reject) throw new PluginConfigError('reject', 'not this way');
       return {
         async *read() {
           yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+          if (config.failures !== undefined && instance > config.failures) return;
+          if (config.healthyMs) await new Promise((resolve) => setTimeout(resolve, config.healthyMs));
           throw new Error('the consumer is dead');
         },
         ...(config.acknowledges ? { commit: async () => undefined } : {}),
@@ -658,6 +661,12 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await daemonOf('name: acks\nsources: [{type: always-fails, acknowledges: true}]\nsinks: [{type: file, path: acks.jsonl}]\nsettings: {restart: {backoff: 1ms}}\n').run();
   assert.equal(created, 11, 'the first run and ten restarts');
   assert.equal(result.failures.length, 1);
+  // A run that lasted `reset_after` before it failed counts as healthy: the count in a row starts again.
+  created = 0;
+  result = await daemonOf('name: healthy\nsources: [{type: always-fails, healthyMs: 60, failures: 3}]\nsinks: [{type: file, path: healthy.jsonl}]\nsettings: {restart: {attempts: 1, backoff: 1ms, reset_after: 50ms}}\n').run();
+  assert.equal(created, 4, 'three failures, each after a healthy run, then a run that drains');
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]?.stats.restarts, 3);
   // A config error a factory finds is a person's to mend: no restart.
   created = 0;
   result = await daemonOf('name: invalid\nsources: [{type: always-fails, reject: true}]\nsinks: [{type: file, path: invalid.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 10ms}}\n').run();
