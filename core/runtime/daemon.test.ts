@@ -690,3 +690,48 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   assert.equal(created, 1);
   assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
 });
+
+test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  let created = 0;
+  // Fails after its first batch the first time, then waits for more as a Kafka source on a quiet topic does.
+  const failsOnce = defineSource<Record<string, never>>({
+    name: 'fails-once-then-waits',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      const first = ++created === 1;
+      return {
+        async *read() {
+          yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+          if (first) throw new Error('the consumer is dead');
+          await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+        },
+        commit: async () => undefined,
+      };
+    },
+  });
+  const home = join(dir, 'one-restarts');
+  mkdirSync(home);
+  writeFileSync(join(home, 'flaky.yaml'), 'name: flaky\nsources: [{type: fails-once-then-waits}]\nsinks: [{type: file, path: flaky.jsonl}]\nsettings: {restart: {backoff: 10ms}}\n');
+  writeFileSync(join(home, 'lives.yaml'), 'name: lives\nsources: [{type: synthetic, events: 0, rate: 100}]\nsinks: [{type: file, path: lives.jsonl}]\ncheckpoint: {dir: checkpoints}\n');
+  const daemon = new Daemon({
+    targets: [home],
+    logger: silentLogger,
+    registry: async () => {
+      const registry = await builtinRegistry();
+      registry.register(failsOnce, 'test');
+      return registry;
+    },
+  });
+  const running = daemon.run();
+  await until(() => created === 2 && daemon.runners.every((runner) => runner.readiness().ready), 'the restart, both pipelines running');
+  const lives = daemon.runners.find((runner) => runner.name === 'lives')!;
+  const read = lives.stats.eventsIn;
+  await until(() => lives.stats.eventsIn > read, 'the other pipeline reading on');
+  daemon.stop('the test is done');
+  const result = await running;
+  assert.deepEqual(result.failures, []);
+  assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.restarts ?? 0]).sort(), [['flaky', 1], ['lives', 0]]);
+});
