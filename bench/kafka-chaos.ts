@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
-import { clickJson, createTopic, readTopic, values } from '../integration-tests/kafka/client.js';
+import { clickJson, createTopic, inputProducerConfig, readTopic, values } from '../integration-tests/kafka/client.js';
 import { disconnectProducer } from '../plugins/kafka/common.js';
 import { packageRoot } from '../core/paths.js';
 import { rng } from '../plugins/models/testdata.js';
@@ -192,14 +192,7 @@ class InputStream {
     private readonly topic: string,
   ) {
     this.producer = new Kafka.Producer(
-      {
-        'metadata.broker.list': brokers,
-        'broker.address.family': 'v4',
-        'enable.idempotence': true,
-        'linger.ms': 5,
-        dr_cb: true,
-        'queue.buffering.max.messages': 1_000_000,
-      },
+      inputProducerConfig(brokers),
       // Wait out any broker restart rather than lose a record.
       { 'message.timeout.ms': 0 },
     );

@@ -4,7 +4,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointStore, readCheckpoint } from 'tributary';
+import { CheckpointStore, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
+import { builtinRegistry } from '../cli/registry.js';
 import { silentLogger } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
@@ -19,6 +20,15 @@ async function until(condition: () => boolean, what: string, timeoutMs = 30_000)
     assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** A daemon's registry (DaemonOptions.registry): the built-in plugins and the test's own. */
+function registryWith(...plugins: AnyPlugin[]): () => Promise<PluginRegistry> {
+  return async () => {
+    const registry = await builtinRegistry();
+    for (const plugin of plugins) registry.register(plugin, 'test');
+    return registry;
+  };
 }
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -294,7 +304,6 @@ test('a folder of pipelines runs in one process, each with its own state and che
 
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
   const { Daemon, defineSource } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   const { silentLogger } = await import('tributary/testing');
   // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.
   const failing = defineSource<Record<string, never>>({
@@ -316,11 +325,7 @@ test('a pipeline of a folder that fails stops the others (drained to a final che
   const daemon = new Daemon({
     targets: [home],
     logger: silentLogger,
-    registry: async () => {
-      const registry = await builtinRegistry();
-      registry.register(failing, 'test');
-      return registry;
-    },
+    registry: registryWith(failing),
   });
   // Bounded: before, the other pipeline ran on, the failed one dead beside it, and the process never exited.
   let gaveUp = false;
@@ -397,7 +402,6 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
 
 test('while a checkpoint restores, /healthz answers and /readyz says not ready until the restore ends (a restore may take its time: it is awaited); tributary_pipeline_ready says the same in /metrics', async () => {
   const { Daemon, defineOperator } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   const { silentLogger } = await import('tributary/testing');
   // A stage whose restore takes as long as the test says: a large state restored in parts.
   let release!: () => void;
@@ -424,11 +428,7 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
   const daemon = new Daemon({
     targets: [file],
     logger: silentLogger,
-    registry: async () => {
-      const registry = await builtinRegistry();
-      registry.register(slow, 'test');
-      return registry;
-    },
+    registry: registryWith(slow),
     http: { port: 0 },
   });
   const running = daemon.run();
@@ -458,7 +458,6 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
 
 test('a sink that reports by itself that it cannot go on (context.fail) while its input is quiet: /readyz says not ready at once, naming it, and the run fails (exit 1)', async () => {
   const { Daemon, defineSink, defineSource } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   const { silentLogger } = await import('tributary/testing');
   let connectionDies: (() => void) | undefined;
   let releaseClose!: () => void;
@@ -499,12 +498,7 @@ test('a sink that reports by itself that it cannot go on (context.fail) while it
   const daemon = new Daemon({
     targets: [file],
     logger: silentLogger,
-    registry: async () => {
-      const registry = await builtinRegistry();
-      registry.register(quiet, 'test');
-      registry.register(remote, 'test');
-      return registry;
-    },
+    registry: registryWith(quiet, remote),
     http: { port: 0 },
   });
   const running = daemon.run();
@@ -531,7 +525,6 @@ test('a sink that reports by itself that it cannot go on (context.fail) while it
 
 test('a pipeline that fails with an error a restart may mend is restarted in the process from its last checkpoint: it drains with every event read once, the restart is logged and counted, /readyz says so meanwhile, and the process counts go on', async () => {
   const { Daemon, defineOperator } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   const { map } = await import('rxjs');
   const { pino } = await import('pino');
   const home = join(dir, 'restarts');
@@ -565,11 +558,7 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   const daemon = new Daemon({
     targets: [file],
     logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }),
-    registry: async () => {
-      const registry = await builtinRegistry();
-      registry.register(failsOnce, 'test');
-      return registry;
-    },
+    registry: registryWith(failsOnce),
     http: { port: 0 },
   });
   const running = daemon.run();
@@ -611,7 +600,6 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
 
 test('restarts in the process: given up after `attempts` in a row (the failure stands), none for a config error, and a stop during the wait ends it at once', async () => {
   const { Daemon, defineSource, PluginConfigError } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   let created = 0;
   // `acknowledges`: it commits its input as a Kafka source does (so a new run resumes where it acknowledged).
   // `healthyMs`: it runs that long before it fails; `failures`: the first that many instances fail, the next drains.
@@ -641,11 +629,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
     return new Daemon({
       targets: [file],
       logger: silentLogger,
-      registry: async () => {
-        const registry = await builtinRegistry();
-        registry.register(failing, 'test');
-        return registry;
-      },
+      registry: registryWith(failing),
       ...(http ? { http: { port: 0 } } : {}),
     });
   };
@@ -693,7 +677,6 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
 
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {
   const { Daemon, defineSource } = await import('tributary');
-  const { builtinRegistry } = await import('../cli/registry.js');
   let created = 0;
   // Fails after its first batch the first time, then waits for more as a Kafka source on a quiet topic does.
   const failsOnce = defineSource<Record<string, never>>({
@@ -719,11 +702,7 @@ test('a folder of pipelines: one restarted in the process leaves the others runn
   const daemon = new Daemon({
     targets: [home],
     logger: silentLogger,
-    registry: async () => {
-      const registry = await builtinRegistry();
-      registry.register(failsOnce, 'test');
-      return registry;
-    },
+    registry: registryWith(failsOnce),
   });
   const running = daemon.run();
   await until(() => created === 2 && daemon.runners.every((runner) => runner.readiness().ready), 'the restart, both pipelines running');

@@ -37,7 +37,7 @@ export function pipelineFiles(target: string): string[] {
 
 /** `settings.restart`, its durations in ms. */
 export interface RestartPolicy {
-  /** Undefined: the default, 10 where a restart resumes (checkpoints, or sources that acknowledge their input), else 0. */
+  /** As configured; undefined: the default, 10 where a restart resumes (checkpoints, or sources that acknowledge their input), else 0. */
   attempts: number | undefined;
   backoffMs: number;
   maxBackoffMs: number;
@@ -49,11 +49,11 @@ export interface RestartPolicy {
 /** A restart's attempts in a row when `settings.restart.attempts` is not given, where a restart resumes. */
 const defaultAttempts = 10;
 
-/** The pipeline's restart policy (see {@link RestartPolicy.attempts} for the default number of attempts). */
+/** The pipeline's restart policy, as configured (see {@link RestartPolicy.attempts} for the default number of attempts). */
 export function restartPolicyOf(pipeline: LoadedPipeline, checkpointed: boolean): RestartPolicy {
   const restart = pipeline.document.settings.restart ?? {};
   return {
-    attempts: restart.attempts ?? (checkpointed ? defaultAttempts : undefined),
+    attempts: restart.attempts,
     backoffMs: parseDuration(restart.backoff ?? '1s'),
     maxBackoffMs: parseDuration(restart.max_backoff ?? '1m'),
     resetAfterMs: parseDuration(restart.reset_after ?? '10m'),
@@ -176,7 +176,7 @@ export class Daemon {
         // Without checkpoints a restart resumes only where every source acknowledged its input (Kafka);
         // from files it would read them again from their start, writing their outputs twice.
         const acknowledged = this.runners[index]!.sourcesAcknowledge;
-        const attempts = policy.attempts ?? (acknowledged ? defaultAttempts : 0);
+        const attempts = policy.attempts ?? (policy.checkpointed || acknowledged ? defaultAttempts : 0);
         if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         const message = (error as Error).message;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;

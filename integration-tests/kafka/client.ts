@@ -44,20 +44,24 @@ export interface RawRecord {
   headers?: Kafka.MessageHeader[];
 }
 
-/**
- * Produces `records` and waits for every delivery report. `options`: librdkafka properties on top (e.g.
- * a compression codec, and a long `linger.ms` to write the records as one batch).
- */
-export async function produce(brokers: string, topic: string, records: readonly RawRecord[], options: Record<string, string | number | boolean> = {}): Promise<void> {
-  const producer = new Kafka.Producer({
+/** A producer of test input: idempotent, keyed records in order, a large queue (the tests' and benches' own). */
+export function inputProducerConfig(brokers: string): Kafka.ProducerGlobalConfig {
+  return {
     'metadata.broker.list': brokers,
     'broker.address.family': 'v4',
     'enable.idempotence': true,
     'linger.ms': 5,
     dr_cb: true,
     'queue.buffering.max.messages': 1_000_000,
-    ...options,
-  });
+  };
+}
+
+/**
+ * Produces `records` and waits for every delivery report. `options`: librdkafka properties on top (e.g.
+ * a compression codec, and a long `linger.ms` to write the records as one batch).
+ */
+export async function produce(brokers: string, topic: string, records: readonly RawRecord[], options: Record<string, string | number | boolean> = {}): Promise<void> {
+  const producer = new Kafka.Producer({ ...inputProducerConfig(brokers), ...options });
   await done((cb) => producer.connect({}, (error) => cb(error)));
   let pending = records.length;
   let failed: Error | undefined;
