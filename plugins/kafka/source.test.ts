@@ -93,7 +93,7 @@ sinks:
  * takes the next scripted answer (records or an error) or finds nothing; `highOffsets` is its cache of
  * each partition's high watermark (getWatermarkOffsets). The group assigns partition 0 of each
  * subscribed topic; every topic exists. The methods of node-rdkafka's KafkaConsumer are swapped for the
- * test's span (`restore`), so no native client starts.
+ * test's span (`restore`, which also undoes a test's own swaps of these), so no native client starts.
  */
 async function scriptedConsumer(): Promise<{
   answers: (() => Error | [])[];
@@ -127,6 +127,9 @@ async function scriptedConsumer(): Promise<{
       later(() => (answer instanceof Error ? cb(answer, []) : cb(null, answer)));
     },
     getWatermarkOffsets: (topic: string, partition: number) => ({ lowOffset: 0, highOffset: highOffsets.get(`${topic}/${partition}`) ?? -1001 }),
+    // The brokers' answers: a log from 0 to past any offset a test resumes at, and no committed offsets.
+    queryWatermarkOffsets: (_topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => later(() => cb(null, { lowOffset: 0, highOffset: 1_000 })),
+    committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => later(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: -1001 })))),
     position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: Math.max(highOffsets.get(`${topic}/${partition}`) ?? 0, 0) })),
     getMetadata(_options: unknown, cb: (error: Error | null, metadata: unknown) => void) {
       const topics = subscribed.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
@@ -338,4 +341,42 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   // Before: the source failed the pipeline (TRIB_ERR_SOURCE "Local: Waiting for coordinator"), and the
   // daemon exited 1 in a broker outage, which the source otherwise runs through (not ready meanwhile).
   assert.deepEqual(context.failures, []);
+});
+
+test('a checkpoint\'s offset of a partition the group gave another member at the start is not used when the partition comes here later: it starts at the group\'s committed offset', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
+  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
+  const assigned: { topic: string; partition: number; offset?: number }[][] = [];
+  const subscribe = prototype.subscribe as (this: unknown, topics: string[]) => void;
+  const fakes: Record<string, unknown> = {
+    subscribe(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
+      consumer = this;
+      subscribe.call(this, topics);
+    },
+    assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
+  };
+  for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
+  const infos: { fields: unknown; message: string }[] = [];
+  const context = testContext({ batchSize: 100 });
+  const logged = { ...context, logger: { ...context.logger, info: (fields: unknown, message?: string) => void infos.push({ fields, message: message ?? '' }) } } as typeof context;
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['clicks']), logged);
+  t.after(() => instance.close?.());
+  // The checkpoint of a run that held both partitions; restarted, this member is given partition 0 only.
+  instance.seek!({ offsets: { clicks: { '0': 42, '1': 17 } } });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until('the first assignment', () => assigned.length === 1);
+  assert.deepEqual(assigned[0], [{ topic: 'clicks', partition: 0, offset: 42 }], 'its own partition resumes at the checkpoint\'s offset');
+  // The other member leaves: the group revokes everything (eager) and gives this member both.
+  consumer!.globalConfig.rebalance_cb({ code: -174, message: 'revoke' }, [{ topic: 'clicks', partition: 0 }]);
+  consumer!.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
+  await until('the second assignment', () => assigned.length === 2);
+  // Before: partition 1 went back to offset 17, and everything the other member had read of it since
+  // (and committed) was read and written again.
+  assert.deepEqual(assigned[1], [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }], 'both at the group\'s committed offsets');
+  const note = infos.find((i) => i.message.startsWith('kafka source: the checkpoint\'s offsets of partitions the group gave another member'));
+  assert.ok(note, 'the unused offsets are logged');
+  assert.deepEqual(note.fields, { partitions: [{ partition: 'clicks/1', checkpoint: 17 }] });
 });

@@ -1568,8 +1568,6 @@ class KafkaSource {
         }
         markAssigned(state, now);
         const from = this.seekTo.get(key);
-        // A seek() position is used once, for the first assignment; afterwards the group's committed offsets rule.
-        this.seekTo.delete(key);
         state.startOffset = from;
         state.resumedAt = from;
         // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
@@ -1582,6 +1580,7 @@ class KafkaSource {
       if (this.paused) this.consumer.pause(assignment);
       this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
       if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
+      this.forgetCheckpointOffsets();
     } else if (error.code === ErrorCode.REVOKE_PARTITIONS) {
       const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
       // Exactly-once: the open transaction holds outputs of these partitions' records; commit it with
@@ -1613,6 +1612,25 @@ class KafkaSource {
     } else {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
     }
+  }
+
+  /**
+   * A checkpoint's offsets are for the first assignment after the start only. A partition it names that
+   * the group gave another member then is that member's to read and commit: assigned here later, it
+   * starts at the group's committed offset. From the checkpoint's (older) offset, everything that member
+   * read since would be read again, and written again.
+   */
+  private forgetCheckpointOffsets(): void {
+    const elsewhere: { partition: string; checkpoint: number }[] = [];
+    for (const [key, checkpoint] of this.seekTo) {
+      if (!this.partitions.get(key)?.assigned) elsewhere.push({ partition: key.replace('\u0000', '/'), checkpoint });
+    }
+    this.seekTo.clear();
+    if (elsewhere.length === 0) return;
+    this.context.logger.info(
+      { partitions: elsewhere },
+      `kafka source: the checkpoint's offsets of partitions the group gave another member are not used (${elsewhere.map((p) => `${p.partition} at ${p.checkpoint}`).join(', ')}): assigned here later, they start at the group's committed offsets`,
+    );
   }
 
   /** Keeps `unassignedSince` (for health) as the group assigns and revokes. */
