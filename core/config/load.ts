@@ -37,7 +37,7 @@ export interface PipelineDocument {
     shutdown_timeout?: string | number;
     heap_budget?: string | number;
     heap_wait?: string | number;
-    restart?: { attempts?: number; backoff?: string | number; max_backoff?: string | number; reset_after?: string | number };
+    restart?: { attempts?: number | 'unlimited'; backoff?: string | number; max_backoff?: string | number; reset_after?: string | number };
   };
   checkpoint?: { dir: string; interval: string | number; keep: number; compression?: CheckpointCompression };
   scale_out?: { state_dir: string; keep: number };

@@ -640,11 +640,18 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   created = 0;
   result = await daemonOf('name: once\nsources: [{type: always-fails}]\nsinks: [{type: file, path: once.jsonl}]\n').run();
   assert.equal(created, 1, 'no restart without checkpoints unless asked for');
-  // Sources that acknowledge their input (Kafka) resume where they did: 10 restarts by default.
+  // Sources that acknowledge their input (Kafka) resume where they did, and fail for as long as their
+  // brokers are away: no end to the restarts by default (before: 10, about 10 minutes of an outage).
   created = 0;
-  result = await daemonOf('name: acks\nsources: [{type: always-fails, acknowledges: true}]\nsinks: [{type: file, path: acks.jsonl}]\nsettings: {restart: {backoff: 1ms}}\n').run();
-  assert.equal(created, 11, 'the first run and ten restarts');
-  assert.equal(result.failures.length, 1);
+  result = await daemonOf('name: acks\nsources: [{type: always-fails, acknowledges: true, failures: 25}]\nsinks: [{type: file, path: acks.jsonl}]\nsettings: {restart: {backoff: 1ms, max_backoff: 1ms}}\n').run();
+  assert.equal(created, 26, 'twenty-five failures in a row, then a run that drains');
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]?.stats.restarts, 25);
+  // Asked for, a pipeline of files is restarted without end too.
+  created = 0;
+  result = await daemonOf('name: unlimited\nsources: [{type: always-fails, failures: 12}]\nsinks: [{type: file, path: unlimited.jsonl}]\nsettings: {restart: {attempts: unlimited, backoff: 1ms, max_backoff: 1ms}}\n').run();
+  assert.equal(created, 13);
+  assert.deepEqual(result.failures, []);
   // A run that lasted `reset_after` before it failed counts as healthy: the count in a row starts again.
   created = 0;
   result = await daemonOf('name: healthy\nsources: [{type: always-fails, healthyMs: 60, failures: 3}]\nsinks: [{type: file, path: healthy.jsonl}]\nsettings: {restart: {attempts: 1, backoff: 1ms, reset_after: 50ms}}\n').run();

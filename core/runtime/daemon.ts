@@ -37,7 +37,7 @@ export function pipelineFiles(target: string): string[] {
 
 /** `settings.restart`, its durations in ms. */
 export interface RestartPolicy {
-  /** As configured; undefined: the default, 10 where a restart resumes (checkpoints, or sources that acknowledge their input), else 0. */
+  /** As configured (`unlimited`: Infinity); undefined: the default, decided in the daemon's supervise(). */
   attempts: number | undefined;
   backoffMs: number;
   maxBackoffMs: number;
@@ -46,14 +46,14 @@ export interface RestartPolicy {
   checkpointed: boolean;
 }
 
-/** A restart's attempts in a row when `settings.restart.attempts` is not given, where a restart resumes. */
+/** A checkpointed pipeline's restarts in a row when `settings.restart.attempts` is not given and its sources do not all acknowledge. */
 const defaultAttempts = 10;
 
 /** The pipeline's restart policy, as configured (see {@link RestartPolicy.attempts} for the default number of attempts). */
 export function restartPolicyOf(pipeline: LoadedPipeline, checkpointed: boolean): RestartPolicy {
   const restart = pipeline.document.settings.restart ?? {};
   return {
-    attempts: restart.attempts,
+    attempts: restart.attempts === 'unlimited' ? Infinity : restart.attempts,
     backoffMs: parseDuration(restart.backoff ?? '1s'),
     maxBackoffMs: parseDuration(restart.max_backoff ?? '1m'),
     resetAfterMs: parseDuration(restart.reset_after ?? '10m'),
@@ -173,10 +173,13 @@ export class Daemon {
       try {
         return await this.runners[index]!.run();
       } catch (error) {
-        // Without checkpoints a restart resumes only where every source acknowledged its input (Kafka);
-        // from files it would read them again from their start, writing their outputs twice.
+        // Sources that acknowledge their input (Kafka) resume where they acknowledged, checkpoint or not,
+        // and fail in a broker outage of any length: no end to the restarts, as a daemon of Flink's or
+        // Kafka Streams' rides it out. From files, only a checkpoint resumes (without one a restart would
+        // read them again from their start, writing their outputs twice), and a failure that comes back
+        // ten times is more likely the input's or the disk's than a passing one.
         const acknowledged = this.runners[index]!.sourcesAcknowledge;
-        const attempts = policy.attempts ?? (policy.checkpointed || acknowledged ? defaultAttempts : 0);
+        const attempts = policy.attempts ?? (acknowledged ? Infinity : policy.checkpointed ? defaultAttempts : 0);
         if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         const message = (error as Error).message;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
@@ -186,9 +189,10 @@ export class Daemon {
         }
         const waitMs = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** inRow);
         inRow++;
+        const limit = Number.isFinite(attempts) ? ` of ${attempts}` : '';
         const from = policy.checkpointed ? 'from its last checkpoint' : acknowledged ? 'where its sources acknowledged their input' : 'from the start of its input (no checkpoints)';
-        logger.error({ err: message, restart: inRow, attempts, waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow} of ${attempts} in a row)`);
-        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow} of ${attempts} in a row)`);
+        logger.error({ err: message, restart: inRow, attempts: limit ? attempts : 'unlimited', waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow}${limit} in a row)`);
+        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow}${limit} in a row)`);
         try {
           await sleep(waitMs, undefined, { signal: this.controller.signal });
         } catch {
