@@ -34,11 +34,14 @@ export interface ConfigProblem {
 
 export class TributaryError extends Error {
   readonly code: ErrorCode;
+  /** See {@link inputHandedOver}. */
+  readonly handedOver: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; handedOver?: boolean }) {
     super(message, options);
     this.name = 'TributaryError';
     this.code = code;
+    this.handedOver = options?.handedOver ?? false;
   }
 }
 
@@ -82,4 +85,20 @@ export function formatProblem(problem: ConfigProblem): string {
  */
 export function needsPerson(error: unknown): boolean {
   return error instanceof ConfigError || (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT');
+}
+
+/**
+ * Whether a failure (or one it wraps, by `cause`) only gave the input this run had not yet committed to
+ * another reader (`new TributaryError(code, message, { handedOver: true })`): a Kafka group handed the
+ * member's partitions to another member while it was cut off or stalled, and the brokers refused its
+ * transaction (KIP-447; Kafka Streams' TaskMigratedException). Nothing of that input was written for
+ * good, and its new owner reads it again. A stop that meets one has done what it was asked, so the
+ * daemon ends the run as stopped (a warning), not failed; a running pipeline is restarted as after any
+ * other failure.
+ */
+export function inputHandedOver(error: unknown): boolean {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) {
+    if (at instanceof TributaryError && at.handedOver) return true;
+  }
+  return false;
 }

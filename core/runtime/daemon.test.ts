@@ -721,3 +721,47 @@ test('a folder of pipelines: one restarted in the process leaves the others runn
   assert.deepEqual(result.failures, []);
   assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.restarts ?? 0]).sort(), [['flaky', 1], ['lives', 0]]);
 });
+
+test('a stop that meets a failure which only handed the uncommitted input to another member of the group (a transaction refused: Unknown member) ends as stopped, logged; any other failure at a stop stands', async () => {
+  const { Daemon, defineSource, TributaryError } = await import('tributary');
+  const { pino } = await import('pino');
+  let reading = 0;
+  // Fails as the stop comes, as an exactly-once Kafka pipeline whose member the group dropped during an outage does.
+  const refused = defineSource<{ handedOver: boolean }>({
+    name: 'refused-at-stop',
+    summary: 'test',
+    config: { type: 'object', properties: { handedOver: { type: 'boolean' } } },
+    create: (config, context) => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        reading++;
+        await new Promise((resolve) => context.signal!.addEventListener('abort', resolve, { once: true }));
+        throw new TributaryError('TRIB_ERR_SINK', 'Failed to commit offsets to transaction: Broker: Unknown member', { handedOver: config.handedOver });
+      },
+      commit: async () => undefined,
+    }),
+  });
+  const home = join(dir, 'handed-over');
+  mkdirSync(home);
+  const stopped = async (handedOver: boolean) => {
+    const file = join(home, `p-${handedOver}.yaml`);
+    writeFileSync(file, `name: p-${handedOver}\nsources: [{type: refused-at-stop, handedOver: ${handedOver}}]\nsinks: [{type: file, path: out-${handedOver}.jsonl}]\n`);
+    const lines: string[] = [];
+    const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(refused) });
+    reading = 0;
+    const running = daemon.run();
+    await until(() => reading === 1, 'the first event read');
+    daemon.stop('SIGTERM');
+    return { result: await running, logged: lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: string }) };
+  };
+  const { result, logged } = await stopped(true);
+  // Before: the failure stood (exit 1) though the stop lost nothing: the group's new member reads that input again.
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]?.stats.drained, false, 'stopped, not drained');
+  assert.ok(
+    logged.some((entry) => entry.level === 40 && entry.msg.startsWith('pipeline p-true stopped; its group had given its partitions to another member') && /Unknown member/.test(entry.err ?? '')),
+    'the stop says what happened to the input',
+  );
+  const other = await stopped(false);
+  assert.deepEqual(other.result.failures.map(({ error }) => error.message), ['Failed to commit offsets to transaction: Broker: Unknown member']);
+});

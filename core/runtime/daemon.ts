@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, needsPerson, TributaryError } from '../errors.js';
+import { ConfigError, inputHandedOver, needsPerson, TributaryError } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -180,8 +180,9 @@ export class Daemon {
         // ten times is more likely the input's or the disk's than a passing one.
         const acknowledged = this.runners[index]!.sourcesAcknowledge;
         const attempts = policy.attempts ?? (acknowledged ? Infinity : policy.checkpointed ? defaultAttempts : 0);
-        if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         const message = (error as Error).message;
+        if (this.stopping && inputHandedOver(error)) return this.stoppedHandingOver(index, message);
+        if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
         if (inRow >= attempts) {
           logger.error({ attempts }, `pipeline ${name} failed again after ${attempts} restart${attempts === 1 ? '' : 's'} in a row: giving up`);
@@ -197,6 +198,7 @@ export class Daemon {
           await sleep(waitMs, undefined, { signal: this.controller.signal });
         } catch {
           // Stopped while waiting: the failure stands (the last checkpoint still holds for the next start).
+          if (inputHandedOver(error)) return this.stoppedHandingOver(index, message);
           throw error;
         } finally {
           this.restarting.delete(index);
@@ -206,6 +208,19 @@ export class Daemon {
         this.runners[index]!.stats.restarts = ++restarted;
       }
     }
+  }
+
+  /**
+   * A stop that met a failure which only gave the run's uncommitted input to another member of its
+   * group (inputHandedOver): the stop is done, as Kafka Streams closes a migrated task; not a failure.
+   */
+  private stoppedHandingOver(index: number, message: string): RunStats {
+    const runner = this.runners[index]!;
+    this.options.logger.warn(
+      { pipeline: runner.name, err: message },
+      `pipeline ${runner.name} stopped; its group had given its partitions to another member, which reads their uncommitted input again (nothing of it was committed here)`,
+    );
+    return runner.stats;
   }
 
   async run(): Promise<DaemonResult> {

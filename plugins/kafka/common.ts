@@ -509,6 +509,10 @@ export const ErrorCode = {
   FATAL: -150,
   FENCED: -144,
   UNKNOWN_TOPIC_OR_PART: 3,
+  /** The group's generation moved on past this member's (a rebalance it missed). */
+  ILLEGAL_GENERATION: 22,
+  /** The group no longer knows this member (it left, or its session expired). */
+  UNKNOWN_MEMBER_ID: 25,
   TOPIC_AUTHORIZATION_FAILED: 29,
   FENCED_INSTANCE_ID: 82,
   UNSTABLE_OFFSET_COMMIT: 88,

@@ -39,6 +39,7 @@ import {
   connectUnlessStopped,
   deliveryFailure,
   disconnectProducer,
+  ErrorCode,
   fatalErrorOf,
   fatalHint,
   ProducerReachability,
@@ -50,6 +51,20 @@ import {
 } from './common.js';
 
 const key = 'kafka:transactions';
+/**
+ * The transaction's offsets refused because the group had moved on (KIP-447: this member left it, cut
+ * off or stalled past its session, and its partitions went to another member).
+ */
+const groupMovedOn: ReadonlySet<number> = new Set([ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID]);
+
+/** A transaction's failure, marked (inputHandedOver) where the group gave its input to another member. */
+function handedOverOr(failure: Error & { code?: number }): Error {
+  if (failure.code === undefined || !groupMovedOn.has(failure.code)) return failure;
+  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (the group gave this member's partitions to another member, which reads their uncommitted input again)`, {
+    cause: failure,
+    handedOver: true,
+  });
+}
 /** How long a failed transaction's abort may take (see {@link PipelineTransactions.run}). */
 const abortTimeoutMs = 5_000;
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
@@ -369,7 +384,7 @@ export class PipelineTransactions {
       // the fencing is what to report.
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      this.aborted = this.fatal ?? asError(error);
+      this.aborted = this.fatal ?? handedOverOr(asError(error));
       const next = this.next;
       this.next = undefined;
       next?.reject(this.aborted);
