@@ -177,3 +177,39 @@ test('kafka sink: not ready while its brokers are down, ready again once they an
     await broker.stop();
   }
 });
+
+for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
+  test(`kafka sink (${guarantee}): a record larger than message.max.bytes goes to the dead-letter sink, not the run's end; a dead letter that large is written with its raw input cut to fit`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const input = uniqueTopic(`sink-big-in-${guarantee}`);
+    const [output, dlq] = [uniqueTopic(`sink-big-out-${guarantee}`), uniqueTopic(`sink-big-dlq-${guarantee}`)];
+    for (const topic of [input, output, dlq]) await createTopic(brokers, topic, 1);
+    // Record 7 carries 20,000 characters in an attribute the mapping keeps: its event is far past the sinks' 8,000 bytes.
+    await produce(brokers, input, Array.from({ length: 40 }, (_, i) => ({ key: `u${i % 7}`, value: clickJson(i % 7, base + i, 'view', { seq: i, blob: i === 7 ? 'x'.repeat(20_000) : '' }) })));
+    const kafka = (topic: string) =>
+      `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${topic}, guarantee: ${guarantee}, transactional_id: tx-${output}, options: { message.max.bytes: 8000 } }`;
+    const yaml = `
+name: kafka-sink-big
+sources:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: ${guarantee}, stop_at_end: true, mapping: { attributes: [seq, blob] } }
+sinks:
+  - ${kafka(output)}
+dead_letter: ${kafka(dlq)}
+settings: { commit_interval: 100ms }
+`;
+    // Before: the run failed on record 7 (librdkafka's produce refused it: "Broker: Message size too large"),
+    // and a daemon restarting it met it again after every restart.
+    const { stats } = await runYaml(yaml, { env: { KAFKA_BROKERS: brokers } });
+    assert.equal(stats.eventsIn, 40);
+    assert.equal(stats.deadLettered, 1);
+    const written = await readTopic(brokers, output, { expect: 39, committed: guarantee === 'exactly-once', timeoutMs: 30_000 });
+    assert.deepEqual(written.map((m) => (JSON.parse(m.value!.toString()) as { attrs: { seq: number } }).attrs.seq).sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 7));
+    const [dead] = await readTopic(brokers, dlq, { expect: 1, committed: guarantee === 'exactly-once', timeoutMs: 30_000 });
+    const letter = JSON.parse(dead!.value!.toString()) as { reason: string; raw: string; rawBytes: number; offset: number };
+    assert.match(letter.reason, /^kafka sink: the event record is \d+ bytes with its key, more than message\.max\.bytes \(8000\) lets topic/);
+    assert.equal(letter.offset, 7, 'it names the input');
+    assert.ok(letter.rawBytes > 20_000, `rawBytes ${letter.rawBytes}: the whole record's length`);
+    assert.ok(dead!.value!.length <= 8000 && letter.raw.startsWith('{"kind":"event"'), 'the raw record cut to fit');
+  });
+}

@@ -12,7 +12,7 @@
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -107,7 +107,10 @@ export default defineSink<KafkaSinkConfig>({
     'idempotent (acks=all), and `flush` waits until the brokers acknowledged every record written (and fails if any ' +
     'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
     'transaction that also commits the Kafka source offsets, through one producer (so their fields other than `topic` and `key_field` must agree); ' +
-    'consumers should read with isolation.level=read_committed.',
+    'consumers should read with isolation.level=read_committed. A record larger than `message.max.bytes` (librdkafka\'s: ' +
+    '1,000,000 bytes with its key unless `options` sets it; keep it within the topic\'s `max.message.bytes`) goes to the ' +
+    'dead-letter sink with the reason instead of failing the run (which a restart would meet again); a dead letter that ' +
+    'large, this sink being the dead-letter sink, is written with its `raw` cut to fit and `rawBytes` its whole length.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -194,6 +197,7 @@ export default defineSink<KafkaSinkConfig>({
       const key = record[keyField];
       return typeof key === 'string' ? key : typeof key === 'number' ? String(key) : null;
     };
+    const fitted = sizeLimit(Number(properties['message.max.bytes'] ?? defaultMaxMessageBytes), context, config.topic);
 
     if (config.guarantee === 'exactly-once') {
       if (!context.shared) throw new Error('guarantee: exactly-once needs a runtime that shares state between the plugins of a pipeline');
@@ -227,7 +231,9 @@ export default defineSink<KafkaSinkConfig>({
           if ((await transactions.topicListed(config.topic, context.signal)) === false) throw topicNotThere(config.topic);
         },
         write(record) {
-          transactions.produce(config.topic, recordToJsonBytes(record), keyOf(record));
+          const key = keyOf(record);
+          const value = fitted(record, recordToJsonBytes(record), key);
+          if (value) transactions.produce(config.topic, value, key);
         },
         ready: () => transactions.ready(),
         flush: () => transactions.flush(),
@@ -366,14 +372,11 @@ export default defineSink<KafkaSinkConfig>({
       write(record) {
         if (fatal ?? failure) throw failed();
         const key = keyOf(record);
-        if (backlog.length === 0) {
-          // A scratch buffer: librdkafka copies it; a record queued here gets its own copy.
-          const value = recordToJsonBytes(record);
-          if (send(value, key)) return;
-          queue(Buffer.from(value), key);
-        } else {
-          queue(Buffer.from(recordToJsonBytes(record)), key);
-        }
+        // A scratch buffer: librdkafka copies it; a record queued here gets its own copy.
+        const value = fitted(record, recordToJsonBytes(record), key);
+        if (!value) return;
+        if (backlog.length === 0 && send(value, key)) return;
+        queue(Buffer.from(value), key);
       },
       ready() {
         if (fatal) return Promise.reject(fatal);
@@ -421,3 +424,35 @@ export default defineSink<KafkaSinkConfig>({
     };
   },
 });
+
+/** librdkafka's `message.max.bytes` when the sink's `options` do not set it. */
+const defaultMaxMessageBytes = 1_000_000;
+/** What librdkafka counts of a record besides its key and value (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD; no headers). */
+const recordOverheadBytes = 41;
+/** Room left beside a cut dead letter's `raw` for what the cut adds (its two fields, a character cut in two). */
+const cutMarginBytes = 64;
+
+/**
+ * The sink's check of each record against `message.max.bytes`, librdkafka's own (its produce() would
+ * refuse the record, and the run would fail on it after every restart). An output too large goes to
+ * the dead-letter sink with the reason; a dead letter too large (its `raw`, an oversized input, did
+ * it) is written with `raw` cut to fit, `rawBytes` saying how long it was: it has nowhere else to go,
+ * and its reason and position still say which input it was. Returns the value to send, or undefined.
+ */
+function sizeLimit(maxBytes: number, context: PluginContext, topic: string): (record: StreamRecord, value: Buffer, key: string | null) => Buffer | undefined {
+  const keyBytes = (key: string | null): number => (key === null ? 0 : Buffer.byteLength(key));
+  return (record, value, key) => {
+    const bytes = recordOverheadBytes + keyBytes(key) + value.length;
+    if (bytes <= maxBytes) return value;
+    if (record.kind !== 'dead_letter') {
+      context.deadLetter({ reason: `kafka sink: the ${record.kind} record is ${bytes} bytes with its key, more than message.max.bytes (${maxBytes}) lets topic '${topic}' take`, raw: record });
+      return undefined;
+    }
+    const raw = typeof record.raw === 'string' ? record.raw : JSON.stringify(record.raw) ?? '';
+    const rawBytes = Buffer.byteLength(raw);
+    const without = bytes - rawBytes;
+    const kept = Buffer.from(raw).subarray(0, Math.max(0, maxBytes - without - cutMarginBytes)).toString();
+    context.logger.warn({ topic, bytes, maxBytes, rawBytes }, 'kafka sink: a dead letter larger than message.max.bytes is written with its raw input cut to fit');
+    return recordToJsonBytes({ ...record, raw: kept, rawBytes });
+  };
+}
