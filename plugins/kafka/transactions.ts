@@ -65,6 +65,7 @@ function handedOverOr(failure: Error & { code?: number }): Error {
     handedOver: true,
   });
 }
+
 /** How long a failed transaction's abort may take (see {@link PipelineTransactions.run}). */
 const abortTimeoutMs = 5_000;
 /** Most records queued for the next transaction while one commits; beyond it the sinks ask the runtime to wait. */
