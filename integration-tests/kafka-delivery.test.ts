@@ -59,6 +59,23 @@ function startDaemon(file: string, brokers: string, log?: string[], args: readon
   return child;
 }
 
+/** `count` click events of users u0-u210 keyed by user, carrying `seq` from `from` on. */
+function seqRecords(from: number, count: number): { key: string; value: string }[] {
+  return Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
+}
+
+/** The `seq`s in the topic's committed output (read_committed). */
+async function committedSeqs(brokers: string, topic: string): Promise<Set<number>> {
+  return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
+}
+
+/** Each of `seq` 0 to count - 1 exactly once in the topic's committed output. */
+async function assertEachOnce(brokers: string, topic: string, count: number): Promise<void> {
+  const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, topic, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
+  assert.equal(new Set(out).size, count, 'no record lost');
+  assert.equal(out.length, count, `committed output has duplicates: ${out.length - count}`);
+}
+
 async function highWatermarkSum(brokers: string, topic: string): Promise<number> {
   const client = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'group.id': 'hw-probe', 'broker.address.family': 'v4' }, {});
   await new Promise<void>((resolve, reject) => client.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
@@ -157,28 +174,24 @@ test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long 
   const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stall-'));
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
-  const records = (from: number, count: number) =>
-    Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
   const log: string[] = [];
   const daemon = startDaemon(file, brokers, log);
   try {
-    await produce(brokers, input, records(0, 2_000));
+    await produce(brokers, input, seqRecords(0, 2_000));
     await waitFor('the first outputs committed', async () => (await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).length >= 2_000, 60_000, 200);
     // Frozen for twice the 6 s session: the group drops the member, and its next commit is refused
     // (before: "Unknown member", the transaction aborted and the process exited 1).
-    await produce(brokers, input, records(2_000, 1_000));
+    await produce(brokers, input, seqRecords(2_000, 1_000));
     daemon.kill('SIGSTOP');
     await new Promise((resolve) => setTimeout(resolve, 12_000));
     daemon.kill('SIGCONT');
-    await produce(brokers, input, records(3_000, 1_000));
-    await waitFor('every record in the committed output', async () => new Set(values(await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq)).size >= 4_000, 90_000, 500);
+    await produce(brokers, input, seqRecords(3_000, 1_000));
+    await waitFor('every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 4_000, 90_000, 500);
     assert.equal(daemon.exitCode, null, `the daemon runs on: ${log.join('')}`);
     assert.match(log.join(''), /"msg":"pipeline delivery-exactly-once failed; restarting it in 100 ms from its last checkpoint \(restart 1 in a row\)"/);
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
-    const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
-    assert.equal(new Set(out).size, 4_000, 'no record lost');
-    assert.equal(out.length, 4_000, `committed output has duplicates: ${out.length - 4_000}`);
+    await assertEachOnce(brokers, output, 4_000);
   } finally {
     if (daemon.exitCode === null && daemon.signalCode === null) {
       daemon.kill('SIGCONT');
@@ -198,31 +211,26 @@ test('exactly-once: a SIGTERM right after a stall past the group session, whose 
   const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stop-stall-'));
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
-  const records = (from: number, count: number) =>
-    Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
-  const committedSeqs = async () => new Set(values(await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
   const log: string[] = [];
   let daemon = startDaemon(file, brokers, log);
   try {
-    await produce(brokers, input, records(0, 2_000));
-    await waitFor('the first outputs committed', async () => (await committedSeqs()).size >= 2_000, 60_000, 200);
+    await produce(brokers, input, seqRecords(0, 2_000));
+    await waitFor('the first outputs committed', async () => (await committedSeqs(brokers, output)).size >= 2_000, 60_000, 200);
     // Frozen for twice the 6 s session while it reads more: the group drops the member and gives its
     // partitions away; the stop comes as it wakes, so its last transaction is refused (Unknown member).
     // Before: exit 1, though nothing of that input was committed and its next reader reads it again.
     daemon.kill('SIGSTOP');
-    await produce(brokers, input, records(2_000, 1_000));
+    await produce(brokers, input, seqRecords(2_000, 1_000));
     await new Promise((resolve) => setTimeout(resolve, 12_000));
     daemon.kill('SIGCONT');
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, `a SIGTERM stop exits 0: ${log.join('')}`);
     t.diagnostic(/its group had given its partitions to another member/.test(log.join('')) ? 'the last transaction was refused: handed over' : 'the last transaction committed');
     daemon = startDaemon(file, brokers);
-    await waitFor('every record in the committed output', async () => (await committedSeqs()).size >= 3_000, 90_000, 500);
+    await waitFor('every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 3_000, 90_000, 500);
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
-    const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
-    assert.equal(new Set(out).size, 3_000, 'no record lost');
-    assert.equal(out.length, 3_000, `committed output has duplicates: ${out.length - 3_000}`);
+    await assertEachOnce(brokers, output, 3_000);
   } finally {
     if (daemon.exitCode === null && daemon.signalCode === null) {
       daemon.kill('SIGCONT');
@@ -246,30 +254,25 @@ test('exactly-once: the broker stopped under a running daemon until its transact
     for (const topic of [input, output, dlq]) await createTopic(broker.brokers, topic, 4);
     const file = join(dir, 'pipeline.yaml');
     writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
-    const records = (from: number, count: number) =>
-      Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
-    const committedSeqs = async () => new Set(values(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
     daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
     let port: number | undefined;
     await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
     const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
-    await produce(broker.brokers, input, records(0, 1_000));
-    await waitFor('the first outputs committed', async () => (await committedSeqs()).size >= 1_000, 60_000, 200);
+    await produce(broker.brokers, input, seqRecords(0, 1_000));
+    await waitFor('the first outputs committed', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 60_000, 200);
     assert.equal(await readyz(), 200);
     await broker.kill();
     await waitFor('not ready while the broker is down', async () => (await readyz()) === 503, 60_000, 200);
     // Down until the open transaction gives up (its commit's requests time out) and the pipeline is restarted.
     await waitFor('the pipeline restarted in the process', () => /restarting it in \d+ ms from its last checkpoint/.test(log.join('')), 120_000, 200);
     await broker.restart();
-    await produce(broker.brokers, input, records(1_000, 1_000));
-    await waitFor('every record in the committed output', async () => (await committedSeqs()).size >= 2_000, 150_000, 500);
+    await produce(broker.brokers, input, seqRecords(1_000, 1_000));
+    await waitFor('every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= 2_000, 150_000, 500);
     await waitFor('ready again', async () => (await readyz()) === 200, 60_000, 200);
     assert.equal(daemon.exitCode, null, 'the daemon ran on through the outage');
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
-    const out = values<{ attrs: { seq: number } }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
-    assert.equal(new Set(out).size, 2_000, 'no record lost');
-    assert.equal(out.length, 2_000, `committed output has duplicates: ${out.length - 2_000}`);
+    await assertEachOnce(broker.brokers, output, 2_000);
   } finally {
     if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
     await broker.stop();
