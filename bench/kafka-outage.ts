@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../core/paths.js';
 import { startNativeBroker } from '../integration-tests/kafka/broker.js';
-import { clickJson, createTopic, produce, readTopic, values } from '../integration-tests/kafka/client.js';
+import { committedSeqs, createTopic, produce, readTopic, seqRecords, values } from '../integration-tests/kafka/client.js';
 import { waitFor } from '../integration-tests/kafka/env.js';
 
 const outageMs = Number(process.argv[2] ?? 780) * 1000;
@@ -53,9 +53,6 @@ const exited = new Promise<void>((resolve) =>
   }),
 );
 const restarts = (): number => (log.join('').match(/restarting it in \d+ ms/g) ?? []).length;
-const records = (from: number, count: number) =>
-  Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 97}`, value: clickJson((from + i) % 97, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
-const committed = async (): Promise<number[]> => values<{ attrs: { seq: number } }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 5_000 })).map((v) => v.attrs.seq);
 let failed = false;
 try {
   let port = 0;
@@ -67,8 +64,8 @@ try {
       return 'no answer';
     }
   };
-  await produce(broker.brokers, input, records(0, 1_000));
-  await waitFor('1,000 outputs committed', async () => new Set(await committed()).size >= 1_000, 60_000, 500);
+  await produce(broker.brokers, input, seqRecords(0, 1_000));
+  await waitFor('1,000 outputs committed', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 60_000, 500);
   say(`1,000 outputs committed, /readyz ${await readyz()}; the broker killed for ${outageMs / 1000} s`);
   await broker.kill();
   for (const until = Date.now() + outageMs; Date.now() < until; ) {
@@ -78,15 +75,15 @@ try {
   await broker.restart();
   const back = Date.now();
   say('broker back');
-  await produce(broker.brokers, input, records(1_000, 1_000));
-  await waitFor('2,000 outputs committed', async () => new Set(await committed()).size >= 2_000, 300_000, 500);
+  await produce(broker.brokers, input, seqRecords(1_000, 1_000));
+  await waitFor('2,000 outputs committed', async () => (await committedSeqs(broker.brokers, output)).size >= 2_000, 300_000, 500);
   say(`2,000 outputs committed ${((Date.now() - back) / 1000).toFixed(1)} s after the broker came back`);
   await waitFor('ready', async () => (await readyz()) === 200, 120_000, 500);
   say(`/readyz 200; ${restarts()} restarts in the process`);
   const ownExit = exitCode;
   daemon.kill('SIGTERM');
   await exited;
-  const out = await committed();
+  const out = values<{ attrs: { seq: number } }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
   const once = new Set(out).size === 2_000 && out.length === 2_000;
   failed = ownExit !== undefined || exitCode !== 0 || !once;
   say(`${failed ? 'FAIL' : 'PASS'}: SIGTERM exit ${exitCode}${ownExit !== undefined ? ` (but it had exited ${ownExit} on its own)` : ''}; committed ${out.length} outputs, ${new Set(out).size} distinct`);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, produce, readTopic, values } from './kafka/client.js';
+import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
@@ -57,16 +57,6 @@ function startDaemon(file: string, brokers: string, log?: string[], args: readon
     if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
   });
   return child;
-}
-
-/** `count` click events of users u0-u210 keyed by user, carrying `seq` from `from` on. */
-function seqRecords(from: number, count: number): { key: string; value: string }[] {
-  return Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
-}
-
-/** The `seq`s in the topic's committed output (read_committed). */
-async function committedSeqs(brokers: string, topic: string): Promise<Set<number>> {
-  return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
 }
 
 /** Each of `seq` 0 to count - 1 exactly once in the topic's committed output. */

@@ -247,6 +247,16 @@ export function clickJson(user: number, time: number, type = 'view', extra: Reco
   return JSON.stringify({ user_id: `u${user}`, time: new Date(time).toISOString(), type, item_id: `i${user % 17}`, ...extra });
 }
 
+/** `count` click events of users u0-u210 keyed by user, each carrying a unique `seq` (from `from` on). */
+export function seqRecords(from: number, count: number): { key: string; value: string }[] {
+  return Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
+}
+
+/** The `seq`s in the topic's committed output (read_committed). */
+export async function committedSeqs(brokers: string, topic: string): Promise<Set<number>> {
+  return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
+}
+
 /** `collect` (tests only): like `memory`, but into arrays the test holds, so it can watch a running pipeline. */
 export function collectSink(store: StreamRecord[][]): SinkPlugin<{ id?: number }> {
   return defineSink<{ id?: number }>({
