@@ -78,7 +78,7 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   const tiny = await refusingTopic(brokers, 'sink-tiny');
   const refusing = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny} }`;
   const dead: StreamRecord[][] = [[], [], []];
-  await assert.rejects(runYaml(pipeline(input, group, refusing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), new RegExp(`delivery to topic '${tiny}' failed: .*too large`, 'i'));
+  await assert.rejects(runYaml(pipeline(input, group, refusing), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), new RegExp(`delivery to topic '${tiny}' failed: .*too large \\(the brokers refused a batch of records larger than the topic's max\\.message\\.bytes, which bounds a whole batch: set the sink's options 'batch\\.size' and 'message\\.max\\.bytes' below`, 'i'));
   // Nothing was committed: the group reads every record again.
   const again = await readAgain(brokers, input, group);
   assert.equal(again.eventsIn, 500);

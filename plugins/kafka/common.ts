@@ -252,10 +252,17 @@ export async function topicListed(client: Pick<RdKafka.Client<string>, 'getMetad
 /**
  * A failed delivery, named by its topic (librdkafka's message does not name it). A missing topic is the
  * usual first mistake against a new cluster, or a topic deleted under a running pipeline: say what to do.
+ * So is a batch the brokers refuse for its size: the topic's `max.message.bytes` bounds a whole record
+ * batch, and librdkafka neither learns it nor splits a refused batch, so every record of the batch fails
+ * (small ones too) and a restart meets it again until the sink's batches fit.
  */
 export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdKafkaError | Error): Error {
-  const missing = isUnknownTopicOrPartition(error) ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)' : '';
-  return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${missing}`, { cause: error });
+  const hint = isUnknownTopicOrPartition(error)
+    ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)'
+    : isErrorOf(error, [ErrorCode.MSG_SIZE_TOO_LARGE])
+      ? ` (the brokers refused a batch of records larger than the topic's max.message.bytes, which bounds a whole batch: set the sink's options 'batch.size' and 'message.max.bytes' below the topic's limit, or raise it)`
+      : '';
+  return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${hint}`, { cause: error });
 }
 
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
@@ -509,6 +516,8 @@ export const ErrorCode = {
   FATAL: -150,
   FENCED: -144,
   UNKNOWN_TOPIC_OR_PART: 3,
+  /** The brokers refused a record batch larger than the topic's max.message.bytes. */
+  MSG_SIZE_TOO_LARGE: 10,
   /** The group's generation moved on past this member's (a rebalance it missed). */
   ILLEGAL_GENERATION: 22,
   /** The group no longer knows this member (it left, or its session expired). */
@@ -532,6 +541,7 @@ const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
   [ErrorCode.UNKNOWN_TOPIC_OR_PART, 'unknown topic or partition'],
   [ErrorCode.UNKNOWN_TOPIC, 'unknown topic'],
   [ErrorCode.UNKNOWN_PARTITION, 'unknown partition'],
+  [ErrorCode.MSG_SIZE_TOO_LARGE, 'message size too large'],
 ]);
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */

@@ -108,9 +108,11 @@ export default defineSink<KafkaSinkConfig>({
     'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
     'transaction that also commits the Kafka source offsets, through one producer (so their fields other than `topic` and `key_field` must agree); ' +
     'consumers should read with isolation.level=read_committed. A record larger than `message.max.bytes` (librdkafka\'s: ' +
-    '1,000,000 bytes with its key unless `options` sets it; keep it within the topic\'s `max.message.bytes`) goes to the ' +
+    '1,000,000 bytes with its key unless `options` sets it) goes to the ' +
     'dead-letter sink with the reason instead of failing the run (which a restart would meet again); a dead letter that ' +
-    'large, this sink being the dead-letter sink, is written with its `raw` cut to fit and `rawBytes` its whole length.',
+    'large, this sink being the dead-letter sink, is written with its `raw` cut to fit and `rawBytes` its whole length. ' +
+    'The topic\'s `max.message.bytes` (1,048,588 on a default broker) bounds a whole batch of records, and a batch over it fails ' +
+    'every record in it, and the run: keep `message.max.bytes` and `batch.size` (librdkafka\'s, 1,000,000 bytes) within it.',
   config: {
     type: 'object',
     additionalProperties: false,
