@@ -88,11 +88,13 @@ export function needsPerson(error: unknown): boolean {
 }
 
 /**
- * Whether a failure (or one it wraps, by `cause`) only gave the input this run had not yet committed to
- * another reader (`new TributaryError(code, message, { handedOver: true })`): a Kafka group handed the
+ * Whether a failure (or one it wraps, by `cause`) only left the input this run had not yet committed to
+ * its next reader (`new TributaryError(code, message, { handedOver: true })`): a Kafka group handed the
  * member's partitions to another member while it was cut off or stalled, and the brokers refused its
- * transaction (KIP-447; Kafka Streams' TaskMigratedException). Nothing of that input was written for
- * good, and its new owner reads it again. A stop that meets one has done what it was asked, so the
+ * transaction (KIP-447; Kafka Streams' TaskMigratedException); or a stop met the brokers unreachable,
+ * and the Kafka plugins let go of what they could not deliver instead of waiting for brokers that may
+ * be away for hours. Nothing of that input was committed, and its next reader (the partitions' new
+ * owner, or the next start) reads it again. A stop that meets one has done what it was asked, so the
  * daemon ends the run as stopped (a warning), not failed; a running pipeline is restarted as after any
  * other failure.
  */

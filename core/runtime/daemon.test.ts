@@ -759,7 +759,7 @@ test('a stop that meets a failure which only handed the uncommitted input to ano
   assert.deepEqual(result.failures, []);
   assert.equal(result.runs[0]?.stats.drained, false, 'stopped, not drained');
   assert.ok(
-    logged.some((entry) => entry.level === 40 && entry.msg.startsWith('pipeline p-true stopped; its group had given its partitions to another member') && /Unknown member/.test(entry.err ?? '')),
+    logged.some((entry) => entry.level === 40 && entry.msg.startsWith('pipeline p-true stopped without committing its last input, which its next reader reads again (nothing of it was committed here)') && /Unknown member/.test(entry.err ?? '')),
     'the stop says what happened to the input',
   );
   const other = await stopped(false);

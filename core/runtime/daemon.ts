@@ -211,14 +211,15 @@ export class Daemon {
   }
 
   /**
-   * A stop that met a failure which only gave the run's uncommitted input to another member of its
-   * group (inputHandedOver): the stop is done, as Kafka Streams closes a migrated task; not a failure.
+   * A stop that met a failure which only left the run's uncommitted input to its next reader
+   * (inputHandedOver: another member of its group, or the next start in a broker outage): the stop is
+   * done, as Kafka Streams closes a migrated task; not a failure. The failure's message (`err`) says which.
    */
   private stoppedHandingOver(index: number, message: string): RunStats {
     const runner = this.runners[index]!;
     this.options.logger.warn(
       { pipeline: runner.name, err: message },
-      `pipeline ${runner.name} stopped; its group had given its partitions to another member, which reads their uncommitted input again (nothing of it was committed here)`,
+      `pipeline ${runner.name} stopped without committing its last input, which its next reader reads again (nothing of it was committed here)`,
     );
     return runner.stats;
   }

@@ -16,7 +16,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
-import { ConfigError, TributaryError } from '../errors.js';
+import { ConfigError, inputHandedOver, TributaryError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -1236,7 +1236,9 @@ export class PipelineRunner {
         if (!this.barrier) {
           this.checkpoint().catch((error: unknown) => {
             this.checkpointFailures?.inc();
-            this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
+            // Cut short by a stop that lets the brokers' input go (a stop in a broker outage): the run's end says so.
+            if (this.sourcesStop.signal.aborted && inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken: the pipeline stops; the previous one stays');
+            else this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
           });
         }
       }, this.options.checkpoints.intervalMs);

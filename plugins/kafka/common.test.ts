@@ -8,7 +8,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
-import { brokersUnreachable, ConnectionFailures, ErrorCode, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, type ConnectionConfig } from './common.js';
+import type * as RdKafka from 'node-rdkafka';
+import { inputHandedOver, TributaryError } from 'tributary';
+import { brokersUnreachable, ConnectionFailures, ErrorCode, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -178,4 +180,52 @@ test('why connections fail, which librdkafka only logs, explains the errors afte
   });
   failures.clear();
   assert.equal(failures.explain('all broker connections are down'), 'all broker connections are down', 'connected since: the old cause is history');
+});
+
+/** A producer whose flush times out `slow` times (librdkafka's ERR__TIMED_OUT), then finds its queue empty. */
+function slowFlusher(slow: number): { producer: { flush(timeout: number, cb: (error: RdKafka.LibrdKafkaError | null) => void): void }; asked: number[] } {
+  const asked: number[] = [];
+  return {
+    asked,
+    producer: {
+      flush(timeout, cb) {
+        asked.push(timeout);
+        setImmediate(() => cb(asked.length <= slow ? ({ code: ErrorCode.TIMED_OUT, message: 'Local: Timed out' } as RdKafka.LibrdKafkaError) : null));
+      },
+    },
+  };
+}
+
+test('flushProducer: waits in short slices until the queue is empty, and gives up between slices when told', async () => {
+  const patient = slowFlusher(3);
+  await flushProducer(patient.producer, 60_000, () => undefined);
+  assert.equal(patient.asked.length, 4);
+  // Short waits on libuv's pool: a whole-timeout flush held a stop in an outage (and the process's exit) that long.
+  assert.ok(patient.asked.every((timeout) => timeout <= 250), `slices: ${patient.asked.join(', ')}`);
+
+  const stopping = slowFlusher(Infinity);
+  let looks = 0;
+  const reason = stoppedUnreachable("kafka sink (topic 'out')", 'all broker connections are down');
+  await assert.rejects(flushProducer(stopping.producer, 60_000, () => (++looks === 2 ? reason : undefined)), (error) => error === reason);
+  assert.equal(stopping.asked.length, 2, 'given up at the second look');
+  assert.ok(inputHandedOver(reason), 'a stop in an outage leaves its input to the next reader');
+  assert.match(reason.message, /^kafka sink \(topic 'out'\): stopped while the brokers are unreachable \(all broker connections are down\), with records not acknowledged; the input they came from stays uncommitted, and the next start reads it again$/);
+
+  // Past its whole timeout: librdkafka's own error, as before.
+  await assert.rejects(flushProducer(slowFlusher(Infinity).producer, 0, () => undefined), (error: Error & { code?: number }) => error.code === ErrorCode.TIMED_OUT);
+  // Any other failure at once.
+  const failing = { flush: (_: number, cb: (error: RdKafka.LibrdKafkaError) => void) => cb({ code: ErrorCode.FATAL, message: 'Local: Fatal error' } as RdKafka.LibrdKafkaError) };
+  await assert.rejects(flushProducer(failing, 60_000, () => undefined), /Fatal error/);
+});
+
+test('inOutage: a failure met while the brokers are unreachable leaves its input to the next reader (a stop meeting it is a stop); others stay as they are', () => {
+  const timedOut = new Error("delivery to topic 'out' failed: message timed out");
+  const marked = inOutage(timedOut, 'all broker connections are down');
+  assert.ok(inputHandedOver(marked));
+  assert.equal(marked.cause, timedOut);
+  assert.equal(marked.message, "delivery to topic 'out' failed: message timed out (the brokers are unreachable: all broker connections are down)");
+  assert.equal(inOutage(timedOut, undefined), timedOut, 'brokers reachable: a failure like any other');
+  assert.ok(!inputHandedOver(timedOut));
+  const handed = new TributaryError('TRIB_ERR_SINK', 'Unknown member', { handedOver: true });
+  assert.equal(inOutage(handed, 'down'), handed, 'marked already: kept, not wrapped again');
 });

@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { inputHandedOver, isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as RdKafka from 'node-rdkafka';
@@ -433,6 +433,11 @@ export class ProducerReachability {
     }
   }
 
+  /** Why the brokers are unreachable, while the producer last saw them so (no probe); undefined when reachable. */
+  unreachable(): string | undefined {
+    return this.state.ready ? undefined : this.state.detail;
+  }
+
   health(): SourceHealth {
     if (this.connecting) return { ready: false, detail: this.failures.explain('connecting to the brokers') };
     const now = Date.now();
@@ -610,6 +615,64 @@ export async function connectUnlessStopped(client: Connectable, options: { timeo
  * which takes no lock, would go on serving that handle from this thread until the 'disconnected'
  * event (a use after free: librdkafka forbids any call on a handle being destroyed).
  */
+/**
+ * How long each of {@link flushProducer}'s waits is: short enough that a stop in a broker outage is
+ * taken within it, long enough not to matter otherwise (librdkafka's flush returns as soon as its queue
+ * is empty; it polls in 10 ms slices itself).
+ */
+const flushSliceMs = 250;
+
+/**
+ * librdkafka's flush, up to `timeoutMs` in all, in slices, asking `giveUp` between them: a flush waits
+ * on a thread of libuv's pool, which the process's exit joins, so one long wait held a stop in a broker
+ * outage (and the exit after its shutdown timeout) for the whole of it. `giveUp` returns the error to
+ * fail with (a stop that meets the brokers unreachable: {@link stoppedUnreachable}), or undefined to go on.
+ */
+export async function flushProducer(
+  producer: { flush(timeoutMs: number, cb: (error: RdKafka.LibrdKafkaError | null | undefined) => void): unknown },
+  timeoutMs: number,
+  giveUp: () => Error | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const slice = Math.max(0, Math.min(flushSliceMs, deadline - Date.now()));
+    try {
+      await promisify((cb) => producer.flush(slice, cb));
+      return;
+    } catch (error) {
+      if (!isTimedOut(asError(error)) || Date.now() >= deadline) throw error;
+      const reason = giveUp();
+      if (reason) throw reason;
+    }
+  }
+}
+
+/**
+ * A stop (or a failed run's end) that meets the brokers unreachable does not wait for them: what its
+ * producer holds cannot be acknowledged, so the input it came from is not committed, and the next
+ * start (or the group's next owner of the partitions) reads it again. Marked `handedOver`
+ * (inputHandedOver): the daemon ends such a stop as stopped, with a warning, not as failed.
+ */
+export function stoppedUnreachable(what: string, detail: string): TributaryError {
+  return new TributaryError(
+    'TRIB_ERR_SINK',
+    `${what}: stopped while the brokers are unreachable (${detail}), with records not acknowledged; the input they came from stays uncommitted, and the next start reads it again`,
+    { handedOver: true },
+  );
+}
+
+/**
+ * A failure met while the brokers are unreachable (`detail`, from ProducerReachability.unreachable):
+ * a delivery or a flush that timed out, a transaction that could not commit. Nothing of the input it
+ * covered was committed, and the next start reads it again, so it is marked `handedOver`
+ * (inputHandedOver): a stop that meets it, or that comes while the daemon waits to restart after it,
+ * ends as stopped, not failed. A running pipeline is restarted after it as after any failure.
+ */
+export function inOutage(failure: Error, detail: string | undefined): Error {
+  if (detail === undefined || inputHandedOver(failure)) return failure;
+  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (the brokers are unreachable: ${detail})`, { cause: failure, handedOver: true });
+}
+
 export function disconnectProducer(producer: RdKafka.Producer, timeoutMs: number): Promise<void> {
   producer.setPollInterval(0);
   return new Promise<void>((resolve) => producer.disconnect(timeoutMs, () => resolve()));

@@ -26,8 +26,10 @@ import {
   ErrorCode,
   exactlyOnceMismatch,
   fatalErrorOf,
+  flushProducer,
   guaranteeProperty,
   hasExactlyOnceKafkaSource,
+  inOutage,
   librdkafkaConnection,
   librdkafkaFeatures,
   missingCodec,
@@ -37,6 +39,7 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  stoppedUnreachable,
   topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
@@ -213,6 +216,7 @@ export default defineSink<KafkaSinkConfig>({
         },
         context.logger,
         config,
+        context.signal,
       );
       transactions.onFatal((error) => context.fail(error));
       return {
@@ -271,7 +275,7 @@ export default defineSink<KafkaSinkConfig>({
     let backlog: { value: Buffer; key: string | null }[] = [];
     producer.on('delivery-report', (error) => {
       // Only failures are reported (delivery.report.only.error).
-      if (error) failure ??= deliveryFailure(config.topic, error);
+      if (error) failure ??= inOutage(deliveryFailure(config.topic, error), brokers.unreachable());
     });
     const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
     const failFatally = (raised: Error): void => {
@@ -309,6 +313,11 @@ export default defineSink<KafkaSinkConfig>({
     let stopTokens: () => void = () => undefined;
     /** Connected by open(): a sink never opened (the pipeline failed to start) has nothing to flush or disconnect. */
     let opened = false;
+    /** The pipeline stops (or failed) while the brokers are unreachable: its flush and close wait for nothing more. */
+    const stoppedInOutage = (): Error | undefined => {
+      const detail = context.signal?.aborted ? brokers.unreachable() : undefined;
+      return detail === undefined ? undefined : stoppedUnreachable(`kafka sink (topic '${config.topic}')`, detail);
+    };
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
@@ -405,7 +414,9 @@ export default defineSink<KafkaSinkConfig>({
         // is the count cleared: after a flush that timed out (brokers down), the next one must wait
         // for those records again, not find nothing written and let a checkpoint commit their offsets.
         const before = produced;
-        await promisify((cb) => producer.flush(60_000, cb));
+        await flushProducer(producer, 60_000, () => fatal ?? stoppedInOutage()).catch((error: unknown) => {
+          throw error === fatal ? error : inOutage(asError(error), brokers.unreachable());
+        });
         await dispatched();
         produced -= before;
         if (fatal ?? failure) throw failed();
@@ -418,8 +429,11 @@ export default defineSink<KafkaSinkConfig>({
           stopTokens();
           return;
         }
-        await promisify((cb) => producer.flush(30_000, cb)).catch(() => undefined);
-        await disconnectProducer(producer, 10_000);
+        // In a broker outage nothing more will be acknowledged: the records held are let go (their
+        // input was not committed), rather than waited for as long as the stop may take.
+        const abandon = stoppedInOutage() !== undefined;
+        if (!abandon) await flushProducer(producer, 30_000, stoppedInOutage).catch(() => undefined);
+        await disconnectProducer(producer, abandon || stoppedInOutage() !== undefined ? 0 : 10_000);
         stopTokens();
         if (fatal ?? failure) throw failed();
       },

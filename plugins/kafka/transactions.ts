@@ -42,10 +42,13 @@ import {
   ErrorCode,
   fatalErrorOf,
   fatalHint,
+  flushProducer,
+  inOutage,
   ProducerReachability,
   promisify,
   provideOauthToken,
   rdkafka,
+  stoppedUnreachable,
   topicListed,
   type ConnectionConfig,
 } from './common.js';
@@ -106,6 +109,8 @@ export class PipelineTransactions {
   private failure: Error | undefined;
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
+  /** Why the last transaction was left open instead (a stop in a broker outage: {@link stoppedInOutage}). */
+  private leftOpen: TributaryError | undefined;
   /**
    * Why the producer cannot go on: librdkafka raised a fatal error (another producer started with this
    * transactional.id and fenced it). Commits and writes fail with it, and the sinks are not ready.
@@ -132,6 +137,7 @@ export class PipelineTransactions {
     private readonly connection: ConnectionConfig | undefined,
     /** node-rdkafka's build features (`oidc` or not). */
     private readonly features: readonly string[],
+    private readonly signal: AbortSignal | undefined,
   ) {
     this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (it fails if they stay away past transaction_timeout)'), logger);
   }
@@ -145,12 +151,19 @@ export class PipelineTransactions {
    * Finds or creates the pipeline's transactional producer with `properties` (from the first sink).
    * Nothing touches the brokers yet (see {@link open}); a property librdkafka rejects throws here.
    */
-  static async obtain(shared: Map<string, unknown>, properties: Record<string, string | number | boolean>, logger: Logger, connection?: ConnectionConfig): Promise<PipelineTransactions> {
+  static async obtain(
+    shared: Map<string, unknown>,
+    properties: Record<string, string | number | boolean>,
+    logger: Logger,
+    connection?: ConnectionConfig,
+    /** The pipeline's (PluginContext.signal): aborted when it stops or failed. */
+    signal?: AbortSignal,
+  ): Promise<PipelineTransactions> {
     const existing = shared.get(key);
     if (existing) return existing as PipelineTransactions;
     const Kafka = await rdkafka();
     const producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
-    const created = new PipelineTransactions(String(properties['transactional.id']), producer, logger, connection, Kafka.features);
+    const created = new PipelineTransactions(String(properties['transactional.id']), producer, logger, connection, Kafka.features, signal);
     shared.set(key, created);
     return created;
   }
@@ -367,13 +380,26 @@ export class PipelineTransactions {
       // flushes them itself) made the p99 bimodal, ~95 or ~250 ms at 5k/s, likely AddOffsetsToTxn
       // answered CONCURRENT_TRANSACTIONS while the previous commit's markers are written, and its
       // 100 ms backoff (the records' AddPartitionsToTxn retries after 20 ms).
-      await promisify((cb) => this.producer.flush(30_000, cb));
+      const leaveOpen = (): TributaryError | undefined => (this.leftOpen = this.stoppedInOutage());
+      await flushProducer(this.producer, 30_000, leaveOpen);
       if (this.failure) throw this.failure;
+      // Each of the two calls below waits out its whole timeout when the brokers are away.
+      const outage = leaveOpen();
+      if (outage) throw outage;
       if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
       await promisify((cb) => this.producer.commitTransaction(30_000, cb));
       this.transactions++;
       this.brokers.reachable();
     } catch (error) {
+      if (error !== undefined && error === this.leftOpen) {
+        // A stop in an outage: not aborted (it cannot reach the coordinator); the process ends, and its next start aborts it.
+        this.logger.warn({ err: this.leftOpen.message }, 'kafka transaction left open: the pipeline stops while the brokers are unreachable');
+        this.aborted = this.leftOpen;
+        const next = this.next;
+        this.next = undefined;
+        next?.reject(this.aborted);
+        throw this.aborted;
+      }
       this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
       // Briefly: in a broker outage the abort cannot reach the coordinator either, and waiting for it
       // held the pipeline's restart 30 s; the next incarnation's initTransactions aborts it anyway.
@@ -385,13 +411,19 @@ export class PipelineTransactions {
       // the fencing is what to report.
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      this.aborted = this.fatal ?? handedOverOr(asError(error));
+      this.aborted = this.fatal ?? inOutage(handedOverOr(asError(error)), this.brokers.unreachable());
       const next = this.next;
       this.next = undefined;
       next?.reject(this.aborted);
       throw this.aborted;
     }
     await this.begin();
+  }
+
+  /** The pipeline stops (or failed) while the brokers are unreachable: its last transaction is not waited for. */
+  private stoppedInOutage(): TributaryError | undefined {
+    const detail = this.signal?.aborted ? this.brokers.unreachable() : undefined;
+    return detail === undefined ? undefined : stoppedUnreachable(`kafka exactly-once sinks (transactional_id '${this.transactionalId}')`, detail);
   }
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
@@ -448,16 +480,21 @@ export class PipelineTransactions {
       this.stopTokens();
       return;
     }
+    // In a broker outage neither the abort nor the records held can reach the brokers: the next
+    // start's initTransactions aborts the open transaction (or the brokers, after transaction_timeout).
+    const outage = this.stoppedInOutage() !== undefined;
     if (this.transactionOpen) {
       this.transactionOpen = false;
-      await promisify((cb) => producer.abortTransaction(10_000, cb)).catch(() => undefined);
+      if (!outage) await promisify((cb) => producer.abortTransaction(10_000, cb)).catch(() => undefined);
     }
-    await disconnectProducer(producer, 10_000);
+    await disconnectProducer(producer, outage ? 0 : 10_000);
     this.stopTokens();
     // A failed transaction is reported by the source's next read; the last one (at the end of the input,
     // or at a stop) has no next read, and the run ended as if its outputs were written (exit 0, though
     // the transaction was aborted and its input stays uncommitted). Its close says so instead.
     if (this.aborted && !this.fatal) {
+      // In its own words: that transaction was left open, not aborted.
+      if (this.aborted === this.leftOpen) throw this.aborted;
       const first = this.failure && this.failure !== this.aborted && !this.aborted.message.includes(this.failure.message) ? `; first: ${this.failure.message}` : '';
       throw new TributaryError(
         'TRIB_ERR_SINK',
