@@ -110,6 +110,13 @@ export interface PluginContext {
   readonly replay?: boolean;
   /** Largest batch a source should yield (the pipeline's `settings.max_in_flight`). */
   readonly batchSize: number;
+  /**
+   * How often the runtime has the sources commit their input (Kafka offsets, an exactly-once
+   * transaction), in milliseconds: `checkpoint.interval` when the run keeps checkpoints (from the file
+   * or `--checkpoint-dir`), else `settings.commit_interval`. What a commit closes stays open that long
+   * (an exactly-once transaction). Undefined where no runtime set it (tests): take `settings.commit_interval`'s default, 1 s.
+   */
+  readonly commitIntervalMs?: number;
   /** Sends a rejected input to the dead-letter sink, with its reason; counted. */
   deadLetter(rejection: Rejection): void;
   /**
@@ -328,6 +335,13 @@ export interface PipelineOutline {
   readonly sinks: readonly OutlineEntry[];
   /** The dead-letter sink, when the file names one (else the runtime's default `file` sink). */
   readonly deadLetter?: OutlineEntry;
+  /**
+   * How often the sources commit their input as the file declares it (PluginContext.commitIntervalMs):
+   * `checkpoint.interval` with a `checkpoint` section, else `settings.commit_interval`, and which of the
+   * two it is. (`tributary run --checkpoint-dir` may add checkpoints the file does not declare: a
+   * factory sees the interval of the run.)
+   */
+  readonly commits?: { readonly intervalMs: number; readonly setting: 'checkpoint.interval' | 'settings.commit_interval' };
 }
 
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */

@@ -327,3 +327,30 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
     }
   });
 }
+
+test('exactly-once with checkpoints 25 s apart (the transaction_timeout left unset): each transaction, open from one checkpoint to the next, commits', { timeout: 180_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('in-long-txn');
+  const output = uniqueTopic('out-long-txn');
+  const dlq = uniqueTopic('dlq-long-txn');
+  for (const topic of [input, output, dlq]) await createTopic(brokers, topic, 4);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-long-txn-'));
+  const file = join(dir, 'pipeline.yaml');
+  writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 25s }\n`));
+  const log: string[] = [];
+  const daemon = startDaemon(file, brokers, log);
+  try {
+    await produce(brokers, input, seqRecords(0, 1_000));
+    // Before: the transaction timeout was 10 s whatever the interval; the brokers aborted each transaction
+    // before its checkpoint came, the commit failed as a fencing, and the daemon restarted without end.
+    await waitFor('every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 1_000, 120_000, 500);
+    assert.doesNotMatch(log.join(''), /restarting it in/, 'no transaction failed');
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+    await assertEachOnce(brokers, output, 1_000);
+  } finally {
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

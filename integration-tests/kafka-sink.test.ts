@@ -90,12 +90,13 @@ test('kafka sink (exactly-once): a transaction that fails in the last commit, af
   if (!brokers) return;
   const input = await inputTopic(brokers, 'sink-eos-last-in', 20);
   const group = `g-${input}`;
-  // Every batch is refused ('Message size too large'); with linger 1 s and no commit before the end, the
+  // Every batch is refused ('Message size too large'); with linger 1 s and no commit before the end (5 min
+  // apart: an hour is more than a transaction may stay open, 15 min on default brokers), the
   // refusal comes while the last commit flushes, after the runtime's flush barrier. Before, that failure
   // only reached the source's next read, which never came: the run ended drained (exit 0).
   const tiny = await refusingTopic(brokers, 'sink-eos-last-tiny');
   const sink = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny}, guarantee: exactly-once, linger: 1000 }`;
-  const yaml = pipeline(input, group, sink).replace('stop_at_end: true,', 'stop_at_end: true, guarantee: exactly-once,').replace('commit_interval: 100ms', 'commit_interval: 1h');
+  const yaml = pipeline(input, group, sink).replace('stop_at_end: true,', 'stop_at_end: true, guarantee: exactly-once,').replace('commit_interval: 100ms', 'commit_interval: 5m');
   const dead: StreamRecord[][] = [[], [], []];
   await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'TRIB_ERR_SINK');

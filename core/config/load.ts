@@ -12,6 +12,7 @@ import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
+import { parseDuration } from '../duration.js';
 import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -206,7 +207,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const deadLetters = resolveEntries('dead_letter', 'sink');
   if (problems.length === 0) {
     const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined }, inFile));
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document) }, inFile));
   }
   if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
 
@@ -253,6 +254,14 @@ interface PipelineEntries {
   sinks: readonly ResolvedEntry[];
   deadLetter: ResolvedEntry | undefined;
   scaleOut: boolean;
+  commits: PipelineOutline['commits'];
+}
+
+/** How often the sources commit, as the document declares it (PipelineOutline.commits; the runtime's defaults). */
+function declaredCommits(document: PipelineDocument): NonNullable<PipelineOutline['commits']> {
+  return document.checkpoint
+    ? { intervalMs: parseDuration(document.checkpoint.interval ?? '30s'), setting: 'checkpoint.interval' }
+    : { intervalMs: parseDuration(document.settings?.commit_interval ?? '1s'), setting: 'settings.commit_interval' };
 }
 
 /**
@@ -304,6 +313,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     stages: entries.stages.map(outlineOf('stage')),
     sinks: entries.sinks.map(outlineOf('sink')),
     ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
+    ...(entries.commits ? { commits: entries.commits } : {}),
   };
   const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
     ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
@@ -447,7 +457,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
   }
   if (problems.length > 0) return problems;
   const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined }, locate);
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document) }, locate);
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */

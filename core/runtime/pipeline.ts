@@ -388,6 +388,7 @@ export class PipelineRunner {
       metrics: gauges ? gauges.wrap(metrics) : metrics,
       clock: this.clock,
       batchSize: this.batchSize,
+      commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
       ...(this.options.replay ? { replay: true } : {}),
       ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),

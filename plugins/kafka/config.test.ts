@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
+import { transactionTimeoutMs } from './sink.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-config-'));
 
@@ -56,7 +57,40 @@ test('validate: an exactly-once kafka sink needs an exactly-once kafka source, a
 test('validate: transaction_timeout under 1s (librdkafka takes no less) is a config error at the field', async () => {
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 500ms\n')}`), ['P:12:26: $.sinks[0].transaction_timeout: must be at least 1s, got "500ms"']);
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 999\n')}`), ['P:12:26: $.sinks[0].transaction_timeout: must be at least 1s, got 999']);
-  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 1s\n')}`), []);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 1s\n')}settings: { commit_interval: 100ms }\n`), []);
+});
+
+test('validate: exactly-once, a transaction_timeout no longer than the time between commits (the checkpoint interval) is a config error at the field; unset, it follows the interval', async () => {
+  const checkpoints = (interval: string): string => `checkpoint: { dir: cp, interval: ${interval} }\n`;
+  // Before: valid, and at run the brokers aborted every transaction (open 30 s, timeout 10 s), read as a fencing, restarted without end.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 10s\n')}${checkpoints('30s')}`), [
+    'P:12:5: $.sinks[0].transaction_timeout: exactly-once: each transaction stays open from one commit to the next, every 30 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (10 s), so none would ever commit: set transaction_timeout well above 30 s, or commit more often',
+  ]);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 2s\n')}settings: { commit_interval: 5s }\n`).then((p) => p.map((m) => m.split(': exactly-once')[0])), ['P:12:5: $.sinks[0].transaction_timeout']);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 90s\n')}${checkpoints('30s')}`), []);
+  // Unset: twice the interval, at least 10 s, at most the brokers' default cap (15 min).
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${checkpoints('30s')}`), []);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${checkpoints('20m')}`), [
+    'P:11:5: $.sinks[0].guarantee: exactly-once: each transaction stays open from one commit to the next, every 1200 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (900 s, the most brokers allow by default), so none would ever commit: commit more often (checkpoint.interval under 15 min)',
+  ]);
+  assert.equal(transactionTimeoutMs(undefined, 1_000), 10_000);
+  assert.equal(transactionTimeoutMs(undefined, 30_000), 60_000);
+  assert.equal(transactionTimeoutMs(undefined, 600_000), 900_000);
+  assert.equal(transactionTimeoutMs('45s', 30_000), 45_000);
+  // At-least-once has no transactions.
+  assert.deepEqual(await problemsOf(`${source('')}${sink('', '    transaction_timeout: 10s\n')}${checkpoints('30s')}`), []);
+});
+
+test('validate: a linger no shorter than the message timeout (librdkafka refuses the producer) is a config error at the field', async () => {
+  // Before: the start failed as "cannot connect to the brokers: `message.timeout.ms` must be greater than `linger.ms`", restarted without end.
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    linger: 10s\n')}`), [
+    'P:12:5: $.sinks[0].linger: linger (10000 ms) must be shorter than the transaction timeout (10000 ms): librdkafka refuses a producer that would time a record out before it may send it',
+  ]);
+  assert.deepEqual(await problemsOf(`${source('')}${sink('', '    linger: 5m\n')}`), [
+    "P:10:5: $.sinks[0].linger: linger (300000 ms) must be shorter than librdkafka's message.timeout.ms (300000 ms): librdkafka refuses a producer that would time a record out before it may send it",
+  ]);
+  assert.equal((await problemsOf(`${source('')}${sink('', '    linger: 2s\n    options: { message.timeout.ms: 1000 }\n')}`)).length, 1);
+  assert.deepEqual(await problemsOf(`${source('')}${sink('', '    linger: 1s\n')}`), []);
 });
 
 test('validate: exactly-once kafka sinks of one pipeline share one producer, so their brokers, transactional_id and the like must agree', async () => {

@@ -12,7 +12,7 @@
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { defineSink, parseDuration, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, parseDuration, PluginConfigError, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -64,11 +64,62 @@ export interface KafkaSinkConfig extends ConnectionConfig {
   key_field: string;
   guarantee: Guarantee;
   transactional_id?: string;
-  transaction_timeout: string | number;
+  /** Unset: {@link transactionTimeoutMs}'s default. */
+  transaction_timeout?: string | number;
   compression: CompressionCodec;
   linger: string | number;
   batch_size: number;
   max_in_flight: number;
+}
+
+/** Least transaction timeout by default (Kafka Streams' too). */
+const defaultTransactionTimeoutMs = 10_000;
+/** The brokers' transaction.max.timeout.ms by default: initTransactions is refused a longer transaction timeout. */
+const brokersMaxTransactionTimeoutMs = 900_000;
+/** librdkafka's message.timeout.ms by default (at-least-once; exactly-once, it is the transaction timeout). */
+const defaultMessageTimeoutMs = 300_000;
+
+/**
+ * The exactly-once producer's transaction.timeout.ms: `transaction_timeout`, else twice the time
+ * between commits (at least 10 s, at most the brokers' default cap of 15 min). Each transaction stays
+ * open from one commit to the next, `checkpoint.interval` apart with checkpoints (30 s by default), and
+ * the brokers abort one open longer than its timeout: with a fixed 10 s, a pipeline with checkpoints
+ * never committed one (every commit found its transaction aborted, read as a fencing; restarts without end).
+ */
+export function transactionTimeoutMs(configured: string | number | undefined, commitIntervalMs: number): number {
+  if (configured !== undefined) return parseDuration(configured);
+  return Math.min(brokersMaxTransactionTimeoutMs, Math.max(defaultTransactionTimeoutMs, 2 * commitIntervalMs));
+}
+
+/**
+ * What would keep this sink's producer from working, found from its config and how often the
+ * pipeline commits (PipelineOutline.commits in `validate`, PluginContext.commitIntervalMs at the
+ * start): a transaction timeout no longer than the time between commits (the brokers would abort every
+ * transaction), and a `linger` no shorter than the producer's message timeout (librdkafka refuses the
+ * producer: before, that failed the start as "cannot connect to the brokers", restarted without end).
+ */
+function producerTimingProblems(config: KafkaSinkConfig, commits: { intervalMs: number; setting: string } | undefined): EntryProblem[] {
+  const problems: EntryProblem[] = [];
+  const exactlyOnce = config.guarantee === 'exactly-once';
+  const transactionMs = exactlyOnce && commits ? transactionTimeoutMs(config.transaction_timeout, commits.intervalMs) : undefined;
+  if (transactionMs !== undefined && commits && transactionMs <= commits.intervalMs) {
+    const set = config.transaction_timeout !== undefined;
+    problems.push({
+      field: set ? 'transaction_timeout' : 'guarantee',
+      message:
+        `exactly-once: each transaction stays open from one commit to the next, every ${commits.intervalMs / 1000} s (${commits.setting}), and the brokers abort one ` +
+        `open longer than the transaction timeout (${transactionMs / 1000} s${set ? '' : ', the most brokers allow by default'}), so none would ever commit: ` +
+        (set ? `set transaction_timeout well above ${commits.intervalMs / 1000} s, or commit more often` : `commit more often (${commits.setting} under ${brokersMaxTransactionTimeoutMs / 60_000} min)`),
+    });
+  }
+  const optionTimeout = config.options?.['message.timeout.ms'];
+  const messageMs = optionTimeout !== undefined ? Number(optionTimeout) : exactlyOnce ? transactionMs : defaultMessageTimeoutMs;
+  const lingerMs = parseDuration(config.linger);
+  if (messageMs !== undefined && messageMs > 0 && lingerMs >= messageMs) {
+    const what = optionTimeout !== undefined ? "options' message.timeout.ms" : exactlyOnce ? 'the transaction timeout' : "librdkafka's message.timeout.ms";
+    problems.push({ field: 'linger', message: `linger (${lingerMs} ms) must be shorter than ${what} (${messageMs} ms): librdkafka refuses a producer that would time a record out before it may send it` });
+  }
+  return problems;
 }
 
 /** Fields each exactly-once sink keeps for itself; every other one configures the shared transactional producer. */
@@ -139,12 +190,14 @@ export default defineSink<KafkaSinkConfig>({
       },
       transaction_timeout: {
         $ref: 'tributary:duration',
-        default: '10s',
         description:
-          'exactly-once only: the producer transaction.timeout.ms, after which the broker aborts a transaction its producer left open. ' +
-          'An instance that dies mid-transaction without coming back under its transactional_id holds back read_committed readers ' +
-          'of the outputs, and the group member that takes its partitions, until then (Kafka Streams uses 10 s too). ' +
-          'A broker outage longer than it fails the open transaction and stops the pipeline.',
+          'exactly-once only: the producer transaction.timeout.ms, after which the brokers abort a transaction left open. ' +
+          'Each transaction stays open from one commit to the next (`checkpoint.interval` apart with checkpoints, else ' +
+          '`settings.commit_interval`), so it must be longer than that, with room for the commit itself. Default: twice that interval, ' +
+          'at least 10 s (Kafka Streams\' default) and at most 15 min (the brokers\' default transaction.max.timeout.ms, above which ' +
+          'they refuse the producer): 60 s with the default 30 s checkpoints. An instance that dies mid-transaction without coming back ' +
+          'under its transactional_id holds back read_committed readers of the outputs, and the group member that takes its partitions, ' +
+          'until then. A broker outage longer than it fails the open transaction (the daemon restarts the pipeline).',
         // librdkafka's transaction.timeout.ms takes no less.
         minDuration: '1s',
       },
@@ -176,11 +229,16 @@ export default defineSink<KafkaSinkConfig>({
     const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
     for (const message of missingOptionCodecs(config.options, features)) problems.push({ field: 'options', message });
+    problems.push(...producerTimingProblems(config, pipeline.commits));
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];
     return [...problems, ...sharedProducerMismatches(config, pipeline)];
   },
   async create(config, context) {
+    // Again with the run's own commit interval: `--checkpoint-dir` adds checkpoints the file may not declare.
+    const commits = context.commitIntervalMs === undefined ? undefined : { intervalMs: context.commitIntervalMs, setting: 'checkpoint.interval' };
+    const [timing] = producerTimingProblems(config, commits);
+    if (timing) throw new PluginConfigError(timing.field ?? 'guarantee', timing.message);
     const Kafka = await rdkafka();
     const lingerMs = parseDuration(config.linger);
     const properties: Record<string, string | number | boolean> = {
@@ -212,7 +270,7 @@ export default defineSink<KafkaSinkConfig>({
           ...properties,
           'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? Math.max(config.max_in_flight * 2, 100_000),
           'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`,
-          'transaction.timeout.ms': parseDuration(config.transaction_timeout),
+          'transaction.timeout.ms': transactionTimeoutMs(config.transaction_timeout, context.commitIntervalMs ?? 1_000),
         },
         context.logger,
         config,
