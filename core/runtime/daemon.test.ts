@@ -765,3 +765,55 @@ test('a stop that meets a failure which only handed the uncommitted input to ano
   const other = await stopped(false);
   assert.deepEqual(other.result.failures.map(({ error }) => error.message), ['Failed to commit offsets to transaction: Broker: Unknown member']);
 });
+
+test('a periodic checkpoint that fails only leaving its input uncommitted (a broker outage) is logged as a warning without a stack; any other failure as an error', async () => {
+  const { Daemon, defineSink, TributaryError } = await import('tributary');
+  const { pino } = await import('pino');
+  let flushes = 0;
+  // Its flush fails as a Kafka sink's does while every broker is away.
+  const unreachable = defineSink<{ handedOver: boolean }>({
+    name: 'unreachable-sink',
+    summary: 'test',
+    config: { type: 'object', properties: { handedOver: { type: 'boolean' } } },
+    create: (config) => ({
+      write: () => undefined,
+      close: async () => undefined,
+      flush: async () => {
+        flushes++;
+        throw new TributaryError('TRIB_ERR_SINK', 'delivery failed: message timed out (the brokers are unreachable)', { handedOver: config.handedOver });
+      },
+    }),
+  });
+  const home = join(dir, 'checkpoint-outage');
+  mkdirSync(home);
+  const logged = async (handedOver: boolean) => {
+    const file = join(home, `p-${handedOver}.yaml`);
+    writeFileSync(
+      file,
+      `name: c-${handedOver}\nsources: [{type: synthetic, events: 0, rate: 100}]\nsinks: [{type: unreachable-sink, handedOver: ${handedOver}}]\ncheckpoint: { dir: ${join(home, `cp-${handedOver}`)}, interval: 100ms }\nsettings: { restart: { attempts: 0 } }\n`,
+    );
+    const lines: string[] = [];
+    const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(unreachable) });
+    flushes = 0;
+    const running = daemon.run();
+    await until(() => flushes >= 3, 'three periodic checkpoints tried');
+    daemon.stop('the test is done');
+    await running;
+    return lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown }).filter((entry) => /^checkpoint (failed|not taken)/.test(entry.msg));
+  };
+  // Before: every one an error with the whole stack, once a minute through an outage of any length.
+  const outage = await logged(true);
+  assert.ok(outage.length >= 2, 'each failed checkpoint logged');
+  for (const entry of outage) {
+    assert.equal(entry.level, 40);
+    assert.equal(entry.msg, 'checkpoint not taken; the previous one stays');
+    assert.equal(entry.err, 'delivery failed: message timed out (the brokers are unreachable)');
+  }
+  const other = await logged(false);
+  assert.ok(other.length >= 2);
+  for (const entry of other) {
+    assert.equal(entry.level, 50);
+    assert.equal(entry.msg, 'checkpoint failed; the previous one stays');
+    assert.match(JSON.stringify(entry.err), /"stack":/);
+  }
+});

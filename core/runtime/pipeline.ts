@@ -1237,8 +1237,9 @@ export class PipelineRunner {
         if (!this.barrier) {
           this.checkpoint().catch((error: unknown) => {
             this.checkpointFailures?.inc();
-            // Cut short by a stop that lets the brokers' input go (a stop in a broker outage): the run's end says so.
-            if (this.sourcesStop.signal.aborted && inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken: the pipeline stops; the previous one stays');
+            // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
+            // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
+            if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken; the previous one stays');
             else this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
           });
         }
