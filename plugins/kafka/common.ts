@@ -438,6 +438,16 @@ export class ProducerReachability {
     return this.state.ready ? undefined : this.state.detail;
   }
 
+  /**
+   * What a flush or close of `what` (the sink, the transactions) gives up with when the pipeline stops
+   * (or failed: `signal`, PluginContext.signal) while the brokers are unreachable ({@link stoppedUnreachable});
+   * undefined otherwise: it waits for them.
+   */
+  stoppedUnreachable(signal: AbortSignal | undefined, what: string): TributaryError | undefined {
+    const detail = signal?.aborted ? this.unreachable() : undefined;
+    return detail === undefined ? undefined : stoppedUnreachable(what, detail);
+  }
+
   health(): SourceHealth {
     if (this.connecting) return { ready: false, detail: this.failures.explain('connecting to the brokers') };
     const now = Date.now();
@@ -610,12 +620,6 @@ export async function connectUnlessStopped(client: Connectable, options: { timeo
 }
 
 /**
- * Flushes and disconnects a producer that `setPollInterval` polls. The interval is stopped first:
- * node-rdkafka's disconnect destroys the librdkafka handle on a worker thread while its poll(),
- * which takes no lock, would go on serving that handle from this thread until the 'disconnected'
- * event (a use after free: librdkafka forbids any call on a handle being destroyed).
- */
-/**
  * How long each of {@link flushProducer}'s waits is: short enough that a stop in a broker outage is
  * taken within it, long enough not to matter otherwise (librdkafka's flush returns as soon as its queue
  * is empty; it polls in 10 ms slices itself).
@@ -669,10 +673,21 @@ export function stoppedUnreachable(what: string, detail: string): TributaryError
  * ends as stopped, not failed. A running pipeline is restarted after it as after any failure.
  */
 export function inOutage(failure: Error, detail: string | undefined): Error {
-  if (detail === undefined || inputHandedOver(failure)) return failure;
-  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (the brokers are unreachable: ${detail})`, { cause: failure, handedOver: true });
+  return detail === undefined ? failure : handedOver(failure, `the brokers are unreachable: ${detail}`);
 }
 
+/** `failure` marked `handedOver` (inputHandedOver), `why` added to its message; as it is when marked already. */
+export function handedOver(failure: Error, why: string): Error {
+  if (inputHandedOver(failure)) return failure;
+  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (${why})`, { cause: failure, handedOver: true });
+}
+
+/**
+ * Flushes and disconnects a producer that `setPollInterval` polls. The interval is stopped first:
+ * node-rdkafka's disconnect destroys the librdkafka handle on a worker thread while its poll(),
+ * which takes no lock, would go on serving that handle from this thread until the 'disconnected'
+ * event (a use after free: librdkafka forbids any call on a handle being destroyed).
+ */
 export function disconnectProducer(producer: RdKafka.Producer, timeoutMs: number): Promise<void> {
   producer.setPollInterval(0);
   return new Promise<void>((resolve) => producer.disconnect(timeoutMs, () => resolve()));

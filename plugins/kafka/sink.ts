@@ -39,7 +39,6 @@ import {
   promisify,
   rdkafka,
   redactProperties,
-  stoppedUnreachable,
   topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
@@ -372,10 +371,7 @@ export default defineSink<KafkaSinkConfig>({
     /** Connected by open(): a sink never opened (the pipeline failed to start) has nothing to flush or disconnect. */
     let opened = false;
     /** The pipeline stops (or failed) while the brokers are unreachable: its flush and close wait for nothing more. */
-    const stoppedInOutage = (): Error | undefined => {
-      const detail = context.signal?.aborted ? brokers.unreachable() : undefined;
-      return detail === undefined ? undefined : stoppedUnreachable(`kafka sink (topic '${config.topic}')`, detail);
-    };
+    const stoppedInOutage = (): Error | undefined => brokers.stoppedUnreachable(context.signal, `kafka sink (topic '${config.topic}')`);
     const send = (value: Buffer, key: string | null): boolean => {
       try {
         producer.produce(config.topic, null, value, key, Date.now());
@@ -489,9 +485,8 @@ export default defineSink<KafkaSinkConfig>({
         }
         // In a broker outage nothing more will be acknowledged: the records held are let go (their
         // input was not committed), rather than waited for as long as the stop may take.
-        const abandon = stoppedInOutage() !== undefined;
-        if (!abandon) await flushProducer(producer, 30_000, stoppedInOutage).catch(() => undefined);
-        await disconnectProducer(producer, abandon || stoppedInOutage() !== undefined ? 0 : 10_000);
+        if (!stoppedInOutage()) await flushProducer(producer, 30_000, stoppedInOutage).catch(() => undefined);
+        await disconnectProducer(producer, stoppedInOutage() ? 0 : 10_000);
         stopTokens();
         if (fatal ?? failure) throw failed();
       },

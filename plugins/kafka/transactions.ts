@@ -43,12 +43,12 @@ import {
   fatalErrorOf,
   fatalHint,
   flushProducer,
+  handedOver,
   inOutage,
   ProducerReachability,
   promisify,
   provideOauthToken,
   rdkafka,
-  stoppedUnreachable,
   topicListed,
   type ConnectionConfig,
 } from './common.js';
@@ -63,10 +63,7 @@ const groupMovedOn: ReadonlySet<number> = new Set([ErrorCode.ILLEGAL_GENERATION,
 /** A transaction's failure, marked (inputHandedOver) where the group gave its input to another member. */
 function handedOverOr(failure: Error & { code?: number }): Error {
   if (failure.code === undefined || !groupMovedOn.has(failure.code)) return failure;
-  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (the group gave this member's partitions to another member, which reads their uncommitted input again)`, {
-    cause: failure,
-    handedOver: true,
-  });
+  return handedOver(failure, "the group gave this member's partitions to another member, which reads their uncommitted input again");
 }
 
 /** How long a failed transaction's abort may take (see {@link PipelineTransactions.run}). */
@@ -240,11 +237,7 @@ export class PipelineTransactions {
         if (error instanceof TributaryError) throw error;
         brokersUnreachable(error, 'start transactions', this.brokers.failures);
       } catch (failed) {
-        // Nothing commits after it; a commit asked for before (queued as the next one) fails with it.
-        this.aborted = asError(failed);
-        const next = this.next;
-        this.next = undefined;
-        next?.reject(this.aborted);
+        this.endWith(asError(failed));
         throw failed;
       }
     }
@@ -394,11 +387,7 @@ export class PipelineTransactions {
       if (error !== undefined && error === this.leftOpen) {
         // A stop in an outage: not aborted (it cannot reach the coordinator); the process ends, and its next start aborts it.
         this.logger.warn({ err: this.leftOpen.message }, 'kafka transaction left open: the pipeline stops while the brokers are unreachable');
-        this.aborted = this.leftOpen;
-        const next = this.next;
-        this.next = undefined;
-        next?.reject(this.aborted);
-        throw this.aborted;
+        throw this.endWith(this.leftOpen);
       }
       this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
       // Briefly: in a broker outage the abort cannot reach the coordinator either, and waiting for it
@@ -411,19 +400,23 @@ export class PipelineTransactions {
       // the fencing is what to report.
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      this.aborted = this.fatal ?? inOutage(handedOverOr(asError(error)), this.brokers.unreachable());
-      const next = this.next;
-      this.next = undefined;
-      next?.reject(this.aborted);
-      throw this.aborted;
+      throw this.endWith(this.fatal ?? inOutage(handedOverOr(asError(error)), this.brokers.unreachable()));
     }
     await this.begin();
   }
 
+  /** Nothing commits after `failure`; a commit asked for before (queued as the next one) fails with it. Returns it. */
+  private endWith(failure: Error): Error {
+    this.aborted = failure;
+    const next = this.next;
+    this.next = undefined;
+    next?.reject(failure);
+    return failure;
+  }
+
   /** The pipeline stops (or failed) while the brokers are unreachable: its last transaction is not waited for. */
   private stoppedInOutage(): TributaryError | undefined {
-    const detail = this.signal?.aborted ? this.brokers.unreachable() : undefined;
-    return detail === undefined ? undefined : stoppedUnreachable(`kafka exactly-once sinks (transactional_id '${this.transactionalId}')`, detail);
+    return this.brokers.stoppedUnreachable(this.signal, `kafka exactly-once sinks (transactional_id '${this.transactionalId}')`);
   }
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
