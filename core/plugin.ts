@@ -199,6 +199,17 @@ export interface Source {
    * flush and this promise settling.
    */
   commit?(position: SourcePosition): Promise<void>;
+  /**
+   * A source that resumes where its upstream holds its input acknowledged, whatever a checkpoint
+   * says (an exactly-once Kafka source: its group's committed offsets, which move atomically with the
+   * outputs, so it does not `seek`): whether that acknowledged position covers `position`, a
+   * checkpoint's. A checkpoint past it holds the state of input whose outputs never committed (a
+   * transaction that failed after its checkpoint was written): restored, that input would go into the
+   * state a second time as it is read again. The runtime restores the newest checkpoint that every
+   * such source covers. Asked after every sink and stage opened, before the first `read`; it may wait
+   * for the upstream (a broker outage) until the pipeline's signal aborts.
+   */
+  covers?(position: SourcePosition): Promise<boolean>;
   /** Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz. */
   health?(): SourceHealth;
   /**

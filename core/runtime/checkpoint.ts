@@ -163,9 +163,11 @@ export class CheckpointStore {
   /**
    * Writes the body (already serialised, so it reflects the state at the moment it was taken): one
    * string, or its UTF-8 in pieces (stringifyInParts: about 1 MiB each), hashed one at a time with
-   * the event loop turning between them. The pieces are not to be read once it resolved.
+   * the event loop turning between them. The pieces are not to be read once it resolved. The newest
+   * `keep` checkpoints stay, and those in `retain` (sequences) whatever their age: the newest one the
+   * sources' upstream is known to have acknowledged, which a restart must be able to fall back to.
    */
-  async write(body: string | readonly Uint8Array[]): Promise<{ file: string; sequence: number; bytes: number }> {
+  async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number }> {
     await mkdir(this.dir, { recursive: true });
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -187,7 +189,7 @@ export class CheckpointStore {
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
     if (pieces === json) reusePieces(pieces); // stringifyInParts' buffers, for the next body
-    for (const old of (await this.sequences()).slice(this.keep)) await rm(join(this.dir, fileName(old)), { force: true });
+    for (const old of (await this.sequences()).slice(this.keep)) if (!retain.has(old)) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
   }
 
@@ -196,11 +198,17 @@ export class CheckpointStore {
    * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it. When there
    * are checkpoint files and not one of them reads back, it throws (TRIB_ERR_CHECKPOINT): starting
    * from nothing is for a person to decide. Files that read back but `accept` turned down give undefined.
+   * `before`: only checkpoints older than that sequence (one already read and turned down).
    */
-  async latest(onCorrupt: (file: string, reason: string) => void = () => undefined, accept: (checkpoint: Checkpoint) => boolean = () => true): Promise<Checkpoint | undefined> {
+  async latest(
+    onCorrupt: (file: string, reason: string) => void = () => undefined,
+    accept: (checkpoint: Checkpoint) => boolean | Promise<boolean> = () => true,
+    before = Infinity,
+  ): Promise<Checkpoint | undefined> {
     const unusable: string[] = [];
     let readable = 0;
     for (const sequence of await this.sequences()) {
+      if (sequence >= before) continue;
       const file = join(this.dir, fileName(sequence));
       let checkpoint: Checkpoint;
       try {
@@ -211,7 +219,7 @@ export class CheckpointStore {
         continue;
       }
       readable++;
-      if (accept(checkpoint)) return checkpoint;
+      if (await accept(checkpoint)) return checkpoint;
     }
     // Checkpoints that all fail to read are no reason to start from nothing (and replace every output):
     // a person decides.

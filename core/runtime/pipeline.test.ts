@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -1078,3 +1078,74 @@ test('a run leaves no listener on the signal it was given, whether it drained or
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0, `no listener left after ${source}`);
   }
 });
+
+test('a source that resumes from its upstream\'s acknowledged position (covers) is restored from the newest checkpoint it covers, and pruning keeps that one however many newer ones follow', async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  /** What the upstream acknowledged (a Kafka group's committed offset, exactly-once): the source's `next` up to here. */
+  let acknowledged = 0;
+  /** Events the source may hand over so far. */
+  let released = 0;
+  const acknowledging = defineSource<Record<string, never>>({
+    name: 'acknowledging',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let next = 0;
+      return {
+        async *read() {
+          while (!context.signal!.aborted) {
+            if (next < released) yield [event('u', T0 + next++)];
+            else await sleep(5);
+          }
+        },
+        position: () => ({ next }),
+        covers: async (position) => (position as { next: number }).next <= acknowledged,
+        commit: async () => undefined,
+      };
+    },
+  });
+  let counted = 0;
+  let restored: unknown;
+  const counting = defineOperator<Record<string, never>>({
+    name: 'counting',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
+      snapshot: () => counted,
+      restore: (state) => void (counted = restored = state as number),
+    }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-covers-'));
+  const yaml = `sources: [{type: acknowledging}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 20ms, keep: 2}\n`;
+  const options = { plugins: [acknowledging, counting], builtins: true };
+  const stop = new AbortController();
+  const first = runYaml(yaml, { ...options, signal: stop.signal });
+  // Three events, acknowledged, and checkpoints that the source covers.
+  released = 3;
+  acknowledged = 3;
+  await until(() => counted === 3, 'three events');
+  const third = newestCheckpoint(dir);
+  await until(() => newestCheckpoint(dir) >= third + 2, 'checkpoints of the three');
+  // Seven more, never acknowledged (a transaction that fails: the brokers away); many checkpoints of them.
+  released = 10;
+  await until(() => counted === 10, 'ten events');
+  const tenth = newestCheckpoint(dir);
+  await until(() => newestCheckpoint(dir) >= tenth + 5, 'five more checkpoints');
+  stop.abort();
+  await first;
+  counted = 0;
+  const again = new AbortController();
+  const second = runYaml(yaml, { ...options, signal: again.signal });
+  await until(() => counted !== 0, 'the second run under way');
+  again.abort();
+  const stats = await second;
+  // Not 10 (the input past the acknowledged position would be read again on top of it), not 0 (pruned).
+  assert.equal(restored, 3, 'restored from the newest checkpoint the upstream acknowledged');
+  assert.ok(stats.stats.resumedFrom !== undefined);
+});
+
+/** The sequence of the newest checkpoint file in `dir` (0: none). */
+function newestCheckpoint(dir: string): number {
+  return Math.max(0, ...readdirSync(dir).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));
+}

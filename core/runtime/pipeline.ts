@@ -94,6 +94,9 @@ export interface RunStats {
   restarts?: number;
 }
 
+/** The pipeline's own checkpoint folder, beside the scale-out partitions' (by partition id) in Pipeline.covered. */
+const MAIN_FOLDER = '';
+
 /** RunStats.atResume of a run that did not resume. */
 const noBooks = { eventsIn: 0, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 };
 
@@ -730,6 +733,8 @@ export class PipelineRunner {
                   );
             await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined);
             if (saved) starts.set(id, offsetOf(saved)!);
+            // The committed offset covers it: pruning keeps it until a newer one is known covered.
+            if (saved) this.covered.set(id, saved.sequence);
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
           return starts;
@@ -747,7 +752,11 @@ export class PipelineRunner {
           for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);
           // Outputs of the partitions' records are durable before their state and offsets move on.
           await this.flushSinks();
-          for (const [id, body] of saves) await this.partitionStore(id).write(body);
+          for (const [id, body] of saves) {
+            await this.partitionStore(id).write(body, this.retained(id));
+            // Its next owner's from here on.
+            this.covered.delete(id);
+          }
           this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
           whileHeld?.();
         }),
@@ -1009,15 +1018,51 @@ export class PipelineRunner {
       const partitionBodies: [string, Buffer[]][] = [];
       for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, await this.partitionBody(id, offset, taken)]);
       await this.flushSinks();
-      for (const [id, partitionBody] of partitionBodies) await this.partitionStore(id).write(partitionBody);
-      const written = await config.store.write(body);
+      const files = new Map<string, number>();
+      for (const [id, partitionBody] of partitionBodies) files.set(id, (await this.partitionStore(id).write(partitionBody, this.retained(id))).sequence);
+      const written = await config.store.write(body, this.retained(MAIN_FOLDER));
+      files.set(MAIN_FOLDER, written.sequence);
       for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
+      this.learnCovered(files, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
       this.checkpointSeconds?.observe(info.durationMs / 1000);
       this.logger.debug({ checkpoint: info, partitions: partitionBodies.length }, 'checkpoint written');
       return info;
     });
+  }
+
+  /**
+   * With sources that judge checkpoints (Source.covers): the sequence of the newest checkpoint they are
+   * known to cover, and of the one being asked about, by folder (MAIN_FOLDER, or a scale-out partition's
+   * id: its file written with that checkpoint); pruning keeps both. Checkpoints written while transactions
+   * fail (a broker outage holds each commit until it times out, and checkpoints go on meanwhile) are past
+   * the committed offsets: pruned by age alone, they pushed out the covered one, and the restart found
+   * none to resume from.
+   */
+  private readonly covered = new Map<string, number>();
+  private coverAsked: ReadonlyMap<string, number> | undefined;
+
+  private retained(folder: string): ReadonlySet<number> {
+    const retained = new Set<number>();
+    for (const sequence of [this.covered.get(folder), this.coverAsked?.get(folder)]) if (sequence !== undefined) retained.add(sequence);
+    return retained;
+  }
+
+  /** Asks, off the barrier and one at a time, whether the sources cover a checkpoint just committed (its files by folder). */
+  private learnCovered(files: ReadonlyMap<string, number>, sources: Record<string, SourcePosition>): void {
+    const judges = this.sources.filter((slot) => slot.source.covers && sources[slot.label]);
+    if (judges.length === 0 || this.coverAsked !== undefined) return;
+    this.coverAsked = files;
+    void (async () => {
+      for (const slot of judges) if (!(await slot.source.covers!(sources[slot.label]!))) return;
+      for (const [folder, sequence] of files) this.covered.set(folder, sequence);
+    })()
+      // Not known (the run stopped, the brokers away): the ones known before stay kept.
+      .catch(() => undefined)
+      .finally(() => {
+        this.coverAsked = undefined;
+      });
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
@@ -1091,21 +1136,67 @@ export class PipelineRunner {
     return `The state of ${orphan} is likely that of ${where}: set \`label: ${orphan}\` on it to resume it. `;
   }
 
-  private async restoreFromCheckpoint(): Promise<Record<string, unknown> | undefined> {
+  /** The newest intact checkpoint, read before the plugins are made: with one, the run resumes (sinks append). */
+  private async newestCheckpoint(): Promise<Checkpoint | undefined> {
     const config = this.options.checkpoints;
     if (!config) return undefined;
-    const latest = await config.store.latest((file, reason) => this.logger.warn({ file, reason }, `checkpoint ${file} is unusable (${reason}); trying the one before`));
+    const latest = await config.store.latest(this.unusableCheckpoint);
     if (!latest) {
       this.logger.info({ dir: config.store.dir }, 'no checkpoint: starting with empty state, each source where it starts without one (a file at its first line, a consumer group at its committed offsets)');
       return undefined;
     }
-    if (latest.pipeline !== this.name) this.logger.warn({ file: latest.file, pipeline: latest.pipeline }, 'checkpoint was written by a pipeline of another name');
-    for (const name of carriedCounters) if (latest.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = latest.counters[name];
-    this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
-    this.stats.resumedFrom = latest.sequence;
     this.resuming = true;
-    this.logger.info({ file: latest.file, sequence: latest.sequence }, 'resuming from checkpoint');
-    return latest as unknown as Record<string, unknown>;
+    return latest;
+  }
+
+  private readonly unusableCheckpoint = (file: string, reason: string): void => this.logger.warn({ file, reason }, `checkpoint ${file} is unusable (${reason}); trying the one before`);
+
+  /**
+   * The checkpoint to resume from: the newest one every source that resumes from its upstream's
+   * acknowledged position covers (Source.covers). One past it (an exactly-once transaction that failed
+   * after its checkpoint was written) would put the input it read in the state twice: that input is read
+   * again from the committed offsets. Asked once every sink and stage is open.
+   */
+  private async coveredCheckpoint(newest: Checkpoint): Promise<Checkpoint | undefined> {
+    const judges = this.sources.filter((slot) => slot.source.covers);
+    if (judges.length === 0) return newest;
+    const covered = async (checkpoint: Checkpoint): Promise<boolean> => {
+      for (const slot of judges) {
+        const position = checkpoint.sources[slot.label] as SourcePosition | undefined;
+        let covers: boolean;
+        try {
+          covers = position === undefined || (await slot.source.covers!(position));
+        } catch (cause) {
+          if (cause instanceof TributaryError) throw cause;
+          throw new TributaryError('TRIB_ERR_SOURCE', `${slot.label} could not say whether its upstream acknowledged the input of checkpoint ${checkpoint.file}: ${(cause as Error).message}`, { cause });
+        }
+        // Told to stop meanwhile: nothing is read, so any answer will do.
+        if (this.options.signal?.aborted) return true;
+        if (!covers) return false;
+      }
+      return true;
+    };
+    if (await covered(newest)) {
+      this.covered.set(MAIN_FOLDER, newest.sequence);
+      return newest;
+    }
+    const older = await this.options.checkpoints!.store.latest(this.unusableCheckpoint, covered, newest.sequence);
+    if (older) this.covered.set(MAIN_FOLDER, older.sequence);
+    this.logger.warn(
+      { file: newest.file, resumedFrom: older?.file ?? null },
+      `checkpoint ${newest.file} holds input its sources' upstream never acknowledged (a transaction that failed after it was written); ` +
+        (older ? `resuming from the one before it that is covered, ${older.file}` : 'no older checkpoint is covered: starting with empty state'),
+    );
+    return older;
+  }
+
+  /** Takes up a checkpoint's books (the counters carried across restarts) and says the run resumes from it. */
+  private resumeFrom(checkpoint: Checkpoint): void {
+    if (checkpoint.pipeline !== this.name) this.logger.warn({ file: checkpoint.file, pipeline: checkpoint.pipeline }, 'checkpoint was written by a pipeline of another name');
+    for (const name of carriedCounters) if (checkpoint.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = checkpoint.counters[name];
+    this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
+    this.stats.resumedFrom = checkpoint.sequence;
+    this.logger.info({ file: checkpoint.file, sequence: checkpoint.sequence }, 'resuming from checkpoint');
   }
 
   private registerRunMetrics(): void {
@@ -1155,7 +1246,7 @@ export class PipelineRunner {
     // As `validate` and loadPipeline check a file: a pipeline composed in code gets the same checks (schemas, checkPipeline).
     const problems = loadedPipelineProblems(this.loaded);
     if (problems.length > 0) throw new ConfigError(problems);
-    const restored = await this.restoreFromCheckpoint();
+    const newest = await this.newestCheckpoint();
     try {
       await this.build();
       // Only now that every factory succeeded do sinks open their outputs (see Sink.open).
@@ -1180,12 +1271,14 @@ export class PipelineRunner {
       throw error;
     }
     this.registerRunMetrics();
-    const restoredOperators = (restored?.operators as Record<string, unknown> | undefined) ?? this.options.restoreState;
     try {
       for (const { operator } of this.operators) await operator.open?.();
-      if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, String(restored.file));
+      const restored = newest && (await this.coveredCheckpoint(newest));
+      if (restored) this.resumeFrom(restored);
+      const restoredOperators = restored?.operators ?? this.options.restoreState;
+      if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
       else if (restoredOperators) for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await operator.restore?.(restoredOperators[label]);
-      const restoredSources = restored?.sources as Record<string, SourcePosition> | undefined;
+      const restoredSources = restored?.sources;
       for (const slot of this.sources) {
         const position = restoredSources?.[slot.label];
         // Scale-out: each partition starts where its own state file says (see partitionListener).

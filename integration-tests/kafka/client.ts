@@ -257,6 +257,19 @@ export async function committedSeqs(brokers: string, topic: string): Promise<Set
   return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
 }
 
+/** The group's committed offset of each of the topic's partitions 0 to `partitions` - 1 (-1: none), as a read_committed member sees them. */
+export async function groupCommitted(brokers: string, group: string, topic: string, partitions: number): Promise<number[]> {
+  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'isolation.level': 'read_committed' }, {});
+  await done((cb) => consumer.connect({}, (error) => cb(error)));
+  try {
+    const list = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
+    const committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
+    return list.map(({ partition }) => committed.find((tp) => tp.partition === partition)?.offset ?? -1);
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}
+
 /** `collect` (tests only): like `memory`, but into arrays the test holds, so it can watch a running pipeline. */
 export function collectSink(store: StreamRecord[][]): SinkPlugin<{ id?: number }> {
   return defineSink<{ id?: number }>({

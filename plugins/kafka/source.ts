@@ -134,6 +134,12 @@ interface PartitionState {
    * crash between a checkpoint and its commit) or set by hand (`kafka-consumer-groups --reset-offsets`).
    */
   resumedAt?: number | undefined;
+  /**
+   * Exactly-once, while not assigned: the offset after its last record handed to the runtime before it
+   * was revoked. The pipeline's state holds its input up to there, so a checkpoint's position names it,
+   * for covers() to judge against the group's committed offsets (its hand-over commit may have failed).
+   */
+  revokedAt?: number | undefined;
 }
 
 /**
@@ -353,6 +359,12 @@ class KafkaSource {
   private closing = false;
   /** Ends the connect's tries (close(), or the pipeline's stop) while the consumer connects. */
   private stopConnecting: (() => void) | undefined;
+  /** Exactly-once: the group's committed offsets as far as known here (noteCommitted), by partition key. */
+  private readonly knownCommitted = new Map<string, number>();
+  /** Exactly-once: settles once the last transaction commit() asked for has committed or failed. */
+  private lastCommit: Promise<void> | undefined;
+  /** The consumer's connect, once: by covers() before the first read, or by the consume loop. */
+  private connecting: Promise<void> | undefined;
   private connected = false;
   /** Why its connections to the brokers fail (librdkafka logs it; its errors do not say). */
   private readonly connectionFailures: ConnectionFailures;
@@ -547,7 +559,7 @@ class KafkaSource {
     const offsets: PartitionOffsets = {};
     const assignments = new Map<PartitionState, number>();
     for (const state of this.partitions.values()) {
-      const next = state.next ?? (state.assigned ? state.resumedAt : undefined);
+      const next = state.next ?? (state.assigned ? state.resumedAt : state.revokedAt);
       if (next === undefined) continue;
       (offsets[state.topic] ??= {})[String(state.partition)] = next;
       assignments.set(state, state.assignment);
@@ -564,6 +576,52 @@ class KafkaSource {
     const offsets = (position.offsets ?? {}) as PartitionOffsets;
     for (const [topic, partitions] of Object.entries(offsets)) {
       for (const [partition, offset] of Object.entries(partitions)) this.seekTo.set(partitionKey(topic, Number(partition)), Number(offset));
+    }
+  }
+
+  /**
+   * Exactly-once: whether the group's committed offsets cover a checkpoint's (each at or past it), since
+   * this source resumes from them whatever the checkpoint says (seek). A transaction that failed after
+   * its checkpoint was written leaves that checkpoint past them. The transactional producer starts first
+   * (the pipeline runs): its initTransactions aborts a predecessor's open transaction (a crash, a stop in
+   * an outage), whose offsets the brokers would otherwise withhold until transaction_timeout.
+   * At-least-once resumes from the checkpoint's offsets: every checkpoint is covered.
+   */
+  async covers(position: SourcePosition): Promise<boolean> {
+    const named = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets);
+    if (!this.transactions || named.length === 0) return true;
+    const known = (): boolean => named.every((tp) => tp.offset <= (this.knownCommitted.get(partitionKey(tp.topic, tp.partition)) ?? -1));
+    // The last transaction this run asked for may be the one that commits them.
+    await this.lastCommit;
+    if (known()) return true;
+    let committed: RdKafka.TopicPartitionOffset[];
+    try {
+      await this.transactions.open();
+      await (this.connecting ??= this.connect());
+      if (!this.connected) return true; // stopped while connecting: nothing is read
+      committed = await this.committedOffsets(named.map(({ topic, partition }) => ({ topic, partition })));
+    } catch (error) {
+      // Told to stop meanwhile: nothing is read, so any answer will do.
+      if (this.closing || this.context.signal?.aborted) return true;
+      throw error;
+    }
+    this.noteCommitted(committed);
+    const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset]));
+    const past = named.filter((tp) => !(tp.offset <= (committedOf.get(partitionKey(tp.topic, tp.partition)) ?? -1)));
+    if (past.length > 0) {
+      this.context.logger.info(
+        { partitions: past.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, committed: committedOf.get(partitionKey(tp.topic, tp.partition)) ?? null })) },
+        'kafka source: a checkpoint is past the group\'s committed offsets',
+      );
+    }
+    return past.length === 0;
+  }
+
+  /** Exactly-once: offsets the group is known to hold committed (this run's transactions, or the brokers' answer). */
+  private noteCommitted(offsets: readonly RdKafka.TopicPartitionOffset[]): void {
+    for (const { topic, partition, offset } of offsets) {
+      const key = partitionKey(topic, partition);
+      if (offset > (this.knownCommitted.get(key) ?? -1)) this.knownCommitted.set(key, offset);
     }
   }
 
@@ -588,7 +646,7 @@ class KafkaSource {
     if (this.transactions) {
       const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
       // The transaction was aborted: stop with this error (a restart resumes from the last commit).
-      committed.catch((error: unknown) => this.keepFailure(asError(error)));
+      this.lastCommit = committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
       return sealed;
     }
     if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
@@ -756,7 +814,7 @@ class KafkaSource {
   // ---- consumption ----
 
   private async run(): Promise<void> {
-    await this.connect();
+    await (this.connecting ??= this.connect());
     if (this.closing) return;
     // librdkafka reads a subscription that starts with ^ as a regular expression.
     const pattern = this.config.pattern;
@@ -1591,6 +1649,7 @@ class KafkaSource {
         const state = this.partitions.get(key);
         if (state) {
           state.assigned = false;
+          if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
           state.next = undefined;
           state.fetched = undefined;
         }
@@ -1599,7 +1658,10 @@ class KafkaSource {
       const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
       if (this.transactions && offsets.length > 0) {
         this.transactions.commit(offsets, this.consumer).committed.then(
-          () => this.unassign(assignment),
+          () => {
+            this.noteCommitted(offsets);
+            this.unassign(assignment);
+          },
           (error: unknown) => {
             this.keepFailure(asError(error));
             this.unassign(assignment);
@@ -1706,7 +1768,7 @@ class KafkaSource {
         return await fetch;
       } catch (error) {
         const failure = asError(error);
-        if (this.closing || (failure.code !== ErrorCode.TIMED_OUT && failure.code !== ErrorCode.UNSTABLE_OFFSET_COMMIT)) throw failure;
+        if (this.closing || this.context.signal?.aborted || (failure.code !== ErrorCode.TIMED_OUT && failure.code !== ErrorCode.UNSTABLE_OFFSET_COMMIT)) throw failure;
         this.context.logger.warn(
           { partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`), waitedMs: this.context.clock.now() - waitedFrom, err: failure.message },
           'kafka committed offsets not readable yet (a previous owner\'s transaction still open, or the broker unreachable); waiting',
@@ -1735,11 +1797,12 @@ class KafkaSource {
       const seal = this.transactions && offsets.length > 0 ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
       await listener.revoked(positions, seal);
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
-      if (committed) await committed.catch((error: unknown) => this.keepFailure(asError(error)));
+      if (committed) await committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
       else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets);
     } finally {
       for (const state of revoked) {
+        if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
         state.next = undefined;
         state.fetched = undefined;
       }
@@ -2011,6 +2074,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.fetched = undefined;
   state.startOffset = undefined;
   state.resumedAt = undefined;
+  state.revokedAt = undefined;
   state.highSeen = -1;
   state.stableEnd = undefined;
   state.lastActivity = now;
