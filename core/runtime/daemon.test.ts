@@ -112,6 +112,23 @@ test('a folder not claimed (a scale_out partition folder, shared across hosts) k
   assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000001.json.tmp-999998']);
 });
 
+test('a checkpoint store keeps the newest `keep` checkpoints and those it is told to retain; latest() walks back from a sequence with an accept that may wait', async () => {
+  const folder = mkdtempSync(join(dir, 'retain-'));
+  const store = new CheckpointStore(folder, 2);
+  const body = (n: number) => JSON.stringify({ pipeline: 'p', createdAt: '', sources: { s: { n } }, operators: {}, counters: {} });
+  await store.write(body(1));
+  // 1 is the one the upstream acknowledged; 2 to 5 never were, and 1 outlives them.
+  for (let n = 2; n <= 5; n++) await store.write(body(n), new Set([1]));
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000004.json', 'checkpoint-0000000005.json']);
+  const seen: number[] = [];
+  const found = await store.latest(undefined, async (checkpoint) => (seen.push(checkpoint.sequence), (checkpoint.sources.s as { n: number }).n === 1), 5);
+  assert.equal(found?.sequence, 1);
+  assert.deepEqual(seen, [4, 1], 'from below the sequence given, newest first');
+  // Told nothing to retain, it prunes by age again.
+  await store.write(body(6));
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000005.json', 'checkpoint-0000000006.json']);
+});
+
 test('a checkpoint folder has one writer: a second daemon given it fails at its start (exit 2) naming the folder and the holder, and the first one\'s checkpoints are left alone; so does a second pipeline of one process', async (t) => {
   const folder = mkdtempSync(join(dir, 'one-writer-'));
   const checkpoints = join(folder, 'checkpoints');
