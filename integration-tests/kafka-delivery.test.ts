@@ -5,16 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
-import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
-
-const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 
 function pipelineYaml(input: string, output: string, dlq: string, guarantee: string, extra = ''): string {
   return `
@@ -45,18 +43,6 @@ settings:
   max_in_flight: 256
   commit_interval: 100ms
 ${extra}`;
-}
-
-function startDaemon(file: string, brokers: string, log?: string[], args: readonly string[] = ['--log-level', 'warn']): ChildProcess {
-  const child = spawn(process.execPath, [cli, 'run', file, ...args], {
-    env: { ...process.env, KAFKA_BROKERS: brokers },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.stderr!.on('data', (chunk: Buffer) => {
-    log?.push(chunk.toString());
-    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
-  });
-  return child;
 }
 
 /** Each of `seq` 0 to count - 1 exactly once in the topic's committed output. */

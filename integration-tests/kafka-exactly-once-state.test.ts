@@ -5,27 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
-
-const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
-
-function startDaemon(file: string, brokers: string, log: string[]): ChildProcess {
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info', '--http-port', '0'], {
-    env: { ...process.env, KAFKA_BROKERS: brokers },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.stderr!.on('data', (chunk: Buffer) => {
-    log.push(chunk.toString());
-    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
-  });
-  return child;
-}
 
 for (const scaleOut of [false, true]) {
   test(`exactly-once with a stateful stage${scaleOut ? ' and scale_out (its state in partition files)' : ''}: a transaction that fails after its checkpoint was written (the broker killed) does not put its input into the state twice, however many checkpoints follow it before the restart`, { timeout: 300_000 }, async (t) => {
@@ -75,7 +61,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 10s, keep: 2 }
 ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')}, keep: 1 }` : ''}
 `,
       );
-      daemon = startDaemon(file, broker.brokers, log);
+      daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
       let port: number | undefined;
       await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
       const eventsIn = async (): Promise<number> => Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);

@@ -6,15 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { exited, kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
 
-const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 const base = Date.parse('2024-05-01T00:00:00Z');
 const users = 40;
 const partitions = 4;
@@ -54,12 +53,11 @@ interface Daemon {
   assigned: string[];
 }
 
-function startDaemon(file: string, brokers: string): Daemon {
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info'], { env: { ...process.env, KAFKA_BROKERS: brokers }, stdio: ['ignore', 'ignore', 'pipe'] });
+function startMember(file: string, brokers: string): Daemon {
+  const child = startDaemon(file, brokers, undefined, ['--log-level', 'info']);
   const daemon: Daemon = { process: child, assigned: [] };
   let pending = '';
   child.stderr!.on('data', (chunk: Buffer) => {
-    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
     pending += chunk.toString();
     const lines = pending.split('\n');
     pending = lines.pop()!;
@@ -110,11 +108,11 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
     const daemons: Daemon[] = [];
     try {
       // Phase 1: member A alone begins every session; its checkpoints save all four partitions.
-      daemons.push(startDaemon(files[0]!, brokers));
+      daemons.push(startMember(files[0]!, brokers));
       await produce(brokers, input, phase(0, 0));
       await waitFor('member A to checkpoint phase 1 of every partition', checkpointed(perPartition), 90_000, 200);
       // Phase 2: member B joins and takes partitions with their state; both checkpoint their share.
-      daemons.push(startDaemon(files[1]!, brokers));
+      daemons.push(startMember(files[1]!, brokers));
       await waitFor('the group to split the partitions', () => daemons.every((d) => d.assigned.length > 0) && daemons[0]!.assigned.length + daemons[1]!.assigned.length === partitions, 60_000, 100);
       const movedToB = daemons[1]!.assigned.length;
       await produce(brokers, input, phase(5, 1_000));

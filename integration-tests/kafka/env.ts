@@ -3,7 +3,8 @@
  * the user's `KAFKA_BROKERS`). Without one the test skips with the reason, except in CI (`CI=true`),
  * where a Kafka test that cannot run fails the run instead of passing silently.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { DATA_DIR_ENV, SKIP_ENV, startNativeBroker } from './broker.js';
 
@@ -51,4 +52,20 @@ export async function waitFor(what: string, condition: () => boolean | Promise<b
 /** Resolves with a child process's exit code once it has exited (at once if it already has). */
 export function exited(child: ChildProcess): Promise<number | null> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/**
+ * `tributary run FILE ARGS` as a daemon process of the test's, with `KAFKA_BROKERS` set; its log (stderr)
+ * collected into `log` (and shown with TRIBUTARY_TEST_VERBOSE).
+ */
+export function startDaemon(file: string, brokers: string, log?: string[], args: readonly string[] = ['--log-level', 'warn']): ChildProcess {
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist', 'core', 'cli', 'main.js'), 'run', file, ...args], {
+    env: { ...process.env, KAFKA_BROKERS: brokers },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    log?.push(chunk.toString());
+    if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
+  });
+  return child;
 }
