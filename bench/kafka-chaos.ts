@@ -7,8 +7,8 @@
  * Starts a native broker (integration-tests/kafka/broker.ts; or uses KAFKA_BROKERS, then without broker
  * restarts), creates an input topic, an output topic and a dead-letter topic, and produces a stream of
  * click events each with a unique `seq` (one in 100 is malformed text, `malformed <seq>`, which must come
- * out as a dead letter). 1-N `tributary run` processes of one passthrough pipeline (kafka source in one
- * consumer group -> kafka sink, as in integration-tests/kafka-delivery.test.ts, with `scale_out` and a
+ * out as a dead letter). 1-N `tributary run` processes of one pipeline (kafka source in one
+ * consumer group -> sessionizer -> kafka sink, as in integration-tests/kafka-delivery.test.ts, with `scale_out` and a
  * checkpoint folder per member, as in kafka-scale-crash.test.ts) read it, while a schedule drawn from
  * the seed kills members with SIGKILL, stops them with SIGTERM, starts them again and, less often,
  * kills the broker with SIGKILL and restarts it on its ports and data. A member that exits on its own is
@@ -18,6 +18,8 @@
  *
  * - at-least-once: every valid seq is in the output, every malformed one a dead letter (duplicates counted);
  * - exactly-once: the same, read with isolation.level=read_committed, each exactly once;
+ * - both: every output's session context (a sessionizer stage, its state per partition) is what one
+ *   uninterrupted run gives: the user's k-th event at position k of the user's one session (stateErrors);
  * - every member given SIGTERM exited 0 within 45 s (`settings.shutdown_timeout` 30 s plus its start);
  * - no member exited without a signal from the soak.
  *
@@ -31,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
-import { clickJson, createTopic, inputProducerConfig, readTopic, values } from '../integration-tests/kafka/client.js';
+import { clickJson, createTopic, inputProducerConfig, produce, readTopic, values } from '../integration-tests/kafka/client.js';
 import { disconnectProducer } from '../plugins/kafka/common.js';
 import { packageRoot } from '../core/paths.js';
 import { rng } from '../plugins/models/testdata.js';
@@ -89,10 +91,14 @@ sources:
     mapping: { attributes: [seq] }
     # By default a killed member's partitions move after 6 s instead of librdkafka's 45 s (--session-ms).
     options: { session.timeout.ms: ${o.sessionMs}, heartbeat.interval.ms: ${Math.min(3_000, Math.floor(o.sessionMs / 12))} }
+# Per-user state, per partition (scale_out): each event leaves with its position in its user's session.
+stages:
+  - { type: sessionizer, gap: 30m }
 sinks:
   - type: kafka
     brokers: \${KAFKA_BROKERS}
     topic: ${topics.output}
+    kinds: [event]
     guarantee: ${o.mode}
     transactional_id: tx-${topics.output}-${member}
     # A broker restart (a cold JVM on a busy machine) takes longer than the default 10 s.
@@ -241,17 +247,25 @@ class InputStream {
 interface Reading {
   /** Output count per valid seq. */
   out: Map<number, number>;
+  /** The session context of each output of a valid seq (every copy's): what the sessionizer's state said. */
+  sessions: Map<number, { id: string; position: number }[]>;
   /** Dead-letter count per malformed seq. */
   dead: Map<number, number>;
   unexpected: string[];
 }
 
 async function readBack(brokers: string, topics: { output: string; dlq: string }, committed: boolean): Promise<Reading> {
-  const reading: Reading = { out: new Map(), dead: new Map(), unexpected: [] };
-  for (const v of values<{ attrs?: { seq?: number } }>(await readTopic(brokers, topics.output, { committed, timeoutMs: 60_000 }))) {
+  const reading: Reading = { out: new Map(), sessions: new Map(), dead: new Map(), unexpected: [] };
+  for (const v of values<{ attrs?: { seq?: number }; session?: { id: string; position: number } }>(await readTopic(brokers, topics.output, { committed, timeoutMs: 60_000 }))) {
     const seq = v.attrs?.seq;
-    if (typeof seq !== 'number') reading.unexpected.push(`output without seq: ${JSON.stringify(v).slice(0, 200)}`);
-    else reading.out.set(seq, (reading.out.get(seq) ?? 0) + 1);
+    if (typeof seq !== 'number' || !v.session) {
+      reading.unexpected.push(`output without seq or session: ${JSON.stringify(v).slice(0, 200)}`);
+      continue;
+    }
+    reading.out.set(seq, (reading.out.get(seq) ?? 0) + 1);
+    const copies = reading.sessions.get(seq) ?? [];
+    copies.push({ id: v.session.id, position: v.session.position });
+    reading.sessions.set(seq, copies);
   }
   for (const v of values<{ raw?: unknown; reason?: string }>(await readTopic(brokers, topics.dlq, { committed, timeoutMs: 60_000 }))) {
     const match = typeof v.raw === 'string' ? /^malformed (\d+)$/.exec(v.raw) : null;
@@ -259,6 +273,32 @@ async function readBack(brokers: string, topics: { output: string; dlq: string }
     else reading.dead.set(Number(match[1]), (reading.dead.get(Number(match[1])) ?? 0) + 1);
   }
   return reading;
+}
+
+/**
+ * Outputs whose session context the sessionizer's state got wrong. Each user's events are 970 ms apart in
+ * event time, all in one session (gap 30 min), and in order in their partition: the output of a user's
+ * k-th event (k from 0, among the user's events in the output) must say position k, in the session of the
+ * user's first event. State restored newer than the offsets read again (input counted twice) makes the
+ * positions skip ahead; state lost (a partition started empty) starts a new session at 0.
+ */
+function stateErrors(reading: Reading): string[] {
+  const byUser = new Map<number, number[]>();
+  for (const seq of [...reading.out.keys()].sort((a, b) => a - b)) {
+    const seqs = byUser.get(seq % USERS) ?? [];
+    seqs.push(seq);
+    byUser.set(seq % USERS, seqs);
+  }
+  const errors: string[] = [];
+  for (const [user, seqs] of byUser) {
+    const first = reading.sessions.get(seqs[0]!)![0]!.id;
+    seqs.forEach((seq, rank) => {
+      for (const copy of reading.sessions.get(seq)!) {
+        if (copy.position !== rank || copy.id !== first) errors.push(`u${user} seq ${seq}: session ${copy.id} position ${copy.position}, expected ${first} position ${rank}`);
+      }
+    });
+  }
+  return errors;
 }
 
 /** The message of the last error a member logged (its stderr file), for the summary. */
@@ -383,6 +423,9 @@ async function main(): Promise<number> {
     const undelivered = await input.close(120_000);
     if (undelivered > 0) failures.push(`the soak's input producer: ${undelivered} records without a delivery report after 120 s`);
     if (input.failed.length > 0) log(`${input.failed.length} input records failed delivery (not expected in the output)`);
+    // The sessionizer holds each event until the watermark passes it (max_out_of_orderness behind the
+    // newest): one event a day ahead on every partition lets the last ones out (it stays held itself).
+    await produce(brokers, topics.input, Array.from({ length: o.partitions }, (_, partition) => ({ partition, key: `close-${partition}`, value: JSON.stringify({ user_id: `close-${partition}`, time: new Date(base + 86_400_000).toISOString(), type: 'view' }) })));
     await Promise.all(terminations);
     // Members being stopped (SIGKILL sent, or SIGTERM past its bound) end first.
     for (const member of members.filter((m) => !m.stopped && !m.running)) await member.exited();
@@ -419,6 +462,8 @@ async function main(): Promise<number> {
     if (lostDead.length > 0) failures.push(`${lostDead.length} malformed inputs missing from the dead letters, e.g. ${lostDead.slice(0, 10).join(', ')}`);
     if (reading.unexpected.length > 0) failures.push(`${reading.unexpected.length} unexpected records, e.g. ${reading.unexpected[0]}`);
     if (committed && duplicates + deadDuplicates > 0) failures.push(`exactly-once: ${duplicates} duplicate outputs, ${deadDuplicates} duplicate dead letters`);
+    const wrongState = stateErrors(reading);
+    if (wrongState.length > 0) failures.push(`${wrongState.length} outputs with a session context the state got wrong, e.g. ${wrongState.slice(0, 3).join('; ')}`);
 
     const endings = members.flatMap((m) => m.history.map(ending));
     // Pipelines the daemons restarted in the process (settings.restart), each logged once.
@@ -441,6 +486,7 @@ async function main(): Promise<number> {
       deadDuplicates,
       lost: lost.length,
       lostDeadLetters: lostDead.length,
+      wrongState: wrongState.length,
       failures,
     };
     console.log(`\n${failures.length === 0 ? 'PASS' : 'FAIL'}: ${input.produced} events (${malformed.length} malformed), ${counts.starts} starts, ${counts.sigkill} SIGKILL, ${counts.sigterm} SIGTERM, ${counts.brokerRestarts} broker restarts, ${restartsInProcess} restarts in process, ${duplicates} duplicate outputs, ${deadDuplicates} duplicate dead letters`);
