@@ -221,6 +221,14 @@ export interface Source {
   /** The next offset to read of every assigned partition that has yielded records, by partition id. */
   partitionOffsets?(): ReadonlyMap<string, number>;
   /**
+   * Scale-out: the group's committed offset of each partition it held as far as the source knows (the
+   * brokers' answer at its assignment, and its own commits they acknowledged), by partition id. The
+   * runtime keeps each partition's newest state file such an offset covers, whatever its age: commits
+   * that fail while checkpoints go on (the brokers back, their group coordinator not yet) leave newer
+   * files, and pruned by age alone they pushed out the one file the next owner can restore.
+   */
+  committedOffsets?(): ReadonlyMap<string, number>;
+  /**
    * Each assigned partition's own watermark, by partition id. In scale-out each partition's stages
    * follow their own partition's event time (as a Kafka Streams task follows its stream time), so a
    * partition that moves here with a backlog is not judged late by the watermark of the others.

@@ -166,8 +166,9 @@ export class CheckpointStore {
    * the event loop turning between them. The pieces are not to be read once it resolved. The newest
    * `keep` checkpoints stay, and those in `retain` (sequences) whatever their age: the newest one the
    * sources' upstream is known to have acknowledged, which a restart must be able to fall back to.
+   * Resolves with the sequences it removed.
    */
-  async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number }> {
+  async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
     await mkdir(this.dir, { recursive: true });
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -189,8 +190,9 @@ export class CheckpointStore {
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
     if (pieces === json) reusePieces(pieces); // stringifyInParts' buffers, for the next body
-    for (const old of (await this.sequences()).slice(this.keep)) if (!retain.has(old)) await rm(join(this.dir, fileName(old)), { force: true });
-    return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1 };
+    const removed = (await this.sequences()).slice(this.keep).filter((old) => !retain.has(old));
+    for (const old of removed) await rm(join(this.dir, fileName(old)), { force: true });
+    return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1, removed };
   }
 
   /**

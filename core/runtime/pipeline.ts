@@ -94,9 +94,6 @@ export interface RunStats {
   restarts?: number;
 }
 
-/** The pipeline's own checkpoint folder, beside the scale-out partitions' (by partition id) in Pipeline.covered. */
-const MAIN_FOLDER = '';
-
 /** RunStats.atResume of a run that did not resume. */
 const noBooks = { eventsIn: 0, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 };
 
@@ -733,30 +730,27 @@ export class PipelineRunner {
                   );
             await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined);
             if (saved) starts.set(id, offsetOf(saved)!);
-            // The committed offset covers it: pruning keeps it until a newer one is known covered.
-            if (saved) this.covered.set(id, saved.sequence);
+            this.partitionFiles.set(id, saved ? [{ sequence: saved.sequence, offset: offsetOf(saved)! }] : []);
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
           return starts;
         }),
       revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
-          const saves: [string, Buffer[]][] = [];
+          const saves: [string, number, Buffer[]][] = [];
           for (const { id, offset } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
-            if (offset !== undefined) saves.push([id, await this.partitionBody(id, offset, takeSnapshots(task.operators))]);
+            if (offset !== undefined) saves.push([id, offset, await this.partitionBody(id, offset, takeSnapshots(task.operators))]);
             await this.stopTask(id);
           }
           const revoked = partitions.map((p) => p.id);
           for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);
           // Outputs of the partitions' records are durable before their state and offsets move on.
           await this.flushSinks();
-          for (const [id, body] of saves) {
-            await this.partitionStore(id).write(body, this.retained(id));
-            // Its next owner's from here on.
-            this.covered.delete(id);
-          }
+          for (const [id, offset, body] of saves) await this.writePartitionFile(id, offset, body);
+          // Their next owner's from here on.
+          for (const { id } of partitions) this.partitionFiles.delete(id);
           this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
           whileHeld?.();
         }),
@@ -1015,15 +1009,13 @@ export class PipelineRunner {
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
-      const partitionBodies: [string, Buffer[]][] = [];
-      for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, await this.partitionBody(id, offset, taken)]);
+      const partitionBodies: [string, number, Buffer[]][] = [];
+      for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, offset, await this.partitionBody(id, offset, taken)]);
       await this.flushSinks();
-      const files = new Map<string, number>();
-      for (const [id, partitionBody] of partitionBodies) files.set(id, (await this.partitionStore(id).write(partitionBody, this.retained(id))).sequence);
-      const written = await config.store.write(body, this.retained(MAIN_FOLDER));
-      files.set(MAIN_FOLDER, written.sequence);
+      for (const [id, offset, partitionBody] of partitionBodies) await this.writePartitionFile(id, offset, partitionBody);
+      const written = await config.store.write(body, this.retainedCheckpoints());
       for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
-      this.learnCovered(files, sources);
+      this.learnCovered(written.sequence, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
       this.checkpointSeconds?.observe(info.durationMs / 1000);
@@ -1033,36 +1025,51 @@ export class PipelineRunner {
   }
 
   /**
-   * With sources that judge checkpoints (Source.covers): the sequence of the newest checkpoint they are
-   * known to cover, and of the one being asked about, by folder (MAIN_FOLDER, or a scale-out partition's
-   * id: its file written with that checkpoint); pruning keeps both. Checkpoints written while transactions
-   * fail (a broker outage holds each commit until it times out, and checkpoints go on meanwhile) are past
-   * the committed offsets: pruned by age alone, they pushed out the covered one, and the restart found
-   * none to resume from.
+   * With sources that judge checkpoints (Source.covers): the newest checkpoint they are known to cover,
+   * and the one being asked about; pruning keeps both. Checkpoints written while transactions fail (a
+   * broker outage holds each commit until it times out, and checkpoints go on meanwhile) are past the
+   * committed offsets: pruned by age alone, they pushed out the covered one, and the restart found none
+   * to resume from.
    */
-  private readonly covered = new Map<string, number>();
-  private coverAsked: ReadonlyMap<string, number> | undefined;
+  private coveredSequence: number | undefined;
+  private coverAsked: number | undefined;
 
-  private retained(folder: string): ReadonlySet<number> {
+  private retainedCheckpoints(): ReadonlySet<number> {
     const retained = new Set<number>();
-    for (const sequence of [this.covered.get(folder), this.coverAsked?.get(folder)]) if (sequence !== undefined) retained.add(sequence);
+    for (const sequence of [this.coveredSequence, this.coverAsked]) if (sequence !== undefined) retained.add(sequence);
     return retained;
   }
 
-  /** Asks, off the barrier and one at a time, whether the sources cover a checkpoint just committed (its files by folder). */
-  private learnCovered(files: ReadonlyMap<string, number>, sources: Record<string, SourcePosition>): void {
+  /** Asks, off the barrier and one at a time, whether the sources cover a checkpoint just committed. */
+  private learnCovered(sequence: number, sources: Record<string, SourcePosition>): void {
     const judges = this.sources.filter((slot) => slot.source.covers && sources[slot.label]);
     if (judges.length === 0 || this.coverAsked !== undefined) return;
-    this.coverAsked = files;
+    this.coverAsked = sequence;
     void (async () => {
       for (const slot of judges) if (!(await slot.source.covers!(sources[slot.label]!))) return;
-      for (const [folder, sequence] of files) this.covered.set(folder, sequence);
+      this.coveredSequence = sequence;
     })()
-      // Not known (the run stopped, the brokers away): the ones known before stay kept.
+      // Not known (the run stopped, the brokers away): the one known before stays kept.
       .catch(() => undefined)
       .finally(() => {
         this.coverAsked = undefined;
       });
+  }
+
+  /** Scale-out: the state files of each partition held here, oldest first, with the offset each covers. */
+  private readonly partitionFiles = new Map<string, { sequence: number; offset: number }[]>();
+
+  /**
+   * Writes a partition's state file, keeping (beyond scale_out.keep) its newest file that the group's
+   * committed offset covers (Source.committedOffsets): the file a restore needs.
+   */
+  private async writePartitionFile(id: string, offset: number, body: Buffer[]): Promise<void> {
+    const files = this.partitionFiles.get(id) ?? [];
+    const committed = this.scaleOut!.slot.source.committedOffsets?.().get(id);
+    const covered = committed === undefined ? undefined : [...files].reverse().find((file) => file.offset <= committed);
+    const written = await this.partitionStore(id).write(body, new Set(covered ? [covered.sequence] : []));
+    const removed = new Set(written.removed);
+    this.partitionFiles.set(id, [...files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }]);
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
@@ -1177,11 +1184,11 @@ export class PipelineRunner {
       return true;
     };
     if (await covered(newest)) {
-      this.covered.set(MAIN_FOLDER, newest.sequence);
+      this.coveredSequence = newest.sequence;
       return newest;
     }
     const older = await this.options.checkpoints!.store.latest(this.unusableCheckpoint, covered, newest.sequence);
-    if (older) this.covered.set(MAIN_FOLDER, older.sequence);
+    this.coveredSequence = older?.sequence;
     this.logger.warn(
       { file: newest.file, resumedFrom: older?.file ?? null },
       `checkpoint ${newest.file} holds input its sources' upstream never acknowledged (a transaction that failed after it was written); ` +

@@ -359,7 +359,7 @@ class KafkaSource {
   private closing = false;
   /** Ends the connect's tries (close(), or the pipeline's stop) while the consumer connects. */
   private stopConnecting: (() => void) | undefined;
-  /** Exactly-once: the group's committed offsets as far as known here (noteCommitted), by partition key. */
+  /** The group's committed offsets as far as known here (noteCommitted), by partition key. */
   private readonly knownCommitted = new Map<string, number>();
   /** Exactly-once: settles once the last transaction commit() asked for has committed or failed. */
   private lastCommit: Promise<void> | undefined;
@@ -487,9 +487,10 @@ class KafkaSource {
       'socket.keepalive.enable': true,
       // Rebalances are handled here: assignments start at seek() positions, revocations drop buffered records.
       rebalance_cb: (error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]) => this.onRebalance(error, assignment),
-      offset_commit_cb: (error: RdKafka.LibrdKafkaError | null) => {
+      offset_commit_cb: (error: RdKafka.LibrdKafkaError | null, committed?: RdKafka.TopicPartitionOffset[]) => {
         // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
         if (error) this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+        else if (committed) this.noteCommitted(committed);
         if (this.commitsInFlight > 0 && --this.commitsInFlight === 0) this.commitsSettled?.();
       },
       ...(config.options ?? {}),
@@ -599,7 +600,7 @@ class KafkaSource {
       await this.transactions.open();
       await (this.connecting ??= this.connect());
       if (!this.connected) return true; // stopped while connecting: nothing is read
-      committed = await this.committedOffsets(named.map(({ topic, partition }) => ({ topic, partition })));
+      committed = await this.fetchCommitted(named.map(({ topic, partition }) => ({ topic, partition })));
     } catch (error) {
       // Told to stop meanwhile: nothing is read, so any answer will do.
       if (this.closing || this.context.signal?.aborted) return true;
@@ -617,7 +618,7 @@ class KafkaSource {
     return past.length === 0;
   }
 
-  /** Exactly-once: offsets the group is known to hold committed (this run's transactions, or the brokers' answer). */
+  /** Offsets the group is known to hold committed: the brokers' answer, or a commit of this run's they acknowledged. */
   private noteCommitted(offsets: readonly RdKafka.TopicPartitionOffset[]): void {
     for (const { topic, partition, offset } of offsets) {
       const key = partitionKey(topic, partition);
@@ -774,6 +775,16 @@ class KafkaSource {
   private knownEnd(state: PartitionState, cached: number): number {
     if (cached > state.highSeen) state.highSeen = cached;
     return state.highSeen;
+  }
+
+  committedOffsets(): ReadonlyMap<string, number> {
+    // Revoked ones too: the runtime writes a partition's last file after its revocation began.
+    const offsets = new Map<string, number>();
+    for (const [key, offset] of this.knownCommitted) {
+      const state = this.partitions.get(key);
+      if (state) offsets.set(state.id, offset);
+    }
+    return offsets;
   }
 
   partitionOffsets(): ReadonlyMap<string, number> {
@@ -1721,7 +1732,8 @@ class KafkaSource {
    * group's committed offset covers) before a record is read; reading starts where that state ends.
    */
   private async assignWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
-    const committed = assignment.length === 0 ? [] : await this.committedOffsets(assignment);
+    const committed = assignment.length === 0 ? [] : await this.fetchCommitted(assignment);
+    this.noteCommitted(committed);
     const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset >= 0 ? tp.offset : undefined]));
     const now = this.context.clock.now();
     const states = assignment.map((tp) => {
@@ -1759,7 +1771,7 @@ class KafkaSource {
    * way the state to restore depends on the answer, so the source waits (a failure here would stop
    * the pipeline for a condition that resolves itself).
    */
-  private async committedOffsets(assignment: RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartitionOffset[]> {
+  private async fetchCommitted(assignment: RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartitionOffset[]> {
     const waitedFrom = this.context.clock.now();
     for (;;) {
       const fetch = promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(assignment, 10_000, cb));
@@ -1822,6 +1834,7 @@ class KafkaSource {
   private commitRevoked(offsets: RdKafka.TopicPartitionOffset[]): void {
     try {
       this.consumer.commitSync(offsets);
+      this.noteCommitted(offsets);
     } catch (error) {
       // Closing, the disconnect's own revocation finds the consumer gone, after the run's last commit: as before.
       if (this.closing) throw error;
