@@ -591,31 +591,36 @@ class KafkaSource {
   async covers(position: SourcePosition): Promise<boolean> {
     const named = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets);
     if (!this.transactions || named.length === 0) return true;
-    const known = (): boolean => named.every((tp) => tp.offset <= (this.knownCommitted.get(partitionKey(tp.topic, tp.partition)) ?? -1));
+    const committedOf = (tp: RdKafka.TopicPartitionOffset): number | undefined => this.knownCommitted.get(partitionKey(tp.topic, tp.partition));
+    const past = (): RdKafka.TopicPartitionOffset[] => named.filter((tp) => !(tp.offset <= (committedOf(tp) ?? -1)));
     // The last transaction this run asked for may be the one that commits them.
     await this.lastCommit;
-    if (known()) return true;
-    let committed: RdKafka.TopicPartitionOffset[];
+    if (past().length === 0) return true;
     try {
       await this.transactions.open();
-      await (this.connecting ??= this.connect());
+      await this.connectOnce();
       if (!this.connected) return true; // stopped while connecting: nothing is read
-      committed = await this.fetchCommitted(named.map(({ topic, partition }) => ({ topic, partition })));
+      this.noteCommitted(await this.fetchCommitted(named.map(({ topic, partition }) => ({ topic, partition }))));
     } catch (error) {
       // Told to stop meanwhile: nothing is read, so any answer will do.
       if (this.closing || this.context.signal?.aborted) return true;
       throw error;
     }
-    this.noteCommitted(committed);
-    const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset]));
-    const past = named.filter((tp) => !(tp.offset <= (committedOf.get(partitionKey(tp.topic, tp.partition)) ?? -1)));
-    if (past.length > 0) {
+    const uncovered = past();
+    if (uncovered.length > 0) {
       this.context.logger.info(
-        { partitions: past.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, committed: committedOf.get(partitionKey(tp.topic, tp.partition)) ?? null })) },
+        { partitions: uncovered.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, committed: committedOf(tp) ?? null })) },
         'kafka source: a checkpoint is past the group\'s committed offsets',
       );
     }
-    return past.length === 0;
+    return uncovered.length === 0;
+  }
+
+  /** A revoked partition's read positions go; exactly-once, where it stood stays in the position (revokedAt). */
+  private letGo(state: PartitionState): void {
+    if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
+    state.next = undefined;
+    state.fetched = undefined;
   }
 
   /** Offsets the group is known to hold committed: the brokers' answer, or a commit of this run's they acknowledged. */
@@ -825,7 +830,7 @@ class KafkaSource {
   // ---- consumption ----
 
   private async run(): Promise<void> {
-    await (this.connecting ??= this.connect());
+    await this.connectOnce();
     if (this.closing) return;
     // librdkafka reads a subscription that starts with ^ as a regular expression.
     const pattern = this.config.pattern;
@@ -931,6 +936,10 @@ class KafkaSource {
       return first;
     }
     return rest.length === 0 ? first : first.concat(rest);
+  }
+
+  private connectOnce(): Promise<void> {
+    return (this.connecting ??= this.connect());
   }
 
   private async connect(): Promise<void> {
@@ -1660,9 +1669,7 @@ class KafkaSource {
         const state = this.partitions.get(key);
         if (state) {
           state.assigned = false;
-          if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
-          state.next = undefined;
-          state.fetched = undefined;
+          this.letGo(state);
         }
       }
       this.dropBuffered(revoked);
@@ -1813,11 +1820,7 @@ class KafkaSource {
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
       else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets);
     } finally {
-      for (const state of revoked) {
-        if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
-        state.next = undefined;
-        state.fetched = undefined;
-      }
+      for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
       this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
     }
