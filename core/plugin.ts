@@ -147,6 +147,16 @@ export interface PluginContext {
    */
   readonly held?: () => Promise<void> | undefined;
   /**
+   * Sources only: has the runtime commit now, as it does every commit interval: with checkpoints, one
+   * is taken (every stage's state and every source's position, the sinks flushed, the file written,
+   * then each source's `commit`); without, the sinks flush and each source commits. For a source
+   * about to have its input acknowledged outside the runtime's commits (an exactly-once Kafka source's
+   * hand-over of revoked partitions), so the state saved moves with it: acknowledged alone, a restart
+   * before the next checkpoint resumes after that input with state that never held it. Resolves once
+   * every source's `commit` was called; rejects if the checkpoint failed.
+   */
+  commitNow?(): Promise<void>;
+  /**
    * Aborted when the pipeline is told to stop, or when its run failed (a stage or a sink): a source
    * waiting for input (Kafka) returns from `read`.
    */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -1149,3 +1149,61 @@ test('a source that resumes from its upstream\'s acknowledged position (covers) 
 function newestCheckpoint(dir: string): number {
   return Math.max(0, ...readdirSync(dir).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));
 }
+
+test('a source\'s commitNow takes a checkpoint of the state as of now and commits the source\'s position with it (without checkpoints: commits): an exactly-once hand-over moves state and offsets together', async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  for (const checkpoints of [true, false]) {
+    const commits: number[] = [];
+    let handedOver: Promise<void> | undefined;
+    const handingOver = defineSource<Record<string, never>>({
+      name: 'handing-over',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => {
+        let next = 0;
+        return {
+          async *read() {
+            while (next < 5) yield [event('u', T0 + next++)];
+            // A rebalance: the offsets of what was handed over are acknowledged now, not at the next interval.
+            handedOver = context.commitNow!();
+            await handedOver;
+            while (!context.signal!.aborted) await sleep(5);
+          },
+          position: () => ({ next }),
+          commit: async (position) => void commits.push((position as { next: number }).next),
+        };
+      },
+    });
+    let counted = 0;
+    const counting = defineOperator<Record<string, never>>({
+      name: 'counting',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
+        snapshot: () => counted,
+      }),
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-commit-now-'));
+    // Intervals an hour long: only commitNow commits while the run goes on.
+    const yaml = `sources: [{type: handing-over}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\nsettings: {commit_interval: 1h}\n${checkpoints ? `checkpoint: {dir: ${dir}, interval: 1h}\n` : ''}`;
+    const stop = new AbortController();
+    const run = runYaml(yaml, { plugins: [handingOver, counting], builtins: true, signal: stop.signal });
+    try {
+      await until(() => handedOver !== undefined, 'the hand-over');
+      await handedOver;
+      assert.deepEqual(commits, [5], `${checkpoints ? 'with' : 'without'} checkpoints: the position of all five committed`);
+      if (checkpoints) {
+        const sequence = newestCheckpoint(dir);
+        assert.ok(sequence > 0, 'a checkpoint was written');
+        const text = readFileSync(join(dir, `checkpoint-${String(sequence).padStart(10, '0')}.json`), 'utf8');
+        const body = JSON.parse(text.slice(text.indexOf('\n') + 1)) as { sources: Record<string, { next: number }>; operators: Record<string, unknown> };
+        assert.deepEqual(Object.values(body.sources), [{ next: 5 }]);
+        assert.deepEqual(Object.values(body.operators), [5], 'the state of the five events, saved with their position');
+      }
+    } finally {
+      stop.abort();
+      await run;
+    }
+  }
+});

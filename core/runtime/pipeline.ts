@@ -395,6 +395,7 @@ export class PipelineRunner {
       shared: this.shared,
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
+      ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
       signal: this.sourcesStop.signal,
       deadLetter: (rejection) => {
         // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
@@ -978,6 +979,15 @@ export class PipelineRunner {
       await slot.source.commit!(position);
       slot.lastCommit = this.clock.now();
     });
+  }
+
+  /** A source's PluginContext.commitNow: a checkpoint where the run keeps them, else every source's commit. */
+  private async commitNow(): Promise<void> {
+    if (this.options.checkpoints) {
+      await this.checkpoint();
+      return;
+    }
+    for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
   }
 
   /**
