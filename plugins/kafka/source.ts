@@ -405,6 +405,8 @@ class KafkaSource {
   private readonly features: readonly string[];
   /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
   private rebalancing: Promise<void> = Promise.resolve();
+  /** Revoked partitions whose offsets the runtime's checkpoint under way commits (revokeCommitted). */
+  private readonly handingOver = new Set<PartitionState>();
   /** A committed-offsets request under way: disconnect waits for it (node-rdkafka runs it without the lock its disconnect takes). */
   private offsetsFetch: Promise<unknown> | undefined;
   /** The look at the group's committed offsets after a resume from a checkpoint (sayCommittedDiffers): disconnect waits for it. */
@@ -643,7 +645,7 @@ class KafkaSource {
     const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
       const key = partitionKey(tp.topic, tp.partition);
       const state = this.partitions.get(key);
-      if (state?.assigned !== true) return false;
+      if (!state || (!state.assigned && !this.handingOver.has(state))) return false;
       const takenIn = assignments?.get(state);
       if (takenIn !== undefined && takenIn !== state.assignment) return false;
       return !this.blocked.has(key) || state.committing !== tp.offset;
@@ -1627,70 +1629,121 @@ class KafkaSource {
     this.noteAssignment(error.code, assignment);
     if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
       const listener = this.listener;
-      const step = error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment);
-      // State that cannot be saved or restored must not be skipped over: stop, and a restart resumes consistently.
-      // Closing, the consumer's disconnect revokes everything and a step may find it gone ("KafkaConsumer
-      // is disconnected"): the run is ending, and the next owner restores from the last commit.
-      this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => (this.closing ? this.keepFailure(asError(failure)) : this.failSource(asError(failure))));
+      return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment));
+    }
+    if (error.code !== ErrorCode.ASSIGN_PARTITIONS && error.code !== ErrorCode.REVOKE_PARTITIONS) {
+      this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
       return;
     }
+    // Exactly-once, a revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which
+    // takes a while: every step then waits its turn, so an assignment never overtakes the revocation before it.
+    if (this.transactions && this.context.commitNow) {
+      return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? async () => this.assignPartitions(assignment) : () => this.revokeCommitted(assignment));
+    }
+    if (error.code === ErrorCode.ASSIGN_PARTITIONS) this.assignPartitions(assignment);
+    else this.handOver(assignment);
+  }
+
+  /**
+   * Runs a rebalance step once the steps before it are done. One that fails stops the source: state
+   * that cannot be saved, restored or committed must not be skipped over, and a restart resumes
+   * consistently. Closing, the consumer's disconnect revokes everything and a step may find it gone
+   * ("KafkaConsumer is disconnected"): the run is ending, and the next owner restores from the last commit.
+   */
+  private inTurn(step: () => Promise<void>): void {
+    this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => (this.closing ? this.keepFailure(asError(failure)) : this.failSource(asError(failure))));
+  }
+
+  /** An assignment without scale-out: reading starts at a checkpoint's offsets (at-least-once, after a restart), else at the group's. */
+  private assignPartitions(assignment: RdKafka.TopicPartition[]): void {
     const now = this.context.clock.now();
-    if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
-      const resumed: RdKafka.TopicPartitionOffset[] = [];
-      const list: RdKafka.Assignment[] = assignment.map((tp) => {
-        const key = partitionKey(tp.topic, tp.partition);
-        let state = this.partitions.get(key);
-        if (!state) {
-          state = newPartitionState(tp, now, true);
-          this.partitions.set(key, state);
-        }
-        markAssigned(state, now);
-        const from = this.seekTo.get(key);
-        state.startOffset = from;
-        state.resumedAt = from;
-        // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
-        if (from === undefined) return tp;
-        state.committing = from;
-        resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
-        return { ...tp, offset: from };
-      });
-      this.assign(list);
-      if (this.paused) this.consumer.pause(assignment);
-      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
-      if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
-      this.forgetCheckpointOffsets();
-    } else if (error.code === ErrorCode.REVOKE_PARTITIONS) {
-      const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
-      // Exactly-once: the open transaction holds outputs of these partitions' records; commit it with
-      // their offsets before letting them go, or their next owner would produce those outputs again.
-      // (Every record handed to the runtime has been pushed through the stages by the time this runs.)
-      const handOver = this.transactions ? this.position().offsets as PartitionOffsets : {};
-      for (const key of revoked) {
-        const state = this.partitions.get(key);
-        if (state) {
-          state.assigned = false;
-          this.letGo(state);
-        }
+    const resumed: RdKafka.TopicPartitionOffset[] = [];
+    const list: RdKafka.Assignment[] = assignment.map((tp) => {
+      const key = partitionKey(tp.topic, tp.partition);
+      let state = this.partitions.get(key);
+      if (!state) {
+        state = newPartitionState(tp, now, true);
+        this.partitions.set(key, state);
       }
-      this.dropBuffered(revoked);
-      const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
-      if (this.transactions && offsets.length > 0) {
-        this.transactions.commit(offsets, this.consumer).committed.then(
-          () => {
-            this.noteCommitted(offsets);
-            this.unassign(assignment);
-          },
-          (error: unknown) => {
-            this.keepFailure(asError(error));
-            this.unassign(assignment);
-          },
-        );
-      } else {
-        this.unassign(assignment);
+      markAssigned(state, now);
+      const from = this.seekTo.get(key);
+      state.startOffset = from;
+      state.resumedAt = from;
+      // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
+      if (from === undefined) return tp;
+      state.committing = from;
+      resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
+      return { ...tp, offset: from };
+    });
+    this.assign(list);
+    if (this.paused) this.consumer.pause(assignment);
+    this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
+    if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
+    this.forgetCheckpointOffsets();
+  }
+
+  /**
+   * A revocation without scale-out. Exactly-once, the open transaction holds outputs of these
+   * partitions' records: it commits with their offsets before they go, or their next owner would
+   * produce those outputs again. (Every record handed to the runtime has been pushed through the
+   * stages by the time this runs.)
+   */
+  private handOver(assignment: RdKafka.TopicPartition[]): void {
+    const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
+    const handOver = this.transactions ? this.position().offsets as PartitionOffsets : {};
+    for (const key of revoked) {
+      const state = this.partitions.get(key);
+      if (state) {
+        state.assigned = false;
+        this.letGo(state);
       }
-      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
+    }
+    this.dropBuffered(revoked);
+    const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
+    if (this.transactions && offsets.length > 0) {
+      this.transactions.commit(offsets, this.consumer).committed.then(
+        () => {
+          this.noteCommitted(offsets);
+          this.unassign(assignment);
+        },
+        (error: unknown) => {
+          this.keepFailure(asError(error));
+          this.unassign(assignment);
+        },
+      );
     } else {
-      this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
+      this.unassign(assignment);
+    }
+    this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked');
+  }
+
+  /**
+   * Exactly-once revocation in a runtime that commits on request (PluginContext.commitNow): the
+   * hand-over's transaction is a checkpoint's, so the state saved holds the input its offsets
+   * acknowledge. Committed alone (handOver), the offsets ran past the newest checkpoint, and a restart
+   * before the next one resumed after that input with state that never held it (sessions cut). The
+   * partitions take no more records meanwhile, and are let go once the transaction committed.
+   */
+  private async revokeCommitted(assignment: RdKafka.TopicPartition[]): Promise<void> {
+    // Closing: the run's last commit is made, and the consumer's disconnect revokes everything.
+    if (this.closing) return this.handOver(assignment);
+    const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
+    const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
+    for (const state of revoked) {
+      state.assigned = false;
+      this.handingOver.add(state);
+    }
+    this.dropBuffered(keys);
+    try {
+      await this.context.commitNow!();
+      await this.lastCommit;
+    } finally {
+      for (const state of revoked) {
+        this.handingOver.delete(state);
+        this.letGo(state);
+      }
+      this.unassign(assignment);
+      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked, their offsets committed with a checkpoint');
     }
   }
 

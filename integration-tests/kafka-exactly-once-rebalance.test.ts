@@ -1,0 +1,100 @@
+/**
+ * Exactly-once without scale_out, through a real broker and a real daemon: a rebalance commits the
+ * revoked partitions' offsets (their outputs are in the open transaction), and the state must move
+ * with them, or a crash before the next checkpoint resumes after that input with state that never held it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from '../plugins/kafka/common.js';
+import Kafka from 'node-rdkafka';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
+
+test('exactly-once without scale_out: a rebalance\'s hand-over commits the state with the offsets, so a crash before the next checkpoint loses no input from the state', { timeout: 240_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('in-handover');
+  const output = uniqueTopic('out-handover');
+  const group = `g-${input}`;
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-handover-'));
+  const log: string[] = [];
+  let daemon: ChildProcess | undefined;
+  const users = 20;
+  const base = Date.parse('2024-05-01T00:00:00Z');
+  /** Three views of every user, `minute` minutes into their sessions (user u in partition u % 4). */
+  const phase = (minute: number) =>
+    Array.from({ length: users * 3 }, (_, i) => {
+      const user = i % users;
+      return { partition: user % 4, key: `u${user}`, value: clickJson(user, base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000) };
+    });
+  // Another member of the group, joining and leaving: the daemon's partitions are revoked (the hand-over) and come back.
+  const other = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false, 'session.timeout.ms': 6_000 }, { 'auto.offset.reset': 'earliest' });
+  try {
+    for (const topic of [input, output]) await createTopic(brokers, topic, 4);
+    const file = join(dir, 'pipeline.yaml');
+    // Checkpoints a minute apart: none is due between the hand-over and the crash.
+    writeFileSync(
+      file,
+      `
+name: handover
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: ${group}
+    guarantee: exactly-once
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [session], guarantee: exactly-once, transactional_id: tx-${output} }
+dead_letter: { type: file, path: ${join(dir, 'dead-letters.jsonl')} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
+`,
+    );
+    daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    let port: number | undefined;
+    await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+    const eventsIn = async (): Promise<number> => Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
+    await produce(brokers, input, phase(0));
+    await waitFor('phase 1 read', async () => (await eventsIn()) >= users * 3, 60_000, 20);
+    await promisify((cb) => other.connect({}, (error) => cb(error)));
+    other.subscribe([input]);
+    other.setDefaultConsumeTimeout(100);
+    await waitFor('the other member to get partitions', async () => {
+      await promisify<Kafka.Message[]>((cb) => other.consume(1, cb)).catch(() => []);
+      try {
+        return other.assignments().length > 0;
+      } catch {
+        return false; // mid-rebalance: librdkafka's state says nothing yet
+      }
+    }, 60_000, 0);
+    await promisify((cb) => other.disconnect(() => cb(null)));
+    await waitFor('phase 1 committed by the hand-over', async () => (await groupCommitted(brokers, group, input, 4)).every((offset) => offset >= 15), 60_000, 200);
+    daemon.kill('SIGKILL');
+    await exited(daemon);
+    log.length = 0;
+    daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    await produce(brokers, input, phase(10));
+    // A jump in event time on every partition closes every session.
+    await produce(brokers, input, Array.from({ length: 4 }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })));
+    const sessions = async (committed: boolean) => values<{ userId: string; eventCount: number }>(await readTopic(brokers, output, { committed, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(s.userId));
+    // Written in the open transaction; the stop commits it (the next checkpoint is a minute away).
+    await waitFor('every session written', async () => new Set((await sessions(false)).map((s) => s.userId)).size >= users, 120_000, 500);
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+    // Before: 3 (the hand-over committed phase 1's offsets alone; the restart found no checkpoint holding it).
+    const counts = (await sessions(true)).map((s) => s.eventCount);
+    assert.deepEqual(counts, Array<number>(users).fill(6), 'one session per user, each of its 6 events counted once');
+    assert.match(log.join(''), /resuming from checkpoint/);
+  } finally {
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
