@@ -3,13 +3,15 @@
  *
  *   node dist/bench/kafka-chaos.js [--seed=1] [--minutes=5] [--mode=at-least-once|exactly-once]
  *                                  [--members=2] [--partitions=6] [--rate=200] [--session-ms=6000] [--keep]
+ *                                  [--whole-state]
  *
  * Starts a native broker (integration-tests/kafka/broker.ts; or uses KAFKA_BROKERS, then without broker
  * restarts), creates an input topic, an output topic and a dead-letter topic, and produces a stream of
  * click events each with a unique `seq` (one in 100 is malformed text, `malformed <seq>`, which must come
  * out as a dead letter). 1-N `tributary run` processes of one pipeline (kafka source in one
  * consumer group -> sessionizer -> kafka sink, as in integration-tests/kafka-delivery.test.ts, with `scale_out` and a
- * checkpoint folder per member, as in kafka-scale-crash.test.ts) read it, while a schedule drawn from
+ * checkpoint folder per member, as in kafka-scale-crash.test.ts; with `--whole-state`, one member without
+ * `scale_out`, its state in its checkpoints alone, so rebalances commit through them) read it, while a schedule drawn from
  * the seed kills members with SIGKILL, stops them with SIGTERM, starts them again and, less often,
  * kills the broker with SIGKILL and restarts it on its ports and data. A member that exits on its own is
  * restarted a second later, as a supervisor would, and counted. After `--minutes` the input stops, every
@@ -51,6 +53,8 @@ interface Options {
   /** The source's consumer group session (`session.timeout.ms`). */
   sessionMs: number;
   keep: boolean;
+  /** Without `scale_out`: the state in the member's checkpoints alone (one member). */
+  wholeState: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -59,6 +63,9 @@ function parseOptions(argv: readonly string[]): Options {
   if (mode !== 'at-least-once' && mode !== 'exactly-once') throw new Error(`--mode: at-least-once or exactly-once, not ${mode}`);
   const members = Number(flag('members') ?? 2);
   if (!Number.isInteger(members) || members < 1 || members > 3) throw new Error('--members: 1, 2 or 3');
+  const wholeState = argv.includes('--whole-state');
+  // Without scale_out each member's state is of the partitions it happened to read: two would split users' sessions.
+  if (wholeState && members !== 1) throw new Error('--whole-state: one member (--members=1)');
   return {
     seed: Number(flag('seed') ?? 1),
     minutes: Number(flag('minutes') ?? 5),
@@ -68,6 +75,7 @@ function parseOptions(argv: readonly string[]): Options {
     rate: Number(flag('rate') ?? 200),
     sessionMs: Number(flag('session-ms') ?? 6_000),
     keep: argv.includes('--keep'),
+    wholeState,
   };
 }
 
@@ -111,7 +119,7 @@ dead_letter:
   transactional_id: tx-${topics.output}-${member}
   transaction_timeout: 60s
 checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 1s }
-scale_out: { state_dir: ${join(dir, 'partition-state')} }
+${o.wholeState ? '' : `scale_out: { state_dir: ${join(dir, 'partition-state')} }`}
 settings:
   max_in_flight: 256
   commit_interval: 200ms
@@ -317,7 +325,7 @@ async function main(): Promise<number> {
   const clock = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
   const log = (line: string) => console.log(`${clock()} ${line}`);
   const dir = mkdtempSync(join(tmpdir(), `tributary-kafka-chaos-${o.seed}-`));
-  log(`seed ${o.seed}, ${o.minutes} min, ${o.mode}, ${o.members} members, ${o.partitions} partitions, ${o.rate} events/s; folder ${dir}`);
+  log(`seed ${o.seed}, ${o.minutes} min, ${o.mode}, ${o.members} members${o.wholeState ? ' (whole state, no scale_out)' : ''}, ${o.partitions} partitions, ${o.rate} events/s; folder ${dir}`);
 
   let broker: NativeBroker | undefined;
   let brokers = process.env.KAFKA_BROKERS;
@@ -467,12 +475,16 @@ async function main(): Promise<number> {
 
     const endings = members.flatMap((m) => m.history.map(ending));
     // Pipelines the daemons restarted in the process (settings.restart), each logged once.
-    const restartsInProcess = members.reduce((sum, m) => sum + (readFileSync(m.logFile, 'utf8').match(/restarting it in \d+ ms/g)?.length ?? 0), 0);
+    const logged = (pattern: RegExp): number => members.reduce((sum, m) => sum + (readFileSync(m.logFile, 'utf8').match(pattern)?.length ?? 0), 0);
+    const restartsInProcess = logged(/restarting it in \d+ ms/g);
+    // Without scale_out, exactly-once: revocations whose offsets a checkpoint committed.
+    const handOverCheckpoints = logged(/offsets committed with a checkpoint/g);
     const summary = {
       seed: o.seed,
       mode: o.mode,
       minutes: o.minutes,
       members: o.members,
+      state: o.wholeState ? 'whole' : 'scale-out',
       events: input.produced,
       valid: valid.length,
       malformed: malformed.length,
@@ -481,6 +493,7 @@ async function main(): Promise<number> {
       sigterm: counts.sigterm,
       ownExits: endings.filter((e) => e === 'own').length,
       restartsInProcess,
+      handOverCheckpoints,
       brokerRestarts: counts.brokerRestarts,
       duplicates,
       deadDuplicates,
