@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../core/paths.js';
 import { startNativeBroker } from '../integration-tests/kafka/broker.js';
 import { committedSeqs, createTopic, produce, readTopic, seqRecords, values } from '../integration-tests/kafka/client.js';
-import { waitFor } from '../integration-tests/kafka/env.js';
+import { operationsPort, waitFor } from '../integration-tests/kafka/env.js';
 
 const outageMs = Number(process.argv[2] ?? 780) * 1000;
 const started = Date.now();
@@ -55,8 +55,7 @@ const exited = new Promise<void>((resolve) =>
 const restarts = (): number => (log.join('').match(/restarting it in \d+ ms/g) ?? []).length;
 let failed = false;
 try {
-  let port = 0;
-  await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1] ?? 0)) > 0, 60_000);
+  const port = await operationsPort(log);
   const readyz = async (): Promise<number | string> => {
     try {
       return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
@@ -231,8 +231,7 @@ test('exactly-once: the broker stopped under a running daemon until its transact
     const file = join(dir, 'pipeline.yaml');
     writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
     daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    let port: number | undefined;
-    await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+    const port = await operationsPort(log);
     const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
     await produce(broker.brokers, input, seqRecords(0, 1_000));
     await waitFor('the first outputs committed', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 60_000, 200);
@@ -281,11 +280,9 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
         .replace('max_in_flight: 256', 'max_in_flight: 10000');
       writeFileSync(file, holding);
       daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      let port: number | undefined;
-      await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+      const port = await operationsPort(log);
       await produce(broker.brokers, input, seqRecords(0, 1_000));
-      const eventsIn = async (): Promise<number> => Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
-      await waitFor('every record read', async () => (await eventsIn()) >= 1_000, 60_000, 100);
+      await waitFor('every record read', async () => (await eventsRead(port)) >= 1_000, 60_000, 100);
       await broker.kill();
       // (Exactly-once, the one producer of both sinks says so, under the stage that made it.)
       const seen = guarantee === 'exactly-once' ? /kafka transactional producer: brokers unreachable/ : /"stage":"sink-kafka-0".*kafka sink: brokers unreachable/;

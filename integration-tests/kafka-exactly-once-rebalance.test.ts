@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from '../plugins/kafka/common.js';
 import Kafka from 'node-rdkafka';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
+import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { createTopic, groupCommitted, produce, sessionClosers, threeViews, userSessions } from './kafka/client.js';
 
 test('exactly-once without scale_out: a rebalance\'s hand-over commits the state with the offsets, so a crash before the next checkpoint loses no input from the state', { timeout: 240_000 }, async (t) => {
   const brokers = kafkaBrokers(t);
@@ -25,12 +25,6 @@ test('exactly-once without scale_out: a rebalance\'s hand-over commits the state
   let daemon: ChildProcess | undefined;
   const users = 20;
   const base = Date.parse('2024-05-01T00:00:00Z');
-  /** Three views of every user, `minute` minutes into their sessions (user u in partition u % 4). */
-  const phase = (minute: number) =>
-    Array.from({ length: users * 3 }, (_, i) => {
-      const user = i % users;
-      return { partition: user % 4, key: `u${user}`, value: clickJson(user, base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000) };
-    });
   // Another member of the group, joining and leaving: the daemon's partitions are revoked (the hand-over) and come back.
   const other = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false, 'session.timeout.ms': 6_000 }, { 'auto.offset.reset': 'earliest' });
   try {
@@ -59,11 +53,9 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
 `,
     );
     daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    let port: number | undefined;
-    await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
-    const eventsIn = async (): Promise<number> => Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
-    await produce(brokers, input, phase(0));
-    await waitFor('phase 1 read', async () => (await eventsIn()) >= users * 3, 60_000, 20);
+    const port = await operationsPort(log);
+    await produce(brokers, input, threeViews(users, base, 0));
+    await waitFor('phase 1 read', async () => (await eventsRead(port)) >= users * 3, 60_000, 20);
     await promisify((cb) => other.connect({}, (error) => cb(error)));
     other.subscribe([input]);
     other.setDefaultConsumeTimeout(100);
@@ -81,16 +73,14 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
     await exited(daemon);
     log.length = 0;
     daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    await produce(brokers, input, phase(10));
-    // A jump in event time on every partition closes every session.
-    await produce(brokers, input, Array.from({ length: 4 }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })));
-    const sessions = async (committed: boolean) => values<{ userId: string; eventCount: number }>(await readTopic(brokers, output, { committed, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(s.userId));
+    await produce(brokers, input, threeViews(users, base, 10));
+    await produce(brokers, input, sessionClosers(4, base));
     // Written in the open transaction; the stop commits it (the next checkpoint is a minute away).
-    await waitFor('every session written', async () => new Set((await sessions(false)).map((s) => s.userId)).size >= users, 120_000, 500);
+    await waitFor('every session written', async () => new Set((await userSessions(brokers, output, false)).map((s) => s.userId)).size >= users, 120_000, 500);
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
     // Before: 3 (the hand-over committed phase 1's offsets alone; the restart found no checkpoint holding it).
-    const counts = (await sessions(true)).map((s) => s.eventCount);
+    const counts = (await userSessions(brokers, output, true)).map((s) => s.eventCount);
     assert.deepEqual(counts, Array<number>(users).fill(6), 'one session per user, each of its 6 events counted once');
     assert.match(log.join(''), /resuming from checkpoint/);
   } finally {

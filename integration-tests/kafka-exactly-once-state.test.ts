@@ -9,8 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
+import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { createTopic, groupCommitted, produce, sessionClosers, threeViews, userSessions } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
 for (const scaleOut of [false, true]) {
@@ -25,12 +25,6 @@ for (const scaleOut of [false, true]) {
     let daemon: ChildProcess | undefined;
     const users = 20;
     const base = Date.parse('2024-05-01T00:00:00Z');
-    /** Three views of every user, `minute` minutes into their sessions (user u in partition u % 4). */
-    const phase = (minute: number) =>
-      Array.from({ length: users * 3 }, (_, i) => {
-        const user = i % users;
-        return { partition: user % 4, key: `u${user}`, value: clickJson(user, base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000) };
-      });
     try {
       for (const topic of [input, output]) await createTopic(broker.brokers, topic, 4);
       const file = join(dir, 'pipeline.yaml');
@@ -62,20 +56,17 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')}, keep: 1 }
 `,
       );
       daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      let port: number | undefined;
-      await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
-      const eventsIn = async (): Promise<number> => Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
-      await produce(broker.brokers, input, phase(0));
+      const port = await operationsPort(log);
+      await produce(broker.brokers, input, threeViews(users, base, 0));
       await waitFor('phase 1 committed', async () => (await groupCommitted(broker.brokers, `g-${input}`, input, 4)).every((offset) => offset >= 15), 60_000, 200);
-      await produce(broker.brokers, input, phase(10));
-      await waitFor('phase 2 read', async () => (await eventsIn()) >= 2 * users * 3, 60_000, 20);
+      await produce(broker.brokers, input, threeViews(users, base, 10));
+      await waitFor('phase 2 read', async () => (await eventsRead(port)) >= 2 * users * 3, 60_000, 20);
       await broker.kill();
       await waitFor('the pipeline restarted in the process', () => /restarting it in \d+ ms from its last checkpoint/.test(log.join('')), 120_000, 200);
       await broker.restart();
-      await produce(broker.brokers, input, phase(20));
-      // A jump in event time on every partition closes every session.
-      await produce(broker.brokers, input, Array.from({ length: 4 }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })));
-      const sessions = async () => values<{ userId: string; eventCount: number }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(s.userId));
+      await produce(broker.brokers, input, threeViews(users, base, 20));
+      await produce(broker.brokers, input, sessionClosers(4, base));
+      const sessions = () => userSessions(broker.brokers, output, true);
       await waitFor('every session in the committed output', async () => new Set((await sessions()).map((s) => s.userId)).size >= users, 150_000, 500);
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');

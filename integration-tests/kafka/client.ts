@@ -252,6 +252,27 @@ export function seqRecords(from: number, count: number): { key: string; value: s
   return Array.from({ length: count }, (_, i) => ({ key: `u${(from + i) % 211}`, value: clickJson((from + i) % 211, Date.parse('2024-05-01T00:00:00Z') + from + i, 'view', { seq: from + i }) }));
 }
 
+/**
+ * Three views of each of `users` users a minute apart, `minute` minutes after `base` (user u in partition
+ * u % 4, a second after user u - 1): one session per user however many such phases, with a gap of 30 min.
+ */
+export function threeViews(users: number, base: number, minute: number): RawRecord[] {
+  return Array.from({ length: users * 3 }, (_, i) => {
+    const user = i % users;
+    return { partition: user % 4, key: `u${user}`, value: clickJson(user, base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000) };
+  });
+}
+
+/** An event of its own user three hours after `base` on each of `partitions` partitions: its event time closes every session before it. */
+export function sessionClosers(partitions: number, base: number): RawRecord[] {
+  return Array.from({ length: partitions }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) }));
+}
+
+/** The session summaries of threeViews' users (`u<n>`) in `topic`; `committed`: read_committed. */
+export async function userSessions(brokers: string, topic: string, committed: boolean): Promise<{ userId: string; eventCount: number }[]> {
+  return values<{ userId: string; eventCount: number }>(await readTopic(brokers, topic, { committed, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(s.userId));
+}
+
 /** The `seq`s in the topic's committed output (read_committed). */
 export async function committedSeqs(brokers: string, topic: string): Promise<Set<number>> {
   return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));

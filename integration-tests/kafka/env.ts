@@ -69,3 +69,16 @@ export function startDaemon(file: string, brokers: string, log?: string[], args:
   });
   return child;
 }
+
+/** The operations port of a daemon started with `--http-port 0` and `--log-level info`, once its log says it serves. */
+export async function operationsPort(log: readonly string[]): Promise<number> {
+  let port = 0;
+  await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+  return port;
+}
+
+/** Events the daemon's sources have read so far (its /metrics, `tributary_events_in_total`). */
+export async function eventsRead(port: number): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+}
