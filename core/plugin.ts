@@ -150,10 +150,11 @@ export interface PluginContext {
    * Sources only: has the runtime commit now, as it does every commit interval: with checkpoints, one
    * is taken (every stage's state and every source's position, the sinks flushed, the file written,
    * then each source's `commit`); without, the sinks flush and each source commits. For a source
-   * about to have its input acknowledged outside the runtime's commits (an exactly-once Kafka source's
-   * hand-over of revoked partitions), so the state saved moves with it: acknowledged alone, a restart
-   * before the next checkpoint resumes after that input with state that never held it. Resolves once
-   * every source's `commit` was called; rejects if the checkpoint failed.
+   * whose input must be acknowledged between the runtime's commits (a Kafka source handing over the
+   * partitions a rebalance takes away), so the state saved and the acknowledged position agree:
+   * acknowledged alone, a restart before the next checkpoint resumes after that input with state that
+   * never held it; not acknowledged, input read again goes into state that holds it already. Resolves
+   * once every source's `commit` was called; rejects if the checkpoint failed.
    */
   commitNow?(): Promise<void>;
   /**

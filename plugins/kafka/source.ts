@@ -1635,9 +1635,9 @@ class KafkaSource {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
       return;
     }
-    // Exactly-once, a revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which
-    // takes a while: every step then waits its turn, so an assignment never overtakes the revocation before it.
-    if (this.transactions && this.context.commitNow) {
+    // A revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which takes a while:
+    // every step then waits its turn, so an assignment never overtakes the revocation before it.
+    if (this.context.commitNow) {
       return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? async () => this.assignPartitions(assignment) : () => this.revokeCommitted(assignment));
     }
     if (error.code === ErrorCode.ASSIGN_PARTITIONS) this.assignPartitions(assignment);
@@ -1718,17 +1718,21 @@ class KafkaSource {
   }
 
   /**
-   * Exactly-once revocation in a runtime that commits on request (PluginContext.commitNow): the
-   * hand-over's transaction is a checkpoint's, so the state saved holds the input its offsets
-   * acknowledge. Committed alone (handOver), the offsets ran past the newest checkpoint, and a restart
-   * before the next one resumed after that input with state that never held it (sessions cut). The
-   * partitions take no more records meanwhile, and are let go once the transaction committed.
+   * A revocation in a runtime that commits on request (PluginContext.commitNow): the runtime takes a
+   * checkpoint whose commit carries the revoked partitions' offsets, so the state saved and the group's
+   * offsets agree, and only then are the partitions let go. Without it, exactly-once committed the
+   * offsets alone in the open transaction (their outputs are in it), past the newest checkpoint: a
+   * restart before the next one resumed after that input with state that never held it (sessions cut).
+   * At-least-once committed nothing: a partition given back (by a rebalance that returns it, as every
+   * eager one does) was read again from the last checkpoint's offsets into a state that held its
+   * records already (sessions counting their events twice). The partitions take no more records meanwhile.
    */
   private async revokeCommitted(assignment: RdKafka.TopicPartition[]): Promise<void> {
     // Closing: the run's last commit is made, and the consumer's disconnect revokes everything.
     if (this.closing) return this.handOver(assignment);
     const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
     const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
+    const offsets = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
     for (const state of revoked) {
       state.assigned = false;
       this.handingOver.add(state);
@@ -1736,7 +1740,9 @@ class KafkaSource {
     this.dropBuffered(keys);
     try {
       await this.context.commitNow!();
-      await this.lastCommit;
+      if (this.transactions) await this.lastCommit;
+      // The runtime's commit is asynchronous: the next assignment reads the committed offsets, so these wait for the brokers.
+      else if (offsets.length > 0) this.commitRevoked(offsets);
     } finally {
       for (const state of revoked) {
         this.handingOver.delete(state);
