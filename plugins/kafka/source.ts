@@ -1683,10 +1683,11 @@ class KafkaSource {
   }
 
   /**
-   * A revocation without scale-out. Exactly-once, the open transaction holds outputs of these
-   * partitions' records: it commits with their offsets before they go, or their next owner would
-   * produce those outputs again. (Every record handed to the runtime has been pushed through the
-   * stages by the time this runs.)
+   * A revocation without scale-out while closing, or in a runtime that does not commit on request (a
+   * source driven by hand). Exactly-once, the open transaction holds outputs of these partitions'
+   * records: it commits with their offsets before they go, or their next owner would produce those
+   * outputs again. (Every record handed to the runtime has been pushed through the stages by the time
+   * this runs.)
    */
   private handOver(assignment: RdKafka.TopicPartition[]): void {
     const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
