@@ -8,13 +8,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from '../plugins/kafka/common.js';
 import Kafka from 'node-rdkafka';
 import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, groupCommitted, produce, sessionClosers, threeViews, userSessions } from './kafka/client.js';
+import { startNativeBroker } from './kafka/broker.js';
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
   const crash = guarantee === 'exactly-once';
@@ -100,3 +101,72 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
     }
   });
 }
+
+test('at-least-once without scale_out: partitions lost in a broker outage, their hand-over commit refused, then a crash: the restart reads them on from where the state stands, not again from the older committed offsets', { timeout: 240_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // Stopping a broker needs one this test owns.
+  const broker = await startNativeBroker({ partitions: 4 });
+  const input = uniqueTopic('in-lost');
+  const output = uniqueTopic('out-lost');
+  const group = `g-${input}`;
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-lost-'));
+  const log: string[] = [];
+  let daemon: ChildProcess | undefined;
+  const users = 20;
+  const base = Date.parse('2024-05-01T00:00:00Z');
+  try {
+    for (const topic of [input, output]) await createTopic(broker.brokers, topic, 4);
+    const file = join(dir, 'pipeline.yaml');
+    // Checkpoints every second go on while the partitions are lost: the one the restart resumes from is such a one.
+    writeFileSync(
+      file,
+      `
+name: lost
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: ${group}
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [session] }
+dead_letter: { type: file, path: ${join(dir, 'dead-letters.jsonl')} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
+`,
+    );
+    daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    const port = await operationsPort(log);
+    await produce(broker.brokers, input, threeViews(users, base, 0));
+    await waitFor('phase 1 committed', async () => (await groupCommitted(broker.brokers, group, input, 4)).every((offset) => offset >= 15), 60_000, 200);
+    await produce(broker.brokers, input, threeViews(users, base, 10));
+    await waitFor('phase 2 read', async () => (await eventsRead(port)) >= 2 * users * 3, 60_000, 20);
+    // Gone before phase 2's commit: the group session lapses, the partitions are revoked and their commit refused.
+    await broker.kill();
+    await waitFor('the partitions lost and their hand-over commit refused', () => /offset commit at revocation failed/.test(log.join('')), 120_000, 200);
+    // A checkpoint written after that, the partitions not assigned: the one the restart resumes from.
+    const newest = (): number => Math.max(0, ...readdirSync(join(dir, 'checkpoints')).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));
+    const atRevocation = newest();
+    await waitFor('a checkpoint after the revocation', () => newest() >= atRevocation + 2, 30_000, 100);
+    daemon.kill('SIGKILL');
+    await exited(daemon);
+    await broker.restart();
+    log.length = 0;
+    daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    await produce(broker.brokers, input, threeViews(users, base, 20));
+    await produce(broker.brokers, input, sessionClosers(4, base));
+    await waitFor('every session written', async () => new Set((await userSessions(broker.brokers, output, false)).map((s) => s.userId)).size >= users, 150_000, 500);
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+    // Before: 12 (phase 2 read again from the committed offsets into state that held it).
+    const counts = (await userSessions(broker.brokers, output, false)).map((s) => s.eventCount);
+    assert.deepEqual(counts, Array<number>(users).fill(9), 'one session per user, each of its 9 events counted once');
+  } finally {
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

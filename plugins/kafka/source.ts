@@ -135,9 +135,10 @@ interface PartitionState {
    */
   resumedAt?: number | undefined;
   /**
-   * Exactly-once, while not assigned: the offset after its last record handed to the runtime before it
-   * was revoked. The pipeline's state holds its input up to there, so a checkpoint's position names it,
-   * for covers() to judge against the group's committed offsets (its hand-over commit may have failed).
+   * While not assigned: the offset after its last record handed to the runtime before it was revoked.
+   * The pipeline's state holds its input up to there, so a checkpoint's position names it: exactly-once
+   * always, for covers() to judge against the group's committed offsets (its hand-over commit may have
+   * failed); at-least-once while the group is not known to have it committed (see position()).
    */
   revokedAt?: number | undefined;
 }
@@ -353,7 +354,7 @@ class KafkaSource {
   private readonly maxOutOfOrderness: number;
   private readonly idleTimeout: number;
   private readonly map: ReturnType<typeof createEventMapper>;
-  /** Offsets to start from on assignment (set by `seek`), by partition key. */
+  /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
   private paused = false;
   private closing = false;
@@ -562,7 +563,7 @@ class KafkaSource {
     const offsets: PartitionOffsets = {};
     const assignments = new Map<PartitionState, number>();
     for (const state of this.partitions.values()) {
-      const next = state.next ?? (state.assigned ? state.resumedAt : state.revokedAt);
+      const next = state.next ?? (state.assigned ? state.resumedAt : this.revokedUncommitted(state));
       if (next === undefined) continue;
       (offsets[state.topic] ??= {})[String(state.partition)] = next;
       assignments.set(state, state.assignment);
@@ -570,6 +571,19 @@ class KafkaSource {
     const position = { offsets };
     this.positionAssignments.set(position, assignments);
     return position;
+  }
+
+  /**
+   * A revoked partition's offset for the position. At-least-once names it only while the group is not
+   * known to hold it committed (the hand-over's commit refused, in a broker outage): a restart then
+   * starts the partition there, where the state stands, not at the older committed offset, which read
+   * its records again into state that held them (a chaos soak's sessions counted events twice). Once
+   * committed, the group's offset says the same, and another member may move it on meanwhile.
+   */
+  private revokedUncommitted(state: PartitionState): number | undefined {
+    const at = state.revokedAt;
+    if (at === undefined || this.transactions) return at;
+    return at > (this.knownCommitted.get(partitionKey(state.topic, state.partition)) ?? -1) ? at : undefined;
   }
 
   seek(position: SourcePosition): void {
@@ -618,9 +632,9 @@ class KafkaSource {
     return uncovered.length === 0;
   }
 
-  /** A revoked partition's read positions go; exactly-once, where it stood stays in the position (revokedAt). */
+  /** A revoked partition's read positions go; where it stood stays for the position (revokedAt). */
   private letGo(state: PartitionState): void {
-    if (this.transactions) state.revokedAt = state.next ?? state.resumedAt;
+    state.revokedAt = state.next ?? state.resumedAt;
     state.next = undefined;
     state.fetched = undefined;
   }
@@ -1742,8 +1756,13 @@ class KafkaSource {
     try {
       await this.context.commitNow!();
       if (this.transactions) await this.lastCommit;
-      // The runtime's commit is asynchronous: the next assignment reads the committed offsets, so these wait for the brokers.
-      else if (offsets.length > 0) this.commitRevoked(offsets);
+      // The runtime's commit is asynchronous: the next assignment reads the committed offsets, so these
+      // wait for the brokers. Refused (a broker outage), the next assignment starts these partitions where
+      // the state stands, as a checkpoint's offsets at a start: from the older committed offsets they were
+      // read again into state that held their records (a chaos soak's sessions counted events twice).
+      else if (offsets.length > 0 && !this.commitRevoked(offsets, 'the next assignment reads them on from where the state stands')) {
+        for (const tp of offsets) this.seekTo.set(partitionKey(tp.topic, tp.partition), tp.offset);
+      }
     } finally {
       for (const state of revoked) {
         this.handingOver.delete(state);
@@ -1878,7 +1897,7 @@ class KafkaSource {
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
       if (committed) await committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
-      else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets);
+      else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets, 'the next owner restores the state the last commit covers and replays from there');
     } finally {
       for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
@@ -1892,19 +1911,21 @@ class KafkaSource {
    * periodic commit is: the state file just written is then newer than the committed offset, so the
    * next owner restores the older one that offset covers and replays from there, which is the
    * at-least-once contract. Failing the source for it stopped the daemon (exit 1) in a broker outage
-   * it otherwise runs through.
+   * it otherwise runs through. Returns whether the commit went through.
    */
-  private commitRevoked(offsets: RdKafka.TopicPartitionOffset[]): void {
+  private commitRevoked(offsets: RdKafka.TopicPartitionOffset[], afterwards: string): boolean {
     try {
       this.consumer.commitSync(offsets);
       this.noteCommitted(offsets);
+      return true;
     } catch (error) {
       // Closing, the disconnect's own revocation finds the consumer gone, after the run's last commit: as before.
       if (this.closing) throw error;
       this.context.logger.warn(
         { partitions: offsets.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, offset: tp.offset })), err: asError(error).message },
-        'kafka offset commit at revocation failed; the next owner restores the state the last commit covers and replays from there',
+        `kafka offset commit at revocation failed; ${afterwards}`,
       );
+      return false;
     }
   }
 
