@@ -1753,15 +1753,20 @@ class KafkaSource {
       this.handingOver.add(state);
     }
     this.dropBuffered(keys);
+    let committed = false;
     try {
       await this.context.commitNow!();
-      if (this.transactions) await this.lastCommit;
-      // The runtime's commit is asynchronous: the next assignment reads the committed offsets, so these
-      // wait for the brokers. Refused (a broker outage), the next assignment starts these partitions where
-      // the state stands, as a checkpoint's offsets at a start: from the older committed offsets they were
-      // read again into state that held their records (a chaos soak's sessions counted events twice).
-      else if (offsets.length > 0 && !this.commitRevoked(offsets, 'the next assignment reads them on from where the state stands')) {
-        for (const tp of offsets) this.seekTo.set(partitionKey(tp.topic, tp.partition), tp.offset);
+      if (this.transactions) {
+        await this.lastCommit;
+        // A failed transaction fails the source (keepFailure), as a periodic one does.
+        committed = this.failure === undefined;
+      } else {
+        // The runtime's commit is asynchronous: the next assignment reads the committed offsets, so these
+        // wait for the brokers. Refused (a broker outage), the next assignment starts these partitions where
+        // the state stands, as a checkpoint's offsets at a start: from the older committed offsets they were
+        // read again into state that held their records (a chaos soak's sessions counted events twice).
+        committed = offsets.length === 0 || this.commitRevoked(offsets, 'the next assignment reads them on from where the state stands');
+        if (!committed) for (const tp of offsets) this.seekTo.set(partitionKey(tp.topic, tp.partition), tp.offset);
       }
     } finally {
       for (const state of revoked) {
@@ -1769,7 +1774,8 @@ class KafkaSource {
         this.letGo(state);
       }
       this.unassign(assignment);
-      this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions revoked, their offsets committed with a checkpoint');
+      const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
+      this.context.logger.info({ partitions }, committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed');
     }
   }
 
