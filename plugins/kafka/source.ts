@@ -1697,6 +1697,19 @@ class KafkaSource {
   }
 
   /**
+   * Revoked partitions take no more records: not assigned, their buffered records dropped. Returns their
+   * states and the offsets after the last records they handed to the runtime (what a hand-over commits).
+   */
+  private takeAway(assignment: RdKafka.TopicPartition[]): { revoked: PartitionState[]; offsets: RdKafka.TopicPartitionOffset[] } {
+    const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
+    const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
+    for (const state of revoked) state.assigned = false;
+    this.dropBuffered(keys);
+    const offsets = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
+    return { revoked, offsets };
+  }
+
+  /**
    * A revocation without scale-out while closing, or in a runtime that does not commit on request (a
    * source driven by hand). Exactly-once, the open transaction holds outputs of these partitions'
    * records: it commits with their offsets before they go, or their next owner would produce those
@@ -1704,17 +1717,8 @@ class KafkaSource {
    * this runs.)
    */
   private handOver(assignment: RdKafka.TopicPartition[]): void {
-    const revoked = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
-    const handOver = this.transactions ? this.position().offsets as PartitionOffsets : {};
-    for (const key of revoked) {
-      const state = this.partitions.get(key);
-      if (state) {
-        state.assigned = false;
-        this.letGo(state);
-      }
-    }
-    this.dropBuffered(revoked);
-    const offsets = toTopicPartitionOffsets(handOver).filter((tp) => revoked.has(partitionKey(tp.topic, tp.partition)));
+    const { revoked, offsets } = this.takeAway(assignment);
+    for (const state of revoked) this.letGo(state);
     if (this.transactions && offsets.length > 0) {
       this.transactions.commit(offsets, this.consumer).committed.then(
         () => {
@@ -1745,14 +1749,8 @@ class KafkaSource {
   private async revokeCommitted(assignment: RdKafka.TopicPartition[]): Promise<void> {
     // Closing: the run's last commit is made, and the consumer's disconnect revokes everything.
     if (this.closing) return this.handOver(assignment);
-    const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
-    const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
-    const offsets = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
-    for (const state of revoked) {
-      state.assigned = false;
-      this.handingOver.add(state);
-    }
-    this.dropBuffered(keys);
+    const { revoked, offsets } = this.takeAway(assignment);
+    for (const state of revoked) this.handingOver.add(state);
     let committed = false;
     try {
       await this.context.commitNow!();
@@ -1888,13 +1886,9 @@ class KafkaSource {
    * the next owner restores older state from older offsets and replays (at-least-once).
    */
   private async revokeWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
-    const revoked = assignment.map((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))).filter((state): state is PartitionState => state !== undefined);
+    const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
-    const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
-    for (const state of revoked) state.assigned = false;
-    this.dropBuffered(keys);
     try {
-      const offsets: RdKafka.TopicPartitionOffset[] = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
       // output of another partition's record processed after these offsets were taken.
