@@ -8,11 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from '../plugins/kafka/common.js';
 import Kafka from 'node-rdkafka';
+import { CheckpointStore } from 'tributary';
 import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, groupCommitted, produce, sessionClosers, threeViews, userSessions } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
@@ -148,9 +149,10 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
     await broker.kill();
     await waitFor('the partitions lost and their hand-over commit refused', () => /offset commit at revocation failed/.test(log.join('')), 120_000, 200);
     // A checkpoint written after that, the partitions not assigned: the one the restart resumes from.
-    const newest = (): number => Math.max(0, ...readdirSync(join(dir, 'checkpoints')).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));
-    const atRevocation = newest();
-    await waitFor('a checkpoint after the revocation', () => newest() >= atRevocation + 2, 30_000, 100);
+    const checkpoints = new CheckpointStore(join(dir, 'checkpoints'));
+    const newest = async (): Promise<number> => (await checkpoints.latest())?.sequence ?? 0;
+    const atRevocation = await newest();
+    await waitFor('a checkpoint after the revocation', async () => (await newest()) >= atRevocation + 2, 30_000, 100);
     daemon.kill('SIGKILL');
     await exited(daemon);
     await broker.restart();
