@@ -376,6 +376,11 @@ test('YAML syntax errors carry their position; only the first is listed, the res
   assert.match(cascade[0]!, /^P:3:\d+: \$: .*\(and \d+ more YAML errors after it, which often follow from this one\)$/);
 });
 
+test('a key given twice in a map is named by its path and both its lines', async () => {
+  const problems = await problemsOf('sources:\n  - type: synthetic\n    events: 10\n    users: 5\n    events: 20\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(problems, ["P:5:5: $.sources[0].events: 'events' is given twice in this map (first at line 3): keep one"]);
+});
+
 test("a plugin type like no known one says how a plugin of one's own is loaded", async () => {
   const problems = await problemsOf('sources: [{type: synthetic}]\nstages: [{type: price-ratio}]\nsinks: [{type: stdout}]\n');
   assert.equal(problems.length, 1, problems.join('\n'));

@@ -106,8 +106,12 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     // stray brace gave sixty), so they are counted, not listed.
     const first = doc.errors[0]!;
     const more = doc.errors.length - 1;
-    const message = first.message.split('\n')[0]! + (more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '');
-    throw new ConfigError([at(first.pos[0], '$', message)], 'TRIB_ERR_CONFIG_YAML');
+    const counted = more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '';
+    const duplicate = first.code === 'DUPLICATE_KEY' ? duplicateKeyAt(text, first.pos[0]) : undefined;
+    const problem = duplicate
+      ? at(first.pos[0], jsonPath(duplicate.path), `'${duplicate.key}' is given twice in this map (first at line ${lineCounter.linePos(duplicate.firstAt).line}): keep one${counted}`)
+      : at(first.pos[0], '$', first.message.split('\n')[0]! + counted);
+    throw new ConfigError([problem], 'TRIB_ERR_CONFIG_YAML');
   }
 
   const problems: ConfigProblem[] = [];
@@ -662,6 +666,24 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
       }
     },
   });
+}
+
+/**
+ * The key a YAML map gives twice, at the parser's DUPLICATE_KEY error offset: its path and where its
+ * first occurrence is, found in the text parsed again with duplicates allowed (the error names neither).
+ */
+function duplicateKeyAt(text: string, offset: number): { key: string; path: PathSegment[]; firstAt: number } | undefined {
+  let found: { key: string; path: PathSegment[]; firstAt: number } | undefined;
+  visit(parseDocument(text, { uniqueKeys: false }), {
+    Pair(_key, pair, ancestors) {
+      if (!isScalar(pair.key) || pair.key.range?.[0] !== offset) return undefined;
+      const map = ancestors[ancestors.length - 1];
+      const twin = isMap(map) ? map.items.find((other) => isScalar(other.key) && other.key.value === (pair.key as Scalar).value) : undefined;
+      found = { key: String(pair.key.value), path: segmentsOf(ancestors, pair), firstAt: (twin?.key as Scalar | undefined)?.range?.[0] ?? offset };
+      return visit.BREAK;
+    },
+  });
+  return found;
 }
 
 /** The JSON path segments of `node`, from the ancestors `visit` passes (pairs give keys, sequences indices). */
