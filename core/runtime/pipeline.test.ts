@@ -19,6 +19,7 @@ import {
   type Element,
   type LoadedPipeline,
   type PipelineEntry,
+  type PluginContext,
   type StreamRecord,
 } from 'tributary';
 import { countLoopTurns, runYaml, silentLogger } from 'tributary/testing';
@@ -1206,3 +1207,80 @@ test('a source\'s commitNow takes a checkpoint of the state as of now and commit
     }
   }
 });
+
+test('a checkpoint queued behind another waits for a batch its source yielded meanwhile: the position it saves never runs past the state it saves', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-queued-checkpoint-'));
+  let yielded = 0;
+  let letSecondGo!: () => void;
+  const second = new Promise<void>((resolve) => (letSecondGo = resolve));
+  let sourceContext: PluginContext | undefined;
+  const source = defineSource<Record<string, never>>({
+    name: 'two-batches',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      sourceContext = context;
+      return {
+        async *read() {
+          yielded++;
+          yield [event('u', 1), event('u', 2)];
+          await second;
+          yielded++;
+          yield [event('u', 3)];
+          while (!context.signal!.aborted) await sleep(5);
+        },
+        // Counts a batch once it is yielded, as a file's or a consumer's position does.
+        position: () => ({ batches: yielded }),
+      };
+    },
+  });
+  let counted = 0;
+  const counting = defineOperator<Record<string, never>>({
+    name: 'counting',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
+      snapshot: () => counted,
+    }),
+  });
+  let flushGate: Promise<void> | undefined;
+  const sink = defineSink<Record<string, never>>({
+    name: 'gated-flush',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({ write: () => undefined, flush: async () => flushGate, close: async () => undefined }),
+  });
+  const stop = new AbortController();
+  const run = runYaml(`sources: [{type: two-batches}]\nstages: [{type: counting}]\nsinks: [{type: gated-flush}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, {
+    plugins: [source, counting, sink],
+    signal: stop.signal,
+  });
+  try {
+    await until(() => counted === 2, 'the first batch in');
+    let openFlush!: () => void;
+    flushGate = new Promise<void>((resolve) => (openFlush = resolve));
+    // The first checkpoint holds the sources while its sinks flush; a second (a rebalance's commitNow) queues behind it;
+    // meanwhile the source yields its second batch, which waits for the sources to be let go.
+    const first = sourceContext!.commitNow!();
+    const queued = sourceContext!.commitNow!();
+    letSecondGo();
+    await until(() => yielded === 2, 'the second batch yielded');
+    flushGate = undefined;
+    openFlush();
+    await first;
+    await queued;
+    const { CheckpointStore } = await import('tributary');
+    const saved = await new CheckpointStore(dir).latest();
+    assert.ok(saved, 'a checkpoint was written');
+    assert.deepEqual(
+      [Object.values(saved.sources), Object.values(saved.operators)],
+      [[{ batches: 2 }], [3]],
+      'the queued checkpoint names the second batch in its position and holds it in its state',
+    );
+  } finally {
+    stop.abort();
+    await run;
+  }
+});
+

@@ -309,6 +309,13 @@ export class PipelineRunner {
   private readonly shared = new Map<string, unknown>();
   /** Set while a checkpoint flushes and writes: sources wait on it, so nothing is written meanwhile. */
   private barrier: Promise<void> | undefined;
+  /**
+   * Batches yielded by their source and waiting at the barrier to go in: the source's position counts
+   * them and the stages' state does not yet, so no checkpoint or commit takes positions until they
+   * are in (one queued behind another checkpoint once took its positions first and skipped them).
+   */
+  private batchesInHand = 0;
+  private readonly batchesInWaiters: (() => void)[] = [];
   private resuming = false;
   /** Scale-out (`scale_out`): where partition state lives, and the partitioned source. */
   private scaleOut: { dir: string; keep: number; slot: SourceSlot } | undefined;
@@ -760,7 +767,7 @@ export class PipelineRunner {
 
   /** Runs `work` with the sources held at the barrier: no record moves while it runs. */
   private async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    while (this.barrier) await this.barrier;
+    while (this.barrier || this.batchesInHand > 0) await (this.barrier ?? new Promise<void>((resolve) => this.batchesInWaiters.push(resolve)));
     let release!: () => void;
     this.barrier = new Promise<void>((resolve) => (release = resolve));
     try {
@@ -940,28 +947,33 @@ export class PipelineRunner {
     // source to deliver would move the watermark past the others' in-order events.
     slot.lastActivity = this.clock.now();
     for await (const batch of untilStopped(slot.source.read(), signal)) {
-      // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
-      // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
-      // belong in the next transaction, or a restart from that position writes them twice).
-      while (this.barrier) await this.barrier;
-      if (this.failure) break;
-      slot.lastActivity = this.clock.now();
-      let maxTime = slot.maxTime;
-      // An absurd future timestamp must not drag the watermark ahead and make every later event late;
-      // the operators dead-letter such events, the watermark just ignores them.
-      const horizon = this.clock.now() + slot.maxAheadOfClock;
-      const sampled = this.latency.begin();
-      for (let i = 0; i < batch.length; i++) {
-        const event: ClickEvent = batch[i]!;
-        if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
-        this.push(event, slot.label);
+      this.batchesInHand++;
+      try {
+        // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
+        // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
+        // belong in the next transaction, or a restart from that position writes them twice).
+        while (this.barrier) await this.barrier;
+        if (this.failure) break;
+        slot.lastActivity = this.clock.now();
+        let maxTime = slot.maxTime;
+        // An absurd future timestamp must not drag the watermark ahead and make every later event late;
+        // the operators dead-letter such events, the watermark just ignores them.
+        const horizon = this.clock.now() + slot.maxAheadOfClock;
+        const sampled = this.latency.begin();
+        for (let i = 0; i < batch.length; i++) {
+          const event: ClickEvent = batch[i]!;
+          if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
+          this.push(event, slot.label);
+        }
+        slot.maxTime = maxTime;
+        this.stats.eventsIn += batch.length;
+        counter.inc(batch.length);
+        this.advanceWatermark();
+        // The watermark is inside the sample: stages that emit on it (session close) are measured too.
+        if (sampled) this.latency.end();
+      } finally {
+        if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
-      slot.maxTime = maxTime;
-      this.stats.eventsIn += batch.length;
-      counter.inc(batch.length);
-      this.advanceWatermark();
-      // The watermark is inside the sample: stages that emit on it (session close) are measured too.
-      if (sampled) this.latency.end();
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       if (signal?.aborted) break;
