@@ -1284,3 +1284,61 @@ test('a checkpoint queued behind another waits for a batch its source yielded me
   }
 });
 
+test("a checkpoint's books are those of its instant, the counts by kind and by reason with the totals, whatever is routed while it is serialised", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-checkpoint-books-'));
+  let sourceContext: PluginContext | undefined;
+  const source = defineSource<Record<string, never>>({
+    name: 'waiting',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      sourceContext = context;
+      let read = 0;
+      return {
+        async *read() {
+          read = 3;
+          yield [event('u', 1), event('u', 2), event('u', 3)];
+          while (!context.signal!.aborted) await sleep(5);
+        },
+        position: () => ({ read }),
+      };
+    },
+  });
+  // A stage whose timer emits while a checkpoint is serialised (one that does not skip its tick while held).
+  let emitLater: ((record: StreamRecord) => void) | undefined;
+  const ticking = defineOperator<Record<string, never>>({
+    name: 'ticking',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => {
+          emitLater = emit;
+          emit(record);
+        },
+      })),
+      snapshot: async () => {
+        await turn();
+        emitLater!({ ...event('u', 4), kind: 'tick' } as unknown as StreamRecord);
+        return {};
+      },
+    }),
+  });
+  const stop = new AbortController();
+  const run = runYaml(`sources: [{type: waiting}]\nstages: [{type: ticking}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, {
+    plugins: [source, ticking],
+    signal: stop.signal,
+  });
+  try {
+    await until(() => emitLater !== undefined, 'the batch in');
+    await sourceContext!.commitNow!();
+    const { CheckpointStore } = await import('tributary');
+    const saved = await new CheckpointStore(dir).latest();
+    const counters = saved!.counters as { recordsOut: number; outByKind: Record<string, number> };
+    assert.deepEqual([counters.recordsOut, counters.outByKind], [3, { event: 3 }]);
+  } finally {
+    stop.abort();
+    await run;
+  }
+});
+

@@ -1017,7 +1017,11 @@ export class PipelineRunner {
       const sources: Record<string, SourcePosition> = {};
       for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
       const counters: Record<string, unknown> = {};
-      for (const name of carriedCounters) counters[name] = this.stats[name];
+      // Copied now: the maps go on counting while the body is serialised, the totals beside them would not.
+      for (const name of carriedCounters) {
+        const value = this.stats[name];
+        counters[name] = typeof value === 'object' ? { ...value } : value;
+      }
       const createdAt = new Date(this.clock.now()).toISOString();
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
