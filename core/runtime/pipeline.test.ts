@@ -1342,3 +1342,34 @@ test("a checkpoint's books are those of its instant, the counts by kind and by r
   }
 });
 
+test('a late event its sink rejects is counted once, as dead-lettered, not also as sent to the late output', async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const source = defineSource<Record<string, never>>({
+    name: 'one-late',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', T0), event('u', T0 + 3_600_000)];
+        yield [event('u', T0 + 1000)];
+      },
+    }),
+  });
+  const rejecting = defineSink<Record<string, never>>({
+    name: 'rejecting-late',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      write: (record) => context.deadLetter({ reason: 'cannot take late events', raw: record }),
+      close: async () => undefined,
+    }),
+  });
+  const run = await runYaml(
+    'sources: [{type: one-late, watermark: {max_out_of_orderness: 0s}}]\nstages: [{type: sessionizer, allowed_lateness: 0s}]\nsinks: [{type: memory, kinds: [session]}, {type: rejecting-late, kinds: [session], outputs: [late]}]\n',
+    { plugins: [source, rejecting] },
+  );
+  assert.equal(run.deadLetters.filter((dead) => dead.reason === 'cannot take late events' && (dead.raw as ClickEvent).time === T0 + 1000).length, 1);
+  assert.equal(run.stats.sideOutputs.late ?? 0, 0);
+  assert.equal(run.stats.deadLettered, run.deadLetters.length);
+});
+

@@ -510,15 +510,27 @@ export class PipelineRunner {
   }
 
   private sideOutput(name: string, record: StreamRecord): void {
-    this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
     const slots = this.sinksByOutput.get(name) ?? [];
     let taken = false;
-    for (const slot of slots) {
-      // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
-      if (slot.takes !== undefined && !slot.takes.has(record.kind)) continue;
-      taken = true;
-      if (!this.write(slot.sink, record)) return;
+    // Counted once, as route() counts a record: dead-lettered if a sink of the output rejected it, else sent to it.
+    const rejectsBefore = this.sinkRejects;
+    const routing = this.routing;
+    this.routing = true;
+    try {
+      for (const slot of slots) {
+        // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
+        if (slot.takes !== undefined && !slot.takes.has(record.kind)) continue;
+        taken = true;
+        if (!this.write(slot.sink, record)) return;
+      }
+    } finally {
+      this.routing = routing;
     }
+    if (this.sinkRejects !== rejectsBefore) {
+      this.stats.deadLettered++;
+      return;
+    }
+    this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
     if (taken) return;
     // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
     const warning = slots.length === 0 ? name : `${name}\0${record.kind}`;
