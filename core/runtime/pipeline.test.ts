@@ -1284,6 +1284,143 @@ test('a checkpoint queued behind another waits for a batch its source yielded me
   }
 });
 
+test('a stage that fails as the pipeline is put together, or as it is subscribed, fails the run with its plugins closed', async () => {
+  for (const when of ['assembly', 'subscribe'] as const) {
+    const closed: string[] = [];
+    const source = defineSource<Record<string, never>>({
+      name: 'one-batch',
+      summary: 'test',
+      config: { type: 'object' },
+      create: () => ({
+        async *read() {
+          yield [event('u', 1)];
+        },
+        close: async () => void closed.push('source'),
+      }),
+    });
+    const broken = defineOperator<Record<string, never>>({
+      name: 'broken',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        apply:
+          when === 'assembly'
+            ? () => {
+                throw new Error(`broken at ${when}`);
+              }
+            : recordOperator(context, () => {
+                throw new Error(`broken at ${when}`);
+              }),
+        close: async () => void closed.push('stage'),
+      }),
+    });
+    const sink = defineSink<Record<string, never>>({
+      name: 'closing',
+      summary: 'test',
+      config: { type: 'object' },
+      create: () => ({ write: () => undefined, close: async () => void closed.push('sink') }),
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-broken-stage-'));
+    await assert.rejects(
+      runYaml(`sources: [{type: one-batch}]\nstages: [{type: broken}]\nsinks: [{type: closing}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source, broken, sink] }),
+      (error: Error & { code?: string }) => error.code === 'TRIB_ERR_STAGE' && error.message.includes(`broken at ${when}`),
+      when,
+    );
+    assert.deepEqual(closed.sort(), ['sink', 'source', 'stage'], `${when}: every plugin closed`);
+  }
+});
+
+test('a source whose read throws fails the run at once: the other sources are stopped, not read on without it', { timeout: 20_000 }, async () => {
+  let endlessClosed = false;
+  const endless = defineSource<Record<string, never>>({
+    name: 'endless',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        for (let t = 0; !context.signal!.aborted; t++) {
+          yield [event('e', t)];
+          await sleep(5);
+        }
+      },
+      close: async () => void (endlessClosed = true),
+    }),
+  });
+  const failing = defineSource<Record<string, never>>({
+    name: 'failing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('f', 1)];
+        await sleep(20);
+        throw new Error('the disk is gone');
+      },
+    }),
+  });
+  // No signal: a run that read on without the failed source would never end (the test's own timeout says so).
+  await assert.rejects(
+    runYaml('sources: [{type: endless}, {type: failing}]\nsinks: [{type: memory}]\n', { plugins: [endless, failing] }),
+    (error: Error & { code?: string }) => error.code === 'TRIB_ERR_SOURCE' && error.message.includes('the disk is gone'),
+  );
+  assert.equal(endlessClosed, true);
+});
+
+test('the end of input waits for a checkpoint under way: what it closes is written after it, not flushed and committed with a state that still holds it open', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-end-during-checkpoint-'));
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  let sourceContext: PluginContext | undefined;
+  let ended = false;
+  const source = defineSource<Record<string, never>>({
+    name: 'ending',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      sourceContext = context;
+      let read = 0;
+      return {
+        async *read() {
+          read = 1;
+          yield [event('u', Date.UTC(2024, 0, 1))];
+          await end;
+          ended = true;
+        },
+        position: () => ({ read }),
+      };
+    },
+  });
+  let gated = false;
+  const writtenWhileGated: string[] = [];
+  let flushGate: Promise<void> | undefined;
+  const sink = defineSink<Record<string, never>>({
+    name: 'gated-flush',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: (record) => void (gated && writtenWhileGated.push(record.kind)),
+      flush: async () => flushGate,
+      close: async () => undefined,
+    }),
+  });
+  const run = runYaml(`sources: [{type: ending}]\nstages: [{type: sessionizer}]\nsinks: [{type: gated-flush}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source, sink] });
+  await until(() => sourceContext !== undefined, 'the source');
+  let openFlush!: () => void;
+  flushGate = new Promise<void>((resolve) => (openFlush = resolve));
+  gated = true;
+  const checkpoint = sourceContext!.commitNow!();
+  letEnd();
+  await until(() => ended, 'the end of input');
+  await turn();
+  gated = false;
+  flushGate = undefined;
+  openFlush();
+  await checkpoint;
+  const stats = (await run).stats;
+  assert.deepEqual(writtenWhileGated, [], 'nothing written while the checkpoint held the sources');
+  assert.equal(stats.outByKind.session, 1, 'the session closed by the end of input was written after it');
+});
+
 test("a checkpoint's books are those of its instant, the counts by kind and by reason with the totals, whatever is routed while it is serialised", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-checkpoint-books-'));
   let sourceContext: PluginContext | undefined;

@@ -13,7 +13,7 @@
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { setImmediate } from 'node:timers/promises';
-import { Subject, type Subscription } from 'rxjs';
+import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { ConfigError, inputHandedOver, TributaryError } from '../errors.js';
@@ -1371,67 +1371,84 @@ export class PipelineRunner {
     this.metrics.observe('heap_overruns_total', 'Pauses that outlasted heap_wait, after which the run went on over its heap budget.', { pipeline: this.name }, () => this.heapOverruns);
     this.metrics.observe('heap_over_budget', '1 while the run goes on over its heap budget (a pause outlasted heap_wait), else 0.', { pipeline: this.name }, () => (this.overHeapBudget ? 1 : 0));
     let checkpointTimer: NodeJS.Timeout | undefined;
-    if (this.options.checkpoints) {
-      checkpointTimer = setInterval(() => {
-        if (!this.barrier) {
-          this.checkpoint().catch((error: unknown) => {
-            this.checkpointFailures?.inc();
-            // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
-            // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
-            if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken; the previous one stays');
-            else this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
-          });
-        }
-      }, this.options.checkpoints.intervalMs);
-      checkpointTimer.unref();
-    } else if (this.sources.some((slot) => slot.source.commit)) {
-      // No checkpoints: a source waiting for input still commits what it handed over (no batch comes to do it).
-      checkpointTimer = setInterval(() => {
-        for (const slot of this.sources) {
-          if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
-          this.commitSource(slot).catch((error: unknown) => this.logger.warn({ stage: slot.label, err: (error as Error).message }, 'commit failed; the next one retries'));
-        }
-      }, this.commitInterval);
-      checkpointTimer.unref();
-    }
-    const stream = composeOperators(this.operators.map((o) => o.operator), this.input.asObservable(), this.latency.global());
+    let idleTimer: NodeJS.Timeout | undefined;
     let subscription: Subscription | undefined;
+    let failed: unknown;
+    let streamEnded!: () => void;
+    // Settled by the stream, or rejected by failRun; set before subscribing, as a stage may fail as it is subscribed.
     const completed = new Promise<void>((resolve, reject) => {
-      subscription = stream.subscribe({
-        next: (record) => this.route(record),
-        error: (error: unknown) => this.failRun(error),
-        complete: () => resolve(),
-      });
+      streamEnded = resolve;
       this.rejectCompleted = reject;
     });
     completed.catch(() => undefined); // observed below; avoid an unhandled rejection while sources run
-    let failed: unknown;
-    // Not while the sources are held: a watermark then would change the stages' state (close
-    // sessions) and write outputs after the checkpoint's instant, in with the outputs it flushes.
-    const idleTimer = setInterval(() => {
-      if (!this.barrier) this.advanceWatermark();
-    }, Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
-    idleTimer.unref();
     try {
-      const results = await Promise.allSettled(
+      // Inside the try: a stage whose operator throws as it is put together fails the run with its
+      // plugins closed and no timer left running.
+      let stream: Observable<Element>;
+      try {
+        stream = composeOperators(this.operators.map((o) => o.operator), this.input.asObservable(), this.latency.global());
+      } catch (error) {
+        this.failRun(error);
+        throw this.failure;
+      }
+      subscription = stream.subscribe({
+        next: (record) => this.route(record),
+        error: (error: unknown) => this.failRun(error),
+        complete: () => streamEnded(),
+      });
+      if (this.options.checkpoints) {
+        checkpointTimer = setInterval(() => {
+          if (!this.barrier) {
+            this.checkpoint().catch((error: unknown) => {
+              this.checkpointFailures?.inc();
+              // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
+              // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
+              if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken; the previous one stays');
+              else this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
+            });
+          }
+        }, this.options.checkpoints.intervalMs);
+        checkpointTimer.unref();
+      } else if (this.sources.some((slot) => slot.source.commit)) {
+        // No checkpoints: a source waiting for input still commits what it handed over (no batch comes to do it).
+        checkpointTimer = setInterval(() => {
+          for (const slot of this.sources) {
+            if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
+            this.commitSource(slot).catch((error: unknown) => this.logger.warn({ stage: slot.label, err: (error as Error).message }, 'commit failed; the next one retries'));
+          }
+        }, this.commitInterval);
+        checkpointTimer.unref();
+      }
+      // Not while the sources are held: a watermark then would change the stages' state (close
+      // sessions) and write outputs after the checkpoint's instant, in with the outputs it flushes.
+      idleTimer = setInterval(() => {
+        if (!this.barrier) this.advanceWatermark();
+      }, Math.max(50, Math.min(1000, ...this.sources.map((s) => s.idleTimeout / 2))));
+      idleTimer.unref();
+      await Promise.allSettled(
         this.sources.map(async (slot) => {
           try {
             await this.pump(slot);
+          } catch (error) {
+            // The run fails, and its other sources stop: it does not go on without this one (its
+            // watermark would move ahead of the failed source's events, nothing would restart it).
+            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${(error as Error).message}`, { cause: error });
+            this.failRun(failure);
+            throw failure;
           } finally {
             slot.done = true;
           }
         }),
       );
       clearInterval(idleTimer);
-      const sourceFailure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (sourceFailure) {
-        const cause = sourceFailure.reason as Error;
-        throw cause instanceof TributaryError ? cause : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${cause.message}`, { cause });
-      }
-      if (this.failure) await completed;
+      // The run's first failure is its error: a source's (above), or one that stopped the sources.
+      if (this.failure) throw this.failure;
       if (checkpointTimer) clearInterval(checkpointTimer);
       const stopped = this.options.signal?.aborted ?? false;
       if (!stopped) {
+        // Not into a checkpoint under way: what the end of input closes (sessions, the models' last
+        // batches) is written after its state was taken, and it would flush and commit them with it.
+        while (this.barrier) await this.barrier;
         this.emitWatermark(Infinity);
         this.stats.watermark = Infinity;
       }
