@@ -1538,3 +1538,101 @@ test('with checkpoints, a source without a position (one its upstream acknowledg
     await run;
   }
 });
+
+/** A stage that keeps the highest watermark it was given. */
+function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number } {
+  let highest = -Infinity;
+  const plugin = defineOperator<Record<string, never>>({
+    name: 'watching',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void (highest = Math.max(highest, mark.time)) })),
+    }),
+  });
+  return { plugin, highest: () => highest };
+}
+
+/** A test clock that counts its reads: the runtime's idle timer reads it at every look. */
+function countingClock(start: number): { clock: { now(): number }; reads: () => number; advance(ms: number): void } {
+  let now = start;
+  let reads = 0;
+  return { clock: { now: () => (reads++, now) }, reads: () => reads, advance: (ms) => void (now += ms) };
+}
+
+test('a source the pipeline holds back (its sinks have no room) is not idle however long it waits: the watermark does not move past its records to come', { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  const oneSource = (name: string, batches: number[][]) =>
+    defineSource<Record<string, never>>({
+      name,
+      summary: 'test',
+      config: { type: 'object' },
+      create: () => ({
+        async *read() {
+          for (const times of batches) yield times.map((t) => event(name, t));
+        },
+      }),
+    });
+  let roomAsked = 0;
+  let open!: () => void;
+  let full: Promise<void> | undefined = new Promise<void>((resolve) => (open = resolve));
+  const sink = defineSink<Record<string, never>>({
+    name: 'full',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({ write: () => undefined, ready: () => (roomAsked++, full), close: async () => undefined }),
+  });
+  const watcher = watermarkWatcher();
+  const run = runYaml(
+    'sources: [{type: ahead, watermark: {max_out_of_orderness: 1m, idle_timeout: 100ms}}, {type: behind, watermark: {max_out_of_orderness: 1m, idle_timeout: 100ms}}]\nstages: [{type: watching}, {type: sessionizer, allowed_lateness: 0s}]\nsinks: [{type: full, kinds: [event, session]}]\n',
+    { plugins: [oneSource('ahead', [[T0 + 3_600_000]]), oneSource('behind', [[T0], [T0 + 1_000]]), watcher.plugin, sink], clock: time.clock },
+  );
+  await until(() => roomAsked >= 2, 'both sources to have given their first batch');
+  // Ten idle timeouts pass while the sink has no room, and the idle timer looks several times.
+  time.advance(1_000);
+  const reads = time.reads();
+  await until(() => time.reads() >= reads + 5, 'the idle timer');
+  assert.ok(watcher.highest() < T0, `the watermark waits for the source behind (it is at ${new Date(watcher.highest()).toISOString()})`);
+  full = undefined;
+  open();
+  const { stats } = await run;
+  assert.equal(stats.sideOutputs.late ?? 0, 0, 'the record of the source behind is not late');
+});
+
+test('a source idle as a whole that keeps its own watermark (per partition) says where the watermark stands: a partition with records still to read holds it back', { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  let pendingBehind = true;
+  let letBehindCome!: () => void;
+  const behindComes = new Promise<void>((resolve) => (letBehindCome = resolve));
+  const source = defineSource<Record<string, never>>({
+    name: 'two-partitions',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        // Partition 1 is an hour ahead; partition 2's record at T0 is still on its way (as a Kafka source knows by its lag).
+        yield [event('ahead', T0 + 3_600_000)];
+        await behindComes;
+        pendingBehind = false;
+        yield [event('behind', T0)];
+      },
+      watermark: () => (pendingBehind ? T0 - 60_000 : T0 + 3_600_000 - 60_000),
+    }),
+  });
+  const watcher = watermarkWatcher();
+  const run = runYaml(
+    'sources: [{type: two-partitions, watermark: {max_out_of_orderness: 1m, idle_timeout: 100ms}}]\nstages: [{type: watching}, {type: sessionizer, allowed_lateness: 0s}]\nsinks: [{type: memory, kinds: [session]}]\n',
+    { plugins: [source, watcher.plugin], clock: time.clock },
+  );
+  await until(() => watcher.highest() > -Infinity, 'the first batch');
+  time.advance(1_000);
+  const reads = time.reads();
+  await until(() => time.reads() >= reads + 5, 'the idle timer');
+  assert.ok(watcher.highest() < T0, `the watermark waits for the partition behind (it is at ${new Date(watcher.highest()).toISOString()})`);
+  letBehindCome();
+  const { stats } = await run;
+  assert.equal(stats.sideOutputs.late ?? 0, 0, 'the record of the partition behind is not late');
+  assert.equal(stats.outByKind.session, 2);
+});

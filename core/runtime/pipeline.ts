@@ -213,7 +213,14 @@ interface SourceSlot {
   idleTimeout: number;
   maxTime: number;
   maxAheadOfClock: number;
+  /** When the source last gave a batch, or was last asked for one (waiting), whichever came later. */
   lastActivity: number;
+  /**
+   * Whether the pump waits on the source for its next batch. Only then can the source be idle: one the
+   * pipeline does not ask (its sinks have no room, a checkpoint holds it) is held back, not idle, and the
+   * watermark moved past its partitions' pending records made them late once the pipeline went on.
+   */
+  waiting: boolean;
   lastCommit: number;
   done: boolean;
 }
@@ -655,6 +662,7 @@ export class PipelineRunner {
         maxTime: -Infinity,
         maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
         lastActivity: this.clock.now(), // set again when its reading starts (pump)
+        waiting: false,
         lastCommit: this.clock.now(),
         done: false,
       });
@@ -825,7 +833,7 @@ export class PipelineRunner {
     let anyActive = false;
     for (const slot of this.sources) {
       if (slot.done) continue;
-      if (now - slot.lastActivity >= slot.idleTimeout) continue;
+      if (slot.waiting && now - slot.lastActivity >= slot.idleTimeout) continue;
       anyActive = true;
       const own = slot.source.watermark ? slot.source.watermark() : slot.maxTime - slot.maxOutOfOrderness;
       if (own < combined) combined = own;
@@ -833,8 +841,10 @@ export class PipelineRunner {
     if (!anyActive) {
       // Every live source is idle: the watermark follows the most advanced source, as Flink's idleness does;
       // a drained one counts (its events are all in), or an idle source would hold back what it moved.
+      // One that keeps its own watermark (per partition) says where it stands: a partition with records
+      // still to read holds it back, though the source as a whole gave nothing for a while.
       combined = -Infinity;
-      for (const slot of this.sources) combined = Math.max(combined, slot.maxTime - slot.maxOutOfOrderness);
+      for (const slot of this.sources) combined = Math.max(combined, !slot.done && slot.source.watermark ? slot.source.watermark() : slot.maxTime - slot.maxOutOfOrderness);
       if (combined === -Infinity) return;
     }
     if (combined > this.emittedWatermark && Number.isFinite(combined)) {
@@ -958,7 +968,9 @@ export class PipelineRunner {
     // idle_timeout (a slow restore) would make every source idle at its first batch, and the first
     // source to deliver would move the watermark past the others' in-order events.
     slot.lastActivity = this.clock.now();
+    slot.waiting = true;
     for await (const batch of untilStopped(slot.source.read(), signal)) {
+      slot.waiting = false;
       this.batchesInHand++;
       try {
         // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
@@ -988,6 +1000,9 @@ export class PipelineRunner {
       }
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+      // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
+      slot.lastActivity = this.clock.now();
+      slot.waiting = true;
       if (signal?.aborted) break;
     }
   }
