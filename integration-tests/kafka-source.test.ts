@@ -650,3 +650,50 @@ test('brokers down at start: the source fails its connect tries, then reads ever
     await broker.stop();
   }
 });
+
+test('partitions paused by back pressure when a rebalance takes them away are fetched again when they come back', { timeout: 180_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('paused-rebalance');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 4);
+  const total = 2_000;
+  await produce(brokers, topic, Array.from({ length: total }, (_, seq) => ({ key: `u${seq % 40}`, value: clickJson(seq % 40, base + seq, 'view', { seq }) })));
+  const hub = new MetricsHub();
+  const context = testContext({ batchSize: 100, metrics: hub.scoped({ pipeline: 'paused', stage: 'source-kafka-0' }) });
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, max_buffered: 200, mapping: { attributes: ['seq'] } };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  const pauses = async (): Promise<number> => Number(/^tributary_kafka_pauses_total\{pipeline="paused",stage="source-kafka-0"\} (\S+)$/m.exec(await hub.registry.metrics())?.[1]);
+  const assigned = async (): Promise<number> => Number(/^tributary_kafka_assigned_partitions\{pipeline="paused",stage="source-kafka-0"\} (\S+)$/m.exec(await hub.registry.metrics())?.[1]);
+  const batches = source.read()[Symbol.asyncIterator]();
+  const got = new Set<number>();
+  const take = async (): Promise<void> => {
+    for (const event of (await batches.next()).value as ClickEvent[]) got.add(Number(event.attrs?.seq));
+  };
+  // Another member joining and leaving: an eager rebalance takes every partition away and gives them back.
+  const other = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false, 'session.timeout.ms': 6_000 }, { 'auto.offset.reset': 'latest' });
+  try {
+    await take();
+    // The pipeline "stalls": the buffer fills, and after a second the source pauses its partitions.
+    await waitFor('the partitions paused', async () => (await pauses()) >= 1, 30_000);
+    await new Promise<void>((resolve, reject) => other.connect({}, (error) => (error ? reject(new Error(error.message)) : resolve())));
+    other.subscribe([topic]);
+    other.setDefaultConsumeTimeout(100);
+    await waitFor('the other member to get partitions', async () => {
+      await new Promise<void>((resolve) => other.consume(1, () => resolve()));
+      try {
+        return other.assignments().length > 0;
+      } catch {
+        return false;
+      }
+    }, 60_000, 0);
+    await new Promise<void>((resolve) => other.disconnect(() => resolve()));
+    await waitFor('every partition back', async () => (await assigned()) === 4, 60_000);
+    // The pipeline takes records again: every one comes, from all four partitions.
+    while (got.size < total) await take();
+    assert.equal(got.size, total);
+  } finally {
+    await batches.return?.(undefined);
+    await source.close?.();
+  }
+});

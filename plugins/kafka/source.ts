@@ -19,6 +19,7 @@
  * instead (see transactions.ts).
  */
 import { isUtf8 } from 'node:buffer';
+import { setImmediate } from 'node:timers/promises';
 import {
   createEventMapper,
   defineSource,
@@ -28,6 +29,7 @@ import {
   parseDuration,
   TributaryError,
   type ClickEvent,
+  type Counter,
   type Gauge,
   type GaugeFamily,
   type MappingConfig,
@@ -434,6 +436,10 @@ class KafkaSource {
   /** The partitions whose lag series exist (by key): removed once no longer assigned. */
   private readonly partitionLagSeries = new Map<string, { topic: string; partition: string }>();
   private readonly assignedGauge: Gauge;
+  /** Back-pressure pauses (pause()). */
+  private readonly pauses: Counter;
+  /** Partitions this source paused in librdkafka and has not resumed since, assigned or not. */
+  private readonly pausedInClient = new Set<string>();
   private lastLagExport = 0;
   /** Start offsets being looked up for the lag of partitions not read from yet (exportLag). */
   private lagStarts: Promise<void> | undefined;
@@ -472,6 +478,7 @@ class KafkaSource {
       ['topic', 'partition'],
     );
     this.assignedGauge = context.metrics.gauge('kafka_assigned_partitions', 'Partitions assigned to the source.');
+    this.pauses = context.metrics.counter('kafka_pauses_total', 'Times the source paused fetching its partitions: its buffer was full and the pipeline took nothing for a second (back pressure).');
     this.pollTimeout = parseDuration(config.poll_timeout);
     this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
@@ -535,6 +542,10 @@ class KafkaSource {
       const hold = this.context.held?.();
       if (hold) {
         await hold;
+        // A turn of the event loop before taking: a checkpoint queued behind this hold (a rebalance's
+        // commitNow) claims the sources first. Taken at once, the batch counted in the position that
+        // checkpoint took before its pump could push it.
+        await setImmediate();
         continue;
       }
       const events = this.decode(this.take(batchSize));
@@ -1690,7 +1701,7 @@ class KafkaSource {
       return { ...tp, offset: from };
     });
     this.assign(list);
-    if (this.paused) this.consumer.pause(assignment);
+    this.setPaused(assignment);
     this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
     if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
     this.forgetCheckpointOffsets();
@@ -1712,14 +1723,16 @@ class KafkaSource {
   /**
    * A revocation without scale-out while closing, or in a runtime that does not commit on request (a
    * source driven by hand). Exactly-once, the open transaction holds outputs of these partitions'
-   * records: it commits with their offsets before they go, or their next owner would produce those
-   * outputs again. (Every record handed to the runtime has been pushed through the stages by the time
-   * this runs.)
+   * records: out of closing, it commits with their offsets before they go, or their next owner would
+   * produce those outputs again. (Every record handed to the runtime has been pushed through the
+   * stages by the time this runs.)
    */
   private handOver(assignment: RdKafka.TopicPartition[]): void {
     const { revoked, offsets } = this.takeAway(assignment);
     for (const state of revoked) this.letGo(state);
-    if (this.transactions && offsets.length > 0) {
+    // Closing, the run has made its last commit, or it failed: then the open transaction holds outputs
+    // of only some of these records (a stage or sink failed among them), and is the sinks' to abort.
+    if (this.transactions && offsets.length > 0 && !this.closing) {
       this.transactions.commit(offsets, this.consumer).committed.then(
         () => {
           this.noteCommitted(offsets);
@@ -1849,7 +1862,7 @@ class KafkaSource {
       states[index]!.state.startOffset = start;
       return start === undefined ? tp : { ...tp, offset: start };
     }));
-    if (this.paused) this.consumer.pause(assignment);
+    this.setPaused(assignment);
     this.context.logger.info({ partitions: states.map(({ state }) => state.id), starts: Object.fromEntries(starts) }, 'kafka partitions assigned');
   }
 
@@ -1979,12 +1992,31 @@ class KafkaSource {
 
   private pause(): void {
     this.paused = true;
-    this.consumer.pause(this.assignedList());
+    this.pauses.inc();
+    this.pauseInClient(this.assignedList());
   }
 
   private resume(): void {
     this.paused = false;
-    this.consumer.resume(this.assignedList());
+    const assigned = this.assignedList();
+    this.consumer.resume(assigned);
+    for (const tp of assigned) this.pausedInClient.delete(partitionKey(tp.topic, tp.partition));
+  }
+
+  private pauseInClient(partitions: RdKafka.TopicPartition[]): void {
+    this.consumer.pause(partitions);
+    for (const tp of partitions) this.pausedInClient.add(partitionKey(tp.topic, tp.partition));
+  }
+
+  /**
+   * Newly assigned partitions take the source's pause state, either way: librdkafka keeps a partition
+   * the application paused paused through its revocation and a later assignment, so one revoked while
+   * paused (resume() then no longer lists it) came back paused for good, never fetched again.
+   */
+  private setPaused(assignment: RdKafka.TopicPartition[]): void {
+    if (this.paused) return this.pauseInClient(assignment);
+    const stillPaused = assignment.filter((tp) => this.pausedInClient.delete(partitionKey(tp.topic, tp.partition)));
+    if (stillPaused.length > 0) this.consumer.resume(stillPaused);
   }
 
   private reachedEnd(): boolean {
