@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runYaml, testContext } from 'tributary/testing';
-import type { Sink, SinkPlugin, SourcePlugin, StreamRecord } from 'tributary';
+import { defineSink, isClickEvent, type Sink, type SinkPlugin, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
@@ -214,3 +214,32 @@ settings: { commit_interval: 100ms }
     assert.ok(dead!.value!.length <= 8000 && letter.raw.startsWith('{"kind":"event"'), 'the raw record cut to fit');
   });
 }
+
+test('kafka sink (exactly-once): a run that fails on a record (another sink throws) commits nothing of its open transaction as it closes: a restart reads every record again', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = await inputTopic(brokers, 'sink-eos-fail-in', 20);
+  const output = uniqueTopic('sink-eos-fail-out');
+  await createTopic(brokers, output, 1);
+  const group = `g-${input}`;
+  // A sink of the user's that cannot take one record: the run fails there, with the outputs of the records before it
+  // in the open transaction, and none of the records after it written anywhere.
+  const exploding = defineSink<Record<string, never>>({
+    name: 'exploding',
+    summary: 'Throws at the record with seq 10 (tests only).',
+    config: { type: 'object' },
+    create: () => ({
+      write: (record) => {
+        if (isClickEvent(record) && record.attrs?.seq === 10) throw new Error('cannot write seq 10');
+      },
+      close: async () => undefined,
+    }),
+  });
+  const sinks = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, guarantee: exactly-once, kinds: [event] }\n  - { type: exploding }`;
+  const yaml = pipeline(input, group, sinks).replace('stop_at_end: true,', 'stop_at_end: true, guarantee: exactly-once,').replace('commit_interval: 100ms', 'commit_interval: 5m');
+  const dead: StreamRecord[][] = [[], [], []];
+  await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead), exploding] }), /cannot write seq 10/);
+  // Before, the source's close handed its partition over with a commit of the open transaction and the offsets of all 20.
+  assert.equal((await readTopic(brokers, output, { committed: true })).length, 0, 'no output committed');
+  assert.equal((await readAgain(brokers, input, group)).eventsIn, 20);
+});
