@@ -147,3 +147,62 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
     }
   });
 }
+
+test('exactly-once scale-out, cooperative rebalance: a member that keeps some partitions when another joins commits their outputs with their offsets, so a SIGKILL right after writes none of them twice', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('coop-in');
+  const output = uniqueTopic('coop-out');
+  for (const topic of [input, output]) await createTopic(brokers, topic, partitions);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-coop-'));
+  // Member A checkpoints rarely: no periodic commit falls between the rebalance and its kill. B often.
+  const yaml = (member: string, interval: string): string => `
+name: coop
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: g-${input}
+    guarantee: exactly-once
+    start_from: earliest
+    mapping: { attributes: [seq] }
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500, partition.assignment.strategy: cooperative-sticky }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [event], guarantee: exactly-once, transactional_id: tx-${output}-${member}, transaction_timeout: 60s }
+dead_letter: { type: file, path: ${join(dir, `dead-letters-${member}.jsonl`)} }
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: ${interval} }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const files = [yaml('a', '40s'), yaml('b', '300ms')].map((text, i) => {
+    const file = join(dir, `${i === 0 ? 'a' : 'b'}.yaml`);
+    writeFileSync(file, text);
+    return file;
+  });
+  const record = (seq: number, partition: number): RawRecord => ({ partition, key: `u${seq}`, value: JSON.stringify({ user_id: `u${seq}`, time: new Date(base + seq * 1_000).toISOString(), type: 'view', seq }) });
+  const logA: string[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    children.push(startDaemon(files[0]!, brokers, logA, ['--log-level', 'info']));
+    await produce(brokers, input, Array.from({ length: 40 }, (_, seq) => record(seq, seq % partitions)));
+    // Every output is in A's open transaction (read uncommitted), none committed.
+    await waitFor('member A to write the outputs of all 40', async () => (await readTopic(brokers, output, { expect: 40, timeoutMs: 5_000 })).length >= 40, 60_000, 200);
+    children.push(startDaemon(files[1]!, brokers, undefined, ['--log-level', 'warn']));
+    await waitFor('member A to hand partitions over, keeping the others', () => logA.join('').includes('kafka partitions revoked, state handed over'), 60_000, 50);
+    children[0]!.kill('SIGKILL');
+    await exited(children[0]!);
+    // B takes A's other partitions once A's session lapses; a last record on every partition, once committed, says it read them all.
+    await produce(brokers, input, Array.from({ length: partitions }, (_, p) => record(1_000 + p, p)));
+    const committed = async (): Promise<number[]> => values<{ attrs?: { seq?: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).map((event) => Number(event.attrs?.seq));
+    await waitFor('the last record of every partition committed', async () => (await committed()).filter((seq) => seq >= 1_000).length >= partitions, 120_000, 500);
+    children[1]!.kill('SIGTERM');
+    assert.equal(await exited(children[1]!), 0);
+    const seqs = await committed();
+    const counts = new Map<number, number>();
+    for (const seq of seqs) counts.set(seq, (counts.get(seq) ?? 0) + 1);
+    assert.deepEqual([...counts].filter(([, n]) => n !== 1), [], 'no output committed twice');
+    assert.equal(counts.size, 40 + partitions, 'every output committed');
+  } finally {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1809,6 +1809,12 @@ class KafkaSource {
     );
   }
 
+  /** Whether partitions besides `revoked` stay assigned (a cooperative rebalance's revocation). */
+  private keepsOthers(revoked: RdKafka.TopicPartition[]): boolean {
+    const keys = new Set(revoked.map((tp) => partitionKey(tp.topic, tp.partition)));
+    return [...this.partitions.entries()].some(([key, state]) => state.assigned && !keys.has(key));
+  }
+
   /** Keeps `unassignedSince` (for health) as the group assigns and revokes. */
   private noteAssignment(code: number, partitions: RdKafka.TopicPartition[]): void {
     // A partition assigned anew, or gone: whatever was known about reading it is past.
@@ -1824,9 +1830,7 @@ class KafkaSource {
     } else if (code === ErrorCode.REVOKE_PARTITIONS && this.unassignedSince === undefined) {
       // Eager: everything goes, and the next assignment ends the rebalance. Cooperative: only when
       // nothing stays (the rest keeps being read meanwhile).
-      const revoked = new Set(partitions.map((tp) => partitionKey(tp.topic, tp.partition)));
-      const kept = [...this.partitions.entries()].some(([key, state]) => state.assigned && !revoked.has(key));
-      if (!kept) this.unassignedSince = this.context.clock.now();
+      if (!this.keepsOthers(partitions)) this.unassignedSince = this.context.clock.now();
     }
   }
 
@@ -1899,13 +1903,22 @@ class KafkaSource {
    * the next owner restores older state from older offsets and replays (at-least-once).
    */
   private async revokeWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
+    // Exactly-once, a cooperative rebalance that leaves partitions here: the open transaction holds
+    // outputs of the kept partitions' records too. Sealed with the revoked partitions' offsets alone, it
+    // committed those outputs without their offsets, and a crash before the next checkpoint wrote them
+    // again. So a checkpoint comes first: every partition's state saved, every offset in its transaction.
+    const checkpointFirst = this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
+    if (checkpointFirst) {
+      await this.context.commitNow!();
+      await this.lastCommit;
+    }
     const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
     try {
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
       // output of another partition's record processed after these offsets were taken.
-      const seal = this.transactions && offsets.length > 0 ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
+      const seal = this.transactions && offsets.length > 0 && !checkpointFirst ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
       await listener.revoked(positions, seal);
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
       if (committed) await committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
