@@ -10,9 +10,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import Kafka from 'node-rdkafka';
-import { runSummaries } from 'tributary/testing';
+import pino from 'pino';
+import type { SourcePlugin } from 'tributary';
+import { runSummaries, testContext } from 'tributary/testing';
 import { connectUnlessStopped } from './common.js';
+import kafkaSource, { type KafkaSourceConfig } from './source.js';
 
 const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 const unreachable = '127.0.0.1:1';
@@ -118,4 +122,19 @@ test('connectUnlessStopped: fails once its time is spent, each event dispatched 
   setTimeout(() => stopping.abort(), 100);
   assert.equal(await connectUnlessStopped(producer, { timeoutMs: 30_000, signal: stopping.signal }), false);
   assert.ok(Date.now() - startedAt < 5_000, 'ended with the try under way (2 s), not the 30 s');
+});
+
+test('a kafka source told to stop before its connect got anywhere ends its reading without failing (no subscribe on an unconnected consumer)', async () => {
+  const stop = new AbortController();
+  stop.abort();
+  const lines: string[] = [];
+  const context = testContext({ batchSize: 10, signal: stop.signal, logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }) });
+  const config: KafkaSourceConfig = { brokers: unreachable, topics: ['t'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: {} };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  for await (const batch of source.read()) assert.fail(`read a batch of ${batch.length}`);
+  // Its consume loop goes on from the connect before the runtime closes the source (a slow final checkpoint between).
+  while (!lines.some((line) => line.includes('stopped while connecting'))) await setImmediate();
+  for (let turn = 0; turn < 10; turn++) await setImmediate();
+  assert.deepEqual(context.failures.map((failure) => failure.message), []);
+  await source.close?.();
 });

@@ -858,7 +858,9 @@ class KafkaSource {
 
   private async run(): Promise<void> {
     await this.connectOnce();
-    if (this.closing) return;
+    // Stopped while connecting (the pipeline's signal, before close() came): nothing to read, and a
+    // subscribe on the unconnected consumer failed the stop with librdkafka's "Erroneous state".
+    if (this.closing || !this.connected) return;
     // librdkafka reads a subscription that starts with ^ as a regular expression.
     const pattern = this.config.pattern;
     const topics: RdKafka.SubscribeTopicList = pattern ? [pattern.startsWith('^') ? pattern : `^${pattern}`] : (this.config.topics ?? []);
