@@ -1718,7 +1718,12 @@ class KafkaSource {
     const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
     for (const state of revoked) state.assigned = false;
     this.dropBuffered(keys);
-    const offsets = revoked.filter((state) => state.next !== undefined).map((state) => ({ topic: state.topic, partition: state.partition, offset: state.next! }));
+    // A partition resumed at a checkpoint's offset and revoked before a record of it was read stands there (resumedAt):
+    // left out, its commit was never made, and after a refused one its next assignment started at the older committed offset.
+    const offsets = revoked.flatMap((state) => {
+      const offset = state.next ?? state.resumedAt;
+      return offset === undefined ? [] : [{ topic: state.topic, partition: state.partition, offset }];
+    });
     return { revoked, offsets };
   }
 
