@@ -1510,35 +1510,6 @@ test('a late event its sink rejects is counted once, as dead-lettered, not also 
   assert.equal(run.stats.deadLettered, run.deadLetters.length);
 });
 
-test('with checkpoints, a source without a position (one its upstream acknowledges) commits at each checkpoint too', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-positionless-'));
-  const commits: unknown[] = [];
-  let committedNow = false;
-  const source = defineSource<Record<string, never>>({
-    name: 'acknowledging',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [event('u', 1)];
-        await context.commitNow!();
-        committedNow = true;
-        while (!context.signal!.aborted) await sleep(5);
-      },
-      commit: async (position) => void commits.push(position),
-    }),
-  });
-  const stop = new AbortController();
-  const run = runYaml(`sources: [{type: acknowledging}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source], signal: stop.signal });
-  try {
-    await until(() => committedNow, 'the commit');
-    assert.deepEqual(commits, [{}]);
-  } finally {
-    stop.abort();
-    await run;
-  }
-});
-
 /** A stage that keeps the highest watermark it was given. */
 function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number } {
   let highest = -Infinity;

@@ -1067,8 +1067,7 @@ export class PipelineRunner {
       await this.flushSinks();
       for (const [id, offset, partitionBody] of partitionBodies) await this.writePartitionFile(id, offset, partitionBody);
       const written = await config.store.write(body, this.retainedCheckpoints());
-      // A source without a position (one its upstream acknowledges, a queue's) commits too, as commitSource has it.
-      for (const slot of this.sources) if (slot.source.commit) await slot.source.commit(sources[slot.label] ?? {});
+      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
       this.learnCovered(written.sequence, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
