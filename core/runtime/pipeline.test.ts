@@ -1080,6 +1080,49 @@ test('a run leaves no listener on the signal it was given, whether it drained or
   }
 });
 
+/** A stage that counts the records through it; its state is the count (snapshot and restore). */
+function countingStage(): { plugin: AnyPlugin; count: number; restored: unknown } {
+  const counter: { plugin: AnyPlugin; count: number; restored: unknown } = {
+    count: 0,
+    restored: undefined,
+    plugin: defineOperator<Record<string, never>>({
+      name: 'counting',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        apply: recordOperator(context, () => ({ record: (record, emit) => void (counter.count++, emit(record)) })),
+        snapshot: () => counter.count,
+        restore: (state) => void (counter.count = counter.restored = state as number),
+      }),
+    }),
+  };
+  return counter;
+}
+
+/**
+ * A sink whose flush waits from hold() to release(): a checkpoint then holds the sources meanwhile.
+ * `writtenWhileHeld` has the kinds of the records written in between.
+ */
+function gatedFlushSink(): { plugin: AnyPlugin; hold(): void; release(): void; writtenWhileHeld: string[] } {
+  let gate: Promise<void> | undefined;
+  let open = (): void => undefined;
+  const writtenWhileHeld: string[] = [];
+  return {
+    plugin: defineSink<Record<string, never>>({
+      name: 'gated-flush',
+      summary: 'test',
+      config: { type: 'object' },
+      create: () => ({ write: (record) => void (gate && writtenWhileHeld.push(record.kind)), flush: async () => gate, close: async () => undefined }),
+    }),
+    hold: () => void (gate = new Promise<void>((resolve) => (open = resolve))),
+    release: () => {
+      gate = undefined;
+      open();
+    },
+    writtenWhileHeld,
+  };
+}
+
 test('a source that resumes from its upstream\'s acknowledged position (covers) is restored from the newest checkpoint it covers, and pruning keeps that one however many newer ones follow', async () => {
   const T0 = Date.UTC(2024, 0, 1);
   /** What the upstream acknowledged (a Kafka group's committed offset, exactly-once): the source's `next` up to here. */
@@ -1105,44 +1148,33 @@ test('a source that resumes from its upstream\'s acknowledged position (covers) 
       };
     },
   });
-  let counted = 0;
-  let restored: unknown;
-  const counting = defineOperator<Record<string, never>>({
-    name: 'counting',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
-      snapshot: () => counted,
-      restore: (state) => void (counted = restored = state as number),
-    }),
-  });
+  const counter = countingStage();
   const dir = mkdtempSync(join(tmpdir(), 'tributary-covers-'));
   const yaml = `sources: [{type: acknowledging}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 20ms, keep: 2}\n`;
-  const options = { plugins: [acknowledging, counting], builtins: true };
+  const options = { plugins: [acknowledging, counter.plugin], builtins: true };
   const stop = new AbortController();
   const first = runYaml(yaml, { ...options, signal: stop.signal });
   // Three events, acknowledged, and checkpoints that the source covers.
   released = 3;
   acknowledged = 3;
-  await until(() => counted === 3, 'three events');
+  await until(() => counter.count === 3, 'three events');
   const third = newestCheckpoint(dir);
   await until(() => newestCheckpoint(dir) >= third + 2, 'checkpoints of the three');
   // Seven more, never acknowledged (a transaction that fails: the brokers away); many checkpoints of them.
   released = 10;
-  await until(() => counted === 10, 'ten events');
+  await until(() => counter.count === 10, 'ten events');
   const tenth = newestCheckpoint(dir);
   await until(() => newestCheckpoint(dir) >= tenth + 5, 'five more checkpoints');
   stop.abort();
   await first;
-  counted = 0;
+  counter.count = 0;
   const again = new AbortController();
   const second = runYaml(yaml, { ...options, signal: again.signal });
-  await until(() => counted !== 0, 'the second run under way');
+  await until(() => counter.count !== 0, 'the second run under way');
   again.abort();
   const stats = await second;
   // Not 10 (the input past the acknowledged position would be read again on top of it), not 0 (pruned).
-  assert.equal(restored, 3, 'restored from the newest checkpoint the upstream acknowledged');
+  assert.equal(counter.restored, 3, 'restored from the newest checkpoint the upstream acknowledged');
   assert.ok(stats.stats.resumedFrom !== undefined);
 });
 
@@ -1175,21 +1207,12 @@ test('a source\'s commitNow takes a checkpoint of the state as of now and commit
         };
       },
     });
-    let counted = 0;
-    const counting = defineOperator<Record<string, never>>({
-      name: 'counting',
-      summary: 'test',
-      config: { type: 'object' },
-      create: (_config, context) => ({
-        apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
-        snapshot: () => counted,
-      }),
-    });
+    const counter = countingStage();
     const dir = mkdtempSync(join(tmpdir(), 'tributary-commit-now-'));
     // Intervals an hour long: only commitNow commits while the run goes on.
     const yaml = `sources: [{type: handing-over}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\nsettings: {commit_interval: 1h}\n${checkpoints ? `checkpoint: {dir: ${dir}, interval: 1h}\n` : ''}`;
     const stop = new AbortController();
-    const run = runYaml(yaml, { plugins: [handingOver, counting], builtins: true, signal: stop.signal });
+    const run = runYaml(yaml, { plugins: [handingOver, counter.plugin], builtins: true, signal: stop.signal });
     try {
       await until(() => handedOver !== undefined, 'the hand-over');
       await handedOver;
@@ -1234,40 +1257,23 @@ test('a checkpoint queued behind another waits for a batch its source yielded me
       };
     },
   });
-  let counted = 0;
-  const counting = defineOperator<Record<string, never>>({
-    name: 'counting',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      apply: recordOperator(context, () => ({ record: (record, emit) => void (counted++, emit(record)) })),
-      snapshot: () => counted,
-    }),
-  });
-  let flushGate: Promise<void> | undefined;
-  const sink = defineSink<Record<string, never>>({
-    name: 'gated-flush',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({ write: () => undefined, flush: async () => flushGate, close: async () => undefined }),
-  });
+  const counter = countingStage();
+  const sink = gatedFlushSink();
   const stop = new AbortController();
   const run = runYaml(`sources: [{type: two-batches}]\nstages: [{type: counting}]\nsinks: [{type: gated-flush}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, {
-    plugins: [source, counting, sink],
+    plugins: [source, counter.plugin, sink.plugin],
     signal: stop.signal,
   });
   try {
-    await until(() => counted === 2, 'the first batch in');
-    let openFlush!: () => void;
-    flushGate = new Promise<void>((resolve) => (openFlush = resolve));
+    await until(() => counter.count === 2, 'the first batch in');
+    sink.hold();
     // The first checkpoint holds the sources while its sinks flush; a second (a rebalance's commitNow) queues behind it;
     // meanwhile the source yields its second batch, which waits for the sources to be let go.
     const first = sourceContext!.commitNow!();
     const queued = sourceContext!.commitNow!();
     letSecondGo();
     await until(() => yielded === 2, 'the second batch yielded');
-    flushGate = undefined;
-    openFlush();
+    sink.release();
     await first;
     await queued;
     const { CheckpointStore } = await import('tributary');
@@ -1390,34 +1396,19 @@ test('the end of input waits for a checkpoint under way: what it closes is writt
       };
     },
   });
-  let gated = false;
-  const writtenWhileGated: string[] = [];
-  let flushGate: Promise<void> | undefined;
-  const sink = defineSink<Record<string, never>>({
-    name: 'gated-flush',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      write: (record) => void (gated && writtenWhileGated.push(record.kind)),
-      flush: async () => flushGate,
-      close: async () => undefined,
-    }),
-  });
-  const run = runYaml(`sources: [{type: ending}]\nstages: [{type: sessionizer}]\nsinks: [{type: gated-flush}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source, sink] });
+  const sink = gatedFlushSink();
+  const run = runYaml(`sources: [{type: ending}]\nstages: [{type: sessionizer}]\nsinks: [{type: gated-flush}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source, sink.plugin] });
   await until(() => sourceContext !== undefined, 'the source');
-  let openFlush!: () => void;
-  flushGate = new Promise<void>((resolve) => (openFlush = resolve));
-  gated = true;
+  sink.hold();
   const checkpoint = sourceContext!.commitNow!();
   letEnd();
   await until(() => ended, 'the end of input');
   await turn();
-  gated = false;
-  flushGate = undefined;
-  openFlush();
+  const writtenWhileHeld = [...sink.writtenWhileHeld];
+  sink.release();
   await checkpoint;
   const stats = (await run).stats;
-  assert.deepEqual(writtenWhileGated, [], 'nothing written while the checkpoint held the sources');
+  assert.deepEqual(writtenWhileHeld, [], 'nothing written while the checkpoint held the sources');
   assert.equal(stats.outByKind.session, 1, 'the session closed by the end of input was written after it');
 });
 
