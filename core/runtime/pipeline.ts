@@ -462,7 +462,12 @@ export class PipelineRunner {
   private failRun(error: unknown): void {
     if (this.failure) return;
     const named = error instanceof TributaryError && (error.code === 'TRIB_ERR_SINK' || error.code === 'TRIB_ERR_SOURCE' || error.code === 'TRIB_ERR_STAGE');
-    const failure = named ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    this.failWith(named ? error : new TributaryError('TRIB_ERR_STAGE', `a stage failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+  }
+
+  /** The run fails with `failure` (the first one only): the sources stop, and what waits on a plugin is rejected. */
+  private failWith(failure: TributaryError): void {
+    if (this.failure) return;
     this.failure = failure;
     this.sourcesStop.abort(failure);
     for (const reject of this.failWaiters) reject(failure);
@@ -1447,7 +1452,7 @@ export class PipelineRunner {
             // The run fails, and its other sources stop: it does not go on without this one (its
             // watermark would move ahead of the failed source's events, nothing would restart it).
             const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${(error as Error).message}`, { cause: error });
-            this.failRun(failure);
+            this.failWith(failure);
             throw failure;
           } finally {
             slot.done = true;
