@@ -3,7 +3,7 @@
  *
  *   node dist/bench/kafka-chaos.js [--seed=1] [--minutes=5] [--mode=at-least-once|exactly-once]
  *                                  [--members=2] [--partitions=6] [--rate=200] [--session-ms=6000] [--keep]
- *                                  [--whole-state]
+ *                                  [--whole-state] [--cooperative]
  *
  * Starts a native broker (integration-tests/kafka/broker.ts; or uses KAFKA_BROKERS, then without broker
  * restarts), creates an input topic, an output topic and a dead-letter topic, and produces a stream of
@@ -11,7 +11,8 @@
  * out as a dead letter). 1-N `tributary run` processes of one pipeline (kafka source in one
  * consumer group -> sessionizer -> kafka sink, as in integration-tests/kafka-delivery.test.ts, with `scale_out` and a
  * checkpoint folder per member, as in kafka-scale-crash.test.ts; with `--whole-state`, one member without
- * `scale_out`, its state in its checkpoints alone, so rebalances commit through them) read it, while a schedule drawn from
+ * `scale_out`, its state in its checkpoints alone, so rebalances commit through them; with `--cooperative`, the
+ * members rebalance incrementally, `partition.assignment.strategy: cooperative-sticky`) read it, while a schedule drawn from
  * the seed kills members with SIGKILL, stops them with SIGTERM, starts them again and, less often,
  * kills the broker with SIGKILL and restarts it on its ports and data. A member that exits on its own is
  * restarted a second later, as a supervisor would, and counted. After `--minutes` the input stops, every
@@ -55,6 +56,8 @@ interface Options {
   keep: boolean;
   /** Without `scale_out`: the state in the member's checkpoints alone (one member). */
   wholeState: boolean;
+  /** Incremental rebalances (cooperative-sticky): only the partitions that move are revoked. */
+  cooperative: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -76,6 +79,7 @@ function parseOptions(argv: readonly string[]): Options {
     sessionMs: Number(flag('session-ms') ?? 6_000),
     keep: argv.includes('--keep'),
     wholeState,
+    cooperative: argv.includes('--cooperative'),
   };
 }
 
@@ -98,7 +102,7 @@ sources:
     start_from: earliest
     mapping: { attributes: [seq] }
     # By default a killed member's partitions move after 6 s instead of librdkafka's 45 s (--session-ms).
-    options: { session.timeout.ms: ${o.sessionMs}, heartbeat.interval.ms: ${Math.min(3_000, Math.floor(o.sessionMs / 12))} }
+    options: { session.timeout.ms: ${o.sessionMs}, heartbeat.interval.ms: ${Math.min(3_000, Math.floor(o.sessionMs / 12))}${o.cooperative ? ', partition.assignment.strategy: cooperative-sticky' : ''} }
 # Per-user state, per partition (scale_out): each event leaves with its position in its user's session.
 stages:
   - { type: sessionizer, gap: 30m }
@@ -325,7 +329,7 @@ async function main(): Promise<number> {
   const clock = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
   const log = (line: string) => console.log(`${clock()} ${line}`);
   const dir = mkdtempSync(join(tmpdir(), `tributary-kafka-chaos-${o.seed}-`));
-  log(`seed ${o.seed}, ${o.minutes} min, ${o.mode}, ${o.members} members${o.wholeState ? ' (whole state, no scale_out)' : ''}, ${o.partitions} partitions, ${o.rate} events/s; folder ${dir}`);
+  log(`seed ${o.seed}, ${o.minutes} min, ${o.mode}, ${o.members} members${o.wholeState ? ' (whole state, no scale_out)' : ''}${o.cooperative ? ', cooperative rebalances' : ''}, ${o.partitions} partitions, ${o.rate} events/s; folder ${dir}`);
 
   let broker: NativeBroker | undefined;
   let brokers = process.env.KAFKA_BROKERS;
@@ -479,12 +483,15 @@ async function main(): Promise<number> {
     const restartsInProcess = logged(/restarting it in \d+ ms/g);
     // Without scale_out, exactly-once: revocations whose offsets a checkpoint committed.
     const handOverCheckpoints = logged(/offsets committed with a checkpoint/g);
+    // Scale-out, exactly-once, cooperative: revocations that kept partitions and so took a checkpoint first.
+    const revocationCheckpoints = logged(/state handed over after a checkpoint/g);
     const summary = {
       seed: o.seed,
       mode: o.mode,
       minutes: o.minutes,
       members: o.members,
       state: o.wholeState ? 'whole' : 'scale-out',
+      rebalances: o.cooperative ? 'cooperative' : 'eager',
       events: input.produced,
       valid: valid.length,
       malformed: malformed.length,
@@ -494,6 +501,7 @@ async function main(): Promise<number> {
       ownExits: endings.filter((e) => e === 'own').length,
       restartsInProcess,
       handOverCheckpoints,
+      revocationCheckpoints,
       brokerRestarts: counts.brokerRestarts,
       duplicates,
       deadDuplicates,

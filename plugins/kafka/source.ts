@@ -1934,7 +1934,7 @@ class KafkaSource {
     } finally {
       for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
-      this.context.logger.info({ partitions: positions }, 'kafka partitions revoked, state handed over');
+      this.context.logger.info({ partitions: positions }, `kafka partitions revoked, state handed over${checkpointFirst ? ' after a checkpoint of every partition' : ''}`);
     }
   }
 
