@@ -408,7 +408,7 @@ class KafkaSource {
   private readonly features: readonly string[];
   /** Rebalance steps run one after another: an assignment waits for the revocation before it. */
   private rebalancing: Promise<void> = Promise.resolve();
-  /** Revoked partitions whose offsets the runtime's checkpoint under way commits (revokeCommitted). */
+  /** Revoked partitions whose offsets (and, scale-out, state) the runtime's checkpoint under way commits (revokeCommitted, revokeWithState). */
   private readonly handingOver = new Set<PartitionState>();
   /** A committed-offsets request under way: disconnect waits for it (node-rdkafka runs it without the lock its disconnect takes). */
   private offsetsFetch: Promise<unknown> | undefined;
@@ -821,7 +821,7 @@ class KafkaSource {
 
   partitionOffsets(): ReadonlyMap<string, number> {
     const offsets = new Map<string, number>();
-    for (const state of this.partitions.values()) if (state.assigned && state.next !== undefined) offsets.set(state.id, state.next);
+    for (const state of this.partitions.values()) if ((state.assigned || this.handingOver.has(state)) && state.next !== undefined) offsets.set(state.id, state.next);
     return offsets;
   }
 
@@ -1914,14 +1914,22 @@ class KafkaSource {
     // outputs of the kept partitions' records too. Sealed with the revoked partitions' offsets alone, it
     // committed those outputs without their offsets, and a crash before the next checkpoint wrote them
     // again. So a checkpoint comes first: every partition's state saved, every offset in its transaction.
+    // They take no record from here on (takeAway first): one taken after the checkpoint's instant would
+    // have its output in the next transaction, which commits without the offsets of a partition gone.
     const checkpointFirst = this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
-    if (checkpointFirst) {
-      await this.context.commitNow!();
-      await this.lastCommit;
-    }
     const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
     try {
+      if (checkpointFirst) {
+        // Handing over: their offsets and state are in that checkpoint, as if still assigned.
+        for (const state of revoked) this.handingOver.add(state);
+        try {
+          await this.context.commitNow!();
+          await this.lastCommit;
+        } finally {
+          for (const state of revoked) this.handingOver.delete(state);
+        }
+      }
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
       // output of another partition's record processed after these offsets were taken.
