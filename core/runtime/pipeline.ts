@@ -523,27 +523,11 @@ export class PipelineRunner {
 
   private sideOutput(name: string, record: StreamRecord): void {
     const slots = this.sinksByOutput.get(name) ?? [];
-    let taken = false;
-    // Counted once, as route() counts a record: dead-lettered if a sink of the output rejected it, else sent to it.
-    const rejectsBefore = this.sinkRejects;
-    const routing = this.routing;
-    this.routing = true;
-    try {
-      for (const slot of slots) {
-        // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
-        if (slot.takes !== undefined && !slot.takes.has(record.kind)) continue;
-        taken = true;
-        if (!this.write(slot.sink, record)) return;
-      }
-    } finally {
-      this.routing = routing;
-    }
-    if (this.sinkRejects !== rejectsBefore) {
-      this.stats.deadLettered++;
-      return;
-    }
+    // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
+    const takers = slots.filter((slot) => slot.takes === undefined || slot.takes.has(record.kind)).map((slot) => slot.sink);
+    if (takers.length > 0 && !this.deliver(takers, record)) return;
     this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
-    if (taken) return;
+    if (takers.length > 0) return;
     // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
     const warning = slots.length === 0 ? name : `${name}\0${record.kind}`;
     if (!this.warnedOutputs.has(warning)) {
@@ -567,25 +551,31 @@ export class PipelineRunner {
       this.stats.filteredByReason[route.unrouted] = (this.stats.filteredByReason[route.unrouted] ?? 0) + 1;
       return;
     }
-    // Each record is counted once: out when its sinks took it, dead-lettered when one of them rejected
-    // it (a dead letter was written: the books must send a reader to the dead-letter sink), however
-    // many did. Each sink's dead letter is written, and counted in its stage's dead_letters_total.
-    const rejectsBefore = this.sinkRejects;
-    this.routing = true;
-    try {
-      for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record as StreamRecord)) return;
-    } finally {
-      this.routing = false;
-    }
-    if (this.sinkRejects !== rejectsBefore) {
-      this.stats.deadLettered++;
-      return;
-    }
+    if (!this.deliver(sinks, record as StreamRecord)) return;
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
   }
 
-  /** True while route() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
+  /**
+   * Hands one record to its sinks, counted once however many take it: true when they all took it;
+   * false when one rejected it (counted as dead-lettered: a dead letter was written, and the books must
+   * send a reader to the dead-letter sink; each sink's own is counted in its dead_letters_total) or the
+   * run failed writing it.
+   */
+  private deliver(sinks: readonly Sink[], record: StreamRecord): boolean {
+    const rejectsBefore = this.sinkRejects;
+    this.routing = true;
+    try {
+      for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record)) return false;
+    } finally {
+      this.routing = false;
+    }
+    if (this.sinkRejects === rejectsBefore) return true;
+    this.stats.deadLettered++;
+    return false;
+  }
+
+  /** True while deliver() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
   private routing = false;
   private sinkRejects = 0;
 
@@ -983,7 +973,6 @@ export class PipelineRunner {
         // belong in the next transaction, or a restart from that position writes them twice).
         while (this.barrier) await this.barrier;
         if (this.failure) break;
-        slot.lastActivity = this.clock.now();
         let maxTime = slot.maxTime;
         // An absurd future timestamp must not drag the watermark ahead and make every later event late;
         // the operators dead-letter such events, the watermark just ignores them.

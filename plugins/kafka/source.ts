@@ -1770,12 +1770,10 @@ class KafkaSource {
     // Closing: the run's last commit is made, and the consumer's disconnect revokes everything.
     if (this.closing) return this.handOver(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
-    for (const state of revoked) this.handingOver.add(state);
     let committed = false;
     try {
-      await this.context.commitNow!();
+      await this.checkpointHandingOver(revoked);
       if (this.transactions) {
-        await this.lastCommit;
         // A failed transaction fails the source (keepFailure), as a periodic one does.
         committed = this.failure === undefined;
       } else {
@@ -1787,13 +1785,25 @@ class KafkaSource {
         if (!committed) for (const tp of offsets) this.seekTo.set(partitionKey(tp.topic, tp.partition), tp.offset);
       }
     } finally {
-      for (const state of revoked) {
-        this.handingOver.delete(state);
-        this.letGo(state);
-      }
+      for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
       const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
       this.context.logger.info({ partitions }, committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed');
+    }
+  }
+
+  /**
+   * A checkpoint of the runtime's (commitNow) that commits the offsets of `revoked` partitions, and
+   * (scale-out) saves their state, with everything else: they count as assigned until it is done.
+   * Exactly-once, it waits for that checkpoint's transaction, whose failure the source keeps.
+   */
+  private async checkpointHandingOver(revoked: readonly PartitionState[]): Promise<void> {
+    for (const state of revoked) this.handingOver.add(state);
+    try {
+      await this.context.commitNow!();
+      if (this.transactions) await this.lastCommit;
+    } finally {
+      for (const state of revoked) this.handingOver.delete(state);
     }
   }
 
@@ -1920,16 +1930,7 @@ class KafkaSource {
     const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
     try {
-      if (checkpointFirst) {
-        // Handing over: their offsets and state are in that checkpoint, as if still assigned.
-        for (const state of revoked) this.handingOver.add(state);
-        try {
-          await this.context.commitNow!();
-          await this.lastCommit;
-        } finally {
-          for (const state of revoked) this.handingOver.delete(state);
-        }
-      }
+      if (checkpointFirst) await this.checkpointHandingOver(revoked);
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
       // output of another partition's record processed after these offsets were taken.
