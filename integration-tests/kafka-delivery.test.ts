@@ -239,7 +239,10 @@ test('exactly-once: the broker stopped under a running daemon until its transact
     await broker.kill();
     await waitFor('not ready while the broker is down', async () => (await readyz()) === 503, 60_000, 200);
     // Down until the open transaction gives up (its commit's requests time out) and the pipeline is restarted.
-    await waitFor('the pipeline restarted in the process', () => /restarting it in \d+ ms from its last checkpoint/.test(log.join('')), 120_000, 200);
+    // Said with the daemon's log: a CI run once timed out here (the full suite's load), and its log shows what the pipeline waited on.
+    await waitFor('the pipeline restarted in the process', () => /restarting it in \d+ ms from its last checkpoint/.test(log.join('')), 120_000, 200).catch((error: Error) => {
+      throw new Error(`${error.message}; the daemon's log ends:\n${log.join('').slice(-4_000)}`);
+    });
     await broker.restart();
     await produce(broker.brokers, input, seqRecords(1_000, 1_000));
     await waitFor('every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= 2_000, 150_000, 500);
