@@ -889,7 +889,8 @@ export class OnlineLearner {
     this.lastExport = now;
     this.gauges.buffer.set(this.awaitingCount);
     const s = this.prequential.summary();
-    if (s.window.auc !== null) this.gauges.auc.set(s.window.auc);
+    // Once measured, NaN (not the last window with both classes) while the window holds labels of one class only.
+    if (s.window.auc !== null || s.auc !== null) this.gauges.auc.set(s.window.auc ?? Number.NaN);
     if (s.auc !== null) this.gauges.aucCumulative.set(s.auc);
     // Before the first label these are not measured: a 0 would read as a perfect model (churn waits a horizon).
     if (s.n === 0) return;

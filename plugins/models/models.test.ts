@@ -5,7 +5,7 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, type StreamRecord } from 'tributary';
+import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, isSessionSummary, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -31,7 +31,7 @@ const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_del
 const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
 interface Report {
-  summary: { n: number; positives: number; auc: number; logloss: number; brier: number; window: { n: number; logloss: number } };
+  summary: { n: number; positives: number; auc: number; logloss: number; brier: number; window: { n: number; logloss: number; auc: number | null } };
   counts: { predictions: number; labels: number; learnSteps: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
 }
 const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
@@ -281,6 +281,15 @@ test('prequential: a checkpoint of the binned AUC (limit 0) restored under exact
   empty.load(checkpointed(new Prequential(50, 10)));
   assert.equal(empty.summary().aucExact, true);
   assert.equal(empty.aucNote(), '');
+  // One taken when the labels were all of one class counted no pair, but its labels stand at their
+  // bin's midpoint: a tie with them is not counted as exactly as a run that never stopped counts it.
+  const oneClass = new Prequential(50, 10);
+  for (let i = 0; i < 3; i++) oneClass.add(0.5, 0, i);
+  const restoredOneClass = new Prequential(50, 10, exactLimit);
+  restoredOneClass.load(checkpointed(oneClass));
+  restoredOneClass.add(0.5, 1, 3);
+  assert.equal(restoredOneClass.summary().aucExact, false);
+  assert.match(restoredOneClass.aucNote(), /binned until it resumed from a checkpoint/);
 });
 
 test('prequential: a checkpoint restored under a lower exact_auc_limit (or 0) goes binned and says why; under a higher one after passing its own, exact again', () => {
@@ -567,6 +576,23 @@ test('a model exports the log loss of its last metrics.window labels beside the 
   assert.ok(Math.abs(gauge('model_logloss_window') - scores.window.logloss) < 1e-9, `window: ${gauge('model_logloss_window')} vs ${scores.window.logloss}`);
   assert.ok(Math.abs(gauge('model_logloss') - scores.logloss) < 1e-9);
   assert.notEqual(scores.window.logloss, scores.logloss, 'the two figures differ here, so the test tells them apart');
+});
+
+test('a window of labels of one class exports its AUC as NaN, not the last window that had both classes', async () => {
+  // Buyers only in the first 150 sessions: the last metrics.window labels are all negatives.
+  const stream = separableIntentStream(300);
+  const sessionOf = (e: Element): string | undefined => (e.kind === 'event' ? (e as ClickEvent).session?.id : isSessionSummary(e) ? e.sessionId : undefined);
+  const lateBuyers = new Set(stream.flatMap((e) => (isSessionSummary(e) && e.purchased && Number(e.sessionId.slice(1)) >= 150 ? [e.sessionId] : [])));
+  const input = stream.filter((e) => !lateBuyers.has(sessionOf(e) ?? ''));
+  const hub = new MetricsHub();
+  const { output } = await runOperator(intentModel, { ...base, report: true, metrics: { window: 50 } }, input, testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) }));
+  const { summary: scores } = reportOf(output);
+  assert.equal(scores.window.auc, null);
+  assert.ok(scores.auc > 0.5, `cumulative AUC ${scores.auc}`);
+  const text = await hub.registry.metrics();
+  // prom-client writes `Nan`; Prometheus parses NaN in any case.
+  assert.match(text, /^tributary_model_auc\{pipeline="p",stage="intent"\} nan$/im);
+  assert.match(text, new RegExp(`^tributary_model_auc_cumulative\\{pipeline="p",stage="intent"\\} ${scores.auc}$`, 'm'));
 });
 
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {

@@ -559,9 +559,9 @@ export class Prequential {
         occupied.map(([, p]) => p),
         occupied.map(([, , q]) => q),
       );
-      // Exact from here (within the limit); the restored pairs, if any, were binned under the saved limit.
-      const pairs = state.positives > 0 && state.positives < state.n;
-      if (this.exact) this.binnedUnder = pairs ? binnedUnder : undefined;
+      // Exact from here (within the limit). Any restored label, even of one class only (no pair counted
+      // yet), stands at its bin's midpoint, so the pairs later labels make with it are binned too.
+      if (this.exact) this.binnedUnder = state.n > 0 ? binnedUnder : undefined;
     }
     this.ringScores.set(state.ring.scores);
     this.ringLabels.set(state.ring.labels);
