@@ -20,15 +20,19 @@ type Callback = (error?: Error | null) => void;
  * fenced, as librdkafka does: the fatal error is raised (fatalError()) before the abort's callback, and
  * its event.error would come only at a later poll, which this stand-in never makes.
  */
-function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean }): RdKafka.Producer {
+function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean; beginError?: { at: number; error: Error } }): RdKafka.Producer & { reportDelivery(error: Error): void } {
   let fatal: (Error & { code: number }) | undefined;
+  let begins = 0;
   const done = (cb: Callback, error?: Error): void => void setImmediate(() => cb(error ?? null));
+  const listeners = new Map<string, (...args: unknown[]) => void>();
   const producer = {
-    on: () => producer,
+    on: (event: string, listener: (...args: unknown[]) => void) => (listeners.set(event, listener), producer),
+    /** librdkafka's report of a delivery that failed (delivery.report.only.error). */
+    reportDelivery: (error: Error) => listeners.get('delivery-report')?.(error, { topic: 'out' }),
     setPollInterval: () => producer,
     connect: (_options: unknown, cb: Callback) => done(cb),
     initTransactions: (_timeout: number, cb: Callback) => done(cb),
-    beginTransaction: (cb: Callback) => done(cb),
+    beginTransaction: (cb: Callback) => done(cb, ++begins === failures.beginError?.at ? failures.beginError.error : undefined),
     produce: () => undefined,
     flush: (_timeout: number, cb: Callback) => done(cb),
     sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
@@ -40,7 +44,7 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     fatalError: () => fatal,
     disconnect: (_timeout: number, cb: Callback) => done(cb),
   };
-  return producer as unknown as RdKafka.Producer;
+  return producer as unknown as RdKafka.Producer & { reportDelivery(error: Error): void };
 }
 
 /** The class's own constructor, which obtain() calls with a real node-rdkafka producer. */
@@ -50,7 +54,7 @@ test('a commit that fails with an abortable error, the abort then finding the pr
   const endTxn = Object.assign(new Error('EndTxn commit failed: Unknown broker error'), { code: -1 });
   const transactions = new Transactions('tx-1', standInProducer({ commitError: endTxn, fencedAtAbort: true }), pino({ enabled: false }), undefined, []);
   const reported: Error[] = [];
-  transactions.onFatal((error) => reported.push(error));
+  transactions.onFailure((error) => reported.push(error));
   await transactions.open();
   const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 10 }], undefined);
   await assert.rejects(committed, (error: unknown) => {
@@ -87,4 +91,61 @@ test('a transaction whose offsets the group refuses because it gave the member\'
   await outage.open();
   await assert.rejects(outage.commit([{ topic: 'in', partition: 0, offset: 10 }], consumer).committed, (error: unknown) => !inputHandedOver(error));
   await assert.rejects(outage.close(), (error: unknown) => !inputHandedOver(error));
+});
+
+test('a commit that fails while the sinks wait for room (the next transaction\'s queue full) fails them and the pipeline at once: the wait is rejected, not left for a next transaction that never begins', async () => {
+  const endTxn = Object.assign(new Error('EndTxn failed: Local: Timed out'), { code: ErrorCode.TIMED_OUT });
+  const transactions = new Transactions('tx-1', standInProducer({ commitError: endTxn }), pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 10 }], undefined);
+  // Written while the commit is under way: they wait for the next transaction, up to its queue's bound.
+  const value = Buffer.from('{}');
+  for (let i = 0; i < 50_000; i++) transactions.produce('out', value, 'k');
+  const room = transactions.ready();
+  assert.ok(room, 'the queue is full: the sinks wait');
+  await assert.rejects(committed);
+  // Before: the wait never settled (only the next transaction's begin made room), and nothing told the
+  // pipeline, which waited for room for good, ready, its checkpoints still "succeeding".
+  await assert.rejects(room, /a transaction failed and was aborted: EndTxn failed: Local: Timed out; the input it covered stays uncommitted/);
+  assert.equal(reported.length, 1, 'the pipeline is told (PluginContext.fail)');
+  assert.match(reported[0]!.message, /a transaction failed and was aborted/);
+  await assert.rejects(transactions.ready()!, /a transaction failed and was aborted/);
+  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+});
+
+test('a delivery that fails while the input is quiet: the next commit fails on it, aborts the transaction and fails the pipeline (the flush before it does not fail each checkpoint instead)', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  transactions.produce('out', Buffer.from('{}'), 'k');
+  producer.reportDelivery(Object.assign(new Error('Broker: Message size too large'), { code: 10 }));
+  // Before: this flush threw at every checkpoint, the commit never ran, and nothing was aborted or reported.
+  await transactions.flush();
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed, /delivery to topic 'out' failed: Broker: Message size too large/);
+  assert.equal(reported.length, 1);
+  assert.match(reported[0]!.message, /a transaction failed and was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
+  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+});
+
+test('the next transaction failing to begin after a commit: that commit still succeeds, the one queued behind it fails, later ones too, the pipeline is told, and close() ends', async () => {
+  const state = Object.assign(new Error('Local: Erroneous state'), { code: -172 });
+  // Begin 1 opens the first transaction; begin 2 follows the first commit.
+  const transactions = new Transactions('tx-1', standInProducer({ beginError: { at: 2, error: state } }), pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  transactions.produce('out', Buffer.from('{}'), 'k');
+  const first = transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined);
+  transactions.produce('out', Buffer.from('{}'), 'k');
+  const queued = transactions.commit([{ topic: 'in', partition: 0, offset: 2 }], undefined);
+  // Before: the first was reported failed though it committed, the queued one never settled, and close() hung.
+  await first.committed;
+  await assert.rejects(queued.committed, /Erroneous state/);
+  await assert.rejects(transactions.commit([], undefined).committed, /Erroneous state/);
+  assert.equal(reported.length, 1);
+  await assert.rejects(transactions.close(), /a transaction failed and was aborted: Local: Erroneous state/);
 });

@@ -113,12 +113,12 @@ export class PipelineTransactions {
    * transactional.id and fenced it). Commits and writes fail with it, and the sinks are not ready.
    */
   private fatal: TributaryError | undefined;
-  /** The first exactly-once sink's PluginContext.fail (see {@link onFatal}). */
-  private reportFatal: ((error: Error) => void) | undefined;
+  /** The first exactly-once sink's PluginContext.fail (see {@link onFailure}). */
+  private reportFailure: ((error: Error) => void) | undefined;
   /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
   private next: QueuedCommit | undefined;
-  /** Resolved when `waiting` has room again (while it is full). */
-  private room: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Resolved when `waiting` has room again (while it is full); rejected once nothing more commits. */
+  private room: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } | undefined;
   /** The last commit asked for (whatever its outcome, close() waits for it). */
   private committing: Promise<void> = Promise.resolve();
   transactions = 0;
@@ -246,11 +246,12 @@ export class PipelineTransactions {
   private async begin(): Promise<void> {
     await promisify((cb) => this.producer.beginTransaction(cb));
     const next = this.next;
-    this.next = undefined;
     if (next) {
-      // The writes the queued commit covers form this transaction, sealed at once.
+      // The writes the queued commit covers form this transaction, sealed at once. (Queued until they
+      // are sent: a refused one leaves it to the failure, which rejects it.)
       const covered = this.waiting.splice(0, next.covers);
       for (const record of covered) this.send(record);
+      this.next = undefined;
       this.wake();
       this.run([...next.offsets.values()], next.consumer).then(next.resolve, next.reject);
       return;
@@ -286,11 +287,16 @@ export class PipelineTransactions {
    */
   ready(): Promise<void> | undefined {
     if (!this.opened) return this.open();
+    if (this.aborted) return Promise.reject(this.failedTransaction());
     if (this.transactionOpen || this.waiting.length < maxWaiting) return undefined;
     if (!this.room) {
       let resolve!: () => void;
-      const promise = new Promise<void>((done) => (resolve = done));
-      this.room = { promise, resolve };
+      let reject!: (error: Error) => void;
+      const promise = new Promise<void>((done, fail) => {
+        resolve = done;
+        reject = fail;
+      });
+      this.room = { promise, resolve, reject };
     }
     return this.room.promise;
   }
@@ -308,17 +314,15 @@ export class PipelineTransactions {
    * exactly the writes made before it. Waiting here for the brokers' acknowledgements held the whole
    * pipeline at every commit, for at least one of librdkafka's 10 ms flush slices (rd_kafka_flush
    * polls in 10 ms slices, and with failure-only delivery reports nothing wakes it earlier); the
-   * commit flushes after the barrier instead. A failed delivery known by now fails the commit at
-   * once; one reported later fails it after that flush.
+   * commit flushes after the barrier instead. A failed delivery fails that commit (run()), which
+   * aborts the transaction and reports it: a flush failing here would fail only this checkpoint, and
+   * the next, while the input is quiet, and never abort or report anything.
    */
   async flush(): Promise<void> {
     if (!this.failure || this.aborted) return;
     // A delivery failed because the producer did (fenced): that is the error to report.
     const raised = fatalErrorOf(this.producer);
     if (raised) this.failFatally(raised);
-    // A failed transaction is the commit's to report: it fails the source, which stops the pipeline,
-    // where a flush failing here would fail only this commit, and the next, while the input is quiet.
-    if (!this.aborted) throw this.failure;
   }
 
   /**
@@ -390,6 +394,8 @@ export class PipelineTransactions {
         throw this.endWith(this.leftOpen);
       }
       this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
+      // Reported at once, not only at the source's next read: while the input is quiet, or while the
+      // pipeline waits for room that only a next transaction would make, that read may never come.
       // Briefly: in a broker outage the abort cannot reach the coordinator either, and waiting for it
       // held the pipeline's restart 30 s; the next incarnation's initTransactions aborts it anyway.
       if (!fatalErrorOf(this.producer)) await promisify((cb) => this.producer.abortTransaction(abortTimeoutMs, cb)).catch(() => undefined);
@@ -400,9 +406,20 @@ export class PipelineTransactions {
       // the fencing is what to report.
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      throw this.endWith(this.fatal ?? inOutage(handedOverOr(asError(error)), this.brokers.unreachable()));
+      const failure = this.endWith(this.fatal ?? inOutage(handedOverOr(asError(error)), this.brokers.unreachable()));
+      if (!this.fatal) this.reportFailure?.(this.failedTransaction());
+      throw failure;
     }
-    await this.begin();
+    try {
+      await this.begin();
+    } catch (error) {
+      // This transaction committed; nothing commits after it (a later commit, ready() and the pipeline are told).
+      this.logger.error({ err: asError(error).message }, 'kafka transaction could not begin after a commit');
+      const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
+      if (raised) this.failFatally(raised);
+      this.endWith(this.fatal ?? inOutage(asError(error), this.brokers.unreachable()));
+      if (!this.fatal) this.reportFailure?.(this.failedTransaction());
+    }
   }
 
   /** Nothing commits after `failure`; a commit asked for before (queued as the next one) fails with it. Returns it. */
@@ -411,7 +428,22 @@ export class PipelineTransactions {
     const next = this.next;
     this.next = undefined;
     next?.reject(failure);
+    const room = this.room;
+    this.room = undefined;
+    room?.reject(this.failedTransaction());
     return failure;
+  }
+
+  /** What the sinks fail with once nothing commits (`aborted`): a transaction left open or a fatal error in its own words. */
+  private failedTransaction(): Error {
+    const aborted = this.aborted!;
+    if (aborted === this.leftOpen || aborted === this.fatal) return aborted;
+    const first = this.failure && this.failure !== aborted && !aborted.message.includes(this.failure.message) ? `; first: ${this.failure.message}` : '';
+    return new TributaryError(
+      'TRIB_ERR_SINK',
+      `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): a transaction failed and was aborted: ${aborted.message}${first}; the input it covered stays uncommitted, and a restart reads it again`,
+      { cause: aborted },
+    );
   }
 
   /** The pipeline stops (or failed) while the brokers are unreachable: its last transaction is not waited for. */
@@ -439,18 +471,19 @@ export class PipelineTransactions {
     );
     this.aborted ??= this.fatal;
     this.logger.error({ err: this.fatal.message }, 'kafka transactional producer failed');
-    this.reportFatal?.(this.fatal);
+    this.reportFailure?.(this.fatal);
     return this.fatal;
   }
 
   /**
-   * Tells the pipeline of a fatal error as soon as librdkafka raises it (a sink's PluginContext.fail),
-   * not at the next commit or write, which a quiet input may put off for good. The first sink's is
-   * enough: the error names the transactional_id, which every exactly-once sink of the pipeline shares.
+   * Tells the pipeline of a fatal error as soon as librdkafka raises it, and of a failed transaction as
+   * soon as it is aborted (a sink's PluginContext.fail), not at the next commit, write or read, which a
+   * quiet input may put off for good. The first sink's is enough: the error names the transactional_id,
+   * which every exactly-once sink of the pipeline shares.
    */
-  onFatal(report: (error: Error) => void): void {
-    if (this.reportFatal) return;
-    this.reportFatal = report;
+  onFailure(report: (error: Error) => void): void {
+    if (this.reportFailure) return;
+    this.reportFailure = report;
     if (this.fatal) report(this.fatal);
   }
 
@@ -485,15 +518,6 @@ export class PipelineTransactions {
     // A failed transaction is reported by the source's next read; the last one (at the end of the input,
     // or at a stop) has no next read, and the run ended as if its outputs were written (exit 0, though
     // the transaction was aborted and its input stays uncommitted). Its close says so instead.
-    if (this.aborted && !this.fatal) {
-      // In its own words: that transaction was left open, not aborted.
-      if (this.aborted === this.leftOpen) throw this.aborted;
-      const first = this.failure && this.failure !== this.aborted && !this.aborted.message.includes(this.failure.message) ? `; first: ${this.failure.message}` : '';
-      throw new TributaryError(
-        'TRIB_ERR_SINK',
-        `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): a transaction failed and was aborted: ${this.aborted.message}${first}; the input it covered stays uncommitted, and a restart reads it again`,
-        { cause: this.aborted },
-      );
-    }
+    if (this.aborted && !this.fatal) throw this.failedTransaction();
   }
 }
