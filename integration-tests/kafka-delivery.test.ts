@@ -314,6 +314,54 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
   });
 }
 
+test('at-least-once: a SIGTERM while the sink\'s brokers are down and it holds records librdkafka had no room for (its max_in_flight) stops at once and exits 0; the next start writes every record', { timeout: 300_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  // The outputs go to a broker of their own, down before the input comes: the source reads on while the
+  // sink fills librdkafka's queue (max_in_flight 50) and keeps the rest in its own backlog.
+  const outputs = await startNativeBroker({ partitions: 4 });
+  const input = uniqueTopic('in-backlog-outage');
+  const output = uniqueTopic('out-backlog-outage');
+  const dlq = uniqueTopic('dlq-backlog-outage');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-backlog-outage-'));
+  const log: string[] = [];
+  let daemon: ChildProcess | undefined;
+  try {
+    await createTopic(brokers, input, 4);
+    for (const topic of [output, dlq]) await createTopic(outputs.brokers, topic, 4);
+    const file = join(dir, 'pipeline.yaml');
+    const yaml = pipelineYaml(input, output, dlq, 'at-least-once', `checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`)
+      .replace(/^( +)brokers: \\?\$\{KAFKA_BROKERS\}\n( +)topic: /gm, `$1brokers: ${outputs.brokers}\n$2topic: `)
+      .replace(`topic: ${output}\n`, `topic: ${output}\n    max_in_flight: 50\n`);
+    assert.equal(yaml.split(outputs.brokers).length, 3, 'the output and dead-letter sinks write to their own broker');
+    writeFileSync(file, yaml);
+    daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    await waitFor('the sinks connected', () => /"stage":"sink-kafka-0".*kafka sink: connecting to the brokers/.test(log.join('')), 60_000, 100);
+    const port = await operationsPort(log);
+    await outputs.kill();
+    await produce(brokers, input, seqRecords(0, 1_000));
+    // More read than librdkafka may hold: the rest wait in the sink, and the pipeline waits for room.
+    await waitFor('more records read than the sink may hand to librdkafka', async () => (await eventsRead(port)) >= 100, 60_000, 100);
+    await waitFor('the output sink sees its broker gone', () => /"stage":"sink-kafka-0".*kafka sink: brokers unreachable/.test(log.join('')), 60_000, 100);
+    const stopAt = Date.now();
+    daemon.kill('SIGTERM');
+    // Before: the flush waited for room in a loop that heeded neither the stop nor the outage, until
+    // shutdown_timeout (30 s, exit 1); a run that failed meanwhile left that loop spinning, the CPU at 100%.
+    assert.equal(await exited(daemon), 0, `a SIGTERM stop in an outage exits 0: ${log.join('').slice(-3_000)}`);
+    assert.ok(Date.now() - stopAt < 15_000, `it stopped in ${Date.now() - stopAt} ms`);
+    assert.ok(log.join('').split('\n').some((line) => line.includes('stopped while the brokers are unreachable')), 'the stop says why the input stays uncommitted');
+    await outputs.restart();
+    daemon = startDaemon(file, brokers);
+    await waitFor('every record in the output', async () => (await committedSeqs(outputs.brokers, output)).size >= 1_000, 150_000, 500);
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+  } finally {
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    await outputs.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('exactly-once with checkpoints 25 s apart (the transaction_timeout left unset): each transaction, open from one checkpoint to the next, commits', { timeout: 180_000 }, async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;

@@ -85,6 +85,28 @@ test('kafka sink: a delivery that fails stops the pipeline, and the offsets of i
   assert.equal(again.outputs.length, 500);
 });
 
+for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
+  test(`kafka sink (${guarantee}): a delivery that fails after the input went quiet fails the run, without waiting for a next record`, { timeout: 120_000 }, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const input = await inputTopic(brokers, 'sink-quiet-fail-in', 20);
+    const group = `g-${input}`;
+    const tiny = await refusingTopic(brokers, 'sink-quiet-tiny');
+    const sink = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${tiny}, guarantee: ${guarantee} }`;
+    // No stop at the end: after its 20 records the input is quiet, as a daemon's often is.
+    const yaml = pipeline(input, group, sink).replace('stop_at_end: true,', `guarantee: ${guarantee},`);
+    const dead: StreamRecord[][] = [[], [], []];
+    // Before: each checkpoint's flush failed on the delivery ("checkpoint failed", logged), the run went on
+    // ready, and (exactly-once) the transaction was never aborted: only a next record would have failed it.
+    await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_SINK');
+      assert.match(error.message, new RegExp(`delivery to topic '${tiny}' failed: .*too large`, 'i'));
+      return true;
+    });
+    assert.equal((await readAgain(brokers, input, group)).eventsIn, 20, 'its input stays uncommitted');
+  });
+}
+
 test('kafka sink (exactly-once): a transaction that fails in the last commit, after the last flush, fails the run, and its input stays uncommitted', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;

@@ -275,7 +275,7 @@ export default defineSink<KafkaSinkConfig>({
         config,
         context.signal,
       );
-      transactions.onFatal((error) => context.fail(error));
+      transactions.onFailure((error) => context.fail(error));
       return {
         open: async () => {
           // Every plugin exists now: a pipeline with no exactly-once kafka source would never commit a transaction.
@@ -331,8 +331,12 @@ export default defineSink<KafkaSinkConfig>({
     /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
     let backlog: { value: Buffer; key: string | null }[] = [];
     producer.on('delivery-report', (error) => {
-      // Only failures are reported (delivery.report.only.error).
-      if (error) failure ??= inOutage(deliveryFailure(config.topic, error), brokers.unreachable());
+      // Only failures are reported (delivery.report.only.error). The pipeline is told at once: while
+      // the input is quiet, no write or flush would report it (a flush at each checkpoint only failed
+      // that checkpoint), and the run went on, ready, with the record lost until a restart.
+      if (!error || failure) return;
+      failure = inOutage(deliveryFailure(config.topic, error), brokers.unreachable());
+      context.fail(failed()!);
     });
     const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
     const failFatally = (raised: Error): void => {
@@ -388,13 +392,24 @@ export default defineSink<KafkaSinkConfig>({
       clearTimeout(retryTimer);
       retryTimer = undefined;
       if (fatal) return;
+      const outage = stoppedInOutage();
+      if (outage) {
+        // A stop in an outage: no room will come, and the pipeline's wait for it (ready()) ends the stop.
+        const waiting = room;
+        room = undefined;
+        roomPromise = undefined;
+        waiting?.reject(outage);
+        return;
+      }
       let sent = 0;
       try {
         while (sent < backlog.length && send(backlog[sent]!.value, backlog[sent]!.key)) sent++;
       } catch (error) {
+        // Those sent are librdkafka's now: not sent again by a later retry.
+        backlog = backlog.slice(sent);
         // Called from a timer: a refusal here (the producer failed meanwhile) must reach the runtime
         // through ready(), not end the process.
-        if (!fatal) failure ??= asError(error);
+        if (!fatal) failure ??= deliveryFailure(config.topic, asError(error));
         const waiting = room;
         room = undefined;
         roomPromise = undefined;
@@ -446,6 +461,9 @@ export default defineSink<KafkaSinkConfig>({
       ready() {
         if (fatal) return Promise.reject(fatal);
         if (backlog.length === 0) return undefined;
+        // A stop in an outage waits for no room: none will come.
+        const outage = stoppedInOutage();
+        if (outage) return Promise.reject(outage);
         roomPromise ??= new Promise<void>((resolve, reject) => {
           room = { resolve, reject };
         });
@@ -459,7 +477,11 @@ export default defineSink<KafkaSinkConfig>({
           return;
         }
         while (backlog.length > 0) {
-          if (fatal) throw fatal;
+          // A failure (the producer refusing every record, at once: without this the loop never let
+          // the event loop turn) or a stop in an outage ends the wait for room.
+          if (fatal ?? failure) throw failed();
+          const outage = stoppedInOutage();
+          if (outage) throw outage;
           retryBacklog();
           if (backlog.length > 0) await promisify((cb) => producer.flush(1_000, cb)).catch(() => undefined);
         }
