@@ -20,9 +20,12 @@ type Callback = (error?: Error | null) => void;
  * fenced, as librdkafka does: the fatal error is raised (fatalError()) before the abort's callback, and
  * its event.error would come only at a later poll, which this stand-in never makes.
  */
-function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean; beginError?: { at: number; error: Error } }): RdKafka.Producer & { reportDelivery(error: Error): void } {
+function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean; beginError?: { at: number; error: Error }; queueCapacity?: number }): StandIn {
   let fatal: (Error & { code: number }) | undefined;
   let begins = 0;
+  /** Records librdkafka holds (not yet acknowledged): a flush acknowledges them all. */
+  let queued = 0;
+  const calls: string[] = [];
   const done = (cb: Callback, error?: Error): void => void setImmediate(() => cb(error ?? null));
   const listeners = new Map<string, (...args: unknown[]) => void>();
   const producer = {
@@ -33,10 +36,18 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     connect: (_options: unknown, cb: Callback) => done(cb),
     initTransactions: (_timeout: number, cb: Callback) => done(cb),
     beginTransaction: (cb: Callback) => done(cb, ++begins === failures.beginError?.at ? failures.beginError.error : undefined),
-    produce: () => undefined,
-    flush: (_timeout: number, cb: Callback) => done(cb),
+    calls,
+    produce: (_topic: string, _partition: null, value: Buffer) => {
+      if (queued >= (failures.queueCapacity ?? Infinity)) throw Object.assign(new Error('Local: Queue full'), { code: ErrorCode.QUEUE_FULL });
+      queued++;
+      calls.push(`produce ${value.toString()}`);
+    },
+    flush: (_timeout: number, cb: Callback) => {
+      queued = 0;
+      done(cb);
+    },
     sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
-    commitTransaction: (_timeout: number, cb: Callback) => done(cb, failures.commitError),
+    commitTransaction: (_timeout: number, cb: Callback) => (calls.push('commit'), done(cb, failures.commitError)),
     abortTransaction: (_timeout: number, cb: Callback) => {
       if (failures.fencedAtAbort) fatal = Object.assign(new Error('Failed to end transaction: Local: This instance has been fenced by a newer instance'), { code: ErrorCode.FENCED });
       done(cb, fatal);
@@ -44,8 +55,10 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     fatalError: () => fatal,
     disconnect: (_timeout: number, cb: Callback) => done(cb),
   };
-  return producer as unknown as RdKafka.Producer & { reportDelivery(error: Error): void };
+  return producer as unknown as StandIn;
 }
+
+type StandIn = RdKafka.Producer & { reportDelivery(error: Error): void; calls: string[] };
 
 /** The class's own constructor, which obtain() calls with a real node-rdkafka producer. */
 const Transactions = PipelineTransactions as unknown as new (transactionalId: string, producer: RdKafka.Producer, logger: Logger, connection: undefined, features: readonly string[]) => PipelineTransactions;
@@ -148,4 +161,18 @@ test('the next transaction failing to begin after a commit: that commit still su
   await assert.rejects(transactions.commit([], undefined).committed, /Erroneous state/);
   assert.equal(reported.length, 1);
   await assert.rejects(transactions.close(), /a transaction failed and was aborted: Local: Erroneous state/);
+});
+
+test('exactly-once, librdkafka\'s queue full (acknowledgements behind): the sinks wait for room instead of the write failing the run, and the transaction commits every write, in order', async () => {
+  const producer = standInProducer({ queueCapacity: 10 });
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  await transactions.open();
+  // Before: the eleventh write threw "Local: Queue full", and the run failed on it.
+  for (let i = 0; i < 25; i++) transactions.produce('out', Buffer.from(String(i)), 'k');
+  const room = transactions.ready();
+  assert.ok(room, 'the sinks are asked to wait');
+  await transactions.commit([{ topic: 'in', partition: 0, offset: 25 }], undefined).committed;
+  await room;
+  assert.deepEqual(producer.calls, [...Array.from({ length: 25 }, (_, i) => `produce ${i}`), 'commit']);
+  await transactions.close();
 });

@@ -93,6 +93,13 @@ export class PipelineTransactions {
   private waiting: TransactionalProduce[] = [];
   /** A transaction takes writes; false while a commit is under way (from sealing to the next begin). */
   private transactionOpen = false;
+  /**
+   * Writes of the open (or the sealed, committing) transaction librdkafka had no room for (its queue
+   * full: acknowledgements behind, a broker slow or failing over), in order: sent as room comes, before
+   * any later write, and all of them before the transaction commits. Meanwhile the sinks wait (ready()).
+   */
+  private overflow: TransactionalProduce[] = [];
+  private overflowTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The producer's connect, once (see {@link connect}). */
   private connecting: Promise<boolean> | undefined;
@@ -269,15 +276,76 @@ export class PipelineTransactions {
    */
   produce(topic: string, value: Buffer, key: string | null): void {
     if (this.fatal) throw this.fatal;
+    if (this.aborted) throw this.failedTransaction();
     if (!this.transactionOpen) {
       this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
     }
-    this.producer.produce(topic, null, value, key, Date.now());
+    if (this.overflow.length === 0 && this.tryProduce(topic, value, key, Date.now())) return;
+    this.overflow.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
+    this.overflowTimer ??= setTimeout(() => this.retryOverflow(), 5);
   }
 
+  /** A write of the transaction being begun: after any it has no room for. */
   private send(record: TransactionalProduce): void {
-    this.producer.produce(record.topic, null, record.value, record.key, record.timestamp);
+    if (this.overflow.length === 0 && this.tryProduce(record.topic, record.value, record.key, record.timestamp)) return;
+    this.overflow.push(record);
+    this.overflowTimer ??= setTimeout(() => this.retryOverflow(), 5);
+  }
+
+  /** Hands a write to librdkafka; false when its queue is full. Any other refusal throws what to report. */
+  private tryProduce(topic: string, value: Buffer, key: string | null, timestamp: number): boolean {
+    try {
+      this.producer.produce(topic, null, value, key, timestamp);
+      return true;
+    } catch (error) {
+      if (asError(error).code === ErrorCode.QUEUE_FULL) return false;
+      const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
+      if (raised) throw this.failFatally(raised);
+      // After a failed delivery librdkafka refuses every write to the transaction ("Erroneous state"):
+      // the delivery's failure, which names the topic and why, is the one to report.
+      throw this.failure ?? asError(error);
+    }
+  }
+
+  /** Sends the overflow as librdkafka makes room (acknowledgements free it without telling this thread: looked at every 5 ms). */
+  private retryOverflow(): void {
+    clearTimeout(this.overflowTimer);
+    this.overflowTimer = undefined;
+    if (this.aborted || this.closed) return;
+    let sent = 0;
+    try {
+      while (sent < this.overflow.length) {
+        const record = this.overflow[sent]!;
+        if (!this.tryProduce(record.topic, record.value, record.key, record.timestamp)) break;
+        sent++;
+      }
+    } catch (error) {
+      // From a timer: kept for the transaction's commit, which fails on it (and reports it); the
+      // records left are that transaction's, which will not commit. (A fatal error is reported already.)
+      this.failure ??= asError(error);
+      this.overflow = [];
+      this.wake();
+      return;
+    }
+    if (sent > 0) this.overflow = this.overflow.slice(sent);
+    if (this.overflow.length > 0) this.overflowTimer = setTimeout(() => this.retryOverflow(), 5);
+    else this.wake();
+  }
+
+  /** Before a commit: every write of the transaction handed to librdkafka (up to `timeoutMs`; `giveUp` as flushProducer's). */
+  private async drainOverflow(timeoutMs: number, giveUp: () => Error | undefined): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.overflow.length > 0) {
+      this.retryOverflow();
+      if (this.fatal ?? this.failure) throw this.fatal ?? this.failure;
+      if (this.overflow.length === 0) return;
+      const reason = giveUp();
+      if (reason) throw reason;
+      if (Date.now() >= deadline) throw new Error(`${this.overflow.length} records of the transaction found no room in the producer's queue within ${timeoutMs} ms`);
+      // Waits for acknowledgements to make room (flush returns once the queue is empty, or times out).
+      await promisify((cb) => this.producer.flush(250, cb)).catch(() => undefined);
+    }
   }
 
   /**
@@ -288,7 +356,7 @@ export class PipelineTransactions {
   ready(): Promise<void> | undefined {
     if (!this.opened) return this.open();
     if (this.aborted) return Promise.reject(this.failedTransaction());
-    if (this.transactionOpen || this.waiting.length < maxWaiting) return undefined;
+    if (this.hasRoom()) return undefined;
     if (!this.room) {
       let resolve!: () => void;
       let reject!: (error: Error) => void;
@@ -301,8 +369,13 @@ export class PipelineTransactions {
     return this.room.promise;
   }
 
+  /** Writes may go on: none waits for room in librdkafka's queue, and a transaction is open or the next one's queue has room. */
+  private hasRoom(): boolean {
+    return this.overflow.length === 0 && (this.transactionOpen || this.waiting.length < maxWaiting);
+  }
+
   private wake(): void {
-    if (this.room && (this.transactionOpen || this.waiting.length < maxWaiting)) {
+    if (this.room && this.hasRoom()) {
       this.room.resolve();
       this.room = undefined;
     }
@@ -378,6 +451,7 @@ export class PipelineTransactions {
       // answered CONCURRENT_TRANSACTIONS while the previous commit's markers are written, and its
       // 100 ms backoff (the records' AddPartitionsToTxn retries after 20 ms).
       const leaveOpen = (): TributaryError | undefined => (this.leftOpen = this.stoppedInOutage());
+      await this.drainOverflow(30_000, leaveOpen);
       await flushProducer(this.producer, 30_000, leaveOpen);
       if (this.failure) throw this.failure;
       // Each of the two calls below waits out its whole timeout when the brokers are away.
@@ -496,6 +570,7 @@ export class PipelineTransactions {
   async close(): Promise<void> {
     if (!this.connecting || this.closed) return;
     this.closed = true;
+    clearTimeout(this.overflowTimer);
     await this.connecting.catch(() => false);
     await this.opening?.catch(() => undefined);
     // A commit still under way (after its barrier) finishes first: aborting now would undo it.
