@@ -2,7 +2,7 @@
  * Security settings reach librdkafka as its own properties, librdkafka accepts them, and no secret
  * reaches a log line. (Authenticating against a SASL/TLS broker: integration-tests/kafka-security.test.ts.)
  */
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -111,6 +111,37 @@ test('an OIDC endpoint that refuses is an error naming it', async () => {
     await assert.rejects(tokens.attach({ setOauthBearerToken: () => undefined }), new RegExp(`token endpoint ${url} answered HTTP 401`));
   } finally {
     tokens.stop();
+    server.close();
+  }
+});
+
+test('a start whose first token fetch fails leaves no refresh running (each daemon restart left one, asking the endpoint every 10 s for good)', async () => {
+  const server = createServer((_request, response) => {
+    response.statusCode = 401;
+    response.end('{"error":"invalid_client"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+  const config = { ...oauth, security: { ...oauth.security!, sasl: { ...oauth.security!.sasl!, oauthbearer: { ...oauth.security!.sasl!.oauthbearer!, token_endpoint_url: url } } } };
+  // The retry timers the failed start sets (10 s after a failed fetch), and those cleared.
+  const retries: unknown[] = [];
+  const cleared = new Set<unknown>();
+  const { setTimeout: realSetTimeout, clearTimeout: realClearTimeout } = globalThis;
+  mock.method(globalThis, 'setTimeout', (callback: () => void, ms?: number) => {
+    const timer = realSetTimeout(callback, ms);
+    if (ms === 10_000) retries.push(timer);
+    return timer;
+  });
+  mock.method(globalThis, 'clearTimeout', (timer?: NodeJS.Timeout) => {
+    cleared.add(timer);
+    realClearTimeout(timer);
+  });
+  try {
+    await assert.rejects(provideOauthToken({ setOauthBearerToken: () => undefined }, config, [], () => undefined), /answered HTTP 401/);
+    assert.ok(retries.length > 0, 'the failed fetch scheduled a retry');
+    assert.ok(retries.every((timer) => cleared.has(timer)), 'and the failed start stopped it');
+  } finally {
+    mock.restoreAll();
     server.close();
   }
 });

@@ -786,7 +786,13 @@ export async function provideOauthToken(client: TokenClient, config: ConnectionC
   const oauth = config.security?.sasl?.oauthbearer;
   if (!oauth || features.includes('oidc')) return () => undefined;
   const tokens = new OidcTokens(oauth, onError);
-  await tokens.attach(client);
+  try {
+    await tokens.attach(client);
+  } catch (error) {
+    // The failed fetch scheduled a retry: with no stop function returned, nothing would ever end it.
+    tokens.stop();
+    throw error;
+  }
   return () => tokens.stop();
 }
 
