@@ -196,8 +196,9 @@ export class CheckpointStore {
   }
 
   /**
-   * The newest checkpoint that reads back intact (and that `accept` takes). Each bad one is reported
-   * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it. When there
+   * The newest checkpoint that reads back intact (and that `accept` takes). Each corrupt one
+   * (CorruptCheckpointError) is reported through `onCorrupt` and skipped, so a torn newest file falls
+   * back to the one before it; an error reading one (EMFILE, EIO, EACCES) is thrown as it is. When there
    * are checkpoint files and not one of them reads back, it throws (TRIB_ERR_CHECKPOINT): starting
    * from nothing is for a person to decide. Files that read back but `accept` turned down give undefined.
    * `before`: only checkpoints older than that sequence (one already read and turned down).
@@ -216,8 +217,11 @@ export class CheckpointStore {
       try {
         checkpoint = { ...(await readCheckpoint(file)), sequence, file };
       } catch (error) {
-        onCorrupt(file, (error as Error).message);
-        unusable.push(`${file}: ${(error as Error).message}`);
+        // An error reading it (EMFILE, EIO) says nothing of the file: falling back to an older one would
+        // replay the outputs since, so the restore fails with it (and a restart tries again).
+        if (!(error instanceof CorruptCheckpointError)) throw new Error(`checkpoint ${file} could not be read: ${(error as Error).message}`, { cause: error });
+        onCorrupt(file, error.message);
+        unusable.push(`${file}: ${error.message}`);
         continue;
       }
       readable++;
@@ -240,28 +244,54 @@ export class CheckpointStore {
   }
 }
 
+/**
+ * A checkpoint file whose contents are bad (no header, another format or version, torn, a checksum or
+ * JSON that does not hold): unlike an error reading it (EMFILE, EIO), reading it again gives the same.
+ */
+export class CorruptCheckpointError extends Error {
+  override readonly name = 'CorruptCheckpointError';
+}
+
+/** Zlib's verdicts on the bytes themselves (not Z_MEM_ERROR, which is the process's). */
+const corruptGzipCodes = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'Z_NEED_DICT', 'Z_STREAM_ERROR']);
+
+/**
+ * Reads a checkpoint file. Throws {@link CorruptCheckpointError} for bad contents; an error reading the
+ * file (its errno's) as it comes.
+ */
 export async function readCheckpoint(file: string): Promise<CheckpointBody> {
   const data = await readFile(file);
   const newline = data.indexOf(10);
-  if (newline < 0) throw new Error('no header line');
+  if (newline < 0) throw new CorruptCheckpointError('no header line');
   let header: Header;
   try {
     header = JSON.parse(data.toString('utf8', 0, newline)) as Header;
   } catch {
-    throw new Error('header is not JSON');
+    throw new CorruptCheckpointError('header is not JSON');
   }
-  if (header.format !== checkpointFormat) throw new Error(`not a checkpoint (format ${String(header.format)})`);
+  if (header.format !== checkpointFormat) throw new CorruptCheckpointError(`not a checkpoint (format ${String(header.format)})`);
   const compressed = header.version === compressedVersion && header.encoding === 'gzip';
   if (header.version !== checkpointVersion && !compressed) {
-    throw new Error(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);
+    throw new CorruptCheckpointError(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);
   }
   const body = data.subarray(newline + 1);
-  if (body.length !== header.bytes) throw new Error(`truncated: ${body.length} of ${header.bytes} bytes`);
+  if (body.length !== header.bytes) throw new CorruptCheckpointError(`truncated: ${body.length} of ${header.bytes} bytes`);
   // In parts, as it was written: a large checkpoint's hash alone held the event loop ~60 ms per 30 MB.
-  if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new Error('checksum mismatch');
-  // Inflated on the thread pool, not the event loop.
-  const json = compressed ? await inflate(body, { chunkSize: 1 << 20 }) : body;
-  return JSON.parse(json.toString('utf8')) as CheckpointBody;
+  if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new CorruptCheckpointError('checksum mismatch');
+  let json: Buffer;
+  try {
+    // Inflated on the thread pool, not the event loop.
+    json = compressed ? await inflate(body, { chunkSize: 1 << 20 }) : body;
+  } catch (error) {
+    if (corruptGzipCodes.has(String((error as NodeJS.ErrnoException).code))) throw new CorruptCheckpointError(`body is not gzip: ${(error as Error).message}`);
+    throw error;
+  }
+  try {
+    return JSON.parse(json.toString('utf8')) as CheckpointBody;
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new CorruptCheckpointError(`body is not JSON: ${error.message}`);
+    throw error; // a body too large for a string: the process's limit, not the file's fault
+  }
 }
 
 /**
