@@ -505,3 +505,31 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
   assert.equal(runSummaries(stderr)[0]?.eventsIn, 50);
   assert.equal(existsSync(lock), false, 'released at the end');
 });
+
+test('a stop while --lock-wait waits for another host\'s checkpoint folder is a stop before start: exit 0, nothing read or written, the lock left to its holder, no advice to remove it', async () => {
+  const folder = join(dir, 'held-while-stopped');
+  mkdirSync(folder, { recursive: true });
+  const lock = join(folder, 'checkpoints.lock');
+  const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'held', since: '2026-01-01T00:00:00.000Z' })}\n`;
+  writeFileSync(lock, holder);
+  const file = pipeline('held-stopped.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held-stopped.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
+  const child = spawn(process.execPath, [cli, 'run', file, '--lock-wait', '10m'], { cwd: dir });
+  let stderr = '';
+  let signalled = false;
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
+      signalled = true;
+      child.kill('SIGTERM');
+    }
+  });
+  const status = await new Promise<number | null>((done) => child.on('close', done));
+  assert.ok(signalled, stderr);
+  assert.equal(status, 0, stderr);
+  const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
+  assert.deepEqual(records.filter((entry) => entry.level >= 50), [], 'no error, no advice to remove a live holder\'s lock');
+  assert.ok(records.some((entry) => /^stopped while waiting for the checkpoint folder another host's process holds: nothing was read or written$/.test(entry.msg)), stderr);
+  assert.equal(runSummaries(stderr)[0]?.eventsIn, 0);
+  assert.equal(readFileSync(lock, 'utf8'), holder, 'the lock is still its holder\'s');
+  assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
+});

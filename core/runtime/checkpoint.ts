@@ -112,17 +112,21 @@ export class CheckpointStore {
 
   /**
    * {@link claim}, waiting up to `wait.ms` for another host's holder: its lock is taken over once not
-   * renewed for LOCK_STALE_MS (its node died). Each wait is warned; a stop (`wait.signal`) ends it with
-   * the refusal.
+   * renewed for LOCK_STALE_MS (its node died). Each wait is warned. Resolves true once the run may go
+   * on; false where a stop (`wait.signal`) came while the folder was another host's to wait for: the
+   * run is to end as stopped before it started, the folder left to its holder.
    */
-  async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<void> {
+  async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<boolean> {
     try {
       this.claimed = await takeLockWaiting(this.lockFile, `checkpoint folder ${this.dir}`, {
         ...this.lockOptions(pipeline, logger),
         waitMs: wait.ms,
         ...(wait.signal ? { signal: wait.signal } : {}),
       });
+      return true;
     } catch (error) {
+      // Not a refusal to report (exit 2, "remove the lock file"): its holder is live, and this run was told to stop.
+      if (error instanceof LockRefusedError && error.takeoverAt !== undefined && wait.signal?.aborted) return false;
       throw this.refusal(error);
     }
   }

@@ -1307,7 +1307,12 @@ export class PipelineRunner {
     const store = this.options.checkpoints?.store;
     try {
       // No wait (0): refused at once, as claim() is.
-      await store?.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) });
+      if (store && !(await store.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) }))) {
+        this.logger.info({ dir: store.dir }, 'stopped while waiting for the checkpoint folder another host\'s process holds: nothing was read or written');
+        this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+        this.ended = true;
+        return this.stats;
+      }
       try {
         return await this.runWithCheckpointsClaimed();
       } finally {
