@@ -76,10 +76,14 @@ export const LOCK_STALE_MS = 10 * 60_000;
  */
 const UNREADABLE_LOCK_GRACE_MS = 2_000;
 
+/** Errors creating a lock file that say the folder is read-only (to this process): the thing then goes unlocked. */
+const readOnlyCodes = new Set(['EROFS', 'EACCES', 'EPERM']);
+
 /**
  * Takes the lock `lockPath` for `thing` (named in messages). Returns false where no lock file can be
- * created (a read-only folder): warned, and the thing goes unlocked. Throws {@link LockRefusedError}
- * while another process holds it.
+ * created because the folder is read-only (EROFS, EACCES, EPERM): warned, and the thing goes unlocked.
+ * Any other error creating it is thrown: running unlocked on, say, ENOENT or ESTALE would let a second
+ * process in. Throws {@link LockRefusedError} while another process holds it.
  */
 export function takeLock(lockPath: string, thing: string, options: LockOptions): boolean {
   const held = heldLocks.get(lockPath);
@@ -101,8 +105,10 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     try {
       created = createLockFile(lockPath, holder);
     } catch (error) {
+      const message = (error as Error).message;
+      if (!readOnlyCodes.has(String((error as NodeJS.ErrnoException).code))) throw new Error(`${user}: could not create the lock file ${lockPath}: ${message}`, { cause: error });
       // A folder where the thing may be written but no lock created (read-only but for the file): unlocked.
-      logger.warn({ lock: lockPath, error: (error as Error).message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
+      logger.warn({ lock: lockPath, error: message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
       return false;
     }
     if (created) {
@@ -177,6 +183,28 @@ function holderOf(pipeline: string): LockHolder {
 }
 
 /**
+ * Where a pid names one process: this host. Hashed into the names of takers' temp files
+ * ({@link takerTempName}), so that takers of hosts sharing a folder never share one.
+ */
+function pidSpace(): string {
+  return hostname();
+}
+
+const takerTempPrefix = (lockPath: string): string => `${basename(lockPath)}.tmp-`;
+/** `<pid>-<pid space's tag>`, after the prefix; before this version, `<pid>` alone (of any host). */
+const takerTempPattern = /^(\d+)(?:-([0-9a-f]{12}))?$/;
+const pidSpaceTag = (space: string): string => createHash('sha256').update(space).digest('hex').slice(0, 12);
+
+/**
+ * The temp file a taker of `lockPath` writes its lock's text to before linking it to the lock's name:
+ * named for its pid and its host, so no other live process has it (with the pid alone, two hosts' takers
+ * of one pid, containers' pid 1, wrote one file, and one truncated what was already the other's lock).
+ */
+export function takerTempName(lockPath: string, pid = process.pid, space = pidSpace()): string {
+  return join(dirname(lockPath), `${takerTempPrefix(lockPath)}${pid}-${pidSpaceTag(space)}`);
+}
+
+/**
  * Creates the lock file holding `holder`, whole or not at all; false where one exists. The text goes
  * to a temp file of this process, linked to the lock's name: link, like O_EXCL, fails where the name
  * exists. A filesystem without hard links gets O_EXCL and a write (a kill between them leaves an empty
@@ -184,8 +212,11 @@ function holderOf(pipeline: string): LockHolder {
  */
 function createLockFile(lockPath: string, holder: LockHolder): boolean {
   const text = `${JSON.stringify(holder)}\n`;
-  const temp = `${lockPath}.tmp-${process.pid}`;
-  writeNew(temp, text, fsConstants.O_TRUNC);
+  const temp = takerTempName(lockPath);
+  // Ours alone: one left by a process of our pid before us (killed between link and unlink, it is a
+  // name of the lock that process held) is removed rather than truncated.
+  removeIfThere(temp);
+  writeNew(temp, text, fsConstants.O_EXCL);
   try {
     linkSync(temp, lockPath);
     return true;
@@ -194,11 +225,7 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
     if (code === 'EEXIST') return false;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
   } finally {
-    try {
-      unlinkSync(temp);
-    } catch {
-      // gone already
-    }
+    removeIfThere(temp);
   }
   try {
     writeNew(lockPath, text, fsConstants.O_EXCL);
@@ -209,9 +236,15 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
   }
 }
 
-/** Temp files of the lock (`<lock>.tmp-PID`, createLockFile) that takers killed before linking them left: their pid runs no process. */
+/**
+ * Temp files of the lock (takerTempName) that takers killed before linking them left. One of this host
+ * goes once its pid runs no process; one of another host (the folder is shared), or named by its pid
+ * alone, only once LOCK_STALE_MS old: a pid says nothing of it here, and a live taker links and removes
+ * its own at once. (Removing another host's by its pid made that taker's link fail, and it ran unlocked.)
+ */
 function removeDeadTakersTemps(lockPath: string): void {
-  const prefix = `${basename(lockPath)}.tmp-`;
+  const prefix = takerTempPrefix(lockPath);
+  const ourTag = pidSpaceTag(pidSpace());
   let names: string[];
   try {
     names = readdirSync(dirname(lockPath));
@@ -219,14 +252,21 @@ function removeDeadTakersTemps(lockPath: string): void {
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
-    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
-    try {
-      unlinkSync(join(dirname(lockPath), name));
-    } catch {
-      // removed by another taker
-    }
+    const taker = name.startsWith(prefix) ? takerTempPattern.exec(name.slice(prefix.length)) : null;
+    if (taker === null) continue;
+    const path = join(dirname(lockPath), name);
+    const pid = Number(taker[1]);
+    const dead = taker[2] === ourTag ? pid !== process.pid && !isRunning(pid) : Date.now() - (statOf(path)?.mtimeMs ?? Date.now()) > LOCK_STALE_MS;
+    if (dead) removeIfThere(path);
+  }
+}
+
+/** Removes the file if it can: gone already (another taker removed it), or a read-only folder, is no matter here. */
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // see above
   }
 }
 

@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { releaseLock, takeLock, takerTempName, type LockOptions } from './lock.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-lock-'));
+
+/** Lock options whose logger keeps its messages in `warned`. */
+function optionsLogging(warned: string[]): LockOptions {
+  const logger: Logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push((JSON.parse(line) as { msg: string }).msg) });
+  return { pipeline: 'p', logger, user: 'checkpoints', heldAs: 'used', shared: false };
+}
+
+/** The pid of a process that ran and exited: it runs no process now. */
+async function deadPid(): Promise<number> {
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  return gone.pid!;
+}
+
+const minutesAgo = (path: string, minutes: number): void => {
+  const at = new Date(Date.now() - minutes * 60_000);
+  utimesSync(path, at, at);
+};
+
+test("a taker's temp file is removed only where this host can tell its taker is gone: another host's (the folder is shared) only once 10 minutes old, so its link does not fail and leave it unlocked", async () => {
+  const folder = mkdtempSync(join(dir, 'temps-'));
+  const lock = join(folder, 'checkpoints.lock');
+  const dead = await deadPid();
+  const text = '{"pid":1,"host":"elsewhere","pipeline":"p","since":"2026-01-01T00:00:00.000Z"}\n';
+  // Another host's taker between writing its temp file and linking it (a pid says nothing here); and one of this host that was killed.
+  const elsewhereLive = takerTempName(lock, dead, 'elsewhere');
+  const elsewhereOld = takerTempName(lock, dead + 1, 'elsewhere');
+  const ownDead = takerTempName(lock, dead);
+  // Named by the pid alone (before this version): of any host.
+  const pidOnlyLive = `${lock}.tmp-${dead}`;
+  const pidOnlyOld = `${lock}.tmp-${dead + 1}`;
+  for (const path of [elsewhereLive, elsewhereOld, ownDead, pidOnlyLive, pidOnlyOld]) writeFileSync(path, text);
+  minutesAgo(elsewhereOld, 11);
+  minutesAgo(pidOnlyOld, 11);
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+  releaseLock(lock);
+  const left = (path: string): string => path.slice(folder.length + 1);
+  assert.deepEqual(readdirSync(folder).sort(), [left(elsewhereLive), left(pidOnlyLive)].sort());
+});
+
+test('a lock file that cannot be created for a reason other than a read-only folder fails the taking with that error, instead of going on unlocked', () => {
+  const folder = mkdtempSync(join(dir, 'create-fails-'));
+  // The lock's name fits, its taker's temp file's is too long: ENAMETOOLONG, a fault of the file system, not a read-only folder.
+  const lock = join(folder, `${'x'.repeat(240)}.lock`);
+  const warned: string[] = [];
+  assert.throws(() => takeLock(lock, 'checkpoint folder', optionsLogging(warned)), (error: Error) => {
+    assert.match(error.message, /^checkpoints: could not create the lock file .*x\.lock: ENAMETOOLONG/);
+    assert.equal((error.cause as NodeJS.ErrnoException).code, 'ENAMETOOLONG');
+    return true;
+  });
+  assert.deepEqual(warned, []);
+  assert.equal(existsSync(lock), false);
+  // A folder this process may not create files in (sysfs: EACCES, or EROFS where mounted read-only): unlocked, warned.
+  if (existsSync('/sys/kernel')) {
+    assert.equal(takeLock('/sys/kernel/tributary-test.lock', 'an output', optionsLogging(warned)), false);
+    assert.deepEqual(warned, ['checkpoints: could not create the lock file /sys/kernel/tributary-test.lock; another process using an output would not be refused']);
+  }
+});
