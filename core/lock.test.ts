@@ -2,11 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { releaseLock, takeLock, takerTempName, type LockOptions } from './lock.js';
+import { LockRefusedError, releaseLock, takeLock, takerTempName, type LockHolder, type LockOptions } from './lock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-lock-'));
 
@@ -65,5 +65,40 @@ test('a lock file that cannot be created for a reason other than a read-only fol
   if (existsSync('/sys/kernel')) {
     assert.equal(takeLock('/sys/kernel/tributary-test.lock', 'an output', optionsLogging(warned)), false);
     assert.deepEqual(warned, ['checkpoints: could not create the lock file /sys/kernel/tributary-test.lock; another process using an output would not be refused']);
+  }
+});
+
+test("a lock of another pid namespace of this host (a container sharing the host's name) is judged as another host's: refused until not renewed for 10 minutes, even naming this process's pid or a pid gone here", async () => {
+  if (!existsSync('/proc/self/ns/pid')) return; // no namespaces to tell apart
+  const folder = mkdtempSync(join(dir, 'namespaces-'));
+  const lock = join(folder, 'checkpoints.lock');
+  // This process's own lock, as it writes it: its pid namespace and start time in it.
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+  const ours = JSON.parse(readFileSync(lock, 'utf8')) as LockHolder;
+  releaseLock(lock);
+  const dead = await deadPid();
+  for (const pid of [process.pid, dead]) {
+    // Another container of this boot: its pid 1 (or 7) may equal ours, and a pid it runs is not one this process can see.
+    const other: LockHolder = { ...ours, pid, pipeline: 'other', pidNamespace: 'pid:[1]' };
+    writeFileSync(lock, `${JSON.stringify(other)}\n`);
+    assert.throws(
+      () => takeLock(lock, 'checkpoint folder', optionsLogging([])),
+      (error: LockRefusedError) => error instanceof LockRefusedError && error.takeoverAt !== undefined && new RegExp(`used by pid ${pid} on ${hostname()} in another pid namespace \\(a container\\) \\(pipeline 'other'`).test(error.message),
+    );
+    assert.equal((JSON.parse(readFileSync(lock, 'utf8')) as LockHolder).pipeline, 'other', 'left as it was');
+  }
+  // Not renewed for 10 minutes: taken over, as another host's.
+  minutesAgo(lock, 11);
+  const warned: string[] = [];
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(warned)), true);
+  assert.deepEqual(warned, ['checkpoints: took over the lock of another pid namespace (a container) its holder stopped renewing']);
+  releaseLock(lock);
+  // Judged by its pid as before: one of this namespace, one of an earlier boot, one that says no namespace (an older version's).
+  for (const holder of [{ ...ours, pid: dead }, { ...ours, pid: dead, pidNamespace: 'pid:[1]', started: 'another-boot:1' }, { pid: dead, host: ours.host, pipeline: 'old', since: ours.since }]) {
+    writeFileSync(lock, `${JSON.stringify(holder)}\n`);
+    const said: string[] = [];
+    assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(said)), true);
+    assert.deepEqual(said, ['checkpoints: took over the lock of a process that is gone']);
+    releaseLock(lock);
   }
 });
