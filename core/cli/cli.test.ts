@@ -413,6 +413,10 @@ test('run --progress where stderr is not a terminal, asked for: a progress recor
   assert.equal(records(unasked.stderr).filter((entry) => entry.progress === true).length, 0, unasked.stderr);
   const wrong = tributary('run', file, '--progress', '--progress-interval', '0s');
   assert.equal(wrong.status, 2, wrong.stderr);
+  // Past what a timer holds (24.8 days), which would write a record every millisecond.
+  const tooLong = tributary('run', file, '--progress', '--progress-interval', '30d');
+  assert.equal(tooLong.status, 2, tooLong.stderr);
+  assert.match(tooLong.stderr, /--progress-interval 30d: at most 24d \(the longest a timer waits\)/);
 });
 
 test('run on a terminal redraws its progress line every settings.progress_interval', () => {
