@@ -21,11 +21,12 @@
  * last user in the process, and at process exit.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, linkSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { makeFolderDurablySync } from './durable.js';
 
 /** What a lock file holds. */
 export interface LockHolder {
@@ -103,7 +104,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
   }
   const { logger, user } = options;
   const holder = holderOf(options.pipeline);
-  mkdirSync(dirname(lockPath), { recursive: true });
+  makeFolderDurablySync(dirname(lockPath));
   removeDeadTakersTemps(lockPath);
   let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
   let refusal: string | undefined;

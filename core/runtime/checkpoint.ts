@@ -9,7 +9,7 @@
  * set or the new one. With `compression: gzip` the body is gzip (version 2, `encoding` in the header),
  * and the length and hash are of the bytes as written, so a torn file is still found before inflating.
  */
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
@@ -19,7 +19,7 @@ import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock, take
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
-import { writeFileDurably } from '../durable.js';
+import { makeFolderDurably, writeFileDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
@@ -173,7 +173,7 @@ export class CheckpointStore {
    * Resolves with the sequences it removed.
    */
   async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
-    await mkdir(this.dir, { recursive: true });
+    await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
       // Only those: another live process's temp file is its checkpoint in the making.
