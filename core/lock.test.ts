@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync, type PathOrFileDescriptor } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -99,6 +100,32 @@ test("a lock of another pid namespace of this host (a container sharing the host
     const said: string[] = [];
     assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(said)), true);
     assert.deepEqual(said, ['checkpoints: took over the lock of a process that is gone']);
+    releaseLock(lock);
+  }
+});
+
+test('an empty lock (an older version\'s taker killed before writing it) that goes while it is being taken over is taken afresh: its absence does not read as the empty lock judged stale', async () => {
+  const folder = mkdtempSync(join(dir, 'empty-gone-'));
+  const lock = join(folder, 'out.jsonl.lock');
+  writeFileSync(lock, '');
+  minutesAgo(lock, 1);
+  // Its second read, as the takeover checks it is still the stale one: another taker took it over and released it just before.
+  const readFile = fs.readFileSync;
+  let reads = 0;
+  fs.readFileSync = ((path: PathOrFileDescriptor, options?: unknown) => {
+    if (path === lock && ++reads === 2) fs.unlinkSync(lock);
+    return (readFile as (path: PathOrFileDescriptor, options?: unknown) => unknown)(path, options);
+  }) as typeof fs.readFileSync;
+  syncBuiltinESMExports();
+  try {
+    const warned: string[] = [];
+    assert.equal(takeLock(lock, 'out.jsonl', optionsLogging(warned)), true);
+    assert.equal(reads >= 2, true, 'the lock was read again as it was taken over');
+    assert.deepEqual(warned, [], 'nothing was taken over: it was gone');
+    assert.equal((JSON.parse(readFileSync(lock, 'utf8')) as LockHolder).pid, process.pid);
+  } finally {
+    fs.readFileSync = readFile;
+    syncBuiltinESMExports();
     releaseLock(lock);
   }
 });

@@ -361,7 +361,11 @@ function removeStaleLock(lockPath: string, stale: string, depth = 0): { removed:
     return removeStaleLock(lockPath, stale, depth + 1);
   }
   try {
-    if ((readText(lockPath) ?? '') !== stale) return { removed: false };
+    const now = readText(lockPath);
+    // Gone meanwhile (released, or taken over and released): nothing to remove, it is taken afresh. (An
+    // unreadable one that is there reads as '', as it was judged.)
+    if (now === undefined && statOf(lockPath) === undefined) return { removed: false };
+    if ((now ?? '') !== stale) return { removed: false };
     unlinkSync(lockPath);
     return { removed: true };
   } finally {
