@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,4 +19,29 @@ test('writeFileDurably and writeFileDurablySync replace a file with all its part
   writeFileDurablySync(file, ['x', Buffer.from('y')], join(dir, 'fixed.tmp'));
   assert.equal(readFileSync(file, 'utf8'), 'xy');
   assert.deepEqual(readdirSync(dir), ['state.json']);
+});
+
+/** strace, where it runs here (installed, and ptrace allowed): it shows which folders a process fsyncs. */
+const strace = spawnSync('strace', ['-qq', '-e', 'trace=none', process.execPath, '-e', ''], { encoding: 'utf8' }).status === 0;
+
+test('a checkpoint folder, and the folder of a lock, made anew have their entries fsynced in the folders above them (as strace sees): a crash cannot lose them with what was durably written in them', { skip: strace ? false : 'no strace here' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-durable-folders-'));
+  const trace = join(dir, 'fsyncs.txt');
+  const script = `
+    const { CheckpointStore } = await import(${JSON.stringify(new URL('./runtime/checkpoint.js', import.meta.url).href)});
+    const { takeLock, releaseLock } = await import(${JSON.stringify(new URL('./lock.js', import.meta.url).href)});
+    const store = new CheckpointStore(${JSON.stringify(join(dir, 'new', 'checkpoints'))});
+    await store.write('{}');
+    await store.write('{}');
+    const lock = ${JSON.stringify(join(dir, 'out', 'day', 'out.jsonl.lock'))};
+    takeLock(lock, 'out.jsonl', { pipeline: 'p', logger: { warn() {} }, user: 'file sink', heldAs: 'written', shared: true });
+    releaseLock(lock);
+  `;
+  // -y: each fd as its path.
+  const traced = spawnSync('strace', ['-f', '-y', '-qq', '-e', 'trace=fsync', '-o', trace, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(traced.status, 0, traced.stderr);
+  const synced = [...readFileSync(trace, 'utf8').matchAll(/fsync\(\d+<([^>]*)>/g)].map((match) => match[1]!.slice(dir.length) || '/');
+  // The folders holding the new ones' entries, once each: the second write made no folder.
+  const folders = synced.filter((path) => !path.includes('checkpoint-')).sort();
+  assert.deepEqual(folders, ['/', '/', '/new', '/new/checkpoints', '/new/checkpoints', '/out'].sort(), synced.join('\n'));
 });

@@ -4,9 +4,9 @@
  * folder fsynced. A crash or power loss at any moment leaves the old file or the new one whole: a
  * rename alone can reach the disk before the data does, leaving an empty or partial file in place.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { mkdir, open, rename } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 
 /** What is written, in order (a checkpoint's header, then its body). */
 export type DurableData = string | Uint8Array | readonly (string | Uint8Array)[];
@@ -26,12 +26,7 @@ export async function writeFileDurably(file: string, data: DurableData, temp = d
     await handle.close();
   }
   await rename(temp, file);
-  const folder = await open(dirname(file), 'r');
-  try {
-    await folder.sync();
-  } finally {
-    await folder.close();
-  }
+  await syncFolder(dirname(file));
 }
 
 /** {@link writeFileDurably} for callers that cannot wait (a stage's synchronous close). */
@@ -47,10 +42,48 @@ export function writeFileDurablySync(file: string, data: DurableData, temp = dur
     closeSync(fd);
   }
   renameSync(temp, file);
-  const folder = openSync(dirname(file), 'r');
+  syncFolderSync(dirname(file));
+}
+
+/**
+ * Makes `folder`, and any folder above it that is missing, and fsyncs the folder above each one made:
+ * a new folder's entry is in its parent, and until that is synced a crash can lose the folder with the
+ * files written durably in it (a new checkpoint folder, its first checkpoint). Nothing to sync where it was there.
+ */
+export async function makeFolderDurably(folder: string): Promise<void> {
+  for (const parent of parentsOfMade(folder, await mkdir(folder, { recursive: true }))) await syncFolder(parent);
+}
+
+/** {@link makeFolderDurably} for callers that cannot wait (taking a lock). */
+export function makeFolderDurablySync(folder: string): void {
+  for (const parent of parentsOfMade(folder, mkdirSync(folder, { recursive: true }))) syncFolderSync(parent);
+}
+
+/** The folders holding the entries of those a recursive mkdir of `folder` made, `first` the topmost of them (mkdir's result). */
+function parentsOfMade(folder: string, first: string | undefined): string[] {
+  if (first === undefined) return [];
+  const top = resolve(first);
+  const parents: string[] = [];
+  for (let made = resolve(folder); ; made = dirname(made)) {
+    parents.push(dirname(made));
+    if (made === top || made === dirname(made)) return parents;
+  }
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
   try {
-    fsyncSync(folder);
+    await handle.sync();
   } finally {
-    closeSync(folder);
+    await handle.close();
+  }
+}
+
+function syncFolderSync(folder: string): void {
+  const fd = openSync(folder, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -3,6 +3,13 @@ export type Duration = string | number;
 
 const unitMs: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
+/**
+ * The longest duration a timer takes: Node's timers hold at most 2^31-1 ms (24.8 days) and fire after
+ * 1 ms for any longer one. The settings that set a timer say it as their `maxDuration`
+ * (schemas/pipeline.schema.json); a duration that is no timer's (a churn horizon of 30d) has no such bound.
+ */
+export const timerDurationMax = '24d';
+
 export const durationPattern = '^\\d+(\\.\\d+)?(ms|s|m|h|d|w)$';
 
 export function parseDuration(value: Duration): number {

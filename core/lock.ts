@@ -2,27 +2,31 @@
  * Lock files: one process at a time owns a thing on disk (an output file, a checkpoint folder).
  *
  * A lock is a file (`<file>.lock` beside an output, `<dir>/checkpoints.lock` in a checkpoint folder)
- * holding its taker's pid, host, pipeline, and (Linux) the boot and the start time of its process, so
+ * holding its taker's pid, host, pipeline, and (Linux) the boot and the start time of its process and its
+ * pid namespace, so
  * a second process is refused at its start, naming the thing and the holder, instead of overwriting
  * the first one's work under it. It appears whole or not at all: written to a temp file first, then
  * hard-linked to its name (link fails where the name exists, as O_EXCL does), so a process killed as
  * it takes a lock never leaves an empty or half-written one. (One that older versions left, created
  * empty with O_EXCL and killed before writing it, is taken over once a moment old: its writer wrote
  * at once or never.) A lock left by a process that died (kill -9) is taken over with a warning: same
- * host, and its pid gone, or running a process that started at another time (the pid was reused), or
- * our own pid (a restarted container). Where the lock says not when its process started (an older
- * lock) and the pid runs, that cannot be told: refused, the message says to remove it. Another host's
- * lock its holder stopped renewing (its mtime, touched every LOCK_RENEW_MS while held) LOCK_STALE_MS
- * ago is taken over too: a pod rescheduled under a new name after its node died. Takers of one stale
+ * host and pid namespace, and its pid gone, or running a process that started at another time (the
+ * pid was reused), or our own pid (an earlier process of this pid namespace). Where the lock says not
+ * when its process started (an older lock) and the pid runs, that cannot be told: refused, the message
+ * says to remove it. Another host's lock its holder stopped renewing (its mtime, touched every
+ * LOCK_RENEW_MS while held) LOCK_STALE_MS ago is taken over too: a pod rescheduled under a new name
+ * after its node died; so is one of another pid namespace of this host (a container sharing the host's
+ * name: host network, or a hostname set alike), whose pid says nothing here. Takers of one stale
  * lock take it over one at a time (removeStaleLock), so only one of them gets it. Released by its
  * last user in the process, and at process exit.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, linkSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { makeFolderDurablySync } from './durable.js';
 
 /** What a lock file holds. */
 export interface LockHolder {
@@ -32,6 +36,12 @@ export interface LockHolder {
   since: string;
   /** The holder process's boot and start time (`<boot id>:<clock ticks since boot>`, /proc); absent where not known. */
   started?: string;
+  /**
+   * The pid namespace its pid is of (`pid:[INODE]`, /proc/self/ns/pid); absent where not known (and in
+   * locks of older versions). Containers sharing a host name (host network, a set hostname) each have
+   * their own: a pid of another one says nothing here.
+   */
+  pidNamespace?: string;
 }
 
 export interface LockOptions {
@@ -76,10 +86,14 @@ export const LOCK_STALE_MS = 10 * 60_000;
  */
 const UNREADABLE_LOCK_GRACE_MS = 2_000;
 
+/** Errors creating a lock file that say the folder is read-only (to this process): the thing then goes unlocked. */
+const readOnlyCodes = new Set(['EROFS', 'EACCES', 'EPERM']);
+
 /**
  * Takes the lock `lockPath` for `thing` (named in messages). Returns false where no lock file can be
- * created (a read-only folder): warned, and the thing goes unlocked. Throws {@link LockRefusedError}
- * while another process holds it.
+ * created because the folder is read-only (EROFS, EACCES, EPERM): warned, and the thing goes unlocked.
+ * Any other error creating it is thrown: running unlocked on, say, ENOENT or ESTALE would let a second
+ * process in. Throws {@link LockRefusedError} while another process holds it.
  */
 export function takeLock(lockPath: string, thing: string, options: LockOptions): boolean {
   const held = heldLocks.get(lockPath);
@@ -90,7 +104,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
   }
   const { logger, user } = options;
   const holder = holderOf(options.pipeline);
-  mkdirSync(dirname(lockPath), { recursive: true });
+  makeFolderDurablySync(dirname(lockPath));
   removeDeadTakersTemps(lockPath);
   let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
   let refusal: string | undefined;
@@ -101,16 +115,18 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     try {
       created = createLockFile(lockPath, holder);
     } catch (error) {
+      const message = (error as Error).message;
+      if (!readOnlyCodes.has(String((error as NodeJS.ErrnoException).code))) throw new Error(`${user}: could not create the lock file ${lockPath}: ${message}`, { cause: error });
       // A folder where the thing may be written but no lock created (read-only but for the file): unlocked.
-      logger.warn({ lock: lockPath, error: (error as Error).message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
+      logger.warn({ lock: lockPath, error: message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
       return false;
     }
     if (created) {
       if (tookOver !== undefined) {
         const { holder: dead, why, renewedAgo } = tookOver;
         if (dead === undefined) logger.warn({ lock: lockPath, why }, `${user}: took over a lock file a process left unwritten`);
-        else if (dead.host === holder.host) logger.warn({ lock: lockPath, deadHolder: dead, why }, `${user}: took over the lock of a process that is gone`);
-        else logger.warn({ lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, `${user}: took over another host's lock its holder stopped renewing`);
+        else if (judgedByPid(dead, holder)) logger.warn({ lock: lockPath, deadHolder: dead, why }, `${user}: took over the lock of a process that is gone`);
+        else logger.warn({ lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, `${user}: took over ${elsewhere(dead, holder)} its holder stopped renewing`);
       }
       holdLock(lockPath, holder);
       return true;
@@ -119,11 +135,12 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     if (text === undefined && statOf(lockPath) === undefined) continue; // released as we looked: created anew
     const other = text === undefined ? undefined : parseLock(text);
     const renewedAgo = Date.now() - (statOf(lockPath)?.mtimeMs ?? Date.now());
-    const why = other === undefined ? whyUnreadableStale(renewedAgo) : whyStale(other, holder.host, renewedAgo);
+    const why = other === undefined ? whyUnreadableStale(renewedAgo) : whyStale(other, holder, renewedAgo);
     if (why === undefined) {
-      takeoverAt = other !== undefined && other.host !== holder.host ? Date.now() - renewedAgo + LOCK_STALE_MS : undefined;
+      takeoverAt = other !== undefined && !judgedByPid(other, holder) ? Date.now() - renewedAgo + LOCK_STALE_MS : undefined;
       const takeover = takeoverAt === undefined ? '' : `; it is taken over at ${new Date(takeoverAt).toISOString()} unless renewed before`;
-      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
+      const namespace = other !== undefined && other.host === holder.host && takeoverAt !== undefined ? ' in another pid namespace (a container)' : '';
+      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host}${namespace} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
       refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so${takeover}`;
       break;
     }
@@ -173,7 +190,62 @@ export function releaseLock(lockPath: string): void {
 
 function holderOf(pipeline: string): LockHolder {
   const started = processStart(process.pid);
-  return { pid: process.pid, host: hostname(), pipeline, since: new Date().toISOString(), ...(started !== undefined ? { started } : {}) };
+  const pidNamespace = ownPidNamespace();
+  return { pid: process.pid, host: hostname(), pipeline, since: new Date().toISOString(), ...(started !== undefined ? { started } : {}), ...(pidNamespace !== undefined ? { pidNamespace } : {}) };
+}
+
+let pidNamespace: string | undefined | null = null;
+
+/** This process's pid namespace (`pid:[INODE]`), undefined where /proc cannot say. */
+function ownPidNamespace(): string | undefined {
+  if (pidNamespace === null) {
+    try {
+      pidNamespace = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      pidNamespace = undefined;
+    }
+  }
+  return pidNamespace;
+}
+
+/**
+ * Where a pid names one process: this host, boot and pid namespace. Hashed into the names of takers'
+ * temp files ({@link takerTempName}), so that takers of hosts (or containers) sharing a folder never share one.
+ */
+function pidSpace(): string {
+  return `${hostname()}\n${bootOf(processStart(process.pid)) ?? ''}\n${ownPidNamespace() ?? ''}`;
+}
+
+const bootOf = (started: string | undefined): string | undefined => started?.split(':')[0];
+
+/**
+ * Whether this process can judge the lock's holder by its pid: of this host, and not of another pid
+ * namespace of this boot (a container sharing the host's name: its pid, even one equal to ours, is
+ * another process's). A lock that says no namespace (an older version's) is judged by its host, as before;
+ * one of an earlier boot too (no process of it runs).
+ */
+function judgedByPid(other: LockHolder, ours: LockHolder): boolean {
+  if (other.host !== ours.host) return false;
+  if (other.pidNamespace === undefined || other.pidNamespace === ours.pidNamespace) return true;
+  const [otherBoot, ourBoot] = [bootOf(other.started), bootOf(ours.started)];
+  return otherBoot !== undefined && ourBoot !== undefined && otherBoot !== ourBoot;
+}
+
+/** Whose lock one not judged by its pid is, in a takeover's warning. */
+const elsewhere = (other: LockHolder, ours: LockHolder): string => (other.host === ours.host ? 'the lock of another pid namespace (a container)' : "another host's lock");
+
+const takerTempPrefix = (lockPath: string): string => `${basename(lockPath)}.tmp-`;
+/** `<pid>-<pid space's tag>`, after the prefix; before this version, `<pid>` alone (of any host). */
+const takerTempPattern = /^(\d+)(?:-([0-9a-f]{12}))?$/;
+const pidSpaceTag = (space: string): string => createHash('sha256').update(space).digest('hex').slice(0, 12);
+
+/**
+ * The temp file a taker of `lockPath` writes its lock's text to before linking it to the lock's name:
+ * named for its pid and its host, so no other live process has it (with the pid alone, two hosts' takers
+ * of one pid, containers' pid 1, wrote one file, and one truncated what was already the other's lock).
+ */
+export function takerTempName(lockPath: string, pid = process.pid, space = pidSpace()): string {
+  return join(dirname(lockPath), `${takerTempPrefix(lockPath)}${pid}-${pidSpaceTag(space)}`);
 }
 
 /**
@@ -184,8 +256,11 @@ function holderOf(pipeline: string): LockHolder {
  */
 function createLockFile(lockPath: string, holder: LockHolder): boolean {
   const text = `${JSON.stringify(holder)}\n`;
-  const temp = `${lockPath}.tmp-${process.pid}`;
-  writeNew(temp, text, fsConstants.O_TRUNC);
+  const temp = takerTempName(lockPath);
+  // Ours alone: one left by a process of our pid before us (killed between link and unlink, it is a
+  // name of the lock that process held) is removed rather than truncated.
+  removeIfThere(temp);
+  writeNew(temp, text, fsConstants.O_EXCL);
   try {
     linkSync(temp, lockPath);
     return true;
@@ -194,11 +269,7 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
     if (code === 'EEXIST') return false;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
   } finally {
-    try {
-      unlinkSync(temp);
-    } catch {
-      // gone already
-    }
+    removeIfThere(temp);
   }
   try {
     writeNew(lockPath, text, fsConstants.O_EXCL);
@@ -209,9 +280,15 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
   }
 }
 
-/** Temp files of the lock (`<lock>.tmp-PID`, createLockFile) that takers killed before linking them left: their pid runs no process. */
+/**
+ * Temp files of the lock (takerTempName) that takers killed before linking them left. One of this host
+ * goes once its pid runs no process; one of another host (the folder is shared), or named by its pid
+ * alone, only once LOCK_STALE_MS old: a pid says nothing of it here, and a live taker links and removes
+ * its own at once. (Removing another host's by its pid made that taker's link fail, and it ran unlocked.)
+ */
 function removeDeadTakersTemps(lockPath: string): void {
-  const prefix = `${basename(lockPath)}.tmp-`;
+  const prefix = takerTempPrefix(lockPath);
+  const ourTag = pidSpaceTag(pidSpace());
   let names: string[];
   try {
     names = readdirSync(dirname(lockPath));
@@ -219,14 +296,21 @@ function removeDeadTakersTemps(lockPath: string): void {
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
-    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
-    try {
-      unlinkSync(join(dirname(lockPath), name));
-    } catch {
-      // removed by another taker
-    }
+    const taker = name.startsWith(prefix) ? takerTempPattern.exec(name.slice(prefix.length)) : null;
+    if (taker === null) continue;
+    const path = join(dirname(lockPath), name);
+    const pid = Number(taker[1]);
+    const dead = taker[2] === ourTag ? pid !== process.pid && !isRunning(pid) : Date.now() - (statOf(path)?.mtimeMs ?? Date.now()) > LOCK_STALE_MS;
+    if (dead) removeIfThere(path);
+  }
+}
+
+/** Removes the file if it can: gone already (another taker removed it), or a read-only folder, is no matter here. */
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // see above
   }
 }
 
@@ -240,8 +324,8 @@ function writeNew(path: string, text: string, flag: number): void {
 }
 
 /** Why a lock's holder is taken to be gone (said in the warning), or undefined while it may still hold it. */
-function whyStale(other: LockHolder, host: string, renewedAgo: number): string | undefined {
-  if (other.host !== host) return renewedAgo > LOCK_STALE_MS ? `not renewed for ${Math.round(renewedAgo / 60_000)} minutes` : undefined;
+function whyStale(other: LockHolder, ours: LockHolder, renewedAgo: number): string | undefined {
+  if (!judgedByPid(other, ours)) return renewedAgo > LOCK_STALE_MS ? `not renewed for ${Math.round(renewedAgo / 60_000)} minutes` : undefined;
   // Not ours (heldLocks would have it): an earlier process given our pid (a container restarted).
   if (other.pid === process.pid) return "its pid is this process's";
   if (!isRunning(other.pid)) return 'its pid runs no process';
@@ -271,13 +355,17 @@ function removeStaleLock(lockPath: string, stale: string, depth = 0): { removed:
     const text = readText(takeoverPath);
     const other = text === undefined ? undefined : parseLock(text);
     const renewedAgo = Date.now() - (statOf(takeoverPath)?.mtimeMs ?? Date.now());
-    const deadTaker = other === undefined ? whyUnreadableStale(renewedAgo) !== undefined : whyStale(other, taker.host, renewedAgo) !== undefined;
+    const deadTaker = other === undefined ? whyUnreadableStale(renewedAgo) !== undefined : whyStale(other, taker, renewedAgo) !== undefined;
     if (!deadTaker || depth > 0) return { removed: false, taker: other === undefined ? `another process (${takeoverPath})` : `pid ${other.pid} on ${other.host} (${takeoverPath})` };
     removeStaleLock(takeoverPath, text ?? '', depth + 1);
     return removeStaleLock(lockPath, stale, depth + 1);
   }
   try {
-    if ((readText(lockPath) ?? '') !== stale) return { removed: false };
+    const now = readText(lockPath);
+    // Gone meanwhile (released, or taken over and released): nothing to remove, it is taken afresh. (An
+    // unreadable one that is there reads as '', as it was judged.)
+    if (now === undefined && statOf(lockPath) === undefined) return { removed: false };
+    if ((now ?? '') !== stale) return { removed: false };
     unlinkSync(lockPath);
     return { removed: true };
   } finally {
@@ -344,7 +432,8 @@ function parseLock(text: string): LockHolder | undefined {
     const holder = JSON.parse(text) as Partial<LockHolder>;
     if (typeof holder.pid !== 'number' || typeof holder.host !== 'string') return undefined;
     const started = typeof holder.started === 'string' ? { started: holder.started } : {};
-    return { pid: holder.pid, host: holder.host, pipeline: String(holder.pipeline ?? '?'), since: String(holder.since ?? '?'), ...started };
+    const pidNamespace = typeof holder.pidNamespace === 'string' ? { pidNamespace: holder.pidNamespace } : {};
+    return { pid: holder.pid, host: holder.host, pipeline: String(holder.pipeline ?? '?'), since: String(holder.since ?? '?'), ...started, ...pidNamespace };
   } catch {
     return undefined;
   }

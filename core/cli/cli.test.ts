@@ -413,6 +413,10 @@ test('run --progress where stderr is not a terminal, asked for: a progress recor
   assert.equal(records(unasked.stderr).filter((entry) => entry.progress === true).length, 0, unasked.stderr);
   const wrong = tributary('run', file, '--progress', '--progress-interval', '0s');
   assert.equal(wrong.status, 2, wrong.stderr);
+  // Past what a timer holds (24.8 days), which would write a record every millisecond.
+  const tooLong = tributary('run', file, '--progress', '--progress-interval', '30d');
+  assert.equal(tooLong.status, 2, tooLong.stderr);
+  assert.match(tooLong.stderr, /--progress-interval 30d: at most 24d \(the longest a timer waits\)/);
 });
 
 test('run on a terminal redraws its progress line every settings.progress_interval', () => {
@@ -504,4 +508,32 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
   assert.ok(logged(stderr).some((entry) => entry.msg === "checkpoints: took over another host's lock its holder stopped renewing"), stderr);
   assert.equal(runSummaries(stderr)[0]?.eventsIn, 50);
   assert.equal(existsSync(lock), false, 'released at the end');
+});
+
+test('a stop while --lock-wait waits for another host\'s checkpoint folder is a stop before start: exit 0, nothing read or written, the lock left to its holder, no advice to remove it', async () => {
+  const folder = join(dir, 'held-while-stopped');
+  mkdirSync(folder, { recursive: true });
+  const lock = join(folder, 'checkpoints.lock');
+  const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'held', since: '2026-01-01T00:00:00.000Z' })}\n`;
+  writeFileSync(lock, holder);
+  const file = pipeline('held-stopped.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held-stopped.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
+  const child = spawn(process.execPath, [cli, 'run', file, '--lock-wait', '10m'], { cwd: dir });
+  let stderr = '';
+  let signalled = false;
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
+      signalled = true;
+      child.kill('SIGTERM');
+    }
+  });
+  const status = await new Promise<number | null>((done) => child.on('close', done));
+  assert.ok(signalled, stderr);
+  assert.equal(status, 0, stderr);
+  const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
+  assert.deepEqual(records.filter((entry) => entry.level >= 50), [], 'no error, no advice to remove a live holder\'s lock');
+  assert.ok(records.some((entry) => /^stopped while waiting for the checkpoint folder another host's process holds: nothing was read or written$/.test(entry.msg)), stderr);
+  assert.equal(runSummaries(stderr)[0]?.eventsIn, 0);
+  assert.equal(readFileSync(lock, 'utf8'), holder, 'the lock is still its holder\'s');
+  assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });

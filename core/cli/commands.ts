@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
 import { defaultProgressInterval, progressForm } from './progress.js';
-import { parseDuration } from '../duration.js';
+import { parseDuration, timerDurationMax } from '../duration.js';
 
 
 interface CommonOptions {
@@ -38,16 +38,19 @@ function withProgress<T>(argv: Argv<T>, shown: string): Argv<T & ProgressOptions
       describe: `Show ${shown}: redrawn on a terminal (default there); where stderr is not a terminal, a log record every --progress-interval, only when asked for. --no-progress hides it.`,
     })
     .option('progress-interval', { type: 'string', default: defaultProgressInterval, describe: 'How often --progress writes a record where stderr is not a terminal (a duration: 500ms, 10s, 1m).' })
-    .check((parsed) => durationProblem('--progress-interval', parsed['progress-interval'], 1) ?? true) as Argv<T & ProgressOptions>;
+    .check((parsed) => durationProblem('--progress-interval', parsed['progress-interval'], 1, timerDurationMax) ?? true) as Argv<T & ProgressOptions>;
 }
 
-/** A usage error for a duration option below `least` ms or not a duration at all; undefined when it is fine. */
-function durationProblem(option: string, value: string, least: number): string | undefined {
+/** A usage error for a duration option below `least` ms, above `most` (a timer's: timerDurationMax) or not a duration at all; undefined when it is fine. */
+function durationProblem(option: string, value: string, least: number, most?: string): string | undefined {
+  let ms: number;
   try {
-    if (parseDuration(value) >= least) return undefined;
+    ms = parseDuration(value);
   } catch {
-    // said below
+    ms = NaN;
   }
+  if (most !== undefined && ms > parseDuration(most)) return `${option} ${value}: at most ${most} (the longest a timer waits)`;
+  if (ms >= least) return undefined;
   return `${option} ${value}: not a duration${least > 0 ? ' above 0' : ''} (use e.g. 500ms, 10s, 1m)`;
 }
 

@@ -54,6 +54,7 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, 
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
       field.minDuration !== undefined ? `at least ${String(field.minDuration)}` : '',
+      field.maxDuration !== undefined ? `at most ${String(field.maxDuration)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',
       field.minItems !== undefined ? `at least ${String(field.minItems)} items` : '',
     ].filter(Boolean);

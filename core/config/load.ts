@@ -541,6 +541,8 @@ function problemFromAjv(
       return locate(segments, error.message ?? error.keyword);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+    case 'maxDuration':
+      return locate(segments, `must be at most ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
     case 'type':
     case 'minimum':
     case 'maximum':

@@ -111,30 +111,35 @@ export function createAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
   addFormats(ajv);
   ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
-  // `minDuration: '1s'` beside a `tributary:duration`: the least duration a field takes (a bound JSON
-  // Schema cannot say of `500ms`). A value that is no duration at all is the duration type's error alone.
-  // A bound that is no duration is the plugin's schema mistake, thrown as its schema compiles (else
-  // every value would pass it unchecked).
-  ajv.addKeyword({
-    keyword: 'minDuration',
-    schemaType: ['string', 'number'],
-    compile: (least: Duration) => {
-      let bound: number;
-      try {
-        bound = parseDuration(least);
-      } catch (error) {
-        throw new Error(`minDuration: ${(error as Error).message}`);
-      }
-      return (value: unknown) => {
-        if (typeof value !== 'string' && typeof value !== 'number') return true;
+  // `minDuration: '1s'` / `maxDuration: '24d'` beside a `tributary:duration`: the least or most duration a
+  // field takes (a bound JSON Schema cannot say of `500ms`). A value that is no duration at all is the
+  // duration type's error alone. A bound that is no duration is the plugin's schema mistake, thrown as
+  // its schema compiles (else every value would pass it unchecked).
+  for (const [keyword, within] of [
+    ['minDuration', (ms: number, bound: number) => ms >= bound],
+    ['maxDuration', (ms: number, bound: number) => ms <= bound],
+  ] as const) {
+    ajv.addKeyword({
+      keyword,
+      schemaType: ['string', 'number'],
+      compile: (limit: Duration) => {
+        let bound: number;
         try {
-          return parseDuration(value) >= bound;
-        } catch {
-          return true;
+          bound = parseDuration(limit);
+        } catch (error) {
+          throw new Error(`${keyword}: ${(error as Error).message}`);
         }
-      };
-    },
-  });
+        return (value: unknown) => {
+          if (typeof value !== 'string' && typeof value !== 'number') return true;
+          try {
+            return within(parseDuration(value), bound);
+          } catch {
+            return true;
+          }
+        };
+      },
+    });
+  }
   for (const [name, definition] of Object.entries(sharedDefinitions())) {
     if (name.endsWith('Entry')) continue;
     ajv.addSchema({ ...definition, $id: `tributary:${name}` });

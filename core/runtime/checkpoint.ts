@@ -9,7 +9,7 @@
  * set or the new one. With `compression: gzip` the body is gzip (version 2, `encoding` in the header),
  * and the length and hash are of the bytes as written, so a torn file is still found before inflating.
  */
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
@@ -19,7 +19,7 @@ import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock, take
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
-import { writeFileDurably } from '../durable.js';
+import { makeFolderDurably, writeFileDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
@@ -112,17 +112,21 @@ export class CheckpointStore {
 
   /**
    * {@link claim}, waiting up to `wait.ms` for another host's holder: its lock is taken over once not
-   * renewed for LOCK_STALE_MS (its node died). Each wait is warned; a stop (`wait.signal`) ends it with
-   * the refusal.
+   * renewed for LOCK_STALE_MS (its node died). Each wait is warned. Resolves true once the run may go
+   * on; false where a stop (`wait.signal`) came while the folder was another host's to wait for: the
+   * run is to end as stopped before it started, the folder left to its holder.
    */
-  async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<void> {
+  async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<boolean> {
     try {
       this.claimed = await takeLockWaiting(this.lockFile, `checkpoint folder ${this.dir}`, {
         ...this.lockOptions(pipeline, logger),
         waitMs: wait.ms,
         ...(wait.signal ? { signal: wait.signal } : {}),
       });
+      return true;
     } catch (error) {
+      // Not a refusal to report (exit 2, "remove the lock file"): its holder is live, and this run was told to stop.
+      if (error instanceof LockRefusedError && error.takeoverAt !== undefined && wait.signal?.aborted) return false;
       throw this.refusal(error);
     }
   }
@@ -169,7 +173,7 @@ export class CheckpointStore {
    * Resolves with the sequences it removed.
    */
   async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
-    await mkdir(this.dir, { recursive: true });
+    await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
       // Only those: another live process's temp file is its checkpoint in the making.
@@ -196,8 +200,9 @@ export class CheckpointStore {
   }
 
   /**
-   * The newest checkpoint that reads back intact (and that `accept` takes). Each bad one is reported
-   * through `onCorrupt` and skipped, so a torn newest file falls back to the one before it. When there
+   * The newest checkpoint that reads back intact (and that `accept` takes). Each corrupt one
+   * (CorruptCheckpointError) is reported through `onCorrupt` and skipped, so a torn newest file falls
+   * back to the one before it; an error reading one (EMFILE, EIO, EACCES) is thrown as it is. When there
    * are checkpoint files and not one of them reads back, it throws (TRIB_ERR_CHECKPOINT): starting
    * from nothing is for a person to decide. Files that read back but `accept` turned down give undefined.
    * `before`: only checkpoints older than that sequence (one already read and turned down).
@@ -216,8 +221,11 @@ export class CheckpointStore {
       try {
         checkpoint = { ...(await readCheckpoint(file)), sequence, file };
       } catch (error) {
-        onCorrupt(file, (error as Error).message);
-        unusable.push(`${file}: ${(error as Error).message}`);
+        // An error reading it (EMFILE, EIO) says nothing of the file: falling back to an older one would
+        // replay the outputs since, so the restore fails with it (and a restart tries again).
+        if (!(error instanceof CorruptCheckpointError)) throw new Error(`checkpoint ${file} could not be read: ${(error as Error).message}`, { cause: error });
+        onCorrupt(file, error.message);
+        unusable.push(`${file}: ${error.message}`);
         continue;
       }
       readable++;
@@ -240,28 +248,54 @@ export class CheckpointStore {
   }
 }
 
+/**
+ * A checkpoint file whose contents are bad (no header, another format or version, torn, a checksum or
+ * JSON that does not hold): unlike an error reading it (EMFILE, EIO), reading it again gives the same.
+ */
+export class CorruptCheckpointError extends Error {
+  override readonly name = 'CorruptCheckpointError';
+}
+
+/** Zlib's verdicts on the bytes themselves (not Z_MEM_ERROR, which is the process's). */
+const corruptGzipCodes = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'Z_NEED_DICT', 'Z_STREAM_ERROR']);
+
+/**
+ * Reads a checkpoint file. Throws {@link CorruptCheckpointError} for bad contents; an error reading the
+ * file (its errno's) as it comes.
+ */
 export async function readCheckpoint(file: string): Promise<CheckpointBody> {
   const data = await readFile(file);
   const newline = data.indexOf(10);
-  if (newline < 0) throw new Error('no header line');
+  if (newline < 0) throw new CorruptCheckpointError('no header line');
   let header: Header;
   try {
     header = JSON.parse(data.toString('utf8', 0, newline)) as Header;
   } catch {
-    throw new Error('header is not JSON');
+    throw new CorruptCheckpointError('header is not JSON');
   }
-  if (header.format !== checkpointFormat) throw new Error(`not a checkpoint (format ${String(header.format)})`);
+  if (header.format !== checkpointFormat) throw new CorruptCheckpointError(`not a checkpoint (format ${String(header.format)})`);
   const compressed = header.version === compressedVersion && header.encoding === 'gzip';
   if (header.version !== checkpointVersion && !compressed) {
-    throw new Error(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);
+    throw new CorruptCheckpointError(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);
   }
   const body = data.subarray(newline + 1);
-  if (body.length !== header.bytes) throw new Error(`truncated: ${body.length} of ${header.bytes} bytes`);
+  if (body.length !== header.bytes) throw new CorruptCheckpointError(`truncated: ${body.length} of ${header.bytes} bytes`);
   // In parts, as it was written: a large checkpoint's hash alone held the event loop ~60 ms per 30 MB.
-  if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new Error('checksum mismatch');
-  // Inflated on the thread pool, not the event loop.
-  const json = compressed ? await inflate(body, { chunkSize: 1 << 20 }) : body;
-  return JSON.parse(json.toString('utf8')) as CheckpointBody;
+  if ((await sha256InParts(piecesOf(body))) !== header.sha256) throw new CorruptCheckpointError('checksum mismatch');
+  let json: Buffer;
+  try {
+    // Inflated on the thread pool, not the event loop.
+    json = compressed ? await inflate(body, { chunkSize: 1 << 20 }) : body;
+  } catch (error) {
+    if (corruptGzipCodes.has(String((error as NodeJS.ErrnoException).code))) throw new CorruptCheckpointError(`body is not gzip: ${(error as Error).message}`);
+    throw error;
+  }
+  try {
+    return JSON.parse(json.toString('utf8')) as CheckpointBody;
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new CorruptCheckpointError(`body is not JSON: ${error.message}`);
+    throw error; // a body too large for a string: the process's limit, not the file's fault
+  }
 }
 
 /**

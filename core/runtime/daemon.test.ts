@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointStore, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
+import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { silentLogger } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
@@ -74,6 +75,33 @@ test('checkpoint store with gzip: files version 2, under a quarter of the bytes 
   assert.deepEqual(reported, ['checksum mismatch']);
   writeFileSync(file, whole.subarray(0, whole.length - 100));
   await assert.rejects(readCheckpoint(file), /truncated/);
+});
+
+test('a checkpoint that cannot be read (an I/O error, not its contents) fails the restore with that error: no fallback to an older one, no corruption verdict', async () => {
+  const folder = mkdtempSync(join(dir, 'unreadable-'));
+  const store = new CheckpointStore(folder, 3);
+  const body = (n: number): string => JSON.stringify({ pipeline: 'p', createdAt: '', sources: { s: { line: n } }, operators: { n }, counters: {} });
+  await store.write(body(1));
+  await store.write(body(2));
+  // The newest one unreadable as EMFILE or EIO would make it: here a folder in its place (EISDIR), a
+  // fault this test can cause for real. Falling back to 2 would replay the outputs since 3.
+  mkdirSync(join(folder, 'checkpoint-0000000003.json'));
+  const reported: string[] = [];
+  const unreadable = (error: Error): boolean => /checkpoint-0000000003\.json could not be read: EISDIR/.test(error.message) && (error.cause as NodeJS.ErrnoException).code === 'EISDIR';
+  await assert.rejects(store.latest((file) => reported.push(file)), unreadable);
+  assert.deepEqual(reported, [], 'not reported as corrupt');
+  // Every one unreadable: the read error, not TRIB_ERR_CHECKPOINT's advice to move them out and start from nothing.
+  const all = mkdtempSync(join(dir, 'unreadable-all-'));
+  mkdirSync(join(all, 'checkpoint-0000000001.json'));
+  // Not one for a person (exit 2): the daemon restarts the pipeline, which reads the folder again.
+  await assert.rejects(new CheckpointStore(all).latest(), (error: Error) => (error.cause as NodeJS.ErrnoException).code === 'EISDIR' && !needsPerson(error));
+  // Contents that pass the hash but neither inflate nor parse are corrupt still: reported, the one before used.
+  for (const [encoding, bytes] of [['gzip', Buffer.from('not gzip')], [undefined, Buffer.from('{not json')]] as const) {
+    const header = { format: 'tributary-checkpoint', version: encoding ? 2 : 1, sequence: 3, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), ...(encoding ? { encoding } : {}) };
+    const bad = join(mkdtempSync(join(dir, 'bad-body-')), 'checkpoint-0000000003.json');
+    writeFileSync(bad, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), bytes]));
+    await assert.rejects(readCheckpoint(bad), { name: 'CorruptCheckpointError', message: encoding ? /^body is not gzip/ : /^body is not JSON/ });
+  }
 });
 
 test('a checkpoint a killed process left half-written (its temp file) is never restored from, and the next start\'s first write removes it', async () => {

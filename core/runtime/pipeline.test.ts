@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CheckpointStore,
   ConfigError,
   PipelineRunner,
   PluginConfigError,
@@ -1288,6 +1289,78 @@ test('a checkpoint queued behind another waits for a batch its source yielded me
     stop.abort();
     await run;
   }
+});
+
+test('a run that fails while its checkpoint is being written keeps its checkpoint folder until the file is written, and commits nothing after the failure: a restart then resumes from that file', async () => {
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-failed-mid-write-'));
+  const events: string[] = [];
+  let writeEntered!: () => void;
+  const entered = new Promise<void>((resolve) => (writeEntered = resolve));
+  let letWriteGo!: () => void;
+  const writeGate = new Promise<void>((resolve) => (letWriteGo = resolve));
+  // A large gzip/fsync write, held until the test lets it go.
+  class SlowStore extends CheckpointStore {
+    override async write(body: string | readonly Uint8Array[], retain?: ReadonlySet<number>): ReturnType<CheckpointStore['write']> {
+      writeEntered();
+      await writeGate;
+      const written = await super.write(body, retain);
+      events.push(`written ${written.sequence}`);
+      return written;
+    }
+    override release(): void {
+      events.push('released');
+      super.release();
+    }
+  }
+  const store = new SlowStore(join(dir, 'checkpoints'));
+  let failSink!: () => void;
+  let sinkClosed = false;
+  const registry = await builtinRegistry();
+  registry.register(
+    defineSource<Record<string, never>>({
+      name: 'one-then-quiet',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        async *read() {
+          yield [event('u', 0)];
+          await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+        },
+        position: () => ({ batches: 1 }),
+        commit: async () => void events.push('committed'),
+      }),
+    }),
+    'test',
+  );
+  registry.register(
+    defineSink<Record<string, never>>({
+      name: 'dies',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => {
+        failSink = () => context.fail(new Error('the connection was reset by the server'));
+        return { write: () => undefined, close: async () => void (sinkClosed = true) };
+      },
+    }),
+    'test',
+  );
+  const file = join(dir, 'pipeline.yaml');
+  writeFileSync(file, 'sources: [{type: one-then-quiet}]\nsinks: [{type: dies}]\n');
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, checkpoints: { store, intervalMs: 3_600_000 } });
+  const run = runner.run();
+  run.catch(() => undefined);
+  await until(() => runner.stats.eventsIn === 1, 'the batch in');
+  const checkpoint = runner.checkpoint();
+  checkpoint.catch(() => undefined);
+  await entered;
+  failSink();
+  await until(() => sinkClosed, 'the failed run closing its plugins');
+  await turn(); // what follows the close without waiting (before: the release) has happened
+  letWriteGo();
+  await assert.rejects(run, /the connection was reset by the server/);
+  assert.deepEqual(events, ['written 1', 'released'], 'the folder was the run\'s until its file was written, and the closed source committed nothing');
+  assert.equal((await new CheckpointStore(join(dir, 'checkpoints')).latest())?.sequence, 1, 'a restart resumes from the file written');
 });
 
 test('a stage that fails as the pipeline is put together, or as it is subscribed, fails the run with its plugins closed', async () => {

@@ -1060,7 +1060,11 @@ export class PipelineRunner {
       for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, offset, await this.partitionBody(id, offset, taken)]);
       await this.flushSinks();
       for (const [id, offset, partitionBody] of partitionBodies) await this.writePartitionFile(id, offset, partitionBody);
-      const written = await config.store.write(body, this.retainedCheckpoints());
+      const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
+      // The run failed while it was written: its sources are closed or closing, so nothing is committed.
+      // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
+      // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
+      if (this.failure) throw this.failure;
       for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
       this.learnCovered(written.sequence, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
@@ -1114,9 +1118,27 @@ export class PipelineRunner {
     const files = this.partitionFiles.get(id) ?? [];
     const committed = this.scaleOut!.slot.source.committedOffsets?.().get(id);
     const covered = committed === undefined ? undefined : [...files].reverse().find((file) => file.offset <= committed);
-    const written = await this.partitionStore(id).write(body, new Set(covered ? [covered.sequence] : []));
+    const written = await this.writing(this.partitionStore(id).write(body, new Set(covered ? [covered.sequence] : [])));
     const removed = new Set(written.removed);
     this.partitionFiles.set(id, [...files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }]);
+  }
+
+  /** Checkpoint files being written (the pipeline's, the partitions'): see {@link writing}. */
+  private readonly writes = new Set<Promise<unknown>>();
+
+  /**
+   * `write`, kept in {@link writes} until it settles: a run that fails while it goes on waits for it
+   * before giving the folder up (run()). Released at once, the folder was another runner's (the
+   * daemon's restart) while this file was renamed into place and the old ones pruned, the restarted
+   * run's checkpoint among them, and both wrote one `.tmp-<pid>` file.
+   */
+  private async writing<T>(write: Promise<T>): Promise<T> {
+    this.writes.add(write);
+    try {
+      return await write;
+    } finally {
+      this.writes.delete(write);
+    }
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
@@ -1285,10 +1307,17 @@ export class PipelineRunner {
     const store = this.options.checkpoints?.store;
     try {
       // No wait (0): refused at once, as claim() is.
-      await store?.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) });
+      if (store && !(await store.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) }))) {
+        this.logger.info({ dir: store.dir }, 'stopped while waiting for the checkpoint folder another host\'s process holds: nothing was read or written');
+        this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
+        this.ended = true;
+        return this.stats;
+      }
       try {
         return await this.runWithCheckpointsClaimed();
       } finally {
+        // A checkpoint file being written when the run failed (writing): file system work alone, so unbounded.
+        await Promise.allSettled([...this.writes]);
         store?.release();
       }
     } finally {

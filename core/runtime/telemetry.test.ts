@@ -71,3 +71,19 @@ test('observed again under the same labels (a pipeline restarted in the process)
   assert.match(text, /^tributary_records_in_total\{pipeline="q"\} 7$/m);
   assert.match(text, /^tributary_watermark_lag_seconds\{pipeline="p"\} 3$/m);
 });
+
+test('an observed level that reads NaN (not measured: no watermark or checkpoint yet) has no series, also after a value: a pipeline restarted in the process does not show its failed run\'s lag or checkpoint size', async () => {
+  const hub = new MetricsHub();
+  hub.observe('watermark_lag_seconds', 'Lag.', { pipeline: 'p' }, () => 42);
+  hub.observe('watermark_lag_seconds', 'Lag.', { pipeline: 'q' }, () => 7);
+  assert.match(await hub.registry.metrics(), /^tributary_watermark_lag_seconds\{pipeline="p"\} 42$/m);
+  // Restarted: its new run has no watermark yet.
+  let lag = NaN;
+  hub.observe('watermark_lag_seconds', 'Lag.', { pipeline: 'p' }, () => lag);
+  let text = await hub.registry.metrics();
+  assert.doesNotMatch(text, /pipeline="p"/);
+  assert.match(text, /^tributary_watermark_lag_seconds\{pipeline="q"\} 7$/m);
+  lag = 1.5;
+  text = await hub.registry.metrics();
+  assert.match(text, /^tributary_watermark_lag_seconds\{pipeline="p"\} 1.5$/m);
+});

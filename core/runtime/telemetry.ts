@@ -78,7 +78,8 @@ export class MetricsHub {
 
   /**
    * A gauge (a counter for a `_total` name) read at scrape time: the runtime keeps plain numbers on its
-   * hot path and Prometheus asks for them only when it scrapes. Observed again with the same labels (a
+   * hot path and Prometheus asks for them only when it scrapes. A gauge whose reader gives NaN (not
+   * measured now) has no series until it gives a number. Observed again with the same labels (a
    * pipeline the daemon restarted in the process), the new reader replaces the old one, which would
    * keep the failed run (and all its state) alive; a count goes on from the old one's last value, as a
    * counter of the process must (a drop reads as a reset).
@@ -112,6 +113,9 @@ export class MetricsHub {
           labelNames: Object.keys(labels),
           registers: [this.registry],
           collect() {
+            // A level not measured now (NaN: no watermark yet, no checkpoint) has no series, not the last
+            // one's value: a pipeline restarted in the process showed its failed run's lag and checkpoint size.
+            this.reset();
             for (const reader of list) {
               const value = reader.read();
               if (Number.isFinite(value)) this.set(reader.labels, value);

@@ -12,6 +12,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import type { StreamRecord } from 'tributary';
 import { runSummaries, testContext } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
+import { takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
 
 const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
@@ -424,8 +425,10 @@ test('an empty or half-written lock file (its taker killed between creating and 
     assert.ok(!existsSync(lock));
   }
   // Taken by a temp file linked to its name: nothing but the output is left in the folder, nor the
-  // temp file of a taker killed before it linked it (its pid runs no process).
-  writeFileSync(`${lock}.tmp-999999`, '{"pid":999999');
+  // temp file of a taker of this host killed before it linked it (its pid runs no process).
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  writeFileSync(takerTempName(lock, gone.pid), `{"pid":${gone.pid}`);
   const sink = await fileSink.create({ path, append: false, lazy: false }, base);
   await sink.open?.();
   assert.deepEqual(readdirSync(folder).sort(), ['out.jsonl', 'out.jsonl.lock']);

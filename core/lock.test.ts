@@ -1,0 +1,131 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs, { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync, type PathOrFileDescriptor } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { LockRefusedError, releaseLock, takeLock, takerTempName, type LockHolder, type LockOptions } from './lock.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tributary-lock-'));
+
+/** Lock options whose logger keeps its messages in `warned`. */
+function optionsLogging(warned: string[]): LockOptions {
+  const logger: Logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push((JSON.parse(line) as { msg: string }).msg) });
+  return { pipeline: 'p', logger, user: 'checkpoints', heldAs: 'used', shared: false };
+}
+
+/** The pid of a process that ran and exited: it runs no process now. */
+async function deadPid(): Promise<number> {
+  const gone = spawn(process.execPath, ['-e', '']);
+  await once(gone, 'exit');
+  return gone.pid!;
+}
+
+const minutesAgo = (path: string, minutes: number): void => {
+  const at = new Date(Date.now() - minutes * 60_000);
+  utimesSync(path, at, at);
+};
+
+test("a taker's temp file is removed only where this host can tell its taker is gone: another host's (the folder is shared) only once 10 minutes old, so its link does not fail and leave it unlocked", async () => {
+  const folder = mkdtempSync(join(dir, 'temps-'));
+  const lock = join(folder, 'checkpoints.lock');
+  const dead = await deadPid();
+  const text = '{"pid":1,"host":"elsewhere","pipeline":"p","since":"2026-01-01T00:00:00.000Z"}\n';
+  // Another host's taker between writing its temp file and linking it (a pid says nothing here); and one of this host that was killed.
+  const elsewhereLive = takerTempName(lock, dead, 'elsewhere');
+  const elsewhereOld = takerTempName(lock, dead + 1, 'elsewhere');
+  const ownDead = takerTempName(lock, dead);
+  // Named by the pid alone (before this version): of any host.
+  const pidOnlyLive = `${lock}.tmp-${dead}`;
+  const pidOnlyOld = `${lock}.tmp-${dead + 1}`;
+  for (const path of [elsewhereLive, elsewhereOld, ownDead, pidOnlyLive, pidOnlyOld]) writeFileSync(path, text);
+  minutesAgo(elsewhereOld, 11);
+  minutesAgo(pidOnlyOld, 11);
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+  releaseLock(lock);
+  const left = (path: string): string => path.slice(folder.length + 1);
+  assert.deepEqual(readdirSync(folder).sort(), [left(elsewhereLive), left(pidOnlyLive)].sort());
+});
+
+test('a lock file that cannot be created for a reason other than a read-only folder fails the taking with that error, instead of going on unlocked', () => {
+  const folder = mkdtempSync(join(dir, 'create-fails-'));
+  // The lock's name fits, its taker's temp file's is too long: ENAMETOOLONG, a fault of the file system, not a read-only folder.
+  const lock = join(folder, `${'x'.repeat(240)}.lock`);
+  const warned: string[] = [];
+  assert.throws(() => takeLock(lock, 'checkpoint folder', optionsLogging(warned)), (error: Error) => {
+    assert.match(error.message, /^checkpoints: could not create the lock file .*x\.lock: ENAMETOOLONG/);
+    assert.equal((error.cause as NodeJS.ErrnoException).code, 'ENAMETOOLONG');
+    return true;
+  });
+  assert.deepEqual(warned, []);
+  assert.equal(existsSync(lock), false);
+  // A folder this process may not create files in (sysfs: EACCES, or EROFS where mounted read-only): unlocked, warned.
+  if (existsSync('/sys/kernel')) {
+    assert.equal(takeLock('/sys/kernel/tributary-test.lock', 'an output', optionsLogging(warned)), false);
+    assert.deepEqual(warned, ['checkpoints: could not create the lock file /sys/kernel/tributary-test.lock; another process using an output would not be refused']);
+  }
+});
+
+test("a lock of another pid namespace of this host (a container sharing the host's name) is judged as another host's: refused until not renewed for 10 minutes, even naming this process's pid or a pid gone here", async () => {
+  if (!existsSync('/proc/self/ns/pid')) return; // no namespaces to tell apart
+  const folder = mkdtempSync(join(dir, 'namespaces-'));
+  const lock = join(folder, 'checkpoints.lock');
+  // This process's own lock, as it writes it: its pid namespace and start time in it.
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+  const ours = JSON.parse(readFileSync(lock, 'utf8')) as LockHolder;
+  releaseLock(lock);
+  const dead = await deadPid();
+  for (const pid of [process.pid, dead]) {
+    // Another container of this boot: its pid 1 (or 7) may equal ours, and a pid it runs is not one this process can see.
+    const other: LockHolder = { ...ours, pid, pipeline: 'other', pidNamespace: 'pid:[1]' };
+    writeFileSync(lock, `${JSON.stringify(other)}\n`);
+    assert.throws(
+      () => takeLock(lock, 'checkpoint folder', optionsLogging([])),
+      (error: LockRefusedError) => error instanceof LockRefusedError && error.takeoverAt !== undefined && new RegExp(`used by pid ${pid} on ${hostname()} in another pid namespace \\(a container\\) \\(pipeline 'other'`).test(error.message),
+    );
+    assert.equal((JSON.parse(readFileSync(lock, 'utf8')) as LockHolder).pipeline, 'other', 'left as it was');
+  }
+  // Not renewed for 10 minutes: taken over, as another host's.
+  minutesAgo(lock, 11);
+  const warned: string[] = [];
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(warned)), true);
+  assert.deepEqual(warned, ['checkpoints: took over the lock of another pid namespace (a container) its holder stopped renewing']);
+  releaseLock(lock);
+  // Judged by its pid as before: one of this namespace, one of an earlier boot, one that says no namespace (an older version's).
+  for (const holder of [{ ...ours, pid: dead }, { ...ours, pid: dead, pidNamespace: 'pid:[1]', started: 'another-boot:1' }, { pid: dead, host: ours.host, pipeline: 'old', since: ours.since }]) {
+    writeFileSync(lock, `${JSON.stringify(holder)}\n`);
+    const said: string[] = [];
+    assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(said)), true);
+    assert.deepEqual(said, ['checkpoints: took over the lock of a process that is gone']);
+    releaseLock(lock);
+  }
+});
+
+test('an empty lock (an older version\'s taker killed before writing it) that goes while it is being taken over is taken afresh: its absence does not read as the empty lock judged stale', async () => {
+  const folder = mkdtempSync(join(dir, 'empty-gone-'));
+  const lock = join(folder, 'out.jsonl.lock');
+  writeFileSync(lock, '');
+  minutesAgo(lock, 1);
+  // Its second read, as the takeover checks it is still the stale one: another taker took it over and released it just before.
+  const readFile = fs.readFileSync;
+  let reads = 0;
+  fs.readFileSync = ((path: PathOrFileDescriptor, options?: unknown) => {
+    if (path === lock && ++reads === 2) fs.unlinkSync(lock);
+    return (readFile as (path: PathOrFileDescriptor, options?: unknown) => unknown)(path, options);
+  }) as typeof fs.readFileSync;
+  syncBuiltinESMExports();
+  try {
+    const warned: string[] = [];
+    assert.equal(takeLock(lock, 'out.jsonl', optionsLogging(warned)), true);
+    assert.equal(reads >= 2, true, 'the lock was read again as it was taken over');
+    assert.deepEqual(warned, [], 'nothing was taken over: it was gone');
+    assert.equal((JSON.parse(readFileSync(lock, 'utf8')) as LockHolder).pid, process.pid);
+  } finally {
+    fs.readFileSync = readFile;
+    syncBuiltinESMExports();
+    releaseLock(lock);
+  }
+});
