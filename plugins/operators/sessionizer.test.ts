@@ -16,6 +16,16 @@ const wm = (minute: number): Element => watermark(T0 + minute * MIN);
 const events = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
 const summaries = (out: Element[]): SessionizerSummary[] => out.filter((e) => e.kind === 'session') as unknown as SessionizerSummary[];
 const ctx = () => testContext({ clock });
+/** The output as a trace in minutes: `W35` a watermark, `u1@20>u1:0` an event and its session, `S u1:0 [0,20] gap update` a summary. */
+function trace(out: Element[]): string[] {
+  const minutes = (id: string): string => id.replace(/:(\d+)(?=$|#)/, (_, time: string) => `:${(Number(time) - T0) / MIN}`);
+  return out.map((e) => {
+    if (e.kind === 'watermark') return `W${((e as { time: number }).time - T0) / MIN}`;
+    if (e.kind === 'event') return `${(e as ClickEvent).userId}@${((e as ClickEvent).time - T0) / MIN}>${minutes((e as ClickEvent).session!.id)}`;
+    const s = e as unknown as SessionizerSummary;
+    return `S ${minutes(s.sessionId)} [${(s.start - T0) / MIN},${(s.end - T0) / MIN}] ${s.closedBy}${s.update ? ' update' : ''}`;
+  });
+}
 
 test('gaps: a silence of `gap` starts a new session; context per event; summary once the watermark passes end + gap', async () => {
   const input: Element[] = [
@@ -93,6 +103,28 @@ test('a late event that only extends a closed session updates it; an open sessio
   assert.deepEqual(summaries(output).map((x) => [x.userId, x.eventCount, x.update ?? false]), [
     ['u1', 1, false], ['u2', 1, false], ['u1', 2, true], ['u2', 2, false],
   ]);
+});
+
+test('a session reopened or merged by a late event closes again when the watermark passes its new end + gap, not its old end + gap + lateness', async () => {
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  // u1 closed at 30; the late u1@20 reopens it until 50. u2's next session ends after that.
+  const reopened = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u2', 0), wm(35), ev('u1', 20), ev('u2', 60), wm(55), wm(95), wm(Infinity)], ctx());
+  assert.deepEqual(trace(reopened.output).slice(5), [
+    'u1@20>u1:0', 'S u1:0 [0,20] gap update', 'W55', 'u2@60>u2:60', 'S u2:60 [60,60] gap', 'W95', 'WInfinity',
+  ]);
+  // The late u1@20 bridges closed u1:0 and open u1:45: the merged session is due at 45 + 30.
+  const merged = await runOperator(sessionizer, config as never, [ev('u1', 0), wm(35), ev('u1', 45), wm(50), ev('u1', 20), wm(80), wm(Infinity)], ctx());
+  assert.deepEqual(trace(merged.output).slice(3), ['u1@45>u1:45', 'W50', 'u1@20>u1:0', 'S u1:0 [0,45] gap update', 'W80', 'WInfinity']);
+  // The input ending before the old timer does not make it an end_of_input close.
+  const ended = await runOperator(sessionizer, config as never, [ev('u1', 0), wm(35), ev('u1', 20), wm(60), wm(Infinity)], ctx());
+  assert.deepEqual(summaries(ended.output).map((x) => x.closedBy), ['gap', 'gap']);
+  // A snapshot of an earlier version holds the reopened session's timer at its old end + gap + lateness (90): restored, it is due at 50 all the same.
+  const first = await Chain.build([stage(sessionizer, config)], ctx());
+  first.push([ev('u1', 0), wm(35), ev('u1', 20)]);
+  const [saved] = (await first.snapshot()) as Record<string, unknown>[];
+  saved!.heapKeys = { n: 1, f64: Buffer.from(Float64Array.of(T0 + 90 * MIN).buffer).toString('base64') } satisfies Column;
+  const restored = await Chain.build([stage(sessionizer, config)], ctx(), [saved]);
+  assert.deepEqual(trace(restored.push([wm(55)]).output), ['S u1:0 [0,20] gap update', 'W55']);
 });
 
 test('events later than the allowed lateness go to the late side output, counted, never dropped silently', async () => {

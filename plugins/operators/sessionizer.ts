@@ -202,6 +202,8 @@ class Session implements SessionHandle {
   /** PURCHASED | EMITTED (a summary went out) | CLOSED (its summary is current) | SEALED (cut by max_length). */
   flags = 0;
   dead = false;
+  /** Its timer's index in the timer heap; -1: none. */
+  heapAt = -1;
   /** Next older session of the same user still kept (sessions of a user are listed newest first). */
   older: Session | undefined = undefined;
   replaces: string[] | undefined = undefined;
@@ -272,6 +274,105 @@ class RowsBySeq {
   private slot(seq: number): number {
     const at = seq - this.base;
     return at >= 0 && at < this.table.length && Number.isInteger(at) ? at : -1;
+  }
+}
+
+/**
+ * Sessions by their timers: a min-heap in (time, seq) order, so ties never depend on its layout. Each
+ * session knows its timer's place (`heapAt`), so the timer can be moved earlier or taken out.
+ */
+class TimerHeap {
+  keys: number[] = [];
+  items: Session[] = [];
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  push(key: number, session: Session): void {
+    this.keys.push(key);
+    this.items.push(session);
+    session.heapAt = this.keys.length - 1;
+    this.up(session.heapAt);
+  }
+
+  /** Takes out the earliest timer (there must be one) and returns its session. */
+  pop(): Session {
+    const top = this.items[0]!;
+    this.removeAt(0);
+    return top;
+  }
+
+  /** Sets the session's timer (it must have one) to `key`. */
+  move(session: Session, key: number): void {
+    const at = session.heapAt;
+    const old = this.keys[at]!;
+    this.keys[at] = key;
+    if (key < old) this.up(at);
+    else this.down(at);
+  }
+
+  /** Takes out the session's timer; nothing if it has none. */
+  delete(session: Session): void {
+    if (session.heapAt >= 0) this.removeAt(session.heapAt);
+  }
+
+  private removeAt(at: number): void {
+    const keys = this.keys;
+    const items = this.items;
+    items[at]!.heapAt = -1;
+    const lastKey = keys.pop()!;
+    const lastItem = items.pop()!;
+    if (at < keys.length) {
+      keys[at] = lastKey;
+      items[at] = lastItem;
+      lastItem.heapAt = at;
+      this.down(at);
+      this.up(lastItem.heapAt);
+    }
+  }
+
+  private less(i: number, j: number): boolean {
+    const a = this.keys[i]!;
+    const b = this.keys[j]!;
+    return a < b || (a === b && this.items[i]!.seq < this.items[j]!.seq);
+  }
+
+  private swap(i: number, j: number): void {
+    const keys = this.keys;
+    const items = this.items;
+    const k = keys[i]!;
+    keys[i] = keys[j]!;
+    keys[j] = k;
+    const a = items[i]!;
+    const b = items[j]!;
+    items[i] = b;
+    items[j] = a;
+    b.heapAt = i;
+    a.heapAt = j;
+  }
+
+  private up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const n = this.keys.length;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < n && this.less(left, smallest)) smallest = left;
+      if (right < n && this.less(right, smallest)) smallest = right;
+      if (smallest === i) break;
+      this.swap(i, smallest);
+      i = smallest;
+    }
   }
 }
 
@@ -494,9 +595,8 @@ function decodeReplaces(rows: unknown, lists: unknown, n: number, what: string):
 
 class SessionState {
   private readonly users = new Map<string, Session>();
-  /** Min-heap of timers: (time, seq) order, so ties never depend on the heap's layout. */
-  private heapKeys: number[] = [];
-  private heapItems: Session[] = [];
+  /** One timer a kept session: an open one's at its end + gap (or earlier: ends move on without it), a closed one's at end + gap + lateness. */
+  private timers = new TimerHeap();
   private pending: ClickEvent[] = [];
   private pendingSorted = true;
   private watermark = -Infinity;
@@ -666,7 +766,7 @@ class SessionState {
     }
     this.open++;
     this.openedSinceFlush++;
-    this.push(start + this.settings.gap, session);
+    this.timers.push(start + this.settings.gap, session);
     if (this.open > this.settings.maxOpen) this.evictOne(session, emit);
     return session;
   }
@@ -735,8 +835,11 @@ class SessionState {
     emit(event);
     if ((session.flags & SEALED) === 0) {
       // Reopened when the late event moved its end past the watermark; else its summary is stale now.
-      if (session.end + s.gap > this.watermark) session.flags &= ~CLOSED;
-      else session.flags |= CLOSED;
+      if (session.end + s.gap > this.watermark) {
+        // A closed session's timer waits out the lateness: it closes again at its new end + gap.
+        if ((session.flags & CLOSED) !== 0) this.timers.move(session, session.end + s.gap);
+        session.flags &= ~CLOSED;
+      } else session.flags |= CLOSED;
     }
     if ((session.flags & CLOSED) !== 0) this.summarize(session, (session.flags & SEALED) !== 0 ? 'max_length' : 'gap', emit);
   }
@@ -780,21 +883,20 @@ class SessionState {
 
   /** Fires every timer due at or before `time`: closes sessions, then forgets them after the lateness. */
   private fire(time: number, emit: Emit): void {
-    const keys = this.heapKeys;
+    const timers = this.timers;
     const s = this.settings;
-    while (keys.length > 0 && keys[0]! <= time) {
-      const key = keys[0]!;
-      const session = this.pop();
-      if (session.dead) continue;
+    while (timers.size > 0 && timers.keys[0]! <= time) {
+      const key = timers.keys[0]!;
+      const session = timers.pop();
       const closed = (session.flags & CLOSED) !== 0;
       const due = closed ? session.end + s.gap + s.lateness : session.end + s.gap;
       if (due > key) {
-        this.push(due, session); // its end moved since the timer was set
+        timers.push(due, session); // its end moved since the timer was set
       } else if (!closed) {
         session.flags |= CLOSED;
         // At the end of input, a session whose gap had passed by the last event time ended by its gap.
         this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
-        if (s.lateness > 0 && time !== Infinity) this.push(session.end + s.gap + s.lateness, session);
+        if (s.lateness > 0 && time !== Infinity) timers.push(session.end + s.gap + s.lateness, session);
         else this.remove(session);
       } else {
         this.remove(session);
@@ -804,11 +906,9 @@ class SessionState {
 
   /** Over max_open_sessions: the session whose timer is due first is closed now (never `keep`). */
   private evictOne(keep: Session, emit: Emit): void {
-    while (this.heapKeys.length > 0) {
-      const victim = this.heapItems[0]!;
+    while (this.timers.size > 0) {
+      const victim = this.timers.items[0]!;
       if (victim === keep) return; // only the new one is left
-      this.pop();
-      if (victim.dead) continue;
       if ((victim.flags & CLOSED) === 0) {
         victim.flags |= CLOSED;
         this.summarize(victim, 'evicted', emit);
@@ -825,6 +925,7 @@ class SessionState {
 
   private remove(session: Session): void {
     session.dead = true;
+    this.timers.delete(session);
     this.open--;
     const newest = this.users.get(session.userId);
     if (newest === session) {
@@ -839,59 +940,6 @@ class SessionState {
       }
     }
     session.older = undefined;
-  }
-
-  private less(i: number, j: number): boolean {
-    const a = this.heapKeys[i]!;
-    const b = this.heapKeys[j]!;
-    return a < b || (a === b && this.heapItems[i]!.seq < this.heapItems[j]!.seq);
-  }
-
-  private swap(i: number, j: number): void {
-    const keys = this.heapKeys;
-    const items = this.heapItems;
-    const k = keys[i]!;
-    keys[i] = keys[j]!;
-    keys[j] = k;
-    const s = items[i]!;
-    items[i] = items[j]!;
-    items[j] = s;
-  }
-
-  private push(key: number, session: Session): void {
-    this.heapKeys.push(key);
-    this.heapItems.push(session);
-    let i = this.heapKeys.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.less(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  private pop(): Session {
-    const keys = this.heapKeys;
-    const items = this.heapItems;
-    const top = items[0]!;
-    const lastKey = keys.pop()!;
-    const lastItem = items.pop()!;
-    if (keys.length > 0) {
-      keys[0] = lastKey;
-      items[0] = lastItem;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        const right = left + 1;
-        let smallest = i;
-        if (left < keys.length && this.less(left, smallest)) smallest = left;
-        if (right < keys.length && this.less(right, smallest)) smallest = right;
-        if (smallest === i) break;
-        this.swap(i, smallest);
-        i = smallest;
-      }
-    }
-    return top;
   }
 
   /** The state as of this call, built in parts (see PartedSnapshots). */
@@ -947,18 +995,11 @@ class SessionState {
         }
       }
     });
-    // Dead entries are dropped: fire() skips them anyway, and the heap orders by (time, seq), so
-    // the layout of the live ones does not matter either.
-    const heapKeys: number[] = [];
-    const heapSeqs: number[] = [];
-    yield* partsOf(this.heapKeys.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const item = this.heapItems[i]!;
-        if (!item.dead) {
-          heapKeys.push(this.heapKeys[i]!);
-          heapSeqs.push(item.seq);
-        }
-      }
+    // The heap orders by (time, seq), so its layout need not be kept.
+    const heapKeys = this.timers.keys.slice();
+    const heapSeqs = new Float64Array(heapKeys.length);
+    yield* partsOf(heapKeys.length, (from, to) => {
+      for (let i = from; i < to; i++) heapSeqs[i] = this.timers.items[i]!.seq;
     });
     const pending = yield* encodePending(this.pending);
     const derivedIds = yield* encodeDerivedIds(users, ids);
@@ -971,7 +1012,7 @@ class SessionState {
       countLayout,
       Float64Array.from(countValues),
       Float64Array.from(heapKeys),
-      Float64Array.from(heapSeqs),
+      heapSeqs,
     ]);
     const snapshot: SessionizerSnapshot = {
       version: 3,
@@ -1009,8 +1050,7 @@ class SessionState {
     if (!(Number.isSafeInteger(nextSeq) && nextSeq >= 0)) throw new Error(`${what}: nextSeq: ${String(nextSeq)} is not a whole number`);
     this.snapshots.settle();
     this.users.clear();
-    this.heapKeys = [];
-    this.heapItems = [];
+    this.timers = new TimerHeap();
     this.watermark = watermark ?? -Infinity;
     this.maxSeen = maxSeen ?? -Infinity;
     this.sawFuture = saved.sawFuture;
@@ -1124,7 +1164,12 @@ class SessionState {
           if (!session.dead) throw new Error(`${what}: heapSeqs: ${timerSeq} at ${i} names a session timed before`);
           session.dead = false;
         }
-        this.push(key, session);
+        // Never later than it is due: a snapshot of an earlier version may hold a session reopened by
+        // a late event with its timer still at the old end + gap + lateness.
+        const due = session.end + this.settings.gap + ((session.flags & CLOSED) !== 0 ? this.settings.lateness : 0);
+        const at = key < due ? key : due;
+        if (session.heapAt < 0) this.timers.push(at, session);
+        else if (at < this.timers.keys[session.heapAt]!) this.timers.move(session, at); // a second timer (version 1): the earlier one stands
       }
     });
     let pending: ClickEvent[] = [];
