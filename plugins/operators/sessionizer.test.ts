@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeColumn, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, MetricsHub, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer, { type SessionizerSummary } from './sessionizer.js';
 import { Chain, stage, withDefaults } from './harness.js';
@@ -197,6 +197,31 @@ test('max_open_sessions: the session closest to closing is closed early, counted
   ]);
 });
 
+test('max_open_sessions is never exceeded: closed sessions waiting out their lateness are forgotten first, then the open one due to close first is closed early; each kind counted apart', async () => {
+  const hub = new MetricsHub();
+  const context = testContext({ clock, metrics: hub.scoped({ pipeline: 'test', stage: 'sessionizer' }) });
+  const metric = async (name: string): Promise<number> => Number(new RegExp(`^tributary_${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(await hub.registry.metrics())![1]);
+  const config = { gap: '30m', allowed_lateness: '1h', max_open_sessions: 2 };
+  const chain = await Chain.build([stage(sessionizer, config)], context);
+  // u1 closed at 30, kept until 90 for late events; u3 makes three: u1 goes, not the open u2.
+  chain.push([ev('u1', 0), wm(35), ev('u2', 40), ev('u3', 41), wm(43)]);
+  assert.deepEqual(trace(chain.output), ['u1@0>u1:0', 'S u1:0 [0,0] gap', 'W35', 'u2@40>u2:40', 'u3@41>u3:41', 'W43']);
+  assert.deepEqual([await metric('sessions_forgotten_early_total'), await metric('sessions_evicted_total')], [1, 0]);
+  // None closed: the open session due first (u2, at 70) is closed early.
+  chain.output.length = 0;
+  chain.push([ev('u4', 42), wm(44)]);
+  assert.deepEqual(trace(chain.output), ['u4@42>u4:42', 'S u2:40 [40,40] evicted', 'W44']);
+  assert.deepEqual([await metric('sessions_forgotten_early_total'), await metric('sessions_evicted_total'), await metric('open_sessions')], [1, 1, 2]);
+  // Late events that each open a session (new users) do not push the count past the bound either;
+  // a late event of a forgotten session (u1) opens one of its own: it comes out, tagged and summarised.
+  chain.output.length = 0;
+  chain.push([ev('u1', 5), ...Array.from({ length: 20 }, (_, k) => ev(`x${k}`, 43 - k / 10))]);
+  assert.deepEqual(trace(chain.output).slice(0, 2), ['u1@5>u1:5', 'S u1:5 [5,5] gap']);
+  const [saved] = (await chain.snapshot()) as { users: string[] }[];
+  assert.equal(saved!.users.length, 2, 'sessions kept');
+  assert.equal(events(chain.output).length, 21, 'every late event comes out');
+});
+
 test('records that are not events pass through unchanged', async () => {
   const other = { kind: 'prediction', id: 'p1', score: 0.5 };
   const { output } = await runOperator(sessionizer, {} as never, [other, wm(Infinity)], ctx());
@@ -225,7 +250,8 @@ function stream(seed: number): Element[] {
 }
 
 test('snapshot mid-stream + restore in a fresh instance + the rest of the stream == one uninterrupted run', async () => {
-  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
+  // 35 of 40 users: closed sessions are forgotten first, so a tighter bound leaves none for a late update.
+  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 35 };
   const stages = [stage(sessionizer, config)];
   const whole = (await Chain.build(stages, testContext({ clock }))).push(stream(7)).end();
   assert.ok(summaries(whole).some((s) => s.update), 'the stream exercises late updates');
@@ -440,10 +466,10 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
   }
   // The checks refuse no state the sessionizer writes: a snapshot after every 100 elements of a
   // stream with late updates, merges, evictions and max_length cuts restores and goes on as one run.
-  const streamConfig = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
-  const whole = (await Chain.build([stage(sessionizer, streamConfig)], ctx())).push(stream(11)).end();
+  const streamConfig = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 35 };
+  const whole = (await Chain.build([stage(sessionizer, streamConfig)], ctx())).push(stream(13)).end();
   for (let cut = 100; cut < 3000; cut += 100) {
-    const input = stream(11);
+    const input = stream(13);
     const part = await Chain.build([stage(sessionizer, streamConfig)], ctx());
     part.push(input.slice(0, cut));
     const rest = (await Chain.build([stage(sessionizer, streamConfig)], ctx(), await part.snapshot())).push(input.slice(cut)).end();

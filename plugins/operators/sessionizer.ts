@@ -66,8 +66,9 @@ export default defineOperator<SessionizerConfig>({
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
     '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
     '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids. Events with absurd timestamps go to ' +
-    'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it the session closest to closing is ' +
-    'closed early (summary `closedBy: evicted`), counted in `sessions_evicted_total`.',
+    'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
+    'late events are forgotten first (counted in `sessions_forgotten_early_total`; a late event of one then opens a session of ' +
+    'its own), then the open session due to close first is closed early (summary `closedBy: evicted`, counted in `sessions_evicted_total`).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -91,7 +92,10 @@ export default defineOperator<SessionizerConfig>({
         type: 'integer',
         minimum: 1,
         default: 1000000,
-        description: 'Most sessions kept in memory (open, or closed and waiting for late events); beyond it the one closest to closing is closed early and counted.',
+        description:
+          'Most sessions kept in memory (open, or closed and waiting for late events). Beyond it, the closed one whose lateness runs out first is forgotten ' +
+          '(a late event it would have taken opens a session of its own), else the open one due to close first is closed early (summary `closedBy: evicted`). ' +
+          'Counted apart: `sessions_forgotten_early_total`, `sessions_evicted_total`.',
       },
       max_ahead_of_clock: {
         $ref: 'tributary:duration',
@@ -312,9 +316,10 @@ class TimerHeap {
     else this.down(at);
   }
 
-  /** Takes out the session's timer; nothing if it has none. */
+  /** Takes out the session's timer; nothing if it has none in this heap. */
   delete(session: Session): void {
-    if (session.heapAt >= 0) this.removeAt(session.heapAt);
+    const at = session.heapAt;
+    if (at >= 0 && this.items[at] === session) this.removeAt(at);
   }
 
   private removeAt(at: number): void {
@@ -595,8 +600,13 @@ function decodeReplaces(rows: unknown, lists: unknown, n: number, what: string):
 
 class SessionState {
   private readonly users = new Map<string, Session>();
-  /** One timer a kept session: an open one's at its end + gap (or earlier: ends move on without it), a closed one's at end + gap + lateness. */
-  private timers = new TimerHeap();
+  /**
+   * One timer a kept session. Open ones wait in `closing` for end + gap (their timers may lag behind:
+   * ends move on without them), closed ones in `forgetting` for end + gap + lateness: two heaps, so
+   * max_open_sessions can drop closed ones first.
+   */
+  private closing = new TimerHeap();
+  private forgetting = new TimerHeap();
   private pending: ClickEvent[] = [];
   private pendingSorted = true;
   private watermark = -Infinity;
@@ -613,6 +623,7 @@ class SessionState {
   private readonly opened;
   private readonly closed;
   private readonly evicted;
+  private readonly forgottenEarly;
   private readonly merged;
   private readonly late;
   private readonly openGauge;
@@ -626,7 +637,8 @@ class SessionState {
     const metrics = context.metrics;
     this.opened = metrics.counter('sessions_opened_total', 'Sessions started.');
     this.closed = metrics.counter('sessions_closed_total', 'Session summaries emitted (first emission).');
-    this.evicted = metrics.counter('sessions_evicted_total', 'Sessions closed early because max_open_sessions was reached.');
+    this.evicted = metrics.counter('sessions_evicted_total', 'Open sessions closed early (summary closedBy: evicted) to keep within max_open_sessions.');
+    this.forgottenEarly = metrics.counter('sessions_forgotten_early_total', 'Closed sessions forgotten before their allowed_lateness ran out, to keep within max_open_sessions.');
     this.merged = metrics.counter('sessions_merged_total', 'Sessions merged into another by a late event.');
     this.late = metrics.counter('late_events_total', 'Events later than the allowed lateness, sent to the late output.');
     this.openGauge = metrics.gauge('open_sessions', 'Sessions kept in memory.');
@@ -652,6 +664,7 @@ class SessionState {
     if (time < this.watermark) {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
       this.lateEvent(event, emit);
+      this.keepWithinBound(emit);
       return;
     }
     const pending = this.pending;
@@ -696,6 +709,7 @@ class SessionState {
         if (event.time > to) break;
         this.fire(event.time, emit);
         this.assign(event, emit);
+        this.keepWithinBound(emit);
       }
       const rest = pending.length - k;
       for (let i = 0; i < rest; i++) pending[i] = pending[i + k]!;
@@ -728,7 +742,7 @@ class SessionState {
       else this.seal(newest, emit);
     }
     if (session === undefined) {
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest);
       this.tag(event, session, 0, 0);
     } else {
       const position = session.count;
@@ -753,7 +767,7 @@ class SessionState {
   }
 
   /** A new session, linked into its user's list (newest first by start) and given a timer. */
-  private create(userId: string, id: string, start: number, newest: Session | undefined, emit: Emit): Session {
+  private create(userId: string, id: string, start: number, newest: Session | undefined): Session {
     const session = new Session(this.nextSeq++, userId, id, start);
     if (newest === undefined || start >= newest.start) {
       session.older = newest;
@@ -766,14 +780,14 @@ class SessionState {
     }
     this.open++;
     this.openedSinceFlush++;
-    this.timers.push(start + this.settings.gap, session);
-    if (this.open > this.settings.maxOpen) this.evictOne(session, emit);
+    this.closing.push(start + this.settings.gap, session);
     return session;
   }
 
   /** Cut by max_length: no in-order event can join it any more, so its summary goes out now. */
   private seal(session: Session, emit: Emit): void {
-    session.flags |= SEALED | CLOSED;
+    session.flags |= SEALED;
+    this.close(session);
     this.summarize(session, 'max_length', emit);
   }
 
@@ -813,12 +827,12 @@ class SessionState {
     }
     if (session === undefined) {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest);
       this.tag(event, session, 0, 0);
       this.count(session, event.type);
       emit(event);
       if (time + s.gap <= this.watermark) {
-        session.flags |= CLOSED;
+        this.close(session);
         this.summarize(session, 'gap', emit);
       }
       return;
@@ -835,11 +849,8 @@ class SessionState {
     emit(event);
     if ((session.flags & SEALED) === 0) {
       // Reopened when the late event moved its end past the watermark; else its summary is stale now.
-      if (session.end + s.gap > this.watermark) {
-        // A closed session's timer waits out the lateness: it closes again at its new end + gap.
-        if ((session.flags & CLOSED) !== 0) this.timers.move(session, session.end + s.gap);
-        session.flags &= ~CLOSED;
-      } else session.flags |= CLOSED;
+      if (session.end + s.gap > this.watermark) this.reopen(session);
+      else this.close(session);
     }
     if ((session.flags & CLOSED) !== 0) this.summarize(session, (session.flags & SEALED) !== 0 ? 'max_length' : 'gap', emit);
   }
@@ -881,51 +892,93 @@ class SessionState {
     emit(summary as unknown as StreamRecord);
   }
 
+  /** Marks the session closed (its summary is current): it waits out the lateness, to end + gap + lateness. */
+  private close(session: Session): void {
+    if ((session.flags & CLOSED) !== 0) return;
+    session.flags |= CLOSED;
+    this.closing.delete(session);
+    this.forgetting.push(session.end + this.settings.gap + this.settings.lateness, session);
+  }
+
+  /** A closed session a late event moved past the watermark: open again, it closes at its new end + gap. */
+  private reopen(session: Session): void {
+    if ((session.flags & CLOSED) === 0) return;
+    session.flags &= ~CLOSED;
+    this.forgetting.delete(session);
+    this.closing.push(session.end + this.settings.gap, session);
+  }
+
   /** Fires every timer due at or before `time`: closes sessions, then forgets them after the lateness. */
   private fire(time: number, emit: Emit): void {
-    const timers = this.timers;
     const s = this.settings;
-    while (timers.size > 0 && timers.keys[0]! <= time) {
-      const key = timers.keys[0]!;
-      const session = timers.pop();
-      const closed = (session.flags & CLOSED) !== 0;
-      const due = closed ? session.end + s.gap + s.lateness : session.end + s.gap;
+    const closing = this.closing;
+    while (closing.size > 0 && closing.keys[0]! <= time) {
+      const key = closing.keys[0]!;
+      const session = closing.pop();
+      const due = session.end + s.gap;
       if (due > key) {
-        timers.push(due, session); // its end moved since the timer was set
-      } else if (!closed) {
-        session.flags |= CLOSED;
-        // At the end of input, a session whose gap had passed by the last event time ended by its gap.
-        this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
-        if (s.lateness > 0 && time !== Infinity) timers.push(session.end + s.gap + s.lateness, session);
-        else this.remove(session);
-      } else {
-        this.remove(session);
+        closing.push(due, session); // its end moved since the timer was set
+        continue;
       }
+      session.flags |= CLOSED;
+      // At the end of input, a session whose gap had passed by the last event time ended by its gap.
+      this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
+      if (s.lateness > 0 && time !== Infinity) this.forgetting.push(due + s.lateness, session);
+      else this.remove(session);
+    }
+    // Forgetting makes no output: the order against closing does not matter.
+    const forgetting = this.forgetting;
+    while (forgetting.size > 0 && forgetting.keys[0]! <= time) {
+      const key = forgetting.keys[0]!;
+      const session = forgetting.pop();
+      const due = session.end + s.gap + s.lateness;
+      if (due > key) forgetting.push(due, session); // a late event moved its end
+      else this.remove(session);
     }
   }
 
-  /** Over max_open_sessions: the session whose timer is due first is closed now (never `keep`). */
-  private evictOne(keep: Session, emit: Emit): void {
-    while (this.timers.size > 0) {
-      const victim = this.timers.items[0]!;
-      if (victim === keep) return; // only the new one is left
-      if ((victim.flags & CLOSED) === 0) {
-        victim.flags |= CLOSED;
-        this.summarize(victim, 'evicted', emit);
-      }
-      this.remove(victim);
+  /** After each event: a new session may have taken the count past max_open_sessions. */
+  private keepWithinBound(emit: Emit): void {
+    while (this.open > this.settings.maxOpen) this.evictOne(emit);
+  }
+
+  /**
+   * Over max_open_sessions: the closed session whose lateness runs out first is forgotten (its
+   * summary is out; it only loses its chance of a late update), or where none is closed, the open
+   * session due to close first is closed now (summary closedBy: evicted).
+   */
+  private evictOne(emit: Emit): void {
+    const s = this.settings;
+    const closed = this.forgetting.size > 0;
+    const heap = closed ? this.forgetting : this.closing;
+    const wait = closed ? s.gap + s.lateness : s.gap;
+    // Timers that lag behind their sessions' ends are brought up to date until the first is due then.
+    for (;;) {
+      const top = heap.items[0]!;
+      const due = top.end + wait;
+      if (due > heap.keys[0]!) heap.move(top, due);
+      else break;
+    }
+    const victim = heap.items[0]!;
+    if (closed) this.forgottenEarly.inc();
+    else {
+      this.summarize(victim, 'evicted', emit);
       this.evicted.inc();
-      this.evictions++;
-      if ((this.evictions & (this.evictions - 1)) === 0) {
-        this.context.logger.warn({ evictions: this.evictions, max_open_sessions: this.settings.maxOpen }, 'max_open_sessions reached: closing the oldest sessions early');
-      }
-      return;
+    }
+    this.remove(victim);
+    this.evictions++;
+    if ((this.evictions & (this.evictions - 1)) === 0) {
+      this.context.logger.warn(
+        { evictions: this.evictions, max_open_sessions: s.maxOpen },
+        'max_open_sessions reached: forgetting closed sessions before their lateness runs out, or closing open ones early',
+      );
     }
   }
 
   private remove(session: Session): void {
     session.dead = true;
-    this.timers.delete(session);
+    this.closing.delete(session);
+    this.forgetting.delete(session);
     this.open--;
     const newest = this.users.get(session.userId);
     if (newest === session) {
@@ -996,10 +1049,12 @@ class SessionState {
       }
     });
     // The heap orders by (time, seq), so its layout need not be kept.
-    const heapKeys = this.timers.keys.slice();
+    // Both heaps in one list: a restore puts each timer in the heap its session's CLOSED flag calls for.
+    const heapKeys = this.closing.keys.concat(this.forgetting.keys);
+    const timed = this.closing.items.concat(this.forgetting.items);
     const heapSeqs = new Float64Array(heapKeys.length);
     yield* partsOf(heapKeys.length, (from, to) => {
-      for (let i = from; i < to; i++) heapSeqs[i] = this.timers.items[i]!.seq;
+      for (let i = from; i < to; i++) heapSeqs[i] = timed[i]!.seq;
     });
     const pending = yield* encodePending(this.pending);
     const derivedIds = yield* encodeDerivedIds(users, ids);
@@ -1050,7 +1105,8 @@ class SessionState {
     if (!(Number.isSafeInteger(nextSeq) && nextSeq >= 0)) throw new Error(`${what}: nextSeq: ${String(nextSeq)} is not a whole number`);
     this.snapshots.settle();
     this.users.clear();
-    this.timers = new TimerHeap();
+    this.closing = new TimerHeap();
+    this.forgetting = new TimerHeap();
     this.watermark = watermark ?? -Infinity;
     this.maxSeen = maxSeen ?? -Infinity;
     this.sawFuture = saved.sawFuture;
@@ -1166,10 +1222,12 @@ class SessionState {
         }
         // Never later than it is due: a snapshot of an earlier version may hold a session reopened by
         // a late event with its timer still at the old end + gap + lateness.
-        const due = session.end + this.settings.gap + ((session.flags & CLOSED) !== 0 ? this.settings.lateness : 0);
+        const closed = (session.flags & CLOSED) !== 0;
+        const timers = closed ? this.forgetting : this.closing;
+        const due = session.end + this.settings.gap + (closed ? this.settings.lateness : 0);
         const at = key < due ? key : due;
-        if (session.heapAt < 0) this.timers.push(at, session);
-        else if (at < this.timers.keys[session.heapAt]!) this.timers.move(session, at); // a second timer (version 1): the earlier one stands
+        if (session.heapAt < 0) timers.push(at, session);
+        else if (at < timers.keys[session.heapAt]!) timers.move(session, at); // a second timer (version 1): the earlier one stands
       }
     });
     let pending: ClickEvent[] = [];
