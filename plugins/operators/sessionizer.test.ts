@@ -127,6 +127,25 @@ test('a session reopened or merged by a late event closes again when the waterma
   assert.deepEqual(trace(restored.push([wm(55)]).output), ['S u1:0 [0,20] gap update', 'W55']);
 });
 
+test('max_length holds for late events too: one that would stretch a session to it starts its own, or joins the session after it; between two, it joins the one before, as in order', async () => {
+  const config = { gap: '30m', max_length: '1h', allowed_lateness: '1h' };
+  const spans = (out: Element[]): number[] => summaries(out).map((x) => (x.end - x.start) / MIN);
+  // 65 is 65 minutes after u1:0's start: in order it starts a session, so it does late.
+  const after = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u1', 20), ev('u1', 40), wm(75), ev('u1', 65), wm(Infinity)], ctx());
+  assert.deepEqual(trace(after.output).slice(4), ['W75', 'u1@65>u1:65', 'S u1:65 [65,65] end_of_input', 'WInfinity']);
+  // 0 is 69 minutes before the end of u1:10, still open.
+  const before = await runOperator(sessionizer, config as never, [ev('u1', 10), ev('u1', 35), ev('u1', 60), ev('u1', 69), wm(75), ev('u1', 0), wm(Infinity)], ctx());
+  assert.deepEqual(trace(before.output).slice(4), ['W75', 'u1@0>u1:0', 'S u1:0 [0,0] gap', 'S u1:10 [10,69] end_of_input', 'WInfinity']);
+  // 55 lies between u1:0 [0,40] (cut by max_length) and u1:60 [60,70], which cannot merge: in order it joins u1:0.
+  const between = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u1', 20), ev('u1', 40), ev('u1', 60), ev('u1', 70), wm(75), ev('u1', 55), wm(Infinity)], ctx());
+  assert.deepEqual(trace(between.output).slice(7), ['u1@55>u1:0', 'S u1:0 [0,55] max_length update', 'S u1:60 [60,70] end_of_input', 'WInfinity']);
+  // Without lateness, into a session still open: 13 would stretch u1:0 to 13 minutes.
+  const open = await runOperator(sessionizer, { gap: '10m', max_length: '12m' } as never, [ev('u1', 0), ev('u1', 5), wm(14), ev('u1', 13), wm(Infinity)], ctx());
+  assert.deepEqual(trace(open.output).slice(3), ['u1@13>u1:13', 'S u1:0 [0,5] end_of_input', 'S u1:13 [13,13] end_of_input', 'WInfinity']);
+  for (const out of [after.output, before.output, between.output]) assert.ok(spans(out).every((span) => span < 60), String(spans(out)));
+  assert.ok(spans(open.output).every((span) => span < 12));
+});
+
 test('events later than the allowed lateness go to the late side output, counted, never dropped silently', async () => {
   const context = testContext({ clock });
   const input: Element[] = [ev('u1', 0), ev('u1', 100), wm(120), ev('u1', 10), ev('u2', 95), wm(Infinity)];

@@ -76,7 +76,9 @@ export default defineOperator<SessionizerConfig>({
       gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session: an event `gap` or more after the session\'s last one starts a new one.' },
       max_length: {
         $ref: 'tributary:duration',
-        description: 'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. Default: no limit. Gap mode only.',
+        description:
+          'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. ' +
+          'A late event too far from a session\'s other end joins the session on its other side, else starts one of its own. Default: no limit. Gap mode only.',
       },
       allowed_lateness: {
         $ref: 'tributary:duration',
@@ -805,25 +807,26 @@ class SessionState {
         }
       }
     } else {
-      // Kept sessions of this user that the event touches (within a gap of their span), newest first.
-      let later: Session | undefined;
-      let earlier: Session | undefined;
-      for (let c = newest; c !== undefined; c = c.older) {
-        if (time > c.start - s.gap && time - c.end < s.gap) {
-          if (later === undefined) later = c;
-          else if (earlier === undefined) earlier = c;
-        }
+      // The user's sessions either side of the event (a user's are apart, newest first by start):
+      // `before` the last to start at or before it, `after` the next. Each takes it if within a gap
+      // of its span and, with it, still shorter than max_length, as an event in order would be.
+      let after: Session | undefined;
+      let before = newest;
+      while (before !== undefined && before.start > time) {
+        after = before;
+        before = before.older;
       }
-      if (later !== undefined && earlier !== undefined) {
-        if (later.end - earlier.start < s.maxLength) {
-          session = earlier; // the merged session keeps the earlier id
-          absorbed = later;
-        } else {
-          session = later.start - time < time - earlier.end ? later : earlier;
-        }
-      } else {
-        session = later;
+      const nearBefore = before !== undefined && time - before.end < s.gap;
+      const nearAfter = after !== undefined && after.start - time < s.gap;
+      if (nearBefore && nearAfter && Math.max(before!.end, after!.end) - before!.start < s.maxLength) {
+        session = before; // bridged: the merged session keeps the earlier id
+        absorbed = after;
+      } else if (nearBefore && (time <= before!.end || time - before!.start < s.maxLength)) {
+        session = before; // in order, an event joins the session before it
+      } else if (nearAfter && after!.end - time < s.maxLength) {
+        session = after;
       }
+      // Else a session of its own: in order, one max_length or more past a session's start starts one.
     }
     if (session === undefined) {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
