@@ -181,6 +181,20 @@ test('session_id_from: data uses the data\'s ids (REES46 user_session); interlea
   assert.match(context.deadLetters[0]!.reason, /no sessionId/);
 });
 
+test('session_id_from: data: an id that comes back after a gap opens a new session under it, with or without allowed lateness, in order or late', async () => {
+  const a = (minute: number): ClickEvent => ev('u1', minute, 'view', { sessionId: 'a' });
+  const spans = (out: Element[]): [number, number, boolean][] => summaries(out).map((x) => [(x.start - T0) / MIN, (x.end - T0) / MIN, x.update ?? false]);
+  for (const lateness of ['0ms', '1h']) {
+    const config = { session_id_from: 'data', gap: '10m', allowed_lateness: lateness };
+    const back = await runOperator(sessionizer, config as never, [a(0), wm(35), a(40), a(45), wm(50), a(50), wm(Infinity)], ctx());
+    assert.deepEqual(spans(back.output), [[0, 0, false], [40, 50, false]], `in order, lateness ${lateness}`);
+    assert.deepEqual(events(back.output).map((e) => e.session!.position), [0, 0, 1, 2]);
+  }
+  // 30 is behind the watermark (35) and within the lateness of a [0,0], but 30 minutes after it.
+  const late = await runOperator(sessionizer, { session_id_from: 'data', gap: '10m', allowed_lateness: '1h' } as never, [a(0), wm(35), a(30), wm(Infinity)], ctx());
+  assert.deepEqual(spans(late.output), [[0, 0, false], [30, 30, false]]);
+});
+
 test('session ids are deterministic: the same input gives the same ids and outputs', async () => {
   const make = (): Element[] => [ev('u1', 0), ev('u2', 3), ev('u1', 45), ev('u2', 4), wm(50), ev('u1', 100), wm(Infinity)];
   const a = await runOperator(sessionizer, {} as never, make(), ctx());

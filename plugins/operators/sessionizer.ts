@@ -733,8 +733,9 @@ class SessionState {
     const newest = this.users.get(event.userId);
     let session: Session | undefined;
     if (s.fromData) {
+      // A closed session of that id is past its gap (timers due by now have fired): the id is back, in a new session.
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId) {
+        if (c.id === event.sessionId && (c.flags & CLOSED) === 0) {
           session = c;
           break;
         }
@@ -754,8 +755,6 @@ class SessionState {
     }
     this.count(session, event.type);
     emit(event);
-    // In data mode the id decides, so an in-order event can land in a session already closed.
-    if ((session.flags & CLOSED) !== 0) this.summarize(session, 'gap', emit);
   }
 
   private tag(event: ClickEvent, session: Session, position: number, sincePrevious: number): void {
@@ -800,10 +799,12 @@ class SessionState {
     let session: Session | undefined;
     let absorbed: Session | undefined;
     if (s.fromData) {
+      // A session of that id within a gap of the event: the one before it, else the one after (an
+      // id back after a gap is a new session). Sessions of one user are newest first by start.
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId) {
+        if (c.id === event.sessionId && time > c.start - s.gap && time - c.end < s.gap) {
           session = c;
-          break;
+          if (c.start <= time) break;
         }
       }
     } else {
