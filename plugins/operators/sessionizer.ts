@@ -65,7 +65,8 @@ export default defineOperator<SessionizerConfig>({
     'purchased, closedBy). Events are held until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
     '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
-    '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids. Events with absurd timestamps go to ' +
+    '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
+    'session `max_open_sessions` dropped gets `#<n>` added, so ids stay unique. Events with absurd timestamps go to ' +
     'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
     'late events are forgotten first (counted in `sessions_forgotten_early_total`; a late event of one then opens a session of ' +
     'its own), then the open session due to close first is closed early (summary `closedBy: evicted`, counted in `sessions_evicted_total`).',
@@ -402,11 +403,14 @@ export interface SessionizerSnapshotV1 {
  * Columnar form: one row per kept session (users in map order, each newest first), each field a
  * column (see columns.ts); the timer heap as two columns. Version 2 held pending events as version 1
  * does (one object each: ~124 bytes an event, a tenth of the soak's sessionizer state at 2,000
- * events/s); version 3 holds them as columns (PendingColumns).
+ * events/s); version 3 holds them as columns (PendingColumns); version 4 adds `droppedThrough` and `numberedIds`.
  */
 export interface SessionizerSnapshot {
-  version: 2 | 3;
+  version: 2 | 3 | 4;
   watermark: number | null;
+  /** The latest end of a session max_open_sessions dropped, and how many ids took a `#<n>` since (version 4 on). */
+  droppedThrough?: number | null;
+  numberedIds?: number;
   maxSeen: number | null;
   sawFuture: boolean;
   nextSeq: number;
@@ -613,6 +617,14 @@ class SessionState {
   private pendingSorted = true;
   private watermark = -Infinity;
   private maxSeen = -Infinity;
+  /**
+   * The latest end of a session dropped to keep within max_open_sessions. Every id a session had
+   * (its own, those it replaces) is `<userId>:<a time in its span>`, so a new session starting
+   * after this cannot repeat a dropped one's; one starting at or before it gets `#<n>` added, n
+   * counting such ids.
+   */
+  private droppedThrough = -Infinity;
+  private numberedIds = 0;
   private sawFuture = false;
   private nextSeq = 0;
   private open = 0;
@@ -745,7 +757,7 @@ class SessionState {
       else this.seal(newest, emit);
     }
     if (session === undefined) {
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest);
+      session = this.create(event, newest);
       this.tag(event, session, 0, 0);
     } else {
       const position = session.count;
@@ -768,7 +780,10 @@ class SessionState {
   }
 
   /** A new session, linked into its user's list (newest first by start) and given a timer. */
-  private create(userId: string, id: string, start: number, newest: Session | undefined): Session {
+  private create(event: ClickEvent, newest: Session | undefined): Session {
+    const { userId, time: start } = event;
+    // Data ids come back by design; `<userId>:<start>` must not name a dropped session's again.
+    const id = this.settings.fromData ? event.sessionId! : start <= this.droppedThrough ? `${userId}:${start}#${++this.numberedIds}` : `${userId}:${start}`;
     const session = new Session(this.nextSeq++, userId, id, start);
     if (newest === undefined || start >= newest.start) {
       session.older = newest;
@@ -831,7 +846,7 @@ class SessionState {
     }
     if (session === undefined) {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest);
+      session = this.create(event, newest);
       this.tag(event, session, 0, 0);
       this.count(session, event.type);
       emit(event);
@@ -969,6 +984,7 @@ class SessionState {
       this.summarize(victim, 'evicted', emit);
       this.evicted.inc();
     }
+    if (victim.end > this.droppedThrough) this.droppedThrough = victim.end;
     this.remove(victim);
     this.evictions++;
     if ((this.evictions & (this.evictions - 1)) === 0) {
@@ -1074,8 +1090,10 @@ class SessionState {
       heapSeqs,
     ]);
     const snapshot: SessionizerSnapshot = {
-      version: 3,
+      version: 4,
       watermark: finiteOrNull(this.watermark),
+      droppedThrough: finiteOrNull(this.droppedThrough),
+      numberedIds: this.numberedIds,
       maxSeen: finiteOrNull(this.maxSeen),
       sawFuture: this.sawFuture,
       nextSeq: this.nextSeq,
@@ -1101,8 +1119,11 @@ class SessionState {
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
     const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
+    const droppedThrough = saved.version === 4 ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;
+    const numberedIds = saved.version === 4 ? saved.numberedIds : 0;
+    if (!(typeof numberedIds === 'number' && Number.isSafeInteger(numberedIds) && numberedIds >= 0)) throw new Error(`${what}: numberedIds: ${String(numberedIds)} is not a whole number`);
     const maxSeen = timeOrNull(saved.maxSeen, `${what}: maxSeen`);
     if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
     const nextSeq = saved.nextSeq;
@@ -1113,6 +1134,8 @@ class SessionState {
     this.forgetting = new TimerHeap();
     this.watermark = watermark ?? -Infinity;
     this.maxSeen = maxSeen ?? -Infinity;
+    this.droppedThrough = droppedThrough ?? -Infinity;
+    this.numberedIds = numberedIds;
     this.sawFuture = saved.sawFuture;
     this.nextSeq = nextSeq;
     // Sessions by row, and their rows by seq (the timers name sessions by seq).
