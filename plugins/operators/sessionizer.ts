@@ -679,6 +679,7 @@ class SessionState {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
       this.lateEvent(event, emit);
       this.keepWithinBound(emit);
+      this.flushMetrics();
       return;
     }
     const pending = this.pending;
@@ -730,7 +731,14 @@ class SessionState {
       pending.length = rest;
     }
     this.fire(to, emit);
-    // Metrics are flushed per watermark: a prom-client call per session showed in profiles.
+    this.flushMetrics();
+  }
+
+  /**
+   * Metrics are flushed per watermark (a prom-client call per session showed in profiles), and after
+   * each late event (rare), so no count waits outside the state a snapshot takes.
+   */
+  private flushMetrics(): void {
     this.openGauge.set(this.open);
     if (this.openedSinceFlush > 0) this.opened.inc(this.openedSinceFlush);
     if (this.closedSinceFlush > 0) this.closed.inc(this.closedSinceFlush);
