@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeColumn, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, MetricsHub, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer, { type SessionizerSummary } from './sessionizer.js';
 import { Chain, stage, withDefaults } from './harness.js';
@@ -16,6 +16,20 @@ const wm = (minute: number): Element => watermark(T0 + minute * MIN);
 const events = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
 const summaries = (out: Element[]): SessionizerSummary[] => out.filter((e) => e.kind === 'session') as unknown as SessionizerSummary[];
 const ctx = () => testContext({ clock });
+/** A counter's or gauge's value, as exported. */
+async function metricOf(hub: MetricsHub, name: string): Promise<number> {
+  return Number(new RegExp(`^tributary_${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(await hub.registry.metrics())![1]);
+}
+/** The output as a trace in minutes: `W35` a watermark, `u1@20>u1:0` an event and its session, `S u1:0 [0,20] gap update` a summary. */
+function trace(out: Element[]): string[] {
+  const minutes = (id: string): string => id.replace(/:(\d+)(?=$|#)/, (_, time: string) => `:${(Number(time) - T0) / MIN}`);
+  return out.map((e) => {
+    if (e.kind === 'watermark') return `W${((e as { time: number }).time - T0) / MIN}`;
+    if (e.kind === 'event') return `${(e as ClickEvent).userId}@${((e as ClickEvent).time - T0) / MIN}>${minutes((e as ClickEvent).session!.id)}`;
+    const s = e as unknown as SessionizerSummary;
+    return `S ${minutes(s.sessionId)} [${(s.start - T0) / MIN},${(s.end - T0) / MIN}] ${s.closedBy}${s.update ? ' update' : ''}`;
+  });
+}
 
 test('gaps: a silence of `gap` starts a new session; context per event; summary once the watermark passes end + gap', async () => {
   const input: Element[] = [
@@ -95,6 +109,47 @@ test('a late event that only extends a closed session updates it; an open sessio
   ]);
 });
 
+test('a session reopened or merged by a late event closes again when the watermark passes its new end + gap, not its old end + gap + lateness', async () => {
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  // u1 closed at 30; the late u1@20 reopens it until 50. u2's next session ends after that.
+  const reopened = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u2', 0), wm(35), ev('u1', 20), ev('u2', 60), wm(55), wm(95), wm(Infinity)], ctx());
+  assert.deepEqual(trace(reopened.output).slice(5), [
+    'u1@20>u1:0', 'S u1:0 [0,20] gap update', 'W55', 'u2@60>u2:60', 'S u2:60 [60,60] gap', 'W95', 'WInfinity',
+  ]);
+  // The late u1@20 bridges closed u1:0 and open u1:45: the merged session is due at 45 + 30.
+  const merged = await runOperator(sessionizer, config as never, [ev('u1', 0), wm(35), ev('u1', 45), wm(50), ev('u1', 20), wm(80), wm(Infinity)], ctx());
+  assert.deepEqual(trace(merged.output).slice(3), ['u1@45>u1:45', 'W50', 'u1@20>u1:0', 'S u1:0 [0,45] gap update', 'W80', 'WInfinity']);
+  // The input ending before the old timer does not make it an end_of_input close.
+  const ended = await runOperator(sessionizer, config as never, [ev('u1', 0), wm(35), ev('u1', 20), wm(60), wm(Infinity)], ctx());
+  assert.deepEqual(summaries(ended.output).map((x) => x.closedBy), ['gap', 'gap']);
+  // A snapshot of an earlier version holds the reopened session's timer at its old end + gap + lateness (90): restored, it is due at 50 all the same.
+  const first = await Chain.build([stage(sessionizer, config)], ctx());
+  first.push([ev('u1', 0), wm(35), ev('u1', 20)]);
+  const [saved] = (await first.snapshot()) as Record<string, unknown>[];
+  saved!.heapKeys = { n: 1, f64: Buffer.from(Float64Array.of(T0 + 90 * MIN).buffer).toString('base64') } satisfies Column;
+  const restored = await Chain.build([stage(sessionizer, config)], ctx(), [saved]);
+  assert.deepEqual(trace(restored.push([wm(55)]).output), ['S u1:0 [0,20] gap update', 'W55']);
+});
+
+test('max_length holds for late events too: one that would stretch a session to it starts its own, or joins the session after it; between two, it joins the one before, as in order', async () => {
+  const config = { gap: '30m', max_length: '1h', allowed_lateness: '1h' };
+  const spans = (out: Element[]): number[] => summaries(out).map((x) => (x.end - x.start) / MIN);
+  // 65 is 65 minutes after u1:0's start: in order it starts a session, so it does late.
+  const after = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u1', 20), ev('u1', 40), wm(75), ev('u1', 65), wm(Infinity)], ctx());
+  assert.deepEqual(trace(after.output).slice(4), ['W75', 'u1@65>u1:65', 'S u1:65 [65,65] end_of_input', 'WInfinity']);
+  // 0 is 69 minutes before the end of u1:10, still open.
+  const before = await runOperator(sessionizer, config as never, [ev('u1', 10), ev('u1', 35), ev('u1', 60), ev('u1', 69), wm(75), ev('u1', 0), wm(Infinity)], ctx());
+  assert.deepEqual(trace(before.output).slice(4), ['W75', 'u1@0>u1:0', 'S u1:0 [0,0] gap', 'S u1:10 [10,69] end_of_input', 'WInfinity']);
+  // 55 lies between u1:0 [0,40] (cut by max_length) and u1:60 [60,70], which cannot merge: in order it joins u1:0.
+  const between = await runOperator(sessionizer, config as never, [ev('u1', 0), ev('u1', 20), ev('u1', 40), ev('u1', 60), ev('u1', 70), wm(75), ev('u1', 55), wm(Infinity)], ctx());
+  assert.deepEqual(trace(between.output).slice(7), ['u1@55>u1:0', 'S u1:0 [0,55] max_length update', 'S u1:60 [60,70] end_of_input', 'WInfinity']);
+  // Without lateness, into a session still open: 13 would stretch u1:0 to 13 minutes.
+  const open = await runOperator(sessionizer, { gap: '10m', max_length: '12m' } as never, [ev('u1', 0), ev('u1', 5), wm(14), ev('u1', 13), wm(Infinity)], ctx());
+  assert.deepEqual(trace(open.output).slice(3), ['u1@13>u1:13', 'S u1:0 [0,5] end_of_input', 'S u1:13 [13,13] end_of_input', 'WInfinity']);
+  for (const out of [after.output, before.output, between.output]) assert.ok(spans(out).every((span) => span < 60), String(spans(out)));
+  assert.ok(spans(open.output).every((span) => span < 12));
+});
+
 test('events later than the allowed lateness go to the late side output, counted, never dropped silently', async () => {
   const context = testContext({ clock });
   const input: Element[] = [ev('u1', 0), ev('u1', 100), wm(120), ev('u1', 10), ev('u2', 95), wm(Infinity)];
@@ -130,12 +185,55 @@ test('session_id_from: data uses the data\'s ids (REES46 user_session); interlea
   assert.match(context.deadLetters[0]!.reason, /no sessionId/);
 });
 
+test('session_id_from: data: an id that comes back after a gap opens a new session under it, with or without allowed lateness, in order or late', async () => {
+  const a = (minute: number): ClickEvent => ev('u1', minute, 'view', { sessionId: 'a' });
+  const spans = (out: Element[]): [number, number, boolean][] => summaries(out).map((x) => [(x.start - T0) / MIN, (x.end - T0) / MIN, x.update ?? false]);
+  for (const lateness of ['0ms', '1h']) {
+    const config = { session_id_from: 'data', gap: '10m', allowed_lateness: lateness };
+    const back = await runOperator(sessionizer, config as never, [a(0), wm(35), a(40), a(45), wm(50), a(50), wm(Infinity)], ctx());
+    assert.deepEqual(spans(back.output), [[0, 0, false], [40, 50, false]], `in order, lateness ${lateness}`);
+    assert.deepEqual(events(back.output).map((e) => e.session!.position), [0, 0, 1, 2]);
+  }
+  // 30 is behind the watermark (35) and within the lateness of a [0,0], but 30 minutes after it.
+  const late = await runOperator(sessionizer, { session_id_from: 'data', gap: '10m', allowed_lateness: '1h' } as never, [a(0), wm(35), a(30), wm(Infinity)], ctx());
+  assert.deepEqual(spans(late.output), [[0, 0, false], [30, 30, false]]);
+});
+
 test('session ids are deterministic: the same input gives the same ids and outputs', async () => {
   const make = (): Element[] => [ev('u1', 0), ev('u2', 3), ev('u1', 45), ev('u2', 4), wm(50), ev('u1', 100), wm(Infinity)];
   const a = await runOperator(sessionizer, {} as never, make(), ctx());
   const b = await runOperator(sessionizer, {} as never, make(), ctx());
   assert.equal(JSON.stringify(a.output), JSON.stringify(b.output));
   assert.deepEqual([...new Set(events(a.output).map((e) => e.session!.id))], [`u1:${T0}`, `u2:${T0 + 3 * MIN}`, `u1:${T0 + 45 * MIN}`, `u1:${T0 + 100 * MIN}`]);
+});
+
+test('session ids stay unique after max_open_sessions drops sessions: a new one that could repeat a dropped one\'s id is numbered, the same way through a snapshot and restore', async () => {
+  const config = { gap: '10m', allowed_lateness: '30m', max_open_sessions: 1 };
+  // u1:0 is forgotten for u2, then a late u1@0 opens a session of its own; at 20, u3:20 is evicted
+  // for u4, and u3's next event, at the same minute, opens a session again.
+  const input = (): Element[] => [ev('u1', 0), wm(12), ev('u2', 12), wm(13), ev('u1', 0), ev('u3', 20), ev('u4', 20), ev('u3', 20), wm(21), wm(Infinity)];
+  const whole = (await Chain.build([stage(sessionizer, config)], ctx())).push(input()).end();
+  assert.deepEqual(trace(whole), [
+    'u1@0>u1:0', 'S u1:0 [0,0] gap', 'W12', 'u2@12>u2:12', 'W13', 'u1@0>u1:0#1', 'S u1:0#1 [0,0] gap',
+    'u3@20>u3:20', 'S u2:12 [12,12] evicted', 'u4@20>u4:20', 'S u3:20 [20,20] evicted', 'u3@20>u3:20#2', 'S u4:20 [20,20] evicted', 'W21',
+    'S u3:20#2 [20,20] end_of_input', 'WInfinity',
+  ]);
+  const first = summaries(whole).filter((x) => !x.update).map((x) => x.sessionId);
+  assert.equal(new Set(first).size, first.length, first.join(' '));
+  for (let cut = 1; cut < input().length; cut++) {
+    const part = await Chain.build([stage(sessionizer, config)], ctx());
+    part.push(input().slice(0, cut));
+    const rest = (await Chain.build([stage(sessionizer, config)], ctx(), await part.snapshot())).push(input().slice(cut)).end();
+    assert.equal(JSON.stringify([...part.output, ...rest]), JSON.stringify(whole), `cut at ${cut}`);
+  }
+  // A version-3 snapshot (before droppedThrough and numberedIds) still restores.
+  const part = await Chain.build([stage(sessionizer, config)], ctx());
+  part.push(input().slice(0, 2));
+  const [saved] = (await part.snapshot()) as Record<string, unknown>[];
+  const { droppedThrough, numberedIds, ...v3 }: Record<string, unknown> = { ...saved!, version: 3 };
+  assert.deepEqual([droppedThrough, numberedIds], [null, 0]);
+  const rest = (await Chain.build([stage(sessionizer, config)], ctx(), [v3])).push(input().slice(2)).end();
+  assert.equal(JSON.stringify([...part.output, ...rest]), JSON.stringify(whole));
 });
 
 test('absurd timestamps go to the dead-letter sink with the reason', async () => {
@@ -163,6 +261,42 @@ test('max_open_sessions: the session closest to closing is closed early, counted
   assert.deepEqual(summaries(output).map((s) => [s.userId, s.eventCount, s.closedBy]), [
     ['u1', 1, 'evicted'], ['u2', 1, 'evicted'], ['u3', 1, 'end_of_input'], ['u1', 1, 'end_of_input'],
   ]);
+});
+
+test('max_open_sessions is never exceeded: closed sessions waiting out their lateness are forgotten first, then the open one due to close first is closed early; each kind counted apart', async () => {
+  const hub = new MetricsHub();
+  const context = testContext({ clock, metrics: hub.scoped({ pipeline: 'test', stage: 'sessionizer' }) });
+  const metric = (name: string): Promise<number> => metricOf(hub, name);
+  const config = { gap: '30m', allowed_lateness: '1h', max_open_sessions: 2 };
+  const chain = await Chain.build([stage(sessionizer, config)], context);
+  // u1 closed at 30, kept until 90 for late events; u3 makes three: u1 goes, not the open u2.
+  chain.push([ev('u1', 0), wm(35), ev('u2', 40), ev('u3', 41), wm(43)]);
+  assert.deepEqual(trace(chain.output), ['u1@0>u1:0', 'S u1:0 [0,0] gap', 'W35', 'u2@40>u2:40', 'u3@41>u3:41', 'W43']);
+  assert.deepEqual([await metric('sessions_forgotten_early_total'), await metric('sessions_evicted_total')], [1, 0]);
+  // None closed: the open session due first (u2, at 70) is closed early.
+  chain.output.length = 0;
+  chain.push([ev('u4', 42), wm(44)]);
+  assert.deepEqual(trace(chain.output), ['u4@42>u4:42', 'S u2:40 [40,40] evicted', 'W44']);
+  assert.deepEqual([await metric('sessions_forgotten_early_total'), await metric('sessions_evicted_total'), await metric('open_sessions')], [1, 1, 2]);
+  // Late events that each open a session (new users) do not push the count past the bound either;
+  // a late event of a forgotten session (u1) opens one of its own: it comes out, tagged and summarised
+  // (its id numbered, as it starts before the end of a session dropped: see the test on unique ids).
+  chain.output.length = 0;
+  chain.push([ev('u1', 5), ...Array.from({ length: 20 }, (_, k) => ev(`x${k}`, 43 - k / 10))]);
+  assert.deepEqual(trace(chain.output).slice(0, 2), ['u1@5>u1:5#1', 'S u1:5#1 [5,5] gap']);
+  const [saved] = (await chain.snapshot()) as { users: string[] }[];
+  assert.equal(saved!.users.length, 2, 'sessions kept');
+  assert.equal(events(chain.output).length, 21, 'every late event comes out');
+});
+
+test('a session a late event opens is counted at once, not at the next watermark (a snapshot taken in between left it out of the counters)', async () => {
+  const hub = new MetricsHub();
+  const context = testContext({ clock, metrics: hub.scoped({ pipeline: 'test', stage: 'sessionizer' }) });
+  const metric = (name: string): Promise<number> => metricOf(hub, name);
+  const chain = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' })], context);
+  chain.push([ev('u1', 0), wm(35), ev('u2', 0)]); // u2@0 opens a session, closed at once
+  assert.deepEqual(summaries(chain.output).map((x) => x.userId), ['u1', 'u2']);
+  assert.deepEqual([await metric('sessions_opened_total'), await metric('sessions_closed_total'), await metric('open_sessions')], [2, 2, 2]);
 });
 
 test('records that are not events pass through unchanged', async () => {
@@ -193,7 +327,8 @@ function stream(seed: number): Element[] {
 }
 
 test('snapshot mid-stream + restore in a fresh instance + the rest of the stream == one uninterrupted run', async () => {
-  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
+  // 35 of 40 users: closed sessions are forgotten first, so a tighter bound leaves none for a late update.
+  const config = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 35 };
   const stages = [stage(sessionizer, config)];
   const whole = (await Chain.build(stages, testContext({ clock }))).push(stream(7)).end();
   assert.ok(summaries(whole).some((s) => s.update), 'the stream exercises late updates');
@@ -408,10 +543,10 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
   }
   // The checks refuse no state the sessionizer writes: a snapshot after every 100 elements of a
   // stream with late updates, merges, evictions and max_length cuts restores and goes on as one run.
-  const streamConfig = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 25 };
-  const whole = (await Chain.build([stage(sessionizer, streamConfig)], ctx())).push(stream(11)).end();
+  const streamConfig = { gap: '20m', max_length: '30m', allowed_lateness: '15m', max_open_sessions: 35 };
+  const whole = (await Chain.build([stage(sessionizer, streamConfig)], ctx())).push(stream(13)).end();
   for (let cut = 100; cut < 3000; cut += 100) {
-    const input = stream(11);
+    const input = stream(13);
     const part = await Chain.build([stage(sessionizer, streamConfig)], ctx());
     part.push(input.slice(0, cut));
     const rest = (await Chain.build([stage(sessionizer, streamConfig)], ctx(), await part.snapshot())).push(input.slice(cut)).end();

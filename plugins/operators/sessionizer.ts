@@ -65,9 +65,11 @@ export default defineOperator<SessionizerConfig>({
     'purchased, closedBy). Events are held until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
     '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
-    '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids. Events with absurd timestamps go to ' +
-    'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it the session closest to closing is ' +
-    'closed early (summary `closedBy: evicted`), counted in `sessions_evicted_total`.',
+    '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
+    'session `max_open_sessions` dropped gets `#<n>` added, so ids stay unique. Events with absurd timestamps go to ' +
+    'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
+    'late events are forgotten first (counted in `sessions_forgotten_early_total`; a late event of one then opens a session of ' +
+    'its own), then the open session due to close first is closed early (summary `closedBy: evicted`, counted in `sessions_evicted_total`).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -75,7 +77,9 @@ export default defineOperator<SessionizerConfig>({
       gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session: an event `gap` or more after the session\'s last one starts a new one.' },
       max_length: {
         $ref: 'tributary:duration',
-        description: 'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. Default: no limit. Gap mode only.',
+        description:
+          'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. ' +
+          'A late event too far from a session\'s other end joins the session on its other side, else starts one of its own. Default: no limit. Gap mode only.',
       },
       allowed_lateness: {
         $ref: 'tributary:duration',
@@ -91,7 +95,10 @@ export default defineOperator<SessionizerConfig>({
         type: 'integer',
         minimum: 1,
         default: 1000000,
-        description: 'Most sessions kept in memory (open, or closed and waiting for late events); beyond it the one closest to closing is closed early and counted.',
+        description:
+          'Most sessions kept in memory (open, or closed and waiting for late events). Beyond it, the closed one whose lateness runs out first is forgotten ' +
+          '(a late event it would have taken opens a session of its own), else the open one due to close first is closed early (summary `closedBy: evicted`). ' +
+          'Counted apart: `sessions_forgotten_early_total`, `sessions_evicted_total`.',
       },
       max_ahead_of_clock: {
         $ref: 'tributary:duration',
@@ -202,6 +209,8 @@ class Session implements SessionHandle {
   /** PURCHASED | EMITTED (a summary went out) | CLOSED (its summary is current) | SEALED (cut by max_length). */
   flags = 0;
   dead = false;
+  /** Its timer's index in the timer heap; -1: none. */
+  heapAt = -1;
   /** Next older session of the same user still kept (sessions of a user are listed newest first). */
   older: Session | undefined = undefined;
   replaces: string[] | undefined = undefined;
@@ -275,6 +284,106 @@ class RowsBySeq {
   }
 }
 
+/**
+ * Sessions by their timers: a min-heap in (time, seq) order, so ties never depend on its layout. Each
+ * session knows its timer's place (`heapAt`), so the timer can be moved earlier or taken out.
+ */
+class TimerHeap {
+  keys: number[] = [];
+  items: Session[] = [];
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  push(key: number, session: Session): void {
+    this.keys.push(key);
+    this.items.push(session);
+    session.heapAt = this.keys.length - 1;
+    this.up(session.heapAt);
+  }
+
+  /** Takes out the earliest timer (there must be one) and returns its session. */
+  pop(): Session {
+    const top = this.items[0]!;
+    this.removeAt(0);
+    return top;
+  }
+
+  /** Sets the session's timer (it must have one) to `key`. */
+  move(session: Session, key: number): void {
+    const at = session.heapAt;
+    const old = this.keys[at]!;
+    this.keys[at] = key;
+    if (key < old) this.up(at);
+    else this.down(at);
+  }
+
+  /** Takes out the session's timer; nothing if it has none in this heap. */
+  delete(session: Session): void {
+    const at = session.heapAt;
+    if (at >= 0 && this.items[at] === session) this.removeAt(at);
+  }
+
+  private removeAt(at: number): void {
+    const keys = this.keys;
+    const items = this.items;
+    items[at]!.heapAt = -1;
+    const lastKey = keys.pop()!;
+    const lastItem = items.pop()!;
+    if (at < keys.length) {
+      keys[at] = lastKey;
+      items[at] = lastItem;
+      lastItem.heapAt = at;
+      this.down(at);
+      this.up(lastItem.heapAt);
+    }
+  }
+
+  private less(i: number, j: number): boolean {
+    const a = this.keys[i]!;
+    const b = this.keys[j]!;
+    return a < b || (a === b && this.items[i]!.seq < this.items[j]!.seq);
+  }
+
+  private swap(i: number, j: number): void {
+    const keys = this.keys;
+    const items = this.items;
+    const k = keys[i]!;
+    keys[i] = keys[j]!;
+    keys[j] = k;
+    const a = items[i]!;
+    const b = items[j]!;
+    items[i] = b;
+    items[j] = a;
+    b.heapAt = i;
+    a.heapAt = j;
+  }
+
+  private up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const n = this.keys.length;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < n && this.less(left, smallest)) smallest = left;
+      if (right < n && this.less(right, smallest)) smallest = right;
+      if (smallest === i) break;
+      this.swap(i, smallest);
+      i = smallest;
+    }
+  }
+}
+
 /** The first JSON form: sessions as tuples (slow for many sessions; still restored). */
 export interface SessionizerSnapshotV1 {
   version: 1;
@@ -294,11 +403,14 @@ export interface SessionizerSnapshotV1 {
  * Columnar form: one row per kept session (users in map order, each newest first), each field a
  * column (see columns.ts); the timer heap as two columns. Version 2 held pending events as version 1
  * does (one object each: ~124 bytes an event, a tenth of the soak's sessionizer state at 2,000
- * events/s); version 3 holds them as columns (PendingColumns).
+ * events/s); version 3 holds them as columns (PendingColumns); version 4 adds `droppedThrough` and `numberedIds`.
  */
 export interface SessionizerSnapshot {
-  version: 2 | 3;
+  version: 2 | 3 | 4;
   watermark: number | null;
+  /** The latest end of a session max_open_sessions dropped, and how many ids took a `#<n>` since (version 4 on). */
+  droppedThrough?: number | null;
+  numberedIds?: number;
   maxSeen: number | null;
   sawFuture: boolean;
   nextSeq: number;
@@ -494,13 +606,25 @@ function decodeReplaces(rows: unknown, lists: unknown, n: number, what: string):
 
 class SessionState {
   private readonly users = new Map<string, Session>();
-  /** Min-heap of timers: (time, seq) order, so ties never depend on the heap's layout. */
-  private heapKeys: number[] = [];
-  private heapItems: Session[] = [];
+  /**
+   * One timer a kept session. Open ones wait in `closing` for end + gap (their timers may lag behind:
+   * ends move on without them), closed ones in `forgetting` for end + gap + lateness: two heaps, so
+   * max_open_sessions can drop closed ones first.
+   */
+  private closing = new TimerHeap();
+  private forgetting = new TimerHeap();
   private pending: ClickEvent[] = [];
   private pendingSorted = true;
   private watermark = -Infinity;
   private maxSeen = -Infinity;
+  /**
+   * The latest end of a session dropped to keep within max_open_sessions. Every id a session had
+   * (its own, those it replaces) is `<userId>:<a time in its span>`, so a new session starting
+   * after this cannot repeat a dropped one's; one starting at or before it gets `#<n>` added, n
+   * counting such ids.
+   */
+  private droppedThrough = -Infinity;
+  private numberedIds = 0;
   private sawFuture = false;
   private nextSeq = 0;
   private open = 0;
@@ -513,6 +637,7 @@ class SessionState {
   private readonly opened;
   private readonly closed;
   private readonly evicted;
+  private readonly forgottenEarly;
   private readonly merged;
   private readonly late;
   private readonly openGauge;
@@ -526,7 +651,8 @@ class SessionState {
     const metrics = context.metrics;
     this.opened = metrics.counter('sessions_opened_total', 'Sessions started.');
     this.closed = metrics.counter('sessions_closed_total', 'Session summaries emitted (first emission).');
-    this.evicted = metrics.counter('sessions_evicted_total', 'Sessions closed early because max_open_sessions was reached.');
+    this.evicted = metrics.counter('sessions_evicted_total', 'Open sessions closed early (summary closedBy: evicted) to keep within max_open_sessions.');
+    this.forgottenEarly = metrics.counter('sessions_forgotten_early_total', 'Closed sessions forgotten before their allowed_lateness ran out, to keep within max_open_sessions.');
     this.merged = metrics.counter('sessions_merged_total', 'Sessions merged into another by a late event.');
     this.late = metrics.counter('late_events_total', 'Events later than the allowed lateness, sent to the late output.');
     this.openGauge = metrics.gauge('open_sessions', 'Sessions kept in memory.');
@@ -552,6 +678,8 @@ class SessionState {
     if (time < this.watermark) {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
       this.lateEvent(event, emit);
+      this.keepWithinBound(emit);
+      this.flushMetrics();
       return;
     }
     const pending = this.pending;
@@ -596,13 +724,21 @@ class SessionState {
         if (event.time > to) break;
         this.fire(event.time, emit);
         this.assign(event, emit);
+        this.keepWithinBound(emit);
       }
       const rest = pending.length - k;
       for (let i = 0; i < rest; i++) pending[i] = pending[i + k]!;
       pending.length = rest;
     }
     this.fire(to, emit);
-    // Metrics are flushed per watermark: a prom-client call per session showed in profiles.
+    this.flushMetrics();
+  }
+
+  /**
+   * Metrics are flushed per watermark (a prom-client call per session showed in profiles), and after
+   * each late event (rare), so no count waits outside the state a snapshot takes.
+   */
+  private flushMetrics(): void {
     this.openGauge.set(this.open);
     if (this.openedSinceFlush > 0) this.opened.inc(this.openedSinceFlush);
     if (this.closedSinceFlush > 0) this.closed.inc(this.closedSinceFlush);
@@ -617,8 +753,9 @@ class SessionState {
     const newest = this.users.get(event.userId);
     let session: Session | undefined;
     if (s.fromData) {
+      // A closed session of that id is past its gap (timers due by now have fired): the id is back, in a new session.
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId) {
+        if (c.id === event.sessionId && (c.flags & CLOSED) === 0) {
           session = c;
           break;
         }
@@ -628,7 +765,7 @@ class SessionState {
       else this.seal(newest, emit);
     }
     if (session === undefined) {
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      session = this.create(event, newest);
       this.tag(event, session, 0, 0);
     } else {
       const position = session.count;
@@ -638,8 +775,6 @@ class SessionState {
     }
     this.count(session, event.type);
     emit(event);
-    // In data mode the id decides, so an in-order event can land in a session already closed.
-    if ((session.flags & CLOSED) !== 0) this.summarize(session, 'gap', emit);
   }
 
   private tag(event: ClickEvent, session: Session, position: number, sincePrevious: number): void {
@@ -653,7 +788,10 @@ class SessionState {
   }
 
   /** A new session, linked into its user's list (newest first by start) and given a timer. */
-  private create(userId: string, id: string, start: number, newest: Session | undefined, emit: Emit): Session {
+  private create(event: ClickEvent, newest: Session | undefined): Session {
+    const { userId, time: start } = event;
+    // Data ids come back by design; `<userId>:<start>` must not name a dropped session's again.
+    const id = this.settings.fromData ? event.sessionId! : start <= this.droppedThrough ? `${userId}:${start}#${++this.numberedIds}` : `${userId}:${start}`;
     const session = new Session(this.nextSeq++, userId, id, start);
     if (newest === undefined || start >= newest.start) {
       session.older = newest;
@@ -666,14 +804,14 @@ class SessionState {
     }
     this.open++;
     this.openedSinceFlush++;
-    this.push(start + this.settings.gap, session);
-    if (this.open > this.settings.maxOpen) this.evictOne(session, emit);
+    this.closing.push(start + this.settings.gap, session);
     return session;
   }
 
   /** Cut by max_length: no in-order event can join it any more, so its summary goes out now. */
   private seal(session: Session, emit: Emit): void {
-    session.flags |= SEALED | CLOSED;
+    session.flags |= SEALED;
+    this.close(session);
     this.summarize(session, 'max_length', emit);
   }
 
@@ -684,41 +822,44 @@ class SessionState {
     let session: Session | undefined;
     let absorbed: Session | undefined;
     if (s.fromData) {
+      // A session of that id within a gap of the event: the one before it, else the one after (an
+      // id back after a gap is a new session). Sessions of one user are newest first by start.
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId) {
+        if (c.id === event.sessionId && time > c.start - s.gap && time - c.end < s.gap) {
           session = c;
-          break;
+          if (c.start <= time) break;
         }
       }
     } else {
-      // Kept sessions of this user that the event touches (within a gap of their span), newest first.
-      let later: Session | undefined;
-      let earlier: Session | undefined;
-      for (let c = newest; c !== undefined; c = c.older) {
-        if (time > c.start - s.gap && time - c.end < s.gap) {
-          if (later === undefined) later = c;
-          else if (earlier === undefined) earlier = c;
-        }
+      // The user's sessions either side of the event (a user's are apart, newest first by start):
+      // `before` the last to start at or before it, `after` the next. Each takes it if within a gap
+      // of its span and, with it, still shorter than max_length, as an event in order would be.
+      let after: Session | undefined;
+      let before = newest;
+      while (before !== undefined && before.start > time) {
+        after = before;
+        before = before.older;
       }
-      if (later !== undefined && earlier !== undefined) {
-        if (later.end - earlier.start < s.maxLength) {
-          session = earlier; // the merged session keeps the earlier id
-          absorbed = later;
-        } else {
-          session = later.start - time < time - earlier.end ? later : earlier;
-        }
-      } else {
-        session = later;
+      const nearBefore = before !== undefined && time - before.end < s.gap;
+      const nearAfter = after !== undefined && after.start - time < s.gap;
+      if (nearBefore && nearAfter && Math.max(before!.end, after!.end) - before!.start < s.maxLength) {
+        session = before; // bridged: the merged session keeps the earlier id
+        absorbed = after;
+      } else if (nearBefore && (time <= before!.end || time - before!.start < s.maxLength)) {
+        session = before; // in order, an event joins the session before it
+      } else if (nearAfter && after!.end - time < s.maxLength) {
+        session = after;
       }
+      // Else a session of its own: in order, one max_length or more past a session's start starts one.
     }
     if (session === undefined) {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
-      session = this.create(event.userId, s.fromData ? event.sessionId! : `${event.userId}:${time}`, time, newest, emit);
+      session = this.create(event, newest);
       this.tag(event, session, 0, 0);
       this.count(session, event.type);
       emit(event);
       if (time + s.gap <= this.watermark) {
-        session.flags |= CLOSED;
+        this.close(session);
         this.summarize(session, 'gap', emit);
       }
       return;
@@ -735,8 +876,8 @@ class SessionState {
     emit(event);
     if ((session.flags & SEALED) === 0) {
       // Reopened when the late event moved its end past the watermark; else its summary is stale now.
-      if (session.end + s.gap > this.watermark) session.flags &= ~CLOSED;
-      else session.flags |= CLOSED;
+      if (session.end + s.gap > this.watermark) this.reopen(session);
+      else this.close(session);
     }
     if ((session.flags & CLOSED) !== 0) this.summarize(session, (session.flags & SEALED) !== 0 ? 'max_length' : 'gap', emit);
   }
@@ -778,53 +919,94 @@ class SessionState {
     emit(summary as unknown as StreamRecord);
   }
 
+  /** Marks the session closed (its summary is current): it waits out the lateness, to end + gap + lateness. */
+  private close(session: Session): void {
+    if ((session.flags & CLOSED) !== 0) return;
+    session.flags |= CLOSED;
+    this.closing.delete(session);
+    this.forgetting.push(session.end + this.settings.gap + this.settings.lateness, session);
+  }
+
+  /** A closed session a late event moved past the watermark: open again, it closes at its new end + gap. */
+  private reopen(session: Session): void {
+    if ((session.flags & CLOSED) === 0) return;
+    session.flags &= ~CLOSED;
+    this.forgetting.delete(session);
+    this.closing.push(session.end + this.settings.gap, session);
+  }
+
   /** Fires every timer due at or before `time`: closes sessions, then forgets them after the lateness. */
   private fire(time: number, emit: Emit): void {
-    const keys = this.heapKeys;
     const s = this.settings;
-    while (keys.length > 0 && keys[0]! <= time) {
-      const key = keys[0]!;
-      const session = this.pop();
-      if (session.dead) continue;
-      const closed = (session.flags & CLOSED) !== 0;
-      const due = closed ? session.end + s.gap + s.lateness : session.end + s.gap;
+    const closing = this.closing;
+    while (closing.size > 0 && closing.keys[0]! <= time) {
+      const key = closing.keys[0]!;
+      const session = closing.pop();
+      const due = session.end + s.gap;
       if (due > key) {
-        this.push(due, session); // its end moved since the timer was set
-      } else if (!closed) {
-        session.flags |= CLOSED;
-        // At the end of input, a session whose gap had passed by the last event time ended by its gap.
-        this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
-        if (s.lateness > 0 && time !== Infinity) this.push(session.end + s.gap + s.lateness, session);
-        else this.remove(session);
-      } else {
-        this.remove(session);
+        closing.push(due, session); // its end moved since the timer was set
+        continue;
       }
+      session.flags |= CLOSED;
+      // At the end of input, a session whose gap had passed by the last event time ended by its gap.
+      this.summarize(session, time === Infinity && due > this.maxSeen ? 'end_of_input' : 'gap', emit);
+      if (s.lateness > 0 && time !== Infinity) this.forgetting.push(due + s.lateness, session);
+      else this.remove(session);
+    }
+    // Forgetting makes no output: the order against closing does not matter.
+    const forgetting = this.forgetting;
+    while (forgetting.size > 0 && forgetting.keys[0]! <= time) {
+      const key = forgetting.keys[0]!;
+      const session = forgetting.pop();
+      const due = session.end + s.gap + s.lateness;
+      if (due > key) forgetting.push(due, session); // a late event moved its end
+      else this.remove(session);
     }
   }
 
-  /** Over max_open_sessions: the session whose timer is due first is closed now (never `keep`). */
-  private evictOne(keep: Session, emit: Emit): void {
-    while (this.heapKeys.length > 0) {
-      const victim = this.heapItems[0]!;
-      if (victim === keep) return; // only the new one is left
-      this.pop();
-      if (victim.dead) continue;
-      if ((victim.flags & CLOSED) === 0) {
-        victim.flags |= CLOSED;
-        this.summarize(victim, 'evicted', emit);
-      }
-      this.remove(victim);
+  /** After each event: a new session may have taken the count past max_open_sessions. */
+  private keepWithinBound(emit: Emit): void {
+    while (this.open > this.settings.maxOpen) this.evictOne(emit);
+  }
+
+  /**
+   * Over max_open_sessions: the closed session whose lateness runs out first is forgotten (its
+   * summary is out; it only loses its chance of a late update), or where none is closed, the open
+   * session due to close first is closed now (summary closedBy: evicted).
+   */
+  private evictOne(emit: Emit): void {
+    const s = this.settings;
+    const closed = this.forgetting.size > 0;
+    const heap = closed ? this.forgetting : this.closing;
+    const wait = closed ? s.gap + s.lateness : s.gap;
+    // Timers that lag behind their sessions' ends are brought up to date until the first is due then.
+    for (;;) {
+      const top = heap.items[0]!;
+      const due = top.end + wait;
+      if (due > heap.keys[0]!) heap.move(top, due);
+      else break;
+    }
+    const victim = heap.items[0]!;
+    if (closed) this.forgottenEarly.inc();
+    else {
+      this.summarize(victim, 'evicted', emit);
       this.evicted.inc();
-      this.evictions++;
-      if ((this.evictions & (this.evictions - 1)) === 0) {
-        this.context.logger.warn({ evictions: this.evictions, max_open_sessions: this.settings.maxOpen }, 'max_open_sessions reached: closing the oldest sessions early');
-      }
-      return;
+    }
+    if (victim.end > this.droppedThrough) this.droppedThrough = victim.end;
+    this.remove(victim);
+    this.evictions++;
+    if ((this.evictions & (this.evictions - 1)) === 0) {
+      this.context.logger.warn(
+        { evictions: this.evictions, max_open_sessions: s.maxOpen },
+        'max_open_sessions reached: forgetting closed sessions before their lateness runs out, or closing open ones early',
+      );
     }
   }
 
   private remove(session: Session): void {
     session.dead = true;
+    this.closing.delete(session);
+    this.forgetting.delete(session);
     this.open--;
     const newest = this.users.get(session.userId);
     if (newest === session) {
@@ -839,59 +1021,6 @@ class SessionState {
       }
     }
     session.older = undefined;
-  }
-
-  private less(i: number, j: number): boolean {
-    const a = this.heapKeys[i]!;
-    const b = this.heapKeys[j]!;
-    return a < b || (a === b && this.heapItems[i]!.seq < this.heapItems[j]!.seq);
-  }
-
-  private swap(i: number, j: number): void {
-    const keys = this.heapKeys;
-    const items = this.heapItems;
-    const k = keys[i]!;
-    keys[i] = keys[j]!;
-    keys[j] = k;
-    const s = items[i]!;
-    items[i] = items[j]!;
-    items[j] = s;
-  }
-
-  private push(key: number, session: Session): void {
-    this.heapKeys.push(key);
-    this.heapItems.push(session);
-    let i = this.heapKeys.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.less(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  private pop(): Session {
-    const keys = this.heapKeys;
-    const items = this.heapItems;
-    const top = items[0]!;
-    const lastKey = keys.pop()!;
-    const lastItem = items.pop()!;
-    if (keys.length > 0) {
-      keys[0] = lastKey;
-      items[0] = lastItem;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        const right = left + 1;
-        let smallest = i;
-        if (left < keys.length && this.less(left, smallest)) smallest = left;
-        if (right < keys.length && this.less(right, smallest)) smallest = right;
-        if (smallest === i) break;
-        this.swap(i, smallest);
-        i = smallest;
-      }
-    }
-    return top;
   }
 
   /** The state as of this call, built in parts (see PartedSnapshots). */
@@ -947,18 +1076,13 @@ class SessionState {
         }
       }
     });
-    // Dead entries are dropped: fire() skips them anyway, and the heap orders by (time, seq), so
-    // the layout of the live ones does not matter either.
-    const heapKeys: number[] = [];
-    const heapSeqs: number[] = [];
-    yield* partsOf(this.heapKeys.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const item = this.heapItems[i]!;
-        if (!item.dead) {
-          heapKeys.push(this.heapKeys[i]!);
-          heapSeqs.push(item.seq);
-        }
-      }
+    // The heap orders by (time, seq), so its layout need not be kept.
+    // Both heaps in one list: a restore puts each timer in the heap its session's CLOSED flag calls for.
+    const heapKeys = this.closing.keys.concat(this.forgetting.keys);
+    const timed = this.closing.items.concat(this.forgetting.items);
+    const heapSeqs = new Float64Array(heapKeys.length);
+    yield* partsOf(heapKeys.length, (from, to) => {
+      for (let i = from; i < to; i++) heapSeqs[i] = timed[i]!.seq;
     });
     const pending = yield* encodePending(this.pending);
     const derivedIds = yield* encodeDerivedIds(users, ids);
@@ -971,11 +1095,13 @@ class SessionState {
       countLayout,
       Float64Array.from(countValues),
       Float64Array.from(heapKeys),
-      Float64Array.from(heapSeqs),
+      heapSeqs,
     ]);
     const snapshot: SessionizerSnapshot = {
-      version: 3,
+      version: 4,
       watermark: finiteOrNull(this.watermark),
+      droppedThrough: finiteOrNull(this.droppedThrough),
+      numberedIds: this.numberedIds,
       maxSeen: finiteOrNull(this.maxSeen),
       sawFuture: this.sawFuture,
       nextSeq: this.nextSeq,
@@ -1001,18 +1127,23 @@ class SessionState {
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
     const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
+    const droppedThrough = saved.version === 4 ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;
+    const numberedIds = saved.version === 4 ? saved.numberedIds : 0;
+    if (!(typeof numberedIds === 'number' && Number.isSafeInteger(numberedIds) && numberedIds >= 0)) throw new Error(`${what}: numberedIds: ${String(numberedIds)} is not a whole number`);
     const maxSeen = timeOrNull(saved.maxSeen, `${what}: maxSeen`);
     if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
     const nextSeq = saved.nextSeq;
     if (!(Number.isSafeInteger(nextSeq) && nextSeq >= 0)) throw new Error(`${what}: nextSeq: ${String(nextSeq)} is not a whole number`);
     this.snapshots.settle();
     this.users.clear();
-    this.heapKeys = [];
-    this.heapItems = [];
+    this.closing = new TimerHeap();
+    this.forgetting = new TimerHeap();
     this.watermark = watermark ?? -Infinity;
     this.maxSeen = maxSeen ?? -Infinity;
+    this.droppedThrough = droppedThrough ?? -Infinity;
+    this.numberedIds = numberedIds;
     this.sawFuture = saved.sawFuture;
     this.nextSeq = nextSeq;
     // Sessions by row, and their rows by seq (the timers name sessions by seq).
@@ -1124,7 +1255,14 @@ class SessionState {
           if (!session.dead) throw new Error(`${what}: heapSeqs: ${timerSeq} at ${i} names a session timed before`);
           session.dead = false;
         }
-        this.push(key, session);
+        // Never later than it is due: a snapshot of an earlier version may hold a session reopened by
+        // a late event with its timer still at the old end + gap + lateness.
+        const closed = (session.flags & CLOSED) !== 0;
+        const timers = closed ? this.forgetting : this.closing;
+        const due = session.end + this.settings.gap + (closed ? this.settings.lateness : 0);
+        const at = key < due ? key : due;
+        if (session.heapAt < 0) timers.push(at, session);
+        else if (at < timers.keys[session.heapAt]!) timers.move(session, at); // a second timer (version 1): the earlier one stands
       }
     });
     let pending: ClickEvent[] = [];
