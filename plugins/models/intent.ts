@@ -316,7 +316,8 @@ export default defineOperator<IntentModelConfig>({
               lastSweep = mark.time;
               for (const [key, state] of sessions) {
                 if (state.last >= cutoff) continue;
-                for (const sample of state.pending) learner.forget(sample);
+                // Expired, as expire() would have counted them had no younger prediction been queued before them.
+                for (const sample of state.pending) learner.expireOne(sample);
                 state.pending = [];
                 sequences?.delete(key);
                 // A session that bought may still be open (a gap longer than the timeout): keep knowing it

@@ -956,17 +956,33 @@ export class OnlineLearner {
   expire(before: number): number {
     this.snapshots.settle();
     let dropped = 0;
-    // Submission order is roughly event-time order; stop at the first young one.
+    // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
       this.release(oldest);
       dropped++;
     }
-    this.counts.expired += dropped;
-    if (dropped) this.counters.expired.inc(dropped);
+    this.countExpired(dropped);
     return dropped;
   }
 
-  /** Drops one unlabelled prediction the task knows will never get a label. */
+  /**
+   * Drops one unlabelled prediction whose label will not come, counted as expired: one past the timeout
+   * that {@link expire} did not reach (queued behind a younger one), or one the task knows no label is coming for.
+   */
+  expireOne(handle: SampleHandle): void {
+    this.snapshots.settle();
+    if (handle.released) return;
+    this.release(handle as Sample);
+    this.countExpired(1);
+  }
+
+  private countExpired(dropped: number): void {
+    if (dropped === 0) return;
+    this.counts.expired += dropped;
+    this.counters.expired.inc(dropped);
+  }
+
+  /** Drops one unlabelled prediction the task knows will never get a label (the task counts it). */
   forget(handle: SampleHandle): void {
     this.snapshots.settle();
     if (!handle.released) this.release(handle as Sample);

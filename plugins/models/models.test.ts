@@ -499,6 +499,26 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.match(warned[0]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
+test('intent: predictions of an idle session swept from behind a younger one in the label buffer are counted as expired (every prediction ends counted)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [
+    event('b', 'sb', t + 50 * min, 0, t + 50 * min, 'view', v), // queued first, but younger than a's
+    event('a', 'sa', t, 0, t, 'view', v),
+    event('a', 'sa', t + min, 1, t, 'view', v),
+    watermark(t + 75 * min), // a's past the 1h timeout, behind b's at the head of the queue: the idle-session sweep drops them
+    summary('b', 'sb', t + 50 * min, t + 50 * min, 1, false),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { timeout: '1h' } }, input);
+  const { counts } = reportOf(output);
+  assert.equal(counts.predictions, 3);
+  assert.equal(counts.labels, 1);
+  // Before, 0: the sweep dropped them uncounted.
+  assert.equal(counts.expired, 2);
+  assert.equal(counts.labels + counts.expired + counts.overflow + counts.unlabelledAtEnd, counts.predictions);
+});
+
 for (const kind of ['mlp', 'gru'] as ModelKind[]) {
   test(`${kind}: test-then-train: a prediction waiting for its micro-batch is made before the model learns from labels given after it (its own session's)`, async () => {
     const t = Date.parse('2024-01-01T00:00:00Z');
