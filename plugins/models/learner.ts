@@ -607,7 +607,7 @@ export class OnlineLearner {
       // Scored at once on the host: the prediction waits for no micro-batch.
       this.hold(sample);
       sample.score = model.predictRow(this.slab, offset);
-      this.emitPrediction(sample, emit);
+      this.emitPrediction(sample, emit, this.currentVersion());
       return sample;
     }
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
@@ -622,13 +622,20 @@ export class OnlineLearner {
   private version = '';
   private versionSteps = -1;
 
-  /** Emits a scored sample's prediction record; scores it now if its label came while it waited for its batch. */
-  private emitPrediction(s: Sample, emit: Emit): void {
+  /** The model's version as of now: `<config version>.<learning steps>`. */
+  private currentVersion(): string {
     if (this.versionSteps !== this.counts.learnSteps) {
       this.versionSteps = this.counts.learnSteps;
       this.version = `${this.config.version}.${this.counts.learnSteps}`;
     }
-    const version = this.version;
+    return this.version;
+  }
+
+  /**
+   * Emits a scored sample's prediction record under `version`, that of the model that scored it; scores
+   * it now if its label came while it waited for its batch.
+   */
+  private emitPrediction(s: Sample, emit: Emit, version: string): void {
     // Built whole, in one shape per kind (fields in the same order either way).
     const prediction: Prediction =
       s.sessionId === undefined
@@ -686,6 +693,8 @@ export class OnlineLearner {
       s.raw = undefined;
     }
     const model = this.model!;
+    // Taken before any is emitted: a label scored at an emit may run a learning step (nested), but every score here is the model's as it is now.
+    const version = this.currentVersion();
     if (model.predictRow !== undefined) {
       // Only samples restored from a snapshot of a batched run reach here for such a model.
       for (const s of samples) s.score = model.predictRow(s.rows!, s.row);
@@ -699,7 +708,7 @@ export class OnlineLearner {
       const scores = model.predictProbaMany(this.batchOf(samples, rows));
       for (let i = 0; i < samples.length; i++) samples[i]!.score = scores[i]!;
     }
-    for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit);
+    for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit, version);
     this.gauges.buffer.set(this.awaitingCount);
   }
 

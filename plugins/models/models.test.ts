@@ -543,6 +543,18 @@ for (const kind of ['mlp', 'gru'] as ModelKind[]) {
   });
 }
 
+test('a batch of predictions carries the version of the model that scored them, though a label scored while they are emitted runs a learning step', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  // Both labels come while their batch waits: emitting the first scores its label, a learning step (learn_size 1), before the second is emitted.
+  const input: Element[] = [event('a', 'sa', t, 0, t, 'view', v), event('a', 'sa', t + 1000, 1, t, 'view', v), summary('a', 'sa', t, t + 1000, 2, true), watermark(Infinity)];
+  const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 3, learn_size: 1, max_delay: 0 } }, input);
+  const predictions = of(output, 'prediction');
+  assert.equal(predictions[0]!.score, predictions[1]!.score, 'one model scored both');
+  // Before, ['1.0', '1.1'].
+  assert.deepEqual(predictions.map((p) => p.modelVersion), ['1.0', '1.0']);
+});
+
 test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if the user returned, else 1); the end of input censors', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
