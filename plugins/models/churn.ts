@@ -442,6 +442,14 @@ export default defineOperator<ChurnModelConfig>({
       return user;
     };
 
+    /** The first start of the user's sessions after `pending`'s end (-1: none yet): an open session's, or one closed since (predicted, so pending). */
+    const firstReturn = (user: UserState, pending: PendingChurn): number => {
+      let back = -1;
+      for (const [, start] of user.open) if (start > pending.end && (back < 0 || start < back)) back = start;
+      for (const p of user.pending) if (p !== pending && p.start > pending.end && (back < 0 || p.start < back)) back = p.start;
+      return back;
+    };
+
     /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
     const returned = (user: UserState, start: number): void => {
       for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
@@ -539,10 +547,7 @@ export default defineOperator<ChurnModelConfig>({
         p.gap = gap;
       }
       survivor.end = summary.end;
-      // The first session start after the new end: an open session's, or one closed since (predicted, so pending).
-      survivor.back = -1;
-      for (const [, start] of user.open) if (start > survivor.end && (survivor.back < 0 || start < survivor.back)) survivor.back = start;
-      for (const p of pending) if (p !== survivor && p.start > survivor.end && (survivor.back < 0 || p.start < survivor.back)) survivor.back = p.start;
+      survivor.back = firstReturn(user, survivor);
       push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
     };
 
@@ -577,7 +582,8 @@ export default defineOperator<ChurnModelConfig>({
       user.gapSum += gap;
       user.sessions++;
       user.purchases += purchased;
-      user.lastEnd = summary.end;
+      // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
+      if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
       input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
       input.userId = summary.userId;
       input.sessionId = summary.sessionId;
@@ -585,10 +591,11 @@ export default defineOperator<ChurnModelConfig>({
       if (sequences) input.seq = sequences.sample(summary.sessionId);
       const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, userId: summary.userId };
       sequences?.delete(summary.sessionId);
+      // The user may already be back: events of the next session can arrive before this summary, and that
+      // session may have closed before it (a late event started this one).
+      pending.back = firstReturn(user, pending);
       user.pending.push(pending);
       push(summary.end + horizon, pending);
-      // The user may already be back: events of the next session can arrive before this summary.
-      for (const [, start] of user.open) if (start > summary.end) returned(user, start);
     };
 
     return {

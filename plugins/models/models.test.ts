@@ -929,6 +929,30 @@ test('churn: a purchase only an update shows (a late purchase event in a closed 
   assert.equal(both.features.get('C')!.user_sessions_log, logFeature(1), 'A and B are one session');
 });
 
+test('churn: a session that closes after a later one (a late event started it) sees that later session as its return, and leaves the user\'s last end the later one\'s', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+  // B (at 60 minutes) closes first; a late event at 0 starts A, which closes at once (its gap has passed). C starts 2 hours after B.
+  const cStart = t + 3 * hour;
+  const input: Element[] = [
+    event('a', 'B', t + hour, 0, t + hour, 'view'),
+    summary('a', 'B', t + hour, t + hour, 1, false, { view: 1 }),
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'C', cStart, 0, cStart, 'view'),
+    summary('a', 'C', cStart, cStart, 1, false, { view: 1 }),
+    watermark(cStart + day),
+    watermark(Infinity),
+  ];
+  const { result, features } = await withChurnFeatures(() => runOperator(churnModel, config, input));
+  const report = reportOf(result.output);
+  assert.equal(report.summary.n, 3);
+  // A is back (B, an hour on: 0); B and C churned. Before, A was labelled 1 too.
+  assert.equal(report.summary.positives, 2);
+  // C's gap is from B's end; before, from A's (3 hours), where A's summary had put the user's last end back.
+  assert.equal(features.get('C')!.user_days_since_previous_log, logFeature((2 * hour) / day));
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
