@@ -11,6 +11,7 @@ import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decod
 import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
+import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -491,12 +492,12 @@ export default defineOperator<ChurnModelConfig>({
      * the session before (a late event before its start) and the gap of a session after it that
      * closed first.
      */
-    const onUpdate = (summary: SessionSummary & { replaces?: unknown }): void => {
+    const onUpdate = (summary: SessionizerSummary): void => {
       const user = users.get(summary.userId);
       if (!user) return;
       if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
       if (summary.start < user.firstSeen) user.firstSeen = summary.start;
-      const replaces = Array.isArray(summary.replaces) ? summary.replaces.filter((id): id is string => typeof id === 'string') : [];
+      const replaces = mergedAwayIds(summary);
       if (replaces.length > 0) {
         const open = user.open;
         let kept = 0;

@@ -6,10 +6,11 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
+import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
@@ -200,7 +201,7 @@ export default defineOperator<IntentModelConfig>({
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
     'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
     'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
-    'learnt so); only predictions made since take the updated summary\'s label. ' +
+    'learnt so); only predictions made since, and those of the sessions it absorbed (the summary\'s `replaces`), take the updated summary\'s label. ' +
     '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it (a config error otherwise: labels come a gap after a ' +
     'session\'s last event, so predictions would expire first); a prediction made more than timeout minus gap before its session\'s last event ' +
     'expires unlabelled (counted in `model_labels_expired_total`), so set it above the gap plus the longest session (`max_length`). ' +
@@ -275,9 +276,23 @@ export default defineOperator<IntentModelConfig>({
       state.pending.push(learner.submit(input, emit));
     };
 
-    const onSummary = (summary: SessionSummary, emit: Emit): void => {
+    const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
       learner.snapshots.settle();
-      const state = sessions.get(summary.sessionId);
+      let state = sessions.get(summary.sessionId);
+      // A merge: the sessions it absorbed are this one now (their ids are gone), so their predictions take its label.
+      for (const id of mergedAwayIds(summary)) {
+        const absorbed = sessions.get(id);
+        sequences?.delete(id);
+        if (absorbed === undefined) continue;
+        sessions.delete(id);
+        if (state === undefined) {
+          state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
+          sessions.set(summary.sessionId, state);
+        }
+        for (const sample of absorbed.pending) state.pending.push(sample);
+        state.purchased ||= absorbed.purchased;
+        state.last = Math.max(state.last, absorbed.last);
+      }
       if (state && !state.labelled) labelSession(state, summary.purchased || state.purchased ? 1 : 0, summary.end, emit);
       // Closed: a late event re-opens it, and its updated summary labels what that event predicted.
       sessions.delete(summary.sessionId);

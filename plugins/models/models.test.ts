@@ -435,6 +435,27 @@ test('intent: a session that bought is not predicted again after a pause longer 
   assert.equal(report.counts.expired, 1);
 });
 
+test('intent: the predictions of a session merged into an earlier one by a late event take the merged session\'s label', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const input: Element[] = [
+    event('a', 'E', t, 0, t, 'view', v),
+    summary('a', 'E', t, t, 1, false), // E closed: its prediction labelled 0
+    event('a', 'A', t + 40 * min, 0, t + 40 * min, 'view', v), // A open
+    event('a', 'E', t + 20 * min, 2, t, 'view', v), // a late event bridges E and A: merged, under E's id
+    event('a', 'E', t + 45 * min, 3, t, 'view', v),
+    { ...summary('a', 'E', t, t + 45 * min, 4, false), update: true, replaces: ['A'] },
+    watermark(t + 3 * day),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const { summary: scored, counts } = reportOf(output);
+  assert.equal(counts.predictions, 4);
+  // A's prediction too (before, left under A's id, it expired unlabelled).
+  assert.equal(scored.n, 4);
+  assert.equal(counts.expired, 0);
+});
+
 test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
   const input = separableIntentStream(60);
   const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
