@@ -350,7 +350,7 @@ export default defineOperator<ChurnModelConfig>({
     'predictions, those nearest their label, are dropped unscored. A session is predicted once, at its first summary: a late event ' +
     '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
-    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`, and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
+    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total` (and `model_predictions_withdrawn_total`), and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
     'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
@@ -516,7 +516,7 @@ export default defineOperator<ChurnModelConfig>({
           i++;
         } else {
           pending.splice(i, 1); // its deadline entry is skipped when popped
-          learner.forget(p.sample);
+          learner.withdraw(p.sample);
           merges.inc();
           // Its session is part of the survivor's now: what its summary added to the history goes, but for a
           // purchase the survivor had not made (the merged session bought, once). A restored prediction that
