@@ -10,7 +10,7 @@ import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decod
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
-import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
+import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
@@ -239,6 +239,9 @@ export default defineOperator<IntentModelConfig>({
     'A session that bought (or absorbed one that did) is not predicted again, nor is a late event that reopens it: it is remembered for ' +
     '`label_buffer.timeout` after its last event. A prediction made at an event after its session\'s first purchase, known only later (a late ' +
     'purchase event, a merge), is withdrawn unscored (`model_predictions_withdrawn_total`). ' +
+    'A session the sessionizer closed before its gap passed (`closedBy`: `end_of_input`, or `evicted` by its `max_open_sessions`, its later ' +
+    'events starting another session) is censored whatever it did so far (scoring only those that bought would score a sample rich in buyers): ' +
+    'its predictions are not scored, and are counted unlabelled at the end of input (the report\'s `unlabelledAtEnd`) or, evicted, as expired (`model_labels_expired_total`). ' +
     '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it, and than its `gap` plus `allowed_lateness` (a config error otherwise: labels come a gap after a ' +
     'session\'s last event, so predictions would expire first; a late event may reopen a session that bought until then); a prediction made more than timeout minus gap before its session\'s last event ' +
     'expires unlabelled (counted in `model_labels_expired_total`), so set it above the gap plus the longest session (`max_length`). ' +
@@ -344,6 +347,14 @@ export default defineOperator<IntentModelConfig>({
         state.last = Math.max(state.last, absorbed.last);
       }
       sequences?.delete(summary.sessionId);
+      if (closedEarly(summary)) {
+        // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
+        // evicted, its events go on under another id and no label will come for them (expired now). Whatever
+        // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
+        if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
+        sessions.delete(summary.sessionId);
+        return;
+      }
       const bought = summary.purchased || state?.purchased === true;
       if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
       // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that

@@ -498,6 +498,33 @@ test('intent: no prediction is scored or learnt after a purchase a late event br
   }
 });
 
+test('intent: a session the sessionizer closed before its gap passed (end of input, evicted) is censored, not labelled, whatever it did so far', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const closedBy = (record: Element, why: string): Element => ({ ...record, closedBy: why }) as Element;
+  const input: Element[] = [
+    event('a', 'sa', t, 0, t, 'view', v),
+    event('a', 'sa', t + min, 1, t, 'view', v),
+    event('b', 'sb', t, 0, t, 'view', v),
+    event('b', 'sb', t + min, 1, t, 'purchase', v),
+    event('c', 'sc', t, 0, t, 'view', v),
+    event('d', 'sd', t, 0, t, 'view', v),
+    closedBy(summary('c', 'sc', t, t, 1, false), 'evicted'), // its events go on under another id: no label will come
+    closedBy(summary('a', 'sa', t, t + min, 2, false), 'end_of_input'), // it might still have bought
+    // It bought, but scoring the cut sessions that bought and not the others would score a sample rich in buyers.
+    closedBy(summary('b', 'sb', t, t + min, 2, true), 'end_of_input'),
+    summary('d', 'sd', t, t, 1, false), // closed by its gap: labelled
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  const { summary: scored, counts } = reportOf(output);
+  assert.equal(counts.predictions, 5);
+  // Before, all 5 scored and learnt, 4 of them as 0s.
+  assert.equal(scored.n, 1);
+  assert.equal(counts.unlabelledAtEnd, 3);
+  assert.equal(counts.expired, 1);
+});
+
 test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
   const input = separableIntentStream(60);
   const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
