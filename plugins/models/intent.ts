@@ -174,6 +174,8 @@ interface IntentState {
   sessions: SavedSessions | [string, SavedSession][];
   sequences: SequencesState;
   ended: boolean;
+  /** The watermark of the last idle-session sweep (absent: none yet, or a snapshot written before it: the next watermark sweeps). */
+  lastSweep?: number;
 }
 
 const maxSessions = 500_000;
@@ -421,7 +423,10 @@ export default defineOperator<IntentModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            return { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            const state: IntentState = { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
+            if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
+            return state;
           })(),
         );
       },
@@ -440,6 +445,7 @@ export default defineOperator<IntentModelConfig>({
             if (sequences) yield* sequences.loadParts(saved.sequences);
             sessions = restored;
             ended = saved.ended;
+            lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;
           })(),
         );
       },

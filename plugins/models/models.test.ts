@@ -525,6 +525,33 @@ test('intent: a session the sessionizer closed before its gap passed (end of inp
   assert.equal(counts.expired, 1);
 });
 
+test('intent: a restored run sweeps idle sessions at the watermarks an uninterrupted one does (the last sweep is in the snapshot)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  const config: IntentModelConfig = { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { timeout: '1h' } };
+  // Sweeps a quarter of the timeout apart: at t and t + 50 minutes, not at t + 62 minutes (12 after). There the
+  // prediction of a expires; its session, kept, counts the late label its summary brings.
+  const input: Element[] = [
+    watermark(t),
+    event('a', 'sa', t + min, 0, t + min, 'view', v),
+    watermark(t + 50 * min),
+    watermark(t + 62 * min),
+    summary('a', 'sa', t + min, t + min, 1, false),
+    watermark(Infinity),
+  ];
+  const whole = await runOperator(intentModel, config, input);
+  assert.equal((reportOf(whole.output).counts as Report['counts'] & { lateLabels: number }).lateLabels, 1);
+  const cut = 3;
+  const first = await runOperator(intentModel, config, input.slice(0, cut));
+  const restored = await fedOperator(intentModel, config, first.state);
+  for (const element of input.slice(cut)) restored.input.next(element);
+  restored.input.complete();
+  await restored.done;
+  await restored.operator.close?.();
+  // Before, the restored run swept at t + 62 minutes, forgot the session, and counted no late label.
+  assert.equal([modelOutputs(first.output), modelOutputs(restored.output)].filter((text) => text !== '').join('\n'), modelOutputs(whole.output));
+});
+
 test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
   const input = separableIntentStream(60);
   const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
@@ -1269,6 +1296,10 @@ for (const [name, plugin, config, saved, format, writer] of [
     if (name === 'intent') {
       assert.deepEqual(sessionsKeptBefore(again), sessionsKeptBefore(first.state));
       (again as unknown as { sessions: unknown }).sessions = (first.state as { sessions: unknown }).sessions;
+      // Nor the last sweep's watermark: restored as none, the next watermark sweeps.
+      assert.equal((again as { lastSweep?: number }).lastSweep, undefined);
+      assert.equal(typeof (first.state as { lastSweep?: number }).lastSweep, 'number');
+      (again as { lastSweep?: number }).lastSweep = (first.state as { lastSweep?: number }).lastSweep;
     }
     assert.deepEqual(again, first.state);
     assert.equal((first.state as { format?: number }).format, 3);
