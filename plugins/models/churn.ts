@@ -343,7 +343,9 @@ export default defineOperator<ChurnModelConfig>({
   description:
     'Needs the session summaries a sessionizer emits (and its events, to see returns). Fixed-horizon labels: each prediction is ' +
     'labelled when the watermark passes its session end + `horizon`, 0 if the user started a session within the horizon, 1 otherwise; ' +
-    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. Predictions whose ' +
+    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. A label is final: a return ' +
+    'that starts before the deadline but reaches this stage after the watermark passed it (a late first event, which the sessionizer accepts ' +
+    'up to its `gap` plus `allowed_lateness` behind the watermark) is not seen, and the prediction stays labelled 1. Predictions whose ' +
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
     'comes only once the horizon has passed), and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
