@@ -650,7 +650,7 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
   ]);
 });
 
-test('intent-model: a label_buffer.timeout not longer than the gap of the sessionizer before it is said by validate, naming both', async () => {
+test('intent-model: a label_buffer.timeout not longer than the gap (or the gap plus the allowed_lateness) of the sessionizer before it is said by validate, naming both', async () => {
   const problems = await problemsOf(
     [
       'sources: [{type: synthetic}]', //                 1
@@ -668,7 +668,14 @@ test('intent-model: a label_buffer.timeout not longer than the gap of the sessio
       '  - {type: intent-model, name: default}', //      13 1d by default: fine
       '  - {type: sessionizer, gap: 2d}', //             14
       '  - {type: intent-model, name: after}', //        15 the nearest sessionizer before it counts: 1d under 2d
-      'sinks: [{type: stdout}]', //                      16
+      '  - {type: sessionizer, gap: 30m, allowed_lateness: 1h}', // 16
+      '  - type: intent-model', //                       17
+      '    name: late', //                               18
+      '    label_buffer: {timeout: 90m}', //             19 above the gap, not above the gap plus the lateness
+      '  - type: intent-model', //                       20
+      '    name: later', //                              21
+      '    label_buffer: {timeout: 91m}', //             22 fine
+      'sinks: [{type: stdout}]', //                      23
     ].join('\n'),
   );
   const tail = "a session's labels come when it closes, a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)";
@@ -676,6 +683,8 @@ test('intent-model: a label_buffer.timeout not longer than the gap of the sessio
     `P:6:5: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
     `P:9:5: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
     `P:15:5: $.stages[6].label_buffer: timeout "1d" is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
+    `P:19:5: $.stages[8].label_buffer: timeout "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
+      'a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both',
   ]);
 });
 

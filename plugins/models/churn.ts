@@ -11,6 +11,7 @@ import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decod
 import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
+import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -342,14 +343,16 @@ export default defineOperator<ChurnModelConfig>({
   description:
     'Needs the session summaries a sessionizer emits (and its events, to see returns). Fixed-horizon labels: each prediction is ' +
     'labelled when the watermark passes its session end + `horizon`, 0 if the user started a session within the horizon, 1 otherwise; ' +
-    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. Predictions whose ' +
+    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. A label is final: a return ' +
+    'that starts before the deadline but reaches this stage after the watermark passed it (a late first event, which the sessionizer accepts ' +
+    'up to its `gap` plus `allowed_lateness` behind the watermark) is not seen, and the prediction stays labelled 1. Predictions whose ' +
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
     'comes only once the horizon has passed), and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
     'predictions, those nearest their label, are dropped unscored. A session is predicted once, at its first summary: a late event ' +
     '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
-    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total`, and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
+    'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total` (and `model_predictions_withdrawn_total`), and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
     'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
@@ -442,6 +445,14 @@ export default defineOperator<ChurnModelConfig>({
       return user;
     };
 
+    /** The first start of the user's sessions after `pending`'s end (-1: none yet): an open session's, or one closed since (predicted, so pending). */
+    const firstReturn = (user: UserState, pending: PendingChurn): number => {
+      let back = -1;
+      for (const [, start] of user.open) if (start > pending.end && (back < 0 || start < back)) back = start;
+      for (const p of user.pending) if (p !== pending && p.start > pending.end && (back < 0 || p.start < back)) back = p.start;
+      return back;
+    };
+
     /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
     const returned = (user: UserState, start: number): void => {
       for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
@@ -483,12 +494,12 @@ export default defineOperator<ChurnModelConfig>({
      * the session before (a late event before its start) and the gap of a session after it that
      * closed first.
      */
-    const onUpdate = (summary: SessionSummary & { replaces?: unknown }): void => {
+    const onUpdate = (summary: SessionizerSummary): void => {
       const user = users.get(summary.userId);
       if (!user) return;
       if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
       if (summary.start < user.firstSeen) user.firstSeen = summary.start;
-      const replaces = Array.isArray(summary.replaces) ? summary.replaces.filter((id): id is string => typeof id === 'string') : [];
+      const replaces = mergedAwayIds(summary);
       if (replaces.length > 0) {
         const open = user.open;
         let kept = 0;
@@ -507,7 +518,7 @@ export default defineOperator<ChurnModelConfig>({
           i++;
         } else {
           pending.splice(i, 1); // its deadline entry is skipped when popped
-          learner.forget(p.sample);
+          learner.withdraw(p.sample);
           merges.inc();
           // Its session is part of the survivor's now: what its summary added to the history goes, but for a
           // purchase the survivor had not made (the merged session bought, once). A restored prediction that
@@ -539,10 +550,7 @@ export default defineOperator<ChurnModelConfig>({
         p.gap = gap;
       }
       survivor.end = summary.end;
-      // The first session start after the new end: an open session's, or one closed since (predicted, so pending).
-      survivor.back = -1;
-      for (const [, start] of user.open) if (start > survivor.end && (survivor.back < 0 || start < survivor.back)) survivor.back = start;
-      for (const p of pending) if (p !== survivor && p.start > survivor.end && (survivor.back < 0 || p.start < survivor.back)) survivor.back = p.start;
+      survivor.back = firstReturn(user, survivor);
       push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
     };
 
@@ -577,7 +585,8 @@ export default defineOperator<ChurnModelConfig>({
       user.gapSum += gap;
       user.sessions++;
       user.purchases += purchased;
-      user.lastEnd = summary.end;
+      // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
+      if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
       input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
       input.userId = summary.userId;
       input.sessionId = summary.sessionId;
@@ -585,10 +594,11 @@ export default defineOperator<ChurnModelConfig>({
       if (sequences) input.seq = sequences.sample(summary.sessionId);
       const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, userId: summary.userId };
       sequences?.delete(summary.sessionId);
+      // The user may already be back: events of the next session can arrive before this summary, and that
+      // session may have closed before it (a late event started this one).
+      pending.back = firstReturn(user, pending);
       user.pending.push(pending);
       push(summary.end + horizon, pending);
-      // The user may already be back: events of the next session can arrive before this summary.
-      for (const [, start] of user.open) if (start > summary.end) returned(user, start);
     };
 
     return {

@@ -6,18 +6,24 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator } from 'tributary';
 import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
+import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
 interface SessionState {
   userId: string;
-  /** The session bought: no more predictions; its labels (1) come when it closes. */
+  /** The session (or one merged into it) bought: no more predictions; its labels (1) come when it closes. */
   purchased?: boolean;
-  /** The session closed and its predictions were labelled. */
+  /** Event time of its first purchase (undefined: none seen, or restored from a snapshot without it): predictions after it are withdrawn. */
+  purchasedAt?: number;
+  /**
+   * Its summary came and labelled its predictions. Only a session that bought is kept so (until the sweep
+   * forgets it, a timeout after its last event): a late event may still reopen it, and is not to be predicted.
+   */
   labelled: boolean;
   /** Predictions waiting for this session's label. */
   pending: SampleHandle[];
@@ -50,6 +56,8 @@ interface SavedSessions {
   releasedCounts?: Column;
   /** Format 2 only: the ids of the pending predictions. */
   pending?: string[];
+  /** Each session's first purchase time (NaN: none, or not known); absent from snapshots written before it (not known). */
+  purchasedAt?: Column;
 }
 
 const SESSION_PURCHASED = 1;
@@ -64,12 +72,13 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
   const n = sessions.size;
   const keys: string[] = [];
   const userIds: string[] = [];
-  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts] = Array.from({ length: 6 }, () => new Float64Array(n));
+  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt] = Array.from({ length: 7 }, () => new Float64Array(n));
   let row = 0;
   yield* eachOf(sessions, ([key, value]) => {
     keys.push(key);
     userIds.push(value.userId);
     last![row] = value.last;
+    purchasedAt![row] = value.purchasedAt ?? NaN;
     flags![row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
     if (value.ids) {
       idsH1![row] = value.ids.h1;
@@ -81,7 +90,7 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
     releasedCounts![row] = released;
     row++;
   });
-  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts! });
+  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt! });
   return { keys, userIds, ...columns };
 }
 
@@ -108,6 +117,7 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
   const n = keys.length;
   const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
   const { last, flags, idsH1, idsH2, pendingCounts } = decodeNamedColumns(saved, ['last', 'flags', 'idsH1', 'idsH2', 'pendingCounts'], n, what);
+  const purchasedAt = decodeOptionalColumnOf(saved.purchasedAt, n, `${what}: purchasedAt`);
   let pendingAt: (i: number) => SampleHandle[];
   if (format === 2) {
     const handleOf = yield* learner.handlesById();
@@ -131,9 +141,20 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
       const handles = pendingAt(i);
       const f = flags[i]!;
       const ids = (f & SESSION_HAS_IDS) !== 0 ? { h1: idsH1[i]!, h2: idsH2[i]! } : undefined;
-      into.set(keys[i]!, { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids });
+      const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids };
+      const bought = purchasedAt?.[i];
+      if (bought !== undefined && !Number.isNaN(bought)) state.purchasedAt = bought;
+      into.set(keys[i]!, state);
     }
   });
+}
+
+/**
+ * The earlier of two purchase times, either not known (undefined): a session's first purchase is at
+ * or before each it saw, so the earliest known is a bound that withdraws no prediction made before it.
+ */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
 /** The sum of a column's values (NaN for one not a number). */
@@ -153,6 +174,8 @@ interface IntentState {
   sessions: SavedSessions | [string, SavedSession][];
   sequences: SequencesState;
   ended: boolean;
+  /** The watermark of the last idle-session sweep (absent: none yet, or a snapshot written before it: the next watermark sweeps). */
+  lastSweep?: number;
 }
 
 const maxSessions = 500_000;
@@ -165,6 +188,9 @@ const maxSessions = 500_000;
  * a config is of use, and `validate` says so before a long backtest or a daemon's first day does.
  * Churn raises its timeout itself (to twice the horizon), as its need follows from its own config;
  * here it depends on another stage's, and a bound the user wrote is not overridden silently.
+ * Nor above the gap plus the sessionizer's `allowed_lateness`: a session that bought is remembered
+ * for the timeout after its last event, and a late event may reopen it until then (it would be
+ * predicted after the purchase, and learnt as a purchase).
  */
 function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
   const at = pipeline.stages.indexOf(self);
@@ -172,15 +198,26 @@ function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutli
   if (sessionizer === undefined) return [];
   const written = config.label_buffer?.timeout ?? defaultLabelTimeout;
   const gapWritten = (sessionizer.config.gap as string | number | undefined) ?? '30m';
+  const latenessWritten = (sessionizer.config.allowed_lateness as string | number | undefined) ?? 0;
   const timeout = parseDuration(written);
   const gap = parseDuration(gapWritten);
-  if (timeout > gap) return [];
+  if (timeout <= gap) {
+    return [
+      {
+        field: 'label_buffer',
+        message:
+          `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) of sessionizer ${sessionizer.label}: a session's labels come when it closes, ` +
+          `a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)`,
+      },
+    ];
+  }
+  if (timeout > gap + parseDuration(latenessWritten)) return [];
   return [
     {
       field: 'label_buffer',
       message:
-        `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) of sessionizer ${sessionizer.label}: a session's labels come when it closes, ` +
-        `a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)`,
+        `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) plus the allowed_lateness (${JSON.stringify(latenessWritten)}) of sessionizer ${sessionizer.label}: ` +
+        `a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both`,
     },
   ];
 }
@@ -200,15 +237,21 @@ export default defineOperator<IntentModelConfig>({
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
     'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
     'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
-    'learnt so); only predictions made since take the updated summary\'s label. ' +
-    '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it (a config error otherwise: labels come a gap after a ' +
-    'session\'s last event, so predictions would expire first); a prediction made more than timeout minus gap before its session\'s last event ' +
+    'learnt so); only predictions made since, and those of the sessions it absorbed (the summary\'s `replaces`), take the updated summary\'s label. ' +
+    'A session that bought (or absorbed one that did) is not predicted again, nor is a late event that reopens it: it is remembered for ' +
+    '`label_buffer.timeout` after its last event. A prediction made at an event after its session\'s first purchase, known only later (a late ' +
+    'purchase event, a merge), is withdrawn unscored (`model_predictions_withdrawn_total`). ' +
+    'A session the sessionizer closed before its gap passed (`closedBy`: `end_of_input`, or `evicted` by its `max_open_sessions`, its later ' +
+    'events starting another session) is censored whatever it did so far (scoring only those that bought would score a sample rich in buyers): ' +
+    'its predictions are not scored, and are counted unlabelled at the end of input (the report\'s `unlabelledAtEnd`) or, evicted, as expired (`model_labels_expired_total`). ' +
+    '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it, and than its `gap` plus `allowed_lateness` (a config error otherwise: labels come a gap after a ' +
+    'session\'s last event, so predictions would expire first; a late event may reopen a session that bought until then); a prediction made more than timeout minus gap before its session\'s last event ' +
     'expires unlabelled (counted in `model_labels_expired_total`), so set it above the gap plus the longest session (`max_length`). ' +
     'The model keeps the features of the first event it predicts (or of the saved model it resumes): a vector named otherwise is read by name, ' +
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
-    '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
+    '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
   examples: [
     { model: { kind: 'logistic' } },
@@ -233,7 +276,13 @@ export default defineOperator<IntentModelConfig>({
     let lastSweep = -Infinity;
 
     const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
-      for (const sample of state.pending) learner.label(sample, label, time, emit);
+      const boughtAt = state.purchasedAt;
+      for (const sample of state.pending) {
+        // Made at an event after the session's first purchase (a merge or a late purchase event showed it only
+        // later): not a prediction of whether it will buy. One no longer awaited counts its late label, restored or not.
+        if (boughtAt !== undefined && !sample.released && sample.time! > boughtAt) learner.withdraw(sample);
+        else learner.label(sample, label, time, emit);
+      }
       state.pending = [];
       state.labelled = true;
     };
@@ -246,18 +295,24 @@ export default defineOperator<IntentModelConfig>({
       const sessionId = event.session?.id ?? event.sessionId;
       if (sessionId === undefined) return;
       let state = sessions.get(sessionId);
+      // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
+      if (state?.labelled && event.session?.position === 0) {
+        sessions.delete(sessionId);
+        state = undefined;
+      }
       if (!state) {
         if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
         state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
         sessions.set(sessionId, state);
       }
       state.last = Math.max(state.last, event.time);
-      sequences?.push(sessionId, event);
-      if (state.labelled || state.purchased) return;
+      if (!state.labelled) sequences?.push(sessionId, event);
       if (event.type === 'purchase') {
+        state.purchasedAt = earliest(state.purchasedAt, event.time);
         state.purchased = true;
         return;
       }
+      if (state.labelled || state.purchased) return;
       const features = event.features;
       if (!features && config.model.kind !== 'gru') return;
       const position = event.session?.position ?? state.pending.length;
@@ -275,13 +330,42 @@ export default defineOperator<IntentModelConfig>({
       state.pending.push(learner.submit(input, emit));
     };
 
-    const onSummary = (summary: SessionSummary, emit: Emit): void => {
+    const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
       learner.snapshots.settle();
-      const state = sessions.get(summary.sessionId);
-      if (state && !state.labelled) labelSession(state, summary.purchased || state.purchased ? 1 : 0, summary.end, emit);
-      // Closed: a late event re-opens it, and its updated summary labels what that event predicted.
-      sessions.delete(summary.sessionId);
+      let state = sessions.get(summary.sessionId);
+      // A merge: the sessions it absorbed are this one now (their ids are gone), so their predictions take its label.
+      for (const id of mergedAwayIds(summary)) {
+        const absorbed = sessions.get(id);
+        sequences?.delete(id);
+        if (absorbed === undefined) continue;
+        sessions.delete(id);
+        if (state === undefined) {
+          state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
+          sessions.set(summary.sessionId, state);
+        }
+        for (const sample of absorbed.pending) state.pending.push(sample);
+        state.purchased ||= absorbed.purchased;
+        state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
+        state.last = Math.max(state.last, absorbed.last);
+      }
       sequences?.delete(summary.sessionId);
+      if (closedEarly(summary)) {
+        // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
+        // evicted, its events go on under another id and no label will come for them (expired now). Whatever
+        // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
+        if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
+        sessions.delete(summary.sessionId);
+        return;
+      }
+      const bought = summary.purchased || state?.purchased === true;
+      if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
+      // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
+      // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
+      if (!bought) sessions.delete(summary.sessionId);
+      else if (state) {
+        state.purchased = true;
+        state.last = Math.max(state.last, summary.end);
+      } else sessions.set(summary.sessionId, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
     };
 
     return {
@@ -316,12 +400,13 @@ export default defineOperator<IntentModelConfig>({
               lastSweep = mark.time;
               for (const [key, state] of sessions) {
                 if (state.last >= cutoff) continue;
-                for (const sample of state.pending) learner.forget(sample);
+                // Expired, as expire() would have counted them had no younger prediction been queued before them.
+                for (const sample of state.pending) learner.expireOne(sample);
                 state.pending = [];
                 sequences?.delete(key);
                 // A session that bought may still be open (a gap longer than the timeout): keep knowing it
-                // bought, or its next event would be predicted after the purchase. maxSessions bounds these.
-                if (!state.purchased) sessions.delete(key);
+                // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
+                if (!state.purchased || state.labelled) sessions.delete(key);
               }
             }
             learner.tick(emit);
@@ -338,7 +423,10 @@ export default defineOperator<IntentModelConfig>({
         return learner.snapshots.take(
           (function* () {
             const saved = yield* learner.snapshotParts();
-            return { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            const state: IntentState = { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+            // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
+            if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
+            return state;
           })(),
         );
       },
@@ -357,6 +445,7 @@ export default defineOperator<IntentModelConfig>({
             if (sequences) yield* sequences.loadParts(saved.sequences);
             sessions = restored;
             ended = saved.ended;
+            lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;
           })(),
         );
       },

@@ -40,7 +40,7 @@ export interface SampleInput {
 export type IdDeriver = (userId: string, sessionId: string | undefined, time: number, key: number) => string;
 
 /**
- * A prediction as a task operator holds it (from {@link OnlineLearner.submit}) to label or forget
+ * A prediction as a task operator holds it (from {@link OnlineLearner.submit}) to label or drop
  * it: a handle, so the label buffer needs no lookup by id per label.
  */
 export interface SampleHandle {
@@ -49,7 +49,7 @@ export interface SampleHandle {
   readonly sessionId?: string | undefined;
   /** The time it was made at, which its id was made from (absent on a stand-in). */
   readonly time?: number;
-  /** Out of the label buffer (labelled, forgotten, expired or dropped): a later label for it is late. */
+  /** Out of the label buffer (labelled, expired, withdrawn or dropped): a later label for it is late. */
   readonly released: boolean;
 }
 
@@ -92,7 +92,7 @@ interface EncodedSample {
   seq?: { types: number[]; categories: number[]; steps: string };
   score?: number;
   label?: number;
-  /** Out of the label buffer unlabelled (overflowed, expired or forgotten) while it waited for its batch. */
+  /** Out of the label buffer unlabelled (overflowed, expired or withdrawn) while it waited for its batch. */
   dropped?: true;
 }
 
@@ -194,8 +194,10 @@ export interface LearnerCounts {
   expired: number;
   unlabelledAtEnd: number;
   drifts: number;
-  /** Labels that came for a prediction no longer awaited (overflowed, expired or forgotten): the buffer was too small or its timeout too short for the label delay. */
+  /** Labels that came for a prediction no longer awaited (overflowed, expired or withdrawn): the buffer was too small or its timeout too short for the label delay. */
   lateLabels: number;
+  /** Predictions a late event showed are not to be scored (see OnlineLearner.withdraw); absent from snapshots written before it (0). */
+  withdrawn: number;
   /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
   invalidScores: number;
 }
@@ -340,9 +342,9 @@ export class OnlineLearner {
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
   private lastExport = -Infinity;
   private static readonly exportEveryMs = 1000;
-  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0 };
+  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
-  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels', Counter>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
 
   constructor(
     readonly config: ResolvedModelConfig,
@@ -376,10 +378,14 @@ export class OnlineLearner {
       predictions: m.counter('model_predictions_total', 'Predictions emitted.'),
       labels: m.counter('model_labels_total', 'Labels scored and learnt from.'),
       overflow: m.counter('model_label_buffer_overflow_total', 'Predictions dropped unlabelled because the label buffer was full.'),
-      expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout.'),
+      expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout, or when no label will come (intent: a session the sessionizer evicted).'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
       invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
-      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or forgotten): not scored.'),
+      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or withdrawn): not scored.'),
+      withdrawn: m.counter(
+        'model_predictions_withdrawn_total',
+        'Predictions withdrawn unscored because a late event showed they are not to be scored: churn, their session merged into one predicted already; intent, made at an event after their session\'s first purchase.',
+      ),
     };
   }
 
@@ -580,7 +586,7 @@ export class OnlineLearner {
 
   /**
    * One prediction: made and emitted at once by a model that predicts rows on the host, else queued
-   * and made when its micro-batch runs. Returns its handle, to {@link label} or {@link forget} it.
+   * and made when its micro-batch runs. Returns its handle, to {@link label}, {@link expireOne} or {@link withdraw} it.
    */
   submit(input: SampleInput, emit: Emit): SampleHandle {
     this.snapshots.settle();
@@ -607,7 +613,7 @@ export class OnlineLearner {
       // Scored at once on the host: the prediction waits for no micro-batch.
       this.hold(sample);
       sample.score = model.predictRow(this.slab, offset);
-      this.emitPrediction(sample, emit);
+      this.emitPrediction(sample, emit, this.currentVersion());
       return sample;
     }
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
@@ -622,13 +628,20 @@ export class OnlineLearner {
   private version = '';
   private versionSteps = -1;
 
-  /** Emits a scored sample's prediction record; scores it now if its label came while it waited for its batch. */
-  private emitPrediction(s: Sample, emit: Emit): void {
+  /** The model's version as of now: `<config version>.<learning steps>`. */
+  private currentVersion(): string {
     if (this.versionSteps !== this.counts.learnSteps) {
       this.versionSteps = this.counts.learnSteps;
       this.version = `${this.config.version}.${this.counts.learnSteps}`;
     }
-    const version = this.version;
+    return this.version;
+  }
+
+  /**
+   * Emits a scored sample's prediction record under `version`, that of the model that scored it; scores
+   * it now if its label came while it waited for its batch.
+   */
+  private emitPrediction(s: Sample, emit: Emit, version: string): void {
     // Built whole, in one shape per kind (fields in the same order either way).
     const prediction: Prediction =
       s.sessionId === undefined
@@ -686,6 +699,8 @@ export class OnlineLearner {
       s.raw = undefined;
     }
     const model = this.model!;
+    // Taken before any is emitted: a label scored at an emit may run a learning step (nested), but every score here is the model's as it is now.
+    const version = this.currentVersion();
     if (model.predictRow !== undefined) {
       // Only samples restored from a snapshot of a batched run reach here for such a model.
       for (const s of samples) s.score = model.predictRow(s.rows!, s.row);
@@ -699,7 +714,7 @@ export class OnlineLearner {
       const scores = model.predictProbaMany(this.batchOf(samples, rows));
       for (let i = 0; i < samples.length; i++) samples[i]!.score = scores[i]!;
     }
-    for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit);
+    for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit, version);
     this.gauges.buffer.set(this.awaitingCount);
   }
 
@@ -780,7 +795,7 @@ export class OnlineLearner {
 
   /**
    * The label of an earlier prediction: scored (test), then queued for learning (train).
-   * Returns false when the prediction is no longer awaited (overflowed, expired, forgotten or labelled).
+   * Returns false when the prediction is no longer awaited (overflowed, expired, withdrawn or labelled).
    */
   label(handle: SampleHandle, label: number, time: number, emit: Emit): boolean {
     this.snapshots.settle();
@@ -956,20 +971,42 @@ export class OnlineLearner {
   expire(before: number): number {
     this.snapshots.settle();
     let dropped = 0;
-    // Submission order is roughly event-time order; stop at the first young one.
+    // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
       this.release(oldest);
       dropped++;
     }
-    this.counts.expired += dropped;
-    if (dropped) this.counters.expired.inc(dropped);
+    this.countExpired(dropped);
     return dropped;
   }
 
-  /** Drops one unlabelled prediction the task knows will never get a label. */
-  forget(handle: SampleHandle): void {
+  /**
+   * Drops one unlabelled prediction whose label will not come, counted as expired: one past the timeout
+   * that {@link expire} did not reach (queued behind a younger one), or one the task knows no label is coming for.
+   */
+  expireOne(handle: SampleHandle): void {
     this.snapshots.settle();
-    if (!handle.released) this.release(handle as Sample);
+    if (handle.released) return;
+    this.release(handle as Sample);
+    this.countExpired(1);
+  }
+
+  private countExpired(dropped: number): void {
+    if (dropped === 0) return;
+    this.counts.expired += dropped;
+    this.counters.expired.inc(dropped);
+  }
+
+  /**
+   * Drops one unlabelled prediction that a late event showed is not to be scored (churn: its session
+   * merged into one predicted already; intent: it was made after its session's first purchase), counted as withdrawn.
+   */
+  withdraw(handle: SampleHandle): void {
+    this.snapshots.settle();
+    if (handle.released) return;
+    this.release(handle as Sample);
+    this.counts.withdrawn++;
+    this.counters.withdrawn.inc();
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
@@ -988,14 +1025,15 @@ export class OnlineLearner {
     const recent = summary.window;
     const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
-    const { overflow, expired, invalidScores } = this.counts;
+    const { overflow, expired, invalidScores, withdrawn } = this.counts;
     const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
+    const withdrawnText = withdrawn === 0 ? '' : `, ${withdrawn} withdrawn (a late event showed they were not to be scored)`;
     const droppedText =
-      overflow + expired + invalidScores === 0
+      overflow + expired + invalidScores + withdrawn === 0
         ? ''
-        : `; ${overflow + expired + invalidScores} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}`;
+        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores },
+      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn },
       `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}${this.prequential.aucNote()}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
