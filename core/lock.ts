@@ -10,13 +10,13 @@
  * it takes a lock never leaves an empty or half-written one. (One that older versions left, created
  * empty with O_EXCL and killed before writing it, is taken over once a moment old: its writer wrote
  * at once or never.) A lock left by a process that died (kill -9) is taken over with a warning: same
- * host and pid namespace, and its pid gone, or running a process that started at another time (the
- * pid was reused), or our own pid (an earlier process of this pid namespace). Where the lock says not
+ * host, and its pid gone, or running a process that started at another time (the pid was reused), or
+ * our own pid (an earlier process: a container restarted in a new pid namespace is often pid 1 again;
+ * two live containers sharing a host name and a folder are not told apart). Where the lock says not
  * when its process started (an older lock) and the pid runs, that cannot be told: refused, the message
  * says to remove it. Another host's lock its holder stopped renewing (its mtime, touched every
  * LOCK_RENEW_MS while held) LOCK_STALE_MS ago is taken over too: a pod rescheduled under a new name
- * after its node died; so is one of another pid namespace of this host (a container sharing the host's
- * name: host network, or a hostname set alike), whose pid says nothing here. Takers of one stale
+ * after its node died. Takers of one stale
  * lock take it over one at a time (removeStaleLock), so only one of them gets it. Released by its
  * last user in the process, and at process exit.
  */
@@ -125,8 +125,10 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
       if (tookOver !== undefined) {
         const { holder: dead, why, renewedAgo } = tookOver;
         if (dead === undefined) logger.warn({ lock: lockPath, why }, `${user}: took over a lock file a process left unwritten`);
-        else if (judgedByPid(dead, holder)) logger.warn({ lock: lockPath, deadHolder: dead, why }, `${user}: took over the lock of a process that is gone`);
-        else logger.warn({ lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, `${user}: took over ${elsewhere(dead, holder)} its holder stopped renewing`);
+        else if (judgedByPid(dead, holder)) {
+          const restarted = dead.pidNamespace !== undefined && dead.pidNamespace !== holder.pidNamespace ? ' (of another pid namespace: a container restarted, or one sharing this host name)' : '';
+          logger.warn({ lock: lockPath, deadHolder: dead, why }, `${user}: took over the lock of a process that is gone${restarted}`);
+        } else logger.warn({ lock: lockPath, staleHolder: dead, renewedSecondsAgo: Math.round(renewedAgo / 1000) }, `${user}: took over another host's lock its holder stopped renewing`);
       }
       holdLock(lockPath, holder);
       return true;
@@ -139,8 +141,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     if (why === undefined) {
       takeoverAt = other !== undefined && !judgedByPid(other, holder) ? Date.now() - renewedAgo + LOCK_STALE_MS : undefined;
       const takeover = takeoverAt === undefined ? '' : `; it is taken over at ${new Date(takeoverAt).toISOString()} unless renewed before`;
-      const namespace = other !== undefined && other.host === holder.host && takeoverAt !== undefined ? ' in another pid namespace (a container)' : '';
-      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host}${namespace} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
+      const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
       refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so${takeover}`;
       break;
     }
@@ -219,20 +220,17 @@ function pidSpace(): string {
 const bootOf = (started: string | undefined): string | undefined => started?.split(':')[0];
 
 /**
- * Whether this process can judge the lock's holder by its pid: of this host, and not of another pid
- * namespace of this boot (a container sharing the host's name: its pid, even one equal to ours, is
- * another process's). A lock that says no namespace (an older version's) is judged by its host, as before;
- * one of an earlier boot too (no process of it runs).
+ * Whether this process judges the lock's holder by its pid: one of this host. Also one of another pid
+ * namespace of this host: that is, nearly always, a container restarted after a crash or an OOM kill
+ * (same host name, new namespace, often the same pid 1), whose predecessor's lock must be taken at once,
+ * not after LOCK_STALE_MS. Two live containers sharing a host name and a folder are not told apart so
+ * (operations.md: give each its own host name, the default in Docker and Kubernetes); the namespace is
+ * in the lock to say so in the warning.
  */
 function judgedByPid(other: LockHolder, ours: LockHolder): boolean {
-  if (other.host !== ours.host) return false;
-  if (other.pidNamespace === undefined || other.pidNamespace === ours.pidNamespace) return true;
-  const [otherBoot, ourBoot] = [bootOf(other.started), bootOf(ours.started)];
-  return otherBoot !== undefined && ourBoot !== undefined && otherBoot !== ourBoot;
+  return other.host === ours.host;
 }
 
-/** Whose lock one not judged by its pid is, in a takeover's warning. */
-const elsewhere = (other: LockHolder, ours: LockHolder): string => (other.host === ours.host ? 'the lock of another pid namespace (a container)' : "another host's lock");
 
 const takerTempPrefix = (lockPath: string): string => `${basename(lockPath)}.tmp-`;
 /** `<pid>-<pid space's tag>`, after the prefix; before this version, `<pid>` alone (of any host). */
