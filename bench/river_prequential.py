@@ -1,7 +1,8 @@
 """River's LogisticRegression on the same stream the intent model sees (events with features and
 session summaries, in pipeline order), with the same label delays: a prediction at every event of a
 session before its first purchase; all of a session's labels at its summary (1 if it bought), as
-intent-model labels them.
+intent-model labels them, and none for a session the input's end (or max_open_sessions) cut: censored,
+as intent-model does.
 Prints JSON: prequential AUC (exact), log loss, Brier, n, positives, and learn+predict samples/s."""
 import json, math, sys, time
 from river import linear_model, optim, preprocessing, compose
@@ -47,6 +48,7 @@ def main(path, lr, prior=None):
                 st['pending'].append((x, s))
             elif r['kind'] == 'session':
                 st = sessions.pop(r['sessionId'], None)
+                if r.get('closedBy') in ('end_of_input', 'evicted'): continue  # censored: its outcome is not known
                 if st and not st['labelled']: label(st, 1 if r['purchased'] or st.get('bought') else 0)
     eps = 1e-7
     ll = sum(-math.log(max(eps, s)) if y else -math.log(max(eps, 1 - s)) for s, y in zip(scores, labels)) / len(scores)
