@@ -336,7 +336,8 @@ test('at-least-once: a SIGTERM while the sink\'s brokers are down and it holds r
     assert.equal(yaml.split(outputs.brokers).length, 3, 'the output and dead-letter sinks write to their own broker');
     writeFileSync(file, yaml);
     daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    await waitFor('the sinks connected', () => /"stage":"sink-kafka-0".*kafka sink: connecting to the brokers/.test(log.join('')), 60_000, 100);
+    // The sinks opened (connected, their topics looked up) before the source reads: its partitions assigned.
+    await waitFor('the pipeline started', () => /kafka partitions assigned/.test(log.join('')), 60_000, 100);
     const port = await operationsPort(log);
     await outputs.kill();
     await produce(brokers, input, seqRecords(0, 1_000));
