@@ -143,7 +143,7 @@ export class PipelineTransactions {
     private readonly features: readonly string[],
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (it fails if they stay away past transaction_timeout)'), logger);
+    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)'), logger);
   }
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
