@@ -22,6 +22,8 @@ import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
 import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
+import sessionizer from '../operators/sessionizer.js';
+import { Chain, stage } from '../operators/harness.js';
 
 const min = 60_000;
 const hour = 3_600_000;
@@ -496,6 +498,22 @@ test('intent: no prediction is scored or learnt after a purchase a late event br
     await restored.operator.close?.();
     assert.equal([modelOutputs(first.output), modelOutputs(restored.output)].filter((text) => text !== '').join('\n'), modelOutputs(output), `cut ${cut}`);
   }
+});
+
+test('intent after a sessionizer with ids from the data and allowed_lateness: a session that bought, its id back within the lateness, is not predicted again (one session holds the id)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const x = (minute: number, type = 'view'): ClickEvent => ({ ...event('a', 'X', t + minute * min, 0, t, type, [0.5, 0, 0, 0]), sessionId: 'X', session: undefined });
+  const input: Element[] = [x(0), x(1, 'purchase'), watermark(t + 15 * min), x(20), watermark(t + 22 * min), x(5), x(25), watermark(t + 40 * min), watermark(Infinity)];
+  const chain = await Chain.build(
+    [stage(sessionizer, { gap: '10m', allowed_lateness: '60m', session_id_from: 'data' }), stage(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { timeout: '3h' } })],
+    testContext(),
+  );
+  const output = chain.push(input).end();
+  // Before: a second session 'X' opened at 20 beside the closed one that bought; the late event at 5 was
+  // predicted (after the purchase), the old X's update labelled the new X's predictions 1, and the new X's 25 went unpredicted.
+  assert.deepEqual(of(output, 'prediction').map((p) => ((p.time as number) - t) / min), [0]);
+  const { summary: scored } = reportOf(output);
+  assert.deepEqual([scored.n, scored.positives], [1, 1]);
 });
 
 test('intent: a session the sessionizer closed before its gap passed (end of input, evicted) is censored, not labelled, whatever it did so far', async () => {

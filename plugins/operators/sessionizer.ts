@@ -89,7 +89,7 @@ export default defineOperator<SessionizerConfig>({
       session_id_from: {
         enum: ['gap', 'data'],
         default: 'gap',
-        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity; a data id that comes back later opens a new session under the same id (its summaries tell them apart by `start`).',
+        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity; a data id that comes back later opens a new session under the same id (its summaries tell them apart by `start`), unless its closed session is still kept for `allowed_lateness`: then that session takes the events again, reopened, and its summary is sent again with `update: true` when it closes (one kept session per id, as the stages after it key their state by the id).',
       },
       max_open_sessions: {
         type: 'integer',
@@ -753,13 +753,16 @@ class SessionState {
     const newest = this.users.get(event.userId);
     let session: Session | undefined;
     if (s.fromData) {
-      // A closed session of that id is past its gap (timers due by now have fired): the id is back, in a new session.
+      // One kept session per data id (downstream stages key their state by it): a closed one still kept
+      // (within its allowed_lateness) takes its id's events again, reopened; without lateness a closed
+      // one is gone, and an id back after a gap opens a new session.
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId && (c.flags & CLOSED) === 0) {
+        if (c.id === event.sessionId) {
           session = c;
           break;
         }
       }
+      if (session !== undefined) this.reopen(session);
     } else if (newest !== undefined && time - newest.end < s.gap) {
       if (time - newest.start < s.maxLength) session = newest;
       else this.seal(newest, emit);
@@ -822,12 +825,11 @@ class SessionState {
     let session: Session | undefined;
     let absorbed: Session | undefined;
     if (s.fromData) {
-      // A session of that id within a gap of the event: the one before it, else the one after (an
-      // id back after a gap is a new session). Sessions of one user are newest first by start.
+      // The kept session of that id, wherever the event falls (one per id: see assign).
       for (let c = newest; c !== undefined; c = c.older) {
-        if (c.id === event.sessionId && time > c.start - s.gap && time - c.end < s.gap) {
+        if (c.id === event.sessionId) {
           session = c;
-          if (c.start <= time) break;
+          break;
         }
       }
     } else {
