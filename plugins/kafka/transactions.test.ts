@@ -176,3 +176,15 @@ test('exactly-once, librdkafka\'s queue full (acknowledgements behind): the sink
   assert.deepEqual(producer.calls, [...Array.from({ length: 25 }, (_, i) => `produce ${i}`), 'commit']);
   await transactions.close();
 });
+
+test('a close while a commit drains the writes librdkafka had no room for waits for that commit, which commits them all', async () => {
+  const producer = standInProducer({ queueCapacity: 10 });
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  await transactions.open();
+  for (let i = 0; i < 25; i++) transactions.produce('out', Buffer.from(String(i)), 'k');
+  const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 25 }], undefined);
+  // Before: the close stopped the overflow's sends, and the commit failed after 30 s with 15 records never sent.
+  await transactions.close();
+  await committed;
+  assert.deepEqual(producer.calls, [...Array.from({ length: 25 }, (_, i) => `produce ${i}`), 'commit']);
+});

@@ -312,7 +312,8 @@ export class PipelineTransactions {
   private retryOverflow(): void {
     clearTimeout(this.overflowTimer);
     this.overflowTimer = undefined;
-    if (this.aborted || this.closed) return;
+    // (Not on `closed`: a close waits for the commit under way, which drains the overflow through here.)
+    if (this.aborted) return;
     let sent = 0;
     try {
       while (sent < this.overflow.length) {
