@@ -139,7 +139,6 @@ const rawRate = rate(median(rawTimes));
 const pipeRate = rate(median(pipeTimes));
 const sourceRate = rate(median(sourceTimes));
 const opRate = rate(opMs);
-const perSession = perSessionBoth;
 const userGiB = (perUser * 1_000_000) / 2 ** 30;
 const summary = {
   events, users, sessions,

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs, { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync, type PathOrFileDescriptor } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { LockRefusedError, releaseLock, takeLock, takerTempName, type LockHolder, type LockOptions } from './lock.js';
+import { releaseLock, takeLock, takerTempName, type LockHolder, type LockOptions } from './lock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-lock-'));
 

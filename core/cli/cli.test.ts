@@ -129,8 +129,6 @@ test('run: an input whose every record is dead-lettered still exits 0, but the s
   assert.doesNotMatch(good.stderr, /EVERY RECORD|likely cause|likelyCause/);
 });
 
-const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () => {
   assert.equal(tributary('frobnicate').status, 2);
   assert.equal(tributary('run').status, 2);

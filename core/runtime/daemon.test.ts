@@ -71,7 +71,7 @@ test('checkpoint store with gzip: files version 2, under a quarter of the bytes 
   flipped[flipped.length - 20] ^= 1;
   writeFileSync(file, flipped);
   const reported: string[] = [];
-  assert.deepEqual((await store.latest((f, reason) => reported.push(reason)))!.sources, { s: { line: 1 } }, 'falls back to the uncompressed one before');
+  assert.deepEqual((await store.latest((_file, reason) => reported.push(reason)))!.sources, { s: { line: 1 } }, 'falls back to the uncompressed one before');
   assert.deepEqual(reported, ['checksum mismatch']);
   writeFileSync(file, whole.subarray(0, whole.length - 100));
   await assert.rejects(readCheckpoint(file), /truncated/);

@@ -18,7 +18,6 @@ import { pino } from 'pino';
 
 const T0 = Date.UTC(2024, 0, 1); // a Monday
 const MIN = 60_000;
-const DAY = 86_400_000;
 const clock = { now: () => Date.UTC(2030, 0, 1) };
 const ctx = () => testContext({ clock });
 
