@@ -21,6 +21,7 @@ import {
   type LoadedPipeline,
   type PipelineEntry,
   type PluginContext,
+  type Source,
   type StreamRecord,
 } from 'tributary';
 import { countLoopTurns, runYaml, silentLogger } from 'tributary/testing';
@@ -405,18 +406,7 @@ test('a batch that comes while a checkpoint holds the sources is written after t
 
 // Bounded: before, the run waited for the source's next record, for ever.
 test('a sink that fails while its source waits for input (a Kafka topic gone quiet) fails the run at once, not at the next record', { timeout: 10_000 }, async () => {
-  const idle = defineSource<Record<string, never>>({
-    name: 'idle-after-one',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [event('u', 0)];
-        // No more input for now: it waits, as the Kafka source does, until the pipeline stops it.
-        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-      },
-    }),
-  });
+  const idle = quietAfterOne('idle-after-one');
   const failing = defineSink<Record<string, never>>({
     name: 'failing',
     summary: 'test',
@@ -1081,6 +1071,25 @@ test('a run leaves no listener on the signal it was given, whether it drained or
   }
 });
 
+/**
+ * A source that yields one event, then has no more input for now: it waits, as a quiet Kafka topic's
+ * source does, until the pipeline stops it. `more` adds to it (its position, its commit).
+ */
+function quietAfterOne(name: string, more: Partial<Source> = {}): AnyPlugin {
+  return defineSource<Record<string, never>>({
+    name,
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('u', 0)];
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+      ...more,
+    }),
+  });
+}
+
 /** A stage that counts the records through it; its state is the count (snapshot and restore). */
 function countingStage(): { plugin: AnyPlugin; count: number; restored: unknown } {
   const counter: { plugin: AnyPlugin; count: number; restored: unknown } = {
@@ -1318,19 +1327,7 @@ test('a run that fails while its checkpoint is being written keeps its checkpoin
   let sinkClosed = false;
   const registry = await builtinRegistry();
   registry.register(
-    defineSource<Record<string, never>>({
-      name: 'one-then-quiet',
-      summary: 'test',
-      config: { type: 'object' },
-      create: (_config, context) => ({
-        async *read() {
-          yield [event('u', 0)];
-          await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-        },
-        position: () => ({ batches: 1 }),
-        commit: async () => void events.push('committed'),
-      }),
-    }),
+    quietAfterOne('one-then-quiet', { position: () => ({ batches: 1 }), commit: async () => void events.push('committed') }),
     'test',
   );
   registry.register(
