@@ -426,17 +426,7 @@ test('a sink that fails while its source waits for input (a Kafka topic gone qui
 });
 
 test('a sink that reports a failure by itself (context.fail: its connection died) stops the run at once, named, while its input is quiet or while its room is pending', { timeout: 10_000 }, async () => {
-  const idle = defineSource<Record<string, never>>({
-    name: 'idle-after-one',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [event('u', 0)];
-        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-      },
-    }),
-  });
+  const idle = quietAfterOne('idle-after-one');
   for (const full of [false, true]) {
     let closed = false;
     // A sink over a client that reports a dead connection in a callback, outside write/ready/flush.

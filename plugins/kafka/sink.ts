@@ -327,6 +327,14 @@ export default defineSink<KafkaSinkConfig>({
     let fatal: Error | undefined;
     let room: { resolve: () => void; reject: (error: Error) => void } | undefined;
     let roomPromise: Promise<void> | undefined;
+    /** Answers the pipeline's wait for room (ready()), if any: room came (no error), or none will (why). */
+    const answerRoom = (error?: Error): void => {
+      const waiting = room;
+      room = undefined;
+      roomPromise = undefined;
+      if (error) waiting?.reject(error);
+      else waiting?.resolve();
+    };
     let retryTimer: NodeJS.Timeout | undefined;
     /** Records produce() refused (max_in_flight unacknowledged): sent first, as soon as there is room. */
     let backlog: { value: Buffer; key: string | null }[] = [];
@@ -348,10 +356,7 @@ export default defineSink<KafkaSinkConfig>({
       context.fail(fatal);
       clearTimeout(retryTimer);
       retryTimer = undefined;
-      const waiting = room;
-      room = undefined;
-      roomPromise = undefined;
-      waiting?.reject(fatal);
+      answerRoom(fatal);
     };
     /** The failure to report: a fatal error first (a delivery failure may be its consequence: records purged). */
     const failed = (): Error | undefined => {
@@ -395,10 +400,7 @@ export default defineSink<KafkaSinkConfig>({
       const outage = stoppedInOutage();
       if (outage) {
         // A stop in an outage: no room will come, and the pipeline's wait for it (ready()) ends the stop.
-        const waiting = room;
-        room = undefined;
-        roomPromise = undefined;
-        waiting?.reject(outage);
+        answerRoom(outage);
         return;
       }
       let sent = 0;
@@ -410,10 +412,7 @@ export default defineSink<KafkaSinkConfig>({
         // Called from a timer: a refusal here (the producer failed meanwhile) must reach the runtime
         // through ready(), not end the process.
         if (!fatal) failure ??= deliveryFailure(config.topic, asError(error));
-        const waiting = room;
-        room = undefined;
-        roomPromise = undefined;
-        waiting?.reject(failed()!);
+        answerRoom(failed()!);
         return;
       }
       if (sent > 0) backlog = backlog.slice(sent);
@@ -422,10 +421,7 @@ export default defineSink<KafkaSinkConfig>({
         retryTimer = setTimeout(retryBacklog, 5);
         return;
       }
-      const wake = room;
-      room = undefined;
-      roomPromise = undefined;
-      wake?.resolve();
+      answerRoom();
     };
     const queue = (value: Buffer, key: string | null): void => {
       backlog.push({ value, key });

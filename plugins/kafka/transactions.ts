@@ -281,14 +281,20 @@ export class PipelineTransactions {
       this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
     }
-    if (this.overflow.length === 0 && this.tryProduce(topic, value, key, Date.now())) return;
-    this.overflow.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
-    this.overflowTimer ??= setTimeout(() => this.retryOverflow(), 5);
+    // No record object on this path (one per output) unless it must wait for room.
+    const timestamp = Date.now();
+    if (this.overflow.length === 0 && this.tryProduce(topic, value, key, timestamp)) return;
+    this.keepForRoom({ topic, value: Buffer.from(value), key, timestamp });
   }
 
   /** A write of the transaction being begun: after any it has no room for. */
   private send(record: TransactionalProduce): void {
     if (this.overflow.length === 0 && this.tryProduce(record.topic, record.value, record.key, record.timestamp)) return;
+    this.keepForRoom(record);
+  }
+
+  /** Keeps a write librdkafka has no room for (or one behind such), sent as room comes. */
+  private keepForRoom(record: TransactionalProduce): void {
     this.overflow.push(record);
     this.overflowTimer ??= setTimeout(() => this.retryOverflow(), 5);
   }
