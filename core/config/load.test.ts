@@ -574,6 +574,17 @@ test('a duration that sets a timer is at most 24d (Node fires a longer timer aft
     ],
   );
   assert.deepEqual(await problemsOf(yaml('settings:\n  shutdown_timeout: 24d\n  restart: {max_backoff: 24d, reset_after: 30d}\ncheckpoint: {dir: c, interval: 24d}\n')), []);
+  // Plugins' timers too: a model's batch delay (its interval), a Kafka source's consume wait, a producer's linger (librdkafka's own bound, 15 min).
+  assert.deepEqual(
+    await problemsOf(
+      'sources: [{type: kafka, brokers: [b], topics: [t], group: g, poll_timeout: 25d}]\nstages: [{type: intent-model, batch: {max_delay: 30d}}]\nsinks: [{type: kafka, brokers: [b], topic: o, linger: 16m}]\n',
+    ),
+    [
+      'P:1:76: $.sources[0].poll_timeout: must be at most 24d, got "25d"',
+      'P:2:50: $.stages[0].batch.max_delay: must be at most 24d, got "30d"',
+      'P:3:55: $.sinks[0].linger: must be at most 15m, got "16m"',
+    ],
+  );
 });
 
 test('model config mistakes are located at their field: an unknown kind, no hidden layer, a learning rate not above 0, an adwin delta outside (0, 1)', async () => {

@@ -206,7 +206,7 @@ export default defineSink<KafkaSinkConfig>({
         description:
           'Compression of record batches. `zstd` needs a librdkafka built with libzstd: node-rdkafka\'s bundled one is not, and `validate` says so.',
       },
-      linger: { $ref: 'tributary:duration', default: '5ms', description: 'How long the producer waits to fill a batch (librdkafka linger.ms).' },
+      linger: { $ref: 'tributary:duration', default: '5ms', maxDuration: '15m', description: 'How long the producer waits to fill a batch (librdkafka linger.ms, at most 15 min).' },
       batch_size: { type: 'integer', minimum: 1, default: 10000, description: 'Most records in one batch to the broker (librdkafka batch.num.messages).' },
       max_in_flight: {
         type: 'integer',

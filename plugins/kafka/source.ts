@@ -27,6 +27,7 @@ import {
   isRejected,
   notUtf8Rejection,
   parseDuration,
+  timerDurationMax,
   TributaryError,
   type ClickEvent,
   type Counter,
@@ -273,7 +274,7 @@ export default defineSource<KafkaSourceConfig>({
         minimum: 1,
         description: 'Most records held in memory before the partitions are paused (back pressure). Default: twice settings.max_in_flight.',
       },
-      poll_timeout: { $ref: 'tributary:duration', default: '100ms', description: 'How long one consume call waits for a first record.' },
+      poll_timeout: { $ref: 'tributary:duration', default: '100ms', maxDuration: timerDurationMax, description: 'How long one consume call waits for a first record.' },
       assignment_timeout: {
         $ref: 'tributary:duration',
         default: DEFAULT_ASSIGNMENT_TIMEOUT,

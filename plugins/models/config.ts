@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
+import { parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -169,7 +169,12 @@ export function claimModelName(context: PluginContext, name: string): void {
  */
 const ADWIN_BLOCK = 20;
 
-const duration = (description: string, least?: string): JsonSchema => ({ $ref: 'tributary:duration', description, ...(least === undefined ? {} : { minDuration: least }) });
+const duration = (description: string, least?: string, most?: string): JsonSchema => ({
+  $ref: 'tributary:duration',
+  description,
+  ...(least === undefined ? {} : { minDuration: least }),
+  ...(most === undefined ? {} : { maxDuration: most }),
+});
 
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties = {
@@ -212,7 +217,7 @@ export const modelOperatorProperties = {
     properties: {
       max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch (mlp, gru). Default: 256.' },
       learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per learning step. Above max_size: fewer TF.js calls per label, but fewer optimiser steps, which can learn worse on short streams. Default: max_size.' },
-      max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size only (fully deterministic). Either way pending predictions are made before every learning step (test-then-train: no prediction uses a label given after its event) and at the end of input. Does not apply to replayed input (`tributary backtest`), which is always batched by size. Default: 200ms.'),
+      max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size only (fully deterministic). Either way pending predictions are made before every learning step (test-then-train: no prediction uses a label given after its event) and at the end of input. Does not apply to replayed input (`tributary backtest`), which is always batched by size. Default: 200ms.', undefined, timerDurationMax),
     },
   },
   label_buffer: {
