@@ -587,6 +587,12 @@ export default defineOperator<ChurnModelConfig>({
       user.purchases += purchased;
       // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
       if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
+      // Evicted by the sessionizer's max_open_sessions: not an end (its events go on in another session, a
+      // "return" moments later that would label it 0). Part of the user's history, not a prediction.
+      if ((summary as SessionizerSummary).closedBy === 'evicted') {
+        sequences?.delete(summary.sessionId);
+        return;
+      }
       input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
       input.userId = summary.userId;
       input.sessionId = summary.sessionId;

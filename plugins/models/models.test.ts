@@ -1088,6 +1088,23 @@ test('churn: a session that closes after a later one (a late event started it) s
   assert.equal(features.get('C')!.user_days_since_previous_log, logFeature((2 * hour) / day));
 });
 
+test('churn: a session the sessionizer evicted (max_open_sessions) is not predicted: its events go on in another session, which would label it 0 at once', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const input: Element[] = [
+    event('a', 'a1', t, 0, t, 'view'),
+    { ...summary('a', 'a1', t, t + min, 2, false, { view: 2 }), closedBy: 'evicted' } as Element,
+    event('a', 'a1#1', t + 2 * min, 0, t + 2 * min, 'view'), // the same visit, under another id
+    summary('a', 'a1#1', t + 2 * min, t + 2 * min, 1, false, { view: 1 }),
+    watermark(t + 9 * day),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, input);
+  // Before, two predictions: a1's labelled 0 (its continuation read as a return), a1#1's 1.
+  assert.deepEqual(of(output, 'prediction').map((p) => p.sessionId), ['a1#1']);
+  const report = reportOf(output);
+  assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
