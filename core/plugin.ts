@@ -121,9 +121,12 @@ export interface PluginContext {
   deadLetter(rejection: Rejection): void;
   /**
    * Sources only: this source entry's `watermark` settings, in milliseconds, for a source that keeps
-   * its own watermark (e.g. per Kafka partition) and so must apply them itself.
+   * its own watermark (e.g. per Kafka partition) and so must apply them itself. `maxAheadOfClock`: an
+   * event time further than this ahead of `clock.now()` must not advance that watermark (the event is
+   * still yielded; the operators dead-letter it), as the runtime does for the sources whose watermark it
+   * keeps, or one absurd timestamp makes every later event late. Absent (a context built by hand): 1 day.
    */
-  readonly watermark?: { readonly maxOutOfOrderness: number; readonly idleTimeout: number };
+  readonly watermark?: { readonly maxOutOfOrderness: number; readonly idleTimeout: number; readonly maxAheadOfClock?: number };
   /**
    * One map per running pipeline, shared by its plugin instances, so plugins that must cooperate
    * (a Kafka source and sink committing in one transaction) find each other and no other pipeline.

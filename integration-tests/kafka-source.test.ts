@@ -547,6 +547,47 @@ test('with key_field, a key that is not UTF-8 text is dead-lettered with its exa
   assert.equal(new Set(dead.map((d) => d.reason)).size, 1);
 });
 
+test('a record whose time is further ahead of the clock than max_ahead_of_clock moves no watermark: the in-order records after it are not late', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('future');
+  await createTopic(brokers, topic, 1);
+  const inOrder = (seq: number): RawRecord => ({ key: 'u1', value: clickJson(1, base + seq * 1000, 'view', { seq }) });
+  // Two hours ahead: past the entry's max_ahead_of_clock (1h) but not the default (1d), so this also
+  // shows that the runtime hands the entry's setting to a source that keeps its own watermark.
+  const ahead = { key: 'u1', value: clickJson(1, Date.now() + 2 * 3_600_000, 'view', { seq: 99 }) };
+  await produce(brokers, topic, [...[0, 1, 2, 3, 4].map(inOrder), ahead, ...[5, 6, 7, 8, 9].map(inOrder)]);
+  const yaml = `
+name: kafka-future-time
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: g-${topic}
+    stop_at_end: true
+    mapping: { attributes: [seq] }
+    watermark: { max_out_of_orderness: 1s, idle_timeout: 2s, max_ahead_of_clock: 1h }
+stages:
+  - type: late-router
+sinks:
+  - type: collect
+  - type: collect
+    id: 1
+    kinds: []
+    outputs: [late]
+dead_letter: { type: collect, id: 2 }
+# A batch per record: the watermark moves between them, as it does between batches of a busy topic.
+settings: { max_in_flight: 1 }
+`;
+  const store: StreamRecord[][] = [[], [], []];
+  await runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  const seqs = (records: StreamRecord[] | undefined): number[] => (records ?? []).map((e) => Number((e as unknown as ClickEvent).attrs?.seq));
+  // Before, the 2h-ahead time became the partition's watermark and the five records after it were late.
+  assert.deepEqual(seqs(store[1]), [], 'no record is late');
+  // The record itself is passed on (the runtime does so too; operators that care dead-letter it).
+  assert.deepEqual(seqs(store[0]), [0, 1, 2, 3, 4, 99, 5, 6, 7, 8, 9]);
+});
+
 test('a group whose committed offset lies below the log start (records deleted since), start_from latest: no stall is reported, and new records are read', { timeout: 120_000 }, async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;

@@ -236,6 +236,19 @@ function missingMembers(kind: PluginKind, instance: unknown): string | undefined
 }
 
 /**
+ * A source entry's `watermark` settings in milliseconds, defaults filled in: one place, so the runtime's
+ * own watermark of a source and the settings a source that keeps its own gets (PluginContext.watermark) agree.
+ */
+function sourceWatermark(settings: unknown): { maxOutOfOrderness: number; idleTimeout: number; maxAheadOfClock: number } {
+  const wm = (settings ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
+  return {
+    maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
+    idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
+    maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
+  };
+}
+
+/**
  * A source's batches, ending without error where the source fails with an AbortError once the
  * pipeline is told to stop: a source that passes context.signal to what it waits on (fetch, a timer
  * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
@@ -393,7 +406,7 @@ export class PipelineRunner {
     const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
     const filteredKeys = new Map<string, string>();
-    const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
+    const wm = kind === 'source' ? sourceWatermark(entry.watermark) : undefined;
     return {
       pipeline,
       label,
@@ -405,7 +418,7 @@ export class PipelineRunner {
       commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
       ...(this.options.replay ? { replay: true } : {}),
-      ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
+      ...(wm ? { watermark: wm } : {}),
       shared: this.shared,
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
@@ -648,14 +661,14 @@ export class PipelineRunner {
     }
     for (const [index, resolved] of this.loaded.sources.entries()) {
       const { label, instance } = await this.create<Source>(resolved, 'source', index);
-      const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
+      const wm = sourceWatermark(resolved.entry.watermark);
       this.sources.push({
         label,
         source: instance,
-        maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
-        idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
+        maxOutOfOrderness: wm.maxOutOfOrderness,
+        idleTimeout: wm.idleTimeout,
         maxTime: -Infinity,
-        maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
+        maxAheadOfClock: wm.maxAheadOfClock,
         lastActivity: this.clock.now(), // set again when its reading starts (pump)
         waiting: false,
         lastCommit: this.clock.now(),

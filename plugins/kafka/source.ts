@@ -10,9 +10,10 @@
  * keep calling `consume`, so rebalances and `max.poll.interval.ms` stay served; it resumes below half.
  * The runtime pulls batches from that buffer only when the pipeline has room.
  *
- * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness) and
- * combined by minimum over partitions that are not idle: a record within the entry's idle_timeout, or
- * records still to read (see KafkaSource.idle).
+ * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness; times
+ * further than max_ahead_of_clock ahead of the clock do not count) and combined by minimum over
+ * partitions that are not idle: an event within the entry's idle_timeout, or records still to read
+ * (see KafkaSource.idle).
  *
  * Offsets are never auto-committed: the runtime calls `commit(position)` after every sink flushed
  * (at-least-once); with `guarantee: exactly-once` the offsets go into the pipeline's Kafka transaction
@@ -356,6 +357,8 @@ class KafkaSource {
   private readonly assignmentTimeout: number;
   private readonly maxOutOfOrderness: number;
   private readonly idleTimeout: number;
+  /** Event times further ahead of the clock do not advance a partition's watermark (PluginContext.watermark). */
+  private readonly maxAheadOfClock: number;
   private readonly map: ReturnType<typeof createEventMapper>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
@@ -484,6 +487,7 @@ class KafkaSource {
     this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
     this.idleTimeout = context.watermark?.idleTimeout ?? 60_000;
+    this.maxAheadOfClock = context.watermark?.maxAheadOfClock ?? 86_400_000;
     const mapping: MappingConfig = config.mapping ?? {};
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
@@ -2196,7 +2200,10 @@ class KafkaSource {
         this.context.deadLetter({ reason: result.rejected, raw: text, origin });
         continue;
       }
-      if (state && result.time > state.maxTime) state.maxTime = result.time;
+      // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the
+      // sources whose watermark it keeps (the operators dead-letter it), but moves no watermark: it would
+      // make every later record of the partition late.
+      if (state && result.time > state.maxTime && result.time <= now + this.maxAheadOfClock) state.maxTime = result.time;
       events.push(result);
     }
     return events;
