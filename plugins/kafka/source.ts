@@ -96,7 +96,10 @@ interface PartitionState {
   /** Next offset after the last record handed to the runtime; undefined before the first. */
   next: number | undefined;
   maxTime: number;
-  /** When a record of it was last read, or its idle clock started (see {@link KafkaSource.idle}). */
+  /**
+   * When a record of it last gave an event (one dead-lettered does not count), or its idle clock started
+   * (see {@link KafkaSource.idle}).
+   */
   lastActivity: number;
   /**
    * Assigned, and no fetch answer for it seen yet: its idle clock has not started (its first records may
@@ -738,9 +741,9 @@ class KafkaSource {
   }
 
   /**
-   * Whether an assigned partition is idle: nothing read from it for idle_timeout, and nothing left to
-   * read (hasRecordsToRead). Its clock starts at
-   * the first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
+   * Whether an assigned partition is idle: no event read from it for idle_timeout (a record that goes to
+   * the dead-letter sink is none), and nothing left to read (hasRecordsToRead). Its clock starts at the
+   * first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
    * it; a local call), not at the assignment: the first fetch can take longer than idle_timeout (a
    * loaded machine or broker, a scale-out state restore, the partitions paused while the buffer is
    * full), and a partition declared idle before its records came would let the watermark pass them
@@ -2145,8 +2148,13 @@ class KafkaSource {
       }
       if (state) {
         state.next = message.offset + 1;
-        state.lastActivity = now;
-        state.unfetched = false;
+        // A fetch of it was answered: its idle clock starts, if it had not. Only an event restarts it
+        // (below): a partition of records that all go to the dead-letter sink (another format) gives
+        // no event time, and counted as active it held the watermark for ever.
+        if (state.unfetched) {
+          state.unfetched = false;
+          state.lastActivity = now;
+        }
       }
       const value = message.value;
       if (value === null) {
@@ -2203,7 +2211,10 @@ class KafkaSource {
       // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the
       // sources whose watermark it keeps (the operators dead-letter it), but moves no watermark: it would
       // make every later record of the partition late.
-      if (state && result.time > state.maxTime && result.time <= now + this.maxAheadOfClock) state.maxTime = result.time;
+      if (state) {
+        state.lastActivity = now;
+        if (result.time > state.maxTime && result.time <= now + this.maxAheadOfClock) state.maxTime = result.time;
+      }
       events.push(result);
     }
     return events;
