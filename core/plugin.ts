@@ -197,7 +197,9 @@ export type SourcePosition = Record<string, unknown>;
 export interface Source {
   /**
    * Batches of canonical events. The runtime pulls the next batch only when the pipeline has room,
-   * which is how back pressure reaches the source.
+   * which is how back pressure reaches the source. A source that dead-letters input yields after it
+   * even when no event came of it (an empty batch), so the runtime waits for the dead-letter sink's
+   * room too before the next pull; an empty batch does not count as activity for idleness.
    */
   read(): AsyncIterable<readonly ClickEvent[]>;
   /** The source's own watermark (e.g. the minimum over Kafka partitions), if it keeps one. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import { runYaml, testContext } from 'tributary/testing';
-import { MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
+import { defineSink, MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { deleteRecordsBefore, startNativeBroker } from './kafka/broker.js';
@@ -737,4 +737,65 @@ test('partitions paused by back pressure when a rebalance takes them away are fe
     await batches.return?.(undefined);
     await source.close?.();
   }
+});
+
+test('dead letters wait for the dead-letter sink\'s room: a topic of records that all go there is read no further than one batch past it, and on once it has room again', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('dead-letter-room');
+  await createTopic(brokers, topic, 1);
+  const total = 3_000;
+  await produce(brokers, topic, Array.from({ length: total }, (_, i) => ({ key: 'k', value: `garbage ${i}` })));
+  // A dead-letter sink that has no room once it holds `room` records, until the test gives it more.
+  const room = 50;
+  const deadLetters: StreamRecord[] = [];
+  let roomAgain!: () => void;
+  const full = new Promise<void>((resolve) => (roomAgain = resolve));
+  let hasRoom = false;
+  const fullSink = defineSink<Record<string, never>>({
+    name: 'full-after-50',
+    summary: 'Has no room after 50 records until the test gives it more (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: () => ({
+      write: (record) => void deadLetters.push(record),
+      ready: () => (hasRoom || deadLetters.length < room ? undefined : full),
+      close: async () => undefined,
+    }),
+  });
+  const batchSize = 100;
+  const yaml = `
+name: kafka-dead-letter-room
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: g-${topic}
+sinks: [{ type: collect }]
+dead_letter: { type: full-after-50 }
+settings: { max_in_flight: ${batchSize} }
+`;
+  const hub = new MetricsHub();
+  const pauses = async (): Promise<number> => Number(/^tributary_kafka_pauses_total\{pipeline="kafka-dead-letter-room",stage="source-kafka-0"\} (\S+)$/m.exec(await hub.registry.metrics())?.[1] ?? 0);
+  const controller = new AbortController();
+  const run = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink([]), fullSink], signal: controller.signal, metrics: hub });
+  let failed: unknown;
+  run.catch((error: unknown) => (failed = error));
+  try {
+    // The pipeline waits for the dead-letter sink, so the source's buffer fills and, a second later, it
+    // pauses its partitions. Before, the source went on dead-lettering every record (all 3000) into
+    // the sink that had said it had no room, and never filled its buffer.
+    await waitFor('the source paused, or records past the sink\'s room', async () => failed !== undefined || deadLetters.length > batchSize || (await pauses()) >= 1, 60_000);
+    assert.equal(failed, undefined);
+    assert.ok(deadLetters.length <= batchSize, `at most one batch past the sink's room, got ${deadLetters.length}`);
+    // Room again: every record comes, as a dead letter.
+    hasRoom = true;
+    roomAgain();
+    await waitFor('every record dead-lettered', () => failed !== undefined || deadLetters.length >= total, 60_000);
+  } finally {
+    controller.abort();
+    roomAgain();
+  }
+  const { stats } = await run;
+  assert.equal(stats.deadLettered, total);
+  assert.equal(stats.eventsIn, 0);
 });

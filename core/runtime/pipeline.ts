@@ -979,36 +979,42 @@ export class PipelineRunner {
     slot.waiting = true;
     for await (const batch of untilStopped(slot.source.read(), signal)) {
       slot.waiting = false;
-      this.batchesInHand++;
-      try {
-        // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
-        // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
-        // belong in the next transaction, or a restart from that position writes them twice).
-        while (this.barrier) await this.barrier;
-        if (this.failure) break;
-        let maxTime = slot.maxTime;
-        // An absurd future timestamp must not drag the watermark ahead and make every later event late;
-        // the operators dead-letter such events, the watermark just ignores them.
-        const horizon = this.clock.now() + slot.maxAheadOfClock;
-        const sampled = this.latency.begin();
-        for (let i = 0; i < batch.length; i++) {
-          const event: ClickEvent = batch[i]!;
-          if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
-          this.push(event, slot.label);
+      const arrived = this.clock.now();
+      // An empty batch (a source that dead-lettered input, see Source.read) has nothing to push: it only
+      // waits for room below, the dead-letter sink's among it.
+      if (batch.length > 0) {
+        this.batchesInHand++;
+        try {
+          // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
+          // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
+          // belong in the next transaction, or a restart from that position writes them twice).
+          while (this.barrier) await this.barrier;
+          if (this.failure) break;
+          let maxTime = slot.maxTime;
+          // An absurd future timestamp must not drag the watermark ahead and make every later event late;
+          // the operators dead-letter such events, the watermark just ignores them.
+          const horizon = this.clock.now() + slot.maxAheadOfClock;
+          const sampled = this.latency.begin();
+          for (let i = 0; i < batch.length; i++) {
+            const event: ClickEvent = batch[i]!;
+            if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
+            this.push(event, slot.label);
+          }
+          slot.maxTime = maxTime;
+          this.stats.eventsIn += batch.length;
+          counter.inc(batch.length);
+          this.advanceWatermark();
+          // The watermark is inside the sample: stages that emit on it (session close) are measured too.
+          if (sampled) this.latency.end();
+        } finally {
+          if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
         }
-        slot.maxTime = maxTime;
-        this.stats.eventsIn += batch.length;
-        counter.inc(batch.length);
-        this.advanceWatermark();
-        // The watermark is inside the sample: stages that emit on it (session close) are measured too.
-        if (sampled) this.latency.end();
-      } finally {
-        if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
-      slot.lastActivity = this.clock.now();
+      // Dead letters are not events: after an empty batch its idle clock runs on from where it stood, less that time.
+      slot.lastActivity = batch.length > 0 ? this.clock.now() : slot.lastActivity + (this.clock.now() - arrived);
       slot.waiting = true;
       if (signal?.aborted) break;
     }
