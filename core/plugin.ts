@@ -76,9 +76,10 @@ export interface Rejection {
    */
   encoding?: 'base64';
   /**
-   * The input's key, where it has one apart from its value (a Kafka record's) and the rejection is
-   * about it: as `raw`, text, or with `keyEncoding: 'base64'` its bytes in base64 (a key that is not
-   * UTF-8 text). The dead letter carries them as `key` and `keyEncoding`, so the input can be replayed whole.
+   * The input's key, where it has one apart from its value (a Kafka record's), whatever the rejection
+   * is about: as `raw`, text, or with `keyEncoding: 'base64'` its bytes in base64 (a key that is not
+   * UTF-8 text). The dead letter carries them as `key` and `keyEncoding`, so the input can be replayed
+   * whole (the key may be the user id, and picks the partition).
    */
   key?: string;
   keyEncoding?: 'base64';

@@ -547,6 +547,45 @@ test('with key_field, a key that is not UTF-8 text is dead-lettered with its exa
   assert.equal(new Set(dead.map((d) => d.reason)).size, 1);
 });
 
+test('every dead letter carries its record\'s key beside its value, so it can be replayed whole; a tombstone (null value) is dead-lettered as one', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('dead-letter-key');
+  await createTopic(brokers, topic, 1);
+  const badTime = JSON.stringify({ time: 'yesterday', type: 'view' });
+  const binaryValue = Buffer.from([0x00, 0x9f, 0xff]);
+  await produce(brokers, topic, [
+    // With key_field the key is the user id: rejected for something else, the dead letter without it lost the user.
+    { key: 'user-42', value: badTime },
+    { key: 'user-43', value: null },
+    { key: 'user-44', value: '{not json' },
+    { key: 'user-45', value: binaryValue },
+    { key: Buffer.from([0xfe, 0x00]), value: '[1]' },
+    { key: null, value: '{not json either' },
+    { key: 'user-46', value: JSON.stringify({ time: new Date(base).toISOString(), type: 'view', seq: 6 }) },
+  ]);
+  const store: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(topic, `g-${topic}`, '    stop_at_end: true\n    key_field: user_id\n    mapping: { attributes: [seq] }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  assert.equal(stats.deadLettered, 6);
+  assert.deepEqual((store[0]! as unknown as ClickEvent[]).map((event) => event.userId), ['user-46']);
+  const dead = new Map((store[2]! as unknown as { reason: string; raw: unknown; encoding?: string; key?: string; keyEncoding?: string; offset: number }[]).map((d) => [d.offset, d]));
+  const letter = (offset: number) => {
+    const found = dead.get(offset);
+    assert.ok(found, `a dead letter of offset ${offset}`);
+    return { reason: found.reason, raw: found.raw, encoding: found.encoding, key: found.key, keyEncoding: found.keyEncoding };
+  };
+  assert.deepEqual(letter(0), { reason: 'time: cannot parse "yesterday" as iso8601', raw: badTime, encoding: undefined, key: 'user-42', keyEncoding: undefined });
+  // Before: "not JSON: Unexpected end of JSON input", raw "" (no key either).
+  assert.deepEqual(letter(1), { reason: 'tombstone (null value)', raw: null, encoding: undefined, key: 'user-43', keyEncoding: undefined });
+  assert.equal(letter(2).key, 'user-44');
+  assert.match(letter(2).reason, /^not JSON: /);
+  assert.deepEqual({ ...letter(3), reason: undefined }, { reason: undefined, raw: binaryValue.toString('base64'), encoding: 'base64', key: 'user-45', keyEncoding: undefined });
+  // A key that is not UTF-8 text: its exact bytes, whatever the rejection is about.
+  assert.deepEqual(letter(4), { reason: 'not a JSON object', raw: '[1]', encoding: undefined, key: Buffer.from([0xfe, 0x00]).toString('base64'), keyEncoding: 'base64' });
+  // No key: none said.
+  assert.equal(letter(5).key, undefined);
+});
+
 test('a record whose time is further ahead of the clock than max_ahead_of_clock moves no watermark: the in-order records after it are not late', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;

@@ -37,6 +37,7 @@ import {
   type MappingConfig,
   type PartitionListener,
   type PluginContext,
+  type Rejection,
   type SourceHealth,
   type SourcePosition,
 } from 'tributary';
@@ -231,8 +232,10 @@ export default defineSource<KafkaSourceConfig>({
   summary: 'Reads JSON records from Kafka topics in a consumer group, with per-partition watermarks and committed offsets.',
   description:
     'Each record value is one JSON object, mapped to the canonical event by `mapping`. A value that is not a JSON object, ' +
-    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset; one that is not UTF-8 text ' +
-    '(a binary value) goes there as its exact bytes, base64 (`encoding: base64`). Event time comes from ' +
+    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition, offset and key (`key`; base64 with ' +
+    '`keyEncoding: base64` when it is not UTF-8 text), so it can be replayed whole; one that is not UTF-8 text ' +
+    '(a binary value) goes there as its exact bytes, base64 (`encoding: base64`), and a tombstone (a null value) as ' +
+    '`tombstone (null value)` with `raw` null. Event time comes from ' +
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
@@ -2131,6 +2134,14 @@ class KafkaSource {
     });
   }
 
+  /**
+   * A record to the dead-letter sink, with its key beside its value (`raw`), so it can be replayed
+   * whole: with `key_field` the key is the user id, and the key picks the partition.
+   */
+  private deadLetter(message: RdKafka.Message, rejection: Rejection): void {
+    this.context.deadLetter({ ...rejection, ...deadLetterKey(message.key) });
+  }
+
   /** Records -> events; rejects go to the dead-letter sink. Advances positions and watermarks. */
   private decode(messages: readonly RdKafka.Message[]): ClickEvent[] {
     const events: ClickEvent[] = [];
@@ -2144,7 +2155,7 @@ class KafkaSource {
       if (misplaced !== undefined) {
         // Its offset is not where it is: the position does not move (noteFetched).
         const value = message.value ?? Buffer.alloc(0);
-        this.context.deadLetter(isUtf8(value) ? { reason: misplaced, raw: value.toString('utf8'), origin } : { ...notUtf8Rejection(value, origin), reason: `${misplaced}; raw is its exact bytes in base64` });
+        this.deadLetter(message, isUtf8(value) ? { reason: misplaced, raw: value.toString('utf8'), origin } : { ...notUtf8Rejection(value, origin), reason: `${misplaced}; raw is its exact bytes in base64` });
         continue;
       }
       if (state) {
@@ -2160,29 +2171,30 @@ class KafkaSource {
       const value = message.value;
       if (value === null) {
         const unreadable = this.skipped.get(message);
-        if (unreadable !== undefined) {
-          this.context.deadLetter({ reason: unreadable, origin });
-          continue;
-        }
+        // A stand-in for a record of an unreadable batch: neither its key nor its value is known.
+        if (unreadable !== undefined) this.context.deadLetter({ reason: unreadable, origin });
+        // A tombstone (a compacted topic's deletion of its key): no event, and raw null says so on a replay.
+        else this.deadLetter(message, { reason: 'tombstone (null value)', raw: null, origin });
+        continue;
       }
       // JSON is UTF-8 text. Anything else (Avro, Protobuf, Latin-1) is kept as its bytes: decoded, it
       // would lose them to replacement characters (or pass on altered strings, were it JSON-like).
-      if (value && !isUtf8(value)) {
-        this.context.deadLetter(notUtf8Rejection(value, origin));
+      if (!isUtf8(value)) {
+        this.deadLetter(message, notUtf8Rejection(value, origin));
         continue;
       }
-      const text = value ? value.toString('utf8') : '';
+      const text = value.toString('utf8');
       let raw: unknown;
       try {
         raw = JSON.parse(text);
       } catch (error) {
-        this.context.deadLetter({ reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
+        this.deadLetter(message, { reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
         continue;
       }
       // Dead letters carry the record's text, as it came: a parsed value may be one no writer can
       // encode (nested thousands deep), and the text is what a user replays.
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        this.context.deadLetter({ reason: 'not a JSON object', raw: text, origin });
+        this.deadLetter(message, { reason: 'not a JSON object', raw: text, origin });
         continue;
       }
       const record = raw as Record<string, unknown>;
@@ -2191,13 +2203,7 @@ class KafkaSource {
         // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
         // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
         if (Buffer.isBuffer(key) && !isUtf8(key)) {
-          this.context.deadLetter({
-            reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`,
-            raw: text,
-            key: key.toString('base64'),
-            keyEncoding: 'base64',
-            origin,
-          });
+          this.deadLetter(message, { reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`, raw: text, origin });
           continue;
         }
         record[keyField] = key.toString();
@@ -2206,7 +2212,7 @@ class KafkaSource {
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
       if (isRejected(result)) {
-        this.context.deadLetter({ reason: result.rejected, raw: text, origin });
+        this.deadLetter(message, { reason: result.rejected, raw: text, origin });
         continue;
       }
       // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the
@@ -2224,6 +2230,13 @@ class KafkaSource {
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
   return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1, highSeen: -1 };
+}
+
+/** A record's key as its dead letter carries it: text, or its exact bytes in base64 where they are not UTF-8 text; none for a null key. */
+function deadLetterKey(key: RdKafka.MessageKey): Pick<Rejection, 'key' | 'keyEncoding'> {
+  if (key === null || key === undefined) return {};
+  if (!Buffer.isBuffer(key)) return { key: String(key) };
+  return isUtf8(key) ? { key: key.toString('utf8') } : { key: key.toString('base64'), keyEncoding: 'base64' };
 }
 
 /** The partition key of the partition a consumer error is about ('' for none). */
