@@ -55,6 +55,7 @@ import {
   guaranteeProperty,
   hasExactlyOnceKafkaSink,
   isBrokersDown,
+  isGroupDenied,
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
@@ -241,8 +242,8 @@ export default defineSource<KafkaSourceConfig>({
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
     'reports not ready while a subscribed topic does not exist, while it cannot read an assigned partition (the brokers deny ' +
     'its fetch; a record batch in a compression codec this build lacks; librdkafka delivers nothing more from it though the brokers ' +
-    'hold records past its position, as at a damaged LZ4 batch), and while its group has given it no assignment for ' +
-    '`assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
+    'hold records past its position, as at a damaged LZ4 batch), while the brokers refuse it its group (no Read on the group), ' +
+    'and while its group has given it no assignment for `assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
     'dead letter per offset, and reading goes on after it. A consumer librdkafka declares dead (a fatal error: fenced by ' +
     'another with its `group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
   config: {
@@ -399,6 +400,12 @@ class KafkaSource {
    */
   private unassignedSince: number | undefined;
   private warnedUnassigned = false;
+  /**
+   * The brokers' last refusal of the group to this client (GROUP_AUTHORIZATION_FAILED: no Read ACL on the
+   * group), in librdkafka's words, and when: it cannot join, so no assignment ever comes. Counts while
+   * it came since the source was last without an assignment; the next assignment ends it.
+   */
+  private groupDenied: { reason: string; at: number } | undefined;
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
   /** The topics a `pattern` matched in the last answer for every topic (what its standby names). */
@@ -719,6 +726,8 @@ class KafkaSource {
     if (!this.healthy.ready) return this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     if (this.blocked.size > 0) return { ready: false, detail: blockedDetail(this.blocked.values()) };
+    const denied = this.groupDeniedDetail();
+    if (denied !== undefined) return { ready: false, detail: denied };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
     if (waited >= this.assignmentTimeout) {
       const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
@@ -1110,7 +1119,8 @@ class KafkaSource {
   }
 
   private warnIfUnassigned(): void {
-    if (this.unassignedSince === undefined || this.warnedUnassigned) return;
+    // A group refused to this client was said when it came (onGroupDenied).
+    if (this.unassignedSince === undefined || this.warnedUnassigned || this.groupDeniedDetail() !== undefined) return;
     if (this.context.clock.now() - this.unassignedSince < this.assignmentTimeout) return;
     this.warnedUnassigned = true;
     this.context.logger.warn({ source: this.label, detail: this.health().detail }, 'kafka source not ready');
@@ -1135,6 +1145,7 @@ class KafkaSource {
       return this.onUnreadableBatch(at, end, error.message);
     }
     if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message, true);
+    if (isGroupDenied(error)) return this.onGroupDenied(error.message);
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
@@ -1193,6 +1204,24 @@ class KafkaSource {
     }
     this.blocked.set(key, { state, reason, denied });
     this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
+  }
+
+  /**
+   * The brokers refuse the group to this client: not ready at once, naming it (before, /readyz said ready
+   * until assignment_timeout, then only that no assignment came). Said when it first comes, or changes.
+   */
+  private onGroupDenied(reason: string): void {
+    const said = this.groupDeniedDetail();
+    this.groupDenied = { reason, at: this.context.clock.now() };
+    const detail = this.groupDeniedDetail();
+    if (detail !== undefined && detail !== said) this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
+  }
+
+  /** What /readyz says while the group is refused to this client and it has no assignment; undefined otherwise. */
+  private groupDeniedDetail(): string | undefined {
+    const denied = this.groupDenied;
+    if (denied === undefined || this.unassignedSince === undefined || denied.at < this.unassignedSince) return undefined;
+    return `group '${this.config.group}' refuses this client (${denied.reason}): it needs Read on the group (an ACL); ready once the group assigns it partitions`;
   }
 
   /** A record of a blocked partition is read (its ACL restored, say): that partition is no longer blocked. */
@@ -1856,6 +1885,7 @@ class KafkaSource {
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
       this.unassignedSince = undefined;
       this.warnedUnassigned = false;
+      this.groupDenied = undefined;
     } else if (code === ErrorCode.REVOKE_PARTITIONS && this.unassignedSince === undefined) {
       // Eager: everything goes, and the next assignment ends the rebalance. Cooperative: only when
       // nothing stays (the rest keeps being read meanwhile).
