@@ -113,6 +113,8 @@ interface PartitionState {
   atEnd: boolean;
   /** Counts this instance's assignments of the partition: a position taken in an earlier one is stale. */
   assignment: number;
+  /** The consume round under way when it was last taken away (see KafkaSource.round); -1: none was. */
+  releasedInRound: number;
   /** The offset last handed to a commit (a blocked partition's is committed again only once it moved). */
   committing: number | undefined;
   /** The partition's end offset as last looked up by noteFetched (-1: not yet). */
@@ -470,6 +472,16 @@ class KafkaSource {
    * undefined (see hasRecordsToRead).
    */
   private positionsBeforeConsume: Map<string, number | undefined> | undefined;
+  /**
+   * The consume call under way and the handling of its answer, numbered, with who waits for its end
+   * (afterRound): undefined between them. Records taken from librdkafka before a revocation are dropped
+   * only if their partition is not assigned when the answer is looked at; given back meanwhile (an
+   * eager rebalance whose revocation and assignment both come while one call runs), they passed for
+   * the new assignment's, which reads them again. So a partition taken away during a round is given
+   * back only after it.
+   */
+  private round: { number: number; ended: (() => void)[] } | undefined;
+  private rounds = 0;
   /** An error consumeBatch met after taking a record: thrown by its next call (see consumeBatch). */
   private heldConsumeError: unknown;
   /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
@@ -897,49 +909,57 @@ class KafkaSource {
       } else if (this.paused && this.buffered <= this.maxBuffered / 2) {
         this.resume();
       }
-      let messages: RdKafka.Message[];
-      const asked = this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered);
-      this.positionsBeforeConsume = this.librdkafkaPositions();
+      const round: { number: number; ended: (() => void)[] } = { number: ++this.rounds, ended: [] };
+      this.round = round;
       try {
-        messages = await this.consumeBatch(asked);
-        if (messages.length < asked) this.queueDrainedAt = this.context.clock.now();
-      } catch (error) {
+        let messages: RdKafka.Message[];
+        const asked = this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered);
+        this.positionsBeforeConsume = this.librdkafkaPositions();
+        try {
+          messages = await this.consumeBatch(asked);
+          if (messages.length < asked) this.queueDrainedAt = this.context.clock.now();
+        } catch (error) {
+          this.positionsBeforeConsume = undefined;
+          this.onClientError(error as RdKafka.LibrdKafkaError);
+          // No records to look at: an assignment need not wait out the pause.
+          this.endRound(round);
+          // Errors about an unreadable batch are the answers of its search: the next step at once.
+          if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
+          continue;
+        }
+        // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
         this.positionsBeforeConsume = undefined;
-        this.onClientError(error as RdKafka.LibrdKafkaError);
-        // Errors about an unreadable batch are the answers of its search: the next step at once.
-        if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
-        continue;
-      }
-      // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
-      this.positionsBeforeConsume = undefined;
-      if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
-      if (this.blocked.size > 0) {
-        this.readAgain(messages);
-        this.allowedAgain();
-      }
-      if (messages.length > 0) {
-        await this.confirmEnds(messages);
-        let kept = messages;
-        for (let i = 0; i < messages.length; i++) {
-          const message = messages[i]!;
-          const state = this.stateOf(message.topic, message.partition);
-          if (state?.assigned) {
-            this.noteFetched(state, message);
-          } else {
-            // A record of a partition revoked meanwhile belongs to its new owner now.
-            kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
-            break;
+        if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
+        if (this.blocked.size > 0) {
+          this.readAgain(messages);
+          this.allowedAgain();
+        }
+        if (messages.length > 0) {
+          await this.confirmEnds(messages);
+          let kept = messages;
+          for (let i = 0; i < messages.length; i++) {
+            const message = messages[i]!;
+            const state = this.stateOf(message.topic, message.partition);
+            if (state?.assigned) {
+              this.noteFetched(state, message);
+            } else {
+              // A record of a partition revoked meanwhile belongs to its new owner now.
+              kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
+              break;
+            }
           }
+          if (kept !== messages) for (const message of kept) this.noteFetched(this.stateOf(message.topic, message.partition)!, message);
+          if (kept.length > 0) {
+            this.chunks.push(kept);
+            this.buffered += kept.length;
+          }
+          this.applyEnds();
+          this.notify();
+        } else if (this.applyEnds()) {
+          this.notify();
         }
-        if (kept !== messages) for (const message of kept) this.noteFetched(this.stateOf(message.topic, message.partition)!, message);
-        if (kept.length > 0) {
-          this.chunks.push(kept);
-          this.buffered += kept.length;
-        }
-        this.applyEnds();
-        this.notify();
-      } else if (this.applyEnds()) {
-        this.notify();
+      } finally {
+        this.endRound(round);
       }
       // A metadata request every 2 s (1 s while not ready), whether records come or not, says
       // whether the brokers are there. Records do not: librdkafka fetched them ahead, maybe before
@@ -1703,13 +1723,30 @@ class KafkaSource {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
       return;
     }
-    // A revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which takes a while:
-    // every step then waits its turn, so an assignment never overtakes the revocation before it.
-    if (this.context.commitNow) {
-      return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? async () => this.assignPartitions(assignment) : () => this.revokeCommitted(assignment));
+    // A revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which takes a while,
+    // and an assignment may wait for a consume round (afterRound): every step waits its turn, so an
+    // assignment never overtakes the revocation before it.
+    if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
+      return this.inTurn(async () => {
+        await this.afterRound(assignment);
+        this.assignPartitions(assignment);
+      });
     }
-    if (error.code === ErrorCode.ASSIGN_PARTITIONS) this.assignPartitions(assignment);
-    else this.handOver(assignment);
+    this.inTurn(this.context.commitNow ? () => this.revokeCommitted(assignment) : async () => this.handOver(assignment));
+  }
+
+  /** The consume round's records are looked at (buffered or dropped): the assignments waiting for it go on. */
+  private endRound(round: { number: number; ended: (() => void)[] }): void {
+    if (this.round === round) this.round = undefined;
+    for (const resolve of round.ended.splice(0)) resolve();
+  }
+
+  /** Resolves once the consume round under way is over, if a partition of `assignment` was taken away during it (see `round`). */
+  private async afterRound(assignment: readonly RdKafka.TopicPartition[]): Promise<void> {
+    const round = this.round;
+    if (round === undefined) return;
+    const releasedInIt = assignment.some((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.releasedInRound === round.number);
+    if (releasedInIt) await new Promise<void>((resolve) => round.ended.push(resolve));
   }
 
   /**
@@ -1757,7 +1794,10 @@ class KafkaSource {
   private takeAway(assignment: RdKafka.TopicPartition[]): { revoked: PartitionState[]; offsets: RdKafka.TopicPartitionOffset[] } {
     const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
     const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
-    for (const state of revoked) state.assigned = false;
+    for (const state of revoked) {
+      state.assigned = false;
+      state.releasedInRound = this.round?.number ?? -1;
+    }
     this.dropBuffered(keys);
     // A partition resumed at a checkpoint's offset and revoked before a record of it was read stands there (resumedAt):
     // left out, its commit was never made, and after a refused one its next assignment started at the older committed offset.
@@ -1912,6 +1952,7 @@ class KafkaSource {
       return { state, committed: committedOf.get(key) };
     });
     const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
+    await this.afterRound(assignment);
     const assignedAt = this.context.clock.now();
     for (const { state } of states) {
       markAssigned(state, assignedAt);
@@ -2259,7 +2300,7 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1, highSeen: -1 };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, releasedInRound: -1, committing: undefined, endSeen: -1, highSeen: -1 };
 }
 
 /** A record's key as its dead letter carries it: text, or its exact bytes in base64 where they are not UTF-8 text; none for a null key. */
