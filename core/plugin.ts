@@ -76,9 +76,10 @@ export interface Rejection {
    */
   encoding?: 'base64';
   /**
-   * The input's key, where it has one apart from its value (a Kafka record's) and the rejection is
-   * about it: as `raw`, text, or with `keyEncoding: 'base64'` its bytes in base64 (a key that is not
-   * UTF-8 text). The dead letter carries them as `key` and `keyEncoding`, so the input can be replayed whole.
+   * The input's key, where it has one apart from its value (a Kafka record's), whatever the rejection
+   * is about: as `raw`, text, or with `keyEncoding: 'base64'` its bytes in base64 (a key that is not
+   * UTF-8 text). The dead letter carries them as `key` and `keyEncoding`, so the input can be replayed
+   * whole (the key may be the user id, and picks the partition).
    */
   key?: string;
   keyEncoding?: 'base64';
@@ -121,9 +122,12 @@ export interface PluginContext {
   deadLetter(rejection: Rejection): void;
   /**
    * Sources only: this source entry's `watermark` settings, in milliseconds, for a source that keeps
-   * its own watermark (e.g. per Kafka partition) and so must apply them itself.
+   * its own watermark (e.g. per Kafka partition) and so must apply them itself. `maxAheadOfClock`: an
+   * event time further than this ahead of `clock.now()` must not advance that watermark (the event is
+   * still yielded; the operators dead-letter it), as the runtime does for the sources whose watermark it
+   * keeps, or one absurd timestamp makes every later event late. Absent (a context built by hand): 1 day.
    */
-  readonly watermark?: { readonly maxOutOfOrderness: number; readonly idleTimeout: number };
+  readonly watermark?: { readonly maxOutOfOrderness: number; readonly idleTimeout: number; readonly maxAheadOfClock?: number };
   /**
    * One map per running pipeline, shared by its plugin instances, so plugins that must cooperate
    * (a Kafka source and sink committing in one transaction) find each other and no other pipeline.
@@ -194,7 +198,9 @@ export type SourcePosition = Record<string, unknown>;
 export interface Source {
   /**
    * Batches of canonical events. The runtime pulls the next batch only when the pipeline has room,
-   * which is how back pressure reaches the source.
+   * which is how back pressure reaches the source. A source that dead-letters input yields after it
+   * even when no event came of it (an empty batch), so the runtime waits for the dead-letter sink's
+   * room too before the next pull; an empty batch does not count as activity for idleness.
    */
   read(): AsyncIterable<readonly ClickEvent[]>;
   /** The source's own watermark (e.g. the minimum over Kafka partitions), if it keeps one. */

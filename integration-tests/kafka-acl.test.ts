@@ -71,6 +71,32 @@ test('a partition whose fetch the brokers deny: the source is not ready, naming 
   }
 });
 
+test('a group the brokers refuse to the source (no Read on it): not ready at once, naming the group and the refusal, not after assignment_timeout; allowed, it is assigned, reads and is ready', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const broker = await startNativeBroker({ partitions: 1, users: { alice: 'alice-secret' } });
+  t.after(() => broker.stop());
+  // Read on every topic, none on any group: a common ACL mistake.
+  aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'Read', '--operation', 'Describe', '--topic', '*']);
+  const topic = uniqueTopic('acl-group');
+  const group = `g-${topic}`;
+  await createTopic(broker.plaintext!, topic, 1);
+  await produce(broker.plaintext!, topic, views(0, 20));
+  const got = new Set<number>();
+  // A long assignment_timeout: the source must not wait for it to say why no assignment comes.
+  const instance = await startSource(broker.brokers, topic, group, got, undefined, { security: alice, assignment_timeout: '5m' });
+  try {
+    // Before: ready until assignment_timeout, then "no partitions assigned by group ... (a rebalance that does not end, or a group it cannot join)".
+    await waitFor('not ready, naming the group', () => /^group '/.test(instance.health!().detail ?? ''), 30_000);
+    assert.match(instance.health!().detail!, new RegExp(`^group '${group}' refuses this client \(.*Group authorization failed.*\): it needs Read on the group`));
+    assert.equal(got.size, 0);
+    aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'Read', '--group', group]);
+    await waitFor('the records read', () => got.has(19), 60_000);
+    await waitFor('ready', () => instance.health!().ready, 10_000);
+  } finally {
+    await instance.close?.();
+  }
+});
+
 test('a partition whose fetch the brokers deny from the start does not hold the watermark of the others for longer than idle_timeout', async (t) => {
   if (!kafkaBrokers(t)) return;
   const { broker, admin, topics: [allowed, denied] } = await brokerWithReader(t, 'acl-allowed', 'acl-denied');

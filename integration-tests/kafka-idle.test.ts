@@ -10,7 +10,7 @@ import type { ClickEvent, SourcePlugin } from 'tributary';
 import { testContext } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, openTransaction, produce, type RawRecord } from './kafka/client.js';
+import { clickJson, createTopic, openTransaction, produce, produceEvery, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 const idleTimeout = 5_000;
@@ -223,6 +223,45 @@ test('a partition held by another producer\'s open transaction (read_committed) 
     await open.abort().catch(() => undefined);
     throw error;
   } finally {
+    await source.close?.();
+  }
+});
+
+test('a partition whose records all go to the dead-letter sink does not hold the watermark for ever: they give no event time, so it goes idle as an empty one does', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('dead-letter-partition');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, records(0));
+  // Partition 1: records of another format (not JSON) keep coming, one every 200 ms, well within idle_timeout.
+  const garbage = produceEvery(brokers, topic, 200, (seq) => ({ partition: 1, key: 'x', value: `not json ${seq}` }));
+  // The wall clock (garbage arrives in real time) and a short idle_timeout.
+  const idle = 2_000;
+  const context = testContext({ batchSize: 100, watermark: { maxOutOfOrderness, idleTimeout: idle } });
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] } };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  const batches = source.read()[Symbol.asyncIterator]();
+  // Pulled in the background: a source that dead-letters records yields nothing for them, so a
+  // pull may wait as long as only garbage comes.
+  let newest = -Infinity;
+  const reading = (async () => {
+    for (;;) {
+      const next = await batches.next();
+      if (next.done) return;
+      for (const event of next.value) newest = Math.max(newest, event.time);
+    }
+  })();
+  reading.catch(() => undefined);
+  try {
+    await waitFor('partition 0 read', () => newest >= base + 199_000, 60_000);
+    const deadBefore = context.deadLetters.length;
+    // Before: each dead letter counted as activity, so partition 1 was never idle, and with no event
+    // time it held the watermark at -Infinity for as long as its garbage kept coming.
+    await waitFor('the watermark to follow partition 0', () => source.watermark!() === base + 199_000 - maxOutOfOrderness, 30_000);
+    assert.ok(context.deadLetters.length > deadBefore, 'partition 1\'s records kept coming (dead-lettered) meanwhile');
+    assert.ok(context.deadLetters.every((letter) => letter.reason.startsWith('not JSON')));
+  } finally {
+    await garbage.stop();
     await source.close?.();
   }
 });

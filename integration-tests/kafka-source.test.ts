@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import { runYaml, testContext } from 'tributary/testing';
-import { MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
+import { defineSink, MetricsHub, TributaryError, type ClickEvent, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { deleteRecordsBefore, startNativeBroker } from './kafka/broker.js';
@@ -547,6 +547,86 @@ test('with key_field, a key that is not UTF-8 text is dead-lettered with its exa
   assert.equal(new Set(dead.map((d) => d.reason)).size, 1);
 });
 
+test('every dead letter carries its record\'s key beside its value, so it can be replayed whole; a tombstone (null value) is dead-lettered as one', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('dead-letter-key');
+  await createTopic(brokers, topic, 1);
+  const badTime = JSON.stringify({ time: 'yesterday', type: 'view' });
+  const binaryValue = Buffer.from([0x00, 0x9f, 0xff]);
+  await produce(brokers, topic, [
+    // With key_field the key is the user id: rejected for something else, the dead letter without it lost the user.
+    { key: 'user-42', value: badTime },
+    { key: 'user-43', value: null },
+    { key: 'user-44', value: '{not json' },
+    { key: 'user-45', value: binaryValue },
+    { key: Buffer.from([0xfe, 0x00]), value: '[1]' },
+    { key: null, value: '{not json either' },
+    { key: 'user-46', value: JSON.stringify({ time: new Date(base).toISOString(), type: 'view', seq: 6 }) },
+  ]);
+  const store: StreamRecord[][] = [[], [], []];
+  const { stats } = await runYaml(pipeline(topic, `g-${topic}`, '    stop_at_end: true\n    key_field: user_id\n    mapping: { attributes: [seq] }'), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  assert.equal(stats.deadLettered, 6);
+  assert.deepEqual((store[0]! as unknown as ClickEvent[]).map((event) => event.userId), ['user-46']);
+  const dead = new Map((store[2]! as unknown as { reason: string; raw: unknown; encoding?: string; key?: string; keyEncoding?: string; offset: number }[]).map((d) => [d.offset, d]));
+  const letter = (offset: number) => {
+    const found = dead.get(offset);
+    assert.ok(found, `a dead letter of offset ${offset}`);
+    return { reason: found.reason, raw: found.raw, encoding: found.encoding, key: found.key, keyEncoding: found.keyEncoding };
+  };
+  assert.deepEqual(letter(0), { reason: 'time: cannot parse "yesterday" as iso8601', raw: badTime, encoding: undefined, key: 'user-42', keyEncoding: undefined });
+  // Before: "not JSON: Unexpected end of JSON input", raw "" (no key either).
+  assert.deepEqual(letter(1), { reason: 'tombstone (null value)', raw: null, encoding: undefined, key: 'user-43', keyEncoding: undefined });
+  assert.equal(letter(2).key, 'user-44');
+  assert.match(letter(2).reason, /^not JSON: /);
+  assert.deepEqual({ ...letter(3), reason: undefined }, { reason: undefined, raw: binaryValue.toString('base64'), encoding: 'base64', key: 'user-45', keyEncoding: undefined });
+  // A key that is not UTF-8 text: its exact bytes, whatever the rejection is about.
+  assert.deepEqual(letter(4), { reason: 'not a JSON object', raw: '[1]', encoding: undefined, key: Buffer.from([0xfe, 0x00]).toString('base64'), keyEncoding: 'base64' });
+  // No key: none said.
+  assert.equal(letter(5).key, undefined);
+});
+
+test('a record whose time is further ahead of the clock than max_ahead_of_clock moves no watermark: the in-order records after it are not late', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('future');
+  await createTopic(brokers, topic, 1);
+  const inOrder = (seq: number): RawRecord => ({ key: 'u1', value: clickJson(1, base + seq * 1000, 'view', { seq }) });
+  // Two hours ahead: past the entry's max_ahead_of_clock (1h) but not the default (1d), so this also
+  // shows that the runtime hands the entry's setting to a source that keeps its own watermark.
+  const ahead = { key: 'u1', value: clickJson(1, Date.now() + 2 * 3_600_000, 'view', { seq: 99 }) };
+  await produce(brokers, topic, [...[0, 1, 2, 3, 4].map(inOrder), ahead, ...[5, 6, 7, 8, 9].map(inOrder)]);
+  const yaml = `
+name: kafka-future-time
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: g-${topic}
+    stop_at_end: true
+    mapping: { attributes: [seq] }
+    watermark: { max_out_of_orderness: 1s, idle_timeout: 2s, max_ahead_of_clock: 1h }
+stages:
+  - type: late-router
+sinks:
+  - type: collect
+  - type: collect
+    id: 1
+    kinds: []
+    outputs: [late]
+dead_letter: { type: collect, id: 2 }
+# A batch per record: the watermark moves between them, as it does between batches of a busy topic.
+settings: { max_in_flight: 1 }
+`;
+  const store: StreamRecord[][] = [[], [], []];
+  await runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(store), lateRouter] });
+  const seqs = (records: StreamRecord[] | undefined): number[] => (records ?? []).map((e) => Number((e as unknown as ClickEvent).attrs?.seq));
+  // Before, the 2h-ahead time became the partition's watermark and the five records after it were late.
+  assert.deepEqual(seqs(store[1]), [], 'no record is late');
+  // The record itself is passed on (the runtime does so too; operators that care dead-letter it).
+  assert.deepEqual(seqs(store[0]), [0, 1, 2, 3, 4, 99, 5, 6, 7, 8, 9]);
+});
+
 test('a group whose committed offset lies below the log start (records deleted since), start_from latest: no stall is reported, and new records are read', { timeout: 120_000 }, async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
@@ -696,4 +776,65 @@ test('partitions paused by back pressure when a rebalance takes them away are fe
     await batches.return?.(undefined);
     await source.close?.();
   }
+});
+
+test('dead letters wait for the dead-letter sink\'s room: a topic of records that all go there is read no further than one batch past it, and on once it has room again', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('dead-letter-room');
+  await createTopic(brokers, topic, 1);
+  const total = 3_000;
+  await produce(brokers, topic, Array.from({ length: total }, (_, i) => ({ key: 'k', value: `garbage ${i}` })));
+  // A dead-letter sink that has no room once it holds `room` records, until the test gives it more.
+  const room = 50;
+  const deadLetters: StreamRecord[] = [];
+  let roomAgain!: () => void;
+  const full = new Promise<void>((resolve) => (roomAgain = resolve));
+  let hasRoom = false;
+  const fullSink = defineSink<Record<string, never>>({
+    name: 'full-after-50',
+    summary: 'Has no room after 50 records until the test gives it more (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: () => ({
+      write: (record) => void deadLetters.push(record),
+      ready: () => (hasRoom || deadLetters.length < room ? undefined : full),
+      close: async () => undefined,
+    }),
+  });
+  const batchSize = 100;
+  const yaml = `
+name: kafka-dead-letter-room
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: g-${topic}
+sinks: [{ type: collect }]
+dead_letter: { type: full-after-50 }
+settings: { max_in_flight: ${batchSize} }
+`;
+  const hub = new MetricsHub();
+  const pauses = async (): Promise<number> => Number(/^tributary_kafka_pauses_total\{pipeline="kafka-dead-letter-room",stage="source-kafka-0"\} (\S+)$/m.exec(await hub.registry.metrics())?.[1] ?? 0);
+  const controller = new AbortController();
+  const run = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink([]), fullSink], signal: controller.signal, metrics: hub });
+  let failed: unknown;
+  run.catch((error: unknown) => (failed = error));
+  try {
+    // The pipeline waits for the dead-letter sink, so the source's buffer fills and, a second later, it
+    // pauses its partitions. Before, the source went on dead-lettering every record (all 3000) into
+    // the sink that had said it had no room, and never filled its buffer.
+    await waitFor('the source paused, or records past the sink\'s room', async () => failed !== undefined || deadLetters.length > batchSize || (await pauses()) >= 1, 60_000);
+    assert.equal(failed, undefined);
+    assert.ok(deadLetters.length <= batchSize, `at most one batch past the sink's room, got ${deadLetters.length}`);
+    // Room again: every record comes, as a dead letter.
+    hasRoom = true;
+    roomAgain();
+    await waitFor('every record dead-lettered', () => failed !== undefined || deadLetters.length >= total, 60_000);
+  } finally {
+    controller.abort();
+    roomAgain();
+  }
+  const { stats } = await run;
+  assert.equal(stats.deadLettered, total);
+  assert.equal(stats.eventsIn, 0);
 });

@@ -1658,3 +1658,112 @@ test('a source idle as a whole that keeps its own watermark (per partition) says
   assert.equal(stats.sideOutputs.late ?? 0, 0, 'the record of the partition behind is not late');
   assert.equal(stats.outByKind.session, 2);
 });
+
+test('a source that dead-letters input yields an empty batch after it: the runtime waits for the dead-letter sink\'s room before it pulls again', async () => {
+  let batchesPulled = 0;
+  const source = defineSource<Record<string, never>>({
+    name: 'all-bad',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        for (let b = 0; b < 5; b++) {
+          batchesPulled++;
+          for (let i = 0; i < 10; i++) context.deadLetter({ reason: 'not JSON', raw: `garbage ${b * 10 + i}` });
+          yield [];
+        }
+      },
+    }),
+  });
+  let release: (() => void) | undefined;
+  let blocked = true;
+  const deadLetters: StreamRecord[] = [];
+  const gated = defineSink<Record<string, never>>({
+    name: 'gated-dead-letters',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: (record) => void deadLetters.push(record),
+      ready: () => (blocked ? new Promise<void>((resolve) => (release = resolve)) : undefined),
+      close: async () => undefined,
+    }),
+  });
+  const run = runYaml('sources: [{type: all-bad}]\nsinks: [{type: memory}]\ndead_letter: {type: gated-dead-letters}\nsettings: {max_in_flight: 10}\n', { plugins: [source, gated] });
+  await until(() => release !== undefined, 'the dead-letter sink to be asked for room');
+  // The runtime now waits on the dead-letter sink; give it plenty of turns to (wrongly) pull more.
+  for (let i = 0; i < 100; i++) await turn();
+  assert.equal(batchesPulled, 1, 'only the first batch is pulled while the dead-letter sink is full');
+  assert.equal(deadLetters.length, 10);
+  blocked = false;
+  release!();
+  const { stats } = await run;
+  assert.equal(batchesPulled, 5);
+  assert.equal(stats.eventsIn, 0);
+  assert.equal(stats.deadLettered, 50);
+  assert.equal(deadLetters.length, 50);
+});
+
+test('an empty batch (only dead letters) is no activity: a source that gives nothing but dead letters goes idle, and the watermark follows the others', { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  // The test lets the dead-letter source give one batch of dead letters at a time, so none is under way when the clock moves.
+  let next!: () => void;
+  let gate = new Promise<void>((resolve) => (next = resolve));
+  let emptyBatchesTaken = 0;
+  let stop = false;
+  const badAfterOne = defineSource<Record<string, never>>({
+    name: 'bad-after-one',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('behind', T0)];
+        while (!stop) {
+          await gate;
+          gate = new Promise<void>((resolve) => (next = resolve));
+          if (stop) return;
+          context.deadLetter({ reason: 'not JSON', raw: 'garbage' });
+          yield [];
+          emptyBatchesTaken++;
+        }
+      },
+    }),
+  });
+  let endAhead!: () => void;
+  const aheadEnds = new Promise<void>((resolve) => (endAhead = resolve));
+  const ahead = defineSource<Record<string, never>>({
+    name: 'ahead',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('ahead', T0 + 3_600_000)];
+        await aheadEnds;
+      },
+    }),
+  });
+  const watcher = watermarkWatcher();
+  const settings = 'watermark: {max_out_of_orderness: 1m, idle_timeout: 100ms}';
+  const run = runYaml(`sources: [{type: bad-after-one, ${settings}}, {type: ahead, ${settings}}]\nstages: [{type: watching}]\nsinks: [{type: memory}]\n`, {
+    plugins: [badAfterOne, ahead, watcher.plugin],
+    clock: time.clock,
+  });
+  try {
+    await until(() => watcher.highest() >= T0 - 60_000, 'both first batches');
+    // Ten idle timeouts pass; then dead letters come, and keep coming.
+    time.advance(1_000);
+    for (let taken = 1; taken <= 3; taken++) {
+      next();
+      await until(() => emptyBatchesTaken >= taken, 'a batch of dead letters taken');
+    }
+    // Before, each empty batch restarted the source's idle clock: it stayed active, holding the
+    // watermark at its one event for as long as its dead letters kept coming.
+    await until(() => watcher.highest() >= T0 + 3_600_000 - 60_000, 'the watermark to follow the source ahead', 10_000);
+  } finally {
+    stop = true;
+    next();
+    endAhead();
+  }
+  const { stats } = await run;
+  assert.equal(stats.deadLettered, 3);
+});

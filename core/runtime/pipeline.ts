@@ -236,6 +236,19 @@ function missingMembers(kind: PluginKind, instance: unknown): string | undefined
 }
 
 /**
+ * A source entry's `watermark` settings in milliseconds, defaults filled in: one place, so the runtime's
+ * own watermark of a source and the settings a source that keeps its own gets (PluginContext.watermark) agree.
+ */
+function sourceWatermark(settings: unknown): { maxOutOfOrderness: number; idleTimeout: number; maxAheadOfClock: number } {
+  const wm = (settings ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
+  return {
+    maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
+    idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
+    maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
+  };
+}
+
+/**
  * A source's batches, ending without error where the source fails with an AbortError once the
  * pipeline is told to stop: a source that passes context.signal to what it waits on (fetch, a timer
  * from node:timers/promises) gets one then, and it ends its reading as returning would, so the stop
@@ -393,7 +406,7 @@ export class PipelineRunner {
     const metrics = this.metrics.scoped({ pipeline, stage: label });
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
     const filteredKeys = new Map<string, string>();
-    const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
+    const wm = kind === 'source' ? sourceWatermark(entry.watermark) : undefined;
     return {
       pipeline,
       label,
@@ -405,7 +418,7 @@ export class PipelineRunner {
       commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
       ...(this.options.replay ? { replay: true } : {}),
-      ...(wm ? { watermark: { maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'), idleTimeout: parseDuration(wm.idle_timeout ?? '1m') } } : {}),
+      ...(wm ? { watermark: wm } : {}),
       shared: this.shared,
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
@@ -648,14 +661,14 @@ export class PipelineRunner {
     }
     for (const [index, resolved] of this.loaded.sources.entries()) {
       const { label, instance } = await this.create<Source>(resolved, 'source', index);
-      const wm = (resolved.entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
+      const wm = sourceWatermark(resolved.entry.watermark);
       this.sources.push({
         label,
         source: instance,
-        maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
-        idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
+        maxOutOfOrderness: wm.maxOutOfOrderness,
+        idleTimeout: wm.idleTimeout,
         maxTime: -Infinity,
-        maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
+        maxAheadOfClock: wm.maxAheadOfClock,
         lastActivity: this.clock.now(), // set again when its reading starts (pump)
         waiting: false,
         lastCommit: this.clock.now(),
@@ -966,36 +979,42 @@ export class PipelineRunner {
     slot.waiting = true;
     for await (const batch of untilStopped(slot.source.read(), signal)) {
       slot.waiting = false;
-      this.batchesInHand++;
-      try {
-        // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
-        // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
-        // belong in the next transaction, or a restart from that position writes them twice).
-        while (this.barrier) await this.barrier;
-        if (this.failure) break;
-        let maxTime = slot.maxTime;
-        // An absurd future timestamp must not drag the watermark ahead and make every later event late;
-        // the operators dead-letter such events, the watermark just ignores them.
-        const horizon = this.clock.now() + slot.maxAheadOfClock;
-        const sampled = this.latency.begin();
-        for (let i = 0; i < batch.length; i++) {
-          const event: ClickEvent = batch[i]!;
-          if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
-          this.push(event, slot.label);
+      const arrived = this.clock.now();
+      // An empty batch (a source that dead-lettered input, see Source.read) has nothing to push: it only
+      // waits for room below, the dead-letter sink's among it.
+      if (batch.length > 0) {
+        this.batchesInHand++;
+        try {
+          // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
+          // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
+          // belong in the next transaction, or a restart from that position writes them twice).
+          while (this.barrier) await this.barrier;
+          if (this.failure) break;
+          let maxTime = slot.maxTime;
+          // An absurd future timestamp must not drag the watermark ahead and make every later event late;
+          // the operators dead-letter such events, the watermark just ignores them.
+          const horizon = this.clock.now() + slot.maxAheadOfClock;
+          const sampled = this.latency.begin();
+          for (let i = 0; i < batch.length; i++) {
+            const event: ClickEvent = batch[i]!;
+            if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
+            this.push(event, slot.label);
+          }
+          slot.maxTime = maxTime;
+          this.stats.eventsIn += batch.length;
+          counter.inc(batch.length);
+          this.advanceWatermark();
+          // The watermark is inside the sample: stages that emit on it (session close) are measured too.
+          if (sampled) this.latency.end();
+        } finally {
+          if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
         }
-        slot.maxTime = maxTime;
-        this.stats.eventsIn += batch.length;
-        counter.inc(batch.length);
-        this.advanceWatermark();
-        // The watermark is inside the sample: stages that emit on it (session close) are measured too.
-        if (sampled) this.latency.end();
-      } finally {
-        if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
-      slot.lastActivity = this.clock.now();
+      // Dead letters are not events: after an empty batch its idle clock runs on from where it stood, less that time.
+      slot.lastActivity = batch.length > 0 ? this.clock.now() : slot.lastActivity + (this.clock.now() - arrived);
       slot.waiting = true;
       if (signal?.aborted) break;
     }

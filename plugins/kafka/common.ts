@@ -296,6 +296,15 @@ export function isUnknownTopicOrPartition(error: { message?: string; code?: numb
   return isErrorOf(error, [ErrorCode.UNKNOWN_TOPIC_OR_PART, ErrorCode.UNKNOWN_TOPIC, ErrorCode.UNKNOWN_PARTITION]);
 }
 
+/**
+ * Whether a client error says the brokers refuse this client its consumer group (GROUP_AUTHORIZATION_FAILED:
+ * no Read ACL on the group), as a consume() error ("FindCoordinator response error: Group authorization
+ * failed.") or an event.error.
+ */
+export function isGroupDenied(error: { message?: string; code?: number } | null | undefined): boolean {
+  return isErrorOf(error, [ErrorCode.GROUP_AUTHORIZATION_FAILED]);
+}
+
 /** Whether a client error is librdkafka's local TIMED_OUT (an operation or a wait that ran out of time). */
 export function isTimedOut(error: { message?: string; code?: number } | null | undefined): boolean {
   return isErrorOf(error, [ErrorCode.TIMED_OUT]);
@@ -538,6 +547,8 @@ export const ErrorCode = {
   /** The group no longer knows this member (it left, or its session expired). */
   UNKNOWN_MEMBER_ID: 25,
   TOPIC_AUTHORIZATION_FAILED: 29,
+  /** The brokers refuse this client its consumer group (no Read ACL on the group). */
+  GROUP_AUTHORIZATION_FAILED: 30,
   FENCED_INSTANCE_ID: 82,
   UNSTABLE_OFFSET_COMMIT: 88,
   PRODUCER_FENCED: 90,
@@ -557,6 +568,7 @@ const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
   [ErrorCode.UNKNOWN_TOPIC, 'unknown topic'],
   [ErrorCode.UNKNOWN_PARTITION, 'unknown partition'],
   [ErrorCode.MSG_SIZE_TOO_LARGE, 'message size too large'],
+  [ErrorCode.GROUP_AUTHORIZATION_FAILED, 'group authorization failed'],
 ]);
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */

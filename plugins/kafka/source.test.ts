@@ -380,3 +380,53 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
   assert.ok(note, 'the unused offsets are logged');
   assert.deepEqual(note.fields, { partitions: [{ partition: 'clicks/1', checkpoint: 17 }] });
 });
+
+test('records a consume call took before a revocation are dropped when the group gives their partition back before the call\'s answer is handled: the new assignment reads them again, once', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
+  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
+  const subscribe = prototype.subscribe as (this: unknown, topics: string[]) => void;
+  Object.defineProperty(prototype, 'subscribe', {
+    value(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
+      consumer = this;
+      subscribe.call(this, topics);
+    },
+    configurable: true,
+    writable: true,
+  });
+  // librdkafka fetches a partition once it is assigned: the second assignment's records come after it,
+  // from the group's committed offset (none: the start).
+  let assigns = 0;
+  Object.defineProperty(prototype, 'assign', {
+    value: () => void (++assigns === 2 && script.answers.push(() => records(0, 5), () => records(5, 6))),
+    configurable: true,
+    writable: true,
+  });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { mapping: { attributes: ['seq'] } }), testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  const seqs: number[] = [];
+  const batches = instance.read()[Symbol.asyncIterator]();
+  void (async () => {
+    for (let next = await batches.next(); !next.done; next = await batches.next()) for (const event of next.value) seqs.push(Number(event.attrs?.seq));
+  })().catch(() => undefined);
+  await until('the partition assigned', () => script.consumeCalls() > 0);
+  script.highOffsets.set('t/0', 100);
+  const records = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => {
+      const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: new Date(Date.UTC(2024, 4, 1) + (from + i) * 1_000).toISOString(), type: 'view', seq: from + i }));
+      return { topic: 't', partition: 0, offset: from + i, value, key: null, size: value.length, timestamp: 0 };
+    }) as unknown as [];
+  // A consume call takes records 0-4 from librdkafka's queue; while it runs, an eager rebalance revokes
+  // the partition and gives it back (their callbacks run before the call's answer is handled).
+  script.answers.push(() => {
+    consumer!.globalConfig.rebalance_cb({ code: -174, message: 'revoke' }, [{ topic: 't', partition: 0 }]);
+    consumer!.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, [{ topic: 't', partition: 0 }]);
+    return records(0, 5);
+  });
+  await until('record 5 read', () => seqs.includes(5));
+  // Before: 0-4 twice, the first time from the assignment revoked (the check that drops a revoked
+  // partition's records found it assigned again).
+  assert.deepEqual(seqs, [0, 1, 2, 3, 4, 5]);
+});

@@ -10,9 +10,10 @@
  * keep calling `consume`, so rebalances and `max.poll.interval.ms` stay served; it resumes below half.
  * The runtime pulls batches from that buffer only when the pipeline has room.
  *
- * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness) and
- * combined by minimum over partitions that are not idle: a record within the entry's idle_timeout, or
- * records still to read (see KafkaSource.idle).
+ * Watermarks are kept per partition (largest event time minus the entry's max_out_of_orderness; times
+ * further than max_ahead_of_clock ahead of the clock do not count) and combined by minimum over
+ * partitions that are not idle: an event within the entry's idle_timeout, or records still to read
+ * (see KafkaSource.idle).
  *
  * Offsets are never auto-committed: the runtime calls `commit(position)` after every sink flushed
  * (at-least-once); with `guarantee: exactly-once` the offsets go into the pipeline's Kafka transaction
@@ -36,6 +37,7 @@ import {
   type MappingConfig,
   type PartitionListener,
   type PluginContext,
+  type Rejection,
   type SourceHealth,
   type SourcePosition,
 } from 'tributary';
@@ -53,6 +55,7 @@ import {
   guaranteeProperty,
   hasExactlyOnceKafkaSink,
   isBrokersDown,
+  isGroupDenied,
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
@@ -95,7 +98,10 @@ interface PartitionState {
   /** Next offset after the last record handed to the runtime; undefined before the first. */
   next: number | undefined;
   maxTime: number;
-  /** When a record of it was last read, or its idle clock started (see {@link KafkaSource.idle}). */
+  /**
+   * When a record of it last gave an event (one dead-lettered does not count), or its idle clock started
+   * (see {@link KafkaSource.idle}).
+   */
   lastActivity: number;
   /**
    * Assigned, and no fetch answer for it seen yet: its idle clock has not started (its first records may
@@ -107,6 +113,8 @@ interface PartitionState {
   atEnd: boolean;
   /** Counts this instance's assignments of the partition: a position taken in an earlier one is stale. */
   assignment: number;
+  /** The consume round under way when it was last taken away (see KafkaSource.round); -1: none was. */
+  releasedInRound: number;
   /** The offset last handed to a commit (a blocked partition's is committed again only once it moved). */
   committing: number | undefined;
   /** The partition's end offset as last looked up by noteFetched (-1: not yet). */
@@ -227,15 +235,17 @@ export default defineSource<KafkaSourceConfig>({
   summary: 'Reads JSON records from Kafka topics in a consumer group, with per-partition watermarks and committed offsets.',
   description:
     'Each record value is one JSON object, mapped to the canonical event by `mapping`. A value that is not a JSON object, ' +
-    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition and offset; one that is not UTF-8 text ' +
-    '(a binary value) goes there as its exact bytes, base64 (`encoding: base64`). Event time comes from ' +
+    'or that the mapping rejects, goes to the dead-letter sink with its topic, partition, offset and key (`key`; base64 with ' +
+    '`keyEncoding: base64` when it is not UTF-8 text), so it can be replayed whole; one that is not UTF-8 text ' +
+    '(a binary value) goes there as its exact bytes, base64 (`encoding: base64`), and a tombstone (a null value) as ' +
+    '`tombstone (null value)` with `raw` null. Event time comes from ' +
     'the mapped time field or from the record timestamp. Offsets are committed only after every sink has flushed the ' +
     'outputs (at-least-once), or inside the Kafka transaction that writes the outputs (`guarantee: exactly-once`). ' +
     'While every broker is unreachable the source keeps running, reports not ready, and resumes when one returns. It also ' +
     'reports not ready while a subscribed topic does not exist, while it cannot read an assigned partition (the brokers deny ' +
     'its fetch; a record batch in a compression codec this build lacks; librdkafka delivers nothing more from it though the brokers ' +
-    'hold records past its position, as at a damaged LZ4 batch), and while its group has given it no assignment for ' +
-    '`assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
+    'hold records past its position, as at a damaged LZ4 batch), while the brokers refuse it its group (no Read on the group), ' +
+    'and while its group has given it no assignment for `assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
     'dead letter per offset, and reading goes on after it. A consumer librdkafka declares dead (a fatal error: fenced by ' +
     'another with its `group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
   config: {
@@ -356,6 +366,8 @@ class KafkaSource {
   private readonly assignmentTimeout: number;
   private readonly maxOutOfOrderness: number;
   private readonly idleTimeout: number;
+  /** Event times further ahead of the clock do not advance a partition's watermark (PluginContext.watermark). */
+  private readonly maxAheadOfClock: number;
   private readonly map: ReturnType<typeof createEventMapper>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
@@ -390,6 +402,12 @@ class KafkaSource {
    */
   private unassignedSince: number | undefined;
   private warnedUnassigned = false;
+  /**
+   * The brokers' last refusal of the group to this client (GROUP_AUTHORIZATION_FAILED: no Read ACL on the
+   * group), in librdkafka's words, and when: it cannot join, so no assignment ever comes. Counts while
+   * it came since the source was last without an assignment; the next assignment ends it.
+   */
+  private groupDenied: { reason: string; at: number } | undefined;
   /** Subscribed topics the last metadata answer lacked (for a pattern: the pattern, when no topic matched). */
   private missingTopics: string[] = [];
   /** The topics a `pattern` matched in the last answer for every topic (what its standby names). */
@@ -454,6 +472,16 @@ class KafkaSource {
    * undefined (see hasRecordsToRead).
    */
   private positionsBeforeConsume: Map<string, number | undefined> | undefined;
+  /**
+   * The consume call under way and the handling of its answer, numbered, with who waits for its end
+   * (afterRound): undefined between them. Records taken from librdkafka before a revocation are dropped
+   * only if their partition is not assigned when the answer is looked at; given back meanwhile (an
+   * eager rebalance whose revocation and assignment both come while one call runs), they passed for
+   * the new assignment's, which reads them again. So a partition taken away during a round is given
+   * back only after it.
+   */
+  private round: { number: number; ended: (() => void)[] } | undefined;
+  private rounds = 0;
   /** An error consumeBatch met after taking a record: thrown by its next call (see consumeBatch). */
   private heldConsumeError: unknown;
   /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
@@ -484,6 +512,7 @@ class KafkaSource {
     this.assignmentTimeout = parseDuration(config.assignment_timeout ?? DEFAULT_ASSIGNMENT_TIMEOUT);
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
     this.idleTimeout = context.watermark?.idleTimeout ?? 60_000;
+    this.maxAheadOfClock = context.watermark?.maxAheadOfClock ?? 86_400_000;
     const mapping: MappingConfig = config.mapping ?? {};
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
@@ -549,8 +578,9 @@ class KafkaSource {
         await setImmediate();
         continue;
       }
-      const events = this.decode(this.take(batchSize));
-      if (events.length > 0) yield events;
+      // Yielded even when empty (every record taken went to the dead-letter sink), so the runtime waits
+      // for that sink's room before the next pull: looping on here wrote to one that had none.
+      yield this.decode(this.take(batchSize));
     }
   }
 
@@ -708,6 +738,8 @@ class KafkaSource {
     if (!this.healthy.ready) return this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     if (this.blocked.size > 0) return { ready: false, detail: blockedDetail(this.blocked.values()) };
+    const denied = this.groupDeniedDetail();
+    if (denied !== undefined) return { ready: false, detail: denied };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
     if (waited >= this.assignmentTimeout) {
       const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
@@ -734,9 +766,9 @@ class KafkaSource {
   }
 
   /**
-   * Whether an assigned partition is idle: nothing read from it for idle_timeout, and nothing left to
-   * read (hasRecordsToRead). Its clock starts at
-   * the first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
+   * Whether an assigned partition is idle: no event read from it for idle_timeout (a record that goes to
+   * the dead-letter sink is none), and nothing left to read (hasRecordsToRead). Its clock starts at the
+   * first fetch answer for it that this sees (librdkafka caches the partition's high watermark from
    * it; a local call), not at the assignment: the first fetch can take longer than idle_timeout (a
    * loaded machine or broker, a scale-out state restore, the partitions paused while the buffer is
    * full), and a partition declared idle before its records came would let the watermark pass them
@@ -877,49 +909,57 @@ class KafkaSource {
       } else if (this.paused && this.buffered <= this.maxBuffered / 2) {
         this.resume();
       }
-      let messages: RdKafka.Message[];
-      const asked = this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered);
-      this.positionsBeforeConsume = this.librdkafkaPositions();
+      const round: { number: number; ended: (() => void)[] } = { number: ++this.rounds, ended: [] };
+      this.round = round;
       try {
-        messages = await this.consumeBatch(asked);
-        if (messages.length < asked) this.queueDrainedAt = this.context.clock.now();
-      } catch (error) {
+        let messages: RdKafka.Message[];
+        const asked = this.paused ? 1 : Math.min(this.context.batchSize, this.maxBuffered - this.buffered);
+        this.positionsBeforeConsume = this.librdkafkaPositions();
+        try {
+          messages = await this.consumeBatch(asked);
+          if (messages.length < asked) this.queueDrainedAt = this.context.clock.now();
+        } catch (error) {
+          this.positionsBeforeConsume = undefined;
+          this.onClientError(error as RdKafka.LibrdKafkaError);
+          // No records to look at: an assignment need not wait out the pause.
+          this.endRound(round);
+          // Errors about an unreadable batch are the answers of its search: the next step at once.
+          if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
+          continue;
+        }
+        // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
         this.positionsBeforeConsume = undefined;
-        this.onClientError(error as RdKafka.LibrdKafkaError);
-        // Errors about an unreadable batch are the answers of its search: the next step at once.
-        if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
-        continue;
-      }
-      // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
-      this.positionsBeforeConsume = undefined;
-      if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
-      if (this.blocked.size > 0) {
-        this.readAgain(messages);
-        this.allowedAgain();
-      }
-      if (messages.length > 0) {
-        await this.confirmEnds(messages);
-        let kept = messages;
-        for (let i = 0; i < messages.length; i++) {
-          const message = messages[i]!;
-          const state = this.stateOf(message.topic, message.partition);
-          if (state?.assigned) {
-            this.noteFetched(state, message);
-          } else {
-            // A record of a partition revoked meanwhile belongs to its new owner now.
-            kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
-            break;
+        if (this.unreadable.size > 0) messages = this.probeAnswers(messages);
+        if (this.blocked.size > 0) {
+          this.readAgain(messages);
+          this.allowedAgain();
+        }
+        if (messages.length > 0) {
+          await this.confirmEnds(messages);
+          let kept = messages;
+          for (let i = 0; i < messages.length; i++) {
+            const message = messages[i]!;
+            const state = this.stateOf(message.topic, message.partition);
+            if (state?.assigned) {
+              this.noteFetched(state, message);
+            } else {
+              // A record of a partition revoked meanwhile belongs to its new owner now.
+              kept = messages.filter((m) => this.stateOf(m.topic, m.partition)?.assigned);
+              break;
+            }
           }
+          if (kept !== messages) for (const message of kept) this.noteFetched(this.stateOf(message.topic, message.partition)!, message);
+          if (kept.length > 0) {
+            this.chunks.push(kept);
+            this.buffered += kept.length;
+          }
+          this.applyEnds();
+          this.notify();
+        } else if (this.applyEnds()) {
+          this.notify();
         }
-        if (kept !== messages) for (const message of kept) this.noteFetched(this.stateOf(message.topic, message.partition)!, message);
-        if (kept.length > 0) {
-          this.chunks.push(kept);
-          this.buffered += kept.length;
-        }
-        this.applyEnds();
-        this.notify();
-      } else if (this.applyEnds()) {
-        this.notify();
+      } finally {
+        this.endRound(round);
       }
       // A metadata request every 2 s (1 s while not ready), whether records come or not, says
       // whether the brokers are there. Records do not: librdkafka fetched them ahead, maybe before
@@ -1099,7 +1139,8 @@ class KafkaSource {
   }
 
   private warnIfUnassigned(): void {
-    if (this.unassignedSince === undefined || this.warnedUnassigned) return;
+    // A group refused to this client was said when it came (onGroupDenied).
+    if (this.unassignedSince === undefined || this.warnedUnassigned || this.groupDeniedDetail() !== undefined) return;
     if (this.context.clock.now() - this.unassignedSince < this.assignmentTimeout) return;
     this.warnedUnassigned = true;
     this.context.logger.warn({ source: this.label, detail: this.health().detail }, 'kafka source not ready');
@@ -1124,6 +1165,7 @@ class KafkaSource {
       return this.onUnreadableBatch(at, end, error.message);
     }
     if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message, true);
+    if (isGroupDenied(error)) return this.onGroupDenied(error.message);
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
@@ -1182,6 +1224,24 @@ class KafkaSource {
     }
     this.blocked.set(key, { state, reason, denied });
     this.context.logger.warn({ source: this.label, detail: blockedDetail(this.blocked.values()) }, 'kafka source not ready');
+  }
+
+  /**
+   * The brokers refuse the group to this client: not ready at once, naming it (before, /readyz said ready
+   * until assignment_timeout, then only that no assignment came). Said when it first comes, or changes.
+   */
+  private onGroupDenied(reason: string): void {
+    const said = this.groupDeniedDetail();
+    this.groupDenied = { reason, at: this.context.clock.now() };
+    const detail = this.groupDeniedDetail();
+    if (detail !== undefined && detail !== said) this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
+  }
+
+  /** What /readyz says while the group is refused to this client and it has no assignment; undefined otherwise. */
+  private groupDeniedDetail(): string | undefined {
+    const denied = this.groupDenied;
+    if (denied === undefined || this.unassignedSince === undefined || denied.at < this.unassignedSince) return undefined;
+    return `group '${this.config.group}' refuses this client (${denied.reason}): it needs Read on the group (an ACL); ready once the group assigns it partitions`;
   }
 
   /** A record of a blocked partition is read (its ACL restored, say): that partition is no longer blocked. */
@@ -1663,13 +1723,30 @@ class KafkaSource {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
       return;
     }
-    // A revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which takes a while:
-    // every step then waits its turn, so an assignment never overtakes the revocation before it.
-    if (this.context.commitNow) {
-      return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? async () => this.assignPartitions(assignment) : () => this.revokeCommitted(assignment));
+    // A revocation's hand-over is a checkpoint of the runtime's (revokeCommitted), which takes a while,
+    // and an assignment may wait for a consume round (afterRound): every step waits its turn, so an
+    // assignment never overtakes the revocation before it.
+    if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
+      return this.inTurn(async () => {
+        await this.afterRound(assignment);
+        this.assignPartitions(assignment);
+      });
     }
-    if (error.code === ErrorCode.ASSIGN_PARTITIONS) this.assignPartitions(assignment);
-    else this.handOver(assignment);
+    this.inTurn(this.context.commitNow ? () => this.revokeCommitted(assignment) : async () => this.handOver(assignment));
+  }
+
+  /** The consume round's records are looked at (buffered or dropped): the assignments waiting for it go on. */
+  private endRound(round: { number: number; ended: (() => void)[] }): void {
+    if (this.round === round) this.round = undefined;
+    for (const resolve of round.ended.splice(0)) resolve();
+  }
+
+  /** Resolves once the consume round under way is over, if a partition of `assignment` was taken away during it (see `round`). */
+  private async afterRound(assignment: readonly RdKafka.TopicPartition[]): Promise<void> {
+    const round = this.round;
+    if (round === undefined) return;
+    const releasedInIt = assignment.some((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))?.releasedInRound === round.number);
+    if (releasedInIt) await new Promise<void>((resolve) => round.ended.push(resolve));
   }
 
   /**
@@ -1717,7 +1794,10 @@ class KafkaSource {
   private takeAway(assignment: RdKafka.TopicPartition[]): { revoked: PartitionState[]; offsets: RdKafka.TopicPartitionOffset[] } {
     const keys = new Set(assignment.map((tp) => partitionKey(tp.topic, tp.partition)));
     const revoked = [...keys].map((key) => this.partitions.get(key)).filter((state): state is PartitionState => state !== undefined);
-    for (const state of revoked) state.assigned = false;
+    for (const state of revoked) {
+      state.assigned = false;
+      state.releasedInRound = this.round?.number ?? -1;
+    }
     this.dropBuffered(keys);
     // A partition resumed at a checkpoint's offset and revoked before a record of it was read stands there (resumedAt):
     // left out, its commit was never made, and after a refused one its next assignment started at the older committed offset.
@@ -1845,6 +1925,7 @@ class KafkaSource {
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
       this.unassignedSince = undefined;
       this.warnedUnassigned = false;
+      this.groupDenied = undefined;
     } else if (code === ErrorCode.REVOKE_PARTITIONS && this.unassignedSince === undefined) {
       // Eager: everything goes, and the next assignment ends the rebalance. Cooperative: only when
       // nothing stays (the rest keeps being read meanwhile).
@@ -1871,6 +1952,7 @@ class KafkaSource {
       return { state, committed: committedOf.get(key) };
     });
     const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
+    await this.afterRound(assignment);
     const assignedAt = this.context.clock.now();
     for (const { state } of states) {
       markAssigned(state, assignedAt);
@@ -2123,6 +2205,14 @@ class KafkaSource {
     });
   }
 
+  /**
+   * A record to the dead-letter sink, with its key beside its value (`raw`), so it can be replayed
+   * whole: with `key_field` the key is the user id, and the key picks the partition.
+   */
+  private deadLetter(message: RdKafka.Message, rejection: Rejection): void {
+    this.context.deadLetter({ ...rejection, ...deadLetterKey(message.key) });
+  }
+
   /** Records -> events; rejects go to the dead-letter sink. Advances positions and watermarks. */
   private decode(messages: readonly RdKafka.Message[]): ClickEvent[] {
     const events: ClickEvent[] = [];
@@ -2136,40 +2226,46 @@ class KafkaSource {
       if (misplaced !== undefined) {
         // Its offset is not where it is: the position does not move (noteFetched).
         const value = message.value ?? Buffer.alloc(0);
-        this.context.deadLetter(isUtf8(value) ? { reason: misplaced, raw: value.toString('utf8'), origin } : { ...notUtf8Rejection(value, origin), reason: `${misplaced}; raw is its exact bytes in base64` });
+        this.deadLetter(message, isUtf8(value) ? { reason: misplaced, raw: value.toString('utf8'), origin } : { ...notUtf8Rejection(value, origin), reason: `${misplaced}; raw is its exact bytes in base64` });
         continue;
       }
       if (state) {
         state.next = message.offset + 1;
-        state.lastActivity = now;
-        state.unfetched = false;
+        // A fetch of it was answered: its idle clock starts, if it had not. Only an event restarts it
+        // (below): a partition of records that all go to the dead-letter sink (another format) gives
+        // no event time, and counted as active it held the watermark for ever.
+        if (state.unfetched) {
+          state.unfetched = false;
+          state.lastActivity = now;
+        }
       }
       const value = message.value;
       if (value === null) {
         const unreadable = this.skipped.get(message);
-        if (unreadable !== undefined) {
-          this.context.deadLetter({ reason: unreadable, origin });
-          continue;
-        }
+        // A stand-in for a record of an unreadable batch: neither its key nor its value is known.
+        if (unreadable !== undefined) this.context.deadLetter({ reason: unreadable, origin });
+        // A tombstone (a compacted topic's deletion of its key): no event, and raw null says so on a replay.
+        else this.deadLetter(message, { reason: 'tombstone (null value)', raw: null, origin });
+        continue;
       }
       // JSON is UTF-8 text. Anything else (Avro, Protobuf, Latin-1) is kept as its bytes: decoded, it
       // would lose them to replacement characters (or pass on altered strings, were it JSON-like).
-      if (value && !isUtf8(value)) {
-        this.context.deadLetter(notUtf8Rejection(value, origin));
+      if (!isUtf8(value)) {
+        this.deadLetter(message, notUtf8Rejection(value, origin));
         continue;
       }
-      const text = value ? value.toString('utf8') : '';
+      const text = value.toString('utf8');
       let raw: unknown;
       try {
         raw = JSON.parse(text);
       } catch (error) {
-        this.context.deadLetter({ reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
+        this.deadLetter(message, { reason: `not JSON: ${(error as Error).message}`, raw: text, origin });
         continue;
       }
       // Dead letters carry the record's text, as it came: a parsed value may be one no writer can
       // encode (nested thousands deep), and the text is what a user replays.
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        this.context.deadLetter({ reason: 'not a JSON object', raw: text, origin });
+        this.deadLetter(message, { reason: 'not a JSON object', raw: text, origin });
         continue;
       }
       const record = raw as Record<string, unknown>;
@@ -2178,13 +2274,7 @@ class KafkaSource {
         // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
         // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
         if (Buffer.isBuffer(key) && !isUtf8(key)) {
-          this.context.deadLetter({
-            reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`,
-            raw: text,
-            key: key.toString('base64'),
-            keyEncoding: 'base64',
-            origin,
-          });
+          this.deadLetter(message, { reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`, raw: text, origin });
           continue;
         }
         record[keyField] = key.toString();
@@ -2193,10 +2283,16 @@ class KafkaSource {
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
       if (isRejected(result)) {
-        this.context.deadLetter({ reason: result.rejected, raw: text, origin });
+        this.deadLetter(message, { reason: result.rejected, raw: text, origin });
         continue;
       }
-      if (state && result.time > state.maxTime) state.maxTime = result.time;
+      // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the
+      // sources whose watermark it keeps (the operators dead-letter it), but moves no watermark: it would
+      // make every later record of the partition late.
+      if (state) {
+        state.lastActivity = now;
+        if (result.time > state.maxTime && result.time <= now + this.maxAheadOfClock) state.maxTime = result.time;
+      }
       events.push(result);
     }
     return events;
@@ -2204,7 +2300,14 @@ class KafkaSource {
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, committing: undefined, endSeen: -1, highSeen: -1 };
+  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, releasedInRound: -1, committing: undefined, endSeen: -1, highSeen: -1 };
+}
+
+/** A record's key as its dead letter carries it: text, or its exact bytes in base64 where they are not UTF-8 text; none for a null key. */
+function deadLetterKey(key: RdKafka.MessageKey): Pick<Rejection, 'key' | 'keyEncoding'> {
+  if (key === null || key === undefined) return {};
+  if (!Buffer.isBuffer(key)) return { key: String(key) };
+  return isUtf8(key) ? { key: key.toString('utf8') } : { key: key.toString('base64'), keyEncoding: 'base64' };
 }
 
 /** The partition key of the partition a consumer error is about ('' for none). */
