@@ -84,7 +84,8 @@ export function formatProblem(problem: ConfigProblem): string {
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
-  return error instanceof ConfigError || (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT');
+  // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || error.code === 'TRIB_ERR_CHECKPOINT'));
 }
 
 /**

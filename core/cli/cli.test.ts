@@ -535,3 +535,26 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   assert.equal(readFileSync(lock, 'utf8'), holder, 'the lock is still its holder\'s');
   assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });
+
+test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {
+  const folder = mkdtempSync(join(dir, 'scale-out-'));
+  const yaml = (source: string, more = ''): string => `name: so\nsources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: out.jsonl}]\nscale_out: {state_dir: parts}\n${more}`;
+  const file = join(folder, 'file.yaml');
+  writeFileSync(file, yaml('{type: synthetic, events: 10}', 'checkpoint: {dir: cp}\n'));
+  const validate = tributary('validate', file);
+  assert.equal(validate.status, 2, validate.stderr);
+  assert.equal(validate.stderr, `${file}:3:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'synthetic' is not\n`);
+  // No broker is reached: the run stops before any source is built.
+  const kafka = join(folder, 'kafka.yaml');
+  writeFileSync(kafka, yaml('{type: kafka, brokers: "127.0.0.1:1", topics: [clicks], group: g}'));
+  assert.equal(tributary('validate', kafka).status, 0, 'the daemon may give the checkpoints (--checkpoint-dir)');
+  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.status, 2, `${run.signal ?? ''} ${run.stderr}`);
+  const problems = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; path?: string; msg: string });
+  assert.ok(
+    problems.some((p) => p.level === 50 && p.code === 'TRIB_ERR_CONFIG_INVALID' && p.path === '$.scale_out' && /scale_out needs checkpoints/.test(p.msg)),
+    run.stderr,
+  );
+  assert.ok(!/restart/i.test(run.stderr), run.stderr);
+  assert.equal(existsSync(join(folder, 'out.jsonl')), false);
+});

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginRegistry, defineOperator, defineSink, defineSource, loadPipeline, formatProblem } from 'tributary';
+import { ConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 
@@ -773,4 +773,16 @@ test('a plugin named by its TypeScript source is reported with what to name inst
   );
   assert.equal(problems.length, 1, problems.join('\n'));
   assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
+});
+
+test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {
+  const yaml = (source: string): string => `sources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: parts}\n`;
+  assert.deepEqual(await problemsOf(yaml('{type: file, path: events.jsonl}')), ["P:2:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'file' is not"]);
+  assert.deepEqual(await problemsOf(yaml('{type: kafka, brokers: "k:9092", topics: [t], group: g}')), []);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_CONFIG_INVALID', 'x')), true);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_CONFIG_VARIABLE', 'x')), true);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_SOURCE', 'x')), false);
+  // A plugin that says it is partitioned must be a source; one that says so falsely is caught as it is built.
+  const registry = new PluginRegistry();
+  assert.throws(() => registry.register(defineSink({ name: 'p', summary: 's', config: {}, partitioned: true, create: () => ({ write: () => undefined, close: async () => undefined }) }), 'test'), /partitioned is for sources only/);
 });

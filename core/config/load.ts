@@ -277,6 +277,9 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
   const problems: ConfigProblem[] = [];
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
+    else if (!entries.sources[0]!.plugin.partitioned) {
+      problems.push(locate.entry(entries.sources[0]!, ['sources', 0], [], `scale_out needs a partitioned source (kafka); '${entries.sources[0]!.entry.type}' is not`));
+    }
     let global: ResolvedEntry | undefined;
     entries.stages.forEach((stage, index) => {
       const scope = stage.plugin.state ?? 'global';
