@@ -775,6 +775,77 @@ test('a plugin named by its TypeScript source is reported with what to name inst
   assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
 });
 
+test("an unquoted whole ${VAR} is typed only where its value is a YAML number, boolean or null; any other value is kept as given, never read as YAML (a secret starting with '*' loads)", async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'env-values.yaml');
+  writeFileSync(file, 'sources:\n  - type: synthetic\n    users: ${USERS}\nsinks:\n  - type: file\n    path: ${OUT}\n');
+  const pathOf = async (out: string): Promise<unknown> => (await loadPipeline(file, { registry, env: { USERS: '3', OUT: out } })).sinks[0]!.entry.path;
+  // Were: 'out', 'a.json', 'q', 'b.jsonl', '' (a tag), null, '' (a block scalar), and a ReferenceError quoting the value.
+  for (const value of ['out #1.jsonl', '"a.jsonl', "'q'.jsonl", '&anchor b.jsonl', '!tag', '%x', '|', '*.jsonl', '[a, b]', '{x: 1}', '1_000', 'yes']) assert.equal(await pathOf(value), value);
+  assert.equal((await loadPipeline(file, { registry, env: { USERS: '0x10', OUT: 'o' } })).sources[0]!.entry.users, 16);
+  // The description is a string: its problem quotes the value as typed.
+  const text = 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndescription: ${D}\n';
+  for (const [value, typed] of [['12', '12'], ['true', 'true'], ['1.5', '1.5'], ['null', 'null'], ['~', 'null']]) {
+    await assert.rejects(loadPipeline(file, { registry, env: { D: value! }, text }), new RegExp(`\\$\\.description: must be string, got ${typed}$`), value);
+  }
+  assert.equal((await loadPipeline(file, { registry, env: { D: 'True story' }, text })).document.description, 'True story');
+  // Block style: an unquoted ${...} inside a flow map ({...}) is not plain YAML.
+  const kafka = [
+    'sources:',
+    '  - type: kafka',
+    '    brokers: "k:9092"',
+    '    topics: [t]',
+    '    group: g',
+    '    security:',
+    '      sasl:',
+    '        mechanism: PLAIN',
+    '        username: u',
+    '        password: ${PW}',
+    'sinks: [{type: stdout}]',
+    '',
+  ].join('\n');
+  const loaded = await loadPipeline(file, { registry, env: { PW: '*S3cret pass #1' }, text: kafka });
+  assert.equal((loaded.sources[0]!.entry.security as { sasl: { password: string } }).sasl.password, '*S3cret pass #1');
+});
+
+test('${...} as a shell reads it: a nested default, an empty variable is set; a malformed reference is a config error at its value, not left as text, and never quotes a secret', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'env-forms.yaml');
+  const text = (path: string): string => `sources: [{type: synthetic}]\nsinks:\n  - type: file\n    path: "${path}"\n`;
+  const pathOf = async (path: string, env: Record<string, string>): Promise<unknown> => (await loadPipeline(file, { registry, env, text: text(path) })).sinks[0]!.entry.path;
+  assert.equal(await pathOf('${A:-${B:-x}}/o', { B: 'b' }), 'b/o');
+  assert.equal(await pathOf('${A:-${B:-x}}/o', {}), 'x/o');
+  // A default is read only where it is used: B unset is no error while A has a value.
+  assert.equal(await pathOf('${A:-${B}}/o', { A: 'a' }), 'a/o');
+  assert.equal(await pathOf('${A}o', { A: '' }), 'o');
+  assert.equal(await pathOf('${A:-d}/o', { A: '' }), 'd/o');
+  assert.equal(await pathOf('$${A}/o', { A: 'a' }), '${A}/o');
+  for (const [path, shown] of [
+    ['${OUT_DIR-out}/o', '${OUT_DIR-out}'],
+    ['${OUT_DIR:out}/o', '${OUT_DIR:out}'],
+    ['${ OUT_DIR }/o', '${ OUT_DIR }'],
+    ['${OUT_DIR/o', '${OUT_DIR/o'],
+    ['${A:-${B}/o', '${A:-${B}'],
+  ]) {
+    await assert.rejects(loadPipeline(file, { registry, env: { OUT_DIR: 'x', A: 'a', B: 'b' }, text: text(path!) }), (error: ConfigError) => {
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_VARIABLE');
+      assert.deepEqual(
+        error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+        [`P:4:11: $.sinks[0].path: malformed variable reference ${JSON.stringify(shown)}: write \${NAME} or \${NAME:-default} (NAME: letters, digits and _), or $\${ for a literal \${`],
+        path,
+      );
+      return true;
+    });
+  }
+  const secret = 'sources: [{type: kafka, brokers: "k:9092", topics: [t], group: g, security: {sasl: {mechanism: PLAIN, username: u, password: "pa${ss word"}}}]\nsinks: [{type: stdout}]\n';
+  await assert.rejects(loadPipeline(file, { registry, env: {}, text: secret }), (error: ConfigError) => {
+    assert.equal(error.problems.length, 1);
+    assert.match(error.problems[0]!.message, /^malformed variable reference \(not shown: a secret\)/);
+    assert.ok(!error.message.includes('ss word'), error.message);
+    return true;
+  });
+});
+
 test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {
   const yaml = (source: string): string => `sources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: parts}\n`;
   assert.deepEqual(await problemsOf(yaml('{type: file, path: events.jsonl}')), ["P:2:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'file' is not"]);
