@@ -785,7 +785,7 @@ test("an unquoted whole ${VAR} is typed only where its value is a YAML number, b
   assert.equal((await loadPipeline(file, { registry, env: { USERS: '0x10', OUT: 'o' } })).sources[0]!.entry.users, 16);
   // The description is a string: its problem quotes the value as typed.
   const text = 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndescription: ${D}\n';
-  for (const [value, typed] of [['12', '12'], ['true', 'true'], ['1.5', '1.5'], ['null', 'null'], ['~', 'null']]) {
+  for (const [value, typed] of [['12', '12'], ['true', 'true'], ['1.5', '1.5'], ['null', 'null'], ['~', 'null'], ['.inf', 'Infinity']]) {
     await assert.rejects(loadPipeline(file, { registry, env: { D: value! }, text }), new RegExp(`\\$\\.description: must be string, got ${typed}$`), value);
   }
   assert.equal((await loadPipeline(file, { registry, env: { D: 'True story' }, text })).document.description, 'True story');
@@ -844,6 +844,20 @@ test('${...} as a shell reads it: a nested default, an empty variable is set; a 
     assert.ok(!error.message.includes('ss word'), error.message);
     return true;
   });
+});
+
+test('YAML forms this loader does not take are said as such: a merge key, a second document; NaN and Infinity are named, not "null"', async () => {
+  assert.deepEqual(await problemsOf('x: &c {users: 5}\nsources:\n  - type: synthetic\n    <<: *c\nsinks: [{type: stdout}]\n'), [
+    "P:1:1: $.x: unknown field 'x'",
+    'P:4:5: $.sources[0]["<<"]: YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry',
+  ]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n---\n'), [
+    'P:3:1: $: a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own',
+  ]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\nsettings: {progress_interval: .inf, heap_wait: .nan}\n'), [
+    'P:3:31: $.settings.progress_interval: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got Infinity',
+    'P:3:48: $.settings.heap_wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got NaN',
+  ]);
 });
 
 test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {

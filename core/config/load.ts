@@ -108,9 +108,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const more = doc.errors.length - 1;
     const counted = more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '';
     const duplicate = first.code === 'DUPLICATE_KEY' ? duplicateKeyAt(text, first.pos[0]) : undefined;
+    // The parser's words for a second document are advice to its API's users, not to this file's writer.
+    const message = first.code === 'MULTIPLE_DOCS' ? 'a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own' : first.message.split('\n')[0]!;
     const problem = duplicate
       ? at(first.pos[0], jsonPath(duplicate.path), `'${duplicate.key}' is given twice in this map (first at line ${lineCounter.linePos(duplicate.firstAt).line}): keep one${counted}`)
-      : at(first.pos[0], '$', first.message.split('\n')[0]! + counted);
+      : at(first.pos[0], '$', message + counted);
     throw new ConfigError([problem], 'TRIB_ERR_CONFIG_YAML');
   }
 
@@ -525,6 +527,8 @@ function problemFromAjv(
       return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`);
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
+      // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
+      if (field === '<<') return locate(segments, 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', field);
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
       return locate(segments, `unknown field '${field}'${nearestHint(field, known)}`, field);
     }
@@ -543,9 +547,9 @@ function problemFromAjv(
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       return locate(segments, error.message ?? error.keyword);
     case 'minDuration':
-      return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+      return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':
-      return locate(segments, `must be at most ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+      return locate(segments, `must be at most ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'type':
     case 'minimum':
     case 'maximum':
@@ -572,7 +576,8 @@ function problemFromAjv(
 function valueText(value: unknown, segments: readonly PathSegment[]): string {
   const field = segments.at(-1);
   if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return '(not shown: a secret)';
-  const text = JSON.stringify(value) ?? String(value);
+  // NaN and Infinity (YAML's .nan, .inf) by name: JSON would say null.
+  const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
 }
 
