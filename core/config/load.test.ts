@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
+import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
+import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 
@@ -870,4 +871,29 @@ test('scale_out with a source that is not partitioned is a config error at the s
   // A plugin that says it is partitioned must be a source; one that says so falsely is caught as it is built.
   const registry = new PluginRegistry();
   assert.throws(() => registry.register(defineSink({ name: 'p', summary: 's', config: {}, partitioned: true, create: () => ({ write: () => undefined, close: async () => undefined }) }), 'test'), /partitioned is for sources only/);
+});
+
+test('zero durations the stages cannot run with are refused by validate at their field (sessionizer gap and max_length, user-features horizons, checkpoint.interval), and by the factories at the field too', async () => {
+  const yaml = (stages: string, more = ''): string => `sources: [{type: synthetic}]\nstages:\n${stages}\nsinks: [{type: stdout}]\n${more}`;
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer, gap: 0s, max_length: 0ms}')), [
+    'P:3:30: $.stages[0].gap: must be at least 1ms, got "0s"',
+    'P:3:46: $.stages[0].max_length: must be at least 1ms, got "0ms"',
+  ]);
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}\n  - {type: session-features}\n  - {type: user-features, horizons: [1d, 0s]}')), ['P:5:42: $.stages[2].horizons[1]: must be at least 1ms, got "0s"']);
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}', 'checkpoint: {dir: cp, interval: 0s}\n')), ['P:5:33: $.checkpoint.interval: must be at least 1ms, got "0s"']);
+  // A config composed in code reaches the factory unchecked: its error names the field, so the runtime locates it there.
+  const registry = await builtinRegistry();
+  const factoryField = async (type: string, config: Record<string, unknown>): Promise<string> => {
+    try {
+      await registry.get('operator', type)!.create(config as never, testContext());
+    } catch (error) {
+      assert.ok(error instanceof PluginConfigError, String(error));
+      return `${error.field}: ${error.message}`;
+    }
+    return 'no error';
+  };
+  const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, gap: 0 }), "gap: must be positive, got '0'");
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, max_length: '0s' }), "max_length: must be positive, got '0s'");
+  assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
