@@ -536,6 +536,19 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });
 
+test('--plugin naming a module that does not load is a usage error for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack)', () => {
+  const file = pipeline('plugin-flag.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  for (const command of [['validate', file], ['run', file], ['backtest', file, '--input', file], ['schema'], ['plugins'], ['docs']]) {
+    const result = tributary(...command, '--plugin', './nope.mjs', '--log-level', 'warn');
+    assert.equal(result.status, 2, `${command[0]}: ${result.stderr}`);
+    const [record, ...more] = result.stderr.split('\n').filter((line) => line !== '');
+    assert.equal(more.length, 0, result.stderr);
+    const { code, msg } = JSON.parse(record!) as { code: string; msg: string };
+    assert.equal(code, 'TRIB_ERR_USAGE');
+    assert.match(msg, /^--plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
+  }
+});
+
 test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {
   const folder = mkdtempSync(join(dir, 'scale-out-'));
   const yaml = (source: string, more = ''): string => `name: so\nsources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: out.jsonl}]\nscale_out: {state_dir: parts}\n${more}`;
