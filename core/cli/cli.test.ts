@@ -549,6 +549,17 @@ test('--plugin naming a module that does not load is a usage error for every com
   }
 });
 
+test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exit 2, said before anything runs', () => {
+  const file = pipeline('http-port.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(dir, 'http-port-out.jsonl')}}]\n`);
+  for (const port of ['abc', '99999', '-1', '1.5']) {
+    const result = tributary('run', file, `--http-port=${port}`, '--log-level', 'warn');
+    assert.equal(result.status, 2, `${port}: ${result.stderr}`);
+    assert.ok(result.stderr.includes(`"msg":"--http-port ${port}: not a port (a whole number from 0 to 65535; 0: any free port)"`), result.stderr);
+  }
+  assert.equal(existsSync(join(dir, 'http-port-out.jsonl')), false, 'nothing ran');
+  assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
+});
+
 test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {
   const folder = mkdtempSync(join(dir, 'scale-out-'));
   const yaml = (source: string, more = ''): string => `name: so\nsources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: out.jsonl}]\nscale_out: {state_dir: parts}\n${more}`;
