@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
-import type { BacktestResultRecord } from './backtest.js';
+import type { RunStats } from '../runtime/pipeline.js';
+import { backtestMetrics, type BacktestResultRecord } from './backtest.js';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -226,4 +227,12 @@ sinks:
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+});
+
+test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {
+  const summary = { n: 3, positives: 1, auc: 0.5, logloss: 0.6, brier: 0.2 };
+  const report = (model: string) => ({ kind: 'model_metrics', time: 0, model, summary }) as unknown as Parameters<typeof backtestMetrics>[1][number];
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
+  assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
+  assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
 });

@@ -67,12 +67,14 @@ async function countLines(path: string): Promise<number> {
 }
 
 export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
-  const models: BacktestMetrics['models'] = {};
-  for (const report of reports) {
-    const s = report.summary;
-    const scored = s.n > 0;
-    models[report.model] = { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives };
-  }
+  // Entries defined, not assigned: a model named `__proto__` is a key like any other.
+  const models: BacktestMetrics['models'] = Object.fromEntries(
+    reports.map((report) => {
+      const s = report.summary;
+      const scored = s.n > 0;
+      return [report.model, { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives }];
+    }),
+  );
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
 }
 

@@ -861,6 +861,20 @@ test('YAML forms this loader does not take are said as such: a merge key, a seco
   ]);
 });
 
+test('--set refuses a path through __proto__ (or constructor, prototype), which reached Object.prototype', async () => {
+  const file = join(dir, 'proto.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  for (const assignment of ['__proto__.users=1', 'sources[0].__proto__.polluted=1', 'constructor.prototype.polluted=1']) {
+    await assert.rejects(loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: [assignment] }), (error: ConfigError) => {
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_SET');
+      assert.match(error.problems[0]!.message, /is no field of a pipeline$/);
+      return true;
+    });
+  }
+  assert.equal(({} as Record<string, unknown>).users, undefined);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
 test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {
   const yaml = (source: string): string => `sources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: parts}\n`;
   assert.deepEqual(await problemsOf(yaml('{type: file, path: events.jsonl}')), ["P:2:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'file' is not"]);

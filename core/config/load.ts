@@ -824,6 +824,9 @@ export function applySet(data: unknown, assignment: string): string[] {
   const path = assignment.slice(0, eq).trim();
   const segments = pathSegments(path);
   if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
+  // Walked into, these reach Object.prototype (`__proto__.x=1` would set x on every object of the process); no pipeline field has these names.
+  const unsafe = segments.find((segment) => segment === '__proto__' || segment === 'constructor' || segment === 'prototype');
+  if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': '${unsafe}' is no field of a pipeline`);
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   const created: string[] = [];
