@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -227,6 +227,49 @@ sinks:
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+});
+
+test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-clobber-'));
+  const world = new ShopperWorld({ seed: 5, users: 20 });
+  const events = `${Array.from({ length: 200 }, () => JSON.stringify(world.next())).join('\n')}\n`;
+  const folder = join(dir, 'pipelines');
+  mkdirSync(folder);
+  const pipeline = join(folder, 'gen.yaml');
+  // The sink's path is relative to the pipeline's folder, the --input to the working directory.
+  writeFileSync(pipeline, 'name: gen\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ../events.jsonl}]\ndead_letter: {type: file, path: ../bad.jsonl}\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, events);
+  symlinkSync(data, join(dir, 'link.jsonl'));
+  writeFileSync(join(dir, 'bad.jsonl'), events);
+  const backtest = (input: string) => spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', input, '--report', 'report', '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  for (const [input, writer] of [['events.jsonl', 'sinks[0]'], ['./link.jsonl', 'sinks[0]'], ['bad.jsonl', 'dead_letter']]) {
+    const run = backtest(input!);
+    assert.equal(run.status, 2, run.stderr);
+    assert.ok(run.stderr.includes(`--input ${input} is the file ${writer} (a file sink) writes`), run.stderr);
+  }
+  assert.equal(readFileSync(data, 'utf8'), events, 'the input is left as it was');
+  assert.equal(readFileSync(join(dir, 'bad.jsonl'), 'utf8'), events);
+  assert.equal(existsSync(join(dir, 'report')), false);
+  // A copy is read.
+  copyFileSync(data, join(dir, 'copy.jsonl'));
+  assert.equal(backtest('copy.jsonl').status, 0);
+});
+
+test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-notdir-'));
+  const pipeline = join(dir, 'p.yaml');
+  writeFileSync(pipeline, 'name: p\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: out.jsonl}]\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
+  const backtest = (...args: string[]) => spawnSync(process.execPath, [main, 'backtest', pipeline, ...args, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  const report = backtest('--input', data, '--report', 'p.yaml/sub/report');
+  assert.equal(report.status, 2, report.stderr);
+  assert.ok(report.stderr.includes(`--report p.yaml/sub/report: ${pipeline} is a file, so no folder can be made in it`), report.stderr);
+  const input = backtest('--input', 'p.yaml/events.jsonl', '--report', 'r');
+  assert.equal(input.status, 2, input.stderr);
+  assert.ok(input.stderr.includes('--input p.yaml/events.jsonl: no such file'), input.stderr);
+  assert.equal(existsSync(join(dir, 'out.jsonl')), false);
 });
 
 test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {

@@ -7,12 +7,12 @@
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
  * collects. Nothing else in the runtime knows about backtests.
  */
-import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
-import { loadPipeline, type PipelineEntry } from '../config/load.js';
+import { loadPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
@@ -78,6 +78,33 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
 }
 
+/** A path's stat; undefined where there is nothing there, also where a folder on its way is a file (ENOTDIR). */
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+/** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
+function folderProblem(option: string, given: string, dir: string): string | undefined {
+  for (let at = dir; ; at = dirname(at)) {
+    const stat = statIfAny(at);
+    if (stat?.isDirectory()) return undefined;
+    if (stat) return at === dir ? `${option} ${given} is a file; name a folder` : `${option} ${given}: ${at} is a file, so no folder can be made in it`;
+    if (dirname(at) === at) return undefined;
+  }
+}
+
+/** Whether `a` and `b` are one file (the same inode: also through links, or a path written another way); false where either is absent. */
+function sameFile(a: string, b: string): boolean {
+  const x = statIfAny(a);
+  const y = statIfAny(b);
+  return x !== undefined && y !== undefined && x.dev === y.dev && x.ino === y.ino;
+}
+
 export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
   takeHangups(); // ignored until its outputs exist (below), not the end of a backtest
   const pretty = process.stderr.isTTY === true;
@@ -99,11 +126,17 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     reportUsageError(`tributary backtest: ${message}`, 'tributary backtest --help');
     return exitCodes.invalid;
   };
-  const inputStat = statSync(input, { throwIfNoEntry: false });
+  const inputStat = statIfAny(input);
   if (inputStat === undefined) return usage(`--input ${options.input}: no such file`);
   if (inputStat.isDirectory()) return usage(`--input ${options.input} is a folder; name a file`);
+  // A file the pipeline writes would be replaced (or appended to) as the run starts, before it is read.
+  const writer = [...loaded.sinks, loaded.deadLetter].find((sink) => writesFile(sink, loaded.baseDir, input));
+  if (writer) {
+    return usage(`--input ${options.input} is the file ${writer.path.replace(/^\$\./, '')} (a ${writer.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or --set ${writer.path.replace(/^\$\./, '')}.path to another file`);
+  }
   const dir = resolve(options.report);
-  if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() === false) return usage(`--report ${options.report} is a file; name a folder`);
+  const reportProblem = folderProblem('--report', options.report, dir);
+  if (reportProblem) return usage(reportProblem);
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
@@ -199,6 +232,12 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     return exitCodes.failure;
   }
   return exitCodes.ok;
+}
+
+/** Whether a `file` sink entry writes `input` (its path resolved as the sink resolves it, against the pipeline's folder). */
+function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
+  const path = sink.entry.path;
+  return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
