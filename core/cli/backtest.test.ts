@@ -256,6 +256,52 @@ test("backtest refuses (exit 2, before anything runs) an --input the pipeline's 
   assert.equal(backtest('copy.jsonl').status, 0);
 });
 
+test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-sources-'));
+  const pipeline = join(dir, 'two.yaml');
+  writeFileSync(pipeline, 'name: two\nsources:\n  - {type: synthetic, events: 100}\n  - {type: synthetic, events: 100, seed: 9}\nsinks: [{type: file, path: out.jsonl}]\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  const [problem] = records(run.stderr) as unknown as { code: string; line: number; path: string; msg: string }[];
+  assert.deepEqual([problem?.code, problem?.line, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 4, '$.sources[1]'], run.stderr);
+  assert.match(problem!.msg, /backtest replays one --input as the pipeline's one source; this pipeline has 2/);
+  assert.equal(existsSync(join(dir, 'report')), false);
+});
+
+test('backtest of a scale_out pipeline (a kafka source) replays it without scale_out (was: refused as it was built, exit 1)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-scale-out-'));
+  const world = new ShopperWorld({ seed: 3, users: 50 });
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${Array.from({ length: 1500 }, () => JSON.stringify(world.next())).join('\n')}\n`);
+  const pipeline = join(dir, 'scaled.yaml');
+  writeFileSync(
+    pipeline,
+    `name: scaled
+sources:
+  - type: kafka
+    brokers: "127.0.0.1:1"
+    topics: [clicks]
+    group: g
+    mapping: { fields: { user_id: userId, session_id: sessionId, item_id: itemId }, time_format: epoch_ms, attributes_field: attrs }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+checkpoint: { dir: cp }
+scale_out: { state_dir: parts }
+`,
+  );
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(dir, 'report', 'metrics.json'), 'utf8')) as { events: number; models: Record<string, { n: number }> };
+  assert.equal(metrics.events, 1500);
+  assert.ok(metrics.models.intent!.n > 0);
+  assert.equal(existsSync(join(dir, 'parts')), false, 'no partition state');
+});
+
 test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-notdir-'));
   const pipeline = join(dir, 'p.yaml');

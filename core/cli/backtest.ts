@@ -1,7 +1,8 @@
 /**
- * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its first source
- * replaced by a `file` source (keeping that source's mapping, CSV and watermark config), then writes
- * DIR/metrics.json (a contract other tools read) and DIR/report.html (self-contained plots).
+ * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its source (it must
+ * have one only) replaced by a `file` source (keeping that source's mapping, CSV and watermark config),
+ * without scale_out, then writes DIR/metrics.json (a contract other tools read) and DIR/report.html
+ * (self-contained plots).
  *
  * Stages that can report (a boolean `report` field in their config schema, as the model operators
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
@@ -120,6 +121,16 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const original = loaded.sources[0];
   const filePlugin = registry.get('source', 'file');
   if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+  // One --input stands for one source: the others would go on reading (their events mixed into the
+  // scores), and which of their mappings the file has is not known. Refused, not guessed.
+  const extra = loaded.sources[1];
+  if (extra) {
+    const message = `backtest replays one --input as the pipeline's one source; this pipeline has ${loaded.sources.length}: backtest a copy of it with one source`;
+    throw new ConfigError([{ file: loaded.file, line: extra.line ?? 0, column: extra.column ?? 0, path: extra.path, message }]);
+  }
+  // Partitions and their state files need a partitioned source and checkpoints; a replay of a file has
+  // neither (a backtest takes no checkpoints), and its stages are the same without them.
+  delete loaded.document.scale_out;
   const input = resolve(options.input);
   // Mistakes in the command line are said before anything runs (and before any output is replaced).
   const usage = (message: string): number => {

@@ -110,7 +110,7 @@ export async function main(args: string[]): Promise<number> {
     )
     .command(
       'backtest <file>',
-      'Replay a data file through a pipeline (its first source replaced by a file source) and write DIR/metrics.json and DIR/report.html.',
+      'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
         withProgress(withCommon(argv), 'a progress bar')
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
