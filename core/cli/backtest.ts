@@ -10,6 +10,7 @@
  */
 import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -61,10 +62,36 @@ interface ModelReport extends StreamRecord {
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
 }
 
-async function countLines(path: string): Promise<number> {
-  let lines = 0;
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
-  return lines;
+/**
+ * The records of the input, for the progress total: its lines that are not blank (the file source reads
+ * no record from those), decompressed where the source decompresses it, less a CSV header row. A CSV
+ * field holding a line end makes it an estimate (the progress shown never passes it). Data that cannot be
+ * decompressed counts up to there: the source dead-letters the rest as one unreadable record.
+ */
+export async function countRecords(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
+  let records = 0;
+  let content = false; // the current line has a byte that is not blank
+  const raw = createReadStream(path);
+  const stream = gzip ? raw.pipe(createGunzip()) : raw;
+  if (gzip) raw.on('error', (error) => stream.destroy(error));
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (;;) {
+        const end = chunk.indexOf(10, start);
+        const stop = end < 0 ? chunk.length : end;
+        for (let i = start; !content && i < stop; i++) if (chunk[i]! > 32) content = true;
+        if (end < 0) break;
+        if (content) records++;
+        content = false;
+        start = end + 1;
+      }
+    }
+  } catch {
+    // Counted up to the unreadable part.
+  }
+  if (content) records++;
+  return Math.max(0, records - (headerRow ? 1 : 0));
 }
 
 export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
@@ -174,8 +201,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
+  const total = options.progress === 'none' ? 0 : await countRecords(input, (entry.gzip as boolean | undefined) ?? input.endsWith('.gz'), isCsv(entry, input) && (entry.csv as { header?: boolean } | undefined)?.header !== false);
   if (options.progress === 'records') {
-    const total = await countLines(input);
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
       const s = runner.stats;
@@ -191,7 +218,6 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       ];
     });
   } else if (options.progress === 'redrawn') {
-    const total = await countLines(input);
     bar = new cliProgress.SingleBar({ format: `${loaded.document.name} [{bar}] {percentage}% | {value}/{total} records | {rate} ev/s`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
     bar.start(total, 0, { rate: 0 });
     const began = Date.now();
@@ -249,6 +275,11 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
 function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
   const path = sink.entry.path;
   return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
+}
+
+/** Whether the file source reads `input` as CSV: its `format`, else by the name, as the source decides it (formatOf). */
+function isCsv(entry: PipelineEntry, input: string): boolean {
+  return entry.format === undefined ? /\.(csv|tsv)(\.gz)?$/i.test(input) : entry.format === 'csv';
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
