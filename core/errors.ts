@@ -7,7 +7,7 @@ export const errorCatalogue = {
   TRIB_ERR_CONFIG_INVALID: 'pipeline configuration is invalid',
   TRIB_ERR_CONFIG_YAML: 'pipeline file is not valid YAML',
   TRIB_ERR_CONFIG_READ: 'pipeline file cannot be read',
-  TRIB_ERR_CONFIG_VARIABLE: 'a ${VAR} in the pipeline has no value and no default',
+  TRIB_ERR_CONFIG_VARIABLE: 'a ${VAR} in the pipeline has no value and no default, or is malformed',
   TRIB_ERR_CONFIG_SET: 'a --set override is malformed',
   TRIB_ERR_PLUGIN_UNKNOWN: 'no plugin of that kind and name is registered',
   TRIB_ERR_PLUGIN_LOAD: 'a plugin module could not be loaded',
@@ -84,7 +84,8 @@ export function formatProblem(problem: ConfigProblem): string {
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
-  return error instanceof ConfigError || (error instanceof TributaryError && error.code === 'TRIB_ERR_CHECKPOINT');
+  // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || error.code === 'TRIB_ERR_CHECKPOINT'));
 }
 
 /**

@@ -436,6 +436,11 @@ export interface PluginSpec<K extends PluginKind, Config> {
    */
   state?: OperatorStateScope;
   /**
+   * Sources: its instances implement `onPartitions`, `partitionOffsets` and `partitionWatermarks` (Kafka),
+   * which `scale_out` needs; validation refuses scale_out with a source that does not say so.
+   */
+  partitioned?: boolean;
+  /**
    * Sinks: the record kinds this sink takes (e.g. `['prediction']`), for one whose `write` handles only
    * those. The runtime hands it no other: a record that no sink takes is counted as filtered, not as
    * written. It is the default of a pipeline entry's `kinds`, which may narrow it; an entry naming a kind

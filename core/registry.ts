@@ -119,6 +119,7 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (typeof spec.summary !== 'string') return 'summary must be a string';
   if (typeof spec.config !== 'object' || spec.config === null || Array.isArray(spec.config)) return 'config must be a JSON Schema object, e.g. { type: "object", properties: {} }';
   if (typeof spec.create !== 'function') return 'create must be a function (config, context) => instance';
+  if (spec.partitioned !== undefined && (spec.kind !== 'source' || typeof spec.partitioned !== 'boolean')) return 'partitioned is for sources only: true where its instances implement onPartitions, partitionOffsets and partitionWatermarks';
   if (spec.kinds !== undefined) {
     if (spec.kind !== 'sink') return 'kinds is for sinks only (the record kinds a sink takes)';
     // An empty list would take no record at all (not even a side output's): it is always a mistake.

@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
-import type { BacktestResultRecord } from './backtest.js';
+import type { RunStats } from '../runtime/pipeline.js';
+import { backtestMetrics, countRecords, type BacktestResultRecord } from './backtest.js';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -226,4 +228,115 @@ sinks:
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+});
+
+test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-clobber-'));
+  const world = new ShopperWorld({ seed: 5, users: 20 });
+  const events = `${Array.from({ length: 200 }, () => JSON.stringify(world.next())).join('\n')}\n`;
+  const folder = join(dir, 'pipelines');
+  mkdirSync(folder);
+  const pipeline = join(folder, 'gen.yaml');
+  // The sink's path is relative to the pipeline's folder, the --input to the working directory.
+  writeFileSync(pipeline, 'name: gen\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ../events.jsonl}]\ndead_letter: {type: file, path: ../bad.jsonl}\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, events);
+  symlinkSync(data, join(dir, 'link.jsonl'));
+  writeFileSync(join(dir, 'bad.jsonl'), events);
+  const backtest = (input: string) => spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', input, '--report', 'report', '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  for (const [input, writer] of [['events.jsonl', 'sinks[0]'], ['./link.jsonl', 'sinks[0]'], ['bad.jsonl', 'dead_letter']]) {
+    const run = backtest(input!);
+    assert.equal(run.status, 2, run.stderr);
+    assert.ok(run.stderr.includes(`--input ${input} is the file ${writer} (a file sink) writes`), run.stderr);
+  }
+  assert.equal(readFileSync(data, 'utf8'), events, 'the input is left as it was');
+  assert.equal(readFileSync(join(dir, 'bad.jsonl'), 'utf8'), events);
+  assert.equal(existsSync(join(dir, 'report')), false);
+  // A copy is read.
+  copyFileSync(data, join(dir, 'copy.jsonl'));
+  assert.equal(backtest('copy.jsonl').status, 0);
+});
+
+test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-sources-'));
+  const pipeline = join(dir, 'two.yaml');
+  writeFileSync(pipeline, 'name: two\nsources:\n  - {type: synthetic, events: 100}\n  - {type: synthetic, events: 100, seed: 9}\nsinks: [{type: file, path: out.jsonl}]\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  const [problem] = records(run.stderr) as unknown as { code: string; line: number; path: string; msg: string }[];
+  assert.deepEqual([problem?.code, problem?.line, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 4, '$.sources[1]'], run.stderr);
+  assert.match(problem!.msg, /backtest replays one --input as the pipeline's one source; this pipeline has 2/);
+  assert.equal(existsSync(join(dir, 'report')), false);
+});
+
+test('backtest of a scale_out pipeline (a kafka source) replays it without scale_out (was: refused as it was built, exit 1)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-scale-out-'));
+  const world = new ShopperWorld({ seed: 3, users: 50 });
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${Array.from({ length: 1500 }, () => JSON.stringify(world.next())).join('\n')}\n`);
+  const pipeline = join(dir, 'scaled.yaml');
+  writeFileSync(
+    pipeline,
+    `name: scaled
+sources:
+  - type: kafka
+    brokers: "127.0.0.1:1"
+    topics: [clicks]
+    group: g
+    mapping: { fields: { user_id: userId, session_id: sessionId, item_id: itemId }, time_format: epoch_ms, attributes_field: attrs }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+checkpoint: { dir: cp }
+scale_out: { state_dir: parts }
+`,
+  );
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(dir, 'report', 'metrics.json'), 'utf8')) as { events: number; models: Record<string, { n: number }> };
+  assert.equal(metrics.events, 1500);
+  assert.ok(metrics.models.intent!.n > 0);
+  assert.equal(existsSync(join(dir, 'parts')), false, 'no partition state');
+});
+
+test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-notdir-'));
+  const pipeline = join(dir, 'p.yaml');
+  writeFileSync(pipeline, 'name: p\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: out.jsonl}]\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
+  const backtest = (...args: string[]) => spawnSync(process.execPath, [main, 'backtest', pipeline, ...args, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  const report = backtest('--input', data, '--report', 'p.yaml/sub/report');
+  assert.equal(report.status, 2, report.stderr);
+  assert.ok(report.stderr.includes(`--report p.yaml/sub/report: ${pipeline} is a file, so no folder can be made in it`), report.stderr);
+  const input = backtest('--input', 'p.yaml/events.jsonl', '--report', 'r');
+  assert.equal(input.status, 2, input.stderr);
+  assert.ok(input.stderr.includes('--input p.yaml/events.jsonl: no such file'), input.stderr);
+  assert.equal(existsSync(join(dir, 'out.jsonl')), false);
+});
+
+test("backtest's progress total counts the input's records: decompressed lines of a .gz, not its raw newline bytes; no blank line, no CSV header", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-count-'));
+  const text = `${Array.from({ length: 500 }, (_, i) => JSON.stringify({ n: i, pad: 'x'.repeat(i % 50) })).join('\n')}\n\n  \n`;
+  const gz = join(dir, 'events.jsonl.gz');
+  writeFileSync(gz, gzipSync(text));
+  assert.equal(await countRecords(gz, true, false), 500);
+  const csv = join(dir, 'events.csv');
+  writeFileSync(csv, 'a,b\n1,2\n3,4\n\n5,6');
+  assert.equal(await countRecords(csv, false, true), 3);
+  // Compressed data cut short: what could be read.
+  writeFileSync(gz, gzipSync(text).subarray(0, 200));
+  assert.ok((await countRecords(gz, true, false)) < 500);
+});
+
+test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {
+  const summary = { n: 3, positives: 1, auc: 0.5, logloss: 0.6, brier: 0.2 };
+  const report = (model: string) => ({ kind: 'model_metrics', time: 0, model, summary }) as unknown as Parameters<typeof backtestMetrics>[1][number];
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
+  assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
+  assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
 });

@@ -1,18 +1,20 @@
 /**
- * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its first source
- * replaced by a `file` source (keeping that source's mapping, CSV and watermark config), then writes
- * DIR/metrics.json (a contract other tools read) and DIR/report.html (self-contained plots).
+ * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its source (it must
+ * have one only) replaced by a `file` source (keeping that source's mapping, CSV and watermark config),
+ * without scale_out, then writes DIR/metrics.json (a contract other tools read) and DIR/report.html
+ * (self-contained plots).
  *
  * Stages that can report (a boolean `report` field in their config schema, as the model operators
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
  * collects. Nothing else in the runtime knows about backtests.
  */
-import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
-import { loadPipeline, type PipelineEntry } from '../config/load.js';
+import { loadPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
@@ -60,20 +62,75 @@ interface ModelReport extends StreamRecord {
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
 }
 
-async function countLines(path: string): Promise<number> {
-  let lines = 0;
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
-  return lines;
+/**
+ * The records of the input, for the progress total: its lines that are not blank (the file source reads
+ * no record from those), decompressed where the source decompresses it, less a CSV header row. A CSV
+ * field holding a line end makes it an estimate (the progress shown never passes it). Data that cannot be
+ * decompressed counts up to there: the source dead-letters the rest as one unreadable record.
+ */
+export async function countRecords(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
+  let records = 0;
+  let content = false; // the current line has a byte that is not blank
+  const raw = createReadStream(path);
+  const stream = gzip ? raw.pipe(createGunzip()) : raw;
+  if (gzip) raw.on('error', (error) => stream.destroy(error));
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (;;) {
+        const end = chunk.indexOf(10, start);
+        const stop = end < 0 ? chunk.length : end;
+        for (let i = start; !content && i < stop; i++) if (chunk[i]! > 32) content = true;
+        if (end < 0) break;
+        if (content) records++;
+        content = false;
+        start = end + 1;
+      }
+    }
+  } catch {
+    // Counted up to the unreadable part.
+  }
+  if (content) records++;
+  return Math.max(0, records - (headerRow ? 1 : 0));
 }
 
 export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
-  const models: BacktestMetrics['models'] = {};
-  for (const report of reports) {
-    const s = report.summary;
-    const scored = s.n > 0;
-    models[report.model] = { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives };
-  }
+  // Entries defined, not assigned: a model named `__proto__` is a key like any other.
+  const models: BacktestMetrics['models'] = Object.fromEntries(
+    reports.map((report) => {
+      const s = report.summary;
+      const scored = s.n > 0;
+      return [report.model, { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives }];
+    }),
+  );
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
+}
+
+/** A path's stat; undefined where there is nothing there, also where a folder on its way is a file (ENOTDIR). */
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+/** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
+function folderProblem(option: string, given: string, dir: string): string | undefined {
+  for (let at = dir; ; at = dirname(at)) {
+    const stat = statIfAny(at);
+    if (stat?.isDirectory()) return undefined;
+    if (stat) return at === dir ? `${option} ${given} is a file; name a folder` : `${option} ${given}: ${at} is a file, so no folder can be made in it`;
+    if (dirname(at) === at) return undefined;
+  }
+}
+
+/** Whether `a` and `b` are one file (the same inode: also through links, or a path written another way); false where either is absent. */
+function sameFile(a: string, b: string): boolean {
+  const x = statIfAny(a);
+  const y = statIfAny(b);
+  return x !== undefined && y !== undefined && x.dev === y.dev && x.ino === y.ino;
 }
 
 export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
@@ -91,17 +148,33 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const original = loaded.sources[0];
   const filePlugin = registry.get('source', 'file');
   if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+  // One --input stands for one source: the others would go on reading (their events mixed into the
+  // scores), and which of their mappings the file has is not known. Refused, not guessed.
+  const extra = loaded.sources[1];
+  if (extra) {
+    const message = `backtest replays one --input as the pipeline's one source; this pipeline has ${loaded.sources.length}: backtest a copy of it with one source`;
+    throw new ConfigError([{ file: loaded.file, line: extra.line ?? 0, column: extra.column ?? 0, path: extra.path, message }]);
+  }
+  // Partitions and their state files need a partitioned source and checkpoints; a replay of a file has
+  // neither (a backtest takes no checkpoints), and its stages are the same without them.
+  delete loaded.document.scale_out;
   const input = resolve(options.input);
   // Mistakes in the command line are said before anything runs (and before any output is replaced).
   const usage = (message: string): number => {
     reportUsageError(`tributary backtest: ${message}`, 'tributary backtest --help');
     return exitCodes.invalid;
   };
-  const inputStat = statSync(input, { throwIfNoEntry: false });
+  const inputStat = statIfAny(input);
   if (inputStat === undefined) return usage(`--input ${options.input}: no such file`);
   if (inputStat.isDirectory()) return usage(`--input ${options.input} is a folder; name a file`);
+  // A file the pipeline writes would be replaced (or appended to) as the run starts, before it is read.
+  const writer = [...loaded.sinks, loaded.deadLetter].find((sink) => writesFile(sink, loaded.baseDir, input));
+  if (writer) {
+    return usage(`--input ${options.input} is the file ${writer.path.replace(/^\$\./, '')} (a ${writer.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or --set ${writer.path.replace(/^\$\./, '')}.path to another file`);
+  }
   const dir = resolve(options.report);
-  if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() === false) return usage(`--report ${options.report} is a file; name a folder`);
+  const reportProblem = folderProblem('--report', options.report, dir);
+  if (reportProblem) return usage(reportProblem);
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
@@ -128,8 +201,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
+  const total = options.progress === 'none' ? 0 : await countRecords(input, (entry.gzip as boolean | undefined) ?? input.endsWith('.gz'), isCsv(entry, input) && (entry.csv as { header?: boolean } | undefined)?.header !== false);
   if (options.progress === 'records') {
-    const total = await countLines(input);
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
       const s = runner.stats;
@@ -145,7 +218,6 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       ];
     });
   } else if (options.progress === 'redrawn') {
-    const total = await countLines(input);
     bar = new cliProgress.SingleBar({ format: `${loaded.document.name} [{bar}] {percentage}% | {value}/{total} records | {rate} ev/s`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
     bar.start(total, 0, { rate: 0 });
     const began = Date.now();
@@ -197,6 +269,17 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     return exitCodes.failure;
   }
   return exitCodes.ok;
+}
+
+/** Whether a `file` sink entry writes `input` (its path resolved as the sink resolves it, against the pipeline's folder). */
+function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
+  const path = sink.entry.path;
+  return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
+}
+
+/** Whether the file source reads `input` as CSV: its `format`, else by the name, as the source decides it (formatOf). */
+function isCsv(entry: PipelineEntry, input: string): boolean {
+  return entry.format === undefined ? /\.(csv|tsv)(\.gz)?$/i.test(input) : entry.format === 'csv';
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -535,3 +535,50 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   assert.equal(readFileSync(lock, 'utf8'), holder, 'the lock is still its holder\'s');
   assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });
+
+test('--plugin naming a module that does not load is a usage error for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack)', () => {
+  const file = pipeline('plugin-flag.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  for (const command of [['validate', file], ['run', file], ['backtest', file, '--input', file], ['schema'], ['plugins'], ['docs']]) {
+    const result = tributary(...command, '--plugin', './nope.mjs', '--log-level', 'warn');
+    assert.equal(result.status, 2, `${command[0]}: ${result.stderr}`);
+    const [record, ...more] = result.stderr.split('\n').filter((line) => line !== '');
+    assert.equal(more.length, 0, result.stderr);
+    const { code, msg } = JSON.parse(record!) as { code: string; msg: string };
+    assert.equal(code, 'TRIB_ERR_USAGE');
+    assert.match(msg, /^--plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
+  }
+});
+
+test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exit 2, said before anything runs', () => {
+  const file = pipeline('http-port.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(dir, 'http-port-out.jsonl')}}]\n`);
+  for (const port of ['abc', '99999', '-1', '1.5']) {
+    const result = tributary('run', file, `--http-port=${port}`, '--log-level', 'warn');
+    assert.equal(result.status, 2, `${port}: ${result.stderr}`);
+    assert.ok(result.stderr.includes(`"msg":"--http-port ${port}: not a port (a whole number from 0 to 65535; 0: any free port)"`), result.stderr);
+  }
+  assert.equal(existsSync(join(dir, 'http-port-out.jsonl')), false, 'nothing ran');
+  assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
+});
+
+test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {
+  const folder = mkdtempSync(join(dir, 'scale-out-'));
+  const yaml = (source: string, more = ''): string => `name: so\nsources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: out.jsonl}]\nscale_out: {state_dir: parts}\n${more}`;
+  const file = join(folder, 'file.yaml');
+  writeFileSync(file, yaml('{type: synthetic, events: 10}', 'checkpoint: {dir: cp}\n'));
+  const validate = tributary('validate', file);
+  assert.equal(validate.status, 2, validate.stderr);
+  assert.equal(validate.stderr, `${file}:3:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'synthetic' is not\n`);
+  // No broker is reached: the run stops before any source is built.
+  const kafka = join(folder, 'kafka.yaml');
+  writeFileSync(kafka, yaml('{type: kafka, brokers: "127.0.0.1:1", topics: [clicks], group: g}'));
+  assert.equal(tributary('validate', kafka).status, 0, 'the daemon may give the checkpoints (--checkpoint-dir)');
+  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.status, 2, `${run.signal ?? ''} ${run.stderr}`);
+  const problems = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; path?: string; msg: string });
+  assert.ok(
+    problems.some((p) => p.level === 50 && p.code === 'TRIB_ERR_CONFIG_INVALID' && p.path === '$.scale_out' && /scale_out needs checkpoints/.test(p.msg)),
+    run.stderr,
+  );
+  assert.ok(!/restart/i.test(run.stderr), run.stderr);
+  assert.equal(existsSync(join(folder, 'out.jsonl')), false);
+});

@@ -54,6 +54,12 @@ function durationProblem(option: string, value: string, least: number, most?: st
   return `${option} ${value}: not a duration${least > 0 ? ' above 0' : ''} (use e.g. 500ms, 10s, 1m)`;
 }
 
+/** A usage error for a port option that is not a whole number from 0 to 65535; undefined when it is fine or absent. */
+function portProblem(option: string, value: string | undefined): string | undefined {
+  if (value === undefined || (/^\d{1,5}$/.test(value) && Number(value) <= 65535)) return undefined;
+  return `${option} ${value}: not a port (a whole number from 0 to 65535; 0: any free port)`;
+}
+
 function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
   // The repeatable options (--plugin, --set) take one value per flag (nargs: 1): an array option takes
   // every value up to the next flag, so `validate --plugin x.js p.yaml` read p.yaml as a plugin.
@@ -77,7 +83,7 @@ export async function main(args: string[]): Promise<number> {
         withProgress(withCommon(argv), 'a progress line')
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
-          .option('http-port', { type: 'number', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
+          .option('http-port', { type: 'string', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
           .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
@@ -87,7 +93,7 @@ export async function main(args: string[]): Promise<number> {
             describe:
               "Wait up to this long (e.g. 15m) for a checkpoint folder another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
           })
-          .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? true),
+          .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
         exitCode = await runPipelineCommand({
           targets: argv.targets,
@@ -95,7 +101,7 @@ export async function main(args: string[]): Promise<number> {
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
           ...progress(argv),
-          ...(argv['http-port'] !== undefined ? { httpPort: argv['http-port'], httpHost: argv['http-host'] } : {}),
+          ...(argv['http-port'] !== undefined ? { httpPort: Number(argv['http-port']), httpHost: argv['http-host'] } : {}),
           ...(argv['checkpoint-dir'] ? { checkpointDir: argv['checkpoint-dir'] } : {}),
           ...(argv['allow-non-restored-state'] ? { allowNonRestoredState: true } : {}),
           lockWaitMs: parseDuration(argv['lock-wait']),
@@ -104,7 +110,7 @@ export async function main(args: string[]): Promise<number> {
     )
     .command(
       'backtest <file>',
-      'Replay a data file through a pipeline (its first source replaced by a file source) and write DIR/metrics.json and DIR/report.html.',
+      'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
         withProgress(withCommon(argv), 'a progress bar')
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })

@@ -93,7 +93,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     '',
     String(document.description),
     '',
-    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables; `${HOSTNAME}`, unset in a service\'s environment, is the machine\'s name); an unquoted value that is one whole reference takes the type of its value. `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors.',
+    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables, as a shell reads them: a variable set empty is empty, the default is taken where VAR is unset or empty, and may hold references itself; `${HOSTNAME}`, unset in a service\'s environment, is the machine\'s name). `$${` is a literal `${`; any other `${` is a config error. An unquoted value that is one whole reference takes the type its value has as a plain YAML scalar (`8080` a number, `true` a boolean, `null` or nothing null), else it is the value as given, never read as YAML (`#`, quotes, `*` kept). `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors.',
     '',
     '## Document',
     '',

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginRegistry, defineOperator, defineSink, defineSource, loadPipeline, formatProblem } from 'tributary';
+import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
+import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 
@@ -773,4 +774,140 @@ test('a plugin named by its TypeScript source is reported with what to name inst
   );
   assert.equal(problems.length, 1, problems.join('\n'));
   assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
+});
+
+test("an unquoted whole ${VAR} is typed only where its value is a YAML number, boolean or null; any other value is kept as given, never read as YAML (a secret starting with '*' loads)", async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'env-values.yaml');
+  writeFileSync(file, 'sources:\n  - type: synthetic\n    users: ${USERS}\nsinks:\n  - type: file\n    path: ${OUT}\n');
+  const pathOf = async (out: string): Promise<unknown> => (await loadPipeline(file, { registry, env: { USERS: '3', OUT: out } })).sinks[0]!.entry.path;
+  // Were: 'out', 'a.json', 'q', 'b.jsonl', '' (a tag), null, '' (a block scalar), and a ReferenceError quoting the value.
+  for (const value of ['out #1.jsonl', '"a.jsonl', "'q'.jsonl", '&anchor b.jsonl', '!tag', '%x', '|', '*.jsonl', '[a, b]', '{x: 1}', '1_000', 'yes']) assert.equal(await pathOf(value), value);
+  assert.equal((await loadPipeline(file, { registry, env: { USERS: '0x10', OUT: 'o' } })).sources[0]!.entry.users, 16);
+  // The description is a string: its problem quotes the value as typed.
+  const text = 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndescription: ${D}\n';
+  for (const [value, typed] of [['12', '12'], ['true', 'true'], ['1.5', '1.5'], ['null', 'null'], ['~', 'null'], ['.inf', 'Infinity']]) {
+    await assert.rejects(loadPipeline(file, { registry, env: { D: value! }, text }), new RegExp(`\\$\\.description: must be string, got ${typed}$`), value);
+  }
+  assert.equal((await loadPipeline(file, { registry, env: { D: 'True story' }, text })).document.description, 'True story');
+  // Block style: an unquoted ${...} inside a flow map ({...}) is not plain YAML.
+  const kafka = [
+    'sources:',
+    '  - type: kafka',
+    '    brokers: "k:9092"',
+    '    topics: [t]',
+    '    group: g',
+    '    security:',
+    '      sasl:',
+    '        mechanism: PLAIN',
+    '        username: u',
+    '        password: ${PW}',
+    'sinks: [{type: stdout}]',
+    '',
+  ].join('\n');
+  const loaded = await loadPipeline(file, { registry, env: { PW: '*S3cret pass #1' }, text: kafka });
+  assert.equal((loaded.sources[0]!.entry.security as { sasl: { password: string } }).sasl.password, '*S3cret pass #1');
+});
+
+test('${...} as a shell reads it: a nested default, an empty variable is set; a malformed reference is a config error at its value, not left as text, and never quotes a secret', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'env-forms.yaml');
+  const text = (path: string): string => `sources: [{type: synthetic}]\nsinks:\n  - type: file\n    path: "${path}"\n`;
+  const pathOf = async (path: string, env: Record<string, string>): Promise<unknown> => (await loadPipeline(file, { registry, env, text: text(path) })).sinks[0]!.entry.path;
+  assert.equal(await pathOf('${A:-${B:-x}}/o', { B: 'b' }), 'b/o');
+  assert.equal(await pathOf('${A:-${B:-x}}/o', {}), 'x/o');
+  // A default is read only where it is used: B unset is no error while A has a value.
+  assert.equal(await pathOf('${A:-${B}}/o', { A: 'a' }), 'a/o');
+  assert.equal(await pathOf('${A}o', { A: '' }), 'o');
+  assert.equal(await pathOf('${A:-d}/o', { A: '' }), 'd/o');
+  assert.equal(await pathOf('$${A}/o', { A: 'a' }), '${A}/o');
+  for (const [path, shown] of [
+    ['${OUT_DIR-out}/o', '${OUT_DIR-out}'],
+    ['${OUT_DIR:out}/o', '${OUT_DIR:out}'],
+    ['${ OUT_DIR }/o', '${ OUT_DIR }'],
+    ['${OUT_DIR/o', '${OUT_DIR/o'],
+    ['${A:-${B}/o', '${A:-${B}'],
+  ]) {
+    await assert.rejects(loadPipeline(file, { registry, env: { OUT_DIR: 'x', A: 'a', B: 'b' }, text: text(path!) }), (error: ConfigError) => {
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_VARIABLE');
+      assert.deepEqual(
+        error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+        [`P:4:11: $.sinks[0].path: malformed variable reference ${JSON.stringify(shown)}: write \${NAME} or \${NAME:-default} (NAME: letters, digits and _), or $\${ for a literal \${`],
+        path,
+      );
+      return true;
+    });
+  }
+  const secret = 'sources: [{type: kafka, brokers: "k:9092", topics: [t], group: g, security: {sasl: {mechanism: PLAIN, username: u, password: "pa${ss word"}}}]\nsinks: [{type: stdout}]\n';
+  await assert.rejects(loadPipeline(file, { registry, env: {}, text: secret }), (error: ConfigError) => {
+    assert.equal(error.problems.length, 1);
+    assert.match(error.problems[0]!.message, /^malformed variable reference \(not shown: a secret\)/);
+    assert.ok(!error.message.includes('ss word'), error.message);
+    return true;
+  });
+});
+
+test('YAML forms this loader does not take are said as such: a merge key, a second document; NaN and Infinity are named, not "null"', async () => {
+  assert.deepEqual(await problemsOf('x: &c {users: 5}\nsources:\n  - type: synthetic\n    <<: *c\nsinks: [{type: stdout}]\n'), [
+    "P:1:1: $.x: unknown field 'x'",
+    'P:4:5: $.sources[0]["<<"]: YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry',
+  ]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n---\n'), [
+    'P:3:1: $: a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own',
+  ]);
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\nsettings: {progress_interval: .inf, heap_wait: .nan}\n'), [
+    'P:3:31: $.settings.progress_interval: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got Infinity',
+    'P:3:48: $.settings.heap_wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got NaN',
+  ]);
+});
+
+test('--set refuses a path through __proto__ (or constructor, prototype), which reached Object.prototype', async () => {
+  const file = join(dir, 'proto.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  for (const assignment of ['__proto__.users=1', 'sources[0].__proto__.polluted=1', 'constructor.prototype.polluted=1']) {
+    await assert.rejects(loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: [assignment] }), (error: ConfigError) => {
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_SET');
+      assert.match(error.problems[0]!.message, /is no field of a pipeline$/);
+      return true;
+    });
+  }
+  assert.equal(({} as Record<string, unknown>).users, undefined);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {
+  const yaml = (source: string): string => `sources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: parts}\n`;
+  assert.deepEqual(await problemsOf(yaml('{type: file, path: events.jsonl}')), ["P:2:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'file' is not"]);
+  assert.deepEqual(await problemsOf(yaml('{type: kafka, brokers: "k:9092", topics: [t], group: g}')), []);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_CONFIG_INVALID', 'x')), true);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_CONFIG_VARIABLE', 'x')), true);
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_SOURCE', 'x')), false);
+  // A plugin that says it is partitioned must be a source; one that says so falsely is caught as it is built.
+  const registry = new PluginRegistry();
+  assert.throws(() => registry.register(defineSink({ name: 'p', summary: 's', config: {}, partitioned: true, create: () => ({ write: () => undefined, close: async () => undefined }) }), 'test'), /partitioned is for sources only/);
+});
+
+test('zero durations the stages cannot run with are refused by validate at their field (sessionizer gap and max_length, user-features horizons, checkpoint.interval), and by the factories at the field too', async () => {
+  const yaml = (stages: string, more = ''): string => `sources: [{type: synthetic}]\nstages:\n${stages}\nsinks: [{type: stdout}]\n${more}`;
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer, gap: 0s, max_length: 0ms}')), [
+    'P:3:30: $.stages[0].gap: must be at least 1ms, got "0s"',
+    'P:3:46: $.stages[0].max_length: must be at least 1ms, got "0ms"',
+  ]);
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}\n  - {type: session-features}\n  - {type: user-features, horizons: [1d, 0s]}')), ['P:5:42: $.stages[2].horizons[1]: must be at least 1ms, got "0s"']);
+  assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}', 'checkpoint: {dir: cp, interval: 0s}\n')), ['P:5:33: $.checkpoint.interval: must be at least 1ms, got "0s"']);
+  // A config composed in code reaches the factory unchecked: its error names the field, so the runtime locates it there.
+  const registry = await builtinRegistry();
+  const factoryField = async (type: string, config: Record<string, unknown>): Promise<string> => {
+    try {
+      await registry.get('operator', type)!.create(config as never, testContext());
+    } catch (error) {
+      assert.ok(error instanceof PluginConfigError, String(error));
+      return `${error.field}: ${error.message}`;
+    }
+    return 'no error';
+  };
+  const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, gap: 0 }), "gap: must be positive, got '0'");
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, max_length: '0s' }), "max_length: must be positive, got '0s'");
+  assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });

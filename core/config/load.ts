@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type ScalarTag } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
@@ -108,9 +108,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const more = doc.errors.length - 1;
     const counted = more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '';
     const duplicate = first.code === 'DUPLICATE_KEY' ? duplicateKeyAt(text, first.pos[0]) : undefined;
+    // The parser's words for a second document are advice to its API's users, not to this file's writer.
+    const message = first.code === 'MULTIPLE_DOCS' ? 'a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own' : first.message.split('\n')[0]!;
     const problem = duplicate
       ? at(first.pos[0], jsonPath(duplicate.path), `'${duplicate.key}' is given twice in this map (first at line ${lineCounter.linePos(duplicate.firstAt).line}): keep one${counted}`)
-      : at(first.pos[0], '$', first.message.split('\n')[0]! + counted);
+      : at(first.pos[0], '$', message + counted);
     throw new ConfigError([problem], 'TRIB_ERR_CONFIG_YAML');
   }
 
@@ -277,6 +279,9 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
   const problems: ConfigProblem[] = [];
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
+    else if (!entries.sources[0]!.plugin.partitioned) {
+      problems.push(locate.entry(entries.sources[0]!, ['sources', 0], [], `scale_out needs a partitioned source (kafka); '${entries.sources[0]!.entry.type}' is not`));
+    }
     let global: ResolvedEntry | undefined;
     entries.stages.forEach((stage, index) => {
       const scope = stage.plugin.state ?? 'global';
@@ -522,6 +527,8 @@ function problemFromAjv(
       return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`);
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
+      // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
+      if (field === '<<') return locate(segments, 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', field);
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
       return locate(segments, `unknown field '${field}'${nearestHint(field, known)}`, field);
     }
@@ -540,9 +547,9 @@ function problemFromAjv(
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       return locate(segments, error.message ?? error.keyword);
     case 'minDuration':
-      return locate(segments, `must be at least ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+      return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':
-      return locate(segments, `must be at most ${String(error.schema)}, got ${JSON.stringify(error.data)}`);
+      return locate(segments, `must be at most ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'type':
     case 'minimum':
     case 'maximum':
@@ -569,7 +576,8 @@ function problemFromAjv(
 function valueText(value: unknown, segments: readonly PathSegment[]): string {
   const field = segments.at(-1);
   if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return '(not shown: a secret)';
-  const text = JSON.stringify(value) ?? String(value);
+  // NaN and Infinity (YAML's .nan, .inf) by name: JSON would say null.
+  const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
 }
 
@@ -627,45 +635,119 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
   return offset;
 }
 
-const reference = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}/g;
-
 /**
- * A variable's value: the environment's, else for `HOSTNAME` the machine's name. A shell sets HOSTNAME
- * without exporting it and systemd sets none, so a service never had it: `${HOSTNAME:-local}` (an
- * instance's own transactional_id or checkpoint folder) gave every instance the same value, and the
- * instances fenced each other; containers (Docker, Kubernetes) set it to the same name os.hostname() gives.
+ * A variable's value: the environment's (empty if set empty, as in a shell), else for `HOSTNAME` the
+ * machine's name. A shell sets HOSTNAME without exporting it and systemd sets none, so a service never
+ * had it: `${HOSTNAME:-local}` (an instance's own transactional_id or checkpoint folder) gave every
+ * instance the same value, and the instances fenced each other; containers (Docker, Kubernetes) set it
+ * to the same name os.hostname() gives.
  */
 function variable(env: Record<string, string | undefined>, name: string): string | undefined {
   const value = env[name];
-  if (value !== undefined && value !== '') return value;
-  return name === 'HOSTNAME' ? hostname() || undefined : undefined;
+  if (name === 'HOSTNAME' && (value === undefined || value === '')) return hostname() || undefined;
+  return value;
 }
 
-/** `${VAR}` and `${VAR:-default}` in every string scalar; `$${` is a literal `${`. */
+/** A `${` in a string that starts no `${NAME}` or `${NAME:-default}` (a space, `${A-x}`, `${A:x}`, no `}`): its offset in the string. */
+class MalformedReference extends Error {
+  constructor(readonly offset: number) {
+    super('malformed reference');
+  }
+}
+
+const variableName = /[A-Za-z_][A-Za-z0-9_]*/y;
+
+/**
+ * `text` with its references replaced, as a shell does: `${NAME}` is NAME's value (empty where it is set
+ * empty), `${NAME:-default}` the default where NAME is unset or empty; a default may hold references,
+ * read only where it is used. `$${` is a literal `${`. `missing`: the names used that have no value;
+ * `whole`: the text is one reference and nothing else. Throws MalformedReference.
+ */
+function substitute(text: string, lookup: (name: string) => string | undefined): { value: string; missing: string[]; whole: boolean } {
+  let wholeEnd = -1;
+  const scan = (start: number, inDefault: boolean): { value: string; missing: string[]; end: number } => {
+    let value = '';
+    const missing: string[] = [];
+    let i = start;
+    while (i < text.length) {
+      if (inDefault && text[i] === '}') return { value, missing, end: i };
+      if (text.startsWith('$${', i)) {
+        value += '${';
+        i += 3;
+        continue;
+      }
+      if (!text.startsWith('${', i)) {
+        value += text[i];
+        i++;
+        continue;
+      }
+      variableName.lastIndex = i + 2;
+      const name = variableName.exec(text)?.[0];
+      if (name === undefined) throw new MalformedReference(i);
+      const after = i + 2 + name.length;
+      const found = lookup(name);
+      if (text[after] === '}') {
+        if (found === undefined) missing.push(name);
+        else value += found;
+        if (i === 0) wholeEnd = after + 1;
+        i = after + 1;
+      } else if (text.startsWith(':-', after)) {
+        const fallback = scan(after + 2, true);
+        if (fallback.end >= text.length) throw new MalformedReference(i); // no closing brace
+        if (found !== undefined && found !== '') value += found;
+        else {
+          value += fallback.value;
+          missing.push(...fallback.missing);
+        }
+        if (i === 0) wholeEnd = fallback.end + 1;
+        i = fallback.end + 1;
+      } else {
+        throw new MalformedReference(i);
+      }
+    }
+    return { value, missing, end: i };
+  };
+  const { value, missing } = scan(0, false);
+  return { value, missing, whole: wholeEnd === text.length };
+}
+
+/** The YAML core schema's tags of plain scalars besides strings: null, bool, int and float, each with its pattern. */
+const coreScalarTags = new Schema({ schema: 'core' }).tags.filter((tag): tag is ScalarTag & { test: RegExp } => 'test' in tag && tag.test instanceof RegExp);
+
+/**
+ * A plain scalar's text typed as YAML types it (core schema): `8080` a number, `true` a boolean, `null`
+ * or nothing null; anything else the text as it is. Never parsed as YAML: a variable's value holding
+ * `#`, quotes, `&`, `*`, `!` or `|` is kept whole.
+ */
+function typedAsPlainScalar(text: string): unknown {
+  const tag = coreScalarTags.find((candidate) => candidate.test.test(text));
+  if (!tag) return text;
+  const typed = tag.resolve(text, () => undefined, {});
+  return isScalar(typed) ? typed.value : typed;
+}
+
+/** `${VAR}` and `${VAR:-default}` in every string scalar (see substitute); `$${` is a literal `${`. */
 function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void): void {
   visit(doc, {
     Scalar(_key, node, ancestors) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const original = node.value;
-      let missing = false;
-      const replaced = original.replace(reference, (match, name: string | undefined, fallback: string | undefined) => {
-        if (match === '$${') return '${';
-        const value = variable(env, name!);
-        if (value !== undefined) return value;
-        if (fallback !== undefined) return fallback;
-        missing = true;
-        report(node, segmentsOf(ancestors, node), `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
-        return match;
-      });
-      if (missing) return;
-      // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
-      const whole = /^\$\{[^}]*\}$/.test(original);
-      if (whole && node.type === Scalar.PLAIN) {
-        const typed = parseDocument(replaced).toJS() as unknown;
-        node.value = typed === null || typeof typed !== 'object' ? typed : replaced;
-      } else {
-        node.value = replaced;
+      let result: ReturnType<typeof substitute>;
+      try {
+        result = substitute(original, (name) => variable(env, name));
+      } catch (error) {
+        if (!(error instanceof MalformedReference)) throw error;
+        const segments = segmentsOf(ancestors, node);
+        // The file's own text, cut at the reference's end; not a secret field's (a literal password may hold `${`).
+        const close = original.indexOf('}', error.offset);
+        const shown = valueText(original.slice(error.offset, close < 0 ? undefined : close + 1), segments);
+        report(node, segments, `malformed variable reference ${shown}: write \${NAME} or \${NAME:-default} (NAME: letters, digits and _), or $\${ for a literal \${`);
+        return;
       }
+      for (const name of new Set(result.missing)) report(node, segmentsOf(ancestors, node), `environment variable ${name} is not set and has no default (write \${${name}:-default})`);
+      if (result.missing.length > 0) return;
+      // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
+      node.value = result.whole && node.type === Scalar.PLAIN ? typedAsPlainScalar(result.value) : result.value;
     },
   });
 }
@@ -742,6 +824,9 @@ export function applySet(data: unknown, assignment: string): string[] {
   const path = assignment.slice(0, eq).trim();
   const segments = pathSegments(path);
   if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
+  // Walked into, these reach Object.prototype (`__proto__.x=1` would set x on every object of the process); no pipeline field has these names.
+  const unsafe = segments.find((segment) => segment === '__proto__' || segment === 'constructor' || segment === 'prototype');
+  if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': '${unsafe}' is no field of a pipeline`);
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   const created: string[] = [];

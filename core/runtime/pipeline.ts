@@ -228,10 +228,14 @@ interface SourceSlot {
 /** What the runtime calls on each kind's instance (a factory's result must have them). */
 const requiredMembers: Record<PluginKind, readonly string[]> = { source: ['read'], operator: ['apply'], sink: ['write', 'close'] };
 
+/** What a partitioned source's instance has besides (PluginSpec.partitioned): what scale_out calls. */
+const partitionMembers: readonly string[] = ['onPartitions', 'partitionOffsets', 'partitionWatermarks'];
+
 /** What a factory's result lacks that the runtime calls, e.g. `no apply function`; undefined when nothing. */
-function missingMembers(kind: PluginKind, instance: unknown): string | undefined {
+function missingMembers(kind: PluginKind, instance: unknown, partitioned = false): string | undefined {
   if (typeof instance !== 'object' || instance === null) return `${instance === null ? 'null' : typeof instance}, not ${kind === 'operator' ? 'an' : 'a'} ${kind}`;
-  const missing = requiredMembers[kind].filter((name) => typeof (instance as Record<string, unknown>)[name] !== 'function');
+  const required = partitioned ? [...requiredMembers[kind], ...partitionMembers] : requiredMembers[kind];
+  const missing = required.filter((name) => typeof (instance as Record<string, unknown>)[name] !== 'function');
   return missing.length > 0 ? `no ${missing.join(' or ')} function` : undefined;
 }
 
@@ -615,7 +619,7 @@ export class PipelineRunner {
       const instance = (await resolved.plugin.create(pluginConfig(resolved.entry) as never, context)) as T;
       // A factory that returns no instance, or one without what the runtime calls, is said here, not as
       // a TypeError from deep in the run (a plugin in JavaScript has no compiler to catch it).
-      const missing = missingMembers(resolved.plugin.kind, instance);
+      const missing = missingMembers(resolved.plugin.kind, instance, resolved.plugin.partitioned);
       if (missing) throw new Error(`create() returned ${missing}`);
       return { label: context.label, instance };
     } catch (cause) {
@@ -676,14 +680,8 @@ export class PipelineRunner {
       });
     }
     if (scaleOut) {
+      // Its source is partitioned (loadedPipelineProblems; missingMembers), and checkpoints are on (runWithCheckpointsClaimed).
       const slot = this.sources[0]!;
-      const where = `${this.loaded.file}: ${this.loaded.sources[0]!.path}`;
-      if (!slot.source.onPartitions || !slot.source.partitionOffsets || !slot.source.partitionWatermarks) {
-        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', `${where}: scale_out needs a partitioned source (kafka); '${this.loaded.sources[0]!.entry.type}' is not`);
-      }
-      if (!this.options.checkpoints) {
-        throw new TributaryError('TRIB_ERR_CONFIG_INVALID', `${this.loaded.file}: $.scale_out: needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them`);
-      }
       if (this.keyedStages.length === 0) this.logger.warn('scale_out: no per-user stage leads the pipeline, so there is no partition state to hand over');
       this.scaleOut = { dir: resolve(this.loaded.baseDir, scaleOut.state_dir), keep: scaleOut.keep ?? 3, slot };
     }
@@ -1347,6 +1345,10 @@ export class PipelineRunner {
   private async runWithCheckpointsClaimed(): Promise<RunStats> {
     // As `validate` and loadPipeline check a file: a pipeline composed in code gets the same checks (schemas, checkPipeline).
     const problems = loadedPipelineProblems(this.loaded);
+    // Known only here (a checkpoint section, or the daemon's --checkpoint-dir): a config error all the same, which no restart mends.
+    if (this.loaded.document.scale_out && !this.options.checkpoints) {
+      problems.push({ file: this.loaded.file, line: 0, column: 0, path: '$.scale_out', message: "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them" });
+    }
     if (problems.length > 0) throw new ConfigError(problems);
     const newest = await this.newestCheckpoint();
     try {

@@ -231,6 +231,7 @@ const stableEndTrustMs = 2 * noProgressMs;
 export default defineSource<KafkaSourceConfig>({
   name: 'kafka',
   emits: ['event'],
+  partitioned: true,
   status: 'beta',
   summary: 'Reads JSON records from Kafka topics in a consumer group, with per-partition watermarks and committed offsets.',
   description:

@@ -24,6 +24,7 @@ import {
   type Emit,
   type Origin,
   type PluginContext,
+  PluginConfigError,
   type SessionSummary,
   type StreamRecord,
   checkListLengths,
@@ -74,9 +75,10 @@ export default defineOperator<SessionizerConfig>({
     type: 'object',
     additionalProperties: false,
     properties: {
-      gap: { $ref: 'tributary:duration', default: '30m', description: 'Inactivity (event time) that ends a session: an event `gap` or more after the session\'s last one starts a new one.' },
+      gap: { $ref: 'tributary:duration', minDuration: '1ms', default: '30m', description: 'Inactivity (event time) that ends a session: an event `gap` or more after the session\'s last one starts a new one.' },
       max_length: {
         $ref: 'tributary:duration',
+        minDuration: '1ms',
         description:
           'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. ' +
           'A late event too far from a session\'s other end joins the session on its other side, else starts one of its own. Default: no limit. Gap mode only.',
@@ -125,9 +127,9 @@ export default defineOperator<SessionizerConfig>({
   ],
   create(config, context) {
     const gap = parseDuration(config.gap);
-    if (!(gap > 0)) throw new RangeError(`gap must be positive, got '${config.gap}'`);
+    if (!(gap > 0)) throw new PluginConfigError('gap', `must be positive, got '${config.gap}'`);
     const maxLength = config.max_length === undefined ? Infinity : parseDuration(config.max_length);
-    if (!(maxLength > 0)) throw new RangeError(`max_length must be positive, got '${config.max_length}'`);
+    if (!(maxLength > 0)) throw new PluginConfigError('max_length', `must be positive, got '${config.max_length}'`);
     const notBefore = Date.parse(config.not_before);
     if (!Number.isFinite(notBefore)) throw new RangeError(`not_before: cannot parse '${config.not_before}'`);
     const state = new SessionState(

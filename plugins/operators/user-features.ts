@@ -6,7 +6,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, PluginConfigError, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -39,7 +39,7 @@ export default defineOperator<UserFeaturesConfig>({
         type: 'array',
         minItems: 0,
         maxItems: 8,
-        items: { $ref: 'tributary:duration' },
+        items: { $ref: 'tributary:duration', minDuration: '1ms' },
         default: ['1d', '7d', '30d'],
         description: 'Time constants of the decayed counts (event time).',
       },
@@ -54,9 +54,9 @@ export default defineOperator<UserFeaturesConfig>({
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
-    for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new RangeError(`horizons[${k}] must be positive, got '${String(config.horizons[k])}'`);
+    for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
     const labels = config.horizons.map((h) => (typeof h === 'number' ? `${h}ms` : h));
-    if (new Set(labels).size !== labels.length) throw new RangeError(`horizons must be distinct, got ${labels.join(', ')}`);
+    if (new Set(labels).size !== labels.length) throw new PluginConfigError('horizons', `must be distinct, got ${labels.join(', ')}`);
     const state = new UserState(horizons, labels, config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
