@@ -1562,17 +1562,24 @@ test('a late event its sink rejects is counted once, as dead-lettered, not also 
 });
 
 /** A stage that keeps the highest watermark it was given. */
-function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number } {
+function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number; finiteHighest: () => number } {
   let highest = -Infinity;
+  let finiteHighest = -Infinity;
   const plugin = defineOperator<Record<string, never>>({
     name: 'watching',
     summary: 'test',
     config: { type: 'object' },
     create: (_config, context) => ({
-      apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void (highest = Math.max(highest, mark.time)) })),
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        watermark: (mark) => {
+          highest = Math.max(highest, mark.time);
+          if (Number.isFinite(mark.time)) finiteHighest = Math.max(finiteHighest, mark.time);
+        },
+      })),
     }),
   });
-  return { plugin, highest: () => highest };
+  return { plugin, highest: () => highest, finiteHighest: () => finiteHighest };
 }
 
 /** A test clock that counts its reads: the runtime's idle timer reads it at every look. */
@@ -1657,4 +1664,49 @@ test('a source idle as a whole that keeps its own watermark (per partition) says
   const { stats } = await run;
   assert.equal(stats.sideOutputs.late ?? 0, 0, 'the record of the partition behind is not late');
   assert.equal(stats.outByKind.session, 2);
+});
+
+test('a source polling an upstream that has nothing (it yields empty batches) goes idle after its idle_timeout: the watermark follows the other source', { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  let polled!: () => void;
+  const pollsDone = new Promise<void>((resolve) => (polled = resolve));
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  const steady = defineSource<Record<string, never>>({
+    name: 'steady',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('a', T0)];
+        // Its next batch comes once the poller has found nothing for five idle timeouts.
+        await pollsDone;
+        yield [event('a', T0 + 60_000)];
+        letEnd();
+      },
+    }),
+  });
+  const poller = defineSource<Record<string, never>>({
+    name: 'poller',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let poll = 0; poll < 5; poll++) {
+          time.advance(1_000);
+          yield [];
+        }
+        polled();
+        await end;
+      },
+    }),
+  });
+  const watcher = watermarkWatcher();
+  await runYaml(
+    'sources: [{type: steady, watermark: {max_out_of_orderness: 0s, idle_timeout: 1s}}, {type: poller, watermark: {idle_timeout: 1s}}]\nstages: [{type: watching}]\nsinks: [{type: memory}]\n',
+    { plugins: [steady, poller, watcher.plugin], clock: time.clock, builtins: false },
+  );
+  // Before the end of input (Infinity) the watermark reached the steady source's last event.
+  assert.equal(watcher.finiteHighest(), T0 + 60_000, 'the watermark moved with the steady source while the poller found nothing');
 });

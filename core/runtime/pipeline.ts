@@ -965,6 +965,12 @@ export class PipelineRunner {
     slot.lastActivity = this.clock.now();
     slot.waiting = true;
     for await (const batch of untilStopped(slot.source.read(), signal)) {
+      // A poll that found nothing (an empty batch) is no activity: counted as one, a source polling
+      // an upstream with nothing to give never went idle, and held the combined watermark for good.
+      if (batch.length === 0) {
+        if (signal.aborted) break;
+        continue;
+      }
       slot.waiting = false;
       this.batchesInHand++;
       try {
