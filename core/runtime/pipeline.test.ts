@@ -9,6 +9,7 @@ import {
   ConfigError,
   PipelineRunner,
   PluginConfigError,
+  PluginRegistry,
   defineOperator,
   defineSink,
   defineSource,
@@ -1709,4 +1710,39 @@ test('a source polling an upstream that has nothing (it yields empty batches) go
   );
   // Before the end of input (Infinity) the watermark reached the steady source's last event.
   assert.equal(watcher.finiteHighest(), T0 + 60_000, 'the watermark moved with the steady source while the poller found nothing');
+});
+
+test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async () => {
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  let reading = false;
+  const source = defineSource<Record<string, never>>({
+    name: 'one-then-wait',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 0)];
+        reading = true;
+        await end;
+      },
+    }),
+  });
+  const reaching = defineSink<{ reaches: boolean }>({
+    name: 'reaching',
+    summary: 'test',
+    config: { type: 'object', properties: { reaches: { type: 'boolean' } } },
+    create: (config) => ({ write: () => undefined, health: () => (config.reaches ? { ready: true } : { ready: false, detail: 'brokers unreachable' }), close: async () => undefined }),
+  });
+  const registry = new PluginRegistry();
+  for (const plugin of [source, reaching]) registry.register(plugin, 'test');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-readiness-'));
+  const file = join(dir, 'p.yaml');
+  writeFileSync(file, 'sources: [{type: one-then-wait}]\nsinks: [{type: reaching, reaches: true}]\ndead_letter: {type: reaching, reaches: false}\n');
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger });
+  const run = runner.run();
+  await until(() => reading, 'the first batch');
+  assert.deepEqual(runner.readiness(), { ready: false, reasons: ['the dead-letter sink: brokers unreachable'] });
+  letEnd();
+  await run;
 });

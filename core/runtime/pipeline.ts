@@ -923,9 +923,10 @@ export class PipelineRunner {
       const health = slot.source.health?.();
       if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
     }
-    for (const slot of this.sinks) {
-      const health = slot.sink.health?.();
-      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
+    // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
+      const health = sink?.health?.();
+      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
     }
     return { ready: reasons.length === 0, reasons };
   }
