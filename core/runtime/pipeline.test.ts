@@ -1746,3 +1746,53 @@ test("/readyz (readiness) counts the dead-letter sink's health: one that cannot 
   letEnd();
   await run;
 });
+
+test('after a sink failed the run, nothing more is written: no side output and no dead letter of the records still going through the stages', async () => {
+  const source = defineSource<Record<string, never>>({
+    name: 'six',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield Array.from({ length: 6 }, (_, n) => event(`u${n}`, n));
+      },
+    }),
+  });
+  const auditing = defineOperator<Record<string, never>>({
+    name: 'auditing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          emit(record);
+          context.sideOutput('audit', { kind: 'audit', userId: (record as ClickEvent).userId });
+          if ((record as ClickEvent).userId === 'u3') throw new Error('bad record');
+        },
+      })),
+    }),
+  });
+  const written: Record<string, string[]> = {};
+  const keeping = defineSink<{ name: string; fails_at?: string }>({
+    name: 'keeping',
+    summary: 'test',
+    config: { type: 'object', properties: { name: { type: 'string' }, fails_at: { type: 'string' } } },
+    create: (config) => ({
+      write: (record) => {
+        const user = String(record.userId ?? (record.raw as ClickEvent | undefined)?.userId);
+        if (user === config.fails_at) throw new Error('disk full');
+        (written[config.name] ??= []).push(user);
+      },
+      close: async () => undefined,
+    }),
+  });
+  await assert.rejects(
+    runYaml(
+      'sources: [{type: six}]\nstages: [{type: auditing}]\nsinks:\n  - {type: keeping, name: main, fails_at: u1, kinds: [event]}\n  - {type: keeping, name: audit, kinds: [], outputs: [audit]}\ndead_letter: {type: keeping, name: dead}\n',
+      { plugins: [source, auditing, keeping], builtins: false },
+    ),
+    /sink-keeping-0 failed to write a record \(kind 'event'\): disk full/,
+  );
+  // u0 went through before the failure: its event, and its side output (sent after it), are written.
+  assert.deepEqual(written, { main: ['u0'], audit: ['u0'] });
+});

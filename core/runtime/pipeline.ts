@@ -415,6 +415,7 @@ export class PipelineRunner {
         // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
         // pipeline stops, naming it) instead of recursing into itself until the stack runs out.
         if (kind === 'dead-letter') throw new Error(`it rejected the dead letter (${rejection.reason})`);
+        if (this.failure !== undefined) return; // failed: nothing more is written (or counted), as in route()
         deadLetters.inc();
         // A sink rejecting the record route() hands it: route counts that record once (see routing).
         if (kind === 'sink' && this.routing) {
@@ -498,6 +499,7 @@ export class PipelineRunner {
 
   /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
+    if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     if (counted) this.stats.deadLettered++;
     // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
     const reason = reasonClass(rejection.reason);
@@ -522,6 +524,7 @@ export class PipelineRunner {
   }
 
   private sideOutput(name: string, record: StreamRecord): void {
+    if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     const slots = this.sinksByOutput.get(name) ?? [];
     // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
     const takers = slots.filter((slot) => slot.takes === undefined || slot.takes.has(record.kind)).map((slot) => slot.sink);
