@@ -8,6 +8,7 @@
  */
 import { Observable } from 'rxjs';
 import { originOf, type Element, type Watermark } from './events.js';
+import { pluginFailure } from './errors.js';
 import type { Operator, PluginContext } from './plugin.js';
 
 export type Emit = (element: Element) => void;
@@ -142,7 +143,8 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
           try {
             stage.watermark?.(element as Watermark, emit);
           } catch (error) {
-            fail(error);
+            // The run's error names the stage: a watermark has no record to dead-letter, so it ends the stream.
+            fail(pluginFailure('TRIB_ERR_STAGE', context.label, 'failed handling a watermark', error));
             return;
           }
           emit(element);
@@ -180,9 +182,16 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       next: enter,
       error: (error: unknown) => fail(error),
       complete: () => {
+        // In order, each while the later stages are still open: what a complete emits reaches them.
+        for (let k = 0; k < handlers.length && !stopped; k++) {
+          try {
+            handlers[k]!.complete?.(emits[k]!);
+          } catch (error) {
+            fail(pluginFailure('TRIB_ERR_STAGE', stages[k]!.context.label, 'failed as its input completed', error));
+            return;
+          }
+        }
         try {
-          // In order, each while the later stages are still open: what a complete emits reaches them.
-          for (let k = 0; k < handlers.length && !stopped; k++) handlers[k]!.complete?.(emits[k]!);
           subscriber.complete();
         } catch (error) {
           fail(error);

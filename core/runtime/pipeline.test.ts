@@ -1796,3 +1796,51 @@ test('after a sink failed the run, nothing more is written: no side output and n
   // u0 went through before the failure: its event, and its side output (sent after it), are written.
   assert.deepEqual(written, { main: ['u0'], audit: ['u0'] });
 });
+
+test("a plugin hook that fails fails the run with its kind's code, naming it: a stage's open, ready, close, watermark or complete handler; a source's close", async () => {
+  const failing = defineOperator<{ in: string }>({
+    name: 'failing',
+    summary: 'test',
+    config: { type: 'object', properties: { in: { type: 'string' } } },
+    create: (config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        watermark: () => {
+          if (config.in === 'watermark') throw new Error('no room for the window');
+        },
+        complete: () => {
+          if (config.in === 'complete') throw new Error('could not flush');
+        },
+      })),
+      ...(config.in === 'open' ? { open: async () => Promise.reject(new Error('model file unreadable')) } : {}),
+      ...(config.in === 'ready' ? { ready: () => Promise.reject(new Error('worker gone')) } : {}),
+      ...(config.in === 'close' ? { close: async () => Promise.reject(new Error('cannot save the model')) } : {}),
+    }),
+  });
+  const closing = defineSource<{ fails: boolean }>({
+    name: 'closing',
+    summary: 'test',
+    config: { type: 'object', properties: { fails: { type: 'boolean' } } },
+    create: (config) => ({
+      async *read() {
+        yield [event('u', 1)];
+      },
+      close: async () => (config.fails ? Promise.reject(new Error('connection reset')) : undefined),
+    }),
+  });
+  const failure = async (yaml: string): Promise<{ code?: string; message: string }> => {
+    try {
+      await runYaml(`${yaml}\nsinks: [{type: memory}]\n`, { plugins: [failing, closing], builtins: false });
+    } catch (error) {
+      return { code: (error as { code?: string }).code, message: (error as Error).message };
+    }
+    assert.fail(`the run of ${yaml} did not fail`);
+  };
+  const stage = (where: string) => `sources: [{type: closing}]\nstages: [{type: failing, label: scorer, in: ${where}}]`;
+  assert.deepEqual(await failure(stage('open')), { code: 'TRIB_ERR_STAGE', message: 'scorer could not open: model file unreadable' });
+  assert.deepEqual(await failure(stage('ready')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed: worker gone' });
+  assert.deepEqual(await failure(stage('close')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed while closing: cannot save the model' });
+  assert.deepEqual(await failure(stage('watermark')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed handling a watermark: no room for the window' });
+  assert.deepEqual(await failure(stage('complete')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed as its input completed: could not flush' });
+  assert.deepEqual(await failure('sources: [{type: closing, label: clicks, fails: true}]'), { code: 'TRIB_ERR_SOURCE', message: 'clicks failed while closing: connection reset' });
+});

@@ -16,7 +16,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
-import { ConfigError, inputHandedOver, TributaryError } from '../errors.js';
+import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -696,7 +696,7 @@ export class PipelineRunner {
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
       const { label, instance } = await this.create<Operator>(resolved, 'stage', index, gauges);
-      await instance.open?.();
+      await openStage(label, instance);
       operators.push({ label, operator: instance });
     }
     if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
@@ -942,18 +942,18 @@ export class PipelineRunner {
     if (this.heapAboveBudget()) await this.waitForHeap();
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
-      if (ready) await this.untilFailed(sinkReady(slot.label, ready));
+      if (ready) await this.untilFailed(pluginReady('TRIB_ERR_SINK', slot.label, ready));
     }
     const deadReady = this.deadLetterSink.ready?.();
-    if (deadReady) await this.untilFailed(sinkReady('the dead-letter sink', deadReady));
-    for (const { operator } of this.operators) {
+    if (deadReady) await this.untilFailed(pluginReady('TRIB_ERR_SINK', 'the dead-letter sink', deadReady));
+    for (const { label, operator } of this.operators) {
       const ready = operator.ready?.();
-      if (ready) await this.untilFailed(ready);
+      if (ready) await this.untilFailed(pluginReady('TRIB_ERR_STAGE', label, ready));
     }
     for (const task of this.tasks.values()) {
-      for (const { operator } of task.operators) {
+      for (const { label, operator } of task.operators) {
         const ready = operator.ready?.();
-        if (ready) await this.untilFailed(ready);
+        if (ready) await this.untilFailed(pluginReady('TRIB_ERR_STAGE', label, ready));
       }
     }
   }
@@ -1355,7 +1355,7 @@ export class PipelineRunner {
             const resolved = sink === this.deadLetterSink ? this.loaded.deadLetter : this.loaded.sinks[this.sinks.findIndex((slot) => slot.sink === sink)];
             throw new ConfigError([{ file: this.loaded.file, line: resolved?.line ?? 0, column: resolved?.column ?? 0, path: resolved?.path ?? '$', message: `sink '${resolved?.plugin.name ?? label}': ${cause.message}` }], 'TRIB_ERR_PLUGIN_FACTORY');
           }
-          throw new TributaryError('TRIB_ERR_SINK', `${label} could not open: ${(cause as Error).message}`, { cause });
+          throw pluginFailure('TRIB_ERR_SINK', label, 'could not open', cause);
         }
       }
     } catch (error) {
@@ -1365,7 +1365,7 @@ export class PipelineRunner {
     }
     this.registerRunMetrics();
     try {
-      for (const { operator } of this.operators) await operator.open?.();
+      for (const { label, operator } of this.operators) await openStage(label, operator);
       const restored = newest && (await this.coveredCheckpoint(newest));
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
@@ -1549,23 +1549,21 @@ export class PipelineRunner {
   }
 
   private async closeAll(): Promise<void> {
-    const errors: { label: string; error: Error }[] = [];
-    const attempt = async (label: string, what: () => Promise<void> | undefined) => {
+    const errors: TributaryError[] = [];
+    // Each plugin's failure with the code of its kind: a source's or a stage's close is no sink's failure.
+    const attempt = async (code: ErrorCode, label: string, what: () => Promise<void> | undefined) => {
       try {
         await what();
       } catch (error) {
-        errors.push({ label, error: error as Error });
+        errors.push(pluginFailure(code, label, 'failed while closing', error));
       }
     };
-    for (const { label, source } of this.sources) await attempt(label, () => source.close?.());
-    for (const id of [...this.tasks.keys()]) await attempt(`partition ${id}`, () => this.stopTask(id));
-    for (const { label, operator } of this.operators) await attempt(label, () => operator.close?.());
-    for (const { label, sink } of this.sinks) await attempt(label, () => sink.close());
-    await attempt('the dead-letter sink', () => this.deadLetterSink?.close());
-    if (errors.length > 0 && !this.failure) {
-      const { label, error } = errors[0]!;
-      throw new TributaryError('TRIB_ERR_SINK', `${label} failed while closing: ${error.message}`, { cause: error });
-    }
+    for (const { label, source } of this.sources) await attempt('TRIB_ERR_SOURCE', label, () => source.close?.());
+    for (const id of [...this.tasks.keys()]) await attempt('TRIB_ERR_STAGE', `partition ${id}`, () => this.stopTask(id));
+    for (const { label, operator } of this.operators) await attempt('TRIB_ERR_STAGE', label, () => operator.close?.());
+    for (const { label, sink } of this.sinks) await attempt('TRIB_ERR_SINK', label, () => sink.close());
+    await attempt('TRIB_ERR_SINK', 'the dead-letter sink', () => this.deadLetterSink?.close());
+    if (errors.length > 0 && !this.failure) throw errors[0]!;
   }
 }
 
@@ -1576,12 +1574,24 @@ function rootCause(error: unknown): unknown {
   return root;
 }
 
-/** Waits for a sink's room; its ready() rejects once its output failed (disk full): the failure is the sink's, named. */
-async function sinkReady(label: string, ready: Promise<void>): Promise<void> {
+/**
+ * Waits for a sink's or a stage's room; its ready() rejects once it failed (a sink's disk full, a stage's
+ * model worker gone): the failure is that plugin's, named, with its kind's code (`code`).
+ */
+async function pluginReady(code: ErrorCode, label: string, ready: Promise<void>): Promise<void> {
   try {
     await ready;
   } catch (cause) {
-    throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
+    throw pluginFailure(code, label, 'failed', cause);
+  }
+}
+
+/** Opens a stage; one whose open() fails fails the run named, as a stage's failure (TRIB_ERR_STAGE). */
+async function openStage(label: string, operator: Operator): Promise<void> {
+  try {
+    await operator.open?.();
+  } catch (cause) {
+    throw pluginFailure('TRIB_ERR_STAGE', label, 'could not open', cause);
   }
 }
 
