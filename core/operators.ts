@@ -111,6 +111,28 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
   return new Observable<Element>((subscriber) => {
     // Set on error or teardown: nothing reaches a handler after that (as a closed subscriber ignores next).
     let stopped = false;
+    // Set as the stream completes: a record a stage emits after it (from a timer, a promise) reaches
+    // nothing, so it is counted, and said once per stage, instead of vanishing without a word.
+    let completed = false;
+    const afterEnd = stages.map(({ context }) => ({
+      counter: context.metrics.counter(
+        'records_emitted_after_end_total',
+        'Records the stage emitted after its input had ended (from a timer or a promise): nothing takes them, so they are lost. A stage that holds records must say so with ready() until it has emitted them.',
+      ),
+      said: false,
+    }));
+    const emittedAfterEnd = (k: number, element: Element): void => {
+      if (!completed || element.kind === 'watermark') return;
+      const stage = afterEnd[k]!;
+      stage.counter.inc();
+      if (stage.said) return;
+      stage.said = true;
+      const { context } = stages[k]!;
+      context.logger.warn(
+        { stage: context.label, kind: element.kind },
+        `${context.label} emitted a record after its input had ended (from a timer or a promise): nothing takes it, so it is lost (counted in records_emitted_after_end_total). A stage that holds records must say so with ready() until it has emitted them`,
+      );
+    };
     const fail = (error: unknown): void => {
       stopped = true;
       subscriber.error(error);
@@ -138,7 +160,11 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       const { context } = stages[k]!;
       const stage = handlers[k]!;
       return (element) => {
-        if (stopped) return;
+        if (stopped) {
+          // Handed on by the stage before this one (the input is unsubscribed by now).
+          if (k > 0) emittedAfterEnd(k - 1, element);
+          return;
+        }
         if (element.kind === 'watermark') {
           try {
             stage.watermark?.(element as Watermark, emit);
@@ -161,7 +187,10 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
         }
       };
     };
-    const out: Emit = (element) => subscriber.next(element);
+    const out: Emit = (element) => {
+      if (stopped) emittedAfterEnd(stages.length - 1, element);
+      else subscriber.next(element);
+    };
     // emits[k] is what stage k's handlers get: the next stage's dispatch, or the output.
     const emits: Emit[] = [];
     let next = out;
@@ -191,6 +220,7 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
             return;
           }
         }
+        completed = true;
         try {
           subscriber.complete();
         } catch (error) {
