@@ -20,7 +20,7 @@ export interface RecordHandlers {
   watermark?(mark: Watermark, emit: Emit): void;
   /** Called when the input completes (end of input or a stop), before completing downstream. */
   complete?(emit: Emit): void;
-  /** Called on teardown, whatever the reason: clear timers here. */
+  /** Called on teardown, whatever the reason: clear timers here. One that throws is reported as the stage's failure (PluginContext.fail). */
   finalize?(): void;
 }
 
@@ -140,15 +140,15 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
     const handlers: RecordHandlers[] = [];
     const finalize = (): void => {
       stopped = true;
-      const errors: unknown[] = [];
-      for (const stage of handlers) {
+      for (let k = 0; k < handlers.length; k++) {
         try {
-          stage.finalize?.();
+          handlers[k]!.finalize?.();
         } catch (error) {
-          errors.push(error);
+          // Thrown from a teardown it was lost once the stream had completed (RxJS drops it), and on
+          // an unsubscribe it escaped from whichever unsubscribe() ran it: the stage reports it instead.
+          stages[k]!.context.fail(new Error(`finalize() threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
         }
       }
-      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'finalize failed');
     };
     try {
       for (const stage of stages) handlers.push(stage.makeHandlers());

@@ -1844,3 +1844,26 @@ test("a plugin hook that fails fails the run with its kind's code, naming it: a 
   assert.deepEqual(await failure(stage('complete')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed as its input completed: could not flush' });
   assert.deepEqual(await failure('sources: [{type: closing, label: clicks, fails: true}]'), { code: 'TRIB_ERR_SOURCE', message: 'clicks failed while closing: connection reset' });
 });
+
+test("a stage whose finalize() throws fails the run, named (it was lost once the stream had completed); its plugins are closed", async () => {
+  let closed = false;
+  const untidy = defineOperator<Record<string, never>>({
+    name: 'untidy',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        finalize: () => {
+          throw new Error('the timer was never set');
+        },
+      })),
+      close: async () => void (closed = true),
+    }),
+  });
+  await assert.rejects(runYaml('sources: [{type: synthetic, users: 2, events: 10}]\nstages: [{type: untidy, label: scorer}]\nsinks: [{type: memory}]\n', { plugins: [untidy] }), {
+    code: 'TRIB_ERR_STAGE',
+    message: 'scorer failed: finalize() threw: the timer was never set',
+  });
+  assert.ok(closed, 'the stage was closed');
+});
