@@ -19,6 +19,7 @@ import {
   type AnyPlugin,
   type ClickEvent,
   type Element,
+  type Emit,
   type LoadedPipeline,
   type PipelineEntry,
   type PluginContext,
@@ -1866,4 +1867,64 @@ test("a stage whose finalize() throws fails the run, named (it was lost once the
     message: 'scorer failed: finalize() threw: the timer was never set',
   });
   assert.ok(closed, 'the stage was closed');
+});
+
+test('a stop takes its final checkpoint after the stages completed: what a stage emits as its input completes is written once, and a restart from that checkpoint neither writes it again nor loses any', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-complete-then-checkpoint-'));
+  let stop: (() => void) | undefined;
+  const numbered = defineSource<Record<string, never>>({
+    name: 'numbered',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let next = 0;
+      return {
+        async *read() {
+          while (next < 20 && !context.signal?.aborted) {
+            const batch = Array.from({ length: Math.min(3, 20 - next) }, (_, i): ClickEvent => ({ ...event('u', next + i), attrs: { n: next + i } }));
+            next += batch.length;
+            yield batch;
+          }
+        },
+        position: () => ({ next }),
+        seek: (position) => void (next = (position as { next: number }).next),
+      };
+    },
+  });
+  // Writes its records in fours; what it holds when its input completes (a stop or the end), it writes then.
+  const fours = defineOperator<Record<string, never>>({
+    name: 'fours',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let held: number[] = [];
+      const out = (emit: Emit): void => {
+        if (held.length > 0) emit({ kind: 'four', ns: held });
+        held = [];
+      };
+      return {
+        apply: recordOperator(context, () => ({
+          record(record, emit) {
+            const n = (record as ClickEvent).attrs!['n'] as number;
+            held.push(n);
+            if (n === 8) stop?.();
+            if (held.length === 4) out(emit);
+          },
+          complete: out,
+        })),
+        snapshot: () => ({ held }),
+        restore: (state) => void (held = [...(state as { held: number[] }).held]),
+      };
+    },
+  });
+  const yaml = `sources: [{type: numbered}]\nstages: [{type: fours}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`;
+  const controller = new AbortController();
+  stop = () => controller.abort();
+  const first = await runYaml(yaml, { plugins: [numbered, fours], builtins: false, baseDir: dir, signal: controller.signal });
+  assert.equal(first.stats.drained, false);
+  stop = undefined;
+  const second = await runYaml(yaml, { plugins: [numbered, fours], builtins: false, baseDir: dir });
+  assert.equal(second.stats.resumedFrom, first.stats.lastCheckpoint!.sequence);
+  const written = [...first.outputs[0]!, ...second.outputs[0]!].flatMap((record) => record.ns as number[]);
+  assert.deepEqual(written, Array.from({ length: 20 }, (_, n) => n), 'every number written once, in order');
 });

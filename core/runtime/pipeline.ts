@@ -1499,12 +1499,18 @@ export class PipelineRunner {
         this.emitWatermark(Infinity);
         this.stats.watermark = Infinity;
       }
-      // The final checkpoint holds the state as the last batch left it (a stop keeps open sessions).
+      // What a stage holds for later (ready(): a micro-batch) comes out first: after the end it is lost.
       await this.room();
-      await this.checkpoint();
       for (const task of this.tasks.values()) task.input.complete();
       this.input.complete();
       await completed;
+      // A stage that failed as its input completed (its finalize) failed the run: no checkpoint of that.
+      if (this.failure) throw this.failure;
+      // The final checkpoint holds the state as the stages' completion left it (a stop keeps open
+      // sessions and the models' pending batches; see Operator.snapshot): what a stage emitted as its
+      // input completed is flushed and committed with it, and gone from the state it saves. Taken
+      // before, that state still held those records, and a restart from it wrote them again.
+      await this.checkpoint();
       for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
       this.stats.drained = !stopped;
     } catch (error) {
