@@ -149,7 +149,7 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     label: 'under-test',
     baseDir: process.cwd(),
     logger: runLogger,
-    metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }),
+    metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }, runLogger),
     clock: { now: () => Date.now() },
     batchSize: 1024,
     deadLetter: (rejection: Rejection) => void deadLetters.push(rejection),

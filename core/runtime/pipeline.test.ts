@@ -1928,3 +1928,35 @@ test('a stop takes its final checkpoint after the stages completed: what a stage
   const written = [...first.outputs[0]!, ...second.outputs[0]!].flatMap((record) => record.ns as number[]);
   assert.deepEqual(written, Array.from({ length: 20 }, (_, n) => n), 'every number written once, in order');
 });
+
+test("a stage's histogram given NaN (a dwell time of an event without one) ignores it: the record goes on, not dead-lettered with a metrics error", async () => {
+  const dwell = defineOperator<Record<string, never>>({
+    name: 'dwell',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      const seconds = context.metrics.histogram('dwell_seconds', 'Dwell time.');
+      return {
+        apply: recordOperator(context, () => ({
+          record(record, emit) {
+            seconds.observe((record as ClickEvent).time === 2 ? NaN : 1);
+            emit(record);
+          },
+        })),
+      };
+    },
+  });
+  const source = defineSource<Record<string, never>>({
+    name: 'four',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [0, 1, 2, 3].map((t) => event('u', t));
+      },
+    }),
+  });
+  const run = await runYaml('sources: [{type: four}]\nstages: [{type: dwell}]\nsinks: [{type: memory}]\n', { plugins: [source, dwell], builtins: false });
+  assert.equal(run.stats.recordsOut, 4);
+  assert.deepEqual(run.deadLetters, []);
+});

@@ -180,18 +180,19 @@ class GaugeShares {
       gauge: (name, help) => {
         const share = { gauge: metrics.gauge(name, help), value: 0 };
         this.shares.push(share);
+        // A value that is no finite number goes to the shared gauge, which ignores it (and says so): a share of NaN would keep the sum NaN for good.
         return {
           set: (value) => {
             share.gauge.inc(value - share.value);
-            share.value = value;
+            if (Number.isFinite(value)) share.value = value;
           },
           inc: (amount = 1) => {
             share.gauge.inc(amount);
-            share.value += amount;
+            if (Number.isFinite(amount)) share.value += amount;
           },
           dec: (amount = 1) => {
             share.gauge.dec(amount);
-            share.value -= amount;
+            if (Number.isFinite(amount)) share.value -= amount;
           },
         };
       },
@@ -390,7 +391,8 @@ export class PipelineRunner {
   private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
     const label = entryLabel(kind, entry, index);
     const pipeline = this.loaded.document.name;
-    const metrics = this.metrics.scoped({ pipeline, stage: label });
+    const logger = this.logger.child({ stage: label });
+    const metrics = this.metrics.scoped({ pipeline, stage: label }, logger);
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
     const filteredKeys = new Map<string, string>();
     const wm = kind === 'source' ? ((entry.watermark ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number }) : undefined;
@@ -398,7 +400,7 @@ export class PipelineRunner {
       pipeline,
       label,
       baseDir: this.loaded.baseDir,
-      logger: this.logger.child({ stage: label }),
+      logger,
       metrics: gauges ? gauges.wrap(metrics) : metrics,
       clock: this.clock,
       batchSize: this.batchSize,
