@@ -810,3 +810,11 @@ test("two entries with one label (a stage's own, or one an entry's default label
   loaded.stages[1]!.entry.label = 's';
   assert.deepEqual(loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })), [`P:4:5: $.stages[1].label: label 's' is also the label of $.stages[0] (line 3): ${why}`]);
 });
+
+test("a stage labelled `sinks` is a config error at its label: tributary_stage_latency_seconds{stage=\"sinks\"} is the runtime's time of routing and writing, which the stage's would be mixed with", async () => {
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer, label: sinks}]\nsinks: [{type: stdout}]\n'), [
+    `P:2:37: $.stages[0].label: label 'sinks' is the runtime's own: tributary_stage_latency_seconds{stage="sinks"} is the time of routing and writing to the sinks, which this stage's would be mixed with; give the stage another label`,
+  ]);
+  // A sink (or source) is not timed per entry: the label is free for it.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, label: sinks}]\n'), []);
+});

@@ -334,6 +334,12 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
 }
 
 /**
+ * The `stage` under which the runtime times routing and writing to the sinks in
+ * `tributary_stage_latency_seconds`, after the stages' own: no stage may be labelled so.
+ */
+export const sinksLatencyStage = 'sinks';
+
+/**
  * Labels two entries share. A label keys a stage's state and a source's position in checkpoints (a
  * restart restored one stage's state into both), and names an instance's metrics and logs, so each
  * entry needs its own, across sources, stages, sinks and the dead-letter sink. Default labels
@@ -365,6 +371,18 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
     byLabel.set(label, [...(byLabel.get(label) ?? []), { base: ['dead_letter'], label, name: 'the default dead-letter sink (the pipeline names no dead_letter)', explicit: false }]);
   }
   const problems: ConfigProblem[] = [];
+  // Reserved rather than the runtime's slot renamed: dashboards and alerts read stage="sinks" as documented.
+  entries.stages.forEach((resolved, index) => {
+    if (resolved.entry.label !== sinksLatencyStage) return;
+    problems.push(
+      locate.entry(
+        resolved,
+        ['stages', index],
+        ['label'],
+        `label '${sinksLatencyStage}' is the runtime's own: tributary_stage_latency_seconds{stage="${sinksLatencyStage}"} is the time of routing and writing to the sinks, which this stage's would be mixed with; give the stage another label`,
+      ),
+    );
+  });
   for (const [label, holders] of byLabel) {
     if (holders.length < 2) continue;
     // The one that has it without asking (a default label), else the first: the others are said at their `label`.

@@ -20,7 +20,7 @@ import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type Error
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint, type CheckpointBody } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
@@ -1632,7 +1632,7 @@ class StageLatency implements StageTimer {
     private readonly keyed = 0,
     private readonly every = 16,
   ) {
-    const stages = [...labels, 'sinks'];
+    const stages = [...labels, sinksLatencyStage];
     this.taskExit = stages.length;
     this.inclusive = new Float64Array(stages.length + 1);
     this.counts = new Float64Array(stages.length + 1);

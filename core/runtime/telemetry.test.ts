@@ -122,3 +122,20 @@ test("a plugin's metric given a value that is no finite number ignores it and sa
   );
   assert.equal(logged[0]!.msg, 'metric tributary_things_total: an increment of NaN ignored (not a finite number); said once');
 });
+
+test("a histogram asked for again under the same labels (a pipeline the daemon restarted in the process makes its plugins anew) goes on from its counts, as a counter does; a new series starts at 0", async () => {
+  const hub = new MetricsHub();
+  const scope = { pipeline: 'p', stage: 'stage-x-0' };
+  const first = hub.scoped(scope);
+  first.counter('things_total', 'Things.').inc(5);
+  first.histogram('lat_seconds', 'Latency.', [1]).observe(0.5);
+  const again = hub.scoped(scope);
+  again.counter('things_total', 'Things.');
+  again.histogram('lat_seconds', 'Latency.', [1]).observe(0.25);
+  hub.scoped({ pipeline: 'p', stage: 'stage-y-1' }).histogram('lat_seconds', 'Latency.', [1]);
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_things_total\{pipeline="p",stage="stage-x-0"\} 5$/m);
+  assert.match(text, /^tributary_lat_seconds_count\{pipeline="p",stage="stage-x-0"\} 2$/m);
+  assert.match(text, /^tributary_lat_seconds_sum\{pipeline="p",stage="stage-x-0"\} 0.75$/m);
+  assert.match(text, /^tributary_lat_seconds_count\{pipeline="p",stage="stage-y-1"\} 0$/m);
+});

@@ -76,6 +76,9 @@ export class MetricsHub {
 
   private readonly observed = new Map<string, { labels: Record<string, string>; read: () => number }[]>();
 
+  /** Histogram series made so far (name and labels): each is zeroed once, when made. */
+  private readonly madeHistograms = new Set<string>();
+
   /**
    * A gauge (a counter for a `_total` name) read at scrape time: the runtime keeps plain numbers on its
    * hot path and Prometheus asks for them only when it scrapes. A gauge whose reader gives NaN (not
@@ -205,7 +208,14 @@ export class MetricsHub {
         const metric = get(name, (fullName) =>
           new PromHistogram({ name: fullName, help, labelNames, registers: [this.registry], ...(buckets ? { buckets: [...buckets] } : {}) }),
         );
-        metric.zero(labels);
+        // At 0 when made. Asked for again (a pipeline the daemon restarted in the process makes its plugins
+        // anew) it goes on from its counts, as a counter does: zeroed, its _count went backwards, which
+        // Prometheus reads as a reset, while the counters beside it carried on.
+        const key = `${name}\0${JSON.stringify(labels)}`;
+        if (!this.madeHistograms.has(key)) {
+          this.madeHistograms.add(key);
+          metric.zero(labels);
+        }
         const series = metric.labels(labels);
         return { observe: (value) => void (finite(name, 'an observation of', value) && series.observe(value)) };
       },
