@@ -46,6 +46,18 @@ export class TributaryError extends Error {
 }
 
 /**
+ * A plugin's failure outside its records (a stage's open, ready or watermark handler; any plugin's close)
+ * as the run's error: `<label> <what>: <message>`, with the code of the plugin's kind, so the error says
+ * which plugin failed and what it was doing. One that carries a code of its own keeps it (a model's warm
+ * start a person must mend is TRIB_ERR_CHECKPOINT), and a ConfigError is passed on as it is.
+ */
+export function pluginFailure(code: ErrorCode, label: string, what: string, cause: unknown): TributaryError {
+  if (cause instanceof ConfigError) return cause;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new TributaryError(cause instanceof TributaryError ? cause.code : code, `${label} ${what}: ${message}`, { cause });
+}
+
+/**
  * Thrown by a plugin's factory to reject one field of its config for a reason the schema cannot
  * express. Reported at that field's position, like a schema error:
  * `FILE:LINE:COL: $.sources[0].url: source 'http': <message>`. `field` is a path inside the entry:

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { from, lastValueFrom, map, Subject, toArray, type Observable } from 'rxjs';
-import { composeOperators, recordOperator, watermark, type Element, type Emit, type RecordHandlers, type StageTimer } from 'tributary';
+import { pino } from 'pino';
+import { composeOperators, MetricsHub, recordOperator, watermark, type Element, type Emit, type RecordHandlers, type StageTimer } from 'tributary';
 import { testContext } from './testing.js';
 
 const rec = (id: string): Element => ({ kind: 'event', userId: id, time: 0, type: 'view' });
@@ -110,4 +111,32 @@ test('with a timer, each boundary is timed once per element while sampling, and 
   timed.length = 0;
   await collect(composeOperators(operators, from([rec('r1')]), { ...timer, sampling: false }));
   assert.deepEqual(timed, []);
+});
+
+test('a record a stage emits after its input ended (from a timer) reaches nothing: it is counted in records_emitted_after_end_total and said once, naming the stage', async () => {
+  const hub = new MetricsHub();
+  const logged: { msg: string; stage?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string; stage?: string }) });
+  const log: string[] = [];
+  let later: Emit | undefined;
+  const scorer = stage('scorer', log, { record: (record, emit) => ((later = emit), emit(record)) });
+  Object.assign(scorer.context, { metrics: hub.scoped({ pipeline: 'p', stage: 'scorer' }), logger });
+  let lastLater: Emit | undefined;
+  const after = stage('after', log, { record: (record, emit) => ((lastLater = emit), emit(record)) });
+  Object.assign(after.context, { metrics: hub.scoped({ pipeline: 'p', stage: 'after' }), logger });
+  const out = await collect(composeOperators([scorer, after], from([rec('r1')])));
+  assert.deepEqual(out, ['r1']);
+  assert.match(await hub.registry.metrics(), /^tributary_records_emitted_after_end_total\{pipeline="p",stage="scorer"\} 0$/m, 'exported at 0 from the start');
+  // The stage's timer fires once the input ended.
+  later!(rec('late1'));
+  later!(rec('late2'));
+  later!(watermark(9));
+  assert.ok(!log.includes('after:late1'), 'nothing reaches the next stage');
+  // The last stage's too (it hands its records to the output).
+  lastLater!(rec('late3'));
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_records_emitted_after_end_total\{pipeline="p",stage="scorer"\} 2$/m);
+  assert.match(text, /^tributary_records_emitted_after_end_total\{pipeline="p",stage="after"\} 1$/m);
+  assert.deepEqual(logged.map((entry) => entry.stage), ['scorer', 'after'], 'said once per stage');
+  assert.match(logged[0]!.msg, /^scorer emitted a record after its input had ended/);
 });

@@ -8,6 +8,7 @@
  */
 import { Observable } from 'rxjs';
 import { originOf, type Element, type Watermark } from './events.js';
+import { pluginFailure } from './errors.js';
 import type { Operator, PluginContext } from './plugin.js';
 
 export type Emit = (element: Element) => void;
@@ -19,7 +20,7 @@ export interface RecordHandlers {
   watermark?(mark: Watermark, emit: Emit): void;
   /** Called when the input completes (end of input or a stop), before completing downstream. */
   complete?(emit: Emit): void;
-  /** Called on teardown, whatever the reason: clear timers here. */
+  /** Called on teardown, whatever the reason: clear timers here. One that throws is reported as the stage's failure (PluginContext.fail). */
   finalize?(): void;
 }
 
@@ -110,6 +111,28 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
   return new Observable<Element>((subscriber) => {
     // Set on error or teardown: nothing reaches a handler after that (as a closed subscriber ignores next).
     let stopped = false;
+    // Set as the stream completes: a record a stage emits after it (from a timer, a promise) reaches
+    // nothing, so it is counted, and said once per stage, instead of vanishing without a word.
+    let completed = false;
+    const afterEnd = stages.map(({ context }) => ({
+      counter: context.metrics.counter(
+        'records_emitted_after_end_total',
+        'Records the stage emitted after its input had ended (from a timer or a promise): nothing takes them, so they are lost. A stage that holds records must say so with ready() until it has emitted them.',
+      ),
+      said: false,
+    }));
+    const emittedAfterEnd = (k: number, element: Element): void => {
+      if (!completed || element.kind === 'watermark') return;
+      const stage = afterEnd[k]!;
+      stage.counter.inc();
+      if (stage.said) return;
+      stage.said = true;
+      const { context } = stages[k]!;
+      context.logger.warn(
+        { stage: context.label, kind: element.kind },
+        `${context.label} emitted a record after its input had ended (from a timer or a promise): nothing takes it, so it is lost (counted in records_emitted_after_end_total). A stage that holds records must say so with ready() until it has emitted them`,
+      );
+    };
     const fail = (error: unknown): void => {
       stopped = true;
       subscriber.error(error);
@@ -117,15 +140,15 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
     const handlers: RecordHandlers[] = [];
     const finalize = (): void => {
       stopped = true;
-      const errors: unknown[] = [];
-      for (const stage of handlers) {
+      for (let k = 0; k < handlers.length; k++) {
         try {
-          stage.finalize?.();
+          handlers[k]!.finalize?.();
         } catch (error) {
-          errors.push(error);
+          // Thrown from a teardown it was lost once the stream had completed (RxJS drops it), and on
+          // an unsubscribe it escaped from whichever unsubscribe() ran it: the stage reports it instead.
+          stages[k]!.context.fail(new Error(`finalize() threw: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
         }
       }
-      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'finalize failed');
     };
     try {
       for (const stage of stages) handlers.push(stage.makeHandlers());
@@ -137,12 +160,17 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       const { context } = stages[k]!;
       const stage = handlers[k]!;
       return (element) => {
-        if (stopped) return;
+        if (stopped) {
+          // Handed on by the stage before this one (the input is unsubscribed by now).
+          if (k > 0) emittedAfterEnd(k - 1, element);
+          return;
+        }
         if (element.kind === 'watermark') {
           try {
             stage.watermark?.(element as Watermark, emit);
           } catch (error) {
-            fail(error);
+            // The run's error names the stage: a watermark has no record to dead-letter, so it ends the stream.
+            fail(pluginFailure('TRIB_ERR_STAGE', context.label, 'failed handling a watermark', error));
             return;
           }
           emit(element);
@@ -159,7 +187,10 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
         }
       };
     };
-    const out: Emit = (element) => subscriber.next(element);
+    const out: Emit = (element) => {
+      if (stopped) emittedAfterEnd(stages.length - 1, element);
+      else subscriber.next(element);
+    };
     // emits[k] is what stage k's handlers get: the next stage's dispatch, or the output.
     const emits: Emit[] = [];
     let next = out;
@@ -180,9 +211,17 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       next: enter,
       error: (error: unknown) => fail(error),
       complete: () => {
+        // In order, each while the later stages are still open: what a complete emits reaches them.
+        for (let k = 0; k < handlers.length && !stopped; k++) {
+          try {
+            handlers[k]!.complete?.(emits[k]!);
+          } catch (error) {
+            fail(pluginFailure('TRIB_ERR_STAGE', stages[k]!.context.label, 'failed as its input completed', error));
+            return;
+          }
+        }
+        completed = true;
         try {
-          // In order, each while the later stages are still open: what a complete emits reaches them.
-          for (let k = 0; k < handlers.length && !stopped; k++) handlers[k]!.complete?.(emits[k]!);
           subscriber.complete();
         } catch (error) {
           fail(error);

@@ -78,3 +78,45 @@ test('specProblems lists what the pipeline reference needs of a spec: field desc
     `operator 'careless': example {"window":"soon","limits":{"max":0}} is invalid: $.window: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "soon"; $.limits.max: must be >= 1, got 0`,
   ]);
 });
+
+test('runOperator ends the input as a run does: it waits for ready() first, so what an operator scores asynchronously comes out; the state is the one the final checkpoint takes', async () => {
+  // Scores its records in micro-batches on the next turn of the event loop, and says so with ready() meanwhile.
+  const asyncScorer = defineOperator<Record<string, never>>({
+    name: 'async-scorer',
+    summary: 'Scores records a turn later.',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create(_config, context) {
+      let pending: ClickEvent[] = [];
+      let scored = 0;
+      let flushed: (() => void) | undefined;
+      let flushing: Promise<void> | undefined;
+      return {
+        apply: recordOperator(context, () => ({
+          record(record, emit) {
+            emit(record);
+            if (record.kind !== 'event') return;
+            pending.push(record as ClickEvent);
+            flushing ??= new Promise<void>((resolve) => {
+              flushed = resolve;
+              setImmediate(() => {
+                for (const event of pending) emit({ kind: 'prediction', userId: event.userId, score: 0.5 });
+                scored += pending.length;
+                pending = [];
+                flushing = undefined;
+                flushed!();
+              });
+            });
+          },
+        })),
+        ready: () => flushing,
+        snapshot: () => ({ pending: pending.length, scored }),
+      };
+    },
+  });
+  const { output, state } = await runOperator(asyncScorer, {}, [click('a', 1), click('b', 2), click('c', 3)]);
+  assert.deepEqual(
+    output.filter((r) => r.kind === 'prediction').map((r) => (r as StreamRecord).userId),
+    ['a', 'b', 'c'],
+  );
+  assert.deepEqual(state, { pending: 0, scored: 3 });
+});

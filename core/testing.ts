@@ -5,7 +5,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { Subject } from 'rxjs';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { configErrorTexts, loadPipeline, type LoadedPipeline } from './config/load.js';
@@ -149,7 +149,7 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     label: 'under-test',
     baseDir: process.cwd(),
     logger: runLogger,
-    metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }),
+    metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }, runLogger),
     clock: { now: () => Date.now() },
     batchSize: 1024,
     deadLetter: (rejection: Rejection) => void deadLetters.push(rejection),
@@ -179,14 +179,15 @@ export interface OperatorRun {
   output: Element[];
   operator: Operator;
   /**
-   * The operator's `snapshot()` after the input, as it reads back from a checkpoint (which is JSON);
+   * The operator's `snapshot()` after the input, taken once the input completed as a run's final
+   * checkpoint takes it, and as it reads back from a checkpoint (which is JSON);
    * undefined for an operator without `snapshot`. A snapshot JSON would not give back as it is (a Map,
    * a Set, a typed array, NaN...) fails the run, since a checkpoint would lose it silently.
    */
   state: unknown;
 }
 
-/** Builds an operator from its plugin and config, and runs `input` through it. */
+/** Builds an operator from its plugin and config, and runs `input` through it as a run ends its input (waiting on `ready()`). */
 export async function runOperator<C>(
   plugin: OperatorPlugin<C>,
   /** Validated against the plugin's schema, with its defaults filled in. */
@@ -205,10 +206,41 @@ export async function runOperator<C>(
     if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
     await operator.restore(options.restore);
   }
-  const output = await lastValueFrom(operator.apply(from(input)).pipe(toArray()));
+  const output = await runAsTheRuntimeDoes(operator, input);
   const state = operator.snapshot ? asCheckpointed(plugin.name, await operator.snapshot()) : undefined;
   await operator.close?.();
   return { output, operator, state };
+}
+
+/**
+ * `input` through `operator` as a run ends: the input handed over, then (as the runtime does before it
+ * ends the input) each promise `ready()` gives awaited until it gives none, so what the operator holds
+ * for later (a micro-batch scored asynchronously) comes out; then the input completes. The snapshot
+ * taken after this is the one a run's final checkpoint takes.
+ */
+async function runAsTheRuntimeDoes(operator: Operator, input: readonly Element[]): Promise<Element[]> {
+  const output: Element[] = [];
+  const elements = new Subject<Element>();
+  let ended = false;
+  const done = new Promise<void>((resolve, reject) => {
+    operator.apply(elements.asObservable()).subscribe({
+      next: (element) => void output.push(element),
+      error: (error: unknown) => {
+        ended = true;
+        reject(error);
+      },
+      complete: () => {
+        ended = true;
+        resolve();
+      },
+    });
+  });
+  done.catch(() => undefined); // awaited below; the stream may fail before anything waits on it
+  for (const element of input) elements.next(element);
+  for (let ready = operator.ready?.(); ready && !ended; ready = operator.ready?.()) await Promise.race([ready, done]);
+  elements.complete();
+  await done;
+  return output;
 }
 
 /** `snapshot` as a checkpoint gives it back (checkpoints are JSON); throws where JSON would change it. */

@@ -911,3 +911,47 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('sessionizer', { ...sessionizer, max_length: '0s' }), "max_length: must be positive, got '0s'");
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
+
+test("two entries with one label (a stage's own, or one an entry's default label already is) are config errors at the later label, across sources, stages, sinks and the dead-letter sink: a label keys state in checkpoints", async () => {
+  const problems = await problemsOf(
+    [
+      'sources:', //                                          1
+      '  - {type: synthetic, label: clicks}', //              2
+      'stages:', //                                           3
+      '  - {type: sessionizer, label: sessions}', //          4
+      '  - {type: sessionizer, label: sessions}', //          5 the same label: one state for both in checkpoints
+      '  - {type: user-features}', //                         6 default label stage-user-features-2
+      '  - {type: session-features, label: stage-user-features-2}', // 7 that default label
+      'sinks:', //                                            8
+      '  - {type: stdout, label: clicks}', //                 9 a source's label
+      'dead_letter: {type: stdout, label: sessions}', //      10
+    ].join('\n'),
+  );
+  const why = "labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own";
+  assert.deepEqual(problems, [
+    `P:5:32: $.stages[1].label: label 'sessions' is also the label of $.stages[0] (line 4): ${why}`,
+    `P:7:37: $.stages[3].label: label 'stage-user-features-2' is also the default label of $.stages[2] (line 6): ${why}`,
+    `P:9:27: $.sinks[0].label: label 'clicks' is also the label of $.sources[0] (line 2): ${why}`,
+    `P:10:36: $.dead_letter.label: label 'sessions' is also the label of $.stages[0] (line 4): ${why}`,
+  ]);
+  // Without a dead_letter section the runtime's own dead-letter sink is labelled dead-letter.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, label: dead-letter}]\n'), [
+    `P:2:31: $.sinks[0].label: label 'dead-letter' is also the default label of the default dead-letter sink (the pipeline names no dead_letter): ${why}`,
+  ]);
+  // Labels of their own, each once: fine.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic, label: a}]\nstages: [{type: sessionizer, label: b}]\nsinks: [{type: stdout, label: c}]\ndead_letter: {type: stdout, label: d}\n'), []);
+  // The runner checks a pipeline again as it is handed it (one composed or changed in code): a label set there too.
+  const file = join(dir, 'labels-runner.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, label: s}\n  - {type: user-features}\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  loaded.stages[1]!.entry.label = 's';
+  assert.deepEqual(loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })), [`P:4:5: $.stages[1].label: label 's' is also the label of $.stages[0] (line 3): ${why}`]);
+});
+
+test("a stage labelled `sinks` is a config error at its label: tributary_stage_latency_seconds{stage=\"sinks\"} is the runtime's time of routing and writing, which the stage's would be mixed with", async () => {
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages: [{type: sessionizer, label: sinks}]\nsinks: [{type: stdout}]\n'), [
+    `P:2:37: $.stages[0].label: label 'sinks' is the runtime's own: tributary_stage_latency_seconds{stage="sinks"} is the time of routing and writing to the sinks, which this stage's would be mixed with; give the stage another label`,
+  ]);
+  // A sink (or source) is not timed per entry: the label is free for it.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, label: sinks}]\n'), []);
+});

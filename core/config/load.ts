@@ -240,8 +240,10 @@ const pipelineNameOf = (file: string): string => file.replace(/^.*[\\/]/, '').re
 /** The default dead-letter file of a pipeline, in the working directory: `dead-letters-NAME.jsonl`, NAME made a file name. */
 const defaultDeadLetterFile = (pipeline: string): string => `dead-letters-${pipeline.replace(/[^\w.-]+/g, '_')}.jsonl`;
 
+const defaultDeadLetterLabel = 'dead-letter';
+
 /** The default dead-letter sink's entry: its label names it in logs and metrics, whether or not a `--set` changed a field of it. */
-const defaultDeadLetterEntry = (pipeline: string): PipelineEntry => ({ type: 'file', label: 'dead-letter', path: resolve(defaultDeadLetterFile(pipeline)), lazy: true });
+const defaultDeadLetterEntry = (pipeline: string): PipelineEntry => ({ type: 'file', label: defaultDeadLetterLabel, path: resolve(defaultDeadLetterFile(pipeline)), lazy: true });
 
 /** The runtime's own dead-letter sink where a file names none: no entry of the pipeline, so no plugin's check sees it. */
 const defaultDeadLetters = new WeakSet<ResolvedEntry>();
@@ -276,7 +278,7 @@ function declaredCommits(document: PipelineDocument): NonNullable<PipelineOutlin
  * with the partitions), then, when those pass, each plugin's own (PluginSpec.checkPipeline).
  */
 function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = labelProblems(entries, locate);
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
     else if (!entries.sources[0]!.plugin.partitioned) {
@@ -332,6 +334,76 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
   ];
   for (const { resolved, self, base } of located) {
     for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate.entry(resolved, base, [], problem.message, problem.field));
+  }
+  return problems;
+}
+
+/**
+ * The `stage` under which the runtime times routing and writing to the sinks in
+ * `tributary_stage_latency_seconds`, after the stages' own: no stage may be labelled so.
+ */
+export const sinksLatencyStage = 'sinks';
+
+/**
+ * Labels two entries share. A label keys a stage's state and a source's position in checkpoints (a
+ * restart restored one stage's state into both), and names an instance's metrics and logs, so each
+ * entry needs its own, across sources, stages, sinks and the dead-letter sink. Default labels
+ * (`<kind>-<type>-<index>`) never collide with one another, so a collision always involves a `label`
+ * the file sets: it is said there, naming the entry that has the label too (by default, if it does).
+ */
+function labelProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+  interface Labelled {
+    resolved?: ResolvedEntry;
+    base: PathSegment[];
+    label: string;
+    /** How a message names it: `$.stages[0] (line 7)`, or the runtime's default dead-letter sink. */
+    name: string;
+    explicit: boolean;
+  }
+  const byLabel = new Map<string, Labelled[]>();
+  const add = (kind: string, resolved: ResolvedEntry, base: PathSegment[], index: number): void => {
+    const label = entryLabel(kind, resolved.entry, index);
+    const name = `${resolved.path}${resolved.line ? ` (line ${resolved.line})` : ''}`;
+    byLabel.set(label, [...(byLabel.get(label) ?? []), { resolved, base, label, name, explicit: resolved.entry.label !== undefined }]);
+  };
+  entries.sources.forEach((resolved, index) => add('source', resolved, ['sources', index], index));
+  entries.stages.forEach((resolved, index) => add('stage', resolved, ['stages', index], index));
+  entries.sinks.forEach((resolved, index) => add('sink', resolved, ['sinks', index], index));
+  if (entries.deadLetter) add('dead-letter', entries.deadLetter, ['dead_letter'], 0);
+  else {
+    // The runtime's default dead-letter sink, which the file does not name, has a label too.
+    const label = defaultDeadLetterLabel;
+    byLabel.set(label, [...(byLabel.get(label) ?? []), { base: ['dead_letter'], label, name: 'the default dead-letter sink (the pipeline names no dead_letter)', explicit: false }]);
+  }
+  const problems: ConfigProblem[] = [];
+  // Reserved rather than the runtime's slot renamed: dashboards and alerts read stage="sinks" as documented.
+  entries.stages.forEach((resolved, index) => {
+    if (resolved.entry.label !== sinksLatencyStage) return;
+    problems.push(
+      locate.entry(
+        resolved,
+        ['stages', index],
+        ['label'],
+        `label '${sinksLatencyStage}' is the runtime's own: tributary_stage_latency_seconds{stage="${sinksLatencyStage}"} is the time of routing and writing to the sinks, which this stage's would be mixed with; give the stage another label`,
+      ),
+    );
+  });
+  for (const [label, holders] of byLabel) {
+    if (holders.length < 2) continue;
+    // The one that has it without asking (a default label), else the first: the others are said at their `label`.
+    const first = holders.find((holder) => !holder.explicit) ?? holders[0]!;
+    const whose = first.explicit ? 'the label of' : 'the default label of';
+    for (const holder of holders) {
+      if (holder === first || !holder.resolved) continue;
+      problems.push(
+        locate.entry(
+          holder.resolved,
+          holder.base,
+          ['label'],
+          `label '${label}' is also ${whose} ${first.name}: labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own`,
+        ),
+      );
+    }
   }
   return problems;
 }

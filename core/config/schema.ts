@@ -24,18 +24,18 @@ export const documentSchemaPath = join(packageRoot, 'schemas', 'pipeline.schema.
 /** Fields the runtime reads on every entry of a kind; plugins' own schemas never declare them. */
 export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> = {
   source: {
-    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+    label: { type: 'string', description: "Name of this instance in logs, metrics and dead letters, and the key of its position in checkpoints. Each entry's label is its own: one that another source, stage or sink has (its own or its default, <kind>-<type>-<index>) is a config error." },
     watermark: { $ref: 'tributary:watermark' },
   },
   operator: {
     label: {
       type: 'string',
       description:
-        'Name of this instance in logs, metrics and dead letters, and the key of its state in checkpoints. Default: stage-<type>-<index>, which changes when a stage is added or removed before it: set one to keep the state across such edits.',
+        "Name of this instance in logs, metrics and dead letters, and the key of its state in checkpoints. Default: stage-<type>-<index>, which changes when a stage is added or removed before it: set one to keep the state across such edits. Each entry's label is its own: one that another source, stage or sink has (its own or its default) is a config error, and so is sinks (the runtime's own in tributary_stage_latency_seconds).",
     },
   },
   sink: {
-    label: { type: 'string', description: 'Name of this instance in logs, metrics and dead letters.' },
+    label: { type: 'string', description: "Name of this instance in logs, metrics and dead letters. Each entry's label is its own: one that another source, stage or sink has (its own or its default, <kind>-<type>-<index>; the default dead-letter sink's is dead-letter) is a config error." },
     kinds: {
       type: 'array',
       items: { type: 'string' },

@@ -9,6 +9,7 @@ import {
   ConfigError,
   PipelineRunner,
   PluginConfigError,
+  PluginRegistry,
   defineOperator,
   defineSink,
   defineSource,
@@ -18,6 +19,7 @@ import {
   type AnyPlugin,
   type ClickEvent,
   type Element,
+  type Emit,
   type LoadedPipeline,
   type PipelineEntry,
   type PluginContext,
@@ -1562,17 +1564,24 @@ test('a late event its sink rejects is counted once, as dead-lettered, not also 
 });
 
 /** A stage that keeps the highest watermark it was given. */
-function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number } {
+function watermarkWatcher(): { plugin: AnyPlugin; highest: () => number; finiteHighest: () => number } {
   let highest = -Infinity;
+  let finiteHighest = -Infinity;
   const plugin = defineOperator<Record<string, never>>({
     name: 'watching',
     summary: 'test',
     config: { type: 'object' },
     create: (_config, context) => ({
-      apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void (highest = Math.max(highest, mark.time)) })),
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        watermark: (mark) => {
+          highest = Math.max(highest, mark.time);
+          if (Number.isFinite(mark.time)) finiteHighest = Math.max(finiteHighest, mark.time);
+        },
+      })),
     }),
   });
-  return { plugin, highest: () => highest };
+  return { plugin, highest: () => highest, finiteHighest: () => finiteHighest };
 }
 
 /** A test clock that counts its reads: the runtime's idle timer reads it at every look. */
@@ -1766,4 +1775,297 @@ test('an empty batch (only dead letters) is no activity: a source that gives not
   }
   const { stats } = await run;
   assert.equal(stats.deadLettered, 3);
+});
+
+test('a source polling an upstream that has nothing (it yields empty batches) goes idle after its idle_timeout: the watermark follows the other source', { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  let polled!: () => void;
+  const pollsDone = new Promise<void>((resolve) => (polled = resolve));
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  const steady = defineSource<Record<string, never>>({
+    name: 'steady',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('a', T0)];
+        // Its next batch comes once the poller has found nothing for five idle timeouts.
+        await pollsDone;
+        yield [event('a', T0 + 60_000)];
+        letEnd();
+      },
+    }),
+  });
+  const poller = defineSource<Record<string, never>>({
+    name: 'poller',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let poll = 0; poll < 5; poll++) {
+          time.advance(1_000);
+          yield [];
+        }
+        polled();
+        await end;
+      },
+    }),
+  });
+  const watcher = watermarkWatcher();
+  await runYaml(
+    'sources: [{type: steady, watermark: {max_out_of_orderness: 0s, idle_timeout: 1s}}, {type: poller, watermark: {idle_timeout: 1s}}]\nstages: [{type: watching}]\nsinks: [{type: memory}]\n',
+    { plugins: [steady, poller, watcher.plugin], clock: time.clock, builtins: false },
+  );
+  // Before the end of input (Infinity) the watermark reached the steady source's last event.
+  assert.equal(watcher.finiteHighest(), T0 + 60_000, 'the watermark moved with the steady source while the poller found nothing');
+});
+
+test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async () => {
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  let reading = false;
+  const source = defineSource<Record<string, never>>({
+    name: 'one-then-wait',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 0)];
+        reading = true;
+        await end;
+      },
+    }),
+  });
+  const reaching = defineSink<{ reaches: boolean }>({
+    name: 'reaching',
+    summary: 'test',
+    config: { type: 'object', properties: { reaches: { type: 'boolean' } } },
+    create: (config) => ({ write: () => undefined, health: () => (config.reaches ? { ready: true } : { ready: false, detail: 'brokers unreachable' }), close: async () => undefined }),
+  });
+  const registry = new PluginRegistry();
+  for (const plugin of [source, reaching]) registry.register(plugin, 'test');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-readiness-'));
+  const file = join(dir, 'p.yaml');
+  writeFileSync(file, 'sources: [{type: one-then-wait}]\nsinks: [{type: reaching, reaches: true}]\ndead_letter: {type: reaching, reaches: false}\n');
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger });
+  const run = runner.run();
+  await until(() => reading, 'the first batch');
+  assert.deepEqual(runner.readiness(), { ready: false, reasons: ['the dead-letter sink: brokers unreachable'] });
+  letEnd();
+  await run;
+});
+
+test('after a sink failed the run, nothing more is written: no side output and no dead letter of the records still going through the stages', async () => {
+  const source = defineSource<Record<string, never>>({
+    name: 'six',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield Array.from({ length: 6 }, (_, n) => event(`u${n}`, n));
+      },
+    }),
+  });
+  const auditing = defineOperator<Record<string, never>>({
+    name: 'auditing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          emit(record);
+          context.sideOutput('audit', { kind: 'audit', userId: (record as ClickEvent).userId });
+          if ((record as ClickEvent).userId === 'u3') throw new Error('bad record');
+        },
+      })),
+    }),
+  });
+  const written: Record<string, string[]> = {};
+  const keeping = defineSink<{ name: string; fails_at?: string }>({
+    name: 'keeping',
+    summary: 'test',
+    config: { type: 'object', properties: { name: { type: 'string' }, fails_at: { type: 'string' } } },
+    create: (config) => ({
+      write: (record) => {
+        const user = String(record.userId ?? (record.raw as ClickEvent | undefined)?.userId);
+        if (user === config.fails_at) throw new Error('disk full');
+        (written[config.name] ??= []).push(user);
+      },
+      close: async () => undefined,
+    }),
+  });
+  await assert.rejects(
+    runYaml(
+      'sources: [{type: six}]\nstages: [{type: auditing}]\nsinks:\n  - {type: keeping, name: main, fails_at: u1, kinds: [event]}\n  - {type: keeping, name: audit, kinds: [], outputs: [audit]}\ndead_letter: {type: keeping, name: dead}\n',
+      { plugins: [source, auditing, keeping], builtins: false },
+    ),
+    /sink-keeping-0 failed to write a record \(kind 'event'\): disk full/,
+  );
+  // u0 went through before the failure: its event, and its side output (sent after it), are written.
+  assert.deepEqual(written, { main: ['u0'], audit: ['u0'] });
+});
+
+test("a plugin hook that fails fails the run with its kind's code, naming it: a stage's open, ready, close, watermark or complete handler; a source's close", async () => {
+  const failing = defineOperator<{ in: string }>({
+    name: 'failing',
+    summary: 'test',
+    config: { type: 'object', properties: { in: { type: 'string' } } },
+    create: (config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        watermark: () => {
+          if (config.in === 'watermark') throw new Error('no room for the window');
+        },
+        complete: () => {
+          if (config.in === 'complete') throw new Error('could not flush');
+        },
+      })),
+      ...(config.in === 'open' ? { open: async () => Promise.reject(new Error('model file unreadable')) } : {}),
+      ...(config.in === 'ready' ? { ready: () => Promise.reject(new Error('worker gone')) } : {}),
+      ...(config.in === 'close' ? { close: async () => Promise.reject(new Error('cannot save the model')) } : {}),
+    }),
+  });
+  const closing = defineSource<{ fails: boolean }>({
+    name: 'closing',
+    summary: 'test',
+    config: { type: 'object', properties: { fails: { type: 'boolean' } } },
+    create: (config) => ({
+      async *read() {
+        yield [event('u', 1)];
+      },
+      close: async () => (config.fails ? Promise.reject(new Error('connection reset')) : undefined),
+    }),
+  });
+  const failure = async (yaml: string): Promise<{ code?: string; message: string }> => {
+    try {
+      await runYaml(`${yaml}\nsinks: [{type: memory}]\n`, { plugins: [failing, closing], builtins: false });
+    } catch (error) {
+      return { code: (error as { code?: string }).code, message: (error as Error).message };
+    }
+    assert.fail(`the run of ${yaml} did not fail`);
+  };
+  const stage = (where: string) => `sources: [{type: closing}]\nstages: [{type: failing, label: scorer, in: ${where}}]`;
+  assert.deepEqual(await failure(stage('open')), { code: 'TRIB_ERR_STAGE', message: 'scorer could not open: model file unreadable' });
+  assert.deepEqual(await failure(stage('ready')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed: worker gone' });
+  assert.deepEqual(await failure(stage('close')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed while closing: cannot save the model' });
+  assert.deepEqual(await failure(stage('watermark')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed handling a watermark: no room for the window' });
+  assert.deepEqual(await failure(stage('complete')), { code: 'TRIB_ERR_STAGE', message: 'scorer failed as its input completed: could not flush' });
+  assert.deepEqual(await failure('sources: [{type: closing, label: clicks, fails: true}]'), { code: 'TRIB_ERR_SOURCE', message: 'clicks failed while closing: connection reset' });
+});
+
+test("a stage whose finalize() throws fails the run, named (it was lost once the stream had completed); its plugins are closed", async () => {
+  let closed = false;
+  const untidy = defineOperator<Record<string, never>>({
+    name: 'untidy',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => emit(record),
+        finalize: () => {
+          throw new Error('the timer was never set');
+        },
+      })),
+      close: async () => void (closed = true),
+    }),
+  });
+  await assert.rejects(runYaml('sources: [{type: synthetic, users: 2, events: 10}]\nstages: [{type: untidy, label: scorer}]\nsinks: [{type: memory}]\n', { plugins: [untidy] }), {
+    code: 'TRIB_ERR_STAGE',
+    message: 'scorer failed: finalize() threw: the timer was never set',
+  });
+  assert.ok(closed, 'the stage was closed');
+});
+
+test('a stop takes its final checkpoint after the stages completed: what a stage emits as its input completes is written once, and a restart from that checkpoint neither writes it again nor loses any', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-complete-then-checkpoint-'));
+  let stop: (() => void) | undefined;
+  const numbered = defineSource<Record<string, never>>({
+    name: 'numbered',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let next = 0;
+      return {
+        async *read() {
+          while (next < 20 && !context.signal?.aborted) {
+            const batch = Array.from({ length: Math.min(3, 20 - next) }, (_, i): ClickEvent => ({ ...event('u', next + i), attrs: { n: next + i } }));
+            next += batch.length;
+            yield batch;
+          }
+        },
+        position: () => ({ next }),
+        seek: (position) => void (next = (position as { next: number }).next),
+      };
+    },
+  });
+  // Writes its records in fours; what it holds when its input completes (a stop or the end), it writes then.
+  const fours = defineOperator<Record<string, never>>({
+    name: 'fours',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let held: number[] = [];
+      const out = (emit: Emit): void => {
+        if (held.length > 0) emit({ kind: 'four', ns: held });
+        held = [];
+      };
+      return {
+        apply: recordOperator(context, () => ({
+          record(record, emit) {
+            const n = (record as ClickEvent).attrs!['n'] as number;
+            held.push(n);
+            if (n === 8) stop?.();
+            if (held.length === 4) out(emit);
+          },
+          complete: out,
+        })),
+        snapshot: () => ({ held }),
+        restore: (state) => void (held = [...(state as { held: number[] }).held]),
+      };
+    },
+  });
+  const yaml = `sources: [{type: numbered}]\nstages: [{type: fours}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`;
+  const controller = new AbortController();
+  stop = () => controller.abort();
+  const first = await runYaml(yaml, { plugins: [numbered, fours], builtins: false, baseDir: dir, signal: controller.signal });
+  assert.equal(first.stats.drained, false);
+  stop = undefined;
+  const second = await runYaml(yaml, { plugins: [numbered, fours], builtins: false, baseDir: dir });
+  assert.equal(second.stats.resumedFrom, first.stats.lastCheckpoint!.sequence);
+  const written = [...first.outputs[0]!, ...second.outputs[0]!].flatMap((record) => record.ns as number[]);
+  assert.deepEqual(written, Array.from({ length: 20 }, (_, n) => n), 'every number written once, in order');
+});
+
+test("a stage's histogram given NaN (a dwell time of an event without one) ignores it: the record goes on, not dead-lettered with a metrics error", async () => {
+  const dwell = defineOperator<Record<string, never>>({
+    name: 'dwell',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      const seconds = context.metrics.histogram('dwell_seconds', 'Dwell time.');
+      return {
+        apply: recordOperator(context, () => ({
+          record(record, emit) {
+            seconds.observe((record as ClickEvent).time === 2 ? NaN : 1);
+            emit(record);
+          },
+        })),
+      };
+    },
+  });
+  const source = defineSource<Record<string, never>>({
+    name: 'four',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [0, 1, 2, 3].map((t) => event('u', t));
+      },
+    }),
+  });
+  const run = await runYaml('sources: [{type: four}]\nstages: [{type: dwell}]\nsinks: [{type: memory}]\n', { plugins: [source, dwell], builtins: false });
+  assert.equal(run.stats.recordsOut, 4);
+  assert.deepEqual(run.deadLetters, []);
 });

@@ -16,11 +16,11 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
-import { ConfigError, inputHandedOver, TributaryError } from '../errors.js';
+import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint, type CheckpointBody } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
@@ -180,18 +180,19 @@ class GaugeShares {
       gauge: (name, help) => {
         const share = { gauge: metrics.gauge(name, help), value: 0 };
         this.shares.push(share);
+        // A value that is no finite number goes to the shared gauge, which ignores it (and says so): a share of NaN would keep the sum NaN for good.
         return {
           set: (value) => {
             share.gauge.inc(value - share.value);
-            share.value = value;
+            if (Number.isFinite(value)) share.value = value;
           },
           inc: (amount = 1) => {
             share.gauge.inc(amount);
-            share.value += amount;
+            if (Number.isFinite(amount)) share.value += amount;
           },
           dec: (amount = 1) => {
             share.gauge.dec(amount);
-            share.value -= amount;
+            if (Number.isFinite(amount)) share.value -= amount;
           },
         };
       },
@@ -407,7 +408,8 @@ export class PipelineRunner {
   private context(kind: string, entry: PipelineEntry, index: number, gauges?: GaugeShares): PluginContext {
     const label = entryLabel(kind, entry, index);
     const pipeline = this.loaded.document.name;
-    const metrics = this.metrics.scoped({ pipeline, stage: label });
+    const logger = this.logger.child({ stage: label });
+    const metrics = this.metrics.scoped({ pipeline, stage: label }, logger);
     const deadLetters = this.metrics.scoped({ pipeline, stage: label }).counter('dead_letters_total', 'Inputs rejected to the dead-letter sink.');
     const filteredKeys = new Map<string, string>();
     const wm = kind === 'source' ? sourceWatermark(entry.watermark) : undefined;
@@ -415,7 +417,7 @@ export class PipelineRunner {
       pipeline,
       label,
       baseDir: this.loaded.baseDir,
-      logger: this.logger.child({ stage: label }),
+      logger,
       metrics: gauges ? gauges.wrap(metrics) : metrics,
       clock: this.clock,
       batchSize: this.batchSize,
@@ -432,6 +434,7 @@ export class PipelineRunner {
         // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
         // pipeline stops, naming it) instead of recursing into itself until the stack runs out.
         if (kind === 'dead-letter') throw new Error(`it rejected the dead letter (${rejection.reason})`);
+        if (this.failure !== undefined) return; // failed: nothing more is written (or counted), as in route()
         deadLetters.inc();
         // A sink rejecting the record route() hands it: route counts that record once (see routing).
         if (kind === 'sink' && this.routing) {
@@ -515,6 +518,7 @@ export class PipelineRunner {
 
   /** `counted` false: the caller counts the input (route(), for a record its sinks rejected). */
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
+    if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     if (counted) this.stats.deadLettered++;
     // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
     const reason = reasonClass(rejection.reason);
@@ -539,6 +543,7 @@ export class PipelineRunner {
   }
 
   private sideOutput(name: string, record: StreamRecord): void {
+    if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     const slots = this.sinksByOutput.get(name) ?? [];
     // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
     const takers = slots.filter((slot) => slot.takes === undefined || slot.takes.has(record.kind)).map((slot) => slot.sink);
@@ -704,7 +709,7 @@ export class PipelineRunner {
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
       const { label, instance } = await this.create<Operator>(resolved, 'stage', index, gauges);
-      await instance.open?.();
+      await openStage(label, instance);
       operators.push({ label, operator: instance });
     }
     if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
@@ -934,9 +939,10 @@ export class PipelineRunner {
       const health = slot.source.health?.();
       if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
     }
-    for (const slot of this.sinks) {
-      const health = slot.sink.health?.();
-      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
+    // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
+      const health = sink?.health?.();
+      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
     }
     return { ready: reasons.length === 0, reasons };
   }
@@ -949,18 +955,18 @@ export class PipelineRunner {
     if (this.heapAboveBudget()) await this.waitForHeap();
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
-      if (ready) await this.untilFailed(sinkReady(slot.label, ready));
+      if (ready) await this.untilFailed(pluginReady('TRIB_ERR_SINK', slot.label, ready));
     }
     const deadReady = this.deadLetterSink.ready?.();
-    if (deadReady) await this.untilFailed(sinkReady('the dead-letter sink', deadReady));
-    for (const { operator } of this.operators) {
+    if (deadReady) await this.untilFailed(pluginReady('TRIB_ERR_SINK', 'the dead-letter sink', deadReady));
+    for (const { label, operator } of this.operators) {
       const ready = operator.ready?.();
-      if (ready) await this.untilFailed(ready);
+      if (ready) await this.untilFailed(pluginReady('TRIB_ERR_STAGE', label, ready));
     }
     for (const task of this.tasks.values()) {
-      for (const { operator } of task.operators) {
+      for (const { label, operator } of task.operators) {
         const ready = operator.ready?.();
-        if (ready) await this.untilFailed(ready);
+        if (ready) await this.untilFailed(pluginReady('TRIB_ERR_STAGE', label, ready));
       }
     }
   }
@@ -976,43 +982,50 @@ export class PipelineRunner {
     slot.lastActivity = this.clock.now();
     slot.waiting = true;
     for await (const batch of untilStopped(slot.source.read(), signal)) {
+      // An empty batch (a poll that found nothing, or input all dead-lettered: see Source.read) is no
+      // activity: counted as one, a source polling an upstream with nothing to give never went idle, and
+      // held the combined watermark for good. It pushes nothing, but waits for room (the dead-letter
+      // sink's among it) before the next pull; its idle clock runs on from where it stood, less that wait.
+      if (batch.length === 0) {
+        slot.waiting = false;
+        const held = this.clock.now();
+        await this.room();
+        slot.lastActivity += this.clock.now() - held;
+        slot.waiting = true;
+        if (signal.aborted) break;
+        continue;
+      }
       slot.waiting = false;
-      const arrived = this.clock.now();
-      // An empty batch (a source that dead-lettered input, see Source.read) has nothing to push: it only
-      // waits for room below, the dead-letter sink's among it.
-      if (batch.length > 0) {
-        this.batchesInHand++;
-        try {
-          // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
-          // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
-          // belong in the next transaction, or a restart from that position writes them twice).
-          while (this.barrier) await this.barrier;
-          if (this.failure) break;
-          let maxTime = slot.maxTime;
-          // An absurd future timestamp must not drag the watermark ahead and make every later event late;
-          // the operators dead-letter such events, the watermark just ignores them.
-          const horizon = this.clock.now() + slot.maxAheadOfClock;
-          const sampled = this.latency.begin();
-          for (let i = 0; i < batch.length; i++) {
-            const event: ClickEvent = batch[i]!;
-            if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
-            this.push(event, slot.label);
-          }
-          slot.maxTime = maxTime;
-          this.stats.eventsIn += batch.length;
-          counter.inc(batch.length);
-          this.advanceWatermark();
-          // The watermark is inside the sample: stages that emit on it (session close) are measured too.
-          if (sampled) this.latency.end();
-        } finally {
-          if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
+      this.batchesInHand++;
+      try {
+        // A batch that came while a checkpoint (or a commit) holds the sources waits for it: the position
+        // it took does not cover this batch, so neither may the outputs it commits (exactly-once: they
+        // belong in the next transaction, or a restart from that position writes them twice).
+        while (this.barrier) await this.barrier;
+        if (this.failure) break;
+        let maxTime = slot.maxTime;
+        // An absurd future timestamp must not drag the watermark ahead and make every later event late;
+        // the operators dead-letter such events, the watermark just ignores them.
+        const horizon = this.clock.now() + slot.maxAheadOfClock;
+        const sampled = this.latency.begin();
+        for (let i = 0; i < batch.length; i++) {
+          const event: ClickEvent = batch[i]!;
+          if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
+          this.push(event, slot.label);
         }
+        slot.maxTime = maxTime;
+        this.stats.eventsIn += batch.length;
+        counter.inc(batch.length);
+        this.advanceWatermark();
+        // The watermark is inside the sample: stages that emit on it (session close) are measured too.
+        if (sampled) this.latency.end();
+      } finally {
+        if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
       await this.room();
       if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
-      // Dead letters are not events: after an empty batch its idle clock runs on from where it stood, less that time.
-      slot.lastActivity = batch.length > 0 ? this.clock.now() : slot.lastActivity + (this.clock.now() - arrived);
+      slot.lastActivity = this.clock.now();
       slot.waiting = true;
       if (signal?.aborted) break;
     }
@@ -1366,7 +1379,7 @@ export class PipelineRunner {
             const resolved = sink === this.deadLetterSink ? this.loaded.deadLetter : this.loaded.sinks[this.sinks.findIndex((slot) => slot.sink === sink)];
             throw new ConfigError([{ file: this.loaded.file, line: resolved?.line ?? 0, column: resolved?.column ?? 0, path: resolved?.path ?? '$', message: `sink '${resolved?.plugin.name ?? label}': ${cause.message}` }], 'TRIB_ERR_PLUGIN_FACTORY');
           }
-          throw new TributaryError('TRIB_ERR_SINK', `${label} could not open: ${(cause as Error).message}`, { cause });
+          throw pluginFailure('TRIB_ERR_SINK', label, 'could not open', cause);
         }
       }
     } catch (error) {
@@ -1376,7 +1389,7 @@ export class PipelineRunner {
     }
     this.registerRunMetrics();
     try {
-      for (const { operator } of this.operators) await operator.open?.();
+      for (const { label, operator } of this.operators) await openStage(label, operator);
       const restored = newest && (await this.coveredCheckpoint(newest));
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
@@ -1510,12 +1523,18 @@ export class PipelineRunner {
         this.emitWatermark(Infinity);
         this.stats.watermark = Infinity;
       }
-      // The final checkpoint holds the state as the last batch left it (a stop keeps open sessions).
+      // What a stage holds for later (ready(): a micro-batch) comes out first: after the end it is lost.
       await this.room();
-      await this.checkpoint();
       for (const task of this.tasks.values()) task.input.complete();
       this.input.complete();
       await completed;
+      // A stage that failed as its input completed (its finalize) failed the run: no checkpoint of that.
+      if (this.failure) throw this.failure;
+      // The final checkpoint holds the state as the stages' completion left it (a stop keeps open
+      // sessions and the models' pending batches; see Operator.snapshot): what a stage emitted as its
+      // input completed is flushed and committed with it, and gone from the state it saves. Taken
+      // before, that state still held those records, and a restart from it wrote them again.
+      await this.checkpoint();
       for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
       this.stats.drained = !stopped;
     } catch (error) {
@@ -1560,23 +1579,21 @@ export class PipelineRunner {
   }
 
   private async closeAll(): Promise<void> {
-    const errors: { label: string; error: Error }[] = [];
-    const attempt = async (label: string, what: () => Promise<void> | undefined) => {
+    const errors: TributaryError[] = [];
+    // Each plugin's failure with the code of its kind: a source's or a stage's close is no sink's failure.
+    const attempt = async (code: ErrorCode, label: string, what: () => Promise<void> | undefined) => {
       try {
         await what();
       } catch (error) {
-        errors.push({ label, error: error as Error });
+        errors.push(pluginFailure(code, label, 'failed while closing', error));
       }
     };
-    for (const { label, source } of this.sources) await attempt(label, () => source.close?.());
-    for (const id of [...this.tasks.keys()]) await attempt(`partition ${id}`, () => this.stopTask(id));
-    for (const { label, operator } of this.operators) await attempt(label, () => operator.close?.());
-    for (const { label, sink } of this.sinks) await attempt(label, () => sink.close());
-    await attempt('the dead-letter sink', () => this.deadLetterSink?.close());
-    if (errors.length > 0 && !this.failure) {
-      const { label, error } = errors[0]!;
-      throw new TributaryError('TRIB_ERR_SINK', `${label} failed while closing: ${error.message}`, { cause: error });
-    }
+    for (const { label, source } of this.sources) await attempt('TRIB_ERR_SOURCE', label, () => source.close?.());
+    for (const id of [...this.tasks.keys()]) await attempt('TRIB_ERR_STAGE', `partition ${id}`, () => this.stopTask(id));
+    for (const { label, operator } of this.operators) await attempt('TRIB_ERR_STAGE', label, () => operator.close?.());
+    for (const { label, sink } of this.sinks) await attempt('TRIB_ERR_SINK', label, () => sink.close());
+    await attempt('TRIB_ERR_SINK', 'the dead-letter sink', () => this.deadLetterSink?.close());
+    if (errors.length > 0 && !this.failure) throw errors[0]!;
   }
 }
 
@@ -1587,12 +1604,24 @@ function rootCause(error: unknown): unknown {
   return root;
 }
 
-/** Waits for a sink's room; its ready() rejects once its output failed (disk full): the failure is the sink's, named. */
-async function sinkReady(label: string, ready: Promise<void>): Promise<void> {
+/**
+ * Waits for a sink's or a stage's room; its ready() rejects once it failed (a sink's disk full, a stage's
+ * model worker gone): the failure is that plugin's, named, with its kind's code (`code`).
+ */
+async function pluginReady(code: ErrorCode, label: string, ready: Promise<void>): Promise<void> {
   try {
     await ready;
   } catch (cause) {
-    throw new TributaryError('TRIB_ERR_SINK', `${label} failed: ${(cause as Error).message}`, { cause });
+    throw pluginFailure(code, label, 'failed', cause);
+  }
+}
+
+/** Opens a stage; one whose open() fails fails the run named, as a stage's failure (TRIB_ERR_STAGE). */
+async function openStage(label: string, operator: Operator): Promise<void> {
+  try {
+    await operator.open?.();
+  } catch (cause) {
+    throw pluginFailure('TRIB_ERR_STAGE', label, 'could not open', cause);
   }
 }
 
@@ -1625,7 +1654,7 @@ class StageLatency implements StageTimer {
     private readonly keyed = 0,
     private readonly every = 16,
   ) {
-    const stages = [...labels, 'sinks'];
+    const stages = [...labels, sinksLatencyStage];
     this.taskExit = stages.length;
     this.inclusive = new Float64Array(stages.length + 1);
     this.counts = new Float64Array(stages.length + 1);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 
 test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and private keys whatever their field', () => {
@@ -86,4 +87,55 @@ test('an observed level that reads NaN (not measured: no watermark or checkpoint
   lag = 1.5;
   text = await hub.registry.metrics();
   assert.match(text, /^tributary_watermark_lag_seconds\{pipeline="p"\} 1.5$/m);
+});
+
+test("a plugin's metric given a value that is no finite number ignores it and says so once per metric: a counter does not turn NaN for good, a histogram does not throw; a gauge set to NaN stays NaN (measured: undefined)", async () => {
+  const hub = new MetricsHub();
+  const logged: { msg: string; metric?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string; metric?: string }) });
+  const metrics = hub.scoped({ pipeline: 'p', stage: 's' }, logger);
+  const counter = metrics.counter('things_total', 'Things.');
+  counter.inc(3);
+  counter.inc(NaN);
+  counter.inc(Infinity);
+  counter.inc(2);
+  const histogram = metrics.histogram('dwell_seconds', 'Dwell.', [1, 10]);
+  histogram.observe(2);
+  assert.doesNotThrow(() => histogram.observe(NaN));
+  assert.doesNotThrow(() => histogram.observe(-Infinity));
+  const gauge = metrics.gauge('model_auc', 'AUC.');
+  gauge.set(0.5);
+  gauge.inc(NaN);
+  const level = metrics.gauge('open_things', 'Open things.');
+  level.set(NaN);
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_things_total\{pipeline="p",stage="s"\} 5$/m);
+  assert.match(text, /^tributary_dwell_seconds_count\{pipeline="p",stage="s"\} 1$/m);
+  assert.match(text, /^tributary_dwell_seconds_sum\{pipeline="p",stage="s"\} 2$/m);
+  assert.match(text, /^tributary_model_auc\{pipeline="p",stage="s"\} 0.5$/m);
+  // prom-client writes NaN as `Nan`; Prometheus parses it in any case.
+  assert.match(text, /^tributary_open_things\{pipeline="p",stage="s"\} nan$/im);
+  assert.deepEqual(
+    logged.map((entry) => entry.metric),
+    ['tributary_things_total', 'tributary_dwell_seconds', 'tributary_model_auc'],
+    'said once per metric',
+  );
+  assert.equal(logged[0]!.msg, 'metric tributary_things_total: an increment of NaN ignored (not a finite number); said once');
+});
+
+test("a histogram asked for again under the same labels (a pipeline the daemon restarted in the process makes its plugins anew) goes on from its counts, as a counter does; a new series starts at 0", async () => {
+  const hub = new MetricsHub();
+  const scope = { pipeline: 'p', stage: 'stage-x-0' };
+  const first = hub.scoped(scope);
+  first.counter('things_total', 'Things.').inc(5);
+  first.histogram('lat_seconds', 'Latency.', [1]).observe(0.5);
+  const again = hub.scoped(scope);
+  again.counter('things_total', 'Things.');
+  again.histogram('lat_seconds', 'Latency.', [1]).observe(0.25);
+  hub.scoped({ pipeline: 'p', stage: 'stage-y-1' }).histogram('lat_seconds', 'Latency.', [1]);
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_things_total\{pipeline="p",stage="stage-x-0"\} 5$/m);
+  assert.match(text, /^tributary_lat_seconds_count\{pipeline="p",stage="stage-x-0"\} 2$/m);
+  assert.match(text, /^tributary_lat_seconds_sum\{pipeline="p",stage="stage-x-0"\} 0.75$/m);
+  assert.match(text, /^tributary_lat_seconds_count\{pipeline="p",stage="stage-y-1"\} 0$/m);
 });

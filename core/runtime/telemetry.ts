@@ -76,6 +76,9 @@ export class MetricsHub {
 
   private readonly observed = new Map<string, { labels: Record<string, string>; read: () => number }[]>();
 
+  /** Histogram series made so far (name and labels): each is zeroed once, when made. */
+  private readonly madeHistograms = new Set<string>();
+
   /**
    * A gauge (a counter for a `_total` name) read at scrape time: the runtime keeps plain numbers on its
    * hot path and Prometheus asks for them only when it scrapes. A gauge whose reader gives NaN (not
@@ -136,9 +139,25 @@ export class MetricsHub {
     } else readers[same] = { labels, read };
   }
 
-  /** Metrics whose series all carry `labels` (pipeline, stage). */
-  scoped(labels: Record<string, string>): Metrics {
+  /**
+   * Metrics whose series all carry `labels` (pipeline, stage). A value that is no finite number given
+   * to a counter (or to a gauge's inc or dec), or observed by a histogram, is ignored, said once per
+   * metric on `logger`: the counter stayed NaN for good, and a histogram threw, which dead-lettered the
+   * record a plugin was handling. A gauge set to NaN is kept (a model's AUC over labels of one class
+   * is NaN: measured, and undefined).
+   */
+  scoped(labels: Record<string, string>, logger?: Logger): Metrics {
     const labelNames = Object.keys(labels);
+    const said = new Set<string>();
+    /** Whether `value` may go to metric `name`; when not, says so the first time. */
+    const finite = (name: string, what: string, value: number | undefined): boolean => {
+      if (value === undefined || Number.isFinite(value)) return true;
+      if (!said.has(name)) {
+        said.add(name);
+        logger?.warn({ metric: `tributary_${name}`, value: String(value) }, `metric tributary_${name}: ${what} ${value} ignored (not a finite number); said once`);
+      }
+      return false;
+    };
     const get = <M>(name: string, make: (fullName: string) => M): M => {
       const fullName = `tributary_${name}`;
       let metric = this.metrics.get(fullName);
@@ -154,11 +173,17 @@ export class MetricsHub {
       counter: (name, help): Counter => {
         const metric = get(name, (fullName) => new PromCounter({ name: fullName, help, labelNames, registers: [this.registry] }));
         metric.inc(labels, 0);
-        return metric.labels(labels);
+        const series = metric.labels(labels);
+        return { inc: (amount) => void (finite(name, 'an increment of', amount) && series.inc(amount)) };
       },
       gauge: (name, help): Gauge => {
         const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames, registers: [this.registry] }));
-        return metric.labels(labels);
+        const series = metric.labels(labels);
+        return {
+          set: (value) => series.set(value),
+          inc: (amount) => void (finite(name, 'an increment of', amount) && series.inc(amount)),
+          dec: (amount) => void (finite(name, 'a decrement of', amount) && series.dec(amount)),
+        };
       },
       gaugeFamily: (name, help, ownLabelNames): GaugeFamily => {
         const clash = ownLabelNames.find((label) => labelNames.includes(label));
@@ -183,8 +208,16 @@ export class MetricsHub {
         const metric = get(name, (fullName) =>
           new PromHistogram({ name: fullName, help, labelNames, registers: [this.registry], ...(buckets ? { buckets: [...buckets] } : {}) }),
         );
-        metric.zero(labels);
-        return metric.labels(labels);
+        // At 0 when made. Asked for again (a pipeline the daemon restarted in the process makes its plugins
+        // anew) it goes on from its counts, as a counter does: zeroed, its _count went backwards, which
+        // Prometheus reads as a reset, while the counters beside it carried on.
+        const key = `${name}\0${JSON.stringify(labels)}`;
+        if (!this.madeHistograms.has(key)) {
+          this.madeHistograms.add(key);
+          metric.zero(labels);
+        }
+        const series = metric.labels(labels);
+        return { observe: (value) => void (finite(name, 'an observation of', value) && series.observe(value)) };
       },
     };
   }
