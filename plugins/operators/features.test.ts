@@ -310,6 +310,76 @@ test('features are the same whether stages find their state through the session 
   await compare([stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { max_users: 2 })], evicting);
 });
 
+test('session-features keeps apart two users\' sessions under one data session id, through a restore and a compaction; a snapshot naming a session twice is refused, and an older one (ids alone) leaves such ids out', async () => {
+  // Data ids numbered per user, as some shops' are: alice's and bob's sessions are both '1'.
+  const stages = [stage(sessionizer, { session_id_from: 'data', gap: '30m' }), stage(sessionFeatures)];
+  const burst = (): Element[] => Array.from({ length: 3000 }, (_, k) => ev(`x${k}`, k / 10_000, 'view', { sessionId: '1', price: 1 }));
+  // A burst of others' sessions (also '1') grows the pools, then alice carts and bob views; the burst's close
+  // (at 30 min) shrinks the pools back, moving alice's and bob's state, which goes on at 40 and 41.
+  const input = (withBurst: boolean): Element[] => [
+    ...(withBurst ? burst() : []),
+    ev('alice', 1, 'cart', { sessionId: '1', itemId: 'x', price: 100 }), ev('bob', 1.5, 'view', { sessionId: '1', itemId: 'y', price: 5 }), watermark(T0 + 3 * MIN),
+    ev('alice', 20, 'view', { sessionId: '1', itemId: 'z', price: 7 }), ev('bob', 21, 'view', { sessionId: '1', itemId: 'w', price: 9 }), watermark(T0 + 35 * MIN),
+    ev('alice', 40, 'view', { sessionId: '1', itemId: 'x', price: 11 }), ev('bob', 41, 'cart', { sessionId: '1', itemId: 'w', price: 9 }), watermark(Infinity),
+  ];
+  const features = (out: Element[]) => eventsOf(out).filter((e) => !e.userId.startsWith('x')).map((e) => `${e.userId} ${JSON.stringify(named(e))}`);
+  const whole = eventsOf(await chain(stages, input(false))).map(named);
+  assert.deepEqual(whole.map((f) => [f.s_views, f.s_carts, f.s_cart_value, f.s_distinct_items]), [[0, 1, 100, 1], [1, 0, 0, 1], [1, 1, 100, 2], [2, 0, 0, 2], [2, 1, 100, 2], [2, 1, 9, 2]]);
+  assert.deepEqual(features(await chain(stages, input(true))), features(await chain(stages, input(false))), 'a compaction moved them apart');
+  for (const cut of [3001, 3003, 3006]) {
+    const first = await Chain.build(stages, ctx());
+    first.push(input(true).slice(0, cut));
+    const second = await Chain.build(stages, ctx(), await first.snapshot());
+    assert.deepEqual(features([...first.output, ...second.push(input(true).slice(cut)).end()]), features(await chain(stages, input(false))), `restored at ${cut}`);
+  }
+  const first = await Chain.build(stages, ctx());
+  first.push(input(false).slice(0, 3));
+  const saved = (await first.snapshot())[1] as { version: number; users: string[]; ids: unknown; unknownUsers?: unknown };
+  assert.equal(saved.version, 4);
+  assert.deepEqual(saved.users, ['alice', 'bob']);
+  const twice = structuredClone(saved);
+  twice.users[1] = 'alice';
+  const operator = await sessionFeatures.create(withDefaults(sessionFeatures, {}), testContext({ clock, label: 'stage-s' }));
+  await assert.rejects(Promise.resolve(operator.restore!(twice)), /^Error: stage-s: session-features snapshot: session '1' of user 'alice' at row 1 again$/);
+  // Version 3 kept sessions by id alone: the two '1's are not told apart, so they are left out (said), their features start over.
+  const logs: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
+  const older = { ...structuredClone(saved), version: 3, ids: ['1', '1'] } as Record<string, unknown>;
+  delete older.users;
+  delete older.unknownUsers;
+  const resumed = await Chain.build(stages, testContext({ clock, logger }), [(await first.snapshot())[0], older]);
+  assert.deepEqual(((await resumed.snapshot())[1] as { users: string[] }).users, []);
+  assert.match(logs.map((entry) => entry.msg).join('\n'), /holds these session ids more than once/);
+  const after = eventsOf(resumed.push(input(false).slice(3)).end()).map(named);
+  assert.deepEqual(after.map((f) => [f.s_events, f.s_views, f.s_carts]), [[2, 1, 0], [2, 1, 0], [3, 2, 0], [3, 1, 1]]);
+  first.end();
+});
+
+/** Copies each session summary (adds a field), passing events on as they are: the copies lack the sessionizer's hidden handle. */
+const copySummaries = defineOperator<Record<string, never>>({
+  name: 'copy-summaries',
+  summary: 'Test only: copies summaries.',
+  config: { type: 'object', properties: {} },
+  create: (_config, context) => ({
+    apply: recordOperator(context, () => ({
+      record(record, emit) {
+        emit(record.kind === 'session' ? { ...record, note: 'copied' } : record);
+      },
+    })),
+  }),
+});
+
+test('a stage between the sessionizer and session-features that copies the summaries: each closed session\'s state is still freed', async () => {
+  const stages = [stage(sessionizer, { gap: '1m' }), stage(copySummaries), stage(sessionFeatures)];
+  const run = await Chain.build(stages, ctx());
+  // 2,000 one-event sessions, each closed by a watermark two minutes on.
+  for (let k = 0; k < 2000; k++) run.push([ev(`u${k}`, k * 2, 'view', { itemId: 'i', price: 3 }), watermark(T0 + k * 2 * MIN)]);
+  run.push([watermark(T0 + (2000 * 2 + 10) * MIN)]);
+  assert.equal(run.output.filter((e) => e.kind === 'session').length, 2000);
+  assert.deepEqual(((await run.snapshot())[2] as { users: string[] }).users, [], 'no state left');
+  run.end();
+});
+
 test('after a burst of sessions has closed, session-features gives its room back, and the sessions still open keep their state', async () => {
   const item = (k: number) => ({ itemId: `i${k % 7}`, category: `c${k % 3}`, price: 5 + k });
   const survivors = Array.from({ length: 40 }, (_, k) => `s${k}`);
@@ -447,10 +517,13 @@ test('a session-features snapshot of version 2 (sums of squared view prices) res
   const first = await Chain.build(stages, ctx());
   first.push(input.slice(0, 3));
   const saved = await first.snapshot();
-  const features = saved[1] as { version: number; columns: { n: number; f64?: string; c?: number }[] };
-  assert.equal(features.version, 3);
-  // As version 2 wrote it: the sum of squares (100 + 400) where version 3 keeps the squared deviations (50).
+  const features = saved[1] as { version: number; ids: unknown; users?: unknown; unknownUsers?: unknown; columns: { n: number; f64?: string; c?: number }[] };
+  assert.equal(features.version, 4);
+  // As version 2 wrote it: sessions by id alone, and the sum of squares (100 + 400) where version 3 on keeps the squared deviations (50).
   features.version = 2;
+  features.ids = [`u1:${T0}`];
+  delete features.users;
+  delete features.unknownUsers;
   features.columns[6] = { n: 1, f64: Buffer.from(new Float64Array([500]).buffer).toString('base64') };
   const second = await Chain.build(stages, ctx(), saved);
   second.push(input.slice(3));

@@ -5,7 +5,8 @@
  * that stage's Map lookup: the lookups (cache misses in maps of 100k users, and hashing a new session
  * id) were the largest cost of session- and user-features. A stage checks that a cached slot is its
  * own and still holds that session or user, and falls back to its map otherwise (another sessionizer,
- * a restore, an evicted user), so the cache is only ever a shortcut.
+ * a restore, an evicted user, a stage between that copies records): every slot is in the map too, so
+ * the cache is only ever a shortcut.
  */
 import type { SessionContext } from 'tributary';
 
@@ -16,8 +17,6 @@ export interface SessionHandle {
   /** The per-user stage (user-features) whose slot `userSlot` is. */
   userStage: object | undefined;
   userSlot: number;
-  /** Handles of the sessions merged into this one, in the order of the summary's `replaces`. */
-  merged: readonly SessionHandle[] | undefined;
 }
 
 /**

@@ -3,7 +3,7 @@
  * up to and including that event (never later ones: no leakage into a purchase prediction).
  * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumns, decodeNamedColumns, decodeStrings, defineOperator, type Element, type Emit, encodeColumns, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -56,7 +56,8 @@ export default defineOperator<SessionFeaturesConfig>({
     '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. ' +
-    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Records other than ' +
+    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Sessions are told apart by ' +
+    'user and id (data session ids may repeat across users). Records other than ' +
     'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
   config: {
     type: 'object',
@@ -77,7 +78,7 @@ export default defineOperator<SessionFeaturesConfig>({
     return {
       apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit) })),
       snapshot: () => state.snapshot(),
-      restore: (saved) => state.restore(saved as SessionFeaturesSnapshot | SessionFeaturesSnapshotV1),
+      restore: (saved) => state.restore(saved as SessionFeaturesSnapshot | SessionFeaturesSnapshotV3 | SessionFeaturesSnapshotV1),
     };
   },
 });
@@ -106,7 +107,11 @@ const WIDTH = 13;
 /** Slots the pools start with, and never shrink below. */
 const MIN_CAPACITY = 1024;
 
-/** The first format: one array per session (still restored). */
+/**
+ * The first format: one array per session (still restored). Versions 1 to 3 name a session by its id
+ * alone (data ids repeat across users): restored, each waits for the first event or summary of its id
+ * to tell its user (see SessionFeatureState.legacy).
+ */
 export interface SessionFeaturesSnapshotV1 {
   version: 1;
   /** [sessionId, numbers (in row layout order), items, categories] */
@@ -117,7 +122,7 @@ export interface SessionFeaturesSnapshotV1 {
  * Columnar: ids once, one column per row field, the distinct items and categories flattened. Version 3
  * holds VIEW_PRICE_M2 where version 2 held the sum of squared view prices (converted at restore).
  */
-export interface SessionFeaturesSnapshot {
+export interface SessionFeaturesSnapshotV3 {
   version: 2 | 3;
   /** Ids of the sessions with state (in the order of their slots). */
   ids: string[];
@@ -128,6 +133,15 @@ export interface SessionFeaturesSnapshot {
   items: string[];
   categoryCounts: Column;
   categories: string[];
+}
+
+/** Version 4: sessions by user and id (as version 3 otherwise). */
+export interface SessionFeaturesSnapshot extends Omit<SessionFeaturesSnapshotV3, 'version' | 'ids'> {
+  version: 4;
+  /** Each session's user ('' where not known yet: one restored from a version 1 to 3 snapshot, listed in `unknownUsers`). */
+  users: string[];
+  ids: DerivedIds;
+  unknownUsers: number[];
 }
 
 const DAY = 86_400_000;
@@ -225,18 +239,29 @@ class DistinctPool {
   }
 }
 
+/** The map key of a session: its user and id (data session ids repeat across users), unambiguous. */
+function keyOf(userId: string, id: string): string {
+  return `${userId.length}:${userId}${id}`;
+}
+
 class SessionFeatureState {
   /**
-   * Slots by session id, for sessions that came without a handle of their own (another sessionizer,
-   * a restore, a handle another stage holds). A session whose handle this stage holds is found, and
-   * dropped, through the handle alone: its id is never hashed here (ids are new strings per session,
-   * and hashing one means flattening it first).
+   * Slots by session (keyOf its user and id): every slot in use is here, so a summary finds its
+   * session's state however it came (a stage between that copied it lost its handle). A session whose
+   * handle this stage holds is found through the handle on its events, not here (see handle.ts).
    */
   private readonly slots = new Map<string, number>();
-  /** The session id of each slot in use (undefined: free), to check a slot cached on a session handle. */
+  /**
+   * Slots restored from a snapshot of version 1 to 3, which named a session by its id alone: by id,
+   * until the first event or summary of that id tells its user (claimLegacy).
+   */
+  private legacy = new Map<string, number>();
+  /** Each slot's session id, user (undefined: a legacy slot's, not known yet) and map key; undefined id: a free slot. */
   private slotIds: (string | undefined)[] = [];
-  /** 1 where the slot is in `slots` too. */
-  private mapped = new Uint8Array(0);
+  private slotUsers: (string | undefined)[] = [];
+  private slotKeys: (string | undefined)[] = [];
+  /** The handle this stage cached the slot on: the session's events find the slot by its identity. */
+  private slotHandles: (SessionHandle | undefined)[] = [];
   private rows = new Float64Array(0);
   private capacity = 0;
   private used = 0;
@@ -262,17 +287,14 @@ class SessionFeatureState {
     const rows = new Float64Array(capacity * WIDTH);
     rows.set(this.rows.subarray(0, capacity * WIDTH));
     this.rows = rows;
-    const mapped = new Uint8Array(capacity);
-    mapped.set(this.mapped.subarray(0, capacity));
-    this.mapped = mapped;
     this.items.resize(capacity);
     this.categories.resize(capacity);
     this.capacity = capacity;
     this.slotsGauge.set(capacity);
   }
 
-  /** A zeroed slot for session `id` (rows from `used` on are zeros); entered in `slots` when `mapped`. */
-  private allocate(id: string, mapped: boolean): number {
+  /** A zeroed slot for the session (rows from `used` on are zeros), entered in `slots` by `key` (or, user unknown, in `legacy`). */
+  private allocate(userId: string | undefined, id: string, key: string | undefined): number {
     let slot = this.free.pop();
     if (slot === undefined) {
       slot = this.used++;
@@ -280,25 +302,44 @@ class SessionFeatureState {
     } else {
       this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
     }
-    if (mapped) this.slots.set(id, slot);
-    this.mapped[slot] = mapped ? 1 : 0;
     this.slotIds[slot] = id;
+    this.slotUsers[slot] = userId;
+    this.slotKeys[slot] = key;
+    this.slotHandles[slot] = undefined;
+    if (key === undefined) this.legacy.set(id, slot);
+    else this.slots.set(key, slot);
+    return slot;
+  }
+
+  /** The slot of the user's session `id` (map key `key`), if it has one. */
+  private find(userId: string, id: string, key = keyOf(userId, id)): number | undefined {
+    return this.slots.get(key) ?? (this.legacy.size > 0 ? this.claimLegacy(key, userId, id) : undefined);
+  }
+
+  /** A legacy slot of session `id`, now known to be the user's: entered by its key. */
+  private claimLegacy(key: string, userId: string, id: string): number | undefined {
+    const slot = this.legacy.get(id);
+    if (slot === undefined) return undefined;
+    this.legacy.delete(id);
+    this.slotUsers[slot] = userId;
+    this.slotKeys[slot] = key;
+    this.slots.set(key, slot);
     return slot;
   }
 
   /**
-   * The slot of the event's session. Through its handle when this stage holds it; a handle no stage
-   * holds yet is taken (the map is asked first only while it has entries: after a restore, or with
-   * events of another sessionizer); one another stage holds is left alone, and the map serves.
+   * The slot of an event's session, found by its key, else new; cached on its handle when no stage
+   * holds that yet (one another stage holds is left alone: the key serves each time).
    */
-  private slotOf(id: string, handle: SessionHandle | undefined): number {
-    if (handle === undefined) return this.slots.get(id) ?? this.allocate(id, true);
-    const owner = handle.sessionStage;
-    if (owner === this && this.slotIds[handle.sessionSlot] === id) return handle.sessionSlot;
-    if (owner !== undefined && owner !== this) return this.slots.get(id) ?? this.allocate(id, true);
-    const slot = (this.slots.size > 0 ? this.slots.get(id) : undefined) ?? this.allocate(id, false);
-    handle.sessionStage = this;
-    handle.sessionSlot = slot;
+  private slotOf(userId: string, context: SessionContext, handle: SessionHandle | undefined): number {
+    const id = context.id;
+    const key = keyOf(userId, id);
+    const slot = this.find(userId, id, key) ?? this.allocate(userId, id, key);
+    if (handle !== undefined && (handle.sessionStage === undefined || handle.sessionStage === this)) {
+      handle.sessionStage = this;
+      handle.sessionSlot = slot;
+      this.slotHandles[slot] = handle;
+    }
     return slot;
   }
 
@@ -306,7 +347,7 @@ class SessionFeatureState {
     if (record.kind !== 'event') {
       if (record.kind === 'session') {
         this.snapshots.settle();
-        this.forget(record as { sessionId?: unknown; replaces?: unknown });
+        this.forget(record as { userId?: unknown; sessionId?: unknown; replaces?: unknown });
       }
       emit(record);
       return;
@@ -316,7 +357,7 @@ class SessionFeatureState {
     const context = event.session;
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
     const handle = handleOf(context);
-    const slot = handle !== undefined && handle.sessionStage === this && this.slotIds[handle.sessionSlot] === context.id ? handle.sessionSlot : this.slotOf(context.id, handle);
+    const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.slotOf(event.userId, context, handle);
     const row = this.rows; // read after allocate: it may have grown
     const r = slot * WIDTH;
     const price = event.price;
@@ -402,26 +443,30 @@ class SessionFeatureState {
   }
 
   /** A session summary means the session closed: its state is no longer needed. */
-  private forget(summary: { sessionId?: unknown; replaces?: unknown }): void {
-    const handle = summaryHandle(summary);
-    if (typeof summary.sessionId === 'string') this.release(summary.sessionId, handle);
-    if (Array.isArray(summary.replaces)) {
-      // The merged sessions' handles come in the order of their ids, when the summary has them.
-      const merged = handle?.merged;
-      const aligned = merged !== undefined && merged.length === summary.replaces.length;
-      summary.replaces.forEach((id: unknown, k: number) => {
-        if (typeof id === 'string') this.release(id, aligned ? merged[k] : undefined);
-      });
+  private forget(summary: { userId?: unknown; sessionId?: unknown; replaces?: unknown }): void {
+    const { userId, sessionId, replaces } = summary;
+    if (typeof userId !== 'string') return;
+    if (typeof sessionId === 'string') {
+      const handle = summaryHandle(summary);
+      const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.find(userId, sessionId);
+      if (slot !== undefined) this.release(slot);
+    }
+    if (Array.isArray(replaces)) {
+      for (const id of replaces as unknown[]) {
+        const slot = typeof id === 'string' ? this.find(userId, id) : undefined;
+        if (slot !== undefined) this.release(slot);
+      }
     }
   }
 
-  private release(id: string, handle: SessionHandle | undefined): void {
-    let slot: number | undefined;
-    if (handle !== undefined && handle.sessionStage === this && this.slotIds[handle.sessionSlot] === id) slot = handle.sessionSlot;
-    else slot = this.slots.get(id);
-    if (slot === undefined) return;
-    if (this.mapped[slot] === 1) this.slots.delete(id);
+  private release(slot: number): void {
+    const key = this.slotKeys[slot];
+    if (key !== undefined) this.slots.delete(key);
+    else this.legacy.delete(this.slotIds[slot]!);
     this.slotIds[slot] = undefined;
+    this.slotUsers[slot] = undefined;
+    this.slotKeys[slot] = undefined;
+    this.slotHandles[slot] = undefined;
     this.items.clear(slot);
     this.categories.clear(slot);
     this.free.push(slot);
@@ -431,9 +476,9 @@ class SessionFeatureState {
   /**
    * After a burst of open sessions has closed, gives the pools' room back (else memory would stay at
    * the peak for good): moves the sessions in use to the lowest slots and shrinks every pool to twice
-   * their number. A moved session is entered in `slots`, so a handle still naming its old slot finds
-   * it there (the handle check compares ids). Moves at most the sessions in use, and the next compaction
-   * needs the pool to grow or empty by 4x again, so the cost per release stays constant.
+   * their number. A moved session's map entry, and the handle cached on it, follow it. Moves at most the
+   * sessions in use, and the next compaction needs the pool to grow or empty by 4x again, so the cost
+   * per release stays constant.
    */
   private compact(): void {
     const ids = this.slotIds;
@@ -443,14 +488,22 @@ class SessionFeatureState {
       while (low < high && ids[low] !== undefined) low++;
       while (high > low && ids[high] === undefined) high--;
       if (low >= high) break;
-      const id = ids[high]!;
       this.rows.copyWithin(low * WIDTH, high * WIDTH, high * WIDTH + WIDTH);
       this.items.move(high, low);
       this.categories.move(high, low);
-      ids[low] = id;
+      ids[low] = ids[high];
       ids[high] = undefined;
-      this.mapped[low] = 1;
-      this.slots.set(id, low);
+      this.slotUsers[low] = this.slotUsers[high];
+      this.slotUsers[high] = undefined;
+      const key = this.slotKeys[high];
+      this.slotKeys[low] = key;
+      this.slotKeys[high] = undefined;
+      if (key !== undefined) this.slots.set(key, low);
+      else this.legacy.set(ids[low]!, low);
+      const handle = this.slotHandles[high];
+      this.slotHandles[low] = handle;
+      this.slotHandles[high] = undefined;
+      if (handle !== undefined) handle.sessionSlot = low;
       high--;
     }
     const live = this.size;
@@ -460,6 +513,9 @@ class SessionFeatureState {
     this.used = live;
     this.free = [];
     ids.length = live;
+    this.slotUsers.length = live;
+    this.slotKeys.length = live;
+    this.slotHandles.length = live;
     let capacity = MIN_CAPACITY;
     while (capacity < live * 2) capacity *= 2;
     this.resize(capacity);
@@ -476,7 +532,9 @@ class SessionFeatureState {
 
   private *snapshotParts(): Generator<void, SessionFeaturesSnapshot, void> {
     const n = this.size;
+    const users: string[] = [];
     const ids: string[] = [];
+    const unknownUsers: number[] = [];
     const columns: Float64Array[] = [];
     for (let f = 0; f < WIDTH; f++) columns.push(new Float64Array(n));
     const itemCounts = new Float64Array(n);
@@ -489,6 +547,9 @@ class SessionFeatureState {
       for (let slot = from; slot < to; slot++) {
         const id = this.slotIds[slot];
         if (id === undefined) continue;
+        const userId = this.slotUsers[slot];
+        if (userId === undefined) unknownUsers.push(i);
+        users.push(userId ?? '');
         ids.push(id);
         const r = slot * WIDTH;
         for (let f = 0; f < WIDTH; f++) columns[f]![i] = rows[r + f]!;
@@ -501,8 +562,10 @@ class SessionFeatureState {
     });
     const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts]);
     return {
-      version: 3,
-      ids,
+      version: 4,
+      users,
+      ids: yield* encodeDerivedIds(users, ids),
+      unknownUsers,
       columns: encoded.slice(0, WIDTH),
       itemCounts: encoded[WIDTH]!,
       items,
@@ -511,23 +574,29 @@ class SessionFeatureState {
     };
   }
 
-  async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV1): Promise<void> {
+  async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV3 | SessionFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: session-features snapshot`;
-    if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
+    const version = (saved as { version?: unknown } | undefined)?.version;
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
     this.snapshots.settle();
     this.slots.clear();
+    this.legacy = new Map();
     this.slotIds = [];
+    this.slotUsers = [];
+    this.slotKeys = [];
+    this.slotHandles = [];
     this.free = [];
     this.used = 0;
-    const count = saved.version === 1 ? saved.sessions.length : saved.ids.length;
+    const count = saved.version === 1 ? saved.sessions.length : saved.version === 4 ? saved.users.length : saved.ids.length;
     this.rows = new Float64Array(0);
-    this.mapped = new Uint8Array(0);
     this.items = new DistinctPool();
     this.categories = new DistinctPool();
     this.resize(Math.max(MIN_CAPACITY, count));
     if (saved.version === 1) {
+      const repeated = this.repeatedIds(saved.sessions.map(([id]) => id), saved.version);
       for (const [id, numbers, items, categories] of saved.sessions) {
-        const slot = this.allocate(id, true);
+        if (repeated.has(id)) continue;
+        const slot = this.allocate(undefined, id, undefined);
         this.rows.set(numbers.slice(0, WIDTH), slot * WIDTH);
         sumOfSquaresToM2(this.rows, slot * WIDTH);
         for (const item of items) this.items.add(slot, item);
@@ -535,7 +604,22 @@ class SessionFeatureState {
       }
       return;
     }
-    const ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
+    let users: string[] | undefined;
+    let ids: (string | undefined)[];
+    const unknown = new Set<number>();
+    let repeated = new Set<string>();
+    if (saved.version === 4) {
+      users = decodeStrings(saved.users, undefined, `${what}: users`);
+      ids = decodeDerivedIds(users, saved.ids, `${what}: ids`);
+      if (!Array.isArray(saved.unknownUsers)) throw new Error(`${what}: unknownUsers: not a list`);
+      for (const row of saved.unknownUsers as unknown[]) {
+        if (!(typeof row === 'number' && Number.isInteger(row) && row >= 0 && row < count && users[row] === '')) throw new Error(`${what}: unknownUsers: ${String(row)} is not a row without a user`);
+        unknown.add(row);
+      }
+    } else {
+      ids = decodeStrings(saved.ids, undefined, `${what}: ids`);
+      repeated = this.repeatedIds(ids as string[], saved.version);
+    }
     const columns = decodeColumns(saved.columns, WIDTH, count, `${what}: columns`);
     const { itemCounts, categoryCounts } = decodeNamedColumns(saved, ['itemCounts', 'categoryCounts'], count, what);
     const items = decodeStrings(saved.items, undefined, `${what}: items`);
@@ -546,14 +630,48 @@ class SessionFeatureState {
     let nextCategory = 0;
     await inParts(count, (from, to) => {
       for (let i = from; i < to; i++) {
-        const slot = this.allocate(ids[i]!, true);
+        const id = ids[i];
+        if (id === undefined) throw new Error(`${what}: ids: none at row ${i}`);
+        const itemsEnd = nextItem + itemCounts[i]!;
+        const categoriesEnd = nextCategory + categoryCounts[i]!;
+        if (repeated.has(id)) {
+          nextItem = itemsEnd;
+          nextCategory = categoriesEnd;
+          continue;
+        }
+        // A session twice would have two states, one found: refused as damaged.
+        const known = users !== undefined && !unknown.has(i);
+        const taken = known ? this.slots.size : this.legacy.size;
+        const slot = this.allocate(known ? users![i]! : undefined, id, known ? keyOf(users![i]!, id) : undefined);
+        if ((known ? this.slots.size : this.legacy.size) === taken) throw new Error(`${what}: session '${id}'${known ? ` of user '${users![i]!}'` : ' of no known user'} at row ${i} again`);
         const r = slot * WIDTH;
         for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;
         if (saved.version === 2) sumOfSquaresToM2(this.rows, r);
-        for (const end = nextItem + itemCounts[i]!; nextItem < end; nextItem++) this.items.add(slot, items[nextItem]!);
-        for (const end = nextCategory + categoryCounts[i]!; nextCategory < end; nextCategory++) this.categories.add(slot, categories[nextCategory]!);
+        for (; nextItem < itemsEnd; nextItem++) this.items.add(slot, items[nextItem]!);
+        for (; nextCategory < categoriesEnd; nextCategory++) this.categories.add(slot, categories[nextCategory]!);
       }
     });
+  }
+
+  /**
+   * The ids a snapshot of version 1 to 3 (sessions by id alone) holds more than once: two users'
+   * sessions under one data id, whose users it did not keep. Which state is whose is not known: they
+   * are left out (logged), their features start over rather than mixing two users' sessions.
+   */
+  private repeatedIds(ids: readonly string[], version: number): Set<string> {
+    const seen = new Set<string>();
+    const repeated = new Set<string>();
+    for (const id of ids) {
+      if (seen.has(id)) repeated.add(id);
+      seen.add(id);
+    }
+    if (repeated.size > 0) {
+      this.context.logger.warn(
+        { sessions: [...repeated].slice(0, 10), count: repeated.size, version },
+        'session-features: the snapshot holds these session ids more than once (two users\' data ids; its version kept sessions by id alone): their state is left out, their features start over',
+      );
+    }
+    return repeated;
   }
 }
 

@@ -218,7 +218,6 @@ class Session implements SessionHandle {
   sessionSlot = 0;
   userStage: object | undefined = undefined;
   userSlot = 0;
-  merged: Session[] | undefined = undefined;
 
   /** `id` a number: the id is `<userId>:<id>`, built when first asked for (a million at a restore took ~0.3 s and their memory). */
   constructor(seq: number, userId: string, id: string | number | undefined, start: number) {
@@ -896,7 +895,6 @@ class SessionState {
     if (from.end > into.end) into.end = from.end;
     if (from.start < into.start) into.start = from.start;
     into.replaces = [...(into.replaces ?? []), from.id, ...(from.replaces ?? [])];
-    into.merged = [...(into.merged ?? []), from, ...(from.merged ?? [])];
     this.merged.inc();
     this.remove(from);
   }
