@@ -100,10 +100,10 @@ test('user features count each session once: a return to an earlier session is n
   assert.deepEqual(data.map((f) => f.u_sessions), [1, 2, 2, 2, 3]);
   // At the third session the two before it are done: 4 events between them.
   assert.equal(data[4]!.u_mean_session_events, 2);
-  // A late event bridging two closed sessions belongs to the earlier one, which the user already had.
-  const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), watermark(Infinity)];
+  // A late event bridging two closed sessions merges them (into the earlier one): one session from then on.
+  const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), ev('m', 60), watermark(Infinity)];
   const gap = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], bridging)).map(named);
-  assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 2]);
+  assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 1, 1]);
 });
 
 test('blocks append in pipeline order with stable names and a fixed width; transforms change named features in place', async () => {
@@ -378,6 +378,104 @@ test('a stage between the sessionizer and session-features that copies the summa
   assert.equal(run.output.filter((e) => e.kind === 'session').length, 2000);
   assert.deepEqual(((await run.snapshot())[2] as { users: string[] }).users, [], 'no state left');
   run.end();
+});
+
+test('a session reopened after its summary goes on from its state: a late event within allowed_lateness, and a data id back within it (events in order, as pipelines/intent-rees46.yaml)', async () => {
+  const keys = ['s_events', 's_views', 's_carts', 's_distinct_items', 's_view_price_mean', 's_view_price_max', 's_cart_value', 's_cart_to_view', 's_repeat_item'];
+  const pick = (e: ClickEvent) => keys.map((k) => named(e)[k]);
+  const late: Element[] = [
+    ev('u', 0, 'view', { itemId: 'a', price: 100 }), ev('u', 1, 'cart', { itemId: 'a', price: 100 }), ev('u', 2, 'view', { itemId: 'b', price: 50 }),
+    watermark(T0 + 40 * MIN), // 2 + 30 passed: closed, summary out
+    ev('u', 3, 'view', { itemId: 'a', price: 100 }), // late, within the lateness: the same session
+    watermark(Infinity),
+  ];
+  const out = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(sessionFeatures)], late));
+  assert.deepEqual(out.map((e) => e.session!.position), [0, 1, 2, 3]);
+  assert.deepEqual(pick(out[3]!), [4, 3, 1, 2, 250 / 3, 100, 100, 1 / 3, 1].map(Math.fround));
+  const data: Element[] = [
+    ev('u', 0, 'view', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0),
+    ev('u', 1, 'cart', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0 + MIN),
+    watermark(T0 + 32 * MIN), // 1 + 30 passed: closed, summary out
+    ev('u', 33, 'view', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0 + 33 * MIN), // the id back within the lateness: reopened
+    watermark(Infinity),
+  ];
+  const reopened = await chain([stage(sessionizer, { session_id_from: 'data', gap: '30m', allowed_lateness: '5m' }), stage(sessionFeatures), stage(userFeatures, { horizons: [] })], data);
+  assert.deepEqual(reopened.filter((e) => e.kind === 'session').map((e) => (e as StreamRecord).eventCount), [2, 3]);
+  const third = eventsOf(reopened)[2]!;
+  assert.equal(third.session!.position, 2);
+  assert.deepEqual(pick(third), [3, 2, 1, 1, 10, 10, 10, 0.5, 1]);
+  assert.equal(named(third).u_sessions, 1);
+});
+
+test('a late event that merges two sessions folds their state: counts and sums add, extremes and deviations combine, distinct items unite; u_sessions counts one', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures), stage(userFeatures, { horizons: [] })];
+  const input = (): Element[] => [
+    ev('m', 0, 'view', { itemId: 'a', price: 10 }),
+    ev('m', 40, 'cart', { itemId: 'b', price: 30 }), // a second session (40 >= 0 + 30)
+    ev('m', 41, 'view', { itemId: 'b', price: 30 }),
+    watermark(T0 + 45 * MIN), // the first closed, the second open
+    ev('m', 20, 'view', { itemId: 'c', price: 20 }), // late, within 30 min of both: bridges and merges them
+    ev('m', 50, 'view', { itemId: 'a', price: 10 }), // in order, in the merged session
+    watermark(Infinity),
+  ];
+  const out = await chain(stages, input());
+  const [, , , bridging, after] = eventsOf(out);
+  assert.deepEqual(bridging!.session!.merged, [`m:${T0 + 40 * MIN}`]);
+  const keys = ['s_events', 's_views', 's_carts', 's_distinct_items', 's_view_price_mean', 's_view_price_std', 's_view_price_min', 's_view_price_max', 's_cart_price_mean', 's_cart_value', 's_repeat_item', 'u_sessions'];
+  const pick = (e: ClickEvent) => keys.map((k) => named(e)[k]);
+  const std = (prices: number[]) => Math.sqrt(prices.reduce((a, p) => a + (p - prices.reduce((x, y) => x + y) / prices.length) ** 2, 0) / prices.length);
+  assert.deepEqual(pick(bridging!), [4, 3, 1, 3, 20, std([10, 30, 20]), 10, 30, 30, 30, 0, 1].map(Math.fround));
+  assert.deepEqual(pick(after!), [5, 4, 1, 3, 17.5, std([10, 30, 20, 10]), 10, 30, 30, 30, 1, 1].map(Math.fround));
+  // A stage between that copies events and summaries (no handles) gets the same.
+  const copied = await chain([stages[0]!, stage(stripHandles), ...stages.slice(1)], input());
+  assert.deepEqual(eventsOf(copied).map((e) => Array.from(e.features!.values)), eventsOf(out).map((e) => Array.from(e.features!.values)));
+});
+
+test('a closed session\'s state stays until the watermark passes its keptUntil (or the sessionizer forgets it early), then goes; a snapshot at any point restores to the uninterrupted run', async () => {
+  const held = async (run: Chain) => ((await run.snapshot())[1] as { users: string[] }).users.length;
+  const run = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)], ctx());
+  run.push([ev('u', 0), ev('v', 0), watermark(T0 + 31 * MIN)]); // both closed (summaries out), kept until 0 + 30 + 60
+  assert.equal(await held(run), 2);
+  run.push([watermark(T0 + 89 * MIN)]);
+  assert.equal(await held(run), 2);
+  run.push([watermark(T0 + 90 * MIN)]);
+  assert.equal(await held(run), 0, 'the watermark passed their keptUntil');
+  run.end();
+  // max_open_sessions 5: the sessionizer forgets closed sessions long before their lateness runs out; so does session-features.
+  const bounded = await Chain.build([stage(sessionizer, { gap: '1m', allowed_lateness: '1d', max_open_sessions: 5 }), stage(sessionFeatures)], ctx());
+  for (let k = 0; k < 200; k++) bounded.push([ev(`u${k}`, k * 2), watermark(T0 + k * 2 * MIN)]);
+  assert.ok((await held(bounded)) <= 6, `${await held(bounded)} sessions held`);
+  bounded.end();
+  // A far-future event the sessionizer dead-letters holds its watermark back, not the one after it: the state stays while the sessionizer keeps the session.
+  const ahead = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)], ctx());
+  ahead.push([ev('u', 0, 'view', { price: 4 }), watermark(T0 + 31 * MIN), ev('u', 10 * 365 * 24 * 60), watermark(T0 + 200 * MIN), ev('u', 5, 'view', { price: 6 })]);
+  const reopened = eventsOf(ahead.end()).at(-1)!;
+  assert.deepEqual([reopened.session!.position, named(reopened).s_views, named(reopened).s_view_price_mean], [1, 2, 5]);
+  // Reopened, merged, data ids back: cut anywhere, restored, the same as one run.
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  const item = { itemId: 'i1', category: 'c1', price: 5 };
+  const streams: [Parameters<typeof stage>[1], () => Element[]][] = [
+    [{ gap: '30m', allowed_lateness: '1h' }, () => [
+      ev('m', 0, 'view', item), ev('n', 1, 'view', item), ev('m', 40, 'cart', item), watermark(T0 + 50 * MIN),
+      ev('m', 20, 'view', { ...item, itemId: 'i2' }), ev('m', 55, 'view', item), ev('n', 80, 'view', item),
+      ev('n', 120, 'purchase', item), watermark(T0 + 155 * MIN), ev('n', 100, 'cart', item), ev('n', 160, 'view', item), watermark(Infinity),
+    ]],
+    [{ session_id_from: 'data', gap: '30m', allowed_lateness: '10m' }, () => [
+      ev('u', 0, 'view', { ...item, sessionId: 'A' }), ev('v', 1, 'cart', { ...item, sessionId: 'A' }), watermark(T0 + MIN), watermark(T0 + 32 * MIN),
+      ev('u', 35, 'view', { ...item, sessionId: 'A', itemId: 'i3' }), ev('v', 80, 'view', { ...item, sessionId: 'A' }), watermark(T0 + 90 * MIN),
+      ev('u', 36, 'cart', { ...item, sessionId: 'A' }), watermark(Infinity),
+    ]],
+  ];
+  for (const [config, input] of streams) {
+    const stages = [stage(sessionizer, config as never), stage(sessionFeatures), stage(userFeatures, { horizons: ['1h'] })];
+    const whole = serialize(await chain(stages, input()));
+    for (let cut = 0; cut <= input().length; cut++) {
+      const first = await Chain.build(stages, ctx());
+      first.push(input().slice(0, cut));
+      const second = await Chain.build(stages, ctx(), await first.snapshot());
+      assert.deepEqual(serialize([...first.output, ...second.push(input().slice(cut)).end()]), whole, `cut at ${cut}`);
+    }
+  }
 });
 
 test('after a burst of sessions has closed, session-features gives its room back, and the sessions still open keep their state', async () => {

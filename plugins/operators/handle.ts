@@ -17,11 +17,19 @@ export interface SessionHandle {
   /** The per-user stage (user-features) whose slot `userSlot` is. */
   userStage: object | undefined;
   userSlot: number;
+  /**
+   * The sessionizer keeps the session no more (closed and past its lateness, forgotten early, evicted,
+   * or merged into another): no event of it follows. A summary's `keptUntil` says as much once the
+   * watermark passes it; this says it sooner (a session forgotten early), and holds where the watermark
+   * downstream runs ahead of the sessionizer's.
+   */
+  readonly dead: boolean;
 }
 
 /**
  * An event's session context, carrying its session's handle in a private field: JSON, `Object.keys`,
- * spreads and deep equality see the five context fields only (in a literal's order). A class, not an
+ * spreads and deep equality see the context fields only (in a literal's order; `merged` only on the
+ * rare late event the sessionizer sets it on). A class, not an
  * object literal with a symbol key: that literal takes V8's slow path for computed keys, and this
  * allocation runs for every event.
  */

@@ -1,9 +1,11 @@
 /**
  * `session-features`: a block of features at every event, computed from the events of its session
  * up to and including that event (never later ones: no leakage into a purchase prediction).
- * Needs a sessionizer before it. State per open session is dropped when the session's summary passes.
+ * Needs a sessionizer before it. A session's state is kept as long as the sessionizer may still add
+ * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
+ * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { BlockAppender } from './vector.js';
 
@@ -57,7 +59,10 @@ export default defineOperator<SessionFeaturesConfig>({
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. ' +
     'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Sessions are told apart by ' +
-    'user and id (data session ids may repeat across users). Records other than ' +
+    'user and id (data session ids may repeat across users). A session\'s state is kept while the sessionizer may still add to it (until the ' +
+    'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +
+    'from where the session was, and a late event that merges sessions (`session.merged`) adds up their state first (counts, sums, extremes, ' +
+    'deviations, distinct items); a new session under an id still kept (at position 0) starts from zero. Records other than ' +
     'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
   config: {
     type: 'object',
@@ -76,7 +81,7 @@ export default defineOperator<SessionFeaturesConfig>({
   create(config, context) {
     const state = new SessionFeatureState(config.utc_offset_minutes * 60_000, context);
     return {
-      apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit) })),
+      apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit), watermark: (mark) => state.advance(mark.time) })),
       snapshot: () => state.snapshot(),
       restore: (saved) => state.restore(saved as SessionFeaturesSnapshot | SessionFeaturesSnapshotV3 | SessionFeaturesSnapshotV1),
     };
@@ -135,13 +140,16 @@ export interface SessionFeaturesSnapshotV3 {
   categories: string[];
 }
 
-/** Version 4: sessions by user and id (as version 3 otherwise). */
+/** Version 4: sessions by user and id, and the closed ones' `keptUntil` (as version 3 otherwise). */
 export interface SessionFeaturesSnapshot extends Omit<SessionFeaturesSnapshotV3, 'version' | 'ids'> {
   version: 4;
   /** Each session's user ('' where not known yet: one restored from a version 1 to 3 snapshot, listed in `unknownUsers`). */
   users: string[];
   ids: DerivedIds;
   unknownUsers: number[];
+  /** The rows of the closed sessions (increasing), and for each the time the watermark must pass before it goes (its summary's keptUntil). */
+  closedRows: Column;
+  keptUntil: Column;
 }
 
 const DAY = 86_400_000;
@@ -239,6 +247,85 @@ class DistinctPool {
   }
 }
 
+/**
+ * Closed sessions' slots by the time their state may go (their summary's keptUntil), earliest first,
+ * ties in the order they closed: a min-heap. An entry whose slot no longer holds that time (reopened,
+ * released, moved) is stale, and skipped when it comes up.
+ */
+class ReleaseQueue {
+  private times: number[] = [];
+  private orders: number[] = [];
+  private slots: number[] = [];
+  private next = 0;
+
+  get size(): number {
+    return this.times.length;
+  }
+
+  get topTime(): number {
+    return this.times[0]!;
+  }
+
+  get topSlot(): number {
+    return this.slots[0]!;
+  }
+
+  push(time: number, slot: number): void {
+    let i = this.times.length;
+    this.times.push(time);
+    this.orders.push(this.next++);
+    this.slots.push(slot);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  pop(): void {
+    const last = this.times.length - 1;
+    this.swap(0, last);
+    this.times.pop();
+    this.orders.pop();
+    this.slots.pop();
+    for (let i = 0; ; ) {
+      const left = 2 * i + 1;
+      let smallest = i;
+      if (left < last && this.less(left, smallest)) smallest = left;
+      if (left + 1 < last && this.less(left + 1, smallest)) smallest = left + 1;
+      if (smallest === i) break;
+      this.swap(i, smallest);
+      i = smallest;
+    }
+  }
+
+  clear(): void {
+    this.times = [];
+    this.orders = [];
+    this.slots = [];
+  }
+
+  private less(i: number, j: number): boolean {
+    const a = this.times[i]!;
+    const b = this.times[j]!;
+    return a < b || (a === b && this.orders[i]! < this.orders[j]!);
+  }
+
+  private swap(i: number, j: number): void {
+    const { times, orders, slots } = this;
+    const time = times[i]!;
+    times[i] = times[j]!;
+    times[j] = time;
+    const order = orders[i]!;
+    orders[i] = orders[j]!;
+    orders[j] = order;
+    const slot = slots[i]!;
+    slots[i] = slots[j]!;
+    slots[j] = slot;
+  }
+}
+
 /** The map key of a session: its user and id (data session ids repeat across users), unambiguous. */
 function keyOf(userId: string, id: string): string {
   return `${userId.length}:${userId}${id}`;
@@ -262,6 +349,18 @@ class SessionFeatureState {
   private slotKeys: (string | undefined)[] = [];
   /** The handle this stage cached the slot on: the session's events find the slot by its identity. */
   private slotHandles: (SessionHandle | undefined)[] = [];
+  /**
+   * A closed session's keptUntil (its summary's: after the watermark passes it no event joins it), NaN
+   * while open. Until then a late event or a data id back may reopen it: its state stays.
+   */
+  private keptUntil = new Float64Array(0);
+  private readonly closed = new ReleaseQueue();
+  /**
+   * Closed slots the watermark passed while their handle said the sessionizer still keeps them (its own
+   * watermark held back behind a far-future event it dead-lettered): [slot, keptUntil] pairs.
+   */
+  private overdue: [number, number][] = [];
+  private watermark = -Infinity;
   private rows = new Float64Array(0);
   private capacity = 0;
   private used = 0;
@@ -287,6 +386,9 @@ class SessionFeatureState {
     const rows = new Float64Array(capacity * WIDTH);
     rows.set(this.rows.subarray(0, capacity * WIDTH));
     this.rows = rows;
+    const keptUntil = new Float64Array(capacity).fill(NaN);
+    keptUntil.set(this.keptUntil.subarray(0, capacity));
+    this.keptUntil = keptUntil;
     this.items.resize(capacity);
     this.categories.resize(capacity);
     this.capacity = capacity;
@@ -306,6 +408,7 @@ class SessionFeatureState {
     this.slotUsers[slot] = userId;
     this.slotKeys[slot] = key;
     this.slotHandles[slot] = undefined;
+    this.keptUntil[slot] = NaN;
     if (key === undefined) this.legacy.set(id, slot);
     else this.slots.set(key, slot);
     return slot;
@@ -329,12 +432,16 @@ class SessionFeatureState {
 
   /**
    * The slot of an event's session, found by its key, else new; cached on its handle when no stage
-   * holds that yet (one another stage holds is left alone: the key serves each time).
+   * holds that yet (one another stage holds is left alone: the key serves each time). A first event
+   * (position 0) found a state: a new session under an id still kept here (the sessionizer forgot the
+   * one before, or took a data id anew), which starts from zero.
    */
   private slotOf(userId: string, context: SessionContext, handle: SessionHandle | undefined): number {
     const id = context.id;
     const key = keyOf(userId, id);
-    const slot = this.find(userId, id, key) ?? this.allocate(userId, id, key);
+    let slot = this.find(userId, id, key);
+    if (slot === undefined) slot = this.allocate(userId, id, key);
+    else if (context.position === 0) this.clear(slot);
     if (handle !== undefined && (handle.sessionStage === undefined || handle.sessionStage === this)) {
       handle.sessionStage = this;
       handle.sessionSlot = slot;
@@ -347,7 +454,7 @@ class SessionFeatureState {
     if (record.kind !== 'event') {
       if (record.kind === 'session') {
         this.snapshots.settle();
-        this.forget(record as { userId?: unknown; sessionId?: unknown; replaces?: unknown });
+        this.close(record as StreamRecord);
       }
       emit(record);
       return;
@@ -358,6 +465,9 @@ class SessionFeatureState {
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
     const handle = handleOf(context);
     const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.slotOf(event.userId, context, handle);
+    const kept = this.keptUntil;
+    if (kept[slot] === kept[slot]) kept[slot] = NaN; // closed, reopened by this event: open until its next summary
+    if (context.merged !== undefined) for (const id of context.merged) this.absorb(slot, event.userId, id);
     const row = this.rows; // read after allocate: it may have grown
     const r = slot * WIDTH;
     const price = event.price;
@@ -439,24 +549,116 @@ class SessionFeatureState {
     const dow = (((Math.floor(local / DAY) + 3) % 7) + 7) % 7; // 1970-01-01 was a Thursday; Monday = 0
     v[i++] = DOW_SIN[dow]!;
     v[i] = DOW_COS[dow]!;
+    if (context.merged !== undefined) this.compactIfSparse(); // the merged-away sessions' slots were freed
     emit(event);
   }
 
-  /** A session summary means the session closed: its state is no longer needed. */
-  private forget(summary: { userId?: unknown; sessionId?: unknown; replaces?: unknown }): void {
-    const { userId, sessionId, replaces } = summary;
-    if (typeof userId !== 'string') return;
-    if (typeof sessionId === 'string') {
-      const handle = summaryHandle(summary);
-      const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.find(userId, sessionId);
-      if (slot !== undefined) this.release(slot);
+  /**
+   * A session summary: the session closed. Its state stays until the watermark passes its `keptUntil`
+   * (a summary without one, made elsewhere, frees it at once). Sessions it absorbed whose merge this
+   * stage did not see (the merging event dropped on the way) are folded in now.
+   */
+  private close(summary: StreamRecord): void {
+    const { userId, sessionId, replaces, keptUntil } = summary;
+    if (typeof userId !== 'string' || typeof sessionId !== 'string') return;
+    const handle = summaryHandle(summary);
+    const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.find(userId, sessionId);
+    if (Array.isArray(replaces)) for (const id of replaces as unknown[]) if (typeof id === 'string') this.absorb(slot, userId, id);
+    if (slot !== undefined) {
+      if (typeof keptUntil === 'number' && keptUntil === keptUntil) {
+        this.keptUntil[slot] = keptUntil;
+        this.closed.push(keptUntil, slot);
+      } else this.release(slot);
     }
-    if (Array.isArray(replaces)) {
-      for (const id of replaces as unknown[]) {
-        const slot = typeof id === 'string' ? this.find(userId, id) : undefined;
-        if (slot !== undefined) this.release(slot);
+    this.compactIfSparse();
+  }
+
+  /** Folds the user's session `id`, if it has state here, into `slot` (none: it is dropped), and frees it. */
+  private absorb(slot: number | undefined, userId: string, id: string): void {
+    const from = this.find(userId, id);
+    if (from === undefined || from === slot) return;
+    if (slot !== undefined) this.fold(from, slot);
+    this.release(from);
+  }
+
+  /** Adds the state of slot `from` to slot `to`'s: one session now. */
+  private fold(from: number, to: number): void {
+    const row = this.rows;
+    const a = to * WIDTH;
+    const b = from * WIDTH;
+    for (const field of [VIEWS, CARTS, REMOVES, PURCHASES, CART_VALUE]) row[a + field]! += row[b + field]!;
+    const nA = row[a + VIEW_PRICE_N]!;
+    const nB = row[b + VIEW_PRICE_N]!;
+    if (nB > 0) {
+      if (nA === 0 || row[b + VIEW_PRICE_MIN]! < row[a + VIEW_PRICE_MIN]!) row[a + VIEW_PRICE_MIN] = row[b + VIEW_PRICE_MIN]!;
+      if (nA === 0 || row[b + VIEW_PRICE_MAX]! > row[a + VIEW_PRICE_MAX]!) row[a + VIEW_PRICE_MAX] = row[b + VIEW_PRICE_MAX]!;
+      // Chan et al.'s parallel update of the squared deviations (0 for a side without prices).
+      const delta = nA > 0 ? row[b + VIEW_PRICE_SUM]! / nB - row[a + VIEW_PRICE_SUM]! / nA : 0;
+      row[a + VIEW_PRICE_M2]! += row[b + VIEW_PRICE_M2]! + (delta * delta * nA * nB) / (nA + nB);
+      row[a + VIEW_PRICE_N] = nA + nB;
+      row[a + VIEW_PRICE_SUM]! += row[b + VIEW_PRICE_SUM]!;
+    }
+    const cartB = row[b + CART_PRICE_N]!;
+    if (cartB > 0) {
+      if (row[a + CART_PRICE_N] === 0 || row[b + CART_PRICE_MAX]! > row[a + CART_PRICE_MAX]!) row[a + CART_PRICE_MAX] = row[b + CART_PRICE_MAX]!;
+      row[a + CART_PRICE_N]! += cartB;
+      row[a + CART_PRICE_SUM]! += row[b + CART_PRICE_SUM]!;
+    }
+    const values: string[] = [];
+    this.items.collect(from, values);
+    for (const item of values) this.items.add(to, item);
+    values.length = 0;
+    this.categories.collect(from, values);
+    for (const category of values) this.categories.add(to, category);
+  }
+
+  /**
+   * Event time moved to `time`: the closed sessions it passed the keptUntil of are gone from the
+   * sessionizer, their state goes too; so does that of sessions their handle says the sessionizer forgot
+   * early (max_open_sessions). One whose handle says it is still kept waits (see overdue).
+   */
+  advance(time: number): void {
+    if (!(time > this.watermark)) return;
+    this.snapshots.settle();
+    this.watermark = time;
+    const queue = this.closed;
+    while (queue.size > 0) {
+      const slot = queue.topSlot;
+      const due = queue.topTime;
+      if (this.keptUntil[slot] !== due) {
+        queue.pop(); // stale
+        continue;
+      }
+      const handle = this.slotHandles[slot];
+      if (due <= time) {
+        queue.pop();
+        if (handle !== undefined && !handle.dead) this.overdue.push([slot, due]);
+        else this.release(slot);
+      } else if (handle !== undefined && handle.dead) {
+        queue.pop();
+        this.release(slot);
+      } else break;
+    }
+    if (this.overdue.length > 0) {
+      const waiting = this.overdue;
+      this.overdue = [];
+      for (const [slot, due] of waiting) {
+        if (this.keptUntil[slot] !== due) continue;
+        const handle = this.slotHandles[slot];
+        if (handle !== undefined && !handle.dead) this.overdue.push([slot, due]);
+        else this.release(slot);
       }
     }
+    this.compactIfSparse();
+  }
+
+  /** Empties a slot for a new session under its key. */
+  private clear(slot: number): void {
+    this.rows.fill(0, slot * WIDTH, slot * WIDTH + WIDTH);
+    this.items.clear(slot);
+    this.categories.clear(slot);
+    this.keptUntil[slot] = NaN;
+    this.slotHandles[slot] = undefined;
   }
 
   private release(slot: number): void {
@@ -467,9 +669,17 @@ class SessionFeatureState {
     this.slotUsers[slot] = undefined;
     this.slotKeys[slot] = undefined;
     this.slotHandles[slot] = undefined;
+    this.keptUntil[slot] = NaN;
     this.items.clear(slot);
     this.categories.clear(slot);
     this.free.push(slot);
+  }
+
+  /**
+   * After releases, once the pools are mostly empty, gives their room back (see compact). Called where
+   * a release is done with, never inside one: the callers of release hold slot numbers a compaction moves.
+   */
+  private compactIfSparse(): void {
     if (this.capacity > MIN_CAPACITY && this.size * 8 < this.capacity) this.compact();
   }
 
@@ -504,6 +714,8 @@ class SessionFeatureState {
       this.slotHandles[low] = handle;
       this.slotHandles[high] = undefined;
       if (handle !== undefined) handle.sessionSlot = low;
+      this.keptUntil[low] = this.keptUntil[high]!;
+      this.keptUntil[high] = NaN;
       high--;
     }
     const live = this.size;
@@ -519,6 +731,15 @@ class SessionFeatureState {
     let capacity = MIN_CAPACITY;
     while (capacity < live * 2) capacity *= 2;
     this.resize(capacity);
+    this.requeue();
+  }
+
+  /** The release queue again from the slots' keptUntil (after their slots moved or were restored). */
+  private requeue(): void {
+    this.closed.clear();
+    this.overdue = []; // queued again: the next watermark finds them overdue again
+    const kept = this.keptUntil;
+    for (let slot = 0; slot < this.used; slot++) if (kept[slot] === kept[slot]) this.closed.push(kept[slot]!, slot);
   }
 
   get size(): number {
@@ -541,7 +762,10 @@ class SessionFeatureState {
     const categoryCounts = new Float64Array(n);
     const items: string[] = [];
     const categories: string[] = [];
+    const closedRows: number[] = [];
+    const keptUntil: number[] = [];
     const rows = this.rows;
+    const kept = this.keptUntil;
     let i = 0;
     yield* partsOf(this.used, (from, to) => {
       for (let slot = from; slot < to; slot++) {
@@ -557,10 +781,14 @@ class SessionFeatureState {
         this.items.collect(slot, items);
         categoryCounts[i] = this.categories.size(slot);
         this.categories.collect(slot, categories);
+        if (kept[slot] === kept[slot]) {
+          closedRows.push(i);
+          keptUntil.push(kept[slot]!);
+        }
         i++;
       }
     });
-    const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts]);
+    const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts, Float64Array.from(closedRows), Float64Array.from(keptUntil)]);
     return {
       version: 4,
       users,
@@ -571,6 +799,8 @@ class SessionFeatureState {
       items,
       categoryCounts: encoded[WIDTH + 1]!,
       categories,
+      closedRows: encoded[WIDTH + 2]!,
+      keptUntil: encoded[WIDTH + 3]!,
     };
   }
 
@@ -587,6 +817,10 @@ class SessionFeatureState {
     this.slotHandles = [];
     this.free = [];
     this.used = 0;
+    this.watermark = -Infinity;
+    this.closed.clear();
+    this.overdue = [];
+    this.keptUntil = new Float64Array(0);
     const count = saved.version === 1 ? saved.sessions.length : saved.version === 4 ? saved.users.length : saved.ids.length;
     this.rows = new Float64Array(0);
     this.items = new DistinctPool();
@@ -651,6 +885,18 @@ class SessionFeatureState {
         for (; nextCategory < categoriesEnd; nextCategory++) this.categories.add(slot, categories[nextCategory]!);
       }
     });
+    if (saved.version === 4) {
+      // Rows are slots: written in order, none dropped.
+      const closedRows = decodeColumn(saved.closedRows, `${what}: closedRows`);
+      const keptUntil = decodeColumnOf(saved.keptUntil, closedRows.length, `${what}: keptUntil`);
+      for (let k = 0; k < closedRows.length; k++) {
+        const row = closedRows[k]!;
+        if (!(Number.isInteger(row) && row >= 0 && row < count && (k === 0 || row > closedRows[k - 1]!))) throw new Error(`${what}: closedRows: ${row} at ${k}, expected increasing rows below ${count}`);
+        if (Number.isNaN(keptUntil[k]!)) throw new Error(`${what}: keptUntil: not a time at ${k}`);
+        this.keptUntil[row] = keptUntil[k]!;
+      }
+      this.requeue();
+    }
   }
 
   /**

@@ -52,7 +52,7 @@ test('gaps: a silence of `gap` starts a new session; context per event; summary 
   const first = summaries(output).find((s) => s.sessionId === `u1:${T0}`)!;
   assert.deepEqual(first, {
     kind: 'session', userId: 'u1', sessionId: `u1:${T0}`, start: T0, end: T0 + 20 * MIN, eventCount: 3,
-    counts: { view: 1, cart: 1, purchase: 1 }, purchased: true, closedBy: 'gap',
+    counts: { view: 1, cart: 1, purchase: 1 }, purchased: true, closedBy: 'gap', keptUntil: T0 + 50 * MIN,
   });
   assert.equal(summaries(output).at(-1)!.closedBy, 'end_of_input');
 });

@@ -62,9 +62,11 @@ export default defineOperator<SessionizerConfig>({
   description:
     'Every event leaves with `session: {id, position, sinceStart, sincePrevious, start}`. When the watermark passes a ' +
     "session's last event plus `gap`, a `kind: session` summary follows (userId, sessionId, start, end, eventCount, counts, " +
-    'purchased, closedBy). Events are held until the watermark passes them and then assigned in event-time order. A late ' +
+    'purchased, closedBy, and `keptUntil`: end + gap + allowed_lateness, the event time after which no event joins it). Events are held ' +
+    'until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
-    '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
+    '(and `replaces` listing merged-away ids; the event that merged them has `session.merged`, the ids it absorbed); a later one goes to ' +
+    'the `late` side output. Session ids are `<userId>:<start ms>` ' +
     '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
     'session `max_open_sessions` dropped gets `#<n>` added, so ids stay unique. Events with absurd timestamps go to ' +
     'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
@@ -172,6 +174,8 @@ export interface SessionizerSummary extends SessionSummary {
   closedBy: ClosedBy;
   /** Ids of sessions merged into this one by a late event (their events carry those ids). */
   replaces?: string[];
+  /** end + gap + allowed_lateness; an evicted session's is the watermark it was evicted at (it is forgotten at once). */
+  keptUntil: number;
 }
 
 const PURCHASED = 1;
@@ -873,6 +877,7 @@ class SessionState {
     if (time < session.start) session.start = time;
     if (time > session.end) session.end = time;
     this.tag(event, session, position, sincePrevious);
+    if (absorbed !== undefined) event.session!.merged = [absorbed.id];
     this.count(session, event.type);
     emit(event);
     if ((session.flags & SEALED) === 0) {
@@ -910,6 +915,7 @@ class SessionState {
       counts: countsOf(session),
       purchased: (session.flags & PURCHASED) !== 0,
       closedBy,
+      keptUntil: closedBy === 'evicted' ? Math.max(this.watermark, session.end) : session.end + this.settings.gap + this.settings.lateness,
     };
     if ((session.flags & EMITTED) !== 0) summary.update = true;
     else this.closedSinceFlush++;

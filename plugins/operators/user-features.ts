@@ -28,7 +28,8 @@ export default defineOperator<UserFeaturesConfig>({
     "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
-    'toward the current one, and a data id that comes back after the gap opens a new one. ' +
+    'toward the current one, and a data id that comes back after the gap opens a new one. A late event that merges sessions ' +
+    '(`session.merged`) makes them one in `u_sessions` (the means over completed sessions keep the figures they had). ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
     '(the expected policy at the bound: logged once, at info, when it first happens).',
   config: {
@@ -217,6 +218,9 @@ class UserState {
       row[r + SESSION_EVENTS] = 0;
       row[r + SESSION_LAST] = time;
     }
+    // Sessions a late event merged into its own were each counted when they started: one session now.
+    const merged = event.session?.merged;
+    if (merged !== undefined) row[r + SESSIONS] = Math.max(1, row[r + SESSIONS]! - merged.length);
     row[r + EVENTS]!++;
     row[r + SESSION_EVENTS]!++;
     if (time > row[r + SESSION_LAST]!) row[r + SESSION_LAST] = time;
