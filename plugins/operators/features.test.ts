@@ -90,7 +90,7 @@ test('user features across sessions: frequency, monetary, recency, decayed count
   assert.deepEqual([f[4]!.u_purchases, f[4]!.u_monetary, f[4]!.u_days_since_purchase], [2, 25, 0]);
 });
 
-test('user features count each session once: a return to an earlier session is none, a data id reused after the gap is one', async () => {
+test('user features count each session once: a return to an earlier session is none, a data id reused after the gap is one, a late session older than the current one is one and leaves the current one current', async () => {
   // REES46 has both: one user's data sessions interleave (two tabs), and a user_session id comes back after the gap.
   const interleaved: Element[] = [
     ev('u', 0, 'view', { sessionId: 'A' }), ev('u', 2, 'view', { sessionId: 'B' }), ev('u', 3, 'view', { sessionId: 'A' }),
@@ -104,6 +104,13 @@ test('user features count each session once: a return to an earlier session is n
   const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), ev('m', 60), watermark(Infinity)];
   const gap = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], bridging)).map(named);
   assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 1, 1]);
+  // A late event opening a session of its own, older than the current one, counts once; the current one
+  // stays current, so its next events open nothing, and the completed sessions are still the first alone.
+  const older: Element[] = [ev('m', 0), ev('m', 10), ev('m', 100), ev('m', 105), watermark(T0 + 110 * MIN), ev('m', 50), ev('m', 115), ev('m', 120), watermark(Infinity)];
+  const late = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], older));
+  assert.deepEqual(late.map((e) => (e.session!.start - T0) / MIN), [0, 0, 100, 100, 50, 100, 100]);
+  assert.deepEqual(late.map((e) => named(e).u_sessions), [1, 1, 2, 2, 3, 3, 3]);
+  assert.deepEqual(late.slice(4).map((e) => [named(e).u_mean_session_events, named(e).u_mean_session_minutes, named(e).u_recency_days]), Array(3).fill([2, 10, Math.fround(90 / 1440)]));
 });
 
 test('blocks append in pipeline order with stable names and a fixed width; transforms change named features in place', async () => {

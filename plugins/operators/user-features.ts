@@ -28,7 +28,8 @@ export default defineOperator<UserFeaturesConfig>({
     "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
-    'toward the current one, and a data id that comes back after the gap opens a new one. A late event that merges sessions ' +
+    'toward the current one, and a data id that comes back after the gap opens a new one. A session that starts before the current one (a late ' +
+    'event opening a session of its own) counts in `u_sessions` but does not become the current one. A late event that merges sessions ' +
     '(`session.merged`) makes them one in `u_sessions` (the means over completed sessions keep the figures they had). ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
     '(the expected policy at the bound: logged once, at info, when it first happens).',
@@ -97,6 +98,12 @@ const TIME_REFS: (number | undefined)[] = [];
 for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
 
 const DAY = 86_400_000;
+
+/** What an event's session is to the user (UserState.opens). */
+const NONE = 0;
+const CURRENT = 1;
+const PAST = 2;
+type Opens = typeof NONE | typeof CURRENT | typeof PAST;
 
 /** The first format: one array per user (slow for a million users; still restored). */
 export interface UserFeaturesSnapshotV1 {
@@ -205,14 +212,16 @@ class UserState {
     const row = this.rows;
     const sessionId = event.session?.id ?? event.sessionId;
     if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.materialize(slot);
-    if (sessionId !== undefined && this.startsSession(event, sessionId, slot, row[r + SESSION_START]!)) {
+    const opens = sessionId === undefined ? NONE : this.opens(event, sessionId, slot, row[r + SESSION_START]!);
+    if (opens === PAST) row[r + SESSIONS]!++;
+    else if (opens === CURRENT) {
       if (this.sessionIds[slot] !== undefined) {
         row[r + DONE_SESSIONS]!++;
         row[r + DONE_EVENTS]! += row[r + SESSION_EVENTS]!;
         row[r + DONE_DURATION]! += row[r + SESSION_LAST]! - row[r + SESSION_START]!;
         row[r + PREV_SESSION_END] = row[r + SESSION_LAST]!;
       }
-      this.sessionIds[slot] = sessionId;
+      this.sessionIds[slot] = sessionId!;
       row[r + SESSIONS]!++;
       row[r + SESSION_START] = event.session?.start ?? time;
       row[r + SESSION_EVENTS] = 0;
@@ -263,17 +272,20 @@ class UserState {
   }
 
   /**
-   * Whether the event opens a session the user has not had: its id is not the current one's and it is
-   * no return to an earlier session (a data session resumed in another tab, a late event), which
-   * started before the current one and is past its first event; or its id is the current one's, reused
-   * after the gap (data ids), with a later start. A return adds to the current session's figures.
+   * Whether the event opens a session the user has not had, and which. CURRENT: its id is not the
+   * current one's and it starts at or after it, or it is the current one's, reused after the gap (data
+   * ids), with a later start. PAST: the first event of a session that started before the current one
+   * (a late event opening a session of its own): counted, but the current session stays current (else
+   * the user's next event in it would open it a second time). NONE: a return to an earlier session (a
+   * data session resumed in another tab, a late event), which adds to the current session's figures.
    */
-  private startsSession(event: ClickEvent, sessionId: string, slot: number, currentStart: number): boolean {
+  private opens(event: ClickEvent, sessionId: string, slot: number, currentStart: number): Opens {
     const current = this.sessionIds[slot];
-    if (current === undefined) return true;
+    if (current === undefined) return CURRENT;
     const tag = event.session;
-    if (sessionId === current) return tag !== undefined && tag.start > currentStart;
-    return tag === undefined || tag.position === 0 || tag.start >= currentStart;
+    if (sessionId === current) return tag !== undefined && tag.start > currentStart ? CURRENT : NONE;
+    if (tag === undefined || tag.start >= currentStart) return CURRENT;
+    return tag.position === 0 ? PAST : NONE;
   }
 
   private allocate(userId: string): number {
