@@ -69,6 +69,12 @@ export interface SessionContext {
   /** Time of the session's first event. */
   start: number;
   /**
+   * True when the event arrived after a later event (in event time) of the same user: a late event.
+   * Stages that compute in arrival order (the feature operators) gave it features that include those
+   * later events, a purchase among them maybe, so a model must not predict at it. Absent otherwise.
+   */
+  outOfOrder?: boolean;
+  /**
    * Only on the late event that bridged sessions and merged them into its own: the ids of the sessions
    * it absorbed (the updated summary lists them in `replaces` too). From this event on they are one
    * session: a stage keeping state per session folds theirs into this one's here.

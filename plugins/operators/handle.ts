@@ -28,8 +28,8 @@ export interface SessionHandle {
 
 /**
  * An event's session context, carrying its session's handle in a private field: JSON, `Object.keys`,
- * spreads and deep equality see the context fields only (in a literal's order; `merged` only on the
- * rare late event the sessionizer sets it on). A class, not an
+ * spreads and deep equality see the context fields only (in a literal's order; `outOfOrder` and
+ * `merged` only on the rare late events the sessionizer sets them on). A class, not an
  * object literal with a symbol key: that literal takes V8's slow path for computed keys, and this
  * allocation runs for every event.
  */

@@ -1,6 +1,7 @@
 /**
  * `session-features`: a block of features at every event, computed from the events of its session
- * up to and including that event (never later ones: no leakage into a purchase prediction).
+ * that arrived up to and including that event: arrival order, which is event-time order but for late
+ * events (marked `session.outOfOrder`, see the description).
  * Needs a sessionizer before it. A session's state is kept as long as the sessionizer may still add
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
@@ -52,8 +53,12 @@ export default defineOperator<SessionFeaturesConfig>({
   status: 'beta',
   summary: 'Appends per-session features at every event: counts by type, distinct items, dwell, prices, cart value, time of day.',
   description:
-    'Computed from the events of the session up to and including the current one, so a feature never sees the future ' +
-    `(a purchase prediction made before the purchase does not use it). Names: ${sessionFeatureNames.map((n) => `\`${n}\``).join(', ')}. ` +
+    'Computed from the events of the session that arrived up to and including the current one. Features follow arrival order: ' +
+    'events in order come in event-time order (the sessionizer sorts them), so their features never see the future (a purchase ' +
+    'prediction made before the purchase does not use it); a late event (within the sessionizer\'s `allowed_lateness`) sees the events ' +
+    'of its session that arrived before it, later ones in event time among them, a purchase maybe: the sessionizer marks such an event ' +
+    '(`session.outOfOrder`), and intent-model predicts at none. ' +
+    `Names: ${sessionFeatureNames.map((n) => `\`${n}\``).join(', ')}. ` +
     'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0, except ' +
     '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +

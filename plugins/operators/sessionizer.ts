@@ -66,7 +66,9 @@ export default defineOperator<SessionizerConfig>({
     'until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
     '(and `replaces` listing merged-away ids; the event that merged them has `session.merged`, the ids it absorbed); a later one goes to ' +
-    'the `late` side output. Session ids are `<userId>:<start ms>` ' +
+    'the `late` side output. A late event that arrived after a later event of its user has `session.outOfOrder: true`: stages after it ' +
+    'compute in arrival order, so its features include that later event (after `max_open_sessions` dropped sessions, whose they were is not ' +
+    'kept: every late event before the latest end among them is marked). Session ids are `<userId>:<start ms>` ' +
     '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
     'session `max_open_sessions` dropped gets `#<n>` added, so ids stay unique. Events with absurd timestamps go to ' +
     'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
@@ -825,6 +827,12 @@ class SessionState {
     const s = this.settings;
     const time = event.time;
     const newest = this.users.get(event.userId);
+    // Whether an event of this user later than this one went out already (in-order events go out in
+    // time order, so only a late one can follow a later one). Sessions max_open_sessions dropped are
+    // no longer listed, nor is whose they were: one that ended after this time may have been the user's.
+    let latest = this.droppedThrough;
+    for (let c = newest; c !== undefined; c = c.older) if (c.end > latest) latest = c.end;
+    const outOfOrder = time < latest;
     let session: Session | undefined;
     let absorbed: Session | undefined;
     if (s.fromData) {
@@ -861,6 +869,7 @@ class SessionState {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
       session = this.create(event, newest);
       this.tag(event, session, 0, 0);
+      if (outOfOrder) event.session!.outOfOrder = true;
       this.count(session, event.type);
       emit(event);
       if (time + s.gap <= this.watermark) {
@@ -877,6 +886,7 @@ class SessionState {
     if (time < session.start) session.start = time;
     if (time > session.end) session.end = time;
     this.tag(event, session, position, sincePrevious);
+    if (outOfOrder) event.session!.outOfOrder = true;
     if (absorbed !== undefined) event.session!.merged = [absorbed.id];
     this.count(session, event.type);
     emit(event);

@@ -1,7 +1,8 @@
 /**
  * `user-features`: a block of features across a user's sessions at every event: recency, frequency,
  * monetary value, exponentially decayed event and purchase counts over event-time horizons, sessions,
- * time since the last purchase, mean session length. Causal: only events up to the current one count.
+ * time since the last purchase, mean session length. Only events that arrived up to the current one count
+ * (arrival order: a late event's include later ones, see the description).
  *
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
@@ -22,6 +23,10 @@ export default defineOperator<UserFeaturesConfig>({
   status: 'beta',
   summary: 'Appends per-user features across sessions: recency, frequency, monetary value, decayed counts, time since last purchase.',
   description:
+    'Computed from the user\'s events that arrived up to and including the current one: arrival order, which is event-time order ' +
+    'for events in order (the sessionizer sorts them); a late event (within its `allowed_lateness`) counts every event of the user that ' +
+    'arrived before it, later ones in event time among them (another session\'s purchase maybe): the sessionizer marks such an event ' +
+    '(`session.outOfOrder`), and intent-model predicts at none. ' +
     'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices), `u_tenure_days`, ' +
     '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
