@@ -637,6 +637,44 @@ test('a session-features snapshot of version 2 (sums of squared view prices) res
   assert.equal(whole[2], Math.fround(Math.sqrt(200 / 3)));
 });
 
+test('a price beyond the Float32 range (1e39, which the mapping accepts) is written as the largest Float32, never Infinity; standardize skips values that are not finite and restores statistics an older version saved as null from zero', async () => {
+  const huge = 1e39;
+  const max = 3.4028234663852886e38;
+  const input = (): Element[] => {
+    const out: Element[] = [];
+    // A watermark after each event, so each passes the sessionizer at once.
+    for (let k = 0; k < 5; k++) out.push(ev(`a${k}`, k, 'purchase', { itemId: 'i', price: 10 + k }), watermark(T0 + k * MIN));
+    out.push(ev('bad', 5, 'view', { itemId: 'i', price: huge }), ev('bad', 5.5, 'cart', { itemId: 'i', price: huge }), ev('bad', 6, 'purchase', { itemId: 'i', price: huge }), watermark(T0 + 6 * MIN));
+    for (let k = 0; k < 5; k++) out.push(ev(`b${k}`, 7 + k, 'purchase', { itemId: 'i', price: 10 + k }), watermark(T0 + (7 + k) * MIN));
+    out.push(watermark(Infinity));
+    return out;
+  };
+  const raw = [stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { horizons: [] })];
+  const bad = eventsOf(await chain(raw, input())).filter((e) => e.userId === 'bad').map(named);
+  for (const f of bad) for (const [name, value] of Object.entries(f)) assert.ok(Number.isFinite(value), `${name}: ${value}`);
+  assert.deepEqual([bad[0]!.s_price, bad[0]!.s_view_price_mean, bad[0]!.s_view_price_max, bad[1]!.s_cart_value, bad[1]!.s_cart_price_max, bad[2]!.u_monetary], Array(6).fill(max));
+  // standardize after them: the statistics stay numbers, and a restore after the huge price goes on as one run.
+  const stages = [...raw, stage(standardize, { features: ['s_price', 'u_monetary'] })];
+  const whole = eventsOf(await chain(stages, input())).map((e) => [named(e).s_price, named(e).u_monetary]);
+  assert.ok(whole.slice(-5).every(([price, monetary]) => price !== 0 && monetary !== 0 && Number.isFinite(price) && Number.isFinite(monetary)), JSON.stringify(whole.slice(-5)));
+  const first = await Chain.build(stages, ctx());
+  first.push(input().slice(0, 20));
+  const second = await Chain.build(stages, ctx(), await first.snapshot());
+  assert.deepEqual(eventsOf([...first.output, ...second.push(input().slice(20)).end()]).map((e) => [named(e).s_price, named(e).u_monetary]), whole);
+  // An Infinity another stage let through is left as it is and not counted.
+  const vector = (x: number): ClickEvent => ({ ...ev('u', 0), features: { names: ['x'], values: Float32Array.of(x) } });
+  const values = (xs: number[]) => runOperator(standardize, { features: ['x'], min_count: 2 }, [...xs.map(vector), watermark(Infinity)], ctx()).then(({ output }) => eventsOf(output).map((e) => e.features!.values[0]));
+  const finite = await values([1, 2, 3, 4]);
+  assert.deepEqual(await values([1, 2, Infinity, 3, -Infinity, 4]), [finite[0], finite[1], Infinity, finite[2], -Infinity, finite[3]]);
+  // Statistics an older version let an Infinity poison were saved as null: they start over, said.
+  const logs: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
+  const operator = await standardize.create(withDefaults(standardize, { features: ['x'] }), testContext({ clock, logger }));
+  await operator.restore!({ version: 1, stats: { x: [8, null, null] } });
+  assert.deepEqual(await operator.snapshot!(), { version: 1, stats: {} });
+  assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
+});
+
 test('max_users reached: the eviction policy is said once at info, naming its metric, and every eviction is counted', async () => {
   const logs: { level: number; msg: string; metric?: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { level: number; msg: string }) });

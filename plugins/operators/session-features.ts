@@ -8,7 +8,7 @@
  */
 import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
-import { BlockAppender } from './vector.js';
+import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
   utc_offset_minutes: number;
@@ -62,7 +62,8 @@ export default defineOperator<SessionFeaturesConfig>({
     'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0, except ' +
     '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
-    'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. ' +
+    'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. A price figure beyond the Float32 range of ' +
+    'the vector (a price of 1e39) is written as the largest Float32 (3.4e38), never as Infinity. ' +
     'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Sessions are told apart by ' +
     'user and id (data session ids may repeat across users). A session\'s state is kept while the sessionizer may still add to it (until the ' +
     'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +
@@ -530,18 +531,19 @@ class SessionFeatureState {
     v[i++] = duration;
     v[i++] = context.sincePrevious / 1000;
     v[i++] = events > 1 ? duration / (events - 1) : 0;
+    // Price figures follow the prices, whatever their size: kept within the Float32 range (see inFloat32Range).
     const n = row[r + VIEW_PRICE_N]!;
     const mean = n > 0 ? row[r + VIEW_PRICE_SUM]! / n : 0;
-    v[i++] = mean;
-    v[i++] = n > 1 ? Math.sqrt(Math.max(0, row[r + VIEW_PRICE_M2]! / n)) : 0;
-    v[i++] = row[r + VIEW_PRICE_MIN]!;
-    v[i++] = row[r + VIEW_PRICE_MAX]!;
+    v[i++] = inFloat32Range(mean);
+    v[i++] = n > 1 ? inFloat32Range(Math.sqrt(Math.max(0, row[r + VIEW_PRICE_M2]! / n))) : 0;
+    v[i++] = inFloat32Range(row[r + VIEW_PRICE_MIN]!);
+    v[i++] = inFloat32Range(row[r + VIEW_PRICE_MAX]!);
     const cartN = row[r + CART_PRICE_N]!;
-    v[i++] = cartN > 0 ? row[r + CART_PRICE_SUM]! / cartN : 0;
-    v[i++] = row[r + CART_PRICE_MAX]!;
-    v[i++] = row[r + CART_VALUE]!;
+    v[i++] = cartN > 0 ? inFloat32Range(row[r + CART_PRICE_SUM]! / cartN) : 0;
+    v[i++] = inFloat32Range(row[r + CART_PRICE_MAX]!);
+    v[i++] = inFloat32Range(row[r + CART_VALUE]!);
     v[i++] = carts / (views > 0 ? views : 1);
-    v[i++] = hasPrice ? price : 0;
+    v[i++] = hasPrice ? inFloat32Range(price) : 0;
     v[i++] = repeat;
     v[i++] = isView;
     v[i++] = isCart;

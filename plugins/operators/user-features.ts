@@ -9,7 +9,7 @@
  */
 import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
-import { BlockAppender } from './vector.js';
+import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface UserFeaturesConfig {
   horizons: Duration[];
@@ -27,7 +27,8 @@ export default defineOperator<UserFeaturesConfig>({
     'for events in order (the sessionizer sorts them); a late event (within its `allowed_lateness`) counts every event of the user that ' +
     'arrived before it, later ones in event time among them (another session\'s purchase maybe): the sessionizer marks such an event ' +
     '(`session.outOfOrder`), and intent-model predicts at none. ' +
-    'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices), `u_tenure_days`, ' +
+    'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices; beyond the Float32 range of the vector, the ' +
+    'largest Float32, never Infinity), `u_tenure_days`, ' +
     '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
     "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
@@ -265,7 +266,7 @@ class UserState {
     v[i++] = row[r + EVENTS]!;
     v[i++] = row[r + SESSIONS]!;
     v[i++] = purchases;
-    v[i++] = row[r + MONETARY]!;
+    v[i++] = inFloat32Range(row[r + MONETARY]!);
     v[i++] = (time - row[r + FIRST_SEEN]!) / DAY;
     v[i++] = done > 0 ? Math.max(0, row[r + SESSION_START]! - row[r + PREV_SESSION_END]!) / DAY : 0;
     v[i++] = purchases > 0 ? Math.max(0, time - row[r + LAST_PURCHASE]!) / DAY : 0;
