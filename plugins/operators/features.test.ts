@@ -675,6 +675,20 @@ test('a price beyond the Float32 range (1e39, which the mapping accepts) is writ
   assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
 });
 
+test('a transform\'s `features` wildcard that matches no name in the vector is logged, as an exact name not in it is; one that matches is not', async () => {
+  for (const [plugin, config] of [[standardize, {}], [log1p, {}], [clip, { max: 1 }]] as const) {
+    const warnings = async (features: string[]): Promise<unknown[]> => {
+      const logs: { missing?: unknown }[] = [];
+      const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { missing?: unknown }) });
+      const input = [ev('u', 0, 'view', { price: 3 }), ev('u', 1, 'view', { price: 4 }), watermark(Infinity)];
+      await (await Chain.build([stage(sessionizer), stage(sessionFeatures), stage(plugin as never, { ...config, features } as never)], testContext({ clock, logger }))).push(input).end();
+      return logs.map((entry) => entry.missing);
+    };
+    assert.deepEqual(await warnings(['s_view_prices_*', 'u_*', 's_nope', 's_view_price_*']), [['s_nope', 's_view_prices_*', 'u_*']], plugin.name);
+    assert.deepEqual(await warnings(['s_view_price_*', 's_events']), [], plugin.name);
+  }
+});
+
 test('max_users reached: the eviction policy is said once at info, naming its metric, and every eviction is counted', async () => {
   const logs: { level: number; msg: string; metric?: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { level: number; msg: string }) });

@@ -8,43 +8,14 @@
  */
 import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
+import { featureNameClashes, sessionFeatureNames } from './feature-blocks.js';
 import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
   utc_offset_minutes: number;
 }
 
-/** The block's names, in order; stable across releases (append new ones at the end). */
-export const sessionFeatureNames: readonly string[] = Object.freeze([
-  's_events',
-  's_views',
-  's_carts',
-  's_removes',
-  's_purchases',
-  's_distinct_items',
-  's_distinct_categories',
-  's_duration_s',
-  's_since_prev_s',
-  's_mean_dwell_s',
-  's_view_price_mean',
-  's_view_price_std',
-  's_view_price_min',
-  's_view_price_max',
-  's_cart_price_mean',
-  's_cart_price_max',
-  's_cart_value',
-  's_cart_to_view',
-  's_price',
-  's_repeat_item',
-  's_is_view',
-  's_is_cart',
-  's_is_remove',
-  's_is_purchase',
-  'hour_sin',
-  'hour_cos',
-  'dow_sin',
-  'dow_cos',
-]);
+export { sessionFeatureNames };
 
 export default defineOperator<SessionFeaturesConfig>({
   name: 'session-features',
@@ -84,6 +55,7 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { utc_offset_minutes: 60 }],
+  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
   create(config, context) {
     const state = new SessionFeatureState(config.utc_offset_minutes * 60_000, context);
     return {

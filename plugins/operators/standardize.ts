@@ -21,7 +21,7 @@ export default defineOperator<StandardizeConfig>({
     'Statistics are kept per feature name over every event seen, the current one included (Welford). Until a feature has ' +
     'been seen `min_count` times, or while its variance is 0, it becomes 0. A value that is not finite (NaN, Infinity from a ' +
     'stage that let one through) is left as it is and not counted: one would make the statistics NaN for good. Statistics an ' +
-    'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard.',
+    'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once.',
   config: {
     type: 'object',
     additionalProperties: false,

@@ -9,6 +9,7 @@
  */
 import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
+import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
 import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -60,12 +61,13 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
+  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new RangeError(`horizons[${k}] must be positive, got '${String(config.horizons[k])}'`);
-    const labels = config.horizons.map((h) => (typeof h === 'number' ? `${h}ms` : h));
+    const labels = config.horizons.map(horizonLabel);
     if (new Set(labels).size !== labels.length) throw new RangeError(`horizons must be distinct, got ${labels.join(', ')}`);
-    const state = new UserState(horizons, labels, config.max_users, context);
+    const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
         record: (record, emit) => state.record(record, emit),
@@ -156,26 +158,13 @@ class UserState {
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
 
-  constructor(horizons: number[], labels: string[], maxUsers: number, context: PluginContext) {
+  constructor(horizons: number[], names: readonly string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
     this.width = FIXED + 2 * horizons.length;
     this.rows = new Float64Array(this.capacity * this.width);
     this.maxUsers = maxUsers;
     this.context = context;
-    this.block = new BlockAppender([
-      'u_events',
-      'u_sessions',
-      'u_purchases',
-      'u_monetary',
-      'u_tenure_days',
-      'u_recency_days',
-      'u_days_since_purchase',
-      'u_has_purchased',
-      'u_mean_session_events',
-      'u_mean_session_minutes',
-      ...labels.map((h) => `u_events_${h}`),
-      ...labels.map((h) => `u_purchases_${h}`),
-    ]);
+    this.block = new BlockAppender(names);
     this.evicted = context.metrics.counter('users_evicted_total', 'Users forgotten because max_users was reached.');
     this.known = context.metrics.gauge('known_users', 'Users remembered.');
     // A count whose start is known: exported from the start; the first batch reports a restored count.
