@@ -68,6 +68,18 @@ export interface SessionContext {
   sincePrevious: number;
   /** Time of the session's first event. */
   start: number;
+  /**
+   * True when the event arrived after a later event (in event time) of the same user: a late event.
+   * Stages that compute in arrival order (the feature operators) gave it features that include those
+   * later events, a purchase among them maybe, so a model must not predict at it. Absent otherwise.
+   */
+  outOfOrder?: boolean;
+  /**
+   * Only on the late event that bridged sessions and merged them into its own: the ids of the sessions
+   * it absorbed (the updated summary lists them in `replaces` too). From this event on they are one
+   * session: a stage keeping state per session folds theirs into this one's here.
+   */
+  merged?: readonly string[];
 }
 
 /**
@@ -140,6 +152,13 @@ export interface SessionSummary {
   purchased: boolean;
   /** True when this replaces a summary emitted before (a late event changed the session). */
   update?: boolean;
+  /**
+   * Event time after which no event joins this session: once the watermark passes it, the sessionizer
+   * keeps the session no more (an event under its id then starts a new session, at position 0). Until
+   * then a late event may update, reopen or merge it, so a stage keeping state per session keeps it as
+   * long. A sessionizer's end + gap + allowed_lateness. Absent from summaries made elsewhere.
+   */
+  keptUntil?: number;
 }
 
 /** A model's score for a user or session at an event time. */

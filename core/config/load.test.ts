@@ -662,6 +662,31 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
   ]);
 });
 
+test('feature blocks whose names clash (two hash-features with the default prefix, a block twice) are said by validate at the later one, not found by dead-lettering every event', async () => {
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                             1
+      'stages:', //                                                  2
+      '  - {type: sessionizer}', //                                  3
+      '  - {type: session-features}', //                             4
+      '  - {type: hash-features, fields: [category]}', //            5
+      '  - type: hash-features', //                                  6 the default prefix again
+      '    fields: [itemId]', //                                     7
+      '  - {type: hash-features, fields: [type], prefix: kind}', //  8 a prefix of its own: fine
+      '  - {type: user-features}', //                                9
+      '  - {type: user-features, horizons: [1h]}', //                10 u_events and the rest again
+      '  - {type: session-features}', //                             11
+      'sinks: [{type: stdout}]', //                                  12
+    ].join('\n'),
+  );
+  const tail = 'every block appends to one vector per event, so every event would be dead-lettered';
+  assert.deepEqual(problems, [
+    `P:6:5: $.stages[3].prefix: its feature names (hash_0, hash_1, hash_2 and 29 more) are also those of stage stage-hash-features-2: ${tail}; set a different prefix`,
+    `P:10:5: $.stages[6]: its feature names (u_events, u_sessions, u_purchases and 7 more) are also those of stage stage-user-features-5: ${tail}; remove one of them`,
+    `P:11:5: $.stages[7]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1: ${tail}; remove one of them`,
+  ]);
+});
+
 test('intent-model: a label_buffer.timeout not longer than the gap (or the gap plus the allowed_lateness) of the sessionizer before it is said by validate, naming both', async () => {
   const problems = await problemsOf(
     [

@@ -233,7 +233,9 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits. Predicts at every event before the session\'s first purchase; all its labels come when the session ' +
+    'the sessionizer emits. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
+    'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
     'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
     'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
@@ -251,7 +253,7 @@ export default defineOperator<IntentModelConfig>({
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
-    '`model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
+    '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
   examples: [
     { model: { kind: 'logistic' } },
@@ -269,6 +271,10 @@ export default defineOperator<IntentModelConfig>({
       return predictionIdAfter(derivedFor.prefix, time, position);
     };
     const learner = new OnlineLearner(config, 'intent', context, deriveId);
+    const outOfOrder = context.metrics.counter(
+      'intent_out_of_order_events_total',
+      'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
+    );
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
     /** Replaced whole by a restore (built aside in parts). */
     let sessions = new Map<string, SessionState>();
@@ -313,6 +319,11 @@ export default defineOperator<IntentModelConfig>({
         return;
       }
       if (state.labelled || state.purchased) return;
+      // Its features (arrival order) include a later event of the user: a prediction here could use the future.
+      if (event.session?.outOfOrder === true) {
+        outOfOrder.inc();
+        return;
+      }
       const features = event.features;
       if (!features && config.model.kind !== 'gru') return;
       const position = event.session?.position ?? state.pending.length;

@@ -23,6 +23,8 @@ import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
 import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
 import sessionizer from '../operators/sessionizer.js';
+import sessionFeatures from '../operators/session-features.js';
+import userFeatures from '../operators/user-features.js';
 import { Chain, stage } from '../operators/harness.js';
 
 const min = 60_000;
@@ -514,6 +516,29 @@ test('intent after a sessionizer with ids from the data and allowed_lateness: a 
   assert.deepEqual(of(output, 'prediction').map((p) => ((p.time as number) - t) / min), [0]);
   const { summary: scored } = reportOf(output);
   assert.deepEqual([scored.n, scored.positives], [1, 1]);
+});
+
+test('intent: no prediction at an event that arrived after a later event of its user (its features, in arrival order, include that event: another tab\'s purchase); counted', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const x = (minute: number, sessionId: string, type = 'view'): ClickEvent => ({ kind: 'event', userId: 'u', sessionId, time: t + minute * min, type, itemId: 'i', price: 99 });
+  // Two tabs (data ids A and B); A buys at 5; B's view at 3 arrives after it (late), then B's view at 7 in order.
+  const input: Element[] = [x(0, 'A'), x(1, 'B'), x(5, 'A', 'purchase'), watermark(t + 6 * min), x(3, 'B'), x(7, 'B'), watermark(Infinity)];
+  const hub = new MetricsHub();
+  const chain = await Chain.build(
+    [
+      stage(sessionizer, { gap: '30m', allowed_lateness: '1h', session_id_from: 'data' }),
+      stage(sessionFeatures),
+      stage(userFeatures, { horizons: ['1d'] }),
+      stage(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, label_buffer: { timeout: '3h' } }),
+    ],
+    testContext({ metrics: hub.scoped({ pipeline: 'test', stage: 'intent' }) }),
+  );
+  const output = chain.push(input).end();
+  const late = output.find((e): e is ClickEvent => e.kind === 'event' && e.time === t + 3 * min)!;
+  assert.equal(late.session!.outOfOrder, true);
+  assert.equal(late.features!.values[late.features!.names.indexOf('u_purchases')], 1, 'its user features count the purchase at 5');
+  assert.deepEqual(of(output, 'prediction').map((p) => [p.sessionId, ((p.time as number) - t) / min]), [['A', 0], ['B', 1], ['B', 7]]);
+  assert.match(await hub.registry.metrics(), /^tributary_intent_out_of_order_events_total\{[^}]*\} 1$/m);
 });
 
 test('intent: a session the sessionizer closed before its gap passed (end of input, evicted) is censored, not labelled, whatever it did so far', async () => {

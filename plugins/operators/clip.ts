@@ -15,7 +15,7 @@ export default defineOperator<ClipConfig>({
   status: 'beta',
   summary: 'Bounds the named features to [min, max], in place.',
   description:
-    'Names may use `*` as a wildcard. At least one of `min` and `max` is required. NaN becomes `min` (or `max`). ' +
+    'Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once. At least one of `min` and `max` is required. NaN becomes `min` (or `max`). ' +
     'Events without features and other records pass through unchanged.',
   config: {
     type: 'object',

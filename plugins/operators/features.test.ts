@@ -90,7 +90,7 @@ test('user features across sessions: frequency, monetary, recency, decayed count
   assert.deepEqual([f[4]!.u_purchases, f[4]!.u_monetary, f[4]!.u_days_since_purchase], [2, 25, 0]);
 });
 
-test('user features count each session once: a return to an earlier session is none, a data id reused after the gap is one', async () => {
+test('user features count each session once: a return to an earlier session is none, a data id reused after the gap is one, a late session older than the current one is one and leaves the current one current', async () => {
   // REES46 has both: one user's data sessions interleave (two tabs), and a user_session id comes back after the gap.
   const interleaved: Element[] = [
     ev('u', 0, 'view', { sessionId: 'A' }), ev('u', 2, 'view', { sessionId: 'B' }), ev('u', 3, 'view', { sessionId: 'A' }),
@@ -100,10 +100,17 @@ test('user features count each session once: a return to an earlier session is n
   assert.deepEqual(data.map((f) => f.u_sessions), [1, 2, 2, 2, 3]);
   // At the third session the two before it are done: 4 events between them.
   assert.equal(data[4]!.u_mean_session_events, 2);
-  // A late event bridging two closed sessions belongs to the earlier one, which the user already had.
-  const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), watermark(Infinity)];
+  // A late event bridging two closed sessions merges them (into the earlier one): one session from then on.
+  const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), ev('m', 60), watermark(Infinity)];
   const gap = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], bridging)).map(named);
-  assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 2]);
+  assert.deepEqual(gap.map((f) => f.u_sessions), [1, 2, 1, 1]);
+  // A late event opening a session of its own, older than the current one, counts once; the current one
+  // stays current, so its next events open nothing, and the completed sessions are still the first alone.
+  const older: Element[] = [ev('m', 0), ev('m', 10), ev('m', 100), ev('m', 105), watermark(T0 + 110 * MIN), ev('m', 50), ev('m', 115), ev('m', 120), watermark(Infinity)];
+  const late = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], older));
+  assert.deepEqual(late.map((e) => (e.session!.start - T0) / MIN), [0, 0, 100, 100, 50, 100, 100]);
+  assert.deepEqual(late.map((e) => named(e).u_sessions), [1, 1, 2, 2, 3, 3, 3]);
+  assert.deepEqual(late.slice(4).map((e) => [named(e).u_mean_session_events, named(e).u_mean_session_minutes, named(e).u_recency_days]), Array(3).fill([2, 10, Math.fround(90 / 1440)]));
 });
 
 test('blocks append in pipeline order with stable names and a fixed width; transforms change named features in place', async () => {
@@ -310,6 +317,174 @@ test('features are the same whether stages find their state through the session 
   await compare([stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { max_users: 2 })], evicting);
 });
 
+test('session-features keeps apart two users\' sessions under one data session id, through a restore and a compaction; a snapshot naming a session twice is refused, and an older one (ids alone) leaves such ids out', async () => {
+  // Data ids numbered per user, as some shops' are: alice's and bob's sessions are both '1'.
+  const stages = [stage(sessionizer, { session_id_from: 'data', gap: '30m' }), stage(sessionFeatures)];
+  const burst = (): Element[] => Array.from({ length: 3000 }, (_, k) => ev(`x${k}`, k / 10_000, 'view', { sessionId: '1', price: 1 }));
+  // A burst of others' sessions (also '1') grows the pools, then alice carts and bob views; the burst's close
+  // (at 30 min) shrinks the pools back, moving alice's and bob's state, which goes on at 40 and 41.
+  const input = (withBurst: boolean): Element[] => [
+    ...(withBurst ? burst() : []),
+    ev('alice', 1, 'cart', { sessionId: '1', itemId: 'x', price: 100 }), ev('bob', 1.5, 'view', { sessionId: '1', itemId: 'y', price: 5 }), watermark(T0 + 3 * MIN),
+    ev('alice', 20, 'view', { sessionId: '1', itemId: 'z', price: 7 }), ev('bob', 21, 'view', { sessionId: '1', itemId: 'w', price: 9 }), watermark(T0 + 35 * MIN),
+    ev('alice', 40, 'view', { sessionId: '1', itemId: 'x', price: 11 }), ev('bob', 41, 'cart', { sessionId: '1', itemId: 'w', price: 9 }), watermark(Infinity),
+  ];
+  const features = (out: Element[]) => eventsOf(out).filter((e) => !e.userId.startsWith('x')).map((e) => `${e.userId} ${JSON.stringify(named(e))}`);
+  const whole = eventsOf(await chain(stages, input(false))).map(named);
+  assert.deepEqual(whole.map((f) => [f.s_views, f.s_carts, f.s_cart_value, f.s_distinct_items]), [[0, 1, 100, 1], [1, 0, 0, 1], [1, 1, 100, 2], [2, 0, 0, 2], [2, 1, 100, 2], [2, 1, 9, 2]]);
+  assert.deepEqual(features(await chain(stages, input(true))), features(await chain(stages, input(false))), 'a compaction moved them apart');
+  for (const cut of [3001, 3003, 3006]) {
+    const first = await Chain.build(stages, ctx());
+    first.push(input(true).slice(0, cut));
+    const second = await Chain.build(stages, ctx(), await first.snapshot());
+    assert.deepEqual(features([...first.output, ...second.push(input(true).slice(cut)).end()]), features(await chain(stages, input(false))), `restored at ${cut}`);
+  }
+  const first = await Chain.build(stages, ctx());
+  first.push(input(false).slice(0, 3));
+  const saved = (await first.snapshot())[1] as { version: number; users: string[]; ids: unknown; unknownUsers?: unknown };
+  assert.equal(saved.version, 4);
+  assert.deepEqual(saved.users, ['alice', 'bob']);
+  const twice = structuredClone(saved);
+  twice.users[1] = 'alice';
+  const operator = await sessionFeatures.create(withDefaults(sessionFeatures, {}), testContext({ clock, label: 'stage-s' }));
+  await assert.rejects(Promise.resolve(operator.restore!(twice)), /^Error: stage-s: session-features snapshot: session '1' of user 'alice' at row 1 again$/);
+  // Version 3 kept sessions by id alone: the two '1's are not told apart, so they are left out (said), their features start over.
+  const logs: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
+  const older = { ...structuredClone(saved), version: 3, ids: ['1', '1'] } as Record<string, unknown>;
+  delete older.users;
+  delete older.unknownUsers;
+  const resumed = await Chain.build(stages, testContext({ clock, logger }), [(await first.snapshot())[0], older]);
+  assert.deepEqual(((await resumed.snapshot())[1] as { users: string[] }).users, []);
+  assert.match(logs.map((entry) => entry.msg).join('\n'), /holds these session ids more than once/);
+  const after = eventsOf(resumed.push(input(false).slice(3)).end()).map(named);
+  assert.deepEqual(after.map((f) => [f.s_events, f.s_views, f.s_carts]), [[2, 1, 0], [2, 1, 0], [3, 2, 0], [3, 1, 1]]);
+  first.end();
+});
+
+/** Copies each session summary (adds a field), passing events on as they are: the copies lack the sessionizer's hidden handle. */
+const copySummaries = defineOperator<Record<string, never>>({
+  name: 'copy-summaries',
+  summary: 'Test only: copies summaries.',
+  config: { type: 'object', properties: {} },
+  create: (_config, context) => ({
+    apply: recordOperator(context, () => ({
+      record(record, emit) {
+        emit(record.kind === 'session' ? { ...record, note: 'copied' } : record);
+      },
+    })),
+  }),
+});
+
+test('a stage between the sessionizer and session-features that copies the summaries: each closed session\'s state is still freed', async () => {
+  const stages = [stage(sessionizer, { gap: '1m' }), stage(copySummaries), stage(sessionFeatures)];
+  const run = await Chain.build(stages, ctx());
+  // 2,000 one-event sessions, each closed by a watermark two minutes on.
+  for (let k = 0; k < 2000; k++) run.push([ev(`u${k}`, k * 2, 'view', { itemId: 'i', price: 3 }), watermark(T0 + k * 2 * MIN)]);
+  run.push([watermark(T0 + (2000 * 2 + 10) * MIN)]);
+  assert.equal(run.output.filter((e) => e.kind === 'session').length, 2000);
+  assert.deepEqual(((await run.snapshot())[2] as { users: string[] }).users, [], 'no state left');
+  run.end();
+});
+
+test('a session reopened after its summary goes on from its state: a late event within allowed_lateness, and a data id back within it (events in order, as pipelines/intent-rees46.yaml)', async () => {
+  const keys = ['s_events', 's_views', 's_carts', 's_distinct_items', 's_view_price_mean', 's_view_price_max', 's_cart_value', 's_cart_to_view', 's_repeat_item'];
+  const pick = (e: ClickEvent) => keys.map((k) => named(e)[k]);
+  const late: Element[] = [
+    ev('u', 0, 'view', { itemId: 'a', price: 100 }), ev('u', 1, 'cart', { itemId: 'a', price: 100 }), ev('u', 2, 'view', { itemId: 'b', price: 50 }),
+    watermark(T0 + 40 * MIN), // 2 + 30 passed: closed, summary out
+    ev('u', 3, 'view', { itemId: 'a', price: 100 }), // late, within the lateness: the same session
+    watermark(Infinity),
+  ];
+  const out = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(sessionFeatures)], late));
+  assert.deepEqual(out.map((e) => e.session!.position), [0, 1, 2, 3]);
+  assert.deepEqual(pick(out[3]!), [4, 3, 1, 2, 250 / 3, 100, 100, 1 / 3, 1].map(Math.fround));
+  const data: Element[] = [
+    ev('u', 0, 'view', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0),
+    ev('u', 1, 'cart', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0 + MIN),
+    watermark(T0 + 32 * MIN), // 1 + 30 passed: closed, summary out
+    ev('u', 33, 'view', { sessionId: 'abc', itemId: 'a', price: 10 }), watermark(T0 + 33 * MIN), // the id back within the lateness: reopened
+    watermark(Infinity),
+  ];
+  const reopened = await chain([stage(sessionizer, { session_id_from: 'data', gap: '30m', allowed_lateness: '5m' }), stage(sessionFeatures), stage(userFeatures, { horizons: [] })], data);
+  assert.deepEqual(reopened.filter((e) => e.kind === 'session').map((e) => (e as StreamRecord).eventCount), [2, 3]);
+  const third = eventsOf(reopened)[2]!;
+  assert.equal(third.session!.position, 2);
+  assert.deepEqual(pick(third), [3, 2, 1, 1, 10, 10, 10, 0.5, 1]);
+  assert.equal(named(third).u_sessions, 1);
+});
+
+test('a late event that merges two sessions folds their state: counts and sums add, extremes and deviations combine, distinct items unite; u_sessions counts one', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures), stage(userFeatures, { horizons: [] })];
+  const input = (): Element[] => [
+    ev('m', 0, 'view', { itemId: 'a', price: 10 }),
+    ev('m', 40, 'cart', { itemId: 'b', price: 30 }), // a second session (40 >= 0 + 30)
+    ev('m', 41, 'view', { itemId: 'b', price: 30 }),
+    watermark(T0 + 45 * MIN), // the first closed, the second open
+    ev('m', 20, 'view', { itemId: 'c', price: 20 }), // late, within 30 min of both: bridges and merges them
+    ev('m', 50, 'view', { itemId: 'a', price: 10 }), // in order, in the merged session
+    watermark(Infinity),
+  ];
+  const out = await chain(stages, input());
+  const [, , , bridging, after] = eventsOf(out);
+  assert.deepEqual(bridging!.session!.merged, [`m:${T0 + 40 * MIN}`]);
+  const keys = ['s_events', 's_views', 's_carts', 's_distinct_items', 's_view_price_mean', 's_view_price_std', 's_view_price_min', 's_view_price_max', 's_cart_price_mean', 's_cart_value', 's_repeat_item', 'u_sessions'];
+  const pick = (e: ClickEvent) => keys.map((k) => named(e)[k]);
+  const std = (prices: number[]) => Math.sqrt(prices.reduce((a, p) => a + (p - prices.reduce((x, y) => x + y) / prices.length) ** 2, 0) / prices.length);
+  assert.deepEqual(pick(bridging!), [4, 3, 1, 3, 20, std([10, 30, 20]), 10, 30, 30, 30, 0, 1].map(Math.fround));
+  assert.deepEqual(pick(after!), [5, 4, 1, 3, 17.5, std([10, 30, 20, 10]), 10, 30, 30, 30, 1, 1].map(Math.fround));
+  // A stage between that copies events and summaries (no handles) gets the same.
+  const copied = await chain([stages[0]!, stage(stripHandles), ...stages.slice(1)], input());
+  assert.deepEqual(eventsOf(copied).map((e) => Array.from(e.features!.values)), eventsOf(out).map((e) => Array.from(e.features!.values)));
+});
+
+test('a closed session\'s state stays until the watermark passes its keptUntil (or the sessionizer forgets it early), then goes; a snapshot at any point restores to the uninterrupted run', async () => {
+  const held = async (run: Chain) => ((await run.snapshot())[1] as { users: string[] }).users.length;
+  const run = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)], ctx());
+  run.push([ev('u', 0), ev('v', 0), watermark(T0 + 31 * MIN)]); // both closed (summaries out), kept until 0 + 30 + 60
+  assert.equal(await held(run), 2);
+  run.push([watermark(T0 + 89 * MIN)]);
+  assert.equal(await held(run), 2);
+  run.push([watermark(T0 + 90 * MIN)]);
+  assert.equal(await held(run), 0, 'the watermark passed their keptUntil');
+  run.end();
+  // max_open_sessions 5: the sessionizer forgets closed sessions long before their lateness runs out; so does session-features.
+  const bounded = await Chain.build([stage(sessionizer, { gap: '1m', allowed_lateness: '1d', max_open_sessions: 5 }), stage(sessionFeatures)], ctx());
+  for (let k = 0; k < 200; k++) bounded.push([ev(`u${k}`, k * 2), watermark(T0 + k * 2 * MIN)]);
+  assert.ok((await held(bounded)) <= 6, `${await held(bounded)} sessions held`);
+  bounded.end();
+  // A far-future event the sessionizer dead-letters holds its watermark back, not the one after it: the state stays while the sessionizer keeps the session.
+  const ahead = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)], ctx());
+  ahead.push([ev('u', 0, 'view', { price: 4 }), watermark(T0 + 31 * MIN), ev('u', 10 * 365 * 24 * 60), watermark(T0 + 200 * MIN), ev('u', 5, 'view', { price: 6 })]);
+  const reopened = eventsOf(ahead.end()).at(-1)!;
+  assert.deepEqual([reopened.session!.position, named(reopened).s_views, named(reopened).s_view_price_mean], [1, 2, 5]);
+  // Reopened, merged, data ids back: cut anywhere, restored, the same as one run.
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  const item = { itemId: 'i1', category: 'c1', price: 5 };
+  const streams: [Parameters<typeof stage>[1], () => Element[]][] = [
+    [{ gap: '30m', allowed_lateness: '1h' }, () => [
+      ev('m', 0, 'view', item), ev('n', 1, 'view', item), ev('m', 40, 'cart', item), watermark(T0 + 50 * MIN),
+      ev('m', 20, 'view', { ...item, itemId: 'i2' }), ev('m', 55, 'view', item), ev('n', 80, 'view', item),
+      ev('n', 120, 'purchase', item), watermark(T0 + 155 * MIN), ev('n', 100, 'cart', item), ev('n', 160, 'view', item), watermark(Infinity),
+    ]],
+    [{ session_id_from: 'data', gap: '30m', allowed_lateness: '10m' }, () => [
+      ev('u', 0, 'view', { ...item, sessionId: 'A' }), ev('v', 1, 'cart', { ...item, sessionId: 'A' }), watermark(T0 + MIN), watermark(T0 + 32 * MIN),
+      ev('u', 35, 'view', { ...item, sessionId: 'A', itemId: 'i3' }), ev('v', 80, 'view', { ...item, sessionId: 'A' }), watermark(T0 + 90 * MIN),
+      ev('u', 36, 'cart', { ...item, sessionId: 'A' }), watermark(Infinity),
+    ]],
+  ];
+  for (const [config, input] of streams) {
+    const stages = [stage(sessionizer, config as never), stage(sessionFeatures), stage(userFeatures, { horizons: ['1h'] })];
+    const whole = serialize(await chain(stages, input()));
+    for (let cut = 0; cut <= input().length; cut++) {
+      const first = await Chain.build(stages, ctx());
+      first.push(input().slice(0, cut));
+      const second = await Chain.build(stages, ctx(), await first.snapshot());
+      assert.deepEqual(serialize([...first.output, ...second.push(input().slice(cut)).end()]), whole, `cut at ${cut}`);
+    }
+  }
+});
+
 test('after a burst of sessions has closed, session-features gives its room back, and the sessions still open keep their state', async () => {
   const item = (k: number) => ({ itemId: `i${k % 7}`, category: `c${k % 3}`, price: 5 + k });
   const survivors = Array.from({ length: 40 }, (_, k) => `s${k}`);
@@ -447,16 +622,71 @@ test('a session-features snapshot of version 2 (sums of squared view prices) res
   const first = await Chain.build(stages, ctx());
   first.push(input.slice(0, 3));
   const saved = await first.snapshot();
-  const features = saved[1] as { version: number; columns: { n: number; f64?: string; c?: number }[] };
-  assert.equal(features.version, 3);
-  // As version 2 wrote it: the sum of squares (100 + 400) where version 3 keeps the squared deviations (50).
+  const features = saved[1] as { version: number; ids: unknown; users?: unknown; unknownUsers?: unknown; columns: { n: number; f64?: string; c?: number }[] };
+  assert.equal(features.version, 4);
+  // As version 2 wrote it: sessions by id alone, and the sum of squares (100 + 400) where version 3 on keeps the squared deviations (50).
   features.version = 2;
+  features.ids = [`u1:${T0}`];
+  delete features.users;
+  delete features.unknownUsers;
   features.columns[6] = { n: 1, f64: Buffer.from(new Float64Array([500]).buffer).toString('base64') };
   const second = await Chain.build(stages, ctx(), saved);
   second.push(input.slice(3));
   const resumed = [...eventsOf(first.output), ...eventsOf(second.end())].map((e) => named(e).s_view_price_std);
   assert.deepEqual(resumed, whole);
   assert.equal(whole[2], Math.fround(Math.sqrt(200 / 3)));
+});
+
+test('a price beyond the Float32 range (1e39, which the mapping accepts) is written as the largest Float32, never Infinity; standardize skips values that are not finite and restores statistics an older version saved as null from zero', async () => {
+  const huge = 1e39;
+  const max = 3.4028234663852886e38;
+  const input = (): Element[] => {
+    const out: Element[] = [];
+    // A watermark after each event, so each passes the sessionizer at once.
+    for (let k = 0; k < 5; k++) out.push(ev(`a${k}`, k, 'purchase', { itemId: 'i', price: 10 + k }), watermark(T0 + k * MIN));
+    out.push(ev('bad', 5, 'view', { itemId: 'i', price: huge }), ev('bad', 5.5, 'cart', { itemId: 'i', price: huge }), ev('bad', 6, 'purchase', { itemId: 'i', price: huge }), watermark(T0 + 6 * MIN));
+    for (let k = 0; k < 5; k++) out.push(ev(`b${k}`, 7 + k, 'purchase', { itemId: 'i', price: 10 + k }), watermark(T0 + (7 + k) * MIN));
+    out.push(watermark(Infinity));
+    return out;
+  };
+  const raw = [stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { horizons: [] })];
+  const bad = eventsOf(await chain(raw, input())).filter((e) => e.userId === 'bad').map(named);
+  for (const f of bad) for (const [name, value] of Object.entries(f)) assert.ok(Number.isFinite(value), `${name}: ${value}`);
+  assert.deepEqual([bad[0]!.s_price, bad[0]!.s_view_price_mean, bad[0]!.s_view_price_max, bad[1]!.s_cart_value, bad[1]!.s_cart_price_max, bad[2]!.u_monetary], Array(6).fill(max));
+  // standardize after them: the statistics stay numbers, and a restore after the huge price goes on as one run.
+  const stages = [...raw, stage(standardize, { features: ['s_price', 'u_monetary'] })];
+  const whole = eventsOf(await chain(stages, input())).map((e) => [named(e).s_price, named(e).u_monetary]);
+  assert.ok(whole.slice(-5).every(([price, monetary]) => price !== 0 && monetary !== 0 && Number.isFinite(price) && Number.isFinite(monetary)), JSON.stringify(whole.slice(-5)));
+  const first = await Chain.build(stages, ctx());
+  first.push(input().slice(0, 20));
+  const second = await Chain.build(stages, ctx(), await first.snapshot());
+  assert.deepEqual(eventsOf([...first.output, ...second.push(input().slice(20)).end()]).map((e) => [named(e).s_price, named(e).u_monetary]), whole);
+  // An Infinity another stage let through is left as it is and not counted.
+  const vector = (x: number): ClickEvent => ({ ...ev('u', 0), features: { names: ['x'], values: Float32Array.of(x) } });
+  const values = (xs: number[]) => runOperator(standardize, { features: ['x'], min_count: 2 }, [...xs.map(vector), watermark(Infinity)], ctx()).then(({ output }) => eventsOf(output).map((e) => e.features!.values[0]));
+  const finite = await values([1, 2, 3, 4]);
+  assert.deepEqual(await values([1, 2, Infinity, 3, -Infinity, 4]), [finite[0], finite[1], Infinity, finite[2], -Infinity, finite[3]]);
+  // Statistics an older version let an Infinity poison were saved as null: they start over, said.
+  const logs: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
+  const operator = await standardize.create(withDefaults(standardize, { features: ['x'] }), testContext({ clock, logger }));
+  await operator.restore!({ version: 1, stats: { x: [8, null, null] } });
+  assert.deepEqual(await operator.snapshot!(), { version: 1, stats: {} });
+  assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
+});
+
+test('a transform\'s `features` wildcard that matches no name in the vector is logged, as an exact name not in it is; one that matches is not', async () => {
+  for (const [plugin, config] of [[standardize, {}], [log1p, {}], [clip, { max: 1 }]] as const) {
+    const warnings = async (features: string[]): Promise<unknown[]> => {
+      const logs: { missing?: unknown }[] = [];
+      const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { missing?: unknown }) });
+      const input = [ev('u', 0, 'view', { price: 3 }), ev('u', 1, 'view', { price: 4 }), watermark(Infinity)];
+      await (await Chain.build([stage(sessionizer), stage(sessionFeatures), stage(plugin as never, { ...config, features } as never)], testContext({ clock, logger }))).push(input).end();
+      return logs.map((entry) => entry.missing);
+    };
+    assert.deepEqual(await warnings(['s_view_prices_*', 'u_*', 's_nope', 's_view_price_*']), [['s_nope', 's_view_prices_*', 'u_*']], plugin.name);
+    assert.deepEqual(await warnings(['s_view_price_*', 's_events']), [], plugin.name);
+  }
 });
 
 test('max_users reached: the eviction policy is said once at info, naming its metric, and every eviction is counted', async () => {

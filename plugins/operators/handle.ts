@@ -5,7 +5,8 @@
  * that stage's Map lookup: the lookups (cache misses in maps of 100k users, and hashing a new session
  * id) were the largest cost of session- and user-features. A stage checks that a cached slot is its
  * own and still holds that session or user, and falls back to its map otherwise (another sessionizer,
- * a restore, an evicted user), so the cache is only ever a shortcut.
+ * a restore, an evicted user, a stage between that copies records): every slot is in the map too, so
+ * the cache is only ever a shortcut.
  */
 import type { SessionContext } from 'tributary';
 
@@ -16,13 +17,19 @@ export interface SessionHandle {
   /** The per-user stage (user-features) whose slot `userSlot` is. */
   userStage: object | undefined;
   userSlot: number;
-  /** Handles of the sessions merged into this one, in the order of the summary's `replaces`. */
-  merged: readonly SessionHandle[] | undefined;
+  /**
+   * The sessionizer keeps the session no more (closed and past its lateness, forgotten early, evicted,
+   * or merged into another): no event of it follows. A summary's `keptUntil` says as much once the
+   * watermark passes it; this says it sooner (a session forgotten early), and holds where the watermark
+   * downstream runs ahead of the sessionizer's.
+   */
+  readonly dead: boolean;
 }
 
 /**
  * An event's session context, carrying its session's handle in a private field: JSON, `Object.keys`,
- * spreads and deep equality see the five context fields only (in a literal's order). A class, not an
+ * spreads and deep equality see the context fields only (in a literal's order; `outOfOrder` and
+ * `merged` only on the rare late events the sessionizer sets them on). A class, not an
  * object literal with a symbol key: that literal takes V8's slow path for computed keys, and this
  * allocation runs for every event.
  */

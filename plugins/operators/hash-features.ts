@@ -5,6 +5,7 @@
  * every run and on every machine.
  */
 import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
+import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
 import { BlockAppender } from './vector.js';
 
 export interface HashFeaturesConfig {
@@ -43,9 +44,10 @@ export default defineOperator<HashFeaturesConfig>({
     },
   },
   examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
+  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
   create(config, context) {
     const width = config.width;
-    const block = new BlockAppender(Array.from({ length: width }, (_, k) => `${config.prefix}_${k}`));
+    const block = new BlockAppender(hashFeatureNames(config.prefix, width));
     const attrNames: (string | undefined)[] = [];
     const fieldNames: (keyof ClickEvent | undefined)[] = [];
     const seeds = new Uint32Array(config.fields.length);

@@ -19,7 +19,7 @@ export default defineOperator<Log1pConfig>({
   status: 'beta',
   summary: 'Replaces the named features x by sign(x)·log(1+|x|), in place.',
   description:
-    'Names may use `*` as a wildcard (`s_view_price_*`). A name listed exactly that is not in the vector is logged once. ' +
+    'Names may use `*` as a wildcard (`s_view_price_*`). A name listed exactly that is not in the vector, or a wildcard that matches none of its names, is logged once. ' +
     'Events without features and other records pass through unchanged.',
   config: {
     type: 'object',

@@ -52,7 +52,7 @@ test('gaps: a silence of `gap` starts a new session; context per event; summary 
   const first = summaries(output).find((s) => s.sessionId === `u1:${T0}`)!;
   assert.deepEqual(first, {
     kind: 'session', userId: 'u1', sessionId: `u1:${T0}`, start: T0, end: T0 + 20 * MIN, eventCount: 3,
-    counts: { view: 1, cart: 1, purchase: 1 }, purchased: true, closedBy: 'gap',
+    counts: { view: 1, cart: 1, purchase: 1 }, purchased: true, closedBy: 'gap', keptUntil: T0 + 50 * MIN,
   });
   assert.equal(summaries(output).at(-1)!.closedBy, 'end_of_input');
 });
@@ -107,6 +107,26 @@ test('a late event that only extends a closed session updates it; an open sessio
   assert.deepEqual(summaries(output).map((x) => [x.userId, x.eventCount, x.update ?? false]), [
     ['u1', 1, false], ['u2', 1, false], ['u1', 2, true], ['u2', 2, false],
   ]);
+});
+
+test('a late event that arrives after a later event of its user is marked session.outOfOrder (in any of its sessions; after max_open_sessions dropped sessions, any before their latest end); events in order, and late ones after all of their user\'s, are not', async () => {
+  const input: Element[] = [
+    ev('u', 0), ev('u', 10), ev('u', 50), ev('v', 0), wm(55),
+    ev('u', 5), // late, before u's events at 10 and 50: marked
+    ev('u', 52), // late, after every event of u: not marked
+    ev('v', 20), // late, v's only event is at 0: not marked
+    ev('u', 40), // late, a session of its own between two: marked
+    ev('u', 60), wm(Infinity), // in order: not marked
+  ];
+  const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '1h' } as never, input, ctx());
+  const marked = (out: Element[]) => events(out).map((e) => `${e.userId}@${(e.time - T0) / MIN}${e.session!.outOfOrder ? ' outOfOrder' : ''}`);
+  assert.deepEqual(marked(output), ['u@0', 'v@0', 'u@10', 'u@50', 'u@5 outOfOrder', 'u@52', 'v@20', 'u@40 outOfOrder', 'u@60']);
+  assert.deepEqual(Object.keys(events(output)[0]!.session!), ['id', 'position', 'sinceStart', 'sincePrevious', 'start'], 'absent where not set');
+  // Beyond max_open_sessions sessions are dropped, and whose they were with them: a late event before the latest
+  // end among them is marked (a's at 1 came after a's at 3, whose session b's and c's pushed out), one after it is not.
+  const bounded: Element[] = [ev('a', 0), ev('a', 3), ev('b', 5), ev('c', 6), wm(40), ev('a', 1), ev('c', 7), wm(Infinity)];
+  const dropped = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '1h', max_open_sessions: 1 } as never, bounded, ctx());
+  assert.deepEqual(marked(dropped.output), ['a@0', 'a@3', 'b@5', 'c@6', 'a@1 outOfOrder', 'c@7']);
 });
 
 test('a session reopened or merged by a late event closes again when the watermark passes its new end + gap, not its old end + gap + lateness', async () => {

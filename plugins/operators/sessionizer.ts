@@ -63,9 +63,13 @@ export default defineOperator<SessionizerConfig>({
   description:
     'Every event leaves with `session: {id, position, sinceStart, sincePrevious, start}`. When the watermark passes a ' +
     "session's last event plus `gap`, a `kind: session` summary follows (userId, sessionId, start, end, eventCount, counts, " +
-    'purchased, closedBy). Events are held until the watermark passes them and then assigned in event-time order. A late ' +
+    'purchased, closedBy, and `keptUntil`: end + gap + allowed_lateness, the event time after which no event joins it). Events are held ' +
+    'until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
-    '(and `replaces` listing merged-away ids); a later one goes to the `late` side output. Session ids are `<userId>:<start ms>` ' +
+    '(and `replaces` listing merged-away ids; the event that merged them has `session.merged`, the ids it absorbed); a later one goes to ' +
+    'the `late` side output. A late event that arrived after a later event of its user has `session.outOfOrder: true`: stages after it ' +
+    'compute in arrival order, so its features include that later event (after `max_open_sessions` dropped sessions, whose they were is not ' +
+    'kept: every late event before the latest end among them is marked). Session ids are `<userId>:<start ms>` ' +
     '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
     'session `max_open_sessions` dropped gets `#<n>` added, so ids stay unique. Events with absurd timestamps go to ' +
     'the dead-letter sink with the reason. At most `max_open_sessions` are kept: beyond it, closed sessions still waiting for ' +
@@ -174,6 +178,8 @@ export interface SessionizerSummary extends SessionSummary {
   closedBy: ClosedBy;
   /** Ids of sessions merged into this one by a late event (their events carry those ids). */
   replaces?: string[];
+  /** end + gap + allowed_lateness; an evicted session's is the watermark it was evicted at (it is forgotten at once). */
+  keptUntil: number;
 }
 
 const PURCHASED = 1;
@@ -220,7 +226,6 @@ class Session implements SessionHandle {
   sessionSlot = 0;
   userStage: object | undefined = undefined;
   userSlot = 0;
-  merged: Session[] | undefined = undefined;
 
   /** `id` a number: the id is `<userId>:<id>`, built when first asked for (a million at a restore took ~0.3 s and their memory). */
   constructor(seq: number, userId: string, id: string | number | undefined, start: number) {
@@ -824,6 +829,12 @@ class SessionState {
     const s = this.settings;
     const time = event.time;
     const newest = this.users.get(event.userId);
+    // Whether an event of this user later than this one went out already (in-order events go out in
+    // time order, so only a late one can follow a later one). Sessions max_open_sessions dropped are
+    // no longer listed, nor is whose they were: one that ended after this time may have been the user's.
+    let latest = this.droppedThrough;
+    for (let c = newest; c !== undefined; c = c.older) if (c.end > latest) latest = c.end;
+    const outOfOrder = time < latest;
     let session: Session | undefined;
     let absorbed: Session | undefined;
     if (s.fromData) {
@@ -860,6 +871,7 @@ class SessionState {
       if (this.watermark >= time + s.gap + s.lateness) return this.tooLate(event);
       session = this.create(event, newest);
       this.tag(event, session, 0, 0);
+      if (outOfOrder) event.session!.outOfOrder = true;
       this.count(session, event.type);
       emit(event);
       if (time + s.gap <= this.watermark) {
@@ -876,6 +888,8 @@ class SessionState {
     if (time < session.start) session.start = time;
     if (time > session.end) session.end = time;
     this.tag(event, session, position, sincePrevious);
+    if (outOfOrder) event.session!.outOfOrder = true;
+    if (absorbed !== undefined) event.session!.merged = [absorbed.id];
     this.count(session, event.type);
     emit(event);
     if ((session.flags & SEALED) === 0) {
@@ -898,7 +912,6 @@ class SessionState {
     if (from.end > into.end) into.end = from.end;
     if (from.start < into.start) into.start = from.start;
     into.replaces = [...(into.replaces ?? []), from.id, ...(from.replaces ?? [])];
-    into.merged = [...(into.merged ?? []), from, ...(from.merged ?? [])];
     this.merged.inc();
     this.remove(from);
   }
@@ -914,6 +927,7 @@ class SessionState {
       counts: countsOf(session),
       purchased: (session.flags & PURCHASED) !== 0,
       closedBy,
+      keptUntil: closedBy === 'evicted' ? Math.max(this.watermark, session.end) : session.end + this.settings.gap + this.settings.lateness,
     };
     if ((session.flags & EMITTED) !== 0) summary.update = true;
     else this.closedSinceFlush++;

@@ -19,7 +19,9 @@ export default defineOperator<StandardizeConfig>({
   summary: 'Replaces the named features by (x - running mean) / running std, in place.',
   description:
     'Statistics are kept per feature name over every event seen, the current one included (Welford). Until a feature has ' +
-    'been seen `min_count` times, or while its variance is 0, it becomes 0. Names may use `*` as a wildcard.',
+    'been seen `min_count` times, or while its variance is 0, it becomes 0. A value that is not finite (NaN, Infinity from a ' +
+    'stage that let one through) is left as it is and not counted: one would make the statistics NaN for good. Statistics an ' +
+    'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -78,7 +80,7 @@ export default defineOperator<StandardizeConfig>({
               const i = indices[k]!;
               const s = slots[k]!;
               const x = values[i]!;
-              if (x !== x) continue; // NaN would poison the statistics forever
+              if (!Number.isFinite(x)) continue; // NaN or Infinity would poison the statistics for good
               const n = counts[s]! + 1;
               counts[s] = n;
               const delta = x - means[s]!;
@@ -101,12 +103,18 @@ export default defineOperator<StandardizeConfig>({
       restore: (saved) => {
         const state = saved as { version?: number; stats?: Record<string, [number, number, number]> };
         if (state?.version !== 1 || typeof state.stats !== 'object') throw new Error(`${context.label}: unknown standardize snapshot version`);
+        const poisoned: string[] = [];
         for (const [name, [n, mu, sq]] of Object.entries(state.stats)) {
+          if (!(Number.isFinite(n) && Number.isFinite(mu) && Number.isFinite(sq))) {
+            poisoned.push(name); // left at zero, as a feature not seen yet
+            continue;
+          }
           const s = slotOf(name);
           count[s] = n;
           mean[s] = mu;
           m2[s] = sq;
         }
+        if (poisoned.length > 0) context.logger.warn({ features: poisoned }, 'standardize: the snapshot\'s statistics of these features are not numbers (a value that was not finite reached them, before this version skipped such values): they start over');
         lastNames = undefined;
       },
     };

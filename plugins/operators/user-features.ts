@@ -1,14 +1,16 @@
 /**
  * `user-features`: a block of features across a user's sessions at every event: recency, frequency,
  * monetary value, exponentially decayed event and purchase counts over event-time horizons, sessions,
- * time since the last purchase, mean session length. Causal: only events up to the current one count.
+ * time since the last purchase, mean session length. Only events that arrived up to the current one count
+ * (arrival order: a late event's include later ones, see the description).
  *
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
 import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, PluginConfigError, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
-import { BlockAppender } from './vector.js';
+import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
+import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface UserFeaturesConfig {
   horizons: Duration[];
@@ -22,13 +24,20 @@ export default defineOperator<UserFeaturesConfig>({
   status: 'beta',
   summary: 'Appends per-user features across sessions: recency, frequency, monetary value, decayed counts, time since last purchase.',
   description:
-    'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices), `u_tenure_days`, ' +
+    'Computed from the user\'s events that arrived up to and including the current one: arrival order, which is event-time order ' +
+    'for events in order (the sessionizer sorts them); a late event (within its `allowed_lateness`) counts every event of the user that ' +
+    'arrived before it, later ones in event time among them (another session\'s purchase maybe): the sessionizer marks such an event ' +
+    '(`session.outOfOrder`), and intent-model predicts at none. ' +
+    'Names: `u_events`, `u_sessions`, `u_purchases`, `u_monetary` (sum of purchase prices; beyond the Float32 range of the vector, the ' +
+    'largest Float32, never Infinity), `u_tenure_days`, ' +
     '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
     "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
-    'toward the current one, and a data id that comes back after the gap opens a new one. ' +
+    'toward the current one, and a data id that comes back after the gap opens a new one. A session that starts before the current one (a late ' +
+    'event opening a session of its own) counts in `u_sessions` but does not become the current one. A late event that merges sessions ' +
+    '(`session.merged`) makes them one in `u_sessions` (the means over completed sessions keep the figures they had). ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
     '(the expected policy at the bound: logged once, at info, when it first happens).',
   config: {
@@ -52,12 +61,13 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
+  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
-    const labels = config.horizons.map((h) => (typeof h === 'number' ? `${h}ms` : h));
+    const labels = config.horizons.map(horizonLabel);
     if (new Set(labels).size !== labels.length) throw new PluginConfigError('horizons', `must be distinct, got ${labels.join(', ')}`);
-    const state = new UserState(horizons, labels, config.max_users, context);
+    const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
         record: (record, emit) => state.record(record, emit),
@@ -96,6 +106,12 @@ const TIME_REFS: (number | undefined)[] = [];
 for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
 
 const DAY = 86_400_000;
+
+/** What an event's session is to the user (UserState.opens). */
+const NONE = 0;
+const CURRENT = 1;
+const PAST = 2;
+type Opens = typeof NONE | typeof CURRENT | typeof PAST;
 
 /** The first format: one array per user (slow for a million users; still restored). */
 export interface UserFeaturesSnapshotV1 {
@@ -142,26 +158,13 @@ class UserState {
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
 
-  constructor(horizons: number[], labels: string[], maxUsers: number, context: PluginContext) {
+  constructor(horizons: number[], names: readonly string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
     this.width = FIXED + 2 * horizons.length;
     this.rows = new Float64Array(this.capacity * this.width);
     this.maxUsers = maxUsers;
     this.context = context;
-    this.block = new BlockAppender([
-      'u_events',
-      'u_sessions',
-      'u_purchases',
-      'u_monetary',
-      'u_tenure_days',
-      'u_recency_days',
-      'u_days_since_purchase',
-      'u_has_purchased',
-      'u_mean_session_events',
-      'u_mean_session_minutes',
-      ...labels.map((h) => `u_events_${h}`),
-      ...labels.map((h) => `u_purchases_${h}`),
-    ]);
+    this.block = new BlockAppender(names);
     this.evicted = context.metrics.counter('users_evicted_total', 'Users forgotten because max_users was reached.');
     this.known = context.metrics.gauge('known_users', 'Users remembered.');
     // A count whose start is known: exported from the start; the first batch reports a restored count.
@@ -204,19 +207,24 @@ class UserState {
     const row = this.rows;
     const sessionId = event.session?.id ?? event.sessionId;
     if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.materialize(slot);
-    if (sessionId !== undefined && this.startsSession(event, sessionId, slot, row[r + SESSION_START]!)) {
+    const opens = sessionId === undefined ? NONE : this.opens(event, sessionId, slot, row[r + SESSION_START]!);
+    if (opens === PAST) row[r + SESSIONS]!++;
+    else if (opens === CURRENT) {
       if (this.sessionIds[slot] !== undefined) {
         row[r + DONE_SESSIONS]!++;
         row[r + DONE_EVENTS]! += row[r + SESSION_EVENTS]!;
         row[r + DONE_DURATION]! += row[r + SESSION_LAST]! - row[r + SESSION_START]!;
         row[r + PREV_SESSION_END] = row[r + SESSION_LAST]!;
       }
-      this.sessionIds[slot] = sessionId;
+      this.sessionIds[slot] = sessionId!;
       row[r + SESSIONS]!++;
       row[r + SESSION_START] = event.session?.start ?? time;
       row[r + SESSION_EVENTS] = 0;
       row[r + SESSION_LAST] = time;
     }
+    // Sessions a late event merged into its own were each counted when they started: one session now.
+    const merged = event.session?.merged;
+    if (merged !== undefined) row[r + SESSIONS] = Math.max(1, row[r + SESSIONS]! - merged.length);
     row[r + EVENTS]!++;
     row[r + SESSION_EVENTS]!++;
     if (time > row[r + SESSION_LAST]!) row[r + SESSION_LAST] = time;
@@ -247,7 +255,7 @@ class UserState {
     v[i++] = row[r + EVENTS]!;
     v[i++] = row[r + SESSIONS]!;
     v[i++] = purchases;
-    v[i++] = row[r + MONETARY]!;
+    v[i++] = inFloat32Range(row[r + MONETARY]!);
     v[i++] = (time - row[r + FIRST_SEEN]!) / DAY;
     v[i++] = done > 0 ? Math.max(0, row[r + SESSION_START]! - row[r + PREV_SESSION_END]!) / DAY : 0;
     v[i++] = purchases > 0 ? Math.max(0, time - row[r + LAST_PURCHASE]!) / DAY : 0;
@@ -259,17 +267,20 @@ class UserState {
   }
 
   /**
-   * Whether the event opens a session the user has not had: its id is not the current one's and it is
-   * no return to an earlier session (a data session resumed in another tab, a late event), which
-   * started before the current one and is past its first event; or its id is the current one's, reused
-   * after the gap (data ids), with a later start. A return adds to the current session's figures.
+   * Whether the event opens a session the user has not had, and which. CURRENT: its id is not the
+   * current one's and it starts at or after it, or it is the current one's, reused after the gap (data
+   * ids), with a later start. PAST: the first event of a session that started before the current one
+   * (a late event opening a session of its own): counted, but the current session stays current (else
+   * the user's next event in it would open it a second time). NONE: a return to an earlier session (a
+   * data session resumed in another tab, a late event), which adds to the current session's figures.
    */
-  private startsSession(event: ClickEvent, sessionId: string, slot: number, currentStart: number): boolean {
+  private opens(event: ClickEvent, sessionId: string, slot: number, currentStart: number): Opens {
     const current = this.sessionIds[slot];
-    if (current === undefined) return true;
+    if (current === undefined) return CURRENT;
     const tag = event.session;
-    if (sessionId === current) return tag !== undefined && tag.start > currentStart;
-    return tag === undefined || tag.position === 0 || tag.start >= currentStart;
+    if (sessionId === current) return tag !== undefined && tag.start > currentStart ? CURRENT : NONE;
+    if (tag === undefined || tag.start >= currentStart) return CURRENT;
+    return tag.position === 0 ? PAST : NONE;
   }
 
   private allocate(userId: string): number {

@@ -114,15 +114,33 @@ export class BlockAppender {
   }
 }
 
+/** The largest finite Float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * `x` within the range of a feature vector's Float32 values: a larger magnitude (an accepted price of
+ * 1e39, a sum of large ones) becomes the largest Float32 of its sign, where it would be Infinity, which
+ * poisons every running statistic after it (standardize). NaN stays NaN. For blocks' values that grow
+ * with the data (prices and their sums); counts and times stay far inside the range.
+ */
+export function inFloat32Range(x: number): number {
+  return x > FLOAT32_MAX ? FLOAT32_MAX : x < -FLOAT32_MAX ? -FLOAT32_MAX : x;
+}
+
 /** `s_*` and exact names to a matcher; compiled once per operator. */
 export function nameMatcher(patterns: readonly string[]): (name: string) => boolean {
   const exact = new Set<string>();
   const wild: RegExp[] = [];
   for (const pattern of patterns) {
-    if (pattern.includes('*')) wild.push(new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`));
+    if (pattern.includes('*')) wild.push(wildcard(pattern));
     else exact.add(pattern);
   }
   return (name) => exact.has(name) || wild.some((re) => re.test(name));
+}
+
+/** A pattern with `*` as the whole names it matches. */
+function wildcard(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`);
 }
 
 function escapeRegExp(text: string): string {
@@ -131,18 +149,21 @@ function escapeRegExp(text: string): string {
 
 /**
  * Indices of the features a transform applies to, resolved once per names array. Exact names
- * missing from the vector are reported once through `onMissing` (a config mistake, not bad data).
+ * missing from the vector, and wildcards that match none of its names (`s_view_prices_*`, a typo),
+ * are reported once through `onMissing` (a config mistake, not bad data).
  */
 export class NameResolver {
   private lastNames: readonly string[] | undefined;
   private lastIndices: Int32Array = new Int32Array(0);
   private readonly matches: (name: string) => boolean;
   private readonly exact: readonly string[];
+  private readonly wildcards: readonly [string, RegExp][];
   private readonly onMissing: (missing: string[]) => void;
 
   constructor(patterns: readonly string[], onMissing: (missing: string[]) => void) {
     this.matches = nameMatcher(patterns);
     this.exact = patterns.filter((p) => !p.includes('*'));
+    this.wildcards = patterns.filter((p) => p.includes('*')).map((p) => [p, wildcard(p)]);
     this.onMissing = onMissing;
   }
 
@@ -152,6 +173,7 @@ export class NameResolver {
     for (let i = 0; i < names.length; i++) if (this.matches(names[i]!)) found.push(i);
     const present = new Set(names);
     const missing = this.exact.filter((name) => !present.has(name));
+    for (const [pattern, re] of this.wildcards) if (!names.some((name) => re.test(name))) missing.push(pattern);
     if (missing.length > 0) this.onMissing(missing);
     this.lastNames = names;
     this.lastIndices = Int32Array.from(found);
