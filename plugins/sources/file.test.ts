@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, closeSync, constants as fsConstants, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -532,4 +532,28 @@ test('CSV: a column the mapping names that the header lacks is said once per fil
   // Columns given in the config (no header row) are checked as a header is.
   const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
   assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);
+});
+
+test('a FIFO resumed from a checkpoint is read from the start of its new stream: a line count of the stream before skips nothing of it', async () => {
+  const { default: file } = await import('./file.js');
+  const fifo = join(dir, 'events.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const line = (time: number): string => `${JSON.stringify({ user_id: `u${time}`, time, type: 'view' })}\n`;
+  /** One writer's stream through the FIFO: its lines, then its end. */
+  const read = async (times: number[], position?: Record<string, unknown>): Promise<{ times: number[]; position: Record<string, unknown> }> => {
+    const source = await file.create({ path: fifo, mapping: { time_format: 'epoch_ms' } } as never, testContext({ resuming: position !== undefined }));
+    if (position) source.seek!(position as never);
+    const writer = createWriteStream(fifo);
+    writer.end(times.map(line).join(''));
+    const read: number[] = [];
+    for await (const batch of source.read()) read.push(...batch.map((e) => e.time));
+    return { times: read, position: source.position!() as Record<string, unknown> };
+  };
+  const first = await read([1, 2, 3, 4, 5]);
+  assert.deepEqual(first.times, [1, 2, 3, 4, 5]);
+  assert.deepEqual([first.position.file, first.position.line], [fifo, 5]);
+  // The next writer's stream: fewer lines than the first one's, all of them new.
+  const resumed = await read([6, 7, 8], first.position);
+  assert.deepEqual(resumed.times, [6, 7, 8]);
+  assert.equal(resumed.position.line, 3, 'the lines of this stream');
 });

@@ -32,7 +32,7 @@ export default defineSource<FileSourceConfig>({
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
-    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO is read as a stream.',
+    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -86,17 +86,21 @@ export default defineSource<FileSourceConfig>({
           const path = paths[next]!;
           const gzip = config.gzip ?? path.endsWith('.gz');
           const format = formatOf(path.replace(/\.gz$/, ''), config.format);
-          const seekable = !gzip;
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
           const handle = await openFile(path, 'r');
           let startByte = 0;
           let columns: string[] | undefined;
+          let seekable = false;
           try {
             const opened = identityOf(handle.fd);
+            // A FIFO or a device is a stream that starts anew at each open: a position's line in it (a
+            // resumed run, another read of this source) counts lines of a stream gone, not of this one.
+            const stream = opened === undefined;
+            seekable = !gzip && !stream;
             // Only now, its identity known, does the position move to this file. Moved before the open, a
             // checkpoint taken meanwhile named a file by its path alone: renamed before the resume (log
             // rotation), that file was skipped, and another read in its place.
-            if (next !== fileIndex) {
+            if (next !== fileIndex || stream) {
               fileIndex = next;
               linesDone = 0;
               bytesDone = 0;
@@ -226,6 +230,8 @@ function identityIn(position: SourcePosition): FileIdentity | undefined {
 function isFile(path: string, identity: FileIdentity, minSize: number, sameInode: boolean): boolean {
   let fd: number;
   try {
+    // Not a regular file (a FIFO now at its path) is not it, and opening a FIFO would wait for a writer.
+    if (!statSync(path).isFile()) return false;
     fd = openSync(path, 'r');
   } catch {
     return false; // gone (archived), or unreadable: reading it says so
