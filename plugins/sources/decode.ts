@@ -84,6 +84,14 @@ export interface DecodedBatch {
   throughLine: number;
   /** Bytes of the stream through that line (a point to resume reading at). */
   throughByte?: number;
+  /**
+   * The stream ended inside the record after `throughLine`, before its line end (a file's last line
+   * without one, or one a writer is still writing): its length in bytes. It was decoded as a whole
+   * record (an event in `events`, or a dead letter), but `throughLine` and `throughByte` stop before
+   * it: a file that grows is read again from there, and the run handed this back as
+   * `options.unterminated` passes the record over if it is unchanged.
+   */
+  unterminated?: number;
 }
 
 /** Where a stream starts in its file, when that is past the beginning (a resume point). */
@@ -97,8 +105,9 @@ export interface StreamStart {
 /**
  * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
- * dead-lettered twice. A stream that starts past the file's beginning (a resume point) says where
- * with `start`.
+ * dead-lettered twice; so is the record after them when `options.unterminated` (a last batch's
+ * DecodedBatch.unterminated) says it was read before without its line end and it is that long still.
+ * A stream that starts past the file's beginning (a resume point) says where with `start`.
  */
 export function decodeStream(
   stream: Readable,
@@ -109,11 +118,61 @@ export function decodeStream(
   maxBatch: number,
   skipThrough = 0,
   start: StreamStart = { line: 1 },
-  options: { plainCsvRows?: boolean } = {},
+  options: { plainCsvRows?: boolean; unterminated?: number } = {},
 ): AsyncGenerator<DecodedBatch> {
+  const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough, start, options.plainCsvRows ?? true)
-    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, start.line);
+    ? decodeCsv(stream, config, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
+    : decodeJsonLines(stream, config, target, context, maxBatch, readBefore, start.line);
+}
+
+/**
+ * What a resumed run passes over: the lines through `through`, and the record after them when a
+ * position says it was read before without its line end (DecodedBatch.unterminated) and it has as
+ * many bytes still, line end written since or not: it was read whole. One with more (a writer was
+ * still writing it) is read again, whole, and said: its first part stays read as it was.
+ */
+class ReadBefore {
+  /** The length of the record after `through` read before without its line end; undefined once compared. */
+  tail: number | undefined;
+
+  constructor(
+    public through: number,
+    tail: number | undefined,
+    private readonly target: DecodeTarget,
+    private readonly context: PluginContext,
+  ) {
+    this.tail = tail;
+  }
+
+  /** With `tail`: the record on lines `first` to `last` is counted read when it is that record, as long as it was. */
+  check(first: number, last: number, bytes: () => number): void {
+    if (this.tail === undefined || first !== this.through + 1) return;
+    const before = this.tail;
+    this.tail = undefined;
+    const now = bytes();
+    if (now === before) this.through = last;
+    else {
+      this.context.logger.warn(
+        { file: this.target.file, line: first, bytesBefore: before, bytes: now },
+        `${this.target.file}: line ${first} was read before without its line end (${before} bytes; a writer was still writing it?) and has changed since: it is read again whole, and what its first part gave then stays given`,
+      );
+    }
+  }
+
+  /** check() for the line after `through` in a batch of lines, if the batch has it. */
+  checkLine(batch: LineBatch): void {
+    const i = this.through + 1 - batch.firstLine;
+    if (this.tail !== undefined && i >= 0 && i < batch.lines.length) this.check(this.through + 1, this.through + 1, () => lineBytes(batch, i));
+  }
+}
+
+/** The length in bytes of a batch's line `i`, as LineBatch.unterminated gives a last line's. */
+function lineBytes(batch: LineBatch, i: number): number {
+  const text = batch.lines[i]!;
+  if (text !== '') return Buffer.byteLength(text);
+  const line = batch.firstLine + i;
+  return batch.overlong?.find((unread) => unread.line === line)?.bytes ?? batch.notUtf8?.find((unread) => unread.line === line)?.bytes.length ?? 0;
 }
 
 /**
@@ -172,16 +231,19 @@ async function* decodeJsonLines(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-  skipThrough: number,
+  readBefore: ReadBefore,
   startLine: number,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const skipThrough = readBefore.through;
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
-    const { lines, firstLine, endByte } = batch;
-    deadLetterUnread(batch, skipThrough, maxLineBytes, target, context);
+    const { lines, firstLine, endByte, unterminated } = batch;
+    readBefore.checkLine(batch);
+    const skip = readBefore.through;
+    deadLetterUnread(batch, skip, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
-    for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
+    for (let i = Math.max(0, skip - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
       if (text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === '')) continue; // blank lines are not records
       const origin = { source: target.source, file: target.file, line: firstLine + i };
@@ -196,8 +258,9 @@ async function* decodeJsonLines(
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
       else events.push(result);
     }
-    const throughLine = firstLine + lines.length - 1;
-    if (throughLine > skipThrough) yield { events, throughLine, throughByte: endByte };
+    // A last line without its line end is decoded, but not counted read (DecodedBatch.unterminated).
+    const throughLine = firstLine + lines.length - 1 - (unterminated === undefined ? 0 : 1);
+    if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte: endByte, ...(unterminated === undefined ? {} : { unterminated }) };
   }
 }
 
@@ -207,10 +270,11 @@ async function* decodeCsv(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-  skipThrough: number,
+  readBefore: ReadBefore,
   start: StreamStart,
   plainRows: boolean,
 ): AsyncGenerator<DecodedBatch> {
+  const skipThrough = readBefore.through;
   const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
   // Past the file's start the header row is behind us: the columns come with `start`.
@@ -220,6 +284,8 @@ async function* decodeCsv(
   let events: ClickEvent[] = [];
   let throughLine = 0;
   let throughByte = 0;
+  /** The last record's length when the stream ended inside it (DecodedBatch.unterminated). */
+  let unterminated: number | undefined;
 
   /**
    * One row: the header, an event, or a dead letter. Its origin is the line it starts on (what a person
@@ -243,7 +309,7 @@ async function* decodeCsv(
       return;
     }
     if (columns && !columnsChecked) checkColumns(columns);
-    if (lastLine <= skipThrough) return;
+    if (lastLine <= readBefore.through) return;
     const origin = { source: target.source, file: target.file, line };
     if (!columns) {
       context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
@@ -272,7 +338,8 @@ async function* decodeCsv(
     let bom = start.line === 1;
     let handedOver = false;
     for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plainRowStop(quote), maxLineBytes: maxRecordBytes, stopAtOverlong: true })) {
-      deadLetterUnread(batch, skipThrough, maxRecordBytes, target, context);
+      readBefore.checkLine(batch);
+      deadLetterUnread(batch, readBefore.through, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
         if (bom) {
@@ -282,9 +349,11 @@ async function* decodeCsv(
         if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // an empty line is no row
       }
       if (batch.lines.length > 0) {
-        throughLine = batch.firstLine + batch.lines.length - 1;
+        // A last line without its line end is a row, but not counted read (DecodedBatch.unterminated).
+        unterminated = batch.unterminated;
+        throughLine = batch.firstLine + batch.lines.length - 1 - (unterminated === undefined ? 0 : 1);
         throughByte = batch.endByte;
-        if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+        if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
         events = [];
       }
       if (batch.rest) {
@@ -302,7 +371,9 @@ async function* decodeCsv(
   let atFileStart = rest.byte === 0 && rest.line === 1;
   for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart })) {
     if (piece.kind !== 'records') {
-      if (line > skipThrough) {
+      const last = line + Math.max(piece.lineEnds, 1) - 1;
+      readBefore.check(line, last, () => piece.recordBytes);
+      if (line > readBefore.through) {
         context.deadLetter({
           reason:
             piece.kind === 'unclosed'
@@ -312,10 +383,17 @@ async function* decodeCsv(
           origin: { source: target.source, file: target.file, line },
         });
       }
-      throughLine = line + Math.max(piece.lineEnds, 1) - 1;
+      if (piece.lineEnds === 0) {
+        // The stream ended inside it, before a line end (only there does a piece have none): not counted read.
+        throughLine = line - 1;
+        throughByte = byte;
+        unterminated = piece.recordBytes;
+      } else {
+        throughLine = last;
+        throughByte = byte + piece.byteLength;
+      }
       line += piece.lineEnds;
       byte += piece.byteLength;
-      throughByte = byte;
       atFileStart = false;
       continue;
     }
@@ -323,6 +401,11 @@ async function* decodeCsv(
     atFileStart = false;
     // A run that is not UTF-8 somewhere: each row's bytes are checked (found by its last line's end).
     const lineEnds = isUtf8(piece.bytes) ? undefined : lineEndOffsets(piece.bytes);
+    // The stream's last run may end inside its last record (no line end after it): that record is
+    // decoded, but the position stops at its first line's start (DecodedBatch.unterminated).
+    const lastByte = piece.bytes[piece.bytes.length - 1];
+    const open = lastByte !== 10 && lastByte !== 13;
+    const openRow = open ? rows[rows.length - 1] : undefined;
     let rowStart = 0;
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
@@ -331,25 +414,33 @@ async function* decodeCsv(
         const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
         const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
         rowStart = rowEnd;
+        if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => bytes.length);
         if (!isUtf8(bytes)) {
-          if (at > skipThrough) deadLetterNotUtf8(bytes, startsAt, target, context);
+          if (at > readBefore.through) deadLetterNotUtf8(bytes, startsAt, target, context);
           continue;
         }
-      }
+      } else if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => Buffer.byteLength(parsed.raw));
       row(parsed.fields, parsed.raw, startsAt, at);
       // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
-      if (events.length >= maxBatch && parsed.end === parsed.end) {
+      if (events.length >= maxBatch && parsed.end === parsed.end && parsed !== openRow) {
         yield { events, throughLine: at, throughByte: byte + parsed.end };
         events = [];
       }
     }
-    const last = piece.bytes[piece.bytes.length - 1];
-    throughLine = line + piece.lineEnds - (last === 10 || last === 13 ? 1 : 0);
+    if (open) {
+      const firstLineEnds = openRow?.firstLineEnds ?? piece.lineEnds;
+      const from = firstLineEnds === 0 ? 0 : (lineEnds ?? lineEndOffsets(piece.bytes))[firstLineEnds - 1]! + 1;
+      throughLine = line + firstLineEnds - 1;
+      throughByte = byte + from;
+      unterminated = piece.bytes.length - from;
+    } else {
+      throughLine = line + piece.lineEnds - 1;
+      throughByte = byte + piece.bytes.length;
+    }
     line += piece.lineEnds;
     byte += piece.bytes.length;
-    throughByte = byte;
   }
-  if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+  if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
 }
 
 /** The reason of a record longer than the bound. */

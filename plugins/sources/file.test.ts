@@ -557,3 +557,76 @@ test('a FIFO resumed from a checkpoint is read from the start of its new stream:
   assert.deepEqual(resumed.times, [6, 7, 8]);
   assert.equal(resumed.position.line, 3, 'the lines of this stream');
 });
+
+/** Reads `config`'s files to their end (resumed from `position`, if given): the events as `time type price`, the dead letters' lines, the warnings and the last position. */
+async function readFiles(config: Record<string, unknown>, position?: Record<string, unknown>): Promise<{ events: string[]; deadLetters: (number | undefined)[]; warned: string[]; position: Record<string, unknown> }> {
+  const { default: file } = await import('./file.js');
+  const warned: string[] = [];
+  const base = testContext({ resuming: position !== undefined });
+  const context = { ...base, logger: { ...base.logger, warn: (_fields: unknown, message: string) => void warned.push(message) } } as typeof base;
+  const source = await file.create({ mapping: { time_format: 'epoch_ms' }, ...config } as never, context);
+  if (position) source.seek!(position as never);
+  const events: string[] = [];
+  for await (const batch of source.read()) events.push(...batch.map((e) => `${e.time} ${e.type}${e.price === undefined ? '' : ` ${e.price}`}`));
+  return { events, deadLetters: base.deadLetters.map((d) => d.origin?.line), warned, position: source.position!() as Record<string, unknown> };
+}
+
+test('a last line a writer is still writing (no line end yet) is read at the end of the file, but the position stays before it: a resumed run reads it whole, nothing of it lost', async () => {
+  const jsonl = join(dir, 'mid-write.jsonl');
+  const line = (time: number, type = 'view'): string => JSON.stringify({ user_id: `u${time}`, time, type });
+  writeFileSync(jsonl, `${line(1)}\n${line(2, 'cart').slice(0, 30)}`);
+  const first = await readFiles({ path: jsonl });
+  assert.deepEqual(first.events, ['1 view']);
+  assert.deepEqual(first.deadLetters, [2], 'the end of the file is the end of this run\'s input: its cut line is a record, bad JSON');
+  assert.deepEqual([first.position.line, first.position.byte, first.position.unterminated], [1, Buffer.byteLength(`${line(1)}\n`), 30], 'the position is before the cut line');
+  appendFileSync(jsonl, `${line(2, 'cart').slice(30)}\n${line(3)}\n`);
+  const resumed = await readFiles({ path: jsonl }, first.position);
+  assert.deepEqual(resumed.events, ['2 cart', '3 view'], 'the line completed since, whole, and the next');
+  assert.equal(resumed.warned.length, 1, 'said: the record read from its first part is not taken back');
+  assert.deepEqual([resumed.position.line, resumed.position.unterminated], [3, undefined]);
+
+  // CSV: split on the delimiter, and read by the quoted-row reader (a quote before it).
+  for (const header of ['user_id,time,type,price', '"user_id",time,type,price']) {
+    const csv = join(dir, 'mid-write.csv');
+    writeFileSync(csv, `${header}\nu1,1,view,10\nu2,2,cart,12`);
+    const cut = await readFiles({ path: csv });
+    assert.deepEqual(cut.events, ['1 view 10', '2 cart 12'], `${header}: the end of this run's input`);
+    assert.deepEqual([cut.position.line, cut.position.unterminated], [2, 'u2,2,cart,12'.length], header);
+    appendFileSync(csv, '5.50\nu3,3,view,3\n');
+    const whole = await readFiles({ path: csv }, cut.position);
+    assert.deepEqual(whole.events, ['2 cart 125.5', '3 view 3'], `${header}: the row completed since is read again, whole (not lost, nor cut at 12)`);
+    assert.deepEqual([whole.position.line, whole.position.byte], [4, Buffer.byteLength(`${header}\nu1,1,view,10\nu2,2,cart,125.50\nu3,3,view,3\n`)], header);
+  }
+  // A quoted field the writer has not closed yet: a dead letter at the end of this run's input, read whole once closed.
+  const quoted = join(dir, 'mid-write-quoted.csv');
+  writeFileSync(quoted, 'user_id,time,type,brand\nu1,1,view,a\nu2,2,cart,"Acme');
+  const open = await readFiles({ path: quoted, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } });
+  assert.deepEqual([open.events, open.deadLetters, open.position.line], [['1 view'], [3], 2]);
+  appendFileSync(quoted, ' Inc"\n');
+  const closed = await readFiles({ path: quoted, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } }, open.position);
+  assert.deepEqual([closed.events, closed.deadLetters, closed.position.line], [['2 cart'], [], 3]);
+});
+
+test('a file whose last line has no line end is read whole; resumed unchanged, or after a line end and more lines were added, that line is not read again', async () => {
+  const line = (time: number): string => JSON.stringify({ user_id: `u${time}`, time, type: 'view' });
+  const jsonl = join(dir, 'no-last-newline.jsonl');
+  const gzipped = join(dir, 'no-last-newline.jsonl.gz');
+  const csv = join(dir, 'no-last-newline.csv');
+  writeFileSync(jsonl, `${line(1)}\n${line(2)}`);
+  writeFileSync(gzipped, gzipSync(`${line(1)}\n${line(2)}`));
+  writeFileSync(csv, 'user_id,time,type\nu1,1,view\nu2,2,view');
+  for (const path of [jsonl, gzipped, csv]) {
+    const run = await readFiles({ path });
+    assert.deepEqual(run.events, ['1 view', '2 view'], `${path}: a backtest reads the last line`);
+    const again = await readFiles({ path }, run.position);
+    assert.deepEqual([again.events, again.deadLetters, again.warned], [[], [], []], `${path}: resumed unchanged, nothing is read again`);
+    assert.deepEqual(again.position, run.position, path);
+  }
+  for (const path of [jsonl, csv]) {
+    const run = await readFiles({ path });
+    appendFileSync(path, path === csv ? '\nu3,3,view\n' : `\n${line(3)}\n`);
+    const resumed = await readFiles({ path }, run.position);
+    assert.deepEqual([resumed.events, resumed.warned], [['3 view'], []], `${path}: the line was whole: only the line after it is new`);
+    assert.equal(resumed.position.line, path === csv ? 4 : 3, path);
+  }
+});

@@ -32,7 +32,8 @@ export default defineSource<FileSourceConfig>({
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
-    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
+    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
+    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -78,6 +79,11 @@ export default defineSource<FileSourceConfig>({
     let open: Readable | undefined;
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
+    /**
+     * The length of the record after the position that the file ended inside, read without its line end
+     * (DecodedBatch.unterminated): the position stays before it, as a writer may not be done with it.
+     */
+    let unterminated: number | undefined;
     /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
     let identity: FileIdentity | undefined;
     return {
@@ -105,6 +111,7 @@ export default defineSource<FileSourceConfig>({
               linesDone = 0;
               bytesDone = 0;
               unreadableAfter = undefined;
+              unterminated = undefined;
             }
             identity = opened;
             if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
@@ -124,10 +131,12 @@ export default defineSource<FileSourceConfig>({
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
           try {
-            for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start)) {
+            for await (const batch of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start, { unterminated })) {
+              const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
               bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
+              unterminated = batch.unterminated;
               if (events.length > 0) yield events;
             }
           } catch (error) {
@@ -150,7 +159,15 @@ export default defineSource<FileSourceConfig>({
       },
       position(): SourcePosition {
         const unreadable = unreadableAfter !== undefined && unreadableAfter === linesDone;
-        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}), ...(unreadable ? { unreadable: true } : {}), ...identity };
+        return {
+          file: paths[fileIndex] ?? null,
+          fileIndex,
+          line: linesDone,
+          ...(bytesDone !== undefined ? { byte: bytesDone } : {}),
+          ...(unterminated !== undefined ? { unterminated } : {}),
+          ...(unreadable ? { unreadable: true } : {}),
+          ...identity,
+        };
       },
       seek(position) {
         // The position is a line of one file: found wherever the list has it now (older files may have been
@@ -179,6 +196,7 @@ export default defineSource<FileSourceConfig>({
         // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
         bytesDone = byte;
         unreadableAfter = position.unreadable === true ? linesDone : undefined;
+        unterminated = typeof position.unterminated === 'number' ? position.unterminated : undefined;
         identity = savedIdentity;
       },
       async close() {
