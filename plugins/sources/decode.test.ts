@@ -464,7 +464,35 @@ test('CSV: the header row read alone (a resumed file) is read by the rows\' read
   assert.deepEqual(await csvColumns(open('time;user_id\r\n1;u1\r\n'), { delimiter: ';' }), ['time', 'user_id']);
   assert.deepEqual(await csvColumns(open('a,b'), { columns: ['x', 'y'] }), ['x', 'y']);
   assert.equal(await csvColumns(open('a,b\n'), { header: false }), undefined);
-  await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: a quoted field is never closed/);
+  await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: quoted field not closed within max_record_bytes \(1024\)/);
+});
+
+test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a quote never closed) fails the source, read with the rows or alone (a resume); never does the first data row name the columns', async () => {
+  const rows = '1,u1,view\n2,u2,view\n';
+  const headers: [string, Buffer, RegExp][] = [
+    ['Latin-1', Buffer.from('time,user_id,type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
+    ['Latin-1, after a quoted row', Buffer.from('time,"user_id",type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
+    ['overlong', Buffer.from(`time,user_id,type${',x'.repeat(600)}\n`), /the CSV header row is unreadable: 1217 bytes, longer than max_record_bytes \(1024\)/],
+    ['never closed', Buffer.from('time,user_id,"type\n'), /the CSV header row is unreadable: quoted field not closed by the end of the file/],
+  ];
+  for (const [what, header, error] of headers) {
+    const bytes = Buffer.concat([header, Buffer.from(rows)]);
+    for (const plainCsvRows of [true, false]) {
+      const context = testContext();
+      const read = async (): Promise<void> => {
+        for await (const _batch of decodeStream(Readable.from([bytes]), 'csv', { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 }, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows }));
+      };
+      await assert.rejects(read(), (thrown: Error) => error.test(thrown.message) && thrown.message.startsWith('f.csv: '), `${what}, plain rows ${plainCsvRows}`);
+      assert.deepEqual(context.deadLetters, [], `${what}: not a dead letter, with the next row taken for the header`);
+      // Named in csv.columns, the row is passed over as the header, and every row read.
+      const named = testContext();
+      const events: number[] = [];
+      const config: DecodeConfig = { csv: { header: true, columns: ['time', 'user_id', 'type'] }, mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
+      for await (const batch of decodeStream(Readable.from([bytes]), 'csv', config, { source: 's', file: 'f.csv' }, named, 7, 0, { line: 1 }, { plainCsvRows })) events.push(...batch.events.map((e) => e.time));
+      assert.deepEqual([events, named.deadLetters], [[1, 2], []], `${what}, plain rows ${plainCsvRows}, with csv.columns`);
+    }
+    await assert.rejects(csvColumns(() => Readable.from([bytes]), {}, 1024), error, `${what}, read alone`);
+  }
 });
 
 test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of its exact bytes (base64), at its line, and reading goes on', async () => {

@@ -49,7 +49,11 @@ export const decodeProperties = {
     description:
       'CSV options. Each of `\\r\\n`, `\\n` and `\\r` outside a quoted field ends a row, whatever the first line ends with (a file whose header ends in CRLF and rows in LF is read row by row), as Python\'s csv module reads it: a bare `\\n` in an unquoted field of a CRLF file ends its row there, and the rest of the line is a row of its own. A quoted field keeps any line end.',
     properties: {
-      header: { type: 'boolean', default: true, description: 'The first row names the columns.' },
+      header: {
+        type: 'boolean',
+        default: true,
+        description: 'The first row names the columns. One that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
+      },
       columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
       delimiter: { type: 'string', minLength: 1, default: ',', description: 'Field delimiter, e.g. `;` or `\\t`.' },
       quote: {
@@ -214,10 +218,16 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   try {
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw new Error(`the CSV header row is unreadable: ${piece.kind === 'unclosed' ? 'a quoted field is never closed' : `longer than max_record_bytes (${maxRecordBytes})`}`);
+      if (piece.kind !== 'records') throw new Error(headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`));
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
-      if (rows.length > 0) return rows[0]!.fields;
+      const header = rows[0];
+      if (header === undefined) continue;
+      // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
+      const ends = lineEndOffsets(piece.bytes);
+      const bytes = piece.bytes.subarray(0, header.lineEnds < ends.length ? ends[header.lineEnds]! : piece.bytes.length);
+      if (!isUtf8(bytes)) throw new Error(headerUnreadable(`it is not UTF-8 text`));
+      return header.fields;
     }
     return undefined;
   } finally {
@@ -327,6 +337,16 @@ async function* decodeCsv(
   };
 
   const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  /**
+   * The header row cannot be read (not UTF-8, over the bound, a quote never closed): dead-lettered,
+   * the first data row would name the columns, and every row be read by the wrong names or lost. With
+   * `csv.columns` it is passed over as the header it is; without, the source fails.
+   */
+  const unreadableHeader = (why: string): void => {
+    if (!csv.columns) throw new Error(`${target.file}: ${headerUnreadable(why)}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
+    skipHeader = false;
+    checkColumns(csv.columns);
+  };
   const delimiter = csv.delimiter ?? ',';
   const quote = csv.quote ?? '"';
   // Plain rows (no quote character, no `\r` but one before their `\n`) are what the quoted-row reader
@@ -339,6 +359,15 @@ async function* decodeCsv(
     let handedOver = false;
     for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plainRowStop(quote), maxLineBytes: maxRecordBytes, stopAtOverlong: true })) {
       readBefore.checkLine(batch);
+      // A header row that is not UTF-8 stands in `lines` as an empty one (as a blank line does).
+      if (skipHeader && batch.notUtf8 !== undefined) {
+        const first = batch.lines.findIndex((text, i) => text !== '' || batch.notUtf8![0]!.line === batch.firstLine + i);
+        const header = batch.notUtf8[0]!;
+        if (first >= 0 && header.line === batch.firstLine + first) {
+          unreadableHeader(`it is not UTF-8 text (${header.bytes.length} bytes)`);
+          batch.notUtf8 = batch.notUtf8.slice(1);
+        }
+      }
       deadLetterUnread(batch, readBefore.through, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
@@ -373,12 +402,11 @@ async function* decodeCsv(
     if (piece.kind !== 'records') {
       const last = line + Math.max(piece.lineEnds, 1) - 1;
       readBefore.check(line, last, () => piece.recordBytes);
-      if (line > readBefore.through) {
+      if (skipHeader) unreadableHeader(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
+      else if (line > readBefore.through) {
         context.deadLetter({
           reason:
-            piece.kind === 'unclosed'
-              ? `malformed CSV: quoted field not closed ${piece.atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}; the next line is read as a new row`
-              : overlongReason(piece.recordBytes, maxRecordBytes),
+            piece.kind === 'unclosed' ? `malformed CSV: ${unclosedReason(piece.atEnd, maxRecordBytes)}; the next line is read as a new row` : overlongReason(piece.recordBytes, maxRecordBytes),
           raw: piece.text,
           origin: { source: target.source, file: target.file, line },
         });
@@ -416,7 +444,8 @@ async function* decodeCsv(
         rowStart = rowEnd;
         if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => bytes.length);
         if (!isUtf8(bytes)) {
-          if (at > readBefore.through) deadLetterNotUtf8(bytes, startsAt, target, context);
+          if (skipHeader) unreadableHeader(`it is not UTF-8 text (${bytes.length} bytes)`);
+          else if (at > readBefore.through) deadLetterNotUtf8(bytes, startsAt, target, context);
           continue;
         }
       } else if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => Buffer.byteLength(parsed.raw));
@@ -441,6 +470,16 @@ async function* decodeCsv(
     byte += piece.bytes.length;
   }
   if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
+}
+
+/** Why a record's quoted field ended it: the end of the file, or the bound. */
+function unclosedReason(atEnd: boolean | undefined, maxRecordBytes: number): string {
+  return `quoted field not closed ${atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}`;
+}
+
+/** What a CSV file whose header row cannot be read fails with (read with the rows, or alone at a resume). */
+function headerUnreadable(why: string): string {
+  return `the CSV header row is unreadable: ${why}`;
 }
 
 /** The reason of a record longer than the bound. */
