@@ -37,7 +37,7 @@ export default defineSink<FileSinkConfig>({
       path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
       lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default). A FIFO is opened at the start all the same (it exists already).' },
-      gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz.' },
+      gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz (any case).' },
       lock: {
         type: 'boolean',
         default: true,
@@ -51,7 +51,7 @@ export default defineSink<FileSinkConfig>({
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
     if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
-    const gzip = config.gzip ?? path.endsWith('.gz');
+    const gzip = config.gzip ?? /\.gz$/i.test(path);
     let output: SharedOutput | undefined;
     let closed = false;
     let locked = false;

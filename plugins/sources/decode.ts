@@ -15,6 +15,7 @@ import {
   readLineBatches,
   type LineBatch,
   type ClickEvent,
+  type EntryProblem,
   type LineStop,
   type JsonSchema,
   type MappingConfig,
@@ -37,6 +38,27 @@ export interface DecodeConfig {
   max_record_bytes?: number;
 }
 
+/**
+ * Mistakes in `csv` that its schema lets through and reading would hide: neither a header row nor
+ * column names (every row dead-lettered), or column names without saying whether the first row is a
+ * header. Left to a default there, a file without one lost its first row silently (passed over as a
+ * header); a config error says it before anything is read, where a warning at each read would scroll by.
+ */
+export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  if (csv?.header === false && csv.columns === undefined) {
+    return [{ field: 'csv', message: '`header: false` needs `columns`: with neither a header row nor column names, every row would be dead-lettered; name the columns' }];
+  }
+  if (csv?.columns !== undefined && csv.header === undefined) {
+    return [
+      {
+        field: 'csv',
+        message: "`columns` needs `header`: `header: false` when the file has no header row (its first row is data), `header: true` when it has one that `columns` renames (that row is passed over); left out, a headerless file's first row would be lost",
+      },
+    ];
+  }
+  return [];
+}
+
 /** Schema fields shared by every text source. */
 export const decodeProperties = {
   format: {
@@ -49,13 +71,14 @@ export const decodeProperties = {
     description:
       'CSV options. Each of `\\r\\n`, `\\n` and `\\r` outside a quoted field ends a row, whatever the first line ends with (a file whose header ends in CRLF and rows in LF is read row by row), as Python\'s csv module reads it: a bare `\\n` in an unquoted field of a CRLF file ends its row there, and the rest of the line is a row of its own. A quoted field keeps any line end.',
     properties: {
+      // No schema defaults for `header` and `delimiter`: whether a user wrote them matters (csvConfigProblems, a .tsv file's tab).
       header: {
         type: 'boolean',
-        default: true,
-        description: 'The first row names the columns. One that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
+        description:
+          'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
       },
-      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
-      delimiter: { type: 'string', minLength: 1, default: ',', description: 'Field delimiter, e.g. `;` or `\\t`.' },
+      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`.' },
+      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
       quote: {
         type: 'string',
         maxLength: 1,

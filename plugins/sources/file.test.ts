@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { originOf } from 'tributary';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { ConfigError, originOf } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
@@ -629,4 +629,46 @@ test('a file whose last line has no line end is read whole; resumed unchanged, o
     assert.deepEqual([resumed.events, resumed.warned], [['3 view'], []], `${path}: the line was whole: only the line after it is new`);
     assert.equal(resumed.position.line, path === csv ? 4 : 3, path);
   }
+});
+
+test('CSV config: `header: false` without `columns`, or `columns` without `header`, is a config error at `csv` (file and stdin sources); both given, each reads as it says', async () => {
+  const path = join(dir, 'config.csv');
+  writeFileSync(path, 'u0,0,view\nu1,1,view\n');
+  const problemsOf = async (source: string): Promise<string[]> => {
+    try {
+      await runYaml(`sources: [${source}]\nsinks: [{type: memory}]\n`);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.path}: ${problem.message.slice(0, problem.message.indexOf('`:') + 1)}`);
+    }
+    return [];
+  };
+  assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {header: false}}`), ['$.sources[0].csv: `header: false` needs `columns`']);
+  assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {columns: [user_id, time, type]}}`), ['$.sources[0].csv: `columns` needs `header`']);
+  assert.deepEqual(await problemsOf('{type: stdin, format: csv, csv: {header: false}}'), ['$.sources[0].csv: `header: false` needs `columns`']);
+  const read = async (header: boolean): Promise<string[]> => {
+    const run = await runYaml(`sources: [{type: file, path: ${path}, csv: {header: ${header}, columns: [user_id, time, type]}, mapping: {time_format: epoch_ms}}]\nsinks: [{type: memory}]\n`);
+    return run.outputs[0]!.map((e) => String(e.userId));
+  };
+  assert.deepEqual(await read(false), ['u0', 'u1'], 'no header row: every row is data');
+  assert.deepEqual(await read(true), ['u1'], 'a header row renamed: passed over');
+});
+
+test('a .tsv file is split on tabs unless csv.delimiter says otherwise; .gz in any case is gzip, for the source and the sink', async () => {
+  const tsv = join(dir, 'events.tsv');
+  writeFileSync(tsv, 'user_id\ttime\ttype\tbrand\nu1\t1\tview\tAcme, Inc.\n');
+  const upper = join(dir, 'EVENTS.TSV.GZ');
+  writeFileSync(upper, gzipSync('user_id\ttime\ttype\tbrand\nu2\t2\tcart\tb\n'));
+  const semicolons = join(dir, 'semicolons.tsv');
+  writeFileSync(semicolons, 'user_id;time;type;brand\nu3;3;view;c\n');
+  const out = join(dir, 'OUT.JSONL.GZ');
+  const run = await runYaml(`
+sources:
+  - {type: file, path: [${tsv}, ${upper}], mapping: {time_format: epoch_ms, attributes: [brand]}}
+  - {type: file, path: ${semicolons}, csv: {delimiter: ";"}, mapping: {time_format: epoch_ms, attributes: [brand]}}
+sinks: [{type: memory}, {type: file, path: ${out}}]
+`);
+  assert.deepEqual(run.outputs[0]!.map((e) => `${String(e.userId)} ${String(e.type)} ${String((e.attrs as { brand?: unknown }).brand)}`).sort(), ['u1 view Acme, Inc.', 'u2 cart b', 'u3 view c']);
+  assert.deepEqual(run.deadLetters, []);
+  assert.equal(gunzipSync(readFileSync(out)).toString().split('\n').filter(Boolean).length, 3, 'the sink wrote gzip');
 });

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
-import { csvColumns, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
+import { csvColumns, csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
   path: string | string[];
@@ -18,6 +18,15 @@ export interface FileSourceConfig extends DecodeConfig {
 
 export function formatOf(path: string, configured: RecordFormat | undefined): RecordFormat {
   return configured ?? (/\.(csv|tsv)(\.gz)?$/i.test(path) ? 'csv' : 'jsonl');
+}
+
+/** Whether a file is read through gzip: `gzip`, else its name (`.gz`, `.GZ`). */
+const isGzipped = (path: string, configured: boolean | undefined): boolean => configured ?? /\.gz$/i.test(path);
+
+/** The decode config of one file: a `.tsv` file's delimiter is a tab, unless `csv.delimiter` says otherwise. */
+function decodeConfigOf(path: string, config: FileSourceConfig): FileSourceConfig {
+  if (config.csv?.delimiter !== undefined || !/\.tsv(\.gz)?$/i.test(path)) return config;
+  return { ...config, csv: { ...config.csv, delimiter: '\t' } };
 }
 
 export default defineSource<FileSourceConfig>({
@@ -43,7 +52,7 @@ export default defineSource<FileSourceConfig>({
         description: 'File to read, or a list of files read one after another. Relative to the pipeline file.',
         anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
       },
-      gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz.' },
+      gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz (any case).' },
       ...decodeProperties,
     },
   },
@@ -59,6 +68,7 @@ export default defineSource<FileSourceConfig>({
       },
     },
   ],
+  checkPipeline: (config) => csvConfigProblems(config.csv),
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
@@ -90,8 +100,9 @@ export default defineSource<FileSourceConfig>({
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
           const path = paths[next]!;
-          const gzip = config.gzip ?? path.endsWith('.gz');
-          const format = formatOf(path.replace(/\.gz$/, ''), config.format);
+          const gzip = isGzipped(path, config.gzip);
+          const format = formatOf(path, config.format);
+          const fileConfig = decodeConfigOf(path, config);
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
           const handle = await openFile(path, 'r');
           let startByte = 0;
@@ -119,7 +130,7 @@ export default defineSource<FileSourceConfig>({
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), config.csv, config.max_record_bytes);
+            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes);
           } catch (error) {
             await handle.close();
             throw error;
@@ -131,7 +142,7 @@ export default defineSource<FileSourceConfig>({
           if (gzip) raw.on('error', (error) => open!.destroy(error));
           const target = { source: context.label, file: path };
           try {
-            for await (const batch of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start, { unterminated })) {
+            for await (const batch of decodeStream(open, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
