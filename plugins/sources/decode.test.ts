@@ -545,3 +545,15 @@ test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of it
     }
   }
 });
+
+test('JSON lines: a BOM before the first line is no part of it (as in CSV): the first record is read, not dead-lettered', async () => {
+  const text = '\ufeff{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view"}\n';
+  for (const chunkSize of [1, 2, 1 << 16]) {
+    const context = testContext();
+    const users: string[] = [];
+    for await (const batch of decodeStream(Readable.from(chunksOf(Buffer.from(text), chunkSize)), 'jsonl', { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'stdin' }, context, 7)) {
+      users.push(...batch.events.map((e) => e.userId));
+    }
+    assert.deepEqual([users, context.deadLetters], [['u1', 'u2'], []], `chunks of ${chunkSize}`);
+  }
+});

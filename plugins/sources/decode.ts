@@ -270,9 +270,15 @@ async function* decodeJsonLines(
   const map = createEventMapper(config.mapping);
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   const skipThrough = readBefore.through;
+  // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
+  let bom = startLine === 1;
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
     const { lines, firstLine, endByte, unterminated } = batch;
     readBefore.checkLine(batch);
+    if (bom && lines.length > 0) {
+      bom = false;
+      if (lines[0]!.charCodeAt(0) === 0xfeff) lines[0] = lines[0]!.slice(1);
+    }
     const skip = readBefore.through;
     deadLetterUnread(batch, skip, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
