@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -671,4 +671,32 @@ sinks: [{type: memory}, {type: file, path: ${out}}]
   assert.deepEqual(run.outputs[0]!.map((e) => `${String(e.userId)} ${String(e.type)} ${String((e.attrs as { brand?: unknown }).brand)}`).sort(), ['u1 view Acme, Inc.', 'u2 cart b', 'u3 view c']);
   assert.deepEqual(run.deadLetters, []);
   assert.equal(gunzipSync(readFileSync(out)).toString().split('\n').filter(Boolean).length, 3, 'the sink wrote gzip');
+});
+
+test('a gzip file source stopped mid-file (its reader leaves, or it is closed first) closes the file itself, not the garbage collector', { skip: !existsSync('/proc/self/fd') && 'needs /proc/self/fd' }, async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'stopped.jsonl.gz');
+  writeFileSync(path, gzipSync(Array.from({ length: 200_000 }, (_, i) => `${JSON.stringify({ user_id: `u${i}`, time: i, type: 'view' })}\n`).join('')));
+  const descriptors = (): number =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false; // closed while listed
+      }
+    }).length;
+  /** The close is asynchronous (a FileHandle's): each turn of the event loop until it is done, for at most 5 s. */
+  const closed = async (): Promise<boolean> => {
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((resolve) => setImmediate(resolve))) if (descriptors() === 0) return true;
+    return false;
+  };
+  for (const how of ['its reader leaves', 'closed, then its reader leaves']) {
+    const source = await file.create({ path, mapping: { time_format: 'epoch_ms' } } as never, testContext({ batchSize: 100 }));
+    const reading = source.read()[Symbol.asyncIterator]();
+    await reading.next();
+    assert.equal(descriptors(), 1, `${how}: open while read`);
+    if (how.startsWith('closed')) await source.close!();
+    await reading.return?.(undefined);
+    assert.ok(await closed(), `${how}: closed`);
+  }
 });

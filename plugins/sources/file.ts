@@ -86,7 +86,8 @@ export default defineSource<FileSourceConfig>({
     let fileIndex = 0;
     let linesDone = 0;
     let bytesDone: number | undefined = 0;
-    let open: Readable | undefined;
+    /** The file being read: its stream, and what is decoded (the same, or its gunzip); both go when reading stops. */
+    let open: { raw: Readable; decoded: Readable } | undefined;
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
     /**
@@ -138,11 +139,12 @@ export default defineSource<FileSourceConfig>({
           const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
           // No start at 0: reads at a position fail on a FIFO (ESPIPE), and the descriptor is at 0 (only positional reads used it).
           const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) });
-          open = gzip ? raw.pipe(createGunzip()) : raw;
-          if (gzip) raw.on('error', (error) => open!.destroy(error));
+          const decoded = gzip ? raw.pipe(createGunzip()) : raw;
+          if (gzip) raw.on('error', (error) => decoded.destroy(error));
+          open = { raw, decoded };
           const target = { source: context.label, file: path };
           try {
-            for await (const batch of decodeStream(open, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
+            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
@@ -164,8 +166,12 @@ export default defineSource<FileSourceConfig>({
               });
             }
             unreadableAfter = linesDone;
+          } finally {
+            // Left early too (a stop, a failure): a gunzip destroyed unpipes the file stream, which would
+            // keep the file open (until the GC closes its handle) unless destroyed itself.
+            raw.destroy();
+            open = undefined;
           }
-          open = undefined;
         }
       },
       position(): SourcePosition {
@@ -211,7 +217,8 @@ export default defineSource<FileSourceConfig>({
         identity = savedIdentity;
       },
       async close() {
-        open?.destroy();
+        open?.decoded.destroy();
+        open?.raw.destroy();
       },
     };
   },
