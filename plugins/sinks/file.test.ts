@@ -581,3 +581,21 @@ test('a sink (or the dead-letter sink) writing a file a file source of the pipel
   assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]'), [], 'another file is no problem');
   assert.equal(readFileSync(join(base, 'out.jsonl'), 'utf8').split('\n').length, 2);
 });
+
+test('a sink at /dev/stdout writes after what the shell\'s `>> out.txt` holds, replacing none of it (no truncation of a file it does not own)', { skip: !existsSync('/proc/self/fd') && 'needs /dev/stdout leading to a descriptor' }, () => {
+  const out = join(dir, 'shell-append.txt');
+  writeFileSync(out, 'previous content\n');
+  const input = join(dir, 'to-stdout.jsonl');
+  writeFileSync(input, ['u1', 'u2'].map((user) => `${JSON.stringify({ user_id: user, time: '2024-01-01T00:00:00Z', type: 'view' })}\n`).join(''));
+  const pipeline = join(dir, 'to-stdout.yaml');
+  writeFileSync(pipeline, `sources: [{type: file, path: ${input}}]\nsinks: [{type: file, path: /dev/stdout}]\ndead_letter: {type: file, path: ${join(dir, 'to-stdout-dl.jsonl')}, lazy: true}\n`);
+  const appending = openSync(out, 'a');
+  try {
+    const run = spawnSync(process.execPath, [cli, 'run', pipeline, '--log-level', 'warn'], { stdio: ['ignore', appending, 'pipe'] });
+    assert.equal(run.status, 0, String(run.stderr));
+  } finally {
+    closeSync(appending);
+  }
+  const lines = readFileSync(out, 'utf8').split('\n').filter(Boolean);
+  assert.deepEqual([lines[0], lines.slice(1).map((line) => (JSON.parse(line) as { userId: string }).userId)], ['previous content', ['u1', 'u2']]);
+});
