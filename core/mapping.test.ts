@@ -93,7 +93,7 @@ test('a mapped record: an impossible date with a time_format pattern, a price th
   };
   assert.equal(reasonOf({ time: '2024-02-31 10:00:00 UTC' }), `time: cannot parse "2024-02-31 10:00:00 UTC" as yyyy-MM-dd HH:mm:ss 'UTC'`);
   assert.equal(reasonOf({ time: '2024-02-29 10:00:00 UTC' }), undefined, 'a leap day is a day');
-  for (const price of ['   ', '0x1F', '0b11', '0o17', '1_000', 'Infinity', '1e', '.']) assert.equal(reasonOf({ price }), `price: expected a number, got ${JSON.stringify(price)}`, price);
+  for (const price of ['   ', '0x1F', ' 0X1f', '\u00a00x1F', '0b11', '0o17', '1_000', 'Infinity', '1e', '.']) assert.equal(reasonOf({ price }), `price: expected a number, got ${JSON.stringify(price)}`, price);
   for (const [price, expected] of [[' 12.50 ', 12.5], ['1e3', 1000], ['.5', 0.5], [0, 0], ['0', 0]] as const) {
     assert.equal((map({ ...base, price }) as ClickEvent).price, expected, String(price));
   }

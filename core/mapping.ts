@@ -182,20 +182,20 @@ function digitsAt(text: string, at: number, width: number): number {
 
 /**
  * A JSON number, or a number written in decimal (`12.50`, `-3`, `1e3`, spaces around it); anything
- * else is NaN. Number() alone reads blank text as 0 and `0x1F` as 31 (`0b11`, `0o17` too): a price of
- * `   ` would be free. One pass over the characters, then Number() for the form (`1-2`, `1e` are NaN).
+ * else is NaN. Number() alone reads blank text as 0, and `0x1F` as 31 (`0b11`, `0o17` too): a price of
+ * `   ` would be free. Those all read as integers, and none starts with a digit from 1 to 9 or a sign:
+ * only such text is looked at again (this runs once per price).
  */
 export function decimalNumber(value: unknown): number {
   if (typeof value === 'number') return value;
   if (typeof value !== 'string') return NaN;
-  let digits = false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c >= 48 && c <= 57) digits = true;
-    // . + - e E, and spaces (which Number() trims where they may be)
-    else if (c !== 46 && c !== 43 && c !== 45 && c !== 101 && c !== 69 && c > 32) return NaN;
+  const number = Number(value);
+  if (Number.isInteger(number)) {
+    const first = value.charCodeAt(0);
+    const plain = (first >= 49 && first <= 57) || first === 43 || first === 45;
+    if (!plain && (value.trim() === '' || /^\s*0[box]/i.test(value))) return NaN;
   }
-  return digits ? Number(value) : NaN;
+  return number;
 }
 
 const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
