@@ -172,12 +172,15 @@ class ReadBefore {
     this.tail = tail;
   }
 
-  /** With `tail`: the record on lines `first` to `last` is counted read when it is that record, as long as it was. */
-  check(first: number, last: number, bytes: () => number): void {
-    if (this.tail === undefined || first !== this.through + 1) return;
+  /** Whether the record that starts on line `first` is the one to compare with `tail` (check() it then). */
+  comparesAt(first: number): boolean {
+    return this.tail !== undefined && first === this.through + 1;
+  }
+
+  /** The record on lines `first` to `last`, of `now` bytes, where comparesAt(first): counted read when it is as long as it was. */
+  check(first: number, last: number, now: number): void {
     const before = this.tail;
     this.tail = undefined;
-    const now = bytes();
     if (now === before) this.through = last;
     else {
       this.context.logger.warn(
@@ -190,7 +193,7 @@ class ReadBefore {
   /** check() for the line after `through` in a batch of lines, if the batch has it. */
   checkLine(batch: LineBatch): void {
     const i = this.through + 1 - batch.firstLine;
-    if (this.tail !== undefined && i >= 0 && i < batch.lines.length) this.check(this.through + 1, this.through + 1, () => lineBytes(batch, i));
+    if (this.tail !== undefined && i >= 0 && i < batch.lines.length) this.check(this.through + 1, this.through + 1, lineBytes(batch, i));
   }
 }
 
@@ -430,7 +433,7 @@ async function* decodeCsv(
   for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart })) {
     if (piece.kind !== 'records') {
       const last = line + Math.max(piece.lineEnds, 1) - 1;
-      readBefore.check(line, last, () => piece.recordBytes);
+      if (readBefore.comparesAt(line)) readBefore.check(line, last, piece.recordBytes);
       if (skipHeader) unreadableHeader(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
       else if (line > readBefore.through) {
         context.deadLetter({
@@ -467,17 +470,18 @@ async function* decodeCsv(
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
       const startsAt = line + parsed.firstLineEnds;
+      // The lengths compared are given, not closures: one capturing the row would cost an allocation per row.
       if (lineEnds !== undefined) {
         const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
         const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
         rowStart = rowEnd;
-        if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => bytes.length);
+        if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, bytes.length);
         if (!isUtf8(bytes)) {
           if (skipHeader) unreadableHeader(`it is not UTF-8 text (${bytes.length} bytes)`);
           else if (at > readBefore.through) deadLetterNotUtf8(bytes, startsAt, target, context);
           continue;
         }
-      } else if (readBefore.tail !== undefined) readBefore.check(startsAt, at, () => Buffer.byteLength(parsed.raw));
+      } else if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, Buffer.byteLength(parsed.raw));
       row(parsed.fields, parsed.raw, startsAt, at);
       // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
       if (events.length >= maxBatch && parsed.end === parsed.end && parsed !== openRow) {
