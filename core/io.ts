@@ -13,8 +13,18 @@ export interface LineBatch {
   lines: string[];
   /** 1-based line number of `lines[0]`. */
   firstLine: number;
-  /** Bytes of the stream up to and including the last line's newline (a resume point for a file). */
+  /**
+   * Bytes of the stream up to and including the last newline read (a resume point for a file): a last
+   * line the stream ended inside (`unterminated`) is not counted.
+   */
   endByte: number;
+  /**
+   * The stream ended inside the batch's last line, before its newline (a file whose last line has none,
+   * or one a writer is still writing): that line's length in bytes (without a `\r` it ends with; an
+   * overlong one's as `overlong` gives it). It comes as any line does, but `endByte` stops before it, so
+   * that a resume point never lies past a line that may not be whole yet.
+   */
+  unterminated?: number;
   /**
    * The last batch when `stopAt` stopped at a line: the stream from that line's first byte on. It is
    * the reader's once it asks for the next batch (the loop goes on); leaving at this one closes it.
@@ -119,8 +129,9 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   let firstLine = lineNumber;
   /** Stream offset of the current buffer's first byte. */
   let base = 0;
-  /** A line over the bound being read past: its first bytes and its length so far. */
+  /** A line over the bound being read past: its first bytes and its length so far, and the offset it starts at. */
   let skipping: OverlongLine | undefined;
+  let skippingFrom = 0;
   // Iterated by hand: a `for await` would destroy the stream on leaving, and `rest` reads on from it.
   const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let handedOver = false;
@@ -129,8 +140,9 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
     if (lines.length === 0) firstLine = lineNumber;
     return { ...batch(byte), rest: { line: lineNumber, byte, stream: restOf(head, chunks) } };
   };
-  const batch = (endByte: number): LineBatch => {
+  const batch = (endByte: number, unterminated?: number): LineBatch => {
     const out: LineBatch = { lines, firstLine, endByte };
+    if (unterminated !== undefined) out.unterminated = unterminated;
     if (overlong.length > 0) out.overlong = overlong;
     if (notUtf8.length > 0) out.notUtf8 = notUtf8;
     lines = [];
@@ -155,6 +167,7 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   /** Whether the last byte read past was a `\r`. */
   let skippedCr = false;
   const startSkipping = (bytes: Buffer): void => {
+    skippingFrom = base;
     skipping = { line: lineNumber, bytes: bytes.length, head: bytes.toString('utf8', 0, Math.min(bytes.length, OVERLONG_HEAD_BYTES)) };
     skippedCr = bytes[bytes.length - 1] === 13;
   };
@@ -273,22 +286,29 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
         carry = undefined;
       }
     }
+    // The stream ended inside a line (no newline after it): a line as any other, left out of `endByte`.
     if (skipping) {
+      const { bytes } = skipping;
       pushOverlong(skipping);
       skipping = undefined;
-    } else if (carry && carry.length > 0 && !isUtf8(carry)) {
-      pushNotUtf8(carry);
-      base += carry.length;
-    } else if (carry && carry.length > 0) {
-      const text = carry.toString('utf8');
-      if (stopAt !== undefined && stopAt(text, 0, text.length)) {
-        yield stoppedAt(base, carry);
-        handedOver = true;
-        return;
+      yield batch(skippingFrom, bytes);
+      return;
+    }
+    if (carry && carry.length > 0) {
+      const unterminated = carry.length - (carry[carry.length - 1] === 13 ? 1 : 0);
+      if (!isUtf8(carry)) pushNotUtf8(carry);
+      else {
+        const text = carry.toString('utf8');
+        if (stopAt !== undefined && stopAt(text, 0, text.length)) {
+          yield stoppedAt(base, carry);
+          handedOver = true;
+          return;
+        }
+        if (lines.length === 0) firstLine = lineNumber;
+        lines.push(text.replace(/\r$/, ''));
       }
-      if (lines.length === 0) firstLine = lineNumber;
-      lines.push(text.replace(/\r$/, ''));
-      base += carry.length;
+      yield batch(base, unterminated);
+      return;
     }
     if (lines.length > 0) yield batch(base);
   } finally {

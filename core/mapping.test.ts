@@ -1,54 +1,117 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
 import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
-test('iso8601 times are what Date.parse gives, the common UTC form read by position included', () => {
+test('iso8601: RFC 3339 forms; without an offset UTC (never the machine\'s time zone); a date that does not exist, or other text, is NaN', () => {
+  const cases: [string, number][] = [
+    ['2024-01-01T00:00:00Z', Date.UTC(2024, 0, 1)],
+    ['2024-01-01T00:00:00.250Z', Date.UTC(2024, 0, 1, 0, 0, 0, 250)],
+    ['2024-01-01T10:00:00', Date.UTC(2024, 0, 1, 10)],
+    ['2024-01-01 10:00:00.5', Date.UTC(2024, 0, 1, 10, 0, 0, 500)],
+    ['2024-01-01T10:00', Date.UTC(2024, 0, 1, 10)],
+    ['2024-01-01', Date.UTC(2024, 0, 1)],
+    ['2024-01-01t10:00:00z', Date.UTC(2024, 0, 1, 10)],
+    ['2024-01-01T10:00:00+02:00', Date.UTC(2024, 0, 1, 8)],
+    ['2024-01-01T10:00:00-0530', Date.UTC(2024, 0, 1, 15, 30)],
+    ['2024-01-01T10:00:00.123456Z', Date.UTC(2024, 0, 1, 10, 0, 0, 123)],
+    ['2024-01-01T24:00:00Z', Date.UTC(2024, 0, 2)],
+    ['2024-02-29T00:00:00Z', Date.UTC(2024, 1, 29)],
+    ['2000-02-29', Date.UTC(2000, 1, 29)],
+    // A year below 100 is a year of the first century, not 19xx (as Date.UTC would have it).
+    ['0099-06-15T12:00:00Z', new Date(0).setUTCFullYear(99, 5, 15) + 12 * 3_600_000],
+  ];
+  for (const [text, expected] of cases) assert.equal(iso(text), expected, text);
+  for (const text of [
+    '2024-02-30T00:00:00Z', // Date.parse: March 1st
+    '2023-02-29',
+    '2024-04-31T10:00:00',
+    '1900-02-29T00:00:00Z',
+    '12/31/2024 10:00', // Date.parse: in local time
+    '2024-01-01T10:00:00 +02:00',
+    '2024-01-01T10:00:00+02',
+    '2024-01-01T24:00:01Z',
+    '2024-01-01T23:59:60Z',
+    '2024-01-01T25:00:00Z',
+    '2024-13-01',
+    '2024-1-01T00:00:00Z',
+    '2024-01-01T00:00:00.Z',
+    '2024-01-01T00:00:00.00xZ',
+    ' 2024-01-01T00:00:00Z',
+    '2024-01-01Z',
+    '2024-01-01T',
+    'not a time at all!!!',
+  ]) {
+    assert.ok(Number.isNaN(iso(text)), `${text}: ${iso(text)}`);
+  }
+  for (const value of [undefined, null, 1704067200000, {}, ['2024-01-01T00:00:00Z']]) assert.ok(Number.isNaN(iso(value)), String(value));
+  // On a machine in New York, a time without an offset is still UTC (Date.parse: 15:00 UTC).
+  const script = `import { createTimeParser } from ${JSON.stringify(new URL('./mapping.js', import.meta.url).href)}; process.stdout.write(String(createTimeParser('iso8601')('2024-01-01T10:00:00')))`;
+  const elsewhere = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, TZ: 'America/New_York' }, encoding: 'utf8' });
+  assert.equal(Number(elsewhere), Date.UTC(2024, 0, 1, 10));
+});
+
+test('iso8601: every real date and time of many generated, in each form, is the instant Date.parse gives its UTC form; every impossible one is NaN', () => {
   const pad = (value: number, width: number): string => String(value).padStart(width, '0');
   const pick = <T>(choices: readonly T[], r: number): T => choices[Math.floor(r * choices.length)]!;
   // A seeded generator: the same cases on every run.
   let seed = 42;
   const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const cases: string[] = [
-    '2024-01-01T00:00:00Z',
-    '2024-01-01T00:00:00.000Z',
-    '2024-02-30T00:00:00Z', // rolls over to March 1st, as Date.parse does
-    '2024-01-01T24:00:00Z', // the end of a day: Date.parse takes it
-    '2024-01-01T23:59:60Z',
-    '0099-06-15T12:00:00Z', // years below 100: not 1999
-    '0100-06-15T12:00:00.250Z',
-    '2024-01-01T00:00:00.5Z',
-    '2024-01-01T00:00:00+02:00',
-    '2024-01-01',
-    '2024-01-01t00:00:00z',
-    '2024-1-01T00:00:00Z',
-    '2024-01-01T00:00:00.00xZ',
-    ' 2024-01-01T00:00:00Z',
-    'not a time at all!!!',
-  ];
+  let valid = 0;
   for (let i = 0; i < 20_000; i++) {
-    const year = pick([0, 99, 100, 1969, 1970, 2024, 9999], random());
+    const year = pick([100, 1969, 1970, 2000, 2023, 2024, 2100, 9999], random());
     const month = Math.floor(random() * 14);
     const day = Math.floor(random() * 33);
     const hour = Math.floor(random() * 26);
     const minute = Math.floor(random() * 61);
     const second = Math.floor(random() * 62);
     const fraction = pick(['', `.${pad(Math.floor(random() * 1000), 3)}`, '.5', '.1234'], random());
-    const zone = pick(['Z', 'Z', 'Z', '+01:00', 'z', ''], random());
-    const separator = pick(['T', 'T', 'T', ' ', 't'], random());
-    cases.push(`${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}${separator}${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${zone}`);
+    const zone = pick(['Z', 'Z', '+01:00', '-0930', 'z', ''], random());
+    const separator = pick(['T', 'T', ' ', 't'], random());
+    const text = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}${separator}${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${zone}`;
+    // The reference: Date.parse of the same instant in the one form it reads alike everywhere (T, an
+    // offset), where the day exists (Date.UTC's round trip), which Date.parse does not check.
+    const exists = new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day && month >= 1 && month <= 12;
+    const canonical = `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${zone === '' || zone === 'z' ? 'Z' : zone === '-0930' ? '-09:30' : zone}`;
+    const expected = exists ? Date.parse(canonical) : NaN;
+    assert.ok(Object.is(iso(text), expected), `${text}: ${iso(text)}, expected ${expected}`);
+    if (!Number.isNaN(expected)) valid++;
   }
-  let fast = 0;
-  for (const text of cases) {
-    const expected = Date.parse(text);
-    assert.ok(Object.is(iso(text), expected), `${text}: ${iso(text)}, Date.parse gives ${expected}`);
-    if (!Number.isNaN(expected)) fast++;
+  assert.ok(valid > 1_000, `enough valid times among the cases (${valid})`);
+});
+
+test('a mapped record: an impossible date with a time_format pattern, a price that is not a decimal number, a numeric id JSON rounds, are rejections with their reasons; a numeric type is mapped by its text', () => {
+  const map = createEventMapper({ time_format: "yyyy-MM-dd HH:mm:ss 'UTC'", event_types: { '2': 'cart', view: 'view' } });
+  const base = { user_id: 'u1', time: '2024-01-31 10:00:00 UTC', type: 'view' };
+  const reasonOf = (record: Record<string, unknown>): string | undefined => {
+    const result = map({ ...base, ...record });
+    return isRejected(result) ? result.rejected : undefined;
+  };
+  assert.equal(reasonOf({ time: '2024-02-31 10:00:00 UTC' }), `time: cannot parse "2024-02-31 10:00:00 UTC" as yyyy-MM-dd HH:mm:ss 'UTC'`);
+  assert.equal(reasonOf({ time: '2024-02-29 10:00:00 UTC' }), undefined, 'a leap day is a day');
+  for (const price of ['   ', '0x1F', ' 0X1f', '\u00a00x1F', '0b11', '0o17', '1_000', 'Infinity', '1e', '.']) assert.equal(reasonOf({ price }), `price: expected a number, got ${JSON.stringify(price)}`, price);
+  for (const [price, expected] of [[' 12.50 ', 12.5], ['1e3', 1000], ['.5', 0.5], [0, 0], ['0', 0]] as const) {
+    assert.equal((map({ ...base, price }) as ClickEvent).price, expected, String(price));
   }
-  assert.ok(fast > 1_000, `enough valid times among the cases (${fast})`);
-  for (const value of [undefined, null, 1704067200000, {}, ['2024-01-01T00:00:00Z']]) assert.ok(Number.isNaN(iso(value)), String(value));
+  // Two users' ids past 2^53, read by JSON.parse: the same number. Said, not merged.
+  const [a, b] = JSON.parse('[12345678901234567890, 12345678901234567891]') as number[];
+  assert.equal(a, b);
+  const rounded = 'the number 12345678901234567000 is not an integer below 2^53, which JSON readers round (two ids could become one): send ids as strings';
+  assert.equal(reasonOf({ user_id: a }), `user_id: ${rounded}`);
+  assert.equal(reasonOf({ item_id: b }), `item_id: ${rounded}`);
+  assert.match(reasonOf({ session_id: 1.5 })!, /^session_id: the number 1\.5 is not an integer below 2\^53/);
+  assert.equal((map({ ...base, user_id: 2 ** 53 - 1 }) as ClickEvent).userId, '9007199254740991');
+  // A numeric JSON type: by its text where event_types maps it; otherwise no event type.
+  assert.equal((map({ ...base, type: 2 }) as ClickEvent).type, 'cart');
+  assert.equal(reasonOf({ type: 3 }), 'type: expected a string (a number is read only where event_types maps it: "3": cart), got 3');
+  assert.equal(reasonOf({ type: true }), 'type: expected a string, got true');
+  const epoch = createEventMapper({ time_format: 'epoch_ms' });
+  assert.ok(isRejected(epoch({ user_id: 'u1', time: '0x1F', type: 'view' })), 'an epoch in hex is no time');
+  assert.equal((epoch({ user_id: 'u1', time: ' 1704067200000 ', type: 'view' }) as ClickEvent).time, 1704067200000);
 });
 
 test('a value nested thousands deep (valid JSON) is a rejection with its reason, never a thrown stack overflow', () => {

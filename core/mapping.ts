@@ -59,19 +59,22 @@ export function createTimeParser(format = 'iso8601'): TimeParser {
     case 'iso8601':
       return parseIso8601;
     case 'epoch_ms':
-      return (value) => toNumber(value);
+      return decimalNumber;
     case 'epoch_s':
-      return (value) => toNumber(value) * 1000;
+      return (value) => decimalNumber(value) * 1000;
     default:
       return compilePattern(format);
   }
 }
 
 /**
- * Date.parse of an ISO 8601 timestamp. The form producers write most, `YYYY-MM-DDTHH:mm:ss[.sss]Z`,
- * is read by position (Date.parse's tokenizer was about 0.25 µs per event in the Kafka source); any
- * other form, or a field out of the ranges below, goes to Date.parse itself, so the result is always
- * what Date.parse gives.
+ * An ISO 8601 timestamp as RFC 3339 writes it: `YYYY-MM-DD`, then optionally `T` (or `t`, or a space)
+ * and `HH:mm`, `:ss`, a fraction (its first three digits are the milliseconds), and `Z` or an offset
+ * `±HH:mm` (`±HHmm`). Without an offset it is UTC: read in the machine's time zone (as Date.parse
+ * does), the same file would give other times on another machine. A date that does not exist
+ * (February 30th) and any other text (`12/31/2024 10:00`, which Date.parse reads in local time) are
+ * NaN, rejected. `24:00:00` is the end of the day, as ISO 8601 has it. The form producers write most,
+ * `YYYY-MM-DDTHH:mm:ss[.sss]Z`, is read by position first: this runs once per event.
  */
 function parseIso8601(value: unknown): number {
   if (typeof value !== 'string') return NaN;
@@ -92,13 +95,65 @@ function parseIso8601(value: unknown): number {
     const minute = digitsAt(value, 14, 2);
     const second = digitsAt(value, 17, 2);
     const ms = n === 24 ? digitsAt(value, 20, 3) : 0;
-    // Years below 100 and 24:00:00 are rare: left to Date.parse. A day past its month's end rolls
-    // over here as in V8's Date.parse (2024-02-30 is March 1st).
-    if (year >= 100 && month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 && minute <= 59 && second <= 59 && ms >= 0) {
+    if (isDate(year, month, day) && hour <= 23 && minute <= 59 && second <= 59 && ms >= 0) {
       return (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms;
     }
   }
-  return n >= 10 && value.charCodeAt(0) >= 48 && value.charCodeAt(0) <= 57 ? Date.parse(value) : NaN;
+  return parseIsoForms(value);
+}
+
+/** parseIso8601 for every form but the one it reads by position (NaN for what is none of them). */
+function parseIsoForms(value: string): number {
+  const n = value.length;
+  if (n < 10 || value.charCodeAt(4) !== 45 || value.charCodeAt(7) !== 45) return NaN;
+  const year = digitsAt(value, 0, 4);
+  const month = digitsAt(value, 5, 2);
+  const day = digitsAt(value, 8, 2);
+  if (!isDate(year, month, day)) return NaN;
+  let hour = 0;
+  let minute = 0;
+  let second = 0;
+  let ms = 0;
+  let offsetMinutes = 0;
+  if (n > 10) {
+    const separator = value.charCodeAt(10);
+    if ((separator !== 84 /* T */ && separator !== 116 /* t */ && separator !== 32) || value.charCodeAt(13) !== 58) return NaN;
+    hour = digitsAt(value, 11, 2);
+    minute = digitsAt(value, 14, 2);
+    let at = 16;
+    if (value.charCodeAt(at) === 58) {
+      second = digitsAt(value, at + 1, 2);
+      at += 3;
+      if (value.charCodeAt(at) === 46 /* . */) {
+        const from = ++at;
+        while (at < n && value.charCodeAt(at) >= 48 && value.charCodeAt(at) <= 57) at++;
+        if (at === from) return NaN;
+        ms = digitsAt(value.slice(from, Math.min(at, from + 3)).padEnd(3, '0'), 0, 3);
+      }
+    }
+    const zone = value.charCodeAt(at);
+    if ((zone === 90 /* Z */ || zone === 122 /* z */) && at + 1 === n) at = n;
+    else if (zone === 43 /* + */ || zone === 45 /* - */) {
+      const colon = value.charCodeAt(at + 3) === 58 ? 1 : 0;
+      const hours = digitsAt(value, at + 1, 2);
+      const minutes = digitsAt(value, at + 3 + colon, 2);
+      if (at + 5 + colon !== n || !(hours <= 23 && minutes <= 59)) return NaN;
+      offsetMinutes = (zone === 43 ? 1 : -1) * (hours * 60 + minutes);
+      at = n;
+    }
+    if (at !== n) return NaN;
+    const endOfDay = hour === 24 && minute === 0 && second === 0 && ms === 0;
+    if (!((hour <= 23 && minute <= 59 && second <= 59) || endOfDay)) return NaN;
+  }
+  return (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + ms;
+}
+
+/** Whether the day exists in the proleptic Gregorian calendar (NaN parts are none). */
+function isDate(year: number, month: number, day: number): boolean {
+  if (!(year >= 0 && month >= 1 && month <= 12 && day >= 1)) return false;
+  if (day <= 28) return true;
+  if (month === 2) return day === 29 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
 }
 
 /**
@@ -125,10 +180,22 @@ function digitsAt(text: string, at: number, width: number): number {
   return value;
 }
 
-function toNumber(value: unknown): number {
+/**
+ * A JSON number, or a number written in decimal (`12.50`, `-3`, `1e3`, spaces around it); anything
+ * else is NaN. Number() alone reads blank text as 0, and `0x1F` as 31 (`0b11`, `0o17` too): a price of
+ * `   ` would be free. Those all read as integers, and none starts with a digit from 1 to 9 or a sign:
+ * only such text is looked at again (this runs once per price).
+ */
+export function decimalNumber(value: unknown): number {
   if (typeof value === 'number') return value;
-  if (typeof value === 'string' && value.trim() !== '') return Number(value);
-  return NaN;
+  if (typeof value !== 'string') return NaN;
+  const number = Number(value);
+  if (Number.isInteger(number)) {
+    const first = value.charCodeAt(0);
+    const plain = (first >= 49 && first <= 57) || first === 43 || first === 45;
+    if (!plain && (value.trim() === '' || /^\s*0[box]/i.test(value))) return NaN;
+  }
+  return number;
 }
 
 const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
@@ -170,7 +237,8 @@ export function compilePattern(pattern: string): TimeParser {
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
     const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
     for (const field of fields) parts[field.token] = digitsAt(value, field.at, field.token.length);
-    if (parts.MM < 1 || parts.MM > 12 || parts.dd < 1 || parts.dd > 31 || parts.HH > 23 || parts.mm > 59 || parts.ss > 60) return NaN;
+    // A day past its month's end (February 31st) is no date: Date.UTC would roll it into the next month.
+    if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 60) return NaN;
     return Date.UTC(parts.yyyy, parts.MM - 1, parts.dd, parts.HH, parts.mm, parts.ss, parts.SSS);
   };
 }
@@ -191,6 +259,8 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   const priceField = fields.price ?? 'price';
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
   const parseTime = createTimeParser(config.time_format ?? 'iso8601');
+  // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
+  const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];
   const attributesField = config.attributes_field;
   const defaultType = config.default_type;
@@ -201,33 +271,42 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    const user = idValue(raw[userField]);
+    const user = idValue(userField, raw[userField]);
     if (user === undefined) return { rejected: `${userField}: missing user id` };
-    if (user === null) return { rejected: `${userField}: expected a string or number, got ${describe(raw[userField])}` };
+    if (typeof user !== 'string') return user;
     const rawTime = raw[timeField];
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
     const time = parseTime(rawTime);
-    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${config.time_format ?? 'iso8601'}` };
-    let type = raw[typeField];
-    if (type === undefined || type === null || type === '') {
+    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
+    const rawType = raw[typeField];
+    let type: string;
+    if (rawType === undefined || rawType === null || rawType === '') {
       if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
-      type = defaultType;
-    } else if (typeof type !== 'string') {
-      return { rejected: `${typeField}: expected a string, got ${describe(type)}` };
+      type = eventTypes.get(defaultType) ?? defaultType;
+    } else if (typeof rawType === 'string') type = eventTypes.get(rawType) ?? rawType;
+    else {
+      // A number (a JSON `type` of 2) is read by its text where event_types maps it (`"2": cart`); no
+      // canonical type is a number, so one it does not map is a mistake in the mapping, said as such.
+      const mapped = typeof rawType === 'number' ? eventTypes.get(String(rawType)) : undefined;
+      if (mapped === undefined) {
+        const unmapped = typeof rawType === 'number' ? ` (a number is read only where event_types maps it: "${String(rawType)}": cart)` : '';
+        return { rejected: `${typeField}: expected a string${unmapped}, got ${describe(rawType)}` };
+      }
+      type = mapped;
     }
-    const event: ClickEvent = { kind: 'event', userId: user, time, type: eventTypes.get(type as string) ?? (type as string) };
-    const session = idValue(raw[sessionField]);
-    if (session === null) return { rejected: `${sessionField}: expected a string or number, got ${describe(raw[sessionField])}` };
+    const event: ClickEvent = { kind: 'event', userId: user, time, type };
+    const session = idValue(sessionField, raw[sessionField]);
+    if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
-    const item = idValue(raw[itemField]);
-    if (item === null) return { rejected: `${itemField}: expected a string or number, got ${describe(raw[itemField])}` };
+    const item = idValue(itemField, raw[itemField]);
+    if (typeof item === 'object') return item;
     if (item !== undefined) event.itemId = item;
-    const category = idValue(raw[categoryField]);
-    if (category === null) return { rejected: `${categoryField}: expected a string or number, got ${describe(raw[categoryField])}` };
+    const category = idValue(categoryField, raw[categoryField]);
+    if (typeof category === 'object') return category;
     if (category !== undefined) event.category = category;
     const rawPrice = raw[priceField];
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
-      const price = typeof rawPrice === 'number' ? rawPrice : typeof rawPrice === 'string' ? Number(rawPrice) : NaN;
+      const price = decimalNumber(rawPrice);
       if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
       // A negative price is bad input (a refund or a sign error upstream), not a price: the features
       // (price statistics, cart value, monetary value) would take it as one.
@@ -264,12 +343,19 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   };
 }
 
-/** A string id, `undefined` when absent, `null` when present but of the wrong type. */
-function idValue(value: unknown): string | undefined | null {
+/**
+ * The id in `field`: its text; `undefined` when absent; the rejection when it is no id. A number is
+ * one only as an integer JSON reads exactly (below 2^53): past that, JSON.parse rounds it, and two
+ * users' ids (12345678901234567890 and ...891) would become one.
+ */
+function idValue(field: string, value: unknown): string | undefined | { rejected: string } {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  return null;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    return { rejected: `${field}: the number ${describe(value)} is not an integer below 2^53, which JSON readers round (two ids could become one): send ids as strings` };
+  }
+  return { rejected: `${field}: expected a string or number, got ${describe(value)}` };
 }
 
 /** Deepest nesting of objects and arrays an attribute value may have. */

@@ -381,6 +381,8 @@ export interface PipelineOutline {
    * factory sees the interval of the run.)
    */
   readonly commits?: { readonly intervalMs: number; readonly setting: 'checkpoint.interval' | 'settings.commit_interval' };
+  /** The folder the entries' relative paths are relative to (the pipeline file's; PluginContext.baseDir). */
+  readonly baseDir: string;
 }
 
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */

@@ -213,7 +213,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const deadLetters = resolveEntries('dead_letter', 'sink');
   if (problems.length === 0) {
     const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document) }, inFile));
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile));
   }
   if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
 
@@ -263,6 +263,7 @@ interface PipelineEntries {
   deadLetter: ResolvedEntry | undefined;
   scaleOut: boolean;
   commits: PipelineOutline['commits'];
+  baseDir: string;
 }
 
 /** How often the sources commit, as the document declares it (PipelineOutline.commits; the runtime's defaults). */
@@ -325,6 +326,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     sinks: entries.sinks.map(outlineOf('sink')),
     ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
     ...(entries.commits ? { commits: entries.commits } : {}),
+    baseDir: entries.baseDir,
   };
   const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
     ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
@@ -538,7 +540,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
   }
   if (problems.length > 0) return problems;
   const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document) }, locate);
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate);
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */

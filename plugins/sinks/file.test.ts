@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { closeSync, constants as fsConstants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
@@ -9,8 +9,8 @@ import { createInterface } from 'node:readline';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
-import type { StreamRecord } from 'tributary';
-import { runSummaries, testContext } from 'tributary/testing';
+import { ConfigError, type StreamRecord } from 'tributary';
+import { runSummaries, runYaml, testContext } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import { takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
@@ -549,4 +549,53 @@ test('gzip flushed every few records (a commit a second, a quiet stream) is abou
   const ratio = statSync(path).size / gzipSync(text).length;
   // A member per flush made this file 1.5x one member's size.
   assert.ok(ratio < 1.2, `${ratio.toFixed(3)}x the size of one member`);
+});
+
+test('a sink (or the dead-letter sink) writing a file a file source of the pipeline reads is a config error at its path, by name, link or inode; the input is left as it was', async () => {
+  const base = mkdtempSync(join(dir, 'same-path-'));
+  const input = join(base, 'events.jsonl');
+  const content = `${JSON.stringify({ user_id: 'u1', time: '2024-01-01T00:00:00Z', type: 'view' })}\n`;
+  writeFileSync(input, content);
+  linkSync(input, join(base, 'hard-link.jsonl'));
+  symlinkSync(base, join(base, 'linked-folder'));
+  const problemsOf = async (sinks: string, deadLetter = 'dl.jsonl'): Promise<string[]> => {
+    try {
+      await runYaml(`sources: [{type: file, path: [other.jsonl, events.jsonl]}]\nsinks: ${sinks}\ndead_letter: {type: file, path: ${deadLetter}}\n`, { baseDir: base });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.line}: ${problem.path}: ${problem.message}`);
+    }
+    return [];
+  };
+  writeFileSync(join(base, 'other.jsonl'), '');
+  const message = (line: number, at: string): string =>
+    `${line}: ${at}: ${input} is the input of sources[0] (path: events.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); give this sink another path`;
+  assert.deepEqual(await problemsOf('[{type: file, path: ./events.jsonl}]'), [message(2, '$.sinks[0].path')]);
+  for (const other of ['hard-link.jsonl', 'linked-folder/events.jsonl']) {
+    const problems = await problemsOf(`[{type: file, path: out.jsonl}, {type: file, path: ${other}, append: true}]`);
+    assert.equal(problems.length, 1, other);
+    assert.match(problems[0]!, /^2: \$\.sinks\[1\]\.path: .* is the input of sources\[0\] \(path: events\.jsonl\)/, other);
+  }
+  assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]', `${base}/events.jsonl`), [message(3, '$.dead_letter.path')]);
+  assert.equal(readFileSync(input, 'utf8'), content, 'the input is as it was');
+  assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]'), [], 'another file is no problem');
+  assert.equal(readFileSync(join(base, 'out.jsonl'), 'utf8').split('\n').length, 2);
+});
+
+test('a sink at /dev/stdout writes after what the shell\'s `>> out.txt` holds, replacing none of it (no truncation of a file it does not own)', { skip: !existsSync('/proc/self/fd') && 'needs /dev/stdout leading to a descriptor' }, () => {
+  const out = join(dir, 'shell-append.txt');
+  writeFileSync(out, 'previous content\n');
+  const input = join(dir, 'to-stdout.jsonl');
+  writeFileSync(input, ['u1', 'u2'].map((user) => `${JSON.stringify({ user_id: user, time: '2024-01-01T00:00:00Z', type: 'view' })}\n`).join(''));
+  const pipeline = join(dir, 'to-stdout.yaml');
+  writeFileSync(pipeline, `sources: [{type: file, path: ${input}}]\nsinks: [{type: file, path: /dev/stdout}]\ndead_letter: {type: file, path: ${join(dir, 'to-stdout-dl.jsonl')}, lazy: true}\n`);
+  const appending = openSync(out, 'a');
+  try {
+    const run = spawnSync(process.execPath, [cli, 'run', pipeline, '--log-level', 'warn'], { stdio: ['ignore', appending, 'pipe'] });
+    assert.equal(run.status, 0, String(run.stderr));
+  } finally {
+    closeSync(appending);
+  }
+  const lines = readFileSync(out, 'utf8').split('\n').filter(Boolean);
+  assert.deepEqual([lines[0], lines.slice(1).map((line) => (JSON.parse(line) as { userId: string }).userId)], ['previous content', ['u1', 'u2']]);
 });

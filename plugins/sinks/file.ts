@@ -7,13 +7,13 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readlinkSync, readSync, realpathSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, takeLock, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a `file` source of the pipeline reads (by name, through links, or the same inode) is a config error: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (checkpoint, commit) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -37,7 +37,7 @@ export default defineSink<FileSinkConfig>({
       path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
       lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default). A FIFO is opened at the start all the same (it exists already).' },
-      gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz.' },
+      gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz (any case).' },
       lock: {
         type: 'boolean',
         default: true,
@@ -47,10 +47,11 @@ export default defineSink<FileSinkConfig>({
     },
   },
   examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
+  checkPipeline: (config, pipeline) => readInputProblems(config.path, pipeline),
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
     if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
-    const gzip = config.gzip ?? path.endsWith('.gz');
+    const gzip = config.gzip ?? /\.gz$/i.test(path);
     let output: SharedOutput | undefined;
     let closed = false;
     let locked = false;
@@ -135,6 +136,44 @@ export default defineSink<FileSinkConfig>({
   },
 });
 
+/**
+ * A sink writing a file a `file` source of its pipeline reads: replacing it as the pipeline starts
+ * would wipe the input before it is read, and appending to it would feed the output back in. Found by
+ * path (through links to the folders), and by device and inode where both are regular files (a hard
+ * link, a link to the file).
+ */
+function readInputProblems(path: string, pipeline: PipelineOutline): EntryProblem[] {
+  const written = resolve(pipeline.baseDir, path);
+  const problems: EntryProblem[] = [];
+  pipeline.sources.forEach((source, index) => {
+    if (source.type !== 'file') return;
+    const paths = source.config.path;
+    for (const read of (Array.isArray(paths) ? paths : [paths]).filter((item): item is string => typeof item === 'string')) {
+      if (!sameFile(written, resolve(pipeline.baseDir, read))) continue;
+      problems.push({
+        field: 'path',
+        message: `${written} is the input of sources[${index}] (path: ${read}): writing it would replace that file before it is read (or, appending, read this sink's records back as input); give this sink another path`,
+      });
+    }
+  });
+  return problems;
+}
+
+function sameFile(a: string, b: string): boolean {
+  if (a === b) return true;
+  const [one, other] = [a, b].map((path) => statSync(path, { bigint: true, throwIfNoEntry: false }));
+  if (one?.isFile() && other?.isFile()) return one.dev === other.dev && one.ino === other.ino;
+  // Not both there (or one is a device, a FIFO): the same name once links to folders are followed.
+  const real = (path: string): string => {
+    try {
+      return join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      return path; // its folder is not there yet (the sink creates it)
+    }
+  };
+  return real(a) === real(b);
+}
+
 /** One open output file, shared by every sink of the process writing that path. */
 interface SharedOutput {
   path: string;
@@ -178,8 +217,10 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   }
   if (!append) replacedInRun(context).add(path);
   mkdirSync(dirname(path), { recursive: true });
-  // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation).
-  const file = isFifo(path) ? new FifoStream(path) : new OutputFile(path, !append);
+  // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation). Only
+  // a regular file of the sink's own is replaced: not a device, nor the file a shell gave the process
+  // as its stdout (`>> out.txt`, reached by /dev/stdout).
+  const file = isFifo(path) ? new FifoStream(path) : new OutputFile(path, !append && !isSpecialFile(path));
   let target: Writable = file;
   let compressor: GzipMembers | undefined;
   if (gzip) {
@@ -435,11 +476,28 @@ function statOf(path: string): Stats | undefined {
   }
 }
 
-/** Whether `path` exists and is not a regular file (a FIFO, a device such as /dev/stdout). */
-const isSpecialFile = (path: string): boolean => statOf(path)?.isFile() === false;
+/**
+ * Whether `path` is not a file of the sink's own: it exists and is not a regular file (a FIFO, a device),
+ * or it names a descriptor of the process (/dev/stdout, which leads to whatever the shell opened: with
+ * `>> out.txt` a regular file, to be appended to, not replaced nor locked).
+ */
+const isSpecialFile = (path: string): boolean => namesDescriptor(path) || statOf(path)?.isFile() === false;
 const isFifo = (path: string): boolean => statOf(path)?.isFIFO() === true;
 const isFolder = (path: string): boolean => statOf(path)?.isDirectory() === true;
 
+/** /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a link to one of them. */
+function namesDescriptor(path: string): boolean {
+  let at = path;
+  for (let links = 0; links <= 8; links++) {
+    if (/^\/(dev\/(stdout|stderr|stdin|fd\/\d+)|proc\/(self|thread-self|\d+)\/fd\/\d+)$/.test(at)) return true;
+    try {
+      at = resolve(dirname(at), readlinkSync(at));
+    } catch {
+      return false; // not a link (or not there)
+    }
+  }
+  return false;
+}
 /**
  * The bytes after the file's last newline (`torn`: 0 for a missing or empty file, or one that ends in a
  * newline) and where they start (`lastLineEnd`, the length to truncate it to).

@@ -81,22 +81,29 @@ function chunksOf(bytes: Buffer, chunkSize: number | number[]): Buffer[] {
   return chunks;
 }
 
-async function decodeAll(bytes: Buffer, chunkSize: number | number[], config: DecodeConfig, plainCsvRows: boolean): Promise<{ events: string[]; deadLetters: string[]; throughByte: number; throughLine: number }> {
+async function decodeAll(
+  bytes: Buffer,
+  chunkSize: number | number[],
+  config: DecodeConfig,
+  plainCsvRows: boolean,
+): Promise<{ events: string[]; deadLetters: string[]; throughByte: number; throughLine: number; unterminated: number | undefined }> {
   const chunks = chunksOf(bytes, chunkSize);
   const context = testContext();
   const events: string[] = [];
   let throughByte = 0;
   let throughLine = 0;
+  let unterminated: number | undefined;
   for await (const batch of decodeStream(Readable.from(chunks), 'csv', config, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
     for (const e of batch.events) events.push(`${originOf(e)?.line}: ${JSON.stringify(e)}`);
     if (batch.throughByte !== undefined) throughByte = batch.throughByte;
     throughLine = batch.throughLine;
+    unterminated = batch.unterminated;
   }
   // By line: csv-parse reports its malformed rows as it parses, ahead of the rows being mapped.
   const deadLetters = [...context.deadLetters]
     .sort((a, b) => (a.origin?.line ?? 0) - (b.origin?.line ?? 0))
     .map((d) => `${d.origin?.line}: ${d.reason.replace(/ at line \d+/, '')} | ${JSON.stringify(d.raw)}`);
-  return { events, deadLetters, throughByte, throughLine };
+  return { events, deadLetters, throughByte, throughLine, unterminated };
 }
 
 test('CSV: rows split on the delimiter decode exactly as the quoted-row reader (held to csv-parse below) reads them (events, dead letters, lines), whatever the file', async () => {
@@ -243,10 +250,11 @@ test('CSV: each of \\r\\n, \\n and \\r outside quotes ends a row, whatever the f
   for (const plainCsvRows of [true, false]) {
     for (const chunkSize of [1, 2, 3, 5, 1 << 16]) {
       const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
-      const { events, deadLetters, throughLine } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      const { events, deadLetters, throughLine, unterminated } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
       assert.deepEqual(eventLines(events), ['2: u1 "two"', '4: u2 "x"', '6: u3 "a\\nb"', '8: u4 "c\\r\\nd"', '10: u5 "e\\rf"', '12: u6 "two"', '14: u7 "g"'], label);
       assert.deepEqual(deadLetters, ['3: CSV row has 1 fields, expected 4 | "lines"', '5: CSV row has 1 fields, expected 4 | "y"', '13: CSV row has 1 fields, expected 4 | "lines"'], label);
-      assert.equal(throughLine, 14, label);
+      // The last row, without a line end, is read but not counted: the position stays before it.
+      assert.deepEqual([throughLine, unterminated], [13, '7,u7,view,g'.length], label);
     }
   }
 });
@@ -258,10 +266,11 @@ test('CSV: rows ending in \\r alone, more bytes of them than max_record_bytes, a
     for (const plainCsvRows of [true, false]) {
       for (const chunkSize of [100, 1000, 1 << 16]) {
         const label = `${JSON.stringify(text.slice(17, 20))}, plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
-        const { events, deadLetters, throughLine } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+        const { events, deadLetters, throughLine, unterminated } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
         assert.deepEqual(eventLines(events), rows.map((_, i) => `${i + 2}: u${i % 7}`), label);
         assert.deepEqual(deadLetters, [], label);
-        assert.equal(throughLine, 301, label);
+        // The second file's last row has no line end: read, not counted.
+        assert.deepEqual([throughLine, unterminated], text.endsWith('\r') ? [301, undefined] : [300, rows.at(-1)!.length], label);
       }
     }
   }
@@ -285,10 +294,10 @@ test('CSV: a dead-lettered row\'s line is right after the line ends change, befo
   for (const plainCsvRows of [true, false]) {
     for (const chunkSize of [1, 2, 3, 7, 1 << 16]) {
       const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
-      const { events, deadLetters, throughLine, throughByte } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      const { events, deadLetters, throughLine, throughByte, unterminated } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
       assert.deepEqual(eventLines(events), ['2: u1', '5: u3', '7: u5', '10: u7', '13: u9'], label);
       assert.deepEqual(deadLetters.map((d) => d.split(' |')[0]), ['3: CSV row has 2 fields, expected 3', '6: CSV row has 4 fields, expected 3', '8: CSV row has 2 fields, expected 3', '11: CSV row has 4 fields, expected 3'], label);
-      assert.deepEqual([throughLine, throughByte], [13, Buffer.byteLength(text)], label);
+      assert.deepEqual([throughLine, throughByte, unterminated], [12, Buffer.byteLength(text) - '9,u9,view'.length, '9,u9,view'.length], label);
     }
   }
 });
@@ -314,7 +323,8 @@ test('CSV: a file whose line ends vary (between rows, and a lone one inside a ro
           assert.deepEqual(read.events, reference.events, label);
           assert.deepEqual(read.deadLetters, reference.deadLetters, label);
           assert.equal(read.throughLine, reference.throughLine, label);
-          assert.equal(read.throughByte, mixed.length, label);
+          assert.equal(read.unterminated === undefined, round !== 2, label);
+          assert.equal(read.throughByte + (read.unterminated ?? 0), mixed.length, label);
         }
       }
     }
@@ -454,7 +464,35 @@ test('CSV: the header row read alone (a resumed file) is read by the rows\' read
   assert.deepEqual(await csvColumns(open('time;user_id\r\n1;u1\r\n'), { delimiter: ';' }), ['time', 'user_id']);
   assert.deepEqual(await csvColumns(open('a,b'), { columns: ['x', 'y'] }), ['x', 'y']);
   assert.equal(await csvColumns(open('a,b\n'), { header: false }), undefined);
-  await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: a quoted field is never closed/);
+  await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: quoted field not closed within max_record_bytes \(1024\)/);
+});
+
+test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a quote never closed) fails the source, read with the rows or alone (a resume); never does the first data row name the columns', async () => {
+  const rows = '1,u1,view\n2,u2,view\n';
+  const headers: [string, Buffer, RegExp][] = [
+    ['Latin-1', Buffer.from('time,user_id,type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
+    ['Latin-1, after a quoted row', Buffer.from('time,"user_id",type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
+    ['overlong', Buffer.from(`time,user_id,type${',x'.repeat(600)}\n`), /the CSV header row is unreadable: 1217 bytes, longer than max_record_bytes \(1024\)/],
+    ['never closed', Buffer.from('time,user_id,"type\n'), /the CSV header row is unreadable: quoted field not closed by the end of the file/],
+  ];
+  for (const [what, header, error] of headers) {
+    const bytes = Buffer.concat([header, Buffer.from(rows)]);
+    for (const plainCsvRows of [true, false]) {
+      const context = testContext();
+      const read = async (): Promise<void> => {
+        for await (const _batch of decodeStream(Readable.from([bytes]), 'csv', { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 }, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows }));
+      };
+      await assert.rejects(read(), (thrown: Error) => error.test(thrown.message) && thrown.message.startsWith('f.csv: '), `${what}, plain rows ${plainCsvRows}`);
+      assert.deepEqual(context.deadLetters, [], `${what}: not a dead letter, with the next row taken for the header`);
+      // Named in csv.columns, the row is passed over as the header, and every row read.
+      const named = testContext();
+      const events: number[] = [];
+      const config: DecodeConfig = { csv: { header: true, columns: ['time', 'user_id', 'type'] }, mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
+      for await (const batch of decodeStream(Readable.from([bytes]), 'csv', config, { source: 's', file: 'f.csv' }, named, 7, 0, { line: 1 }, { plainCsvRows })) events.push(...batch.events.map((e) => e.time));
+      assert.deepEqual([events, named.deadLetters], [[1, 2], []], `${what}, plain rows ${plainCsvRows}, with csv.columns`);
+    }
+    await assert.rejects(csvColumns(() => Readable.from([bytes]), {}, 1024), error, `${what}, read alone`);
+  }
 });
 
 test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of its exact bytes (base64), at its line, and reading goes on', async () => {
@@ -505,5 +543,17 @@ test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of it
       assert.deepEqual(letters.map((d) => Buffer.from(String(d.raw), 'base64')), badBytes, label);
       assert.ok(letters.every((d) => d.encoding === 'base64' && /not UTF-8/.test(d.reason)), label);
     }
+  }
+});
+
+test('JSON lines: a BOM before the first line is no part of it (as in CSV): the first record is read, not dead-lettered', async () => {
+  const text = '\ufeff{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view"}\n';
+  for (const chunkSize of [1, 2, 1 << 16]) {
+    const context = testContext();
+    const users: string[] = [];
+    for await (const batch of decodeStream(Readable.from(chunksOf(Buffer.from(text), chunkSize)), 'jsonl', { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'stdin' }, context, 7)) {
+      users.push(...batch.events.map((e) => e.userId));
+    }
+    assert.deepEqual([users, context.deadLetters], [['u1', 'u2'], []], `chunks of ${chunkSize}`);
   }
 });

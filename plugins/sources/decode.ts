@@ -15,6 +15,7 @@ import {
   readLineBatches,
   type LineBatch,
   type ClickEvent,
+  type EntryProblem,
   type LineStop,
   type JsonSchema,
   type MappingConfig,
@@ -37,6 +38,27 @@ export interface DecodeConfig {
   max_record_bytes?: number;
 }
 
+/**
+ * Mistakes in `csv` that its schema lets through and reading would hide: neither a header row nor
+ * column names (every row dead-lettered), or column names without saying whether the first row is a
+ * header. Left to a default there, a file without one lost its first row silently (passed over as a
+ * header); a config error says it before anything is read, where a warning at each read would scroll by.
+ */
+export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  if (csv?.header === false && csv.columns === undefined) {
+    return [{ field: 'csv', message: '`header: false` needs `columns`: with neither a header row nor column names, every row would be dead-lettered; name the columns' }];
+  }
+  if (csv?.columns !== undefined && csv.header === undefined) {
+    return [
+      {
+        field: 'csv',
+        message: "`columns` needs `header`: `header: false` when the file has no header row (its first row is data), `header: true` when it has one that `columns` renames (that row is passed over); left out, a headerless file's first row would be lost",
+      },
+    ];
+  }
+  return [];
+}
+
 /** Schema fields shared by every text source. */
 export const decodeProperties = {
   format: {
@@ -49,9 +71,14 @@ export const decodeProperties = {
     description:
       'CSV options. Each of `\\r\\n`, `\\n` and `\\r` outside a quoted field ends a row, whatever the first line ends with (a file whose header ends in CRLF and rows in LF is read row by row), as Python\'s csv module reads it: a bare `\\n` in an unquoted field of a CRLF file ends its row there, and the rest of the line is a row of its own. A quoted field keeps any line end.',
     properties: {
-      header: { type: 'boolean', default: true, description: 'The first row names the columns.' },
-      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (or to rename a header).' },
-      delimiter: { type: 'string', minLength: 1, default: ',', description: 'Field delimiter, e.g. `;` or `\\t`.' },
+      // No schema defaults for `header` and `delimiter`: whether a user wrote them matters (csvConfigProblems, a .tsv file's tab).
+      header: {
+        type: 'boolean',
+        description:
+          'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
+      },
+      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`.' },
+      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
       quote: {
         type: 'string',
         maxLength: 1,
@@ -84,6 +111,14 @@ export interface DecodedBatch {
   throughLine: number;
   /** Bytes of the stream through that line (a point to resume reading at). */
   throughByte?: number;
+  /**
+   * The stream ended inside the record after `throughLine`, before its line end (a file's last line
+   * without one, or one a writer is still writing): its length in bytes. It was decoded as a whole
+   * record (an event in `events`, or a dead letter), but `throughLine` and `throughByte` stop before
+   * it: a file that grows is read again from there, and the run handed this back as
+   * `options.unterminated` passes the record over if it is unchanged.
+   */
+  unterminated?: number;
 }
 
 /** Where a stream starts in its file, when that is past the beginning (a resume point). */
@@ -97,8 +132,9 @@ export interface StreamStart {
 /**
  * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
- * dead-lettered twice. A stream that starts past the file's beginning (a resume point) says where
- * with `start`.
+ * dead-lettered twice; so is the record after them when `options.unterminated` (a last batch's
+ * DecodedBatch.unterminated) says it was read before without its line end and it is that long still.
+ * A stream that starts past the file's beginning (a resume point) says where with `start`.
  */
 export function decodeStream(
   stream: Readable,
@@ -109,11 +145,64 @@ export function decodeStream(
   maxBatch: number,
   skipThrough = 0,
   start: StreamStart = { line: 1 },
-  options: { plainCsvRows?: boolean } = {},
+  options: { plainCsvRows?: boolean; unterminated?: number } = {},
 ): AsyncGenerator<DecodedBatch> {
+  const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, skipThrough, start, options.plainCsvRows ?? true)
-    : decodeJsonLines(stream, config, target, context, maxBatch, skipThrough, start.line);
+    ? decodeCsv(stream, config, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
+    : decodeJsonLines(stream, config, target, context, maxBatch, readBefore, start.line);
+}
+
+/**
+ * What a resumed run passes over: the lines through `through`, and the record after them when a
+ * position says it was read before without its line end (DecodedBatch.unterminated) and it has as
+ * many bytes still, line end written since or not: it was read whole. One with more (a writer was
+ * still writing it) is read again, whole, and said: its first part stays read as it was.
+ */
+class ReadBefore {
+  /** The length of the record after `through` read before without its line end; undefined once compared. */
+  tail: number | undefined;
+
+  constructor(
+    public through: number,
+    tail: number | undefined,
+    private readonly target: DecodeTarget,
+    private readonly context: PluginContext,
+  ) {
+    this.tail = tail;
+  }
+
+  /** Whether the record that starts on line `first` is the one to compare with `tail` (check() it then). */
+  comparesAt(first: number): boolean {
+    return this.tail !== undefined && first === this.through + 1;
+  }
+
+  /** The record on lines `first` to `last`, of `now` bytes, where comparesAt(first): counted read when it is as long as it was. */
+  check(first: number, last: number, now: number): void {
+    const before = this.tail;
+    this.tail = undefined;
+    if (now === before) this.through = last;
+    else {
+      this.context.logger.warn(
+        { file: this.target.file, line: first, bytesBefore: before, bytes: now },
+        `${this.target.file}: line ${first} was read before without its line end (${before} bytes; a writer was still writing it?) and has changed since: it is read again whole, and what its first part gave then stays given`,
+      );
+    }
+  }
+
+  /** check() for the line after `through` in a batch of lines, if the batch has it. */
+  checkLine(batch: LineBatch): void {
+    const i = this.through + 1 - batch.firstLine;
+    if (this.tail !== undefined && i >= 0 && i < batch.lines.length) this.check(this.through + 1, this.through + 1, lineBytes(batch, i));
+  }
+}
+
+/** The length in bytes of a batch's line `i`, as LineBatch.unterminated gives a last line's. */
+function lineBytes(batch: LineBatch, i: number): number {
+  const text = batch.lines[i]!;
+  if (text !== '') return Buffer.byteLength(text);
+  const line = batch.firstLine + i;
+  return batch.overlong?.find((unread) => unread.line === line)?.bytes ?? batch.notUtf8?.find((unread) => unread.line === line)?.bytes.length ?? 0;
 }
 
 /**
@@ -155,10 +244,16 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   try {
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw new Error(`the CSV header row is unreadable: ${piece.kind === 'unclosed' ? 'a quoted field is never closed' : `longer than max_record_bytes (${maxRecordBytes})`}`);
+      if (piece.kind !== 'records') throw new Error(headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`));
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
-      if (rows.length > 0) return rows[0]!.fields;
+      const header = rows[0];
+      if (header === undefined) continue;
+      // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
+      const ends = lineEndOffsets(piece.bytes);
+      const bytes = piece.bytes.subarray(0, header.lineEnds < ends.length ? ends[header.lineEnds]! : piece.bytes.length);
+      if (!isUtf8(bytes)) throw new Error(headerUnreadable(`it is not UTF-8 text`));
+      return header.fields;
     }
     return undefined;
   } finally {
@@ -172,16 +267,25 @@ async function* decodeJsonLines(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-  skipThrough: number,
+  readBefore: ReadBefore,
   startLine: number,
 ): AsyncGenerator<DecodedBatch> {
   const map = createEventMapper(config.mapping);
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const skipThrough = readBefore.through;
+  // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
+  let bom = startLine === 1;
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
-    const { lines, firstLine, endByte } = batch;
-    deadLetterUnread(batch, skipThrough, maxLineBytes, target, context);
+    const { lines, firstLine, endByte, unterminated } = batch;
+    readBefore.checkLine(batch);
+    if (bom && lines.length > 0) {
+      bom = false;
+      if (lines[0]!.charCodeAt(0) === 0xfeff) lines[0] = lines[0]!.slice(1);
+    }
+    const skip = readBefore.through;
+    deadLetterUnread(batch, skip, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
-    for (let i = Math.max(0, skipThrough - firstLine + 1); i < lines.length; i++) {
+    for (let i = Math.max(0, skip - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
       if (text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === '')) continue; // blank lines are not records
       const origin = { source: target.source, file: target.file, line: firstLine + i };
@@ -196,8 +300,9 @@ async function* decodeJsonLines(
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
       else events.push(result);
     }
-    const throughLine = firstLine + lines.length - 1;
-    if (throughLine > skipThrough) yield { events, throughLine, throughByte: endByte };
+    // A last line without its line end is decoded, but not counted read (DecodedBatch.unterminated).
+    const throughLine = firstLine + lines.length - 1 - (unterminated === undefined ? 0 : 1);
+    if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte: endByte, ...(unterminated === undefined ? {} : { unterminated }) };
   }
 }
 
@@ -207,10 +312,11 @@ async function* decodeCsv(
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
-  skipThrough: number,
+  readBefore: ReadBefore,
   start: StreamStart,
   plainRows: boolean,
 ): AsyncGenerator<DecodedBatch> {
+  const skipThrough = readBefore.through;
   const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
   // Past the file's start the header row is behind us: the columns come with `start`.
@@ -220,6 +326,8 @@ async function* decodeCsv(
   let events: ClickEvent[] = [];
   let throughLine = 0;
   let throughByte = 0;
+  /** The last record's length when the stream ended inside it (DecodedBatch.unterminated). */
+  let unterminated: number | undefined;
 
   /**
    * One row: the header, an event, or a dead letter. Its origin is the line it starts on (what a person
@@ -243,7 +351,7 @@ async function* decodeCsv(
       return;
     }
     if (columns && !columnsChecked) checkColumns(columns);
-    if (lastLine <= skipThrough) return;
+    if (lastLine <= readBefore.through) return;
     const origin = { source: target.source, file: target.file, line };
     if (!columns) {
       context.deadLetter({ reason: 'CSV has no header row and no `csv.columns`', raw: rawText, origin });
@@ -261,6 +369,16 @@ async function* decodeCsv(
   };
 
   const maxRecordBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  /**
+   * The header row cannot be read (not UTF-8, over the bound, a quote never closed): dead-lettered,
+   * the first data row would name the columns, and every row be read by the wrong names or lost. With
+   * `csv.columns` it is passed over as the header it is; without, the source fails.
+   */
+  const unreadableHeader = (why: string): void => {
+    if (!csv.columns) throw new Error(`${target.file}: ${headerUnreadable(why)}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
+    skipHeader = false;
+    checkColumns(csv.columns);
+  };
   const delimiter = csv.delimiter ?? ',';
   const quote = csv.quote ?? '"';
   // Plain rows (no quote character, no `\r` but one before their `\n`) are what the quoted-row reader
@@ -272,7 +390,17 @@ async function* decodeCsv(
     let bom = start.line === 1;
     let handedOver = false;
     for await (const batch of readLineBatches(stream, maxBatch, { startLine: start.line, stopAt: plainRowStop(quote), maxLineBytes: maxRecordBytes, stopAtOverlong: true })) {
-      deadLetterUnread(batch, skipThrough, maxRecordBytes, target, context);
+      readBefore.checkLine(batch);
+      // A header row that is not UTF-8 stands in `lines` as an empty one (as a blank line does).
+      if (skipHeader && batch.notUtf8 !== undefined) {
+        const first = batch.lines.findIndex((text, i) => text !== '' || batch.notUtf8![0]!.line === batch.firstLine + i);
+        const header = batch.notUtf8[0]!;
+        if (first >= 0 && header.line === batch.firstLine + first) {
+          unreadableHeader(`it is not UTF-8 text (${header.bytes.length} bytes)`);
+          batch.notUtf8 = batch.notUtf8.slice(1);
+        }
+      }
+      deadLetterUnread(batch, readBefore.through, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
         if (bom) {
@@ -282,9 +410,11 @@ async function* decodeCsv(
         if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // an empty line is no row
       }
       if (batch.lines.length > 0) {
-        throughLine = batch.firstLine + batch.lines.length - 1;
+        // A last line without its line end is a row, but not counted read (DecodedBatch.unterminated).
+        unterminated = batch.unterminated;
+        throughLine = batch.firstLine + batch.lines.length - 1 - (unterminated === undefined ? 0 : 1);
         throughByte = batch.endByte;
-        if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+        if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
         events = [];
       }
       if (batch.rest) {
@@ -302,20 +432,28 @@ async function* decodeCsv(
   let atFileStart = rest.byte === 0 && rest.line === 1;
   for await (const piece of csvRecordPieces(rest.stream, { delimiter, quote, maxRecordBytes, atFileStart })) {
     if (piece.kind !== 'records') {
-      if (line > skipThrough) {
+      const last = line + Math.max(piece.lineEnds, 1) - 1;
+      if (readBefore.comparesAt(line)) readBefore.check(line, last, piece.recordBytes);
+      if (skipHeader) unreadableHeader(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
+      else if (line > readBefore.through) {
         context.deadLetter({
           reason:
-            piece.kind === 'unclosed'
-              ? `malformed CSV: quoted field not closed ${piece.atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}; the next line is read as a new row`
-              : overlongReason(piece.recordBytes, maxRecordBytes),
+            piece.kind === 'unclosed' ? `malformed CSV: ${unclosedReason(piece.atEnd, maxRecordBytes)}; the next line is read as a new row` : overlongReason(piece.recordBytes, maxRecordBytes),
           raw: piece.text,
           origin: { source: target.source, file: target.file, line },
         });
       }
-      throughLine = line + Math.max(piece.lineEnds, 1) - 1;
+      if (piece.lineEnds === 0) {
+        // The stream ended inside it, before a line end (only there does a piece have none): not counted read.
+        throughLine = line - 1;
+        throughByte = byte;
+        unterminated = piece.recordBytes;
+      } else {
+        throughLine = last;
+        throughByte = byte + piece.byteLength;
+      }
       line += piece.lineEnds;
       byte += piece.byteLength;
-      throughByte = byte;
       atFileStart = false;
       continue;
     }
@@ -323,33 +461,58 @@ async function* decodeCsv(
     atFileStart = false;
     // A run that is not UTF-8 somewhere: each row's bytes are checked (found by its last line's end).
     const lineEnds = isUtf8(piece.bytes) ? undefined : lineEndOffsets(piece.bytes);
+    // The stream's last run may end inside its last record (no line end after it): that record is
+    // decoded, but the position stops at its first line's start (DecodedBatch.unterminated).
+    const lastByte = piece.bytes[piece.bytes.length - 1];
+    const open = lastByte !== 10 && lastByte !== 13;
+    const openRow = open ? rows[rows.length - 1] : undefined;
     let rowStart = 0;
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
       const startsAt = line + parsed.firstLineEnds;
+      // The lengths compared are given, not closures: one capturing the row would cost an allocation per row.
       if (lineEnds !== undefined) {
         const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
         const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
         rowStart = rowEnd;
+        if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, bytes.length);
         if (!isUtf8(bytes)) {
-          if (at > skipThrough) deadLetterNotUtf8(bytes, startsAt, target, context);
+          if (skipHeader) unreadableHeader(`it is not UTF-8 text (${bytes.length} bytes)`);
+          else if (at > readBefore.through) deadLetterNotUtf8(bytes, startsAt, target, context);
           continue;
         }
-      }
+      } else if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, Buffer.byteLength(parsed.raw));
       row(parsed.fields, parsed.raw, startsAt, at);
       // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
-      if (events.length >= maxBatch && parsed.end === parsed.end) {
+      if (events.length >= maxBatch && parsed.end === parsed.end && parsed !== openRow) {
         yield { events, throughLine: at, throughByte: byte + parsed.end };
         events = [];
       }
     }
-    const last = piece.bytes[piece.bytes.length - 1];
-    throughLine = line + piece.lineEnds - (last === 10 || last === 13 ? 1 : 0);
+    if (open) {
+      const firstLineEnds = openRow?.firstLineEnds ?? piece.lineEnds;
+      const from = firstLineEnds === 0 ? 0 : (lineEnds ?? lineEndOffsets(piece.bytes))[firstLineEnds - 1]! + 1;
+      throughLine = line + firstLineEnds - 1;
+      throughByte = byte + from;
+      unterminated = piece.bytes.length - from;
+    } else {
+      throughLine = line + piece.lineEnds - 1;
+      throughByte = byte + piece.bytes.length;
+    }
     line += piece.lineEnds;
     byte += piece.bytes.length;
-    throughByte = byte;
   }
-  if (throughLine > skipThrough) yield { events, throughLine, throughByte };
+  if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
+}
+
+/** Why a record's quoted field ended it: the end of the file, or the bound. */
+function unclosedReason(atEnd: boolean | undefined, maxRecordBytes: number): string {
+  return `quoted field not closed ${atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}`;
+}
+
+/** What a CSV file whose header row cannot be read fails with (read with the rows, or alone at a resume). */
+function headerUnreadable(why: string): string {
+  return `the CSV header row is unreadable: ${why}`;
 }
 
 /** The reason of a record longer than the bound. */

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, closeSync, constants as fsConstants, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { originOf } from 'tributary';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { ConfigError, originOf } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
@@ -532,4 +532,171 @@ test('CSV: a column the mapping names that the header lacks is said once per fil
   // Columns given in the config (no header row) are checked as a header is.
   const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
   assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);
+});
+
+test('a FIFO resumed from a checkpoint is read from the start of its new stream: a line count of the stream before skips nothing of it', async () => {
+  const { default: file } = await import('./file.js');
+  const fifo = join(dir, 'events.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const line = (time: number): string => `${JSON.stringify({ user_id: `u${time}`, time, type: 'view' })}\n`;
+  /** One writer's stream through the FIFO: its lines, then its end. */
+  const read = async (times: number[], position?: Record<string, unknown>): Promise<{ times: number[]; position: Record<string, unknown> }> => {
+    const source = await file.create({ path: fifo, mapping: { time_format: 'epoch_ms' } } as never, testContext({ resuming: position !== undefined }));
+    if (position) source.seek!(position as never);
+    const writer = createWriteStream(fifo);
+    writer.end(times.map(line).join(''));
+    const read: number[] = [];
+    for await (const batch of source.read()) read.push(...batch.map((e) => e.time));
+    return { times: read, position: source.position!() as Record<string, unknown> };
+  };
+  const first = await read([1, 2, 3, 4, 5]);
+  assert.deepEqual(first.times, [1, 2, 3, 4, 5]);
+  assert.deepEqual([first.position.file, first.position.line], [fifo, 5]);
+  // The next writer's stream: fewer lines than the first one's, all of them new.
+  const resumed = await read([6, 7, 8], first.position);
+  assert.deepEqual(resumed.times, [6, 7, 8]);
+  assert.equal(resumed.position.line, 3, 'the lines of this stream');
+});
+
+/** Reads `config`'s files to their end (resumed from `position`, if given): the events as `time type price`, the dead letters' lines, the warnings and the last position. */
+async function readFiles(config: Record<string, unknown>, position?: Record<string, unknown>): Promise<{ events: string[]; deadLetters: (number | undefined)[]; warned: string[]; position: Record<string, unknown> }> {
+  const { default: file } = await import('./file.js');
+  const warned: string[] = [];
+  const base = testContext({ resuming: position !== undefined });
+  const context = { ...base, logger: { ...base.logger, warn: (_fields: unknown, message: string) => void warned.push(message) } } as typeof base;
+  const source = await file.create({ mapping: { time_format: 'epoch_ms' }, ...config } as never, context);
+  if (position) source.seek!(position as never);
+  const events: string[] = [];
+  for await (const batch of source.read()) events.push(...batch.map((e) => `${e.time} ${e.type}${e.price === undefined ? '' : ` ${e.price}`}`));
+  return { events, deadLetters: base.deadLetters.map((d) => d.origin?.line), warned, position: source.position!() as Record<string, unknown> };
+}
+
+test('a last line a writer is still writing (no line end yet) is read at the end of the file, but the position stays before it: a resumed run reads it whole, nothing of it lost', async () => {
+  const jsonl = join(dir, 'mid-write.jsonl');
+  const line = (time: number, type = 'view'): string => JSON.stringify({ user_id: `u${time}`, time, type });
+  writeFileSync(jsonl, `${line(1)}\n${line(2, 'cart').slice(0, 30)}`);
+  const first = await readFiles({ path: jsonl });
+  assert.deepEqual(first.events, ['1 view']);
+  assert.deepEqual(first.deadLetters, [2], 'the end of the file is the end of this run\'s input: its cut line is a record, bad JSON');
+  assert.deepEqual([first.position.line, first.position.byte, first.position.unterminated], [1, Buffer.byteLength(`${line(1)}\n`), 30], 'the position is before the cut line');
+  appendFileSync(jsonl, `${line(2, 'cart').slice(30)}\n${line(3)}\n`);
+  const resumed = await readFiles({ path: jsonl }, first.position);
+  assert.deepEqual(resumed.events, ['2 cart', '3 view'], 'the line completed since, whole, and the next');
+  assert.equal(resumed.warned.length, 1, 'said: the record read from its first part is not taken back');
+  assert.deepEqual([resumed.position.line, resumed.position.unterminated], [3, undefined]);
+
+  // CSV: split on the delimiter, and read by the quoted-row reader (a quote before it).
+  for (const header of ['user_id,time,type,price', '"user_id",time,type,price']) {
+    const csv = join(dir, 'mid-write.csv');
+    writeFileSync(csv, `${header}\nu1,1,view,10\nu2,2,cart,12`);
+    const cut = await readFiles({ path: csv });
+    assert.deepEqual(cut.events, ['1 view 10', '2 cart 12'], `${header}: the end of this run's input`);
+    assert.deepEqual([cut.position.line, cut.position.unterminated], [2, 'u2,2,cart,12'.length], header);
+    appendFileSync(csv, '5.50\nu3,3,view,3\n');
+    const whole = await readFiles({ path: csv }, cut.position);
+    assert.deepEqual(whole.events, ['2 cart 125.5', '3 view 3'], `${header}: the row completed since is read again, whole (not lost, nor cut at 12)`);
+    assert.deepEqual([whole.position.line, whole.position.byte], [4, Buffer.byteLength(`${header}\nu1,1,view,10\nu2,2,cart,125.50\nu3,3,view,3\n`)], header);
+  }
+  // A quoted field the writer has not closed yet: a dead letter at the end of this run's input, read whole once closed.
+  const quoted = join(dir, 'mid-write-quoted.csv');
+  writeFileSync(quoted, 'user_id,time,type,brand\nu1,1,view,a\nu2,2,cart,"Acme');
+  const open = await readFiles({ path: quoted, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } });
+  assert.deepEqual([open.events, open.deadLetters, open.position.line], [['1 view'], [3], 2]);
+  appendFileSync(quoted, ' Inc"\n');
+  const closed = await readFiles({ path: quoted, mapping: { time_format: 'epoch_ms', attributes: ['brand'] } }, open.position);
+  assert.deepEqual([closed.events, closed.deadLetters, closed.position.line], [['2 cart'], [], 3]);
+});
+
+test('a file whose last line has no line end is read whole; resumed unchanged, or after a line end and more lines were added, that line is not read again', async () => {
+  const line = (time: number): string => JSON.stringify({ user_id: `u${time}`, time, type: 'view' });
+  const jsonl = join(dir, 'no-last-newline.jsonl');
+  const gzipped = join(dir, 'no-last-newline.jsonl.gz');
+  const csv = join(dir, 'no-last-newline.csv');
+  writeFileSync(jsonl, `${line(1)}\n${line(2)}`);
+  writeFileSync(gzipped, gzipSync(`${line(1)}\n${line(2)}`));
+  writeFileSync(csv, 'user_id,time,type\nu1,1,view\nu2,2,view');
+  for (const path of [jsonl, gzipped, csv]) {
+    const run = await readFiles({ path });
+    assert.deepEqual(run.events, ['1 view', '2 view'], `${path}: a backtest reads the last line`);
+    const again = await readFiles({ path }, run.position);
+    assert.deepEqual([again.events, again.deadLetters, again.warned], [[], [], []], `${path}: resumed unchanged, nothing is read again`);
+    assert.deepEqual(again.position, run.position, path);
+  }
+  for (const path of [jsonl, csv]) {
+    const run = await readFiles({ path });
+    appendFileSync(path, path === csv ? '\nu3,3,view\n' : `\n${line(3)}\n`);
+    const resumed = await readFiles({ path }, run.position);
+    assert.deepEqual([resumed.events, resumed.warned], [['3 view'], []], `${path}: the line was whole: only the line after it is new`);
+    assert.equal(resumed.position.line, path === csv ? 4 : 3, path);
+  }
+});
+
+test('CSV config: `header: false` without `columns`, or `columns` without `header`, is a config error at `csv` (file and stdin sources); both given, each reads as it says', async () => {
+  const path = join(dir, 'config.csv');
+  writeFileSync(path, 'u0,0,view\nu1,1,view\n');
+  const problemsOf = async (source: string): Promise<string[]> => {
+    try {
+      await runYaml(`sources: [${source}]\nsinks: [{type: memory}]\n`);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.path}: ${problem.message.slice(0, problem.message.indexOf('`:') + 1)}`);
+    }
+    return [];
+  };
+  assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {header: false}}`), ['$.sources[0].csv: `header: false` needs `columns`']);
+  assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {columns: [user_id, time, type]}}`), ['$.sources[0].csv: `columns` needs `header`']);
+  assert.deepEqual(await problemsOf('{type: stdin, format: csv, csv: {header: false}}'), ['$.sources[0].csv: `header: false` needs `columns`']);
+  const read = async (header: boolean): Promise<string[]> => {
+    const run = await runYaml(`sources: [{type: file, path: ${path}, csv: {header: ${header}, columns: [user_id, time, type]}, mapping: {time_format: epoch_ms}}]\nsinks: [{type: memory}]\n`);
+    return run.outputs[0]!.map((e) => String(e.userId));
+  };
+  assert.deepEqual(await read(false), ['u0', 'u1'], 'no header row: every row is data');
+  assert.deepEqual(await read(true), ['u1'], 'a header row renamed: passed over');
+});
+
+test('a .tsv file is split on tabs unless csv.delimiter says otherwise; .gz in any case is gzip, for the source and the sink', async () => {
+  const tsv = join(dir, 'events.tsv');
+  writeFileSync(tsv, 'user_id\ttime\ttype\tbrand\nu1\t1\tview\tAcme, Inc.\n');
+  const upper = join(dir, 'EVENTS.TSV.GZ');
+  writeFileSync(upper, gzipSync('user_id\ttime\ttype\tbrand\nu2\t2\tcart\tb\n'));
+  const semicolons = join(dir, 'semicolons.tsv');
+  writeFileSync(semicolons, 'user_id;time;type;brand\nu3;3;view;c\n');
+  const out = join(dir, 'OUT.JSONL.GZ');
+  const run = await runYaml(`
+sources:
+  - {type: file, path: [${tsv}, ${upper}], mapping: {time_format: epoch_ms, attributes: [brand]}}
+  - {type: file, path: ${semicolons}, csv: {delimiter: ";"}, mapping: {time_format: epoch_ms, attributes: [brand]}}
+sinks: [{type: memory}, {type: file, path: ${out}}]
+`);
+  assert.deepEqual(run.outputs[0]!.map((e) => `${String(e.userId)} ${String(e.type)} ${String((e.attrs as { brand?: unknown }).brand)}`).sort(), ['u1 view Acme, Inc.', 'u2 cart b', 'u3 view c']);
+  assert.deepEqual(run.deadLetters, []);
+  assert.equal(gunzipSync(readFileSync(out)).toString().split('\n').filter(Boolean).length, 3, 'the sink wrote gzip');
+});
+
+test('a gzip file source stopped mid-file (its reader leaves, or it is closed first) closes the file itself, not the garbage collector', { skip: !existsSync('/proc/self/fd') && 'needs /proc/self/fd' }, async () => {
+  const { default: file } = await import('./file.js');
+  const path = join(dir, 'stopped.jsonl.gz');
+  writeFileSync(path, gzipSync(Array.from({ length: 200_000 }, (_, i) => `${JSON.stringify({ user_id: `u${i}`, time: i, type: 'view' })}\n`).join('')));
+  const descriptors = (): number =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false; // closed while listed
+      }
+    }).length;
+  /** The close is asynchronous (a FileHandle's): each turn of the event loop until it is done, for at most 5 s. */
+  const closed = async (): Promise<boolean> => {
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((resolve) => setImmediate(resolve))) if (descriptors() === 0) return true;
+    return false;
+  };
+  for (const how of ['its reader leaves', 'closed, then its reader leaves']) {
+    const source = await file.create({ path, mapping: { time_format: 'epoch_ms' } } as never, testContext({ batchSize: 100 }));
+    const reading = source.read()[Symbol.asyncIterator]();
+    await reading.next();
+    assert.equal(descriptors(), 1, `${how}: open while read`);
+    if (how.startsWith('closed')) await source.close!();
+    await reading.return?.(undefined);
+    assert.ok(await closed(), `${how}: closed`);
+  }
 });

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
-import { csvColumns, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
+import { csvColumns, csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
   path: string | string[];
@@ -18,6 +18,15 @@ export interface FileSourceConfig extends DecodeConfig {
 
 export function formatOf(path: string, configured: RecordFormat | undefined): RecordFormat {
   return configured ?? (/\.(csv|tsv)(\.gz)?$/i.test(path) ? 'csv' : 'jsonl');
+}
+
+/** Whether a file is read through gzip: `gzip`, else its name (`.gz`, `.GZ`). */
+const isGzipped = (path: string, configured: boolean | undefined): boolean => configured ?? /\.gz$/i.test(path);
+
+/** The decode config of one file: a `.tsv` file's delimiter is a tab, unless `csv.delimiter` says otherwise. */
+function decodeConfigOf(path: string, config: FileSourceConfig): FileSourceConfig {
+  if (config.csv?.delimiter !== undefined || !/\.tsv(\.gz)?$/i.test(path)) return config;
+  return { ...config, csv: { ...config.csv, delimiter: '\t' } };
 }
 
 export default defineSource<FileSourceConfig>({
@@ -32,7 +41,8 @@ export default defineSource<FileSourceConfig>({
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
-    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). A FIFO is read as a stream.',
+    'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
+    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -42,7 +52,7 @@ export default defineSource<FileSourceConfig>({
         description: 'File to read, or a list of files read one after another. Relative to the pipeline file.',
         anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
       },
-      gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz.' },
+      gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz (any case).' },
       ...decodeProperties,
     },
   },
@@ -58,6 +68,7 @@ export default defineSource<FileSourceConfig>({
       },
     },
   ],
+  checkPipeline: (config) => csvConfigProblems(config.csv),
   create(config, context) {
     const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
@@ -75,32 +86,44 @@ export default defineSource<FileSourceConfig>({
     let fileIndex = 0;
     let linesDone = 0;
     let bytesDone: number | undefined = 0;
-    let open: Readable | undefined;
+    /** The file being read: its stream, and what is decoded (the same, or its gunzip); both go when reading stops. */
+    let open: { raw: Readable; decoded: Readable } | undefined;
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
+    /**
+     * The length of the record after the position that the file ended inside, read without its line end
+     * (DecodedBatch.unterminated): the position stays before it, as a writer may not be done with it.
+     */
+    let unterminated: number | undefined;
     /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
     let identity: FileIdentity | undefined;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
           const path = paths[next]!;
-          const gzip = config.gzip ?? path.endsWith('.gz');
-          const format = formatOf(path.replace(/\.gz$/, ''), config.format);
-          const seekable = !gzip;
+          const gzip = isGzipped(path, config.gzip);
+          const format = formatOf(path, config.format);
+          const fileConfig = decodeConfigOf(path, config);
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
           const handle = await openFile(path, 'r');
           let startByte = 0;
           let columns: string[] | undefined;
+          let seekable = false;
           try {
             const opened = identityOf(handle.fd);
+            // A FIFO or a device is a stream that starts anew at each open: a position's line in it (a
+            // resumed run, another read of this source) counts lines of a stream gone, not of this one.
+            const stream = opened === undefined;
+            seekable = !gzip && !stream;
             // Only now, its identity known, does the position move to this file. Moved before the open, a
             // checkpoint taken meanwhile named a file by its path alone: renamed before the resume (log
             // rotation), that file was skipped, and another read in its place.
-            if (next !== fileIndex) {
+            if (next !== fileIndex || stream) {
               fileIndex = next;
               linesDone = 0;
               bytesDone = 0;
               unreadableAfter = undefined;
+              unterminated = undefined;
             }
             identity = opened;
             if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
@@ -108,7 +131,7 @@ export default defineSource<FileSourceConfig>({
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), config.csv, config.max_record_bytes);
+            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes);
           } catch (error) {
             await handle.close();
             throw error;
@@ -116,14 +139,17 @@ export default defineSource<FileSourceConfig>({
           const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
           // No start at 0: reads at a position fail on a FIFO (ESPIPE), and the descriptor is at 0 (only positional reads used it).
           const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) });
-          open = gzip ? raw.pipe(createGunzip()) : raw;
-          if (gzip) raw.on('error', (error) => open!.destroy(error));
+          const decoded = gzip ? raw.pipe(createGunzip()) : raw;
+          if (gzip) raw.on('error', (error) => decoded.destroy(error));
+          open = { raw, decoded };
           const target = { source: context.label, file: path };
           try {
-            for await (const { events, throughLine, throughByte } of decodeStream(open, format, config, target, context, context.batchSize, linesDone, start)) {
+            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
+              const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
               bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
+              unterminated = batch.unterminated;
               if (events.length > 0) yield events;
             }
           } catch (error) {
@@ -140,13 +166,25 @@ export default defineSource<FileSourceConfig>({
               });
             }
             unreadableAfter = linesDone;
+          } finally {
+            // Left early too (a stop, a failure): a gunzip destroyed unpipes the file stream, which would
+            // keep the file open (until the GC closes its handle) unless destroyed itself.
+            raw.destroy();
+            open = undefined;
           }
-          open = undefined;
         }
       },
       position(): SourcePosition {
         const unreadable = unreadableAfter !== undefined && unreadableAfter === linesDone;
-        return { file: paths[fileIndex] ?? null, fileIndex, line: linesDone, ...(bytesDone !== undefined ? { byte: bytesDone } : {}), ...(unreadable ? { unreadable: true } : {}), ...identity };
+        return {
+          file: paths[fileIndex] ?? null,
+          fileIndex,
+          line: linesDone,
+          ...(bytesDone !== undefined ? { byte: bytesDone } : {}),
+          ...(unterminated !== undefined ? { unterminated } : {}),
+          ...(unreadable ? { unreadable: true } : {}),
+          ...identity,
+        };
       },
       seek(position) {
         // The position is a line of one file: found wherever the list has it now (older files may have been
@@ -175,10 +213,12 @@ export default defineSource<FileSourceConfig>({
         // A checkpoint from before byte positions (or of a gzip file) resumes by line count.
         bytesDone = byte;
         unreadableAfter = position.unreadable === true ? linesDone : undefined;
+        unterminated = typeof position.unterminated === 'number' ? position.unterminated : undefined;
         identity = savedIdentity;
       },
       async close() {
-        open?.destroy();
+        open?.decoded.destroy();
+        open?.raw.destroy();
       },
     };
   },
@@ -226,6 +266,8 @@ function identityIn(position: SourcePosition): FileIdentity | undefined {
 function isFile(path: string, identity: FileIdentity, minSize: number, sameInode: boolean): boolean {
   let fd: number;
   try {
+    // Not a regular file (a FIFO now at its path) is not it, and opening a FIFO would wait for a writer.
+    if (!statSync(path).isFile()) return false;
     fd = openSync(path, 'r');
   } catch {
     return false; // gone (archived), or unreadable: reading it says so

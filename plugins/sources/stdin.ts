@@ -1,6 +1,6 @@
 /** `stdin`: reads JSON lines or CSV from standard input, e.g. `zcat events.gz | tributary run p.yaml`. */
 import { defineSource, type ClickEvent } from 'tributary';
-import { decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
+import { csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
 
 export default defineSource<DecodeConfig>({
   name: 'stdin',
@@ -13,6 +13,7 @@ export default defineSource<DecodeConfig>({
     properties: { ...decodeProperties, format: { ...decodeProperties.format, description: 'Record format. Default: jsonl.' } },
   },
   examples: [{ format: 'jsonl' }, { format: 'csv', csv: { header: false, columns: ['time', 'user_id', 'type'] } }],
+  checkPipeline: (config) => csvConfigProblems(config.csv),
   create(config, context) {
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
