@@ -31,10 +31,34 @@ import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
 
-test('back pressure: while a sink has no room, the source is not pulled', async () => {
-  let batchesPulled = 0;
+/** A sink that has no room until opened: `asked` once the runtime waits on it, `open()` lets everything through. */
+function gatedSink(name: string): { plugin: ReturnType<typeof defineSink<Record<string, never>>>; written: StreamRecord[]; asked: () => boolean; open: () => void } {
+  const written: StreamRecord[] = [];
   let release: (() => void) | undefined;
   let blocked = true;
+  const plugin = defineSink<Record<string, never>>({
+    name,
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: (record) => void written.push(record),
+      ready: () => (blocked ? new Promise<void>((resolve) => (release = resolve)) : undefined),
+      close: async () => undefined,
+    }),
+  });
+  return {
+    plugin,
+    written,
+    asked: () => release !== undefined,
+    open: () => {
+      blocked = false;
+      release?.();
+    },
+  };
+}
+
+test('back pressure: while a sink has no room, the source is not pulled', async () => {
+  let batchesPulled = 0;
   const source = defineSource<Record<string, never>>({
     name: 'counting',
     summary: 'test',
@@ -48,33 +72,18 @@ test('back pressure: while a sink has no room, the source is not pulled', async 
       },
     }),
   });
-  const written: StreamRecord[] = [];
-  const sink = defineSink<Record<string, never>>({
-    name: 'gated',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      write: (record) => void written.push(record),
-      ready: () => (blocked ? new Promise<void>((resolve) => (release = resolve)) : undefined),
-      close: async () => undefined,
-    }),
-  });
-  const run = runYaml('sources: [{type: counting}]\nsinks: [{type: gated}]\nsettings: {max_in_flight: 10}\n', { plugins: [source, sink] });
-  const deadline = Date.now() + 10_000;
-  while (release === undefined) {
-    assert.ok(Date.now() < deadline, 'the sink was never asked for room');
-    await turn();
-  }
+  const sink = gatedSink('gated');
+  const run = runYaml('sources: [{type: counting}]\nsinks: [{type: gated}]\nsettings: {max_in_flight: 10}\n', { plugins: [source, sink.plugin] });
+  await until(sink.asked, 'the sink to be asked for room');
   // The runtime now waits on the sink; give it plenty of turns to (wrongly) pull more.
   for (let i = 0; i < 100; i++) await turn();
   assert.equal(batchesPulled, 1, 'only the first batch is pulled while the sink is full');
-  assert.equal(written.length, 10);
-  blocked = false;
-  release!();
+  assert.equal(sink.written.length, 10);
+  sink.open();
   const { stats } = await run;
   assert.equal(batchesPulled, 5);
   assert.equal(stats.eventsIn, 50);
-  assert.equal(written.length, 50);
+  assert.equal(sink.written.length, 50);
 });
 
 test('watermarks trail the largest event time by the bounded out-of-orderness, rise monotonically, and end at +Infinity', async () => {
@@ -1684,27 +1693,15 @@ test('a source that dead-letters input yields an empty batch after it: the runti
       },
     }),
   });
-  let release: (() => void) | undefined;
-  let blocked = true;
-  const deadLetters: StreamRecord[] = [];
-  const gated = defineSink<Record<string, never>>({
-    name: 'gated-dead-letters',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      write: (record) => void deadLetters.push(record),
-      ready: () => (blocked ? new Promise<void>((resolve) => (release = resolve)) : undefined),
-      close: async () => undefined,
-    }),
-  });
-  const run = runYaml('sources: [{type: all-bad}]\nsinks: [{type: memory}]\ndead_letter: {type: gated-dead-letters}\nsettings: {max_in_flight: 10}\n', { plugins: [source, gated] });
-  await until(() => release !== undefined, 'the dead-letter sink to be asked for room');
+  const gated = gatedSink('gated-dead-letters');
+  const deadLetters = gated.written;
+  const run = runYaml('sources: [{type: all-bad}]\nsinks: [{type: memory}]\ndead_letter: {type: gated-dead-letters}\nsettings: {max_in_flight: 10}\n', { plugins: [source, gated.plugin] });
+  await until(gated.asked, 'the dead-letter sink to be asked for room');
   // The runtime now waits on the dead-letter sink; give it plenty of turns to (wrongly) pull more.
   for (let i = 0; i < 100; i++) await turn();
   assert.equal(batchesPulled, 1, 'only the first batch is pulled while the dead-letter sink is full');
   assert.equal(deadLetters.length, 10);
-  blocked = false;
-  release!();
+  gated.open();
   const { stats } = await run;
   assert.equal(batchesPulled, 5);
   assert.equal(stats.eventsIn, 0);
