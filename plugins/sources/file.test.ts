@@ -5,7 +5,7 @@ import { appendFileSync, closeSync, constants as fsConstants, createWriteStream,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ConfigError, originOf } from 'tributary';
+import { ConfigError, defineSink, originOf, type StreamRecord } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
@@ -120,7 +120,8 @@ test('JSON lines resume at the byte after their position\'s line; a position tha
   // One run, stopped after its first batches: the position it would checkpoint.
   const first = await file.create(config, testContext({ batchSize: 1000 }));
   let batches = 0;
-  for await (const _batch of first.read()) if (++batches === 2) break;
+  // Batches of events: the header row comes as an empty one (no event, a position past it).
+  for await (const batch of first.read()) if (batch.length > 0 && ++batches === 2) break;
   const position = first.position!();
   assert.equal(position.line, 2000);
   assert.equal(position.byte, Buffer.byteLength(`${lines.slice(0, 2000).join('\n')}\n`), 'the byte after line 2000');
@@ -161,7 +162,8 @@ test('CSV resumes at the byte after its position\'s row, with the header\'s colu
   const firstContext = testContext({ batchSize: 1000 });
   const first = await file.create(config, firstContext);
   let batches = 0;
-  for await (const _batch of first.read()) if (++batches === 2) break;
+  // Batches of events: the header row comes as an empty one (no event, a position past it).
+  for await (const batch of first.read()) if (batch.length > 0 && ++batches === 2) break;
   const position = first.position!();
   assert.equal(firstContext.deadLetters.length, 1);
   // 2,000 events need 2,001 rows (one was dead-lettered); the header and the quoted newline add a line each.
@@ -699,4 +701,43 @@ test('a gzip file source stopped mid-file (its reader leaves, or it is closed fi
     await reading.return?.(undefined);
     assert.ok(await closed(), `${how}: closed`);
   }
+});
+
+test('a file of bad lines waits for the dead-letter sink\'s room: its dead letters are not piled on a sink that said it was full', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'file-dead-room-'));
+  const path = join(dir, 'garbage.jsonl');
+  writeFileSync(path, Array.from({ length: 3000 }, (_, i) => `not json ${i}`).join('\n') + '\n');
+  const written: StreamRecord[] = [];
+  let release: (() => void) | undefined;
+  let blocked = true;
+  let writtenWhenFull = -1;
+  const gated = defineSink<Record<string, never>>({
+    name: 'gated-dead-letters',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: (record) => void written.push(record),
+      ready: () => {
+        if (!blocked || written.length < 50) return undefined;
+        if (writtenWhenFull < 0) writtenWhenFull = written.length;
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+      close: async () => undefined,
+    }),
+  });
+  const run = runYaml(`sources: [{type: file, path: ${path}}]\nsinks: [{type: memory}]\ndead_letter: {type: gated-dead-letters}\nsettings: {max_in_flight: 100}\n`, { plugins: [gated] });
+  const deadline = Date.now() + 20_000;
+  while (release === undefined) {
+    assert.ok(Date.now() < deadline, 'the dead-letter sink was never asked for room once full');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  for (let i = 0; i < 200; i++) await new Promise((resolve) => setImmediate(resolve));
+  // At most one batch (max_in_flight lines) past the 50 that filled it. Before, the source yielded no batch of
+  // only rejects, so the runtime asked for room only after all 3000 were written.
+  assert.ok(writtenWhenFull <= 150 && written.length === writtenWhenFull, `${written.length} dead letters written, the sink full at ${writtenWhenFull}`);
+  blocked = false;
+  release!();
+  const { stats } = await run;
+  assert.equal(stats.deadLettered, 3000);
+  assert.equal(written.length, 3000);
 });

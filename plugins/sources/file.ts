@@ -150,7 +150,8 @@ export default defineSource<FileSourceConfig>({
               linesDone = throughLine;
               bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
               unterminated = batch.unterminated;
-              if (events.length > 0) yield events;
+              // Empty when all of it was dead-lettered: yielded all the same, so the runtime waits for the dead-letter sink's room (Source.read).
+              yield events;
             }
           } catch (error) {
             // Compressed data that ends early or is corrupt is bad input, not a failed source: the lines

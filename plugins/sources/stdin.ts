@@ -18,7 +18,8 @@ export default defineSource<DecodeConfig>({
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for await (const { events } of decodeStream(process.stdin, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize)) {
-          if (events.length > 0) yield events;
+          // Empty when all of it was dead-lettered: the runtime then waits for the dead-letter sink's room (Source.read).
+          yield events;
         }
       },
     };
