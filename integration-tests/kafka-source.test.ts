@@ -574,7 +574,7 @@ test('every dead letter carries its record\'s key beside its value, so it can be
     assert.ok(found, `a dead letter of offset ${offset}`);
     return { reason: found.reason, raw: found.raw, encoding: found.encoding, key: found.key, keyEncoding: found.keyEncoding };
   };
-  assert.deepEqual(letter(0), { reason: 'time: cannot parse "yesterday" as iso8601', raw: badTime, encoding: undefined, key: 'user-42', keyEncoding: undefined });
+  assert.deepEqual(letter(0), { reason: 'time: cannot parse "yesterday" as iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)', raw: badTime, encoding: undefined, key: 'user-42', keyEncoding: undefined });
   // Before: "not JSON: Unexpected end of JSON input", raw "" (no key either).
   assert.deepEqual(letter(1), { reason: 'tombstone (null value)', raw: null, encoding: undefined, key: 'user-43', keyEncoding: undefined });
   assert.equal(letter(2).key, 'user-44');
