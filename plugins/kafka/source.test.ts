@@ -99,6 +99,8 @@ async function scriptedConsumer(): Promise<{
   answers: (() => Error | [])[];
   highOffsets: Map<string, number>;
   consumeCalls: () => number;
+  /** The group's rebalance as librdkafka calls it back: `revoke` or `assign` of these partitions (after subscribe). */
+  rebalance: (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]) => void;
   restore: () => void;
 }> {
   const Kafka = await rdkafka();
@@ -107,12 +109,15 @@ async function scriptedConsumer(): Promise<{
   const highOffsets = new Map<string, number>();
   let calls = 0;
   let subscribed: string[] = [];
+  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
+  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
   const later = (fn: () => void) => void setTimeout(fn, 5);
   const fakes: Record<string, unknown> = {
     connect(_options: unknown, cb: (error: Error | null) => void) {
       later(() => cb(null));
     },
-    subscribe(this: { globalConfig: { rebalance_cb: (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void } }, topics: string[]) {
+    subscribe(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
+      consumer = this;
       subscribed = topics;
       later(() => this.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, topics.map((topic) => ({ topic, partition: 0 }))));
     },
@@ -147,7 +152,9 @@ async function scriptedConsumer(): Promise<{
       else delete prototype[name];
     }
   };
-  return { answers, highOffsets, consumeCalls: () => calls, restore };
+  const rebalance = (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]): void =>
+    consumer!.globalConfig.rebalance_cb(kind === 'assign' ? { code: -175, message: 'assign' } : { code: -174, message: 'revoke' }, assignment);
+  return { answers, highOffsets, consumeCalls: () => calls, rebalance, restore };
 }
 
 /** librdkafka's report of a fetch the brokers denied, as consume() gives it. */
@@ -307,14 +314,7 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   const script = await scriptedConsumer();
   t.after(script.restore);
   const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
-  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
-  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
-  const subscribe = prototype.subscribe as (this: unknown, topics: string[]) => void;
   const fakes: Record<string, unknown> = {
-    subscribe(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
-      consumer = this;
-      subscribe.call(this, topics);
-    },
     committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
       void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
     // What librdkafka answers while the brokers are away (seen in the chaos soak, bench/kafka-chaos.ts).
@@ -334,7 +334,7 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   script.highOffsets.set('t/0', 8);
   script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
   await until('the record read', () => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8);
-  consumer!.globalConfig.rebalance_cb({ code: -174, message: 'revoke' }, [{ topic: 't', partition: 0 }]);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
   await until('the partition handed over', () => revoked.length === 1);
   await until('the failed commit logged', () => warnings.some((w) => w.message.startsWith('kafka offset commit at revocation failed')));
   assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8 }], 'its state saved at the offset after its last record');
@@ -347,15 +347,8 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
   const script = await scriptedConsumer();
   t.after(script.restore);
   const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
-  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
-  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
   const assigned: { topic: string; partition: number; offset?: number }[][] = [];
-  const subscribe = prototype.subscribe as (this: unknown, topics: string[]) => void;
   const fakes: Record<string, unknown> = {
-    subscribe(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
-      consumer = this;
-      subscribe.call(this, topics);
-    },
     assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
   };
   for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
@@ -370,8 +363,8 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
   await until('the first assignment', () => assigned.length === 1);
   assert.deepEqual(assigned[0], [{ topic: 'clicks', partition: 0, offset: 42 }], 'its own partition resumes at the checkpoint\'s offset');
   // The other member leaves: the group revokes everything (eager) and gives this member both.
-  consumer!.globalConfig.rebalance_cb({ code: -174, message: 'revoke' }, [{ topic: 'clicks', partition: 0 }]);
-  consumer!.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
+  script.rebalance('revoke', [{ topic: 'clicks', partition: 0 }]);
+  script.rebalance('assign', [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
   await until('the second assignment', () => assigned.length === 2);
   // Before: partition 1 went back to offset 17, and everything the other member had read of it since
   // (and committed) was read and written again.
@@ -385,17 +378,6 @@ test('records a consume call took before a revocation are dropped when the group
   const script = await scriptedConsumer();
   t.after(script.restore);
   const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
-  type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
-  let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
-  const subscribe = prototype.subscribe as (this: unknown, topics: string[]) => void;
-  Object.defineProperty(prototype, 'subscribe', {
-    value(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
-      consumer = this;
-      subscribe.call(this, topics);
-    },
-    configurable: true,
-    writable: true,
-  });
   // librdkafka fetches a partition once it is assigned: the second assignment's records come after it,
   // from the group's committed offset (none: the start).
   let assigns = 0;
@@ -421,8 +403,8 @@ test('records a consume call took before a revocation are dropped when the group
   // A consume call takes records 0-4 from librdkafka's queue; while it runs, an eager rebalance revokes
   // the partition and gives it back (their callbacks run before the call's answer is handled).
   script.answers.push(() => {
-    consumer!.globalConfig.rebalance_cb({ code: -174, message: 'revoke' }, [{ topic: 't', partition: 0 }]);
-    consumer!.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, [{ topic: 't', partition: 0 }]);
+    script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+    script.rebalance('assign', [{ topic: 't', partition: 0 }]);
     return records(0, 5);
   });
   await until('record 5 read', () => seqs.includes(5));
