@@ -21,6 +21,7 @@ import { resolveConfig } from '../plugins/models/config.js';
 import { exactAuc } from '../plugins/models/prequential.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
 import { installedRiverVersion, runRiverScript } from './river.js';
+import { writeDigineticaEvents } from './diginetica.js';
 import { packageRoot as root } from '../core/paths.js';
 
 const events = Number(process.argv[2] ?? 200_000);
@@ -100,41 +101,67 @@ const river = (JSON.parse(runRiverScript('river_throughput.py', [riverFile])) as
 const riverVersion = installedRiverVersion();
 const riverWhere = process.env.TRIBUTARY_RIVER_PYTHON ? `with the Python TRIBUTARY_RIVER_PYTHON names` : 'in the virtual environment bench/river.ts makes under .cache on first use';
 
-// 2. REES46 prequential, same features and label delays.
+// 2. Prequential intent on real samples, against River fed the same features with the same label delays.
+type Summary = { auc: number; logloss: number; brier: number; n: number; positives: number };
+const row = (model: string, s: Summary): string => `| ${model} | ${s.auc.toFixed(4)} | ${s.logloss.toFixed(4)} | ${s.brier.toFixed(4)} | ${n(s.n)} (${s.positives} positive) |`;
+
+/**
+ * One pipeline's intent models on `source`, then its stages up to the models again, their stream (events
+ * with features, session summaries) written for River's script: the rows of the table, and that stream.
+ */
+async function prequentialRows(pipelineFile: string, source: Record<string, unknown>): Promise<{ rows: string[]; stream: StreamRecord[] }> {
+  const pipeline = parse(readFileSync(join(root, pipelineFile), 'utf8')) as { stages: Record<string, unknown>[] };
+  const models = await runPipeline(source, pipeline.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics', dir);
+  const stream = await runPipeline(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
+  const streamFile = join(dir, 'stream.jsonl');
+  const { recordToJson } = await import('tributary');
+  writeFileSync(streamFile, stream.kept.map((r) => recordToJson(r)).join('\n'));
+  const rows = models.kept.map((report) => row(`tributary ${report.model} (${report.kind_of_model})`, report.summary as Summary));
+  // River as it comes (intercept at 0), and with its intercept at the same prior as intent-model's.
+  for (const args of [['0.01'], ['0.001'], ['0.001', '0.05'], ['0.0001', '0.05']]) {
+    const r = JSON.parse(runRiverScript('river_prequential.py', [streamFile, ...args])) as Summary & { model: string };
+    rows.push(row(r.model, r));
+  }
+  return { rows, stream: stream.kept };
+}
+
 const rees46 = join(root, '../shared/data/rees46/2019-Oct_head.csv');
 let rees46Rows = '| (skipped: ../shared/data/rees46 absent) | | | | |';
 let rees46Note = '';
 if (existsSync(rees46)) {
-  const pipeline = parse(readFileSync(join(root, 'pipelines/intent-rees46.yaml'), 'utf8')) as { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] };
-  const source = { ...pipeline.sources[0]!, path: rees46 };
-  const models = await runPipeline(source, pipeline.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics', dir);
-  const stream = await runPipeline(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
-  const streamFile = join(dir, 'rees46-stream.jsonl');
-  const { recordToJson } = await import('tributary');
-  writeFileSync(streamFile, stream.kept.map((r) => recordToJson(r)).join('\n'));
-  const rows: string[] = [];
-  for (const report of models.kept) {
-    const s = report.summary as { auc: number; logloss: number; brier: number; n: number; positives: number };
-    rows.push(`| tributary ${report.model} (${report.kind_of_model}) | ${s.auc.toFixed(4)} | ${s.logloss.toFixed(4)} | ${s.brier.toFixed(4)} | ${n(s.n)} (${s.positives} positive) |`);
-  }
-  const rule = cartRule(stream.kept);
-  rows.push(rule.row);
-  rees46Note = rule.note;
-  // River as it comes (intercept at 0), and with its intercept at the same prior as intent-model's.
-  for (const args of [['0.01'], ['0.001'], ['0.001', '0.05'], ['0.0001', '0.05']]) {
-    const r = JSON.parse(runRiverScript('river_prequential.py', [streamFile, ...args])) as { model: string; auc: number; logloss: number; brier: number; n: number; positives: number };
-    rows.push(`| ${r.model} | ${r.auc.toFixed(4)} | ${r.logloss.toFixed(4)} | ${r.brier.toFixed(4)} | ${n(r.n)} (${r.positives} positive) |`);
-  }
+  const pipeline = parse(readFileSync(join(root, 'pipelines/intent-rees46.yaml'), 'utf8')) as { sources: Record<string, unknown>[] };
+  const { rows, stream } = await prequentialRows('pipelines/intent-rees46.yaml', { ...pipeline.sources[0]!, path: rees46 });
+  const rule = countRule(stream, 'cart');
+  rows.splice(3, 0, rule.row);
+  rees46Note =
+    `Only ${rule.countedFirst} of the sample's ${rule.buyers} buying sessions have a cart event before their first purchase, so a session's events before it say little about it: the rule row, the session's carts so far with no learning, is the yardstick for these AUCs. ` +
+    `The sample's end cuts ${n(rule.censored)} of its ${n(rule.sessions)} sessions (${rule.censoredBuyers} of the buying ones), censored: 90% of its events fall in its last 40 minutes. ` +
+    'Until 2026-12-05 intent scored them as sessions that did not buy (and River here alike): 16,974 labels (676 positive), logistic AUC 0.6014, mlp 0.6014, gru 0.6086, the rule 0.5771, River at most 0.5722. ' +
+    'With 22 positive labels left, the AUCs above differ by less than their own noise (a standard error near 0.06): this sample can no longer tell the models apart.';
   rees46Rows = rows.join('\n');
 }
 
+const diginetica = join(root, '../shared/data/diginetica');
+let digineticaRows = '| (skipped: ../shared/data/diginetica absent) | | | | |';
+let digineticaNote = '';
+if (existsSync(diginetica)) {
+  const eventsPath = join(dir, 'diginetica-events.jsonl');
+  const written = writeDigineticaEvents(diginetica, eventsPath);
+  const pipeline = parse(readFileSync(join(root, 'pipelines/intent-diginetica.yaml'), 'utf8')) as { sources: Record<string, unknown>[] };
+  const { rows, stream } = await prequentialRows('pipelines/intent-diginetica.yaml', { ...pipeline.sources[0]!, path: eventsPath });
+  const rule = countRule(stream, 'view');
+  rows.splice(3, 0, rule.row);
+  digineticaNote = `The stream: ${n(written.views)} views of ${n(written.sessions)} sessions and the ${written.purchases} purchases of the ${written.buyingSessions} sessions that bought, as bench/diginetica.ts joins them; ${rule.censored} sessions censored by the end of input.`;
+  digineticaRows = rows.join('\n');
+}
+
 /**
- * A rule with no learning, as a yardstick for what this sample allows: at each event the models
- * predict (before the session's first purchase), the score is the session's carts so far, the
- * label whether it bought; none for a session the input's end cut (censored, as the models do).
- * Also how many buying sessions put a cart before their first purchase.
+ * A rule with no learning, as a yardstick for what a sample allows: at each event the models predict
+ * (before the session's first purchase), the score is the session's events of `type` so far, the label
+ * whether it bought; none for a session the input's end cut (censored, as the models do). Also how many
+ * buying sessions have such an event before their first purchase.
  */
-function cartRule(records: StreamRecord[]): { row: string; note: string } {
+function countRule(records: StreamRecord[], type: string): { row: string; countedFirst: number; buyers: number; sessions: number; censored: number; censoredBuyers: number } {
   const bought = new Map<string, boolean>();
   const censored = new Set<string>();
   for (const r of records) {
@@ -142,11 +169,11 @@ function cartRule(records: StreamRecord[]): { row: string; note: string } {
     bought.set(String(r.sessionId), r.purchased === true);
     if (r.closedBy === 'end_of_input' || r.closedBy === 'evicted') censored.add(String(r.sessionId));
   }
-  const carts = new Map<string, number>();
+  const counts = new Map<string, number>();
   const done = new Set<string>();
   const scores: number[] = [];
   const labels: number[] = [];
-  let cartFirst = 0;
+  let countedFirst = 0;
   for (const r of records) {
     if (r.kind !== 'event') continue;
     const event = r as unknown as ClickEvent;
@@ -154,25 +181,23 @@ function cartRule(records: StreamRecord[]): { row: string; note: string } {
     if (id === undefined || done.has(id)) continue;
     if (event.type === 'purchase') {
       done.add(id);
-      if ((carts.get(id) ?? 0) > 0) cartFirst++;
+      if ((counts.get(id) ?? 0) > 0) countedFirst++;
       continue;
     }
-    const count = (carts.get(id) ?? 0) + (event.type === 'cart' ? 1 : 0);
-    carts.set(id, count);
+    const count = (counts.get(id) ?? 0) + (event.type === type ? 1 : 0);
+    counts.set(id, count);
     if (censored.has(id)) continue;
     scores.push(count / (count + 1));
     labels.push(bought.get(id) ? 1 : 0);
   }
   const positives = labels.reduce((a, b) => a + b, 0);
-  const buyers = [...bought.values()].filter(Boolean).length;
-  const censoredBuyers = [...censored].filter((id) => bought.get(id)).length;
   return {
-    row: `| rule, no learning: carts so far in the session | ${exactAuc(scores, labels)?.toFixed(4) ?? '-'} | | | ${n(labels.length)} (${positives} positive) |`,
-    note:
-      `Only ${cartFirst} of the sample's ${buyers} buying sessions have a cart event before their first purchase, so a session's events before it say little about it: the rule row, the session's carts so far with no learning, is the yardstick for these AUCs. ` +
-      `The sample's end cuts ${n(censored.size)} of its ${n(bought.size)} sessions (${censoredBuyers} of the buying ones), censored: 90% of its events fall in its last 40 minutes. ` +
-      'Until 2026-12-05 intent scored them as sessions that did not buy (and River here alike): 16,974 labels (676 positive), logistic AUC 0.6014, mlp 0.6014, gru 0.6086, the rule 0.5771, River at most 0.5722. ' +
-      'With 22 positive labels left, the AUCs above differ by less than their own noise (a standard error near 0.06): this sample can no longer tell the models apart.',
+    row: `| rule, no learning: ${type}s so far in the session | ${exactAuc(scores, labels)?.toFixed(4) ?? '-'} | | | ${n(labels.length)} (${positives} positive) |`,
+    countedFirst,
+    buyers: [...bought.values()].filter(Boolean).length,
+    sessions: bought.size,
+    censored: censored.size,
+    censoredBuyers: [...censored].filter((id) => bought.get(id)).length,
   };
 }
 
@@ -207,6 +232,13 @@ const markdown = `## Models
 |---|---|---|---|---|
 ${rees46Rows}
 ${rees46Note ? `\n${rees46Note}\n` : ''}
+
+**Prequential intent on the DIGINETICA sample** (CIKM Cup 2016: item views and purchases, pipelines/intent-diginetica.yaml; no clock time, prices or categories, so the features are counts and times; a session's label is whether it bought within a day of its last view, its gap; otherwise as above):
+
+| model | AUC | log loss | Brier | labels |
+|---|---|---|---|---|
+${digineticaRows}
+${digineticaNote ? `\n${digineticaNote}\n` : ''}
 **Whole demo pipeline** (${n(events)} synthetic events as JSONL -> file source -> sessionizer -> session-features -> user-features -> log1p -> intent-model + churn-model (logistic) -> counting sink), median of 3 alternating rounds after a warm-up round, each run after a full GC:
 
 | measure | value |
