@@ -35,7 +35,9 @@ export default defineSource<FileSourceConfig>({
   status: 'stable',
   summary: 'Reads JSON lines or CSV from one or more files, in order.',
   description:
-    'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. A line that is not valid JSON, ' +
+    'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. Without one, the mapping\'s defaults read `user_id`, `time` (ISO 8601), `type`, ' +
+    '`session_id`, `item_id`, `category` and `price`; to read what a `file` sink wrote (camelCase names, epoch milliseconds), map it back: ' +
+    '`mapping: {fields: {user_id: userId, session_id: sessionId, item_id: itemId}, time_format: epoch_ms, attributes_field: attrs}` (a backtest of a pipeline whose source has no mapping reads its input so by itself). A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
