@@ -78,6 +78,22 @@ interface Sample extends SampleHandle {
   idKey: number;
 }
 
+/**
+ * A score the metrics can take: NaN fails both comparisons; outside [0, 1] only a backend computing
+ * wrongly gets (Dawn's null device).
+ */
+function isProbability(score: number): boolean {
+  return score >= 0 && score <= 1;
+}
+
+/**
+ * Awaiting its label with a score that is not a probability: counted in `invalidScores` when it was
+ * made (see OnlineLearner.invalidScore), so it stays in the label buffer but is counted as nothing else.
+ */
+function countedInvalid(sample: Sample): boolean {
+  return sample.score !== undefined && !isProbability(sample.score);
+}
+
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
   return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey };
 }
@@ -650,7 +666,9 @@ export class OnlineLearner {
     emit(prediction as unknown as StreamRecord);
     this.counts.predictions++;
     this.unCountedPredictions++;
-    if (s.label !== undefined) this.scoreAndQueue(s, emit);
+    // Checked when made, not when labelled: a churn label comes a horizon later, days of null scores unsaid.
+    if (!isProbability(s.score!)) this.invalidScore(s);
+    else if (s.label !== undefined) this.scoreAndQueue(s, emit);
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -721,9 +739,12 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      this.release(this.oldestAwaiting()!);
-      this.counts.overflow++;
-      this.counters.overflow.inc();
+      const oldest = this.oldestAwaiting()!;
+      this.release(oldest);
+      if (!countedInvalid(oldest)) {
+        this.counts.overflow++;
+        this.counters.overflow.inc();
+      }
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -808,13 +829,13 @@ export class OnlineLearner {
     this.release(sample);
     sample.label = label;
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried.
-    if (sample.score !== undefined) this.scoreAndQueue(sample, emit, time);
+    // One not a number was counted when made: its label has nothing to score or teach.
+    if (sample.score !== undefined && isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
     return true;
   }
 
+  /** Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore). */
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
-    // NaN fails both comparisons; outside [0, 1] only a backend computing wrongly gets (Dawn's null device).
-    if (!(sample.score! >= 0 && sample.score! <= 1)) return this.invalidScore(sample);
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -830,13 +851,17 @@ export class OnlineLearner {
   }
 
   /**
-   * A score that is not a number (or not a probability): the model's weights are no longer finite (a
+   * A score that is not a number (or not a probability), at the prediction: the model's weights are no longer finite (a
    * learning rate far too high). It has no log loss or AUC to add (scored, it would turn every metric into NaN) and nothing
-   * to teach; counted, and said once, loudly, since every later prediction will be the same.
+   * to teach; counted, and said once, loudly, since every later prediction will be the same. One still awaiting its
+   * label stays in the label buffer (a snapshot holds it, score and all, so a restored run treats it alike): its
+   * label, overflow, expiry or withdrawal then counts nothing more (see countedInvalid).
    */
   private invalidScore(sample: Sample): void {
     sample.rows = undefined;
     sample.seq = undefined;
+    // Dropped unlabelled (full buffer, expired, withdrawn) while it waited for its batch: counted as that already.
+    if (sample.released && sample.label === undefined) return;
     if (this.counts.invalidScores++ === 0) {
       this.context.logger.error(
         { model: this.name, id: sample.id },
@@ -967,14 +992,14 @@ export class OnlineLearner {
     }
   }
 
-  /** Drops predictions still unlabelled whose event time is before `before`; returns how many. */
+  /** Drops predictions still unlabelled whose event time is before `before`; returns how many it counted as expired. */
   expire(before: number): number {
     this.snapshots.settle();
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
       this.release(oldest);
-      dropped++;
+      if (!countedInvalid(oldest)) dropped++;
     }
     this.countExpired(dropped);
     return dropped;
@@ -988,7 +1013,7 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     this.release(handle as Sample);
-    this.countExpired(1);
+    if (!countedInvalid(handle as Sample)) this.countExpired(1);
   }
 
   private countExpired(dropped: number): void {
@@ -1005,6 +1030,7 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     this.release(handle as Sample);
+    if (countedInvalid(handle as Sample)) return;
     this.counts.withdrawn++;
     this.counters.withdrawn.inc();
   }
@@ -1014,7 +1040,9 @@ export class OnlineLearner {
     this.snapshots.settle();
     this.flushPredictions(emit);
     this.flushLearning(emit);
-    this.counts.unlabelledAtEnd += this.awaitingCount;
+    let unlabelled = 0;
+    for (const sample of this.awaitingSamples()) if (!countedInvalid(sample)) unlabelled++;
+    this.counts.unlabelledAtEnd += unlabelled;
     this.releaseAll();
     this.gauges.buffer.set(0);
     this.exportMetrics(true);

@@ -18,6 +18,7 @@ import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
 import { resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
+import { LogisticRegression } from './logistic.js';
 import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
@@ -1989,6 +1990,49 @@ test('a diverged model\'s predictions awaiting labels (scores not a number) rest
   assert.ok(of(first.output, 'prediction').some((p) => p.score === null || Number.isNaN(p.score)), 'diverged before the cut');
   const rest = await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: first.state });
   assert.equal(modelOutputs(first.output) + '\n' + modelOutputs(rest.output), modelOutputs(whole.output));
+});
+
+test('churn: a diverged model\'s predictions are counted and said when made, not a horizon later when their labels come; their labels count nothing more', async () => {
+  // Every score not a number, as a diverged model's (its weights no longer finite).
+  const diverged = mock.method(LogisticRegression.prototype, 'predictRow', () => Number.NaN);
+  try {
+    const t = Date.parse('2024-01-01T00:00:00Z');
+    const input: Element[] = [];
+    for (let d = 0; d < 3; d++) {
+      for (const u of ['a', 'b']) {
+        input.push(event(u, `${u}${d}`, t + d * day, 0, t + d * day, 'view'));
+        input.push(summary(u, `${u}${d}`, t + d * day, t + d * day + min, 1, false, { view: 1 }));
+      }
+    }
+    const config = { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+    const run = async (elements: Element[]) => {
+      const errors: unknown[][] = [];
+      const context = testContext();
+      const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
+      const { output } = await runOperator(churnModel, config, elements, logged);
+      const report = reportOf(output) as Report & { counts: { invalidScores: number; lateLabels: number; withdrawn: number } };
+      return { output, errors, report };
+    };
+    // The input ends before any label is due: before, 0 invalid scores, 6 unlabelled, nothing said.
+    const early = await run([...input, watermark(t + 3 * day), watermark(Infinity)]);
+    assert.equal(of(early.output, 'prediction').length, 6);
+    assert.deepEqual([early.report.counts.invalidScores, early.report.counts.unlabelledAtEnd], [6, 0]);
+    assert.equal(early.errors.length, 1);
+    assert.match(early.errors[0]![1] as string, /the model diverged/);
+    // Every label comes: each prediction is counted once (no late label, no second count).
+    const late = await run([...input, watermark(t + 20 * day), watermark(Infinity)]);
+    const { counts, summary: scored } = late.report;
+    assert.deepEqual([counts.predictions, counts.invalidScores, counts.labels, counts.lateLabels, counts.unlabelledAtEnd, scored.n], [6, 6, 0, 0, 0, 0]);
+    assert.equal(counts.labels + counts.overflow + counts.expired + counts.unlabelledAtEnd + counts.withdrawn + counts.invalidScores, counts.predictions);
+    assert.equal(late.errors.length, 1);
+    // A snapshot between prediction and label restores to the uninterrupted run.
+    const whole = await runOperator(churnModel, config, [...input, watermark(t + 20 * day), watermark(Infinity)]);
+    const first = await runOperator(churnModel, config, [...input, watermark(t + 3 * day)]);
+    const rest = await runOperator(churnModel, config, [watermark(t + 20 * day), watermark(Infinity)], testContext(), { restore: first.state });
+    assert.equal(modelOutputs(first.output) + '\n' + modelOutputs(rest.output), modelOutputs(whole.output));
+  } finally {
+    diverged.mock.restore();
+  }
 });
 
 test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {
