@@ -297,6 +297,7 @@ export const modelOperatorProperties = {
     type: 'boolean',
     description:
       'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
-      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`) at end of input; the backtest turns it on. Default: false.',
+      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`); ' +
+      'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`) at end of input; the backtest turns it on. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;

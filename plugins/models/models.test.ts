@@ -16,7 +16,7 @@ import { idPrefix, OnlineLearner, predictionId, predictionIdAfter, type SampleIn
 import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
-import { resolveConfig } from './config.js';
+import { modelOperatorProperties, resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
 import { LogisticRegression } from './logistic.js';
 import * as format1 from './snapshots-format1.js';
@@ -2033,6 +2033,13 @@ test('churn: a diverged model\'s predictions are counted and said when made, not
   } finally {
     diverged.mock.restore();
   }
+});
+
+test('the `report` option\'s description names every count the model_metrics record carries', async () => {
+  const { output } = await runOperator(intentModel, { ...base, report: true }, separableIntentStream(5, 1));
+  const counts = Object.keys((reportOf(output) as unknown as { counts: Record<string, number> }).counts);
+  const description = modelOperatorProperties.report.description;
+  assert.deepEqual(counts.filter((key) => !description.includes(`\`${key}\``)), []);
 });
 
 test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {
