@@ -1131,6 +1131,26 @@ test('churn: a session the sessionizer evicted (max_open_sessions) is not predic
   assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
 });
 
+test('churn: a session the sessionizer cut at max_length is not predicted: the event that cut it starts its continuation, which would label it 0 at once', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  // One visit of 5 hours (an event every 10 minutes), cut at 2 h and 4 h by max_length, then silence.
+  const input: Element[] = [];
+  for (let m = 0; m <= 300; m += 10) input.push({ ...event('a', '', t + m * min, 0, t, 'view'), session: undefined } as Element);
+  input.push(watermark(t + 9 * day), watermark(Infinity));
+  const chain = await Chain.build(
+    [stage(sessionizer, { gap: '30m', max_length: '2h' }), stage(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true })],
+    testContext(),
+  );
+  const output = chain.push(input).end();
+  const closedBy = output.filter((r) => isSessionSummary(r)).map((r) => (r as { closedBy?: string }).closedBy);
+  assert.deepEqual(closedBy, ['max_length', 'max_length', 'gap']);
+  // Before, three predictions: the two cut ones labelled 0 (their continuations read as returns), the last 1.
+  const predictions = of(output, 'prediction');
+  assert.deepEqual(predictions.map((p) => ((p.time as number) - t) / min), [300]);
+  const report = reportOf(output);
+  assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
