@@ -1930,13 +1930,19 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
   await operator.close?.();
 });
 
-test('drift.action: reset_optimizer restarts the optimiser (its step count) at a drift; raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
+test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
-  const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate') => {
-    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
+  const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate', kind: 'adam' | 'sgd' = 'adam') => {
+    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind, learning_rate: 0.01 }, report: true }, input);
     const saved = ((await operator.snapshot!()) as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
-    return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved };
+    return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved, scores: of(output, 'prediction').map((p) => p.score) };
   };
+  // SGD keeps no state a reset forgets: the same predictions as with no action.
+  const sgdNone = await run('none', 'sgd');
+  const sgdReset = await run('reset_optimizer', 'sgd');
+  assert.ok(sgdReset.drifts.length >= 1);
+  assert.deepEqual(sgdReset.scores, sgdNone.scores);
+  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it has no effect/);
   const none = await run('none');
   assert.ok(none.drifts.length >= 1);
   assert.equal(none.optimizer.step, none.steps);
@@ -1944,6 +1950,7 @@ test('drift.action: reset_optimizer restarts the optimiser (its step count) at a
   const reset = await run('reset_optimizer');
   assert.deepEqual(reset.drifts.map((d) => d.action), reset.drifts.map(() => 'reset_optimizer'));
   assert.ok(reset.optimizer.step < reset.steps, `step ${reset.optimizer.step} of ${reset.steps}: counted again from the last drift`);
+  assert.notDeepEqual(reset.scores, none.scores, 'Adam forgot its moments');
   const raised = await run('raise_learning_rate');
   assert.ok(raised.drifts.length >= 1);
   // 0.04 at the drift, times 0.99 per step since, never below 0.01.
