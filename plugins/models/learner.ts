@@ -76,6 +76,8 @@ interface Sample extends SampleHandle {
   released: boolean;
   /** SampleInput.idKey; -1: none. */
   idKey: number;
+  /** The event time `label_buffer.timeout` is counted from: `time`, or a later one its task set (see OnlineLearner.postpone). */
+  expiresFrom: number;
 }
 
 /**
@@ -95,7 +97,7 @@ function countedInvalid(sample: Sample): boolean {
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time };
 }
 
 interface EncodedSample {
@@ -128,6 +130,8 @@ interface SavedSamples {
   /** Format 3: each row's user and session. */
   owners?: SavedOwners;
   time: Column;
+  /** Format 3: each row's Sample.expiresFrom (stored against `time`, see TIMES); absent where every row's is its time. */
+  expiresFrom?: Column;
   /** SAMPLE_* bits. */
   flags: Column;
   /** Where SAMPLE_SCORED (any float, NaN included: a diverged model's), else 0. */
@@ -167,6 +171,8 @@ interface RowOwners {
 
 /** `ref` of the column of row numbers that SavedOwners.rows is stored against. */
 const ROW_NUMBERS = 0;
+/** `ref` of the `time` column that SavedSamples.expiresFrom is stored against. */
+const TIMES = 1;
 
 const SAMPLE_DROPPED = 1;
 const SAMPLE_ROW = 2;
@@ -992,17 +998,33 @@ export class OnlineLearner {
     }
   }
 
-  /** Drops predictions still unlabelled whose event time is before `before`; returns how many it counted as expired. */
+  /**
+   * Drops predictions still unlabelled whose event time (or the later one {@link postpone} set) is
+   * before `before`; returns how many it counted as expired.
+   */
   expire(before: number): number {
     this.snapshots.settle();
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
-    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
+    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.expiresFrom < before; oldest = this.oldestAwaiting()) {
       this.release(oldest);
       if (!countedInvalid(oldest)) dropped++;
     }
     this.countExpired(dropped);
     return dropped;
+  }
+
+  /**
+   * Counts `label_buffer.timeout` for an awaited prediction from `time` on, where that is later than
+   * its own time: churn labels at its session's end + horizon, and a merge can move that end further
+   * past the prediction's time than the timeout allows for. {@link expire} stops at it until then
+   * (it goes in submission order), so predictions queued behind it expire no earlier than it.
+   */
+  postpone(handle: SampleHandle, time: number): void {
+    this.snapshots.settle();
+    if (handle.released) return;
+    const sample = handle as Sample;
+    if (time > sample.expiresFrom) sample.expiresFrom = time;
   }
 
   /**
@@ -1171,7 +1193,8 @@ export class OnlineLearner {
     let withSession = false;
     const derive = this.deriveId;
     const raw: string[] = [];
-    const [time, flags, score, label, idKeys, owners, rowNumbers] = Array.from({ length: 7 }, () => new Float64Array(n));
+    const [time, flags, score, label, idKeys, owners, rowNumbers, expiresFrom] = Array.from({ length: 8 }, () => new Float64Array(n));
+    let postponed = false;
     const x = new Float32Array(n * d);
     let xRows = 0;
     let seqLength = -1;
@@ -1198,6 +1221,8 @@ export class OnlineLearner {
         owners[i] = owner;
         rowNumbers[i] = i;
         time[i] = s.time;
+        expiresFrom[i] = s.expiresFrom;
+        if (s.expiresFrom !== s.time) postponed = true;
         let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
         if (s.rows) {
           f |= SAMPLE_ROW;
@@ -1231,6 +1256,7 @@ export class OnlineLearner {
     const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners!, { values: rowNumbers!, ref: ROW_NUMBERS }) };
     if (withSession) savedOwners.sessionIds = yield* encodeDerivedIds(ownerUsers, ownerSessions);
     const saved: SavedSamples = { ids, ...columns, owners: savedOwners, x: encodeFloats(x.subarray(0, xRows * d)) };
+    if (postponed) saved.expiresFrom = yield* encodeColumn(expiresFrom!, { values: time!, ref: TIMES });
     if (raw.length > 0) saved.raw = raw;
     if (withSeq) {
       const seq = yield* encodeNamedColumns({ types: Float64Array.from(types), categories: Float64Array.from(categories) });
@@ -1250,6 +1276,7 @@ export class OnlineLearner {
     const { n, userAt, sessionAt } = owned;
     const { time, flags, score, label } = decodeNamedColumns(saved, ['time', 'flags', 'score', 'label'], n, what);
     const idAt = owned.ids(time);
+    const expiresFrom = saved.expiresFrom === undefined ? undefined : decodeColumnOf(saved.expiresFrom, n, `${what}: expiresFrom`, { values: time!, ref: TIMES });
     const d = this.features?.length ?? 0;
     if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
     const x = decodeFloats(saved.x);
@@ -1291,6 +1318,7 @@ export class OnlineLearner {
           atSeq++;
         }
         const s = newSample(idAt(i), userAt(i), sessionAt(i), time![i]!, rows, row, seq, owned.idKeyAt(i));
+        if (expiresFrom !== undefined) s.expiresFrom = expiresFrom[i]!;
         if ((f & SAMPLE_RAW) !== 0) s.raw = decodeFloats(raw[atRaw++]!);
         if ((f & SAMPLE_SCORED) !== 0) s.score = score![i]!;
         if ((f & SAMPLE_LABELLED) !== 0) s.label = label![i]!;

@@ -1151,6 +1151,33 @@ test('churn: a session the sessionizer cut at max_length is not predicted: the e
   assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
 });
 
+test('churn: a prediction whose session a merge extended past the label timeout waits for its moved deadline, not expired from its first end (also across a restore)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (minute: number): Element => ({ ...event('a', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  // A (ends at 0) is predicted; a late event at 8 bridges it with B (from 15), which goes on to 180; B's
+  // events wait for the next watermark, which closes the merged session: its update moves A's deadline to
+  // 180 + 60. The label timeout (2 h) would have dropped A's prediction at 120 + 1, counted from 0.
+  const input: Element[] = [view(0), watermark(t + 11 * min), view(15), watermark(t + 16 * min), view(8)];
+  for (let m = 20; m <= 180; m += 5) input.push(view(m));
+  input.push(watermark(t + 200 * min), watermark(t + 230 * min), watermark(t + 300 * min), watermark(Infinity));
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', label_buffer: { timeout: '2h' }, batch: { max_size: 1, max_delay: 0 }, report: true })];
+  const chain = await Chain.build(stages, testContext());
+  const whole = chain.push(input).end();
+  const updates = whole.filter(isSessionSummary).filter((r) => (r as { update?: boolean }).update);
+  assert.deepEqual(updates.map((r) => (r.end - t) / min), [180], 'the merge\'s update');
+  assert.equal(of(whole, 'prediction').length, 1);
+  const report = reportOf(whole) as Report & { counts: { lateLabels: number } };
+  // Before: expired at 200 (0 + 2 h), and its label at 240 + came late.
+  assert.deepEqual([report.counts.labels, report.counts.expired, report.counts.lateLabels, report.summary.positives], [1, 0, 0, 1]);
+  // A snapshot taken between the update and the old expiry holds the moved one.
+  const cut = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 200 * min) + 1;
+  const first = await Chain.build(stages, testContext());
+  first.push(input.slice(0, cut));
+  const snapshot = await first.snapshot();
+  const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
+  assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole));
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
