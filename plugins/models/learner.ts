@@ -453,8 +453,14 @@ export class OnlineLearner {
     return dir ? join(resolve(this.context.baseDir, dir), `${this.name}.model.json`) : undefined;
   }
 
+  /**
+   * A model in a worker that cannot go on (see RemoteModel's onFailure): the run fails now, not at a
+   * later call that would only dead-letter the record it was made for.
+   */
+  private readonly modelFailed = (error: Error): void => this.context.fail(new Error(`model ${this.name}: ${error.message}`, { cause: error }));
+
   /** A fresh model and normaliser for `features`, or the given ones (a saved model, loaded). */
-  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer), normaliser = new Normaliser(features.length)): void {
+  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer, this.modelFailed), normaliser = new Normaliser(features.length)): void {
     this.features = [...features];
     this.aligned = new WeakMap();
     this.lastNames = undefined;
@@ -474,7 +480,7 @@ export class OnlineLearner {
    * close after that failure cannot save a half-loaded or fresh model over the saved one.
    */
   private loadSaved(saved: SavedModel): void {
-    const model = openModel(saved.features.length, this.config.model, this.config.optimizer);
+    const model = openModel(saved.features.length, this.config.model, this.config.optimizer, this.modelFailed);
     const normaliser = new Normaliser(saved.features.length);
     try {
       model.load(saved.model);
