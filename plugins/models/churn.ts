@@ -348,8 +348,11 @@ export default defineOperator<ChurnModelConfig>({
     'up to its `gap` plus `allowed_lateness` behind the watermark) is not seen, and the prediction stays labelled 1. Predictions whose ' +
     'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
-    'comes only once the horizon has passed), and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
-    'predictions, those nearest their label, are dropped unscored. A session is predicted once, at its first summary: a late event ' +
+    'comes only once the horizon has passed) and counts from the session\'s end as a late event or merge moved it, and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
+    'predictions, those nearest their label, are dropped unscored. A session the sessionizer cut short (`closedBy`: `max_length`, at an event that ' +
+    'starts its continuation, or `evicted` by its `max_open_sessions`, its later events starting another session) is no end: it joins the ' +
+    'user\'s history but is not predicted (the continuation would label it 0 at once); the session its events go on in is. ' +
+    'A session is predicted once, at its first summary: a late event ' +
     '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
     'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total` (and `model_predictions_withdrawn_total`), and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
@@ -552,6 +555,9 @@ export default defineOperator<ChurnModelConfig>({
       survivor.end = summary.end;
       survivor.back = firstReturn(user, survivor);
       push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
+      // Its label waits for the new end + horizon: the label timeout counts from that end too, or a session
+      // that grew by more than timeout - horizon (a merge with one released at a later watermark) would expire first.
+      learner.postpone(survivor.sample, survivor.end);
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
@@ -587,9 +593,11 @@ export default defineOperator<ChurnModelConfig>({
       user.purchases += purchased;
       // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
       if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
-      // Evicted by the sessionizer's max_open_sessions: not an end (its events go on in another session, a
-      // "return" moments later that would label it 0). Part of the user's history, not a prediction.
-      if ((summary as SessionizerSummary).closedBy === 'evicted') {
+      // Cut by the sessionizer's max_length (at an event that starts its continuation) or evicted by its
+      // max_open_sessions: not an end (its events go on in another session, a "return" moments later that
+      // would label it 0). Part of the user's history, not a prediction.
+      const closedBy = (summary as SessionizerSummary).closedBy;
+      if (closedBy === 'evicted' || closedBy === 'max_length') {
         sequences?.delete(summary.sessionId);
         return;
       }

@@ -278,7 +278,13 @@ export const modelOperatorProperties = {
       max_buckets: { type: 'integer', minimum: 2, description: 'adwin: buckets of each size before two merge (the window\'s resolution). Default: 5.' },
       min_window_length: { type: 'integer', minimum: 1, description: 'adwin: blocks each side of a cut needs at least. Default: 5.' },
       grace_period: { type: 'integer', minimum: 1, description: 'adwin: blocks before the first test (after a drift too: the window starts afresh). Default: 10.' },
-      action: { enum: ['none', 'reset_optimizer', 'raise_learning_rate'], description: 'What a drift does besides emitting a `drift` record. Default: none.' },
+      action: {
+        enum: ['none', 'reset_optimizer', 'raise_learning_rate'],
+        description:
+          'What a drift does besides emitting a `drift` record. `reset_optimizer`: with `optimizer.kind: adam`, zeroes its moment estimates and restarts its step count ' +
+          '(keeping the weights), so the steps after the drift follow the new gradients, not averages of the old ones; with `sgd`, which keeps no such state, ' +
+          'it has no effect (use `raise_learning_rate`). `raise_learning_rate`: multiplies the learning rate by `factor` (either optimiser). Default: none.',
+      },
       factor: { type: 'number', minimum: 1, description: 'raise_learning_rate: multiplier (it decays back by 1% per step). Default: 2.' },
     },
   },
@@ -297,6 +303,7 @@ export const modelOperatorProperties = {
     type: 'boolean',
     description:
       'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
-      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`) at end of input; the backtest turns it on. Default: false.',
+      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`); ' +
+      'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`) at end of input; the backtest turns it on. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;

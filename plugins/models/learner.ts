@@ -76,10 +76,28 @@ interface Sample extends SampleHandle {
   released: boolean;
   /** SampleInput.idKey; -1: none. */
   idKey: number;
+  /** The event time `label_buffer.timeout` is counted from: `time`, or a later one its task set (see OnlineLearner.postpone). */
+  expiresFrom: number;
+}
+
+/**
+ * A score the metrics can take: NaN fails both comparisons; outside [0, 1] only a backend computing
+ * wrongly gets (Dawn's null device).
+ */
+function isProbability(score: number): boolean {
+  return score >= 0 && score <= 1;
+}
+
+/**
+ * Awaiting its label with a score that is not a probability: counted in `invalidScores` when it was
+ * made (see OnlineLearner.invalidScore), so it stays in the label buffer but is counted as nothing else.
+ */
+function countedInvalid(sample: Sample): boolean {
+  return sample.score !== undefined && !isProbability(sample.score);
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time };
 }
 
 interface EncodedSample {
@@ -112,6 +130,8 @@ interface SavedSamples {
   /** Format 3: each row's user and session. */
   owners?: SavedOwners;
   time: Column;
+  /** Format 3: each row's Sample.expiresFrom (stored against `time`, see TIMES); absent where every row's is its time. */
+  expiresFrom?: Column;
   /** SAMPLE_* bits. */
   flags: Column;
   /** Where SAMPLE_SCORED (any float, NaN included: a diverged model's), else 0. */
@@ -151,6 +171,8 @@ interface RowOwners {
 
 /** `ref` of the column of row numbers that SavedOwners.rows is stored against. */
 const ROW_NUMBERS = 0;
+/** `ref` of the `time` column that SavedSamples.expiresFrom is stored against. */
+const TIMES = 1;
 
 const SAMPLE_DROPPED = 1;
 const SAMPLE_ROW = 2;
@@ -431,8 +453,14 @@ export class OnlineLearner {
     return dir ? join(resolve(this.context.baseDir, dir), `${this.name}.model.json`) : undefined;
   }
 
+  /**
+   * A model in a worker that cannot go on (see RemoteModel's onFailure): the run fails now, not at a
+   * later call that would only dead-letter the record it was made for.
+   */
+  private readonly modelFailed = (error: Error): void => this.context.fail(new Error(`model ${this.name}: ${error.message}`, { cause: error }));
+
   /** A fresh model and normaliser for `features`, or the given ones (a saved model, loaded). */
-  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer), normaliser = new Normaliser(features.length)): void {
+  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer, this.modelFailed), normaliser = new Normaliser(features.length)): void {
     this.features = [...features];
     this.aligned = new WeakMap();
     this.lastNames = undefined;
@@ -452,7 +480,7 @@ export class OnlineLearner {
    * close after that failure cannot save a half-loaded or fresh model over the saved one.
    */
   private loadSaved(saved: SavedModel): void {
-    const model = openModel(saved.features.length, this.config.model, this.config.optimizer);
+    const model = openModel(saved.features.length, this.config.model, this.config.optimizer, this.modelFailed);
     const normaliser = new Normaliser(saved.features.length);
     try {
       model.load(saved.model);
@@ -650,7 +678,9 @@ export class OnlineLearner {
     emit(prediction as unknown as StreamRecord);
     this.counts.predictions++;
     this.unCountedPredictions++;
-    if (s.label !== undefined) this.scoreAndQueue(s, emit);
+    // Checked when made, not when labelled: a churn label comes a horizon later, days of null scores unsaid.
+    if (!isProbability(s.score!)) this.invalidScore(s);
+    else if (s.label !== undefined) this.scoreAndQueue(s, emit);
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -721,9 +751,12 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      this.release(this.oldestAwaiting()!);
-      this.counts.overflow++;
-      this.counters.overflow.inc();
+      const oldest = this.oldestAwaiting()!;
+      this.release(oldest);
+      if (!countedInvalid(oldest)) {
+        this.counts.overflow++;
+        this.counters.overflow.inc();
+      }
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -808,13 +841,13 @@ export class OnlineLearner {
     this.release(sample);
     sample.label = label;
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried.
-    if (sample.score !== undefined) this.scoreAndQueue(sample, emit, time);
+    // One not a number was counted when made: its label has nothing to score or teach.
+    if (sample.score !== undefined && isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
     return true;
   }
 
+  /** Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore). */
   private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
-    // NaN fails both comparisons; outside [0, 1] only a backend computing wrongly gets (Dawn's null device).
-    if (!(sample.score! >= 0 && sample.score! <= 1)) return this.invalidScore(sample);
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -830,13 +863,17 @@ export class OnlineLearner {
   }
 
   /**
-   * A score that is not a number (or not a probability): the model's weights are no longer finite (a
+   * A score that is not a number (or not a probability), at the prediction: the model's weights are no longer finite (a
    * learning rate far too high). It has no log loss or AUC to add (scored, it would turn every metric into NaN) and nothing
-   * to teach; counted, and said once, loudly, since every later prediction will be the same.
+   * to teach; counted, and said once, loudly, since every later prediction will be the same. One still awaiting its
+   * label stays in the label buffer (a snapshot holds it, score and all, so a restored run treats it alike): its
+   * label, overflow, expiry or withdrawal then counts nothing more (see countedInvalid).
    */
   private invalidScore(sample: Sample): void {
     sample.rows = undefined;
     sample.seq = undefined;
+    // Dropped unlabelled (full buffer, expired, withdrawn) while it waited for its batch: counted as that already.
+    if (sample.released && sample.label === undefined) return;
     if (this.counts.invalidScores++ === 0) {
       this.context.logger.error(
         { model: this.name, id: sample.id },
@@ -967,17 +1004,33 @@ export class OnlineLearner {
     }
   }
 
-  /** Drops predictions still unlabelled whose event time is before `before`; returns how many. */
+  /**
+   * Drops predictions still unlabelled whose event time (or the later one {@link postpone} set) is
+   * before `before`; returns how many it counted as expired.
+   */
   expire(before: number): number {
     this.snapshots.settle();
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
-    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.time < before; oldest = this.oldestAwaiting()) {
+    for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.expiresFrom < before; oldest = this.oldestAwaiting()) {
       this.release(oldest);
-      dropped++;
+      if (!countedInvalid(oldest)) dropped++;
     }
     this.countExpired(dropped);
     return dropped;
+  }
+
+  /**
+   * Counts `label_buffer.timeout` for an awaited prediction from `time` on, where that is later than
+   * its own time: churn labels at its session's end + horizon, and a merge can move that end further
+   * past the prediction's time than the timeout allows for. {@link expire} stops at it until then
+   * (it goes in submission order), so predictions queued behind it expire no earlier than it.
+   */
+  postpone(handle: SampleHandle, time: number): void {
+    this.snapshots.settle();
+    if (handle.released) return;
+    const sample = handle as Sample;
+    if (time > sample.expiresFrom) sample.expiresFrom = time;
   }
 
   /**
@@ -988,7 +1041,7 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     this.release(handle as Sample);
-    this.countExpired(1);
+    if (!countedInvalid(handle as Sample)) this.countExpired(1);
   }
 
   private countExpired(dropped: number): void {
@@ -1005,6 +1058,7 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     this.release(handle as Sample);
+    if (countedInvalid(handle as Sample)) return;
     this.counts.withdrawn++;
     this.counters.withdrawn.inc();
   }
@@ -1014,7 +1068,9 @@ export class OnlineLearner {
     this.snapshots.settle();
     this.flushPredictions(emit);
     this.flushLearning(emit);
-    this.counts.unlabelledAtEnd += this.awaitingCount;
+    let unlabelled = 0;
+    for (const sample of this.awaitingSamples()) if (!countedInvalid(sample)) unlabelled++;
+    this.counts.unlabelledAtEnd += unlabelled;
     this.releaseAll();
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
@@ -1143,7 +1199,8 @@ export class OnlineLearner {
     let withSession = false;
     const derive = this.deriveId;
     const raw: string[] = [];
-    const [time, flags, score, label, idKeys, owners, rowNumbers] = Array.from({ length: 7 }, () => new Float64Array(n));
+    const [time, flags, score, label, idKeys, owners, rowNumbers, expiresFrom] = Array.from({ length: 8 }, () => new Float64Array(n));
+    let postponed = false;
     const x = new Float32Array(n * d);
     let xRows = 0;
     let seqLength = -1;
@@ -1170,6 +1227,8 @@ export class OnlineLearner {
         owners[i] = owner;
         rowNumbers[i] = i;
         time[i] = s.time;
+        expiresFrom[i] = s.expiresFrom;
+        if (s.expiresFrom !== s.time) postponed = true;
         let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
         if (s.rows) {
           f |= SAMPLE_ROW;
@@ -1203,6 +1262,7 @@ export class OnlineLearner {
     const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners!, { values: rowNumbers!, ref: ROW_NUMBERS }) };
     if (withSession) savedOwners.sessionIds = yield* encodeDerivedIds(ownerUsers, ownerSessions);
     const saved: SavedSamples = { ids, ...columns, owners: savedOwners, x: encodeFloats(x.subarray(0, xRows * d)) };
+    if (postponed) saved.expiresFrom = yield* encodeColumn(expiresFrom!, { values: time!, ref: TIMES });
     if (raw.length > 0) saved.raw = raw;
     if (withSeq) {
       const seq = yield* encodeNamedColumns({ types: Float64Array.from(types), categories: Float64Array.from(categories) });
@@ -1222,6 +1282,7 @@ export class OnlineLearner {
     const { n, userAt, sessionAt } = owned;
     const { time, flags, score, label } = decodeNamedColumns(saved, ['time', 'flags', 'score', 'label'], n, what);
     const idAt = owned.ids(time);
+    const expiresFrom = saved.expiresFrom === undefined ? undefined : decodeColumnOf(saved.expiresFrom, n, `${what}: expiresFrom`, { values: time!, ref: TIMES });
     const d = this.features?.length ?? 0;
     if (typeof saved.x !== 'string') throw new Error(`${what}: no feature rows`);
     const x = decodeFloats(saved.x);
@@ -1263,6 +1324,7 @@ export class OnlineLearner {
           atSeq++;
         }
         const s = newSample(idAt(i), userAt(i), sessionAt(i), time![i]!, rows, row, seq, owned.idKeyAt(i));
+        if (expiresFrom !== undefined) s.expiresFrom = expiresFrom[i]!;
         if ((f & SAMPLE_RAW) !== 0) s.raw = decodeFloats(raw[atRaw++]!);
         if ((f & SAMPLE_SCORED) !== 0) s.score = score![i]!;
         if ((f & SAMPLE_LABELLED) !== 0) s.label = label![i]!;

@@ -3,7 +3,7 @@
  * builds the model, and answers the requests of its port one at a time, in order. A request that
  * waits for an answer (`answer: true`) gets one message back, then the shared flag is raised for the
  * caller blocked on it; the others (learning steps, a learning rate) get none, and a failure of one of
- * them is the answer to the next request that waits.
+ * them ends the worker (the model is short of that step from then on), as a device's failure does.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { loadTf, openBackend } from './backend.js';
@@ -49,8 +49,6 @@ const data = workerData as ModelWorkerData;
 const flag = new Int32Array(data.flag);
 let model: OnlineModel | undefined;
 let opening: Promise<string> | undefined;
-/** A failure of a request that is not answered, kept for the next one that is. */
-let failure: string | undefined;
 
 async function open(): Promise<string> {
   await loadTf();
@@ -95,28 +93,32 @@ function answer(message: ModelAnswer): void {
   Atomics.notify(flag, 0);
 }
 
+/**
+ * Ends this worker, saying why: a caller blocked waiting reads it at once (not at its timeout); one that
+ * is not sees the worker's exit between requests (RemoteModel reads the reason then) and fails its run.
+ */
+function end(fatal: string): never {
+  answer({ fatal });
+  process.exit(1);
+}
+
 // One request at a time, in the order they came: a step's kernels are all queued before the next read.
 let queue: Promise<void> = Promise.resolve();
 data.port.on('message', (request: ModelRequest) => {
   queue = queue.then(async () => {
     try {
-      const value = failure === undefined ? await handle(request) : undefined;
-      if (!request.answer) return;
-      if (failure !== undefined) {
-        answer({ id: request.id, error: failure });
-        failure = undefined;
-      } else answer({ id: request.id, value });
+      const value = await handle(request);
+      if (request.answer) answer({ id: request.id, value });
     } catch (error) {
       const message = (error as Error).message ?? String(error);
       if (request.answer) answer({ id: request.id, error: message });
-      else failure ??= message;
+      // Nothing waits for it (a learning step, a learning rate): the model is short of it from now on, so the
+      // caller must hear of it now, not at its next answered request (and a request's error fails no run).
+      else end(`'${request.op}' failed: ${message}`);
     }
   });
 });
 
 // An error outside any request (a callback of the device's: lost, out of memory) ends this worker: the
 // caller, perhaps blocked waiting, is told at once instead of at its timeout.
-process.on('uncaughtException', (error) => {
-  answer({ fatal: error.message ?? String(error) });
-  process.exit(1);
-});
+process.on('uncaughtException', (error) => end(error.message ?? String(error)));

@@ -16,8 +16,9 @@ import { idPrefix, OnlineLearner, predictionId, predictionIdAfter, type SampleIn
 import { tf } from './backend.js';
 import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
-import { resolveConfig } from './config.js';
+import { modelOperatorProperties, resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
+import { LogisticRegression } from './logistic.js';
 import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
@@ -1130,6 +1131,53 @@ test('churn: a session the sessionizer evicted (max_open_sessions) is not predic
   assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
 });
 
+test('churn: a session the sessionizer cut at max_length is not predicted: the event that cut it starts its continuation, which would label it 0 at once', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  // One visit of 5 hours (an event every 10 minutes), cut at 2 h and 4 h by max_length, then silence.
+  const input: Element[] = [];
+  for (let m = 0; m <= 300; m += 10) input.push({ ...event('a', '', t + m * min, 0, t, 'view'), session: undefined } as Element);
+  input.push(watermark(t + 9 * day), watermark(Infinity));
+  const chain = await Chain.build(
+    [stage(sessionizer, { gap: '30m', max_length: '2h' }), stage(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true })],
+    testContext(),
+  );
+  const output = chain.push(input).end();
+  const closedBy = output.filter((r) => isSessionSummary(r)).map((r) => (r as { closedBy?: string }).closedBy);
+  assert.deepEqual(closedBy, ['max_length', 'max_length', 'gap']);
+  // Before, three predictions: the two cut ones labelled 0 (their continuations read as returns), the last 1.
+  const predictions = of(output, 'prediction');
+  assert.deepEqual(predictions.map((p) => ((p.time as number) - t) / min), [300]);
+  const report = reportOf(output);
+  assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
+});
+
+test('churn: a prediction whose session a merge extended past the label timeout waits for its moved deadline, not expired from its first end (also across a restore)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (minute: number): Element => ({ ...event('a', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  // A (ends at 0) is predicted; a late event at 8 bridges it with B (from 15), which goes on to 180; B's
+  // events wait for the next watermark, which closes the merged session: its update moves A's deadline to
+  // 180 + 60. The label timeout (2 h) would have dropped A's prediction at 120 + 1, counted from 0.
+  const input: Element[] = [view(0), watermark(t + 11 * min), view(15), watermark(t + 16 * min), view(8)];
+  for (let m = 20; m <= 180; m += 5) input.push(view(m));
+  input.push(watermark(t + 200 * min), watermark(t + 230 * min), watermark(t + 300 * min), watermark(Infinity));
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', label_buffer: { timeout: '2h' }, batch: { max_size: 1, max_delay: 0 }, report: true })];
+  const chain = await Chain.build(stages, testContext());
+  const whole = chain.push(input).end();
+  const updates = whole.filter(isSessionSummary).filter((r) => (r as { update?: boolean }).update);
+  assert.deepEqual(updates.map((r) => (r.end - t) / min), [180], 'the merge\'s update');
+  assert.equal(of(whole, 'prediction').length, 1);
+  const report = reportOf(whole) as Report & { counts: { lateLabels: number } };
+  // Before: expired at 200 (0 + 2 h), and its label at 240 + came late.
+  assert.deepEqual([report.counts.labels, report.counts.expired, report.counts.lateLabels, report.summary.positives], [1, 0, 0, 1]);
+  // A snapshot taken between the update and the old expiry holds the moved one.
+  const cut = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 200 * min) + 1;
+  const first = await Chain.build(stages, testContext());
+  first.push(input.slice(0, cut));
+  const snapshot = await first.snapshot();
+  const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
+  assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole));
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
@@ -1909,13 +1957,19 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
   await operator.close?.();
 });
 
-test('drift.action: reset_optimizer restarts the optimiser (its step count) at a drift; raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
+test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
-  const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate') => {
-    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true }, input);
+  const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate', kind: 'adam' | 'sgd' = 'adam') => {
+    const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind, learning_rate: 0.01 }, report: true }, input);
     const saved = ((await operator.snapshot!()) as { learner: { saved: { model: { optimizer: { step: number; learningRate: number } } } } }).learner.saved.model.optimizer;
-    return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved };
+    return { drifts: of(output, 'drift'), steps: reportOf(output).counts.learnSteps, optimizer: saved, scores: of(output, 'prediction').map((p) => p.score) };
   };
+  // SGD keeps no state a reset forgets: the same predictions as with no action.
+  const sgdNone = await run('none', 'sgd');
+  const sgdReset = await run('reset_optimizer', 'sgd');
+  assert.ok(sgdReset.drifts.length >= 1);
+  assert.deepEqual(sgdReset.scores, sgdNone.scores);
+  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it has no effect/);
   const none = await run('none');
   assert.ok(none.drifts.length >= 1);
   assert.equal(none.optimizer.step, none.steps);
@@ -1923,6 +1977,7 @@ test('drift.action: reset_optimizer restarts the optimiser (its step count) at a
   const reset = await run('reset_optimizer');
   assert.deepEqual(reset.drifts.map((d) => d.action), reset.drifts.map(() => 'reset_optimizer'));
   assert.ok(reset.optimizer.step < reset.steps, `step ${reset.optimizer.step} of ${reset.steps}: counted again from the last drift`);
+  assert.notDeepEqual(reset.scores, none.scores, 'Adam forgot its moments');
   const raised = await run('raise_learning_rate');
   assert.ok(raised.drifts.length >= 1);
   // 0.04 at the drift, times 0.99 per step since, never below 0.01.
@@ -1989,6 +2044,56 @@ test('a diverged model\'s predictions awaiting labels (scores not a number) rest
   assert.ok(of(first.output, 'prediction').some((p) => p.score === null || Number.isNaN(p.score)), 'diverged before the cut');
   const rest = await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: first.state });
   assert.equal(modelOutputs(first.output) + '\n' + modelOutputs(rest.output), modelOutputs(whole.output));
+});
+
+test('churn: a diverged model\'s predictions are counted and said when made, not a horizon later when their labels come; their labels count nothing more', async () => {
+  // Every score not a number, as a diverged model's (its weights no longer finite).
+  const diverged = mock.method(LogisticRegression.prototype, 'predictRow', () => Number.NaN);
+  try {
+    const t = Date.parse('2024-01-01T00:00:00Z');
+    const input: Element[] = [];
+    for (let d = 0; d < 3; d++) {
+      for (const u of ['a', 'b']) {
+        input.push(event(u, `${u}${d}`, t + d * day, 0, t + d * day, 'view'));
+        input.push(summary(u, `${u}${d}`, t + d * day, t + d * day + min, 1, false, { view: 1 }));
+      }
+    }
+    const config = { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+    const run = async (elements: Element[]) => {
+      const errors: unknown[][] = [];
+      const context = testContext();
+      const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
+      const { output } = await runOperator(churnModel, config, elements, logged);
+      const report = reportOf(output) as Report & { counts: { invalidScores: number; lateLabels: number; withdrawn: number } };
+      return { output, errors, report };
+    };
+    // The input ends before any label is due: before, 0 invalid scores, 6 unlabelled, nothing said.
+    const early = await run([...input, watermark(t + 3 * day), watermark(Infinity)]);
+    assert.equal(of(early.output, 'prediction').length, 6);
+    assert.deepEqual([early.report.counts.invalidScores, early.report.counts.unlabelledAtEnd], [6, 0]);
+    assert.equal(early.errors.length, 1);
+    assert.match(early.errors[0]![1] as string, /the model diverged/);
+    // Every label comes: each prediction is counted once (no late label, no second count).
+    const late = await run([...input, watermark(t + 20 * day), watermark(Infinity)]);
+    const { counts, summary: scored } = late.report;
+    assert.deepEqual([counts.predictions, counts.invalidScores, counts.labels, counts.lateLabels, counts.unlabelledAtEnd, scored.n], [6, 6, 0, 0, 0, 0]);
+    assert.equal(counts.labels + counts.overflow + counts.expired + counts.unlabelledAtEnd + counts.withdrawn + counts.invalidScores, counts.predictions);
+    assert.equal(late.errors.length, 1);
+    // A snapshot between prediction and label restores to the uninterrupted run.
+    const whole = await runOperator(churnModel, config, [...input, watermark(t + 20 * day), watermark(Infinity)]);
+    const first = await runOperator(churnModel, config, [...input, watermark(t + 3 * day)]);
+    const rest = await runOperator(churnModel, config, [watermark(t + 20 * day), watermark(Infinity)], testContext(), { restore: first.state });
+    assert.equal(modelOutputs(first.output) + '\n' + modelOutputs(rest.output), modelOutputs(whole.output));
+  } finally {
+    diverged.mock.restore();
+  }
+});
+
+test('the `report` option\'s description names every count the model_metrics record carries', async () => {
+  const { output } = await runOperator(intentModel, { ...base, report: true }, separableIntentStream(5, 1));
+  const counts = Object.keys((reportOf(output) as unknown as { counts: Record<string, number> }).counts);
+  const description = modelOperatorProperties.report.description;
+  assert.deepEqual(counts.filter((key) => !description.includes(`\`${key}\``)), []);
 });
 
 test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {

@@ -20,9 +20,10 @@ export function createModel(inputs: number, config: ModelConfig, optimizer: Opti
 
 /**
  * The model a model operator uses: in this thread, or, on a backend whose models live in worker threads
- * (webgpu: see remote.ts), held by a worker of its own.
+ * (webgpu: see remote.ts), held by a worker of its own, which tells `onFailure` when it fails where no
+ * call would see it (see RemoteModel).
  */
-export function openModel(inputs: number, config: ModelConfig, optimizer: OptimizerConfig): Model {
+export function openModel(inputs: number, config: ModelConfig, optimizer: OptimizerConfig, onFailure?: (error: Error) => void): Model {
   const backend = modelsInWorkers();
-  return backend ? new RemoteModel(inputs, config, optimizer, backend) : createModel(inputs, config, optimizer);
+  return backend ? new RemoteModel(inputs, config, optimizer, backend, onFailure) : createModel(inputs, config, optimizer);
 }

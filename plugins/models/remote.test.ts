@@ -1,5 +1,5 @@
-import { test } from 'node:test';
-import { setImmediate } from 'node:timers/promises';
+import { mock, test } from 'node:test';
+import { setImmediate, setTimeout } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { loadTf, runModelsInWorkers, useBackend } from './backend.js';
@@ -9,7 +9,7 @@ import { createModel } from './models.js';
 import { RemoteModel } from './remote.js';
 import intentModel from './intent.js';
 import { rng, separableIntentStream } from './testdata.js';
-import { runOperator, silentLogger } from 'tributary/testing';
+import { runOperator, silentLogger, testContext } from 'tributary/testing';
 
 const d = 6;
 
@@ -63,21 +63,54 @@ test('a model a worker holds computes what the same model in this thread does: p
   }
 });
 
-test('a model a worker holds: a failed learning step is the error of the next request answered, and a state of another model is refused', async () => {
+test('a model a worker holds: a failed learning step (nothing waits for it) is reported at once, and the model takes no more requests; a state of another model is refused', async () => {
   await loadTf();
   const config = resolveConfig({ model: { kind: 'logistic' } }, 'remote');
-  const remote = new RemoteModel(d, config.model, config.optimizer, 'cpu');
+  const failures: Error[] = [];
+  const remote = new RemoteModel(d, config.model, config.optimizer, 'cpu', (error) => failures.push(error));
   const [{ batch, labels }] = batches('logistic', 1, 4, 3);
+  assert.equal(remote.predictProbaMany(batch!).length, 4);
   // Rows of 5 values for a model of 6 features: the step fails in the worker, where nothing waits for it.
   remote.learnMany({ n: 4, d: 5, x: batch.x!.slice(0, 20) }, labels);
-  assert.throws(() => remote.predictProbaMany(batch!), /the logistic model's worker: /);
-  // The worker answers again afterwards.
-  assert.equal(remote.predictProbaMany(batch!).length, 4);
-  const mlp = resolveConfig({ model: { kind: 'mlp' } }, 'remote');
-  const other = createModel(d, mlp.model, mlp.optimizer);
-  assert.throws(() => remote.load(other.state()), /the logistic model's worker: saved model is mlp, this one is logistic/);
-  other.dispose();
+  // Before, nothing was said until the next request that waits (later steps dropped unseen meanwhile), and the worker went on.
+  for (const started = performance.now(); failures.length === 0 && performance.now() - started < 10_000; ) await setTimeout(5);
+  assert.equal(failures.length, 1, 'told without another request');
+  assert.match(failures[0]!.message, /^the logistic model's worker failed: 'learn' failed: /);
+  assert.throws(() => remote.learnMany(batch!, labels), /the logistic model's worker failed: 'learn' failed: /);
+  assert.throws(() => remote.predictProbaMany(batch!), /the logistic model's worker failed: 'learn' failed: /);
+  assert.equal(failures.length, 1, 'told once');
   remote.dispose();
+  // A request that waits is told its own error, and the worker goes on.
+  const other = new RemoteModel(d, config.model, config.optimizer, 'cpu', (error) => failures.push(error));
+  const mlp = resolveConfig({ model: { kind: 'mlp' } }, 'remote');
+  const mlpModel = createModel(d, mlp.model, mlp.optimizer);
+  assert.throws(() => other.load(mlpModel.state()), /the logistic model's worker: saved model is mlp, this one is logistic/);
+  assert.equal(other.predictProbaMany(batch!).length, 4);
+  mlpModel.dispose();
+  other.dispose();
+  assert.equal(failures.length, 1, 'a disposed model\'s worker ending is no failure');
+});
+
+test('a model operator whose model a worker holds fails its run when a learning step fails there (before, one record was dead-lettered and the run went on)', async () => {
+  await loadTf();
+  runModelsInWorkers('cpu');
+  const learn = RemoteModel.prototype.learnMany;
+  let steps = 0;
+  const broken = mock.method(RemoteModel.prototype, 'learnMany', function (this: RemoteModel, batch: Batch, labels: Float32Array) {
+    // The second step's rows are one value short: it fails in the worker.
+    if (++steps === 2) return learn.call(this, { n: batch.n, d: batch.d - 1, x1: batch.x1!.slice(0, batch.n * batch.d) }, labels);
+    return learn.call(this, batch, labels);
+  });
+  const context = testContext({ logger: silentLogger });
+  try {
+    await runOperator(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [8] }, batch: { max_size: 16, max_delay: 0 } }, separableIntentStream(120, 5), context).catch(() => undefined);
+  } finally {
+    broken.mock.restore();
+    runModelsInWorkers(undefined);
+  }
+  assert.ok(steps >= 2);
+  assert.equal(context.failures.length, 1);
+  assert.match(context.failures[0]!.message, /^model under-test: the mlp model's worker failed: 'learn' failed: /);
 });
 
 test('a model a worker holds: once its worker has ended (a device lost, say), a request fails at once, naming it, and dispose still returns', async () => {

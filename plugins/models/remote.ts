@@ -4,7 +4,8 @@
  * synchronously: a prediction blocks this thread until the worker has it (Atomics.wait on a shared
  * flag, then the answer taken off the port with receiveMessageOnPort), as a synchronous read of a
  * GPU backend blocks anyway; a learning step is sent and not waited for, so the worker and its device
- * learn while this thread goes on with the next records.
+ * learn while this thread goes on with the next records. A step that fails there ends the worker (the
+ * model is short of it from then on), reported at once to the model's `onFailure`, not at the next request.
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Batch, Model, ModelConfig, ModelKind, ModelState } from './model.js';
@@ -44,12 +45,20 @@ export class RemoteModel implements Model {
   private lastId = 0;
   /** How the worker ended, once it has (seen between requests): later requests fail at once. */
   private exited: string | undefined;
+  /** onFailure was told. */
+  private reported = false;
 
   constructor(
     readonly inputs: number,
     config: ModelConfig,
     optimizerConfig: OptimizerConfig,
     backend: WorkerBackend,
+    /**
+     * Told once that the model cannot go on: its worker ended (a device lost, a learning step or learning
+     * rate nothing waited for failed) or did not answer in time. A request that throws while a record is
+     * handled only dead-letters that record, and one sent unanswered throws nothing: the caller fails its run here.
+     */
+    private readonly onFailure?: (error: Error) => void,
   ) {
     this.kind = config.kind;
     this.learningRate = optimizerConfig.learning_rate;
@@ -60,8 +69,14 @@ export class RemoteModel implements Model {
     // Neither keeps the process alive: a pipeline that ends without disposing (a failure) still exits.
     this.worker.unref();
     this.port.unref();
-    this.worker.on('error', (error) => (this.exited ??= `failed: ${error.message}`));
-    this.worker.on('exit', (code) => (this.exited ??= `exited (code ${code})`));
+    this.worker.on('error', (error) => this.ended(`failed: ${error.message}`));
+    this.worker.on('exit', (code) => {
+      if (this.disposed) return;
+      // The worker posts why before it ends (model-worker.ts): the reason, not just the exit code.
+      let fatal: string | undefined;
+      for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) fatal ??= (m.message as ModelAnswer).fatal;
+      this.ended(fatal !== undefined ? `failed: ${fatal}` : `exited (code ${code})`);
+    });
     const model = this;
     this.optimizer = {
       get learningRate(): number {
@@ -107,6 +122,17 @@ export class RemoteModel implements Model {
     }
   }
 
+  private ended(how: string): void {
+    this.exited ??= how;
+    this.report(new Error(`the ${this.kind} model's worker ${this.exited}`));
+  }
+
+  private report(error: Error): void {
+    if (this.disposed || this.reported) return;
+    this.reported = true;
+    this.onFailure?.(error);
+  }
+
   /** Sends a request; for one that is answered, blocks until the worker answers and returns its value. */
   private request(request: ModelRequest): unknown {
     if (this.exited !== undefined) throw new Error(`the ${this.kind} model's worker ${this.exited}`);
@@ -122,13 +148,15 @@ export class RemoteModel implements Model {
       if (answer === undefined) {
         // The worker posts an answer before it raises the flag: once raised, the answer is there to take.
         if (Atomics.wait(this.flag, 0, 0, ANSWER_TIMEOUT_MS) === 'timed-out') {
-          throw new Error(`the ${this.kind} model's worker did not answer '${request.op}' in ${ANSWER_TIMEOUT_MS / 1000} s`);
+          const error = new Error(`the ${this.kind} model's worker did not answer '${request.op}' in ${ANSWER_TIMEOUT_MS / 1000} s`);
+          this.report(error);
+          throw error;
         }
         Atomics.store(this.flag, 0, 0);
         continue;
       }
       if (answer.fatal !== undefined) {
-        this.exited = `failed: ${answer.fatal}`;
+        this.ended(`failed: ${answer.fatal}`);
         throw new Error(`the ${this.kind} model's worker ${this.exited}`);
       }
       // An answer to an earlier request that gave up waiting is not this one's.
