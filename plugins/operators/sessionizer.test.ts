@@ -279,6 +279,27 @@ test('absurd timestamps go to the dead-letter sink with the reason', async () =>
   assert.equal(summaries(output)[0]!.eventCount, 3, 'a huge watermark is clamped to the accepted events, so the session survives');
 });
 
+test('after a lull longer than max_ahead_of_clock, a live batch (its events pushed before its watermark) is checked against the clock as it is now, not as it was at the last watermark', async () => {
+  let now = T0;
+  const context = testContext({ clock: { now: () => now } });
+  const chain = await Chain.build([stage(sessionizer, { gap: '30m', max_ahead_of_clock: '2h' })], context);
+  // As the runtime does: a batch's events, then its watermark; the wall clock just past the events.
+  const batch = (...minutes: number[]): void => {
+    now = T0 + Math.max(...minutes) * MIN + 1000;
+    chain.push([...minutes.map((m) => ev('u', m)), watermark(T0 + Math.max(...minutes) * MIN - 5000)]);
+  };
+  batch(0, 1, 2);
+  batch(185, 186, 187); // the first batch after a night of 3 h: ordinary live events
+  batch(190);
+  chain.push([wm(Infinity)]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), []);
+  assert.deepEqual(events(chain.output).map((e) => (e.time - T0) / MIN), [0, 1, 2, 185, 186, 187, 190]);
+  // More than 2 h ahead of a fresh reading (190 min): dead-lettered.
+  const ahead = await Chain.build([stage(sessionizer, { gap: '30m', max_ahead_of_clock: '2h' })], context);
+  ahead.push([ev('u', 320)]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), ['under-test: event time 2024-01-01T05:20:00.000Z is more than max_ahead_of_clock ahead of the clock (2024-01-01T03:10:01.000Z)']);
+});
+
 test('max_open_sessions: the session closest to closing is closed early, counted and summarised as evicted', async () => {
   const input: Element[] = [ev('u1', 0), ev('u2', 1), ev('u3', 2), wm(3), ev('u1', 4), wm(Infinity)];
   const { output } = await runOperator(sessionizer, { max_open_sessions: 2 } as never, input, ctx());

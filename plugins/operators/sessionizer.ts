@@ -679,8 +679,13 @@ class SessionState {
     if (s.fromData && event.sessionId === undefined) throw new Error('event has no sessionId (session_id_from: data)');
     if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
     if (time > this.now + s.maxAhead) {
-      this.sawFuture = true;
-      return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+      // The clock is read at each watermark, and the runtime pushes a batch's events before its
+      // watermark: after a lull that reading is hours old, so it is read again before rejecting.
+      this.now = this.context.clock.now();
+      if (time > this.now + s.maxAhead) {
+        this.sawFuture = true;
+        return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+      }
     }
     if (time < this.watermark) {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
