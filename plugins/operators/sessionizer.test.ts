@@ -300,6 +300,43 @@ test('after a lull longer than max_ahead_of_clock, a live batch (its events push
   assert.deepEqual(context.deadLetters.map((d) => d.reason), ['under-test: event time 2024-01-01T05:20:00.000Z is more than max_ahead_of_clock ahead of the clock (2024-01-01T03:10:01.000Z)']);
 });
 
+test('after a dead-lettered far-future event raised the sources\' watermark, accepted events move the held-back time: sessions close and events come out without waiting hours for a watermark; a restore anywhere goes on as one run', async () => {
+  // The wall clock at 240 min: the event at 600 min is more than max_ahead_of_clock (2h) ahead, dead-lettered
+  // here, but within the source's (1d): its watermark jumps to 600 min and stays there until the end.
+  const context = () => testContext({ clock: { now: () => T0 + 240 * MIN } });
+  const config = { gap: '5m', max_ahead_of_clock: '2h' };
+  const input = (): Element[] => {
+    const out: Element[] = [];
+    let maxTime = -Infinity;
+    let emitted = -Infinity;
+    const feed = (e: ClickEvent): void => {
+      out.push(e);
+      if (e.time > maxTime) maxTime = e.time;
+      if (maxTime - 5000 > emitted) out.push(watermark((emitted = maxTime - 5000)));
+    };
+    for (let m = 0; m <= 240; m++) {
+      feed(ev(`u${m % 7}`, m)); // each user's events 7 min apart: a session each, gap 5m
+      if (m === 20) feed(ev('skewed-client', 600));
+    }
+    return out;
+  };
+  const c = context();
+  const whole = await Chain.build([stage(sessionizer, config)], c);
+  whole.push(input());
+  assert.equal(c.deadLetters.length, 1);
+  assert.equal(events(whole.output).length, 241, 'every event out, none held');
+  assert.equal(summaries(whole.output).length, 236, 'every session 5 min past its event closed (235 and before)');
+  const [saved] = (await whole.snapshot()) as { pending: { n: number } }[];
+  assert.equal(saved!.pending.n, 0);
+  const out = JSON.stringify(whole.end());
+  for (let cut = 1; cut < input().length; cut++) {
+    const part = await Chain.build([stage(sessionizer, config)], context());
+    part.push(input().slice(0, cut));
+    const rest = (await Chain.build([stage(sessionizer, config)], context(), await part.snapshot())).push(input().slice(cut)).end();
+    assert.equal(JSON.stringify([...part.output, ...rest]), out, `cut at ${cut}`);
+  }
+});
+
 test('max_open_sessions: the session closest to closing is closed early, counted and summarised as evicted', async () => {
   const input: Element[] = [ev('u1', 0), ev('u2', 1), ev('u3', 2), wm(3), ev('u1', 4), wm(Infinity)];
   const { output } = await runOperator(sessionizer, { max_open_sessions: 2 } as never, input, ctx());
