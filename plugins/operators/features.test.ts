@@ -472,10 +472,20 @@ test('a closed session\'s state stays until the watermark passes its keptUntil (
       ev('u', 35, 'view', { ...item, sessionId: 'A', itemId: 'i3' }), ev('v', 80, 'view', { ...item, sessionId: 'A' }), watermark(T0 + 90 * MIN),
       ev('u', 36, 'cart', { ...item, sessionId: 'A' }), watermark(Infinity),
     ]],
+    // The far-future event again, the watermark here past u's keptUntil (90) while the sessionizer's is at
+    // 40: restored, with no handle to ask, u's state waits for the sessionizer too (a watermark before u's
+    // late event released it, and the event started over from zero).
+    [{ gap: '30m', allowed_lateness: '1h' }, () => [
+      ev('u', 0, 'view', { ...item, price: 4 }), watermark(T0 + 31 * MIN), ev('u', 10 * 365 * 24 * 60), watermark(T0 + 200 * MIN),
+      ev('v', 40, 'view', item), watermark(T0 + 201 * MIN), ev('u', 5, 'view', { ...item, price: 6 }), ev('v', 41, 'cart', item), watermark(Infinity),
+    ]],
   ];
   for (const [config, input] of streams) {
     const stages = [stage(sessionizer, config as never), stage(sessionFeatures), stage(userFeatures, { horizons: ['1h'] })];
-    const whole = serialize(await chain(stages, input()));
+    const run = await chain(stages, input());
+    const late = eventsOf(run).find((e) => e.userId === 'u' && e.time === T0 + 5 * MIN);
+    if (late !== undefined) assert.deepEqual([named(late).s_events, named(late).s_views, named(late).s_view_price_mean], [2, 2, 5]);
+    const whole = serialize(run);
     for (let cut = 0; cut <= input().length; cut++) {
       const first = await Chain.build(stages, ctx());
       first.push(input().slice(0, cut));
