@@ -49,8 +49,9 @@ export default defineOperator<UserFeaturesConfig>({
         minItems: 0,
         maxItems: 8,
         items: { $ref: 'tributary:duration', minDuration: '1ms' },
+        uniqueItems: true,
         default: ['1d', '7d', '30d'],
-        description: 'Time constants of the decayed counts (event time).',
+        description: 'Time constants of the decayed counts (event time), each a different duration.',
       },
       max_users: {
         type: 'integer',
@@ -65,8 +66,11 @@ export default defineOperator<UserFeaturesConfig>({
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
-    const labels = config.horizons.map(horizonLabel);
-    if (new Set(labels).size !== labels.length) throw new PluginConfigError('horizons', `must be distinct, got ${labels.join(', ')}`);
+    // Two horizons of one duration (1d and 24h) would give the same features under two names.
+    for (const [k, h] of horizons.entries()) {
+      const j = horizons.indexOf(h);
+      if (j < k) throw new PluginConfigError(`horizons[${k}]`, `'${horizonLabel(config.horizons[k]!)}' is the same duration as horizons[${j}] '${horizonLabel(config.horizons[j]!)}'`);
+    }
     const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
