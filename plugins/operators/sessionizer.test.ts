@@ -609,6 +609,7 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
     ['a watermark that is not a number', (s) => void (s.watermark = 'soon'), /^Error: stage-s: sessionizer snapshot: watermark: not a number or null$/],
     ['maxSeen that is not a number', (s) => void (s.maxSeen = {}), /^Error: stage-s: sessionizer snapshot: maxSeen: not a number or null$/],
     ['sawFuture that is not true or false', (s) => void (s.sawFuture = 'no'), /^Error: stage-s: sessionizer snapshot: sawFuture: not true or false$/],
+    ['a last watermark that is not a time', (s) => void (s.lastMark = 'soon'), /^Error: stage-s: sessionizer snapshot: lastMark: not a number or null$/],
     ['a session id for a row past the last', (s) => { s.ids.otherRows.push(3); s.ids.otherIds.push('x'); }, /^Error: stage-s: sessionizer snapshot: ids: row 3 out of range$/],
     ['a session id of no row', (s) => void s.ids.otherIds.push('x'), /^Error: stage-s: sessionizer snapshot: ids: 1 other ids for 0 other rows$/],
     ['a pending event type that is not a string', (s) => void (s.pending.types[0] = 7), /^Error: stage-s: sessionizer snapshot: pending: types: not a string at row 0$/],
