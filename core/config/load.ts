@@ -631,6 +631,13 @@ function problemFromAjv(
     case 'exclusiveMaximum':
       // The value as read: where it came from `${VAR}` or --set, the file at this line does not show it.
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+    case 'uniqueItems': {
+      // At the later of the two (ajv names the first pair it finds), naming the earlier.
+      const { i, j } = error.params as { i: number; j: number };
+      const list = segments.at(-1);
+      const earlier = typeof list === 'string' ? `${list}[${Math.min(i, j)}]` : `item ${Math.min(i, j)}`;
+      return locate([...segments, Math.max(i, j)], `the same as ${earlier}, got ${valueText((error.data as unknown[])[Math.max(i, j)], segments)}`);
+    }
     case 'enum':
       // A kind the sink's own plugin says it does not take: say whose rule it is, not only the list.
       if (plugin?.kind === 'sink' && plugin.kinds && error.schemaPath === sinkKindsSchemaPath) {

@@ -100,6 +100,21 @@ test('user features count each session once: a return to an earlier session is n
   assert.deepEqual(data.map((f) => f.u_sessions), [1, 2, 2, 2, 3]);
   // At the third session the two before it are done: 4 events between them.
   assert.equal(data[4]!.u_mean_session_events, 2);
+  // Two tabs that start in the same minute, their events interleaved: two sessions, each switch opens none.
+  const sameStart = (): Element[] => [
+    ev('u', 0, 'view', { sessionId: 'A' }), ev('u', 0, 'view', { sessionId: 'B' }), ev('u', 1, 'view', { sessionId: 'A' }),
+    ev('u', 2, 'cart', { sessionId: 'B' }), watermark(T0 + 2 * MIN), ev('u', 3, 'view', { sessionId: 'A' }), ev('u', 4, 'view', { sessionId: 'B' }), watermark(Infinity),
+  ];
+  const tabStages = [stage(sessionizer, { session_id_from: 'data' }), stage(userFeatures, { horizons: ['1h'] })];
+  const tabs = await chain(tabStages, sameStart());
+  assert.deepEqual(eventsOf(tabs).map((e) => [e.sessionId, (e.session!.start - T0) / MIN, named(e).u_sessions]), [['A', 0, 1], ['B', 0, 2], ['A', 0, 2], ['B', 0, 2], ['A', 0, 2], ['B', 0, 2]]);
+  const serialize = (out: Element[]) => out.map((e) => JSON.stringify({ ...e, features: (e as ClickEvent).features ? Array.from((e as ClickEvent).features!.values) : undefined }));
+  for (let cut = 0; cut <= sameStart().length; cut++) {
+    const first = await Chain.build(tabStages, ctx());
+    first.push(sameStart().slice(0, cut));
+    const second = await Chain.build(tabStages, ctx(), await first.snapshot());
+    assert.deepEqual(serialize([...first.output, ...second.push(sameStart().slice(cut)).end()]), serialize(tabs), `cut at ${cut}`);
+  }
   // A late event bridging two closed sessions merges them (into the earlier one): one session from then on.
   const bridging: Element[] = [ev('m', 0), ev('m', 50), watermark(T0 + 120 * MIN), ev('m', 25, 'cart'), ev('m', 60), watermark(Infinity)];
   const gap = eventsOf(await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })], bridging)).map(named);
@@ -472,10 +487,20 @@ test('a closed session\'s state stays until the watermark passes its keptUntil (
       ev('u', 35, 'view', { ...item, sessionId: 'A', itemId: 'i3' }), ev('v', 80, 'view', { ...item, sessionId: 'A' }), watermark(T0 + 90 * MIN),
       ev('u', 36, 'cart', { ...item, sessionId: 'A' }), watermark(Infinity),
     ]],
+    // The far-future event again, the watermark here past u's keptUntil (90) while the sessionizer's is at
+    // 40: restored, with no handle to ask, u's state waits for the sessionizer too (a watermark before u's
+    // late event released it, and the event started over from zero).
+    [{ gap: '30m', allowed_lateness: '1h' }, () => [
+      ev('u', 0, 'view', { ...item, price: 4 }), watermark(T0 + 31 * MIN), ev('u', 10 * 365 * 24 * 60), watermark(T0 + 200 * MIN),
+      ev('v', 40, 'view', item), watermark(T0 + 201 * MIN), ev('u', 5, 'view', { ...item, price: 6 }), ev('v', 41, 'cart', item), watermark(Infinity),
+    ]],
   ];
   for (const [config, input] of streams) {
     const stages = [stage(sessionizer, config as never), stage(sessionFeatures), stage(userFeatures, { horizons: ['1h'] })];
-    const whole = serialize(await chain(stages, input()));
+    const run = await chain(stages, input());
+    const late = eventsOf(run).find((e) => e.userId === 'u' && e.time === T0 + 5 * MIN);
+    if (late !== undefined) assert.deepEqual([named(late).s_events, named(late).s_views, named(late).s_view_price_mean], [2, 2, 5]);
+    const whole = serialize(run);
     for (let cut = 0; cut <= input().length; cut++) {
       const first = await Chain.build(stages, ctx());
       first.push(input().slice(0, cut));

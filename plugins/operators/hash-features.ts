@@ -4,7 +4,7 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
-import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
+import { defineOperator, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
 import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
 import { BlockAppender } from './vector.js';
 
@@ -36,7 +36,8 @@ export default defineOperator<HashFeaturesConfig>({
         type: 'array',
         minItems: 1,
         items: { type: 'string', pattern: '^(type|itemId|category|userId|sessionId|attrs\\..+)$' },
-        description: 'Categorical fields to hash: canonical field names or `attrs.<name>`.',
+        uniqueItems: true,
+        description: 'Categorical fields to hash: canonical field names or `attrs.<name>`, each once (a field twice would count double).',
       },
       width: { type: 'integer', minimum: 1, maximum: 65536, default: 32, description: 'Number of buckets (features) in the block.' },
       prefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', default: 'hash', description: 'Name prefix of the block: `<prefix>_<bucket>`.' },
@@ -52,6 +53,9 @@ export default defineOperator<HashFeaturesConfig>({
     const fieldNames: (keyof ClickEvent | undefined)[] = [];
     const seeds = new Uint32Array(config.fields.length);
     config.fields.forEach((field, k) => {
+      // The schema says so too; a config composed in code reaches here unchecked.
+      const first = config.fields.indexOf(field);
+      if (first < k) throw new PluginConfigError(`fields[${k}]`, `'${field}' is fields[${first}] again: it would count double`);
       if (field.startsWith('attrs.')) attrNames.push(field.slice(6));
       else if (canonical.has(field)) attrNames.push(undefined);
       else throw new RangeError(`fields[${k}]: unknown field '${field}'`);

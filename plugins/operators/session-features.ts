@@ -334,11 +334,18 @@ class SessionFeatureState {
   private keptUntil = new Float64Array(0);
   private readonly closed = new ReleaseQueue();
   /**
-   * Closed slots the watermark passed while their handle said the sessionizer still keeps them (its own
-   * watermark held back behind a far-future event it dead-lettered): [slot, keptUntil] pairs.
+   * Closed slots the watermark passed while the sessionizer may still keep them (its own watermark held
+   * back behind a far-future event it dead-lettered): [slot, keptUntil] pairs.
    */
   private overdue: [number, number][] = [];
   private watermark = -Infinity;
+  /**
+   * The latest event time seen. The sessionizer sends an event once its own watermark has passed it
+   * (a late one: behind it), so its watermark is at least this: a slot without a handle to ask
+   * (restored, or copied on the way) goes once this, not only the watermark, passes its keptUntil. Not
+   * in the snapshot: until the first event after a restore such slots wait, which only keeps them longer.
+   */
+  private eventTime = -Infinity;
   private rows = new Float64Array(0);
   private capacity = 0;
   private used = 0;
@@ -443,6 +450,7 @@ class SessionFeatureState {
     if (context === undefined) throw new Error('event has no session: put a sessionizer before session-features');
     const handle = handleOf(context);
     const slot = handle !== undefined && handle.sessionStage === this && this.slotHandles[handle.sessionSlot] === handle ? handle.sessionSlot : this.slotOf(event.userId, context, handle);
+    if (event.time > this.eventTime) this.eventTime = event.time;
     const kept = this.keptUntil;
     if (kept[slot] === kept[slot]) kept[slot] = NaN; // closed, reopened by this event: open until its next summary
     if (context.merged !== undefined) for (const id of context.merged) this.absorb(slot, event.userId, id);
@@ -594,7 +602,7 @@ class SessionFeatureState {
   /**
    * Event time moved to `time`: the closed sessions it passed the keptUntil of are gone from the
    * sessionizer, their state goes too; so does that of sessions their handle says the sessionizer forgot
-   * early (max_open_sessions). One whose handle says it is still kept waits (see overdue).
+   * early (max_open_sessions). One the sessionizer may still keep waits (see overdue, stillKept).
    */
   advance(time: number): void {
     if (!(time > this.watermark)) return;
@@ -611,7 +619,7 @@ class SessionFeatureState {
       const handle = this.slotHandles[slot];
       if (due <= time) {
         queue.pop();
-        if (handle !== undefined && !handle.dead) this.overdue.push([slot, due]);
+        if (this.stillKept(slot, due, time)) this.overdue.push([slot, due]);
         else this.release(slot);
       } else if (handle !== undefined && handle.dead) {
         queue.pop();
@@ -623,12 +631,23 @@ class SessionFeatureState {
       this.overdue = [];
       for (const [slot, due] of waiting) {
         if (this.keptUntil[slot] !== due) continue;
-        const handle = this.slotHandles[slot];
-        if (handle !== undefined && !handle.dead) this.overdue.push([slot, due]);
+        if (this.stillKept(slot, due, time)) this.overdue.push([slot, due]);
         else this.release(slot);
       }
     }
     this.compactIfSparse();
+  }
+
+  /**
+   * Whether the sessionizer may still keep a closed session the watermark here passed the keptUntil
+   * (`due`) of: this watermark may run ahead of the sessionizer's (see overdue). Its handle says so;
+   * without one (restored, copied on the way), the sessionizer's watermark is known to have passed
+   * `due` only once an event at or after it came (see eventTime). At the end of input it keeps none.
+   */
+  private stillKept(slot: number, due: number, time: number): boolean {
+    const handle = this.slotHandles[slot];
+    if (handle !== undefined) return !handle.dead;
+    return time !== Infinity && due > this.eventTime;
   }
 
   /** Empties a slot for a new session under its key. */

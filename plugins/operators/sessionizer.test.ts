@@ -279,6 +279,64 @@ test('absurd timestamps go to the dead-letter sink with the reason', async () =>
   assert.equal(summaries(output)[0]!.eventCount, 3, 'a huge watermark is clamped to the accepted events, so the session survives');
 });
 
+test('after a lull longer than max_ahead_of_clock, a live batch (its events pushed before its watermark) is checked against the clock as it is now, not as it was at the last watermark', async () => {
+  let now = T0;
+  const context = testContext({ clock: { now: () => now } });
+  const chain = await Chain.build([stage(sessionizer, { gap: '30m', max_ahead_of_clock: '2h' })], context);
+  // As the runtime does: a batch's events, then its watermark; the wall clock just past the events.
+  const batch = (...minutes: number[]): void => {
+    now = T0 + Math.max(...minutes) * MIN + 1000;
+    chain.push([...minutes.map((m) => ev('u', m)), watermark(T0 + Math.max(...minutes) * MIN - 5000)]);
+  };
+  batch(0, 1, 2);
+  batch(185, 186, 187); // the first batch after a night of 3 h: ordinary live events
+  batch(190);
+  chain.push([wm(Infinity)]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), []);
+  assert.deepEqual(events(chain.output).map((e) => (e.time - T0) / MIN), [0, 1, 2, 185, 186, 187, 190]);
+  // More than 2 h ahead of a fresh reading (190 min): dead-lettered.
+  const ahead = await Chain.build([stage(sessionizer, { gap: '30m', max_ahead_of_clock: '2h' })], context);
+  ahead.push([ev('u', 320)]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), ['under-test: event time 2024-01-01T05:20:00.000Z is more than max_ahead_of_clock ahead of the clock (2024-01-01T03:10:01.000Z)']);
+});
+
+test('after a dead-lettered far-future event raised the sources\' watermark, accepted events move the held-back time: sessions close and events come out without waiting hours for a watermark; a restore anywhere goes on as one run', async () => {
+  // The wall clock at 240 min: the event at 600 min is more than max_ahead_of_clock (2h) ahead, dead-lettered
+  // here, but within the source's (1d): its watermark jumps to 600 min and stays there until the end.
+  const context = () => testContext({ clock: { now: () => T0 + 240 * MIN } });
+  const config = { gap: '5m', max_ahead_of_clock: '2h' };
+  const input = (): Element[] => {
+    const out: Element[] = [];
+    let maxTime = -Infinity;
+    let emitted = -Infinity;
+    const feed = (e: ClickEvent): void => {
+      out.push(e);
+      if (e.time > maxTime) maxTime = e.time;
+      if (maxTime - 5000 > emitted) out.push(watermark((emitted = maxTime - 5000)));
+    };
+    for (let m = 0; m <= 240; m++) {
+      feed(ev(`u${m % 7}`, m)); // each user's events 7 min apart: a session each, gap 5m
+      if (m === 20) feed(ev('skewed-client', 600));
+    }
+    return out;
+  };
+  const c = context();
+  const whole = await Chain.build([stage(sessionizer, config)], c);
+  whole.push(input());
+  assert.equal(c.deadLetters.length, 1);
+  assert.equal(events(whole.output).length, 241, 'every event out, none held');
+  assert.equal(summaries(whole.output).length, 236, 'every session 5 min past its event closed (235 and before)');
+  const [saved] = (await whole.snapshot()) as { pending: { n: number } }[];
+  assert.equal(saved!.pending.n, 0);
+  const out = JSON.stringify(whole.end());
+  for (let cut = 1; cut < input().length; cut++) {
+    const part = await Chain.build([stage(sessionizer, config)], context());
+    part.push(input().slice(0, cut));
+    const rest = (await Chain.build([stage(sessionizer, config)], context(), await part.snapshot())).push(input().slice(cut)).end();
+    assert.equal(JSON.stringify([...part.output, ...rest]), out, `cut at ${cut}`);
+  }
+});
+
 test('max_open_sessions: the session closest to closing is closed early, counted and summarised as evicted', async () => {
   const input: Element[] = [ev('u1', 0), ev('u2', 1), ev('u3', 2), wm(3), ev('u1', 4), wm(Infinity)];
   const { output } = await runOperator(sessionizer, { max_open_sessions: 2 } as never, input, ctx());
@@ -551,6 +609,7 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
     ['a watermark that is not a number', (s) => void (s.watermark = 'soon'), /^Error: stage-s: sessionizer snapshot: watermark: not a number or null$/],
     ['maxSeen that is not a number', (s) => void (s.maxSeen = {}), /^Error: stage-s: sessionizer snapshot: maxSeen: not a number or null$/],
     ['sawFuture that is not true or false', (s) => void (s.sawFuture = 'no'), /^Error: stage-s: sessionizer snapshot: sawFuture: not true or false$/],
+    ['a last watermark that is not a time', (s) => void (s.lastMark = 'soon'), /^Error: stage-s: sessionizer snapshot: lastMark: not a number or null$/],
     ['a session id for a row past the last', (s) => { s.ids.otherRows.push(3); s.ids.otherIds.push('x'); }, /^Error: stage-s: sessionizer snapshot: ids: row 3 out of range$/],
     ['a session id of no row', (s) => void s.ids.otherIds.push('x'), /^Error: stage-s: sessionizer snapshot: ids: 1 other ids for 0 other rows$/],
     ['a pending event type that is not a string', (s) => void (s.pending.types[0] = 7), /^Error: stage-s: sessionizer snapshot: pending: types: not a string at row 0$/],

@@ -410,12 +410,15 @@ export interface SessionizerSnapshotV1 {
  * Columnar form: one row per kept session (users in map order, each newest first), each field a
  * column (see columns.ts); the timer heap as two columns. Version 2 held pending events as version 1
  * does (one object each: ~124 bytes an event, a tenth of the soak's sessionizer state at 2,000
- * events/s); version 3 holds them as columns (PendingColumns); version 4 adds `droppedThrough` and `numberedIds`.
+ * events/s); version 3 holds them as columns (PendingColumns); version 4 adds `droppedThrough` and
+ * `numberedIds`, version 5 `lastMark`.
  */
 export interface SessionizerSnapshot {
-  version: 2 | 3 | 4;
+  version: 2 | 3 | 4 | 5;
   watermark: number | null;
-  /** The latest end of a session max_open_sessions dropped, and how many ids took a `#<n>` since (version 4 on). */
+  /** The latest watermark received, which `watermark` is held behind after a far-future event (version 5 on). */
+  lastMark?: number | null;
+  /** The latest end of a session max_open_sessions dropped, and how many ids took a `#<n>` since (version 4 on; null and 0 before). */
   droppedThrough?: number | null;
   numberedIds?: number;
   maxSeen: number | null;
@@ -632,7 +635,13 @@ class SessionState {
    */
   private droppedThrough = -Infinity;
   private numberedIds = 0;
+  /**
+   * A far-future event was dead-lettered: the sources' watermark may be ahead of every accepted event
+   * (theirs bound events further ahead than this one's), so this operator's time is held at the
+   * latest accepted event, below `lastMark`, the latest watermark received.
+   */
   private sawFuture = false;
+  private lastMark = -Infinity;
   private nextSeq = 0;
   private open = 0;
   private now: number;
@@ -679,8 +688,13 @@ class SessionState {
     if (s.fromData && event.sessionId === undefined) throw new Error('event has no sessionId (session_id_from: data)');
     if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
     if (time > this.now + s.maxAhead) {
-      this.sawFuture = true;
-      return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+      // The clock is read at each watermark, and the runtime pushes a batch's events before its
+      // watermark: after a lull that reading is hours old, so it is read again before rejecting.
+      this.now = this.context.clock.now();
+      if (time > this.now + s.maxAhead) {
+        this.sawFuture = true;
+        return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+      }
     }
     if (time < this.watermark) {
       if (time < this.watermark - s.maxBehind) return this.reject(event, `event time ${iso(time)} is more than max_behind_watermark behind the watermark (${iso(this.watermark)})`);
@@ -703,7 +717,13 @@ class SessionState {
     }
     if (at === pending.length) pending.push(event);
     else pending.splice(at, 0, event);
-    if (time > this.maxSeen) this.maxSeen = time;
+    if (time > this.maxSeen) {
+      this.maxSeen = time;
+      // Held back (see sawFuture), this operator's time would wait for a watermark, and the sources send
+      // none until event time reaches the future event (hours): events move it to where the last one
+      // would take it now. The same time either way, so it depends on the stream alone (and a restore).
+      if (this.sawFuture && this.lastMark > this.watermark) this.advance(this.lastMark, emit);
+    }
   }
 
   private reject(event: ClickEvent, reason: string): void {
@@ -714,6 +734,7 @@ class SessionState {
   advance(mark: number, emit: Emit): void {
     this.snapshots.settle();
     this.now = this.context.clock.now();
+    if (mark > this.lastMark) this.lastMark = mark;
     // A dead-lettered far-future timestamp has already pushed the sources' watermark: from then on
     // only accepted events move this operator's time, so it cannot close every session at once.
     const to = mark === Infinity || !this.sawFuture ? mark : Math.min(mark, this.maxSeen);
@@ -1116,8 +1137,9 @@ class SessionState {
       heapSeqs,
     ]);
     const snapshot: SessionizerSnapshot = {
-      version: 4,
+      version: 5,
       watermark: finiteOrNull(this.watermark),
+      lastMark: finiteOrNull(this.lastMark),
       droppedThrough: finiteOrNull(this.droppedThrough),
       numberedIds: this.numberedIds,
       maxSeen: finiteOrNull(this.maxSeen),
@@ -1145,10 +1167,13 @@ class SessionState {
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4 && version !== 5) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
     const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
-    const droppedThrough = saved.version === 4 ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;
-    const numberedIds = saved.version === 4 ? saved.numberedIds : 0;
+    const fourOn = saved.version === 4 || saved.version === 5;
+    const droppedThrough = fourOn ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;
+    const numberedIds = fourOn ? saved.numberedIds : 0;
+    // Before version 5 the watermark received was not kept: taken as this operator's own, the next one moves it.
+    const lastMark = saved.version === 5 ? timeOrNull(saved.lastMark, `${what}: lastMark`) : watermark;
     if (!(typeof numberedIds === 'number' && Number.isSafeInteger(numberedIds) && numberedIds >= 0)) throw new Error(`${what}: numberedIds: ${String(numberedIds)} is not a whole number`);
     const maxSeen = timeOrNull(saved.maxSeen, `${what}: maxSeen`);
     if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
@@ -1159,6 +1184,7 @@ class SessionState {
     this.closing = new TimerHeap();
     this.forgetting = new TimerHeap();
     this.watermark = watermark ?? -Infinity;
+    this.lastMark = lastMark ?? -Infinity;
     this.maxSeen = maxSeen ?? -Infinity;
     this.droppedThrough = droppedThrough ?? -Infinity;
     this.numberedIds = numberedIds;

@@ -49,8 +49,9 @@ export default defineOperator<UserFeaturesConfig>({
         minItems: 0,
         maxItems: 8,
         items: { $ref: 'tributary:duration', minDuration: '1ms' },
+        uniqueItems: true,
         default: ['1d', '7d', '30d'],
-        description: 'Time constants of the decayed counts (event time).',
+        description: 'Time constants of the decayed counts (event time), each a different duration.',
       },
       max_users: {
         type: 'integer',
@@ -65,8 +66,11 @@ export default defineOperator<UserFeaturesConfig>({
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
-    const labels = config.horizons.map(horizonLabel);
-    if (new Set(labels).size !== labels.length) throw new PluginConfigError('horizons', `must be distinct, got ${labels.join(', ')}`);
+    // Two horizons of one duration (1d and 24h) would give the same features under two names.
+    for (const [k, h] of horizons.entries()) {
+      const j = horizons.indexOf(h);
+      if (j < k) throw new PluginConfigError(`horizons[${k}]`, `'${horizonLabel(config.horizons[k]!)}' is the same duration as horizons[${j}] '${horizonLabel(config.horizons[j]!)}'`);
+    }
     const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
@@ -268,8 +272,8 @@ class UserState {
 
   /**
    * Whether the event opens a session the user has not had, and which. CURRENT: its id is not the
-   * current one's and it starts at or after it, or it is the current one's, reused after the gap (data
-   * ids), with a later start. PAST: the first event of a session that started before the current one
+   * current one's and it starts after it (at the same time: its first event), or it is the current
+   * one's, reused after the gap (data ids), with a later start. PAST: the first event of a session that started before the current one
    * (a late event opening a session of its own): counted, but the current session stays current (else
    * the user's next event in it would open it a second time). NONE: a return to an earlier session (a
    * data session resumed in another tab, a late event), which adds to the current session's figures.
@@ -279,7 +283,10 @@ class UserState {
     if (current === undefined) return CURRENT;
     const tag = event.session;
     if (sessionId === current) return tag !== undefined && tag.start > currentStart ? CURRENT : NONE;
-    if (tag === undefined || tag.start >= currentStart) return CURRENT;
+    if (tag === undefined || tag.start > currentStart) return CURRENT;
+    // Two sessions that start at one time (tabs opened in the same millisecond): the one whose first event
+    // comes second is current; a return to the other is none, as to any earlier session.
+    if (tag.start === currentStart) return tag.position === 0 ? CURRENT : NONE;
     return tag.position === 0 ? PAST : NONE;
   }
 
