@@ -346,7 +346,11 @@ export interface Sink {
   write(record: StreamRecord): void;
   /** Resolves when the sink has room again; `undefined` when it has room now. */
   ready?(): Promise<void> | undefined;
-  /** Everything written so far is durable when this resolves. */
+  /**
+   * Everything written so far is durable when this resolves. Called at every checkpoint (before its
+   * file is written and the sources commit), every `settings.commit_interval` without checkpoints
+   * (whatever the sources), and at the end of the input or a stop, before `close`.
+   */
   flush?(): Promise<void>;
   /**
    * Opens the sink's outputs again at their paths (the daemon's SIGHUP, after logrotate renamed a file

@@ -330,6 +330,8 @@ export class PipelineRunner {
   private ended = false;
   private readonly batchSize: number;
   private readonly commitInterval: number;
+  /** When the sinks last flushed (clock time): without checkpoints they flush every commit_interval (flushIfDue). */
+  private lastFlush = 0;
   /** Shared by this pipeline's plugin instances (PluginContext.shared). */
   private readonly shared = new Map<string, unknown>();
   /** Set while a checkpoint flushes and writes: sources wait on it, so nothing is written meanwhile. */
@@ -810,12 +812,27 @@ export class PipelineRunner {
   }
 
   private async flushSinks(): Promise<void> {
-    for (const { sink } of this.sinks) {
-      const flushed = sink.flush?.();
-      if (flushed) await this.untilFailed(flushed);
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
+      try {
+        const flushed = sink.flush?.();
+        if (flushed) await this.untilFailed(flushed);
+      } catch (error) {
+        // Named as the sink's (a flush from a source's loop was otherwise "a source failed"); a
+        // TributaryError (the run's failure, a Kafka sink's own) is passed on as it is.
+        throw error instanceof TributaryError ? error : pluginFailure('TRIB_ERR_SINK', label, 'failed to flush', error);
+      }
     }
-    const flushed = this.deadLetterSink.flush?.();
-    if (flushed) await this.untilFailed(flushed);
+    this.lastFlush = this.clock.now();
+  }
+
+  /**
+   * Without checkpoints the sinks flush every `settings.commit_interval` whatever the sources: a
+   * committing source (Kafka) has them flush before its commit, but a file or synthetic source never
+   * commits, and a buffering sink (Sink.flush: what `write` took is durable only then) held its output.
+   */
+  private async flushIfDue(): Promise<void> {
+    if (this.clock.now() - this.lastFlush < this.commitInterval) return;
+    await this.exclusive(() => this.flushSinks());
   }
 
   /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
@@ -1023,7 +1040,10 @@ export class PipelineRunner {
         if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
       await this.room();
-      if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+      if (!this.options.checkpoints) {
+        if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+        else await this.flushIfDue();
+      }
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
@@ -1438,6 +1458,7 @@ export class PipelineRunner {
       return this.stats;
     }
     this.started = true;
+    this.lastFlush = this.clock.now();
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
     this.metrics.observe('heap_overruns_total', 'Pauses that outlasted heap_wait, after which the run went on over its heap budget.', { pipeline: this.name }, () => this.heapOverruns);
     this.metrics.observe('heap_over_budget', '1 while the run goes on over its heap budget (a pause outlasted heap_wait), else 0.', { pipeline: this.name }, () => (this.overHeapBudget ? 1 : 0));
@@ -1480,13 +1501,18 @@ export class PipelineRunner {
           }
         }, this.options.checkpoints.intervalMs);
         checkpointTimer.unref();
-      } else if (this.sources.some((slot) => slot.source.commit)) {
-        // No checkpoints: a source waiting for input still commits what it handed over (no batch comes to do it).
+      } else {
+        // No checkpoints: a source waiting for input still commits what it handed over, and the sinks
+        // still flush what they buffered (no batch comes to do it: stdin, a quiet topic).
         checkpointTimer = setInterval(() => {
+          let committing = false;
           for (const slot of this.sources) {
             if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
+            committing = true;
             this.commitSource(slot).catch((error: unknown) => this.logger.warn({ stage: slot.label, err: (error as Error).message }, 'commit failed; the next one retries'));
           }
+          // A failing flush fails the run, as one at a checkpoint or at the end does.
+          if (!committing && !this.barrier) this.flushIfDue().catch((error: unknown) => this.failRun(error));
         }, this.commitInterval);
         checkpointTimer.unref();
       }
@@ -1535,7 +1561,11 @@ export class PipelineRunner {
       // input completed is flushed and committed with it, and gone from the state it saves. Taken
       // before, that state still held those records, and a restart from it wrote them again.
       await this.checkpoint();
-      for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
+      const committing = this.sources.filter((slot) => slot.source.commit);
+      for (const slot of committing) await this.commitSource(slot);
+      // Neither flushed the sinks (no checkpoints, no source that commits: a backtest, a file): what
+      // they buffered is made durable now, before they close.
+      if (!this.options.checkpoints && committing.length === 0) await this.flushSinks();
       this.stats.drained = !stopped;
     } catch (error) {
       failed = error;
