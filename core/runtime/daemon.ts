@@ -281,8 +281,9 @@ export class Daemon {
         }),
       ),
     );
-    clearTimeout(this.shutdownTimer);
+    // The endpoint's close too is bounded by the shutdown timer (cleared only after it).
     await this.ops?.close();
+    clearTimeout(this.shutdownTimer);
     const result: DaemonResult = { runs: [], failures: [] };
     results.forEach((outcome, index) => {
       const name = this.runners[index]!.name;

@@ -53,7 +53,13 @@ export async function startOpsServer(options: { port: number; host?: string; reg
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // close() waits for every open connection, and node times out none of a closed server's: a client
+        // holding one idle or half-sent kept a drained daemon up until its supervisor killed it.
+        server.closeAllConnections();
+      }),
   };
 }
 
