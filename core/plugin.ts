@@ -227,7 +227,11 @@ export interface Source {
    * for the upstream (a broker outage) until the pipeline's signal aborts.
    */
   covers?(position: SourcePosition): Promise<boolean>;
-  /** Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz. */
+  /**
+   * Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz.
+   * Called on every probe, so keep it cheap; one that throws reads as not ready
+   * (`<label>: health() threw: <message>`, logged once).
+   */
   health?(): SourceHealth;
   /**
    * Partitioned sources (Kafka) only, for scale-out (`scale_out` in the pipeline): the runtime
@@ -358,7 +362,7 @@ export interface Sink {
    * or cut. Resolves once reopened.
    */
   reopen?(): Promise<void>;
-  /** Whether the sink reaches its downstream now: /readyz. */
+  /** Whether the sink reaches its downstream now: /readyz. One that throws reads as not ready, as a source's does. */
   health?(): SourceHealth;
   close(): Promise<void>;
 }

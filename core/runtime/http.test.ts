@@ -39,3 +39,27 @@ test('close() ends at once though clients hold connections open that sent nothin
   await ops.close();
   await Promise.all(closed);
 });
+
+test("a pipeline's readiness that throws answers /readyz with 500 and the error; the endpoint serves on (it was an uncaught exception ending the daemon)", async () => {
+  const ops = await startOpsServer({
+    port: 0,
+    registry: new MetricsHub().registry,
+    pipelines: () => [
+      {
+        name: 'p',
+        readiness: () => {
+          throw new TypeError('a plugin gone wrong');
+        },
+      },
+    ],
+  });
+  try {
+    const base = `http://127.0.0.1:${ops.port}`;
+    const answer = await fetch(`${base}/readyz`);
+    assert.equal(answer.status, 500);
+    assert.equal(await answer.text(), 'a plugin gone wrong\n');
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  } finally {
+    await ops.close();
+  }
+});

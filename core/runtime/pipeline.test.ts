@@ -2161,3 +2161,61 @@ test('without checkpoints the sinks flush every commit_interval whatever the sou
     await run;
   }
 });
+
+test('a source or sink whose health() throws is not ready, named with what it threw, and logged once: readiness() (/readyz) does not throw', async () => {
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  let reading = false;
+  const source = defineSource<Record<string, never>>({
+    name: 'throwing-health',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 0)];
+        reading = true;
+        await end;
+      },
+      health: () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'ready')");
+      },
+    }),
+  });
+  const sink = defineSink<Record<string, never>>({
+    name: 'throwing-health',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      health: () => {
+        throw new Error('no client yet');
+      },
+      close: async () => undefined,
+    }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-health-throws-'));
+  const file = join(dir, 'p.yaml');
+  writeFileSync(file, 'sources: [{type: throwing-health}]\nsinks: [{type: throwing-health}]\ndead_letter: {type: file, path: dead.jsonl}\n');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const builtins = await builtinRegistry();
+  for (const plugin of [source, sink]) builtins.register(plugin, 'test');
+  const { pino } = await import('pino');
+  const logs: { msg: string; stage?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string; stage?: string }) });
+  const runner = new PipelineRunner(await loadPipeline(file, { registry: builtins, env: {} }), { logger });
+  const run = runner.run();
+  await until(() => reading, 'the first batch');
+  const expected = {
+    ready: false,
+    reasons: ["source-throwing-health-0: health() threw: Cannot read properties of undefined (reading 'ready')", 'sink-throwing-health-0: health() threw: no client yet'],
+  };
+  assert.deepEqual(runner.readiness(), expected);
+  assert.deepEqual(runner.readiness(), expected, 'every probe says so');
+  assert.deepEqual(
+    logs.map((entry) => entry.stage),
+    ['source-throwing-health-0', 'sink-throwing-health-0'],
+    'logged once each, however often /readyz is probed',
+  );
+  letEnd();
+  await run;
+});

@@ -952,16 +952,31 @@ export class PipelineRunner {
     // Failed: draining and closing, or (a daemon of several pipelines) waiting for the others to stop.
     if (this.failure) reasons.push(`failed: ${this.failure.message}`);
     else if (!this.started) reasons.push('starting');
-    for (const slot of this.sources) {
-      const health = slot.source.health?.();
-      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
-    }
+    for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
-    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
-      const health = sink?.health?.();
-      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
-    }
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) if (sink) this.healthOf(label, sink, reasons);
     return { ready: reasons.length === 0, reasons };
+  }
+
+  /** Plugins whose health() threw, logged once each (/readyz may be probed every few seconds). */
+  private readonly healthThrew = new Set<string>();
+
+  /**
+   * Adds a plugin's reason not to be ready. A health() that throws is not ready, named: called from
+   * /readyz's handler, it otherwise ended the process with an uncaught exception, undrained.
+   */
+  private healthOf(label: string, plugin: Source | Sink, reasons: string[]): void {
+    try {
+      const health = plugin.health?.();
+      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      reasons.push(`${label}: health() threw: ${message}`);
+      if (!this.healthThrew.has(label)) {
+        this.healthThrew.add(label);
+        this.logger.error({ stage: label, err: error }, `${label}: health() threw: ${message}; the pipeline says it is not ready while it does`);
+      }
+    }
   }
 
   private started = false;
