@@ -951,6 +951,8 @@ export class PipelineRunner {
     const reasons: string[] = [];
     // Failed: draining and closing, or (a daemon of several pipelines) waiting for the others to stop.
     if (this.failure) reasons.push(`failed: ${this.failure.message}`);
+    // Told to stop (the daemon's SIGTERM): draining until the process exits, no longer running.
+    else if (this.options.signal?.aborted) reasons.push('stopping');
     else if (!this.started) reasons.push('starting');
     for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
