@@ -916,3 +916,27 @@ test('while the daemon drains after a stop, /readyz says not ready (stopping) an
     assert.deepEqual(result.failures, []);
   }
 });
+
+test('a run stuck in a plugin that holds nothing (a read that never returns, deaf to its signal) waits for the stop, then ends by shutdown_timeout: logged, exit 1', async () => {
+  const plugin = join(dir, 'stuck.mjs');
+  writeFileSync(
+    plugin,
+    `import { defineSource } from ${JSON.stringify(join(packageRoot, 'dist', 'core', 'index.js'))};
+export default [defineSource({
+  name: 'stuck', summary: 'test', config: { type: 'object' },
+  create: () => ({ async *read() { process.stderr.write('reading\\n'); await new Promise(() => {}); } }),
+})];
+`,
+  );
+  const file = join(dir, 'stuck.yaml');
+  writeFileSync(file, `name: stuck\nplugins: [${plugin}]\nsettings: {shutdown_timeout: 100ms}\nsources: [{type: stuck}]\nsinks: [{type: file, path: ${join(dir, 'stuck.jsonl')}}]\n`);
+  const child = spawn(process.execPath, [cli, 'run', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = exitOf(child);
+  await until(() => stderr.includes('reading'), 'the source to be read');
+  child.kill('SIGTERM');
+  // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
+  assert.equal(await exited, 1, stderr);
+  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+});
