@@ -227,7 +227,11 @@ export interface Source {
    * for the upstream (a broker outage) until the pipeline's signal aborts.
    */
   covers?(position: SourcePosition): Promise<boolean>;
-  /** Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz. */
+  /**
+   * Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz.
+   * Called on every probe, so keep it cheap; one that throws reads as not ready
+   * (`<label>: health() threw: <message>`, logged once).
+   */
   health?(): SourceHealth;
   /**
    * Partitioned sources (Kafka) only, for scale-out (`scale_out` in the pipeline): the runtime
@@ -346,7 +350,11 @@ export interface Sink {
   write(record: StreamRecord): void;
   /** Resolves when the sink has room again; `undefined` when it has room now. */
   ready?(): Promise<void> | undefined;
-  /** Everything written so far is durable when this resolves. */
+  /**
+   * Everything written so far is durable when this resolves. Called at every checkpoint (before its
+   * file is written and the sources commit), every `settings.commit_interval` without checkpoints
+   * (whatever the sources), and at the end of the input or a stop, before `close`.
+   */
   flush?(): Promise<void>;
   /**
    * Opens the sink's outputs again at their paths (the daemon's SIGHUP, after logrotate renamed a file
@@ -354,7 +362,7 @@ export interface Sink {
    * or cut. Resolves once reopened.
    */
   reopen?(): Promise<void>;
-  /** Whether the sink reaches its downstream now: /readyz. */
+  /** Whether the sink reaches its downstream now: /readyz. One that throws reads as not ready, as a source's does. */
   health?(): SourceHealth;
   close(): Promise<void>;
 }

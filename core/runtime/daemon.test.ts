@@ -862,3 +862,81 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
     assert.match(JSON.stringify(entry.err), /"stack":/);
   }
 });
+
+test('while the daemon drains after a stop, /readyz says not ready (stopping) and tributary_pipeline_ready is 0, until it exits', async () => {
+  const { Daemon, defineSink, defineSource } = await import('tributary');
+  const { silentLogger } = await import('tributary/testing');
+  let releaseClose!: () => void;
+  const closing = new Promise<void>((resolve) => (releaseClose = resolve));
+  let closeBegun = false;
+  const quiet = defineSource<Record<string, never>>({
+    name: 'quiet',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    }),
+  });
+  // A sink whose close (the end of the drain) takes as long as the test says.
+  const slowClose = defineSink<Record<string, never>>({
+    name: 'slow-close',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      close: async () => {
+        closeBegun = true;
+        await closing;
+      },
+    }),
+  });
+  const home = join(dir, 'stopping');
+  mkdirSync(home);
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: draining\nsources: [{type: quiet}]\nsinks: [{type: slow-close}]\n');
+  const daemon = new Daemon({ targets: [file], logger: silentLogger, registry: registryWith(quiet, slowClose), http: { port: 0 } });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.port !== undefined && daemon.runners[0]?.readiness().ready === true, 'ready');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    daemon.stop('test');
+    await until(() => closeBegun, 'the drain to reach the sink\'s close');
+    // Before, 200 until the process exited: restored and running, as operations.md defines it, it was not.
+    const draining = await fetch(`${base}/readyz`);
+    assert.equal(draining.status, 503);
+    assert.deepEqual(((await draining.json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons, ['stopping']);
+    assert.match(await (await fetch(`${base}/metrics`)).text(), /^tributary_pipeline_ready\{pipeline="draining"\} 0$/m);
+  } finally {
+    releaseClose();
+    const result = await running;
+    assert.deepEqual(result.failures, []);
+  }
+});
+
+test('a run stuck in a plugin that holds nothing (a read that never returns, deaf to its signal) waits for the stop, then ends by shutdown_timeout: logged, exit 1', async () => {
+  const plugin = join(dir, 'stuck.mjs');
+  writeFileSync(
+    plugin,
+    `import { defineSource } from ${JSON.stringify(join(packageRoot, 'dist', 'core', 'index.js'))};
+export default [defineSource({
+  name: 'stuck', summary: 'test', config: { type: 'object' },
+  create: () => ({ async *read() { process.stderr.write('reading\\n'); await new Promise(() => {}); } }),
+})];
+`,
+  );
+  const file = join(dir, 'stuck.yaml');
+  writeFileSync(file, `name: stuck\nplugins: [${plugin}]\nsettings: {shutdown_timeout: 100ms}\nsources: [{type: stuck}]\nsinks: [{type: file, path: ${join(dir, 'stuck.jsonl')}}]\n`);
+  const child = spawn(process.execPath, [cli, 'run', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = exitOf(child);
+  await until(() => stderr.includes('reading'), 'the source to be read');
+  child.kill('SIGTERM');
+  // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
+  assert.equal(await exited, 1, stderr);
+  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+});

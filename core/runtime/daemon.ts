@@ -225,6 +225,18 @@ export class Daemon {
   }
 
   async run(): Promise<DaemonResult> {
+    // A handle held for the run's length: a pipeline waiting on a promise that holds none (a plugin stuck
+    // in read, ignoring its signal) left node nothing to do, and it exited 13 at once, silently, instead of
+    // waiting for a stop and its shutdown_timeout (whose timer is unref'd: the process may live on after run()).
+    const keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+    try {
+      return await this.runHeld();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async runHeld(): Promise<DaemonResult> {
     if (this.loaded.length === 0) await this.load();
     const many = this.loaded.length > 1;
     const runShared = new Map<string, unknown>();
@@ -281,8 +293,9 @@ export class Daemon {
         }),
       ),
     );
-    clearTimeout(this.shutdownTimer);
+    // The endpoint's close too is bounded by the shutdown timer (cleared only after it).
     await this.ops?.close();
+    clearTimeout(this.shutdownTimer);
     const result: DaemonResult = { runs: [], failures: [] };
     results.forEach((outcome, index) => {
       const name = this.runners[index]!.name;

@@ -3,7 +3,7 @@
  * sources and sinks), /metrics (Prometheus text). Three GET routes need no framework: node:http
  * keeps the daemon's dependencies small.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
@@ -19,7 +19,7 @@ export interface OpsServer {
 }
 
 export async function startOpsServer(options: { port: number; host?: string; registry: Registry; pipelines: () => readonly Readiness[] }): Promise<OpsServer> {
-  const server = createServer((request, response) => {
+  const route = (request: IncomingMessage, response: ServerResponse): void => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -43,6 +43,16 @@ export async function startOpsServer(options: { port: number; host?: string; reg
       return;
     }
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+  };
+  const server = createServer((request, response) => {
+    try {
+      route(request, response);
+    } catch (error) {
+      // A throw in a handler (a pipeline's readiness) is this request's failure, not an uncaught exception ending the daemon.
+      const message = error instanceof Error ? error.message : String(error);
+      if (response.headersSent) response.destroy();
+      else response.writeHead(500, { 'content-type': 'text/plain' }).end(`${message}\n`);
+    }
   });
   // Loopback unless told otherwise: metrics can reveal business figures.
   const host = options.host ?? '127.0.0.1';
@@ -53,7 +63,13 @@ export async function startOpsServer(options: { port: number; host?: string; reg
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // close() waits for every open connection, and node times out none of a closed server's: a client
+        // holding one idle or half-sent kept a drained daemon up until its supervisor killed it.
+        server.closeAllConnections();
+      }),
   };
 }
 

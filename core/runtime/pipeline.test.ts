@@ -814,6 +814,8 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   await until(() => held.stats.eventsIn === cut, 'the cut');
   const counting = countLoopTurns();
   loop = counting;
+  // The checkpoint's flush is the one measured (the run without checkpoints flushed at its end).
+  turnsAtFlush = undefined;
   await held.checkpoint();
   counting.stop();
   // Taken in one synchronous go, nothing else ran before the sinks flushed (a million users: about a second).
@@ -2065,4 +2067,155 @@ test("a stage's histogram given NaN (a dwell time of an event without one) ignor
   const run = await runYaml('sources: [{type: four}]\nstages: [{type: dwell}]\nsinks: [{type: memory}]\n', { plugins: [source, dwell], builtins: false });
   assert.equal(run.stats.recordsOut, 4);
   assert.deepEqual(run.deadLetters, []);
+});
+
+/** A sink as plugin-authoring.md asks for one: `write` only buffers, `flush` makes durable, `close` drops what was not flushed. */
+function bufferingSink(): { plugin: ReturnType<typeof defineSink<{ id?: number }>>; durable: StreamRecord[][]; flushes: () => number } {
+  const durable: StreamRecord[][] = [];
+  let flushes = 0;
+  const plugin = defineSink<{ id?: number }>({
+    name: 'buffering',
+    summary: 'test',
+    config: { type: 'object', properties: { id: { type: 'integer' } } },
+    create: (config) => {
+      const pending: StreamRecord[] = [];
+      const kept: StreamRecord[] = (durable[config.id ?? 0] = []);
+      return {
+        write: (record) => void pending.push(record),
+        flush: async () => {
+          flushes++;
+          kept.push(...pending.splice(0));
+        },
+        close: async () => undefined,
+      };
+    },
+  });
+  return { plugin, durable, flushes: () => flushes };
+}
+
+test('without checkpoints or a committing source (a backtest, a file), the sinks flush at the end of input before they close, the dead-letter sink too: a buffering sink loses nothing', async () => {
+  const source = defineSource<Record<string, never>>({
+    name: 'plain',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 1), event('u', 2, 'bad'), event('u', 3)];
+      },
+    }),
+  });
+  const rejecting = defineOperator<Record<string, never>>({
+    name: 'rejecting',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if ((record as ClickEvent).type === 'bad') context.deadLetter({ reason: 'bad', raw: record });
+          else emit(record);
+        },
+      })),
+    }),
+  });
+  const sink = bufferingSink();
+  const run = await runYaml('sources: [{type: plain}]\nstages: [{type: rejecting}]\nsinks: [{type: buffering}]\ndead_letter: {type: buffering, id: 1}\n', { plugins: [source, rejecting, sink.plugin], builtins: false });
+  assert.equal(run.stats.recordsOut, 2);
+  assert.deepEqual(sink.durable[0]!.map((record) => record.time), [1, 3], 'every output made durable');
+  assert.equal(sink.durable[1]!.length, 1, 'the dead letter made durable');
+});
+
+test('without checkpoints the sinks flush every commit_interval whatever the source: between batches, and while the source waits for input', async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const time = countingClock(T0);
+  const sink = bufferingSink();
+  let waiting = false;
+  const flushesSeen: number[] = [];
+  const source = defineSource<Record<string, never>>({
+    name: 'paced',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [event('u', T0)];
+        flushesSeen.push(sink.flushes()); // under commit_interval since the start: none yet
+        time.advance(60_000);
+        yield [event('u', T0 + 1)];
+        flushesSeen.push(sink.flushes()); // the interval passed before this batch was asked for: flushed
+        yield [event('u', T0 + 2)];
+        time.advance(60_000);
+        // Waiting for input (stdin, a quiet endpoint): no batch comes to flush what was written.
+        waiting = true;
+        while (!context.signal!.aborted) await new Promise<void>((resolve) => context.signal!.addEventListener('abort', () => resolve(), { once: true }));
+      },
+    }),
+  });
+  const stop = new AbortController();
+  // A real interval of 10 ms for the timer; the clock it reads only moves when the test says.
+  const run = runYaml('sources: [{type: paced}]\nsinks: [{type: buffering}]\nsettings: {commit_interval: 10ms}\n', { plugins: [source, sink.plugin], builtins: false, clock: time.clock, signal: stop.signal });
+  try {
+    await until(() => waiting && sink.durable[0]!.length === 3, 'the timer to flush the third record while the source waits', 5_000);
+    assert.deepEqual(flushesSeen, [0, 1]);
+    assert.deepEqual(sink.durable[0]!.map((record) => record.time), [T0, T0 + 1, T0 + 2]);
+  } finally {
+    stop.abort();
+    await run;
+  }
+});
+
+test('a source or sink whose health() throws is not ready, named with what it threw, and logged once: readiness() (/readyz) does not throw', async () => {
+  let letEnd!: () => void;
+  const end = new Promise<void>((resolve) => (letEnd = resolve));
+  let reading = false;
+  const source = defineSource<Record<string, never>>({
+    name: 'throwing-health',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [event('u', 0)];
+        reading = true;
+        await end;
+      },
+      health: () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'ready')");
+      },
+    }),
+  });
+  const sink = defineSink<Record<string, never>>({
+    name: 'throwing-health',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      health: () => {
+        throw new Error('no client yet');
+      },
+      close: async () => undefined,
+    }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-health-throws-'));
+  const file = join(dir, 'p.yaml');
+  writeFileSync(file, 'sources: [{type: throwing-health}]\nsinks: [{type: throwing-health}]\ndead_letter: {type: file, path: dead.jsonl}\n');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const builtins = await builtinRegistry();
+  for (const plugin of [source, sink]) builtins.register(plugin, 'test');
+  const { pino } = await import('pino');
+  const logs: { msg: string; stage?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string; stage?: string }) });
+  const runner = new PipelineRunner(await loadPipeline(file, { registry: builtins, env: {} }), { logger });
+  const run = runner.run();
+  await until(() => reading, 'the first batch');
+  const expected = {
+    ready: false,
+    reasons: ["source-throwing-health-0: health() threw: Cannot read properties of undefined (reading 'ready')", 'sink-throwing-health-0: health() threw: no client yet'],
+  };
+  assert.deepEqual(runner.readiness(), expected);
+  assert.deepEqual(runner.readiness(), expected, 'every probe says so');
+  assert.deepEqual(
+    logs.map((entry) => entry.stage),
+    ['source-throwing-health-0', 'sink-throwing-health-0'],
+    'logged once each, however often /readyz is probed',
+  );
+  letEnd();
+  await run;
 });

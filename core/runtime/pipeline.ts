@@ -330,6 +330,8 @@ export class PipelineRunner {
   private ended = false;
   private readonly batchSize: number;
   private readonly commitInterval: number;
+  /** When the sinks last flushed (clock time): without checkpoints they flush every commit_interval (flushIfDue). */
+  private lastFlush = 0;
   /** Shared by this pipeline's plugin instances (PluginContext.shared). */
   private readonly shared = new Map<string, unknown>();
   /** Set while a checkpoint flushes and writes: sources wait on it, so nothing is written meanwhile. */
@@ -810,12 +812,27 @@ export class PipelineRunner {
   }
 
   private async flushSinks(): Promise<void> {
-    for (const { sink } of this.sinks) {
-      const flushed = sink.flush?.();
-      if (flushed) await this.untilFailed(flushed);
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
+      try {
+        const flushed = sink.flush?.();
+        if (flushed) await this.untilFailed(flushed);
+      } catch (error) {
+        // Named as the sink's (a flush from a source's loop was otherwise "a source failed"); a
+        // TributaryError (the run's failure, a Kafka sink's own) is passed on as it is.
+        throw error instanceof TributaryError ? error : pluginFailure('TRIB_ERR_SINK', label, 'failed to flush', error);
+      }
     }
-    const flushed = this.deadLetterSink.flush?.();
-    if (flushed) await this.untilFailed(flushed);
+    this.lastFlush = this.clock.now();
+  }
+
+  /**
+   * Without checkpoints the sinks flush every `settings.commit_interval` whatever the sources: a
+   * committing source (Kafka) has them flush before its commit, but a file or synthetic source never
+   * commits, and a buffering sink (Sink.flush: what `write` took is durable only then) held its output.
+   */
+  private async flushIfDue(): Promise<void> {
+    if (this.clock.now() - this.lastFlush < this.commitInterval) return;
+    await this.exclusive(() => this.flushSinks());
   }
 
   /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
@@ -934,17 +951,34 @@ export class PipelineRunner {
     const reasons: string[] = [];
     // Failed: draining and closing, or (a daemon of several pipelines) waiting for the others to stop.
     if (this.failure) reasons.push(`failed: ${this.failure.message}`);
+    // Told to stop (the daemon's SIGTERM): draining until the process exits, no longer running.
+    else if (this.options.signal?.aborted) reasons.push('stopping');
     else if (!this.started) reasons.push('starting');
-    for (const slot of this.sources) {
-      const health = slot.source.health?.();
-      if (health && !health.ready) reasons.push(`${slot.label}: ${health.detail ?? 'not ready'}`);
-    }
+    for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
-    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
-      const health = sink?.health?.();
-      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
-    }
+    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) if (sink) this.healthOf(label, sink, reasons);
     return { ready: reasons.length === 0, reasons };
+  }
+
+  /** Plugins whose health() threw, logged once each (/readyz may be probed every few seconds). */
+  private readonly healthThrew = new Set<string>();
+
+  /**
+   * Adds a plugin's reason not to be ready. A health() that throws is not ready, named: called from
+   * /readyz's handler, it otherwise ended the process with an uncaught exception, undrained.
+   */
+  private healthOf(label: string, plugin: Source | Sink, reasons: string[]): void {
+    try {
+      const health = plugin.health?.();
+      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      reasons.push(`${label}: health() threw: ${message}`);
+      if (!this.healthThrew.has(label)) {
+        this.healthThrew.add(label);
+        this.logger.error({ stage: label, err: error }, `${label}: health() threw: ${message}; the pipeline says it is not ready while it does`);
+      }
+    }
   }
 
   private started = false;
@@ -1023,7 +1057,10 @@ export class PipelineRunner {
         if (--this.batchesInHand === 0) for (const resolve of this.batchesInWaiters.splice(0)) resolve();
       }
       await this.room();
-      if (!this.options.checkpoints && slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+      if (!this.options.checkpoints) {
+        if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
+        else await this.flushIfDue();
+      }
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
@@ -1438,6 +1475,7 @@ export class PipelineRunner {
       return this.stats;
     }
     this.started = true;
+    this.lastFlush = this.clock.now();
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
     this.metrics.observe('heap_overruns_total', 'Pauses that outlasted heap_wait, after which the run went on over its heap budget.', { pipeline: this.name }, () => this.heapOverruns);
     this.metrics.observe('heap_over_budget', '1 while the run goes on over its heap budget (a pause outlasted heap_wait), else 0.', { pipeline: this.name }, () => (this.overHeapBudget ? 1 : 0));
@@ -1480,13 +1518,18 @@ export class PipelineRunner {
           }
         }, this.options.checkpoints.intervalMs);
         checkpointTimer.unref();
-      } else if (this.sources.some((slot) => slot.source.commit)) {
-        // No checkpoints: a source waiting for input still commits what it handed over (no batch comes to do it).
+      } else {
+        // No checkpoints: a source waiting for input still commits what it handed over, and the sinks
+        // still flush what they buffered (no batch comes to do it: stdin, a quiet topic).
         checkpointTimer = setInterval(() => {
+          let committing = false;
           for (const slot of this.sources) {
             if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
+            committing = true;
             this.commitSource(slot).catch((error: unknown) => this.logger.warn({ stage: slot.label, err: (error as Error).message }, 'commit failed; the next one retries'));
           }
+          // A failing flush fails the run, as one at a checkpoint or at the end does.
+          if (!committing && !this.barrier) this.flushIfDue().catch((error: unknown) => this.failRun(error));
         }, this.commitInterval);
         checkpointTimer.unref();
       }
@@ -1535,7 +1578,11 @@ export class PipelineRunner {
       // input completed is flushed and committed with it, and gone from the state it saves. Taken
       // before, that state still held those records, and a restart from it wrote them again.
       await this.checkpoint();
-      for (const slot of this.sources) if (slot.source.commit) await this.commitSource(slot);
+      const committing = this.sources.filter((slot) => slot.source.commit);
+      for (const slot of committing) await this.commitSource(slot);
+      // Neither flushed the sinks (no checkpoints, no source that commits: a backtest, a file): what
+      // they buffered is made durable now, before they close.
+      if (!this.options.checkpoints && committing.length === 0) await this.flushSinks();
       this.stats.drained = !stopped;
     } catch (error) {
       failed = error;

@@ -139,3 +139,14 @@ test("a histogram asked for again under the same labels (a pipeline the daemon r
   assert.match(text, /^tributary_lat_seconds_sum\{pipeline="p",stage="stage-x-0"\} 0.75$/m);
   assert.match(text, /^tributary_lat_seconds_count\{pipeline="p",stage="stage-y-1"\} 0$/m);
 });
+
+test("a log record of an error with a catalogue code gets it as top-level `code` (err keeps its own); node's codes, and a record's own code, are left alone", async () => {
+  const { liftErrorCode } = await import('./telemetry.js');
+  const { TributaryError } = await import('../errors.js');
+  const failure = new TributaryError('TRIB_ERR_SINK', 'sink-file-0 failed: locked');
+  assert.deepEqual(liftErrorCode({ pipeline: 'p', err: failure }), { pipeline: 'p', err: failure, code: 'TRIB_ERR_SINK' });
+  const enoent = Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' });
+  assert.deepEqual(liftErrorCode({ err: enoent }), { err: enoent });
+  assert.deepEqual(liftErrorCode({ code: 'TRIB_ERR_USAGE', err: failure }), { code: 'TRIB_ERR_USAGE', err: failure });
+  assert.deepEqual(liftErrorCode({ err: 'a message only' }), { err: 'a message only' });
+});

@@ -6,6 +6,7 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counter, Gauge, GaugeFamily, Histogram, Metrics } from '../plugin.js';
+import { errorCatalogue } from '../errors.js';
 
 export interface LoggerOptions {
   level?: LevelWithSilent;
@@ -52,6 +53,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     // Our messages already carry their cause's text; pino's default `err` serializer appends it again
     // ("a source failed: ENOENT ...: ENOENT ..."). This one keeps the message and nests the cause.
     serializers: { err: pino.stdSerializers.errWithCause },
+    formatters: { log: liftErrorCode },
   };
   if (options.pretty) {
     // Formatted here and written at once (stderr is synchronous on Linux), not in pino's worker thread:
@@ -62,6 +64,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     return pino(base, { write: (line: string) => void process.stderr.write(`\r\x1b[2K${prettify(line)}`) });
   }
   return pino(base, pino.destination({ dest: 2, sync: true }));
+}
+
+/**
+ * docs/errors.md promises every JSON error record its code at the top level, where a log query looks
+ * for it: a record of an error with one of the catalogue's codes (a run's failure, `err: TributaryError`)
+ * gets it as `code` beside `err.code`. Codes outside the catalogue (node's `ENOENT`) stay under `err`.
+ */
+export function liftErrorCode(record: Record<string, unknown>): Record<string, unknown> {
+  const code = (record.err as { code?: unknown } | null | undefined)?.code;
+  if (record.code !== undefined || typeof code !== 'string' || !Object.hasOwn(errorCatalogue, code)) return record;
+  return { ...record, code };
 }
 
 /** One prom-client registry per process: every pipeline's series live in it, told apart by labels. */
