@@ -49,9 +49,9 @@ import Kafka from 'node-rdkafka';
 import type { Message } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { commandLine, hostProbe, machine, median, percentile, writeSection } from './machine.js';
-import { startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
+import { defaultLibsDir, startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
 import { disconnectProducer, ErrorCode } from '../plugins/kafka/common.js';
@@ -494,6 +494,20 @@ interface Row {
 
 let broker: NativeBroker | undefined;
 let brokers = process.env.KAFKA_BROKERS;
+const loadAtStart = loadavg()[0]!;
+
+/** Kafka's version as the broker's jars name it (kafka-server-X.jar in the libs folder), or undefined. */
+function kafkaVersion(): string | undefined {
+  try {
+    for (const name of readdirSync(defaultLibsDir)) {
+      const match = /^kafka-server-(\d+\.\d+\.\d+)\.jar$/.exec(name);
+      if (match) return match[1];
+    }
+  } catch {
+    // no libs folder here (an external broker)
+  }
+  return undefined;
+}
 const childMode = args.includes('--pipeline-process');
 
 async function main(): Promise<void> {
@@ -572,6 +586,7 @@ async function main(): Promise<void> {
     if (write) {
       if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
       const externalJvm = broker ? undefined : brokerJvm(brokerPid(process.env.BENCH_BROKER_DIR));
+      const version = kafkaVersion() ?? '(version unknown)';
       const table = rows.map(
         (r) =>
           `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
@@ -581,18 +596,18 @@ async function main(): Promise<void> {
         'kafka',
         `## Kafka
 
-\`${commandLine()}\` — through a real Kafka ${broker ? '3.9.1 broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka\'s own start scripts set it) on this same machine' : `broker (native KRaft 3.9.1, single node${externalJvm ? `, ${externalJvm}` : ''}, started by \`node dist/integration-tests/kafka/broker.js\` and passed as KAFKA_BROKERS) on this same machine`}.
+\`${commandLine()}\` — through a real Kafka ${broker ? `${version} broker (native KRaft, single node, 1 GiB heap, G1 collector with a 20 ms pause goal as Kafka's own start scripts set it) on this same machine` : `broker (native KRaft ${version}, single node${externalJvm ? `, ${externalJvm}` : ''}, started by \`node dist/integration-tests/kafka/broker.js\` and passed as KAFKA_BROKERS) on this same machine`}.
 
 - **passthrough**: \`kafka\` source (4 partitions, JSON records mapped to events) -> \`kafka\` sink (JSON, keyed by user, lz4, idempotent or transactional), no stages.
 - **intent**: \`kafka\` source -> sessionizer (30 min gap) -> session-features -> user-features (1h, 1d) -> intent-model (logistic: predicts each event at once, learns in micro-batches of up to 256 labels or 20 ms) -> \`kafka\` sink of the predictions (one per event before the session's first purchase).
 
-Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets)${settle ? ', after one unmeasured run of the same row' : ''}. Each row runs in a process of its own (settling run, throughput runs, then latency runs), with the flags \`tributary run\` uses, as a daemon runs one pipeline; the input producer and the output consumer run in the bench's process. Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) ${watermarkBound} — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: this machine's speed drifts by up to 1.5-2x within minutes, and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of the machine through its first minute of traffic (perf), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
+Throughput: ${events.toLocaleString('en-US')} simulated shopper events (${users.toLocaleString('en-US')} users, event-time order, keyed by user) produced first; each run is a fresh consumer group reading them to the end; median of ${runs} runs (each run in brackets)${settle ? ', after one unmeasured run of the same row' : ''}. Each row runs in a process of its own (settling run, throughput runs, then latency runs), with the flags \`tributary run\` uses, as a daemon runs one pipeline; the input producer and the output consumer run in the bench's process. Latency: ${latencyRuns > 1 ? `median of ${latencyRuns} runs, each with ` : ''}events produced at 5,000/s for 20 s after a 5 s warm-up (outputs of warm-up events are not measured, whenever they arrive), each event's time set to its send time, source watermark bound (max_out_of_orderness) ${watermarkBound} — the sessionizer holds every event until the watermark passes it, so that bound is part of the intent pipeline's latency (safe with keyed, per-partition-ordered input: no event is late); measured when a consumer of the output topic (read_committed in exactly-once mode, fetch.wait.max.ms 5) receives its output. Exactly-once commits a transaction every ${eosCommitInterval} (\`commit_interval\`), at-least-once commits offsets every 1 s. CPU per event: CPU time (user + system, all threads) of the process running the pipeline (librdkafka's threads included) and of the broker JVM during the throughput runs, divided by the events read, median of the runs; it is less disturbed by other work on the machine than the rates are. Host probe: µs per JSON.parse of a fixed event line just before each throughput run (fastest of 5 passes over 20,000 lines; median of the row's runs), lower is a faster host: the speed of the shared host these benches were written on drifted by up to 1.5-2x within minutes (2026-12-02), and the probe shows in which spell a row ran. ${warmupSeconds > 0 ? `Before the rows, ${warmupSeconds} s of unmeasured warm-up runs (both pipelines, both modes): a freshly started broker's JIT compilers took 10-35% of a 2-core host through its first minute of traffic (perf, 2026-12-02), which a broker that has been running does not. ` : ''}Goals (issue 6): at least 50k events/s for the intent pipeline; p99 under 100 ms.
 
 | pipeline | mode | sustained throughput | CPU per event: pipeline process / broker | host probe | latency p50 at 5k/s | latency p99 at 5k/s |
 |---|---|---|---|---|---|---|
 ${table.join('\n')}
 
-Machine: ${machine()}; the broker (JVM), the load generator and the output consumer share its 2 cores. Measured ${new Date().toISOString().slice(0, 10)}.`,
+Machine: ${machine()}; the broker (JVM), the load generator and the output consumer share its ${cpus().length} cores; load average ${loadAtStart.toFixed(1)} at the start of the bench and ${loadavg()[0]!.toFixed(1)} at the end (each run's in the bench's output). Measured ${new Date().toISOString().slice(0, 10)}.`,
       );
     }
   } finally {

@@ -30,8 +30,16 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/**
+ * The median: the middle value of an odd count, the mean of the two middle values of an even one
+ * (median([1, 2]) = 1.5); NaN for none. Not always one of `values`: a caller that needs "the median
+ * run" itself (to read its other fields) picks it with another helper.
+ */
 export function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 let probeLines: string[] | undefined;

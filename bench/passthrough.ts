@@ -1,6 +1,7 @@
 /**
  * `file` source -> `file` sink passthrough of 1M JSONL events, against the raw parse limit (plain
- * readline + JSON.parse of the same file, in the same run), and peak memory at two input sizes.
+ * readline + JSON.parse of the same file, in the same run), and peak memory at two input sizes, each
+ * measured in a fresh process (bench/passthrough-memory.ts) so that the sizes compare.
  *
  *   node --expose-gc dist/bench/passthrough.js [events=1000000] [--rounds=5] [--write]
  *
@@ -8,14 +9,13 @@
  * `bench:passthrough` section of BENCHMARKS.md. The machine is shared: the load average before and
  * after is printed (and written) with the figures, since it moves them a lot.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadPipeline, PipelineRunner, MetricsHub } from 'tributary';
-import { silentLogger } from 'tributary/testing';
-import { builtinRegistry } from '../core/cli/registry.js';
 import { rawParseMs, writeSyntheticEvents } from './data.js';
-import { machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, writeSection } from './machine.js';
+import { runPassthrough, type PassthroughResult } from './passthrough-memory.js';
 
 const args = process.argv.slice(2);
 const events = Number(args.find((arg) => !arg.startsWith('--')) ?? 1_000_000);
@@ -23,44 +23,20 @@ const rounds = Number(args.find((arg) => arg.startsWith('--rounds='))?.slice('--
 const write = args.includes('--write');
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
 
-interface PipelineResult {
-  ms: number;
-  peakRss: number;
-  peakHeap: number;
-  /** Heap after a forced full GC, at its highest (untimed runs only): what the run keeps alive. */
-  peakLiveHeap: number;
+/**
+ * One run of the pipeline on `input` in a fresh node process (this one's flags), its memory sampled
+ * there: peak RSS is then that run's alone, not the pages earlier runs left to this process.
+ */
+function memoryRun(input: string, output: string, live: boolean): PassthroughResult {
+  const entry = new URL('./passthrough-memory.js', import.meta.url).pathname;
+  const stdout = execFileSync(process.execPath, [...process.execArgv, entry, input, output, ...(live ? ['--live'] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as PassthroughResult;
 }
 
-/** `live`: an untimed run that forces a full GC before each sample, so the heap figure is live data, not garbage V8 has yet to collect. */
-async function pipeline(path: string, out: string, live = false): Promise<PipelineResult> {
-  const registry = await builtinRegistry();
-  const yaml = `name: passthrough\nsources: [{type: file, path: ${path}, mapping: {time_format: epoch_ms}}]\nsinks: [{type: file, path: ${out}}]\n`;
-  const loaded = await loadPipeline(join(dir, 'bench.yaml'), { registry, text: yaml, env: {} });
-  global.gc?.();
-  let peakRss = 0;
-  let peakHeap = 0;
-  let peakLiveHeap = 0;
-  const sample = (): void => {
-    if (live) global.gc?.();
-    const usage = process.memoryUsage();
-    peakRss = Math.max(peakRss, usage.rss);
-    if (live) peakLiveHeap = Math.max(peakLiveHeap, usage.heapUsed);
-    else peakHeap = Math.max(peakHeap, usage.heapUsed);
-  };
-  const sampler = setInterval(sample, live ? 100 : 25);
-  const start = performance.now();
-  const stats = await new PipelineRunner(loaded, { logger: silentLogger, metrics: new MetricsHub() }).run();
-  const ms = performance.now() - start;
-  clearInterval(sampler);
-  sample();
-  if (stats.recordsOut !== stats.eventsIn) throw new Error(`lost events: ${JSON.stringify(stats)}`);
-  return { ms, peakRss, peakHeap, peakLiveHeap };
-}
+/** The issue-2 change to the sink side, measured once (2026-11-25) against the code before it: history, not this run's figures. */
+const history = `### Issue 2: the way out (sink) — history (2026-11-25, 5265e95), not this run's figures
 
-/** The issue-2 change to the sink side, measured once against the code before it; kept with the live figures above. */
-const history = `### Issue 2: the way out (sink)
-
-Before/after on the same machine with this bench (5 rounds each), the old code (main at ec83596) and the new one run back to back, 1-minute load average 0.87 at the start and 1.95 at the end (mostly the bench itself):
+Before/after on the same machine with this bench as it was then (5 rounds each; peak RSS then taken in the bench's own process, after the timed rounds), the old code (main at ec83596) and the new one run back to back, 1-minute load average 0.87 at the start and 1.95 at the end (mostly the bench itself):
 
 | | before | after |
 |---|---|---|
@@ -77,7 +53,7 @@ What changed (core/json.ts, core/io.ts; output byte-identical, checked with \`cm
 - **Write path**: one 256 KiB chunk per \`write\`, no per-record string, array or Buffer; completed chunks are reused (6 chunk allocations per 1M events), so the sink adds no GC work (same scavenge count as a sink that only counts).
 - **Durability**: \`flush()\` now resolves only once every write issued before it has completed, and rejects on a failed one; before, it could resolve with chunks still queued below the stream's high-water mark.
 
-What bounds it now (CPU profile of the 1M run at low load): the source itself (reading, line splitting, \`JSON.parse\`, mapping) costs about the raw limit; on top of it come the runtime's per-record path (RxJS \`Subject.next\`, the stage-latency probe, \`route\`: about 0.15-0.3 µs per event) and the encoder (about 0.3 µs: the canonical-field check ~50 ns, four string copies ~70 ns, two numbers ~100 ns, constants ~40 ns); GC is about 5% and the same with a counting sink.`;
+What bounded it then (CPU profile of the 1M run at low load, 2026-11-25): the source itself (reading, line splitting, \`JSON.parse\`, mapping) costs about the raw limit; on top of it come the runtime's per-record path (RxJS \`Subject.next\`, the stage-latency probe, \`route\`: about 0.15-0.3 µs per event) and the encoder (about 0.3 µs: the canonical-field check ~50 ns, four string copies ~70 ns, two numbers ~100 ns, constants ~40 ns); GC is about 5% and the same with a counting sink.`;
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
@@ -86,19 +62,24 @@ await writeSyntheticEvents(input, events, Math.max(1000, events / 10));
 const loadBefore = loadavg()[0]!;
 const rawTimes: number[] = [];
 const pipeTimes: number[] = [];
-let memory: PipelineResult | undefined;
 for (let round = 0; round < rounds; round++) {
   rawTimes.push(await rawParseMs(input, events));
-  const result = await pipeline(input, join(dir, 'out.jsonl'));
+  const result = await runPassthrough(input, join(dir, 'out.jsonl'));
   pipeTimes.push(result.ms);
-  memory = result;
   console.error(`round ${round + 1}: raw ${rawTimes[round]!.toFixed(0)} ms, pipeline ${result.ms.toFixed(0)} ms, load ${loadavg()[0]!.toFixed(2)}`);
 }
+// Memory by input size: each size in fresh processes (one sampled every 25 ms, one untimed with a
+// full GC before each sample), after the timed rounds.
 const small = join(dir, 'small.jsonl');
-await writeSyntheticEvents(small, events / 4, Math.max(1000, events / 40));
-const smallMemory = await pipeline(small, join(dir, 'small-out.jsonl'));
-const smallLive = await pipeline(small, join(dir, 'small-out.jsonl'), true);
-const live = await pipeline(input, join(dir, 'out.jsonl'), true);
+const smallEvents = Math.round(events / 4);
+await writeSyntheticEvents(small, smallEvents, Math.max(1000, Math.round(events / 40)));
+const smallMemory = memoryRun(small, join(dir, 'small-out.jsonl'), false);
+const memory = memoryRun(input, join(dir, 'out.jsonl'), false);
+const smallLive = memoryRun(small, join(dir, 'small-out.jsonl'), true);
+const live = memoryRun(input, join(dir, 'out.jsonl'), true);
+for (const [run, expected] of [[smallMemory, smallEvents], [memory, events], [smallLive, smallEvents], [live, events]] as const) {
+  if (run.events !== expected) throw new Error(`memory run read ${run.events} of ${expected} events`);
+}
 const loadAfter = loadavg()[0]!;
 
 const raw = median(rawTimes);
@@ -112,9 +93,10 @@ const summary = {
   ratio: Number((pipeRate / rawRate).toFixed(2)),
   roundRatios: rawTimes.map((raw, i) => Number((raw / pipeTimes[i]!).toFixed(2))),
   loadAverage: { before: loadBefore, after: loadAfter },
-  peakRss: { [events / 4]: smallMemory.peakRss, [events]: memory!.peakRss },
-  peakHeap: { [events / 4]: smallMemory.peakHeap, [events]: memory!.peakHeap },
-  peakLiveHeap: { [events / 4]: smallLive.peakLiveHeap, [events]: live.peakLiveHeap },
+  rssBeforeRun: { [smallEvents]: smallMemory.rssBefore, [events]: memory.rssBefore },
+  peakRss: { [smallEvents]: smallMemory.peakRss, [events]: memory.peakRss },
+  peakHeap: { [smallEvents]: smallMemory.peakHeap, [events]: memory.peakHeap },
+  peakLiveHeap: { [smallEvents]: smallLive.peakLiveHeap, [events]: live.peakLiveHeap },
 };
 console.log(JSON.stringify(summary, null, 2));
 if (write) writeSection(
@@ -122,18 +104,18 @@ if (write) writeSection(
   'passthrough',
   `## File passthrough (core)
 
-\`node --expose-gc dist/bench/passthrough.js ${events} --rounds=${rounds} --write\` — \`file\` source (JSONL) -> \`file\` sink (JSONL) of ${events.toLocaleString('en-US')} synthetic events, against plain \`readline\` + \`JSON.parse\` of the same file in the same run (median of ${rounds} rounds each, alternating).
+\`${commandLine()}\` — \`file\` source (JSONL) -> \`file\` sink (JSONL) of ${events.toLocaleString('en-US')} synthetic events, against plain \`readline\` + \`JSON.parse\` of the same file in the same run (median of ${rounds} rounds each, alternating).
 
 | measure | value |
 |---|---|
 | raw parse limit (readline + JSON.parse) | ${Math.round(rawRate).toLocaleString('en-US')} events/s |
 | pipeline file -> file | ${Math.round(pipeRate).toLocaleString('en-US')} events/s |
 | ratio (goal >= 0.7) | **${summary.ratio}** (per round: ${summary.roundRatios.join(', ')}) |
-| peak RSS / heap, ${(events / 4).toLocaleString('en-US')} events | ${mib(smallMemory.peakRss)} / ${mib(smallMemory.peakHeap)} |
-| peak RSS / heap, ${events.toLocaleString('en-US')} events | ${mib(memory!.peakRss)} / ${mib(memory!.peakHeap)} |
-| peak live heap, ${(events / 4).toLocaleString('en-US')} / ${events.toLocaleString('en-US')} events | ${mib(smallLive.peakLiveHeap)} / ${mib(live.peakLiveHeap)} |
+| peak RSS / heap, ${smallEvents.toLocaleString('en-US')} events | ${mib(smallMemory.peakRss)} / ${mib(smallMemory.peakHeap)} (RSS before the run ${mib(smallMemory.rssBefore)}) |
+| peak RSS / heap, ${events.toLocaleString('en-US')} events | ${mib(memory.peakRss)} / ${mib(memory.peakHeap)} (RSS before the run ${mib(memory.rssBefore)}) |
+| peak live heap, ${smallEvents.toLocaleString('en-US')} / ${events.toLocaleString('en-US')} events | ${mib(smallLive.peakLiveHeap)} / ${mib(live.peakLiveHeap)} |
 
-Peak heap is sampled every 25 ms and counts garbage V8 has not collected yet (how much it lets pile up depends on its heuristics, not on the input size). Peak live heap comes from a separate, untimed run of each size that forces a full GC before each sample (every 100 ms): the memory the pipeline actually holds.
+Memory rows: each size runs once in a fresh node process (same flags as this one; bench/passthrough-memory.ts), after the timed rounds, so its peak RSS is that run's alone (RSS before the run: node, the modules and the built pipeline); one run each, not medians. Peak RSS and heap are sampled every 25 ms; peak heap counts garbage V8 has not collected yet (how much it lets pile up depends on its heuristics, not on the input size). Peak live heap comes from another fresh, untimed run of each size that forces a full GC before each sample (every 100 ms): the memory the pipeline actually holds.
 
 Machine: ${machine()}; 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (shared machine). Measured ${new Date().toISOString().slice(0, 10)}.
 

@@ -1,9 +1,11 @@
 /**
  * Sessionizer + every feature operator over 1M synthetic JSONL events from 100k users, against plain
- * readline + JSON.parse of the same file in the same run; then bytes of state per open session and
- * per known user, measured on the heap (run with --expose-gc).
+ * readline + JSON.parse of the same file in the same run, and the operators alone (events from the
+ * generator, the generator's own time subtracted); `rounds` alternating rounds of all of them, medians
+ * published. Then bytes of state per open session and per known user, measured on the heap (run with
+ * --expose-gc).
  *
- *   node --expose-gc dist/bench/sessionize.js [events=1000000] [users=100000] [knownUsers=1000000]
+ *   node --expose-gc dist/bench/sessionize.js [events=1000000] [users=100000] [knownUsers=1000000] [rounds=3]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -22,16 +24,22 @@ import { rawParseMs, writeSyntheticEvents, sessionizeStagesYaml } from './data.j
 const events = Number(process.argv[2] ?? 1_000_000);
 const users = Number(process.argv[3] ?? 100_000);
 const knownUsers = Number(process.argv[4] ?? 1_000_000);
+const rounds = Number(process.argv[5] ?? 3);
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-sessionize-'));
 const loadAtStart = loadavg()[0]!;
-/** The figures before the per-event work was cut, and what changed (kept with the bench that writes this section). */
-const BEFORE = `**This round** (issue 3, fourth round: the hops between stages). Consecutive record operators now run fused (\`composeOperators\`, core/operators.ts): one subscription for each run of record operators, each stage's \`emit\` calling the next stage's handlers directly, and the stage-latency probes only inside sampled batches (a second, timed chain of the same handlers). Output digest of the 1M-event run unchanged (bench/sessionize-digest.ts). Its gain is small, about 3%: 22 pairs of runs side by side (so both saw the same load) gave median CPU 7,147 -> 6,823 ms per 1M events (lower in 18 of 22, sign test p = 0.002), and the profile's time in hops and probes went 396-460 -> 236-277 ms; 32 alternating rounds on the loaded host (load 2-10) could not separate it from the noise (medians 5,890 / 6,049 ms).
+/**
+ * Earlier rounds' measurements (A/B runs, profiles), each with its date and commit: history kept with
+ * the bench that writes this section, not figures of the run that writes it.
+ */
+const HISTORY = `### Earlier rounds (history: not this run's figures)
 
-Tried and not kept: decoding the file source on a worker thread (columnar batches handed over as transferable buffers, strings as one JSON array text per batch, at most 4 batches ahead). On the quiet host, 4 alternating rounds of the 1M-event sessionize run: wall 5.62/5.76/5.72/5.69 s with the decode on the main thread, 5.19/5.68/5.84/5.53 s with the worker, while the process's CPU rose from 6.3 s to 7.5-8.6 s. Rebuilding the events on the main thread costs most of what the decode saved there (main-thread CPU -10%), so the stages stay the bound; file -> file without stages gained about 25% (load 3-4). Not worth a second wire format of the events for that.
+**Issue 3, fourth round: the hops between stages** (2026-12-02, 3b8036f; measured then). Consecutive record operators now run fused (\`composeOperators\`, core/operators.ts): one subscription for each run of record operators, each stage's \`emit\` calling the next stage's handlers directly, and the stage-latency probes only inside sampled batches (a second, timed chain of the same handlers). Output digest of the 1M-event run unchanged (bench/sessionize-digest.ts). Its gain is small, about 3%: 22 pairs of runs side by side (so both saw the same load) gave median CPU 7,147 -> 6,823 ms per 1M events (lower in 18 of 22, sign test p = 0.002), and the profile's time in hops and probes went 396-460 -> 236-277 ms; 32 alternating rounds on the loaded host (load 2-10) could not separate it from the noise (medians 5,890 / 6,049 ms).
+
+Tried and not kept (2026-12-02, 95c9b86): decoding the file source on a worker thread (columnar batches handed over as transferable buffers, strings as one JSON array text per batch, at most 4 batches ahead). On the quiet host, 4 alternating rounds of the 1M-event sessionize run: wall 5.62/5.76/5.72/5.69 s with the decode on the main thread, 5.19/5.68/5.84/5.53 s with the worker, while the process's CPU rose from 6.3 s to 7.5-8.6 s. Rebuilding the events on the main thread costs most of what the decode saved there (main-thread CPU -10%), so the stages stay the bound; file -> file without stages gained about 25% (load 3-4). Not worth a second wire format of the events for that.
 
 The previous rounds (V8's young generation: main-thread GC 1.0-1.75 -> 0.54-0.58 s per 1M events; the sessionizer's per-session objects: 19.1 -> 16.6 s of CPU per 1M events, 729 -> 417 B per open session; one Float32Array per event) are described in this file's history at commits 2008de8, 1255163 and 1b66820.
 
-**What is left** (estimates, none measured end to end): in the table's run (a quiet host, load 0.3) the pipeline takes 4.5 µs per event, of which the source 1.4 µs and the stages about 3.1 µs, against a raw parse of 1.34 µs; 0.5 needs the whole at 2.7 µs, so the stages near 1.3 µs (2.4x less). The previous table (load 1.7) read 0.33, the run before it 0.35. By the profile (1M events, 2026-12-03: decode 22%, sessionizer 14%, GC 10%, user-features 8%, standardize 7%, session-features 7%, log1p + clip 7%): the sessionizer (its per-user map lookup and first reads of a session's fields are cold cache lines), user-features (a cold row per event, three exp()), standardize/log1p/clip (about 15% together: a fused per-feature transform would read and write each value once instead of three times), GC 10%. One per-user registry shared by the stages (\`context.shared\`) would save one map lookup per event; events built with every field they later get would save a property-array growth per event (core/mapping.ts).`;
+Where the time went (2026-12-03, the run at 52e66f0 on a quiet host, load 0.3: pipeline 4.5 µs per event, source 1.4 µs, raw parse 1.34 µs, ratio 0.30; the tables of 2026-12-02, 95c9b86, read 0.33 at load 1.7 and 0.35). By the profile of that day (1M events: decode 22%, sessionizer 14%, GC 10%, user-features 8%, standardize 7%, session-features 7%, log1p + clip 7%): the sessionizer (its per-user map lookup and first reads of a session's fields are cold cache lines), user-features (a cold row per event, three exp()), standardize/log1p/clip (about 15% together: a fused per-feature transform would read and write each value once instead of three times), GC 10%. One per-user registry shared by the stages (\`context.shared\`) would save one map lookup per event; events built with every field they later get would save a property-array growth per event (core/mapping.ts).`;
 
 const gc = (): void => {
   if (!global.gc) throw new Error('run with node --expose-gc');
@@ -79,22 +87,8 @@ async function stateBytes(stages: Stage[], count: number, make: (i: number) => C
   return bytes / count;
 }
 
-const input = join(dir, 'events.jsonl');
-const span = await writeSyntheticEvents(input, events, users);
-const rawTimes: number[] = [];
-const pipeTimes: number[] = [];
-const sourceTimes: number[] = [];
-let sessions = 0;
-for (let round = 0; round < 3; round++) {
-  rawTimes.push(await rawParseMs(input, events));
-  const result = await pipeline(input, true);
-  pipeTimes.push(result.ms);
-  sessions = result.sessions;
-  sourceTimes.push((await pipeline(input, false)).ms);
-}
-
 // Operators alone: events made by the generator in the loop (young objects, as a source makes
-// them), minus the time of the generator alone, measured the same way.
+// them), minus the time of the generator alone, measured the same way in the same round.
 const opStages = [
   stage(sessionizer, { gap: '30m', max_length: '4h', allowed_lateness: '5m' }),
   stage(sessionFeatures),
@@ -121,8 +115,25 @@ async function operatorLoop(withOperators: boolean): Promise<number> {
   chain.end();
   return performance.now() - start;
 }
-const generatorMs = await operatorLoop(false);
-const opMs = Math.max(1, (await operatorLoop(true)) - generatorMs);
+
+const input = join(dir, 'events.jsonl');
+const span = await writeSyntheticEvents(input, events, users);
+const rawTimes: number[] = [];
+const pipeTimes: number[] = [];
+const sourceTimes: number[] = [];
+/** Per round: the operator loop's time minus the generator-only loop's, both run in that round. */
+const opTimes: number[] = [];
+let sessions = 0;
+for (let round = 0; round < rounds; round++) {
+  rawTimes.push(await rawParseMs(input, events));
+  const result = await pipeline(input, true);
+  pipeTimes.push(result.ms);
+  sessions = result.sessions;
+  sourceTimes.push((await pipeline(input, false)).ms);
+  const generatorMs = await operatorLoop(false);
+  opTimes.push(Math.max(1, (await operatorLoop(true)) - generatorMs));
+  console.error(`round ${round + 1}: raw ${Math.round(rawTimes[round]!)} ms, pipeline ${Math.round(pipeTimes[round]!)} ms, source only ${Math.round(sourceTimes[round]!)} ms, operators alone ${Math.round(opTimes[round]!)} ms (generator ${Math.round(generatorMs)} ms subtracted), load ${loadavg()[0]!.toFixed(2)}`);
+}
 
 // State per open session: N users, one event each, watermark at the last event (sessions open).
 const T = Date.UTC(2024, 0, 1);
@@ -138,7 +149,7 @@ const rate = (ms: number): number => (events / ms) * 1000;
 const rawRate = rate(median(rawTimes));
 const pipeRate = rate(median(pipeTimes));
 const sourceRate = rate(median(sourceTimes));
-const opRate = rate(opMs);
+const opRate = rate(median(opTimes));
 const userGiB = (perUser * 1_000_000) / 2 ** 30;
 const summary = {
   events, users, sessions,
@@ -147,18 +158,35 @@ const summary = {
   ratio: Number((pipeRate / rawRate).toFixed(2)),
   sourceOnlyEventsPerSecond: Math.round(sourceRate),
   operatorsOnlyEventsPerSecond: Math.round(opRate),
+  roundMs: { raw: rawTimes.map(Math.round), pipeline: pipeTimes.map(Math.round), sourceOnly: sourceTimes.map(Math.round), operatorsOnly: opTimes.map(Math.round) },
   bytesPerOpenSession: { sessionizer: Math.round(perSessionSessionizer), withSessionFeatures: Math.round(perSessionBoth) },
   bytesPerKnownUser: Math.round(perUser),
   millionUsersGiB: Number(userGiB.toFixed(2)),
 };
 console.log(JSON.stringify(summary, null, 2));
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
+const featureWidth = await sessionFeatureWidth();
+const us = (x: number): string => x.toFixed(2);
+// What is left to the goal, from this run's medians (differences of medians: estimates).
+const rawUs = 1e6 / rawRate;
+const pipeUs = 1e6 / pipeRate;
+const sourceUs = 1e6 / sourceRate;
+const stagesUs = pipeUs - sourceUs;
+const goalUs = 2 * rawUs;
+const stagesGoalUs = goalUs - sourceUs;
+const whatIsLeft = `**What is left**, from this run's medians (load ${loadAtStart.toFixed(1)} at its start; differences of medians, so estimates): the pipeline takes ${us(pipeUs)} µs per event, of which the source (the run without stages) ${us(sourceUs)} µs and the stages about ${us(stagesUs)} µs, against a raw parse of ${us(rawUs)} µs. ${
+  pipeUs <= goalUs
+    ? `The goal of 0.5 (the whole at ${us(goalUs)} µs) is met in this run.`
+    : stagesGoalUs > 0
+      ? `0.5 needs the whole at ${us(goalUs)} µs, so the stages near ${us(stagesGoalUs)} µs (${(stagesUs / stagesGoalUs).toFixed(1)}x less).`
+      : `0.5 needs the whole at ${us(goalUs)} µs, which the source alone (${us(sourceUs)} µs) already exceeds in this run.`
+}`;
 writeSection(
   new URL('../../BENCHMARKS.md', import.meta.url).pathname,
   'sessionize',
   `## Sessionizer and features
 
-\`${commandLine()}\` — ${n(events)} synthetic events (ShopperWorld, seed 1, ${n(users)} users, ${new Date(span.first).toISOString().slice(0, 10)} to ${new Date(span.last).toISOString().slice(0, 10)}) written as JSONL to a temp file; \`file\` source -> sessionizer (30m gap, 4h max length, 5m lateness) -> session-features -> user-features (1d/7d/30d) -> hash-features (32) -> log1p -> standardize -> clip (${sessions ? n(sessions) : '?'} sessions, ${sessionFeatureWidth()} features per event) -> a sink that only counts. Against plain \`readline\` + \`JSON.parse\` of the same file in the same run; median of 3 rounds each, alternating.
+\`${commandLine()}\` — ${n(events)} synthetic events (ShopperWorld, seed 1, ${n(users)} users, ${new Date(span.first).toISOString().slice(0, 10)} to ${new Date(span.last).toISOString().slice(0, 10)}) written as JSONL to a temp file; \`file\` source -> sessionizer (30m gap, 4h max length, 5m lateness) -> session-features -> user-features (1d/7d/30d) -> hash-features (32) -> log1p -> standardize -> clip (${sessions ? n(sessions) : '?'} sessions, ${featureWidth ?? '?'} features per event) -> a sink that only counts. Against plain \`readline\` + \`JSON.parse\` of the same file in the same run; the seven operators alone are the same stages fed by the generator in a loop (no file, no runtime), less a loop of the generator alone. Median of ${rounds} rounds each, alternating (each round: raw parse, pipeline, pipeline without stages, generator alone, operators).
 
 | measure | value |
 |---|---|
@@ -166,19 +194,28 @@ writeSection(
 | pipeline with sessionizer + all feature operators | ${n(pipeRate)} events/s |
 | ratio (goal >= 0.5) | **${summary.ratio}** |
 | same pipeline without stages (file source -> counting sink) | ${n(sourceRate)} events/s (ratio ${(sourceRate / rawRate).toFixed(2)}) |
-| the seven operators alone (generator time subtracted) | ${n(opRate)} events/s (${(1e6 / opRate).toFixed(1)} µs per event) |
+| the seven operators alone (generator time subtracted in each round) | ${n(opRate)} events/s (${(1e6 / opRate).toFixed(1)} µs per event; each round ${opTimes.map((ms) => ((ms * 1000) / events).toFixed(1)).join(', ')} µs) |
 | state per open session: sessionizer / + session-features | ${n(perSessionSessionizer)} B / ${n(perSessionBoth)} B (${n(openN)} open sessions) |
 | state per known user (user-features) | ${n(perUser)} B (${n(knownUsers)} users) |
 | 1M known users | ${userGiB.toFixed(2)} GiB: ${userGiB < 1 ? 'fits' : 'does not fit'} in 1 GiB |
 
-State is heap used plus typed-array memory after a full GC, with user ids of the form \`user-123456\` and session ids kept by the sessionizer.
+State (one measurement each, not a median) is heap used plus typed-array memory after a full GC, with user ids of the form \`user-123456\` and session ids kept by the sessionizer.
 
-${BEFORE}
+${whatIsLeft}
 
-Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end of the run (a shared 2-core machine: other work ran at the same time, so the rates are low bounds and vary by tens of percent from run to run). Measured ${new Date().toISOString().slice(0, 10)}.`,
+Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end of the run (on a shared host other work runs at the same time: the rates are then low bounds and vary by tens of percent from run to run). Measured ${new Date().toISOString().slice(0, 10)}.
+
+${HISTORY}`,
 );
 rmSync(dir, { recursive: true, force: true });
 
-function sessionFeatureWidth(): number {
-  return 28 + 16 + 32;
+/** Features per event the seven operators give, read from one event through them (untimed). */
+async function sessionFeatureWidth(): Promise<number | undefined> {
+  let width: number | undefined;
+  const chain = await Chain.build(opStages, testContext({ clock: { now: () => Date.UTC(2030, 0, 1) } }), undefined, (element) => {
+    if (element.kind === 'event' && (element as ClickEvent).features) width ??= (element as ClickEvent).features!.values.length;
+  });
+  chain.push([{ kind: 'event', userId: 'u', time: Date.UTC(2024, 0, 1), type: 'view', itemId: 'i', category: 'c', price: 1 }, watermark(Infinity)]);
+  chain.end();
+  return width;
 }

@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { machine, writeSection } from './machine.js';
 import { packageRoot as root } from '../core/paths.js';
@@ -17,6 +17,7 @@ const minutes = Number(process.argv[2] ?? 30);
 const rate = Number(process.argv[3] ?? 2000);
 const sampleSeconds = Number(process.argv[4] ?? 10);
 const work = mkdtempSync(join(tmpdir(), 'tributary-soak-'));
+const loadAtStart = loadavg()[0]!;
 
 interface Sample {
   minute: number;
@@ -200,6 +201,6 @@ ${rows.join('\n')}
 
 Plot: [bench/results/soak.svg](bench/results/soak.svg); samples: [bench/results/soak.csv](bench/results/soak.csv). ${samples.at(-1)?.eventsIn.toLocaleString('en-US') ?? 0} events in; the daemon exited ${exitCode} on SIGTERM.
 
-Machine: ${machine()}. Measured ${new Date().toISOString().slice(0, 10)}.`,
+Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`,
 );
 rmSync(work, { recursive: true, force: true });
