@@ -886,6 +886,38 @@ test('YAML forms this loader does not take are said as such: a merge key, a seco
   ]);
 });
 
+test("--set's messages quote the path but not a secret's value (the messages go to logs and terminals)", async () => {
+  const file = join(dir, 'set-secret.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const registry = await builtinRegistry();
+  const setProblem = async (assignment: string): Promise<string> => {
+    try {
+      await loadPipeline(file, { registry, env: {}, sets: [assignment] });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_SET');
+      return error.problems[0]!.message;
+    }
+    assert.fail(`--set '${assignment}' was taken`);
+  };
+  // Each refusal of applySet: past the list's end, an empty segment, an unsafe name, no `=`.
+  for (const assignment of ['sources[3].security.sasl.password=hunter2', 'sources[0]..password=hunter2', 'sources[0].__proto__.token=hunter2', 'sources[0].security.sasl.password:hunter2']) {
+    const message = await setProblem(assignment);
+    assert.ok(!message.includes('hunter2'), message);
+    assert.match(message, /not shown: a secret/);
+  }
+  assert.match(await setProblem('sources[3].security.sasl.password=hunter2'), /^--set 'sources\[3\]\.security\.sasl\.password=…' \(value not shown: a secret\): \$\.sources has 1 entries/);
+  // A private key is one by its text, whatever the field.
+  assert.ok(!(await setProblem('sources[3].note="-----BEGIN PRIVATE KEY-----abc"')).includes('BEGIN'));
+  // Not a secret: quoted whole, as before.
+  assert.match(await setProblem('sources[3].users=10'), /^--set 'sources\[3\]\.users=10': /);
+  // The note on a section a --set created (a schema problem, TRIB_ERR_CONFIG_INVALID), the same.
+  const created = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['sources[0].security.sasl.password=hunter2'] });
+  assert.equal(created.length, 1);
+  assert.ok(!created[0]!.includes('hunter2'), created[0]);
+  assert.match(created[0]!, /--set 'sources\[0\]\.security\.sasl\.password=…' \(value not shown: a secret\) created it/);
+});
+
 test('--set refuses a path through __proto__ (or constructor, prototype), which reached Object.prototype', async () => {
   const file = join(dir, 'proto.yaml');
   writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
