@@ -536,7 +536,7 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });
 
-test('--plugin naming a module that does not load is a usage error for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack)', () => {
+test('--plugin naming a module that does not load is TRIB_ERR_PLUGIN_LOAD (as in `plugins:`) for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack, then TRIB_ERR_USAGE)', () => {
   const file = pipeline('plugin-flag.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
   for (const command of [['validate', file], ['run', file], ['backtest', file, '--input', file], ['schema'], ['plugins'], ['docs']]) {
     const result = tributary(...command, '--plugin', './nope.mjs', '--log-level', 'warn');
@@ -544,9 +544,21 @@ test('--plugin naming a module that does not load is a usage error for every com
     const [record, ...more] = result.stderr.split('\n').filter((line) => line !== '');
     assert.equal(more.length, 0, result.stderr);
     const { code, msg } = JSON.parse(record!) as { code: string; msg: string };
-    assert.equal(code, 'TRIB_ERR_USAGE');
-    assert.match(msg, /^--plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
+    assert.equal(code, 'TRIB_ERR_PLUGIN_LOAD');
+    assert.match(msg, /^TRIB_ERR_PLUGIN_LOAD: --plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
   }
+});
+
+test("run: a plugin problem's record has its own code (TRIB_ERR_PLUGIN_LOAD, _UNKNOWN) and its position; other problems TRIB_ERR_CONFIG_INVALID; exit 2", () => {
+  const file = pipeline('plugin-codes.yaml', 'name: plugin-codes\nplugins: [./nope.mjs]\nsources: [{type: synthetic, events: -1}]\nsinks: [{type: mine}]\n');
+  const result = tributary('run', file, '--log-level', 'warn');
+  assert.equal(result.status, 2, result.stderr);
+  const records = result.stderr.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { code?: string; path?: string; line?: number });
+  assert.deepEqual(records.map(({ code, path, line }) => [code, path, line]), [
+    ['TRIB_ERR_PLUGIN_LOAD', '$.plugins[0]', 2],
+    ['TRIB_ERR_CONFIG_INVALID', '$.sources[0].events', 3],
+    ['TRIB_ERR_PLUGIN_UNKNOWN', '$.sinks[0].type', 4],
+  ]);
 });
 
 test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exit 2, said before anything runs', () => {

@@ -33,7 +33,7 @@ export function reportNeedsPerson(error: unknown, pipeline?: string): boolean {
 function needsPersonLines(error: unknown, pipeline?: string): { fields: { code: ErrorCode } & Partial<ConfigProblem>; message: string }[] | undefined {
   if (error instanceof ConfigError) {
     return error.problems.map((problem) => ({
-      fields: { code: error.code, file: problem.file, line: problem.line, column: problem.column, path: problem.path },
+      fields: { code: problem.code ?? error.code, file: problem.file, line: problem.line, column: problem.column, path: problem.path },
       message: formatProblem(problem),
     }));
   }

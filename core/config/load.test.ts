@@ -767,6 +767,43 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   assert.match(kinds[1]!, /^P:4:16: \$\.sinks\[0\]\.type: 'sessionizer' is an operator plugin, not a sink plugin; known sink plugins: /);
 });
 
+test('plugin problems keep their own codes (TRIB_ERR_PLUGIN_LOAD, _DUPLICATE, _UNKNOWN) at their positions; the error has the code its problems share, else TRIB_ERR_CONFIG_INVALID', async () => {
+  const project = mkdtempSync(join(dir, 'plugin-codes-'));
+  const core = JSON.stringify(new URL('../index.js', import.meta.url).href);
+  const sink = (name: string): string => `import { defineSink } from ${core};\nexport default defineSink({ name: '${name}', summary: 's', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });\n`;
+  writeFileSync(join(project, 'one.js'), sink('twin'));
+  writeFileSync(join(project, 'two.js'), sink('twin'));
+  const rejection = async (yaml: string): Promise<ConfigError> => {
+    const file = join(project, `p${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error;
+    }
+    assert.fail('loaded');
+  };
+  const codes = (error: ConfigError): [string, string | undefined][] => error.problems.map((p) => [`${p.line}:${p.column} ${p.path}`, p.code]);
+  const missing = await rejection('plugins: [./missing.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  assert.equal(missing.code, 'TRIB_ERR_PLUGIN_LOAD');
+  assert.deepEqual(codes(missing), [['1:11 $.plugins[0]', 'TRIB_ERR_PLUGIN_LOAD']]);
+  const twice = await rejection('plugins: [./one.js, ./two.js]\nsources: [{type: synthetic}]\nsinks: [{type: twin}]\n');
+  assert.equal(twice.code, 'TRIB_ERR_PLUGIN_DUPLICATE');
+  assert.deepEqual(codes(twice), [['1:21 $.plugins[1]', 'TRIB_ERR_PLUGIN_DUPLICATE']]);
+  const unknown = await rejection('sources: [{type: synthetic}]\nsinks: [{type: nowhere}]\n');
+  assert.equal(unknown.code, 'TRIB_ERR_PLUGIN_UNKNOWN');
+  assert.deepEqual(codes(unknown), [['2:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN']]);
+  // Several causes: each problem its own code, the error the general one.
+  const mixed = await rejection('plugins: [./missing.js]\nsources: [{type: synthetic, events: -1}]\nsinks: [{type: mine}]\n');
+  assert.equal(mixed.code, 'TRIB_ERR_CONFIG_INVALID');
+  assert.deepEqual(codes(mixed), [
+    ['1:11 $.plugins[0]', 'TRIB_ERR_PLUGIN_LOAD'],
+    ['2:37 $.sources[0].events', undefined],
+    ['3:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN'],
+  ]);
+});
+
 test('a plugin module that does not parse is reported with the file and line of its syntax error, also in a module it imports', async () => {
   const project = mkdtempSync(join(dir, 'syntax-'));
   writeFileSync(join(project, 'helper.js'), 'export const ok = 1;\nexport const broken = (a, => a;\n');

@@ -149,7 +149,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         await options.registry.load(specifier, baseDir);
       } catch (cause) {
         pluginModuleFailed = true;
-        problems.push(locate(['plugins', index], (cause as Error).message));
+        // Its own code (LOAD, DUPLICATE) kept, with the position: each cause has one code wherever it is said.
+        const code = cause instanceof TributaryError ? cause.code : 'TRIB_ERR_PLUGIN_LOAD';
+        problems.push({ ...locate(['plugins', index], (cause as Error).message), code });
       }
     }
   }
@@ -180,7 +182,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         // A name like no known one is most often a plugin of the user's own that the pipeline does not load
         // (or one from a module that failed to load, said at \`plugins\`).
         const ownPlugin = otherKind || near ? '' : pluginModuleFailed ? ' (a module in `plugins:` failed to load: see above)' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
-        problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`));
+        problems.push({ ...locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`), code: 'TRIB_ERR_PLUGIN_UNKNOWN' });
         return;
       }
       if (kind === 'operator') options.adjustStage?.(entry as PipelineEntry, plugin);
@@ -189,7 +191,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         errors = validator.validateEntry(plugin, entry);
       } catch (error) {
         if (!(error instanceof TributaryError)) throw error;
-        problems.push(locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`));
+        problems.push({ ...locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`), code: error.code });
         return;
       }
       for (const error of errors) {
