@@ -77,6 +77,9 @@ sinks:
   const [summary, ...more] = runSummaries(run.stderr);
   assert.equal(more.length, 0, run.stderr);
   assert.deepEqual([summary!.pipeline, summary!.outcome, summary!.eventsIn, summary!.deadLettered], ['bt', 'drained', 6000, 1]);
+  // Records out are what the pipeline's sinks wrote; the model reports the backtest collects for its own report are counted apart.
+  const predictions = readFileSync(join(dir, 'predictions.jsonl'), 'utf8').trim().split('\n').length;
+  assert.deepEqual([summary!.recordsOut, summary!.outByKind, summary!.collected], [predictions, { prediction: predictions }, 2]);
   const result = backtestResults(run.stderr);
   assert.equal(result.length, 1, run.stderr);
   assert.equal(result[0]!.level, 30);
@@ -123,6 +126,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.equal(rejected.status, 1, rejected.stderr);
   const failure = records(rejected.stderr).find((entry) => entry.level === 50);
   assert.match(failure?.msg ?? '', /^no event was read: all 50 records were rejected, so the report scores nothing \(exit 1\)$/, rejected.stderr);
+  assert.deepEqual([(failure as { code?: string }).code, failure?.pipeline], ['TRIB_ERR_BACKTEST_NO_EVENTS', 'bt']);
   const [summary] = runSummaries(rejected.stderr);
   assert.equal(summary?.everyRecordDeadLettered, true, rejected.stderr);
   assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id$/);
@@ -228,6 +232,22 @@ sinks:
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+  // Written by the pipeline's own sink, the report is a record out; nothing only collected.
+  const [summary] = runSummaries(run.stderr);
+  assert.deepEqual([summary!.recordsOut, summary!.outByKind, summary!.collected], [1, { model_metrics: 1 }, undefined]);
+});
+
+test("backtest: a failure as the pipeline starts (a sink's factory refusing its path) is said with the pipeline's name, as run says it (exit 2)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-fails-'));
+  mkdirSync(join(dir, 'a-folder'));
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify({ kind: 'event', userId: 'u', time: 1, type: 'view' })}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(pipeline, 'name: bt-fails\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: a-folder}]\n');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  const failures = records(run.stderr).filter((entry) => entry.level === 50) as { code?: string; pipeline?: string; path?: string }[];
+  assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0]']], run.stderr);
 });
 
 test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", () => {

@@ -17,13 +17,13 @@ import type { LevelWithSilent } from 'pino';
 import { loadPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, perSecond, reportUsageError, resultLogger, writeSummary } from './run.js';
+import { exitCodes, perSecond, reportNeedsPerson, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
@@ -194,7 +194,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     config: { type: 'object' },
     create: () => ({ write: (record) => void reports.push(record as ModelReport), close: async () => undefined }),
   });
-  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest' });
+  // Internal: what only it takes is no record out (the summary counts it as collected).
+  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest', internal: true });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
   const runner = new PipelineRunner(loaded, { logger, replay: true });
@@ -233,6 +234,11 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   takeHangups(() => void runner.reopenOutputs());
   try {
     stats = await runner.run();
+  } catch (error) {
+    // Said as `run` says a pipeline's failure, with the pipeline's name (config errors found as it starts included).
+    if (reportNeedsPerson(error, runner.name)) return exitCodes.invalid;
+    logger.error({ pipeline: runner.name, err: error }, `pipeline ${runner.name} failed: ${(error as Error).message}`);
+    return exitCodes.failure;
   } finally {
     takeHangups();
     if (timer) clearInterval(timer);
@@ -265,7 +271,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     // A report of nothing is no result. The summary said the most common reason and the likely cause.
     const message = `no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)`;
     if (pretty) process.stderr.write(`tributary backtest: ${message}\n`);
-    else resultLogger(logger, 'error').error({ pipeline: runner.name, deadLettered: stats.deadLettered }, message);
+    else resultLogger(logger, 'error').error({ pipeline: runner.name, code: 'TRIB_ERR_BACKTEST_NO_EVENTS' satisfies ErrorCode, deadLettered: stats.deadLettered }, message);
     return exitCodes.failure;
   }
   return exitCodes.ok;

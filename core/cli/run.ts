@@ -116,6 +116,7 @@ export function formatSummary(name: string, stats: RunStats): string {
     ...(stats.restarts ? [`  restarts       ${stats.restarts} in the process (elapsed and events/s: since the last one)`] : []),
     `  events in      ${stats.eventsIn}`,
     `  records out    ${stats.recordsOut}${byKind ? ` (${byKind})` : ''}`,
+    ...(stats.collected ? [`  collected      ${stats.collected} (for the backtest's report, not written out)`] : []),
     `  dead-lettered  ${stats.deadLettered}`,
     ...reasons.slice(0, reasonsShown).map(([reason, count]) => `    ${cut(reason)}: ${count}`),
     ...(reasons.length > reasonsShown ? [`    and ${reasons.length - reasonsShown} more reason${reasons.length - reasonsShown === 1 ? '' : 's'}`] : []),
@@ -132,7 +133,7 @@ export function formatSummary(name: string, stats: RunStats): string {
 
 /** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields (the run's own as {@link RunStats} names them; dead-letter reasons most common first). */
 export interface SummaryRecord
-  extends Pick<RunStats, 'resumedFrom' | 'restarts' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
+  extends Pick<RunStats, 'resumedFrom' | 'restarts' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'collected' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
   pipeline: string;
   outcome: 'drained' | 'stopped';
   checkpoint?: { sequence: number; bytes: number; durationMs: number };
@@ -155,6 +156,7 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
     eventsIn: stats.eventsIn,
     recordsOut: stats.recordsOut,
     outByKind: stats.outByKind,
+    ...(stats.collected ? { collected: stats.collected } : {}),
     deadLettered: stats.deadLettered,
     deadLetteredByReason: Object.fromEntries(commonReasons(stats)),
     filtered: stats.filtered,

@@ -68,6 +68,11 @@ export interface ResolvedEntry {
    * JSONPath and position, or the nearest enclosing one the file holds (a default's entry).
    */
   locate?(field: string): { path: string; line: number; column: number };
+  /**
+   * A sink the command adds for its own use, not the pipeline's (the backtest's collection of model
+   * reports): a record only such sinks take is counted in RunStats.collected, not as a record out.
+   */
+  internal?: boolean;
 }
 
 export interface LoadOptions {
