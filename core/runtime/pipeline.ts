@@ -182,6 +182,8 @@ class GaugeShares {
       histogram: (name, help, buckets) => metrics.histogram(name, help, buckets),
       // Series of their own labels: each instance sets and removes its own (a partition's task, its partition's).
       gaugeFamily: (name, help, labelNames) => metrics.gaugeFamily(name, help, labelNames),
+      // Their gauges shared as these are.
+      withLabels: (labels) => this.wrap(metrics.withLabels(labels)),
       gauge: (name, help) => {
         const share = { gauge: metrics.gauge(name, help), value: 0 };
         this.shares.push(share);

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type Metrics, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -272,6 +272,14 @@ export function predictionId(...parts: (string | number | undefined)[]): string 
 }
 
 /**
+ * A model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
+ * and an alert name the model (`model="intent-lr"`), not its stage's generated label.
+ */
+export function modelMetrics(context: PluginContext, name: string): Metrics {
+  return context.metrics.withLabels({ model: name });
+}
+
+/**
  * `predictionIdAfter(idPrefix(a, b), c, d)` is `predictionId(a, b, c, d)`: two parts after the
  * prefix, as parameters (a rest array would be one more allocation per prediction).
  */
@@ -360,7 +368,7 @@ export class OnlineLearner {
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
     if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
-    const m = context.metrics;
+    const m = modelMetrics(context, config.name);
     this.gauges = {
       auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
       aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
