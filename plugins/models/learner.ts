@@ -340,6 +340,8 @@ export class OnlineLearner {
   readonly snapshots = new PartedSnapshots();
   private baseLearningRate: number;
   private backend: BackendSelection | undefined;
+  /** The saved model this one started from (its file and learning steps), else null: a backtest's report says so. */
+  private warmStarted: { file: string; steps: number } | null = null;
   private lastCheckpointLabels = 0;
   private closedModel: SavedModel | undefined;
   /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
@@ -429,7 +431,16 @@ export class OnlineLearner {
           { cause },
         );
       }
-      this.context.logger.info({ file, steps: saved.model.optimizer.step }, `model ${this.name}: warm start from ${file}`);
+      const steps = saved.model.optimizer.step;
+      this.warmStarted = { file, steps };
+      if (this.context.replay) {
+        // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
+        // very data has learnt its labels already, and scores higher than it would on data it has not seen.
+        this.context.logger.warn(
+          { model: this.name, file, steps },
+          `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
+        );
+      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file}`);
       this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
   }
@@ -1061,6 +1072,7 @@ export class OnlineLearner {
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
       counts: { ...this.counts },
+      warmStart: this.warmStarted,
     };
   }
 
