@@ -432,6 +432,16 @@ test('run on a terminal redraws its progress line every settings.progress_interv
   assert.ok(often >= 6 && seldom <= 2, `${often} redraws at 100 ms, ${seldom} at 1 s`);
 });
 
+test('run on a terminal 40 columns wide cuts its progress line to 39, so a redraw leaves no wrapped row behind (was the whole line, two rows)', () => {
+  const file = pipeline('progress-narrow.yaml', 'sources: [{type: synthetic, events: 2000, rate: 2000}]\nsinks: [{type: file, path: progress-narrow.jsonl}]\nsettings: {progress_interval: 100ms}\n');
+  const command = [process.execPath, cli, 'run', file, '--log-level', 'warn'].map((arg) => `'${arg}'`).join(' ');
+  const result = spawnSync('script', ['-qec', `stty cols 40; ${command}`, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
+  const redrawn = result.stdout.split('\r\x1b[2K').map((part) => part.split(/[\r\n]/)[0]!).filter((line) => line.startsWith('progress-narrow: in '));
+  assert.ok(redrawn.length > 0, result.stdout);
+  for (const line of redrawn) assert.ok(Array.from(line).length <= 39 && line.endsWith('…'), JSON.stringify(line));
+});
+
 test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented', () => {
   const file = pipeline('usage.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
   for (const args of [['frobnicate'], ['run'], ['run', file, '--no-such-flag'], ['backtest', file], ['run', file, '--progress-interval', 'soon']]) {

@@ -5,7 +5,7 @@ import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type ErrorCode, type TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
-import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
+import { fitToTerminal, watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -247,7 +247,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
         const s = runner.stats;
         return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkShown(s.watermark) ?? '-'}`;
       });
-      process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
+      process.stderr.write(`\r\x1b[2K${fitToTerminal(parts.join(' | '), process.stderr.columns)}`);
     }, daemon.progressIntervalMs);
     progressTimer.unref();
   } else if (options.progress === 'records') {
