@@ -18,6 +18,7 @@ export const errorCatalogue = {
   TRIB_ERR_SINK: 'a sink failed while writing',
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_USAGE: 'the command line is malformed',
+  TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest read no event: every record of its input was rejected',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalogue;
@@ -30,6 +31,11 @@ export interface ConfigProblem {
   /** JSONPath of the offending value, e.g. `$.stages[0].gap`. */
   path: string;
   message: string;
+  /**
+   * The problem's own code, where its cause has one (a module in `plugins:` that failed to load:
+   * TRIB_ERR_PLUGIN_LOAD; an unknown `type:`: TRIB_ERR_PLUGIN_UNKNOWN); absent: the error's.
+   */
+  code?: ErrorCode;
 }
 
 export class TributaryError extends Error {
@@ -77,11 +83,18 @@ export class PluginConfigError extends Error {
 export class ConfigError extends TributaryError {
   readonly problems: readonly ConfigProblem[];
 
-  constructor(problems: readonly ConfigProblem[], code: ErrorCode = 'TRIB_ERR_CONFIG_INVALID') {
+  /** `code` defaults to the problems' own code where they all have the same one, else TRIB_ERR_CONFIG_INVALID. */
+  constructor(problems: readonly ConfigProblem[], code: ErrorCode = sharedCode(problems) ?? 'TRIB_ERR_CONFIG_INVALID') {
     super(code, problems.map(formatProblem).join('\n'));
     this.name = 'ConfigError';
     this.problems = problems;
   }
+}
+
+/** The code every problem has of its own, if they share one. */
+function sharedCode(problems: readonly ConfigProblem[]): ErrorCode | undefined {
+  const code = problems[0]?.code;
+  return code !== undefined && problems.every((problem) => problem.code === code) ? code : undefined;
 }
 
 /** `FILE:LINE:COL: <json path>: <message>`, the format editors and CI tools parse. */
@@ -89,15 +102,18 @@ export function formatProblem(problem: ConfigProblem): string {
   return `${problem.file}:${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`;
 }
 
+/** A plugin module that does not load, or a plugin that is not there or there twice: only a person mends those (a `--plugin` mistake too). */
+const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD', 'TRIB_ERR_PLUGIN_UNKNOWN', 'TRIB_ERR_PLUGIN_DUPLICATE']);
+
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
- * invalid configuration (also one only a plugin's factory finds), checkpoints the run cannot resume
- * from. Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
+ * invalid configuration (also one only a plugin's factory finds), a plugin module that does not load
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from. Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
   // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
-  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || error.code === 'TRIB_ERR_CHECKPOINT'));
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT'));
 }
 
 /**

@@ -57,6 +57,12 @@ export interface Metrics {
   histogram(name: string, help: string, buckets?: readonly number[]): Histogram;
   /** Gauges with labels of their own (`labelNames`, not `pipeline` or `stage`): one series per set of values. */
   gaugeFamily(name: string, help: string, labelNames: readonly string[]): GaugeFamily;
+  /**
+   * These metrics with constant labels of the plugin's own added to every series (a model's
+   * `model: 'intent-lr'`, so a dashboard names the model, not its stage). Not `pipeline` or `stage`;
+   * every series of one metric name must have the same label names.
+   */
+  withLabels(labels: Readonly<Record<string, string>>): Metrics;
 }
 
 export interface Clock {

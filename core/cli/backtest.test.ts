@@ -77,6 +77,9 @@ sinks:
   const [summary, ...more] = runSummaries(run.stderr);
   assert.equal(more.length, 0, run.stderr);
   assert.deepEqual([summary!.pipeline, summary!.outcome, summary!.eventsIn, summary!.deadLettered], ['bt', 'drained', 6000, 1]);
+  // Records out are what the pipeline's sinks wrote; the model reports the backtest collects for its own report are counted apart.
+  const predictions = readFileSync(join(dir, 'predictions.jsonl'), 'utf8').trim().split('\n').length;
+  assert.deepEqual([summary!.recordsOut, summary!.outByKind, summary!.collected], [predictions, { prediction: predictions }, 2]);
   const result = backtestResults(run.stderr);
   assert.equal(result.length, 1, run.stderr);
   assert.equal(result[0]!.level, 30);
@@ -123,6 +126,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.equal(rejected.status, 1, rejected.stderr);
   const failure = records(rejected.stderr).find((entry) => entry.level === 50);
   assert.match(failure?.msg ?? '', /^no event was read: all 50 records were rejected, so the report scores nothing \(exit 1\)$/, rejected.stderr);
+  assert.deepEqual([(failure as { code?: string }).code, failure?.pipeline], ['TRIB_ERR_BACKTEST_NO_EVENTS', 'bt']);
   const [summary] = runSummaries(rejected.stderr);
   assert.equal(summary?.everyRecordDeadLettered, true, rejected.stderr);
   assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id$/);
@@ -228,6 +232,73 @@ sinks:
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);
+  // Written by the pipeline's own sink, the report is a record out; nothing only collected.
+  const [summary] = runSummaries(run.stderr);
+  assert.deepEqual([summary!.recordsOut, summary!.outByKind, summary!.collected], [1, { model_metrics: 1 }, undefined]);
+});
+
+test("backtest: a failure as the pipeline starts (a sink's factory refusing its path) is said with the pipeline's name, as run says it (exit 2)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-fails-'));
+  mkdirSync(join(dir, 'a-folder'));
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify({ kind: 'event', userId: 'u', time: 1, type: 'view' })}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(pipeline, 'name: bt-fails\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: a-folder}]\n');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  const failures = records(run.stderr).filter((entry) => entry.level === 50) as { code?: string; pipeline?: string; path?: string }[];
+  assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0]']], run.stderr);
+});
+
+test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report and result say so; metrics.json keeps its shape; warm_start: false is cold', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-warm-'));
+  const world = new ShopperWorld({ seed: 5, users: 80 });
+  const lines: string[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const e = world.next();
+    lines.push(JSON.stringify({ user_id: e.userId, time: e.time, type: e.type, category: e.category, price: e.price }));
+  }
+  writeFileSync(join(dir, 'events.jsonl'), `${lines.join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: bt-warm
+sources: [{ type: file, path: events.jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64 }, checkpoint: { dir: models } }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const saved = join(dir, 'models', 'intent-lr.model.json');
+  // A live run over the very file saves the model the backtest then starts from.
+  const live = spawnSync(process.execPath, [main, 'run', pipeline, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(live.status, 0, live.stderr);
+  assert.ok(existsSync(saved));
+  const backtest = (report: string, ...more: string[]) =>
+    spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', join(dir, 'events.jsonl'), '--report', join(dir, report), ...more, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  const warm = backtest('warm');
+  assert.equal(warm.status, 0, warm.stderr);
+  const logged = records(warm.stderr) as ({ level: number; msg: string; model?: string; file?: string; steps?: number; outcome?: string } & Partial<BacktestResultRecord>)[];
+  const warning = logged.findIndex((entry) => entry.level === 40 && entry.model === 'intent-lr' && entry.file === saved);
+  assert.ok(warning >= 0, warm.stderr);
+  assert.match(logged[warning]!.msg, /^model intent-lr: warm start from \S+intent-lr\.model\.json \(\d+ learning steps\): if that model learnt from this input, its scores here are not out of sample; set checkpoint\.warm_start: false/);
+  assert.ok(warning < logged.findIndex((entry) => entry.outcome !== undefined), 'said as the backtest starts, before its summary');
+  const steps = logged[warning]!.steps!;
+  assert.ok(steps > 0);
+  assert.deepEqual(backtestResults(warm.stderr)[0]!.warmStarts, { 'intent-lr': { file: saved, steps } });
+  const html = readFileSync(join(dir, 'warm', 'report.html'), 'utf8');
+  assert.match(html, /<div id="warm-start" class="warning">/);
+  assert.ok(html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps)`), 'the page names the model and its file');
+  const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object> };
+  assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'metrics.json as before');
+  // Cold: nothing said, nothing in the page.
+  const cold = backtest('cold', '--set', 'stages[2].checkpoint.warm_start=false');
+  assert.equal(cold.status, 0, cold.stderr);
+  assert.deepEqual(records(cold.stderr).filter((entry) => entry.level >= 40 && /warm start/.test(entry.msg)), []);
+  assert.equal(backtestResults(cold.stderr)[0]!.warmStarts, undefined);
+  assert.doesNotMatch(readFileSync(join(dir, 'cold', 'report.html'), 'utf8'), /id="warm-start"/);
 });
 
 test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", () => {

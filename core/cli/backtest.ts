@@ -17,13 +17,13 @@ import type { LevelWithSilent } from 'pino';
 import { loadPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin } from '../plugin.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, perSecond, reportUsageError, resultLogger, writeSummary } from './run.js';
+import { exitCodes, perSecond, reportNeedsPerson, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
@@ -55,11 +55,29 @@ export interface BacktestResultRecord {
   models: BacktestMetrics['models'];
   metricsFile: string;
   reportFile: string;
+  /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
+  warmStarts?: Record<string, WarmStart>;
+}
+
+/** A saved model a model started from: its file and learning steps (a `model_metrics` record's `warmStart`). */
+export interface WarmStart {
+  file: string;
+  steps: number;
 }
 
 interface ModelReport extends StreamRecord {
   model: string;
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
+  /** Absent from a plugin that does not say. */
+  warmStart?: WarmStart | null;
+}
+
+/** The warm-started models of the reports, by name, in their order. */
+function warmStartsOf(reports: readonly StreamRecord[]): [string, WarmStart][] {
+  return reports.flatMap((report) => {
+    const warm = (report as Partial<ModelReport>).warmStart;
+    return warm ? [[String((report as Partial<ModelReport>).model), warm] as [string, WarmStart]] : [];
+  });
 }
 
 /**
@@ -194,7 +212,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     config: { type: 'object' },
     create: () => ({ write: (record) => void reports.push(record as ModelReport), close: async () => undefined }),
   });
-  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest' });
+  // Internal: what only it takes is no record out (the summary counts it as collected).
+  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest', internal: true });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
   const runner = new PipelineRunner(loaded, { logger, replay: true });
@@ -233,6 +252,11 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   takeHangups(() => void runner.reopenOutputs());
   try {
     stats = await runner.run();
+  } catch (error) {
+    // Said as `run` says a pipeline's failure, with the pipeline's name (config errors found as it starts included).
+    if (reportNeedsPerson(error, runner.name)) return exitCodes.invalid;
+    logger.error({ pipeline: runner.name, err: error }, `pipeline ${runner.name} failed: ${(error as Error).message}`);
+    return exitCodes.failure;
   } finally {
     takeHangups();
     if (timer) clearInterval(timer);
@@ -249,23 +273,32 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
-  const result: BacktestResultRecord = { pipeline: runner.name, models: metrics.models, metricsFile: join(dir, 'metrics.json'), reportFile: join(dir, 'report.html') };
+  const warmStarts = warmStartsOf(reports);
+  const result: BacktestResultRecord = {
+    pipeline: runner.name,
+    models: metrics.models,
+    metricsFile: join(dir, 'metrics.json'),
+    reportFile: join(dir, 'report.html'),
+    ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}),
+  };
+  const warmOf = new Map(warmStarts);
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
   const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
   if (pretty) {
     for (const [name, m] of Object.entries(metrics.models)) {
-      process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)\n`);
+      const warm = warmOf.get(name);
+      process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
-    const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}`);
+    const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}`);
     resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
   if (stats.eventsIn === 0 && stats.deadLettered > 0) {
     // A report of nothing is no result. The summary said the most common reason and the likely cause.
     const message = `no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)`;
     if (pretty) process.stderr.write(`tributary backtest: ${message}\n`);
-    else resultLogger(logger, 'error').error({ pipeline: runner.name, deadLettered: stats.deadLettered }, message);
+    else resultLogger(logger, 'error').error({ pipeline: runner.name, code: 'TRIB_ERR_BACKTEST_NO_EVENTS' satisfies ErrorCode, deadLettered: stats.deadLettered }, message);
     return exitCodes.failure;
   }
   return exitCodes.ok;
@@ -292,14 +325,22 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   const css = readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8');
   // `<` escaped so no data value can close the script element.
   const data = JSON.stringify({ metrics, reports }).replace(/</g, '\\u003c');
+  // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
+  const warm = warmStartsOf(reports)
+    .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
+    .join('');
+  const warmNote = warm
+    ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high. Set <code>checkpoint.warm_start: false</code> (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score.</p></div>`
+    : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
 <style>${css}
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}</style></head>
+.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}</style></head>
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
 <p>Input: <code>${escapeHtml(input)}</code>. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
-<table id="summary"><tr><th>model</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
+${warmNote}
+<table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
 <div id="models"></div>
 <script>${script}</script>
 <script>
@@ -308,7 +349,8 @@ const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' 
 const table = document.getElementById('summary');
 for (const r of DATA.reports) {
   const s = r.summary, m = DATA.metrics.models[r.model], row = document.createElement('tr'); // scores as metrics.json has them (null without labels)
-  for (const v of [r.model, r.task, r.kind_of_model, fmt(m.auc), fmt(m.logloss), fmt(m.brier), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
+  const start = r.warmStart ? 'warm (' + r.warmStart.steps + ' steps)' : r.warmStart === null ? 'cold' : '-'; // '-': the plugin does not say
+  for (const v of [r.model, start, r.task, r.kind_of_model, fmt(m.auc), fmt(m.logloss), fmt(m.brier), s.n, s.positives, fmt(s.baseRate)]) { const td = document.createElement('td'); td.textContent = v; row.appendChild(td); }
   table.appendChild(row);
 }
 const root = document.getElementById('models');
@@ -319,7 +361,7 @@ function plot(title, xlabel, ylabel, data, series, opts = {}) {
   return box;
 }
 for (const r of DATA.reports) {
-  const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + ')'; root.appendChild(h);
+  const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + (r.warmStart ? ', warm start from ' + r.warmStart.file : '') + ')'; root.appendChild(h);
   const plots = document.createElement('div'); plots.className = 'plots'; root.appendChild(plots);
   plots.appendChild(plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance']));
   const cal = r.calibration.filter((b) => b.count > 0);

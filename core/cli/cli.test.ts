@@ -434,6 +434,16 @@ test('run on a terminal redraws its progress line every settings.progress_interv
   assert.ok(often >= 6 && seldom <= 2, `${often} redraws at 100 ms, ${seldom} at 1 s`);
 });
 
+test('run on a terminal 40 columns wide cuts its progress line to 39, so a redraw leaves no wrapped row behind (was the whole line, two rows)', () => {
+  const file = pipeline('progress-narrow.yaml', 'sources: [{type: synthetic, events: 2000, rate: 2000}]\nsinks: [{type: file, path: progress-narrow.jsonl}]\nsettings: {progress_interval: 100ms}\n');
+  const command = [process.execPath, cli, 'run', file, '--log-level', 'warn'].map((arg) => `'${arg}'`).join(' ');
+  const result = spawnSync('script', ['-qec', `stty cols 40; ${command}`, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
+  const redrawn = result.stdout.split('\r\x1b[2K').map((part) => part.split(/[\r\n]/)[0]!).filter((line) => line.startsWith('progress-narrow: in '));
+  assert.ok(redrawn.length > 0, result.stdout);
+  for (const line of redrawn) assert.ok(Array.from(line).length <= 39 && line.endsWith('…'), JSON.stringify(line));
+});
+
 test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented', () => {
   const file = pipeline('usage.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
   for (const args of [['frobnicate'], ['run'], ['run', file, '--no-such-flag'], ['backtest', file], ['run', file, '--progress-interval', 'soon']]) {
@@ -538,7 +548,7 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   assert.equal(existsSync(join(dir, 'held-stopped.jsonl')), false, 'no output was made');
 });
 
-test('--plugin naming a module that does not load is a usage error for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack)', () => {
+test('--plugin naming a module that does not load is TRIB_ERR_PLUGIN_LOAD (as in `plugins:`) for every command: exit 2 with the reason, no stack trace (was exit 1 and a stack, then TRIB_ERR_USAGE)', () => {
   const file = pipeline('plugin-flag.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
   for (const command of [['validate', file], ['run', file], ['backtest', file, '--input', file], ['schema'], ['plugins'], ['docs']]) {
     const result = tributary(...command, '--plugin', './nope.mjs', '--log-level', 'warn');
@@ -546,9 +556,21 @@ test('--plugin naming a module that does not load is a usage error for every com
     const [record, ...more] = result.stderr.split('\n').filter((line) => line !== '');
     assert.equal(more.length, 0, result.stderr);
     const { code, msg } = JSON.parse(record!) as { code: string; msg: string };
-    assert.equal(code, 'TRIB_ERR_USAGE');
-    assert.match(msg, /^--plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
+    assert.equal(code, 'TRIB_ERR_PLUGIN_LOAD');
+    assert.match(msg, /^TRIB_ERR_PLUGIN_LOAD: --plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': Cannot find module /);
   }
+});
+
+test("run: a plugin problem's record has its own code (TRIB_ERR_PLUGIN_LOAD, _UNKNOWN) and its position; other problems TRIB_ERR_CONFIG_INVALID; exit 2", () => {
+  const file = pipeline('plugin-codes.yaml', 'name: plugin-codes\nplugins: [./nope.mjs]\nsources: [{type: synthetic, events: -1}]\nsinks: [{type: mine}]\n');
+  const result = tributary('run', file, '--log-level', 'warn');
+  assert.equal(result.status, 2, result.stderr);
+  const records = result.stderr.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { code?: string; path?: string; line?: number });
+  assert.deepEqual(records.map(({ code, path, line }) => [code, path, line]), [
+    ['TRIB_ERR_PLUGIN_LOAD', '$.plugins[0]', 2],
+    ['TRIB_ERR_CONFIG_INVALID', '$.sources[0].events', 3],
+    ['TRIB_ERR_PLUGIN_UNKNOWN', '$.sinks[0].type', 4],
+  ]);
 });
 
 test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exit 2, said before anything runs', () => {

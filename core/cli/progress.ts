@@ -48,3 +48,17 @@ export function writeProgressRecords(logger: Logger, intervalMs: number, take: (
 
 /** A watermark as a progress line or record shows it: ISO 8601 to the second, or null before any event. */
 export const watermarkShown = (watermark: number): string | null => (Number.isFinite(watermark) ? new Date(watermark).toISOString().replace('.000Z', 'Z') : null);
+
+/**
+ * A redrawn progress line cut to fit one row of a terminal `columns` wide (unknown: as it is). `\r\x1b[2K`
+ * clears only the cursor's row, so a line that wrapped left its first rows stale at every redraw. Cut to
+ * `columns - 1`, ending in `…`: a line filling the last column leaves the cursor pending a wrap on some
+ * terminals. By code points (no surrogate pair split); a wide character counts as one, which only cuts late.
+ */
+export function fitToTerminal(line: string, columns: number | undefined): string {
+  if (columns === undefined || !Number.isFinite(columns) || columns < 2) return line;
+  const room = columns - 1;
+  const chars = Array.from(line);
+  if (chars.length <= room) return line;
+  return `${chars.slice(0, room - 1).join('')}…`;
+}

@@ -13,9 +13,10 @@ export async function builtinRegistry(extra: readonly string[] = []): Promise<Pl
     try {
       await registry.load(specifier, process.cwd());
     } catch (cause) {
-      // A module the command line names that does not load is a mistake in the command line: exit 2 with
-      // the loader's reason, for every command (not a runtime failure's exit 1 and stack trace).
-      throw new TributaryError('TRIB_ERR_USAGE', `--plugin ${specifier}: ${(cause as Error).message}`, { cause });
+      // Said with the loader's code (TRIB_ERR_PLUGIN_LOAD, _DUPLICATE), as for a module in `plugins:`: one
+      // code per cause, whoever names the module. Exit 2 for every command, as any a person must mend.
+      const code = cause instanceof TributaryError ? cause.code : 'TRIB_ERR_PLUGIN_LOAD';
+      throw new TributaryError(code, `--plugin ${specifier}: ${(cause as Error).message}`, { cause });
     }
   }
   return registry;

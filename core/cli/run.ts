@@ -5,7 +5,7 @@ import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type ErrorCode, type TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
-import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
+import { fitToTerminal, watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -33,7 +33,7 @@ export function reportNeedsPerson(error: unknown, pipeline?: string): boolean {
 function needsPersonLines(error: unknown, pipeline?: string): { fields: { code: ErrorCode } & Partial<ConfigProblem>; message: string }[] | undefined {
   if (error instanceof ConfigError) {
     return error.problems.map((problem) => ({
-      fields: { code: error.code, file: problem.file, line: problem.line, column: problem.column, path: problem.path },
+      fields: { code: problem.code ?? error.code, file: problem.file, line: problem.line, column: problem.column, path: problem.path },
       message: formatProblem(problem),
     }));
   }
@@ -116,6 +116,7 @@ export function formatSummary(name: string, stats: RunStats): string {
     ...(stats.restarts ? [`  restarts       ${stats.restarts} in the process (elapsed and events/s: since the last one)`] : []),
     `  events in      ${stats.eventsIn}`,
     `  records out    ${stats.recordsOut}${byKind ? ` (${byKind})` : ''}`,
+    ...(stats.collected ? [`  collected      ${stats.collected} (for the backtest's report, not written out)`] : []),
     `  dead-lettered  ${stats.deadLettered}`,
     ...reasons.slice(0, reasonsShown).map(([reason, count]) => `    ${cut(reason)}: ${count}`),
     ...(reasons.length > reasonsShown ? [`    and ${reasons.length - reasonsShown} more reason${reasons.length - reasonsShown === 1 ? '' : 's'}`] : []),
@@ -132,7 +133,7 @@ export function formatSummary(name: string, stats: RunStats): string {
 
 /** The end-of-run summary as one log record: {@link formatSummary}'s figures, as named fields (the run's own as {@link RunStats} names them; dead-letter reasons most common first). */
 export interface SummaryRecord
-  extends Pick<RunStats, 'resumedFrom' | 'restarts' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
+  extends Pick<RunStats, 'resumedFrom' | 'restarts' | 'eventsIn' | 'recordsOut' | 'outByKind' | 'collected' | 'deadLettered' | 'deadLetteredByReason' | 'filtered' | 'filteredByReason' | 'sideOutputs'> {
   pipeline: string;
   outcome: 'drained' | 'stopped';
   checkpoint?: { sequence: number; bytes: number; durationMs: number };
@@ -155,6 +156,7 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
     eventsIn: stats.eventsIn,
     recordsOut: stats.recordsOut,
     outByKind: stats.outByKind,
+    ...(stats.collected ? { collected: stats.collected } : {}),
     deadLettered: stats.deadLettered,
     deadLetteredByReason: Object.fromEntries(commonReasons(stats)),
     filtered: stats.filtered,
@@ -245,7 +247,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
         const s = runner.stats;
         return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkShown(s.watermark) ?? '-'}`;
       });
-      process.stderr.write(`\r\x1b[2K${parts.join(' | ')}`);
+      process.stderr.write(`\r\x1b[2K${fitToTerminal(parts.join(' | '), process.stderr.columns)}`);
     }, daemon.progressIntervalMs);
     progressTimer.unref();
   } else if (options.progress === 'records') {

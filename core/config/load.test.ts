@@ -767,6 +767,43 @@ test("a plugin module's mistakes are said naming the plugin and its module: no c
   assert.match(kinds[1]!, /^P:4:16: \$\.sinks\[0\]\.type: 'sessionizer' is an operator plugin, not a sink plugin; known sink plugins: /);
 });
 
+test('plugin problems keep their own codes (TRIB_ERR_PLUGIN_LOAD, _DUPLICATE, _UNKNOWN) at their positions; the error has the code its problems share, else TRIB_ERR_CONFIG_INVALID', async () => {
+  const project = mkdtempSync(join(dir, 'plugin-codes-'));
+  const core = JSON.stringify(new URL('../index.js', import.meta.url).href);
+  const sink = (name: string): string => `import { defineSink } from ${core};\nexport default defineSink({ name: '${name}', summary: 's', config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });\n`;
+  writeFileSync(join(project, 'one.js'), sink('twin'));
+  writeFileSync(join(project, 'two.js'), sink('twin'));
+  const rejection = async (yaml: string): Promise<ConfigError> => {
+    const file = join(project, `p${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error;
+    }
+    assert.fail('loaded');
+  };
+  const codes = (error: ConfigError): [string, string | undefined][] => error.problems.map((p) => [`${p.line}:${p.column} ${p.path}`, p.code]);
+  const missing = await rejection('plugins: [./missing.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  assert.equal(missing.code, 'TRIB_ERR_PLUGIN_LOAD');
+  assert.deepEqual(codes(missing), [['1:11 $.plugins[0]', 'TRIB_ERR_PLUGIN_LOAD']]);
+  const twice = await rejection('plugins: [./one.js, ./two.js]\nsources: [{type: synthetic}]\nsinks: [{type: twin}]\n');
+  assert.equal(twice.code, 'TRIB_ERR_PLUGIN_DUPLICATE');
+  assert.deepEqual(codes(twice), [['1:21 $.plugins[1]', 'TRIB_ERR_PLUGIN_DUPLICATE']]);
+  const unknown = await rejection('sources: [{type: synthetic}]\nsinks: [{type: nowhere}]\n');
+  assert.equal(unknown.code, 'TRIB_ERR_PLUGIN_UNKNOWN');
+  assert.deepEqual(codes(unknown), [['2:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN']]);
+  // Several causes: each problem its own code, the error the general one.
+  const mixed = await rejection('plugins: [./missing.js]\nsources: [{type: synthetic, events: -1}]\nsinks: [{type: mine}]\n');
+  assert.equal(mixed.code, 'TRIB_ERR_CONFIG_INVALID');
+  assert.deepEqual(codes(mixed), [
+    ['1:11 $.plugins[0]', 'TRIB_ERR_PLUGIN_LOAD'],
+    ['2:37 $.sources[0].events', undefined],
+    ['3:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN'],
+  ]);
+});
+
 test('a plugin module that does not parse is reported with the file and line of its syntax error, also in a module it imports', async () => {
   const project = mkdtempSync(join(dir, 'syntax-'));
   writeFileSync(join(project, 'helper.js'), 'export const ok = 1;\nexport const broken = (a, => a;\n');
@@ -884,6 +921,38 @@ test('YAML forms this loader does not take are said as such: a merge key, a seco
     'P:3:31: $.settings.progress_interval: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got Infinity',
     'P:3:48: $.settings.heap_wait: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got NaN',
   ]);
+});
+
+test("--set's messages quote the path but not a secret's value (the messages go to logs and terminals)", async () => {
+  const file = join(dir, 'set-secret.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const registry = await builtinRegistry();
+  const setProblem = async (assignment: string): Promise<string> => {
+    try {
+      await loadPipeline(file, { registry, env: {}, sets: [assignment] });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.code, 'TRIB_ERR_CONFIG_SET');
+      return error.problems[0]!.message;
+    }
+    assert.fail(`--set '${assignment}' was taken`);
+  };
+  // Each refusal of applySet: past the list's end, an empty segment, an unsafe name, no `=`.
+  for (const assignment of ['sources[3].security.sasl.password=hunter2', 'sources[0]..password=hunter2', 'sources[0].__proto__.token=hunter2', 'sources[0].security.sasl.password:hunter2']) {
+    const message = await setProblem(assignment);
+    assert.ok(!message.includes('hunter2'), message);
+    assert.match(message, /not shown: a secret/);
+  }
+  assert.match(await setProblem('sources[3].security.sasl.password=hunter2'), /^--set 'sources\[3\]\.security\.sasl\.password=…' \(value not shown: a secret\): \$\.sources has 1 entries/);
+  // A private key is one by its text, whatever the field.
+  assert.ok(!(await setProblem('sources[3].note="-----BEGIN PRIVATE KEY-----abc"')).includes('BEGIN'));
+  // Not a secret: quoted whole, as before.
+  assert.match(await setProblem('sources[3].users=10'), /^--set 'sources\[3\]\.users=10': /);
+  // The note on a section a --set created (a schema problem, TRIB_ERR_CONFIG_INVALID), the same.
+  const created = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['sources[0].security.sasl.password=hunter2'] });
+  assert.equal(created.length, 1);
+  assert.ok(!created[0]!.includes('hunter2'), created[0]);
+  assert.match(created[0]!, /--set 'sources\[0\]\.security\.sasl\.password=…' \(value not shown: a secret\) created it/);
 });
 
 test('--set refuses a path through __proto__ (or constructor, prototype), which reached Object.prototype', async () => {

@@ -68,6 +68,11 @@ export interface ResolvedEntry {
    * JSONPath and position, or the nearest enclosing one the file holds (a default's entry).
    */
   locate?(field: string): { path: string; line: number; column: number };
+  /**
+   * A sink the command adds for its own use, not the pipeline's (the backtest's collection of model
+   * reports): a record only such sinks take is counted in RunStats.collected, not as a record out.
+   */
+  internal?: boolean;
 }
 
 export interface LoadOptions {
@@ -149,7 +154,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         await options.registry.load(specifier, baseDir);
       } catch (cause) {
         pluginModuleFailed = true;
-        problems.push(locate(['plugins', index], (cause as Error).message));
+        // Its own code (LOAD, DUPLICATE) kept, with the position: each cause has one code wherever it is said.
+        const code = cause instanceof TributaryError ? cause.code : 'TRIB_ERR_PLUGIN_LOAD';
+        problems.push({ ...locate(['plugins', index], (cause as Error).message), code });
       }
     }
   }
@@ -180,7 +187,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         // A name like no known one is most often a plugin of the user's own that the pipeline does not load
         // (or one from a module that failed to load, said at \`plugins\`).
         const ownPlugin = otherKind || near ? '' : pluginModuleFailed ? ' (a module in `plugins:` failed to load: see above)' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
-        problems.push(locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`));
+        problems.push({ ...locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`), code: 'TRIB_ERR_PLUGIN_UNKNOWN' });
         return;
       }
       if (kind === 'operator') options.adjustStage?.(entry as PipelineEntry, plugin);
@@ -189,7 +196,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         errors = validator.validateEntry(plugin, entry);
       } catch (error) {
         if (!(error instanceof TributaryError)) throw error;
-        problems.push(locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`));
+        problems.push({ ...locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`), code: error.code });
         return;
       }
       for (const error of errors) {
@@ -649,6 +656,8 @@ function problemFromAjv(
   }
 }
 
+const SECRET_NOT_SHOWN = '(not shown: a secret)';
+
 /**
  * A value as JSON, cut to 60 characters: what a config problem quotes (a whole section would drown it).
  * Not a secret's (a password that YAML read as a number, a `${VAR}` holding one), nor anything under a
@@ -656,7 +665,7 @@ function problemFromAjv(
  */
 function valueText(value: unknown, segments: readonly PathSegment[]): string {
   const field = segments.at(-1);
-  if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return '(not shown: a secret)';
+  if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return SECRET_NOT_SHOWN;
   // NaN and Infinity (YAML's .nan, .inf) by name: JSON would say null.
   const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
@@ -890,9 +899,31 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
 function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<string, string>): ConfigProblem {
   for (const [path, assignment] of createdBySet) {
     if (problem.path !== path && !problem.path.startsWith(`${path}.`) && !problem.path.startsWith(`${path}[`)) continue;
-    return { ...problem, message: `${problem.message} (${path} is not in the file: --set '${assignment}' created it; set its other required fields too, or write the section in the file)` };
+    return { ...problem, message: `${problem.message} (${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)` };
   }
   return problem;
+}
+
+/**
+ * A `--set` as its messages quote it: `'path=value'`, or `'path=…' (value not shown: a secret)` where
+ * valueText would hide the value (these messages go to logs and terminals as schema errors do).
+ */
+function assignmentText(assignment: string): string {
+  const eq = assignment.indexOf('=');
+  const path = eq < 0 ? '' : assignment.slice(0, eq).trim();
+  const raw = eq < 0 ? assignment : assignment.slice(eq + 1);
+  // The value as applySet reads it (a PEM key is told by its text); a value YAML cannot read is judged as text.
+  let value: unknown = raw;
+  try {
+    value = parseDocument(raw).toJS() as unknown;
+  } catch {
+    // Judged as the text.
+  }
+  // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
+  const segments = pathSegments(eq < 0 ? assignment : path);
+  const hidden = valueText(value, segments) === SECRET_NOT_SHOWN || valueText(raw, segments) === SECRET_NOT_SHOWN;
+  if (!hidden) return `'${assignment}'`;
+  return eq < 0 ? `(not shown: a secret)` : `'${path}=…' (value not shown: a secret)`;
 }
 
 /**
@@ -901,20 +932,20 @@ function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<st
  */
 export function applySet(data: unknown, assignment: string): string[] {
   const eq = assignment.indexOf('=');
-  if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': expected path=value`);
+  if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: expected path=value`);
   const path = assignment.slice(0, eq).trim();
   const segments = pathSegments(path);
-  if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': empty path segment`);
+  if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: empty path segment`);
   // Walked into, these reach Object.prototype (`__proto__.x=1` would set x on every object of the process); no pipeline field has these names.
   const unsafe = segments.find((segment) => segment === '__proto__' || segment === 'constructor' || segment === 'prototype');
-  if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': '${unsafe}' is no field of a pipeline`);
+  if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: '${unsafe}' is no field of a pipeline`);
   const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   const created: string[] = [];
   for (const [index, segment] of segments.entries()) {
     // A list grows by one at most: an index past its end would leave holes that read as wrong entries.
     if (Array.isArray(target) && typeof segment === 'number' && segment > target.length) {
-      throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set '${assignment}': ${jsonPath(segments.slice(0, index))} has ${target.length} entries; index ${segment} is past its end (${target.length} adds one)`);
+      throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: ${jsonPath(segments.slice(0, index))} has ${target.length} entries; index ${segment} is past its end (${target.length} adds one)`);
     }
     if (index === segments.length - 1) {
       target[segment] = value;

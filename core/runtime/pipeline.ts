@@ -63,8 +63,11 @@ export interface CheckpointInfo {
 
 export interface RunStats {
   eventsIn: number;
+  /** Records written by the pipeline's sinks (those a command added for itself not counted: {@link collected}). */
   recordsOut: number;
   outByKind: Record<string, number>;
+  /** Records only a sink the command added for its own use took (ResolvedEntry.internal: the backtest's model reports); absent: none. */
+  collected?: number;
   deadLettered: number;
   /**
    * Dead letters written, by `<stage>: <reason>` with the values a reason quotes or gives elided (reasonClass:
@@ -148,6 +151,8 @@ interface SinkSlot {
   /** The kinds its plugin takes at all (PluginSpec.kinds), side outputs included; undefined: every kind. */
   takes: Set<string> | undefined;
   outputs: Set<string>;
+  /** ResolvedEntry.internal. */
+  internal: boolean;
 }
 
 /**
@@ -177,6 +182,8 @@ class GaugeShares {
       histogram: (name, help, buckets) => metrics.histogram(name, help, buckets),
       // Series of their own labels: each instance sets and removes its own (a partition's task, its partition's).
       gaugeFamily: (name, help, labelNames) => metrics.gaugeFamily(name, help, labelNames),
+      // Their gauges shared as these are.
+      withLabels: (labels) => this.wrap(metrics.withLabels(labels)),
       gauge: (name, help) => {
         const share = { gauge: metrics.gauge(name, help), value: 0 };
         this.shares.push(share);
@@ -315,7 +322,7 @@ export class PipelineRunner {
   private sinks: SinkSlot[] = [];
   private deadLetterSink!: Sink;
   /** Per record kind: the sinks that take it, and the reason counted when none does (built once, not per record). */
-  private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string }>();
+  private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string; internal: boolean }>();
   private readonly sinksByOutput = new Map<string, SinkSlot[]>();
   private readonly warnedOutputs = new Set<string>();
   private emittedWatermark = -Infinity;
@@ -565,8 +572,8 @@ export class PipelineRunner {
     if (record.kind === 'watermark' || this.failure !== undefined) return; // failed: nothing more is written
     let route = this.routes.get(record.kind);
     if (route === undefined) {
-      const sinks = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind)).map((slot) => slot.sink);
-      route = { sinks, unrouted: `no sink takes kind '${record.kind}'` };
+      const slots = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind));
+      route = { sinks: slots.map((slot) => slot.sink), unrouted: `no sink takes kind '${record.kind}'`, internal: slots.length > 0 && slots.every((slot) => slot.internal) };
       this.routes.set(record.kind, route);
     }
     const sinks = route.sinks;
@@ -576,6 +583,11 @@ export class PipelineRunner {
       return;
     }
     if (!this.deliver(sinks, record as StreamRecord)) return;
+    // Taken only for the command's own use (the backtest's report): not written out by the pipeline.
+    if (route.internal) {
+      this.stats.collected = (this.stats.collected ?? 0) + 1;
+      return;
+    }
     this.stats.recordsOut++;
     this.stats.outByKind[record.kind] = (this.stats.outByKind[record.kind] ?? 0) + 1;
   }
@@ -656,7 +668,7 @@ export class PipelineRunner {
       const kinds = sinkKinds(resolved);
       const takes = resolved.plugin.kinds;
       const outputs = (resolved.entry.outputs as string[] | undefined) ?? [];
-      const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, takes: takes ? new Set(takes) : undefined, outputs: new Set(outputs) };
+      const slot: SinkSlot = { label, sink: instance, kinds: kinds ? new Set(kinds) : undefined, takes: takes ? new Set(takes) : undefined, outputs: new Set(outputs), internal: resolved.internal === true };
       this.sinks.push(slot);
       for (const output of outputs) this.sinksByOutput.set(output, [...(this.sinksByOutput.get(output) ?? []), slot]);
     }

@@ -56,6 +56,28 @@ test('a gauge family: one series per value of its own labels, after the scope\'s
   assert.throws(() => lag.set({ topic: 'clicks' }, 1), /no value for its label 'partition'/);
 });
 
+test('withLabels: constant labels of the plugin\'s own on every series, after the scope\'s (a model\'s name); not the scope\'s own, nor a name made without them', async () => {
+  const hub = new MetricsHub();
+  const scope = hub.scoped({ pipeline: 'p', stage: 'stage-intent-model-5' });
+  const model = scope.withLabels({ model: 'intent-lr' });
+  model.gauge('model_auc', 'AUC.').set(0.8);
+  model.counter('model_labels_total', 'Labels.').inc(3);
+  model.histogram('model_batch_seconds', 'Batch time.', [1]).observe(0.5);
+  model.gaugeFamily('model_things', 'Things.', ['thing']).set({ thing: 'a' }, 1);
+  const text = await hub.registry.metrics();
+  assert.match(text, /^tributary_model_auc\{pipeline="p",stage="stage-intent-model-5",model="intent-lr"\} 0.8$/m);
+  assert.match(text, /^tributary_model_labels_total\{pipeline="p",stage="stage-intent-model-5",model="intent-lr"\} 3$/m);
+  assert.match(text, /^tributary_model_batch_seconds_count\{pipeline="p",stage="stage-intent-model-5",model="intent-lr"\} 1$/m);
+  assert.match(text, /^tributary_model_things\{pipeline="p",stage="stage-intent-model-5",model="intent-lr",thing="a"\} 1$/m);
+  // Another model of the pipeline: its own series.
+  scope.withLabels({ model: 'intent-mlp' }).gauge('model_auc', 'AUC.').set(0.7);
+  assert.match(await hub.registry.metrics(), /^tributary_model_auc\{pipeline="p",stage="stage-intent-model-5",model="intent-mlp"\} 0.7$/m);
+  assert.throws(() => scope.withLabels({ stage: 'x' }), /label 'stage' is already set/);
+  assert.throws(() => model.gaugeFamily('model_other', 'Other.', ['model']), /label 'model' is the runtime's own/);
+  hub.scoped({ pipeline: 'p', stage: 's' }).gauge('plain', 'Made without a model label.');
+  assert.throws(() => model.gauge('plain', 'Asked with one.'), /metric tributary_plain was made with the labels pipeline, stage; asked for again with 'model' too/);
+});
+
 test('observed again under the same labels (a pipeline restarted in the process): a level is the new reader\'s alone, a count goes on from the old one\'s last value, other labels are untouched', async () => {
   const hub = new MetricsHub();
   let firstRead = 40;

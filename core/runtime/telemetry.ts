@@ -81,6 +81,8 @@ export function liftErrorCode(record: Record<string, unknown>): Record<string, u
 export class MetricsHub {
   readonly registry = new Registry();
   private readonly metrics = new Map<string, PromCounter | PromGauge | PromHistogram>();
+  /** Each metric's label names when made: prom-client refuses others with a message naming neither the metric nor the label. */
+  private readonly labelNamesOf = new Map<string, readonly string[]>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     // prom-client's names already say process_ or nodejs_: tributary_process_cpu_user_seconds_total, tributary_nodejs_heap_size_used_bytes.
@@ -171,12 +173,17 @@ export class MetricsHub {
       }
       return false;
     };
-    const get = <M>(name: string, make: (fullName: string) => M): M => {
+    const get = <M>(name: string, make: (fullName: string) => M, names: readonly string[] = labelNames): M => {
       const fullName = `tributary_${name}`;
       let metric = this.metrics.get(fullName);
       if (!metric) {
         metric = make(fullName) as PromCounter;
         this.metrics.set(fullName, metric);
+        this.labelNamesOf.set(fullName, names);
+      } else {
+        const made = this.labelNamesOf.get(fullName) ?? [];
+        const other = names.find((label) => !made.includes(label));
+        if (other !== undefined) throw new Error(`metric ${fullName} was made with the labels ${made.join(', ')}; asked for again with '${other}' too`);
       }
       return metric as M;
     };
@@ -201,7 +208,7 @@ export class MetricsHub {
       gaugeFamily: (name, help, ownLabelNames): GaugeFamily => {
         const clash = ownLabelNames.find((label) => labelNames.includes(label));
         if (clash !== undefined) throw new Error(`metric ${name}: label '${clash}' is the runtime's own (${labelNames.join(', ')}); name it otherwise`);
-        const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames: [...labelNames, ...ownLabelNames], registers: [this.registry] }));
+        const metric = get(name, (fullName) => new PromGauge({ name: fullName, help, labelNames: [...labelNames, ...ownLabelNames], registers: [this.registry] }), [...labelNames, ...ownLabelNames]);
         // The scope's labels first, then the family's own, each named (a series' labels are these and no others).
         const series = (values: Readonly<Record<string, string>>): Record<string, string> => {
           const all: Record<string, string> = { ...labels };
@@ -231,6 +238,11 @@ export class MetricsHub {
         }
         const series = metric.labels(labels);
         return { observe: (value) => void (finite(name, 'an observation of', value) && series.observe(value)) };
+      },
+      withLabels: (extra) => {
+        const clash = Object.keys(extra).find((label) => labelNames.includes(label));
+        if (clash !== undefined) throw new Error(`label '${clash}' is already set on these metrics (${labelNames.join(', ')}); name it otherwise`);
+        return this.scoped({ ...labels, ...extra }, logger);
       },
     };
   }

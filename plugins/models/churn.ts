@@ -8,7 +8,7 @@
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { modelMetrics, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -387,7 +387,8 @@ export default defineOperator<ChurnModelConfig>({
     const idOf: IdDeriver = (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time);
     const learner = new OnlineLearner(config, 'churn', context, idOf);
     const maxUsers = rawConfig.max_users ?? 1_000_000;
-    const usersEvicted = context.metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
+    const metrics = modelMetrics(context, config.name);
+    const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
     /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
     let users = new Map<string, UserState>();
@@ -429,7 +430,7 @@ export default defineOperator<ChurnModelConfig>({
       deadlineOf[i] = pending;
     };
 
-    const handedOver = context.metrics.counter(
+    const handedOver = metrics.counter(
       'churn_handed_over_total',
       'Scale-out: predictions released unlabelled because their user\'s partition moved to another member (which sees any return).',
     );
@@ -481,7 +482,7 @@ export default defineOperator<ChurnModelConfig>({
     // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
     const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length), idKey: 0 };
 
-    const merges = context.metrics.counter(
+    const merges = metrics.counter(
       'churn_predictions_merged_total',
       'Predictions withdrawn unscored because a late event merged their session into an earlier one (one session, one prediction).',
     );

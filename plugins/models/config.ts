@@ -292,7 +292,7 @@ export const modelOperatorProperties = {
     type: 'object',
     additionalProperties: false,
     required: ['dir'],
-    description: 'Saves the model (weights, optimiser, normaliser) to DIR/NAME.model.json; warm-starts from it. A saved model that no longer fits the config (another kind, hidden sizes, units, optimiser) stops the run (TRIB_ERR_CHECKPOINT, exit 2) and is left as it was; an edited `optimizer.learning_rate` applies to it. A backtest (replayed input) reads the saved model to warm-start but never writes it, so it is reproducible and leaves the file of a live model alone.',
+    description: 'Saves the model (weights, optimiser, normaliser) to DIR/NAME.model.json; warm-starts from it. A saved model that no longer fits the config (another kind, hidden sizes, units, optimiser) stops the run (TRIB_ERR_CHECKPOINT, exit 2) and is left as it was; an edited `optimizer.learning_rate` applies to it. A backtest (replayed input) reads the saved model to warm-start but never writes it, so it is reproducible and leaves the file of a live model alone; it warns of each model it warm-starts, whose scores may count data the saved model learnt (`warm_start: false` for a cold score).',
     properties: {
       dir: { type: 'string', minLength: 1, description: 'Folder, relative to the pipeline file.' },
       every: { type: 'integer', minimum: 0, description: 'Also save every N labels (0: only when the pipeline closes), in the background: the stage goes on while the disk syncs, and a save due while one is in flight is made once after it. A failed save is logged (the previous file stays) and the next one retries; the save at close is awaited, and its failure fails the run. Default: 0.' },
@@ -304,6 +304,6 @@ export const modelOperatorProperties = {
     description:
       'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
       '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`); ' +
-      'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`) at end of input; the backtest turns it on. Default: false.',
+      'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`; and `warmStart`: the saved model\'s `file` and learning `steps` it started from, or null) at end of input; the backtest turns it on. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;

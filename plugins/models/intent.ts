@@ -7,7 +7,7 @@
  * then learnt from (prequential, test-then-train).
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator } from 'tributary';
-import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { idPrefix, modelMetrics, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -252,7 +252,7 @@ export default defineOperator<IntentModelConfig>({
     'The model keeps the features of the first event it predicts (or of the saved model it resumes): a vector named otherwise is read by name, ' +
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
-    'Metrics: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
+    'Metrics, each series labelled `model` (its `name`) besides `pipeline` and `stage`: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, ' +
     '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
   examples: [
@@ -271,7 +271,7 @@ export default defineOperator<IntentModelConfig>({
       return predictionIdAfter(derivedFor.prefix, time, position);
     };
     const learner = new OnlineLearner(config, 'intent', context, deriveId);
-    const outOfOrder = context.metrics.counter(
+    const outOfOrder = modelMetrics(context, config.name).counter(
       'intent_out_of_order_events_total',
       'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
     );

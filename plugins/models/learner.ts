@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type Metrics, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -294,6 +294,14 @@ export function predictionId(...parts: (string | number | undefined)[]): string 
 }
 
 /**
+ * A model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
+ * and an alert name the model (`model="intent-lr"`), not its stage's generated label.
+ */
+export function modelMetrics(context: PluginContext, name: string): Metrics {
+  return context.metrics.withLabels({ model: name });
+}
+
+/**
  * `predictionIdAfter(idPrefix(a, b), c, d)` is `predictionId(a, b, c, d)`: two parts after the
  * prefix, as parameters (a rest array would be one more allocation per prediction).
  */
@@ -354,6 +362,8 @@ export class OnlineLearner {
   readonly snapshots = new PartedSnapshots();
   private baseLearningRate: number;
   private backend: BackendSelection | undefined;
+  /** The saved model this one started from (its file and learning steps), else null: a backtest's report says so. */
+  private warmStarted: { file: string; steps: number } | null = null;
   private lastCheckpointLabels = 0;
   private closedModel: SavedModel | undefined;
   /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
@@ -382,7 +392,7 @@ export class OnlineLearner {
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
     if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
-    const m = context.metrics;
+    const m = modelMetrics(context, config.name);
     this.gauges = {
       auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
       aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
@@ -443,7 +453,16 @@ export class OnlineLearner {
           { cause },
         );
       }
-      this.context.logger.info({ file, steps: saved.model.optimizer.step }, `model ${this.name}: warm start from ${file}`);
+      const steps = saved.model.optimizer.step;
+      this.warmStarted = { file, steps };
+      if (this.context.replay) {
+        // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
+        // very data has learnt its labels already, and scores higher than it would on data it has not seen.
+        this.context.logger.warn(
+          { model: this.name, file, steps },
+          `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
+        );
+      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file}`);
       this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
   }
@@ -1109,6 +1128,7 @@ export class OnlineLearner {
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
       counts: { ...this.counts },
+      warmStart: this.warmStarted,
     };
   }
 

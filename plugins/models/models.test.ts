@@ -751,7 +751,7 @@ test('before its first label a model exports no log loss, Brier score, base rate
   // Within the horizon: predictions, no label yet (the end of input censors them).
   await runOperator(churnModel, config, [...sessions, watermark(t + day), watermark(Infinity)], testContext({ metrics: unlabelled.scoped({ pipeline: 'p', stage: 'churn' }) }));
   const before = await unlabelled.registry.metrics();
-  assert.match(before, /^tributary_model_predictions_total\{pipeline="p",stage="churn"\} 2$/m);
+  assert.match(before, /^tributary_model_predictions_total\{pipeline="p",stage="churn",model="under-test"\} 2$/m);
   assert.deepEqual(before.match(scored), null);
   const labelled = new MetricsHub();
   await runOperator(churnModel, config, [...sessions, watermark(t + 8 * day), watermark(Infinity)], testContext({ metrics: labelled.scoped({ pipeline: 'p', stage: 'churn' }) }));
@@ -764,11 +764,25 @@ test('a model exports the log loss of its last metrics.window labels beside the 
   const { summary: scores } = reportOf(output);
   assert.ok(scores.n > 50, `more labels than the window (${scores.n})`);
   const text = await hub.registry.metrics();
-  const gauge = (name: string): number => Number(new RegExp(`^tributary_${name}\\{pipeline="p",stage="intent"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+  const gauge = (name: string): number => Number(new RegExp(`^tributary_${name}\\{pipeline="p",stage="intent",model="under-test"\\} (\\S+)$`, 'm').exec(text)?.[1]);
   // Before, only model_logloss (every label so far) was exported, and the example dashboard plotted it as the window's.
   assert.ok(Math.abs(gauge('model_logloss_window') - scores.window.logloss) < 1e-9, `window: ${gauge('model_logloss_window')} vs ${scores.window.logloss}`);
   assert.ok(Math.abs(gauge('model_logloss') - scores.logloss) < 1e-9);
   assert.notEqual(scores.window.logloss, scores.logloss, 'the two figures differ here, so the test tells them apart');
+});
+
+test("every series of a model carries its name as the `model` label beside its stage's (a dashboard names the model, not stage-intent-model-5)", async () => {
+  const hub = new MetricsHub();
+  await runOperator(intentModel, { ...base, name: 'intent-lr' }, separableIntentStream(100), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'stage-intent-model-5' }) }));
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const churnInput: Element[] = [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 }), watermark(t + 8 * day), watermark(Infinity)];
+  await runOperator(churnModel, { backend: 'cpu', name: 'churn-lr', horizon: '7d', batch: { max_size: 1, max_delay: 0 } }, churnInput, testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'stage-churn-model-6' }) }));
+  const series = (await hub.registry.metrics()).split('\n').filter((line) => /^tributary_(model|intent|churn)_/.test(line));
+  assert.ok(series.length > 20, series.join('\n'));
+  for (const line of series) assert.match(line, /^\S+\{pipeline="p",stage="stage-(intent-model-5",model="intent-lr|churn-model-6",model="churn-lr)"[,}]/, line);
+  assert.ok(series.some((line) => line.startsWith('tributary_model_auc_cumulative{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')), series.join('\n'));
+  assert.ok(series.some((line) => line.startsWith('tributary_intent_out_of_order_events_total{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')));
+  assert.ok(series.some((line) => line.startsWith('tributary_churn_users_evicted_total{pipeline="p",stage="stage-churn-model-6",model="churn-lr"}')));
 });
 
 test('a window of labels of one class exports its AUC as NaN, not the last window that had both classes', async () => {
@@ -784,8 +798,8 @@ test('a window of labels of one class exports its AUC as NaN, not the last windo
   assert.ok(scores.auc > 0.5, `cumulative AUC ${scores.auc}`);
   const text = await hub.registry.metrics();
   // prom-client writes `Nan`; Prometheus parses NaN in any case.
-  assert.match(text, /^tributary_model_auc\{pipeline="p",stage="intent"\} nan$/im);
-  assert.match(text, new RegExp(`^tributary_model_auc_cumulative\\{pipeline="p",stage="intent"\\} ${scores.auc}$`, 'm'));
+  assert.match(text, /^tributary_model_auc\{pipeline="p",stage="intent",model="under-test"\} nan$/im);
+  assert.match(text, new RegExp(`^tributary_model_auc_cumulative\\{pipeline="p",stage="intent",model="under-test"\\} ${scores.auc}$`, 'm'));
 });
 
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {

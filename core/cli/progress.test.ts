@@ -1,0 +1,18 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fitToTerminal } from './progress.js';
+
+test('a redrawn progress line is cut to one row of the terminal (columns - 1, ending in …), so no wrapped row is left stale at the next redraw', () => {
+  const line = 'a: in 1,234,567 out 2,345,678 dead 0 12,345 ev/s wm 2024-06-01T00:00:00Z | b: in 7,654,321 out 0 dead 3 9,876 ev/s wm -';
+  const cut = fitToTerminal(line, 80);
+  assert.equal(cut.length, 79);
+  assert.equal(cut, `${line.slice(0, 78)}…`);
+  // One that fits, or a terminal of unknown width, is left as it is.
+  assert.equal(fitToTerminal('a: in 1 out 1', 80), 'a: in 1 out 1');
+  assert.equal(fitToTerminal(line, line.length + 1), line);
+  assert.equal(fitToTerminal(line, undefined), line);
+  assert.equal(fitToTerminal(line, 0), line);
+  // By code points: a pipeline named with an emoji is not cut inside its surrogate pair.
+  const named = `${'😀'.repeat(10)}: in 5`;
+  assert.equal(fitToTerminal(named, 6), '😀😀😀😀…');
+});
