@@ -1012,7 +1012,7 @@ test('filtered reasons stay bounded however a plugin words them: the values a re
   assert.equal(stats.filtered, 6000);
 });
 
-test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, the dead-letter sink too, while the pipeline runs on', async () => {
+test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, the dead-letter sink too, while the pipeline runs on', async (t) => {
   const reopened: string[] = [];
   let written = 0;
   const rotating = defineSink<{ name: string }>({
@@ -1026,6 +1026,8 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
     }),
   });
   const controller = new AbortController();
+  // The source is endless: a failed wait below must still stop the run, or the test file never exits.
+  t.after(() => controller.abort());
   const { builtinRegistry } = await import('../cli/registry.js');
   const registry = await builtinRegistry();
   registry.register(rotating, 'test');
@@ -1033,12 +1035,11 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
   writeFileSync(file, 'sources: [{type: synthetic, events: 0, rate: 5000}]\nsinks: [{type: rotating, name: out}]\ndead_letter: {type: rotating, name: dead-letters}\n');
   const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: controller.signal });
   const run = runner.run();
-  while (written === 0) await sleep(10);
+  await until(() => written > 0, 'the first record written');
   await runner.reopenOutputs();
   assert.deepEqual(reopened.sort(), ['dead-letters', 'out']);
   const before = written;
-  await sleep(100);
-  assert.ok(written > before, 'records flow on after the reopen');
+  await until(() => written > before, 'records to flow on after the reopen');
   controller.abort();
   await run;
 });
