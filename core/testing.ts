@@ -300,3 +300,16 @@ export function countLoopTurns(): { readonly turns: number; stop(): number } {
     },
   };
 }
+
+/**
+ * Waits until `condition` holds, checking every 10 ms, and fails naming `what` once `timeoutMs` has
+ * passed without it: how a test waits for what it can observe (a record written, a file there, a
+ * state reached) instead of sleeping a fixed time and hoping it happened.
+ */
+export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

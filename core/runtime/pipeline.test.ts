@@ -26,7 +26,7 @@ import {
   type Source,
   type StreamRecord,
 } from 'tributary';
-import { countLoopTurns, runYaml, silentLogger } from 'tributary/testing';
+import { countLoopTurns, runYaml, silentLogger, until } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -729,15 +729,6 @@ test('a record its sinks dead-letter is counted once, as dead-lettered and not a
     (error: Error & { code?: string }) => error.code === 'TRIB_ERR_SINK' && /the dead-letter sink failed to write a record \(kind 'dead_letter'\): it rejected the dead letter \(cannot encode this one\)/.test(error.message),
   );
 });
-
-/** Waits, a turn of the event loop at a time, until `condition` holds. */
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 test('a checkpoint of a large state is serialised in parts, the event loop turning before its sinks flush, and a run restored from it gives the outputs of one uninterrupted run', async () => {
   const { builtinRegistry } = await import('../cli/registry.js');
