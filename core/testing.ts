@@ -70,6 +70,8 @@ export interface TestRunOptions {
   baseDir?: string;
   /** Where the run's metrics go, to read them afterwards. Default: a fresh hub. */
   metrics?: MetricsHub;
+  /** The run's logger, to read what the runtime and the plugins said. Default: silent (see TRIBUTARY_TEST_LOG). */
+  logger?: Logger;
 }
 
 /**
@@ -96,7 +98,7 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   // A `checkpoint` section in the YAML is honoured, as the daemon honours it.
   const checkpoints = checkpointsOf(loaded);
   const runner = new PipelineRunner(loaded, {
-    logger: runLogger,
+    logger: options.logger ?? runLogger,
     metrics: options.metrics ?? new MetricsHub(),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
