@@ -89,13 +89,19 @@ test('a failing output fails flush() and ready()', async () => {
   await assert.rejects(Promise.resolve(writer.ready()), /disk full/);
 });
 
-test('a quiet stream reaches the output within lingerMs', async () => {
+test('a quiet stream reaches the output lingerMs after its first pending record, not before and not later', async (t) => {
+  // The linger is a setTimeout: node's mock timers move its clock, so wall time (a loaded host) decides nothing.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const sink = slowOutput();
   const writer = new JsonLinesWriter(sink.output, { lingerMs: 10 });
   writer.write({ kind: 'event', userId: 'u', time: 1, type: 'view' });
-  assert.equal(sink.chunks.length, 0);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal(Buffer.concat(sink.chunks).toString(), '{"kind":"event","userId":"u","time":1,"type":"view"}\n');
+  t.mock.timers.tick(6);
+  // A record that follows does not push the first one's deadline back.
+  writer.write({ kind: 'event', userId: 'v', time: 2, type: 'view' });
+  t.mock.timers.tick(3);
+  assert.equal(sink.chunks.length, 0, 'held until lingerMs has passed');
+  t.mock.timers.tick(1);
+  assert.equal(Buffer.concat(sink.chunks).toString(), '{"kind":"event","userId":"u","time":1,"type":"view"}\n{"kind":"event","userId":"v","time":2,"type":"view"}\n');
   await drainAll(sink, writer.close());
 });
 

@@ -70,6 +70,8 @@ export interface TestRunOptions {
   baseDir?: string;
   /** Where the run's metrics go, to read them afterwards. Default: a fresh hub. */
   metrics?: MetricsHub;
+  /** The run's logger, to read what the runtime and the plugins said. Default: silent (see TRIBUTARY_TEST_LOG). */
+  logger?: Logger;
 }
 
 /**
@@ -96,7 +98,7 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
   // A `checkpoint` section in the YAML is honoured, as the daemon honours it.
   const checkpoints = checkpointsOf(loaded);
   const runner = new PipelineRunner(loaded, {
-    logger: runLogger,
+    logger: options.logger ?? runLogger,
     metrics: options.metrics ?? new MetricsHub(),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
@@ -299,4 +301,17 @@ export function countLoopTurns(): { readonly turns: number; stop(): number } {
       return turns;
     },
   };
+}
+
+/**
+ * Waits until `condition` holds, checking every 10 ms, and fails naming `what` once `timeoutMs` has
+ * passed without it: how a test waits for what it can observe (a record written, a file there, a
+ * state reached) instead of sleeping a fixed time and hoping it happened.
+ */
+export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -29,7 +29,10 @@ const appRoot = dirname(dirname(rdkafka));
 // In CI a patch that does not apply cleanly (or a version mismatch) fails the install; elsewhere it is
 // a warning: an unpatched binding works, only slower, and the kafka source then cannot name the
 // partition a consumer error is about, nor say why a client failed for good (patches/README.md).
-run(process.execPath, [require.resolve('patch-package/index.js'), '--patch-dir', relative(appRoot, join(root, 'patches')), ...(process.env.CI ? ['--error-on-warn'] : [])], appRoot);
+// CI is the rule of scripts/ci.ts (set to anything but '', 'false' or '0'), written out here because
+// this script runs at install time, before tsc has compiled that module.
+const inCI = !['', 'false', '0'].includes((process.env.CI ?? '').trim().toLowerCase());
+run(process.execPath, [require.resolve('patch-package/index.js'), '--patch-dir', relative(appRoot, join(root, 'patches')), ...(inCI ? ['--error-on-warn'] : [])], appRoot);
 
 const binding = join(rdkafka, 'build', 'Release', 'node-librdkafka.node');
 if (existsSync(binding)) {

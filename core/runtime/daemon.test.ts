@@ -7,21 +7,13 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
-import { silentLogger } from 'tributary/testing';
+import { silentLogger, until } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'tributary-daemon-'));
-
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A daemon's registry (DaemonOptions.registry): the built-in plugins and the test's own. */
 function registryWith(...plugins: AnyPlugin[]): () => Promise<PluginRegistry> {

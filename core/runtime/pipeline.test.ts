@@ -26,7 +26,7 @@ import {
   type Source,
   type StreamRecord,
 } from 'tributary';
-import { countLoopTurns, runYaml, silentLogger } from 'tributary/testing';
+import { countLoopTurns, runYaml, silentLogger, until } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -730,15 +730,6 @@ test('a record its sinks dead-letter is counted once, as dead-lettered and not a
   );
 });
 
-/** Waits, a turn of the event loop at a time, until `condition` holds. */
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 test('a checkpoint of a large state is serialised in parts, the event loop turning before its sinks flush, and a run restored from it gives the outputs of one uninterrupted run', async () => {
   const { builtinRegistry } = await import('../cli/registry.js');
   const { loadPipeline } = await import('tributary');
@@ -1014,7 +1005,7 @@ test('filtered reasons stay bounded however a plugin words them: the values a re
   assert.equal(stats.filtered, 6000);
 });
 
-test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, the dead-letter sink too, while the pipeline runs on', async () => {
+test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, the dead-letter sink too, while the pipeline runs on', async (t) => {
   const reopened: string[] = [];
   let written = 0;
   const rotating = defineSink<{ name: string }>({
@@ -1028,6 +1019,8 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
     }),
   });
   const controller = new AbortController();
+  // The source is endless: a failed wait below must still stop the run, or the test file never exits.
+  t.after(() => controller.abort());
   const { builtinRegistry } = await import('../cli/registry.js');
   const registry = await builtinRegistry();
   registry.register(rotating, 'test');
@@ -1035,12 +1028,11 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
   writeFileSync(file, 'sources: [{type: synthetic, events: 0, rate: 5000}]\nsinks: [{type: rotating, name: out}]\ndead_letter: {type: rotating, name: dead-letters}\n');
   const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: controller.signal });
   const run = runner.run();
-  while (written === 0) await sleep(10);
+  await until(() => written > 0, 'the first record written');
   await runner.reopenOutputs();
   assert.deepEqual(reopened.sort(), ['dead-letters', 'out']);
   const before = written;
-  await sleep(100);
-  assert.ok(written > before, 'records flow on after the reopen');
+  await until(() => written > before, 'records to flow on after the reopen');
   controller.abort();
   await run;
 });

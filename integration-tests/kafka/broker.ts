@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
+import { inCI } from '../../scripts/ci.js';
 
 export type BrokerMode = 'external' | 'testcontainers' | 'native';
 
@@ -90,7 +91,7 @@ export async function provideBroker(log: Log = (line) => console.error(line)): P
 export async function provideForRun(): Promise<{ env: Record<string, string>; stop: () => Promise<void> }> {
   const { broker, skipped } = await provideBroker();
   if (!broker) {
-    console.error(`kafka: ${skipped}${process.env.CI === 'true' ? ' (CI=true: the Kafka tests will fail)' : ' (the Kafka tests will skip)'}`);
+    console.error(`kafka: ${skipped}${inCI() ? ` (CI=${process.env.CI}: the Kafka tests will fail)` : ' (the Kafka tests will skip)'}`);
     return { env: { [SKIP_ENV]: skipped ?? 'no broker' }, stop: async () => undefined };
   }
   const dataDir: Record<string, string> = broker.mode === 'native' ? { [DATA_DIR_ENV]: (broker as NativeBroker).dataDir } : {};

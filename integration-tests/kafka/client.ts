@@ -144,12 +144,20 @@ export interface ReadOptions {
   committed?: boolean;
   /** Stop once this many records were read (else at the end of every partition). */
   expect?: number;
+  /**
+   * Fail unless every partition was read up to its high watermark: for a check of what is not in the
+   * topic ("nothing committed"), which a read cut short by its timeout would pass. With `committed`,
+   * an aborted transaction's records and markers are read past; an open one holds the read short of
+   * the high watermark (at the last stable offset), and the read waits for it to end until the timeout.
+   */
+  toEnd?: boolean;
   timeoutMs?: number;
 }
 
 /**
  * Reads a topic from the beginning with a throw-away group, until every partition is at its end and
- * (when given) `expect` records were read, or the timeout passes. Returns the records read.
+ * (when given) `expect` records were read, or the timeout passes. Returns the records read: on a
+ * timeout, those read so far, unless `toEnd` (then it throws, saying where each partition's read ended).
  */
 export async function readTopic(brokers: string, topic: string, options: ReadOptions = {}): Promise<Message[]> {
   const consumer = new Kafka.KafkaConsumer(
@@ -182,12 +190,32 @@ export async function readTopic(brokers: string, topic: string, options: ReadOpt
         messages.push(message);
       }
       const ended = atEnd.size === partitions.length;
-      if (options.expect !== undefined ? messages.length >= options.expect && ended : ended) break;
+      if (options.expect !== undefined ? messages.length >= options.expect && ended : ended) {
+        if (!options.toEnd || (await shortOfHighWatermark(consumer, topic, partitions, atEnd)) === undefined) break;
+      }
+    }
+    if (options.toEnd) {
+      const short = await shortOfHighWatermark(consumer, topic, partitions, atEnd);
+      if (short !== undefined) throw new Error(`readTopic(${topic}): not read to the end within ${options.timeoutMs ?? 30_000} ms (${messages.length} records read): ${short}`);
     }
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
   return messages;
+}
+
+/**
+ * Undefined where every partition's last end-of-partition was at its high watermark (the broker's,
+ * asked now); else which partitions were not, and where their read ended.
+ */
+async function shortOfHighWatermark(consumer: Kafka.KafkaConsumer, topic: string, partitions: readonly number[], atEnd: ReadonlyMap<number, number>): Promise<string | undefined> {
+  const short: string[] = [];
+  for (const partition of partitions) {
+    const { highOffset } = await done<Kafka.WatermarkOffsets>((cb) => consumer.queryWatermarkOffsets(topic, partition, 5_000, cb));
+    const reached = atEnd.get(partition);
+    if (reached === undefined || reached < highOffset) short.push(`partition ${partition} read to ${reached ?? 'no end'}, its high watermark ${highOffset}`);
+  }
+  return short.length > 0 ? short.join('; ') : undefined;
 }
 
 /**

@@ -1,18 +1,20 @@
 /**
  * What a Kafka integration test needs from its surroundings: the broker scripts/test.mjs started (or
- * the user's `KAFKA_BROKERS`). Without one the test skips with the reason, except in CI (`CI=true`),
- * where a Kafka test that cannot run fails the run instead of passing silently.
+ * the user's `KAFKA_BROKERS`). Without one the test skips with the reason, except in CI (`CI` set to
+ * anything but '', 'false' or '0': scripts/ci.ts), where a Kafka test that cannot run fails the run
+ * instead of passing silently.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { inCI } from '../../scripts/ci.js';
 import { DATA_DIR_ENV, SKIP_ENV, startNativeBroker } from './broker.js';
 
 export function kafkaBrokers(t: TestContext): string | undefined {
   const brokers = process.env.KAFKA_BROKERS;
   if (brokers) return brokers;
   const reason = process.env[SKIP_ENV] ?? 'KAFKA_BROKERS is not set (run through `npm test`, which starts a broker, or set KAFKA_BROKERS)';
-  if (process.env.CI === 'true') throw new Error(`Kafka test cannot run, and CI=true forbids skipping it: ${reason}`);
+  if (inCI()) throw new Error(`Kafka test cannot run, and CI (CI=${process.env.CI}) forbids skipping it: ${reason}`);
   t.skip(`Kafka test skipped: ${reason}`);
   return undefined;
 }

@@ -6,7 +6,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, isSessionSummary, type StreamRecord } from 'tributary';
-import { countLoopTurns, runOperator, testContext } from 'tributary/testing';
+import { countLoopTurns, runOperator, testContext, until } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel, { churnFeatureNames } from './churn.js';
@@ -2131,7 +2131,13 @@ test('checkpoint: replayed input (a backtest) warm-starts from a saved model but
 test("while the runtime holds the sources (a checkpoint), a model's batch timer emits nothing: the batch is predicted at the first tick after", async () => {
   let now = Date.parse('2024-06-01T00:00:00Z');
   let held: Promise<void> | undefined;
-  const context = testContext({ clock: { now: () => now }, held: () => held });
+  // The model's timer asks `held` at each tick (every batch.max_delay): the ticks that found the sources held.
+  let heldTicks = 0;
+  const context = testContext({ clock: { now: () => now }, held: () => {
+      if (held) heldTicks++;
+      return held;
+    },
+  });
   // An mlp predicts in micro-batches (a logistic model scores each sample at once).
   const operator = await intentModel.create({ ...base, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 1000, max_delay: '20ms' } } as never, context);
   await operator.open?.();
@@ -2145,13 +2151,12 @@ test("while the runtime holds the sources (a checkpoint), a model's batch timer 
     let release!: () => void;
     held = new Promise((resolve) => (release = resolve));
     now += 60_000; // the batch is overdue: the next tick would predict it
-    // Five periods of the timer (20 ms), which was set before this timeout and so fires in between.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Counted, not timed: on a loaded host 100 ms may hold no tick at all, and the check below would pass unasked.
+    await until(() => heldTicks >= 3, 'three ticks of the batch timer while held');
     assert.equal(of(output, 'prediction').length, 0, 'nothing emitted while held');
     held = undefined;
     release();
-    const deadline = Date.now() + 10_000;
-    while (of(output, 'prediction').length < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    await until(() => of(output, 'prediction').length >= 5, 'the batch predicted after the hold', 10_000);
     assert.equal(of(output, 'prediction').length, 5, 'predicted at the first tick after');
   } finally {
     subscription.unsubscribe();

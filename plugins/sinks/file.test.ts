@@ -10,7 +10,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, type StreamRecord } from 'tributary';
-import { runSummaries, runYaml, testContext } from 'tributary/testing';
+import { pino } from 'pino';
+import { runSummaries, runYaml, testContext, until } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import { takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
@@ -68,43 +69,54 @@ test('a pipeline run again in the same process replaces its output file, as a ne
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 100);
 });
 
+/**
+ * Runs `yaml` and stops it once its file sink says (at debug level) that it is opening the FIFO, the open
+ * waiting for a reader: a stop at a fixed time could come before the sink got there, and only repeat the
+ * case of a run stopped before it starts.
+ */
+async function stoppedWhileWaitingForReader(yaml: string) {
+  const waiting = 'file sink: opening the FIFO, which waits for a reader';
+  let logged = '';
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void (logged += line) });
+  const controller = new AbortController();
+  let finished = false;
+  const running = runYaml(yaml, { signal: controller.signal, logger }).finally(() => (finished = true));
+  await until(() => finished || logged.includes(waiting), 'the file sink to wait for a reader of the FIFO');
+  controller.abort();
+  const run = await running;
+  assert.ok(logged.includes(waiting), `the sink was waiting for a reader when stopped: ${logged}`);
+  return run;
+}
+
 test('a FIFO without a reader: the start waits for one, and a stop while it waits ends the run at once, writing nothing', async (t) => {
-  const { runYaml } = await import('tributary/testing');
   const fifo = join(dir, 'out.fifo');
   execFileSync('mkfifo', [fifo]);
   // Should a regression leave an open blocked in libuv's pool, release it so this test file can exit.
   after(() => closeSync(openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)));
   const yaml = `sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}}]\n`;
+  // A stop the sink misses leaves the run waiting for a reader for ever: a timeout says so.
+  const timeout = 60_000;
 
-  await t.test('stopped before it starts', async () => {
+  await t.test('stopped before it starts', { timeout }, async () => {
     const controller = new AbortController();
     controller.abort();
     const run = await runYaml(yaml, { signal: controller.signal });
     assert.equal(run.stats.eventsIn, 0);
   });
-  await t.test('stopped while it waits for a reader', async () => {
-    const controller = new AbortController();
-    const running = runYaml(yaml, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 100);
-    const run = await running;
+  await t.test('stopped while it waits for a reader', { timeout }, async () => {
+    const run = await stoppedWhileWaitingForReader(yaml);
     assert.equal(run.stats.eventsIn, 0);
   });
-  await t.test('appending (append: true, or resuming), stopped while it waits for a reader: the sink never reads the FIFO for a torn tail', async () => {
+  await t.test('appending (append: true, or resuming), stopped while it waits for a reader: the sink never reads the FIFO for a torn tail', { timeout }, async () => {
     // Reading a FIFO's tail opened it to read, which blocks the process until a writer comes: not even the stop ran.
     for (const plainOrGzip of ['', ', gzip: true']) {
-      const controller = new AbortController();
-      const running = runYaml(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, append: true${plainOrGzip}}]\n`, { signal: controller.signal });
-      setTimeout(() => controller.abort(), 100);
-      const run = await running;
+      const run = await stoppedWhileWaitingForReader(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, append: true${plainOrGzip}}]\n`);
       assert.equal(run.stats.eventsIn, 0);
     }
   });
-  await t.test('lazy (as a dead-letter file), stopped while it waits for a reader: the run ends', async () => {
+  await t.test('lazy (as a dead-letter file), stopped while it waits for a reader: the run ends', { timeout }, async () => {
     // Opened at its first record instead, the open waited in libuv's pool past the stop, and close waited on it.
-    const controller = new AbortController();
-    const running = runYaml(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, lazy: true}]\n`, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 100);
-    const run = await running;
+    const run = await stoppedWhileWaitingForReader(`sources: [{type: synthetic, events: 1000}]\nsinks: [{type: file, path: ${fifo}, lazy: true}]\n`);
     assert.equal(run.stats.eventsIn, 0);
   });
   await t.test('with a reader, every record goes through the FIFO', async () => {

@@ -411,6 +411,9 @@ async function openFifo(output: SharedOutput, context: PluginContext): Promise<v
   const waiting = setTimeout(() => context.logger.info({ file: output.path }, 'file sink: waiting for a reader of the FIFO'), 1_000);
   signal?.addEventListener('abort', stop);
   if (signal?.aborted) stop();
+  // Said at once, at debug level (the info line waits a second, not to speak of a reader that comes):
+  // also the point where file.test.ts stops a run, once it reads this, to check a stop ends the wait.
+  context.logger.debug({ file: output.path }, 'file sink: opening the FIFO, which waits for a reader');
   try {
     const opened = await Promise.race([output.opened.then(() => true, () => true), stopped]);
     if (opened) return;
