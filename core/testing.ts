@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { configErrorTexts, loadPipeline, type LoadedPipeline } from './config/load.js';
 import type { Element, StreamRecord } from './events.js';
-import { defineSink, isPlugin, type AnyPlugin, type Clock, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin } from './plugin.js';
+import { defineSink, defineSource, isPlugin, type AnyPlugin, type Clock, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin, type Source, type SourcePlugin } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
 import { MetricsHub } from './runtime/telemetry.js';
@@ -30,6 +30,26 @@ export function runSummaries(stderr: string): (SummaryRecord & { level: number; 
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as SummaryRecord & { level: number; msg: string })
     .filter((entry) => entry.outcome !== undefined && entry.eventsIn !== undefined);
+}
+
+/**
+ * A source that yields one event (user `u`, at time 0), then waits for more until the run stops, as a
+ * Kafka source on a quiet topic does: a run under way for tests of readiness, draining and commits.
+ * `more` adds or replaces parts of the source (`health`, `position`, `commit`).
+ */
+export function quietAfterOne(name: string, more: Partial<Source> = {}): SourcePlugin<Record<string, never>> {
+  return defineSource<Record<string, never>>({
+    name,
+    summary: 'One event, then quiet until stopped (tests only).',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
+      },
+      ...more,
+    }),
+  });
 }
 
 /** A sink that keeps what it receives in memory; `memory` in test pipelines. */

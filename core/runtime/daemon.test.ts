@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
-import { silentLogger, until } from 'tributary/testing';
+import { quietAfterOne, silentLogger, until } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -494,24 +494,14 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
 });
 
 test('a sink that reports by itself that it cannot go on (context.fail) while its input is quiet: /readyz says not ready at once, naming it, and the run fails (exit 1)', async () => {
-  const { Daemon, defineSink, defineSource } = await import('tributary');
+  const { Daemon, defineSink } = await import('tributary');
   const { silentLogger } = await import('tributary/testing');
   let connectionDies: (() => void) | undefined;
   let releaseClose!: () => void;
   const closing = new Promise<void>((resolve) => (releaseClose = resolve));
   let closeBegun = false;
   // A source that read what there was and waits for more, as a Kafka source on a quiet topic.
-  const quiet = defineSource<Record<string, never>>({
-    name: 'quiet',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
-        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-      },
-    }),
-  });
+  const quiet = quietAfterOne('quiet');
   // A sink whose client reports a dead connection from a callback; its close takes as long as the test says.
   const remote = defineSink<Record<string, never>>({
     name: 'remote',
@@ -856,22 +846,12 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
 });
 
 test('while the daemon drains after a stop, /readyz says not ready (stopping) and tributary_pipeline_ready is 0, until it exits', async () => {
-  const { Daemon, defineSink, defineSource } = await import('tributary');
+  const { Daemon, defineSink } = await import('tributary');
   const { silentLogger } = await import('tributary/testing');
   let releaseClose!: () => void;
   const closing = new Promise<void>((resolve) => (releaseClose = resolve));
   let closeBegun = false;
-  const quiet = defineSource<Record<string, never>>({
-    name: 'quiet',
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
-        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-      },
-    }),
-  });
+  const quiet = quietAfterOne('quiet');
   // A sink whose close (the end of the drain) takes as long as the test says.
   const slowClose = defineSink<Record<string, never>>({
     name: 'slow-close',

@@ -23,10 +23,9 @@ import {
   type LoadedPipeline,
   type PipelineEntry,
   type PluginContext,
-  type Source,
   type StreamRecord,
 } from 'tributary';
-import { countLoopTurns, runYaml, silentLogger, until } from 'tributary/testing';
+import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -1066,24 +1065,6 @@ test('a run leaves no listener on the signal it was given, whether it drained or
   }
 });
 
-/**
- * A source that yields one event, then has no more input for now: it waits, as a quiet Kafka topic's
- * source does, until the pipeline stops it. `more` adds to it (its position, its commit).
- */
-function quietAfterOne(name: string, more: Partial<Source> = {}): AnyPlugin {
-  return defineSource<Record<string, never>>({
-    name,
-    summary: 'test',
-    config: { type: 'object' },
-    create: (_config, context) => ({
-      async *read() {
-        yield [event('u', 0)];
-        await new Promise<void>((resolve) => context.signal?.addEventListener('abort', () => resolve(), { once: true }));
-      },
-      ...more,
-    }),
-  });
-}
 
 /** A stage that counts the records through it; its state is the count (snapshot and restore). */
 function countingStage(): { plugin: AnyPlugin; count: number; restored: unknown } {
@@ -1814,21 +1795,7 @@ test('a source polling an upstream that has nothing (it yields empty batches) go
 });
 
 test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async () => {
-  let letEnd!: () => void;
-  const end = new Promise<void>((resolve) => (letEnd = resolve));
-  let reading = false;
-  const source = defineSource<Record<string, never>>({
-    name: 'one-then-wait',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      async *read() {
-        yield [event('u', 0)];
-        reading = true;
-        await end;
-      },
-    }),
-  });
+  const source = quietAfterOne('one-then-wait');
   const reaching = defineSink<{ reaches: boolean }>({
     name: 'reaching',
     summary: 'test',
@@ -1840,11 +1807,12 @@ test("/readyz (readiness) counts the dead-letter sink's health: one that cannot 
   const dir = mkdtempSync(join(tmpdir(), 'tributary-readiness-'));
   const file = join(dir, 'p.yaml');
   writeFileSync(file, 'sources: [{type: one-then-wait}]\nsinks: [{type: reaching, reaches: true}]\ndead_letter: {type: reaching, reaches: false}\n');
-  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger });
+  const stop = new AbortController();
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: stop.signal });
   const run = runner.run();
-  await until(() => reading, 'the first batch');
+  await until(() => runner.stats.eventsIn === 1, 'the first batch');
   assert.deepEqual(runner.readiness(), { ready: false, reasons: ['the dead-letter sink: brokers unreachable'] });
-  letEnd();
+  stop.abort();
   await run;
 });
 
@@ -2155,23 +2123,10 @@ test('without checkpoints the sinks flush every commit_interval whatever the sou
 });
 
 test('a source or sink whose health() throws is not ready, named with what it threw, and logged once: readiness() (/readyz) does not throw', async () => {
-  let letEnd!: () => void;
-  const end = new Promise<void>((resolve) => (letEnd = resolve));
-  let reading = false;
-  const source = defineSource<Record<string, never>>({
-    name: 'throwing-health',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      async *read() {
-        yield [event('u', 0)];
-        reading = true;
-        await end;
-      },
-      health: () => {
-        throw new TypeError("Cannot read properties of undefined (reading 'ready')");
-      },
-    }),
+  const source = quietAfterOne('throwing-health', {
+    health: () => {
+      throw new TypeError("Cannot read properties of undefined (reading 'ready')");
+    },
   });
   const sink = defineSink<Record<string, never>>({
     name: 'throwing-health',
@@ -2194,9 +2149,10 @@ test('a source or sink whose health() throws is not ready, named with what it th
   const { pino } = await import('pino');
   const logs: { msg: string; stage?: string }[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line) as { msg: string; stage?: string }) });
-  const runner = new PipelineRunner(await loadPipeline(file, { registry: builtins, env: {} }), { logger });
+  const stop = new AbortController();
+  const runner = new PipelineRunner(await loadPipeline(file, { registry: builtins, env: {} }), { logger, signal: stop.signal });
   const run = runner.run();
-  await until(() => reading, 'the first batch');
+  await until(() => runner.stats.eventsIn === 1, 'the first batch');
   const expected = {
     ready: false,
     reasons: ["source-throwing-health-0: health() threw: Cannot read properties of undefined (reading 'ready')", 'sink-throwing-health-0: health() threw: no client yet'],
@@ -2208,6 +2164,6 @@ test('a source or sink whose health() throws is not ready, named with what it th
     ['source-throwing-health-0', 'sink-throwing-health-0'],
     'logged once each, however often /readyz is probed',
   );
-  letEnd();
+  stop.abort();
   await run;
 });
