@@ -981,6 +981,17 @@ test('scale_out with a source that is not partitioned is a config error at the s
   assert.throws(() => registry.register(defineSink({ name: 'p', summary: 's', config: {}, partitioned: true, create: () => ({ write: () => undefined, close: async () => undefined }) }), 'test'), /partitioned is for sources only/);
 });
 
+/** What an operator's factory says of a config composed in code (unchecked by the schema): `field: message` of its PluginConfigError. */
+async function factoryField(type: string, config: Record<string, unknown>): Promise<string> {
+  try {
+    await (await builtinRegistry()).get('operator', type)!.create(config as never, testContext());
+  } catch (error) {
+    assert.ok(error instanceof PluginConfigError, String(error));
+    return `${error.field}: ${error.message}`;
+  }
+  return 'no error';
+}
+
 test('zero durations the stages cannot run with are refused by validate at their field (sessionizer gap and max_length, user-features horizons, checkpoint.interval), and by the factories at the field too', async () => {
   const yaml = (stages: string, more = ''): string => `sources: [{type: synthetic}]\nstages:\n${stages}\nsinks: [{type: stdout}]\n${more}`;
   assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer, gap: 0s, max_length: 0ms}')), [
@@ -990,16 +1001,6 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}\n  - {type: session-features}\n  - {type: user-features, horizons: [1d, 0s]}')), ['P:5:42: $.stages[2].horizons[1]: must be at least 1ms, got "0s"']);
   assert.deepEqual(await problemsOf(yaml('  - {type: sessionizer}', 'checkpoint: {dir: cp, interval: 0s}\n')), ['P:5:33: $.checkpoint.interval: must be at least 1ms, got "0s"']);
   // A config composed in code reaches the factory unchecked: its error names the field, so the runtime locates it there.
-  const registry = await builtinRegistry();
-  const factoryField = async (type: string, config: Record<string, unknown>): Promise<string> => {
-    try {
-      await registry.get('operator', type)!.create(config as never, testContext());
-    } catch (error) {
-      assert.ok(error instanceof PluginConfigError, String(error));
-      return `${error.field}: ${error.message}`;
-    }
-    return 'no error';
-  };
   const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
   assert.equal(await factoryField('sessionizer', { ...sessionizer, gap: 0 }), "gap: must be positive, got '0'");
   assert.equal(await factoryField('sessionizer', { ...sessionizer, max_length: '0s' }), "max_length: must be positive, got '0s'");
@@ -1010,16 +1011,6 @@ test('a list that names one thing twice is refused at the later item, naming the
   const yaml = (stages: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n${stages}\nsinks: [{type: stdout}]\n`;
   assert.deepEqual(await problemsOf(yaml('  - {type: hash-features, fields: [category, itemId, category]}')), ['P:5:54: $.stages[2].fields[2]: the same as fields[0], got "category"']);
   assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 1d]}')), ['P:5:46: $.stages[2].horizons[2]: the same as horizons[1], got "1d"']);
-  const registry = await builtinRegistry();
-  const factoryField = async (type: string, config: Record<string, unknown>): Promise<string> => {
-    try {
-      await registry.get('operator', type)!.create(config as never, testContext());
-    } catch (error) {
-      assert.ok(error instanceof PluginConfigError, String(error));
-      return `${error.field}: ${error.message}`;
-    }
-    return 'no error';
-  };
   assert.equal(await factoryField('user-features', { horizons: ['1h', '1d', '24h'], max_users: 10 }), "horizons[2]: '24h' is the same duration as horizons[1] '1d'");
   assert.equal(await factoryField('user-features', { horizons: ['1h', 3_600_000], max_users: 10 }), "horizons[1]: '3600000ms' is the same duration as horizons[0] '1h'");
   assert.equal(await factoryField('hash-features', { fields: ['category', 'category'], width: 8, prefix: 'h', signed: true }), "fields[1]: 'category' is fields[0] again: it would count double");
