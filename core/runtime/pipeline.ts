@@ -13,7 +13,7 @@
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { setImmediate } from 'node:timers/promises';
-import { Subject, type Observable, type Subscription } from 'rxjs';
+import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
@@ -162,6 +162,20 @@ interface PartitionTask {
   gauges: GaugeShares;
   /** The last watermark sent to this task: its partition's own. */
   watermark: number;
+  /**
+   * The offset its state covers while no record of its partition reached it: its restored file's, else
+   * the committed offset reading starts at (undefined: none, reading starts at `start_from`).
+   */
+  start: number | undefined;
+  /** Whether a record of its partition reached it: from then on the source says what offset its state covers. */
+  read: boolean;
+  /**
+   * Counts what reached its stages or came out of them (records, watermarks): its state may have changed
+   * since it was `saved` (a partition that reads nothing still closes sessions as its watermark moves).
+   */
+  changes: number;
+  /** `changes` as of its state last saved, or restored from its file. */
+  saved: number;
 }
 
 /**
@@ -704,7 +718,7 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined, start: number | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -715,9 +729,13 @@ export class PipelineRunner {
     if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
-    const subscription = stream.subscribe({
+    // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, start, read: false, changes: 0, saved: 0 };
+    task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
+        // Whatever comes out changed its state, even where nothing went in (a stage's own timer).
+        task.changes++;
         if (record.kind === 'watermark') return;
         // The global stages handle it synchronously, inside this call: they may ask whose it is.
         this.currentPartition = id;
@@ -729,8 +747,7 @@ export class PipelineRunner {
       },
       error: (error: unknown) => this.failRun(error),
     });
-    // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    this.tasks.set(id, { id, input, operators, subscription, gauges, watermark: -Infinity });
+    this.tasks.set(id, task);
   }
 
   /** Disconnects a partition's stages (nothing more comes out of them) and closes them. */
@@ -741,6 +758,17 @@ export class PipelineRunner {
     task.subscription.unsubscribe();
     task.gauges.release();
     for (const { operator } of task.operators) await operator.close?.();
+  }
+
+  /**
+   * The offset to save a task's state at: the source's `offset` (the next record after those it handed
+   * over), else its start while no record of its partition reached it. Undefined where there is nothing
+   * to save: its state unchanged since saved or restored (its newest file holds it), or no offset known
+   * (a partition being revoked, saved by the revocation; an empty state with no committed offset).
+   */
+  private offsetToSave(task: PartitionTask, offset: number | undefined): number | undefined {
+    if (task.changes === task.saved) return undefined;
+    return offset ?? (task.read ? undefined : task.start);
   }
 
   /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
@@ -767,9 +795,11 @@ export class PipelineRunner {
                     (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
                     (checkpoint) => (offsetOf(checkpoint) ?? Infinity) <= committed,
                   );
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined);
-            if (saved) starts.set(id, offsetOf(saved)!);
-            this.partitionFiles.set(id, saved ? [{ sequence: saved.sequence, offset: offsetOf(saved)! }] : []);
+            // Where reading starts: what its state covers until a record of it is read.
+            const start = saved ? offsetOf(saved)! : committed;
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined, start);
+            if (saved) starts.set(id, start!);
+            this.partitionFiles.set(id, saved ? [{ sequence: saved.sequence, offset: start! }] : []);
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
           return starts;
@@ -780,7 +810,8 @@ export class PipelineRunner {
           for (const { id, offset } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
-            if (offset !== undefined) saves.push([id, offset, await this.partitionBody(id, offset, takeSnapshots(task.operators))]);
+            const at = this.offsetToSave(task, offset);
+            if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, takeSnapshots(task.operators))]);
             await this.stopTask(id);
           }
           const revoked = partitions.map((p) => p.id);
@@ -821,7 +852,12 @@ export class PipelineRunner {
   /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
   private emitWatermark(time: number): void {
     const mark = watermark(time);
-    if (time === Infinity) for (const task of this.tasks.values()) task.input.next(mark);
+    if (time === Infinity) {
+      for (const task of this.tasks.values()) {
+        task.changes++;
+        task.input.next(mark);
+      }
+    }
     this.input.next(mark);
   }
 
@@ -832,6 +868,7 @@ export class PipelineRunner {
       const mark = marks.get(task.id);
       if (mark === undefined || !Number.isFinite(mark) || mark <= task.watermark) continue;
       task.watermark = mark;
+      task.changes++;
       task.input.next(watermark(mark));
     }
   }
@@ -1076,20 +1113,25 @@ export class PipelineRunner {
       const createdAt = new Date(this.clock.now()).toISOString();
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
-      const partitions: { id: string; offset: number; operators: TakenSnapshots }[] = [];
+      const partitions: { task: PartitionTask; offset: number; changes: number; operators: TakenSnapshots }[] = [];
       if (this.scaleOut) {
         const offsets = this.scaleOut.slot.source.partitionOffsets!();
         for (const [id, task] of this.tasks) {
-          const offset = offsets.get(id);
-          // A partition that yielded nothing since it was restored still has the state of its file.
-          if (offset !== undefined) partitions.push({ id, offset, operators: takeSnapshots(task.operators) });
+          // Every partition whose state changed since its last file, read from or not: one that read
+          // nothing still closes sessions as its watermark follows the others (idle_timeout), and
+          // restored from its older file, a restart would close and write them again.
+          const offset = this.offsetToSave(task, offsets.get(id));
+          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, operators: takeSnapshots(task.operators) });
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
-      const partitionBodies: [string, number, Buffer[]][] = [];
-      for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, offset, await this.partitionBody(id, offset, taken)]);
+      const partitionBodies: [PartitionTask, number, number, Buffer[]][] = [];
+      for (const { task, offset, changes, operators: taken } of partitions) partitionBodies.push([task, offset, changes, await this.partitionBody(task.id, offset, taken)]);
       await this.flushSinks();
-      for (const [id, offset, partitionBody] of partitionBodies) await this.writePartitionFile(id, offset, partitionBody);
+      for (const [task, offset, changes, partitionBody] of partitionBodies) {
+        await this.writePartitionFile(task.id, offset, partitionBody);
+        task.saved = changes;
+      }
       const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
       // The run failed while it was written: its sources are closed or closing, so nothing is committed.
       // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
@@ -1409,8 +1451,11 @@ export class PipelineRunner {
         this.push = (event, source) => {
           const origin = originOf(event);
           const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-          if (task) task.input.next(event);
-          else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+          if (task) {
+            task.read = true;
+            task.changes++;
+            task.input.next(event);
+          } else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
         };
       }
     } catch (error) {
