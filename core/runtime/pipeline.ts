@@ -787,19 +787,29 @@ export class PipelineRunner {
           for (const { id, committed } of partitions) {
             if (this.tasks.has(id)) continue;
             // Only state the group's committed offset covers: a newer file belongs to outputs that were
-            // never committed (a crash between the file and the commit, or an aborted transaction).
+            // never committed (a crash between the file and the commit, or an aborted transaction). Of
+            // those, the greatest offset, not the newest file: a member that had not yet noticed it lost
+            // the partition may have written one after the new owner's, at an offset behind it.
+            const store = this.partitionStore(id);
             const saved =
               committed === undefined
                 ? undefined
-                : await this.partitionStore(id).latest(
+                : await store.highest(
                     (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
-                    (checkpoint) => (offsetOf(checkpoint) ?? Infinity) <= committed,
+                    (checkpoint) => {
+                      const offset = offsetOf(checkpoint);
+                      return offset !== undefined && offset <= committed ? offset : undefined;
+                    },
+                    committed,
                   );
             // Where reading starts: what its state covers until a record of it is read.
             const start = saved ? offsetOf(saved)! : committed;
             await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined, start);
             if (saved) starts.set(id, start!);
-            this.partitionFiles.set(id, saved ? [{ sequence: saved.sequence, offset: start! }] : []);
+            // The files before the one restored (all, where none was) are of use to no one from here on:
+            // the group's committed offset only moves on with files this member writes (writePartitionFile).
+            const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;
+            this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offset: start! }] : [] });
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
           return starts;
@@ -1179,20 +1189,32 @@ export class PipelineRunner {
       });
   }
 
-  /** Scale-out: the state files of each partition held here, oldest first, with the offset each covers. */
-  private readonly partitionFiles = new Map<string, { sequence: number; offset: number }[]>();
+  /**
+   * Scale-out, each partition held here: the state files this member knows (the one it restored, those
+   * it wrote since), oldest first, with the offset each covers; and `floor`, the sequence below which
+   * the files are those the group had before this member got the partition.
+   */
+  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offset: number }[] }>();
 
   /**
-   * Writes a partition's state file, keeping (beyond scale_out.keep) its newest file that the group's
-   * committed offset covers (Source.committedOffsets): the file a restore needs.
+   * Writes a partition's state file. Beyond scale_out.keep it removes only files no member needs: the
+   * folder is shared, and the restore takes the file of the greatest offset the group's committed offset
+   * covers (newest on a tie). Removed: files below the floor (the group's committed offset only moves on
+   * with files this member writes, each newer, at least as far on), and files this member knows. Kept:
+   * its newest file that the committed offset covers (Source.committedOffsets), the one a restore needs;
+   * its last file before this one, whose commit may still be under way; and every file of another
+   * member written since this one got the partition (a member that had not yet noticed it lost it).
    */
   private async writePartitionFile(id: string, offset: number, body: Buffer[]): Promise<void> {
-    const files = this.partitionFiles.get(id) ?? [];
+    const held = this.partitionFiles.get(id) ?? { floor: 0, files: [] };
     const committed = this.scaleOut!.slot.source.committedOffsets?.().get(id);
-    const covered = committed === undefined ? undefined : [...files].reverse().find((file) => file.offset <= committed);
-    const written = await this.writing(this.partitionStore(id).write(body, new Set(covered ? [covered.sequence] : [])));
+    let covered: { sequence: number; offset: number } | undefined;
+    for (const file of held.files) if (committed !== undefined && file.offset <= committed && (!covered || file.offset >= covered.offset)) covered = file;
+    const retain = new Set([covered?.sequence, held.files.at(-1)?.sequence].filter((sequence) => sequence !== undefined));
+    const known = new Set(held.files.map((file) => file.sequence));
+    const written = await this.writing(this.partitionStore(id).write(body, retain, (sequence) => sequence < held.floor || known.has(sequence)));
     const removed = new Set(written.removed);
-    this.partitionFiles.set(id, [...files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }]);
+    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }] });
   }
 
   /** Checkpoint files being written (the pipeline's, the partitions'): see {@link writing}. */

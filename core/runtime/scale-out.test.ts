@@ -1,6 +1,7 @@
 /**
  * Scale-out's partition state files, with a partitioned source the test drives (as the Kafka source's
- * rebalances do): which partitions are saved at a checkpoint and at a revocation.
+ * rebalances do): which partitions are saved at a checkpoint and at a revocation, which file a partition
+ * restores, and which files a write may remove from the folder the group's members share.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -196,3 +197,51 @@ for (const savedAt of ['checkpoint', 'revocation'] as const) {
     assert.deepEqual(summaries(third.sessions), ['u9'], 'only the session still open closes');
   });
 }
+
+test('a partition restores the file of the greatest offset its committed offset covers (the newest of those on a tie), not the newest file under it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-restore-'));
+  const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // 1: the owner's at 5; 2: its next at 8; 3: a member that had not noticed it lost the partition, late, at 3.
+  for (const offset of [5, 8, 3]) await store.write(body(offset));
+  const restored = async (committed: number) => {
+    const one = await member(dir, drivenSource());
+    await one.source.run({ assign: [{ id: 'p-0', committed }] }, { revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+    await one.running;
+    const entry = one.log.find((line) => line.msg === 'partition state restored');
+    return (entry?.['restored'] as { file: string } | undefined)?.file.replace(/.*checkpoint-0*/, '');
+  };
+  // Before: 3.json for each (the newest the committed offset covers).
+  assert.equal(await restored(5), '1.json');
+  assert.equal(await restored(8), '2.json');
+  assert.equal(await restored(4), '3.json');
+  // 4: the owner's again at 5 (a partition that read nothing since, its state changed): the newest on the tie.
+  await store.write(body(5));
+  assert.equal(await restored(6), '4.json');
+});
+
+test("a partition's file written by its owner removes neither the files another member wrote since it got the partition nor its own last one; those from before, beyond keep, it does", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-prune-'));
+  const folder = join(dir, 'ps', 'p-0');
+  const store = new CheckpointStore(folder, 10);
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // The group's files before this member got p-0: 1..3, the newest at the committed offset 3.
+  for (const offset of [1, 2, 3]) await store.write(body(offset));
+  const source = drivenSource();
+  const owner = await member(dir, source, 2);
+  await source.run({ assign: [{ id: 'p-0', committed: 3 }] });
+  const write = async (userId: string) => {
+    await source.run({ records: [{ partition: 'p-0', userId, time: T0 }] });
+    await owner.runner.checkpoint();
+  };
+  await write('a'); // 4, at offset 4: 1 and 2 go (the group's before, beyond keep)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000004.json']);
+  // A member that has not noticed it lost p-0 writes late (5); this one goes on, its commits failing.
+  await store.write(body(2));
+  await write('b'); // 6: keeps 5 (another's), 4 (its last), 3 (covered)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000004.json', 'checkpoint-0000000005.json', 'checkpoint-0000000006.json']);
+  await write('c'); // 7: 4 goes (its own, neither its last nor covered)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000005.json', 'checkpoint-0000000006.json', 'checkpoint-0000000007.json']);
+  await source.run({ revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+  await owner.running;
+});
