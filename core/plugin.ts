@@ -269,6 +269,11 @@ export interface PartitionAssignment {
 export interface PartitionRevocation {
   id: string;
   offset: number | undefined;
+  /**
+   * The group gave it to another member before this one could hand it over (Kafka: its session or
+   * max.poll.interval expired): its state is not saved, as that member may be writing its own already.
+   */
+  lost?: boolean;
 }
 
 /**

@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runYaml, testContext } from 'tributary/testing';
-import { MetricsHub, type ClickEvent, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
+import { MetricsHub, type ClickEvent, type PartitionRevocation, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
@@ -251,6 +251,50 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
 });
 }
+
+test('scale_out: a member that stalls past max.poll.interval.ms, the group going on without it, is told at the revocation that its partitions were lost', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('lost');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, Array.from({ length: 400 }, (_, seq) => ({ partition: seq % 2, key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(
+    {
+      brokers,
+      topics: [topic],
+      group: `g-${topic}`,
+      start_from: 'earliest',
+      event_time: 'field',
+      guarantee: 'at-least-once',
+      poll_timeout: 100,
+      stop_at_end: false,
+      options: { 'session.timeout.ms': 6_000, 'heartbeat.interval.ms': 500, 'max.poll.interval.ms': 6_000 },
+    },
+    testContext({ batchSize: 10 }),
+  );
+  const revocations: PartitionRevocation[][] = [];
+  instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions) => void revocations.push([...partitions]) });
+  try {
+    const batches = instance.read()[Symbol.asyncIterator]();
+    const first = await batches.next();
+    assert.ok(!first.done && first.value.length > 0, 'reading');
+    // The process stalls (a long synchronous task, a frozen VM) past max.poll.interval.ms: no poll of
+    // librdkafka's, which leaves the group and takes the assignment as lost. (The stall is the test's
+    // input, as a SIGSTOP's in kafka-delivery.test.ts.)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 8_000);
+    // Read on: the next polls bring librdkafka's revocation.
+    const reading = (async () => {
+      for (let batch = await batches.next(); !batch.done; batch = await batches.next());
+    })();
+    reading.catch(() => undefined);
+    await waitFor('the revocation', () => revocations.length > 0, 30_000);
+    // Before: it looked like a hand-over, and the runtime saved the partitions' state into the shared
+    // folder, where their new owner may be writing its own.
+    assert.deepEqual(revocations[0]!.map((p) => p.lost), [true, true], JSON.stringify(revocations));
+  } finally {
+    await instance.close?.();
+  }
+});
 
 test('the broker stopped and started under a running source: not ready, then resumes and loses nothing', async (t) => {
   if (!kafkaBrokers(t)) return;

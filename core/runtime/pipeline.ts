@@ -817,12 +817,24 @@ export class PipelineRunner {
       revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
           const saves: [string, number, Buffer[]][] = [];
-          for (const { id, offset } of partitions) {
+          const lost: string[] = [];
+          for (const { id, offset, lost: wasLost } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
-            const at = this.offsetToSave(task, offset);
-            if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, takeSnapshots(task.operators))]);
+            // Lost, the partition is another member's already, which may be writing its files: a file
+            // of this state now would be stale there (and its pruning might remove the new owner's).
+            if (wasLost) lost.push(id);
+            else {
+              const at = this.offsetToSave(task, offset);
+              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, takeSnapshots(task.operators))]);
+            }
             await this.stopTask(id);
+          }
+          if (lost.length > 0) {
+            this.logger.warn(
+              { partitions: lost },
+              'partitions lost (the group gave them to another member before this one handed them over: its session or max.poll.interval expired): their state is not saved; the next owner restores the file their committed offset covers and reads on from there',
+            );
           }
           const revoked = partitions.map((p) => p.id);
           for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);

@@ -198,6 +198,23 @@ for (const savedAt of ['checkpoint', 'revocation'] as const) {
   });
 }
 
+test('a revocation of lost partitions (the group gave them away first) saves no state, though it changed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-lost-'));
+  const first = await member(dir, drivenSource());
+  await first.source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  await first.runner.checkpoint();
+  first.source.commit();
+  await first.source.run({ records: [{ partition: 'p-0', userId: 'u0', time: T0 + 60_000 }] }, { revoke: [{ id: 'p-0', offset: 2, lost: true }] }, 'end');
+  await first.running;
+  assert.equal(files(dir, 'p-0').length, 1, 'only the checkpoint\'s file');
+  assert.ok(first.log.some((entry) => /^partitions lost/.test(entry.msg) && JSON.stringify(entry['partitions']) === '["p-0"]'), 'said');
+  // Not lost, the same revocation saves it.
+  const second = await member(dir, drivenSource());
+  await second.source.run({ assign: [{ id: 'p-0', committed: 1 }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 60_000 }] }, { revoke: [{ id: 'p-0', offset: 2 }] }, 'end');
+  await second.running;
+  assert.equal(files(dir, 'p-0').length, 2);
+});
+
 test('a partition restores the file of the greatest offset its committed offset covers (the newest of those on a tie), not the newest file under it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-restore-'));
   const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
