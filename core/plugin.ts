@@ -245,7 +245,11 @@ export interface Source {
    * to or from this instance. Every event it yields carries its partition in `origin.partitionId`.
    */
   onPartitions?(listener: PartitionListener): void;
-  /** The next offset to read of every assigned partition that has yielded records, by partition id. */
+  /**
+   * The next offset to read of every assigned partition that has yielded records, by partition id. (The
+   * state of one that yielded none since its assignment covers the offset reading started at, which the
+   * runtime knows: its restored file's, or the group's committed offset.)
+   */
   partitionOffsets?(): ReadonlyMap<string, number>;
   /**
    * Scale-out: the group's committed offset of each partition it held as far as the source knows (the
@@ -275,6 +279,11 @@ export interface PartitionAssignment {
 export interface PartitionRevocation {
   id: string;
   offset: number | undefined;
+  /**
+   * The group gave it to another member before this one could hand it over (Kafka: its session or
+   * max.poll.interval expired): its state is not saved, as that member may be writing its own already.
+   */
+  lost?: boolean;
 }
 
 /**

@@ -6,11 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runYaml, testContext } from 'tributary/testing';
-import { MetricsHub, type ClickEvent, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
+import { MetricsHub, type ClickEvent, type PartitionRevocation, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
@@ -159,6 +159,142 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   }
 });
 }
+
+for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
+test(`scale_out, ${guarantee}: a partition that reads nothing after its restore saves the sessions its watermark closes (following the others once idle), and the next owner does not write them again`, { timeout: 240_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('idle-in');
+  const output = uniqueTopic('idle-out');
+  for (const topic of [input, output]) await createTopic(brokers, topic, 2);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-idle-partition-'));
+  const yaml = `
+name: idle-partition
+sources:
+  - type: kafka
+    brokers: "\${KAFKA_BROKERS}"
+    topics: [${input}]
+    group: g-${input}
+    guarantee: ${guarantee}
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 2s }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [session], guarantee: ${guarantee}${guarantee === 'exactly-once' ? `, transactional_id: tx-${output}` : ''} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 300ms }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const view = (user: number, partition: number, minutes: number) => ({ partition, key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
+  const files = (partition: number): string[] => {
+    try {
+      return readdirSync(join(dir, 'partition-state', `${input}-${partition}`)).filter((name) => name.startsWith('checkpoint-')).sort();
+    } catch {
+      return [];
+    }
+  };
+  const sessions = async (): Promise<string[]> =>
+    values<{ userId: string }>(await readTopic(brokers, output, { committed: guarantee === 'exactly-once', timeoutMs: 8_000 }))
+      .map((s) => s.userId)
+      .filter((id) => /^u\d+$/.test(id));
+  const start = () => {
+    const controller = new AbortController();
+    const running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
+    running.catch(() => undefined);
+    return async () => {
+      controller.abort();
+      await running;
+    };
+  };
+  // Run 1: sessions open on both partitions (u0, u2 on partition 0; u1, u3 on 1), saved; a stop hands them over.
+  let stop = start();
+  try {
+    await produce(brokers, input, [view(0, 0, 0), view(2, 0, 1), view(1, 1, 0), view(3, 1, 1)]);
+    await waitFor('both partitions saved', () => files(0).length > 0 && files(1).length > 0, 60_000, 100);
+  } finally {
+    await stop();
+  }
+  const saved = files(1).at(-1)!;
+  // Run 2: partition 0 reads an event two hours on (u0, u2 close); partition 1 reads nothing, goes idle,
+  // and its watermark follows partition 0's: u1, u3 close too.
+  stop = start();
+  try {
+    await produce(brokers, input, [view(100, 0, 120)]);
+    await waitFor('the four sessions written', async () => new Set(await sessions()).size >= 4, 90_000, 500);
+    const newer = () => files(1).some((file) => file > saved);
+    // Exactly-once, they are committed with the checkpoint that saved partition 1's state (before: never saved).
+    if (guarantee === 'exactly-once') assert.ok(newer(), `partition 1 saved with the sessions it closed: ${files(1).join(', ')}`);
+    else await waitFor('partition 1 saved with the sessions it closed', newer, 30_000, 100);
+  } finally {
+    await stop();
+  }
+  // Run 3: each partition reads an event at +4 h, then one at +6 h, which closes the one before it.
+  // Before: partition 1 restored its first file again, and its +4 h event closed u1 and u3 a second time.
+  stop = start();
+  try {
+    await produce(brokers, input, [view(101, 0, 240), view(103, 1, 240)]);
+    await produce(brokers, input, [view(102, 0, 360), view(104, 1, 360)]);
+    await waitFor(
+      'u101 and u103 written',
+      async () => {
+        const written = new Set(await sessions());
+        return written.has('u101') && written.has('u103');
+      },
+      90_000,
+      500,
+    );
+  } finally {
+    await stop();
+  }
+  const counts: Record<string, number> = {};
+  for (const id of await sessions()) counts[id] = (counts[id] ?? 0) + 1;
+  assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
+});
+}
+
+test('scale_out: a member that stalls past max.poll.interval.ms, the group going on without it, is told at the revocation that its partitions were lost', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('lost');
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, Array.from({ length: 400 }, (_, seq) => ({ partition: seq % 2, key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(
+    {
+      brokers,
+      topics: [topic],
+      group: `g-${topic}`,
+      start_from: 'earliest',
+      event_time: 'field',
+      guarantee: 'at-least-once',
+      poll_timeout: 100,
+      stop_at_end: false,
+      options: { 'session.timeout.ms': 6_000, 'heartbeat.interval.ms': 500, 'max.poll.interval.ms': 6_000 },
+    },
+    testContext({ batchSize: 10 }),
+  );
+  const revocations: PartitionRevocation[][] = [];
+  instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions) => void revocations.push([...partitions]) });
+  try {
+    const batches = instance.read()[Symbol.asyncIterator]();
+    const first = await batches.next();
+    assert.ok(!first.done && first.value.length > 0, 'reading');
+    // The process stalls (a long synchronous task, a frozen VM) past max.poll.interval.ms: no poll of
+    // librdkafka's, which leaves the group and takes the assignment as lost. (The stall is the test's
+    // input, as a SIGSTOP's in kafka-delivery.test.ts.)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 8_000);
+    // Read on: the next polls bring librdkafka's revocation.
+    const reading = (async () => {
+      for (let batch = await batches.next(); !batch.done; batch = await batches.next());
+    })();
+    reading.catch(() => undefined);
+    await waitFor('the revocation', () => revocations.length > 0, 30_000);
+    // Before: it looked like a hand-over, and the runtime saved the partitions' state into the shared
+    // folder, where their new owner may be writing its own.
+    assert.deepEqual(revocations[0]!.map((p) => p.lost), [true, true], JSON.stringify(revocations));
+  } finally {
+    await instance.close?.();
+  }
+});
 
 test('the broker stopped and started under a running source: not ready, then resumes and loses nothing', async (t) => {
   if (!kafkaBrokers(t)) return;

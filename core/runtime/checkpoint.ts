@@ -170,9 +170,14 @@ export class CheckpointStore {
    * the event loop turning between them. The pieces are not to be read once it resolved. The newest
    * `keep` checkpoints stay, and those in `retain` (sequences) whatever their age: the newest one the
    * sources' upstream is known to have acknowledged, which a restart must be able to fall back to.
-   * Resolves with the sequences it removed.
+   * Of the older ones, only those `removable` takes go (a folder shared by several writers, scale_out's:
+   * a writer removes only files it knows no one needs). Resolves with the sequences it removed.
    */
-  async write(body: string | readonly Uint8Array[], retain: ReadonlySet<number> = new Set()): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
+  async write(
+    body: string | readonly Uint8Array[],
+    retain: ReadonlySet<number> = new Set(),
+    removable: (sequence: number) => boolean = () => true,
+  ): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
     await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -194,7 +199,7 @@ export class CheckpointStore {
     const file = join(this.dir, fileName(sequence));
     await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
     if (pieces === json) reusePieces(pieces); // stringifyInParts' buffers, for the next body
-    const removed = (await this.sequences()).slice(this.keep).filter((old) => !retain.has(old));
+    const removed = (await this.sequences()).slice(this.keep).filter((old) => !retain.has(old) && removable(old));
     for (const old of removed) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1, removed };
   }
@@ -212,6 +217,33 @@ export class CheckpointStore {
     accept: (checkpoint: Checkpoint) => boolean | Promise<boolean> = () => true,
     before = Infinity,
   ): Promise<Checkpoint | undefined> {
+    for await (const checkpoint of this.readable(onCorrupt, before)) if (await accept(checkpoint)) return checkpoint;
+    return undefined;
+  }
+
+  /**
+   * The intact checkpoint of the greatest `rank` (undefined: not a candidate), the newest of those on a
+   * tie; corrupt ones and unreadable folders as {@link latest}. Read newest first, stopping at the first
+   * whose rank reaches `best` (none can beat it). Scale-out's partition restore: the file of the greatest
+   * offset the group's committed offset covers. Its folder is shared, and a member that wrote late (it
+   * had not yet noticed it lost the partition) may leave a newer file of a lower offset.
+   */
+  async highest(onCorrupt: (file: string, reason: string) => void, rank: (checkpoint: Checkpoint) => number | undefined, best = Infinity): Promise<Checkpoint | undefined> {
+    let found: { checkpoint: Checkpoint; rank: number } | undefined;
+    for await (const checkpoint of this.readable(onCorrupt)) {
+      const value = rank(checkpoint);
+      if (value === undefined || (found && value <= found.rank)) continue;
+      found = { checkpoint, rank: value };
+      if (value >= best) break;
+    }
+    return found?.checkpoint;
+  }
+
+  /**
+   * The checkpoints that read back intact, newest first (see {@link latest} for corrupt ones). Run to the
+   * end, it throws where there were files and none read back.
+   */
+  private async *readable(onCorrupt: (file: string, reason: string) => void, before = Infinity): AsyncGenerator<Checkpoint> {
     const unusable: string[] = [];
     let readable = 0;
     for (const sequence of await this.sequences()) {
@@ -229,7 +261,7 @@ export class CheckpointStore {
         continue;
       }
       readable++;
-      if (await accept(checkpoint)) return checkpoint;
+      yield checkpoint;
     }
     // Checkpoints that all fail to read are no reason to start from nothing (and replace every output):
     // a person decides.
@@ -239,7 +271,11 @@ export class CheckpointStore {
         `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,
       );
     }
-    return undefined;
+  }
+
+  /** The sequence of the newest checkpoint file in the folder (readable or not); 0 when none. */
+  async newestSequence(): Promise<number> {
+    return (await this.sequences())[0] ?? 0;
   }
 
   /** Whether the folder holds checkpoint files (readable or not). */

@@ -13,7 +13,7 @@
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { setImmediate } from 'node:timers/promises';
-import { Subject, type Observable, type Subscription } from 'rxjs';
+import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
 import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
@@ -167,6 +167,20 @@ interface PartitionTask {
   gauges: GaugeShares;
   /** The last watermark sent to this task: its partition's own. */
   watermark: number;
+  /**
+   * The offset its state covers while no record of its partition reached it: its restored file's, else
+   * the committed offset reading starts at (undefined: none, reading starts at `start_from`).
+   */
+  start: number | undefined;
+  /** Whether a record of its partition reached it: from then on the source says what offset its state covers. */
+  read: boolean;
+  /**
+   * Counts what reached its stages or came out of them (records, watermarks): its state may have changed
+   * since it was `saved` (a partition that reads nothing still closes sessions as its watermark moves).
+   */
+  changes: number;
+  /** `changes` as of its state last saved, or restored from its file. */
+  saved: number;
 }
 
 /**
@@ -718,7 +732,7 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined, start: number | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -729,9 +743,13 @@ export class PipelineRunner {
     if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
-    const subscription = stream.subscribe({
+    // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, start, read: false, changes: 0, saved: 0 };
+    task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
+        // Whatever comes out changed its state, even where nothing went in (a stage's own timer).
+        task.changes++;
         if (record.kind === 'watermark') return;
         // The global stages handle it synchronously, inside this call: they may ask whose it is.
         this.currentPartition = id;
@@ -743,8 +761,7 @@ export class PipelineRunner {
       },
       error: (error: unknown) => this.failRun(error),
     });
-    // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    this.tasks.set(id, { id, input, operators, subscription, gauges, watermark: -Infinity });
+    this.tasks.set(id, task);
   }
 
   /** Disconnects a partition's stages (nothing more comes out of them) and closes them. */
@@ -755,6 +772,17 @@ export class PipelineRunner {
     task.subscription.unsubscribe();
     task.gauges.release();
     for (const { operator } of task.operators) await operator.close?.();
+  }
+
+  /**
+   * The offset to save a task's state at: the source's `offset` (the next record after those it handed
+   * over), else its start while no record of its partition reached it. Undefined where there is nothing
+   * to save: its state unchanged since saved or restored (its newest file holds it), or no offset known
+   * (a partition being revoked, saved by the revocation; an empty state with no committed offset).
+   */
+  private offsetToSave(task: PartitionTask, offset: number | undefined): number | undefined {
+    if (task.changes === task.saved) return undefined;
+    return offset ?? (task.read ? undefined : task.start);
   }
 
   /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
@@ -773,17 +801,29 @@ export class PipelineRunner {
           for (const { id, committed } of partitions) {
             if (this.tasks.has(id)) continue;
             // Only state the group's committed offset covers: a newer file belongs to outputs that were
-            // never committed (a crash between the file and the commit, or an aborted transaction).
+            // never committed (a crash between the file and the commit, or an aborted transaction). Of
+            // those, the greatest offset, not the newest file: a member that had not yet noticed it lost
+            // the partition may have written one after the new owner's, at an offset behind it.
+            const store = this.partitionStore(id);
             const saved =
               committed === undefined
                 ? undefined
-                : await this.partitionStore(id).latest(
+                : await store.highest(
                     (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
-                    (checkpoint) => (offsetOf(checkpoint) ?? Infinity) <= committed,
+                    (checkpoint) => {
+                      const offset = offsetOf(checkpoint);
+                      return offset !== undefined && offset <= committed ? offset : undefined;
+                    },
+                    committed,
                   );
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined);
-            if (saved) starts.set(id, offsetOf(saved)!);
-            this.partitionFiles.set(id, saved ? [{ sequence: saved.sequence, offset: offsetOf(saved)! }] : []);
+            // Where reading starts: what its state covers until a record of it is read.
+            const start = saved ? offsetOf(saved)! : committed;
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined, start);
+            if (saved) starts.set(id, start!);
+            // The files before the one restored (all, where none was) are of use to no one from here on:
+            // the group's committed offset only moves on with files this member writes (writePartitionFile).
+            const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;
+            this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offset: start! }] : [] });
             this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
           }
           return starts;
@@ -791,11 +831,24 @@ export class PipelineRunner {
       revoked: (partitions, whileHeld) =>
         this.exclusive(async () => {
           const saves: [string, number, Buffer[]][] = [];
-          for (const { id, offset } of partitions) {
+          const lost: string[] = [];
+          for (const { id, offset, lost: wasLost } of partitions) {
             const task = this.tasks.get(id);
             if (!task) continue;
-            if (offset !== undefined) saves.push([id, offset, await this.partitionBody(id, offset, takeSnapshots(task.operators))]);
+            // Lost, the partition is another member's already, which may be writing its files: a file
+            // of this state now would be stale there (and its pruning might remove the new owner's).
+            if (wasLost) lost.push(id);
+            else {
+              const at = this.offsetToSave(task, offset);
+              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, takeSnapshots(task.operators))]);
+            }
             await this.stopTask(id);
+          }
+          if (lost.length > 0) {
+            this.logger.warn(
+              { partitions: lost },
+              'partitions lost (the group gave them to another member before this one handed them over: its session or max.poll.interval expired): their state is not saved; the next owner restores the file their committed offset covers and reads on from there',
+            );
           }
           const revoked = partitions.map((p) => p.id);
           for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);
@@ -850,7 +903,12 @@ export class PipelineRunner {
   /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
   private emitWatermark(time: number): void {
     const mark = watermark(time);
-    if (time === Infinity) for (const task of this.tasks.values()) task.input.next(mark);
+    if (time === Infinity) {
+      for (const task of this.tasks.values()) {
+        task.changes++;
+        task.input.next(mark);
+      }
+    }
     this.input.next(mark);
   }
 
@@ -861,6 +919,7 @@ export class PipelineRunner {
       const mark = marks.get(task.id);
       if (mark === undefined || !Number.isFinite(mark) || mark <= task.watermark) continue;
       task.watermark = mark;
+      task.changes++;
       task.input.next(watermark(mark));
     }
   }
@@ -1125,20 +1184,25 @@ export class PipelineRunner {
       const createdAt = new Date(this.clock.now()).toISOString();
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
-      const partitions: { id: string; offset: number; operators: TakenSnapshots }[] = [];
+      const partitions: { task: PartitionTask; offset: number; changes: number; operators: TakenSnapshots }[] = [];
       if (this.scaleOut) {
         const offsets = this.scaleOut.slot.source.partitionOffsets!();
         for (const [id, task] of this.tasks) {
-          const offset = offsets.get(id);
-          // A partition that yielded nothing since it was restored still has the state of its file.
-          if (offset !== undefined) partitions.push({ id, offset, operators: takeSnapshots(task.operators) });
+          // Every partition whose state changed since its last file, read from or not: one that read
+          // nothing still closes sessions as its watermark follows the others (idle_timeout), and
+          // restored from its older file, a restart would close and write them again.
+          const offset = this.offsetToSave(task, offsets.get(id));
+          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, operators: takeSnapshots(task.operators) });
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
-      const partitionBodies: [string, number, Buffer[]][] = [];
-      for (const { id, offset, operators: taken } of partitions) partitionBodies.push([id, offset, await this.partitionBody(id, offset, taken)]);
+      const partitionBodies: [PartitionTask, number, number, Buffer[]][] = [];
+      for (const { task, offset, changes, operators: taken } of partitions) partitionBodies.push([task, offset, changes, await this.partitionBody(task.id, offset, taken)]);
       await this.flushSinks();
-      for (const [id, offset, partitionBody] of partitionBodies) await this.writePartitionFile(id, offset, partitionBody);
+      for (const [task, offset, changes, partitionBody] of partitionBodies) {
+        await this.writePartitionFile(task.id, offset, partitionBody);
+        task.saved = changes;
+      }
       const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
       // The run failed while it was written: its sources are closed or closing, so nothing is committed.
       // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
@@ -1186,20 +1250,32 @@ export class PipelineRunner {
       });
   }
 
-  /** Scale-out: the state files of each partition held here, oldest first, with the offset each covers. */
-  private readonly partitionFiles = new Map<string, { sequence: number; offset: number }[]>();
+  /**
+   * Scale-out, each partition held here: the state files this member knows (the one it restored, those
+   * it wrote since), oldest first, with the offset each covers; and `floor`, the sequence below which
+   * the files are those the group had before this member got the partition.
+   */
+  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offset: number }[] }>();
 
   /**
-   * Writes a partition's state file, keeping (beyond scale_out.keep) its newest file that the group's
-   * committed offset covers (Source.committedOffsets): the file a restore needs.
+   * Writes a partition's state file. Beyond scale_out.keep it removes only files no member needs: the
+   * folder is shared, and the restore takes the file of the greatest offset the group's committed offset
+   * covers (newest on a tie). Removed: files below the floor (the group's committed offset only moves on
+   * with files this member writes, each newer, at least as far on), and files this member knows. Kept:
+   * its newest file that the committed offset covers (Source.committedOffsets), the one a restore needs;
+   * its last file before this one, whose commit may still be under way; and every file of another
+   * member written since this one got the partition (a member that had not yet noticed it lost it).
    */
   private async writePartitionFile(id: string, offset: number, body: Buffer[]): Promise<void> {
-    const files = this.partitionFiles.get(id) ?? [];
+    const held = this.partitionFiles.get(id) ?? { floor: 0, files: [] };
     const committed = this.scaleOut!.slot.source.committedOffsets?.().get(id);
-    const covered = committed === undefined ? undefined : [...files].reverse().find((file) => file.offset <= committed);
-    const written = await this.writing(this.partitionStore(id).write(body, new Set(covered ? [covered.sequence] : [])));
+    let covered: { sequence: number; offset: number } | undefined;
+    for (const file of held.files) if (committed !== undefined && file.offset <= committed && (!covered || file.offset >= covered.offset)) covered = file;
+    const retain = new Set([covered?.sequence, held.files.at(-1)?.sequence].filter((sequence) => sequence !== undefined));
+    const known = new Set(held.files.map((file) => file.sequence));
+    const written = await this.writing(this.partitionStore(id).write(body, retain, (sequence) => sequence < held.floor || known.has(sequence)));
     const removed = new Set(written.removed);
-    this.partitionFiles.set(id, [...files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }]);
+    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }] });
   }
 
   /** Checkpoint files being written (the pipeline's, the partitions'): see {@link writing}. */
@@ -1458,8 +1534,11 @@ export class PipelineRunner {
         this.push = (event, source) => {
           const origin = originOf(event);
           const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-          if (task) task.input.next(event);
-          else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+          if (task) {
+            task.read = true;
+            task.changes++;
+            task.input.next(event);
+          } else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
         };
       }
     } catch (error) {

@@ -535,10 +535,14 @@ export const ErrorCode = {
   ASSIGN_PARTITIONS: -175,
   REVOKE_PARTITIONS: -174,
   STATE: -172,
+  /** A commit found nothing to commit (of the assignment: no offset stored). */
+  NO_OFFSET: -168,
   /** Among others: a record batch in a compression codec this build of librdkafka lacks. */
   NOT_IMPLEMENTED: -170,
   FATAL: -150,
   FENCED: -144,
+  /** librdkafka takes the assignment as lost (the session or max.poll.interval expired). */
+  ASSIGNMENT_LOST: -142,
   UNKNOWN_TOPIC_OR_PART: 3,
   /** The brokers refused a record batch larger than the topic's max.message.bytes. */
   MSG_SIZE_TOO_LARGE: 10,

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TributaryError, type SourcePlugin } from 'tributary';
+import { TributaryError, type PartitionRevocation, type SourcePlugin } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
@@ -342,6 +342,40 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   // daemon exited 1 in a broker outage, which the source otherwise runs through (not ready meanwhile).
   assert.deepEqual(context.failures, []);
 });
+
+for (const lost of [true, false]) {
+test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (the session or max.poll.interval expired) says so and commits nothing' : 'not lost hands them over and commits their offsets'}`, async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  const commits: unknown[] = [];
+  const fakes: Record<string, unknown> = {
+    committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+      void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
+    // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      commits.push(offsets);
+    },
+  };
+  for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  const revoked: PartitionRevocation[][] = [];
+  instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions) => void revoked.push([...partitions]) });
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until('the partition assigned', () => script.consumeCalls() > 0);
+  script.highOffsets.set('t/0', 8);
+  script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  await until('the record read', () => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  await until('the partition revoked', () => revoked.length === 1);
+  // Lost, the runtime saves no state of it (another member may write its files by now), and no offset is committed.
+  assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
+  assert.deepEqual(commits, lost ? [] : [[{ topic: 't', partition: 0, offset: 8 }]]);
+});
+}
 
 test('a checkpoint\'s offset of a partition the group gave another member at the start is not used when the partition comes here later: it starts at the group\'s committed offset', async (t) => {
   const script = await scriptedConsumer();

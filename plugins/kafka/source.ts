@@ -529,6 +529,8 @@ class KafkaSource {
       // Rebalances are handled here: assignments start at seek() positions, revocations drop buffered records.
       rebalance_cb: (error: RdKafka.LibrdKafkaError, assignment: RdKafka.TopicPartition[]) => this.onRebalance(error, assignment),
       offset_commit_cb: (error: RdKafka.LibrdKafkaError | null, committed?: RdKafka.TopicPartitionOffset[]) => {
+        // The answer to assignmentLost()'s question, not to a commit.
+        if (error && (error.code === ErrorCode.NO_OFFSET || error.code === ErrorCode.ASSIGNMENT_LOST)) return;
         // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
         if (error) this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
         else if (committed) this.noteCommitted(committed);
@@ -2010,24 +2012,49 @@ class KafkaSource {
     // again. So a checkpoint comes first: every partition's state saved, every offset in its transaction.
     // They take no record from here on (takeAway first): one taken after the checkpoint's instant would
     // have its output in the next transaction, which commits without the offsets of a partition gone.
-    const checkpointFirst = this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
+    // Lost (the session or max.poll.interval expired): the group gave them to other members already,
+    // which restore their state and may write its files by now: their state is not saved, nor their
+    // offsets committed (at-least-once; exactly-once, see the seal below).
+    const lost = this.assignmentLost();
+    const checkpointFirst = !lost && this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
-    const positions = revoked.map((state) => ({ id: state.id, offset: state.next }));
+    const positions = revoked.map((state) => ({ id: state.id, offset: state.next, ...(lost ? { lost } : {}) }));
     try {
       if (checkpointFirst) await this.checkpointHandingOver(revoked);
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
-      // output of another partition's record processed after these offsets were taken.
+      // output of another partition's record processed after these offsets were taken. Lost, the
+      // brokers refuse its offsets (KIP-447: the group went on without this member), and the
+      // transaction, which holds outputs of their records, is aborted: the run restarts (handed over).
       const seal = this.transactions && offsets.length > 0 && !checkpointFirst ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
       await listener.revoked(positions, seal);
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
       if (committed) await committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
       // Synchronous: the next owner reads the committed offsets to pick the state to restore.
-      else if (!this.transactions && offsets.length > 0) this.commitRevoked(offsets, 'the next owner restores the state the last commit covers and replays from there');
+      else if (!this.transactions && offsets.length > 0 && !lost) this.commitRevoked(offsets, 'the next owner restores the state the last commit covers and replays from there');
     } finally {
       for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
-      this.context.logger.info({ partitions: positions }, `kafka partitions revoked, state handed over${checkpointFirst ? ' after a checkpoint of every partition' : ''}`);
+      this.context.logger.info({ partitions: positions }, lost ? 'kafka partitions lost: the group gave them to other members before this one handed them over' : `kafka partitions revoked, state handed over${checkpointFirst ? ' after a checkpoint of every partition' : ''}`);
+    }
+  }
+
+  /**
+   * Whether librdkafka takes the assignment as lost (its rd_kafka_assignment_lost: the session or
+   * max.poll.interval expired, and the group went on without this member), asked in a revocation,
+   * before the unassign that clears it. node-rdkafka 3.6 binds no such call; librdkafka gives the same
+   * answer to a commit of "the current assignment" (no offsets named): ASSIGNMENT_LOST when lost, else
+   * NO_OFFSET, with nothing sent, as no offset is ever stored here (enable.auto.offset.store is off).
+   * Where `options` turn offset storing on, that commit would commit them: not asked then (not lost).
+   */
+  private assignmentLost(): boolean {
+    const storing = this.config.options?.['enable.auto.offset.store'];
+    if (storing !== undefined && String(storing) !== 'false') return false;
+    try {
+      this.consumer.commitSync(null);
+      return false;
+    } catch (error) {
+      return asError(error).code === ErrorCode.ASSIGNMENT_LOST;
     }
   }
 

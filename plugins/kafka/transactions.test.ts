@@ -20,7 +20,7 @@ type Callback = (error?: Error | null) => void;
  * fenced, as librdkafka does: the fatal error is raised (fatalError()) before the abort's callback, and
  * its event.error would come only at a later poll, which this stand-in never makes.
  */
-function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean; beginError?: { at: number; error: Error }; queueCapacity?: number }): StandIn {
+function standInProducer(failures: { offsetsError?: Error; commitError?: Error; fencedAtAbort?: boolean; beginError?: { at: number; error: Error }; queueCapacity?: number; deliveryFailsInFlush?: Error }): StandIn {
   let fatal: (Error & { code: number }) | undefined;
   let begins = 0;
   /** Records librdkafka holds (not yet acknowledged): a flush acknowledges them all. */
@@ -43,8 +43,15 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
       calls.push(`produce ${value.toString()}`);
     },
     flush: (_timeout: number, cb: Callback) => {
+      const failed = queued > 0 ? failures.deliveryFailsInFlush : undefined;
       queued = 0;
-      done(cb);
+      if (!failed) return done(cb);
+      // node-rdkafka hands the delivery reports a flush served over through an async handle of their
+      // own: they may reach JavaScript a turn after the flush's callback.
+      setImmediate(() => {
+        cb(null);
+        setImmediate(() => listeners.get('delivery-report')?.(failed, { topic: 'out' }));
+      });
     },
     sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
     commitTransaction: (_timeout: number, cb: Callback) => (calls.push('commit'), done(cb, failures.commitError)),
@@ -139,6 +146,23 @@ test('a delivery that fails while the input is quiet: the next commit fails on i
   // Before: this flush threw at every checkpoint, the commit never ran, and nothing was aborted or reported.
   await transactions.flush();
   await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed, /delivery to topic 'out' failed: Broker: Message size too large/);
+  assert.equal(reported.length, 1);
+  assert.match(reported[0]!.message, /a transaction failed and was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
+  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+});
+
+test('a delivery that fails in the commit\'s flush, its report coming a turn after the flush: the commit fails naming the topic and why, not with the commit\'s own error', async () => {
+  // librdkafka refuses to commit a transaction with a failed delivery, in words of its own.
+  const endTxn = Object.assign(new Error('Failed to commit transaction: Local: Erroneous state'), { code: ErrorCode.STATE });
+  const producer = standInProducer({ commitError: endTxn, deliveryFailsInFlush: Object.assign(new Error('Broker: Message size too large'), { code: 10 }) });
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  transactions.produce('out', Buffer.from('{}'), 'k');
+  // Before: the flush's end was not waited past, and the commit failed with "Erroneous state".
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed, /^Error: delivery to topic 'out' failed: Broker: Message size too large/);
+  assert.ok(!producer.calls.includes('commit'), 'the transaction is not committed: aborted');
   assert.equal(reported.length, 1);
   assert.match(reported[0]!.message, /a transaction failed and was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
   await assert.rejects(transactions.close(), /a transaction failed and was aborted/);

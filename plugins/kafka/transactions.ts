@@ -39,6 +39,7 @@ import {
   connectUnlessStopped,
   deliveryFailure,
   disconnectProducer,
+  dispatched,
   ErrorCode,
   fatalErrorOf,
   fatalHint,
@@ -460,6 +461,9 @@ export class PipelineTransactions {
       const leaveOpen = (): TributaryError | undefined => (this.leftOpen = this.stoppedInOutage());
       await this.drainOverflow(30_000, leaveOpen);
       await flushProducer(this.producer, 30_000, leaveOpen);
+      // A failed delivery's report comes in a later turn than the flush's end (as the sinks' flush waits
+      // for it): seen here, it is the failure reported, naming the topic and why, not the commit's error.
+      await dispatched();
       if (this.failure) throw this.failure;
       // Each of the two calls below waits out its whole timeout when the brokers are away.
       const outage = leaveOpen();

@@ -1,0 +1,264 @@
+/**
+ * Scale-out's partition state files, with a partitioned source the test drives (as the Kafka source's
+ * rebalances do): which partitions are saved at a checkpoint and at a revocation, which file a partition
+ * restores, and which files a write may remove from the folder the group's members share.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import {
+  CheckpointStore,
+  ORIGIN,
+  PipelineRunner,
+  defineSink,
+  defineSource,
+  loadPipeline,
+  type ClickEvent,
+  type PartitionAssignment,
+  type PartitionListener,
+  type PartitionRevocation,
+  type RunStats,
+  type StreamRecord,
+} from 'tributary';
+
+const T0 = Date.UTC(2024, 5, 1);
+const HOUR = 3_600_000;
+const label = 'source-driven-0';
+
+/** What the driven source does when the runtime next pulls: a batch of records, or a rebalance first. */
+type Step =
+  | { assign: PartitionAssignment[] }
+  | { records: { partition: string; userId: string; time: number }[] }
+  | { revoke: PartitionRevocation[] }
+  | 'end';
+
+/**
+ * A partitioned source that does what the test queues, one step per pull. Its partitions' next offsets
+ * follow the records it yields, from where each assignment starts; their watermarks are set by the
+ * test (`marks`), as the Kafka source's follow the others' once idle.
+ */
+function drivenSource() {
+  const steps: Step[] = [];
+  let wake: (() => void) | undefined;
+  /** Resolves run(): the runtime pulled again with nothing queued, so it is done with every step. */
+  let drained: (() => void) | undefined;
+  const from = new Map<string, number>();
+  const next = new Map<string, number>();
+  const marks = new Map<string, number>();
+  const committed = new Map<string, number>();
+  let listener: PartitionListener | undefined;
+  const plugin = defineSource<Record<string, never>>({
+    name: 'driven',
+    summary: 'test',
+    config: { type: 'object' },
+    partitioned: true,
+    create: () => ({
+      onPartitions: (given) => void (listener = given),
+      partitionOffsets: () => new Map(next),
+      partitionWatermarks: () => new Map(marks),
+      committedOffsets: () => new Map(committed),
+      watermark: () => (marks.size === 0 ? -Infinity : Math.min(...marks.values())),
+      async *read() {
+        for (;;) {
+          while (steps.length === 0) {
+            drained?.();
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+          const step = steps.shift()!;
+          if (step === 'end') return void drained?.();
+          if ('assign' in step) {
+            const starts = await listener!.assigned(step.assign);
+            for (const { id, committed: at } of step.assign) {
+              next.delete(id);
+              from.set(id, starts.get(id) ?? at ?? 0);
+              if (at !== undefined) committed.set(id, at);
+            }
+            yield [];
+          } else if ('revoke' in step) {
+            await listener!.revoked(step.revoke);
+            for (const { id } of step.revoke) {
+              next.delete(id);
+              marks.delete(id);
+            }
+            yield [];
+          } else {
+            yield step.records.map(({ partition, userId, time }): ClickEvent => {
+              next.set(partition, (next.get(partition) ?? from.get(partition)!) + 1);
+              return { kind: 'event', userId, time, type: 'view', [ORIGIN]: { source: label, partitionId: partition } };
+            });
+          }
+        }
+      },
+    }),
+  });
+  return {
+    plugin,
+    marks,
+    next,
+    /** As the group's offsets after a commit of the partitions' next offsets. */
+    commit: () => {
+      for (const [id, offset] of next) committed.set(id, offset);
+    },
+    /** Queues steps; resolves once the runtime is done with them all (or the input ended). */
+    run(...queued: Step[]): Promise<void> {
+      const done = new Promise<void>((resolve) => (drained = resolve));
+      steps.push(...queued);
+      wake?.();
+      wake = undefined;
+      return done;
+    },
+  };
+}
+
+interface Member {
+  runner: PipelineRunner;
+  running: Promise<RunStats>;
+  source: ReturnType<typeof drivenSource>;
+  sessions: StreamRecord[];
+  log: { msg: string; [field: string]: unknown }[];
+}
+
+async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3): Promise<Member> {
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const sessions: StreamRecord[] = [];
+  const collect = defineSink<Record<string, never>>({
+    name: 'collect',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({ write: (record) => void sessions.push(record), close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(source.plugin, 'test');
+  registry.register(collect, 'test');
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: collect, kinds: [session]}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
+  const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
+  const log: Member['log'] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
+  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, 'cp')), intervalMs: 3_600_000 } });
+  const running = runner.run();
+  running.catch(() => undefined);
+  return { runner, running, source, sessions, log };
+}
+
+const files = (dir: string, partition: string): string[] => {
+  try {
+    return readdirSync(join(dir, 'ps', partition)).filter((name) => name.startsWith('checkpoint-')).sort();
+  } catch {
+    return [];
+  }
+};
+const summaries = (sessions: readonly StreamRecord[]): string[] => sessions.map((s) => String(s.userId)).sort();
+
+for (const savedAt of ['checkpoint', 'revocation'] as const) {
+  test(`a partition restored from its file that reads nothing, whose sessions its watermark closes, is saved at a ${savedAt}: a later owner does not close them again`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-idle-'));
+    // One run: sessions open on both partitions, saved at a checkpoint, committed.
+    const first = await member(dir, drivenSource());
+    await first.source.run(
+      { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+      { records: [{ partition: 'p-0', userId: 'u0', time: T0 }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+    );
+    await first.runner.checkpoint();
+    first.source.commit();
+    assert.deepEqual([files(dir, 'p-0').length, files(dir, 'p-1').length], [1, 1]);
+    // Unchanged since that checkpoint: their files hold their state, and are not written again.
+    await first.source.run({ revoke: [{ id: 'p-0', offset: 1 }, { id: 'p-1', offset: 1 }] }, 'end');
+    await first.running;
+    assert.deepEqual([files(dir, 'p-0').length, files(dir, 'p-1').length], [1, 1], 'no file of an unchanged partition at its revocation');
+
+    // The next owner: p-0 reads a record two hours on; p-1 reads nothing, and its watermark follows.
+    const source = drivenSource();
+    const second = await member(dir, source);
+    await source.run({ assign: [{ id: 'p-0', committed: 1 }, { id: 'p-1', committed: 1 }] });
+    source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0 + 2 * HOUR);
+    await source.run({ records: [{ partition: 'p-0', userId: 'u9', time: T0 + 2 * HOUR }] });
+    assert.deepEqual(summaries(second.sessions), ['u0', 'u1'], 'both partitions closed their sessions');
+    if (savedAt === 'checkpoint') {
+      await second.runner.checkpoint();
+      source.commit();
+      // Before: only p-0's file (p-1 has no offset from the source).
+      assert.deepEqual(files(dir, 'p-1').length, 2, "p-1's state saved at its start offset");
+    }
+    await source.run({ revoke: [{ id: 'p-0', offset: source.next.get('p-0') }, { id: 'p-1', offset: undefined }] }, 'end');
+    await second.running;
+    assert.equal(files(dir, 'p-1').length, 2, `p-1 saved once: ${files(dir, 'p-1').join(', ')}`);
+
+    // A third owner (p-0 committed at 2, p-1 still at 1): more input on both closes what is open.
+    const third = await member(dir, drivenSource());
+    await third.source.run({ assign: [{ id: 'p-0', committed: 2 }, { id: 'p-1', committed: 1 }] });
+    third.source.marks.set('p-0', T0 + 4 * HOUR).set('p-1', T0 + 4 * HOUR);
+    await third.source.run({ records: [{ partition: 'p-0', userId: 'u10', time: T0 + 4 * HOUR }, { partition: 'p-1', userId: 'u11', time: T0 + 4 * HOUR }] });
+    await third.source.run({ revoke: [{ id: 'p-0', offset: 3 }, { id: 'p-1', offset: 2 }] }, 'end');
+    await third.running;
+    // Before: u1 again (p-1 restored its first file, its session open).
+    assert.deepEqual(summaries(third.sessions), ['u9'], 'only the session still open closes');
+  });
+}
+
+test('a revocation of lost partitions (the group gave them away first) saves no state, though it changed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-lost-'));
+  const first = await member(dir, drivenSource());
+  await first.source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  await first.runner.checkpoint();
+  first.source.commit();
+  await first.source.run({ records: [{ partition: 'p-0', userId: 'u0', time: T0 + 60_000 }] }, { revoke: [{ id: 'p-0', offset: 2, lost: true }] }, 'end');
+  await first.running;
+  assert.equal(files(dir, 'p-0').length, 1, 'only the checkpoint\'s file');
+  assert.ok(first.log.some((entry) => /^partitions lost/.test(entry.msg) && JSON.stringify(entry['partitions']) === '["p-0"]'), 'said');
+  // Not lost, the same revocation saves it.
+  const second = await member(dir, drivenSource());
+  await second.source.run({ assign: [{ id: 'p-0', committed: 1 }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 60_000 }] }, { revoke: [{ id: 'p-0', offset: 2 }] }, 'end');
+  await second.running;
+  assert.equal(files(dir, 'p-0').length, 2);
+});
+
+test('a partition restores the file of the greatest offset its committed offset covers (the newest of those on a tie), not the newest file under it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-restore-'));
+  const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // 1: the owner's at 5; 2: its next at 8; 3: a member that had not noticed it lost the partition, late, at 3.
+  for (const offset of [5, 8, 3]) await store.write(body(offset));
+  const restored = async (committed: number) => {
+    const one = await member(dir, drivenSource());
+    await one.source.run({ assign: [{ id: 'p-0', committed }] }, { revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+    await one.running;
+    const entry = one.log.find((line) => line.msg === 'partition state restored');
+    return (entry?.['restored'] as { file: string } | undefined)?.file.replace(/.*checkpoint-0*/, '');
+  };
+  // Before: 3.json for each (the newest the committed offset covers).
+  assert.equal(await restored(5), '1.json');
+  assert.equal(await restored(8), '2.json');
+  assert.equal(await restored(4), '3.json');
+  // 4: the owner's again at 5 (a partition that read nothing since, its state changed): the newest on the tie.
+  await store.write(body(5));
+  assert.equal(await restored(6), '4.json');
+});
+
+test("a partition's file written by its owner removes neither the files another member wrote since it got the partition nor its own last one; those from before, beyond keep, it does", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-prune-'));
+  const folder = join(dir, 'ps', 'p-0');
+  const store = new CheckpointStore(folder, 10);
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // The group's files before this member got p-0: 1..3, the newest at the committed offset 3.
+  for (const offset of [1, 2, 3]) await store.write(body(offset));
+  const source = drivenSource();
+  const owner = await member(dir, source, 2);
+  await source.run({ assign: [{ id: 'p-0', committed: 3 }] });
+  const write = async (userId: string) => {
+    await source.run({ records: [{ partition: 'p-0', userId, time: T0 }] });
+    await owner.runner.checkpoint();
+  };
+  await write('a'); // 4, at offset 4: 1 and 2 go (the group's before, beyond keep)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000004.json']);
+  // A member that has not noticed it lost p-0 writes late (5); this one goes on, its commits failing.
+  await store.write(body(2));
+  await write('b'); // 6: keeps 5 (another's), 4 (its last), 3 (covered)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000004.json', 'checkpoint-0000000005.json', 'checkpoint-0000000006.json']);
+  await write('c'); // 7: 4 goes (its own, neither its last nor covered)
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000005.json', 'checkpoint-0000000006.json', 'checkpoint-0000000007.json']);
+  await source.run({ revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+  await owner.running;
+});
