@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TributaryError, type PartitionRevocation, type SourcePlugin } from 'tributary';
-import { runYaml, testContext } from 'tributary/testing';
+import { TributaryError, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
+import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
 
@@ -162,10 +162,15 @@ function denial(topic: string): Error {
   return Object.assign(new Error('Fetch from broker 1 failed: Broker: Topic authorization failed'), { code: 29, topic, partition: 0, offset: 30 });
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; !condition(); await new Promise((resolve) => setTimeout(resolve, 10))) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-  }
+/** Has the source read one record of partition t/0 (offset 7; the partition's end 8), then the group revoke the partition. */
+async function readOneThenRevoke(instance: Source, script: Awaited<ReturnType<typeof scriptedConsumer>>): Promise<void> {
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  script.highOffsets.set('t/0', 8);
+  script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
 }
 
 async function scriptedSource(t: { after: (fn: () => unknown) => void }, topic: string) {
@@ -177,7 +182,7 @@ async function scriptedSource(t: { after: (fn: () => unknown) => void }, topic: 
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   // Assigned and read to the end of the partition (offset 30), nothing amiss.
   script.highOffsets.set(`${topic}/0`, 30);
-  await until('the partition assigned and the source ready', () => script.consumeCalls() > 0 && instance.health!().ready);
+  await until(() => script.consumeCalls() > 0 && instance.health!().ready, 'the partition assigned and the source ready');
   return { ...script, instance };
 }
 
@@ -186,20 +191,20 @@ test('a denied partition is not ready while its fetches are denied, and ready on
   const notReady = /^cannot read topic 'quiet' \(partition 0: .*Topic authorization failed\)/;
   // Denied: librdkafka caches the denied answer's high watermark (-1), then queues the error.
   answers.push(() => (highOffsets.set('quiet/0', -1), denial('quiet')));
-  await until('not ready, naming the denied topic', () => notReady.test(instance.health!().detail ?? ''));
+  await until(() => notReady.test(instance.health!().detail ?? ''), 'not ready, naming the denied topic');
   const calls = consumeCalls();
-  await until('more consume calls', () => consumeCalls() >= calls + 5);
+  await until(() => consumeCalls() >= calls + 5, 'more consume calls');
   assert.match(instance.health!().detail ?? '', notReady, 'still not ready while every fetch is denied');
   // Allowed again: its next fetch is answered (the partition's own high watermark), with no record.
   highOffsets.set('quiet/0', 30);
-  await until('ready again', () => instance.health!().ready);
+  await until(() => instance.health!().ready, 'ready again');
   // Denied again, and allowed again before the consume loop looked at the cache after the error (its
   // next look comes after a pause; the event loop may be busy longer): the -1 was never seen by it.
   // Before: not ready until a record of it came, which on a quiet topic is never.
   answers.push(() => (highOffsets.set('quiet/0', -1), denial('quiet')));
-  await until('not ready again', () => notReady.test(instance.health!().detail ?? ''));
+  await until(() => notReady.test(instance.health!().detail ?? ''), 'not ready again');
   highOffsets.set('quiet/0', 30);
-  await until('ready, with no record of the topic', () => instance.health!().ready);
+  await until(() => instance.health!().ready, 'ready, with no record of the topic');
 });
 
 test('a denial the source reads only after a later fetch was answered (it waited behind other records) leaves the source ready', async (t) => {
@@ -207,8 +212,8 @@ test('a denial the source reads only after a later fetch was answered (it waited
   let deliveredAt = -1;
   // Denied (-1 cached), then answered again (30), all before the consume loop reaches the error: it finds 30.
   answers.push(() => ((deliveredAt = consumeCalls()), denial('quiet')));
-  await until('the denial read, and the consume loop past it', () => deliveredAt >= 0 && consumeCalls() >= deliveredAt + 2);
-  await until('ready, with no record of the topic', () => instance.health!().ready);
+  await until(() => deliveredAt >= 0 && consumeCalls() >= deliveredAt + 2, 'the denial read, and the consume loop past it');
+  await until(() => instance.health!().ready, 'ready, with no record of the topic');
 });
 
 test('a checkpoint taken after a resume, before a record of a partition is read, keeps the offset the partition resumed at', async (t) => {
@@ -223,7 +228,7 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   // The runtime restores the checkpoint's position before the first pull.
   instance.seek!({ offsets: { quiet: { '0': 42 } } });
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('the partition assigned', () => assigned.length > 0);
+  await until(() => assigned.length > 0, 'the partition assigned');
   assert.deepEqual(assigned[0], [{ topic: 'quiet', partition: 0, offset: 42 }], 'reading starts at the checkpoint\'s offset');
   // No record of it read yet: a checkpoint now (a stop, or the next interval) must still cover offset 42.
   // Before, it held no offset of the partition, and the restart after it started at the group's committed offset.
@@ -244,7 +249,7 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
   t.after(() => instance.close?.());
   instance.seek!({ offsets: { quiet: { '0': 42 } } });
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('the warning', () => warnings.some((w) => w.message.startsWith('kafka source resumes at its checkpoint')));
+  await until(() => warnings.some((w) => w.message.startsWith('kafka source resumes at its checkpoint')), 'the warning');
   const warning = warnings.find((w) => w.message.startsWith('kafka source resumes at its checkpoint'))!;
   // Before, the reset was ignored in silence: the checkpoint's offsets win.
   assert.match(warning.message, /quiet\/0 at 42 \(committed: 0\)/);
@@ -267,7 +272,7 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   instance.seek!({ offsets: { old: { '0': 5 }, gone: { '0': 42 } } });
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   const outside = (): { fields: unknown; message: string } | undefined => warnings.find((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says'));
-  await until('the warning', () => outside() !== undefined);
+  await until(() => outside() !== undefined, 'the warning');
   // Before, librdkafka started both over at start_from and nothing said so above its debug log.
   assert.match(outside()!.message, /old\/0: offset 5 is below the log's start 20 \(records 5-19 were deleted, by retention, before they were read\)/);
   assert.match(outside()!.message, /gone\/0: offset 42 is past the log's end 10 \(the topic was created again, or these brokers are another cluster's\)/);
@@ -301,11 +306,11 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('ready', () => script.consumeCalls() > 0 && instance.health!().ready);
+  await until(() => script.consumeCalls() > 0 && instance.health!().ready, 'ready');
   // The broker stops: librdkafka logs why each reconnect fails; its metadata requests fail with "transport failure" alone.
   down = true;
   consumer!.emit('event.log', { fac: 'FAIL', message: '[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)' });
-  await until('not ready', () => !instance.health!().ready, 10_000);
+  await until(() => !instance.health!().ready, 'not ready', 10_000);
   // Before: "metadata request failed: Local: Broker transport failure", neither the brokers nor the cause named.
   assert.match(instance.health!().detail ?? '', /^broker unreachable: metadata request failed: Local: Broker transport failure \(127\.0\.0\.1:1\/bootstrap: Connect to ipv4#127\.0\.0\.1:1 failed: Connection refused/);
 });
@@ -328,15 +333,9 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   t.after(() => instance.close?.());
   const revoked: { id: string; offset: number | undefined }[][] = [];
   instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions) => void revoked.push([...partitions]) });
-  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('the partition assigned', () => script.consumeCalls() > 0);
-  script.highOffsets.set('t/0', 8);
-  script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-  await until('the record read', () => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8);
-  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
-  await until('the partition handed over', () => revoked.length === 1);
-  await until('the failed commit logged', () => warnings.some((w) => w.message.startsWith('kafka offset commit at revocation failed')));
+  await readOneThenRevoke(instance, script);
+  await until(() => revoked.length === 1, 'the partition handed over');
+  await until(() => warnings.some((w) => w.message.startsWith('kafka offset commit at revocation failed')), 'the failed commit logged');
   assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8 }], 'its state saved at the offset after its last record');
   // Before: the source failed the pipeline (TRIB_ERR_SOURCE "Local: Waiting for coordinator"), and the
   // daemon exited 1 in a broker outage, which the source otherwise runs through (not ready meanwhile).
@@ -363,14 +362,8 @@ test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (
   t.after(() => instance.close?.());
   const revoked: PartitionRevocation[][] = [];
   instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions) => void revoked.push([...partitions]) });
-  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('the partition assigned', () => script.consumeCalls() > 0);
-  script.highOffsets.set('t/0', 8);
-  script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-  await until('the record read', () => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8);
-  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
-  await until('the partition revoked', () => revoked.length === 1);
+  await readOneThenRevoke(instance, script);
+  await until(() => revoked.length === 1, 'the partition revoked');
   // Lost, the runtime saves no state of it (another member may write its files by now), and no offset is committed.
   assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
   assert.deepEqual(commits, lost ? [] : [[{ topic: 't', partition: 0, offset: 8 }]]);
@@ -394,12 +387,12 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
   // The checkpoint of a run that held both partitions; restarted, this member is given partition 0 only.
   instance.seek!({ offsets: { clicks: { '0': 42, '1': 17 } } });
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  await until('the first assignment', () => assigned.length === 1);
+  await until(() => assigned.length === 1, 'the first assignment');
   assert.deepEqual(assigned[0], [{ topic: 'clicks', partition: 0, offset: 42 }], 'its own partition resumes at the checkpoint\'s offset');
   // The other member leaves: the group revokes everything (eager) and gives this member both.
   script.rebalance('revoke', [{ topic: 'clicks', partition: 0 }]);
   script.rebalance('assign', [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
-  await until('the second assignment', () => assigned.length === 2);
+  await until(() => assigned.length === 2, 'the second assignment');
   // Before: partition 1 went back to offset 17, and everything the other member had read of it since
   // (and committed) was read and written again.
   assert.deepEqual(assigned[1], [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }], 'both at the group\'s committed offsets');
@@ -427,7 +420,7 @@ test('records a consume call took before a revocation are dropped when the group
   void (async () => {
     for (let next = await batches.next(); !next.done; next = await batches.next()) for (const event of next.value) seqs.push(Number(event.attrs?.seq));
   })().catch(() => undefined);
-  await until('the partition assigned', () => script.consumeCalls() > 0);
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
   script.highOffsets.set('t/0', 100);
   const records = (from: number, to: number) =>
     Array.from({ length: to - from }, (_, i) => {
@@ -441,7 +434,7 @@ test('records a consume call took before a revocation are dropped when the group
     script.rebalance('assign', [{ topic: 't', partition: 0 }]);
     return records(0, 5);
   });
-  await until('record 5 read', () => seqs.includes(5));
+  await until(() => seqs.includes(5), 'record 5 read');
   // Before: 0-4 twice, the first time from the assignment revoked (the check that drops a revoked
   // partition's records found it assigned again).
   assert.deepEqual(seqs, [0, 1, 2, 3, 4, 5]);
