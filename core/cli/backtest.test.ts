@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
+import type { ClickEvent } from '../events.js';
 import { backtestMetrics, countRecords, type BacktestResultRecord } from './backtest.js';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -20,14 +21,15 @@ const records = (stderr: string): ({ level: number; msg: string } & Partial<Back
 /** The records of a backtest's result (its models' scores and its report's files) in a piped run's stderr. */
 const backtestResults = (stderr: string) => records(stderr).filter((entry) => entry.reportFile !== undefined);
 
+/** `count` events of seeded synthetic shoppers as JSON lines, each shaped by `shape` (by default the mapping's default field names, epoch ms). */
+function shopperLines(seed: number, users: number, count: number, shape = (e: ClickEvent): object => ({ user_id: e.userId, time: e.time, type: e.type, category: e.category, price: e.price })): string[] {
+  const world = new ShopperWorld({ seed, users });
+  return Array.from({ length: count }, () => JSON.stringify(shape(world.next())));
+}
+
 test('backtest: replaces the first source by the data file and writes metrics.json (exact shape, the same on every run) and a self-contained report.html', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
-  const world = new ShopperWorld({ seed: 3, users: 200 });
-  const lines: string[] = [];
-  for (let i = 0; i < 6000; i++) {
-    const e = world.next();
-    lines.push(JSON.stringify({ uid: e.userId, ts: e.time, type: e.type, category: e.category, price: e.price }));
-  }
+  const lines = shopperLines(3, 200, 6000, (e) => ({ uid: e.userId, ts: e.time, type: e.type, category: e.category, price: e.price }));
   lines.splice(10, 0, 'not json');
   const data = join(dir, 'events.jsonl');
   writeFileSync(data, `${lines.join('\n')}\n`);
@@ -204,12 +206,7 @@ sinks: [{type: file, path: events.jsonl, kinds: [event]}]
 
 test("backtest: a sink of the file asking for model_metrics gets them, as the backtest switches reports on before validating; validate alone refuses it, saying so", () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
-  const world = new ShopperWorld({ seed: 5, users: 50 });
-  const lines: string[] = [];
-  for (let i = 0; i < 1000; i++) {
-    const e = world.next();
-    lines.push(JSON.stringify({ user_id: e.userId, time: e.time, type: e.type, category: e.category, price: e.price }));
-  }
+  const lines = shopperLines(5, 50, 1000);
   const data = join(dir, 'events.jsonl');
   writeFileSync(data, `${lines.join('\n')}\n`);
   const pipeline = join(dir, 'pipeline.yaml');
@@ -252,12 +249,7 @@ test("backtest: a failure as the pipeline starts (a sink's factory refusing its 
 
 test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report and result say so; metrics.json keeps its shape; warm_start: false is cold', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-warm-'));
-  const world = new ShopperWorld({ seed: 5, users: 80 });
-  const lines: string[] = [];
-  for (let i = 0; i < 2000; i++) {
-    const e = world.next();
-    lines.push(JSON.stringify({ user_id: e.userId, time: e.time, type: e.type, category: e.category, price: e.price }));
-  }
+  const lines = shopperLines(5, 80, 2000);
   writeFileSync(join(dir, 'events.jsonl'), `${lines.join('\n')}\n`);
   const pipeline = join(dir, 'pipeline.yaml');
   writeFileSync(
