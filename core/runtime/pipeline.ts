@@ -169,11 +169,10 @@ interface PartitionTask {
   watermark: number;
   /**
    * The offset its state covers while no record of its partition reached it: its restored file's, else
-   * the committed offset reading starts at (undefined: none, reading starts at `start_from`).
+   * the committed offset reading starts at (undefined: none, reading starts at `start_from`). Cleared by
+   * its first record: from then on the source says what offset its state covers.
    */
   start: number | undefined;
-  /** Whether a record of its partition reached it: from then on the source says what offset its state covers. */
-  read: boolean;
   /**
    * Counts what reached its stages or came out of them (records, watermarks): its state may have changed
    * since it was `saved` (a partition that reads nothing still closes sessions as its watermark moves).
@@ -744,7 +743,7 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, start, read: false, changes: 0, saved: 0 };
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, start, changes: 0, saved: 0 };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -782,7 +781,7 @@ export class PipelineRunner {
    */
   private offsetToSave(task: PartitionTask, offset: number | undefined): number | undefined {
     if (task.changes === task.saved) return undefined;
-    return offset ?? (task.read ? undefined : task.start);
+    return offset ?? task.start;
   }
 
   /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
@@ -876,10 +875,15 @@ export class PipelineRunner {
     }
   }
 
+  /** Every sink with its label, the dead-letter sink last (undefined in a run that failed before making it). */
+  private allSinks(): { label: string; sink: Sink | undefined }[] {
+    return [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink as Sink | undefined }];
+  }
+
   private async flushSinks(): Promise<void> {
-    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) {
+    for (const { label, sink } of this.allSinks()) {
       try {
-        const flushed = sink.flush?.();
+        const flushed = sink?.flush?.();
         if (flushed) await this.untilFailed(flushed);
       } catch (error) {
         // Named as the sink's (a flush from a source's loop was otherwise "a source failed"); a
@@ -1027,7 +1031,7 @@ export class PipelineRunner {
     else if (!this.started) reasons.push('starting');
     for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
-    for (const { label, sink } of [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }]) if (sink) this.healthOf(label, sink, reasons);
+    for (const { label, sink } of this.allSinks()) if (sink) this.healthOf(label, sink, reasons);
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -1196,11 +1200,11 @@ export class PipelineRunner {
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
-      const partitionBodies: [PartitionTask, number, number, Buffer[]][] = [];
-      for (const { task, offset, changes, operators: taken } of partitions) partitionBodies.push([task, offset, changes, await this.partitionBody(task.id, offset, taken)]);
+      const bodies: Buffer[][] = [];
+      for (const { task, offset, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, taken));
       await this.flushSinks();
-      for (const [task, offset, changes, partitionBody] of partitionBodies) {
-        await this.writePartitionFile(task.id, offset, partitionBody);
+      for (const [i, { task, offset, changes }] of partitions.entries()) {
+        await this.writePartitionFile(task.id, offset, bodies[i]!);
         task.saved = changes;
       }
       const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
@@ -1213,7 +1217,7 @@ export class PipelineRunner {
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
       this.checkpointSeconds?.observe(info.durationMs / 1000);
-      this.logger.debug({ checkpoint: info, partitions: partitionBodies.length }, 'checkpoint written');
+      this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
       return info;
     });
   }
@@ -1535,7 +1539,7 @@ export class PipelineRunner {
           const origin = originOf(event);
           const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
           if (task) {
-            task.read = true;
+            task.start = undefined;
             task.changes++;
             task.input.next(event);
           } else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
@@ -1704,9 +1708,8 @@ export class PipelineRunner {
    * rotation). A sink failing to is logged; one whose output is then broken fails the run as any write would.
    */
   async reopenOutputs(): Promise<void> {
-    const slots = [...this.sinks, { label: 'the dead-letter sink', sink: this.deadLetterSink }];
     await Promise.all(
-      slots.map(async ({ label, sink }) => {
+      this.allSinks().map(async ({ label, sink }) => {
         try {
           await sink?.reopen?.();
         } catch (error) {
