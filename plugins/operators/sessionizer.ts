@@ -642,6 +642,8 @@ class SessionState {
    */
   private sawFuture = false;
   private lastMark = -Infinity;
+  /** Moves of its time by events since the metrics were last flushed (held back after a far-future event). */
+  private movesSinceFlush = 0;
   private nextSeq = 0;
   private open = 0;
   private now: number;
@@ -722,7 +724,13 @@ class SessionState {
       // Held back (see sawFuture), this operator's time would wait for a watermark, and the sources send
       // none until event time reaches the future event (hours): events move it to where the last one
       // would take it now. The same time either way, so it depends on the stream alone (and a restore).
-      if (this.sawFuture && this.lastMark > this.watermark) this.advance(this.lastMark, emit);
+      const to = Math.min(this.lastMark, this.maxSeen);
+      if (this.sawFuture && to > this.watermark) {
+        this.moveTo(to, emit);
+        // Not per event (a prom-client call each showed in profiles), yet not waiting for a watermark
+        // that may not come for hours (see sawFuture).
+        if (++this.movesSinceFlush >= 1024) this.flushMetrics();
+      }
     }
   }
 
@@ -739,6 +747,12 @@ class SessionState {
     // only accepted events move this operator's time, so it cannot close every session at once.
     const to = mark === Infinity || !this.sawFuture ? mark : Math.min(mark, this.maxSeen);
     if (!(to > this.watermark)) return;
+    this.moveTo(to, emit);
+    this.flushMetrics();
+  }
+
+  /** Moves this operator's time to `to` (above its watermark): assigns the events it passed, in time order, and fires due timers. */
+  private moveTo(to: number, emit: Emit): void {
     this.watermark = to;
     const pending = this.pending;
     if (pending.length > 0) {
@@ -759,7 +773,6 @@ class SessionState {
       pending.length = rest;
     }
     this.fire(to, emit);
-    this.flushMetrics();
   }
 
   /**
@@ -767,6 +780,7 @@ class SessionState {
    * each late event (rare), so no count waits outside the state a snapshot takes.
    */
   private flushMetrics(): void {
+    this.movesSinceFlush = 0;
     this.openGauge.set(this.open);
     if (this.openedSinceFlush > 0) this.opened.inc(this.openedSinceFlush);
     if (this.closedSinceFlush > 0) this.closed.inc(this.closedSinceFlush);
