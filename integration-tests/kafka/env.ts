@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { inCI } from '../../scripts/ci.js';
 import { DATA_DIR_ENV, SKIP_ENV, startNativeBroker } from './broker.js';
+import { until } from 'tributary/testing';
 
 export function kafkaBrokers(t: TestContext): string | undefined {
   const brokers = process.env.KAFKA_BROKERS;
@@ -41,14 +42,9 @@ export function uniqueTopic(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 }
 
-/** Polls `condition` until it holds or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, everyMs));
-  }
+/** tributary/testing's `until`, `what` first and polling every 50 ms (a broker round trip each, often). */
+export function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, everyMs = 50): Promise<void> {
+  return until(condition, what, timeoutMs, everyMs);
 }
 
 /** Resolves with a child process's exit code once it has exited (at once if it already has). */
