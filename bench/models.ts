@@ -121,12 +121,13 @@ function aucStandardError(a: number, pos: number, neg: number): number {
 }
 
 /**
- * One pipeline's intent models on `source`, then its stages up to the models again, their stream (events
+ * One pipeline's intent models on `input` (read by its first source), then its stages up to the models again, their stream (events
  * with features, session summaries) written for River's script: the rows of the table, each row's AUC,
  * the labels (of the first model's report: every row scores the same ones), the events read, and that stream.
  */
-async function prequentialRows(pipelineFile: string, source: Record<string, unknown>): Promise<{ rows: string[]; aucs: number[]; labels: { n: number; positives: number }; eventsIn: number; stream: StreamRecord[] }> {
-  const pipeline = parse(readFileSync(join(root, pipelineFile), 'utf8')) as { stages: Record<string, unknown>[] };
+async function prequentialRows(pipelineFile: string, input: string): Promise<{ rows: string[]; aucs: number[]; labels: { n: number; positives: number }; eventsIn: number; stream: StreamRecord[] }> {
+  const pipeline = parse(readFileSync(join(root, pipelineFile), 'utf8')) as { sources: Record<string, unknown>[]; stages: Record<string, unknown>[] };
+  const source = { ...pipeline.sources[0]!, path: input };
   const models = await runPipeline(source, pipeline.stages.map((s) => (isModel(s) ? { ...s, report: true } : s)), (r) => r.kind === 'model_metrics', dir);
   const stream = await runPipeline(source, pipeline.stages.filter((s) => !isModel(s)), (r) => r.kind === 'event' || r.kind === 'session', dir);
   const streamFile = join(dir, 'stream.jsonl');
@@ -151,8 +152,7 @@ let rees46Note = '';
 let rees46Events = '';
 let rees46BaseRate = '';
 if (existsSync(rees46)) {
-  const pipeline = parse(readFileSync(join(root, 'pipelines/intent-rees46.yaml'), 'utf8')) as { sources: Record<string, unknown>[] };
-  const { rows, aucs, labels, eventsIn, stream } = await prequentialRows('pipelines/intent-rees46.yaml', { ...pipeline.sources[0]!, path: rees46 });
+  const { rows, aucs, labels, eventsIn, stream } = await prequentialRows('pipelines/intent-rees46.yaml', rees46);
   const rule = countRule(stream, 'cart');
   rows.splice(3, 0, rule.row);
   if (rule.auc !== null) aucs.push(rule.auc);
@@ -179,8 +179,7 @@ let digineticaNote = '';
 if (existsSync(diginetica)) {
   const eventsPath = join(dir, 'diginetica-events.jsonl');
   const written = writeDigineticaEvents(diginetica, eventsPath);
-  const pipeline = parse(readFileSync(join(root, 'pipelines/intent-diginetica.yaml'), 'utf8')) as { sources: Record<string, unknown>[] };
-  const { rows, stream } = await prequentialRows('pipelines/intent-diginetica.yaml', { ...pipeline.sources[0]!, path: eventsPath });
+  const { rows, stream } = await prequentialRows('pipelines/intent-diginetica.yaml', eventsPath);
   const rule = countRule(stream, 'view');
   rows.splice(3, 0, rule.row);
   digineticaNote =
