@@ -364,16 +364,15 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
   interface Labelled {
     resolved?: ResolvedEntry;
     base: PathSegment[];
-    label: string;
     /** How a message names it: `$.stages[0] (line 7)`, or the runtime's default dead-letter sink. */
     name: string;
     explicit: boolean;
   }
   const byLabel = new Map<string, Labelled[]>();
+  const hold = (label: string, holder: Labelled): void => void byLabel.set(label, [...(byLabel.get(label) ?? []), holder]);
   const add = (kind: string, resolved: ResolvedEntry, base: PathSegment[], index: number): void => {
-    const label = entryLabel(kind, resolved.entry, index);
     const name = `${resolved.path}${resolved.line ? ` (line ${resolved.line})` : ''}`;
-    byLabel.set(label, [...(byLabel.get(label) ?? []), { resolved, base, label, name, explicit: resolved.entry.label !== undefined }]);
+    hold(entryLabel(kind, resolved.entry, index), { resolved, base, name, explicit: resolved.entry.label !== undefined });
   };
   entries.sources.forEach((resolved, index) => add('source', resolved, ['sources', index], index));
   entries.stages.forEach((resolved, index) => add('stage', resolved, ['stages', index], index));
@@ -381,8 +380,7 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
   if (entries.deadLetter) add('dead-letter', entries.deadLetter, ['dead_letter'], 0);
   else {
     // The runtime's default dead-letter sink, which the file does not name, has a label too.
-    const label = defaultDeadLetterLabel;
-    byLabel.set(label, [...(byLabel.get(label) ?? []), { base: ['dead_letter'], label, name: 'the default dead-letter sink (the pipeline names no dead_letter)', explicit: false }]);
+    hold(defaultDeadLetterLabel, { base: ['dead_letter'], name: 'the default dead-letter sink (the pipeline names no dead_letter)', explicit: false });
   }
   const problems: ConfigProblem[] = [];
   // Reserved rather than the runtime's slot renamed: dashboards and alerts read stage="sinks" as documented.
