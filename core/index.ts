@@ -21,6 +21,7 @@ export {
   type NotUtf8Line,
   type OverlongLine,
 } from './io.js';
+export { sameFile } from './paths.js';
 export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';

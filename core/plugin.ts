@@ -502,6 +502,13 @@ export interface PluginSpec<K extends PluginKind, Config> {
   emitsOnlyWith?: { readonly [kind: string]: OutputCondition<Config> };
   /** As `emitsOnlyWith`, for side outputs of `sideOutputs`. */
   sideOutputsOnlyWith?: { readonly [output: string]: OutputCondition<Config> };
+  /**
+   * Sources: how many records a run of this config will read, where that is known before it starts (the
+   * lines of its files), for a progress total (`tributary backtest` shows one). An estimate is fine: the
+   * progress shown never passes it. Undefined where it cannot be known (a stream, a topic). Relative
+   * paths in `config` are resolved against `baseDir`, the pipeline file's folder, as `create` does.
+   */
+  countRecords?(config: Config, baseDir: string): Promise<number | undefined>;
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

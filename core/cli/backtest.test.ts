@@ -4,12 +4,11 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, countRecords, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, type BacktestResultRecord } from './backtest.js';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -380,20 +379,6 @@ test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, 
   assert.equal(input.status, 2, input.stderr);
   assert.ok(input.stderr.includes('--input p.yaml/events.jsonl: no such file'), input.stderr);
   assert.equal(existsSync(join(dir, 'out.jsonl')), false);
-});
-
-test("backtest's progress total counts the input's records: decompressed lines of a .gz, not its raw newline bytes; no blank line, no CSV header", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-count-'));
-  const text = `${Array.from({ length: 500 }, (_, i) => JSON.stringify({ n: i, pad: 'x'.repeat(i % 50) })).join('\n')}\n\n  \n`;
-  const gz = join(dir, 'events.jsonl.gz');
-  writeFileSync(gz, gzipSync(text));
-  assert.equal(await countRecords(gz, true, false), 500);
-  const csv = join(dir, 'events.csv');
-  writeFileSync(csv, 'a,b\n1,2\n3,4\n\n5,6');
-  assert.equal(await countRecords(csv, false, true), 3);
-  // Compressed data cut short: what could be read.
-  writeFileSync(gz, gzipSync(text).subarray(0, 200));
-  assert.ok((await countRecords(gz, true, false)) < 500);
 });
 
 test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {

@@ -8,9 +8,8 @@
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
  * collects. Nothing else in the runtime knows about backtests.
  */
-import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { createGunzip } from 'node:zlib';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -20,6 +19,7 @@ import { SchemaValidator } from '../config/schema.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin } from '../plugin.js';
+import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
@@ -80,38 +80,6 @@ function warmStartsOf(reports: readonly StreamRecord[]): [string, WarmStart][] {
   });
 }
 
-/**
- * The records of the input, for the progress total: its lines that are not blank (the file source reads
- * no record from those), decompressed where the source decompresses it, less a CSV header row. A CSV
- * field holding a line end makes it an estimate (the progress shown never passes it). Data that cannot be
- * decompressed counts up to there: the source dead-letters the rest as one unreadable record.
- */
-export async function countRecords(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
-  let records = 0;
-  let content = false; // the current line has a byte that is not blank
-  const raw = createReadStream(path);
-  const stream = gzip ? raw.pipe(createGunzip()) : raw;
-  if (gzip) raw.on('error', (error) => stream.destroy(error));
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let start = 0;
-      for (;;) {
-        const end = chunk.indexOf(10, start);
-        const stop = end < 0 ? chunk.length : end;
-        for (let i = start; !content && i < stop; i++) if (chunk[i]! > 32) content = true;
-        if (end < 0) break;
-        if (content) records++;
-        content = false;
-        start = end + 1;
-      }
-    }
-  } catch {
-    // Counted up to the unreadable part.
-  }
-  if (content) records++;
-  return Math.max(0, records - (headerRow ? 1 : 0));
-}
-
 export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
   // Entries defined, not assigned: a model named `__proto__` is a key like any other.
   const models: BacktestMetrics['models'] = Object.fromEntries(
@@ -124,16 +92,6 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
 }
 
-/** A path's stat; undefined where there is nothing there, also where a folder on its way is a file (ENOTDIR). */
-function statIfAny(path: string): Stats | undefined {
-  try {
-    return statSync(path, { throwIfNoEntry: false });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw error;
-  }
-}
-
 /** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
 function folderProblem(option: string, given: string, dir: string): string | undefined {
   for (let at = dir; ; at = dirname(at)) {
@@ -142,13 +100,6 @@ function folderProblem(option: string, given: string, dir: string): string | und
     if (stat) return at === dir ? `${option} ${given} is a file; name a folder` : `${option} ${given}: ${at} is a file, so no folder can be made in it`;
     if (dirname(at) === at) return undefined;
   }
-}
-
-/** Whether `a` and `b` are one file (the same inode: also through links, or a path written another way); false where either is absent. */
-function sameFile(a: string, b: string): boolean {
-  const x = statIfAny(a);
-  const y = statIfAny(b);
-  return x !== undefined && y !== undefined && x.dev === y.dev && x.ino === y.ino;
 }
 
 export async function runBacktestCommand(options: BacktestCommandOptions): Promise<number> {
@@ -220,7 +171,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
-  const total = options.progress === 'none' ? 0 : await countRecords(input, (entry.gzip as boolean | undefined) ?? input.endsWith('.gz'), isCsv(entry, input) && (entry.csv as { header?: boolean } | undefined)?.header !== false);
+  // The file source counts what it will read, as it reads it (gzip and CSV by its own rules).
+  const total = options.progress === 'none' ? 0 : ((await filePlugin.countRecords?.(entry as never, loaded.baseDir)) ?? 0);
   if (options.progress === 'records') {
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
@@ -308,11 +260,6 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
 function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
   const path = sink.entry.path;
   return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
-}
-
-/** Whether the file source reads `input` as CSV: its `format`, else by the name, as the source decides it (formatOf). */
-function isCsv(entry: PipelineEntry, input: string): boolean {
-  return entry.format === undefined ? /\.(csv|tsv)(\.gz)?$/i.test(input) : entry.format === 'csv';
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -592,6 +592,11 @@ test('a sink (or the dead-letter sink) writing a file a file source of the pipel
   assert.equal(readFileSync(input, 'utf8'), content, 'the input is as it was');
   assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]'), [], 'another file is no problem');
   assert.equal(readFileSync(join(base, 'out.jsonl'), 'utf8').split('\n').length, 2);
+  // A sink path under the input file: the check had failed with ENOTDIR; now the sink's own open error says it.
+  await assert.rejects(runYaml('sources: [{type: file, path: events.jsonl}]\nsinks: [{type: file, path: events.jsonl/out.jsonl}]\n', { baseDir: base }), (error: Error) => {
+    assert.ok(!(error instanceof ConfigError) && /sink-file-0 could not open/.test(error.message), String(error));
+    return true;
+  });
 });
 
 test('a sink at /dev/stdout writes after what the shell\'s `>> out.txt` holds, replacing none of it (no truncation of a file it does not own)', { skip: !existsSync('/proc/self/fd') && 'needs /dev/stdout leading to a descriptor' }, () => {

@@ -7,13 +7,13 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readlinkSync, readSync, realpathSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readlinkSync, readSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -157,21 +157,6 @@ function readInputProblems(path: string, pipeline: PipelineOutline): EntryProble
     }
   });
   return problems;
-}
-
-function sameFile(a: string, b: string): boolean {
-  if (a === b) return true;
-  const [one, other] = [a, b].map((path) => statSync(path, { bigint: true, throwIfNoEntry: false }));
-  if (one?.isFile() && other?.isFile()) return one.dev === other.dev && one.ino === other.ino;
-  // Not both there (or one is a device, a FIFO): the same name once links to folders are followed.
-  const real = (path: string): string => {
-    try {
-      return join(realpathSync(dirname(path)), basename(path));
-    } catch {
-      return path; // its folder is not there yet (the sink creates it)
-    }
-  };
-  return real(a) === real(b);
 }
 
 /** One open output file, shared by every sink of the process writing that path. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, defineSink, originOf, type StreamRecord } from 'tributary';
 import { runYaml, testContext } from 'tributary/testing';
+import fileSource from './file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
 
@@ -740,4 +741,26 @@ test('a file of bad lines waits for the dead-letter sink\'s room: its dead lette
   const { stats } = await run;
   assert.equal(stats.deadLettered, 3000);
   assert.equal(written.length, 3000);
+});
+
+test("file source counts its records for a progress total (backtest's): decompressed lines of a gzip file named in any case, no blank line, each file's CSV header; a FIFO is not counted", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-file-count-'));
+  const text = `${Array.from({ length: 500 }, (_, i) => JSON.stringify({ n: i, pad: 'x'.repeat(i % 50) })).join('\n')}\n\n  \n`;
+  writeFileSync(join(dir, 'events.jsonl.gz'), gzipSync(text));
+  // Named in capitals, as the source reads it (through gzip): the count had been of the compressed bytes' newlines.
+  writeFileSync(join(dir, 'EVENTS.JSONL.GZ'), gzipSync(text));
+  writeFileSync(join(dir, 'a.csv'), 'a,b\n1,2\n3,4\n\n5,6');
+  writeFileSync(join(dir, 'b.TSV'), 'a\tb\n7\t8\n');
+  const count = (config: Record<string, unknown>): Promise<number | undefined> => fileSource.countRecords!({ path: 'events.jsonl.gz', ...config } as never, dir);
+  assert.equal(await count({}), 500);
+  assert.equal(await count({ path: 'EVENTS.JSONL.GZ' }), 500);
+  assert.equal(await count({ path: ['a.csv', 'b.TSV'] }), 4);
+  assert.equal(await count({ path: 'a.csv', csv: { header: false, columns: ['a', 'b'] } }), 4);
+  assert.equal(await count({ path: 'a.csv', format: 'jsonl' }), 4);
+  // Compressed data cut short: what could be read.
+  writeFileSync(join(dir, 'events.jsonl.gz'), gzipSync(text).subarray(0, 200));
+  assert.ok((await count({}))! < 500);
+  // Counting a FIFO would consume what the run is to read.
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  assert.equal(await count({ path: 'fifo' }), undefined);
 });

@@ -29,6 +29,41 @@ function decodeConfigOf(path: string, config: FileSourceConfig): FileSourceConfi
   return { ...config, csv: { ...config.csv, delimiter: '\t' } };
 }
 
+/** The files a config reads, in order, resolved against the pipeline file's folder. */
+const pathsOf = (config: FileSourceConfig, baseDir: string): string[] => (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(baseDir, path));
+
+/**
+ * A file's records, for a progress total: its lines that are not blank (no record is read from those),
+ * decompressed where it is read through gzip, less a CSV header row. A CSV field holding a line end makes
+ * it an estimate. Data that cannot be decompressed counts up to there: the source dead-letters the rest
+ * as one unreadable record.
+ */
+async function countLines(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
+  let records = 0;
+  let content = false; // the current line has a byte that is not blank
+  const raw = createReadStream(path);
+  const stream = gzip ? raw.pipe(createGunzip()) : raw;
+  if (gzip) raw.on('error', (error) => stream.destroy(error));
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (;;) {
+        const end = chunk.indexOf(10, start);
+        const stop = end < 0 ? chunk.length : end;
+        for (let i = start; !content && i < stop; i++) if (chunk[i]! > 32) content = true;
+        if (end < 0) break;
+        if (content) records++;
+        content = false;
+        start = end + 1;
+      }
+    }
+  } catch {
+    // Counted up to the unreadable part.
+  }
+  if (content) records++;
+  return Math.max(0, records - (headerRow ? 1 : 0));
+}
+
 export default defineSource<FileSourceConfig>({
   name: 'file',
   emits: ['event'],
@@ -71,8 +106,18 @@ export default defineSource<FileSourceConfig>({
     },
   ],
   checkPipeline: (config) => csvConfigProblems(config.csv),
+  async countRecords(config, baseDir) {
+    let records = 0;
+    for (const path of pathsOf(config, baseDir)) {
+      // A FIFO or a device would be consumed by counting it: its records are not known before.
+      if (statSync(path, { throwIfNoEntry: false })?.isFile() !== true) return undefined;
+      const headerRow = formatOf(path, config.format) === 'csv' && decodeConfigOf(path, config).csv?.header !== false;
+      records += await countLines(path, isGzipped(path, config.gzip), headerRow);
+    }
+    return records;
+  },
   create(config, context) {
-    const paths = (Array.isArray(config.path) ? config.path : [config.path]).map((path) => resolve(context.baseDir, path));
+    const paths = pathsOf(config, context.baseDir);
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
     // pipeline starts, so no sink has replaced its output yet. Not when resuming: files already read
     // may have been archived since (a file missing ahead of the position fails the source as it comes).
