@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, PluginConfigError, type PluginContext, recordOperator } from 'tributary';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator } from 'tributary';
 import { handleOf } from './handle.js';
 import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
 import { BlockAppender, inFloat32Range } from './vector.js';
@@ -15,6 +15,18 @@ import { BlockAppender, inFloat32Range } from './vector.js';
 export interface UserFeaturesConfig {
   horizons: Duration[];
   max_users: number;
+}
+
+/**
+ * Two horizons of one duration (1d and 24h) would give the same features under two names: a config error
+ * `validate` says (the schema's uniqueItems sees only equal strings).
+ */
+function sameDurationHorizons(horizons: readonly Duration[]): { index: number; message: string }[] {
+  const durations = horizons.map((h) => parseDuration(h));
+  return durations.flatMap((duration, k) => {
+    const j = durations.indexOf(duration);
+    return j < k ? [{ index: k, message: `'${horizonLabel(horizons[k]!)}' is the same duration as horizons[${j}] '${horizonLabel(horizons[j]!)}'` }] : [];
+  });
 }
 
 export default defineOperator<UserFeaturesConfig>({
@@ -62,15 +74,15 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
+  checkPipeline: (config, pipeline, self): EntryProblem[] => [
+    ...sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
+    ...featureNameClashes(pipeline, self),
+  ],
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
-    // Two horizons of one duration (1d and 24h) would give the same features under two names.
-    for (const [k, h] of horizons.entries()) {
-      const j = horizons.indexOf(h);
-      if (j < k) throw new PluginConfigError(`horizons[${k}]`, `'${horizonLabel(config.horizons[k]!)}' is the same duration as horizons[${j}] '${horizonLabel(config.horizons[j]!)}'`);
-    }
+    // Checked again here for a config that reaches the factory without validation (a plugin's own test).
+    for (const { index, message } of sameDurationHorizons(config.horizons)) throw new PluginConfigError(`horizons[${index}]`, message);
     const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
