@@ -770,12 +770,7 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      const oldest = this.oldestAwaiting()!;
-      this.release(oldest);
-      if (!countedInvalid(oldest)) {
-        this.counts.overflow++;
-        this.counters.overflow.inc();
-      }
+      if (this.drop(this.oldestAwaiting()!)) this.countDropped('overflow');
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -791,6 +786,22 @@ export class OnlineLearner {
       return undefined;
     }
     return queue[this.awaitingHead];
+  }
+
+  /**
+   * Takes an unlabelled prediction out of the label buffer; true where its drop is still to be
+   * counted (countDropped): one not a number was counted when made (invalidScore) and counts nothing more.
+   */
+  private drop(sample: Sample): boolean {
+    this.release(sample);
+    return !countedInvalid(sample);
+  }
+
+  /** Counts predictions dropped unlabelled, in one prom-client call (expire drops many at once). */
+  private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', dropped = 1): void {
+    if (dropped === 0) return;
+    this.counts[reason] += dropped;
+    this.counters[reason].inc(dropped);
   }
 
   /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
@@ -1032,10 +1043,9 @@ export class OnlineLearner {
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.expiresFrom < before; oldest = this.oldestAwaiting()) {
-      this.release(oldest);
-      if (!countedInvalid(oldest)) dropped++;
+      if (this.drop(oldest)) dropped++;
     }
-    this.countExpired(dropped);
+    this.countDropped('expired', dropped);
     return dropped;
   }
 
@@ -1059,14 +1069,7 @@ export class OnlineLearner {
   expireOne(handle: SampleHandle): void {
     this.snapshots.settle();
     if (handle.released) return;
-    this.release(handle as Sample);
-    if (!countedInvalid(handle as Sample)) this.countExpired(1);
-  }
-
-  private countExpired(dropped: number): void {
-    if (dropped === 0) return;
-    this.counts.expired += dropped;
-    this.counters.expired.inc(dropped);
+    if (this.drop(handle as Sample)) this.countDropped('expired');
   }
 
   /**
@@ -1076,10 +1079,7 @@ export class OnlineLearner {
   withdraw(handle: SampleHandle): void {
     this.snapshots.settle();
     if (handle.released) return;
-    this.release(handle as Sample);
-    if (countedInvalid(handle as Sample)) return;
-    this.counts.withdrawn++;
-    this.counters.withdrawn.inc();
+    if (this.drop(handle as Sample)) this.countDropped('withdrawn');
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
