@@ -294,14 +294,6 @@ export function predictionId(...parts: (string | number | undefined)[]): string 
 }
 
 /**
- * A model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
- * and an alert name the model (`model="intent-lr"`), not its stage's generated label.
- */
-export function modelMetrics(context: PluginContext, name: string): Metrics {
-  return context.metrics.withLabels({ model: name });
-}
-
-/**
  * `predictionIdAfter(idPrefix(a, b), c, d)` is `predictionId(a, b, c, d)`: two parts after the
  * prefix, as parameters (a rest array would be one more allocation per prediction).
  */
@@ -377,6 +369,12 @@ export class OnlineLearner {
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
+  /**
+   * The model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
+   * and an alert name the model (`model="intent-lr"`), not its stage's generated label. The task's own
+   * series (churn's evictions, intent's out-of-order events) are made here too.
+   */
+  readonly metrics: Metrics;
 
   constructor(
     readonly config: ResolvedModelConfig,
@@ -392,7 +390,8 @@ export class OnlineLearner {
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
     if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
-    const m = modelMetrics(context, config.name);
+    this.metrics = context.metrics.withLabels({ model: config.name });
+    const m = this.metrics;
     this.gauges = {
       auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
       aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
