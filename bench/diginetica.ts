@@ -14,6 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseCsvRun } from '../plugins/sources/csv-records.js';
 
 export interface DigineticaStream {
   events: number;
@@ -24,14 +25,11 @@ export interface DigineticaStream {
   buyingSessions: number;
 }
 
-/** Rows of a `;`-separated file with a header (the sample's files hold ids, numbers and dates only: no quoting). */
+/** Rows of a `;`-separated file with a header, read as the file source reads CSV (parseCsvRun: the whole file is one run of records). */
 function rows(path: string): Record<string, string>[] {
-  const [header, ...lines] = readFileSync(path, 'utf8').split(/\r?\n/).filter((line) => line !== '');
-  const names = header!.split(';');
-  return lines.map((line) => {
-    const cells = line.split(';');
-    return Object.fromEntries(names.map((name, i) => [name, cells[i] ?? '']));
-  });
+  const [header, ...records] = parseCsvRun(readFileSync(path), { delimiter: ';', quote: '"', atFileStart: true });
+  const names = header!.fields;
+  return records.map(({ fields }) => Object.fromEntries(names.map((name, i) => [name, fields[i] ?? ''])));
 }
 
 const dayStart = (date: string): number => {

@@ -23,7 +23,7 @@ import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, perSecond, reportNeedsPerson, reportUsageError, resultLogger, writeSummary } from './run.js';
+import { exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
@@ -206,9 +206,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     stats = await runner.run();
   } catch (error) {
     // Said as `run` says a pipeline's failure, with the pipeline's name (config errors found as it starts included).
-    if (reportNeedsPerson(error, runner.name)) return exitCodes.invalid;
-    logger.error({ pipeline: runner.name, err: error }, `pipeline ${runner.name} failed: ${(error as Error).message}`);
-    return exitCodes.failure;
+    return reportFailure(logger, runner.name, error) ? exitCodes.invalid : exitCodes.failure;
   } finally {
     takeHangups();
     if (timer) clearInterval(timer);

@@ -45,6 +45,17 @@ function needsPersonLines(error: unknown, pipeline?: string): { fields: { code: 
 }
 
 /**
+ * Says a pipeline's failure, as `run` and `backtest` both do: one a person must act on as
+ * {@link reportNeedsPerson} says it (true: exit 2, so a supervisor does not loop), any other as an
+ * error record with the error (false: exit 1).
+ */
+export function reportFailure(logger: Logger, pipeline: string, error: unknown): boolean {
+  if (reportNeedsPerson(error, pipeline)) return true;
+  logger.error({ pipeline, err: error }, `pipeline ${pipeline} failed: ${(error as Error).message}`);
+  return false;
+}
+
+/**
  * Prints a usage error (exit 2: a malformed command line) in the form of the logs, as a run's failures
  * are: on a terminal the message and where to read the usage; where stderr is not one (a daemon's, a CI
  * job's) one JSON record among the other log lines, `code: TRIB_ERR_USAGE`, the message as `msg`, and
@@ -271,10 +282,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     // Failures a restart cannot mend (exit 2, so a supervisor does not loop): config errors found by
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
     let needPerson = 0;
-    for (const failure of result.failures) {
-      if (reportNeedsPerson(failure.error, failure.name)) needPerson++;
-      else logger.error({ pipeline: failure.name, err: failure.error }, `pipeline ${failure.name} failed: ${failure.error.message}`);
-    }
+    for (const failure of result.failures) if (reportFailure(logger, failure.name, failure.error)) needPerson++;
     if (result.failures.length === 0) return exitCodes.ok;
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {

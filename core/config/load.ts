@@ -662,11 +662,16 @@ const SECRET_NOT_SHOWN = '(not shown: a secret)';
  * `security` section (a SASL section written as one string): the problem goes to logs and terminals.
  */
 function valueText(value: unknown, segments: readonly PathSegment[]): string {
-  const field = segments.at(-1);
-  if (segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value)) return SECRET_NOT_SHOWN;
+  if (isHiddenValue(value, segments)) return SECRET_NOT_SHOWN;
   // NaN and Infinity (YAML's .nan, .inf) by name: JSON would say null.
   const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+}
+
+/** Whether a config problem must not quote the value at `segments` (valueText): a secret's, or anything under a `security` section. */
+function isHiddenValue(value: unknown, segments: readonly PathSegment[]): boolean {
+  const field = segments.at(-1);
+  return segments.includes('security') || isSecret(typeof field === 'string' ? field : '', value);
 }
 
 /** The known name a mistyped one most likely meant: one edit away for names of up to 3 characters, two up to 6, three beyond. */
@@ -904,7 +909,7 @@ function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<st
 
 /**
  * A `--set` as its messages quote it: `'path=value'`, or `'path=…' (value not shown: a secret)` where
- * valueText would hide the value (these messages go to logs and terminals as schema errors do).
+ * valueText would hide the value (isHiddenValue) (these messages go to logs and terminals as schema errors do).
  */
 function assignmentText(assignment: string): string {
   const eq = assignment.indexOf('=');
@@ -919,9 +924,9 @@ function assignmentText(assignment: string): string {
   }
   // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
   const segments = pathSegments(eq < 0 ? assignment : path);
-  const hidden = valueText(value, segments) === SECRET_NOT_SHOWN || valueText(raw, segments) === SECRET_NOT_SHOWN;
+  const hidden = isHiddenValue(value, segments) || isHiddenValue(raw, segments);
   if (!hidden) return `'${assignment}'`;
-  return eq < 0 ? `(not shown: a secret)` : `'${path}=…' (value not shown: a secret)`;
+  return eq < 0 ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
 }
 
 /**

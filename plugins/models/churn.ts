@@ -8,7 +8,7 @@
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
-import { modelMetrics, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -387,7 +387,7 @@ export default defineOperator<ChurnModelConfig>({
     const idOf: IdDeriver = (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time);
     const learner = new OnlineLearner(config, 'churn', context, idOf);
     const maxUsers = rawConfig.max_users ?? 1_000_000;
-    const metrics = modelMetrics(context, config.name);
+    const metrics = learner.metrics;
     const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
     const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
     /** Replaced whole by a restore (built aside in parts), as the deadline heap. */

@@ -7,7 +7,7 @@
  * then learnt from (prequential, test-then-train).
  */
 import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator } from 'tributary';
-import { idPrefix, modelMetrics, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -271,7 +271,7 @@ export default defineOperator<IntentModelConfig>({
       return predictionIdAfter(derivedFor.prefix, time, position);
     };
     const learner = new OnlineLearner(config, 'intent', context, deriveId);
-    const outOfOrder = modelMetrics(context, config.name).counter(
+    const outOfOrder = learner.metrics.counter(
       'intent_out_of_order_events_total',
       'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
     );

@@ -294,14 +294,6 @@ export function predictionId(...parts: (string | number | undefined)[]): string 
 }
 
 /**
- * A model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
- * and an alert name the model (`model="intent-lr"`), not its stage's generated label.
- */
-export function modelMetrics(context: PluginContext, name: string): Metrics {
-  return context.metrics.withLabels({ model: name });
-}
-
-/**
  * `predictionIdAfter(idPrefix(a, b), c, d)` is `predictionId(a, b, c, d)`: two parts after the
  * prefix, as parameters (a rest array would be one more allocation per prediction).
  */
@@ -377,6 +369,12 @@ export class OnlineLearner {
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
+  /**
+   * The model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
+   * and an alert name the model (`model="intent-lr"`), not its stage's generated label. The task's own
+   * series (churn's evictions, intent's out-of-order events) are made here too.
+   */
+  readonly metrics: Metrics;
 
   constructor(
     readonly config: ResolvedModelConfig,
@@ -392,7 +390,8 @@ export class OnlineLearner {
     this.maxDelayMs = context.replay ? 0 : config.batch.maxDelayMs;
     if (context.replay && config.batch.maxDelayMs > 0) context.logger.info({ max_delay_ms: config.batch.maxDelayMs }, 'replayed input: batches by size only (batch.max_delay does not apply)');
     this.baseLearningRate = config.optimizer.learning_rate;
-    const m = modelMetrics(context, config.name);
+    this.metrics = context.metrics.withLabels({ model: config.name });
+    const m = this.metrics;
     this.gauges = {
       auc: m.gauge('model_auc', 'Prequential ROC AUC over the last `metrics.window` labels (exact).'),
       aucCumulative: m.gauge('model_auc_cumulative', 'Prequential ROC AUC over every label so far.'),
@@ -770,12 +769,7 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      const oldest = this.oldestAwaiting()!;
-      this.release(oldest);
-      if (!countedInvalid(oldest)) {
-        this.counts.overflow++;
-        this.counters.overflow.inc();
-      }
+      if (this.drop(this.oldestAwaiting()!)) this.countDropped('overflow');
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -791,6 +785,22 @@ export class OnlineLearner {
       return undefined;
     }
     return queue[this.awaitingHead];
+  }
+
+  /**
+   * Takes an unlabelled prediction out of the label buffer; true where its drop is still to be
+   * counted (countDropped): one not a number was counted when made (invalidScore) and counts nothing more.
+   */
+  private drop(sample: Sample): boolean {
+    this.release(sample);
+    return !countedInvalid(sample);
+  }
+
+  /** Counts predictions dropped unlabelled, in one prom-client call (expire drops many at once). */
+  private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', dropped = 1): void {
+    if (dropped === 0) return;
+    this.counts[reason] += dropped;
+    this.counters[reason].inc(dropped);
   }
 
   /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
@@ -1032,10 +1042,9 @@ export class OnlineLearner {
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.expiresFrom < before; oldest = this.oldestAwaiting()) {
-      this.release(oldest);
-      if (!countedInvalid(oldest)) dropped++;
+      if (this.drop(oldest)) dropped++;
     }
-    this.countExpired(dropped);
+    this.countDropped('expired', dropped);
     return dropped;
   }
 
@@ -1059,14 +1068,7 @@ export class OnlineLearner {
   expireOne(handle: SampleHandle): void {
     this.snapshots.settle();
     if (handle.released) return;
-    this.release(handle as Sample);
-    if (!countedInvalid(handle as Sample)) this.countExpired(1);
-  }
-
-  private countExpired(dropped: number): void {
-    if (dropped === 0) return;
-    this.counts.expired += dropped;
-    this.counters.expired.inc(dropped);
+    if (this.drop(handle as Sample)) this.countDropped('expired');
   }
 
   /**
@@ -1076,10 +1078,7 @@ export class OnlineLearner {
   withdraw(handle: SampleHandle): void {
     this.snapshots.settle();
     if (handle.released) return;
-    this.release(handle as Sample);
-    if (countedInvalid(handle as Sample)) return;
-    this.counts.withdrawn++;
-    this.counters.withdrawn.inc();
+    if (this.drop(handle as Sample)) this.countDropped('withdrawn');
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */

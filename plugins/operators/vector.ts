@@ -127,17 +127,6 @@ export function inFloat32Range(x: number): number {
   return x > FLOAT32_MAX ? FLOAT32_MAX : x < -FLOAT32_MAX ? -FLOAT32_MAX : x;
 }
 
-/** `s_*` and exact names to a matcher; compiled once per operator. */
-export function nameMatcher(patterns: readonly string[]): (name: string) => boolean {
-  const exact = new Set<string>();
-  const wild: RegExp[] = [];
-  for (const pattern of patterns) {
-    if (pattern.includes('*')) wild.push(wildcard(pattern));
-    else exact.add(pattern);
-  }
-  return (name) => exact.has(name) || wild.some((re) => re.test(name));
-}
-
 /** A pattern with `*` as the whole names it matches. */
 function wildcard(pattern: string): RegExp {
   return new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`);
@@ -155,16 +144,22 @@ function escapeRegExp(text: string): string {
 export class NameResolver {
   private lastNames: readonly string[] | undefined;
   private lastIndices: Int32Array = new Int32Array(0);
-  private readonly matches: (name: string) => boolean;
+  /** The exact names, in the order given (reported missing in it). */
   private readonly exact: readonly string[];
+  private readonly exactSet: ReadonlySet<string>;
+  /** Each `*` pattern with its compiled form (compiled once per operator). */
   private readonly wildcards: readonly [string, RegExp][];
   private readonly onMissing: (missing: string[]) => void;
 
   constructor(patterns: readonly string[], onMissing: (missing: string[]) => void) {
-    this.matches = nameMatcher(patterns);
     this.exact = patterns.filter((p) => !p.includes('*'));
+    this.exactSet = new Set(this.exact);
     this.wildcards = patterns.filter((p) => p.includes('*')).map((p) => [p, wildcard(p)]);
     this.onMissing = onMissing;
+  }
+
+  private matches(name: string): boolean {
+    return this.exactSet.has(name) || this.wildcards.some(([, re]) => re.test(name));
   }
 
   indices(names: readonly string[]): Int32Array {

@@ -300,9 +300,8 @@ async function* decodeJsonLines(
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
       else events.push(result);
     }
-    // A last line without its line end is decoded, but not counted read (DecodedBatch.unterminated).
-    const throughLine = firstLine + lines.length - 1 - (unterminated === undefined ? 0 : 1);
-    if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte: endByte, ...(unterminated === undefined ? {} : { unterminated }) };
+    const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
+    if (decoded) yield decoded;
   }
 }
 
@@ -410,11 +409,11 @@ async function* decodeCsv(
         if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // an empty line is no row
       }
       if (batch.lines.length > 0) {
-        // A last line without its line end is a row, but not counted read (DecodedBatch.unterminated).
         unterminated = batch.unterminated;
-        throughLine = batch.firstLine + batch.lines.length - 1 - (unterminated === undefined ? 0 : 1);
+        throughLine = lastLineRead(batch);
         throughByte = batch.endByte;
-        if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
+        const decoded = batchThrough(events, throughLine, throughByte, unterminated, skipThrough);
+        if (decoded) yield decoded;
         events = [];
       }
       if (batch.rest) {
@@ -502,7 +501,22 @@ async function* decodeCsv(
     line += piece.lineEnds;
     byte += piece.bytes.length;
   }
-  if (throughLine > skipThrough || unterminated !== undefined) yield { events, throughLine, throughByte, ...(unterminated === undefined ? {} : { unterminated }) };
+  const decoded = batchThrough(events, throughLine, throughByte, unterminated, skipThrough);
+  if (decoded) yield decoded;
+}
+
+/** A batch's last line counted read: one the stream ended in, without its line end, is decoded but not counted (DecodedBatch.unterminated). */
+function lastLineRead(batch: LineBatch): number {
+  return batch.firstLine + batch.lines.length - 1 - (batch.unterminated === undefined ? 0 : 1);
+}
+
+/**
+ * The batch that hands on a run's events and position; none where every line of the run was read
+ * before (a resumed run passing them over) and the stream did not end inside a record.
+ */
+function batchThrough(events: ClickEvent[], throughLine: number, throughByte: number, unterminated: number | undefined, skipThrough: number): DecodedBatch | undefined {
+  if (throughLine <= skipThrough && unterminated === undefined) return undefined;
+  return unterminated === undefined ? { events, throughLine, throughByte } : { events, throughLine, throughByte, unterminated };
 }
 
 /** Why a record's quoted field ended it: the end of the file, or the bound. */
