@@ -7,8 +7,8 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, recordOperator, type SessionSummary } from 'tributary';
-import { OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type SessionSummary } from 'tributary';
+import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -620,48 +620,25 @@ export default defineOperator<ChurnModelConfig>({
       async open() {
         await learner.open();
       },
-      apply: recordOperator(context, () => {
-        // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
-        // cost a context allocation per record, made or not).
-        let tickEmit: Emit | undefined;
-        const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
-        timer.unref();
-        return {
-          record(record, emit) {
-            tickEmit ??= emit;
-            emit(record);
-            if (record.kind === 'event') onEvent(record as ClickEvent);
-            else if (isSessionSummary(record)) onSummary(record, emit);
-            learner.tickRecord(emit);
-          },
-          watermark(mark, emit) {
-            learner.snapshots.settle();
-            if (mark.time === Infinity) {
-              learner.endOfInput(emit);
-              return;
-            }
-            while (deadlines.length > 0 && deadlines[0]! < mark.time) {
-              const deadline = deadlines[0]!;
-              const pending = deadlineOf[0]!;
-              pop();
-              // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
-              if (pending.end + horizon > deadline) continue;
-              // Gone with its user (evicted, or its partition revoked): no label.
-              const user = users.get(pending.userId);
-              const index = user ? user.pending.indexOf(pending) : -1;
-              if (index < 0) continue;
-              user!.pending.splice(index, 1);
-              learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
-            }
-            learner.expire(mark.time - config.labelBuffer.timeoutMs);
-            learner.tick(emit);
-          },
-          // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
-          finalize() {
-            tickEmit = undefined;
-            clearInterval(timer);
-          },
-        };
+      apply: learnerOperator(context, learner, config.batch.maxDelayMs, {
+        event: onEvent,
+        summary: onSummary,
+        watermark(time, emit) {
+          while (deadlines.length > 0 && deadlines[0]! < time) {
+            const deadline = deadlines[0]!;
+            const pending = deadlineOf[0]!;
+            pop();
+            // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
+            if (pending.end + horizon > deadline) continue;
+            // Gone with its user (evicted, or its partition revoked): no label.
+            const user = users.get(pending.userId);
+            const index = user ? user.pending.indexOf(pending) : -1;
+            if (index < 0) continue;
+            user!.pending.splice(index, 1);
+            learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
+          }
+          learner.expire(time - config.labelBuffer.timeoutMs);
+        },
       }),
       /**
        * The users of these partitions return (or not) on another member now: labelling their pending

@@ -6,8 +6,8 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, isSessionSummary, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, recordOperator } from 'tributary';
-import { idPrefix, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline } from 'tributary';
+import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -383,51 +383,28 @@ export default defineOperator<IntentModelConfig>({
       async open() {
         await learner.open();
       },
-      apply: recordOperator(context, () => {
-        // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
-        // cost a context allocation per record, made or not).
-        let tickEmit: Emit | undefined;
-        const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, config.batch.maxDelayMs || 1000));
-        timer.unref();
-        return {
-          record(record, emit) {
-            tickEmit ??= emit;
-            emit(record);
-            if (record.kind === 'event') onEvent(record as ClickEvent, emit);
-            else if (isSessionSummary(record)) onSummary(record, emit);
-            learner.tickRecord(emit);
-          },
-          watermark(mark, emit) {
-            learner.snapshots.settle();
-            if (mark.time === Infinity) {
-              ended = true;
-              learner.endOfInput(emit);
-              return;
+      apply: learnerOperator(context, learner, config.batch.maxDelayMs, {
+        event: onEvent,
+        summary: onSummary,
+        ended: () => void (ended = true),
+        watermark(time) {
+          const cutoff = time - config.labelBuffer.timeoutMs;
+          learner.expire(cutoff);
+          // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
+          if (time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
+            lastSweep = time;
+            for (const [key, state] of sessions) {
+              if (state.last >= cutoff) continue;
+              // Expired, as expire() would have counted them had no younger prediction been queued before them.
+              for (const sample of state.pending) learner.expireOne(sample);
+              state.pending = [];
+              sequences?.delete(key);
+              // A session that bought may still be open (a gap longer than the timeout): keep knowing it
+              // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
+              if (!state.purchased || state.labelled) sessions.delete(key);
             }
-            const cutoff = mark.time - config.labelBuffer.timeoutMs;
-            learner.expire(cutoff);
-            // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
-            if (mark.time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
-              lastSweep = mark.time;
-              for (const [key, state] of sessions) {
-                if (state.last >= cutoff) continue;
-                // Expired, as expire() would have counted them had no younger prediction been queued before them.
-                for (const sample of state.pending) learner.expireOne(sample);
-                state.pending = [];
-                sequences?.delete(key);
-                // A session that bought may still be open (a gap longer than the timeout): keep knowing it
-                // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
-                if (!state.purchased || state.labelled) sessions.delete(key);
-              }
-            }
-            learner.tick(emit);
-          },
-          // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
-          finalize() {
-            tickEmit = undefined;
-            clearInterval(timer);
-          },
-        };
+          }
+        },
       }),
       /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions'. */
       snapshot(): Promise<IntentState> {

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type Metrics, PartedSnapshots, partsOf, type PluginContext, type Prediction, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -1438,4 +1438,53 @@ export class OnlineLearner {
     if (e.dropped) s.released = true;
     return s;
   }
+}
+
+/** What a model stage does with its input around its learner (see {@link learnerOperator}). */
+export interface LearnerStageHandlers {
+  event(event: ClickEvent, emit: Emit): void;
+  summary(summary: SessionSummary, emit: Emit): void;
+  /** A watermark before the end of input: labels and expiries due by `time` (the learner's batches run after). */
+  watermark(time: number, emit: Emit): void;
+  /** The end of input, before the learner's last batches. */
+  ended?(): void;
+}
+
+/**
+ * A model stage's operator: passes every record on, hands events and session summaries to the task's
+ * handlers, and runs the learner's micro-batches as records and watermarks come and on a timer (every
+ * `maxDelayMs`), so a quiet stream's predictions still leave.
+ */
+export function learnerOperator(context: PluginContext, learner: OnlineLearner, maxDelayMs: number, handlers: LearnerStageHandlers): RecordOperator {
+  return recordOperator(context, () => {
+    // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
+    // cost a context allocation per record, made or not).
+    let tickEmit: Emit | undefined;
+    const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, maxDelayMs || 1000));
+    timer.unref();
+    return {
+      record(record, emit) {
+        tickEmit ??= emit;
+        emit(record);
+        if (record.kind === 'event') handlers.event(record as ClickEvent, emit);
+        else if (isSessionSummary(record)) handlers.summary(record, emit);
+        learner.tickRecord(emit);
+      },
+      watermark(mark, emit) {
+        learner.snapshots.settle();
+        if (mark.time === Infinity) {
+          handlers.ended?.();
+          learner.endOfInput(emit);
+          return;
+        }
+        handlers.watermark(mark.time, emit);
+        learner.tick(emit);
+      },
+      // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
+      finalize() {
+        tickEmit = undefined;
+        clearInterval(timer);
+      },
+    };
+  });
 }
