@@ -350,6 +350,12 @@ export const CONSUMER_TUNING = {
   'isolation.level': 'read_committed',
 } as const;
 
+/** One consume call and the handling of its answer (KafkaSource.round): its number, and who waits for its end. */
+interface ConsumeRound {
+  number: number;
+  ended: (() => void)[];
+}
+
 class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
   private readonly partitions = new Map<string, PartitionState>();
@@ -481,7 +487,7 @@ class KafkaSource {
    * the new assignment's, which reads them again. So a partition taken away during a round is given
    * back only after it.
    */
-  private round: { number: number; ended: (() => void)[] } | undefined;
+  private round: ConsumeRound | undefined;
   private rounds = 0;
   /** An error consumeBatch met after taking a record: thrown by its next call (see consumeBatch). */
   private heldConsumeError: unknown;
@@ -912,7 +918,7 @@ class KafkaSource {
       } else if (this.paused && this.buffered <= this.maxBuffered / 2) {
         this.resume();
       }
-      const round: { number: number; ended: (() => void)[] } = { number: ++this.rounds, ended: [] };
+      const round: ConsumeRound = { number: ++this.rounds, ended: [] };
       this.round = round;
       try {
         let messages: RdKafka.Message[];
@@ -1739,7 +1745,7 @@ class KafkaSource {
   }
 
   /** The consume round's records are looked at (buffered or dropped): the assignments waiting for it go on. */
-  private endRound(round: { number: number; ended: (() => void)[] }): void {
+  private endRound(round: ConsumeRound): void {
     if (this.round === round) this.round = undefined;
     for (const resolve of round.ended.splice(0)) resolve();
   }
