@@ -245,7 +245,7 @@ export default defineOperator<IntentModelConfig>({
     'purchase event, a merge), is withdrawn unscored (`model_predictions_withdrawn_total`). ' +
     'A session the sessionizer closed before its gap passed (`closedBy`: `end_of_input`, or `evicted` by its `max_open_sessions`, its later ' +
     'events starting another session) is censored whatever it did so far (scoring only those that bought would score a sample rich in buyers): ' +
-    'its predictions are not scored, and are counted unlabelled at the end of input (the report\'s `unlabelledAtEnd`) or, evicted, as expired (`model_labels_expired_total`). ' +
+    'its predictions are not scored, and are counted unlabelled at the end of input (the report\'s `unlabelledAtEnd`) or, evicted, as expired (`model_labels_expired_total`) A session cut at the sessionizer\'s `max_length` is not censored: the cut is part of what a session is, so it is labelled by its own events, and a purchase in its continuation (another session) labels that one. ' +
     '`label_buffer.timeout` must be longer than the `gap` of the sessionizer before it, and than its `gap` plus `allowed_lateness` (a config error otherwise: labels come a gap after a ' +
     'session\'s last event, so predictions would expire first; a late event may reopen a session that bought until then); a prediction made more than timeout minus gap before its session\'s last event ' +
     'expires unlabelled (counted in `model_labels_expired_total`), so set it above the gap plus the longest session (`max_length`). ' +

@@ -519,6 +519,29 @@ test('intent after a sessionizer with ids from the data and allowed_lateness: a 
   assert.deepEqual([scored.n, scored.positives], [1, 1]);
 });
 
+test('intent: a session cut at max_length is labelled by its own events, not censored; the purchase in its continuation labels the continuation', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const x = (minute: number, type = 'view'): Element => ({ ...event('a', '', t + minute * min, 0, t, type, [0.5, 0, 0, 0]), session: undefined }) as Element;
+  // One visit: a view every 10 minutes for 3 hours, cut at 2 h by max_length, a purchase at 190.
+  const input: Element[] = [];
+  for (let m = 0; m <= 180; m += 10) input.push(x(m));
+  input.push(x(190, 'purchase'), watermark(t + 6 * hour), watermark(Infinity));
+  const chain = await Chain.build(
+    [stage(sessionizer, { gap: '30m', max_length: '2h' }), stage(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { timeout: '6h' } })],
+    testContext(),
+  );
+  const output = chain.push(input).end();
+  const summaries = output.filter((r) => isSessionSummary(r)) as unknown as { sessionId: string; closedBy?: string; eventCount: number }[];
+  assert.deepEqual(summaries.map((s) => s.closedBy), ['max_length', 'gap']);
+  const [cut, continuation] = summaries;
+  const predictions = of(output, 'prediction');
+  assert.equal(predictions.length, 19, 'one per event before the purchase');
+  assert.deepEqual([...new Set(predictions.map((p) => p.sessionId))], [cut!.sessionId, continuation!.sessionId]);
+  const { summary: scored } = reportOf(output);
+  // All 19 scored: the cut session's as 0, the continuation's (those before its purchase) as 1.
+  assert.deepEqual([scored.n, scored.positives], [19, continuation!.eventCount - 1]);
+});
+
 test('intent: no prediction at an event that arrived after a later event of its user (its features, in arrival order, include that event: another tab\'s purchase); counted', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const x = (minute: number, sessionId: string, type = 'view'): ClickEvent => ({ kind: 'event', userId: 'u', sessionId, time: t + minute * min, type, itemId: 'i', price: 99 });
