@@ -21,6 +21,7 @@ export {
   type NotUtf8Line,
   type OverlongLine,
 } from './io.js';
+export { fnv1a } from './hash.js';
 export { sameFile } from './paths.js';
 export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';

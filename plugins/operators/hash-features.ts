@@ -4,7 +4,7 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
-import { defineOperator, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
+import { defineOperator, fnv1a, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
 import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
 import { BlockAppender } from './vector.js';
 
@@ -60,7 +60,7 @@ export default defineOperator<HashFeaturesConfig>({
       else if (canonical.has(field)) attrNames.push(undefined);
       else throw new RangeError(`fields[${k}]: unknown field '${field}'`);
       fieldNames.push(field.startsWith('attrs.') ? undefined : (field as keyof ClickEvent));
-      seeds[k] = fnv1a(0x811c9dc5, field + '=');
+      seeds[k] = fnv1a(field + '=');
     });
     // Field codes, not names: a keyed load with a varying name per field was megamorphic.
     const codes = Int32Array.from(fieldNames, (name) => (name === undefined ? ATTR : CANONICAL.indexOf(name)));
@@ -76,7 +76,7 @@ export default defineOperator<HashFeaturesConfig>({
               const raw = fieldValue(event, codes[k]!, attrNames[k]);
               if (raw === undefined || raw === null || raw === '') continue;
               const text = typeof raw === 'string' ? raw : String(raw);
-              const h = fnv1a(seeds[k]!, text);
+              const h = fnv1a(text, seeds[k]!);
               // Bucket from the high bits, sign from the lowest: independent enough for the trick.
               values[base + ((h >>> 1) % width)]! += signed && (h & 1) === 1 ? -1 : 1;
             }
@@ -106,14 +106,4 @@ function fieldValue(event: ClickEvent, code: number, attr: string | undefined): 
     default:
       return event.attrs?.[attr!];
   }
-}
-
-/** FNV-1a over UTF-16 code units, continuing from `seed`. */
-export function fnv1a(seed: number, text: string): number {
-  let h = seed >>> 0;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
