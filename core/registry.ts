@@ -7,7 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve as resolveImport } from 'import-meta-resolve';
 import { TributaryError } from './errors.js';
-import { isPlugin, type AnyPlugin, type PluginKind } from './plugin.js';
+import { isPlugin, runtimeEntryFields, type AnyPlugin, type PluginKind } from './plugin.js';
 
 export class PluginRegistry {
   private readonly byKind = new Map<PluginKind, Map<string, AnyPlugin>>([
@@ -119,6 +119,13 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (typeof spec.summary !== 'string') return 'summary must be a string';
   if (typeof spec.config !== 'object' || spec.config === null || Array.isArray(spec.config)) return 'config must be a JSON Schema object, e.g. { type: "object", properties: {} }';
   if (typeof spec.create !== 'function') return 'create must be a function (config, context) => instance';
+  // Declared, such a field would replace the runtime's in the entry's schema (a `type` of its own makes
+  // every entry of the plugin invalid) or pass validation and never reach the factory.
+  const properties = (spec.config as { properties?: unknown }).properties;
+  const taken = typeof properties === 'object' && properties !== null ? runtimeEntryFields.find((field) => Object.hasOwn(properties, field)) : undefined;
+  if (taken !== undefined) {
+    return `config declares '${taken}', an entry field the runtime reads itself (${runtimeEntryFields.join(', ')}) and never hands to the factory: give the option another name`;
+  }
   if (spec.partitioned !== undefined && (spec.kind !== 'source' || typeof spec.partitioned !== 'boolean')) return 'partitioned is for sources only: true where its instances implement onPartitions, partitionOffsets and partitionWatermarks';
   if (spec.kinds !== undefined) {
     if (spec.kind !== 'sink') return 'kinds is for sinks only (the record kinds a sink takes)';

@@ -313,6 +313,30 @@ test("a plugin's emits and sideOutputs are checked as it registers: lists of nam
   assert.equal(because('operator', { emits: ['prediction', 'model_metrics'], emitsOnlyWith: { model_metrics: report } }), '');
 });
 
+test("a plugin whose config declares an entry field the runtime reads (type, label, watermark, kinds, outputs) is refused as it registers, naming the field", () => {
+  const registry = new PluginRegistry();
+  const withOption = (kind: 'source' | 'operator' | 'sink', field: string): string => {
+    const config = { type: 'object', properties: { [field]: { type: 'string', description: 'An option of its own.' } } };
+    const spec = { ...defineOperator({ name: `p${Math.random()}`, summary: 'p', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, config };
+    try {
+      registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
+    } catch (error) {
+      return (error as Error).message.replace(/^m\.js: \w+ 'p[\d.]+' is not a valid plugin: /, '');
+    }
+    return '';
+  };
+  // An operator's `kinds` option (which record kinds to act on) would pass validation and reach its factory as undefined.
+  assert.equal(
+    withOption('operator', 'kinds'),
+    "config declares 'kinds', an entry field the runtime reads itself (type, label, watermark, kinds, outputs) and never hands to the factory: give the option another name",
+  );
+  for (const field of ['type', 'label', 'watermark', 'outputs']) assert.match(withOption('sink', field), new RegExp(`^config declares '${field}'`));
+  assert.equal(withOption('source', 'path'), '');
+  // Before, a `type` of its own replaced the runtime's, and every entry of the plugin was refused as the user's mistake.
+  const typed = defineSink<{ type: number }>({ name: 'typed', summary: 's', config: { type: 'object', properties: { type: { type: 'number', description: 'n' } } }, create: () => ({ write: () => undefined, close: async () => undefined }) });
+  assert.throws(() => registry.register(typed, 'typed.js'), /typed\.js: sink 'typed' is not a valid plugin: config declares 'type'/);
+});
+
 test("a sink's kinds naming what a stage makes only under config it does not have are config errors at the kind, with the stage and the option; with the option they validate", async () => {
   const pipeline = (intent: string, churn: string, sink: string): string =>
     [

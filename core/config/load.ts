@@ -9,7 +9,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Sch
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import { emittedWith, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
+import { emittedWith, runtimeEntryFields, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { parseDuration } from '../duration.js';
@@ -549,7 +549,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
-const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
+const runtimeFields = new Set(runtimeEntryFields);
 
 /** The label an entry's instance gets (its context's `label`, its metrics' `stage`, its key in checkpoints): its own, else `<kind>-<type>-<index>`. */
 export function entryLabel(kind: string, entry: PipelineEntry, index: number): string {
