@@ -263,6 +263,28 @@ test("a pipeline with a stage that does not declare what it emits (a user's plug
   ]);
 });
 
+test("a sink's kinds that the file gives are checked even where they are the plugin's own list; left to that default they are not", async () => {
+  const registry = await builtinRegistry();
+  registry.register(defineSink({ name: 'scores', summary: 's', kinds: ['prediction'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }), 'scores.js');
+  const problems = async (sink: string): Promise<string[]> => {
+    const file = join(dir, `given-kinds-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, ['sources: [{type: synthetic}]', 'stages: [{type: sessionizer}]', `sinks: [${sink}]`].join('\n'));
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+    }
+    return [];
+  };
+  // Written out, it is the user's choice, and this pipeline has no model to make predictions.
+  assert.deepEqual(await problems('{type: scores, kinds: [prediction]}'), [
+    "P:3:32: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'prediction', so this sink would get none; they emit: event, session",
+  ]);
+  // Left out, the sink is handed nothing, rightly (a backtest's report sink in a pipeline without models).
+  assert.deepEqual(await problems('{type: scores}'), []);
+});
+
 test("a plugin's kinds are checked as it registers: for sinks only, a non-empty list of record kinds", () => {
   const registry = new PluginRegistry();
   const sink = (kinds: unknown) => defineSink({ name: 's', summary: 's', kinds: kinds as string[], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });
