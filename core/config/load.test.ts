@@ -884,6 +884,28 @@ test('a plugin named by its TypeScript source is reported with what to name inst
   assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
 });
 
+test('a plugin file that is not there is said as its path and what it is relative to, with its TypeScript source where that is there, not as "imported from" Tributary\'s own registry.js', async () => {
+  const project = mkdtempSync(join(dir, 'missing-plugin-'));
+  mkdirSync(join(project, 'src'));
+  mkdirSync(join(project, 'pipelines'));
+  writeFileSync(join(project, 'src', 'plugin.ts'), "export default { kind: 'operator' as const };\n");
+  const file = join(project, 'pipelines', 'p.yaml');
+  writeFileSync(file, 'plugins: [../src/plugin.js, ./gone.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const problems = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.deepEqual(problems, [
+    `P:1:11: $.plugins[0]: cannot load plugin module '../src/plugin.js': there is no file ${join(project, 'src', 'plugin.js')} (relative to ${join(project, 'pipelines')}); ` +
+      `${join(project, 'src', 'plugin.ts')} is its TypeScript source: a TypeScript plugin is compiled first, with \`npx tsc\`; name the compiled .js file here: docs/plugin-authoring.md`,
+    `P:1:29: $.plugins[1]: cannot load plugin module './gone.js': there is no file ${join(project, 'pipelines', 'gone.js')} (relative to ${join(project, 'pipelines')})`,
+  ]);
+  // A module the plugin imports that is missing is the plugin's own problem, said in Node's words (which name the plugin).
+  writeFileSync(join(project, 'pipelines', 'imports.js'), "import './helper-gone.js';\n");
+  writeFileSync(file, 'plugins: [./imports.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  await assert.rejects(loadPipeline(file, { registry: await builtinRegistry(), env: {} }), /helper-gone\.js' imported from .*imports\.js/);
+});
+
 test("an unquoted whole ${VAR} is typed only where its value is a YAML number, boolean or null; any other value is kept as given, never read as YAML (a secret starting with '*' loads)", async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'env-values.yaml');
