@@ -447,6 +447,13 @@ interface InstanceOf {
 
 export const pluginMarker: unique symbol = Symbol.for('tributary.plugin');
 
+/**
+ * The fields of a pipeline entry the runtime reads itself and takes out before the factory gets its
+ * config (`type`, `label`; `watermark` of sources, `kinds` and `outputs` of sinks): a plugin's `config`
+ * may not declare them (PluginRegistry refuses one that does).
+ */
+export const runtimeEntryFields: readonly string[] = Object.freeze(['type', 'label', 'watermark', 'kinds', 'outputs']);
+
 export interface PluginSpec<K extends PluginKind, Config> {
   kind: K;
   /** The `type:` users write in YAML. */

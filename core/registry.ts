@@ -2,12 +2,13 @@
  * Plugins known to a run, by kind and name, and the loader for plugin modules (npm packages or files).
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve as resolveImport } from 'import-meta-resolve';
 import { TributaryError } from './errors.js';
-import { isPlugin, type AnyPlugin, type PluginKind } from './plugin.js';
+import { isPlugin, runtimeEntryFields, type AnyPlugin, type PluginKind } from './plugin.js';
 
 export class PluginRegistry {
   private readonly byKind = new Map<PluginKind, Map<string, AnyPlugin>>([
@@ -65,10 +66,23 @@ export class PluginRegistry {
     } catch (cause) {
       const where = cause instanceof SyntaxError ? syntaxErrorLocation(url, cause) : undefined;
       // Node (20) cannot import TypeScript: say what to name instead of its bare "Unknown file extension".
-      const typescript =
-        (cause as NodeJS.ErrnoException).code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?ts$/.test(specifier)
-          ? ' (a TypeScript plugin is compiled first, with `npx tsc`; name the compiled .js file here: docs/plugin-authoring.md)'
-          : '';
+      const code = (cause as NodeJS.ErrnoException).code;
+      const compileFirst = 'a TypeScript plugin is compiled first, with `npx tsc`; name the compiled .js file here: docs/plugin-authoring.md';
+      const typescript = code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?ts$/.test(specifier) ? ` (${compileFirst})` : '';
+      const file = url.startsWith('file:') ? fileURLToPath(url) : undefined;
+      // The named file itself is missing (not a module it imports): Node's text says it was "imported from"
+      // Tributary's own registry.js. Said as the path, what it is relative to (the pipeline's folder, or the
+      // working directory for --plugin), and a TypeScript source there (`../src/plugin.js`, named as a
+      // TypeScript import names it).
+      if (code === 'ERR_MODULE_NOT_FOUND' && file !== undefined && !existsSync(file)) {
+        const source = ['.ts', '.mts'].map((ext) => file.replace(/\.[cm]?js$/, ext)).find((candidate) => candidate !== file && existsSync(candidate));
+        const relative = isAbsolute(specifier) ? '' : ` (relative to ${baseDir})`;
+        throw new TributaryError(
+          'TRIB_ERR_PLUGIN_LOAD',
+          `cannot load plugin module '${specifier}': there is no file ${file}${relative}${source ? `; ${source} is its TypeScript source: ${compileFirst}` : ''}`,
+          { cause },
+        );
+      }
       throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}${where ? ` at ${where}` : ''}${typescript}`, { cause });
     }
     const found = new Set<AnyPlugin>();
@@ -119,6 +133,13 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (typeof spec.summary !== 'string') return 'summary must be a string';
   if (typeof spec.config !== 'object' || spec.config === null || Array.isArray(spec.config)) return 'config must be a JSON Schema object, e.g. { type: "object", properties: {} }';
   if (typeof spec.create !== 'function') return 'create must be a function (config, context) => instance';
+  // Declared, such a field would replace the runtime's in the entry's schema (a `type` of its own makes
+  // every entry of the plugin invalid) or pass validation and never reach the factory.
+  const properties = (spec.config as { properties?: unknown }).properties;
+  const taken = typeof properties === 'object' && properties !== null ? runtimeEntryFields.find((field) => Object.hasOwn(properties, field)) : undefined;
+  if (taken !== undefined) {
+    return `config declares '${taken}', an entry field the runtime reads itself (${runtimeEntryFields.join(', ')}) and never hands to the factory: give the option another name`;
+  }
   if (spec.partitioned !== undefined && (spec.kind !== 'source' || typeof spec.partitioned !== 'boolean')) return 'partitioned is for sources only: true where its instances implement onPartitions, partitionOffsets and partitionWatermarks';
   if (spec.kinds !== undefined) {
     if (spec.kind !== 'sink') return 'kinds is for sinks only (the record kinds a sink takes)';

@@ -263,6 +263,28 @@ test("a pipeline with a stage that does not declare what it emits (a user's plug
   ]);
 });
 
+test("a sink's kinds that the file gives are checked even where they are the plugin's own list; left to that default they are not", async () => {
+  const registry = await builtinRegistry();
+  registry.register(defineSink({ name: 'scores', summary: 's', kinds: ['prediction'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }), 'scores.js');
+  const problems = async (sink: string): Promise<string[]> => {
+    const file = join(dir, `given-kinds-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, ['sources: [{type: synthetic}]', 'stages: [{type: sessionizer}]', `sinks: [${sink}]`].join('\n'));
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
+    }
+    return [];
+  };
+  // Written out, it is the user's choice, and this pipeline has no model to make predictions.
+  assert.deepEqual(await problems('{type: scores, kinds: [prediction]}'), [
+    "P:3:32: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'prediction', so this sink would get none; they emit: event, session",
+  ]);
+  // Left out, the sink is handed nothing, rightly (a backtest's report sink in a pipeline without models).
+  assert.deepEqual(await problems('{type: scores}'), []);
+});
+
 test("a plugin's kinds are checked as it registers: for sinks only, a non-empty list of record kinds", () => {
   const registry = new PluginRegistry();
   const sink = (kinds: unknown) => defineSink({ name: 's', summary: 's', kinds: kinds as string[], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) });
@@ -311,6 +333,30 @@ test("a plugin's emits and sideOutputs are checked as it registers: lists of nam
   );
   assert.equal(because('operator', { emits: ['model_metrics'], emitsOnlyWith: ['model_metrics'] }), 'emitsOnlyWith must map names of emits to { condition, test }');
   assert.equal(because('operator', { emits: ['prediction', 'model_metrics'], emitsOnlyWith: { model_metrics: report } }), '');
+});
+
+test("a plugin whose config declares an entry field the runtime reads (type, label, watermark, kinds, outputs) is refused as it registers, naming the field", () => {
+  const registry = new PluginRegistry();
+  const withOption = (kind: 'source' | 'operator' | 'sink', field: string): string => {
+    const config = { type: 'object', properties: { [field]: { type: 'string', description: 'An option of its own.' } } };
+    const spec = { ...defineOperator({ name: `p${Math.random()}`, summary: 'p', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, config };
+    try {
+      registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
+    } catch (error) {
+      return (error as Error).message.replace(/^m\.js: \w+ 'p[\d.]+' is not a valid plugin: /, '');
+    }
+    return '';
+  };
+  // An operator's `kinds` option (which record kinds to act on) would pass validation and reach its factory as undefined.
+  assert.equal(
+    withOption('operator', 'kinds'),
+    "config declares 'kinds', an entry field the runtime reads itself (type, label, watermark, kinds, outputs) and never hands to the factory: give the option another name",
+  );
+  for (const field of ['type', 'label', 'watermark', 'outputs']) assert.match(withOption('sink', field), new RegExp(`^config declares '${field}'`));
+  assert.equal(withOption('source', 'path'), '');
+  // Before, a `type` of its own replaced the runtime's, and every entry of the plugin was refused as the user's mistake.
+  const typed = defineSink<{ type: number }>({ name: 'typed', summary: 's', config: { type: 'object', properties: { type: { type: 'number', description: 'n' } } }, create: () => ({ write: () => undefined, close: async () => undefined }) });
+  assert.throws(() => registry.register(typed, 'typed.js'), /typed\.js: sink 'typed' is not a valid plugin: config declares 'type'/);
 });
 
 test("a sink's kinds naming what a stage makes only under config it does not have are config errors at the kind, with the stage and the option; with the option they validate", async () => {
@@ -836,6 +882,28 @@ test('a plugin named by its TypeScript source is reported with what to name inst
   );
   assert.equal(problems.length, 1, problems.join('\n'));
   assert.match(problems[0]!, /^P:1:11: \$\.plugins\[0\]: cannot load plugin module '\.\/plugin\.ts': Unknown file extension "\.ts" .*a TypeScript plugin is compiled first, with `npx tsc`; name the compiled \.js file here/);
+});
+
+test('a plugin file that is not there is said as its path and what it is relative to, with its TypeScript source where that is there, not as "imported from" Tributary\'s own registry.js', async () => {
+  const project = mkdtempSync(join(dir, 'missing-plugin-'));
+  mkdirSync(join(project, 'src'));
+  mkdirSync(join(project, 'pipelines'));
+  writeFileSync(join(project, 'src', 'plugin.ts'), "export default { kind: 'operator' as const };\n");
+  const file = join(project, 'pipelines', 'p.yaml');
+  writeFileSync(file, 'plugins: [../src/plugin.js, ./gone.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const problems = await loadPipeline(file, { registry: await builtinRegistry(), env: {} }).then(
+    () => [],
+    (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
+  );
+  assert.deepEqual(problems, [
+    `P:1:11: $.plugins[0]: cannot load plugin module '../src/plugin.js': there is no file ${join(project, 'src', 'plugin.js')} (relative to ${join(project, 'pipelines')}); ` +
+      `${join(project, 'src', 'plugin.ts')} is its TypeScript source: a TypeScript plugin is compiled first, with \`npx tsc\`; name the compiled .js file here: docs/plugin-authoring.md`,
+    `P:1:29: $.plugins[1]: cannot load plugin module './gone.js': there is no file ${join(project, 'pipelines', 'gone.js')} (relative to ${join(project, 'pipelines')})`,
+  ]);
+  // A module the plugin imports that is missing is the plugin's own problem, said in Node's words (which name the plugin).
+  writeFileSync(join(project, 'pipelines', 'imports.js'), "import './helper-gone.js';\n");
+  writeFileSync(file, 'plugins: [./imports.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  await assert.rejects(loadPipeline(file, { registry: await builtinRegistry(), env: {} }), /helper-gone\.js' imported from .*imports\.js/);
 });
 
 test("an unquoted whole ${VAR} is typed only where its value is a YAML number, boolean or null; any other value is kept as given, never read as YAML (a secret starting with '*' loads)", async () => {

@@ -9,7 +9,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Sch
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import { emittedWith, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
+import { emittedWith, runtimeEntryFields, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { parseDuration } from '../duration.js';
@@ -191,6 +191,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         return;
       }
       if (kind === 'operator') options.adjustStage?.(entry as PipelineEntry, plugin);
+      // Before validation fills the plugin's default in, which looks the same.
+      if (kind === 'sink' && Object.hasOwn(entry, 'kinds')) sinkKindsGiven.add(entry as PipelineEntry);
       let errors: ErrorObject[];
       try {
         errors = validator.validateEntry(plugin, entry);
@@ -254,6 +256,12 @@ const defaultDeadLetterEntry = (pipeline: string): PipelineEntry => ({ type: 'fi
 
 /** The runtime's own dead-letter sink where a file names none: no entry of the pipeline, so no plugin's check sees it. */
 const defaultDeadLetters = new WeakSet<ResolvedEntry>();
+
+/**
+ * Sink entries whose file (or a `--set`) names their `kinds`: checked against what the pipeline makes even
+ * where they equal the plugin's own list, which is otherwise taken for validation's default (see sinkRoutingProblems).
+ */
+const sinkKindsGiven = new WeakSet<PipelineEntry>();
 
 /** Where a problem of the checks across entries is, in a file (loadPipeline) or by paths alone (a pipeline composed in code). */
 interface ProblemLocator {
@@ -423,9 +431,10 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
  * config makes (PluginSpec.emitsOnlyWith: a model's `model_metrics` only with `report: true`); a name an
  * entry would make with other config is said with the entry and the condition. Where a plugin does not
  * declare (a user's plugin), nothing is said: it may produce anything, and a note on every such pipeline
- * would be noise that `validate` could not tell from a finding. A `kinds` equal to its sink plugin's own
- * list is validation's default, not the user's choice: a backtest's report sink takes `model_metrics` in a
- * pipeline with no model, and is handed nothing, rightly.
+ * would be noise that `validate` could not tell from a finding. A `kinds` the entry does not give is
+ * validation's default (its sink plugin's own list), not the user's choice: a backtest's report sink takes
+ * `model_metrics` in a pipeline with no model, and is handed nothing, rightly. One the file gives is checked,
+ * even where it equals that list (a sink of predictions beside no model: `kinds: [prediction]`).
  */
 function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const kinds = new Set<string>(['event']);
@@ -459,7 +468,8 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
   entries.sinks.forEach((sink, index) => {
     const entry = sink.entry as { kinds?: unknown; outputs?: unknown };
     const declared = sink.plugin.kinds;
-    const isDefault = declared !== undefined && Array.isArray(entry.kinds) && entry.kinds.length === declared.length && entry.kinds.every((kind, i) => kind === declared[i]);
+    const isDefault =
+      !sinkKindsGiven.has(sink.entry) && declared !== undefined && Array.isArray(entry.kinds) && entry.kinds.length === declared.length && entry.kinds.every((kind, i) => kind === declared[i]);
     if (kindsKnown && Array.isArray(entry.kinds) && !isDefault) {
       entry.kinds.forEach((kind: unknown, at) => {
         if (typeof kind !== 'string' || kinds.has(kind)) return;
@@ -549,7 +559,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
-const runtimeFields = new Set(['type', 'label', 'watermark', 'kinds', 'outputs']);
+const runtimeFields = new Set(runtimeEntryFields);
 
 /** The label an entry's instance gets (its context's `label`, its metrics' `stage`, its key in checkpoints): its own, else `<kind>-<type>-<index>`. */
 export function entryLabel(kind: string, entry: PipelineEntry, index: number): string {
