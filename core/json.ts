@@ -277,3 +277,35 @@ export function recordToJsonBytes(record: object): Buffer {
   }
   return scratch.bytes.subarray(0, end);
 }
+
+/**
+ * Where `value` holds something JSON.stringify drops or changes, and what; undefined where nothing.
+ * Always: a Map or a Set (written as {}), a typed array (an object of indices), a Date (a string), a
+ * function, a symbol, a bigint. `strict` also: a number that is not finite (null) and undefined in an
+ * array (null), which a state may mean (and read null back as).
+ */
+export function jsonProblem(value: unknown, path: string, options: { strict: boolean }): string | undefined {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
+  if (typeof value === 'number') return !options.strict || Number.isFinite(value) ? undefined : `${path} is ${value} (written as null)`;
+  if (typeof value !== 'object') return `${path} is a ${typeof value}`;
+  if (value instanceof Map || value instanceof Set) return `${path} is a ${value instanceof Map ? 'Map' : 'Set'} (written as {}): use [...entries] or an object`;
+  if (ArrayBuffer.isView(value)) return `${path} is a ${value.constructor.name} (written as an object of indices): use Array.from`;
+  if (value instanceof Date) return `${path} is a Date (read back as a string): use getTime()`;
+  // What JSON.stringify writes of it (a Buffer's, a user's own class's).
+  const toJson = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJson === 'function') return jsonProblem((toJson as () => unknown).call(value), path, options);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const problem = item === undefined ? (options.strict ? `${path}[${i}] is undefined (written as null)` : undefined) : jsonProblem(item, `${path}[${i}]`, options);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  for (const [key, child] of Object.entries(value)) {
+    if (child === undefined) continue; // dropped, and absent reads back as undefined
+    const problem = jsonProblem(child, `${path}.${key}`, options);
+    if (problem) return problem;
+  }
+  return undefined;
+}

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { configErrorTexts, loadPipeline, type LoadedPipeline } from './config/load.js';
 import type { Element, StreamRecord } from './events.js';
+import { jsonProblem } from './json.js';
 import { defineSink, defineSource, isPlugin, type AnyPlugin, type Clock, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin, type Source, type SourcePlugin } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
@@ -268,32 +269,9 @@ async function runAsTheRuntimeDoes(operator: Operator, input: readonly Element[]
 /** `snapshot` as a checkpoint gives it back (checkpoints are JSON); throws where JSON would change it. */
 function asCheckpointed(name: string, snapshot: unknown): unknown {
   if (snapshot === undefined) return undefined;
-  const problem = notJson(snapshot, '$');
+  const problem = jsonProblem(snapshot, '$', { strict: true });
   if (problem) throw new Error(`${name}: snapshot() would not survive a checkpoint (checkpoints are JSON): ${problem}`);
   return JSON.parse(JSON.stringify(snapshot)) as unknown;
-}
-
-/** Where `value` holds something JSON.stringify drops or changes, and what; undefined when nothing. */
-function notJson(value: unknown, path: string): string | undefined {
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
-  if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${path} is ${value} (written as null)`;
-  if (typeof value !== 'object') return `${path} is a ${typeof value}`;
-  if (value instanceof Map || value instanceof Set) return `${path} is a ${value instanceof Map ? 'Map' : 'Set'} (written as {}): use [...entries] or an object`;
-  if (ArrayBuffer.isView(value)) return `${path} is a ${value.constructor.name} (written as an object of indices): use Array.from`;
-  if (value instanceof Date) return `${path} is a Date (read back as a string): use getTime()`;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const problem = value[i] === undefined ? `${path}[${i}] is undefined (written as null)` : notJson(value[i], `${path}[${i}]`);
-      if (problem) return problem;
-    }
-    return undefined;
-  }
-  for (const [key, child] of Object.entries(value)) {
-    if (child === undefined) continue; // dropped, and absent reads back as undefined
-    const problem = notJson(child, `${path}.${key}`);
-    if (problem) return problem;
-  }
-  return undefined;
 }
 
 export type { Sink };

@@ -1066,6 +1066,26 @@ test('a run leaves no listener on the signal it was given, whether it drained or
 });
 
 
+test("a stage's snapshot that JSON would not give back (a Map, a Set in a parted snapshot) fails the checkpoint, naming the stage and where: its restore would have lost that state without a word", async () => {
+  for (const [name, snapshot, where] of [
+    ['mapped', () => ({ seen: new Map([['u1', 1]]) }), '$.seen is a Map (written as {})'],
+    ['parted', async () => ({ users: [{ tabs: new Set(['a']) }] }), '$.users[0].tabs is a Set (written as {})'],
+  ] as const) {
+    const stage = defineOperator<Record<string, never>>({
+      name,
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record) })), snapshot, restore: () => undefined }),
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-snapshot-json-'));
+    const yaml = `sources: [{type: synthetic, events: 20}]\nstages: [{type: ${name}}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}}\n`;
+    await assert.rejects(runYaml(yaml, { plugins: [stage], builtins: true }), (error: Error) => {
+      assert.ok(error.message.includes(`stage-${name}-0: snapshot() would not survive a checkpoint (checkpoints are JSON): ${where}`), error.message);
+      return true;
+    });
+  }
+});
+
 /** A stage that counts the records through it; its state is the count (snapshot and restore). */
 function countingStage(): { plugin: AnyPlugin; count: number; restored: unknown } {
   const counter: { plugin: AnyPlugin; count: number; restored: unknown } = {

@@ -24,6 +24,7 @@ import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, sinksLaten
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, type Checkpoint, type CheckpointBody } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
+import { jsonProblem } from '../json.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -293,6 +294,21 @@ type TakenSnapshots = Map<string, RawJson | Promise<unknown>>;
 
 const isPromiseLike = (value: unknown): value is PromiseLike<unknown> => typeof (value as { then?: unknown } | null)?.then === 'function';
 
+const snapshotsChecked = new WeakSet<Operator>();
+
+/**
+ * A stage's first snapshot checked for what JSON would not give back (a Map written as {}, a typed array
+ * as an object): its restore would lose that state without a word, so the checkpoint fails instead,
+ * naming it. Once per stage instance: a walk of the whole state, which its later snapshots repeat in kind.
+ */
+function checkedOnce<T>(label: string, operator: Operator, state: T): T {
+  if (snapshotsChecked.has(operator)) return state;
+  const problem = jsonProblem(state, '$', { strict: false });
+  if (problem) throw new Error(`${label}: snapshot() would not survive a checkpoint (checkpoints are JSON): ${problem}`);
+  snapshotsChecked.add(operator);
+  return state;
+}
+
 /**
  * Every stage's snapshot of this instant: snapshot() is called on each in one synchronous pass. A
  * plain value is serialised at once (it may be the stage's live state); a promise resolves later,
@@ -304,12 +320,12 @@ function takeSnapshots(operators: readonly { label: string; operator: Operator }
     if (!operator.snapshot) continue;
     const state = operator.snapshot();
     if (isPromiseLike(state)) {
-      const promise = Promise.resolve(state);
+      const promise = Promise.resolve(state).then((value) => checkedOnce(label, operator, value));
       // Awaited in serialiseBody; a checkpoint failing before that must not leave it unhandled.
       promise.catch(() => undefined);
       taken.set(label, promise);
     } else {
-      const text = JSON.stringify(state);
+      const text = JSON.stringify(checkedOnce(label, operator, state));
       if (text !== undefined) taken.set(label, new RawJson(text));
     }
   }
