@@ -206,7 +206,7 @@ function resolveModule(specifier: string, baseDir: string): string {
   const missing = firstError === undefined ? undefined : /^Cannot find package '([^']*)'/.exec(firstError.message)?.[1];
   const reason =
     firstError === undefined || missing === specifier
-      ? `no package '${specifier}' is installed in node_modules of ${baseDir} (the pipeline's folder) or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to the pipeline)`
+      ? `no package '${specifier}' is installed in node_modules of ${baseDir} or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to ${baseDir})`
       : missing !== undefined && isAbsolute(missing)
         ? `the package is at ${missing}, but the file its package.json names (main, or exports' import entry) is not: is it built (npx tsc there)?`
         : firstError.message;

@@ -493,7 +493,7 @@ test('plugins: an npm package beside the pipeline is loaded by name, also when i
     (error: ConfigError) => error.problems.map((p) => formatProblem({ ...p, file: 'P' })),
   );
   assert.deepEqual(missing, [
-    `P:1:11: $.plugins[0]: cannot load plugin module 'plug-missing': no package 'plug-missing' is installed in node_modules of ${project} (the pipeline's folder) or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to the pipeline)`,
+    `P:1:11: $.plugins[0]: cannot load plugin module 'plug-missing': no package 'plug-missing' is installed in node_modules of ${project} or a folder above it, nor beside Tributary: npm install it there, or name the plugin's file (./plugin.js, relative to ${project})`,
   ]);
   // A package whose package.json names a file that is not there (not built yet) is not said to be missing.
   mkdirSync(join(project, 'node_modules', 'plug-unbuilt'), { recursive: true });
