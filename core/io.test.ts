@@ -89,6 +89,26 @@ test('a failing output fails flush() and ready()', async () => {
   await assert.rejects(Promise.resolve(writer.ready()), /disk full/);
 });
 
+test('a writer closed with its output kept open (stdout) leaves no listener on it: a daemon restarting a stdout pipeline does not pile them up', async () => {
+  const output = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  const before = output.listenerCount('error');
+  for (let run = 0; run < 12; run++) {
+    const writer = new JsonLinesWriter(output, { lingerMs: 0 });
+    writer.write({ kind: 'event', userId: 'u', time: run, type: 'view' });
+    await writer.close(true);
+  }
+  assert.equal(output.listenerCount('error'), before);
+  assert.equal(output.writableEnded, false, 'kept open');
+
+  // One whose output failed: its error still reaches it (no uncaught error), then its listener goes.
+  const failing = new Writable({ write: (_chunk, _encoding, callback) => callback(new Error('EPIPE')) });
+  const writer = new JsonLinesWriter(failing, { lingerMs: 0 });
+  writer.write({ kind: 'event', userId: 'u', time: 0, type: 'view' });
+  await assert.rejects(writer.close(true), /EPIPE/);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(failing.listenerCount('error'), 0);
+});
+
 test('a quiet stream reaches the output lingerMs after its first pending record, not before and not later', async (t) => {
   // The linger is a setTimeout: node's mock timers move its clock, so wall time (a loaded host) decides nothing.
   t.mock.timers.enable({ apis: ['setTimeout'] });

@@ -369,11 +369,13 @@ export class JsonLinesWriter {
   ) {
     this.chunkSize = options.chunkSize ?? 256 * 1024;
     this.chunk = new JsonBuffer(this.chunkSize);
-    output.on('error', (error: Error) => {
-      this.failed = error;
-      this.settle();
-    });
+    output.on('error', this.onOutputError);
   }
+
+  private readonly onOutputError = (error: Error): void => {
+    this.failed = error;
+    this.settle();
+  };
 
   write(record: object): void {
     if (this.used === 0 && this.options.lingerMs !== 0) this.startLinger();
@@ -465,9 +467,21 @@ export class JsonLinesWriter {
     if (this.completed < upTo) await new Promise<void>((resolve, reject) => this.waiters.push({ upTo, resolve, reject }));
   }
 
-  /** Flushes and ends the output (unless `keepOpen`, for stdout). */
+  /**
+   * Flushes and ends the output (unless `keepOpen`, for stdout). An output kept open outlives the writer:
+   * its error listener goes, or every stdout sink a daemon made (a pipeline restarted in the process)
+   * left one on process.stdout, holding that writer and its chunks (MaxListenersExceededWarning at the 11th).
+   */
   async close(keepOpen = false): Promise<void> {
-    if (keepOpen) return this.flush();
+    if (keepOpen) {
+      try {
+        return await this.flush();
+      } finally {
+        // A failed write's error event may not have been emitted yet (it comes on a later tick): left to come to us.
+        if (this.output.errored) setImmediate(() => this.output.off('error', this.onOutputError));
+        else this.output.off('error', this.onOutputError);
+      }
+    }
     this.flushPending();
     if (this.failed) throw this.failed;
     await new Promise<void>((resolve, reject) => {
