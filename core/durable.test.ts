@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileDurably, writeFileDurablySync } from 'tributary';
+import { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync } from 'tributary';
 
 test('writeFileDurably and writeFileDurablySync replace a file with all its parts, in order, and leave no temp file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tributary-durable-'));
@@ -44,4 +44,21 @@ test('a checkpoint folder, and the folder of a lock, made anew have their entrie
   // The folders holding the new ones' entries, once each: the second write made no folder.
   const folders = synced.filter((path) => !path.includes('checkpoint-')).sort();
   assert.deepEqual(folders, ['/', '/', '/new', '/new/checkpoints', '/new/checkpoints', '/out'].sort(), synced.join('\n'));
+});
+
+test('making folders: each missing level made, one there (or made meanwhile) left alone, a file in the way refused; a path under /proc fails with ENOENT instead of spinning (Node 20\'s recursive mkdir never returned there)', { timeout: 20_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-folders-'));
+  makeFolderDurablySync(join(dir, 'a', 'b', 'c'));
+  await makeFolderDurably(join(dir, 'x', 'y'));
+  makeFolderDurablySync(join(dir, 'a', 'b'));
+  await makeFolderDurably(join(dir, 'x'));
+  assert.ok(statSync(join(dir, 'a', 'b', 'c')).isDirectory() && statSync(join(dir, 'x', 'y')).isDirectory());
+  writeFileSync(join(dir, 'file'), '');
+  assert.throws(() => makeFolderDurablySync(join(dir, 'file')), /EEXIST/);
+  assert.throws(() => makeFolderDurablySync(join(dir, 'file', 'below')), /ENOTDIR/);
+  await assert.rejects(makeFolderDurably(join(dir, 'file')), /EEXIST/);
+  if (existsSync('/proc/self')) {
+    assert.throws(() => makeFolderDurablySync('/proc/tributary-nothing/dl'), /ENOENT/);
+    await assert.rejects(makeFolderDurably('/proc/tributary-nothing/dl'), /ENOENT/);
+  }
 });

@@ -4,7 +4,7 @@
  * folder fsynced. A crash or power loss at any moment leaves the old file or the new one whole: a
  * rename alone can reach the disk before the data does, leaving an empty or partial file in place.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -49,26 +49,53 @@ export function writeFileDurablySync(file: string, data: DurableData, temp = dur
  * Makes `folder`, and any folder above it that is missing, and fsyncs the folder above each one made:
  * a new folder's entry is in its parent, and until that is synced a crash can lose the folder with the
  * files written durably in it (a new checkpoint folder, its first checkpoint). Nothing to sync where it was there.
+ * One level at a time, not `mkdir -p`: Node 20's recursive mkdir never returns where mkdir answers
+ * ENOENT under a parent that is there (procfs: a path under /proc spun at full CPU, deaf to SIGTERM).
  */
 export async function makeFolderDurably(folder: string): Promise<void> {
-  for (const parent of parentsOfMade(folder, await mkdir(folder, { recursive: true }))) await syncFolder(parent);
-}
-
-/** {@link makeFolderDurably} for callers that cannot wait (taking a lock). */
-export function makeFolderDurablySync(folder: string): void {
-  for (const parent of parentsOfMade(folder, mkdirSync(folder, { recursive: true }))) syncFolderSync(parent);
-}
-
-/** The folders holding the entries of those a recursive mkdir of `folder` made, `first` the topmost of them (mkdir's result). */
-function parentsOfMade(folder: string, first: string | undefined): string[] {
-  if (first === undefined) return [];
-  const top = resolve(first);
-  const parents: string[] = [];
-  for (let made = resolve(folder); ; made = dirname(made)) {
-    parents.push(dirname(made));
-    if (made === top || made === dirname(made)) return parents;
+  const missing = missingFolders(folder);
+  // Something there that is not a folder: mkdir's own EEXIST says so, as `mkdir -p` would.
+  if (missing.length === 0 && !isFolder(folder)) await mkdir(folder);
+  for (const made of missing) {
+    try {
+      await mkdir(made);
+    } catch (error) {
+      if (!madeMeanwhile(error, made)) throw error;
+      continue;
+    }
+    await syncFolder(dirname(made));
   }
 }
+
+/** {@link makeFolderDurably} for callers that cannot wait (taking a lock, opening a sink's file). */
+export function makeFolderDurablySync(folder: string): void {
+  const missing = missingFolders(folder);
+  if (missing.length === 0 && !isFolder(folder)) mkdirSync(folder);
+  for (const made of missing) {
+    try {
+      mkdirSync(made);
+    } catch (error) {
+      if (!madeMeanwhile(error, made)) throw error;
+      continue;
+    }
+    syncFolderSync(dirname(made));
+  }
+}
+
+/** The folders missing on the way to `folder`, the topmost first (none where it is there). */
+function missingFolders(folder: string): string[] {
+  const missing: string[] = [];
+  for (let at = resolve(folder); !existsSync(at); at = dirname(at)) {
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  return missing;
+}
+
+const isFolder = (path: string): boolean => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+
+/** An EEXIST from mkdir of `folder` where a folder is there now (another process made it first); not a file there. */
+const madeMeanwhile = (error: unknown, folder: string): boolean => (error as NodeJS.ErrnoException).code === 'EEXIST' && isFolder(folder);
 
 async function syncFolder(folder: string): Promise<void> {
   const handle = await open(folder, 'r');

@@ -23,7 +23,7 @@ export {
 } from './io.js';
 export { fnv1a } from './hash.js';
 export { sameFile } from './paths.js';
-export { writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
+export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';

@@ -5,9 +5,8 @@
  * what a sample is and when its label is known; this class does the rest.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -578,7 +577,7 @@ export class OnlineLearner {
     if (this.context.replay || !file || !saved) return;
     // Serialised before the first wait: the model goes on learning meanwhile.
     const body = JSON.stringify(saved);
-    await mkdir(dirname(file), { recursive: true });
+    await makeFolderDurably(dirname(file));
     // A fixed temp name: one left by a crash is overwritten by the next save.
     await writeFileDurably(file, body, `${file}.tmp`);
   }

@@ -7,13 +7,13 @@
  * it and overwrite the other's records.
  */
 import { once } from 'node:events';
-import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, open as openFile, openSync, readlinkSync, readSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
+import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, open as openFile, openSync, readlinkSync, readSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, JsonLinesWriter, LockRefusedError, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -201,7 +201,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
     return shared;
   }
   if (!append) replacedInRun(context).add(path);
-  mkdirSync(dirname(path), { recursive: true });
+  makeFolderDurablySync(dirname(path));
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation). Only
   // a regular file of the sink's own is replaced: not a device, nor the file a shell gave the process
   // as its stdout (`>> out.txt`, reached by /dev/stdout).
