@@ -163,6 +163,19 @@ test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as th
   assert.doesNotMatch(stderr, /closing after the failure failed too/);
 });
 
+test("a stdout sink whose reader went away (piped to head) ends the run saying so: exit 1, standard output's reader went away (EPIPE)", async () => {
+  const file = join(dir, 'stdout-gone.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: stdout}]\n');
+  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  // The reader takes one chunk and goes, as `head` does.
+  child.stdout!.once('data', () => child.stdout!.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
+});
+
 test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async () => {
   const fifo = join(dir, 'stalled.fifo');
   execFileSync('mkfifo', [fifo]);

@@ -1,6 +1,12 @@
 /** `stdout`: writes records as JSON lines to standard output, for pipes and `jq`. */
 import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
 
+/** A closed pipe said as what it is: a reader such as `head` exits once it has what it wanted. */
+function named(error: unknown): never {
+  if ((error as NodeJS.ErrnoException | null)?.code !== 'EPIPE') throw error;
+  throw Object.assign(new Error("standard output's reader went away (EPIPE, broken pipe)", { cause: error }), { code: 'EPIPE' });
+}
+
 export default defineSink<Record<string, never>>({
   name: 'stdout',
   status: 'stable',
@@ -11,9 +17,9 @@ export default defineSink<Record<string, never>>({
     const writer = new JsonLinesWriter(process.stdout, { lingerMs: 50 });
     return {
       write: (record: StreamRecord) => writer.write(record),
-      ready: () => writer.ready(),
-      flush: () => writer.flush(),
-      close: () => writer.close(true),
+      ready: () => writer.ready()?.catch(named),
+      flush: () => writer.flush().catch(named),
+      close: () => writer.close(true).catch(named),
     };
   },
 });
