@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defineOperator, recordOperator, watermark, type ClickEvent, type StreamRecord } from 'tributary';
-import { runOperator, specProblems } from 'tributary/testing';
+import { runOperator, specProblems, testContext } from 'tributary/testing';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
 
@@ -119,4 +119,13 @@ test('runOperator ends the input as a run does: it waits for ready() first, so w
     ['a', 'b', 'c'],
   );
   assert.deepEqual(state, { pending: 0, scored: 3 });
+});
+
+test("testContext keeps what countFiltered counted by its reason, as a run's summary shows it", () => {
+  const context = testContext();
+  context.countFiltered(2, 'bot');
+  context.countFiltered(1, 'bot');
+  context.countFiltered(4, 'no price');
+  assert.equal(context.filtered, 7);
+  assert.deepEqual({ ...context.filteredByReason }, { bot: 3, 'no price': 4 });
 });

@@ -161,6 +161,8 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
   deadLetters: Rejection[];
   sideOutputs: { name: string; record: StreamRecord }[];
   filtered: number;
+  /** What `countFiltered` counted, by its reason (the run's summary shows them so). */
+  filteredByReason: Record<string, number>;
   /** What the plugin reported with `fail(error)`, in order. */
   failures: Error[];
 } {
@@ -176,8 +178,9 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     clock: { now: () => Date.now() },
     batchSize: 1024,
     deadLetter: (rejection: Rejection) => void deadLetters.push(rejection),
-    countFiltered: (count: number) => {
+    countFiltered: (count: number, reason: string) => {
       context.filtered += count;
+      context.filteredByReason[reason] = (context.filteredByReason[reason] ?? 0) + count;
     },
     sideOutput: (name: string, record: StreamRecord) => void sideOutputs.push({ name, record }),
     fail: (error: Error) => void failures.push(error),
@@ -185,6 +188,7 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     sideOutputs,
     failures,
     filtered: 0,
+    filteredByReason: Object.create(null) as Record<string, number>,
     ...overrides,
   };
   return context;
