@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ORIGIN, recordToJson, recordToJsonBytes, type ClickEvent, type Prediction } from 'tributary';
-import { JsonBuffer, NO_ROOM, NOT_CANONICAL, writeRecordJson } from './json.js';
+import { JsonBuffer, NO_ROOM, NOT_CANONICAL, jsonProblem, writeRecordJson } from './json.js';
 
 test('canonical events encode exactly as JSON.stringify would, whatever their strings hold', () => {
   const cases: ClickEvent[] = [
@@ -73,4 +73,16 @@ test('predictions encode as JSON.stringify would, as bytes and as text, however 
   for (const record of odd) assert.equal(writeRecordJson(record, out, 0), NOT_CANONICAL, 'another order, other fields or other types take the generic path');
   const long = { kind: 'event', userId: 'u'.repeat(20_000), time: 1, type: 'view', note: '\u00e9'.repeat(5_000) };
   assert.equal(recordToJsonBytes(long).toString('utf8'), JSON.stringify(long), 'a record larger than the scratch buffer');
+});
+
+test('jsonProblem names what JSON would not give back, by path; strict also NaN and undefined in lists; itemsEach bounds the walk of each list and object', () => {
+  assert.equal(jsonProblem({ a: [1, { b: new Map() }] }, '$', { strict: false }), '$.a[1].b is a Map (written as {}): use [...entries] or an object');
+  assert.equal(jsonProblem({ t: new Float32Array(2) }, '$', { strict: false }), '$.t is a Float32Array (written as an object of indices): use Array.from');
+  assert.equal(jsonProblem({ n: NaN, u: [undefined] }, '$', { strict: false }), undefined);
+  assert.equal(jsonProblem({ n: NaN }, '$', { strict: true }), '$.n is NaN (written as null)');
+  assert.equal(jsonProblem({ at: { toJSON: () => new Set() } }, '$', { strict: false }), '$.at is a Set (written as {}): use [...entries] or an object');
+  const long: unknown[] = Array.from({ length: 5000 }, (_, i) => i);
+  long[4000] = new Set();
+  assert.equal(jsonProblem({ long }, '$', { strict: false, itemsEach: 1000 }), undefined);
+  assert.equal(jsonProblem({ long }, '$', { strict: false }), '$.long[4000] is a Set (written as {}): use [...entries] or an object');
 });

@@ -282,9 +282,11 @@ export function recordToJsonBytes(record: object): Buffer {
  * Where `value` holds something JSON.stringify drops or changes, and what; undefined where nothing.
  * Always: a Map or a Set (written as {}), a typed array (an object of indices), a Date (a string), a
  * function, a symbol, a bigint. `strict` also: a number that is not finite (null) and undefined in an
- * array (null), which a state may mean (and read null back as).
+ * array (null), which a state may mean (and read null back as). `itemsEach` bounds the walk to the first
+ * so many items of each list and entries of each object (a state's lists hold one kind of value): the
+ * runtime checks a large state in one turn of the event loop.
  */
-export function jsonProblem(value: unknown, path: string, options: { strict: boolean }): string | undefined {
+export function jsonProblem(value: unknown, path: string, options: { strict: boolean; itemsEach?: number }): string | undefined {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
   if (typeof value === 'number') return !options.strict || Number.isFinite(value) ? undefined : `${path} is ${value} (written as null)`;
   if (typeof value !== 'object') return `${path} is a ${typeof value}`;
@@ -295,14 +297,19 @@ export function jsonProblem(value: unknown, path: string, options: { strict: boo
   const toJson = (value as { toJSON?: unknown }).toJSON;
   if (typeof toJson === 'function') return jsonProblem((toJson as () => unknown).call(value), path, options);
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
+    const items = Math.min(value.length, options.itemsEach ?? Infinity);
+    for (let i = 0; i < items; i++) {
       const item: unknown = value[i];
       const problem = item === undefined ? (options.strict ? `${path}[${i}] is undefined (written as null)` : undefined) : jsonProblem(item, `${path}[${i}]`, options);
       if (problem) return problem;
     }
     return undefined;
   }
-  for (const [key, child] of Object.entries(value)) {
+  let entries = options.itemsEach ?? Infinity;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (entries-- <= 0) break;
+    const child: unknown = (value as Record<string, unknown>)[key];
     if (child === undefined) continue; // dropped, and absent reads back as undefined
     const problem = jsonProblem(child, `${path}.${key}`, options);
     if (problem) return problem;
