@@ -146,6 +146,35 @@ test('a start whose first token fetch fails leaves no refresh running (each daem
   }
 });
 
+test('a refresh under way when the client stops schedules no next one (each daemon restart that met one left a refresh asking the endpoint for good)', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let fetches = 0;
+  const answers: ((outcome: 'token' | 'refused') => void)[] = [];
+  // The endpoint answers when told to: the stop comes while a refresh waits for it.
+  const fetchToken = (async () => {
+    fetches++;
+    const outcome = await new Promise<'token' | 'refused'>((resolve) => answers.push(resolve));
+    if (outcome === 'refused') return new Response('{"error":"unavailable"}', { status: 503 });
+    return Response.json({ access_token: `token-${fetches}`, expires_in: 300 });
+  }) as typeof fetch;
+  for (const outcome of ['token', 'refused'] as const) {
+    fetches = 0;
+    const tokens = new OidcTokens({ token_endpoint_url: 'http://idp.invalid/token', client_id: 'x', client_secret: 'y' }, () => undefined, fetchToken);
+    const attached = tokens.attach({ setOauthBearerToken: () => undefined });
+    answers.shift()!('token');
+    await attached;
+    // Its refresh falls due (80% of 300 s), and the client stops while the endpoint has not answered.
+    t.mock.timers.tick(240_000);
+    assert.equal(fetches, 2, 'the refresh asks the endpoint');
+    tokens.stop();
+    answers.shift()!(outcome);
+    // Its answer (a token, or a refusal) comes after the stop: the refresh settles, then nothing more runs.
+    for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setImmediate(resolve));
+    t.mock.timers.tick(24 * 3_600_000);
+    assert.equal(fetches, 2, `after a ${outcome === 'token' ? 'token' : 'refusal'} that came after the stop, the endpoint is asked no more`);
+  }
+});
+
 test('secrets are redacted from logged properties; the rest stays readable', () => {
   const safe = redactProperties({
     ...librdkafkaConnection(scram, 'c'),

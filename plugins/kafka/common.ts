@@ -743,6 +743,11 @@ export class OidcTokens {
   private timer: NodeJS.Timeout | undefined;
   private readonly clients = new Set<TokenClient>();
   private token: string | undefined;
+  /**
+   * Set by stop(): a fetch under way then (a refresh due as the pipeline failed) schedules no next one.
+   * It did, and each restart of the daemon's that met one left a refresh asking the endpoint for good.
+   */
+  private stopped = false;
 
   constructor(
     private readonly oauth: OAuthConfig,
@@ -784,11 +789,13 @@ export class OidcTokens {
   }
 
   private schedule(ms: number): void {
+    if (this.stopped) return;
     this.timer = setTimeout(() => this.refresh().catch((error: unknown) => this.onError(asError(error))), ms);
     this.timer.unref();
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
     this.clients.clear();
   }
