@@ -1,4 +1,5 @@
 /** `stdin`: reads JSON lines or CSV from standard input, e.g. `zcat events.gz | tributary run p.yaml`. */
+import { PassThrough } from 'node:stream';
 import { defineSource, type ClickEvent } from 'tributary';
 import { csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
 
@@ -17,9 +18,19 @@ export default defineSource<DecodeConfig>({
   create(config, context) {
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
-        for await (const { events } of decodeStream(process.stdin, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize)) {
-          // Empty when all of it was dead-lettered: the runtime then waits for the dead-letter sink's room (Source.read).
-          yield events;
+        // Read through a stream of this run's own, unpiped when it ends: read directly, the end of a run
+        // the daemon restarts in the process destroyed stdin (every later run failed at once with "The
+        // operation was aborted") and left five listeners on it per restart.
+        const input = new PassThrough();
+        process.stdin.pipe(input);
+        try {
+          for await (const { events } of decodeStream(input, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize)) {
+            // Empty when all of it was dead-lettered: the runtime then waits for the dead-letter sink's room (Source.read).
+            yield events;
+          }
+        } finally {
+          process.stdin.unpipe(input);
+          input.destroy();
         }
       },
     };

@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import type { ClickEvent, Source } from 'tributary';
+import { testContext } from 'tributary/testing';
+import stdin from './stdin.js';
+
+const line = (n: number): string => `${JSON.stringify({ user_id: `u${n}`, time: n, type: 'view' })}\n`;
+
+test('stdin: a run that ends early (a pipeline the daemon restarts in the process) leaves stdin open and without its listeners, and the next run reads on from it', async (t) => {
+  const input = new PassThrough();
+  const real = Object.getOwnPropertyDescriptor(process, 'stdin')!;
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => input });
+  t.after(() => Object.defineProperty(process, 'stdin', real));
+  const listening = (): number => input.eventNames().reduce((sum, name) => sum + input.listenerCount(name), 0);
+  const before = listening();
+  const runs = 12;
+  const users: string[] = [];
+  for (let run = 0; run < runs; run++) {
+    const source = stdin.create({ mapping: { time_format: 'epoch_ms' } }, testContext({ batchSize: 1 })) as Source;
+    const batches = source.read() as AsyncGenerator<readonly ClickEvent[]>;
+    input.write(line(run));
+    const first = await batches.next();
+    users.push(...(first.value as ClickEvent[]).map((event) => event.userId));
+    // The run fails and its source is left: the generator is returned, as the runtime's loop does.
+    await batches.return(undefined);
+    assert.equal(input.destroyed, false, `stdin is still open after run ${run}`);
+    assert.equal(listening(), before, `no listener of run ${run} is left on stdin`);
+  }
+  assert.deepEqual(users, Array.from({ length: runs }, (_, run) => `u${run}`), 'each run read the line written for it');
+  // The last run reads stdin to its end.
+  const source = stdin.create({ mapping: { time_format: 'epoch_ms' } }, testContext()) as Source;
+  input.end(line(runs));
+  const rest: string[] = [];
+  for await (const batch of source.read()) rest.push(...batch.map((event) => event.userId));
+  assert.deepEqual(rest, [`u${runs}`]);
+});
