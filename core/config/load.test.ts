@@ -10,11 +10,11 @@ import { loadedPipelineProblems } from './load.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tributary-config-'));
 
-async function problemsOf(yaml: string, options: { env?: Record<string, string>; sets?: string[] } = {}): Promise<string[]> {
+async function problemsOf(yaml: string, options: { env?: Record<string, string>; sets?: string[]; registry?: PluginRegistry } = {}): Promise<string[]> {
   const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, yaml);
   try {
-    await loadPipeline(file, { registry: await builtinRegistry(), env: options.env ?? {}, sets: options.sets ?? [] });
+    await loadPipeline(file, { registry: options.registry ?? (await builtinRegistry()), env: options.env ?? {}, sets: options.sets ?? [] });
   } catch (error) {
     assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
     return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
@@ -128,18 +128,8 @@ test("a sink entry asking for a kind its plugin does not take is a config error 
     defineSink({ name: 'above', summary: 'Predictions above a threshold (tests only).', kinds: ['prediction', 'drift'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }),
     'test',
   );
-  const problemsOf = async (yaml: string): Promise<string[]> => {
-    const file = join(dir, `kinds${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(file, yaml);
-    try {
-      await loadPipeline(file, { registry, env: {} });
-    } catch (error) {
-      assert.ok(error instanceof ConfigError, String(error));
-      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
-    }
-    return [];
-  };
-  const wrong = await problemsOf(
+  const withAbove = (yaml: string): Promise<string[]> => problemsOf(yaml, { registry });
+  const wrong = await withAbove(
     [
       'sources: [{type: synthetic}]', //          1
       'sinks:', //                                2
@@ -153,10 +143,10 @@ test("a sink entry asking for a kind its plugin does not take is a config error 
     "P:4:32: $.sinks[0].kinds[2]: sink 'above' does not take kind 'session'; it takes: prediction, drift",
   ]);
   // Dead letters are handed to the dead-letter sink whatever their kind: one that takes none would lose them.
-  const deadLetter = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: above}\n');
+  const deadLetter = await withAbove('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: above}\n');
   assert.deepEqual(deadLetter, ["P:3:21: $.dead_letter.type: sink 'above' does not take kind 'dead_letter' (it takes: prediction, drift), so it cannot be the dead-letter sink"]);
   // Its own routing fields would be ignored (it is handed every dead letter, and nothing else): said where they are.
-  const routed = await problemsOf(
+  const routed = await withAbove(
     [
       'sources: [{type: synthetic}]', //      1
       'sinks: [{type: stdout}]', //            2
@@ -266,17 +256,7 @@ test("a pipeline with a stage that does not declare what it emits (a user's plug
 test("a sink's kinds that the file gives are checked even where they are the plugin's own list; left to that default they are not", async () => {
   const registry = await builtinRegistry();
   registry.register(defineSink({ name: 'scores', summary: 's', kinds: ['prediction'], config: { type: 'object' }, create: () => ({ write() {}, close: async () => undefined }) }), 'scores.js');
-  const problems = async (sink: string): Promise<string[]> => {
-    const file = join(dir, `given-kinds-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(file, ['sources: [{type: synthetic}]', 'stages: [{type: sessionizer}]', `sinks: [${sink}]`].join('\n'));
-    try {
-      await loadPipeline(file, { registry, env: {} });
-    } catch (error) {
-      assert.ok(error instanceof ConfigError, String(error));
-      return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
-    }
-    return [];
-  };
+  const problems = (sink: string): Promise<string[]> => problemsOf(['sources: [{type: synthetic}]', 'stages: [{type: sessionizer}]', `sinks: [${sink}]`].join('\n'), { registry });
   // Written out, it is the user's choice, and this pipeline has no model to make predictions.
   assert.deepEqual(await problems('{type: scores, kinds: [prediction]}'), [
     "P:3:32: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'prediction', so this sink would get none; they emit: event, session",
@@ -1130,3 +1110,4 @@ test("a stage labelled `sinks` is a config error at its label: tributary_stage_l
   // A sink (or source) is not timed per entry: the label is free for it.
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, label: sinks}]\n'), []);
 });
+
