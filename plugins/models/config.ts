@@ -254,7 +254,10 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description:
       'Drift detection on the prequential log loss: Page-Hinkley (a sustained rise of the mean loss) or ADWIN (Bifet & Gavaldà\'s ADWIN2, as River\'s `drift.ADWIN`: ' +
-      'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record.',
+      'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record. ' +
+      'Page-Hinkley here is one-sided (a fall of the loss, the model doing better, is no drift) and forgets nothing: River\'s `drift.PageHinkley` with ' +
+      '`mode=\'up\'`, `alpha=1` and the same `delta`, `threshold` and `min_instances` signals at the same blocks. Its defaults are for block means, not River\'s ' +
+      '(`delta` 0.005, `threshold` 50, `min_instances` 30, for single values), which on block means are slow to fire.',
     // adwin's delta is a probability: 0 or 1 and above would leave its cut test never true (a detector that never fires).
     if: { properties: { detector: { const: 'adwin' } }, required: ['detector'] },
     then: { properties: { delta: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } } },
