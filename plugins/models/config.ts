@@ -232,7 +232,10 @@ export const modelOperatorProperties = {
   metrics: {
     type: 'object',
     additionalProperties: false,
-    description: 'Prequential metrics.',
+    description:
+      'Prequential metrics. Log loss clips each score to [1e-7, 1 - 1e-7], so one confident miss costs at most 16.1 (River\'s `LogLoss` clips at 1e-15, up to 34.5): ' +
+      'next to 1 a float32 score, as batch predictions are, steps by 6e-8, and one rounded to exactly 1 is no certainty. The Brier score is not clipped. ' +
+      'The AUCs count ties half and are null while the labels they cover are all of one class.',
     properties: {
       window: { type: 'integer', minimum: 2, description: 'Labels in the sliding window of the windowed AUC and log loss. Default: 1000.' },
       calibration_bins: { type: 'integer', minimum: 1, maximum: 100, description: 'Calibration bins. Default: 10.' },

@@ -86,6 +86,21 @@ test('prequential metrics match a hand-computed example', () => {
   assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
 });
 
+test('log loss clips scores to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7) = 16.118 at most, a confident hit about 1e-7', () => {
+  const most = -Math.log(1e-7);
+  for (const [score, label] of [[0, 1], [1e-10, 1], [1, 0], [1 - 1e-10, 0]] as const) assert.ok(Math.abs(logLoss(score, label) - most) < 1e-8, `${score}, ${label}`);
+  assert.ok(Math.abs(most - 16.118095651) < 1e-9);
+  assert.ok(Math.abs(logLoss(1, 1) - 1e-7) < 1e-13 && Math.abs(logLoss(0, 0) - 1e-7) < 1e-13);
+  // Within the clip a score is taken as it is.
+  assert.equal(logLoss(1e-6, 1), -Math.log(1e-6));
+  // All-one-class windows have no AUC; the other figures do.
+  const metrics = new Prequential(4, 2);
+  for (const score of [0, 1, 0.5]) metrics.add(score, 0, 0);
+  const w = metrics.summary().window;
+  assert.deepEqual([w.auc, metrics.summary().auc, w.baseRate], [null, null, 0]);
+  assert.ok(Math.abs(w.brier - (0 + 1 + 0.25) / 3) < 1e-12);
+});
+
 /** Pairs won by brute force over labels [0, n): `sameBinHalf(i, j)` says a pair counts half whatever its order. */
 function bruteForceWon(scores: number[], labels: number[], n: number, sameBinHalf: (i: number, j: number) => boolean = () => false): number {
   let won = 0;
