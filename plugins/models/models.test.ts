@@ -1919,6 +1919,27 @@ test('logistic predicts each event as it comes (no micro-batch wait), with the s
   model.dispose();
 });
 
+test('logistic, one SGD step at a time: L2 adds l2 * w to each weight\'s gradient and leaves the bias alone (River\'s GLM convention)', async () => {
+  await runOperator(intentModel, base, separableIntentStream(5)); // selects the backend
+  const config = resolveConfig({ model: { kind: 'logistic', l2: 0.5, prior: 0.5 }, optimizer: { kind: 'sgd', learning_rate: 0.1 } }, 'l2');
+  const model = new LogisticRegression(1, config.model, config.optimizer);
+  const step = (): number[] => {
+    model.learnMany({ n: 1, d: 1, x: Float32Array.of(2) }, Float32Array.of(1));
+    // The weight and bias from sigmoid(1 * w + b) and sigmoid(0 * w + b).
+    const logit = (p: number): number => Math.log(p / (1 - p));
+    const b = logit(model.predictRow!(Float32Array.of(0), 0));
+    return [logit(model.predictRow!(Float32Array.of(1), 0)) - b, b];
+  };
+  // Step 1 (w = 0, b = 0): p = 0.5, error -0.5; w = 0 - 0.1 * (2 * -0.5 + 0.5 * 0) = 0.1, b = 0 - 0.1 * -0.5 = 0.05.
+  const [w1, b1] = step();
+  assert.ok(Math.abs(w1! - 0.1) < 1e-6 && Math.abs(b1! - 0.05) < 1e-6, `${w1}, ${b1}`);
+  // Step 2: p = sigmoid(0.25) = 0.562177, error -0.437823; w = 0.1 - 0.1 * (2 * -0.437823 + 0.5 * 0.1) = 0.182565
+  // (2 * l2 * w would give 0.177565); b = 0.05 + 0.0437823 = 0.093782 (penalised too, 0.091282).
+  const [w2, b2] = step();
+  assert.ok(Math.abs(w2! - 0.1825647) < 1e-6 && Math.abs(b2! - 0.0937823) < 1e-6, `${w2}, ${b2}`);
+  model.dispose();
+});
+
 test('tensors do not leak: tf.memory().numTensors stays flat across learn and predict batches (read synchronously or not)', async () => {
   await runOperator(intentModel, base, separableIntentStream(5)); // selects the backend
   for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
