@@ -191,7 +191,7 @@ export const modelOperatorProperties = {
     description: 'The model.',
     properties: {
       kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
-      l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights. Default: 1e-4.' },
+      l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights, as River\'s `l2`: each step adds `l2` times a weight to its gradient (the gradient of l2/2 ||w||^2), at every weight; biases are not penalised. Default: 1e-4.' },
       hidden: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes, at least one (a model without one is `logistic`). Default: [32, 16].' },
       dropout: { type: 'number', minimum: 0, maximum: 0.9, description: 'mlp: dropout rate while learning. Default: 0.' },
       units: { type: 'integer', minimum: 1, description: 'gru: hidden units. Default: 16.' },
@@ -232,7 +232,10 @@ export const modelOperatorProperties = {
   metrics: {
     type: 'object',
     additionalProperties: false,
-    description: 'Prequential metrics.',
+    description:
+      'Prequential metrics. Log loss clips each score to [1e-7, 1 - 1e-7], so one confident miss costs at most 16.1 (River\'s `LogLoss` clips at 1e-15, up to 34.5): ' +
+      'next to 1 a float32 score, as batch predictions are, steps by 6e-8, and one rounded to exactly 1 is no certainty. The Brier score is not clipped. ' +
+      'The AUCs count ties half and are null while the labels they cover are all of one class.',
     properties: {
       window: { type: 'integer', minimum: 2, description: 'Labels in the sliding window of the windowed AUC and log loss. Default: 1000.' },
       calibration_bins: { type: 'integer', minimum: 1, maximum: 100, description: 'Calibration bins. Default: 10.' },
@@ -254,7 +257,10 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description:
       'Drift detection on the prequential log loss: Page-Hinkley (a sustained rise of the mean loss) or ADWIN (Bifet & Gavaldà\'s ADWIN2, as River\'s `drift.ADWIN`: ' +
-      'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record.',
+      'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record. ' +
+      'Page-Hinkley here is one-sided (a fall of the loss, the model doing better, is no drift) and forgets nothing: River\'s `drift.PageHinkley` with ' +
+      '`mode=\'up\'`, `alpha=1` and the same `delta`, `threshold` and `min_instances` signals at the same blocks. Its defaults are for block means, not River\'s ' +
+      '(`delta` 0.005, `threshold` 50, `min_instances` 30, for single values), which on block means are slow to fire.',
     // adwin's delta is a probability: 0 or 1 and above would leave its cut test never true (a detector that never fires).
     if: { properties: { detector: { const: 'adwin' } }, required: ['detector'] },
     then: { properties: { delta: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } } },

@@ -177,3 +177,16 @@ test('loss blocks: a block is `size` labels, each the mean of its predictions\' 
   old.load([12.5, 150]);
   assert.deepEqual(old.state(), new LossBlocks(2).state());
 });
+
+test('page-hinkley is one-sided and forgets nothing (River\'s PageHinkley with mode up, alpha 1): a rise fires where the excess passes the threshold, a fall never', () => {
+  const detections = (values: number[]): number[] => {
+    const detector = new PageHinkley({ delta: 0, threshold: 1, min_instances: 1 });
+    return values.flatMap((value, at) => (detector.update(value) ? [at] : []));
+  };
+  // 0, 0, 0, 2: the 4th moves the mean to 0.5 and adds 2 - 0.5 = 1.5 > 1 to the sum (its minimum 0).
+  assert.deepEqual(detections([0, 0, 0, 2]), [3]);
+  // 0, 0, 0, 1: 1 - 0.25 = 0.75, not above 1; a 5th 1 adds 1 - 0.4 = 0.6 (1.35 in all).
+  assert.deepEqual(detections([0, 0, 0, 1, 1]), [4]);
+  // The mirror image falls: the sum only goes down, and so does its minimum.
+  assert.deepEqual(detections([2, 2, 2, 0, 0, 0, 0, 0]), []);
+});

@@ -36,7 +36,7 @@ export interface Batch {
 
 export interface ModelConfig {
   kind: ModelKind;
-  /** L2 penalty on weights (not biases). */
+  /** L2 penalty on weights (not biases): `l2 * w` is added to their gradient, as River's GLM does. */
   l2: number;
   /** mlp: hidden layer sizes. */
   hidden: number[];

@@ -86,6 +86,21 @@ test('prequential metrics match a hand-computed example', () => {
   assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
 });
 
+test('log loss clips scores to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7) = 16.118 at most, a confident hit about 1e-7', () => {
+  const most = -Math.log(1e-7);
+  for (const [score, label] of [[0, 1], [1e-10, 1], [1, 0], [1 - 1e-10, 0]] as const) assert.ok(Math.abs(logLoss(score, label) - most) < 1e-8, `${score}, ${label}`);
+  assert.ok(Math.abs(most - 16.118095651) < 1e-9);
+  assert.ok(Math.abs(logLoss(1, 1) - 1e-7) < 1e-13 && Math.abs(logLoss(0, 0) - 1e-7) < 1e-13);
+  // Within the clip a score is taken as it is.
+  assert.equal(logLoss(1e-6, 1), -Math.log(1e-6));
+  // All-one-class windows have no AUC; the other figures do.
+  const metrics = new Prequential(4, 2);
+  for (const score of [0, 1, 0.5]) metrics.add(score, 0, 0);
+  const w = metrics.summary().window;
+  assert.deepEqual([w.auc, metrics.summary().auc, w.baseRate], [null, null, 0]);
+  assert.ok(Math.abs(w.brier - (0 + 1 + 0.25) / 3) < 1e-12);
+});
+
 /** Pairs won by brute force over labels [0, n): `sameBinHalf(i, j)` says a pair counts half whatever its order. */
 function bruteForceWon(scores: number[], labels: number[], n: number, sameBinHalf: (i: number, j: number) => boolean = () => false): number {
   let won = 0;
@@ -1901,6 +1916,27 @@ test('logistic predicts each event as it comes (no micro-batch wait), with the s
   model.learnMany({ n: 3, d: 4, x }, Float32Array.of(1, 0, 1));
   const batched = model.predictProbaMany({ n: 3, d: 4, x });
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(model.predictRow!(x, i * 4) - batched[i]!) < 1e-6, `row ${i}`);
+  model.dispose();
+});
+
+test('logistic, one SGD step at a time: L2 adds l2 * w to each weight\'s gradient and leaves the bias alone (River\'s GLM convention)', async () => {
+  await runOperator(intentModel, base, separableIntentStream(5)); // selects the backend
+  const config = resolveConfig({ model: { kind: 'logistic', l2: 0.5, prior: 0.5 }, optimizer: { kind: 'sgd', learning_rate: 0.1 } }, 'l2');
+  const model = new LogisticRegression(1, config.model, config.optimizer);
+  const step = (): number[] => {
+    model.learnMany({ n: 1, d: 1, x: Float32Array.of(2) }, Float32Array.of(1));
+    // The weight and bias from sigmoid(1 * w + b) and sigmoid(0 * w + b).
+    const logit = (p: number): number => Math.log(p / (1 - p));
+    const b = logit(model.predictRow!(Float32Array.of(0), 0));
+    return [logit(model.predictRow!(Float32Array.of(1), 0)) - b, b];
+  };
+  // Step 1 (w = 0, b = 0): p = 0.5, error -0.5; w = 0 - 0.1 * (2 * -0.5 + 0.5 * 0) = 0.1, b = 0 - 0.1 * -0.5 = 0.05.
+  const [w1, b1] = step();
+  assert.ok(Math.abs(w1! - 0.1) < 1e-6 && Math.abs(b1! - 0.05) < 1e-6, `${w1}, ${b1}`);
+  // Step 2: p = sigmoid(0.25) = 0.562177, error -0.437823; w = 0.1 - 0.1 * (2 * -0.437823 + 0.5 * 0.1) = 0.182565
+  // (2 * l2 * w would give 0.177565); b = 0.05 + 0.0437823 = 0.093782 (penalised too, 0.091282).
+  const [w2, b2] = step();
+  assert.ok(Math.abs(w2! - 0.1825647) < 1e-6 && Math.abs(b2! - 0.0937823) < 1e-6, `${w2}, ${b2}`);
   model.dispose();
 });
 

@@ -1,5 +1,5 @@
 /**
- * Online standardisation of feature vectors (Welford's running mean and variance), clipped to
+ * Online standardisation of feature vectors (Welford's running mean and sample variance, n - 1), clipped to
  * +-5 standard deviations so one outlier cannot blow up a step. It is updated on every predicted
  * sample (no label needed, so no leakage) before the sample is standardised.
  */

@@ -700,6 +700,22 @@ test('a price beyond the Float32 range (1e39, which the mapping accepts) is writ
   assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
 });
 
+test('standardize: a feature of small scale is standardised like any other; only one whose values differ by no more than float32 rounding becomes 0', async () => {
+  const vector = (x: number): ClickEvent => ({ ...ev('u', 0), features: { names: ['x'], values: Float32Array.of(x) } });
+  const values = (xs: number[]) => runOperator(standardize, { features: ['x'], min_count: 2 }, [...xs.map(vector), watermark(Infinity)], ctx()).then(({ output }) => eventsOf(output).map((e) => e.features!.values[0]!));
+  // 1e-7, 2e-7, 3e-7: at the 2nd, mean 1.5e-7 and sample sd 0.5e-7 * sqrt(2), z = 1/sqrt(2); at the 3rd, mean 2e-7 and sd 1e-7, z = 1.
+  // (A variance of 1e-14 was below a fixed 1e-12, so every value became 0.)
+  const small = await values([1e-7, 2e-7, 3e-7]);
+  assert.equal(small[0], 0);
+  assert.ok(Math.abs(small[1]! - Math.SQRT1_2) < 1e-6 && Math.abs(small[2]! - 1) < 1e-6, JSON.stringify(small));
+  // The same at 1e6 times the scale, and at 1e6 plus it: scaled alike, offset alike.
+  assert.deepEqual(await values([1, 2, 3]), [0, Math.fround(Math.SQRT1_2), 1]);
+  assert.deepEqual(await values([1e6 + 1, 1e6 + 2, 1e6 + 3]), [0, Math.fround(Math.SQRT1_2), 1]);
+  // A constant, and values one float32 step apart (rounding, not signal: 1e6 and the next float32 up, 1e6 + 1/16).
+  assert.deepEqual(await values([5, 5, 5]), [0, 0, 0]);
+  assert.deepEqual(await values([1e6, 1e6 + 1 / 16, 1e6, 1e6 + 1 / 16]), [0, 0, 0, 0]);
+});
+
 test('a transform\'s `features` wildcard that matches no name in the vector is logged, as an exact name not in it is; one that matches is not', async () => {
   for (const [plugin, config] of [[standardize, {}], [log1p, {}], [clip, { max: 1 }]] as const) {
     const warnings = async (features: string[]): Promise<unknown[]> => {

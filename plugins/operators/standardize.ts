@@ -6,6 +6,13 @@
 import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
 import { NameResolver } from './vector.js';
 
+/**
+ * (2^-23)^2: a standard deviation within 2^-23 of the mean (float32's step at 1) is float32 rounding
+ * of one value, not a spread of values, and counts as 0. A fixed floor would not do: 1e-12 on the
+ * variance zeroed every feature of scale 1e-6 or less, and standardised the last-bit jitter of one above 1.
+ */
+const roundingVariance = 2 ** -46;
+
 export interface StandardizeConfig {
   features: string[];
   min_count: number;
@@ -18,8 +25,8 @@ export default defineOperator<StandardizeConfig>({
   status: 'beta',
   summary: 'Replaces the named features by (x - running mean) / running std, in place.',
   description:
-    'Statistics are kept per feature name over every event seen, the current one included (Welford). Until a feature has ' +
-    'been seen `min_count` times, or while its variance is 0, it becomes 0. A value that is not finite (NaN, Infinity from a ' +
+    'Statistics are kept per feature name over every event seen, the current one included (Welford), the variance the sample variance (n - 1): River\'s StandardScaler divides by n, so its values are sqrt(n / (n - 1)) times these (1.41 times at the 2nd value, 1.005 at the 100th). Until a feature has ' +
+    'been seen `min_count` times, or while its values are all equal (a standard deviation of 0, or within 2^-23 of the mean: float32 rounding of one value), it becomes 0; a feature of any scale, 1e-7 or 1e9, is standardised otherwise. A value that is not finite (NaN, Infinity from a ' +
     'stage that let one through) is left as it is and not counted: one would make the statistics NaN for good. Statistics an ' +
     'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once.',
   config: {
@@ -89,7 +96,7 @@ export default defineOperator<StandardizeConfig>({
               const sq = m2s[s]! + delta * (x - mu);
               m2s[s] = sq;
               const variance = n > 1 ? sq / (n - 1) : 0;
-              values[i] = n >= minCount && variance > 1e-12 ? (x - mu) / Math.sqrt(variance) : 0;
+              values[i] = n >= minCount && variance > mu * mu * roundingVariance ? (x - mu) / Math.sqrt(variance) : 0;
             }
           }
           emit(record);
