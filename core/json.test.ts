@@ -28,6 +28,18 @@ test('fields beyond the canonical ones are never dropped; feature vectors are wr
   }
 });
 
+test('a dead letter whose raw is an event with features (a stage rejected it) has them written by name too', () => {
+  const event = { kind: 'event', userId: 'u', time: 1, type: 'view', features: { names: ['a', 'b'], values: new Float32Array([1, 0.5]) } };
+  const dead = { kind: 'dead_letter', reason: 'stage-x: no', stage: 'stage-x', raw: event, at: '2024-01-01T00:00:00.000Z' };
+  const written = JSON.parse(recordToJson(dead));
+  assert.deepEqual(written.raw, { kind: 'event', userId: 'u', time: 1, type: 'view', features: { a: 1, b: 0.5 } });
+  assert.equal(recordToJsonBytes(dead).toString(), recordToJson(dead));
+  for (const raw of ['{"a":1}', null, { kind: 'event', userId: 'u', features: null }]) {
+    const other = { kind: 'dead_letter', reason: 'r', raw };
+    assert.equal(recordToJson(other), JSON.stringify(other), 'any other raw as JSON.stringify writes it');
+  }
+});
+
 test('numbers are written as JSON.stringify writes them: epoch times, prices, and every other finite value', () => {
   const values = [0, -0, 1, -1, 0.01, 0.05, 0.1, 0.1 + 0.2, 1.005, 2.675, 36.62, 36.6, 999999999.99, 1e9, 1e9 + 0.5, 1e-7, 5e-324, 1e21, 1.5e300, Number.MAX_VALUE];
   values.push(Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, -(2 ** 53), 999999999, 1000000000, 1704067200279);

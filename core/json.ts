@@ -244,13 +244,28 @@ function writeToScratch(record: object): number {
   return end;
 }
 
-/** JSON.stringify, with a feature vector written as `{name: value}`: records the writer does not take. */
+/**
+ * JSON.stringify, with a feature vector written as `{name: value}`: records the writer does not take. A
+ * dead letter's `raw` is the record a stage or a sink rejected, an event with its features maybe: its
+ * vector is written so too (as JSON.stringify writes a Float32Array, `{"0": 1, ...}` without the
+ * names, the dead letter could not be read or replayed as the event it was).
+ */
 function genericJson(record: object): string {
+  if ((record as { kind?: unknown }).kind === 'dead_letter') {
+    const raw = (record as { raw?: unknown }).raw;
+    const named = typeof raw === 'object' && raw !== null ? withNamedFeatures(raw) : raw;
+    if (named !== raw) return JSON.stringify({ ...record, raw: named });
+  }
+  return JSON.stringify(withNamedFeatures(record));
+}
+
+/** `record` with its feature vector as `{name: value}`; `record` itself when it has none. */
+function withNamedFeatures(record: object): object {
   const features = (record as { features?: FeatureVector }).features;
-  if (features === undefined || !(features.values instanceof Float32Array)) return JSON.stringify(record);
+  if (features === undefined || features === null || !(features.values instanceof Float32Array)) return record;
   const named: Record<string, number> = {};
   for (let i = 0; i < features.names.length; i++) named[features.names[i]!] = features.values[i]!;
-  return JSON.stringify({ ...record, features: named });
+  return { ...record, features: named };
 }
 
 /** JSON for one record. A feature vector becomes `{name: value}` so readers never need the schema. */

@@ -9,8 +9,16 @@ import { tf } from './backend.js';
 import { OnlineModel, glorot, inputMatrix, type Batch, type ModelConfig } from './model.js';
 import type { OptimizerConfig } from './params.js';
 
-/** Event type ids: 0 is padding, the last id takes every other type. */
-export const eventTypeIds: Record<string, number> = { view: 1, cart: 2, remove_from_cart: 3, purchase: 4 };
+/**
+ * Event type ids: 0 is padding, the last id takes every other type. A Map, not an object: a type is
+ * data, and an object's lookup of `constructor` or `__proto__` finds its prototype's members.
+ */
+export const eventTypeIds: ReadonlyMap<string, number> = new Map([
+  ['view', 1],
+  ['cart', 2],
+  ['remove_from_cart', 3],
+  ['purchase', 4],
+]);
 export const eventTypeVocabulary = 6;
 /** Numeric features per step: log time since the previous event, log time since the start, log price. */
 export const stepFeatures = 3;

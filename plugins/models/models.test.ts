@@ -1494,6 +1494,14 @@ test('gru sequences snapshot as columns; the first format (one [session, steps] 
   await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: types: lengths add up to 7, the list holds 3/);
 });
 
+test('gru steps: an event type that is an Object.prototype member (constructor, toString, __proto__) is "another type", as any unknown one, not padding', () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const other = stepOf(event('u', 's', t, 0, t, 'weird'), 16).type;
+  assert.equal(other, 5);
+  for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) assert.equal(stepOf(event('u', 's', t, 0, t, type), 16).type, other, type);
+  assert.equal(stepOf(event('u', 's', t, 0, t, 'cart'), 16).type, 2);
+});
+
 test('intent: a snapshot holds no prediction id (remade from user, session, time and position); predictions dropped from a full buffer stay late labels after a restore', async () => {
   const t0 = Date.UTC(2024, 0, 1);
   const random = rng(5);

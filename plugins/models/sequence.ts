@@ -39,7 +39,7 @@ export type SequencesState = SavedSequences | [string, Step[]][];
 const logScale = 1 / 8;
 
 export function stepOf(event: ClickEvent, buckets: number): Step {
-  const type = eventTypeIds[event.type] ?? eventTypeVocabulary - 1;
+  const type = eventTypeIds.get(event.type) ?? eventTypeVocabulary - 1;
   // 1 is "no category"; hashed categories take 2..buckets+1 (0 is padding).
   const category = event.category ? 2 + (fnv1a(event.category) % buckets) : 1;
   const sincePrevious = event.session?.sincePrevious ?? 0;

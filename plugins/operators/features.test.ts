@@ -161,6 +161,23 @@ test('blocks append in pipeline order with stable names and a fixed width; trans
   assert.ok(Math.abs(t.at(-1)!.u_events! - (raw.at(-1)! - mean) / sd) < 1e-4, 'the last value is standardised by the statistics of all values');
 });
 
+test('hash-features: an attribute that is an object or a list is hashed by its JSON: objects apart, and one whose own toString is no function (input data) is no failure', async () => {
+  const brands: unknown[] = [{ toString: 1 }, Object.assign(Object.create(null) as object, { a: 1 }), { a: 1 }, { b: 2 }, [1, 2], '1,2', 7, '7'];
+  const input: Element[] = [...brands.map((brand, i) => ev('u1', i, 'view', { attrs: { brand } })), watermark(Infinity)];
+  const context = ctx();
+  const dead: unknown[] = [];
+  context.deadLetter = (rejection) => void dead.push(rejection);
+  const { output } = await runOperator(hashFeatures, { fields: ['attrs.brand'], width: 65536, signed: false }, input, context);
+  assert.deepEqual(dead, []);
+  const buckets = eventsOf(output).map((e) => e.features!.values.findIndex((v) => v === 1));
+  assert.equal(buckets.length, brands.length);
+  assert.ok(buckets.every((b) => b >= 0));
+  assert.equal(buckets[1], buckets[2], 'the same JSON, the same bucket');
+  assert.notEqual(buckets[2], buckets[3], 'two objects are two values');
+  assert.notEqual(buckets[4], buckets[5], 'a list is not the text of its items joined');
+  assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
+});
+
 test('feature operators pass session summaries and other records through unchanged', async () => {
   const summary = { kind: 'session', userId: 'u1', sessionId: 'x', start: 0, end: 0, eventCount: 1, counts: { view: 1 }, purchased: false } as StreamRecord;
   for (const [plugin, config] of [[sessionFeatures, {}], [userFeatures, {}], [hashFeatures, { fields: ['category'] }], [standardize, { features: ['*'] }], [log1p, { features: ['*'] }], [clip, { features: ['*'], max: 1 }]] as const) {

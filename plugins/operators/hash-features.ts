@@ -25,7 +25,7 @@ export default defineOperator<HashFeaturesConfig>({
   summary: 'Hashes categorical fields of each event into a fixed-width block of named features (`<prefix>_0` …).',
   description:
     'Fields are canonical event fields (`type`, `itemId`, `category`, `sessionId`, `userId`) or attributes as ' +
-    '`attrs.<name>` (e.g. `attrs.brand`). Each present value adds 1 (or, with `signed`, ±1 by another bit of the hash, ' +
+    '`attrs.<name>` (e.g. `attrs.brand`); a value that is not a string is hashed by its text: a number\'s digits, an object\'s or a list\'s JSON. Each present value adds 1 (or, with `signed`, ±1 by another bit of the hash, ' +
     'which keeps collisions unbiased) to bucket hash(field, value) mod width. Absent fields add nothing.',
   config: {
     type: 'object',
@@ -75,7 +75,7 @@ export default defineOperator<HashFeaturesConfig>({
             for (let k = 0; k < seeds.length; k++) {
               const raw = fieldValue(event, codes[k]!, attrNames[k]);
               if (raw === undefined || raw === null || raw === '') continue;
-              const text = typeof raw === 'string' ? raw : String(raw);
+              const text = typeof raw === 'string' ? raw : textOf(raw);
               const h = fnv1a(text, seeds[k]!);
               // Bucket from the high bits, sign from the lowest: independent enough for the trick.
               values[base + ((h >>> 1) % width)]! += signed && (h & 1) === 1 ? -1 : 1;
@@ -87,6 +87,15 @@ export default defineOperator<HashFeaturesConfig>({
     };
   },
 });
+
+/**
+ * The text a value that is not a string is hashed by: a number's or a boolean's (`7` as `"7"`, as a CSV
+ * gives it), an object's or a list's JSON. String() would give every object `[object Object]` (one
+ * bucket for all) and throw on one whose own `toString` is no function (`{"toString": 1}`, an input's).
+ */
+function textOf(value: unknown): string {
+  return typeof value === 'object' ? (JSON.stringify(value) ?? String(value)) : String(value);
+}
 
 const CANONICAL: readonly (keyof ClickEvent)[] = ['type', 'itemId', 'category', 'userId', 'sessionId'];
 const ATTR = -1;

@@ -287,7 +287,7 @@ async function* decodeJsonLines(
     const events: ClickEvent[] = [];
     for (let i = Math.max(0, skip - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
-      if (text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === '')) continue; // blank lines are not records
+      if (text.length === 0 || (text.charCodeAt(0) <= 32 && isBlank(text))) continue; // blank lines are not records
       const origin = { source: target.source, file: target.file, line: firstLine + i };
       let raw: unknown;
       try {
@@ -503,6 +503,16 @@ async function* decodeCsv(
   }
   const decoded = batchThrough(events, throughLine, throughByte, unterminated, skipThrough);
   if (decoded) yield decoded;
+}
+
+/**
+ * Whether a line is blank: no character above a space (what countLines, the progress total, counts as no
+ * record). Not String#trim(), which also takes Unicode spaces (U+00A0, U+2028, U+FEFF) for blank: a line
+ * of ` \u00a0` was then neither an event nor a dead letter, lost from the books.
+ */
+function isBlank(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 32) return false;
+  return true;
 }
 
 /** A batch's last line counted read: one the stream ended in, without its line end, is decoded but not counted (DecodedBatch.unterminated). */

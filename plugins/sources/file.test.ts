@@ -42,6 +42,15 @@ test('JSONL: good lines become events; every bad line is dead-lettered with reas
   assert.equal(run.stats.eventsIn, run.stats.recordsOut + run.stats.filtered);
 });
 
+test('JSONL: a line of spaces and Unicode whitespace (U+00A0, U+2028) is no blank line: it is dead-lettered, as the progress total counts it', async () => {
+  const path = join(dir, 'unicode-spaces.jsonl');
+  writeFileSync(path, ['{"user_id":"u1","time":"2024-01-01T00:00:00Z","type":"view"}', ' \u00a0', '\t\u2028', '  \t', ''].join('\n'));
+  const run = await runYaml(`sources: [{type: file, path: ${path}}]\nsinks: [{type: memory}]\n`);
+  assert.equal(run.stats.eventsIn, 1);
+  assert.deepEqual(run.deadLetters.map((d) => [d.line, d.raw]), [[2, ' \u00a0'], [3, '\t\u2028']]);
+  assert.equal(await fileSource.countRecords!({ path }, dir), run.stats.eventsIn + run.deadLetters.length, 'the lines counted are the lines read');
+});
+
 test('CSV with a header, a custom delimiter, value mapping for event types, and gzip; wrong field counts are dead-lettered', async () => {
   const path = join(dir, 'events.csv.gz');
   const csv = ['ts;visitor;event;item', '1700000000;v1;pv;a', '1700000001;v1;addtocart;a', '1700000002;v1;buy', '1700000003;v2;buy;b;extra', '1700000004;v2;buy;b'].join('\n');
