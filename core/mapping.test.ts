@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH } from './mapping.js';
+import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -177,4 +177,15 @@ test('a negative price is a rejection with its reason (a price is never below 0)
   assert.deepEqual(at('-0.01'), { rejected: 'price: expected a number of 0 or more, got "-0.01"' });
   assert.equal((at(0) as ClickEvent).price, 0);
   assert.equal((at('12.5') as ClickEvent).price, 12.5);
+});
+
+test('an id longer than MAX_ID_LENGTH is rejected, naming its field and length (ids are kept in state: a blob pasted into user_id cost a megabyte per user); one at the limit is read', () => {
+  const map = createEventMapper({ fields: { item_id: 'item', session_id: 'session' } });
+  const at = 'u'.repeat(MAX_ID_LENGTH);
+  const over = 'u'.repeat(MAX_ID_LENGTH + 1);
+  const base = { time: '2024-01-01T00:00:00Z', type: 'view' };
+  assert.equal((map({ ...base, user_id: at }) as { userId: string }).userId, at);
+  assert.deepEqual(map({ ...base, user_id: over }), { rejected: `user_id: an id of ${MAX_ID_LENGTH + 1} characters, longer than ${MAX_ID_LENGTH} (ids are kept in state, per user and session)` });
+  assert.ok(isRejected(map({ ...base, user_id: 'u1', session: over })));
+  assert.ok(isRejected(map({ ...base, user_id: 'u1', item: over })));
 });
