@@ -189,3 +189,9 @@ test('an id longer than MAX_ID_LENGTH is rejected, naming its field and length (
   assert.ok(isRejected(map({ ...base, user_id: 'u1', session: over })));
   assert.ok(isRejected(map({ ...base, user_id: 'u1', item: over })));
 });
+
+test('second 60 (a leap second) is rejected by a time_format pattern as by iso8601, not rolled into the next minute by one and rejected by the other', () => {
+  assert.ok(Number.isNaN(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:60')));
+  assert.ok(Number.isNaN(createTimeParser('iso8601')('2016-12-31T23:59:60Z')));
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:59'), Date.parse('2016-12-31T23:59:59Z'));
+});

@@ -238,7 +238,8 @@ export function compilePattern(pattern: string): TimeParser {
     const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
     for (const field of fields) parts[field.token] = digitsAt(value, field.at, field.token.length);
     // A day past its month's end (February 31st) is no date: Date.UTC would roll it into the next month.
-    if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 60) return NaN;
+    // Second 60 (a leap second) is no time here, as iso8601 (and Date.parse) has it: one rule for both forms.
+    if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 59) return NaN;
     return Date.UTC(parts.yyyy, parts.MM - 1, parts.dd, parts.HH, parts.mm, parts.ss, parts.SSS);
   };
 }
