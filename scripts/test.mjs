@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every test: the compiled *.test.js files under dist/ (core, plugins, examples, integration-tests),
 // with node's built-in runner so its summary is printed. `npm test` compiles first.
+//   node scripts/test.mjs [PART...]   only the files whose path under dist/ contains one of the PARTs
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -19,10 +20,17 @@ function find(dir) {
   return found;
 }
 
+// Parts are matched against the path under dist/, not the absolute one: a checkout in /builds/core-ci
+// must not make `core` select every file.
 const only = process.argv.slice(2);
-const files = find(dist)
-  .filter((file) => only.length === 0 || only.some((part) => file.includes(part)))
-  .sort();
+const all = find(dist).sort();
+const files = all.filter((file) => only.length === 0 || only.some((part) => relative(dist, file).includes(part)));
+// A mistyped part would otherwise quietly run fewer tests than asked for.
+const unmatched = only.filter((part) => !all.some((file) => relative(dist, file).includes(part)));
+if (unmatched.length > 0) {
+  console.error(`no test file under dist/ matches ${unmatched.map((part) => `'${part}'`).join(', ')} (did tsc run?)`);
+  process.exit(1);
+}
 if (files.length === 0) {
   console.error('no test files found under dist/ (did tsc run?)');
   process.exit(1);
