@@ -4,7 +4,8 @@
 //   node scripts/test.mjs [PART...]   only the files whose path under dist/ contains one of the PARTs
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 
 const root = new URL('..', import.meta.url).pathname;
 const dist = join(root, 'dist');
@@ -43,6 +44,22 @@ const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(di
 // --test-force-exit: a test file whose test timed out while holding a handle (a consumer, a socket) would otherwise
 // never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
 // test takes under a minute), so a hang becomes a named failure.
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+const runner = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
+// on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
+let interruptedBy;
+const interrupt = (signal) => {
+  if (interruptedBy === undefined) console.error(`test.mjs: ${signal}, stopping the test run`);
+  interruptedBy ??= signal;
+  runner.kill(signal);
+};
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, interrupt);
+const status = await new Promise((resolve) => {
+  runner.once('error', (error) => {
+    console.error(`test.mjs: could not start the test runner: ${error.message}`);
+    resolve(1);
+  });
+  runner.once('exit', (code) => resolve(code ?? 1));
+});
 await kafka.stop();
-process.exit(result.status ?? 1);
+process.exit(interruptedBy ? 128 + constants.signals[interruptedBy] : status);
