@@ -68,6 +68,15 @@ test('a test file that crashes while loading fails the run, and the summary coun
   assert.match(output, /pass 1\n[^]*fail 1\n/);
 });
 
+test('in a log (no terminal), the failures are repeated after the summary, each with its file and error', (t) => {
+  const failing = "import { test } from 'node:test';\nimport assert from 'node:assert/strict';\ntest('adds up', () => assert.equal(1 + 1, 3));\n";
+  const root = project(t, { 'core/a.test.js': passing, 'core/sum.test.js': failing, 'core/z.test.js': passing });
+  const { status, output } = runTests(root, []);
+  assert.equal(status, 1, output);
+  const summary = output.slice(output.lastIndexOf('pass 2'));
+  assert.match(summary, /failing tests:[^]*core\/sum\.test\.js[^]*adds up[^]*2 !== 3/);
+});
+
 test('SIGTERM to the runner (a CI timeout) ends its test files and stops the run\'s Kafka broker before it exits 143', async (t) => {
   const pidFile = join(mkdtempSync(join(tmpdir(), 'tributary-runner-pid-')), 'pid');
   t.after(() => rmSync(dirname(pidFile), { recursive: true, force: true }));

@@ -43,8 +43,9 @@ const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(di
   : { env: {}, stop: async () => undefined };
 // --test-force-exit: a test file whose test timed out while holding a handle (a consumer, a socket) would otherwise
 // never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
-// test takes under a minute), so a hang becomes a named failure.
-const runner = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// test takes under a minute), so a hang becomes a named failure. The spec reporter, also where stdout is no terminal
+// (a CI log, where node's default is TAP): it repeats each failure after the summary, where a reader of the log looks.
+const runner = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
 // Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
 // on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
 let interruptedBy;
