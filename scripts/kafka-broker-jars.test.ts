@@ -1,5 +1,5 @@
 /**
- * The native test broker's jar cache (integration-tests/kafka/fetch-broker.sh),
+ * The native test broker's jar cache (integration-tests/kafka/fetch-broker.sh and ensureBrokerJars),
  * with a stand-in `mvn` first on PATH: it notes its pid, waits for a `release` file, then "downloads"
  * one jar into the folder it is given. No network, no Kafka.
  */
@@ -10,10 +10,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from 'tributary/testing';
+import { brokerJarsVersion, ensureBrokerJars } from '../integration-tests/kafka/broker.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const fetchScript = join(repo, 'integration-tests', 'kafka', 'fetch-broker.sh');
-const kafkaVersion = /<kafka\.version>([^<]+)</.exec(readFileSync(join(repo, 'integration-tests', 'kafka', 'pom.xml'), 'utf8'))![1]!;
 
 interface StubMaven {
   dir: string;
@@ -70,6 +70,26 @@ function fetchJars(stub: StubMaven): { child: ChildProcess; exit: Promise<number
   return { child, exit: new Promise((done) => child.once('exit', (code, signal) => done(code ?? 128 + constants.signals[signal!]))) };
 }
 
+test('a cache marked complete for another Kafka version than pom.xml names is fetched again, not used', (t) => {
+  const stub = stubMaven(t);
+  stub.release();
+  mkdirSync(stub.libs);
+  writeFileSync(join(stub.libs, '.complete-0.0.1'), '');
+  writeFileSync(join(stub.libs, 'kafka_2.13-0.0.1.jar'), 'old');
+  const path = process.env.PATH;
+  process.env.PATH = stub.env.PATH;
+  process.env.STUB_DIR = stub.dir;
+  t.after(() => {
+    process.env.PATH = path;
+    delete process.env.STUB_DIR;
+  });
+  ensureBrokerJars(stub.libs);
+  assert.equal(stub.runs().length, 1, 'Maven ran');
+  assert.deepEqual(readdirSync(stub.libs).sort(), [`.complete-${brokerJarsVersion()}`, 'kafka_2.13-stub.jar']);
+  ensureBrokerJars(stub.libs);
+  assert.equal(stub.runs().length, 1, 'a complete cache is used as it is');
+});
+
 test('two fetches at once (parallel test files, two runs sharing a cache) run Maven once and leave one complete cache', async (t) => {
   const stub = stubMaven(t);
   const first = fetchJars(stub);
@@ -86,7 +106,7 @@ test('two fetches at once (parallel test files, two runs sharing a cache) run Ma
   stub.release();
   assert.deepEqual(await Promise.all([first.exit, second.exit]), [0, 0]);
   assert.equal(stub.runs().length, 1, 'Maven ran once');
-  assert.deepEqual(readdirSync(stub.libs).sort(), [`.complete-${kafkaVersion}`, 'kafka_2.13-stub.jar']);
+  assert.deepEqual(readdirSync(stub.libs).sort(), [`.complete-${brokerJarsVersion()}`, 'kafka_2.13-stub.jar']);
   assert.deepEqual(readdirSync(stub.dir).filter((name) => name.includes('.tmp.')), [], 'no half-fetched folder left');
 });
 

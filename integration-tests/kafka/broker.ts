@@ -15,7 +15,7 @@
  * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -122,11 +122,24 @@ async function startContainerBroker(): Promise<TestBroker> {
   };
 }
 
-/** Runs fetch-broker.sh when the jar cache is missing; throws with its output when it fails. */
+/** The Kafka version pom.xml fetches; fetch-broker.sh marks a complete cache with `.complete-<version>`. */
+export function brokerJarsVersion(): string {
+  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(join(sourceDir, 'pom.xml'), 'utf8'))?.[1];
+  if (!version) throw new Error(`no <kafka.version> in ${join(sourceDir, 'pom.xml')}`);
+  return version;
+}
+
+/**
+ * Runs fetch-broker.sh unless the jar cache is complete for pom.xml's Kafka version (a cache of another
+ * version, left from before the pom changed, is fetched again); throws with its output when it fails.
+ */
 export function ensureBrokerJars(libsDir = defaultLibsDir): void {
-  if (existsSync(libsDir) && readdirSync(libsDir).some((name) => name.startsWith('.complete-'))) return;
+  if (existsSync(join(libsDir, `.complete-${brokerJarsVersion()}`))) return;
   const result = spawnSync('bash', [join(sourceDir, 'fetch-broker.sh'), libsDir], { encoding: 'utf8', timeout: 600_000 });
-  if (result.status !== 0) throw new Error(`fetch-broker.sh failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
+  if (result.status !== 0) {
+    const how = result.error ? result.error.message : result.signal ? `killed by ${result.signal}` : `exit ${result.status}`;
+    throw new Error(`fetch-broker.sh failed (${how}): ${(result.stderr || result.stdout).trim().slice(-800)}`);
+  }
 }
 
 export interface NativeBrokerOptions {
