@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from 'tributary/testing';
-import { brokerJarsVersion, ensureBrokerJars } from '../integration-tests/kafka/broker.js';
+import { brokerJarsVersion, ensureBrokerJars, provideBroker } from '../integration-tests/kafka/broker.js';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const fetchScript = join(repo, 'integration-tests', 'kafka', 'fetch-broker.sh');
@@ -120,4 +120,20 @@ test('a fetch stopped by SIGTERM (a timeout) stops Maven and leaves nothing the 
   await until(() => !running(maven!), 'Maven to be stopped', 10_000);
   assert.equal(existsSync(stub.libs), false, 'no cache');
   assert.deepEqual(readdirSync(stub.dir).filter((name) => name.includes('.tmp.')), [], 'no half-fetched folder left');
+});
+
+test('without KAFKA_BROKERS, Docker or Java, the reason the Kafka tests skip (or fail in CI) says what to install or set', async (t) => {
+  const empty = mkdtempSync(join(tmpdir(), 'tributary-no-java-'));
+  const saved = { PATH: process.env.PATH, KAFKA_BROKERS: process.env.KAFKA_BROKERS };
+  process.env.PATH = empty;
+  delete process.env.KAFKA_BROKERS;
+  t.after(() => {
+    process.env.PATH = saved.PATH;
+    if (saved.KAFKA_BROKERS !== undefined) process.env.KAFKA_BROKERS = saved.KAFKA_BROKERS;
+    rmSync(empty, { recursive: true, force: true });
+  });
+  const { broker, skipped } = await provideBroker(() => undefined);
+  assert.equal(broker, undefined);
+  assert.match(skipped!, /java not found[^]*JDK 17/);
+  assert.match(skipped!, /set KAFKA_BROKERS=host:port, or start a Docker engine, or install a JDK 17 and Maven/);
 });

@@ -81,8 +81,14 @@ export async function provideBroker(log: Log = (line) => console.error(line)): P
   } catch (error) {
     reasons.push(`native broker: ${(error as Error).message}`);
   }
-  return { skipped: `no Kafka broker: KAFKA_BROKERS is not set; ${reasons.join('; ')}` };
+  return { skipped: `no Kafka broker: KAFKA_BROKERS is not set; ${reasons.join('; ')}. ${remedy}` };
 }
+
+/** What to do when no broker could be had (the reasons before it say which of these failed). */
+const remedy =
+  'To run the Kafka tests: set KAFKA_BROKERS=host:port, or start a Docker engine, or install a JDK 17 and Maven ' +
+  "(e.g. apt-get install openjdk-17-jdk-headless maven: the broker's jars are fetched once into .cache/kafka-libs); " +
+  'the tests that start brokers of their own (outages, ACLs, TLS) need the JDK and Maven in any case.';
 
 /**
  * For scripts/test.mjs: one broker for the whole run. Returns the environment to pass to the test
@@ -235,7 +241,7 @@ export function deleteRecordsBefore(brokers: string, topic: string, partition: n
 
 export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
   const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
-  if (java.status !== 0) throw new Error('java is not installed (Kafka needs Java 11+)');
+  if (java.status !== 0) throw new Error(`java not found (${java.error?.message ?? java.stderr.trim()}): a native Kafka broker needs a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)`);
   const libsDir = options.libsDir ?? defaultLibsDir;
   ensureBrokerJars(libsDir);
   const port = options.port ?? (await freePort());
