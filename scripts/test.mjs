@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Runs every test: the compiled *.test.js files under dist/ (core, plugins, examples, integration-tests),
 // with node's built-in runner so its summary is printed. `npm test` compiles first.
+//   node scripts/test.mjs [PART...]   only the files whose path under dist/ contains one of the PARTs
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 
 const root = new URL('..', import.meta.url).pathname;
 const dist = join(root, 'dist');
@@ -19,10 +21,17 @@ function find(dir) {
   return found;
 }
 
+// Parts are matched against the path under dist/, not the absolute one: a checkout in /builds/core-ci
+// must not make `core` select every file.
 const only = process.argv.slice(2);
-const files = find(dist)
-  .filter((file) => only.length === 0 || only.some((part) => file.includes(part)))
-  .sort();
+const all = find(dist).sort();
+const files = all.filter((file) => only.length === 0 || only.some((part) => relative(dist, file).includes(part)));
+// A mistyped part would otherwise quietly run fewer tests than asked for.
+const unmatched = only.filter((part) => !all.some((file) => relative(dist, file).includes(part)));
+if (unmatched.length > 0) {
+  console.error(`no test file under dist/ matches ${unmatched.map((part) => `'${part}'`).join(', ')} (did tsc run?)`);
+  process.exit(1);
+}
 if (files.length === 0) {
   console.error('no test files found under dist/ (did tsc run?)');
   process.exit(1);
@@ -34,7 +43,24 @@ const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(di
   : { env: {}, stop: async () => undefined };
 // --test-force-exit: a test file whose test timed out while holding a handle (a consumer, a socket) would otherwise
 // never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
-// test takes under a minute), so a hang becomes a named failure.
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// test takes under a minute), so a hang becomes a named failure. The spec reporter, also where stdout is no terminal
+// (a CI log, where node's default is TAP): it repeats each failure after the summary, where a reader of the log looks.
+const runner = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
+// on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
+let interruptedBy;
+const interrupt = (signal) => {
+  if (interruptedBy === undefined) console.error(`test.mjs: ${signal}, stopping the test run`);
+  interruptedBy ??= signal;
+  runner.kill(signal);
+};
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, interrupt);
+const status = await new Promise((resolve) => {
+  runner.once('error', (error) => {
+    console.error(`test.mjs: could not start the test runner: ${error.message}`);
+    resolve(1);
+  });
+  runner.once('exit', (code) => resolve(code ?? 1));
+});
 await kafka.stop();
-process.exit(result.status ?? 1);
+process.exit(interruptedBy ? 128 + constants.signals[interruptedBy] : status);

@@ -15,7 +15,7 @@
  * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -81,8 +81,14 @@ export async function provideBroker(log: Log = (line) => console.error(line)): P
   } catch (error) {
     reasons.push(`native broker: ${(error as Error).message}`);
   }
-  return { skipped: `no Kafka broker: KAFKA_BROKERS is not set; ${reasons.join('; ')}` };
+  return { skipped: `no Kafka broker: KAFKA_BROKERS is not set; ${reasons.join('; ')}. ${remedy}` };
 }
+
+/** What to do when no broker could be had (the reasons before it say which of these failed). */
+const remedy =
+  'To run the Kafka tests: set KAFKA_BROKERS=host:port, or start a Docker engine, or install a JDK 17 and Maven ' +
+  "(e.g. apt-get install openjdk-17-jdk-headless maven: the broker's jars are fetched once into .cache/kafka-libs); " +
+  'the tests that start brokers of their own (outages, ACLs, TLS) need the JDK and Maven in any case.';
 
 /**
  * For scripts/test.mjs: one broker for the whole run. Returns the environment to pass to the test
@@ -122,11 +128,24 @@ async function startContainerBroker(): Promise<TestBroker> {
   };
 }
 
-/** Runs fetch-broker.sh when the jar cache is missing; throws with its output when it fails. */
+/** The Kafka version pom.xml fetches; fetch-broker.sh marks a complete cache with `.complete-<version>`. */
+export function brokerJarsVersion(): string {
+  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(join(sourceDir, 'pom.xml'), 'utf8'))?.[1];
+  if (!version) throw new Error(`no <kafka.version> in ${join(sourceDir, 'pom.xml')}`);
+  return version;
+}
+
+/**
+ * Runs fetch-broker.sh unless the jar cache is complete for pom.xml's Kafka version (a cache of another
+ * version, left from before the pom changed, is fetched again); throws with its output when it fails.
+ */
 export function ensureBrokerJars(libsDir = defaultLibsDir): void {
-  if (existsSync(libsDir) && readdirSync(libsDir).some((name) => name.startsWith('.complete-'))) return;
+  if (existsSync(join(libsDir, `.complete-${brokerJarsVersion()}`))) return;
   const result = spawnSync('bash', [join(sourceDir, 'fetch-broker.sh'), libsDir], { encoding: 'utf8', timeout: 600_000 });
-  if (result.status !== 0) throw new Error(`fetch-broker.sh failed (${result.status}): ${(result.stderr || result.stdout || String(result.error)).trim().slice(-800)}`);
+  if (result.status !== 0) {
+    const how = result.error ? result.error.message : result.signal ? `killed by ${result.signal}` : `exit ${result.status}`;
+    throw new Error(`fetch-broker.sh failed (${how}): ${(result.stderr || result.stdout).trim().slice(-800)}`);
+  }
 }
 
 export interface NativeBrokerOptions {
@@ -222,7 +241,7 @@ export function deleteRecordsBefore(brokers: string, topic: string, partition: n
 
 export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
   const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
-  if (java.status !== 0) throw new Error('java is not installed (Kafka needs Java 11+)');
+  if (java.status !== 0) throw new Error(`java not found (${java.error?.message ?? java.stderr.trim()}): a native Kafka broker needs a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)`);
   const libsDir = options.libsDir ?? defaultLibsDir;
   ensureBrokerJars(libsDir);
   const port = options.port ?? (await freePort());

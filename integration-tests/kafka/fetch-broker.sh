@@ -15,12 +15,38 @@ if [ -f "$marker" ]; then
 fi
 command -v mvn >/dev/null || { echo "fetch-broker: mvn not found (apt-get install maven)" >&2; exit 1; }
 command -v java >/dev/null || { echo "fetch-broker: java not found (Kafka $version needs Java 11+)" >&2; exit 1; }
+mkdir -p "$(dirname "$dest")"
+# One fetch at a time per DEST: test files run in parallel and each may find the jars missing (with
+# KAFKA_BROKERS set nothing fetched them first), and two runs may share a cache (KAFKA_LIBS_DIR). Without
+# the lock one fetch's `rm -rf DEST` removed jars another had just put there, or moved its folder inside.
+# The lock is released when this script ends, however it ends.
+if command -v flock >/dev/null; then
+  exec 9>"$dest.lock"
+  flock 9
+  if [ -f "$marker" ]; then
+    echo "kafka broker jars $version already in $dest (fetched by another run)"
+    exit 0
+  fi
+fi
 # Download into a sibling folder and rename, so an interrupted fetch never leaves a half-filled cache.
 tmp="$dest.tmp.$$"
 rm -rf "$tmp"
-mkdir -p "$(dirname "$dest")"
-trap 'rm -rf "$tmp"' EXIT
-mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp"
+mvn_pid=
+# Stopped (a timeout's SIGTERM, Ctrl-C): stop Maven too, or it would go on filling the folder just removed.
+cleanup() {
+  if [ -n "$mvn_pid" ]; then kill "$mvn_pid" 2>/dev/null || true; wait "$mvn_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# In the background so that a signal runs its trap at once (bash defers traps while a foreground child runs);
+# without the lock's descriptor, so a Maven outliving this script cannot hold the lock.
+mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 9>&- &
+mvn_pid=$!
+wait "$mvn_pid"
+mvn_pid=
 touch "$tmp/.complete-$version"
 rm -rf "$dest"
 mv "$tmp" "$dest"
