@@ -341,7 +341,6 @@ test('a folder of pipelines runs in one process, each with its own state and che
 
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
   const { Daemon, defineSource } = await import('tributary');
-  const { silentLogger } = await import('tributary/testing');
   // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.
   const failing = defineSource<Record<string, never>>({
     name: 'fails-after-one',
@@ -439,7 +438,6 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
 
 test('while a checkpoint restores, /healthz answers and /readyz says not ready until the restore ends (a restore may take its time: it is awaited); tributary_pipeline_ready says the same in /metrics', async () => {
   const { Daemon, defineOperator } = await import('tributary');
-  const { silentLogger } = await import('tributary/testing');
   // A stage whose restore takes as long as the test says: a large state restored in parts.
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
@@ -495,7 +493,6 @@ test('while a checkpoint restores, /healthz answers and /readyz says not ready u
 
 test('a sink that reports by itself that it cannot go on (context.fail) while its input is quiet: /readyz says not ready at once, naming it, and the run fails (exit 1)', async () => {
   const { Daemon, defineSink } = await import('tributary');
-  const { silentLogger } = await import('tributary/testing');
   let connectionDies: (() => void) | undefined;
   let releaseClose!: () => void;
   const closing = new Promise<void>((resolve) => (releaseClose = resolve));
@@ -847,7 +844,6 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
 
 test('while the daemon drains after a stop, /readyz says not ready (stopping) and tributary_pipeline_ready is 0, until it exits', async () => {
   const { Daemon, defineSink } = await import('tributary');
-  const { silentLogger } = await import('tributary/testing');
   let releaseClose!: () => void;
   const closing = new Promise<void>((resolve) => (releaseClose = resolve));
   let closeBegun = false;

@@ -63,7 +63,6 @@ test('a record left cut short at the end of the file (a full disk, kill -9) is d
 });
 
 test('a pipeline run again in the same process replaces its output file, as a new process would', async () => {
-  const { runYaml } = await import('tributary/testing');
   const out = join(dir, 'again.jsonl');
   for (let run = 0; run < 2; run++) await runYaml(`sources: [{type: synthetic, events: 100}]\nsinks: [{type: file, path: ${out}}]\n`);
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 100);
@@ -128,7 +127,6 @@ test('a FIFO without a reader: the start waits for one, and a stop while it wait
 });
 
 test("a FIFO whose reader goes away fails the run as the sink's broken pipe, named (TRIB_ERR_SINK)", async () => {
-  const { runYaml } = await import('tributary/testing');
   const fifo = join(dir, 'gone.fifo');
   execFileSync('mkfifo', [fifo]);
   for (const plainOrGzip of ['', ', gzip: true']) {
