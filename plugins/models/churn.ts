@@ -620,7 +620,7 @@ export default defineOperator<ChurnModelConfig>({
       async open() {
         await learner.open();
       },
-      apply: learnerOperator(context, learner, config.batch.maxDelayMs, {
+      apply: learnerOperator(context, learner, {
         event: onEvent,
         summary: onSummary,
         watermark(time, emit) {

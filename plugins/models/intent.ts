@@ -383,7 +383,7 @@ export default defineOperator<IntentModelConfig>({
       async open() {
         await learner.open();
       },
-      apply: learnerOperator(context, learner, config.batch.maxDelayMs, {
+      apply: learnerOperator(context, learner, {
         event: onEvent,
         summary: onSummary,
         ended: () => void (ended = true),

@@ -1452,14 +1452,14 @@ export interface LearnerStageHandlers {
 /**
  * A model stage's operator: passes every record on, hands events and session summaries to the task's
  * handlers, and runs the learner's micro-batches as records and watermarks come and on a timer (every
- * `maxDelayMs`), so a quiet stream's predictions still leave.
+ * `batch.max_delay`, else every second), so a quiet stream's predictions still leave.
  */
-export function learnerOperator(context: PluginContext, learner: OnlineLearner, maxDelayMs: number, handlers: LearnerStageHandlers): RecordOperator {
+export function learnerOperator(context: PluginContext, learner: OnlineLearner, handlers: LearnerStageHandlers): RecordOperator {
   return recordOperator(context, () => {
     // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
     // cost a context allocation per record, made or not).
     let tickEmit: Emit | undefined;
-    const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, maxDelayMs || 1000));
+    const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, learner.config.batch.maxDelayMs || 1000));
     timer.unref();
     return {
       record(record, emit) {
