@@ -50,6 +50,21 @@ test('watermarks pass after their handler, in order with records, and what it em
   assert.deepEqual(log.filter((line) => line.startsWith('b:') && !line.endsWith('finalize')), ['b:r1', 'b:closed-before-5', 'b:wm5', 'b:r2']);
 });
 
+test('a stage holds back the watermark it passes on: later stages see the time it returns, never above the one received, never back, never twice; the end of input passes', async () => {
+  // What stage a returns for each watermark received (undefined: pass it as received).
+  const returns = new Map<number, number | undefined>([[5, undefined], [10, 7], [12, 7], [15, 20], [16, 3], [17, -Infinity], [18, 16], [Infinity, 16]]);
+  for (const sampling of [false, true]) {
+    const log: string[] = [];
+    const a = stage('a', log, { watermark: (mark) => returns.get(mark.time) });
+    const b = stage('b', log, { watermark: (mark) => void log.push(`b:wm${mark.time}`) });
+    const timer: StageTimer = { sampling, timed: (_index, deliver) => deliver };
+    const input = [...returns.keys()].map((time) => watermark(time));
+    const out = await collect(composeOperators([a, b], from(input), timer));
+    assert.deepEqual(out, ['wm5', 'wm7', 'wm15', 'wm16', 'wmInfinity'], sampling ? 'sampled' : 'unsampled');
+    assert.deepEqual(log.filter((line) => line.startsWith('b:wm')), ['b:wm5', 'b:wm7', 'b:wm15', 'b:wm16', 'b:wmInfinity']);
+  }
+});
+
 test('complete runs stage by stage, and what one emits reaches the later stages before they complete', async () => {
   const log: string[] = [];
   const a = stage('a', log, { complete: (emit) => (log.push('a:complete'), emit(rec('from-a'))) });

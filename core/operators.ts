@@ -7,7 +7,7 @@
  * and each stage's `emit` calls the next stage's handlers directly, with no RxJS subscriber between.
  */
 import { Observable } from 'rxjs';
-import { originOf, type Element, type Watermark } from './events.js';
+import { originOf, watermark, type Element, type Watermark } from './events.js';
 import { pluginFailure } from './errors.js';
 import type { Operator, PluginContext } from './plugin.js';
 
@@ -16,8 +16,16 @@ export type Emit = (element: Element) => void;
 export interface RecordHandlers {
   /** Called for every record (not watermarks). Emit zero or more elements. */
   record(record: Element, emit: Emit): void;
-  /** Called for every watermark, before it is passed on. `Infinity` is the end of input. */
-  watermark?(mark: Watermark, emit: Emit): void;
+  /**
+   * Called for every watermark, before it is passed on. `Infinity` is the end of input. Return nothing
+   * to pass it on as received; a stage whose own event time lags its input's (it dropped events that
+   * moved the sources' watermark) returns the time to pass on instead, holding back the stages after
+   * it: never more than the watermark received (the end of input passes whatever is returned), and
+   * nothing passes unless it is above the last watermark this stage passed (return -Infinity to pass
+   * none). While holding, it may pass a later one from `record` by emitting `watermark(time)` itself,
+   * under the same rules (not checked there: records pay nothing for this).
+   */
+  watermark?(mark: Watermark, emit: Emit): number | void;
   /** Called when the input completes (end of input or a stop), before completing downstream. */
   complete?(emit: Emit): void;
   /** Called on teardown, whatever the reason: clear timers here. One that throws is reported as the stage's failure (PluginContext.fail). */
@@ -156,6 +164,8 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       finalize();
       throw error;
     }
+    // The last watermark each stage passed on, for one that holds it back (shared by the timed chain).
+    const passed = new Float64Array(stages.length).fill(-Infinity);
     const dispatch = (k: number, emit: Emit): Emit => {
       const { context } = stages[k]!;
       const stage = handlers[k]!;
@@ -166,14 +176,25 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
           return;
         }
         if (element.kind === 'watermark') {
+          const received = (element as Watermark).time;
+          let held: number | void;
           try {
-            stage.watermark?.(element as Watermark, emit);
+            held = stage.watermark?.(element as Watermark, emit);
           } catch (error) {
             // The run's error names the stage: a watermark has no record to dead-letter, so it ends the stream.
             fail(pluginFailure('TRIB_ERR_STAGE', context.label, 'failed handling a watermark', error));
             return;
           }
-          emit(element);
+          if (held === undefined) {
+            if (received > passed[k]!) passed[k] = received;
+            emit(element);
+            return;
+          }
+          // Held back: never ahead of what came in, never back, and the end of input always gets through.
+          const time = received === Infinity || !(held < received) ? received : held;
+          if (!(time > passed[k]!)) return;
+          passed[k] = time;
+          emit(time === received ? element : watermark(time));
           return;
         }
         try {

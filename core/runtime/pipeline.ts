@@ -15,7 +15,7 @@ import { getHeapStatistics } from 'node:v8';
 import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import { originOf, watermark, type ClickEvent, type Element, type StreamRecord } from '../events.js';
+import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
 import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
@@ -168,6 +168,8 @@ interface PartitionTask {
   gauges: GaugeShares;
   /** The last watermark sent to this task: its partition's own. */
   watermark: number;
+  /** The last watermark its stages passed on: below `watermark`, they hold theirs back (RecordHandlers.watermark), and the global stages' with it. */
+  passed: number;
   /**
    * The offset its state covers while no record of its partition reached it: its restored file's, else
    * the committed offset reading starts at (undefined: none, reading starts at `start_from`). Cleared by
@@ -355,7 +357,10 @@ export class PipelineRunner {
   private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string; internal: boolean }>();
   private readonly sinksByOutput = new Map<string, SinkSlot[]>();
   private readonly warnedOutputs = new Set<string>();
+  /** The sources' combined watermark, as last sent. */
   private emittedWatermark = -Infinity;
+  /** Scale-out: the last watermark sent to the global stages, the sources' held back to a partition task's (see passGlobalWatermark). */
+  private globalWatermark = -Infinity;
   private input = new Subject<Element>();
   /** The run's failure, as run() rejects with it (TRIB_ERR_SINK, _SOURCE or _STAGE, named): the first one only. */
   private failure: TributaryError | undefined;
@@ -760,13 +765,18 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, start, changes: 0, saved: 0 };
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: -Infinity, start, changes: 0, saved: 0 };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
         // Whatever comes out changed its state, even where nothing went in (a stage's own timer).
         task.changes++;
-        if (record.kind === 'watermark') return;
+        if (record.kind === 'watermark') {
+          // The global stages get theirs from the runtime, held back to this (passGlobalWatermark).
+          const time = (record as Watermark).time;
+          if (time > task.passed) task.passed = time;
+          return;
+        }
         // The global stages handle it synchronously, inside this call: they may ask whose it is.
         this.currentPartition = id;
         try {
@@ -921,7 +931,10 @@ export class PipelineRunner {
     await this.exclusive(() => this.flushSinks());
   }
 
-  /** Sends a watermark to the global stages; the end of input (Infinity) to every partition task too. */
+  /**
+   * Sends a watermark to the global stages; the end of input (Infinity) to every partition task too.
+   * Scale-out: a finite one may be held back by the tasks (passGlobalWatermark).
+   */
   private emitWatermark(time: number): void {
     const mark = watermark(time);
     if (time === Infinity) {
@@ -929,8 +942,26 @@ export class PipelineRunner {
         task.changes++;
         task.input.next(mark);
       }
+    } else if (this.scaleOut) {
+      this.passGlobalWatermark();
+      return;
     }
+    this.globalWatermark = time;
     this.input.next(mark);
+  }
+
+  /**
+   * Scale-out: the global stages' watermark is the sources', held back to the watermark a partition
+   * task's stages passed on where that is below the one it got (a sessionizer after a far-future
+   * event): as in a fused run, a stage after a holding one never sees a later time than it passed. Run
+   * after each batch, whether the sources' moved or not: such a task moves its own with its records.
+   */
+  private passGlobalWatermark(): void {
+    let time = this.emittedWatermark;
+    for (const task of this.tasks.values()) if (task.passed < task.watermark && task.passed < time) time = task.passed;
+    if (!(time > this.globalWatermark)) return;
+    this.globalWatermark = time;
+    this.input.next(watermark(time));
   }
 
   /** Scale-out: each partition task gets its own partition's watermark as it advances. */
@@ -971,7 +1002,7 @@ export class PipelineRunner {
       this.emittedWatermark = combined;
       this.stats.watermark = combined;
       this.emitWatermark(combined);
-    }
+    } else if (this.scaleOut) this.passGlobalWatermark();
   }
 
   private readonly heapBudget: number | undefined;

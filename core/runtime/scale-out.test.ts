@@ -13,8 +13,11 @@ import {
   CheckpointStore,
   ORIGIN,
   PipelineRunner,
+  defineOperator,
   defineSink,
   defineSource,
+  recordOperator,
+  type AnyPlugin,
   loadPipeline,
   type ClickEvent,
   type PartitionAssignment,
@@ -121,7 +124,7 @@ interface Member {
   log: { msg: string; [field: string]: unknown }[];
 }
 
-async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3): Promise<Member> {
+async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = []): Promise<Member> {
   const { builtinRegistry } = await import('../cli/registry.js');
   const sessions: StreamRecord[] = [];
   const collect = defineSink<Record<string, never>>({
@@ -133,7 +136,8 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
   const registry = await builtinRegistry();
   registry.register(source.plugin, 'test');
   registry.register(collect, 'test');
-  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: collect, kinds: [session]}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
+  for (const plugin of plugins) registry.register(plugin, 'test');
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
@@ -261,4 +265,28 @@ test("a partition's file written by its owner removes neither the files another 
   assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000003.json', 'checkpoint-0000000005.json', 'checkpoint-0000000006.json', 'checkpoint-0000000007.json']);
   await source.run({ revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
   await owner.running;
+});
+
+test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-held-'));
+  // A global stage after the per-partition sessionizer: the watermarks it sees.
+  const seen: number[] = [];
+  const marks = defineOperator<Record<string, never>>({
+    name: 'marks', state: 'global', emits: [], summary: 'test', config: { type: 'object' },
+    create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void seen.push(mark.time) })) }),
+  });
+  const source = drivenSource();
+  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  const future = Date.now() + 10 * 24 * HOUR; // beyond the sessionizer's max_ahead_of_clock (1d), not the source's here
+  await source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  source.marks.set('p-0', T0);
+  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  source.marks.set('p-0', future);
+  await source.run({ records: [{ partition: 'p-0', userId: 'u1', time: T0 + HOUR }] });
+  assert.equal(Math.max(...seen), T0 + HOUR, 'the global stage sees the sessionizer\'s time, not the far-future event\'s');
+  assert.deepEqual(summaries(run.sessions), ['u0'], 'u0 closed by the time u1 moved the sessionizer to');
+  await source.run('end');
+  await run.running;
+  assert.deepEqual(seen.filter((time) => time > T0 + HOUR), [Infinity], 'then only the end of input');
+  assert.ok(seen.every((time, k) => k === 0 || time > seen[k - 1]!), `strictly increasing: ${seen.join(', ')}`);
 });
