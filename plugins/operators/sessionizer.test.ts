@@ -254,8 +254,8 @@ test('session ids stay unique after max_open_sessions drops sessions: a new one 
   const part = await Chain.build([stage(sessionizer, config)], ctx());
   part.push(input().slice(0, 2));
   const [saved] = (await part.snapshot()) as Record<string, unknown>[];
-  const { droppedThrough, numberedIds, ...v3 }: Record<string, unknown> = { ...saved!, version: 3 };
-  assert.deepEqual([droppedThrough, numberedIds], [null, 0]);
+  const { droppedThrough, numberedIds, futureUntil, ...v3 }: Record<string, unknown> = { ...saved!, version: 3, sawFuture: false };
+  assert.deepEqual([droppedThrough, numberedIds, futureUntil], [null, 0, null]);
   const rest = (await Chain.build([stage(sessionizer, config)], ctx(), [v3])).push(input().slice(2)).end();
   assert.equal(JSON.stringify([...part.output, ...rest]), JSON.stringify(whole));
 });
@@ -335,6 +335,60 @@ test('after a dead-lettered far-future event raised the sources\' watermark, acc
     const rest = (await Chain.build([stage(sessionizer, config)], context(), await part.snapshot())).push(input().slice(cut)).end();
     assert.equal(JSON.stringify([...part.output, ...rest]), out, `cut at ${cut}`);
   }
+});
+
+test('the hold after a far-future event ends once accepted events reach its time: the watermark moves this operator\'s time again, and is passed on as received', async () => {
+  let now = T0;
+  const config = { gap: '5m', max_ahead_of_clock: '2h' };
+  const chain = await Chain.build([stage(sessionizer, config)], testContext({ clock: { now: () => now } }));
+  // The event at 180 min is more than 2 h ahead of the clock (0): dead-lettered, and the sources' watermark jumps to it.
+  chain.push([ev('u0', 0), wm(0), ev('skewed-client', 180), wm(180)]);
+  assert.deepEqual(trace(chain.output), ['u0@0>u0:0', 'W0'], 'held at the accepted events: nothing passed on');
+  const [saved] = (await chain.snapshot()) as Record<string, unknown>[];
+  // Hours later the clock and the events reach it; then a watermark ahead of the events (others, dropped before this stage).
+  now = T0 + 180 * MIN;
+  chain.push([ev('u1', 179), ev('u2', 181), wm(200)]);
+  // u1 (179) moves the held time, passed on; u2 (181) reaches the far-future event: the hold ends, and the
+  // watermark of 200 moves it. Before, held for good: u2 waited for a later event, and 200 reached no stage after this one.
+  assert.deepEqual(trace(chain.output).slice(2), ['S u0:0 [0,0] gap', 'u1@179>u1:179', 'W179', 'u2@181>u2:181', 'S u1:179 [179,179] gap', 'S u2:181 [181,181] gap', 'W200']);
+  // A snapshot of version 5 (no futureUntil, only sawFuture) stays held past it, as that version did.
+  const { futureUntil, ...v5 }: Record<string, unknown> = { ...saved!, version: 5, sawFuture: true };
+  assert.equal(futureUntil, T0 + 180 * MIN);
+  const restored = await Chain.build([stage(sessionizer, config)], testContext({ clock: { now: () => now } }), [v5]);
+  assert.ok(!trace(restored.push([ev('u1', 179), ev('u2', 181), wm(200)]).output).includes('W200'));
+});
+
+test('a far-future event within the source\'s max_ahead_of_clock but beyond the sessionizer\'s does not move the stages after it: churn labels no session early', async () => {
+  const { defineSource } = await import('tributary');
+  // The wall clock at 3 h: the event 9 days on is within the source's bound (30d), beyond the sessionizer's (1d).
+  const batches: ClickEvent[][] = [[ev('a', 0), ev('b', 40)], [ev('skewed-client', 9 * 24 * 60)], [ev('a', 120)]];
+  const source = defineSource<Record<string, never>>({
+    name: 'batches', summary: 'test', config: { type: 'object', properties: {} },
+    create: () => ({
+      async *read() {
+        yield* batches;
+      },
+    }),
+  });
+  const { outputs, deadLetters } = await runYaml(
+    [
+      'sources: [{type: batches, watermark: {max_out_of_orderness: 0ms, max_ahead_of_clock: 30d}}]',
+      'stages:',
+      '  - {type: sessionizer, gap: 30m, max_ahead_of_clock: 1d}',
+      '  - {type: churn-model, horizon: 7d, backend: cpu, batch: {max_size: 1, max_delay: 0}, report: true}',
+      'sinks: [{type: memory, kinds: [prediction, model_metrics]}]',
+      '',
+    ].join('\n'),
+    { plugins: [source], clock: { now: () => T0 + 180 * MIN } },
+  );
+  assert.deepEqual(deadLetters.map((d) => (d.raw as ClickEvent).userId), ['skewed-client']);
+  const predictions = outputs[0]!.filter((r) => r.kind === 'prediction');
+  assert.deepEqual(predictions.map((p) => p.sessionId), [`a:${T0}`, `b:${T0 + 40 * MIN}`, `a:${T0 + 120 * MIN}`]);
+  // a came back 2 h after its first session: not a churner. The sessions' 7 days never passed in event
+  // time (2 h at most), so the end of input leaves all three unlabelled. Before, the far-future event's
+  // watermark (9 days) reached churn and labelled a's first session 1 before a came back.
+  const report = outputs[0]!.find((r) => r.kind === 'model_metrics') as unknown as { summary: { n: number; positives: number }; counts: { unlabelledAtEnd: number } };
+  assert.deepEqual([report.summary.n, report.summary.positives, report.counts.unlabelledAtEnd], [0, 0, 3]);
 });
 
 test('max_open_sessions: the session closest to closing is closed early, counted and summarised as evicted', async () => {
@@ -566,7 +620,8 @@ test('events waiting for the watermark are snapshotted as columns (a fraction of
   assert.deepEqual(Object.keys(events(after).find((e) => e.userId === 'x5')!).slice(0, 2), ['userId', 'kind']);
 
   // A version-2 snapshot (pending events as [event, origin] pairs) still restores.
-  const v2 = { ...saved!, version: 2, pending: input.map((e) => [{ ...e }, e[ORIGIN] ?? null]) };
+  const { futureUntil: _, ...v6 } = saved as Record<string, unknown>;
+  const v2 = { ...v6, version: 2, sawFuture: false, pending: input.map((e) => [{ ...e }, e[ORIGIN] ?? null]) };
   const third = await Chain.build([stage(sessionizer, config)], ctx(), [JSON.parse(JSON.stringify(v2))]);
   assert.equal(JSON.stringify(third.push([wm(Infinity)]).end()), JSON.stringify(whole));
 });
@@ -608,7 +663,8 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
     ['the sessions of one user apart', (s) => void (s.users = ['u1', 'u2', 'u1']), /^Error: stage-s: sessionizer snapshot: users: 'u1' at row 2 apart from its other rows$/],
     ['a watermark that is not a number', (s) => void (s.watermark = 'soon'), /^Error: stage-s: sessionizer snapshot: watermark: not a number or null$/],
     ['maxSeen that is not a number', (s) => void (s.maxSeen = {}), /^Error: stage-s: sessionizer snapshot: maxSeen: not a number or null$/],
-    ['sawFuture that is not true or false', (s) => void (s.sawFuture = 'no'), /^Error: stage-s: sessionizer snapshot: sawFuture: not true or false$/],
+    ['a far-future time that is not a time', (s) => void (s.futureUntil = true), /^Error: stage-s: sessionizer snapshot: futureUntil: not a number or null$/],
+    ['sawFuture (before version 6) that is not true or false', (s) => void Object.assign(s, { version: 5, sawFuture: 'no' }), /^Error: stage-s: sessionizer snapshot: sawFuture: not true or false$/],
     ['a last watermark that is not a time', (s) => void (s.lastMark = 'soon'), /^Error: stage-s: sessionizer snapshot: lastMark: not a number or null$/],
     ['a session id for a row past the last', (s) => { s.ids.otherRows.push(3); s.ids.otherIds.push('x'); }, /^Error: stage-s: sessionizer snapshot: ids: row 3 out of range$/],
     ['a session id of no row', (s) => void s.ids.otherIds.push('x'), /^Error: stage-s: sessionizer snapshot: ids: 1 other ids for 0 other rows$/],

@@ -17,6 +17,7 @@ import {
   originOf,
   parseDuration,
   recordOperator,
+  watermark,
   ORIGIN,
   type ClickEvent,
   type Duration,
@@ -109,7 +110,10 @@ export default defineOperator<SessionizerConfig>({
       max_ahead_of_clock: {
         $ref: 'tributary:duration',
         default: '1d',
-        description: 'An event time further than this ahead of the wall clock is absurd: dead-lettered.',
+        description:
+          'An event time further than this ahead of the wall clock is absurd: dead-lettered. Where the source\'s `watermark.max_ahead_of_clock` is wider, such an event ' +
+          'still moves the sources\' watermark: until accepted events reach its time, this stage\'s event time is then held at the latest accepted event, and so is the ' +
+          'watermark it passes on (the stages after it, e.g. churn-model\'s labels, do not move ahead of it); meanwhile an event behind the latest accepted one may be late.',
       },
       max_behind_watermark: {
         $ref: 'tributary:duration',
@@ -152,6 +156,7 @@ export default defineOperator<SessionizerConfig>({
     return {
       apply: recordOperator(context, () => ({
         record: (record, emit) => state.record(record, emit),
+        // Held back after a far-future event, the stages after it are held back with it (see futureUntil).
         watermark: (mark, emit) => state.advance(mark.time, emit),
       })),
       snapshot: () => state.snapshot(),
@@ -181,6 +186,9 @@ export interface SessionizerSummary extends SessionSummary {
   /** end + gap + allowed_lateness; an evicted session's is the watermark it was evicted at (it is forgotten at once). */
   keptUntil: number;
 }
+
+/** Event time between the watermarks passed on from events while held back (see futureUntil). */
+const RELEASE_EVERY_MS = 1000;
 
 const PURCHASED = 1;
 const EMITTED = 2;
@@ -396,6 +404,7 @@ export interface SessionizerSnapshotV1 {
   version: 1;
   watermark: number | null;
   maxSeen: number | null;
+  /** A far-future event was dead-lettered (since version 6: futureUntil). */
   sawFuture: boolean;
   nextSeq: number;
   /** [seq, userId, id, start, end, count, counts, flags, replaces], users in map order, each newest first. */
@@ -411,10 +420,10 @@ export interface SessionizerSnapshotV1 {
  * column (see columns.ts); the timer heap as two columns. Version 2 held pending events as version 1
  * does (one object each: ~124 bytes an event, a tenth of the soak's sessionizer state at 2,000
  * events/s); version 3 holds them as columns (PendingColumns); version 4 adds `droppedThrough` and
- * `numberedIds`, version 5 `lastMark`.
+ * `numberedIds`, version 5 `lastMark`, version 6 `futureUntil` for `sawFuture`.
  */
 export interface SessionizerSnapshot {
-  version: 2 | 3 | 4 | 5;
+  version: 2 | 3 | 4 | 5 | 6;
   watermark: number | null;
   /** The latest watermark received, which `watermark` is held behind after a far-future event (version 5 on). */
   lastMark?: number | null;
@@ -422,7 +431,10 @@ export interface SessionizerSnapshot {
   droppedThrough?: number | null;
   numberedIds?: number;
   maxSeen: number | null;
-  sawFuture: boolean;
+  /** Before version 6: a far-future event was dead-lettered. */
+  sawFuture?: boolean;
+  /** The latest far-future event time dead-lettered (version 6 on). */
+  futureUntil?: number | null;
   nextSeq: number;
   users: string[];
   ids: DerivedIds;
@@ -636,11 +648,14 @@ class SessionState {
   private droppedThrough = -Infinity;
   private numberedIds = 0;
   /**
-   * A far-future event was dead-lettered: the sources' watermark may be ahead of every accepted event
-   * (theirs bound events further ahead than this one's), so this operator's time is held at the
-   * latest accepted event, below `lastMark`, the latest watermark received.
+   * The latest far-future event time dead-lettered. Until accepted events reach it, the sources'
+   * watermark may be ahead of every accepted event (theirs bound events further ahead than this one's),
+   * so this operator's time is held at the latest accepted event, below `lastMark`, the latest
+   * watermark received, and so is the watermark it passes on (see `advance`). Once they reach it, no
+   * watermark that event moved is ahead of them: the hold ends, and events slightly out of order are
+   * in time again.
    */
-  private sawFuture = false;
+  private futureUntil = -Infinity;
   private lastMark = -Infinity;
   /** Moves of its time by events since the metrics were last flushed (held back after a far-future event). */
   private movesSinceFlush = 0;
@@ -694,7 +709,7 @@ class SessionState {
       // watermark: after a lull that reading is hours old, so it is read again before rejecting.
       this.now = this.context.clock.now();
       if (time > this.now + s.maxAhead) {
-        this.sawFuture = true;
+        if (time > this.futureUntil) this.futureUntil = time;
         return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
       }
     }
@@ -721,14 +736,18 @@ class SessionState {
     else pending.splice(at, 0, event);
     if (time > this.maxSeen) {
       this.maxSeen = time;
-      // Held back (see sawFuture), this operator's time would wait for a watermark, and the sources send
+      // Held back (see futureUntil), this operator's time would wait for a watermark, and the sources send
       // none until event time reaches the future event (hours): events move it to where the last one
       // would take it now. The same time either way, so it depends on the stream alone (and a restore).
-      const to = Math.min(this.lastMark, this.maxSeen);
-      if (this.sawFuture && to > this.watermark) {
+      const to = Math.min(this.lastMark, time);
+      if (time < this.futureUntil && to > this.watermark) {
+        const from = this.watermark;
         this.moveTo(to, emit);
+        // The stages after it wait for it too: passed on at most once a second of event time, as their
+        // watermark handlers per event would cost (a prom-client call among them).
+        if (Math.floor(to / RELEASE_EVERY_MS) > Math.floor(from / RELEASE_EVERY_MS)) emit(watermark(to));
         // Not per event (a prom-client call each showed in profiles), yet not waiting for a watermark
-        // that may not come for hours (see sawFuture).
+        // that may not come for hours (see futureUntil).
         if (++this.movesSinceFlush >= 1024) this.flushMetrics();
       }
     }
@@ -738,17 +757,23 @@ class SessionState {
     this.context.deadLetter({ reason: `${this.context.label}: ${reason}`, raw: event, origin: originOf(event) });
   }
 
-  /** Moves event time to `mark`: assigns the events it passed, in time order, and fires due timers. */
-  advance(mark: number, emit: Emit): void {
+  /**
+   * Moves event time to `mark`: assigns the events it passed, in time order, and fires due timers.
+   * Returns the watermark to pass on (RecordHandlers.watermark): undefined, `mark` itself, unless held
+   * back (see futureUntil): then this operator's time where it moved, else none (-Infinity).
+   */
+  advance(mark: number, emit: Emit): number | undefined {
     this.snapshots.settle();
     this.now = this.context.clock.now();
     if (mark > this.lastMark) this.lastMark = mark;
-    // A dead-lettered far-future timestamp has already pushed the sources' watermark: from then on
-    // only accepted events move this operator's time, so it cannot close every session at once.
-    const to = mark === Infinity || !this.sawFuture ? mark : Math.min(mark, this.maxSeen);
-    if (!(to > this.watermark)) return;
+    // A dead-lettered far-future timestamp has already pushed the sources' watermark: until accepted
+    // events reach it only they move this operator's time, so it cannot close every session at once.
+    const to = mark === Infinity || !(this.maxSeen < this.futureUntil) ? mark : Math.min(mark, this.maxSeen);
+    const held = to < mark;
+    if (!(to > this.watermark)) return held ? -Infinity : undefined;
     this.moveTo(to, emit);
     this.flushMetrics();
+    return held ? to : undefined;
   }
 
   /** Moves this operator's time to `to` (above its watermark): assigns the events it passed, in time order, and fires due timers. */
@@ -1151,13 +1176,13 @@ class SessionState {
       heapSeqs,
     ]);
     const snapshot: SessionizerSnapshot = {
-      version: 5,
+      version: 6,
       watermark: finiteOrNull(this.watermark),
       lastMark: finiteOrNull(this.lastMark),
       droppedThrough: finiteOrNull(this.droppedThrough),
       numberedIds: this.numberedIds,
       maxSeen: finiteOrNull(this.maxSeen),
-      sawFuture: this.sawFuture,
+      futureUntil: finiteOrNull(this.futureUntil),
       nextSeq: this.nextSeq,
       users,
       ids: derivedIds,
@@ -1181,16 +1206,20 @@ class SessionState {
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
     const what = `${this.context.label}: sessionizer snapshot`;
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3 && version !== 4 && version !== 5) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4 && version !== 5 && version !== 6) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
     const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
-    const fourOn = saved.version === 4 || saved.version === 5;
+    const fourOn = saved.version === 4 || saved.version === 5 || saved.version === 6;
     const droppedThrough = fourOn ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;
     const numberedIds = fourOn ? saved.numberedIds : 0;
     // Before version 5 the watermark received was not kept: taken as this operator's own, the next one moves it.
-    const lastMark = saved.version === 5 ? timeOrNull(saved.lastMark, `${what}: lastMark`) : watermark;
+    const lastMark = saved.version === 5 || saved.version === 6 ? timeOrNull(saved.lastMark, `${what}: lastMark`) : watermark;
     if (!(typeof numberedIds === 'number' && Number.isSafeInteger(numberedIds) && numberedIds >= 0)) throw new Error(`${what}: numberedIds: ${String(numberedIds)} is not a whole number`);
     const maxSeen = timeOrNull(saved.maxSeen, `${what}: maxSeen`);
-    if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
+    let futureUntil: number | null;
+    if (saved.version === 6) futureUntil = timeOrNull(saved.futureUntil, `${what}: futureUntil`);
+    else if (typeof saved.sawFuture !== 'boolean') throw new Error(`${what}: sawFuture: not true or false`);
+    // Before version 6 the far-future event's time was not kept: held until the end, as those versions did.
+    else futureUntil = saved.sawFuture ? Number.MAX_VALUE : null;
     const nextSeq = saved.nextSeq;
     if (!(Number.isSafeInteger(nextSeq) && nextSeq >= 0)) throw new Error(`${what}: nextSeq: ${String(nextSeq)} is not a whole number`);
     this.snapshots.settle();
@@ -1202,7 +1231,7 @@ class SessionState {
     this.maxSeen = maxSeen ?? -Infinity;
     this.droppedThrough = droppedThrough ?? -Infinity;
     this.numberedIds = numberedIds;
-    this.sawFuture = saved.sawFuture;
+    this.futureUntil = futureUntil ?? -Infinity;
     this.nextSeq = nextSeq;
     // Sessions by row, and their rows by seq (the timers name sessions by seq).
     const sessions: Session[] = [];
