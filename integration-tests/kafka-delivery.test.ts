@@ -47,7 +47,8 @@ ${extra}`;
 
 /** Each of `seq` 0 to count - 1 exactly once in the topic's committed output. */
 async function assertEachOnce(brokers: string, topic: string, count: number): Promise<void> {
-  const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, topic, { committed: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
+  // To the end (else it throws): a read cut short by its timeout could miss the duplicates this looks for.
+  const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, topic, { committed: true, toEnd: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
   assert.equal(new Set(out).size, count, 'no record lost');
   assert.equal(out.length, count, `committed output has duplicates: ${out.length - count}`);
 }
@@ -111,9 +112,9 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
       );
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
-      const outputs = values<{ userId: string; attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, timeoutMs: 15_000 }));
+      const outputs = values<{ userId: string; attrs: { seq: number } }>(await readTopic(brokers, output, { committed: true, toEnd: true, timeoutMs: 15_000 }));
       const out = outputs.map((v) => v.attrs.seq);
-      const dead = await readTopic(brokers, dlq, { committed: true, timeoutMs: 15_000 });
+      const dead = await readTopic(brokers, dlq, { committed: true, toEnd: true, timeoutMs: 15_000 });
       const distinct = new Set(out);
       assert.equal(distinct.size, good, 'no record lost');
       for (let seq = 0; seq < good; seq++) assert.ok(distinct.has(seq), `record ${seq} lost`);
