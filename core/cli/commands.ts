@@ -60,6 +60,17 @@ function portProblem(option: string, value: string | undefined): string | undefi
   return `${option} ${value}: not a port (a whole number from 0 to 65535; 0: any free port)`;
 }
 
+/** --set, as run, backtest and validate take it: one value per flag (see withCommon), read as the loader's applySet reads it. */
+function setOption(example: string) {
+  return {
+    type: 'array',
+    string: true,
+    nargs: 1,
+    default: [] as string[],
+    describe: `Override a config value: path=value (${example}), the value read as YAML as if written in the pipeline file (a relative path is relative to its folder); repeatable.`,
+  } as const;
+}
+
 function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
   // The repeatable options (--plugin, --set) take one value per flag (nargs: 1): an array option takes
   // every value up to the next flag, so `validate --plugin x.js p.yaml` read p.yaml as a plugin.
@@ -82,7 +93,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) =>
         withProgress(withCommon(argv), 'a progress line')
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
-          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value: path=value (e.g. sources[0].events=1000); repeatable.' })
+          .option('set', setOption('e.g. sources[0].events=1000'))
           .option('http-port', { type: 'string', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
@@ -117,7 +128,7 @@ export async function main(args: string[]): Promise<number> {
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, else from the file name)." })
-          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value: path=value; repeatable.' }),
+          .option('set', setOption('e.g. sinks[0].path=bt/predictions.jsonl')),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
@@ -137,7 +148,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) =>
         withCommon(argv)
           .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
-          .option('set', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Override a config value before validating; repeatable.' })
+          .option('set', setOption('applied before validating'))
           .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
       async (argv) => {
         let invalid = 0;

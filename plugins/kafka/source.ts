@@ -1878,7 +1878,9 @@ class KafkaSource {
       for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
       const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
-      this.context.logger.info({ partitions }, committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed');
+      // None read since they were assigned: nothing committed, which a broker outage does not fail (said as such, not as a commit).
+      const said = offsets.length === 0 ? 'kafka partitions revoked, none read since assigned: no offsets to commit' : committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed';
+      this.context.logger.info({ partitions }, said);
     }
   }
 
