@@ -178,6 +178,17 @@ test('hash-features: an attribute that is an object or a list is hashed by its J
   assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
 });
 
+test('hash-features: an attribute named as an Object.prototype member (attrs.constructor, attrs.__proto__) is hashed only where the event has it, never the inherited member', async () => {
+  const input: Element[] = [
+    ev('u1', 0, 'view', { attrs: {} }),
+    ev('u1', 1, 'view', { attrs: JSON.parse('{"constructor":"c1","__proto__":"p1"}') as Record<string, unknown> }),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(hashFeatures, { fields: ['attrs.constructor', 'attrs.__proto__', 'attrs.toString'], width: 65536, signed: false }, input, ctx());
+  const counts = eventsOf(output).map((e) => Array.from(e.features!.values).reduce((a, v) => a + v, 0));
+  assert.deepEqual(counts, [0, 2], 'nothing for attributes the event lacks; one each for those it has');
+});
+
 test('feature operators pass session summaries and other records through unchanged', async () => {
   const summary = { kind: 'session', userId: 'u1', sessionId: 'x', start: 0, end: 0, eventCount: 1, counts: { view: 1 }, purchased: false } as StreamRecord;
   for (const [plugin, config] of [[sessionFeatures, {}], [userFeatures, {}], [hashFeatures, { fields: ['category'] }], [standardize, { features: ['*'] }], [log1p, { features: ['*'] }], [clip, { features: ['*'], max: 1 }]] as const) {
