@@ -170,6 +170,24 @@ test('CANONICAL_EVENT_MAPPING reads back what a file sink wrote of an event, att
   assert.ok(isRejected(createEventMapper({ attributes: ['tags'] })({ ...base, tags: [nested] })));
 });
 
+test('a field or attribute named in the mapping as an Object.prototype member (constructor, toString, __proto__) is read from the record alone: absent, it is missing, never the inherited member', () => {
+  const base = { time: '2024-01-01T00:00:00Z', type: 'view' };
+  const byUser = createEventMapper({ fields: { user_id: 'constructor' } });
+  assert.deepEqual(byUser({ ...base }), { rejected: 'constructor: missing user id' });
+  assert.equal((byUser(JSON.parse('{"constructor":"u7","time":"2024-01-01T00:00:00Z","type":"view"}')) as ClickEvent).userId, 'u7');
+  assert.deepEqual(createEventMapper({ fields: { time: 'toString' } })({ user_id: 'u', type: 'view' }), { rejected: 'toString: missing timestamp' });
+  assert.deepEqual(createEventMapper({ fields: { type: 'valueOf' } })({ user_id: 'u', time: base.time }), { rejected: 'valueOf: missing event type' });
+  const optional = createEventMapper({ fields: { session_id: '__proto__', item_id: 'hasOwnProperty', category: 'isPrototypeOf', price: 'toLocaleString' }, attributes_field: 'propertyIsEnumerable', attributes: ['constructor', '__proto__', 'brand'] });
+  assert.deepEqual(optional({ user_id: 'u', ...base, brand: 'b' }), { kind: 'event', userId: 'u', time: Date.parse(base.time), type: 'view', attrs: { brand: 'b' } });
+  // Present, they are read; an attribute __proto__ is an attribute, the attributes' prototype stays Object's.
+  const read = optional(JSON.parse('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view","__proto__":"s1","hasOwnProperty":"i1","constructor":"c","toLocaleString":"2.5"}')) as ClickEvent;
+  assert.deepEqual([read.sessionId, read.itemId, read.price], ['s1', 'i1', 2.5]);
+  const attrs = (createEventMapper({ attributes: ['constructor', '__proto__'] })(JSON.parse('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view","__proto__":{"polluted":1},"constructor":"c"}')) as ClickEvent).attrs!;
+  assert.deepEqual(Object.entries(attrs), [['constructor', 'c'], ['__proto__', { polluted: 1 }]]);
+  assert.equal(Object.getPrototypeOf(attrs), Object.prototype);
+  assert.equal((attrs as { polluted?: unknown }).polluted, undefined);
+});
+
 test('a negative price is a rejection with its reason (a price is never below 0); 0 and positive prices are kept', () => {
   const map = createEventMapper();
   const at = (price: unknown) => map({ user_id: 'u1', time: '2024-01-01T00:00:00Z', type: 'view', price });

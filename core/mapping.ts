@@ -4,6 +4,7 @@
  * mapper, so every source accepts and rejects records the same way.
  */
 import { ORIGIN, type ClickEvent, type Origin } from './events.js';
+import { isInheritedName, ownValue, setOwnField } from './fields.js';
 
 export interface MappingConfig {
   fields?: {
@@ -258,12 +259,23 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   const itemField = fields.item_id ?? 'item_id';
   const categoryField = fields.category ?? 'category';
   const priceField = fields.price ?? 'price';
+  // A field named `constructor` or `__proto__` is one the record has or lacks, never Object.prototype's:
+  // such names (decided here, once) are read by ownValue, any other by a plain lookup.
+  const userInherited = isInheritedName(userField);
+  const timeInherited = isInheritedName(timeField);
+  const typeInherited = isInheritedName(typeField);
+  const sessionInherited = isInheritedName(sessionField);
+  const itemInherited = isInheritedName(itemField);
+  const categoryInherited = isInheritedName(categoryField);
+  const priceInherited = isInheritedName(priceField);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
   const parseTime = createTimeParser(config.time_format ?? 'iso8601');
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];
+  const attributesInherited = attributes.map(isInheritedName);
   const attributesField = config.attributes_field;
+  const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
   const defaultType = config.default_type;
 
   return (input, origin) => {
@@ -272,14 +284,14 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    const user = idValue(userField, raw[userField]);
+    const user = idValue(userField, userInherited ? ownValue(raw, userField) : raw[userField]);
     if (user === undefined) return { rejected: `${userField}: missing user id` };
     if (typeof user !== 'string') return user;
-    const rawTime = raw[timeField];
+    const rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
-    const rawType = raw[typeField];
+    const rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
       if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
@@ -296,16 +308,16 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       type = mapped;
     }
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
-    const session = idValue(sessionField, raw[sessionField]);
+    const session = idValue(sessionField, sessionInherited ? ownValue(raw, sessionField) : raw[sessionField]);
     if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
-    const item = idValue(itemField, raw[itemField]);
+    const item = idValue(itemField, itemInherited ? ownValue(raw, itemField) : raw[itemField]);
     if (typeof item === 'object') return item;
     if (item !== undefined) event.itemId = item;
-    const category = idValue(categoryField, raw[categoryField]);
+    const category = idValue(categoryField, categoryInherited ? ownValue(raw, categoryField) : raw[categoryField]);
     if (typeof category === 'object') return category;
     if (category !== undefined) event.category = category;
-    const rawPrice = raw[priceField];
+    const rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
       const price = decimalNumber(rawPrice);
       if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
@@ -316,7 +328,7 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {
-      const value = raw[attributesField];
+      const value = attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField];
       if (value !== undefined && value !== null) {
         if (typeof value !== 'object' || Array.isArray(value)) return { rejected: `${attributesField}: expected an object of attributes, got ${describe(value)}` };
         // The same bound as for each listed attribute (see below), one level down.
@@ -329,13 +341,15 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
     } else {
       // Spread (own data properties): an attribute named `__proto__` stays an attribute.
       const attrs: Record<string, unknown> = whole ? { ...whole } : {};
-      for (const name of attributes) {
-        const value = raw[name];
+      for (let k = 0; k < attributes.length; k++) {
+        const name = attributes[k]!;
+        const value = attributesInherited[k] ? ownValue(raw, name) : raw[name];
         if (value === undefined || value === '') continue;
         // Every writer of events serialises attributes recursively: a value nested thousands deep
         // (valid JSON) would overflow the stack there, far from the input that carried it.
         if (typeof value === 'object' && value !== null && nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH)) return { rejected: `${name}: attribute nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels` };
-        attrs[name] = value;
+        if (attributesInherited[k]) setOwnField(attrs, name, value);
+        else attrs[name] = value;
       }
       event.attrs = attrs;
     }

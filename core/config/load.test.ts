@@ -82,6 +82,18 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
   });
 });
 
+test('${constructor} (a name the environment object inherits from Object.prototype) is an unset variable, not the inherited member\'s text', async () => {
+  const registry = await builtinRegistry();
+  const file = join(dir, 'inherited-vars.yaml');
+  writeFileSync(file, 'name: p-${constructor:-plain}\nsources: [{type: synthetic, users: "${toString}"}]\nsinks: [{type: stdout}]\n');
+  await assert.rejects(loadPipeline(file, { registry, env: {} }), (error: ConfigError) => {
+    assert.deepEqual(error.problems.map((p) => p.message), ['environment variable toString is not set and has no default (write ${toString:-default})']);
+    return true;
+  });
+  writeFileSync(file, 'name: p-${constructor:-plain}\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  assert.equal((await loadPipeline(file, { registry, env: {} })).document.name, 'p-plain');
+});
+
 test('${HOSTNAME} is the environment\'s, else the machine\'s name (a shell does not export it, systemd sets none): never the default, so instances do not share an id', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'hostname.yaml');

@@ -746,7 +746,8 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
  * to the same name os.hostname() gives.
  */
 function variable(env: Record<string, string | undefined>, name: string): string | undefined {
-  const value = env[name];
+  // Own variables only: `${constructor}` is not Object.prototype's member (process.env inherits them).
+  const value = Object.hasOwn(env, name) ? env[name] : undefined;
   if (name === 'HOSTNAME' && (value === undefined || value === '')) return hostname() || undefined;
   return value;
 }

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TributaryError, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
+import { TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
 import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
@@ -438,4 +438,24 @@ test('records a consume call took before a revocation are dropped when the group
   // Before: 0-4 twice, the first time from the assignment revoked (the check that drops a revoked
   // partition's records found it assigned again).
   assert.deepEqual(seqs, [0, 1, 2, 3, 4, 5]);
+});
+
+test('a key_field named as an Object.prototype member (constructor) is filled from the message key where the record has no such field of its own; one it has stays', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const config = unreachableConfig(['t'], { key_field: 'constructor', mapping: { fields: { user_id: 'constructor' } } });
+  const context = testContext({ batchSize: 100 });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  t.after(() => instance.close?.());
+  const batch = instance.read()[Symbol.asyncIterator]().next();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  script.highOffsets.set('t/0', 2);
+  const message = (offset: number, record: object, key: string) => {
+    const value = Buffer.from(JSON.stringify(record));
+    return { topic: 't', partition: 0, offset, value, key: Buffer.from(key), size: value.length, timestamp: 0 };
+  };
+  const time = '2024-05-01T00:00:00Z';
+  script.answers.push(() => [message(0, { time, type: 'view' }, 'u1'), message(1, { constructor: 'u2', time, type: 'view' }, 'k')] as unknown as []);
+  const { value: events } = await batch;
+  assert.deepEqual([(events as ClickEvent[]).map((e) => e.userId), context.deadLetters], [['u1', 'u2'], []]);
 });

@@ -27,7 +27,10 @@ import {
   formatDuration,
   isRejected,
   notUtf8Rejection,
+  isInheritedName,
+  ownValue,
   parseDuration,
+  setOwnField,
   timerDurationMax,
   TributaryError,
   type ClickEvent,
@@ -2254,6 +2257,8 @@ class KafkaSource {
     const events: ClickEvent[] = [];
     const now = this.context.clock.now();
     const keyField = this.config.key_field;
+    // A key field named `constructor` is one the record has or lacks, never Object.prototype's.
+    const keyInherited = keyField !== undefined && isInheritedName(keyField);
     const byTimestamp = this.config.event_time === 'timestamp';
     for (const message of messages) {
       const state = this.stateOf(message.topic, message.partition);
@@ -2305,7 +2310,7 @@ class KafkaSource {
         continue;
       }
       const record = raw as Record<string, unknown>;
-      if (keyField && record[keyField] === undefined && message.key !== undefined && message.key !== null) {
+      if (keyField && (keyInherited ? ownValue(record, keyField) : record[keyField]) === undefined && message.key !== undefined && message.key !== null) {
         const key = message.key;
         // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
         // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
@@ -2313,7 +2318,7 @@ class KafkaSource {
           this.deadLetter(message, { reason: `key is not UTF-8 text, so not a ${keyField}; key is its exact bytes in base64, raw is the value`, raw: text, origin });
           continue;
         }
-        record[keyField] = key.toString();
+        setOwnField(record, keyField, key.toString());
       }
       if (byTimestamp) record[KAFKA_TIMESTAMP_FIELD] = message.timestamp;
       const result = this.map(record, origin);

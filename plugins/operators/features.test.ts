@@ -178,6 +178,17 @@ test('hash-features: an attribute that is an object or a list is hashed by its J
   assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
 });
 
+test('hash-features: an attribute named as an Object.prototype member (attrs.constructor, attrs.__proto__) is hashed only where the event has it, never the inherited member', async () => {
+  const input: Element[] = [
+    ev('u1', 0, 'view', { attrs: {} }),
+    ev('u1', 1, 'view', { attrs: JSON.parse('{"constructor":"c1","__proto__":"p1"}') as Record<string, unknown> }),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(hashFeatures, { fields: ['attrs.constructor', 'attrs.__proto__', 'attrs.toString'], width: 65536, signed: false }, input, ctx());
+  const counts = eventsOf(output).map((e) => Array.from(e.features!.values).reduce((a, v) => a + v, 0));
+  assert.deepEqual(counts, [0, 2], 'nothing for attributes the event lacks; one each for those it has');
+});
+
 test('feature operators pass session summaries and other records through unchanged', async () => {
   const summary = { kind: 'session', userId: 'u1', sessionId: 'x', start: 0, end: 0, eventCount: 1, counts: { view: 1 }, purchased: false } as StreamRecord;
   for (const [plugin, config] of [[sessionFeatures, {}], [userFeatures, {}], [hashFeatures, { fields: ['category'] }], [standardize, { features: ['*'] }], [log1p, { features: ['*'] }], [clip, { features: ['*'], max: 1 }]] as const) {
@@ -468,6 +479,38 @@ test('a late event that merges two sessions folds their state: counts and sums a
   // A stage between that copies events and summaries (no handles) gets the same.
   const copied = await chain([stages[0]!, stage(stripHandles), ...stages.slice(1)], input());
   assert.deepEqual(eventsOf(copied).map((e) => Array.from(e.features!.values)), eventsOf(out).map((e) => Array.from(e.features!.values)));
+});
+
+test('a late event that merges the previous session into the current one gives the user the figures of the same events in order: mean session length and recency, through a snapshot at any point', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(userFeatures, { horizons: [] })];
+  // Sessions at 0-5, 60-70 and 110-118; the event at 90 bridges the second and third.
+  const inOrder = (): Element[] => [...[0, 5, 60, 70, 90, 110, 115, 118, 200, 210].map((minute) => ev('m', minute)), watermark(Infinity)];
+  // The same events, 90 late: it arrives when 60-70 has closed (its summary out) and 110 has opened.
+  const late = (): Element[] => [ev('m', 0), ev('m', 5), ev('m', 60), ev('m', 70), ev('m', 110), ev('m', 115), watermark(T0 + 120 * MIN), ev('m', 90), ev('m', 118), ev('m', 200), ev('m', 210), watermark(Infinity)];
+  // Not u_events: a late event's counts every event that arrived before it (arrival order, see the description).
+  const keys = ['u_sessions', 'u_recency_days', 'u_mean_session_events', 'u_mean_session_minutes'];
+  const figures = (out: Element[]) => new Map(eventsOf(out).map((e) => [(e.time - T0) / MIN, keys.map((k) => named(e)[k])]));
+  const expected = figures(await chain(stages, inOrder()));
+  const out = await chain(stages, late());
+  assert.deepEqual(eventsOf(out)[6]!.session!.merged, [`m:${T0 + 110 * MIN}`], 'the late event merged the sessions');
+  const got = figures(out);
+  // The late event and those after it: as in order (before it, the merged sessions were two).
+  for (const minute of [90, 118, 200, 210]) assert.deepEqual(got.get(minute), expected.get(minute), `at minute ${minute}`);
+  assert.deepEqual(got.get(200), [3, Math.fround((200 - 118) / 1440), 4, Math.fround((5 + 58) / 2)]);
+  const serialize = (elements: Element[]) => eventsOf(elements).map((e) => Array.from(e.features!.values));
+  for (let cut = 0; cut <= late().length; cut++) {
+    const first = await Chain.build(stages, ctx());
+    first.push(late().slice(0, cut));
+    const second = await Chain.build(stages, ctx(), await first.snapshot());
+    assert.deepEqual([...serialize(first.output), ...serialize(second.push(late().slice(cut)).end())], serialize(out), `cut at ${cut}`);
+  }
+  // The earlier session never completed here: a late one of its own at 50, older than the current 100-105, then 75 bridges them.
+  const olderLate: Element[] = [ev('m', 0), ev('m', 10), ev('m', 100), ev('m', 105), watermark(T0 + 110 * MIN), ev('m', 50), ev('m', 75), ev('m', 110), ev('m', 200), watermark(Infinity)];
+  const olderStages = [stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })];
+  const olderGot = figures(await chain(olderStages, olderLate));
+  const olderExpected = figures(await chain(olderStages, [...[0, 10, 50, 75, 100, 105, 110, 200].map((minute) => ev('m', minute)), watermark(Infinity)]));
+  for (const minute of [75, 110, 200]) assert.deepEqual(olderGot.get(minute), olderExpected.get(minute), `at minute ${minute}, the earlier session late`);
+  assert.deepEqual(olderGot.get(200), [3, Math.fround(90 / 1440), 3.5, 35]);
 });
 
 test('a closed session\'s state stays until the watermark passes its keptUntil (or the sessionizer forgets it early), then goes; a snapshot at any point restores to the uninterrupted run', async () => {
@@ -801,6 +844,11 @@ test('user-features snapshots the previous session end and last purchase as inte
     second.push(shoppers(6000).slice(cut)); // fresh events: the stages add to the events they pass on
     assert.deepEqual([...serialize(first.output), ...serialize(second.end())], whole);
   }
+  // Version 2, without the previous session's figures (row fields 15-17; the decayed counts after them): the same features (no merges here).
+  const v2 = [saved[0], { ...(saved[1] as object), version: 2, columns: users.columns.filter((_, f) => f < 15 || f > 17) }];
+  const second = await Chain.build(stages, ctx(), v2);
+  second.push(shoppers(6000).slice(cut));
+  assert.deepEqual([...serialize(first.output), ...serialize(second.end())], whole);
   first.end();
 });
 

@@ -4,7 +4,7 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
-import { defineOperator, fnv1a, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
+import { defineOperator, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
 import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
 import { BlockAppender } from './vector.js';
 
@@ -63,7 +63,8 @@ export default defineOperator<HashFeaturesConfig>({
       seeds[k] = fnv1a(field + '=');
     });
     // Field codes, not names: a keyed load with a varying name per field was megamorphic.
-    const codes = Int32Array.from(fieldNames, (name) => (name === undefined ? ATTR : CANONICAL.indexOf(name)));
+    // An attribute named `constructor` or `__proto__` is one the event has or lacks, never Object.prototype's.
+    const codes = Int32Array.from(fieldNames, (name, k) => (name !== undefined ? CANONICAL.indexOf(name) : isInheritedName(attrNames[k]!) ? INHERITED_ATTR : ATTR));
     const signed = config.signed;
     return {
       apply: recordOperator(context, () => ({
@@ -99,6 +100,8 @@ function textOf(value: unknown): string {
 
 const CANONICAL: readonly (keyof ClickEvent)[] = ['type', 'itemId', 'category', 'userId', 'sessionId'];
 const ATTR = -1;
+/** An attribute whose name plain objects inherit (isInheritedName): read only where the event's attributes have it. */
+const INHERITED_ATTR = -2;
 
 function fieldValue(event: ClickEvent, code: number, attr: string | undefined): unknown {
   switch (code) {
@@ -112,6 +115,10 @@ function fieldValue(event: ClickEvent, code: number, attr: string | undefined): 
       return event.userId;
     case 4:
       return event.sessionId;
+    case INHERITED_ATTR: {
+      const attrs = event.attrs;
+      return attrs == null ? undefined : ownValue(attrs, attr!);
+    }
     default:
       return event.attrs?.[attr!];
   }

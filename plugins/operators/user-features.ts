@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator } from 'tributary';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
 import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
 import { BlockAppender, inFloat32Range } from './vector.js';
@@ -49,7 +49,10 @@ export default defineOperator<UserFeaturesConfig>({
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
     'toward the current one, and a data id that comes back after the gap opens a new one. A session that starts before the current one (a late ' +
     'event opening a session of its own) counts in `u_sessions` but does not become the current one. A late event that merges sessions ' +
-    '(`session.merged`) makes them one in `u_sessions` (the means over completed sessions keep the figures they had). ' +
+    '(`session.merged`) makes them one in `u_sessions`; one that merges the current session with the one completed before it ' +
+    'takes that one out of the completed sessions (`u_mean_session_*`) and makes the one before it the previous session (`u_recency_days`), ' +
+    'as the same events in order would; after other merges (of two sessions before the current one, or a second before another session ' +
+    'completes: the figures of older sessions are not kept) those features keep the figures they had. ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
     '(the expected policy at the bound: logged once, at info, when it first happens).',
   config: {
@@ -111,7 +114,15 @@ const PURCHASES = 11;
 const MONETARY = 12;
 const LAST_PURCHASE = 13;
 const DECAY_TIME = 14;
-const FIXED = 15;
+/**
+ * The session completed last (before the current one) as it went into the DONE_ figures, and the end
+ * of the one before it: what a late event merging that session into the current one takes back out
+ * (UserState.unmerge). PREV_SESSION_EVENTS 0: not known (a completed session has at least one event).
+ */
+const PREV_SESSION_START = 15;
+const PREV_SESSION_EVENTS = 16;
+const END_BEFORE_PREV = 17;
+const FIXED = 18;
 /**
  * Fields holding event times are snapshotted as offsets from FIRST_SEEN where that is smaller. Until
  * the user's first completed session and first purchase, PREV_SESSION_END and LAST_PURCHASE (read
@@ -119,9 +130,21 @@ const FIXED = 15;
  * whole column raw float64s (0 is no small offset from a time), twice the bytes of 4-byte offsets.
  */
 const TIME_REFS: (number | undefined)[] = [];
-for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME]) TIME_REFS[field] = FIRST_SEEN;
+for (const field of [LAST_TIME, SESSION_START, SESSION_LAST, PREV_SESSION_END, LAST_PURCHASE, DECAY_TIME, PREV_SESSION_START, END_BEFORE_PREV]) TIME_REFS[field] = FIRST_SEEN;
+/** Fields before the previous-session ones came (version 2): FIXED less those three. */
+const FIXED_V2 = 15;
 
 const DAY = 86_400_000;
+
+/**
+ * Copies a row as versions 1 and 2 laid it out (no previous-session fields: the decayed counts right
+ * after FIXED_V2) into the current layout; the previous-session fields stay 0, not known.
+ */
+function widenRowV2(source: ArrayLike<number>, from: number, rows: Float64Array, to: number, width: number): void {
+  const shift = FIXED - FIXED_V2;
+  for (let f = 0; f < FIXED_V2; f++) rows[to + f] = source[from + f]!;
+  for (let f = FIXED; f < width; f++) rows[to + f] = source[from + f - shift]!;
+}
 
 /** What an event's session is to the user (UserState.opens). */
 const NONE = 0;
@@ -139,7 +162,8 @@ export interface UserFeaturesSnapshotV1 {
 
 /** Columnar: the ids once, then one encoded column per row field (see columns.ts). */
 export interface UserFeaturesSnapshot {
-  version: 2;
+  /** 2: without the previous-session fields (PREV_SESSION_START to END_BEFORE_PREV), restored as not known. */
+  version: 2 | 3;
   horizons: number[];
   /** User ids in the order users were first seen (the order the map iterates; eviction goes by last-seen time). */
   users: string[];
@@ -213,6 +237,8 @@ class UserState {
         fresh[start + DECAY_TIME] = time;
         fresh[start + PREV_SESSION_END] = time;
         fresh[start + LAST_PURCHASE] = time;
+        fresh[start + PREV_SESSION_START] = time;
+        fresh[start + END_BEFORE_PREV] = time;
       }
       if (handle !== undefined) {
         handle.userStage = this;
@@ -230,7 +256,10 @@ class UserState {
         row[r + DONE_SESSIONS]!++;
         row[r + DONE_EVENTS]! += row[r + SESSION_EVENTS]!;
         row[r + DONE_DURATION]! += row[r + SESSION_LAST]! - row[r + SESSION_START]!;
+        row[r + END_BEFORE_PREV] = row[r + PREV_SESSION_END]!;
         row[r + PREV_SESSION_END] = row[r + SESSION_LAST]!;
+        row[r + PREV_SESSION_START] = row[r + SESSION_START]!;
+        row[r + PREV_SESSION_EVENTS] = row[r + SESSION_EVENTS]!;
       }
       this.sessionIds[slot] = sessionId!;
       row[r + SESSIONS]!++;
@@ -240,7 +269,10 @@ class UserState {
     }
     // Sessions a late event merged into its own were each counted when they started: one session now.
     const merged = event.session?.merged;
-    if (merged !== undefined) row[r + SESSIONS] = Math.max(1, row[r + SESSIONS]! - merged.length);
+    if (merged !== undefined) {
+      row[r + SESSIONS] = Math.max(1, row[r + SESSIONS]! - merged.length);
+      this.unmerge(event.session!, merged, slot, r);
+    }
     row[r + EVENTS]!++;
     row[r + SESSION_EVENTS]!++;
     if (time > row[r + SESSION_LAST]!) row[r + SESSION_LAST] = time;
@@ -300,6 +332,36 @@ class UserState {
     // comes second is current; a return to the other is none, as to any earlier session.
     if (tag.start === currentStart) return tag.position === 0 ? CURRENT : NONE;
     return tag.position === 0 ? PAST : NONE;
+  }
+
+  /**
+   * A late event bridged the user's current session and the one before it (`merged` names the
+   * current one, the event's session is the earlier): one session now, as the events in order would
+   * have made it. The earlier one, if it completed here, leaves the completed sessions' figures (the
+   * mean session length) and the current session takes its events and start; the session before it
+   * becomes the previous one (recency). Merges this cannot undo exactly keep the figures they had: two
+   * sessions before the current one (which of the completed ones they were is not kept), and a second
+   * merge before another session completes (only the last completed session's figures are kept).
+   */
+  private unmerge(tag: SessionContext, merged: readonly string[], slot: number, r: number): void {
+    if (merged.length !== 1 || merged[0] !== this.sessionIds[slot]) return;
+    const row = this.rows;
+    const previousEvents = row[r + PREV_SESSION_EVENTS]!;
+    // Whether the earlier session is the one completed last, and its figures, are not known.
+    if (row[r + DONE_SESSIONS]! > 0 && previousEvents === 0) return;
+    if (row[r + DONE_SESSIONS]! > 0 && tag.start <= row[r + PREV_SESSION_START]!) {
+      // The earlier session is (or holds) the one completed last: taken back out of the completed ones.
+      row[r + DONE_SESSIONS]!--;
+      row[r + DONE_EVENTS]! -= previousEvents;
+      row[r + DONE_DURATION]! -= row[r + PREV_SESSION_END]! - row[r + PREV_SESSION_START]!;
+      row[r + SESSION_EVENTS]! += previousEvents;
+      row[r + PREV_SESSION_END] = row[r + END_BEFORE_PREV]!;
+      row[r + PREV_SESSION_EVENTS] = 0;
+    }
+    // Else the earlier session never completed here (a late session older than the current one): its
+    // events counted toward the current one already.
+    if (tag.start < row[r + SESSION_START]!) row[r + SESSION_START] = tag.start;
+    this.sessionIds[slot] = tag.id;
   }
 
   private allocate(userId: string): number {
@@ -412,12 +474,12 @@ class UserState {
     }
     const columns = yield* encodeTable(rows, n, width, TIME_REFS);
     const sessionStarts = { values: rows, ref: SESSION_START, stride: width, offset: SESSION_START };
-    return { version: 2, horizons: [...this.horizons], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
+    return { version: 3, horizons: [...this.horizons], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
   }
 
   async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: user-features snapshot`;
-    if (saved?.version !== 1 && saved?.version !== 2) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
+    if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
       throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.map(durationText).join(', ')} differ from the config's ${this.horizons.map(durationText).join(', ')}`);
     }
@@ -434,12 +496,21 @@ class UserState {
       for (const [userId, sessionId, ...numbers] of saved.users) {
         const slot = this.allocate(userId);
         this.sessionIds[slot] = sessionId ?? undefined;
-        this.rows.set(numbers, slot * this.width);
+        widenRowV2(numbers, 0, this.rows, slot * this.width, this.width);
       }
     } else {
       const users = decodeStrings(saved.users, undefined, `${what}: users`);
       const width = this.width;
-      const count = await decodeTable(saved.columns, this.rows, width, what);
+      let count: number;
+      if (saved.version === 2) {
+        const widthV2 = width - (FIXED - FIXED_V2);
+        const rowsV2 = new Float64Array(users.length * widthV2);
+        count = await decodeTable(saved.columns, rowsV2, widthV2, what);
+        const rows = this.rows;
+        await inParts(count, (from, to) => {
+          for (let i = from; i < to; i++) widenRowV2(rowsV2, i * widthV2, rows, i * width, width);
+        });
+      } else count = await decodeTable(saved.columns, this.rows, width, what);
       if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
       const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: this.rows, ref: SESSION_START, stride: width, offset: SESSION_START });
       // Rows were written in order, so user i has slot i.
@@ -460,6 +531,7 @@ class UserState {
   /**
    * A snapshot written before PREV_SESSION_END and LAST_PURCHASE held the first-seen time until set
    * has 0 there: moved to it (unread until set either way), so the next snapshot is the smaller one.
+   * So are the previous-session times of a snapshot from before they were kept (version 1 or 2).
    */
   private async unsetTimesAtFirstSeen(): Promise<void> {
     const rows = this.rows;
@@ -468,6 +540,9 @@ class UserState {
       for (let r = from * width; r < to * width; r += width) {
         if (rows[r + DONE_SESSIONS] === 0 && rows[r + PREV_SESSION_END] === 0) rows[r + PREV_SESSION_END] = rows[r + FIRST_SEEN]!;
         if (rows[r + PURCHASES] === 0 && rows[r + LAST_PURCHASE] === 0) rows[r + LAST_PURCHASE] = rows[r + FIRST_SEEN]!;
+        if (rows[r + PREV_SESSION_EVENTS] === 0 && rows[r + PREV_SESSION_START] === 0 && rows[r + END_BEFORE_PREV] === 0) {
+          rows[r + PREV_SESSION_START] = rows[r + END_BEFORE_PREV] = rows[r + FIRST_SEEN]!;
+        }
       }
     });
   }

@@ -557,3 +557,16 @@ test('JSON lines: a BOM before the first line is no part of it (as in CSV): the 
     assert.deepEqual([users, context.deadLetters], [['u1', 'u2'], []], `chunks of ${chunkSize}`);
   }
 });
+
+test('CSV: a column named as an Object.prototype member (__proto__, constructor) is a field of the row, read by the mapping that names it, with or without the split path', async () => {
+  const csv = '__proto__,constructor,time,type\nu1,c1,1,view\nu2,,2,view\n';
+  for (const plainCsvRows of [true, false]) {
+    const context = testContext();
+    const events: [string, string | undefined][] = [];
+    const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', fields: { user_id: '__proto__', item_id: 'constructor' } } };
+    for await (const batch of decodeStream(Readable.from([Buffer.from(csv)]), 'csv', config, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
+      events.push(...batch.events.map((e): [string, string | undefined] => [e.userId, e.itemId]));
+    }
+    assert.deepEqual([events, context.deadLetters], [[['u1', 'c1'], ['u2', undefined]], []], `plain rows ${plainCsvRows}`);
+  }
+});

@@ -13,6 +13,7 @@ import {
   notUtf8Rejection,
   OVERLONG_HEAD_BYTES,
   readLineBatches,
+  setOwnField,
   type LineBatch,
   type ClickEvent,
   type EntryProblem,
@@ -361,7 +362,8 @@ async function* decodeCsv(
       return;
     }
     const raw: Record<string, unknown> = {};
-    for (let i = 0; i < columns.length; i++) raw[columns[i]!] = record[i];
+    // Own fields, a column `__proto__` too (assigned, it would set the prototype and be lost).
+    for (let i = 0; i < columns.length; i++) setOwnField(raw, columns[i]!, record[i]);
     const result = map(raw, origin);
     if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
     else events.push(result);
