@@ -3,6 +3,8 @@
  * +-5 standard deviations so one outlier cannot blow up a step. It is updated on every predicted
  * sample (no label needed, so no leakage) before the sample is standardised.
  */
+import { spreadBeyondRounding } from '../operators/standardize.js';
+
 export interface NormaliserState {
   n: number;
   mean: number[];
@@ -34,8 +36,10 @@ export class Normaliser {
       means[i] = mean;
       const m2 = m2s[i]! + delta * (value - mean);
       m2s[i] = m2;
-      const sd = n > 1 ? Math.sqrt(m2 / (n - 1)) : 0;
-      const z = sd > 1e-9 ? (value - mean) / sd : 0;
+      const variance = n > 1 ? m2 / (n - 1) : 0;
+      // A fixed floor (sd > 1e-9 until 2026-12-06) zeroed every feature of scale 1e-9 or less and
+      // standardised the float32 rounding jitter of a large constant into noise of up to 5 sd.
+      const z = spreadBeyondRounding(variance, mean) ? (value - mean) / Math.sqrt(variance) : 0;
       out[offset + i] = z > 5 ? 5 : z < -5 ? -5 : z;
     }
   }

@@ -13,6 +13,11 @@ import { NameResolver } from './vector.js';
  */
 const roundingVariance = 2 ** -46;
 
+/** Whether a running `variance` about `mean` is a spread of values, not float32 rounding of one (see roundingVariance); the models' normaliser decides alike. */
+export function spreadBeyondRounding(variance: number, mean: number): boolean {
+  return variance > mean * mean * roundingVariance;
+}
+
 export interface StandardizeConfig {
   features: string[];
   min_count: number;
@@ -96,7 +101,7 @@ export default defineOperator<StandardizeConfig>({
               const sq = m2s[s]! + delta * (x - mu);
               m2s[s] = sq;
               const variance = n > 1 ? sq / (n - 1) : 0;
-              values[i] = n >= minCount && variance > mu * mu * roundingVariance ? (x - mu) / Math.sqrt(variance) : 0;
+              values[i] = n >= minCount && spreadBeyondRounding(variance, mu) ? (x - mu) / Math.sqrt(variance) : 0;
             }
           }
           emit(record);
