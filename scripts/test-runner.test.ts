@@ -6,17 +6,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { until } from 'tributary/testing';
+import { tempFolder, until } from 'tributary/testing';
 
 const repo = new URL('../..', import.meta.url).pathname;
 
 /** A project root holding scripts/test.mjs and `files` (path under dist/: source), in a folder whose name contains `core`. */
 function project(t: TestContext, files: Record<string, string>): string {
-  const root = mkdtempSync(join(tmpdir(), 'tributary-core-runner-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempFolder(t, 'core-runner');
   mkdirSync(join(root, 'scripts'));
   cpSync(join(repo, 'scripts', 'test.mjs'), join(root, 'scripts', 'test.mjs'));
   writeFileSync(join(root, 'package.json'), JSON.stringify({ type: 'module' }));
@@ -78,8 +76,7 @@ test('in a log (no terminal), the failures are repeated after the summary, each 
 });
 
 test('SIGTERM to the runner (a CI timeout) ends its test files and stops the run\'s Kafka broker before it exits 143', async (t) => {
-  const pidFile = join(mkdtempSync(join(tmpdir(), 'tributary-runner-pid-')), 'pid');
-  t.after(() => rmSync(dirname(pidFile), { recursive: true, force: true }));
+  const pidFile = join(tempFolder(t, 'runner-pid'), 'pid');
   const root = project(t, {
     // Any file under integration-tests/ naming kafka makes test.mjs provide a broker for the run.
     'integration-tests/kafka-slow.test.js': [
