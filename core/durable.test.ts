@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync } from 'tributary';
+import { tempFolder } from 'tributary/testing';
+import { inCI } from '../scripts/ci.js';
 
-test('writeFileDurably and writeFileDurablySync replace a file with all its parts, in order, and leave no temp file', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-durable-'));
+test('writeFileDurably and writeFileDurablySync replace a file with all its parts, in order, and leave no temp file', async (t) => {
+  const dir = tempFolder(t, 'durable');
   const file = join(dir, 'state.json');
   writeFileSync(file, 'old contents, longer than the new ones');
   // Bigger than one write call is sure to take, with a multi-byte character across parts.
@@ -22,10 +23,14 @@ test('writeFileDurably and writeFileDurablySync replace a file with all its part
 });
 
 /** strace, where it runs here (installed, and ptrace allowed): it shows which folders a process fsyncs. */
-const strace = spawnSync('strace', ['-qq', '-e', 'trace=none', process.execPath, '-e', ''], { encoding: 'utf8' }).status === 0;
+const straceCheck = spawnSync('strace', ['-qq', '-e', 'trace=none', process.execPath, '-e', ''], { encoding: 'utf8' });
+const strace = straceCheck.status === 0;
+/** Where strace cannot run, the test skips, except in CI (scripts/ci.ts): .ci/run installs strace, and nothing may be skipped there. */
+const straceMissing = strace ? undefined : `strace does not run here (${straceCheck.error?.message ?? straceCheck.stderr.trim().slice(-300)}): apt-get install strace`;
 
-test('a checkpoint folder, and the folder of a lock, made anew have their entries fsynced in the folders above them (as strace sees): a crash cannot lose them with what was durably written in them', { skip: strace ? false : 'no strace here' }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-durable-folders-'));
+test('a checkpoint folder, and the folder of a lock, made anew have their entries fsynced in the folders above them (as strace sees): a crash cannot lose them with what was durably written in them', { skip: inCI() ? false : (straceMissing ?? false) }, (t) => {
+  if (straceMissing) assert.fail(`${straceMissing}; CI=${process.env.CI} forbids skipping this test`);
+  const dir = tempFolder(t, 'durable-folders');
   const trace = join(dir, 'fsyncs.txt');
   const script = `
     const { CheckpointStore } = await import(${JSON.stringify(new URL('./runtime/checkpoint.js', import.meta.url).href)});
@@ -46,8 +51,8 @@ test('a checkpoint folder, and the folder of a lock, made anew have their entrie
   assert.deepEqual(folders, ['/', '/', '/new', '/new/checkpoints', '/new/checkpoints', '/out'].sort(), synced.join('\n'));
 });
 
-test('making folders: each missing level made, one there (or made meanwhile) left alone, a file in the way refused; a path under /proc fails with ENOENT instead of spinning (Node 20\'s recursive mkdir never returned there)', { timeout: 20_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-folders-'));
+test('making folders: each missing level made, one there (or made meanwhile) left alone, a file in the way refused; a path under /proc fails with ENOENT instead of spinning (Node 20\'s recursive mkdir never returned there)', { timeout: 20_000 }, async (t) => {
+  const dir = tempFolder(t, 'folders');
   makeFolderDurablySync(join(dir, 'a', 'b', 'c'));
   await makeFolderDurably(join(dir, 'x', 'y'));
   makeFolderDurablySync(join(dir, 'a', 'b'));

@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
-import { createWriteStream, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createWriteStream } from 'node:fs';
 import { JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
+import { tempFolder } from 'tributary/testing';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
 function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; completeOne(): void; pending(): number } {
@@ -280,8 +279,8 @@ test('readLineBatches with stopAt closes the stream it reads when the reader lea
   assert.equal(text, 'stop\nafter\nmore\n');
 });
 
-test('JsonLinesWriter.close rejects when the output could not be opened (the records never reached it)', async () => {
-  const folder = mkdtempSync(join(tmpdir(), 'tributary-writer-'));
+test('JsonLinesWriter.close rejects when the output could not be opened (the records never reached it)', async (t) => {
+  const folder = tempFolder(t, 'writer');
   const writer = new JsonLinesWriter(createWriteStream(folder)); // a folder: opening it fails with EISDIR
   writer.write({ kind: 'event', userId: 'u', time: 0, type: 'view' });
   await assert.rejects(writer.close(), /EISDIR/);

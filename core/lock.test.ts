@@ -1,15 +1,15 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs, { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync, type PathOrFileDescriptor } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { releaseLock, takeLock, takerTempName, type LockHolder, type LockOptions } from './lock.js';
+import { tempFolder } from 'tributary/testing';
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-lock-'));
+const dir = tempFolder({ after }, 'lock');
 
 /** Lock options whose logger keeps its messages in `warned`. */
 function optionsLogging(warned: string[]): LockOptions {

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import { defineOperator, recordOperator, watermark, type ClickEvent, type StreamRecord } from 'tributary';
-import { runOperator, specProblems, testContext } from 'tributary/testing';
+import { runOperator, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
 
@@ -128,4 +131,26 @@ test("testContext keeps what countFiltered counted by its reason, as a run's sum
   context.countFiltered(4, 'no price');
   assert.equal(context.filtered, 7);
   assert.deepEqual({ ...context.filteredByReason }, { bot: 3, 'no price': 4 });
+});
+
+test('tempFolder makes a folder of its own under the temp folder, removed with what is in it when its test ends', async (t) => {
+  let folder = '';
+  await t.test('a test using it', (inner) => {
+    folder = tempFolder(inner, 'temp-folder-check');
+    assert.equal(dirname(folder), tmpdir());
+    assert.match(basename(folder), /^tributary-temp-folder-check-\w{6}$/);
+    writeFileSync(join(folder, 'a-file'), 'written by the test');
+  });
+  assert.ok(folder !== '' && !existsSync(folder), `${folder} is removed`);
+});
+
+test('runYaml removes the folder it made for the YAML (and what the run wrote beside it) when the run ends; one given as baseDir is kept', async (t) => {
+  const yaml = 'name: p\nsources: [{type: synthetic, users: 2, events: 5, seed: 1}]\nsinks: [{type: memory}]\ncheckpoint: {dir: cp}\n';
+  const own = await runYaml(yaml);
+  assert.equal(own.outputs[0]?.length, 5);
+  assert.ok(!existsSync(dirname(own.loaded.file)), `${dirname(own.loaded.file)} is removed`);
+  const baseDir = tempFolder(t, 'run-yaml-base');
+  const given = await runYaml(yaml, { baseDir });
+  assert.equal(dirname(given.loaded.file), baseDir);
+  assert.ok(existsSync(join(baseDir, 'pipeline.yaml')) && existsSync(join(baseDir, 'cp')));
 });

@@ -2,7 +2,7 @@
  * Test helpers for plugin authors (and Tributary's own tests): run a pipeline written inline in
  * YAML, or push records through one operator, and collect what comes out.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject } from 'rxjs';
@@ -67,6 +67,22 @@ export function memorySink(store: StreamRecord[][] = []): SinkPlugin<{ id?: numb
   });
 }
 
+/** What a temp folder is removed after: a test's context (`t`), or `{ after }` (node:test's `after`) for one the whole file shares. */
+export interface TestCleanup {
+  after(fn: () => void): void;
+}
+
+/**
+ * A new empty folder under the system's temp folder, `tributary-<name>-XXXXXX`, removed with all in it
+ * when `owner`'s tests end (passed or failed), so that test runs leave no folders behind.
+ */
+export function tempFolder(owner: TestCleanup, name: string): string {
+  const folder = mkdtempSync(join(tmpdir(), `tributary-${name}-`));
+  // Retries: a process the test started may still be writing into it as its own cleanup stops it.
+  owner.after(() => rmSync(folder, { recursive: true, force: true, maxRetries: 5 }));
+  return folder;
+}
+
 export interface TestRun {
   stats: RunStats;
   /** Records per `memory` sink id (`type: memory, id: N`; id 0 by default). */
@@ -97,7 +113,9 @@ export interface TestRunOptions {
 
 /**
  * Runs a pipeline given as YAML text. The `memory` sink is registered, and the dead-letter sink is
- * replaced by one in memory unless the YAML names one.
+ * replaced by one in memory unless the YAML names one. The YAML is written to `pipeline.yaml` in
+ * `options.baseDir`, else in a temp folder of its own, removed when the run ends with what the run
+ * wrote beside it (a relative checkpoint folder): a test that reads such files passes `baseDir`.
  */
 export async function runYaml(yaml: string, options: TestRunOptions = {}): Promise<TestRun> {
   const registry = new PluginRegistry();
@@ -112,6 +130,14 @@ export async function runYaml(yaml: string, options: TestRunOptions = {}): Promi
     else await registry.load(plugin, process.cwd());
   }
   const baseDir = options.baseDir ?? mkdtempSync(join(tmpdir(), 'tributary-test-'));
+  try {
+    return await runYamlIn(baseDir, yaml, registry, outputs, options);
+  } finally {
+    if (options.baseDir === undefined) rmSync(baseDir, { recursive: true, force: true, maxRetries: 5 });
+  }
+}
+
+async function runYamlIn(baseDir: string, yaml: string, registry: PluginRegistry, outputs: StreamRecord[][], options: TestRunOptions): Promise<TestRun> {
   const file = join(baseDir, 'pipeline.yaml');
   writeFileSync(file, yaml);
   const hasDeadLetter = /^dead_letter:/m.test(yaml);

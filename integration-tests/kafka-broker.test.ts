@@ -1,7 +1,8 @@
-/** The test broker itself: it answers the Kafka protocol where scripts/test.mjs said it would. */
+/** The test broker itself: it answers the Kafka protocol where scripts/test.mjs said it would, and starts despite a port taken under it. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { metadataBrokerCount } from './kafka/broker.js';
+import { createServer } from 'node:net';
+import { freePort, metadataBrokerCount, startNativeBroker } from './kafka/broker.js';
 import { kafkaBrokers } from './kafka/env.js';
 
 test('the broker for this run answers a metadata request', async (t) => {
@@ -9,4 +10,46 @@ test('the broker for this run answers a metadata request', async (t) => {
   if (!brokers) return;
   const [host, port] = brokers.split(',')[0]!.split(':');
   assert.ok((await metadataBrokerCount(host!, Number(port), 5_000)) >= 1);
+});
+
+test('a native broker whose picked port another process takes before java binds it starts again on fresh ports, and answers there', { timeout: 120_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // The other process: it holds the first port picked, as one that took it after the pick would.
+  const holder = createServer((socket) => socket.destroy());
+  await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening));
+  t.after(() => holder.close());
+  const held = (holder.address() as { port: number }).port;
+  const picked: number[] = [];
+  const log: string[] = [];
+  const broker = await startNativeBroker({
+    partitions: 1,
+    pickPort: async () => {
+      picked.push(picked.length === 0 ? held : await freePort());
+      return picked.at(-1)!;
+    },
+    log: (line) => log.push(line),
+  });
+  t.after(() => broker.stop());
+  assert.match(log.join('\n'), new RegExp(`could not bind 127\\.0\\.0\\.1:${held} \\(Address already in use\\); starting the broker again on fresh ports`));
+  assert.equal(picked.length, 4, 'two ports (broker, controller) for each of the two starts');
+  const port = Number(broker.brokers.split(':')[1]);
+  assert.ok(port !== held && picked.slice(2).includes(port), `the broker is at ${broker.brokers}, a port of its second start`);
+  assert.ok((await metadataBrokerCount('127.0.0.1', port, 5_000)) >= 1);
+});
+
+test('a native broker given a port another process holds fails at once, saying which port, without waiting out its start timeout', { timeout: 120_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const holder = createServer((socket) => socket.destroy());
+  await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening));
+  t.after(() => holder.close());
+  const held = (holder.address() as { port: number }).port;
+  // A port the caller chose (as a restart reuses its broker's) is not swapped for another: the start fails.
+  let picks = 0;
+  const started = Date.now();
+  await assert.rejects(
+    startNativeBroker({ partitions: 1, controllerPort: held, startTimeoutMs: 60_000, pickPort: async () => (picks++, freePort()) }),
+    new RegExp(`^Error: java could not bind 127\\.0\\.0\\.1:${held} \\(Address already in use\\)$`),
+  );
+  assert.equal(picks, 1, 'one start: only the broker port was picked');
+  assert.ok(Date.now() - started < 60_000, 'failed on the bind, not at the start timeout');
 });

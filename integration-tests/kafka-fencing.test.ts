@@ -6,12 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError } from 'node-rdkafka';
-import { runYaml } from 'tributary/testing';
+import { runYaml, tempFolder } from 'tributary/testing';
 import { ConfigError, TributaryError, defineOperator } from 'tributary';
 import { disconnectProducer } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
@@ -60,7 +59,7 @@ test('a pipeline that fails to start does not fence the live producer of its tra
     const env = { KAFKA_BROKERS: brokers };
     const kafkaSource = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: exactly-once }`;
     // A file sink whose file cannot be created: its folder is a plain file.
-    const plainFile = join(mkdtempSync(join(tmpdir(), 'fence-')), 'a-plain-file');
+    const plainFile = join(tempFolder(t, 'fence'), 'a-plain-file');
     writeFileSync(plainFile, '');
     const configError = (expected: RegExp) => (error: unknown) => error instanceof ConfigError && expected.test(error.message);
     const failures = [

@@ -6,10 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { runYaml, testContext } from 'tributary/testing';
+import { runYaml, testContext, tempFolder } from 'tributary/testing';
 import { MetricsHub, type ClickEvent, type PartitionRevocation, type SessionSummary, type Source, type SourcePlugin, type StreamRecord } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { promisify } from '../plugins/kafka/common.js';
@@ -72,7 +71,7 @@ test(`a rebalance hands per-user state over: sessions begun on one member end wh
   if (!brokers) return;
   const topic = uniqueTopic('handover');
   await createTopic(brokers, topic, 4);
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-handover-'));
+  const dir = tempFolder(t, 'handover');
   // Event time only moves as the test produces: no idle partition may drag the watermark ahead.
   const yaml = (member: string) => `
 name: handover
@@ -167,7 +166,7 @@ test(`scale_out, ${guarantee}: a partition that reads nothing after its restore 
   const input = uniqueTopic('idle-in');
   const output = uniqueTopic('idle-out');
   for (const topic of [input, output]) await createTopic(brokers, topic, 2);
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-idle-partition-'));
+  const dir = tempFolder(t, 'idle-partition');
   const yaml = `
 name: idle-partition
 sources:
@@ -424,7 +423,7 @@ test('exactly-once scale-out: partitions whose previous owner died inside a tran
     await promisify((cb) => zombie.flush(10_000, cb));
     await promisify((cb) => zombie.sendOffsetsToTransaction([0, 1].map((partition) => ({ topic: input, partition, offset: events / 2 })), member, 10_000, cb));
     await promisify((cb) => member.disconnect(() => cb(null)));
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-zombie-'));
+    const dir = tempFolder(t, 'zombie');
     const yaml = `
 name: zombie
 sources:

@@ -9,12 +9,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testContext } from 'tributary/testing';
+import { tempFolder, testContext, type TestCleanup } from 'tributary/testing';
 import type { SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
@@ -57,8 +56,8 @@ interface Run {
  * Runs `tributary run` on a pipeline from `input` to `output` whose source and sink take `security`
  * (YAML flow maps, `${VAR}`s read from `env`), at debug level; resolves with its exit code and logs.
  */
-async function runPipeline(name: string, brokers: string, input: string, output: string, security: { source: string; sink: string }, env: Record<string, string>): Promise<Run> {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-security-'));
+async function runPipeline(t: TestCleanup, name: string, brokers: string, input: string, output: string, security: { source: string; sink: string }, env: Record<string, string>): Promise<Run> {
+  const dir = tempFolder(t, 'kafka-security');
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(
     file,
@@ -101,6 +100,7 @@ test('SASL SCRAM-SHA-512 and SCRAM-SHA-256 over TLS: a pipeline reads and writes
   const scram = (mechanism: string, tls: string) => `{ protocol: sasl_ssl, sasl: { mechanism: ${mechanism}, username: alice, password: "\${KAFKA_PASSWORD}" }, tls: ${tls} }`;
   const caPem = readFileSync(secure.caLocation, 'utf8');
   const run = await runPipeline(
+    t,
     'scram',
     secure.saslSsl,
     input,
@@ -138,7 +138,7 @@ test('OAUTHBEARER over TLS: tokens from the OIDC token endpoint (client credenti
   const endpoint = `http://127.0.0.1:${(provider.address() as AddressInfo).port}/token`;
   const oauth = `{ protocol: sasl_ssl, sasl: { mechanism: OAUTHBEARER, oauthbearer: { token_endpoint_url: "${endpoint}", client_id: tributary, client_secret: "\${IDP_SECRET}", scope: kafka } }, tls: { ca_location: "${secure.caLocation}" } }`;
   const idpSecret = 'idp-client-secret-42';
-  const run = await runPipeline('oauth', secure.saslSsl, input, output, { source: oauth, sink: oauth }, { IDP_SECRET: idpSecret });
+  const run = await runPipeline(t, 'oauth', secure.saslSsl, input, output, { source: oauth, sink: oauth }, { IDP_SECRET: idpSecret });
   await assertThrough(broker, output, 30, run, [idpSecret, Buffer.from(`tributary:${idpSecret}`).toString('base64'), ...tokens]);
   // The source's consumer and the sink's producer each asked for a token, as RFC 6749 4.4 says.
   assert.ok(requests.length >= 2, `token requests: ${requests.length}`);
@@ -155,6 +155,7 @@ test('TLS with client certificates: a pipeline reads and writes with a certifica
   const { input, output } = await topics(broker, 'mtls', 25);
   const client = secure.client;
   const run = await runPipeline(
+    t,
     'mtls',
     secure.ssl,
     input,

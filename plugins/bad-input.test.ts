@@ -7,16 +7,15 @@
  * event or a dead letter with its reason, none lost and none counted twice; what the sinks would write
  * is JSON, and every feature and score a finite number.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { recordToJson, type StreamRecord } from 'tributary';
-import { runYaml } from 'tributary/testing';
+import { runYaml, tempFolder } from 'tributary/testing';
 import { rng } from './models/testdata.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-bad-input-'));
+const dir = tempFolder({ after }, 'bad-input');
 const columns = ['user_id', 'session_id', 'time', 'type', 'item_id', 'category', 'price', 'brand'] as const;
 type RawEvent = Partial<Record<(typeof columns)[number] | 'extra', unknown>>;
 

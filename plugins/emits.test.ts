@@ -9,10 +9,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runYaml, type TestRun } from 'tributary/testing';
+import { runYaml, type TestRun, tempFolder } from 'tributary/testing';
 import { emittedWith, type AnyPlugin } from 'tributary';
 import builtins from './index.js';
 
@@ -68,7 +67,7 @@ test('the demo pipeline, its models not reporting and their drift detectors off 
   for (const kind of ['event', 'session', 'prediction']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });
 
-test("every other built-in stage, from a file with a late event, emits no kind and no side output its plugins do not declare", async () => {
+test("every other built-in stage, from a file with a late event, emits no kind and no side output its plugins do not declare", async (t) => {
   const start = Date.UTC(2024, 0, 1);
   const lines: string[] = [];
   for (let i = 0; i < 400; i++) {
@@ -95,7 +94,7 @@ sinks:
   - { type: memory, id: 1, kinds: [], outputs: [late] }
 settings: { max_in_flight: 20 }
 `;
-  const baseDir = mkdtempSync(join(tmpdir(), 'tributary-emits-'));
+  const baseDir = tempFolder(t, 'emits');
   writeFileSync(join(baseDir, 'events.jsonl'), `${lines.join('\n')}\n`);
   const run = await runYaml(yaml, { baseDir });
   const seen = assertDeclared(run);

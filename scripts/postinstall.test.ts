@@ -1,9 +1,9 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempFolder } from 'tributary/testing';
 
 const repo = new URL('../..', import.meta.url).pathname;
 
@@ -13,8 +13,7 @@ const repo = new URL('../..', import.meta.url).pathname;
  * node-rdkafka `patchedVersion`, turns `int patched = 0;` into `int patched = 1;`.
  */
 function installedApp(t: TestContext, installedVersion = '3.6.1', patchedVersion = '3.6.1'): { tributary: string; rdkafka: string } {
-  const app = mkdtempSync(join(tmpdir(), 'tributary-postinstall-'));
-  t.after(() => rmSync(app, { recursive: true, force: true }));
+  const app = tempFolder(t, 'postinstall');
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', dependencies: { tributary: '0.1.0' } }));
   const tributary = join(app, 'node_modules', 'tributary');
   mkdirSync(join(tributary, 'scripts'), { recursive: true });

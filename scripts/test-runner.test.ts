@@ -6,19 +6,17 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { until } from 'tributary/testing';
+import { tempFolder, until } from 'tributary/testing';
 
 const repo = new URL('../..', import.meta.url).pathname;
 
 /** A project root holding scripts/test.mjs and `files` (path under dist/: source), in a folder whose name contains `core`. */
 function project(t: TestContext, files: Record<string, string>): string {
-  const root = mkdtempSync(join(tmpdir(), 'tributary-core-runner-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempFolder(t, 'core-runner');
   mkdirSync(join(root, 'scripts'));
-  cpSync(join(repo, 'scripts', 'test.mjs'), join(root, 'scripts', 'test.mjs'));
+  for (const script of ['test.mjs', 'test-exit-guard.mjs']) cpSync(join(repo, 'scripts', script), join(root, 'scripts', script));
   writeFileSync(join(root, 'package.json'), JSON.stringify({ type: 'module' }));
   for (const [path, source] of Object.entries(files)) {
     mkdirSync(dirname(join(root, 'dist', path)), { recursive: true });
@@ -53,6 +51,22 @@ test('parts select by the path under dist/: a checkout whose folder is named lik
   assert.match(output, /running 1 test files: core\/a\.test\.js\n/);
 });
 
+test('a test file whose process exits 0 before its tests end (process.exit in a test) fails the run, naming it; a forced exit after its tests, and processes the tests start, are left alone', (t) => {
+  const exitsEarly = "import { test } from 'node:test';\ntest('first', () => {});\ntest('exits', () => process.exit(0));\ntest('never runs', () => {});\n";
+  // A test that times out holding a handle (the runner's --test-force-exit ends that file), and one whose child node exits 0.
+  const forced = "import { test } from 'node:test';\ntest('held', { timeout: 100 }, () => new Promise(() => setInterval(() => {}, 1000)));\ntest('after it', () => {});\n";
+  const spawns = "import { test } from 'node:test';\nimport { spawnSync } from 'node:child_process';\nimport assert from 'node:assert/strict';\ntest('child exits 0', () => assert.equal(spawnSync(process.execPath, ['-e', 'process.exit(0)']).status, 0));\n";
+  const root = project(t, { 'core/exits.test.js': exitsEarly, 'core/forced.test.js': forced, 'core/spawns.test.js': spawns, 'core/passes.test.js': passing });
+  const { status, output } = runTests(root, ['core']);
+  assert.equal(status, 1, output);
+  assert.match(output, /core\/exits\.test\.js: its process exited \(code 0\) before its tests ended/);
+  assert.match(output, /✖ .*core\/exits\.test\.js/);
+  assert.doesNotMatch(output, /(forced|spawns|passes)\.test\.js: its process exited/);
+  assert.match(output, /✔ after it/);
+  assert.match(output, /✔ child exits 0/);
+  assert.match(output, /ℹ fail 1\nℹ cancelled 1\n/, 'the early exit failed, the timed-out test cancelled');
+});
+
 test('a part that matches no test file fails the run, naming it, rather than running fewer tests than asked', (t) => {
   const root = project(t, { 'core/a.test.js': passing, 'plugins/b.test.js': passing });
   const { status, output } = runTests(root, ['core', 'pluginz']);
@@ -78,8 +92,7 @@ test('in a log (no terminal), the failures are repeated after the summary, each 
 });
 
 test('SIGTERM to the runner (a CI timeout) ends its test files and stops the run\'s Kafka broker before it exits 143', async (t) => {
-  const pidFile = join(mkdtempSync(join(tmpdir(), 'tributary-runner-pid-')), 'pid');
-  t.after(() => rmSync(dirname(pidFile), { recursive: true, force: true }));
+  const pidFile = join(tempFolder(t, 'runner-pid'), 'pid');
   const root = project(t, {
     // Any file under integration-tests/ naming kafka makes test.mjs provide a broker for the run.
     'integration-tests/kafka-slow.test.js': [

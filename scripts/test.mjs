@@ -45,7 +45,10 @@ const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(di
 // never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
 // test takes under a minute), so a hang becomes a named failure. The spec reporter, also where stdout is no terminal
 // (a CI log, where node's default is TAP): it repeats each failure after the summary, where a reader of the log looks.
-const runner = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// --import test-exit-guard.mjs: a test file whose process exits 0 before its tests end fails, rather than
+// passing with its later tests uncounted (the file says more).
+const exitGuard = new URL('./test-exit-guard.mjs', import.meta.url).href;
+const runner = spawn(process.execPath, ['--import', exitGuard, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
 // Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
 // on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
 let interruptedBy;

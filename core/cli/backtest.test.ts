@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
 import { backtestMetrics, type BacktestResultRecord } from './backtest.js';
+import { tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -26,8 +26,8 @@ function shopperLines(seed: number, users: number, count: number, shape = (e: Cl
   return Array.from({ length: count }, () => JSON.stringify(shape(world.next())));
 }
 
-test('backtest: replaces the first source by the data file and writes metrics.json (exact shape, the same on every run) and a self-contained report.html', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+test('backtest: replaces the first source by the data file and writes metrics.json (exact shape, the same on every run) and a self-contained report.html', (t) => {
+  const dir = tempFolder(t, 'backtest');
   const lines = shopperLines(3, 200, 6000, (e) => ({ uid: e.userId, ts: e.time, type: e.type, category: e.category, price: e.price }));
   lines.splice(10, 0, 'not json');
   const data = join(dir, 'events.jsonl');
@@ -94,8 +94,8 @@ sinks:
   assert.equal(readFileSync(join(dir, 'again', 'metrics.json'), 'utf8'), readFileSync(join(report, 'metrics.json'), 'utf8'));
 });
 
-test('backtest: a wrong --input or --report is said before anything runs (exit 2, outputs left alone); input that is all rejected exits 1 with null scores', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+test('backtest: a wrong --input or --report is said before anything runs (exit 2, outputs left alone); input that is all rejected exits 1 with null scores', (t) => {
+  const dir = tempFolder(t, 'backtest');
   const pipeline = join(dir, 'pipeline.yaml');
   writeFileSync(
     pipeline,
@@ -136,8 +136,8 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
 });
 
-test('backtest of a pipeline whose source has no mapping (synthetic): the data file is read as canonical events, what a file sink writes', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-canonical-'));
+test('backtest of a pipeline whose source has no mapping (synthetic): the data file is read as canonical events, what a file sink writes', (t) => {
+  const dir = tempFolder(t, 'backtest-canonical');
   const world = new ShopperWorld({ seed: 5, users: 100 });
   const lines: string[] = [];
   for (let i = 0; i < 3000; i++) lines.push(JSON.stringify(world.next()));
@@ -162,8 +162,8 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual([metrics.events, metrics.deadLetters], [3000, 0]);
 });
 
-test("backtest from a file sink's events, for a source with no mapping that emits attributes: the events keep their attrs, as in the live run", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-attrs-'));
+test("backtest from a file sink's events, for a source with no mapping that emits attributes: the events keep their attrs, as in the live run", (t) => {
+  const dir = tempFolder(t, 'backtest-attrs');
   // A user's source without a mapping: it makes canonical events itself, attributes included.
   writeFileSync(
     join(dir, 'branded.mjs'),
@@ -203,8 +203,8 @@ sinks: [{type: file, path: events.jsonl, kinds: [event]}]
   assert.deepEqual(replayed.map((e) => [e.attrs, e.features]), written.map((e) => [e.attrs, e.features]));
 });
 
-test("backtest: a sink of the file asking for model_metrics gets them, as the backtest switches reports on before validating; validate alone refuses it, saying so", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-'));
+test("backtest: a sink of the file asking for model_metrics gets them, as the backtest switches reports on before validating; validate alone refuses it, saying so", (t) => {
+  const dir = tempFolder(t, 'backtest');
   const lines = shopperLines(5, 50, 1000);
   const data = join(dir, 'events.jsonl');
   writeFileSync(data, `${lines.join('\n')}\n`);
@@ -233,8 +233,8 @@ sinks:
   assert.deepEqual([summary!.recordsOut, summary!.outByKind, summary!.collected], [1, { model_metrics: 1 }, undefined]);
 });
 
-test("backtest: a failure as the pipeline starts (a sink's factory refusing its path) is said with the pipeline's name, as run says it (exit 2)", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-fails-'));
+test("backtest: a failure as the pipeline starts (a sink's factory refusing its path) is said with the pipeline's name, as run says it (exit 2)", (t) => {
+  const dir = tempFolder(t, 'backtest-fails');
   mkdirSync(join(dir, 'a-folder'));
   const data = join(dir, 'events.jsonl');
   writeFileSync(data, `${JSON.stringify({ kind: 'event', userId: 'u', time: 1, type: 'view' })}\n`);
@@ -246,8 +246,8 @@ test("backtest: a failure as the pipeline starts (a sink's factory refusing its 
   assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0]']], run.stderr);
 });
 
-test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report and result say so; metrics.json keeps its shape; warm_start: false is cold', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-warm-'));
+test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report and result say so; metrics.json keeps its shape; warm_start: false is cold', (t) => {
+  const dir = tempFolder(t, 'backtest-warm');
   const lines = shopperLines(5, 80, 2000);
   writeFileSync(join(dir, 'events.jsonl'), `${lines.join('\n')}\n`);
   const pipeline = join(dir, 'pipeline.yaml');
@@ -292,8 +292,8 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.doesNotMatch(readFileSync(join(dir, 'cold', 'report.html'), 'utf8'), /id="warm-start"/);
 });
 
-test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-clobber-'));
+test("backtest refuses (exit 2, before anything runs) an --input the pipeline's own file sink or dead-letter sink writes (was: truncated before it was read), however the path is written", (t) => {
+  const dir = tempFolder(t, 'backtest-clobber');
   const world = new ShopperWorld({ seed: 5, users: 20 });
   const events = `${Array.from({ length: 200 }, () => JSON.stringify(world.next())).join('\n')}\n`;
   const folder = join(dir, 'pipelines');
@@ -319,8 +319,8 @@ test("backtest refuses (exit 2, before anything runs) an --input the pipeline's 
   assert.equal(backtest('copy.jsonl').status, 0);
 });
 
-test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-sources-'));
+test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', (t) => {
+  const dir = tempFolder(t, 'backtest-sources');
   const pipeline = join(dir, 'two.yaml');
   writeFileSync(pipeline, 'name: two\nsources:\n  - {type: synthetic, events: 100}\n  - {type: synthetic, events: 100, seed: 9}\nsinks: [{type: file, path: out.jsonl}]\n');
   const data = join(dir, 'events.jsonl');
@@ -333,8 +333,8 @@ test('backtest refuses a pipeline with more than one source (exit 2, at the seco
   assert.equal(existsSync(join(dir, 'report')), false);
 });
 
-test('backtest of a scale_out pipeline (a kafka source) replays it without scale_out (was: refused as it was built, exit 1)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-scale-out-'));
+test('backtest of a scale_out pipeline (a kafka source) replays it without scale_out (was: refused as it was built, exit 1)', (t) => {
+  const dir = tempFolder(t, 'backtest-scale-out');
   const world = new ShopperWorld({ seed: 3, users: 50 });
   const data = join(dir, 'events.jsonl');
   writeFileSync(data, `${Array.from({ length: 1500 }, () => JSON.stringify(world.next())).join('\n')}\n`);
@@ -365,8 +365,8 @@ scale_out: { state_dir: parts }
   assert.equal(existsSync(join(dir, 'parts')), false, 'no partition state');
 });
 
-test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-backtest-notdir-'));
+test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', (t) => {
+  const dir = tempFolder(t, 'backtest-notdir');
   const pipeline = join(dir, 'p.yaml');
   writeFileSync(pipeline, 'name: p\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: out.jsonl}]\n');
   const data = join(dir, 'events.jsonl');

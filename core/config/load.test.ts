@@ -1,14 +1,15 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
+import { tempFolder } from 'tributary/testing';
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-config-'));
+const dir = tempFolder({ after }, 'config');
 
 async function problemsOf(yaml: string, options: { env?: Record<string, string>; sets?: string[]; registry?: PluginRegistry } = {}): Promise<string[]> {
   const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);

@@ -1,19 +1,19 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
-import { quietAfterOne, silentLogger, until } from 'tributary/testing';
+import { quietAfterOne, silentLogger, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
-const dir = mkdtempSync(join(tmpdir(), 'tributary-daemon-'));
+const dir = tempFolder({ after }, 'daemon');
 
 /** A daemon's registry (DaemonOptions.registry): the built-in plugins and the test's own. */
 function registryWith(...plugins: AnyPlugin[]): () => Promise<PluginRegistry> {

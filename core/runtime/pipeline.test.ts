@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CheckpointStore,
@@ -25,7 +24,7 @@ import {
   type PluginContext,
   type StreamRecord,
 } from 'tributary';
-import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until } from 'tributary/testing';
+import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
@@ -143,10 +142,10 @@ test('every input is accounted for: in = out + dead-lettered + filtered; a stage
   assert.equal(run.outputs[0]!.length, stats.recordsOut);
 });
 
-test('the summary counts one mistake as one reason: the positions, lengths and times a reason gives are elided like its quotes', async () => {
+test('the summary counts one mistake as one reason: the positions, lengths and times a reason gives are elided like its quotes', async (t) => {
   // Lines cut short at different lengths, lines that are not UTF-8 text of different lengths, and events
   // dated in 1970 at different times: three mistakes, each given in many reasons of its own.
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-reasons-'));
+  const dir = tempFolder(t, 'reasons');
   const line = (i: number) => JSON.stringify({ user_id: `u${i}`, time: `2024-01-01T00:00:${String(i).padStart(2, '0')}Z`, type: 'view' });
   const lines: Buffer[] = [];
   for (let i = 0; i < 12; i++) {
@@ -367,7 +366,7 @@ test('a sink that throws fails the pipeline with an error naming it (no uncaught
   assert.equal(writes, 5, 'nothing is written after the failure');
 });
 
-test('a batch that comes while a checkpoint holds the sources is written after the checkpoint commits, never between its position and its commit', async () => {
+test('a batch that comes while a checkpoint holds the sources is written after the checkpoint commits, never between its position and its commit', async (t) => {
   let holding = false;
   let writesWhileHeld = 0;
   let commits = 0;
@@ -405,7 +404,7 @@ test('a batch that comes while a checkpoint holds the sources is written after t
       close: async () => undefined,
     }),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-barrier-'));
+  const dir = tempFolder(t, 'barrier');
   // The runtime's checkpoint timer does not hold the process open (a live source, Kafka's client, does): this stands in.
   const alive = setInterval(() => undefined, 1000);
   const { stats } = await runYaml(`sources: [{type: gated-source}]\nsinks: [{type: watching}]\ncheckpoint: {dir: ${dir}, interval: 20ms}\n`, { plugins: [source, sink] }).finally(() => clearInterval(alive));
@@ -511,7 +510,7 @@ test('a failure a plugin reports while the pipeline starts stops it before it re
   assert.deepEqual(run.runner.readiness(), { ready: true, reasons: [] });
 });
 
-test('a stop while a source waits on context.signal (an aborted timer) ends its reading: the run stops cleanly with its final checkpoint', async () => {
+test('a stop while a source waits on context.signal (an aborted timer) ends its reading: the run stops cleanly with its final checkpoint', async (t) => {
   const controller = new AbortController();
   const source = defineSource<Record<string, never>>({
     name: 'polling',
@@ -538,7 +537,7 @@ test('a stop while a source waits on context.signal (an aborted timer) ends its 
       close: async () => undefined,
     }),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-stop-'));
+  const dir = tempFolder(t, 'stop');
   const run = await runYaml(`sources: [{type: polling}]\nsinks: [{type: stops-after-first}]\ncheckpoint: {dir: ckpt}\n`, {
     plugins: [source, sink],
     builtins: false,
@@ -583,7 +582,7 @@ test("a factory's rejection is located at the field a PluginConfigError names, e
   ]);
 });
 
-test("a record a stage or a sink dead-letters itself, without an origin, is dead-lettered with the record's own source, file and line", async () => {
+test("a record a stage or a sink dead-letters itself, without an origin, is dead-lettered with the record's own source, file and line", async (t) => {
   const picky = defineOperator<Record<string, never>>({
     name: 'picky',
     summary: 'test',
@@ -597,7 +596,7 @@ test("a record a stage or a sink dead-letters itself, without an origin, is dead
       })),
     }),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-origin-'));
+  const dir = tempFolder(t, 'origin');
   writeFileSync(join(dir, 'in.jsonl'), ['u1', 'u2', 'u3'].map((user, i) => JSON.stringify({ user_id: user, time: i * 1000, type: 'view' })).join('\n') + '\n');
   const run = await runYaml('sources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: [{type: picky}]\nsinks: [{type: memory}]\n', { plugins: [picky], baseDir: dir });
   assert.equal(run.deadLetters.length, 1);
@@ -729,7 +728,7 @@ test('a record its sinks dead-letter is counted once, as dead-lettered and not a
   );
 });
 
-test('a checkpoint of a large state is serialised in parts, the event loop turning before its sinks flush, and a run restored from it gives the outputs of one uninterrupted run', async () => {
+test('a checkpoint of a large state is serialised in parts, the event loop turning before its sinks flush, and a run restored from it gives the outputs of one uninterrupted run', async (t) => {
   const { builtinRegistry } = await import('../cli/registry.js');
   const { loadPipeline } = await import('tributary');
   const T0 = Date.UTC(2024, 0, 1);
@@ -779,7 +778,7 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
       close: async () => undefined,
     }),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-parts-'));
+  const dir = tempFolder(t, 'parts');
   const runner = async (holdAt: number, checkpoints: boolean, signal?: AbortSignal): Promise<PipelineRunner> => {
     const registry = await builtinRegistry();
     registry.register(replay, 'test');
@@ -821,7 +820,7 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   assert.deepEqual([...first, ...outputs], whole);
 });
 
-test('while a checkpoint holds the sources, the idle-source timer moves no watermark: the stages change nothing after its instant until it is written', async () => {
+test('while a checkpoint holds the sources, the idle-source timer moves no watermark: the stages change nothing after its instant until it is written', async (t) => {
   const T0 = Date.UTC(2024, 0, 1);
   const later = T0 + 3_600_000;
   // A source whose watermark moves on without records (as one following the clock does).
@@ -877,7 +876,7 @@ test('while a checkpoint holds the sources, the idle-source timer moves no water
     }),
   });
   const controller = new AbortController();
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-idle-held-'));
+  const dir = tempFolder(t, 'idle-held');
   const running = runYaml(
     `sources: [{type: advancing, watermark: {idle_timeout: 100ms}}]\nstages: [{type: watching}]\nsinks: [{type: slow-flush}]\ncheckpoint: {dir: ${dir}, interval: 20ms}\n`,
     // A clock that stands still: the source is never idle, so the timer asks it for its watermark.
@@ -944,8 +943,8 @@ test("a startup longer than idle_timeout (a slow restore) leaves no source idle 
   assert.deepEqual(behind, [], 'no event reached the stage behind the watermark');
 });
 
-test('an input line with a negative price goes to the dead-letter sink with its reason and position, counted; the others go on', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-negative-price-'));
+test('an input line with a negative price goes to the dead-letter sink with its reason and position, counted; the others go on', async (t) => {
+  const dir = tempFolder(t, 'negative-price');
   const line = (i: number, price: number) => JSON.stringify({ user_id: `u${i}`, time: `2024-01-01T00:00:0${i}Z`, type: 'view', price });
   writeFileSync(join(dir, 'in.jsonl'), [line(1, 10), line(2, -4), line(3, 0)].join('\n') + '\n');
   const { stats, deadLetters, outputs } = await runYaml(`sources: [{type: file, path: ${join(dir, 'in.jsonl')}}]\nsinks: [{type: memory}]\n`);
@@ -957,11 +956,11 @@ test('an input line with a negative price goes to the dead-letter sink with its 
   assert.deepEqual(outputs[0]!.map((r) => r.price), [10, 0]);
 });
 
-test("a resumed run's Prometheus counters (records_*_total) count from 0, as after any process restart, while its summary carries the checkpoint's totals", async () => {
+test("a resumed run's Prometheus counters (records_*_total) count from 0, as after any process restart, while its summary carries the checkpoint's totals", async (t) => {
   // A counter that restarted at the checkpoint's total went backwards after a kill -9 (the events since
   // that checkpoint are read again): Prometheus takes any drop for a reset to 0, so rate() and increase()
   // counted the whole total again, a spike of every event since the pipeline began.
-  const baseDir = mkdtempSync(join(tmpdir(), 'tributary-resume-metrics-'));
+  const baseDir = tempFolder(t, 'resume-metrics');
   const yaml = (events: number): string =>
     `name: books\nsources: [{type: synthetic, users: 5, events: ${events}, seed: 3}]\nsinks: [{type: memory, kinds: [event]}]\ncheckpoint: { dir: cp }\n`;
   const first = await runYaml(yaml(100), { baseDir });
@@ -1023,7 +1022,7 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
   const { builtinRegistry } = await import('../cli/registry.js');
   const registry = await builtinRegistry();
   registry.register(rotating, 'test');
-  const file = join(mkdtempSync(join(tmpdir(), 'tributary-reopen-')), 'pipeline.yaml');
+  const file = join(tempFolder(t, 'reopen'), 'pipeline.yaml');
   writeFileSync(file, 'sources: [{type: synthetic, events: 0, rate: 5000}]\nsinks: [{type: rotating, name: out}]\ndead_letter: {type: rotating, name: dead-letters}\n');
   const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger: silentLogger, signal: controller.signal });
   const run = runner.run();
@@ -1036,7 +1035,7 @@ test('reopenOutputs (the daemon\'s SIGHUP) reaches every sink that can reopen, t
   await run;
 });
 
-test('a run leaves no listener on the signal it was given, whether it drained or failed: a daemon restarting a pipeline in the process keeps its signal, and such a listener kept every failed run alive', async () => {
+test('a run leaves no listener on the signal it was given, whether it drained or failed: a daemon restarting a pipeline in the process keeps its signal, and such a listener kept every failed run alive', async (t) => {
   const { EventEmitter } = await import('node:events');
   const { getEventListeners } = EventEmitter;
   const { builtinRegistry } = await import('../cli/registry.js');
@@ -1053,7 +1052,7 @@ test('a run leaves no listener on the signal it was given, whether it drained or
     }),
   });
   registry.register(failing, 'test');
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-signal-'));
+  const dir = tempFolder(t, 'signal');
   const controller = new AbortController();
   for (const source of ['{type: synthetic, events: 100}', '{type: fails-at-once}']) {
     const file = join(dir, 'pipeline.yaml');
@@ -1066,7 +1065,7 @@ test('a run leaves no listener on the signal it was given, whether it drained or
 });
 
 
-test("a stage's snapshot that JSON would not give back (a Map, a Set in a parted snapshot) fails the checkpoint, naming the stage and where: its restore would have lost that state without a word", async () => {
+test("a stage's snapshot that JSON would not give back (a Map, a Set in a parted snapshot) fails the checkpoint, naming the stage and where: its restore would have lost that state without a word", async (t) => {
   for (const [name, snapshot, where] of [
     ['mapped', () => ({ seen: new Map([['u1', 1]]) }), '$.seen is a Map (written as {})'],
     ['parted', async () => ({ users: [{ tabs: new Set(['a']) }] }), '$.users[0].tabs is a Set (written as {})'],
@@ -1077,7 +1076,7 @@ test("a stage's snapshot that JSON would not give back (a Map, a Set in a parted
       config: { type: 'object' },
       create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record) })), snapshot, restore: () => undefined }),
     });
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-snapshot-json-'));
+    const dir = tempFolder(t, 'snapshot-json');
     const yaml = `sources: [{type: synthetic, events: 20}]\nstages: [{type: ${name}}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}}\n`;
     await assert.rejects(runYaml(yaml, { plugins: [stage], builtins: true }), (error: Error) => {
       assert.ok(error.message.includes(`stage-${name}-0: snapshot() would not survive a checkpoint (checkpoints are JSON): ${where}`), error.message);
@@ -1129,7 +1128,7 @@ function gatedFlushSink(): { plugin: AnyPlugin; hold(): void; release(): void; w
   };
 }
 
-test('a source that resumes from its upstream\'s acknowledged position (covers) is restored from the newest checkpoint it covers, and pruning keeps that one however many newer ones follow', async () => {
+test('a source that resumes from its upstream\'s acknowledged position (covers) is restored from the newest checkpoint it covers, and pruning keeps that one however many newer ones follow', async (t) => {
   const T0 = Date.UTC(2024, 0, 1);
   /** What the upstream acknowledged (a Kafka group's committed offset, exactly-once): the source's `next` up to here. */
   let acknowledged = 0;
@@ -1155,7 +1154,7 @@ test('a source that resumes from its upstream\'s acknowledged position (covers) 
     },
   });
   const counter = countingStage();
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-covers-'));
+  const dir = tempFolder(t, 'covers');
   const yaml = `sources: [{type: acknowledging}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 20ms, keep: 2}\n`;
   const options = { plugins: [acknowledging, counter.plugin], builtins: true };
   const stop = new AbortController();
@@ -1189,7 +1188,7 @@ function newestCheckpoint(dir: string): number {
   return Math.max(0, ...readdirSync(dir).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));
 }
 
-test('a source\'s commitNow takes a checkpoint of the state as of now and commits the source\'s position with it (without checkpoints: commits): an exactly-once hand-over moves state and offsets together', async () => {
+test('a source\'s commitNow takes a checkpoint of the state as of now and commits the source\'s position with it (without checkpoints: commits): an exactly-once hand-over moves state and offsets together', async (t) => {
   const T0 = Date.UTC(2024, 0, 1);
   for (const checkpoints of [true, false]) {
     const commits: number[] = [];
@@ -1214,7 +1213,7 @@ test('a source\'s commitNow takes a checkpoint of the state as of now and commit
       },
     });
     const counter = countingStage();
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-commit-now-'));
+    const dir = tempFolder(t, 'commit-now');
     // Intervals an hour long: only commitNow commits while the run goes on.
     const yaml = `sources: [{type: handing-over}]\nstages: [{type: counting}]\nsinks: [{type: memory}]\nsettings: {commit_interval: 1h}\n${checkpoints ? `checkpoint: {dir: ${dir}, interval: 1h}\n` : ''}`;
     const stop = new AbortController();
@@ -1237,8 +1236,8 @@ test('a source\'s commitNow takes a checkpoint of the state as of now and commit
   }
 });
 
-test('a checkpoint queued behind another waits for a batch its source yielded meanwhile: the position it saves never runs past the state it saves', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-queued-checkpoint-'));
+test('a checkpoint queued behind another waits for a batch its source yielded meanwhile: the position it saves never runs past the state it saves', async (t) => {
+  const dir = tempFolder(t, 'queued-checkpoint');
   let yielded = 0;
   let letSecondGo!: () => void;
   const second = new Promise<void>((resolve) => (letSecondGo = resolve));
@@ -1296,9 +1295,9 @@ test('a checkpoint queued behind another waits for a batch its source yielded me
   }
 });
 
-test('a run that fails while its checkpoint is being written keeps its checkpoint folder until the file is written, and commits nothing after the failure: a restart then resumes from that file', async () => {
+test('a run that fails while its checkpoint is being written keeps its checkpoint folder until the file is written, and commits nothing after the failure: a restart then resumes from that file', async (t) => {
   const { builtinRegistry } = await import('../cli/registry.js');
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-failed-mid-write-'));
+  const dir = tempFolder(t, 'failed-mid-write');
   const events: string[] = [];
   let writeEntered!: () => void;
   const entered = new Promise<void>((resolve) => (writeEntered = resolve));
@@ -1356,7 +1355,7 @@ test('a run that fails while its checkpoint is being written keeps its checkpoin
   assert.equal((await new CheckpointStore(join(dir, 'checkpoints')).latest())?.sequence, 1, 'a restart resumes from the file written');
 });
 
-test('a stage that fails as the pipeline is put together, or as it is subscribed, fails the run with its plugins closed', async () => {
+test('a stage that fails as the pipeline is put together, or as it is subscribed, fails the run with its plugins closed', async (t) => {
   for (const when of ['assembly', 'subscribe'] as const) {
     const closed: string[] = [];
     const source = defineSource<Record<string, never>>({
@@ -1392,7 +1391,7 @@ test('a stage that fails as the pipeline is put together, or as it is subscribed
       config: { type: 'object' },
       create: () => ({ write: () => undefined, close: async () => void closed.push('sink') }),
     });
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-broken-stage-'));
+    const dir = tempFolder(t, 'broken-stage');
     await assert.rejects(
       runYaml(`sources: [{type: one-batch}]\nstages: [{type: broken}]\nsinks: [{type: closing}]\ncheckpoint: {dir: ${dir}, interval: 1h}\n`, { plugins: [source, broken, sink] }),
       (error: Error & { code?: string }) => error.code === 'TRIB_ERR_STAGE' && error.message.includes(`broken at ${when}`),
@@ -1438,8 +1437,8 @@ test('a source whose read throws fails the run at once: the other sources are st
   assert.equal(endlessClosed, true);
 });
 
-test('the end of input waits for a checkpoint under way: what it closes is written after it, not flushed and committed with a state that still holds it open', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-end-during-checkpoint-'));
+test('the end of input waits for a checkpoint under way: what it closes is written after it, not flushed and committed with a state that still holds it open', async (t) => {
+  const dir = tempFolder(t, 'end-during-checkpoint');
   let letEnd!: () => void;
   const end = new Promise<void>((resolve) => (letEnd = resolve));
   let sourceContext: PluginContext | undefined;
@@ -1478,8 +1477,8 @@ test('the end of input waits for a checkpoint under way: what it closes is writt
   assert.equal(stats.outByKind.session, 1, 'the session closed by the end of input was written after it');
 });
 
-test("a checkpoint's books are those of its instant, the counts by kind and by reason with the totals, whatever is routed while it is serialised", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-checkpoint-books-'));
+test("a checkpoint's books are those of its instant, the counts by kind and by reason with the totals, whatever is routed while it is serialised", async (t) => {
+  const dir = tempFolder(t, 'checkpoint-books');
   let sourceContext: PluginContext | undefined;
   const source = defineSource<Record<string, never>>({
     name: 'waiting',
@@ -1814,7 +1813,7 @@ test('a source polling an upstream that has nothing (it yields empty batches) go
   assert.equal(watcher.finiteHighest(), T0 + 60_000, 'the watermark moved with the steady source while the poller found nothing');
 });
 
-test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async () => {
+test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async (t) => {
   const source = quietAfterOne('one-then-wait');
   const reaching = defineSink<{ reaches: boolean }>({
     name: 'reaching',
@@ -1824,7 +1823,7 @@ test("/readyz (readiness) counts the dead-letter sink's health: one that cannot 
   });
   const registry = new PluginRegistry();
   for (const plugin of [source, reaching]) registry.register(plugin, 'test');
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-readiness-'));
+  const dir = tempFolder(t, 'readiness');
   const file = join(dir, 'p.yaml');
   writeFileSync(file, 'sources: [{type: one-then-wait}]\nsinks: [{type: reaching, reaches: true}]\ndead_letter: {type: reaching, reaches: false}\n');
   const stop = new AbortController();
@@ -1957,8 +1956,8 @@ test("a stage whose finalize() throws fails the run, named (it was lost once the
   assert.ok(closed, 'the stage was closed');
 });
 
-test('a stop takes its final checkpoint after the stages completed: what a stage emits as its input completes is written once, and a restart from that checkpoint neither writes it again nor loses any', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-complete-then-checkpoint-'));
+test('a stop takes its final checkpoint after the stages completed: what a stage emits as its input completes is written once, and a restart from that checkpoint neither writes it again nor loses any', async (t) => {
+  const dir = tempFolder(t, 'complete-then-checkpoint');
   let stop: (() => void) | undefined;
   const numbered = defineSource<Record<string, never>>({
     name: 'numbered',
@@ -2142,7 +2141,7 @@ test('without checkpoints the sinks flush every commit_interval whatever the sou
   }
 });
 
-test('a source or sink whose health() throws is not ready, named with what it threw, and logged once: readiness() (/readyz) does not throw', async () => {
+test('a source or sink whose health() throws is not ready, named with what it threw, and logged once: readiness() (/readyz) does not throw', async (t) => {
   const source = quietAfterOne('throwing-health', {
     health: () => {
       throw new TypeError("Cannot read properties of undefined (reading 'ready')");
@@ -2160,7 +2159,7 @@ test('a source or sink whose health() throws is not ready, named with what it th
       close: async () => undefined,
     }),
   });
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-health-throws-'));
+  const dir = tempFolder(t, 'health-throws');
   const file = join(dir, 'p.yaml');
   writeFileSync(file, 'sources: [{type: throwing-health}]\nsinks: [{type: throwing-health}]\ndead_letter: {type: file, path: dead.jsonl}\n');
   const { builtinRegistry } = await import('../cli/registry.js');

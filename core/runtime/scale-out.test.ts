@@ -5,8 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import {
@@ -26,6 +25,7 @@ import {
   type RunStats,
   type StreamRecord,
 } from 'tributary';
+import { tempFolder } from 'tributary/testing';
 
 const T0 = Date.UTC(2024, 5, 1);
 const HOUR = 3_600_000;
@@ -157,8 +157,8 @@ const files = (dir: string, partition: string): string[] => {
 const summaries = (sessions: readonly StreamRecord[]): string[] => sessions.map((s) => String(s.userId)).sort();
 
 for (const savedAt of ['checkpoint', 'revocation'] as const) {
-  test(`a partition restored from its file that reads nothing, whose sessions its watermark closes, is saved at a ${savedAt}: a later owner does not close them again`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-idle-'));
+  test(`a partition restored from its file that reads nothing, whose sessions its watermark closes, is saved at a ${savedAt}: a later owner does not close them again`, async (t) => {
+    const dir = tempFolder(t, 'scale-idle');
     // One run: sessions open on both partitions, saved at a checkpoint, committed.
     const first = await member(dir, drivenSource());
     await first.source.run(
@@ -202,8 +202,8 @@ for (const savedAt of ['checkpoint', 'revocation'] as const) {
   });
 }
 
-test('a revocation of lost partitions (the group gave them away first) saves no state, though it changed', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-lost-'));
+test('a revocation of lost partitions (the group gave them away first) saves no state, though it changed', async (t) => {
+  const dir = tempFolder(t, 'scale-lost');
   const first = await member(dir, drivenSource());
   await first.source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
   await first.runner.checkpoint();
@@ -219,8 +219,8 @@ test('a revocation of lost partitions (the group gave them away first) saves no 
   assert.equal(files(dir, 'p-0').length, 2);
 });
 
-test('a partition restores the file of the greatest offset its committed offset covers (the newest of those on a tie), not the newest file under it', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-restore-'));
+test('a partition restores the file of the greatest offset its committed offset covers (the newest of those on a tie), not the newest file under it', async (t) => {
+  const dir = tempFolder(t, 'scale-restore');
   const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
   const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
   // 1: the owner's at 5; 2: its next at 8; 3: a member that had not noticed it lost the partition, late, at 3.
@@ -241,8 +241,8 @@ test('a partition restores the file of the greatest offset its committed offset 
   assert.equal(await restored(6), '4.json');
 });
 
-test("a partition's file written by its owner removes neither the files another member wrote since it got the partition nor its own last one; those from before, beyond keep, it does", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-prune-'));
+test("a partition's file written by its owner removes neither the files another member wrote since it got the partition nor its own last one; those from before, beyond keep, it does", async (t) => {
+  const dir = tempFolder(t, 'scale-prune');
   const folder = join(dir, 'ps', 'p-0');
   const store = new CheckpointStore(folder, 10);
   const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });

@@ -5,7 +5,9 @@
  * 2. A Docker engine answers: `@testcontainers/kafka` (a devDependency) starts one.
  * 3. Java is installed: a native single-node KRaft broker from Apache Kafka's own jars, fetched once
  *    by `fetch-broker.sh` (Maven) into `.cache/kafka-libs`, started with `java -cp` on free loopback
- *    ports, with a small heap and log4j writing to a file in its own temp folder.
+ *    ports, with a small heap and log4j writing to a file in its own temp folder. A port another process
+ *    takes between its pick and java binding it fails that start at once (java logs it), and the broker is
+ *    started again on fresh ports (three starts in all).
  *
  * A native broker can also authenticate and authorise (`users`): SASL PLAIN users whose rights ACLs grant
  * (`aclCommand`), as a production cluster does, for the tests of what a client may not do.
@@ -15,7 +17,7 @@
  * the broker's folder, so a failed or killed test run leaves no broker and no log dir behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -180,6 +182,11 @@ export interface NativeBrokerOptions {
    * client's with an encrypted key). No authorizer: an authenticated client may do anything.
    */
   secure?: { scramUsers: Record<string, string> };
+  /**
+   * Picks each port not given above: a free loopback port (`freePort`) by default. A test passes one
+   * that returns a port it holds, to see a start whose port was taken retried on fresh ones.
+   */
+  pickPort?: () => Promise<number>;
 }
 
 /** Where a broker started with `secure` takes secured clients, and what they need to trust it and be trusted. */
@@ -239,21 +246,57 @@ export function deleteRecordsBefore(brokers: string, topic: string, partition: n
   return Number(result.stdout.trim());
 }
 
+/** Java could not bind one of the broker's ports: another process has it. */
+class PortTakenError extends Error {
+  constructor(
+    message: string,
+    /** The port, where the broker's log names it. */
+    readonly port: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** How many times a start whose picked port was taken is tried, each on fresh ports. */
+const startsOnFreshPorts = 3;
+
 export async function startNativeBroker(options: NativeBrokerOptions = {}): Promise<NativeBroker> {
   const java = spawnSync('java', ['-version'], { encoding: 'utf8' });
   if (java.status !== 0) throw new Error(`java not found (${java.error?.message ?? java.stderr.trim()}): a native Kafka broker needs a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)`);
   const libsDir = options.libsDir ?? defaultLibsDir;
   ensureBrokerJars(libsDir);
-  const port = options.port ?? (await freePort());
-  const controllerPort = options.controllerPort ?? (await freePort());
+  // A picked port is free when picked, but java binds it seconds later: another process (another test's
+  // broker, a client's ephemeral port) can take it in between, and that start fails. Fresh ports then.
+  const fixedPorts = new Set([options.port, options.controllerPort].filter((port) => port !== undefined));
+  const failures: string[] = [];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNativeBrokerOnce(options, libsDir);
+    } catch (error) {
+      if (!(error instanceof PortTakenError)) throw error;
+      failures.push(error.message);
+      // A port the caller fixed (a restart's) would be taken again: only picked ones are worth a retry.
+      if (error.port !== undefined && fixedPorts.has(error.port)) throw error;
+      if (attempt === startsOnFreshPorts) {
+        throw new Error(`the native broker could not bind its ports in ${attempt} starts on fresh ports, each taken by another process before java bound it: ${failures.join('; ')}`);
+      }
+      options.log?.(`kafka: ${error.message}; starting the broker again on fresh ports (start ${attempt + 1} of ${startsOnFreshPorts})`);
+    }
+  }
+}
+
+async function startNativeBrokerOnce(options: NativeBrokerOptions, libsDir: string): Promise<NativeBroker> {
+  const pickPort = options.pickPort ?? freePort;
+  const port = options.port ?? (await pickPort());
+  const controllerPort = options.controllerPort ?? (await pickPort());
   const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-'));
   const dataDir = join(dir, 'data');
   // With users: clients authenticate on `port` (SASL PLAIN) and ACLs decide; the broker's own traffic,
   // the startup check below and a test's setup use a plaintext listener whose clients (ANONYMOUS) are super users.
   const users = options.users;
   if (users && options.secure) throw new Error('startNativeBroker: `users` and `secure` are separate brokers');
-  const plaintextPort = users ? await freePort() : port;
-  const secure = options.secure ? { saslSslPort: await freePort(), sslPort: await freePort(), tls: makeCertificates(join(dir, 'tls')) } : undefined;
+  const plaintextPort = users ? await pickPort() : port;
+  const secure = options.secure ? { saslSslPort: await pickPort(), sslPort: await pickPort(), tls: makeCertificates(join(dir, 'tls')) } : undefined;
   const listeners = secure
     ? [
         `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${secure.saslSslPort},SSL://127.0.0.1:${secure.sslPort}`,
@@ -341,7 +384,19 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
   let watchdog: ChildProcess | undefined;
   const brokers = `127.0.0.1:${port}`;
   const log = options.log ?? (() => undefined);
+  const serverLog = join(dir, 'server.log');
+  const logSize = (): number => (existsSync(serverLog) ? statSync(serverLog).size : 0);
+  // Java logs a port it cannot bind and exits (the watchdog lives on): seen in what this launch logged,
+  // the start fails at once instead of waiting out the deadline.
+  const portTaken = (loggedBefore: number): PortTakenError | undefined => {
+    if (logSize() <= loggedBefore) return undefined;
+    const logged = readFileSync(serverLog).subarray(loggedBefore).toString('utf8');
+    if (!/Address already in use/.test(logged)) return undefined;
+    const at = /failed to bind to ([^\s:]+):(\d+)/.exec(logged);
+    return new PortTakenError(`java could not bind ${at ? `${at[1]}:${at[2]}` : 'a port'} (Address already in use)`, at ? Number(at[2]) : undefined);
+  };
   const launch = async (): Promise<void> => {
+    const loggedBefore = logSize();
     // The watchdog: java in the background; one line on stdin says how to stop ("kill": -9 and keep the
     // data), EOF (we stopped, or died) means a clean stop and removing the folder.
     const script = [
@@ -372,9 +427,11 @@ export async function startNativeBroker(options: NativeBrokerOptions = {}): Prom
       } catch (error) {
         lastError = error;
       }
+      const taken = portTaken(loggedBefore);
+      if (taken) throw taken;
       await delay(250);
     }
-    const tail = existsSync(join(dir, 'server.log')) ? readFileSync(join(dir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+    const tail = existsSync(serverLog) ? readFileSync(serverLog, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
     log(`kafka: broker log tail:\n${tail}`);
     throw new Error(`the native broker did not answer a metadata request at ${brokers} (${String(lastError)})`);
   };
@@ -513,7 +570,12 @@ export function metadataBrokerCount(host: string, port: number, timeoutMs: numbe
       clearTimeout(timer);
       reject(error);
     });
-    socket.once('close', () => clearTimeout(timer));
+    // Closed by the other end before an answer (a broker starting or stopping, or not a broker): settled
+    // here, or the caller's wait would never end (the timer is cleared). After an answer or an error, a no-op.
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('the connection closed before a metadata answer'));
+    });
   });
 }
 

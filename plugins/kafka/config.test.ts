@@ -3,18 +3,17 @@
  * and its source's assignment_timeout, located at the field (these failed only at run before, or at
  * librdkafka's range check).
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
-import { silentLogger } from 'tributary/testing';
+import { silentLogger, tempFolder } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
 import { transactionTimeoutMs } from './sink.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-config-'));
+const dir = tempFolder({ after }, 'kafka-config');
 
 async function problemsOf(yaml: string): Promise<string[]> {
   const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);

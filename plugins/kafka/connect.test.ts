@@ -7,14 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import type { SourcePlugin } from 'tributary';
-import { runSummaries, testContext } from 'tributary/testing';
+import { runSummaries, tempFolder, testContext, type TestCleanup } from 'tributary/testing';
 import { connectUnlessStopped } from './common.js';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 
@@ -32,8 +31,8 @@ interface LogEntry {
  * Runs `yaml`, sends SIGTERM once the log says `connecting` (no sleep: the line says the client is
  * connecting), and resolves with the exit code, the time from the signal to the exit, and the log.
  */
-async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-stop-'));
+async function stopWhileConnecting(t: TestCleanup, yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string; dir: string }> {
+  const dir = tempFolder(t, 'kafka-stop');
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, yaml);
   const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -56,9 +55,9 @@ async function stopWhileConnecting(yaml: string, connecting: string): Promise<{ 
   return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr, dir };
 }
 
-test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
+test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at once, exit 0, saying so', async (t) => {
   const yaml = `name: sink-stop\nsources: [{type: synthetic, events: 1000}]\nsinks: [{type: kafka, brokers: "${unreachable}", topic: out}, {type: file, path: later.jsonl}]\n`;
-  const { code, stopMs, entries, stderr, dir } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  const { code, stopMs, entries, stderr, dir } = await stopWhileConnecting(t, yaml, 'kafka sink: connecting to the brokers');
   // The sinks after it are not opened once told to stop (before, the file sink made its file).
   assert.ok(!existsSync(join(dir, 'later.jsonl')), 'the later file sink made no file');
   assert.equal(code, 0, stderr);
@@ -70,21 +69,21 @@ test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at onc
   assert.ok(!entries.some((entry) => entry.level >= 50), `no error logged:\n${stderr}`);
 });
 
-test('SIGTERM while an exactly-once kafka sink connects to unreachable brokers: stopped at once, exit 0', async () => {
+test('SIGTERM while an exactly-once kafka sink connects to unreachable brokers: stopped at once, exit 0', async (t) => {
   const yaml = `name: eos-stop
 sources: [{type: kafka, brokers: "${unreachable}", topics: [in], group: g, guarantee: exactly-once}]
 sinks: [{type: kafka, brokers: "${unreachable}", topic: out, guarantee: exactly-once}]
 `;
-  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka sink: connecting to the brokers');
+  const { code, stopMs, entries, stderr } = await stopWhileConnecting(t, yaml, 'kafka sink: connecting to the brokers');
   assert.equal(code, 0, stderr);
   assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
   assert.ok(entries.some((entry) => entry.msg === 'kafka sink: stopped while connecting to the brokers'), stderr);
   assert.ok(!entries.some((entry) => entry.level >= 50), `no error logged:\n${stderr}`);
 });
 
-test('SIGTERM while a kafka source connects to unreachable brokers: stopped at once, exit 0, saying so', async () => {
+test('SIGTERM while a kafka source connects to unreachable brokers: stopped at once, exit 0, saying so', async (t) => {
   const yaml = `name: source-stop\nsources: [{type: kafka, brokers: "${unreachable}", topics: [in], group: g}]\nsinks: [{type: file, path: out.jsonl}]\n`;
-  const { code, stopMs, entries, stderr } = await stopWhileConnecting(yaml, 'kafka source: connecting to the brokers');
+  const { code, stopMs, entries, stderr } = await stopWhileConnecting(t, yaml, 'kafka source: connecting to the brokers');
   assert.equal(code, 0, stderr);
   assert.ok(stopMs < promptMs, `stopped ${stopMs} ms after the signal`);
   assert.ok(entries.some((entry) => entry.msg === 'kafka source: stopped while connecting to the brokers'), stderr);

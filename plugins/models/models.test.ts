@@ -1,12 +1,11 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs, { mkdtempSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import fs, { existsSync, readdirSync, readFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeColumn, inTurns, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, isSessionSummary, type StreamRecord } from 'tributary';
-import { countLoopTurns, runOperator, testContext, until } from 'tributary/testing';
+import { countLoopTurns, runOperator, testContext, until, tempFolder } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel, { churnFeatureNames } from './churn.js';
@@ -1682,8 +1681,8 @@ test('a snapshot with a single sample waiting for its prediction batch restores 
   assert.ok(singles > 0, 'some cut leaves one sample pending');
 });
 
-test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async (t) => {
+  const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'intent-lr', checkpoint: { dir } };
   const input = separableIntentStream(100, 5);
   await runOperator(intentModel, config, input);
@@ -1697,7 +1696,7 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   // A cold logistic model starts at zero weights and its bias at the prior (intent: 0.05): every first-batch score is the prior.
   const prior = (score: unknown): boolean => Math.abs((score as number) - 0.05) < 1e-6;
   assert.ok(prior(of(cold.output, 'prediction')[0]!.score));
-  const warm = await runOperator(intentModel, { ...config, checkpoint: { dir: mkdtempSync(join(tmpdir(), 'tributary-models-')) } }, probe);
+  const warm = await runOperator(intentModel, { ...config, checkpoint: { dir: tempFolder(t, 'models') } }, probe);
   assert.ok(prior(of(warm.output, 'prediction')[0]!.score), 'another folder: cold');
   const warmed = await runOperator(intentModel, config, probe);
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
@@ -1761,8 +1760,8 @@ function watchDurableWrites(dir: string, hold: boolean) {
   };
 }
 
-test('checkpoint: the saved model is written durably (data fsynced before the rename, the folder after), whole', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: the saved model is written durably (data fsynced before the rename, the folder after), whole', async (t) => {
+  const dir = tempFolder(t, 'models');
   const file = join(dir, 'intent-durable.model.json');
   const writes = watchDurableWrites(dir, false);
   try {
@@ -1775,8 +1774,8 @@ test('checkpoint: the saved model is written durably (data fsynced before the re
   assert.ok((JSON.parse(readFileSync(file, 'utf8')) as { model: { optimizer: { step: number } } }).model.optimizer.step > 0);
 });
 
-test('checkpoint: periodic saves (checkpoint.every) leave the stage running while the disk syncs, never overlap, and close waits for the last', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: periodic saves (checkpoint.every) leave the stage running while the disk syncs, never overlap, and close waits for the last', async (t) => {
+  const dir = tempFolder(t, 'models');
   const file = join(dir, 'intent-bg.model.json');
   const config: IntentModelConfig = { ...base, name: 'intent-bg', checkpoint: { dir, every: 20 } };
   const input = separableIntentStream(120, 8);
@@ -1817,8 +1816,8 @@ test('checkpoint: periodic saves (checkpoint.every) leave the stage running whil
   }
 });
 
-test('checkpoint: a periodic save that fails is said once and the stage goes on (no record is dead-lettered for it); the save at close reports it', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: a periodic save that fails is said once and the stage goes on (no record is dead-lettered for it); the save at close reports it', async (t) => {
+  const dir = tempFolder(t, 'models');
   // A file where the folder should be: every save fails.
   const notAFolder = join(dir, 'models');
   fs.writeFileSync(notAFolder, '');
@@ -1831,8 +1830,8 @@ test('checkpoint: a periodic save that fails is said once and the stage goes on 
   assert.match(errors[0]![1] as string, /model intent-fail: saving the model failed: .*the previous save stays in place/);
 });
 
-test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async (t) => {
+  const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'intent-m', model: { kind: 'mlp', hidden: [8] }, checkpoint: { dir } };
   await runOperator(intentModel, config, separableIntentStream(40, 5));
   const file = join(dir, 'intent-m.model.json');
@@ -1855,8 +1854,8 @@ test('checkpoint: a saved model that no longer fits the config stops the run for
   }
 });
 
-test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async (t) => {
+  const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'intent-lr', optimizer: { kind: 'adam', learning_rate: 0.05 }, checkpoint: { dir } };
   const input = separableIntentStream(30, 5);
   await runOperator(intentModel, config, input);
@@ -2177,8 +2176,8 @@ test('the `report` option\'s description names every count the model_metrics rec
   assert.deepEqual(counts.filter((key) => !description.includes(`\`${key}\``)), []);
 });
 
-test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-models-'));
+test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async (t) => {
+  const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'intent-bt', checkpoint: { dir, every: 10 } };
   const file = join(dir, 'intent-bt.model.json');
   const input = separableIntentStream(60, 6);

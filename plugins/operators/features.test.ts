@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decodeTable, defineOperator, encodeTable, inTurns, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
-import { countLoopTurns, runOperator, runYaml, testContext } from 'tributary/testing';
+import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
 import userFeatures from './user-features.js';
@@ -615,8 +614,8 @@ test('sessions opened after session-features gave its room back start from zero,
   assert.deepEqual(afterBurst, alone);
 });
 
-test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-leakage-'));
+test('no leakage: features at events before a purchase are identical whether or not the purchase and later events exist', async (t) => {
+  const dir = tempFolder(t, 'leakage');
   const world = new ShopperWorld({ seed: 5, users: 400 });
   const all: ClickEvent[] = Array.from({ length: 8000 }, () => world.next());
   const purchases = all.filter((e) => e.type === 'purchase');
@@ -656,7 +655,7 @@ test('the REES46 sample runs through sessionizer and features from pipelines/ree
     t.skip(`${csv} is absent (../shared/data is not part of the project)`);
     return;
   }
-  const out = mkdtempSync(join(tmpdir(), 'tributary-rees46-'));
+  const out = tempFolder(t, 'rees46');
   const result = await runYaml(readFileSync('pipelines/rees46-sessions.yaml', 'utf8'), { env: { REES46_CSV: csv, OUT_DIR: out }, clock });
   assert.ok(result.stats.eventsIn > 17_000);
   assert.equal(result.stats.outByKind.event, result.stats.eventsIn, 'every event comes out with features');

@@ -6,19 +6,19 @@ import { text } from 'node:stream/consumers';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, type StreamRecord } from 'tributary';
 import { pino } from 'pino';
-import { runSummaries, runYaml, testContext, until } from 'tributary/testing';
+import { runSummaries, runYaml, testContext, until, tempFolder } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import { takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
 
 const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-file-sink-'));
+const dir = tempFolder({ after }, 'file-sink');
 const record = (userId: string): StreamRecord => ({ kind: 'event', userId, time: 0, type: 'view' }) as StreamRecord;
 
 for (const name of ['out.jsonl', 'out.jsonl.gz']) {

@@ -1,15 +1,14 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, defineSink, originOf, type StreamRecord } from 'tributary';
-import { runYaml, testContext } from 'tributary/testing';
+import { runYaml, testContext, tempFolder } from 'tributary/testing';
 import fileSource from './file.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tributary-file-source-'));
+const dir = tempFolder({ after }, 'file-source');
 
 test('JSONL: good lines become events; every bad line is dead-lettered with reason, file and line', async () => {
   const path = join(dir, 'mixed.jsonl');
@@ -713,8 +712,8 @@ test('a gzip file source stopped mid-file (its reader leaves, or it is closed fi
   }
 });
 
-test('a file of bad lines waits for the dead-letter sink\'s room: its dead letters are not piled on a sink that said it was full', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'file-dead-room-'));
+test('a file of bad lines waits for the dead-letter sink\'s room: its dead letters are not piled on a sink that said it was full', async (t) => {
+  const dir = tempFolder(t, 'file-dead-room');
   const path = join(dir, 'garbage.jsonl');
   writeFileSync(path, Array.from({ length: 3000 }, (_, i) => `not json ${i}`).join('\n') + '\n');
   const written: StreamRecord[] = [];
@@ -752,8 +751,8 @@ test('a file of bad lines waits for the dead-letter sink\'s room: its dead lette
   assert.equal(written.length, 3000);
 });
 
-test("file source counts its records for a progress total (backtest's): decompressed lines of a gzip file named in any case, no blank line, each file's CSV header; a FIFO is not counted", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-file-count-'));
+test("file source counts its records for a progress total (backtest's): decompressed lines of a gzip file named in any case, no blank line, each file's CSV header; a FIFO is not counted", async (t) => {
+  const dir = tempFolder(t, 'file-count');
   const text = `${Array.from({ length: 500 }, (_, i) => JSON.stringify({ n: i, pad: 'x'.repeat(i % 50) })).join('\n')}\n\n  \n`;
   writeFileSync(join(dir, 'events.jsonl.gz'), gzipSync(text));
   // Named in capitals, as the source reads it (through gzip): the count had been of the compressed bytes' newlines.

@@ -1,16 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { runSummaries } from 'tributary/testing';
+import { runSummaries, tempFolder } from 'tributary/testing';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const sample = join(root, '..', 'shared', 'data', 'rees46', '2019-Oct_head.csv');
 
-test('the REES46 sample is read through config alone: session ids, event types and UTC timestamps', { skip: existsSync(sample) ? false : `REES46 sample not found at ${sample} (../shared/data is not part of the project)` }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-rees46-'));
+test('the REES46 sample is read through config alone: session ids, event types and UTC timestamps', { skip: existsSync(sample) ? false : `REES46 sample not found at ${sample} (../shared/data is not part of the project)` }, (t) => {
+  const dir = tempFolder(t, 'rees46');
   const out = join(dir, 'events.jsonl');
   const result = spawnSync(process.execPath, [join(root, 'dist/core/cli/main.js'), 'run', join(root, 'pipelines/rees46-events.yaml'), '--log-level', 'warn'], {
     encoding: 'utf8',
