@@ -267,8 +267,8 @@ test("a partition's file written by its owner removes neither the files another 
   await owner.running;
 });
 
-test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-held-'));
+test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async (t) => {
+  const dir = tempFolder(t, 'scale-held');
   // A global stage after the per-partition sessionizer: the watermarks it sees.
   const seen: number[] = [];
   const marks = defineOperator<Record<string, never>>({
