@@ -191,7 +191,7 @@ export const modelOperatorProperties = {
     description: 'The model.',
     properties: {
       kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
-      l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights, as River\'s `l2`: each step adds `l2` times a weight to its gradient (the gradient of l2/2 ||w||^2), at every weight; biases are not penalised. Default: 1e-4.' },
+      l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights, as River\'s `l2`: each step adds `l2` times a weight to its gradient (the gradient of l2/2 ||w||^2), at every weight (River\'s at the weights of the features a sample has, its dict\'s keys: a dense vector has them all); biases are not penalised. A bias learns with its weights\' optimizer and rate, from the log-odds of `prior` (River\'s `LogisticRegression` starts its intercept at 0 and moves it by plain SGD at its own `intercept_lr`, 0.01). Default: 1e-4.' },
       hidden: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes, at least one (a model without one is `logistic`). Default: [32, 16].' },
       dropout: { type: 'number', minimum: 0, maximum: 0.9, description: 'mlp: dropout rate while learning. Default: 0.' },
       units: { type: 'integer', minimum: 1, description: 'gru: hidden units. Default: 16.' },
