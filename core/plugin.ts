@@ -516,6 +516,14 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * paths in `config` are resolved against `baseDir`, the pipeline file's folder, as `create` does.
    */
   countRecords?(config: Config, baseDir: string): Promise<number | undefined>;
+  /**
+   * Sources: what a replay of a file in this source's place (`tributary backtest`, which keeps its
+   * mapping, CSV and watermark settings) cannot take from the file as this source takes it from its
+   * input, and what the replay reads instead: a Kafka record's timestamp or key, say, which a file of
+   * the records' values has not. Each is logged as a warning when the replay starts, so a replay whose
+   * every record is dead-lettered for want of it says why first. Absent or empty: nothing of the kind.
+   */
+  replayNotes?(config: Config): readonly string[];
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

@@ -365,6 +365,46 @@ scale_out: { state_dir: parts }
   assert.equal(existsSync(join(dir, 'parts')), false, 'no partition state');
 });
 
+test("backtest of a kafka source taking event time from record timestamps (and the user id from keys): it says first what the file's lines cannot carry and where the replay reads it instead, then reads the field named with --set", (t) => {
+  const dir = tempFolder(t, 'backtest-timestamps');
+  writeFileSync(join(dir, 'values.jsonl'), '{"uid":"u1","ev":"view","ts":1714521600000}\n{"uid":"u1","ev":"cart","ts":1714521660000}\n');
+  const pipeline = join(dir, 'timestamps.yaml');
+  writeFileSync(
+    pipeline,
+    `name: timestamps
+sources:
+  - type: kafka
+    brokers: "127.0.0.1:1"
+    topics: [clicks]
+    group: g
+    event_time: timestamp
+    key_field: uid
+    mapping: { fields: { user_id: uid, type: ev } }
+stages: [{ type: sessionizer, gap: 30m }]
+sinks: [{ type: file, path: out.jsonl }]
+`,
+  );
+  const backtest = (...sets: string[]) =>
+    spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', join(dir, 'values.jsonl'), '--report', join(dir, 'report'), '--log-level', 'warn', ...sets.flatMap((set) => ['--set', set])], { encoding: 'utf8', cwd: dir });
+  const warnings = (stderr: string): string[] =>
+    stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => (JSON.parse(line) as { msg: string }).msg)
+      .filter((msg) => msg.startsWith('backtest: '));
+  // Before: only that every record was dead-lettered, "time: missing timestamp", the mapping blamed.
+  const bare = backtest();
+  assert.equal(bare.status, 1, 'no event read');
+  const said = warnings(bare.stderr);
+  assert.equal(said.length, 2, bare.stderr);
+  assert.match(said[0]!, /event_time: timestamp takes event time from each Kafka record's timestamp, which a file's lines do not carry: the replay reads it from the field 'time'/);
+  assert.match(said[1]!, /key_field: uid is filled from each Kafka record's key/);
+  const named = backtest('sources[0].mapping.fields.time=ts', 'sources[0].mapping.time_format=epoch_ms');
+  assert.equal(named.status, 0, named.stderr);
+  assert.match(warnings(named.stderr)[0]!, /reads it from the field 'ts'/);
+  assert.equal((JSON.parse(readFileSync(join(dir, 'report', 'metrics.json'), 'utf8')) as { events: number }).events, 2);
+});
+
 test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, exit 2 (was exit 1 with a stack trace)', (t) => {
   const dir = tempFolder(t, 'backtest-notdir');
   const pipeline = join(dir, 'p.yaml');

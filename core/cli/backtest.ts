@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
-import { loadPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { SchemaValidator } from '../config/schema.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
@@ -155,6 +155,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));
   }
   loaded.sources[0] = { ...original, plugin: filePlugin, entry };
+  // What the file cannot give as the replaced source took it (a Kafka record's timestamp): said first, as
+  // a replay whose every record is then dead-lettered would otherwise only say the time was missing.
+  for (const note of original.plugin.replayNotes?.(pluginConfig(original.entry) as never) ?? []) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',

@@ -323,6 +323,21 @@ export default defineSource<KafkaSourceConfig>({
     if (config.guarantee !== 'exactly-once' && sink) return [{ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce }];
     return [];
   },
+  replayNotes(config) {
+    const notes: string[] = [];
+    // In a replay the file source reads the mapping as written: this source puts its own fields in it (below: KAFKA_TIMESTAMP_FIELD, key_field).
+    const fields = config.mapping?.fields as Record<string, string | undefined> | undefined;
+    if (config.event_time === 'timestamp') {
+      notes.push(
+        `event_time: timestamp takes event time from each Kafka record's timestamp, which a file's lines do not carry: the replay reads it from the field ` +
+          `'${fields?.time ?? 'time'}' (mapping.fields.time, in mapping.time_format, ISO 8601 by default) instead; set it to the data's own field if that differs`,
+      );
+    }
+    if (config.key_field !== undefined) {
+      notes.push(`key_field: ${config.key_field} is filled from each Kafka record's key where the value lacks it; a file's lines carry no key, so a line without that field stays without it`);
+    }
+    return notes;
+  },
   async create(config, context) {
     if ((config.topics === undefined) === (config.pattern === undefined)) throw new Error('give exactly one of `topics` and `pattern`');
     const Kafka = await rdkafka();
