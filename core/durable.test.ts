@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync } from 'tributary';
@@ -61,4 +61,16 @@ test('making folders: each missing level made, one there (or made meanwhile) lef
     assert.throws(() => makeFolderDurablySync('/proc/tributary-nothing/dl'), /ENOENT/);
     await assert.rejects(makeFolderDurably('/proc/tributary-nothing/dl'), /ENOENT/);
   }
+});
+
+test('a durable write that fails (a full disk; here a rename over a folder) leaves no temp file behind to hold the space a retry needs, and throws', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-durable-failed-'));
+  // A folder with a file in it where the file should go: the data is written to the temp file, the rename fails.
+  const file = join(dir, 'checkpoint-0000000001.json');
+  mkdirSync(file);
+  writeFileSync(join(file, 'inside'), 'x');
+  await assert.rejects(writeFileDurably(file, ['{"a":', '1}']));
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the async write');
+  assert.throws(() => writeFileDurablySync(file, '{"a":1}'));
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the sync write');
 });
