@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync } from 'tributary';
 import { tempFolder } from 'tributary/testing';
@@ -66,4 +66,16 @@ test('making folders: each missing level made, one there (or made meanwhile) lef
     assert.throws(() => makeFolderDurablySync('/proc/tributary-nothing/dl'), /ENOENT/);
     await assert.rejects(makeFolderDurably('/proc/tributary-nothing/dl'), /ENOENT/);
   }
+});
+
+test('a durable write that fails (a full disk; here a rename over a folder) leaves no temp file behind to hold the space a retry needs, and throws', async (t) => {
+  const dir = tempFolder(t, 'durable-failed');
+  // A folder with a file in it where the file should go: the data is written to the temp file, the rename fails.
+  const file = join(dir, 'checkpoint-0000000001.json');
+  mkdirSync(file);
+  writeFileSync(join(file, 'inside'), 'x');
+  await assert.rejects(writeFileDurably(file, ['{"a":', '1}']));
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the async write');
+  assert.throws(() => writeFileDurablySync(file, '{"a":1}'));
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the sync write');
 });

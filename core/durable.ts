@@ -4,8 +4,8 @@
  * folder fsynced. A crash or power loss at any moment leaves the old file or the new one whole: a
  * rename alone can reach the disk before the data does, leaving an empty or partial file in place.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /** What is written, in order (a checkpoint's header, then its body). */
@@ -16,16 +16,25 @@ const partsOf = (data: DurableData): readonly (string | Uint8Array)[] => (typeof
 /** The temp name beside `file` (per process, so two processes never write into one temp file). */
 export const durableTempName = (file: string): string => `${file}.tmp-${process.pid}`;
 
-/** Replaces `file` with `data` durably (see the module comment), without blocking the event loop. */
+/**
+ * Replaces `file` with `data` durably (see the module comment), without blocking the event loop. A write
+ * that fails removes its temp file: half a checkpoint left on a full disk held the room a retry (or a
+ * sink) needed until the next run swept it.
+ */
 export async function writeFileDurably(file: string, data: DurableData, temp = durableTempName(file)): Promise<void> {
   const handle = await open(temp, 'w');
   try {
-    for (const part of partsOf(data)) await handle.writeFile(part);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    try {
+      for (const part of partsOf(data)) await handle.writeFile(part);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true }).catch(() => undefined); // the write's own error is the one to report
+    throw error;
   }
-  await rename(temp, file);
   await syncFolder(dirname(file));
 }
 
@@ -33,15 +42,24 @@ export async function writeFileDurably(file: string, data: DurableData, temp = d
 export function writeFileDurablySync(file: string, data: DurableData, temp = durableTempName(file)): void {
   const fd = openSync(temp, 'w');
   try {
-    for (const part of partsOf(data)) {
-      const bytes = typeof part === 'string' ? Buffer.from(part) : part;
-      for (let written = 0; written < bytes.byteLength; ) written += writeSync(fd, bytes, written);
+    try {
+      for (const part of partsOf(data)) {
+        const bytes = typeof part === 'string' ? Buffer.from(part) : part;
+        for (let written = 0; written < bytes.byteLength; ) written += writeSync(fd, bytes, written);
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
     }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    renameSync(temp, file);
+  } catch (error) {
+    try {
+      rmSync(temp, { force: true });
+    } catch {
+      // The write's own error is the one to report.
+    }
+    throw error;
   }
-  renameSync(temp, file);
   syncFolderSync(dirname(file));
 }
 

@@ -114,3 +114,31 @@ test('an empty lock (an older version\'s taker killed before writing it) that go
     releaseLock(lock);
   }
 });
+
+test('a lock whose holder was killed but not yet reaped by its parent (a zombie: `ps` says <defunct>) is taken over at once, as a process gone (was refused: exit 2, which the unit does not restart on)', async (t) => {
+  if (!existsSync('/proc/self/stat')) return; // no /proc to say a process is a zombie
+  const folder = mkdtempSync(join(dir, 'zombie-'));
+  const lock = join(folder, 'checkpoints.lock');
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+  const ours = JSON.parse(readFileSync(lock, 'utf8')) as LockHolder;
+  releaseLock(lock);
+  // `sleep 0` exits under a parent that never waits for it (the shell became `sleep 30`): a zombie.
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => parent.kill());
+  const [output] = (await once(parent.stdout, 'data')) as [Buffer];
+  const zombie = Number(output.toString().trim());
+  const stateOf = (): string | undefined => {
+    const stat = existsSync(`/proc/${zombie}/stat`) ? readFileSync(`/proc/${zombie}/stat`, 'utf8') : undefined;
+    return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  };
+  for (let tries = 0; stateOf() !== 'Z' && tries < 500; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(stateOf(), 'Z', 'the child is a zombie');
+  // Its lock as it wrote it: this host, this namespace, its own start time (the 22nd field of its /proc stat).
+  const stat = readFileSync(`/proc/${zombie}/stat`, 'utf8');
+  const started = `${ours.started!.split(':')[0]}:${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3]}`;
+  writeFileSync(lock, `${JSON.stringify({ ...ours, pid: zombie, pipeline: 'killed', started })}\n`);
+  const warned: string[] = [];
+  assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging(warned)), true);
+  assert.deepEqual(warned, ['checkpoints: took over the lock of a process that is gone']);
+  releaseLock(lock);
+});

@@ -437,14 +437,33 @@ function parseLock(text: string): LockHolder | undefined {
   }
 }
 
-/** Whether a process with this pid runs on this host (EPERM: it does, as another user). */
+/**
+ * Whether a process with this pid runs on this host (EPERM: it does, as another user). A zombie does
+ * not: it has exited (killed with -9, say) and only waits for its parent to reap it, which a parent that
+ * never waits (a shell script's background job, a container's init that reaps late) may not do for long.
+ */
 export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return !exited(pid);
+}
+
+/** Whether /proc says the pid's process has exited, unreaped (state Z, or X as it goes); false where /proc cannot say. */
+function exited(pid: number): boolean {
+  const state = procStatFields(pid)?.[3 - 3];
+  return state === 'Z' || state === 'X';
+}
+
+/**
+ * The fields of /proc/PID/stat after the command's name (in parentheses, which may hold spaces and
+ * parentheses), so the line's field N is at N - 3; undefined where /proc cannot say.
+ */
+function procStatFields(pid: number): string[] | undefined {
+  const stat = readText(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 let bootId: string | undefined | null = null;
@@ -456,9 +475,7 @@ let bootId: string | undefined | null = null;
 function processStart(pid: number): string | undefined {
   if (bootId === null) bootId = readText('/proc/sys/kernel/random/boot_id')?.trim() || undefined;
   if (bootId === undefined) return undefined;
-  const stat = readText(`/proc/${pid}/stat`);
-  // Fields after the command's name (in parentheses, which may hold spaces and parentheses): the 22nd of the line is the start time.
-  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = fields?.[22 - 3];
+  // The line's 22nd field is the start time.
+  const ticks = procStatFields(pid)?.[22 - 3];
   return ticks !== undefined && /^\d+$/.test(ticks) ? `${bootId}:${ticks}` : undefined;
 }

@@ -1,6 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -159,6 +160,19 @@ test('schema prints the composed JSON Schema; plugins lists every plugin and its
     const help = tributary(...command, '--help');
     assert.equal(help.status, 0);
     assert.match(help.stdout, /--help/);
+  }
+});
+
+test('schema and docs piped to a reader that goes away (`tributary schema | head`) end quietly, exit 0 (were an unhandled EPIPE: a stack trace, exit 1)', async () => {
+  for (const command of ['schema', 'docs']) {
+    const child = spawn(process.execPath, [cli, command], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    // The reader goes away before the output is written (`tributary schema | true`; `head` does so once it has its lines).
+    child.stdout.destroy();
+    const [status] = (await once(child, 'close')) as [number | null];
+    assert.equal(stderr, '', `${command}: nothing on stderr`);
+    assert.equal(status, 0, command);
   }
 });
 

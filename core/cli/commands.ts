@@ -81,6 +81,23 @@ function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
   >;
 }
 
+let stdoutWatched = false;
+
+/**
+ * Writes a command's output (schema, docs, plugins, validate) to stdout. A reader that went away
+ * (`tributary schema | head`: EPIPE) took what it wanted, so that ends the output quietly: it was an
+ * unhandled 'error' event, a stack trace and exit 1. Only these commands: `run`'s stdout sink says EPIPE itself.
+ */
+function print(text: string): void {
+  if (!stdoutWatched) {
+    stdoutWatched = true;
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+    });
+  }
+  process.stdout.write(text);
+}
+
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
   const progress = (argv: ProgressOptions) => ({ progress: progressForm(argv.progress, process.stderr.isTTY === true), progressIntervalMs: parseDuration(argv['progress-interval']) });
@@ -156,7 +173,7 @@ export async function main(args: string[]): Promise<number> {
           const registry = await builtinRegistry(argv.plugin);
           try {
             const loaded = await loadPipeline(file, { registry, sets: argv.set });
-            process.stdout.write(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
+            print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
           } catch (error) {
             invalid++;
             if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
@@ -172,7 +189,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) => withCommon(argv),
       async (argv) => {
         const registry = await builtinRegistry(argv.plugin);
-        process.stdout.write(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
+        print(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
       },
     )
     .command(
@@ -182,7 +199,7 @@ export async function main(args: string[]): Promise<number> {
       async (argv) => {
         const text = pipelineReference(await builtinRegistry(argv.plugin));
         if (argv.out) writeFileSync(argv.out, text);
-        else process.stdout.write(text);
+        else print(text);
       },
     )
     .command(
@@ -191,7 +208,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) => withCommon(argv).option('json', { type: 'boolean', default: false, describe: 'Print JSON.' }),
       async (argv) => {
         const registry = await builtinRegistry(argv.plugin);
-        process.stdout.write(describePlugins(registry, argv.json));
+        print(describePlugins(registry, argv.json));
       },
     )
     // Only `run` drains on a signal: any other command gets the default action back (the end of it).

@@ -830,14 +830,15 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
   assert.ok(outage.length >= 2, 'each failed checkpoint logged');
   for (const entry of outage) {
     assert.equal(entry.level, 40);
-    assert.equal(entry.msg, 'checkpoint not taken; the previous one stays');
+    // None was ever taken here: "the previous one stays" said there was one to restart from.
+    assert.equal(entry.msg, 'checkpoint not taken; there is none yet to restart from');
     assert.equal(entry.err, 'delivery failed: message timed out (the brokers are unreachable)');
   }
   const other = await logged(false);
   assert.ok(other.length >= 2);
   for (const entry of other) {
     assert.equal(entry.level, 50);
-    assert.equal(entry.msg, 'checkpoint failed; the previous one stays');
+    assert.equal(entry.msg, 'checkpoint failed; there is none yet to restart from');
     assert.match(JSON.stringify(entry.err), /"stack":/);
   }
 });

@@ -1655,8 +1655,11 @@ export class PipelineRunner {
               this.checkpointFailures?.inc();
               // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
               // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
-              if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message }, 'checkpoint not taken; the previous one stays');
-              else this.logger.error({ err: error }, 'checkpoint failed; the previous one stays');
+              // "The previous one stays" only where there is one: before this run's first checkpoint and without one it resumed from, a restart has none.
+              const previous = this.stats.lastCheckpoint?.sequence ?? this.stats.resumedFrom ?? null;
+              const stays = previous === null ? 'there is none yet to restart from' : 'the previous one stays';
+              if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message, previous }, `checkpoint not taken; ${stays}`);
+              else this.logger.error({ err: error, previous }, `checkpoint failed; ${stays}`);
             });
           }
         }, this.options.checkpoints.intervalMs);
