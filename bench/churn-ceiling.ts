@@ -25,6 +25,9 @@ const sourceEntry = demo.sources[0]!.entry as unknown as SyntheticSourceConfig &
 const churnStage = demo.stages.find((s) => s.entry.type === 'churn-model');
 if (sourceEntry.type !== 'synthetic' || !churnStage) throw new Error('pipelines/demo.yaml no longer has a synthetic source and a churn-model stage');
 const horizon = parseDuration((churnStage.entry.horizon as string | number | undefined) ?? '7d');
+// A label also waits the sessionizer's gap + allowed_lateness past the horizon (a late return's first event may still come).
+const sessionizerStage = demo.stages.find((s) => s.entry.type === 'sessionizer');
+const labelWait = horizon + (sessionizerStage ? parseDuration(sessionizerStage.entry.gap as string) + parseDuration(sessionizerStage.entry.allowed_lateness as string) : 0);
 const source: Record<string, unknown> = { ...sourceEntry, events };
 const { seed, users } = sourceEntry;
 
@@ -83,8 +86,8 @@ for (let i = 0; i < events; i++) {
   }
 }
 
-// Labelled as the model labels them: once end + horizon is passed by the last event time (later ones are censored).
-const labelled = endings.filter((e) => last - e.end > horizon);
+// Labelled as the model labels them: once end + horizon + the wait is passed by the last event time (later ones are censored).
+const labelled = endings.filter((e) => last - e.end > labelWait);
 const missing = labelled.filter((e) => e.score === undefined).length;
 if (missing > 0) throw new Error(`${missing} labelled sessions have no churn prediction: the replayed world differs from the demo's`);
 const labelOf = (e: Ending): number => (e.back !== undefined && e.back - e.end <= horizon ? 0 : 1);
@@ -131,7 +134,7 @@ writeSection(
   'churn-ceiling',
   `## Churn: the demo's model against the generator's truth
 
-\`${commandLine()}\` — pipelines/demo.yaml as declared (synthetic source, seed ${seed}, ${n(users)} users, ${n(events)} events; churn-model, logistic, horizon ${periodDays} days), its churn predictions kept; then the same world replayed with what only the generator knows at each session's end (the shopper's hazard and mean return gap), turned into the true P(no return within the horizon). Prequential ROC AUC of labelled sessions (end + horizon passed before the last event) by the day their session ended; labels as the model gets them.
+\`${commandLine()}\` — pipelines/demo.yaml as declared (synthetic source, seed ${seed}, ${n(users)} users, ${n(events)} events; churn-model, logistic, horizon ${periodDays} days), its churn predictions kept; then the same world replayed with what only the generator knows at each session's end (the shopper's hazard and mean return gap), turned into the true P(no return within the horizon). Prequential ROC AUC of labelled sessions (end + horizon + the sessionizer's gap and allowed lateness passed before the last event) by the day their session ended; labels as the model gets them.
 
 | sessions | labelled (churned) | churn model | rule: fewer sessions so far | generator's truth (ceiling) |
 |---|---|---|---|---|

@@ -1,7 +1,10 @@
 /**
  * `churn-model`: P(the user does not come back within `horizon` of a session's end), predicted when
  * the session closes (its summary arrives). Fixed-horizon labels: every prediction is labelled when
- * the watermark passes end + horizon, 0 if the user started a session within the horizon, else 1.
+ * the watermark passes end + horizon + grace, 0 if the user started a session within the horizon, else
+ * 1. The grace (the sessionizer's gap + allowed_lateness: how late a session's first event may come) lets
+ * a return within the horizon whose first event arrives behind the watermark be seen; labelled at
+ * end + horizon, it was not, and the prediction was labelled 1.
  * Labelling a return at once (days) while a churn waits the whole horizon made early labels almost
  * all 0s, and at the end of input only returns had been scored: the model learnt, and the metrics
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
@@ -32,7 +35,7 @@ interface UserState {
   partition?: string;
 }
 
-/** A prediction waiting for its deadline (its session's end + horizon). */
+/** A prediction waiting for its deadline (its session's end + horizon + grace). */
 interface PendingChurn {
   sample: SampleHandle;
   /** The session's start: a return for the user's earlier sessions (see onUpdate). */
@@ -47,6 +50,12 @@ interface PendingChurn {
   gap: number;
   /** Start of the user's first session after `end` (-1: none yet). */
   back: number;
+  /**
+   * How long after end + horizon its label waits: its summary's `keptUntil` - end (see lateReturnGrace),
+   * so that a return within the horizon whose first event arrives late is seen; 0 for a summary without
+   * one, and for predictions restored from a snapshot written before it (labelled at end + horizon, as then).
+   */
+  grace: number;
   /** The user whose session it is (the deadline heap's entries are these objects). */
   userId: string;
 }
@@ -77,6 +86,8 @@ interface SavedUsers {
   pendingStarts?: Column;
   pendingPurchased?: Column;
   pendingGaps?: Column;
+  /** Format 4: their graces; absent before it (restored as 0). */
+  pendingGraces?: Column;
   /**
    * Format 3: what each id is remade from (the model's IdDeriver, as the label buffer's: the row's user,
    * its session, stored against `pendingStarts`, and the time it was predicted at, against `pendingEnds`),
@@ -109,11 +120,12 @@ const NO_PENDING = -1;
 
 interface ChurnState {
   /**
-   * 3: each pending prediction once (ids remade, deadlines as rows of the pending list). 2: users and
-   * deadlines as columns, pending ids written by users and again by deadlines. Absent: the first
-   * format, one tuple each. All restore.
+   * 4: as 3, with each pending prediction's grace. 3: each pending prediction once (ids remade,
+   * deadlines as rows of the pending list). 2: users and deadlines as columns, pending ids written by
+   * users and again by deadlines. Absent: the first format, one tuple each. All restore (before 4,
+   * with no grace).
    */
-  format?: 2 | 3;
+  format?: 2 | 3 | 4;
   learner: LearnerState;
   users: SavedUsers | [string, SavedUser][];
   /** The first format: (deadline, prediction id, user). */
@@ -142,6 +154,7 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
   const pendingStarts: number[] = [];
   const pendingPurchased: number[] = [];
   const pendingGaps: number[] = [];
+  const pendingGraces: number[] = [];
   const partitions: (string | null)[] = [];
   let partitioned = false;
   const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = Array.from({ length: 7 }, () => new Float64Array(n));
@@ -175,13 +188,14 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
       pendingStarts.push(p.start);
       pendingPurchased.push(p.purchased);
       pendingGaps.push(p.gap);
+      pendingGraces.push(p.grace);
     }
     partitions.push(u.partition ?? null);
     if (u.partition !== undefined) partitioned = true;
     row++;
   });
   const deadlineRows = new Float64Array(deadlines.length);
-  // A deadline is its prediction's end + the horizon but where an update moved it: stored as offsets from that end.
+  // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end.
   const predictionEnds = new Float64Array(deadlines.length);
   yield* partsOf(deadlines.length, (from, to) => {
     for (let i = from; i < to; i++) {
@@ -209,6 +223,7 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     pendingStarts: starts,
     pendingPurchased: Float64Array.from(pendingPurchased),
     pendingGaps: Float64Array.from(pendingGaps),
+    pendingGraces: Float64Array.from(pendingGraces),
     pendingIdKeys: Float64Array.from(pendingIdKeys),
     pending: deadlineRows,
   });
@@ -237,6 +252,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingR
   const pendingStarts = decodeOptionalColumnOf(saved.pendingStarts, rows, `${what}: pendingStarts`);
   const pendingPurchased = decodeOptionalColumnOf(saved.pendingPurchased, rows, `${what}: pendingPurchased`);
   const pendingGaps = decodeOptionalColumnOf(saved.pendingGaps, rows, `${what}: pendingGaps`);
+  const pendingGraces = decodeOptionalColumnOf(saved.pendingGraces, rows, `${what}: pendingGraces`);
   checkListLengths(pendingCounts, rows, `${what}: pending predictions`);
   const handleAt = saved.pendingIdKeys === undefined ? (i: number) => handleOf(pendingIds[i]!) : pendingHandleReader(saved, keys, pendingCounts!, pendingIds, pendingStarts, pendingEnds!, idOf, handleOf, what);
   const partitions = saved.partitions === undefined ? undefined : decodeNullableStrings(saved.partitions, n, `${what}: partitions`);
@@ -257,6 +273,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingR
           purchased: pendingPurchased?.[atPending] ?? NaN,
           gap: pendingGaps?.[atPending] ?? 0,
           back: pendingBacks[atPending]!,
+          grace: pendingGraces?.[atPending] ?? 0,
           userId: key,
         };
         pending.push(p);
@@ -330,6 +347,20 @@ export const churnFeatureNames = [
 const day = 86_400_000;
 const maxOpen = 8;
 
+/**
+ * How long a prediction's label waits after end + horizon for a return that arrives late: the
+ * sessionizer starts a session at a late event until the watermark passes its time + gap +
+ * allowed_lateness, and that span is its summaries' `keptUntil` - end. A return at the horizon's last
+ * instant may so reach this stage until the watermark passes end + horizon + that. 0 for a summary
+ * without `keptUntil` (made elsewhere: how late its events come is not known) and for an evicted
+ * session's (its `keptUntil` is the watermark it was evicted at, no bound on a late event).
+ */
+function lateReturnGrace(summary: SessionizerSummary): number {
+  const keptUntil = summary.keptUntil;
+  if (summary.closedBy === 'evicted' || typeof keptUntil !== 'number' || !Number.isFinite(keptUntil)) return 0;
+  return Math.max(0, keptUntil - summary.end);
+}
+
 /** The time between a session's start and the end of the user's session before it (0: none before, or they overlap). */
 const gapAfter = (previousEnd: number | undefined, start: number): number => (previousEnd !== undefined ? Math.max(0, start - previousEnd) : 0);
 
@@ -339,21 +370,23 @@ export default defineOperator<ChurnModelConfig>({
   emits: modelEmits,
   emitsOnlyWith: modelEmitsOnlyWith,
   status: 'experimental',
-  summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels when the watermark passes end + horizon.',
+  summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels once no return within the horizon can still arrive.',
   description:
     'Needs the session summaries a sessionizer emits (and its events, to see returns). Fixed-horizon labels: each prediction is ' +
-    'labelled when the watermark passes its session end + `horizon`, 0 if the user started a session within the horizon, 1 otherwise; ' +
-    'both outcomes resolve at the same point, so the model learns from (and is scored on) an unskewed sample. A label is final: a return ' +
-    'that starts before the deadline but reaches this stage after the watermark passed it (a late first event, which the sessionizer accepts ' +
-    'up to its `gap` plus `allowed_lateness` behind the watermark) is not seen, and the prediction stays labelled 1. Predictions whose ' +
-    'horizon has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
+    'labelled when the watermark passes its session end + `horizon` + the sessionizer\'s `gap` + `allowed_lateness` (the summary\'s ' +
+    '`keptUntil` - end), 0 if the user started a session within the horizon (of the end), 1 otherwise; both outcomes resolve at the same ' +
+    'point, so the model learns from (and is scored on) an unskewed sample. The wait past the horizon is how far behind the watermark the ' +
+    'sessionizer still accepts a late event that starts a session: a return within the horizon whose first event arrives late is seen, ' +
+    'not labelled 1 (a late event that moves the start of a session already seen back into the horizon is not read as a return). A label is final. A summary without `keptUntil` (made elsewhere) is labelled at end + `horizon`: a return that reaches ' +
+    'this stage after the watermark passed that is not seen. Predictions whose ' +
+    'wait has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
-    'comes only once the horizon has passed) and counts from the session\'s end as a late event or merge moved it, and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
+    'comes only once the horizon has passed) and counts from the session\'s end as a late event or merge moved it, plus the wait past the horizon, and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
     'predictions, those nearest their label, are dropped unscored. A session the sessionizer cut short (`closedBy`: `max_length`, at an event that ' +
     'starts its continuation, or `evicted` by its `max_open_sessions`, its later events starting another session) is no end: it joins the ' +
     'user\'s history but is not predicted (the continuation would label it 0 at once); the session its events go on in is. ' +
     'A session is predicted once, at its first summary: a late event ' +
-    '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon`, and one that merges ' +
+    '(within the sessionizer\'s `allowed_lateness`) that extends it moves its deadline to the new end + `horizon` (+ the wait), and one that merges ' +
     'sessions makes them one session with one prediction: the first made (under the id the merged session keeps) stays and is labelled ' +
     'from the merged end (a merged session\'s start is no return), the others are withdrawn unscored, counted in `churn_predictions_merged_total` (and `model_predictions_withdrawn_total`), and leave the user\'s history (the merged session counts once in its sessions, purchases and gaps). ' +
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
@@ -492,7 +525,7 @@ export default defineOperator<ChurnModelConfig>({
      * any of them is the merged session's (the earliest, under the id the merged session keeps, as
      * consumers saw it), the others are withdrawn unscored and counted, and their sessions leave the
      * user's history and open list. Either way the prediction's end moves to the session's end, so its
-     * deadline is the merged end + horizon and a return is a session that starts after it (a merged
+     * deadline is the merged end + horizon + grace and a return is a session that starts after it (a merged
      * session's start, read as a return before, is none). The user's history follows the session's
      * final span: its last end (the next session's gap), a purchase only the update shows, its gap to
      * the session before (a late event before its start) and the gap of a session after it that
@@ -555,10 +588,12 @@ export default defineOperator<ChurnModelConfig>({
       }
       survivor.end = summary.end;
       survivor.back = firstReturn(user, survivor);
-      push(survivor.end + horizon, survivor); // the earlier entry is skipped when popped
-      // Its label waits for the new end + horizon: the label timeout counts from that end too, or a session
-      // that grew by more than timeout - horizon (a merge with one released at a later watermark) would expire first.
-      learner.postpone(survivor.sample, survivor.end);
+      // The same sessionizer's: the grace moves with the end (kept where the update has none, or from an evicted session).
+      survivor.grace = Math.max(survivor.grace, lateReturnGrace(summary));
+      push(survivor.end + horizon + survivor.grace, survivor); // the earlier entry is skipped when popped
+      // Its label waits for the new end + horizon + grace: the label timeout counts from that end (+ grace) too, or a
+      // session that grew by more than timeout - horizon (a merge with one released at a later watermark) would expire first.
+      learner.postpone(survivor.sample, survivor.end + survivor.grace);
     };
 
     const onSummary = (summary: SessionSummary, emit: Emit): void => {
@@ -607,13 +642,16 @@ export default defineOperator<ChurnModelConfig>({
       input.sessionId = summary.sessionId;
       input.time = summary.end;
       if (sequences) input.seq = sequences.sample(summary.sessionId);
-      const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, userId: summary.userId };
+      const grace = lateReturnGrace(summary);
+      const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, grace, userId: summary.userId };
+      // The label timeout counts from end + grace: timeout >= 2 horizons then outlasts the label's wait, however long the grace.
+      if (grace > 0) learner.postpone(pending.sample, summary.end + grace);
       sequences?.delete(summary.sessionId);
       // The user may already be back: events of the next session can arrive before this summary, and that
       // session may have closed before it (a late event started this one).
       pending.back = firstReturn(user, pending);
       user.pending.push(pending);
-      push(summary.end + horizon, pending);
+      push(summary.end + horizon + grace, pending);
     };
 
     return {
@@ -629,7 +667,7 @@ export default defineOperator<ChurnModelConfig>({
             const pending = deadlineOf[0]!;
             pop();
             // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
-            if (pending.end + horizon > deadline) continue;
+            if (pending.end + horizon + pending.grace > deadline) continue;
             // Gone with its user (evicted, or its partition revoked): no label.
             const user = users.get(pending.userId);
             const index = user ? user.pending.indexOf(pending) : -1;
@@ -663,7 +701,7 @@ export default defineOperator<ChurnModelConfig>({
           (function* () {
             const saved = yield* learner.snapshotParts();
             const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
-            return { format: 3, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+            return { format: 4, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
           })(),
         );
       },
@@ -679,7 +717,7 @@ export default defineOperator<ChurnModelConfig>({
             const restored = new Map<string, UserState>();
             if (Array.isArray(saved.users)) {
               yield* eachOf(saved.users, ([key, user]) => {
-                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, userId: key }));
+                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, grace: 0, userId: key }));
                 pendingRows.push(...pending);
                 restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
               });
@@ -700,7 +738,7 @@ export default defineOperator<ChurnModelConfig>({
                 }
               });
               const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`, { values: predictionEnds, ref: PREDICTION_ENDS });
-              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId: '' };
+              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId: '' };
               yield* partsOf(rowOf.length, (from, to) => {
                 for (let i = from; i < to; i++) {
                   restoredDeadlines.push(at[i]!);
@@ -714,7 +752,7 @@ export default defineOperator<ChurnModelConfig>({
               const restoreDeadline = (deadline: number, id: string, userId: string): void => {
                 restoredDeadlines.push(deadline);
                 const pending = pendingById.get(id);
-                restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, userId });
+                restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId });
               };
               if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
               else {

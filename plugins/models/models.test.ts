@@ -21,6 +21,7 @@ import { LogisticRegression } from './logistic.js';
 import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
+import { churnFormat3NoGrace } from './snapshots-churn-format3.js';
 import { SequenceTracker, stepOf, type SequencesState, type Step } from './sequence.js';
 import sessionizer from '../operators/sessionizer.js';
 import sessionFeatures from '../operators/session-features.js';
@@ -1229,6 +1230,86 @@ test('churn: a prediction whose session a merge extended past the label timeout 
   assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole));
 });
 
+test('churn: a return whose first event arrives late (behind the watermark, within the sessionizer\'s allowed_lateness) after end + horizon passed labels 0; a churner\'s label waits as long, then is 1; a snapshot mid-wait restores to the same labels', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (user: string, minute: number): Element => ({ ...event(user, '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  // a and b visit at 0; their sessions close at 30 (summaries at the watermark 40, keptUntil 0 + 30 + 10). Horizon 1 h:
+  // end + horizon is 60. a comes back at 50, but that event arrives at the watermark 70: late, and the sessionizer
+  // still starts a session with it (70 < 50 + gap + allowed_lateness = 90). Labels wait for 60 + 40 = 100.
+  const input: Element[] = [view('a', 0), view('b', 0), watermark(t + 40 * min), watermark(t + 70 * min), view('a', 50), watermark(t + 95 * min), watermark(t + 101 * min), watermark(Infinity)];
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true })];
+  const whole = (await Chain.build(stages, testContext())).push(input).end();
+  const summaries = whole.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.userId, (s.start - t) / min, ((s.keptUntil ?? NaN) - t) / min]), [['a', 0, 40], ['b', 0, 40], ['a', 50, 90]], 'the late event started a session of its own');
+  assert.deepEqual(of(whole, 'prediction').map((p) => [p.userId, ((p.time as number) - t) / min]), [['a', 0], ['b', 0], ['a', 50]]);
+  const report = reportOf(whole);
+  // Before: both labelled 1 at the watermark 70 (a's return came after its label).
+  assert.deepEqual([report.summary.n, report.summary.positives, report.counts.unlabelledAtEnd], [2, 1, 1], 'a back (0), b churned (1); a\'s second session censored');
+  // Neither is labelled at end + horizon (60) nor before end + horizon + the grace (100).
+  const waiting = (await Chain.build(stages, testContext())).push([...input.slice(0, 6), watermark(Infinity)]).end();
+  assert.deepEqual([reportOf(waiting).summary.n, reportOf(waiting).counts.unlabelledAtEnd], [0, 3]);
+  // A snapshot past the old deadline, before and after the late return, restores to the same labels.
+  for (const cut of [4, 5, 6]) {
+    const first = await Chain.build(stages, testContext());
+    first.push(input.slice(0, cut));
+    const snapshot = await first.snapshot();
+    const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
+    assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole), `cut ${cut}`);
+  }
+});
+
+test('churn: a grace longer than the horizon\'s margin in the label timeout does not expire a churner before its label (the timeout counts from end + grace)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  // Horizon 30 m, label timeout 1 h; the grace (gap + allowed_lateness) 40 m: the label comes after 70 m, past end + timeout.
+  const input: Element[] = [event('a', 'a1', t, 0, t, 'view'), { ...summary('a', 'a1', t, t, 1, false, { view: 1 }), keptUntil: t + 40 * min }, watermark(t + 65 * min), watermark(t + 71 * min), watermark(Infinity)];
+  const config = { backend: 'cpu', horizon: '30m', label_buffer: { timeout: '1h' }, batch: { max_size: 1, max_delay: 0 }, report: true } as const;
+  const { output } = await runOperator(churnModel, config, input);
+  const report = reportOf(output);
+  // Before the timeout counted from end + grace, expired at the watermark 65 (0 + 1 h), its label not come.
+  assert.deepEqual([report.summary.n, report.summary.positives, report.counts.expired], [1, 1, 0]);
+  const early = reportOf((await runOperator(churnModel, config, [...input.slice(0, 3), watermark(Infinity)])).output);
+  assert.deepEqual([early.summary.n, early.counts.expired, early.counts.unlabelledAtEnd], [0, 0, 1], 'not labelled at end + horizon (30)');
+});
+
+test('churn: pending predictions of a snapshot written before the grace (format 3, by c97d22f) restore without it, labelled at end + horizon as then; the next snapshot is format 4', async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const s = (user: string, start: number): string => `${user}:${start}`;
+  const kept = (record: StreamRecord & { end: number }): Element => ({ ...record, keptUntil: record.end + 40 * min });
+  // The stream churnFormat3NoGrace was cut from (at 5, the watermark 50 m: a's and b's predictions pending).
+  const input: Element[] = [
+    event('a', s('a', t), t, 0, t, 'view'),
+    kept(summary('a', s('a', t), t, t, 1, false, { view: 1 })),
+    event('b', s('b', t), t, 0, t, 'view'),
+    kept(summary('b', s('b', t), t, t, 1, false, { view: 1 })),
+    watermark(t + 50 * min),
+    watermark(t + 70 * min),
+    event('a', s('a', t + 50 * min), t + 50 * min, 0, t + 50 * min, 'view'), // a late return
+    watermark(t + 95 * min),
+    watermark(t + 101 * min),
+    watermark(Infinity),
+  ];
+  const config = { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig;
+  const old = await fedOperator(churnModel, config, churnFormat3NoGrace);
+  const resaved = JSON.parse(JSON.stringify(await old.operator.snapshot!())) as { format: number; users: { pendingGraces: Column } };
+  assert.equal(resaved.format, 4);
+  assert.deepEqual([...decodeColumn(resaved.users.pendingGraces, 'test')], [0, 0]);
+  for (const element of input.slice(5)) old.input.next(element);
+  old.input.complete();
+  await old.done;
+  await old.operator.close?.();
+  // Both labelled 1 at the watermark 70, as the build that wrote it labelled them.
+  assert.deepEqual([reportOf(old.output).summary.n, reportOf(old.output).summary.positives], [2, 2]);
+  // This build's own snapshot at the same cut keeps the grace: a's return is seen.
+  const first = await runOperator(churnModel, config, input.slice(0, 5));
+  assert.deepEqual([...decodeColumn((first.state as typeof resaved).users.pendingGraces, 'test')], [40 * min, 40 * min]);
+  const restored = await fedOperator(churnModel, config, first.state);
+  for (const element of input.slice(5)) restored.input.next(element);
+  restored.input.complete();
+  await restored.done;
+  await restored.operator.close?.();
+  assert.deepEqual([reportOf(restored.output).summary.n, reportOf(restored.output).summary.positives], [2, 1]);
+});
+
 test('churn: a return after the horizon labels 1', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
@@ -1461,7 +1542,7 @@ for (const [name, plugin, config, saved, format, writer] of [
       (again as { lastSweep?: number }).lastSweep = (first.state as { lastSweep?: number }).lastSweep;
     }
     assert.deepEqual(again, first.state);
-    assert.equal((first.state as { format?: number }).format, 3);
+    assert.equal((first.state as { format?: number }).format, name === 'churn' ? 4 : 3);
     for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
     restoredOld.input.complete();
     await restoredOld.done;
@@ -1582,7 +1663,7 @@ test('churn: a snapshot holds each pending prediction once (ids remade from user
     const first = await runOperator(churnModel, config, input.slice(0, cut));
     const text = JSON.stringify(first.state);
     const saved = JSON.parse(text) as Saved;
-    assert.equal(saved.format, 3);
+    assert.equal(saved.format, 4);
     assert.deepEqual(Object.keys(saved.deadlines).sort(), ['at', 'pending'], 'deadlines: no ids, no users');
     const ids = of(first.output, 'prediction').map((p) => p.id as string);
     assert.ok(ids.every((id) => !text.includes(id)), `cut ${cut}: no prediction id in the snapshot`);
