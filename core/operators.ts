@@ -20,8 +20,8 @@ export interface RecordHandlers {
    * Called for every watermark, before it is passed on. `Infinity` is the end of input. Return nothing
    * to pass it on as received; a stage whose own event time lags its input's (it dropped events that
    * moved the sources' watermark) returns the time to pass on instead, holding back the stages after
-   * it: never more than the watermark received (the end of input passes whatever is returned), and
-   * nothing passes unless it is above the last watermark this stage passed, returned or emitted
+   * it: never more than the watermark received (the end of input passes whatever is returned). Either
+   * way nothing passes unless it is above the last watermark this stage passed, returned or emitted
    * (return -Infinity to pass none). While holding, it may pass a later one from `record` by emitting
    * `watermark(time)` itself, above the last it passed and never above the last received (not
    * checked there: records pay nothing for this).
@@ -190,7 +190,10 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
             return;
           }
           if (held === undefined) {
-            if (received > passed[k]!) passed[k] = received;
+            // At or below one it passed already (held back, its own time moved ahead of the watermarks
+            // it gets: a stage restored while holding, whose input's watermark starts over): not again.
+            if (!(received > passed[k]!)) return;
+            passed[k] = received;
             emit(element);
             return;
           }
