@@ -65,6 +65,26 @@ test('a stage holds back the watermark it passes on: later stages see the time i
   }
 });
 
+test('a watermark a holding stage emits from record counts as passed: a later time it returns at or below it does not pass, so later stages never see time go back', async () => {
+  for (const sampling of [false, true]) {
+    for (const last of [false, true]) {
+      const log: string[] = [];
+      // a holds at 7, passes 9 itself as a record comes, then returns 8 (below it), 9 (equal) and 11.
+      const returns = new Map<number, number>([[10, 7], [12, 8], [14, 9], [16, 11]]);
+      const a = stage('a', log, {
+        record: (record, emit) => (emit(record), emit(watermark(9))),
+        watermark: (mark) => returns.get(mark.time),
+      });
+      const b = stage('b', log, { watermark: (mark) => void log.push(`b:wm${mark.time}`) });
+      const timer: StageTimer = { sampling, timed: (_index, deliver) => deliver };
+      const input = [watermark(10), rec('r'), watermark(12), watermark(14), watermark(16)];
+      // Last in its run, what a emits leaves the fused run directly.
+      const out = await collect(composeOperators(last ? [a] : [a, b], from(input), timer));
+      assert.deepEqual(out, ['wm7', 'r', 'wm9', 'wm11'], `${sampling ? 'sampled' : 'unsampled'}, ${last ? 'last' : 'before b'}`);
+    }
+  }
+});
+
 test('complete runs stage by stage, and what one emits reaches the later stages before they complete', async () => {
   const log: string[] = [];
   const a = stage('a', log, { complete: (emit) => (log.push('a:complete'), emit(rec('from-a'))) });

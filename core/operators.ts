@@ -20,10 +20,11 @@ export interface RecordHandlers {
    * Called for every watermark, before it is passed on. `Infinity` is the end of input. Return nothing
    * to pass it on as received; a stage whose own event time lags its input's (it dropped events that
    * moved the sources' watermark) returns the time to pass on instead, holding back the stages after
-   * it: never more than the watermark received (the end of input passes whatever is returned), and
-   * nothing passes unless it is above the last watermark this stage passed (return -Infinity to pass
-   * none). While holding, it may pass a later one from `record` by emitting `watermark(time)` itself,
-   * under the same rules (not checked there: records pay nothing for this).
+   * it: never more than the watermark received (the end of input passes whatever is returned). Either
+   * way nothing passes unless it is above the last watermark this stage passed, returned or emitted
+   * (return -Infinity to pass none). While holding, it may pass a later one from `record` by emitting
+   * `watermark(time)` itself, above the last it passed and never above the last received (not
+   * checked there: records pay nothing for this).
    */
   watermark?(mark: Watermark, emit: Emit): number | void;
   /** Called when the input completes (end of input or a stop), before completing downstream. */
@@ -164,7 +165,9 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
       finalize();
       throw error;
     }
-    // The last watermark each stage passed on, for one that holds it back (shared by the timed chain).
+    // The last watermark each stage passed on, for one that holds it back (shared by the timed chain):
+    // returned from its handler, or emitted by it (from record too), noted as the next stage or the
+    // output takes it, so records pay nothing in the stage that emits them.
     const passed = new Float64Array(stages.length).fill(-Infinity);
     const dispatch = (k: number, emit: Emit): Emit => {
       const { context } = stages[k]!;
@@ -177,6 +180,7 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
         }
         if (element.kind === 'watermark') {
           const received = (element as Watermark).time;
+          if (k > 0 && received > passed[k - 1]!) passed[k - 1] = received;
           let held: number | void;
           try {
             held = stage.watermark?.(element as Watermark, emit);
@@ -186,7 +190,10 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
             return;
           }
           if (held === undefined) {
-            if (received > passed[k]!) passed[k] = received;
+            // At or below one it passed already (held back, its own time moved ahead of the watermarks
+            // it gets: a stage restored while holding, whose input's watermark starts over): not again.
+            if (!(received > passed[k]!)) return;
+            passed[k] = received;
             emit(element);
             return;
           }
@@ -208,9 +215,13 @@ function fuse(stages: readonly RecordStage[], input: Observable<Element>, timing
         }
       };
     };
+    const last = stages.length - 1;
     const out: Emit = (element) => {
-      if (stopped) emittedAfterEnd(stages.length - 1, element);
-      else subscriber.next(element);
+      if (stopped) emittedAfterEnd(last, element);
+      else {
+        if (element.kind === 'watermark' && (element as Watermark).time > passed[last]!) passed[last] = (element as Watermark).time;
+        subscriber.next(element);
+      }
     };
     // emits[k] is what stage k's handlers get: the next stage's dispatch, or the output.
     const emits: Emit[] = [];

@@ -168,7 +168,11 @@ interface PartitionTask {
   gauges: GaugeShares;
   /** The last watermark sent to this task: its partition's own. */
   watermark: number;
-  /** The last watermark its stages passed on: below `watermark`, they hold theirs back (RecordHandlers.watermark), and the global stages' with it. */
+  /**
+   * The last watermark its stages passed on: below `watermark`, they hold theirs back (RecordHandlers.watermark), and the global stages' with it.
+   * Kept in its partition's file while held (heldOf), as Kafka Streams keeps a task's stream time with its offset: restored, its stages pass
+   * nothing until their own time moves, and the global stages would be held at none.
+   */
   passed: number;
   /**
    * The offset its state covers while no record of its partition reached it: its restored file's, else
@@ -336,6 +340,14 @@ function takeSnapshots(operators: readonly { label: string; operator: Operator }
 }
 
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
+/**
+ * The watermark a partition task's stages passed on, kept in its file where they hold theirs back (below
+ * the one it got), or where it got none yet since its restore (held as restored).
+ */
+function heldOf(task: PartitionTask): number | undefined {
+  return (task.passed < task.watermark || task.watermark === -Infinity) && Number.isFinite(task.passed) ? task.passed : undefined;
+}
+
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
   for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;
@@ -753,7 +765,7 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string } | undefined, start: number | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; held: number | undefined } | undefined, start: number | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -765,7 +777,7 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: -Infinity, start, changes: 0, saved: 0 };
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0 };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -811,15 +823,22 @@ export class PipelineRunner {
     return offset ?? task.start;
   }
 
-  /** A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen. */
-  private partitionBody(id: string, offset: number, operators: TakenSnapshots): Promise<Buffer[]> {
-    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset } };
+  /**
+   * A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen,
+   * `held` the watermark its stages passed on where they hold theirs back (heldOf), read with the snapshots.
+   */
+  private partitionBody(id: string, offset: number, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
+    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, ...(held === undefined ? {} : { held }) } };
     return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {} }, operators);
   }
 
   private partitionListener(): PartitionListener {
     const sourceLabel = this.scaleOut!.slot.label;
     const offsetOf = (checkpoint: Checkpoint): number | undefined => (checkpoint.sources[sourceLabel] as { offset?: number } | undefined)?.offset;
+    const heldIn = (checkpoint: Checkpoint): number | undefined => {
+      const held = (checkpoint.sources[sourceLabel] as { held?: unknown } | undefined)?.held;
+      return typeof held === 'number' && Number.isFinite(held) ? held : undefined;
+    };
     return {
       assigned: (partitions) =>
         this.exclusive(async () => {
@@ -844,7 +863,7 @@ export class PipelineRunner {
                   );
             // Where reading starts: what its state covers until a record of it is read.
             const start = saved ? offsetOf(saved)! : committed;
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file } : undefined, start);
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, held: heldIn(saved) } : undefined, start);
             if (saved) starts.set(id, start!);
             // The files before the one restored (all, where none was) are of use to no one from here on:
             // the group's committed offset only moves on with files this member writes (writePartitionFile).
@@ -866,7 +885,7 @@ export class PipelineRunner {
             if (wasLost) lost.push(id);
             else {
               const at = this.offsetToSave(task, offset);
-              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, takeSnapshots(task.operators))]);
+              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, heldOf(task), takeSnapshots(task.operators))]);
             }
             await this.stopTask(id);
           }
@@ -1236,7 +1255,7 @@ export class PipelineRunner {
       const createdAt = new Date(this.clock.now()).toISOString();
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
-      const partitions: { task: PartitionTask; offset: number; changes: number; operators: TakenSnapshots }[] = [];
+      const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
       if (this.scaleOut) {
         const offsets = this.scaleOut.slot.source.partitionOffsets!();
         for (const [id, task] of this.tasks) {
@@ -1244,12 +1263,12 @@ export class PipelineRunner {
           // nothing still closes sessions as its watermark follows the others (idle_timeout), and
           // restored from its older file, a restart would close and write them again.
           const offset = this.offsetToSave(task, offsets.get(id));
-          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, operators: takeSnapshots(task.operators) });
+          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
         }
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
       const bodies: Buffer[][] = [];
-      for (const { task, offset, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, taken));
+      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, taken));
       await this.flushSinks();
       for (const [i, { task, offset, changes }] of partitions.entries()) {
         await this.writePartitionFile(task.id, offset, bodies[i]!);

@@ -290,3 +290,39 @@ test('a partition task whose sessionizer holds its watermark back (a far-future 
   assert.deepEqual(seen.filter((time) => time > T0 + HOUR), [Infinity], 'then only the end of input');
   assert.ok(seen.every((time, k) => k === 0 || time > seen[k - 1]!), `strictly increasing: ${seen.join(', ')}`);
 });
+
+test('a partition whose sessionizer holds, handed over (revoked, then assigned again from its file), holds the global stages\' watermark at its time as it did before: not at none', async () => {
+  for (const handedOver of [false, true]) {
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-held-over-'));
+    const seen: number[] = [];
+    const marks = defineOperator<Record<string, never>>({
+      name: 'marks', state: 'global', emits: [], summary: 'test', config: { type: 'object' },
+      create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void seen.push(mark.time) })) }),
+    });
+    const source = drivenSource();
+    const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+    // p-0 at 2 h, p-1 behind it at 0: the global stages at 0.
+    source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
+    await source.run(
+      { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+      { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+    );
+    // A far-future event on p-0 moves its watermark; its sessionizer holds at 2 h, and p-0 reads nothing more.
+    const future = Date.now() + 10 * 24 * HOUR;
+    source.marks.set('p-0', future);
+    await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+    if (handedOver) {
+      await source.run({ revoke: [{ id: 'p-0', offset: 2 }] }, { assign: [{ id: 'p-0', committed: 2 }] });
+      assert.ok(run.log.some((entry) => entry.msg === 'partition state restored' && (entry['partition'] as string) === 'p-0'));
+      // Its watermark starts over: quiet, it follows the others' (as the Kafka source's idle partitions do).
+      source.marks.set('p-0', T0 + 3 * HOUR);
+    }
+    // p-1 moves on to 3 h: the global stages move with it up to p-0's sessionizer's time.
+    source.marks.set('p-1', T0 + 3 * HOUR);
+    await source.run({ records: [{ partition: 'p-1', userId: 'u2', time: T0 + 3 * HOUR }] });
+    // Before: handed over, the new task had passed none, and held the global stages at none (at 0 for good).
+    assert.equal(Math.max(...seen), T0 + 2 * HOUR, handedOver ? 'handed over' : 'kept');
+    await source.run('end');
+    await run.running;
+  }
+});

@@ -337,6 +337,21 @@ test('after a dead-lettered far-future event raised the sources\' watermark, acc
   }
 });
 
+test('restored while held after a far-future event, the watermarks it passes on never go back, though the sources\' watermark starts over behind its time', async () => {
+  const config = { gap: '5m', max_ahead_of_clock: '2h' };
+  const context = () => testContext({ clock: { now: () => T0 + 60 * MIN } });
+  const marks = (out: Element[]): number[] => out.flatMap((e) => (e.kind === 'watermark' ? [((e as { time: number }).time - T0) / MIN] : []));
+  const held = await Chain.build([stage(sessionizer, config)], context());
+  held.push([ev('u0', 0), wm(0), ev('skewed-client', 600), wm(600)]);
+  const saved = await held.snapshot();
+  // Run on: the sources' watermark stays at the far-future event's; the events move this operator's time.
+  assert.deepEqual(marks(held.push([ev('u1', 10), wm(601), ev('u2', 12), wm(602)]).output), [0, 10, 12]);
+  // Restored: the sources' watermark starts over from the events read since, behind the time those
+  // events move this operator to. Before: passed on as received, 10, 9, 12, 11.
+  const restored = await Chain.build([stage(sessionizer, config)], context(), saved);
+  assert.deepEqual(marks(restored.push([ev('u1', 10), wm(9), ev('u2', 12), wm(11)]).output), [10, 12]);
+});
+
 test('the hold after a far-future event ends once accepted events reach its time: the watermark moves this operator\'s time again, and is passed on as received', async () => {
   let now = T0;
   const config = { gap: '5m', max_ahead_of_clock: '2h' };
