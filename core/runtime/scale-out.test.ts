@@ -291,9 +291,9 @@ test('a partition task whose sessionizer holds its watermark back (a far-future 
   assert.ok(seen.every((time, k) => k === 0 || time > seen[k - 1]!), `strictly increasing: ${seen.join(', ')}`);
 });
 
-test('a partition whose sessionizer holds, handed over (revoked, then assigned again from its file), holds the global stages\' watermark at its time as it did before: not at none', async () => {
+test('a partition whose sessionizer holds, handed over (revoked, then assigned again from its file), holds the global stages\' watermark at its time as it did before: not at none', async (t) => {
   for (const handedOver of [false, true]) {
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-held-over-'));
+    const dir = tempFolder(t, 'scale-held-over');
     const seen: number[] = [];
     const marks = defineOperator<Record<string, never>>({
       name: 'marks', state: 'global', emits: [], summary: 'test', config: { type: 'object' },
