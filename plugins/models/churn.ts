@@ -377,7 +377,8 @@ export default defineOperator<ChurnModelConfig>({
     '`keptUntil` - end), 0 if the user started a session within the horizon (of the end), 1 otherwise; both outcomes resolve at the same ' +
     'point, so the model learns from (and is scored on) an unskewed sample. The wait past the horizon is how far behind the watermark the ' +
     'sessionizer still accepts a late event that starts a session: a return within the horizon whose first event arrives late is seen, ' +
-    'not labelled 1 (a late event that moves the start of a session already seen back into the horizon is not read as a return). A label is final. A summary without `keptUntil` (made elsewhere) is labelled at end + `horizon`: a return that reaches ' +
+    'not labelled 1, and so is one whose late event joins a session already seen before its first event and moves its start back into the ' +
+    'horizon (as in time order; one that arrives after the label, joining a long session, is not seen). A label is final. A summary without `keptUntil` (made elsewhere) is labelled at end + `horizon`: a return that reaches ' +
     'this stage after the watermark passed that is not seen. Predictions whose ' +
     'wait has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
@@ -495,13 +496,31 @@ export default defineOperator<ChurnModelConfig>({
       for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
     };
 
+    /**
+     * A late event moved the start of a session already seen back to `start` (it joined the session before
+     * its first event): in time order the user was back then. Its open entry starts there now (for a prediction
+     * made later), and earlier predictions see the return (at their deadline, as any other). Its update
+     * summary, if it was closed, moves its prediction's start (onUpdate); the event comes first.
+     */
+    const startMoved = (userId: string, sessionId: string, start: number): void => {
+      const user = users.get(userId);
+      if (!user) return;
+      for (const entry of user.open) if (entry[0] === sessionId && start < entry[1]) entry[1] = start;
+      returned(user, start);
+    };
+
     const onEvent = (event: ClickEvent): void => {
       learner.snapshots.settle();
-      const sessionId = event.session?.id ?? event.sessionId;
+      const session = event.session;
+      const sessionId = session?.id ?? event.sessionId;
       if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
-      // Only a session's first event tells this model anything (the user is back at its start); a
-      // later one (the sessionizer counts it) found the session open already: no user lookup per event.
-      if (event.session !== undefined && event.session.position > 0) return;
+      // Only an event at a session's start tells this model anything (the user is back at it); a later one
+      // (the sessionizer counts it) found the session open already: no user lookup per event. But for a late
+      // event at its start (not its first to arrive: 0 since its start), which moved the start earlier.
+      if (session !== undefined && session.position > 0) {
+        if (session.sinceStart === 0) startMoved(event.userId, session.id, session.start);
+        return;
+      }
       const user = userOf(event.userId, event.time);
       const start = event.session?.start ?? event.time;
       if (sessionId !== undefined) {

@@ -1258,6 +1258,50 @@ test('churn: a return whose first event arrives late (behind the watermark, with
   }
 });
 
+test('churn: a late event that joins a later session before its start and moves that start back into the horizon is a return (as the events in time order are); one that stays beyond it is none; a snapshot mid-way restores to the same labels', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (minute: number): Element => ({ ...event('u', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true })];
+  const run = async (input: Element[]) => (await Chain.build(stages, testContext())).push(input).end();
+  /** A's label (its session ends at 0; horizon 1 h, labelled when the watermark passes 0 + 60 + 40). */
+  const labelOfA = (output: Element[]): number => {
+    const report = reportOf(output);
+    assert.equal(report.summary.n, 1, 'A alone is labelled (B is censored)');
+    return report.summary.positives;
+  };
+  // A at 0 closes at the watermark 40. B starts at 70 (beyond A's horizon) and goes on to 90: open until 120, after
+  // A's label. A late event at `late`, within B's gap, joins B: B starts at `late` now (not a session of its own).
+  const openB = (late: number): Element[] => [view(0), watermark(t + 40 * min), view(70), view(90), watermark(t + 95 * min), view(late), watermark(t + 101 * min), watermark(Infinity)];
+  const inTimeOrder = (late: number): Element[] => [view(0), watermark(t + 40 * min), view(late), view(70), view(90), watermark(t + 95 * min), watermark(t + 101 * min), watermark(Infinity)];
+  const whole = await run(openB(55));
+  const joined = whole.filter((r): r is ClickEvent => r.kind === 'event' && (r as ClickEvent).time === t + 55 * min)[0]!;
+  assert.deepEqual([joined.session!.id, joined.session!.position, (joined.session!.start - t) / min], [`u:${t + 70 * min}`, 2, 55], 'the late event joined B and moved its start');
+  // Back at 55, within the horizon: 0 (before, B's start at 70 was the return: 1), as in time order.
+  assert.equal(labelOfA(whole), 0);
+  assert.equal(labelOfA(await run(inTimeOrder(55))), 0);
+  // Moved to 65, still beyond the horizon: 1, as in time order.
+  assert.equal(labelOfA(await run(openB(65))), 1);
+  assert.equal(labelOfA(await run(inTimeOrder(65))), 1);
+  // B closed (and predicted, from 62) before the late event: its update summary moves its start to 55. Before, 1.
+  const closedB: Element[] = [view(0), watermark(t + 40 * min), view(62), watermark(t + 93 * min), view(55), watermark(t + 101 * min), watermark(Infinity)];
+  const updated = await run(closedB);
+  assert.deepEqual(
+    updated.filter(isSessionSummary).map((s) => [(s.start - t) / min, (s as { update?: boolean }).update ?? false]),
+    [[0, false], [62, false], [55, true]],
+  );
+  assert.equal(labelOfA(updated), 0);
+  // A snapshot before, at and after the move restores to the same labels.
+  for (const [input, output] of [[openB(55), whole], [closedB, updated]] as const) {
+    for (let cut = 3; cut <= 6; cut++) {
+      const first = await Chain.build(stages, testContext());
+      first.push(input.slice(0, cut));
+      const snapshot = await first.snapshot();
+      const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
+      assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(output), `cut ${cut}`);
+    }
+  }
+});
+
 test('churn: a grace longer than the horizon\'s margin in the label timeout does not expire a churner before its label (the timeout counts from end + grace)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   // Horizon 30 m, label timeout 1 h; the grace (gap + allowed_lateness) 40 m: the label comes after 70 m, past end + timeout.
