@@ -267,14 +267,20 @@ test("a partition's file written by its owner removes neither the files another 
   await owner.running;
 });
 
-test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async (t) => {
-  const dir = tempFolder(t, 'scale-held');
-  // A global stage after the per-partition sessionizer: the watermarks it sees.
+/** A global stage `marks` that passes records on and keeps the time of each watermark it gets in `seen`. */
+function watermarksSeen() {
   const seen: number[] = [];
   const marks = defineOperator<Record<string, never>>({
     name: 'marks', state: 'global', emits: [], summary: 'test', config: { type: 'object' },
     create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void seen.push(mark.time) })) }),
   });
+  return { seen, marks };
+}
+
+test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async (t) => {
+  const dir = tempFolder(t, 'scale-held');
+  // A global stage after the per-partition sessionizer: the watermarks it sees.
+  const { seen, marks } = watermarksSeen();
   const source = drivenSource();
   const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
   const future = Date.now() + 10 * 24 * HOUR; // beyond the sessionizer's max_ahead_of_clock (1d), not the source's here
@@ -294,11 +300,7 @@ test('a partition task whose sessionizer holds its watermark back (a far-future 
 test('a partition whose sessionizer holds, handed over (revoked, then assigned again from its file), holds the global stages\' watermark at its time as it did before: not at none', async (t) => {
   for (const handedOver of [false, true]) {
     const dir = tempFolder(t, 'scale-held-over');
-    const seen: number[] = [];
-    const marks = defineOperator<Record<string, never>>({
-      name: 'marks', state: 'global', emits: [], summary: 'test', config: { type: 'object' },
-      create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void seen.push(mark.time) })) }),
-    });
+    const { seen, marks } = watermarksSeen();
     const source = drivenSource();
     const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
     // p-0 at 2 h, p-1 behind it at 0: the global stages at 0.
