@@ -1203,6 +1203,16 @@ test('churn: a session the sessionizer cut at max_length is not predicted: the e
   assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
 });
 
+
+/** The model outputs of `input` run through `stages` to `cut`, snapshotted, restored in a new chain, and run on: an uninterrupted run's, where restores are exact. */
+async function outputsRestoredAt(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut: number): Promise<string> {
+  const first = await Chain.build(stages, testContext());
+  first.push(input.slice(0, cut));
+  const snapshot = await first.snapshot();
+  const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
+  return modelOutputs([...first.output, ...rest]);
+}
+
 test('churn: a prediction whose session a merge extended past the label timeout waits for its moved deadline, not expired from its first end (also across a restore)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const view = (minute: number): Element => ({ ...event('a', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
@@ -1223,11 +1233,7 @@ test('churn: a prediction whose session a merge extended past the label timeout 
   assert.deepEqual([report.counts.labels, report.counts.expired, report.counts.lateLabels, report.summary.positives], [1, 0, 0, 1]);
   // A snapshot taken between the update and the old expiry holds the moved one.
   const cut = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 200 * min) + 1;
-  const first = await Chain.build(stages, testContext());
-  first.push(input.slice(0, cut));
-  const snapshot = await first.snapshot();
-  const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
-  assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole));
+  assert.equal(await outputsRestoredAt(stages, input, cut), modelOutputs(whole));
 });
 
 test('churn: a return whose first event arrives late (behind the watermark, within the sessionizer\'s allowed_lateness) after end + horizon passed labels 0; a churner\'s label waits as long, then is 1; a snapshot mid-wait restores to the same labels', async () => {
@@ -1250,11 +1256,7 @@ test('churn: a return whose first event arrives late (behind the watermark, with
   assert.deepEqual([reportOf(waiting).summary.n, reportOf(waiting).counts.unlabelledAtEnd], [0, 3]);
   // A snapshot past the old deadline, before and after the late return, restores to the same labels.
   for (const cut of [4, 5, 6]) {
-    const first = await Chain.build(stages, testContext());
-    first.push(input.slice(0, cut));
-    const snapshot = await first.snapshot();
-    const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
-    assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(whole), `cut ${cut}`);
+    assert.equal(await outputsRestoredAt(stages, input, cut), modelOutputs(whole), `cut ${cut}`);
   }
 });
 
@@ -1293,11 +1295,7 @@ test('churn: a late event that joins a later session before its start and moves 
   // A snapshot before, at and after the move restores to the same labels.
   for (const [input, output] of [[openB(55), whole], [closedB, updated]] as const) {
     for (let cut = 3; cut <= 6; cut++) {
-      const first = await Chain.build(stages, testContext());
-      first.push(input.slice(0, cut));
-      const snapshot = await first.snapshot();
-      const rest = (await Chain.build(stages, testContext(), snapshot)).push(input.slice(cut)).end();
-      assert.equal(modelOutputs([...first.output, ...rest]), modelOutputs(output), `cut ${cut}`);
+      assert.equal(await outputsRestoredAt(stages, input, cut), modelOutputs(output), `cut ${cut}`);
     }
   }
 });
