@@ -1,5 +1,5 @@
 /** The test broker itself: it answers the Kafka protocol where scripts/test.mjs said it would, and starts despite a port taken under it. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { freePort, metadataBrokerCount, startNativeBroker } from './kafka/broker.js';
@@ -12,13 +12,18 @@ test('the broker for this run answers a metadata request', async (t) => {
   assert.ok((await metadataBrokerCount(host!, Number(port), 5_000)) >= 1);
 });
 
-test('a native broker whose picked port another process takes before java binds it starts again on fresh ports, and answers there', { timeout: 120_000 }, async (t) => {
-  if (!kafkaBrokers(t)) return;
-  // The other process: it holds the first port picked, as one that took it after the pick would.
+/** A loopback port this process holds until the test ends, as another process holding it would. */
+async function holdPort(t: TestContext): Promise<number> {
   const holder = createServer((socket) => socket.destroy());
   await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening));
   t.after(() => holder.close());
-  const held = (holder.address() as { port: number }).port;
+  return (holder.address() as { port: number }).port;
+}
+
+test('a native broker whose picked port another process takes before java binds it starts again on fresh ports, and answers there', { timeout: 120_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // The other process: it holds the first port picked, as one that took it after the pick would.
+  const held = await holdPort(t);
   const picked: number[] = [];
   const log: string[] = [];
   const broker = await startNativeBroker({
@@ -39,10 +44,7 @@ test('a native broker whose picked port another process takes before java binds 
 
 test('a native broker given a port another process holds fails at once, saying which port, without waiting out its start timeout', { timeout: 120_000 }, async (t) => {
   if (!kafkaBrokers(t)) return;
-  const holder = createServer((socket) => socket.destroy());
-  await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening));
-  t.after(() => holder.close());
-  const held = (holder.address() as { port: number }).port;
+  const held = await holdPort(t);
   // A port the caller chose (as a restart reuses its broker's) is not swapped for another: the start fails.
   let picks = 0;
   const started = Date.now();
