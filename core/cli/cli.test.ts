@@ -531,6 +531,11 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
   assert.ok(stale, stderr);
   assert.ok(logged(stderr).some((entry) => entry.msg === "checkpoints: took over another host's lock its holder stopped renewing"), stderr);
   assert.equal(runSummaries(stderr)[0]?.eventsIn, 50);
+  // The run's time starts once it holds the folder: before, elapsedMs (and so events/s) took in the wait.
+  const timed = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { time: number; msg: string; elapsedMs?: number; outcome?: string });
+  const tookOver = timed.find((entry) => entry.msg === "checkpoints: took over another host's lock its holder stopped renewing")!;
+  const summary = timed.find((entry) => entry.outcome !== undefined && entry.elapsedMs !== undefined)!;
+  assert.ok(summary.time - summary.elapsedMs! >= tookOver.time - 5, `the run's time starts at the takeover (${tookOver.time}), not before: ${summary.time - summary.elapsedMs!}`);
   assert.equal(existsSync(lock), false, 'released at the end');
 });
 
