@@ -339,6 +339,23 @@ test('a folder of pipelines runs in one process, each with its own state and che
   assert.deepEqual(readdirSync(checkpoints).sort(), ['alpha', 'beta']);
 });
 
+test("two pipelines of one run with the same name: said at the second one's `name`, naming the first one's file and line (was FILE:0:0); one whose file gives none, at its start", async () => {
+  const { Daemon } = await import('tributary');
+  const folder = join(dir, 'same-names');
+  mkdirSync(folder);
+  const body = 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: file, path: out.jsonl}]\n';
+  writeFileSync(join(folder, 'a.yaml'), `name: same\n${body}`);
+  writeFileSync(join(folder, 'b.yaml'), `# the same, again\nname:   same\n${body}`);
+  const why = 'names label metrics and checkpoints, so the pipelines of one run must differ in name';
+  const load = (...targets: string[]) => new Daemon({ targets, logger: silentLogger, registry: registryWith() }).load();
+  await assert.rejects(load(folder), { name: 'ConfigError', message: `${join(folder, 'b.yaml')}:2:9: $.name: the pipeline of ${join(folder, 'a.yaml')}:1:7 is named 'same' too: ${why}` });
+  // Named after its file (no `name`): at the file's start.
+  const other = join(dir, 'same-names-other');
+  mkdirSync(other);
+  writeFileSync(join(other, 'same.yaml'), `# named by its file\n${body}`);
+  await assert.rejects(load(join(folder, 'a.yaml'), other), { message: `${join(other, 'same.yaml')}:2:1: $.name: the pipeline of ${join(folder, 'a.yaml')}:1:7 is named 'same' too: ${why}` });
+});
+
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
   const { Daemon, defineSource } = await import('tributary');
   // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.

@@ -112,14 +112,25 @@ export class Daemon {
       this.options.logger.debug({ file, config: redactSecrets(pipeline.document) }, 'pipeline loaded');
       this.loaded.push(pipeline);
     }
-    const names = new Set<string>();
+    const byName = new Map<string, LoadedPipeline>();
     for (const pipeline of this.loaded) {
-      if (names.has(pipeline.document.name)) {
+      const first = byName.get(pipeline.document.name);
+      if (first) {
+        // At the second one's `name` (where the file gives none, its name is its file's: said at its start).
+        const at = pipeline.locate?.('name');
+        const firstAt = first.locate?.('name');
+        const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
         throw new ConfigError([
-          { file: pipeline.file, line: 0, column: 0, path: '$.name', message: `another pipeline of this run is named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ` },
+          {
+            file: pipeline.file,
+            line: at?.line ?? 0,
+            column: at?.column ?? 0,
+            path: '$.name',
+            message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
+          },
         ]);
       }
-      names.add(pipeline.document.name);
+      byName.set(pipeline.document.name, pipeline);
     }
   }
 
