@@ -548,32 +548,38 @@ const runnerValidator = new SchemaValidator();
 export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] {
   const file = loaded.file;
   const locate: ProblemLocator = {
-    entry: (resolved, _base, below, message, keyOf) => {
-      const inside = keyOf === undefined ? below : [...below, keyOf];
-      const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
-      return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
-    },
+    entry: (resolved, _base, below, message, keyOf) => inEntry(file, resolved, below, message, keyOf),
     section: (segments, message) => {
       const at = loaded.locate?.(segments.join('.'));
       return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
     },
   };
   const problems: ConfigProblem[] = [];
-  const entries: [ResolvedEntry, PathSegment[]][] = [
-    ...loaded.sources.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sources', index]]),
-    ...loaded.stages.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['stages', index]]),
-    ...loaded.sinks.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sinks', index]]),
-    [loaded.deadLetter, ['dead_letter']],
-  ];
-  for (const [resolved, base] of entries) {
-    for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
-      const problem = problemFromAjv(error, [], (below, message, keyOf) => locate.entry(resolved, base, below, message, keyOf), resolved.plugin);
-      if (problem) problems.push(problem);
-    }
-  }
+  for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
   if (problems.length > 0) return problems;
   const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
   return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate);
+}
+
+/**
+ * An entry checked against its plugin's schema (filling its defaults in), as the runner checks each
+ * (loadedPipelineProblems); a command that replaced an entry's plugin checks it so first (a backtest's
+ * source, replayed from a file): each problem said at the field of the entry in `file`, where it has one.
+ */
+export function entrySchemaProblems(file: string, resolved: ResolvedEntry): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
+    const problem = problemFromAjv(error, [], (below, message, keyOf) => inEntry(file, resolved, below, message, keyOf), resolved.plugin);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
+/** A problem at `below` in an entry (or at its key `keyOf` there): by its `path`, and for one read from a file at its position there. */
+function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem {
+  const inside = keyOf === undefined ? below : [...below, keyOf];
+  const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
+  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
