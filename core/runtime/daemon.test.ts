@@ -723,6 +723,43 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
 });
 
+test("a restart's log line says whether it resumes from a checkpoint: with none taken yet (a failure before the first), from the start of its input (was: 'from its last checkpoint'); with one in the folder, from it", async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { pino } = await import('pino');
+  let created = 0;
+  // Its first instance fails after one event; a restart's drains.
+  const failsFirst = defineSource<Record<string, never>>({
+    name: 'fails-first',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => {
+      const first = ++created === 1;
+      return {
+        async *read() {
+          yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+          if (first) throw new Error('the disk went away');
+        },
+      };
+    },
+  });
+  const home = join(dir, 'restart-point');
+  mkdirSync(home);
+  const file = join(home, 'point.yaml');
+  writeFileSync(file, 'name: point\nsources: [{type: fails-first}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 1h}\nsettings: {restart: {backoff: 1ms}}\n');
+  const restartLines = async (): Promise<string[]> => {
+    created = 0;
+    const lines: string[] = [];
+    const daemon = new Daemon({ targets: [file], logger: pino({ level: 'error' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failsFirst) });
+    const result = await daemon.run();
+    assert.deepEqual(result.failures, []);
+    return lines.map((line) => (JSON.parse(line) as { msg: string }).msg).filter((msg) => msg.includes('restarting'));
+  };
+  assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from the start of its input (no checkpoint taken yet) (restart 1 of 10 in a row)']);
+  // The restart drained, to a final checkpoint: the next failure resumes from it.
+  assert.ok(await new CheckpointStore(join(home, 'checkpoints')).holdsCheckpoints());
+  assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from its last checkpoint (restart 1 of 10 in a row)']);
+});
+
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {
   const { Daemon, defineSource } = await import('tributary');
   let created = 0;
