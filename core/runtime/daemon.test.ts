@@ -180,6 +180,32 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   a.release();
 });
 
+test("a checkpoint folder the process may not make or write in (no permission, a read-only mount) stops the run at its start for a person to mend (exit 2, TRIB_ERR_CHECKPOINT, no restart; was: restarted 10 times, then exit 1); any other error claiming it stays one a restart may mend", async () => {
+  const folder = mkdtempSync(join(dir, 'unwritable-'));
+  const file = join(folder, 'p.yaml');
+  writeFileSync(file, 'name: unwritable\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout, kinds: []}]\nsettings: {restart: {backoff: 1ms}}\n');
+  // sysfs refuses this process (root too) a folder in it (EPERM) and a file in it (EACCES).
+  if (existsSync('/sys/kernel')) {
+    for (const checkpoints of ['/sys/kernel/tributary-checkpoints', '/sys/kernel']) {
+      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(run.status, 2, run.stderr);
+      const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
+      assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
+      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): give the process write access to it`));
+    }
+  }
+  // A name too long (ENAMETOOLONG), as a full disk (ENOSPC): no verdict on the folder, so a restart may mend it.
+  const { Daemon } = await import('tributary');
+  const long = join(folder, 'long.yaml');
+  writeFileSync(long, `${readFileSync(file, 'utf8')}checkpoint: {dir: ${'x'.repeat(300)}}\n`);
+  const daemon = new Daemon({ targets: [long], logger: silentLogger, registry: registryWith() });
+  const { failures } = await daemon.run();
+  assert.equal(failures.length, 1);
+  assert.match(failures[0]!.error.message, /ENAMETOOLONG/);
+  assert.equal(needsPerson(failures[0]!.error), false);
+  assert.equal(daemon.runners[0]!.stats.restarts, 10, 'restarted as any passing failure is');
+});
+
 test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async () => {
   const input = join(dir, 'events.jsonl');
   const world = new ShopperWorld({ seed: 3, users: 2000 });
