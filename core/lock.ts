@@ -57,6 +57,13 @@ export interface LockOptions {
    * refused as another process's would be (two pipelines of one process given one checkpoint folder).
    */
   shared: boolean;
+  /**
+   * Where no lock file can be created because the folder is read-only to this process (EROFS, EACCES,
+   * EPERM): `unlocked` (the default) warns and lets the thing go unlocked (an output file that may be
+   * written where no new file can be made); `thrown` throws that error, for the taker to say (a
+   * checkpoint folder, whose every checkpoint is a file made in it).
+   */
+  readOnly?: 'unlocked' | 'thrown';
 }
 
 /** A lock another process holds (or, not shared, another taker of this process): the message names the thing and the holder. */
@@ -86,12 +93,18 @@ export const LOCK_STALE_MS = 10 * 60_000;
  */
 const UNREADABLE_LOCK_GRACE_MS = 2_000;
 
-/** Errors creating a lock file that say the folder is read-only (to this process): the thing then goes unlocked. */
+/** Errors creating a lock file that say the folder is read-only (to this process): the thing then goes unlocked (LockOptions.readOnly). */
 const readOnlyCodes = new Set(['EROFS', 'EACCES', 'EPERM']);
+
+/** The error (`error`, or one it wraps by `cause`) that says a folder is read-only to this process (EROFS, EACCES, EPERM), if any: a person's to mend. */
+export function readOnlyCause(error: unknown): NodeJS.ErrnoException | undefined {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) if (readOnlyCodes.has(String((at as NodeJS.ErrnoException).code))) return at;
+  return undefined;
+}
 
 /**
  * Takes the lock `lockPath` for `thing` (named in messages). Returns false where no lock file can be
- * created because the folder is read-only (EROFS, EACCES, EPERM): warned, and the thing goes unlocked.
+ * created because the folder is read-only (EROFS, EACCES, EPERM): warned, and the thing goes unlocked (thrown instead where `options.readOnly` says so).
  * Any other error creating it is thrown: running unlocked on, say, ENOENT or ESTALE would let a second
  * process in. Throws {@link LockRefusedError} while another process holds it.
  */
@@ -116,7 +129,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
       created = createLockFile(lockPath, holder);
     } catch (error) {
       const message = (error as Error).message;
-      if (!readOnlyCodes.has(String((error as NodeJS.ErrnoException).code))) throw new Error(`${user}: could not create the lock file ${lockPath}: ${message}`, { cause: error });
+      if (!readOnlyCodes.has(String((error as NodeJS.ErrnoException).code)) || options.readOnly === 'thrown') throw new Error(`${user}: could not create the lock file ${lockPath}: ${message}`, { cause: error });
       // A folder where the thing may be written but no lock created (read-only but for the file): unlocked.
       logger.warn({ lock: lockPath, error: message }, `${user}: could not create the lock file ${lockPath}; another process using ${thing} would not be refused`);
       return false;

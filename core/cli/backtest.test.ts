@@ -333,6 +333,32 @@ test('backtest refuses a pipeline with more than one source (exit 2, at the seco
   assert.equal(existsSync(join(dir, 'report')), false);
 });
 
+test("backtest of a source whose fields the file source cannot take (a format of its own): said at the field in the pipeline file, exit 2, before anything runs (was FILE:0:0)", (t) => {
+  const dir = tempFolder(t, 'backtest-replaced');
+  writeFileSync(
+    join(dir, 'avro.mjs'),
+    `import { defineSource } from ${JSON.stringify(new URL('../index.js', import.meta.url).href)};
+export default defineSource({
+  name: 'avro-feed',
+  summary: 'Records in a format of its own (tests only).',
+  config: { type: 'object', additionalProperties: false, properties: { format: { type: 'string' }, mapping: { $ref: 'tributary:mapping' } } },
+  create: () => ({ async *read() {} }),
+});
+`,
+  );
+  const pipeline = join(dir, 'avro.yaml');
+  writeFileSync(pipeline, 'name: avro\nplugins: [./avro.mjs]\nsources:\n  - type: avro-feed\n    format: avro\n    mapping: {time_format: epoch_ms}\nsinks: [{type: file, path: out.jsonl}]\n');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  const [problem, ...more] = records(run.stderr) as unknown as { code: string; line: number; column: number; path: string; msg: string }[];
+  assert.equal(more.length, 0, run.stderr);
+  assert.deepEqual([problem?.code, problem?.line, problem?.column, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 5, 13, '$.sources[0].format'], run.stderr);
+  assert.equal(problem!.msg, `${pipeline}:5:13: $.sources[0].format: as a file source: must be one of: "jsonl", "csv"`);
+  assert.equal(existsSync(join(dir, 'report')), false);
+});
+
 test('backtest of a scale_out pipeline (a kafka source) replays it without scale_out (was: refused as it was built, exit 1)', (t) => {
   const dir = tempFolder(t, 'backtest-scale-out');
   const world = new ShopperWorld({ seed: 3, users: 50 });

@@ -13,9 +13,8 @@ import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
-import { entryLabel, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
-import { SchemaValidator } from '../config/schema.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin } from '../plugin.js';
@@ -116,7 +115,10 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const loaded = await loadPipeline(options.file, { registry, sets: options.sets, adjustStage });
   const original = loaded.sources[0];
   const filePlugin = registry.get('source', 'file');
-  if (!original || !filePlugin) throw new ConfigError([{ file: options.file, line: 0, column: 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+  if (!original || !filePlugin) {
+    const at = loaded.locate?.('sources');
+    throw new ConfigError([{ file: options.file, line: at?.line ?? 0, column: at?.column ?? 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+  }
   // One --input stands for one source: the others would go on reading (their events mixed into the
   // scores), and which of their mappings the file has is not known. Refused, not guessed.
   const extra = loaded.sources[1];
@@ -150,11 +152,11 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such.
   const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
   if (!mapsRecords && entry.mapping === undefined) entry.mapping = structuredClone(CANONICAL_EVENT_MAPPING);
-  const errors = new SchemaValidator().validateEntry(filePlugin, entry);
-  if (errors.length > 0) {
-    throw new ConfigError(errors.map((e) => ({ file: options.file, line: 0, column: 0, path: `$.sources[0]${e.instancePath.replace(/\//g, '.')}`, message: `as a file source: ${e.message ?? 'invalid'}` })));
-  }
-  loaded.sources[0] = { ...original, plugin: filePlugin, entry };
+  const replay: ResolvedEntry = { ...original, plugin: filePlugin, entry };
+  // Said where the file gives what the file source cannot take (the source's `format`, a field of its `mapping`).
+  const problems = entrySchemaProblems(loaded.file, replay);
+  if (problems.length > 0) throw new ConfigError(problems.map((problem) => ({ ...problem, message: `as a file source: ${problem.message}` })));
+  loaded.sources[0] = replay;
   // What the file cannot give as the replaced source took it (a Kafka record's timestamp): said first, as
   // a replay whose every record is then dead-lettered would otherwise only say the time was missing.
   for (const note of original.plugin.replayNotes?.(pluginConfig(original.entry) as never) ?? []) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);

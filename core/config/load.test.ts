@@ -453,6 +453,34 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
   ]);
 });
 
+test("a document field's position: the loaded pipeline locates `name`, `scale_out` and their fields (a default's at the document's start), and the runner's checks say a section's problem there (was 0:0)", async () => {
+  const file = join(dir, 'document-fields.yaml');
+  writeFileSync(
+    file,
+    [
+      '# partitions', //                                          1
+      'name: parts', //                                           2
+      'sources:', //                                              3
+      "  - { type: kafka, brokers: 'b:9092', topics: [t], group: g }", // 4
+      'sinks: [{ type: stdout }]', //                             5
+      'scale_out:', //                                            6
+      '  state_dir: shared', //                                   7
+      'checkpoint: { dir: cp }', //                               8
+    ].join('\n'),
+  );
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  assert.deepEqual(loaded.locate?.('name'), { path: '$.name', line: 2, column: 7 });
+  assert.deepEqual(loaded.locate?.('scale_out.state_dir'), { path: '$.scale_out.state_dir', line: 7, column: 14 });
+  assert.deepEqual(loaded.locate?.('checkpoint.dir'), { path: '$.checkpoint.dir', line: 8, column: 20 });
+  assert.deepEqual(loaded.locate?.('settings.max_in_flight'), { path: '$.settings.max_in_flight', line: 2, column: 1 }, 'a default: the document');
+  // A source added after loading: a scale_out problem the runner finds is said at the section, as loadPipeline says it.
+  loaded.sources.push(loaded.sources[0]!);
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })),
+    ['P:7:3: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2'],
+  );
+});
+
 test('plugins: an npm package beside the pipeline is loaded by name, also when its exports offer only an `import` (or only a `require`) entry', async () => {
   const project = mkdtempSync(join(dir, 'project-'));
   const core = JSON.stringify(new URL('../index.js', import.meta.url).href);

@@ -53,6 +53,18 @@ export interface LoadedPipeline {
   stages: ResolvedEntry[];
   sinks: ResolvedEntry[];
   deadLetter: ResolvedEntry;
+  /**
+   * Where a field of the document (`name`, `scale_out`, `checkpoint.dir`) is in the file, as
+   * {@link ResolvedEntry.locate} finds an entry's; absent for a pipeline composed in code.
+   */
+  locate?(field: string): FieldPosition;
+}
+
+/** A field's JSONPath, and where it is in the file: its own position, or the nearest enclosing one the file holds. */
+export interface FieldPosition {
+  path: string;
+  line: number;
+  column: number;
 }
 
 export interface ResolvedEntry {
@@ -67,7 +79,7 @@ export interface ResolvedEntry {
    * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`) is in the file: its
    * JSONPath and position, or the nearest enclosing one the file holds (a default's entry).
    */
-  locate?(field: string): { path: string; line: number; column: number };
+  locate?(field: string): FieldPosition;
   /**
    * A sink the command adds for its own use, not the pipeline's (the backtest's collection of model
    * reports): a record only such sinks take is counted in RunStats.collected, not as a record out.
@@ -142,6 +154,14 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const path = jsonPath(keyOf === undefined ? segments : [...segments, keyOf]);
     return at(offsetOf(doc, segments, keyOf), path, message);
   };
+  /** The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as `mapping.time_format`. */
+  const fieldsBelow =
+    (base: readonly PathSegment[]) =>
+    (field: string): FieldPosition => {
+      const segments = [...base, ...pathSegments(field)];
+      const { line, column } = locate(segments, '');
+      return { path: jsonPath(segments), line, column };
+    };
 
   const baseDir = dirname(resolve(file));
   const document = data as PipelineDocument;
@@ -206,12 +226,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         if (problem) problems.push(problem);
       }
       const { line, column } = locate(base, '');
-      const locateField = (field: string): { path: string; line: number; column: number } => {
-        const segments = [...base, ...pathSegments(field)];
-        const { line, column } = locate(segments, '');
-        return { path: jsonPath(segments), line, column };
-      };
-      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column, locate: locateField });
+      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column, locate: fieldsBelow(base) });
     });
     return resolved;
   };
@@ -240,7 +255,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     deadLetter = { plugin, entry, path: '$.dead_letter' };
     defaultDeadLetters.add(deadLetter);
   }
-  return { file, baseDir, document, sources, stages, sinks, deadLetter };
+  return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]) };
 }
 
 /** A pipeline's name where the file gives none: its file's name. */
@@ -533,29 +548,38 @@ const runnerValidator = new SchemaValidator();
 export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] {
   const file = loaded.file;
   const locate: ProblemLocator = {
-    entry: (resolved, _base, below, message, keyOf) => {
-      const inside = keyOf === undefined ? below : [...below, keyOf];
-      const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
-      return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
+    entry: (resolved, _base, below, message, keyOf) => inEntry(file, resolved, below, message, keyOf),
+    section: (segments, message) => {
+      const at = loaded.locate?.(segments.join('.'));
+      return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
     },
-    section: (segments, message) => ({ file, line: 0, column: 0, path: jsonPath(segments), message }),
   };
   const problems: ConfigProblem[] = [];
-  const entries: [ResolvedEntry, PathSegment[]][] = [
-    ...loaded.sources.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sources', index]]),
-    ...loaded.stages.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['stages', index]]),
-    ...loaded.sinks.map((resolved, index): [ResolvedEntry, PathSegment[]] => [resolved, ['sinks', index]]),
-    [loaded.deadLetter, ['dead_letter']],
-  ];
-  for (const [resolved, base] of entries) {
-    for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
-      const problem = problemFromAjv(error, [], (below, message, keyOf) => locate.entry(resolved, base, below, message, keyOf), resolved.plugin);
-      if (problem) problems.push(problem);
-    }
-  }
+  for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
   if (problems.length > 0) return problems;
   const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
   return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate);
+}
+
+/**
+ * An entry checked against its plugin's schema (filling its defaults in), as the runner checks each
+ * (loadedPipelineProblems); a command that replaced an entry's plugin checks it so first (a backtest's
+ * source, replayed from a file): each problem said at the field of the entry in `file`, where it has one.
+ */
+export function entrySchemaProblems(file: string, resolved: ResolvedEntry): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
+    const problem = problemFromAjv(error, [], (below, message, keyOf) => inEntry(file, resolved, below, message, keyOf), resolved.plugin);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
+/** A problem at `below` in an entry (or at its key `keyOf` there): by its `path`, and for one read from a file at its position there. */
+function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem {
+  const inside = keyOf === undefined ? below : [...below, keyOf];
+  const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
+  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
 }
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { TributaryError } from '../errors.js';
-import { isRunning, LOCK_STALE_MS, LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
+import { isRunning, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
@@ -132,10 +132,20 @@ export class CheckpointStore {
   }
 
   private lockOptions(pipeline: string, logger: Logger): LockOptions {
-    return { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false };
+    return { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false, readOnly: 'thrown' };
   }
 
   private refusal(error: unknown): unknown {
+    // A folder the process may not make or write in (no permission, a read-only mount) holds no checkpoint:
+    // a person mends it, no restart does. A full disk (ENOSPC) or a network volume's hiccup stays a failure a restart may mend.
+    const readOnly = readOnlyCause(error);
+    if (readOnly) {
+      return new TributaryError(
+        'TRIB_ERR_CHECKPOINT',
+        `the checkpoint folder ${this.dir} cannot be made or written by this process (${readOnly.message}): give the process write access to it (or mount it writable), or name another (checkpoint.dir, --checkpoint-dir)`,
+        { cause: error },
+      );
+    }
     if (!(error instanceof LockRefusedError)) return error;
     // Another host's lock is taken over in time: waiting for it mends it.
     const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (tributary run --lock-wait, e.g. 15m)';

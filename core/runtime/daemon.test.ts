@@ -180,6 +180,32 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   a.release();
 });
 
+test("a checkpoint folder the process may not make or write in (no permission, a read-only mount) stops the run at its start for a person to mend (exit 2, TRIB_ERR_CHECKPOINT, no restart; was: restarted 10 times, then exit 1); any other error claiming it stays one a restart may mend", async () => {
+  const folder = mkdtempSync(join(dir, 'unwritable-'));
+  const file = join(folder, 'p.yaml');
+  writeFileSync(file, 'name: unwritable\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout, kinds: []}]\nsettings: {restart: {backoff: 1ms}}\n');
+  // sysfs refuses this process (root too) a folder in it (EPERM) and a file in it (EACCES).
+  if (existsSync('/sys/kernel')) {
+    for (const checkpoints of ['/sys/kernel/tributary-checkpoints', '/sys/kernel']) {
+      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(run.status, 2, run.stderr);
+      const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
+      assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
+      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): give the process write access to it`));
+    }
+  }
+  // A name too long (ENAMETOOLONG), as a full disk (ENOSPC): no verdict on the folder, so a restart may mend it.
+  const { Daemon } = await import('tributary');
+  const long = join(folder, 'long.yaml');
+  writeFileSync(long, `${readFileSync(file, 'utf8')}checkpoint: {dir: ${'x'.repeat(300)}}\n`);
+  const daemon = new Daemon({ targets: [long], logger: silentLogger, registry: registryWith() });
+  const { failures } = await daemon.run();
+  assert.equal(failures.length, 1);
+  assert.match(failures[0]!.error.message, /ENAMETOOLONG/);
+  assert.equal(needsPerson(failures[0]!.error), false);
+  assert.equal(daemon.runners[0]!.stats.restarts, 10, 'restarted as any passing failure is');
+});
+
 test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async () => {
   const input = join(dir, 'events.jsonl');
   const world = new ShopperWorld({ seed: 3, users: 2000 });
@@ -337,6 +363,23 @@ test('a folder of pipelines runs in one process, each with its own state and che
   assert.match(result.stderr, /pipeline alpha: drained/);
   assert.match(result.stderr, /pipeline beta: drained/);
   assert.deepEqual(readdirSync(checkpoints).sort(), ['alpha', 'beta']);
+});
+
+test("two pipelines of one run with the same name: said at the second one's `name`, naming the first one's file and line (was FILE:0:0); one whose file gives none, at its start", async () => {
+  const { Daemon } = await import('tributary');
+  const folder = join(dir, 'same-names');
+  mkdirSync(folder);
+  const body = 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: file, path: out.jsonl}]\n';
+  writeFileSync(join(folder, 'a.yaml'), `name: same\n${body}`);
+  writeFileSync(join(folder, 'b.yaml'), `# the same, again\nname:   same\n${body}`);
+  const why = 'names label metrics and checkpoints, so the pipelines of one run must differ in name';
+  const load = (...targets: string[]) => new Daemon({ targets, logger: silentLogger, registry: registryWith() }).load();
+  await assert.rejects(load(folder), { name: 'ConfigError', message: `${join(folder, 'b.yaml')}:2:9: $.name: the pipeline of ${join(folder, 'a.yaml')}:1:7 is named 'same' too: ${why}` });
+  // Named after its file (no `name`): at the file's start.
+  const other = join(dir, 'same-names-other');
+  mkdirSync(other);
+  writeFileSync(join(other, 'same.yaml'), `# named by its file\n${body}`);
+  await assert.rejects(load(join(folder, 'a.yaml'), other), { message: `${join(other, 'same.yaml')}:2:1: $.name: the pipeline of ${join(folder, 'a.yaml')}:1:7 is named 'same' too: ${why}` });
 });
 
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
@@ -704,6 +747,43 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
   assert.equal(created, 1);
   assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
+});
+
+test("a restart's log line says whether it resumes from a checkpoint: with none taken yet (a failure before the first), from the start of its input (was: 'from its last checkpoint'); with one in the folder, from it", async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { pino } = await import('pino');
+  let created = 0;
+  // Its first instance fails after one event; a restart's drains.
+  const failsFirst = defineSource<Record<string, never>>({
+    name: 'fails-first',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => {
+      const first = ++created === 1;
+      return {
+        async *read() {
+          yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+          if (first) throw new Error('the disk went away');
+        },
+      };
+    },
+  });
+  const home = join(dir, 'restart-point');
+  mkdirSync(home);
+  const file = join(home, 'point.yaml');
+  writeFileSync(file, 'name: point\nsources: [{type: fails-first}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 1h}\nsettings: {restart: {backoff: 1ms}}\n');
+  const restartLines = async (): Promise<string[]> => {
+    created = 0;
+    const lines: string[] = [];
+    const daemon = new Daemon({ targets: [file], logger: pino({ level: 'error' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failsFirst) });
+    const result = await daemon.run();
+    assert.deepEqual(result.failures, []);
+    return lines.map((line) => (JSON.parse(line) as { msg: string }).msg).filter((msg) => msg.includes('restarting'));
+  };
+  assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from the start of its input (no checkpoint taken yet) (restart 1 of 10 in a row)']);
+  // The restart drained, to a final checkpoint: the next failure resumes from it.
+  assert.ok(await new CheckpointStore(join(home, 'checkpoints')).holdsCheckpoints());
+  assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from its last checkpoint (restart 1 of 10 in a row)']);
 });
 
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {

@@ -61,6 +61,19 @@ export function restartPolicyOf(pipeline: LoadedPipeline, checkpointed: boolean)
   };
 }
 
+/**
+ * Where a restart of a failed pipeline resumes, as its restart's log line says it: its last checkpoint
+ * where its folder holds one (this run's, or an earlier process's); else, checkpoints or not, where its
+ * sources acknowledged their input (Kafka's committed offsets) or the start of its input.
+ */
+async function restartPoint(store: CheckpointStore | undefined, acknowledged: boolean): Promise<string> {
+  // A folder that cannot be listed now says nothing of what the restart will find: the checkpoint is presumed.
+  const held = store === undefined ? false : await store.holdsCheckpoints().catch(() => true);
+  if (held) return 'from its last checkpoint';
+  if (store === undefined) return acknowledged ? 'where its sources acknowledged their input' : 'from the start of its input (no checkpoints)';
+  return `${acknowledged ? 'where its sources acknowledged their input' : 'from the start of its input'} (no checkpoint taken yet)`;
+}
+
 export interface DaemonOptions {
   targets: readonly string[];
   logger: Logger;
@@ -112,14 +125,25 @@ export class Daemon {
       this.options.logger.debug({ file, config: redactSecrets(pipeline.document) }, 'pipeline loaded');
       this.loaded.push(pipeline);
     }
-    const names = new Set<string>();
+    const byName = new Map<string, LoadedPipeline>();
     for (const pipeline of this.loaded) {
-      if (names.has(pipeline.document.name)) {
+      const first = byName.get(pipeline.document.name);
+      if (first) {
+        // At the second one's `name` (where the file gives none, its name is its file's: said at its start).
+        const at = pipeline.locate?.('name');
+        const firstAt = first.locate?.('name');
+        const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
         throw new ConfigError([
-          { file: pipeline.file, line: 0, column: 0, path: '$.name', message: `another pipeline of this run is named '${pipeline.document.name}': names label metrics and checkpoints, so they must differ` },
+          {
+            file: pipeline.file,
+            line: at?.line ?? 0,
+            column: at?.column ?? 0,
+            path: '$.name',
+            message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
+          },
         ]);
       }
-      names.add(pipeline.document.name);
+      byName.set(pipeline.document.name, pipeline);
     }
   }
 
@@ -162,7 +186,7 @@ export class Daemon {
    * folder and restores from it as a new process would. The failed one closed everything first (its
    * consumer left the group, its producer aborted its transaction): run() rejects only after that.
    */
-  private async supervise(index: number, runner: () => PipelineRunner, policy: RestartPolicy): Promise<RunStats> {
+  private async supervise(index: number, runner: () => PipelineRunner, policy: RestartPolicy, store: CheckpointStore | undefined): Promise<RunStats> {
     const name = this.runners[index]!.name;
     const logger = this.options.logger.child({ pipeline: name });
     const restarts = this.metrics.scoped({ pipeline: name }).counter('pipeline_restarts_total', 'Times the daemon restarted the pipeline in the process after it failed (settings.restart).');
@@ -191,7 +215,7 @@ export class Daemon {
         const waitMs = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** inRow);
         inRow++;
         const limit = Number.isFinite(attempts) ? ` of ${attempts}` : '';
-        const from = policy.checkpointed ? 'from its last checkpoint' : acknowledged ? 'where its sources acknowledged their input' : 'from the start of its input (no checkpoints)';
+        const from = await restartPoint(store, acknowledged);
         logger.error({ err: message, restart: inRow, attempts: limit ? attempts : 'unlimited', waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow}${limit} in a row)`);
         this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow}${limit} in a row)`);
         try {
@@ -253,7 +277,7 @@ export class Daemon {
           runShared,
         });
       this.runners.push(runner());
-      return { runner, policy: restartPolicyOf(pipeline, checkpoints !== undefined) };
+      return { runner, policy: restartPolicyOf(pipeline, checkpoints !== undefined), store: checkpoints?.store };
     });
     const folder = this.options.checkpointDir;
     if (folder) {
@@ -284,8 +308,8 @@ export class Daemon {
       this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (this.readiness(index).ready ? 1 : 0));
     });
     const results = await Promise.allSettled(
-      starts.map(({ runner, policy }, index) =>
-        this.supervise(index, runner, policy).catch((error: unknown) => {
+      starts.map(({ runner, policy, store }, index) =>
+        this.supervise(index, runner, policy, store).catch((error: unknown) => {
           // The others stop too (drained, to their final checkpoints): the process then exits 1 and its
           // supervisor restarts them all. Left running, they kept the process up with this one dead, never restarted.
           if (this.runners.length > 1) this.stop(`pipeline ${this.runners[index]!.name} failed: ${(error as Error).message}`);

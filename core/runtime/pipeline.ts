@@ -1560,7 +1560,8 @@ export class PipelineRunner {
     const problems = loadedPipelineProblems(this.loaded);
     // Known only here (a checkpoint section, or the daemon's --checkpoint-dir): a config error all the same, which no restart mends.
     if (this.loaded.document.scale_out && !this.options.checkpoints) {
-      problems.push({ file: this.loaded.file, line: 0, column: 0, path: '$.scale_out', message: "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them" });
+      const at = this.loaded.locate?.('scale_out');
+      problems.push({ file: this.loaded.file, line: at?.line ?? 0, column: at?.column ?? 0, path: '$.scale_out', message: "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them" });
     }
     if (problems.length > 0) throw new ConfigError(problems);
     const newest = await this.newestCheckpoint();
