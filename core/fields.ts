@@ -1,6 +1,7 @@
 /**
- * Records read and written by field names that config gives (a mapping's fields and attributes, a
- * hashed attribute, a Kafka key field). A plain object inherits Object.prototype's members: where a
+ * Records read and written by field names that config or data gives (a mapping's fields and attributes,
+ * a hashed attribute, a Kafka key field, a pipeline file's `${VAR}`, a session summary's counts by event
+ * type). A plain object inherits Object.prototype's members: where a
  * record has no field `constructor` (`toString`, `__proto__`, ...) of its own, `record[name]` is that
  * member, a function or an object, read as if it were data; and assigning `__proto__` sets the
  * record's prototype instead of a field. Which names need the slower own-field check is decided once

@@ -67,6 +67,29 @@ test('a test file whose process exits 0 before its tests end (process.exit in a 
   assert.match(output, /ℹ fail 1\nℹ cancelled 1\n/, 'the early exit failed, the timed-out test cancelled');
 });
 
+test('a child process a test forks (fork passes the test file\'s --import on) and that exits 0 is left alone: the guard is for the test file\'s own process', (t) => {
+  // The file forks itself: as the child (argument `child`) it exits 0 at once, as a worker script may.
+  const forks = [
+    "import { test } from 'node:test';",
+    "import { fork } from 'node:child_process';",
+    "import { once } from 'node:events';",
+    "import assert from 'node:assert/strict';",
+    "if (process.argv[2] === 'child') process.exit(0);",
+    "test('forked child exits 0', async () => {",
+    "  const child = fork(new URL(import.meta.url).pathname, ['child'], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });",
+    "  let stderr = '';",
+    "  child.stderr.setEncoding('utf8').on('data', (text) => (stderr += text));",
+    "  const [code] = await once(child, 'exit');",
+    "  assert.equal(stderr, '');",
+    "  assert.equal(code, 0);",
+    "});",
+  ].join('\n');
+  const root = project(t, { 'core/forks.test.js': forks });
+  const { status, output } = runTests(root, ['core']);
+  assert.equal(status, 0, output);
+  assert.match(output, /✔ forked child exits 0/);
+});
+
 test('a part that matches no test file fails the run, naming it, rather than running fewer tests than asked', (t) => {
   const root = project(t, { 'core/a.test.js': passing, 'plugins/b.test.js': passing });
   const { status, output } = runTests(root, ['core', 'pluginz']);

@@ -48,7 +48,9 @@ const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(di
 // --import test-exit-guard.mjs: a test file whose process exits 0 before its tests end fails, rather than
 // passing with its later tests uncounted (the file says more).
 const exitGuard = new URL('./test-exit-guard.mjs', import.meta.url).href;
-const runner = spawn(process.execPath, ['--import', exitGuard, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...process.env, ...kafka.env } });
+// Without the guard's mark (a run started from a guarded test file, as scripts' own tests do): its files are guarded too.
+const { TRIBUTARY_TEST_EXIT_GUARD: _guarded, ...env } = process.env;
+const runner = spawn(process.execPath, ['--import', exitGuard, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...env, ...kafka.env } });
 // Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
 // on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
 let interruptedBy;

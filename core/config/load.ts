@@ -13,6 +13,7 @@ import { emittedWith, runtimeEntryFields, type AnyPlugin, type OutlineEntry, typ
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { parseDuration } from '../duration.js';
+import { ownValue } from '../fields.js';
 import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -771,7 +772,7 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
  */
 function variable(env: Record<string, string | undefined>, name: string): string | undefined {
   // Own variables only: `${constructor}` is not Object.prototype's member (process.env inherits them).
-  const value = Object.hasOwn(env, name) ? env[name] : undefined;
+  const value = ownValue(env, name) as string | undefined;
   if (name === 'HOSTNAME' && (value === undefined || value === '')) return hostname() || undefined;
   return value;
 }

@@ -17,6 +17,7 @@ import {
   originOf,
   parseDuration,
   recordOperator,
+  setOwnField,
   watermark,
   ORIGIN,
   type ClickEvent,
@@ -1442,10 +1443,7 @@ function forEachCount(session: Session, each: (type: string, count: number) => v
 /** Counts by type as a plain object (own keys even for `__proto__`, as a spread would make). */
 function countsOf(session: Session): Record<string, number> {
   const counts: Record<string, number> = {};
-  forEachCount(session, (type, count) => {
-    if (type === '__proto__') Object.defineProperty(counts, type, { value: count, enumerable: true, writable: true, configurable: true });
-    else counts[type] = count;
-  });
+  forEachCount(session, (type, count) => setOwnField(counts, type, count));
   return counts;
 }
 
