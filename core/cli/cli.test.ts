@@ -33,6 +33,22 @@ test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr ot
   assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
 });
 
+test('validate: a folder is checked as run reads it, every .yaml in it (was EISDIR); a folder without one is an error', () => {
+  const folder = join(dir, 'validate-folder');
+  mkdirSync(join(folder, 'empty'), { recursive: true });
+  writeFileSync(join(folder, 'a.yaml'), 'name: a\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  writeFileSync(join(folder, 'b.yml'), 'name: b\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdot}]\n');
+  writeFileSync(join(folder, 'notes.txt'), 'not a pipeline');
+  const result = tributary('validate', folder);
+  assert.equal(result.status, 2, result.stderr);
+  assert.equal(result.stdout, `${join(folder, 'a.yaml')}: ok\n`);
+  assert.match(result.stderr, /b\.yml:3:16: \$\.sinks\[0\]\.type: unknown sink plugin 'stdot' \(did you mean 'stdout'\?\)/);
+  assert.doesNotMatch(result.stderr, /EISDIR|notes\.txt/);
+  const empty = tributary('validate', join(folder, 'empty'));
+  assert.equal(empty.status, 2);
+  assert.match(empty.stderr, /empty:0:0: \$: the folder holds no \.yaml pipeline file/);
+});
+
 test('--plugin and --set take one value each, so they may come before the files (were greedy: the files were read as more values)', () => {
   const file = pipeline('options-first.yaml', 'sources: [{type: synthetic, events: 10}]\nstages: [{type: bot-filter}]\nsinks: [{type: stdout}]\n');
   const botFilter = join(packageRoot, 'dist', 'examples', 'plugins', 'bot-filter', 'index.js');

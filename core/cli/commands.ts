@@ -8,6 +8,7 @@ import { ConfigError, TributaryError, formatProblem } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
 import { loadPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
+import { pipelineFiles } from '../runtime/daemon.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } from './run.js';
@@ -161,23 +162,35 @@ export async function main(args: string[]): Promise<number> {
     )
     .command(
       'validate <files..>',
-      'Check pipeline files. Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
+      'Check pipeline files (a folder: every .yaml in it, as run reads it). Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
       (argv) =>
         withCommon(argv)
-          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files.' })
+          .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('applied before validating'))
           .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
       async (argv) => {
         let invalid = 0;
-        for (const file of argv.files) {
+        const report = (file: string, error: unknown): void => {
+          invalid++;
+          if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+          else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+        };
+        // A folder is what `run` (and the systemd unit) are given: check the files it would run.
+        const files = argv.files.flatMap((target) => {
+          try {
+            return pipelineFiles(target);
+          } catch (error) {
+            report(target, error);
+            return [];
+          }
+        });
+        for (const file of files) {
           const registry = await builtinRegistry(argv.plugin);
           try {
             const loaded = await loadPipeline(file, { registry, sets: argv.set });
             print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
           } catch (error) {
-            invalid++;
-            if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
-            else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+            report(file, error);
           }
         }
         exitCode = invalid > 0 ? exitCodes.invalid : exitCodes.ok;

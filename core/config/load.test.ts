@@ -675,11 +675,29 @@ test('model config mistakes are located at their field: an unknown kind, no hidd
     ].join('\n'),
   );
   assert.deepEqual(problems, [
-    'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru"',
+    'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru", got "forest"',
     'P:7:32: $.stages[1].model.hidden: must NOT have fewer than 1 items',
     'P:8:32: $.stages[1].optimizer.learning_rate: must be > 0, got 0',
     'P:10:32: $.stages[2].optimizer.learning_rate: must be > 0, got -0.1',
     'P:11:37: $.stages[2].drift.delta: must be < 1, got 2',
+  ]);
+});
+
+test('a value outside a list or not of its format is quoted in its problem, and a misspelt choice gets the nearest one', async () => {
+  const problems = await problemsOf(
+    [
+      'name: choices', //                                1
+      'sources: [{type: synthetic, start: yesterday, clock: Wall}]', // 2
+      'stages:', //                                      3
+      '  - type: intent-model', //                       4
+      '    model: {kind: logistc}', //                   5
+      'sinks: [{type: stdout}]', //                      6
+    ].join('\n'),
+  );
+  assert.deepEqual(problems, [
+    'P:2:36: $.sources[0].start: must match format "date-time", got "yesterday"',
+    'P:2:54: $.sources[0].clock: must be one of: "simulated", "wall", got "Wall" (did you mean \'wall\'?)',
+    'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru", got "logistc" (did you mean \'logistic\'?)',
   ]);
 });
 

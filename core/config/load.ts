@@ -659,7 +659,7 @@ function problemFromAjv(
     }
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
-      return locate(segments, error.message ?? error.keyword);
+      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':
@@ -678,12 +678,17 @@ function problemFromAjv(
       const earlier = typeof list === 'string' ? `${list}[${Math.min(i, j)}]` : `item ${Math.min(i, j)}`;
       return locate([...segments, Math.max(i, j)], `the same as ${earlier}, got ${valueText((error.data as unknown[])[Math.max(i, j)], segments)}`);
     }
-    case 'enum':
+    case 'enum': {
       // A kind the sink's own plugin says it does not take: say whose rule it is, not only the list.
       if (plugin?.kind === 'sink' && plugin.kinds && error.schemaPath === sinkKindsSchemaPath) {
         return locate(segments, `sink '${plugin.name}' does not take kind '${String(error.data)}'; it takes: ${plugin.kinds.join(', ')}`);
       }
-      return locate(segments, `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
+      // The value given, and the allowed one a typo most likely meant ('logistc' for 'logistic').
+      const allowed = (error.params as { allowedValues: unknown[] }).allowedValues;
+      const names = allowed.filter((value): value is string => typeof value === 'string');
+      const hint = typeof error.data === 'string' ? nearestHint(error.data, names) : '';
+      return locate(segments, `must be one of: ${allowed.map((v) => JSON.stringify(v)).join(', ')}, got ${valueText(error.data, segments)}${hint}`);
+    }
     default:
       return locate(segments, error.message ?? error.keyword);
   }

@@ -1105,9 +1105,14 @@ export class OnlineLearner {
       overflow + expired + invalidScores + withdrawn === 0
         ? ''
         : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
+    // Without a label there is no mean to take: the means are null (as in a backtest's metrics.json), not a perfect 0.
+    const scored = summary.n > 0;
+    const logloss = scored ? summary.logloss : null;
+    const brier = scored ? summary.brier : null;
+    const shown = (value: number | null): string => (value === null ? 'n/a' : value.toFixed(3));
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn },
-      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${summary.auc === null ? 'n/a' : summary.auc.toFixed(3)}${this.prequential.aucNote()}, log loss ${summary.logloss.toFixed(3)}, Brier ${summary.brier.toFixed(3)}${recentText}${droppedText}`,
+      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn },
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
   }

@@ -362,6 +362,19 @@ test('a model resumed under another metrics.exact_auc_limit says in its summary 
   assert.match(await summaryLine(1_000_000, 0), /AUC \d\.\d+, log loss/);
 });
 
+test('a model that got no label says its scores are n/a in its summary line, not a perfect log loss 0', async () => {
+  const lines: { fields: Record<string, unknown>; message: string }[] = [];
+  const context = testContext();
+  const log = (fields: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push({ fields: fields as Record<string, unknown>, message }));
+  const logged = { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context;
+  // No session closes (the end-of-input watermark kept), so no prediction is ever labelled.
+  const events = separableIntentStream(20).filter((r) => r.kind !== 'session');
+  await runOperator(intentModel, base, events, logged);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!.message, /: 0 labels .*prequential AUC n\/a, log loss n\/a, Brier n\/a$/);
+  assert.deepEqual([lines[0]!.fields.auc, lines[0]!.fields.logloss, lines[0]!.fields.brier], [null, null, null]);
+});
+
 test('prediction ids: deterministic, 16 hex digits, parts separated', () => {
   assert.equal(predictionId('m', 'u1', 's1', 1700000000000, 3), predictionId('m', 'u1', 's1', 1700000000000, 3));
   assert.match(predictionId('m', 'u1'), /^[0-9a-f]{16}$/);
