@@ -355,7 +355,7 @@ export default defineSource({
   const [problem, ...more] = records(run.stderr) as unknown as { code: string; line: number; column: number; path: string; msg: string }[];
   assert.equal(more.length, 0, run.stderr);
   assert.deepEqual([problem?.code, problem?.line, problem?.column, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 5, 13, '$.sources[0].format'], run.stderr);
-  assert.equal(problem!.msg, `${pipeline}:5:13: $.sources[0].format: as a file source: must be one of: "jsonl", "csv"`);
+  assert.equal(problem!.msg, `${pipeline}:5:13: $.sources[0].format: as a file source: must be one of: "jsonl", "csv", got "avro"`);
   assert.equal(existsSync(join(dir, 'report')), false);
 });
 
