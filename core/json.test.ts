@@ -22,6 +22,9 @@ test('fields beyond the canonical ones are never dropped; feature vectors are wr
   assert.equal(recordToJson(extended), JSON.stringify(extended));
   const withFeatures = { kind: 'event', userId: 'u', time: 1, type: 'view', features: { names: ['a', 'b'], values: new Float32Array([1, 0.5]) } };
   assert.deepEqual(JSON.parse(recordToJson(withFeatures)).features, { a: 1, b: 0.5 });
+  // A feature a plugin named __proto__ is written as one (an assignment set the object's prototype: lost).
+  const oddlyNamed = { kind: 'event', userId: 'u', time: 1, type: 'view', features: { names: ['__proto__', 'b'], values: new Float32Array([2, 3]) } };
+  assert.equal(JSON.stringify(JSON.parse(recordToJson(oddlyNamed)).features), '{"__proto__":2,"b":3}');
   assert.equal(recordToJson({ kind: 'session', userId: 'u' }), '{"kind":"session","userId":"u"}');
   for (const odd of [{ kind: 'event', userId: 'u', time: 1, type: 'view', sessionId: null }, { kind: 'event', userId: 'u', time: 1, type: 'view', price: null }, { kind: 'event', userId: 'u', time: 1, type: 'view', itemId: 7 }]) {
     assert.equal(recordToJson(odd), JSON.stringify(odd), 'values of unexpected types are written as JSON.stringify would');

@@ -3,6 +3,7 @@
  * record reads the same wherever it lands.
  */
 import type { ClickEvent, FeatureVector, Prediction } from './events.js';
+import { setOwnField } from './fields.js';
 
 /** True when every own enumerable string key is a canonical event field (for-in skips the symbol-keyed origin). */
 function onlyCanonicalFields(event: object): boolean {
@@ -264,7 +265,8 @@ function withNamedFeatures(record: object): object {
   const features = (record as { features?: FeatureVector }).features;
   if (features === undefined || features === null || !(features.values instanceof Float32Array)) return record;
   const named: Record<string, number> = {};
-  for (let i = 0; i < features.names.length; i++) named[features.names[i]!] = features.values[i]!;
+  // setOwnField: a feature a plugin named __proto__ would otherwise set the object's prototype, and be lost.
+  for (let i = 0; i < features.names.length; i++) setOwnField(named, features.names[i]!, features.values[i]!);
   return { ...record, features: named };
 }
 

@@ -14,6 +14,9 @@ test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and pri
   assert.match(text, /"username":"app"/);
   assert.match(text, /"ca_pem":"-----BEGIN CERTIFICATE-----x"/, 'a certificate is public');
   assert.match(text, /"linger.ms":5/);
+  // A key __proto__ that came as data (JSON, YAML) stays, its secrets hidden (an assignment set the copy's prototype: lost).
+  const odd = JSON.parse('{"__proto__": {"password": "hunter2", "user": "app"}}') as Record<string, unknown>;
+  assert.equal(JSON.stringify(redactSecrets(odd)), '{"__proto__":{"password":"[redacted]","user":"app"}}');
 });
 
 test('a stage\'s counters and histograms are exported at 0 before their first event, so rate() and alerts see them', async () => {

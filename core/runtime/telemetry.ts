@@ -7,6 +7,7 @@ import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counter, Gauge, GaugeFamily, Histogram, Metrics } from '../plugin.js';
 import { errorCatalogue } from '../errors.js';
+import { setOwnField } from '../fields.js';
 
 export interface LoggerOptions {
   level?: LevelWithSilent;
@@ -39,7 +40,8 @@ export function redactSecrets<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value;
   const copy: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
-    copy[key] = isSecret(key, field) ? '[redacted]' : redactSecrets(field);
+    // setOwnField: a key __proto__ (YAML or JSON gives one as data) would otherwise set the copy's prototype, and be lost.
+    setOwnField(copy, key, isSecret(key, field) ? '[redacted]' : redactSecrets(field));
   }
   return copy as T;
 }
