@@ -47,6 +47,15 @@ test('validate: a folder is checked as run reads it, every .yaml in it (was EISD
   const empty = tributary('validate', join(folder, 'empty'));
   assert.equal(empty.status, 2);
   assert.match(empty.stderr, /empty:0:0: \$: the folder holds no \.yaml pipeline file/);
+  // Two pipelines of the folder share a name, which run refuses: validate of the folder says so, at the second's
+  // name, naming the first (before, both were ok). The same files named one by one may be unrelated: not checked.
+  const twins = join(folder, 'twins');
+  mkdirSync(twins);
+  for (const name of ['one.yaml', 'two.yaml']) writeFileSync(join(twins, name), 'name: same\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  const clash = tributary('validate', twins);
+  assert.equal(clash.status, 2, clash.stderr);
+  assert.match(clash.stderr, /two\.yaml:1:7: \$\.name: the pipeline of .*one\.yaml:1:7 is named 'same' too/);
+  assert.equal(tributary('validate', join(twins, 'one.yaml'), join(twins, 'two.yaml')).status, 0);
 });
 
 test('--plugin and --set take one value each, so they may come before the files (were greedy: the files were read as more values)', () => {

@@ -6,9 +6,9 @@ import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
 import { ConfigError, TributaryError, formatProblem } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
-import { loadPipeline } from '../config/load.js';
+import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
-import { pipelineFiles } from '../runtime/daemon.js';
+import { pipelineFiles, sameNameProblems } from '../runtime/daemon.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } from './run.js';
@@ -175,23 +175,29 @@ export async function main(args: string[]): Promise<number> {
           if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
           else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
         };
-        // A folder is what `run` (and the systemd unit) are given: check the files it would run.
-        const files = argv.files.flatMap((target) => {
+        // A folder is what `run` (and the systemd unit) are given: check the files it would run, and, as
+        // run refuses them, pipelines of it that share a name. (Files named one by one may be unrelated.)
+        for (const target of argv.files) {
+          let files: string[];
           try {
-            return pipelineFiles(target);
+            files = pipelineFiles(target);
           } catch (error) {
             report(target, error);
-            return [];
+            continue;
           }
-        });
-        for (const file of files) {
-          const registry = await builtinRegistry(argv.plugin);
-          try {
-            const loaded = await loadPipeline(file, { registry, sets: argv.set });
-            print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
-          } catch (error) {
-            report(file, error);
+          const folder: LoadedPipeline[] = [];
+          for (const file of files) {
+            const registry = await builtinRegistry(argv.plugin);
+            try {
+              const loaded = await loadPipeline(file, { registry, sets: argv.set });
+              folder.push(loaded);
+              print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
+            } catch (error) {
+              report(file, error);
+            }
           }
+          const clashes = files.length > 1 || files[0] !== target ? sameNameProblems(folder) : [];
+          if (clashes.length > 0) report(target, new ConfigError(clashes));
         }
         exitCode = invalid > 0 ? exitCodes.invalid : exitCodes.ok;
       },

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, inputHandedOver, needsPerson, TributaryError } from '../errors.js';
+import { ConfigError, inputHandedOver, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -33,6 +33,35 @@ export function pipelineFiles(target: string): string[] {
     .map((name) => join(target, name));
   if (files.length === 0) throw new ConfigError([{ file: target, line: 0, column: 0, path: '$', message: 'the folder holds no .yaml pipeline file' }], 'TRIB_ERR_CONFIG_READ');
   return files;
+}
+
+/**
+ * Pipelines of one run (files given together, or a folder's) that share a name: one problem for each
+ * after the first of its name, at its `name` (at its start where the file gives none: its name is its
+ * file's), naming the first. Names label metrics and checkpoints, so `run` refuses these, and
+ * `validate` of a folder says so too.
+ */
+export function sameNameProblems(pipelines: readonly LoadedPipeline[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const byName = new Map<string, LoadedPipeline>();
+  for (const pipeline of pipelines) {
+    const first = byName.get(pipeline.document.name);
+    if (!first) {
+      byName.set(pipeline.document.name, pipeline);
+      continue;
+    }
+    const at = pipeline.locate?.('name');
+    const firstAt = first.locate?.('name');
+    const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
+    problems.push({
+      file: pipeline.file,
+      line: at?.line ?? 0,
+      column: at?.column ?? 0,
+      path: '$.name',
+      message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
+    });
+  }
+  return problems;
 }
 
 /** `settings.restart`, its durations in ms. */
@@ -125,26 +154,8 @@ export class Daemon {
       this.options.logger.debug({ file, config: redactSecrets(pipeline.document) }, 'pipeline loaded');
       this.loaded.push(pipeline);
     }
-    const byName = new Map<string, LoadedPipeline>();
-    for (const pipeline of this.loaded) {
-      const first = byName.get(pipeline.document.name);
-      if (first) {
-        // At the second one's `name` (where the file gives none, its name is its file's: said at its start).
-        const at = pipeline.locate?.('name');
-        const firstAt = first.locate?.('name');
-        const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
-        throw new ConfigError([
-          {
-            file: pipeline.file,
-            line: at?.line ?? 0,
-            column: at?.column ?? 0,
-            path: '$.name',
-            message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
-          },
-        ]);
-      }
-      byName.set(pipeline.document.name, pipeline);
-    }
+    const clashes = sameNameProblems(this.loaded);
+    if (clashes.length > 0) throw new ConfigError(clashes);
   }
 
   /** Has every pipeline's sinks open their outputs again at their paths (SIGHUP: logrotate renamed them). */
