@@ -4,9 +4,10 @@
  * folder fsynced. A crash or power loss at any moment leaves the old file or the new one whole: a
  * rename alone can reach the disk before the data does, leaving an empty or partial file in place.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { statIfAny } from './paths.js';
 
 /** What is written, in order (a checkpoint's header, then its body). */
 export type DurableData = string | Uint8Array | readonly (string | Uint8Array)[];
@@ -110,7 +111,7 @@ function missingFolders(folder: string): string[] {
   return missing;
 }
 
-const isFolder = (path: string): boolean => statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+const isFolder = (path: string): boolean => statIfAny(path)?.isDirectory() === true;
 
 /** An EEXIST from mkdir of `folder` where a folder is there now (another process made it first); not a file there. */
 const madeMeanwhile = (error: unknown, folder: string): boolean => (error as NodeJS.ErrnoException).code === 'EEXIST' && isFolder(folder);

@@ -359,17 +359,17 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
 }
 
 /**
- * The id in `field`: its text; `undefined` when absent; the rejection when it is no id. A number is
- * one only as an integer JSON reads exactly (below 2^53): past that, JSON.parse rounds it, and two
- * users' ids (12345678901234567890 and ...891) would become one.
- */
-/**
  * Longest id (user, session, item, category) read, in UTF-16 code units. Ids are kept in state (per user,
  * per session, in session and prediction ids): 400 ids of a megabyte each (a blob pasted into a field)
  * took 4.8 GB of memory, where a shop's ids are tens of characters.
  */
 export const MAX_ID_LENGTH = 1024;
 
+/**
+ * The id in `field`: its text; `undefined` when absent; the rejection when it is no id. A number is
+ * one only as an integer JSON reads exactly (below 2^53): past that, JSON.parse rounds it, and two
+ * users' ids (12345678901234567890 and ...891) would become one.
+ */
 function idValue(field: string, value: unknown): string | undefined | { rejected: string } {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value === 'string') {

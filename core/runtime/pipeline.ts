@@ -341,7 +341,6 @@ function takeSnapshots(operators: readonly { label: string; operator: Operator }
   return taken;
 }
 
-/** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 /**
  * The watermark a partition task's stages passed on, kept in its file where they hold theirs back (below
  * the one it got), or where it got none yet since its restore (held as restored).
@@ -350,6 +349,7 @@ function heldOf(task: PartitionTask): number | undefined {
   return (task.passed < task.watermark || task.watermark === -Infinity) && Number.isFinite(task.passed) ? task.passed : undefined;
 }
 
+/** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
   for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;

@@ -334,8 +334,11 @@ async function* decodeCsv(
    * looks for); whether a resumed run read it already goes by the line it ends on (the positions').
    */
   let columnsChecked = false;
+  /** A column named `__proto__` (decided once, with the columns): its rows are built with setOwnField, every other by assignment. */
+  let protoColumn = false;
   const checkColumns = (known: readonly string[]): void => {
     columnsChecked = true;
+    protoColumn = known.includes('__proto__');
     const missing = missingMappedColumns(config.mapping, known);
     if (missing.length === 0) return;
     context.logger.warn(
@@ -363,7 +366,8 @@ async function* decodeCsv(
     }
     const raw: Record<string, unknown> = {};
     // Own fields, a column `__proto__` too (assigned, it would set the prototype and be lost).
-    for (let i = 0; i < columns.length; i++) setOwnField(raw, columns[i]!, record[i]);
+    if (protoColumn) for (let i = 0; i < columns.length; i++) setOwnField(raw, columns[i]!, record[i]);
+    else for (let i = 0; i < columns.length; i++) raw[columns[i]!] = record[i];
     const result = map(raw, origin);
     if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
     else events.push(result);
