@@ -6,8 +6,9 @@
  * 3. Java is installed: a native single-node KRaft broker from Apache Kafka's own jars, fetched once
  *    by `fetch-broker.sh` (Maven) into `.cache/kafka-libs`, started with `java -cp` on free loopback
  *    ports, with a small heap and log4j writing to a file in its own temp folder. A port another process
- *    takes between its pick and java binding it fails that start at once (java logs it), and the broker is
- *    started again on fresh ports (three starts in all).
+ *    takes between its pick and java binding it fails that start at once (java logs it, or another Kafka
+ *    broker, another run's, answers there with its own cluster id), and the broker is started again on
+ *    fresh ports (three starts in all).
  *
  * A native broker can also authenticate and authorise (`users`): SASL PLAIN users whose rights ACLs grant
  * (`aclCommand`), as a production cluster does, for the tests of what a client may not do.
@@ -205,6 +206,8 @@ export interface SecureListeners {
 export interface NativeBroker extends TestBroker {
   mode: 'native';
   dir: string;
+  /** The id its storage was formatted with: what its Metadata answers say, and no other broker's do. */
+  clusterId: string;
   /** Its `log.dirs`: a partition's segments are in `<dataDir>/<topic>-<partition>/`. */
   dataDir: string;
   /** Kills java at once (kill -9), keeping its data, as a crash or a network cut would. */
@@ -246,7 +249,7 @@ export function deleteRecordsBefore(brokers: string, topic: string, partition: n
   return Number(result.stdout.trim());
 }
 
-/** Java could not bind one of the broker's ports: another process has it. */
+/** Java could not bind one of the broker's ports, or another broker answers on it: another process has it. */
 class PortTakenError extends Error {
   constructor(
     message: string,
@@ -372,7 +375,8 @@ async function startNativeBrokerOnce(options: NativeBrokerOptions, libsDir: stri
   const scram = Object.entries(options.secure?.scramUsers ?? {}).flatMap(([name, password]) =>
     ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => ['--add-scram', `${mechanism}=[name=${name},password=${password}]`]),
   );
-  const format = spawnSync('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', join(dir, 'server.properties'), ...scram], {
+  const clusterId = newClusterId();
+  const format = spawnSync('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', join(dir, 'server.properties'), ...scram], {
     encoding: 'utf8',
     timeout: 120_000,
   });
@@ -422,11 +426,19 @@ async function startNativeBrokerOnce(options: NativeBrokerOptions, libsDir: stri
     let lastError: unknown;
     while (Date.now() < deadline) {
       if (watchdog.exitCode !== null) break;
+      let answer: BrokerMetadata | undefined;
       try {
-        if ((await metadataBrokerCount('127.0.0.1', plaintextPort, 2_000)) > 0) return;
+        answer = await brokerMetadata('127.0.0.1', plaintextPort, 2_000);
       } catch (error) {
         lastError = error;
       }
+      // Another run's broker on the port picked for ours (it took the port after the pick) answers at once,
+      // before our java fails to bind it: not our broker, so not our start's success. A port taken, as a
+      // failed bind is, and the tests never run against (or stop) that broker.
+      if (answer && answer.clusterId !== clusterId) {
+        throw new PortTakenError(`another Kafka broker answers at 127.0.0.1:${plaintextPort} (cluster ${answer.clusterId ?? '(none)'}, not this start's ${clusterId})`, plaintextPort);
+      }
+      if (answer && answer.brokers > 0) return;
       const taken = portTaken(loggedBefore);
       if (taken) throw taken;
       await delay(250);
@@ -452,6 +464,7 @@ async function startNativeBrokerOnce(options: NativeBrokerOptions, libsDir: stri
     mode: 'native',
     brokers,
     dir,
+    clusterId,
     dataDir,
     libsDir,
     ...(users ? { plaintext: `127.0.0.1:${plaintextPort}` } : {}),
@@ -509,7 +522,7 @@ function makeCertificates(dir: string): { ca: string; serverKeystore: string; cl
   return { ca: file('ca.pem'), serverKeystore: file('server-keystore.pem'), clientCertificate: file('client.pem'), clientKey: file('client-encrypted.key'), clientKeyPassword };
 }
 
-function clusterId(): string {
+function newClusterId(): string {
   // A KRaft cluster id is a base64url-encoded UUID (22 characters), as `kafka-storage random-uuid` prints.
   // Like Kafka's Uuid.randomUuid, never one starting with '-' (1 in 64): the storage tool's argument
   // parser reads it as an option and formatting fails.
@@ -535,21 +548,32 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** What a broker's Metadata answer says of its cluster. */
+export interface BrokerMetadata {
+  /** How many brokers it lists. */
+  brokers: number;
+  /** Its cluster's id (a KRaft broker's: the id its storage was formatted with). */
+  clusterId: string | undefined;
+}
+
 /**
- * Sends a Kafka Metadata request (v0, all topics) over a plain socket and returns how many brokers the
- * answer lists: the protocol-level readiness check, with no client library needed in the test runner.
+ * Sends a Kafka Metadata request (v4, no topics) over a plain socket and returns how many brokers the
+ * answer lists and the cluster id it gives: the protocol-level readiness check, with no client library
+ * needed in the test runner (node-rdkafka's metadata has no cluster id). The cluster id tells our broker
+ * from another one listening on the same port.
  */
-export function metadataBrokerCount(host: string, port: number, timeoutMs: number): Promise<number> {
-  return new Promise((resolveCount, reject) => {
+export function brokerMetadata(host: string, port: number, timeoutMs: number): Promise<BrokerMetadata> {
+  return new Promise((resolveMetadata, reject) => {
     const clientId = Buffer.from('tributary-probe');
-    const body = Buffer.alloc(2 + 2 + 4 + 2 + clientId.length + 4);
+    const body = Buffer.alloc(2 + 2 + 4 + 2 + clientId.length + 4 + 1);
     let at = 0;
     at = body.writeInt16BE(3, at); // api key: Metadata
-    at = body.writeInt16BE(0, at); // api version 0
+    at = body.writeInt16BE(4, at); // api version 4: a cluster id (v2+), not yet flexible (v9+)
     at = body.writeInt32BE(7, at); // correlation id
     at = body.writeInt16BE(clientId.length, at);
     at += clientId.copy(body, at);
-    body.writeInt32BE(0, at); // topics: empty array (v0: all topics)
+    at = body.writeInt32BE(0, at); // topics: an empty array (v1+: none)
+    body.writeInt8(0, at); // allow_auto_topic_creation: false
     const size = Buffer.alloc(4);
     size.writeInt32BE(body.length);
     const socket = createConnection({ host, port });
@@ -562,9 +586,12 @@ export function metadataBrokerCount(host: string, port: number, timeoutMs: numbe
       if (all.length < 4 || all.length < 4 + all.readInt32BE(0)) return;
       clearTimeout(timer);
       socket.destroy();
-      // size, correlation id, then the brokers array's length.
-      if (all.readInt32BE(4) !== 7) reject(new Error('unexpected correlation id'));
-      else resolveCount(all.readInt32BE(8));
+      try {
+        resolveMetadata(parseMetadataV4(all.subarray(4, 4 + all.readInt32BE(0))));
+      } catch (error) {
+        // Not a Metadata v4 answer (not a Kafka broker): nothing the harness can use.
+        reject(new Error(`not a Kafka Metadata answer: ${(error as Error).message}`));
+      }
     });
     socket.once('error', (error) => {
       clearTimeout(timer);
@@ -577,6 +604,36 @@ export function metadataBrokerCount(host: string, port: number, timeoutMs: numbe
       reject(new Error('the connection closed before a metadata answer'));
     });
   });
+}
+
+/** A Metadata v4 response after its size: correlation id, throttle time, brokers, cluster id. Throws past its end. */
+function parseMetadataV4(response: Buffer): BrokerMetadata {
+  let at = 0;
+  const int32 = (): number => {
+    const value = response.readInt32BE(at);
+    at += 4;
+    return value;
+  };
+  const nullableString = (): string | undefined => {
+    const length = response.readInt16BE(at);
+    at += 2;
+    if (length < 0) return undefined;
+    if (at + length > response.length) throw new RangeError('a string runs past the answer');
+    const value = response.toString('utf8', at, at + length);
+    at += length;
+    return value;
+  };
+  if (int32() !== 7) throw new Error('unexpected correlation id');
+  int32(); // throttle_time_ms
+  const brokers = int32();
+  if (brokers < 0) throw new RangeError('a negative broker count');
+  for (let broker = 0; broker < brokers; broker++) {
+    int32(); // node_id
+    nullableString(); // host
+    int32(); // port
+    nullableString(); // rack
+  }
+  return { brokers, clusterId: nullableString() };
 }
 
 // `node dist/integration-tests/kafka/broker.js`: start a broker, print its address, stop on Ctrl-C.
