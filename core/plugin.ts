@@ -265,6 +265,15 @@ export interface Source {
    * partition that moves here with a backlog is not judged late by the watermark of the others.
    */
   partitionWatermarks?(): ReadonlyMap<string, number>;
+  /**
+   * Scale-out, optional: the assigned partitions idle now by this source's `idle_timeout` (Kafka: no event
+   * for that long and nothing left to read), by partition id. A partition whose stages hold back the
+   * watermark they pass on (a sessionizer after a far-future event) holds back the global stages' only
+   * while it is not idle, as an idle source no longer holds the combined watermark; without this method
+   * every partition counts as active, and one quiet held partition holds them for every partition.
+   * Asked only while some partition's stages hold, after `partitionWatermarks`.
+   */
+  idlePartitions?(): ReadonlySet<string>;
   close?(): Promise<void>;
 }
 

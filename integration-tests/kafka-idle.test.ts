@@ -113,6 +113,8 @@ test('a partition with nothing to read does not hold the watermark for ever: idl
     // Partition 1 is empty: it holds the watermark only until idle_timeout after its first fetch answer.
     // Each look moves the clock on by idle_timeout, so this waits only for that answer (about a fetch).
     await watermarkFollows(source, skew, newest);
+    // Scale-out asks the same of each partition (a held one idle no longer holds the global stages).
+    assert.ok(source.idlePartitions!().has(`${topic}-1`), 'partition 1 named idle');
   } finally {
     await source.close?.();
   }

@@ -976,10 +976,30 @@ export class PipelineRunner {
    * task's stages passed on where that is below the one it got (a sessionizer after a far-future
    * event): as in a fused run, a stage after a holding one never sees a later time than it passed. Run
    * after each batch, whether the sources' moved or not: such a task moves its own with its records.
+   * A task of a partition the source says is idle (Source.idlePartitions) holds nothing, by the rule
+   * advanceWatermark applies to an idle source: one quiet partition held the global stages of every
+   * partition for as long as it stayed quiet. Every task idle, they go no further than the most
+   * advanced time a task passed on, as the combined watermark follows the most advanced source then:
+   * one held partition alone does not hand them the far-future time its stages hold back. Active
+   * again, a held task holds again, as a source that comes back does: the global stages' watermark
+   * never goes back, and waits at where it stands until the task's own time passes it.
    */
   private passGlobalWatermark(): void {
     let time = this.emittedWatermark;
-    for (const task of this.tasks.values()) if (task.passed < task.watermark && task.passed < time) time = task.passed;
+    let anyHeld = false;
+    for (const task of this.tasks.values()) if (task.passed < task.watermark && task.passed < time) anyHeld = true;
+    if (anyHeld) {
+      const idle = this.scaleOut!.slot.source.idlePartitions?.();
+      let anyActive = false;
+      let mostAdvanced = -Infinity;
+      for (const task of this.tasks.values()) {
+        if (task.passed > mostAdvanced) mostAdvanced = task.passed;
+        if (idle?.has(task.id)) continue;
+        anyActive = true;
+        if (task.passed < task.watermark && task.passed < time) time = task.passed;
+      }
+      if (!anyActive && mostAdvanced < time) time = mostAdvanced;
+    }
     if (!(time > this.globalWatermark)) return;
     this.globalWatermark = time;
     this.input.next(watermark(time));

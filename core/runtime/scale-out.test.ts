@@ -25,7 +25,7 @@ import {
   type RunStats,
   type StreamRecord,
 } from 'tributary';
-import { tempFolder } from 'tributary/testing';
+import { tempFolder, until } from 'tributary/testing';
 
 const T0 = Date.UTC(2024, 5, 1);
 const HOUR = 3_600_000;
@@ -41,7 +41,8 @@ type Step =
 /**
  * A partitioned source that does what the test queues, one step per pull. Its partitions' next offsets
  * follow the records it yields, from where each assignment starts; their watermarks are set by the
- * test (`marks`), as the Kafka source's follow the others' once idle.
+ * test (`marks`), as the Kafka source's follow the others' once idle, and so is which are idle (`idle`).
+ * `marksAsked` counts the runtime's calls of partitionWatermarks: one per pass of the watermark.
  */
 function drivenSource() {
   const steps: Step[] = [];
@@ -51,6 +52,8 @@ function drivenSource() {
   const from = new Map<string, number>();
   const next = new Map<string, number>();
   const marks = new Map<string, number>();
+  const idle = new Set<string>();
+  let marksAsked = 0;
   const committed = new Map<string, number>();
   let listener: PartitionListener | undefined;
   const plugin = defineSource<Record<string, never>>({
@@ -61,7 +64,8 @@ function drivenSource() {
     create: () => ({
       onPartitions: (given) => void (listener = given),
       partitionOffsets: () => new Map(next),
-      partitionWatermarks: () => new Map(marks),
+      partitionWatermarks: () => (marksAsked++, new Map(marks)),
+      idlePartitions: () => new Set(idle),
       committedOffsets: () => new Map(committed),
       watermark: () => (marks.size === 0 ? -Infinity : Math.min(...marks.values())),
       async *read() {
@@ -85,6 +89,7 @@ function drivenSource() {
             for (const { id } of step.revoke) {
               next.delete(id);
               marks.delete(id);
+              idle.delete(id);
             }
             yield [];
           } else {
@@ -100,6 +105,8 @@ function drivenSource() {
   return {
     plugin,
     marks,
+    idle,
+    marksAsked: () => marksAsked,
     next,
     /** As the group's offsets after a commit of the partitions' next offsets. */
     commit: () => {
@@ -327,4 +334,62 @@ test('a partition whose sessionizer holds, handed over (revoked, then assigned a
     await source.run('end');
     await run.running;
   }
+});
+
+test('a held partition (its sessionizer after a far-future event) holds the global stages\' watermark while active; idle, it no longer does; active again, it holds them where they stand, until its own events move it', async (t) => {
+  const dir = tempFolder(t, 'scale-held-idle');
+  const { seen, marks } = watermarksSeen();
+  const source = drivenSource();
+  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
+  await source.run(
+    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+    { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+  );
+  // A far-future event on p-0 moves its watermark; its sessionizer holds at 2 h.
+  const future = Date.now() + 10 * 24 * HOUR;
+  source.marks.set('p-0', future);
+  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  const moveP1 = async (hours: number) => {
+    source.marks.set('p-1', T0 + hours * HOUR);
+    await source.run({ records: [{ partition: 'p-1', userId: `u1-${hours}`, time: T0 + hours * HOUR }] });
+  };
+  await moveP1(3);
+  assert.equal(Math.max(...seen), T0 + 2 * HOUR, 'active, p-0 holds them at its sessionizer\'s time');
+  // p-0 goes quiet for its idle_timeout: p-1 moves them on.
+  source.idle.add('p-0');
+  await moveP1(4);
+  // Before: 2 h, for as long as p-0 stayed quiet.
+  assert.equal(Math.max(...seen), T0 + 4 * HOUR, 'idle, p-0 holds them no longer');
+  // Active again (records to read): it holds again, from where they stand (4 h), not back at 2 h.
+  source.idle.delete('p-0');
+  await moveP1(5);
+  assert.equal(Math.max(...seen), T0 + 4 * HOUR, 'active again, p-0 holds them again');
+  // Its own event at 5 h moves its sessionizer, and them with it.
+  await source.run({ records: [{ partition: 'p-0', userId: 'u2', time: T0 + 5 * HOUR }] });
+  assert.equal(Math.max(...seen), T0 + 5 * HOUR, 'p-0\'s events move them');
+  await source.run('end');
+  await run.running;
+  assert.ok(seen.every((time, k) => k === 0 || time > seen[k - 1]!), `strictly increasing: ${seen.join(', ')}`);
+});
+
+test('every partition idle, the global stages go no further than the most advanced time a partition\'s stages passed on: a lone held partition does not hand them the far-future time its sessionizer holds back', async (t) => {
+  const dir = tempFolder(t, 'scale-held-all-idle');
+  const { seen, marks } = watermarksSeen();
+  const source = drivenSource();
+  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  source.marks.set('p-0', T0);
+  await source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  const future = Date.now() + 10 * 24 * HOUR;
+  source.marks.set('p-0', future);
+  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  assert.equal(Math.max(...seen), T0);
+  // Quiet: the runtime's idle timer passes the watermark again (no batch comes).
+  source.idle.add('p-0');
+  const asked = source.marksAsked();
+  await until(() => source.marksAsked() > asked, 'a pass of the watermark with p-0 idle');
+  assert.equal(Math.max(...seen), T0, 'held at the sessionizer\'s time, not the far-future one');
+  assert.deepEqual(summaries(run.sessions), [], 'u0\'s session still open');
+  await source.run('end');
+  await run.running;
 });

@@ -459,3 +459,41 @@ test('a key_field named as an Object.prototype member (constructor) is filled fr
   const { value: events } = await batch;
   assert.deepEqual([(events as ClickEvent[]).map((e) => e.userId), context.deadLetters], [['u1', 'u2'], []]);
 });
+
+test('scale-out: idlePartitions names an assigned partition with no event for idle_timeout and nothing to read; one with records to read is not, nor one whose record was just read', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  // librdkafka's position of t/0, which the test moves (the scripted one is always at the partition's end).
+  let position = 30;
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  const positionOf = (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: position }));
+  Object.defineProperty(prototype, 'position', { value: positionOf, configurable: true, writable: true });
+  let now = Date.UTC(2024, 4, 1);
+  const context = testContext({ batchSize: 100, clock: { now: () => now }, watermark: { maxOutOfOrderness: 0, idleTimeout: 60_000 } });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  instance.onPartitions!({ assigned: async () => new Map(), revoked: async () => undefined });
+  const batches = instance.read()[Symbol.asyncIterator]();
+  const first = batches.next();
+  first.catch(() => undefined);
+  // Assigned, read to its end (30): its idle clock starts at the fetch answer.
+  script.highOffsets.set('t/0', 30);
+  await until(() => script.consumeCalls() > 0 && instance.partitionWatermarks!().size === 1, 'the partition assigned');
+  // A consume call begun before the assignment knows no position of it (so it has records to read): one begun after.
+  const calls = script.consumeCalls();
+  await until(() => script.consumeCalls() > calls, 'a consume call after the assignment');
+  assert.deepEqual([...instance.idlePartitions!()], [], 'not idle as its clock starts');
+  now += 60_000;
+  assert.deepEqual([...instance.idlePartitions!()], ['t-0'], 'idle after idle_timeout with nothing to read');
+  // Its end moves past its position: records to read, however long since its last event.
+  script.highOffsets.set('t/0', 31);
+  assert.deepEqual([...instance.idlePartitions!()], [], 'not idle with a record to read');
+  // The record read: an event just now.
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  script.answers.push(() => [{ topic: 't', partition: 0, offset: 30, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  position = 31;
+  assert.equal((await first).value?.length, 1);
+  assert.deepEqual([...instance.idlePartitions!()], [], 'not idle just after its event');
+  now += 60_000;
+  assert.deepEqual([...instance.idlePartitions!()], ['t-0'], 'idle again idle_timeout after it');
+});

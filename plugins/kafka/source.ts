@@ -792,6 +792,13 @@ class KafkaSource {
     return marks;
   }
 
+  idlePartitions(): ReadonlySet<string> {
+    const now = this.context.clock.now();
+    const idle = new Set<string>();
+    for (const state of this.partitions.values()) if (state.assigned && this.idle(state, now)) idle.add(state.id);
+    return idle;
+  }
+
   /**
    * Whether an assigned partition is idle: no event read from it for idle_timeout (a record that goes to
    * the dead-letter sink is none), and nothing left to read (hasRecordsToRead). Its clock starts at the

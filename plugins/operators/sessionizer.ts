@@ -115,7 +115,8 @@ export default defineOperator<SessionizerConfig>({
           'An event time further than this ahead of the wall clock is absurd: dead-lettered. Where the source\'s `watermark.max_ahead_of_clock` is wider, such an event ' +
           'still moves the sources\' watermark: until accepted events reach its time, this stage\'s event time is then held at the latest accepted event, and so is the ' +
           'watermark it passes on (the stages after it, e.g. churn-model\'s labels, do not move ahead of it); meanwhile an event behind the latest accepted one may be late. Held, its time moves only with accepted events: with `scale_out`, a ' +
-          'partition held so holds the global stages (the models) back for every partition until its own events move it, even while it is idle. Keep this bound as wide as the source\'s to avoid holds.',
+          'partition held so holds the global stages (the models) back for every partition until its own events move it, except while it is idle (no event for the source\'s `watermark.idle_timeout` and nothing to read), as an idle ' +
+          'source holds nothing: the others then move them on; once it has records again it holds them again where they stand (never back) until its events pass them, and what it passes on behind them is late there. Keep this bound as wide as the source\'s to avoid holds.',
       },
       max_behind_watermark: {
         $ref: 'tributary:duration',
