@@ -23,7 +23,7 @@ import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
-import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
+import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
 export interface BacktestCommandOptions {
@@ -187,12 +187,12 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       const s = runner.stats;
       const done = Math.min(total, s.eventsIn + s.deadLettered);
       const eventsPerSecond = perSecond(s.eventsIn, Date.now() - began);
-      const watermark = watermarkShown(s.watermark);
+      const watermark = watermarkProgress(s);
       const percentage = total > 0 ? Math.floor((done / total) * 100) : 100;
       return [
         {
-          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, watermark, done, total },
-          message: `backtest ${runner.name}: progress: ${percentage}% (${done} of ${total} records), ${eventsPerSecond ?? '-'} events/s, watermark ${watermark ?? '-'}`,
+          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, ...watermark.fields, done, total },
+          message: `backtest ${runner.name}: progress: ${percentage}% (${done} of ${total} records), ${eventsPerSecond ?? '-'} events/s, watermark ${watermark.text}`,
         },
       ];
     });

@@ -377,7 +377,7 @@ test('run: a sink whose device is full fails the run naming the sink and the rea
 test("a resumed run's summary gives this process's events/s, not the checkpoint's total over this run's time", async () => {
   // A soak daemon resumed after 1,043,000 events read 10,000 more in 22 s and printed "events/s 48,088".
   const { formatSummary } = await import('./run.js');
-  const base = { eventsIn: 1_053_000, recordsOut: 0, outByKind: {}, deadLettered: 0, deadLetteredByReason: {}, filtered: 0, filteredByReason: {}, sideOutputs: {}, watermark: 0, startedAt: 0, elapsedMs: 20_000, drained: false };
+  const base = { eventsIn: 1_053_000, recordsOut: 0, outByKind: {}, deadLettered: 0, deadLetteredByReason: {}, filtered: 0, filteredByReason: {}, sideOutputs: {}, watermark: 0, passedWatermark: 0, startedAt: 0, elapsedMs: 20_000, drained: false };
   const resumed = formatSummary('soak', { ...base, resumedFrom: 425, atResume: { eventsIn: 1_043_000, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 } });
   assert.match(resumed, /events in\s+1053000\n/, 'the count goes on from the checkpoint');
   assert.match(resumed, /events\/s\s+500\n/);
