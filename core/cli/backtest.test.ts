@@ -246,7 +246,7 @@ test("backtest: a failure as the pipeline starts (a sink's factory refusing its 
   assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0]']], run.stderr);
 });
 
-test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report and result say so; metrics.json keeps its shape; warm_start: false is cold', (t) => {
+test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report, the result and metrics.json (warmStarts, beside its unchanged fields) say so; warm_start: false is cold', (t) => {
   const dir = tempFolder(t, 'backtest-warm');
   const lines = shopperLines(5, 80, 2000);
   writeFileSync(join(dir, 'events.jsonl'), `${lines.join('\n')}\n`);
@@ -282,13 +282,16 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const html = readFileSync(join(dir, 'warm', 'report.html'), 'utf8');
   assert.match(html, /<div id="warm-start" class="warning">/);
   assert.ok(html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps)`), 'the page names the model and its file');
-  const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object> };
-  assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'metrics.json as before');
+  const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object>; warmStarts?: unknown };
+  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts'], 'metrics.json: its fields as before, warmStarts added');
+  assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'each model as before');
+  assert.deepEqual(metrics.warmStarts, { 'intent-lr': { file: saved, steps } }, 'metrics.json names the warm-started model as the result does');
   // Cold: nothing said, nothing in the page.
   const cold = backtest('cold', '--set', 'stages[2].checkpoint.warm_start=false');
   assert.equal(cold.status, 0, cold.stderr);
   assert.deepEqual(records(cold.stderr).filter((entry) => entry.level >= 40 && /warm start/.test(entry.msg)), []);
   assert.equal(backtestResults(cold.stderr)[0]!.warmStarts, undefined);
+  assert.deepEqual(Object.keys(JSON.parse(readFileSync(join(dir, 'cold', 'metrics.json'), 'utf8')) as object), ['events', 'deadLetters', 'models'], 'cold: metrics.json as before');
   assert.doesNotMatch(readFileSync(join(dir, 'cold', 'report.html'), 'utf8'), /id="warm-start"/);
 });
 

@@ -23,7 +23,7 @@ import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
-import { watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
+import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
 export interface BacktestCommandOptions {
@@ -45,6 +45,8 @@ export interface BacktestMetrics {
   deadLetters: number;
   /** Scores are null for a model that got no label (no mean to take). */
   models: Record<string, { auc: number | null; logloss: number | null; brier: number | null; n: number; positives: number }>;
+  /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
+  warmStarts?: Record<string, WarmStart>;
 }
 
 /** A backtest's result as one log record, where the logs are JSON lines (beside the run's summary record). */
@@ -54,8 +56,8 @@ export interface BacktestResultRecord {
   models: BacktestMetrics['models'];
   metricsFile: string;
   reportFile: string;
-  /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
-  warmStarts?: Record<string, WarmStart>;
+  /** As in metrics.json. */
+  warmStarts?: BacktestMetrics['warmStarts'];
 }
 
 /** A saved model a model started from: its file and learning steps (a `model_metrics` record's `warmStart`). */
@@ -88,7 +90,8 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
       return [report.model, { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives }];
     }),
   );
-  return { events: stats.eventsIn, deadLetters: stats.deadLettered, models };
+  const warmStarts = warmStartsOf(reports);
+  return { events: stats.eventsIn, deadLetters: stats.deadLettered, models, ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}) };
 }
 
 /** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
@@ -184,12 +187,12 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       const s = runner.stats;
       const done = Math.min(total, s.eventsIn + s.deadLettered);
       const eventsPerSecond = perSecond(s.eventsIn, Date.now() - began);
-      const watermark = watermarkShown(s.watermark);
+      const watermark = watermarkProgress(s);
       const percentage = total > 0 ? Math.floor((done / total) * 100) : 100;
       return [
         {
-          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, watermark, done, total },
-          message: `backtest ${runner.name}: progress: ${percentage}% (${done} of ${total} records), ${eventsPerSecond ?? '-'} events/s, watermark ${watermark ?? '-'}`,
+          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, ...watermark.fields, done, total },
+          message: `backtest ${runner.name}: progress: ${percentage}% (${done} of ${total} records), ${eventsPerSecond ?? '-'} events/s, watermark ${watermark.text}`,
         },
       ];
     });
@@ -228,15 +231,14 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
-  const warmStarts = warmStartsOf(reports);
   const result: BacktestResultRecord = {
     pipeline: runner.name,
     models: metrics.models,
     metricsFile: join(dir, 'metrics.json'),
     reportFile: join(dir, 'report.html'),
-    ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}),
+    ...(metrics.warmStarts ? { warmStarts: metrics.warmStarts } : {}),
   };
-  const warmOf = new Map(warmStarts);
+  const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
   const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
   if (pretty) {
@@ -276,7 +278,7 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   // `<` escaped so no data value can close the script element.
   const data = JSON.stringify({ metrics, reports }).replace(/</g, '\\u003c');
   // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
-  const warm = warmStartsOf(reports)
+  const warm = Object.entries(metrics.warmStarts ?? {})
     .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
     .join('');
   const warmNote = warm

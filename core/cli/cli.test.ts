@@ -377,7 +377,7 @@ test('run: a sink whose device is full fails the run naming the sink and the rea
 test("a resumed run's summary gives this process's events/s, not the checkpoint's total over this run's time", async () => {
   // A soak daemon resumed after 1,043,000 events read 10,000 more in 22 s and printed "events/s 48,088".
   const { formatSummary } = await import('./run.js');
-  const base = { eventsIn: 1_053_000, recordsOut: 0, outByKind: {}, deadLettered: 0, deadLetteredByReason: {}, filtered: 0, filteredByReason: {}, sideOutputs: {}, watermark: 0, startedAt: 0, elapsedMs: 20_000, drained: false };
+  const base = { eventsIn: 1_053_000, recordsOut: 0, outByKind: {}, deadLettered: 0, deadLetteredByReason: {}, filtered: 0, filteredByReason: {}, sideOutputs: {}, watermark: 0, passedWatermark: 0, startedAt: 0, elapsedMs: 20_000, drained: false };
   const resumed = formatSummary('soak', { ...base, resumedFrom: 425, atResume: { eventsIn: 1_043_000, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 } });
   assert.match(resumed, /events in\s+1053000\n/, 'the count goes on from the checkpoint');
   assert.match(resumed, /events\/s\s+500\n/);
@@ -483,9 +483,18 @@ test('run on a terminal 40 columns wide cuts its progress line to 39, so a redra
   for (const line of redrawn) assert.ok(Array.from(line).length <= 39 && line.endsWith('…'), JSON.stringify(line));
 });
 
-test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented', () => {
+test('usage errors where stderr is not a terminal are JSON records like the rest of the logs, with code TRIB_ERR_USAGE; exit 2 as documented; help names the command given', () => {
   const file = pipeline('usage.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
-  for (const args of [['frobnicate'], ['run'], ['run', file, '--no-such-flag'], ['backtest', file], ['run', file, '--progress-interval', 'soon']]) {
+  const cases: Array<[string[], string]> = [
+    [['frobnicate'], 'tributary --help'],
+    [[], 'tributary --help'],
+    [['run'], 'tributary run --help'],
+    [['run', file, '--no-such-flag'], 'tributary run --help'],
+    [['backtest', file], 'tributary backtest --help'],
+    [['validate'], 'tributary validate --help'],
+    [['run', file, '--progress-interval', 'soon'], 'tributary run --help'],
+  ];
+  for (const [args, help] of cases) {
     const result = tributary(...args);
     assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
     const lines = result.stderr.split('\n').filter((line) => line !== '');
@@ -494,8 +503,13 @@ test('usage errors where stderr is not a terminal are JSON records like the rest
     assert.equal(error!.level, 50);
     assert.equal(error!.code, 'TRIB_ERR_USAGE');
     assert.ok(error!.msg.length > 0);
-    assert.match(error!.help, /tributary( \w+)? --help/);
+    assert.equal(error!.help, help, args.join(' '));
   }
+  // What `tributary backtest FILE` (no --input) suggests shows backtest's own options.
+  const backtestHelp = tributary('backtest', '--help');
+  assert.equal(backtestHelp.status, 0, backtestHelp.stderr);
+  assert.match(backtestHelp.stdout, /--input/);
+  assert.match(backtestHelp.stdout, /--report/);
   // backtest's own checks of its arguments (before anything runs) too.
   const missing = tributary('backtest', file, '--input', 'nope.jsonl', '--report', join(dir, 'usage-report'));
   assert.equal(missing.status, 2, missing.stderr);

@@ -102,6 +102,14 @@ function print(text: string): void {
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
   const progress = (argv: ProgressOptions) => ({ progress: progressForm(argv.progress, process.stderr.isTTY === true), progressIntervalMs: parseDuration(argv['progress-interval']) });
+  // A usage error points to the help of the command it is about: a command's builder runs only once its
+  // name was read, so the builder names it; an error before that (no command, an unknown one) gets the
+  // top-level help.
+  let usageHelp = 'tributary --help';
+  const named = <T>(name: string, argv: Argv<T>): Argv<T> => {
+    usageHelp = `tributary ${name} --help`;
+    return argv;
+  };
   const parser = yargs(args)
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
@@ -109,7 +117,7 @@ export async function main(args: string[]): Promise<number> {
       'run <targets..>',
       'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
       (argv) =>
-        withProgress(withCommon(argv), 'a progress line')
+        withProgress(withCommon(named('run', argv)), 'a progress line')
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('e.g. sources[0].events=1000'))
           .option('http-port', { type: 'string', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
@@ -141,7 +149,7 @@ export async function main(args: string[]): Promise<number> {
       'backtest <file>',
       'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
-        withProgress(withCommon(argv), 'a progress bar')
+        withProgress(withCommon(named('backtest', argv)), 'a progress bar')
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
@@ -164,7 +172,7 @@ export async function main(args: string[]): Promise<number> {
       'validate <files..>',
       'Check pipeline files (a folder: every .yaml in it, as run reads it). Exits 0 when all are valid, 2 otherwise; errors go to stderr as FILE:LINE:COL: PATH: MESSAGE.',
       (argv) =>
-        withCommon(argv)
+        withCommon(named('validate', argv))
           .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('applied before validating'))
           .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
@@ -205,7 +213,7 @@ export async function main(args: string[]): Promise<number> {
     .command(
       'schema',
       'Print the JSON Schema of pipeline files, composed with every installed plugin (for editors: `# yaml-language-server: $schema=...`).',
-      (argv) => withCommon(argv),
+      (argv) => withCommon(named('schema', argv)),
       async (argv) => {
         const registry = await builtinRegistry(argv.plugin);
         print(`${JSON.stringify(composedSchema(registry), null, 2)}\n`);
@@ -214,7 +222,7 @@ export async function main(args: string[]): Promise<number> {
     .command(
       'docs',
       'Write the pipeline reference (Markdown), generated from the schemas of the document and of every installed plugin.',
-      (argv) => withCommon(argv).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
+      (argv) => withCommon(named('docs', argv)).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
       async (argv) => {
         const text = pipelineReference(await builtinRegistry(argv.plugin));
         if (argv.out) writeFileSync(argv.out, text);
@@ -224,7 +232,7 @@ export async function main(args: string[]): Promise<number> {
     .command(
       'plugins',
       'List the installed plugins and their config fields.',
-      (argv) => withCommon(argv).option('json', { type: 'boolean', default: false, describe: 'Print JSON.' }),
+      (argv) => withCommon(named('plugins', argv)).option('json', { type: 'boolean', default: false, describe: 'Print JSON.' }),
       async (argv) => {
         const registry = await builtinRegistry(argv.plugin);
         print(describePlugins(registry, argv.json));
@@ -252,7 +260,7 @@ export async function main(args: string[]): Promise<number> {
     await parser.parseAsync();
   } catch (error) {
     if (error instanceof TributaryError && error.code === 'TRIB_ERR_USAGE') {
-      reportUsageError(error.message);
+      reportUsageError(error.message, usageHelp);
       return exitCodes.invalid;
     }
     if (reportNeedsPerson(error)) return exitCodes.invalid;

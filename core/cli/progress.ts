@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { RunStats } from '../runtime/pipeline.js';
 
 /**
  * How `run` and `backtest` show their progress: a line (or bar) redrawn in place on a terminal; where
@@ -26,8 +27,10 @@ export interface ProgressRecord {
   deadLettered: number;
   /** This process's events per second so far (null when no time passed). */
   eventsPerSecond: number | null;
-  /** The event-time watermark, ISO 8601 (null before the first event). */
+  /** The sources' event-time watermark, ISO 8601 (null before the first event). */
   watermark: string | null;
+  /** The watermark the stages passed on to the sinks (RunStats.passedWatermark): below `watermark` while a stage holds it back. */
+  passedWatermark: string | null;
   /** `backtest`: input records read (events and rejects) of the input file's `total`. */
   done?: number;
   total?: number;
@@ -48,6 +51,17 @@ export function writeProgressRecords(logger: Logger, intervalMs: number, take: (
 
 /** A watermark as a progress line or record shows it: ISO 8601 to the second, or null before any event. */
 export const watermarkShown = (watermark: number): string | null => (Number.isFinite(watermark) ? new Date(watermark).toISOString().replace('.000Z', 'Z') : null);
+
+/**
+ * A run's watermarks as its progress shows them: the record's fields, and the words of a line or message,
+ * which name the one the stages passed on only while a stage holds it back (else it is the same).
+ */
+export function watermarkProgress(stats: Pick<RunStats, 'watermark' | 'passedWatermark'>): { fields: Pick<ProgressRecord, 'watermark' | 'passedWatermark'>; text: string } {
+  const watermark = watermarkShown(stats.watermark);
+  const passedWatermark = watermarkShown(stats.passedWatermark);
+  const held = stats.passedWatermark < stats.watermark && stats.watermark !== Infinity;
+  return { fields: { watermark, passedWatermark }, text: `${watermark ?? '-'}${held ? ` (held at ${passedWatermark ?? '-'})` : ''}` };
+}
 
 /**
  * A redrawn progress line cut to fit one row of a terminal `columns` wide (unknown: as it is). `\r\x1b[2K`

@@ -5,7 +5,7 @@ import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type ErrorCode, type TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
-import { fitToTerminal, watermarkShown, writeProgressRecords, type ProgressForm } from './progress.js';
+import { fitToTerminal, watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 
 /** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -256,7 +256,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     progressTimer = setInterval(() => {
       const parts = daemon.runners.map((runner) => {
         const s = runner.stats;
-        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkShown(s.watermark) ?? '-'}`;
+        return `${runner.name}: in ${s.eventsIn.toLocaleString('en-US')} out ${s.recordsOut.toLocaleString('en-US')} dead ${s.deadLettered} ${rate(ownEvents(s), Date.now() - began)} ev/s wm ${watermarkProgress(s).text}`;
       });
       process.stderr.write(`\r\x1b[2K${fitToTerminal(parts.join(' | '), process.stderr.columns)}`);
     }, daemon.progressIntervalMs);
@@ -266,10 +266,10 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
       daemon.runners.map((runner) => {
         const s = runner.stats;
         const eventsPerSecond = perSecond(ownEvents(s), Date.now() - began);
-        const watermark = watermarkShown(s.watermark);
+        const watermark = watermarkProgress(s);
         return {
-          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, watermark },
-          message: `pipeline ${runner.name}: progress: ${s.eventsIn} events in, ${s.recordsOut} records out, ${s.deadLettered} dead-lettered, ${eventsPerSecond ?? '-'} events/s, watermark ${watermark ?? '-'}`,
+          fields: { progress: true, pipeline: runner.name, eventsIn: s.eventsIn, recordsOut: s.recordsOut, deadLettered: s.deadLettered, eventsPerSecond, ...watermark.fields },
+          message: `pipeline ${runner.name}: progress: ${s.eventsIn} events in, ${s.recordsOut} records out, ${s.deadLettered} dead-lettered, ${eventsPerSecond ?? '-'} events/s, watermark ${watermark.text}`,
         };
       }),
     );

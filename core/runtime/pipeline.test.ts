@@ -2189,3 +2189,57 @@ test('a source or sink whose health() throws is not ready, named with what it th
   stop.abort();
   await run;
 });
+
+test("the run stats keep the sources' watermark and say what the stages passed on to the sinks: below it while a stage holds it back (and watermark_held_seconds says by how much), the same otherwise", async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const HOUR = 3_600_000;
+  /** Runs two batches, an hour apart, through a stage that holds the watermark at `holdAt`; stopped once the second batch's watermark reached it. */
+  const runHolding = async (holdAt: number) => {
+    const controller = new AbortController();
+    const source = defineSource<Record<string, never>>({
+      name: 'two-batches',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        async *read() {
+          yield [event('u', T0)];
+          yield [event('u', T0 + 2 * HOUR)];
+          await new Promise((resolve) => context.signal!.addEventListener('abort', resolve, { once: true }));
+        },
+      }),
+    });
+    const holding = defineOperator<Record<string, never>>({
+      name: 'holding',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => ({
+        apply: recordOperator(context, () => ({
+          record: (record, emit) => emit(record),
+          watermark: (mark) => {
+            // Stopped, not drained: the end of input would pass Infinity through.
+            if (mark.time >= T0 + 2 * HOUR - 1_000) setImmediate(() => controller.abort());
+            return mark.time > holdAt ? holdAt : undefined;
+          },
+        })),
+      }),
+    });
+    const metrics = new MetricsHub();
+    const run = await runYaml('name: held\nsources: [{type: two-batches, watermark: {max_out_of_orderness: 1s}}]\nstages: [{type: holding}]\nsinks: [{type: memory}]\n', {
+      plugins: [source, holding],
+      builtins: false,
+      metrics,
+      signal: controller.signal,
+    });
+    const held = (await metrics.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_watermark_held_seconds{'));
+    return { stats: run.stats, held };
+  };
+  const holds = await runHolding(T0 + HOUR);
+  assert.equal(holds.stats.drained, false);
+  assert.equal(holds.stats.watermark, T0 + 2 * HOUR - 1_000, "the sources' watermark, as before");
+  assert.equal(holds.stats.passedWatermark, T0 + HOUR, 'what the holding stage passed on');
+  assert.equal(holds.held, 'tributary_watermark_held_seconds{pipeline="held"} 3599');
+  const passes = await runHolding(Infinity);
+  assert.equal(passes.stats.watermark, T0 + 2 * HOUR - 1_000);
+  assert.equal(passes.stats.passedWatermark, passes.stats.watermark, 'no stage holds: the same');
+  assert.equal(passes.held, 'tributary_watermark_held_seconds{pipeline="held"} 0');
+});

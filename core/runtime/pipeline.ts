@@ -80,7 +80,14 @@ export interface RunStats {
   /** Records filtered, by `<stage>: <reason>`, bounded as {@link deadLetteredByReason} is (a plugin may word each record's reason apart). */
   filteredByReason: Record<string, number>;
   sideOutputs: Record<string, number>;
+  /** The sources' combined event-time watermark, as last sent to the stages (-Infinity before the first event, Infinity once drained). */
   watermark: number;
+  /**
+   * The watermark the stages passed on to the sinks: `watermark`, unless a stage holds it back (RecordHandlers.watermark:
+   * a sessionizer after a far-future event it dead-lettered closes no session until its own event time catches up),
+   * and with it every stage after it. -Infinity until the stages passed one on.
+   */
+  passedWatermark: number;
   /** When the run started: once it held its checkpoint folder, where it waited for another host's process to let go of it (--lock-wait). */
   startedAt: number;
   /** Time since `startedAt`: a lock wait is not in it, so events per second over it are the run's. */
@@ -445,6 +452,7 @@ export class PipelineRunner {
       filteredByReason: {},
       sideOutputs: {},
       watermark: -Infinity,
+      passedWatermark: -Infinity,
       startedAt: this.clock.now(),
       elapsedMs: 0,
       drained: false,
@@ -618,7 +626,13 @@ export class PipelineRunner {
   }
 
   private route(record: Element): void {
-    if (record.kind === 'watermark' || this.failure !== undefined) return; // failed: nothing more is written
+    if (record.kind === 'watermark') {
+      // Out of the last stage: what the stages passed on (noted per watermark, not per record).
+      const time = (record as Watermark).time;
+      if (time > this.stats.passedWatermark) this.stats.passedWatermark = time;
+      return;
+    }
+    if (this.failure !== undefined) return; // failed: nothing more is written
     let route = this.routes.get(record.kind);
     if (route === undefined) {
       const slots = this.sinks.filter((slot) => slot.kinds === undefined || slot.kinds.has(record.kind));
@@ -1538,6 +1552,9 @@ export class PipelineRunner {
     metrics.observe('records_late_total', "Records sent to the 'late' side output, by this process.", labels, () => (this.stats.sideOutputs.late ?? 0) - before().late);
     metrics.observe('watermark_lag_seconds', 'Wall clock minus the event-time watermark.', labels, () =>
       Number.isFinite(this.stats.watermark) ? (this.clock.now() - this.stats.watermark) / 1000 : NaN,
+    );
+    metrics.observe('watermark_held_seconds', 'The event-time watermark minus the one the stages passed on to the sinks: above 0 while a stage holds it back.', labels, () =>
+      Number.isFinite(this.stats.watermark) && Number.isFinite(this.stats.passedWatermark) ? (this.stats.watermark - this.stats.passedWatermark) / 1000 : NaN,
     );
     // Until this run's first checkpoint, its age counts from the run's start: a daemon whose checkpoints
     // fail from the first one shows a growing age (an alert can fire), not no sample at all.

@@ -297,6 +297,9 @@ test('a partition task whose sessionizer holds its watermark back (a far-future 
   source.marks.set('p-0', future);
   await source.run({ records: [{ partition: 'p-0', userId: 'u1', time: T0 + HOUR }] });
   assert.equal(Math.max(...seen), T0 + HOUR, 'the global stage sees the sessionizer\'s time, not the far-future event\'s');
+  // The run stats say both: the sources' watermark, and what the stages passed on to the sinks.
+  assert.equal(run.runner.stats.watermark, future);
+  assert.equal(run.runner.stats.passedWatermark, T0 + HOUR);
   assert.deepEqual(summaries(run.sessions), ['u0'], 'u0 closed by the time u1 moved the sessionizer to');
   await source.run('end');
   await run.running;
