@@ -1,0 +1,45 @@
+import { strict as assert } from 'node:assert';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+// dist/examples/ops/ -> the checkout's root, where the sources and the example files are.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** The TypeScript sources (not tests) under a folder of the checkout. */
+function sourcesUnder(folder: string): string[] {
+  return readdirSync(join(root, folder), { recursive: true, encoding: 'utf8' })
+    .filter((path) => path.endsWith('.ts') && !path.endsWith('.test.ts') && !path.endsWith('.d.ts'))
+    .map((path) => join(root, folder, path));
+}
+
+/** The series names core and the built-in plugins register (Metrics.counter/gauge/gaugeFamily/histogram, the runtime's observe), with the `tributary_` prefix. */
+function registeredSeries(): Set<string> {
+  const names = new Set<string>();
+  for (const file of [...sourcesUnder('core'), ...sourcesUnder('plugins')]) {
+    for (const match of readFileSync(file, 'utf8').matchAll(/\.(counter|gauge|gaugeFamily|histogram|observe)\(\s*'([a-z0-9_]+)'/g)) {
+      const [, kind, name] = match;
+      names.add(`tributary_${name}`);
+      // A histogram is scraped as its _bucket, _sum and _count series.
+      if (kind === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`tributary_${name}${suffix}`);
+    }
+  }
+  return names;
+}
+
+const usedIn = (relativePath: string): string[] => [...new Set(readFileSync(join(root, relativePath), 'utf8').match(/tributary_[a-z0-9_]+/g) ?? [])].sort();
+
+// A metric renamed or removed leaves a dashboard panel empty and an alert that never fires, silently.
+for (const file of ['examples/ops/grafana-dashboard.json', 'examples/ops/prometheus-alerts.yaml']) {
+  test(`every series ${file} queries is one Tributary exports`, () => {
+    const registered = registeredSeries();
+    const used = usedIn(file);
+    assert.ok(used.length > 5, `${file} names series`);
+    assert.deepEqual(
+      used.filter((name) => !registered.has(name)),
+      [],
+      `series ${file} queries that nothing registers (registered: ${[...registered].sort().join(', ')})`,
+    );
+  });
+}
