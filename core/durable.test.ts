@@ -1,11 +1,14 @@
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type PathLike } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync } from 'tributary';
 import { tempFolder } from 'tributary/testing';
 import { inCI } from '../scripts/ci.js';
+import { createFileDurably } from './durable.js';
 
 test('writeFileDurably and writeFileDurablySync replace a file with all its parts, in order, and leave no temp file', async (t) => {
   const dir = tempFolder(t, 'durable');
@@ -78,4 +81,50 @@ test('a durable write that fails (a full disk; here a rename over a folder) leav
   assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the async write');
   assert.throws(() => writeFileDurablySync(file, '{"a":1}'));
   assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json'], 'no temp file left by the sync write');
+});
+
+/** link(2) of node:fs/promises, as createFileDurably calls it, replaced by `linked` until the test ends. */
+function replaceLink(t: { after(fn: () => void): void }, linked: (from: PathLike, to: PathLike, real: typeof fsPromises.link) => Promise<void>): void {
+  const real = fsPromises.link;
+  mock.method(fsPromises, 'link', (from: PathLike, to: PathLike) => linked(from, to, real));
+  syncBuiltinESMExports();
+  t.after(() => {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  });
+}
+
+test('createFileDurably makes a new file whole and never replaces one there (another writer\'s in a shared folder): false, that file untouched, no temp file left', async (t) => {
+  const dir = tempFolder(t, 'durable-create');
+  const file = join(dir, 'checkpoint-0000000001.json');
+  assert.equal(await createFileDurably(file, ['{"a":', Buffer.from('1}')]), true);
+  assert.equal(readFileSync(file, 'utf8'), '{"a":1}');
+  assert.equal(await createFileDurably(file, '{"b":2}'), false);
+  assert.equal(readFileSync(file, 'utf8'), '{"a":1}', 'the first writer\'s file stands');
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json']);
+});
+
+test('createFileDurably on NFS: a link retransmitted after its reply was lost answers EEXIST though it made the name; the file is ours, and made', async (t) => {
+  const dir = tempFolder(t, 'durable-nfs');
+  replaceLink(t, async (from, to, real) => {
+    await real(from, to);
+    throw Object.assign(new Error(`EEXIST: file already exists, link '${String(from)}' -> '${String(to)}'`), { code: 'EEXIST' });
+  });
+  const file = join(dir, 'checkpoint-0000000001.json');
+  assert.equal(await createFileDurably(file, '{"a":1}'), true);
+  assert.equal(readFileSync(file, 'utf8'), '{"a":1}');
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json']);
+});
+
+test('createFileDurably where the filesystem has no hard links takes the name with O_EXCL and renames the data over it: made whole, and a name there is still never replaced', async (t) => {
+  const dir = tempFolder(t, 'durable-no-links');
+  replaceLink(t, async () => {
+    throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+  });
+  const file = join(dir, 'checkpoint-0000000001.json');
+  assert.equal(await createFileDurably(file, ['{"a":', '1}']), true);
+  assert.equal(readFileSync(file, 'utf8'), '{"a":1}');
+  assert.equal(await createFileDurably(file, '{"b":2}'), false);
+  assert.equal(readFileSync(file, 'utf8'), '{"a":1}');
+  assert.deepEqual(readdirSync(dir), ['checkpoint-0000000001.json']);
 });

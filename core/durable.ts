@@ -1,21 +1,28 @@
 /**
- * Durable file replacement, for files a restart reads back (pipeline checkpoints, saved models): the
- * data goes to a temp file beside the target, which is fsynced, renamed over the target, and the
- * folder fsynced. A crash or power loss at any moment leaves the old file or the new one whole: a
- * rename alone can reach the disk before the data does, leaving an empty or partial file in place.
+ * Durable writes, for files a restart reads back (pipeline checkpoints, saved models): the data goes to
+ * a temp file beside the target, which is fsynced, then put in place (renamed over the target, or linked
+ * to a new name), and the folder fsynced. A crash or power loss at any moment leaves the old file or the
+ * new one whole: a rename alone can reach the disk before the data does, leaving an empty or partial
+ * file in place.
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { statIfAny } from './paths.js';
+import { sameFile, statIfAny } from './paths.js';
 
 /** What is written, in order (a checkpoint's header, then its body). */
 export type DurableData = string | Uint8Array | readonly (string | Uint8Array)[];
 
 const partsOf = (data: DurableData): readonly (string | Uint8Array)[] => (typeof data === 'string' || data instanceof Uint8Array ? [data] : data);
 
-/** The temp name beside `file` (per process, so two processes never write into one temp file). */
-export const durableTempName = (file: string): string => `${file}.tmp-${process.pid}`;
+/**
+ * The temp name beside `file`: `<file>.tmp-<pid>-<random hex>`, one per write, so two writers never write
+ * into one temp file (with the pid alone, processes of one pid on two hosts sharing a folder, containers'
+ * pid 1, did, and two writes of one process of one name would). The pid says, on its host, whether its
+ * writer still runs (a temp file left by a killed one is swept).
+ */
+export const durableTempName = (file: string): string => `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 
 /**
  * Replaces `file` with `data` durably (see the module comment), without blocking the event loop. A write
@@ -37,6 +44,65 @@ export async function writeFileDurably(file: string, data: DurableData, temp = d
     throw error;
   }
   await syncFolder(dirname(file));
+}
+
+/**
+ * Writes `data` durably as a new file `file`, never replacing one there; resolves false, writing nothing,
+ * where the name exists (the caller picks another). For a folder several writers share (scale_out's
+ * partition folders, on NFS or the like), where a rename over a name another writer made a moment
+ * before would silently replace its file. The temp file, fsynced, is hard-linked to `file` (link(2)
+ * fails where the name exists, as O_EXCL does, atomically on NFS too), its temp name removed and the
+ * folder fsynced. A filesystem without hard links gets `file` created empty with O_EXCL and the temp
+ * renamed over it: readers may see it empty for a moment, and a crash in between leaves it so (a reader
+ * of checksummed files finds it corrupt).
+ */
+export async function createFileDurably(file: string, data: DurableData, temp = durableTempName(file)): Promise<boolean> {
+  // 'wx': a temp name is one write's; a file of that name is no one's to truncate.
+  const handle = await open(temp, 'wx');
+  let created: boolean;
+  try {
+    try {
+      for (const part of partsOf(data)) await handle.writeFile(part);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    created = await linkNew(temp, file);
+  } finally {
+    // Linked, it is a second name of the file; left (EIO), it is swept as any temp file its writer left.
+    await rm(temp, { force: true }).catch(() => undefined);
+  }
+  if (created) await syncFolder(dirname(file));
+  return created;
+}
+
+/** link(2)'s answers (their codes) where the filesystem has no hard links (FAT, some FUSE and SMB mounts). */
+export const noHardLinks: ReadonlySet<string> = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/** Gives `temp`'s file the name `file` where that name is free (see {@link createFileDurably}); false where it is not. */
+async function linkNew(temp: string, file: string): Promise<boolean> {
+  try {
+    await link(temp, file);
+    return true;
+  } catch (error) {
+    const code = String((error as NodeJS.ErrnoException).code);
+    // NFS: a LINK retransmitted after its reply was lost answers EEXIST though the first made the name: ours then.
+    if (code === 'EEXIST') return sameFile(temp, file); // by device and inode (distinct names: false where either is gone)
+    if (!noHardLinks.has(code)) throw error;
+  }
+  try {
+    await (await open(file, 'wx')).close();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    await rename(temp, file); // over the empty file just made: this write's own
+  } catch (error) {
+    await rm(file, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  return true;
 }
 
 /** {@link writeFileDurably} for callers that cannot wait (a stage's synchronous close). */

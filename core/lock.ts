@@ -26,7 +26,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { makeFolderDurablySync } from './durable.js';
+import { makeFolderDurablySync, noHardLinks } from './durable.js';
 
 /** What a lock file holds. */
 export interface LockHolder {
@@ -278,7 +278,7 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+    if (!noHardLinks.has(String(code))) throw error;
   } finally {
     removeIfThere(temp);
   }

@@ -4,10 +4,12 @@
  *
  * Layout: a one-line JSON header (format, version, sequence, body length, SHA-256 of the body), a
  * newline, then the body (JSON). The body is hashed as written, so a torn or corrupted file is
- * detected before anything is restored from it. Files are written durably (writeFileDurably: a temp
- * name, fsynced, renamed into place, the folder fsynced): a crash at any moment leaves either the old
- * set or the new one. With `compression: gzip` the body is gzip (version 2, `encoding` in the header),
- * and the length and hash are of the bytes as written, so a torn file is still found before inflating.
+ * detected before anything is restored from it. Files are written durably (createFileDurably: a temp
+ * name, fsynced, linked to its new name, the folder fsynced): a crash at any moment leaves either the
+ * old set or the new one. A write never replaces a file: where another writer of a shared folder
+ * (scale_out's) took the sequence first, it takes the next. With `compression: gzip` the body is gzip
+ * (version 2, `encoding` in the header), and the length and hash are of the bytes as written, so a
+ * torn file is still found before inflating.
  */
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -19,7 +21,7 @@ import { isRunning, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock,
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
-import { makeFolderDurably, writeFileDurably } from '../durable.js';
+import { createFileDurably, makeFolderDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
@@ -60,8 +62,8 @@ interface Header {
 
 // Ten digits at least: the name is padded to ten, and a sequence past 9,999,999,999 is longer.
 const namePattern = /^checkpoint-(\d{10,})\.json$/;
-/** writeFileDurably's temp files (`<file>.tmp-<pid>`, durableTempName) of checkpoint files. */
-const tempPattern = /^checkpoint-\d+\.json\.tmp-(\d+)$/;
+/** The temp files of checkpoint files (`<file>.tmp-<pid>-<random hex>`, durableTempName; `<file>.tmp-<pid>` before). */
+const tempPattern = /^checkpoint-\d+\.json\.tmp-(\d+)(?:-[0-9a-f]+)?$/;
 const fileName = (sequence: number): string => `checkpoint-${String(sequence).padStart(10, '0')}.json`;
 
 export class CheckpointStore {
@@ -99,7 +101,7 @@ export class CheckpointStore {
    * Makes the folder this process's (`checkpoints.lock` in it, core/lock.ts) for a pipeline's run, until
    * {@link release}. A second process given the folder (two daemons started with one `checkpoint.dir`),
    * or a second pipeline of this process, is refused (TRIB_ERR_CHECKPOINT, naming the folder and the
-   * holder): writing one sequence of files, each would overwrite and delete the other's checkpoints.
+   * holder): writing one sequence of files, each would prune the other's checkpoints.
    * Partition stores (scale_out) are shared by the group's members by design and never claimed.
    */
   claim(pipeline: string, logger: Logger): void {
@@ -163,7 +165,7 @@ export class CheckpointStore {
   }
 
   /**
-   * Whether a temp file of another process (`*.tmp-PID`) was left by one that died: its pid runs no
+   * Whether a temp file of another process (`*.tmp-PID-HEX`, `*.tmp-PID` before) was left by one that died: its pid runs no
    * process here. In a folder not claimed (a scale_out partition folder, shared across hosts, where a pid
    * says nothing) it must also be untouched for LOCK_STALE_MS: another member may be writing it now.
    */
@@ -198,17 +200,26 @@ export class CheckpointStore {
         if (temp && (await this.isLeftOver(name, Number(temp[1])))) await rm(join(this.dir, name), { force: true });
       }
     }
-    const sequence = ((await this.sequences())[0] ?? 0) + 1;
     const json = typeof body === 'string' ? [Buffer.from(body)] : body;
     const pieces = this.compression === 'gzip' ? await gzipPieces(json) : json;
-    if (pieces !== json) reusePieces(json);
+    const gzip = pieces !== json;
+    if (gzip) reusePieces(json);
     let bytes = 0;
     for (const piece of pieces) bytes += piece.length;
-    const header: Header = { format: checkpointFormat, version: checkpointVersion, sequence, bytes, sha256: await sha256InParts(pieces) };
-    if (pieces !== json) Object.assign(header, { version: compressedVersion, encoding: 'gzip' });
-    const file = join(this.dir, fileName(sequence));
-    await writeFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces]);
-    if (pieces === json) reusePieces(pieces); // stringifyInParts' buffers, for the next body
+    const sha256 = await sha256InParts(pieces);
+    let sequence = (await this.newestSequence()) + 1;
+    let header: Header;
+    let file: string;
+    for (;;) {
+      header = { format: checkpointFormat, version: gzip ? compressedVersion : checkpointVersion, sequence, bytes, sha256, ...(gzip ? { encoding: 'gzip' as const } : {}) };
+      file = join(this.dir, fileName(sequence));
+      if (await createFileDurably(file, [`${JSON.stringify(header)}\n`, ...pieces])) break;
+      // Another writer of the folder (a scale_out member that has not yet noticed it lost the partition)
+      // took this sequence since it was read: a rename would have replaced its file, or it ours. The
+      // next after the newest there now, and past this one where a listing lags behind (NFS caches them).
+      sequence = Math.max(sequence, await this.newestSequence()) + 1;
+    }
+    if (!gzip) reusePieces(pieces); // stringifyInParts' buffers, for the next body
     const removed = (await this.sequences()).slice(this.keep).filter((old) => !retain.has(old) && removable(old));
     for (const old of removed) await rm(join(this.dir, fileName(old)), { force: true });
     return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1, removed };

@@ -1391,8 +1391,8 @@ export class PipelineRunner {
   /**
    * `write`, kept in {@link writes} until it settles: a run that fails while it goes on waits for it
    * before giving the folder up (run()). Released at once, the folder was another runner's (the
-   * daemon's restart) while this file was renamed into place and the old ones pruned, the restarted
-   * run's checkpoint among them, and both wrote one `.tmp-<pid>` file.
+   * daemon's restart) while this file was put in place and the old ones pruned, the restarted run's
+   * checkpoint among them.
    */
   private async writing<T>(write: Promise<T>): Promise<T> {
     this.writes.add(write);

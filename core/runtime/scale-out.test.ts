@@ -3,14 +3,17 @@
  * rebalances do): which partitions are saved at a checkpoint and at a revocation, which file a partition
  * restores, and which files a write may remove from the folder the group's members share.
  */
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import fs, { readdirSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import {
   CheckpointStore,
   ORIGIN,
+  readCheckpoint,
   PipelineRunner,
   defineOperator,
   defineSink,
@@ -246,6 +249,80 @@ test('a partition restores the file of the greatest offset its committed offset 
   // 4: the owner's again at 5 (a partition that read nothing since, its state changed): the newest on the tie.
   await store.write(body(5));
   assert.equal(await restored(6), '4.json');
+});
+
+/**
+ * Holds each write's opening of a checkpoint temp file in `folder` (node:fs/promises, as the durable
+ * write opens it) until released: a writer held there has read the folder and chosen its sequence.
+ * `next()` resolves, once the next write got there, with its release; `stop()` lets those after pass.
+ */
+function holdTempOpens(folder: string) {
+  const waiting: (() => void)[] = [];
+  let arrived: (() => void) | undefined;
+  let holding = true;
+  const realOpen = fsPromises.open;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    if (holding && String(path).startsWith(folder) && String(path).includes('.json.tmp-')) {
+      await new Promise<void>((release) => {
+        waiting.push(release);
+        arrived?.();
+      });
+    }
+    return realOpen(path, flags, mode);
+  });
+  syncBuiltinESMExports();
+  return {
+    async next(): Promise<() => void> {
+      while (waiting.length === 0) await new Promise<void>((resolve) => (arrived = resolve));
+      return waiting.shift()!;
+    },
+    stop: () => void (holding = false),
+    restore: () => {
+      mock.restoreAll();
+      syncBuiltinESMExports();
+    },
+  };
+}
+
+test("two members writing one partition's folder at once (both read its newest sequence before either wrote) both keep their file, and the restore takes the one of the greatest offset the committed offset covers", async (t) => {
+  const dir = tempFolder(t, 'scale-race');
+  const folder = join(dir, 'ps', 'p-0');
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // 1: the group's file at 5, the one the new owner restored.
+  await new CheckpointStore(folder, 10).write(body(5));
+  const owner = new CheckpointStore(folder, 10);
+  const late = new CheckpointStore(folder, 10); // another host's member that has not yet noticed it lost p-0
+  const held = holdTempOpens(folder);
+  let written: { file: string; sequence: number }[];
+  try {
+    const ownerWrite = owner.write(body(9));
+    const releaseOwner = await held.next();
+    const lateWrite = late.write(body(7));
+    const releaseLate = await held.next();
+    // Both chose their sequence from the folder as it was (1 file): the owner's file goes in first.
+    held.stop();
+    releaseOwner();
+    const ownerFile = await ownerWrite;
+    releaseLate();
+    written = [ownerFile, await lateWrite];
+  } finally {
+    held.restore();
+  }
+  // Before, both were named 2, and the late member's rename replaced the owner's file (the one its commit of 9 covers).
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000001.json', 'checkpoint-0000000002.json', 'checkpoint-0000000003.json'], 'no file replaced another, no temp file left');
+  assert.deepEqual(written.map((file) => file.sequence), [2, 3]);
+  const offsets = await Promise.all(written.map(async ({ file }) => (await readCheckpoint(file)).sources[label]));
+  assert.deepEqual(offsets, [{ partition: 'p-0', offset: 9 }, { partition: 'p-0', offset: 7 }], 'each file holds what its writer wrote');
+  const restored = async (committed: number) => {
+    const one = await member(dir, drivenSource(), 10);
+    await one.source.run({ assign: [{ id: 'p-0', committed }] }, { revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+    await one.running;
+    const entry = one.log.find((line) => line.msg === 'partition state restored');
+    return entry?.['restored'] as { file: string; offset: number } | undefined;
+  };
+  // The owner committed 9: its file, not the newer one of the late member behind it.
+  assert.deepEqual(await restored(9), { file: written[0]!.file, offset: 9 });
+  assert.deepEqual(await restored(8), { file: written[1]!.file, offset: 7 });
 });
 
 test("a partition's file written by its owner removes neither the files another member wrote since it got the partition nor its own last one; those from before, beyond keep, it does", async (t) => {
