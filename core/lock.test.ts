@@ -142,3 +142,23 @@ test('a lock whose holder was killed but not yet reaped by its parent (a zombie:
   assert.deepEqual(warned, ['checkpoints: took over the lock of a process that is gone']);
   releaseLock(lock);
 });
+
+test('on NFS, a lock whose link was retransmitted after its reply was lost (EEXIST, though the first link made the name) is the taker\'s own: taken, not refused as another\'s', (t) => {
+  const folder = tempFolder(t, 'lock-nfs');
+  const lock = join(folder, 'checkpoints.lock');
+  const link = fs.linkSync;
+  fs.linkSync = ((from: fs.PathLike, to: fs.PathLike) => {
+    link(from, to);
+    throw Object.assign(new Error(`EEXIST: file already exists, link '${String(from)}' -> '${String(to)}'`), { code: 'EEXIST' });
+  }) as typeof fs.linkSync;
+  syncBuiltinESMExports();
+  try {
+    assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
+    assert.equal((JSON.parse(readFileSync(lock, 'utf8')) as LockHolder).pid, process.pid);
+    assert.deepEqual(readdirSync(folder), ['checkpoints.lock'], 'no temp file left');
+  } finally {
+    fs.linkSync = link;
+    syncBuiltinESMExports();
+    releaseLock(lock);
+  }
+});

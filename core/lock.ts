@@ -27,6 +27,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { makeFolderDurablySync, noHardLinks } from './durable.js';
+import { sameFile } from './paths.js';
 
 /** What a lock file holds. */
 export interface LockHolder {
@@ -277,7 +278,9 @@ function createLockFile(lockPath: string, holder: LockHolder): boolean {
     return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
+    // NFS: a LINK retransmitted after its reply was lost answers EEXIST though the first made the name: ours then
+    // (refused, this taker would wait for its own lock, and a later takeover would judge it another's).
+    if (code === 'EEXIST') return sameFile(temp, lockPath);
     if (!noHardLinks.has(String(code))) throw error;
   } finally {
     removeIfThere(temp);
