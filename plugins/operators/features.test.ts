@@ -512,6 +512,45 @@ test('a late event that merges the previous session into the current one gives t
   assert.deepEqual(olderGot.get(200), [3, Math.fround(90 / 1440), 3.5, 35]);
 });
 
+test('a late event that merges the two sessions completed last (the current one a third) gives the user the figures of the same events in order: mean session length, through a snapshot at any point', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '2h' }), stage(userFeatures, { horizons: [] })];
+  // Sessions at 0-5, 60-70 and 120-128; in order, the event at 32 makes the first two one (0-70).
+  const inOrder = (): Element[] => [...[0, 5, 32, 60, 70, 120, 125, 128, 200, 210].map((minute) => ev('m', minute)), watermark(Infinity)];
+  // The same events, 32 late: it arrives when 0-5 and 60-70 have closed (their summaries out) and 120 is the current session.
+  const late = (): Element[] => [ev('m', 0), ev('m', 5), ev('m', 60), ev('m', 70), ev('m', 120), ev('m', 125), watermark(T0 + 130 * MIN), ev('m', 32), ev('m', 128), ev('m', 200), ev('m', 210), watermark(Infinity)];
+  const keys = ['u_sessions', 'u_recency_days', 'u_mean_session_events', 'u_mean_session_minutes'];
+  const figures = (out: Element[]) => new Map(eventsOf(out).map((e) => [(e.time - T0) / MIN, keys.map((k) => named(e)[k])]));
+  const expected = figures(await chain(stages, inOrder()));
+  const out = await chain(stages, late());
+  const bridge = eventsOf(out)[6]!;
+  assert.deepEqual([bridge.session!.id, bridge.session!.merged], [`m:${T0}`, [`m:${T0 + 60 * MIN}`]], 'the late event merged the two earlier sessions');
+  const got = figures(out);
+  // The events after the late one, in the current session and the next: as in order. (The late one itself is
+  // not compared: in order it came before the current session opened.)
+  for (const minute of [128, 200, 210]) assert.deepEqual(got.get(minute), expected.get(minute), `at minute ${minute}`);
+  // One completed session of 5 events over 70 minutes; then (70 + 8) / 2 and (5 + 3) / 2.
+  assert.deepEqual(got.get(128), [2, Math.fround(50 / 1440), 5, 70]);
+  assert.deepEqual(got.get(200), [3, Math.fround((200 - 128) / 1440), 4, 39]);
+  const serialize = (elements: Element[]) => eventsOf(elements).map((e) => Array.from(e.features!.values));
+  for (let cut = 0; cut <= late().length; cut++) {
+    const first = await Chain.build(stages, ctx());
+    first.push(late().slice(0, cut));
+    const second = await Chain.build(stages, ctx(), await first.snapshot());
+    assert.deepEqual([...serialize(first.output), ...serialize(second.push(late().slice(cut)).end())], serialize(out), `cut at ${cut}`);
+  }
+  // Not the two completed last: a late session of its own at 50 lies between 0-5 and 100-105 (the current one 200),
+  // and 30 bridges 0-5 and 50. The completed sessions stay 0-5 and 100-105 (figures kept, not a wrong correction).
+  const between = (): Element[] => [ev('m', 0), ev('m', 5), ev('m', 100), ev('m', 105), ev('m', 200), watermark(T0 + 210 * MIN), ev('m', 50), ev('m', 30), ev('m', 215), watermark(Infinity)];
+  const betweenOut = await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '3h' }), stage(userFeatures, { horizons: [] })], between());
+  assert.deepEqual(eventsOf(betweenOut)[6]!.session!.merged, [`m:${T0 + 50 * MIN}`], '30 merged 0-5 and the late 50');
+  assert.deepEqual(figures(betweenOut).get(215), [3, Math.fround(95 / 1440), 2, 5]);
+  // Nor where 75 bridges the late 50 and 100-105 (the session completed last, but not with 0-5).
+  const withLast = [...between().slice(0, 7), ev('m', 75), ev('m', 215), watermark(Infinity)];
+  const withLastOut = await chain([stage(sessionizer, { gap: '30m', allowed_lateness: '3h' }), stage(userFeatures, { horizons: [] })], withLast);
+  assert.deepEqual(eventsOf(withLastOut)[6]!.session!.merged, [`m:${T0 + 100 * MIN}`], '75 merged the late 50 and 100-105');
+  assert.deepEqual(figures(withLastOut).get(215), [3, Math.fround(95 / 1440), 2, 5]);
+});
+
 test('a closed session\'s state stays until the watermark passes its keptUntil (or the sessionizer forgets it early), then goes; a snapshot at any point restores to the uninterrupted run', async () => {
   const held = async (run: Chain) => ((await run.snapshot())[1] as { users: string[] }).users.length;
   const run = await Chain.build([stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)], ctx());

@@ -51,8 +51,10 @@ export default defineOperator<UserFeaturesConfig>({
     'event opening a session of its own) counts in `u_sessions` but does not become the current one. A late event that merges sessions ' +
     '(`session.merged`) makes them one in `u_sessions`; one that merges the current session with the one completed before it ' +
     'takes that one out of the completed sessions (`u_mean_session_*`) and makes the one before it the previous session (`u_recency_days`), ' +
-    'as the same events in order would; after other merges (of two sessions before the current one, or a second before another session ' +
-    'completes: the figures of older sessions are not kept) those features keep the figures they had. ' +
+    'and one that merges the two sessions completed last makes them one completed session, the late event among its events (not the current ' +
+    'one\'s), as the same events in order would; after other merges (of older sessions, of a late session of its own with a completed one, of ' +
+    'a session whose id is not `<userId>:<start ms>`, or a second before another session completes: the figures of older sessions are not ' +
+    'kept) those features keep the figures they had. ' +
     'Beyond `max_users` known users, the 10% seen least recently are forgotten, counted in `users_evicted_total` ' +
     '(the expected policy at the bound: logged once, at info, when it first happens).',
   config: {
@@ -116,8 +118,9 @@ const LAST_PURCHASE = 13;
 const DECAY_TIME = 14;
 /**
  * The session completed last (before the current one) as it went into the DONE_ figures, and the end
- * of the one before it: what a late event merging that session into the current one takes back out
- * (UserState.unmerge). PREV_SESSION_EVENTS 0: not known (a completed session has at least one event).
+ * of the one before it: what a late event merging that session into the current one takes back out,
+ * or merging the two makes one (UserState.unmerge). PREV_SESSION_EVENTS 0: not known (a completed
+ * session has at least one event).
  */
 const PREV_SESSION_START = 15;
 const PREV_SESSION_EVENTS = 16;
@@ -269,12 +272,15 @@ class UserState {
     }
     // Sessions a late event merged into its own were each counted when they started: one session now.
     const merged = event.session?.merged;
+    let inCompleted = false;
     if (merged !== undefined) {
       row[r + SESSIONS] = Math.max(1, row[r + SESSIONS]! - merged.length);
-      this.unmerge(event.session!, merged, slot, r);
+      inCompleted = this.unmerge(event, merged, slot, r);
     }
     row[r + EVENTS]!++;
-    row[r + SESSION_EVENTS]!++;
+    // A late event that made two completed sessions one belongs to it, as in order, not to the current one.
+    if (inCompleted) row[r + DONE_EVENTS]!++;
+    else row[r + SESSION_EVENTS]!++;
     if (time > row[r + SESSION_LAST]!) row[r + SESSION_LAST] = time;
     if (time > row[r + LAST_TIME]!) row[r + LAST_TIME] = time;
     if (time < row[r + FIRST_SEEN]!) row[r + FIRST_SEEN] = time;
@@ -335,16 +341,29 @@ class UserState {
   }
 
   /**
-   * A late event bridged the user's current session and the one before it (`merged` names the
-   * current one, the event's session is the earlier): one session now, as the events in order would
-   * have made it. The earlier one, if it completed here, leaves the completed sessions' figures (the
-   * mean session length) and the current session takes its events and start; the session before it
-   * becomes the previous one (recency). Merges this cannot undo exactly keep the figures they had: two
-   * sessions before the current one (which of the completed ones they were is not kept), and a second
-   * merge before another session completes (only the last completed session's figures are kept).
+   * A late event merged two of the user's sessions (`merged` names the later one, the event's session
+   * is the earlier): one session now, as the events in order would have made it, where the row says
+   * exactly what each went into the figures as: the current session and the one before it
+   * (unmergeCurrent), or the two completed last (mergeCompleted). Other merges keep the figures they
+   * had: of older sessions (their figures are not kept), and a second merge before another session
+   * completes (the figures kept are of sessions that are one now). Returns whether the event belongs
+   * to the completed sessions (mergeCompleted), not to the current one.
    */
-  private unmerge(tag: SessionContext, merged: readonly string[], slot: number, r: number): void {
-    if (merged.length !== 1 || merged[0] !== this.sessionIds[slot]) return;
+  private unmerge(event: ClickEvent, merged: readonly string[], slot: number, r: number): boolean {
+    if (merged.length !== 1) return false;
+    if (merged[0] === this.sessionIds[slot]) {
+      this.unmergeCurrent(event.session!, slot, r);
+      return false;
+    }
+    return this.mergeCompleted(event, merged[0]!, r);
+  }
+
+  /**
+   * A late event bridged the user's current session and the one before it: the earlier one, if it
+   * completed here, leaves the completed sessions' figures (the mean session length) and the current
+   * session takes its events and start; the session before it becomes the previous one (recency).
+   */
+  private unmergeCurrent(tag: SessionContext, slot: number, r: number): void {
     const row = this.rows;
     const previousEvents = row[r + PREV_SESSION_EVENTS]!;
     // Whether the earlier session is the one completed last, and its figures, are not known.
@@ -362,6 +381,30 @@ class UserState {
     // events counted toward the current one already.
     if (tag.start < row[r + SESSION_START]!) row[r + SESSION_START] = tag.start;
     this.sessionIds[slot] = tag.id;
+  }
+
+  /**
+   * A late event bridged the two sessions completed last, S1 then S2 (the current one later): one
+   * completed session now, from S1's start to S2's end. S1 went into DONE_DURATION as its end
+   * (END_BEFORE_PREV) less its start, S2 as PREV_SESSION_END less PREV_SESSION_START: so the total
+   * grows by the time between them, S2's start less S1's end, and the count drops by one; the late
+   * event is one of its events (the caller counts it there). Which sessions merged: the absorbed one
+   * is S2 where its id is `<userId>:<S2's start>`, as the sessionizer names a session by the time of
+   * its first event (an id once only: no other session it keeps holds that time); the event's session
+   * is then the one just before S2, S1's where it starts at or before S1's end (a user's sessions are
+   * apart in time: a late session of its own between S1 and S2 starts after S1's end). S1's events
+   * and start are not kept: a further merge of the two waits until a session completes.
+   */
+  private mergeCompleted(event: ClickEvent, absorbed: string, r: number): boolean {
+    const row = this.rows;
+    if (row[r + DONE_SESSIONS]! < 2 || row[r + PREV_SESSION_EVENTS] === 0) return false;
+    const endBefore = row[r + END_BEFORE_PREV]!;
+    const previousStart = row[r + PREV_SESSION_START]!;
+    if (!(event.session!.start <= endBefore && absorbed === `${event.userId}:${previousStart}`)) return false;
+    row[r + DONE_SESSIONS]!--;
+    row[r + DONE_DURATION]! += previousStart - endBefore;
+    row[r + PREV_SESSION_EVENTS] = 0;
+    return true;
   }
 
   private allocate(userId: string): number {
