@@ -16,13 +16,26 @@ export type DurableData = string | Uint8Array | readonly (string | Uint8Array)[]
 
 const partsOf = (data: DurableData): readonly (string | Uint8Array)[] => (typeof data === 'string' || data instanceof Uint8Array ? [data] : data);
 
+/** Begins the hex of this process's temp names: an earlier process of its pid (a container's pid 1, restarted) wrote others. */
+const processTag = randomBytes(4).toString('hex');
+
 /**
- * The temp name beside `file`: `<file>.tmp-<pid>-<random hex>`, one per write, so two writers never write
- * into one temp file (with the pid alone, processes of one pid on two hosts sharing a folder, containers'
- * pid 1, did, and two writes of one process of one name would). The pid says, on its host, whether its
- * writer still runs (a temp file left by a killed one is swept).
+ * The temp name beside `file`: `<file>.tmp-<pid>-<hex>`, one per write, so two writers never write into
+ * one temp file (with the pid alone, processes of one pid on two hosts sharing a folder, containers' pid
+ * 1, did, and two writes of one process of one name would). The pid says, on its host, whether its
+ * writer still runs (a temp file left by a killed one is swept); the hex, this process's tag then the
+ * write's, whether it is this process's (isOwnTempName).
  */
-export const durableTempName = (file: string): string => `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+export const durableTempName = (file: string): string => `${file}.tmp-${process.pid}-${processTag}${randomBytes(4).toString('hex')}`;
+
+const ownTempSuffix = new RegExp(`\\.tmp-${process.pid}-${processTag}[0-9a-f]{8}$`);
+
+/**
+ * Whether `name` (a temp file's name or path) is one {@link durableTempName} gave this process: its write
+ * may be under way. One of this pid but not this process is an earlier process's, left by a kill: no
+ * later write reuses its name, so only a sweep removes it.
+ */
+export const isOwnTempName = (name: string): boolean => ownTempSuffix.test(name);
 
 /**
  * Replaces `file` with `data` durably (see the module comment), without blocking the event loop. A write

@@ -21,7 +21,7 @@ import { isRunning, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock,
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
-import { createFileDurably, makeFolderDurably } from '../durable.js';
+import { createFileDurably, isOwnTempName, makeFolderDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
@@ -165,13 +165,16 @@ export class CheckpointStore {
   }
 
   /**
-   * Whether a temp file of another process (`*.tmp-PID-HEX`, `*.tmp-PID` before) was left by one that died: its pid runs no
-   * process here. In a folder not claimed (a scale_out partition folder, shared across hosts, where a pid
-   * says nothing) it must also be untouched for LOCK_STALE_MS: another member may be writing it now.
+   * Whether a temp file (`*.tmp-PID-HEX`, `*.tmp-PID` before) was left by a writer that died; never one of
+   * this process (isOwnTempName: its write may be under way). In the folder this process holds (claim):
+   * one whose pid runs no process here, or is this process's pid (an earlier process of that pid: a
+   * container's pid 1, restarted after a kill mid-write). In a folder not claimed (a scale_out partition
+   * folder, shared across hosts, where a pid says nothing: every container's first process is pid 1) one
+   * untouched for LOCK_STALE_MS, whatever its pid: another member may be writing it now.
    */
   private async isLeftOver(name: string, pid: number): Promise<boolean> {
-    if (pid === process.pid || isRunning(pid)) return false;
-    if (this.claimed) return true;
+    if (isOwnTempName(name)) return false;
+    if (this.claimed) return pid === process.pid || !isRunning(pid);
     const modified = await stat(join(this.dir, name)).then((found) => found.mtimeMs, () => Date.now());
     return Date.now() - modified > LOCK_STALE_MS;
   }

@@ -4,9 +4,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
+import { durableTempName } from '../durable.js';
 import { quietAfterOne, silentLogger, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
@@ -132,6 +133,34 @@ test('a folder not claimed (a scale_out partition folder, shared across hosts) k
   utimesSync(old, elevenMinutesAgo, elevenMinutesAgo);
   await new CheckpointStore(folder).write(JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} }));
   assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoint-0000000001.json.tmp-999998']);
+});
+
+test("a temp file an earlier process of this pid left (a container's pid 1, restarted after a kill mid-write) is removed by the next write, not kept as this process's own: temp names are one per write, so no later write reuses it", async () => {
+  const body = JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} });
+  // The claimed folder: the predecessor's goes at once; one this process is writing now (its own name) stays.
+  const claimed = join(dir, 'same-pid-claimed');
+  mkdirSync(claimed, { recursive: true });
+  const predecessor = `checkpoint-0000000001.json.tmp-${process.pid}-0a1b2c3d4e5f6a7b`;
+  writeFileSync(join(claimed, predecessor), 'half a checkpoint');
+  const writing = durableTempName(join(claimed, 'checkpoint-0000000001.json'));
+  writeFileSync(writing, 'being written by this process');
+  const store = new CheckpointStore(claimed);
+  store.claim('p', silentLogger);
+  await store.write(body);
+  store.release();
+  assert.deepEqual(readdirSync(claimed).sort(), ['checkpoint-0000000001.json', basename(writing)]);
+  // A partition folder, shared across hosts: a pid says nothing there (every container's first process is pid 1, which
+  // runs here too), so once 10 minutes old a temp file goes whatever its pid; a fresh one stays.
+  const shared = join(dir, 'same-pid-shared');
+  mkdirSync(shared, { recursive: true });
+  const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
+  for (const pid of [process.pid, process.ppid]) {
+    writeFileSync(join(shared, `checkpoint-0000000001.json.tmp-${pid}-0a1b2c3d4e5f6a7b`), 'left 11 minutes ago');
+    utimesSync(join(shared, `checkpoint-0000000001.json.tmp-${pid}-0a1b2c3d4e5f6a7b`), elevenMinutesAgo, elevenMinutesAgo);
+  }
+  writeFileSync(join(shared, `checkpoint-0000000001.json.tmp-${process.ppid}-1a1b2c3d4e5f6a7b`), 'another member writes it');
+  await new CheckpointStore(shared).write(body);
+  assert.deepEqual(readdirSync(shared).sort(), ['checkpoint-0000000001.json', `checkpoint-0000000001.json.tmp-${process.ppid}-1a1b2c3d4e5f6a7b`]);
 });
 
 test('a checkpoint store keeps the newest `keep` checkpoints and those it is told to retain; latest() walks back from a sequence with an accept that may wait', async () => {
