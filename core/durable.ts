@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { sameFile, statIfAny } from './paths.js';
 
@@ -45,12 +45,7 @@ export const isOwnTempName = (name: string): boolean => ownTempSuffix.test(name)
 export async function writeFileDurably(file: string, data: DurableData, temp = durableTempName(file)): Promise<void> {
   const handle = await open(temp, 'w');
   try {
-    try {
-      for (const part of partsOf(data)) await handle.writeFile(part);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeAndSync(handle, data);
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true }).catch(() => undefined); // the write's own error is the one to report
@@ -74,12 +69,7 @@ export async function createFileDurably(file: string, data: DurableData, temp = 
   const handle = await open(temp, 'wx');
   let created: boolean;
   try {
-    try {
-      for (const part of partsOf(data)) await handle.writeFile(part);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeAndSync(handle, data);
     created = await linkNew(temp, file);
   } finally {
     // Linked, it is a second name of the file; left (EIO), it is swept as any temp file its writer left.
@@ -116,6 +106,16 @@ async function linkNew(temp: string, file: string): Promise<boolean> {
     throw error;
   }
   return true;
+}
+
+/** Writes `data` to a temp file just opened, fsyncs it and closes it (closed whatever fails). */
+async function writeAndSync(handle: FileHandle, data: DurableData): Promise<void> {
+  try {
+    for (const part of partsOf(data)) await handle.writeFile(part);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** {@link writeFileDurably} for callers that cannot wait (a stage's synchronous close). */
