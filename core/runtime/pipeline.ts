@@ -993,10 +993,12 @@ export class PipelineRunner {
    * A task of a partition the source says is idle (Source.idlePartitions) holds nothing, by the rule
    * advanceWatermark applies to an idle source: one quiet partition held the global stages of every
    * partition for as long as it stayed quiet. Every task idle, they go no further than the most
-   * advanced time a task passed on, as the combined watermark follows the most advanced source then:
-   * one held partition alone does not hand them the far-future time its stages hold back. Active
-   * again, a held task holds again, as a source that comes back does: the global stages' watermark
-   * never goes back, and waits at where it stands until the task's own time passes it.
+   * advanced time a held task passed on, as the combined watermark follows the most advanced source
+   * then: one held partition does not hand them the far-future time its stages hold back, nor does a
+   * task that holds nothing, which passes on what it got, the far-future time an idle partition's
+   * watermark follows (the Kafka source's). Active again, a held task holds again, as a source that
+   * comes back does: the global stages' watermark never goes back, and waits at where it stands until
+   * the task's own time passes it.
    */
   private passGlobalWatermark(): void {
     let time = this.emittedWatermark;
@@ -1005,14 +1007,15 @@ export class PipelineRunner {
     if (anyHeld) {
       const idle = this.scaleOut!.slot.source.idlePartitions?.();
       let anyActive = false;
-      let mostAdvanced = -Infinity;
+      let mostAdvancedHeld = -Infinity;
       for (const task of this.tasks.values()) {
-        if (task.passed > mostAdvanced) mostAdvanced = task.passed;
+        const held = task.passed < task.watermark && task.passed < this.emittedWatermark;
+        if (held && task.passed > mostAdvancedHeld) mostAdvancedHeld = task.passed;
         if (idle?.has(task.id)) continue;
         anyActive = true;
-        if (task.passed < task.watermark && task.passed < time) time = task.passed;
+        if (held && task.passed < time) time = task.passed;
       }
-      if (!anyActive && mostAdvanced < time) time = mostAdvanced;
+      if (!anyActive && mostAdvancedHeld < time) time = mostAdvancedHeld;
     }
     if (!(time > this.globalWatermark)) return;
     this.globalWatermark = time;

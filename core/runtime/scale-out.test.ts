@@ -453,7 +453,7 @@ test('a held partition (its sessionizer after a far-future event) holds the glob
   assert.ok(seen.every((time, k) => k === 0 || time > seen[k - 1]!), `strictly increasing: ${seen.join(', ')}`);
 });
 
-test('every partition idle, the global stages go no further than the most advanced time a partition\'s stages passed on: a lone held partition does not hand them the far-future time its sessionizer holds back', async (t) => {
+test('every partition idle, the global stages go no further than the most advanced time a held partition\'s stages passed on: a lone held partition does not hand them the far-future time its sessionizer holds back', async (t) => {
   const dir = tempFolder(t, 'scale-held-all-idle');
   const { seen, marks } = watermarksSeen();
   const source = drivenSource();
@@ -470,6 +470,35 @@ test('every partition idle, the global stages go no further than the most advanc
   await until(() => source.marksAsked() > asked, 'a pass of the watermark with p-0 idle');
   assert.equal(Math.max(...seen), T0, 'held at the sessionizer\'s time, not the far-future one');
   assert.deepEqual(summaries(run.sessions), [], 'u0\'s session still open');
+  await source.run('end');
+  await run.running;
+});
+
+test('every partition idle, a partition whose stages hold nothing does not hand the global stages the far-future time it got by following the others (the Kafka source\'s idle partitions do): they stay where the held partition holds them', async (t) => {
+  const dir = tempFolder(t, 'scale-held-all-idle-two');
+  const { seen, marks } = watermarksSeen();
+  const source = drivenSource();
+  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
+  await source.run(
+    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+    { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+  );
+  // p-0's sessionizer holds at 2 h after a far-future event; p-1 moves on to 3 h.
+  const future = Date.now() + 10 * 24 * HOUR;
+  source.marks.set('p-0', future);
+  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  source.marks.set('p-1', T0 + 3 * HOUR);
+  await source.run({ records: [{ partition: 'p-1', userId: 'u1', time: T0 + 3 * HOUR }] });
+  assert.equal(Math.max(...seen), T0 + 2 * HOUR);
+  // Both go quiet: the sources' watermark follows the most advanced partition (p-0's far-future one), and so does
+  // idle p-1's, whose sessionizer, not held, passes it on.
+  source.idle.add('p-0').add('p-1');
+  source.marks.set('p-1', future);
+  const asked = source.marksAsked();
+  await until(() => source.marksAsked() > asked, 'a pass of the watermark with both partitions idle');
+  // Before: the far-future time, from p-1's stages (every partition's label and session timers fire at once).
+  assert.equal(Math.max(...seen), T0 + 2 * HOUR, "held at p-0's sessionizer's time");
   await source.run('end');
   await run.running;
 });
