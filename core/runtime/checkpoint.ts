@@ -62,7 +62,7 @@ interface Header {
 
 // Ten digits at least: the name is padded to ten, and a sequence past 9,999,999,999 is longer.
 const namePattern = /^checkpoint-(\d{10,})\.json$/;
-/** The temp files of checkpoint files (`<file>.tmp-<pid>-<random hex>`, durableTempName; `<file>.tmp-<pid>` before). */
+/** The temp files of checkpoint files (`<file>.tmp-<pid>-<hex>`, durableTempName: the process's tag, then the write's; `<file>.tmp-<pid>` before). */
 const tempPattern = /^checkpoint-\d+\.json\.tmp-(\d+)(?:-[0-9a-f]+)?$/;
 const fileName = (sequence: number): string => `checkpoint-${String(sequence).padStart(10, '0')}.json`;
 

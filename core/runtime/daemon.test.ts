@@ -106,7 +106,7 @@ test('a checkpoint a killed process left half-written (its temp file) is never r
   const whole = readFileSync(join(folder, 'checkpoint-0000000001.json'));
   const temp = join(folder, 'checkpoint-0000000002.json.tmp-999999');
   writeFileSync(temp, whole.subarray(0, whole.indexOf(10) + 20));
-  // Named as this version names them (`.tmp-<pid>-<random hex>`, one per write).
+  // Named as this version names them (`.tmp-<pid>-<hex>`, one per write).
   writeFileSync(join(folder, 'checkpoint-0000000002.json.tmp-999999-0a1b2c3d'), whole.subarray(0, whole.indexOf(10) + 20));
   // A temp file of a process that runs (the test runner, this process's parent) is its checkpoint in the making: kept.
   const live = join(folder, `checkpoint-0000000002.json.tmp-${process.ppid}`);
