@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH } from './mapping.js';
+import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -212,4 +212,19 @@ test('second 60 (a leap second) is rejected by a time_format pattern as by iso86
   assert.ok(Number.isNaN(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:60')));
   assert.ok(Number.isNaN(createTimeParser('iso8601')('2016-12-31T23:59:60Z')));
   assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:59'), Date.parse('2016-12-31T23:59:59Z'));
+});
+
+test('onUnknownType: called for each event whose type is none of the known ones and that event_types or default_type does not name; the warning says each type once, at most MAX_UNKNOWN_TYPES_TOLD of them', () => {
+  const seen: string[] = [];
+  const map = createEventMapper({ event_types: { pv: 'view', buy: 'purchase', login: 'login' }, default_type: 'heartbeat', time_format: 'epoch_ms' }, (type) => void seen.push(type));
+  for (const type of ['pv', 'view', 'buy', 'login', undefined, 'page_view', 'page_view', 'remove_from_cart', 'cart']) map({ user_id: 'u', time: 1, type });
+  // A record rejected for another reason (a negative price) is no event: nothing to tell of.
+  map({ user_id: 'u', time: 1, type: 'refund', price: -1 });
+  assert.deepEqual(seen, ['page_view', 'page_view']);
+  const warned: string[] = [];
+  const tell = unknownEventTypeWarning({ warn: (_fields: object, message: string) => void warned.push(message) } as never);
+  for (let i = 0; i < MAX_UNKNOWN_TYPES_TOLD + 5; i++) for (let again = 0; again < 3; again++) tell(`t${i}`);
+  assert.equal(warned.length, MAX_UNKNOWN_TYPES_TOLD);
+  assert.match(warned[0]!, /^event type "t0" is none of the known types \(view, cart, remove_from_cart, purchase\)/);
+  assert.match(warned.at(-1)!, /\(the 10th such type: further ones are not told\)$/);
 });

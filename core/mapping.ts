@@ -3,7 +3,8 @@
  * types, and a timestamp format. Every source plugin (file, stdin, Kafka, a user's) uses this one
  * mapper, so every source accepts and rejects records the same way.
  */
-import { ORIGIN, type ClickEvent, type Origin } from './events.js';
+import type { Logger } from 'pino';
+import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { isInheritedName, ownValue, setOwnField } from './fields.js';
 
 export interface MappingConfig {
@@ -245,12 +246,39 @@ export function compilePattern(pattern: string): TimeParser {
   };
 }
 
+/** Most distinct unknown event types {@link unknownEventTypeWarning} tells of: free-form types would log without end. */
+export const MAX_UNKNOWN_TYPES_TOLD = 10;
+
+/**
+ * The `onUnknownType` of createEventMapper that logs a warning the first time each type comes (up to
+ * {@link MAX_UNKNOWN_TYPES_TOLD} types). A source makes one and gives it to each of its mappers (a file
+ * source has one per file), so a type is told once per source. An export whose types are named its own
+ * way (`page_view`, `checkout_completed`) otherwise reads without a word: no view, cart or purchase in any
+ * feature, and an intent model with no positive label.
+ */
+export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string) => void {
+  const told = new Set<string>();
+  const known = KNOWN_EVENT_TYPES.join(', ');
+  return (type) => {
+    if (told.has(type) || told.size >= MAX_UNKNOWN_TYPES_TOLD) return;
+    told.add(type);
+    const last = told.size === MAX_UNKNOWN_TYPES_TOLD ? ` (the ${MAX_UNKNOWN_TYPES_TOLD}th such type: further ones are not told)` : '';
+    const quoted = JSON.stringify(type);
+    logger.warn(
+      { type, knownTypes: KNOWN_EVENT_TYPES },
+      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
+    );
+  };
+}
+
 /**
  * Builds the mapper once per source. The returned function runs per record: it allocates only the
  * event it returns. It takes any parsed value (what `JSON.parse` gave): one that is not an object is
- * a rejection, as every other unusable record is.
+ * a rejection, as every other unusable record is. `onUnknownType` is called with each event's type that is
+ * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
+ * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
  */
-export function createEventMapper(config: MappingConfig = {}): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string) => void): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   const userField = fields.user_id ?? 'user_id';
   const timeField = fields.time ?? 'time';
@@ -277,6 +305,7 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   const attributesField = config.attributes_field;
   const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
   const defaultType = config.default_type;
+  const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
   return (input, origin) => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
@@ -353,6 +382,7 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       }
       event.attrs = attrs;
     }
+    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type);
     if (origin) event[ORIGIN] = origin;
     return event;
   };

@@ -23,6 +23,7 @@ import { isUtf8 } from 'node:buffer';
 import { setImmediate } from 'node:timers/promises';
 import {
   createEventMapper,
+  unknownEventTypeWarning,
   defineSource,
   formatDuration,
   isRejected,
@@ -541,6 +542,7 @@ class KafkaSource {
     const mapping: MappingConfig = config.mapping ?? {};
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
+      unknownEventTypeWarning(context.logger),
     );
     const properties: Record<string, unknown> = {
       ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`, Kafka.features),

@@ -14,6 +14,7 @@ import {
   OVERLONG_HEAD_BYTES,
   readLineBatches,
   setOwnField,
+  unknownEventTypeWarning,
   type LineBatch,
   type ClickEvent,
   type EntryProblem,
@@ -24,6 +25,8 @@ import {
 } from 'tributary';
 
 export type RecordFormat = 'jsonl' | 'csv';
+
+type EventMapper = ReturnType<typeof createEventMapper>;
 
 export interface CsvConfig {
   header?: boolean;
@@ -135,7 +138,9 @@ export interface StreamStart {
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
  * dead-lettered twice; so is the record after them when `options.unterminated` (a last batch's
  * DecodedBatch.unterminated) says it was read before without its line end and it is that long still.
- * A stream that starts past the file's beginning (a resume point) says where with `start`.
+ * A stream that starts past the file's beginning (a resume point) says where with `start`. An event type
+ * the mapping does not know goes to `options.onUnknownType`: by default, a warning once per type for this
+ * stream; a source reading several streams gives one unknownEventTypeWarning to all, to say it once.
  */
 export function decodeStream(
   stream: Readable,
@@ -146,12 +151,13 @@ export function decodeStream(
   maxBatch: number,
   skipThrough = 0,
   start: StreamStart = { line: 1 },
-  options: { plainCsvRows?: boolean; unterminated?: number } = {},
+  options: { plainCsvRows?: boolean; unterminated?: number; onUnknownType?: (type: string) => void } = {},
 ): AsyncGenerator<DecodedBatch> {
   const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
+  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
-    : decodeJsonLines(stream, config, target, context, maxBatch, readBefore, start.line);
+    ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
+    : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
 }
 
 /**
@@ -265,13 +271,13 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
 async function* decodeJsonLines(
   stream: Readable,
   config: DecodeConfig,
+  map: EventMapper,
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
   readBefore: ReadBefore,
   startLine: number,
 ): AsyncGenerator<DecodedBatch> {
-  const map = createEventMapper(config.mapping);
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   const skipThrough = readBefore.through;
   // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
@@ -309,6 +315,7 @@ async function* decodeJsonLines(
 async function* decodeCsv(
   stream: Readable,
   config: DecodeConfig,
+  map: EventMapper,
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
@@ -317,7 +324,6 @@ async function* decodeCsv(
   plainRows: boolean,
 ): AsyncGenerator<DecodedBatch> {
   const skipThrough = readBefore.through;
-  const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
   // Past the file's start the header row is behind us: the columns come with `start`.
   const midFile = start.line > 1;

@@ -8,7 +8,7 @@ import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
+import { defineSource, unknownEventTypeWarning, type ClickEvent, type SourcePosition } from 'tributary';
 import { csvColumns, csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
@@ -144,6 +144,8 @@ export default defineSource<FileSourceConfig>({
     let unterminated: number | undefined;
     /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
     let identity: FileIdentity | undefined;
+    // One for all the files: an unknown event type is told once for the source, not once per file.
+    const onUnknownType = unknownEventTypeWarning(context.logger);
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
@@ -191,7 +193,7 @@ export default defineSource<FileSourceConfig>({
           open = { raw, decoded };
           const target = { source: context.label, file: path };
           try {
-            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
+            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated, onUnknownType })) {
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
