@@ -27,3 +27,30 @@ export function setOwnField(record: object, name: string, value: unknown): void 
   if (name === '__proto__') Object.defineProperty(record, name, { value, enumerable: true, writable: true, configurable: true });
   else (record as Record<string, unknown>)[name] = value;
 }
+
+/**
+ * The steps of a dotted field name (`user.id`: `user`, then `id`), which a mapping reads as a path into
+ * nested objects where a record has no field of the whole name (JSON from trackers and Kafka producers nests
+ * its fields); undefined for a name without a dot, or with an empty step (`a..b`, `.a`), read only whole.
+ */
+export function fieldPath(name: string): readonly string[] | undefined {
+  if (!name.includes('.')) return undefined;
+  const steps = name.split('.');
+  return steps.includes('') ? undefined : steps;
+}
+
+/**
+ * `value`, or where it is undefined (the record has no field of the whole dotted name) and `path` is
+ * given, the value at `path` through nested objects, own fields only; undefined where a step is missing
+ * or reaches no object (a list, a string). Called with a field's plain read, so a name without a dot
+ * (no path) costs one comparison, and its keyed load stays at its own call site.
+ */
+export function orAtPath(value: unknown, record: object, path: readonly string[] | undefined): unknown {
+  if (value !== undefined || path === undefined) return value;
+  let at: unknown = record;
+  for (const step of path) {
+    if (typeof at !== 'object' || at === null || Array.isArray(at)) return undefined;
+    at = ownValue(at, step);
+  }
+  return at;
+}

@@ -228,3 +228,32 @@ test('onUnknownType: called for each event whose type is none of the known ones 
   assert.match(warned[0]!, /^event type "t0" is none of the known types \(view, cart, remove_from_cart, purchase\)/);
   assert.match(warned.at(-1)!, /\(the 10th such type: further ones are not told\)$/);
 });
+
+test('a dotted field name the record lacks whole is read as a path into nested objects (was: every nested record dead-lettered, "user.id: missing user id"); the whole name wins where the record has it', () => {
+  const map = createEventMapper({
+    fields: { user_id: 'user.id', time: 'ts', type: 'event.type', item_id: 'event.product.sku', category: 'event.product.category', price: 'event.product.price' },
+    time_format: 'epoch_s',
+    attributes: ['user.country', 'event.product.tags'],
+  });
+  const nested = { user: { id: 'V1', country: 'DE' }, ts: 1_772_352_334, event: { type: 'view', product: { sku: 'S1', category: 'Shoes > Running', price: '12.50', tags: ['a'] } } };
+  assert.deepEqual(recordOf(map(nested)), { kind: 'event', userId: 'V1', time: 1_772_352_334_000, type: 'view', itemId: 'S1', category: 'Shoes > Running', price: 12.5, attrs: { 'user.country': 'DE', 'event.product.tags': ['a'] } });
+  // A flat field of the whole name (a CSV column `user.id`, a flattened export) is read first.
+  assert.equal(recordOf(map({ ...nested, 'user.id': 'flat' })).userId, 'flat');
+  // A step that is missing, or reaches no object, reads as absent: the usual reasons.
+  assert.deepEqual(map({ ...nested, user: 'V1' }), { rejected: 'user.id: missing user id' });
+  assert.deepEqual(map({ ...nested, user: [{ id: 'V1' }] }), { rejected: 'user.id: missing user id' });
+  assert.equal(recordOf(map({ ...nested, event: { type: 'view', product: null } })).price, undefined);
+  // Steps are own fields: `constructor.name` is no path into Object.prototype, and an empty step (`a..b`) makes the name whole only.
+  const guarded = createEventMapper({ fields: { user_id: 'constructor.name', time: 'a..b' }, time_format: 'epoch_ms', default_type: 'view' });
+  assert.deepEqual(guarded({ a: { '': { b: 1 } } }), { rejected: 'constructor.name: missing user id' });
+  assert.deepEqual(guarded({ constructor: { name: 'u' }, a: { b: 1 } }), { rejected: 'a..b: missing timestamp' });
+  assert.equal(recordOf(guarded({ constructor: { name: 'u' }, 'a..b': 1 })).userId, 'u');
+  // attributes_field by path too.
+  const whole = createEventMapper({ fields: { user_id: 'u' }, time_format: 'epoch_ms', attributes_field: 'context.traits' });
+  assert.deepEqual(recordOf(whole({ u: 'x', time: 1, type: 'view', context: { traits: { plan: 'pro' } } })).attrs, { plan: 'pro' });
+});
+
+function recordOf(result: ReturnType<ReturnType<typeof createEventMapper>>): ClickEvent {
+  assert.ok(!isRejected(result), JSON.stringify(result));
+  return JSON.parse(JSON.stringify(result)) as ClickEvent;
+}

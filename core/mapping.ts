@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { isInheritedName, ownValue, setOwnField } from './fields.js';
+import { fieldPath, isInheritedName, orAtPath, ownValue, setOwnField } from './fields.js';
 
 export interface MappingConfig {
   fields?: {
@@ -296,14 +296,24 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const itemInherited = isInheritedName(itemField);
   const categoryInherited = isInheritedName(categoryField);
   const priceInherited = isInheritedName(priceField);
+  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`).
+  const userPath = fieldPath(userField);
+  const timePath = fieldPath(timeField);
+  const typePath = fieldPath(typeField);
+  const sessionPath = fieldPath(sessionField);
+  const itemPath = fieldPath(itemField);
+  const categoryPath = fieldPath(categoryField);
+  const pricePath = fieldPath(priceField);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
   const parseTime = createTimeParser(config.time_format ?? 'iso8601');
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];
   const attributesInherited = attributes.map(isInheritedName);
+  const attributesPaths = attributes.map(fieldPath);
   const attributesField = config.attributes_field;
   const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
+  const attributesFieldPath = attributesField === undefined ? undefined : fieldPath(attributesField);
   const defaultType = config.default_type;
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
@@ -313,14 +323,14 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    const user = idValue(userField, userInherited ? ownValue(raw, userField) : raw[userField]);
+    const user = idValue(userField, orAtPath(userInherited ? ownValue(raw, userField) : raw[userField], raw, userPath));
     if (user === undefined) return { rejected: `${userField}: missing user id` };
     if (typeof user !== 'string') return user;
-    const rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
+    const rawTime = orAtPath(timeInherited ? ownValue(raw, timeField) : raw[timeField], raw, timePath);
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
-    const rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
+    const rawType = orAtPath(typeInherited ? ownValue(raw, typeField) : raw[typeField], raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
       if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
@@ -337,16 +347,16 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       type = mapped;
     }
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
-    const session = idValue(sessionField, sessionInherited ? ownValue(raw, sessionField) : raw[sessionField]);
+    const session = idValue(sessionField, orAtPath(sessionInherited ? ownValue(raw, sessionField) : raw[sessionField], raw, sessionPath));
     if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
-    const item = idValue(itemField, itemInherited ? ownValue(raw, itemField) : raw[itemField]);
+    const item = idValue(itemField, orAtPath(itemInherited ? ownValue(raw, itemField) : raw[itemField], raw, itemPath));
     if (typeof item === 'object') return item;
     if (item !== undefined) event.itemId = item;
-    const category = idValue(categoryField, categoryInherited ? ownValue(raw, categoryField) : raw[categoryField]);
+    const category = idValue(categoryField, orAtPath(categoryInherited ? ownValue(raw, categoryField) : raw[categoryField], raw, categoryPath));
     if (typeof category === 'object') return category;
     if (category !== undefined) event.category = category;
-    const rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
+    const rawPrice = orAtPath(priceInherited ? ownValue(raw, priceField) : raw[priceField], raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
       const price = decimalNumber(rawPrice);
       if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
@@ -357,7 +367,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {
-      const value = attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField];
+      const value = orAtPath(attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField], raw, attributesFieldPath);
       if (value !== undefined && value !== null) {
         if (typeof value !== 'object' || Array.isArray(value)) return { rejected: `${attributesField}: expected an object of attributes, got ${describe(value)}` };
         // The same bound as for each listed attribute (see below), one level down.
@@ -372,7 +382,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       const attrs: Record<string, unknown> = whole ? { ...whole } : {};
       for (let k = 0; k < attributes.length; k++) {
         const name = attributes[k]!;
-        const value = attributesInherited[k] ? ownValue(raw, name) : raw[name];
+        const value = orAtPath(attributesInherited[k] ? ownValue(raw, name) : raw[name], raw, attributesPaths[k]);
         if (value === undefined || value === '') continue;
         // Every writer of events serialises attributes recursively: a value nested thousands deep
         // (valid JSON) would overflow the stack there, far from the input that carried it.
