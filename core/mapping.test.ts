@@ -257,3 +257,30 @@ function recordOf(result: ReturnType<ReturnType<typeof createEventMapper>>): Cli
   assert.ok(!isRejected(result), JSON.stringify(result));
   return JSON.parse(JSON.stringify(result)) as ClickEvent;
 }
+
+test('decimal_separator ",": prices as European exports write them (12,50; 1.234,56) are read; a dot decimal or an ambiguous 1.234 is rejected, not guessed at; with the default ".", such a price is rejected with a hint to set it (was: no way to read it)', () => {
+  const comma = createEventMapper({ decimal_separator: ',', time_format: 'epoch_ms' });
+  const price = (mapper: typeof comma, value: unknown) => {
+    const result = mapper({ user_id: 'u', time: 1, type: 'view', price: value });
+    return isRejected(result) ? result.rejected : result.price;
+  };
+  const cases: [unknown, number | string][] = [
+    ['12,50', 12.5],
+    [' 12,5 ', 12.5],
+    ['12', 12],
+    ['1.234,56', 1234.56],
+    ['1.234.567', 1_234_567],
+    ['0,99', 0.99],
+    [12.5, 12.5],
+    ['12.50', 'price: expected a number with a decimal comma (mapping.decimal_separator), dots only between groups of three digits, got "12.50"'],
+    ['1.23,4', 'price: expected a number with a decimal comma (mapping.decimal_separator), dots only between groups of three digits, got "1.23,4"'],
+    ['-1,00', 'price: expected a number of 0 or more, got "-1,00"'],
+    ['', undefined as never],
+  ];
+  for (const [value, expected] of cases) assert.equal(price(comma, value), expected, JSON.stringify(value));
+  const dot = createEventMapper({ time_format: 'epoch_ms' });
+  assert.equal(price(dot, '12,50'), 'price: expected a number (a decimal comma? set mapping.decimal_separator to a comma), got "12,50"');
+  assert.equal(price(dot, '1.234,56'), 'price: expected a number (a decimal comma? set mapping.decimal_separator to a comma), got "1.234,56"');
+  assert.equal(price(dot, 'abc'), 'price: expected a number, got "abc"');
+  assert.equal(price(dot, '12.50'), 12.5);
+});

@@ -23,6 +23,8 @@ export interface MappingConfig {
   /** Raw field holding an object of attributes, taken whole (`attrs` in what a `file` sink wrote). */
   attributes_field?: string;
   default_type?: string;
+  /** How a price in text writes its decimals: `.` (12.50, the default) or `,` (12,50; 1.234,56). */
+  decimal_separator?: '.' | ',';
 }
 
 /**
@@ -200,6 +202,21 @@ export function decimalNumber(value: unknown): number {
   return number;
 }
 
+/**
+ * A price as European exports write it: a decimal comma (`12,50`), and dots, if any, between groups of
+ * three digits (`1.234,56`); a JSON number as it is. Anything else is NaN: `12.50` is not read as 1250,
+ * nor `1.234` (a thousand, or one and a bit?) guessed at.
+ */
+export function decimalCommaNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string') return NaN;
+  const match = /^\s*([+-]?)(\d{1,3}(?:\.\d{3})+|\d+)(?:,(\d+))?\s*$/.exec(value);
+  return match ? Number(`${match[1]}${match[2]!.replaceAll('.', '')}.${match[3] ?? '0'}`) : NaN;
+}
+
+/** A price in text written with a decimal comma (`12,50`, `1.234,56`): the hint a rejection of it gives. */
+const decimalCommaText = /^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$/;
+
 const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
 
@@ -315,6 +332,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
   const attributesFieldPath = attributesField === undefined ? undefined : fieldPath(attributesField);
   const defaultType = config.default_type;
+  const decimalComma = config.decimal_separator === ',';
+  const readPrice = decimalComma ? decimalCommaNumber : decimalNumber;
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
   return (input, origin) => {
@@ -358,8 +377,16 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     if (category !== undefined) event.category = category;
     const rawPrice = orAtPath(priceInherited ? ownValue(raw, priceField) : raw[priceField], raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
-      const price = decimalNumber(rawPrice);
-      if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
+      const price = readPrice(rawPrice);
+      if (!Number.isFinite(price)) {
+        // Worded without quotes or digits: the run's summary counts reasons with those elided.
+        const hint = decimalComma
+          ? ' with a decimal comma (mapping.decimal_separator), dots only between groups of three digits'
+          : typeof rawPrice === 'string' && decimalCommaText.test(rawPrice)
+            ? ' (a decimal comma? set mapping.decimal_separator to a comma)'
+            : '';
+        return { rejected: `${priceField}: expected a number${hint}, got ${describe(rawPrice)}` };
+      }
       // A negative price is bad input (a refund or a sign error upstream), not a price: the features
       // (price statistics, cart value, monetary value) would take it as one.
       if (price < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
