@@ -213,6 +213,17 @@ function lineBytes(batch: LineBatch, i: number): number {
 }
 
 /**
+ * The delimiter a header row read as one column was most likely written with (`;`, a tab, `|` or `,`,
+ * whichever it holds most of, other than `delimiter`): a European export read with the default `,`.
+ */
+export function otherDelimiter(columns: readonly string[], delimiter: string): string | undefined {
+  if (columns.length !== 1) return undefined;
+  const counts = [';', '\t', '|', ','].filter((candidate) => candidate !== delimiter).map((candidate) => [candidate, columns[0]!.split(candidate).length - 1] as const);
+  const [best] = counts.sort(([, a], [, b]) => b - a);
+  return best !== undefined && best[1] > 0 ? best[0] : undefined;
+}
+
+/**
  * What a mapping names that a CSV's columns lack, as `fields.price 'Price' (did you mean 'price'?)`: every
  * field it names, and the required ones it leaves at their default name (user_id, time, and type without
  * `default_type`). A misspelt column reads as absent in every row: silently for an optional field (no
@@ -347,9 +358,11 @@ async function* decodeCsv(
     protoColumn = known.includes('__proto__');
     const missing = missingMappedColumns(config.mapping, known);
     if (missing.length === 0) return;
+    const other = otherDelimiter(known, csv.delimiter ?? ',');
+    const hint = other === undefined ? '' : ` (one column, with ${JSON.stringify(other)} in it: is the file ${JSON.stringify(other)}-separated? set csv.delimiter: ${JSON.stringify(other)})`;
     context.logger.warn(
-      { file: target.file, missing, columns: known },
-      `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}`,
+      { file: target.file, missing, columns: known, ...(other === undefined ? {} : { delimiter: other }) },
+      `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}${hint}`,
     );
   };
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {

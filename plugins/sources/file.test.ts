@@ -543,6 +543,15 @@ test('CSV: a column the mapping names that the header lacks is said once per fil
   // Columns given in the config (no header row) are checked as a header is.
   const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
   assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);
+  // A ';'-separated file read with the default ',': its header is one column, and the warning says which delimiter it holds.
+  writeFileSync(path, 'user;ts;kind\nu1;1000;view\n');
+  const semicolons = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } });
+  assert.match(semicolons.warned[0]!, /its columns: user;ts;kind \(one column, with ";" in it: is the file ";"-separated\? set csv\.delimiter: ";"\)$/);
+  // Tab-separated, read with ';': the hint names the tab, as YAML writes it.
+  writeFileSync(path, 'user\tts\tkind\nu1\t1000\tview\n');
+  const tabs = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { delimiter: ';' });
+  assert.match(tabs.warned[0]!, /set csv\.delimiter: "\\t"\)$/);
+  assert.doesNotMatch(misspelt.warned[0]!, /one column/, 'a header of several columns gets no such hint');
 });
 
 test('an event type the mapping does not know (an export\'s own names: page_view, add_to_cart) is said once per source, over all its files, with what to do; types event_types names, itself included, are not (was: read silently, no view, cart or purchase in any feature)', async () => {
