@@ -284,3 +284,15 @@ test('decimal_separator ",": prices as European exports write them (12,50; 1.234
   assert.equal(price(dot, 'abc'), 'price: expected a number, got "abc"');
   assert.equal(price(dot, '12.50'), 12.5);
 });
+
+test('a time_format pattern with a letter it does not read (a Java or strftime habit: hh and a, MMM, XXX) says what a pattern reads, and where an offset is read (was: only "unknown letter")', () => {
+  for (const [pattern, letter] of [['dd.MM.yyyy hh:mm:ss a', 'h'], ['dd MMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ssXXX', 'X']] as const) {
+    assert.throws(() => createTimeParser(pattern), (error: Error) => {
+      assert.equal(
+        error.message,
+        `time_format '${pattern}': unknown letter '${letter}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+      );
+      return true;
+    });
+  }
+});

@@ -245,7 +245,12 @@ export function compilePattern(pattern: string): TimeParser {
       i += token.length;
       continue;
     }
-    if (/[A-Za-z]/.test(pattern[i]!)) throw new RangeError(`time_format '${pattern}': unknown letter '${pattern[i]}' (quote literal text: 'UTC')`);
+    if (/[A-Za-z]/.test(pattern[i]!)) {
+      // Said with what a pattern reads instead: a Java or strftime habit (hh and a, MMM, XXX, Z) finds no such token here.
+      throw new RangeError(
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+      );
+    }
     literals.push({ text: pattern[i]!, at: length });
     length += 1;
     i += 1;
