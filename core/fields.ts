@@ -54,3 +54,39 @@ export function orAtPath(value: unknown, record: object, path: readonly string[]
   }
   return at;
 }
+
+/** A field name for comparing: lower case, letters and digits only (`User ID`, `user_id` and `user.id` are one). */
+const comparable = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+/**
+ * The path (dotted, as a mapping names it) of a value in `record` that a mapping most likely meant by
+ * `name`, which the record lacks: one that reads as `name` letters and digits alone (`user.id`, `userId` or
+ * `User ID` for `user_id`), or whose last step is `name`'s (`event.product.price` for `price`). Breadth first
+ * (the shortest such path), through own fields of objects at most four levels down, at most 256 fields
+ * looked at; values that are objects, lists, null or empty text are passed over. For a rejection's reason, never per event read.
+ */
+export function similarFieldPath(record: object, name: string): string | undefined {
+  const whole = comparable(name);
+  const last = comparable(name.slice(name.lastIndexOf('.') + 1));
+  let level: [string, object][] = [['', record]];
+  let looked = 0;
+  for (let depth = 0; depth < 4 && level.length > 0; depth++) {
+    const next: [string, object][] = [];
+    for (const [prefix, object] of level) {
+      for (const key of Object.keys(object)) {
+        if (++looked > 256) return undefined;
+        const path = prefix === '' ? key : `${prefix}.${key}`;
+        const value = (object as Record<string, unknown>)[key];
+        if (typeof value === 'object' && value !== null) {
+          if (!Array.isArray(value)) next.push([path, value]);
+          continue;
+        }
+        if (value === undefined || value === null || value === '' || path === name) continue;
+        const here = comparable(path);
+        if (here === whole || (depth > 0 && comparable(key) === last)) return path;
+      }
+    }
+    level = next;
+  }
+  return undefined;
+}

@@ -246,7 +246,7 @@ test('a dotted field name the record lacks whole is read as a path into nested o
   // Steps are own fields: `constructor.name` is no path into Object.prototype, and an empty step (`a..b`) makes the name whole only.
   const guarded = createEventMapper({ fields: { user_id: 'constructor.name', time: 'a..b' }, time_format: 'epoch_ms', default_type: 'view' });
   assert.deepEqual(guarded({ a: { '': { b: 1 } } }), { rejected: 'constructor.name: missing user id' });
-  assert.deepEqual(guarded({ constructor: { name: 'u' }, a: { b: 1 } }), { rejected: 'a..b: missing timestamp' });
+  assert.deepEqual(guarded({ constructor: { name: 'u' }, a: { b: 1 } }), { rejected: 'a..b: missing timestamp (the record has a.b)' });
   assert.equal(recordOf(guarded({ constructor: { name: 'u' }, 'a..b': 1 })).userId, 'u');
   // attributes_field by path too.
   const whole = createEventMapper({ fields: { user_id: 'u' }, time_format: 'epoch_ms', attributes_field: 'context.traits' });
@@ -295,4 +295,20 @@ test('a time_format pattern with a letter it does not read (a Java or strftime h
       return true;
     });
   }
+});
+
+test('a record without a required field says which field of it the mapping most likely meant: nested, or named another way (was: only "missing user id", the same for every record)', () => {
+  const map = createEventMapper({ time_format: 'epoch_s' });
+  assert.deepEqual(map({ user: { id: 'V1' }, time: 1, type: 'view' }), { rejected: 'user_id: missing user id (the record has user.id)' });
+  assert.deepEqual(map({ userId: 'V1', time: 1, type: 'view' }), { rejected: 'user_id: missing user id (the record has userId)' });
+  assert.deepEqual(map({ user_id: 'V1', meta: { ts: 1 }, event: { time: 1 }, type: 'view' }), { rejected: 'time: missing timestamp (the record has event.time)' });
+  assert.deepEqual(map({ user_id: 'V1', time: 1, event: { Type: 'view' } }), { rejected: 'type: missing event type (the record has event.Type)' });
+  // Nothing alike, an empty or null value, a list, or the field itself empty: no hint.
+  assert.deepEqual(map({ visitor: 'V1', time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ user: { id: '' }, userId: null, time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ users: [{ id: 'V1' }], time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ user_id: '', time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  // A CSV row's columns, named with spaces.
+  const csv = createEventMapper({ fields: { user_id: 'visitor_id', time: 'Event Time' } });
+  assert.deepEqual(csv({ 'Visitor ID': 'V1', 'Event Time': '2026-03-01T00:00:00Z', type: 'view' }), { rejected: 'visitor_id: missing user id (the record has Visitor ID)' });
 });

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, isInheritedName, orAtPath, ownValue, setOwnField } from './fields.js';
+import { fieldPath, isInheritedName, orAtPath, ownValue, setOwnField, similarFieldPath } from './fields.js';
 
 export interface MappingConfig {
   fields?: {
@@ -348,16 +348,16 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     }
     const raw = input as Record<string, unknown>;
     const user = idValue(userField, orAtPath(userInherited ? ownValue(raw, userField) : raw[userField], raw, userPath));
-    if (user === undefined) return { rejected: `${userField}: missing user id` };
+    if (user === undefined) return { rejected: `${userField}: missing user id${similarHint(raw, userField)}` };
     if (typeof user !== 'string') return user;
     const rawTime = orAtPath(timeInherited ? ownValue(raw, timeField) : raw[timeField], raw, timePath);
-    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
+    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${similarHint(raw, timeField)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
     const rawType = orAtPath(typeInherited ? ownValue(raw, typeField) : raw[typeField], raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
-      if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
+      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${similarHint(raw, typeField)}` };
       type = eventTypes.get(defaultType) ?? defaultType;
     } else if (typeof rawType === 'string') type = eventTypes.get(rawType) ?? rawType;
     else {
@@ -428,6 +428,15 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     if (origin) event[ORIGIN] = origin;
     return event;
   };
+}
+
+/**
+ * ` (the record has user.id)` where a record that lacks a required field has one the mapping most likely
+ * meant (nested, or named another way: similarFieldPath), so that the first dead letter says what to write.
+ */
+function similarHint(record: object, name: string): string {
+  const path = similarFieldPath(record, name);
+  return path === undefined ? '' : ` (the record has ${path})`;
 }
 
 /**
