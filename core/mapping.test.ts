@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -311,4 +311,38 @@ test('a record without a required field says which field of it the mapping most 
   // A CSV row's columns, named with spaces.
   const csv = createEventMapper({ fields: { user_id: 'visitor_id', time: 'Event Time' } });
   assert.deepEqual(csv({ 'Visitor ID': 'V1', 'Event Time': '2026-03-01T00:00:00Z', type: 'view' }), { rejected: 'visitor_id: missing user id (the record has Visitor ID)' });
+});
+
+test('absentFieldCheck: the optional fields a mapping names that none of the first events had are said once, with the nested field most likely meant; fields seen, or left to their defaults, are not', () => {
+  const config = { fields: { user_id: 'user.id', time: 'ts', type: 'event.type', price: 'price', category: 'event.category', item_id: 'sku' }, attributes: ['country'], time_format: 'epoch_s' } satisfies MappingConfig;
+  const map = createEventMapper(config);
+  const warned: { fields: object; message: string }[] = [];
+  const logger = { warn: (fields: object, message: string) => void warned.push({ fields, message }) };
+  const check = absentFieldCheck(config, logger as never, 'events.jsonl');
+  const raw = (i: number) => ({ user: { id: `u${i}` }, ts: i, event: { type: 'view', category: 'shoes', product: { price: 9.5, sku: 's1' } }, country: i === 5 ? 'DE' : undefined });
+  for (let i = 0; i < ABSENT_FIELD_SAMPLE + 10; i++) {
+    const input = raw(i);
+    const event = map(input);
+    assert.ok(!isRejected(event));
+    check.see(event, input);
+  }
+  check.finish();
+  assert.equal(warned.length, 1, 'once, after the sample');
+  assert.equal(
+    warned[0]!.message,
+    `events.jsonl: none of the first ${ABSENT_FIELD_SAMPLE} events had fields.item_id 'sku' (the records have event.product.sku), fields.price 'price' (the records have event.product.price), so no event gets an item or a price; name the field the records have (a nested one by its dotted path)`,
+  );
+  // A shorter input is said at its end; an input whose events have them all, or a mapping that names none, says nothing.
+  const short = absentFieldCheck({ fields: { price: 'Price' } }, logger as never, 'short.jsonl');
+  const input = { user_id: 'u', time: '2026-03-01T00:00:00Z', type: 'view', price: 3 };
+  short.see(createEventMapper({ fields: { price: 'Price' } })(input) as never, input);
+  short.finish();
+  assert.equal(warned[1]!.message, "short.jsonl: none of the 1 events had fields.price 'Price' (the records have price), so no event gets a price; name the field the records have (a nested one by its dotted path)");
+  const fine = absentFieldCheck({ fields: { price: 'price' } }, logger as never, 'fine.jsonl');
+  fine.see(createEventMapper({ fields: { price: 'price' } })(input) as never, input);
+  fine.finish();
+  const defaults = absentFieldCheck({}, logger as never, 'defaults.jsonl');
+  defaults.see(createEventMapper({})(input) as never, input);
+  defaults.finish();
+  assert.equal(warned.length, 2);
 });

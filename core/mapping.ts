@@ -293,6 +293,62 @@ export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: st
   };
 }
 
+/** Events {@link absentFieldCheck} looks at before it says which named fields none of them had. */
+export const ABSENT_FIELD_SAMPLE = 1000;
+
+/** What absentFieldCheck watches: the optional fields a mapping names, and how an event shows it had one. */
+const optionalFields = [
+  ['session_id', (event: ClickEvent) => event.sessionId !== undefined, 'a session id'],
+  ['item_id', (event: ClickEvent) => event.itemId !== undefined, 'an item'],
+  ['category', (event: ClickEvent) => event.category !== undefined, 'a category'],
+  ['price', (event: ClickEvent) => event.price !== undefined, 'a price'],
+] as const;
+
+/**
+ * Says, once, which optional fields a mapping names (`fields.price`, `fields.category`, ..., `attributes`)
+ * that none of a source's first {@link ABSENT_FIELD_SAMPLE} events had (or, for a shorter input, none of
+ * them at `finish()`), with the field of the last record that most likely is it (`event.product.price`: a
+ * nested one, similarFieldPath). A misnamed optional field is no rejection: each event just lacks it, and
+ * JSON has no header row to check the names against as a CSV's columns are. `see` takes each mapped event
+ * with its raw record; after the sample it costs one comparison.
+ */
+export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger, 'warn'>, where: string): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+  const named: { label: string; name: string; has: (event: ClickEvent) => boolean; what: string }[] = optionalFields
+    .filter(([field]) => config.fields?.[field] !== undefined)
+    .map(([field, has, what]) => ({ label: `fields.${field}`, name: config.fields![field]!, has, what }));
+  for (const name of config.attributes ?? []) named.push({ label: 'attributes', name, has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}` });
+  let unseen = named;
+  let events = 0;
+  let lastRaw: unknown;
+  let done = named.length === 0;
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    if (unseen.length === 0 || events === 0) return;
+    const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
+    const said = unseen.map(({ label, name }) => {
+      const near = similarFieldPath(record, name);
+      return `${label} '${name}'${near === undefined ? '' : ` (the records have ${near})`}`;
+    });
+    const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
+    logger.warn(
+      { missing: said, events },
+      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its dotted path)`,
+    );
+  };
+  return {
+    see(event, raw) {
+      if (done) return;
+      events++;
+      lastRaw = raw;
+      unseen = unseen.filter(({ has }) => !has(event));
+      if (unseen.length === 0) done = true;
+      else if (events === ABSENT_FIELD_SAMPLE) finish();
+    },
+    finish,
+  };
+}
+
 /**
  * Builds the mapper once per source. The returned function runs per record: it allocates only the
  * event it returns. It takes any parsed value (what `JSON.parse` gave): one that is not an object is

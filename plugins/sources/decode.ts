@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
+  absentFieldCheck,
   createEventMapper,
   DEFAULT_MAX_RECORD_BYTES,
   isRejected,
@@ -293,6 +294,8 @@ async function* decodeJsonLines(
   const skipThrough = readBefore.through;
   // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
   let bom = startLine === 1;
+  // JSON has no header row to check the mapping's names against (as a CSV's are): its events are.
+  const absent = absentFieldCheck(config.mapping, context.logger, target.file);
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
     const { lines, firstLine, endByte, unterminated } = batch;
     readBefore.checkLine(batch);
@@ -316,11 +319,15 @@ async function* decodeJsonLines(
       }
       const result = map(raw, origin); // rejects a line that is JSON but not an object
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
-      else events.push(result);
+      else {
+        absent.see(result, raw);
+        events.push(result);
+      }
     }
     const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
     if (decoded) yield decoded;
   }
+  absent.finish();
 }
 
 async function* decodeCsv(

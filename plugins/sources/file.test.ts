@@ -571,6 +571,15 @@ test('an event type the mapping does not know (an export\'s own names: page_view
   assert.deepEqual((await readFiles({ path: csv })).warned.map((message) => message.split(' is none')[0]), ['event type "Page View"']);
 });
 
+test('JSON lines: an optional field the mapping names that no event had (a nested price, a misspelt category) is said once per file, with the field the records have (was: every event without a price, silently)', async () => {
+  const path = join(dir, 'nested-price.jsonl');
+  const line = (time: number): string => JSON.stringify({ user_id: 'u1', time, type: 'view', product: { price: 9.5, category: 'shoes' } });
+  writeFileSync(path, `${[1, 2, 3].map(line).join('\n')}\n`);
+  const read = await readFiles({ path, mapping: { time_format: 'epoch_ms', fields: { price: 'price', category: 'product.category' } } });
+  assert.deepEqual(read.events, ['1 view', '2 view', '3 view'], 'read as before, without a price');
+  assert.deepEqual(read.warned, [`${path}: none of the 3 events had fields.price 'price' (the records have product.price), so no event gets a price; name the field the records have (a nested one by its dotted path)`]);
+});
+
 test('a FIFO resumed from a checkpoint is read from the start of its new stream: a line count of the stream before skips nothing of it', async () => {
   const { default: file } = await import('./file.js');
   const fifo = join(dir, 'events.fifo');
