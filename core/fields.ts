@@ -40,13 +40,11 @@ export function fieldPath(name: string): readonly string[] | undefined {
 }
 
 /**
- * `value`, or where it is undefined (the record has no field of the whole dotted name) and `path` is
- * given, the value at `path` through nested objects, own fields only; undefined where a step is missing
- * or reaches no object (a list, a string). Called with a field's plain read, so a name without a dot
- * (no path) costs one comparison, and its keyed load stays at its own call site.
+ * The value at `path` (fieldPath) through nested objects, own fields only; undefined where a step is
+ * missing or reaches no object (a list, a string). Read where a record has no field of the whole dotted
+ * name: the caller reads that first, at its own call site, so a plain read stays a plain keyed load.
  */
-export function orAtPath(value: unknown, record: object, path: readonly string[] | undefined): unknown {
-  if (value !== undefined || path === undefined) return value;
+export function valueAtPath(record: object, path: readonly string[]): unknown {
   let at: unknown = record;
   for (const step of path) {
     if (typeof at !== 'object' || at === null || Array.isArray(at)) return undefined;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, isInheritedName, orAtPath, ownValue, setOwnField, similarFieldPath } from './fields.js';
+import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
 
 export interface MappingConfig {
   fields?: {
@@ -374,7 +374,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const itemInherited = isInheritedName(itemField);
   const categoryInherited = isInheritedName(categoryField);
   const priceInherited = isInheritedName(priceField);
-  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`).
+  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`): fieldPath, valueAtPath.
   const userPath = fieldPath(userField);
   const timePath = fieldPath(timeField);
   const typePath = fieldPath(typeField);
@@ -403,14 +403,19 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    const user = idValue(userField, orAtPath(userInherited ? ownValue(raw, userField) : raw[userField], raw, userPath));
+    // A dotted name the record lacks whole is walked as a path; a plain name costs one comparison more.
+    let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
+    if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
+    const user = idValue(userField, rawUser);
     if (user === undefined) return { rejected: `${userField}: missing user id${similarHint(raw, userField)}` };
     if (typeof user !== 'string') return user;
-    const rawTime = orAtPath(timeInherited ? ownValue(raw, timeField) : raw[timeField], raw, timePath);
+    let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
+    if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${similarHint(raw, timeField)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
-    const rawType = orAtPath(typeInherited ? ownValue(raw, typeField) : raw[typeField], raw, typePath);
+    let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
+    if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
       if (defaultType === undefined) return { rejected: `${typeField}: missing event type${similarHint(raw, typeField)}` };
@@ -427,16 +432,23 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       type = mapped;
     }
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
-    const session = idValue(sessionField, orAtPath(sessionInherited ? ownValue(raw, sessionField) : raw[sessionField], raw, sessionPath));
+    let rawSession = sessionInherited ? ownValue(raw, sessionField) : raw[sessionField];
+    if (rawSession === undefined && sessionPath !== undefined) rawSession = valueAtPath(raw, sessionPath);
+    const session = idValue(sessionField, rawSession);
     if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
-    const item = idValue(itemField, orAtPath(itemInherited ? ownValue(raw, itemField) : raw[itemField], raw, itemPath));
+    let rawItem = itemInherited ? ownValue(raw, itemField) : raw[itemField];
+    if (rawItem === undefined && itemPath !== undefined) rawItem = valueAtPath(raw, itemPath);
+    const item = idValue(itemField, rawItem);
     if (typeof item === 'object') return item;
     if (item !== undefined) event.itemId = item;
-    const category = idValue(categoryField, orAtPath(categoryInherited ? ownValue(raw, categoryField) : raw[categoryField], raw, categoryPath));
+    let rawCategory = categoryInherited ? ownValue(raw, categoryField) : raw[categoryField];
+    if (rawCategory === undefined && categoryPath !== undefined) rawCategory = valueAtPath(raw, categoryPath);
+    const category = idValue(categoryField, rawCategory);
     if (typeof category === 'object') return category;
     if (category !== undefined) event.category = category;
-    const rawPrice = orAtPath(priceInherited ? ownValue(raw, priceField) : raw[priceField], raw, pricePath);
+    let rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
+    if (rawPrice === undefined && pricePath !== undefined) rawPrice = valueAtPath(raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
       const price = readPrice(rawPrice);
       if (!Number.isFinite(price)) {
@@ -455,7 +467,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {
-      const value = orAtPath(attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField], raw, attributesFieldPath);
+      let value = attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField];
+      if (value === undefined && attributesFieldPath !== undefined) value = valueAtPath(raw, attributesFieldPath);
       if (value !== undefined && value !== null) {
         if (typeof value !== 'object' || Array.isArray(value)) return { rejected: `${attributesField}: expected an object of attributes, got ${describe(value)}` };
         // The same bound as for each listed attribute (see below), one level down.
@@ -470,7 +483,9 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       const attrs: Record<string, unknown> = whole ? { ...whole } : {};
       for (let k = 0; k < attributes.length; k++) {
         const name = attributes[k]!;
-        const value = orAtPath(attributesInherited[k] ? ownValue(raw, name) : raw[name], raw, attributesPaths[k]);
+        let value = attributesInherited[k] ? ownValue(raw, name) : raw[name];
+        const path = attributesPaths[k];
+        if (value === undefined && path !== undefined) value = valueAtPath(raw, path);
         if (value === undefined || value === '') continue;
         // Every writer of events serialises attributes recursively: a value nested thousands deep
         // (valid JSON) would overflow the stack there, far from the input that carried it.
