@@ -18,7 +18,7 @@ export const errorCatalogue = {
   TRIB_ERR_SINK: 'a sink failed while writing',
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_USAGE: 'the command line is malformed',
-  TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest read no event: every record of its input was rejected',
+  TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest scored no event: every record of its input was rejected, by the source or by the stages',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -10,6 +10,9 @@
 /** Well-known event types; any other string is allowed too. */
 export type KnownEventType = 'view' | 'cart' | 'remove_from_cart' | 'purchase';
 
+/** The well-known event types: the ones the built-in feature operators count by type, and a model's purchase. */
+export const KNOWN_EVENT_TYPES: readonly KnownEventType[] = Object.freeze(['view', 'cart', 'remove_from_cart', 'purchase'] as const);
+
 /** Where a record came from: enough to find the raw input again. */
 export interface Origin {
   /** Label of the source that produced it. */

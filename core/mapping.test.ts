@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -212,4 +212,137 @@ test('second 60 (a leap second) is rejected by a time_format pattern as by iso86
   assert.ok(Number.isNaN(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:60')));
   assert.ok(Number.isNaN(createTimeParser('iso8601')('2016-12-31T23:59:60Z')));
   assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:59'), Date.parse('2016-12-31T23:59:59Z'));
+});
+
+test('onUnknownType: called for each event whose type is none of the known ones and that event_types or default_type does not name; the warning says each type once, at most MAX_UNKNOWN_TYPES_TOLD of them', () => {
+  const seen: string[] = [];
+  const map = createEventMapper({ event_types: { pv: 'view', buy: 'purchase', login: 'login' }, default_type: 'heartbeat', time_format: 'epoch_ms' }, (type) => void seen.push(type));
+  for (const type of ['pv', 'view', 'buy', 'login', undefined, 'page_view', 'page_view', 'remove_from_cart', 'cart']) map({ user_id: 'u', time: 1, type });
+  // A record rejected for another reason (a negative price) is no event: nothing to tell of.
+  map({ user_id: 'u', time: 1, type: 'refund', price: -1 });
+  assert.deepEqual(seen, ['page_view', 'page_view']);
+  const warned: string[] = [];
+  const tell = unknownEventTypeWarning({ warn: (_fields: object, message: string) => void warned.push(message) } as never);
+  for (let i = 0; i < MAX_UNKNOWN_TYPES_TOLD + 5; i++) for (let again = 0; again < 3; again++) tell(`t${i}`);
+  assert.equal(warned.length, MAX_UNKNOWN_TYPES_TOLD);
+  assert.match(warned[0]!, /^event type "t0" is none of the known types \(view, cart, remove_from_cart, purchase\)/);
+  assert.match(warned.at(-1)!, /\(the 10th such type: further ones are not told\)$/);
+});
+
+test('a dotted field name the record lacks whole is read as a path into nested objects (was: every nested record dead-lettered, "user.id: missing user id"); the whole name wins where the record has it', () => {
+  const map = createEventMapper({
+    fields: { user_id: 'user.id', time: 'ts', type: 'event.type', item_id: 'event.product.sku', category: 'event.product.category', price: 'event.product.price' },
+    time_format: 'epoch_s',
+    attributes: ['user.country', 'event.product.tags'],
+  });
+  const nested = { user: { id: 'V1', country: 'DE' }, ts: 1_772_352_334, event: { type: 'view', product: { sku: 'S1', category: 'Shoes > Running', price: '12.50', tags: ['a'] } } };
+  assert.deepEqual(recordOf(map(nested)), { kind: 'event', userId: 'V1', time: 1_772_352_334_000, type: 'view', itemId: 'S1', category: 'Shoes > Running', price: 12.5, attrs: { 'user.country': 'DE', 'event.product.tags': ['a'] } });
+  // A flat field of the whole name (a CSV column `user.id`, a flattened export) is read first.
+  assert.equal(recordOf(map({ ...nested, 'user.id': 'flat' })).userId, 'flat');
+  // A step that is missing, or reaches no object, reads as absent: the usual reasons.
+  assert.deepEqual(map({ ...nested, user: 'V1' }), { rejected: 'user.id: missing user id' });
+  assert.deepEqual(map({ ...nested, user: [{ id: 'V1' }] }), { rejected: 'user.id: missing user id' });
+  assert.equal(recordOf(map({ ...nested, event: { type: 'view', product: null } })).price, undefined);
+  // Steps are own fields: `constructor.name` is no path into Object.prototype, and an empty step (`a..b`) makes the name whole only.
+  const guarded = createEventMapper({ fields: { user_id: 'constructor.name', time: 'a..b' }, time_format: 'epoch_ms', default_type: 'view' });
+  assert.deepEqual(guarded({ a: { '': { b: 1 } } }), { rejected: 'constructor.name: missing user id' });
+  assert.deepEqual(guarded({ constructor: { name: 'u' }, a: { b: 1 } }), { rejected: 'a..b: missing timestamp (the record has a.b)' });
+  assert.equal(recordOf(guarded({ constructor: { name: 'u' }, 'a..b': 1 })).userId, 'u');
+  // attributes_field by path too.
+  const whole = createEventMapper({ fields: { user_id: 'u' }, time_format: 'epoch_ms', attributes_field: 'context.traits' });
+  assert.deepEqual(recordOf(whole({ u: 'x', time: 1, type: 'view', context: { traits: { plan: 'pro' } } })).attrs, { plan: 'pro' });
+});
+
+function recordOf(result: ReturnType<ReturnType<typeof createEventMapper>>): ClickEvent {
+  assert.ok(!isRejected(result), JSON.stringify(result));
+  return JSON.parse(JSON.stringify(result)) as ClickEvent;
+}
+
+test('decimal_separator ",": prices as European exports write them (12,50; 1.234,56) are read; a dot decimal or an ambiguous 1.234 is rejected, not guessed at; with the default ".", such a price is rejected with a hint to set it (was: no way to read it)', () => {
+  const comma = createEventMapper({ decimal_separator: ',', time_format: 'epoch_ms' });
+  const price = (mapper: typeof comma, value: unknown) => {
+    const result = mapper({ user_id: 'u', time: 1, type: 'view', price: value });
+    return isRejected(result) ? result.rejected : result.price;
+  };
+  const cases: [unknown, number | string][] = [
+    ['12,50', 12.5],
+    [' 12,5 ', 12.5],
+    ['12', 12],
+    ['1.234,56', 1234.56],
+    ['1.234.567', 1_234_567],
+    ['0,99', 0.99],
+    [12.5, 12.5],
+    ['12.50', 'price: expected a number with a decimal comma (mapping.decimal_separator), dots only between groups of three digits, got "12.50"'],
+    ['1.23,4', 'price: expected a number with a decimal comma (mapping.decimal_separator), dots only between groups of three digits, got "1.23,4"'],
+    ['-1,00', 'price: expected a number of 0 or more, got "-1,00"'],
+    ['', undefined as never],
+  ];
+  for (const [value, expected] of cases) assert.equal(price(comma, value), expected, JSON.stringify(value));
+  const dot = createEventMapper({ time_format: 'epoch_ms' });
+  assert.equal(price(dot, '12,50'), 'price: expected a number (a decimal comma? set mapping.decimal_separator to a comma), got "12,50"');
+  assert.equal(price(dot, '1.234,56'), 'price: expected a number (a decimal comma? set mapping.decimal_separator to a comma), got "1.234,56"');
+  assert.equal(price(dot, 'abc'), 'price: expected a number, got "abc"');
+  assert.equal(price(dot, '12.50'), 12.5);
+});
+
+test('a time_format pattern with a letter it does not read (a Java or strftime habit: hh and a, MMM, XXX) says what a pattern reads, and where an offset is read (was: only "unknown letter")', () => {
+  for (const [pattern, letter] of [['dd.MM.yyyy hh:mm:ss a', 'h'], ['dd MMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ssXXX', 'X']] as const) {
+    assert.throws(() => createTimeParser(pattern), (error: Error) => {
+      assert.equal(
+        error.message,
+        `time_format '${pattern}': unknown letter '${letter}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+      );
+      return true;
+    });
+  }
+});
+
+test('a record without a required field says which field of it the mapping most likely meant: nested, or named another way (was: only "missing user id", the same for every record)', () => {
+  const map = createEventMapper({ time_format: 'epoch_s' });
+  assert.deepEqual(map({ user: { id: 'V1' }, time: 1, type: 'view' }), { rejected: 'user_id: missing user id (the record has user.id)' });
+  assert.deepEqual(map({ userId: 'V1', time: 1, type: 'view' }), { rejected: 'user_id: missing user id (the record has userId)' });
+  assert.deepEqual(map({ user_id: 'V1', meta: { ts: 1 }, event: { time: 1 }, type: 'view' }), { rejected: 'time: missing timestamp (the record has event.time)' });
+  assert.deepEqual(map({ user_id: 'V1', time: 1, event: { Type: 'view' } }), { rejected: 'type: missing event type (the record has event.Type)' });
+  // Nothing alike, an empty or null value, a list, or the field itself empty: no hint.
+  assert.deepEqual(map({ visitor: 'V1', time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ user: { id: '' }, userId: null, time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ users: [{ id: 'V1' }], time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  assert.deepEqual(map({ user_id: '', time: 1, type: 'view' }), { rejected: 'user_id: missing user id' });
+  // A CSV row's columns, named with spaces.
+  const csv = createEventMapper({ fields: { user_id: 'visitor_id', time: 'Event Time' } });
+  assert.deepEqual(csv({ 'Visitor ID': 'V1', 'Event Time': '2026-03-01T00:00:00Z', type: 'view' }), { rejected: 'visitor_id: missing user id (the record has Visitor ID)' });
+});
+
+test('absentFieldCheck: the optional fields a mapping names that none of the first events had are said once, with the nested field most likely meant; fields seen, or left to their defaults, are not', () => {
+  const config = { fields: { user_id: 'user.id', time: 'ts', type: 'event.type', price: 'price', category: 'event.category', item_id: 'sku' }, attributes: ['country'], time_format: 'epoch_s' } satisfies MappingConfig;
+  const map = createEventMapper(config);
+  const warned: { fields: object; message: string }[] = [];
+  const logger = { warn: (fields: object, message: string) => void warned.push({ fields, message }) };
+  const check = absentFieldCheck(config, logger as never, 'events.jsonl');
+  const raw = (i: number) => ({ user: { id: `u${i}` }, ts: i, event: { type: 'view', category: 'shoes', product: { price: 9.5, sku: 's1' } }, country: i === 5 ? 'DE' : undefined });
+  for (let i = 0; i < ABSENT_FIELD_SAMPLE + 10; i++) {
+    const input = raw(i);
+    const event = map(input);
+    assert.ok(!isRejected(event));
+    check.see(event, input);
+  }
+  check.finish();
+  assert.equal(warned.length, 1, 'once, after the sample');
+  assert.equal(
+    warned[0]!.message,
+    `events.jsonl: none of the first ${ABSENT_FIELD_SAMPLE} events had fields.item_id 'sku' (the records have event.product.sku), fields.price 'price' (the records have event.product.price), so no event gets an item or a price; name the field the records have (a nested one by its dotted path)`,
+  );
+  // A shorter input is said at its end; an input whose events have them all, or a mapping that names none, says nothing.
+  const short = absentFieldCheck({ fields: { price: 'Price' } }, logger as never, 'short.jsonl');
+  const input = { user_id: 'u', time: '2026-03-01T00:00:00Z', type: 'view', price: 3 };
+  short.see(createEventMapper({ fields: { price: 'Price' } })(input) as never, input);
+  short.finish();
+  assert.equal(warned[1]!.message, "short.jsonl: none of the 1 events had fields.price 'Price' (the records have price), so no event gets a price; name the field the records have (a nested one by its dotted path)");
+  const fine = absentFieldCheck({ fields: { price: 'price' } }, logger as never, 'fine.jsonl');
+  fine.see(createEventMapper({ fields: { price: 'price' } })(input) as never, input);
+  fine.finish();
+  const defaults = absentFieldCheck({}, logger as never, 'defaults.jsonl');
+  defaults.see(createEventMapper({})(input) as never, input);
+  defaults.finish();
+  assert.equal(warned.length, 2);
 });

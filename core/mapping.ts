@@ -3,8 +3,9 @@
  * types, and a timestamp format. Every source plugin (file, stdin, Kafka, a user's) uses this one
  * mapper, so every source accepts and rejects records the same way.
  */
-import { ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { isInheritedName, ownValue, setOwnField } from './fields.js';
+import type { Logger } from 'pino';
+import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
+import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
 
 export interface MappingConfig {
   fields?: {
@@ -22,6 +23,8 @@ export interface MappingConfig {
   /** Raw field holding an object of attributes, taken whole (`attrs` in what a `file` sink wrote). */
   attributes_field?: string;
   default_type?: string;
+  /** How a price in text writes its decimals: `.` (12.50, the default) or `,` (12,50; 1.234,56). */
+  decimal_separator?: '.' | ',';
 }
 
 /**
@@ -199,6 +202,21 @@ export function decimalNumber(value: unknown): number {
   return number;
 }
 
+/**
+ * A price as European exports write it: a decimal comma (`12,50`), and dots, if any, between groups of
+ * three digits (`1.234,56`); a JSON number as it is. Anything else is NaN: `12.50` is not read as 1250,
+ * nor `1.234` (a thousand, or one and a bit?) guessed at.
+ */
+export function decimalCommaNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string') return NaN;
+  const match = /^\s*([+-]?)(\d{1,3}(?:\.\d{3})+|\d+)(?:,(\d+))?\s*$/.exec(value);
+  return match ? Number(`${match[1]}${match[2]!.replaceAll('.', '')}.${match[3] ?? '0'}`) : NaN;
+}
+
+/** A price in text written with a decimal comma (`12,50`, `1.234,56`): the hint a rejection of it gives. */
+const decimalCommaText = /^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$/;
+
 const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
 
@@ -227,7 +245,12 @@ export function compilePattern(pattern: string): TimeParser {
       i += token.length;
       continue;
     }
-    if (/[A-Za-z]/.test(pattern[i]!)) throw new RangeError(`time_format '${pattern}': unknown letter '${pattern[i]}' (quote literal text: 'UTC')`);
+    if (/[A-Za-z]/.test(pattern[i]!)) {
+      // Said with what a pattern reads instead: a Java or strftime habit (hh and a, MMM, XXX, Z) finds no such token here.
+      throw new RangeError(
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+      );
+    }
     literals.push({ text: pattern[i]!, at: length });
     length += 1;
     i += 1;
@@ -245,12 +268,95 @@ export function compilePattern(pattern: string): TimeParser {
   };
 }
 
+/** Most distinct unknown event types {@link unknownEventTypeWarning} tells of: free-form types would log without end. */
+export const MAX_UNKNOWN_TYPES_TOLD = 10;
+
+/**
+ * The `onUnknownType` of createEventMapper that logs a warning the first time each type comes (up to
+ * {@link MAX_UNKNOWN_TYPES_TOLD} types). A source makes one and gives it to each of its mappers (a file
+ * source has one per file), so a type is told once per source. An export whose types are named its own
+ * way (`page_view`, `checkout_completed`) otherwise reads without a word: no view, cart or purchase in any
+ * feature, and an intent model with no positive label.
+ */
+export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string) => void {
+  const told = new Set<string>();
+  const known = KNOWN_EVENT_TYPES.join(', ');
+  return (type) => {
+    if (told.has(type) || told.size >= MAX_UNKNOWN_TYPES_TOLD) return;
+    told.add(type);
+    const last = told.size === MAX_UNKNOWN_TYPES_TOLD ? ` (the ${MAX_UNKNOWN_TYPES_TOLD}th such type: further ones are not told)` : '';
+    const quoted = JSON.stringify(type);
+    logger.warn(
+      { type, knownTypes: KNOWN_EVENT_TYPES },
+      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
+    );
+  };
+}
+
+/** Events {@link absentFieldCheck} looks at before it says which named fields none of them had. */
+export const ABSENT_FIELD_SAMPLE = 1000;
+
+/** What absentFieldCheck watches: the optional fields a mapping names, and how an event shows it had one. */
+const optionalFields = [
+  ['session_id', (event: ClickEvent) => event.sessionId !== undefined, 'a session id'],
+  ['item_id', (event: ClickEvent) => event.itemId !== undefined, 'an item'],
+  ['category', (event: ClickEvent) => event.category !== undefined, 'a category'],
+  ['price', (event: ClickEvent) => event.price !== undefined, 'a price'],
+] as const;
+
+/**
+ * Says, once, which optional fields a mapping names (`fields.price`, `fields.category`, ..., `attributes`)
+ * that none of a source's first {@link ABSENT_FIELD_SAMPLE} events had (or, for a shorter input, none of
+ * them at `finish()`), with the field of the last record that most likely is it (`event.product.price`: a
+ * nested one, similarFieldPath). A misnamed optional field is no rejection: each event just lacks it, and
+ * JSON has no header row to check the names against as a CSV's columns are. `see` takes each mapped event
+ * with its raw record; after the sample it costs one comparison.
+ */
+export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger, 'warn'>, where: string): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+  const named: { label: string; name: string; has: (event: ClickEvent) => boolean; what: string }[] = optionalFields
+    .filter(([field]) => config.fields?.[field] !== undefined)
+    .map(([field, has, what]) => ({ label: `fields.${field}`, name: config.fields![field]!, has, what }));
+  for (const name of config.attributes ?? []) named.push({ label: 'attributes', name, has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}` });
+  let unseen = named;
+  let events = 0;
+  let lastRaw: unknown;
+  let done = named.length === 0;
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    if (unseen.length === 0 || events === 0) return;
+    const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
+    const said = unseen.map(({ label, name }) => {
+      const near = similarFieldPath(record, name);
+      return `${label} '${name}'${near === undefined ? '' : ` (the records have ${near})`}`;
+    });
+    const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
+    logger.warn(
+      { missing: said, events },
+      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its dotted path)`,
+    );
+  };
+  return {
+    see(event, raw) {
+      if (done) return;
+      events++;
+      lastRaw = raw;
+      unseen = unseen.filter(({ has }) => !has(event));
+      if (unseen.length === 0) done = true;
+      else if (events === ABSENT_FIELD_SAMPLE) finish();
+    },
+    finish,
+  };
+}
+
 /**
  * Builds the mapper once per source. The returned function runs per record: it allocates only the
  * event it returns. It takes any parsed value (what `JSON.parse` gave): one that is not an object is
- * a rejection, as every other unusable record is.
+ * a rejection, as every other unusable record is. `onUnknownType` is called with each event's type that is
+ * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
+ * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
  */
-export function createEventMapper(config: MappingConfig = {}): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string) => void): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   const userField = fields.user_id ?? 'user_id';
   const timeField = fields.time ?? 'time';
@@ -268,15 +374,28 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
   const itemInherited = isInheritedName(itemField);
   const categoryInherited = isInheritedName(categoryField);
   const priceInherited = isInheritedName(priceField);
+  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`): fieldPath, valueAtPath.
+  const userPath = fieldPath(userField);
+  const timePath = fieldPath(timeField);
+  const typePath = fieldPath(typeField);
+  const sessionPath = fieldPath(sessionField);
+  const itemPath = fieldPath(itemField);
+  const categoryPath = fieldPath(categoryField);
+  const pricePath = fieldPath(priceField);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
   const parseTime = createTimeParser(config.time_format ?? 'iso8601');
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];
   const attributesInherited = attributes.map(isInheritedName);
+  const attributesPaths = attributes.map(fieldPath);
   const attributesField = config.attributes_field;
   const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
+  const attributesFieldPath = attributesField === undefined ? undefined : fieldPath(attributesField);
   const defaultType = config.default_type;
+  const decimalComma = config.decimal_separator === ',';
+  const readPrice = decimalComma ? decimalCommaNumber : decimalNumber;
+  const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
   return (input, origin) => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
@@ -284,17 +403,22 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    const user = idValue(userField, userInherited ? ownValue(raw, userField) : raw[userField]);
-    if (user === undefined) return { rejected: `${userField}: missing user id` };
+    // A dotted name the record lacks whole is walked as a path; a plain name costs one comparison more.
+    let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
+    if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
+    const user = idValue(userField, rawUser);
+    if (user === undefined) return { rejected: `${userField}: missing user id${similarHint(raw, userField)}` };
     if (typeof user !== 'string') return user;
-    const rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
-    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp` };
+    let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
+    if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
+    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${similarHint(raw, timeField)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
-    const rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
+    let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
+    if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
-      if (defaultType === undefined) return { rejected: `${typeField}: missing event type` };
+      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${similarHint(raw, typeField)}` };
       type = eventTypes.get(defaultType) ?? defaultType;
     } else if (typeof rawType === 'string') type = eventTypes.get(rawType) ?? rawType;
     else {
@@ -308,19 +432,34 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       type = mapped;
     }
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
-    const session = idValue(sessionField, sessionInherited ? ownValue(raw, sessionField) : raw[sessionField]);
+    let rawSession = sessionInherited ? ownValue(raw, sessionField) : raw[sessionField];
+    if (rawSession === undefined && sessionPath !== undefined) rawSession = valueAtPath(raw, sessionPath);
+    const session = idValue(sessionField, rawSession);
     if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
-    const item = idValue(itemField, itemInherited ? ownValue(raw, itemField) : raw[itemField]);
+    let rawItem = itemInherited ? ownValue(raw, itemField) : raw[itemField];
+    if (rawItem === undefined && itemPath !== undefined) rawItem = valueAtPath(raw, itemPath);
+    const item = idValue(itemField, rawItem);
     if (typeof item === 'object') return item;
     if (item !== undefined) event.itemId = item;
-    const category = idValue(categoryField, categoryInherited ? ownValue(raw, categoryField) : raw[categoryField]);
+    let rawCategory = categoryInherited ? ownValue(raw, categoryField) : raw[categoryField];
+    if (rawCategory === undefined && categoryPath !== undefined) rawCategory = valueAtPath(raw, categoryPath);
+    const category = idValue(categoryField, rawCategory);
     if (typeof category === 'object') return category;
     if (category !== undefined) event.category = category;
-    const rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
+    let rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
+    if (rawPrice === undefined && pricePath !== undefined) rawPrice = valueAtPath(raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
-      const price = decimalNumber(rawPrice);
-      if (!Number.isFinite(price)) return { rejected: `${priceField}: expected a number, got ${describe(rawPrice)}` };
+      const price = readPrice(rawPrice);
+      if (!Number.isFinite(price)) {
+        // Worded without quotes or digits: the run's summary counts reasons with those elided.
+        const hint = decimalComma
+          ? ' with a decimal comma (mapping.decimal_separator), dots only between groups of three digits'
+          : typeof rawPrice === 'string' && decimalCommaText.test(rawPrice)
+            ? ' (a decimal comma? set mapping.decimal_separator to a comma)'
+            : '';
+        return { rejected: `${priceField}: expected a number${hint}, got ${describe(rawPrice)}` };
+      }
       // A negative price is bad input (a refund or a sign error upstream), not a price: the features
       // (price statistics, cart value, monetary value) would take it as one.
       if (price < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
@@ -328,7 +467,8 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {
-      const value = attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField];
+      let value = attributesFieldInherited ? ownValue(raw, attributesField) : raw[attributesField];
+      if (value === undefined && attributesFieldPath !== undefined) value = valueAtPath(raw, attributesFieldPath);
       if (value !== undefined && value !== null) {
         if (typeof value !== 'object' || Array.isArray(value)) return { rejected: `${attributesField}: expected an object of attributes, got ${describe(value)}` };
         // The same bound as for each listed attribute (see below), one level down.
@@ -343,7 +483,9 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       const attrs: Record<string, unknown> = whole ? { ...whole } : {};
       for (let k = 0; k < attributes.length; k++) {
         const name = attributes[k]!;
-        const value = attributesInherited[k] ? ownValue(raw, name) : raw[name];
+        let value = attributesInherited[k] ? ownValue(raw, name) : raw[name];
+        const path = attributesPaths[k];
+        if (value === undefined && path !== undefined) value = valueAtPath(raw, path);
         if (value === undefined || value === '') continue;
         // Every writer of events serialises attributes recursively: a value nested thousands deep
         // (valid JSON) would overflow the stack there, far from the input that carried it.
@@ -353,9 +495,19 @@ export function createEventMapper(config: MappingConfig = {}): (raw: unknown, or
       }
       event.attrs = attrs;
     }
+    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type);
     if (origin) event[ORIGIN] = origin;
     return event;
   };
+}
+
+/**
+ * ` (the record has user.id)` where a record that lacks a required field has one the mapping most likely
+ * meant (nested, or named another way: similarFieldPath), so that the first dead letter says what to write.
+ */
+function similarHint(record: object, name: string): string {
+  const path = similarFieldPath(record, name);
+  return path === undefined ? '' : ` (the record has ${path})`;
 }
 
 /**

@@ -130,10 +130,41 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual([(failure as { code?: string }).code, failure?.pipeline], ['TRIB_ERR_BACKTEST_NO_EVENTS', 'bt']);
   const [summary] = runSummaries(rejected.stderr);
   assert.equal(summary?.everyRecordDeadLettered, true, rejected.stderr);
-  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id$/);
+  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id \(the record has userId\)$/);
   assert.match(summary!.likelyCause!, /^the source's format or mapping/);
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
+});
+
+test('backtest: every event read but dead-lettered by the stages (epoch seconds read as epoch_ms: 1970, before the sessionizer\'s not_before) is no result either: exit 1, said loudly with the likely cause', (t) => {
+  const dir = tempFolder(t, 'backtest-stage-rejected');
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: bt-seconds
+sources: [{ type: stdin, format: jsonl, mapping: { fields: { user_id: uid, time: ts }, time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const data = join(dir, 'events.jsonl');
+  // Epoch seconds: every line maps, so the source reads 300 events, which the sessionizer all rejects.
+  writeFileSync(data, `${shopperLines(4, 30, 300, (e) => ({ uid: e.userId, ts: Math.floor(e.time / 1000), type: e.type, price: e.price })).join('\n')}\n`);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8' });
+  assert.equal(run.status, 1, run.stderr);
+  const [summary] = runSummaries(run.stderr);
+  assert.equal(summary?.eventsIn, 300, run.stderr);
+  assert.equal(summary!.level, 40);
+  assert.match(summary!.msg, /^pipeline bt-seconds: drained: EVERY RECORD WAS DEAD-LETTERED \(300 of 300\): none reached the sinks$/);
+  assert.equal(summary!.everyRecordDeadLettered, true);
+  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^stage-sessionizer-0: event time … is before not_before …$/);
+  assert.match(summary!.likelyCause!, /time_format does not fit the input: epoch seconds read as epoch_ms are in 1970/);
+  const failure = records(run.stderr).find((entry) => entry.level === 50);
+  assert.equal((failure as { code?: string } | undefined)?.code, 'TRIB_ERR_BACKTEST_NO_EVENTS', run.stderr);
+  assert.equal(failure!.msg, 'no event got through the stages: all 300 events read were dead-lettered, so the report scores nothing (exit 1)');
 });
 
 test('backtest of a pipeline whose source has no mapping (synthetic): the data file is read as canonical events, what a file sink writes', (t) => {

@@ -22,7 +22,7 @@ import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { builtinRegistry } from './registry.js';
-import { exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
+import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
 
@@ -251,9 +251,13 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}`);
     resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
-  if (stats.eventsIn === 0 && stats.deadLettered > 0) {
+  const rejected = everyRecordDeadLettered(stats);
+  if (rejected) {
     // A report of nothing is no result. The summary said the most common reason and the likely cause.
-    const message = `no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)`;
+    const message =
+      rejected === 'source'
+        ? `no event was read: all ${stats.deadLettered} records were rejected, so the report scores nothing (exit 1)`
+        : `no event got through the stages: all ${stats.eventsIn} events read were dead-lettered, so the report scores nothing (exit 1)`;
     if (pretty) process.stderr.write(`tributary backtest: ${message}\n`);
     else resultLogger(logger, 'error').error({ pipeline: runner.name, code: 'TRIB_ERR_BACKTEST_NO_EVENTS' satisfies ErrorCode, deadLettered: stats.deadLettered }, message);
     return exitCodes.failure;

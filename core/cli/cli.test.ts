@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
+import type { RunStats } from '../runtime/pipeline.js';
+import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { tempFolder } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
@@ -153,6 +155,32 @@ test('run: an input whose every record is dead-lettered still exits 0, but the s
   const good = tributary('run', pipeline('all-good.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: all-good.jsonl}]\n`), '--log-level', 'warn');
   assert.equal(good.status, 0, good.stderr);
   assert.doesNotMatch(good.stderr, /EVERY RECORD|likely cause|likelyCause/);
+});
+
+test('run: events the source read but a stage dead-lettered every one of (epoch milliseconds read as epoch_s) get the same loud summary, with the time_format as the likely cause', () => {
+  writeFileSync(join(dir, 'millis.jsonl'), `${Array.from({ length: 30 }, (_, i) => JSON.stringify({ user_id: `u${i % 3}`, time: 1_772_352_334_000 + i * 1000, type: 'view' })).join('\n')}\n`);
+  const file = pipeline('stage-rejected.yaml', `sources: [{type: file, path: millis.jsonl, mapping: {time_format: epoch_s}}]\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: stage-rejected.jsonl}]\ndead_letter: {type: file, path: stage-rejected-dead.jsonl}\n`);
+  const result = tributary('run', file, '--log-level', 'warn');
+  assert.equal(result.status, 0, result.stderr);
+  const [summary] = runSummaries(result.stderr);
+  assert.equal(summary?.level, 40, result.stderr);
+  assert.equal(summary!.msg, 'pipeline stage-rejected: drained: EVERY RECORD WAS DEAD-LETTERED (30 of 30): none reached the sinks');
+  assert.equal(summary!.eventsIn, 30);
+  assert.equal(summary!.everyRecordDeadLettered, true);
+  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^stage-sessionizer-0: event time \S+ is more than max_ahead_of_clock ahead of the clock/);
+  assert.match(summary!.likelyCause!, /epoch milliseconds read as epoch_s thousands of years ahead/);
+});
+
+test('summary: "every record dead-lettered" only where it is so: not while some event reached a sink, was filtered or went to a side output, nor for a run stopped with records in flight', () => {
+  const base: RunStats = { eventsIn: 10, recordsOut: 0, outByKind: {}, deadLettered: 10, deadLetteredByReason: { 'stage-sessionizer-0: late': 10 }, filtered: 0, filteredByReason: {}, sideOutputs: {}, watermark: Infinity, passedWatermark: Infinity, startedAt: 0, elapsedMs: 1, drained: true };
+  assert.equal(everyRecordDeadLettered(base), 'stages');
+  assert.equal(everyRecordDeadLettered({ ...base, eventsIn: 0 }), 'source');
+  assert.equal(everyRecordDeadLettered({ ...base, recordsOut: 1, deadLettered: 9 }), undefined);
+  assert.equal(everyRecordDeadLettered({ ...base, filtered: 1 }), undefined);
+  assert.equal(everyRecordDeadLettered({ ...base, sideOutputs: { late: 1 } }), undefined);
+  assert.equal(everyRecordDeadLettered({ ...base, drained: false }), undefined);
+  assert.equal(everyRecordDeadLettered({ ...base, deadLettered: 0, eventsIn: 0 }), undefined);
+  assert.equal(summaryRecord('p', { ...base, recordsOut: 1, deadLettered: 9 }).level, 'info');
 });
 
 test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () => {

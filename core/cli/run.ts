@@ -99,23 +99,41 @@ function commonReasons(stats: RunStats): [string, number][] {
   return Object.entries(stats.deadLetteredByReason).sort(([a, x], [b, y]) => Number(a === otherDeadLetterReasons) - Number(b === otherDeadLetterReasons) || y - x);
 }
 
-const everyRecordDeadLettered = (stats: RunStats): boolean => stats.eventsIn === 0 && stats.deadLettered > 0;
-const likelyCause =
-  "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)";
+/**
+ * Where every record read went to the dead-letter sink: `source` when the sources rejected them all (none
+ * entered the stages), `stages` when events entered but the stages (or sinks) rejected every one and nothing
+ * reached a sink, was filtered or went to a side output (a sessionizer's time bounds, most often: an
+ * epoch_ms time read as epoch_s lands far in the future, the reverse in 1970). Undefined otherwise. The
+ * second needs a drained run: stopped early, records still in flight are in no count.
+ */
+export function everyRecordDeadLettered(stats: RunStats): 'source' | 'stages' | undefined {
+  if (stats.deadLettered === 0) return undefined;
+  if (stats.eventsIn === 0) return 'source';
+  const sideOutputs = Object.values(stats.sideOutputs).reduce((sum, count) => sum + count, 0);
+  const none = stats.recordsOut === 0 && stats.filtered === 0 && sideOutputs === 0;
+  return stats.drained && none && stats.deadLettered >= stats.eventsIn ? 'stages' : undefined;
+}
+const likelyCauses = {
+  source: "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)",
+  stages:
+    "the source read every record, but the stages rejected each event (the most common reason names the stage); event times out of a sessionizer's bounds (before not_before, or more than max_ahead_of_clock ahead of the clock) most often mean the source's time_format does not fit the input: epoch seconds read as epoch_ms are in 1970, epoch milliseconds read as epoch_s thousands of years ahead",
+} as const;
+const nowhere = { source: 'none reached the stages or the sinks', stages: 'none reached the sinks' } as const;
 
 /**
- * When every record read was dead-lettered (nothing entered the stages), a run that drained looks
- * like a good one, exit 0 and all: bad input is data, not a failure. The summary says it loudly,
- * with the most common reason and where to look: most often the source's format or mapping.
+ * When every record read was dead-lettered (nothing entered the stages, or the stages rejected every
+ * event), a run that drained looks like a good one, exit 0 and all: bad input is data, not a failure.
+ * The summary says it loudly, with the most common reason and where to look.
  */
 function allRejected(name: string, stats: RunStats): string[] {
-  if (!everyRecordDeadLettered(stats)) return [];
+  const where = everyRecordDeadLettered(stats);
+  if (!where) return [];
   const [top] = commonReasons(stats);
   const letters = Object.values(stats.deadLetteredByReason).reduce((sum, count) => sum + count, 0);
   return [
-    `pipeline ${name}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): none reached the stages or the sinks`,
+    `pipeline ${name}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): ${nowhere[where]}`,
     ...(top ? [`  most common reason (${top[1]} of ${letters}): ${cut(top[0])}`] : []),
-    `  likely cause: ${likelyCause}`,
+    `  likely cause: ${likelyCauses[where]}`,
   ];
 }
 
@@ -151,7 +169,7 @@ export interface SummaryRecord
   elapsedMs: number;
   /** This process's events per second (null when no time passed). */
   eventsPerSecond: number | null;
-  /** Present when nothing reached the stages: every record read was dead-lettered. */
+  /** Present when every record read was dead-lettered: at the source (nothing reached the stages), or by the stages (nothing reached a sink). */
   everyRecordDeadLettered?: true;
   likelyCause?: string;
 }
@@ -176,11 +194,11 @@ export function summaryRecord(name: string, stats: RunStats): { level: 'info' | 
     ...(stats.lastCheckpoint ? { checkpoint: { sequence: stats.lastCheckpoint.sequence, bytes: stats.lastCheckpoint.bytes, durationMs: Math.round(stats.lastCheckpoint.durationMs) } } : {}),
     elapsedMs: Math.round(stats.elapsedMs),
     eventsPerSecond: perSecond(ownEvents(stats), stats.elapsedMs),
-    ...(rejected ? { everyRecordDeadLettered: true as const, likelyCause } : {}),
+    ...(rejected ? { everyRecordDeadLettered: true as const, likelyCause: likelyCauses[rejected] } : {}),
   };
   const figures = `${stats.eventsIn} events in, ${stats.recordsOut} records out, ${stats.deadLettered} dead-lettered, ${stats.filtered} filtered, ${(stats.elapsedMs / 1000).toFixed(2)} s`;
   const message = rejected
-    ? `pipeline ${name}: ${outcome}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): none reached the stages or the sinks`
+    ? `pipeline ${name}: ${outcome}: EVERY RECORD WAS DEAD-LETTERED (${stats.deadLettered} of ${stats.deadLettered}): ${nowhere[rejected]}`
     : `pipeline ${name}: ${outcome}${stats.resumedFrom !== undefined ? ` (resumed from checkpoint ${stats.resumedFrom})` : ''}: ${figures}`;
   return { level: rejected ? 'warn' : 'info', fields, message };
 }

@@ -61,6 +61,16 @@ test('an unknown field near a known one of its object suggests it', async () => 
   ]);
 });
 
+test('an unknown field that a nested object of its entry has (written a level too high) is said with where it goes', async () => {
+  const problems = await problemsOf('sources:\n  - type: file\n    path: x.csv\n    delimiter: ";"\n    time_format: epoch_s\n    mapping: { user_id: uid, time: ts }\nsinks: [{type: stdout}]\n');
+  assert.deepEqual(problems, [
+    "P:4:5: $.sources[0].delimiter: unknown field 'delimiter' (did you mean 'csv.delimiter'?)",
+    "P:5:5: $.sources[0].time_format: unknown field 'time_format' (did you mean 'mapping.time_format'?)",
+    "P:6:16: $.sources[0].mapping.user_id: unknown field 'user_id' (did you mean 'fields.user_id'?)",
+    "P:6:30: $.sources[0].mapping.time: unknown field 'time' (did you mean 'fields.time'?)",
+  ]);
+});
+
 test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missing variable is an error at its position', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'vars.yaml');

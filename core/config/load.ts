@@ -9,12 +9,12 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Sch
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import { emittedWith, runtimeEntryFields, type AnyPlugin, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
+import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
-import { SchemaValidator, sinkKindsSchemaPath } from './schema.js';
+import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
 
@@ -644,7 +644,10 @@ function problemFromAjv(
       // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
       if (field === '<<') return locate(segments, 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', field);
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
-      return locate(segments, `unknown field '${field}'${nearestHint(field, known)}`, field);
+      const near = nearestHint(field, known);
+      // A field written a level too high (`delimiter` beside `csv`, `time_format` beside `mapping`) is said where it goes.
+      const home = near === '' ? nestedFieldHome(error.parentSchema as JsonSchema | undefined, field) : undefined;
+      return locate(segments, `unknown field '${field}'${home === undefined ? near : ` (did you mean '${home}'?)`}`, field);
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);

@@ -89,6 +89,25 @@ function sharedDefinitions(): Record<string, JsonSchema> {
   return documentSchema().$defs as Record<string, JsonSchema>;
 }
 
+/**
+ * Where in `schema`'s objects, two levels down at most, a field named `field` belongs: `csv.delimiter` for a
+ * `delimiter` written beside `csv` in a file source, `mapping.time_format`, `fields.user_id` for a `user_id`
+ * written in a mapping; undefined where no nested object has it. The shared types (`tributary:mapping`) are
+ * looked into as well.
+ */
+export function nestedFieldHome(schema: JsonSchema | undefined, field: string, depth = 2): string | undefined {
+  const properties = (schema?.properties ?? {}) as Record<string, JsonSchema>;
+  for (const [name, child] of Object.entries(properties)) {
+    const ref = typeof child.$ref === 'string' ? /^tributary:(\w+)$/.exec(child.$ref)?.[1] : undefined;
+    const resolved = ref === undefined ? child : sharedDefinitions()[ref];
+    const own = (resolved?.properties ?? {}) as Record<string, JsonSchema>;
+    if (Object.hasOwn(own, field)) return `${name}.${field}`;
+    const deeper = depth > 1 ? nestedFieldHome(resolved, field, depth - 1) : undefined;
+    if (deeper !== undefined) return `${name}.${deeper}`;
+  }
+  return undefined;
+}
+
 /** The schema an entry of `plugin` is validated against: its own fields plus the common ones. */
 export function entrySchema(plugin: AnyPlugin): JsonSchema {
   const own = plugin.config;

@@ -22,7 +22,9 @@
 import { isUtf8 } from 'node:buffer';
 import { setImmediate } from 'node:timers/promises';
 import {
+  absentFieldCheck,
   createEventMapper,
+  unknownEventTypeWarning,
   defineSource,
   formatDuration,
   isRejected,
@@ -394,6 +396,8 @@ class KafkaSource {
   /** Event times further ahead of the clock do not advance a partition's watermark (PluginContext.watermark). */
   private readonly maxAheadOfClock: number;
   private readonly map: ReturnType<typeof createEventMapper>;
+  /** Says once which optional fields the mapping names that none of the first records had (a misnamed or nested field). */
+  private readonly absentFields: ReturnType<typeof absentFieldCheck>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
   private paused = false;
@@ -541,7 +545,9 @@ class KafkaSource {
     const mapping: MappingConfig = config.mapping ?? {};
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
+      unknownEventTypeWarning(context.logger),
     );
+    this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`);
     const properties: Record<string, unknown> = {
       ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`, Kafka.features),
       'group.id': config.group,
@@ -2356,6 +2362,7 @@ class KafkaSource {
         state.lastActivity = now;
         if (result.time > state.maxTime && result.time <= now + this.maxAheadOfClock) state.maxTime = result.time;
       }
+      this.absentFields.see(result, record);
       events.push(result);
     }
     return events;

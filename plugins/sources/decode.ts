@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
+  absentFieldCheck,
   createEventMapper,
   DEFAULT_MAX_RECORD_BYTES,
   isRejected,
@@ -14,6 +15,7 @@ import {
   OVERLONG_HEAD_BYTES,
   readLineBatches,
   setOwnField,
+  unknownEventTypeWarning,
   type LineBatch,
   type ClickEvent,
   type EntryProblem,
@@ -24,6 +26,8 @@ import {
 } from 'tributary';
 
 export type RecordFormat = 'jsonl' | 'csv';
+
+type EventMapper = ReturnType<typeof createEventMapper>;
 
 export interface CsvConfig {
   header?: boolean;
@@ -135,7 +139,9 @@ export interface StreamStart {
  * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
  * dead-lettered twice; so is the record after them when `options.unterminated` (a last batch's
  * DecodedBatch.unterminated) says it was read before without its line end and it is that long still.
- * A stream that starts past the file's beginning (a resume point) says where with `start`.
+ * A stream that starts past the file's beginning (a resume point) says where with `start`. An event type
+ * the mapping does not know goes to `options.onUnknownType`: by default, a warning once per type for this
+ * stream; a source reading several streams gives one unknownEventTypeWarning to all, to say it once.
  */
 export function decodeStream(
   stream: Readable,
@@ -146,12 +152,13 @@ export function decodeStream(
   maxBatch: number,
   skipThrough = 0,
   start: StreamStart = { line: 1 },
-  options: { plainCsvRows?: boolean; unterminated?: number } = {},
+  options: { plainCsvRows?: boolean; unterminated?: number; onUnknownType?: (type: string) => void } = {},
 ): AsyncGenerator<DecodedBatch> {
   const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
+  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
   return format === 'csv'
-    ? decodeCsv(stream, config, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
-    : decodeJsonLines(stream, config, target, context, maxBatch, readBefore, start.line);
+    ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
+    : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
 }
 
 /**
@@ -204,6 +211,17 @@ function lineBytes(batch: LineBatch, i: number): number {
   if (text !== '') return Buffer.byteLength(text);
   const line = batch.firstLine + i;
   return batch.overlong?.find((unread) => unread.line === line)?.bytes ?? batch.notUtf8?.find((unread) => unread.line === line)?.bytes.length ?? 0;
+}
+
+/**
+ * The delimiter a header row read as one column was most likely written with (`;`, a tab, `|` or `,`,
+ * whichever it holds most of, other than `delimiter`): a European export read with the default `,`.
+ */
+export function otherDelimiter(columns: readonly string[], delimiter: string): string | undefined {
+  if (columns.length !== 1) return undefined;
+  const counts = [';', '\t', '|', ','].filter((candidate) => candidate !== delimiter).map((candidate) => [candidate, columns[0]!.split(candidate).length - 1] as const);
+  const [best] = counts.sort(([, a], [, b]) => b - a);
+  return best !== undefined && best[1] > 0 ? best[0] : undefined;
 }
 
 /**
@@ -265,17 +283,19 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
 async function* decodeJsonLines(
   stream: Readable,
   config: DecodeConfig,
+  map: EventMapper,
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
   readBefore: ReadBefore,
   startLine: number,
 ): AsyncGenerator<DecodedBatch> {
-  const map = createEventMapper(config.mapping);
   const maxLineBytes = config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   const skipThrough = readBefore.through;
   // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
   let bom = startLine === 1;
+  // JSON has no header row to check the mapping's names against (as a CSV's are): its events are.
+  const absent = absentFieldCheck(config.mapping, context.logger, target.file);
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
     const { lines, firstLine, endByte, unterminated } = batch;
     readBefore.checkLine(batch);
@@ -299,16 +319,21 @@ async function* decodeJsonLines(
       }
       const result = map(raw, origin); // rejects a line that is JSON but not an object
       if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
-      else events.push(result);
+      else {
+        absent.see(result, raw);
+        events.push(result);
+      }
     }
     const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
     if (decoded) yield decoded;
   }
+  absent.finish();
 }
 
 async function* decodeCsv(
   stream: Readable,
   config: DecodeConfig,
+  map: EventMapper,
   target: DecodeTarget,
   context: PluginContext,
   maxBatch: number,
@@ -317,7 +342,6 @@ async function* decodeCsv(
   plainRows: boolean,
 ): AsyncGenerator<DecodedBatch> {
   const skipThrough = readBefore.through;
-  const map = createEventMapper(config.mapping);
   const csv = config.csv ?? {};
   // Past the file's start the header row is behind us: the columns come with `start`.
   const midFile = start.line > 1;
@@ -341,9 +365,11 @@ async function* decodeCsv(
     protoColumn = known.includes('__proto__');
     const missing = missingMappedColumns(config.mapping, known);
     if (missing.length === 0) return;
+    const other = otherDelimiter(known, csv.delimiter ?? ',');
+    const hint = other === undefined ? '' : ` (one column, with ${JSON.stringify(other)} in it: is the file ${JSON.stringify(other)}-separated? set csv.delimiter: ${JSON.stringify(other)})`;
     context.logger.warn(
-      { file: target.file, missing, columns: known },
-      `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}`,
+      { file: target.file, missing, columns: known, ...(other === undefined ? {} : { delimiter: other }) },
+      `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}${hint}`,
     );
   };
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {

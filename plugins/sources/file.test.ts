@@ -543,6 +543,41 @@ test('CSV: a column the mapping names that the header lacks is said once per fil
   // Columns given in the config (no header row) are checked as a header is.
   const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
   assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);
+  // A ';'-separated file read with the default ',': its header is one column, and the warning says which delimiter it holds.
+  writeFileSync(path, 'user;ts;kind\nu1;1000;view\n');
+  const semicolons = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } });
+  assert.match(semicolons.warned[0]!, /its columns: user;ts;kind \(one column, with ";" in it: is the file ";"-separated\? set csv\.delimiter: ";"\)$/);
+  // Tab-separated, read with ';': the hint names the tab, as YAML writes it.
+  writeFileSync(path, 'user\tts\tkind\nu1\t1000\tview\n');
+  const tabs = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { delimiter: ';' });
+  assert.match(tabs.warned[0]!, /set csv\.delimiter: "\\t"\)$/);
+  assert.doesNotMatch(misspelt.warned[0]!, /one column/, 'a header of several columns gets no such hint');
+});
+
+test('an event type the mapping does not know (an export\'s own names: page_view, add_to_cart) is said once per source, over all its files, with what to do; types event_types names, itself included, are not (was: read silently, no view, cart or purchase in any feature)', async () => {
+  const first = join(dir, 'types-1.jsonl');
+  const second = join(dir, 'types-2.jsonl');
+  const line = (time: number, type: string): string => JSON.stringify({ user_id: 'u1', time, type });
+  writeFileSync(first, `${[line(1, 'page_view'), line(2, 'add_to_cart'), line(3, 'checkout_completed'), line(4, 'page_view'), line(5, 'view')].join('\n')}\n`);
+  writeFileSync(second, `${[line(6, 'page_view'), line(7, 'search'), line(8, 'add_to_cart')].join('\n')}\n`);
+  const read = await readFiles({ path: [first, second], mapping: { time_format: 'epoch_ms', event_types: { checkout_completed: 'purchase', search: 'search' } } });
+  assert.deepEqual(read.events, ['1 page_view', '2 add_to_cart', '3 purchase', '4 page_view', '5 view', '6 page_view', '7 search', '8 add_to_cart'], 'the events are read as before');
+  assert.deepEqual(read.warned, ['page_view', 'add_to_cart'].map(
+    (type) => `event type "${type}" is none of the known types (view, cart, remove_from_cart, purchase) and mapping.event_types does not name it: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for ("${type}": one of view, cart, remove_from_cart, purchase), or to itself ("${type}": "${type}") to keep it as it is`,
+  ));
+  // CSV rows go through the same mapper.
+  const csv = join(dir, 'types.csv');
+  writeFileSync(csv, 'user_id,time,type\nu1,1,Page View\nu1,2,view\n');
+  assert.deepEqual((await readFiles({ path: csv })).warned.map((message) => message.split(' is none')[0]), ['event type "Page View"']);
+});
+
+test('JSON lines: an optional field the mapping names that no event had (a nested price, a misspelt category) is said once per file, with the field the records have (was: every event without a price, silently)', async () => {
+  const path = join(dir, 'nested-price.jsonl');
+  const line = (time: number): string => JSON.stringify({ user_id: 'u1', time, type: 'view', product: { price: 9.5, category: 'shoes' } });
+  writeFileSync(path, `${[1, 2, 3].map(line).join('\n')}\n`);
+  const read = await readFiles({ path, mapping: { time_format: 'epoch_ms', fields: { price: 'price', category: 'product.category' } } });
+  assert.deepEqual(read.events, ['1 view', '2 view', '3 view'], 'read as before, without a price');
+  assert.deepEqual(read.warned, [`${path}: none of the 3 events had fields.price 'price' (the records have product.price), so no event gets a price; name the field the records have (a nested one by its dotted path)`]);
 });
 
 test('a FIFO resumed from a checkpoint is read from the start of its new stream: a line count of the stream before skips nothing of it', async () => {

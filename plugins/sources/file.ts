@@ -8,7 +8,7 @@ import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { defineSource, type ClickEvent, type SourcePosition } from 'tributary';
+import { defineSource, unknownEventTypeWarning, type ClickEvent, type SourcePosition } from 'tributary';
 import { csvColumns, csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
 
 export interface FileSourceConfig extends DecodeConfig {
@@ -75,7 +75,7 @@ export default defineSource<FileSourceConfig>({
     '`mapping: {fields: {user_id: userId, session_id: sessionId, item_id: itemId}, time_format: epoch_ms, attributes_field: attrs}` (a backtest of a pipeline whose source has no mapping reads its input so by itself). A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
-    'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns. ' +
+    'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
@@ -144,6 +144,8 @@ export default defineSource<FileSourceConfig>({
     let unterminated: number | undefined;
     /** Which file the position is in (its inode and first bytes), so a resume finds it renamed; unknown before it is opened. */
     let identity: FileIdentity | undefined;
+    // One for all the files: an unknown event type is told once for the source, not once per file.
+    const onUnknownType = unknownEventTypeWarning(context.logger);
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
@@ -191,7 +193,7 @@ export default defineSource<FileSourceConfig>({
           open = { raw, decoded };
           const target = { source: context.label, file: path };
           try {
-            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated })) {
+            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated, onUnknownType })) {
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
