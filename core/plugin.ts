@@ -201,6 +201,19 @@ export interface PluginContext {
 /** Where a source stands, so it can resume there after a restart (file offsets, Kafka offsets). */
 export type SourcePosition = Record<string, unknown>;
 
+/**
+ * The checkpoint files a commit goes with, each named by a mark (a short string, `tributary-checkpoint:`
+ * then its sequence and digest): a source whose acknowledgement has room for a note (Kafka: the offset
+ * commit's metadata) stores them with it, so a restore can tell which file the last acknowledgement
+ * belongs to (Source.committedMarks, PartitionAssignment.marks).
+ */
+export interface CommitMarks {
+  /** The pipeline's checkpoint written for this commit. */
+  checkpoint?: string;
+  /** scale_out: each held partition's newest state file, by partition id (written now or before). */
+  partitions?: ReadonlyMap<string, string>;
+}
+
 export interface Source {
   /**
    * Batches of canonical events. The runtime pulls the next batch only when the pipeline has room,
@@ -219,9 +232,11 @@ export interface Source {
    * Called by the runtime once every sink has flushed the outputs of everything up to `position` and,
    * in the daemon, a checkpoint covering it is durable: the source may now acknowledge its input up to
    * there (e.g. commit Kafka offsets). Called at a barrier: no record is written between the sinks'
-   * flush and this promise settling.
+   * flush and this promise settling. `marks`, where the runtime keeps checkpoints: the files this
+   * commit goes with (see CommitMarks), for a source that can store them with its acknowledgement; one
+   * that ignores them works as before.
    */
-  commit?(position: SourcePosition): Promise<void>;
+  commit?(position: SourcePosition, marks?: CommitMarks): Promise<void>;
   /**
    * A source that resumes where its upstream holds its input acknowledged, whatever a checkpoint
    * says (an exactly-once Kafka source: its group's committed offsets, which move atomically with the
@@ -233,6 +248,16 @@ export interface Source {
    * for the upstream (a broker outage) until the pipeline's signal aborts.
    */
   covers?(position: SourcePosition): Promise<boolean>;
+  /**
+   * Optional, with `covers`: the marks (CommitMarks) stored with the upstream's acknowledgement of
+   * `position`'s input (Kafka, exactly-once: the committed offsets' metadata of the partitions it
+   * names), as far as there are any. The runtime restores the newest checkpoint of its folder that they
+   * name, when that file is there intact and covered: a checkpoint written after it at an unchanged
+   * position (input idle, state changed by time alone) is covered too, but its outputs were committed
+   * only if its own commit went through, which only the marks tell. No mark of its folder: `covers`
+   * alone decides. Asked once, before the first `read`, with the newest checkpoint's position.
+   */
+  committedMarks?(position: SourcePosition): Promise<readonly string[]>;
   /**
    * Whether the source reaches its upstream now (false while every Kafka broker is down): /readyz.
    * Called on every probe, so keep it cheap; one that throws reads as not ready
@@ -282,6 +307,12 @@ export interface PartitionAssignment {
   /** Stable, file-name-safe id, e.g. `clicks-3` (topic and partition). */
   id: string;
   committed: number | undefined;
+  /**
+   * The marks stored with the committed offset (CommitMarks: its state file's), for a source that
+   * stores them: the runtime restores the file they name when it is there intact, else the file of the
+   * greatest offset `committed` covers.
+   */
+  marks?: readonly string[];
 }
 
 /** A partition taken from this instance, and the next offset after the records it yielded. */
@@ -306,9 +337,10 @@ export interface PartitionListener {
   /**
    * Saves the partitions' state. `whileHeld`, when given, runs at the end, while no record moves yet:
    * where an exactly-once source seals its transaction, so it holds no output of any record after
-   * the revoked partitions' offsets.
+   * the revoked partitions' offsets. It is given the mark of each partition's newest state file (the
+   * one just saved, or the one before where its state did not change), by id, to store with the offsets.
    */
-  revoked(partitions: readonly PartitionRevocation[], whileHeld?: () => void): Promise<void>;
+  revoked(partitions: readonly PartitionRevocation[], whileHeld?: (marks: ReadonlyMap<string, string>) => void): Promise<void>;
 }
 
 /**

@@ -205,3 +205,66 @@ async function callsUntilError(consume: (count: number) => Promise<Kafka.Message
   }, 5_000).catch((timedOut: Error) => assert.fail(`${timedOut.message}; the calls returned: ${calls.join('; ') || 'nothing'}`));
   return { calls, error: error! };
 }
+
+test('an offset commit\'s metadata goes to the group with commit() and sendOffsetsToTransaction(), and committed() returns it', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('binding-metadata');
+  await createTopic(brokers, topic, 3);
+  const group = `${topic}-group`;
+  const promised = <T>(call: (cb: (error: Kafka.LibrdKafkaError | null | undefined, value?: T) => void) => void): Promise<T> =>
+    new Promise<T>((resolve, reject) => call((error, value) => (error ? reject(new Error(error.message)) : resolve(value as T))));
+  // Assigned by hand (the group has no members), so the commits need no generation.
+  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false, 'isolation.level': 'read_committed' }, {});
+  const producer = new Kafka.Producer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'transactional.id': `${topic}-txn`, dr_cb: true });
+  await promised((cb) => consumer.connect({}, (error) => cb(error)));
+  await promised((cb) => producer.connect({}, (error) => cb(error)));
+  producer.setPollInterval(10);
+  try {
+    const committed = (): Promise<Kafka.TopicPartitionOffset[]> =>
+      promised<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed([0, 1, 2].map((partition) => ({ topic, partition })), 10_000, cb)).then((list) => [...list].sort((a, b) => a.partition - b.partition));
+    consumer.assign([0, 1, 2].map((partition) => ({ topic, partition })));
+    // UTF-8 beyond ASCII goes through as it is; a commit without metadata leaves none.
+    consumer.commitSync([
+      { topic, partition: 0, offset: 5, metadata: 'tributary-checkpoint:12:0123456789abcdef' },
+      { topic, partition: 1, offset: 7, metadata: 'état ✓' },
+      { topic, partition: 2, offset: 9 },
+    ]);
+    const afterCommit = await committed();
+    assert.deepEqual(afterCommit.map((tp) => [tp.partition, tp.offset, tp.metadata]), [
+      [0, 5, 'tributary-checkpoint:12:0123456789abcdef'],
+      [1, 7, 'état ✓'],
+      [2, 9, undefined],
+    ]);
+    assert.ok(!('metadata' in afterCommit[2]!), 'no metadata property where the commit had none');
+
+    // In a transaction: the offsets (and their metadata) are the group's once it commits.
+    await promised((cb) => producer.initTransactions(15_000, cb));
+    await promised((cb) => producer.beginTransaction(cb));
+    producer.produce(topic, 0, Buffer.from('in the transaction'), null);
+    await promised((cb) => producer.sendOffsetsToTransaction(
+      [
+        { topic, partition: 0, offset: 5, metadata: 'tributary-checkpoint:13:fedcba9876543210' },
+        { topic, partition: 2, offset: 10, metadata: 'second' },
+      ],
+      consumer,
+      15_000,
+      cb,
+    ));
+    await promised((cb) => producer.commitTransaction(15_000, cb));
+    assert.deepEqual((await committed()).map((tp) => [tp.partition, tp.offset, tp.metadata]), [
+      [0, 5, 'tributary-checkpoint:13:fedcba9876543210'],
+      [1, 7, 'état ✓'],
+      [2, 10, 'second'],
+    ]);
+
+    // An aborted transaction's offsets and metadata never reach the group.
+    await promised((cb) => producer.beginTransaction(cb));
+    await promised((cb) => producer.sendOffsetsToTransaction([{ topic, partition: 0, offset: 5, metadata: 'aborted' }], consumer, 15_000, cb));
+    await promised((cb) => producer.abortTransaction(15_000, cb));
+    assert.equal((await committed())[0]!.metadata, 'tributary-checkpoint:13:fedcba9876543210');
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+    await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+  }
+});

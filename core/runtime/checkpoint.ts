@@ -48,6 +48,27 @@ export interface CheckpointBody {
 export interface Checkpoint extends CheckpointBody {
   sequence: number;
   file: string;
+  /** SHA-256 of the body as written (its header's): with the sequence, what {@link checkpointMark} names. */
+  sha256: string;
+}
+
+/**
+ * A token naming one checkpoint file, for a source to store with its acknowledgement of the input the
+ * file covers (Kafka: the offset commit's metadata), so a restore can tell which file the last
+ * acknowledgement goes with (Source.commit, Source.committedMarks). Its sequence and the start of its
+ * body's SHA-256: a file of that sequence in another folder (another member's, or this one emptied and
+ * begun again) is not taken for it.
+ */
+export function checkpointMark(checkpoint: { sequence: number; sha256: string }): string {
+  return `tributary-checkpoint:${checkpoint.sequence}:${checkpoint.sha256.slice(0, 16)}`;
+}
+
+const markPattern = /^tributary-checkpoint:(\d+):([0-9a-f]{16})$/;
+
+/** The checkpoint a mark names (see {@link checkpointMark}); undefined for text that is no mark. */
+export function parseCheckpointMark(mark: string): { sequence: number; sha256Prefix: string } | undefined {
+  const match = markPattern.exec(mark);
+  return match ? { sequence: Number(match[1]), sha256Prefix: match[2]! } : undefined;
 }
 
 interface Header {
@@ -192,7 +213,7 @@ export class CheckpointStore {
     body: string | readonly Uint8Array[],
     retain: ReadonlySet<number> = new Set(),
     removable: (sequence: number) => boolean = () => true,
-  ): Promise<{ file: string; sequence: number; bytes: number; removed: number[] }> {
+  ): Promise<{ file: string; sequence: number; sha256: string; bytes: number; removed: number[] }> {
     await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -225,7 +246,7 @@ export class CheckpointStore {
     if (!gzip) reusePieces(pieces); // stringifyInParts' buffers, for the next body
     const removed = (await this.sequences()).slice(this.keep).filter((old) => !retain.has(old) && removable(old));
     for (const old of removed) await rm(join(this.dir, fileName(old)), { force: true });
-    return { file, sequence, bytes: bytes + JSON.stringify(header).length + 1, removed };
+    return { file, sequence, sha256, bytes: bytes + JSON.stringify(header).length + 1, removed };
   }
 
   /**
@@ -275,7 +296,8 @@ export class CheckpointStore {
       const file = join(this.dir, fileName(sequence));
       let checkpoint: Checkpoint;
       try {
-        checkpoint = { ...(await readCheckpoint(file)), sequence, file };
+        const read = await readCheckpointFile(file);
+        checkpoint = { ...read.body, sequence, file, sha256: read.sha256 };
       } catch (error) {
         // An error reading it (EMFILE, EIO) says nothing of the file: falling back to an older one would
         // replay the outputs since, so the restore fails with it (and a restart tries again).
@@ -295,6 +317,28 @@ export class CheckpointStore {
         `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,
       );
     }
+  }
+
+  /**
+   * The checkpoint a mark names ({@link checkpointMark}), if this folder holds it intact; undefined for
+   * a mark of no file here (another folder's, pruned, a corrupt file: reported through `onCorrupt`).
+   * An error reading it (EMFILE, EIO) is thrown, as {@link latest} does.
+   */
+  async marked(mark: string, onCorrupt: (file: string, reason: string) => void = () => undefined): Promise<Checkpoint | undefined> {
+    const named = parseCheckpointMark(mark);
+    if (!named) return undefined;
+    const file = join(this.dir, fileName(named.sequence));
+    let read: { body: CheckpointBody; sha256: string };
+    try {
+      read = await readCheckpointFile(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (!(error instanceof CorruptCheckpointError)) throw new Error(`checkpoint ${file} could not be read: ${(error as Error).message}`, { cause: error });
+      onCorrupt(file, error.message);
+      return undefined;
+    }
+    if (!read.sha256.startsWith(named.sha256Prefix)) return undefined;
+    return { ...read.body, sequence: named.sequence, file, sha256: read.sha256 };
   }
 
   /** The sequence of the newest checkpoint file in the folder (readable or not); 0 when none. */
@@ -324,6 +368,11 @@ const corruptGzipCodes = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'Z_NEED_DICT', 
  * file (its errno's) as it comes.
  */
 export async function readCheckpoint(file: string): Promise<CheckpointBody> {
+  return (await readCheckpointFile(file)).body;
+}
+
+/** {@link readCheckpoint}, with the SHA-256 its header gives the body. */
+async function readCheckpointFile(file: string): Promise<{ body: CheckpointBody; sha256: string }> {
   const data = await readFile(file);
   const newline = data.indexOf(10);
   if (newline < 0) throw new CorruptCheckpointError('no header line');
@@ -351,7 +400,7 @@ export async function readCheckpoint(file: string): Promise<CheckpointBody> {
     throw error;
   }
   try {
-    return JSON.parse(json.toString('utf8')) as CheckpointBody;
+    return { body: JSON.parse(json.toString('utf8')) as CheckpointBody, sha256: header.sha256 };
   } catch (error) {
     if (error instanceof SyntaxError) throw new CorruptCheckpointError(`body is not JSON: ${error.message}`);
     throw error; // a body too large for a string: the process's limit, not the file's fault

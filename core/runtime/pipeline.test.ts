@@ -1186,6 +1186,84 @@ test('a source that resumes from its upstream\'s acknowledged position (covers) 
   assert.ok(stats.stats.resumedFrom !== undefined);
 });
 
+test('a source that stores checkpoint marks with its acknowledgement (committedMarks) is restored from the checkpoint its last acknowledgement names, not a newer one at the same position whose commit never went through', async (t) => {
+  const T0 = Date.UTC(2024, 0, 1);
+  /** The upstream's acknowledgement: the position, and the mark stored with it (Kafka: offsets and their metadata). */
+  let acknowledged = { next: 0, mark: undefined as string | undefined };
+  let acknowledging = true;
+  let released = 0;
+  let watermark = -Infinity;
+  const marking = defineSource<Record<string, never>>({
+    name: 'marking',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let next = 0;
+      return {
+        async *read() {
+          while (!context.signal!.aborted) {
+            if (next < released) yield [event('u', T0 + next++)];
+            else {
+              await sleep(5);
+              yield [];
+            }
+          }
+        },
+        watermark: () => watermark,
+        position: () => ({ next }),
+        covers: async (position) => (position as { next: number }).next <= acknowledged.next,
+        committedMarks: async () => (acknowledged.mark === undefined ? [] : [acknowledged.mark]),
+        commit: async (position, marks) => {
+          if (acknowledging) acknowledged = { next: (position as { next: number }).next, mark: marks?.checkpoint };
+        },
+      };
+    },
+  });
+  // State that changes with time alone (a sessionizer closing sessions as the watermark passes them): the latest watermark seen.
+  let passed = -Infinity;
+  let restored: number | undefined;
+  const timeKeeping = defineOperator<Record<string, never>>({
+    name: 'time-keeping',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({ record: (record, emit) => emit(record), watermark: (mark) => void (passed = Math.max(passed, mark.time)) })),
+      snapshot: () => passed,
+      restore: (state) => void (passed = restored = state as number),
+    }),
+  });
+  const dir = tempFolder(t, 'marks');
+  const yaml = `sources: [{type: marking}]\nstages: [{type: time-keeping}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}, interval: 20ms, keep: 3}\n`;
+  const options = { plugins: [marking, timeKeeping], builtins: true };
+  const saved = async (): Promise<number | undefined> => {
+    const { CheckpointStore } = await import('tributary');
+    return (await new CheckpointStore(dir).latest())?.operators['stage-time-keeping-0'] as number | undefined;
+  };
+  const stop = new AbortController();
+  const first = runYaml(yaml, { ...options, signal: stop.signal });
+  released = 2;
+  watermark = T0 + 1_000;
+  await until(async () => acknowledged.next === 2 && (await saved()) === T0 + 1_000 && acknowledged.mark !== undefined, 'a checkpoint at the first watermark acknowledged');
+  const markAcknowledged = acknowledged.mark;
+  await until(() => acknowledged.mark !== markAcknowledged, 'the next one acknowledged with its own mark');
+  // From here the commits fail (a transaction aborted, the brokers away), and the watermark moves on with
+  // no input read: checkpoints at the same position, covered by the acknowledged one, hold state whose
+  // outputs never committed.
+  acknowledging = false;
+  watermark = T0 + 60_000;
+  await until(async () => (await saved()) === T0 + 60_000, 'a checkpoint at the later watermark');
+  stop.abort();
+  await first;
+  passed = -Infinity;
+  const again = new AbortController();
+  const second = runYaml(yaml, { ...options, signal: again.signal });
+  await until(() => restored !== undefined, 'the second run restored');
+  again.abort();
+  await second;
+  // Before: T0 + 60 000, the newest checkpoint covered (the position did not move), whose outputs were lost.
+  assert.equal(restored, T0 + 1_000, 'restored from the checkpoint the last acknowledgement names');
+});
+
 /** The sequence of the newest checkpoint file in `dir` (0: none). */
 function newestCheckpoint(dir: string): number {
   return Math.max(0, ...readdirSync(dir).map((name) => Number(/^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? 0)));

@@ -19,10 +19,10 @@ import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, 
 import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
-import type { Clock, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import { entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
-import { CheckpointStore, type Checkpoint, type CheckpointBody } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 
@@ -859,24 +859,30 @@ export class PipelineRunner {
       assigned: (partitions) =>
         this.exclusive(async () => {
           const starts = new Map<string, number>();
-          for (const { id, committed } of partitions) {
+          for (const { id, committed, marks } of partitions) {
             if (this.tasks.has(id)) continue;
             // Only state the group's committed offset covers: a newer file belongs to outputs that were
             // never committed (a crash between the file and the commit, or an aborted transaction). Of
             // those, the greatest offset, not the newest file: a member that had not yet noticed it lost
             // the partition may have written one after the new owner's, at an offset behind it.
             const store = this.partitionStore(id);
+            const unusable = (file: string, reason: string): void => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`);
+            // The file the committed offset's marks name, where the source stores them: a file written
+            // later at the same offset (the partition idle, its state changed by time) is covered too,
+            // but its outputs committed only if its own commit went through, which only the marks say.
+            const marked = committed === undefined ? undefined : await this.markedPartitionFile(store, marks ?? [], committed, offsetOf, unusable);
             const saved =
               committed === undefined
                 ? undefined
-                : await store.highest(
-                    (file, reason) => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`),
+                : marked ??
+                  (await store.highest(
+                    unusable,
                     (checkpoint) => {
                       const offset = offsetOf(checkpoint);
                       return offset !== undefined && offset <= committed ? offset : undefined;
                     },
                     committed,
-                  );
+                  ));
             // Where reading starts: what its state covers until a record of it is read.
             const start = saved ? offsetOf(saved)! : committed;
             await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, held: heldIn(saved) } : undefined, start);
@@ -884,8 +890,11 @@ export class PipelineRunner {
             // The files before the one restored (all, where none was) are of use to no one from here on:
             // the group's committed offset only moves on with files this member writes (writePartitionFile).
             const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;
-            this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offset: start! }] : [] });
-            this.logger.info({ partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved) } : null }, saved ? 'partition state restored' : 'partition starts with empty state');
+            this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offset: start!, mark: checkpointMark(saved) }] : [] });
+            this.logger.info(
+              { partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved), ...(marked ? { marked: true } : {}) } : null },
+              saved ? 'partition state restored' : 'partition starts with empty state',
+            );
           }
           return starts;
         }),
@@ -916,10 +925,16 @@ export class PipelineRunner {
           // Outputs of the partitions' records are durable before their state and offsets move on.
           await this.flushSinks();
           for (const [id, offset, body] of saves) await this.writePartitionFile(id, offset, body);
+          // Each one's newest file, for the source to commit its offset with.
+          const marks = new Map<string, string>();
+          for (const { id } of partitions) {
+            const mark = this.partitionFiles.get(id)?.files.at(-1)?.mark;
+            if (mark !== undefined) marks.set(id, mark);
+          }
           // Their next owner's from here on.
           for (const { id } of partitions) this.partitionFiles.delete(id);
           this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
-          whileHeld?.();
+          whileHeld?.(marks);
         }),
     };
   }
@@ -1318,7 +1333,9 @@ export class PipelineRunner {
       // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
       // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
       if (this.failure) throw this.failure;
-      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!);
+      const marks = this.commitMarks(written);
+      this.marksWritten.set(marks.checkpoint!, written.sequence);
+      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!, marks);
       this.learnCovered(written.sequence, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
@@ -1326,6 +1343,19 @@ export class PipelineRunner {
       this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
       return info;
     });
+  }
+
+  /**
+   * The files a checkpoint's commit goes with (Source.commit): the checkpoint just written, and (scale_out)
+   * each held partition's newest file, written now or before (its state unchanged since).
+   */
+  private commitMarks(written: { sequence: number; sha256: string }): CommitMarks {
+    const partitions = new Map<string, string>();
+    for (const [id, { files }] of this.partitionFiles) {
+      const mark = files.at(-1)?.mark;
+      if (mark !== undefined) partitions.set(id, mark);
+    }
+    return { checkpoint: checkpointMark(written), ...(this.scaleOut ? { partitions } : {}) };
   }
 
   /**
@@ -1337,6 +1367,8 @@ export class PipelineRunner {
    */
   private coveredSequence: number | undefined;
   private coverAsked: number | undefined;
+  /** The marks (checkpointMark) of the checkpoints this run wrote or resumed from, with their sequences, since the newest known covered. */
+  private readonly marksWritten = new Map<string, number>();
 
   private retainedCheckpoints(): ReadonlySet<number> {
     const retained = new Set<number>();
@@ -1351,7 +1383,21 @@ export class PipelineRunner {
     this.coverAsked = sequence;
     void (async () => {
       for (const slot of judges) if (!(await slot.source.covers!(sources[slot.label]!))) return;
-      this.coveredSequence = sequence;
+      // At a position that did not move, a checkpoint whose commit failed is covered too: where the
+      // sources store marks, the one their acknowledgement names is the one a restore takes.
+      let named: number | undefined;
+      for (const slot of judges) {
+        if (!slot.source.committedMarks) return void (this.coveredSequence = sequence);
+        let own: number | undefined;
+        for (const mark of await slot.source.committedMarks(sources[slot.label]!)) {
+          const written = this.marksWritten.get(mark);
+          if (written !== undefined && (own === undefined || written > own)) own = written;
+        }
+        if (own === undefined) return void (this.coveredSequence = sequence);
+        named = named === undefined ? own : Math.min(named, own);
+      }
+      this.coveredSequence = named;
+      for (const [mark, written] of this.marksWritten) if (written < named!) this.marksWritten.delete(mark);
     })()
       // Not known (the run stopped, the brokers away): the one known before stays kept.
       .catch(() => undefined)
@@ -1365,7 +1411,7 @@ export class PipelineRunner {
    * it wrote since), oldest first, with the offset each covers; and `floor`, the sequence below which
    * the files are those the group had before this member got the partition.
    */
-  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offset: number }[] }>();
+  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offset: number; mark: string }[] }>();
 
   /**
    * Writes a partition's state file. Beyond scale_out.keep it removes only files no member needs: the
@@ -1385,7 +1431,7 @@ export class PipelineRunner {
     const known = new Set(held.files.map((file) => file.sequence));
     const written = await this.writing(this.partitionStore(id).write(body, retain, (sequence) => sequence < held.floor || known.has(sequence)));
     const removed = new Set(written.removed);
-    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset }] });
+    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset, mark: checkpointMark(written) }] });
   }
 
   /** Checkpoint files being written (the pipeline's, the partitions'): see {@link writing}. */
@@ -1501,6 +1547,7 @@ export class PipelineRunner {
   private async coveredCheckpoint(newest: Checkpoint): Promise<Checkpoint | undefined> {
     const judges = this.sources.filter((slot) => slot.source.covers);
     if (judges.length === 0) return newest;
+    const marked = await this.markedCheckpoint(newest, judges);
     const covered = async (checkpoint: Checkpoint): Promise<boolean> => {
       for (const slot of judges) {
         const position = checkpoint.sources[slot.label] as SourcePosition | undefined;
@@ -1517,6 +1564,14 @@ export class PipelineRunner {
       }
       return true;
     };
+    if (marked && marked.sequence !== newest.sequence && (await covered(marked))) {
+      this.coveredSequence = marked.sequence;
+      this.logger.warn(
+        { file: newest.file, resumedFrom: marked.file },
+        `checkpoint ${newest.file} was written after the last commit its sources' upstream acknowledged, which names ${marked.file} (a transaction that failed after its checkpoint was written, or a process that ended before its commit): resuming from that one`,
+      );
+      return marked;
+    }
     if (await covered(newest)) {
       this.coveredSequence = newest.sequence;
       return newest;
@@ -1531,12 +1586,62 @@ export class PipelineRunner {
     return older;
   }
 
+  /**
+   * The checkpoint the sources' upstream says its last acknowledgement goes with (Source.committedMarks):
+   * the newest of this folder's files their marks name, read back intact; undefined where a judge stores
+   * no marks, names none of this folder's files, or the judges name different ones (then covers decides).
+   */
+  private async markedCheckpoint(newest: Checkpoint, judges: readonly SourceSlot[]): Promise<Checkpoint | undefined> {
+    let agreed: Checkpoint | undefined;
+    for (const slot of judges) {
+      const position = newest.sources[slot.label] as SourcePosition | undefined;
+      if (!slot.source.committedMarks || position === undefined) return undefined;
+      let marks: readonly string[];
+      try {
+        marks = await slot.source.committedMarks(position);
+      } catch (cause) {
+        if (cause instanceof TributaryError) throw cause;
+        throw new TributaryError('TRIB_ERR_SOURCE', `${slot.label} could not say which checkpoint its upstream's acknowledgement goes with: ${(cause as Error).message}`, { cause });
+      }
+      if (this.options.signal?.aborted) return undefined;
+      let found: Checkpoint | undefined;
+      for (const mark of new Set(marks)) {
+        const checkpoint = await this.options.checkpoints!.store.marked(mark, this.unusableCheckpoint);
+        if (checkpoint && (!found || checkpoint.sequence > found.sequence)) found = checkpoint;
+      }
+      if (!found || (agreed && agreed.sequence !== found.sequence)) return undefined;
+      agreed = found;
+    }
+    return agreed;
+  }
+
+  /**
+   * Scale-out: the partition file its committed offset's marks name (PartitionAssignment.marks), the
+   * newest of them, read back intact and at an offset `committed` covers; undefined where none does.
+   */
+  private async markedPartitionFile(
+    store: CheckpointStore,
+    marks: readonly string[],
+    committed: number,
+    offsetOf: (checkpoint: Checkpoint) => number | undefined,
+    unusable: (file: string, reason: string) => void,
+  ): Promise<Checkpoint | undefined> {
+    let found: Checkpoint | undefined;
+    for (const mark of new Set(marks)) {
+      const checkpoint = await store.marked(mark, unusable);
+      const offset = checkpoint && offsetOf(checkpoint);
+      if (checkpoint && offset !== undefined && offset <= committed && (!found || checkpoint.sequence > found.sequence)) found = checkpoint;
+    }
+    return found;
+  }
+
   /** Takes up a checkpoint's books (the counters carried across restarts) and says the run resumes from it. */
   private resumeFrom(checkpoint: Checkpoint): void {
     if (checkpoint.pipeline !== this.name) this.logger.warn({ file: checkpoint.file, pipeline: checkpoint.pipeline }, 'checkpoint was written by a pipeline of another name');
     for (const name of carriedCounters) if (checkpoint.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = checkpoint.counters[name];
     this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
     this.stats.resumedFrom = checkpoint.sequence;
+    this.marksWritten.set(checkpointMark(checkpoint), checkpoint.sequence);
     this.logger.info({ file: checkpoint.file, sequence: checkpoint.sequence }, 'resuming from checkpoint');
   }
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import {
   CheckpointStore,
+  checkpointMark,
   ORIGIN,
   readCheckpoint,
   PipelineRunner,
@@ -249,6 +250,30 @@ test('a partition restores the file of the greatest offset its committed offset 
   // 4: the owner's again at 5 (a partition that read nothing since, its state changed): the newest on the tie.
   await store.write(body(5));
   assert.equal(await restored(6), '4.json');
+});
+
+test('a partition restores the file its committed offset\'s marks name, not a newer one written at that offset whose commit never went through; marks of no file here leave the offset to decide', async (t) => {
+  const dir = tempFolder(t, 'scale-marks');
+  const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
+  const body = (offset: number, note: string) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset, note } }, operators: {}, counters: {} });
+  // 1: at 5, committed with its mark; 2: at 5 again (the partition idle, sessions closed by the
+  // watermark), its transaction failed: the committed offset and its marks are 1's.
+  const first = await store.write(body(5, 'committed'));
+  await store.write(body(5, 'never committed'));
+  const restored = async (assignment: PartitionAssignment) => {
+    const one = await member(dir, drivenSource());
+    await one.source.run({ assign: [assignment] }, { revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+    await one.running;
+    const entry = one.log.find((line) => line.msg === 'partition state restored');
+    return (entry?.['restored'] as { file: string } | undefined)?.file.replace(/.*checkpoint-0*/, '');
+  };
+  // Before: 2.json (the newest the committed offset covers), whose closed sessions' outputs were lost.
+  assert.equal(await restored({ id: 'p-0', committed: 5, marks: ['tributary-checkpoint:9:0123456789abcdef', checkpointMark(first)] }), '1.json');
+  // Marks of another folder's files (its sequence, another digest), or none: the offset decides, as before.
+  assert.equal(await restored({ id: 'p-0', committed: 5, marks: [checkpointMark({ sequence: 2, sha256: '0'.repeat(64) })] }), '2.json');
+  assert.equal(await restored({ id: 'p-0', committed: 5 }), '2.json');
+  // A marked file past the committed offset (the offsets reset by hand) is not taken.
+  assert.equal(await restored({ id: 'p-0', committed: 4, marks: [checkpointMark(first)] }), undefined);
 });
 
 /**

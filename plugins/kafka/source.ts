@@ -36,6 +36,7 @@ import {
   timerDurationMax,
   TributaryError,
   type ClickEvent,
+  type CommitMarks,
   type Counter,
   type Gauge,
   type GaugeFamily,
@@ -370,6 +371,11 @@ export const CONSUMER_TUNING = {
   'isolation.level': 'read_committed',
 } as const;
 
+/** The marks a committed offset's metadata holds (withMarks: space-separated), none where it has none. */
+function marksOf(tp: RdKafka.TopicPartitionOffset): string[] {
+  return tp.offset >= 0 && tp.metadata ? tp.metadata.split(' ').filter((mark) => mark !== '') : [];
+}
+
 /** One consume call and the handling of its answer (KafkaSource.round): its number, and who waits for its end. */
 interface ConsumeRound {
   number: number;
@@ -404,6 +410,8 @@ class KafkaSource {
   private closing = false;
   /** Ends the connect's tries (close(), or the pipeline's stop) while the consumer connects. */
   private stopConnecting: (() => void) | undefined;
+  /** The marks the group's committed offsets carry (their metadata) as far as known here (noteCommitted), by partition key. */
+  private readonly knownMarks = new Map<string, string[]>();
   /** The group's committed offsets as far as known here (noteCommitted), by partition key. */
   private readonly knownCommitted = new Map<string, number>();
   /** Exactly-once: settles once the last transaction commit() asked for has committed or failed. */
@@ -716,13 +724,16 @@ class KafkaSource {
 
   /** Offsets the group is known to hold committed: the brokers' answer, or a commit of this run's they acknowledged. */
   private noteCommitted(offsets: readonly RdKafka.TopicPartitionOffset[]): void {
-    for (const { topic, partition, offset } of offsets) {
-      const key = partitionKey(topic, partition);
-      if (offset > (this.knownCommitted.get(key) ?? -1)) this.knownCommitted.set(key, offset);
+    for (const tp of offsets) {
+      const key = partitionKey(tp.topic, tp.partition);
+      const known = this.knownCommitted.get(key) ?? -1;
+      if (tp.offset > known) this.knownCommitted.set(key, tp.offset);
+      // At an equal offset too: a later commit's marks (its metadata) replace the earlier ones.
+      if (tp.offset >= known && tp.offset >= 0) this.knownMarks.set(key, marksOf(tp));
     }
   }
 
-  commit(position: SourcePosition): Promise<void> {
+  commit(position: SourcePosition, marks?: CommitMarks): Promise<void> {
     // Only partitions this instance still owns: another group member may own (and commit) the rest.
     // And only in the assignment the position was taken in: the runtime flushes sinks between
     // position() and commit(), and a rebalance meanwhile may have handed a partition over (committing
@@ -741,9 +752,10 @@ class KafkaSource {
     });
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
-      const { sealed, committed } = this.transactions.commit(offsets, this.connected ? this.consumer : undefined);
+      const marked = this.withMarks(offsets, marks);
+      const { sealed, committed } = this.transactions.commit(marked, this.connected ? this.consumer : undefined);
       // The transaction was aborted: stop with this error (a restart resumes from the last commit).
-      this.lastCommit = committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));
+      this.lastCommit = committed.then(() => this.noteCommitted(marked), (error: unknown) => this.keepFailure(asError(error)));
       return sealed;
     }
     if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
@@ -757,6 +769,48 @@ class KafkaSource {
       this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Exactly-once: the offsets with the checkpoint files they go with as their commit's metadata (the
+   * pipeline's checkpoint, and in scale_out the partition's own file), so a restore can tell which file
+   * the last committed transaction belongs to (committedMarks, assignWithState). At-least-once resumes
+   * from a checkpoint's offsets (or, in scale_out, restores the file its committed offset covers) and
+   * stores none.
+   */
+  private withMarks(offsets: RdKafka.TopicPartitionOffset[], marks: CommitMarks | undefined): RdKafka.TopicPartitionOffset[] {
+    if (!marks || !this.transactions) return offsets;
+    return offsets.map((tp) => {
+      const own = marks.partitions?.get(this.partitions.get(partitionKey(tp.topic, tp.partition))?.id ?? '');
+      const metadata = [marks.checkpoint, own].filter((mark) => mark !== undefined).join(' ');
+      return metadata === '' ? tp : { ...tp, metadata };
+    });
+  }
+
+  /**
+   * Exactly-once: the marks the group's committed offsets of the partitions `position` names were
+   * committed with (their metadata: withMarks), for the runtime to restore the checkpoint the last
+   * committed transaction goes with. At-least-once: none (covers() takes every checkpoint).
+   */
+  async committedMarks(position: SourcePosition): Promise<readonly string[]> {
+    const named = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets);
+    if (!this.transactions || named.length === 0) return [];
+    await this.lastCommit;
+    // Known from this run's commits (and the brokers' answers): asked after each checkpoint's commit.
+    const known = named.map((tp) => this.knownMarks.get(partitionKey(tp.topic, tp.partition)));
+    if (known.every((marks) => marks !== undefined)) return known.flat();
+    let committed: RdKafka.TopicPartitionOffset[];
+    try {
+      await this.transactions.open();
+      await this.connectOnce();
+      if (!this.connected) return []; // stopped while connecting: nothing is read
+      committed = await this.fetchCommitted(named.map(({ topic, partition }) => ({ topic, partition })));
+    } catch (error) {
+      if (this.closing || this.context.signal?.aborted) return [];
+      throw error;
+    }
+    this.noteCommitted(committed);
+    return committed.flatMap((tp) => marksOf(tp));
   }
 
   /**
@@ -1822,9 +1876,40 @@ class KafkaSource {
     });
     this.assign(list);
     this.setPaused(assignment);
+    if (this.transactions) this.learnCommittedStarts(assignment.map((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))!).filter((state) => state.resumedAt === undefined));
     this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
     if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
     this.forgetCheckpointOffsets();
+  }
+
+  /**
+   * Exactly-once without scale_out: a partition assigned at the group's committed offset (a checkpoint's
+   * offsets are not sought to) stands there until a record of it is read, and from the brokers' answer
+   * on, the position names it there (resumedAt): each checkpoint's transaction commits its offset again,
+   * with that checkpoint's mark (withMarks). Without it, a run whose partitions stayed idle after a
+   * restart committed its transactions with no offsets, and so no mark: the restore then took the
+   * older checkpoint the marks named for the last one committed, and closed its sessions a second time.
+   */
+  private learnCommittedStarts(states: PartitionState[]): void {
+    if (states.length === 0) return;
+    const asked = new Map(states.map((state) => [partitionKey(state.topic, state.partition), { state, assignment: state.assignment }]));
+    void this.fetchCommitted(states.map(({ topic, partition }) => ({ topic, partition }))).then(
+      (committed) => {
+        this.noteCommitted(committed);
+        for (const tp of committed) {
+          const entry = asked.get(partitionKey(tp.topic, tp.partition));
+          if (!entry || tp.offset < 0) continue;
+          const { state, assignment } = entry;
+          // Read from, revoked or assigned again meanwhile: that says where it stands.
+          if (state.assignment !== assignment || !state.assigned || state.next !== undefined || state.resumedAt !== undefined) continue;
+          state.resumedAt = tp.offset;
+          state.committing = tp.offset;
+          state.startOffset ??= tp.offset;
+        }
+      },
+      // Closing, or an error the next assignment meets again: the partitions are named once read from.
+      () => undefined,
+    );
   }
 
   /**
@@ -1983,6 +2068,8 @@ class KafkaSource {
     const committed = assignment.length === 0 ? [] : await this.fetchCommitted(assignment);
     this.noteCommitted(committed);
     const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset >= 0 ? tp.offset : undefined]));
+    // Exactly-once only: what an at-least-once run commits carries none, and leaves an older run's in place.
+    const committedMarksOf = new Map(this.transactions ? committed.map((tp) => [partitionKey(tp.topic, tp.partition), marksOf(tp)]) : []);
     const now = this.context.clock.now();
     const states = assignment.map((tp) => {
       const key = partitionKey(tp.topic, tp.partition);
@@ -1991,9 +2078,10 @@ class KafkaSource {
         state = newPartitionState(tp, now, false);
         this.partitions.set(key, state);
       }
-      return { state, committed: committedOf.get(key) };
+      const marks = committedMarksOf.get(key);
+      return { state, committed: committedOf.get(key), ...(marks && marks.length > 0 ? { marks } : {}) };
     });
-    const starts = await listener.assigned(states.map(({ state, committed }) => ({ id: state.id, committed })));
+    const starts = await listener.assigned(states.map(({ state, committed, marks }) => ({ id: state.id, committed, ...(marks ? { marks } : {}) })));
     await this.afterRound(assignment);
     const assignedAt = this.context.clock.now();
     for (const { state } of states) {
@@ -2065,7 +2153,10 @@ class KafkaSource {
       // output of another partition's record processed after these offsets were taken. Lost, the
       // brokers refuse its offsets (KIP-447: the group went on without this member), and the
       // transaction, which holds outputs of their records, is aborted: the run restarts (handed over).
-      const seal = this.transactions && offsets.length > 0 && !checkpointFirst ? () => void (committed = this.transactions!.commit(offsets, this.consumer).committed) : undefined;
+      const seal =
+        this.transactions && offsets.length > 0 && !checkpointFirst
+          ? (marks: ReadonlyMap<string, string>) => void (committed = this.transactions!.commit(this.withMarks(offsets, { partitions: marks }), this.consumer).committed)
+          : undefined;
       await listener.revoked(positions, seal);
       // A failed transaction is the exactly-once sinks' to report (TRIB_ERR_SINK: a fencing, say), as in commit().
       if (committed) await committed.then(() => this.noteCommitted(offsets), (error: unknown) => this.keepFailure(asError(error)));

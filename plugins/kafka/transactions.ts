@@ -446,7 +446,8 @@ export class PipelineTransactions {
     for (const tp of offsets) {
       const id = `${tp.topic}\u0000${tp.partition}`;
       const known = next.offsets.get(id);
-      if (known === undefined || tp.offset > known.offset) next.offsets.set(id, tp);
+      // At an equal offset the later ask's: its metadata names the later checkpoint, whose outputs this commit holds too.
+      if (known === undefined || tp.offset >= known.offset) next.offsets.set(id, tp);
     }
     return { sealed, committed: next.committed };
   }
