@@ -2092,8 +2092,16 @@ class KafkaSource {
       state.maxTime = -Infinity;
     }
     this.assign(assignment.map((tp, index) => {
-      const start = starts.get(states[index]!.state.id);
-      states[index]!.state.startOffset = start;
+      const { state, committed } = states[index]!;
+      const start = starts.get(state.id);
+      state.startOffset = start;
+      // Exactly-once: a partition restored at the group's committed offset stands there until a record of
+      // it is read, and the position names it there (resumedAt), as learnCommittedStarts does without
+      // scale_out: each transaction commits that offset again with the mark of its newest state file
+      // (withMarks). Unnamed, a partition that read nothing kept the previous owner's mark while its own
+      // file closed sessions at that offset, and its next owner restored the marked, older file and
+      // closed them again. A start behind the committed offset is not committed: that would move it back.
+      if (this.transactions && start !== undefined && start === committed) state.resumedAt = start;
       return start === undefined ? tp : { ...tp, offset: start };
     }));
     this.setPaused(assignment);
