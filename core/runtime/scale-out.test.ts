@@ -386,12 +386,35 @@ function watermarksSeen() {
   return { seen, marks };
 }
 
-test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async (t) => {
-  const dir = tempFolder(t, 'scale-held');
-  // A global stage after the per-partition sessionizer: the watermarks it sees.
+/** A member whose per-partition sessionizer is followed by a global stage noting the watermarks it sees (watermarksSeen). */
+async function heldMember(dir: string): Promise<{ seen: number[]; source: ReturnType<typeof drivenSource>; run: Member }> {
   const { seen, marks } = watermarksSeen();
   const source = drivenSource();
   const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  return { seen, source, run };
+}
+
+/** p-0 at 2 h and p-1 behind it at 0, one event each: the global stages at 0. */
+async function startTwoPartitions(source: ReturnType<typeof drivenSource>): Promise<void> {
+  source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
+  await source.run(
+    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+    { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+  );
+}
+
+/** An event 10 days ahead on `partition` (beyond the sessionizer's max_ahead_of_clock, 1d), its watermark moved there: the sessionizer holds. */
+async function sendFarFuture(source: ReturnType<typeof drivenSource>, partition: string): Promise<number> {
+  const future = Date.now() + 10 * 24 * HOUR;
+  source.marks.set(partition, future);
+  await source.run({ records: [{ partition, userId: 'skewed-client', time: future }] });
+  return future;
+}
+
+test('a partition task whose sessionizer holds its watermark back (a far-future event dead-lettered) holds back the global stages\' with it; its later events move both', async (t) => {
+  const dir = tempFolder(t, 'scale-held');
+  // A global stage after the per-partition sessionizer: the watermarks it sees.
+  const { seen, source, run } = await heldMember(dir);
   const future = Date.now() + 10 * 24 * HOUR; // beyond the sessionizer's max_ahead_of_clock (1d), not the source's here
   await source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
   source.marks.set('p-0', T0);
@@ -412,19 +435,11 @@ test('a partition task whose sessionizer holds its watermark back (a far-future 
 test('a partition whose sessionizer holds, handed over (revoked, then assigned again from its file), holds the global stages\' watermark at its time as it did before: not at none', async (t) => {
   for (const handedOver of [false, true]) {
     const dir = tempFolder(t, 'scale-held-over');
-    const { seen, marks } = watermarksSeen();
-    const source = drivenSource();
-    const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+    const { seen, source, run } = await heldMember(dir);
     // p-0 at 2 h, p-1 behind it at 0: the global stages at 0.
-    source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
-    await source.run(
-      { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
-      { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
-    );
+    await startTwoPartitions(source);
     // A far-future event on p-0 moves its watermark; its sessionizer holds at 2 h, and p-0 reads nothing more.
-    const future = Date.now() + 10 * 24 * HOUR;
-    source.marks.set('p-0', future);
-    await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+    await sendFarFuture(source, 'p-0');
     if (handedOver) {
       await source.run({ revoke: [{ id: 'p-0', offset: 2 }] }, { assign: [{ id: 'p-0', committed: 2 }] });
       assert.ok(run.log.some((entry) => entry.msg === 'partition state restored' && (entry['partition'] as string) === 'p-0'));
@@ -443,18 +458,10 @@ test('a partition whose sessionizer holds, handed over (revoked, then assigned a
 
 test('a held partition (its sessionizer after a far-future event) holds the global stages\' watermark while active; idle, it no longer does; active again, it holds them where they stand, until its own events move it', async (t) => {
   const dir = tempFolder(t, 'scale-held-idle');
-  const { seen, marks } = watermarksSeen();
-  const source = drivenSource();
-  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
-  source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
-  await source.run(
-    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
-    { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
-  );
+  const { seen, source, run } = await heldMember(dir);
+  await startTwoPartitions(source);
   // A far-future event on p-0 moves its watermark; its sessionizer holds at 2 h.
-  const future = Date.now() + 10 * 24 * HOUR;
-  source.marks.set('p-0', future);
-  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  await sendFarFuture(source, 'p-0');
   const moveP1 = async (hours: number) => {
     source.marks.set('p-1', T0 + hours * HOUR);
     await source.run({ records: [{ partition: 'p-1', userId: `u1-${hours}`, time: T0 + hours * HOUR }] });
@@ -480,14 +487,10 @@ test('a held partition (its sessionizer after a far-future event) holds the glob
 
 test('every partition idle, the global stages go no further than the most advanced time a held partition\'s stages passed on: a lone held partition does not hand them the far-future time its sessionizer holds back', async (t) => {
   const dir = tempFolder(t, 'scale-held-all-idle');
-  const { seen, marks } = watermarksSeen();
-  const source = drivenSource();
-  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
+  const { seen, source, run } = await heldMember(dir);
   source.marks.set('p-0', T0);
   await source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
-  const future = Date.now() + 10 * 24 * HOUR;
-  source.marks.set('p-0', future);
-  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  await sendFarFuture(source, 'p-0');
   assert.equal(Math.max(...seen), T0);
   // Quiet: the runtime's idle timer passes the watermark again (no batch comes).
   source.idle.add('p-0');
@@ -501,18 +504,10 @@ test('every partition idle, the global stages go no further than the most advanc
 
 test('every partition idle, a partition whose stages hold nothing does not hand the global stages the far-future time it got by following the others (the Kafka source\'s idle partitions do): they stay where the held partition holds them', async (t) => {
   const dir = tempFolder(t, 'scale-held-all-idle-two');
-  const { seen, marks } = watermarksSeen();
-  const source = drivenSource();
-  const run = await member(dir, source, 3, '[{type: sessionizer, gap: 30m}, {type: marks}]', [marks]);
-  source.marks.set('p-0', T0 + 2 * HOUR).set('p-1', T0);
-  await source.run(
-    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
-    { records: [{ partition: 'p-0', userId: 'u0', time: T0 + 2 * HOUR }, { partition: 'p-1', userId: 'u1', time: T0 }] },
-  );
+  const { seen, source, run } = await heldMember(dir);
+  await startTwoPartitions(source);
   // p-0's sessionizer holds at 2 h after a far-future event; p-1 moves on to 3 h.
-  const future = Date.now() + 10 * 24 * HOUR;
-  source.marks.set('p-0', future);
-  await source.run({ records: [{ partition: 'p-0', userId: 'skewed-client', time: future }] });
+  const future = await sendFarFuture(source, 'p-0');
   source.marks.set('p-1', T0 + 3 * HOUR);
   await source.run({ records: [{ partition: 'p-1', userId: 'u1', time: T0 + 3 * HOUR }] });
   assert.equal(Math.max(...seen), T0 + 2 * HOUR);
