@@ -495,6 +495,47 @@ test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a
   }
 });
 
+test('JSON lines and CSV: UTF-16 or UTF-32 text (a byte order mark) fails the source at once, naming the encoding and how to convert it; a UTF-8 BOM, a 1-byte file and a mark split over chunks are read as before', async () => {
+  const jsonl = '{"time":1,"user_id":"u1","type":"view"}\n{"time":2,"user_id":"u2","type":"view"}\n';
+  const csv = 'time,user_id,type\n1,u1,view\n2,u2,view\n';
+  const utf16be = (text: string): Buffer => Buffer.from(text, 'utf16le').swap16();
+  const utf32le = (text: string): Buffer => Buffer.concat([...text].map((c) => { const b = Buffer.alloc(4); b.writeUInt32LE(c.codePointAt(0)!); return b; }));
+  const encodings: [string, (text: string) => Buffer, RegExp][] = [
+    ['UTF-16 LE', (text) => Buffer.from('\ufeff' + text, 'utf16le'), /the text is UTF-16 little-endian \(it starts with the byte order mark FF FE, .*`iconv -f UTF-16 -t UTF-8 f > f\.utf8`/],
+    ['UTF-16 BE', (text) => utf16be('\ufeff' + text), /the text is UTF-16 big-endian \(it starts with the byte order mark FE FF/],
+    ['UTF-32 LE', (text) => utf32le('\ufeff' + text), /the text is UTF-32 little-endian \(it starts with the byte order mark FF FE 00 00, .*iconv -f UTF-32/],
+  ];
+  const read = async (chunks: Buffer[], format: 'jsonl' | 'csv', context = testContext()): Promise<number[]> => {
+    const times: number[] = [];
+    for await (const batch of decodeStream(Readable.from(chunks), format, { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7)) times.push(...batch.events.map((e) => e.time));
+    return times;
+  };
+  for (const [encoding, encode, error] of encodings) {
+    for (const [format, text] of [['jsonl', jsonl], ['csv', csv]] as const) {
+      const bytes = encode(text);
+      for (const chunks of [[bytes], [bytes.subarray(0, 1), bytes.subarray(1, 3), bytes.subarray(3)]]) {
+        const context = testContext();
+        await assert.rejects(read(chunks, format, context), (thrown: Error) => error.test(thrown.message) && thrown.message.startsWith('f: '), `${encoding} ${format} in ${chunks.length} chunks`);
+        assert.deepEqual(context.deadLetters, [], `${encoding} ${format}: no line dead-lettered one by one`);
+      }
+    }
+  }
+  // UTF-8, with its BOM or without, whole or a byte at a time; and files shorter than a mark.
+  for (const [format, text] of [['jsonl', jsonl], ['csv', csv]] as const) {
+    for (const bytes of [Buffer.from(text), Buffer.from('\ufeff' + text)]) {
+      assert.deepEqual(await read([bytes], format), [1, 2], `${format}, ${bytes.length} bytes`);
+      assert.deepEqual(await read([...bytes].map((b) => Buffer.from([b])), format), [1, 2], `${format}, a byte per chunk`);
+    }
+  }
+  assert.deepEqual(await read([Buffer.from('\n')], 'jsonl'), []);
+  assert.deepEqual(await read([], 'csv'), []);
+  // Past the file's start (a resume) the stream is not checked: its first bytes are not the file's.
+  const resumed = Buffer.from('\ufeff{"time":3,"user_id":"u3","type":"view"}\n', 'utf16le');
+  const context = testContext();
+  for await (const _batch of decodeStream(Readable.from([resumed]), 'jsonl', { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7, 0, { line: 5 }));
+  assert.equal(context.deadLetters.length, 1, 'read as before: the line is dead-lettered');
+});
+
 test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of its exact bytes (base64), at its line, and reading goes on', async () => {
   const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
   const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');

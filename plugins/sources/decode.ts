@@ -4,7 +4,7 @@
  * sink with its reason, file and line.
  */
 import { isUtf8 } from 'node:buffer';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import {
   absentFieldCheck,
@@ -156,9 +156,55 @@ export function decodeStream(
 ): AsyncGenerator<DecodedBatch> {
   const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
   const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
+  if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file), { objectMode: false, highWaterMark: 1 });
   return format === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
     : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
+}
+
+/** Byte order marks of the Unicode encodings that are not UTF-8, longest first (UTF-32 LE starts as UTF-16 LE does). */
+const WIDE_TEXT_MARKS: readonly { bytes: readonly number[]; encoding: string; iconv: string }[] = [
+  { bytes: [0xff, 0xfe, 0, 0], encoding: 'UTF-32 little-endian', iconv: 'UTF-32' },
+  { bytes: [0, 0, 0xfe, 0xff], encoding: 'UTF-32 big-endian', iconv: 'UTF-32' },
+  { bytes: [0xff, 0xfe], encoding: 'UTF-16 little-endian', iconv: 'UTF-16' },
+  { bytes: [0xfe, 0xff], encoding: 'UTF-16 big-endian', iconv: 'UTF-16' },
+];
+
+/**
+ * The stream's chunks, refused at once when its first bytes are a UTF-16 or UTF-32 byte order mark
+ * (Excel's "Unicode Text", PowerShell 5's `>`): read as UTF-8, every line of such a file would be
+ * rejected one by one (or its CSV header row be unreadable), with no word of why.
+ */
+async function* refusingWideText(stream: Readable, file: string): AsyncGenerator<Buffer> {
+  let head: Buffer | undefined = Buffer.alloc(0);
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (head === undefined) {
+        yield chunk;
+        continue;
+      }
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length < 4) continue;
+      refuseWideText(head, file);
+      yield head;
+      head = undefined;
+    }
+    if (head !== undefined && head.length > 0) {
+      refuseWideText(head, file);
+      yield head;
+    }
+  } finally {
+    stream.destroy();
+  }
+}
+
+function refuseWideText(head: Buffer, file: string): void {
+  const mark = WIDE_TEXT_MARKS.find(({ bytes }) => head.length >= bytes.length && bytes.every((byte, i) => head[i] === byte));
+  if (mark === undefined) return;
+  const hex = mark.bytes.map((byte) => byte.toString(16).toUpperCase().padStart(2, '0')).join(' ');
+  throw new Error(
+    `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. \`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``,
+  );
 }
 
 /**
