@@ -22,7 +22,7 @@ export {
   type OverlongLine,
 } from './io.js';
 export { fnv1a } from './hash.js';
-export { isInheritedName, ownValue, setOwnField } from './fields.js';
+export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
 export { sameFile } from './paths.js';
 export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';

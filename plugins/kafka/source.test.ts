@@ -460,6 +460,37 @@ test('a key_field named as an Object.prototype member (constructor) is filled fr
   assert.deepEqual([(events as ClickEvent[]).map((e) => e.userId), context.deadLetters], [['u1', 'u2'], []]);
 });
 
+test('a dotted key_field (user.id) is filled from the message key only where the value has no such field, whole or nested, as the mapping reads it', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const config = unreachableConfig(['t'], { key_field: 'user.id', mapping: { fields: { user_id: 'user.id' } } });
+  const context = testContext({ batchSize: 100 });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  t.after(() => instance.close?.());
+  const batch = instance.read()[Symbol.asyncIterator]().next();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  script.highOffsets.set('t/0', 4);
+  const message = (offset: number, record: object, key: string) => {
+    const value = Buffer.from(JSON.stringify(record));
+    return { topic: 't', partition: 0, offset, value, key: Buffer.from(key), size: value.length, timestamp: 0 };
+  };
+  const time = '2024-05-01T00:00:00Z';
+  script.answers.push(
+    () =>
+      [
+        // The value's own nested user id stays (before: the key, set as field `user.id`, which the mapping reads first).
+        message(0, { user: { id: 'u7' }, time, type: 'view' }, 'k0'),
+        // So does a field of the whole dotted name.
+        message(1, { 'user.id': 'u8', time, type: 'view' }, 'k1'),
+        // No such field: the key, as the field `user.id` (an object `user` without `id` is left as it is).
+        message(2, { user: { name: 'Ann' }, time, type: 'view' }, 'u1'),
+        message(3, { time, type: 'view' }, 'u2'),
+      ] as unknown as [],
+  );
+  const { value: events } = await batch;
+  assert.deepEqual([(events as ClickEvent[]).map((e) => e.userId), context.deadLetters], [['u7', 'u8', 'u1', 'u2'], []]);
+});
+
 test('scale-out: idlePartitions names an assigned partition with no event for idle_timeout and nothing to read; one with records to read is not, nor one whose record was just read', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);

@@ -26,6 +26,7 @@ import {
   createEventMapper,
   unknownEventTypeWarning,
   defineSource,
+  fieldPath,
   formatDuration,
   isRejected,
   notUtf8Rejection,
@@ -35,6 +36,7 @@ import {
   setOwnField,
   timerDurationMax,
   TributaryError,
+  valueAtPath,
   type ClickEvent,
   type CommitMarks,
   type Counter,
@@ -281,6 +283,8 @@ export default defineSource<KafkaSourceConfig>({
         minLength: 1,
         description:
           "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user. " +
+          'A dotted name (`user.id`) is looked up as a mapping reads it, the whole name first, then the path into nested objects; ' +
+          'a value with neither gets the key as the field of the whole name (`"user.id"`), which the mapping reads first. ' +
           "A key that is not UTF-8 text sends such a record to the dead-letter sink, with the key's exact bytes in base64 as " +
           '`key` (`keyEncoding: base64`) beside the value as `raw`.',
       },
@@ -2386,6 +2390,10 @@ class KafkaSource {
     const keyField = this.config.key_field;
     // A key field named `constructor` is one the record has or lacks, never Object.prototype's.
     const keyInherited = keyField !== undefined && isInheritedName(keyField);
+    // A dotted key field (`user.id`) is one the value has where the mapping would find it: the whole
+    // name, else the path into nested objects. Where it has neither, the key goes in as the field of the
+    // whole name, which the mapping reads first (a nested `user` is not made or changed).
+    const keyPath = keyField === undefined ? undefined : fieldPath(keyField);
     const byTimestamp = this.config.event_time === 'timestamp';
     for (const message of messages) {
       const state = this.stateOf(message.topic, message.partition);
@@ -2437,7 +2445,13 @@ class KafkaSource {
         continue;
       }
       const record = raw as Record<string, unknown>;
-      if (keyField && (keyInherited ? ownValue(record, keyField) : record[keyField]) === undefined && message.key !== undefined && message.key !== null) {
+      if (
+        keyField &&
+        message.key !== undefined &&
+        message.key !== null &&
+        (keyInherited ? ownValue(record, keyField) : record[keyField]) === undefined &&
+        (keyPath === undefined || valueAtPath(record, keyPath) === undefined)
+      ) {
         const key = message.key;
         // A key that is not UTF-8 would decode to replacement characters: every such key the same id,
         // unrelated users' records merged under it. Kept as its exact bytes instead, as a value is.
