@@ -336,6 +336,19 @@ test('run: pipelines run in one working directory, one after another or together
   assert.deepEqual(readdirSync(folder).filter((name) => name.includes('.lock')), [], 'their locks went with them');
 });
 
+test('run: after a clean run (nothing rejected) a dead_letter file set in the pipeline exists, empty, for the scripts that check it; the default one is not made', () => {
+  const folder = mkdtempSync(join(dir, 'clean-dead-'));
+  writeFileSync(join(folder, 'in.jsonl'), '{"user_id":"a","time":"2024-01-01T00:00:00Z","type":"view"}\n');
+  const pipelines = { explicit: 'dead_letter: {type: file, path: dead.jsonl}\n', lazy: 'dead_letter: {type: file, path: dead-lazy.jsonl, lazy: true}\n', default: '' };
+  for (const [name, deadLetter] of Object.entries(pipelines)) {
+    writeFileSync(join(folder, `${name}.yaml`), `name: ${name}\nsources: [{type: file, path: in.jsonl}]\nsinks: [{type: file, path: out-${name}.jsonl}]\n${deadLetter}`);
+    const result = spawnSync(process.execPath, [cli, 'run', `${name}.yaml`, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+  }
+  assert.equal(readFileSync(join(folder, 'dead.jsonl'), 'utf8'), '');
+  assert.deepEqual(readdirSync(folder).filter((file) => file.startsWith('dead')).sort(), ['dead.jsonl'], 'neither the lazy one nor dead-letters-default.jsonl was made');
+});
+
 test('run: pipelines run together that share a file (a lazy dead-letter file, a sink path) lose none of its records', () => {
   const shared = mkdtempSync(join(dir, 'shared-'));
   // b's first reject comes long after a's: its dead-letter file (lazy) opens after a closed it.
