@@ -290,7 +290,7 @@ test('a time_format pattern with a letter it does not read (a Java or strftime h
     assert.throws(() => createTimeParser(pattern), (error: Error) => {
       assert.equal(
         error.message,
-        `time_format '${pattern}': unknown letter '${letter}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+        `time_format '${pattern}': unknown letter '${letter}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, in UTC or mapping.time_zone (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
       );
       return true;
     });
@@ -345,4 +345,65 @@ test('absentFieldCheck: the optional fields a mapping names that none of the fir
   defaults.see(createEventMapper({})(input) as never, input);
   defaults.finish();
   assert.equal(warned.length, 2);
+});
+
+test('time_zone: times without an offset (iso8601 and patterns) are read in the zone, summer time followed; a time with Z or an offset, and epoch times, keep their instant (was: every time without an offset read as UTC, a Berlin shop\'s events 1-2 h off)', () => {
+  const at = (text: string): number => Date.parse(text);
+  const timeOf = (config: MappingConfig, time: unknown): number | string => {
+    const result = createEventMapper(config)({ user_id: 'u', time, type: 'view' });
+    return isRejected(result) ? result.rejected : result.time;
+  };
+  const berlinIso = { time_zone: 'Europe/Berlin' } satisfies MappingConfig;
+  const berlinPattern = { time_zone: 'Europe/Berlin', time_format: 'yyyy-MM-dd HH:mm:ss' } satisfies MappingConfig;
+  const cases: [string, string][] = [
+    ['2024-01-15 10:00:00', '2024-01-15T09:00:00Z'], // winter, +01:00
+    ['2024-07-15 10:00:00', '2024-07-15T08:00:00Z'], // summer, +02:00
+    // Set back: 02:00-03:00 occurs twice; the earlier instant (still summer time) is taken.
+    ['2024-10-27 01:59:59', '2024-10-26T23:59:59Z'],
+    ['2024-10-27 02:30:00', '2024-10-27T00:30:00Z'],
+    ['2024-10-27 03:00:00', '2024-10-27T02:00:00Z'],
+    // Set forward: 02:00-03:00 does not occur; such a time is moved forward by the hour (02:30 is 03:30 summer time).
+    ['2024-03-31 01:59:59', '2024-03-31T00:59:59Z'],
+    ['2024-03-31 02:00:00', '2024-03-31T01:00:00Z'],
+    ['2024-03-31 02:30:00', '2024-03-31T01:30:00Z'],
+    ['2024-03-31 03:00:00', '2024-03-31T01:00:00Z'],
+    ['2024-03-31 03:30:00', '2024-03-31T01:30:00Z'],
+  ];
+  for (const [local, instant] of cases) {
+    assert.equal(timeOf(berlinIso, local), at(instant), `iso8601 ${local}`);
+    assert.equal(timeOf(berlinIso, local.replace(' ', 'T')), at(instant), `iso8601 ${local}`);
+    assert.equal(timeOf(berlinPattern, local), at(instant), `pattern ${local}`);
+  }
+  assert.equal(timeOf(berlinIso, '2024-07-15'), at('2024-07-14T22:00:00Z'), 'a date alone: local midnight');
+  assert.equal(timeOf(berlinIso, '2024-07-15T24:00:00'), at('2024-07-15T22:00:00Z'), 'the end of a local day');
+  // A time that carries its offset is an instant whatever the zone.
+  for (const text of ['2024-07-15T10:00:00Z', '2024-07-15T10:00:00.250z', '2024-07-15 12:00:00+02:00', '2024-07-15T04:30:00-0530']) {
+    assert.equal(timeOf(berlinIso, text), timeOf({}, text), text);
+  }
+  assert.equal(timeOf(berlinIso, '2024-07-15T10:00:00+05:00'), at('2024-07-15T05:00:00Z'));
+  // Epoch times are instants.
+  assert.equal(timeOf({ ...berlinIso, time_format: 'epoch_s' }, 1_721_037_600), 1_721_037_600_000);
+  assert.equal(timeOf({ ...berlinIso, time_format: 'epoch_ms' }, '1721037600000'), 1_721_037_600_000);
+  // Zones a quarter or half an hour off, one with summer time: Kathmandu +05:45; Adelaide +10:30 in (its) summer, +09:30 in winter.
+  assert.equal(timeOf({ time_zone: 'Asia/Kathmandu' }, '2024-06-01T12:00:00'), at('2024-06-01T06:15:00Z'));
+  const adelaide = { time_zone: 'Australia/Adelaide' };
+  assert.equal(timeOf(adelaide, '2024-01-15T12:00'), at('2024-01-15T01:30:00Z'));
+  assert.equal(timeOf(adelaide, '2024-07-15T12:00'), at('2024-07-15T02:30:00Z'));
+  assert.equal(timeOf(adelaide, '2024-04-07T02:30'), at('2024-04-06T16:00:00Z'), 'set back: the earlier, +10:30');
+  assert.equal(timeOf(adelaide, '2024-10-06T02:30'), at('2024-10-05T17:00:00Z'), 'set forward: 03:30 +10:30');
+  // A time that is none is rejected as without a zone, its reason unchanged.
+  assert.equal(timeOf(berlinPattern, '2024-02-30 10:00:00'), 'time: cannot parse "2024-02-30 10:00:00" as yyyy-MM-dd HH:mm:ss');
+  assert.equal(timeOf(berlinIso, '15.07.2024 10:00'), timeOf({}, '15.07.2024 10:00'));
+  // UTC, given or by default: read as it always was.
+  for (const config of [{}, { time_zone: 'UTC' }, { time_format: 'yyyy-MM-dd HH:mm:ss' }, { time_format: 'yyyy-MM-dd HH:mm:ss', time_zone: 'UTC' }]) {
+    assert.equal(timeOf(config, '2024-07-15 10:00:00'), at('2024-07-15T10:00:00Z'), JSON.stringify(config));
+  }
+  assert.equal(createTimeParser('iso8601', 'UTC'), createTimeParser('iso8601'), 'in UTC, the parser without zones');
+});
+
+test('time_zone that is no zone: createTimeParser and createEventMapper throw a RangeError naming it, with the zone most likely meant', () => {
+  assert.throws(() => createTimeParser('iso8601', 'Europe/Berln'), { name: 'RangeError', message: "time_zone 'Europe/Berln': no such time zone (did you mean 'Europe/Berlin'?); expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC" });
+  assert.throws(() => createEventMapper({ time_format: 'yyyy-MM-dd HH:mm', time_zone: 'Mars/Olympus_Mons' }), /^RangeError: time_zone 'Mars\/Olympus_Mons': no such time zone; expected/);
+  // A zone is not looked at for epoch times, but it must still be one.
+  assert.throws(() => createTimeParser('epoch_ms', 'Berlin'), /did you mean 'Europe\/Berlin'/);
 });

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
+import { isUtcZone, localTimeToUtc, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
   fields?: {
@@ -19,6 +20,11 @@ export interface MappingConfig {
   };
   event_types?: Record<string, string>;
   time_format?: string;
+  /**
+   * IANA zone (`Europe/Berlin`) of the times written without an offset (iso8601 without one, and patterns);
+   * default UTC. A time with `Z` or an offset, and epoch times, are instants and keep them.
+   */
+  time_zone?: string;
   attributes?: string[];
   /** Raw field holding an object of attributes, taken whole (`attrs` in what a `file` sink wrote). */
   attributes_field?: string;
@@ -58,7 +64,16 @@ export function timeFormatProblem(format: string): string | undefined {
   }
 }
 
-export function createTimeParser(format = 'iso8601'): TimeParser {
+/**
+ * The parser of `format`. `timeZone` (an IANA name; default UTC) is where times without an offset were
+ * written: localTimeToUtc. In UTC the parsers are those alone: the hot path pays nothing for zones.
+ */
+export function createTimeParser(format = 'iso8601', timeZone?: string): TimeParser {
+  if (!isUtcZone(timeZone)) {
+    const toUtc = localTimeToUtc(timeZone!);
+    if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc) : NaN);
+    if (format !== 'epoch_ms' && format !== 'epoch_s') return compilePattern(format, toUtc);
+  }
   switch (format) {
     case 'iso8601':
       return parseIso8601;
@@ -74,10 +89,10 @@ export function createTimeParser(format = 'iso8601'): TimeParser {
 /**
  * An ISO 8601 timestamp as RFC 3339 writes it: `YYYY-MM-DD`, then optionally `T` (or `t`, or a space)
  * and `HH:mm`, `:ss`, a fraction (its first three digits are the milliseconds), and `Z` or an offset
- * `±HH:mm` (`±HHmm`). Without an offset it is UTC: read in the machine's time zone (as Date.parse
- * does), the same file would give other times on another machine. A date that does not exist
- * (February 30th) and any other text (`12/31/2024 10:00`, which Date.parse reads in local time) are
- * NaN, rejected. `24:00:00` is the end of the day, as ISO 8601 has it. The form producers write most,
+ * `±HH:mm` (`±HHmm`). Without an offset it is UTC (or mapping.time_zone, createTimeParser): read in the
+ * machine's time zone (as Date.parse does), the same file would give other times on another machine.
+ * A date that does not exist (February 30th) and any other text (`12/31/2024 10:00`, which Date.parse
+ * reads in local time) are NaN, rejected. `24:00:00` is the end of the day, as ISO 8601 has it. The form producers write most,
  * `YYYY-MM-DDTHH:mm:ss[.sss]Z`, is read by position first: this runs once per event.
  */
 function parseIso8601(value: unknown): number {
@@ -106,8 +121,11 @@ function parseIso8601(value: unknown): number {
   return parseIsoForms(value);
 }
 
-/** parseIso8601 for every form but the one it reads by position (NaN for what is none of them). */
-function parseIsoForms(value: string): number {
+/**
+ * parseIso8601 for every form but the one it reads by position (NaN for what is none of them); a time
+ * without an offset in the zone of `toUtc` where one is given.
+ */
+function parseIsoForms(value: string, toUtc?: LocalToUtc): number {
   const n = value.length;
   if (n < 10 || value.charCodeAt(4) !== 45 || value.charCodeAt(7) !== 45) return NaN;
   const year = digitsAt(value, 0, 4);
@@ -119,6 +137,7 @@ function parseIsoForms(value: string): number {
   let second = 0;
   let ms = 0;
   let offsetMinutes = 0;
+  let offsetGiven = false;
   if (n > 10) {
     const separator = value.charCodeAt(10);
     if ((separator !== 84 /* T */ && separator !== 116 /* t */ && separator !== 32) || value.charCodeAt(13) !== 58) return NaN;
@@ -136,20 +155,24 @@ function parseIsoForms(value: string): number {
       }
     }
     const zone = value.charCodeAt(at);
-    if ((zone === 90 /* Z */ || zone === 122 /* z */) && at + 1 === n) at = n;
-    else if (zone === 43 /* + */ || zone === 45 /* - */) {
+    if ((zone === 90 /* Z */ || zone === 122 /* z */) && at + 1 === n) {
+      at = n;
+      offsetGiven = true;
+    } else if (zone === 43 /* + */ || zone === 45 /* - */) {
       const colon = value.charCodeAt(at + 3) === 58 ? 1 : 0;
       const hours = digitsAt(value, at + 1, 2);
       const minutes = digitsAt(value, at + 3 + colon, 2);
       if (at + 5 + colon !== n || !(hours <= 23 && minutes <= 59)) return NaN;
       offsetMinutes = (zone === 43 ? 1 : -1) * (hours * 60 + minutes);
+      offsetGiven = true;
       at = n;
     }
     if (at !== n) return NaN;
     const endOfDay = hour === 24 && minute === 0 && second === 0 && ms === 0;
     if (!((hour <= 23 && minute <= 59 && second <= 59) || endOfDay)) return NaN;
   }
-  return (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + ms;
+  const time = (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + ms;
+  return toUtc === undefined || offsetGiven ? time : toUtc(time);
 }
 
 /** Whether the day exists in the proleptic Gregorian calendar (NaN parts are none). */
@@ -221,10 +244,11 @@ const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
 
 /**
- * A fixed-width pattern such as `yyyy-MM-dd HH:mm:ss 'UTC'`, read as UTC. Fixed widths let the parser
- * read digits by position instead of through a regular expression: this runs once per event.
+ * A fixed-width pattern such as `yyyy-MM-dd HH:mm:ss 'UTC'`, read as UTC, or in the zone of `toUtc`
+ * where one is given. Fixed widths let the parser read digits by position instead of through a regular
+ * expression: this runs once per event.
  */
-export function compilePattern(pattern: string): TimeParser {
+export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser {
   const fields: { token: FieldToken; at: number }[] = [];
   const literals: { text: string; at: number }[] = [];
   let length = 0;
@@ -248,7 +272,7 @@ export function compilePattern(pattern: string): TimeParser {
     if (/[A-Za-z]/.test(pattern[i]!)) {
       // Said with what a pattern reads instead: a Java or strftime habit (hh and a, MMM, XXX, Z) finds no such token here.
       throw new RangeError(
-        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, as UTC (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, in UTC or mapping.time_zone (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
       );
     }
     literals.push({ text: pattern[i]!, at: length });
@@ -256,7 +280,7 @@ export function compilePattern(pattern: string): TimeParser {
     i += 1;
   }
   if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
-  return (value) => {
+  const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
     const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
@@ -266,6 +290,7 @@ export function compilePattern(pattern: string): TimeParser {
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 59) return NaN;
     return Date.UTC(parts.yyyy, parts.MM - 1, parts.dd, parts.HH, parts.mm, parts.ss, parts.SSS);
   };
+  return toUtc === undefined ? read : (value) => toUtc(read(value));
 }
 
 /** Most distinct unknown event types {@link unknownEventTypeWarning} tells of: free-form types would log without end. */
@@ -383,7 +408,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const categoryPath = fieldPath(categoryField);
   const pricePath = fieldPath(priceField);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
-  const parseTime = createTimeParser(config.time_format ?? 'iso8601');
+  const parseTime = createTimeParser(config.time_format ?? 'iso8601', config.time_zone);
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];

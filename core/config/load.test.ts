@@ -71,6 +71,30 @@ test('an unknown field that a nested object of its entry has (written a level to
   ]);
 });
 
+test('mapping.time_zone that is no zone is a config error at its position, with the zone most likely meant; a real one (any case) loads, in a file source as in a kafka one', async () => {
+  const problems = await problemsOf(
+    [
+      'sources:',
+      '  - type: file',
+      '    path: x.csv',
+      '    mapping: { time_format: "yyyy-MM-dd HH:mm:ss", time_zone: Europe/Berln }',
+      '  - type: kafka',
+      '    brokers: "k:9092"',
+      '    topics: [t]',
+      '    group: g',
+      '    mapping:',
+      '      time_zone: "+01:00"',
+      'sinks: [{type: stdout}]',
+    ].join('\n'),
+  );
+  const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';
+  assert.deepEqual(problems, [
+    `P:4:63: $.sources[0].mapping.time_zone: time_zone 'Europe/Berln': no such time zone (did you mean 'Europe/Berlin'?)${expected}`,
+    `P:10:18: $.sources[1].mapping.time_zone: time_zone '+01:00': no such time zone (an offset is no zone: name the place, whose offset follows summer time)${expected}`,
+  ]);
+  assert.deepEqual(await problemsOf('sources:\n  - type: file\n    path: x.csv\n    mapping: { time_zone: europe/berlin }\nsinks: [{type: stdout}]\n'), []);
+});
+
 test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missing variable is an error at its position', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'vars.yaml');

@@ -12,6 +12,7 @@ import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { timeFormatProblem } from '../mapping.js';
+import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
@@ -662,6 +663,7 @@ function problemFromAjv(
     }
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
+      if ((error.params as { format: string }).format === 'time-zone') return locate(segments, timeZoneProblem(String(error.data)) ?? 'not a time zone');
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);

@@ -12,6 +12,7 @@ import addFormatsModule from 'ajv-formats';
 import { parseDuration, type Duration } from '../duration.js';
 import { TributaryError } from '../errors.js';
 import { timeFormatProblem } from '../mapping.js';
+import { timeZoneProblem } from '../time-zone.js';
 import { packageRoot } from '../paths.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
@@ -130,6 +131,7 @@ export function createAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
   addFormats(ajv);
   ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
+  ajv.addFormat('time-zone', { type: 'string', validate: (zone: string) => timeZoneProblem(zone) === undefined });
   // `minDuration: '1s'` / `maxDuration: '24d'` beside a `tributary:duration`: the least or most duration a
   // field takes (a bound JSON Schema cannot say of `500ms`). A value that is no duration at all is the
   // duration type's error alone. A bound that is no duration is the plugin's schema mistake, thrown as

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { localTimeToUtc, timeZoneProblem } from './time-zone.js';
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+
+/** The local time of `instant` in `zone` (as epoch milliseconds read as UTC), from Intl: the reference. */
+function localOf(zone: string): (instant: number) => number {
+  const format = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+  return (instant) => {
+    const parts = Object.fromEntries(format.formatToParts(instant).map((p) => [p.type, Number(p.value)]));
+    return Date.UTC(parts.year!, parts.month! - 1, parts.day!, parts.hour!, parts.minute!, parts.second!);
+  };
+}
+
+test('localTimeToUtc: each local time, in 5-minute steps over the days around every change of offset in the years given, is the earliest instant that shows it, or (in a gap) the instant that shows it moved forward by the gap; the same in time order as shuffled (its cache of local days)', () => {
+  const zones: [string, number, number][] = [
+    ['Europe/Berlin', 2023, 2025], // an hour, at 02:00 and 03:00
+    ['Australia/Lord_Howe', 2024, 2025], // half an hour of summer time
+    ['Pacific/Apia', 2011, 2012], // 2011-12-30 skipped: a gap of a day
+    ['America/Santiago', 2024, 2025], // changes at midnight
+  ];
+  for (const [zone, from, to] of zones) {
+    const localAt = localOf(zone);
+    const offsetAt = (instant: number): number => localAt(instant) - instant;
+    // The changes of offset, found by the hour, then the day around each of them in local time.
+    const checks: { local: number; before: number; after: number }[] = [];
+    for (let hour = Date.UTC(from, 0, 1); hour < Date.UTC(to, 0, 1); hour += 3_600_000) {
+      const before = offsetAt(hour);
+      const after = offsetAt(hour + 3_600_000);
+      if (before === after) continue;
+      for (let local = hour - DAY; local <= hour + DAY; local += 5 * MINUTE) checks.push({ local, before, after });
+    }
+    assert.ok(checks.length > 0, zone);
+    const inOrder = localTimeToUtc(zone);
+    const shuffled = localTimeToUtc(zone);
+    // A seeded shuffle: the same order on every run.
+    const order = checks.map((_, i) => i);
+    let seed = 11;
+    for (let i = order.length - 1; i > 0; i--) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const j = seed % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const got = new Map<number, number>();
+    for (const index of order) got.set(index, shuffled(checks[index]!.local));
+    checks.forEach(({ local, before, after }, index) => {
+      const instant = inOrder(local);
+      assert.equal(got.get(index), instant, `${zone} ${new Date(local).toISOString()}: shuffled`);
+      const shows = [local - before, local - after].filter((candidate) => localAt(candidate) === local).sort((a, b) => a - b);
+      const what = `${zone} ${new Date(local).toISOString().slice(0, 19)}`;
+      if (shows.length > 0) assert.equal(instant, shows[0], `${what}: the earliest instant showing it`);
+      else assert.equal(localAt(instant), local + (after - before), `${what}: in the gap, moved forward by it`);
+    });
+  }
+});
+
+test('localTimeToUtc: offsets of seconds (local mean time, before zones), and a year below 100 or before Christ', () => {
+  const berlin = localTimeToUtc('Europe/Berlin');
+  assert.equal(berlin(Date.UTC(1880, 0, 1)), Date.UTC(1880, 0, 1) - (53 * 60 + 28) * 1000); // LMT +00:53:28
+  const year50 = new Date(0).setUTCFullYear(50, 5, 1);
+  assert.equal(berlin(year50), year50 - (53 * 60 + 28) * 1000);
+  const year0 = new Date(0).setUTCFullYear(0, 0, 1);
+  assert.equal(berlin(year0), year0 - (53 * 60 + 28) * 1000);
+  assert.ok(Number.isNaN(berlin(NaN)));
+});
+
+test('timeZoneProblem: none for a zone Intl knows (any case, an alias); for another name, the zone most likely meant', () => {
+  for (const zone of ['UTC', 'Europe/Berlin', 'europe/berlin', 'America/New_York', 'Asia/Kathmandu', 'US/Eastern', 'Etc/GMT-1']) assert.equal(timeZoneProblem(zone), undefined, zone);
+  const said = (zone: string): string => timeZoneProblem(zone)!.replace(/; expected an IANA zone name such as Europe\/Berlin or America\/New_York, or UTC$/, '');
+  assert.equal(said('Europe/Berln'), "time_zone 'Europe/Berln': no such time zone (did you mean 'Europe/Berlin'?)");
+  assert.equal(said('Berlin'), "time_zone 'Berlin': no such time zone (did you mean 'Europe/Berlin'?)");
+  assert.equal(said('new york'), "time_zone 'new york': no such time zone (did you mean 'America/New_York'?)");
+  assert.equal(said(' Europe/Berlin'), "time_zone ' Europe/Berlin': no such time zone (did you mean 'Europe/Berlin'?)");
+  assert.equal(said('+01:00'), "time_zone '+01:00': no such time zone (an offset is no zone: name the place, whose offset follows summer time)");
+  assert.equal(said('UTC+2'), "time_zone 'UTC+2': no such time zone (an offset is no zone: name the place, whose offset follows summer time)");
+  assert.equal(said('Mars/Olympus_Mons'), "time_zone 'Mars/Olympus_Mons': no such time zone");
+  assert.equal(said(''), "time_zone '': no such time zone");
+});

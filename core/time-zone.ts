@@ -1,0 +1,164 @@
+/**
+ * Local wall-clock times of a time zone (what a shop's export writes: `2024-03-31 02:30:00`, no offset)
+ * to instants, for the mapping's `time_zone`. Offsets come from Intl.DateTimeFormat, whose tz data the
+ * runtime keeps current; a call to it costs microseconds, so each local day's offsets are worked out once
+ * and the mapper, per record, compares and subtracts.
+ */
+import { closest, distance } from 'fastest-levenshtein';
+
+const SECOND = 1000;
+const DAY = 86_400_000;
+
+/** Local days whose offsets are kept (27 years of them); past that the cache starts again. */
+const MAX_DAYS_KEPT = 10_000;
+/** Slots of the table of days last seen, a power of two (a day's slot is its number's low bits). */
+const SLOTS = 4096;
+
+/** Local epoch milliseconds (the wall-clock time read as if it were UTC) to the instant they stand for. */
+export type LocalToUtc = (local: number) => number;
+
+/** Whether `zone` is UTC itself: times without an offset are then read as they are, at no cost. */
+export function isUtcZone(zone: string | undefined): boolean {
+  return zone === undefined || zone === 'UTC';
+}
+
+/** Why `zone` is not a time zone `localTimeToUtc` reads; undefined when it is one. */
+export function timeZoneProblem(zone: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return undefined;
+  } catch {
+    return `time_zone '${zone}': no such time zone${zoneHint(zone)}; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC`;
+  }
+}
+
+/**
+ * The name most likely meant, as ` (did you mean ...)`: a city alone (`Berlin`, `new york`), the name
+ * with stray spaces, or one a few letters away (`Europe/Berln`). Intl itself matches names in any case.
+ */
+function zoneHint(zone: string): string {
+  // Said apart: a fixed offset cannot follow summer time, which is what a zone is for.
+  if (/^\s*(?:UTC|GMT)?\s*[+-]\s*\d/i.test(zone)) return ' (an offset is no zone: name the place, whose offset follows summer time)';
+  const known = ['UTC', ...Intl.supportedValuesOf('timeZone')];
+  const wanted = zone.trim().replaceAll(' ', '_').toLowerCase();
+  if (wanted === '') return '';
+  const lower = known.map((name) => name.toLowerCase());
+  const city = lower.findIndex((name) => name.endsWith(`/${wanted}`));
+  if (city >= 0) return ` (did you mean '${known[city]}'?)`;
+  const best = closest(wanted, lower);
+  return distance(wanted, best) <= (wanted.length <= 6 ? 2 : 3) ? ` (did you mean '${known[lower.indexOf(best)]}'?)` : '';
+}
+
+/**
+ * The instant of each local time of `zone` (an IANA name; RangeError when there is no such zone). Where a
+ * local time occurs twice (clocks set back), the earlier instant; where it does not occur (clocks set
+ * forward), the time moved forward by the gap (02:30 in a gap of an hour is 03:30): Temporal's
+ * `compatible` disambiguation, java.time's ZonedDateTime.of. Assumes no zone changes its offset twice
+ * within two days, true of every zone since 1970.
+ */
+export function localTimeToUtc(zone: string): LocalToUtc {
+  const problem = timeZoneProblem(zone);
+  if (problem !== undefined) throw new RangeError(problem);
+  const format = new Intl.DateTimeFormat('en-US', {
+    timeZone: zone,
+    hourCycle: 'h23',
+    era: 'short',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
+  /** The zone's offset (local minus UTC, in milliseconds) at `instant`. */
+  const offsetAt = (instant: number): number => {
+    const whole = Math.floor(instant / SECOND) * SECOND;
+    let year = 0;
+    let month = 0;
+    let day = 0;
+    let hour = 0;
+    let minute = 0;
+    let second = 0;
+    let beforeChrist = false;
+    for (const part of format.formatToParts(whole)) {
+      if (part.type === 'year') year = Number(part.value);
+      else if (part.type === 'month') month = Number(part.value);
+      else if (part.type === 'day') day = Number(part.value);
+      else if (part.type === 'hour') hour = Number(part.value) % 24;
+      else if (part.type === 'minute') minute = Number(part.value);
+      else if (part.type === 'second') second = Number(part.value);
+      else if (part.type === 'era') beforeChrist = part.value === 'BC';
+    }
+    // Date.UTC would read a year below 100 as 19xx; 1 BC is year 0.
+    const date = new Date(0).setUTCFullYear(beforeChrist ? 1 - year : year, month - 1, day);
+    return date + ((hour * 60 + minute) * 60 + second) * SECOND - whole;
+  };
+  /** The instant of one local time, from Intl alone. */
+  const resolve = (local: number): number => {
+    // Every instant a local time can be lies within a day of it (offsets stay under 18 hours).
+    const before = offsetAt(local - DAY);
+    const after = offsetAt(local + DAY);
+    if (before === after) return local - before;
+    const earlier = local - before;
+    if (offsetAt(earlier) === before) return earlier; // unique, or the earlier of two (set back)
+    const later = local - after;
+    if (offsetAt(later) === after) return later;
+    return earlier; // in the gap (set forward): with the offset before it, which moves it forward by the gap
+  };
+  const offsetOfLocal = (local: number): number => local - resolve(local);
+  /** A local day's offsets: `before` up to `switchAt` (its end where it has one offset), `after` from there. */
+  const dayOffsets = (start: number): { switchAt: number; before: number; after: number } => {
+    const last = start + DAY - SECOND; // changes fall on whole seconds: the day's last one holds to its end
+    const before = offsetOfLocal(start);
+    const after = offsetOfLocal(last);
+    if (before === after) return { switchAt: start + DAY, before, after };
+    let low = start;
+    let high = last;
+    while (high - low > SECOND) {
+      const middle = low + Math.floor((high - low) / (2 * SECOND)) * SECOND;
+      if (offsetOfLocal(middle) === before) low = middle;
+      else high = middle;
+    }
+    return { switchAt: high, before, after };
+  };
+  const days = new Map<number, { switchAt: number; before: number; after: number }>();
+  // Before the map, a table of the days last seen, a slot per day of 11 years: records out of time order
+  // (a shuffled export) cost an index there, not a map lookup.
+  const slotDay = new Float64Array(SLOTS).fill(NaN);
+  const slotSwitchAt = new Float64Array(SLOTS);
+  const slotBefore = new Float64Array(SLOTS);
+  const slotAfter = new Float64Array(SLOTS);
+  // The span of local time the last record fell in, and its offset: records come mostly in time order.
+  let from = 0;
+  let to = 0;
+  let offset = 0;
+  return (local) => {
+    if (local >= from && local < to) return local - offset;
+    if (!Number.isFinite(local)) return NaN;
+    const day = Math.floor(local / DAY);
+    const slot = day & (SLOTS - 1);
+    if (slotDay[slot] !== day) {
+      let offsets = days.get(day);
+      if (offsets === undefined) {
+        if (days.size >= MAX_DAYS_KEPT) days.clear();
+        offsets = dayOffsets(day * DAY);
+        days.set(day, offsets);
+      }
+      slotDay[slot] = day;
+      slotSwitchAt[slot] = offsets.switchAt;
+      slotBefore[slot] = offsets.before;
+      slotAfter[slot] = offsets.after;
+    }
+    const switchAt = slotSwitchAt[slot]!;
+    if (local < switchAt) {
+      from = day * DAY;
+      to = switchAt;
+      offset = slotBefore[slot]!;
+    } else {
+      from = switchAt;
+      to = day * DAY + DAY;
+      offset = slotAfter[slot]!;
+    }
+    return local - offset;
+  };
+}
