@@ -176,6 +176,10 @@ export interface Prediction {
   sessionId?: string;
   /** Event time the prediction was made at. */
   time: number;
-  /** Probability of the positive class. */
+  /**
+   * Probability of the positive class. NaN from a diverged model (its weights no longer finite), which
+   * JSON writes as `null`: a sink that needs a probability checks `Number.isNaN(score)` (a test for
+   * `null` never holds in a plugin, which gets the number).
+   */
   score: number;
 }
