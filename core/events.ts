@@ -38,8 +38,12 @@ export function originOf(record: object): Origin | undefined {
   return (record as { [ORIGIN]?: Origin })[ORIGIN];
 }
 
-/** The one canonical clickstream event every source maps its raw records to. */
-export interface ClickEvent {
+/**
+ * The one canonical clickstream event every source maps its raw records to. The record types are type
+ * aliases, not interfaces, so that each is a StreamRecord too: an operator emits a `Prediction` it built
+ * (`emit(prediction)`) and sends a `ClickEvent` to a side output without a cast.
+ */
+export type ClickEvent = {
   kind: 'event';
   userId: string;
   sessionId?: string;
@@ -58,7 +62,7 @@ export interface ClickEvent {
   session?: SessionContext;
   /** Feature vector, set by feature operators. */
   features?: FeatureVector;
-}
+};
 
 /** Per-event session context attached by a sessionizer. */
 export interface SessionContext {
@@ -123,7 +127,7 @@ export function isClickEvent(element: Element): element is ClickEvent {
 
 /**
  * A sessionizer's summary (`kind: 'session'`), typed: a plugin's handler gets records as StreamRecord,
- * which a plain `as SessionSummary` does not convert (TypeScript asks for `as unknown as`).
+ * which a plain `as SessionSummary` converts without checking anything.
  */
 export function isSessionSummary(element: Element): element is StreamRecord & SessionSummary {
   return element.kind === 'session';
@@ -142,7 +146,7 @@ export function watermark(time: number): Watermark {
  * A closed session, emitted by a sessionizer when the watermark passes its end plus the gap (and
  * again, with `update: true`, when a late event within the allowed lateness changes it).
  */
-export interface SessionSummary {
+export type SessionSummary = {
   kind: 'session';
   userId: string;
   sessionId: string;
@@ -162,10 +166,10 @@ export interface SessionSummary {
    * long. A sessionizer's end + gap + allowed_lateness. Absent from summaries made elsewhere.
    */
   keptUntil?: number;
-}
+};
 
 /** A model's score for a user or session at an event time. */
-export interface Prediction {
+export type Prediction = {
   kind: 'prediction';
   /** Deterministic: the same input gives the same id, so consumers can drop duplicates after a replay. */
   id: string;
@@ -176,6 +180,10 @@ export interface Prediction {
   sessionId?: string;
   /** Event time the prediction was made at. */
   time: number;
-  /** Probability of the positive class. */
+  /**
+   * Probability of the positive class. NaN from a diverged model (its weights no longer finite), which
+   * JSON writes as `null`: a sink that needs a probability checks `Number.isNaN(score)` (a test for
+   * `null` never holds in a plugin, which gets the number).
+   */
   score: number;
-}
+};

@@ -345,6 +345,21 @@ test('absentFieldCheck: the optional fields a mapping names that none of the fir
   defaults.see(createEventMapper({})(input) as never, input);
   defaults.finish();
   assert.equal(warned.length, 2);
+  // Canonical events (a file sink's output, a backtest's input for synthetic) lack a field only where the
+  // event did: synthetic's have no session id. A copy of the canonical mapping with the schema's defaults filled
+  // in, as a backtest's file source gets it, says nothing.
+  const event = { kind: 'event', userId: 'u', time: 0, type: 'view' };
+  const filled: MappingConfig = { ...structuredClone(CANONICAL_EVENT_MAPPING), fields: { ...CANONICAL_EVENT_MAPPING.fields, time: 'time', type: 'type' }, decimal_separator: '.' };
+  const canonical = absentFieldCheck(filled, logger as never, 'canonical.jsonl');
+  canonical.see(createEventMapper(CANONICAL_EVENT_MAPPING)(event) as never, event);
+  canonical.finish();
+  assert.equal(warned.length, 2);
+  // One field more or other is a mapping of the user's: said.
+  const other = { ...CANONICAL_EVENT_MAPPING, fields: { ...CANONICAL_EVENT_MAPPING.fields, session_id: 'session' } };
+  const near = absentFieldCheck(other, logger as never, 'near.jsonl');
+  near.see(createEventMapper(other)(event) as never, event);
+  near.finish();
+  assert.equal(warned.length, 3);
 });
 
 test('time_zone: times without an offset (iso8601 and patterns) are read in the zone, summer time followed; a time with Z or an offset, and epoch times, keep their instant (was: every time without an offset read as UTC, a Berlin shop\'s events 1-2 h off)', () => {

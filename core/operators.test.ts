@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { from, lastValueFrom, map, Subject, toArray, type Observable } from 'rxjs';
 import { pino } from 'pino';
-import { composeOperators, MetricsHub, recordOperator, watermark, type Element, type Emit, type RecordHandlers, type StageTimer } from 'tributary';
+import { composeOperators, isClickEvent, MetricsHub, recordOperator, watermark, type Element, type Emit, type Prediction, type RecordHandlers, type SessionSummary, type StageTimer } from 'tributary';
 import { testContext } from './testing.js';
 
 const rec = (id: string): Element => ({ kind: 'event', userId: id, time: 0, type: 'view' });
@@ -174,4 +174,21 @@ test('a record a stage emits after its input ended (from a timer) reaches nothin
   assert.match(text, /^tributary_records_emitted_after_end_total\{pipeline="p",stage="after"\} 1$/m);
   assert.deepEqual(logged.map((entry) => entry.stage), ['scorer', 'after'], 'said once per stage');
   assert.match(logged[0]!.msg, /^scorer emitted a record after its input had ended/);
+});
+
+test('an operator emits the record types it builds (Prediction, SessionSummary) and sends a ClickEvent to a side output without a cast (they were interfaces, not StreamRecords: `as unknown as StreamRecord`)', async () => {
+  const context = testContext();
+  const apply = recordOperator(context, () => ({
+    record(record, emit) {
+      if (!isClickEvent(record)) return emit(record);
+      if (record.type === 'late') return context.sideOutput('late', record);
+      const prediction: Prediction = { kind: 'prediction', id: 'p', model: 'm', modelVersion: '1.0', task: 'intent', userId: record.userId, time: record.time, score: 0.5 };
+      const summary: SessionSummary = { kind: 'session', userId: record.userId, sessionId: 's', start: 0, end: record.time, eventCount: 1, counts: { view: 1 }, purchased: false };
+      emit(prediction);
+      emit(summary);
+    },
+  }));
+  const out = await lastValueFrom(apply(from<Element[]>([rec('u'), { kind: 'event', userId: 'v', time: 1, type: 'late' }])).pipe(toArray()));
+  assert.deepEqual(out.map((r) => r.kind), ['prediction', 'session']);
+  assert.deepEqual(context.sideOutputs.map((s) => [s.name, s.record['userId']]), [['late', 'v']]);
 });

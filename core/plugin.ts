@@ -189,7 +189,11 @@ export interface PluginContext {
    * the plugin's pending `ready()` and `flush()` may stay unsettled, the runtime no longer waits for them.
    */
   fail(error: Error): void;
-  /** Counts records an operator dropped on purpose, so every input stays accounted for. */
+  /**
+   * Counts records an operator dropped on purpose, so every input stays accounted for. A sink calls it
+   * from `write` (count 1) for the record it is handed and does not write (a score below its threshold):
+   * that record is then counted as filtered, not as out, unless another sink wrote it.
+   */
   countFiltered(count: number, reason: string): void;
   /**
    * A named side output, e.g. `late` for events later than the allowed lateness. Records sent here

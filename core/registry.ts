@@ -76,12 +76,11 @@ export class PluginRegistry {
       // TypeScript import names it).
       if (code === 'ERR_MODULE_NOT_FOUND' && file !== undefined && !existsSync(file)) {
         const source = ['.ts', '.mts'].map((ext) => file.replace(/\.[cm]?js$/, ext)).find((candidate) => candidate !== file && existsSync(candidate));
+        // The other way round: a .ts name in the compiled output (`dist/src/index.ts`), where tsc wrote the .js.
+        const compiled = source ? undefined : ['.js', '.mjs'].map((ext) => file.replace(/\.[cm]?ts$/, ext)).find((candidate) => candidate !== file && existsSync(candidate));
         const relative = isAbsolute(specifier) ? '' : ` (relative to ${baseDir})`;
-        throw new TributaryError(
-          'TRIB_ERR_PLUGIN_LOAD',
-          `cannot load plugin module '${specifier}': there is no file ${file}${relative}${source ? `; ${source} is its TypeScript source: ${compileFirst}` : ''}`,
-          { cause },
-        );
+        const hint = source ? `; ${source} is its TypeScript source: ${compileFirst}` : compiled ? `; ${compiled} is there: name the compiled .js file` : '';
+        throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': there is no file ${file}${relative}${hint}`, { cause });
       }
       throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', `cannot load plugin module '${specifier}': ${(cause as Error).message}${where ? ` at ${where}` : ''}${typescript}`, { cause });
     }

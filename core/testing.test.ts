@@ -3,8 +3,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
-import { defineOperator, recordOperator, watermark, type ClickEvent, type StreamRecord } from 'tributary';
-import { runOperator, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
+import { defineOperator, defineSink, isPrediction, recordOperator, watermark, type ClickEvent, type Prediction, type StreamRecord } from 'tributary';
+import { runOperator, runSink, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
 
@@ -153,4 +153,53 @@ test('runYaml removes the folder it made for the YAML (and what the run wrote be
   const given = await runYaml(yaml, { baseDir });
   assert.equal(dirname(given.loaded.file), baseDir);
   assert.ok(existsSync(join(baseDir, 'pipeline.yaml')) && existsSync(join(baseDir, 'cp')));
+});
+
+/** Keeps the scores of the predictions it takes in `lines`; dead-letters a NaN score; full (ready() a promise) every 2 records. */
+function scoreSink(lines: string[], calls: string[]) {
+  return defineSink<{ digits: number }>({
+    name: 'test-scores',
+    summary: 'Writes prediction scores.',
+    kinds: ['prediction'],
+    config: { type: 'object', additionalProperties: false, properties: { digits: { type: 'integer', minimum: 0, default: 2, description: 'Digits kept.' } } },
+    create(config, context) {
+      let held = 0;
+      return {
+        open: async () => void calls.push('open'),
+        write(record) {
+          if (!isPrediction(record)) throw new Error(`handed a ${record.kind}`);
+          if (Number.isNaN(record.score)) return context.deadLetter({ reason: 'score is not a number', raw: record });
+          lines.push(record.score.toFixed(config.digits));
+          held++;
+        },
+        ready: () => (held >= 2 ? Promise.resolve().then(() => void (calls.push('waited'), (held = 0))) : undefined),
+        flush: async () => void calls.push('flush'),
+        close: async () => void calls.push('close'),
+      };
+    },
+  });
+}
+
+const prediction = (score: number): Prediction => ({ kind: 'prediction', id: String(score), model: 'm', modelVersion: '1.0', task: 'intent', userId: 'u', time: 0, score });
+
+test('runSink writes records to a sink as a run does: config defaults filled, only the kinds it takes, ready() awaited, then flush and close', async () => {
+  const lines: string[] = [];
+  const calls: string[] = [];
+  const context = testContext();
+  const event: StreamRecord = { kind: 'event', userId: 'u', time: 0, type: 'view' };
+  const records: StreamRecord[] = [prediction(0.25), event, prediction(Number.NaN), prediction(0.5), prediction(0.125)];
+  const run = await runSink(scoreSink(lines, calls), {}, records, context);
+  assert.deepEqual(lines, ['0.25', '0.50', '0.13']);
+  assert.deepEqual(run.notTaken, [event]);
+  assert.deepEqual(run.written, [records[0], records[2], records[3], records[4]]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), ['score is not a number']);
+  assert.deepEqual(calls, ['open', 'waited', 'flush', 'close']);
+  await assert.rejects(runSink(scoreSink([], []), { digits: -1 }, []), { message: 'invalid test-scores config: $.digits: must be >= 0, got -1' });
+});
+
+test('runSink closes a sink whose write throws, and rejects with that error', async () => {
+  const calls: string[] = [];
+  // A prediction without a score: the sink's toFixed throws.
+  await assert.rejects(runSink(scoreSink([], calls), {}, [{ kind: 'prediction' }]), TypeError);
+  assert.deepEqual(calls, ['open', 'close']);
 });

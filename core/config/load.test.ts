@@ -973,6 +973,16 @@ test('a plugin file that is not there is said as its path and what it is relativ
       `${join(project, 'src', 'plugin.ts')} is its TypeScript source: a TypeScript plugin is compiled first, with \`npx tsc\`; name the compiled .js file here: docs/plugin-authoring.md`,
     `P:1:29: $.plugins[1]: cannot load plugin module './gone.js': there is no file ${join(project, 'pipelines', 'gone.js')} (relative to ${join(project, 'pipelines')})`,
   ]);
+  // Named by its .ts name in the compiled output, where only the .js is (`dist/src/index.ts`): the .js is named.
+  mkdirSync(join(project, 'dist'));
+  writeFileSync(join(project, 'dist', 'plugin.js'), "export default { kind: 'operator' };\n");
+  writeFileSync(file, 'plugins: [../dist/plugin.ts]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  await assert.rejects(
+    loadPipeline(file, { registry: await builtinRegistry(), env: {} }),
+    (error: ConfigError) =>
+      error.problems[0]!.message ===
+      `cannot load plugin module '../dist/plugin.ts': there is no file ${join(project, 'dist', 'plugin.ts')} (relative to ${join(project, 'pipelines')}); ${join(project, 'dist', 'plugin.js')} is there: name the compiled .js file`,
+  );
   // A module the plugin imports that is missing is the plugin's own problem, said in Node's words (which name the plugin).
   writeFileSync(join(project, 'pipelines', 'imports.js'), "import './helper-gone.js';\n");
   writeFileSync(file, 'plugins: [./imports.js]\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');

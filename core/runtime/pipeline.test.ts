@@ -731,6 +731,31 @@ test('a record its sinks dead-letter is counted once, as dead-lettered and not a
   );
 });
 
+test("a record a sink drops with countFiltered in write (a threshold) is counted once, as filtered with the sink's reason, not as out, where every sink it went to dropped it; as out where another wrote it", async () => {
+  // Writes only the events of every third user, as a sink writing scores above a threshold does.
+  const some = defineSink<Record<string, never>>({
+    name: 'some',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let written = 0;
+      return {
+        write() {
+          if (written++ % 3 !== 0) context.countFiltered(1, 'below the threshold of 0.8');
+        },
+        close: async () => undefined,
+      };
+    },
+  });
+  const one = await runYaml('name: p\nsources: [{type: synthetic, events: 30, seed: 1}]\nsinks: [{type: some}]\n', { plugins: [some] });
+  // It was counted as out and as filtered: 30 out, 20 filtered, for 30 events in.
+  assert.deepEqual([one.stats.eventsIn, one.stats.recordsOut, one.stats.filtered, one.stats.outByKind], [30, 10, 20, { event: 10 }]);
+  assert.deepEqual(one.stats.filteredByReason, { 'sink-some-0: below the threshold of …': 20 });
+  // Beside a sink that writes every record, each record is out, once.
+  const two = await runYaml('sources: [{type: synthetic, events: 30, seed: 1}]\nsinks: [{type: some}, {type: memory}]\n', { plugins: [some] });
+  assert.deepEqual([two.stats.recordsOut, two.stats.filtered, two.stats.filteredByReason], [30, 0, {}]);
+});
+
 test('a checkpoint of a large state is serialised in parts, the event loop turning before its sinks flush, and a run restored from it gives the outputs of one uninterrupted run', async (t) => {
   const { builtinRegistry } = await import('../cli/registry.js');
   const { loadPipeline } = await import('tributary');

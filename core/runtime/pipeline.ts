@@ -509,7 +509,6 @@ export class PipelineRunner {
         } else this.deadLetter(label, rejection);
       },
       countFiltered: (count, reason) => {
-        this.stats.filtered += count;
         // Plugins may call this per record: the key is built once per reason (for the first reasons
         // given: one worded apart for each record is classed each time, not cached for good).
         let key = filteredKeys.get(reason);
@@ -517,6 +516,14 @@ export class PipelineRunner {
           key = `${label}: ${reasonClass(reason)}`;
           if (filteredKeys.size < 10 * maxDeadLetterReasons) filteredKeys.set(reason, key);
         }
+        // A sink dropping the record route() hands it (a score below its threshold): deliver() counts that
+        // record once, as filtered where every sink it went to dropped it, else as written.
+        if (kind === 'sink' && this.routing) {
+          this.sinkDrops++;
+          this.sinkDropKey ??= key;
+          return;
+        }
+        this.stats.filtered += count;
         countByReason(this.stats.filteredByReason, key, count);
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
@@ -658,25 +665,42 @@ export class PipelineRunner {
   /**
    * Hands one record to its sinks, counted once however many take it: true when they all took it;
    * false when one rejected it (counted as dead-lettered: a dead letter was written, and the books must
-   * send a reader to the dead-letter sink; each sink's own is counted in its dead_letters_total) or the
-   * run failed writing it.
+   * send a reader to the dead-letter sink; each sink's own is counted in its dead_letters_total), when
+   * every sink dropped it with countFiltered (counted as filtered, by the first one's reason: written
+   * nowhere; one written by another sink is out), or when the run failed writing it.
    */
   private deliver(sinks: readonly Sink[], record: StreamRecord): boolean {
     const rejectsBefore = this.sinkRejects;
+    let droppedBy = 0;
     this.routing = true;
+    this.sinkDropKey = undefined;
     try {
-      for (let i = 0; i < sinks.length; i++) if (!this.write(sinks[i]!, record)) return false;
+      for (let i = 0; i < sinks.length; i++) {
+        const dropsBefore = this.sinkDrops;
+        if (!this.write(sinks[i]!, record)) return false;
+        if (this.sinkDrops !== dropsBefore) droppedBy++;
+      }
     } finally {
       this.routing = false;
     }
-    if (this.sinkRejects === rejectsBefore) return true;
-    this.stats.deadLettered++;
+    if (this.sinkRejects !== rejectsBefore) {
+      this.stats.deadLettered++;
+      return false;
+    }
+    if (droppedBy < sinks.length) return true;
+    this.stats.filtered++;
+    countByReason(this.stats.filteredByReason, this.sinkDropKey!, 1);
     return false;
   }
 
-  /** True while deliver() hands a record to its sinks; sinkRejects counts their dead letters meanwhile. */
+  /**
+   * True while deliver() hands a record to its sinks; sinkRejects counts their dead letters meanwhile,
+   * sinkDrops their countFiltered calls (sinkDropKey: the first one's reason, as the summary counts it).
+   */
   private routing = false;
   private sinkRejects = 0;
+  private sinkDrops = 0;
+  private sinkDropKey: string | undefined;
 
   /**
    * One record to one sink. A sink that throws fails the pipeline (a restart resumes from the last

@@ -692,7 +692,7 @@ export class OnlineLearner {
       s.sessionId === undefined
         ? { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score! }
         : { kind: 'prediction', id: s.id, model: this.name, modelVersion: version, task: this.task, userId: s.userId, time: s.time, score: s.score!, sessionId: s.sessionId };
-    emit(prediction as unknown as StreamRecord);
+    emit(prediction);
     this.counts.predictions++;
     this.unCountedPredictions++;
     // Checked when made, not when labelled: a churn label comes a horizon later, days of null scores unsaid.

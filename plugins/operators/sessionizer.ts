@@ -28,7 +28,6 @@ import {
   type PluginContext,
   PluginConfigError,
   type SessionSummary,
-  type StreamRecord,
   checkListLengths,
   decodeColumn,
   decodeColumnOf,
@@ -182,13 +181,13 @@ interface Settings {
 type ClosedBy = 'gap' | 'max_length' | 'evicted' | 'end_of_input';
 
 /** A summary as this sessionizer emits it: the contract's fields plus why it closed and what it absorbed. */
-export interface SessionizerSummary extends SessionSummary {
+export type SessionizerSummary = SessionSummary & {
   closedBy: ClosedBy;
   /** Ids of sessions merged into this one by a late event (their events carry those ids). */
   replaces?: string[];
   /** end + gap + allowed_lateness; an evicted session's is the watermark it was evicted at (it is forgotten at once). */
   keptUntil: number;
-}
+};
 
 /** Event time between the watermarks passed on from events while held back (see futureUntil). */
 const RELEASE_EVERY_MS = 1000;
@@ -965,7 +964,7 @@ class SessionState {
 
   private tooLate(event: ClickEvent): void {
     this.late.inc();
-    this.context.sideOutput('late', event as unknown as StreamRecord);
+    this.context.sideOutput('late', event);
   }
 
   private absorb(into: Session, from: Session): void {
@@ -997,7 +996,7 @@ class SessionState {
     if (session.replaces !== undefined) summary.replaces = session.replaces;
     attachHandle(summary, session);
     session.flags |= EMITTED;
-    emit(summary as unknown as StreamRecord);
+    emit(summary);
   }
 
   /** Marks the session closed (its summary is current): it waits out the lateness, to end + gap + lateness. */

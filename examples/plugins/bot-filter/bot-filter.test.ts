@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { watermark, type ClickEvent } from 'tributary';
+import { isClickEvent, watermark, type ClickEvent } from 'tributary';
 import { runOperator, specProblems, testContext } from 'tributary/testing';
 import { botFilter } from './index.js';
 
@@ -11,7 +11,7 @@ test('drops a user once they pass max_events within the window, and counts what 
   const human = [0, 20_000, 40_000, 60_000, 80_000].map((t) => click('human', t));
   const bot = Array.from({ length: 10 }, (_, i) => click('bot', i * 100));
   const { output } = await runOperator(botFilter, { max_events: 3, window: '1m' }, [...human, ...bot, watermark(Infinity)], context);
-  const kept = output.filter((r) => r.kind === 'event') as ClickEvent[];
+  const kept = output.filter(isClickEvent);
   assert.equal(kept.filter((e) => e.userId === 'human').length, 5);
   assert.equal(kept.filter((e) => e.userId === 'bot').length, 3);
   assert.equal(context.filtered, 7);

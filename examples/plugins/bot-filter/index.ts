@@ -6,7 +6,7 @@
  *
  * It uses only the public API ('tributary'), as every plugin must.
  */
-import { defineOperator, parseDuration, recordOperator, type ClickEvent, type Duration } from 'tributary';
+import { defineOperator, isClickEvent, parseDuration, recordOperator, type Duration } from 'tributary';
 
 export interface BotFilterConfig {
   max_events: number;
@@ -36,8 +36,8 @@ export const botFilter = defineOperator<BotFilterConfig>({
     return {
       apply: recordOperator(context, () => ({
         record(record, emit) {
-          if (record.kind !== 'event') return emit(record);
-          const event = record as ClickEvent;
+          if (!isClickEvent(record)) return emit(record); // narrows `record` to a ClickEvent below
+          const event = record;
           let times = recent.get(event.userId);
           if (!times) recent.set(event.userId, (times = []));
           times.push(event.time);
@@ -54,9 +54,10 @@ export const botFilter = defineOperator<BotFilterConfig>({
         },
       })),
       snapshot: () => Object.fromEntries(recent),
-      restore(state) {
+      // Typed as what snapshot() returns: a checkpoint gives back exactly that, as JSON.
+      restore(state: Record<string, number[]>) {
         recent.clear();
-        for (const [user, times] of Object.entries(state as Record<string, number[]>)) recent.set(user, times);
+        for (const [user, times] of Object.entries(state)) recent.set(user, times);
       },
     };
   },
