@@ -14,10 +14,9 @@ import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } fr
 import { once } from 'node:events';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SourcePosition } from 'tributary';
+import { decodeRecords, type DecodeConfig, type SourcePosition } from 'tributary';
 import { testContext } from 'tributary/testing';
 import fileSource from '../plugins/sources/file.js';
-import { decodeStream, type DecodeConfig } from '../plugins/sources/decode.js';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 import { commandLine, machine, median, writeSection } from './machine.js';
 
@@ -69,7 +68,7 @@ async function decodeMs(plainCsvRows: boolean, file = path): Promise<number> {
   const context = testContext();
   let decoded = 0;
   const start = performance.now();
-  for await (const batch of decodeStream(createReadStream(file, { highWaterMark: 1 << 20 }), 'csv', config, { source: 'bench', file }, context, 1000, 0, { line: 1 }, { plainCsvRows })) decoded += batch.events.length;
+  for await (const batch of decodeRecords(createReadStream(file, { highWaterMark: 1 << 20 }), config, context, { source: 'bench', file, format: 'csv', batchSize: 1000, plainCsvRows })) decoded += batch.events.length;
   const ms = performance.now() - start;
   if (decoded !== events || context.deadLetters.length > 0) throw new Error(`decoded ${decoded} of ${events}, ${context.deadLetters.length} dead-lettered`);
   return ms;
@@ -125,7 +124,7 @@ async function brokenRun(): Promise<{ ms: number; decoded: number; deadLetters: 
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
   let decoded = 0;
   const start = performance.now();
-  for await (const batch of decodeStream(createReadStream(brokenPath, { highWaterMark: 1 << 20 }), 'csv', config, { source: 'bench', file: brokenPath }, context, 1000)) {
+  for await (const batch of decodeRecords(createReadStream(brokenPath, { highWaterMark: 1 << 20 }), config, context, { source: 'bench', file: brokenPath, format: 'csv', batchSize: 1000 })) {
     decoded += batch.events.length;
     peak = Math.max(peak, process.memoryUsage().rss);
   }
@@ -168,7 +167,7 @@ writeSection(
 | plain rows split on the delimiter, the quoted-row reader from the first row that is not plain (the default) | ${n(summary.split)} (${each(splitTimes)}) |
 | the same rows with every field quoted (${Math.round(statSync(quotedPath).size / 2 ** 20)} MiB; a delimiter and a doubled quote in every row): the quoted-row reader from the header on | ${n(summary.quoted)} (${each(quotedTimes)}) |
 
-A plain row has no quote character and no \`\\r\` but the one of a \`\\r\\n\` (LF and CRLF rows may mix): the quoted-row reader would split it on the delimiter too, so it is split with \`String.split\` on the lines the JSON-lines reader already cuts (same events, dead letters and line numbers, checked against the quoted-row reader on random files with quotes, quoted newlines, stray quotes, BOMs, LF, CRLF, CR and mixed line ends and three delimiters: plugins/sources/decode.test.ts). The quoted-row reader (plugins/sources/csv-records.ts) first finds where records end, passing over a row without a quote with two native searches, so it holds at most \`max_record_bytes\` of an open record; then it splits each run of whole records into fields with string searches (\`parseCsvRun\`), held by a differential test to csv-parse's rows, texts and line numbers on random files (csv-parse given every line end as a record delimiter: each of \`\\r\\n\`, \`\\n\` and \`\\r\` outside quotes ends a record, as in Python's csv module, not only the first one seen). Through 2026-12-03 csv-parse read those rows, at about 80,000 a second (its byte-by-byte state machine and an info object per row).
+A plain row has no quote character and no \`\\r\` but the one of a \`\\r\\n\` (LF and CRLF rows may mix): the quoted-row reader would split it on the delimiter too, so it is split with \`String.split\` on the lines the JSON-lines reader already cuts (same events, dead letters and line numbers, checked against the quoted-row reader on random files with quotes, quoted newlines, stray quotes, BOMs, LF, CRLF, CR and mixed line ends and three delimiters: plugins/sources/decode.test.ts). The quoted-row reader (core/csv-records.ts) first finds where records end, passing over a row without a quote with two native searches, so it holds at most \`max_record_bytes\` of an open record; then it splits each run of whole records into fields with string searches (\`parseCsvRun\`), held by a differential test to csv-parse's rows, texts and line numbers on random files (csv-parse given every line end as a record delimiter: each of \`\\r\\n\`, \`\\n\` and \`\\r\` outside quotes ends a record, as in Python's csv module, not only the first one seen). Through 2026-12-03 csv-parse read those rows, at about 80,000 a second (its byte-by-byte state machine and an info object per row).
 
 **A quoted field never closed**: the same file with one broken row after the header (\`..."never closed,...\`, its quote opening a field that no later quote closes), ${rounds} rounds: ${n(brokenLast.decoded)} events and ${brokenLast.deadLetters} dead letter (${brokenLast.deadLetterBytes} bytes: the broken line), ${n(summary.broken)} events/s (every row after the broken one goes through the quoted-row reader), peak RSS ${summary.brokenPeakRssMiB} MiB above the process's before the run. Before 2026-12-03 (bf3cf78) csv-parse read the rest of such a file as one record, in memory: on a 244 MiB file of 3,000,000 rows after such a row (an ad hoc run), 1 event, one dead letter of 244 MiB and a peak RSS of 1,816 MiB, against 3,000,001 events, a 23-byte dead letter and 226 MiB with the bounded reader.
 

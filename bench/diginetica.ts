@@ -14,7 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseCsvRun } from '../plugins/sources/csv-records.js';
+import { parseCsvRun } from '../core/csv-records.js';
 
 export interface DigineticaStream {
   events: number;

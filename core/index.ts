@@ -21,6 +21,18 @@ export {
   type NotUtf8Line,
   type OverlongLine,
 } from './io.js';
+export {
+  csvColumns,
+  csvConfigProblems,
+  decodeProperties,
+  decodeRecords,
+  type CsvConfig,
+  type DecodeConfig,
+  type DecodedBatch,
+  type DecodeOptions,
+  type RecordFormat,
+  type StreamStart,
+} from './decode.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
 export { sameFile } from './paths.js';

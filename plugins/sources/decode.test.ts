@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { originOf } from 'tributary';
+import { csvColumns, decodeRecords, originOf, type DecodeConfig } from 'tributary';
 import { testContext } from 'tributary/testing';
 import { parse as parseCsvSync } from 'csv-parse/sync';
-import { csvRecordPieces, parseCsvRun } from './csv-records.js';
-import { csvColumns, decodeStream, plainRowStop, type DecodeConfig } from './decode.js';
+// The readers inside decodeRecords, held to csv-parse and to each other (not public API).
+import { csvRecordPieces, parseCsvRun } from '../../core/csv-records.js';
+import { plainRowStop } from '../../core/decode.js';
 import { createRandom } from './shoppers.js';
 
 /** Line ends between a random file's records: one kind, or each picked at random. */
@@ -93,7 +94,7 @@ async function decodeAll(
   let throughByte = 0;
   let throughLine = 0;
   let unterminated: number | undefined;
-  for await (const batch of decodeStream(Readable.from(chunks), 'csv', config, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
+  for await (const batch of decodeRecords(Readable.from(chunks), config, context, { source: 's', file: 'f.csv', format: 'csv', batchSize: 7, plainCsvRows })) {
     for (const e of batch.events) events.push(`${originOf(e)?.line}: ${JSON.stringify(e)}`);
     if (batch.throughByte !== undefined) throughByte = batch.throughByte;
     throughLine = batch.throughLine;
@@ -410,7 +411,7 @@ test('CSV and JSON lines: a record over max_record_bytes is a dead letter with i
   const jsonl = `{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view","pad":"${long}"}\n{"user_id":"u3","time":3,"type":"view"}\n`;
   const context = testContext();
   const lines: number[] = [];
-  for await (const batch of decodeStream(Readable.from([Buffer.from(jsonl)]), 'jsonl', { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 2048 }, { source: 's', file: 'f.jsonl' }, context, 7)) {
+  for await (const batch of decodeRecords(Readable.from([Buffer.from(jsonl)]), { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 2048 }, context, { source: 's', file: 'f.jsonl', format: 'jsonl', batchSize: 7 })) {
     for (const e of batch.events) lines.push(originOf(e)!.line!);
   }
   assert.deepEqual(lines, [1, 3]);
@@ -451,7 +452,7 @@ test('JSON lines: an attribute nested thousands deep is a dead letter, and the l
   const text = `{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view","brand":${deep}}\n{"user_id":"u3","time":3,"type":"view","brand":"b"}\n`;
   const context = testContext();
   const users: string[] = [];
-  for await (const batch of decodeStream(Readable.from([Buffer.from(text)]), 'jsonl', { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } }, { source: 's', file: 'f.jsonl' }, context, 7)) {
+  for await (const batch of decodeRecords(Readable.from([Buffer.from(text)]), { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } }, context, { source: 's', file: 'f.jsonl', format: 'jsonl', batchSize: 7 })) {
     for (const e of batch.events) users.push(e.userId);
   }
   assert.deepEqual(users, ['u1', 'u3']);
@@ -480,7 +481,7 @@ test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a
     for (const plainCsvRows of [true, false]) {
       const context = testContext();
       const read = async (): Promise<void> => {
-        for await (const _batch of decodeStream(Readable.from([bytes]), 'csv', { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 }, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows }));
+        for await (const _batch of decodeRecords(Readable.from([bytes]), { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 }, context, { source: 's', file: 'f.csv', format: 'csv', batchSize: 7, plainCsvRows }));
       };
       await assert.rejects(read(), (thrown: Error) => error.test(thrown.message) && thrown.message.startsWith('f.csv: '), `${what}, plain rows ${plainCsvRows}`);
       assert.deepEqual(context.deadLetters, [], `${what}: not a dead letter, with the next row taken for the header`);
@@ -488,7 +489,7 @@ test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a
       const named = testContext();
       const events: number[] = [];
       const config: DecodeConfig = { csv: { header: true, columns: ['time', 'user_id', 'type'] }, mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
-      for await (const batch of decodeStream(Readable.from([bytes]), 'csv', config, { source: 's', file: 'f.csv' }, named, 7, 0, { line: 1 }, { plainCsvRows })) events.push(...batch.events.map((e) => e.time));
+      for await (const batch of decodeRecords(Readable.from([bytes]), config, named, { source: 's', file: 'f.csv', format: 'csv', batchSize: 7, plainCsvRows })) events.push(...batch.events.map((e) => e.time));
       assert.deepEqual([events, named.deadLetters], [[1, 2], []], `${what}, plain rows ${plainCsvRows}, with csv.columns`);
     }
     await assert.rejects(csvColumns(() => Readable.from([bytes]), {}, 1024), error, `${what}, read alone`);
@@ -507,7 +508,7 @@ test('JSON lines and CSV: UTF-16 or UTF-32 text (a byte order mark) fails the so
   ];
   const read = async (chunks: Buffer[], format: 'jsonl' | 'csv', context = testContext()): Promise<number[]> => {
     const times: number[] = [];
-    for await (const batch of decodeStream(Readable.from(chunks), format, { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7)) times.push(...batch.events.map((e) => e.time));
+    for await (const batch of decodeRecords(Readable.from(chunks), { mapping: { time_format: 'epoch_ms' } }, context, { source: 's', file: 'f', format, batchSize: 7 })) times.push(...batch.events.map((e) => e.time));
     return times;
   };
   for (const [encoding, encode, error] of encodings) {
@@ -532,7 +533,7 @@ test('JSON lines and CSV: UTF-16 or UTF-32 text (a byte order mark) fails the so
   // Past the file's start (a resume) the stream is not checked: its first bytes are not the file's.
   const resumed = Buffer.from('\ufeff{"time":3,"user_id":"u3","type":"view"}\n', 'utf16le');
   const context = testContext();
-  for await (const _batch of decodeStream(Readable.from([resumed]), 'jsonl', { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7, 0, { line: 5 }));
+  for await (const _batch of decodeRecords(Readable.from([resumed]), { mapping: { time_format: 'epoch_ms' } }, context, { source: 's', file: 'f', format: 'jsonl', batchSize: 7, start: { line: 5 } }));
   assert.equal(context.deadLetters.length, 1, 'read as before: the line is dead-lettered');
 });
 
@@ -574,7 +575,7 @@ test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of it
       for (let at = 0; at < bytes.length; at += chunkSize) chunks.push(bytes.subarray(at, at + chunkSize));
       const context = testContext();
       const lines: number[] = [];
-      for await (const batch of decodeStream(Readable.from(chunks), format, { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'f' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
+      for await (const batch of decodeRecords(Readable.from(chunks), { mapping: { time_format: 'epoch_ms' } }, context, { source: 's', file: 'f', format, batchSize: 7, plainCsvRows })) {
         for (const e of batch.events) lines.push(originOf(e)!.line!);
       }
       const label = `${format}${format === 'csv' ? ` plain rows ${plainCsvRows}` : ''}, chunks of ${chunkSize}`;
@@ -592,7 +593,7 @@ test('JSON lines: a BOM before the first line is no part of it (as in CSV): the 
   for (const chunkSize of [1, 2, 1 << 16]) {
     const context = testContext();
     const users: string[] = [];
-    for await (const batch of decodeStream(Readable.from(chunksOf(Buffer.from(text), chunkSize)), 'jsonl', { mapping: { time_format: 'epoch_ms' } }, { source: 's', file: 'stdin' }, context, 7)) {
+    for await (const batch of decodeRecords(Readable.from(chunksOf(Buffer.from(text), chunkSize)), { mapping: { time_format: 'epoch_ms' } }, context, { source: 's', file: 'stdin', format: 'jsonl', batchSize: 7 })) {
       users.push(...batch.events.map((e) => e.userId));
     }
     assert.deepEqual([users, context.deadLetters], [['u1', 'u2'], []], `chunks of ${chunkSize}`);
@@ -605,7 +606,7 @@ test('CSV: a column named as an Object.prototype member (__proto__, constructor)
     const context = testContext();
     const events: [string, string | undefined][] = [];
     const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', fields: { user_id: '__proto__', item_id: 'constructor' } } };
-    for await (const batch of decodeStream(Readable.from([Buffer.from(csv)]), 'csv', config, { source: 's', file: 'f.csv' }, context, 7, 0, { line: 1 }, { plainCsvRows })) {
+    for await (const batch of decodeRecords(Readable.from([Buffer.from(csv)]), config, context, { source: 's', file: 'f.csv', format: 'csv', batchSize: 7, plainCsvRows })) {
       events.push(...batch.events.map((e): [string, string | undefined] => [e.userId, e.itemId]));
     }
     assert.deepEqual([events, context.deadLetters], [[['u1', 'c1'], ['u2', undefined]], []], `plain rows ${plainCsvRows}`);

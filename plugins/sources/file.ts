@@ -8,8 +8,18 @@ import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { defineSource, unknownEventTypeWarning, type ClickEvent, type SourcePosition } from 'tributary';
-import { csvColumns, csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig, type RecordFormat } from './decode.js';
+import {
+  csvColumns,
+  csvConfigProblems,
+  decodeProperties,
+  decodeRecords,
+  defineSource,
+  unknownEventTypeWarning,
+  type ClickEvent,
+  type DecodeConfig,
+  type RecordFormat,
+  type SourcePosition,
+} from 'tributary';
 
 export interface FileSourceConfig extends DecodeConfig {
   path: string | string[];
@@ -192,9 +202,8 @@ export default defineSource<FileSourceConfig>({
           const decoded = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => decoded.destroy(error));
           open = { raw, decoded };
-          const target = { source: context.label, file: path };
           try {
-            for await (const batch of decodeStream(decoded, format, fileConfig, target, context, context.batchSize, linesDone, start, { unterminated, onUnknownType })) {
+            for await (const batch of decodeRecords(decoded, fileConfig, context, { file: path, format, skipThrough: linesDone, start, unterminated, onUnknownType })) {
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;

@@ -1,7 +1,6 @@
 /** `stdin`: reads JSON lines or CSV from standard input, e.g. `zcat events.gz | tributary run p.yaml`. */
 import { PassThrough } from 'node:stream';
-import { defineSource, type ClickEvent } from 'tributary';
-import { csvConfigProblems, decodeProperties, decodeStream, type DecodeConfig } from './decode.js';
+import { csvConfigProblems, decodeProperties, decodeRecords, defineSource, type ClickEvent, type DecodeConfig } from 'tributary';
 
 export default defineSource<DecodeConfig>({
   name: 'stdin',
@@ -24,7 +23,7 @@ export default defineSource<DecodeConfig>({
         const input = new PassThrough();
         process.stdin.pipe(input);
         try {
-          for await (const { events } of decodeStream(input, config.format ?? 'jsonl', config, { source: context.label, file: 'stdin' }, context, context.batchSize)) {
+          for await (const { events } of decodeRecords(input, config, context, { file: 'stdin' })) {
             // Empty when all of it was dead-lettered: the runtime then waits for the dead-letter sink's room (Source.read).
             yield events;
           }

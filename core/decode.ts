@@ -1,29 +1,17 @@
 /**
- * Raw bytes -> canonical events, for the sources that read text (file, stdin): JSON lines or CSV,
- * mapped by the shared event mapper. Every line that cannot become an event goes to the dead-letter
- * sink with its reason, file and line.
+ * Raw bytes -> canonical events, for the sources that read text (the built-in file and stdin, and a
+ * user's that reads an HTTP response or an object store's export): JSON lines or CSV, mapped by the
+ * shared event mapper. Every line that cannot become an event goes to the dead-letter sink with its
+ * reason, file and line.
  */
 import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
-import {
-  absentFieldCheck,
-  createEventMapper,
-  DEFAULT_MAX_RECORD_BYTES,
-  isRejected,
-  notUtf8Rejection,
-  OVERLONG_HEAD_BYTES,
-  readLineBatches,
-  setOwnField,
-  unknownEventTypeWarning,
-  type LineBatch,
-  type ClickEvent,
-  type EntryProblem,
-  type LineStop,
-  type JsonSchema,
-  type MappingConfig,
-  type PluginContext,
-} from 'tributary';
+import type { ClickEvent } from './events.js';
+import { setOwnField } from './fields.js';
+import { DEFAULT_MAX_RECORD_BYTES, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
+import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
 
 export type RecordFormat = 'jsonl' | 'csv';
 
@@ -103,10 +91,11 @@ export const decodeProperties = {
   },
 } satisfies Record<string, JsonSchema>;
 
-export interface DecodeTarget {
-  /** Label of the source, for origins. */
+/** What the origins of the events and dead letters, and the warnings, name the stream by. */
+interface DecodeTarget {
+  /** Label of the source. */
   source: string;
-  /** File path or `stdin`. */
+  /** File path, `stdin`, a URL. */
   file: string;
 }
 
@@ -134,30 +123,55 @@ export interface StreamStart {
   columns?: string[];
 }
 
+/** How decodeRecords reads a stream, besides its config. */
+export interface DecodeOptions {
+  /** What the events' and dead letters' origins (`origin.file`) and the warnings name the stream by: a path, `stdin`, a URL. */
+  file: string;
+  /** Default: `config.format`, else `jsonl`. */
+  format?: RecordFormat;
+  /** The origins' `source`. Default: `context.label`. */
+  source?: string;
+  /** Most events in a batch. Default: `context.batchSize`. */
+  batchSize?: number;
+  /**
+   * Resuming: the stream's lines up to this one (a last batch's `throughLine`) are passed over unread,
+   * so nothing is decoded or dead-lettered twice. Default: 0.
+   */
+  skipThrough?: number;
+  /** Resuming: where the stream starts in its file, when past its start (a last batch's `throughByte`). Default: line 1. */
+  start?: StreamStart;
+  /** Resuming: a last batch's `unterminated`; the record after `skipThrough` is passed over if it is that long still. */
+  unterminated?: number;
+  /**
+   * An event type the mapping does not know. Default: a warning once per type for this stream; a source
+   * reading several streams gives one unknownEventTypeWarning to all, to say it once.
+   */
+  onUnknownType?: (type: string) => void;
+  /**
+   * CSV: rows without a quote or a lone `\r` are split on the delimiter, faster than the quoted-row
+   * reader that reads the rest; false reads every row with that one (the same events and dead letters:
+   * for tests and benchmarks). Default: true.
+   */
+  plainCsvRows?: boolean;
+}
+
 /**
- * Yields batches of events decoded from `stream`; rejects go to `context.deadLetter`. Lines up to
- * `skipThrough` are passed over unread (resuming after a checkpoint), so nothing is decoded or
- * dead-lettered twice; so is the record after them when `options.unterminated` (a last batch's
- * DecodedBatch.unterminated) says it was read before without its line end and it is that long still.
- * A stream that starts past the file's beginning (a resume point) says where with `start`. An event type
- * the mapping does not know goes to `options.onUnknownType`: by default, a warning once per type for this
- * stream; a source reading several streams gives one unknownEventTypeWarning to all, to say it once.
+ * Decodes `stream`, JSON lines or CSV as `config` says (`format`, `csv`, `mapping`, `max_record_bytes`),
+ * into batches of canonical events, as the built-in file and stdin sources do. Each record that cannot
+ * become an event goes to `context.deadLetter` with the reason, the line and the text (its bytes as
+ * base64 where it is not UTF-8), and reading goes on; a stream that cannot be read at all throws (text
+ * in UTF-16, a CSV header row that cannot be read). Every batch says how far the stream is read
+ * (`throughLine`, `throughByte`), the rejected lines included: a source's position, handed back as
+ * `skipThrough` (and `start`, `unterminated`) when it resumes.
  */
-export function decodeStream(
-  stream: Readable,
-  format: RecordFormat,
-  config: DecodeConfig,
-  target: DecodeTarget,
-  context: PluginContext,
-  maxBatch: number,
-  skipThrough = 0,
-  start: StreamStart = { line: 1 },
-  options: { plainCsvRows?: boolean; unterminated?: number; onUnknownType?: (type: string) => void } = {},
-): AsyncGenerator<DecodedBatch> {
-  const readBefore = new ReadBefore(skipThrough, options.unterminated, target, context);
+export function decodeRecords(stream: Readable, config: DecodeConfig, context: PluginContext, options: DecodeOptions): AsyncGenerator<DecodedBatch> {
+  const target: DecodeTarget = { source: options.source ?? context.label, file: options.file };
+  const maxBatch = options.batchSize ?? context.batchSize;
+  const start = options.start ?? { line: 1 };
+  const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
   const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
   if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file), { objectMode: false, highWaterMark: 1 });
-  return format === 'csv'
+  return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
     : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
 }

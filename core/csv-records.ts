@@ -11,7 +11,7 @@
  * line ends change partway (appended to on two systems, exports concatenated) is read row by row.
  */
 import type { Readable } from 'node:stream';
-import { OVERLONG_HEAD_BYTES } from 'tributary';
+import { OVERLONG_HEAD_BYTES } from './io.js';
 
 /** A stretch of the stream, in order: whole records, or one line taken out of the stream. */
 export type CsvPiece =
