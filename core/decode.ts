@@ -52,11 +52,15 @@ export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
   return [];
 }
 
-/** Schema fields shared by every text source. */
+/**
+ * The config schema's fields of what decodeRecords reads (DecodeConfig), for a source to spread into
+ * its own `properties`; the defaults they describe are decodeRecords'. A source that picks them
+ * otherwise (the file source: the format and delimiter by the file's name) says so in its own.
+ */
 export const decodeProperties = {
   format: {
     enum: ['jsonl', 'csv'],
-    description: 'Record format. Default: csv for .csv/.tsv (and .gz of them) files, else jsonl.',
+    description: 'Record format. Default: jsonl.',
   },
   csv: {
     type: 'object',
@@ -71,7 +75,7 @@ export const decodeProperties = {
           'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
       },
       columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`.' },
-      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
+      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`.' },
       quote: {
         type: 'string',
         maxLength: 1,

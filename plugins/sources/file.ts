@@ -102,6 +102,15 @@ export default defineSource<FileSourceConfig>({
       },
       gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz (any case).' },
       ...decodeProperties,
+      // Defaults by the file's name (formatOf, decodeConfigOf), where decodeRecords' are jsonl and `,`.
+      format: { ...decodeProperties.format, description: 'Record format. Default: csv for .csv/.tsv (and .gz of them) files, else jsonl.' },
+      csv: {
+        ...decodeProperties.csv,
+        properties: {
+          ...decodeProperties.csv.properties,
+          delimiter: { ...decodeProperties.csv.properties.delimiter, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
+        },
+      },
     },
   },
   examples: [

@@ -10,7 +10,7 @@ export default defineSource<DecodeConfig>({
   config: {
     type: 'object',
     additionalProperties: false,
-    properties: { ...decodeProperties, format: { ...decodeProperties.format, description: 'Record format. Default: jsonl.' } },
+    properties: decodeProperties,
   },
   examples: [{ format: 'jsonl' }, { format: 'csv', csv: { header: false, columns: ['time', 'user_id', 'type'] } }],
   checkPipeline: (config) => csvConfigProblems(config.csv),
