@@ -817,6 +817,37 @@ test("a restart's log line says whether it resumes from a checkpoint: with none 
   assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from its last checkpoint (restart 1 of 10 in a row)']);
 });
 
+test("a restart's log record and the giving-up one carry the failure's code at the top level, as docs/errors.md promises every error record (they had only its message)", async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { pino } = await import('pino');
+  const failing = defineSource<Record<string, never>>({
+    name: 'fails-always',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        throw new Error('the disk went away');
+      },
+    }),
+  });
+  const home = join(dir, 'restart-code');
+  mkdirSync(home);
+  const file = join(home, 'coded.yaml');
+  writeFileSync(file, 'name: coded\nsources: [{type: fails-always}]\nsinks: [{type: file, path: out.jsonl}]\nsettings: {restart: {attempts: 1, backoff: 1ms}}\n');
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'error' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failing) });
+  const result = await daemon.run();
+  assert.equal(result.failures.length, 1);
+  const records = lines.map((line) => JSON.parse(line) as { msg: string; code?: string; err?: unknown });
+  const restart = records.find((record) => record.msg.includes('restarting it in'));
+  const givingUp = records.find((record) => record.msg.endsWith('giving up'));
+  assert.equal(restart?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
+  assert.equal(restart?.err, 'a source failed: the disk went away');
+  assert.equal(givingUp?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
+  assert.equal(givingUp?.err, 'a source failed: the disk went away', 'the failure it gives up on is named');
+});
+
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {
   const { Daemon, defineSource } = await import('tributary');
   let created = 0;
