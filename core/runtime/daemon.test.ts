@@ -1,8 +1,10 @@
-import { after, test } from 'node:test';
+import { after, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
@@ -47,6 +49,35 @@ test('checkpoint store: atomic files, the last N kept, a corrupt or torn newest 
   // A torn write (half a file) is detected too.
   writeFileSync(newest, bytes.subarray(0, bytes.length / 2));
   await assert.rejects(readCheckpoint(newest), /truncated|no header line/);
+});
+
+test('a checkpoint that cannot be written names its folder and what mends it (node says only "ENOSPC: no space left on device, write"), its code kept', async () => {
+  const folder = join(dir, 'store-full');
+  const store = new CheckpointStore(folder, 2);
+  const body = JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} });
+  await store.write(body);
+  // The disk fills: writes of the folder's temp files fail as node's do on a full file system.
+  const realOpen = fsPromises.open;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    const handle = await realOpen(path, flags, mode);
+    if (String(path).startsWith(folder)) {
+      handle.writeFile = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
+    }
+    return handle;
+  });
+  syncBuiltinESMExports();
+  try {
+    await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
+      assert.equal(error.code, 'ENOSPC');
+      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: ENOSPC: no space left on device, write: the file system holding it is full; free room there`));
+      assert.match(error.message, /3 in all/, 'keep (2) and the one being written');
+      return true;
+    });
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('checkpoint-')), ['checkpoint-0000000001.json'], 'the previous one stays, no temp file left');
 });
 
 test('checkpoint store with gzip: files version 2, under a quarter of the bytes for repetitive state, read back the same; a flipped byte or a torn file falls back as uncompressed ones do; uncompressed ones in the folder still read', async () => {
