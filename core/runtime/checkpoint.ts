@@ -342,7 +342,8 @@ export class CheckpointStore {
     if (unusable.length > 0 && readable === 0) {
       throw new TributaryError(
         'TRIB_ERR_CHECKPOINT',
-        `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,
+        `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder, ` +
+          "and the pipeline's `file` outputs too to keep them: a start without a checkpoint replaces them",
       );
     }
   }

@@ -518,6 +518,14 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   assert.equal(changed.status, 2, changed.stderr);
   assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) could not be restored: `), changed.stderr);
   assert.ok(changed.stderr.includes('snapshot horizons 1h differ from the config\'s 1h, 1d'), changed.stderr);
+  // It says the ways out (was: "start without these checkpoints", which drops every stage's state and, unsaid, replaces the outputs).
+  assert.ok(changed.stderr.includes('To start this stage afresh and keep the other stages\' state: give it a new `label` and run once with --allow-non-restored-state'), changed.stderr);
+  assert.ok(changed.stderr.includes('move its checkpoints away, and its `file` outputs too to keep them, as a start without a checkpoint replaces them'), changed.stderr);
+  // The first one works: the stage under a new label starts afresh, the sessionizer's state is kept.
+  write('[{type: sessionizer}, {type: user-features, label: users-1d, horizons: [1h, 1d]}]');
+  const relabelled = run(pipeline, '--allow-non-restored-state');
+  assert.equal(relabelled.status, 0, relabelled.stderr);
+  assert.match(relabelled.stderr, /"dropped":\["stage-user-features-1"\]/);
 
   // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).
   write(stages);
@@ -526,7 +534,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   const before = readFileSync(join(base, 'out-resume.jsonl'), 'utf8');
   const unreadable = run(pipeline);
   assert.equal(unreadable.status, 2, unreadable.stderr);
-  assert.match(unreadable.stderr, /none of the \d+ checkpoints in .*ckpt is usable \(.*no header line.*\); to start from the beginning, move them out of the folder/);
+  assert.match(unreadable.stderr, /none of the \d+ checkpoints in .*ckpt is usable \(.*no header line.*\); to start from the beginning, move them out of the folder, and the pipeline's `file` outputs too to keep them: a start without a checkpoint replaces them/);
   assert.equal(readFileSync(join(base, 'out-resume.jsonl'), 'utf8'), before, 'the output is as it was');
 
   // A second pipeline beside one that ran alone with --checkpoint-dir: each would look in its own sub-folder.
