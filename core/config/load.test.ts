@@ -900,6 +900,8 @@ test('plugin problems keep their own codes (TRIB_ERR_PLUGIN_LOAD, _DUPLICATE, _U
   const twice = await rejection('plugins: [./one.js, ./two.js]\nsources: [{type: synthetic}]\nsinks: [{type: twin}]\n');
   assert.equal(twice.code, 'TRIB_ERR_PLUGIN_DUPLICATE');
   assert.deepEqual(codes(twice), [['1:21 $.plugins[1]', 'TRIB_ERR_PLUGIN_DUPLICATE']]);
+  // What to do about it, as errors.md says (it named the two modules only).
+  assert.match(twice.problems[0]!.message, /sink 'twin' from \.\/two\.js is already registered from \.\/one\.js: load only one of the two modules, or rename the plugin in one of them$/);
   const unknown = await rejection('sources: [{type: synthetic}]\nsinks: [{type: nowhere}]\n');
   assert.equal(unknown.code, 'TRIB_ERR_PLUGIN_UNKNOWN');
   assert.deepEqual(codes(unknown), [['2:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN']]);
