@@ -477,7 +477,7 @@ test('a pipeline of a folder that fails stops the others (drained to a final che
   const result = await daemon.run();
   clearTimeout(deadline);
   assert.equal(gaveUp, false, 'the other pipeline stopped by itself');
-  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['fails', 'a source failed: the consumer is dead']]);
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['fails', 'source-fails-after-one-0 failed: the consumer is dead']]);
   assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.drained, stats.lastCheckpoint !== undefined]), [['lives', false, true]], 'stopped, with its final checkpoint');
 });
 
@@ -773,7 +773,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   // Without checkpoints none by default; asked for, 2 in a row, then the failure stands.
   let result = await daemonOf('name: spent\nsources: [{type: always-fails}]\nsinks: [{type: file, path: spent.jsonl}]\nsettings: {restart: {attempts: 2, backoff: 10ms}}\n').run();
   assert.equal(created, 3, 'the first run and two restarts');
-  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['spent', 'a source failed: the consumer is dead']]);
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['spent', 'source-always-fails-0 failed: the consumer is dead']]);
   created = 0;
   result = await daemonOf('name: once\nsources: [{type: always-fails}]\nsinks: [{type: file, path: once.jsonl}]\n').run();
   assert.equal(created, 1, 'no restart without checkpoints unless asked for');
@@ -816,7 +816,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await running;
   assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
   assert.equal(created, 1);
-  assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
+  assert.deepEqual(result.failures.map(({ error }) => error.message), ['source-always-fails-0 failed: the consumer is dead']);
 });
 
 test("a restart's log line says whether it resumes from a checkpoint: with none taken yet (a failure before the first), from the start of its input (was: 'from its last checkpoint'); with one in the folder, from it", async () => {
@@ -882,9 +882,9 @@ test("a restart's log record and the giving-up one carry the failure's code at t
   const restart = records.find((record) => record.msg.includes('restarting it in'));
   const givingUp = records.find((record) => record.msg.endsWith('giving up'));
   assert.equal(restart?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
-  assert.equal(restart?.err, 'a source failed: the disk went away');
+  assert.equal(restart?.err, 'source-fails-always-0 failed: the disk went away');
   assert.equal(givingUp?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
-  assert.equal(givingUp?.err, 'a source failed: the disk went away', 'the failure it gives up on is named');
+  assert.equal(givingUp?.err, 'source-fails-always-0 failed: the disk went away', 'the failure it gives up on is named');
 });
 
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {

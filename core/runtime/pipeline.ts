@@ -1863,7 +1863,8 @@ export class PipelineRunner {
           } catch (error) {
             // The run fails, and its other sources stop: it does not go on without this one (its
             // watermark would move ahead of the failed source's events, nothing would restart it).
-            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${(error as Error).message}`, { cause: error });
+            // Named by its label, as a sink's failure is ("a source failed" left a pipeline of several to guess).
+            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `${slot.label} failed: ${(error as Error).message}`, { cause: error });
             this.failWith(failure);
             throw failure;
           } finally {
