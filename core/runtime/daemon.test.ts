@@ -78,6 +78,22 @@ test('a checkpoint that cannot be written names its folder and what mends it (no
     syncBuiltinESMExports();
   }
   assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('checkpoint-')), ['checkpoint-0000000001.json'], 'the previous one stays, no temp file left');
+  // A folder remounted read-only (or its permissions taken) under the running daemon.
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    if (String(path).startsWith(folder)) throw Object.assign(new Error(`EROFS: read-only file system, open '${String(path)}'`), { code: 'EROFS' });
+    return realOpen(path, flags, mode);
+  });
+  syncBuiltinESMExports();
+  try {
+    await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
+      assert.equal(error.code, 'EROFS');
+      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: EROFS: read-only file system, open .*: give the process write access to it \\(or mount it writable\\)`));
+      return true;
+    });
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
 });
 
 test('checkpoint store with gzip: files version 2, under a quarter of the bytes for repetitive state, read back the same; a flipped byte or a torn file falls back as uncompressed ones do; uncompressed ones in the folder still read', async () => {
