@@ -30,7 +30,7 @@ export class PluginRegistry {
     if (existing) {
       throw new TributaryError(
         'TRIB_ERR_PLUGIN_DUPLICATE',
-        `${plugin.kind} '${plugin.name}' from ${origin} is already registered from ${this.origins.get(existing)}`,
+        `${plugin.kind} '${plugin.name}' from ${origin} is already registered from ${this.origins.get(existing)}: load only one of the two modules, or rename the plugin in one of them`,
       );
     }
     named.set(plugin.name, plugin);

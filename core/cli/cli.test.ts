@@ -398,7 +398,7 @@ test('validate: a malformed time_format is a config error at its line', () => {
   assert.match(result.stderr, /time-format\.yaml:4:28: \$\.sources\[0\]\.mapping\.time_format: time_format 'yyyy-MM-dd 'UTC': unclosed quote/);
 });
 
-test('run: a sink whose device is full fails the run naming the sink and the reason, whether it fills while writing or at the final flush', () => {
+test('run: a sink whose device is full fails the run naming the sink, its file and the reason, whether it fills while writing or at the final flush', () => {
   for (const events of [300_000, 30]) {
     const file = pipeline(`full-${events}.yaml`, `sources: [{type: synthetic, events: ${events}}]\nsinks: [{type: file, path: /dev/full}]\n`);
     const result = tributary('run', file);
@@ -411,7 +411,8 @@ test('run: a sink whose device is full fails the run naming the sink and the rea
     assert.equal(failure?.err?.code, 'TRIB_ERR_SINK', result.stderr);
     // At the top level too, as docs/errors.md promises every JSON error record (it was only under err).
     assert.equal(failure?.code, 'TRIB_ERR_SINK', result.stderr);
-    assert.match(failure?.err?.message ?? '', /^sink-file-0 failed( while closing| to flush)?: ENOSPC: no space left on device/);
+    // The file named: node's words alone ("ENOSPC: no space left on device, write") said neither which output nor which disk.
+    assert.match(failure?.err?.message ?? '', /^sink-file-0 failed( while closing| to flush)?: \/dev\/full: ENOSPC: no space left on device, write: the file system holding it is full; free room there/);
   }
 });
 

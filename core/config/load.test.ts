@@ -450,6 +450,20 @@ test('YAML syntax errors carry their position; only the first is listed, the res
   assert.match(cascade[0]!, /^P:3:\d+: \$: .*\(and \d+ more YAML errors after it, which often follow from this one\)$/);
 });
 
+test('an unquoted ${VAR} in a flow collection says to quote it (YAML said only "Unexpected flow-map-start at node end" or "Missing , or :")', async () => {
+  for (const [text, line] of [
+    ['sources: [{type: file, path: ${CLICKS_FILE}}]\nsinks: [{type: stdout}]\n', 1],
+    ['sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: file, path: ${DLQ}/dead.jsonl}\n', 3],
+    ['sources: [{type: synthetic}]\nsinks: [{type: stdout, kinds: [${KIND}]}]\n', 2],
+  ] as const) {
+    const problems = await problemsOf(text);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, new RegExp(`^P:${line}:\\d+: \\$: .*: a \`\\$\\{VAR\\}\` inside \`\\[\\.\\.\\.\\]\` or \`\\{\\.\\.\\.\\}\` is read by YAML as the start of a map; quote the value`), problems[0]);
+  }
+  // Quoted, it is a variable as any other.
+  assert.match((await problemsOf('sources: [{type: file, path: "${CLICKS_FILE}"}]\nsinks: [{type: stdout}]\n'))[0]!, /CLICKS_FILE is not set/);
+});
+
 test('a key given twice in a map is named by its path and both its lines', async () => {
   const problems = await problemsOf('sources:\n  - type: synthetic\n    events: 10\n    users: 5\n    events: 20\nsinks: [{type: stdout}]\n');
   assert.deepEqual(problems, ["P:5:5: $.sources[0].events: 'events' is given twice in this map (first at line 3): keep one"]);
@@ -910,6 +924,8 @@ test('plugin problems keep their own codes (TRIB_ERR_PLUGIN_LOAD, _DUPLICATE, _U
   const twice = await rejection('plugins: [./one.js, ./two.js]\nsources: [{type: synthetic}]\nsinks: [{type: twin}]\n');
   assert.equal(twice.code, 'TRIB_ERR_PLUGIN_DUPLICATE');
   assert.deepEqual(codes(twice), [['1:21 $.plugins[1]', 'TRIB_ERR_PLUGIN_DUPLICATE']]);
+  // What to do about it, as errors.md says (it named the two modules only).
+  assert.match(twice.problems[0]!.message, /sink 'twin' from \.\/two\.js is already registered from \.\/one\.js: load only one of the two modules, or rename the plugin in one of them$/);
   const unknown = await rejection('sources: [{type: synthetic}]\nsinks: [{type: nowhere}]\n');
   assert.equal(unknown.code, 'TRIB_ERR_PLUGIN_UNKNOWN');
   assert.deepEqual(codes(unknown), [['2:16 $.sinks[0].type', 'TRIB_ERR_PLUGIN_UNKNOWN']]);

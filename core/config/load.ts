@@ -128,7 +128,15 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const counted = more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it, which often follow from this one)` : '';
     const duplicate = first.code === 'DUPLICATE_KEY' ? duplicateKeyAt(text, first.pos[0]) : undefined;
     // The parser's words for a second document are advice to its API's users, not to this file's writer.
-    const message = first.code === 'MULTIPLE_DOCS' ? 'a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own' : first.message.split('\n')[0]!;
+    // An unquoted `${VAR}` in a flow collection (`[...]`, `{...}`): YAML reads its `{` as a map, and says only
+    // "Unexpected flow-map-start" there, or "Missing , or :", with nothing of the variable.
+    const unquotedVariable = text[first.pos[0]] === '{' && text[first.pos[0] - 1] === '$';
+    const message =
+      first.code === 'MULTIPLE_DOCS'
+        ? 'a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own'
+        : unquotedVariable
+          ? `${first.message.split('\n')[0]!}: a \`\${VAR}\` inside \`[...]\` or \`{...}\` is read by YAML as the start of a map; quote the value (\`"\${VAR}"\`) or write that entry in block style`
+          : first.message.split('\n')[0]!;
     const problem = duplicate
       ? at(first.pos[0], jsonPath(duplicate.path), `'${duplicate.key}' is given twice in this map (first at line ${lineCounter.linePos(duplicate.firstAt).line}): keep one${counted}`)
       : at(first.pos[0], '$', message + counted);

@@ -214,6 +214,34 @@ export class CheckpointStore {
     retain: ReadonlySet<number> = new Set(),
     removable: (sequence: number) => boolean = () => true,
   ): Promise<{ file: string; sequence: number; sha256: string; bytes: number; removed: number[] }> {
+    try {
+      return await this.writeBody(body, retain, removable);
+    } catch (error) {
+      throw this.writeFailure(error);
+    }
+  }
+
+  /**
+   * A failed write said with the folder (node's ENOSPC is only `no space left on device, write`: which
+   * disk, an on-call engineer could not tell) and what mends it; its code and cause kept for the callers.
+   */
+  private writeFailure(error: unknown): unknown {
+    if (!(error instanceof Error)) return error;
+    const code = (error as NodeJS.ErrnoException).code;
+    const mend =
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? `: the file system holding it is full; free room there (it holds checkpoint.keep checkpoints and the one being written, ${this.keep + 1} in all), or name another folder (checkpoint.dir, --checkpoint-dir)`
+        : readOnlyCause(error)
+          ? ': give the process write access to it (or mount it writable), or name another folder (checkpoint.dir, --checkpoint-dir)'
+          : '';
+    return Object.assign(new Error(`checkpoint could not be written in ${this.dir}: ${error.message}${mend}`, { cause: error }), code === undefined ? {} : { code });
+  }
+
+  private async writeBody(
+    body: string | readonly Uint8Array[],
+    retain: ReadonlySet<number>,
+    removable: (sequence: number) => boolean,
+  ): Promise<{ file: string; sequence: number; sha256: string; bytes: number; removed: number[] }> {
     await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.
@@ -314,7 +342,8 @@ export class CheckpointStore {
     if (unusable.length > 0 && readable === 0) {
       throw new TributaryError(
         'TRIB_ERR_CHECKPOINT',
-        `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder`,
+        `none of the ${unusable.length} checkpoints in ${this.dir} is usable (${unusable.join('; ')}); to start from the beginning, move them out of the folder, ` +
+          "and the pipeline's `file` outputs too to keep them: a start without a checkpoint replaces them",
       );
     }
   }

@@ -1,8 +1,10 @@
-import { after, test } from 'node:test';
+import { after, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
@@ -47,6 +49,51 @@ test('checkpoint store: atomic files, the last N kept, a corrupt or torn newest 
   // A torn write (half a file) is detected too.
   writeFileSync(newest, bytes.subarray(0, bytes.length / 2));
   await assert.rejects(readCheckpoint(newest), /truncated|no header line/);
+});
+
+test('a checkpoint that cannot be written names its folder and what mends it (node says only "ENOSPC: no space left on device, write"), its code kept', async () => {
+  const folder = join(dir, 'store-full');
+  const store = new CheckpointStore(folder, 2);
+  const body = JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} });
+  await store.write(body);
+  // The disk fills: writes of the folder's temp files fail as node's do on a full file system.
+  const realOpen = fsPromises.open;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    const handle = await realOpen(path, flags, mode);
+    if (String(path).startsWith(folder)) {
+      handle.writeFile = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
+    }
+    return handle;
+  });
+  syncBuiltinESMExports();
+  try {
+    await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
+      assert.equal(error.code, 'ENOSPC');
+      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: ENOSPC: no space left on device, write: the file system holding it is full; free room there`));
+      assert.match(error.message, /3 in all/, 'keep (2) and the one being written');
+      return true;
+    });
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('checkpoint-')), ['checkpoint-0000000001.json'], 'the previous one stays, no temp file left');
+  // A folder remounted read-only (or its permissions taken) under the running daemon.
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    if (String(path).startsWith(folder)) throw Object.assign(new Error(`EROFS: read-only file system, open '${String(path)}'`), { code: 'EROFS' });
+    return realOpen(path, flags, mode);
+  });
+  syncBuiltinESMExports();
+  try {
+    await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
+      assert.equal(error.code, 'EROFS');
+      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: EROFS: read-only file system, open .*: give the process write access to it \\(or mount it writable\\)`));
+      return true;
+    });
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
 });
 
 test('checkpoint store with gzip: files version 2, under a quarter of the bytes for repetitive state, read back the same; a flipped byte or a torn file falls back as uncompressed ones do; uncompressed ones in the folder still read', async () => {
@@ -446,7 +493,7 @@ test('a pipeline of a folder that fails stops the others (drained to a final che
   const result = await daemon.run();
   clearTimeout(deadline);
   assert.equal(gaveUp, false, 'the other pipeline stopped by itself');
-  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['fails', 'a source failed: the consumer is dead']]);
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['fails', 'source-fails-after-one-0 failed: the consumer is dead']]);
   assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.drained, stats.lastCheckpoint !== undefined]), [['lives', false, true]], 'stopped, with its final checkpoint');
 });
 
@@ -487,6 +534,14 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   assert.equal(changed.status, 2, changed.stderr);
   assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) could not be restored: `), changed.stderr);
   assert.ok(changed.stderr.includes('snapshot horizons 1h differ from the config\'s 1h, 1d'), changed.stderr);
+  // It says the ways out (was: "start without these checkpoints", which drops every stage's state and, unsaid, replaces the outputs).
+  assert.ok(changed.stderr.includes('To start this stage afresh and keep the other stages\' state: give it a new `label` and run once with --allow-non-restored-state'), changed.stderr);
+  assert.ok(changed.stderr.includes('move its checkpoints away, and its `file` outputs too to keep them, as a start without a checkpoint replaces them'), changed.stderr);
+  // The first one works: the stage under a new label starts afresh, the sessionizer's state is kept.
+  write('[{type: sessionizer}, {type: user-features, label: users-1d, horizons: [1h, 1d]}]');
+  const relabelled = run(pipeline, '--allow-non-restored-state');
+  assert.equal(relabelled.status, 0, relabelled.stderr);
+  assert.match(relabelled.stderr, /"dropped":\["stage-user-features-1"\]/);
 
   // Every checkpoint unreadable: no start from the beginning (which would replace the outputs).
   write(stages);
@@ -495,7 +550,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   const before = readFileSync(join(base, 'out-resume.jsonl'), 'utf8');
   const unreadable = run(pipeline);
   assert.equal(unreadable.status, 2, unreadable.stderr);
-  assert.match(unreadable.stderr, /none of the \d+ checkpoints in .*ckpt is usable \(.*no header line.*\); to start from the beginning, move them out of the folder/);
+  assert.match(unreadable.stderr, /none of the \d+ checkpoints in .*ckpt is usable \(.*no header line.*\); to start from the beginning, move them out of the folder, and the pipeline's `file` outputs too to keep them: a start without a checkpoint replaces them/);
   assert.equal(readFileSync(join(base, 'out-resume.jsonl'), 'utf8'), before, 'the output is as it was');
 
   // A second pipeline beside one that ran alone with --checkpoint-dir: each would look in its own sub-folder.
@@ -734,7 +789,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   // Without checkpoints none by default; asked for, 2 in a row, then the failure stands.
   let result = await daemonOf('name: spent\nsources: [{type: always-fails}]\nsinks: [{type: file, path: spent.jsonl}]\nsettings: {restart: {attempts: 2, backoff: 10ms}}\n').run();
   assert.equal(created, 3, 'the first run and two restarts');
-  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['spent', 'a source failed: the consumer is dead']]);
+  assert.deepEqual(result.failures.map(({ name, error }) => [name, error.message]), [['spent', 'source-always-fails-0 failed: the consumer is dead']]);
   created = 0;
   result = await daemonOf('name: once\nsources: [{type: always-fails}]\nsinks: [{type: file, path: once.jsonl}]\n').run();
   assert.equal(created, 1, 'no restart without checkpoints unless asked for');
@@ -777,7 +832,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await running;
   assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
   assert.equal(created, 1);
-  assert.deepEqual(result.failures.map(({ error }) => error.message), ['a source failed: the consumer is dead']);
+  assert.deepEqual(result.failures.map(({ error }) => error.message), ['source-always-fails-0 failed: the consumer is dead']);
 });
 
 test("a restart's log line says whether it resumes from a checkpoint: with none taken yet (a failure before the first), from the start of its input (was: 'from its last checkpoint'); with one in the folder, from it", async () => {
@@ -815,6 +870,37 @@ test("a restart's log line says whether it resumes from a checkpoint: with none 
   // The restart drained, to a final checkpoint: the next failure resumes from it.
   assert.ok(await new CheckpointStore(join(home, 'checkpoints')).holdsCheckpoints());
   assert.deepEqual(await restartLines(), ['pipeline point failed; restarting it in 1 ms from its last checkpoint (restart 1 of 10 in a row)']);
+});
+
+test("a restart's log record and the giving-up one carry the failure's code at the top level, as docs/errors.md promises every error record (they had only its message)", async () => {
+  const { Daemon, defineSource } = await import('tributary');
+  const { pino } = await import('pino');
+  const failing = defineSource<Record<string, never>>({
+    name: 'fails-always',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        throw new Error('the disk went away');
+      },
+    }),
+  });
+  const home = join(dir, 'restart-code');
+  mkdirSync(home);
+  const file = join(home, 'coded.yaml');
+  writeFileSync(file, 'name: coded\nsources: [{type: fails-always}]\nsinks: [{type: file, path: out.jsonl}]\nsettings: {restart: {attempts: 1, backoff: 1ms}}\n');
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'error' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failing) });
+  const result = await daemon.run();
+  assert.equal(result.failures.length, 1);
+  const records = lines.map((line) => JSON.parse(line) as { msg: string; code?: string; err?: unknown });
+  const restart = records.find((record) => record.msg.includes('restarting it in'));
+  const givingUp = records.find((record) => record.msg.endsWith('giving up'));
+  assert.equal(restart?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
+  assert.equal(restart?.err, 'source-fails-always-0 failed: the disk went away');
+  assert.equal(givingUp?.code, 'TRIB_ERR_SOURCE', lines.join('\n'));
+  assert.equal(givingUp?.err, 'source-fails-always-0 failed: the disk went away', 'the failure it gives up on is named');
 });
 
 test('a folder of pipelines: one restarted in the process leaves the others running (they are stopped only when restarts are spent)', async () => {

@@ -216,18 +216,21 @@ export class Daemon {
         const acknowledged = this.runners[index]!.sourcesAcknowledge;
         const attempts = policy.attempts ?? (acknowledged ? Infinity : policy.checkpointed ? defaultAttempts : 0);
         const message = (error as Error).message;
+        // docs/errors.md: every record of an error of the catalogue carries its code at the top level (the
+        // failure is `err` as its message alone here: a restart without end would repeat its stack).
+        const code = error instanceof TributaryError ? { code: error.code } : {};
         if (this.stopping && inputHandedOver(error)) return this.stoppedHandingOver(index, message);
         if (needsPerson(error) || this.stopping || attempts === 0) throw error;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
         if (inRow >= attempts) {
-          logger.error({ attempts }, `pipeline ${name} failed again after ${attempts} restart${attempts === 1 ? '' : 's'} in a row: giving up`);
+          logger.error({ ...code, err: message, attempts }, `pipeline ${name} failed again after ${attempts} restart${attempts === 1 ? '' : 's'} in a row: giving up`);
           throw error;
         }
         const waitMs = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** inRow);
         inRow++;
         const limit = Number.isFinite(attempts) ? ` of ${attempts}` : '';
         const from = await restartPoint(store, acknowledged);
-        logger.error({ err: message, restart: inRow, attempts: limit ? attempts : 'unlimited', waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow}${limit} in a row)`);
+        logger.error({ ...code, err: message, restart: inRow, attempts: limit ? attempts : 'unlimited', waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow}${limit} in a row)`);
         this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow}${limit} in a row)`);
         try {
           await sleep(waitMs, undefined, { signal: this.controller.signal });

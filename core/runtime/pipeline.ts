@@ -1516,7 +1516,9 @@ export class PipelineRunner {
           // The file's checksum held, so most often the stage's configuration changed since the save
           // (other features, another model); a refused column names damage the checksum could not see.
           `checkpoint ${file}: the saved state of stage ${label}${this.stageWhere(label)} could not be restored: ${(cause as Error).message} ` +
-            '(if the stage\'s configuration changed since, undo the change to resume; otherwise, or to drop the state, start without these checkpoints)',
+            '(if the stage\'s configuration changed since, undo the change to resume. To start this stage afresh and keep the other stages\' state: give it a new `label` ' +
+            'and run once with --allow-non-restored-state, which drops its old state. To start the whole pipeline afresh: move its checkpoints away, and its `file` outputs ' +
+            'too to keep them, as a start without a checkpoint replaces them)',
           { cause },
         );
       }
@@ -1885,7 +1887,8 @@ export class PipelineRunner {
           } catch (error) {
             // The run fails, and its other sources stop: it does not go on without this one (its
             // watermark would move ahead of the failed source's events, nothing would restart it).
-            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `a source failed: ${(error as Error).message}`, { cause: error });
+            // Named by its label, as a sink's failure is ("a source failed" left a pipeline of several to guess).
+            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `${slot.label} failed: ${(error as Error).message}`, { cause: error });
             this.failWith(failure);
             throw failure;
           } finally {

@@ -1165,7 +1165,18 @@ export class OnlineLearner {
    */
   *restoreParts(state: LearnerState): Generator<void, void, void> {
     this.snapshots.settle();
-    if (state.saved) this.loadSaved(state.saved);
+    if (state.saved) {
+      this.loadSaved(state.saved);
+      // open() warm-started from the model file, and the pipeline's checkpoint replaces that model: said, or
+      // the log's "warm start from FILE" (and the report's warmStart) would claim a model this run does not use.
+      if (this.warmStarted !== null) {
+        this.context.logger.info(
+          { file: this.warmStarted.file },
+          `model ${this.name}: resumed with the model of the pipeline's checkpoint, which replaces the one warm-started from ${this.warmStarted.file} (a model file is read only by a run that starts without a checkpoint)`,
+        );
+        this.warmStarted = null;
+      }
+    }
     const toPredict: Sample[] = [];
     const awaiting: Sample[] = [];
     const toLearn: Sample[] = [];

@@ -1838,6 +1838,25 @@ test('checkpoint: a closed pipeline saves its model; the next one warm-starts fr
   assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
 });
 
+test("checkpoint: a run resumed from the pipeline's checkpoint uses that checkpoint's model, not the model file it warm-started from, and says so (the log said only 'warm start from FILE', the report's warmStart named the file)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-both', checkpoint: { dir }, report: true };
+  const input = separableIntentStream(100, 5);
+  const first = await runOperator(intentModel, config, input.slice(0, 300));
+  assert.ok(existsSync(join(dir, 'intent-both.model.json')));
+  const infos: string[] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) } } as typeof context;
+  const resumed = await runOperator(intentModel, config, input.slice(300), logged, { restore: first.state });
+  assert.ok(infos.some((message) => message.startsWith('model intent-both: warm start from ')), infos.join('\n'));
+  assert.ok(
+    infos.some((message) => /^model intent-both: resumed with the model of the pipeline's checkpoint, which replaces the one warm-started from \S+intent-both\.model\.json/.test(message)),
+    infos.join('\n'),
+  );
+  const report = of(resumed.output, 'model_metrics')[0] as { warmStart?: unknown } | undefined;
+  assert.equal(report?.warmStart, null, 'the report does not claim the warm start');
+});
+
 /**
  * Watches the durable writes of files in `dir` (node:fs/promises, as writeFileDurably makes them): each
  * step in order in `steps` (the temp file opened, each fsync by what it was opened as, the rename), and

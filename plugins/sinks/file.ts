@@ -351,7 +351,7 @@ class OutputFile extends Writable {
     }
     const buffers = chunks.map(({ chunk }) => chunk);
     writevFile(this.fd!, buffers, null, (error, bytes) => {
-      if (error) return done(error);
+      if (error) return done(this.named(error));
       let total = 0;
       for (const buffer of buffers) total += buffer.length;
       if (bytes === total) {
@@ -373,7 +373,16 @@ class OutputFile extends Writable {
       this.written += chunk.length;
       return done();
     }
-    writeFile(this.fd!, chunk, from, chunk.length - from, null, (error, bytes) => (error ? done(error) : this.writeAll(chunk, done, from + bytes)));
+    writeFile(this.fd!, chunk, from, chunk.length - from, null, (error, bytes) => (error ? done(this.named(error)) : this.writeAll(chunk, done, from + bytes)));
+  }
+
+  /**
+   * A write's error with the file's path (node's says only `ENOSPC: no space left on device, write`: which
+   * output, on which disk, the sink's failure did not tell), its code and cause kept.
+   */
+  private named(error: NodeJS.ErrnoException): Error {
+    const full = error.code === 'ENOSPC' || error.code === 'EDQUOT' ? ': the file system holding it is full; free room there' : '';
+    return Object.assign(new Error(`${this.path}: ${error.message}${full}`, { cause: error }), error.code === undefined ? {} : { code: error.code });
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
