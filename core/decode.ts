@@ -8,6 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import type { ClickEvent } from './events.js';
+import { TributaryError } from './errors.js';
 import { setOwnField } from './fields.js';
 import { DEFAULT_MAX_RECORD_BYTES, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
 import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
@@ -220,7 +221,8 @@ function refuseWideText(head: Buffer, file: string): void {
   const mark = WIDE_TEXT_MARKS.find(({ bytes }) => head.length >= bytes.length && bytes.every((byte, i) => head[i] === byte));
   if (mark === undefined) return;
   const hex = mark.bytes.map((byte) => byte.toString(16).toUpperCase().padStart(2, '0')).join(' ');
-  throw new Error(
+  throw new TributaryError(
+    'TRIB_ERR_SOURCE_INPUT',
     `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. \`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``,
   );
 }
@@ -327,7 +329,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   try {
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw new Error(headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`));
+      if (piece.kind !== 'records') throw new TributaryError('TRIB_ERR_SOURCE_INPUT', headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`));
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
       const header = rows[0];
@@ -335,7 +337,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
       // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
       const ends = lineEndOffsets(piece.bytes);
       const bytes = piece.bytes.subarray(0, header.lineEnds < ends.length ? ends[header.lineEnds]! : piece.bytes.length);
-      if (!isUtf8(bytes)) throw new Error(headerUnreadable(`it is not UTF-8 text`));
+      if (!isUtf8(bytes)) throw new TributaryError('TRIB_ERR_SOURCE_INPUT', headerUnreadable(`it is not UTF-8 text`));
       return header.fields;
     }
     return undefined;
@@ -470,7 +472,7 @@ async function* decodeCsv(
    * `csv.columns` it is passed over as the header it is; without, the source fails.
    */
   const unreadableHeader = (why: string): void => {
-    if (!csv.columns) throw new Error(`${target.file}: ${headerUnreadable(why)}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
+    if (!csv.columns) throw new TributaryError('TRIB_ERR_SOURCE_INPUT', `${target.file}: ${headerUnreadable(why)}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
     skipHeader = false;
     checkColumns(csv.columns);
   };

@@ -15,6 +15,7 @@ export const errorCatalogue = {
   TRIB_ERR_PLUGIN_FACTORY: "a plugin's factory rejected its configuration",
   TRIB_ERR_CHECKPOINT: 'the checkpoints cannot be resumed from, or their folder cannot be written',
   TRIB_ERR_SOURCE: 'a source failed while reading',
+  TRIB_ERR_SOURCE_INPUT: "a source's input cannot be read as configured at all (text that is not UTF-8, a CSV header row that cannot be read): no restart mends it",
   TRIB_ERR_SINK: 'a sink failed while writing',
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_USAGE: 'the command line is malformed',
@@ -108,12 +109,12 @@ const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD'
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
  * invalid configuration (also one only a plugin's factory finds), a plugin module that does not load
- * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in. Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way). Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
   // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
-  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT'));
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT' || error.code === 'TRIB_ERR_SOURCE_INPUT'));
 }
 
 /**

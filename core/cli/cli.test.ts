@@ -301,6 +301,18 @@ test('SIGTERM while the command is still loading (before any pipeline started) e
   if (/before any pipeline started/.test(stderr)) assert.equal(existsSync(out), false, 'nothing was written');
 });
 
+test('run: a UTF-16 input file (Excel\'s "Unicode Text") exits 2 at once, naming the file, its encoding and the iconv command, without restarts that would reread it', () => {
+  const folder = mkdtempSync(join(dir, 'utf16-'));
+  writeFileSync(join(folder, 'in.csv'), Buffer.from('\ufefftime,user_id,type\n2024-01-01T00:00:00Z,a,view\n', 'utf16le'));
+  writeFileSync(join(folder, 'p.yaml'), 'name: p\nsources: [{type: file, path: in.csv}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: cp, interval: 1h}\n');
+  const result = spawnSync(process.execPath, [cli, 'run', 'p.yaml'], { cwd: folder, encoding: 'utf8' });
+  assert.equal(result.status, 2, result.stderr);
+  const records = result.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string });
+  const failed = records.find((record) => record.code === 'TRIB_ERR_SOURCE_INPUT');
+  assert.match(failed?.msg ?? result.stderr, /source-file-0 failed: .*in\.csv: the text is UTF-16 little-endian .*iconv -f UTF-16 -t UTF-8/);
+  assert.equal(records.filter((record) => /restarting it/.test(record.msg)).length, 0, 'no restart in the process');
+});
+
 test('stdin: JSON lines piped in are read until the pipe closes; bad lines are dead-lettered', () => {
   const out = join(dir, 'stdin-out.jsonl');
   const dead = join(dir, 'stdin-dead.jsonl');

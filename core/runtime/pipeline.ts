@@ -1888,7 +1888,10 @@ export class PipelineRunner {
             // The run fails, and its other sources stop: it does not go on without this one (its
             // watermark would move ahead of the failed source's events, nothing would restart it).
             // Named by its label, as a sink's failure is ("a source failed" left a pipeline of several to guess).
-            const failure = error instanceof TributaryError ? error : new TributaryError('TRIB_ERR_SOURCE', `${slot.label} failed: ${(error as Error).message}`, { cause: error });
+            const failure =
+              error instanceof TributaryError && error.code !== 'TRIB_ERR_SOURCE_INPUT'
+                ? error
+                : new TributaryError(error instanceof TributaryError ? error.code : 'TRIB_ERR_SOURCE', `${slot.label} failed: ${(error as Error).message}`, { cause: error });
             this.failWith(failure);
             throw failure;
           } finally {
