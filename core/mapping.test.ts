@@ -214,6 +214,25 @@ test('second 60 (a leap second) is rejected by a time_format pattern as by iso86
   assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss')('2016-12-31 23:59:59'), Date.parse('2016-12-31T23:59:59Z'));
 });
 
+test('a time_format pattern reads years 0 to 99 as written, as iso8601 does (was: 0099-01-01 read as 1999-01-01, Date.UTC\'s two-digit years), in UTC and in a zone', () => {
+  const yearStart = (year: number, month = 0, day = 1): number => new Date(0).setUTCFullYear(year, month, day);
+  const pattern = createTimeParser('yyyy-MM-dd');
+  for (const [text, expected] of [
+    ['0099-01-01', yearStart(99)],
+    ['0000-02-29', yearStart(0, 1, 29)], // year 0 (1 BC) is a leap year
+    ['0001-12-31', yearStart(1, 11, 31)],
+    ['0100-03-01', yearStart(100, 2, 1)],
+    ['1999-01-01', Date.UTC(1999, 0, 1)],
+    ['2024-02-29', Date.UTC(2024, 1, 29)],
+  ] as const) {
+    assert.equal(pattern(text), expected, text);
+    assert.equal(pattern(text), iso(text), `${text}: as iso8601`);
+  }
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss.SSS')('0050-06-01 12:34:56.789'), yearStart(50, 5, 1) + (12 * 3600 + 34 * 60 + 56) * 1000 + 789);
+  // In a zone: Berlin's local mean time then, +00:53:28.
+  assert.equal(createTimeParser('yyyy-MM-dd', 'Europe/Berlin')('0099-01-01'), yearStart(99) - (53 * 60 + 28) * 1000);
+});
+
 test('onUnknownType: called for each event whose type is none of the known ones and that event_types or default_type does not name; the warning says each type once, at most MAX_UNKNOWN_TYPES_TOLD of them', () => {
   const seen: string[] = [];
   const map = createEventMapper({ event_types: { pv: 'view', buy: 'purchase', login: 'login' }, default_type: 'heartbeat', time_format: 'epoch_ms' }, (type) => void seen.push(type));

@@ -309,10 +309,11 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
     const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
     for (const field of fields) parts[field.token] = digitsAt(value, field.at, field.token.length);
-    // A day past its month's end (February 31st) is no date: Date.UTC would roll it into the next month.
+    // A day past its month's end (February 31st) is no date: the sum below would roll it into the next month.
     // Second 60 (a leap second) is no time here, as iso8601 (and Date.parse) has it: one rule for both forms.
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 59) return NaN;
-    return Date.UTC(parts.yyyy, parts.MM - 1, parts.dd, parts.HH, parts.mm, parts.ss, parts.SSS);
+    // Days counted as iso8601 counts them: Date.UTC reads years 0 to 99 as 1900 to 1999 (0099-01-01 was 1999).
+    return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm) * 60_000 + parts.ss * 1000 + parts.SSS;
   };
   return toUtc === undefined ? read : (value) => toUtc(read(value));
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { localTimeToUtc, timeZoneProblem } from './time-zone.js';
+import { localTimeToUtc, timeZoneProblem, utcToLocal } from './time-zone.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -64,6 +64,54 @@ test('localTimeToUtc: offsets of seconds (local mean time, before zones), and a 
   const year0 = new Date(0).setUTCFullYear(0, 0, 1);
   assert.equal(berlin(year0), year0 - (53 * 60 + 28) * 1000);
   assert.ok(Number.isNaN(berlin(NaN)));
+});
+
+test('utcToLocal: each instant, in 5-minute steps over the days around every change of offset in the years given, is the local time Intl shows for it; the same in time order as shuffled (its cache of UTC days)', () => {
+  const zones: [string, number, number][] = [
+    ['Europe/Berlin', 2023, 2025], // an hour, at 01:00Z
+    ['Australia/Lord_Howe', 2024, 2025], // half an hour of summer time
+    ['Pacific/Apia', 2011, 2012], // 2011-12-30 skipped: a day
+    ['America/Santiago', 2024, 2025], // changes at local midnight
+    ['Asia/Kathmandu', 1985, 1987], // +05:30 to +05:45 on 1986-01-01
+  ];
+  for (const [zone, from, to] of zones) {
+    const localAt = localOf(zone);
+    const instants: number[] = [];
+    for (let hour = Date.UTC(from, 0, 1); hour < Date.UTC(to, 0, 1); hour += 3_600_000) {
+      if (localAt(hour) - hour === localAt(hour + 3_600_000) - hour - 3_600_000) continue;
+      for (let instant = hour - DAY; instant <= hour + DAY; instant += 5 * MINUTE) instants.push(instant);
+    }
+    assert.ok(instants.length > 0, zone);
+    const inOrder = utcToLocal(zone);
+    const shuffled = utcToLocal(zone);
+    const order = instants.map((_, i) => i);
+    let seed = 13;
+    for (let i = order.length - 1; i > 0; i--) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const j = seed % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const got = new Map<number, number>();
+    for (const index of order) got.set(index, shuffled(instants[index]!));
+    instants.forEach((instant, index) => {
+      const what = `${zone} ${new Date(instant).toISOString()}`;
+      assert.equal(inOrder(instant), localAt(instant), what);
+      assert.equal(got.get(index), localAt(instant), `${what}: shuffled`);
+    });
+  }
+});
+
+test('utcToLocal: milliseconds kept, offsets of seconds (local mean time), a year below 100 or before Christ, and a zone that is none', () => {
+  const berlin = utcToLocal('Europe/Berlin');
+  assert.equal(berlin(Date.UTC(2024, 6, 1, 12, 0, 0, 123)), Date.UTC(2024, 6, 1, 14, 0, 0, 123));
+  assert.equal(berlin(Date.UTC(1880, 0, 1)), Date.UTC(1880, 0, 1) + (53 * 60 + 28) * 1000); // LMT +00:53:28
+  const year50 = new Date(0).setUTCFullYear(50, 5, 1);
+  assert.equal(berlin(year50), year50 + (53 * 60 + 28) * 1000);
+  const year0 = new Date(0).setUTCFullYear(0, 0, 1);
+  assert.equal(berlin(year0), year0 + (53 * 60 + 28) * 1000);
+  assert.ok(Number.isNaN(berlin(NaN)));
+  assert.equal(utcToLocal('Asia/Kathmandu')(Date.UTC(2024, 5, 1)), Date.UTC(2024, 5, 1, 5, 45));
+  assert.throws(() => utcToLocal('Europe/Berln'), { name: 'RangeError', message: /^time_zone 'Europe\/Berln': no such time zone \(did you mean 'Europe\/Berlin'\?\)/ });
 });
 
 test('timeZoneProblem: none for a zone Intl knows (any case, an alias); for another name, the zone most likely meant', () => {

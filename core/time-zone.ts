@@ -1,21 +1,24 @@
 /**
  * Local wall-clock times of a time zone (what a shop's export writes: `2024-03-31 02:30:00`, no offset)
- * to instants, for the mapping's `time_zone`. Offsets come from Intl.DateTimeFormat, whose tz data the
- * runtime keeps current; a call to it costs microseconds, so each local day's offsets are worked out once
- * and the mapper, per record, compares and subtracts.
+ * to instants, for the mapping's `time_zone`, and instants to local times, for session-features'
+ * `time_zone` (hour of day, day of week). Offsets come from Intl.DateTimeFormat, whose tz data the
+ * runtime keeps current; a call to it costs microseconds, so each day's offsets are worked out once
+ * (shiftedByDay) and the mapper or the stage, per record, compares and adds.
  */
 import { closest, distance } from 'fastest-levenshtein';
 
 const SECOND = 1000;
 const DAY = 86_400_000;
 
-/** Local days whose offsets are kept (27 years of them); past that the cache starts again. */
+/** Days whose offsets are kept (27 years of them); past that the cache starts again. */
 const MAX_DAYS_KEPT = 10_000;
 /** Slots of the table of days last seen, a power of two (a day's slot is its number's low bits). */
 const SLOTS = 4096;
 
 /** Local epoch milliseconds (the wall-clock time read as if it were UTC) to the instant they stand for. */
 export type LocalToUtc = (local: number) => number;
+/** An instant to its local epoch milliseconds (the wall-clock time there, read as if it were UTC). */
+export type UtcToLocal = (instant: number) => number;
 
 /** Whether `zone` is UTC itself: times without an offset are then read as they are, at no cost. */
 export function isUtcZone(zone: string | undefined): boolean {
@@ -57,6 +60,36 @@ function zoneHint(zone: string): string {
  * within two days, true of every zone since 1970.
  */
 export function localTimeToUtc(zone: string): LocalToUtc {
+  const offsetAt = intlOffsets(zone);
+  /** The instant of one local time, from Intl alone. */
+  const resolve = (local: number): number => {
+    // Every instant a local time can be lies within a day of it (offsets stay under 18 hours).
+    const before = offsetAt(local - DAY);
+    const after = offsetAt(local + DAY);
+    if (before === after) return local - before;
+    const earlier = local - before;
+    if (offsetAt(earlier) === before) return earlier; // unique, or the earlier of two (set back)
+    const later = local - after;
+    if (offsetAt(later) === after) return later;
+    return earlier; // in the gap (set forward): with the offset before it, which moves it forward by the gap
+  };
+  // Local days: each of them has its offsets (as seen from its local times), subtracted.
+  return shiftedByDay((local) => local - resolve(local), -1);
+}
+
+/**
+ * The local wall-clock time of each instant in `zone` (an IANA name; RangeError when there is no such
+ * zone), as epoch milliseconds read as UTC: what a clock there showed, hour of day and day of week
+ * included (session-features' `time_zone`). The opposite of localTimeToUtc, and simpler: an instant has
+ * one local time. Assumes no zone changes its offset twice within a day, true of every zone since 1970.
+ */
+export function utcToLocal(zone: string): UtcToLocal {
+  // UTC days: each of them has its offsets (as Intl gives them), added.
+  return shiftedByDay(intlOffsets(zone), 1);
+}
+
+/** The zone's offset (local minus UTC, in milliseconds) at an instant, from Intl: microseconds a call. */
+function intlOffsets(zone: string): (instant: number) => number {
   const problem = timeZoneProblem(zone);
   if (problem !== undefined) throw new RangeError(problem);
   const format = new Intl.DateTimeFormat('en-US', {
@@ -70,8 +103,7 @@ export function localTimeToUtc(zone: string): LocalToUtc {
     minute: 'numeric',
     second: 'numeric',
   });
-  /** The zone's offset (local minus UTC, in milliseconds) at `instant`. */
-  const offsetAt = (instant: number): number => {
+  return (instant) => {
     const whole = Math.floor(instant / SECOND) * SECOND;
     let year = 0;
     let month = 0;
@@ -93,72 +125,71 @@ export function localTimeToUtc(zone: string): LocalToUtc {
     const date = new Date(0).setUTCFullYear(beforeChrist ? 1 - year : year, month - 1, day);
     return date + ((hour * 60 + minute) * 60 + second) * SECOND - whole;
   };
-  /** The instant of one local time, from Intl alone. */
-  const resolve = (local: number): number => {
-    // Every instant a local time can be lies within a day of it (offsets stay under 18 hours).
-    const before = offsetAt(local - DAY);
-    const after = offsetAt(local + DAY);
-    if (before === after) return local - before;
-    const earlier = local - before;
-    if (offsetAt(earlier) === before) return earlier; // unique, or the earlier of two (set back)
-    const later = local - after;
-    if (offsetAt(later) === after) return later;
-    return earlier; // in the gap (set forward): with the offset before it, which moves it forward by the gap
-  };
-  const offsetOfLocal = (local: number): number => local - resolve(local);
-  /** A local day's offsets: `before` up to `switchAt` (its end where it has one offset), `after` from there. */
-  const dayOffsets = (start: number): { switchAt: number; before: number; after: number } => {
+}
+
+/**
+ * `time + sign * offsetOf(time)`, where the offset is constant over each day of `time` (local days for
+ * localTimeToUtc, UTC days for utcToLocal) but for one change at most. offsetOf (from Intl) is called a
+ * few dozen times per day, once: each day's offsets are worked out the first time one of its times
+ * comes, and kept; per time, the common case is a range check and an add.
+ */
+function shiftedByDay(offsetOf: (time: number) => number, sign: 1 | -1): (time: number) => number {
+  /** A day's shifts (sign * offset): `before` up to `switchAt` (its end where it has one offset), `after` from there. */
+  const dayShifts = (start: number): { switchAt: number; before: number; after: number } => {
     const last = start + DAY - SECOND; // changes fall on whole seconds: the day's last one holds to its end
-    const before = offsetOfLocal(start);
-    const after = offsetOfLocal(last);
-    if (before === after) return { switchAt: start + DAY, before, after };
+    const before = offsetOf(start);
+    const after = offsetOf(last);
+    if (before === after) return { switchAt: start + DAY, before: sign * before, after: sign * after };
     let low = start;
     let high = last;
     while (high - low > SECOND) {
       const middle = low + Math.floor((high - low) / (2 * SECOND)) * SECOND;
-      if (offsetOfLocal(middle) === before) low = middle;
+      if (offsetOf(middle) === before) low = middle;
       else high = middle;
     }
-    return { switchAt: high, before, after };
+    return { switchAt: high, before: sign * before, after: sign * after };
   };
   const days = new Map<number, { switchAt: number; before: number; after: number }>();
-  // Before the map, a table of the days last seen, a slot per day of 11 years: records out of time order
+  // Before the map, a table of the days last seen, a slot per day of 11 years: times out of order
   // (a shuffled export) cost an index there, not a map lookup.
   const slotDay = new Float64Array(SLOTS).fill(NaN);
   const slotSwitchAt = new Float64Array(SLOTS);
   const slotBefore = new Float64Array(SLOTS);
   const slotAfter = new Float64Array(SLOTS);
-  // The span of local time the last record fell in, and its offset: records come mostly in time order.
-  let from = 0;
-  let to = 0;
-  let offset = 0;
-  return (local) => {
-    if (local >= from && local < to) return local - offset;
-    if (!Number.isFinite(local)) return NaN;
-    const day = Math.floor(local / DAY);
+  // The span the last time fell in, [from, to), and its shift: times come mostly in order. Fields of
+  // an object, which V8 updates in place as doubles (`let`s of the closure took a fifth longer a time).
+  // NaN: no span yet, no time falls in it.
+  const span = { from: NaN, to: NaN, shift: NaN };
+  /** A time outside the span of the last one: its day's span and shift, from the table, the map or Intl. */
+  const enterSpan = (time: number): number => {
+    if (!Number.isFinite(time)) return NaN;
+    const day = Math.floor(time / DAY);
     const slot = day & (SLOTS - 1);
     if (slotDay[slot] !== day) {
-      let offsets = days.get(day);
-      if (offsets === undefined) {
+      let shifts = days.get(day);
+      if (shifts === undefined) {
         if (days.size >= MAX_DAYS_KEPT) days.clear();
-        offsets = dayOffsets(day * DAY);
-        days.set(day, offsets);
+        shifts = dayShifts(day * DAY);
+        days.set(day, shifts);
       }
       slotDay[slot] = day;
-      slotSwitchAt[slot] = offsets.switchAt;
-      slotBefore[slot] = offsets.before;
-      slotAfter[slot] = offsets.after;
+      slotSwitchAt[slot] = shifts.switchAt;
+      slotBefore[slot] = shifts.before;
+      slotAfter[slot] = shifts.after;
     }
     const switchAt = slotSwitchAt[slot]!;
-    if (local < switchAt) {
-      from = day * DAY;
-      to = switchAt;
-      offset = slotBefore[slot]!;
+    if (time < switchAt) {
+      span.from = day * DAY;
+      span.to = switchAt;
+      span.shift = slotBefore[slot]!;
     } else {
-      from = switchAt;
-      to = day * DAY + DAY;
-      offset = slotAfter[slot]!;
+      span.from = switchAt;
+      span.to = day * DAY + DAY;
+      span.shift = slotAfter[slot]!;
     }
-    return local - offset;
+    return time + span.shift;
   };
+  // Kept small, so that the optimiser inlines it where it is called (the mapper, session-features):
+  // the rest runs once per span.
+  return (time) => (time >= span.from && time < span.to ? time + span.shift : enterSpan(time));
 }

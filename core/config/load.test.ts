@@ -1174,6 +1174,24 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
 
+test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
+  const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
+  const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';
+  assert.deepEqual(await problemsOf(yaml('{type: session-features, time_zone: Berlin}')), [`P:4:41: $.stages[1].time_zone: time_zone 'Berlin': no such time zone (did you mean 'Europe/Berlin'?)${expected}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: session-features, time_zone: "UTC+1"}')), [
+    `P:4:41: $.stages[1].time_zone: time_zone 'UTC+1': no such time zone (an offset is no zone: name the place, whose offset follows summer time)${expected}`,
+  ]);
+  const both = 'set time_zone or utc_offset_minutes, not both: time_zone follows summer time, a fixed offset does not; remove utc_offset_minutes';
+  assert.deepEqual(await problemsOf(yaml('{type: session-features, time_zone: Europe/Berlin, utc_offset_minutes: 0}')), [`P:4:56: $.stages[1].utc_offset_minutes: ${both}`]);
+  assert.equal(await factoryField('session-features', { time_zone: 'Europe/Berlin', utc_offset_minutes: 60 }), `utc_offset_minutes: ${both}`);
+  assert.equal(await factoryField('session-features', { time_zone: 'Europe/Berln' }), `time_zone: time_zone 'Europe/Berln': no such time zone (did you mean 'Europe/Berlin'?)${expected}`);
+  for (const features of ['{type: session-features}', '{type: session-features, time_zone: europe/berlin}', '{type: session-features, time_zone: UTC}', '{type: session-features, utc_offset_minutes: 345}']) {
+    assert.deepEqual(await problemsOf(yaml(features)), [], features);
+  }
+  assert.equal(await factoryField('session-features', { time_zone: 'Asia/Kathmandu' }), 'no error');
+  assert.equal(await factoryField('session-features', {}), 'no error');
+});
+
 test('a list that names one thing twice is refused at the later item, naming the earlier: hash-features fields (the field would count double), user-features horizons (the same features under two names; one duration written two ways too, by validate and by the factory)', async () => {
   const yaml = (stages: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n${stages}\nsinks: [{type: stdout}]\n`;
   assert.deepEqual(await problemsOf(yaml('  - {type: hash-features, fields: [category, itemId, category]}')), ['P:5:54: $.stages[2].fields[2]: the same as fields[0], got "category"']);

@@ -56,6 +56,73 @@ test('session features at each event use the session up to and including that ev
   assert.ok(Math.abs(f[4]!.hour_sin - Math.sin((2 * Math.PI * 6) / 1440)) < 1e-6);
 });
 
+/** The hour-of-day and day-of-week features of `instant` as a clock in `zone` showed it, from Intl (the reference). */
+function clockFeatures(zone: string, instant: number): number[] {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', weekday: 'short', hour: 'numeric', minute: 'numeric', second: 'numeric' })
+      .formatToParts(instant)
+      .map((part) => [part.type, part.value]),
+  );
+  const dayFraction = (Number(parts.hour) * 3600 + Number(parts.minute) * 60 + Number(parts.second)) / 86_400;
+  const weekday = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].indexOf(parts.weekday!);
+  return [Math.sin(2 * Math.PI * dayFraction), Math.cos(2 * Math.PI * dayFraction), Math.sin((2 * Math.PI * weekday) / 7), Math.cos((2 * Math.PI * weekday) / 7)];
+}
+
+/** session-features' hour and day features at each of `instants` (one user, a session each: 1 h apart at least, or one session). */
+async function timeFeatures(config: Record<string, unknown>, instants: number[]): Promise<number[][]> {
+  const input: Element[] = instants.map((time) => ({ kind: 'event', userId: 'u1', time, type: 'view' }));
+  const out = eventsOf(await chain([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures, config)], [...input, watermark(Infinity)]));
+  return out.map((e) => named(e)).map((f) => [f.hour_sin!, f.hour_cos!, f.dow_sin!, f.dow_cos!]);
+}
+
+function assertClose(got: number[][], expected: number[][], what: (index: number) => string): void {
+  assert.equal(got.length, expected.length);
+  got.forEach((row, index) => row.forEach((value, k) => assert.ok(Math.abs(value - expected[index]![k]!) < 1e-6, `${what(index)}: feature ${k} ${value}, expected ${expected[index]![k]}`)));
+}
+
+test('session-features time_zone: hour and day features are those of a clock in the zone, summer time followed (Berlin 14:00 in winter and summer, each 15 min across the March and October changes; Kathmandu +05:45); utc_offset_minutes and the default stay UTC shifted (was: no time_zone, a Berlin shop an hour off in summer)', async () => {
+  const berlin = { time_zone: 'Europe/Berlin' };
+  const winter = Date.UTC(2024, 0, 15, 13); // Monday 14:00 in Berlin
+  const summer = Date.UTC(2024, 6, 15, 12); // Monday 14:00 in Berlin
+  const fourteen = [Math.sin((2 * Math.PI * 14) / 24), Math.cos((2 * Math.PI * 14) / 24), 0, 1];
+  assertClose(await timeFeatures(berlin, [winter, summer]), [fourteen, fourteen], (i) => ['winter', 'summer'][i]!);
+  // A fixed offset: 14:00 in winter, 13:00 in summer. The default: UTC, as is time_zone: UTC.
+  const thirteen = [Math.sin((2 * Math.PI * 13) / 24), Math.cos((2 * Math.PI * 13) / 24), 0, 1];
+  const twelve = [Math.sin((2 * Math.PI * 12) / 24), Math.cos((2 * Math.PI * 12) / 24), 0, 1];
+  assertClose(await timeFeatures({ utc_offset_minutes: 60 }, [winter, summer]), [fourteen, thirteen], (i) => `utc_offset_minutes: 60, ${['winter', 'summer'][i]}`);
+  assertClose(await timeFeatures({}, [winter, summer]), [thirteen, twelve], (i) => `default, ${['winter', 'summer'][i]}`);
+  assertClose(await timeFeatures({ time_zone: 'UTC' }, [winter, summer]), [thirteen, twelve], (i) => `UTC, ${['winter', 'summer'][i]}`);
+
+  // Every 15 minutes from 4 h before to 4 h after each change (01:00Z), Saturday night into Sunday.
+  for (const change of [Date.UTC(2024, 2, 31, 1), Date.UTC(2024, 9, 27, 1)]) {
+    const instants = Array.from({ length: 33 }, (_, k) => change + (k - 16) * 15 * MIN);
+    assertClose(await timeFeatures(berlin, instants), instants.map((instant) => clockFeatures('Europe/Berlin', instant)), (i) => new Date(instants[i]!).toISOString());
+  }
+  // Berlin by the local hour, either side of the October change: 02:45 summer time (00:45Z), then 02:00 winter time (01:00Z).
+  const [lastSummer, firstWinter] = await timeFeatures(berlin, [Date.UTC(2024, 9, 27, 0, 45), Date.UTC(2024, 9, 27, 1)]);
+  assert.ok(Math.abs(lastSummer![0]! - Math.sin((2 * Math.PI * 2.75) / 24)) < 1e-6 && Math.abs(firstWinter![0]! - Math.sin((2 * Math.PI * 2) / 24)) < 1e-6);
+
+  // Kathmandu: +05:45 all year. Sunday 2023-12-31 18:15Z is Monday 00:00 there.
+  const kathmandu = [Date.UTC(2023, 11, 31, 18, 15), Date.UTC(2024, 5, 1, 0, 0)];
+  const saturday = [Math.sin((2 * Math.PI * 5) / 7), Math.cos((2 * Math.PI * 5) / 7)];
+  assertClose(await timeFeatures({ time_zone: 'Asia/Kathmandu' }, kathmandu), [[0, 1, 0, 1], [Math.sin((2 * Math.PI * 5.75) / 24), Math.cos((2 * Math.PI * 5.75) / 24), ...saturday]], (i) => new Date(kathmandu[i]!).toISOString());
+});
+
+test('session-features time_zone keeps no state of its own: its snapshot is the one taken without it (the format unchanged), and a restore from it goes on as the run without one', async () => {
+  const zoned = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(sessionFeatures, { time_zone: 'America/New_York' })];
+  const plain = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(sessionFeatures)];
+  const first = await Chain.build(zoned, ctx());
+  first.push(shoppers(3000).slice(0, 1500));
+  const other = await Chain.build(plain, ctx());
+  other.push(shoppers(3000).slice(0, 1500));
+  const saved = await first.snapshot();
+  assert.deepEqual(saved, await other.snapshot());
+  const whole = eventsOf(await chain(zoned, shoppers(3000))).map((e) => Array.from(e.features!.values));
+  const second = await Chain.build(zoned, ctx(), saved);
+  second.push(shoppers(3000).slice(1500));
+  assert.deepEqual([...eventsOf(first.output), ...eventsOf(second.end())].map((e) => Array.from(e.features!.values)), whole);
+});
+
 test('session features without a sessionizer: the event is dead-lettered with the reason', async () => {
   const context = ctx();
   const { output } = await runOperator(sessionFeatures, {} as never, [ev('u1', 0)], context);

@@ -6,13 +6,16 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { featureNameClashes, sessionFeatureNames } from './feature-blocks.js';
 import { BlockAppender, inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
-  utc_offset_minutes: number;
+  /** IANA zone of the hour-of-day and day-of-week features; not with utc_offset_minutes. */
+  time_zone?: string;
+  /** Fixed offset from UTC of those features (default 0); not with time_zone. */
+  utc_offset_minutes?: number;
 }
 
 export { sessionFeatureNames };
@@ -35,7 +38,8 @@ export default defineOperator<SessionFeaturesConfig>({
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. A price figure beyond the Float32 range of ' +
     'the vector (a price of 1e39) is written as the largest Float32 (3.4e38), never as Infinity. ' +
-    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), in UTC shifted by `utc_offset_minutes`. Sessions are told apart by ' +
+    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), of the event\'s time as a clock in `time_zone` showed it (summer time followed), ' +
+    'or in UTC shifted by `utc_offset_minutes` (UTC itself by default). Sessions are told apart by ' +
     'user and id (data session ids may repeat across users). A session\'s state is kept while the sessionizer may still add to it (until the ' +
     'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +
     'from where the session was, and a late event that merges sessions (`session.merged`) adds up their state first (counts, sums, extremes, ' +
@@ -45,19 +49,38 @@ export default defineOperator<SessionFeaturesConfig>({
     type: 'object',
     additionalProperties: false,
     properties: {
+      time_zone: {
+        type: 'string',
+        format: 'time-zone',
+        description:
+          'Where the hour-of-day and day-of-week features are taken: an IANA zone name (`Europe/Berlin`, `America/New_York`, `Asia/Kathmandu`) or `UTC`; without it, UTC (shifted by `utc_offset_minutes`). ' +
+          'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
+          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times; not set with `utc_offset_minutes`. ' +
+          'A name that is no zone is a config error, with the zone most likely meant.',
+      },
       utc_offset_minutes: {
         type: 'integer',
         minimum: -840,
         maximum: 840,
-        default: 0,
-        description: 'Local time offset from UTC for the hour-of-day and day-of-week features, e.g. 60 for CET.',
+        description:
+          'A fixed offset from UTC for the hour-of-day and day-of-week features, e.g. 60 for CET; default 0 (UTC). A fixed offset ' +
+          'does not follow summer time (60 is an hour off for a Berlin shop from March to October): name the place with `time_zone` instead. Not set with `time_zone`.',
       },
     },
   },
-  examples: [{}, { utc_offset_minutes: 60 }],
-  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
+  examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
+  checkPipeline: (config, pipeline, self): EntryProblem[] => [...bothTimeSettings(config), ...featureNameClashes(pipeline, self)],
   create(config, context) {
-    const state = new SessionFeatureState(config.utc_offset_minutes * 60_000, context);
+    // Checked again here for a config that reaches the factory without validation (a plugin's own test).
+    for (const { field, message } of bothTimeSettings(config)) throw new PluginConfigError(field, message);
+    const zone = config.time_zone;
+    if (zone !== undefined) {
+      const problem = timeZoneProblem(zone);
+      if (problem !== undefined) throw new PluginConfigError('time_zone', problem);
+    }
+    // UTC itself is the fixed offset 0: no zone to look offsets up in.
+    const toLocal = isUtcZone(zone) ? undefined : utcToLocal(zone!);
+    const state = new SessionFeatureState((config.utc_offset_minutes ?? 0) * 60_000, toLocal, context);
     return {
       apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit), watermark: (mark) => state.advance(mark.time) })),
       snapshot: () => state.snapshot(),
@@ -65,6 +88,12 @@ export default defineOperator<SessionFeaturesConfig>({
     };
   },
 });
+
+/** time_zone and utc_offset_minutes both set: one of them is ignored otherwise, and which is not obvious. */
+function bothTimeSettings(config: SessionFeaturesConfig): { field: string; message: string }[] {
+  if (config.time_zone === undefined || config.utc_offset_minutes === undefined) return [];
+  return [{ field: 'utc_offset_minutes', message: 'set time_zone or utc_offset_minutes, not both: time_zone follows summer time, a fixed offset does not; remove utc_offset_minutes' }];
+}
 
 // Running aggregates of one session: a row of numbers in a shared Float64Array (no per-session
 // object with boxed doubles; rows and their distinct-value slots are reused once a session is forgotten).
@@ -353,14 +382,18 @@ class SessionFeatureState {
   private items = new DistinctPool();
   private categories = new DistinctPool();
   private readonly block = new BlockAppender(sessionFeatureNames);
+  /** What is added to an event's time for its local time: the fixed utc_offset_minutes, where toLocal is undefined. */
   private readonly offset: number;
+  /** The local time of an instant in the stage's time_zone; undefined: UTC shifted by `offset`. */
+  private readonly toLocal: UtcToLocal | undefined;
   private readonly context: PluginContext;
   private readonly slotsGauge: { set(value: number): void };
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
 
-  constructor(offset: number, context: PluginContext) {
+  constructor(offset: number, toLocal: UtcToLocal | undefined, context: PluginContext) {
     this.offset = offset;
+    this.toLocal = toLocal;
     this.context = context;
     this.slotsGauge = context.metrics.gauge('session_feature_slots', 'Session slots session-features keeps room for (open sessions and spare room).');
     this.resize(MIN_CAPACITY);
@@ -529,7 +562,8 @@ class SessionFeatureState {
     v[i++] = isCart;
     v[i++] = isRemove;
     v[i++] = isPurchase;
-    const local = event.time + this.offset;
+    const toLocal = this.toLocal;
+    const local = toLocal === undefined ? event.time + this.offset : toLocal(event.time);
     const dayMs = local - Math.floor(local / DAY) * DAY;
     v[i++] = Math.sin(dayMs * HOUR_ANGLE);
     v[i++] = Math.cos(dayMs * HOUR_ANGLE);
