@@ -2,7 +2,7 @@
  * The names of the feature blocks this folder's operators append, from their config: one place for
  * the operators (what they append) and for the load-time check that two blocks of a pipeline do not
  * clash. Every block appends to one vector per event, so a name twice cannot be: at run time the
- * second block refuses every event (BlockAppender), and `validate` says it first (featureNameClashes).
+ * second block refuses every event (FeatureBlock), and `validate` says it first (featureNameClashes).
  */
 import type { Duration, EntryProblem, OutlineEntry, PipelineOutline } from 'tributary';
 

@@ -4,9 +4,8 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
-import { defineOperator, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
+import { defineOperator, FeatureBlock, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
 import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
-import { BlockAppender } from './vector.js';
 
 export interface HashFeaturesConfig {
   fields: string[];
@@ -48,7 +47,7 @@ export default defineOperator<HashFeaturesConfig>({
   checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
   create(config, context) {
     const width = config.width;
-    const block = new BlockAppender(hashFeatureNames(config.prefix, width));
+    const block = new FeatureBlock(hashFeatureNames(config.prefix, width));
     const attrNames: (string | undefined)[] = [];
     const fieldNames: (keyof ClickEvent | undefined)[] = [];
     const seeds = new Uint32Array(config.fields.length);

@@ -6,10 +6,10 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { featureNameClashes, sessionFeatureNames } from './feature-blocks.js';
-import { BlockAppender, inFloat32Range } from './vector.js';
+import { inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
   utc_offset_minutes: number;
@@ -352,7 +352,7 @@ class SessionFeatureState {
   private free: number[] = [];
   private items = new DistinctPool();
   private categories = new DistinctPool();
-  private readonly block = new BlockAppender(sessionFeatureNames);
+  private readonly block = new FeatureBlock(sessionFeatureNames);
   private readonly offset: number;
   private readonly context: PluginContext;
   private readonly slotsGauge: { set(value: number): void };
