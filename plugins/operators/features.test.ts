@@ -167,6 +167,8 @@ const userBlock = defineOperator<{ prefix: string }>({
   summary: 'Two features of the event (tests only).',
   emits: [],
   config: { type: 'object', additionalProperties: false, properties: { prefix: { type: 'string', default: 'mine' } } },
+  featureNames: userBlockNames,
+  featureNamesField: 'prefix',
   create(config, context) {
     const block = new FeatureBlock(userBlockNames(config));
     return {

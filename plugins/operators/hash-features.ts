@@ -5,7 +5,7 @@
  * every run and on every machine.
  */
 import { defineOperator, FeatureBlock, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
-import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
+import { hashFeatureNames } from './feature-blocks.js';
 
 export interface HashFeaturesConfig {
   fields: string[];
@@ -44,7 +44,8 @@ export default defineOperator<HashFeaturesConfig>({
     },
   },
   examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
-  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
+  featureNames: (config) => hashFeatureNames(config.prefix, config.width),
+  featureNamesField: 'prefix',
   create(config, context) {
     const width = config.width;
     const block = new FeatureBlock(hashFeatureNames(config.prefix, width));

@@ -8,7 +8,7 @@
  */
 import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, inParts, PartedSnapshots, partsOf, type PluginContext, recordOperator, type SessionContext, type StreamRecord } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
-import { featureNameClashes, sessionFeatureNames } from './feature-blocks.js';
+import { sessionFeatureNames } from './feature-blocks.js';
 import { inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
@@ -55,7 +55,7 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { utc_offset_minutes: 60 }],
-  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
+  featureNames: () => sessionFeatureNames,
   create(config, context) {
     const state = new SessionFeatureState(config.utc_offset_minutes * 60_000, context);
     return {

@@ -9,7 +9,7 @@
  */
 import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
-import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
+import { horizonLabel, userFeatureNames } from './feature-blocks.js';
 import { inFloat32Range } from './vector.js';
 
 export interface UserFeaturesConfig {
@@ -79,10 +79,8 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (config, pipeline, self): EntryProblem[] => [
-    ...sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
-    ...featureNameClashes(pipeline, self),
-  ],
+  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
+  featureNames: (config) => userFeatureNames(config.horizons),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
