@@ -34,6 +34,7 @@ export {
   type RecordFormat,
   type StreamStart,
 } from './decode.js';
+export { FeatureBlock } from './feature-block.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
 export { sameFile } from './paths.js';

@@ -569,6 +569,21 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * every record is dead-lettered for want of it says why first. Absent or empty: nothing of the kind.
    */
   replayNotes?(config: Config): readonly string[];
+  /**
+   * Operators that append a block of named features to each event's vector (FeatureBlock): the names
+   * it appends with this config (its validated config, schema defaults filled in), in order. Every block
+   * of a pipeline appends to one vector per event, so a name twice cannot be: `validate` and `run` refuse
+   * a stage whose names a stage before it appends too (or that names one twice), at this stage. Absent:
+   * the stage is not checked, and a clash shows only at run time (FeatureBlock.append dead-letters
+   * each event).
+   */
+  featureNames?(config: Config): readonly string[];
+  /**
+   * With `featureNames`: the config field the names come from (`prefix`), where a clash is said and
+   * which its message tells to change. Absent: the clash is said at the entry, and the message tells
+   * to remove one of the two.
+   */
+  featureNamesField?: string;
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

@@ -155,6 +155,13 @@ function specProblem(plugin: AnyPlugin): string | undefined {
     if (!isNameList(spec.emits) || (spec.emits as string[]).includes('watermark')) return "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any";
     if (spec.sideOutputs !== undefined && !isNameList(spec.sideOutputs)) return "sideOutputs must be a list of side output names, e.g. ['late']";
   }
+  // What validation asks for the clash check of feature blocks: asked of another kind, or a field without it, it would check nothing.
+  if (spec.featureNames !== undefined && (spec.kind !== 'operator' || typeof spec.featureNames !== 'function')) {
+    return 'featureNames is for operators only: (config) => the names of the feature block it appends';
+  }
+  if (spec.featureNamesField !== undefined && (spec.featureNames === undefined || typeof spec.featureNamesField !== 'string')) {
+    return "featureNamesField needs featureNames beside it: the config field its names come from, e.g. 'prefix'";
+  }
   // A condition validation cannot apply, or one on a name not declared, would refuse right configs or check nothing.
   for (const [field, list] of [['emitsOnlyWith', 'emits'], ['sideOutputsOnlyWith', 'sideOutputs']] as const) {
     const conditions: unknown = spec[field];

@@ -820,6 +820,72 @@ test('feature blocks whose names clash (two hash-features with the default prefi
   ]);
 });
 
+test("a plugin's feature block that declares its names (featureNames) is checked as the built-in blocks are: a clash with session-features or another plugin's block, or a name twice, is said by validate at the later one", async () => {
+  // `named-block` (tests only): appends one feature, named by its `name`; `listed-block` the names it lists, at the entry.
+  const namedBlock = defineOperator<{ name: string }>({
+    name: 'named-block',
+    summary: 'One feature (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', default: 'mine' } } },
+    featureNames: (config) => [config.name],
+    featureNamesField: 'name',
+    create: () => ({ apply: (input) => input }),
+  });
+  const listedBlock = defineOperator<{ names: string[] }>({
+    name: 'listed-block',
+    summary: 'Features as listed (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
+    featureNames: (config) => config.names,
+    create: () => ({ apply: (input) => input }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(namedBlock, 'test');
+  registry.register(listedBlock, 'test');
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                             1
+      'stages:', //                                                  2
+      '  - {type: sessionizer}', //                                  3
+      '  - {type: session-features}', //                             4
+      '  - type: named-block', //                                    5
+      '    name: s_events', //                                       6 session-features' first name
+      '  - {type: named-block}', //                                  7 `mine` by default: fine
+      '  - {type: listed-block, names: [theirs, mine]}', //          8 the block before's
+      '  - {type: listed-block, names: [x, y, x]}', //               9 a name twice
+      '  - {type: hash-features, fields: [category], prefix: x}', // 10 fine
+      '  - {type: named-block, name: hash_0}', //                    11 fine: that hash-features' prefix is x
+      '  - {type: session-features}', //                             12 a built-in block after a plugin's: said too
+      'sinks: [{type: stdout}]', //                                  13
+    ].join('\n'),
+    { registry },
+  );
+  const tail = 'every block appends to one vector per event, so every event would be dead-lettered';
+  assert.deepEqual(problems, [
+    `P:6:5: $.stages[2].name: its feature names (s_events) are also those of stage stage-session-features-1: ${tail}; set a different name`,
+    `P:8:5: $.stages[4]: its feature names (mine) are also those of stage stage-named-block-3: ${tail}; remove one of them`,
+    `P:9:5: $.stages[5]: its feature names have x twice: whatever reads features by name (a transform, a model) would find one of them only`,
+    `P:12:5: $.stages[8]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1: ${tail}; remove one of them`,
+  ]);
+});
+
+test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
+  const registry = new PluginRegistry();
+  const because = (kind: 'operator' | 'sink', declared: Record<string, unknown>): string => {
+    const spec = { ...defineOperator({ name: `o${Math.random()}`, summary: 'o', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, ...declared };
+    try {
+      registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
+    } catch (error) {
+      return (error as Error).message.replace(/^m\.js: \w+ 'o[\d.]+' is not a valid plugin: /, '');
+    }
+    return '';
+  };
+  const names = (): string[] => ['a'];
+  assert.equal(because('sink', { featureNames: names }), 'featureNames is for operators only: (config) => the names of the feature block it appends');
+  assert.equal(because('operator', { featureNames: ['a'] }), 'featureNames is for operators only: (config) => the names of the feature block it appends');
+  assert.equal(because('operator', { featureNamesField: 'prefix' }), "featureNamesField needs featureNames beside it: the config field its names come from, e.g. 'prefix'");
+  assert.equal(because('operator', { featureNames: names, featureNamesField: 'prefix' }), '');
+  assert.equal(because('operator', { featureNames: names }), '');
+});
+
 test('intent-model: a label_buffer.timeout not longer than the gap (or the gap plus the allowed_lateness) of the sessionizer before it is said by validate, naming both', async () => {
   const problems = await problemsOf(
     [

@@ -368,16 +368,47 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
     ...(entries.commits ? { commits: entries.commits } : {}),
     baseDir: entries.baseDir,
   };
-  const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[] }[] = [
+  const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[]; stage?: number }[] = [
     ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
-    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index], stage: index })),
     ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
   ];
-  for (const { resolved, self, base } of located) {
+  const appended = entries.stages.map((resolved) => resolved.plugin.featureNames?.(pluginConfig(resolved.entry) as never));
+  for (const { resolved, self, base, stage } of located) {
     for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate.entry(resolved, base, [], problem.message, problem.field));
+    const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
+    if (clash !== undefined) problems.push(locate.entry(resolved, base, [], clash, resolved.plugin.featureNamesField));
   }
   return problems;
+}
+
+/**
+ * Why the feature names stage `at` appends (PluginSpec.featureNames; `appended`, by stage) cannot be:
+ * names a stage before it appends too (two hash-features with the default prefix, a block twice, a
+ * plugin's block naming `s_events`), or one of them twice. Every block appends to one vector per
+ * event, where a name twice would be ambiguous to whatever reads features by name; FeatureBlock
+ * refuses both (the first in every event, which is dead-lettered; the second as it is made).
+ * `field`: the plugin's featureNamesField. Undefined when the names are fine, or not declared.
+ */
+function featureNameClash(appended: readonly (readonly string[] | undefined)[], stages: readonly OutlineEntry[], at: number, field: string | undefined): string | undefined {
+  const names = appended[at];
+  if (names === undefined) return undefined;
+  const shown = (clash: readonly string[]): string => (clash.length > 3 ? `${clash.slice(0, 3).join(', ')} and ${clash.length - 3} more` : clash.join(', '));
+  const own = new Set(names);
+  for (let other = 0; other < at; other++) {
+    const clash = appended[other]?.filter((name) => own.has(name));
+    if (clash === undefined || clash.length === 0) continue;
+    const remedy = field !== undefined ? `set a different ${field}` : 'remove one of them';
+    return `its feature names (${shown(clash)}) are also those of stage ${stages[other]!.label}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`;
+  }
+  if (own.size < names.length) {
+    const seen = new Set<string>();
+    const twice = new Set<string>();
+    for (const name of names) (seen.has(name) ? twice : seen).add(name);
+    return `its feature names have ${shown([...twice])} twice: whatever reads features by name (a transform, a model) would find one of them only`;
+  }
+  return undefined;
 }
 
 /**

@@ -1,10 +1,9 @@
 /**
  * The names of the feature blocks this folder's operators append, from their config: one place for
- * the operators (what they append) and for the load-time check that two blocks of a pipeline do not
- * clash. Every block appends to one vector per event, so a name twice cannot be: at run time the
- * second block refuses every event (BlockAppender), and `validate` says it first (featureNameClashes).
+ * what the operators append (FeatureBlock) and what their specs declare (`featureNames`), by which
+ * `validate` refuses two blocks of a pipeline that append one name.
  */
-import type { Duration, EntryProblem, OutlineEntry, PipelineOutline } from 'tributary';
+import type { Duration } from 'tributary';
 
 /** session-features' names, in order; stable across releases (append new ones at the end). */
 export const sessionFeatureNames: readonly string[] = Object.freeze([
@@ -65,44 +64,4 @@ export function userFeatureNames(horizons: readonly Duration[]): string[] {
 /** hash-features' names: `<prefix>_0` to `<prefix>_<width - 1>`. */
 export function hashFeatureNames(prefix: string, width: number): string[] {
   return Array.from({ length: width }, (_, k) => `${prefix}_${k}`);
-}
-
-/** The names a pipeline entry of one of these blocks appends (its config as validated, defaults in); undefined for any other entry. */
-function namesOf(entry: OutlineEntry): readonly string[] | undefined {
-  const config = entry.config;
-  switch (entry.type) {
-    case 'session-features':
-      return sessionFeatureNames;
-    case 'user-features':
-      return userFeatureNames(config.horizons as Duration[]);
-    case 'hash-features':
-      return hashFeatureNames(config.prefix as string, config.width as number);
-    default:
-      return undefined;
-  }
-}
-
-/**
- * A feature block's checkPipeline: its names must not be those of a block before it in the pipeline
- * (two hash-features with the default prefix, a block twice). Said at the later one, at its `prefix`
- * where it has one.
- */
-export function featureNameClashes(pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
-  const names = namesOf(self);
-  const at = pipeline.stages.indexOf(self);
-  if (names === undefined || at < 0) return [];
-  const own = new Set(names);
-  for (const other of pipeline.stages.slice(0, at)) {
-    const clash = namesOf(other)?.filter((name) => own.has(name));
-    if (clash === undefined || clash.length === 0) continue;
-    const shown = clash.length > 3 ? `${clash.slice(0, 3).join(', ')} and ${clash.length - 3} more` : clash.join(', ');
-    const remedy = self.type === 'hash-features' ? 'set a different prefix' : `remove one of them`;
-    return [
-      {
-        ...(self.type === 'hash-features' ? { field: 'prefix' } : {}),
-        message: `its feature names (${shown}) are also those of stage ${other.label}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`,
-      },
-    ];
-  }
-  return [];
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { decodeTable, defineOperator, encodeTable, inTurns, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeTable, defineOperator, encodeTable, FeatureBlock, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -225,6 +225,108 @@ test('blocks append in pipeline order with stable names and a fixed width; trans
   const mean = raw.reduce((a, x) => a + x, 0) / raw.length;
   const sd = Math.sqrt(raw.reduce((a, x) => a + (x - mean) ** 2, 0) / (raw.length - 1));
   assert.ok(Math.abs(t.at(-1)!.u_events! - (raw.at(-1)! - mean) / sd) < 1e-4, 'the last value is standardised by the statistics of all values');
+});
+
+/** A user's feature block as docs/plugin-authoring.md writes one: `<prefix>_minute` and `<prefix>_price`, through the public FeatureBlock. */
+const userBlockNames = (config: { prefix: string }): string[] => [`${config.prefix}_minute`, `${config.prefix}_price`];
+const userBlock = defineOperator<{ prefix: string }>({
+  name: 'user-block',
+  summary: 'Two features of the event (tests only).',
+  emits: [],
+  config: { type: 'object', additionalProperties: false, properties: { prefix: { type: 'string', default: 'mine' } } },
+  featureNames: userBlockNames,
+  featureNamesField: 'prefix',
+  create(config, context) {
+    const block = new FeatureBlock(userBlockNames(config));
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if (isClickEvent(record)) {
+            const values = block.append(record);
+            values[block.offset] = (record.time - T0) / MIN;
+            values[block.offset + 1] = record.price ?? -1;
+          }
+          emit(record);
+        },
+      })),
+    };
+  },
+});
+
+/** The same block as a plugin without FeatureBlock writes it: a vector of its own per event (docs/plugin-authoring.md before FeatureBlock was public). */
+const handMadeBlock = defineOperator<Record<string, never>>({
+  name: 'hand-made-block',
+  summary: 'Two features of the event, vector made by hand (tests only).',
+  emits: [],
+  config: { type: 'object', additionalProperties: false, properties: {} },
+  create(_config, context) {
+    let namesIn: readonly string[] | undefined;
+    let namesOut: readonly string[] | undefined;
+    return {
+      apply: recordOperator(context, () => ({
+        record(record, emit) {
+          if (isClickEvent(record)) {
+            const old = record.features;
+            const used = old ? old.names.length : 0;
+            if (namesOut === undefined || old?.names !== namesIn) {
+              namesIn = old?.names;
+              namesOut = [...(namesIn ?? []), 'mine_minute', 'mine_price'];
+            }
+            const values = new Float32Array(used + 2);
+            if (old) values.set(old.values.subarray(0, used));
+            values[used] = (record.time - T0) / MIN;
+            values[used + 1] = record.price ?? -1;
+            record.features = { names: namesOut, values };
+          }
+          emit(record);
+        },
+      })),
+    };
+  },
+});
+
+test("a plugin's feature block between built-in blocks (the public FeatureBlock, or a vector made by hand) appends its names and values in order, and leaves the built-ins' as they are; through FeatureBlock every block of the chain writes one values array per event", async () => {
+  const input: Element[] = [];
+  for (let m = 0; m < 60; m++) input.push(ev(`u${m % 4}`, m, m % 9 === 0 ? 'cart' : 'view', { itemId: `i${m % 7}`, category: `c${m % 3}`, ...(m % 5 === 0 ? {} : { price: 10 + m }) }));
+  input.push(watermark(Infinity));
+  const builtIn = [stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { horizons: ['1d'] }), stage(hashFeatures, { fields: ['category'], width: 4 })];
+  const plain = eventsOf(await chain(builtIn, input.map((e) => ({ ...e }))));
+  for (const block of [userBlock, handMadeBlock]) {
+    for (const at of [1, 2, 3, 4]) {
+      // A stage after every block that notes the values array each event has there.
+      const arrays = new Map<ClickEvent, Set<Float32Array>>();
+      const spy = defineOperator<Record<string, never>>({
+        name: 'spy', summary: 'Notes the values arrays (tests only).', emits: [], config: { type: 'object', properties: {} },
+        create: (_config, context) => ({
+          apply: recordOperator(context, () => ({
+            record(record, emit) {
+              if (isClickEvent(record) && record.features) arrays.set(record, (arrays.get(record) ?? new Set()).add(record.features.values));
+              emit(record);
+            },
+          })),
+        }),
+      });
+      const stages = [...builtIn.slice(0, at), stage(block as typeof userBlock), ...builtIn.slice(at)].flatMap((s, k) => (k === 0 ? [s] : [s, stage(spy)]));
+      const got = eventsOf(await chain(stages, input.map((e) => ({ ...e }))));
+      const where = `${block.name} at stages[${at}]`;
+      assert.equal(got.length, plain.length, where);
+      const names = [...plain[0]!.features!.names];
+      const blockAt = at === 1 ? 0 : plain[0]!.features!.names.indexOf(at === 2 ? 'dow_cos' : at === 3 ? 'u_purchases_1d' : 'hash_3') + 1;
+      names.splice(blockAt, 0, 'mine_minute', 'mine_price');
+      got.forEach((e, k) => {
+        assert.deepEqual(e.features!.names, names, where);
+        assert.equal(e.features!.names, got[0]!.features!.names, `${where}: one shared names array`);
+        assert.equal(e.features!.values.length, names.length, where);
+        const values = Array.from(e.features!.values);
+        const own = values.splice(blockAt, 2);
+        assert.deepEqual(own, [(e.time - T0) / MIN, e.price ?? -1], `${where}: event ${k}`);
+        assert.deepEqual(values, Array.from(plain[k]!.features!.values), `${where}: event ${k}, the built-ins' values`);
+      });
+      // The first event teaches the chain its width; every later one is written in one array, whatever the block before.
+      if (block === userBlock) for (const e of got.slice(1)) assert.equal(arrays.get(e)!.size, 1, `${where}: one values array per event`);
+      else assert.ok(got.every((e) => arrays.get(e)!.size > 1), `${where}: a vector made by hand is one more array, and the block after it makes another`);
+    }
+  }
 });
 
 test('hash-features: an attribute that is an object or a list is hashed by its JSON: objects apart, and one whose own toString is no function (input data) is no failure', async () => {

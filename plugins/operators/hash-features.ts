@@ -4,9 +4,8 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
-import { defineOperator, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
-import { featureNameClashes, hashFeatureNames } from './feature-blocks.js';
-import { BlockAppender } from './vector.js';
+import { defineOperator, FeatureBlock, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
+import { hashFeatureNames } from './feature-blocks.js';
 
 export interface HashFeaturesConfig {
   fields: string[];
@@ -45,10 +44,11 @@ export default defineOperator<HashFeaturesConfig>({
     },
   },
   examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
-  checkPipeline: (_config, pipeline, self) => featureNameClashes(pipeline, self),
+  featureNames: (config) => hashFeatureNames(config.prefix, config.width),
+  featureNamesField: 'prefix',
   create(config, context) {
     const width = config.width;
-    const block = new BlockAppender(hashFeatureNames(config.prefix, width));
+    const block = new FeatureBlock(hashFeatureNames(config.prefix, width));
     const attrNames: (string | undefined)[] = [];
     const fieldNames: (keyof ClickEvent | undefined)[] = [];
     const seeds = new Uint32Array(config.fields.length);

@@ -6,10 +6,10 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
-import { featureNameClashes, sessionFeatureNames } from './feature-blocks.js';
-import { BlockAppender, inFloat32Range } from './vector.js';
+import { sessionFeatureNames } from './feature-blocks.js';
+import { inFloat32Range } from './vector.js';
 
 export interface SessionFeaturesConfig {
   /** IANA zone of the hour-of-day and day-of-week features; not with utc_offset_minutes. */
@@ -69,7 +69,8 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
-  checkPipeline: (config, pipeline, self): EntryProblem[] => [...bothTimeSettings(config), ...featureNameClashes(pipeline, self)],
+  checkPipeline: (config): EntryProblem[] => bothTimeSettings(config),
+  featureNames: () => sessionFeatureNames,
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
     for (const { field, message } of bothTimeSettings(config)) throw new PluginConfigError(field, message);
@@ -381,7 +382,7 @@ class SessionFeatureState {
   private free: number[] = [];
   private items = new DistinctPool();
   private categories = new DistinctPool();
-  private readonly block = new BlockAppender(sessionFeatureNames);
+  private readonly block = new FeatureBlock(sessionFeatureNames);
   /** What is added to an event's time for its local time: the fixed utc_offset_minutes, where toLocal is undefined. */
   private readonly offset: number;
   /** The local time of an instant in the stage's time_zone; undefined: UTC shifted by `offset`. */

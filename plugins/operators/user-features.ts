@@ -7,10 +7,10 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
-import { featureNameClashes, horizonLabel, userFeatureNames } from './feature-blocks.js';
-import { BlockAppender, inFloat32Range } from './vector.js';
+import { horizonLabel, userFeatureNames } from './feature-blocks.js';
+import { inFloat32Range } from './vector.js';
 
 export interface UserFeaturesConfig {
   horizons: Duration[];
@@ -79,10 +79,8 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (config, pipeline, self): EntryProblem[] => [
-    ...sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
-    ...featureNameClashes(pipeline, self),
-  ],
+  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
+  featureNames: (config) => userFeatureNames(config.horizons),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
@@ -191,7 +189,7 @@ class UserState {
   private used = 0;
   private readonly width: number;
   private readonly horizons: number[];
-  private readonly block: BlockAppender;
+  private readonly block: FeatureBlock;
   private readonly maxUsers: number;
   private readonly context: PluginContext;
   private readonly evicted;
@@ -207,7 +205,7 @@ class UserState {
     this.rows = new Float64Array(this.capacity * this.width);
     this.maxUsers = maxUsers;
     this.context = context;
-    this.block = new BlockAppender(names);
+    this.block = new FeatureBlock(names);
     this.evicted = context.metrics.counter('users_evicted_total', 'Users forgotten because max_users was reached.');
     this.known = context.metrics.gauge('known_users', 'Users remembered.');
     // A count whose start is known: exported from the start; the first batch reports a restored count.
