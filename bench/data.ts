@@ -120,3 +120,15 @@ export async function demoFeatureVectors(
   vectors.forEach((v, i) => normaliser.updateAndTransform(v.values, X, i * d));
   return { vectors, d, X, Y: Float32Array.from(vectors, (v) => v.y) };
 }
+
+/** `items` in an order that is the same on every run (a linear congruential generator, seed 7): a shuffle benches can compare. */
+export function seededShuffle<T>(items: readonly T[]): T[] {
+  let seed = 7;
+  const shuffled = [...items];
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    const j = seed % (i + 1);
+    [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+  }
+  return shuffled;
+}

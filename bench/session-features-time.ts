@@ -19,6 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ClickEvent, Element } from '../core/index.js';
+import { seededShuffle } from './data.js';
 
 type Features = typeof import('../plugins/operators/session-features.js');
 type Harness = typeof import('../plugins/operators/harness.js');
@@ -42,14 +43,7 @@ const perSession = 10;
 const start = Date.UTC(2024, 0, 1);
 const step = Math.floor((366 * 86_400_000) / count);
 const times = Array.from({ length: count }, (_, i) => start + i * step);
-// A seeded shuffle: the same order on every run.
-let seed = 7;
-const shuffled = [...times];
-for (let i = shuffled.length - 1; i > 0; i--) {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  const j = seed % (i + 1);
-  [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
-}
+const shuffled = seededShuffle(times);
 
 /** Fresh events (the stage appends to them) with their session context: user i % users, sessions of perSession events. */
 function eventsOf(eventTimes: readonly number[]): Element[] {

@@ -13,6 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { seededShuffle } from './data.js';
 
 type Mapping = typeof import('../core/mapping.js');
 
@@ -39,14 +40,7 @@ const local = (time: number): string => {
   return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())} ${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
 };
 const times = Array.from({ length: count }, (_, i) => start + i * step);
-// A seeded shuffle: the same order on every run.
-let seed = 7;
-const shuffled = [...times];
-for (let i = shuffled.length - 1; i > 0; i--) {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  const j = seed % (i + 1);
-  [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
-}
+const shuffled = seededShuffle(times);
 const texts = {
   isoZ: times.map((time) => new Date(time).toISOString().slice(0, 19) + 'Z'),
   local: times.map(local),

@@ -332,9 +332,12 @@ test("a plugin's kinds are checked as it registers: for sinks only, a non-empty 
   assert.equal(because(['prediction']), '');
 });
 
-test("a plugin's emits and sideOutputs are checked as it registers: lists of names, for sources and operators, side outputs with emits", () => {
-  const registry = new PluginRegistry();
-  const because = (kind: 'operator' | 'sink', declared: Record<string, unknown>): string => {
+/**
+ * Why `registry` refuses an operator (or a sink) spec with `declared` added to it, less the message's
+ * lead; '' when it registers.
+ */
+function registrationProblem(registry: PluginRegistry): (kind: 'operator' | 'sink', declared: Record<string, unknown>) => string {
+  return (kind, declared) => {
     const spec = { ...defineOperator({ name: `o${Math.random()}`, summary: 'o', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, ...declared };
     try {
       registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
@@ -343,6 +346,10 @@ test("a plugin's emits and sideOutputs are checked as it registers: lists of nam
     }
     return '';
   };
+}
+
+test("a plugin's emits and sideOutputs are checked as it registers: lists of names, for sources and operators, side outputs with emits", () => {
+  const because = registrationProblem(new PluginRegistry());
   assert.equal(because('operator', { emits: 'session' }), "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any");
   assert.equal(because('operator', { emits: ['watermark'] }), "emits must be a list of record kinds, e.g. ['session'] ([] for none of its own; not 'watermark'); leave it out if the plugin may emit any");
   assert.equal(because('operator', { sideOutputs: ['late'] }), 'sideOutputs needs emits beside it: declaring emits declares everything the plugin produces (emits: [] for no kind of its own)');
@@ -868,16 +875,7 @@ test("a plugin's feature block that declares its names (featureNames) is checked
 });
 
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
-  const registry = new PluginRegistry();
-  const because = (kind: 'operator' | 'sink', declared: Record<string, unknown>): string => {
-    const spec = { ...defineOperator({ name: `o${Math.random()}`, summary: 'o', config: { type: 'object' }, create: () => ({ apply: (input) => input }) }), kind, ...declared };
-    try {
-      registry.register(spec as unknown as Parameters<PluginRegistry['register']>[0], 'm.js');
-    } catch (error) {
-      return (error as Error).message.replace(/^m\.js: \w+ 'o[\d.]+' is not a valid plugin: /, '');
-    }
-    return '';
-  };
+  const because = registrationProblem(new PluginRegistry());
   const names = (): string[] => ['a'];
   assert.equal(because('sink', { featureNames: names }), 'featureNames is for operators only: (config) => the names of the feature block it appends');
   assert.equal(because('operator', { featureNames: ['a'] }), 'featureNames is for operators only: (config) => the names of the feature block it appends');
