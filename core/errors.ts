@@ -14,6 +14,7 @@ export const errorCatalogue = {
   TRIB_ERR_PLUGIN_DUPLICATE: 'two plugins of one kind share a name',
   TRIB_ERR_PLUGIN_FACTORY: "a plugin's factory rejected its configuration",
   TRIB_ERR_CHECKPOINT: 'the checkpoints cannot be resumed from, or their folder cannot be written',
+  TRIB_ERR_CHECKPOINTS_FAILING: 'periodic checkpoints failed more times in a row than checkpoint.tolerable_failures allows (a full disk, a sink whose flush fails): a restart may mend it',
   TRIB_ERR_SOURCE: 'a source failed while reading',
   TRIB_ERR_SOURCE_INPUT: "a source's input cannot be read as configured at all (text that is not UTF-8, a CSV header row that cannot be read): no restart mends it",
   TRIB_ERR_SINK: 'a sink failed while writing',
@@ -109,7 +110,7 @@ const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD'
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
  * invalid configuration (also one only a plugin's factory finds), a plugin module that does not load
- * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way). Any other failure (a broker out of reach, a full disk, a fenced producer) a restart may mend:
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {

@@ -461,9 +461,14 @@ async function gzipPieces(pieces: readonly Uint8Array[]): Promise<Buffer[]> {
  * The checkpoints a pipeline asks for in its `checkpoint` section, or in `dir` when given (the
  * daemon's `--checkpoint-dir`); undefined when neither.
  */
-export function checkpointsOf(pipeline: LoadedPipeline, dir?: string): { store: CheckpointStore; intervalMs: number } | undefined {
+export function checkpointsOf(pipeline: LoadedPipeline, dir?: string): { store: CheckpointStore; intervalMs: number; tolerableFailures: number } | undefined {
   const section = pipeline.document.checkpoint;
   const folder = dir ?? (section ? resolve(pipeline.baseDir, section.dir) : undefined);
   if (folder === undefined) return undefined;
-  return { store: new CheckpointStore(folder, section?.keep ?? 3, section?.compression ?? 'none'), intervalMs: parseDuration(section?.interval ?? '30s') };
+  const tolerable = section?.tolerable_failures ?? 'unlimited';
+  return {
+    store: new CheckpointStore(folder, section?.keep ?? 3, section?.compression ?? 'none'),
+    intervalMs: parseDuration(section?.interval ?? '30s'),
+    tolerableFailures: tolerable === 'unlimited' ? Infinity : tolerable,
+  };
 }

@@ -51,21 +51,29 @@ test('checkpoint store: atomic files, the last N kept, a corrupt or torn newest 
   await assert.rejects(readCheckpoint(newest), /truncated|no header line/);
 });
 
-test('a checkpoint that cannot be written names its folder and what mends it (node says only "ENOSPC: no space left on device, write"), its code kept', async () => {
-  const folder = join(dir, 'store-full');
-  const store = new CheckpointStore(folder, 2);
-  const body = JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} });
-  await store.write(body);
-  // The disk fills: writes of the folder's temp files fail as node's do on a full file system.
+/**
+ * The disk of `folder` full while `full()` says so: writes of the files opened in it (a checkpoint's
+ * temp file) fail as node's do on a full file system. Until mock.restoreAll() and syncBuiltinESMExports().
+ */
+function fullWhile(folder: string, full: () => boolean): void {
   const realOpen = fsPromises.open;
   mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
     const handle = await realOpen(path, flags, mode);
-    if (String(path).startsWith(folder)) {
+    if (String(path).startsWith(folder) && full()) {
       handle.writeFile = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
     }
     return handle;
   });
   syncBuiltinESMExports();
+}
+
+test('a checkpoint that cannot be written names its folder and what mends it (node says only "ENOSPC: no space left on device, write"), its code kept', async () => {
+  const folder = join(dir, 'store-full');
+  const store = new CheckpointStore(folder, 2);
+  const body = JSON.stringify({ pipeline: 'p', createdAt: '', sources: {}, operators: {}, counters: {} });
+  await store.write(body);
+  // The disk fills.
+  fullWhile(folder, () => true);
   try {
     await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
       assert.equal(error.code, 'ENOSPC');
@@ -79,6 +87,7 @@ test('a checkpoint that cannot be written names its folder and what mends it (no
   }
   assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('checkpoint-')), ['checkpoint-0000000001.json'], 'the previous one stays, no temp file left');
   // A folder remounted read-only (or its permissions taken) under the running daemon.
+  const realOpen = fsPromises.open;
   mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
     if (String(path).startsWith(folder)) throw Object.assign(new Error(`EROFS: read-only file system, open '${String(path)}'`), { code: 'EROFS' });
     return realOpen(path, flags, mode);
@@ -987,7 +996,7 @@ test('a stop that meets a failure which only handed the uncommitted input to ano
   assert.deepEqual(other.result.failures.map(({ error }) => error.message), ['Failed to commit offsets to transaction: Broker: Unknown member']);
 });
 
-test('a periodic checkpoint that fails only leaving its input uncommitted (a broker outage) is logged as a warning without a stack; any other failure as an error', async () => {
+test('a periodic checkpoint that fails only leaving its input uncommitted (a broker outage) is logged as a warning without a stack, and not counted against checkpoint.tolerable_failures (/readyz says so all the same); any other failure as an error', async () => {
   const { Daemon, defineSink, TributaryError } = await import('tributary');
   const { pino } = await import('pino');
   let flushes = 0;
@@ -1007,20 +1016,23 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
   });
   const home = join(dir, 'checkpoint-outage');
   mkdirSync(home);
-  const logged = async (handedOver: boolean) => {
-    const file = join(home, `p-${handedOver}.yaml`);
+  const logged = async (handedOver: boolean, tolerable?: number) => {
+    const variant = `${handedOver}${tolerable === undefined ? '' : `-tolerating-${tolerable}`}`;
+    const file = join(home, `p-${variant}.yaml`);
     writeFileSync(
       file,
-      `name: c-${handedOver}\nsources: [{type: synthetic, events: 0, rate: 100}]\nsinks: [{type: unreachable-sink, handedOver: ${handedOver}}]\ncheckpoint: { dir: ${join(home, `cp-${handedOver}`)}, interval: 100ms }\nsettings: { restart: { attempts: 0 } }\n`,
+      `name: c-${handedOver}\nsources: [{type: synthetic, events: 0, rate: 100}]\nsinks: [{type: unreachable-sink, handedOver: ${handedOver}}]\ncheckpoint: { dir: ${join(home, `cp-${variant}`)}, interval: 100ms${tolerable === undefined ? '' : `, tolerable_failures: ${tolerable}`} }\nsettings: { restart: { attempts: 0 } }\n`,
     );
     const lines: string[] = [];
     const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(unreachable) });
     flushes = 0;
     const running = daemon.run();
     await until(() => flushes >= 3, 'three periodic checkpoints tried');
+    const reasons = daemon.runners[0]!.readiness().reasons;
     daemon.stop('the test is done');
-    await running;
-    return lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown }).filter((entry) => /^checkpoint (failed|not taken)/.test(entry.msg));
+    const result = await running;
+    const entries = lines.map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown }).filter((entry) => /^checkpoint (failed|not taken)/.test(entry.msg));
+    return Object.assign(entries, { reasons, failures: result.failures });
   };
   // Before: every one an error with the whole stack, once a minute through an outage of any length.
   const outage = await logged(true);
@@ -1037,6 +1049,111 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
     assert.equal(entry.level, 50);
     assert.equal(entry.msg, 'checkpoint failed; there is none yet to restart from');
     assert.match(JSON.stringify(entry.err), /"stack":/);
+  }
+  // Not one tolerated, yet the outage's run goes on, waiting it out: not ready, and saying why.
+  const untolerated = await logged(true, 0);
+  assert.ok(untolerated.length >= 3);
+  assert.deepEqual(untolerated.failures, [], 'stopped, not failed');
+  assert.equal(untolerated.reasons.length, 1, untolerated.reasons.join('; '));
+  assert.match(untolerated.reasons[0]!, /^checkpoints failing: \d+ in a row \(checkpoint\.tolerable_failures: 0\), last: delivery failed: message timed out \(the brokers are unreachable\)$/);
+});
+
+test('while periodic checkpoints fail (a full disk), /readyz and tributary_pipeline_ready say not ready, naming the failure and its folder, until one is written again; by default the run goes on (was: ready throughout)', async () => {
+  const { Daemon } = await import('tributary');
+  const home = join(dir, 'checkpoints-failing');
+  mkdirSync(home);
+  const checkpoints = join(home, 'checkpoints');
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: failing\nsources: [{type: quiet}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 20ms}\n');
+  let full = false;
+  fullWhile(checkpoints, () => full);
+  const daemon = new Daemon({ targets: [file], logger: silentLogger, registry: registryWith(quietAfterOne('quiet')), http: { port: 0 } });
+  const running = daemon.run();
+  const inRow = (): number => Number(/^checkpoints failing: (\d+) in a row/m.exec(daemon.runners[0]!.readiness().reasons.join('\n'))?.[1] ?? 0);
+  try {
+    await until(() => daemon.port !== undefined && daemon.runners[0]!.stats.lastCheckpoint !== undefined && daemon.runners[0]!.readiness().ready, 'ready, with a checkpoint written');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    full = true;
+    // More than any small default limit would take: the default is unlimited, the run goes on as it always has.
+    await until(() => inRow() >= 4, 'four periodic checkpoints failed in a row');
+    const failing = await fetch(`${base}/readyz`);
+    assert.equal(failing.status, 503);
+    const { reasons } = ((await failing.json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!;
+    assert.equal(reasons.length, 1, reasons.join('; '));
+    // The limit is not named: there is none.
+    assert.match(reasons[0]!, new RegExp(`^checkpoints failing: \\d+ in a row, last: checkpoint could not be written in ${checkpoints}: ENOSPC: no space left on device, write: the file system holding it is full; free room there`));
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /^tributary_pipeline_ready\{pipeline="failing"\} 0$/m);
+    assert.ok(Number(/^tributary_checkpoint_failures_total\{pipeline="failing"\} (\d+)$/m.exec(metrics)?.[1]) >= 4, 'counted');
+    // Room again: the next checkpoint is written, and the pipeline is ready.
+    full = false;
+    await until(() => daemon.runners[0]!.readiness().ready, 'ready again');
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    assert.match(await (await fetch(`${base}/metrics`)).text(), /^tributary_pipeline_ready\{pipeline="failing"\} 1$/m);
+  } finally {
+    full = false;
+    daemon.stop('test over');
+    const result = await running;
+    mock.restoreAll();
+    syncBuiltinESMExports();
+    assert.deepEqual(result.failures, []);
+    assert.equal(result.runs[0]!.stats.restarts, undefined, 'never restarted');
+  }
+});
+
+test('checkpoint.tolerable_failures: one failure more in a row fails the run (TRIB_ERR_CHECKPOINTS_FAILING, a failure a restart may mend: settings.restart restarts it from the last checkpoint written), /readyz naming the limit meanwhile', async () => {
+  const { Daemon } = await import('tributary');
+  const { pino } = await import('pino');
+  const home = join(dir, 'checkpoints-tolerable');
+  mkdirSync(home);
+  const checkpoints = join(home, 'checkpoints');
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(
+    file,
+    'name: tolerable\nsources: [{type: quiet}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 20ms, tolerable_failures: 2}\nsettings: {restart: {attempts: 1, backoff: 10ms}}\n',
+  );
+  let full = false;
+  fullWhile(checkpoints, () => full);
+  const logged: { level: number; msg: string; err?: unknown; code?: string; previous?: number; failuresInRow?: number; reasons?: string[] }[] = [];
+  let daemon!: InstanceType<typeof Daemon>;
+  const lines = {
+    write: (line: string) => {
+      const entry = JSON.parse(line) as (typeof logged)[number];
+      // As each failure is logged, what /readyz says then (said synchronously: no probe can miss one).
+      if (entry.failuresInRow !== undefined) entry.reasons = daemon.runners[0]!.readiness().reasons;
+      // The disk is freed while the daemon waits to restart the pipeline.
+      if (entry.msg.includes('restarting it in')) full = false;
+      logged.push(entry);
+    },
+  };
+  daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, lines), registry: registryWith(quietAfterOne('quiet')) });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.runners[0]?.stats.lastCheckpoint !== undefined, 'a first checkpoint');
+    const first = daemon.runners[0]!;
+    full = true;
+    await until(() => daemon.runners[0] !== first && daemon.runners[0]!.stats.lastCheckpoint !== undefined && daemon.runners[0]!.readiness().ready, 'restarted, checkpointing again');
+    const failures = logged.filter((entry) => entry.failuresInRow !== undefined);
+    // 2 tolerated, the third fails the run; the failed run's checkpoint timer counts no more.
+    assert.deepEqual(failures.map((entry) => [entry.level, entry.msg, entry.failuresInRow]), [1, 2, 3].map((n) => [50, 'checkpoint failed; the previous one stays', n]));
+    const folder = `checkpoint could not be written in ${checkpoints}: ENOSPC: no space left on device, write: the file system holding it is full; free room there`;
+    for (const [index, entry] of failures.entries()) {
+      assert.equal(entry.reasons!.length, 1, entry.reasons!.join('; '));
+      assert.ok(entry.reasons![0]!.startsWith(`checkpoints failing: ${index + 1} in a row (checkpoint.tolerable_failures: 2), last: ${folder}`), entry.reasons![0]);
+    }
+    const restart = logged.find((entry) => entry.msg.includes('restarting it in'))!;
+    assert.equal(restart.msg, 'pipeline tolerable failed; restarting it in 10 ms from its last checkpoint (restart 1 of 1 in a row)');
+    assert.equal(restart.code, 'TRIB_ERR_CHECKPOINTS_FAILING');
+    assert.ok(String(restart.err).startsWith(`checkpoints failed 3 times in a row, more than checkpoint.tolerable_failures (2) allows; the last: ${folder}`), String(restart.err));
+    assert.equal(daemon.runners[0]!.stats.resumedFrom, failures[0]!.previous, 'resumed from the last checkpoint written');
+  } finally {
+    full = false;
+    daemon.stop('test over');
+    const result = await running;
+    mock.restoreAll();
+    syncBuiltinESMExports();
+    assert.deepEqual(result.failures, []);
+    assert.equal(result.runs[0]!.stats.restarts, 1);
   }
 });
 

@@ -43,6 +43,11 @@ export interface RunOptions {
     intervalMs: number;
     /** How long to wait for the folder while another host's process holds it (CheckpointStore.claimWaiting); 0: refused at once. */
     lockWaitMs?: number;
+    /**
+     * Periodic checkpoints that may fail in a row before the run fails (TRIB_ERR_CHECKPOINTS_FAILING),
+     * not counting those a broker outage left untaken (inputHandedOver); absent: Infinity (checkpoint.tolerable_failures).
+     */
+    tolerableFailures?: number;
   };
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
@@ -1174,6 +1179,8 @@ export class PipelineRunner {
     // Told to stop (the daemon's SIGTERM): draining until the process exits, no longer running.
     else if (this.options.signal?.aborted) reasons.push('stopping');
     else if (!this.started) reasons.push('starting');
+    // Until the next one is written: a restart would replay all since the last, and Kafka offsets go uncommitted meanwhile.
+    if (this.failingCheckpoints && !this.failure) reasons.push(this.failingCheckpointsReason(this.failingCheckpoints));
     for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
     for (const { label, sink } of this.allSinks()) if (sink) this.healthOf(label, sink, reasons);
@@ -1363,6 +1370,8 @@ export class PipelineRunner {
       this.learnCovered(written.sequence, sources);
       const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
       this.stats.lastCheckpoint = info;
+      // Ready again (periodic, final, or a source's commitNow): the failures before it are no longer in a row.
+      this.failingCheckpoints = undefined;
       this.checkpointSeconds?.observe(info.durationMs / 1000);
       this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
       return info;
@@ -1478,6 +1487,61 @@ export class PipelineRunner {
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
   private checkpointFailures: { inc(): void } | undefined;
+  /**
+   * The periodic checkpoints failed since the last one written: `inRow` every one, `counted` those
+   * checkpoint.tolerable_failures counts (not those a broker outage left untaken); `last` the latest failure.
+   */
+  private failingCheckpoints: { inRow: number; counted: number; last: string } | undefined;
+
+  /** What /readyz says while periodic checkpoints fail: how many in a row, the limit where there is one, and the last failure (a store's names its folder). */
+  private failingCheckpointsReason(failing: { inRow: number; last: string }): string {
+    const limit = this.options.checkpoints?.tolerableFailures ?? Infinity;
+    const tolerated = Number.isFinite(limit) ? ` (checkpoint.tolerable_failures: ${limit})` : '';
+    return `checkpoints failing: ${failing.inRow} in a row${tolerated}, last: ${failing.last}`;
+  }
+
+  /**
+   * A periodic checkpoint, its failure logged, counted and held for /readyz until one is written; past
+   * checkpoint.tolerable_failures in a row, the run fails with a failure a restart may mend (a full
+   * disk may be freed by then): TRIB_ERR_CHECKPOINT would stop it for a person at once (exit 2), and a
+   * folder gone read-only is found so by the restart's claim of it anyway.
+   */
+  private async periodicCheckpoint(): Promise<void> {
+    try {
+      await this.checkpoint();
+    } catch (error) {
+      this.checkpointFailures?.inc();
+      const outage = inputHandedOver(error);
+      const message = error instanceof Error ? error.message : String(error);
+      // Not after the run's own failure (a checkpoint under way when it failed: said as that), nor in a
+      // stop: its final checkpoint, to come, is what a stopping run stands or falls by.
+      const counting = !this.failure && !this.options.signal?.aborted;
+      if (counting) {
+        const failing = this.failingCheckpoints ?? { inRow: 0, counted: 0, last: '' };
+        this.failingCheckpoints = { inRow: failing.inRow + 1, counted: failing.counted + (outage ? 0 : 1), last: message };
+      }
+      // "The previous one stays" only where there is one: before this run's first checkpoint and without one it resumed from, a restart has none.
+      const previous = this.stats.lastCheckpoint?.sequence ?? this.stats.resumedFrom ?? null;
+      const stays = previous === null ? 'there is none yet to restart from' : 'the previous one stays';
+      const inRow = counting ? { failuresInRow: this.failingCheckpoints!.inRow } : {};
+      // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
+      // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
+      if (outage) this.logger.warn({ err: message, previous, ...inRow }, `checkpoint not taken; ${stays}`);
+      else this.logger.error({ err: error, previous, ...inRow }, `checkpoint failed; ${stays}`);
+      const limit = this.options.checkpoints?.tolerableFailures ?? Infinity;
+      const counted = this.failingCheckpoints?.counted ?? 0;
+      if (counting && counted > limit) {
+        this.failWith(
+          new TributaryError(
+            'TRIB_ERR_CHECKPOINTS_FAILING',
+            `checkpoints failed ${counted} time${counted === 1 ? '' : 's'} in a row, more than checkpoint.tolerable_failures (${limit}) allows; the last: ${message}`,
+            { cause: error },
+          ),
+        );
+      }
+    }
+  }
+
   /** Per-stage latency; made in run(), before any source or partition task can deliver a record. */
   private latency!: StageLatency;
 
@@ -1845,18 +1909,7 @@ export class PipelineRunner {
       });
       if (this.options.checkpoints) {
         checkpointTimer = setInterval(() => {
-          if (!this.barrier) {
-            this.checkpoint().catch((error: unknown) => {
-              this.checkpointFailures?.inc();
-              // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
-              // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
-              // "The previous one stays" only where there is one: before this run's first checkpoint and without one it resumed from, a restart has none.
-              const previous = this.stats.lastCheckpoint?.sequence ?? this.stats.resumedFrom ?? null;
-              const stays = previous === null ? 'there is none yet to restart from' : 'the previous one stays';
-              if (inputHandedOver(error)) this.logger.warn({ err: (error as Error).message, previous }, `checkpoint not taken; ${stays}`);
-              else this.logger.error({ err: error, previous }, `checkpoint failed; ${stays}`);
-            });
-          }
+          if (!this.barrier) void this.periodicCheckpoint();
         }, this.options.checkpoints.intervalMs);
         checkpointTimer.unref();
       } else {
