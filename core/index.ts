@@ -35,6 +35,7 @@ export {
   type StreamStart,
 } from './decode.js';
 export { FeatureBlock } from './feature-block.js';
+export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
 export { sameFile } from './paths.js';
