@@ -104,6 +104,11 @@ export function formatProblem(problem: ConfigProblem): string {
   return `${problem.file}:${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`;
 }
 
+/** A config warning (EntryProblem.severity `warning`) as `validate` prints it and `run` logs it: `FILE:LINE:COL: warning: <json path>: <message>`. */
+export function formatWarning(warning: ConfigProblem): string {
+  return `${warning.file}:${warning.line}:${warning.column}: warning: ${warning.path}: ${warning.message}`;
+}
+
 /** A plugin module that does not load, or a plugin that is not there or there twice: only a person mends those (a `--plugin` mistake too). */
 const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD', 'TRIB_ERR_PLUGIN_UNKNOWN', 'TRIB_ERR_PLUGIN_DUPLICATE']);
 

@@ -35,6 +35,7 @@ export {
   type StreamStart,
 } from './decode.js';
 export { FeatureBlock } from './feature-block.js';
+export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
 export { sameFile } from './paths.js';
@@ -42,7 +43,7 @@ export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDu
 export { LockRefusedError, releaseLock, takeLock, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';
-export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, inputHandedOver, needsPerson, type ConfigProblem, type ErrorCode } from './errors.js';
+export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, formatWarning, inputHandedOver, needsPerson, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
 export { loadPipeline, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';

@@ -458,6 +458,14 @@ export interface EntryProblem {
   /** The entry's field it is about (e.g. `guarantee`); absent: the entry as a whole. */
   readonly field?: string;
   readonly message: string;
+  /**
+   * `error` (the default): a config error, which `validate` and `run` refuse (exit 2). `warning`: a
+   * config that runs but is most likely not what was meant, and may be (session-features taking its
+   * hours in UTC while the source reads its times in Europe/Berlin): `validate` says it after the
+   * file's `ok`, `run` logs it at the start of the run, and neither refuses the pipeline. Word it with
+   * the change that mends it, and the way to keep the config and say it is meant.
+   */
+  readonly severity?: 'error' | 'warning';
 }
 
 /** When a plugin makes one of the kinds or side outputs it declares (PluginSpec.emitsOnlyWith). */
@@ -590,7 +598,7 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * Checks that need the rest of the pipeline (a Kafka exactly-once source needs an exactly-once Kafka
    * sink beside it), run by `validate`, and by PipelineRunner before any factory (so a pipeline composed
    * in code gets them too), once every entry passed its schema. Returns this entry's problems, each
-   * located at the field it names: a config error.
+   * located at the field it names: a config error, or a warning where its `severity` says so.
    * `self` is this entry's own object in `pipeline` (to tell it from others of the same type).
    */
   checkPipeline?(config: Config, pipeline: PipelineOutline, self: OutlineEntry): readonly EntryProblem[];

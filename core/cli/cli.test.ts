@@ -35,6 +35,32 @@ test('validate: exit 0 for valid files, 2 with FILE:LINE:COL errors on stderr ot
   assert.match(failed.stderr, /bad\.yaml:4:16: \$\.sinks\[0\]\.type: unknown sink plugin 'nowhere'; known sink plugins: .*file.*stdout/);
 });
 
+test("a config warning (session-features in UTC while the source reads Europe/Berlin times): validate says it after ok on stderr and exits 0; run logs it once at level 40 with where it is, and runs the pipeline", () => {
+  const input = join(dir, 'berlin.jsonl');
+  writeFileSync(input, ['{"user_id":"u","time":"2024-07-01 14:00:00","type":"view"}', '{"user_id":"u","time":"2024-07-01 14:01:00","type":"view"}'].join('\n') + '\n');
+  const out = join(dir, 'berlin-out.jsonl');
+  const file = pipeline(
+    'berlin.yaml',
+    `name: berlin\nsources:\n  - {type: file, path: ${input}, mapping: {time_zone: Europe/Berlin}}\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\nsinks: [{type: file, path: ${out}, kinds: [event]}]\n`,
+  );
+  const message = '$.stages[1].time_zone: neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while source source-file-0 reads its times in Europe/Berlin (mapping.time_zone): set time_zone: Europe/Berlin on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)';
+  const validate = tributary('validate', file);
+  assert.equal(validate.status, 0, validate.stderr);
+  assert.equal(validate.stdout, `${file}: ok\n`);
+  assert.equal(validate.stderr, `${file}:6:5: warning: ${message}\n`);
+  const run = tributary('run', file);
+  assert.equal(run.status, 0, run.stderr);
+  const warnings = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; file?: string; line?: number; column?: number; path?: string }).filter((entry) => entry.msg.includes(': warning: '));
+  assert.deepEqual(
+    warnings.map(({ level, msg, file, line, column, path }) => ({ level, msg, file, line, column, path })),
+    [{ level: 40, msg: `${file}:6:5: warning: ${message}`, file, line: 6, column: 5, path: '$.stages[1].time_zone' }],
+  );
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 2, 'the pipeline ran');
+  // Set on the stage: nothing to say.
+  const meant = pipeline('berlin-meant.yaml', readFileSync(file, 'utf8').replace('{type: session-features}', '{type: session-features, time_zone: Europe/Berlin}'));
+  assert.deepEqual(tributary('validate', meant), { status: 0, stdout: `${meant}: ok\n`, stderr: '' });
+});
+
 test('validate: a folder is checked as run reads it, every .yaml in it (was EISDIR); a folder without one is an error', () => {
   const folder = join(dir, 'validate-folder');
   mkdirSync(join(folder, 'empty'), { recursive: true });
@@ -78,6 +104,7 @@ test('the shipped pipelines, examples and bench pipelines validate', () => {
   assert.ok(files.length >= 2);
   const result = spawnSync(process.execPath, [cli, 'validate', ...files], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
+  assert.equal(result.stderr, '', 'no warnings either');
 });
 
 test("a sink asking for a kind no stage emits (a typo) is refused by validate and by run before any output, at the kind, with the nearest one", () => {

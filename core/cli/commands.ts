@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
-import { ConfigError, TributaryError, formatProblem } from '../errors.js';
+import { ConfigError, TributaryError, formatProblem, formatWarning } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
@@ -200,6 +200,8 @@ export async function main(args: string[]): Promise<number> {
               const loaded = await loadPipeline(file, { registry, sets: argv.set });
               folder.push(loaded);
               print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
+              // Valid all the same (exit 0): a config that runs, most likely not as meant.
+              for (const warning of loaded.warnings ?? []) process.stderr.write(`${formatWarning(warning)}\n`);
             } catch (error) {
               report(file, error);
             }

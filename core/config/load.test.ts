@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, needsPerson } from 'tributary';
+import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, formatWarning, needsPerson, type ConfigProblem } from 'tributary';
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
@@ -1254,6 +1254,43 @@ test('session-features time_zone that is no zone is a config error at its positi
   }
   assert.equal(await factoryField('session-features', { time_zone: 'Asia/Kathmandu' }), 'no error');
   assert.equal(await factoryField('session-features', {}), 'no error');
+});
+
+test("session-features whose hours would not be the source's clock's is a warning, not an error (loadPipeline's, and the runner's check): neither time_zone nor utc_offset_minutes while the source reads its times in Europe/Berlin, or a time_zone that is none of the sources' zones; none where they agree, UTC or a fixed offset is set, or the sources read in UTC (was: no warning, hours silently UTC)", async () => {
+  const yaml = (mappings: string[], features: string): string =>
+    `sources:\n${mappings.map((mapping, i) => `  - {type: file, path: e${i}.jsonl${mapping}}\n`).join('')}stages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
+  const warningsOf = async (text: string): Promise<string[]> => {
+    const file = join(dir, `zones${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, text);
+    const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+    const again: ConfigProblem[] = [];
+    assert.deepEqual(loadedPipelineProblems(loaded, again), [], 'no problem');
+    // (At the same line; the runner's locator gives a field's value's column where loadPipeline gives its key's, as for problems.)
+    const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, path, message }) => `${line}: ${path}: ${message}`);
+    assert.deepEqual(said(again), said(loaded.warnings ?? []), 'the runner finds the same warnings');
+    return (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }));
+  };
+  const berlin = ', mapping: {time_zone: Europe/Berlin}';
+  assert.deepEqual(await warningsOf(yaml([berlin], '{type: session-features}')), [
+    'P:5:5: warning: $.stages[1].time_zone: neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while source source-file-0 reads its times in Europe/Berlin (mapping.time_zone): set time_zone: Europe/Berlin on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)',
+  ]);
+  // Said at the field when it is there; the source named by its label, the zone by its canonical name.
+  assert.deepEqual(await warningsOf(yaml(['', ', label: shop, mapping: {time_zone: europe/berlin}'], '{type: session-features, time_zone: America/New_York}')), [
+    'P:6:30: warning: $.stages[1].time_zone: time_zone America/New_York takes the hour-of-day and day-of-week features in another zone than the times are read in: source shop reads its times in Europe/Berlin (mapping.time_zone); set time_zone: Europe/Berlin on this stage, unless the hours of a clock in America/New_York are meant',
+  ]);
+  for (const [mappings, features] of [
+    [[berlin], '{type: session-features, time_zone: Europe/Berlin}'],
+    [[', mapping: {time_zone: europe/berlin}'], '{type: session-features, time_zone: Europe/Berlin}'],
+    [[berlin], '{type: session-features, time_zone: UTC}'],
+    [[berlin], '{type: session-features, utc_offset_minutes: 60}'],
+    [[', mapping: {time_zone: America/New_York}', berlin], '{type: session-features, time_zone: Europe/Berlin}'],
+    [['', ', mapping: {time_zone: Etc/UTC}'], '{type: session-features}'],
+    [[''], '{type: session-features, time_zone: Asia/Kathmandu}'],
+  ] as const) {
+    assert.deepEqual(await warningsOf(yaml([...mappings], features)), [], `${mappings.join(' ')} ${features}`);
+  }
+  // A warning is no error: an error of another stage beside it is said alone, as before.
+  assert.deepEqual(await problemsOf(yaml([berlin], '{type: session-features}\n  - {type: user-features, horizons: [1d, 1d]}')), ['P:6:42: $.stages[2].horizons[1]: the same as horizons[0], got "1d"']);
 });
 
 test('a list that names one thing twice is refused at the later item, naming the earlier: hash-features fields (the field would count double), user-features horizons (the same features under two names; one duration written two ways too, by validate and by the factory)', async () => {

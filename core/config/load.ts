@@ -60,6 +60,12 @@ export interface LoadedPipeline {
    * {@link ResolvedEntry.locate} finds an entry's; absent for a pipeline composed in code.
    */
   locate?(field: string): FieldPosition;
+  /**
+   * What the plugins' checks across entries warn of (EntryProblem.severity `warning`), located as
+   * problems are: a config that runs but is most likely not what was meant. `validate` says them;
+   * PipelineRunner logs them (found again as it checks the pipeline: loadedPipelineProblems).
+   */
+  warnings?: readonly ConfigProblem[];
 }
 
 /** A field's JSONPath, and where it is in the file: its own position, or the nearest enclosing one the file holds. */
@@ -245,9 +251,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const stages = resolveEntries('stages', 'operator');
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
+  const warnings: ConfigProblem[] = [];
   if (problems.length === 0) {
     const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile));
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
   }
   if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
 
@@ -265,7 +272,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     deadLetter = { plugin, entry, path: '$.dead_letter' };
     defaultDeadLetters.add(deadLetter);
   }
-  return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]) };
+  return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
 }
 
 /** A pipeline's name where the file gives none: its file's name. */
@@ -316,9 +323,10 @@ function declaredCommits(document: PipelineDocument): NonNullable<PipelineOutlin
 /**
  * The checks across entries: scale-out's (it splits the leading per-user stages by source partition:
  * that needs exactly one source, and no per-user stage after a global one, whose state could not move
- * with the partitions), then, when those pass, each plugin's own (PluginSpec.checkPipeline).
+ * with the partitions), then, when those pass, each plugin's own (PluginSpec.checkPipeline). Its
+ * warnings (EntryProblem.severity) go to `warnings`, not among the problems returned.
  */
-function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
   const problems: ConfigProblem[] = labelProblems(entries, locate);
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
@@ -376,7 +384,9 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator): C
   ];
   const appended = entries.stages.map((resolved) => resolved.plugin.featureNames?.(pluginConfig(resolved.entry) as never));
   for (const { resolved, self, base, stage } of located) {
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) problems.push(locate.entry(resolved, base, [], problem.message, problem.field));
+    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
+      (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, [], problem.message, problem.field));
+    }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
     if (clash !== undefined) problems.push(locate.entry(resolved, base, [], clash, resolved.plugin.featureNamesField));
   }
@@ -585,8 +595,9 @@ const runnerValidator = new SchemaValidator();
  * have changed since (a backtest replaces its source). Each entry against its plugin's schema (filling
  * its defaults in, which factories and checkPipeline rely on), then the checks across entries. A
  * problem is located by its entry's `path` (and, for an entry read from a file, its position there).
+ * The checks' warnings (EntryProblem.severity) go to `warnings`, when given.
  */
-export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] {
+export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigProblem[] = []): ConfigProblem[] {
   const file = loaded.file;
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, keyOf) => inEntry(file, resolved, below, message, keyOf),
@@ -599,7 +610,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline): ConfigProblem[] 
   for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
   if (problems.length > 0) return problems;
   const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate);
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
 }
 
 /**

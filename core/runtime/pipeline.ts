@@ -16,7 +16,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, inputHandedOver, pluginFailure, TributaryError, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, pluginFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -1792,13 +1792,16 @@ export class PipelineRunner {
 
   private async runWithCheckpointsClaimed(): Promise<RunStats> {
     // As `validate` and loadPipeline check a file: a pipeline composed in code gets the same checks (schemas, checkPipeline).
-    const problems = loadedPipelineProblems(this.loaded);
+    const warnings: ConfigProblem[] = [];
+    const problems = loadedPipelineProblems(this.loaded, warnings);
     // Known only here (a checkpoint section, or the daemon's --checkpoint-dir): a config error all the same, which no restart mends.
     if (this.loaded.document.scale_out && !this.options.checkpoints) {
       const at = this.loaded.locate?.('scale_out');
       problems.push({ file: this.loaded.file, line: at?.line ?? 0, column: at?.column ?? 0, path: '$.scale_out', message: "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them" });
     }
     if (problems.length > 0) throw new ConfigError(problems);
+    // Said once, at the first start: a restart in the process runs the same config.
+    if (!this.stats.restarts) for (const warning of warnings) this.logger.warn({ file: warning.file, line: warning.line, column: warning.column, path: warning.path }, formatWarning(warning));
     const newest = await this.newestCheckpoint();
     try {
       await this.build();

@@ -1,6 +1,5 @@
 /** `clip`: bounds the named features to [min, max] in place, e.g. after standardisation. */
-import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
-import { NameResolver } from './vector.js';
+import { defineOperator, FeatureSelector, recordOperator, type ClickEvent } from 'tributary';
 
 export interface ClipConfig {
   features: string[];
@@ -33,13 +32,13 @@ export default defineOperator<ClipConfig>({
     const min = config.min ?? -Infinity;
     const max = config.max ?? Infinity;
     if (min > max) throw new RangeError(`min (${min}) is above max (${max})`);
-    const resolver = new NameResolver(config.features, (missing) => context.logger.warn({ missing }, 'clip: features not in the vector'));
+    const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'clip: features not in the vector'));
     return {
       apply: recordOperator(context, () => ({
         record(record, emit) {
           const features = (record as ClickEvent).features;
           if (record.kind === 'event' && features !== undefined) {
-            const indices = resolver.indices(features.names);
+            const indices = selector.indices(features.names);
             const values = features.values;
             for (let k = 0; k < indices.length; k++) {
               const i = indices[k]!;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { decodeTable, defineOperator, encodeTable, FeatureBlock, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeTable, defineOperator, encodeTable, FeatureBlock, FeatureSelector, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -327,6 +327,57 @@ test("a plugin's feature block between built-in blocks (the public FeatureBlock,
       else assert.ok(got.every((e) => arrays.get(e)!.size > 1), `${where}: a vector made by hand is one more array, and the block after it makes another`);
     }
   }
+});
+
+/** A user's transform as docs/plugin-authoring.md writes one: multiplies the named features by `factor`, selected through the public FeatureSelector. */
+const userScale = defineOperator<{ features: string[]; factor: number }>({
+  name: 'scale',
+  summary: 'Multiplies the named features (tests only).',
+  emits: [],
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['features', 'factor'],
+    properties: { features: { type: 'array', items: { type: 'string' } }, factor: { type: 'number' } },
+  },
+  create(config, context) {
+    const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'scale: features not in the vector'));
+    const apply = recordOperator(context, () => ({
+      record(record, emit) {
+        if (isClickEvent(record) && record.features !== undefined) {
+          const indices = selector.indices(record.features.names);
+          const values = record.features.values;
+          for (let k = 0; k < indices.length; k++) {
+            const i = indices[k]!;
+            values[i] = values[i]! * config.factor;
+          }
+        }
+        emit(record);
+      },
+    }));
+    return { apply };
+  },
+});
+
+test("a plugin's transform through the public FeatureSelector, after session-features and user-features, changes the features `s_*` selects and only those; a name not in the vector is logged once", async () => {
+  const input: Element[] = [];
+  for (let m = 0; m < 40; m++) input.push(ev(`u${m % 3}`, m, m % 6 === 0 ? 'cart' : 'view', { itemId: `i${m % 5}`, price: 10 + m }));
+  input.push(watermark(Infinity));
+  const builtIn = [stage(sessionizer), stage(sessionFeatures), stage(userFeatures, { horizons: ['1d'] })];
+  const plain = eventsOf(await chain(builtIn, input.map((e) => ({ ...e }))));
+  const logs: { missing?: unknown }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { missing?: unknown }) });
+  const stages = [...builtIn, stage(userScale, { features: ['s_*', 's_nope'], factor: 2 })];
+  const scaled = eventsOf(await (await Chain.build(stages, testContext({ clock, logger }))).push(input.map((e) => ({ ...e }))).end());
+  assert.equal(scaled.length, plain.length);
+  const selected = plain[0]!.features!.names.filter((name) => name.startsWith('s_'));
+  assert.equal(selected.length, sessionFeatureNames.filter((name) => name.startsWith('s_')).length);
+  scaled.forEach((e, k) => {
+    const before = named(plain[k]!);
+    for (const [name, value] of Object.entries(named(e))) assert.equal(value, name.startsWith('s_') ? Math.fround(before[name]! * 2) : before[name], `event ${k}: ${name}`);
+  });
+  assert.ok(scaled.some((e) => named(e).s_events! > 1), 'some s_* values are not 0');
+  assert.deepEqual(logs.map((entry) => entry.missing), [['s_nope']], 'said once for the one names array');
 });
 
 test('hash-features: an attribute that is an object or a list is hashed by its JSON: objects apart, and one whose own toString is no function (input data) is no failure', async () => {

@@ -2,8 +2,7 @@
  * `log1p`: compresses heavy-tailed features (counts, prices, durations) in place with
  * sign(x) * log(1 + |x|), so a few huge values do not dominate a linear model.
  */
-import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
-import { NameResolver } from './vector.js';
+import { defineOperator, FeatureSelector, recordOperator, type ClickEvent } from 'tributary';
 
 const SMALL = 1024;
 const LOG1P_SMALL = Float64Array.from({ length: SMALL }, (_, n) => Math.log1p(n));
@@ -31,13 +30,13 @@ export default defineOperator<Log1pConfig>({
   },
   examples: [{ features: ['s_events', 's_view_price_*', 'u_monetary'] }],
   create(config, context) {
-    const resolver = new NameResolver(config.features, (missing) => context.logger.warn({ missing }, 'log1p: features not in the vector'));
+    const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'log1p: features not in the vector'));
     return {
       apply: recordOperator(context, () => ({
         record(record, emit) {
           const features = (record as ClickEvent).features;
           if (record.kind === 'event' && features !== undefined) {
-            const indices = resolver.indices(features.names);
+            const indices = selector.indices(features.names);
             const values = features.values;
             for (let k = 0; k < indices.length; k++) {
               const i = indices[k]!;

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 import { inFloat32Range } from './vector.js';
@@ -55,7 +55,8 @@ export default defineOperator<SessionFeaturesConfig>({
         description:
           'Where the hour-of-day and day-of-week features are taken: an IANA zone name (`Europe/Berlin`, `America/New_York`, `Asia/Kathmandu`) or `UTC`; without it, UTC (shifted by `utc_offset_minutes`). ' +
           'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
-          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times; not set with `utc_offset_minutes`. ' +
+          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there, `validate` and `run` warn of a stage ' +
+          'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). Not set with `utc_offset_minutes`. ' +
           'A name that is no zone is a config error, with the zone most likely meant.',
       },
       utc_offset_minutes: {
@@ -69,7 +70,7 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
-  checkPipeline: (config): EntryProblem[] => bothTimeSettings(config),
+  checkPipeline: (config, pipeline): EntryProblem[] => [...bothTimeSettings(config), ...sourceZoneWarnings(config, pipeline)],
   featureNames: () => sessionFeatureNames,
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
@@ -89,6 +90,53 @@ export default defineOperator<SessionFeaturesConfig>({
     };
   },
 });
+
+/** A zone's canonical name (`europe/berlin` and `Europe/Berlin` alike, `Etc/UTC` is `UTC`); undefined for a name that is no zone. */
+function canonicalZone(zone: string): string | undefined {
+  try {
+    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+  } catch {
+    return undefined; // said as a config error where it is set (its schema's format, the factory)
+  }
+}
+
+/**
+ * Warnings, not errors (UTC hours, or another place's, may be meant): the hour and day features taken
+ * in a zone other than the one a source reads its times in (`mapping.time_zone`, a shop's local
+ * clock): without time_zone or utc_offset_minutes, in UTC, a Berlin shop's 14:00 is hour 13 in winter
+ * and 12 in summer; with a time_zone that is none of the sources' zones, in that one. An explicit
+ * `time_zone: UTC`, or a utc_offset_minutes, says it is meant.
+ */
+function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOutline): EntryProblem[] {
+  if (config.utc_offset_minutes !== undefined) return [];
+  const sourceZones: { label: string; zone: string }[] = [];
+  for (const source of pipeline.sources) {
+    const mapping = source.config.mapping as { time_zone?: unknown } | undefined;
+    const zone = typeof mapping?.time_zone === 'string' ? canonicalZone(mapping.time_zone) : undefined;
+    if (zone !== undefined && zone !== 'UTC') sourceZones.push({ label: source.label, zone });
+  }
+  const first = sourceZones[0];
+  if (first === undefined) return [];
+  const read = `source ${first.label} reads its times in ${first.zone} (mapping.time_zone)`;
+  if (config.time_zone === undefined) {
+    return [
+      {
+        field: 'time_zone',
+        severity: 'warning',
+        message: `neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while ${read}: set time_zone: ${first.zone} on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)`,
+      },
+    ];
+  }
+  const own = canonicalZone(config.time_zone);
+  if (own === undefined || own === 'UTC' || sourceZones.some(({ zone }) => zone === own)) return [];
+  return [
+    {
+      field: 'time_zone',
+      severity: 'warning',
+      message: `time_zone ${config.time_zone} takes the hour-of-day and day-of-week features in another zone than the times are read in: ${read}; set time_zone: ${first.zone} on this stage, unless the hours of a clock in ${config.time_zone} are meant`,
+    },
+  ];
+}
 
 /** time_zone and utc_offset_minutes both set: one of them is ignored otherwise, and which is not obvious. */
 function bothTimeSettings(config: SessionFeaturesConfig): { field: string; message: string }[] {

@@ -3,8 +3,7 @@
  * running mean and variance (Welford) of every value seen so far, this one included. Causal, so it
  * adds no leakage; the statistics are state, snapshotted and restored.
  */
-import { defineOperator, recordOperator, type ClickEvent } from 'tributary';
-import { NameResolver } from './vector.js';
+import { defineOperator, FeatureSelector, recordOperator, type ClickEvent } from 'tributary';
 
 /**
  * (2^-23)^2: a standard deviation within 2^-23 of the mean (float32's step at 1) is float32 rounding
@@ -45,7 +44,7 @@ export default defineOperator<StandardizeConfig>({
   },
   examples: [{ features: ['s_*', 'u_*'] }, { features: ['s_view_price_mean'], min_count: 100 }],
   create(config, context) {
-    const resolver = new NameResolver(config.features, (missing) => context.logger.warn({ missing }, 'standardize: features not in the vector'));
+    const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'standardize: features not in the vector'));
     // Statistics by feature name; `slotsFor` maps a names array's selected indices to them.
     const byName = new Map<string, number>();
     let count: Float64Array<ArrayBuffer> = new Float64Array(16);
@@ -77,7 +76,7 @@ export default defineOperator<StandardizeConfig>({
         record(record, emit) {
           const features = (record as ClickEvent).features;
           if (record.kind === 'event' && features !== undefined) {
-            const indices = resolver.indices(features.names);
+            const indices = selector.indices(features.names);
             if (features.names !== lastNames) {
               lastNames = features.names;
               lastSlots = Int32Array.from(indices, (i) => slotOf(features.names[i]!));
