@@ -50,7 +50,7 @@ sinks:
 `,
   );
   const report = join(dir, 'report');
-  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 0, run.stderr);
   const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as {
     events: number;
@@ -89,7 +89,7 @@ sinks:
   assert.deepEqual([result[0]!.metricsFile, result[0]!.reportFile], [join(report, 'metrics.json'), join(report, 'report.html')]);
   // A wall-clock max_delay would cut the models' batches wherever the run happened to be; a backtest
   // batches by size only, so a second run reproduces the metrics exactly.
-  const again = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'again'), '--log-level', 'warn'], { encoding: 'utf8' });
+  const again = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'again'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(again.status, 0, again.stderr);
   assert.equal(readFileSync(join(dir, 'again', 'metrics.json'), 'utf8'), readFileSync(join(report, 'metrics.json'), 'utf8'));
 });
@@ -153,7 +153,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const data = join(dir, 'events.jsonl');
   // Epoch seconds: every line maps, so the source reads 300 events, which the sessionizer all rejects.
   writeFileSync(data, `${shopperLines(4, 30, 300, (e) => ({ uid: e.userId, ts: Math.floor(e.time / 1000), type: e.type, price: e.price })).join('\n')}\n`);
-  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 1, run.stderr);
   const [summary] = runSummaries(run.stderr);
   assert.equal(summary?.eventsIn, 300, run.stderr);
@@ -187,7 +187,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
 `,
   );
   const report = join(dir, 'report');
-  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 0, run.stderr);
   const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number };
   assert.deepEqual([metrics.events, metrics.deadLetters], [3000, 0]);
@@ -226,6 +226,7 @@ sinks: [{type: file, path: events.jsonl, kinds: [event]}]
   writeFileSync(join(dir, 'live.jsonl'), readFileSync(join(dir, 'events.jsonl')));
   const backtest = spawnSync(process.execPath, [main, 'backtest', join(dir, 'pipeline.yaml'), '--input', join(dir, 'live.jsonl'), '--report', join(dir, 'report'), '--set', 'sinks[0].path=replayed.jsonl', '--log-level', 'warn'], {
     encoding: 'utf8',
+    cwd: dir,
   });
   assert.equal(backtest.status, 0, backtest.stderr);
   const read = (file: string) => readFileSync(join(dir, file), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { attrs?: unknown; features: Record<string, number> });
@@ -255,7 +256,7 @@ sinks:
   const validate = spawnSync(process.execPath, [main, 'validate', pipeline], { encoding: 'utf8' });
   assert.equal(validate.status, 2, validate.stderr);
   assert.ok(validate.stderr.includes(`${pipeline}:8:48: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'model_metrics' as configured: the intent-model at stages[2] emits it only with report: true`), validate.stderr);
-  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 0, run.stderr);
   const written = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; model: string });
   assert.deepEqual(written.map((record) => [record.kind, record.model]), [['model_metrics', 'intent-lr']]);

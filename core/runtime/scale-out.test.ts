@@ -148,7 +148,7 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
   registry.register(source.plugin, 'test');
   registry.register(collect, 'test');
   for (const plugin of plugins) registry.register(plugin, 'test');
-  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
