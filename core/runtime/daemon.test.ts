@@ -7,7 +7,7 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { CheckpointStore, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
+import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { durableTempName } from '../durable.js';
 import { quietAfterOne, silentLogger, until, tempFolder } from 'tributary/testing';
@@ -25,6 +25,21 @@ function registryWith(...plugins: AnyPlugin[]): () => Promise<PluginRegistry> {
     for (const plugin of plugins) registry.register(plugin, 'test');
     return registry;
   };
+}
+
+/** A source that reads one event, then fails with `message` each time it is read (a consumer librdkafka declared dead). */
+function failsAfterOne(name: string, message: string): AnyPlugin {
+  return defineSource<Record<string, never>>({
+    name,
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
+        throw new Error(message);
+      },
+    }),
+  });
 }
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -470,19 +485,9 @@ test("two pipelines of one run with the same name: said at the second one's `nam
 });
 
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
-  const { Daemon, defineSource } = await import('tributary');
+  const { Daemon } = await import('tributary');
   // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.
-  const failing = defineSource<Record<string, never>>({
-    name: 'fails-after-one',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      async *read() {
-        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
-        throw new Error('the consumer is dead');
-      },
-    }),
-  });
+  const failing = failsAfterOne('fails-after-one', 'the consumer is dead');
   const home = join(dir, 'one-fails');
   mkdirSync(home);
   writeFileSync(join(home, 'fails.yaml'), 'name: fails\nsources: [{type: fails-after-one}]\nsinks: [{type: file, path: fails.jsonl}]\n');
@@ -882,19 +887,9 @@ test("a restart's log line says whether it resumes from a checkpoint: with none 
 });
 
 test("a restart's log record and the giving-up one carry the failure's code at the top level, as docs/errors.md promises every error record (they had only its message)", async () => {
-  const { Daemon, defineSource } = await import('tributary');
+  const { Daemon } = await import('tributary');
   const { pino } = await import('pino');
-  const failing = defineSource<Record<string, never>>({
-    name: 'fails-always',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({
-      async *read() {
-        yield [{ kind: 'event', userId: 'u', time: 0, type: 'view' }];
-        throw new Error('the disk went away');
-      },
-    }),
-  });
+  const failing = failsAfterOne('fails-always', 'the disk went away');
   const home = join(dir, 'restart-code');
   mkdirSync(home);
   const file = join(home, 'coded.yaml');
