@@ -329,7 +329,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   try {
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw new TributaryError('TRIB_ERR_SOURCE_INPUT', headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`));
+      if (piece.kind !== 'records') throw headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
       const header = rows[0];
@@ -337,7 +337,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
       // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
       const ends = lineEndOffsets(piece.bytes);
       const bytes = piece.bytes.subarray(0, header.lineEnds < ends.length ? ends[header.lineEnds]! : piece.bytes.length);
-      if (!isUtf8(bytes)) throw new TributaryError('TRIB_ERR_SOURCE_INPUT', headerUnreadable(`it is not UTF-8 text`));
+      if (!isUtf8(bytes)) throw headerUnreadable('it is not UTF-8 text');
       return header.fields;
     }
     return undefined;
@@ -472,7 +472,7 @@ async function* decodeCsv(
    * `csv.columns` it is passed over as the header it is; without, the source fails.
    */
   const unreadableHeader = (why: string): void => {
-    if (!csv.columns) throw new TributaryError('TRIB_ERR_SOURCE_INPUT', `${target.file}: ${headerUnreadable(why)}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
+    if (!csv.columns) throw headerUnreadable(why, target.file);
     skipHeader = false;
     checkColumns(csv.columns);
   };
@@ -633,8 +633,11 @@ function unclosedReason(atEnd: boolean | undefined, maxRecordBytes: number): str
 }
 
 /** What a CSV file whose header row cannot be read fails with (read with the rows, or alone at a resume). */
-function headerUnreadable(why: string): string {
-  return `the CSV header row is unreadable: ${why}`;
+function headerUnreadable(why: string, file?: string): TributaryError {
+  // No restart mends it (TRIB_ERR_SOURCE_INPUT): every reading of the file meets the same row.
+  const said = `the CSV header row is unreadable: ${why}`;
+  if (file === undefined) return new TributaryError('TRIB_ERR_SOURCE_INPUT', said);
+  return new TributaryError('TRIB_ERR_SOURCE_INPUT', `${file}: ${said}; fix the file, or name its columns in \`csv.columns\` with \`csv.header: true\` (the row is then passed over as the header)`);
 }
 
 /** The reason of a record longer than the bound. */

@@ -27,11 +27,16 @@ export function isUtcZone(zone: string | undefined): boolean {
 
 /** Why `zone` is not a time zone `localTimeToUtc` reads; undefined when it is one. */
 export function timeZoneProblem(zone: string): string | undefined {
+  if (canonicalTimeZone(zone) !== undefined) return undefined;
+  return `time_zone '${zone}': no such time zone${zoneHint(zone)}; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC`;
+}
+
+/** A zone's name as Intl knows it (`europe/berlin` is `Europe/Berlin`, `Etc/UTC` is `UTC`), to compare zones by; undefined for a name that is no zone. */
+export function canonicalTimeZone(zone: string): string | undefined {
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return undefined;
+    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
   } catch {
-    return `time_zone '${zone}': no such time zone${zoneHint(zone)}; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC`;
+    return undefined;
   }
 }
 

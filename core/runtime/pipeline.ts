@@ -1493,9 +1493,14 @@ export class PipelineRunner {
    */
   private failingCheckpoints: { inRow: number; counted: number; last: string } | undefined;
 
+  /** checkpoint.tolerable_failures: periodic checkpoints that may fail in a row before the run fails. */
+  private get tolerableCheckpointFailures(): number {
+    return this.options.checkpoints?.tolerableFailures ?? Infinity;
+  }
+
   /** What /readyz says while periodic checkpoints fail: how many in a row, the limit where there is one, and the last failure (a store's names its folder). */
   private failingCheckpointsReason(failing: { inRow: number; last: string }): string {
-    const limit = this.options.checkpoints?.tolerableFailures ?? Infinity;
+    const limit = this.tolerableCheckpointFailures;
     const tolerated = Number.isFinite(limit) ? ` (checkpoint.tolerable_failures: ${limit})` : '';
     return `checkpoints failing: ${failing.inRow} in a row${tolerated}, last: ${failing.last}`;
   }
@@ -1528,7 +1533,7 @@ export class PipelineRunner {
       // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
       if (outage) this.logger.warn({ err: message, previous, ...inRow }, `checkpoint not taken; ${stays}`);
       else this.logger.error({ err: error, previous, ...inRow }, `checkpoint failed; ${stays}`);
-      const limit = this.options.checkpoints?.tolerableFailures ?? Infinity;
+      const limit = this.tolerableCheckpointFailures;
       const counted = this.failingCheckpoints?.counted ?? 0;
       if (counting && counted > limit) {
         this.failWith(

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 import { inFloat32Range } from './vector.js';
@@ -91,15 +91,6 @@ export default defineOperator<SessionFeaturesConfig>({
   },
 });
 
-/** A zone's canonical name (`europe/berlin` and `Europe/Berlin` alike, `Etc/UTC` is `UTC`); undefined for a name that is no zone. */
-function canonicalZone(zone: string): string | undefined {
-  try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
-  } catch {
-    return undefined; // said as a config error where it is set (its schema's format, the factory)
-  }
-}
-
 /**
  * Warnings, not errors (UTC hours, or another place's, may be meant): the hour and day features taken
  * in a zone other than the one a source reads its times in (`mapping.time_zone`, a shop's local
@@ -112,7 +103,7 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
   const sourceZones: { label: string; zone: string }[] = [];
   for (const source of pipeline.sources) {
     const mapping = source.config.mapping as { time_zone?: unknown } | undefined;
-    const zone = typeof mapping?.time_zone === 'string' ? canonicalZone(mapping.time_zone) : undefined;
+    const zone = typeof mapping?.time_zone === 'string' ? canonicalTimeZone(mapping.time_zone) : undefined;
     if (zone !== undefined && zone !== 'UTC') sourceZones.push({ label: source.label, zone });
   }
   const first = sourceZones[0];
@@ -127,7 +118,7 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
       },
     ];
   }
-  const own = canonicalZone(config.time_zone);
+  const own = canonicalTimeZone(config.time_zone);
   if (own === undefined || own === 'UTC' || sourceZones.some(({ zone }) => zone === own)) return [];
   return [
     {
