@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
-import { isUtcZone, localTimeToUtc, type LocalToUtc } from './time-zone.js';
+import { daysFromCivil, isUtcZone, localTimeToUtc, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
   fields?: {
@@ -205,19 +205,6 @@ function isDate(year: number, month: number, day: number): boolean {
   if (day <= 28) return true;
   if (month === 2) return day === 29 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
-}
-
-/**
- * Days from 1970-01-01 to the first of `month` (1-12) of `year` in the proleptic Gregorian calendar
- * (Hinnant's days_from_civil), in integer arithmetic: what Date.UTC computes, without its call.
- */
-function daysFromCivil(year: number, month: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yearOfEra = y - era * 400;
-  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5);
-  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
-  return era * 146_097 + dayOfEra - 719_468;
 }
 
 /** The decimal number of `width` digits at `at`; NaN if any is not a digit. */

@@ -20,6 +20,19 @@ export type LocalToUtc = (local: number) => number;
 /** An instant to its local epoch milliseconds (the wall-clock time there, read as if it were UTC). */
 export type UtcToLocal = (instant: number) => number;
 
+/**
+ * Days from 1970-01-01 to the first of `month` (1-12) of `year` in the proleptic Gregorian calendar
+ * (Hinnant's days_from_civil), in integer arithmetic: what Date.UTC computes, without its call.
+ */
+export function daysFromCivil(year: number, month: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5);
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
+
 /** Whether `zone` is UTC itself: times without an offset are then read as they are, at no cost. */
 export function isUtcZone(zone: string | undefined): boolean {
   return zone === undefined || zone === 'UTC';
@@ -126,8 +139,8 @@ function intlOffsets(zone: string): (instant: number) => number {
       else if (part.type === 'second') second = Number(part.value);
       else if (part.type === 'era') beforeChrist = part.value === 'BC';
     }
-    // Date.UTC would read a year below 100 as 19xx; 1 BC is year 0.
-    const date = new Date(0).setUTCFullYear(beforeChrist ? 1 - year : year, month - 1, day);
+    // 1 BC is year 0 (Date.UTC would read a year below 100 as 19xx).
+    const date = (daysFromCivil(beforeChrist ? 1 - year : year, month) + day - 1) * DAY;
     return date + ((hour * 60 + minute) * 60 + second) * SECOND - whole;
   };
 }
