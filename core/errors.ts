@@ -3,6 +3,8 @@
  * docs/errors.md (a test checks every code is there), and keeps what it wraps as `cause`.
  */
 
+import { readOnlyCause } from './lock.js';
+
 export const errorCatalogue = {
   TRIB_ERR_CONFIG_INVALID: 'pipeline configuration is invalid',
   TRIB_ERR_CONFIG_YAML: 'pipeline file is not valid YAML',
@@ -139,4 +141,16 @@ export function inputHandedOver(error: unknown): boolean {
     if (at instanceof TributaryError && at.handedOver) return true;
   }
   return false;
+}
+
+/**
+ * A file system error said with where it happened (`PATH: ENOSPC: no space left on device, write`: node
+ * names no path for a write on a descriptor, so an on-call engineer could not tell which disk) and what
+ * mends it: `mends.full` where the file system is full (ENOSPC, EDQUOT), `mends.readOnly` where it may
+ * not be written (readOnlyCause); its `code` and cause kept for callers.
+ */
+export function fileSystemErrorAt(error: Error, where: string, mends: { full: string; readOnly?: string }): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const mend = code === 'ENOSPC' || code === 'EDQUOT' ? mends.full : mends.readOnly !== undefined && readOnlyCause(error) ? mends.readOnly : '';
+  return Object.assign(new Error(`${where}: ${error.message}${mend}`, { cause: error }), code === undefined ? {} : { code });
 }

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
-import { TributaryError } from '../errors.js';
+import { fileSystemErrorAt, TributaryError } from '../errors.js';
 import { isRunning, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
@@ -227,14 +227,11 @@ export class CheckpointStore {
    */
   private writeFailure(error: unknown): unknown {
     if (!(error instanceof Error)) return error;
-    const code = (error as NodeJS.ErrnoException).code;
-    const mend =
-      code === 'ENOSPC' || code === 'EDQUOT'
-        ? `: the file system holding it is full; free room there (it holds checkpoint.keep checkpoints and the one being written, ${this.keep + 1} in all), or name another folder (checkpoint.dir, --checkpoint-dir)`
-        : readOnlyCause(error)
-          ? ': give the process write access to it (or mount it writable), or name another folder (checkpoint.dir, --checkpoint-dir)'
-          : '';
-    return Object.assign(new Error(`checkpoint could not be written in ${this.dir}: ${error.message}${mend}`, { cause: error }), code === undefined ? {} : { code });
+    const elsewhere = 'or name another folder (checkpoint.dir, --checkpoint-dir)';
+    return fileSystemErrorAt(error, `checkpoint could not be written in ${this.dir}`, {
+      full: `: the file system holding it is full; free room there (it holds checkpoint.keep checkpoints and the one being written, ${this.keep + 1} in all), ${elsewhere}`,
+      readOnly: `: give the process write access to it (or mount it writable), ${elsewhere}`,
+    });
   }
 
   private async writeBody(

@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type Zl
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -381,8 +381,7 @@ class OutputFile extends Writable {
    * output, on which disk, the sink's failure did not tell), its code and cause kept.
    */
   private named(error: NodeJS.ErrnoException): Error {
-    const full = error.code === 'ENOSPC' || error.code === 'EDQUOT' ? ': the file system holding it is full; free room there' : '';
-    return Object.assign(new Error(`${this.path}: ${error.message}${full}`, { cause: error }), error.code === undefined ? {} : { code: error.code });
+    return fileSystemErrorAt(error, this.path, { full: ': the file system holding it is full; free room there' });
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
