@@ -74,10 +74,17 @@ export class LockRefusedError extends Error {
   /**
    * @param takeoverAt when the lock is taken over unless its holder renews it before (another host's
    *   lock); absent where waiting would not get it (a live process of this host, this process).
+   * @param holderLives whether its holder is known to live where this process can tell: a process of
+   *   this host whose pid runs the process that took it (its start time the lock's), or this process.
+   *   Neither waiting nor a restart gets such a lock while that process runs (two daemons given one
+   *   output or folder, a backtest writing a running daemon's output): a person's to mend, the run's
+   *   failure one that exits 2 (needsPerson). False where the lock is changing hands (being written,
+   *   being taken over by another taker: a moment mends it) or is another host's (taken over at `takeoverAt`).
    */
   constructor(
     message: string,
     readonly takeoverAt?: number,
+    readonly holderLives = false,
   ) {
     super(message);
   }
@@ -112,7 +119,7 @@ export function readOnlyCause(error: unknown): NodeJS.ErrnoException | undefined
 export function takeLock(lockPath: string, thing: string, options: LockOptions): boolean {
   const held = heldLocks.get(lockPath);
   if (held !== undefined) {
-    if (!options.shared) throw new LockRefusedError(`${thing} is ${options.heldAs} by this process already (pipeline '${held.holder.pipeline}'): its lock file ${lockPath} says so`);
+    if (!options.shared) throw new LockRefusedError(`${thing} is ${options.heldAs} by this process already (pipeline '${held.holder.pipeline}'): its lock file ${lockPath} says so`, undefined, true);
     held.users++;
     return true;
   }
@@ -123,6 +130,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
   let tookOver: { holder: LockHolder | undefined; why: string; renewedAgo: number } | undefined;
   let refusal: string | undefined;
   let takeoverAt: number | undefined;
+  let holderLives = false;
   // A few rounds: a stale lock removed can be taken by another process before us, whose lock is then judged afresh.
   for (let attempt = 0; attempt < 3 && refusal === undefined; attempt++) {
     let created: boolean;
@@ -154,6 +162,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     const why = other === undefined ? whyUnreadableStale(renewedAgo) : whyStale(other, holder, renewedAgo);
     if (why === undefined) {
       takeoverAt = other !== undefined && !judgedByPid(other, holder) ? Date.now() - renewedAgo + LOCK_STALE_MS : undefined;
+      holderLives = other !== undefined && judgedByPid(other, holder);
       const takeover = takeoverAt === undefined ? '' : `; it is taken over at ${new Date(takeoverAt).toISOString()} unless renewed before`;
       const who = other === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${other.pid} on ${other.host} (pipeline '${other.pipeline}', since ${other.since}, lock renewed ${Math.round(renewedAgo / 1000)} s ago)`;
       refusal = `${thing} is ${options.heldAs} by ${who}: its lock file ${lockPath} says so${takeover}`;
@@ -163,7 +172,7 @@ export function takeLock(lockPath: string, thing: string, options: LockOptions):
     if (removed.taker !== undefined) refusal = `${thing} is being taken over by ${removed.taker} (its lock file ${lockPath} was left by a process that is gone)`;
     else if (removed.removed) tookOver = { holder: other, why, renewedAgo };
   }
-  throw new LockRefusedError(refusal ?? `${thing} is locked (${lockPath}), and its lock changed hands as this process tried to take it over`, takeoverAt);
+  throw new LockRefusedError(refusal ?? `${thing} is locked (${lockPath}), and its lock changed hands as this process tried to take it over`, takeoverAt, holderLives);
 }
 
 /**

@@ -13,7 +13,7 @@ import { ConfigError, type StreamRecord } from 'tributary';
 import { pino } from 'pino';
 import { runSummaries, runYaml, testContext, until, tempFolder } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
-import { takerTempName } from '../../core/lock.js';
+import { releaseLock, takeLock, takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
 
 const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
@@ -300,6 +300,29 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   assert.ok(!existsSync(lock), 'released when the backtest ended');
 });
 
+test('run: an output file a live process of this host writes (its lock held) exits 2 at once (TRIB_ERR_OUTPUT_LOCKED), naming the holder and the cure, without restarts that would be refused alike', () => {
+  const folder = mkdtempSync(join(dir, 'held-output-'));
+  const out = join(folder, 'out.jsonl');
+  writeFileSync(join(folder, 'p.yaml'), 'name: second\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: cp, interval: 1h}\n');
+  // This test's process holds it, as a first daemon would: a live pid of this host, its start time in the lock.
+  assert.equal(takeLock(`${out}.lock`, out, { pipeline: 'first', logger: pino({ level: 'silent' }), user: 'file sink', heldAs: 'written', shared: true }), true);
+  try {
+    // Before: restarted in the process 10 times over about 5 minutes, each refused alike, then exit 1.
+    const result = spawnSync(process.execPath, [cli, 'run', 'p.yaml'], { cwd: folder, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string });
+    const failed = records.find((record) => record.code === 'TRIB_ERR_OUTPUT_LOCKED');
+    assert.match(
+      failed?.msg ?? result.stderr,
+      new RegExp(`^pipeline second: TRIB_ERR_OUTPUT_LOCKED: sink-file-0 could not open: ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${process.pid} on ${hostname()} \\(pipeline 'first', since [^)]+\\): .*Stop that process or give this sink another path`),
+    );
+    assert.equal(records.filter((record) => /restarting it/.test(record.msg)).length, 0, 'no restart in the process');
+    assert.equal(existsSync(out), false, 'nothing written');
+  } finally {
+    releaseLock(`${out}.lock`);
+  }
+});
+
 test('sinks of one process share a file\'s lock; it goes when the last one closes; a lock file that cannot be read refuses, and another host\'s is taken over once not renewed for 10 minutes', async () => {
   const folder = mkdtempSync(join(dir, 'shared-lock-'));
   const path = join(folder, 'out.jsonl');
@@ -313,14 +336,19 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   assert.ok(!existsSync(`${path}.lock`));
   writeFileSync(`${path}.lock`, '');
   const third = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
-  await assert.rejects(async () => third.open?.(), /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/);
+  // Being written as we look, or left half-written by a taker killed: a restart mends it, so not TRIB_ERR_OUTPUT_LOCKED (exit 2).
+  await assert.rejects(async () => third.open?.(), (error: Error & { code?: string }) => /out\.jsonl is written by another process \(its lock file is unreadable or being written\)/.test(error.message) && error.code === undefined);
   await third.close?.();
   assert.ok(existsSync(`${path}.lock`), 'not ours to remove');
 
   // Another host's lock: refused while its holder renews it; taken over once not renewed for 10 minutes (its node died).
   writeFileSync(`${path}.lock`, `${JSON.stringify({ pid: 1, host: 'elsewhere', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
   const fourth = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
-  await assert.rejects(async () => fourth.open?.(), /out\.jsonl is written by pid 1 on elsewhere \(pipeline 'live', since 2026-01-01T00:00:00\.000Z, lock renewed \d+ s ago\)/);
+  // Taken over once not renewed, which a restart after that gets: a failure a restart may mend (TRIB_ERR_SINK), not TRIB_ERR_OUTPUT_LOCKED.
+  await assert.rejects(
+    async () => fourth.open?.(),
+    (error: Error & { code?: string }) => /out\.jsonl is written by pid 1 on elsewhere \(pipeline 'live', since 2026-01-01T00:00:00\.000Z, lock renewed \d+ s ago\)/.test(error.message) && error.code === undefined,
+  );
   await fourth.close?.();
   const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
   utimesSync(`${path}.lock`, elevenMinutesAgo, elevenMinutesAgo);

@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type Zl
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -271,10 +271,12 @@ function lockOutput(path: string, context: PluginContext): void {
     takeLock(lockPathOf(path), path, { pipeline: context.pipeline, logger: context.logger, user: 'file sink', heldAs: 'written', shared: true });
   } catch (error) {
     if (!(error instanceof LockRefusedError)) throw error;
-    throw new Error(
+    const message =
       `${error.message}. Stop that process or give this sink another path ` +
-        '(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file',
-    );
+      '(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file';
+    // A live holder of this host keeps it as long as it runs: restarting would only be refused again (exit 2 at once).
+    // Another host's lock is taken over once it stops renewing it, which a restart after that gets (TRIB_ERR_SINK).
+    throw error.holderLives ? new TributaryError('TRIB_ERR_OUTPUT_LOCKED', message, { cause: error }) : new Error(message, { cause: error });
   }
 }
 
