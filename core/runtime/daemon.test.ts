@@ -1080,11 +1080,15 @@ test('while periodic checkpoints fail (a full disk), /readyz and tributary_pipel
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /^tributary_pipeline_ready\{pipeline="failing"\} 0$/m);
     assert.ok(Number(/^tributary_checkpoint_failures_total\{pipeline="failing"\} (\d+)$/m.exec(metrics)?.[1]) >= 4, 'counted');
+    // A gauge an alert rule can use (was: only /readyz's reason and the log said how many in a row).
+    assert.ok(Number(/^tributary_checkpoint_failures_in_row\{pipeline="failing"\} (\d+)$/m.exec(metrics)?.[1]) >= 4, metrics);
     // Room again: the next checkpoint is written, and the pipeline is ready.
     full = false;
     await until(() => daemon.runners[0]!.readiness().ready, 'ready again');
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
-    assert.match(await (await fetch(`${base}/metrics`)).text(), /^tributary_pipeline_ready\{pipeline="failing"\} 1$/m);
+    const after = await (await fetch(`${base}/metrics`)).text();
+    assert.match(after, /^tributary_pipeline_ready\{pipeline="failing"\} 1$/m);
+    assert.match(after, /^tributary_checkpoint_failures_in_row\{pipeline="failing"\} 0$/m, 'reset by the checkpoint written');
   } finally {
     full = false;
     daemon.stop('test over');

@@ -1765,6 +1765,11 @@ export class PipelineRunner {
       this.options.checkpoints ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
     );
     this.checkpointFailures = metrics.scoped(labels).counter('checkpoint_failures_total', 'Periodic checkpoints that failed (the previous one stays).');
+    // The count /readyz and the log's failuresInRow say, for alert rules: a broker outage's untaken ones too
+    // (no checkpoint is written meanwhile either), though checkpoint.tolerable_failures passes over those.
+    metrics.observe('checkpoint_failures_in_row', 'Periodic checkpoints that failed since the last one written (0 once one is).', labels, () =>
+      this.options.checkpoints ? (this.failingCheckpoints?.inRow ?? 0) : NaN,
+    );
     metrics.observe('checkpoint_bytes', 'Size of the last checkpoint.', labels, () => this.stats.lastCheckpoint?.bytes ?? NaN);
     this.checkpointSeconds = metrics.scoped(labels).histogram('checkpoint_duration_seconds', 'Time to take and write one checkpoint.', [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
   }
