@@ -1135,3 +1135,15 @@ test('a damaged snapshot of the sessionizer, session-features or user-features i
     await assert.rejects(Promise.resolve(operator.restore!(state)), message, `${plugin.name}: ${what}`);
   }
 });
+
+test("user-features: state restored into other horizons says both in the config's words (a saved 7d as 7d, not 1w), and leaves the stage's label to the runtime's message", async () => {
+  const create = (horizons: (string | number)[]) => userFeatures.create(withDefaults(userFeatures, { horizons } as never), testContext({ clock, label: 'stage-s' }));
+  const saved = (await (await create(['1h', '7d'])).snapshot!()) as Record<string, unknown>;
+  const into = await create(['1h', '14d']);
+  // Before: "stage-s: snapshot horizons 1h, 1w differ from the config's 1h, 2w", inside the runtime's "the saved state of stage stage-s ... could not be restored: ".
+  await assert.rejects(Promise.resolve(into.restore!(saved)), { message: "snapshot horizons 1h, 7d differ from the config's 1h, 14d" });
+  // A snapshot of an older version, without the words: the config's where the duration is one of its horizons, else days (which parse back alike).
+  const older = { ...saved, horizonNames: undefined };
+  await assert.rejects(Promise.resolve((await create(['1h', '2w'])).restore!(older)), { message: "snapshot horizons 1h, 7d differ from the config's 1h, 2w" });
+  await assert.rejects(Promise.resolve((await create([3_600_000])).restore!(older)), { message: "snapshot horizons 3600000ms, 7d differ from the config's 3600000ms" });
+});

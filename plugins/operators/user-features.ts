@@ -86,7 +86,7 @@ export default defineOperator<UserFeaturesConfig>({
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
     for (const { index, message } of sameDurationHorizons(config.horizons)) throw new PluginConfigError(`horizons[${index}]`, message);
-    const state = new UserState(horizons, userFeatureNames(config.horizons), config.max_users, context);
+    const state = new UserState(horizons, config.horizons.map(horizonLabel), userFeatureNames(config.horizons), config.max_users, context);
     return {
       apply: recordOperator(context, () => ({
         record: (record, emit) => state.record(record, emit),
@@ -166,6 +166,11 @@ export interface UserFeaturesSnapshot {
   /** 2: without the previous-session fields (PREV_SESSION_START to END_BEFORE_PREV), restored as not known. */
   version: 2 | 3;
   horizons: number[];
+  /**
+   * The horizons as the config wrote them (`7d`, not the `1w` their milliseconds read as), for a restore
+   * into other horizons to say in the user's words; absent in snapshots of older versions.
+   */
+  horizonNames?: string[];
   /** User ids in the order users were first seen (the order the map iterates; eviction goes by last-seen time). */
   users: string[];
   /** Each user's current session id. */
@@ -189,6 +194,8 @@ class UserState {
   private used = 0;
   private readonly width: number;
   private readonly horizons: number[];
+  /** The horizons as written in the config (horizonLabel). */
+  private readonly horizonNames: string[];
   private readonly block: FeatureBlock;
   private readonly maxUsers: number;
   private readonly context: PluginContext;
@@ -199,8 +206,9 @@ class UserState {
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
 
-  constructor(horizons: number[], names: readonly string[], maxUsers: number, context: PluginContext) {
+  constructor(horizons: number[], horizonNames: string[], names: readonly string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
+    this.horizonNames = horizonNames;
     this.width = FIXED + 2 * horizons.length;
     this.rows = new Float64Array(this.capacity * this.width);
     this.maxUsers = maxUsers;
@@ -515,14 +523,30 @@ class UserState {
     }
     const columns = yield* encodeTable(rows, n, width, TIME_REFS);
     const sessionStarts = { values: rows, ref: SESSION_START, stride: width, offset: SESSION_START };
-    return { version: 3, horizons: [...this.horizons], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
+    return { version: 3, horizons: [...this.horizons], horizonNames: [...this.horizonNames], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
+  }
+
+  /**
+   * A snapshot's horizons in the words they were configured in: as it says (this version's), else as the
+   * config writes the same duration, else in the largest whole unit up to days (`7d`, which people write,
+   * rather than durationText's `1w`; either parses back to the same duration).
+   */
+  private savedHorizonNames(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): string[] {
+    const names = 'horizonNames' in saved ? saved.horizonNames : undefined;
+    if (Array.isArray(names) && names.length === saved.horizons.length && names.every((name) => typeof name === 'string')) return names;
+    return saved.horizons.map((ms) => {
+      const configured = this.horizons.indexOf(ms);
+      if (configured >= 0) return this.horizonNames[configured]!;
+      return ms % DAY === 0 ? `${ms / DAY}d` : durationText(ms);
+    });
   }
 
   async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
     const what = `${this.context.label}: user-features snapshot`;
     if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
-      throw new Error(`${this.context.label}: snapshot horizons ${saved.horizons.map(durationText).join(', ')} differ from the config's ${this.horizons.map(durationText).join(', ')}`);
+      // Not prefixed with the label: the runtime's message names the stage whose state could not be restored.
+      throw new Error(`snapshot horizons ${this.savedHorizonNames(saved).join(', ')} differ from the config's ${this.horizonNames.join(', ')}`);
     }
     this.snapshots.settle();
     this.slots.clear();
