@@ -318,9 +318,11 @@ export function missingMappedColumns(mapping: MappingConfig | undefined, columns
 /**
  * The column names a CSV file's rows are read with: `csv.columns`, else its header row (read from
  * the file's start by the same reader as the rows); undefined for a headerless file without
- * `csv.columns`. Throws when the header row is longer than `maxRecordBytes` or its quote never closes.
+ * `csv.columns`. Throws (TRIB_ERR_SOURCE_INPUT) when the header row is longer than `maxRecordBytes`,
+ * its quote never closes or it is not UTF-8; `file`, where given, is named in that error with its
+ * cure, as a header read with the rows is.
  */
-export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): Promise<string[] | undefined> {
+export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES, file?: string): Promise<string[] | undefined> {
   if (csv.columns) return csv.columns;
   if (csv.header === false) return undefined;
   const delimiter = csv.delimiter ?? ',';
@@ -329,7 +331,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   try {
     let atFileStart = true;
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
+      if (piece.kind !== 'records') throw headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`, file);
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
       const header = rows[0];
@@ -337,7 +339,7 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
       // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
       const ends = lineEndOffsets(piece.bytes);
       const bytes = piece.bytes.subarray(0, header.lineEnds < ends.length ? ends[header.lineEnds]! : piece.bytes.length);
-      if (!isUtf8(bytes)) throw headerUnreadable('it is not UTF-8 text');
+      if (!isUtf8(bytes)) throw headerUnreadable('it is not UTF-8 text', file);
       return header.fields;
     }
     return undefined;

@@ -119,6 +119,24 @@ test('resuming a file reads on after its position: the lines before it are neith
   }
 });
 
+test('a CSV file resumed at a byte position whose header row cannot be read alone (over a max_record_bytes lowered since) fails naming the file and the cure, as a read from the start does', async () => {
+  const path = join(dir, 'resume-header.csv');
+  const header = `time,user_id,type${',x'.repeat(600)}`;
+  const row = (time: number): string => `${time},u1,view${','.repeat(600)}`;
+  writeFileSync(path, `${header}\n${row(1)}\n${row(2)}\n`);
+  const source = await fileSource.create({ path, format: 'csv', max_record_bytes: 1024, mapping: { time_format: 'epoch_ms' } } as never, testContext());
+  source.seek!({ fileIndex: 0, line: 2, byte: Buffer.byteLength(`${header}\n${row(1)}\n`) });
+  // Was: "the CSV header row is unreadable: 1217 bytes, ..." with neither the file nor the cure.
+  await assert.rejects(
+    async () => {
+      for await (const _batch of source.read());
+    },
+    (error: Error & { code?: string }) =>
+      error.code === 'TRIB_ERR_SOURCE_INPUT' &&
+      error.message.startsWith(`${path}: the CSV header row is unreadable: 1217 bytes, longer than max_record_bytes (1024); fix the file, or name its columns in \`csv.columns\``),
+  );
+});
+
 test('JSON lines resume at the byte after their position\'s line; a position that is not at a line start resumes by line count', async () => {
   const { default: file } = await import('./file.js');
   const path = join(dir, 'seek.jsonl');

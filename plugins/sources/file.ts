@@ -200,7 +200,7 @@ export default defineSource<FileSourceConfig>({
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes);
+            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
           } catch (error) {
             await handle.close();
             throw error;
