@@ -7,12 +7,15 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { runYaml, testContext } from 'tributary/testing';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { runYaml, tempFolder, testContext } from 'tributary/testing';
 import { TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, produce, produceEvery, startSource } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -167,4 +170,107 @@ dead_letter: { type: collect }
     controller.abort();
     await idle.catch(() => undefined);
   }
+});
+
+test('exactly-once scale_out: a partition whose fetch the brokers deny closes no session by time while its offset cannot be committed, so its next owner, restoring the file its committed offset names, writes none of its sessions twice', { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const { broker, admin, topics: [allowed, denied, output] } = await brokerWithReader(t, 'acl-eos-allowed', 'acl-eos-denied', 'acl-eos-out');
+  // Exactly-once needs more than reading: writing the output and the transactions' ids.
+  aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'All', '--topic', '*', '--transactional-id', '*']);
+  const dir = tempFolder(t, 'acl-eos');
+  const sasl = '{ protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } }';
+  // idle_timeout 1h: no partition goes idle until the test moves the run's clock on.
+  const yaml = `
+name: acl-eos
+sources:
+  - type: kafka
+    brokers: "${broker.brokers}"
+    topics: [${allowed}, ${denied}]
+    group: g-${allowed}
+    guarantee: exactly-once
+    start_from: earliest
+    security: ${sasl}
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, kinds: [session], guarantee: exactly-once, transactional_id: tx-${output}, security: ${sasl} }
+dead_letter: { type: collect }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 2s }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const files = (topic: string): string[] => {
+    try {
+      return readdirSync(join(dir, 'partition-state', `${topic}-0`)).filter((name) => name.startsWith('checkpoint-')).sort();
+    } catch {
+      return [];
+    }
+  };
+  const view = (user: number, minutes: number) => ({ key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
+  const sessions = async (): Promise<string[]> => values<{ userId: string }>(await readTopic(admin, output, { committed: true, timeoutMs: 5_000 })).map((s) => s.userId);
+  const start = (options: { clock?: { now(): number }; lines?: string[] } = {}) => {
+    const controller = new AbortController();
+    failed = undefined;
+    const logger = pino({ level: 'info' }, { write: (line: string) => void options.lines?.push(line) });
+    const running = runYaml(yaml, { plugins: [collectSink([[]])], signal: controller.signal, logger, ...(options.clock ? { clock: options.clock } : {}) });
+    running.catch((error: unknown) => (failed = error));
+    return async () => {
+      controller.abort();
+      await running.catch(() => undefined);
+    };
+  };
+  // A run that fails meanwhile ends the wait at once, with why.
+  let failed: unknown;
+  const unlessFailed = (condition: () => Promise<boolean>) => async () => {
+    if (failed !== undefined) throw new Error(`the run failed: ${String(failed)}`);
+    return condition();
+  };
+  // Run 1: u0 opens on the allowed topic, u1 on the denied one (not denied yet); both saved and handed over.
+  let stop = start();
+  try {
+    await produce(admin, allowed, [view(0, 0)]);
+    await produce(admin, denied, [view(1, 0)]);
+    await waitFor('both partitions saved', () => files(allowed).length > 0 && files(denied).length > 0, 60_000, 100);
+  } finally {
+    await stop();
+  }
+  // Run 2: Read on the denied topic withdrawn. Once the source names it unreadable, the run's clock moves
+  // an hour on (every partition idle), and the allowed topic reads an event two hours on: its watermark
+  // closes u0, and the denied partition's, following it once idle, closed u1 in the same transaction.
+  // That transaction could not commit the denied partition's offset (the brokers refuse it) with the mark
+  // of the file that saved u1 closed: its committed offset kept naming the file with u1 open.
+  aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+  const skew = { ms: 0 };
+  const lines: string[] = [];
+  stop = start({ clock: { now: () => Date.now() + skew.ms }, lines });
+  try {
+    await waitFor('the denied topic named unreadable', () => lines.some((line) => line.includes(`cannot read topic '${denied}'`)), 60_000, 100);
+    skew.ms = 3_600_000;
+    await produce(admin, allowed, [view(100, 120)]);
+    await waitFor('u0 closed and committed', unlessFailed(async () => (await sessions()).includes('u0')), 90_000, 500);
+  } finally {
+    await stop();
+  }
+  // Run 3: Read allowed again. Each topic reads an event at +4 h, then one at +6 h, which closes it: u1
+  // closes on the way (before: a second time, from the restored file that still held it open).
+  aclCommand(broker, ['--remove', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+  stop = start();
+  try {
+    await produce(admin, allowed, [view(101, 240), view(102, 360)]);
+    await produce(admin, denied, [view(103, 240), view(104, 360)]);
+    await waitFor(
+      'u101 and u103 committed',
+      unlessFailed(async () => {
+        const written = await sessions();
+        return written.includes('u101') && written.includes('u103');
+      }),
+      90_000,
+      500,
+    );
+  } finally {
+    await stop();
+  }
+  const counts: Record<string, number> = {};
+  for (const id of values<{ userId: string }>(await readTopic(admin, output, { committed: true, toEnd: true, timeoutMs: 15_000 })).map((s) => s.userId)) counts[id] = (counts[id] ?? 0) + 1;
+  assert.deepEqual(counts, { u0: 1, u1: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
 });

@@ -15,7 +15,7 @@ import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import Kafka from 'node-rdkafka';
 import { pino } from 'pino';
-import { clickJson, collectSink, createTopic, produce, readTopic, values } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 import { MODE_ENV } from './kafka/broker.js';
 
@@ -250,6 +250,78 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
 });
 }
+
+test('exactly-once scale_out: a record that reaches no partition task (dead-lettered) after the partition\'s last state file is not read again by the next owner: its dead letter is committed once, and the partition is committed with its mark from the assignment on', { timeout: 240_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('behind-in');
+  const [output, dlq] = [uniqueTopic('behind-out'), uniqueTopic('behind-dlq')];
+  for (const topic of [input, output, dlq]) await createTopic(brokers, topic, 1);
+  const dir = tempFolder(t, 'behind');
+  const kafka = (topic: string, kinds = '') => `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${topic},${kinds} guarantee: exactly-once, transactional_id: tx-${output} }`;
+  const yaml = `
+name: behind
+sources:
+  - type: kafka
+    brokers: "\${KAFKA_BROKERS}"
+    topics: [${input}]
+    group: g-${input}
+    guarantee: exactly-once
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - ${kafka(output, ' kinds: [session],')}
+dead_letter: ${kafka(dlq)}
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 200ms }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const folder = join(dir, 'partition-state', `${input}-0`);
+  const files = (): string[] => {
+    try {
+      return readdirSync(folder).filter((name) => name.startsWith('checkpoint-')).sort();
+    } catch {
+      return [];
+    }
+  };
+  const view = (user: number, minutes: number) => ({ key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
+  const deadLetters = async (): Promise<number> => (await readTopic(brokers, dlq, { committed: true, timeoutMs: 5_000 })).length;
+  const start = () => {
+    const controller = new AbortController();
+    const running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
+    running.catch(() => undefined);
+    return async () => {
+      controller.abort();
+      await running;
+    };
+  };
+  // Run 1: u0's session opens and is saved (offset 1); then a record that is no JSON goes to the
+  // dead-letter topic and moves the offset to 2 with no change to the partition's state, so no file
+  // is written at 2: the group's offset 2 is committed with the mark of the file at 1.
+  let stop = start();
+  try {
+    await produce(brokers, input, [view(0, 0)]);
+    await waitFor('the partition saved with u0', () => files().length > 0, 60_000, 100);
+    await produce(brokers, input, [{ key: 'bad', value: 'no json' }]);
+    await waitFor('the dead letter committed', async () => (await deadLetters()) >= 1, 60_000, 200);
+  } finally {
+    await stop();
+  }
+  const [committed] = await groupCommitted(brokers, `g-${input}`, input, 1);
+  assert.equal(committed, 2, 'the group committed past the dead-lettered record');
+  // Run 2 restores the file at 1, which the committed offset's mark names. Before: it read again from 1,
+  // and the record went to the dead-letter topic a second time, committed with the next transaction.
+  stop = start();
+  try {
+    await produce(brokers, input, [view(1, 120)]);
+    await waitFor('u0 closed', async () => values<{ userId: string }>(await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).some((s) => s.userId === 'u0'), 90_000, 500);
+  } finally {
+    await stop();
+  }
+  assert.equal(values<{ userId: string }>(await readTopic(brokers, output, { committed: true, toEnd: true, timeoutMs: 15_000 })).filter((s) => s.userId === 'u0').length, 1, 'u0 closed once');
+  assert.equal((await readTopic(brokers, dlq, { committed: true, toEnd: true, timeoutMs: 15_000 })).length, 1, 'one dead letter for the one bad record');
+});
 
 test('scale_out: a member that stalls past max.poll.interval.ms, the group going on without it, is told at the revocation that its partitions were lost', { timeout: 120_000 }, async (t) => {
   const brokers = kafkaBrokers(t);

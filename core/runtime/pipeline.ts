@@ -912,10 +912,17 @@ export class PipelineRunner {
                     },
                     committed,
                   ));
-            // Where reading starts: what its state covers until a record of it is read.
-            const start = saved ? offsetOf(saved)! : committed;
+            // Where reading starts: what its state covers until a record of it is read. The file the
+            // committed offset's marks name is the state at that offset, wherever the file says it was
+            // written: a commit names the partition's newest file, and records read after it that changed
+            // no state (dead-lettered) left no file of their own. Read again from the file's offset, they
+            // were dead-lettered twice, and the partition, its start behind the committed offset, was left
+            // out of the transactions (so of their marks) until a record of it came.
+            const start = marked ? committed : saved ? offsetOf(saved)! : committed;
             await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, held: heldIn(saved) } : undefined, start);
-            if (saved) starts.set(id, start!);
+            // Where none was saved too: a source that names a partition in its position from its start
+            // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
+            if (start !== undefined) starts.set(id, start);
             // The files before the one restored (all, where none was) are of use to no one from here on:
             // the group's committed offset only moves on with files this member writes (writePartitionFile).
             const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;

@@ -6,7 +6,7 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs, { readdirSync } from 'node:fs';
-import fsPromises from 'node:fs/promises';
+import fsPromises, { rm } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -58,6 +58,7 @@ function drivenSource() {
   const marks = new Map<string, number>();
   const idle = new Set<string>();
   let marksAsked = 0;
+  const answered: ReadonlyMap<string, number>[] = [];
   const committed = new Map<string, number>();
   let listener: PartitionListener | undefined;
   const plugin = defineSource<Record<string, never>>({
@@ -82,6 +83,7 @@ function drivenSource() {
           if (step === 'end') return void drained?.();
           if ('assign' in step) {
             const starts = await listener!.assigned(step.assign);
+            answered.push(new Map(starts));
             for (const { id, committed: at } of step.assign) {
               next.delete(id);
               from.set(id, starts.get(id) ?? at ?? 0);
@@ -112,6 +114,10 @@ function drivenSource() {
     idle,
     marksAsked: () => marksAsked,
     next,
+    /** Where each partition's last assignment started reading (the runtime's start, else its committed offset). */
+    from,
+    /** Each assignment's starts as the runtime answered them, in order. */
+    answered,
     /** As the group's offsets after a commit of the partitions' next offsets. */
     commit: () => {
       for (const [id, offset] of next) committed.set(id, offset);
@@ -274,6 +280,28 @@ test('a partition restores the file its committed offset\'s marks name, not a ne
   assert.equal(await restored({ id: 'p-0', committed: 5 }), '2.json');
   // A marked file past the committed offset (the offsets reset by hand) is not taken.
   assert.equal(await restored({ id: 'p-0', committed: 4, marks: [checkpointMark(first)] }), undefined);
+});
+
+test('a partition restored from the file its committed offset\'s marks name starts reading at that offset, not at the file\'s (records after the file that changed no state are not read again); from a file the offset alone picks, at the file\'s; with none, at the committed offset, said to the source', async (t) => {
+  const dir = tempFolder(t, 'scale-marked-start');
+  const store = new CheckpointStore(join(dir, 'ps', 'p-0'), 10);
+  const body = (offset: number) => JSON.stringify({ pipeline: 'scaled', createdAt: new Date(T0).toISOString(), sources: { [label]: { partition: 'p-0', offset } }, operators: {}, counters: {} });
+  // At 5; the offset then committed at 7 with its mark (records 5 and 6 dead-lettered: no state changed, no file).
+  const file = await store.write(body(5));
+  const startsOf = async (assignment: PartitionAssignment) => {
+    const source = drivenSource();
+    const one = await member(dir, source);
+    await one.source.run({ assign: [assignment] }, { revoke: [{ id: 'p-0', offset: undefined }] }, 'end');
+    await one.running;
+    return source.answered[0]!.get('p-0');
+  };
+  // Before: 5 (records 5 and 6 read again, their dead letters written twice).
+  assert.equal(await startsOf({ id: 'p-0', committed: 7, marks: [checkpointMark(file)] }), 7);
+  assert.equal(await startsOf({ id: 'p-0', committed: 7 }), 5);
+  // Before: none (the source started at the committed offset alone, and left it out of its position).
+  await rm(join(dir, 'ps', 'p-0'), { recursive: true });
+  assert.equal(await startsOf({ id: 'p-0', committed: 7 }), 7);
+  assert.equal(await startsOf({ id: 'p-0', committed: undefined }), undefined);
 });
 
 /**

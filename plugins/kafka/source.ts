@@ -850,8 +850,13 @@ class KafkaSource {
     for (const state of this.partitions.values()) {
       if (!state.assigned) continue;
       const own = state.maxTime - this.maxOutOfOrderness;
-      // An idle partition follows the others, as it does in the combined watermark.
-      marks.set(state.id, this.idle(state, now) ? Math.max(own, combined) : own);
+      // An idle partition follows the others, as it does in the combined watermark. Exactly-once, not one
+      // that is blocked: its offset is left out of the transactions while it does not move (commit()), so
+      // they cannot commit it with the mark of a state file its watermark changed (sessions closed by time
+      // alone), and its next owner would restore the older file its offset names and close them again.
+      // Its task's watermark stays where it stood (the runtime never takes one back) until it is read again.
+      const follows = this.idle(state, now) && !(this.transactions && this.blocked.has(partitionKey(state.topic, state.partition)));
+      marks.set(state.id, follows ? Math.max(own, combined) : own);
     }
     return marks;
   }
@@ -2105,7 +2110,9 @@ class KafkaSource {
       // (withMarks). Unnamed, a partition that read nothing kept the previous owner's mark while its own
       // file closed sessions at that offset, and its next owner restored the marked, older file and
       // closed them again. A start behind the committed offset is not committed: that would move it back.
-      if (this.transactions && start !== undefined && start === committed) state.resumedAt = start;
+      // As if handed to a commit (it is committed there): a blocked one that does not move is not committed
+      // again (commit()), which the brokers refuse where they deny its fetch, failing the transaction.
+      if (this.transactions && start !== undefined && start === committed) state.resumedAt = state.committing = start;
       return start === undefined ? tp : { ...tp, offset: start };
     }));
     this.setPaused(assignment);
