@@ -304,6 +304,56 @@ test('decimal_separator ",": prices as European exports write them (12,50; 1.234
   assert.equal(price(dot, '12.50'), 12.5);
 });
 
+test('price_divisor: prices in minor units (cents, micros), JSON numbers and decimal text alike, become exactly the number the price in major units reads as; a negative or junk price is still a rejection (was: no way to read 1999 as 19.99)', () => {
+  const priceOf = (config: MappingConfig, value: unknown): number | string | undefined => {
+    const result = createEventMapper({ time_format: 'epoch_ms', ...config })({ user_id: 'u', time: 1, type: 'view', price: value });
+    return isRejected(result) ? result.rejected : result.price;
+  };
+  const cents = { price_divisor: 100 } satisfies MappingConfig;
+  // 1999 * 0.01 is 19.990000000000002: a multiplication by the inexact 0.01 would not do.
+  assert.notEqual(1999 * 0.01, 19.99);
+  for (const [value, expected] of [
+    [1999, '19.99'],
+    ['1999', '19.99'],
+    [' 1999 ', '19.99'],
+    [0, '0'],
+    [5, '0.05'],
+    [1, '0.01'],
+    [1999.5, '19.995'],
+    ['1999.3', '19.993'],
+    [123456789, '1234567.89'],
+  ] as const) {
+    assert.equal(priceOf(cents, value), Number(expected), `${JSON.stringify(value)} cents`);
+  }
+  // Every price of cents to 100,000.00, and fractions of cents: exactly the number its text in major units is.
+  for (let value = 0; value <= 10_000_000; value += 7) {
+    const text = String(value).padStart(3, '0');
+    assert.equal(priceOf(cents, value), Number(`${text.slice(0, -2)}.${text.slice(-2)}`), String(value));
+  }
+  for (let tenths = 1; tenths < 100_000; tenths += 13) {
+    if (tenths % 10 === 0) continue;
+    const value = tenths / 10; // 1999.3
+    const text = String(tenths).padStart(4, '0');
+    assert.equal(priceOf(cents, value), Number(`${text.slice(0, -3)}.${text.slice(-3)}`), String(value));
+  }
+  assert.equal(priceOf({ price_divisor: 1_000_000 }, 19_990_000), 19.99, 'micros');
+  assert.equal(priceOf({ price_divisor: 1000 }, '1234'), 1.234, 'fils');
+  assert.equal(priceOf({ price_divisor: 1 }, 19.99), 19.99);
+  assert.equal(priceOf({ price_divisor: 100, decimal_separator: ',' }, '1.999'), 19.99, 'with a decimal comma, dots group thousands');
+  assert.equal(priceOf({ price_divisor: 100, decimal_separator: ',' }, '1999,5'), 19.995);
+  // The checks of a price are those without it, said of the price as written.
+  assert.equal(priceOf(cents, -1999), 'price: expected a number of 0 or more, got -1999');
+  assert.equal(priceOf(cents, '-5'), 'price: expected a number of 0 or more, got "-5"');
+  assert.equal(priceOf(cents, 'abc'), 'price: expected a number, got "abc"');
+  assert.equal(priceOf(cents, '0x1F'), 'price: expected a number, got "0x1F"');
+  assert.equal(priceOf(cents, ''), undefined, 'no price');
+  assert.equal(priceOf({}, 1999), 1999, 'without it, prices as written');
+  // A mapping that reaches the mapper unvalidated (a user's source): the divisor is checked there too.
+  for (const divisor of [0, -100, 0.01, 12, Number.NaN]) {
+    assert.throws(() => createEventMapper({ price_divisor: divisor }), { name: 'RangeError', message: `price_divisor ${String(divisor)}: expected one of 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000 (100: prices in cents)` });
+  }
+});
+
 test('a time_format pattern with a letter it does not read (a Java or strftime habit: hh and a, MMM, XXX) says what a pattern reads, and where an offset is read (was: only "unknown letter")', () => {
   for (const [pattern, letter] of [['dd.MM.yyyy hh:mm:ss a', 'h'], ['dd MMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ssXXX', 'X']] as const) {
     assert.throws(() => createTimeParser(pattern), (error: Error) => {

@@ -31,6 +31,28 @@ export interface MappingConfig {
   default_type?: string;
   /** How a price in text writes its decimals: `.` (12.50, the default) or `,` (12,50; 1.234,56). */
   decimal_separator?: '.' | ',';
+  /**
+   * What every price is divided by, a power of ten (PRICE_DIVISORS): 100 for prices in cents (minor
+   * units, as Stripe writes them), 1000000 for micros. Default: prices as written.
+   */
+  price_divisor?: number;
+}
+
+/** The `price_divisor`s a mapping takes: powers of ten, each exactly a double, so that a division by one is exact (dividedPrice). */
+export const PRICE_DIVISORS: readonly number[] = Object.freeze([1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000]);
+
+/**
+ * `price / divisor` (a power of ten) as the decimal text of `price` with its point moved reads: 1999 cents
+ * are exactly the number `19.99` is (1999 * 0.01 is 19.990000000000002). An integer (the cents of
+ * Stripe, the micros of Google Ads) is exact, and so is its quotient (IEEE division is correctly rounded,
+ * as parsing is); a fraction (`1999.5` cents) is moved by its shortest decimal text (String), rounded once.
+ */
+export function dividedPrice(price: number, divisor: number): number {
+  if (Number.isInteger(price)) return price / divisor;
+  const text = String(price); // `1999.5`, `1.5e-7`: the shortest text that reads as this number
+  const exponent = text.indexOf('e');
+  const decimals = Math.round(Math.log10(divisor));
+  return exponent < 0 ? Number(`${text}e-${decimals}`) : Number(`${text.slice(0, exponent)}e${Number(text.slice(exponent + 1)) - decimals}`);
 }
 
 /**
@@ -437,6 +459,11 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const defaultType = config.default_type;
   const decimalComma = config.decimal_separator === ',';
   const readPrice = decimalComma ? decimalCommaNumber : decimalNumber;
+  const priceDivisor = config.price_divisor;
+  if (priceDivisor !== undefined && !PRICE_DIVISORS.includes(priceDivisor)) {
+    // Checked again here for a mapping that reaches the mapper without validation (a user's source).
+    throw new RangeError(`price_divisor ${String(priceDivisor)}: expected one of ${PRICE_DIVISORS.join(', ')} (100: prices in cents)`);
+  }
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
   return (input, origin) => {
@@ -492,8 +519,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     let rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
     if (rawPrice === undefined && pricePath !== undefined) rawPrice = valueAtPath(raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
-      const price = readPrice(rawPrice);
-      if (!Number.isFinite(price)) {
+      const written = readPrice(rawPrice);
+      if (!Number.isFinite(written)) {
         // Worded without quotes or digits: the run's summary counts reasons with those elided.
         const hint = decimalComma
           ? ' with a decimal comma (mapping.decimal_separator), dots only between groups of three digits'
@@ -504,8 +531,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       }
       // A negative price is bad input (a refund or a sign error upstream), not a price: the features
       // (price statistics, cart value, monetary value) would take it as one.
-      if (price < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
-      event.price = price;
+      if (written < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
+      event.price = priceDivisor === undefined ? written : dividedPrice(written, priceDivisor);
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {

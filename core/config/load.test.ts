@@ -95,6 +95,15 @@ test('mapping.time_zone that is no zone is a config error at its position, with 
   assert.deepEqual(await problemsOf('sources:\n  - type: file\n    path: x.csv\n    mapping: { time_zone: europe/berlin }\nsinks: [{type: stdout}]\n'), []);
 });
 
+test('mapping.price_divisor that is no power of ten (0, negative, 0.01, text) is a config error at its position, with the divisors taken; 100 loads', async () => {
+  const yaml = (divisor: string): string => `sources:\n  - type: file\n    path: x.jsonl\n    mapping: { price_divisor: ${divisor} }\nsinks: [{type: stdout}]\n`;
+  for (const [divisor, shown] of [['0', '0'], ['-100', '-100'], ['0.01', '0.01'], ['cents', '"cents"'], ['"100"', '"100"']]) {
+    assert.deepEqual(await problemsOf(yaml(divisor)), [`P:4:31: $.sources[0].mapping.price_divisor: must be one of: 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, got ${shown}`], divisor);
+  }
+  assert.deepEqual(await problemsOf(yaml('100')), []);
+  assert.deepEqual(await problemsOf(yaml('1000000')), []);
+});
+
 test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missing variable is an error at its position', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'vars.yaml');
