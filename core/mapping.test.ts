@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { zoneAbbreviationWarning } from './time-zone.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -429,6 +430,23 @@ test('time_format patterns read MMM (Jan to Dec, any case), hh with a (a 12-hour
   const map = createEventMapper({ time_format: 'dd MMM yyyy hh:mm a' });
   assert.equal((map({ user_id: 'u', time: '05 Mar 2024 02:30 PM', type: 'view' }) as ClickEvent).time, Date.UTC(2024, 2, 5, 14, 30));
   assert.deepEqual(map({ user_id: 'u', time: '05 Mar 2024 14:30 PM', type: 'view' }), { rejected: 'time: cannot parse "05 Mar 2024 14:30 PM" as dd MMM yyyy hh:mm a' });
+});
+
+test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a pattern with an offset leaves to no time, is a warning by field; a place, UTC, a quoted Z, iso8601 are none', () => {
+  assert.deepEqual(mappingWarnings({ time_zone: 'EST' }), [{ field: 'time_zone', message: zoneAbbreviationWarning('EST') }]);
+  assert.deepEqual(mappingWarnings({ time_zone: 'Europe/Berlin', time_format: 'yyyy-MM-dd HH:mm:ssXXX' }), [
+    { field: 'time_zone', message: "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin" },
+  ]);
+  for (const config of [
+    {},
+    { time_zone: 'Europe/Berlin' },
+    { time_zone: 'UTC', time_format: 'yyyy-MM-dd HH:mm:ss Z' },
+    { time_zone: 'Europe/Berlin', time_format: "yyyy-MM-dd'T'HH:mm:ss'Z'" },
+    { time_zone: 'Europe/Berlin', time_format: 'iso8601' },
+    { time_zone: 'America/New_York', time_format: 'dd MMM yyyy hh:mm a' },
+  ] satisfies MappingConfig[]) {
+    assert.deepEqual(mappingWarnings(config), [], JSON.stringify(config));
+  }
 });
 
 test('time_format patterns whose letters cannot go together are config errors saying why: hh without a, a without hh, HH with hh, MM with MMM, a letter twice, two offsets', () => {

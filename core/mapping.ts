@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
-import { daysFromCivil, isUtcZone, localTimeToUtc, type LocalToUtc } from './time-zone.js';
+import { daysFromCivil, isUtcZone, localTimeToUtc, zoneAbbreviationWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
   fields?: {
@@ -88,6 +88,34 @@ function isCanonicalMapping(config: MappingConfig): boolean {
     Object.keys(config.event_types ?? {}).length === 0 &&
     config.default_type === undefined
   );
+}
+
+/**
+ * What a mapping that reads says that is most likely not what was meant, by field (`time_zone`): a
+ * time_zone that is an abbreviation (`EST` is UTC-05:00 all year: zoneAbbreviationWarning), or one that
+ * applies to no time, as the pattern reads an offset with each. `validate` and `run` say them as warnings
+ * for every source whose config has a mapping (loadPipeline); the source runs as configured.
+ */
+export function mappingWarnings(config: MappingConfig): { field: string; message: string }[] {
+  const warnings: { field: string; message: string }[] = [];
+  const zone = config.time_zone;
+  if (typeof zone !== 'string') return warnings;
+  const abbreviation = zoneAbbreviationWarning(zone);
+  if (abbreviation !== undefined) warnings.push({ field: 'time_zone', message: abbreviation });
+  const format = config.time_format;
+  if (!isUtcZone(zone) && typeof format === 'string' && patternReadsOffset(format)) {
+    warnings.push({
+      field: 'time_zone',
+      message: `time_zone ${zone} applies to no time: time_format '${format}' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`,
+    });
+  }
+  return warnings;
+}
+
+/** Whether `format` is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters outside quotes that no other token has. */
+function patternReadsOffset(format: string): boolean {
+  if (format === 'iso8601' || format === 'epoch_ms' || format === 'epoch_s') return false;
+  return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
 
 /** A mapped event, or the reason the raw record cannot be one. */
