@@ -22,7 +22,8 @@ export interface MappingConfig {
   time_format?: string;
   /**
    * IANA zone (`Europe/Berlin`) of the times written without an offset (iso8601 without one, and patterns);
-   * default UTC. A time with `Z` or an offset, and epoch times, are instants and keep them.
+   * default UTC. A time with `Z` or an offset (a pattern's XXX, XX, xxx, xx, Z included), and epoch times,
+   * are instants and keep them.
    */
   time_zone?: string;
   attributes?: string[];
