@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { zoneAbbreviationWarning } from './time-zone.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -304,16 +305,161 @@ test('decimal_separator ",": prices as European exports write them (12,50; 1.234
   assert.equal(price(dot, '12.50'), 12.5);
 });
 
-test('a time_format pattern with a letter it does not read (a Java or strftime habit: hh and a, MMM, XXX) says what a pattern reads, and where an offset is read (was: only "unknown letter")', () => {
-  for (const [pattern, letter] of [['dd.MM.yyyy hh:mm:ss a', 'h'], ['dd MMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ssXXX', 'X']] as const) {
-    assert.throws(() => createTimeParser(pattern), (error: Error) => {
-      assert.equal(
-        error.message,
-        `time_format '${pattern}': unknown letter '${letter}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, in UTC or mapping.time_zone (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
-      );
-      return true;
-    });
+test('price_divisor: prices in minor units (cents, micros), JSON numbers and decimal text alike, become exactly the number the price in major units reads as; a negative or junk price is still a rejection (was: no way to read 1999 as 19.99)', () => {
+  const priceOf = (config: MappingConfig, value: unknown): number | string | undefined => {
+    const result = createEventMapper({ time_format: 'epoch_ms', ...config })({ user_id: 'u', time: 1, type: 'view', price: value });
+    return isRejected(result) ? result.rejected : result.price;
+  };
+  const cents = { price_divisor: 100 } satisfies MappingConfig;
+  // 1999 * 0.01 is 19.990000000000002: a multiplication by the inexact 0.01 would not do.
+  assert.notEqual(1999 * 0.01, 19.99);
+  for (const [value, expected] of [
+    [1999, '19.99'],
+    ['1999', '19.99'],
+    [' 1999 ', '19.99'],
+    [0, '0'],
+    [5, '0.05'],
+    [1, '0.01'],
+    [1999.5, '19.995'],
+    ['1999.3', '19.993'],
+    [123456789, '1234567.89'],
+  ] as const) {
+    assert.equal(priceOf(cents, value), Number(expected), `${JSON.stringify(value)} cents`);
   }
+  // Every price of cents to 100,000.00, and fractions of cents: exactly the number its text in major units is.
+  for (let value = 0; value <= 10_000_000; value += 7) {
+    const text = String(value).padStart(3, '0');
+    assert.equal(priceOf(cents, value), Number(`${text.slice(0, -2)}.${text.slice(-2)}`), String(value));
+  }
+  for (let tenths = 1; tenths < 100_000; tenths += 13) {
+    if (tenths % 10 === 0) continue;
+    const value = tenths / 10; // 1999.3
+    const text = String(tenths).padStart(4, '0');
+    assert.equal(priceOf(cents, value), Number(`${text.slice(0, -3)}.${text.slice(-3)}`), String(value));
+  }
+  assert.equal(priceOf({ price_divisor: 1_000_000 }, 19_990_000), 19.99, 'micros');
+  assert.equal(priceOf({ price_divisor: 1000 }, '1234'), 1.234, 'fils');
+  assert.equal(priceOf({ price_divisor: 1 }, 19.99), 19.99);
+  assert.equal(priceOf({ price_divisor: 100, decimal_separator: ',' }, '1.999'), 19.99, 'with a decimal comma, dots group thousands');
+  assert.equal(priceOf({ price_divisor: 100, decimal_separator: ',' }, '1999,5'), 19.995);
+  // The checks of a price are those without it, said of the price as written.
+  assert.equal(priceOf(cents, -1999), 'price: expected a number of 0 or more, got -1999');
+  assert.equal(priceOf(cents, '-5'), 'price: expected a number of 0 or more, got "-5"');
+  assert.equal(priceOf(cents, 'abc'), 'price: expected a number, got "abc"');
+  assert.equal(priceOf(cents, '0x1F'), 'price: expected a number, got "0x1F"');
+  assert.equal(priceOf(cents, ''), undefined, 'no price');
+  assert.equal(priceOf({}, 1999), 1999, 'without it, prices as written');
+  // A mapping that reaches the mapper unvalidated (a user's source): the divisor is checked there too.
+  for (const divisor of [0, -100, 0.01, 12, Number.NaN]) {
+    assert.throws(() => createEventMapper({ price_divisor: divisor }), { name: 'RangeError', message: `price_divisor ${String(divisor)}: expected one of 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000 (100: prices in cents)` });
+  }
+});
+
+test('a time_format pattern with a letter it does not read (EEE, MMMM, z, yy) says what a pattern reads: MMM, hh with a, the offsets', () => {
+  const reads =
+    "a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'";
+  for (const [pattern, letter] of [['EEE, dd MMM yyyy', 'E'], ['dd MMMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ss z', 'z'], ['yy-MM-dd', 'y'], ['yyyy-MM-dd HH:mm:ssX', 'X'], ['yyyy-MM-dd HH:mm:ssx', 'x']] as const) {
+    assert.throws(() => createTimeParser(pattern), { name: 'RangeError', message: `time_format '${pattern}': unknown letter '${letter}': ${reads}` }, pattern);
+  }
+});
+
+test('time_format patterns read MMM (Jan to Dec, any case), hh with a (a 12-hour clock, AM or PM in any case), and an offset as Java\'s DateTimeFormatter writes it: XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx and Z (+0100) (was: a config error, unknown letter)', () => {
+  const read = (pattern: string, text: string, zone?: string): number => createTimeParser(pattern, zone)(text);
+  // Month names, any case; a name that is none, or a day its month lacks, is no time.
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  months.forEach((name, month) => {
+    assert.equal(read('dd MMM yyyy HH:mm', `05 ${name} 2024 14:30`), Date.UTC(2024, month, 5, 14, 30), name);
+    assert.equal(read('dd MMM yyyy HH:mm', `05 ${name.toUpperCase()} 2024 14:30`), Date.UTC(2024, month, 5, 14, 30), name.toUpperCase());
+    assert.equal(read('dd-MMM-yyyy', `05-${name.toLowerCase()}-2024`), Date.UTC(2024, month, 5), name.toLowerCase());
+  });
+  for (const text of ['05 Mrz 2024 14:30', '31 Feb 2024 10:00', '05 M4r 2024 14:30', '05 March 2024 14:30', '05 Ma\u0152 2024 14:30']) assert.ok(Number.isNaN(read('dd MMM yyyy HH:mm', text)), text);
+  // A 12-hour clock: every hour of the day as it is written, 12 AM at midnight, 12 PM at noon.
+  for (let hour = 0; hour < 24; hour++) {
+    const twelve = String(((hour + 11) % 12) + 1).padStart(2, '0');
+    for (const marker of hour < 12 ? ['AM', 'am', 'Am'] : ['PM', 'pm', 'pM']) {
+      assert.equal(read('MM/dd/yyyy hh:mm:ss a', `03/05/2024 ${twelve}:30:15 ${marker}`), Date.UTC(2024, 2, 5, hour, 30, 15), `${twelve} ${marker}`);
+    }
+  }
+  assert.equal(read('yyyy-MM-dd hh:mma', '2024-03-05 07:05pm'), Date.UTC(2024, 2, 5, 19, 5));
+  for (const text of ['03/05/2024 00:30:00 AM', '03/05/2024 13:00:00 PM', '03/05/2024 10:00:00 XM', '03/05/2024 10:00:00 A.', '03/05/2024 10:60:00 AM']) {
+    assert.ok(Number.isNaN(read('MM/dd/yyyy hh:mm:ss a', text)), text);
+  }
+  // Offsets: the instant, in each letter's form alone.
+  const at = (iso: string): number => Date.parse(iso);
+  const offsets: [string, string, number][] = [
+    ['XXX', '+02:00', at('2024-01-01T08:00:00Z')],
+    ['XXX', '-05:30', at('2024-01-01T15:30:00Z')],
+    ['XXX', 'Z', at('2024-01-01T10:00:00Z')],
+    ['XX', '+0200', at('2024-01-01T08:00:00Z')],
+    ['XX', 'Z', at('2024-01-01T10:00:00Z')],
+    ['xxx', '+02:00', at('2024-01-01T08:00:00Z')],
+    ['xxx', '-00:00', at('2024-01-01T10:00:00Z')],
+    ['xx', '+0200', at('2024-01-01T08:00:00Z')],
+    ['Z', '-0700', at('2024-01-01T17:00:00Z')],
+    ['ZZ', '+0000', at('2024-01-01T10:00:00Z')],
+  ];
+  for (const [letters, offset, expected] of offsets) assert.equal(read(`yyyy-MM-dd HH:mm:ss${letters}`, `2024-01-01 10:00:00${offset}`), expected, `${letters} ${offset}`);
+  const wrong: [string, string][] = [
+    ['XXX', '+0200'],
+    ['XXX', 'z'],
+    ['XXX', '+02'],
+    ['XXX', '+24:00'],
+    ['XXX', '+02:60'],
+    ['XXX', ' 02:00'],
+    ['XX', '+02:00'],
+    ['xxx', 'Z'],
+    ['xx', 'Z'],
+    ['Z', 'Z'],
+    ['Z', '+02:00'],
+  ];
+  for (const [letters, offset] of wrong) assert.ok(Number.isNaN(read(`yyyy-MM-dd HH:mm:ss${letters}`, `2024-01-01 10:00:00${offset}`)), `${letters} ${offset}`);
+  // An offset before more text: Z in its place moves the rest, which is still read.
+  const inside = "yyyy-MM-dd'T'HH:mmXXX '(shop' SSS')'";
+  assert.equal(read(inside, '2024-01-01T10:00+01:00 (shop 250)'), at('2024-01-01T09:00:00.250Z'));
+  assert.equal(read(inside, '2024-01-01T10:00Z (shop 250)'), at('2024-01-01T10:00:00.250Z'));
+  assert.ok(Number.isNaN(read(inside, '2024-01-01T10:00Z (shop 250)xxxxx')));
+  assert.ok(Number.isNaN(read(inside, '2024-01-01T10:00Z (shoq 250)')));
+  // An Apache access log's time, and all three together.
+  assert.equal(read('dd/MMM/yyyy:HH:mm:ss Z', '10/Oct/2000:13:55:36 -0700'), at('2000-10-10T20:55:36Z'));
+  assert.equal(read('MMM dd yyyy hh:mm a XXX', 'dec 31 2024 11:59 PM -05:00'), at('2025-01-01T04:59:00Z'));
+  // An offset makes the time an instant: time_zone does not apply to it; without one it does.
+  assert.equal(read('yyyy-MM-dd HH:mm:ssXXX', '2024-07-01 10:00:00+02:00', 'America/New_York'), at('2024-07-01T08:00:00Z'));
+  assert.equal(read('yyyy-MM-dd HH:mm:ssXXX', '2024-07-01 10:00:00Z', 'Europe/Berlin'), at('2024-07-01T10:00:00Z'));
+  assert.equal(read('dd MMM yyyy hh:mm a', '01 Jul 2024 10:00 AM', 'Europe/Berlin'), at('2024-07-01T08:00:00Z'));
+  // Through the mapper: a time that is none is a rejection, with the pattern.
+  const map = createEventMapper({ time_format: 'dd MMM yyyy hh:mm a' });
+  assert.equal((map({ user_id: 'u', time: '05 Mar 2024 02:30 PM', type: 'view' }) as ClickEvent).time, Date.UTC(2024, 2, 5, 14, 30));
+  assert.deepEqual(map({ user_id: 'u', time: '05 Mar 2024 14:30 PM', type: 'view' }), { rejected: 'time: cannot parse "05 Mar 2024 14:30 PM" as dd MMM yyyy hh:mm a' });
+});
+
+test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a pattern with an offset leaves to no time, is a warning by field; a place, UTC, a quoted Z, iso8601 are none', () => {
+  assert.deepEqual(mappingWarnings({ time_zone: 'EST' }), [{ field: 'time_zone', message: zoneAbbreviationWarning('EST') }]);
+  assert.deepEqual(mappingWarnings({ time_zone: 'Europe/Berlin', time_format: 'yyyy-MM-dd HH:mm:ssXXX' }), [
+    { field: 'time_zone', message: "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin" },
+  ]);
+  for (const config of [
+    {},
+    { time_zone: 'Europe/Berlin' },
+    { time_zone: 'UTC', time_format: 'yyyy-MM-dd HH:mm:ss Z' },
+    { time_zone: 'Europe/Berlin', time_format: "yyyy-MM-dd'T'HH:mm:ss'Z'" },
+    { time_zone: 'Europe/Berlin', time_format: 'iso8601' },
+    { time_zone: 'America/New_York', time_format: 'dd MMM yyyy hh:mm a' },
+  ] satisfies MappingConfig[]) {
+    assert.deepEqual(mappingWarnings(config), [], JSON.stringify(config));
+  }
+});
+
+test('time_format patterns whose letters cannot go together are config errors saying why: hh without a, a without hh, HH with hh, MM with MMM, a letter twice, two offsets', () => {
+  const cases: [string, string][] = [
+    ['yyyy-MM-dd hh:mm', 'hh (an hour from 01 to 12) needs a (AM or PM) beside it; an hour from 00 to 23 is HH'],
+    ['yyyy-MM-dd HH:mm a', 'a (AM or PM) needs hh (an hour from 01 to 12) beside it; HH is an hour from 00 to 23, without a'],
+    ['yyyy-MM-dd HH hh a', 'HH and hh both; a pattern reads the hour once, HH (00 to 23) or hh (01 to 12) with a'],
+    ['yyyy-MM MMM', 'MM and MMM both; a pattern reads the month once, MM (01 to 12) or MMM (Jan to Dec)'],
+    ['yyyy MMM MMM', 'MMM twice; a pattern reads it once'],
+    ['yyyy-MM-dd HH:mmXXX xx', 'two offsets (XXX and xx); a pattern reads one'],
+    ['yyyy-MM-dd HH:mmZZZZ', 'two offsets (ZZZ and Z); a pattern reads one'],
+  ];
+  for (const [pattern, why] of cases) assert.throws(() => createTimeParser(pattern), { name: 'RangeError', message: `time_format '${pattern}': ${why}` }, pattern);
 });
 
 test('a record without a required field says which field of it the mapping most likely meant: nested, or named another way (was: only "missing user id", the same for every record)', () => {

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
-import { daysFromCivil, isUtcZone, localTimeToUtc, type LocalToUtc } from './time-zone.js';
+import { daysFromCivil, isUtcZone, localTimeToUtc, zoneAbbreviationWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
   fields?: {
@@ -22,7 +22,8 @@ export interface MappingConfig {
   time_format?: string;
   /**
    * IANA zone (`Europe/Berlin`) of the times written without an offset (iso8601 without one, and patterns);
-   * default UTC. A time with `Z` or an offset, and epoch times, are instants and keep them.
+   * default UTC. A time with `Z` or an offset (a pattern's XXX, XX, xxx, xx, Z included), and epoch times,
+   * are instants and keep them.
    */
   time_zone?: string;
   attributes?: string[];
@@ -31,6 +32,28 @@ export interface MappingConfig {
   default_type?: string;
   /** How a price in text writes its decimals: `.` (12.50, the default) or `,` (12,50; 1.234,56). */
   decimal_separator?: '.' | ',';
+  /**
+   * What every price is divided by, a power of ten (PRICE_DIVISORS): 100 for prices in cents (minor
+   * units, as Stripe writes them), 1000000 for micros. Default: prices as written.
+   */
+  price_divisor?: number;
+}
+
+/** The `price_divisor`s a mapping takes: powers of ten, each exactly a double, so that a division by one is exact (dividedPrice). */
+export const PRICE_DIVISORS: readonly number[] = Object.freeze([1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000]);
+
+/**
+ * `price / divisor` (a power of ten) as the decimal text of `price` with its point moved reads: 1999 cents
+ * are exactly the number `19.99` is (1999 * 0.01 is 19.990000000000002). An integer (the cents of
+ * Stripe, the micros of Google Ads) is exact, and so is its quotient (IEEE division is correctly rounded,
+ * as parsing is); a fraction (`1999.5` cents) is moved by its shortest decimal text (String), rounded once.
+ */
+export function dividedPrice(price: number, divisor: number): number {
+  if (Number.isInteger(price)) return price / divisor;
+  const text = String(price); // `1999.5`, `1.5e-7`: the shortest text that reads as this number
+  const exponent = text.indexOf('e');
+  const decimals = Math.round(Math.log10(divisor));
+  return exponent < 0 ? Number(`${text}e-${decimals}`) : Number(`${text.slice(0, exponent)}e${Number(text.slice(exponent + 1)) - decimals}`);
 }
 
 /**
@@ -66,6 +89,34 @@ function isCanonicalMapping(config: MappingConfig): boolean {
     Object.keys(config.event_types ?? {}).length === 0 &&
     config.default_type === undefined
   );
+}
+
+/**
+ * What a mapping that reads says that is most likely not what was meant, by field (`time_zone`): a
+ * time_zone that is an abbreviation (`EST` is UTC-05:00 all year: zoneAbbreviationWarning), or one that
+ * applies to no time, as the pattern reads an offset with each. `validate` and `run` say them as warnings
+ * for every source whose config has a mapping (loadPipeline); the source runs as configured.
+ */
+export function mappingWarnings(config: MappingConfig): { field: string; message: string }[] {
+  const warnings: { field: string; message: string }[] = [];
+  const zone = config.time_zone;
+  if (typeof zone !== 'string') return warnings;
+  const abbreviation = zoneAbbreviationWarning(zone);
+  if (abbreviation !== undefined) warnings.push({ field: 'time_zone', message: abbreviation });
+  const format = config.time_format;
+  if (!isUtcZone(zone) && typeof format === 'string' && patternReadsOffset(format)) {
+    warnings.push({
+      field: 'time_zone',
+      message: `time_zone ${zone} applies to no time: time_format '${format}' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`,
+    });
+  }
+  return warnings;
+}
+
+/** Whether `format` is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters outside quotes that no other token has. */
+function patternReadsOffset(format: string): boolean {
+  if (format === 'iso8601' || format === 'epoch_ms' || format === 'epoch_s') return false;
+  return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
 
 /** A mapped event, or the reason the raw record cannot be one. */
@@ -255,12 +306,61 @@ const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
 
 /**
+ * How each offset letter of Java's DateTimeFormatter is written: its width, whether a colon parts hours
+ * from minutes, and whether `Z` stands for +00:00 (XXX and XX: `Z`; xxx, xx and Z: `+0000`).
+ */
+const offsetForms = {
+  XXX: { width: 6, colon: true, zulu: true }, // +01:00, Z
+  XX: { width: 5, colon: false, zulu: true }, // +0100, Z
+  xxx: { width: 6, colon: true, zulu: false }, // +01:00
+  xx: { width: 5, colon: false, zulu: false }, // +0100
+  ZZZ: { width: 5, colon: false, zulu: false }, // +0100: Z, ZZ and ZZZ are one form in Java
+  ZZ: { width: 5, colon: false, zulu: false },
+  Z: { width: 5, colon: false, zulu: false },
+} as const;
+type OffsetToken = keyof typeof offsetForms;
+
+/**
+ * The letters read beyond fixed-width numbers, as Java's DateTimeFormatter reads them: MMM (Jan to
+ * Dec), hh with a (a 12-hour clock, AM or PM) and an offset. Looked for before fieldTokens (MMM before MM).
+ */
+const textTokens = ['MMM', 'hh', 'a', 'XXX', 'XX', 'xxx', 'xx', 'ZZZ', 'ZZ', 'Z'] as const;
+type TextToken = (typeof textTokens)[number];
+
+const isOffsetToken = (token: TextToken): token is OffsetToken => Object.hasOwn(offsetForms, token);
+
+/** What MMM reads, in any case: English month abbreviations. */
+const MONTH_ABBREVIATIONS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] as const;
+
+/** The month (1-12) of the English abbreviation at `at`, in any case; NaN where there is none. */
+function monthAbbreviationAt(text: string, at: number): number {
+  // `| 32` lowers an ASCII capital and leaves a small letter; no other character becomes a small letter by it.
+  const first = text.charCodeAt(at) | 32;
+  const second = text.charCodeAt(at + 1) | 32;
+  const third = text.charCodeAt(at + 2) | 32;
+  for (let month = 0; month < 12; month++) {
+    const name = MONTH_ABBREVIATIONS[month]!;
+    if (name.charCodeAt(0) === first && name.charCodeAt(1) === second && name.charCodeAt(2) === third) return month + 1;
+  }
+  return NaN;
+}
+
+/** The hours AM or PM (any case) at `at` adds to an hour of a 12-hour clock made 0-11: 0, 12, or NaN for neither. */
+function meridiemAt(text: string, at: number): number {
+  if ((text.charCodeAt(at + 1) | 32) !== 109 /* m */) return NaN;
+  const first = text.charCodeAt(at) | 32;
+  return first === 97 /* a */ ? 0 : first === 112 /* p */ ? 12 : NaN;
+}
+
+/**
  * A fixed-width pattern such as `yyyy-MM-dd HH:mm:ss 'UTC'`, read as UTC, or in the zone of `toUtc`
  * where one is given. Fixed widths let the parser read digits by position instead of through a regular
- * expression: this runs once per event.
+ * expression: this runs once per event. The letters of textTokens (MMM, hh with a, an offset) are read
+ * by textPattern; a pattern without them by the reader here, unchanged by them.
  */
 export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser {
   const fields: { token: FieldToken; at: number }[] = [];
+  const texts: { token: TextToken; at: number }[] = [];
   const literals: { text: string; at: number }[] = [];
   let length = 0;
   for (let i = 0; i < pattern.length; ) {
@@ -273,6 +373,13 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
       i = end + 1;
       continue;
     }
+    const text = textTokens.find((candidate) => pattern.startsWith(candidate, i));
+    if (text) {
+      texts.push({ token: text, at: length });
+      length += isOffsetToken(text) ? offsetForms[text].width : text === 'a' ? 2 : text.length;
+      i += text.length;
+      continue;
+    }
     const token = fieldTokens.find((candidate) => pattern.startsWith(candidate, i));
     if (token) {
       fields.push({ token, at: length });
@@ -281,9 +388,9 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
       continue;
     }
     if (/[A-Za-z]/.test(pattern[i]!)) {
-      // Said with what a pattern reads instead: a Java or strftime habit (hh and a, MMM, XXX, Z) finds no such token here.
+      // Said with what a pattern reads instead: a Java or strftime habit (EEE, MMMM, z, yy) finds no such token here.
       throw new RangeError(
-        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, fixed-width numbers on a 24-hour clock, in UTC or mapping.time_zone (no AM/PM, month names or zone; a time with an offset, +01:00 or Z, reads with iso8601); quote literal text: 'UTC'`,
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'`,
       );
     }
     literals.push({ text: pattern[i]!, at: length });
@@ -291,6 +398,7 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     i += 1;
   }
   if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
+  if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
@@ -303,6 +411,69 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm) * 60_000 + parts.ss * 1000 + parts.SSS;
   };
   return toUtc === undefined ? read : (value) => toUtc(read(value));
+}
+
+/**
+ * compilePattern's reader of a pattern with letters of textTokens. An offset makes each time an
+ * instant: `toUtc` (mapping.time_zone) does not apply. XXX and XX may read `Z` in place of the offset
+ * written out, the one width that varies: what follows it then sits that many characters earlier.
+ */
+function textPattern(
+  pattern: string,
+  fields: readonly { token: FieldToken; at: number }[],
+  texts: readonly { token: TextToken; at: number }[],
+  literals: readonly { text: string; at: number }[],
+  length: number,
+  toUtc: LocalToUtc | undefined,
+): TimeParser {
+  const said = `time_format '${pattern}'`;
+  for (const { token } of texts) {
+    if (texts.filter((text) => text.token === token).length > 1) throw new RangeError(`${said}: ${token} twice; a pattern reads it once`);
+  }
+  const offsets = texts.filter(({ token }) => isOffsetToken(token));
+  if (offsets.length > 1) throw new RangeError(`${said}: two offsets (${offsets.map(({ token }) => token).join(' and ')}); a pattern reads one`);
+  const atOf = (token: TextToken): number => texts.find((text) => text.token === token)?.at ?? -1;
+  const monthAt = atOf('MMM');
+  const hourAt = atOf('hh');
+  const meridiemTokenAt = atOf('a');
+  if (hourAt >= 0 && meridiemTokenAt < 0) throw new RangeError(`${said}: hh (an hour from 01 to 12) needs a (AM or PM) beside it; an hour from 00 to 23 is HH`);
+  if (meridiemTokenAt >= 0 && hourAt < 0) throw new RangeError(`${said}: a (AM or PM) needs hh (an hour from 01 to 12) beside it; HH is an hour from 00 to 23, without a`);
+  if (hourAt >= 0 && fields.some(({ token }) => token === 'HH')) throw new RangeError(`${said}: HH and hh both; a pattern reads the hour once, HH (00 to 23) or hh (01 to 12) with a`);
+  if (monthAt >= 0 && fields.some(({ token }) => token === 'MM')) throw new RangeError(`${said}: MM and MMM both; a pattern reads the month once, MM (01 to 12) or MMM (Jan to Dec)`);
+  const offsetToken = offsets[0]?.token as OffsetToken | undefined;
+  const offsetAt = offsets[0]?.at ?? length;
+  const offset = offsetToken === undefined ? undefined : offsetForms[offsetToken];
+  // How much shorter a time is with `Z` in place of the offset written out; 0: no `Z` is read.
+  const zuluShorter = offset?.zulu ? offset.width - 1 : 0;
+  const read: TimeParser = (value) => {
+    if (typeof value !== 'string') return NaN;
+    let shift = 0; // of what follows the offset
+    let offsetMinutes = 0;
+    if (value.length !== length) {
+      if (zuluShorter === 0 || value.length !== length - zuluShorter || value.charCodeAt(offsetAt) !== 90 /* Z */) return NaN;
+      shift = zuluShorter;
+    } else if (offset !== undefined) {
+      const sign = value.charCodeAt(offsetAt);
+      const hours = digitsAt(value, offsetAt + 1, 2);
+      const minutes = digitsAt(value, offsetAt + (offset.colon ? 4 : 3), 2);
+      if ((sign !== 43 /* + */ && sign !== 45) /* - */ || (offset.colon && value.charCodeAt(offsetAt + 3) !== 58) /* : */ || !(hours <= 23 && minutes <= 59)) return NaN;
+      offsetMinutes = sign === 43 ? hours * 60 + minutes : -(hours * 60 + minutes);
+    }
+    for (const literal of literals) if (!value.startsWith(literal.text, literal.at > offsetAt ? literal.at - shift : literal.at)) return NaN;
+    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) parts[field.token] = digitsAt(value, field.at > offsetAt ? field.at - shift : field.at, field.token.length);
+    if (monthAt >= 0) parts.MM = monthAbbreviationAt(value, monthAt > offsetAt ? monthAt - shift : monthAt);
+    if (hourAt >= 0) {
+      const hour = digitsAt(value, hourAt > offsetAt ? hourAt - shift : hourAt, 2);
+      const added = meridiemAt(value, meridiemTokenAt > offsetAt ? meridiemTokenAt - shift : meridiemTokenAt);
+      // 12 AM is midnight, 12 PM noon; 00 and 13 are no hours of this clock.
+      parts.HH = hour >= 1 && hour <= 12 ? (hour % 12) + added : NaN;
+    }
+    // As the reader of plain patterns: a day that does not exist, a leap second, are no times (a NaN part is none).
+    if (!isDate(parts.yyyy, parts.MM, parts.dd) || !(parts.HH <= 23 && parts.mm <= 59 && parts.ss <= 59 && parts.SSS >= 0)) return NaN;
+    return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm - offsetMinutes) * 60_000 + parts.ss * 1000 + parts.SSS;
+  };
+  return toUtc === undefined || offset !== undefined ? read : (value) => toUtc(read(value));
 }
 
 /** Most distinct unknown event types {@link unknownEventTypeWarning} tells of: free-form types would log without end. */
@@ -437,6 +608,11 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const defaultType = config.default_type;
   const decimalComma = config.decimal_separator === ',';
   const readPrice = decimalComma ? decimalCommaNumber : decimalNumber;
+  const priceDivisor = config.price_divisor;
+  if (priceDivisor !== undefined && !PRICE_DIVISORS.includes(priceDivisor)) {
+    // Checked again here for a mapping that reaches the mapper without validation (a user's source).
+    throw new RangeError(`price_divisor ${String(priceDivisor)}: expected one of ${PRICE_DIVISORS.join(', ')} (100: prices in cents)`);
+  }
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
 
   return (input, origin) => {
@@ -492,8 +668,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     let rawPrice = priceInherited ? ownValue(raw, priceField) : raw[priceField];
     if (rawPrice === undefined && pricePath !== undefined) rawPrice = valueAtPath(raw, pricePath);
     if (rawPrice !== undefined && rawPrice !== null && rawPrice !== '') {
-      const price = readPrice(rawPrice);
-      if (!Number.isFinite(price)) {
+      const written = readPrice(rawPrice);
+      if (!Number.isFinite(written)) {
         // Worded without quotes or digits: the run's summary counts reasons with those elided.
         const hint = decimalComma
           ? ' with a decimal comma (mapping.decimal_separator), dots only between groups of three digits'
@@ -504,8 +680,8 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       }
       // A negative price is bad input (a refund or a sign error upstream), not a price: the features
       // (price statistics, cart value, monetary value) would take it as one.
-      if (price < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
-      event.price = price;
+      if (written < 0) return { rejected: `${priceField}: expected a number of 0 or more, got ${describe(rawPrice)}` };
+      event.price = priceDivisor === undefined ? written : dividedPrice(written, priceDivisor);
     }
     let whole: Record<string, unknown> | undefined;
     if (attributesField !== undefined) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { localTimeToUtc, timeZoneProblem, utcToLocal } from './time-zone.js';
+import { canonicalTimeZone, localTimeToUtc, timeZoneProblem, utcToLocal, ZONE_ABBREVIATIONS, zoneAbbreviationWarning } from './time-zone.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -125,4 +125,45 @@ test('timeZoneProblem: none for a zone Intl knows (any case, an alias); for anot
   assert.equal(said('UTC+2'), "time_zone 'UTC+2': no such time zone (an offset is no zone: name the place, whose offset follows summer time)");
   assert.equal(said('Mars/Olympus_Mons'), "time_zone 'Mars/Olympus_Mons': no such time zone");
   assert.equal(said(''), "time_zone '': no such time zone");
+});
+
+test('zoneAbbreviationWarning: an abbreviation Intl takes as a zone (EST, CET, BST, est) is said with what it is read as, its offsets and the place most likely meant; a place, UTC or no zone is not (was: EST taken without a word, UTC-05:00 all summer)', () => {
+  // What this runtime's tz data reads each as: America/Panama from 2024b on, EST itself before.
+  const as = (zone: string): string => {
+    const read = canonicalTimeZone(zone)!;
+    return read.includes('/') ? ` as ${read}` : '';
+  };
+  const keep = (zone: string): string => {
+    const read = canonicalTimeZone(zone)!;
+    return read.includes('/') ? `; ${read} reads as ${zone} does, without this warning` : '';
+  };
+  assert.equal(
+    zoneAbbreviationWarning('EST'),
+    `time_zone 'EST' is an abbreviation, not a place: it is read${as('EST')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('EST')}`,
+  );
+  assert.equal(
+    zoneAbbreviationWarning('est'),
+    `time_zone 'est' is an abbreviation, not a place: it is read${as('est')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('est')}`,
+  );
+  assert.equal(
+    zoneAbbreviationWarning('CET'),
+    `time_zone 'CET' is an abbreviation, not a place: it is read${as('CET')}, UTC+01:00, UTC+02:00 in summer time; name the place meant, such as Europe/Paris or Europe/Berlin${keep('CET')}`,
+  );
+  // Java's ids, which ICU takes: BST is Bangladesh's, not British Summer Time.
+  assert.equal(
+    zoneAbbreviationWarning('BST'),
+    `time_zone 'BST' is an abbreviation, not a place: it is read${as('BST')}, UTC+06:00 all year (no summer time); name the place meant, most likely Europe/London (UTC+00:00, UTC+01:00 in summer time)${keep('BST')}`,
+  );
+  // Where the place meant is the one it is read as, there is no other way to keep it to tell of.
+  assert.match(zoneAbbreviationWarning('PST8PDT')!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
+  for (const zone of ['UTC', 'GMT', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'US/Eastern', 'GB', 'Japan', 'Etc/GMT+5', 'EDT', 'CEST', 'Mars/Olympus_Mons', '']) {
+    assert.equal(zoneAbbreviationWarning(zone), undefined, zone);
+  }
+  // Every abbreviation listed that this runtime takes is said, and every place it names is a zone.
+  for (const name of Object.keys(ZONE_ABBREVIATIONS)) {
+    if (timeZoneProblem(name) !== undefined) continue;
+    const warning = zoneAbbreviationWarning(name);
+    assert.ok(warning?.startsWith(`time_zone '${name}' is an abbreviation, not a place`), name);
+    for (const place of ZONE_ABBREVIATIONS[name]!) assert.equal(timeZoneProblem(place), undefined, `${name}: ${place}`);
+  }
 });

@@ -54,6 +54,94 @@ export function canonicalTimeZone(zone: string): string | undefined {
 }
 
 /**
+ * Names Intl takes as zones that are abbreviations, not places (in upper case), and the places most
+ * likely meant by whoever wrote them. IANA's legacy zones: `EST`, `MST`, `HST` are fixed offsets all year
+ * (a New York shop's `EST` is an hour off all summer); `CET`, `EST5EDT` and their kind are rules, or
+ * (tz data 2024b on) a city picked for them. And Java's three-letter ids, which ICU (Node's Intl) takes
+ * too, some as another place than the abbreviation is said of: `BST` is Asia/Dhaka, not London; `IST`
+ * Asia/Kolkata; `NST` Pacific/Auckland; `AST` America/Anchorage. No places listed: ids of no
+ * abbreviation in use, said with the zone they are read as.
+ */
+export const ZONE_ABBREVIATIONS: Readonly<Record<string, readonly string[]>> = {
+  EST: ['America/New_York'],
+  MST: ['America/Denver', 'America/Phoenix'],
+  HST: ['Pacific/Honolulu'],
+  EST5EDT: ['America/New_York'],
+  CST6CDT: ['America/Chicago'],
+  MST7MDT: ['America/Denver'],
+  PST8PDT: ['America/Los_Angeles'],
+  CET: ['Europe/Paris', 'Europe/Berlin'],
+  MET: ['Europe/Paris', 'Europe/Berlin'],
+  EET: ['Europe/Athens', 'Europe/Helsinki'],
+  WET: ['Europe/Lisbon'],
+  PST: ['America/Los_Angeles'],
+  CST: ['America/Chicago', 'Asia/Shanghai'],
+  AST: ['America/Halifax'],
+  BST: ['Europe/London'],
+  IST: ['Asia/Kolkata', 'Europe/Dublin'],
+  NST: ['America/St_Johns'],
+  SST: ['Pacific/Pago_Pago', 'Asia/Singapore'],
+  JST: ['Asia/Tokyo'],
+  EAT: ['Africa/Nairobi'],
+  CAT: ['Africa/Maputo'],
+  ECT: ['America/Guayaquil', 'Europe/Paris'],
+  ART: ['America/Argentina/Buenos_Aires'],
+  ACT: ['Australia/Darwin', 'Australia/Adelaide'],
+  AET: ['Australia/Sydney'],
+  AGT: [],
+  BET: [],
+  CNT: [],
+  CTT: [],
+  IET: [],
+  MIT: [],
+  NET: [],
+  PLT: [],
+  PNT: [],
+  PRT: [],
+  VST: [],
+};
+
+/**
+ * Why `zone`, a name Intl takes, is most likely not what was meant: an abbreviation, which names no place
+ * (`EST`: UTC-05:00 all year, where New York has summer time), said with the zone and offsets it is read as
+ * and the place most likely meant; undefined for any other name (a place, UTC, or no zone at all, which
+ * timeZoneProblem says). The mapping's `time_zone` and session-features' share it: a warning, not an
+ * error, as a fixed UTC-05:00 may be meant.
+ */
+export function zoneAbbreviationWarning(zone: string): string | undefined {
+  const key = zone.trim().toUpperCase();
+  if (!Object.hasOwn(ZONE_ABBREVIATIONS, key)) return undefined;
+  const read = canonicalTimeZone(zone);
+  if (read === undefined) return undefined;
+  // Tz data before 2024b reads `CET` as `CET` itself, later data as Europe/Brussels: said as this runtime reads it.
+  const readAsPlace = read.includes('/') ? read : undefined;
+  const offsets = yearOffsets(zone);
+  const listed = ZONE_ABBREVIATIONS[key]!;
+  const places = listed.length > 0 ? listed : readAsPlace === undefined ? [] : [readAsPlace];
+  const placeText = (place: string): string => {
+    const own = yearOffsets(place);
+    return own === offsets ? place : `${place} (${own})`;
+  };
+  const meant = places.length === 0 ? 'name the place meant' : places.length === 1 ? `name the place meant, most likely ${placeText(places[0]!)}` : `name the place meant, such as ${places.map(placeText).join(' or ')}`;
+  const keep = readAsPlace !== undefined && !places.some((place) => canonicalTimeZone(place) === readAsPlace) ? `; ${readAsPlace} reads as ${zone} does, without this warning` : '';
+  return `time_zone '${zone}' is an abbreviation, not a place: it is read${readAsPlace === undefined ? '' : ` as ${readAsPlace}`}, ${offsets}; ${meant}${keep}`;
+}
+
+/** A zone's offsets this year, as said: `UTC-05:00 all year (no summer time)`, or `UTC+01:00, UTC+02:00 in summer time`. */
+function yearOffsets(zone: string): string {
+  const offsetAt = intlOffsets(zone);
+  const year = new Date().getUTCFullYear();
+  const january = offsetAt(Date.UTC(year, 0, 15));
+  const july = offsetAt(Date.UTC(year, 6, 15));
+  const said = (offset: number): string => {
+    const minutes = Math.abs(offset) / 60_000;
+    return `UTC${offset < 0 ? '-' : '+'}${String(Math.floor(minutes / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
+  };
+  // Summer time is the later clock, in either hemisphere (January is summer in Sydney).
+  return january === july ? `${said(january)} all year (no summer time)` : `${said(Math.min(january, july))}, ${said(Math.max(january, july))} in summer time`;
+}
+
+/**
  * The name most likely meant, as ` (did you mean ...)`: a city alone (`Berlin`, `new york`), the name
  * with stray spaces, or one a few letters away (`Europe/Berln`). Intl itself matches names in any case.
  */

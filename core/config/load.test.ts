@@ -7,6 +7,7 @@ import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineO
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
+import { canonicalTimeZone, zoneAbbreviationWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
 
 const dir = tempFolder({ after }, 'config');
@@ -93,6 +94,15 @@ test('mapping.time_zone that is no zone is a config error at its position, with 
     `P:10:18: $.sources[1].mapping.time_zone: time_zone '+01:00': no such time zone (an offset is no zone: name the place, whose offset follows summer time)${expected}`,
   ]);
   assert.deepEqual(await problemsOf('sources:\n  - type: file\n    path: x.csv\n    mapping: { time_zone: europe/berlin }\nsinks: [{type: stdout}]\n'), []);
+});
+
+test('mapping.price_divisor that is no power of ten (0, negative, 0.01, text) is a config error at its position, with the divisors taken; 100 loads', async () => {
+  const yaml = (divisor: string): string => `sources:\n  - type: file\n    path: x.jsonl\n    mapping: { price_divisor: ${divisor} }\nsinks: [{type: stdout}]\n`;
+  for (const [divisor, shown] of [['0', '0'], ['-100', '-100'], ['0.01', '0.01'], ['cents', '"cents"'], ['"100"', '"100"']]) {
+    assert.deepEqual(await problemsOf(yaml(divisor)), [`P:4:31: $.sources[0].mapping.price_divisor: must be one of: 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, got ${shown}`], divisor);
+  }
+  assert.deepEqual(await problemsOf(yaml('100')), []);
+  assert.deepEqual(await problemsOf(yaml('1000000')), []);
 });
 
 test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missing variable is an error at its position', async () => {
@@ -1291,6 +1301,45 @@ test("session-features whose hours would not be the source's clock's is a warnin
   }
   // A warning is no error: an error of another stage beside it is said alone, as before.
   assert.deepEqual(await problemsOf(yaml([berlin], '{type: session-features}\n  - {type: user-features, horizons: [1d, 1d]}')), ['P:6:42: $.stages[2].horizons[1]: the same as horizons[0], got "1d"']);
+});
+
+test('a time_zone that is an abbreviation (EST, CET), in any source\'s mapping (file, kafka) or session-features, is a warning at its position with the place most likely meant, not an error; so is a mapping time_zone that a pattern with an offset leaves to no time (was: taken without a word)', async () => {
+  const file = join(dir, 'abbreviations.yaml');
+  writeFileSync(
+    file,
+    [
+      'sources:',
+      '  - type: file',
+      '    path: x.jsonl',
+      '    mapping: { time_zone: EST }',
+      '  - type: kafka',
+      '    brokers: "k:9092"',
+      '    topics: [t]',
+      '    group: g',
+      '    mapping:',
+      '      time_format: "yyyy-MM-dd HH:mm:ssXXX"',
+      '      time_zone: Europe/Berlin',
+      'stages:',
+      '  - {type: sessionizer}',
+      '  - {type: session-features, time_zone: CET}',
+      'sinks: [{type: stdout}]',
+    ].join('\n'),
+  );
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  const again: ConfigProblem[] = [];
+  assert.deepEqual(loadedPipelineProblems(loaded, again), [], 'no problem');
+  const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, path, message }) => `${line}: ${path}: ${message}`);
+  assert.deepEqual(said(again), said(loaded.warnings ?? []), 'the runner finds the same warnings');
+  assert.deepEqual(
+    (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })),
+    [
+      `P:4:16: warning: $.sources[0].mapping.time_zone: ${zoneAbbreviationWarning('EST')!}`,
+      "P:11:7: warning: $.sources[1].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin",
+      `P:14:30: warning: $.stages[1].time_zone: ${zoneAbbreviationWarning('CET')!}`,
+      // The hours taken in another zone than the first source's, as before (its zone by the name this runtime reads it as).
+      `P:14:30: warning: $.stages[1].time_zone: time_zone CET takes the hour-of-day and day-of-week features in another zone than the times are read in: source source-file-0 reads its times in ${canonicalTimeZone('EST')!} (mapping.time_zone); set time_zone: ${canonicalTimeZone('EST')!} on this stage, unless the hours of a clock in CET are meant`,
+    ],
+  );
 });
 
 test('a list that names one thing twice is refused at the later item, naming the earlier: hash-features fields (the field would count double), user-features horizons (the same features under two names; one duration written two ways too, by validate and by the factory)', async () => {

@@ -11,7 +11,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
-import { timeFormatProblem } from '../mapping.js';
+import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
@@ -384,6 +384,12 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
   ];
   const appended = entries.stages.map((resolved) => resolved.plugin.featureNames?.(pluginConfig(resolved.entry) as never));
   for (const { resolved, self, base, stage } of located) {
+    // The mapping sources share (`tributary:mapping`), whichever plugin reads it (file, stdin, kafka, a user's): its warnings, said here for all.
+    const mapping = self.config.mapping;
+    const declared = (resolved.plugin.config.properties as Record<string, { $ref?: unknown }> | undefined)?.mapping;
+    if (resolved.plugin.kind === 'source' && declared?.$ref === 'tributary:mapping' && typeof mapping === 'object' && mapping !== null) {
+      for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping'], message, field));
+    }
     for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
       (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, [], problem.message, problem.field));
     }

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal, zoneAbbreviationWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 import { inFloat32Range } from './vector.js';
@@ -57,7 +57,7 @@ export default defineOperator<SessionFeaturesConfig>({
           'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
           'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there, `validate` and `run` warn of a stage ' +
           'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). Not set with `utc_offset_minutes`. ' +
-          'A name that is no zone is a config error, with the zone most likely meant.',
+          'A name that is no zone is a config error, with the zone most likely meant; an abbreviation Intl takes (`EST`, a fixed UTC-5 all year; `CET`; `BST`, which it reads as Bangladesh\'s) is a warning of `validate` and `run`, with the place most likely meant.',
       },
       utc_offset_minutes: {
         type: 'integer',
@@ -70,7 +70,7 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
-  checkPipeline: (config, pipeline): EntryProblem[] => [...bothTimeSettings(config), ...sourceZoneWarnings(config, pipeline)],
+  checkPipeline: (config, pipeline): EntryProblem[] => [...bothTimeSettings(config), ...abbreviatedZoneWarnings(config), ...sourceZoneWarnings(config, pipeline)],
   featureNames: () => sessionFeatureNames,
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
@@ -127,6 +127,12 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
       message: `time_zone ${config.time_zone} takes the hour-of-day and day-of-week features in another zone than the times are read in: ${read}; set time_zone: ${first.zone} on this stage, unless the hours of a clock in ${config.time_zone} are meant`,
     },
   ];
+}
+
+/** A time_zone that is an abbreviation, not a place (`EST`: UTC-05:00 all year): a warning, said as the mapping's is (zoneAbbreviationWarning). */
+function abbreviatedZoneWarnings(config: SessionFeaturesConfig): EntryProblem[] {
+  const message = config.time_zone === undefined ? undefined : zoneAbbreviationWarning(config.time_zone);
+  return message === undefined ? [] : [{ field: 'time_zone', severity: 'warning', message }];
 }
 
 /** time_zone and utc_offset_minutes both set: one of them is ignored otherwise, and which is not obvious. */
