@@ -100,21 +100,24 @@ export default defineOperator<SessionFeaturesConfig>({
  */
 function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOutline): EntryProblem[] {
   if (config.utc_offset_minutes !== undefined) return [];
-  const sourceZones: { label: string; zone: string }[] = [];
+  // zone compares (canonical); written is the name as the source's config gives it, which the messages
+  // repeat: EST's canonical name is America/Panama, a place its user never wrote.
+  const sourceZones: { label: string; zone: string; written: string }[] = [];
   for (const source of pipeline.sources) {
     const mapping = source.config.mapping as { time_zone?: unknown } | undefined;
-    const zone = typeof mapping?.time_zone === 'string' ? canonicalTimeZone(mapping.time_zone) : undefined;
-    if (zone !== undefined && zone !== 'UTC') sourceZones.push({ label: source.label, zone });
+    const written = typeof mapping?.time_zone === 'string' ? mapping.time_zone : undefined;
+    const zone = written === undefined ? undefined : canonicalTimeZone(written);
+    if (written !== undefined && zone !== undefined && zone !== 'UTC') sourceZones.push({ label: source.label, zone, written });
   }
   const first = sourceZones[0];
   if (first === undefined) return [];
-  const read = `source ${first.label} reads its times in ${first.zone} (mapping.time_zone)`;
+  const read = `source ${first.label} reads its times in ${first.written} (mapping.time_zone)`;
   if (config.time_zone === undefined) {
     return [
       {
         field: 'time_zone',
         severity: 'warning',
-        message: `neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while ${read}: set time_zone: ${first.zone} on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)`,
+        message: `neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while ${read}: set time_zone: ${first.written} on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)`,
       },
     ];
   }
@@ -124,7 +127,7 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
     {
       field: 'time_zone',
       severity: 'warning',
-      message: `time_zone ${config.time_zone} takes the hour-of-day and day-of-week features in another zone than the times are read in: ${read}; set time_zone: ${first.zone} on this stage, unless the hours of a clock in ${config.time_zone} are meant`,
+      message: `time_zone ${config.time_zone} takes the hour-of-day and day-of-week features in another zone than the times are read in: ${read}; set time_zone: ${first.written} on this stage, unless the hours of a clock in ${config.time_zone} are meant`,
     },
   ];
 }
