@@ -7,7 +7,7 @@ import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, scoreNotes, type BacktestResultRecord } from './backtest.js';
 import { tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -488,4 +488,56 @@ test('metrics.json keeps a model named __proto__ (was dropped: an assignment set
   const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
   assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
   assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
+});
+
+test('backtest of a short file: a model that learnt nothing before its labels came (AUC 0.5) and one with no label say why, on the console, in the result record and in report.html; metrics.json keeps its numbers (was a bare 0.5 and a bare -)', (t) => {
+  const dir = tempFolder(t, 'backtest-cold');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${shopperLines(9, 40, 600).join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  // A learning batch larger than the file's labels: the logistic model learns only at the end of input, after every label was scored.
+  writeFileSync(
+    pipeline,
+    `name: cold
+sources: [{ type: stdin, format: jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 100000 } }
+  - { type: churn-model, name: churn-lr, backend: cpu, horizon: 30d }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const report = join(dir, 'report');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { models: Record<string, Record<string, number | null>> };
+  const intent = metrics.models['intent-lr']!;
+  assert.ok(intent.n! > 0 && intent.positives! > 0 && intent.positives! < intent.n!, JSON.stringify(intent));
+  assert.equal(intent.auc, 0.5, 'the prior for every prediction: the AUC is what it is, not hidden');
+  assert.deepEqual(Object.keys(intent), ['auc', 'logloss', 'brier', 'n', 'positives']);
+  assert.deepEqual([metrics.models['churn-lr']!.n, metrics.models['churn-lr']!.auc], [0, null]);
+  const [result] = backtestResults(run.stderr);
+  assert.match(result!.msg, /intent-lr AUC 0\.5000 \(every label scored before it learnt\)/);
+  assert.match(result!.msg, /churn-lr AUC - \(no label\)/);
+  assert.match(result!.notes!['intent-lr']![0]!, new RegExp(`^all ${intent.n} labels scored predictions made before the model had learnt from any label`));
+  assert.match(result!.notes!['churn-lr']![0]!, /^no label: all \d+ predictions still awaited their outcome when the input ended/);
+  const html = readFileSync(join(report, 'report.html'), 'utf8');
+  assert.match(html, /<div id="score-notes"[^]*intent-lr<\/code>: all \d+ labels scored predictions made before the model had learnt[^]*churn-lr<\/code>: no label/);
+});
+
+test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
+  const counts = { predictions: 100, unlabelledAtEnd: 0, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 };
+  assert.deepEqual(scoreNotes({ summary: { n: 80, positives: 0, auc: null, logloss: 0.1, brier: 0.01 }, counts: { ...counts, unlabelledAtEnd: 20 } }), {
+    reason: 'one class: every label negative',
+    notes: ['no AUC: all 80 labels were negative, and an AUC needs both outcomes'],
+  });
+  const diverged = scoreNotes({ summary: { n: 10, positives: 3, auc: 0.5, logloss: 0.7, brier: 0.2 }, counts: { ...counts, invalidScores: 90, scoredBeforeLearning: 4 } });
+  assert.equal(diverged.reason, 'diverged: 90 of 100 predictions not a number');
+  assert.deepEqual(diverged.notes, [
+    '4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model)',
+    '90 of 100 predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate',
+  ]);
+  assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0, auc: null, logloss: 0, brier: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });
+  assert.deepEqual(scoreNotes({ summary: { n: 100, positives: 9, auc: 0.8, logloss: 0.2, brier: 0.05 }, counts }), { notes: [] });
 });

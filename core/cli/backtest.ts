@@ -58,6 +58,8 @@ export interface BacktestResultRecord {
   reportFile: string;
   /** As in metrics.json. */
   warmStarts?: BacktestMetrics['warmStarts'];
+  /** What the scores do not show by themselves (see scoreNotes), by model; absent: nothing to say. */
+  notes?: Record<string, string[]>;
 }
 
 /** A saved model a model started from: its file and learning steps (a `model_metrics` record's `warmStart`). */
@@ -66,11 +68,66 @@ export interface WarmStart {
   steps: number;
 }
 
+/** The counts of a `model_metrics` record that say why a model's scores are null or say little; absent from a plugin that does not count them. */
+interface ReportCounts {
+  predictions?: number;
+  unlabelledAtEnd?: number;
+  overflow?: number;
+  expired?: number;
+  invalidScores?: number;
+  scoredBeforeLearning?: number;
+}
+
 interface ModelReport extends StreamRecord {
   model: string;
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
   /** Absent from a plugin that does not say. */
   warmStart?: WarmStart | null;
+  counts?: ReportCounts;
+}
+
+/** What a model's scores do not show by themselves: `reason`, in a few words, why its AUC is null or measures nothing learnt; `notes`, each said whole. */
+export interface ScoreNotes {
+  reason?: string;
+  notes: string[];
+}
+
+/**
+ * Said beside a model's scores (console, result record, report.html), so a null AUC or a bare 0.5 is not left to
+ * guess: no label, one class only, every label scored before the model learnt, predictions that were not a number.
+ * From its report's summary and counts; metrics.json keeps its contract (the numbers, unchanged).
+ */
+export function scoreNotes(report: Pick<ModelReport, 'summary' | 'counts'>): ScoreNotes {
+  const { n, positives } = report.summary;
+  const c = report.counts ?? {};
+  const predictions = c.predictions ?? 0;
+  const invalid = c.invalidScores ?? 0;
+  const before = c.scoredBeforeLearning ?? 0;
+  const notes: string[] = [];
+  let reason: string | undefined;
+  const of = (count: number, total: number): string => (count === total ? `all ${total}` : `${count} of ${total}`);
+  if (n === 0) {
+    reason = 'no label';
+    const waiting = c.unlabelledAtEnd ?? 0;
+    const dropped = (c.overflow ?? 0) + (c.expired ?? 0);
+    if (predictions === 0) notes.push('no label: the model made no prediction');
+    else if (waiting > 0)
+      notes.push(`no label: ${of(waiting, predictions)} predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels`);
+    if (dropped > 0) notes.push(`${of(dropped, predictions)} predictions were dropped unlabelled (label_buffer.max_size, label_buffer.timeout)`);
+  } else if (positives === 0 || positives === n) {
+    reason = `one class: every label ${positives === 0 ? 'negative' : 'positive'}`;
+    notes.push(`no AUC: all ${n} labels were ${positives === 0 ? 'negative' : 'positive'}, and an AUC needs both outcomes`);
+  }
+  if (n > 0 && before === n) {
+    reason ??= 'every label scored before it learnt';
+    notes.push(`all ${n} labels scored predictions made before the model had learnt from any label (it learns once batch.learn_size labels have come): the scores measure the untrained model (a logistic one predicts its prior, the same for every event: AUC 0.5), not what it learns`);
+  } else if (before > 0) notes.push(`${before} of ${n} labels scored predictions made before the model had learnt from any label (the untrained model)`);
+  if (invalid > 0) {
+    // The most telling: what was scored came before the model diverged, if anything was.
+    reason = `diverged: ${of(invalid, predictions)} predictions not a number`;
+    notes.push(`${of(invalid, predictions)} predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate`);
+  }
+  return { ...(reason ? { reason } : {}), notes };
 }
 
 /** The warm-started models of the reports, by name, in their order. */
@@ -227,6 +284,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const metrics = backtestMetrics(stats, reports);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
+  const notesOf = new Map(reports.map((report) => [report.model, scoreNotes(report)]));
+  const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
   writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
@@ -237,6 +296,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     metricsFile: join(dir, 'metrics.json'),
     reportFile: join(dir, 'report.html'),
     ...(metrics.warmStarts ? { warmStarts: metrics.warmStarts } : {}),
+    ...(notes.length > 0 ? { notes: Object.fromEntries(notes) } : {}),
   };
   const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
@@ -245,10 +305,14 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     for (const [name, m] of Object.entries(metrics.models)) {
       const warm = warmOf.get(name);
       process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
+      for (const note of notesOf.get(name)?.notes ?? []) process.stderr.write(`    ${note}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
-    const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}`);
+    const aucs = Object.entries(metrics.models).map(([name, m]) => {
+      const reason = notesOf.get(name)?.reason;
+      return `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}${reason ? ` (${reason})` : ''}`;
+    });
     resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
   const rejected = everyRecordDeadLettered(stats);
@@ -285,6 +349,12 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   const warm = Object.entries(metrics.warmStarts ?? {})
     .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
     .join('');
+  // Said in the page itself too: why a score is null, or says less than it seems to.
+  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotes(report as ModelReport).notes] as const).filter(([, notes]) => notes.length > 0);
+  const notesNote =
+    noted.length === 0
+      ? ''
+      : `<div id="score-notes" class="warning"><p><strong>Read the scores with these notes.</strong></p><ul>${noted.map(([model, notes]) => `<li>model <code>${escapeHtml(model)}</code>: ${notes.map(escapeHtml).join('; ')}</li>`).join('')}</ul></div>`;
   const warmNote = warm
     ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high. Set <code>checkpoint.warm_start: false</code> (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score.</p></div>`
     : '';
@@ -296,6 +366,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}ta
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
 <p>Input: <code>${escapeHtml(input)}</code>. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
 ${warmNote}
+${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
 <div id="models"></div>
 <script>${script}</script>
