@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runInNewContext } from 'node:vm';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, scoreNotes, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, reportHtml, scoreNotes, type BacktestResultRecord } from './backtest.js';
 import { tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -540,4 +541,95 @@ test('scoreNotes: one class, a diverged model, some labels scored before learnin
   ]);
   assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0, auc: null, logloss: 0, brier: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });
   assert.deepEqual(scoreNotes({ summary: { n: 100, positives: 9, auc: 0.8, logloss: 0.2, brier: 0.05 }, counts }), { notes: [] });
+});
+
+/** A minimal DOM element: what report.html's script builds its page with. */
+class FakeElement {
+  children: FakeElement[] = [];
+  attributes: Record<string, string> = {};
+  textContent = '';
+  className = '';
+  constructor(readonly tag: string) {}
+  appendChild(child: FakeElement): FakeElement {
+    this.children.push(child);
+    return child;
+  }
+  setAttribute(name: string, value: string): void {
+    this.attributes[name] = value;
+  }
+}
+
+interface DrawnPlot {
+  opts: { title: string; axes: { label: string }[]; tzDate?: (ts: number) => unknown; series: { label?: string }[] };
+  data: unknown[][];
+  box: FakeElement;
+}
+
+/** Runs report.html's own script (the last one) against a fake DOM and a uPlot that records each plot: what a browser would draw. */
+function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement } {
+  const scripts = [...html.matchAll(/<script>([^]*?)<\/script>/g)].map((match) => match[1]!);
+  const models = new FakeElement('div');
+  const elements: Record<string, FakeElement> = { summary: new FakeElement('table'), models };
+  const plots: DrawnPlot[] = [];
+  const uPlot = Object.assign(
+    function (this: unknown, opts: DrawnPlot['opts'], data: unknown[][], box: FakeElement) {
+      plots.push({ opts, data, box });
+    },
+    { tzDate: (date: Date, zone: string) => ({ date, zone }) },
+  );
+  runInNewContext(scripts.at(-1)!, { document: { getElementById: (id: string) => elements[id], createElement: (tag: string) => new FakeElement(tag) }, uPlot });
+  return { plots, models };
+}
+
+test('report.html: each plot has a title, labelled axes (event time in UTC, log loss in nats) and an aria-label; a model with no label or one class shows why in a plot\'s place, not an empty frame or a chance line as its ROC (was both); the page says where it came from', () => {
+  const time = Date.parse('2019-10-01T00:00:00Z');
+  const report = (model: string, n: number, positives: number, timeline: boolean) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'logistic',
+    backend: 'cpu',
+    features: ['s_events'],
+    summary: { n, positives, baseRate: n ? positives / n : 0, auc: positives > 0 && positives < n ? 0.7 : null, logloss: 0.3, brier: 0.1 },
+    calibration: n ? [{ lower: 0, upper: 0.1, count: n, meanScore: 0.05, positiveRate: positives / n }] : [{ lower: 0, upper: 0.1, count: 0, meanScore: 0, positiveRate: 0 }],
+    roc: { fpr: [0, 0.5, 1], tpr: [0, 0.8, 1] },
+    timeline: timeline ? [{ time, n: 250, auc: 0.7, logloss: 0.3, cumulativeAuc: 0.7 }] : [],
+    counts: { predictions: n + 10, labels: n, unlabelledAtEnd: 10, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 },
+    warmStart: null,
+  });
+  const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false), report('negatives', 40, 0, false)];
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
+  const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], input: { bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }, generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
+  const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
+  assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
+  assert.match(html, /<code>\/data\/in\.csv<\/code> \(1234 bytes, modified 2024-01-01T00:00:00\.000Z\)/);
+  assert.doesNotMatch(html, /\s(src|href)=/, 'nothing loaded from elsewhere');
+  const { plots, models } = renderReport(html);
+  const sections = models.children.filter((child) => child.className === 'plots');
+  assert.equal(sections.length, 3);
+  const shown = sections.map((section) => section.children.map((box) => (box.attributes.role === 'img' ? `plot ${box.attributes['aria-label']}` : `none ${box.children.map((c) => c.textContent).join(': ')}`)));
+  assert.deepEqual(shown[0], [
+    'plot ROC curve: true positive rate by false positive rate',
+    'plot Calibration: observed positive rate by mean predicted probability',
+    'plot AUC over event time: AUC by event time (UTC)',
+    'plot Log loss over event time: log loss (nats) by event time (UTC)',
+  ]);
+  assert.deepEqual(shown[1], ['none ROC curve: No label was scored: nothing to plot.', 'none Calibration: No label was scored: nothing to plot.', 'none AUC over event time: No label was scored: nothing to plot.', 'none Log loss over event time: No label was scored: nothing to plot.']);
+  assert.deepEqual(shown[2], [
+    'none ROC curve: None: all 40 labels were negative, and a ROC curve needs both outcomes.',
+    'plot Calibration: observed positive rate by mean predicted probability',
+    'none AUC over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
+    'none Log loss over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
+  ]);
+  for (const drawn of plots) {
+    assert.ok(drawn.opts.title && drawn.opts.axes.every((axis) => axis.label), `${drawn.opts.title}: titled, both axes labelled`);
+    if (drawn.opts.axes[0]!.label.startsWith('event time')) {
+      // The page's Date is the vm's: compared by value.
+      const shownAt = drawn.opts.tzDate!(1.5) as { date: Date; zone: string };
+      assert.deepEqual([shownAt.date.getTime(), shownAt.zone], [1500, 'Etc/UTC']);
+    }
+  }
+  // The notes of the models that have them, at their section.
+  const notes = models.children.filter((child) => child.className === 'warning').map((child) => child.textContent);
+  assert.deepEqual(notes, ['no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels', 'no AUC: all 40 labels were negative, and an AUC needs both outcomes']);
 });

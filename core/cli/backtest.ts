@@ -10,6 +10,8 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -286,7 +288,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
   const notesOf = new Map(reports.map((report) => [report.model, scoreNotes(report)]));
   const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
-  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
+  const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, input: { bytes: Number(inputStat.size), modified: inputStat.mtime.toISOString() }, generatedAt: new Date().toISOString(), ...tributaryBuild() };
+  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports, source));
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
@@ -335,22 +338,63 @@ function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolea
   return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
 }
 
+/** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */
+export interface ReportSource {
+  pipelineFile: string;
+  sets: readonly string[];
+  input: { bytes: number; modified: string };
+  generatedAt: string;
+  version?: string;
+  /** The commit of the checkout tributary runs from, when it is one (`-dirty` with uncommitted changes). */
+  commit?: string;
+}
+
+/** This build's package version and, when it runs from a git checkout, its commit: what made a report. */
+function tributaryBuild(): { version?: string; commit?: string } {
+  for (let at = dirname(fileURLToPath(import.meta.url)); ; at = dirname(at)) {
+    const manifest = join(at, 'package.json');
+    const stat = statIfAny(manifest);
+    if (stat?.isFile()) {
+      let version: string | undefined;
+      try {
+        const parsed = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+        if (parsed.name !== 'tributary') continue;
+        version = parsed.version;
+      } catch {
+        continue;
+      }
+      // An installed package has no .git: its version alone says what it is.
+      const git = spawnSync('git', ['-C', at, 'describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8', timeout: 5000 });
+      const commit = git.status === 0 ? git.stdout.trim() : undefined;
+      return { ...(version ? { version } : {}), ...(commit ? { commit } : {}) };
+    }
+    if (dirname(at) === at) return {};
+  }
+}
+
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+function sourceHtml(source: ReportSource): string {
+  const sets = source.sets.length === 0 ? 'none' : source.sets.map((set) => `<code>--set ${escapeHtml(set)}</code>`).join(', ');
+  const build = [source.version ? `tributary ${escapeHtml(source.version)}` : 'tributary', source.commit ? `commit <code>${escapeHtml(source.commit)}</code>` : ''].filter(Boolean).join(', ');
+  return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>`;
+}
+
 /** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
-export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[]): string {
+export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
   const require = createRequire(import.meta.url);
   const uplotDir = resolve(require.resolve('uplot'), '..');
   const script = readFileSync(join(uplotDir, 'uPlot.iife.min.js'), 'utf8');
   const css = readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8');
   // `<` escaped so no data value can close the script element.
-  const data = JSON.stringify({ metrics, reports }).replace(/</g, '\\u003c');
+  // Why a score is null, or says less than it seems to: at the top of the page (without its script too) and at each model.
+  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotes(report as ModelReport).notes] as const).filter(([, notes]) => notes.length > 0);
+  const notes = Object.fromEntries(noted);
+  const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
   // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
   const warm = Object.entries(metrics.warmStarts ?? {})
     .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
     .join('');
-  // Said in the page itself too: why a score is null, or says less than it seems to.
-  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotes(report as ModelReport).notes] as const).filter(([, notes]) => notes.length > 0);
   const notesNote =
     noted.length === 0
       ? ''
@@ -362,9 +406,10 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
 <html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
 <style>${css}
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}</style></head>
+.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}.no-plot{width:420px;height:300px;border:1px dashed #ccc;padding:1em;box-sizing:border-box;color:#555}</style></head>
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
-<p>Input: <code>${escapeHtml(input)}</code>. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+<p>Input: <code>${escapeHtml(input)}</code>${source ? ` (${source.input.bytes} bytes, modified ${escapeHtml(source.input.modified)})` : ''}. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+${source ? sourceHtml(source) : ''}
 ${warmNote}
 ${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
@@ -381,22 +426,53 @@ for (const r of DATA.reports) {
   table.appendChild(row);
 }
 const root = document.getElementById('models');
+// Event times are shown in UTC (the data's own zone is not known here), and said so on the axis.
+const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC');
 function plot(title, xlabel, ylabel, data, series, opts = {}) {
   const box = document.createElement('div');
-  new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, axes: [{ label: xlabel }, { label: ylabel }],
+  box.setAttribute('role', 'img');
+  box.setAttribute('aria-label', title + ': ' + ylabel + ' by ' + xlabel);
+  new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, ...(opts.time ? { tzDate: utc } : {}), axes: [{ label: xlabel }, { label: ylabel }],
     series: [{}, ...series.map((s, i) => ({ label: s, stroke: ['#1f77b4', '#d62728', '#2ca02c', '#999'][i], points: { show: !!opts.points } }))] }, data, box);
+  return box;
+}
+// In a plot's place, why it has nothing to show (an empty frame, or a ROC drawn as the chance line, would read as a result).
+function none(title, why) {
+  const box = document.createElement('div'); box.className = 'no-plot';
+  const h = document.createElement('strong'); h.textContent = title; box.appendChild(h);
+  const p = document.createElement('p'); p.textContent = why; box.appendChild(p);
   return box;
 }
 for (const r of DATA.reports) {
   const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + (r.warmStart ? ', warm start from ' + r.warmStart.file : '') + ')'; root.appendChild(h);
+  for (const note of DATA.notes[r.model] || []) { const p = document.createElement('p'); p.className = 'warning'; p.textContent = note; root.appendChild(p); }
   const plots = document.createElement('div'); plots.className = 'plots'; root.appendChild(plots);
-  plots.appendChild(plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance']));
+  const s = r.summary, labelled = s.n > 0, bothClasses = s.positives > 0 && s.positives < s.n;
+  const noLabel = 'No label was scored: nothing to plot.';
+  plots.appendChild(
+    bothClasses
+      ? plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance'])
+      : none('ROC curve', labelled ? 'None: all ' + s.n + ' labels were ' + (s.positives === 0 ? 'negative' : 'positive') + ', and a ROC curve needs both outcomes.' : noLabel),
+  );
   const cal = r.calibration.filter((b) => b.count > 0);
   const centres = cal.map((b) => b.meanScore);
-  plots.appendChild(plot('Calibration', 'mean predicted', 'observed rate', [centres, cal.map((b) => b.positiveRate), centres], ['observed', 'perfect'], { points: true }));
+  plots.appendChild(
+    labelled
+      ? plot('Calibration', 'mean predicted probability', 'observed positive rate', [centres, cal.map((b) => b.positiveRate), centres], ['observed', 'perfect'], { points: true })
+      : none('Calibration', noLabel),
+  );
   const t = r.timeline.map((p) => p.time / 1000);
-  plots.appendChild(plot('AUC over event time', 'event time', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window', 'cumulative'], { time: true }));
-  plots.appendChild(plot('Log loss over event time (window)', 'event time', 'log loss', [t, r.timeline.map((p) => p.logloss)], ['window'], { time: true }));
+  const fewLabels = labelled ? 'No point yet: a point is added every quarter of metrics.window labels, and this model got ' + s.n + '.' : noLabel;
+  plots.appendChild(
+    t.length > 0 && bothClasses
+      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window (last metrics.window labels)', 'cumulative'], { time: true })
+      : none('AUC over event time', t.length > 0 ? 'None: one outcome only (see the ROC curve).' : fewLabels),
+  );
+  plots.appendChild(
+    t.length > 0
+      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], ['window (last metrics.window labels)'], { time: true })
+      : none('Log loss over event time', fewLabels),
+  );
   const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);
   const fh = document.createElement('h3'); fh.textContent = r.features.length + ' features'; root.appendChild(fh);
   const list = document.createElement('ol'); list.className = 'features';
