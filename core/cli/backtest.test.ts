@@ -633,3 +633,45 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   const notes = models.children.filter((child) => child.className === 'warning').map((child) => child.textContent);
   assert.deepEqual(notes, ['no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels', 'no AUC: all 40 labels were negative, and an AUC needs both outcomes']);
 });
+
+test("backtest of a file source that writes no format (its file's name says csv, or tsv): the input is read so whatever it is named, as the pipeline reads its data (was: read as JSON lines for an input not named .csv, every line rejected)", (t) => {
+  const dir = tempFolder(t, 'backtest-implied-format');
+  const world = new ShopperWorld({ seed: 4, users: 30 });
+  const rows = Array.from({ length: 300 }, () => world.next());
+  const stamp = (ms: number) => {
+    const d = new Date(ms);
+    const two = (n: number) => String(n).padStart(2, '0');
+    return `${two(d.getUTCDate())}/${two(d.getUTCMonth() + 1)}/${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
+  };
+  for (const [sourcePath, delimiter, csvConfig] of [
+    ['live/export.csv', ';', 'csv: { delimiter: ";" }'],
+    ['live/export.tsv', '\t', ''],
+  ] as const) {
+    const data = join(dir, `shop-export-${sourcePath.slice(-3)}.txt`);
+    writeFileSync(data, `${['customer', 'ts', 'kind', 'cat', 'amount'].join(delimiter)}\n${rows.map((e) => [e.userId, stamp(e.time), e.type, e.category ?? '', e.price ?? ''].join(delimiter)).join('\n')}\n`);
+    const pipeline = join(dir, `pipeline-${sourcePath.slice(-3)}.yaml`);
+    writeFileSync(
+      pipeline,
+      `name: implied
+sources:
+  - type: file
+    path: ${sourcePath}
+    ${csvConfig}
+    mapping: { fields: { user_id: customer, time: ts, type: kind, category: cat, price: amount }, time_format: "dd/MM/yyyy HH:mm:ss" }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+    );
+    const report = join(dir, `report-${sourcePath.slice(-3)}`);
+    const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+    assert.equal(run.status, 0, `${sourcePath}: ${run.stderr}`);
+    const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number };
+    assert.deepEqual([metrics.events, metrics.deadLetters], [300, 0], sourcePath);
+    // --format still decides: JSON lines asked for, every row rejected.
+    const asked = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--format', 'jsonl', '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+    assert.equal(asked.status, 1, asked.stderr);
+  }
+});

@@ -27,6 +27,7 @@ import { builtinRegistry } from './registry.js';
 import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
+import { formatOf } from '../../plugins/sources/file.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -211,6 +212,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
+  else if (entry.format === undefined && original.entry.type === 'file') Object.assign(entry, formatImplied(original.entry));
   // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such.
   const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
   if (!mapsRecords && entry.mapping === undefined) entry.mapping = structuredClone(CANONICAL_EVENT_MAPPING);
@@ -330,6 +332,19 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     return exitCodes.failure;
   }
   return exitCodes.ok;
+}
+
+/**
+ * What a `file` source that writes no `format` reads by its files' names (csv for .csv and .tsv, a tab the
+ * delimiter for .tsv), so the input is read as the pipeline reads its data whatever the input is named (an export
+ * named .txt); nothing where its files' names disagree or say nothing (JSON lines, as the input's name then decides).
+ */
+function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<string, unknown> } {
+  const paths = [source.path].flat().filter((path): path is string => typeof path === 'string');
+  if (paths.length === 0 || !paths.every((path) => formatOf(path, undefined) === 'csv')) return {};
+  const csv = (source.csv ?? {}) as Record<string, unknown>;
+  const tabs = csv.delimiter === undefined && paths.every((path) => /\.tsv(\.gz)?$/i.test(path));
+  return { format: 'csv', ...(tabs ? { csv: { ...structuredClone(csv), delimiter: '\t' } } : {}) };
 }
 
 /** Whether a `file` sink entry writes `input` (its path resolved as the sink resolves it, against the pipeline's folder). */
