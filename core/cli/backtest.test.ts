@@ -536,7 +536,7 @@ test('scoreNotes: one class, a diverged model, some labels scored before learnin
   const diverged = scoreNotes({ summary: { n: 10, positives: 3, auc: 0.5, logloss: 0.7, brier: 0.2 }, counts: { ...counts, invalidScores: 90, scoredBeforeLearning: 4 } });
   assert.equal(diverged.reason, 'diverged: 90 of 100 predictions not a number');
   assert.deepEqual(diverged.notes, [
-    '4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model)',
+    'at least 4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step',
     '90 of 100 predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate',
   ]);
   assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0, auc: null, logloss: 0, brier: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });

@@ -124,7 +124,10 @@ export function scoreNotes(report: Pick<ModelReport, 'summary' | 'counts'>): Sco
   if (n > 0 && before === n) {
     reason ??= 'every label scored before it learnt';
     notes.push(`all ${n} labels scored predictions made before the model had learnt from any label (it learns once batch.learn_size labels have come): the scores measure the untrained model (a logistic one predicts its prior, the same for every event: AUC 0.5), not what it learns`);
-  } else if (before > 0) notes.push(`${before} of ${n} labels scored predictions made before the model had learnt from any label (the untrained model)`);
+  } else if (before > 0) {
+    // Counted as scored before the first learning step: a prediction made before it but labelled after is not, hence 'at least'.
+    notes.push(`at least ${before} of ${n} labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step`);
+  }
   if (invalid > 0) {
     // The most telling: what was scored came before the model diverged, if anything was.
     reason = `diverged: ${of(invalid, predictions)} predictions not a number`;

@@ -222,9 +222,9 @@ export interface LearnerCounts {
   /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
   invalidScores: number;
   /**
-   * Labels scored against a prediction the model made before it had learnt from any label (cold, before its first
-   * learning step): they score the untrained model (a logistic one's prior, the same for every prediction). Absent
-   * from snapshots written before it (0).
+   * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
+   * predictions of the untrained model (a logistic one's prior, the same for every prediction); one predicted before
+   * that step but labelled after it is not counted. Absent from snapshots written before it (0).
    */
   scoredBeforeLearning: number;
 }
