@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runInNewContext } from 'node:vm';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, reportHtml, scoreNotes, type BacktestResultRecord } from './backtest.js';
 import { tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -488,4 +489,189 @@ test('metrics.json keeps a model named __proto__ (was dropped: an assignment set
   const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
   assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
   assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
+});
+
+test('backtest of a short file: a model that learnt nothing before its labels came (AUC 0.5) and one with no label say why, on the console, in the result record and in report.html; metrics.json keeps its numbers (was a bare 0.5 and a bare -)', (t) => {
+  const dir = tempFolder(t, 'backtest-cold');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${shopperLines(9, 40, 600).join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  // A learning batch larger than the file's labels: the logistic model learns only at the end of input, after every label was scored.
+  writeFileSync(
+    pipeline,
+    `name: cold
+sources: [{ type: stdin, format: jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 100000 } }
+  - { type: churn-model, name: churn-lr, backend: cpu, horizon: 30d }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const report = join(dir, 'report');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { models: Record<string, Record<string, number | null>> };
+  const intent = metrics.models['intent-lr']!;
+  assert.ok(intent.n! > 0 && intent.positives! > 0 && intent.positives! < intent.n!, JSON.stringify(intent));
+  assert.equal(intent.auc, 0.5, 'the prior for every prediction: the AUC is what it is, not hidden');
+  assert.deepEqual(Object.keys(intent), ['auc', 'logloss', 'brier', 'n', 'positives']);
+  assert.deepEqual([metrics.models['churn-lr']!.n, metrics.models['churn-lr']!.auc], [0, null]);
+  const [result] = backtestResults(run.stderr);
+  assert.match(result!.msg, /intent-lr AUC 0\.5000 \(every label scored before it learnt\)/);
+  assert.match(result!.msg, /churn-lr AUC - \(no label\)/);
+  assert.match(result!.notes!['intent-lr']![0]!, new RegExp(`^all ${intent.n} labels scored predictions made before the model had learnt from any label`));
+  assert.match(result!.notes!['churn-lr']![0]!, /^no label: all \d+ predictions still awaited their outcome when the input ended/);
+  const html = readFileSync(join(report, 'report.html'), 'utf8');
+  assert.match(html, /<div id="score-notes"[^]*intent-lr<\/code>: all \d+ labels scored predictions made before the model had learnt[^]*churn-lr<\/code>: no label/);
+});
+
+test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
+  const counts = { predictions: 100, unlabelledAtEnd: 0, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 };
+  assert.deepEqual(scoreNotes({ summary: { n: 80, positives: 0, auc: null, logloss: 0.1, brier: 0.01 }, counts: { ...counts, unlabelledAtEnd: 20 } }), {
+    reason: 'one class: every label negative',
+    notes: ['no AUC: all 80 labels were negative, and an AUC needs both outcomes'],
+  });
+  const diverged = scoreNotes({ summary: { n: 10, positives: 3, auc: 0.5, logloss: 0.7, brier: 0.2 }, counts: { ...counts, invalidScores: 90, scoredBeforeLearning: 4 } });
+  assert.equal(diverged.reason, 'diverged: 90 of 100 predictions not a number');
+  assert.deepEqual(diverged.notes, [
+    'at least 4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step',
+    '90 of 100 predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate',
+  ]);
+  assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0, auc: null, logloss: 0, brier: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });
+  assert.deepEqual(scoreNotes({ summary: { n: 100, positives: 9, auc: 0.8, logloss: 0.2, brier: 0.05 }, counts }), { notes: [] });
+});
+
+/** A minimal DOM element: what report.html's script builds its page with. */
+class FakeElement {
+  children: FakeElement[] = [];
+  attributes: Record<string, string> = {};
+  textContent = '';
+  className = '';
+  constructor(readonly tag: string) {}
+  appendChild(child: FakeElement): FakeElement {
+    this.children.push(child);
+    return child;
+  }
+  setAttribute(name: string, value: string): void {
+    this.attributes[name] = value;
+  }
+}
+
+interface DrawnPlot {
+  opts: { title: string; axes: { label: string }[]; tzDate?: (ts: number) => unknown; series: { label?: string }[] };
+  data: unknown[][];
+  box: FakeElement;
+}
+
+/** Runs report.html's own script (the last one) against a fake DOM and a uPlot that records each plot: what a browser would draw. */
+function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement } {
+  const scripts = [...html.matchAll(/<script>([^]*?)<\/script>/g)].map((match) => match[1]!);
+  const models = new FakeElement('div');
+  const elements: Record<string, FakeElement> = { summary: new FakeElement('table'), models };
+  const plots: DrawnPlot[] = [];
+  const uPlot = Object.assign(
+    function (this: unknown, opts: DrawnPlot['opts'], data: unknown[][], box: FakeElement) {
+      plots.push({ opts, data, box });
+    },
+    { tzDate: (date: Date, zone: string) => ({ date, zone }) },
+  );
+  runInNewContext(scripts.at(-1)!, { document: { getElementById: (id: string) => elements[id], createElement: (tag: string) => new FakeElement(tag) }, uPlot });
+  return { plots, models };
+}
+
+test('report.html: each plot has a title, labelled axes (event time in UTC, log loss in nats) and an aria-label; a model with no label or one class shows why in a plot\'s place, not an empty frame or a chance line as its ROC (was both); the page says where it came from', () => {
+  const time = Date.parse('2019-10-01T00:00:00Z');
+  const report = (model: string, n: number, positives: number, timeline: boolean) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'logistic',
+    backend: 'cpu',
+    features: ['s_events'],
+    summary: { n, positives, baseRate: n ? positives / n : 0, auc: positives > 0 && positives < n ? 0.7 : null, logloss: 0.3, brier: 0.1 },
+    calibration: n ? [{ lower: 0, upper: 0.1, count: n, meanScore: 0.05, positiveRate: positives / n }] : [{ lower: 0, upper: 0.1, count: 0, meanScore: 0, positiveRate: 0 }],
+    roc: { fpr: [0, 0.5, 1], tpr: [0, 0.8, 1] },
+    timeline: timeline ? [{ time, n: 250, auc: 0.7, logloss: 0.3, cumulativeAuc: 0.7 }] : [],
+    counts: { predictions: n + 10, labels: n, unlabelledAtEnd: 10, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 },
+    warmStart: null,
+  });
+  const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false), report('negatives', 40, 0, false)];
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
+  const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], input: { bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }, generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
+  const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
+  assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
+  assert.match(html, /<code>\/data\/in\.csv<\/code> \(1234 bytes, modified 2024-01-01T00:00:00\.000Z\)/);
+  assert.doesNotMatch(html, /\s(src|href)=/, 'nothing loaded from elsewhere');
+  const { plots, models } = renderReport(html);
+  const sections = models.children.filter((child) => child.className === 'plots');
+  assert.equal(sections.length, 3);
+  const shown = sections.map((section) => section.children.map((box) => (box.attributes.role === 'img' ? `plot ${box.attributes['aria-label']}` : `none ${box.children.map((c) => c.textContent).join(': ')}`)));
+  assert.deepEqual(shown[0], [
+    'plot ROC curve: true positive rate by false positive rate',
+    'plot Calibration: observed positive rate by mean predicted probability',
+    'plot AUC over event time: AUC by event time (UTC)',
+    'plot Log loss over event time: log loss (nats) by event time (UTC)',
+  ]);
+  assert.deepEqual(shown[1], ['none ROC curve: No label was scored: nothing to plot.', 'none Calibration: No label was scored: nothing to plot.', 'none AUC over event time: No label was scored: nothing to plot.', 'none Log loss over event time: No label was scored: nothing to plot.']);
+  assert.deepEqual(shown[2], [
+    'none ROC curve: None: all 40 labels were negative, and a ROC curve needs both outcomes.',
+    'plot Calibration: observed positive rate by mean predicted probability',
+    'none AUC over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
+    'none Log loss over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
+  ]);
+  for (const drawn of plots) {
+    assert.ok(drawn.opts.title && drawn.opts.axes.every((axis) => axis.label), `${drawn.opts.title}: titled, both axes labelled`);
+    if (drawn.opts.axes[0]!.label.startsWith('event time')) {
+      // The page's Date is the vm's: compared by value.
+      const shownAt = drawn.opts.tzDate!(1.5) as { date: Date; zone: string };
+      assert.deepEqual([shownAt.date.getTime(), shownAt.zone], [1500, 'Etc/UTC']);
+    }
+  }
+  // The notes of the models that have them, at their section.
+  const notes = models.children.filter((child) => child.className === 'warning').map((child) => child.textContent);
+  assert.deepEqual(notes, ['no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels', 'no AUC: all 40 labels were negative, and an AUC needs both outcomes']);
+});
+
+test("backtest of a file source that writes no format (its file's name says csv, or tsv): the input is read so whatever it is named, as the pipeline reads its data (was: read as JSON lines for an input not named .csv, every line rejected)", (t) => {
+  const dir = tempFolder(t, 'backtest-implied-format');
+  const world = new ShopperWorld({ seed: 4, users: 30 });
+  const rows = Array.from({ length: 300 }, () => world.next());
+  const stamp = (ms: number) => {
+    const d = new Date(ms);
+    const two = (n: number) => String(n).padStart(2, '0');
+    return `${two(d.getUTCDate())}/${two(d.getUTCMonth() + 1)}/${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
+  };
+  for (const [sourcePath, delimiter, csvConfig] of [
+    ['live/export.csv', ';', 'csv: { delimiter: ";" }'],
+    ['live/export.tsv', '\t', ''],
+  ] as const) {
+    const data = join(dir, `shop-export-${sourcePath.slice(-3)}.txt`);
+    writeFileSync(data, `${['customer', 'ts', 'kind', 'cat', 'amount'].join(delimiter)}\n${rows.map((e) => [e.userId, stamp(e.time), e.type, e.category ?? '', e.price ?? ''].join(delimiter)).join('\n')}\n`);
+    const pipeline = join(dir, `pipeline-${sourcePath.slice(-3)}.yaml`);
+    writeFileSync(
+      pipeline,
+      `name: implied
+sources:
+  - type: file
+    path: ${sourcePath}
+    ${csvConfig}
+    mapping: { fields: { user_id: customer, time: ts, type: kind, category: cat, price: amount }, time_format: "dd/MM/yyyy HH:mm:ss" }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+    );
+    const report = join(dir, `report-${sourcePath.slice(-3)}`);
+    const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+    assert.equal(run.status, 0, `${sourcePath}: ${run.stderr}`);
+    const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number };
+    assert.deepEqual([metrics.events, metrics.deadLetters], [300, 0], sourcePath);
+    // --format still decides: JSON lines asked for, every row rejected.
+    const asked = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--format', 'jsonl', '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+    assert.equal(asked.status, 1, asked.stderr);
+  }
 });

@@ -10,6 +10,8 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -25,6 +27,7 @@ import { builtinRegistry } from './registry.js';
 import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
+import { formatOf } from '../../plugins/sources/file.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -58,6 +61,8 @@ export interface BacktestResultRecord {
   reportFile: string;
   /** As in metrics.json. */
   warmStarts?: BacktestMetrics['warmStarts'];
+  /** What the scores do not show by themselves (see scoreNotes), by model; absent: nothing to say. */
+  notes?: Record<string, string[]>;
 }
 
 /** A saved model a model started from: its file and learning steps (a `model_metrics` record's `warmStart`). */
@@ -66,11 +71,69 @@ export interface WarmStart {
   steps: number;
 }
 
+/** The counts of a `model_metrics` record that say why a model's scores are null or say little; absent from a plugin that does not count them. */
+interface ReportCounts {
+  predictions?: number;
+  unlabelledAtEnd?: number;
+  overflow?: number;
+  expired?: number;
+  invalidScores?: number;
+  scoredBeforeLearning?: number;
+}
+
 interface ModelReport extends StreamRecord {
   model: string;
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
   /** Absent from a plugin that does not say. */
   warmStart?: WarmStart | null;
+  counts?: ReportCounts;
+}
+
+/** What a model's scores do not show by themselves: `reason`, in a few words, why its AUC is null or measures nothing learnt; `notes`, each said whole. */
+export interface ScoreNotes {
+  reason?: string;
+  notes: string[];
+}
+
+/**
+ * Said beside a model's scores (console, result record, report.html), so a null AUC or a bare 0.5 is not left to
+ * guess: no label, one class only, every label scored before the model learnt, predictions that were not a number.
+ * From its report's summary and counts; metrics.json keeps its contract (the numbers, unchanged).
+ */
+export function scoreNotes(report: Pick<ModelReport, 'summary' | 'counts'>): ScoreNotes {
+  const { n, positives } = report.summary;
+  const c = report.counts ?? {};
+  const predictions = c.predictions ?? 0;
+  const invalid = c.invalidScores ?? 0;
+  const before = c.scoredBeforeLearning ?? 0;
+  const notes: string[] = [];
+  let reason: string | undefined;
+  const of = (count: number, total: number): string => (count === total ? `all ${total}` : `${count} of ${total}`);
+  if (n === 0) {
+    reason = 'no label';
+    const waiting = c.unlabelledAtEnd ?? 0;
+    const dropped = (c.overflow ?? 0) + (c.expired ?? 0);
+    if (predictions === 0) notes.push('no label: the model made no prediction');
+    else if (waiting > 0)
+      notes.push(`no label: ${of(waiting, predictions)} predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels`);
+    if (dropped > 0) notes.push(`${of(dropped, predictions)} predictions were dropped unlabelled (label_buffer.max_size, label_buffer.timeout)`);
+  } else if (positives === 0 || positives === n) {
+    reason = `one class: every label ${positives === 0 ? 'negative' : 'positive'}`;
+    notes.push(`no AUC: all ${n} labels were ${positives === 0 ? 'negative' : 'positive'}, and an AUC needs both outcomes`);
+  }
+  if (n > 0 && before === n) {
+    reason ??= 'every label scored before it learnt';
+    notes.push(`all ${n} labels scored predictions made before the model had learnt from any label (it learns once batch.learn_size labels have come): the scores measure the untrained model (a logistic one predicts its prior, the same for every event: AUC 0.5), not what it learns`);
+  } else if (before > 0) {
+    // Counted as scored before the first learning step: a prediction made before it but labelled after is not, hence 'at least'.
+    notes.push(`at least ${before} of ${n} labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step`);
+  }
+  if (invalid > 0) {
+    // The most telling: what was scored came before the model diverged, if anything was.
+    reason = `diverged: ${of(invalid, predictions)} predictions not a number`;
+    notes.push(`${of(invalid, predictions)} predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate`);
+  }
+  return { ...(reason ? { reason } : {}), notes };
 }
 
 /** The warm-started models of the reports, by name, in their order. */
@@ -152,6 +215,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
+  else if (entry.format === undefined && original.entry.type === 'file') Object.assign(entry, formatImplied(original.entry));
   // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such.
   const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
   if (!mapsRecords && entry.mapping === undefined) entry.mapping = structuredClone(CANONICAL_EVENT_MAPPING);
@@ -227,7 +291,10 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const metrics = backtestMetrics(stats, reports);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
-  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports));
+  const notesOf = new Map(reports.map((report) => [report.model, scoreNotes(report)]));
+  const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
+  const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, input: { bytes: Number(inputStat.size), modified: inputStat.mtime.toISOString() }, generatedAt: new Date().toISOString(), ...tributaryBuild() };
+  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports, source));
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
@@ -237,6 +304,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     metricsFile: join(dir, 'metrics.json'),
     reportFile: join(dir, 'report.html'),
     ...(metrics.warmStarts ? { warmStarts: metrics.warmStarts } : {}),
+    ...(notes.length > 0 ? { notes: Object.fromEntries(notes) } : {}),
   };
   const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
@@ -245,10 +313,14 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     for (const [name, m] of Object.entries(metrics.models)) {
       const warm = warmOf.get(name);
       process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
+      for (const note of notesOf.get(name)?.notes ?? []) process.stderr.write(`    ${note}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
-    const aucs = Object.entries(metrics.models).map(([name, m]) => `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}`);
+    const aucs = Object.entries(metrics.models).map(([name, m]) => {
+      const reason = notesOf.get(name)?.reason;
+      return `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}${reason ? ` (${reason})` : ''}`;
+    });
     resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
   const rejected = everyRecordDeadLettered(stats);
@@ -265,26 +337,86 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   return exitCodes.ok;
 }
 
+/**
+ * What a `file` source that writes no `format` reads by its files' names (csv for .csv and .tsv, a tab the
+ * delimiter for .tsv), so the input is read as the pipeline reads its data whatever the input is named (an export
+ * named .txt); nothing where its files' names disagree or say nothing (JSON lines, as the input's name then decides).
+ */
+function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<string, unknown> } {
+  const paths = [source.path].flat().filter((path): path is string => typeof path === 'string');
+  if (paths.length === 0 || !paths.every((path) => formatOf(path, undefined) === 'csv')) return {};
+  const csv = (source.csv ?? {}) as Record<string, unknown>;
+  const tabs = csv.delimiter === undefined && paths.every((path) => /\.tsv(\.gz)?$/i.test(path));
+  return { format: 'csv', ...(tabs ? { csv: { ...structuredClone(csv), delimiter: '\t' } } : {}) };
+}
+
 /** Whether a `file` sink entry writes `input` (its path resolved as the sink resolves it, against the pipeline's folder). */
 function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
   const path = sink.entry.path;
   return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
 }
 
+/** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */
+export interface ReportSource {
+  pipelineFile: string;
+  sets: readonly string[];
+  input: { bytes: number; modified: string };
+  generatedAt: string;
+  version?: string;
+  /** The commit of the checkout tributary runs from, when it is one (`-dirty` with uncommitted changes). */
+  commit?: string;
+}
+
+/** This build's package version and, when it runs from a git checkout, its commit: what made a report. */
+function tributaryBuild(): { version?: string; commit?: string } {
+  for (let at = dirname(fileURLToPath(import.meta.url)); ; at = dirname(at)) {
+    const manifest = join(at, 'package.json');
+    const stat = statIfAny(manifest);
+    if (stat?.isFile()) {
+      let version: string | undefined;
+      try {
+        const parsed = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+        if (parsed.name !== 'tributary') continue;
+        version = parsed.version;
+      } catch {
+        continue;
+      }
+      // An installed package has no .git: its version alone says what it is.
+      const git = spawnSync('git', ['-C', at, 'describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8', timeout: 5000 });
+      const commit = git.status === 0 ? git.stdout.trim() : undefined;
+      return { ...(version ? { version } : {}), ...(commit ? { commit } : {}) };
+    }
+    if (dirname(at) === at) return {};
+  }
+}
+
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+function sourceHtml(source: ReportSource): string {
+  const sets = source.sets.length === 0 ? 'none' : source.sets.map((set) => `<code>--set ${escapeHtml(set)}</code>`).join(', ');
+  const build = [source.version ? `tributary ${escapeHtml(source.version)}` : 'tributary', source.commit ? `commit <code>${escapeHtml(source.commit)}</code>` : ''].filter(Boolean).join(', ');
+  return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>`;
+}
+
 /** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
-export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[]): string {
+export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
   const require = createRequire(import.meta.url);
   const uplotDir = resolve(require.resolve('uplot'), '..');
   const script = readFileSync(join(uplotDir, 'uPlot.iife.min.js'), 'utf8');
   const css = readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8');
   // `<` escaped so no data value can close the script element.
-  const data = JSON.stringify({ metrics, reports }).replace(/</g, '\\u003c');
+  // Why a score is null, or says less than it seems to: at the top of the page (without its script too) and at each model.
+  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotes(report as ModelReport).notes] as const).filter(([, notes]) => notes.length > 0);
+  const notes = Object.fromEntries(noted);
+  const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
   // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
   const warm = Object.entries(metrics.warmStarts ?? {})
     .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
     .join('');
+  const notesNote =
+    noted.length === 0
+      ? ''
+      : `<div id="score-notes" class="warning"><p><strong>Read the scores with these notes.</strong></p><ul>${noted.map(([model, notes]) => `<li>model <code>${escapeHtml(model)}</code>: ${notes.map(escapeHtml).join('; ')}</li>`).join('')}</ul></div>`;
   const warmNote = warm
     ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high. Set <code>checkpoint.warm_start: false</code> (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score.</p></div>`
     : '';
@@ -292,10 +424,12 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
 <html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
 <style>${css}
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}</style></head>
+.plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}.no-plot{width:420px;height:300px;border:1px dashed #ccc;padding:1em;box-sizing:border-box;color:#555}</style></head>
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
-<p>Input: <code>${escapeHtml(input)}</code>. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+<p>Input: <code>${escapeHtml(input)}</code>${source ? ` (${source.input.bytes} bytes, modified ${escapeHtml(source.input.modified)})` : ''}. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+${source ? sourceHtml(source) : ''}
 ${warmNote}
+${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
 <div id="models"></div>
 <script>${script}</script>
@@ -310,22 +444,53 @@ for (const r of DATA.reports) {
   table.appendChild(row);
 }
 const root = document.getElementById('models');
+// Event times are shown in UTC (the data's own zone is not known here), and said so on the axis.
+const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC');
 function plot(title, xlabel, ylabel, data, series, opts = {}) {
   const box = document.createElement('div');
-  new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, axes: [{ label: xlabel }, { label: ylabel }],
+  box.setAttribute('role', 'img');
+  box.setAttribute('aria-label', title + ': ' + ylabel + ' by ' + xlabel);
+  new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, ...(opts.time ? { tzDate: utc } : {}), axes: [{ label: xlabel }, { label: ylabel }],
     series: [{}, ...series.map((s, i) => ({ label: s, stroke: ['#1f77b4', '#d62728', '#2ca02c', '#999'][i], points: { show: !!opts.points } }))] }, data, box);
+  return box;
+}
+// In a plot's place, why it has nothing to show (an empty frame, or a ROC drawn as the chance line, would read as a result).
+function none(title, why) {
+  const box = document.createElement('div'); box.className = 'no-plot';
+  const h = document.createElement('strong'); h.textContent = title; box.appendChild(h);
+  const p = document.createElement('p'); p.textContent = why; box.appendChild(p);
   return box;
 }
 for (const r of DATA.reports) {
   const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + (r.warmStart ? ', warm start from ' + r.warmStart.file : '') + ')'; root.appendChild(h);
+  for (const note of DATA.notes[r.model] || []) { const p = document.createElement('p'); p.className = 'warning'; p.textContent = note; root.appendChild(p); }
   const plots = document.createElement('div'); plots.className = 'plots'; root.appendChild(plots);
-  plots.appendChild(plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance']));
+  const s = r.summary, labelled = s.n > 0, bothClasses = s.positives > 0 && s.positives < s.n;
+  const noLabel = 'No label was scored: nothing to plot.';
+  plots.appendChild(
+    bothClasses
+      ? plot('ROC curve', 'false positive rate', 'true positive rate', [r.roc.fpr, r.roc.tpr, r.roc.fpr], ['ROC', 'chance'])
+      : none('ROC curve', labelled ? 'None: all ' + s.n + ' labels were ' + (s.positives === 0 ? 'negative' : 'positive') + ', and a ROC curve needs both outcomes.' : noLabel),
+  );
   const cal = r.calibration.filter((b) => b.count > 0);
   const centres = cal.map((b) => b.meanScore);
-  plots.appendChild(plot('Calibration', 'mean predicted', 'observed rate', [centres, cal.map((b) => b.positiveRate), centres], ['observed', 'perfect'], { points: true }));
+  plots.appendChild(
+    labelled
+      ? plot('Calibration', 'mean predicted probability', 'observed positive rate', [centres, cal.map((b) => b.positiveRate), centres], ['observed', 'perfect'], { points: true })
+      : none('Calibration', noLabel),
+  );
   const t = r.timeline.map((p) => p.time / 1000);
-  plots.appendChild(plot('AUC over event time', 'event time', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window', 'cumulative'], { time: true }));
-  plots.appendChild(plot('Log loss over event time (window)', 'event time', 'log loss', [t, r.timeline.map((p) => p.logloss)], ['window'], { time: true }));
+  const fewLabels = labelled ? 'No point yet: a point is added every quarter of metrics.window labels, and this model got ' + s.n + '.' : noLabel;
+  plots.appendChild(
+    t.length > 0 && bothClasses
+      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window (last metrics.window labels)', 'cumulative'], { time: true })
+      : none('AUC over event time', t.length > 0 ? 'None: one outcome only (see the ROC curve).' : fewLabels),
+  );
+  plots.appendChild(
+    t.length > 0
+      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], ['window (last metrics.window labels)'], { time: true })
+      : none('Log loss over event time', fewLabels),
+  );
   const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);
   const fh = document.createElement('h3'); fh.textContent = r.features.length + ' features'; root.appendChild(fh);
   const list = document.createElement('ol'); list.className = 'features';

@@ -309,7 +309,7 @@ export const modelOperatorProperties = {
     type: 'boolean',
     description:
       'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
-      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`); ' +
+      '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`), `scoredBeforeLearning` (labels scored before a cold model\'s first learning step: they score the untrained model, a logistic one\'s constant prior; one predicted before that step but labelled after it is not counted); ' +
       'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`; and `warmStart`: the saved model\'s `file` and learning `steps` it started from, or null) at end of input; the backtest turns it on. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;

@@ -221,6 +221,12 @@ export interface LearnerCounts {
   withdrawn: number;
   /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
   invalidScores: number;
+  /**
+   * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
+   * predictions of the untrained model (a logistic one's prior, the same for every prediction); one predicted before
+   * that step but labelled after it is not counted. Absent from snapshots written before it (0).
+   */
+  scoredBeforeLearning: number;
 }
 
 /**
@@ -365,7 +371,7 @@ export class OnlineLearner {
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
   private lastExport = -Infinity;
   private static readonly exportEveryMs = 1000;
-  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0 };
+  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
   /**
@@ -880,6 +886,8 @@ export class OnlineLearner {
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
+    // Predicted before any learning step (this run's or a saved model's): a backtest's report says how many, as they rank nothing learnt.
+    if (this.counts.learnSteps === 0 && (this.warmStarted?.steps ?? 0) === 0) this.counts.scoredBeforeLearning++;
     this.unCountedLabels++;
     if (this.config.drift.detector !== 'none') {
       // Block means, each label once (a session's predictions share one): LossBlocks says why.
