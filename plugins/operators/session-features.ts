@@ -100,14 +100,15 @@ export default defineOperator<SessionFeaturesConfig>({
  */
 function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOutline): EntryProblem[] {
   if (config.utc_offset_minutes !== undefined) return [];
-  // zone compares (canonical); written is the name as the source's config gives it, which the messages
-  // repeat: EST's canonical name is America/Panama, a place its user never wrote.
+  // zone compares (canonical); written is what the messages repeat: the canonical name, but an
+  // abbreviation as the source's config gives it (EST's canonical name is America/Panama, a place its user never wrote).
   const sourceZones: { label: string; zone: string; written: string }[] = [];
   for (const source of pipeline.sources) {
     const mapping = source.config.mapping as { time_zone?: unknown } | undefined;
-    const written = typeof mapping?.time_zone === 'string' ? mapping.time_zone : undefined;
-    const zone = written === undefined ? undefined : canonicalTimeZone(written);
-    if (written !== undefined && zone !== undefined && zone !== 'UTC') sourceZones.push({ label: source.label, zone, written });
+    const given = typeof mapping?.time_zone === 'string' ? mapping.time_zone : undefined;
+    const zone = given === undefined ? undefined : canonicalTimeZone(given);
+    if (given === undefined || zone === undefined || zone === 'UTC') continue;
+    sourceZones.push({ label: source.label, zone, written: zoneAbbreviationWarning(given) === undefined ? zone : given });
   }
   const first = sourceZones[0];
   if (first === undefined) return [];
