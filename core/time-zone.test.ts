@@ -156,7 +156,7 @@ test('zoneAbbreviationWarning: an abbreviation Intl takes as a zone (EST, CET, B
   );
   // Where the place meant is the one it is read as, there is no other way to keep it to tell of.
   assert.match(zoneAbbreviationWarning('PST8PDT')!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
-  for (const zone of ['UTC', 'GMT', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'US/Eastern', 'GB', 'Japan', 'Etc/GMT+5', 'EDT', 'CEST', 'Mars/Olympus_Mons', '']) {
+  for (const zone of ['UTC', 'GMT', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'US/Eastern', 'GB', 'Japan', 'Etc/GMT+0', 'Etc/GMT0', 'EDT', 'CEST', 'Mars/Olympus_Mons', '']) {
     assert.equal(zoneAbbreviationWarning(zone), undefined, zone);
   }
   // Every abbreviation listed that this runtime takes is said, and every place it names is a zone.
@@ -166,4 +166,18 @@ test('zoneAbbreviationWarning: an abbreviation Intl takes as a zone (EST, CET, B
     assert.ok(warning?.startsWith(`time_zone '${name}' is an abbreviation, not a place`), name);
     for (const place of ZONE_ABBREVIATIONS[name]!) assert.equal(timeZoneProblem(place), undefined, `${name}: ${place}`);
   }
+});
+
+test('zoneAbbreviationWarning: an Etc/GMT name with an hour is said with the offset it is (Etc/GMT+5 is UTC-05:00, POSIX sign) and the name of the offset likely meant (was: taken without a word)', () => {
+  assert.equal(
+    zoneAbbreviationWarning('Etc/GMT+5'),
+    "time_zone 'Etc/GMT+5' is UTC-05:00 all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (Etc/GMT+5 is west of Greenwich); for UTC+05:00 write Etc/GMT-5, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time",
+  );
+  assert.equal(
+    zoneAbbreviationWarning('etc/gmt-10'),
+    "time_zone 'etc/gmt-10' is UTC+10:00 all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (etc/gmt-10 is east of Greenwich); for UTC-10:00 write Etc/GMT+10, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time",
+  );
+  // The offsets the names say are what the runtime reads them as.
+  assert.equal(localTimeToUtc('Etc/GMT+5')(Date.UTC(2024, 6, 1, 12)), Date.UTC(2024, 6, 1, 17));
+  assert.equal(zoneAbbreviationWarning('Etc/GMT+99'), undefined); // no zone: timeZoneProblem's to say
 });

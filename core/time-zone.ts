@@ -110,6 +110,8 @@ export const ZONE_ABBREVIATIONS: Readonly<Record<string, readonly string[]>> = {
  */
 export function zoneAbbreviationWarning(zone: string): string | undefined {
   const key = zone.trim().toUpperCase();
+  const fixed = /^ETC\/GMT([+-])(\d{1,2})$/.exec(key);
+  if (fixed !== null && Number(fixed[2]) !== 0 && canonicalTimeZone(zone) !== undefined) return etcGmtWarning(zone, fixed[1] === '+' ? -Number(fixed[2]) : Number(fixed[2]));
   if (!Object.hasOwn(ZONE_ABBREVIATIONS, key)) return undefined;
   const read = canonicalTimeZone(zone);
   if (read === undefined) return undefined;
@@ -125,6 +127,16 @@ export function zoneAbbreviationWarning(zone: string): string | undefined {
   const meant = places.length === 0 ? 'name the place meant' : places.length === 1 ? `name the place meant, most likely ${placeText(places[0]!)}` : `name the place meant, such as ${places.map(placeText).join(' or ')}`;
   const keep = readAsPlace !== undefined && !places.some((place) => canonicalTimeZone(place) === readAsPlace) ? `; ${readAsPlace} reads as ${zone} does, without this warning` : '';
   return `time_zone '${zone}' is an abbreviation, not a place: it is read${readAsPlace === undefined ? '' : ` as ${readAsPlace}`}, ${offsets}; ${meant}${keep}`;
+}
+
+/**
+ * `Etc/GMT+5` is UTC-05:00: tz data keeps POSIX's sign, west of Greenwich positive, the opposite of how
+ * offsets are written everywhere else (ISO 8601, `+05:00`), so the name is most often read the wrong way round.
+ */
+function etcGmtWarning(zone: string, hours: number): string {
+  const said = `UTC${hours < 0 ? '-' : '+'}${String(Math.abs(hours)).padStart(2, '0')}:00`;
+  const mirror = `Etc/GMT${hours < 0 ? '-' : '+'}${Math.abs(hours)}`;
+  return `time_zone '${zone}' is ${said} all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (${zone} is ${hours < 0 ? 'west' : 'east'} of Greenwich); for UTC${hours < 0 ? '+' : '-'}${String(Math.abs(hours)).padStart(2, '0')}:00 write ${mirror}, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time`;
 }
 
 /** A zone's offsets this year, as said: `UTC-05:00 all year (no summer time)`, or `UTC+01:00, UTC+02:00 in summer time`. */
