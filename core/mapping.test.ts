@@ -449,13 +449,15 @@ test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a patte
   }
 });
 
-test('time_format patterns whose letters cannot go together are config errors saying why: hh without a, a without hh, HH with hh, MM with MMM, a letter twice, two offsets', () => {
+test('time_format patterns whose letters cannot go together are config errors saying why: hh without a, a without hh, HH with hh, MM with MMM, a letter twice (was taken for the numbers: the later one won), two offsets', () => {
   const cases: [string, string][] = [
     ['yyyy-MM-dd hh:mm', 'hh (an hour from 01 to 12) needs a (AM or PM) beside it; an hour from 00 to 23 is HH'],
     ['yyyy-MM-dd HH:mm a', 'a (AM or PM) needs hh (an hour from 01 to 12) beside it; HH is an hour from 00 to 23, without a'],
     ['yyyy-MM-dd HH hh a', 'HH and hh both; a pattern reads the hour once, HH (00 to 23) or hh (01 to 12) with a'],
     ['yyyy-MM MMM', 'MM and MMM both; a pattern reads the month once, MM (01 to 12) or MMM (Jan to Dec)'],
     ['yyyy MMM MMM', 'MMM twice; a pattern reads it once'],
+    ['yyyy-MM-dd HH:mm (yyyy)', 'yyyy twice; a pattern reads it once'],
+    ['yyyy-MM-dd HH:mm:ss dd', 'dd twice; a pattern reads it once'],
     ['yyyy-MM-dd HH:mmXXX xx', 'two offsets (XXX and xx); a pattern reads one'],
     ['yyyy-MM-dd HH:mmZZZZ', 'two offsets (ZZZ and Z); a pattern reads one'],
   ];

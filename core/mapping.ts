@@ -398,6 +398,10 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     i += 1;
   }
   if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
+  // A letter read twice would have the later one win silently (`yyyy-MM-dd HH:mm (yyyy)`).
+  const tokens: string[] = [...fields.map(({ token }) => token), ...texts.map(({ token }) => token)];
+  const twice = tokens.find((token, index) => tokens.indexOf(token) !== index);
+  if (twice !== undefined) throw new RangeError(`time_format '${pattern}': ${twice} twice; a pattern reads it once`);
   if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
@@ -427,9 +431,6 @@ function textPattern(
   toUtc: LocalToUtc | undefined,
 ): TimeParser {
   const said = `time_format '${pattern}'`;
-  for (const { token } of texts) {
-    if (texts.filter((text) => text.token === token).length > 1) throw new RangeError(`${said}: ${token} twice; a pattern reads it once`);
-  }
   const offsets = texts.filter(({ token }) => isOffsetToken(token));
   if (offsets.length > 1) throw new RangeError(`${said}: two offsets (${offsets.map(({ token }) => token).join(' and ')}); a pattern reads one`);
   const atOf = (token: TextToken): number => texts.find((text) => text.token === token)?.at ?? -1;
