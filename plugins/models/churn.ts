@@ -10,8 +10,9 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type SessionSummary } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import type { CustomModelSource } from './custom.js';
 import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -364,6 +365,17 @@ function lateReturnGrace(summary: SessionizerSummary): number {
 /** The time between a session's start and the end of the user's session before it (0: none before, or they overlap). */
 const gapAfter = (previousEnd: number | undefined, start: number): number => (previousEnd !== undefined ? Math.max(0, start - previousEnd) : 0);
 
+/** churn-model's own fields, beside the shared ones (a custom churn model's too). */
+export const churnProperties = {
+  horizon: { $ref: 'tributary:duration', minDuration: '1ms', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
+  max_users: {
+    type: 'integer',
+    minimum: 1,
+    default: 1000000,
+    description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`.',
+  },
+} satisfies Record<string, JsonSchema>;
+
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
   state: 'global',
@@ -399,400 +411,400 @@ export default defineOperator<ChurnModelConfig>({
     additionalProperties: false,
     properties: {
       ...modelOperatorProperties,
-      horizon: { $ref: 'tributary:duration', minDuration: '1ms', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
-      max_users: {
-        type: 'integer',
-        minimum: 1,
-        default: 1000000,
-        description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`.',
-      },
+      ...churnProperties,
     },
   },
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
   checkPipeline: modelNameProblems,
-  create(rawConfig, context) {
-    const config = resolveConfig(rawConfig, context.label, 0.2);
-    claimModelName(context, config.name);
-    // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
-    const horizon = parseDuration(rawConfig.horizon ?? '7d');
-    config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
-    // A prediction's id (time: the session's end when predicted; no key of its own), remade from those by a
-    // snapshot's label buffer and pending predictions, so neither holds it.
-    const idOf: IdDeriver = (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time);
-    const learner = new OnlineLearner(config, 'churn', context, idOf);
-    const maxUsers = rawConfig.max_users ?? 1_000_000;
-    const metrics = learner.metrics;
-    const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
-    const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
-    /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
-    let users = new Map<string, UserState>();
-    // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines
-    // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
-    let deadlines: number[] = [];
-    let deadlineOf: PendingChurn[] = [];
+  create: (rawConfig, context) => createChurnModel(rawConfig, context),
+});
 
-    const push = (deadline: number, pending: PendingChurn): void => {
-      let i = deadlines.length;
-      // Moved up while below its parent (ties stay below, as before: pop order depends on the layout).
-      for (let parent = (i - 1) >> 1; i > 0 && deadline < deadlines[parent]!; i = parent, parent = (i - 1) >> 1) {
-        deadlines[i] = deadlines[parent]!;
-        deadlineOf[i] = deadlineOf[parent]!;
-      }
-      deadlines[i] = deadline;
-      deadlineOf[i] = pending;
-    };
-    /** Removes the earliest entry (read it first at index 0). */
-    const pop = (): void => {
-      const deadline = deadlines.pop()!;
-      const pending = deadlineOf.pop()!;
-      const n = deadlines.length;
-      if (n === 0) return;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        let least = deadline;
-        if (l < n && deadlines[l]! < least) least = deadlines[(m = l)]!;
-        if (r < n && deadlines[r]! < least) m = r;
-        if (m === i) break;
-        deadlines[i] = deadlines[m]!;
-        deadlineOf[i] = deadlineOf[m]!;
-        i = m;
-      }
-      deadlines[i] = deadline;
-      deadlineOf[i] = pending;
-    };
+/**
+ * The `churn-model` operator over the configured TF.js model, or over `custom` (a plugin's own model, see
+ * define.ts): the same label join, buffer, scores and records either way.
+ */
+export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginContext, custom?: CustomModelSource): Operator {
+  const config = resolveConfig(rawConfig, context.label, 0.2);
+  claimModelName(context, config.name);
+  // Label timeouts must outlast the horizon, or every churner would expire unlabelled.
+  const horizon = parseDuration(rawConfig.horizon ?? '7d');
+  config.labelBuffer.timeoutMs = Math.max(config.labelBuffer.timeoutMs, horizon * 2);
+  // A prediction's id (time: the session's end when predicted; no key of its own), remade from those by a
+  // snapshot's label buffer and pending predictions, so neither holds it.
+  const idOf: IdDeriver = (userId, sessionId, time) => predictionId(config.name, userId, sessionId, time);
+  const learner = new OnlineLearner(config, 'churn', context, idOf, custom);
+  const maxUsers = rawConfig.max_users ?? 1_000_000;
+  const metrics = learner.metrics;
+  const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
+  const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
+  /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
+  let users = new Map<string, UserState>();
+  // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines
+  // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
+  let deadlines: number[] = [];
+  let deadlineOf: PendingChurn[] = [];
 
-    const handedOver = metrics.counter(
-      'churn_handed_over_total',
-      'Scale-out: predictions released unlabelled because their user\'s partition moved to another member (which sees any return).',
-    );
-    const userOf = (userId: string, time: number): UserState => {
-      const partition = context.currentPartition?.();
-      let user = users.get(userId);
-      if (user && partition !== undefined) user.partition = partition;
-      if (!user) {
-        if (users.size >= maxUsers) {
-          users.delete(users.keys().next().value!);
-          usersEvicted.inc();
-        }
-        user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
-        users.set(userId, user);
-      }
-      return user;
-    };
+  const push = (deadline: number, pending: PendingChurn): void => {
+    let i = deadlines.length;
+    // Moved up while below its parent (ties stay below, as before: pop order depends on the layout).
+    for (let parent = (i - 1) >> 1; i > 0 && deadline < deadlines[parent]!; i = parent, parent = (i - 1) >> 1) {
+      deadlines[i] = deadlines[parent]!;
+      deadlineOf[i] = deadlineOf[parent]!;
+    }
+    deadlines[i] = deadline;
+    deadlineOf[i] = pending;
+  };
+  /** Removes the earliest entry (read it first at index 0). */
+  const pop = (): void => {
+    const deadline = deadlines.pop()!;
+    const pending = deadlineOf.pop()!;
+    const n = deadlines.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      let least = deadline;
+      if (l < n && deadlines[l]! < least) least = deadlines[(m = l)]!;
+      if (r < n && deadlines[r]! < least) m = r;
+      if (m === i) break;
+      deadlines[i] = deadlines[m]!;
+      deadlineOf[i] = deadlineOf[m]!;
+      i = m;
+    }
+    deadlines[i] = deadline;
+    deadlineOf[i] = pending;
+  };
 
-    /** The first start of the user's sessions after `pending`'s end (-1: none yet): an open session's, or one closed since (predicted, so pending). */
-    const firstReturn = (user: UserState, pending: PendingChurn): number => {
-      let back = -1;
-      for (const [, start] of user.open) if (start > pending.end && (back < 0 || start < back)) back = start;
-      for (const p of user.pending) if (p !== pending && p.start > pending.end && (back < 0 || p.start < back)) back = p.start;
-      return back;
-    };
+  const handedOver = metrics.counter(
+    'churn_handed_over_total',
+    'Scale-out: predictions released unlabelled because their user\'s partition moved to another member (which sees any return).',
+  );
+  const userOf = (userId: string, time: number): UserState => {
+    const partition = context.currentPartition?.();
+    let user = users.get(userId);
+    if (user && partition !== undefined) user.partition = partition;
+    if (!user) {
+      if (users.size >= maxUsers) {
+        users.delete(users.keys().next().value!);
+        usersEvicted.inc();
+      }
+      user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
+      users.set(userId, user);
+    }
+    return user;
+  };
 
-    /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
-    const returned = (user: UserState, start: number): void => {
-      for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
-    };
+  /** The first start of the user's sessions after `pending`'s end (-1: none yet): an open session's, or one closed since (predicted, so pending). */
+  const firstReturn = (user: UserState, pending: PendingChurn): number => {
+    let back = -1;
+    for (const [, start] of user.open) if (start > pending.end && (back < 0 || start < back)) back = start;
+    for (const p of user.pending) if (p !== pending && p.start > pending.end && (back < 0 || p.start < back)) back = p.start;
+    return back;
+  };
 
-    /**
-     * A late event moved the start of a session already seen back to `start` (it joined the session before
-     * its first event): in time order the user was back then. Its open entry starts there now (for a prediction
-     * made later), and earlier predictions see the return (at their deadline, as any other). Its update
-     * summary, if it was closed, moves its prediction's start (onUpdate); the event comes first.
-     */
-    const startMoved = (userId: string, sessionId: string, start: number): void => {
-      const user = users.get(userId);
-      if (!user) return;
-      for (const entry of user.open) if (entry[0] === sessionId && start < entry[1]) entry[1] = start;
-      returned(user, start);
-    };
+  /** The user started a session at `start`: noted on predictions for sessions that ended before it (labelled at their deadline). */
+  const returned = (user: UserState, start: number): void => {
+    for (const pending of user.pending) if (start > pending.end && (pending.back < 0 || start < pending.back)) pending.back = start;
+  };
 
-    const onEvent = (event: ClickEvent): void => {
-      learner.snapshots.settle();
-      const session = event.session;
-      const sessionId = session?.id ?? event.sessionId;
-      if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
-      // Only an event at a session's start tells this model anything (the user is back at it); a later one
-      // (the sessionizer counts it) found the session open already: no user lookup per event. But for a late
-      // event at its start (not its first to arrive: 0 since its start), which moved the start earlier.
-      if (session !== undefined && session.position > 0) {
-        if (session.sinceStart === 0) startMoved(event.userId, session.id, session.start);
-        return;
-      }
-      const user = userOf(event.userId, event.time);
-      const start = event.session?.start ?? event.time;
-      if (sessionId !== undefined) {
-        for (let i = 0; i < user.open.length; i++) if (user.open[i]![0] === sessionId) return;
-        user.open.push([sessionId, start]);
-        if (user.open.length > maxOpen) user.open.shift();
-      }
-      returned(user, start);
-    };
+  /**
+   * A late event moved the start of a session already seen back to `start` (it joined the session before
+   * its first event): in time order the user was back then. Its open entry starts there now (for a prediction
+   * made later), and earlier predictions see the return (at their deadline, as any other). Its update
+   * summary, if it was closed, moves its prediction's start (onUpdate); the event comes first.
+   */
+  const startMoved = (userId: string, sessionId: string, start: number): void => {
+    const user = users.get(userId);
+    if (!user) return;
+    for (const entry of user.open) if (entry[0] === sessionId && start < entry[1]) entry[1] = start;
+    returned(user, start);
+  };
 
-    // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
-    const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length), idKey: 0 };
+  const onEvent = (event: ClickEvent): void => {
+    learner.snapshots.settle();
+    const session = event.session;
+    const sessionId = session?.id ?? event.sessionId;
+    if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
+    // Only an event at a session's start tells this model anything (the user is back at it); a later one
+    // (the sessionizer counts it) found the session open already: no user lookup per event. But for a late
+    // event at its start (not its first to arrive: 0 since its start), which moved the start earlier.
+    if (session !== undefined && session.position > 0) {
+      if (session.sinceStart === 0) startMoved(event.userId, session.id, session.start);
+      return;
+    }
+    const user = userOf(event.userId, event.time);
+    const start = event.session?.start ?? event.time;
+    if (sessionId !== undefined) {
+      for (let i = 0; i < user.open.length; i++) if (user.open[i]![0] === sessionId) return;
+      user.open.push([sessionId, start]);
+      if (user.open.length > maxOpen) user.open.shift();
+    }
+    returned(user, start);
+  };
 
-    const merges = metrics.counter(
-      'churn_predictions_merged_total',
-      'Predictions withdrawn unscored because a late event merged their session into an earlier one (one session, one prediction).',
-    );
-    /**
-     * An updated summary: a late event changed a session already predicted (a late event does not
-     * re-predict). A merge (`replaces`) makes one session of several: the first prediction made for
-     * any of them is the merged session's (the earliest, under the id the merged session keeps, as
-     * consumers saw it), the others are withdrawn unscored and counted, and their sessions leave the
-     * user's history and open list. Either way the prediction's end moves to the session's end, so its
-     * deadline is the merged end + horizon + grace and a return is a session that starts after it (a merged
-     * session's start, read as a return before, is none). The user's history follows the session's
-     * final span: its last end (the next session's gap), a purchase only the update shows, its gap to
-     * the session before (a late event before its start) and the gap of a session after it that
-     * closed first.
-     */
-    const onUpdate = (summary: SessionizerSummary): void => {
-      const user = users.get(summary.userId);
-      if (!user) return;
-      if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
-      if (summary.start < user.firstSeen) user.firstSeen = summary.start;
-      const replaces = mergedAwayIds(summary);
-      if (replaces.length > 0) {
-        const open = user.open;
-        let kept = 0;
-        for (let i = 0; i < open.length; i++) if (!replaces.includes(open[i]![0])) open[kept++] = open[i]!;
-        open.length = kept;
-      }
-      let survivor: PendingChurn | undefined;
-      const pending = user.pending;
-      for (let i = 0; i < pending.length; ) {
-        const p = pending[i]!;
-        const sessionId = p.sample.sessionId;
-        if (sessionId !== summary.sessionId && (sessionId === undefined || !replaces.includes(sessionId))) {
-          i++;
-        } else if (survivor === undefined) {
-          survivor = p; // pending is in prediction order: the first made
-          i++;
-        } else {
-          pending.splice(i, 1); // its deadline entry is skipped when popped
-          learner.withdraw(p.sample);
-          merges.inc();
-          // Its session is part of the survivor's now: what its summary added to the history goes, but for a
-          // purchase the survivor had not made (the merged session bought, once). A restored prediction that
-          // predates these fields (purchase not known, gap 0) changes nothing, as before them.
-          user.sessions = Math.max(0, user.sessions - 1);
-          if (p.purchased === 1 && survivor.purchased !== 1) survivor.purchased = 1;
-          else if (p.purchased === 1) user.purchases = Math.max(0, user.purchases - 1);
-          user.gapSum = Math.max(0, user.gapSum - p.gap);
-        }
-      }
-      if (survivor === undefined) return;
-      // A late purchase event: the session bought (once, however many updates say so; not known: maybe counted).
-      if (summary.purchased && survivor.purchased === 0) {
-        survivor.purchased = 1;
-        user.purchases++;
-      }
-      if (summary.start < survivor.start) {
-        const gap = Math.max(0, survivor.gap - (survivor.start - summary.start));
-        user.gapSum = Math.max(0, user.gapSum - (survivor.gap - gap));
-        survivor.gap = gap;
-        survivor.start = summary.start;
-      }
-      if (!(summary.end > survivor.end)) return;
-      // A session after it that closed before this update measured its gap from the end it had then.
-      for (const p of pending) {
-        if (p === survivor || p.gap <= 0 || p.start - p.gap !== survivor.end) continue;
-        const gap = gapAfter(summary.end, p.start);
-        user.gapSum = Math.max(0, user.gapSum - (p.gap - gap));
-        p.gap = gap;
-      }
-      survivor.end = summary.end;
-      survivor.back = firstReturn(user, survivor);
-      // The same sessionizer's: the grace moves with the end (kept where the update has none, or from an evicted session).
-      survivor.grace = Math.max(survivor.grace, lateReturnGrace(summary));
-      push(survivor.end + horizon + survivor.grace, survivor); // the earlier entry is skipped when popped
-      // Its label waits for the new end + horizon + grace: the label timeout counts from that end (+ grace) too, or a
-      // session that grew by more than timeout - horizon (a merge with one released at a later watermark) would expire first.
-      learner.postpone(survivor.sample, survivor.end + survivor.grace);
-    };
+  // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
+  const input: SampleInput & { values: Float32Array } = { id: '', userId: '', sessionId: undefined, time: 0, names: churnFeatureNames, values: new Float32Array(churnFeatureNames.length), idKey: 0 };
 
-    const onSummary = (summary: SessionSummary, emit: Emit): void => {
-      learner.snapshots.settle();
-      if (summary.update) return onUpdate(summary);
-      const user = userOf(summary.userId, summary.start);
-      // Closed: out of the open list (in place, order kept).
+  const merges = metrics.counter(
+    'churn_predictions_merged_total',
+    'Predictions withdrawn unscored because a late event merged their session into an earlier one (one session, one prediction).',
+  );
+  /**
+   * An updated summary: a late event changed a session already predicted (a late event does not
+   * re-predict). A merge (`replaces`) makes one session of several: the first prediction made for
+   * any of them is the merged session's (the earliest, under the id the merged session keeps, as
+   * consumers saw it), the others are withdrawn unscored and counted, and their sessions leave the
+   * user's history and open list. Either way the prediction's end moves to the session's end, so its
+   * deadline is the merged end + horizon + grace and a return is a session that starts after it (a merged
+   * session's start, read as a return before, is none). The user's history follows the session's
+   * final span: its last end (the next session's gap), a purchase only the update shows, its gap to
+   * the session before (a late event before its start) and the gap of a session after it that
+   * closed first.
+   */
+  const onUpdate = (summary: SessionizerSummary): void => {
+    const user = users.get(summary.userId);
+    if (!user) return;
+    if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
+    if (summary.start < user.firstSeen) user.firstSeen = summary.start;
+    const replaces = mergedAwayIds(summary);
+    if (replaces.length > 0) {
       const open = user.open;
       let kept = 0;
-      for (let i = 0; i < open.length; i++) if (open[i]![0] !== summary.sessionId) open[kept++] = open[i]!;
+      for (let i = 0; i < open.length; i++) if (!replaces.includes(open[i]![0])) open[kept++] = open[i]!;
       open.length = kept;
-      // The UTC hour, without a Date per session.
-      const hour = (Math.floor((((summary.end % day) + day) % day) / 3_600_000) / 24) * 2 * Math.PI;
-      const counts = summary.counts ?? {};
-      // Into the operator's one input vector: the learner normalises it into its own rows at once.
-      const values = input.values;
-      values[0] = Math.log1p(summary.eventCount);
-      values[1] = Math.log1p((summary.end - summary.start) / 60_000);
-      values[2] = Math.log1p(counts.view ?? 0);
-      values[3] = Math.log1p(counts.cart ?? 0);
-      values[4] = summary.purchased ? 1 : 0;
-      values[5] = Math.log1p(user.sessions);
-      values[6] = Math.log1p((summary.end - user.firstSeen) / day);
-      values[7] = Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0);
-      values[8] = Math.log1p(user.purchases);
-      const gap = gapAfter(user.lastEnd, summary.start);
-      values[9] = Math.log1p(gap / day);
-      values[10] = Math.sin(hour);
-      values[11] = Math.cos(hour);
-      const purchased = summary.purchased ? 1 : 0;
-      user.gapSum += gap;
-      user.sessions++;
-      user.purchases += purchased;
-      // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
-      if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
-      // Cut by the sessionizer's max_length (at an event that starts its continuation) or evicted by its
-      // max_open_sessions: not an end (its events go on in another session, a "return" moments later that
-      // would label it 0). Part of the user's history, not a prediction.
-      const closedBy = (summary as SessionizerSummary).closedBy;
-      if (closedBy === 'evicted' || closedBy === 'max_length') {
-        sequences?.delete(summary.sessionId);
-        return;
+    }
+    let survivor: PendingChurn | undefined;
+    const pending = user.pending;
+    for (let i = 0; i < pending.length; ) {
+      const p = pending[i]!;
+      const sessionId = p.sample.sessionId;
+      if (sessionId !== summary.sessionId && (sessionId === undefined || !replaces.includes(sessionId))) {
+        i++;
+      } else if (survivor === undefined) {
+        survivor = p; // pending is in prediction order: the first made
+        i++;
+      } else {
+        pending.splice(i, 1); // its deadline entry is skipped when popped
+        learner.withdraw(p.sample);
+        merges.inc();
+        // Its session is part of the survivor's now: what its summary added to the history goes, but for a
+        // purchase the survivor had not made (the merged session bought, once). A restored prediction that
+        // predates these fields (purchase not known, gap 0) changes nothing, as before them.
+        user.sessions = Math.max(0, user.sessions - 1);
+        if (p.purchased === 1 && survivor.purchased !== 1) survivor.purchased = 1;
+        else if (p.purchased === 1) user.purchases = Math.max(0, user.purchases - 1);
+        user.gapSum = Math.max(0, user.gapSum - p.gap);
       }
-      input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
-      input.userId = summary.userId;
-      input.sessionId = summary.sessionId;
-      input.time = summary.end;
-      if (sequences) input.seq = sequences.sample(summary.sessionId);
-      const grace = lateReturnGrace(summary);
-      const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, grace, userId: summary.userId };
-      // The label timeout counts from end + grace: timeout >= 2 horizons then outlasts the label's wait, however long the grace.
-      if (grace > 0) learner.postpone(pending.sample, summary.end + grace);
-      sequences?.delete(summary.sessionId);
-      // The user may already be back: events of the next session can arrive before this summary, and that
-      // session may have closed before it (a late event started this one).
-      pending.back = firstReturn(user, pending);
-      user.pending.push(pending);
-      push(summary.end + horizon + grace, pending);
-    };
+    }
+    if (survivor === undefined) return;
+    // A late purchase event: the session bought (once, however many updates say so; not known: maybe counted).
+    if (summary.purchased && survivor.purchased === 0) {
+      survivor.purchased = 1;
+      user.purchases++;
+    }
+    if (summary.start < survivor.start) {
+      const gap = Math.max(0, survivor.gap - (survivor.start - summary.start));
+      user.gapSum = Math.max(0, user.gapSum - (survivor.gap - gap));
+      survivor.gap = gap;
+      survivor.start = summary.start;
+    }
+    if (!(summary.end > survivor.end)) return;
+    // A session after it that closed before this update measured its gap from the end it had then.
+    for (const p of pending) {
+      if (p === survivor || p.gap <= 0 || p.start - p.gap !== survivor.end) continue;
+      const gap = gapAfter(summary.end, p.start);
+      user.gapSum = Math.max(0, user.gapSum - (p.gap - gap));
+      p.gap = gap;
+    }
+    survivor.end = summary.end;
+    survivor.back = firstReturn(user, survivor);
+    // The same sessionizer's: the grace moves with the end (kept where the update has none, or from an evicted session).
+    survivor.grace = Math.max(survivor.grace, lateReturnGrace(summary));
+    push(survivor.end + horizon + survivor.grace, survivor); // the earlier entry is skipped when popped
+    // Its label waits for the new end + horizon + grace: the label timeout counts from that end (+ grace) too, or a
+    // session that grew by more than timeout - horizon (a merge with one released at a later watermark) would expire first.
+    learner.postpone(survivor.sample, survivor.end + survivor.grace);
+  };
 
-    return {
-      async open() {
-        await learner.open();
-      },
-      apply: learnerOperator(context, learner, {
-        event: onEvent,
-        summary: onSummary,
-        watermark(time, emit) {
-          while (deadlines.length > 0 && deadlines[0]! < time) {
-            const deadline = deadlines[0]!;
-            const pending = deadlineOf[0]!;
-            pop();
-            // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
-            if (pending.end + horizon + pending.grace > deadline) continue;
-            // Gone with its user (evicted, or its partition revoked): no label.
-            const user = users.get(pending.userId);
-            const index = user ? user.pending.indexOf(pending) : -1;
-            if (index < 0) continue;
-            user!.pending.splice(index, 1);
-            learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
-          }
-          learner.expire(time - config.labelBuffer.timeoutMs);
-        },
-      }),
-      /**
-       * The users of these partitions return (or not) on another member now: labelling their pending
-       * predictions here would call every one of them a churner. Their history goes too; the
-       * predictions leave the label buffer unscored when they expire.
-       */
-      partitionsRevoked(partitions) {
-        learner.snapshots.settle();
-        const revoked = new Set(partitions);
-        let released = 0;
-        for (const [userId, user] of users) {
-          if (user.partition === undefined || !revoked.has(user.partition)) continue;
-          released += user.pending.length;
-          users.delete(userId);
+  const onSummary = (summary: SessionSummary, emit: Emit): void => {
+    learner.snapshots.settle();
+    if (summary.update) return onUpdate(summary);
+    const user = userOf(summary.userId, summary.start);
+    // Closed: out of the open list (in place, order kept).
+    const open = user.open;
+    let kept = 0;
+    for (let i = 0; i < open.length; i++) if (open[i]![0] !== summary.sessionId) open[kept++] = open[i]!;
+    open.length = kept;
+    // The UTC hour, without a Date per session.
+    const hour = (Math.floor((((summary.end % day) + day) % day) / 3_600_000) / 24) * 2 * Math.PI;
+    const counts = summary.counts ?? {};
+    // Into the operator's one input vector: the learner normalises it into its own rows at once.
+    const values = input.values;
+    values[0] = Math.log1p(summary.eventCount);
+    values[1] = Math.log1p((summary.end - summary.start) / 60_000);
+    values[2] = Math.log1p(counts.view ?? 0);
+    values[3] = Math.log1p(counts.cart ?? 0);
+    values[4] = summary.purchased ? 1 : 0;
+    values[5] = Math.log1p(user.sessions);
+    values[6] = Math.log1p((summary.end - user.firstSeen) / day);
+    values[7] = Math.log1p(user.sessions > 1 ? user.gapSum / (user.sessions - 1) / day : 0);
+    values[8] = Math.log1p(user.purchases);
+    const gap = gapAfter(user.lastEnd, summary.start);
+    values[9] = Math.log1p(gap / day);
+    values[10] = Math.sin(hour);
+    values[11] = Math.cos(hour);
+    const purchased = summary.purchased ? 1 : 0;
+    user.gapSum += gap;
+    user.sessions++;
+    user.purchases += purchased;
+    // A session that closes after a later one did (a late event started it) leaves the last end the later one's.
+    if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
+    // Cut by the sessionizer's max_length (at an event that starts its continuation) or evicted by its
+    // max_open_sessions: not an end (its events go on in another session, a "return" moments later that
+    // would label it 0). Part of the user's history, not a prediction.
+    const closedBy = (summary as SessionizerSummary).closedBy;
+    if (closedBy === 'evicted' || closedBy === 'max_length') {
+      sequences?.delete(summary.sessionId);
+      return;
+    }
+    input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
+    input.userId = summary.userId;
+    input.sessionId = summary.sessionId;
+    input.time = summary.end;
+    if (sequences) input.seq = sequences.sample(summary.sessionId);
+    const grace = lateReturnGrace(summary);
+    const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, grace, userId: summary.userId };
+    // The label timeout counts from end + grace: timeout >= 2 horizons then outlasts the label's wait, however long the grace.
+    if (grace > 0) learner.postpone(pending.sample, summary.end + grace);
+    sequences?.delete(summary.sessionId);
+    // The user may already be back: events of the next session can arrive before this summary, and that
+    // session may have closed before it (a late event started this one).
+    pending.back = firstReturn(user, pending);
+    user.pending.push(pending);
+    push(summary.end + horizon + grace, pending);
+  };
+
+  return {
+    async open() {
+      await learner.open();
+    },
+    apply: learnerOperator(context, learner, {
+      event: onEvent,
+      summary: onSummary,
+      watermark(time, emit) {
+        while (deadlines.length > 0 && deadlines[0]! < time) {
+          const deadline = deadlines[0]!;
+          const pending = deadlineOf[0]!;
+          pop();
+          // Moved later by a merge or a late event (onUpdate): its entry at the new deadline labels it.
+          if (pending.end + horizon + pending.grace > deadline) continue;
+          // Gone with its user (evicted, or its partition revoked): no label.
+          const user = users.get(pending.userId);
+          const index = user ? user.pending.indexOf(pending) : -1;
+          if (index < 0) continue;
+          user!.pending.splice(index, 1);
+          learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
         }
-        if (released > 0) handedOver.inc(released);
-        context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
+        learner.expire(time - config.labelBuffer.timeoutMs);
       },
-      /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines'. */
-      snapshot(): Promise<ChurnState> {
-        return learner.snapshots.take(
-          (function* () {
-            const saved = yield* learner.snapshotParts();
-            const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
-            return { format: 4, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
-          })(),
-        );
-      },
-      async restore(state) {
-        learner.snapshots.settle();
-        const saved = state as ChurnState;
-        // In parts, each part a turn of the event loop (see inTurns); the state swapped in at the end.
-        await inTurns(
-          (function* () {
-            yield* learner.restoreParts(saved.learner);
-            const handleOf = yield* learner.handlesById();
-            const pendingRows: PendingChurn[] = [];
-            const restored = new Map<string, UserState>();
-            if (Array.isArray(saved.users)) {
-              yield* eachOf(saved.users, ([key, user]) => {
-                const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, grace: 0, userId: key }));
-                pendingRows.push(...pending);
-                restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
-              });
-            } else yield* restoreUsers(saved.users, restored, pendingRows, handleOf, idOf);
-            const restoredDeadlines: number[] = [];
-            const restoredDeadlineOf: PendingChurn[] = [];
-            const what = 'churn snapshot: deadlines';
-            // In their saved order (a heap already). A deadline whose prediction no user holds any more
-            // gets a stand-in, skipped when popped.
-            if (!Array.isArray(saved.deadlines) && saved.deadlines.pending !== undefined) {
-              const rowOf = decodeColumn(saved.deadlines.pending, `${what}: pending`);
-              const predictionEnds = new Float64Array(rowOf.length);
-              yield* partsOf(rowOf.length, (from, to) => {
-                for (let i = from; i < to; i++) {
-                  const row = rowOf[i]!;
-                  if (row !== NO_PENDING && !(Number.isInteger(row) && row >= 0 && row < pendingRows.length)) throw new Error(`${what}: row ${row} of ${pendingRows.length} pending predictions`);
-                  predictionEnds[i] = row === NO_PENDING ? 0 : pendingRows[row]!.end;
-                }
-              });
-              const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`, { values: predictionEnds, ref: PREDICTION_ENDS });
-              const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId: '' };
-              yield* partsOf(rowOf.length, (from, to) => {
-                for (let i = from; i < to; i++) {
-                  restoredDeadlines.push(at[i]!);
-                  restoredDeadlineOf.push(rowOf[i]! === NO_PENDING ? gone : pendingRows[rowOf[i]!]!);
-                }
-              });
-            } else {
-              // Formats 1 and 2: by id and user.
-              const pendingById = new Map<string, PendingChurn>();
-              for (const p of pendingRows) pendingById.set(p.sample.id, p);
-              const restoreDeadline = (deadline: number, id: string, userId: string): void => {
-                restoredDeadlines.push(deadline);
-                const pending = pendingById.get(id);
-                restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId });
-              };
-              if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
-              else {
-                const ids = decodeStrings(saved.deadlines.ids, undefined, `${what}: ids`);
-                const userIds = decodeStrings(saved.deadlines.userIds, ids.length, `${what}: userIds`);
-                const at = decodeColumnOf(saved.deadlines.at, ids.length, `${what}: at`);
-                yield* partsOf(ids.length, (from, to) => {
-                  for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
-                });
+    }),
+    /**
+     * The users of these partitions return (or not) on another member now: labelling their pending
+     * predictions here would call every one of them a churner. Their history goes too; the
+     * predictions leave the label buffer unscored when they expire.
+     */
+    partitionsRevoked(partitions) {
+      learner.snapshots.settle();
+      const revoked = new Set(partitions);
+      let released = 0;
+      for (const [userId, user] of users) {
+        if (user.partition === undefined || !revoked.has(user.partition)) continue;
+        released += user.pending.length;
+        users.delete(userId);
+      }
+      if (released > 0) handedOver.inc(released);
+      context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
+    },
+    /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines'. */
+    snapshot(): Promise<ChurnState> {
+      return learner.snapshots.take(
+        (function* () {
+          const saved = yield* learner.snapshotParts();
+          const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
+          return { format: 4, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+        })(),
+      );
+    },
+    async restore(state) {
+      learner.snapshots.settle();
+      const saved = state as ChurnState;
+      // In parts, each part a turn of the event loop (see inTurns); the state swapped in at the end.
+      await inTurns(
+        (function* () {
+          yield* learner.restoreParts(saved.learner);
+          const handleOf = yield* learner.handlesById();
+          const pendingRows: PendingChurn[] = [];
+          const restored = new Map<string, UserState>();
+          if (Array.isArray(saved.users)) {
+            yield* eachOf(saved.users, ([key, user]) => {
+              const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, grace: 0, userId: key }));
+              pendingRows.push(...pending);
+              restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
+            });
+          } else yield* restoreUsers(saved.users, restored, pendingRows, handleOf, idOf);
+          const restoredDeadlines: number[] = [];
+          const restoredDeadlineOf: PendingChurn[] = [];
+          const what = 'churn snapshot: deadlines';
+          // In their saved order (a heap already). A deadline whose prediction no user holds any more
+          // gets a stand-in, skipped when popped.
+          if (!Array.isArray(saved.deadlines) && saved.deadlines.pending !== undefined) {
+            const rowOf = decodeColumn(saved.deadlines.pending, `${what}: pending`);
+            const predictionEnds = new Float64Array(rowOf.length);
+            yield* partsOf(rowOf.length, (from, to) => {
+              for (let i = from; i < to; i++) {
+                const row = rowOf[i]!;
+                if (row !== NO_PENDING && !(Number.isInteger(row) && row >= 0 && row < pendingRows.length)) throw new Error(`${what}: row ${row} of ${pendingRows.length} pending predictions`);
+                predictionEnds[i] = row === NO_PENDING ? 0 : pendingRows[row]!.end;
               }
+            });
+            const at = decodeColumnOf(saved.deadlines.at, rowOf.length, `${what}: at`, { values: predictionEnds, ref: PREDICTION_ENDS });
+            const gone: PendingChurn = { sample: { id: '', released: true }, start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId: '' };
+            yield* partsOf(rowOf.length, (from, to) => {
+              for (let i = from; i < to; i++) {
+                restoredDeadlines.push(at[i]!);
+                restoredDeadlineOf.push(rowOf[i]! === NO_PENDING ? gone : pendingRows[rowOf[i]!]!);
+              }
+            });
+          } else {
+            // Formats 1 and 2: by id and user.
+            const pendingById = new Map<string, PendingChurn>();
+            for (const p of pendingRows) pendingById.set(p.sample.id, p);
+            const restoreDeadline = (deadline: number, id: string, userId: string): void => {
+              restoredDeadlines.push(deadline);
+              const pending = pendingById.get(id);
+              restoredDeadlineOf.push(pending !== undefined && pending.userId === userId ? pending : { sample: handleOf(id), start: 0, end: 0, purchased: 0, gap: 0, back: -1, grace: 0, userId });
+            };
+            if (Array.isArray(saved.deadlines)) yield* eachOf(saved.deadlines, ([deadline, id, userId]) => restoreDeadline(deadline, id, userId));
+            else {
+              const ids = decodeStrings(saved.deadlines.ids, undefined, `${what}: ids`);
+              const userIds = decodeStrings(saved.deadlines.userIds, ids.length, `${what}: userIds`);
+              const at = decodeColumnOf(saved.deadlines.at, ids.length, `${what}: at`);
+              yield* partsOf(ids.length, (from, to) => {
+                for (let i = from; i < to; i++) restoreDeadline(at[i]!, ids[i]!, userIds[i]!);
+              });
             }
-            if (sequences) yield* sequences.loadParts(saved.sequences);
-            users = restored;
-            deadlines = restoredDeadlines;
-            deadlineOf = restoredDeadlineOf;
-          })(),
-        );
-      },
-      async close() {
-        await learner.close();
-      },
-    };
-  },
-});
+          }
+          if (sequences) yield* sequences.loadParts(saved.sequences);
+          users = restored;
+          deadlines = restoredDeadlines;
+          deadlineOf = restoredDeadlineOf;
+        })(),
+      );
+    },
+    async close() {
+      await learner.close();
+    },
+  };
+}

@@ -126,8 +126,13 @@ export const modelEmitsOnlyWith: { readonly [kind: string]: OutputCondition<Mode
 
 const modelNamesKey = 'tributary.models.names';
 
-/** This plugin's model stages: each claims its `name` in its pipeline. */
+/** The model stages (the built-in ones and each defineModel's): each claims its `name` in its pipeline. */
 const modelStageTypes = new Set(['intent-model', 'churn-model']);
+
+/** A stage type whose `name` is a model name, unique in its pipeline as the built-in models' are (defineModel's plugins). */
+export function addModelStageType(type: string): void {
+  modelStageTypes.add(type);
+}
 
 /**
  * Why a model stage may not take `name`: prediction ids, metrics.json's entries and the saved model's

@@ -6,8 +6,9 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
+import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
@@ -192,7 +193,7 @@ const maxSessions = 500_000;
  * for the timeout after its last event, and a late event may reopen it until then (it would be
  * predicted after the purchase, and learnt as a purchase).
  */
-function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+export function labelTimeoutProblems(config: IntentModelConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
   const at = pipeline.stages.indexOf(self);
   const sessionizer = pipeline.stages.slice(0, at < 0 ? 0 : at).reverse().find((entry) => entry.type === 'sessionizer');
   if (sessionizer === undefined) return [];
@@ -261,185 +262,191 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
   checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...labelTimeoutProblems(config, pipeline, self)],
-  create(rawConfig, context) {
-    const config = resolveConfig(rawConfig, context.label, 0.05);
-    claimModelName(context, config.name);
-    // Ids as onEvent makes them (so a snapshot holds each prediction's position, not its id); the last prefix is kept for a run of one session's rows.
-    let derivedFor: { userId: string; sessionId: string | undefined; prefix: IdPrefix } | undefined;
-    const deriveId = (userId: string, sessionId: string | undefined, time: number, position: number): string => {
-      if (derivedFor === undefined || derivedFor.userId !== userId || derivedFor.sessionId !== sessionId) derivedFor = { userId, sessionId, prefix: idPrefix(config.name, userId, sessionId) };
-      return predictionIdAfter(derivedFor.prefix, time, position);
-    };
-    const learner = new OnlineLearner(config, 'intent', context, deriveId);
-    const outOfOrder = learner.metrics.counter(
-      'intent_out_of_order_events_total',
-      'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
-    );
-    const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
-    /** Replaced whole by a restore (built aside in parts). */
-    let sessions = new Map<string, SessionState>();
-    let ended = false;
-    let lastSweep = -Infinity;
-
-    const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
-      const boughtAt = state.purchasedAt;
-      for (const sample of state.pending) {
-        // Made at an event after the session's first purchase (a merge or a late purchase event showed it only
-        // later): not a prediction of whether it will buy. One no longer awaited counts its late label, restored or not.
-        if (boughtAt !== undefined && !sample.released && sample.time! > boughtAt) learner.withdraw(sample);
-        else learner.label(sample, label, time, emit);
-      }
-      state.pending = [];
-      state.labelled = true;
-    };
-
-    // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
-    const input: SampleInput = { id: '', userId: '', sessionId: undefined, time: 0, names: noNames, values: noValues };
-
-    const onEvent = (event: ClickEvent, emit: Emit): void => {
-      learner.snapshots.settle();
-      const sessionId = event.session?.id ?? event.sessionId;
-      if (sessionId === undefined) return;
-      let state = sessions.get(sessionId);
-      // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
-      if (state?.labelled && event.session?.position === 0) {
-        sessions.delete(sessionId);
-        state = undefined;
-      }
-      if (!state) {
-        if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
-        state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
-        sessions.set(sessionId, state);
-      }
-      state.last = Math.max(state.last, event.time);
-      if (!state.labelled) sequences?.push(sessionId, event);
-      if (event.type === 'purchase') {
-        state.purchasedAt = earliest(state.purchasedAt, event.time);
-        state.purchased = true;
-        return;
-      }
-      if (state.labelled || state.purchased) return;
-      // Its features (arrival order) include a later event of the user: a prediction here could use the future.
-      if (event.session?.outOfOrder === true) {
-        outOfOrder.inc();
-        return;
-      }
-      const features = event.features;
-      if (!features && config.model.kind !== 'gru') return;
-      const position = event.session?.position ?? state.pending.length;
-      // Same as predictionId(name, user, session, time, position); the prefix is hashed once per session.
-      state.ids ??= idPrefix(config.name, state.userId, sessionId);
-      const id = predictionIdAfter(state.ids, event.time, position);
-      input.id = id;
-      input.idKey = position;
-      input.userId = event.userId;
-      input.sessionId = sessionId;
-      input.time = event.time;
-      input.names = features?.names ?? noNames;
-      input.values = features?.values ?? noValues;
-      if (sequences) input.seq = sequences.sample(sessionId);
-      state.pending.push(learner.submit(input, emit));
-    };
-
-    const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
-      learner.snapshots.settle();
-      let state = sessions.get(summary.sessionId);
-      // A merge: the sessions it absorbed are this one now (their ids are gone), so their predictions take its label.
-      for (const id of mergedAwayIds(summary)) {
-        const absorbed = sessions.get(id);
-        sequences?.delete(id);
-        if (absorbed === undefined) continue;
-        sessions.delete(id);
-        if (state === undefined) {
-          state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
-          sessions.set(summary.sessionId, state);
-        }
-        for (const sample of absorbed.pending) state.pending.push(sample);
-        state.purchased ||= absorbed.purchased;
-        state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
-        state.last = Math.max(state.last, absorbed.last);
-      }
-      sequences?.delete(summary.sessionId);
-      if (closedEarly(summary)) {
-        // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
-        // evicted, its events go on under another id and no label will come for them (expired now). Whatever
-        // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
-        if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
-        sessions.delete(summary.sessionId);
-        return;
-      }
-      const bought = summary.purchased || state?.purchased === true;
-      if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
-      // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
-      // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
-      if (!bought) sessions.delete(summary.sessionId);
-      else if (state) {
-        state.purchased = true;
-        state.last = Math.max(state.last, summary.end);
-      } else sessions.set(summary.sessionId, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
-    };
-
-    return {
-      async open() {
-        await learner.open();
-      },
-      apply: learnerOperator(context, learner, {
-        event: onEvent,
-        summary: onSummary,
-        ended: () => void (ended = true),
-        watermark(time) {
-          const cutoff = time - config.labelBuffer.timeoutMs;
-          learner.expire(cutoff);
-          // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
-          if (time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
-            lastSweep = time;
-            for (const [key, state] of sessions) {
-              if (state.last >= cutoff) continue;
-              // Expired, as expire() would have counted them had no younger prediction been queued before them.
-              for (const sample of state.pending) learner.expireOne(sample);
-              state.pending = [];
-              sequences?.delete(key);
-              // A session that bought may still be open (a gap longer than the timeout): keep knowing it
-              // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
-              if (!state.purchased || state.labelled) sessions.delete(key);
-            }
-          }
-        },
-      }),
-      /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions'. */
-      snapshot(): Promise<IntentState> {
-        return learner.snapshots.take(
-          (function* () {
-            const saved = yield* learner.snapshotParts();
-            const state: IntentState = { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
-            // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
-            if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
-            return state;
-          })(),
-        );
-      },
-      async restore(state) {
-        learner.snapshots.settle();
-        const saved = state as IntentState;
-        // In parts, each part a turn of the event loop (see inTurns); the maps swapped in at the end.
-        await inTurns(
-          (function* () {
-            yield* learner.restoreParts(saved.learner);
-            const restored = new Map<string, SessionState>();
-            if (Array.isArray(saved.sessions)) {
-              const handleOf = yield* learner.handlesById();
-              yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
-            } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 3 ? 3 : 2);
-            if (sequences) yield* sequences.loadParts(saved.sequences);
-            sessions = restored;
-            ended = saved.ended;
-            lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;
-          })(),
-        );
-      },
-      async close() {
-        await learner.close();
-      },
-    };
-  },
+  create: (rawConfig, context) => createIntentModel(rawConfig, context),
 });
+
+/**
+ * The `intent-model` operator over the configured TF.js model, or over `custom` (a plugin's own model, see
+ * define.ts): the same label join, buffer, scores and records either way.
+ */
+export function createIntentModel(rawConfig: IntentModelConfig, context: PluginContext, custom?: CustomModelSource): Operator {
+  const config = resolveConfig(rawConfig, context.label, 0.05);
+  claimModelName(context, config.name);
+  // Ids as onEvent makes them (so a snapshot holds each prediction's position, not its id); the last prefix is kept for a run of one session's rows.
+  let derivedFor: { userId: string; sessionId: string | undefined; prefix: IdPrefix } | undefined;
+  const deriveId = (userId: string, sessionId: string | undefined, time: number, position: number): string => {
+    if (derivedFor === undefined || derivedFor.userId !== userId || derivedFor.sessionId !== sessionId) derivedFor = { userId, sessionId, prefix: idPrefix(config.name, userId, sessionId) };
+    return predictionIdAfter(derivedFor.prefix, time, position);
+  };
+  const learner = new OnlineLearner(config, 'intent', context, deriveId, custom);
+  const outOfOrder = learner.metrics.counter(
+    'intent_out_of_order_events_total',
+    'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
+  );
+  const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
+  /** Replaced whole by a restore (built aside in parts). */
+  let sessions = new Map<string, SessionState>();
+  let ended = false;
+  let lastSweep = -Infinity;
+
+  const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
+    const boughtAt = state.purchasedAt;
+    for (const sample of state.pending) {
+      // Made at an event after the session's first purchase (a merge or a late purchase event showed it only
+      // later): not a prediction of whether it will buy. One no longer awaited counts its late label, restored or not.
+      if (boughtAt !== undefined && !sample.released && sample.time! > boughtAt) learner.withdraw(sample);
+      else learner.label(sample, label, time, emit);
+    }
+    state.pending = [];
+    state.labelled = true;
+  };
+
+  // Reused for every prediction: the learner keeps none of it (it copies what it holds on to).
+  const input: SampleInput = { id: '', userId: '', sessionId: undefined, time: 0, names: noNames, values: noValues };
+
+  const onEvent = (event: ClickEvent, emit: Emit): void => {
+    learner.snapshots.settle();
+    const sessionId = event.session?.id ?? event.sessionId;
+    if (sessionId === undefined) return;
+    let state = sessions.get(sessionId);
+    // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
+    if (state?.labelled && event.session?.position === 0) {
+      sessions.delete(sessionId);
+      state = undefined;
+    }
+    if (!state) {
+      if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
+      state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
+      sessions.set(sessionId, state);
+    }
+    state.last = Math.max(state.last, event.time);
+    if (!state.labelled) sequences?.push(sessionId, event);
+    if (event.type === 'purchase') {
+      state.purchasedAt = earliest(state.purchasedAt, event.time);
+      state.purchased = true;
+      return;
+    }
+    if (state.labelled || state.purchased) return;
+    // Its features (arrival order) include a later event of the user: a prediction here could use the future.
+    if (event.session?.outOfOrder === true) {
+      outOfOrder.inc();
+      return;
+    }
+    const features = event.features;
+    if (!features && config.model.kind !== 'gru') return;
+    const position = event.session?.position ?? state.pending.length;
+    // Same as predictionId(name, user, session, time, position); the prefix is hashed once per session.
+    state.ids ??= idPrefix(config.name, state.userId, sessionId);
+    const id = predictionIdAfter(state.ids, event.time, position);
+    input.id = id;
+    input.idKey = position;
+    input.userId = event.userId;
+    input.sessionId = sessionId;
+    input.time = event.time;
+    input.names = features?.names ?? noNames;
+    input.values = features?.values ?? noValues;
+    if (sequences) input.seq = sequences.sample(sessionId);
+    state.pending.push(learner.submit(input, emit));
+  };
+
+  const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
+    learner.snapshots.settle();
+    let state = sessions.get(summary.sessionId);
+    // A merge: the sessions it absorbed are this one now (their ids are gone), so their predictions take its label.
+    for (const id of mergedAwayIds(summary)) {
+      const absorbed = sessions.get(id);
+      sequences?.delete(id);
+      if (absorbed === undefined) continue;
+      sessions.delete(id);
+      if (state === undefined) {
+        state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
+        sessions.set(summary.sessionId, state);
+      }
+      for (const sample of absorbed.pending) state.pending.push(sample);
+      state.purchased ||= absorbed.purchased;
+      state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
+      state.last = Math.max(state.last, absorbed.last);
+    }
+    sequences?.delete(summary.sessionId);
+    if (closedEarly(summary)) {
+      // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
+      // evicted, its events go on under another id and no label will come for them (expired now). Whatever
+      // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
+      if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
+      sessions.delete(summary.sessionId);
+      return;
+    }
+    const bought = summary.purchased || state?.purchased === true;
+    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
+    // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
+    // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
+    if (!bought) sessions.delete(summary.sessionId);
+    else if (state) {
+      state.purchased = true;
+      state.last = Math.max(state.last, summary.end);
+    } else sessions.set(summary.sessionId, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
+  };
+
+  return {
+    async open() {
+      await learner.open();
+    },
+    apply: learnerOperator(context, learner, {
+      event: onEvent,
+      summary: onSummary,
+      ended: () => void (ended = true),
+      watermark(time) {
+        const cutoff = time - config.labelBuffer.timeoutMs;
+        learner.expire(cutoff);
+        // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
+        if (time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
+          lastSweep = time;
+          for (const [key, state] of sessions) {
+            if (state.last >= cutoff) continue;
+            // Expired, as expire() would have counted them had no younger prediction been queued before them.
+            for (const sample of state.pending) learner.expireOne(sample);
+            state.pending = [];
+            sequences?.delete(key);
+            // A session that bought may still be open (a gap longer than the timeout): keep knowing it
+            // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
+            if (!state.purchased || state.labelled) sessions.delete(key);
+          }
+        }
+      },
+    }),
+    /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions'. */
+    snapshot(): Promise<IntentState> {
+      return learner.snapshots.take(
+        (function* () {
+          const saved = yield* learner.snapshotParts();
+          const state: IntentState = { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+          // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
+          if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
+          return state;
+        })(),
+      );
+    },
+    async restore(state) {
+      learner.snapshots.settle();
+      const saved = state as IntentState;
+      // In parts, each part a turn of the event loop (see inTurns); the maps swapped in at the end.
+      await inTurns(
+        (function* () {
+          yield* learner.restoreParts(saved.learner);
+          const restored = new Map<string, SessionState>();
+          if (Array.isArray(saved.sessions)) {
+            const handleOf = yield* learner.handlesById();
+            yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
+          } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 3 ? 3 : 2);
+          if (sequences) yield* sequences.loadParts(saved.sequences);
+          sessions = restored;
+          ended = saved.ended;
+          lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;
+        })(),
+      );
+    },
+    async close() {
+      await learner.close();
+    },
+  };
+}

@@ -13,6 +13,7 @@ import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, t
 import type { Batch, Model, ModelState } from './model.js';
 import { openModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
+import { CustomModelAdapter, RawFeatures, type CustomModelSource } from './custom.js';
 import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { Prequential, type PrequentialState } from './prequential.js';
 import type { SequenceSample } from './sequence.js';
@@ -312,7 +313,9 @@ export function predictionIdAfter(prefix: IdPrefix, part1: string | number | und
 
 export class OnlineLearner {
   private model: Model | undefined;
-  private normaliser: Normaliser | undefined;
+  private normaliser: Normaliser | RawFeatures | undefined;
+  /** False for a custom model without `learn` (a fixed rule): its labels are scored, and neither queued nor counted as scored before learning. */
+  private learns = true;
   private features: string[] | undefined;
   /** Names arrays mapped onto `features`: remade with the features (a warm start or restore may change them). */
   private aligned = new WeakMap<readonly string[], number[] | null>();
@@ -387,6 +390,8 @@ export class OnlineLearner {
     private readonly context: PluginContext,
     /** How the task makes its ids, where it gives samples an `idKey`. */
     private readonly deriveId?: IdDeriver,
+    /** A plugin's own model (defineModel) in place of the TF.js one `config.model` describes; it sees raw features. */
+    private readonly custom?: CustomModelSource,
   ) {
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins, config.metrics.exactAucLimit);
     this.drift = createDriftDetector(config.drift);
@@ -439,6 +444,8 @@ export class OnlineLearner {
 
   /** Picks the backend and warm-starts from the checkpoint folder when asked. */
   async open(): Promise<void> {
+    // A custom model runs no TF.js (no backend to pick) and has no model file (its state is in the pipeline's checkpoints).
+    if (this.custom) return;
     this.backend = await useBackend(this.config.backend, this.context.logger);
     this.gauges.backend.set(backendCode[this.backend.backend]);
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
@@ -482,14 +489,27 @@ export class OnlineLearner {
    */
   private readonly modelFailed = (error: Error): void => this.context.fail(new Error(`model ${this.name}: ${error.message}`, { cause: error }));
 
+  /** A new model for `features`: the configured TF.js one, or the plugin's own. */
+  private newModel(features: readonly string[]): Model {
+    if (this.custom) return new CustomModelAdapter(this.custom.kind, features.length, this.custom.create(features));
+    return openModel(features.length, this.config.model, this.config.optimizer, this.modelFailed);
+  }
+
+  /** The feature transform of a new model: standardised for the TF.js models, raw for a custom one. */
+  private newNormaliser(size: number): Normaliser | RawFeatures {
+    return this.custom ? new RawFeatures(size) : new Normaliser(size);
+  }
+
   /** A fresh model and normaliser for `features`, or the given ones (a saved model, loaded). */
-  private build(features: readonly string[], model = openModel(features.length, this.config.model, this.config.optimizer, this.modelFailed), normaliser = new Normaliser(features.length)): void {
+  private build(features: readonly string[], model = this.newModel(features), normaliser = this.newNormaliser(features.length)): void {
     this.features = [...features];
     this.aligned = new WeakMap();
     this.lastNames = undefined;
     this.normaliser = normaliser;
     this.model = model;
-    this.withOnes = this.config.model.kind !== 'gru';
+    this.learns = !(model instanceof CustomModelAdapter) || model.learns;
+    // A custom model's rows are its features alone (no ones column for a folded-in bias).
+    this.withOnes = !this.custom && this.config.model.kind !== 'gru';
     this.stride = features.length + (this.withOnes ? 1 : 0);
     this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
     this.alignBuffer = new Float32Array(features.length);
@@ -503,8 +523,8 @@ export class OnlineLearner {
    * close after that failure cannot save a half-loaded or fresh model over the saved one.
    */
   private loadSaved(saved: SavedModel): void {
-    const model = openModel(saved.features.length, this.config.model, this.config.optimizer, this.modelFailed);
-    const normaliser = new Normaliser(saved.features.length);
+    const model = this.newModel(saved.features);
+    const normaliser = this.newNormaliser(saved.features.length);
     try {
       model.load(saved.model);
       normaliser.load(saved.normaliser);
@@ -887,12 +907,18 @@ export class OnlineLearner {
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
     this.counts.labels++;
     // Predicted before any learning step (this run's or a saved model's): a backtest's report says how many, as they rank nothing learnt.
-    if (this.counts.learnSteps === 0 && (this.warmStarted?.steps ?? 0) === 0) this.counts.scoredBeforeLearning++;
+    if (this.learns && this.counts.learnSteps === 0 && (this.warmStarted?.steps ?? 0) === 0) this.counts.scoredBeforeLearning++;
     this.unCountedLabels++;
     if (this.config.drift.detector !== 'none') {
       // Block means, each label once (a session's predictions share one): LossBlocks says why.
       const mean = this.lossBlocks.add(loss, sample.sessionId ?? sample.id);
       if (mean !== undefined && this.drift.update(mean)) this.onDrift(labelTime, emit);
+    }
+    if (!this.learns) {
+      // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
+      sample.rows = undefined;
+      sample.seq = undefined;
+      return;
     }
     this.toLearn.push(sample);
     if (this.toLearn.length >= this.config.batch.learnSize) this.flushLearning(emit);
@@ -953,7 +979,7 @@ export class OnlineLearner {
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
     if (optimizer.learningRate > this.baseLearningRate) optimizer.learningRate = Math.max(this.baseLearningRate, optimizer.learningRate * 0.99);
-    this.gauges.learningRate.set(optimizer.learningRate);
+    if (!this.custom) this.gauges.learningRate.set(optimizer.learningRate);
     this.exportMetrics(false);
     const every = this.config.checkpoint?.every ?? 0;
     if (every > 0 && this.counts.labels - this.lastCheckpointLabels >= every) {
@@ -1131,7 +1157,7 @@ export class OnlineLearner {
       kind: 'model_metrics',
       model: this.name,
       task: this.task,
-      kind_of_model: this.config.model.kind,
+      kind_of_model: this.custom?.kind ?? this.config.model.kind,
       backend: this.backendName ?? null,
       features: this.features ?? [],
       summary: this.prequential.summary(),

@@ -59,10 +59,13 @@ export interface ModelConfig {
 }
 
 export interface ModelState {
-  kind: ModelKind;
+  /** A built-in {@link ModelKind}, or a custom model's plugin name (see custom.ts). */
+  kind: string;
   inputs: number;
   params: Record<string, EncodedTensor>;
   optimizer: OptimizerState;
+  /** A custom model's own state (its `state()`); absent for the built-in kinds. */
+  custom?: unknown;
 }
 
 /**
@@ -70,7 +73,8 @@ export interface ModelState {
  * holds (plugins/models/remote.ts, for backends that read results back only asynchronously).
  */
 export interface Model {
-  readonly kind: ModelKind;
+  /** A built-in {@link ModelKind}, or a custom model's plugin name. */
+  readonly kind: string;
   readonly inputs: number;
   /** The optimiser's knobs the operators turn (drift reactions, an edited learning rate). */
   readonly optimizer: { learningRate: number; reset(): void };

@@ -1,0 +1,104 @@
+/**
+ * A model a plugin brings (`defineModel`, see define.ts) behind the {@link Model} the learner drives, so a
+ * user's scorer gets what the built-in models get (label join, label buffer, prequential scores, metrics,
+ * reports, snapshots) from the same code. It sees raw feature values, not standardised ones: a hand-written
+ * rule reads "carts so far" as a count.
+ */
+import type { Batch, Model, ModelState } from './model.js';
+import type { NormaliserState } from './normaliser.js';
+
+/** What `defineModel`'s `create` returns: one model for the feature names it was made for. */
+export interface CustomModel {
+  /**
+   * P(positive) of one sample: `features` holds its raw values in the order of the names `create` got
+   * (a value the sample lacks reads 0, a non-finite one 0). The array is reused: copy what you keep.
+   * A result that is not a number in [0, 1] is counted as an invalid score, neither scored nor learnt.
+   */
+  predict(features: Float32Array): number;
+  /**
+   * One learning step on `labels.length` labelled samples, in the order their labels came: `features` is
+   * their rows one after another (`labels.length` x the number of features). Called only after every
+   * prediction made before it (test-then-train). Absent: the model learns nothing (a fixed rule).
+   */
+  learn?(features: Float32Array, labels: Float32Array): void;
+  /** Its state for the pipeline's checkpoints, as JSON (numbers, strings, arrays, plain objects). Absent: none to keep. */
+  state?(): unknown;
+  /** Takes back what {@link state} gave, on a restart from a checkpoint. */
+  load?(state: unknown): void;
+}
+
+/** How the learner makes a custom model once it knows the features (at the first prediction, or from a snapshot). */
+export interface CustomModelSource {
+  /** The plugin's name: the report's `kind_of_model`, and the kind its snapshots are checked against. */
+  kind: string;
+  create(features: readonly string[]): CustomModel;
+}
+
+/** A custom model as the learner's {@link Model}: rows without the ones column, predicted at once on the host. */
+export class CustomModelAdapter implements Model {
+  /** No optimiser of the learner's to turn: drift actions are not offered to custom models. */
+  readonly optimizer = { learningRate: 0, reset(): void {} };
+  /** Whether it has a `learn`: without one, the learner queues no labels for it. */
+  readonly learns: boolean;
+
+  constructor(
+    readonly kind: string,
+    readonly inputs: number,
+    private readonly model: CustomModel,
+  ) {
+    this.learns = typeof model.learn === 'function';
+  }
+
+  predictRow(rows: Float32Array, offset: number): number {
+    return this.model.predict(rows.subarray(offset, offset + this.inputs));
+  }
+
+  predictProbaMany(batch: Batch): Float32Array {
+    const scores = new Float32Array(batch.n);
+    for (let i = 0; i < batch.n; i++) scores[i] = this.predictRow(batch.x!, i * batch.d);
+    return scores;
+  }
+
+  learnMany(batch: Batch, labels: Float32Array): void {
+    if (batch.n === 0 || !this.model.learn) return;
+    this.model.learn(batch.x!.subarray(0, batch.n * batch.d), labels);
+  }
+
+  state(): ModelState {
+    const custom = this.model.state?.();
+    return { kind: this.kind, inputs: this.inputs, params: {}, optimizer: { kind: 'sgd', learningRate: 0, step: 0, slots: {} }, ...(custom === undefined ? {} : { custom }) };
+  }
+
+  load(state: ModelState): void {
+    if (state.kind !== this.kind) throw new Error(`saved model is ${state.kind}, this one is ${this.kind}`);
+    if (state.inputs !== this.inputs) throw new Error(`saved model takes ${state.inputs} features, this one ${this.inputs}`);
+    if (state.custom === undefined) return;
+    if (!this.model.load) throw new Error(`saved ${this.kind} model has a state, and this one has no load() to take it`);
+    this.model.load(state.custom);
+  }
+
+  dispose(): void {}
+}
+
+/** The learner's feature transform for custom models: raw values (non-finite ones as 0), nothing learnt. */
+export class RawFeatures {
+  n = 0;
+
+  constructor(readonly size: number) {}
+
+  updateAndTransform(raw: ArrayLike<number>, out: Float32Array, offset: number): void {
+    this.n++;
+    for (let i = 0; i < this.size; i++) {
+      const x = raw[i]!;
+      out[offset + i] = Number.isFinite(x) ? x : 0;
+    }
+  }
+
+  state(): NormaliserState {
+    return { n: this.n, mean: [], m2: [] };
+  }
+
+  load(state: NormaliserState): void {
+    this.n = state.n;
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * `defineModel` (public as `tributary/models`): a plugin's own model as a model stage. The stage is the
+ * built-in `intent-model` or `churn-model` operator (createIntentModel, createChurnModel) with the
+ * plugin's model in place of the TF.js one: the same predictions and ids, label join, label buffer,
+ * prequential scores, metrics, `drift` and `model_metrics` records, and snapshots. Only the model differs.
+ *
+ * Not offered to a custom model: `backend`, `optimizer`, `checkpoint` (a model file; the pipeline's
+ * checkpoints keep its `state()`), `drift.action` (it turns the TF.js optimiser's knobs) and `batch.max_size`
+ * (a custom model predicts each sample at once).
+ */
+import { defineOperator, type ConfigSchema, type JsonSchema, type OperatorPlugin, type PluginStatus } from 'tributary';
+import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
+import { addModelStageType, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
+import type { CustomModel, CustomModelSource } from './custom.js';
+import { createIntentModel, labelTimeoutProblems } from './intent.js';
+
+export type { CustomModel } from './custom.js';
+
+/** What a model predicts: `intent`, P(a session ends in a purchase) at each of its events; `churn`, P(no return within `horizon`) at each session's close. */
+export type ModelTask = 'intent' | 'churn';
+
+export interface ModelDefinition<Config> {
+  /** The stage's `type:` in YAML, and the `kind_of_model` of its reports. */
+  name: string;
+  task: ModelTask;
+  status?: PluginStatus;
+  /** One line for `tributary plugins` and the reference. */
+  summary: string;
+  /** Longer Markdown for the reference (what the stage shares with the built-in model of its task is added). */
+  description?: string;
+  /**
+   * JSON Schema of the stage's `model` field: the model's own options, checked against `Config` as
+   * defineOperator checks a plugin's config (every field described; defaults filled in).
+   */
+  config: ConfigSchema<Config>;
+  /** Examples of the `model` field, shown in the reference (each must validate: `specProblems`). */
+  examples?: Config[];
+  /**
+   * Makes the model for `features`, the names of the feature vector it will read (those of the first
+   * sample it predicts, in their order, or of the model in a checkpoint it resumes from): look up the
+   * positions you need here. Called once per run (and again on a restore from a checkpoint, then `load`).
+   */
+  create(config: Config, features: readonly string[]): CustomModel;
+}
+
+/** A custom model stage's config as written: the fields its task's built-in stage shares, and `model`. */
+export interface CustomModelStageConfig<Config> extends Omit<ModelOperatorConfig, 'backend' | 'model' | 'optimizer' | 'checkpoint'> {
+  /** churn only. */
+  horizon?: string | number;
+  /** churn only. */
+  max_users?: number;
+  model: Config;
+}
+
+const { backend: _backend, model: _model, optimizer: _optimizer, checkpoint: _checkpoint, drift, batch, ...shared } = modelOperatorProperties;
+const { action: _action, factor: _factor, ...driftProperties } = drift.properties;
+
+/** The built-in stages' fields a custom model takes, as they are there, save those said above. */
+const customProperties = {
+  ...shared,
+  batch: {
+    type: 'object',
+    additionalProperties: false,
+    description: "Learning in micro-batches: the model's `learn` gets this many labelled samples at a time. Predictions are made at once.",
+    properties: {
+      learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per `learn` call. Default: 256.' },
+      max_delay: batch.properties.max_delay,
+    },
+  },
+  drift: { ...drift, properties: driftProperties },
+} satisfies Record<string, JsonSchema>;
+
+const sharedText = (task: ModelTask): string =>
+  `A custom ${task} model: predictions, labels, the label buffer, scores, metrics and records as \`${task}-model\`'s (see it), ` +
+  "from this model's `predict` (raw feature values, not standardised) and `learn` (if it has one; without, no learning step is counted and the prediction version stays `<version>.0`). " +
+  'Not offered: `backend`, `optimizer`, `checkpoint` (the pipeline\'s checkpoints keep its state), `drift.action`, `batch.max_size`; the `model_backend` and `model_learning_rate` metrics are not exported.';
+
+/**
+ * A model stage for `task` around the plugin's own model: `type: <name>` in YAML, with the `name`,
+ * `label_buffer`, `metrics`, `drift`, `batch.learn_size`, `report` (and churn's `horizon`, `max_users`)
+ * of the built-in stage of its task, and `model` for its own options.
+ */
+export function defineModel<Config>(definition: ModelDefinition<Config>): OperatorPlugin<CustomModelStageConfig<Config>> {
+  const { name, task } = definition;
+  addModelStageType(name);
+  const modelField: JsonSchema = { ...(definition.config as JsonSchema), description: (definition.config as JsonSchema).description ?? `The ${name} model's options.`, default: {} };
+  const properties: Record<string, JsonSchema> = { ...customProperties, ...(task === 'churn' ? churnProperties : {}), model: modelField };
+  return defineOperator<CustomModelStageConfig<Config>>({
+    name,
+    state: 'global',
+    emits: modelEmits,
+    emitsOnlyWith: modelEmitsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['emitsOnlyWith']>,
+    status: definition.status ?? 'experimental',
+    summary: definition.summary,
+    description: definition.description ? `${definition.description}\n\n${sharedText(task)}` : sharedText(task),
+    // Checked by hand, not by ConfigSchema: an intent stage's schema leaves out churn's horizon and max_users.
+    config: { type: 'object', additionalProperties: false, properties } as unknown as ConfigSchema<CustomModelStageConfig<Config>>,
+    ...(definition.examples ? { examples: definition.examples.map((model) => ({ model })) } : {}),
+    checkPipeline: (config, pipeline, self) => {
+      const { model: _options, ...stage } = config;
+      return task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
+    },
+    create(config, context) {
+      const { model: options, ...stage } = config;
+      const source: CustomModelSource = { kind: name, create: (features) => definition.create(options, features) };
+      return task === 'intent' ? createIntentModel(stage, context, source) : createChurnModel(stage as ChurnModelConfig, context, source);
+    },
+  });
+}
