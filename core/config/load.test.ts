@@ -884,6 +884,56 @@ test("a plugin's feature block that declares its names (featureNames) is checked
   ]);
 });
 
+test("a user's sink declaring the files it writes (outputFiles) and a user's source those it reads (inputFiles) are checked as the built-in file plugins are: a sink writing a source's input is said at the sink's field, naming the source's", async () => {
+  const base = mkdtempSync(join(dir, 'files-'));
+  const readsFiles = defineSource<{ from: string[] }>({
+    name: 'reads-files',
+    summary: 'Reads the files listed (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['from'], properties: { from: { type: 'array', items: { type: 'string' } } } },
+    inputFiles: (config) => config.from.map((path, index) => ({ path, field: `from[${index}]` })),
+    create: () => ({ async *read() {} }),
+  });
+  const writesFile = defineSink<{ to: string }>({
+    name: 'writes-file',
+    summary: 'Writes a file (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['to'], properties: { to: { type: 'string' } } },
+    outputFiles: (config) => [{ path: config.to, field: 'to' }],
+    create: () => ({ write: () => undefined, close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(readsFiles, 'test');
+  registry.register(writesFile, 'test');
+  const file = join(base, 'files.yaml');
+  const problemsIn = async (yaml: string): Promise<string[]> => {
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.line}: ${problem.path}: ${problem.message}`);
+    }
+    return [];
+  };
+  const tail = "writing it would replace that file before it is read (or, appending, read this sink's records back as input)";
+  assert.deepEqual(
+    await problemsIn('sources: [{type: reads-files, from: [a.jsonl, b.jsonl]}]\nsinks:\n  - {type: writes-file, to: ./b.jsonl}\n  - {type: file, path: a.jsonl}\n'),
+    [
+      `3: $.sinks[0].to: ${join(base, 'b.jsonl')} is the input of sources[0] (from[1]: b.jsonl): ${tail}; name another file in this sink's to`,
+      `4: $.sinks[1].path: ${join(base, 'a.jsonl')} is the input of sources[0] (from[0]: a.jsonl): ${tail}; name another file in this sink's path`,
+    ],
+  );
+  // The user's sink beside the built-in file source, and as the dead-letter sink.
+  assert.deepEqual(await problemsIn('sources: [{type: file, path: in.jsonl}]\nsinks: [{type: stdout}]\ndead_letter: {type: writes-file, to: in.jsonl}\n'), [
+    `3: $.dead_letter.to: ${join(base, 'in.jsonl')} is the input of sources[0] (path: in.jsonl): ${tail}; name another file in this sink's to`,
+  ]);
+  assert.deepEqual(await problemsIn('sources: [{type: reads-files, from: [a.jsonl]}]\nsinks: [{type: writes-file, to: out.jsonl}]\n'), [], 'another file is no problem');
+  // Declared on the wrong kind, the hook would check nothing: refused as the plugin registers.
+  const because = registrationProblem(new PluginRegistry());
+  assert.equal(because('operator', { outputFiles: () => [] }), "outputFiles is for sinks only: (config) => the files it writes, e.g. [{ path: config.path, field: 'path' }]");
+  assert.equal(because('operator', { inputFiles: () => [] }), "inputFiles is for sources only: (config) => the files it reads, e.g. [{ path: config.path, field: 'path' }]");
+  assert.equal(because('sink', { outputFiles: () => [] }), '');
+});
+
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
   const because = registrationProblem(new PluginRegistry());
   const names = (): string[] => ['a'];

@@ -15,6 +15,7 @@ import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mappi
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
+import { sameFile } from '../paths.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -367,6 +368,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     }
   }
   problems.push(...sinkRoutingProblems(entries, locate));
+  problems.push(...overwrittenInputProblems(entries, locate));
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
@@ -395,6 +397,36 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
     if (clash !== undefined) problems.push(locate.entry(resolved, base, [], clash, resolved.plugin.featureNamesField));
+  }
+  return problems;
+}
+
+/**
+ * Sinks writing a file a source of the pipeline reads (PluginSpec.outputFiles, inputFiles): replacing
+ * it as the pipeline starts would wipe the input before it is read, and appending to it would feed the
+ * output back in. Found by sameFile (by name through links to the folders, by device and inode where
+ * both are regular files). Said at the sink's field that names the file.
+ */
+function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+  const read = entries.sources.flatMap((source, index) =>
+    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ index, file, resolved: resolve(entries.baseDir, file.path) })),
+  );
+  if (read.length === 0) return [];
+  const problems: ConfigProblem[] = [];
+  const writers: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
+    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  ];
+  for (const { resolved, base } of writers) {
+    for (const output of resolved.plugin.outputFiles?.(pluginConfig(resolved.entry) as never) ?? []) {
+      const written = resolve(entries.baseDir, output.path);
+      for (const input of read) {
+        if (!sameFile(written, input.resolved)) continue;
+        const how = `${input.file.field ?? 'reading'}: ${input.file.path}`;
+        const message = `${written} is the input of sources[${input.index}] (${how}): writing it would replace that file before it is read (or, appending, read this sink's records back as input); ${output.field === undefined ? 'give this sink another file' : `name another file in this sink's ${output.field}`}`;
+        problems.push(locate.entry(resolved, base, output.field === undefined ? [] : pathSegments(output.field), message));
+      }
+    }
   }
   return problems;
 }
