@@ -34,7 +34,7 @@ export {
   type RecordFormat,
   type StreamStart,
 } from './decode.js';
-export { FeatureBlock } from './feature-block.js';
+export { FeatureBlock, inFloat32Range } from './feature-block.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
