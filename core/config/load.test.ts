@@ -837,6 +837,36 @@ test('feature blocks whose names clash (two hash-features with the default prefi
   ]);
 });
 
+test('a feature block whose names clash with several earlier blocks is said once, naming each of them with its clashing names (was: the first only), so one pass mends it', async () => {
+  const listedBlock = defineOperator<{ names: string[] }>({
+    name: 'listed-block',
+    summary: 'Features as listed (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
+    featureNames: (config) => config.names,
+    create: () => ({ apply: (input) => input }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(listedBlock, 'test');
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                                      1
+      'stages:', //                                                           2
+      '  - {type: sessionizer}', //                                           3
+      '  - {type: session-features}', //                                      4
+      '  - {type: hash-features, fields: [category], prefix: x, width: 4}', // 5
+      '  - {type: listed-block, names: [mine, s_events, x_1, s_views]}', //   6 two of each block before
+      '  - type: hash-features', //                                           7 the default prefix: fine
+      '    fields: [itemId]', //                                              8
+      'sinks: [{type: stdout}]', //                                           9
+    ].join('\n'),
+    { registry },
+  );
+  const tail = 'every block appends to one vector per event, so every event would be dead-lettered';
+  assert.deepEqual(problems, [
+    `P:6:5: $.stages[3]: its feature names (s_events, s_views) are also those of stage stage-session-features-1 and (x_1) those of stage stage-hash-features-2: ${tail}; remove one of them`,
+  ]);
+});
+
 test("a plugin's feature block that declares its names (featureNames) is checked as the built-in blocks are: a clash with session-features or another plugin's block, or a name twice, is said by validate at the later one", async () => {
   // `named-block` (tests only): appends one feature, named by its `name`; `listed-block` the names it lists, at the entry.
   const namedBlock = defineOperator<{ name: string }>({
@@ -880,7 +910,7 @@ test("a plugin's feature block that declares its names (featureNames) is checked
     `P:6:5: $.stages[2].name: its feature names (s_events) are also those of stage stage-session-features-1: ${tail}; set a different name`,
     `P:8:5: $.stages[4]: its feature names (mine) are also those of stage stage-named-block-3: ${tail}; remove one of them`,
     `P:9:5: $.stages[5]: its feature names have x twice: whatever reads features by name (a transform, a model) would find one of them only`,
-    `P:12:5: $.stages[8]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1: ${tail}; remove one of them`,
+    `P:12:5: $.stages[8]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1 and (s_events) those of stage stage-named-block-2: ${tail}; remove one of them`,
   ]);
 });
 

@@ -434,7 +434,7 @@ function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocat
 /**
  * Why the feature names stage `at` appends (PluginSpec.featureNames; `appended`, by stage) cannot be:
  * names a stage before it appends too (two hash-features with the default prefix, a block twice, a
- * plugin's block naming `s_events`), or one of them twice. Every block appends to one vector per
+ * plugin's block naming `s_events`), each such stage named with its names, or one of them twice. Every block appends to one vector per
  * event, where a name twice would be ambiguous to whatever reads features by name; FeatureBlock
  * refuses both (the first in every event, which is dead-lettered; the second as it is made).
  * `field`: the plugin's featureNamesField. Undefined when the names are fine, or not declared.
@@ -444,11 +444,16 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
   if (names === undefined) return undefined;
   const shown = (clash: readonly string[]): string => (clash.length > 3 ? `${clash.slice(0, 3).join(', ')} and ${clash.length - 3} more` : clash.join(', '));
   const own = new Set(names);
+  // Every earlier block it clashes with, each with its names: a fix that clears the first alone would be refused again.
+  const clashes: string[] = [];
   for (let other = 0; other < at; other++) {
     const clash = appended[other]?.filter((name) => own.has(name));
-    if (clash === undefined || clash.length === 0) continue;
+    if (clash !== undefined && clash.length > 0) clashes.push(`(${shown(clash)}) ${clashes.length === 0 ? 'are also those' : 'those'} of stage ${stages[other]!.label}`);
+  }
+  if (clashes.length > 0) {
     const remedy = field !== undefined ? `set a different ${field}` : 'remove one of them';
-    return `its feature names (${shown(clash)}) are also those of stage ${stages[other]!.label}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`;
+    const listed = clashes.length > 1 ? `${clashes.slice(0, -1).join(', ')} and ${clashes.at(-1)!}` : clashes[0]!;
+    return `its feature names ${listed}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`;
   }
   if (own.size < names.length) {
     const seen = new Set<string>();
