@@ -455,7 +455,10 @@ export interface PipelineOutline {
 
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */
 export interface EntryProblem {
-  /** The entry's field it is about (e.g. `guarantee`); absent: the entry as a whole. */
+  /**
+   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`), said where its
+   * value starts in the file (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
+   */
   readonly field?: string;
   readonly message: string;
   /**
