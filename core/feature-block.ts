@@ -43,6 +43,21 @@ function allocate(width: number): Float32Array {
   return values;
 }
 
+/** The largest finite Float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * `x` within the range of a feature vector's Float32 values: a larger magnitude (an accepted price of
+ * 1e39, a sum of large ones) becomes the largest Float32 of its sign, where the Float32Array would
+ * hold Infinity, which poisons every running statistic after it (standardize) and every model weight
+ * it meets. NaN stays NaN. For a block's values that grow with the data (prices and their sums,
+ * amounts, byte counts): `values[block.offset] = inFloat32Range(price)`; counts and times stay far
+ * inside the range.
+ */
+export function inFloat32Range(x: number): number {
+  return x > FLOAT32_MAX ? FLOAT32_MAX : x < -FLOAT32_MAX ? -FLOAT32_MAX : x;
+}
+
 /**
  * A fixed block of named features that a feature operator appends to each event's `features`: make
  * one per operator instance with the block's names, then per event `const values = block.append(event)`

@@ -34,7 +34,7 @@ export {
   type RecordFormat,
   type StreamStart,
 } from './decode.js';
-export { FeatureBlock } from './feature-block.js';
+export { FeatureBlock, inFloat32Range } from './feature-block.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
@@ -45,7 +45,7 @@ export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, 
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, fileSystemErrorAt, formatWarning, inputHandedOver, needsPerson, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
-export { loadPipeline, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
+export { loadPipeline, type FieldPlace, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';
 export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
 export { createLogger, isSecret, MetricsHub, redactSecrets } from './runtime/telemetry.js';

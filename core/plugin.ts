@@ -455,7 +455,10 @@ export interface PipelineOutline {
 
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */
 export interface EntryProblem {
-  /** The entry's field it is about (e.g. `guarantee`); absent: the entry as a whole. */
+  /**
+   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`), said where its
+   * value starts in the file (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
+   */
   readonly field?: string;
   readonly message: string;
   /**
@@ -466,6 +469,14 @@ export interface EntryProblem {
    * the change that mends it, and the way to keep the config and say it is meant.
    */
   readonly severity?: 'error' | 'warning';
+}
+
+/** A file a plugin's config names, as its {@link PluginSpec.outputFiles} or {@link PluginSpec.inputFiles} declares it. */
+export interface ConfigFile {
+  /** The file's path as the plugin opens it: absolute, or relative to the pipeline file's folder (PluginContext.baseDir). */
+  readonly path: string;
+  /** The config field that names it (`path`, `paths[1]`), where a problem with the file is said. Absent: at the entry. */
+  readonly field?: string;
 }
 
 /** When a plugin makes one of the kinds or side outputs it declares (PluginSpec.emitsOnlyWith). */
@@ -592,6 +603,17 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * to remove one of the two.
    */
   featureNamesField?: string;
+  /**
+   * Sinks: the files this config writes (replacing or appending to them), so that a run which would
+   * overwrite its own input is refused before anything is replaced: a source of the pipeline whose
+   * `inputFiles` holds one of them is a config error (`validate` and `run` say it at this sink's
+   * `field`), and `tributary backtest` refuses an `--input` that is one of them. The same file is found
+   * by name, through links to its folders, or by device and inode (a hard link). Absent: the sink's
+   * outputs are not checked; a sink writing a file named in its config should declare it.
+   */
+  outputFiles?(config: Config): readonly ConfigFile[];
+  /** Sources: the files this config reads, which no sink of the pipeline may write (see `outputFiles`). Absent: not checked. */
+  inputFiles?(config: Config): readonly ConfigFile[];
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];
   /**

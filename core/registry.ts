@@ -162,6 +162,13 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (spec.featureNamesField !== undefined && (spec.featureNames === undefined || typeof spec.featureNamesField !== 'string')) {
     return "featureNamesField needs featureNames beside it: the config field its names come from, e.g. 'prefix'";
   }
+  // Asked of the sinks (outputFiles) and sources (inputFiles) alone: on another kind it would check nothing.
+  if (spec.outputFiles !== undefined && (spec.kind !== 'sink' || typeof spec.outputFiles !== 'function')) {
+    return "outputFiles is for sinks only: (config) => the files it writes, e.g. [{ path: config.path, field: 'path' }]";
+  }
+  if (spec.inputFiles !== undefined && (spec.kind !== 'source' || typeof spec.inputFiles !== 'function')) {
+    return "inputFiles is for sources only: (config) => the files it reads, e.g. [{ path: config.path, field: 'path' }]";
+  }
   // A condition validation cannot apply, or one on a name not declared, would refuse right configs or check nothing.
   for (const [field, list] of [['emitsOnlyWith', 'emits'], ['sideOutputsOnlyWith', 'sideOutputs']] as const) {
     const conditions: unknown = spec[field];

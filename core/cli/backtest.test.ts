@@ -355,6 +355,25 @@ test("backtest refuses (exit 2, before anything runs) an --input the pipeline's 
   assert.equal(backtest('copy.jsonl').status, 0);
 });
 
+test("backtest refuses an --input that a user's sink plugin declares it writes (outputFiles), as it does the file sink's", (t) => {
+  const dir = tempFolder(t, 'backtest-clobber-plugin');
+  const folder = join(dir, 'pipelines');
+  mkdirSync(folder);
+  const pipeline = join(folder, 'csv.yaml');
+  writeFileSync(pipeline, 'name: csv\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: csv-predictions, path: ../predictions.csv}]\n');
+  const csv = join(dir, 'predictions.csv');
+  writeFileSync(csv, 'id,model,task,userId,sessionId,time,score\n');
+  const plugin = new URL('../../examples/plugins/csv-predictions/index.js', import.meta.url).pathname;
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--plugin', plugin, '--input', 'predictions.csv', '--report', 'report', '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 2, run.stderr);
+  assert.ok(
+    run.stderr.includes('--input predictions.csv is the file sinks[0] (a csv-predictions sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or --set sinks[0].path to another file'),
+    run.stderr,
+  );
+  assert.equal(readFileSync(csv, 'utf8'), 'id,model,task,userId,sessionId,time,score\n', 'the file is as it was');
+  assert.equal(existsSync(join(dir, 'report')), false);
+});
+
 test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', (t) => {
   const dir = tempFolder(t, 'backtest-sources');
   const pipeline = join(dir, 'two.yaml');

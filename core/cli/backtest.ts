@@ -19,7 +19,7 @@ import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type Pipel
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
-import { defineSink, type AnyPlugin } from '../plugin.js';
+import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -205,9 +205,12 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   if (inputStat === undefined) return usage(`--input ${options.input}: no such file`);
   if (inputStat.isDirectory()) return usage(`--input ${options.input} is a folder; name a file`);
   // A file the pipeline writes would be replaced (or appended to) as the run starts, before it is read.
-  const writer = [...loaded.sinks, loaded.deadLetter].find((sink) => writesFile(sink, loaded.baseDir, input));
-  if (writer) {
-    return usage(`--input ${options.input} is the file ${writer.path.replace(/^\$\./, '')} (a ${writer.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or --set ${writer.path.replace(/^\$\./, '')}.path to another file`);
+  for (const sink of [...loaded.sinks, loaded.deadLetter]) {
+    const written = writtenFile(sink, loaded.baseDir, input);
+    if (written === undefined) continue;
+    const where = sink.path.replace(/^\$\./, '');
+    const other = written.field === undefined ? 'give that sink another file' : `--set ${where}.${written.field} to another file`;
+    return usage(`--input ${options.input} is the file ${where} (a ${sink.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or ${other}`);
   }
   const dir = resolve(options.report);
   const reportProblem = folderProblem('--report', options.report, dir);
@@ -350,10 +353,9 @@ function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<st
   return { format: 'csv', ...(tabs ? { csv: { ...structuredClone(csv), delimiter: '\t' } } : {}) };
 }
 
-/** Whether a `file` sink entry writes `input` (its path resolved as the sink resolves it, against the pipeline's folder). */
-function writesFile(sink: ResolvedEntry, baseDir: string, input: string): boolean {
-  const path = sink.entry.path;
-  return sink.plugin.name === 'file' && typeof path === 'string' && sameFile(resolve(baseDir, path), input);
+/** The file of a sink's PluginSpec.outputFiles that is `input` (each resolved against the pipeline's folder, as the sink resolves it), if any. */
+function writtenFile(sink: ResolvedEntry, baseDir: string, input: string): ConfigFile | undefined {
+  return sink.plugin.outputFiles?.(pluginConfig(sink.entry) as never).find((file) => sameFile(resolve(baseDir, file.path), input));
 }
 
 /** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */

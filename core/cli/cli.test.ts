@@ -61,6 +61,39 @@ test("a config warning (session-features in UTC while the source reads Europe/Be
   assert.deepEqual(tributary('validate', meant), { status: 0, stdout: `${meant}: ok\n`, stderr: '' });
 });
 
+test('validate and run say each config problem at the same FILE:LINE:COL (run said a field\'s warning at its value where validate said its key): a bad value at the value, an unknown key at the key, a plugin\'s check at its field\'s value', () => {
+  const input = join(dir, 'placed.jsonl');
+  writeFileSync(input, '{"user_id":"u","time":"2024-07-01 14:00:00","type":"view"}\n');
+  const out = join(dir, 'placed-out.jsonl');
+  const cases: { name: string; yaml: string; expected: string[] }[] = [
+    {
+      name: 'placed-schema.yaml',
+      yaml: `sources:\n  - {type: synthetic, events: -1, event: 10}\nsinks: [{type: file, path: ${out}}]\n`,
+      expected: ['2:31: $.sources[0].events', '2:35: $.sources[0].event'],
+    },
+    {
+      name: 'placed-check.yaml',
+      yaml: `sources: [{type: file, path: ${input}}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features, time_zone: Europe/Berlin,  utc_offset_minutes: 0}\nsinks: [{type: file, path: ${out}}]\n`,
+      expected: ['4:77: $.stages[1].utc_offset_minutes'],
+    },
+    {
+      name: 'placed-warning.yaml',
+      yaml: `sources: [{type: file, path: ${input}, mapping: {time_zone: Europe/Berlin}}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features,  time_zone: America/New_York}\nsinks: [{type: file, path: ${out}, kinds: [event]}]\n`,
+      expected: ['4:42: $.stages[1].time_zone'],
+    },
+  ];
+  for (const { name, yaml, expected } of cases) {
+    const file = pipeline(name, yaml);
+    // FILE:LINE:COL: [warning: ]PATH of each problem said, in the text of validate's lines and of run's log records alike.
+    const positions = (stderr: string): string[] =>
+      [...stderr.matchAll(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+:\\d+): (?:warning: )?(\\$[^: ]*)`, 'g'))].map((match) => `${match[1]}: ${match[2]}`).sort();
+    const validate = tributary('validate', file);
+    const run = tributary('run', file, '--log-level', 'warn');
+    assert.deepEqual(positions(validate.stderr), expected, `validate ${name}: ${validate.stderr}`);
+    assert.deepEqual(positions(run.stderr), expected, `run ${name}: ${run.stderr}`);
+  }
+});
+
 test('validate: a folder is checked as run reads it, every .yaml in it (was EISDIR); a folder without one is an error', () => {
   const folder = join(dir, 'validate-folder');
   mkdirSync(join(folder, 'empty'), { recursive: true });

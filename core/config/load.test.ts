@@ -681,7 +681,7 @@ test("a plugin's checks across entries (checkPipeline) and a duration's least va
       return error.problems.map((p) => formatProblem({ ...p, file: 'P' }));
     }
   };
-  assert.deepEqual(await problems('sources: [{type: stdin}]\nsinks:\n  - type: paired\n    partner: true\n'), ['P:4:5: $.sinks[0].partner: needs a synthetic source; got stdin']);
+  assert.deepEqual(await problems('sources: [{type: stdin}]\nsinks:\n  - type: paired\n    partner: true\n'), ['P:4:14: $.sinks[0].partner: needs a synthetic source; got stdin']);
   // A field left to its default is pointed at by its entry.
   assert.deepEqual(await problems('sources: [{type: stdin}]\nsinks:\n  - type: paired\n'), ['P:3:5: $.sinks[0].partner: needs a synthetic source; got stdin']);
   assert.deepEqual(await problems('sources: [{type: synthetic}]\nsinks: [{type: paired}]\n'), []);
@@ -806,8 +806,8 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
   );
   const tail = 'prediction ids, metrics and the saved model are keyed by it, so give each model stage its own';
   assert.deepEqual(names, [
-    `P:6:5: $.stages[1].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
-    `P:9:5: $.stages[3].name: 'stage-churn-model-2' is already the model name of stage stage-churn-model-2; ${tail}`,
+    `P:6:11: $.stages[1].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
+    `P:9:11: $.stages[3].name: 'stage-churn-model-2' is already the model name of stage stage-churn-model-2; ${tail}`,
     `P:10:5: $.stages[4].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
   ]);
 });
@@ -834,6 +834,36 @@ test('feature blocks whose names clash (two hash-features with the default prefi
     `P:6:5: $.stages[3].prefix: its feature names (hash_0, hash_1, hash_2 and 29 more) are also those of stage stage-hash-features-2: ${tail}; set a different prefix`,
     `P:10:5: $.stages[6]: its feature names (u_events, u_sessions, u_purchases and 7 more) are also those of stage stage-user-features-5: ${tail}; remove one of them`,
     `P:11:5: $.stages[7]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1: ${tail}; remove one of them`,
+  ]);
+});
+
+test('a feature block whose names clash with several earlier blocks is said once, naming each of them with its clashing names (was: the first only), so one pass mends it', async () => {
+  const listedBlock = defineOperator<{ names: string[] }>({
+    name: 'listed-block',
+    summary: 'Features as listed (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
+    featureNames: (config) => config.names,
+    create: () => ({ apply: (input) => input }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(listedBlock, 'test');
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', //                                      1
+      'stages:', //                                                           2
+      '  - {type: sessionizer}', //                                           3
+      '  - {type: session-features}', //                                      4
+      '  - {type: hash-features, fields: [category], prefix: x, width: 4}', // 5
+      '  - {type: listed-block, names: [mine, s_events, x_1, s_views]}', //   6 two of each block before
+      '  - type: hash-features', //                                           7 the default prefix: fine
+      '    fields: [itemId]', //                                              8
+      'sinks: [{type: stdout}]', //                                           9
+    ].join('\n'),
+    { registry },
+  );
+  const tail = 'every block appends to one vector per event, so every event would be dead-lettered';
+  assert.deepEqual(problems, [
+    `P:6:5: $.stages[3]: its feature names (s_events, s_views) are also those of stage stage-session-features-1 and (x_1) those of stage stage-hash-features-2: ${tail}; remove one of them`,
   ]);
 });
 
@@ -877,11 +907,136 @@ test("a plugin's feature block that declares its names (featureNames) is checked
   );
   const tail = 'every block appends to one vector per event, so every event would be dead-lettered';
   assert.deepEqual(problems, [
-    `P:6:5: $.stages[2].name: its feature names (s_events) are also those of stage stage-session-features-1: ${tail}; set a different name`,
+    `P:6:11: $.stages[2].name: its feature names (s_events) are also those of stage stage-session-features-1: ${tail}; set a different name`,
     `P:8:5: $.stages[4]: its feature names (mine) are also those of stage stage-named-block-3: ${tail}; remove one of them`,
     `P:9:5: $.stages[5]: its feature names have x twice: whatever reads features by name (a transform, a model) would find one of them only`,
-    `P:12:5: $.stages[8]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1: ${tail}; remove one of them`,
+    `P:12:5: $.stages[8]: its feature names (s_events, s_views, s_carts and 25 more) are also those of stage stage-session-features-1 and (s_events) those of stage stage-named-block-2: ${tail}; remove one of them`,
   ]);
+});
+
+test("a user's sink declaring the files it writes (outputFiles) and a user's source those it reads (inputFiles) are checked as the built-in file plugins are: a sink writing a source's input is said at the sink's field, naming the source's", async () => {
+  const base = mkdtempSync(join(dir, 'files-'));
+  const readsFiles = defineSource<{ from: string[] }>({
+    name: 'reads-files',
+    summary: 'Reads the files listed (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['from'], properties: { from: { type: 'array', items: { type: 'string' } } } },
+    inputFiles: (config) => config.from.map((path, index) => ({ path, field: `from[${index}]` })),
+    create: () => ({ async *read() {} }),
+  });
+  const writesFile = defineSink<{ to: string }>({
+    name: 'writes-file',
+    summary: 'Writes a file (tests only).',
+    config: { type: 'object', additionalProperties: false, required: ['to'], properties: { to: { type: 'string' } } },
+    outputFiles: (config) => [{ path: config.to, field: 'to' }],
+    create: () => ({ write: () => undefined, close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(readsFiles, 'test');
+  registry.register(writesFile, 'test');
+  const file = join(base, 'files.yaml');
+  const problemsIn = async (yaml: string): Promise<string[]> => {
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.line}: ${problem.path}: ${problem.message}`);
+    }
+    return [];
+  };
+  const tail = "writing it would replace that file before it is read (or, appending, read this sink's records back as input)";
+  assert.deepEqual(
+    await problemsIn('sources: [{type: reads-files, from: [a.jsonl, b.jsonl]}]\nsinks:\n  - {type: writes-file, to: ./b.jsonl}\n  - {type: file, path: a.jsonl}\n'),
+    [
+      `3: $.sinks[0].to: ${join(base, 'b.jsonl')} is the input of sources[0] (from[1]: b.jsonl): ${tail}; name another file in this sink's to`,
+      `4: $.sinks[1].path: ${join(base, 'a.jsonl')} is the input of sources[0] (from[0]: a.jsonl): ${tail}; name another file in this sink's path`,
+    ],
+  );
+  // The user's sink beside the built-in file source, and as the dead-letter sink.
+  assert.deepEqual(await problemsIn('sources: [{type: file, path: in.jsonl}]\nsinks: [{type: stdout}]\ndead_letter: {type: writes-file, to: in.jsonl}\n'), [
+    `3: $.dead_letter.to: ${join(base, 'in.jsonl')} is the input of sources[0] (path: in.jsonl): ${tail}; name another file in this sink's to`,
+  ]);
+  assert.deepEqual(await problemsIn('sources: [{type: reads-files, from: [a.jsonl]}]\nsinks: [{type: writes-file, to: out.jsonl}]\n'), [], 'another file is no problem');
+  // Declared on the wrong kind, the hook would check nothing: refused as the plugin registers.
+  const because = registrationProblem(new PluginRegistry());
+  assert.equal(because('operator', { outputFiles: () => [] }), "outputFiles is for sinks only: (config) => the files it writes, e.g. [{ path: config.path, field: 'path' }]");
+  assert.equal(because('operator', { inputFiles: () => [] }), "inputFiles is for sources only: (config) => the files it reads, e.g. [{ path: config.path, field: 'path' }]");
+  assert.equal(because('sink', { outputFiles: () => [] }), '');
+});
+
+test('loadPipeline (validate) and the runner\'s check of a loaded pipeline say each problem at one FILE:LINE:COL: a bad value at the value, an unknown key at the key, a missing required field at the key of the map that lacks it; errors and warnings alike (the runner said the key\'s problems at the value)', async () => {
+  interface PlacedConfig {
+    path: string;
+    size?: number;
+    csv?: { delimiter: string };
+  }
+  const spec = { name: 'placed', summary: 'Where problems are said (tests only).', create: () => ({ write: () => undefined, close: async () => undefined }) };
+  const strict = defineSink<PlacedConfig>({
+    ...spec,
+    // A warning and an error of its checks across entries, each at a field.
+    checkPipeline: (config) =>
+      config.path === 'warn.txt' ? [{ field: 'path', message: 'a warning at path', severity: 'warning' }] : config.path === 'bad.txt' ? [{ field: 'path', message: 'an error at path' }] : [],
+    config: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['path'],
+      properties: {
+        path: { type: 'string' },
+        size: { type: 'integer', minimum: 1 },
+        csv: { type: 'object', additionalProperties: false, required: ['delimiter'], properties: { delimiter: { type: 'string' } } },
+      },
+    },
+  });
+  // Lets every entry through, so that the runner's check (the strict plugin put in its place) meets the problems in a pipeline loadPipeline accepted.
+  const lenient = defineSink<PlacedConfig>({ ...spec, config: { type: 'object' } as never });
+  const registryWith = async (plugin: typeof strict): Promise<PluginRegistry> => {
+    const registry = await builtinRegistry();
+    registry.register(plugin, 'test');
+    return registry;
+  };
+  const [strictRegistry, lenientRegistry] = await Promise.all([registryWith(strict), registryWith(lenient)]);
+  const file = join(dir, 'placed.yaml');
+  const bothWays = async (lines: string[]): Promise<{ validate: string[]; runner: string[] }> => {
+    writeFileSync(file, lines.join('\n'));
+    let validate: string[];
+    try {
+      validate = ((await loadPipeline(file, { registry: strictRegistry, env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }));
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      validate = error.problems.map((problem) => formatProblem({ ...problem, file: 'P' }));
+    }
+    const loaded = await loadPipeline(file, { registry: lenientRegistry, env: {} });
+    for (const sink of loaded.sinks) sink.plugin = strict;
+    const warnings: ConfigProblem[] = [];
+    const problems = loadedPipelineProblems(loaded, warnings);
+    const runner = [...problems.map((problem) => formatProblem({ ...problem, file: 'P' })), ...warnings.map((warning) => formatWarning({ ...warning, file: 'P' }))];
+    return { validate: validate.sort(), runner: runner.sort() };
+  };
+  const schema = await bothWays([
+    'sources: [{type: synthetic}]', //                              1
+    'sinks:', //                                                    2
+    '  - {type: placed, path: out.txt, size: 0, colour: red}', //   3 a bad value (size: 0 at 41); an unknown key (colour at 44)
+    '  - type: placed', //                                          4
+    '    path: out.txt', //                                         5
+    '    csv:', //                                                  6 lacks delimiter: at csv (6:5), not its first field (7:7)
+    '      quote: x', //                                            7 an unknown key (at 7:7)
+    '  - {type: placed, size: 2}', //                               8 lacks path: at the entry (a list's item has no key)
+  ]);
+  assert.deepEqual(schema.validate, [
+    "P:3:41: $.sinks[0].size: must be >= 1, got 0",
+    "P:3:44: $.sinks[0].colour: unknown field 'colour'",
+    "P:6:5: $.sinks[1].csv: missing required field 'delimiter'",
+    "P:7:7: $.sinks[1].csv.quote: unknown field 'quote'",
+    "P:8:5: $.sinks[2]: missing required field 'path'",
+  ]);
+  assert.deepEqual(schema.runner, schema.validate);
+  // A plugin's check (checkPipeline) at its field: the field's value, an error or a warning.
+  const checks = await bothWays(['sources: [{type: synthetic}]', 'sinks:', '  - {type: placed, path: bad.txt}', '  - {type: placed,   path: warn.txt}']);
+  assert.deepEqual(checks.validate, ['P:3:26: $.sinks[0].path: an error at path']);
+  assert.deepEqual(checks.runner, [...checks.validate, 'P:4:28: warning: $.sinks[1].path: a warning at path']);
+  const warning = await bothWays(['sources: [{type: synthetic}]', 'sinks:', '  - {type: placed,   path: warn.txt}']);
+  assert.deepEqual(warning.validate, ['P:3:28: warning: $.sinks[0].path: a warning at path']);
+  assert.deepEqual(warning.runner, warning.validate);
 });
 
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
@@ -924,10 +1079,10 @@ test('intent-model: a label_buffer.timeout not longer than the gap (or the gap p
   );
   const tail = "a session's labels come when it closes, a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)";
   assert.deepEqual(problems, [
-    `P:6:5: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
-    `P:9:5: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:6:19: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:9:19: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
     `P:15:5: $.stages[6].label_buffer: timeout "1d" is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
-    `P:19:5: $.stages[8].label_buffer: timeout "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
+    `P:19:19: $.stages[8].label_buffer: timeout "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
       'a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both',
   ]);
 });
@@ -1256,7 +1411,7 @@ test('session-features time_zone that is no zone is a config error at its positi
     `P:4:41: $.stages[1].time_zone: time_zone 'UTC+1': no such time zone (an offset is no zone: name the place, whose offset follows summer time)${expected}`,
   ]);
   const both = 'set time_zone or utc_offset_minutes, not both: time_zone follows summer time, a fixed offset does not; remove utc_offset_minutes';
-  assert.deepEqual(await problemsOf(yaml('{type: session-features, time_zone: Europe/Berlin, utc_offset_minutes: 0}')), [`P:4:56: $.stages[1].utc_offset_minutes: ${both}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: session-features, time_zone: Europe/Berlin, utc_offset_minutes: 0}')), [`P:4:76: $.stages[1].utc_offset_minutes: ${both}`]);
   assert.equal(await factoryField('session-features', { time_zone: 'Europe/Berlin', utc_offset_minutes: 60 }), `utc_offset_minutes: ${both}`);
   assert.equal(await factoryField('session-features', { time_zone: 'Europe/Berln' }), `time_zone: time_zone 'Europe/Berln': no such time zone (did you mean 'Europe/Berlin'?)${expected}`);
   for (const features of ['{type: session-features}', '{type: session-features, time_zone: europe/berlin}', '{type: session-features, time_zone: UTC}', '{type: session-features, utc_offset_minutes: 345}']) {
@@ -1275,8 +1430,8 @@ test("session-features whose hours would not be the source's clock's is a warnin
     const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
     const again: ConfigProblem[] = [];
     assert.deepEqual(loadedPipelineProblems(loaded, again), [], 'no problem');
-    // (At the same line; the runner's locator gives a field's value's column where loadPipeline gives its key's, as for problems.)
-    const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, path, message }) => `${line}: ${path}: ${message}`);
+    // At the same line and column (the runner's locator gave a field's value's column where loadPipeline gave its key's).
+    const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, column, path, message }) => `${line}:${column}: ${path}: ${message}`);
     assert.deepEqual(said(again), said(loaded.warnings ?? []), 'the runner finds the same warnings');
     return (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }));
   };
@@ -1286,7 +1441,7 @@ test("session-features whose hours would not be the source's clock's is a warnin
   ]);
   // Said at the field when it is there; the source named by its label, the zone by its canonical name.
   assert.deepEqual(await warningsOf(yaml(['', ', label: shop, mapping: {time_zone: europe/berlin}'], '{type: session-features, time_zone: America/New_York}')), [
-    'P:6:30: warning: $.stages[1].time_zone: time_zone America/New_York takes the hour-of-day and day-of-week features in another zone than the times are read in: source shop reads its times in Europe/Berlin (mapping.time_zone); set time_zone: Europe/Berlin on this stage, unless the hours of a clock in America/New_York are meant',
+    'P:6:41: warning: $.stages[1].time_zone: time_zone America/New_York takes the hour-of-day and day-of-week features in another zone than the times are read in: source shop reads its times in Europe/Berlin (mapping.time_zone); set time_zone: Europe/Berlin on this stage, unless the hours of a clock in America/New_York are meant',
   ]);
   for (const [mappings, features] of [
     [[berlin], '{type: session-features, time_zone: Europe/Berlin}'],
@@ -1328,16 +1483,16 @@ test('a time_zone that is an abbreviation (EST, CET), in any source\'s mapping (
   const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
   const again: ConfigProblem[] = [];
   assert.deepEqual(loadedPipelineProblems(loaded, again), [], 'no problem');
-  const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, path, message }) => `${line}: ${path}: ${message}`);
+  const said = (warnings: readonly ConfigProblem[]): string[] => warnings.map(({ line, column, path, message }) => `${line}:${column}: ${path}: ${message}`);
   assert.deepEqual(said(again), said(loaded.warnings ?? []), 'the runner finds the same warnings');
   assert.deepEqual(
     (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })),
     [
-      `P:4:16: warning: $.sources[0].mapping.time_zone: ${zoneAbbreviationWarning('EST')!}`,
-      "P:11:7: warning: $.sources[1].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin",
-      `P:14:30: warning: $.stages[1].time_zone: ${zoneAbbreviationWarning('CET')!}`,
+      `P:4:27: warning: $.sources[0].mapping.time_zone: ${zoneAbbreviationWarning('EST')!}`,
+      "P:11:18: warning: $.sources[1].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin",
+      `P:14:41: warning: $.stages[1].time_zone: ${zoneAbbreviationWarning('CET')!}`,
       // The hours taken in another zone than the first source's, as before (its zone by the name this runtime reads it as).
-      `P:14:30: warning: $.stages[1].time_zone: time_zone CET takes the hour-of-day and day-of-week features in another zone than the times are read in: source source-file-0 reads its times in EST (mapping.time_zone); set time_zone: EST on this stage, unless the hours of a clock in CET are meant`,
+      `P:14:41: warning: $.stages[1].time_zone: time_zone CET takes the hour-of-day and day-of-week features in another zone than the times are read in: source source-file-0 reads its times in EST (mapping.time_zone); set time_zone: EST on this stage, unless the hours of a clock in CET are meant`,
     ],
   );
 });
@@ -1347,7 +1502,7 @@ test('a list that names one thing twice is refused at the later item, naming the
   assert.deepEqual(await problemsOf(yaml('  - {type: hash-features, fields: [category, itemId, category]}')), ['P:5:54: $.stages[2].fields[2]: the same as fields[0], got "category"']);
   assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 1d]}')), ['P:5:46: $.stages[2].horizons[2]: the same as horizons[1], got "1d"']);
   // One duration written two ways: said by validate too, not only when the run starts.
-  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:27: $.stages[2].horizons: horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
+  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:37: $.stages[2].horizons: horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
   assert.equal(await factoryField('user-features', { horizons: ['1h', '1d', '24h'], max_users: 10 }), "horizons[2]: '24h' is the same duration as horizons[1] '1d'");
   assert.equal(await factoryField('user-features', { horizons: ['1h', 3_600_000], max_users: 10 }), "horizons[1]: '3600000ms' is the same duration as horizons[0] '1h'");
   assert.equal(await factoryField('hash-features', { fields: ['category', 'category'], width: 8, prefix: 'h', signed: true }), "fields[1]: 'category' is fields[0] again: it would count double");

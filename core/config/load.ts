@@ -15,6 +15,7 @@ import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mappi
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
+import { sameFile } from '../paths.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -59,7 +60,7 @@ export interface LoadedPipeline {
    * Where a field of the document (`name`, `scale_out`, `checkpoint.dir`) is in the file, as
    * {@link ResolvedEntry.locate} finds an entry's; absent for a pipeline composed in code.
    */
-  locate?(field: string): FieldPosition;
+  locate?(field: string, place?: FieldPlace): FieldPosition;
   /**
    * What the plugins' checks across entries warn of (EntryProblem.severity `warning`), located as
    * problems are: a config that runs but is most likely not what was meant. `validate` says them;
@@ -67,6 +68,15 @@ export interface LoadedPipeline {
    */
   warnings?: readonly ConfigProblem[];
 }
+
+/**
+ * Which position of a field a config problem is said at, one rule for `validate` (loadPipeline) and
+ * for the runner's check of a loaded pipeline (loadedPipelineProblems) alike: `value` (the default) for a
+ * bad value, where the value written (or the `${VAR}` it came from) starts; `key` for a key that
+ * should not be there (an unknown field, one that does not apply) and for a map that lacks a required
+ * field, said at the key of that map (an entry of a list, which has none: where it starts).
+ */
+export type FieldPlace = 'value' | 'key';
 
 /** A field's JSONPath, and where it is in the file: its own position, or the nearest enclosing one the file holds. */
 export interface FieldPosition {
@@ -84,10 +94,11 @@ export interface ResolvedEntry {
   line?: number;
   column?: number;
   /**
-   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`) is in the file: its
-   * JSONPath and position, or the nearest enclosing one the file holds (a default's entry).
+   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`; `''`: the entry) is in the
+   * file: its JSONPath and the position of its value, or of its key (see FieldPlace), or the nearest
+   * enclosing one the file holds (a default's entry).
    */
-  locate?(field: string): FieldPosition;
+  locate?(field: string, place?: FieldPlace): FieldPosition;
   /**
    * A sink the command adds for its own use, not the pipeline's (the backtest's collection of model
    * reports): a record only such sinks take is counted in RunStats.collected, not as a record out.
@@ -166,16 +177,17 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     }
   }
 
-  const locate = (segments: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem => {
-    const path = jsonPath(keyOf === undefined ? segments : [...segments, keyOf]);
-    return at(offsetOf(doc, segments, keyOf), path, message);
-  };
-  /** The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as `mapping.time_format`. */
+  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): ConfigProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
+  /**
+   * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
+   * `mapping.time_format`: what the runner's checks locate their problems by (inEntry), so they are
+   * said where loadPipeline says them.
+   */
   const fieldsBelow =
     (base: readonly PathSegment[]) =>
-    (field: string): FieldPosition => {
-      const segments = [...base, ...pathSegments(field)];
-      const { line, column } = locate(segments, '');
+    (field: string, place: FieldPlace = 'value'): FieldPosition => {
+      const segments = [...base, ...(field === '' ? [] : pathSegments(field))];
+      const { line, column } = locate(segments, '', place);
       return { path: jsonPath(segments), line, column };
     };
 
@@ -253,7 +265,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const deadLetters = resolveEntries('dead_letter', 'sink');
   const warnings: ConfigProblem[] = [];
   if (problems.length === 0) {
-    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, keyOf) => locate([...base, ...below], message, keyOf), section: locate };
+    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
     problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
   }
   if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
@@ -297,8 +309,8 @@ const sinkKindsGiven = new WeakSet<PipelineEntry>();
 
 /** Where a problem of the checks across entries is, in a file (loadPipeline) or by paths alone (a pipeline composed in code). */
 interface ProblemLocator {
-  /** In an entry (at `base` in the document): at `below` inside it, or at its key `keyOf` there. */
-  entry(resolved: ResolvedEntry, base: readonly PathSegment[], below: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem;
+  /** In an entry (at `base` in the document): at `below` inside it, at its value or its key (`place`, by default the value). */
+  entry(resolved: ResolvedEntry, base: readonly PathSegment[], below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem;
   /** At a section of the document (`scale_out`). */
   section(segments: readonly PathSegment[], message: string): ConfigProblem;
 }
@@ -358,15 +370,16 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     const { kinds, outputs } = deadLetter.entry as { kinds?: unknown; outputs?: unknown };
     const declared = deadLetter.plugin.kinds;
     if (kinds !== undefined && !(declared && Array.isArray(kinds) && kinds.length === declared.length && kinds.every((kind, i) => kind === declared[i]))) {
-      problems.push(locate.entry(deadLetter, ['dead_letter'], [], "the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it", 'kinds'));
+      problems.push(locate.entry(deadLetter, ['dead_letter'], ['kinds'], "the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it", 'key'));
     }
     if (outputs !== undefined) {
       problems.push(
-        locate.entry(deadLetter, ['dead_letter'], [], "the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)", 'outputs'),
+        locate.entry(deadLetter, ['dead_letter'], ['outputs'], "the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)", 'key'),
       );
     }
   }
   problems.push(...sinkRoutingProblems(entries, locate));
+  problems.push(...overwrittenInputProblems(entries, locate));
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
@@ -388,13 +401,43 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     const mapping = self.config.mapping;
     const declared = (resolved.plugin.config.properties as Record<string, { $ref?: unknown }> | undefined)?.mapping;
     if (resolved.plugin.kind === 'source' && declared?.$ref === 'tributary:mapping' && typeof mapping === 'object' && mapping !== null) {
-      for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping'], message, field));
+      for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping', ...fieldSegments(field)], message));
     }
     for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
-      (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, [], problem.message, problem.field));
+      (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, fieldSegments(problem.field), problem.message));
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
-    if (clash !== undefined) problems.push(locate.entry(resolved, base, [], clash, resolved.plugin.featureNamesField));
+    if (clash !== undefined) problems.push(locate.entry(resolved, base, fieldSegments(resolved.plugin.featureNamesField), clash));
+  }
+  return problems;
+}
+
+/**
+ * Sinks writing a file a source of the pipeline reads (PluginSpec.outputFiles, inputFiles): replacing
+ * it as the pipeline starts would wipe the input before it is read, and appending to it would feed the
+ * output back in. Found by sameFile (by name through links to the folders, by device and inode where
+ * both are regular files). Said at the sink's field that names the file.
+ */
+function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+  const read = entries.sources.flatMap((source, index) =>
+    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ index, file, resolved: resolve(entries.baseDir, file.path) })),
+  );
+  if (read.length === 0) return [];
+  const problems: ConfigProblem[] = [];
+  const writers: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
+    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  ];
+  for (const { resolved, base } of writers) {
+    for (const output of resolved.plugin.outputFiles?.(pluginConfig(resolved.entry) as never) ?? []) {
+      const written = resolve(entries.baseDir, output.path);
+      for (const input of read) {
+        if (!sameFile(written, input.resolved)) continue;
+        const how = `${input.file.field ?? 'reading'}: ${input.file.path}`;
+        const message = `${written} is the input of sources[${input.index}] (${how}): writing it would replace that file before it is read (or, appending, read this sink's records back as input); ${output.field === undefined ? 'give this sink another file' : `name another file in this sink's ${output.field}`}`;
+        problems.push(locate.entry(resolved, base, fieldSegments(output.field), message));
+      }
+    }
   }
   return problems;
 }
@@ -402,7 +445,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
 /**
  * Why the feature names stage `at` appends (PluginSpec.featureNames; `appended`, by stage) cannot be:
  * names a stage before it appends too (two hash-features with the default prefix, a block twice, a
- * plugin's block naming `s_events`), or one of them twice. Every block appends to one vector per
+ * plugin's block naming `s_events`), each such stage named with its names, or one of them twice. Every block appends to one vector per
  * event, where a name twice would be ambiguous to whatever reads features by name; FeatureBlock
  * refuses both (the first in every event, which is dead-lettered; the second as it is made).
  * `field`: the plugin's featureNamesField. Undefined when the names are fine, or not declared.
@@ -412,11 +455,16 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
   if (names === undefined) return undefined;
   const shown = (clash: readonly string[]): string => (clash.length > 3 ? `${clash.slice(0, 3).join(', ')} and ${clash.length - 3} more` : clash.join(', '));
   const own = new Set(names);
+  // Every earlier block it clashes with, each with its names: a fix that clears the first alone would be refused again.
+  const clashes: string[] = [];
   for (let other = 0; other < at; other++) {
     const clash = appended[other]?.filter((name) => own.has(name));
-    if (clash === undefined || clash.length === 0) continue;
+    if (clash !== undefined && clash.length > 0) clashes.push(`(${shown(clash)}) ${clashes.length === 0 ? 'are also those' : 'those'} of stage ${stages[other]!.label}`);
+  }
+  if (clashes.length > 0) {
     const remedy = field !== undefined ? `set a different ${field}` : 'remove one of them';
-    return `its feature names (${shown(clash)}) are also those of stage ${stages[other]!.label}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`;
+    const listed = clashes.length > 1 ? `${clashes.slice(0, -1).join(', ')} and ${clashes.at(-1)!}` : clashes[0]!;
+    return `its feature names ${listed}: every block appends to one vector per event, so every event would be dead-lettered; ${remedy}`;
   }
   if (own.size < names.length) {
     const seen = new Set<string>();
@@ -606,7 +654,7 @@ const runnerValidator = new SchemaValidator();
 export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigProblem[] = []): ConfigProblem[] {
   const file = loaded.file;
   const locate: ProblemLocator = {
-    entry: (resolved, _base, below, message, keyOf) => inEntry(file, resolved, below, message, keyOf),
+    entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
     section: (segments, message) => {
       const at = loaded.locate?.(segments.join('.'));
       return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
@@ -627,18 +675,23 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
 export function entrySchemaProblems(file: string, resolved: ResolvedEntry): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
-    const problem = problemFromAjv(error, [], (below, message, keyOf) => inEntry(file, resolved, below, message, keyOf), resolved.plugin);
+    const problem = problemFromAjv(error, [], (below, message, place) => inEntry(file, resolved, below, message, place), resolved.plugin);
     if (problem) problems.push(problem);
   }
   return problems;
 }
 
-/** A problem at `below` in an entry (or at its key `keyOf` there): by its `path`, and for one read from a file at its position there. */
-function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, keyOf?: string): ConfigProblem {
-  const inside = keyOf === undefined ? below : [...below, keyOf];
-  const at = inside.length > 0 && resolved.locate ? resolved.locate(inside.join('.')) : undefined;
-  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(inside).slice(1), message };
+/**
+ * A problem at `below` in an entry, at its value or its key (`place`): by its `path`, and for one read
+ * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
+ */
+function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
+  const at = resolved.locate?.(below.join('.'), place);
+  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
 }
+
+/** A plugin's field name (`prefix`, `mapping.time_zone`, `path[1]`) as path segments; none: the entry itself. */
+const fieldSegments = (field: string | undefined): PathSegment[] => (field === undefined || field === '' ? [] : pathSegments(field));
 
 /** Entry fields the runtime reads; everything else is the plugin's config (what its factory gets). */
 const runtimeFields = new Set(runtimeEntryFields);
@@ -674,7 +727,7 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
 export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject[]): string[] {
   const texts: string[] = [];
   for (const error of errors) {
-    const problem = problemFromAjv(error, [], (segments, message, keyOf) => ({ file: '', line: 0, column: 0, path: jsonPath(keyOf === undefined ? segments : [...segments, keyOf]), message }), plugin);
+    const problem = problemFromAjv(error, [], (segments, message) => ({ file: '', line: 0, column: 0, path: jsonPath(segments), message }), plugin);
     if (problem) texts.push(`${problem.path}: ${problem.message}`);
   }
   return texts;
@@ -687,7 +740,7 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
 function problemFromAjv(
   error: ErrorObject,
   base: readonly PathSegment[],
-  locate: (segments: readonly PathSegment[], message: string, keyOf?: string) => ConfigProblem,
+  locate: (segments: readonly PathSegment[], message: string, place?: FieldPlace) => ConfigProblem,
   plugin?: AnyPlugin,
 ): ConfigProblem | undefined {
   const segments = [...base, ...pointerSegments(error.instancePath)];
@@ -695,16 +748,17 @@ function problemFromAjv(
     case 'if':
       return undefined;
     case 'required':
-      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`);
+      // At the key of the map that lacks it (`csv:`), not at its first field: the field is missing from all of it.
+      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
       // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
-      if (field === '<<') return locate(segments, 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', field);
+      if (field === '<<') return locate([...segments, field], 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', 'key');
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
       const near = nearestHint(field, known);
       // A field written a level too high (`delimiter` beside `csv`, `time_format` beside `mapping`) is said where it goes.
       const home = near === '' ? nestedFieldHome(error.parentSchema as JsonSchema | undefined, field) : undefined;
-      return locate(segments, `unknown field '${field}'${home === undefined ? near : ` (did you mean '${home}'?)`}`, field);
+      return locate([...segments, field], `unknown field '${field}'${home === undefined ? near : ` (did you mean '${home}'?)`}`, 'key');
     }
     case 'const':
       return locate(segments, `must be ${JSON.stringify((error.params as { allowedValue: unknown }).allowedValue)}`);
@@ -800,10 +854,11 @@ export function jsonPath(segments: readonly PathSegment[]): string {
 }
 
 /**
- * Offset of the node at `segments` (or of the key `keyOf` inside it). Falls back to the nearest
- * ancestor present in the YAML, since `--set` and defaults can add paths the file lacks.
+ * Offset of the value at `segments`, or of its key (FieldPlace; a list's item has none: its value).
+ * Falls back to the nearest ancestor present in the YAML, since `--set` and defaults can add paths the
+ * file lacks.
  */
-function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: string): number {
+function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldPlace = 'value'): number {
   let node: unknown = doc.contents;
   let offset = (node as Node | null)?.range?.[0] ?? 0;
   const step = (segment: PathSegment, wantKey: boolean): boolean => {
@@ -824,8 +879,7 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], keyOf?: strin
     }
     return false;
   };
-  for (const segment of segments) if (!step(segment, false)) return offset;
-  if (keyOf !== undefined) step(keyOf, true);
+  for (const [index, segment] of segments.entries()) if (!step(segment, place === 'key' && index === segments.length - 1)) return offset;
   return offset;
 }
 

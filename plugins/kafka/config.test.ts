@@ -33,7 +33,7 @@ const exactlyOnce = '    guarantee: exactly-once\n';
 
 test('validate: an exactly-once kafka source without an exactly-once kafka sink is a config error at its guarantee', async () => {
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}sinks: [{type: stdout}]\n`), [
-    'P:6:5: $.sources[0].guarantee: guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)',
+    'P:6:16: $.sources[0].guarantee: guarantee: exactly-once needs a `kafka` sink with guarantee: exactly-once in the same pipeline (it writes the transaction)',
   ]);
   // An at-least-once kafka sink does not write transactions either.
   assert.equal((await problemsOf(`${source(exactlyOnce)}${sink('')}`)).length, 1);
@@ -44,12 +44,12 @@ test('validate: an exactly-once kafka source without an exactly-once kafka sink 
 
 test('validate: an exactly-once kafka sink needs an exactly-once kafka source, and an at-least-once one beside it is an error', async () => {
   assert.deepEqual(await problemsOf(`sources: [{type: synthetic}]\n${sink(exactlyOnce)}`), [
-    'P:6:5: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+    'P:6:16: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
   ]);
   // The source says at-least-once by default (the field is absent: its entry is pointed at).
   assert.deepEqual(await problemsOf(`${source('')}${sink(exactlyOnce)}`), [
     'P:2:5: $.sources[0].guarantee: a `kafka` sink of this pipeline is exactly-once: give this source guarantee: exactly-once too (it commits the transactions)',
-    'P:10:5: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+    'P:10:16: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
   ]);
 });
 
@@ -63,14 +63,14 @@ test('validate: exactly-once, a transaction_timeout no longer than the time betw
   const checkpoints = (interval: string): string => `checkpoint: { dir: cp, interval: ${interval} }\n`;
   // Before: valid, and at run the brokers aborted every transaction (open 30 s, timeout 10 s), read as a fencing, restarted without end.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 10s\n')}${checkpoints('30s')}`), [
-    'P:12:5: $.sinks[0].transaction_timeout: exactly-once: each transaction stays open from one commit to the next, every 30 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (10 s), so none would ever commit: set transaction_timeout well above 30 s, or commit more often',
+    'P:12:26: $.sinks[0].transaction_timeout: exactly-once: each transaction stays open from one commit to the next, every 30 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (10 s), so none would ever commit: set transaction_timeout well above 30 s, or commit more often',
   ]);
-  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 2s\n')}settings: { commit_interval: 5s }\n`).then((p) => p.map((m) => m.split(': exactly-once')[0])), ['P:12:5: $.sinks[0].transaction_timeout']);
+  assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 2s\n')}settings: { commit_interval: 5s }\n`).then((p) => p.map((m) => m.split(': exactly-once')[0])), ['P:12:26: $.sinks[0].transaction_timeout']);
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    transaction_timeout: 90s\n')}${checkpoints('30s')}`), []);
   // Unset: twice the interval, at least 10 s, at most the brokers' default cap (15 min).
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${checkpoints('30s')}`), []);
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${checkpoints('20m')}`), [
-    'P:11:5: $.sinks[0].guarantee: exactly-once: each transaction stays open from one commit to the next, every 1200 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (900 s, the most brokers allow by default), so none would ever commit: commit more often (checkpoint.interval under 15 min)',
+    'P:11:16: $.sinks[0].guarantee: exactly-once: each transaction stays open from one commit to the next, every 1200 s (checkpoint.interval), and the brokers abort one open longer than the transaction timeout (900 s, the most brokers allow by default), so none would ever commit: commit more often (checkpoint.interval under 15 min)',
   ]);
   assert.equal(transactionTimeoutMs(undefined, 1_000), 10_000);
   assert.equal(transactionTimeoutMs(undefined, 30_000), 60_000);
@@ -83,10 +83,10 @@ test('validate: exactly-once, a transaction_timeout no longer than the time betw
 test('validate: a linger no shorter than the message timeout (librdkafka refuses the producer) is a config error at the field', async () => {
   // Before: the start failed as "cannot connect to the brokers: `message.timeout.ms` must be greater than `linger.ms`", restarted without end.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, '    linger: 10s\n')}`), [
-    'P:12:5: $.sinks[0].linger: linger (10000 ms) must be shorter than the transaction timeout (10000 ms): librdkafka refuses a producer that would time a record out before it may send it',
+    'P:12:13: $.sinks[0].linger: linger (10000 ms) must be shorter than the transaction timeout (10000 ms): librdkafka refuses a producer that would time a record out before it may send it',
   ]);
   assert.deepEqual(await problemsOf(`${source('')}${sink('', '    linger: 5m\n')}`), [
-    "P:10:5: $.sinks[0].linger: linger (300000 ms) must be shorter than librdkafka's message.timeout.ms (300000 ms): librdkafka refuses a producer that would time a record out before it may send it",
+    "P:10:13: $.sinks[0].linger: linger (300000 ms) must be shorter than librdkafka's message.timeout.ms (300000 ms): librdkafka refuses a producer that would time a record out before it may send it",
   ]);
   assert.equal((await problemsOf(`${source('')}${sink('', '    linger: 2s\n    options: { message.timeout.ms: 1000 }\n')}`)).length, 1);
   assert.deepEqual(await problemsOf(`${source('')}${sink('', '    linger: 1s\n')}`), []);
@@ -100,17 +100,17 @@ test('validate: exactly-once kafka sinks of one pipeline share one producer, so 
   // brokers as a list or as a comma-separated string say the same.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce)}${second('').replace('brokers: b:9092', 'brokers: [b:9092]')}`), []);
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}${second('    transactional_id: tx-b\n').replace('brokers: b:9092', 'brokers: c:9092')}`), [
-    'P:14:5: $.sinks[1].brokers: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `brokers` must be the same as there ("b:9092" there, "c:9092" here); only `topic` and `key_field` may differ',
-    'P:18:5: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, "tx-b" here); only `topic` and `key_field` may differ',
+    'P:14:14: $.sinks[1].brokers: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `brokers` must be the same as there ("b:9092" there, "c:9092" here); only `topic` and `key_field` may differ',
+    'P:18:23: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, "tx-b" here); only `topic` and `key_field` may differ',
   ]);
   // A field left to its default differs from one set: said at the entry. Credentials are not printed.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}${second('    options: { "sasl.password": hunter2 }\n')}`), [
     'P:13:5: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, not set here); only `topic` and `key_field` may differ',
-    'P:18:5: $.sinks[1].options: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options` must be the same as there; only `topic` and `key_field` may differ',
+    'P:18:14: $.sinks[1].options: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options` must be the same as there; only `topic` and `key_field` may differ',
   ]);
   // The dead-letter sink, created first, sets the producer up when it is an exactly-once kafka sink; an at-least-once sink has its own producer.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}  - { type: kafka, brokers: "d:9092", topic: x }\ndead_letter: { type: kafka, brokers: "b:9092", topic: dlq, guarantee: exactly-once }\n`), [
-    'P:12:5: $.sinks[0].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from dead_letter: `transactional_id` must be the same as there (not set there, "tx-a" here); only `topic` and `key_field` may differ',
+    'P:12:23: $.sinks[0].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from dead_letter: `transactional_id` must be the same as there (not set there, "tx-a" here); only `topic` and `key_field` may differ',
   ]);
 });
 
@@ -131,7 +131,7 @@ test('validate: a compression codec this build of librdkafka lacks is a config e
     // The bundled librdkafka (node-rdkafka 3.6.1) is built without libzstd: before, validate said ok and
     // `run` failed at the entry, with librdkafka's words only.
     assert.deepEqual(zstd, [
-      'P:6:5: $.sinks[0].compression: this build of librdkafka (node-rdkafka\'s) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none',
+      'P:6:18: $.sinks[0].compression: this build of librdkafka (node-rdkafka\'s) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none',
     ]);
     // The dead-letter sink too.
     assert.equal((await problemsOf(`sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: kafka, brokers: "b:9092", topic: dlq, compression: zstd}\n`)).length, 1);
@@ -146,7 +146,7 @@ test('validate: the same codec given as a raw librdkafka property (`options`, co
   // Before, validate said ok and `run` failed at the entry, with librdkafka's words only.
   for (const name of ['compression.codec', 'compression.type']) {
     assert.deepEqual(await problemsOf(withOption(name, 'zstd')), [
-      `P:6:5: $.sinks[0].options: ${name}: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
+      `P:6:14: $.sinks[0].options: ${name}: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
     ]);
   }
   assert.equal((await problemsOf(`sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: kafka, brokers: "b:9092", topic: dlq, options: {compression.codec: zstd}}\n`)).length, 1);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { decodeTable, defineOperator, encodeTable, FeatureBlock, FeatureSelector, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeTable, defineOperator, encodeTable, FeatureBlock, FeatureSelector, inFloat32Range, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -244,7 +244,7 @@ const userBlock = defineOperator<{ prefix: string }>({
           if (isClickEvent(record)) {
             const values = block.append(record);
             values[block.offset] = (record.time - T0) / MIN;
-            values[block.offset + 1] = record.price ?? -1;
+            values[block.offset + 1] = inFloat32Range(record.price ?? -1);
           }
           emit(record);
         },
@@ -1016,6 +1016,14 @@ test('a price beyond the Float32 range (1e39, which the mapping accepts) is writ
   await operator.restore!({ version: 1, stats: { x: [8, null, null] } });
   assert.deepEqual(await operator.snapshot!(), { version: 1, stats: {} });
   assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
+});
+
+test("a user's feature block keeps a price beyond the Float32 range finite with the public inFloat32Range, as the built-in blocks do (the largest Float32 of its sign; NaN stays NaN)", async () => {
+  const max = 3.4028234663852886e38;
+  assert.deepEqual([1e39, -1e39, 12.5, 0].map(inFloat32Range), [max, -max, 12.5, 0]);
+  assert.ok(Number.isNaN(inFloat32Range(Number.NaN)));
+  const { output } = await runOperator(userBlock, { prefix: 'mine' }, [ev('u', 0, 'view', { price: 1e39 }), ev('u', 1, 'view', { price: -1e39 }), watermark(Infinity)], ctx());
+  assert.deepEqual(eventsOf(output).map((e) => named(e).mine_price), [max, -max]);
 });
 
 test('standardize: a feature of small scale is standardised like any other; only one whose values differ by no more than float32 rounding becomes 0', async () => {

@@ -620,12 +620,12 @@ test('a sink (or the dead-letter sink) writing a file a file source of the pipel
   };
   writeFileSync(join(base, 'other.jsonl'), '');
   const message = (line: number, at: string): string =>
-    `${line}: ${at}: ${input} is the input of sources[0] (path: events.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); give this sink another path`;
+    `${line}: ${at}: ${input} is the input of sources[0] (path[1]: events.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); name another file in this sink's path`;
   assert.deepEqual(await problemsOf('[{type: file, path: ./events.jsonl}]'), [message(2, '$.sinks[0].path')]);
   for (const other of ['hard-link.jsonl', 'linked-folder/events.jsonl']) {
     const problems = await problemsOf(`[{type: file, path: out.jsonl}, {type: file, path: ${other}, append: true}]`);
     assert.equal(problems.length, 1, other);
-    assert.match(problems[0]!, /^2: \$\.sinks\[1\]\.path: .* is the input of sources\[0\] \(path: events\.jsonl\)/, other);
+    assert.match(problems[0]!, /^2: \$\.sinks\[1\]\.path: .* is the input of sources\[0\] \(path\[1\]: events\.jsonl\)/, other);
   }
   assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]', `${base}/events.jsonl`), [message(3, '$.dead_letter.path')]);
   assert.equal(readFileSync(input, 'utf8'), content, 'the input is as it was');

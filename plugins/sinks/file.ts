@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type Zl
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, sameFile, takeLock, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, takeLock, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a `file` source of the pipeline reads (by name, through links, or the same inode) is a config error: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -47,7 +47,7 @@ export default defineSink<FileSinkConfig>({
     },
   },
   examples: [{ path: 'out/predictions.jsonl' }, { path: 'dead-letters.jsonl', append: true }],
-  checkPipeline: (config, pipeline) => readInputProblems(config.path, pipeline),
+  outputFiles: (config) => [{ path: config.path, field: 'path' }],
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
     if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
@@ -135,29 +135,6 @@ export default defineSink<FileSinkConfig>({
     };
   },
 });
-
-/**
- * A sink writing a file a `file` source of its pipeline reads: replacing it as the pipeline starts
- * would wipe the input before it is read, and appending to it would feed the output back in. Found by
- * path (through links to the folders), and by device and inode where both are regular files (a hard
- * link, a link to the file).
- */
-function readInputProblems(path: string, pipeline: PipelineOutline): EntryProblem[] {
-  const written = resolve(pipeline.baseDir, path);
-  const problems: EntryProblem[] = [];
-  pipeline.sources.forEach((source, index) => {
-    if (source.type !== 'file') return;
-    const paths = source.config.path;
-    for (const read of (Array.isArray(paths) ? paths : [paths]).filter((item): item is string => typeof item === 'string')) {
-      if (!sameFile(written, resolve(pipeline.baseDir, read))) continue;
-      problems.push({
-        field: 'path',
-        message: `${written} is the input of sources[${index}] (path: ${read}): writing it would replace that file before it is read (or, appending, read this sink's records back as input); give this sink another path`,
-      });
-    }
-  });
-  return problems;
-}
 
 /** One open output file, shared by every sink of the process writing that path. */
 interface SharedOutput {

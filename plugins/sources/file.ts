@@ -126,6 +126,7 @@ export default defineSource<FileSourceConfig>({
     },
   ],
   checkPipeline: (config) => csvConfigProblems(config.csv),
+  inputFiles: (config) => (typeof config.path === 'string' ? [{ path: config.path, field: 'path' }] : config.path.map((path, index) => ({ path, field: `path[${index}]` }))),
   async countRecords(config, baseDir) {
     let records = 0;
     for (const path of pathsOf(config, baseDir)) {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ClickEvent, Prediction } from 'tributary';
+import { ConfigError, type ClickEvent, type Prediction } from 'tributary';
 import { runSink, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
 import { CSV_HEADER, csvPredictions } from './index.js';
 
@@ -37,6 +37,24 @@ test('in a pipeline: every prediction is a row or counted as filtered by its rea
   assert.ok(rows > 0 && below > 0, `${rows} rows, ${below} below`);
   assert.equal(rows, run.stats.outByKind['prediction']);
   assert.equal(run.stats.eventsIn, 2000);
+});
+
+test('a pipeline whose source reads the CSV file it writes is refused (outputFiles) before the file is replaced', async (t) => {
+  const dir = tempFolder(t, 'csv-predictions');
+  const csv = join(dir, 'p.csv');
+  writeFileSync(csv, CSV_HEADER);
+  await assert.rejects(
+    runYaml('sources: [{type: file, path: p.csv}]\nstages: [{type: sessionizer}, {type: session-features}, {type: intent-model, name: intent}]\nsinks: [{type: csv-predictions, path: ./p.csv}]\n', { plugins: [csvPredictions], baseDir: dir }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.deepEqual(
+        error.problems.map((problem) => `${problem.path}: ${problem.message}`),
+        [`$.sinks[0].path: ${csv} is the input of sources[0] (path: p.csv): writing it would replace that file before it is read (or, appending, read this sink's records back as input); name another file in this sink's path`],
+      );
+      return true;
+    },
+  );
+  assert.equal(readFileSync(csv, 'utf8'), CSV_HEADER, 'the file is as it was');
 });
 
 test('its spec documents every field and its examples validate (what `tributary docs` prints)', () => {

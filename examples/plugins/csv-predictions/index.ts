@@ -41,6 +41,9 @@ export const csvPredictions = defineSink<CsvPredictionsConfig>({
     },
   },
   examples: [{ path: 'out/predictions.csv', min_score: 0.5 }],
+  // The file it replaces as the run starts: `validate` and `run` refuse a pipeline whose source reads it, and
+  // `tributary backtest` an --input that is it, before anything is replaced.
+  outputFiles: (config) => [{ path: config.path, field: 'path' }],
   create(config, context) {
     const file = resolve(context.baseDir, config.path);
     let handle: FileHandle | undefined;
