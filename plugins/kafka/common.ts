@@ -49,11 +49,13 @@ export const connectionProperties = {
   security: {
     type: 'object',
     additionalProperties: false,
-    description: 'TLS and SASL. Put secrets in the environment and write `${VAR}` here: they are never logged.',
+    description:
+      'TLS and SASL. Put secrets in the environment and write `"${VAR}"` here, quoted: they are never logged. Unquoted, a value YAML reads as ' +
+      'another type (`123456`, `true`) or an empty one is no string, a config error that cannot show the secret.',
     properties: {
       protocol: {
         enum: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'],
-        description: 'librdkafka `security.protocol`. Default: plaintext, or sasl_ssl when `sasl` is given.',
+        description: 'librdkafka `security.protocol`. Default: plaintext, or sasl_ssl when `sasl` is given (a SASL listener without TLS takes sasl_plaintext).',
       },
       sasl: {
         type: 'object',
@@ -63,16 +65,18 @@ export const connectionProperties = {
         properties: {
           mechanism: { enum: ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER'], description: 'SASL mechanism.' },
           username: { type: 'string', description: 'User name (PLAIN, SCRAM).' },
-          password: { type: 'string', description: 'Password (PLAIN, SCRAM); write `${VAR}`.' },
+          password: { type: 'string', description: 'Password (PLAIN, SCRAM); write `"${VAR}"`, quoted.' },
           oauthbearer: {
             type: 'object',
             additionalProperties: false,
             required: ['token_endpoint_url', 'client_id', 'client_secret'],
-            description: 'OAUTHBEARER with OIDC client credentials: librdkafka fetches and refreshes the token itself.',
+            description:
+              'OAUTHBEARER with OIDC client credentials (client_secret_basic): a librdkafka built with OIDC fetches and refreshes the token itself; ' +
+              'node-rdkafka\'s bundled one has none, so Tributary fetches it before connecting and refreshes it at 80% of its lifetime (`extensions` are then not sent).',
             properties: {
               token_endpoint_url: { type: 'string', minLength: 1, description: 'OAuth/OIDC token endpoint.' },
               client_id: { type: 'string', minLength: 1, description: 'OAuth client id.' },
-              client_secret: { type: 'string', minLength: 1, description: 'OAuth client secret; write `${VAR}`.' },
+              client_secret: { type: 'string', minLength: 1, description: 'OAuth client secret; write `"${VAR}"`, quoted.' },
               scope: { type: 'string', description: 'Requested scope.' },
               extensions: { type: 'string', description: 'SASL extensions, `key=value,key=value`.' },
             },
@@ -82,15 +86,15 @@ export const connectionProperties = {
       tls: {
         type: 'object',
         additionalProperties: false,
-        description: 'TLS files or PEM text (the `*_pem` fields take `${VAR}` values).',
+        description: 'TLS files or PEM text (the `*_pem` fields take `"${VAR}"` values, quoted).',
         properties: {
           ca_location: { type: 'string', description: 'CA certificate file.' },
           ca_pem: { type: 'string', description: 'CA certificate, PEM text.' },
           certificate_location: { type: 'string', description: 'Client certificate file (mutual TLS).' },
           certificate_pem: { type: 'string', description: 'Client certificate, PEM text.' },
           key_location: { type: 'string', description: 'Client private key file.' },
-          key_pem: { type: 'string', description: 'Client private key, PEM text; write `${VAR}`.' },
-          key_password: { type: 'string', description: "Password of the client's private key; write `${VAR}`." },
+          key_pem: { type: 'string', description: 'Client private key, PEM text; write `"${VAR}"`, quoted.' },
+          key_password: { type: 'string', description: "Password of the client's private key; write `\"${VAR}\"`, quoted." },
           verify_hostname: { type: 'boolean', default: true, description: "Check the broker certificate's host name." },
         },
       },
