@@ -231,15 +231,44 @@ test('why connections fail, which librdkafka only logs, explains the errors afte
   assert.equal(failures.explain('broker transport failure'), 'broker transport failure');
   const cause = 'sasl_ssl://10.0.0.7:9093/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 312ms in state AUTH_REQ)';
   client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:sasl_ssl://10.0.0.7:9093/bootstrap]: ${cause}` });
-  assert.equal(failures.explain('broker transport failure'), `broker transport failure (${cause})`);
+  const remedy = 'the brokers refused the credentials: check security.sasl (mechanism, username, password, and the variables they come from)';
+  assert.equal(failures.explain('broker transport failure'), `broker transport failure (${cause}): ${remedy}`);
   assert.deepEqual(debug, [cause], 'each failure logged at debug level');
   assert.throws(() => brokersUnreachable(new Error('broker transport failure'), 'connect to the brokers', failures), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'TRIB_ERR_SINK');
-    assert.equal(error.message, `kafka sink: cannot connect to the brokers: broker transport failure (${cause})`);
+    assert.equal(error.message, `kafka sink: cannot connect to the brokers: broker transport failure (${cause}): ${remedy}`);
     return true;
   });
   failures.clear();
   assert.equal(failures.explain('all broker connections are down'), 'all broker connections are down', 'connected since: the old cause is history');
+});
+
+test('a connection failure a config change mends (TLS against a plaintext listener, refused credentials) says the change, and is a warning once', () => {
+  const client = new EventEmitter();
+  const warned: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (fields, message) => warned.push(`${message}: ${(fields as { err: string }).err}`) });
+  const fail = (cause: string): boolean => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` });
+  // Seen in the walk: `sasl` without `protocol` (so sasl_ssl) against a SASL_PLAINTEXT listener. Before, only librdkafka's
+  // question, "connecting to a PLAINTEXT broker listener?", and at info level nothing for the 30 s until the sink gave up.
+  const plaintextListener = 'sasl_ssl://127.0.0.1:44879/bootstrap: SSL handshake failed: Disconnected: SSL connection closed by peer: connecting to a PLAINTEXT broker listener? (after 101ms in state SSL_HANDSHAKE)';
+  fail(plaintextListener);
+  fail(plaintextListener.replace('101ms', '102ms'));
+  const remedy = 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl';
+  assert.equal(failures.explain('connecting to the brokers'), `connecting to the brokers (${plaintextListener.replace('101ms', '102ms')}): ${remedy}`);
+  assert.deepEqual(warned, [`kafka broker connection failed: ${remedy}: ${plaintextListener}`], 'warned once, not at every retry');
+  fail('sasl_plaintext://127.0.0.1:44879/bootstrap: SASL authentication error: Authentication failed: Invalid username or password (after 302ms in state AUTH_REQ)');
+  assert.match(failures.explain('x'), /\): the brokers refused the credentials: check security\.sasl \(mechanism, username, password, and the variables they come from\)$/);
+  fail('ssl://b:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)');
+  assert.match(failures.explain('x'), /: the listener takes TLS: set security\.protocol to ssl or sasl_ssl$/);
+  assert.equal(warned.length, 3);
+  // An outage is no config mistake: no remedy, no warning (the source and sinks say not ready).
+  fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
+  assert.match(failures.explain('x'), /Connection refused \(after 0ms in state CONNECT\)\)$/);
+  assert.equal(warned.length, 3);
+  // Connected since: a later mistake (a rotated password) is warned of again.
+  failures.clear();
+  fail(plaintextListener);
+  assert.equal(warned.length, 4);
 });
 
 /** A producer whose flush times out `slow` times (librdkafka's ERR__TIMED_OUT), then finds its queue empty. */

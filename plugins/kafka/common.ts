@@ -49,11 +49,13 @@ export const connectionProperties = {
   security: {
     type: 'object',
     additionalProperties: false,
-    description: 'TLS and SASL. Put secrets in the environment and write `${VAR}` here: they are never logged.',
+    description:
+      'TLS and SASL. Put secrets in the environment and write `"${VAR}"` here, quoted: they are never logged. Unquoted, a value YAML reads as ' +
+      'another type (`123456`, `true`) or an empty one is no string, a config error that cannot show the secret.',
     properties: {
       protocol: {
         enum: ['plaintext', 'ssl', 'sasl_plaintext', 'sasl_ssl'],
-        description: 'librdkafka `security.protocol`. Default: plaintext, or sasl_ssl when `sasl` is given.',
+        description: 'librdkafka `security.protocol`. Default: plaintext, or sasl_ssl when `sasl` is given (a SASL listener without TLS takes sasl_plaintext).',
       },
       sasl: {
         type: 'object',
@@ -63,16 +65,18 @@ export const connectionProperties = {
         properties: {
           mechanism: { enum: ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER'], description: 'SASL mechanism.' },
           username: { type: 'string', description: 'User name (PLAIN, SCRAM).' },
-          password: { type: 'string', description: 'Password (PLAIN, SCRAM); write `${VAR}`.' },
+          password: { type: 'string', description: 'Password (PLAIN, SCRAM); write `"${VAR}"`, quoted.' },
           oauthbearer: {
             type: 'object',
             additionalProperties: false,
             required: ['token_endpoint_url', 'client_id', 'client_secret'],
-            description: 'OAUTHBEARER with OIDC client credentials: librdkafka fetches and refreshes the token itself.',
+            description:
+              'OAUTHBEARER with OIDC client credentials (client_secret_basic): a librdkafka built with OIDC fetches and refreshes the token itself; ' +
+              'node-rdkafka\'s bundled one has none, so Tributary fetches it before connecting and refreshes it at 80% of its lifetime (`extensions` are then not sent).',
             properties: {
               token_endpoint_url: { type: 'string', minLength: 1, description: 'OAuth/OIDC token endpoint.' },
               client_id: { type: 'string', minLength: 1, description: 'OAuth client id.' },
-              client_secret: { type: 'string', minLength: 1, description: 'OAuth client secret; write `${VAR}`.' },
+              client_secret: { type: 'string', minLength: 1, description: 'OAuth client secret; write `"${VAR}"`, quoted.' },
               scope: { type: 'string', description: 'Requested scope.' },
               extensions: { type: 'string', description: 'SASL extensions, `key=value,key=value`.' },
             },
@@ -82,15 +86,15 @@ export const connectionProperties = {
       tls: {
         type: 'object',
         additionalProperties: false,
-        description: 'TLS files or PEM text (the `*_pem` fields take `${VAR}` values).',
+        description: 'TLS files or PEM text (the `*_pem` fields take `"${VAR}"` values, quoted).',
         properties: {
           ca_location: { type: 'string', description: 'CA certificate file.' },
           ca_pem: { type: 'string', description: 'CA certificate, PEM text.' },
           certificate_location: { type: 'string', description: 'Client certificate file (mutual TLS).' },
           certificate_pem: { type: 'string', description: 'Client certificate, PEM text.' },
           key_location: { type: 'string', description: 'Client private key file.' },
-          key_pem: { type: 'string', description: 'Client private key, PEM text; write `${VAR}`.' },
-          key_password: { type: 'string', description: "Password of the client's private key; write `${VAR}`." },
+          key_pem: { type: 'string', description: 'Client private key, PEM text; write `"${VAR}"`, quoted.' },
+          key_password: { type: 'string', description: "Password of the client's private key; write `\"${VAR}\"`, quoted." },
           verify_hostname: { type: 'boolean', default: true, description: "Check the broker certificate's host name." },
         },
       },
@@ -359,34 +363,65 @@ interface LibrdkafkaLog {
 const failureFreshMs = 60_000;
 
 /**
+ * librdkafka's connection failures that a change of the config mends, each with the change. An outage
+ * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
+ */
+const connectionRemedies: readonly { cause: RegExp; remedy: string }[] = [
+  {
+    cause: /connecting to a PLAINTEXT broker listener\?/,
+    remedy: 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl',
+  },
+  { cause: /connecting to a SSL listener\?/, remedy: 'the listener takes TLS: set security.protocol to ssl or sasl_ssl' },
+  { cause: /SASL authentication error/, remedy: 'the brokers refused the credentials: check security.sasl (mechanism, username, password, and the variables they come from)' },
+  {
+    cause: /certificate verify failed/,
+    remedy: "no CA this client trusts signed the brokers' certificate: set security.tls.ca_location (or ca_pem) to the CA that did",
+  },
+];
+
+/**
  * Why a client's connections to the brokers fail, which librdkafka says only in its log (facility
  * FAIL): a TLS handshake or certificate, SASL authentication, a refused connection. Its errors do not
  * carry it: `connect` fails with "broker transport failure" and `event.error` says every broker is
  * down, whatever the cause, and a wrong password looked like a network fault. Each failure is logged at
- * debug level; the latest explains the errors that follow it.
+ * debug level; the latest explains the errors that follow it, with the change that mends it where the
+ * config is at fault (connectionRemedies), which is also a warning, once per remedy until a connection
+ * succeeds: a sink's start otherwise said nothing above debug level for the 30 s it waits.
  */
 export class ConnectionFailures {
-  private last: { text: string; at: number } | undefined;
+  private last: { text: string; at: number; remedy: string | undefined } | undefined;
+  /** The remedies warned of since the last connection that succeeded. */
+  private readonly warned = new Set<string>();
 
-  constructor(client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown }, logger?: { debug(fields: object, message: string): void }) {
+  constructor(
+    client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
+    logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+  ) {
     client.on('event.log', (log) => {
       if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
       // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
-      this.last = { text, at: Date.now() };
+      const remedy = connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
+      this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
+      if (remedy !== undefined && !this.warned.has(remedy)) {
+        this.warned.add(remedy);
+        logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
+      }
     });
   }
 
-  /** `message`, with the latest connection failure's cause after it when one was logged lately. */
+  /** `message`, with the latest connection failure's cause after it when one was logged lately, and its remedy where it has one. */
   explain(message: string): string {
     const last = this.last;
-    return last !== undefined && Date.now() - last.at <= failureFreshMs ? `${message} (${last.text})` : message;
+    if (last === undefined || Date.now() - last.at > failureFreshMs) return message;
+    return `${message} (${last.text})${last.remedy === undefined ? '' : `: ${last.remedy}`}`;
   }
 
   /** Connected: what failed before is history. */
   clear(): void {
     this.last = undefined;
+    this.warned.clear();
   }
 }
 

@@ -40,10 +40,12 @@ import {
   type ClickEvent,
   type CommitMarks,
   type Counter,
+  type EntryProblem,
   type Gauge,
   type GaugeFamily,
   type MappingConfig,
   type PartitionListener,
+  type PipelineOutline,
   type PluginContext,
   type Rejection,
   type SourceHealth,
@@ -266,7 +268,15 @@ export default defineSource<KafkaSourceConfig>({
     properties: {
       ...connectionProperties,
       topics: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Topics to read (give this or `pattern`).' },
-      pattern: { type: 'string', minLength: 1, description: 'Regular expression of topics to read, e.g. `^clicks-.*` (give this or `topics`); new matching topics are picked up.' },
+      pattern: {
+        type: 'string',
+        minLength: 1,
+        description:
+          'Regular expression (POSIX extended, as librdkafka reads it) of topics to read, e.g. `^clicks\\..*` (give this or `topics`); new matching topics are ' +
+          'picked up. It is anchored at its start (a leading `^` is added where missing) and not at its end: `clicks` reads `clicks-dlq` too (end it with `$`). ' +
+          'One that matches a topic a `kafka` sink of this pipeline writes on the same brokers (its dead-letter topic, say) is a config error: every record ' +
+          'written there would be read again.',
+      },
       group: { type: 'string', minLength: 1, description: 'Consumer group: instances with one group split the partitions; committed offsets are kept per group.' },
       start_from: {
         enum: ['earliest', 'latest'],
@@ -316,7 +326,7 @@ export default defineSource<KafkaSourceConfig>({
     { brokers: '${KAFKA_BROKERS}', topics: ['clicks'], group: 'tributary-intent' },
     {
       brokers: ['kafka-1:9093', 'kafka-2:9093'],
-      pattern: '^clicks-.*',
+      pattern: '^clicks\\..*',
       group: 'tributary-churn',
       event_time: 'timestamp',
       key_field: 'user_id',
@@ -325,10 +335,11 @@ export default defineSource<KafkaSourceConfig>({
     },
   ],
   checkPipeline(config, pipeline) {
+    const problems = ownOutputsRead(config, pipeline);
     const sink = hasExactlyOnceKafkaSink(pipeline);
-    if (config.guarantee === 'exactly-once' && !sink) return [{ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink }];
-    if (config.guarantee !== 'exactly-once' && sink) return [{ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce }];
-    return [];
+    if (config.guarantee === 'exactly-once' && !sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink });
+    if (config.guarantee !== 'exactly-once' && sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce });
+    return problems;
   },
   replayNotes(config) {
     const notes: string[] = [];
@@ -2534,6 +2545,54 @@ function markAssigned(state: PartitionState, now: number): void {
 }
 
 /**
+ * The subscription's pattern as JavaScript reads it, anchored at the start as librdkafka anchors it (see
+ * run()); JavaScript's regex dialect is close enough for "which match". Undefined without a pattern, or
+ * for one JavaScript cannot read (librdkafka's dialect differs).
+ */
+function subscriptionPattern(config: Pick<KafkaSourceConfig, 'pattern'>): RegExp | undefined {
+  if (config.pattern === undefined) return undefined;
+  try {
+    return new RegExp(config.pattern.startsWith('^') ? config.pattern : `^${config.pattern}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A broker list's addresses, as written (`host:port`, lower case), to tell whether two entries name one cluster. */
+function brokerAddresses(brokers: unknown): Set<string> {
+  const list = Array.isArray(brokers) ? brokers : typeof brokers === 'string' ? brokers.split(',') : [];
+  return new Set(list.filter((address): address is string => typeof address === 'string').map((address) => address.trim().toLowerCase()).filter((address) => address !== ''));
+}
+
+/**
+ * The topics this source reads that a `kafka` sink of the same pipeline (the dead-letter one included)
+ * writes to on the same brokers: each record written there would come back as input, and a dead letter,
+ * never an event, would be dead-lettered again without end (a `pattern` such as `^clicks-.*` beside a
+ * dead-letter topic `clicks-dlq`). Said at `pattern` or `topics`. Brokers are the same when the two lists
+ * share an address as written; another name for one cluster is not caught.
+ */
+function ownOutputsRead(config: KafkaSourceConfig, pipeline: PipelineOutline): EntryProblem[] {
+  const sourceBrokers = brokerAddresses(config.brokers);
+  const pattern = subscriptionPattern(config);
+  const named = new Set(config.topics ?? []);
+  const writers = pipeline.sinks.map((entry, index) => ({ who: `sinks[${index}]`, entry }));
+  if (pipeline.deadLetter) writers.push({ who: 'the dead-letter sink', entry: pipeline.deadLetter });
+  const problems: EntryProblem[] = [];
+  for (const { who, entry } of writers) {
+    const topic = entry.config.topic;
+    if (entry.type !== 'kafka' || typeof topic !== 'string' || ![...brokerAddresses(entry.config.brokers)].some((address) => sourceBrokers.has(address))) continue;
+    const deadLetters = entry === pipeline.deadLetter ? ' (a dead letter, never an event, dead-lettered again without end)' : '';
+    const loop = `which ${who} writes on the same brokers: every record written there would be read again as input${deadLetters}`;
+    if (pattern?.test(topic)) {
+      problems.push({ field: 'pattern', message: `the pattern matches topic '${topic}', ${loop}; name the outputs so the pattern does not match them, end the pattern with \`$\` where it reads too far, or read a list of \`topics\`` });
+    } else if (named.has(topic)) {
+      problems.push({ field: 'topics', message: `reads topic '${topic}', ${loop}; read other topics, or write to another one` });
+    }
+  }
+  return problems;
+}
+
+/**
  * The topics of `metadata` (those with partitions) that the subscription reads: those of `topics`, or
  * those `pattern` matches. Undefined for a pattern JavaScript cannot read (librdkafka's dialect differs).
  */
@@ -2543,14 +2602,8 @@ function topicsSubscribed(config: KafkaSourceConfig, metadata: RdKafka.Metadata)
     const subscribed = new Set(config.topics);
     return existing.filter((name) => subscribed.has(name));
   }
-  // librdkafka's pattern subscription is anchored at the start (see run()); JavaScript's regex dialect is close enough for "which match".
-  let pattern: RegExp;
-  try {
-    pattern = new RegExp(config.pattern.startsWith('^') ? config.pattern : `^${config.pattern}`);
-  } catch {
-    return undefined;
-  }
-  return existing.filter((name) => pattern.test(name));
+  const pattern = subscriptionPattern(config);
+  return pattern === undefined ? undefined : existing.filter((name) => pattern.test(name));
 }
 
 /**
