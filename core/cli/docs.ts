@@ -2,7 +2,7 @@
  * The pipeline reference, generated from the same schemas that validate pipelines: a field is
  * documented exactly as it is checked.
  */
-import { stringify as stringifyYaml } from 'yaml';
+import { Document, Scalar, visit } from 'yaml';
 import { documentSchema, entryFields } from '../config/schema.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
@@ -76,10 +76,22 @@ function pluginSection(plugin: AnyPlugin): string {
   const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');
   parts.push(fieldTable(plugin.config, entryFields(plugin)));
-  for (const example of plugin.examples ?? []) {
-    parts.push('```yaml', stringifyYaml([{ type: plugin.name, ...example }]).trim(), '```', '');
-  }
+  for (const example of plugin.examples ?? []) parts.push('```yaml', exampleYaml({ type: plugin.name, ...example }), '```', '');
   return parts.join('\n');
+}
+
+/**
+ * An example entry as YAML, its `${VAR}` references quoted: copied unquoted, a password of digits from the
+ * environment would be read as a number (the docs tell users to quote them; the examples do as they say).
+ */
+function exampleYaml(entry: Record<string, unknown>): string {
+  const document = new Document([entry]);
+  visit(document, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'string' && node.value.includes('${')) node.type = Scalar.QUOTE_DOUBLE;
+    },
+  });
+  return document.toString().trim();
 }
 
 export function pipelineReference(registry: PluginRegistry): string {

@@ -160,6 +160,21 @@ test('a problem quotes the value it is about, but never a secret: a password YAM
   assert.ok(fromEnv.length === 1 && !fromEnv[0]!.includes('314159'), fromEnv.join('\n'));
 });
 
+test('an unquoted ${VAR} whose value YAML reads as no text (digits, true, empty) where text is expected says to quote it, without showing the value; quoted, it loads (was: only "must be string, got (not shown: a secret)")', async () => {
+  const kafka = (password: string) =>
+    `sources:\n  - type: kafka\n    brokers: "k:9092"\n    topics: [t]\n    group: g\n    security:\n      protocol: sasl_ssl\n      sasl:\n        mechanism: PLAIN\n        username: u\n        password: ${password}\nsinks: [{type: stdout}]\n`;
+  const hint = 'an unquoted ${KAFKA_PASSWORD} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${KAFKA_PASSWORD}"';
+  for (const value of ['271828', 'true', '']) {
+    const problems = await problemsOf(kafka('${KAFKA_PASSWORD}'), { env: { KAFKA_PASSWORD: value } });
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.ok(problems[0]!.endsWith(hint), problems[0]);
+    assert.ok(!problems[0]!.includes('271828'), problems[0]);
+    assert.deepEqual(await problemsOf(kafka('"${KAFKA_PASSWORD}"'), { env: { KAFKA_PASSWORD: value } }), []);
+  }
+  // A number written in the file itself is no reference: said as before.
+  assert.deepEqual(await problemsOf(kafka('271828')), ['P:11:19: $.sources[0].security.sasl.password: must be string, got (not shown: a secret)']);
+});
+
 test('--set overrides values after interpolation and is validated like the file', async () => {
   const registry = await builtinRegistry();
   const file = join(dir, 'set.yaml');
@@ -1245,7 +1260,7 @@ test("an unquoted whole ${VAR} is typed only where its value is a YAML number, b
   // The description is a string: its problem quotes the value as typed.
   const text = 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndescription: ${D}\n';
   for (const [value, typed] of [['12', '12'], ['true', 'true'], ['1.5', '1.5'], ['null', 'null'], ['~', 'null'], ['.inf', 'Infinity']]) {
-    await assert.rejects(loadPipeline(file, { registry, env: { D: value! }, text }), new RegExp(`\\$\\.description: must be string, got ${typed}$`), value);
+    await assert.rejects(loadPipeline(file, { registry, env: { D: value! }, text }), new RegExp(`\\$\\.description: must be string, got ${typed}: an unquoted \\$\\{D\\} is read as YAML reads its value .*; quote it for text: "\\$\\{D\\}"$`), value);
   }
   assert.equal((await loadPipeline(file, { registry, env: { D: 'True story' }, text })).document.description, 'True story');
   // Block style: an unquoted ${...} inside a flow map ({...}) is not plain YAML.

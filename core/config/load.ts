@@ -161,7 +161,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   }
 
   const problems: ConfigProblem[] = [];
-  interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)));
+  /** Values that were one unquoted `${VAR}` read as a number, boolean or null, by JSONPath: the reference as written. */
+  const retyped = new Map<string, string>();
+  interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)), retyped);
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   const data: unknown = doc.toJS() ?? {};
@@ -213,7 +215,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // An absent `settings` still gets its defaults filled in by validation.
   if (typeof data === 'object' && data !== null && !('settings' in data)) (data as Record<string, unknown>).settings = {};
   for (const error of validator.validateDocument(data)) {
-    const problem = problemFromAjv(error, [], locate);
+    const problem = problemFromAjv(error, [], locate, undefined, retyped);
     if (problem) problems.push(problem);
   }
 
@@ -250,7 +252,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         return;
       }
       for (const error of errors) {
-        const problem = problemFromAjv(error, base, locate, plugin);
+        const problem = problemFromAjv(error, base, locate, plugin, retyped);
         if (problem) problems.push(problem);
       }
       const { line, column } = locate(base, '');
@@ -735,13 +737,15 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
 
 /**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
- * `plugin`: the entry's, when the error is about one of its entries.
+ * `plugin`: the entry's, when the error is about one of its entries. `retyped`: the values that were one
+ * unquoted `${VAR}` read as another type than text (interpolate), by JSONPath.
  */
 function problemFromAjv(
   error: ErrorObject,
   base: readonly PathSegment[],
   locate: (segments: readonly PathSegment[], message: string, place?: FieldPlace) => ConfigProblem,
   plugin?: AnyPlugin,
+  retyped?: ReadonlyMap<string, string>,
 ): ConfigProblem | undefined {
   const segments = [...base, ...pointerSegments(error.instancePath)];
   switch (error.keyword) {
@@ -779,7 +783,15 @@ function problemFromAjv(
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':
       return locate(segments, `must be at most ${String(error.schema)}, got ${valueText(error.data, segments)}`);
-    case 'type':
+    case 'type': {
+      // `password: ${KAFKA_PASSWORD}` holding digits is a number, as YAML reads `password: 1234`: the cure is quotes.
+      const reference = retyped?.get(jsonPath(segments));
+      const expectsText = String((error.params as { type: unknown }).type).split(',').includes('string');
+      if (reference !== undefined && expectsText) {
+        return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}: an unquoted ${reference} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${reference}"`);
+      }
+      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+    }
     case 'minimum':
     case 'maximum':
     case 'exclusiveMinimum':
@@ -976,7 +988,7 @@ function typedAsPlainScalar(text: string): unknown {
 }
 
 /** `${VAR}` and `${VAR:-default}` in every string scalar (see substitute); `$${` is a literal `${`. */
-function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void): void {
+function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void, retyped: Map<string, string>): void {
   visit(doc, {
     Scalar(_key, node, ancestors) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
@@ -997,6 +1009,7 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
       if (result.missing.length > 0) return;
       // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
       node.value = result.whole && node.type === Scalar.PLAIN ? typedAsPlainScalar(result.value) : result.value;
+      if (typeof node.value !== 'string') retyped.set(jsonPath(segmentsOf(ancestors, node)), original.trim());
     },
   });
 }
