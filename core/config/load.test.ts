@@ -852,14 +852,16 @@ test('feature blocks whose names clash (two hash-features with the default prefi
   ]);
 });
 
+/** `listed-block` (tests only): a feature block of the names its entry lists, declared by featureNames. */
+const listedBlock = defineOperator<{ names: string[] }>({
+  name: 'listed-block',
+  summary: 'Features as listed (tests only).',
+  config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
+  featureNames: (config) => config.names,
+  create: () => ({ apply: (input) => input }),
+});
+
 test('a feature block whose names clash with several earlier blocks is said once, naming each of them with its clashing names (was: the first only), so one pass mends it', async () => {
-  const listedBlock = defineOperator<{ names: string[] }>({
-    name: 'listed-block',
-    summary: 'Features as listed (tests only).',
-    config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
-    featureNames: (config) => config.names,
-    create: () => ({ apply: (input) => input }),
-  });
   const registry = await builtinRegistry();
   registry.register(listedBlock, 'test');
   const problems = await problemsOf(
@@ -890,13 +892,6 @@ test("a plugin's feature block that declares its names (featureNames) is checked
     config: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', default: 'mine' } } },
     featureNames: (config) => [config.name],
     featureNamesField: 'name',
-    create: () => ({ apply: (input) => input }),
-  });
-  const listedBlock = defineOperator<{ names: string[] }>({
-    name: 'listed-block',
-    summary: 'Features as listed (tests only).',
-    config: { type: 'object', additionalProperties: false, required: ['names'], properties: { names: { type: 'array', items: { type: 'string' } } } },
-    featureNames: (config) => config.names,
     create: () => ({ apply: (input) => input }),
   });
   const registry = await builtinRegistry();
