@@ -22,6 +22,17 @@ import { MODE_ENV } from './kafka/broker.js';
 const base = Date.parse('2024-05-01T00:00:00Z');
 const seqOf = (record: StreamRecord): number => Number((record as unknown as ClickEvent).attrs?.seq);
 
+/** Runs a pipeline in this process until the returned stop is called (a stop hands its partitions over). */
+function startRun(yaml: string, brokers: string): () => Promise<void> {
+  const controller = new AbortController();
+  const running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
+  running.catch(() => undefined);
+  return async () => {
+    controller.abort();
+    await running;
+  };
+}
+
 test('two pipelines in one group split the partitions and together read every record', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
@@ -196,15 +207,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     values<{ userId: string }>(await readTopic(brokers, output, { committed: guarantee === 'exactly-once', timeoutMs: 8_000 }))
       .map((s) => s.userId)
       .filter((id) => /^u\d+$/.test(id));
-  const start = () => {
-    const controller = new AbortController();
-    const running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
-    running.catch(() => undefined);
-    return async () => {
-      controller.abort();
-      await running;
-    };
-  };
+  const start = () => startRun(yaml, brokers);
   // Run 1: sessions open on both partitions (u0, u2 on partition 0; u1, u3 on 1), saved; a stop hands them over.
   let stop = start();
   try {
@@ -287,15 +290,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   };
   const view = (user: number, minutes: number) => ({ key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
   const deadLetters = async (): Promise<number> => (await readTopic(brokers, dlq, { committed: true, timeoutMs: 5_000 })).length;
-  const start = () => {
-    const controller = new AbortController();
-    const running = runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, signal: controller.signal });
-    running.catch(() => undefined);
-    return async () => {
-      controller.abort();
-      await running;
-    };
-  };
+  const start = () => startRun(yaml, brokers);
   // Run 1: u0's session opens and is saved (offset 1); then a record that is no JSON goes to the
   // dead-letter topic and moves the offset to 2 with no change to the partition's state, so no file
   // is written at 2: the group's offset 2 is committed with the mark of the file at 1.
