@@ -27,8 +27,10 @@ const counter = defineOperator<{ as_map: boolean }>({
       })),
       snapshot: () => (config.as_map ? { counts } : { counts: [...counts] }),
       restore(state) {
+        const saved = (state as { counts: [string, number][] }).counts;
+        if (!Array.isArray(saved)) throw new Error('test-counter snapshot: counts: not a list');
         counts.clear();
-        for (const [user, count] of (state as { counts: [string, number][] }).counts) counts.set(user, count);
+        for (const [user, count] of saved) counts.set(user, count);
       },
     };
   },
@@ -43,6 +45,22 @@ test('runOperator returns the state as a checkpoint reads it back, and starts fr
     [3],
   );
   assert.deepEqual(second.state, { counts: [['a', 3], ['b', 1]] });
+});
+
+test("a state the operator refuses fails runOperator's `restore` and runYaml's `restoreState` with the message a run gives, naming the stage once", async () => {
+  const damaged = { counts: 'none' };
+  // Before: the operator's own message alone ("test-counter snapshot: counts: not a list"), which names no stage.
+  await assert.rejects(runOperator(counter, {}, [click('a', 1)], testContext({ label: 'counts' }), { restore: damaged }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    assert.match(error.message, /^the saved state of stage counts could not be restored: test-counter snapshot: counts: not a list \(if the stage's configuration changed since, undo the change to resume\. /);
+    return true;
+  });
+  const yaml = 'sources: [{type: synthetic, events: 10}]\nstages:\n  - {type: test-counter}\nsinks: [{type: memory}]\n';
+  await assert.rejects(runYaml(yaml, { plugins: [counter], restoreState: { 'stage-test-counter-0': damaged } }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    assert.match(error.message, /^the saved state of stage stage-test-counter-0 \(\S+pipeline\.yaml:3:5, \$\.stages\[0\], test-counter\) could not be restored: test-counter snapshot: counts: not a list \(if the stage's /);
+    return true;
+  });
 });
 
 test('a snapshot a checkpoint would lose (a Map is written as {}) fails the test run, saying where', async () => {

@@ -13,7 +13,7 @@ import type { Element, StreamRecord } from './events.js';
 import { jsonProblem } from './json.js';
 import { defineSink, defineSource, isPlugin, type AnyPlugin, type Clock, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext, type Rejection, type Sink, type SinkPlugin, type Source, type SourcePlugin } from './plugin.js';
 import { PluginRegistry } from './registry.js';
-import { PipelineRunner, type RunStats } from './runtime/pipeline.js';
+import { PipelineRunner, restoreStage, type RunStats } from './runtime/pipeline.js';
 import { MetricsHub } from './runtime/telemetry.js';
 import { checkpointsOf } from './runtime/checkpoint.js';
 import { SchemaValidator } from './config/schema.js';
@@ -102,6 +102,7 @@ export interface TestRunOptions {
   sets?: string[];
   signal?: AbortSignal;
   clock?: Clock;
+  /** Operator state to start from, by stage label, as a checkpoint gives it (one a stage refuses fails the run, worded as a checkpoint's). */
   restoreState?: Record<string, unknown>;
   /** Folder the YAML is considered to live in (relative paths). Default: a new temp folder. */
   baseDir?: string;
@@ -223,7 +224,9 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
 export interface RunOperatorOptions {
   /**
    * A state to start from, as a checkpoint restores it: given to the operator's `restore` after
-   * `open`, before the first element (pass the `state` an earlier `runOperator` returned).
+   * `open`, before the first element (pass the `state` an earlier `runOperator` returned). One the
+   * operator refuses rejects with the message a run gives (`the saved state of stage LABEL could not
+   * be restored: ...`, LABEL the context's).
    */
   restore?: unknown;
 }
@@ -253,7 +256,8 @@ export async function runOperator<C>(
   await operator.open?.();
   if (options.restore !== undefined) {
     if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
-    await operator.restore(options.restore);
+    // Worded as a run words it, naming the stage (context.label) once: a plugin's own message need not.
+    await restoreStage(operator, options.restore, { label: context.label });
   }
   const output = await runAsTheRuntimeDoes(operator, input);
   const state = operator.snapshot ? asCheckpointed(plugin.name, await operator.snapshot()) : undefined;

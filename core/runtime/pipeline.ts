@@ -361,6 +361,36 @@ function heldOf(task: PartitionTask): number | undefined {
   return (task.passed < task.watermark || task.watermark === -Infinity) && Number.isFinite(task.passed) ? task.passed : undefined;
 }
 
+/**
+ * Hands a stage's operator its saved state (nothing if it has no `restore`). State its restore refuses
+ * stops the run for a person (TRIB_ERR_CHECKPOINT) with a message that names the stage, so a plugin's
+ * own message says only what does not fit. Shared by the runtime (a checkpoint's state, and
+ * `restoreState` without one) and tributary/testing's runOperator, so a plugin's tests see the
+ * message a user reads.
+ */
+export async function restoreStage(
+  operator: Operator,
+  state: unknown,
+  /** `where`: the stage's place in the pipeline file, ` (FILE:LINE:COL, $.stages[i], TYPE)`; `checkpoint`: the file the state came from. */
+  stage: { label: string; where?: string; checkpoint?: string },
+): Promise<void> {
+  if (!operator.restore) return;
+  try {
+    await operator.restore(state);
+  } catch (cause) {
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      // The file's checksum held, so most often the stage's configuration changed since the save
+      // (other features, another model); a refused column names damage the checksum could not see.
+      `${stage.checkpoint === undefined ? '' : `checkpoint ${stage.checkpoint}: `}the saved state of stage ${stage.label}${stage.where ?? ''} could not be restored: ${(cause as Error).message} ` +
+        '(if the stage\'s configuration changed since, undo the change to resume. To start this stage afresh and keep the other stages\' state: give it a new `label` ' +
+        'and run once with --allow-non-restored-state, which drops its old state. To start the whole pipeline afresh: move its checkpoints away, and its `file` outputs ' +
+        'too to keep them, as a start without a checkpoint replaces them)',
+      { cause },
+    );
+  }
+}
+
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
@@ -1584,20 +1614,7 @@ export class PipelineRunner {
       // A large state takes a while: the event loop turns between stages (and between the parts of a
       // stage's restore that returns a promise), so the daemon answers /healthz meanwhile.
       await setImmediate();
-      try {
-        await operator.restore(state);
-      } catch (cause) {
-        throw new TributaryError(
-          'TRIB_ERR_CHECKPOINT',
-          // The file's checksum held, so most often the stage's configuration changed since the save
-          // (other features, another model); a refused column names damage the checksum could not see.
-          `checkpoint ${file}: the saved state of stage ${label}${this.stageWhere(label)} could not be restored: ${(cause as Error).message} ` +
-            '(if the stage\'s configuration changed since, undo the change to resume. To start this stage afresh and keep the other stages\' state: give it a new `label` ' +
-            'and run once with --allow-non-restored-state, which drops its old state. To start the whole pipeline afresh: move its checkpoints away, and its `file` outputs ' +
-            'too to keep them, as a start without a checkpoint replaces them)',
-          { cause },
-        );
-      }
+      await restoreStage(operator, state, { label, where: this.stageWhere(label), checkpoint: file });
     }
   }
 
@@ -1850,7 +1867,9 @@ export class PipelineRunner {
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
       if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
-      else if (restoredOperators) for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await operator.restore?.(restoredOperators[label]);
+      else if (restoredOperators) {
+        for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await restoreStage(operator, restoredOperators[label], { label, where: this.stageWhere(label) });
+      }
       const restoredSources = restored?.sources;
       for (const slot of this.sources) {
         const position = restoredSources?.[slot.label];

@@ -2417,3 +2417,21 @@ test('a large model state is restored in parts, the event loop turning between t
     await first.operator.close?.();
   }
 });
+
+test("a model's saved state of another kind fails runOperator's restore with the message a run gives, the stage named once", async () => {
+  const label = 'stage-intent-model-3';
+  const config = { ...format1.intentConfig, model: { kind: 'logistic' } } as IntentModelConfig;
+  // Before: "saved model is mlp, this one is logistic" alone, which named no stage.
+  await assert.rejects(runOperator(intentModel, config, [], testContext({ label }), { restore: format1.intentFormat1 }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    assert.equal(
+      error.message,
+      `the saved state of stage ${label} could not be restored: saved model is mlp, this one is logistic ` +
+        "(if the stage's configuration changed since, undo the change to resume. To start this stage afresh and keep the other stages' state: give it a new `label` " +
+        "and run once with --allow-non-restored-state, which drops its old state. To start the whole pipeline afresh: move its checkpoints away, and its `file` outputs " +
+        'too to keep them, as a start without a checkpoint replaces them)',
+    );
+    assert.equal(error.message.split(label).length, 2, 'the label once');
+    return true;
+  });
+});

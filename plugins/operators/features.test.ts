@@ -609,7 +609,7 @@ test('session-features keeps apart two users\' sessions under one data session i
   const twice = structuredClone(saved);
   twice.users[1] = 'alice';
   const operator = await sessionFeatures.create(withDefaults(sessionFeatures, {}), testContext({ clock, label: 'stage-s' }));
-  await assert.rejects(Promise.resolve(operator.restore!(twice)), /^Error: stage-s: session-features snapshot: session '1' of user 'alice' at row 1 again$/);
+  await assert.rejects(Promise.resolve(operator.restore!(twice)), /^Error: session-features snapshot: session '1' of user 'alice' at row 1 again$/);
   // Version 3 kept sessions by id alone: the two '1's are not told apart, so they are left out (said), their features start over.
   const logs: { msg: string }[] = [];
   const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
@@ -1118,7 +1118,7 @@ test('user-features snapshots the previous session end and last purchase as inte
   first.end();
 });
 
-test('a damaged snapshot of the sessionizer, session-features or user-features is refused by restore, naming the stage and what does not match', async () => {
+test("a damaged snapshot of the sessionizer, session-features or user-features is refused by restore, saying what does not match (the runtime's message names the stage)", async () => {
   const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(sessionFeatures), stage(userFeatures)];
   const first = await Chain.build(stages, ctx());
   // Open sessions, closed ones (users with a history) and events the watermark has not passed yet.
@@ -1126,14 +1126,14 @@ test('a damaged snapshot of the sessionizer, session-features or user-features i
   const saved = await first.snapshot();
   type Damage = [number, string, (state: Record<string, any>) => void, RegExp];
   const damages: Damage[] = [
-    [0, 'a session column of one row', (s) => void (s.start = { n: 1, c: 0 }), /^Error: stage-s: sessionizer snapshot: start: 1 rows, expected \d+$/],
-    [0, 'a timer heap of fewer sessions than its keys', (s) => void (s.heapSeqs = { n: 1, c: 0 }), /^Error: stage-s: sessionizer snapshot: heapSeqs: 1 rows, expected \d+$/],
-    [0, 'a pending event without its user', (s) => void s.pending.userIds.pop(), /^Error: stage-s: sessionizer snapshot: pending: userIds: \d+ strings, expected \d+$/],
-    [1, 'a feature column of one row', (s) => void (s.columns[3] = { n: 1, c: 0 }), /^Error: stage-s: session-features snapshot: columns: column 3: 1 rows, expected \d+$/],
-    [1, 'one feature column short', (s) => void s.columns.pop(), /^Error: stage-s: session-features snapshot: columns: \d+ columns, expected \d+$/],
-    [1, 'an item list short of its counts', (s) => void s.items.pop(), /^Error: stage-s: session-features snapshot: items: lengths add up to \d+, the list holds \d+$/],
-    [2, 'a user id that is not a string', (s) => void (s.users[0] = 7), /^Error: stage-s: user-features snapshot: users: not a string at row 0$/],
-    [2, 'one user more than its rows', (s) => void s.users.push('extra'), /^Error: stage-s: user-features snapshot: \d+ rows for \d+ users$/],
+    [0, 'a session column of one row', (s) => void (s.start = { n: 1, c: 0 }), /^Error: sessionizer snapshot: start: 1 rows, expected \d+$/],
+    [0, 'a timer heap of fewer sessions than its keys', (s) => void (s.heapSeqs = { n: 1, c: 0 }), /^Error: sessionizer snapshot: heapSeqs: 1 rows, expected \d+$/],
+    [0, 'a pending event without its user', (s) => void s.pending.userIds.pop(), /^Error: sessionizer snapshot: pending: userIds: \d+ strings, expected \d+$/],
+    [1, 'a feature column of one row', (s) => void (s.columns[3] = { n: 1, c: 0 }), /^Error: session-features snapshot: columns: column 3: 1 rows, expected \d+$/],
+    [1, 'one feature column short', (s) => void s.columns.pop(), /^Error: session-features snapshot: columns: \d+ columns, expected \d+$/],
+    [1, 'an item list short of its counts', (s) => void s.items.pop(), /^Error: session-features snapshot: items: lengths add up to \d+, the list holds \d+$/],
+    [2, 'a user id that is not a string', (s) => void (s.users[0] = 7), /^Error: user-features snapshot: users: not a string at row 0$/],
+    [2, 'one user more than its rows', (s) => void s.users.push('extra'), /^Error: user-features snapshot: \d+ rows for \d+ users$/],
   ];
   for (const [k, what, damage, message] of damages) {
     const state = structuredClone(saved[k]) as Record<string, any>;
@@ -1154,4 +1154,35 @@ test("user-features: state restored into other horizons says both in the config'
   const older = { ...saved, horizonNames: undefined };
   await assert.rejects(Promise.resolve((await create(['1h', '2w'])).restore!(older)), { message: "snapshot horizons 1h, 7d differ from the config's 1h, 2w" });
   await assert.rejects(Promise.resolve((await create([3_600_000])).restore!(older)), { message: "snapshot horizons 3600000ms, 7d differ from the config's 3600000ms" });
+});
+
+test('a damaged snapshot of the sessionizer, session-features or user-features fails the run with the stage named once, by the runtime', async (t) => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(sessionFeatures), stage(userFeatures)];
+  const first = await Chain.build(stages, ctx());
+  first.push(shoppers(3000).slice(0, 2500));
+  const saved = (await first.snapshot()) as Record<string, any>[];
+  first.end();
+  const dir = tempFolder(t, 'restore-label');
+  const file = join(dir, 'pipeline.yaml');
+  const yaml = 'sources: [{type: synthetic, events: 10}]\nstages:\n  - {type: sessionizer, gap: 30m, allowed_lateness: 10m}\n  - {type: session-features}\n  - {type: user-features}\nsinks: [{type: memory}]\n';
+  const ways =
+    "(if the stage's configuration changed since, undo the change to resume. To start this stage afresh and keep the other stages' state: give it a new `label` " +
+    "and run once with --allow-non-restored-state, which drops its old state. To start the whole pipeline afresh: move its checkpoints away, and its `file` outputs " +
+    'too to keep them, as a start without a checkpoint replaces them)';
+  const damages: [number, string, (state: Record<string, any>) => void, (state: Record<string, any>) => string][] = [
+    [0, 'sessionizer', (s) => void (s.start = { n: 1, c: 0 }), (s) => `sessionizer snapshot: start: 1 rows, expected ${(s.users as unknown[]).length}`],
+    [1, 'session-features', (s) => void s.columns.pop(), (s) => `session-features snapshot: columns: ${s.columns.length} columns, expected ${s.columns.length + 1}`],
+    [2, 'user-features', (s) => void s.users.push('extra'), (s) => `user-features snapshot: ${s.users.length - 1} rows for ${s.users.length} users`],
+  ];
+  for (const [k, type, damage, refusal] of damages) {
+    const state = structuredClone(saved[k]!);
+    damage(state);
+    const label = `stage-${type}-${k}`;
+    // Before: "... could not be restored: stage-sessionizer-0: sessionizer snapshot: ...", the label twice.
+    await assert.rejects(runYaml(yaml, { baseDir: dir, restoreState: { [label]: state } }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+      assert.equal(error.message, `the saved state of stage ${label} (${file}:${3 + k}:5, $.stages[${k}], ${type}) could not be restored: ${refusal(state)} ${ways}`);
+      return true;
+    }, type);
+  }
 });

@@ -886,9 +886,10 @@ class SessionFeatureState {
   }
 
   async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV3 | SessionFeaturesSnapshotV1): Promise<void> {
-    const what = `${this.context.label}: session-features snapshot`;
+    // Not prefixed with the label: the runtime's message (restoreStage) names the stage.
+    const what = 'session-features snapshot';
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error(`${this.context.label}: unknown session-features snapshot version`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4) throw new Error('unknown session-features snapshot version');
     this.snapshots.settle();
     this.slots.clear();
     this.legacy = new Map();

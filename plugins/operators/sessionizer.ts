@@ -1206,9 +1206,10 @@ class SessionState {
   }
 
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {
-    const what = `${this.context.label}: sessionizer snapshot`;
+    // Not prefixed with the label: the runtime's message (restoreStage) names the stage.
+    const what = 'sessionizer snapshot';
     const version = (saved as { version?: unknown } | undefined)?.version;
-    if (version !== 1 && version !== 2 && version !== 3 && version !== 4 && version !== 5 && version !== 6) throw new Error(`${this.context.label}: unknown sessionizer snapshot version ${String(version)}`);
+    if (version !== 1 && version !== 2 && version !== 3 && version !== 4 && version !== 5 && version !== 6) throw new Error(`unknown sessionizer snapshot version ${String(version)}`);
     const watermark = timeOrNull(saved.watermark, `${what}: watermark`);
     const fourOn = saved.version === 4 || saved.version === 5 || saved.version === 6;
     const droppedThrough = fourOn ? timeOrNull(saved.droppedThrough, `${what}: droppedThrough`) : null;

@@ -113,7 +113,7 @@ export default defineOperator<StandardizeConfig>({
       },
       restore: (saved) => {
         const state = saved as { version?: number; stats?: Record<string, [number, number, number]> };
-        if (state?.version !== 1 || typeof state.stats !== 'object') throw new Error(`${context.label}: unknown standardize snapshot version`);
+        if (state?.version !== 1 || typeof state.stats !== 'object') throw new Error('unknown standardize snapshot version');
         const poisoned: string[] = [];
         for (const [name, [n, mu, sq]] of Object.entries(state.stats)) {
           if (!(Number.isFinite(n) && Number.isFinite(mu) && Number.isFinite(sq))) {

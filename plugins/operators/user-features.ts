@@ -541,10 +541,10 @@ class UserState {
   }
 
   async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
-    const what = `${this.context.label}: user-features snapshot`;
-    if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error(`${this.context.label}: unknown user-features snapshot version`);
+    // Not prefixed with the label: the runtime's message (restoreStage) names the stage.
+    const what = 'user-features snapshot';
+    if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error('unknown user-features snapshot version');
     if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
-      // Not prefixed with the label: the runtime's message names the stage whose state could not be restored.
       throw new Error(`snapshot horizons ${this.savedHorizonNames(saved).join(', ')} differ from the config's ${this.horizonNames.join(', ')}`);
     }
     this.snapshots.settle();
