@@ -158,14 +158,14 @@ test('validate: a kafka source that reads a topic a kafka sink of the pipeline w
   const reading = (subscription: string, brokers = 'b:9092'): string => `sources:\n  - type: kafka\n    brokers: ${brokers}\n    ${subscription}\n    group: g\n`;
   const deadLetter = (topic: string, brokers = 'b:9092'): string => `sinks: [{type: stdout}]\ndead_letter: { type: kafka, brokers: "${brokers}", topic: ${topic} }\n`;
   assert.deepEqual(await problemsOf(`${reading("pattern: '^clicks-.*'")}${deadLetter('clicks-dlq')}`), [
-    "P:4:5: $.sources[0].pattern: the pattern matches topic 'clicks-dlq', which the dead-letter sink writes on the same brokers: every record written there would be read again as input (a dead letter, never an event, dead-lettered again without end); name the outputs so the pattern does not match them, end the pattern with `$` where it reads too far, or read a list of `topics`",
+    "P:4:14: $.sources[0].pattern: the pattern matches topic 'clicks-dlq', which the dead-letter sink writes on the same brokers: every record written there would be read again as input (a dead letter, never an event, dead-lettered again without end); name the outputs so the pattern does not match them, end the pattern with `$` where it reads too far, or read a list of `topics`",
   ]);
   // librdkafka anchors a pattern at its start only: `clicks-.*` is `^clicks-.*`, and it matches anywhere after that.
   assert.equal((await problemsOf(`${reading("pattern: 'clicks-.*'")}${deadLetter('clicks-dlq')}`)).length, 1);
   assert.equal((await problemsOf(`${reading("pattern: 'clicks'")}${deadLetter('clicks-dlq')}`)).length, 1);
   // A sink in `sinks`, read by name, a broker list naming one of the source's brokers.
   assert.deepEqual(await problemsOf(`${reading('topics: [clicks, predictions]', '[a:9092, b:9092]')}sinks:\n  - { type: kafka, brokers: "b:9092,c:9092", topic: predictions }\n`), [
-    "P:4:5: $.sources[0].topics: reads topic 'predictions', which sinks[0] writes on the same brokers: every record written there would be read again as input; read other topics, or write to another one",
+    "P:4:13: $.sources[0].topics: reads topic 'predictions', which sinks[0] writes on the same brokers: every record written there would be read again as input; read other topics, or write to another one",
   ]);
   // Outputs the subscription does not read, or written to other brokers (another cluster), are fine.
   assert.deepEqual(await problemsOf(`${reading("pattern: 'clicks\\..*'")}${deadLetter('clicks-dlq')}`), []);
