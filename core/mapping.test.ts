@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
 import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
-import { zoneAbbreviationWarning } from './time-zone.js';
+import { zoneNameWarning } from './time-zone.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -433,7 +433,7 @@ test('time_format patterns read MMM (Jan to Dec, any case), hh with a (a 12-hour
 });
 
 test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a pattern with an offset leaves to no time, is a warning by field; a place, UTC, a quoted Z, iso8601 are none', () => {
-  assert.deepEqual(mappingWarnings({ time_zone: 'EST' }), [{ field: 'time_zone', message: zoneAbbreviationWarning('EST') }]);
+  assert.deepEqual(mappingWarnings({ time_zone: 'EST' }), [{ field: 'time_zone', message: zoneNameWarning('EST') }]);
   assert.deepEqual(mappingWarnings({ time_zone: 'Europe/Berlin', time_format: 'yyyy-MM-dd HH:mm:ssXXX' }), [
     { field: 'time_zone', message: "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin" },
   ]);

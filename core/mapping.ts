@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
-import { daysFromCivil, isUtcZone, localTimeToUtc, zoneAbbreviationWarning, type LocalToUtc } from './time-zone.js';
+import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
   fields?: {
@@ -93,7 +93,7 @@ function isCanonicalMapping(config: MappingConfig): boolean {
 
 /**
  * What a mapping that reads says that is most likely not what was meant, by field (`time_zone`): a
- * time_zone that is an abbreviation (`EST` is UTC-05:00 all year: zoneAbbreviationWarning), or one that
+ * time_zone that is an abbreviation (`EST` is UTC-05:00 all year: zoneNameWarning), or one that
  * applies to no time, as the pattern reads an offset with each. `validate` and `run` say them as warnings
  * for every source whose config has a mapping (loadPipeline); the source runs as configured.
  */
@@ -101,7 +101,7 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
   const warnings: { field: string; message: string }[] = [];
   const zone = config.time_zone;
   if (typeof zone !== 'string') return warnings;
-  const abbreviation = zoneAbbreviationWarning(zone);
+  const abbreviation = zoneNameWarning(zone);
   if (abbreviation !== undefined) warnings.push({ field: 'time_zone', message: abbreviation });
   const format = config.time_format;
   if (!isUtcZone(zone) && typeof format === 'string' && patternReadsOffset(format)) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalTimeZone, localTimeToUtc, timeZoneProblem, utcToLocal, ZONE_ABBREVIATIONS, zoneAbbreviationWarning } from './time-zone.js';
+import { canonicalTimeZone, localTimeToUtc, timeZoneProblem, utcToLocal, ZONE_ABBREVIATIONS, zoneNameWarning } from './time-zone.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -127,7 +127,7 @@ test('timeZoneProblem: none for a zone Intl knows (any case, an alias); for anot
   assert.equal(said(''), "time_zone '': no such time zone");
 });
 
-test('zoneAbbreviationWarning: an abbreviation Intl takes as a zone (EST, CET, BST, est) is said with what it is read as, its offsets and the place most likely meant; a place, UTC or no zone is not (was: EST taken without a word, UTC-05:00 all summer)', () => {
+test('zoneNameWarning: an abbreviation Intl takes as a zone (EST, CET, BST, est) is said with what it is read as, its offsets and the place most likely meant; a place, UTC or no zone is not (was: EST taken without a word, UTC-05:00 all summer)', () => {
   // What this runtime's tz data reads each as: America/Panama from 2024b on, EST itself before.
   const as = (zone: string): string => {
     const read = canonicalTimeZone(zone)!;
@@ -138,46 +138,46 @@ test('zoneAbbreviationWarning: an abbreviation Intl takes as a zone (EST, CET, B
     return read.includes('/') ? `; ${read} reads as ${zone} does, without this warning` : '';
   };
   assert.equal(
-    zoneAbbreviationWarning('EST'),
+    zoneNameWarning('EST'),
     `time_zone 'EST' is an abbreviation, not a place: it is read${as('EST')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('EST')}`,
   );
   assert.equal(
-    zoneAbbreviationWarning('est'),
+    zoneNameWarning('est'),
     `time_zone 'est' is an abbreviation, not a place: it is read${as('est')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('est')}`,
   );
   assert.equal(
-    zoneAbbreviationWarning('CET'),
+    zoneNameWarning('CET'),
     `time_zone 'CET' is an abbreviation, not a place: it is read${as('CET')}, UTC+01:00, UTC+02:00 in summer time; name the place meant, such as Europe/Paris or Europe/Berlin${keep('CET')}`,
   );
   // Java's ids, which ICU takes: BST is Bangladesh's, not British Summer Time.
   assert.equal(
-    zoneAbbreviationWarning('BST'),
+    zoneNameWarning('BST'),
     `time_zone 'BST' is an abbreviation, not a place: it is read${as('BST')}, UTC+06:00 all year (no summer time); name the place meant, most likely Europe/London (UTC+00:00, UTC+01:00 in summer time)${keep('BST')}`,
   );
   // Where the place meant is the one it is read as, there is no other way to keep it to tell of.
-  assert.match(zoneAbbreviationWarning('PST8PDT')!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
+  assert.match(zoneNameWarning('PST8PDT')!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
   for (const zone of ['UTC', 'GMT', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'US/Eastern', 'GB', 'Japan', 'Etc/GMT+0', 'Etc/GMT0', 'EDT', 'CEST', 'Mars/Olympus_Mons', '']) {
-    assert.equal(zoneAbbreviationWarning(zone), undefined, zone);
+    assert.equal(zoneNameWarning(zone), undefined, zone);
   }
   // Every abbreviation listed that this runtime takes is said, and every place it names is a zone.
   for (const name of Object.keys(ZONE_ABBREVIATIONS)) {
     if (timeZoneProblem(name) !== undefined) continue;
-    const warning = zoneAbbreviationWarning(name);
+    const warning = zoneNameWarning(name);
     assert.ok(warning?.startsWith(`time_zone '${name}' is an abbreviation, not a place`), name);
     for (const place of ZONE_ABBREVIATIONS[name]!) assert.equal(timeZoneProblem(place), undefined, `${name}: ${place}`);
   }
 });
 
-test('zoneAbbreviationWarning: an Etc/GMT name with an hour is said with the offset it is (Etc/GMT+5 is UTC-05:00, POSIX sign) and the name of the offset likely meant (was: taken without a word)', () => {
+test('zoneNameWarning: an Etc/GMT name with an hour is said with the offset it is (Etc/GMT+5 is UTC-05:00, POSIX sign) and the name of the offset likely meant (was: taken without a word)', () => {
   assert.equal(
-    zoneAbbreviationWarning('Etc/GMT+5'),
+    zoneNameWarning('Etc/GMT+5'),
     "time_zone 'Etc/GMT+5' is UTC-05:00 all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (Etc/GMT+5 is west of Greenwich); for UTC+05:00 write Etc/GMT-5, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time",
   );
   assert.equal(
-    zoneAbbreviationWarning('etc/gmt-10'),
+    zoneNameWarning('etc/gmt-10'),
     "time_zone 'etc/gmt-10' is UTC+10:00 all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (etc/gmt-10 is east of Greenwich); for UTC-10:00 write Etc/GMT+10, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time",
   );
   // The offsets the names say are what the runtime reads them as.
   assert.equal(localTimeToUtc('Etc/GMT+5')(Date.UTC(2024, 6, 1, 12)), Date.UTC(2024, 6, 1, 17));
-  assert.equal(zoneAbbreviationWarning('Etc/GMT+99'), undefined); // no zone: timeZoneProblem's to say
+  assert.equal(zoneNameWarning('Etc/GMT+99'), undefined); // no zone: timeZoneProblem's to say
 });

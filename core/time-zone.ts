@@ -104,11 +104,11 @@ export const ZONE_ABBREVIATIONS: Readonly<Record<string, readonly string[]>> = {
 /**
  * Why `zone`, a name Intl takes, is most likely not what was meant: an abbreviation, which names no place
  * (`EST`: UTC-05:00 all year, where New York has summer time), said with the zone and offsets it is read as
- * and the place most likely meant; undefined for any other name (a place, UTC, or no zone at all, which
- * timeZoneProblem says). The mapping's `time_zone` and session-features' share it: a warning, not an
+ * and the place most likely meant; or an `Etc/GMT+5`-style name, whose sign is POSIX's (UTC-05:00).
+ * Undefined for any other name (a place, UTC, or no zone at all, which timeZoneProblem says). The mapping's `time_zone` and session-features' share it: a warning, not an
  * error, as a fixed UTC-05:00 may be meant.
  */
-export function zoneAbbreviationWarning(zone: string): string | undefined {
+export function zoneNameWarning(zone: string): string | undefined {
   const key = zone.trim().toUpperCase();
   const fixed = /^ETC\/GMT([+-])(\d{1,2})$/.exec(key);
   if (fixed !== null && Number(fixed[2]) !== 0 && canonicalTimeZone(zone) !== undefined) return etcGmtWarning(zone, fixed[1] === '+' ? -Number(fixed[2]) : Number(fixed[2]));

@@ -7,7 +7,7 @@ import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineO
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
-import { zoneAbbreviationWarning } from '../time-zone.js';
+import { zoneNameWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
 
 const dir = tempFolder({ after }, 'config');
@@ -1498,9 +1498,9 @@ test('a time_zone that is an abbreviation (EST, CET), in any source\'s mapping (
   assert.deepEqual(
     (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })),
     [
-      `P:4:27: warning: $.sources[0].mapping.time_zone: ${zoneAbbreviationWarning('EST')!}`,
+      `P:4:27: warning: $.sources[0].mapping.time_zone: ${zoneNameWarning('EST')!}`,
       "P:11:18: warning: $.sources[1].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin",
-      `P:14:41: warning: $.stages[1].time_zone: ${zoneAbbreviationWarning('CET')!}`,
+      `P:14:41: warning: $.stages[1].time_zone: ${zoneNameWarning('CET')!}`,
       // The hours taken in another zone than the first source's, as before (its zone by the name this runtime reads it as).
       `P:14:41: warning: $.stages[1].time_zone: time_zone CET takes the hour-of-day and day-of-week features in another zone than the times are read in: source source-file-0 reads its times in EST (mapping.time_zone); set time_zone: EST on this stage, unless the hours of a clock in CET are meant`,
     ],

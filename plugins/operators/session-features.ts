@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal, zoneAbbreviationWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -107,7 +107,7 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
     const given = typeof mapping?.time_zone === 'string' ? mapping.time_zone : undefined;
     const zone = given === undefined ? undefined : canonicalTimeZone(given);
     if (given === undefined || zone === undefined || zone === 'UTC') continue;
-    sourceZones.push({ label: source.label, zone, written: zoneAbbreviationWarning(given) === undefined ? zone : given });
+    sourceZones.push({ label: source.label, zone, written: zoneNameWarning(given) === undefined ? zone : given });
   }
   const first = sourceZones[0];
   if (first === undefined) return [];
@@ -132,9 +132,9 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
   ];
 }
 
-/** A time_zone that is an abbreviation, not a place (`EST`: UTC-05:00 all year): a warning, said as the mapping's is (zoneAbbreviationWarning). */
+/** A time_zone that is an abbreviation, not a place (`EST`: UTC-05:00 all year): a warning, said as the mapping's is (zoneNameWarning). */
 function abbreviatedZoneWarnings(config: SessionFeaturesConfig): EntryProblem[] {
-  const message = config.time_zone === undefined ? undefined : zoneAbbreviationWarning(config.time_zone);
+  const message = config.time_zone === undefined ? undefined : zoneNameWarning(config.time_zone);
   return message === undefined ? [] : [{ field: 'time_zone', severity: 'warning', message }];
 }
 
