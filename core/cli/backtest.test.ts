@@ -8,7 +8,7 @@ import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, reportHtml, scoreNotes, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, reportHtml, scoreNotesOf, type BacktestResultRecord } from './backtest.js';
 import { tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -546,22 +546,6 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.match(html, /<div id="score-notes"[^]*intent-lr<\/code>: all \d+ labels scored predictions made before the model had learnt[^]*churn-lr<\/code>: no label/);
 });
 
-test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
-  const counts = { predictions: 100, unlabelledAtEnd: 0, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 };
-  assert.deepEqual(scoreNotes({ summary: { n: 80, positives: 0, auc: null, logloss: 0.1, brier: 0.01 }, counts: { ...counts, unlabelledAtEnd: 20 } }), {
-    reason: 'one class: every label negative',
-    notes: ['no AUC: all 80 labels were negative, and an AUC needs both outcomes'],
-  });
-  const diverged = scoreNotes({ summary: { n: 10, positives: 3, auc: 0.5, logloss: 0.7, brier: 0.2 }, counts: { ...counts, invalidScores: 90, scoredBeforeLearning: 4 } });
-  assert.equal(diverged.reason, 'diverged: 90 of 100 predictions not a number');
-  assert.deepEqual(diverged.notes, [
-    'at least 4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step',
-    '90 of 100 predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate',
-  ]);
-  assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0, auc: null, logloss: 0, brier: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });
-  assert.deepEqual(scoreNotes({ summary: { n: 100, positives: 9, auc: 0.8, logloss: 0.2, brier: 0.05 }, counts }), { notes: [] });
-});
-
 /** A minimal DOM element: what report.html's script builds its page with. */
 class FakeElement {
   children: FakeElement[] = [];
@@ -602,7 +586,7 @@ function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement }
 
 test('report.html: each plot has a title, labelled axes (event time in UTC, log loss in nats) and an aria-label; a model with no label or one class shows why in a plot\'s place, not an empty frame or a chance line as its ROC (was both); the page says where it came from', () => {
   const time = Date.parse('2019-10-01T00:00:00Z');
-  const report = (model: string, n: number, positives: number, timeline: boolean) => ({
+  const report = (model: string, n: number, positives: number, timeline: boolean, scoreNotes: string[] = []) => ({
     kind: 'model_metrics',
     model,
     task: 'intent',
@@ -615,8 +599,13 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
     timeline: timeline ? [{ time, n: 250, auc: 0.7, logloss: 0.3, cumulativeAuc: 0.7 }] : [],
     counts: { predictions: n + 10, labels: n, unlabelledAtEnd: 10, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 },
     warmStart: null,
+    // As the model stage says them (plugins/models' score-notes).
+    scoreReason: scoreNotes.length > 0 ? 'why' : null,
+    scoreNotes,
   });
-  const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false), report('negatives', 40, 0, false)];
+  const unlabelled = 'no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels';
+  const negatives = 'no AUC: all 40 labels were negative, and an AUC needs both outcomes';
+  const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false, [unlabelled]), report('negatives', 40, 0, false, [negatives])];
   const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
   const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], input: { bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }, generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
   const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
@@ -650,7 +639,34 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   }
   // The notes of the models that have them, at their section.
   const notes = models.children.filter((child) => child.className === 'warning').map((child) => child.textContent);
-  assert.deepEqual(notes, ['no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels', 'no AUC: all 40 labels were negative, and an AUC needs both outcomes']);
+  assert.deepEqual(notes, [unlabelled, negatives]);
+});
+
+test("a model_metrics record of a plugin that says nothing of its scores (no scoreReason, scoreNotes) shows them without notes: the backtest derives none from its counts, as the notes are the model stage's (was: derived in core from the built-in models' counts and config fields)", () => {
+  const record = {
+    kind: 'model_metrics',
+    model: 'theirs',
+    task: 'intent',
+    kind_of_model: 'rule',
+    backend: null,
+    features: [],
+    summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0 },
+    calibration: [],
+    roc: { fpr: [], tpr: [] },
+    timeline: [],
+    // Counts that the built-in models' notes would read as "no label: all 10 predictions still awaited their outcome".
+    counts: { predictions: 10, labels: 0, unlabelledAtEnd: 10, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 },
+  };
+  assert.deepEqual(scoreNotesOf(record), { notes: [] });
+  // What a record says is shown as it says it; what is not text is left out.
+  assert.deepEqual(scoreNotesOf({ ...record, scoreReason: 'no label', scoreNotes: ['no label: none came', 3] }), { reason: 'no label', notes: ['no label: none came'] });
+  assert.deepEqual(scoreNotesOf({ ...record, scoreReason: null, scoreNotes: 'not a list' }), { notes: [] });
+  const reports = [record];
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  assert.doesNotMatch(html, /score-notes/);
+  const { models } = renderReport(html);
+  assert.deepEqual(models.children.filter((child) => child.className === 'warning'), []);
+  assert.equal(models.children.filter((child) => child.className === 'plots').length, 1, 'its scores are shown');
 });
 
 test("backtest of a file source that writes no format (its file's name says csv, or tsv): the input is read so whatever it is named, as the pipeline reads its data (was: read as JSON lines for an input not named .csv, every line rejected)", (t) => {

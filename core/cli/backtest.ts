@@ -61,7 +61,7 @@ export interface BacktestResultRecord {
   reportFile: string;
   /** As in metrics.json. */
   warmStarts?: BacktestMetrics['warmStarts'];
-  /** What the scores do not show by themselves (see scoreNotes), by model; absent: nothing to say. */
+  /** What the scores do not show by themselves, by model, as its `model_metrics` record says (`scoreNotes`); absent: nothing to say. */
   notes?: Record<string, string[]>;
 }
 
@@ -71,69 +71,31 @@ export interface WarmStart {
   steps: number;
 }
 
-/** The counts of a `model_metrics` record that say why a model's scores are null or say little; absent from a plugin that does not count them. */
-interface ReportCounts {
-  predictions?: number;
-  unlabelledAtEnd?: number;
-  overflow?: number;
-  expired?: number;
-  invalidScores?: number;
-  scoredBeforeLearning?: number;
-}
-
 interface ModelReport extends StreamRecord {
   model: string;
   summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
   /** Absent from a plugin that does not say. */
   warmStart?: WarmStart | null;
-  counts?: ReportCounts;
+  /** Why the model's AUC is null or measures nothing learnt, in a few words (null: nothing to say); absent from a plugin that does not say. */
+  scoreReason?: string | null;
+  /** What its scores do not show by themselves, each said whole; absent from a plugin that does not say. */
+  scoreNotes?: string[];
 }
 
-/** What a model's scores do not show by themselves: `reason`, in a few words, why its AUC is null or measures nothing learnt; `notes`, each said whole. */
+/** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
 export interface ScoreNotes {
   reason?: string;
   notes: string[];
 }
 
 /**
- * Said beside a model's scores (console, result record, report.html), so a null AUC or a bare 0.5 is not left to
- * guess: no label, one class only, every label scored before the model learnt, predictions that were not a number.
- * From its report's summary and counts; metrics.json keeps its contract (the numbers, unchanged).
+ * The notes a report carries, shown beside the model's scores (console, result record, report.html) as given: the
+ * model stage knows why its scores are null or say little, the backtest does not. A plugin that does not say has none.
  */
-export function scoreNotes(report: Pick<ModelReport, 'summary' | 'counts'>): ScoreNotes {
-  const { n, positives } = report.summary;
-  const c = report.counts ?? {};
-  const predictions = c.predictions ?? 0;
-  const invalid = c.invalidScores ?? 0;
-  const before = c.scoredBeforeLearning ?? 0;
-  const notes: string[] = [];
-  let reason: string | undefined;
-  const of = (count: number, total: number): string => (count === total ? `all ${total}` : `${count} of ${total}`);
-  if (n === 0) {
-    reason = 'no label';
-    const waiting = c.unlabelledAtEnd ?? 0;
-    const dropped = (c.overflow ?? 0) + (c.expired ?? 0);
-    if (predictions === 0) notes.push('no label: the model made no prediction');
-    else if (waiting > 0)
-      notes.push(`no label: ${of(waiting, predictions)} predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels`);
-    if (dropped > 0) notes.push(`${of(dropped, predictions)} predictions were dropped unlabelled (label_buffer.max_size, label_buffer.timeout)`);
-  } else if (positives === 0 || positives === n) {
-    reason = `one class: every label ${positives === 0 ? 'negative' : 'positive'}`;
-    notes.push(`no AUC: all ${n} labels were ${positives === 0 ? 'negative' : 'positive'}, and an AUC needs both outcomes`);
-  }
-  if (n > 0 && before === n) {
-    reason ??= 'every label scored before it learnt';
-    notes.push(`all ${n} labels scored predictions made before the model had learnt from any label (it learns once batch.learn_size labels have come): the scores measure the untrained model (a logistic one predicts its prior, the same for every event: AUC 0.5), not what it learns`);
-  } else if (before > 0) {
-    // Counted as scored before the first learning step: a prediction made before it but labelled after is not, hence 'at least'.
-    notes.push(`at least ${before} of ${n} labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step`);
-  }
-  if (invalid > 0) {
-    // The most telling: what was scored came before the model diverged, if anything was.
-    reason = `diverged: ${of(invalid, predictions)} predictions not a number`;
-    notes.push(`${of(invalid, predictions)} predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate`);
-  }
-  return { ...(reason ? { reason } : {}), notes };
+export function scoreNotesOf(report: StreamRecord): ScoreNotes {
+  const { scoreReason, scoreNotes } = report as Partial<ModelReport>;
+  const notes = Array.isArray(scoreNotes) ? scoreNotes.filter((note): note is string => typeof note === 'string') : [];
+  return { ...(typeof scoreReason === 'string' && scoreReason !== '' ? { reason: scoreReason } : {}), notes };
 }
 
 /** The warm-started models of the reports, by name, in their order. */
@@ -294,7 +256,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const metrics = backtestMetrics(stats, reports);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
-  const notesOf = new Map(reports.map((report) => [report.model, scoreNotes(report)]));
+  const notesOf = new Map(reports.map((report) => [report.model, scoreNotesOf(report)]));
   const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
   const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, input: { bytes: Number(inputStat.size), modified: inputStat.mtime.toISOString() }, generatedAt: new Date().toISOString(), ...tributaryBuild() };
   writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports, source));
@@ -408,7 +370,7 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   const css = readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8');
   // `<` escaped so no data value can close the script element.
   // Why a score is null, or says less than it seems to: at the top of the page (without its script too) and at each model.
-  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotes(report as ModelReport).notes] as const).filter(([, notes]) => notes.length > 0);
+  const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotesOf(report).notes] as const).filter(([, notes]) => notes.length > 0);
   const notes = Object.fromEntries(noted);
   const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
   // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.

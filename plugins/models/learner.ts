@@ -15,7 +15,8 @@ import { openModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
 import { CustomModelAdapter, RawFeatures, type CustomModelSource } from './custom.js';
 import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
-import { Prequential, type PrequentialState } from './prequential.js';
+import { Prequential, type PrequentialState, type PrequentialSummary } from './prequential.js';
+import { scoreNotes, type ScoreNotes } from './score-notes.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
 
@@ -1144,15 +1145,20 @@ export class OnlineLearner {
     const logloss = scored ? summary.logloss : null;
     const brier = scored ? summary.brier : null;
     const shown = (value: number | null): string => (value === null ? 'n/a' : value.toFixed(3));
+    // Why the AUC is null or measures nothing learnt, beside it, as a backtest says it (from the report's scoreReason).
+    const { reason } = this.notesOn(summary);
+    const reasonText = reason ? ` (${reason})` : '';
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn },
-      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
+      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
+      `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${reasonText}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
   }
 
   /** The `model_metrics` record the backtest reads. */
   report(): StreamRecord {
+    const summary = this.prequential.summary();
+    const notes = this.notesOn(summary);
     return {
       kind: 'model_metrics',
       model: this.name,
@@ -1160,13 +1166,22 @@ export class OnlineLearner {
       kind_of_model: this.custom?.kind ?? this.config.model.kind,
       backend: this.backendName ?? null,
       features: this.features ?? [],
-      summary: this.prequential.summary(),
+      summary,
       calibration: this.prequential.calibrationTable(),
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
       counts: { ...this.counts },
       warmStart: this.warmStarted,
+      // What the scores do not show by themselves, for a backtest to show beside them: said here, where the counts
+      // and the config fields that change them are known. null and []: nothing to say.
+      scoreReason: notes.reason ?? null,
+      scoreNotes: notes.notes,
     };
+  }
+
+  /** Why this model's scores (`summary`, its prequential summary now) are null or say little (see score-notes.ts). */
+  private notesOn(summary: PrequentialSummary): ScoreNotes {
+    return scoreNotes({ summary, counts: this.counts }, { optimizer: !this.custom });
   }
 
   summary(): ReturnType<Prequential['summary']> {

@@ -17,6 +17,8 @@ import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
 import { modelOperatorProperties, resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
+import { defineModel } from './define.js';
+import { scoreNotes } from './score-notes.js';
 import { LogisticRegression } from './logistic.js';
 import * as format1 from './snapshots-format1.js';
 import * as format2 from './snapshots-format2.js';
@@ -371,8 +373,73 @@ test('a model that got no label says its scores are n/a in its summary line, not
   const events = separableIntentStream(20).filter((r) => r.kind !== 'session');
   await runOperator(intentModel, base, events, logged);
   assert.equal(lines.length, 1);
-  assert.match(lines[0]!.message, /: 0 labels .*prequential AUC n\/a, log loss n\/a, Brier n\/a$/);
-  assert.deepEqual([lines[0]!.fields.auc, lines[0]!.fields.logloss, lines[0]!.fields.brier], [null, null, null]);
+  assert.match(lines[0]!.message, /: 0 labels .*prequential AUC n\/a \(no label\), log loss n\/a, Brier n\/a$/);
+  assert.deepEqual([lines[0]!.fields.auc, lines[0]!.fields.logloss, lines[0]!.fields.brier, lines[0]!.fields.scoreReason], [null, null, null, 'no label']);
+});
+
+test("a model says why its AUC measures nothing learnt, beside it in its end-of-run log line and in its model_metrics record (scoreReason, scoreNotes), as a backtest shows them; a custom model that diverged is not told to lower an optimizer.learning_rate it has not (was: a bare 'prequential AUC 0.500', and a record without a word why)", async () => {
+  const summaryLines = (): { lines: { fields: Record<string, unknown>; message: string }[]; logged: ReturnType<typeof testContext> } => {
+    const lines: { fields: Record<string, unknown>; message: string }[] = [];
+    const context = testContext();
+    const log = (fields: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push({ fields: fields as Record<string, unknown>, message }));
+    return { lines, logged: { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context };
+  };
+  type Noted = Report & { scoreReason: string | null; scoreNotes: string[] };
+  // A learning batch larger than the stream's labels: every label is scored against the untrained model's prior.
+  const cold = summaryLines();
+  const { output } = await runOperator(intentModel, { ...base, report: true, batch: { max_size: 32, learn_size: 100_000, max_delay: 0 } }, separableIntentStream(40), cold.logged);
+  const report = reportOf(output) as Noted;
+  assert.ok(report.summary.n > 0 && report.summary.positives > 0 && report.summary.positives < report.summary.n);
+  assert.equal(report.scoreReason, 'every label scored before it learnt');
+  assert.deepEqual(report.scoreNotes, [
+    `all ${report.summary.n} labels scored predictions made before the model had learnt from any label (it learns once batch.learn_size labels have come): the scores measure the untrained model (a logistic one predicts its prior, the same for every event: AUC 0.5), not what it learns`,
+  ]);
+  assert.equal(cold.lines.length, 1);
+  assert.match(cold.lines[0]!.message, /, prequential AUC 0\.500 \(every label scored before it learnt\), log loss /);
+  assert.equal(cold.lines[0]!.fields.scoreReason, 'every label scored before it learnt');
+  // One that learnt has no reason to give, and its line is as before.
+  const learnt = summaryLines();
+  const healthy = reportOf((await runOperator(intentModel, { ...base, report: true }, separableIntentStream(300), learnt.logged)).output) as Noted;
+  // (Its first labels were scored before its first learning step: said in a note, not as the reason.)
+  assert.equal(healthy.scoreReason, null);
+  assert.ok(healthy.scoreNotes.every((note) => note.startsWith('at least ')), healthy.scoreNotes.join('; '));
+  assert.match(learnt.lines[0]!.message, /, prequential AUC \d\.\d{3}, log loss /);
+  assert.equal('scoreReason' in learnt.lines[0]!.fields && learnt.lines[0]!.fields.scoreReason !== undefined, false);
+  // A defineModel model, through the same stage: every prediction not a number.
+  const nanRule = defineModel<Record<string, never>>({
+    name: 'nan-rule',
+    task: 'intent',
+    summary: 'Predicts NaN: a diverged model.',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: () => ({ predict: () => Number.NaN, learn: () => undefined }),
+  });
+  const diverged = summaryLines();
+  const custom = reportOf((await runOperator(nanRule, { report: true }, separableIntentStream(20), diverged.logged)).output) as Noted & { counts: { invalidScores: number } };
+  const predictions = custom.counts.predictions;
+  assert.ok(predictions > 0 && custom.counts.invalidScores === predictions);
+  assert.equal(custom.scoreReason, `diverged: all ${predictions} predictions not a number`);
+  assert.deepEqual(custom.scoreNotes, [`all ${predictions} predictions were not a number (the model diverged): neither scored nor learnt from`]);
+  assert.match(diverged.lines[0]!.message, new RegExp(`prequential AUC n/a \\(diverged: all ${predictions} predictions not a number\\), log loss n/a`));
+});
+
+test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
+  const counts = { predictions: 100, unlabelledAtEnd: 0, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 };
+  assert.deepEqual(scoreNotes({ summary: { n: 80, positives: 0 }, counts: { ...counts, unlabelledAtEnd: 20 } }), {
+    reason: 'one class: every label negative',
+    notes: ['no AUC: all 80 labels were negative, and an AUC needs both outcomes'],
+  });
+  const diverged = scoreNotes({ summary: { n: 10, positives: 3 }, counts: { ...counts, invalidScores: 90, scoredBeforeLearning: 4 } });
+  assert.equal(diverged.reason, 'diverged: 90 of 100 predictions not a number');
+  assert.deepEqual(diverged.notes, [
+    'at least 4 of 10 labels scored predictions made before the model had learnt from any label (the untrained model): those scored before its first learning step',
+    '90 of 100 predictions were not a number (the model diverged): neither scored nor learnt from; lower optimizer.learning_rate',
+  ]);
+  assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0 }, counts: { ...counts, predictions: 0 } }), { reason: 'no label', notes: ['no label: the model made no prediction'] });
+  assert.deepEqual(scoreNotes({ summary: { n: 0, positives: 0 }, counts: { ...counts, unlabelledAtEnd: 60, overflow: 30, expired: 10 } }), {
+    reason: 'no label',
+    notes: ['no label: 60 of 100 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels', '40 of 100 predictions were dropped unlabelled (label_buffer.max_size, label_buffer.timeout)'],
+  });
+  assert.deepEqual(scoreNotes({ summary: { n: 100, positives: 9 }, counts }), { notes: [] });
 });
 
 test('prediction ids: deterministic, 16 hex digits, parts separated', () => {
@@ -1610,7 +1677,17 @@ for (const [name, plugin, config, saved, format, writer] of [
     await restoredOld.done;
     await restoredOld.operator.close?.();
     assert.ok(of(restoredOld.output, 'prediction').length > 0);
-    const uninterrupted = modelOutputs(whole.output).replace(/"scoredBeforeLearning":(\d+)/, (_, n: string) => `"scoredBeforeLearning":${Number(n) - scoredBefore}`);
+    // The report's notes read that count: said as the uninterrupted run's would be with the count restored.
+    const uninterrupted = modelOutputs(
+      whole.output.map((r) => {
+        if (r.kind !== 'model_metrics') return r;
+        const report = structuredClone(r) as unknown as Parameters<typeof scoreNotes>[0] & { scoreReason: string | null; scoreNotes: string[] };
+        report.counts.scoredBeforeLearning -= scoredBefore;
+        const notes = scoreNotes(report);
+        [report.scoreReason, report.scoreNotes] = [notes.reason ?? null, notes.notes];
+        return report as unknown as Element;
+      }),
+    );
     assert.equal(modelOutputs(first.output) + (modelOutputs(first.output) ? '\n' : '') + modelOutputs(restoredOld.output), uninterrupted);
   });
 }
