@@ -16,6 +16,14 @@ import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
 
 export type RecordFormat = 'jsonl' | 'csv';
 
+/** The format a file's name implies, unless `configured` says: csv for `.csv` and `.tsv` (gzipped or not), else JSON lines. */
+export function formatOfFile(path: string, configured?: RecordFormat): RecordFormat {
+  return configured ?? (/\.(csv|tsv)(\.gz)?$/i.test(path) ? 'csv' : 'jsonl');
+}
+
+/** Whether a file's name says its CSV is tab-separated: `.tsv`, `.tsv.gz`. */
+export const isTabSeparatedFile = (path: string): boolean => /\.tsv(\.gz)?$/i.test(path);
+
 type EventMapper = ReturnType<typeof createEventMapper>;
 
 export interface CsvConfig {

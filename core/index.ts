@@ -27,6 +27,8 @@ export {
   csvConfigProblems,
   decodeProperties,
   decodeRecords,
+  formatOfFile,
+  isTabSeparatedFile,
   type CsvConfig,
   type DecodeConfig,
   type DecodedBatch,

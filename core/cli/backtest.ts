@@ -17,6 +17,7 @@ import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
 import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
+import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
@@ -27,7 +28,6 @@ import { builtinRegistry } from './registry.js';
 import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
-import { formatOf } from '../../plugins/sources/file.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -309,9 +309,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
  */
 function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<string, unknown> } {
   const paths = [source.path].flat().filter((path): path is string => typeof path === 'string');
-  if (paths.length === 0 || !paths.every((path) => formatOf(path, undefined) === 'csv')) return {};
+  if (paths.length === 0 || !paths.every((path) => formatOfFile(path) === 'csv')) return {};
   const csv = (source.csv ?? {}) as Record<string, unknown>;
-  const tabs = csv.delimiter === undefined && paths.every((path) => /\.tsv(\.gz)?$/i.test(path));
+  const tabs = csv.delimiter === undefined && paths.every(isTabSeparatedFile);
   return { format: 'csv', ...(tabs ? { csv: { ...structuredClone(csv), delimiter: '\t' } } : {}) };
 }
 

@@ -14,10 +14,11 @@ import {
   decodeProperties,
   decodeRecords,
   defineSource,
+  formatOfFile,
+  isTabSeparatedFile,
   unknownEventTypeWarning,
   type ClickEvent,
   type DecodeConfig,
-  type RecordFormat,
   type SourcePosition,
 } from 'tributary';
 
@@ -26,16 +27,12 @@ export interface FileSourceConfig extends DecodeConfig {
   gzip?: boolean;
 }
 
-export function formatOf(path: string, configured: RecordFormat | undefined): RecordFormat {
-  return configured ?? (/\.(csv|tsv)(\.gz)?$/i.test(path) ? 'csv' : 'jsonl');
-}
-
 /** Whether a file is read through gzip: `gzip`, else its name (`.gz`, `.GZ`). */
 const isGzipped = (path: string, configured: boolean | undefined): boolean => configured ?? /\.gz$/i.test(path);
 
 /** The decode config of one file: a `.tsv` file's delimiter is a tab, unless `csv.delimiter` says otherwise. */
 function decodeConfigOf(path: string, config: FileSourceConfig): FileSourceConfig {
-  if (config.csv?.delimiter !== undefined || !/\.tsv(\.gz)?$/i.test(path)) return config;
+  if (config.csv?.delimiter !== undefined || !isTabSeparatedFile(path)) return config;
   return { ...config, csv: { ...config.csv, delimiter: '\t' } };
 }
 
@@ -102,7 +99,7 @@ export default defineSource<FileSourceConfig>({
       },
       gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz (any case).' },
       ...decodeProperties,
-      // Defaults by the file's name (formatOf, decodeConfigOf), where decodeRecords' are jsonl and `,`.
+      // Defaults by the file's name (formatOfFile, decodeConfigOf), where decodeRecords' are jsonl and `,`.
       format: { ...decodeProperties.format, description: 'Record format. Default: csv for .csv/.tsv (and .gz of them) files, else jsonl.' },
       csv: {
         ...decodeProperties.csv,
@@ -132,7 +129,7 @@ export default defineSource<FileSourceConfig>({
     for (const path of pathsOf(config, baseDir)) {
       // A FIFO or a device would be consumed by counting it: its records are not known before.
       if (statSync(path, { throwIfNoEntry: false })?.isFile() !== true) return undefined;
-      const headerRow = formatOf(path, config.format) === 'csv' && decodeConfigOf(path, config).csv?.header !== false;
+      const headerRow = formatOfFile(path, config.format) === 'csv' && decodeConfigOf(path, config).csv?.header !== false;
       records += await countLines(path, isGzipped(path, config.gzip), headerRow);
     }
     return records;
@@ -172,7 +169,7 @@ export default defineSource<FileSourceConfig>({
         for (let next = fileIndex; next < paths.length; next++) {
           const path = paths[next]!;
           const gzip = isGzipped(path, config.gzip);
-          const format = formatOf(path, config.format);
+          const format = formatOfFile(path, config.format);
           const fileConfig = decodeConfigOf(path, config);
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
           const handle = await openFile(path, 'r');
