@@ -269,6 +269,15 @@ export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdK
   return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${hint}`, { cause: error });
 }
 
+/**
+ * Whether a failed delivery is its topic's own doing (the topic is not there, a batch too large for
+ * it, no right to write it), not the brokers' or the producer's: then the sink writing that topic failed.
+ */
+export function topicsOwnFault(error: unknown): boolean {
+  const failure = error as { message?: string; code?: number } | null | undefined;
+  return isUnknownTopicOrPartition(failure) || isErrorOf(failure, [ErrorCode.MSG_SIZE_TOO_LARGE, ErrorCode.TOPIC_AUTHORIZATION_FAILED]);
+}
+
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
 function isErrorOf(error: { message?: string; code?: number } | null | undefined, codes: readonly number[]): boolean {
   if (!error) return false;
@@ -487,9 +496,9 @@ export class ProducerReachability {
    * (or failed: `signal`, PluginContext.signal) while the brokers are unreachable ({@link stoppedUnreachable});
    * undefined otherwise: it waits for them.
    */
-  stoppedUnreachable(signal: AbortSignal | undefined, what: string): TributaryError | undefined {
+  stoppedUnreachable(signal: AbortSignal | undefined, what: string, options: { shared?: boolean } = {}): TributaryError | undefined {
     const detail = signal?.aborted ? this.unreachable() : undefined;
-    return detail === undefined ? undefined : stoppedUnreachable(what, detail);
+    return detail === undefined ? undefined : stoppedUnreachable(what, detail, options);
   }
 
   health(): SourceHealth {
@@ -708,11 +717,11 @@ export async function flushProducer(
  * start (or the group's next owner of the partitions) reads it again. Marked `handedOver`
  * (inputHandedOver): the daemon ends such a stop as stopped, with a warning, not as failed.
  */
-export function stoppedUnreachable(what: string, detail: string): TributaryError {
+export function stoppedUnreachable(what: string, detail: string, options: { shared?: boolean } = {}): TributaryError {
   return new TributaryError(
     'TRIB_ERR_SINK',
     `${what}: stopped while the brokers are unreachable (${detail}), with records not acknowledged; the input they came from stays uncommitted, and the next start reads it again`,
-    { handedOver: true },
+    { handedOver: true, ...options },
   );
 }
 
@@ -730,7 +739,9 @@ export function inOutage(failure: Error, detail: string | undefined): Error {
 /** `failure` marked `handedOver` (inputHandedOver), `why` added to its message; as it is when marked already. */
 export function handedOver(failure: Error, why: string): Error {
   if (inputHandedOver(failure)) return failure;
-  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (${why})`, { cause: failure, handedOver: true });
+  // A failure that names itself (TributaryError.shared: the transactional producer's) still does.
+  const shared = failure instanceof TributaryError && failure.shared;
+  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (${why})`, { cause: failure, handedOver: true, shared });
 }
 
 /**

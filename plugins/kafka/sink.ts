@@ -275,6 +275,8 @@ export default defineSink<KafkaSinkConfig>({
         config,
         context.signal,
       );
+      transactions.join(context.label, config.topic);
+      // Its failures name it and the sinks that share it: the runtime reports them so, not as this sink's.
       transactions.onFailure((error) => context.fail(error));
       return {
         open: async () => {
