@@ -34,6 +34,8 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     on: (event: string, listener: (...args: unknown[]) => void) => (listeners.set(event, listener), producer),
     /** librdkafka's report of a delivery that failed (delivery.report.only.error). */
     reportDelivery: (error: Error, topic = 'out') => listeners.get('delivery-report')?.(error, { topic }),
+    /** librdkafka's other events (event.error, event.log), as node-rdkafka emits them. */
+    emitEvent: (event: string, ...args: unknown[]) => listeners.get(event)?.(...args),
     setPollInterval: () => producer,
     connect: (_options: unknown, cb: Callback) => done(cb),
     initTransactions: (_timeout: number, cb: Callback) => done(cb),
@@ -270,4 +272,22 @@ test('the shared producer\'s transaction failing for one sink\'s topic (a batch 
     assert.ok(deadLetter!.failures[0] instanceof TributaryError && deadLetter!.failures[0].shared);
     await assert.rejects(transactions.close(), (failure: Error) => named.test(failure.message));
   }
+});
+
+test('the brokers going away: the transactional producer\'s "broker transport failure" of each connection is one warning, not one per connection', async (t) => {
+  const lines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, logger, undefined, []);
+  await transactions.open();
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const emit = (producer as unknown as { emitEvent(event: string, ...args: unknown[]): void }).emitEvent;
+  for (let i = 0; i < 8; i++) emit('event.error', Object.assign(new Error('broker transport failure'), { code: -1 }));
+  t.mock.timers.tick(1_000);
+  const warnings = lines.filter((line) => line.level === 40);
+  // Before: 8 warnings "kafka transactional producer error".
+  assert.equal(warnings.length, 1, warnings.map((line) => line.msg).join('\n'));
+  assert.match(warnings[0]!.msg, /^kafka transactional producer error: 8 broker connections failed \(broker transport failure\); \/readyz says not ready while no broker is reachable/);
+  t.mock.timers.reset();
+  await transactions.close();
 });

@@ -253,7 +253,7 @@ export class PipelineTransactions {
       if (this.fatal) return;
       const raised = fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      else if (!this.brokers.observe(error)) this.logger.warn({ ...this.logged, code: error.code, err: error.message }, 'kafka transactional producer error');
+      else if (!this.brokers.observe(error)) this.brokers.failures.logError(error, 'kafka transactional producer error', this.logged);
     });
     this.producer.setPollInterval(50);
     try {
