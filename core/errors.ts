@@ -47,23 +47,36 @@ export class TributaryError extends Error {
   readonly code: ErrorCode;
   /** See {@link inputHandedOver}. */
   readonly handedOver: boolean;
+  /**
+   * What failed is no one plugin's but something several plugins of the pipeline share (the `kafka`
+   * exactly-once sinks' transactional producer), and the message names it: the runtime reports it as
+   * it is, not as `<label> failed: ...` of whichever of them reported it, which blamed that one.
+   */
+  readonly shared: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; handedOver?: boolean }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; handedOver?: boolean; shared?: boolean }) {
     super(message, options);
     this.name = 'TributaryError';
     this.code = code;
     this.handedOver = options?.handedOver ?? false;
+    this.shared = options?.shared ?? false;
   }
+}
+
+/** Whether `error` is the failure of something several plugins share, which names itself ({@link TributaryError.shared}). */
+export function sharedFailure(error: unknown): error is TributaryError {
+  return error instanceof TributaryError && error.shared;
 }
 
 /**
  * A plugin's failure outside its records (a stage's open, ready or watermark handler; any plugin's close)
  * as the run's error: `<label> <what>: <message>`, with the code of the plugin's kind, so the error says
  * which plugin failed and what it was doing. One that carries a code of its own keeps it (a model's warm
- * start a person must mend is TRIB_ERR_CHECKPOINT), and a ConfigError is passed on as it is.
+ * start a person must mend is TRIB_ERR_CHECKPOINT), and a ConfigError or a failure of something plugins
+ * share ({@link TributaryError.shared}), which names what failed itself, is passed on as it is.
  */
 export function pluginFailure(code: ErrorCode, label: string, what: string, cause: unknown): TributaryError {
-  if (cause instanceof ConfigError) return cause;
+  if (cause instanceof ConfigError || sharedFailure(cause)) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
   return new TributaryError(cause instanceof TributaryError ? cause.code : code, `${label} ${what}: ${message}`, { cause });
 }

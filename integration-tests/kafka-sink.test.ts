@@ -122,7 +122,8 @@ test('kafka sink (exactly-once): a transaction that fails in the last commit, af
   const dead: StreamRecord[][] = [[], [], []];
   await assert.rejects(runYaml(yaml, { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(dead)] }), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'TRIB_ERR_SINK');
-    assert.match(error.message, /a transaction failed and was aborted: .*too large.*; the input it covered stays uncommitted, and a restart reads it again$/i);
+    // The sink whose topic refused the batch, and the producer that aborted its transaction for it.
+    assert.match(error.message, /^sink-kafka-0 failed: delivery to topic '[^']+' failed: .*too large.*; so the exactly-once producer of sink sink-kafka-0 \(transactional_id '[^']+'\) aborted its transaction: the input it covered stays uncommitted, and a restart reads it again$/i);
     return true;
   });
   assert.equal((await readAgain(brokers, input, group)).eventsIn, 20);

@@ -23,6 +23,7 @@ import {
   type PipelineEntry,
   type PluginContext,
   type StreamRecord,
+  TributaryError,
 } from 'tributary';
 import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
@@ -467,6 +468,39 @@ test('a sink that reports a failure by itself (context.fail: its connection died
       return true;
     });
     assert.ok(closed, `the sink was closed (full: ${full})`);
+  }
+});
+
+test('a failure of something sinks share (TributaryError shared: a Kafka transactional producer) fails the run as it names itself, not as the failure of whichever sink met it first', { timeout: 10_000 }, async () => {
+  const idle = quietAfterOne('idle-after-one');
+  const failure = new TributaryError('TRIB_ERR_SINK', "the producer shared by sinks dead-letter-sharing-0 and sink-sharing-0 failed: the brokers fenced it", { shared: true });
+  for (const path of ['fail', 'write', 'ready'] as const) {
+    // One resource per pipeline, its failure reported through the first sink that joined it: the
+    // dead-letter sink, created first, as the Kafka sinks' transactional producer reported it.
+    const sharing = defineSink<Record<string, never>>({
+      name: 'sharing',
+      summary: 'test',
+      config: { type: 'object' },
+      create: (_config, context) => {
+        const resource = (context.shared!.get('resource') ?? { fail: context.fail, failed: false }) as { fail: (error: Error) => void; failed: boolean };
+        context.shared!.set('resource', resource);
+        return {
+          write: () => {
+            resource.failed = true;
+            if (path === 'fail') setImmediate(() => resource.fail(failure));
+            if (path === 'write') throw failure;
+          },
+          ready: () => (path === 'ready' && resource.failed ? Promise.reject(failure) : undefined),
+          close: async () => undefined,
+        };
+      },
+    });
+    await assert.rejects(runYaml('sources: [{type: idle-after-one}]\nsinks: [{type: sharing}]\ndead_letter: {type: sharing}\n', { plugins: [idle, sharing], builtins: false }), (error: Error & { code?: string }) => {
+      // Before: "the dead-letter sink failed: ...", "sink-sharing-0 failed to write a record (kind 'event'): ...", "sink-sharing-0 failed: ...".
+      assert.equal(error.message, failure.message, path);
+      assert.equal(error.code, 'TRIB_ERR_SINK');
+      return true;
+    });
   }
 });
 

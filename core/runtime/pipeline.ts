@@ -16,7 +16,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, formatWarning, inputHandedOver, pluginFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -576,6 +576,8 @@ export class PipelineRunner {
       this.logger[echo ? 'debug' : 'warn']({ stage: label, err: cause.message }, this.ended ? 'a failure reported after the run ended' : 'a failure reported after the run had failed');
       return;
     }
+    // Something plugins share (the Kafka sinks' transactional producer) names itself: not this plugin's failure.
+    if (sharedFailure(cause)) return this.failRun(cause);
     const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
     const who = kind === 'dead-letter' ? 'the dead-letter sink' : label;
     this.failRun(new TributaryError(code, `${who} failed: ${cause.message}`, { cause }));
@@ -748,6 +750,10 @@ export class PipelineRunner {
       sink.write(record);
       return true;
     } catch (cause) {
+      if (sharedFailure(cause)) {
+        this.failRun(cause);
+        return false;
+      }
       const label = sink === this.deadLetterSink ? 'the dead-letter sink' : (this.sinks.find((slot) => slot.sink === sink)?.label ?? 'a sink');
       this.failRun(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
       return false;

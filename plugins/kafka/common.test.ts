@@ -318,3 +318,40 @@ test('inOutage: a failure met while the brokers are unreachable leaves its input
   const handed = new TributaryError('TRIB_ERR_SINK', 'Unknown member', { handedOver: true });
   assert.equal(inOutage(handed, 'down'), handed, 'marked already: kept, not wrapped again');
 });
+
+test('an outage\'s start (librdkafka reports each broker connection failing) is one warning that says how many connections failed, to how many brokers, and that /readyz says it; each other error once; again only after a connection succeeds', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const debug: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: (_fields, message) => debug.push(message), warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) });
+  // As a transactional producer of a 3-broker cluster met the brokers going away: each connection's FAIL
+  // line (bootstrap ones, each broker's, the coordinator's) and its `event.error`, 8 of them.
+  const connections = ['127.0.0.1:9092/bootstrap', '127.0.0.1:9093/bootstrap', '127.0.0.1:9094/bootstrap', '127.0.0.1:9092/1', '127.0.0.1:9093/2', '127.0.0.1:9094/3', '127.0.0.1:9092/1', '127.0.0.1:9093/2'];
+  for (const connection of connections) {
+    client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:${connection}]: ${connection}: Disconnected (after 5012ms in state UP)` });
+    failures.logError({ message: 'broker transport failure', code: -1 }, 'kafka transactional producer error', { transactionalId: 'tx' });
+  }
+  failures.logError({ message: 'Local: Timed out in queue', code: -1 }, 'kafka transactional producer error');
+  // Before: 8 warnings "kafka transactional producer error: broker transport failure", at once.
+  assert.equal(warned.length, 0, 'gathered first');
+  t.mock.timers.tick(1_000);
+  assert.equal(warned.length, 1, warned.map((each) => each.message).join('\n'));
+  assert.match(warned[0]!.message, /^kafka transactional producer error: 8 broker connections failed \(broker transport failure\), to 3 brokers; also Local: Timed out in queue; \/readyz says not ready while no broker is reachable/);
+  assert.equal(warned[0]!.fields['transactionalId'], 'tx');
+  assert.deepEqual(warned[0]!.fields['errors'], { 'broker transport failure': 8, 'Local: Timed out in queue': 1 });
+  // The reconnects of the same outage: debug level only; a new error is still warned of, once.
+  failures.logError({ message: 'broker transport failure', code: -1 }, 'kafka transactional producer error');
+  failures.logError({ message: 'Local: Timed out in queue', code: -1 }, 'kafka transactional producer error');
+  failures.logError({ message: 'Broker: Not coordinator', code: -1 }, 'kafka transactional producer error');
+  failures.logError({ message: 'Broker: Not coordinator', code: -1 }, 'kafka transactional producer error');
+  t.mock.timers.tick(1_000);
+  assert.deepEqual(warned.slice(1).map((each) => `${each.message}: ${String(each.fields['err'])}`), ['kafka transactional producer error: Broker: Not coordinator']);
+  assert.equal(debug.filter((message) => message === 'kafka transactional producer error').length, 3);
+  // Connected again (a commit went through): the next outage is warned of again.
+  failures.clear();
+  failures.logError({ message: 'broker transport failure', code: -1 }, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  assert.equal(warned.length, 3);
+  assert.match(warned[2]!.message, /^kafka producer error: 1 broker connection failed \(broker transport failure\); \/readyz/);
+});

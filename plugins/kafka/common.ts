@@ -269,6 +269,15 @@ export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdK
   return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${hint}`, { cause: error });
 }
 
+/**
+ * Whether a failed delivery is its topic's own doing (the topic is not there, a batch too large for
+ * it, no right to write it), not the brokers' or the producer's: then the sink writing that topic failed.
+ */
+export function topicsOwnFault(error: unknown): boolean {
+  const failure = error as { message?: string; code?: number } | null | undefined;
+  return isUnknownTopicOrPartition(failure) || isErrorOf(failure, [ErrorCode.MSG_SIZE_TOO_LARGE, ErrorCode.TOPIC_AUTHORIZATION_FAILED]);
+}
+
 /** Whether a client error is one of `codes`, as an operation's error (the code) or an `event.error` (the text). */
 function isErrorOf(error: { message?: string; code?: number } | null | undefined, codes: readonly number[]): boolean {
   if (!error) return false;
@@ -363,6 +372,23 @@ interface LibrdkafkaLog {
 const failureFreshMs = 60_000;
 
 /**
+ * How long the broker connection failures at an outage's start are gathered into one warning: librdkafka
+ * reports each connection's at once (every broker's, the bootstrap ones', a coordinator's: about 8 for
+ * one transactional producer of a 3-broker cluster), as many warnings that said one thing.
+ */
+export const connectionBurstMs = 1_000;
+
+/** Whether a client error says one broker connection failed (TRANSPORT: `broker transport failure`), as an operation's error or an `event.error`. */
+function isTransportFailure(error: { message?: string; code?: number }): boolean {
+  return isErrorOf(error, [ErrorCode.TRANSPORT]);
+}
+
+/** The broker a librdkafka FAIL line is about (`sasl_ssl://host:port/2: ...` or `host:port/bootstrap: ...`): its address. */
+function failedBroker(text: string): string | undefined {
+  return /^(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*: /.exec(text)?.[1];
+}
+
+/**
  * librdkafka's connection failures that a change of the config mends, each with the change. An outage
  * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
  */
@@ -392,16 +418,24 @@ export class ConnectionFailures {
   private last: { text: string; at: number; remedy: string | undefined } | undefined;
   /** The remedies warned of since the last connection that succeeded. */
   private readonly warned = new Set<string>();
+  /** The brokers (addresses) whose connections failed since the last connection that succeeded. */
+  private readonly failedBrokers = new Set<string>();
+  /** The client's errors being gathered into one warning (see {@link logError}): how many of each text. */
+  private burst: { errors: Map<string, number>; fields: object } | undefined;
+  /** The error texts warned of since the last connection that succeeded: repeats are logged at debug level. */
+  private readonly warnedErrors = new Set<string>();
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
-    logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    private readonly logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
   ) {
     client.on('event.log', (log) => {
       if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
       // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
       const remedy = connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
+      const broker = failedBroker(text);
+      if (broker !== undefined) this.failedBrokers.add(broker);
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
       if (remedy !== undefined && !this.warned.has(remedy)) {
@@ -418,10 +452,62 @@ export class ConnectionFailures {
     return `${message} (${last.text})${last.remedy === undefined ? '' : `: ${last.remedy}`}`;
   }
 
+  /**
+   * Logs a client's `event.error` that no other rule took (not fatal, not every broker down), as
+   * `what` (`kafka producer error`), by one rule for every Kafka client. A broker connection failing
+   * (`broker transport failure`) is gathered with those that follow within {@link connectionBurstMs}
+   * (librdkafka reports each connection's at an outage's start) into one warning that says how many
+   * connections failed, to how many brokers, and each other error met meanwhile once; any other error
+   * is warned of once. Until a connection succeeds again ({@link clear}), a repeat is logged at debug
+   * level: /readyz says whether the brokers are reachable meanwhile.
+   */
+  logError(error: { message: string; code?: number }, what: string, fields: object = {}): void {
+    const text = error.message;
+    if (this.burst) {
+      this.burst.errors.set(text, (this.burst.errors.get(text) ?? 0) + 1);
+      return;
+    }
+    if (this.warnedErrors.has(text)) {
+      this.logger?.debug({ ...fields, code: error.code, err: text }, what);
+      return;
+    }
+    if (!isTransportFailure(error)) {
+      this.warnedErrors.add(text);
+      (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...fields, code: error.code, err: text }, what);
+      return;
+    }
+    setTimeout(() => this.warnBurst(what), connectionBurstMs).unref();
+    this.burst = { errors: new Map([[text, 1]]), fields };
+  }
+
+  /** The one warning of the connection failures gathered (see {@link logError}). */
+  private warnBurst(what: string): void {
+    const burst = this.burst;
+    if (!burst) return;
+    this.burst = undefined;
+    const errors = Object.fromEntries(burst.errors);
+    for (const text of burst.errors.keys()) this.warnedErrors.add(text);
+    let connections = 0;
+    const others: string[] = [];
+    for (const [text, count] of burst.errors) {
+      if (isTransportFailure({ message: text })) connections += count;
+      else others.push(text);
+    }
+    const brokers = this.failedBrokers.size;
+    const message =
+      `${what}: ${connections} broker connection${connections === 1 ? '' : 's'} failed (broker transport failure)` +
+      (brokers > 0 ? `, to ${brokers} broker${brokers === 1 ? '' : 's'}` : '') +
+      (others.length > 0 ? `; also ${others.join('; ')}` : '') +
+      '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err: this.explain('broker transport failure') }, message);
+  }
+
   /** Connected: what failed before is history. */
   clear(): void {
     this.last = undefined;
     this.warned.clear();
+    this.failedBrokers.clear();
+    this.warnedErrors.clear();
   }
 }
 
@@ -487,9 +573,9 @@ export class ProducerReachability {
    * (or failed: `signal`, PluginContext.signal) while the brokers are unreachable ({@link stoppedUnreachable});
    * undefined otherwise: it waits for them.
    */
-  stoppedUnreachable(signal: AbortSignal | undefined, what: string): TributaryError | undefined {
+  stoppedUnreachable(signal: AbortSignal | undefined, what: string, options: { shared?: boolean } = {}): TributaryError | undefined {
     const detail = signal?.aborted ? this.unreachable() : undefined;
-    return detail === undefined ? undefined : stoppedUnreachable(what, detail);
+    return detail === undefined ? undefined : stoppedUnreachable(what, detail, options);
   }
 
   health(): SourceHealth {
@@ -602,6 +688,7 @@ export const ErrorCode = {
  */
 const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
   [ErrorCode.ALL_BROKERS_DOWN, 'all broker connections are down'],
+  [ErrorCode.TRANSPORT, 'broker transport failure'],
   [ErrorCode.TIMED_OUT, 'timed out'],
   [ErrorCode.UNKNOWN_TOPIC_OR_PART, 'unknown topic or partition'],
   [ErrorCode.UNKNOWN_TOPIC, 'unknown topic'],
@@ -708,11 +795,11 @@ export async function flushProducer(
  * start (or the group's next owner of the partitions) reads it again. Marked `handedOver`
  * (inputHandedOver): the daemon ends such a stop as stopped, with a warning, not as failed.
  */
-export function stoppedUnreachable(what: string, detail: string): TributaryError {
+export function stoppedUnreachable(what: string, detail: string, options: { shared?: boolean } = {}): TributaryError {
   return new TributaryError(
     'TRIB_ERR_SINK',
     `${what}: stopped while the brokers are unreachable (${detail}), with records not acknowledged; the input they came from stays uncommitted, and the next start reads it again`,
-    { handedOver: true },
+    { handedOver: true, ...options },
   );
 }
 
@@ -730,7 +817,9 @@ export function inOutage(failure: Error, detail: string | undefined): Error {
 /** `failure` marked `handedOver` (inputHandedOver), `why` added to its message; as it is when marked already. */
 export function handedOver(failure: Error, why: string): Error {
   if (inputHandedOver(failure)) return failure;
-  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (${why})`, { cause: failure, handedOver: true });
+  // A failure that names itself (TributaryError.shared: the transactional producer's) still does.
+  const shared = failure instanceof TributaryError && failure.shared;
+  return new TributaryError('TRIB_ERR_SINK', `${failure.message} (${why})`, { cause: failure, handedOver: true, shared });
 }
 
 /**

@@ -275,6 +275,8 @@ export default defineSink<KafkaSinkConfig>({
         config,
         context.signal,
       );
+      transactions.join(context.label, config.topic);
+      // Its failures name it and the sinks that share it: the runtime reports them so, not as this sink's.
       transactions.onFailure((error) => context.fail(error));
       return {
         open: async () => {
@@ -372,7 +374,7 @@ export default defineSink<KafkaSinkConfig>({
       if (fatal) return;
       const raised = fatalErrorOf(producer);
       if (raised) failFatally(raised);
-      else if (!brokers.observe(error)) context.logger.warn({ code: error.code, err: error.message }, 'kafka producer error');
+      else if (!brokers.observe(error)) brokers.failures.logError(error, 'kafka producer error', { topic: config.topic });
     });
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);

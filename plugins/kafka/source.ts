@@ -1283,9 +1283,9 @@ class KafkaSource {
     if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`);
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
-    // While the brokers are known to be down, each failed reconnect says so again ("broker transport
-    // failure", a burst per outage): news only the first time, before the source went not ready.
-    else if (!isTimedOut(error)) this.context.logger[this.healthy.ready ? 'warn' : 'debug']({ code: error?.code, err: error?.message, ...at }, 'kafka consumer error');
+    // One broker connection failing ("broker transport failure", one per connection at an outage's
+    // start) or another error: warned of once until the consumer reads again (the producers' rule too).
+    else if (!isTimedOut(error)) this.connectionFailures.logError(error, 'kafka consumer error', { source: this.label, ...at });
   }
 
   /**

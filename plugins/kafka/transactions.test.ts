@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type * as RdKafka from 'node-rdkafka';
-import { inputHandedOver, TributaryError } from 'tributary';
+import { inputHandedOver, TributaryError, type Sink } from 'tributary';
+import { testContext } from 'tributary/testing';
 import { ErrorCode } from './common.js';
+import kafkaSink from './sink.js';
 import { PipelineTransactions } from './transactions.js';
 
 type Callback = (error?: Error | null) => void;
@@ -31,7 +33,9 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
   const producer = {
     on: (event: string, listener: (...args: unknown[]) => void) => (listeners.set(event, listener), producer),
     /** librdkafka's report of a delivery that failed (delivery.report.only.error). */
-    reportDelivery: (error: Error) => listeners.get('delivery-report')?.(error, { topic: 'out' }),
+    reportDelivery: (error: Error, topic = 'out') => listeners.get('delivery-report')?.(error, { topic }),
+    /** librdkafka's other events (event.error, event.log), as node-rdkafka emits them. */
+    emitEvent: (event: string, ...args: unknown[]) => listeners.get(event)?.(...args),
     setPollInterval: () => producer,
     connect: (_options: unknown, cb: Callback) => done(cb),
     initTransactions: (_timeout: number, cb: Callback) => done(cb),
@@ -65,7 +69,7 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
   return producer as unknown as StandIn;
 }
 
-type StandIn = RdKafka.Producer & { reportDelivery(error: Error): void; calls: string[] };
+type StandIn = RdKafka.Producer & { reportDelivery(error: Error, topic?: string): void; calls: string[] };
 
 /** The class's own constructor, which obtain() calls with a real node-rdkafka producer. */
 const Transactions = PipelineTransactions as unknown as new (transactionalId: string, producer: RdKafka.Producer, logger: Logger, connection: undefined, features: readonly string[]) => PipelineTransactions;
@@ -81,7 +85,7 @@ test('a commit that fails with an abortable error, the abort then finding the pr
     // Before: the EndTxn error itself, which the source reported as "a source failed: EndTxn commit failed: ...".
     assert.ok(error instanceof TributaryError, String(error));
     assert.equal(error.code, 'TRIB_ERR_SINK');
-    assert.match(error.message, /^kafka exactly-once sinks \(transactional_id 'tx-1'\): the transactional producer hit a fatal error and cannot go on: .*fenced by a newer instance: another producer started with transactional_id 'tx-1'; give each instance its own$/);
+    assert.match(error.message, /^the exactly-once producer \(transactional_id 'tx-1'\) failed: it hit a fatal error and cannot go on: .*fenced by a newer instance: another producer started with transactional_id 'tx-1'; give each instance its own$/);
     return true;
   });
   assert.equal(reported.length, 1, 'the sinks report it too (PluginContext.fail)');
@@ -104,7 +108,7 @@ test('a transaction whose offsets the group refuses because it gave the member\'
     return true;
   });
   // The last transaction's failure, reported by the close at a stop: still marked, through its cause.
-  await assert.rejects(handedOver.close(), (error: unknown) => inputHandedOver(error) && /a transaction failed and was aborted/.test((error as Error).message));
+  await assert.rejects(handedOver.close(), (error: unknown) => inputHandedOver(error) && /its transaction was aborted/.test((error as Error).message));
 
   const timedOut = Object.assign(new Error('Failed to add offsets to transaction on broker TxnCoordinator/1: Local: Timed out (after 1ms)'), { code: ErrorCode.TIMED_OUT });
   const outage = new Transactions('tx-2', standInProducer({ offsetsError: timedOut }), pino({ enabled: false }), undefined, []);
@@ -128,11 +132,11 @@ test('a commit that fails while the sinks wait for room (the next transaction\'s
   await assert.rejects(committed);
   // Before: the wait never settled (only the next transaction's begin made room), and nothing told the
   // pipeline, which waited for room for good, ready, its checkpoints still "succeeding".
-  await assert.rejects(room, /a transaction failed and was aborted: EndTxn failed: Local: Timed out; the input it covered stays uncommitted/);
+  await assert.rejects(room, /its transaction was aborted: EndTxn failed: Local: Timed out; the input it covered stays uncommitted/);
   assert.equal(reported.length, 1, 'the pipeline is told (PluginContext.fail)');
-  assert.match(reported[0]!.message, /a transaction failed and was aborted/);
-  await assert.rejects(transactions.ready()!, /a transaction failed and was aborted/);
-  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+  assert.match(reported[0]!.message, /its transaction was aborted/);
+  await assert.rejects(transactions.ready()!, /its transaction was aborted/);
+  await assert.rejects(transactions.close(), /its transaction was aborted/);
 });
 
 test('a delivery that fails while the input is quiet: the next commit fails on it, aborts the transaction and fails the pipeline (the flush before it does not fail each checkpoint instead)', async () => {
@@ -147,8 +151,8 @@ test('a delivery that fails while the input is quiet: the next commit fails on i
   await transactions.flush();
   await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed, /delivery to topic 'out' failed: Broker: Message size too large/);
   assert.equal(reported.length, 1);
-  assert.match(reported[0]!.message, /a transaction failed and was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
-  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+  assert.match(reported[0]!.message, /its transaction was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
+  await assert.rejects(transactions.close(), /its transaction was aborted/);
 });
 
 test('a delivery that fails in the commit\'s flush, its report coming a turn after the flush: the commit fails naming the topic and why, not with the commit\'s own error', async () => {
@@ -164,8 +168,8 @@ test('a delivery that fails in the commit\'s flush, its report coming a turn aft
   await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed, /^Error: delivery to topic 'out' failed: Broker: Message size too large/);
   assert.ok(!producer.calls.includes('commit'), 'the transaction is not committed: aborted');
   assert.equal(reported.length, 1);
-  assert.match(reported[0]!.message, /a transaction failed and was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
-  await assert.rejects(transactions.close(), /a transaction failed and was aborted/);
+  assert.match(reported[0]!.message, /its transaction was aborted: delivery to topic 'out' failed: Broker: Message size too large/);
+  await assert.rejects(transactions.close(), /its transaction was aborted/);
 });
 
 test('the next transaction failing to begin after a commit: that commit still succeeds, the one queued behind it fails, later ones too, the pipeline is told, and close() ends', async () => {
@@ -184,7 +188,7 @@ test('the next transaction failing to begin after a commit: that commit still su
   await assert.rejects(queued.committed, /Erroneous state/);
   await assert.rejects(transactions.commit([], undefined).committed, /Erroneous state/);
   assert.equal(reported.length, 1);
-  await assert.rejects(transactions.close(), /a transaction failed and was aborted: Local: Erroneous state/);
+  await assert.rejects(transactions.close(), /its transaction was aborted: Local: Erroneous state/);
 });
 
 test('exactly-once, librdkafka\'s queue full (acknowledgements behind): the sinks wait for room instead of the write failing the run, and the transaction commits every write, in order', async () => {
@@ -211,4 +215,79 @@ test('a close while a commit drains the writes librdkafka had no room for waits 
   await transactions.close();
   await committed;
   assert.deepEqual(producer.calls, [...Array.from({ length: 25 }, (_, i) => `produce ${i}`), 'commit']);
+});
+
+/**
+ * The exactly-once `kafka` sinks `labels` of one pipeline (topic: the label's first word), made by the
+ * sink's own factory, writing through `transactions` (as if the first one's factory had made it), each
+ * with a test context that keeps what it reports (PluginContext.fail).
+ */
+async function sharingSinks(transactions: PipelineTransactions, labels: string[]): Promise<{ sink: Sink; failures: Error[] }[]> {
+  const shared = new Map<string, unknown>([['kafka:transactions', transactions]]);
+  transactions.sourceAttached = true;
+  const sinks: { sink: Sink; failures: Error[] }[] = [];
+  for (const label of labels) {
+    const context = testContext({ label, shared, logger: pino({ enabled: false }) });
+    const config = { brokers: 'localhost:9092', topic: label.split('-')[0]!, key_field: 'userId', guarantee: 'exactly-once', compression: 'none', linger: '5ms', batch_size: 10_000, max_in_flight: 100_000 } as const;
+    sinks.push({ sink: await kafkaSink.create(config, context), failures: context.failures });
+  }
+  return sinks;
+}
+
+test('the shared producer failing (fenced): the failure names it, its transactional_id and every sink that shares it, whichever sink reports it, and the runtime reports it as it is (TributaryError.shared)', async () => {
+  const endTxn = Object.assign(new Error('EndTxn commit failed: Unknown broker error'), { code: -1 });
+  const transactions = new Transactions('tx-1', standInProducer({ commitError: endTxn, fencedAtAbort: true }), pino({ enabled: false }), undefined, []);
+  // The dead-letter sink is created first: it is the one whose context reports the producer's failures.
+  const [deadLetter, predictions] = await sharingSinks(transactions, ['dead-letter-kafka-0', 'predictions-kafka-0']);
+  await transactions.open();
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 10 }], undefined).committed);
+  const named = /^the exactly-once producer shared by sinks dead-letter-kafka-0 and predictions-kafka-0 \(transactional_id 'tx-1'\) failed: it hit a fatal error and cannot go on: .*fenced by a newer instance/;
+  assert.equal(deadLetter!.failures.length, 1);
+  const [reported] = deadLetter!.failures;
+  // Before: "kafka exactly-once sinks (transactional_id 'tx-1'): ...", which the runtime said as "the dead-letter sink failed: ...".
+  assert.match(reported!.message, named);
+  assert.ok(reported instanceof TributaryError && reported.shared, 'the runtime reports it as it is, not as the dead-letter sink\'s');
+  assert.equal(predictions!.failures.length, 0);
+  // The other paths it reaches the runtime by (a write, /readyz) say the same.
+  assert.throws(() => predictions!.sink.write({ kind: 'event', userId: 'u', time: 0, type: 'view' }), (error: unknown) => error === reported);
+  assert.match(predictions!.sink.health!()!.detail!, named);
+  // (Its close says nothing more: the fencing was reported.)
+  await predictions!.sink.close();
+});
+
+test('the shared producer\'s transaction failing for one sink\'s topic (a batch too large for it): that sink is named, with the producer that aborted its transaction; a timed-out delivery names the producer', async () => {
+  for (const [error, topic, named] of [
+    [Object.assign(new Error('Broker: Message size too large'), { code: ErrorCode.MSG_SIZE_TOO_LARGE }), 'predictions', /^predictions-kafka-0 failed: delivery to topic 'predictions' failed: Broker: Message size too large .*; so the exactly-once producer shared by sinks dead-letter-kafka-0 and predictions-kafka-0 \(transactional_id 'tx-1'\) aborted its transaction: the input it covered stays uncommitted/],
+    [Object.assign(new Error('Local: Message timed out'), { code: -192 }), 'predictions', /^the exactly-once producer shared by sinks dead-letter-kafka-0 and predictions-kafka-0 \(transactional_id 'tx-1'\) failed: its transaction was aborted: delivery to topic 'predictions' failed: Local: Message timed out; the input it covered/],
+  ] as const) {
+    const producer = standInProducer({});
+    const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+    const [deadLetter] = await sharingSinks(transactions, ['dead-letter-kafka-0', 'predictions-kafka-0']);
+    await transactions.open();
+    transactions.produce(topic, Buffer.from('{}'), 'k');
+    producer.reportDelivery(error, topic);
+    await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 1 }], undefined).committed);
+    assert.equal(deadLetter!.failures.length, 1);
+    assert.match(deadLetter!.failures[0]!.message, named);
+    assert.ok(deadLetter!.failures[0] instanceof TributaryError && deadLetter!.failures[0].shared);
+    await assert.rejects(transactions.close(), (failure: Error) => named.test(failure.message));
+  }
+});
+
+test('the brokers going away: the transactional producer\'s "broker transport failure" of each connection is one warning, not one per connection', async (t) => {
+  const lines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, logger, undefined, []);
+  await transactions.open();
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const emit = (producer as unknown as { emitEvent(event: string, ...args: unknown[]): void }).emitEvent;
+  for (let i = 0; i < 8; i++) emit('event.error', Object.assign(new Error('broker transport failure'), { code: -1 }));
+  t.mock.timers.tick(1_000);
+  const warnings = lines.filter((line) => line.level === 40);
+  // Before: 8 warnings "kafka transactional producer error".
+  assert.equal(warnings.length, 1, warnings.map((line) => line.msg).join('\n'));
+  assert.match(warnings[0]!.msg, /^kafka transactional producer error: 8 broker connections failed \(broker transport failure\); \/readyz says not ready while no broker is reachable/);
+  t.mock.timers.reset();
+  await transactions.close();
 });

@@ -35,7 +35,6 @@ import type * as RdKafka from 'node-rdkafka';
 import { TributaryError, type SourceHealth } from 'tributary';
 import {
   asError,
-  brokersUnreachable,
   connectUnlessStopped,
   deliveryFailure,
   disconnectProducer,
@@ -51,6 +50,7 @@ import {
   provideOauthToken,
   rdkafka,
   topicListed,
+  topicsOwnFault,
   type ConnectionConfig,
 } from './common.js';
 
@@ -112,6 +112,10 @@ export class PipelineTransactions {
   private stopTokens: () => void = () => undefined;
   /** A failed delivery (its transaction cannot commit). */
   private failure: Error | undefined;
+  /** The topic of that failed delivery, if a delivery's (its sinks are named where the topic is at fault). */
+  private failedTopic: string | undefined;
+  /** The exactly-once sinks writing through this producer, in the order they were created (see {@link join}). */
+  private readonly sinks: { label: string; topic: string }[] = [];
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
   /** Why the last transaction was left open instead (a stop in a broker outage: {@link stoppedInOutage}). */
@@ -144,7 +148,41 @@ export class PipelineTransactions {
     private readonly features: readonly string[],
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)'), logger);
+    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ ...this.logged, err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)'), logger);
+  }
+
+  /**
+   * `label`, an exactly-once sink writing to `topic`, writes through this producer: its failures name
+   * every such sink, and a failed delivery to `topic` names this one.
+   */
+  join(label: string, topic: string): void {
+    this.sinks.push({ label, topic });
+  }
+
+  /**
+   * This producer as its failures name it: the sinks that share it and its transactional_id. Its
+   * failure is every one of them's, reported by whichever met it first (the first one created, the
+   * dead-letter sink, reported them all): the runtime reports it as it is (TributaryError.shared).
+   */
+  private get named(): string {
+    const labels = [...new Set(this.sinks.map((sink) => sink.label))];
+    const whose = labels.length === 0 ? '' : labels.length === 1 ? ` of sink ${labels[0]}` : ` shared by sinks ${listed(labels)}`;
+    return `the exactly-once producer${whose} (transactional_id '${this.transactionalId}')`;
+  }
+
+  /** This producer's failure, as the runtime reports it: named, whichever sink reports it. */
+  private failed(message: string, options: { cause?: unknown; handedOver?: boolean } = {}): TributaryError {
+    return new TributaryError('TRIB_ERR_SINK', message, { ...options, shared: true });
+  }
+
+  /** The brokers could not be reached for `doing` (brokersUnreachable's words, naming this producer). */
+  private unreachable(error: unknown, doing: string): never {
+    throw this.failed(`${this.named} failed: cannot ${doing}: ${this.brokers.failures.explain(asError(error).message)}`, { cause: error });
+  }
+
+  /** The fields of this producer's log lines (their stage is the first exactly-once sink's, which created it). */
+  private get logged(): { transactionalId: string; sinks: string[] } {
+    return { transactionalId: this.transactionalId, sinks: this.sinks.map((sink) => sink.label) };
   }
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
@@ -204,7 +242,10 @@ export class PipelineTransactions {
     this.producer.on('delivery-report', (error, report) => {
       // Only failures are reported (delivery.report.only.error, from the sink's properties). A failed
       // delivery inside a transaction makes the commit fail; remember why (the commit's error does not say).
-      if (error) this.failure ??= deliveryFailure(report?.topic, error);
+      if (error && !this.failure) {
+        this.failure = deliveryFailure(report?.topic, error);
+        this.failedTopic = report?.topic;
+      }
     });
     this.producer.on('event.error', (error) => {
       // node-rdkafka says nothing of an error being fatal; librdkafka does, when asked.
@@ -212,14 +253,14 @@ export class PipelineTransactions {
       if (this.fatal) return;
       const raised = fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      else if (!this.brokers.observe(error)) this.logger.warn({ code: error.code, err: error.message }, 'kafka transactional producer error');
+      else if (!this.brokers.observe(error)) this.brokers.failures.logError(error, 'kafka transactional producer error', this.logged);
     });
     this.producer.setPollInterval(50);
     try {
       if (this.connection) this.stopTokens = await provideOauthToken(this.producer, this.connection, this.features, (error) => this.logger.error({ err: error.message }, 'kafka OAUTHBEARER token refresh failed'));
       this.connected = await this.brokers.whileConnecting(connectUnlessStopped(this.producer, { timeoutMs: 30_000, signal }));
     } catch (error) {
-      brokersUnreachable(error, 'connect to the brokers', this.brokers.failures);
+      this.unreachable(error, 'connect to the brokers');
     }
     if (this.connected) this.brokers.reachable();
     return this.connected;
@@ -243,7 +284,7 @@ export class PipelineTransactions {
         const raised = fatalErrorOf(this.producer);
         if (raised) throw this.failFatally(raised);
         if (error instanceof TributaryError) throw error;
-        brokersUnreachable(error, 'start transactions', this.brokers.failures);
+        this.unreachable(error, 'start transactions');
       } catch (failed) {
         this.endWith(asError(failed));
         throw failed;
@@ -476,10 +517,10 @@ export class PipelineTransactions {
     } catch (error) {
       if (error !== undefined && error === this.leftOpen) {
         // A stop in an outage: not aborted (it cannot reach the coordinator); the process ends, and its next start aborts it.
-        this.logger.warn({ err: this.leftOpen.message }, 'kafka transaction left open: the pipeline stops while the brokers are unreachable');
+        this.logger.warn({ ...this.logged, err: this.leftOpen.message }, 'kafka transaction left open: the pipeline stops while the brokers are unreachable');
         throw this.endWith(this.leftOpen);
       }
-      this.logger.error({ err: asError(error).message }, 'kafka transaction failed; aborting it');
+      this.logger.error({ ...this.logged, err: asError(error).message }, 'kafka transaction failed; aborting it');
       // Reported at once, not only at the source's next read: while the input is quiet, or while the
       // pipeline waits for room that only a next transaction would make, that read may never come.
       // Briefly: in a broker outage the abort cannot reach the coordinator either, and waiting for it
@@ -500,7 +541,7 @@ export class PipelineTransactions {
       await this.begin();
     } catch (error) {
       // This transaction committed; nothing commits after it (a later commit, ready() and the pipeline are told).
-      this.logger.error({ err: asError(error).message }, 'kafka transaction could not begin after a commit');
+      this.logger.error({ ...this.logged, err: asError(error).message }, 'kafka transaction could not begin after a commit');
       const raised = this.fatal ? undefined : fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
       this.endWith(this.fatal ?? inOutage(asError(error), this.brokers.unreachable()));
@@ -520,43 +561,50 @@ export class PipelineTransactions {
     return failure;
   }
 
-  /** What the sinks fail with once nothing commits (`aborted`): a transaction left open or a fatal error in its own words. */
+  /**
+   * What the sinks fail with once nothing commits (`aborted`): a transaction left open or a fatal error
+   * in its own words; else this producer's failed transaction, or, where a delivery failed for its
+   * topic's own sake (the topic is not there, a batch too large for it, no right to write it), the
+   * failure of the sinks writing to that topic, which made it fail.
+   */
   private failedTransaction(): Error {
     const aborted = this.aborted!;
     if (aborted === this.leftOpen || aborted === this.fatal) return aborted;
-    const first = this.failure && this.failure !== aborted && !aborted.message.includes(this.failure.message) ? `; first: ${this.failure.message}` : '';
-    return new TributaryError(
-      'TRIB_ERR_SINK',
-      `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): a transaction failed and was aborted: ${aborted.message}${first}; the input it covered stays uncommitted, and a restart reads it again`,
-      { cause: aborted },
-    );
+    const delivery = this.failure;
+    const first = delivery && delivery !== aborted && !aborted.message.includes(delivery.message) ? `; first: ${delivery.message}` : '';
+    const uncommitted = 'the input it covered stays uncommitted, and a restart reads it again';
+    const topic = delivery && topicsOwnFault(delivery.cause) ? this.failedTopic : undefined;
+    const owners = [...new Set(this.sinks.filter((sink) => sink.topic === topic).map((sink) => sink.label))];
+    const message =
+      owners.length > 0
+        ? `${listed(owners)} failed: ${aborted.message}${first}; so ${this.named} aborted its transaction: ${uncommitted}`
+        : `${this.named} failed: its transaction was aborted: ${aborted.message}${first}; ${uncommitted}`;
+    return this.failed(message, { cause: aborted });
   }
 
   /** The pipeline stops (or failed) while the brokers are unreachable: its last transaction is not waited for. */
   private stoppedInOutage(): TributaryError | undefined {
-    return this.brokers.stoppedUnreachable(this.signal, `kafka exactly-once sinks (transactional_id '${this.transactionalId}')`);
+    return this.brokers.stoppedUnreachable(this.signal, this.named, { shared: true });
   }
 
-  /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz). */
+  /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz): not ready says it is this producer. */
   health(): SourceHealth {
-    return this.fatal ? { ready: false, detail: this.fatal.message } : this.brokers.health();
+    if (this.fatal) return { ready: false, detail: this.fatal.message };
+    const health = this.brokers.health();
+    return health.ready ? health : { ready: false, detail: `${this.named}: ${health.detail ?? 'not ready'}` };
   }
 
   /**
    * librdkafka raised a fatal error: the producer can do nothing more. Every later commit and write
-   * fails with this error, which names the sinks' producer (the source's commit reports it: the
-   * pipeline stops, exit 1, and a restart resumes from the last committed transaction).
+   * fails with this error, which names the sinks' producer (reported at once: the pipeline stops,
+   * exit 1, and a restart resumes from the last committed transaction).
    */
   private failFatally(raised: Error & { code?: number }): TributaryError {
     if (this.fatal) return this.fatal;
     const hint = fatalHint(raised, { transactionalId: this.transactionalId });
-    this.fatal = new TributaryError(
-      'TRIB_ERR_SINK',
-      `kafka exactly-once sinks (transactional_id '${this.transactionalId}'): the transactional producer hit a fatal error and cannot go on: ${raised.message}${hint}`,
-      { cause: raised },
-    );
+    this.fatal = this.failed(`${this.named} failed: it hit a fatal error and cannot go on: ${raised.message}${hint}`, { cause: raised });
     this.aborted ??= this.fatal;
-    this.logger.error({ err: this.fatal.message }, 'kafka transactional producer failed');
+    this.logger.error({ ...this.logged, err: this.fatal.message }, 'kafka transactional producer failed');
     this.reportFailure?.(this.fatal);
     return this.fatal;
   }
@@ -564,8 +612,8 @@ export class PipelineTransactions {
   /**
    * Tells the pipeline of a fatal error as soon as librdkafka raises it, and of a failed transaction as
    * soon as it is aborted (a sink's PluginContext.fail), not at the next commit, write or read, which a
-   * quiet input may put off for good. The first sink's is enough: the error names the transactional_id,
-   * which every exactly-once sink of the pipeline shares.
+   * quiet input may put off for good. The first sink's is enough: the error names this producer and
+   * the sinks that share it, and the runtime reports it so (TributaryError.shared), not as that sink's.
    */
   onFailure(report: (error: Error) => void): void {
     if (this.reportFailure) return;
@@ -607,4 +655,9 @@ export class PipelineTransactions {
     // the transaction was aborted and its input stays uncommitted). Its close says so instead.
     if (this.aborted && !this.fatal) throw this.failedTransaction();
   }
+}
+
+/** `a`, `a and b`, `a, b, and c`. */
+function listed(items: readonly string[]): string {
+  return new Intl.ListFormat('en', { type: 'conjunction' }).format(items);
 }
