@@ -940,7 +940,9 @@ export class OnlineLearner {
     if (this.counts.invalidScores++ === 0) {
       this.context.logger.error(
         { model: this.name, id: sample.id },
-        `model ${this.name}: a prediction is not a number (or not between 0 and 1): the model diverged (its weights are no longer finite). Its predictions carry score null and are neither scored nor learnt from; lower optimizer.learning_rate and start the model afresh`,
+        this.custom
+          ? `model ${this.name}: a prediction is not a number (or not between 0 and 1): its predict returned one (a custom model, ${this.custom.kind}). Its predictions carry score null and are neither scored nor learnt from; see what its predict computes`
+          : `model ${this.name}: a prediction is not a number (or not between 0 and 1): the model diverged (its weights are no longer finite). Its predictions carry score null and are neither scored nor learnt from; lower optimizer.learning_rate and start the model afresh`,
       );
     }
     this.counters.invalidScores.inc();

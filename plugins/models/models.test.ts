@@ -378,11 +378,13 @@ test('a model that got no label says its scores are n/a in its summary line, not
 });
 
 test("a model says why its AUC measures nothing learnt, beside it in its end-of-run log line and in its model_metrics record (scoreReason, scoreNotes), as a backtest shows them; a custom model that diverged is not told to lower an optimizer.learning_rate it has not (was: a bare 'prequential AUC 0.500', and a record without a word why)", async () => {
-  const summaryLines = (): { lines: { fields: Record<string, unknown>; message: string }[]; logged: ReturnType<typeof testContext> } => {
+  const summaryLines = (): { lines: { fields: Record<string, unknown>; message: string }[]; errors: string[]; logged: ReturnType<typeof testContext> } => {
     const lines: { fields: Record<string, unknown>; message: string }[] = [];
+    const errors: string[] = [];
     const context = testContext();
     const log = (fields: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push({ fields: fields as Record<string, unknown>, message }));
-    return { lines, logged: { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context };
+    const error = (_fields: unknown, message?: string) => void errors.push(String(message));
+    return { lines, errors, logged: { ...context, logger: { ...context.logger, info: log, warn: log, error } } as typeof context };
   };
   type Noted = Report & { scoreReason: string | null; scoreNotes: string[] };
   // A learning batch larger than the stream's labels: every label is scored against the untrained model's prior.
@@ -420,6 +422,10 @@ test("a model says why its AUC measures nothing learnt, beside it in its end-of-
   assert.equal(custom.scoreReason, `diverged: all ${predictions} predictions not a number`);
   assert.deepEqual(custom.scoreNotes, [`all ${predictions} predictions were not a number (the model diverged): neither scored nor learnt from`]);
   assert.match(diverged.lines[0]!.message, new RegExp(`prequential AUC n/a \\(diverged: all ${predictions} predictions not a number\\), log loss n/a`));
+  // Its one error line says where the number came from, not to lower a learning rate it has not (was the built-ins' text).
+  assert.deepEqual(diverged.errors, [
+    'model under-test: a prediction is not a number (or not between 0 and 1): its predict returned one (a custom model, nan-rule). Its predictions carry score null and are neither scored nor learnt from; see what its predict computes',
+  ]);
 });
 
 test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
