@@ -428,6 +428,49 @@ test("a model says why its AUC measures nothing learnt, beside it in its end-of-
   ]);
 });
 
+test('a defineModel model that learns keeps its state() through a snapshot: restored (load) at any of several cuts, the rest of the run predicts, labels and scores as an uninterrupted run', async () => {
+  // A small logistic regression of the user's own: SGD on raw features, its weights its whole state.
+  const sgd = defineModel<Record<string, never>>({
+    name: 'sgd-rule',
+    task: 'intent',
+    summary: 'A learning custom model (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: (_options, features) => {
+      let weights = new Array<number>(features.length + 1).fill(0);
+      const score = (row: Float32Array): number => 1 / (1 + Math.exp(-row.reduce((sum, value, i) => sum + value * weights[i + 1]!, weights[0]!)));
+      return {
+        predict: score,
+        learn(rows, labels) {
+          for (let k = 0; k < labels.length; k++) {
+            const row = rows.subarray(k * features.length, (k + 1) * features.length);
+            const error = labels[k]! - score(row);
+            weights = weights.map((w, i) => w + 0.1 * error * (i === 0 ? 1 : row[i - 1]!));
+          }
+        },
+        state: () => ({ weights }),
+        load(state) {
+          weights = [...(state as { weights: number[] }).weights];
+        },
+      };
+    },
+  });
+  const config = { report: true, batch: { learn_size: 4, max_delay: 0 } };
+  const input = separableIntentStream(30);
+  const whole = await runOperator(sgd, config, input);
+  const report = reportOf(whole.output);
+  assert.ok(report.counts.learnSteps > 2 && report.summary.auc! > 0.9, JSON.stringify(report.summary));
+  for (const cut of [Math.floor(input.length / 3), Math.floor(input.length / 2), Math.floor((2 * input.length) / 3)]) {
+    const first = await runOperator(sgd, config, input.slice(0, cut));
+    assert.match(JSON.stringify(first.state), /"weights"/, `cut ${cut}: the snapshot holds the model's state()`);
+    const restored = await fedOperator(sgd, config, first.state);
+    for (const element of input.slice(cut)) restored.input.next(element);
+    restored.input.complete();
+    await restored.done;
+    await restored.operator.close?.();
+    assert.equal([modelOutputs(first.output), modelOutputs(restored.output)].filter((text) => text !== '').join('\n'), modelOutputs(whole.output), `cut ${cut}`);
+  }
+});
+
 test('scoreNotes: one class, a diverged model, some labels scored before learning; nothing to say of a model that learnt', () => {
   const counts = { predictions: 100, unlabelledAtEnd: 0, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 };
   assert.deepEqual(scoreNotes({ summary: { n: 80, positives: 0 }, counts: { ...counts, unlabelledAtEnd: 20 } }), {
