@@ -533,6 +533,28 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
   ]);
 });
 
+test('a problem with a whole block map (or list) is said at its key, not at its first inner key on the next line (was: label_buffer\'s problem at max_size)', async () => {
+  const problems = await problemsOf(
+    [
+      'sources: [{type: synthetic}]', // 1
+      'stages:', //                      2
+      '  - type: sessionizer', //        3
+      '    gap: 30m', //                 4
+      '  - type: session-features', //   5
+      '  - type: intent-model', //       6
+      '    label_buffer:', //            7
+      '      max_size: 1000', //         8
+      '      timeout: 10m', //           9
+      'sinks: [{type: stdout}]', //      10
+    ].join('\n'),
+  );
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^P:7:5: \$\.stages\[2\]\.label_buffer: timeout "10m" is not longer than the gap/);
+  // A flow map is said where it starts, at its value, as before.
+  const flow = await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, gap: 30m}\n  - {type: session-features}\n  - {type: intent-model, label_buffer: {timeout: 10m}}\nsinks: [{type: stdout}]\n');
+  assert.match(flow[0]!, /^P:5:40: \$\.stages\[2\]\.label_buffer: /);
+});
+
 test("a document field's position: the loaded pipeline locates `name`, `scale_out` and their fields (a default's at the document's start), and the runner's checks say a section's problem there (was 0:0)", async () => {
   const file = join(dir, 'document-fields.yaml');
   writeFileSync(
@@ -557,7 +579,7 @@ test("a document field's position: the loaded pipeline locates `name`, `scale_ou
   loaded.sources.push(loaded.sources[0]!);
   assert.deepEqual(
     loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })),
-    ['P:7:3: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2'],
+    ['P:6:1: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2'],
   );
 });
 

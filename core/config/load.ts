@@ -873,13 +873,17 @@ export function jsonPath(segments: readonly PathSegment[]): string {
 function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldPlace = 'value'): number {
   let node: unknown = doc.contents;
   let offset = (node as Node | null)?.range?.[0] ?? 0;
-  const step = (segment: PathSegment, wantKey: boolean): boolean => {
+  const last = segments.length - 1;
+  const step = (segment: PathSegment, index: number): boolean => {
     if (isMap(node)) {
       const pair = node.items.find((item) => (isScalar(item.key) ? item.key.value : item.key) === segment);
       if (!pair) return false;
-      const target = wantKey ? pair.key : pair.value;
+      const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
       offset = (target as Node | null)?.range?.[0] ?? (pair.key as Node | null)?.range?.[0] ?? offset;
+      // A block map or list as the value found wrong starts on the next line, at its first inner key,
+      // which a problem of the whole would seem to be about: said at its key (`label_buffer:`) instead.
+      if (index === last && (isMap(target) || isSeq(target)) && !target.flow) offset = (pair.key as Node | null)?.range?.[0] ?? offset;
       return true;
     }
     if (isSeq(node) && typeof segment === 'number') {
@@ -891,7 +895,7 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
     }
     return false;
   };
-  for (const [index, segment] of segments.entries()) if (!step(segment, place === 'key' && index === segments.length - 1)) return offset;
+  for (const [index, segment] of segments.entries()) if (!step(segment, index)) return offset;
   return offset;
 }
 

@@ -331,7 +331,7 @@ ${extra}`;
   await assert.rejects(runYaml(yaml('checkpoint: { dir: cp }')), /\$\.sources\[0\]: scale_out needs a partitioned source \(kafka\); 'synthetic' is not/);
   // Known only as the run starts (the daemon may give the checkpoints), and said at the section all the same (was 0:0). No broker is reached.
   const kafka = "sources: [{ type: kafka, brokers: '127.0.0.1:1', topics: [t], group: g }]\nsinks: [{ type: memory }]\nscale_out:\n  state_dir: shared\n";
-  await assert.rejects(runYaml(kafka), /pipeline\.yaml:4:3: \$\.scale_out: scale_out needs checkpoints/);
+  await assert.rejects(runYaml(kafka), /pipeline\.yaml:3:1: \$\.scale_out: scale_out needs checkpoints/);
 });
 
 test('a heap over heap_budget pauses the sources for at most heap_wait, then the run goes on over budget and says so', async () => {
