@@ -72,7 +72,8 @@ export interface LoadedPipeline {
 /**
  * Which position of a field a config problem is said at, one rule for `validate` (loadPipeline) and
  * for the runner's check of a loaded pipeline (loadedPipelineProblems) alike: `value` (the default) for a
- * bad value, where the value written (or the `${VAR}` it came from) starts; `key` for a key that
+ * bad value, where the value written (or the `${VAR}` it came from) starts (a block map or list: at its
+ * key, since its value starts at its first inner key); `key` for a key that
  * should not be there (an unknown field, one that does not apply) and for a map that lacks a required
  * field, said at the key of that map (an entry of a list, which has none: where it starts).
  */
