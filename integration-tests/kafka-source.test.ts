@@ -336,7 +336,7 @@ test('readiness: a pattern that matches no topic asks for every topic\'s metadat
   }
 });
 
-test('readiness: not ready while the group gives no assignment for longer than assignment_timeout (a rebalance that does not end), ready once it does', async (t) => {
+test('readiness: not ready from the subscription until the group\'s first assignment, naming the group and topic, also while a rebalance another member holds up lasts longer than assignment_timeout; ready once it comes', async (t) => {
   const brokers = kafkaBrokers(t);
   if (!brokers) return;
   const topic = uniqueTopic('stuck-group');
@@ -378,7 +378,9 @@ test('readiness: not ready while the group gives no assignment for longer than a
       await new Promise<void>((resolve) => stuck.consume(1, () => resolve()));
       return asked;
     }, 30_000, 0);
-    assert.equal(instance.health!().ready, true, `ready within its bound: ${instance.health!().detail}`);
+    // Before: ready (0 partitions, reading nothing) until assignment_timeout passed.
+    const waiting = new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) for `);
+    assert.match(instance.health!().detail ?? 'ready', waiting);
     // While it waits, its requests name the subscribed topic: librdkafka knows it already (before:
     // every topic's metadata every 2 s).
     requests.length = 0;
@@ -388,12 +390,14 @@ test('readiness: not ready while the group gives no assignment for longer than a
     const wholeCluster = answered.filter((request) => request.allTopics).length;
     assert.ok(wholeCluster <= 1, `at most one request for every topic of ${answered.length} (about 10 s): ${wholeCluster}`);
     for (const request of answered.filter((each) => !each.allTopics)) assert.equal(request.topic, topic);
-    // Past the default bound (30 s), within the one configured.
+    // Past the default bound (30 s), within the one configured: waiting, as the source has from the start.
     skew = 30_000;
-    assert.equal(instance.health!().ready, true, `still ready within its assignment_timeout: ${instance.health!().detail}`);
+    assert.match(instance.health!().detail ?? 'ready', waiting);
+    assert.doesNotMatch(instance.health!().detail!, /over its assignment_timeout/);
+    // Past it: said so, for a person to look at the group.
     skew = 60_000;
     assert.equal(instance.health!().ready, false, 'not ready past its assignment_timeout');
-    assert.match(instance.health!().detail!, new RegExp(`no partitions assigned by group '${group}' for 1m\\d+s, over its assignment_timeout 1m0s`));
+    assert.match(instance.health!().detail!, new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) for 1m\\d+s, over its assignment_timeout 1m0s`));
     // The other member leaves: the rebalance ends and the source gets the partition.
     await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
     stuckOpen = false;
@@ -404,6 +408,33 @@ test('readiness: not ready while the group gives no assignment for longer than a
     watch.stop();
     await instance.close?.();
     if (stuckOpen) await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
+  }
+});
+
+test('readiness: a member the group assigns nothing (more members than partitions) is idle, not stuck: ready once the group answered with its empty assignment', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('idle-member');
+  const group = `g-${topic}`;
+  await createTopic(brokers, topic, 1);
+  // Sticky: the partition stays with the first member, and the second's first assignment is empty (an
+  // incremental one, which librdkafka hands the rebalance callback all the same).
+  const sticky = { options: { 'partition.assignment.strategy': 'cooperative-sticky' } };
+  const [readByFirst, readBySecond] = [new Set<number>(), new Set<number>()];
+  const first = await startSource(brokers, topic, group, readByFirst, undefined, sticky);
+  let second: Awaited<ReturnType<typeof startSource>> | undefined;
+  try {
+    await waitFor('the first member ready', () => first.health!().ready, 30_000);
+    second = await startSource(brokers, topic, group, readBySecond, undefined, sticky);
+    await waitFor('the second member ready', () => second!.health!().ready, 60_000);
+    await produce(brokers, topic, Array.from({ length: 20 }, (_, seq) => ({ key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+    await waitFor('the records read by the first member', () => readByFirst.size >= 20, 30_000);
+    assert.equal(readBySecond.size, 0, 'the second member holds no partition');
+    assert.equal(second.health!().ready, true, second.health!().detail);
+    assert.equal(first.health!().ready, true, first.health!().detail);
+  } finally {
+    await second?.close();
+    await first.close();
   }
 });
 

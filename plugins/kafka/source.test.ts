@@ -94,8 +94,9 @@ sinks:
  * each partition's high watermark (getWatermarkOffsets). The group assigns partition 0 of each
  * subscribed topic; every topic exists. The methods of node-rdkafka's KafkaConsumer are swapped for the
  * test's span (`restore`, which also undoes a test's own swaps of these), so no native client starts.
+ * With `assignAtSubscribe: false` the group assigns nothing until the test's `rebalance`.
  */
-async function scriptedConsumer(): Promise<{
+async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): Promise<{
   answers: (() => Error | [])[];
   highOffsets: Map<string, number>;
   consumeCalls: () => number;
@@ -119,6 +120,7 @@ async function scriptedConsumer(): Promise<{
     subscribe(this: { globalConfig: { rebalance_cb: Rebalance } }, topics: string[]) {
       consumer = this;
       subscribed = topics;
+      if (options.assignAtSubscribe === false) return;
       later(() => this.globalConfig.rebalance_cb({ code: -175, message: 'assign' }, topics.map((topic) => ({ topic, partition: 0 }))));
     },
     rebalanceProtocol: () => 'EAGER',
@@ -279,6 +281,37 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   assert.match(outside()!.message, /start_from \(earliest\)$/);
 });
 
+test('readiness after a (re)start: not ready from the subscription until the group\'s first assignment (an empty one too: an idle member), naming the group and topic; a later rebalance has assignment_timeout\'s grace', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let skew = 0;
+  const context = testContext({ batchSize: 100, clock: { now: () => Date.now() + skew } });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['clicks'], { group: 'intent' }), context);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  const waiting = /^waiting for the group's first assignment \(group 'intent', topic 'clicks'\) for /;
+  // Connected and subscribed (its metadata requests answered), the group's answer still to come.
+  // Before: ready, 0 partitions assigned, until assignment_timeout (30 s) passed.
+  await until(() => script.consumeCalls() > 0 && waiting.test(instance.health!().detail ?? ''), 'not ready, waiting for the first assignment');
+  assert.equal(instance.health!().ready, false);
+  // Past assignment_timeout (a group held up by a member, or by a predecessor whose session has not expired): said so.
+  skew = 31_000;
+  assert.match(instance.health!().detail!, /^waiting for the group's first assignment \(group 'intent', topic 'clicks'\) for 31\.\ds, over its assignment_timeout 30\.0s/);
+  skew = 0;
+  // The group assigns this member nothing (more members than partitions): idle, not stuck.
+  script.rebalance('assign', []);
+  await until(() => instance.health!().ready, 'ready once the group answered, with no partition');
+  // A later rebalance: a revocation that leaves it none is ridden out within assignment_timeout.
+  script.rebalance('revoke', []);
+  assert.equal(instance.health!().ready, true, instance.health!().detail);
+  skew = 29_000;
+  assert.equal(instance.health!().ready, true, `within its grace: ${instance.health!().detail}`);
+  skew = 31_000;
+  assert.match(instance.health!().detail ?? '', /^no partitions assigned by group 'intent' for 31\.\ds, over its assignment_timeout 30\.0s/);
+  script.rebalance('assign', [{ topic: 'clicks', partition: 0 }]);
+  await until(() => instance.health!().ready, 'ready once assigned again');
+});
+
 test('a kafka source whose metadata requests fail with the brokers away says so in /readyz, with the cause librdkafka logged', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
@@ -297,7 +330,12 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
   Object.defineProperty(prototype, 'getMetadata', {
     value: function (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) {
       if (!down) return answer.call(this, options, cb);
-      setTimeout(() => cb(Object.assign(new Error('Local: Broker transport failure'), { code: -195 })), 5);
+      // librdkafka logs why the connection failed, then fails the request. (Logged when the broker stopped
+      // instead, the answer to a request sent before could come after it, and clear it: an answer came.)
+      setTimeout(() => {
+        consumer!.emit('event.log', { fac: 'FAIL', message: '[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)' });
+        cb(Object.assign(new Error('Local: Broker transport failure'), { code: -195 }));
+      }, 5);
     },
     configurable: true,
     writable: true,
@@ -309,7 +347,6 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
   await until(() => script.consumeCalls() > 0 && instance.health!().ready, 'ready');
   // The broker stops: librdkafka logs why each reconnect fails; its metadata requests fail with "transport failure" alone.
   down = true;
-  consumer!.emit('event.log', { fac: 'FAIL', message: '[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)' });
   await until(() => !instance.health!().ready, 'not ready', 10_000);
   // Before: "metadata request failed: Local: Broker transport failure", neither the brokers nor the cause named.
   assert.match(instance.health!().detail ?? '', /^broker unreachable: metadata request failed: Local: Broker transport failure \(127\.0\.0\.1:1\/bootstrap: Connect to ipv4#127\.0\.0\.1:1 failed: Connection refused/);

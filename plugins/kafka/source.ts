@@ -204,10 +204,10 @@ const KAFKA_TIMESTAMP_FIELD = '\u0000kafka_timestamp';
 /** How long a full buffer may wait for the runtime before the partitions are paused. */
 const stallPauseMs = 1_000;
 /**
- * How long the source may be without an assignment (after it subscribed, or after a revocation that
- * left it none) before /readyz says so, unless `assignment_timeout` says otherwise: a first join
- * takes about 3 s (the broker's group.initial.rebalance.delay.ms) and a rebalance seconds, so only a
- * longer wait is news.
+ * How long a rebalance may leave the source without an assignment (after a revocation that left it
+ * none) before /readyz says so, unless `assignment_timeout` says otherwise: a rebalance takes seconds,
+ * so only a longer wait is news. (Before its first assignment the source is not ready anyway: a first
+ * join takes about 3 s, the broker's group.initial.rebalance.delay.ms; past this bound it says so.)
  */
 const DEFAULT_ASSIGNMENT_TIMEOUT = '30s';
 /**
@@ -256,7 +256,8 @@ export default defineSource<KafkaSourceConfig>({
     'reports not ready while a subscribed topic does not exist, while it cannot read an assigned partition (the brokers deny ' +
     'its fetch; a record batch in a compression codec this build lacks; librdkafka delivers nothing more from it though the brokers ' +
     'hold records past its position, as at a damaged LZ4 batch), while the brokers refuse it its group (no Read on the group), ' +
-    'and while its group has given it no assignment for `assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
+    'from its subscription (a start, a restart) until its group\'s first assignment (an empty one too: an idle member), and ' +
+    'while a later rebalance has left it no assignment for longer than `assignment_timeout` (30 s by default). A record batch librdkafka cannot read (damaged) goes to the dead-letter sink, one ' +
     'dead letter per offset, and reading goes on after it. A consumer librdkafka declares dead (a fatal error: fenced by ' +
     'another with its `group.instance.id`) fails the source, and the pipeline stops with librdkafka\'s reason.',
   config: {
@@ -311,9 +312,10 @@ export default defineSource<KafkaSourceConfig>({
         default: DEFAULT_ASSIGNMENT_TIMEOUT,
         minDuration: '1s',
         description:
-          'How long the group may give this source no assignment (after it subscribes, or after a revocation that left it none) ' +
-          'before /readyz says not ready: a rebalance that does not end, or a group it cannot rejoin. A first join takes about 3 s ' +
-          'and a rebalance seconds; a group whose rebalances take longer (many members, slow ones) needs a longer bound.',
+          'How long a rebalance may leave this source no assignment (after a revocation that left it none) before /readyz says ' +
+          'not ready: a rebalance that does not end, or a group it cannot rejoin. A rebalance takes seconds; a group whose ' +
+          'rebalances take longer (many members, slow ones) needs a longer bound. Before the group\'s first assignment (after a ' +
+          'start or a restart) the source reads nothing and is not ready whatever this says; past it, its reason says so.',
       },
       stop_at_end: {
         type: 'boolean',
@@ -454,6 +456,13 @@ class KafkaSource {
    */
   private unassignedSince: number | undefined;
   private warnedUnassigned = false;
+  /**
+   * Set at the group's first assignment since the subscription (an empty one too). Until then the
+   * source reads nothing and is not ready, whatever `assignment_timeout` says: that bound is the grace
+   * of a later rebalance, which a running member rides out (as Kafka Streams is CREATED, then
+   * REBALANCING, and RUNNING only once its first assignment came).
+   */
+  private assignedOnce = false;
   /**
    * The brokers' last refusal of the group to this client (GROUP_AUTHORIZATION_FAILED: no Read ACL on the
    * group), in librdkafka's words, and when: it cannot join, so no assignment ever comes. Counts while
@@ -830,10 +839,12 @@ class KafkaSource {
 
   /**
    * Not ready once the consumer hit a fatal error (the source fails), while no broker answers, while a
-   * subscribed topic does not exist, while librdkafka cannot read an assigned partition (`blocked`), or
-   * while the group has given this source no assignment for longer than `assignment_timeout` (a
-   * rebalance that does not end, a group it cannot rejoin after an outage): as Kafka Streams is not
-   * RUNNING then. Reads state only; the consume loop's metadata requests keep it current.
+   * subscribed topic does not exist, while librdkafka cannot read an assigned partition (`blocked`),
+   * until the group's first assignment since the subscription (after a start or a restart: it reads
+   * nothing yet), or while the group has given this source no assignment for longer than
+   * `assignment_timeout` after a revocation (a rebalance that does not end, a group it cannot rejoin
+   * after an outage): as Kafka Streams is not RUNNING then. Reads state only; the consume loop's
+   * metadata requests keep it current.
    */
   health(): SourceHealth {
     if (this.fatal !== undefined) return { ready: false, detail: this.fatal };
@@ -843,8 +854,12 @@ class KafkaSource {
     const denied = this.groupDeniedDetail();
     if (denied !== undefined) return { ready: false, detail: denied };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
+    const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
+    if (!this.assignedOnce) {
+      const past = waited >= this.assignmentTimeout ? `, over its ${bound} (a rebalance that does not end, a group it cannot join, or an earlier member of it whose session has not expired)` : '';
+      return { ready: false, detail: `waiting for the group's first assignment (group '${this.config.group}', ${subscriptionNamed(this.config)}) for ${formatDuration(waited)}${past}` };
+    }
     if (waited >= this.assignmentTimeout) {
-      const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
       return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
     }
     return this.healthy;
@@ -2070,6 +2085,7 @@ class KafkaSource {
       this.progress.delete(key);
     }
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
+      this.assignedOnce = true;
       this.unassignedSince = undefined;
       this.warnedUnassigned = false;
       this.groupDenied = undefined;
@@ -2616,6 +2632,13 @@ function missingTopics(config: KafkaSourceConfig, metadata: RdKafka.Metadata): s
   if (config.pattern !== undefined) return found.length > 0 ? [] : [config.pattern];
   const present = new Set(found);
   return (config.topics ?? []).filter((topic) => !present.has(topic));
+}
+
+/** The topics the source subscribed to, as /readyz names them: `topic 'a'`, `topics 'a', 'b'`, or `the topics matching 'p'`. */
+function subscriptionNamed(config: KafkaSourceConfig): string {
+  if (config.pattern !== undefined) return `the topics matching '${config.pattern}'`;
+  const topics = config.topics ?? [];
+  return `${topics.length === 1 ? 'topic' : 'topics'} ${topics.map((topic) => `'${topic}'`).join(', ')}`;
 }
 
 function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): string {
