@@ -140,6 +140,12 @@ export interface PluginContext {
    */
   readonly shared?: Map<string, unknown>;
   /**
+   * A logger for something several plugins of the pipeline share (kept in `shared`: the `kafka`
+   * exactly-once sinks' transactional producer), whose lines carry the pipeline and `shared: name`, not
+   * this plugin's `stage`: they are no one plugin's (as a TributaryError's and a SourceHealth's `shared`).
+   */
+  sharedLogger?(name: string): Logger;
+  /**
    * One map for every pipeline run together (one `tributary run` of several files or a folder), so
    * plugins of different pipelines that use one resource cooperate: file sinks writing one file (the
    * default dead-letter file) append to it once one of them replaced it. A pipeline run on its own
@@ -359,6 +365,12 @@ export interface SourceHealth {
   ready: boolean;
   /** Why not, when not ready. */
   detail?: string;
+  /**
+   * What is not ready is no one plugin's but something several plugins of the pipeline share (the
+   * `kafka` exactly-once sinks' transactional producer), and `detail` names it: /readyz says it once,
+   * as it is, not once per plugin as `<label>: ...` (as a failure's TributaryError.shared).
+   */
+  shared?: boolean;
 }
 
 export interface Operator {

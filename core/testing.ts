@@ -201,6 +201,8 @@ export function testContext(overrides: Partial<PluginContext> = {}): PluginConte
     label: 'under-test',
     baseDir: process.cwd(),
     logger: runLogger,
+    // The logger given (a test's, to read its lines), as the runtime's is the pipeline's.
+    sharedLogger: (name: string): Logger => context.logger.child({ shared: name }),
     metrics: new MetricsHub().scoped({ pipeline: 'test', stage: 'under-test' }, runLogger),
     clock: { now: () => Date.now() },
     batchSize: 1024,

@@ -1975,6 +1975,46 @@ test("/readyz (readiness) counts the dead-letter sink's health: one that cannot 
   await run;
 });
 
+test('something several sinks share (one client of two Kafka sinks): /readyz says it once, as it names itself (SourceHealth.shared), and its log lines carry `shared`, not the first sink\'s `stage`', async (t) => {
+  const { pino } = await import('pino');
+  const source = quietAfterOne('one-then-wait');
+  /** One client per pipeline, created by the first sink (the dead-letter sink, created first), and found by the others. */
+  const sharing = defineSink<Record<string, never>>({
+    name: 'sharing',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      let client = context.shared?.get('client') as { logger: typeof context.logger } | undefined;
+      if (!client) {
+        client = { logger: context.sharedLogger?.('the shared client') ?? context.logger };
+        context.shared?.set('client', client);
+        client.logger.warn('the shared client: brokers unreachable');
+      }
+      return { write: () => undefined, health: () => ({ ready: false, detail: 'the shared client: brokers unreachable', shared: true }), close: async () => undefined };
+    },
+  });
+  const registry = new PluginRegistry();
+  for (const plugin of [source, sharing]) registry.register(plugin, 'test');
+  const file = join(tempFolder(t, 'shared-readiness'), 'p.yaml');
+  writeFileSync(file, 'name: sharing\nsources: [{type: one-then-wait}]\nsinks: [{type: sharing}]\ndead_letter: {type: sharing}\n');
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const stop = new AbortController();
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), { logger, signal: stop.signal });
+  const run = runner.run();
+  await until(() => runner.stats.eventsIn === 1, 'the first batch');
+  // Before: once per sink, each under its label ('sink-sharing-0: the shared client: ...', 'the dead-letter sink: the shared client: ...').
+  assert.deepEqual(runner.readiness(), { ready: false, reasons: ['the shared client: brokers unreachable'] });
+  stop.abort();
+  await run;
+  const said = lines.find((line) => line['msg'] === 'the shared client: brokers unreachable');
+  assert.ok(said, 'logged');
+  // Before: the stage of the sink that created it, as though it were that sink's.
+  assert.equal(said['shared'], 'the shared client');
+  assert.equal(said['pipeline'], 'sharing');
+  assert.equal('stage' in said, false, JSON.stringify(said));
+});
+
 test('after a sink failed the run, nothing more is written: no side output and no dead letter of the records still going through the stages', async () => {
   const source = defineSource<Record<string, never>>({
     name: 'six',

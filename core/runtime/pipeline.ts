@@ -527,6 +527,7 @@ export class PipelineRunner {
       ...(this.options.replay ? { replay: true } : {}),
       ...(wm ? { watermark: wm } : {}),
       shared: this.shared,
+      sharedLogger: (name) => this.logger.child({ shared: name }),
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
       ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
@@ -1235,12 +1236,15 @@ export class PipelineRunner {
 
   /**
    * Adds a plugin's reason not to be ready. A health() that throws is not ready, named: called from
-   * /readyz's handler, it otherwise ended the process with an uncaught exception, undrained.
+   * /readyz's handler, it otherwise ended the process with an uncaught exception, undrained. Something
+   * plugins share (SourceHealth.shared) names itself, and is said once however many of them report it.
    */
   private healthOf(label: string, plugin: Source | Sink, reasons: string[]): void {
     try {
       const health = plugin.health?.();
-      if (health && !health.ready) reasons.push(`${label}: ${health.detail ?? 'not ready'}`);
+      if (!health || health.ready) return;
+      const reason = health.shared && health.detail !== undefined ? health.detail : `${label}: ${health.detail ?? 'not ready'}`;
+      if (!health.shared || !reasons.includes(reason)) reasons.push(reason);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       reasons.push(`${label}: health() threw: ${message}`);

@@ -263,15 +263,17 @@ export default defineSink<KafkaSinkConfig>({
 
     if (config.guarantee === 'exactly-once') {
       if (!context.shared) throw new Error('guarantee: exactly-once needs a runtime that shares state between the plugins of a pipeline');
+      const transactionalId = config.transactional_id ?? `tributary-${context.pipeline}`;
       const transactions = await PipelineTransactions.obtain(
         context.shared,
         {
           ...properties,
           'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? Math.max(config.max_in_flight * 2, 100_000),
-          'transactional.id': config.transactional_id ?? `tributary-${context.pipeline}`,
+          'transactional.id': transactionalId,
           'transaction.timeout.ms': transactionTimeoutMs(config.transaction_timeout, context.commitIntervalMs ?? 1_000),
         },
-        context.logger,
+        // Its lines are the producer's, not this sink's (the first one's, which creates it): labelled so.
+        context.sharedLogger?.(PipelineTransactions.logName(transactionalId)) ?? context.logger,
         config,
         context.signal,
       );

@@ -180,9 +180,18 @@ export class PipelineTransactions {
     throw this.failed(`${this.named} failed: cannot ${doing}: ${this.brokers.failures.explain(asError(error).message)}`, { cause: error });
   }
 
-  /** The fields of this producer's log lines (their stage is the first exactly-once sink's, which created it). */
+  /**
+   * The fields of this producer's log lines, besides `shared` (its logger's, {@link logName}): every
+   * sink that shares it, not one of them as the `stage` of a sink's logger said (the first one's, which
+   * created it, also for a failure met by another).
+   */
   private get logged(): { transactionalId: string; sinks: string[] } {
     return { transactionalId: this.transactionalId, sinks: this.sinks.map((sink) => sink.label) };
+  }
+
+  /** What this producer's log lines carry as `shared` (PluginContext.sharedLogger) where a sink's carry its `stage`. */
+  static logName(transactionalId: string): string {
+    return `the exactly-once producer (transactional_id '${transactionalId}')`;
   }
 
   /** The pipeline's transactions, if an exactly-once sink created them. */
@@ -589,9 +598,10 @@ export class PipelineTransactions {
 
   /** Whether the producer reaches its brokers (every exactly-once sink's health, /readyz): not ready says it is this producer. */
   health(): SourceHealth {
-    if (this.fatal) return { ready: false, detail: this.fatal.message };
+    // Every sink that shares the producer reports this: said once, naming the producer (SourceHealth.shared).
+    if (this.fatal) return { ready: false, detail: this.fatal.message, shared: true };
     const health = this.brokers.health();
-    return health.ready ? health : { ready: false, detail: `${this.named}: ${health.detail ?? 'not ready'}` };
+    return health.ready ? health : { ready: false, detail: `${this.named}: ${health.detail ?? 'not ready'}`, shared: true };
   }
 
   /**
