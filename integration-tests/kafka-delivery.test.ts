@@ -308,9 +308,25 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
       await produce(broker.brokers, input, seqRecords(0, 1_000));
       await waitFor('every record read', async () => (await eventsRead(port)) >= 1_000, 60_000, 100);
       await broker.kill();
-      // (Exactly-once, the one producer of both sinks says so, under the stage that made it.)
-      const seen = guarantee === 'exactly-once' ? /kafka transactional producer: brokers unreachable/ : /"stage":"sink-kafka-0".*kafka sink: brokers unreachable/;
+      // Exactly-once, the one producer of both sinks says so, as itself (`shared`), not as the sink that created it.
+      const seen = guarantee === 'exactly-once' ? /kafka transactional producer error: no broker is reachable/ : /"stage":"sink-kafka-0".*kafka producer error: no broker is reachable/;
       await waitFor('the output sink sees the broker gone', () => seen.test(log.join('')), 60_000, 100);
+      if (guarantee === 'exactly-once') {
+        const warnings = log.join('').split('\n').filter((line) => line.startsWith('{') && (JSON.parse(line) as { level: number }).level >= 40).map((line) => JSON.parse(line) as Record<string, unknown>);
+        const producers = warnings.filter((line) => String(line['msg']).startsWith('kafka transactional producer'));
+        // Before: two, "kafka transactional producer: brokers unreachable; the open transaction waits ..." and
+        // "kafka transactional producer error: 4 broker connections failed ...", both under the stage dead-letter-kafka-0.
+        assert.equal(producers.length, 1, `the outage is one warning of the producer: ${producers.map((line) => String(line['msg'])).join('\n')}`);
+        assert.match(String(producers[0]!['msg']), /: no broker is reachable \(all broker connections are down\): the open transaction waits \(.*\)(; \d+ broker connections? failed \(broker transport failure\), to 1 broker)?; \/readyz says not ready/);
+        assert.equal(producers[0]!['shared'], `the exactly-once producer (transactional_id 'tx-${output}')`);
+        assert.equal('stage' in producers[0]!, false, 'not a sink\'s');
+        assert.deepEqual(producers[0]!['sinks'], ['dead-letter-kafka-0', 'sink-kafka-0']);
+        // /readyz says the producer's outage once, not once per sink that shares it.
+        const { pipelines } = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { pipelines: { reasons: string[] }[] };
+        const said = pipelines[0]!.reasons.filter((reason) => reason.includes('exactly-once producer'));
+        assert.equal(said.length, 1, said.join('\n'));
+        assert.ok(said[0]!.startsWith(`the exactly-once producer shared by sinks dead-letter-kafka-0 and sink-kafka-0 (transactional_id 'tx-${output}'): all broker connections are down`), said[0]);
+      }
       // Before: the stop waited for deliveries that could not come; at-least-once it hit shutdown_timeout
       // (exit 1 after 30 s, and the process lingered 25 s more on the flush's thread), exactly-once the
       // commit and the abort timed out (exit 1 after about 17 s).
@@ -364,7 +380,7 @@ test('at-least-once: a SIGTERM while the sink\'s brokers are down and it holds r
     await produce(brokers, input, seqRecords(0, 1_000));
     // More read than librdkafka may hold: the rest wait in the sink, and the pipeline waits for room.
     await waitFor('more records read than the sink may hand to librdkafka', async () => (await eventsRead(port)) > 50, 60_000, 100);
-    await waitFor('the output sink sees its broker gone', () => /"stage":"sink-kafka-0".*kafka sink: brokers unreachable/.test(log.join('')), 60_000, 100);
+    await waitFor('the output sink sees its broker gone', () => /"stage":"sink-kafka-0".*kafka producer error: no broker is reachable/.test(log.join('')), 60_000, 100);
     const stopAt = Date.now();
     daemon.kill('SIGTERM');
     // Before: the flush waited for room in a loop that heeded neither the stop nor the outage, until

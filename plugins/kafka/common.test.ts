@@ -319,6 +319,40 @@ test('inOutage: a failure met while the brokers are unreachable leaves its input
   assert.equal(inOutage(handed, 'down'), handed, 'marked already: kept, not wrapped again');
 });
 
+test('every broker down is said in the outage\'s one warning, with what the client does meanwhile; after it the outage\'s reconnects are no news; a later loss of the last broker (some had failed before) is news', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const client = new EventEmitter();
+  const warned: string[] = [];
+  const debug: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: (fields) => debug.push((fields as { err: string }).err), warn: (_fields, message) => warned.push(message) }, 'records wait in the producer');
+  const down = { message: 'all broker connections are down', code: -1 };
+  const transport = { message: 'broker transport failure', code: -1 };
+  failures.logError(down, 'kafka producer error');
+  failures.logError(transport, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  failures.logError(transport, 'kafka producer error');
+  failures.logError(down, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  // Before: every broker down was a warning of its own ("kafka sink: brokers unreachable; records wait in the producer"), not in this one.
+  assert.deepEqual(warned, [
+    'kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; 1 broker connection failed (broker transport failure); /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level',
+  ]);
+  assert.deepEqual(debug, ['broker transport failure', 'all broker connections are down']);
+  // The next outage starts with one broker of several lost: its warning says the connection failed; the
+  // last one's loss a minute later is news (it says no broker is reachable), its reconnects are not.
+  failures.clear();
+  failures.logError(transport, 'kafka producer error');
+  t.mock.timers.tick(60_000);
+  failures.logError(down, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  failures.logError(transport, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  assert.deepEqual(warned.slice(1), [
+    'kafka producer error: 1 broker connection failed (broker transport failure); /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level',
+    'kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level',
+  ]);
+});
+
 test('an outage\'s start (librdkafka reports each broker connection failing) is one warning that says how many connections failed, to how many brokers, and that /readyz says it; each other error once; again only after a connection succeeds', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const client = new EventEmitter();

@@ -383,6 +383,11 @@ function isTransportFailure(error: { message?: string; code?: number }): boolean
   return isErrorOf(error, [ErrorCode.TRANSPORT]);
 }
 
+/** Whether a client error says no broker is reachable (ALL_BROKERS_DOWN: `all broker connections are down`). */
+function isEveryBrokerDown(error: { message?: string; code?: number }): boolean {
+  return isErrorOf(error, [ErrorCode.ALL_BROKERS_DOWN]);
+}
+
 /** The broker a librdkafka FAIL line is about (`sasl_ssl://host:port/2: ...` or `host:port/bootstrap: ...`): its address. */
 function failedBroker(text: string): string | undefined {
   return /^(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*: /.exec(text)?.[1];
@@ -424,10 +429,14 @@ export class ConnectionFailures {
   private burst: { errors: Map<string, number>; fields: object } | undefined;
   /** The error texts warned of since the last connection that succeeded: repeats are logged at debug level. */
   private readonly warnedErrors = new Set<string>();
+  /** Every broker's being down was warned of since the last connection that succeeded: the outage's failed reconnects are no news. */
+  private outageWarned = false;
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
     private readonly logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    /** What the client does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
+    private readonly whileUnreachable?: string,
   ) {
     client.on('event.log', (log) => {
       if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
@@ -453,13 +462,17 @@ export class ConnectionFailures {
   }
 
   /**
-   * Logs a client's `event.error` that no other rule took (not fatal, not every broker down), as
-   * `what` (`kafka producer error`), by one rule for every Kafka client. A broker connection failing
-   * (`broker transport failure`) is gathered with those that follow within {@link connectionBurstMs}
-   * (librdkafka reports each connection's at an outage's start) into one warning that says how many
+   * Logs a client's `event.error` that no other rule took (not fatal), as `what` (`kafka producer
+   * error`), by one rule for every Kafka client. An outage's errors, a broker connection failing
+   * (`broker transport failure`) and every broker being down (`all broker connections are down`), are
+   * gathered with those that follow within {@link connectionBurstMs} (librdkafka reports each
+   * connection's at an outage's start, and every broker down among them) into one warning that says
+   * that no broker is reachable and what the client does meanwhile (`whileUnreachable`), how many
    * connections failed, to how many brokers, and each other error met meanwhile once; any other error
    * is warned of once. Until a connection succeeds again ({@link clear}), a repeat is logged at debug
-   * level: /readyz says whether the brokers are reachable meanwhile.
+   * level, and once every broker's being down was warned of, so is a connection failing (the outage's
+   * reconnects): /readyz says whether the brokers are reachable meanwhile. Before, every broker down
+   * was a warning of its own beside the connection failures' one.
    */
   logError(error: { message: string; code?: number }, what: string, fields: object = {}): void {
     const text = error.message;
@@ -467,11 +480,11 @@ export class ConnectionFailures {
       this.burst.errors.set(text, (this.burst.errors.get(text) ?? 0) + 1);
       return;
     }
-    if (this.warnedErrors.has(text)) {
+    if (this.warnedErrors.has(text) || (this.outageWarned && isTransportFailure(error))) {
       this.logger?.debug({ ...fields, code: error.code, err: text }, what);
       return;
     }
-    if (!isTransportFailure(error)) {
+    if (!isTransportFailure(error) && !isEveryBrokerDown(error)) {
       this.warnedErrors.add(text);
       (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...fields, code: error.code, err: text }, what);
       return;
@@ -488,18 +501,25 @@ export class ConnectionFailures {
     const errors = Object.fromEntries(burst.errors);
     for (const text of burst.errors.keys()) this.warnedErrors.add(text);
     let connections = 0;
+    let everyBrokerDown: string | undefined;
     const others: string[] = [];
     for (const [text, count] of burst.errors) {
-      if (isTransportFailure({ message: text })) connections += count;
+      if (isEveryBrokerDown({ message: text })) everyBrokerDown ??= text;
+      else if (isTransportFailure({ message: text })) connections += count;
       else others.push(text);
     }
+    if (everyBrokerDown !== undefined) this.outageWarned = true;
     const brokers = this.failedBrokers.size;
+    const said = [
+      ...(everyBrokerDown === undefined ? [] : [`no broker is reachable (${everyBrokerDown})${this.whileUnreachable === undefined ? '' : `: ${this.whileUnreachable}`}`]),
+      ...(connections === 0 ? [] : [`${connections} broker connection${connections === 1 ? '' : 's'} failed (broker transport failure)` + (brokers > 0 ? `, to ${brokers} broker${brokers === 1 ? '' : 's'}` : '')]),
+    ];
     const message =
-      `${what}: ${connections} broker connection${connections === 1 ? '' : 's'} failed (broker transport failure)` +
-      (brokers > 0 ? `, to ${brokers} broker${brokers === 1 ? '' : 's'}` : '') +
+      `${what}: ${said.join('; ')}` +
       (others.length > 0 ? `; also ${others.join('; ')}` : '') +
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
-    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err: this.explain('broker transport failure') }, message);
+    const err = this.explain(everyBrokerDown ?? 'broker transport failure');
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
   }
 
   /** Connected: what failed before is history. */
@@ -508,6 +528,7 @@ export class ConnectionFailures {
     this.warned.clear();
     this.failedBrokers.clear();
     this.warnedErrors.clear();
+    this.outageWarned = false;
   }
 }
 
@@ -528,20 +549,21 @@ export class ProducerReachability {
 
   constructor(
     private readonly producer: RdKafka.Producer,
-    /** Called when the brokers become unreachable (once per outage), e.g. to log it. */
-    private readonly onLost: (detail: string) => void,
-    logger?: { debug(fields: object, message: string): void },
+    /** What the producer does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
+    whileUnreachable: string,
+    logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
   ) {
-    this.failures = new ConnectionFailures(producer, logger);
+    this.failures = new ConnectionFailures(producer, logger, whileUnreachable);
   }
 
-  /** Takes the producer's `event.error`: true if it says the brokers are unreachable (the producer is then not ready). */
-  observe(error: { message: string; code?: number }): boolean {
-    if (!isBrokersDown(error)) return false;
-    const detail = this.failures.explain(error.message);
-    if (this.state.ready) this.onLost(detail);
-    this.state = { ready: false, detail };
-    return true;
+  /**
+   * Takes the producer's `event.error` that is not fatal: one saying the brokers are unreachable makes
+   * the producer not ready. Each is logged as `what` by the rule of every Kafka client
+   * (ConnectionFailures.logError: an outage is one warning, which says what the producer does meanwhile).
+   */
+  observe(error: { message: string; code?: number }, what: string, fields: object = {}): void {
+    if (isBrokersDown(error)) this.state = { ready: false, detail: this.failures.explain(error.message) };
+    this.failures.logError(error, what, fields);
   }
 
   /** The brokers answered (a flush or a commit completed). */

@@ -350,7 +350,7 @@ export default defineSink<KafkaSinkConfig>({
       failure = inOutage(deliveryFailure(config.topic, error), brokers.unreachable());
       context.fail(failed()!);
     });
-    const brokers = new ProducerReachability(producer, (detail) => context.logger.warn({ err: detail }, 'kafka sink: brokers unreachable; records wait in the producer'), context.logger);
+    const brokers = new ProducerReachability(producer, 'records wait in the producer', context.logger);
     const failFatally = (raised: Error): void => {
       if (fatal) return;
       fatal = new Error(`the producer hit a fatal error and cannot go on: ${raised.message}`, { cause: raised });
@@ -376,7 +376,7 @@ export default defineSink<KafkaSinkConfig>({
       if (fatal) return;
       const raised = fatalErrorOf(producer);
       if (raised) failFatally(raised);
-      else if (!brokers.observe(error)) brokers.failures.logError(error, 'kafka producer error', { topic: config.topic });
+      else brokers.observe(error, 'kafka producer error', { topic: config.topic });
     });
     // Serves the failure reports and librdkafka's other callbacks (errors, statistics).
     producer.setPollInterval(20);

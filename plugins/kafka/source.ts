@@ -603,7 +603,7 @@ class KafkaSource {
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
     this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
     this.consumer.on('event.error', (error) => this.onClientError(error));
-    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger);
+    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was');
     // node-rdkafka emits these before the consume callback hands over the records they follow, so
     // they are applied after those records are buffered (applyEnds).
     this.consumer.on('partition.eof', (eof) => void this.ends.push({ key: partitionKey(eof.topic, eof.partition), offset: eof.offset }));
@@ -1212,7 +1212,9 @@ class KafkaSource {
     } catch (error) {
       // With the cause librdkafka logged (a refused connection, a failed handshake), as the consumer's own error says it.
       const failed = `metadata request failed: ${this.connectionFailures.explain(asError(error).message)}`;
-      this.setUnhealthy(isBrokersDown(error as { code?: number }) ? `broker unreachable: ${failed}` : failed);
+      if (!isBrokersDown(error as { code?: number })) return this.setUnhealthy(failed);
+      this.setUnhealthy(`broker unreachable: ${failed}`, false);
+      this.connectionFailures.logError(asError(error), 'kafka consumer error', { source: this.label });
       return;
     }
     // An answer to a request sent before the brokers were last reported gone may predate that news.
@@ -1295,7 +1297,11 @@ class KafkaSource {
     }
     if (at && error.code === ErrorCode.TOPIC_AUTHORIZATION_FAILED) return this.onBlocked(at, error.message, true);
     if (isGroupDenied(error)) return this.onGroupDenied(error.message);
-    if (isBrokersDown(error)) this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`);
+    // Every broker down: not ready, said in the outage's one warning with its connection failures.
+    if (isBrokersDown(error)) {
+      this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`, false);
+      this.connectionFailures.logError(error, 'kafka consumer error', { source: this.label, ...at });
+    }
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     // One broker connection failing ("broker transport failure", one per connection at an outage's
@@ -1836,9 +1842,10 @@ class KafkaSource {
     this.connectionFailures.clear();
   }
 
-  private setUnhealthy(detail: string): void {
+  /** Not ready for `detail`; `warn` false where the brokers' outage is warned of by ConnectionFailures.logError instead (one warning per outage). */
+  private setUnhealthy(detail: string, warn = true): void {
     this.losses++;
-    if (this.healthy.ready || this.healthy.detail === 'connecting') this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
+    if (warn && (this.healthy.ready || this.healthy.detail === 'connecting')) this.context.logger.warn({ source: this.label, detail }, 'kafka source not ready');
     this.healthy = { ready: false, detail };
   }
 

@@ -38,6 +38,8 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     emitEvent: (event: string, ...args: unknown[]) => listeners.get(event)?.(...args),
     setPollInterval: () => producer,
     connect: (_options: unknown, cb: Callback) => done(cb),
+    /** A metadata request (a not-ready producer's probe, ProducerReachability.health): the brokers stay away. */
+    getMetadata: (_options: unknown, cb: Callback) => done(cb, Object.assign(new Error('Local: Broker transport failure'), { code: -195 })),
     initTransactions: (_timeout: number, cb: Callback) => done(cb),
     beginTransaction: (cb: Callback) => done(cb, ++begins === failures.beginError?.at ? failures.beginError.error : undefined),
     calls,
@@ -272,6 +274,36 @@ test('the shared producer\'s transaction failing for one sink\'s topic (a batch 
     assert.ok(deadLetter!.failures[0] instanceof TributaryError && deadLetter!.failures[0].shared);
     await assert.rejects(transactions.close(), (failure: Error) => named.test(failure.message));
   }
+});
+
+test('an outage as librdkafka reports it (every broker down, then each reconnect failing) is one warning of the transactional producer, saying what its open transaction does; /readyz says it once for its sinks', async (t) => {
+  const lines: { level: number; msg: string; errors?: Record<string, number> }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, logger, undefined, []);
+  const sinks = await sharingSinks(transactions, ['dead-letter-kafka-0', 'predictions-kafka-0']);
+  await transactions.open();
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const emit = (producer as unknown as { emitEvent(event: string, ...args: unknown[]): void }).emitEvent;
+  // As the test broker's kill showed it: every broker down at once, then the reconnects failing.
+  emit('event.error', Object.assign(new Error('all broker connections are down'), { code: -1 }));
+  for (let i = 0; i < 4; i++) emit('event.error', Object.assign(new Error('broker transport failure'), { code: -1 }));
+  t.mock.timers.tick(1_000);
+  // The outage's later reconnects, past the first second: no news.
+  for (let i = 0; i < 3; i++) emit('event.error', Object.assign(new Error('broker transport failure'), { code: -1 }));
+  t.mock.timers.tick(1_000);
+  const warnings = lines.filter((line) => line.level === 40);
+  // Before: two, "kafka transactional producer: brokers unreachable; the open transaction waits ..." and the connection failures' own.
+  assert.equal(warnings.length, 1, warnings.map((line) => line.msg).join('\n'));
+  assert.match(
+    warnings[0]!.msg,
+    /^kafka transactional producer error: no broker is reachable \(all broker connections are down\): the open transaction waits \(its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit\); 4 broker connections failed \(broker transport failure\); \/readyz says not ready while no broker is reachable/,
+  );
+  assert.deepEqual(warnings[0]!.errors, { 'all broker connections are down': 1, 'broker transport failure': 4 });
+  // Each sink that shares the producer reports it to /readyz as the producer's own (SourceHealth.shared), said once.
+  for (const { sink } of sinks) assert.deepEqual(sink.health!(), { ready: false, detail: "the exactly-once producer shared by sinks dead-letter-kafka-0 and predictions-kafka-0 (transactional_id 'tx-1'): all broker connections are down", shared: true });
+  t.mock.timers.reset();
+  await transactions.close();
 });
 
 test('the brokers going away: the transactional producer\'s "broker transport failure" of each connection is one warning, not one per connection', async (t) => {

@@ -148,7 +148,11 @@ export class PipelineTransactions {
     private readonly features: readonly string[],
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.brokers = new ProducerReachability(producer, (detail) => logger.warn({ ...this.logged, err: detail }, 'kafka transactional producer: brokers unreachable; the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)'), logger);
+    this.brokers = new ProducerReachability(
+      producer,
+      'the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)',
+      logger,
+    );
   }
 
   /**
@@ -262,7 +266,7 @@ export class PipelineTransactions {
       if (this.fatal) return;
       const raised = fatalErrorOf(this.producer);
       if (raised) this.failFatally(raised);
-      else if (!this.brokers.observe(error)) this.brokers.failures.logError(error, 'kafka transactional producer error', this.logged);
+      else this.brokers.observe(error, 'kafka transactional producer error', this.logged);
     });
     this.producer.setPollInterval(50);
     try {
