@@ -456,8 +456,9 @@ export interface PipelineOutline {
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */
 export interface EntryProblem {
   /**
-   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`), said where its
-   * value starts in the file (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
+   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`; a key with a dot,
+   * as the JSONPath writes it: `options["fetch.min.bytes"]`), said where its value starts in the file
+   * (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
    */
   readonly field?: string;
   readonly message: string;

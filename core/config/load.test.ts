@@ -183,6 +183,11 @@ test('--set overrides values after interpolation and is validated like the file'
   assert.equal(loaded.sources[0]!.entry.users, 7);
   assert.equal(loaded.sources[0]!.entry.seed, 3);
   await assert.rejects(loadPipeline(file, { registry, sets: ['sources[0].users=many'] }), /must be integer, got "many"/);
+  // A key with a dot, quoted in brackets as the JSONPath of a problem writes it (was: split at its dot into two keys).
+  const kafka = join(dir, 'set-dotted.yaml');
+  writeFileSync(kafka, "sources: [{type: kafka, brokers: 'b:9092', topics: [t], group: g}]\nsinks: [{type: stdout}]\n");
+  const dotted = await loadPipeline(kafka, { registry, sets: ['sources[0].options["fetch.min.bytes"]=1024'] });
+  assert.deepEqual(dotted.sources[0]!.entry.options, { 'fetch.min.bytes': 1024 });
 });
 
 test('schema defaults are filled in for the factory', async () => {
@@ -1069,6 +1074,74 @@ test('loadPipeline (validate) and the runner\'s check of a loaded pipeline say e
   const warning = await bothWays(['sources: [{type: synthetic}]', 'sinks:', '  - {type: placed,   path: warn.txt}']);
   assert.deepEqual(warning.validate, ['P:3:28: warning: $.sinks[0].path: a warning at path']);
   assert.deepEqual(warning.runner, warning.validate);
+});
+
+test('a key with a dot in it (`"a.b"`, a librdkafka option) is located at its own position by validate and by the runner alike, and a plugin names it as the JSONPath does (`options["a.b"]`) (was: the runner split it at the dot and said its problem at the map)', async () => {
+  interface DottedConfig {
+    options?: Record<string, number>;
+  }
+  const spec = { name: 'dotted', summary: 'Keys with dots (tests only).', create: () => ({ write: () => undefined, close: async () => undefined }) };
+  const strict = defineSink<DottedConfig>({
+    ...spec,
+    // A check naming a dotted key, as a JSONPath writes it.
+    checkPipeline: (config) => (config.options?.['warn.me'] === undefined ? [] : [{ field: 'options["warn.me"]', message: 'a warning at warn.me', severity: 'warning' }]),
+    config: { type: 'object', additionalProperties: false, properties: { options: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 } } } },
+  });
+  // Lets every entry through, so that the runner's check (the strict plugin put in its place) meets the problems in a pipeline loadPipeline accepted, as run does.
+  const lenient = defineSink<DottedConfig>({ ...spec, config: { type: 'object' } as never });
+  const registryWith = async (plugin: typeof strict): Promise<PluginRegistry> => {
+    const registry = await builtinRegistry();
+    registry.register(plugin, 'test');
+    return registry;
+  };
+  const [strictRegistry, lenientRegistry] = await Promise.all([registryWith(strict), registryWith(lenient)]);
+  const file = join(dir, 'dotted.yaml');
+  writeFileSync(
+    file,
+    [
+      'sources: [{type: synthetic}]', //  1
+      'sinks:', //                        2
+      '  - type: dotted', //              3
+      '    options:', //                  4
+      '      a: 1', //                    5
+      '      a.b: 0', //                  6 a bad value under a dotted key: at 6:12
+      '      "c.d": 2', //                7
+      '      warn.me: 3', //              8 a warning a check says at options["warn.me"]: 8:16
+    ].join('\n'),
+  );
+  let validate: string[] = [];
+  try {
+    await loadPipeline(file, { registry: strictRegistry, env: {} });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    validate = error.problems.map((problem) => formatProblem({ ...problem, file: 'P' }));
+  }
+  assert.deepEqual(validate, ['P:6:12: $.sinks[0].options["a.b"]: must be >= 1, got 0']);
+  const loaded = await loadPipeline(file, { registry: lenientRegistry, env: {} });
+  for (const sink of loaded.sinks) sink.plugin = strict;
+  const warnings: ConfigProblem[] = [];
+  assert.deepEqual(
+    loadedPipelineProblems(loaded, warnings).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    validate,
+  );
+  // The check's warning: the runner found none of it as the schema problem came first; without it, both find it at the dotted key.
+  writeFileSync(file, readFileSync(file, 'utf8').replace('a.b: 0', 'a.b: 1'));
+  const loadedAgain = await loadPipeline(file, { registry: strictRegistry, env: {} });
+  assert.deepEqual(
+    (loadedAgain.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })),
+    ['P:8:16: warning: $.sinks[0].options["warn.me"]: a warning at warn.me'],
+  );
+  const lenientLoaded = await loadPipeline(file, { registry: lenientRegistry, env: {} });
+  for (const sink of lenientLoaded.sinks) sink.plugin = strict;
+  const runnerWarnings: ConfigProblem[] = [];
+  assert.deepEqual(loadedPipelineProblems(lenientLoaded, runnerWarnings), []);
+  assert.deepEqual(
+    runnerWarnings.map((warning) => formatWarning({ ...warning, file: 'P' })),
+    ['P:8:16: warning: $.sinks[0].options["warn.me"]: a warning at warn.me'],
+  );
+  // The entry's locator takes the same path, and a quoted key's own position.
+  assert.deepEqual(loadedAgain.sinks[0]!.locate?.('options["c.d"]'), { path: '$.sinks[0].options["c.d"]', line: 7, column: 14 });
+  assert.deepEqual(loadedAgain.sinks[0]!.locate?.('options["c.d"]', 'key'), { path: '$.sinks[0].options["c.d"]', line: 7, column: 7 });
 });
 
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {

@@ -95,9 +95,9 @@ export interface ResolvedEntry {
   line?: number;
   column?: number;
   /**
-   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`; `''`: the entry) is in the
-   * file: its JSONPath and the position of its value, or of its key (see FieldPlace), or the nearest
-   * enclosing one the file holds (a default's entry).
+   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`, a key with a dot as the
+   * JSONPath writes it: `options["a.b"]`; `''`: the entry) is in the file: its JSONPath and the position of
+   * its value, or of its key (see FieldPlace), or the nearest enclosing one the file holds (a default's entry).
    */
   locate?(field: string, place?: FieldPlace): FieldPosition;
   /**
@@ -110,7 +110,7 @@ export interface ResolvedEntry {
 export interface LoadOptions {
   registry: PluginRegistry;
   env?: Record<string, string | undefined>;
-  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`). */
+  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot: `sinks[0].options["linger.ms"]=5`). */
   sets?: readonly string[];
   /** Replace the text read from `file` (tests, stdin). */
   text?: string;
@@ -183,8 +183,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): ConfigProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
-   * `mapping.time_format`: what the runner's checks locate their problems by (inEntry), so they are
-   * said where loadPipeline says them.
+   * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
+   * by (inEntry, which names them by fieldPath), so they are said where loadPipeline says them.
    */
   const fieldsBelow =
     (base: readonly PathSegment[]) =>
@@ -659,7 +659,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
     section: (segments, message) => {
-      const at = loaded.locate?.(segments.join('.'));
+      const at = loaded.locate?.(fieldPath(segments));
       return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
     },
   };
@@ -689,7 +689,7 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
-  const at = resolved.locate?.(below.join('.'), place);
+  const at = resolved.locate?.(fieldPath(below), place);
   return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
 }
 
@@ -877,7 +877,8 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
   const last = segments.length - 1;
   const step = (segment: PathSegment, index: number): boolean => {
     if (isMap(node)) {
-      const pair = node.items.find((item) => (isScalar(item.key) ? item.key.value : item.key) === segment);
+      // By text: a key YAML reads as a number (`2: cart` in event_types) is the string "2" once loaded.
+      const pair = node.items.find((item) => String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
       if (!pair) return false;
       const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
@@ -1048,13 +1049,53 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
   return segments;
 }
 
-/** `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. */
+/**
+ * `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. A key
+ * with a dot (or any other key) is written as the JSONPath in messages writes it, quoted in brackets:
+ * `options["fetch.min.bytes"]` (see fieldPath), so a path given as text names the key it was made from.
+ */
 function pathSegments(path: string): PathSegment[] {
-  return path
-    .replace(/\[(\d+)\]/g, '.$1')
-    .split('.')
-    .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+  const segments: PathSegment[] = [];
+  let at = 0;
+  for (;;) {
+    // One part: a name up to a dot or a bracket, then its brackets (`[0]`, `["a.b"]`).
+    let name = '';
+    while (at < path.length && path[at] !== '.' && bracketAt(path, at) === undefined) name += path[at++];
+    const brackets: PathSegment[] = [];
+    for (let bracket = bracketAt(path, at); bracket !== undefined; bracket = bracketAt(path, at)) {
+      brackets.push(bracket.segment);
+      at = bracket.end;
+    }
+    if (name !== '' || brackets.length === 0) segments.push(/^\d+$/.test(name) ? Number(name) : name);
+    segments.push(...brackets);
+    if (at >= path.length) return segments;
+    if (path[at] === '.') {
+      at++;
+      if (at === path.length) return [...segments, ''];
+    }
+  }
 }
+
+/** The bracket at `at` in a path (`[2]`, an index; `["a.b"]`, a key as JSON writes it) and where it ends; undefined where none starts. */
+function bracketAt(path: string, at: number): { segment: PathSegment; end: number } | undefined {
+  if (path[at] !== '[') return undefined;
+  const index = /\[(\d+)\]/y;
+  index.lastIndex = at;
+  const number = index.exec(path);
+  if (number) return { segment: Number(number[1]), end: index.lastIndex };
+  const key = /\[("(?:[^"\\]|\\.)*")\]/y;
+  key.lastIndex = at;
+  const quoted = key.exec(path);
+  if (!quoted) return undefined;
+  try {
+    return { segment: JSON.parse(quoted[1]!) as string, end: key.lastIndex };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`): read back by pathSegments as the same segments. */
+const fieldPath = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
 
 /**
  * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the
