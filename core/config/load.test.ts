@@ -678,6 +678,28 @@ test('--set dead_letter.FIELD where the file names no dead_letter changes the de
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['dead_letter.type=stdout'] }), []);
 });
 
+test("a source reading the default dead-letter file (the pipeline names no dead_letter: dead-letters-NAME.jsonl in the working directory) is a config error at the source's field, by validate and the runner's check, as a sink writing an input is (was: not checked, the run replaced its input at the first reject)", async () => {
+  const file = join(dir, 'reads-dead-letters.yaml');
+  const deadLetters = join(process.cwd(), 'dead-letters-replay.jsonl');
+  writeFileSync(file, `name: replay\nsources:\n  - type: file\n    path: [other.jsonl, ${deadLetters}]\nsinks: [{type: stdout}]\n`);
+  const message = `${deadLetters} is the default dead-letter file (this pipeline names no dead_letter), which the run replaces at its first reject (appends to, resumed from a checkpoint): this source would read the dead letters back as input; add a dead_letter sink writing another file, or read a copy of it`;
+  const expected = [`P:4:25: $.sources[0].path[1]: ${message}`];
+  assert.deepEqual(await problemsOf(readFileSync(file, 'utf8')), expected);
+  // The runner's check of a loaded pipeline (a pipeline composed in code, a source changed after loading) says it too.
+  writeFileSync(file, `name: replay\nsources:\n  - type: file\n    path: [other.jsonl, elsewhere.jsonl]\nsinks: [{type: stdout}]\n`);
+  const registry = await builtinRegistry();
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  assert.deepEqual(loadedPipelineProblems(loaded), []);
+  loaded.sources[0]!.entry.path = ['other.jsonl', deadLetters];
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    expected,
+  );
+  // A dead_letter the file names is checked as any sink (at its own field); the default's name follows the pipeline's.
+  assert.deepEqual(await problemsOf(`name: other\nsources: [{type: file, path: ${deadLetters}}]\nsinks: [{type: stdout}]\n`), []);
+  assert.deepEqual(await problemsOf(`name: replay\nsources: [{type: file, path: ${deadLetters}}]\nsinks: [{type: stdout}]\ndead_letter: {type: file, path: ${join(dir, 'dl.jsonl')}}\n`), []);
+});
+
 test('a section --set created that lacks a required field says the file lacks it and which --set made it', async () => {
   const problems = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s'] });
   assert.deepEqual(problems, [

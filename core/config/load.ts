@@ -267,27 +267,33 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
   const warnings: ConfigProblem[] = [];
-  if (problems.length === 0) {
-    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
-  }
-  if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
-
-  document.name ??= pipelineNameOf(file);
   let deadLetter = deadLetters[0];
-  if (!deadLetter) {
-    const plugin = options.registry.get('sink', 'file');
-    if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
-    // One file per pipeline, locked like any output: pipelines started in one working directory (one process or
-    // several) keep each one's bad input, and a second process running the same pipeline there is refused, not
-    // left to replace the first one's records.
-    const entry = defaultDeadLetterEntry(document.name);
-    const errors = validator.validateEntry(plugin, entry);
-    if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
-    deadLetter = { plugin, entry, path: '$.dead_letter' };
-    defaultDeadLetters.add(deadLetter);
+  if (problems.length === 0) {
+    document.name ??= pipelineNameOf(file);
+    // The runtime's own where the file names none: checked against the sources' input files as well.
+    deadLetter ??= defaultDeadLetterSink(options.registry, validator, document.name);
+    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
+    const defaultDeadLetter = deadLetters[0] === undefined ? deadLetter : undefined;
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
   }
+  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
   return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
+}
+
+/**
+ * The runtime's dead-letter sink of a pipeline whose file names none. One file per pipeline, locked like any
+ * output: pipelines started in one working directory (one process or several) keep each one's bad input, and
+ * a second process running the same pipeline there is refused, not left to replace the first one's records.
+ */
+function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry {
+  const plugin = registry.get('sink', 'file');
+  if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
+  const entry = defaultDeadLetterEntry(pipeline);
+  const errors = validator.validateEntry(plugin, entry);
+  if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
+  const deadLetter: ResolvedEntry = { plugin, entry, path: '$.dead_letter' };
+  defaultDeadLetters.add(deadLetter);
+  return deadLetter;
 }
 
 /** A pipeline's name where the file gives none: its file's name. */
@@ -322,7 +328,10 @@ interface PipelineEntries {
   sources: readonly ResolvedEntry[];
   stages: readonly ResolvedEntry[];
   sinks: readonly ResolvedEntry[];
+  /** The dead-letter sink the file names, if any. */
   deadLetter: ResolvedEntry | undefined;
+  /** The runtime's own where the file names none (a `file` sink writing dead-letters-NAME.jsonl): no entry, but a file it writes. */
+  defaultDeadLetter?: ResolvedEntry;
   scaleOut: boolean;
   commits: PipelineOutline['commits'];
   baseDir: string;
@@ -419,14 +428,24 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
  * Sinks writing a file a source of the pipeline reads (PluginSpec.outputFiles, inputFiles): replacing
  * it as the pipeline starts would wipe the input before it is read, and appending to it would feed the
  * output back in. Found by sameFile (by name through links to the folders, by device and inode where
- * both are regular files). Said at the sink's field that names the file.
+ * both are regular files). Said at the sink's field that names the file; for the default dead-letter
+ * file, which no field of the file names, at the source's.
  */
 function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const read = entries.sources.flatMap((source, index) =>
-    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ index, file, resolved: resolve(entries.baseDir, file.path) })),
+    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
   );
   if (read.length === 0) return [];
   const problems: ConfigProblem[] = [];
+  const fallback = entries.defaultDeadLetter;
+  for (const output of fallback?.plugin.outputFiles?.(pluginConfig(fallback.entry) as never) ?? []) {
+    const written = resolve(entries.baseDir, output.path);
+    for (const input of read) {
+      if (!sameFile(written, input.resolved)) continue;
+      const message = `${written} is the default dead-letter file (this pipeline names no dead_letter), which the run replaces at its first reject (appends to, resumed from a checkpoint): this source would read the dead letters back as input; add a dead_letter sink writing another file, or read a copy of it`;
+      problems.push(locate.entry(input.source, ['sources', input.index], fieldSegments(input.file.field), message));
+    }
+  }
   const writers: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
     ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
@@ -666,8 +685,10 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const problems: ConfigProblem[] = [];
   for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
   if (problems.length > 0) return problems;
-  const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
+  const fallback = defaultDeadLetters.has(loaded.deadLetter);
+  const deadLetter = fallback ? undefined : loaded.deadLetter;
+  const defaultDeadLetter = fallback ? loaded.deadLetter : undefined;
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, defaultDeadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
 }
 
 /**
