@@ -184,7 +184,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
    * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
-   * by (inEntry, which names them by fieldPath), so they are said where loadPipeline says them.
+   * by (inEntry, which names them by fieldText), so they are said where loadPipeline says them.
    */
   const fieldsBelow =
     (base: readonly PathSegment[]) =>
@@ -678,7 +678,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
     section: (segments, message) => {
-      const at = loaded.locate?.(fieldPath(segments));
+      const at = loaded.locate?.(fieldText(segments));
       return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
     },
   };
@@ -710,7 +710,7 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
-  const at = resolved.locate?.(fieldPath(below), place);
+  const at = resolved.locate?.(fieldText(below), place);
   return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
 }
 
@@ -1073,7 +1073,7 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
 /**
  * `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. A key
  * with a dot (or any other key) is written as the JSONPath in messages writes it, quoted in brackets:
- * `options["fetch.min.bytes"]` (see fieldPath), so a path given as text names the key it was made from.
+ * `options["fetch.min.bytes"]` (see fieldText), so a path given as text names the key it was made from.
  */
 function pathSegments(path: string): PathSegment[] {
   const segments: PathSegment[] = [];
@@ -1116,7 +1116,7 @@ function bracketAt(path: string, at: number): { segment: PathSegment; end: numbe
 }
 
 /** Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`): read back by pathSegments as the same segments. */
-const fieldPath = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
+const fieldText = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
 
 /**
  * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the
