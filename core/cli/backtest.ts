@@ -21,6 +21,7 @@ import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
+import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -191,7 +192,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   loaded.sources[0] = replay;
   // What the file cannot give as the replaced source took it (a Kafka record's timestamp): said first, as
   // a replay whose every record is then dead-lettered would otherwise only say the time was missing.
-  for (const note of original.plugin.replayNotes?.(pluginConfig(original.entry) as never) ?? []) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
+  for (const note of replayNotesOf(original.plugin, pluginConfig(original.entry) as never, { entry: original.path })) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',
@@ -209,7 +210,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
   // The file source counts what it will read, as it reads it (gzip and CSV by its own rules).
-  const total = options.progress === 'none' ? 0 : ((await filePlugin.countRecords?.(entry as never, loaded.baseDir)) ?? 0);
+  const total = options.progress === 'none' ? 0 : ((await recordCountOf(filePlugin, entry as never, loaded.baseDir, { entry: replay.path })) ?? 0);
   if (options.progress === 'records') {
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
@@ -317,7 +318,7 @@ function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<st
 
 /** The file of a sink's PluginSpec.outputFiles that is `input` (each resolved against the pipeline's folder, as the sink resolves it), if any. */
 function writtenFile(sink: ResolvedEntry, baseDir: string, input: string): ConfigFile | undefined {
-  return sink.plugin.outputFiles?.(pluginConfig(sink.entry) as never).find((file) => sameFile(resolve(baseDir, file.path), input));
+  return outputFilesOf(sink.plugin, pluginConfig(sink.entry) as never, { entry: sink.path }).find((file) => sameFile(resolve(baseDir, file.path), input));
 }
 
 /** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */

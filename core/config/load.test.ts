@@ -1166,6 +1166,83 @@ test('a key with a dot in it (`"a.b"`, a librdkafka option) is located at its ow
   assert.deepEqual(loadedAgain.sinks[0]!.locate?.('options["c.d"]', 'key'), { path: '$.sinks[0].options["c.d"]', line: 7, column: 7 });
 });
 
+test("a user's plugin whose hook returns what its spec does not allow (a string for a list, undefined, a number) or throws is a config error at its entry naming the plugin and the hook, by validate and the runner's check (was: a TypeError from inside the core, or the wrong shape taken silently)", async () => {
+  const base = mkdtempSync(join(dir, 'hooks-'));
+  const noSource = { async *read() {} };
+  const noSink = { write: () => undefined, close: async () => undefined };
+  // Each plugin's hooks return what the test names in its config (`returns`), read as JSON; `throw` throws.
+  const give = (config: { returns?: string }): never => {
+    if (config.returns === 'throw') throw new TypeError('config.paths is not iterable');
+    return (config.returns === undefined ? undefined : JSON.parse(config.returns)) as never;
+  };
+  const schema = { type: 'object', additionalProperties: false, properties: { returns: { type: 'string' } } } as const;
+  const plugins = [
+    defineSource<{ returns?: string }>({ name: 'bad-inputs', summary: 'Tests only.', config: schema, inputFiles: give, create: () => noSource }),
+    defineSink<{ returns?: string }>({ name: 'bad-outputs', summary: 'Tests only.', config: schema, outputFiles: give, create: () => noSink }),
+    defineOperator<{ returns?: string }>({ name: 'bad-names', summary: 'Tests only.', config: schema, featureNames: give, create: () => ({ apply: (input) => input }) }),
+    defineSink<{ returns?: string }>({ name: 'bad-check', summary: 'Tests only.', config: schema, checkPipeline: give, create: () => noSink }),
+    defineOperator<{ returns?: string }>({
+      name: 'bad-condition',
+      summary: 'Tests only.',
+      config: schema,
+      emits: ['flag'],
+      emitsOnlyWith: { flag: { condition: 'returns', test: give } },
+      create: () => ({ apply: (input) => input }),
+    }),
+  ];
+  const registry = await builtinRegistry();
+  for (const plugin of plugins) registry.register(plugin as never, 'hooks.js');
+  const file = join(base, 'hooks.yaml');
+  const validate = async (yaml: string): Promise<string[]> => {
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${formatProblem({ ...problem, file: 'P' })}${problem.code ? ` (${problem.code})` : ''}`);
+    }
+    return [];
+  };
+  const code = 'TRIB_ERR_PLUGIN_LOAD';
+  const files = 'it must return a list of { path, field? }, e.g. [{ path: config.path, field: \'path\' }]';
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '"out.jsonl"'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-outputs': its outputFiles(config) returned "out.jsonl"; ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '[{"path": 3}]'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-outputs': its outputFiles(config) returned [{"path":3}]: item 0 ({"path":3}) has no path (a non-empty string); ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources:\n  - {type: bad-inputs}\nsinks: [{type: file, path: out.jsonl}]\n`), [
+    `P:2:5: $.sources[0]: source 'bad-inputs': its inputFiles(config) returned undefined; ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources:\n  - {type: bad-inputs, returns: throw}\nsinks: [{type: file, path: out.jsonl}]\n`), [
+    `P:2:5: $.sources[0]: source 'bad-inputs': its inputFiles(config) threw: config.paths is not iterable (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nstages:\n  - {type: bad-names, returns: '"my_score"'}\nsinks: [{type: stdout}]\n`), [
+    `P:3:5: $.stages[0]: operator 'bad-names': its featureNames(config) returned "my_score"; it must return a list of feature names, e.g. ['my_score'] (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nsinks:\n  - {type: bad-check, returns: '3'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-check': its checkPipeline(config, pipeline, self) returned 3; it must return a list of this entry's problems, { field?, message, severity? } each ([] for none) (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nsinks:\n  - {type: bad-check, returns: '[{"field": "returns", "message": "bad", "severity": "fatal"}]'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-check': its checkPipeline(config, pipeline, self) returned [{"field":"returns","message":"bad","severity":"fatal"}]: item 0 ({"field":"returns","message":"bad","severity":"fatal"}) has a severity that is neither 'error' nor 'warning'; it must return a list of this entry's problems, { field?, message, severity? } each ([] for none) (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nstages:\n  - {type: bad-condition, returns: '"yes"'}\nsinks: [{type: stdout, kinds: [flag]}]\n`), [
+    `P:3:5: $.stages[0]: operator 'bad-condition': its emitsOnlyWith.flag.test(config) returned "yes"; it must return true or false (${code})`,
+  ]);
+  // Right shapes pass, and are read.
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '[{"path": "in.jsonl", "field": "returns"}]'}\n`), [
+    `P:3:34: $.sinks[0].returns: ${join(base, 'in.jsonl')} is the input of sources[0] (path: in.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); name another file in this sink's returns`,
+  ]);
+  // The runner's check of a loaded pipeline (a pipeline composed in code) says it as validate does.
+  writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n  - {type: bad-names, returns: '["my_score"]'}\nsinks: [{type: stdout}]\n`);
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  loaded.stages[0]!.entry.returns = '{"names": ["my_score"]}';
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    [`P:3:5: $.stages[0]: operator 'bad-names': its featureNames(config) returned {"names":["my_score"]}; it must return a list of feature names, e.g. ['my_score']`],
+  );
+});
+
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
   const because = registrationProblem(new PluginRegistry());
   const names = (): string[] => ['a'];

@@ -11,6 +11,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
+import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, PluginHookError } from '../plugin-hooks.js';
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
@@ -351,6 +352,28 @@ function declaredCommits(document: PipelineDocument): NonNullable<PipelineOutlin
  * warnings (EntryProblem.severity) go to `warnings`, not among the problems returned.
  */
 function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
+  try {
+    return crossEntryChecks(entries, locate, warnings);
+  } catch (error) {
+    // A plugin's hook that returned what its spec does not allow: said at the entry it was called for, naming the plugin and the hook.
+    if (!(error instanceof PluginHookError)) throw error;
+    const at = entryBases(entries).find(({ resolved }) => resolved.path === error.entry);
+    if (at === undefined) throw error;
+    return [{ ...locate.entry(at.resolved, at.base, [], error.message), code: error.code }];
+  }
+}
+
+/** Each entry of the pipeline (the dead-letter sink the file names among them) with its segments in the document. */
+function entryBases(entries: PipelineEntries): { resolved: ResolvedEntry; base: PathSegment[] }[] {
+  return [
+    ...entries.sources.map((resolved, index) => ({ resolved, base: ['sources', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, base: ['stages', index] })),
+    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  ];
+}
+
+function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
   const problems: ConfigProblem[] = labelProblems(entries, locate);
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
@@ -407,7 +430,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
   ];
-  const appended = entries.stages.map((resolved) => resolved.plugin.featureNames?.(pluginConfig(resolved.entry) as never));
+  const appended = entries.stages.map((resolved) => featureNamesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path }));
   for (const { resolved, self, base, stage } of located) {
     // The mapping sources share (`tributary:mapping`), whichever plugin reads it (file, stdin, kafka, a user's): its warnings, said here for all.
     const mapping = self.config.mapping;
@@ -415,7 +438,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     if (resolved.plugin.kind === 'source' && declared?.$ref === 'tributary:mapping' && typeof mapping === 'object' && mapping !== null) {
       for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping', ...fieldSegments(field)], message));
     }
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
+    for (const problem of pipelineProblemsOf(resolved.plugin, pluginConfig(resolved.entry) as never, outline, self, { entry: resolved.path })) {
       (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, fieldSegments(problem.field), problem.message));
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
@@ -433,12 +456,12 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
  */
 function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const read = entries.sources.flatMap((source, index) =>
-    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
+    inputFilesOf(source.plugin, pluginConfig(source.entry) as never, { entry: source.path }).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
   );
   if (read.length === 0) return [];
   const problems: ConfigProblem[] = [];
   const fallback = entries.defaultDeadLetter;
-  for (const output of fallback?.plugin.outputFiles?.(pluginConfig(fallback.entry) as never) ?? []) {
+  for (const output of fallback ? outputFilesOf(fallback.plugin, pluginConfig(fallback.entry) as never, { entry: fallback.path }) : []) {
     const written = resolve(entries.baseDir, output.path);
     for (const input of read) {
       if (!sameFile(written, input.resolved)) continue;
@@ -451,7 +474,7 @@ function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocat
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
   ];
   for (const { resolved, base } of writers) {
-    for (const output of resolved.plugin.outputFiles?.(pluginConfig(resolved.entry) as never) ?? []) {
+    for (const output of outputFilesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path })) {
       const written = resolve(entries.baseDir, output.path);
       for (const input of read) {
         if (!sameFile(written, input.resolved)) continue;
@@ -587,7 +610,7 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
   let kindsKnown = true;
   let outputsKnown = true;
   const add = (resolved: ResolvedEntry): boolean => {
-    const made = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never);
+    const made = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path });
     if (made === undefined) return false;
     for (const kind of made.kinds) kinds.add(kind);
     for (const output of made.sideOutputs) outputs.add(output);
