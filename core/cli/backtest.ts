@@ -81,6 +81,12 @@ interface ModelReport extends StreamRecord {
   scoreReason?: string | null;
   /** What its scores do not show by themselves, each said whole; absent from a plugin that does not say. */
   scoreNotes?: string[];
+  /**
+   * What the timeline's windowed figures span: the last `labels` labels, its first point taken after
+   * `firstPointAt` labels, both set by its config field `setting` (the built-in models' `metrics.window`);
+   * absent from a plugin that does not say, whose report then says neither.
+   */
+  timelineWindow?: { labels: number; firstPointAt: number; setting: string };
 }
 
 /** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
@@ -445,15 +451,20 @@ for (const r of DATA.reports) {
       : none('Calibration', noLabel),
   );
   const t = r.timeline.map((p) => p.time / 1000);
-  const fewLabels = labelled ? 'No point yet: a point is added every quarter of metrics.window labels, and this model got ' + s.n + '.' : noLabel;
+  // What the window spans, as the model stage says it (the setting is its plugin's config field, which this page does not know).
+  const w = r.timelineWindow, spans = w && Number.isFinite(w.labels) && Number.isFinite(w.firstPointAt) && typeof w.setting === 'string';
+  const windowed = spans ? 'window (last ' + w.labels + ' labels)' : 'window';
+  const fewLabels = !labelled ? noLabel : spans
+    ? 'No point yet: the first comes after ' + w.firstPointAt + ' labels (set by ' + w.setting + '), and this model got ' + s.n + '.'
+    : 'No point yet: this model got ' + s.n + ' labels, fewer than its first point needs.';
   plots.appendChild(
     t.length > 0 && bothClasses
-      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window (last metrics.window labels)', 'cumulative'], { time: true })
+      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], [windowed, 'cumulative'], { time: true })
       : none('AUC over event time', t.length > 0 ? 'None: one outcome only (see the ROC curve).' : fewLabels),
   );
   plots.appendChild(
     t.length > 0
-      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], ['window (last metrics.window labels)'], { time: true })
+      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], [windowed], { time: true })
       : none('Log loss over event time', fewLabels),
   );
   const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);

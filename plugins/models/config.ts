@@ -313,7 +313,7 @@ export const modelOperatorProperties = {
   report: {
     type: 'boolean',
     description:
-      'Emit a `model_metrics` record (summary, ROC, calibration, timeline, and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
+      'Emit a `model_metrics` record (summary, ROC, calibration, timeline; `timelineWindow`: what the timeline\'s windowed figures span, `{labels, firstPointAt, setting}` (the last `metrics.window` labels, its first point after a quarter of them, and `metrics.window`, the field that sets both), which a backtest\'s report says; and `counts`: `predictions`, `labels`, `learnSteps`, `overflow`, `expired`, ' +
       '`unlabelledAtEnd`, `drifts`, `lateLabels` (labels that came for a prediction already dropped, as `model_late_labels_total`), `invalidScores`, `withdrawn` (as `model_predictions_withdrawn_total`), `scoredBeforeLearning` (labels scored before a cold model\'s first learning step: they score the untrained model, a logistic one\'s constant prior; one predicted before that step but labelled after it is not counted); ' +
       'each prediction is counted once: `predictions` = `labels` + `overflow` + `expired` + `unlabelledAtEnd` + `withdrawn` + `invalidScores`; `warmStart`: the saved model\'s `file` and learning `steps` it started from, or null; ' +
       '`scoreReason`: why its AUC is null or measures nothing learnt, in a few words (`no label`, `one class: every label negative` or `positive`, `every label scored before it learnt`, `diverged: N of M predictions not a number`), as the end-of-run log line says it beside the AUC, or null; ' +

@@ -1172,6 +1172,8 @@ export class OnlineLearner {
       calibration: this.prequential.calibrationTable(),
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
+      // What the timeline's windowed figures span, and the config field that sets it, for a report to say (the backtest knows no model's config).
+      timelineWindow: { labels: this.prequential.window, firstPointAt: this.prequential.firstPointAt, setting: 'metrics.window' },
       counts: { ...this.counts },
       warmStart: this.warmStarted,
       // What the scores do not show by themselves, for a backtest to show beside them: said here, where the counts
