@@ -314,7 +314,10 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual(backtestResults(warm.stderr)[0]!.warmStarts, { 'intent-lr': { file: saved, steps } });
   const html = readFileSync(join(dir, 'warm', 'report.html'), 'utf8');
   assert.match(html, /<div id="warm-start" class="warning">/);
-  assert.ok(html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps)`), 'the page names the model and its file');
+  assert.ok(
+    html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps); set <code>checkpoint.warm_start: false</code> on its stage`),
+    'the page names the model, its file, and the field that starts it cold, as its record says it',
+  );
   const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object>; warmStarts?: unknown };
   assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts'], 'metrics.json: its fields as before, warmStarts added');
   assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'each model as before');
@@ -673,6 +676,33 @@ test("a model_metrics record of a plugin that says nothing of its scores (no sco
   const { models } = renderReport(html);
   assert.deepEqual(models.children.filter((child) => child.className === 'warning'), []);
   assert.equal(models.children.filter((child) => child.className === 'plots').length, 1, 'its scores are shown');
+});
+
+test("report.html's warm-start note says how to start a model cold as its model_metrics record says it (warmStartSetting), and names no field for a plugin whose record does not say (was: checkpoint.warm_start, a built-in model's field, for every model)", () => {
+  const record = (model: string, setting?: string) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'logistic',
+    backend: null,
+    features: [],
+    summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0 },
+    calibration: [],
+    roc: { fpr: [], tpr: [] },
+    timeline: [],
+    counts: {},
+    warmStart: { file: `/models/${model}.json`, steps: 7 },
+    ...(setting === undefined ? {} : { warmStartSetting: setting }),
+  });
+  const reports = [record('builtin', 'checkpoint.warm_start'), record('theirs')];
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const note = /<div id="warm-start" class="warning">(.*?)<\/div>/.exec(html)?.[1] ?? '';
+  assert.deepEqual([...note.matchAll(/<li>(.*?)<\/li>/g)].map((item) => item[1]), [
+    'model <code>builtin</code> started from the saved model <code>/models/builtin.json</code> (7 learning steps); set <code>checkpoint.warm_start: false</code> on its stage (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score',
+    'model <code>theirs</code> started from the saved model <code>/models/theirs.json</code> (7 learning steps)',
+  ]);
+  // In the page's text (its data, the records as given, aside): at the model whose record names it, only.
+  assert.equal(html.slice(0, html.indexOf('<script>')).split('checkpoint.warm_start').length - 1, 2, 'named only where the record names it');
 });
 
 test("report.html names no model plugin's config field: what a timeline's window spans comes from the model_metrics record (timelineWindow, as the built-in models say it); a record without it is shown in words of no plugin (was: 'metrics.window', a built-in model's field, said of every model)", () => {

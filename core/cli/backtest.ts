@@ -87,6 +87,8 @@ interface ModelReport extends StreamRecord {
    * absent from a plugin that does not say, whose report then says neither.
    */
   timelineWindow?: { labels: number; firstPointAt: number; setting: string };
+  /** The boolean config field that, false, starts the model cold (the built-in models' `checkpoint.warm_start`), said where it warm-started; absent from a plugin that does not say. */
+  warmStartSetting?: string;
 }
 
 /** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
@@ -380,16 +382,22 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotesOf(report).notes] as const).filter(([, notes]) => notes.length > 0);
   const notes = Object.fromEntries(noted);
   const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
-  // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
+  // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample. How
+  // to start it cold is its plugin's config, said as its record says it (warmStartSetting), never named here.
+  const settingOf = new Map(reports.map((report) => [String((report as Partial<ModelReport>).model), (report as Partial<ModelReport>).warmStartSetting]));
+  const coldText = (model: string): string => {
+    const setting = settingOf.get(model);
+    return typeof setting === 'string' && setting !== '' ? `; set <code>${escapeHtml(setting)}: false</code> on its stage (or <code>--set stages[N].${escapeHtml(setting)}=false</code>) for a cold score` : '';
+  };
   const warm = Object.entries(metrics.warmStarts ?? {})
-    .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
+    .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)${coldText(model)}</li>`)
     .join('');
   const notesNote =
     noted.length === 0
       ? ''
       : `<div id="score-notes" class="warning"><p><strong>Read the scores with these notes.</strong></p><ul>${noted.map(([model, notes]) => `<li>model <code>${escapeHtml(model)}</code>: ${notes.map(escapeHtml).join('; ')}</li>`).join('')}</ul></div>`;
   const warmNote = warm
-    ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high. Set <code>checkpoint.warm_start: false</code> (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score.</p></div>`
+    ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high: start it cold for an out-of-sample score.</p></div>`
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
