@@ -1658,6 +1658,17 @@ test("session-features whose hours would not be the source's clock's is a warnin
   ] as const) {
     assert.deepEqual(await warningsOf(yaml([...mappings], features)), [], `${mappings.join(' ')} ${features}`);
   }
+  // A source whose pattern reads an offset carries its own: its time_zone applies to no time (the mapping's warning
+  // says so), so it names no clock the hours should follow (was: counted as reading its times in Europe/Berlin).
+  const offsets = ', mapping: {time_zone: Europe/Berlin, time_format: "yyyy-MM-dd HH:mm:ssXXX"}';
+  const noTime = "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin";
+  assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features, time_zone: America/New_York}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  // Beside it, a source that reads its times in a zone is the one named.
+  assert.deepEqual(await warningsOf(yaml([offsets, ', label: ny, mapping: {time_zone: America/New_York}'], '{type: session-features}')), [
+    `P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`,
+    'P:6:5: warning: $.stages[1].time_zone: neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while source ny reads its times in America/New_York (mapping.time_zone): set time_zone: America/New_York on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)',
+  ]);
   // A warning is no error: an error of another stage beside it is said alone, as before.
   assert.deepEqual(await problemsOf(yaml([berlin], '{type: session-features}\n  - {type: user-features, horizons: [1d, 1d]}')), ['P:6:42: $.stages[2].horizons[1]: the same as horizons[0], got "1d"']);
 });
