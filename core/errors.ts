@@ -85,7 +85,7 @@ export function pluginFailure(code: ErrorCode, label: string, what: string, caus
  * Thrown by a plugin's factory to reject one field of its config for a reason the schema cannot
  * express. Reported at that field's position, like a schema error:
  * `FILE:LINE:COL: $.sources[0].url: source 'http': <message>`. `field` is a path inside the entry:
- * `url`, `mapping.time_format`, `horizons[1]`.
+ * `url`, `mapping.time_format`, `horizons[1]`; a key with a dot as the JSONPath writes it, `options["fetch.min.bytes"]`.
  */
 export class PluginConfigError extends Error {
   readonly field: string;

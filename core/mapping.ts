@@ -104,7 +104,7 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
   const abbreviation = zoneNameWarning(zone);
   if (abbreviation !== undefined) warnings.push({ field: 'time_zone', message: abbreviation });
   const format = config.time_format;
-  if (!isUtcZone(zone) && typeof format === 'string' && patternReadsOffset(format)) {
+  if (!isUtcZone(zone) && typeof format === 'string' && timeFormatReadsOffset(format)) {
     warnings.push({
       field: 'time_zone',
       message: `time_zone ${zone} applies to no time: time_format '${format}' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`,
@@ -113,8 +113,11 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
   return warnings;
 }
 
-/** Whether `format` is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters outside quotes that no other token has. */
-function patternReadsOffset(format: string): boolean {
+/**
+ * Whether `format` (a mapping's `time_format`) is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters
+ * outside quotes that no other token has. Its times carry their own offset, so the mapping's `time_zone` applies to none.
+ */
+export function timeFormatReadsOffset(format: string): boolean {
   if (format === 'iso8601' || format === 'epoch_ms' || format === 'epoch_s') return false;
   return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }

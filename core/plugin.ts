@@ -8,6 +8,7 @@
 import type { Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClickEvent, Element, Origin, StreamRecord } from './events.js';
+import { conditionMet, type HookCall } from './plugin-hooks.js';
 
 /** A JSON Schema object (draft-07, as ajv compiles it). */
 export interface JsonSchema {
@@ -468,8 +469,9 @@ export interface PipelineOutline {
 /** A problem a {@link PluginSpec.checkPipeline} found in its own entry. */
 export interface EntryProblem {
   /**
-   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`), said where its
-   * value starts in the file (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
+   * The entry's field it is about (e.g. `guarantee`, `mapping.time_zone`, `horizons[1]`; a key with a dot,
+   * as the JSONPath writes it: `options["fetch.min.bytes"]`), said where its value starts in the file
+   * (FieldPlace); absent, or not in the file: the entry as a whole, where it starts.
    */
   readonly field?: string;
   readonly message: string;
@@ -506,13 +508,14 @@ export interface OutputCondition<Config> {
  * `event`, declared or not.
  */
 export function emittedWith<Config>(
-  plugin: Pick<PluginSpec<PluginKind, Config>, 'emits' | 'sideOutputs' | 'emitsOnlyWith' | 'sideOutputsOnlyWith'>,
+  plugin: Pick<PluginSpec<PluginKind, Config>, 'kind' | 'name' | 'emits' | 'sideOutputs' | 'emitsOnlyWith' | 'sideOutputsOnlyWith'>,
   config: Config,
+  at: HookCall = {},
 ): { kinds: readonly string[]; sideOutputs: readonly string[] } | undefined {
   if (plugin.emits === undefined) return undefined;
-  const made = (names: readonly string[], conditions: { readonly [name: string]: OutputCondition<Config> } = {}): string[] =>
-    names.filter((name) => !Object.hasOwn(conditions, name) || conditions[name]!.test(config));
-  return { kinds: made(plugin.emits, plugin.emitsOnlyWith), sideOutputs: made(plugin.sideOutputs ?? [], plugin.sideOutputsOnlyWith) };
+  const made = (field: 'emitsOnlyWith' | 'sideOutputsOnlyWith', names: readonly string[], conditions: { readonly [name: string]: OutputCondition<Config> } = {}): string[] =>
+    names.filter((name) => !Object.hasOwn(conditions, name) || conditionMet(plugin, field, name, conditions[name]!, config, at));
+  return { kinds: made('emitsOnlyWith', plugin.emits, plugin.emitsOnlyWith), sideOutputs: made('sideOutputsOnlyWith', plugin.sideOutputs ?? [], plugin.sideOutputsOnlyWith) };
 }
 
 interface InstanceOf {
@@ -530,6 +533,11 @@ export const pluginMarker: unique symbol = Symbol.for('tributary.plugin');
  */
 export const runtimeEntryFields: readonly string[] = Object.freeze(['type', 'label', 'watermark', 'kinds', 'outputs']);
 
+/**
+ * What a plugin is. Its hooks' results are checked as the core reads them (plugin-hooks.ts): a hook that
+ * returns other than what is declared here (a string for a list, nothing) or throws is a config error at the
+ * entry it was called for, naming the plugin and the hook (TRIB_ERR_PLUGIN_LOAD).
+ */
 export interface PluginSpec<K extends PluginKind, Config> {
   kind: K;
   /** The `type:` users write in YAML. */

@@ -137,25 +137,28 @@ test('zoneNameWarning: an abbreviation Intl takes as a zone (EST, CET, BST, est)
     const read = canonicalTimeZone(zone)!;
     return read.includes('/') ? `; ${read} reads as ${zone} does, without this warning` : '';
   };
+  // The offsets of the year asked for (by default this one), which the warning names.
+  const year = new Date().getUTCFullYear();
+  assert.equal(zoneNameWarning('EST'), zoneNameWarning('EST', year));
   assert.equal(
-    zoneNameWarning('EST'),
-    `time_zone 'EST' is an abbreviation, not a place: it is read${as('EST')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('EST')}`,
+    zoneNameWarning('EST', 2024),
+    `time_zone 'EST' is an abbreviation, not a place: it is read${as('EST')}, in 2024 UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('EST')}`,
   );
   assert.equal(
-    zoneNameWarning('est'),
-    `time_zone 'est' is an abbreviation, not a place: it is read${as('est')}, UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('est')}`,
+    zoneNameWarning('est', 2024),
+    `time_zone 'est' is an abbreviation, not a place: it is read${as('est')}, in 2024 UTC-05:00 all year (no summer time); name the place meant, most likely America/New_York (UTC-05:00, UTC-04:00 in summer time)${keep('est')}`,
   );
   assert.equal(
-    zoneNameWarning('CET'),
-    `time_zone 'CET' is an abbreviation, not a place: it is read${as('CET')}, UTC+01:00, UTC+02:00 in summer time; name the place meant, such as Europe/Paris or Europe/Berlin${keep('CET')}`,
+    zoneNameWarning('CET', 2024),
+    `time_zone 'CET' is an abbreviation, not a place: it is read${as('CET')}, in 2024 UTC+01:00, UTC+02:00 in summer time; name the place meant, such as Europe/Paris or Europe/Berlin${keep('CET')}`,
   );
   // Java's ids, which ICU takes: BST is Bangladesh's, not British Summer Time.
   assert.equal(
-    zoneNameWarning('BST'),
-    `time_zone 'BST' is an abbreviation, not a place: it is read${as('BST')}, UTC+06:00 all year (no summer time); name the place meant, most likely Europe/London (UTC+00:00, UTC+01:00 in summer time)${keep('BST')}`,
+    zoneNameWarning('BST', 2024),
+    `time_zone 'BST' is an abbreviation, not a place: it is read${as('BST')}, in 2024 UTC+06:00 all year (no summer time); name the place meant, most likely Europe/London (UTC+00:00, UTC+01:00 in summer time)${keep('BST')}`,
   );
   // Where the place meant is the one it is read as, there is no other way to keep it to tell of.
-  assert.match(zoneNameWarning('PST8PDT')!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
+  assert.match(zoneNameWarning('PST8PDT', 2024)!, /^time_zone 'PST8PDT' is an abbreviation, not a place: it is read( as America\/Los_Angeles)?, in 2024 UTC-08:00, UTC-07:00 in summer time; name the place meant, most likely America\/Los_Angeles$/);
   for (const zone of ['UTC', 'GMT', 'Etc/UTC', 'Europe/Berlin', 'America/New_York', 'US/Eastern', 'GB', 'Japan', 'Etc/GMT+0', 'Etc/GMT0', 'EDT', 'CEST', 'Mars/Olympus_Mons', '']) {
     assert.equal(zoneNameWarning(zone), undefined, zone);
   }
@@ -166,6 +169,13 @@ test('zoneNameWarning: an abbreviation Intl takes as a zone (EST, CET, BST, est)
     assert.ok(warning?.startsWith(`time_zone '${name}' is an abbreviation, not a place`), name);
     for (const place of ZONE_ABBREVIATIONS[name]!) assert.equal(timeZoneProblem(place), undefined, `${name}: ${place}`);
   }
+});
+
+test("zoneNameWarning: the offsets it states are those of the year it names, by default this one, the data's where a caller knows it (was: this year's, unnamed): France and Germany had no summer time in 1974", () => {
+  assert.match(zoneNameWarning('CET', 1974)!, /, in 1974 UTC\+01:00 all year \(no summer time\); name the place meant, such as Europe\/Paris or Europe\/Berlin/);
+  assert.match(zoneNameWarning('CET')!, new RegExp(`, in ${new Date().getUTCFullYear()} UTC\\+01:00, UTC\\+02:00 in summer time;`));
+  // A year whose summer time did not follow January and July: New York's began on January 6th, 1974, and ended in October.
+  assert.match(zoneNameWarning('EST', 1974)!, /, in 1974 UTC-05:00 all year \(no summer time\); name the place meant, most likely America\/New_York \(UTC-05:00, UTC-04:00 in summer time\)/);
 });
 
 test('zoneNameWarning: an Etc/GMT name with an hour is said with the offset it is (Etc/GMT+5 is UTC-05:00, POSIX sign) and the name of the offset likely meant (was: taken without a word)', () => {

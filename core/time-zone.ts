@@ -106,9 +106,10 @@ export const ZONE_ABBREVIATIONS: Readonly<Record<string, readonly string[]>> = {
  * (`EST`: UTC-05:00 all year, where New York has summer time), said with the zone and offsets it is read as
  * and the place most likely meant; or an `Etc/GMT+5`-style name, whose sign is POSIX's (UTC-05:00).
  * Undefined for any other name (a place, UTC, or no zone at all, which timeZoneProblem says). The mapping's `time_zone` and session-features' share it: a warning, not an
- * error, as a fixed UTC-05:00 may be meant.
+ * error, as a fixed UTC-05:00 may be meant. The offsets are those of `year` (by default this one, as a
+ * config is checked before any data is read), and said so: rules change (New York kept summer time all of 1974).
  */
-export function zoneNameWarning(zone: string): string | undefined {
+export function zoneNameWarning(zone: string, year: number = new Date().getUTCFullYear()): string | undefined {
   const key = zone.trim().toUpperCase();
   const fixed = /^ETC\/GMT([+-])(\d{1,2})$/.exec(key);
   if (fixed !== null && Number(fixed[2]) !== 0 && canonicalTimeZone(zone) !== undefined) return etcGmtWarning(zone, fixed[1] === '+' ? -Number(fixed[2]) : Number(fixed[2]));
@@ -117,16 +118,16 @@ export function zoneNameWarning(zone: string): string | undefined {
   if (read === undefined) return undefined;
   // Tz data before 2024b reads `CET` as `CET` itself, later data as Europe/Brussels: said as this runtime reads it.
   const readAsPlace = read.includes('/') ? read : undefined;
-  const offsets = yearOffsets(zone);
+  const offsets = yearOffsets(zone, year);
   const listed = ZONE_ABBREVIATIONS[key]!;
   const places = listed.length > 0 ? listed : readAsPlace === undefined ? [] : [readAsPlace];
   const placeText = (place: string): string => {
-    const own = yearOffsets(place);
+    const own = yearOffsets(place, year);
     return own === offsets ? place : `${place} (${own})`;
   };
   const meant = places.length === 0 ? 'name the place meant' : places.length === 1 ? `name the place meant, most likely ${placeText(places[0]!)}` : `name the place meant, such as ${places.map(placeText).join(' or ')}`;
   const keep = readAsPlace !== undefined && !places.some((place) => canonicalTimeZone(place) === readAsPlace) ? `; ${readAsPlace} reads as ${zone} does, without this warning` : '';
-  return `time_zone '${zone}' is an abbreviation, not a place: it is read${readAsPlace === undefined ? '' : ` as ${readAsPlace}`}, ${offsets}; ${meant}${keep}`;
+  return `time_zone '${zone}' is an abbreviation, not a place: it is read${readAsPlace === undefined ? '' : ` as ${readAsPlace}`}, in ${year} ${offsets}; ${meant}${keep}`;
 }
 
 /**
@@ -139,18 +140,18 @@ function etcGmtWarning(zone: string, hours: number): string {
   return `time_zone '${zone}' is ${said} all year: Etc/GMT names keep POSIX's sign, the opposite of an offset's (${zone} is ${hours < 0 ? 'west' : 'east'} of Greenwich); for UTC${hours < 0 ? '+' : '-'}${String(Math.abs(hours)).padStart(2, '0')}:00 write ${mirror}, and for a shop's local clock name its place (Europe/Berlin), whose offset follows summer time`;
 }
 
-/** A zone's offsets this year, as said: `UTC-05:00 all year (no summer time)`, or `UTC+01:00, UTC+02:00 in summer time`. */
-function yearOffsets(zone: string): string {
+/** A zone's offsets in `year`, as said: `UTC-05:00 all year (no summer time)`, or `UTC+01:00, UTC+02:00 in summer time`. */
+function yearOffsets(zone: string, year: number): string {
   const offsetAt = intlOffsets(zone);
-  const year = new Date().getUTCFullYear();
-  const january = offsetAt(Date.UTC(year, 0, 15));
-  const july = offsetAt(Date.UTC(year, 6, 15));
+  // Mid-month, every month: a year's rules need not follow January and July (New York kept summer time from January 1974).
+  const months = Array.from({ length: 12 }, (_, month) => offsetAt(Date.UTC(year, month, 15)));
+  const [standard, summer] = [Math.min(...months), Math.max(...months)];
   const said = (offset: number): string => {
     const minutes = Math.abs(offset) / 60_000;
     return `UTC${offset < 0 ? '-' : '+'}${String(Math.floor(minutes / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;
   };
   // Summer time is the later clock, in either hemisphere (January is summer in Sydney).
-  return january === july ? `${said(january)} all year (no summer time)` : `${said(Math.min(january, july))}, ${said(Math.max(january, july))} in summer time`;
+  return standard === summer ? `${said(standard)} all year (no summer time)` : `${said(standard)}, ${said(summer)} in summer time`;
 }
 
 /**

@@ -314,7 +314,10 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual(backtestResults(warm.stderr)[0]!.warmStarts, { 'intent-lr': { file: saved, steps } });
   const html = readFileSync(join(dir, 'warm', 'report.html'), 'utf8');
   assert.match(html, /<div id="warm-start" class="warning">/);
-  assert.ok(html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps)`), 'the page names the model and its file');
+  assert.ok(
+    html.includes(`model <code>intent-lr</code> started from the saved model <code>${saved}</code> (${steps} learning steps); set <code>checkpoint.warm_start: false</code> on its stage`),
+    'the page names the model, its file, and the field that starts it cold, as its record says it',
+  );
   const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object>; warmStarts?: unknown };
   assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts'], 'metrics.json: its fields as before, warmStarts added');
   assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'each model as before');
@@ -597,6 +600,8 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
     calibration: n ? [{ lower: 0, upper: 0.1, count: n, meanScore: 0.05, positiveRate: positives / n }] : [{ lower: 0, upper: 0.1, count: 0, meanScore: 0, positiveRate: 0 }],
     roc: { fpr: [0, 0.5, 1], tpr: [0, 0.8, 1] },
     timeline: timeline ? [{ time, n: 250, auc: 0.7, logloss: 0.3, cumulativeAuc: 0.7 }] : [],
+    // As the model stage says it (plugins/models' learner): the page names no config field of its own.
+    timelineWindow: { labels: 1000, firstPointAt: 250, setting: 'metrics.window' },
     counts: { predictions: n + 10, labels: n, unlabelledAtEnd: 10, overflow: 0, expired: 0, invalidScores: 0, scoredBeforeLearning: 0 },
     warmStart: null,
     // As the model stage says them (plugins/models' score-notes).
@@ -626,9 +631,13 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   assert.deepEqual(shown[2], [
     'none ROC curve: None: all 40 labels were negative, and a ROC curve needs both outcomes.',
     'plot Calibration: observed positive rate by mean predicted probability',
-    'none AUC over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
-    'none Log loss over event time: No point yet: a point is added every quarter of metrics.window labels, and this model got 40.',
+    'none AUC over event time: No point yet: the first comes after 250 labels (set by metrics.window), and this model got 40.',
+    'none Log loss over event time: No point yet: the first comes after 250 labels (set by metrics.window), and this model got 40.',
   ]);
+  assert.deepEqual(
+    plots.filter((drawn) => drawn.opts.title.endsWith('over event time')).map((drawn) => Array.from(drawn.opts.series.slice(1), (series) => series.label)),
+    [['window (last 1000 labels)', 'cumulative'], ['window (last 1000 labels)']],
+  );
   for (const drawn of plots) {
     assert.ok(drawn.opts.title && drawn.opts.axes.every((axis) => axis.label), `${drawn.opts.title}: titled, both axes labelled`);
     if (drawn.opts.axes[0]!.label.startsWith('event time')) {
@@ -667,6 +676,65 @@ test("a model_metrics record of a plugin that says nothing of its scores (no sco
   const { models } = renderReport(html);
   assert.deepEqual(models.children.filter((child) => child.className === 'warning'), []);
   assert.equal(models.children.filter((child) => child.className === 'plots').length, 1, 'its scores are shown');
+});
+
+test("report.html's warm-start note says how to start a model cold as its model_metrics record says it (warmStartSetting), and names no field for a plugin whose record does not say (was: checkpoint.warm_start, a built-in model's field, for every model)", () => {
+  const record = (model: string, setting?: string) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'logistic',
+    backend: null,
+    features: [],
+    summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0 },
+    calibration: [],
+    roc: { fpr: [], tpr: [] },
+    timeline: [],
+    counts: {},
+    warmStart: { file: `/models/${model}.json`, steps: 7 },
+    ...(setting === undefined ? {} : { warmStartSetting: setting }),
+  });
+  const reports = [record('builtin', 'checkpoint.warm_start'), record('theirs')];
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const note = /<div id="warm-start" class="warning">(.*?)<\/div>/.exec(html)?.[1] ?? '';
+  assert.deepEqual([...note.matchAll(/<li>(.*?)<\/li>/g)].map((item) => item[1]), [
+    'model <code>builtin</code> started from the saved model <code>/models/builtin.json</code> (7 learning steps); set <code>checkpoint.warm_start: false</code> on its stage (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score',
+    'model <code>theirs</code> started from the saved model <code>/models/theirs.json</code> (7 learning steps)',
+  ]);
+  // In the page's text (its data, the records as given, aside): at the model whose record names it, only.
+  assert.equal(html.slice(0, html.indexOf('<script>')).split('checkpoint.warm_start').length - 1, 2, 'named only where the record names it');
+});
+
+test("report.html names no model plugin's config field: what a timeline's window spans comes from the model_metrics record (timelineWindow, as the built-in models say it); a record without it is shown in words of no plugin (was: 'metrics.window', a built-in model's field, said of every model)", () => {
+  const time = Date.parse('2019-10-01T00:00:00Z');
+  const record = (model: string, timeline: boolean) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'rule',
+    backend: null,
+    features: [],
+    summary: { n: 40, positives: 10, baseRate: 0.25, auc: 0.6, logloss: 0.5, brier: 0.2 },
+    calibration: [{ lower: 0, upper: 1, count: 40, meanScore: 0.3, positiveRate: 0.25 }],
+    roc: { fpr: [0, 1], tpr: [0, 1] },
+    timeline: timeline ? [{ time, n: 40, auc: 0.6, logloss: 0.5, cumulativeAuc: 0.6 }] : [],
+    counts: { predictions: 40, labels: 40 },
+  });
+  const reports = [record('few', false), record('plotted', true)];
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 80, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  assert.doesNotMatch(html, /metrics\.window/);
+  const { plots, models } = renderReport(html);
+  const nones = models.children
+    .filter((child) => child.className === 'plots')
+    .flatMap((section) => section.children.filter((box) => box.className === 'no-plot').map((box) => box.children.map((c) => c.textContent).join(': ')));
+  assert.deepEqual(nones, [
+    'AUC over event time: No point yet: this model got 40 labels, fewer than its first point needs.',
+    'Log loss over event time: No point yet: this model got 40 labels, fewer than its first point needs.',
+  ]);
+  assert.deepEqual(
+    plots.filter((drawn) => drawn.opts.title.endsWith('over event time')).map((drawn) => Array.from(drawn.opts.series.slice(1), (series) => series.label)),
+    [['window', 'cumulative'], ['window']],
+  );
 });
 
 test("backtest of a file source that writes no format (its file's name says csv, or tsv): the input is read so whatever it is named, as the pipeline reads its data (was: read as JSON lines for an input not named .csv, every line rejected)", (t) => {

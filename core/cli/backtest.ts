@@ -21,6 +21,7 @@ import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
+import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -80,6 +81,14 @@ interface ModelReport extends StreamRecord {
   scoreReason?: string | null;
   /** What its scores do not show by themselves, each said whole; absent from a plugin that does not say. */
   scoreNotes?: string[];
+  /**
+   * What the timeline's windowed figures span: the last `labels` labels, its first point taken after
+   * `firstPointAt` labels, both set by its config field `setting` (the built-in models' `metrics.window`);
+   * absent from a plugin that does not say, whose report then says neither.
+   */
+  timelineWindow?: { labels: number; firstPointAt: number; setting: string };
+  /** The boolean config field that, false, starts the model cold (the built-in models' `checkpoint.warm_start`), said where it warm-started; absent from a plugin that does not say. */
+  warmStartSetting?: string;
 }
 
 /** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
@@ -191,7 +200,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   loaded.sources[0] = replay;
   // What the file cannot give as the replaced source took it (a Kafka record's timestamp): said first, as
   // a replay whose every record is then dead-lettered would otherwise only say the time was missing.
-  for (const note of original.plugin.replayNotes?.(pluginConfig(original.entry) as never) ?? []) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
+  for (const note of replayNotesOf(original.plugin, pluginConfig(original.entry) as never, { entry: original.path })) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',
@@ -209,7 +218,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
   // The file source counts what it will read, as it reads it (gzip and CSV by its own rules).
-  const total = options.progress === 'none' ? 0 : ((await filePlugin.countRecords?.(entry as never, loaded.baseDir)) ?? 0);
+  const total = options.progress === 'none' ? 0 : ((await recordCountOf(filePlugin, entry as never, loaded.baseDir, { entry: replay.path })) ?? 0);
   if (options.progress === 'records') {
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
@@ -317,7 +326,7 @@ function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<st
 
 /** The file of a sink's PluginSpec.outputFiles that is `input` (each resolved against the pipeline's folder, as the sink resolves it), if any. */
 function writtenFile(sink: ResolvedEntry, baseDir: string, input: string): ConfigFile | undefined {
-  return sink.plugin.outputFiles?.(pluginConfig(sink.entry) as never).find((file) => sameFile(resolve(baseDir, file.path), input));
+  return outputFilesOf(sink.plugin, pluginConfig(sink.entry) as never, { entry: sink.path }).find((file) => sameFile(resolve(baseDir, file.path), input));
 }
 
 /** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */
@@ -373,16 +382,22 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
   const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotesOf(report).notes] as const).filter(([, notes]) => notes.length > 0);
   const notes = Object.fromEntries(noted);
   const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
-  // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample.
+  // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample. How
+  // to start it cold is its plugin's config, said as its record says it (warmStartSetting), never named here.
+  const settingOf = new Map(reports.map((report) => [String((report as Partial<ModelReport>).model), (report as Partial<ModelReport>).warmStartSetting]));
+  const coldText = (model: string): string => {
+    const setting = settingOf.get(model);
+    return typeof setting === 'string' && setting !== '' ? `; set <code>${escapeHtml(setting)}: false</code> on its stage (or <code>--set stages[N].${escapeHtml(setting)}=false</code>) for a cold score` : '';
+  };
   const warm = Object.entries(metrics.warmStarts ?? {})
-    .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)</li>`)
+    .map(([model, { file, steps }]) => `<li>model <code>${escapeHtml(model)}</code> started from the saved model <code>${escapeHtml(file)}</code> (${steps} learning steps)${coldText(model)}</li>`)
     .join('');
   const notesNote =
     noted.length === 0
       ? ''
       : `<div id="score-notes" class="warning"><p><strong>Read the scores with these notes.</strong></p><ul>${noted.map(([model, notes]) => `<li>model <code>${escapeHtml(model)}</code>: ${notes.map(escapeHtml).join('; ')}</li>`).join('')}</ul></div>`;
   const warmNote = warm
-    ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high. Set <code>checkpoint.warm_start: false</code> (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score.</p></div>`
+    ? `<div id="warm-start" class="warning"><p><strong>Warm start.</strong> These models did not start from nothing:</p><ul>${warm}</ul><p>A model that learnt from this input before (a run over the same data) is scored here on labels it has already learnt: its scores are not out of sample and read too high: start it cold for an out-of-sample score.</p></div>`
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest: ${escapeHtml(name)}</title>
@@ -444,15 +459,20 @@ for (const r of DATA.reports) {
       : none('Calibration', noLabel),
   );
   const t = r.timeline.map((p) => p.time / 1000);
-  const fewLabels = labelled ? 'No point yet: a point is added every quarter of metrics.window labels, and this model got ' + s.n + '.' : noLabel;
+  // What the window spans, as the model stage says it (the setting is its plugin's config field, which this page does not know).
+  const w = r.timelineWindow, spans = w && Number.isFinite(w.labels) && Number.isFinite(w.firstPointAt) && typeof w.setting === 'string';
+  const windowed = spans ? 'window (last ' + w.labels + ' labels)' : 'window';
+  const fewLabels = !labelled ? noLabel : spans
+    ? 'No point yet: the first comes after ' + w.firstPointAt + ' labels (set by ' + w.setting + '), and this model got ' + s.n + '.'
+    : 'No point yet: this model got ' + s.n + ' labels, fewer than its first point needs.';
   plots.appendChild(
     t.length > 0 && bothClasses
-      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], ['window (last metrics.window labels)', 'cumulative'], { time: true })
+      ? plot('AUC over event time', 'event time (UTC)', 'AUC', [t, r.timeline.map((p) => p.auc), r.timeline.map((p) => p.cumulativeAuc)], [windowed, 'cumulative'], { time: true })
       : none('AUC over event time', t.length > 0 ? 'None: one outcome only (see the ROC curve).' : fewLabels),
   );
   plots.appendChild(
     t.length > 0
-      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], ['window (last metrics.window labels)'], { time: true })
+      ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], [windowed], { time: true })
       : none('Log loss over event time', fewLabels),
   );
   const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);

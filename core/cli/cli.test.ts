@@ -81,12 +81,25 @@ test('validate and run say each config problem at the same FILE:LINE:COL (run sa
       yaml: `sources: [{type: file, path: ${input}, mapping: {time_zone: Europe/Berlin}}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features,  time_zone: America/New_York}\nsinks: [{type: file, path: ${out}, kinds: [event]}]\n`,
       expected: ['4:42: $.stages[1].time_zone'],
     },
+    {
+      // A plugin's check naming a key with a dot, as the JSONPath writes it (was: split at the dot, said at `options` by validate and run).
+      name: 'placed-dotted.yaml',
+      yaml: `plugins: [./dotted-sink.mjs]\nsources: [{type: synthetic, events: 1}]\nsinks:\n  - type: dotted-sink\n    options:\n      warn: 1\n      warn.me: 2\n`,
+      expected: ['7:16: $.sinks[0].options["warn.me"]'],
+    },
   ];
+  // A plugin module needs no import of tributary: a plugin is an object with its marker.
+  writeFileSync(
+    join(dir, 'dotted-sink.mjs'),
+    `export default { [Symbol.for('tributary.plugin')]: true, kind: 'sink', name: 'dotted-sink', summary: 'Keys with dots (tests only).', config: { type: 'object', properties: { options: { type: 'object' } } },
+  checkPipeline: (config) => (config.options?.['warn.me'] === undefined ? [] : [{ field: 'options["warn.me"]', severity: 'warning', message: 'warn.me is said at its own key' }]),
+  create: () => ({ write: () => undefined, close: async () => undefined }) };\n`,
+  );
   for (const { name, yaml, expected } of cases) {
     const file = pipeline(name, yaml);
-    // FILE:LINE:COL: [warning: ]PATH of each problem said, in the text of validate's lines and of run's log records alike.
+    // FILE:LINE:COL: [warning: ]PATH of each problem said, in the text of validate's lines and of run's log records alike (a JSON string's quotes unescaped).
     const positions = (stderr: string): string[] =>
-      [...stderr.matchAll(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+:\\d+): (?:warning: )?(\\$[^: ]*)`, 'g'))].map((match) => `${match[1]}: ${match[2]}`).sort();
+      [...stderr.replaceAll('\\"', '"').matchAll(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+:\\d+): (?:warning: )?(\\$[^: ]*)`, 'g'))].map((match) => `${match[1]}: ${match[2]}`).sort();
     const validate = tributary('validate', file);
     const run = tributary('run', file, '--log-level', 'warn');
     assert.deepEqual(positions(validate.stderr), expected, `validate ${name}: ${validate.stderr}`);

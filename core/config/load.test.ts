@@ -183,6 +183,11 @@ test('--set overrides values after interpolation and is validated like the file'
   assert.equal(loaded.sources[0]!.entry.users, 7);
   assert.equal(loaded.sources[0]!.entry.seed, 3);
   await assert.rejects(loadPipeline(file, { registry, sets: ['sources[0].users=many'] }), /must be integer, got "many"/);
+  // A key with a dot, quoted in brackets as the JSONPath of a problem writes it (was: split at its dot into two keys).
+  const kafka = join(dir, 'set-dotted.yaml');
+  writeFileSync(kafka, "sources: [{type: kafka, brokers: 'b:9092', topics: [t], group: g}]\nsinks: [{type: stdout}]\n");
+  const dotted = await loadPipeline(kafka, { registry, sets: ['sources[0].options["fetch.min.bytes"]=1024'] });
+  assert.deepEqual(dotted.sources[0]!.entry.options, { 'fetch.min.bytes': 1024 });
 });
 
 test('schema defaults are filled in for the factory', async () => {
@@ -673,6 +678,28 @@ test('--set dead_letter.FIELD where the file names no dead_letter changes the de
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['dead_letter.type=stdout'] }), []);
 });
 
+test("a source reading the default dead-letter file (the pipeline names no dead_letter: dead-letters-NAME.jsonl in the working directory) is a config error at the source's field, by validate and the runner's check, as a sink writing an input is (was: not checked, the run replaced its input at the first reject)", async () => {
+  const file = join(dir, 'reads-dead-letters.yaml');
+  const deadLetters = join(process.cwd(), 'dead-letters-replay.jsonl');
+  writeFileSync(file, `name: replay\nsources:\n  - type: file\n    path: [other.jsonl, ${deadLetters}]\nsinks: [{type: stdout}]\n`);
+  const message = `${deadLetters} is the default dead-letter file (this pipeline names no dead_letter), which the run replaces at its first reject (appends to, resumed from a checkpoint): this source would read the dead letters back as input; add a dead_letter sink writing another file, or read a copy of it`;
+  const expected = [`P:4:25: $.sources[0].path[1]: ${message}`];
+  assert.deepEqual(await problemsOf(readFileSync(file, 'utf8')), expected);
+  // The runner's check of a loaded pipeline (a pipeline composed in code, a source changed after loading) says it too.
+  writeFileSync(file, `name: replay\nsources:\n  - type: file\n    path: [other.jsonl, elsewhere.jsonl]\nsinks: [{type: stdout}]\n`);
+  const registry = await builtinRegistry();
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  assert.deepEqual(loadedPipelineProblems(loaded), []);
+  loaded.sources[0]!.entry.path = ['other.jsonl', deadLetters];
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    expected,
+  );
+  // A dead_letter the file names is checked as any sink (at its own field); the default's name follows the pipeline's.
+  assert.deepEqual(await problemsOf(`name: other\nsources: [{type: file, path: ${deadLetters}}]\nsinks: [{type: stdout}]\n`), []);
+  assert.deepEqual(await problemsOf(`name: replay\nsources: [{type: file, path: ${deadLetters}}]\nsinks: [{type: stdout}]\ndead_letter: {type: file, path: ${join(dir, 'dl.jsonl')}}\n`), []);
+});
+
 test('a section --set created that lacks a required field says the file lacks it and which --set made it', async () => {
   const problems = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s'] });
   assert.deepEqual(problems, [
@@ -1069,6 +1096,151 @@ test('loadPipeline (validate) and the runner\'s check of a loaded pipeline say e
   const warning = await bothWays(['sources: [{type: synthetic}]', 'sinks:', '  - {type: placed,   path: warn.txt}']);
   assert.deepEqual(warning.validate, ['P:3:28: warning: $.sinks[0].path: a warning at path']);
   assert.deepEqual(warning.runner, warning.validate);
+});
+
+test('a key with a dot in it (`"a.b"`, a librdkafka option) is located at its own position by validate and by the runner alike, and a plugin names it as the JSONPath does (`options["a.b"]`) (was: the runner split it at the dot and said its problem at the map)', async () => {
+  interface DottedConfig {
+    options?: Record<string, number>;
+  }
+  const spec = { name: 'dotted', summary: 'Keys with dots (tests only).', create: () => ({ write: () => undefined, close: async () => undefined }) };
+  const strict = defineSink<DottedConfig>({
+    ...spec,
+    // A check naming a dotted key, as a JSONPath writes it.
+    checkPipeline: (config) => (config.options?.['warn.me'] === undefined ? [] : [{ field: 'options["warn.me"]', message: 'a warning at warn.me', severity: 'warning' }]),
+    config: { type: 'object', additionalProperties: false, properties: { options: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 } } } },
+  });
+  // Lets every entry through, so that the runner's check (the strict plugin put in its place) meets the problems in a pipeline loadPipeline accepted, as run does.
+  const lenient = defineSink<DottedConfig>({ ...spec, config: { type: 'object' } as never });
+  const registryWith = async (plugin: typeof strict): Promise<PluginRegistry> => {
+    const registry = await builtinRegistry();
+    registry.register(plugin, 'test');
+    return registry;
+  };
+  const [strictRegistry, lenientRegistry] = await Promise.all([registryWith(strict), registryWith(lenient)]);
+  const file = join(dir, 'dotted.yaml');
+  writeFileSync(
+    file,
+    [
+      'sources: [{type: synthetic}]', //  1
+      'sinks:', //                        2
+      '  - type: dotted', //              3
+      '    options:', //                  4
+      '      a: 1', //                    5
+      '      a.b: 0', //                  6 a bad value under a dotted key: at 6:12
+      '      "c.d": 2', //                7
+      '      warn.me: 3', //              8 a warning a check says at options["warn.me"]: 8:16
+    ].join('\n'),
+  );
+  let validate: string[] = [];
+  try {
+    await loadPipeline(file, { registry: strictRegistry, env: {} });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    validate = error.problems.map((problem) => formatProblem({ ...problem, file: 'P' }));
+  }
+  assert.deepEqual(validate, ['P:6:12: $.sinks[0].options["a.b"]: must be >= 1, got 0']);
+  const loaded = await loadPipeline(file, { registry: lenientRegistry, env: {} });
+  for (const sink of loaded.sinks) sink.plugin = strict;
+  const warnings: ConfigProblem[] = [];
+  assert.deepEqual(
+    loadedPipelineProblems(loaded, warnings).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    validate,
+  );
+  // The check's warning: the runner found none of it as the schema problem came first; without it, both find it at the dotted key.
+  writeFileSync(file, readFileSync(file, 'utf8').replace('a.b: 0', 'a.b: 1'));
+  const loadedAgain = await loadPipeline(file, { registry: strictRegistry, env: {} });
+  assert.deepEqual(
+    (loadedAgain.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })),
+    ['P:8:16: warning: $.sinks[0].options["warn.me"]: a warning at warn.me'],
+  );
+  const lenientLoaded = await loadPipeline(file, { registry: lenientRegistry, env: {} });
+  for (const sink of lenientLoaded.sinks) sink.plugin = strict;
+  const runnerWarnings: ConfigProblem[] = [];
+  assert.deepEqual(loadedPipelineProblems(lenientLoaded, runnerWarnings), []);
+  assert.deepEqual(
+    runnerWarnings.map((warning) => formatWarning({ ...warning, file: 'P' })),
+    ['P:8:16: warning: $.sinks[0].options["warn.me"]: a warning at warn.me'],
+  );
+  // The entry's locator takes the same path, and a quoted key's own position.
+  assert.deepEqual(loadedAgain.sinks[0]!.locate?.('options["c.d"]'), { path: '$.sinks[0].options["c.d"]', line: 7, column: 14 });
+  assert.deepEqual(loadedAgain.sinks[0]!.locate?.('options["c.d"]', 'key'), { path: '$.sinks[0].options["c.d"]', line: 7, column: 7 });
+});
+
+test("a user's plugin whose hook returns what its spec does not allow (a string for a list, undefined, a number) or throws is a config error at its entry naming the plugin and the hook, by validate and the runner's check (was: a TypeError from inside the core, or the wrong shape taken silently)", async () => {
+  const base = mkdtempSync(join(dir, 'hooks-'));
+  const noSource = { async *read() {} };
+  const noSink = { write: () => undefined, close: async () => undefined };
+  // Each plugin's hooks return what the test names in its config (`returns`), read as JSON; `throw` throws.
+  const give = (config: { returns?: string }): never => {
+    if (config.returns === 'throw') throw new TypeError('config.paths is not iterable');
+    return (config.returns === undefined ? undefined : JSON.parse(config.returns)) as never;
+  };
+  const schema = { type: 'object', additionalProperties: false, properties: { returns: { type: 'string' } } } as const;
+  const plugins = [
+    defineSource<{ returns?: string }>({ name: 'bad-inputs', summary: 'Tests only.', config: schema, inputFiles: give, create: () => noSource }),
+    defineSink<{ returns?: string }>({ name: 'bad-outputs', summary: 'Tests only.', config: schema, outputFiles: give, create: () => noSink }),
+    defineOperator<{ returns?: string }>({ name: 'bad-names', summary: 'Tests only.', config: schema, featureNames: give, create: () => ({ apply: (input) => input }) }),
+    defineSink<{ returns?: string }>({ name: 'bad-check', summary: 'Tests only.', config: schema, checkPipeline: give, create: () => noSink }),
+    defineOperator<{ returns?: string }>({
+      name: 'bad-condition',
+      summary: 'Tests only.',
+      config: schema,
+      emits: ['flag'],
+      emitsOnlyWith: { flag: { condition: 'returns', test: give } },
+      create: () => ({ apply: (input) => input }),
+    }),
+  ];
+  const registry = await builtinRegistry();
+  for (const plugin of plugins) registry.register(plugin as never, 'hooks.js');
+  const file = join(base, 'hooks.yaml');
+  const validate = async (yaml: string): Promise<string[]> => {
+    writeFileSync(file, yaml);
+    try {
+      await loadPipeline(file, { registry, env: {} });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${formatProblem({ ...problem, file: 'P' })}${problem.code ? ` (${problem.code})` : ''}`);
+    }
+    return [];
+  };
+  const code = 'TRIB_ERR_PLUGIN_LOAD';
+  const files = 'it must return a list of { path, field? }, e.g. [{ path: config.path, field: \'path\' }]';
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '"out.jsonl"'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-outputs': its outputFiles(config) returned "out.jsonl"; ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '[{"path": 3}]'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-outputs': its outputFiles(config) returned [{"path":3}]: item 0 ({"path":3}) has no path (a non-empty string); ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources:\n  - {type: bad-inputs}\nsinks: [{type: file, path: out.jsonl}]\n`), [
+    `P:2:5: $.sources[0]: source 'bad-inputs': its inputFiles(config) returned undefined; ${files} (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources:\n  - {type: bad-inputs, returns: throw}\nsinks: [{type: file, path: out.jsonl}]\n`), [
+    `P:2:5: $.sources[0]: source 'bad-inputs': its inputFiles(config) threw: config.paths is not iterable (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nstages:\n  - {type: bad-names, returns: '"my_score"'}\nsinks: [{type: stdout}]\n`), [
+    `P:3:5: $.stages[0]: operator 'bad-names': its featureNames(config) returned "my_score"; it must return a list of feature names, e.g. ['my_score'] (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nsinks:\n  - {type: bad-check, returns: '3'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-check': its checkPipeline(config, pipeline, self) returned 3; it must return a list of this entry's problems, { field?, message, severity? } each ([] for none) (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nsinks:\n  - {type: bad-check, returns: '[{"field": "returns", "message": "bad", "severity": "fatal"}]'}\n`), [
+    `P:3:5: $.sinks[0]: sink 'bad-check': its checkPipeline(config, pipeline, self) returned [{"field":"returns","message":"bad","severity":"fatal"}]: item 0 ({"field":"returns","message":"bad","severity":"fatal"}) has a severity that is neither 'error' nor 'warning'; it must return a list of this entry's problems, { field?, message, severity? } each ([] for none) (${code})`,
+  ]);
+  assert.deepEqual(await validate(`sources: [{type: synthetic}]\nstages:\n  - {type: bad-condition, returns: '"yes"'}\nsinks: [{type: stdout, kinds: [flag]}]\n`), [
+    `P:3:5: $.stages[0]: operator 'bad-condition': its emitsOnlyWith.flag.test(config) returned "yes"; it must return true or false (${code})`,
+  ]);
+  // Right shapes pass, and are read.
+  assert.deepEqual(await validate(`sources: [{type: file, path: in.jsonl}]\nsinks:\n  - {type: bad-outputs, returns: '[{"path": "in.jsonl", "field": "returns"}]'}\n`), [
+    `P:3:34: $.sinks[0].returns: ${join(base, 'in.jsonl')} is the input of sources[0] (path: in.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); name another file in this sink's returns`,
+  ]);
+  // The runner's check of a loaded pipeline (a pipeline composed in code) says it as validate does.
+  writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n  - {type: bad-names, returns: '["my_score"]'}\nsinks: [{type: stdout}]\n`);
+  const loaded = await loadPipeline(file, { registry, env: {} });
+  loaded.stages[0]!.entry.returns = '{"names": ["my_score"]}';
+  assert.deepEqual(
+    loadedPipelineProblems(loaded).map((problem) => formatProblem({ ...problem, file: 'P' })),
+    [`P:3:5: $.stages[0]: operator 'bad-names': its featureNames(config) returned {"names":["my_score"]}; it must return a list of feature names, e.g. ['my_score']`],
+  );
 });
 
 test("a plugin's featureNames is for operators, and featureNamesField goes with it: checked as it registers", () => {
@@ -1486,6 +1658,17 @@ test("session-features whose hours would not be the source's clock's is a warnin
   ] as const) {
     assert.deepEqual(await warningsOf(yaml([...mappings], features)), [], `${mappings.join(' ')} ${features}`);
   }
+  // A source whose pattern reads an offset carries its own: its time_zone applies to no time (the mapping's warning
+  // says so), so it names no clock the hours should follow (was: counted as reading its times in Europe/Berlin).
+  const offsets = ', mapping: {time_zone: Europe/Berlin, time_format: "yyyy-MM-dd HH:mm:ssXXX"}';
+  const noTime = "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin";
+  assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features, time_zone: America/New_York}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  // Beside it, a source that reads its times in a zone is the one named.
+  assert.deepEqual(await warningsOf(yaml([offsets, ', label: ny, mapping: {time_zone: America/New_York}'], '{type: session-features}')), [
+    `P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`,
+    'P:6:5: warning: $.stages[1].time_zone: neither time_zone nor utc_offset_minutes is set, so the hour-of-day and day-of-week features are taken in UTC, while source ny reads its times in America/New_York (mapping.time_zone): set time_zone: America/New_York on this stage for the hours of a clock there (time_zone: UTC keeps UTC and says it is meant)',
+  ]);
   // A warning is no error: an error of another stage beside it is said alone, as before.
   assert.deepEqual(await problemsOf(yaml([berlin], '{type: session-features}\n  - {type: user-features, horizons: [1d, 1d]}')), ['P:6:42: $.stages[2].horizons[1]: the same as horizons[0], got "1d"']);
 });

@@ -11,6 +11,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
+import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, PluginHookError } from '../plugin-hooks.js';
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
@@ -95,9 +96,9 @@ export interface ResolvedEntry {
   line?: number;
   column?: number;
   /**
-   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`; `''`: the entry) is in the
-   * file: its JSONPath and the position of its value, or of its key (see FieldPlace), or the nearest
-   * enclosing one the file holds (a default's entry).
+   * Where a field of the entry (`url`, `mapping.time_format`, `horizons[1]`, a key with a dot as the
+   * JSONPath writes it: `options["a.b"]`; `''`: the entry) is in the file: its JSONPath and the position of
+   * its value, or of its key (see FieldPlace), or the nearest enclosing one the file holds (a default's entry).
    */
   locate?(field: string, place?: FieldPlace): FieldPosition;
   /**
@@ -110,7 +111,7 @@ export interface ResolvedEntry {
 export interface LoadOptions {
   registry: PluginRegistry;
   env?: Record<string, string | undefined>;
-  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`). */
+  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot: `sinks[0].options["linger.ms"]=5`). */
   sets?: readonly string[];
   /** Replace the text read from `file` (tests, stdin). */
   text?: string;
@@ -183,8 +184,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): ConfigProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
-   * `mapping.time_format`: what the runner's checks locate their problems by (inEntry), so they are
-   * said where loadPipeline says them.
+   * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
+   * by (inEntry, which names them by fieldText), so they are said where loadPipeline says them.
    */
   const fieldsBelow =
     (base: readonly PathSegment[]) =>
@@ -267,27 +268,33 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
   const warnings: ConfigProblem[] = [];
-  if (problems.length === 0) {
-    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
-  }
-  if (problems.length > 0) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
-
-  document.name ??= pipelineNameOf(file);
   let deadLetter = deadLetters[0];
-  if (!deadLetter) {
-    const plugin = options.registry.get('sink', 'file');
-    if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
-    // One file per pipeline, locked like any output: pipelines started in one working directory (one process or
-    // several) keep each one's bad input, and a second process running the same pipeline there is refused, not
-    // left to replace the first one's records.
-    const entry = defaultDeadLetterEntry(document.name);
-    const errors = validator.validateEntry(plugin, entry);
-    if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
-    deadLetter = { plugin, entry, path: '$.dead_letter' };
-    defaultDeadLetters.add(deadLetter);
+  if (problems.length === 0) {
+    document.name ??= pipelineNameOf(file);
+    // The runtime's own where the file names none: checked against the sources' input files as well.
+    deadLetter ??= defaultDeadLetterSink(options.registry, validator, document.name);
+    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
+    const defaultDeadLetter = deadLetters[0] === undefined ? deadLetter : undefined;
+    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
   }
+  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
   return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
+}
+
+/**
+ * The runtime's dead-letter sink of a pipeline whose file names none. One file per pipeline, locked like any
+ * output: pipelines started in one working directory (one process or several) keep each one's bad input, and
+ * a second process running the same pipeline there is refused, not left to replace the first one's records.
+ */
+function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry {
+  const plugin = registry.get('sink', 'file');
+  if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
+  const entry = defaultDeadLetterEntry(pipeline);
+  const errors = validator.validateEntry(plugin, entry);
+  if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
+  const deadLetter: ResolvedEntry = { plugin, entry, path: '$.dead_letter' };
+  defaultDeadLetters.add(deadLetter);
+  return deadLetter;
 }
 
 /** A pipeline's name where the file gives none: its file's name. */
@@ -322,7 +329,10 @@ interface PipelineEntries {
   sources: readonly ResolvedEntry[];
   stages: readonly ResolvedEntry[];
   sinks: readonly ResolvedEntry[];
+  /** The dead-letter sink the file names, if any. */
   deadLetter: ResolvedEntry | undefined;
+  /** The runtime's own where the file names none (a `file` sink writing dead-letters-NAME.jsonl): no entry, but a file it writes. */
+  defaultDeadLetter?: ResolvedEntry;
   scaleOut: boolean;
   commits: PipelineOutline['commits'];
   baseDir: string;
@@ -342,6 +352,28 @@ function declaredCommits(document: PipelineDocument): NonNullable<PipelineOutlin
  * warnings (EntryProblem.severity) go to `warnings`, not among the problems returned.
  */
 function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
+  try {
+    return crossEntryChecks(entries, locate, warnings);
+  } catch (error) {
+    // A plugin's hook that returned what its spec does not allow: said at the entry it was called for, naming the plugin and the hook.
+    if (!(error instanceof PluginHookError)) throw error;
+    const at = entryBases(entries).find(({ resolved }) => resolved.path === error.entry);
+    if (at === undefined) throw error;
+    return [{ ...locate.entry(at.resolved, at.base, [], error.message), code: error.code }];
+  }
+}
+
+/** Each entry of the pipeline (the dead-letter sink the file names among them) with its segments in the document. */
+function entryBases(entries: PipelineEntries): { resolved: ResolvedEntry; base: PathSegment[] }[] {
+  return [
+    ...entries.sources.map((resolved, index) => ({ resolved, base: ['sources', index] })),
+    ...entries.stages.map((resolved, index) => ({ resolved, base: ['stages', index] })),
+    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
+    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
+  ];
+}
+
+function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
   const problems: ConfigProblem[] = labelProblems(entries, locate);
   if (entries.scaleOut) {
     if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
@@ -398,7 +430,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
   ];
-  const appended = entries.stages.map((resolved) => resolved.plugin.featureNames?.(pluginConfig(resolved.entry) as never));
+  const appended = entries.stages.map((resolved) => featureNamesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path }));
   for (const { resolved, self, base, stage } of located) {
     // The mapping sources share (`tributary:mapping`), whichever plugin reads it (file, stdin, kafka, a user's): its warnings, said here for all.
     const mapping = self.config.mapping;
@@ -406,7 +438,7 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     if (resolved.plugin.kind === 'source' && declared?.$ref === 'tributary:mapping' && typeof mapping === 'object' && mapping !== null) {
       for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping', ...fieldSegments(field)], message));
     }
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
+    for (const problem of pipelineProblemsOf(resolved.plugin, pluginConfig(resolved.entry) as never, outline, self, { entry: resolved.path })) {
       (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, fieldSegments(problem.field), problem.message));
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
@@ -419,20 +451,30 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
  * Sinks writing a file a source of the pipeline reads (PluginSpec.outputFiles, inputFiles): replacing
  * it as the pipeline starts would wipe the input before it is read, and appending to it would feed the
  * output back in. Found by sameFile (by name through links to the folders, by device and inode where
- * both are regular files). Said at the sink's field that names the file.
+ * both are regular files). Said at the sink's field that names the file; for the default dead-letter
+ * file, which no field of the file names, at the source's.
  */
 function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const read = entries.sources.flatMap((source, index) =>
-    (source.plugin.inputFiles?.(pluginConfig(source.entry) as never) ?? []).map((file) => ({ index, file, resolved: resolve(entries.baseDir, file.path) })),
+    inputFilesOf(source.plugin, pluginConfig(source.entry) as never, { entry: source.path }).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
   );
   if (read.length === 0) return [];
   const problems: ConfigProblem[] = [];
+  const fallback = entries.defaultDeadLetter;
+  for (const output of fallback ? outputFilesOf(fallback.plugin, pluginConfig(fallback.entry) as never, { entry: fallback.path }) : []) {
+    const written = resolve(entries.baseDir, output.path);
+    for (const input of read) {
+      if (!sameFile(written, input.resolved)) continue;
+      const message = `${written} is the default dead-letter file (this pipeline names no dead_letter), which the run replaces at its first reject (appends to, resumed from a checkpoint): this source would read the dead letters back as input; add a dead_letter sink writing another file, or read a copy of it`;
+      problems.push(locate.entry(input.source, ['sources', input.index], fieldSegments(input.file.field), message));
+    }
+  }
   const writers: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
     ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
     ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
   ];
   for (const { resolved, base } of writers) {
-    for (const output of resolved.plugin.outputFiles?.(pluginConfig(resolved.entry) as never) ?? []) {
+    for (const output of outputFilesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path })) {
       const written = resolve(entries.baseDir, output.path);
       for (const input of read) {
         if (!sameFile(written, input.resolved)) continue;
@@ -568,7 +610,7 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
   let kindsKnown = true;
   let outputsKnown = true;
   const add = (resolved: ResolvedEntry): boolean => {
-    const made = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never);
+    const made = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path });
     if (made === undefined) return false;
     for (const kind of made.kinds) kinds.add(kind);
     for (const output of made.sideOutputs) outputs.add(output);
@@ -659,15 +701,17 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
     section: (segments, message) => {
-      const at = loaded.locate?.(segments.join('.'));
+      const at = loaded.locate?.(fieldText(segments));
       return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
     },
   };
   const problems: ConfigProblem[] = [];
   for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
   if (problems.length > 0) return problems;
-  const deadLetter = defaultDeadLetters.has(loaded.deadLetter) ? undefined : loaded.deadLetter;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
+  const fallback = defaultDeadLetters.has(loaded.deadLetter);
+  const deadLetter = fallback ? undefined : loaded.deadLetter;
+  const defaultDeadLetter = fallback ? loaded.deadLetter : undefined;
+  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, defaultDeadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
 }
 
 /**
@@ -689,7 +733,7 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
-  const at = resolved.locate?.(below.join('.'), place);
+  const at = resolved.locate?.(fieldText(below), place);
   return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
 }
 
@@ -877,7 +921,8 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
   const last = segments.length - 1;
   const step = (segment: PathSegment, index: number): boolean => {
     if (isMap(node)) {
-      const pair = node.items.find((item) => (isScalar(item.key) ? item.key.value : item.key) === segment);
+      // By text: a key YAML reads as a number (`2: cart` in event_types) is the string "2" once loaded.
+      const pair = node.items.find((item) => String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
       if (!pair) return false;
       const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
@@ -1048,13 +1093,53 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
   return segments;
 }
 
-/** `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. */
+/**
+ * `sources[0].users` or `sources.0.users` as segments (indices as numbers); an empty segment stays ''. A key
+ * with a dot (or any other key) is written as the JSONPath in messages writes it, quoted in brackets:
+ * `options["fetch.min.bytes"]` (see fieldText), so a path given as text names the key it was made from.
+ */
 function pathSegments(path: string): PathSegment[] {
-  return path
-    .replace(/\[(\d+)\]/g, '.$1')
-    .split('.')
-    .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+  const segments: PathSegment[] = [];
+  let at = 0;
+  for (;;) {
+    // One part: a name up to a dot or a bracket, then its brackets (`[0]`, `["a.b"]`).
+    let name = '';
+    while (at < path.length && path[at] !== '.' && bracketAt(path, at) === undefined) name += path[at++];
+    const brackets: PathSegment[] = [];
+    for (let bracket = bracketAt(path, at); bracket !== undefined; bracket = bracketAt(path, at)) {
+      brackets.push(bracket.segment);
+      at = bracket.end;
+    }
+    if (name !== '' || brackets.length === 0) segments.push(/^\d+$/.test(name) ? Number(name) : name);
+    segments.push(...brackets);
+    if (at >= path.length) return segments;
+    if (path[at] === '.') {
+      at++;
+      if (at === path.length) return [...segments, ''];
+    }
+  }
 }
+
+/** The bracket at `at` in a path (`[2]`, an index; `["a.b"]`, a key as JSON writes it) and where it ends; undefined where none starts. */
+function bracketAt(path: string, at: number): { segment: PathSegment; end: number } | undefined {
+  if (path[at] !== '[') return undefined;
+  const index = /\[(\d+)\]/y;
+  index.lastIndex = at;
+  const number = index.exec(path);
+  if (number) return { segment: Number(number[1]), end: index.lastIndex };
+  const key = /\[("(?:[^"\\]|\\.)*")\]/y;
+  key.lastIndex = at;
+  const quoted = key.exec(path);
+  if (!quoted) return undefined;
+  try {
+    return { segment: JSON.parse(quoted[1]!) as string, end: key.lastIndex };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`): read back by pathSegments as the same segments. */
+const fieldText = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
 
 /**
  * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the

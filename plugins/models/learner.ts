@@ -1172,8 +1172,12 @@ export class OnlineLearner {
       calibration: this.prequential.calibrationTable(),
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
+      // What the timeline's windowed figures span, and the config field that sets it, for a report to say (the backtest knows no model's config).
+      timelineWindow: { labels: this.prequential.window, firstPointAt: this.prequential.firstPointAt, setting: 'metrics.window' },
       counts: { ...this.counts },
       warmStart: this.warmStarted,
+      // The field that starts it cold, for a backtest's report to say beside a warm start (a custom model has no model file to start from).
+      ...(this.custom ? {} : { warmStartSetting: 'checkpoint.warm_start' }),
       // What the scores do not show by themselves, for a backtest to show beside them: said here, where the counts
       // and the config fields that change them are known. null and []: nothing to say.
       scoreReason: notes.reason ?? null,

@@ -936,6 +936,9 @@ test('a model exports the log loss of its last metrics.window labels beside the 
   assert.ok(Math.abs(gauge('model_logloss_window') - scores.window.logloss) < 1e-9, `window: ${gauge('model_logloss_window')} vs ${scores.window.logloss}`);
   assert.ok(Math.abs(gauge('model_logloss') - scores.logloss) < 1e-9);
   assert.notEqual(scores.window.logloss, scores.logloss, 'the two figures differ here, so the test tells them apart');
+  // The record says what its window spans and which field sets it, for a backtest's report, which knows no model's config.
+  assert.deepEqual((reportOf(output) as unknown as { timelineWindow: unknown }).timelineWindow, { labels: 50, firstPointAt: 12, setting: 'metrics.window' });
+  assert.equal((reportOf(output) as unknown as { timeline: { n: number }[] }).timeline[0]?.n, 12, 'its first point comes as said');
 });
 
 test("every series of a model carries its name as the `model` label beside its stage's (a dashboard names the model, not stage-intent-model-5)", async () => {

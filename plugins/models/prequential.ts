@@ -213,8 +213,12 @@ export class Prequential {
     this.ringLosses = new Float64Array(window);
     // Per bin: count, sum of scores, sum of labels.
     this.calibration = Array.from({ length: calibrationBins }, () => new Float64Array(3));
-    // A timeline point costs a windowed AUC (a sort of the window): no closer than a quarter window.
-    this.every = Math.max(1, Math.floor(window / 4));
+    this.every = this.firstPointAt;
+  }
+
+  /** The labels after which the timeline's first point is taken: a point costs a windowed AUC (a sort of the window), so no closer than a quarter window. */
+  get firstPointAt(): number {
+    return Math.max(1, Math.floor(this.window / 4));
   }
 
   /** Scores one label against its earlier prediction; returns that sample's log loss. */
