@@ -1,0 +1,109 @@
+/**
+ * A plugin project as docs/plugin-authoring.md (A plugin project) sets one up: Tributary installed in
+ * its node_modules, the docs' tsconfig.json, plugins in TypeScript against the published types.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { tempFolder } from 'tributary/testing';
+
+const repo = new URL('../..', import.meta.url).pathname;
+const require = createRequire(import.meta.url);
+
+/** The tsconfig.json the docs give a plugin project (the first JSON block after "`tsconfig.json`:"). */
+function documentedTsconfig(): string {
+  const docs = readFileSync(join(repo, 'docs', 'plugin-authoring.md'), 'utf8');
+  const block = /^`tsconfig\.json`:[\s\S]*?```json\n([\s\S]*?)```/m.exec(docs);
+  assert.ok(block, 'docs/plugin-authoring.md gives a tsconfig.json');
+  return block[1]!;
+}
+
+// A source, an operator, a sink and a model, each as the docs write one, importing what the docs import.
+const plugins = `
+import { defineOperator, defineSink, defineSource, isClickEvent, isPrediction, recordOperator, type ClickEvent } from 'tributary';
+import { defineModel, type CustomModel } from 'tributary/models';
+
+export const source = defineSource<{ events: number }>({
+  name: 'counted', summary: 'Counted events.', emits: ['event'],
+  config: { type: 'object', additionalProperties: false, properties: { events: { type: 'integer', default: 3, description: 'How many.' } } },
+  create(config) {
+    let offset = 0;
+    return {
+      async *read() {
+        const batch: ClickEvent[] = [];
+        for (; offset < config.events; offset++) batch.push({ kind: 'event', userId: 'u' + offset, time: offset, type: 'view' });
+        yield batch;
+      },
+      position: () => ({ offset }),
+      seek(position) { offset = Number(position.offset ?? 0); },
+    };
+  },
+});
+
+export const minPrice = defineOperator<{ min_price: number }>({
+  name: 'min-price', summary: 'Drops cheap items.', state: 'none', emits: [],
+  config: { type: 'object', additionalProperties: false, properties: { min_price: { type: 'number', default: 0, description: 'Lowest price kept.' } } },
+  create: (config, context) => ({
+    apply: recordOperator(context, () => ({
+      record(record, emit) {
+        if (isClickEvent(record) && (record.price ?? Infinity) < config.min_price) return context.countFiltered(1, 'cheap');
+        emit(record);
+      },
+    })),
+  }),
+});
+
+export const scores = defineSink<Record<string, never>>({
+  name: 'scores', summary: 'Keeps scores.', kinds: ['prediction'], config: { type: 'object', additionalProperties: false, properties: {} },
+  create: () => {
+    const kept: number[] = [];
+    return { write(record) { if (isPrediction(record)) kept.push(record.score); }, close: async () => {} };
+  },
+});
+
+export const cartRule = defineModel<{ carts_weight: number }>({
+  name: 'cart-rule', task: 'intent', summary: 'P(purchase) from carts so far.',
+  config: { type: 'object', additionalProperties: false, properties: { carts_weight: { type: 'number', default: 1, description: 'Log-odds per cart.' } } },
+  create(config, features): CustomModel {
+    const carts = features.indexOf('s_carts');
+    return { predict: (row) => 1 / (1 + Math.exp(3 - config.carts_weight * row[carts]!)) };
+  },
+});
+
+export default [source, minPrice, scores, cartRule];
+`;
+
+const pluginTest = `
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { watermark } from 'tributary';
+import { runOperator, runYaml, specProblems, testContext } from 'tributary/testing';
+import { cartRule, minPrice } from '../src/plugins.js';
+
+test('min-price', async () => {
+  const context = testContext();
+  const { output } = await runOperator(minPrice, { min_price: 1 }, [{ kind: 'event', userId: 'u', time: 0, type: 'view', price: 0 }, watermark(Infinity)], context);
+  assert.equal(output.length, 1);
+  assert.deepEqual(specProblems(cartRule), []);
+  const run = await runYaml('sources: [{type: synthetic, events: 10}]\\nsinks: [{type: memory}]\\n', { plugins: [minPrice] });
+  assert.equal(run.stats.eventsIn, 10);
+});
+`;
+
+test("a plugin project's source, operator, sink and model, and its tests, compile with the docs' tsconfig against the published types (strict, no skipLibCheck)", (t) => {
+  const project = tempFolder(t, 'plugin-project');
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'my-plugins', version: '1.0.0', type: 'module' }));
+  writeFileSync(join(project, 'tsconfig.json'), documentedTsconfig());
+  mkdirSync(join(project, 'node_modules'));
+  symlinkSync(repo, join(project, 'node_modules', 'tributary')); // npm install /path/to/tributary: a link
+  symlinkSync(join(repo, 'node_modules', '@types'), join(project, 'node_modules', '@types')); // npm install -D @types/node
+  mkdirSync(join(project, 'src'));
+  mkdirSync(join(project, 'test'));
+  writeFileSync(join(project, 'src', 'plugins.ts'), plugins);
+  writeFileSync(join(project, 'test', 'plugins.test.ts'), pluginTest);
+  const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project, '--noEmit'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+});
