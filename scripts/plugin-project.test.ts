@@ -4,11 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { tempFolder } from 'tributary/testing';
+import type { TestContext } from 'node:test';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const require = createRequire(import.meta.url);
@@ -106,4 +107,37 @@ test("a plugin project's source, operator, sink and model, and its tests, compil
   writeFileSync(join(project, 'test', 'plugins.test.ts'), pluginTest);
   const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project, '--noEmit'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+});
+
+/**
+ * A project that installed Tributary from its tarball (`npm install tributary-0.1.0.tgz`): npm puts
+ * Tributary's dependencies beside it in the project's node_modules, under the project's own
+ * package.json. Made of links to this checkout (its dist/ and schemas/, and each dependency) and run
+ * with --preserve-symlinks, so that every module finds itself, and its package.json above it, where
+ * npm would have put it.
+ */
+function installedProject(t: TestContext, version: string): { project: string; tributary: (...args: string[]) => SpawnSyncReturns<string> } {
+  const project = tempFolder(t, 'installed');
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'shop-pipelines', version, type: 'module', dependencies: { tributary: 'file:tributary-0.1.0.tgz' } }));
+  const modules = join(project, 'node_modules');
+  const installed = join(modules, 'tributary');
+  mkdirSync(installed, { recursive: true });
+  copyFileSync(join(repo, 'package.json'), join(installed, 'package.json'));
+  for (const folder of ['dist', 'schemas']) symlinkSync(join(repo, folder), join(installed, folder));
+  for (const name of readdirSync(join(repo, 'node_modules'))) {
+    if (name !== '.bin' && name !== 'tributary' && !name.startsWith('.')) symlinkSync(join(repo, 'node_modules', name), join(modules, name));
+  }
+  const main = join(installed, 'dist', 'core', 'cli', 'main.js');
+  return {
+    project,
+    tributary: (...args) => spawnSync(process.execPath, ['--preserve-symlinks', '--preserve-symlinks-main', main, ...args], { cwd: project, encoding: 'utf8', timeout: 120_000 }),
+  };
+}
+
+test("`tributary --version` in a project that installed it says Tributary's version, not the project's", (t) => {
+  const { tributary } = installedProject(t, '7.7.7');
+  const result = tributary('--version');
+  assert.equal(result.status, 0, result.stderr);
+  const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(result.stdout.trim(), version);
 });
