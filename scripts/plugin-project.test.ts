@@ -13,6 +13,7 @@ import type { TestContext } from 'node:test';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const require = createRequire(import.meta.url);
+const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
 
 /** The tsconfig.json the docs give a plugin project (the first JSON block after "`tsconfig.json`:"). */
 function documentedTsconfig(): string {
@@ -116,9 +117,9 @@ test("a plugin project's source, operator, sink and model, and its tests, compil
  * with --preserve-symlinks, so that every module finds itself, and its package.json above it, where
  * npm would have put it.
  */
-function installedProject(t: TestContext, version: string): { project: string; tributary: (...args: string[]) => SpawnSyncReturns<string> } {
+function installedProject(t: TestContext, projectVersion: string): { project: string; tributary: (...args: string[]) => SpawnSyncReturns<string> } {
   const project = tempFolder(t, 'installed');
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'shop-pipelines', version, type: 'module', dependencies: { tributary: 'file:tributary-0.1.0.tgz' } }));
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'shop-pipelines', version: projectVersion, type: 'module', dependencies: { tributary: 'file:tributary-0.1.0.tgz' } }));
   const modules = join(project, 'node_modules');
   const installed = join(modules, 'tributary');
   mkdirSync(installed, { recursive: true });
@@ -138,6 +139,25 @@ test("`tributary --version` in a project that installed it says Tributary's vers
   const { tributary } = installedProject(t, '7.7.7');
   const result = tributary('--version');
   assert.equal(result.status, 0, result.stderr);
-  const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
   assert.equal(result.stdout.trim(), version);
+});
+
+test("a backtest's report in a project that installed Tributary, itself a git repository, names Tributary's version and no commit (the project's is not Tributary's)", (t) => {
+  const { project, tributary } = installedProject(t, '7.7.7');
+  const git = (...args: string[]) => spawnSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: project, encoding: 'utf8' });
+  assert.equal(git('init', '-q').status, 0);
+  writeFileSync(join(project, '.gitignore'), 'node_modules\nout\n');
+  writeFileSync(join(project, 'events.jsonl'), [0, 1, 2].map((i) => JSON.stringify({ user_id: 'u', time: new Date(1_700_000_000_000 + i * 1000).toISOString(), type: 'view' })).join('\n') + '\n');
+  writeFileSync(join(project, 'pipeline.yaml'), 'name: p\nsources: [{type: file, path: events.jsonl}]\nsinks: [{type: file, path: out/events.jsonl, kinds: [event]}]\n');
+  assert.equal(git('add', '-A').status, 0);
+  assert.equal(git('commit', '-qm', 'pipelines').status, 0);
+  const result = tributary('backtest', 'pipeline.yaml', '--input', 'events.jsonl', '--report', 'out/report');
+  assert.equal(result.status, 0, result.stderr);
+  const made = /<p id="source">.*?<\/p>/.exec(readFileSync(join(project, 'out', 'report', 'report.html'), 'utf8'))?.[0];
+  assert.ok(made?.endsWith(`by tributary ${version}.</p>`), made);
+  // Run from this checkout, the same backtest names the checkout's commit.
+  const fromCheckout = spawnSync(process.execPath, [join(repo, 'dist', 'core', 'cli', 'main.js'), 'backtest', 'pipeline.yaml', '--input', 'events.jsonl', '--report', 'out/report'], { cwd: project, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(fromCheckout.status, 0, fromCheckout.stderr);
+  const commit = spawnSync('git', ['-C', repo, 'rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+  assert.match(readFileSync(join(project, 'out', 'report', 'report.html'), 'utf8'), new RegExp(`by tributary ${version.replaceAll('.', '\\.')}, commit <code>[^<]*${commit}`));
 });

@@ -1,6 +1,6 @@
 /** What this build of Tributary is: its package version and, run from a git checkout, its commit. */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 
@@ -15,9 +15,11 @@ export function tributaryVersion(): string {
   return version;
 }
 
-/** This build's package version and, when it runs from a git checkout, its commit: what made a report. */
+/** This build's package version and, when it runs from a git checkout of Tributary, its commit: what made a report. */
 export function tributaryBuild(): { version: string; commit?: string } {
-  // An installed package has no .git: its version alone says what it is.
+  // An installed package has no .git of its own, and its version alone says what it is; git run in its
+  // folder would find the repository of the project that installed it, and name that one's commit.
+  if (!existsSync(join(packageRoot, '.git'))) return { version: tributaryVersion() };
   const git = spawnSync('git', ['-C', packageRoot, 'describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8', timeout: 5000 });
   const commit = git.status === 0 ? git.stdout.trim() : undefined;
   return { version: tributaryVersion(), ...(commit ? { commit } : {}) };
