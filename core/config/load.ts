@@ -9,7 +9,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Sch
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
-import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
+import { emittedWith, runtimeEntryFields, type AnyPlugin, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
@@ -406,7 +406,15 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     if (resolved.plugin.kind === 'source' && declared?.$ref === 'tributary:mapping' && typeof mapping === 'object' && mapping !== null) {
       for (const { field, message } of mappingWarnings(mapping as MappingConfig)) warnings.push(locate.entry(resolved, base, ['mapping', ...fieldSegments(field)], message));
     }
-    for (const problem of resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? []) {
+    let checked: readonly EntryProblem[];
+    try {
+      checked = resolved.plugin.checkPipeline?.(pluginConfig(resolved.entry) as never, outline, self) ?? [];
+    } catch (error) {
+      // A check that throws (a library it needs does not load) is said at its entry, as a factory's throw
+      // is, not as a problem of the whole document at 0:0.
+      checked = [{ message: `${resolved.plugin.kind} '${resolved.plugin.name}': ${(error as Error).message}` }];
+    }
+    for (const problem of checked) {
       (problem.severity === 'warning' ? warnings : problems).push(locate.entry(resolved, base, fieldSegments(problem.field), problem.message));
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
