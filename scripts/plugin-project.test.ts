@@ -115,9 +115,9 @@ test("a plugin project's source, operator, sink and model, and its tests, compil
  * Tributary's dependencies beside it in the project's node_modules, under the project's own
  * package.json. Made of links to this checkout (its dist/ and schemas/, and each dependency) and run
  * with --preserve-symlinks, so that every module finds itself, and its package.json above it, where
- * npm would have put it.
+ * npm would have put it. `standIns` replaces dependencies by name with an index.js of the test's.
  */
-function installedProject(t: TestContext, projectVersion: string): { project: string; tributary: (...args: string[]) => SpawnSyncReturns<string> } {
+function installedProject(t: TestContext, projectVersion: string, standIns: Record<string, string> = {}): { project: string; tributary: (...args: string[]) => SpawnSyncReturns<string> } {
   const project = tempFolder(t, 'installed');
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'shop-pipelines', version: projectVersion, type: 'module', dependencies: { tributary: 'file:tributary-0.1.0.tgz' } }));
   const modules = join(project, 'node_modules');
@@ -126,7 +126,13 @@ function installedProject(t: TestContext, projectVersion: string): { project: st
   copyFileSync(join(repo, 'package.json'), join(installed, 'package.json'));
   for (const folder of ['dist', 'schemas']) symlinkSync(join(repo, folder), join(installed, folder));
   for (const name of readdirSync(join(repo, 'node_modules'))) {
-    if (name !== '.bin' && name !== 'tributary' && !name.startsWith('.')) symlinkSync(join(repo, 'node_modules', name), join(modules, name));
+    if (name !== '.bin' && name !== 'tributary' && !name.startsWith('.') && !(name in standIns)) symlinkSync(join(repo, 'node_modules', name), join(modules, name));
+  }
+  // A dependency replaced by a stand-in: its index.js (CommonJS) as given.
+  for (const [name, source] of Object.entries(standIns)) {
+    mkdirSync(join(modules, name));
+    writeFileSync(join(modules, name, 'package.json'), JSON.stringify({ name, version: '0.0.0', main: 'index.js' }));
+    writeFileSync(join(modules, name, 'index.js'), source);
   }
   const main = join(installed, 'dist', 'core', 'cli', 'main.js');
   return {
@@ -160,4 +166,25 @@ test("a backtest's report in a project that installed Tributary, itself a git re
   assert.equal(fromCheckout.status, 0, fromCheckout.stderr);
   const commit = spawnSync('git', ['-C', repo, 'rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
   assert.match(readFileSync(join(project, 'out', 'report', 'report.html'), 'utf8'), new RegExp(`by tributary ${version.replaceAll('.', '\\.')}, commit <code>[^<]*${commit}`));
+});
+
+test('where node-rdkafka does not load (its binding not built: its install script skipped), validate and run say so at the kafka entry, and what mends it', (t) => {
+  // What node-rdkafka's bindings lookup throws where its build/ is missing.
+  const unbuilt = "throw new Error('Could not locate the bindings file. Tried:\\n → ' + __dirname + '/build/Release/node-librdkafka.node');\n";
+  const { project, tributary } = installedProject(t, '1.0.0', { 'node-rdkafka': unbuilt });
+  writeFileSync(join(project, 'sink.yaml'), 'name: s\nsources: [{type: synthetic, events: 10}]\nsinks:\n  - type: kafka\n    brokers: localhost:1\n    topic: predictions\n');
+  writeFileSync(join(project, 'source.yaml'), 'name: k\nsources:\n  - type: kafka\n    brokers: localhost:1\n    topics: [clicks]\n    group: g\nsinks: [{type: stdout}]\n');
+  const mends = /node-rdkafka, which the kafka plugins need, does not load \(Could not locate the bindings file\. Tried:\): its native binding is built by its install script, .*npm rebuild node-rdkafka tributary/;
+  const validated = tributary('validate', 'sink.yaml');
+  assert.equal(validated.status, 2, validated.stderr);
+  assert.match(validated.stderr, /^sink\.yaml:4:5: \$\.sinks\[0\]: sink 'kafka': /);
+  assert.match(validated.stderr, mends);
+  const run = tributary('run', 'source.yaml');
+  assert.equal(run.status, 2, run.stderr);
+  assert.match(run.stderr, /source\.yaml:3:5: \$\.sources\[0\]: source 'kafka': /);
+  assert.match(run.stderr, mends);
+  // A pipeline without Kafka does not need it.
+  writeFileSync(join(project, 'plain.yaml'), 'name: plain\nsources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout, kinds: []}]\n');
+  const plain = tributary('run', 'plain.yaml');
+  assert.equal(plain.status, 0, plain.stderr);
 });
