@@ -10,8 +10,6 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -25,6 +23,7 @@ import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js'
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
+import { tributaryBuild } from './build.js';
 import { builtinRegistry } from './registry.js';
 import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
@@ -338,29 +337,6 @@ export interface ReportSource {
   version?: string;
   /** The commit of the checkout tributary runs from, when it is one (`-dirty` with uncommitted changes). */
   commit?: string;
-}
-
-/** This build's package version and, when it runs from a git checkout, its commit: what made a report. */
-function tributaryBuild(): { version?: string; commit?: string } {
-  for (let at = dirname(fileURLToPath(import.meta.url)); ; at = dirname(at)) {
-    const manifest = join(at, 'package.json');
-    const stat = statIfAny(manifest);
-    if (stat?.isFile()) {
-      let version: string | undefined;
-      try {
-        const parsed = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
-        if (parsed.name !== 'tributary') continue;
-        version = parsed.version;
-      } catch {
-        continue;
-      }
-      // An installed package has no .git: its version alone says what it is.
-      const git = spawnSync('git', ['-C', at, 'describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8', timeout: 5000 });
-      const commit = git.status === 0 ? git.stdout.trim() : undefined;
-      return { ...(version ? { version } : {}), ...(commit ? { commit } : {}) };
-    }
-    if (dirname(at) === at) return {};
-  }
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

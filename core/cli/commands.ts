@@ -10,6 +10,7 @@ import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
 import { pipelineFiles, sameNameProblems } from '../runtime/daemon.js';
 import { stringify as stringifyYaml } from 'yaml';
+import { tributaryVersion } from './build.js';
 import { builtinRegistry } from './registry.js';
 import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } from './run.js';
 import { describePlugins } from './plugins.js';
@@ -250,7 +251,7 @@ export async function main(args: string[]): Promise<number> {
     .strict()
     .help()
     .alias('h', 'help')
-    .version()
+    .version(tributaryVersion())
     .wrap(Math.min(120, process.stdout.columns ?? 100))
     .fail((message: string | undefined, error: unknown) => {
       // A command's own failure passes through (reported below). yargs hands a failed check() its message

@@ -758,6 +758,25 @@ test("a plugin's checks across entries (checkPipeline) and a duration's least va
   ]);
 });
 
+test("a plugin's checkPipeline that throws (a library it needs does not load) is a config error at its entry, not at the document's 0:0", async () => {
+  const unloadable = defineSink<Record<string, never>>({
+    name: 'unloadable',
+    summary: 'Its check needs a library that does not load (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    checkPipeline: () => {
+      throw new Error('Could not locate the bindings file');
+    },
+    create: () => ({ write: () => undefined, close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(unloadable, 'test');
+  const file = join(dir, 'unloadable.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks:\n  - type: unloadable\n');
+  const error = await loadPipeline(file, { registry, env: {} }).then(() => undefined, (caught: unknown) => caught);
+  assert.ok(error instanceof ConfigError, String(error));
+  assert.deepEqual(error.problems.map((p) => formatProblem({ ...p, file: 'P' })), ["P:3:5: $.sinks[0]: sink 'unloadable': its checkPipeline(config, pipeline, self) threw: Could not locate the bindings file"]);
+});
+
 test('a duration that sets a timer is at most 24d (Node fires a longer timer after 1 ms: a checkpoint every ms, an instant shutdown timeout), said at its field; durations that are no timer\'s are not bounded', async () => {
   const yaml = (lines: string): string => `sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n${lines}`;
   assert.deepEqual(

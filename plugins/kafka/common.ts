@@ -618,9 +618,29 @@ export class ProducerReachability {
 type RdKafkaModule = typeof RdKafka;
 let loaded: Promise<RdKafkaModule> | undefined;
 
+/**
+ * node-rdkafka's failure to load, said with what mends it: most often its native binding is not built (its
+ * install script was skipped, as npm 11 skips scripts not in `allowScripts`, or failed), where node-rdkafka
+ * itself lists the paths it tried and names no cause.
+ */
+function rdkafkaUnloadable(cause: unknown): Error {
+  const first = String((cause as Error | undefined)?.message ?? cause).split('\n')[0];
+  return new Error(
+    `node-rdkafka, which the kafka plugins need, does not load (${first}): its native binding is built by its install script, ` +
+      "which did not run or failed: allow it and Tributary's (which patches it) and rebuild them: npm install-scripts approve node-rdkafka tributary, then npm rebuild node-rdkafka tributary " +
+      '(docs/plugin-authoring.md, A plugin project)',
+    { cause },
+  );
+}
+
 /** node-rdkafka, loaded on first use. */
 export function rdkafka(): Promise<RdKafkaModule> {
-  loaded ??= import('node-rdkafka').then((module) => ((module as unknown as { default?: RdKafkaModule }).default ?? module) as RdKafkaModule);
+  loaded ??= import('node-rdkafka').then(
+    (module) => ((module as unknown as { default?: RdKafkaModule }).default ?? module) as RdKafkaModule,
+    (error: unknown) => {
+      throw rdkafkaUnloadable(error);
+    },
+  );
   return loaded;
 }
 
@@ -630,7 +650,11 @@ export function rdkafka(): Promise<RdKafkaModule> {
  * entry will anyway.
  */
 export function librdkafkaFeatures(): readonly string[] {
-  return (createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule).features;
+  try {
+    return (createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule).features;
+  } catch (error) {
+    throw rdkafkaUnloadable(error);
+  }
 }
 
 export type CompressionCodec = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';

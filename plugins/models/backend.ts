@@ -8,6 +8,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
 import type { WorkerBackend } from './model-worker.js';
+import type { BackendChoice } from './settings.js';
 
 /**
  * TF.js, once {@link loadTf} (or {@link useBackend}) has run. Loaded lazily: importing it costs
@@ -23,7 +24,7 @@ export async function loadTf(): Promise<typeof TF> {
   return loading;
 }
 
-export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export type { BackendChoice } from './settings.js';
 export type BackendName = Exclude<BackendChoice, 'auto'>;
 
 export interface BackendSelection {

@@ -1,9 +1,7 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
 import { parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
-import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
-import type { ModelConfig, ModelKind } from './model.js';
-import type { OptimizerKind } from './params.js';
+import type { BackendChoice, ModelConfig, ModelKind, OptimizerKind } from './settings.js';
 import { defaultExactAucLimit } from './prequential.js';
 
 export type DriftAction = 'none' | 'reset_optimizer' | 'raise_learning_rate';

@@ -11,10 +11,10 @@
 import { defineOperator, type ConfigSchema, type JsonSchema, type OperatorPlugin, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
-import type { CustomModel, CustomModelSource } from './custom.js';
+import type { CustomModel, CustomModelSource } from './custom-model.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
-export type { CustomModel } from './custom.js';
+export type { CustomModel } from './custom-model.js';
 
 /** What a model predicts: `intent`, P(a session ends in a purchase) at each of its events; `churn`, P(no return within `horizon`) at each session's close. */
 export type ModelTask = 'intent' | 'churn';

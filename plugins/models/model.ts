@@ -8,7 +8,9 @@ import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
 import { Optimizer, ParamSet, type EncodedTensor, type OptimizerConfig, type OptimizerState } from './params.js';
 
-export type ModelKind = 'logistic' | 'mlp' | 'gru';
+import type { ModelConfig, ModelKind } from './settings.js';
+
+export type { ModelConfig, ModelKind } from './settings.js';
 
 /** Per-event inputs of the sequence model: the last `length` events of the session, left-padded. */
 export interface SequenceBatch {
@@ -34,29 +36,6 @@ export interface Batch {
   seq?: SequenceBatch;
 }
 
-export interface ModelConfig {
-  kind: ModelKind;
-  /** L2 penalty on weights (not biases): `l2 * w` is added to their gradient, as River's GLM does. */
-  l2: number;
-  /** mlp: hidden layer sizes. */
-  hidden: number[];
-  /** mlp: dropout rate on hidden layers while learning. */
-  dropout: number;
-  /** gru: hidden units. */
-  units: number;
-  /** gru: events of the session the model sees. */
-  sequence_length: number;
-  /** gru: buckets the category is hashed into. */
-  category_buckets: number;
-  /** Seed of weight initialisation and dropout. */
-  seed: number;
-  /**
-   * Positive rate the output bias starts at (its log-odds). Rare positives (4% of sessions buy)
-   * otherwise cost a model hundreds of steps just to move its bias from 0.5, and every prediction
-   * made before the first labels would be 0.5. The bias is then learnt like any other parameter.
-   */
-  prior: number;
-}
 
 export interface ModelState {
   /** A built-in {@link ModelKind}, or a custom model's plugin name (see custom.ts). */

@@ -10,6 +10,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
+import type { OptimizerKind } from './settings.js';
 
 /** A tensor as JSON: its shape and its float32 bytes in base64. */
 export interface EncodedTensor {
@@ -253,7 +254,7 @@ export class ParamSet {
   }
 }
 
-export type OptimizerKind = 'sgd' | 'adam';
+export type { OptimizerKind } from './settings.js';
 
 export interface OptimizerConfig {
   kind: OptimizerKind;
