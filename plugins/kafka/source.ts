@@ -645,16 +645,27 @@ class KafkaSource {
     let combined = Infinity;
     let anyActive = false;
     let mostAdvanced = -Infinity;
+    let least = Infinity;
+    let allBlocked = true;
     for (const state of this.partitions.values()) {
       if (!state.assigned) continue;
       const own = state.maxTime - this.maxOutOfOrderness;
       if (own > mostAdvanced) mostAdvanced = own;
+      if (own < least) least = own;
+      if (!this.blocked.has(partitionKey(state.topic, state.partition))) allBlocked = false;
       if (this.idle(state, now)) continue;
       anyActive = true;
       if (own < combined) combined = own;
     }
+    if (anyActive) return combined;
+    // Exactly-once with every partition blocked: none follows another. Their offsets are left out of the
+    // transactions while they do not move (commit()), so a transaction then carries no offset, and no mark
+    // of the checkpoint it goes with: sessions the watermark closed by their idleness alone were committed,
+    // and a restart restored the older checkpoint the marks still named and closed them again. It stays
+    // where they hold it (the runtime never takes one back) until one of them is read again.
+    if (this.transactions && allBlocked && least !== Infinity) return least;
     // Every partition idle: follow the most advanced one, as the runtime does across sources.
-    return anyActive ? combined : mostAdvanced;
+    return mostAdvanced;
   }
 
   position(): SourcePosition {
