@@ -7,15 +7,15 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { runYaml, tempFolder, testContext } from 'tributary/testing';
-import { TributaryError, type SinkPlugin } from 'tributary';
+import { defineSink, TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
-import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, collectSink, createTopic, groupCommitted, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -274,3 +274,135 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   for (const id of values<{ userId: string }>(await readTopic(admin, output, { committed: true, toEnd: true, timeoutMs: 15_000 })).map((s) => s.userId)) counts[id] = (counts[id] ?? 0) + 1;
   assert.deepEqual(counts, { u0: 1, u1: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
 });
+
+/**
+ * A sink (tests only) that writes nothing and whose flush waits while `gate.shut` is pending: a checkpoint
+ * flushes the sinks between taking its position and committing it, so while shut no commit is made.
+ */
+function gatedSink(gate: { shut?: Promise<void>; held: number }): SinkPlugin<Record<string, never>> {
+  return defineSink<Record<string, never>>({
+    name: 'gated',
+    summary: 'Writes nothing; its flush waits while the test holds it (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: () => ({
+      write: () => undefined,
+      flush: async () => {
+        if (gate.shut === undefined) return;
+        gate.held++;
+        await gate.shut;
+      },
+      close: async () => undefined,
+    }),
+  });
+}
+
+for (const scaleOut of [false, true]) {
+test(`exactly-once${scaleOut ? ' scale_out' : ''}: while the brokers deny a partition's fetch, a rebalance and a stop (SIGTERM: exit 0) hand over cleanly, the readable partition's outputs and offsets committed and the denied one's offset left where it stood, named in a log line; allowed again, its records are read, each output once`, { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const runs: { failed: unknown; stop(): Promise<unknown> }[] = [];
+  // Whatever still runs when the test fails stops, before the broker does (hooks run in their order).
+  t.after(async () => {
+    for (const run of runs) await run.stop();
+  });
+  const { broker, admin, topics: [allowed, denied, output] } = await brokerWithReader(t, 'acl-stop-allowed', 'acl-stop-denied', 'acl-stop-out');
+  aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'All', '--topic', '*', '--transactional-id', '*']);
+  const dir = tempFolder(t, 'acl-stop');
+  const group = `g-${allowed}`;
+  const sasl = '{ protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } }';
+  // Members of one group (a and b), each with its own transactional_id and checkpoints; in this process
+  // with a gated sink, or the daemon's (without: it knows no test plugin).
+  const yaml = (member: string, gated = true) => `
+name: acl-stop
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${allowed}, ${denied}], group: ${group}, guarantee: exactly-once, start_from: earliest, security: ${sasl} }
+sinks:
+  - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, kinds: [event], guarantee: exactly-once, transactional_id: tx-${output}-${member}, security: ${sasl} }
+${gated ? '  - { type: gated }' : ''}
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 1s }
+${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
+`;
+  const view = (user: number) => ({ key: `u${user}`, value: clickJson(user, base + user * 1_000) });
+  const outputs = async (toEnd = false): Promise<string[]> => values<{ userId: string }>(await readTopic(admin, output, { committed: true, timeoutMs: toEnd ? 15_000 : 3_000, toEnd })).map((event) => event.userId);
+  const gate: { shut?: Promise<void>; held: number } = { held: 0 };
+  // A run that failed ends a wait at once, saying why.
+  const unlessFailed = (condition: () => boolean | Promise<boolean>) => () => {
+    const failed = runs.find((run) => run.failed !== undefined);
+    if (failed) throw new Error(`a run failed: ${String(failed.failed)}`);
+    return condition();
+  };
+  const committedOutput = (...users: string[]) =>
+    unlessFailed(async () => {
+      const written = await outputs();
+      return users.every((user) => written.includes(user));
+    });
+  /** A run of member `member` in this process: `stop` resolves with how it ended (undefined: cleanly). */
+  const start = (member: string) => {
+    const controller = new AbortController();
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const running = runYaml(yaml(member), { plugins: [gatedSink(gate)], signal: controller.signal, logger });
+    const run = { failed: undefined as unknown, lines, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
+    running.catch((error: unknown) => (run.failed = error));
+    runs.push(run);
+    return run;
+  };
+  const count = (lines: readonly string[], text: string): number => lines.join('').split(text).length - 1;
+  const namesDenied = (lines: readonly string[]) => lines.join('').includes(`handing over partitions it cannot read (${denied}/0 at 1)`);
+
+  // Member a reads u0 on the allowed topic and u1 on the other, committed.
+  const a = start('a');
+  await produce(admin, allowed, [view(0)]);
+  await produce(admin, denied, [view(1)]);
+  await waitFor('u0 and u1 committed', committedOutput('u0', 'u1'), 60_000, 500);
+  // Read on the topic withdrawn while a checkpoint waits for its sinks: no commit is made before the source
+  // finds it denied (one made before would name its offset, which the brokers refuse: a failed transaction).
+  let open!: () => void;
+  gate.shut = new Promise<void>((resolve) => (open = resolve));
+  await waitFor('a checkpoint held', () => gate.held > 0, 30_000, 50);
+  aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+  await waitFor('a names the denied topic', unlessFailed(() => a.lines.join('').includes(`cannot read topic '${denied}'`)), 30_000, 100);
+  gate.shut = undefined;
+  open();
+  await produce(admin, denied, [view(2)]);
+  await produce(admin, allowed, [view(3)]);
+  await waitFor('u3 committed', committedOutput('u3'), 60_000, 500);
+  // Member b joins: the group revokes a's partitions, the denied one among them (eager: all). Before,
+  // that hand-over committed the denied partition's offset, which the brokers refuse: the transaction
+  // failed, and the pipeline with it.
+  const b = start('b');
+  await waitFor('b assigned', unlessFailed(() => count(b.lines, 'kafka partitions assigned') > 0), 60_000, 100);
+  await waitFor('a assigned again', unlessFailed(() => count(a.lines, 'kafka partitions assigned') >= 2), 60_000, 100);
+  assert.ok(namesDenied(a.lines), 'the hand-over names the denied partition');
+  await produce(admin, allowed, [view(4)]);
+  await waitFor('u4 committed', committedOutput('u4'), 60_000, 500);
+  assert.equal(await b.stop(), undefined, 'member b stops cleanly');
+  await waitFor('a has every partition again', unlessFailed(() => count(a.lines, 'kafka partitions assigned') >= 3), 60_000, 100);
+  await produce(admin, allowed, [view(5)]);
+  await waitFor('u5 committed', committedOutput('u5'), 60_000, 500);
+  assert.equal(await a.stop(), undefined, 'member a stops cleanly');
+  assert.equal(count(a.lines, 'kafka transaction failed'), 0);
+  // The daemon, the partition denied from its start: a SIGTERM stop exits 0 and names the partition.
+  const file = join(dir, 'daemon.yaml');
+  writeFileSync(file, yaml('a', false));
+  const log: string[] = [];
+  const daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info']);
+  try {
+    await waitFor('the daemon names the denied topic', () => log.join('').includes(`cannot read topic '${denied}'`), 60_000, 100);
+    await produce(admin, allowed, [view(6)]);
+    await waitFor('u6 committed', committedOutput('u6'), 60_000, 500);
+  } finally {
+    daemon.kill('SIGTERM');
+  }
+  assert.equal(await exited(daemon), 0, `a SIGTERM stop exits 0: ${log.join('').slice(-3_000)}`);
+  assert.ok(namesDenied(log), 'the stop names the denied partition');
+  assert.deepEqual([await groupCommitted(admin, group, allowed, 1), await groupCommitted(admin, group, denied, 1)], [[5], [1]], 'the allowed topic committed to its end, the denied one where it stood');
+  // Read allowed again: the denied topic's waiting record is read from where its offset stood.
+  aclCommand(broker, ['--remove', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
+  const last = start('a');
+  await waitFor('u2 committed', committedOutput('u2'), 60_000, 500);
+  assert.equal(await last.stop(), undefined, 'the last run stops cleanly');
+  const counts: Record<string, number> = {};
+  for (const user of await outputs(true)) counts[user] = (counts[user] ?? 0) + 1;
+  assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u4: 1, u5: 1, u6: 1 }, 'each output once');
+});
+}

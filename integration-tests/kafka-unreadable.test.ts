@@ -9,10 +9,11 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { runYaml } from 'tributary/testing';
+import { pino } from 'pino';
+import { runYaml, tempFolder } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
 import { kafkaBrokerOnDisk, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, collectSink, createTopic, produce, startSource } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, groupCommitted, produce, readTopic, startSource, values } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 const views = (from: number, count: number, partition: number) =>
@@ -274,4 +275,92 @@ test('a damaged batch that decodes a record at an offset past the partition\'s e
   const again = await runAgain();
   assert.equal(again.stats.eventsIn, 0);
   assert.equal(again.stats.deadLettered, 0);
+});
+
+test('exactly-once without scale_out: while every partition is blocked (no transaction can carry a checkpoint\'s mark), their idleness moves the watermark on no further, so a restart closes no session a second time', { timeout: 240_000 }, async (t) => {
+  const broker = await kafkaBrokerOnDisk(t);
+  if (!broker) return;
+  const topic = uniqueTopic('all-blocked');
+  const output = uniqueTopic('all-blocked-out');
+  await createTopic(broker.brokers, topic, 2);
+  await createTopic(broker.brokers, output, 1);
+  const hour = 3_600_000;
+  const view = (user: number, time: number, partition: number) => ({ key: `u${user}`, value: clickJson(user, time), partition });
+  // u0 opens a session on partition 0 at the base time, u1 on partition 1 two hours on; then each
+  // partition holds a batch of a user four hours on, in a codec this build lacks: both are blocked.
+  await produce(broker.brokers, topic, [view(0, base, 0), view(1, base + 2 * hour, 1)]);
+  await produce(broker.brokers, topic, [view(10, base + 4 * hour, 0), view(10, base + 4 * hour + 1_000, 0), view(11, base + 4 * hour, 1), view(11, base + 4 * hour + 1_000, 1)], oneBatch('gzip'));
+  const setCodec = (codec: number) => {
+    for (const partition of [0, 1]) {
+      const file = segmentOf(broker, topic, partition);
+      const batch = recordBatches(file).find((each) => each.first === 1)!;
+      overwrite(file, batch, 21, (bytes) => bytes.writeInt16BE((bytes.readInt16BE(0) & ~7) | codec), 2);
+    }
+  };
+  setCodec(4);
+  const dir = tempFolder(t, 'all-blocked');
+  // idle_timeout 1h: no partition goes idle until the test moves the run's clock on.
+  const yaml = `
+name: all-blocked
+sources:
+  - type: kafka
+    brokers: "${broker.brokers}"
+    topics: [${topic}]
+    group: g-${topic}
+    guarantee: exactly-once
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, kinds: [session], guarantee: exactly-once, transactional_id: tx-${output} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 700ms }
+`;
+  const sessions = async (toEnd = false): Promise<string[]> => values<{ userId: string }>(await readTopic(broker.brokers, output, { committed: true, timeoutMs: toEnd ? 15_000 : 3_000, toEnd })).map((s) => s.userId);
+  const start = (lines: string[], clock?: { now(): number }) => {
+    const controller = new AbortController();
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const running = runYaml(yaml, { signal: controller.signal, logger, ...(clock ? { clock } : {}) });
+    const run = { failed: undefined as unknown, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
+    running.catch((error: unknown) => (run.failed = error));
+    return run;
+  };
+  const count = (lines: readonly string[], text: string): number => lines.join('').split(text).length - 1;
+  // Run 1: u0 and u1 read, their offsets committed; both partitions blocked. An hour on, every partition
+  // idle: before, the watermark followed the most advanced one and closed u0's session, committed in a
+  // transaction with no offset (both blocked and unmoved), so no mark: the marks still named a checkpoint
+  // with u0 open, which the next run restored.
+  const skew = { ms: 0 };
+  const lines: string[] = [];
+  let run = start(lines, { now: () => Date.now() + skew.ms });
+  let stopped: unknown;
+  try {
+    await waitFor('both partitions named unreadable', () => lines.some((line) => line.includes(`cannot read topic '${topic}' (partitions 0, 1:`)), 60_000, 100);
+    await waitFor('u0 and u1 committed', async () => (await groupCommitted(broker.brokers, `g-${topic}`, topic, 2)).join() === '1,1', 60_000, 500);
+    skew.ms = hour;
+    // Eight checkpoints on (each commits a transaction), 5-6 s: the runtime looks at the watermark every
+    // second, though not during a checkpoint; at 700 ms apart, they do not keep falling together.
+    const since = count(lines, 'checkpoint written');
+    await waitFor('eight checkpoints after the clock moved on', () => count(lines, 'checkpoint written') >= since + 8, 30_000, 100);
+    assert.equal(run.failed, undefined);
+  } finally {
+    stopped = await run.stop();
+  }
+  assert.equal(stopped, undefined, 'run 1 stops cleanly');
+  // Run 2: the batches readable again (gzip). u10 and u11 four hours on close u0 and u1 (before: u0 a second time).
+  setCodec(1);
+  run = start([]);
+  try {
+    await waitFor('u0 and u1 committed', async () => {
+      if (run.failed !== undefined) throw new Error(`the run failed: ${String(run.failed)}`);
+      const written = await sessions();
+      return written.includes('u0') && written.includes('u1');
+    }, 60_000, 500);
+  } finally {
+    stopped = await run.stop();
+  }
+  assert.equal(stopped, undefined, 'run 2 stops cleanly');
+  const counts: Record<string, number> = {};
+  for (const user of await sessions(true)) counts[user] = (counts[user] ?? 0) + 1;
+  assert.deepEqual(counts, { u0: 1, u1: 1 }, 'one session summary per user');
 });

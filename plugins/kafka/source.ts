@@ -654,16 +654,27 @@ class KafkaSource {
     let combined = Infinity;
     let anyActive = false;
     let mostAdvanced = -Infinity;
+    let least = Infinity;
+    let allBlocked = true;
     for (const state of this.partitions.values()) {
       if (!state.assigned) continue;
       const own = state.maxTime - this.maxOutOfOrderness;
       if (own > mostAdvanced) mostAdvanced = own;
+      if (own < least) least = own;
+      if (!this.blocked.has(partitionKey(state.topic, state.partition))) allBlocked = false;
       if (this.idle(state, now)) continue;
       anyActive = true;
       if (own < combined) combined = own;
     }
+    if (anyActive) return combined;
+    // Exactly-once with every partition blocked: none follows another. Their offsets are left out of the
+    // transactions while they do not move (commit()), so a transaction then carries no offset, and no mark
+    // of the checkpoint it goes with: sessions the watermark closed by their idleness alone were committed,
+    // and a restart restored the older checkpoint the marks still named and closed them again. It stays
+    // where they hold it (the runtime never takes one back) until one of them is read again.
+    if (this.transactions && allBlocked && least !== Infinity) return least;
     // Every partition idle: follow the most advanced one, as the runtime does across sources.
-    return anyActive ? combined : mostAdvanced;
+    return mostAdvanced;
   }
 
   position(): SourcePosition {
@@ -741,6 +752,7 @@ class KafkaSource {
 
   /** A revoked partition's read positions go; where it stood stays for the position (revokedAt). */
   private letGo(state: PartitionState): void {
+    this.blocked.delete(partitionKey(state.topic, state.partition));
     state.revokedAt = state.next ?? state.resumedAt;
     state.next = undefined;
     state.fetched = undefined;
@@ -763,16 +775,12 @@ class KafkaSource {
     // position() and commit(), and a rebalance meanwhile may have handed a partition over (committing
     // newer offsets) and back; the stale offsets would move the group backwards and replay outputs.
     const assignments = this.positionAssignments.get(position);
-    // A blocked partition is committed only if it moved (records read before it stopped): the brokers
-    // refuse the commit of one whose fetch they deny (at-least-once: logged, and those records are read
-    // again after a restart; exactly-once: the transaction fails and the pipeline stops, as it must).
     const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
-      const key = partitionKey(tp.topic, tp.partition);
-      const state = this.partitions.get(key);
+      const state = this.partitions.get(partitionKey(tp.topic, tp.partition));
       if (!state || (!state.assigned && !this.handingOver.has(state))) return false;
       const takenIn = assignments?.get(state);
       if (takenIn !== undefined && takenIn !== state.assignment) return false;
-      return !this.blocked.has(key) || state.committing !== tp.offset;
+      return !this.leftUncommitted(state, tp.offset);
     });
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
@@ -793,6 +801,18 @@ class KafkaSource {
       this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Whether a commit leaves `state`'s `offset` out: it is blocked and did not move since it was last handed
+   * to a commit. The brokers refuse the commit of a partition whose fetch they deny (at-least-once: logged;
+   * exactly-once: the transaction fails, and with it a stop or a hand-over, though nothing of it was read),
+   * and the group holds that offset already. One that moved (records read before it stopped) is committed:
+   * where the brokers deny it, at-least-once reads those records again after a restart, and exactly-once's
+   * transaction, which holds their outputs, fails and the pipeline restarts, as it must.
+   */
+  private leftUncommitted(state: PartitionState, offset: number): boolean {
+    return this.blocked.has(partitionKey(state.topic, state.partition)) && state.committing === offset;
   }
 
   /**
@@ -1968,10 +1988,26 @@ class KafkaSource {
     this.dropBuffered(keys);
     // A partition resumed at a checkpoint's offset and revoked before a record of it was read stands there (resumedAt):
     // left out, its commit was never made, and after a refused one its next assignment started at the older committed offset.
-    const offsets = revoked.flatMap((state) => {
+    const offsets: RdKafka.TopicPartitionOffset[] = [];
+    const unreadable: { partition: string; offset: number | null; reason: string }[] = [];
+    for (const state of revoked) {
       const offset = state.next ?? state.resumedAt;
-      return offset === undefined ? [] : [{ topic: state.topic, partition: state.partition, offset }];
-    });
+      const blocked = this.blocked.get(partitionKey(state.topic, state.partition));
+      if (blocked && (offset === undefined || this.leftUncommitted(state, offset))) {
+        unreadable.push({ partition: `${state.topic}/${state.partition}`, offset: offset ?? null, reason: blocked.reason });
+      } else if (offset !== undefined) {
+        offsets.push({ topic: state.topic, partition: state.partition, offset });
+      }
+    }
+    // A partition it cannot read (see leftUncommitted) stays where the group's committed offset has it:
+    // read from there by whoever is assigned it once it can be read. Said once per hand-over (a stop too).
+    if (unreadable.length > 0) {
+      const named = unreadable.map(({ partition, offset }) => (offset === null ? partition : `${partition} at ${offset}`)).join(', ');
+      this.context.logger.warn(
+        { source: this.label, partitions: unreadable },
+        `kafka source: handing over partitions it cannot read (${named}) without committing them: the group keeps their offsets, and their records are read from there once they can be read (a denied one: once Read on its topic is allowed)`,
+      );
+    }
     return { revoked, offsets };
   }
 
@@ -2036,8 +2072,8 @@ class KafkaSource {
       for (const state of revoked) this.letGo(state);
       this.unassign(assignment);
       const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
-      // None read since they were assigned: nothing committed, which a broker outage does not fail (said as such, not as a commit).
-      const said = offsets.length === 0 ? 'kafka partitions revoked, none read since assigned: no offsets to commit' : committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed';
+      // None read since they were assigned (or none it can read: takeAway said so): nothing committed, which a broker outage does not fail (said as such, not as a commit).
+      const said = offsets.length === 0 ? 'kafka partitions revoked, none read since assigned (or readable): no offsets to commit' : committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed';
       this.context.logger.info({ partitions }, said);
     }
   }
@@ -2084,10 +2120,12 @@ class KafkaSource {
 
   /** Keeps `unassignedSince` (for health) as the group assigns and revokes. */
   private noteAssignment(code: number, partitions: RdKafka.TopicPartition[]): void {
-    // A partition assigned anew, or gone: whatever was known about reading it is past.
+    // A partition assigned anew, or gone: whatever was known about reading it is past. Except, for one
+    // revoked, that it is blocked: its hand-over must not commit its offset (leftUncommitted), which the
+    // brokers refuse where they deny its fetch; it is forgotten once let go (letGo).
     for (const tp of partitions) {
       const key = partitionKey(tp.topic, tp.partition);
-      this.blocked.delete(key);
+      if (code !== ErrorCode.REVOKE_PARTITIONS) this.blocked.delete(key);
       this.unreadable.delete(key);
       this.progress.delete(key);
     }
