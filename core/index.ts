@@ -47,7 +47,7 @@ export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, 
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, fileSystemErrorAt, formatWarning, inputHandedOver, needsPerson, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';
-export { loadPipeline, type FieldPlace, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
+export { fieldText, loadPipeline, type FieldPlace, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';
 export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
 export { createLogger, isSecret, MetricsHub, redactSecrets } from './runtime/telemetry.js';

@@ -1138,8 +1138,14 @@ function bracketAt(path: string, at: number): { segment: PathSegment; end: numbe
   }
 }
 
-/** Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`): read back by pathSegments as the same segments. */
-const fieldText = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
+/**
+ * Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`):
+ * read back by pathSegments as the same segments. What a plugin names a field by (EntryProblem.field,
+ * PluginConfigError) where a key may hold a dot: `fieldText(['options', name])`.
+ */
+export function fieldText(segments: readonly (string | number)[]): string {
+  return jsonPath(segments).replace(/^\$\.?/, '');
+}
 
 /**
  * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the

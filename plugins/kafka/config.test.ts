@@ -138,17 +138,22 @@ test('validate: a compression codec this build of librdkafka lacks is a config e
   }
 });
 
-test('validate: the same codec given as a raw librdkafka property (`options`, compression.codec or its alias compression.type) is a config error at `options`', async () => {
+test('validate: the same codec given as a raw librdkafka property (`options`, compression.codec or its alias compression.type) is a config error at that property\'s value', async () => {
   const { features } = createRequire(import.meta.url)('node-rdkafka') as { features: string[] };
   const withOption = (name: string, codec: string): string => `sources: [{type: synthetic}]\n${sink('', `    options: { ${name}: ${codec} }\n`)}`;
   for (const codec of ['none', 'gzip', 'snappy', 'lz4']) assert.deepEqual(await problemsOf(withOption('compression.codec', codec)), []);
   if (features.includes('zstd')) return;
-  // Before, validate said ok and `run` failed at the entry, with librdkafka's words only.
+  // Before, validate said ok and `run` failed at the entry, with librdkafka's words only; then it was said
+  // at `options` (6:14) whichever key held the codec.
   for (const name of ['compression.codec', 'compression.type']) {
     assert.deepEqual(await problemsOf(withOption(name, 'zstd')), [
-      `P:6:14: $.sinks[0].options: ${name}: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
+      `P:6:${16 + name.length + 2}: $.sinks[0].options["${name}"]: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
     ]);
   }
+  // Among other properties, in a block map: at its own line.
+  assert.deepEqual(await problemsOf(`sources: [{type: synthetic}]\n${sink('', '    options:\n      linger.ms: 5\n      "compression.type": zstd\n')}`), [
+    `P:8:27: $.sinks[0].options["compression.type"]: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
+  ]);
   assert.equal((await problemsOf(`sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: kafka, brokers: "b:9092", topic: dlq, options: {compression.codec: zstd}}\n`)).length, 1);
 });
 

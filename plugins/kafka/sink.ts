@@ -12,7 +12,7 @@
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { defineSink, parseDuration, PluginConfigError, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fieldText, parseDuration, PluginConfigError, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -227,7 +227,7 @@ export default defineSink<KafkaSinkConfig>({
     const features = librdkafkaFeatures();
     const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
-    for (const message of missingOptionCodecs(config.options, features)) problems.push({ field: 'options', message });
+    for (const { name, why } of missingOptionCodecs(config.options, features)) problems.push({ field: fieldText(['options', name]), message: why });
     problems.push(...producerTimingProblems(config, pipeline.commits));
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];
