@@ -538,26 +538,28 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
   ]);
 });
 
-test('a problem with a whole block map (or list) is said at its key, not at its first inner key on the next line (was: label_buffer\'s problem at max_size)', async () => {
-  const problems = await problemsOf(
+test('a problem with a whole block map (or list) is said at its key, not at its first inner key on the next line (was: label_buffer\'s problem at max_size); so is one at a key the block map lacks (a default)', async () => {
+  const yaml = (timeout: string): string =>
     [
       'sources: [{type: synthetic}]', // 1
       'stages:', //                      2
       '  - type: sessionizer', //        3
-      '    gap: 30m', //                 4
+      '    gap: 2d', //                  4
       '  - type: session-features', //   5
       '  - type: intent-model', //       6
       '    label_buffer:', //            7
       '      max_size: 1000', //         8
-      '      timeout: 10m', //           9
+      timeout, //                        9
       'sinks: [{type: stdout}]', //      10
-    ].join('\n'),
-  );
-  assert.equal(problems.length, 1, problems.join('\n'));
-  assert.match(problems[0]!, /^P:7:5: \$\.stages\[2\]\.label_buffer: timeout "10m" is not longer than the gap/);
+    ].join('\n');
+  const starts = (problems: string[], start: string): void => assert.deepEqual(problems.map((problem) => problem.slice(0, start.length)), [start]);
+  // The timeout written: at its value.
+  starts(await problemsOf(yaml('      timeout: 10m')), 'P:9:16: $.stages[2].label_buffer.timeout: "10m" is not longer');
+  // Its default (1d, under the 2d gap): at `label_buffer:`, the nearest the file holds (was: at max_size, 8:7).
+  starts(await problemsOf(yaml('      # timeout: 1d by default')), 'P:7:5: $.stages[2].label_buffer.timeout: "1d" (the default) is not longer');
   // A flow map is said where it starts, at its value, as before.
-  const flow = await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, gap: 30m}\n  - {type: session-features}\n  - {type: intent-model, label_buffer: {timeout: 10m}}\nsinks: [{type: stdout}]\n');
-  assert.match(flow[0]!, /^P:5:40: \$\.stages\[2\]\.label_buffer: /);
+  const flow = await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, gap: 2d}\n  - {type: session-features}\n  - {type: intent-model, label_buffer: {max_size: 10}}\nsinks: [{type: stdout}]\n');
+  assert.match(flow[0]!, /^P:5:40: \$\.stages\[2\]\.label_buffer\.timeout: /);
 });
 
 test("a document field's position: the loaded pipeline locates `name`, `scale_out` and their fields (a default's at the document's start), and the runner's checks say a section's problem there (was 0:0)", async () => {
@@ -1282,11 +1284,12 @@ test('intent-model: a label_buffer.timeout not longer than the gap (or the gap p
     ].join('\n'),
   );
   const tail = "a session's labels come when it closes, a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)";
+  // At the timeout, written or not (the entry then); was at label_buffer (6:19), naming the timeout in the message.
   assert.deepEqual(problems, [
-    `P:6:19: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
-    `P:9:19: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
-    `P:15:5: $.stages[6].label_buffer: timeout "1d" is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
-    `P:19:19: $.stages[8].label_buffer: timeout "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
+    `P:6:29: $.stages[1].label_buffer.timeout: "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:9:29: $.stages[2].label_buffer.timeout: 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:15:5: $.stages[6].label_buffer.timeout: "1d" (the default) is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
+    `P:19:29: $.stages[8].label_buffer.timeout: "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
       'a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both',
   ]);
 });

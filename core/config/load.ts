@@ -912,12 +912,14 @@ export function jsonPath(segments: readonly PathSegment[]): string {
 
 /**
  * Offset of the value at `segments`, or of its key (FieldPlace; a list's item has none: its value).
- * Falls back to the nearest ancestor present in the YAML, since `--set` and defaults can add paths the
- * file lacks.
+ * Falls back to the nearest ancestor present in the YAML (a block map or list: its key), since `--set`
+ * and defaults can add paths the file lacks.
  */
 function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldPlace = 'value'): number {
   let node: unknown = doc.contents;
   let offset = (node as Node | null)?.range?.[0] ?? 0;
+  // The key the node found last is the value of, if it is one's: where a field it lacks is said, for a block map.
+  let keyOffset: number | undefined;
   const last = segments.length - 1;
   const step = (segment: PathSegment, index: number): boolean => {
     if (isMap(node)) {
@@ -926,6 +928,7 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
       if (!pair) return false;
       const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
+      keyOffset = (pair.key as Node | null)?.range?.[0];
       offset = (target as Node | null)?.range?.[0] ?? (pair.key as Node | null)?.range?.[0] ?? offset;
       // A block map or list as the value found wrong starts on the next line, at its first inner key,
       // which a problem of the whole would seem to be about: said at its key (`label_buffer:`) instead.
@@ -936,12 +939,18 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
       const item = node.items[segment];
       if (item === undefined) return false;
       node = item;
+      keyOffset = undefined;
       offset = (item as Node).range?.[0] ?? offset;
       return true;
     }
     return false;
   };
-  for (const [index, segment] of segments.entries()) if (!step(segment, index)) return offset;
+  for (const [index, segment] of segments.entries()) {
+    if (step(segment, index)) continue;
+    // A field the file does not hold (a default) is said at the nearest enclosing one it does; a block
+    // map or list there starts at its first inner key, which it would seem to be about: at its key instead.
+    return (isMap(node) || isSeq(node)) && !node.flow && keyOffset !== undefined ? keyOffset : offset;
+  }
   return offset;
 }
 
