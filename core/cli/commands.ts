@@ -68,7 +68,7 @@ function setOption(example: string) {
     string: true,
     nargs: 1,
     default: [] as string[],
-    describe: `Override a config value: path=value (${example}; a key with a dot quoted in brackets: sinks[0].options["linger.ms"]=5), the value read as YAML as if written in the pipeline file (a relative path is relative to its folder); repeatable.`,
+    describe: `Override a config value: path=value (${example}; a key with a dot or an = quoted in brackets: sinks[0].options["linger.ms"]=5; the path ends at the first = outside its brackets), the value read as YAML as if written in the pipeline file (a relative path is relative to its folder); repeatable.`,
   } as const;
 }
 

@@ -188,6 +188,10 @@ test('--set overrides values after interpolation and is validated like the file'
   writeFileSync(kafka, "sources: [{type: kafka, brokers: 'b:9092', topics: [t], group: g}]\nsinks: [{type: stdout}]\n");
   const dotted = await loadPipeline(kafka, { registry, sets: ['sources[0].options["fetch.min.bytes"]=1024'] });
   assert.deepEqual(dotted.sources[0]!.entry.options, { 'fetch.min.bytes': 1024 });
+  // A key with `=` in it: the path ends at the first `=` outside its brackets and quotes (was: at the first
+  // `=`, in the key, so `sources[0].options["a` was set to `b"]=1`, a key with a quote in it).
+  const equals = await loadPipeline(kafka, { registry, sets: ['sources[0].options["a=b"]=1', 'sources[0].options["c]=d"]=x=y'] });
+  assert.deepEqual(equals.sources[0]!.entry.options, { 'a=b': 1, 'c]=d': 'x=y' });
 });
 
 test('schema defaults are filled in for the factory', async () => {

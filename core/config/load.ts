@@ -111,7 +111,7 @@ export interface ResolvedEntry {
 export interface LoadOptions {
   registry: PluginRegistry;
   env?: Record<string, string | undefined>;
-  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot: `sinks[0].options["linger.ms"]=5`). */
+  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot or an `=`, quoted in brackets: `sinks[0].options["linger.ms"]=5`; the path ends at the first `=` outside its brackets). */
   sets?: readonly string[];
   /** Replace the text read from `file` (tests, stdin). */
   text?: string;
@@ -1164,7 +1164,7 @@ export function fieldText(segments: readonly (string | number)[]): string {
  */
 function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: string): void {
   if (typeof data !== 'object' || data === null || Array.isArray(data) || 'dead_letter' in data) return;
-  const paths = sets.map((assignment) => pathSegments(assignment.slice(0, Math.max(assignment.indexOf('='), 0)).trim()));
+  const paths = sets.map((assignment) => pathSegments(assignmentParts(assignment)?.path ?? ''));
   const intoSection = paths.filter((segments) => segments[0] === 'dead_letter');
   if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return;
   const name = (data as { name?: unknown }).name;
@@ -1186,9 +1186,9 @@ function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<st
  * valueText would hide the value (isHiddenValue) (these messages go to logs and terminals as schema errors do).
  */
 function assignmentText(assignment: string): string {
-  const eq = assignment.indexOf('=');
-  const path = eq < 0 ? '' : assignment.slice(0, eq).trim();
-  const raw = eq < 0 ? assignment : assignment.slice(eq + 1);
+  const parts = assignmentParts(assignment);
+  const path = parts?.path ?? '';
+  const raw = parts?.value ?? assignment;
   // The value as applySet reads it (a PEM key is told by its text); a value YAML cannot read is judged as text.
   let value: unknown = raw;
   try {
@@ -1197,10 +1197,24 @@ function assignmentText(assignment: string): string {
     // Judged as the text.
   }
   // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
-  const segments = pathSegments(eq < 0 ? assignment : path);
+  const segments = pathSegments(parts === undefined ? assignment : path);
   const hidden = isHiddenValue(value, segments) || isHiddenValue(raw, segments);
   if (!hidden) return `'${assignment}'`;
-  return eq < 0 ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+  return parts === undefined ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+}
+
+/**
+ * A `--set`'s path and value, split at the first `=` outside the path's brackets (pathSegments' own:
+ * `["a=b"]`, `[0]`), so a bracketed key may hold one: `options["a=b"]=1`. Undefined without such an `=`.
+ */
+function assignmentParts(assignment: string): { path: string; value: string } | undefined {
+  for (let at = 0; at < assignment.length; ) {
+    const bracket = bracketAt(assignment, at);
+    if (bracket !== undefined) at = bracket.end;
+    else if (assignment[at] === '=') return { path: assignment.slice(0, at).trim(), value: assignment.slice(at + 1) };
+    else at++;
+  }
+  return undefined;
 }
 
 /**
@@ -1208,15 +1222,14 @@ function assignmentText(assignment: string): string {
  * sections and entries it created on the way (parents the file lacks), outermost first.
  */
 export function applySet(data: unknown, assignment: string): string[] {
-  const eq = assignment.indexOf('=');
-  if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: expected path=value`);
-  const path = assignment.slice(0, eq).trim();
-  const segments = pathSegments(path);
+  const parts = assignmentParts(assignment);
+  if (parts === undefined || parts.path === '') throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: expected path=value`);
+  const segments = pathSegments(parts.path);
   if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: empty path segment`);
   // Walked into, these reach Object.prototype (`__proto__.x=1` would set x on every object of the process); no pipeline field has these names.
   const unsafe = segments.find((segment) => segment === '__proto__' || segment === 'constructor' || segment === 'prototype');
   if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: '${unsafe}' is no field of a pipeline`);
-  const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
+  const value = parseDocument(parts.value).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   const created: string[] = [];
   for (const [index, segment] of segments.entries()) {
