@@ -1671,6 +1671,14 @@ test("session-features whose hours would not be the source's clock's is a warnin
   const noTime = "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin";
   assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
   assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features, time_zone: America/New_York}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  // So does an epoch (epoch_ms, epoch_s), an instant: was counted as reading its times in Europe/Berlin, warning of the stage in UTC.
+  for (const format of ['epoch_ms', 'epoch_s']) {
+    const epochs = `, mapping: {time_zone: Europe/Berlin, time_format: ${format}}`;
+    const unit = format === 'epoch_ms' ? 'milliseconds' : 'seconds';
+    assert.deepEqual(await warningsOf(yaml([epochs], '{type: session-features}')), [
+      `P:2:55: warning: $.sources[0].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format '${format}' reads instants (${unit} since 1970-01-01 UTC); remove time_zone`,
+    ]);
+  }
   // Beside it, a source that reads its times in a zone is the one named.
   assert.deepEqual(await warningsOf(yaml([offsets, ', label: ny, mapping: {time_zone: America/New_York}'], '{type: session-features}')), [
     `P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`,
