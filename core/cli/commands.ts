@@ -128,7 +128,7 @@ export async function main(args: string[]): Promise<number> {
             type: 'string',
             default: '0s',
             describe:
-              "Wait up to this long (e.g. 15m) for a checkpoint folder another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
+              "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
           })
           .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
