@@ -20,7 +20,7 @@ export const errorCatalogue = {
   TRIB_ERR_SOURCE: 'a source failed while reading',
   TRIB_ERR_SOURCE_INPUT: "a source's input cannot be read as configured at all (text that is not UTF-8, a CSV header row that cannot be read): no restart mends it",
   TRIB_ERR_SINK: 'a sink failed while writing',
-  TRIB_ERR_OUTPUT_LOCKED: "an output file is another live process's to write (its lock file names the holder: a second daemon, a backtest of a running daemon's pipeline): no restart mends it while that process runs",
+  TRIB_ERR_OUTPUT_LOCKED: "an output file is another live process's to write (its lock file names the holder: a second daemon, a backtest of a running daemon's pipeline, another host's process still renewing it after --lock-wait): no restart mends it while that process runs",
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_USAGE: 'the command line is malformed',
   TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest scored no event: every record of its input was rejected, by the source or by the stages',
@@ -131,7 +131,7 @@ const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD'
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
  * invalid configuration (also one only a plugin's factory finds), a plugin module that does not load
- * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process of this host writes (TRIB_ERR_OUTPUT_LOCKED: LockRefusedError.holderLives). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {

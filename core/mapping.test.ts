@@ -432,15 +432,24 @@ test('time_format patterns read MMM (Jan to Dec, any case), hh with a (a 12-hour
   assert.deepEqual(map({ user_id: 'u', time: '05 Mar 2024 14:30 PM', type: 'view' }), { rejected: 'time: cannot parse "05 Mar 2024 14:30 PM" as dd MMM yyyy hh:mm a' });
 });
 
-test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a pattern with an offset leaves to no time, is a warning by field; a place, UTC, a quoted Z, iso8601 are none', () => {
+test('mappingWarnings: a time_zone that is an abbreviation (EST), or one a pattern with an offset or an epoch format leaves to no time, is a warning by field; a place, UTC, a quoted Z, iso8601 are none', () => {
   assert.deepEqual(mappingWarnings({ time_zone: 'EST' }), [{ field: 'time_zone', message: zoneNameWarning('EST') }]);
   assert.deepEqual(mappingWarnings({ time_zone: 'Europe/Berlin', time_format: 'yyyy-MM-dd HH:mm:ssXXX' }), [
     { field: 'time_zone', message: "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin" },
+  ]);
+  // An epoch is an instant too, which no zone changes (was: no warning, the time_zone silently doing nothing).
+  assert.deepEqual(mappingWarnings({ time_zone: 'Europe/Berlin', time_format: 'epoch_ms' }), [
+    { field: 'time_zone', message: "time_zone Europe/Berlin applies to no time: time_format 'epoch_ms' reads instants (milliseconds since 1970-01-01 UTC); remove time_zone" },
+  ]);
+  assert.deepEqual(mappingWarnings({ time_zone: 'EST', time_format: 'epoch_s' }), [
+    { field: 'time_zone', message: zoneNameWarning('EST') },
+    { field: 'time_zone', message: "time_zone EST applies to no time: time_format 'epoch_s' reads instants (seconds since 1970-01-01 UTC); remove time_zone" },
   ]);
   for (const config of [
     {},
     { time_zone: 'Europe/Berlin' },
     { time_zone: 'UTC', time_format: 'yyyy-MM-dd HH:mm:ss Z' },
+    { time_zone: 'UTC', time_format: 'epoch_ms' },
     { time_zone: 'Europe/Berlin', time_format: "yyyy-MM-dd'T'HH:mm:ss'Z'" },
     { time_zone: 'Europe/Berlin', time_format: 'iso8601' },
     { time_zone: 'America/New_York', time_format: 'dd MMM yyyy hh:mm a' },

@@ -94,8 +94,9 @@ function isCanonicalMapping(config: MappingConfig): boolean {
 /**
  * What a mapping that reads says that is most likely not what was meant, by field (`time_zone`): a
  * time_zone that is an abbreviation (`EST` is UTC-05:00 all year: zoneNameWarning), or one that
- * applies to no time, as the pattern reads an offset with each. `validate` and `run` say them as warnings
- * for every source whose config has a mapping (loadPipeline); the source runs as configured.
+ * applies to no time, as the format reads instants (timeFormatReadsInstants: an epoch, or a pattern that
+ * reads an offset with each). `validate` and `run` say them as warnings for every source whose config
+ * has a mapping (loadPipeline); the source runs as configured.
  */
 export function mappingWarnings(config: MappingConfig): { field: string; message: string }[] {
   const warnings: { field: string; message: string }[] = [];
@@ -104,21 +105,25 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
   const abbreviation = zoneNameWarning(zone);
   if (abbreviation !== undefined) warnings.push({ field: 'time_zone', message: abbreviation });
   const format = config.time_format;
-  if (!isUtcZone(zone) && typeof format === 'string' && timeFormatReadsOffset(format)) {
-    warnings.push({
-      field: 'time_zone',
-      message: `time_zone ${zone} applies to no time: time_format '${format}' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`,
-    });
+  if (!isUtcZone(zone) && typeof format === 'string' && timeFormatReadsInstants(format)) {
+    const how =
+      format === 'epoch_ms' || format === 'epoch_s'
+        ? `reads instants (${format === 'epoch_ms' ? 'milliseconds' : 'seconds'} since 1970-01-01 UTC); remove time_zone`
+        : `reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`;
+    warnings.push({ field: 'time_zone', message: `time_zone ${zone} applies to no time: time_format '${format}' ${how}` });
   }
   return warnings;
 }
 
 /**
- * Whether `format` (a mapping's `time_format`) is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters
- * outside quotes that no other token has. Its times carry their own offset, so the mapping's `time_zone` applies to none.
+ * Whether every time `format` (a mapping's `time_format`) reads is an instant of its own, which the
+ * mapping's `time_zone` applies to none of: an epoch (`epoch_ms`, `epoch_s`), or a pattern with an
+ * offset letter (XXX, XX, xxx, xx, Z: letters outside quotes that no other token has). Not `iso8601`,
+ * whose times without an offset are read in the zone.
  */
-export function timeFormatReadsOffset(format: string): boolean {
-  if (format === 'iso8601' || format === 'epoch_ms' || format === 'epoch_s') return false;
+export function timeFormatReadsInstants(format: string): boolean {
+  if (format === 'epoch_ms' || format === 'epoch_s') return true;
+  if (format === 'iso8601') return false;
   return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
 

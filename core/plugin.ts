@@ -180,6 +180,14 @@ export interface PluginContext {
    */
   readonly signal?: AbortSignal;
   /**
+   * How long the run waits, in milliseconds, for a lock that another host's process holds on something
+   * it writes (`tributary run --lock-wait`, which the checkpoint folder waits under too): such a lock is
+   * taken over once its holder stops renewing it (takeLockWaiting: its node died). 0 or undefined:
+   * refused at once. A plugin that locks an output waits that long (a stop, `signal`, ends the wait),
+   * then fails for a person (exit 2): a restart would meet the same live holder.
+   */
+  readonly lockWaitMs?: number;
+  /**
    * Scale-out: the source partition (e.g. `clicks-3`) of the record a stage is handling right now,
    * for global stages that keep per-user items (a model's pending labels) and must let go of those
    * whose partition moved to another member (see `Operator.partitionsRevoked`). Undefined otherwise.

@@ -69,7 +69,7 @@ function setOption(example: string) {
     string: true,
     nargs: 1,
     default: [] as string[],
-    describe: `Override a config value: path=value (${example}; a key with a dot quoted in brackets: sinks[0].options["linger.ms"]=5), the value read as YAML as if written in the pipeline file (a relative path is relative to its folder); repeatable.`,
+    describe: `Override a config value: path=value (${example}; a key with a dot or an = quoted in brackets: sinks[0].options["linger.ms"]=5; the path ends at the first = outside its brackets), the value read as YAML as if written in the pipeline file (a relative path is relative to its folder); repeatable.`,
   } as const;
 }
 
@@ -129,7 +129,7 @@ export async function main(args: string[]): Promise<number> {
             type: 'string',
             default: '0s',
             describe:
-              "Wait up to this long (e.g. 15m) for a checkpoint folder another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
+              "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
           })
           .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {

@@ -78,7 +78,7 @@ export interface RunCommandOptions {
   httpHost?: string;
   checkpointDir?: string;
   allowNonRestoredState?: boolean;
-  /** How long to wait for a checkpoint folder another host's process holds (`--lock-wait`). */
+  /** How long to wait for a checkpoint folder or an output file another host's process holds (`--lock-wait`). */
   lockWaitMs?: number;
 }
 

@@ -188,6 +188,10 @@ test('--set overrides values after interpolation and is validated like the file'
   writeFileSync(kafka, "sources: [{type: kafka, brokers: 'b:9092', topics: [t], group: g}]\nsinks: [{type: stdout}]\n");
   const dotted = await loadPipeline(kafka, { registry, sets: ['sources[0].options["fetch.min.bytes"]=1024'] });
   assert.deepEqual(dotted.sources[0]!.entry.options, { 'fetch.min.bytes': 1024 });
+  // A key with `=` in it: the path ends at the first `=` outside its brackets and quotes (was: at the first
+  // `=`, in the key, so `sources[0].options["a` was set to `b"]=1`, a key with a quote in it).
+  const equals = await loadPipeline(kafka, { registry, sets: ['sources[0].options["a=b"]=1', 'sources[0].options["c]=d"]=x=y'] });
+  assert.deepEqual(equals.sources[0]!.entry.options, { 'a=b': 1, 'c]=d': 'x=y' });
 });
 
 test('schema defaults are filled in for the factory', async () => {
@@ -538,26 +542,28 @@ test('scale_out: a per-user stage after a global one, or two sources, are locate
   ]);
 });
 
-test('a problem with a whole block map (or list) is said at its key, not at its first inner key on the next line (was: label_buffer\'s problem at max_size)', async () => {
-  const problems = await problemsOf(
+test('a problem with a whole block map (or list) is said at its key, not at its first inner key on the next line (was: label_buffer\'s problem at max_size); so is one at a key the block map lacks (a default)', async () => {
+  const yaml = (timeout: string): string =>
     [
       'sources: [{type: synthetic}]', // 1
       'stages:', //                      2
       '  - type: sessionizer', //        3
-      '    gap: 30m', //                 4
+      '    gap: 2d', //                  4
       '  - type: session-features', //   5
       '  - type: intent-model', //       6
       '    label_buffer:', //            7
       '      max_size: 1000', //         8
-      '      timeout: 10m', //           9
+      timeout, //                        9
       'sinks: [{type: stdout}]', //      10
-    ].join('\n'),
-  );
-  assert.equal(problems.length, 1, problems.join('\n'));
-  assert.match(problems[0]!, /^P:7:5: \$\.stages\[2\]\.label_buffer: timeout "10m" is not longer than the gap/);
+    ].join('\n');
+  const starts = (problems: string[], start: string): void => assert.deepEqual(problems.map((problem) => problem.slice(0, start.length)), [start]);
+  // The timeout written: at its value.
+  starts(await problemsOf(yaml('      timeout: 10m')), 'P:9:16: $.stages[2].label_buffer.timeout: "10m" is not longer');
+  // Its default (1d, under the 2d gap): at `label_buffer:`, the nearest the file holds (was: at max_size, 8:7).
+  starts(await problemsOf(yaml('      # timeout: 1d by default')), 'P:7:5: $.stages[2].label_buffer.timeout: "1d" (the default) is not longer');
   // A flow map is said where it starts, at its value, as before.
-  const flow = await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, gap: 30m}\n  - {type: session-features}\n  - {type: intent-model, label_buffer: {timeout: 10m}}\nsinks: [{type: stdout}]\n');
-  assert.match(flow[0]!, /^P:5:40: \$\.stages\[2\]\.label_buffer: /);
+  const flow = await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, gap: 2d}\n  - {type: session-features}\n  - {type: intent-model, label_buffer: {max_size: 10}}\nsinks: [{type: stdout}]\n');
+  assert.match(flow[0]!, /^P:5:40: \$\.stages\[2\]\.label_buffer\.timeout: /);
 });
 
 test("a document field's position: the loaded pipeline locates `name`, `scale_out` and their fields (a default's at the document's start), and the runner's checks say a section's problem there (was 0:0)", async () => {
@@ -1301,11 +1307,12 @@ test('intent-model: a label_buffer.timeout not longer than the gap (or the gap p
     ].join('\n'),
   );
   const tail = "a session's labels come when it closes, a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)";
+  // At the timeout, written or not (the entry then); was at label_buffer (6:19), naming the timeout in the message.
   assert.deepEqual(problems, [
-    `P:6:19: $.stages[1].label_buffer: timeout "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
-    `P:9:19: $.stages[2].label_buffer: timeout 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
-    `P:15:5: $.stages[6].label_buffer: timeout "1d" is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
-    `P:19:19: $.stages[8].label_buffer: timeout "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
+    `P:6:29: $.stages[1].label_buffer.timeout: "10m" is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:9:29: $.stages[2].label_buffer.timeout: 1800000 is not longer than the gap ("30m") of sessionizer stage-sessionizer-0: ${tail}`,
+    `P:15:5: $.stages[6].label_buffer.timeout: "1d" (the default) is not longer than the gap ("2d") of sessionizer stage-sessionizer-5: ${tail}`,
+    `P:19:29: $.stages[8].label_buffer.timeout: "90m" is not longer than the gap ("30m") plus the allowed_lateness ("1h") of sessionizer stage-sessionizer-7: ` +
       'a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both',
   ]);
 });
@@ -1683,6 +1690,14 @@ test("session-features whose hours would not be the source's clock's is a warnin
   const noTime = "time_zone Europe/Berlin applies to no time: time_format 'yyyy-MM-dd HH:mm:ssXXX' reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in Europe/Berlin";
   assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
   assert.deepEqual(await warningsOf(yaml([offsets], '{type: session-features, time_zone: America/New_York}')), [`P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`]);
+  // So does an epoch (epoch_ms, epoch_s), an instant: was counted as reading its times in Europe/Berlin, warning of the stage in UTC.
+  for (const format of ['epoch_ms', 'epoch_s']) {
+    const epochs = `, mapping: {time_zone: Europe/Berlin, time_format: ${format}}`;
+    const unit = format === 'epoch_ms' ? 'milliseconds' : 'seconds';
+    assert.deepEqual(await warningsOf(yaml([epochs], '{type: session-features}')), [
+      `P:2:55: warning: $.sources[0].mapping.time_zone: time_zone Europe/Berlin applies to no time: time_format '${format}' reads instants (${unit} since 1970-01-01 UTC); remove time_zone`,
+    ]);
+  }
   // Beside it, a source that reads its times in a zone is the one named.
   assert.deepEqual(await warningsOf(yaml([offsets, ', label: ny, mapping: {time_zone: America/New_York}'], '{type: session-features}')), [
     `P:2:55: warning: $.sources[0].mapping.time_zone: ${noTime}`,
@@ -1735,8 +1750,8 @@ test('a list that names one thing twice is refused at the later item, naming the
   const yaml = (stages: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n${stages}\nsinks: [{type: stdout}]\n`;
   assert.deepEqual(await problemsOf(yaml('  - {type: hash-features, fields: [category, itemId, category]}')), ['P:5:54: $.stages[2].fields[2]: the same as fields[0], got "category"']);
   assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 1d]}')), ['P:5:46: $.stages[2].horizons[2]: the same as horizons[1], got "1d"']);
-  // One duration written two ways: said by validate too, not only when the run starts.
-  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:37: $.stages[2].horizons: horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
+  // One duration written two ways: said by validate too, not only when the run starts, at the item (was: at the list, 5:37).
+  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:46: $.stages[2].horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
   assert.equal(await factoryField('user-features', { horizons: ['1h', '1d', '24h'], max_users: 10 }), "horizons[2]: '24h' is the same duration as horizons[1] '1d'");
   assert.equal(await factoryField('user-features', { horizons: ['1h', 3_600_000], max_users: 10 }), "horizons[1]: '3600000ms' is the same duration as horizons[0] '1h'");
   assert.equal(await factoryField('hash-features', { fields: ['category', 'category'], width: 8, prefix: 'h', signed: true }), "fields[1]: 'category' is fields[0] again: it would count double");

@@ -111,7 +111,7 @@ export interface ResolvedEntry {
 export interface LoadOptions {
   registry: PluginRegistry;
   env?: Record<string, string | undefined>;
-  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot: `sinks[0].options["linger.ms"]=5`). */
+  /** `path=value` overrides, applied after interpolation (`sources[0].users=10` or `sources.0.users=10`; a key with a dot or an `=`, quoted in brackets: `sinks[0].options["linger.ms"]=5`; the path ends at the first `=` outside its brackets). */
   sets?: readonly string[];
   /** Replace the text read from `file` (tests, stdin). */
   text?: string;
@@ -912,12 +912,14 @@ export function jsonPath(segments: readonly PathSegment[]): string {
 
 /**
  * Offset of the value at `segments`, or of its key (FieldPlace; a list's item has none: its value).
- * Falls back to the nearest ancestor present in the YAML, since `--set` and defaults can add paths the
- * file lacks.
+ * Falls back to the nearest ancestor present in the YAML (a block map or list: its key), since `--set`
+ * and defaults can add paths the file lacks.
  */
 function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldPlace = 'value'): number {
   let node: unknown = doc.contents;
   let offset = (node as Node | null)?.range?.[0] ?? 0;
+  // The key the node found last is the value of, if it is one's: where a field it lacks is said, for a block map.
+  let keyOffset: number | undefined;
   const last = segments.length - 1;
   const step = (segment: PathSegment, index: number): boolean => {
     if (isMap(node)) {
@@ -926,6 +928,7 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
       if (!pair) return false;
       const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
+      keyOffset = (pair.key as Node | null)?.range?.[0];
       offset = (target as Node | null)?.range?.[0] ?? (pair.key as Node | null)?.range?.[0] ?? offset;
       // A block map or list as the value found wrong starts on the next line, at its first inner key,
       // which a problem of the whole would seem to be about: said at its key (`label_buffer:`) instead.
@@ -936,12 +939,18 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
       const item = node.items[segment];
       if (item === undefined) return false;
       node = item;
+      keyOffset = undefined;
       offset = (item as Node).range?.[0] ?? offset;
       return true;
     }
     return false;
   };
-  for (const [index, segment] of segments.entries()) if (!step(segment, index)) return offset;
+  for (const [index, segment] of segments.entries()) {
+    if (step(segment, index)) continue;
+    // A field the file does not hold (a default) is said at the nearest enclosing one it does; a block
+    // map or list there starts at its first inner key, which it would seem to be about: at its key instead.
+    return (isMap(node) || isSeq(node)) && !node.flow && keyOffset !== undefined ? keyOffset : offset;
+  }
   return offset;
 }
 
@@ -1138,8 +1147,14 @@ function bracketAt(path: string, at: number): { segment: PathSegment; end: numbe
   }
 }
 
-/** Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`): read back by pathSegments as the same segments. */
-const fieldText = (segments: readonly PathSegment[]): string => jsonPath(segments).replace(/^\$\.?/, '');
+/**
+ * Segments as a field's path below an entry or the document (`mapping.time_zone`, `options["a.b"]`, `path[1]`):
+ * read back by pathSegments as the same segments. What a plugin names a field by (EntryProblem.field,
+ * PluginConfigError) where a key may hold a dot: `fieldText(['options', name])`.
+ */
+export function fieldText(segments: readonly (string | number)[]): string {
+  return jsonPath(segments).replace(/^\$\.?/, '');
+}
 
 /**
  * `--set dead_letter.FIELD=...` where the file names no `dead_letter` changes the dead-letter sink the
@@ -1149,7 +1164,7 @@ const fieldText = (segments: readonly PathSegment[]): string => jsonPath(segment
  */
 function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: string): void {
   if (typeof data !== 'object' || data === null || Array.isArray(data) || 'dead_letter' in data) return;
-  const paths = sets.map((assignment) => pathSegments(assignment.slice(0, Math.max(assignment.indexOf('='), 0)).trim()));
+  const paths = sets.map((assignment) => pathSegments(assignmentParts(assignment)?.path ?? ''));
   const intoSection = paths.filter((segments) => segments[0] === 'dead_letter');
   if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return;
   const name = (data as { name?: unknown }).name;
@@ -1171,9 +1186,9 @@ function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<st
  * valueText would hide the value (isHiddenValue) (these messages go to logs and terminals as schema errors do).
  */
 function assignmentText(assignment: string): string {
-  const eq = assignment.indexOf('=');
-  const path = eq < 0 ? '' : assignment.slice(0, eq).trim();
-  const raw = eq < 0 ? assignment : assignment.slice(eq + 1);
+  const parts = assignmentParts(assignment);
+  const path = parts?.path ?? '';
+  const raw = parts?.value ?? assignment;
   // The value as applySet reads it (a PEM key is told by its text); a value YAML cannot read is judged as text.
   let value: unknown = raw;
   try {
@@ -1182,10 +1197,24 @@ function assignmentText(assignment: string): string {
     // Judged as the text.
   }
   // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
-  const segments = pathSegments(eq < 0 ? assignment : path);
+  const segments = pathSegments(parts === undefined ? assignment : path);
   const hidden = isHiddenValue(value, segments) || isHiddenValue(raw, segments);
   if (!hidden) return `'${assignment}'`;
-  return eq < 0 ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+  return parts === undefined ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+}
+
+/**
+ * A `--set`'s path and value, split at the first `=` outside the path's brackets (pathSegments' own:
+ * `["a=b"]`, `[0]`), so a bracketed key may hold one: `options["a=b"]=1`. Undefined without such an `=`.
+ */
+function assignmentParts(assignment: string): { path: string; value: string } | undefined {
+  for (let at = 0; at < assignment.length; ) {
+    const bracket = bracketAt(assignment, at);
+    if (bracket !== undefined) at = bracket.end;
+    else if (assignment[at] === '=') return { path: assignment.slice(0, at).trim(), value: assignment.slice(at + 1) };
+    else at++;
+  }
+  return undefined;
 }
 
 /**
@@ -1193,15 +1222,14 @@ function assignmentText(assignment: string): string {
  * sections and entries it created on the way (parents the file lacks), outermost first.
  */
 export function applySet(data: unknown, assignment: string): string[] {
-  const eq = assignment.indexOf('=');
-  if (eq <= 0) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: expected path=value`);
-  const path = assignment.slice(0, eq).trim();
-  const segments = pathSegments(path);
+  const parts = assignmentParts(assignment);
+  if (parts === undefined || parts.path === '') throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: expected path=value`);
+  const segments = pathSegments(parts.path);
   if (segments.includes('')) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: empty path segment`);
   // Walked into, these reach Object.prototype (`__proto__.x=1` would set x on every object of the process); no pipeline field has these names.
   const unsafe = segments.find((segment) => segment === '__proto__' || segment === 'constructor' || segment === 'prototype');
   if (unsafe !== undefined) throw new TributaryError('TRIB_ERR_CONFIG_SET', `--set ${assignmentText(assignment)}: '${unsafe}' is no field of a pipeline`);
-  const value = parseDocument(assignment.slice(eq + 1)).toJS() as unknown;
+  const value = parseDocument(parts.value).toJS() as unknown;
   let target = data as Record<string | number, unknown>;
   const created: string[] = [];
   for (const [index, segment] of segments.entries()) {

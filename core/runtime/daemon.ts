@@ -114,7 +114,7 @@ export interface DaemonOptions {
   checkpointDir?: string;
   /** See {@link RunOptions.allowNonRestoredState}. */
   allowNonRestoredState?: boolean;
-  /** How long a pipeline waits for its checkpoint folder while another host's process holds it (RunOptions.checkpoints). */
+  /** How long a pipeline waits for a lock another host's process holds: its checkpoint folder's, or an output's (RunOptions.lockWaitMs). */
   lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
@@ -286,7 +286,8 @@ export class Daemon {
           logger: this.options.logger,
           metrics: this.metrics,
           signal: this.controller.signal,
-          ...(checkpoints ? { checkpoints: { ...checkpoints, lockWaitMs: this.options.lockWaitMs ?? 0 } } : {}),
+          ...(checkpoints ? { checkpoints } : {}),
+          lockWaitMs: this.options.lockWaitMs ?? 0,
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
           runShared,
         });

@@ -41,7 +41,7 @@ export interface RunOptions {
   checkpoints?: {
     store: CheckpointStore;
     intervalMs: number;
-    /** How long to wait for the folder while another host's process holds it (CheckpointStore.claimWaiting); 0: refused at once. */
+    /** @deprecated {@link RunOptions.lockWaitMs}, which the folder waits under too; read where that is not given. */
     lockWaitMs?: number;
     /**
      * Periodic checkpoints that may fail in a row before the run fails (TRIB_ERR_CHECKPOINTS_FAILING),
@@ -49,6 +49,12 @@ export interface RunOptions {
      */
     tolerableFailures?: number;
   };
+  /**
+   * How long the run waits for a lock another host's process holds (`--lock-wait`): its checkpoint
+   * folder's (CheckpointStore.claimWaiting), and those its plugins take on their outputs
+   * ({@link PluginContext.lockWaitMs}: a `file` sink's). 0 (the default): refused at once.
+   */
+  lockWaitMs?: number;
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
   /**
@@ -532,6 +538,7 @@ export class PipelineRunner {
       held: () => this.barrier,
       ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
       signal: this.sourcesStop.signal,
+      ...(this.lockWaitMs > 0 ? { lockWaitMs: this.lockWaitMs } : {}),
       deadLetter: (rejection) => {
         // The dead-letter sink rejecting a dead letter has nowhere to send it: its write fails (the
         // pipeline stops, naming it) instead of recursing into itself until the stack runs out.
@@ -1540,6 +1547,11 @@ export class PipelineRunner {
    */
   private failingCheckpoints: { inRow: number; counted: number; last: string } | undefined;
 
+  /** RunOptions.lockWaitMs (the checkpoints' own, deprecated, where not given): 0 refuses another host's lock at once. */
+  private get lockWaitMs(): number {
+    return this.options.lockWaitMs ?? this.options.checkpoints?.lockWaitMs ?? 0;
+  }
+
   /** checkpoint.tolerable_failures: periodic checkpoints that may fail in a row before the run fails. */
   private get tolerableCheckpointFailures(): number {
     return this.options.checkpoints?.tolerableFailures ?? Infinity;
@@ -1814,7 +1826,7 @@ export class PipelineRunner {
     const store = this.options.checkpoints?.store;
     try {
       // No wait (0): refused at once, as claim() is.
-      if (store && !(await store.claimWaiting(this.name, this.logger, { ms: this.options.checkpoints?.lockWaitMs ?? 0, ...(this.options.signal ? { signal: this.options.signal } : {}) }))) {
+      if (store && !(await store.claimWaiting(this.name, this.logger, { ms: this.lockWaitMs, ...(this.options.signal ? { signal: this.options.signal } : {}) }))) {
         this.logger.info({ dir: store.dir }, 'stopped while waiting for the checkpoint folder another host\'s process holds: nothing was read or written');
         this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
         this.ended = true;

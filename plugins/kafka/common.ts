@@ -673,16 +673,16 @@ export function missingCodec(codec: CompressionCodec, features: readonly string[
 
 /**
  * The raw librdkafka properties (`options`) that name a compression codec this build lacks, each with
- * why (missingCodec): `compression.codec` and its alias `compression.type`. librdkafka refuses them
- * only when the producer is made, as it does the `compression` field's value.
+ * why (missingCodec): `compression.codec` and its alias `compression.type`, by the property's name.
+ * librdkafka refuses them only when the producer is made, as it does the `compression` field's value.
  */
-export function missingOptionCodecs(options: Readonly<Record<string, string | number | boolean>> | undefined, features: readonly string[]): string[] {
-  const missing: string[] = [];
+export function missingOptionCodecs(options: Readonly<Record<string, string | number | boolean>> | undefined, features: readonly string[]): { name: string; why: string }[] {
+  const missing: { name: string; why: string }[] = [];
   for (const name of ['compression.codec', 'compression.type']) {
     const value = options?.[name];
     const codec = compressionCodecs.find((each) => each === value);
     const why = codec === undefined ? undefined : missingCodec(codec, features);
-    if (why !== undefined) missing.push(`${name}: ${why}`);
+    if (why !== undefined) missing.push({ name, why });
   }
   return missing;
 }

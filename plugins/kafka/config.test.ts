@@ -108,6 +108,17 @@ test('validate: exactly-once kafka sinks of one pipeline share one producer, so 
     'P:13:5: $.sinks[1].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `transactional_id` must be the same as there ("tx-a" there, not set here); only `topic` and `key_field` may differ',
     'P:18:14: $.sinks[1].options: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options` must be the same as there; only `topic` and `key_field` may differ',
   ]);
+  // Maps set in both: said at each key that differs (was: at `options`, 18:14, naming no key), one the other lacks
+  // at the map; security's nested keys likewise. Still no value printed.
+  const withOptions = (options: string, security: string): string => `    options: ${options}\n    security: ${security}\n`;
+  assert.deepEqual(
+    await problemsOf(`${source(exactlyOnce)}${sink(exactlyOnce, withOptions('{ linger.ms: 5, "sasl.password": a, acks: all }', '{ sasl: { mechanism: PLAIN, username: u, password: a } }'))}${second(withOptions('{ linger.ms: 5, "sasl.password": b }', '{ sasl: { mechanism: PLAIN, username: u, password: b } }'))}`),
+    [
+      'P:19:14: $.sinks[1].options.acks: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options.acks` must be the same as there; only `topic` and `key_field` may differ',
+      'P:19:47: $.sinks[1].options["sasl.password"]: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `options["sasl.password"]` must be the same as there; only `topic` and `key_field` may differ',
+      'P:20:66: $.sinks[1].security.sasl.password: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from sinks[0]: `security.sasl.password` must be the same as there; only `topic` and `key_field` may differ',
+    ],
+  );
   // The dead-letter sink, created first, sets the producer up when it is an exactly-once kafka sink; an at-least-once sink has its own producer.
   assert.deepEqual(await problemsOf(`${source(exactlyOnce)}${firstWithId}  - { type: kafka, brokers: "d:9092", topic: x }\ndead_letter: { type: kafka, brokers: "b:9092", topic: dlq, guarantee: exactly-once }\n`), [
     'P:12:23: $.sinks[0].transactional_id: every exactly-once `kafka` sink of a pipeline writes through one transactional producer, set up from dead_letter: `transactional_id` must be the same as there (not set there, "tx-a" here); only `topic` and `key_field` may differ',
@@ -138,21 +149,26 @@ test('validate: a compression codec this build of librdkafka lacks is a config e
   }
 });
 
-test('validate: the same codec given as a raw librdkafka property (`options`, compression.codec or its alias compression.type) is a config error at `options`', async () => {
+test('validate: the same codec given as a raw librdkafka property (`options`, compression.codec or its alias compression.type) is a config error at that property\'s value', async () => {
   const { features } = createRequire(import.meta.url)('node-rdkafka') as { features: string[] };
   const withOption = (name: string, codec: string): string => `sources: [{type: synthetic}]\n${sink('', `    options: { ${name}: ${codec} }\n`)}`;
   for (const codec of ['none', 'gzip', 'snappy', 'lz4']) assert.deepEqual(await problemsOf(withOption('compression.codec', codec)), []);
   if (features.includes('zstd')) return;
-  // Before, validate said ok and `run` failed at the entry, with librdkafka's words only.
+  // Before, validate said ok and `run` failed at the entry, with librdkafka's words only; then it was said
+  // at `options` (6:14) whichever key held the codec.
   for (const name of ['compression.codec', 'compression.type']) {
     assert.deepEqual(await problemsOf(withOption(name, 'zstd')), [
-      `P:6:14: $.sinks[0].options: ${name}: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
+      `P:6:${16 + name.length + 2}: $.sinks[0].options["${name}"]: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
     ]);
   }
+  // Among other properties, in a block map: at its own line.
+  assert.deepEqual(await problemsOf(`sources: [{type: synthetic}]\n${sink('', '    options:\n      linger.ms: 5\n      "compression.type": zstd\n')}`), [
+    `P:8:27: $.sinks[0].options["compression.type"]: this build of librdkafka (node-rdkafka's) has no zstd (built without libzstd; its codecs: gzip, snappy, lz4); choose one of those, or none`,
+  ]);
   assert.equal((await problemsOf(`sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ndead_letter: {type: kafka, brokers: "b:9092", topic: dlq, options: {compression.codec: zstd}}\n`)).length, 1);
 });
 
-test('validate: a kafka source that reads a topic a kafka sink of the pipeline writes on the same brokers (a dead-letter loop) is a config error at its pattern or topics', async () => {
+test('validate: a kafka source that reads a topic a kafka sink of the pipeline writes on the same brokers (a dead-letter loop) is a config error at its pattern or at that item of its topics', async () => {
   // The docs' own example: `pattern: '^clicks-.*'` beside `dead_letter: { topic: clicks-dlq }`. Before, validate said ok,
   // and at run one malformed record was dead-lettered, read back, dead-lettered again, without end (2,661 dead letters in 11 s).
   const reading = (subscription: string, brokers = 'b:9092'): string => `sources:\n  - type: kafka\n    brokers: ${brokers}\n    ${subscription}\n    group: g\n`;
@@ -165,7 +181,7 @@ test('validate: a kafka source that reads a topic a kafka sink of the pipeline w
   assert.equal((await problemsOf(`${reading("pattern: 'clicks'")}${deadLetter('clicks-dlq')}`)).length, 1);
   // A sink in `sinks`, read by name, a broker list naming one of the source's brokers.
   assert.deepEqual(await problemsOf(`${reading('topics: [clicks, predictions]', '[a:9092, b:9092]')}sinks:\n  - { type: kafka, brokers: "b:9092,c:9092", topic: predictions }\n`), [
-    "P:4:13: $.sources[0].topics: reads topic 'predictions', which sinks[0] writes on the same brokers: every record written there would be read again as input; read other topics, or write to another one",
+    "P:4:22: $.sources[0].topics[1]: reads topic 'predictions', which sinks[0] writes on the same brokers: every record written there would be read again as input; read other topics, or write to another one",
   ]);
   // Outputs the subscription does not read, or written to other brokers (another cluster), are fine.
   assert.deepEqual(await problemsOf(`${reading("pattern: 'clicks\\..*'")}${deadLetter('clicks-dlq')}`), []);

@@ -12,7 +12,7 @@
  * Works as the dead-letter sink and as a side-output sink (`outputs: [late]`) too.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { defineSink, parseDuration, PluginConfigError, recordToJsonBytes, TributaryError, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fieldText, parseDuration, PluginConfigError, recordToJsonBytes, TributaryError, valueAtPath, type EntryProblem, type PipelineOutline, type PluginContext, type StreamRecord } from 'tributary';
 import type * as RdKafka from 'node-rdkafka';
 import {
   asError,
@@ -130,7 +130,8 @@ const unprintedFields: ReadonlySet<string> = new Set(['security', 'options']);
  * Every exactly-once sink of a pipeline writes through one transactional producer, created from the
  * first one's settings (PipelineTransactions.obtain): another's different `brokers` or
  * `transactional_id` (or compression, linger...) would be ignored without a word. Each field that
- * differs from that sink's is a problem at the field.
+ * differs from that sink's is a problem at the field; of a map set in both (`options`, `security`),
+ * at each key that differs (`options["sasl.password"]`).
  */
 function sharedProducerMismatches(config: KafkaSinkConfig, pipeline: PipelineOutline): EntryProblem[] {
   const owner = transactionalProducerOwner(pipeline);
@@ -139,16 +140,30 @@ function sharedProducerMismatches(config: KafkaSinkConfig, pipeline: PipelineOut
   const comparable = (field: string, value: unknown): unknown => (field === 'brokers' && Array.isArray(value) ? value.join(',') : value);
   const problems: EntryProblem[] = [];
   for (const field of new Set([...Object.keys(owner.config), ...Object.keys(own)])) {
-    if (perSinkFields.has(field) || isDeepStrictEqual(comparable(field, own[field]), comparable(field, owner.config[field]))) continue;
-    const values = unprintedFields.has(field) ? '' : ` (${JSON.stringify(owner.config[field]) ?? 'not set'} there, ${JSON.stringify(own[field]) ?? 'not set'} here)`;
-    problems.push({
-      field,
-      message:
-        `every exactly-once \`kafka\` sink of a pipeline writes through one transactional producer, set up from ${owner.where}: ` +
-        `\`${field}\` must be the same as there${values}; only \`topic\` and \`key_field\` may differ`,
-    });
+    if (perSinkFields.has(field)) continue;
+    for (const path of differingPaths([field], comparable(field, owner.config[field]), comparable(field, own[field]))) {
+      const there = valueAtPath(owner.config, path);
+      const here = valueAtPath(own, path);
+      const values = unprintedFields.has(field) ? '' : ` (${JSON.stringify(there) ?? 'not set'} there, ${JSON.stringify(here) ?? 'not set'} here)`;
+      const name = fieldText(path);
+      problems.push({
+        field: name,
+        message:
+          `every exactly-once \`kafka\` sink of a pipeline writes through one transactional producer, set up from ${owner.where}: ` +
+          `\`${name}\` must be the same as there${values}; only \`topic\` and \`key_field\` may differ`,
+      });
+    }
   }
   return problems;
+}
+
+const isMap = (value: unknown): value is Readonly<Record<string, unknown>> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The paths, from `at`, where `there` and `here` differ: into the keys of maps both have, else the whole value. */
+function differingPaths(at: readonly string[], there: unknown, here: unknown): string[][] {
+  if (isDeepStrictEqual(there, here)) return [];
+  if (!isMap(there) || !isMap(here)) return [[...at]];
+  return [...new Set([...Object.keys(there), ...Object.keys(here)])].flatMap((key) => differingPaths([...at, key], there[key], here[key]));
 }
 
 export default defineSink<KafkaSinkConfig>({
@@ -227,7 +242,7 @@ export default defineSink<KafkaSinkConfig>({
     const features = librdkafkaFeatures();
     const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
-    for (const message of missingOptionCodecs(config.options, features)) problems.push({ field: 'options', message });
+    for (const { name, why } of missingOptionCodecs(config.options, features)) problems.push({ field: fieldText(['options', name]), message: why });
     problems.push(...producerTimingProblems(config, pipeline.commits));
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];

@@ -2629,7 +2629,7 @@ function brokerAddresses(brokers: unknown): Set<string> {
  * The topics this source reads that a `kafka` sink of the same pipeline (the dead-letter one included)
  * writes to on the same brokers: each record written there would come back as input, and a dead letter,
  * never an event, would be dead-lettered again without end (a `pattern` such as `^clicks-.*` beside a
- * dead-letter topic `clicks-dlq`). Said at `pattern` or `topics`. Brokers are the same when the two lists
+ * dead-letter topic `clicks-dlq`). Said at `pattern`, or at the item of `topics`. Brokers are the same when the two lists
  * share an address as written; another name for one cluster is not caught.
  */
 function ownOutputsRead(config: KafkaSourceConfig, pipeline: PipelineOutline): EntryProblem[] {
@@ -2647,7 +2647,7 @@ function ownOutputsRead(config: KafkaSourceConfig, pipeline: PipelineOutline): E
     if (pattern?.test(topic)) {
       problems.push({ field: 'pattern', message: `the pattern matches topic '${topic}', ${loop}; name the outputs so the pattern does not match them, end the pattern with \`$\` where it reads too far, or read a list of \`topics\`` });
     } else if (named.has(topic)) {
-      problems.push({ field: 'topics', message: `reads topic '${topic}', ${loop}; read other topics, or write to another one` });
+      problems.push({ field: `topics[${(config.topics ?? []).indexOf(topic)}]`, message: `reads topic '${topic}', ${loop}; read other topics, or write to another one` });
     }
   }
   return problems;

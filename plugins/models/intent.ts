@@ -198,6 +198,7 @@ export function labelTimeoutProblems(config: IntentModelConfig, pipeline: Pipeli
   const sessionizer = pipeline.stages.slice(0, at < 0 ? 0 : at).reverse().find((entry) => entry.type === 'sessionizer');
   if (sessionizer === undefined) return [];
   const written = config.label_buffer?.timeout ?? defaultLabelTimeout;
+  const said = `${JSON.stringify(written)}${config.label_buffer?.timeout === undefined ? ' (the default)' : ''}`;
   const gapWritten = (sessionizer.config.gap as string | number | undefined) ?? '30m';
   const latenessWritten = (sessionizer.config.allowed_lateness as string | number | undefined) ?? 0;
   const timeout = parseDuration(written);
@@ -205,9 +206,9 @@ export function labelTimeoutProblems(config: IntentModelConfig, pipeline: Pipeli
   if (timeout <= gap) {
     return [
       {
-        field: 'label_buffer',
+        field: 'label_buffer.timeout',
         message:
-          `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) of sessionizer ${sessionizer.label}: a session's labels come when it closes, ` +
+          `${said} is not longer than the gap (${JSON.stringify(gapWritten)}) of sessionizer ${sessionizer.label}: a session's labels come when it closes, ` +
           `a gap after its last event, so its predictions would expire unlabelled first; set label_buffer.timeout above the gap plus the longest session (the sessionizer's max_length)`,
       },
     ];
@@ -215,9 +216,9 @@ export function labelTimeoutProblems(config: IntentModelConfig, pipeline: Pipeli
   if (timeout > gap + parseDuration(latenessWritten)) return [];
   return [
     {
-      field: 'label_buffer',
+      field: 'label_buffer.timeout',
       message:
-        `timeout ${JSON.stringify(written)} is not longer than the gap (${JSON.stringify(gapWritten)}) plus the allowed_lateness (${JSON.stringify(latenessWritten)}) of sessionizer ${sessionizer.label}: ` +
+        `${said} is not longer than the gap (${JSON.stringify(gapWritten)}) plus the allowed_lateness (${JSON.stringify(latenessWritten)}) of sessionizer ${sessionizer.label}: ` +
         `a late event may reopen a session until then, and a session that bought is remembered (so that such an event is not predicted after the purchase) only for the timeout after its last event; set label_buffer.timeout above both`,
     },
   ];

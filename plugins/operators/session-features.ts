@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeFormatReadsOffset, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -54,7 +54,7 @@ export default defineOperator<SessionFeaturesConfig>({
         description:
           'Where the hour-of-day and day-of-week features are taken: an IANA zone name (`Europe/Berlin`, `America/New_York`, `Asia/Kathmandu`) or `UTC`; without it, UTC (shifted by `utc_offset_minutes`). ' +
           'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
-          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` has no offset letter, whose times carry their own offset), `validate` and `run` warn of a stage ' +
+          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` reads times without their own offset: no offset letter, not `epoch_s`/`epoch_ms`), `validate` and `run` warn of a stage ' +
           'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). Not set with `utc_offset_minutes`. ' +
           'A name that is no zone is a config error, with the zone most likely meant; an abbreviation Intl takes (`EST`, a fixed UTC-5 all year; `CET`; `BST`, which it reads as Bangladesh\'s) is a warning of `validate` and `run`, with the place most likely meant, as is an `Etc/GMT+5`-style name (POSIX\'s sign: UTC-05:00).',
       },
@@ -107,8 +107,8 @@ function sourceZoneWarnings(config: SessionFeaturesConfig, pipeline: PipelineOut
     const given = typeof mapping?.time_zone === 'string' ? mapping.time_zone : undefined;
     const zone = given === undefined ? undefined : canonicalTimeZone(given);
     if (given === undefined || zone === undefined || zone === 'UTC') continue;
-    // A pattern with an offset reads instants: its time_zone applies to no time (the mapping's own warning says so), and says nothing of the source's clock.
-    if (typeof mapping?.time_format === 'string' && timeFormatReadsOffset(mapping.time_format)) continue;
+    // An epoch, or a pattern with an offset, reads instants: its time_zone applies to no time (the mapping's own warning says so), and says nothing of the source's clock.
+    if (typeof mapping?.time_format === 'string' && timeFormatReadsInstants(mapping.time_format)) continue;
     sourceZones.push({ label: source.label, zone, written: zoneNameWarning(given) === undefined ? zone : given });
   }
   const first = sourceZones[0];

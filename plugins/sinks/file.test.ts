@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
-import { ConfigError, type StreamRecord } from 'tributary';
+import { ConfigError, type PluginContext, type StreamRecord } from 'tributary';
 import { pino } from 'pino';
 import { runSummaries, runYaml, testContext, until, tempFolder } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
@@ -344,10 +344,14 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   // Another host's lock: refused while its holder renews it; taken over once not renewed for 10 minutes (its node died).
   writeFileSync(`${path}.lock`, `${JSON.stringify({ pid: 1, host: 'elsewhere', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
   const fourth = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
-  // Taken over once not renewed, which a restart after that gets: a failure a restart may mend (TRIB_ERR_SINK), not TRIB_ERR_OUTPUT_LOCKED.
+  // No lock wait given: refused at once, for a person (TRIB_ERR_OUTPUT_LOCKED), naming the lock file and the wait that
+  // would get a dead node's lock. Was a failure a restart may mend (no code), restarted until the restarts were spent.
   await assert.rejects(
     async () => fourth.open?.(),
-    (error: Error & { code?: string }) => /out\.jsonl is written by pid 1 on elsewhere \(pipeline 'live', since 2026-01-01T00:00:00\.000Z, lock renewed \d+ s ago\)/.test(error.message) && error.code === undefined,
+    (error: Error & { code?: string }) =>
+      /out\.jsonl is written by pid 1 on elsewhere \(pipeline 'live', since 2026-01-01T00:00:00\.000Z, lock renewed \d+ s ago\): its lock file .*out\.jsonl\.lock says so/.test(error.message) &&
+      /--lock-wait/.test(error.message) &&
+      error.code === 'TRIB_ERR_OUTPUT_LOCKED',
   );
   await fourth.close?.();
   const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
@@ -360,6 +364,114 @@ test('sinks of one process share a file\'s lock; it goes when the last one close
   assert.equal(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid, process.pid);
   await fifth.close?.();
   assert.ok(!existsSync(`${path}.lock`));
+});
+
+test("another host's output lock: the sink waits for it up to the run's lock wait (PluginContext.lockWaitMs: --lock-wait), taking it over once its holder stops renewing it; refused after the wait (TRIB_ERR_OUTPUT_LOCKED); a stop while it waits leaves the file and the lock alone", async () => {
+  const folder = mkdtempSync(join(dir, 'waited-lock-'));
+  const path = join(folder, 'out.jsonl');
+  const lock = `${path}.lock`;
+  const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`;
+  const base = testContext({ baseDir: folder });
+  const warning = (onWarn: (message: string) => void, more: Partial<PluginContext>): PluginContext =>
+    ({ ...base, ...more, logger: { ...base.logger, warn: (...args: unknown[]) => onWarn(String(args.at(-1))) } }) as PluginContext;
+
+  // Its holder's node dies while the sink waits (the lock no longer renewed): taken over, and the sink opens.
+  writeFileSync(lock, holder);
+  const warned: string[] = [];
+  const taker = await fileSink.create(
+    { path, append: false, lazy: false },
+    warning((message) => {
+      warned.push(message);
+      if (!/waiting for it/.test(message)) return;
+      const stale = new Date(Date.now() - 11 * 60_000);
+      utimesSync(lock, stale, stale);
+    }, { lockWaitMs: 2000 }),
+  );
+  await taker.open?.();
+  assert.match(warned[0] ?? '', /^file sink: .*out\.jsonl is written by pid 4242 on node-7 .*; waiting for it, up to 2 s in all$/);
+  assert.equal(warned[1], "file sink: took over another host's lock its holder stopped renewing");
+  assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pid, process.pid);
+  await taker.close?.();
+  assert.equal(existsSync(lock), false);
+
+  // Renewed throughout: refused once the wait is spent, nothing written, the lock left to its holder.
+  writeFileSync(lock, holder);
+  const began = Date.now();
+  const refused = await fileSink.create({ path: 'late.jsonl', append: false, lazy: false }, testContext({ baseDir: folder, lockWaitMs: 1000 }));
+  writeFileSync(`${join(folder, 'late.jsonl')}.lock`, holder);
+  await assert.rejects(
+    async () => refused.open?.(),
+    (error: Error & { code?: string }) => error.code === 'TRIB_ERR_OUTPUT_LOCKED' && /late\.jsonl is written by pid 4242 on node-7 .*: its lock file .*late\.jsonl\.lock says so/.test(error.message),
+  );
+  assert.ok(Date.now() - began >= 1000, 'it waited');
+  await refused.close?.();
+  assert.equal(existsSync(join(folder, 'late.jsonl')), false, 'nothing written');
+  assert.equal(readFileSync(`${join(folder, 'late.jsonl')}.lock`, 'utf8'), holder);
+
+  // Told to stop while it waits: open returns (the run ends before reading), no file made, the lock still its holder's.
+  const stoppedPath = join(folder, 'stopped.jsonl');
+  writeFileSync(`${stoppedPath}.lock`, holder);
+  const stop = new AbortController();
+  const stopped = await fileSink.create({ path: stoppedPath, append: false, lazy: false }, warning(() => stop.abort(), { lockWaitMs: 600_000, signal: stop.signal }));
+  await stopped.open?.();
+  assert.ok(stop.signal.aborted);
+  assert.equal(existsSync(stoppedPath), false, 'no file made');
+  await stopped.close?.();
+  assert.equal(readFileSync(`${stoppedPath}.lock`, 'utf8'), holder, 'the lock is still its holder\'s');
+});
+
+test("run: an output file another host's process writes (its lock renewed) waits up to --lock-wait, then exits 2 (TRIB_ERR_OUTPUT_LOCKED) naming the lock file and the holder, without restarts (was: restarted until the restarts were spent, each refused alike)", () => {
+  const folder = mkdtempSync(join(dir, 'remote-output-'));
+  const out = join(folder, 'out.jsonl');
+  const sections = 'name: second\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: out.jsonl}]\n';
+  // With checkpoints the daemon restarted it in the process (10 times, over about 5 minutes); without, it exited 1 for the supervisor to restart.
+  writeFileSync(join(folder, 'checkpointed.yaml'), `${sections}checkpoint: {dir: cp, interval: 1h}\n`);
+  writeFileSync(join(folder, 'plain.yaml'), sections);
+  writeFileSync(`${out}.lock`, `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
+  const escaped = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const args of [['checkpointed.yaml'], ['plain.yaml', '--lock-wait', '1s']]) {
+    const wait = args.slice(1);
+    const began = Date.now();
+    const result = spawnSync(process.execPath, [cli, 'run', ...args], { cwd: folder, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string; level: number });
+    const failed = records.find((record) => record.code === 'TRIB_ERR_OUTPUT_LOCKED');
+    assert.match(
+      failed?.msg ?? result.stderr,
+      new RegExp(`^pipeline second: TRIB_ERR_OUTPUT_LOCKED: sink-file-0 could not open: ${escaped(out)} is written by pid 4242 on node-7 \\(pipeline 'live', since [^)]+\\): its lock file ${escaped(out)}\\.lock says so; .*--lock-wait`),
+    );
+    assert.equal(records.filter((record) => /restarting it/.test(record.msg)).length, 0, 'no restart in the process');
+    assert.equal(existsSync(out), false, 'nothing written');
+    if (wait.length === 0) continue;
+    assert.ok(Date.now() - began >= 1000, 'it waited');
+    assert.ok(records.some((record) => record.level === 40 && /^file sink: .* is written by pid 4242 on node-7 .*; waiting for it, up to 1 s in all$/.test(record.msg)), result.stderr);
+  }
+});
+
+test("run: a stop while --lock-wait waits for another host's output file is a stop before start: exit 0, nothing written, the lock left to its holder", async () => {
+  const folder = mkdtempSync(join(dir, 'remote-output-stopped-'));
+  const out = join(folder, 'out.jsonl');
+  writeFileSync(join(folder, 'p.yaml'), 'name: second\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: out.jsonl}]\n');
+  const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`;
+  writeFileSync(`${out}.lock`, holder);
+  const child = spawn(process.execPath, [cli, 'run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
+  let stderr = '';
+  let signalled = false;
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
+      signalled = true;
+      child.kill('SIGTERM');
+    }
+  });
+  const [status] = (await once(child, 'close')) as [number | null];
+  assert.ok(signalled, stderr);
+  assert.equal(status, 0, stderr);
+  const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
+  assert.deepEqual(records.filter((record) => record.level >= 50), [], 'no error');
+  assert.ok(records.some((record) => record.msg === 'stopped before reading any input'), stderr);
+  assert.equal(existsSync(out), false, 'nothing written');
+  assert.equal(readFileSync(`${out}.lock`, 'utf8'), holder, 'the lock is still its holder\'s');
 });
 
 test('rotation by copytruncate: the sink appends, so after the truncation its records start at offset 0 (no NULs in place of what was cut)', async () => {

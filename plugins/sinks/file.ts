@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type Zl
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, takeLock, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, takeLock, takeLockWaiting, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -61,6 +61,13 @@ export default defineSink<FileSinkConfig>({
       lockOutput(path, context);
       locked = true;
     };
+    /** {@link lock}, waiting for another host's holder up to the run's lock wait; false where a stop came meanwhile. */
+    const lockWaiting = async (): Promise<boolean> => {
+      if (locked || config.lock === false || isSpecialFile(path)) return true;
+      if (!(await lockOutputWaiting(path, context))) return false;
+      locked = true;
+      return true;
+    };
     const open = (): SharedOutput => {
       if (closed) throw new Error(`${path}: written after the sink was closed`);
       lock();
@@ -104,7 +111,9 @@ export default defineSink<FileSinkConfig>({
         // A FIFO exists already, so lazy creation is moot; opened at the first record instead, its open
         // would wait for a reader where no stop can release it (openFifo), and the run could never end.
         const fifo = isFifo(path);
-        lock(); // a lazy file's too, so a second writer is refused at the start, not at its first record
+        // A lazy file's too, so a second writer is refused at the start, not at its first record. Told to
+        // stop while another host's holder was waited for: nothing is made, and the run ends before reading.
+        if (!(await lockWaiting())) return;
         if (config.lazy && !fifo) return;
         output ??= open();
         if (fifo) await openFifo(output, context);
@@ -243,18 +252,45 @@ async function releaseShared(output: SharedOutput): Promise<void> {
  */
 const lockPathOf = (path: string): string => `${path}.lock`;
 
+const lockOptions = (context: PluginContext) => ({ pipeline: context.pipeline, logger: context.logger, user: 'file sink', heldAs: 'written', shared: true }) as const;
+
 function lockOutput(path: string, context: PluginContext): void {
   try {
-    takeLock(lockPathOf(path), path, { pipeline: context.pipeline, logger: context.logger, user: 'file sink', heldAs: 'written', shared: true });
+    takeLock(lockPathOf(path), path, lockOptions(context));
   } catch (error) {
-    if (!(error instanceof LockRefusedError)) throw error;
-    const message =
-      `${error.message}. Stop that process or give this sink another path ` +
-      '(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file';
-    // A live holder of this host keeps it as long as it runs: restarting would only be refused again (exit 2 at once).
-    // Another host's lock is taken over once it stops renewing it, which a restart after that gets (TRIB_ERR_SINK).
-    throw error.holderLives ? new TributaryError('TRIB_ERR_OUTPUT_LOCKED', message, { cause: error }) : new Error(message, { cause: error });
+    throw outputRefusal(error);
   }
+}
+
+/**
+ * {@link lockOutput}, waiting up to the run's lock wait (PluginContext.lockWaitMs, `--lock-wait`) while
+ * another host's process holds the file: its lock is taken over once not renewed (its node died).
+ * True once the file is this process's to write (locked, or unlocked in a read-only folder: takeLock);
+ * false where the run was told to stop meanwhile: the file is still the other's.
+ */
+async function lockOutputWaiting(path: string, context: PluginContext): Promise<boolean> {
+  try {
+    await takeLockWaiting(lockPathOf(path), path, { ...lockOptions(context), waitMs: context.lockWaitMs ?? 0, ...(context.signal ? { signal: context.signal } : {}) });
+    return true;
+  } catch (error) {
+    if (error instanceof LockRefusedError && error.takeoverAt !== undefined && context.signal?.aborted) return false;
+    throw outputRefusal(error);
+  }
+}
+
+/**
+ * A refusal of the file's lock as the run's failure. A live holder of this host keeps it as long as it
+ * runs, and another host's that renews it keeps it until it stops (the lock waited for, `--lock-wait`):
+ * restarting would only be refused again, so both stop the run for a person (TRIB_ERR_OUTPUT_LOCKED, exit 2
+ * at once). A lock changing hands (being written, being taken over) is gone in a moment: a restart mends it.
+ */
+function outputRefusal(error: unknown): unknown {
+  if (!(error instanceof LockRefusedError)) return error;
+  const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (tributary run --lock-wait, e.g. 15m)';
+  const message =
+    `${error.message}. Stop that process or give this sink another path ` +
+    `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file${orWait}`;
+  return error.holderLives || error.takeoverAt !== undefined ? new TributaryError('TRIB_ERR_OUTPUT_LOCKED', message, { cause: error }) : new Error(message, { cause: error });
 }
 
 const unlockOutput = (path: string): void => releaseLock(lockPathOf(path));
