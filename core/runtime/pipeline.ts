@@ -41,8 +41,6 @@ export interface RunOptions {
   checkpoints?: {
     store: CheckpointStore;
     intervalMs: number;
-    /** @deprecated {@link RunOptions.lockWaitMs}, which the folder waits under too; read where that is not given. */
-    lockWaitMs?: number;
     /**
      * Periodic checkpoints that may fail in a row before the run fails (TRIB_ERR_CHECKPOINTS_FAILING),
      * not counting those a broker outage left untaken (inputHandedOver); absent: Infinity (checkpoint.tolerable_failures).
@@ -1547,9 +1545,9 @@ export class PipelineRunner {
    */
   private failingCheckpoints: { inRow: number; counted: number; last: string } | undefined;
 
-  /** RunOptions.lockWaitMs (the checkpoints' own, deprecated, where not given): 0 refuses another host's lock at once. */
+  /** RunOptions.lockWaitMs: 0 refuses another host's lock at once. */
   private get lockWaitMs(): number {
-    return this.options.lockWaitMs ?? this.options.checkpoints?.lockWaitMs ?? 0;
+    return this.options.lockWaitMs ?? 0;
   }
 
   /** checkpoint.tolerable_failures: periodic checkpoints that may fail in a row before the run fails. */
