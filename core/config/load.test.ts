@@ -1453,6 +1453,17 @@ test('session-features time_zone that is no zone is a config error at its positi
   assert.equal(await factoryField('session-features', {}), 'no error');
 });
 
+test('clip with min above max, or with neither, is refused by validate (was: ok, then the run failed at the stage), at max where both are set; and by the factory at the same field', async () => {
+  const yaml = (clip: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - ${clip}\nsinks: [{type: stdout}]\n`;
+  const swapped = 'max (5) is below min (15): every value would be bounded to one of them; swap them';
+  assert.deepEqual(await problemsOf(yaml('{type: clip, features: [s_price], min: 15, max: 5}')), [`P:5:53: $.stages[2].max: ${swapped}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: clip, features: [s_price]}')), ['P:5:5: $.stages[2]: clip needs min, max or both: without either it would change nothing']);
+  for (const clip of ['{type: clip, features: [s_price], min: 5, max: 5}', '{type: clip, features: [s_price], min: 15}', '{type: clip, features: [s_price], max: -5}']) {
+    assert.deepEqual(await problemsOf(yaml(clip)), [], clip);
+  }
+  assert.equal(await factoryField('clip', { features: ['s_price'], min: 15, max: 5 }), `max: ${swapped}`);
+});
+
 test("session-features whose hours would not be the source's clock's is a warning, not an error (loadPipeline's, and the runner's check): neither time_zone nor utc_offset_minutes while the source reads its times in Europe/Berlin, or a time_zone that is none of the sources' zones; none where they agree, UTC or a fixed offset is set, or the sources read in UTC (was: no warning, hours silently UTC)", async () => {
   const yaml = (mappings: string[], features: string): string =>
     `sources:\n${mappings.map((mapping, i) => `  - {type: file, path: e${i}.jsonl${mapping}}\n`).join('')}stages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
