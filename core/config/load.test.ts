@@ -1435,6 +1435,23 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
 
+test('sessionizer settings that contradict one another are config errors at their field, by validate and by the factory (was: taken silently): max_length with session_id_from: data (it cut nothing), max_behind_watermark below gap + allowed_lateness (late events it would take were dead-lettered as absurd)', async () => {
+  const yaml = (sessionizer: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${sessionizer}\nsinks: [{type: stdout}]\n`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, session_id_from: data, max_length: 4h}')), [
+    'P:3:60: $.stages[0].max_length: cuts sessions with session_id_from: gap only: with data session ids a session is what its id names, so this would be ignored; remove it, or cut by gap',
+  ]);
+  const behind = (written: string, least: string): string =>
+    `${written} is less than gap plus allowed_lateness (${least}): an event that far behind the watermark may still join or open a session (late, not absurd), and would be dead-lettered as absurd; set it to at least ${least}`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, allowed_lateness: 2h, max_behind_watermark: 0}')), [`P:3:69: $.stages[0].max_behind_watermark: ${behind('0', '150m')}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: 1h, max_behind_watermark: 59m}')), [`P:3:56: $.stages[0].max_behind_watermark: ${behind('"59m"', '1h')}`]);
+  for (const sessionizer of ['{type: sessionizer, session_id_from: data}', '{type: sessionizer, max_length: 4h}', '{type: sessionizer, gap: 1h, allowed_lateness: 1h, max_behind_watermark: 2h}', '{type: sessionizer, allowed_lateness: 30d}']) {
+    assert.deepEqual(await problemsOf(yaml(sessionizer)), [], sessionizer);
+  }
+  const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
+  assert.match(await factoryField('sessionizer', { ...sessionizer, session_id_from: 'data', max_length: '4h' }), /^max_length: cuts sessions with session_id_from: gap only/);
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, allowed_lateness: '2h', max_behind_watermark: 0 }), `max_behind_watermark: ${behind('0', '150m')}`);
+});
+
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
   const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
   const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';
