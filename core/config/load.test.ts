@@ -797,7 +797,7 @@ test('a value outside a list or not of its format is quoted in its problem, and 
     ].join('\n'),
   );
   assert.deepEqual(problems, [
-    'P:2:36: $.sources[0].start: must match format "date-time", got "yesterday"',
+    'P:2:36: $.sources[0].start: expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got "yesterday"',
     'P:2:54: $.sources[0].clock: must be one of: "simulated", "wall", got "Wall" (did you mean \'wall\'?)',
     'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru", got "logistc" (did you mean \'logistic\'?)',
   ]);
@@ -1450,6 +1450,16 @@ test('sessionizer settings that contradict one another are config errors at thei
   const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
   assert.match(await factoryField('sessionizer', { ...sessionizer, session_id_from: 'data', max_length: '4h' }), /^max_length: cuts sessions with session_id_from: gap only/);
   assert.equal(await factoryField('sessionizer', { ...sessionizer, allowed_lateness: '2h', max_behind_watermark: 0 }), `max_behind_watermark: ${behind('0', '150m')}`);
+});
+
+test('a date-time field (sessionizer not_before, synthetic start) given a date alone, or a time without its offset, says what it expects with an example (was: must match format "date-time")', async () => {
+  const yaml = (source: string, stage: string): string => `sources: [${source}]\nstages:\n  - ${stage}\nsinks: [{type: stdout}]\n`;
+  const expected = 'expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got';
+  assert.deepEqual(await problemsOf(yaml('{type: synthetic, start: "2024-01-01T00:00:00"}', '{type: sessionizer, not_before: 2019-01-01}')), [
+    `P:1:36: $.sources[0].start: ${expected} "2024-01-01T00:00:00"`,
+    `P:3:37: $.stages[0].not_before: ${expected} "2019-01-01"`,
+  ]);
+  assert.deepEqual(await problemsOf(yaml('{type: synthetic, start: "2024-01-01T00:00:00+01:00"}', '{type: sessionizer, not_before: 2019-01-01T00:00:00Z}')), []);
 });
 
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {

@@ -779,6 +779,8 @@ function problemFromAjv(
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       if ((error.params as { format: string }).format === 'time-zone') return locate(segments, timeZoneProblem(String(error.data)) ?? 'not a time zone');
+      // ajv says only 'must match format "date-time"': say what one looks like (a date alone, or no offset, is what is written most).
+      if ((error.params as { format: string }).format === 'date-time') return locate(segments, `expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got ${valueText(error.data, segments)}`);
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);

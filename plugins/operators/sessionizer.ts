@@ -154,7 +154,7 @@ export default defineOperator<SessionizerConfig>({
         type: 'string',
         format: 'date-time',
         default: '2000-01-01T00:00:00Z',
-        description: 'Event times before this are absurd (zero or missing clocks): dead-lettered.',
+        description: 'Event times before this are absurd (zero or missing clocks): dead-lettered. A date and time with its UTC offset (RFC 3339), e.g. `2020-01-01T00:00:00Z`.',
       },
     },
   },
