@@ -1462,6 +1462,17 @@ test('a date-time field (sessionizer not_before, synthetic start) given a date a
   assert.deepEqual(await problemsOf(yaml('{type: synthetic, start: "2024-01-01T00:00:00+01:00"}', '{type: sessionizer, not_before: 2019-01-01T00:00:00Z}')), []);
 });
 
+test('hash-features fields and prefix that do not fit say what they take, not a regular expression (was: must match pattern "^(type|itemId|category|userId|sessionId|attrs\\\\..+)$"): the mapping\'s item_id is the event\'s itemId, an attribute is attrs.<name>', async () => {
+  const yaml = (hash: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${hash}\nsinks: [{type: stdout}]\n`;
+  const field = 'expected an event field, `type`, `itemId`, `category`, `userId` or `sessionId` (the mapping\'s item_id, user_id and session_id are the event\'s itemId, userId and sessionId), or an attribute as `attrs.<name>` (`attrs.brand`), got';
+  assert.deepEqual(await problemsOf(yaml('{type: hash-features, fields: [item_id, brand, attrs.brand], prefix: cat-}')), [
+    `P:3:36: $.stages[0].fields[0]: ${field} "item_id"`,
+    `P:3:45: $.stages[0].fields[1]: ${field} "brand"`,
+    'P:3:74: $.stages[0].prefix: expected name prefix of the block (`<prefix>_<bucket>`): a letter or `_`, then letters, digits or `_`, got "cat-"',
+  ]);
+  assert.deepEqual(await problemsOf(yaml('{type: hash-features, fields: [itemId, attrs.brand], prefix: cat_2}')), []);
+});
+
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
   const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
   const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';

@@ -782,6 +782,12 @@ function problemFromAjv(
       // ajv says only 'must match format "date-time"': say what one looks like (a date alone, or no offset, is what is written most).
       if ((error.params as { format: string }).format === 'date-time') return locate(segments, `expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got ${valueText(error.data, segments)}`);
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+    case 'pattern': {
+      // A regular expression tells a user little: where the field's schema says what it takes, say that.
+      const description = (error.parentSchema as { description?: string } | undefined)?.description;
+      if (description === undefined) return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+      return locate(segments, `expected ${description.charAt(0).toLowerCase()}${description.slice(1).replace(/\.$/, '')}, got ${valueText(error.data, segments)}`);
+    }
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':
