@@ -37,7 +37,7 @@ export default defineOperator<SessionFeaturesConfig>({
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. A price figure beyond the Float32 range of ' +
     'the vector (a price of 1e39) is written as the largest Float32 (3.4e38), never as Infinity. ' +
-    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), of the event\'s time as a clock in `time_zone` showed it (summer time followed), ' +
+    'Hour of day, with its minutes and seconds (14:30 is 14.5), and day of week (Monday 0, whole days) are cyclic (sin and cos of 2π·hour/24 and 2π·day/7), of the event\'s time as a clock in `time_zone` showed it (summer time followed), ' +
     'or in UTC shifted by `utc_offset_minutes` (UTC itself by default). Sessions are told apart by ' +
     'user and id (data session ids may repeat across users). A session\'s state is kept while the sessionizer may still add to it (until the ' +
     'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +

@@ -39,7 +39,7 @@ export default defineOperator<StandardizeConfig>({
     required: ['features'],
     properties: {
       features: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Feature names (with `*` wildcards) to standardise.' },
-      min_count: { type: 'integer', minimum: 1, default: 2, description: 'Values seen before the output is anything but 0.' },
+      min_count: { type: 'integer', minimum: 1, default: 2, description: 'Values of a feature that must have been seen, the current one included, before its output is anything but 0: with 2, from its second value on.' },
     },
   },
   examples: [{ features: ['s_*', 'u_*'] }, { features: ['s_view_price_mean'], min_count: 100 }],

@@ -43,7 +43,7 @@ export default defineOperator<UserFeaturesConfig>({
     'largest Float32, never Infinity), `u_tenure_days`, ' +
     '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
-    "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
+    "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h, named as it is written (`u_events_7d`; a number of milliseconds: `u_events_3600000ms`): counts decayed by " +
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
     'toward the current one, and a data id that comes back after the gap opens a new one. A session that starts before the current one (a late ' +
