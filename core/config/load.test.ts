@@ -9,6 +9,7 @@ import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 import { zoneNameWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
+import { defineModel } from 'tributary/models';
 
 const dir = tempFolder({ after }, 'config');
 
@@ -1471,6 +1472,54 @@ test('hash-features fields and prefix that do not fit say what they take, not a 
     'P:3:74: $.stages[0].prefix: expected name prefix of the block (`<prefix>_<bucket>`): a letter or `_`, then letters, digits or `_`, got "cat-"',
   ]);
   assert.deepEqual(await problemsOf(yaml('{type: hash-features, fields: [itemId, attrs.brand], prefix: cat_2}')), []);
+});
+
+test('a model field for another model kind, drift detector or action is a config error at the field (was: taken and ignored: hidden: [64] without kind: mlp ran a logistic model), a warning where the detector or action is none, in intent-model, churn-model and a defineModel stage alike', async () => {
+  const yaml = (model: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - ${model}\nsinks: [{type: stdout}]\n`;
+  const problems = async (model: string): Promise<string[]> => (await problemsOf(yaml(model))).map((problem) => problem.replace(/^P:\d+:\d+: \$\.stages\[2\]\./, ''));
+  assert.deepEqual(await problems('{type: intent-model, model: {hidden: [64, 32]}}'), ['model.hidden: is read by kind mlp only, and this model is logistic (the default kind): set model.kind: mlp, or remove hidden']);
+  assert.deepEqual(await problems('{type: churn-model, model: {kind: mlp, units: 8, sequence_length: 4}}'), [
+    'model.units: is read by kind gru only, and this model is mlp: set model.kind: gru, or remove units',
+    'model.sequence_length: is read by kind gru only, and this model is mlp: set model.kind: gru, or remove sequence_length',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, model: {kind: gru, dropout: 0.1}, drift: {detector: adwin, threshold: 3}}'), [
+    'model.dropout: is read by kind mlp only, and this model is gru: set model.kind: mlp, or remove dropout',
+    'drift.threshold: is read by detector page-hinkley only, and this one is adwin: set drift.detector: page-hinkley, or remove threshold',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, drift: {grace_period: 4, action: reset_optimizer, factor: 3}}'), [
+    'drift.grace_period: is read by detector adwin only, and this one is page-hinkley (the default detector): set drift.detector: adwin, or remove grace_period',
+    'drift.factor: is read by action raise_learning_rate only, and this one is reset_optimizer: set drift.action: raise_learning_rate, or remove factor',
+  ]);
+  // Switched off, the detector or the action may keep its tuned settings to be switched on again: warnings.
+  const warnings = async (model: string): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml(model));
+    return ((await loadPipeline(file, { registry: await builtinRegistry(), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }).replace(/^P:\d+:\d+: warning: \$\.stages\[2\]\./, ''));
+  };
+  assert.deepEqual(await warnings('{type: intent-model, drift: {detector: none, block: 5, threshold: 0.001}}'), [
+    'drift.block: does nothing while drift.detector is none (no drift is detected): remove it, or name a detector',
+    'drift.threshold: does nothing while drift.detector is none (no drift is detected): remove it, or name a detector',
+  ]);
+  assert.deepEqual(await warnings('{type: intent-model, drift: {factor: 3}}'), [
+    'drift.factor: is read by action raise_learning_rate only, and this one is none (the default action): set drift.action: raise_learning_rate, or remove factor',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, optimizer: {kind: sgd}, drift: {action: reset_optimizer}}'), [
+    "drift.action: reset_optimizer resets adam's moment estimates, and sgd keeps none, so a drift would change nothing: use raise_learning_rate, or optimizer.kind: adam",
+  ]);
+  for (const model of [
+    '{type: intent-model, model: {kind: mlp, hidden: [8], dropout: 0.1}, drift: {detector: adwin, clock: 4, action: raise_learning_rate, factor: 3}}',
+    '{type: churn-model, model: {kind: gru, units: 8, sequence_length: 4, category_buckets: 16}, drift: {threshold: 3, min_instances: 5, action: reset_optimizer}}',
+    '{type: intent-model, drift: {detector: none}}',
+  ]) {
+    assert.deepEqual(await problems(model), [], model);
+  }
+  // A defineModel stage's `model` is its own: only its drift fields are checked.
+  const registry = await builtinRegistry();
+  registry.register(defineModel({ name: 'mean-model', task: 'intent', summary: 'A mean.', config: { type: 'object', properties: { hidden: { type: 'number' } } }, create: () => ({ predict: () => 0.5 }) }), './mean.js');
+  assert.deepEqual(
+    (await problemsOf(yaml('{type: mean-model, model: {hidden: 3}, drift: {detector: adwin, min_instances: 5}}'), { registry })).map((problem) => problem.replace(/^P:\d+:\d+: \$\.stages\[2\]\./, '')),
+    ['drift.min_instances: is read by detector page-hinkley only, and this one is adwin: set drift.detector: page-hinkley, or remove min_instances'],
+  );
 });
 
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {

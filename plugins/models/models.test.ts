@@ -2326,7 +2326,7 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
   await operator.close?.();
 });
 
-test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
+test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says, which validate refuses); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
   const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate', kind: 'adam' | 'sgd' = 'adam') => {
     const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind, learning_rate: 0.01 }, report: true }, input);
@@ -2338,7 +2338,7 @@ test('drift.action: reset_optimizer restarts Adam (its moments and step count) a
   const sgdReset = await run('reset_optimizer', 'sgd');
   assert.ok(sgdReset.drifts.length >= 1);
   assert.deepEqual(sgdReset.scores, sgdNone.scores);
-  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it has no effect/);
+  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it would change nothing, and is a config error/);
   const none = await run('none');
   assert.ok(none.drifts.length >= 1);
   assert.equal(none.optimizer.step, none.steps);
