@@ -433,6 +433,24 @@ export interface OutlineEntry {
   /** The label its instance gets ({@link PluginContext.label}): its `label`, else `<source|stage|sink>-<type>-<index>` (the dead-letter sink: `dead-letter-<type>-0`). */
   readonly label: string;
   readonly config: Readonly<Record<string, unknown>>;
+  /**
+   * Sources and stages: the record kinds it makes as configured (its plugin's `emits`, less those its
+   * `emitsOnlyWith` withholds under this config). Undefined where the plugin does not declare them (a
+   * user's plugin may make anything), and for sinks.
+   */
+  readonly emits?: readonly string[];
+}
+
+/**
+ * Whether a stage before `self` in `pipeline` makes records of `kind` as configured (OutlineEntry.emits):
+ * undefined where it cannot be told, a stage before it not declaring what it makes. For a checkPipeline
+ * whose stage needs another before it (a `session` summary: a sessionizer).
+ */
+export function madeBefore(pipeline: PipelineOutline, self: OutlineEntry, kind: string): boolean | undefined {
+  const at = pipeline.stages.indexOf(self);
+  const before = pipeline.stages.slice(0, at < 0 ? 0 : at);
+  if (before.some((entry) => entry.emits?.includes(kind))) return true;
+  return before.every((entry) => entry.emits !== undefined) ? false : undefined;
 }
 
 /** A pipeline's entries, for checks across them. */

@@ -843,7 +843,8 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
     ].join('\n'),
   );
   const tail = 'prediction ids, metrics and the saved model are keyed by it, so give each model stage its own';
-  assert.deepEqual(names, [
+  // The stages here stand alone (no sessionizer before them, its own config error): their names are what is checked.
+  assert.deepEqual(names.filter((problem) => !problem.includes('needs a sessionizer before it')), [
     `P:6:11: $.stages[1].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
     `P:9:11: $.stages[3].name: 'stage-churn-model-2' is already the model name of stage stage-churn-model-2; ${tail}`,
     `P:10:5: $.stages[4].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
@@ -1520,6 +1521,20 @@ test('a model field for another model kind, drift detector or action is a config
     (await problemsOf(yaml('{type: mean-model, model: {hidden: 3}, drift: {detector: adwin, min_instances: 5}}'), { registry })).map((problem) => problem.replace(/^P:\d+:\d+: \$\.stages\[2\]\./, '')),
     ['drift.min_instances: is read by detector page-hinkley only, and this one is adwin: set drift.detector: page-hinkley, or remove min_instances'],
   );
+});
+
+test('session-features and a model stage with no sessionizer before them are config errors at the entry (was: validate ok, then every event dead-lettered, or a model that predicted and scored nothing); a stage before that does not say what it makes may be one', async () => {
+  const yaml = (stages: string[]): string => `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`;
+  const features = "needs a sessionizer before it: it reads each event's session, so without one every event would be dead-lettered ('event has no session'); put a `sessionizer` stage before it";
+  const model = 'needs a sessionizer before it: its labels come from the session summaries one emits, so without one it would learn and score nothing; put a `sessionizer` stage before it';
+  assert.deepEqual(await problemsOf(yaml(['{type: session-features}', '{type: intent-model}', '{type: churn-model}'])), [`P:3:5: $.stages[0]: ${features}`, `P:4:5: $.stages[1]: ${model}`, `P:5:5: $.stages[2]: ${model}`]);
+  // After it, not before: the order counts.
+  assert.deepEqual(await problemsOf(yaml(['{type: user-features}', '{type: churn-model}', '{type: sessionizer}'])), [`P:4:5: $.stages[1]: ${model}`]);
+  assert.deepEqual(await problemsOf(yaml(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: churn-model}'])), []);
+  // A user's stage that does not declare what it makes may be a sessionizer of its own.
+  const registry = await builtinRegistry();
+  registry.register(defineOperator({ name: 'my-sessions', summary: 'Sessions.', config: { type: 'object', properties: {} }, create: () => ({ apply: (input) => input }) }), './my.js');
+  assert.deepEqual(await problemsOf(yaml(['{type: my-sessions}', '{type: session-features}', '{type: intent-model}']), { registry }), []);
 });
 
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {

@@ -383,7 +383,10 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
   }
   problems.push(...sinkRoutingProblems(entries, locate));
   problems.push(...overwrittenInputProblems(entries, locate));
-  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
+  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => {
+    const emits = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never)?.kinds;
+    return { type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry), ...(emits === undefined ? {} : { emits }) };
+  };
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
     stages: entries.stages.map(outlineOf('stage')),

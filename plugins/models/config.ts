@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
+import { madeBefore, parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -230,6 +230,16 @@ export function inapplicableFieldProblems(config: ModelOperatorConfig, custom = 
     problems.push({ field: 'drift.action', message: 'reset_optimizer resets adam\'s moment estimates, and sgd keeps none, so a drift would change nothing: use raise_learning_rate, or optimizer.kind: adam' });
   }
   return problems;
+}
+
+/**
+ * A model stage with no sessionizer before it (no stage making `session` summaries, where every stage
+ * before it says what it makes): it learns from the summaries alone, so it would learn and score nothing,
+ * silently. A config error at the entry.
+ */
+export function sessionizerProblems(pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+  if (madeBefore(pipeline, self, 'session') !== false) return [];
+  return [{ message: 'needs a sessionizer before it: its labels come from the session summaries one emits, so without one it would learn and score nothing; put a `sessionizer` stage before it' }];
 }
 
 /**

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -43,7 +43,7 @@ export default defineOperator<SessionFeaturesConfig>({
     'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +
     'from where the session was, and a late event that merges sessions (`session.merged`) adds up their state first (counts, sums, extremes, ' +
     'deviations, distinct items); a new session under an id still kept (at position 0) starts from zero. Records other than ' +
-    'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
+    'events pass through unchanged; an event without a session is dead-lettered (a pipeline with no sessionizer before this stage is a config error).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -69,7 +69,14 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
-  checkPipeline: (config, pipeline): EntryProblem[] => [...bothTimeSettings(config), ...abbreviatedZoneWarnings(config), ...sourceZoneWarnings(config, pipeline)],
+  checkPipeline: (config, pipeline, self): EntryProblem[] => [
+    ...(madeBefore(pipeline, self, 'session') === false
+      ? [{ message: "needs a sessionizer before it: it reads each event's session, so without one every event would be dead-lettered ('event has no session'); put a `sessionizer` stage before it" }]
+      : []),
+    ...bothTimeSettings(config),
+    ...abbreviatedZoneWarnings(config),
+    ...sourceZoneWarnings(config, pipeline),
+  ],
   featureNames: () => sessionFeatureNames,
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
