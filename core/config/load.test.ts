@@ -1647,7 +1647,7 @@ test('a list that names one thing twice is refused at the later item, naming the
   assert.deepEqual(await problemsOf(yaml('  - {type: hash-features, fields: [category, itemId, category]}')), ['P:5:54: $.stages[2].fields[2]: the same as fields[0], got "category"']);
   assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 1d]}')), ['P:5:46: $.stages[2].horizons[2]: the same as horizons[1], got "1d"']);
   // One duration written two ways: said by validate too, not only when the run starts.
-  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:37: $.stages[2].horizons: horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
+  assert.deepEqual(await problemsOf(yaml('  - {type: user-features, horizons: [1h, 1d, 24h]}')), ["P:5:46: $.stages[2].horizons[2]: '24h' is the same duration as horizons[1] '1d'"]);
   assert.equal(await factoryField('user-features', { horizons: ['1h', '1d', '24h'], max_users: 10 }), "horizons[2]: '24h' is the same duration as horizons[1] '1d'");
   assert.equal(await factoryField('user-features', { horizons: ['1h', 3_600_000], max_users: 10 }), "horizons[1]: '3600000ms' is the same duration as horizons[0] '1h'");
   assert.equal(await factoryField('hash-features', { fields: ['category', 'category'], width: 8, prefix: 'h', signed: true }), "fields[1]: 'category' is fields[0] again: it would count double");

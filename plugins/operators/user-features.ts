@@ -78,7 +78,7 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: 'horizons', message: `horizons[${index}]: ${message}` })),
+  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: `horizons[${index}]`, message })),
   featureNames: (config) => userFeatureNames(config.horizons),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
