@@ -259,7 +259,7 @@ const duration = (description: string, least?: string, most?: string): JsonSchem
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
-  version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
+  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the number of learning steps is appended (`2.340`). Default: `1`.' },
   backend: {
     enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
     description:
