@@ -622,6 +622,13 @@ export interface PluginSpec<K extends PluginKind, Config> {
    */
   featureNamesField?: string;
   /**
+   * Operators that select features by name (a transform, with FeatureSelector): the config field
+   * holding its list of names and `*` patterns (`features`). Where every stage before it declares
+   * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
+   * pattern that none of their names matches (a typo the run would only log), at its item. Absent: not checked.
+   */
+  featureSelectorField?: string;
+  /**
    * Sinks: the files this config writes (replacing or appending to them), so that a run which would
    * overwrite its own input is refused before anything is replaced: a source of the pipeline whose
    * `inputFiles` holds one of them is a config error (`validate` and `run` say it at this sink's

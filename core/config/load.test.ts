@@ -1537,6 +1537,30 @@ test('session-features and a model stage with no sessionizer before them are con
   assert.deepEqual(await problemsOf(yaml(['{type: my-sessions}', '{type: session-features}', '{type: intent-model}']), { registry }), []);
 });
 
+test('a transform\'s feature name or pattern that no block before it appends is a warning at its item, with the name most likely meant (was: validate ok, the run logged it and left the feature as it was); none where a stage before it does not say what it appends', async () => {
+  const yaml = (stages: string[]): string => `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`;
+  const warningsOf = async (text: string, registry?: PluginRegistry): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, text);
+    return ((await loadPipeline(file, { registry: registry ?? (await builtinRegistry()), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }));
+  };
+  const blocks = ['{type: sessionizer}', '{type: session-features}', '{type: hash-features, fields: [category], width: 2, prefix: cat}'];
+  const appended = 'they append s_events, s_views, s_carts, s_removes, s_purchases, s_distinct_items and 24 more';
+  assert.deepEqual(await warningsOf(yaml([...blocks, '{type: log1p, features: [s_price, s_pric, "x_*", "cat_*"]}'])), [
+    `P:6:39: warning: $.stages[3].features[1]: no stage before it appends a feature 's_pric' (did you mean 's_price'?), so it selects nothing (the run logs it once); ${appended}`,
+    `P:6:47: warning: $.stages[3].features[2]: no feature a stage before it appends matches 'x_*', so it selects nothing (the run logs it once); ${appended}`,
+  ]);
+  // Names are those of the blocks before it, not after; standardize and clip are checked alike.
+  assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: standardize, features: [u_events]}', '{type: user-features}', '{type: clip, features: [u_events], max: 1}'])), [
+    "P:4:36: warning: $.stages[1].features[0]: no stage before it appends a feature 'u_events', so it selects nothing (the run logs it once); no stage before it appends features",
+  ]);
+  assert.deepEqual(await warningsOf(yaml([...blocks, '{type: standardize, features: ["*"]}', '{type: clip, features: ["s_*", cat_1], min: -3}'])), []);
+  // A user's stage that does not declare its names may append any.
+  const registry = await builtinRegistry();
+  registry.register(defineOperator({ name: 'my-features', summary: 'Features.', config: { type: 'object', properties: {} }, create: () => ({ apply: (input) => input }) }), './my.js');
+  assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: my-features}', '{type: log1p, features: [my_feature]}']), registry), []);
+});
+
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
   const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
   const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';

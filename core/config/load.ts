@@ -16,6 +16,7 @@ import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
 import { sameFile } from '../paths.js';
+import { FeatureSelector } from '../feature-selector.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -414,6 +415,12 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
     if (clash !== undefined) problems.push(locate.entry(resolved, base, fieldSegments(resolved.plugin.featureNamesField), clash));
+    const selectorField = resolved.plugin.featureSelectorField;
+    if (stage !== undefined && selectorField !== undefined) {
+      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), self.config[selectorField])) {
+        warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
+      }
+    }
   }
   return problems;
 }
@@ -479,6 +486,28 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
     return `its feature names have ${shown([...twice])} twice: whatever reads features by name (a transform, a model) would find one of them only`;
   }
   return undefined;
+}
+
+/**
+ * The names and `*` patterns of a transform's list (PluginSpec.featureSelectorField) that no feature a
+ * stage before it appends matches, each with its index: a typo the run would only log (FeatureSelector's
+ * onMissing) while the feature goes untransformed. Nothing where a stage before it does not declare its
+ * names (`before`: their featureNames, undefined where not declared): its features are not known.
+ */
+function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown): { index: number; message: string }[] {
+  if (!Array.isArray(selected) || before.some((names) => names === undefined)) return [];
+  const names = before.flatMap((block) => block ?? []);
+  const found: { index: number; message: string }[] = [];
+  selected.forEach((pattern: unknown, index) => {
+    if (typeof pattern !== 'string') return;
+    let missing = false;
+    new FeatureSelector([pattern], () => (missing = true)).indices(names);
+    if (!missing) return;
+    const what = pattern.includes('*') ? `no feature a stage before it appends matches '${pattern}'` : `no stage before it appends a feature '${pattern}'${nearestHint(pattern, names)}`;
+    const appended = names.length === 0 ? 'no stage before it appends features' : `they append ${names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ')}`;
+    found.push({ index, message: `${what}, so it selects nothing (the run logs it once); ${appended}` });
+  });
+  return found;
 }
 
 /**

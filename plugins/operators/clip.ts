@@ -23,7 +23,7 @@ export default defineOperator<ClipConfig>({
   status: 'beta',
   summary: 'Bounds the named features to [min, max], in place.',
   description:
-    'Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once. At least one of `min` and `max` is required, and `min` may not be above `max` (both config errors `validate` reports). NaN becomes `min` (or `max`). ' +
+    'Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once (and warned of by `validate`, where the stages before it say which features they append). At least one of `min` and `max` is required, and `min` may not be above `max` (both config errors `validate` reports). NaN becomes `min` (or `max`). ' +
     'Events without features and other records pass through unchanged.',
   config: {
     type: 'object',
@@ -37,6 +37,9 @@ export default defineOperator<ClipConfig>({
   },
   examples: [{ features: ['*'], min: -5, max: 5 }, { features: ['s_since_prev_s'], max: 3600 }],
   checkPipeline: (config) => boundProblems(config),
+  // It appends no features, and selects by name in `features`: validate warns of a name no block before it appends.
+  featureNames: () => [],
+  featureSelectorField: 'features',
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).
     for (const { field, message } of boundProblems(config)) {

@@ -164,6 +164,8 @@ export default defineOperator<SessionizerConfig>({
     { session_id_from: 'data', gap: '30m', max_ahead_of_clock: '2h' },
   ],
   checkPipeline: (config) => settingProblems(config),
+  // It appends no features (a transform after it knows every name before it).
+  featureNames: () => [],
   create(config, context) {
     const gap = parseDuration(config.gap);
     if (!(gap > 0)) throw new PluginConfigError('gap', `must be positive, got '${config.gap}'`);
