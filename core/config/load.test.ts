@@ -1561,6 +1561,20 @@ test('a transform\'s feature name or pattern that no block before it appends is 
   assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: my-features}', '{type: log1p, features: [my_feature]}']), registry), []);
 });
 
+test('an event-time span written as a bare number under a second (horizon: 7, gap: 30) is a warning at its field: a number is milliseconds (was: taken as 7 ms, every churn label positive); with its unit, 0, or a second or more it is not', async () => {
+  const warningsOf = async (stages: string[]): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`);
+    return ((await loadPipeline(file, { registry: await builtinRegistry(), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }).replace(/^P:\d+:\d+: warning: /, ''));
+  };
+  const said = (path: string, n: number): string => `${path}: ${n} is ${n} milliseconds (a bare number is milliseconds): write its unit (${n}d, ${n}h, ${n}m or ${n}s), or ${n}ms where milliseconds are meant`;
+  assert.deepEqual(
+    await warningsOf(['{type: sessionizer, gap: 30, max_length: 240, allowed_lateness: 5}', '{type: session-features}', '{type: user-features, horizons: [7, 1d]}', '{type: intent-model, label_buffer: {timeout: 900}}', '{type: churn-model, horizon: 7}']),
+    [said('$.stages[0].gap', 30), said('$.stages[0].max_length', 240), said('$.stages[0].allowed_lateness', 5), said('$.stages[2].horizons[0]', 7), said('$.stages[3].label_buffer.timeout', 900), said('$.stages[4].horizon', 7)],
+  );
+  assert.deepEqual(await warningsOf(['{type: sessionizer, gap: 1800000, allowed_lateness: 0}', '{type: session-features}', '{type: user-features, horizons: [7ms, 1d]}', '{type: churn-model, horizon: 7d}']), []);
+});
+
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
   const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
   const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';

@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { madeBefore, parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
+import { bareMillisecondsWarning, madeBefore, parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
 import type { BackendChoice } from './backend.js';
 import type { DriftDetectorKind } from './drift.js';
 import type { ModelConfig, ModelKind } from './model.js';
@@ -230,6 +230,11 @@ export function inapplicableFieldProblems(config: ModelOperatorConfig, custom = 
     problems.push({ field: 'drift.action', message: 'reset_optimizer resets adam\'s moment estimates, and sgd keeps none, so a drift would change nothing: use raise_learning_rate, or optimizer.kind: adam' });
   }
   return problems;
+}
+
+/** Event-time spans of a model stage written as a bare number under a second (`timeout: 7`: 7 ms): warnings. */
+export function bareMillisecondsWarnings(config: ModelOperatorConfig & { horizon?: string | number }): EntryProblem[] {
+  return [bareMillisecondsWarning('label_buffer.timeout', config.label_buffer?.timeout), bareMillisecondsWarning('horizon', config.horizon)].flatMap((warning) => warning ?? []);
 }
 
 /**

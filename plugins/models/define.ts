@@ -10,7 +10,7 @@
  */
 import { defineOperator, type ConfigSchema, type JsonSchema, type OperatorPlugin, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
-import { addModelStageType, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
+import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource } from './custom.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
@@ -99,7 +99,7 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     checkPipeline: (config, pipeline, self) => {
       const { model: _options, ...stage } = config;
       const own = task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
-      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true)];
+      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage)];
     },
     create(config, context) {
       const { model: options, ...stage } = config;

@@ -9,7 +9,7 @@
 import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
-import { claimModelName, defaultLabelTimeout, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
@@ -261,7 +261,7 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-mlp', model: { kind: 'mlp', hidden: [32, 16], dropout: 0.1 }, optimizer: { kind: 'adam', learning_rate: 0.005 }, batch: { max_size: 256, max_delay: '200ms' } },
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
-  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...sessionizerProblems(pipeline, self), ...labelTimeoutProblems(config, pipeline, self), ...inapplicableFieldProblems(config)],
+  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...sessionizerProblems(pipeline, self), ...labelTimeoutProblems(config, pipeline, self), ...inapplicableFieldProblems(config), ...bareMillisecondsWarnings(config)],
   create: (rawConfig, context) => createIntentModel(rawConfig, context),
 });
 

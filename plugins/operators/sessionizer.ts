@@ -28,6 +28,7 @@ import {
   type PluginContext,
   PluginConfigError,
   durationText,
+  bareMillisecondsWarning,
   type EntryProblem,
   type SessionSummary,
   checkListLengths,
@@ -163,7 +164,10 @@ export default defineOperator<SessionizerConfig>({
     { gap: '30m', max_length: '4h', allowed_lateness: '10m', max_open_sessions: 500000 },
     { session_id_from: 'data', gap: '30m', max_ahead_of_clock: '2h' },
   ],
-  checkPipeline: (config) => settingProblems(config),
+  checkPipeline: (config) => [
+    ...settingProblems(config),
+    ...(['gap', 'max_length', 'allowed_lateness'] as const).flatMap((field) => bareMillisecondsWarning(field, config[field]) ?? []),
+  ],
   // It appends no features (a transform after it knows every name before it).
   featureNames: () => [],
   create(config, context) {

@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { bareMillisecondsWarning, type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
 import { horizonLabel, userFeatureNames } from './feature-blocks.js';
 
@@ -78,7 +78,10 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: `horizons[${index}]`, message })),
+  checkPipeline: (config): EntryProblem[] => [
+    ...sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: `horizons[${index}]`, message })),
+    ...config.horizons.flatMap((horizon, index) => bareMillisecondsWarning(`horizons[${index}]`, horizon) ?? []),
+  ],
   featureNames: (config) => userFeatureNames(config.horizons),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
