@@ -1,3 +1,5 @@
+import type { EntryProblem } from './plugin.js';
+
 /** Durations in config: a number of milliseconds, or a string such as `500ms`, `30s`, `30m`, `12h`, `7d`, `2w`. */
 export type Duration = string | number;
 
@@ -30,4 +32,19 @@ export function formatDuration(ms: number): string {
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
   if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1_000)}s`;
   return `${Math.floor(ms / 3_600_000)}h${Math.round((ms % 3_600_000) / 60_000)}m`;
+}
+
+/**
+ * A warning for an event-time span written as a bare number under a second (`horizon: 7`, `gap: 30`): a
+ * number is milliseconds, so that is 7 ms, where days or minutes were most likely meant. Said at `field`;
+ * written with its unit (`7d`, or `7ms` where milliseconds are meant) it is not said. Undefined for a
+ * string, 0 (none) or a number of a second or more.
+ */
+export function bareMillisecondsWarning(field: string, value: Duration | undefined): EntryProblem | undefined {
+  if (typeof value !== 'number' || !(value > 0) || value >= 1_000) return undefined;
+  return {
+    field,
+    severity: 'warning',
+    message: `${value} is ${value} milliseconds (a bare number is milliseconds): write its unit (${value}d, ${value}h, ${value}m or ${value}s), or ${value}ms where milliseconds are meant`,
+  };
 }

@@ -454,6 +454,24 @@ export interface OutlineEntry {
   /** The label its instance gets ({@link PluginContext.label}): its `label`, else `<source|stage|sink>-<type>-<index>` (the dead-letter sink: `dead-letter-<type>-0`). */
   readonly label: string;
   readonly config: Readonly<Record<string, unknown>>;
+  /**
+   * Sources and stages: the record kinds it makes as configured (its plugin's `emits`, less those its
+   * `emitsOnlyWith` withholds under this config). Undefined where the plugin does not declare them (a
+   * user's plugin may make anything), and for sinks.
+   */
+  readonly emits?: readonly string[];
+}
+
+/**
+ * Whether a stage before `self` in `pipeline` makes records of `kind` as configured (OutlineEntry.emits):
+ * undefined where it cannot be told, a stage before it not declaring what it makes. For a checkPipeline
+ * whose stage needs another before it (a `session` summary: a sessionizer).
+ */
+export function madeBefore(pipeline: PipelineOutline, self: OutlineEntry, kind: string): boolean | undefined {
+  const at = pipeline.stages.indexOf(self);
+  const before = pipeline.stages.slice(0, at < 0 ? 0 : at);
+  if (before.some((entry) => entry.emits?.includes(kind))) return true;
+  return before.every((entry) => entry.emits !== undefined) ? false : undefined;
 }
 
 /** A pipeline's entries, for checks across them. */
@@ -631,6 +649,13 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * to remove one of the two.
    */
   featureNamesField?: string;
+  /**
+   * Operators that select features by name (a transform, with FeatureSelector): the config field
+   * holding its list of names and `*` patterns (`features`). Where every stage before it declares
+   * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
+   * pattern that none of their names matches (a typo the run would only log), at its item. Absent: not checked.
+   */
+  featureSelectorField?: string;
   /**
    * Sinks: the files this config writes (replacing or appending to them), so that a run which would
    * overwrite its own input is refused before anything is replaced: a source of the pipeline whose

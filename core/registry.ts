@@ -162,6 +162,9 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (spec.featureNamesField !== undefined && (spec.featureNames === undefined || typeof spec.featureNamesField !== 'string')) {
     return "featureNamesField needs featureNames beside it: the config field its names come from, e.g. 'prefix'";
   }
+  if (spec.featureSelectorField !== undefined && (spec.kind !== 'operator' || typeof spec.featureSelectorField !== 'string')) {
+    return "featureSelectorField is for operators only: the config field holding the feature names it selects, e.g. 'features'";
+  }
   // Asked of the sinks (outputFiles) and sources (inputFiles) alone: on another kind it would check nothing.
   if (spec.outputFiles !== undefined && (spec.kind !== 'sink' || typeof spec.outputFiles !== 'function')) {
     return "outputFiles is for sinks only: (config) => the files it writes, e.g. [{ path: config.path, field: 'path' }]";

@@ -103,8 +103,7 @@ sources:
 stages:
   - type: sessionizer
     allowed_lateness: 5m
-    max_length: 4h
-    session_id_from: ${sessions}
+    session_id_from: ${sessions}${sessions === 'gap' ? '\n    max_length: 4h' : ''}
   - type: session-features
   - type: user-features
     horizons: [1d]

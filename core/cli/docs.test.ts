@@ -44,6 +44,32 @@ test('the reference has a described row for every field of an object field too (
   for (const path of ['csv.delimiter', 'model.hidden', 'security.sasl.mechanism']) assert.ok(reference.includes(`| \`${path}\` |`), path);
 });
 
+test('every bound a field\'s schema checks is in its row: > and < (exclusive), at most N items, lengths; a list\'s 0 items is no bound (was: learning_rate > 0 and prior in (0, 1) unsaid, "(at least 0 items)")', async () => {
+  const registry = await builtinRegistry();
+  const properties: Record<string, JsonSchema> = {
+    rate: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'A rate.' },
+    spans: { type: 'array', minItems: 0, maxItems: 8, items: { type: 'string' }, description: 'Spans.' },
+    names: { type: 'array', minItems: 1, items: { type: 'string' }, description: 'Names.' },
+    pair: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'string' }, description: 'A pair.' },
+    id: { type: 'string', minLength: 1, description: 'An id.' },
+    mark: { type: 'string', minLength: 1, maxLength: 1, description: 'A mark.' },
+    code: { type: 'string', minLength: 2, maxLength: 8, description: 'A code.' },
+  };
+  registry.register(defineSink({ name: 'bounded', summary: 'Bounds.', config: { type: 'object', properties }, create: () => ({ write() {}, close: async () => undefined }) }), './bounded.js');
+  const reference = pipelineReference(registry);
+  const section = reference.slice(reference.indexOf('### `bounded`'));
+  const row = (name: string): string => section.split('\n').find((line) => line.startsWith(`| \`${name}\` |`)) ?? `no row for ${name}`;
+  assert.match(row('rate'), /A rate\. \(> 0, < 1\) \|$/);
+  assert.match(row('spans'), /Spans\. \(at most 8 items\) \|$/);
+  assert.match(row('names'), /Names\. \(at least 1 item\) \|$/);
+  assert.match(row('pair'), /A pair\. \(at least 2 items, at most 2 items\) \|$/);
+  assert.match(row('id'), /An id\. \(not empty\) \|$/);
+  assert.match(row('mark'), /A mark\. \(one character\) \|$/);
+  assert.match(row('code'), /A code\. \(at least 2 characters, at most 8 characters\) \|$/);
+  assert.ok(!reference.includes('at least 0 items'));
+  assert.match(reference, /\| `optimizer\.learning_rate` \| number \|  \|  \| Default: 0\.05 for logistic, 0\.005 otherwise\. \(> 0\) \|/);
+});
+
 test('the generated pipeline reference and composed schema are up to date (run `npm run docs`)', async () => {
   const registry = await builtinRegistry();
   assert.equal(readFileSync(join(packageRoot, 'docs', 'pipeline-reference.md'), 'utf8'), pipelineReference(registry), 'docs/pipeline-reference.md is stale: run npm run docs');

@@ -45,6 +45,16 @@ function fieldsOf(properties: Record<string, JsonSchema>, required: ReadonlySet<
   });
 }
 
+const counted = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** A string's length bounds, as the reference says them: `not empty`, `one character`, `at most 8 characters`. */
+function lengthBound(min: unknown, max: unknown): string {
+  if (min === 1 && max === 1) return 'one character';
+  const least = typeof min === 'number' && min > 0 ? (min === 1 ? 'not empty' : `at least ${counted(min, 'character')}`) : '';
+  const most = typeof max === 'number' ? `at most ${counted(max, 'character')}` : '';
+  return [least, most].filter(Boolean).join(', ');
+}
+
 /** `nested: false` for a table whose object fields get tables of their own below it. */
 function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, nested = true): string {
   const properties = { ...extra, ...((schema.properties ?? {}) as Record<string, JsonSchema>) };
@@ -53,10 +63,15 @@ function fieldTable(schema: JsonSchema, extra: Record<string, JsonSchema> = {}, 
   const rows = fieldsOf(properties, required, nested).map(([name, field, requiredMarker]) => {
     const bounds = [
       field.minimum !== undefined ? `>= ${String(field.minimum)}` : '',
+      field.exclusiveMinimum !== undefined ? `> ${String(field.exclusiveMinimum)}` : '',
       field.minDuration !== undefined ? `at least ${String(field.minDuration)}` : '',
       field.maxDuration !== undefined ? `at most ${String(field.maxDuration)}` : '',
       field.maximum !== undefined ? `<= ${String(field.maximum)}` : '',
-      field.minItems !== undefined ? `at least ${String(field.minItems)} items` : '',
+      field.exclusiveMaximum !== undefined ? `< ${String(field.exclusiveMaximum)}` : '',
+      // Every bound the schema checks, so a value the reference allows is one validate takes (0 items is no bound).
+      typeof field.minItems === 'number' && field.minItems > 0 ? `at least ${counted(field.minItems, 'item')}` : '',
+      typeof field.maxItems === 'number' ? `at most ${counted(field.maxItems, 'item')}` : '',
+      lengthBound(field.minLength, field.maxLength),
     ].filter(Boolean);
     const description = `${escape(String(field.description ?? ''))}${bounds.length ? ` (${bounds.join(', ')})` : ''}`;
     return `| \`${name}\` | ${typeOf(field)} | ${requiredMarker} | ${field.default !== undefined ? `\`${JSON.stringify(field.default)}\`` : ''} | ${description} |`;
@@ -105,7 +120,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     '',
     String(document.description),
     '',
-    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables, as a shell reads them: a variable set empty is empty, the default is taken where VAR is unset or empty, and may hold references itself; `${HOSTNAME}`, unset in a service\'s environment, is the machine\'s name). `$${` is a literal `${`; any other `${` is a config error. An unquoted value that is one whole reference takes the type its value has as a plain YAML scalar (`8080` a number, `true` a boolean, `null` or nothing null), else it is the value as given, never read as YAML (`#`, quotes, `*` kept). Quoted, it is always a string; and inside a flow collection (`{...}` or `[...]`) YAML ends a plain value at `{` or `}`, so a reference there must be quoted: a number or boolean from the environment needs block style (`events: ${N}` on its own line). `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors. A plugin\'s examples below are single entries of its list, not whole pipelines: some need a partner elsewhere in the file (an exactly-once `kafka` source an exactly-once `kafka` sink, a sink of `prediction` records a model stage), which `validate` checks across the file.',
+    'Every string may use `${VAR}` or `${VAR:-default}` (environment variables, as a shell reads them: a variable set empty is empty, the default is taken where VAR is unset or empty, and may hold references itself; `${HOSTNAME}`, unset in a service\'s environment, is the machine\'s name). `$${` is a literal `${`; any other `${` is a config error. An unquoted value that is one whole reference takes the type its value has as a plain YAML scalar (`8080` a number, `true` a boolean, `null` or nothing null), else it is the value as given, never read as YAML (`#`, quotes, `*` kept). Quoted, it is always a string; and inside a flow collection (`{...}` or `[...]`) YAML ends a plain value at `{` or `}`, so a reference there must be quoted: a number or boolean from the environment needs block style (`events: ${N}` on its own line). `tributary validate` checks a file; `tributary schema` prints the JSON Schema for editors. A plugin\'s examples below are single entries of its list, not whole pipelines: some need a partner elsewhere in the file (an exactly-once `kafka` source an exactly-once `kafka` sink, a sink of `prediction` records a model stage), which `validate` checks across the file. The metrics a description names (`sessions_evicted_total`, `model_auc`) are served on `/metrics` (`tributary run --http-port`) with the prefix `tributary_` (`tributary_sessions_evicted_total`), labelled by `pipeline` and `stage` (docs/operations.md lists them).',
     '',
     '## Document',
     '',

@@ -9,6 +9,7 @@ import { builtinRegistry } from '../cli/registry.js';
 import { loadedPipelineProblems } from './load.js';
 import { zoneNameWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
+import { defineModel } from 'tributary/models';
 
 const dir = tempFolder({ after }, 'config');
 
@@ -849,7 +850,7 @@ test('a value outside a list or not of its format is quoted in its problem, and 
     ].join('\n'),
   );
   assert.deepEqual(problems, [
-    'P:2:36: $.sources[0].start: must match format "date-time", got "yesterday"',
+    'P:2:36: $.sources[0].start: expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got "yesterday"',
     'P:2:54: $.sources[0].clock: must be one of: "simulated", "wall", got "Wall" (did you mean \'wall\'?)',
     'P:5:19: $.stages[0].model.kind: must be one of: "logistic", "mlp", "gru", got "logistc" (did you mean \'logistic\'?)',
   ]);
@@ -894,7 +895,8 @@ test('model stages: a churn horizon or label timeout of 0 and a model name two s
     ].join('\n'),
   );
   const tail = 'prediction ids, metrics and the saved model are keyed by it, so give each model stage its own';
-  assert.deepEqual(names, [
+  // The stages here stand alone (no sessionizer before them, its own config error): their names are what is checked.
+  assert.deepEqual(names.filter((problem) => !problem.includes('needs a sessionizer before it')), [
     `P:6:11: $.stages[1].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
     `P:9:11: $.stages[3].name: 'stage-churn-model-2' is already the model name of stage stage-churn-model-2; ${tail}`,
     `P:10:5: $.stages[4].name: 'shop' is already the model name of stage stage-intent-model-0; ${tail}`,
@@ -1633,6 +1635,144 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
 
+test('sessionizer settings that contradict one another are config errors at their field, by validate and by the factory (was: taken silently): max_length with session_id_from: data (it cut nothing), max_behind_watermark below gap + allowed_lateness (late events it would take were dead-lettered as absurd)', async () => {
+  const yaml = (sessionizer: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${sessionizer}\nsinks: [{type: stdout}]\n`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, session_id_from: data, max_length: 4h}')), [
+    'P:3:60: $.stages[0].max_length: cuts sessions with session_id_from: gap only: with data session ids a session is what its id names, so this would be ignored; remove it, or cut by gap',
+  ]);
+  const behind = (written: string, least: string): string =>
+    `${written} is less than gap plus allowed_lateness (${least}): an event that far behind the watermark may still join or open a session (late, not absurd), and would be dead-lettered as absurd; set it to at least ${least}`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, allowed_lateness: 2h, max_behind_watermark: 0}')), [`P:3:69: $.stages[0].max_behind_watermark: ${behind('0', '150m')}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: 1h, max_behind_watermark: 59m}')), [`P:3:56: $.stages[0].max_behind_watermark: ${behind('"59m"', '1h')}`]);
+  for (const sessionizer of ['{type: sessionizer, session_id_from: data}', '{type: sessionizer, max_length: 4h}', '{type: sessionizer, gap: 1h, allowed_lateness: 1h, max_behind_watermark: 2h}', '{type: sessionizer, allowed_lateness: 30d}']) {
+    assert.deepEqual(await problemsOf(yaml(sessionizer)), [], sessionizer);
+  }
+  const sessionizer = { gap: '30m', allowed_lateness: '0ms', session_id_from: 'gap', max_open_sessions: 10, max_ahead_of_clock: '1d', max_behind_watermark: '365d', not_before: '2000-01-01T00:00:00Z' };
+  assert.match(await factoryField('sessionizer', { ...sessionizer, session_id_from: 'data', max_length: '4h' }), /^max_length: cuts sessions with session_id_from: gap only/);
+  assert.equal(await factoryField('sessionizer', { ...sessionizer, allowed_lateness: '2h', max_behind_watermark: 0 }), `max_behind_watermark: ${behind('0', '150m')}`);
+});
+
+test('a date-time field (sessionizer not_before, synthetic start) given a date alone, or a time without its offset, says what it expects with an example (was: must match format "date-time")', async () => {
+  const yaml = (source: string, stage: string): string => `sources: [${source}]\nstages:\n  - ${stage}\nsinks: [{type: stdout}]\n`;
+  const expected = 'expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got';
+  assert.deepEqual(await problemsOf(yaml('{type: synthetic, start: "2024-01-01T00:00:00"}', '{type: sessionizer, not_before: 2019-01-01}')), [
+    `P:1:36: $.sources[0].start: ${expected} "2024-01-01T00:00:00"`,
+    `P:3:37: $.stages[0].not_before: ${expected} "2019-01-01"`,
+  ]);
+  assert.deepEqual(await problemsOf(yaml('{type: synthetic, start: "2024-01-01T00:00:00+01:00"}', '{type: sessionizer, not_before: 2019-01-01T00:00:00Z}')), []);
+});
+
+test('hash-features fields and prefix that do not fit say what they take, not a regular expression (was: must match pattern "^(type|itemId|category|userId|sessionId|attrs\\\\..+)$"): the mapping\'s item_id is the event\'s itemId, an attribute is attrs.<name>', async () => {
+  const yaml = (hash: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${hash}\nsinks: [{type: stdout}]\n`;
+  const field = 'expected an event field, `type`, `itemId`, `category`, `userId` or `sessionId` (the mapping\'s item_id, user_id and session_id are the event\'s itemId, userId and sessionId), or an attribute as `attrs.<name>` (`attrs.brand`), got';
+  assert.deepEqual(await problemsOf(yaml('{type: hash-features, fields: [item_id, brand, attrs.brand], prefix: cat-}')), [
+    `P:3:36: $.stages[0].fields[0]: ${field} "item_id"`,
+    `P:3:45: $.stages[0].fields[1]: ${field} "brand"`,
+    'P:3:74: $.stages[0].prefix: expected name prefix of the block (`<prefix>_<bucket>`): a letter or `_`, then letters, digits or `_`, got "cat-"',
+  ]);
+  assert.deepEqual(await problemsOf(yaml('{type: hash-features, fields: [itemId, attrs.brand], prefix: cat_2}')), []);
+});
+
+test('a model field for another model kind, drift detector or action is a config error at the field (was: taken and ignored: hidden: [64] without kind: mlp ran a logistic model), a warning where the detector or action is none, in intent-model, churn-model and a defineModel stage alike', async () => {
+  const yaml = (model: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - ${model}\nsinks: [{type: stdout}]\n`;
+  const problems = async (model: string): Promise<string[]> => (await problemsOf(yaml(model))).map((problem) => problem.replace(/^P:\d+:\d+: \$\.stages\[2\]\./, ''));
+  assert.deepEqual(await problems('{type: intent-model, model: {hidden: [64, 32]}}'), ['model.hidden: is read by kind mlp only, and this model is logistic (the default kind): set model.kind: mlp, or remove hidden']);
+  assert.deepEqual(await problems('{type: churn-model, model: {kind: mlp, units: 8, sequence_length: 4}}'), [
+    'model.units: is read by kind gru only, and this model is mlp: set model.kind: gru, or remove units',
+    'model.sequence_length: is read by kind gru only, and this model is mlp: set model.kind: gru, or remove sequence_length',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, model: {kind: gru, dropout: 0.1}, drift: {detector: adwin, threshold: 3}}'), [
+    'model.dropout: is read by kind mlp only, and this model is gru: set model.kind: mlp, or remove dropout',
+    'drift.threshold: is read by detector page-hinkley only, and this one is adwin: set drift.detector: page-hinkley, or remove threshold',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, drift: {grace_period: 4, action: reset_optimizer, factor: 3}}'), [
+    'drift.grace_period: is read by detector adwin only, and this one is page-hinkley (the default detector): set drift.detector: adwin, or remove grace_period',
+    'drift.factor: is read by action raise_learning_rate only, and this one is reset_optimizer: set drift.action: raise_learning_rate, or remove factor',
+  ]);
+  // Switched off, the detector or the action may keep its tuned settings to be switched on again: warnings.
+  const warnings = async (model: string): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yaml(model));
+    return ((await loadPipeline(file, { registry: await builtinRegistry(), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }).replace(/^P:\d+:\d+: warning: \$\.stages\[2\]\./, ''));
+  };
+  assert.deepEqual(await warnings('{type: intent-model, drift: {detector: none, block: 5, threshold: 0.001}}'), [
+    'drift.block: does nothing while drift.detector is none (no drift is detected): remove it, or name a detector',
+    'drift.threshold: does nothing while drift.detector is none (no drift is detected): remove it, or name a detector',
+  ]);
+  assert.deepEqual(await warnings('{type: intent-model, drift: {factor: 3}}'), [
+    'drift.factor: is read by action raise_learning_rate only, and this one is none (the default action): set drift.action: raise_learning_rate, or remove factor',
+  ]);
+  assert.deepEqual(await problems('{type: intent-model, optimizer: {kind: sgd}, drift: {action: reset_optimizer}}'), [
+    "drift.action: reset_optimizer resets adam's moment estimates, and sgd keeps none, so a drift would change nothing: use raise_learning_rate, or optimizer.kind: adam",
+  ]);
+  for (const model of [
+    '{type: intent-model, model: {kind: mlp, hidden: [8], dropout: 0.1}, drift: {detector: adwin, clock: 4, action: raise_learning_rate, factor: 3}}',
+    '{type: churn-model, model: {kind: gru, units: 8, sequence_length: 4, category_buckets: 16}, drift: {threshold: 3, min_instances: 5, action: reset_optimizer}}',
+    '{type: intent-model, drift: {detector: none}}',
+  ]) {
+    assert.deepEqual(await problems(model), [], model);
+  }
+  // A defineModel stage's `model` is its own: only its drift fields are checked.
+  const registry = await builtinRegistry();
+  registry.register(defineModel({ name: 'mean-model', task: 'intent', summary: 'A mean.', config: { type: 'object', properties: { hidden: { type: 'number' } } }, create: () => ({ predict: () => 0.5 }) }), './mean.js');
+  assert.deepEqual(
+    (await problemsOf(yaml('{type: mean-model, model: {hidden: 3}, drift: {detector: adwin, min_instances: 5}}'), { registry })).map((problem) => problem.replace(/^P:\d+:\d+: \$\.stages\[2\]\./, '')),
+    ['drift.min_instances: is read by detector page-hinkley only, and this one is adwin: set drift.detector: page-hinkley, or remove min_instances'],
+  );
+});
+
+test('session-features and a model stage with no sessionizer before them are config errors at the entry (was: validate ok, then every event dead-lettered, or a model that predicted and scored nothing); a stage before that does not say what it makes may be one', async () => {
+  const yaml = (stages: string[]): string => `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`;
+  const features = "needs a sessionizer before it: it reads each event's session, so without one every event would be dead-lettered ('event has no session'); put a `sessionizer` stage before it";
+  const model = 'needs a sessionizer before it: its labels come from the session summaries one emits, so without one it would learn and score nothing; put a `sessionizer` stage before it';
+  assert.deepEqual(await problemsOf(yaml(['{type: session-features}', '{type: intent-model}', '{type: churn-model}'])), [`P:3:5: $.stages[0]: ${features}`, `P:4:5: $.stages[1]: ${model}`, `P:5:5: $.stages[2]: ${model}`]);
+  // After it, not before: the order counts.
+  assert.deepEqual(await problemsOf(yaml(['{type: user-features}', '{type: churn-model}', '{type: sessionizer}'])), [`P:4:5: $.stages[1]: ${model}`]);
+  assert.deepEqual(await problemsOf(yaml(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: churn-model}'])), []);
+  // A user's stage that does not declare what it makes may be a sessionizer of its own.
+  const registry = await builtinRegistry();
+  registry.register(defineOperator({ name: 'my-sessions', summary: 'Sessions.', config: { type: 'object', properties: {} }, create: () => ({ apply: (input) => input }) }), './my.js');
+  assert.deepEqual(await problemsOf(yaml(['{type: my-sessions}', '{type: session-features}', '{type: intent-model}']), { registry }), []);
+});
+
+test('a transform\'s feature name or pattern that no block before it appends is a warning at its item, with the name most likely meant (was: validate ok, the run logged it and left the feature as it was); none where a stage before it does not say what it appends', async () => {
+  const yaml = (stages: string[]): string => `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`;
+  const warningsOf = async (text: string, registry?: PluginRegistry): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, text);
+    return ((await loadPipeline(file, { registry: registry ?? (await builtinRegistry()), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }));
+  };
+  const blocks = ['{type: sessionizer}', '{type: session-features}', '{type: hash-features, fields: [category], width: 2, prefix: cat}'];
+  const appended = 'they append s_events, s_views, s_carts, s_removes, s_purchases, s_distinct_items and 24 more';
+  assert.deepEqual(await warningsOf(yaml([...blocks, '{type: log1p, features: [s_price, s_pric, "x_*", "cat_*"]}'])), [
+    `P:6:39: warning: $.stages[3].features[1]: no stage before it appends a feature 's_pric' (did you mean 's_price'?), so it selects nothing (the run logs it once); ${appended}`,
+    `P:6:47: warning: $.stages[3].features[2]: no feature a stage before it appends matches 'x_*', so it selects nothing (the run logs it once); ${appended}`,
+  ]);
+  // Names are those of the blocks before it, not after; standardize and clip are checked alike.
+  assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: standardize, features: [u_events]}', '{type: user-features}', '{type: clip, features: [u_events], max: 1}'])), [
+    "P:4:36: warning: $.stages[1].features[0]: no stage before it appends a feature 'u_events', so it selects nothing (the run logs it once); no stage before it appends features",
+  ]);
+  assert.deepEqual(await warningsOf(yaml([...blocks, '{type: standardize, features: ["*"]}', '{type: clip, features: ["s_*", cat_1], min: -3}'])), []);
+  // A user's stage that does not declare its names may append any.
+  const registry = await builtinRegistry();
+  registry.register(defineOperator({ name: 'my-features', summary: 'Features.', config: { type: 'object', properties: {} }, create: () => ({ apply: (input) => input }) }), './my.js');
+  assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: my-features}', '{type: log1p, features: [my_feature]}']), registry), []);
+});
+
+test('an event-time span written as a bare number under a second (horizon: 7, gap: 30) is a warning at its field: a number is milliseconds (was: taken as 7 ms, every churn label positive); with its unit, 0, or a second or more it is not', async () => {
+  const warningsOf = async (stages: string[]): Promise<string[]> => {
+    const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`);
+    return ((await loadPipeline(file, { registry: await builtinRegistry(), env: {} })).warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' }).replace(/^P:\d+:\d+: warning: /, ''));
+  };
+  const said = (path: string, n: number): string => `${path}: ${n} is ${n} milliseconds (a bare number is milliseconds): write its unit (${n}d, ${n}h, ${n}m or ${n}s), or ${n}ms where milliseconds are meant`;
+  assert.deepEqual(
+    await warningsOf(['{type: sessionizer, gap: 30, max_length: 240, allowed_lateness: 5}', '{type: session-features}', '{type: user-features, horizons: [7, 1d]}', '{type: intent-model, label_buffer: {timeout: 900}}', '{type: churn-model, horizon: 7}']),
+    [said('$.stages[0].gap', 30), said('$.stages[0].max_length', 240), said('$.stages[0].allowed_lateness', 5), said('$.stages[2].horizons[0]', 7), said('$.stages[3].label_buffer.timeout', 900), said('$.stages[4].horizon', 7)],
+  );
+  assert.deepEqual(await warningsOf(['{type: sessionizer, gap: 1800000, allowed_lateness: 0}', '{type: session-features}', '{type: user-features, horizons: [7ms, 1d]}', '{type: churn-model, horizon: 7d}']), []);
+});
+
 test('session-features time_zone that is no zone is a config error at its position, with the zone most likely meant; with utc_offset_minutes too, an error at that field; by validate and by the factory', async () => {
   const yaml = (features: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - ${features}\nsinks: [{type: stdout}]\n`;
   const expected = '; expected an IANA zone name such as Europe/Berlin or America/New_York, or UTC';
@@ -1649,6 +1789,17 @@ test('session-features time_zone that is no zone is a config error at its positi
   }
   assert.equal(await factoryField('session-features', { time_zone: 'Asia/Kathmandu' }), 'no error');
   assert.equal(await factoryField('session-features', {}), 'no error');
+});
+
+test('clip with min above max, or with neither, is refused by validate (was: ok, then the run failed at the stage), at max where both are set; and by the factory at the same field', async () => {
+  const yaml = (clip: string): string => `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - ${clip}\nsinks: [{type: stdout}]\n`;
+  const swapped = 'max (5) is below min (15): every value would be bounded to one of them; swap them';
+  assert.deepEqual(await problemsOf(yaml('{type: clip, features: [s_price], min: 15, max: 5}')), [`P:5:53: $.stages[2].max: ${swapped}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: clip, features: [s_price]}')), ['P:5:5: $.stages[2]: clip needs min, max or both: without either it would change nothing']);
+  for (const clip of ['{type: clip, features: [s_price], min: 5, max: 5}', '{type: clip, features: [s_price], min: 15}', '{type: clip, features: [s_price], max: -5}']) {
+    assert.deepEqual(await problemsOf(yaml(clip)), [], clip);
+  }
+  assert.equal(await factoryField('clip', { features: ['s_price'], min: 15, max: 5 }), `max: ${swapped}`);
 });
 
 test("session-features whose hours would not be the source's clock's is a warning, not an error (loadPipeline's, and the runner's check): neither time_zone nor utc_offset_minutes while the source reads its times in Europe/Berlin, or a time_zone that is none of the sources' zones; none where they agree, UTC or a fixed offset is set, or the sources read in UTC (was: no warning, hours silently UTC)", async () => {

@@ -17,6 +17,7 @@ import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
 import { ownValue } from '../fields.js';
 import { sameFile } from '../paths.js';
+import { FeatureSelector } from '../feature-selector.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
@@ -415,7 +416,10 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
   }
   problems.push(...sinkRoutingProblems(entries, locate));
   problems.push(...overwrittenInputProblems(entries, locate));
-  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => ({ type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry) });
+  const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => {
+    const emits = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never)?.kinds;
+    return { type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry), ...(emits === undefined ? {} : { emits }) };
+  };
   const outline: PipelineOutline = {
     sources: entries.sources.map(outlineOf('source')),
     stages: entries.stages.map(outlineOf('stage')),
@@ -443,6 +447,12 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     }
     const clash = stage === undefined ? undefined : featureNameClash(appended, outline.stages, stage, resolved.plugin.featureNamesField);
     if (clash !== undefined) problems.push(locate.entry(resolved, base, fieldSegments(resolved.plugin.featureNamesField), clash));
+    const selectorField = resolved.plugin.featureSelectorField;
+    if (stage !== undefined && selectorField !== undefined) {
+      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), self.config[selectorField])) {
+        warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
+      }
+    }
   }
   return problems;
 }
@@ -518,6 +528,28 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
     return `its feature names have ${shown([...twice])} twice: whatever reads features by name (a transform, a model) would find one of them only`;
   }
   return undefined;
+}
+
+/**
+ * The names and `*` patterns of a transform's list (PluginSpec.featureSelectorField) that no feature a
+ * stage before it appends matches, each with its index: a typo the run would only log (FeatureSelector's
+ * onMissing) while the feature goes untransformed. Nothing where a stage before it does not declare its
+ * names (`before`: their featureNames, undefined where not declared): its features are not known.
+ */
+function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown): { index: number; message: string }[] {
+  if (!Array.isArray(selected) || before.some((names) => names === undefined)) return [];
+  const names = before.flatMap((block) => block ?? []);
+  const found: { index: number; message: string }[] = [];
+  selected.forEach((pattern: unknown, index) => {
+    if (typeof pattern !== 'string') return;
+    let missing = false;
+    new FeatureSelector([pattern], () => (missing = true)).indices(names);
+    if (!missing) return;
+    const what = pattern.includes('*') ? `no feature a stage before it appends matches '${pattern}'` : `no stage before it appends a feature '${pattern}'${nearestHint(pattern, names)}`;
+    const appended = names.length === 0 ? 'no stage before it appends features' : `they append ${names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ')}`;
+    found.push({ index, message: `${what}, so it selects nothing (the run logs it once); ${appended}` });
+  });
+  return found;
 }
 
 /**
@@ -823,7 +855,15 @@ function problemFromAjv(
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       if ((error.params as { format: string }).format === 'time-zone') return locate(segments, timeZoneProblem(String(error.data)) ?? 'not a time zone');
+      // ajv says only 'must match format "date-time"': say what one looks like (a date alone, or no offset, is what is written most).
+      if ((error.params as { format: string }).format === 'date-time') return locate(segments, `expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got ${valueText(error.data, segments)}`);
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+    case 'pattern': {
+      // A regular expression tells a user little: where the field's schema says what it takes, say that.
+      const description = (error.parentSchema as { description?: string } | undefined)?.description;
+      if (description === undefined) return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+      return locate(segments, `expected ${description.charAt(0).toLowerCase()}${description.slice(1).replace(/\.$/, '')}, got ${valueText(error.data, segments)}`);
+    }
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'maxDuration':

@@ -32,7 +32,7 @@ export const commonEntryFields: Record<PluginKind, Record<string, JsonSchema>> =
     label: {
       type: 'string',
       description:
-        "Name of this instance in logs, metrics and dead letters, and the key of its state in checkpoints. Default: stage-<type>-<index>, which changes when a stage is added or removed before it: set one to keep the state across such edits. Each entry's label is its own: one that another source, stage or sink has (its own or its default) is a config error, and so is sinks (the runtime's own in tributary_stage_latency_seconds).",
+        "Name of this instance in logs, metrics and dead letters, and the key of its state in checkpoints. Default: stage-<type>-<index>, which changes when a stage is added or removed before it: set one to keep the state across such edits. Each entry's label is its own: one that another source, stage or sink has (its own or its default) is a config error, and so is the label `sinks` (the runtime's own stage in tributary_stage_latency_seconds).",
     },
   },
   sink: {

@@ -13,7 +13,7 @@
 import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
-import { claimModelName, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
@@ -384,7 +384,7 @@ export default defineOperator<ChurnModelConfig>({
   status: 'experimental',
   summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels once no return within the horizon can still arrive.',
   description:
-    'Needs the session summaries a sessionizer emits (and its events, to see returns). Fixed-horizon labels: each prediction is ' +
+    'Needs the session summaries a sessionizer emits (and its events, to see returns): no sessionizer before it is a config error. Fixed-horizon labels: each prediction is ' +
     'labelled when the watermark passes its session end + `horizon` + the sessionizer\'s `gap` + `allowed_lateness` (the summary\'s ' +
     '`keptUntil` - end), 0 if the user started a session within the horizon (of the end), 1 otherwise; both outcomes resolve at the same ' +
     'point, so the model learns from (and is scored on) an unskewed sample. The wait past the horizon is how far behind the watermark the ' +
@@ -415,7 +415,7 @@ export default defineOperator<ChurnModelConfig>({
     },
   },
   examples: [{ horizon: '7d', model: { kind: 'logistic' } }, { name: 'churn-mlp', horizon: '14d', model: { kind: 'mlp', hidden: [16] } }],
-  checkPipeline: modelNameProblems,
+  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(config), ...bareMillisecondsWarnings(config)],
   create: (rawConfig, context) => createChurnModel(rawConfig, context),
 });
 

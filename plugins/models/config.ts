@@ -1,5 +1,5 @@
 /** The config every model operator shares (schema and type), with its defaults resolved in code. */
-import { parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
+import { bareMillisecondsWarning, madeBefore, parseDuration, timerDurationMax, type EntryProblem, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginContext } from 'tributary';
 import type { DriftDetectorKind } from './drift.js';
 import type { BackendChoice, ModelConfig, ModelKind, OptimizerKind } from './settings.js';
 import { defaultExactAucLimit } from './prequential.js';
@@ -165,6 +165,86 @@ export function claimModelName(context: PluginContext, name: string): void {
   names.set(name, context.label);
 }
 
+/** The model fields each kind reads: another kind's would be taken and ignored. */
+const kindFields: readonly [field: 'hidden' | 'dropout' | 'units' | 'sequence_length' | 'category_buckets', kind: ModelKind][] = [
+  ['hidden', 'mlp'],
+  ['dropout', 'mlp'],
+  ['units', 'gru'],
+  ['sequence_length', 'gru'],
+  ['category_buckets', 'gru'],
+];
+
+/** The drift fields each detector reads (`block` and `delta` both do; `none` reads none). */
+const detectorFields: readonly [field: 'threshold' | 'min_instances' | 'clock' | 'max_buckets' | 'min_window_length' | 'grace_period', detector: DriftDetectorKind][] = [
+  ['threshold', 'page-hinkley'],
+  ['min_instances', 'page-hinkley'],
+  ['clock', 'adwin'],
+  ['max_buckets', 'adwin'],
+  ['min_window_length', 'adwin'],
+  ['grace_period', 'adwin'],
+];
+
+/**
+ * Fields set for a model kind, drift detector or action other than the one configured, which the stage
+ * would take and ignore: `hidden: [64]` without `kind: mlp` is a logistic model (the default kind), and
+ * `threshold` beside `detector: adwin` tunes nothing. Config errors at the field (the model stages'
+ * checkPipeline), as an unknown field is; warnings where the detector or action is switched off (`none`),
+ * as a tuned setting may be kept to switch it on again. `custom`: a defineModel stage, whose `model` is its own.
+ */
+export function inapplicableFieldProblems(config: ModelOperatorConfig, custom = false): EntryProblem[] {
+  const problems: EntryProblem[] = [];
+  if (!custom) {
+    const kind = config.model?.kind ?? 'logistic';
+    const kindText = config.model?.kind === undefined ? `${kind} (the default kind)` : kind;
+    for (const [field, reads] of kindFields) {
+      if (config.model?.[field] === undefined || kind === reads) continue;
+      problems.push({ field: `model.${field}`, message: `is read by kind ${reads} only, and this model is ${kindText}: set model.kind: ${reads}, or remove ${field}` });
+    }
+  }
+  const drift = config.drift;
+  if (drift === undefined) return problems;
+  const detector = drift.detector ?? 'page-hinkley';
+  const detectorText = drift.detector === undefined ? `${detector} (the default detector)` : detector;
+  // Switched off (detector none, action none), a tuned setting may be kept to switch it on again: a warning.
+  if (detector === 'none') {
+    for (const field of ['block', 'delta', ...detectorFields.map(([name]) => name), 'action', 'factor'] as const) {
+      if (drift[field] !== undefined) problems.push({ field: `drift.${field}`, severity: 'warning', message: 'does nothing while drift.detector is none (no drift is detected): remove it, or name a detector' });
+    }
+    return problems;
+  }
+  for (const [field, reads] of detectorFields) {
+    if (drift[field] === undefined || detector === reads) continue;
+    problems.push({ field: `drift.${field}`, message: `is read by detector ${reads} only, and this one is ${detectorText}: set drift.detector: ${reads}, or remove ${field}` });
+  }
+  const action = drift.action ?? 'none';
+  if (drift.factor !== undefined && action !== 'raise_learning_rate') {
+    problems.push({
+      field: 'drift.factor',
+      ...(action === 'none' ? { severity: 'warning' as const } : {}),
+      message: `is read by action raise_learning_rate only, and this one is ${drift.action === undefined ? 'none (the default action)' : action}: set drift.action: raise_learning_rate, or remove factor`,
+    });
+  }
+  if (!custom && action === 'reset_optimizer' && (config.optimizer?.kind ?? 'adam') === 'sgd') {
+    problems.push({ field: 'drift.action', message: 'reset_optimizer resets adam\'s moment estimates, and sgd keeps none, so a drift would change nothing: use raise_learning_rate, or optimizer.kind: adam' });
+  }
+  return problems;
+}
+
+/** Event-time spans of a model stage written as a bare number under a second (`timeout: 7`: 7 ms): warnings. */
+export function bareMillisecondsWarnings(config: ModelOperatorConfig & { horizon?: string | number }): EntryProblem[] {
+  return [bareMillisecondsWarning('label_buffer.timeout', config.label_buffer?.timeout), bareMillisecondsWarning('horizon', config.horizon)].flatMap((warning) => warning ?? []);
+}
+
+/**
+ * A model stage with no sessionizer before it (no stage making `session` summaries, where every stage
+ * before it says what it makes): it learns from the summaries alone, so it would learn and score nothing,
+ * silently. A config error at the entry.
+ */
+export function sessionizerProblems(pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+  if (madeBefore(pipeline, self, 'session') !== false) return [];
+  return [{ message: 'needs a sessionizer before it: its labels come from the session summaries one emits, so without one it would learn and score nothing; put a `sessionizer` stage before it' }];
+}
+
 /**
  * adwin reads finer blocks than page-hinkley (its clock already spaces its tests out), but not single
  * losses: a session's labels come together, and on REES46 per-label ADWIN fired 23 times where blocks
@@ -182,7 +262,7 @@ const duration = (description: string, least?: string, most?: string): JsonSchem
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
-  version: { type: 'string', description: 'Version prefix on predictions (the number of learning steps is appended). Default: 1.' },
+  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the number of learning steps is appended (`2.340`). Default: `1`.' },
   backend: {
     enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
     description:
@@ -191,7 +271,7 @@ export const modelOperatorProperties = {
   model: {
     type: 'object',
     additionalProperties: false,
-    description: 'The model.',
+    description: 'The model. A field only another kind reads (`hidden` without `kind: mlp`) is a config error.',
     properties: {
       kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
       l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights, as River\'s `l2`: each step adds `l2` times a weight to its gradient (the gradient of l2/2 ||w||^2), at every weight (River\'s at the weights of the features a sample has, its dict\'s keys: a dense vector has them all); biases are not penalised. A bias learns with its weights\' optimizer and rate, from the log-odds of `prior` (River\'s `LogisticRegression` starts its intercept at 0 and moves it by plain SGD at its own `intercept_lr`, 0.01). Default: 1e-4.' },
@@ -263,7 +343,8 @@ export const modelOperatorProperties = {
       'an adaptive window of recent losses, cut where its older and newer parts\' means differ significantly, either way). A drift emits a `drift` record. ' +
       'Page-Hinkley here is one-sided (a fall of the loss, the model doing better, is no drift) and forgets nothing: River\'s `drift.PageHinkley` with ' +
       '`mode=\'up\'`, `alpha=1` and the same `delta`, `threshold` and `min_instances` signals at the same blocks. Its defaults are for block means, not River\'s ' +
-      '(`delta` 0.005, `threshold` 50, `min_instances` 30, for single values), which on block means are slow to fire.',
+      '(`delta` 0.005, `threshold` 50, `min_instances` 30, for single values), which on block means are slow to fire. ' +
+      'A field only another detector or action reads (`threshold` with `adwin`, `factor` with `reset_optimizer`) is a config error, and one that `detector: none` or `action: none` leaves unread a warning.',
     // adwin's delta is a probability: 0 or 1 and above would leave its cut test never true (a detector that never fires).
     if: { properties: { detector: { const: 'adwin' } }, required: ['detector'] },
     then: { properties: { delta: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 } } },
@@ -292,7 +373,7 @@ export const modelOperatorProperties = {
         description:
           'What a drift does besides emitting a `drift` record. `reset_optimizer`: with `optimizer.kind: adam`, zeroes its moment estimates and restarts its step count ' +
           '(keeping the weights), so the steps after the drift follow the new gradients, not averages of the old ones; with `sgd`, which keeps no such state, ' +
-          'it has no effect (use `raise_learning_rate`). `raise_learning_rate`: multiplies the learning rate by `factor` (either optimiser). Default: none.',
+          'it would change nothing, and is a config error (use `raise_learning_rate`). `raise_learning_rate`: multiplies the learning rate by `factor` (either optimiser). Default: none.',
       },
       factor: { type: 'number', minimum: 1, description: 'raise_learning_rate: multiplier (it decays back by 1% per step). Default: 2.' },
     },

@@ -10,7 +10,7 @@
  */
 import { defineOperator, type ConfigSchema, type JsonSchema, type OperatorPlugin, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
-import { addModelStageType, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
+import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource } from './custom-model.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
@@ -98,7 +98,8 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     ...(definition.examples ? { examples: definition.examples.map((model) => ({ model })) } : {}),
     checkPipeline: (config, pipeline, self) => {
       const { model: _options, ...stage } = config;
-      return task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
+      const own = task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
+      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage)];
     },
     create(config, context) {
       const { model: options, ...stage } = config;

@@ -9,7 +9,7 @@
 import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
-import { claimModelName, defaultLabelTimeout, modelEmits, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
@@ -235,7 +235,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error); an event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -262,7 +262,7 @@ export default defineOperator<IntentModelConfig>({
     { name: 'intent-mlp', model: { kind: 'mlp', hidden: [32, 16], dropout: 0.1 }, optimizer: { kind: 'adam', learning_rate: 0.005 }, batch: { max_size: 256, max_delay: '200ms' } },
     { name: 'intent-gru', model: { kind: 'gru', units: 16, sequence_length: 12 }, checkpoint: { dir: '../out/models' } },
   ],
-  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...labelTimeoutProblems(config, pipeline, self)],
+  checkPipeline: (config, pipeline, self) => [...modelNameProblems(config, pipeline, self), ...sessionizerProblems(pipeline, self), ...labelTimeoutProblems(config, pipeline, self), ...inapplicableFieldProblems(config), ...bareMillisecondsWarnings(config)],
   create: (rawConfig, context) => createIntentModel(rawConfig, context),
 });
 
@@ -289,6 +289,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
   let sessions = new Map<string, SessionState>();
   let ended = false;
   let lastSweep = -Infinity;
+  /** Whether an event without features was said (once: each such event is one no prediction is made at). */
+  let featurelessSaid = false;
 
   const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
     const boughtAt = state.purchasedAt;
@@ -334,7 +336,17 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       return;
     }
     const features = event.features;
-    if (!features && config.model.kind !== 'gru') return;
+    if (!features && config.model.kind !== 'gru') {
+      // A pipeline with no feature operator before this stage: it would predict at nothing, without a word.
+      if (!featurelessSaid) {
+        featurelessSaid = true;
+        context.logger.warn(
+          { model: config.name, kind: custom?.kind ?? config.model.kind },
+          `model ${config.name}: an event reached it without features, and a ${custom?.kind ?? config.model.kind} model predicts only at events with features (said once): put session-features, user-features or hash-features before it`,
+        );
+      }
+      return;
+    }
     const position = event.session?.position ?? state.pending.length;
     // Same as predictionId(name, user, session, time, position); the prefix is hashed once per session.
     state.ids ??= idPrefix(config.name, state.userId, sessionId);

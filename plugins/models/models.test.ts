@@ -827,6 +827,24 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.match(warned[0]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
+test('intent: events without features (no feature operator before it) are said once as a warning, naming what to put before it; a gru, which reads the events, predicts at them (was: no prediction and no word)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const input: Element[] = [];
+  for (let p = 0; p < 3; p++) input.push(event('a', 'sa', t + p * 1000, p, t, 'view'));
+  input.push(summary('a', 'sa', t, t + 2000, 3, false), watermark(Infinity));
+  const warned: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
+  const { output } = await runOperator(intentModel, { ...base, name: 'shop' }, input, logged);
+  assert.equal(of(output, 'prediction').length, 0);
+  const said = warned.map((args) => args[1] as string).filter((message) => message.includes('without features'));
+  assert.deepEqual(said, [
+    'model shop: an event reached it without features, and a logistic model predicts only at events with features (said once): put session-features, user-features or hash-features before it',
+  ]);
+  const gru = await runOperator(intentModel, { ...base, model: { kind: 'gru', units: 2 } }, input);
+  assert.equal(of(gru.output, 'prediction').length, 3);
+});
+
 test('intent: predictions of an idle session swept from behind a younger one in the label buffer are counted as expired (every prediction ends counted)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
@@ -2329,7 +2347,7 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
   await operator.close?.();
 });
 
-test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
+test('drift.action: reset_optimizer restarts Adam (its moments and step count) at a drift, and changes nothing with SGD (as its description says, which validate refuses); raise_learning_rate multiplies the rate, which decays back 1% a step', async () => {
   const input = shiftingIntentStream(1200, 800, 0.05, 0.5, 21);
   const run = async (action: 'none' | 'reset_optimizer' | 'raise_learning_rate', kind: 'adam' | 'sgd' = 'adam') => {
     const { output, operator } = await runOperator(intentModel, { ...base, drift: { detector: 'adwin', block: 4, action, factor: 4 }, optimizer: { kind, learning_rate: 0.01 }, report: true }, input);
@@ -2341,7 +2359,7 @@ test('drift.action: reset_optimizer restarts Adam (its moments and step count) a
   const sgdReset = await run('reset_optimizer', 'sgd');
   assert.ok(sgdReset.drifts.length >= 1);
   assert.deepEqual(sgdReset.scores, sgdNone.scores);
-  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it has no effect/);
+  assert.match(modelOperatorProperties.drift.properties.action.description, /with `sgd`, which keeps no such state,\s+it would change nothing, and is a config error/);
   const none = await run('none');
   assert.ok(none.drifts.length >= 1);
   assert.equal(none.optimizer.step, none.steps);

@@ -1,10 +1,19 @@
 /** `clip`: bounds the named features to [min, max] in place, e.g. after standardisation. */
-import { defineOperator, FeatureSelector, recordOperator, type ClickEvent } from 'tributary';
+import { defineOperator, FeatureSelector, PluginConfigError, recordOperator, type ClickEvent, type EntryProblem } from 'tributary';
 
 export interface ClipConfig {
   features: string[];
   min?: number;
   max?: number;
+}
+
+/** A clip with no bound, or one whose bounds are the wrong way round: said by validate at the field, and by the factory. */
+function boundProblems(config: ClipConfig): EntryProblem[] {
+  if (config.min === undefined && config.max === undefined) return [{ message: 'clip needs min, max or both: without either it would change nothing' }];
+  if (config.min !== undefined && config.max !== undefined && config.min > config.max) {
+    return [{ field: 'max', message: `max (${config.max}) is below min (${config.min}): every value would be bounded to one of them; swap them` }];
+  }
+  return [];
 }
 
 export default defineOperator<ClipConfig>({
@@ -14,7 +23,7 @@ export default defineOperator<ClipConfig>({
   status: 'beta',
   summary: 'Bounds the named features to [min, max], in place.',
   description:
-    'Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once. At least one of `min` and `max` is required. NaN becomes `min` (or `max`). ' +
+    'Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once (and warned of by `validate`, where the stages before it say which features they append). At least one of `min` and `max` is required, and `min` may not be above `max` (both config errors `validate` reports). NaN becomes `min` (or `max`). ' +
     'Events without features and other records pass through unchanged.',
   config: {
     type: 'object',
@@ -27,11 +36,18 @@ export default defineOperator<ClipConfig>({
     },
   },
   examples: [{ features: ['*'], min: -5, max: 5 }, { features: ['s_since_prev_s'], max: 3600 }],
+  checkPipeline: (config) => boundProblems(config),
+  // It appends no features, and selects by name in `features`: validate warns of a name no block before it appends.
+  featureNames: () => [],
+  featureSelectorField: 'features',
   create(config, context) {
-    if (config.min === undefined && config.max === undefined) throw new RangeError('clip needs min, max or both');
+    // Checked again here for a config that reaches the factory without validation (a plugin's own test).
+    for (const { field, message } of boundProblems(config)) {
+      if (field === undefined) throw new RangeError(message);
+      throw new PluginConfigError(field, message);
+    }
     const min = config.min ?? -Infinity;
     const max = config.max ?? Infinity;
-    if (min > max) throw new RangeError(`min (${min}) is above max (${max})`);
     const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'clip: features not in the vector'));
     return {
       apply: recordOperator(context, () => ({

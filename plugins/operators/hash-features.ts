@@ -34,12 +34,18 @@ export default defineOperator<HashFeaturesConfig>({
       fields: {
         type: 'array',
         minItems: 1,
-        items: { type: 'string', pattern: '^(type|itemId|category|userId|sessionId|attrs\\..+)$' },
+        items: {
+          type: 'string',
+          pattern: '^(type|itemId|category|userId|sessionId|attrs\\..+)$',
+          description: 'An event field, `type`, `itemId`, `category`, `userId` or `sessionId` (the mapping\'s item_id, user_id and session_id are the event\'s itemId, userId and sessionId), or an attribute as `attrs.<name>` (`attrs.brand`).',
+        },
         uniqueItems: true,
-        description: 'Categorical fields to hash: canonical field names or `attrs.<name>`, each once (a field twice would count double).',
+        description:
+          'Categorical fields to hash, each once (a field twice would count double): the event\'s `type`, `itemId`, `category`, `userId` or `sessionId` (what the mapping calls ' +
+          'item_id, user_id and session_id), or an attribute the source\'s `mapping.attributes` keeps, as `attrs.<name>` (`attrs.brand`).',
       },
       width: { type: 'integer', minimum: 1, maximum: 65536, default: 32, description: 'Number of buckets (features) in the block.' },
-      prefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', default: 'hash', description: 'Name prefix of the block: `<prefix>_<bucket>`.' },
+      prefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', default: 'hash', description: 'Name prefix of the block (`<prefix>_<bucket>`): a letter or `_`, then letters, digits or `_`.' },
       signed: { type: 'boolean', default: true, description: 'Add ±1 instead of 1, the sign taken from the hash.' },
     },
   },

@@ -18,7 +18,7 @@ export default defineOperator<Log1pConfig>({
   status: 'beta',
   summary: 'Replaces the named features x by sign(x)·log(1+|x|), in place.',
   description:
-    'Names may use `*` as a wildcard (`s_view_price_*`). A name listed exactly that is not in the vector, or a wildcard that matches none of its names, is logged once. ' +
+    'Names may use `*` as a wildcard (`s_view_price_*`). A name listed exactly that is not in the vector, or a wildcard that matches none of its names, is logged once (and warned of by `validate`, where the stages before it say which features they append). ' +
     'Events without features and other records pass through unchanged.',
   config: {
     type: 'object',
@@ -29,6 +29,9 @@ export default defineOperator<Log1pConfig>({
     },
   },
   examples: [{ features: ['s_events', 's_view_price_*', 'u_monetary'] }],
+  // It appends no features, and selects by name in `features`: validate warns of a name no block before it appends.
+  featureNames: () => [],
+  featureSelectorField: 'features',
   create(config, context) {
     const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'log1p: features not in the vector'));
     return {

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -37,13 +37,13 @@ export default defineOperator<SessionFeaturesConfig>({
     'events after the first; `s_view_price_std` the population deviation (Welford\'s running update: prices of any size with a small spread keep their precision); `s_cart_value` the carted prices less the removed ' +
     'ones (each remove\'s own price: a remove without one takes nothing off), never below 0. A price figure beyond the Float32 range of ' +
     'the vector (a price of 1e39) is written as the largest Float32 (3.4e38), never as Infinity. ' +
-    'Hour of day and day of week (Monday 0) are cyclic (sin, cos), of the event\'s time as a clock in `time_zone` showed it (summer time followed), ' +
+    'Hour of day, with its minutes and seconds (14:30 is 14.5), and day of week (Monday 0, whole days) are cyclic (sin and cos of 2π·hour/24 and 2π·day/7), of the event\'s time as a clock in `time_zone` showed it (summer time followed), ' +
     'or in UTC shifted by `utc_offset_minutes` (UTC itself by default). Sessions are told apart by ' +
     'user and id (data session ids may repeat across users). A session\'s state is kept while the sessionizer may still add to it (until the ' +
     'watermark passes its summary\'s `keptUntil`): a late event, or a data session id that comes back within the `allowed_lateness`, goes on ' +
     'from where the session was, and a late event that merges sessions (`session.merged`) adds up their state first (counts, sums, extremes, ' +
     'deviations, distinct items); a new session under an id still kept (at position 0) starts from zero. Records other than ' +
-    'events pass through unchanged; an event without a session (no sessionizer before) is dead-lettered.',
+    'events pass through unchanged; an event without a session is dead-lettered (a pipeline with no sessionizer before this stage is a config error).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -69,7 +69,14 @@ export default defineOperator<SessionFeaturesConfig>({
     },
   },
   examples: [{}, { time_zone: 'Europe/Berlin' }, { utc_offset_minutes: 60 }],
-  checkPipeline: (config, pipeline): EntryProblem[] => [...bothTimeSettings(config), ...abbreviatedZoneWarnings(config), ...sourceZoneWarnings(config, pipeline)],
+  checkPipeline: (config, pipeline, self): EntryProblem[] => [
+    ...(madeBefore(pipeline, self, 'session') === false
+      ? [{ message: "needs a sessionizer before it: it reads each event's session, so without one every event would be dead-lettered ('event has no session'); put a `sessionizer` stage before it" }]
+      : []),
+    ...bothTimeSettings(config),
+    ...abbreviatedZoneWarnings(config),
+    ...sourceZoneWarnings(config, pipeline),
+  ],
   featureNames: () => sessionFeatureNames,
   create(config, context) {
     // Checked again here for a config that reaches the factory without validation (a plugin's own test).

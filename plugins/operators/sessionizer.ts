@@ -27,6 +27,9 @@ import {
   type Origin,
   type PluginContext,
   PluginConfigError,
+  durationText,
+  bareMillisecondsWarning,
+  type EntryProblem,
   type SessionSummary,
   checkListLengths,
   decodeColumn,
@@ -52,6 +55,32 @@ export interface SessionizerConfig {
   max_ahead_of_clock: Duration;
   max_behind_watermark: Duration;
   not_before: string;
+}
+
+/**
+ * Settings that contradict one another, said by validate (checkPipeline) and by the factory: `max_length`
+ * with data session ids, where it cuts nothing; a `max_behind_watermark` shorter than `gap` plus
+ * `allowed_lateness`, where events this stage would still take (late, not absurd) are dead-lettered as absurd.
+ */
+function settingProblems(config: SessionizerConfig): EntryProblem[] {
+  const problems: EntryProblem[] = [];
+  if (config.session_id_from === 'data' && config.max_length !== undefined) {
+    problems.push({
+      field: 'max_length',
+      message: 'cuts sessions with session_id_from: gap only: with data session ids a session is what its id names, so this would be ignored; remove it, or cut by gap',
+    });
+  }
+  const behind = parseDuration(config.max_behind_watermark);
+  const taken = parseDuration(config.gap) + parseDuration(config.allowed_lateness);
+  if (behind < taken) {
+    problems.push({
+      field: 'max_behind_watermark',
+      message:
+        `${JSON.stringify(config.max_behind_watermark)} is less than gap plus allowed_lateness (${durationText(taken)}): an event that far behind the watermark may still ` +
+        `join or open a session (late, not absurd), and would be dead-lettered as absurd; set it to at least ${durationText(taken)}`,
+    });
+  }
+  return problems;
 }
 
 export default defineOperator<SessionizerConfig>({
@@ -86,7 +115,7 @@ export default defineOperator<SessionizerConfig>({
         minDuration: '1ms',
         description:
           'Bound on a session\'s length (first to last event): an event `max_length` or more after the session\'s first one starts a new one, so a session spans less than this. ' +
-          'A late event too far from a session\'s other end joins the session on its other side, else starts one of its own. Default: no limit. Gap mode only.',
+          'A late event too far from a session\'s other end joins the session on its other side, else starts one of its own. Default: no limit. With `session_id_from: gap` only (with `data` a config error: the ids name the sessions).',
       },
       allowed_lateness: {
         $ref: 'tributary:duration',
@@ -120,13 +149,13 @@ export default defineOperator<SessionizerConfig>({
       max_behind_watermark: {
         $ref: 'tributary:duration',
         default: '365d',
-        description: 'An event time further than this behind the watermark is absurd (not merely late): dead-lettered.',
+        description: 'An event time further than this behind the watermark is absurd (not merely late): dead-lettered. At least `gap` plus `allowed_lateness` (a config error otherwise): an event up to that far behind may still join or open a session.',
       },
       not_before: {
         type: 'string',
         format: 'date-time',
         default: '2000-01-01T00:00:00Z',
-        description: 'Event times before this are absurd (zero or missing clocks): dead-lettered.',
+        description: 'Event times before this are absurd (zero or missing clocks): dead-lettered. A date and time with its UTC offset (RFC 3339), e.g. `2020-01-01T00:00:00Z`.',
       },
     },
   },
@@ -135,11 +164,19 @@ export default defineOperator<SessionizerConfig>({
     { gap: '30m', max_length: '4h', allowed_lateness: '10m', max_open_sessions: 500000 },
     { session_id_from: 'data', gap: '30m', max_ahead_of_clock: '2h' },
   ],
+  checkPipeline: (config) => [
+    ...settingProblems(config),
+    ...(['gap', 'max_length', 'allowed_lateness'] as const).flatMap((field) => bareMillisecondsWarning(field, config[field]) ?? []),
+  ],
+  // It appends no features (a transform after it knows every name before it).
+  featureNames: () => [],
   create(config, context) {
     const gap = parseDuration(config.gap);
     if (!(gap > 0)) throw new PluginConfigError('gap', `must be positive, got '${config.gap}'`);
     const maxLength = config.max_length === undefined ? Infinity : parseDuration(config.max_length);
     if (!(maxLength > 0)) throw new PluginConfigError('max_length', `must be positive, got '${config.max_length}'`);
+    // Checked again here for a config that reaches the factory without validation (a plugin's own test).
+    for (const { field, message } of settingProblems(config)) throw new PluginConfigError(field!, message);
     const notBefore = Date.parse(config.not_before);
     if (!Number.isFinite(notBefore)) throw new RangeError(`not_before: cannot parse '${config.not_before}'`);
     const state = new SessionState(

@@ -32,17 +32,20 @@ export default defineOperator<StandardizeConfig>({
     'Statistics are kept per feature name over every event seen, the current one included (Welford), the variance the sample variance (n - 1): River\'s StandardScaler divides by n, so its values are sqrt(n / (n - 1)) times these (1.41 times at the 2nd value, 1.005 at the 100th). Until a feature has ' +
     'been seen `min_count` times, or while its values are all equal (a standard deviation of 0, or within 2^-23 of the mean: float32 rounding of one value), it becomes 0; a feature of any scale, 1e-7 or 1e9, is standardised otherwise. A value that is not finite (NaN, Infinity from a ' +
     'stage that let one through) is left as it is and not counted: one would make the statistics NaN for good. Statistics an ' +
-    'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once.',
+    'older version let one poison (saved as null) start over at a restore, said in a warning. Names may use `*` as a wildcard; a name not in the vector, or a wildcard that matches none of its names, is logged once (and warned of by `validate`, where the stages before it say which features they append).',
   config: {
     type: 'object',
     additionalProperties: false,
     required: ['features'],
     properties: {
       features: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: 'Feature names (with `*` wildcards) to standardise.' },
-      min_count: { type: 'integer', minimum: 1, default: 2, description: 'Values seen before the output is anything but 0.' },
+      min_count: { type: 'integer', minimum: 1, default: 2, description: 'Values of a feature that must have been seen, the current one included, before its output is anything but 0: with 2, from its second value on.' },
     },
   },
   examples: [{ features: ['s_*', 'u_*'] }, { features: ['s_view_price_mean'], min_count: 100 }],
+  // It appends no features, and selects by name in `features`: validate warns of a name no block before it appends.
+  featureNames: () => [],
+  featureSelectorField: 'features',
   create(config, context) {
     const selector = new FeatureSelector(config.features, (missing) => context.logger.warn({ missing }, 'standardize: features not in the vector'));
     // Statistics by feature name; `slotsFor` maps a names array's selected indices to them.

@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { bareMillisecondsWarning, type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
 import { horizonLabel, userFeatureNames } from './feature-blocks.js';
 
@@ -43,7 +43,7 @@ export default defineOperator<UserFeaturesConfig>({
     'largest Float32, never Infinity), `u_tenure_days`, ' +
     '`u_recency_days` (from the end of the previous session to the start of this one; 0 in the first), `u_days_since_purchase` (0 before the first ' +
     'purchase, see `u_has_purchased`), `u_has_purchased`, `u_mean_session_events` and `u_mean_session_minutes` (over the ' +
-    "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h: counts decayed by " +
+    "user's completed sessions), then `u_events_<h>` and `u_purchases_<h>` for each horizon h, named as it is written (`u_events_7d`; a number of milliseconds: `u_events_3600000ms`): counts decayed by " +
     'exp(-age / h) in event time. Sessions are told apart by `session.id` (a sessionizer before), else `sessionId`; ' +
     'an event back in an earlier session (data sessions interleaved across tabs, a late event) opens none and counts ' +
     'toward the current one, and a data id that comes back after the gap opens a new one. A session that starts before the current one (a late ' +
@@ -78,7 +78,10 @@ export default defineOperator<UserFeaturesConfig>({
     },
   },
   examples: [{}, { horizons: ['1h', '1d', '7d', '30d'], max_users: 1000000 }],
-  checkPipeline: (config): EntryProblem[] => sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: `horizons[${index}]`, message })),
+  checkPipeline: (config): EntryProblem[] => [
+    ...sameDurationHorizons(config.horizons).map(({ index, message }) => ({ field: `horizons[${index}]`, message })),
+    ...config.horizons.flatMap((horizon, index) => bareMillisecondsWarning(`horizons[${index}]`, horizon) ?? []),
+  ],
   featureNames: (config) => userFeatureNames(config.horizons),
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));

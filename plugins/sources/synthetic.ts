@@ -37,7 +37,7 @@ export default defineSource<SyntheticSourceConfig>({
       rate: { type: 'number', minimum: 0, default: 0, description: 'Events per second of wall time; 0 for as fast as possible.' },
       items: { type: 'integer', minimum: 1, default: 5000, description: 'Items in the catalogue.' },
       categories: { type: 'integer', minimum: 1, default: 50, description: 'Item categories.' },
-      start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Event time of the first events.' },
+      start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Event time of the first events: a date and time with its UTC offset (RFC 3339), e.g. `2024-01-01T00:00:00Z`.' },
       session_ids: { type: 'boolean', default: false, description: "Attach the generator's own session ids (most data sets have none)." },
       clock: {
         enum: ['simulated', 'wall'],
