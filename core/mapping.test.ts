@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import { zoneNameWarning } from './time-zone.js';
 
 const iso = createTimeParser('iso8601');
@@ -247,6 +247,29 @@ test('onUnknownType: called for each event whose type is none of the known ones 
   assert.equal(warned.length, MAX_UNKNOWN_TYPES_TOLD);
   assert.match(warned[0]!, /^event type "t0" is none of the known types \(view, cart, remove_from_cart, purchase\)/);
   assert.match(warned.at(-1)!, /\(the 10th such type: further ones are not told\)$/);
+});
+
+test('epoch_us: microseconds since 1970 (GA4\'s event_timestamp, INT64 as text in a JSON export, or a number) are read to the millisecond they fall in, exactly; a zone does not apply (was: no such format, a config error)', () => {
+  assert.equal(timeFormatProblem('epoch_us'), undefined);
+  const micros = createTimeParser('epoch_us');
+  const cases: [unknown, number][] = [
+    ['1710237849444419', 1_710_237_849_444],
+    [1_710_237_849_444_419, 1_710_237_849_444],
+    // Floored, not rounded: the millisecond the time falls in, as a pattern's SSS drops the digits after it.
+    ['1710237849444999', 1_710_237_849_444],
+    [' 1710237849000000 ', 1_710_237_849_000],
+    ['-1500', -2], // 1.5 ms before 1970 falls in the millisecond from -2 to -1
+    ['9007199254740991', 9_007_199_254_740], // 2^53 - 1 µs (the year 2255): still exact
+  ];
+  for (const [value, expected] of cases) assert.equal(micros(value), expected, String(value));
+  for (const value of ['0x1F', '   ', '', null, 'soon']) assert.ok(Number.isNaN(micros(value)), String(value));
+  // An instant: Europe/Berlin changes nothing (a pattern's reader would have refused the name).
+  assert.equal(createTimeParser('epoch_us', 'Europe/Berlin')('1710237849444419'), 1_710_237_849_444);
+  const map = createEventMapper({ fields: { user_id: 'user_pseudo_id', time: 'event_timestamp', type: 'event_name' }, time_format: 'epoch_us' });
+  assert.equal((map({ user_pseudo_id: '1187345092.1709912233', event_timestamp: '1710231123149747', event_name: 'view' }) as ClickEvent).time, Date.UTC(2024, 2, 12, 8, 12, 3, 149));
+  assert.deepEqual(map({ user_pseudo_id: 'u', event_timestamp: 'x', event_name: 'view' }), { rejected: 'event_timestamp: cannot parse "x" as epoch_us' });
+  // Another epoch unit is told the ones there are, not a pattern's letters.
+  assert.equal(timeFormatProblem('epoch_ns'), "time_format 'epoch_ns': the epoch formats are epoch_s, epoch_ms, epoch_us (seconds, milliseconds, microseconds since 1970)");
 });
 
 test('a dotted field name the record lacks whole is read as a path into nested objects (was: every nested record dead-lettered, "user.id: missing user id"); the whole name wins where the record has it', () => {

@@ -115,7 +115,7 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
 
 /** Whether `format` is a pattern with an offset letter (XXX, XX, xxx, xx, Z): letters outside quotes that no other token has. */
 function patternReadsOffset(format: string): boolean {
-  if (format === 'iso8601' || format === 'epoch_ms' || format === 'epoch_s') return false;
+  if (format === 'iso8601' || isEpochFormat(format)) return false;
   return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
 
@@ -128,6 +128,10 @@ export function isRejected(result: MapResult): result is { rejected: string } {
 
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
 export type TimeParser = (value: unknown) => number;
+
+/** The epoch time formats: instants, which `time_zone` does not apply to. */
+const EPOCH_FORMATS: readonly string[] = ['epoch_s', 'epoch_ms', 'epoch_us'];
+const isEpochFormat = (format: string): boolean => EPOCH_FORMATS.includes(format);
 
 /** Why `format` is not a time format `createTimeParser` reads; undefined when it is one. */
 export function timeFormatProblem(format: string): string | undefined {
@@ -147,7 +151,7 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
   if (!isUtcZone(timeZone)) {
     const toUtc = localTimeToUtc(timeZone!);
     if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc) : NaN);
-    if (format !== 'epoch_ms' && format !== 'epoch_s') return compilePattern(format, toUtc);
+    if (!isEpochFormat(format)) return compilePattern(format, toUtc);
   }
   switch (format) {
     case 'iso8601':
@@ -156,9 +160,22 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
       return decimalNumber;
     case 'epoch_s':
       return (value) => decimalNumber(value) * 1000;
+    case 'epoch_us':
+      return epochMicros;
     default:
+      if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
       return compilePattern(format);
   }
+}
+
+/**
+ * Microseconds since the epoch (GA4's `event_timestamp`, BigQuery's INT64 times), a number or decimal
+ * text (a JSON export writes INT64 as text), as the millisecond they fall in: the sub-millisecond part is
+ * dropped (floored, so 1.999 ms is 1 ms, and -0.5 ms is -1 ms, as for a time before 1970). Exact for every
+ * integer below 2^53 µs (the year 2255): the quotient of two such integers rounds to no integer it is not.
+ */
+function epochMicros(value: unknown): number {
+  return Math.floor(decimalNumber(value) / 1000);
 }
 
 /**
