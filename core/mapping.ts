@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
+import { fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
@@ -558,13 +558,17 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
     if (unseen.length === 0 || events === 0) return;
     const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
     const said = unseen.map(({ label, name }) => {
+      // A path that reached into the last record and stopped (a list stepped into by name) says where.
+      const path = fieldPathProblem(name) === undefined ? fieldPath(name) : undefined;
+      const stop = path === undefined ? undefined : fieldPathStop(record, path);
+      if (stop !== undefined) return `${label} '${name}' (in the last record, ${stop})`;
       const near = similarFieldPath(record, name);
       return `${label} '${name}'${near === undefined ? '' : ` (the records have ${near})`}`;
     });
     const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
     logger.warn(
       { missing: said, events },
-      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its dotted path)`,
+      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its path: user.id, items[0].price)`,
     );
   };
   return {
@@ -605,7 +609,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const itemInherited = isInheritedName(itemField);
   const categoryInherited = isInheritedName(categoryField);
   const priceInherited = isInheritedName(priceField);
-  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`): fieldPath, valueAtPath.
+  // A name the record lacks whole is read as a path where it is one (`user.id`, `items[0].price`): fieldPath, valueAtPath.
   const userPath = fieldPath(userField);
   const timePath = fieldPath(timeField);
   const typePath = fieldPath(typeField);
@@ -639,22 +643,22 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    // A dotted name the record lacks whole is walked as a path; a plain name costs one comparison more.
+    // A name the record lacks whole is walked as a path where it is one; a plain name costs one comparison more.
     let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
     if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
     const user = idValue(userField, rawUser);
-    if (user === undefined) return { rejected: `${userField}: missing user id${similarHint(raw, userField)}` };
+    if (user === undefined) return { rejected: `${userField}: missing user id${missingHint(raw, userField, userPath)}` };
     if (typeof user !== 'string') return user;
     let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
     if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
-    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${similarHint(raw, timeField)}` };
+    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
     let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
     if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
-      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${similarHint(raw, typeField)}` };
+      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${missingHint(raw, typeField, typePath)}` };
       type = eventTypes.get(defaultType) ?? defaultType;
     } else if (typeof rawType === 'string') type = eventTypes.get(rawType) ?? rawType;
     else {
@@ -738,12 +742,16 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
 }
 
 /**
- * ` (the record has user.id)` where a record that lacks a required field has one the mapping most likely
- * meant (nested, or named another way: similarFieldPath), so that the first dead letter says what to write.
+ * Why a record lacks a required field, so that the first dead letter says what to write: where the walk
+ * of a path stopped (` (no element of event_params has key "uid")`, ` (items is an empty list)`:
+ * fieldPathStop), else ` (the record has user.id)` where it has a field the mapping most likely meant
+ * (nested, or named another way: similarFieldPath).
  */
-function similarHint(record: object, name: string): string {
-  const path = similarFieldPath(record, name);
-  return path === undefined ? '' : ` (the record has ${path})`;
+function missingHint(record: object, name: string, path: FieldPath | undefined): string {
+  const stop = path === undefined ? undefined : fieldPathStop(record, path);
+  if (stop !== undefined) return ` (${stop})`;
+  const similar = similarFieldPath(record, name);
+  return similar === undefined ? '' : ` (the record has ${similar})`;
 }
 
 /**

@@ -14,7 +14,7 @@ import type { PluginRegistry } from '../registry.js';
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
-import { ownValue } from '../fields.js';
+import { fieldPathProblem, ownValue } from '../fields.js';
 import { sameFile } from '../paths.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
@@ -779,6 +779,7 @@ function problemFromAjv(
     case 'format':
       if ((error.params as { format: string }).format === 'time-format') return locate(segments, timeFormatProblem(String(error.data)) ?? 'not a time format');
       if ((error.params as { format: string }).format === 'time-zone') return locate(segments, timeZoneProblem(String(error.data)) ?? 'not a time zone');
+      if ((error.params as { format: string }).format === 'field-path') return locate(segments, fieldPathProblem(String(error.data)) ?? 'not a field name');
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'minDuration':
       return locate(segments, `must be at least ${String(error.schema)}, got ${valueText(error.data, segments)}`);
