@@ -133,6 +133,15 @@ export function isSessionSummary(element: Element): element is StreamRecord & Se
   return element.kind === 'session';
 }
 
+/**
+ * The key a stage keeps a session's state by: its user and id, unambiguous (the user's length first).
+ * Not the id alone: data session ids repeat across users (GA4's ga_session_id is the second the session
+ * started), and the sessionizer keeps each user's sessions apart.
+ */
+export function sessionKey(userId: string, sessionId: string): string {
+  return `${userId.length}:${userId}${sessionId}`;
+}
+
 /** A model's prediction (`kind: 'prediction'`), typed (as isSessionSummary). */
 export function isPrediction(element: Element): element is StreamRecord & Prediction {
   return element.kind === 'prediction';

@@ -29,28 +29,255 @@ export function setOwnField(record: object, name: string, value: unknown): void 
 }
 
 /**
- * The steps of a dotted field name (`user.id`: `user`, then `id`), which a mapping reads as a path into
- * nested objects where a record has no field of the whole name (JSON from trackers and Kafka producers nests
- * its fields); undefined for a name without a dot, or with an empty step (`a..b`, `.a`), read only whole.
+ * A step of a field path: an own field of an object (`user`, `["a.b"]`), the element of a list at an
+ * index (`items[0]`), or the first element of a list that is an object whose own field is a value
+ * (`event_params[key="ga_session_id"]`: GA4's list of key/value objects, Segment's and Snowplow's
+ * contexts).
  */
-export function fieldPath(name: string): readonly string[] | undefined {
-  if (!name.includes('.')) return undefined;
-  const steps = name.split('.');
-  return steps.includes('') ? undefined : steps;
+export type FieldStep = string | number | ElementTest;
+
+/** `[field=value]`: the first element of a list that is an object whose own field `field` is `value` (===). */
+export interface ElementTest {
+  readonly field: string;
+  readonly value: string | number | boolean;
+}
+
+/** The steps of a field name read as a path (fieldPath). */
+export type FieldPath = readonly FieldStep[];
+
+/**
+ * The steps of a field name, which a mapping reads as a path into nested objects and lists where a
+ * record has no field of the whole name (JSON from trackers, Kafka producers and warehouse exports nests
+ * its fields): `user.id`; `items[0].item_id` (an element by index, from 0); `event_params[key="ga_session_id"].value.int_value`
+ * (the first element whose field is the value: a JSON string in double quotes, a number, true or
+ * false); `["a.b"]` (a key with dots or brackets, in double quotes as JSON writes it, as config errors
+ * name fields). Undefined for a name read only whole: one without a dot or such a step, or a dotted one
+ * with an empty step (`a..b`). A `[` whose content is no step (`Price [EUR]`) is part of a name. Throws
+ * a RangeError for a name whose steps are written wrong (fieldPathProblem says why): the mapping's config
+ * check refuses it first.
+ */
+export function fieldPath(name: string): FieldPath | undefined {
+  const parsed = parseFieldPath(name);
+  if (typeof parsed === 'string') throw new RangeError(parsed);
+  return parsed;
+}
+
+/** Why `name` is no field name fieldPath reads (a step in brackets written wrong); undefined when it is one. */
+export function fieldPathProblem(name: string): string | undefined {
+  const parsed = parseFieldPath(name);
+  return typeof parsed === 'string' ? parsed : undefined;
+}
+
+/** Whether the `[` at `at` opens a step: a number, a quoted key or a test follows it (`[EUR]` is text). */
+function opensStep(name: string, at: number): boolean {
+  let k = at + 1;
+  while (name[k] === ' ') k++;
+  const first = name[k];
+  if (first === undefined) return false;
+  if (/[-0-9"']/.test(first)) return true;
+  const close = name.indexOf(']', k);
+  return name.slice(k, close < 0 ? undefined : close).includes('=');
+}
+
+/** The steps of `name` (undefined: read whole only), or why its steps are written wrong. */
+function parseFieldPath(name: string): FieldPath | undefined | string {
+  let stepped = false;
+  for (let at = name.indexOf('['); at >= 0; at = name.indexOf('[', at + 1)) {
+    if (opensStep(name, at)) {
+      stepped = true;
+      break;
+    }
+  }
+  if (!stepped) {
+    if (!name.includes('.')) return undefined;
+    const steps = name.split('.');
+    return steps.includes('') ? undefined : steps;
+  }
+  const said = `field '${name}'`;
+  const steps: FieldStep[] = [];
+  let at = 0;
+  while (at < name.length) {
+    if (name[at] === '[') {
+      const step = parseBracket(name, at, said);
+      if (typeof step === 'string') return step;
+      if (steps.length === 0 && typeof step.step !== 'string') {
+        return `${said}: a record is an object: a path starts with a field (items[0], not [0])`;
+      }
+      steps.push(step.step);
+      at = step.end;
+    } else {
+      let end = at;
+      while (end < name.length && name[end] !== '.' && name[end] !== '[') end++;
+      if (end === at) return `${said}: an empty step at character ${at + 1}; steps are parted by one dot (a.b), and a bracket follows its field without one (items[0])`;
+      steps.push(name.slice(at, end));
+      at = end;
+    }
+    if (at === name.length) break;
+    if (name[at] === '.') {
+      at++;
+      if (at === name.length || name[at] === '.' || name[at] === '[') {
+        return `${said}: an empty step at character ${at + 1}; steps are parted by one dot (a.b), and a bracket follows its field without one (items[0])`;
+      }
+    } else if (name[at] !== '[') {
+      return `${said}: '${name[at]}' after ']' at character ${at + 1}; a step in brackets is followed by '.', '[' or the end`;
+    }
+  }
+  return steps;
+}
+
+const stepForms = 'a step in brackets is an index from 0 ([0]), a key in double quotes (["a.b"]) or a test of the elements ([key="value"])';
+
+/** The step in brackets at `at` (a `[`) and where what follows it starts, or why it is written wrong. */
+function parseBracket(name: string, at: number, said: string): { step: FieldStep; end: number } | string {
+  const close = closingBracket(name, at);
+  if (close < 0) return `${said}: '[' at character ${at + 1} is not closed by ']'`;
+  const inner = name.slice(at + 1, close).trim();
+  const written = name.slice(at, close + 1);
+  const end = close + 1;
+  if (/^\d+$/.test(inner)) {
+    const index = Number(inner);
+    if (!Number.isSafeInteger(index)) return `${said}: ${written}: an index below 2^53`;
+    return { step: index, end };
+  }
+  if (/^-\d+$/.test(inner)) return `${said}: ${written}: an index counts from the first element, [0]; no negative index is read`;
+  if (inner.startsWith('"')) {
+    const key = jsonScalar(inner);
+    return typeof key === 'string' ? { step: key, end } : `${said}: ${written}: a key in double quotes, as JSON writes text (["a.b"], ["say \\"hi\\""])`;
+  }
+  if (inner.startsWith("'")) return `${said}: ${written}: a key is written in double quotes, as JSON writes text: ["${inner.slice(1, inner.endsWith("'") ? -1 : undefined)}"]`;
+  const equals = inner.indexOf('=');
+  if (equals < 0) return `${said}: ${written}: ${stepForms}`;
+  const field = inner.slice(0, equals).trim();
+  const literal = inner.slice(equals + 1).trim();
+  if (literal.startsWith('=')) return `${said}: ${written}: a test is written with one '=': [${field}=${literal.slice(1).trim()}]`;
+  if (!/^[A-Za-z_$][\w$-]*$/.test(field)) return `${said}: ${written}: a test names a field of the elements before '=' (letters, digits, _, $ or -): [key="value"]`;
+  const value = jsonScalar(literal);
+  if (value === undefined || literal.startsWith("'")) {
+    const text = literal.replace(/^['"]|['"]$/g, '');
+    return `${said}: ${written}: the value of a test is JSON: text in double quotes ([${field}=${JSON.stringify(text)}]), a number, true or false`;
+  }
+  return { step: { field, value }, end };
+}
+
+/** The `]` that closes the `[` at `at`, passing over the text in double quotes (a key, a test's value); -1 if none. */
+function closingBracket(name: string, at: number): number {
+  let quoted = false;
+  for (let k = at + 1; k < name.length; k++) {
+    const c = name[k];
+    if (quoted) {
+      if (c === '\\') k++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === ']') return k;
+  }
+  return -1;
+}
+
+/** The text, number or boolean JSON `literal` (the whole of it) reads as; undefined if it is none of them. */
+function jsonScalar(literal: string): string | number | boolean | undefined {
+  try {
+    const value: unknown = JSON.parse(literal);
+    return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
- * The value at `path` (fieldPath) through nested objects, own fields only; undefined where a step is
- * missing or reaches no object (a list, a string). Read where a record has no field of the whole dotted
- * name: the caller reads that first, at its own call site, so a plain read stays a plain keyed load.
+ * The value at `path` (fieldPath) through nested objects and lists, own fields only; undefined where a
+ * step is missing or reaches no object or list it can step into (a name into a list, an index into an
+ * object, a string). Read where a record has no field of the whole name: the caller reads that first, at
+ * its own call site, so a plain read stays a plain keyed load.
  */
-export function valueAtPath(record: object, path: readonly string[]): unknown {
+export function valueAtPath(record: object, path: FieldPath): unknown {
   let at: unknown = record;
-  for (const step of path) {
-    if (typeof at !== 'object' || at === null || Array.isArray(at)) return undefined;
-    at = ownValue(at, step);
+  for (let k = 0; k < path.length; k++) {
+    if (typeof at !== 'object' || at === null) return undefined;
+    const step = path[k]!;
+    if (typeof step === 'string') {
+      if (Array.isArray(at)) return undefined;
+      at = ownValue(at, step);
+    } else if (!Array.isArray(at)) return undefined;
+    else if (typeof step === 'number') at = step < at.length ? (at as unknown[])[step] : undefined;
+    else at = elementWith(at as unknown[], step);
   }
   return at;
+}
+
+/** The first element of `list` that is an object whose own field `test.field` is `test.value`. */
+function elementWith(list: readonly unknown[], test: ElementTest): unknown {
+  for (let k = 0; k < list.length; k++) {
+    const element = list[k];
+    if (typeof element === 'object' && element !== null && !Array.isArray(element) && ownValue(element, test.field) === test.value) return element;
+  }
+  return undefined;
+}
+
+/** The path's steps as a mapping names them (`items[0].item_id`, `["a.b"]`, `event_params[key="ga_session_id"]`). */
+export function fieldPathText(path: FieldPath): string {
+  let text = '';
+  for (const step of path) {
+    if (typeof step === 'number') text += `[${step}]`;
+    else if (typeof step === 'object') text += `[${step.field}=${JSON.stringify(step.value)}]`;
+    else if (step.includes('.') || step.includes('[') || step === '') text += `[${JSON.stringify(step)}]`;
+    else text += text === '' ? step : `.${step}`;
+  }
+  return text;
+}
+
+/**
+ * Where the walk of `path` through `record` found nothing, said for a reason or a warning (`items is an
+ * empty list`, `no element of event_params has key "ga_session_id"`, `items is a list: ...`); undefined
+ * where its first step is missing (the record lacks the field: similarFieldPath says what is alike) or
+ * the walk reaches a value. Never per event read.
+ */
+export function fieldPathStop(record: object, path: FieldPath): string | undefined {
+  let at: unknown = record;
+  for (let k = 0; k < path.length; k++) {
+    const step = path[k]!;
+    const here = fieldPathText(path.slice(0, k));
+    if (at === null) return `${here} is null`;
+    if (typeof at !== 'object' || at === null) return `${here} is ${kindOf(at)}, not an object or a list`;
+    if (typeof step === 'string') {
+      if (Array.isArray(at)) {
+        // `event_params.ga_session_id`, where an element's `key` is "ga_session_id": the test that finds it.
+        const keyed = fieldHolding(at as unknown[], step);
+        if (keyed !== undefined) return `${here} is a list: its element whose ${keyed} is ${JSON.stringify(step)} is ${here}[${keyed}=${JSON.stringify(step)}]`;
+        return `${here} is a list: ${fieldPathText([...path.slice(0, k), 0, ...path.slice(k)])} reads its first element`;
+      }
+      if (!Object.hasOwn(at, step)) return k === 0 ? undefined : `${here} has no field ${JSON.stringify(step)}`;
+      at = ownValue(at, step);
+    } else if (!Array.isArray(at)) {
+      return `${here} is an object, not a list${typeof step === 'number' ? ` (a key in brackets is quoted: ${here}["${step}"])` : ''}`;
+    } else if (typeof step === 'number') {
+      if (step >= at.length) return at.length === 0 ? `${here} is an empty list` : `${here} has ${at.length} element${at.length === 1 ? '' : 's'}`;
+      at = (at as unknown[])[step];
+    } else {
+      const found = elementWith(at as unknown[], step);
+      if (found === undefined) return `no element of ${here} has ${step.field} ${JSON.stringify(step.value)}`;
+      at = found;
+    }
+  }
+  return undefined;
+}
+
+/** A field of an element of `list` (an object) whose value is `value`, the first found among 256 fields at most; undefined if none. */
+function fieldHolding(list: readonly unknown[], value: string): string | undefined {
+  let looked = 0;
+  for (const element of list) {
+    if (typeof element !== 'object' || element === null || Array.isArray(element)) continue;
+    for (const field of Object.keys(element)) {
+      if (++looked > 256) return undefined;
+      if ((element as Record<string, unknown>)[field] === value && /^[A-Za-z_$][\w$-]*$/.test(field)) return field;
+    }
+  }
+  return undefined;
+}
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'string' ? 'text' : `a ${typeof value}`;
 }
 
 /** A field name for comparing: lower case, letters and digits only (`User ID`, `user_id` and `user.id` are one). */

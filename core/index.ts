@@ -39,7 +39,7 @@ export {
 export { FeatureBlock, inFloat32Range } from './feature-block.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
-export { fieldPath, isInheritedName, ownValue, setOwnField, valueAtPath } from './fields.js';
+export { fieldPath, fieldPathProblem, isInheritedName, ownValue, setOwnField, valueAtPath, type ElementTest, type FieldPath, type FieldStep } from './fields.js';
 export { sameFile } from './paths.js';
 export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockHolder, type LockOptions } from './lock.js';

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import { zoneNameWarning } from './time-zone.js';
+import { fieldPath, fieldPathProblem } from './fields.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -249,6 +250,29 @@ test('onUnknownType: called for each event whose type is none of the known ones 
   assert.match(warned.at(-1)!, /\(the 10th such type: further ones are not told\)$/);
 });
 
+test('epoch_us: microseconds since 1970 (GA4\'s event_timestamp, INT64 as text in a JSON export, or a number) are read to the millisecond they fall in, exactly; a zone does not apply (was: no such format, a config error)', () => {
+  assert.equal(timeFormatProblem('epoch_us'), undefined);
+  const micros = createTimeParser('epoch_us');
+  const cases: [unknown, number][] = [
+    ['1710237849444419', 1_710_237_849_444],
+    [1_710_237_849_444_419, 1_710_237_849_444],
+    // Floored, not rounded: the millisecond the time falls in, as a pattern's SSS drops the digits after it.
+    ['1710237849444999', 1_710_237_849_444],
+    [' 1710237849000000 ', 1_710_237_849_000],
+    ['-1500', -2], // 1.5 ms before 1970 falls in the millisecond from -2 to -1
+    ['9007199254740991', 9_007_199_254_740], // 2^53 - 1 µs (the year 2255): still exact
+  ];
+  for (const [value, expected] of cases) assert.equal(micros(value), expected, String(value));
+  for (const value of ['0x1F', '   ', '', null, 'soon']) assert.ok(Number.isNaN(micros(value)), String(value));
+  // An instant: Europe/Berlin changes nothing (a pattern's reader would have refused the name).
+  assert.equal(createTimeParser('epoch_us', 'Europe/Berlin')('1710237849444419'), 1_710_237_849_444);
+  const map = createEventMapper({ fields: { user_id: 'user_pseudo_id', time: 'event_timestamp', type: 'event_name' }, time_format: 'epoch_us' });
+  assert.equal((map({ user_pseudo_id: '1187345092.1709912233', event_timestamp: '1710231123149747', event_name: 'view' }) as ClickEvent).time, Date.UTC(2024, 2, 12, 8, 12, 3, 149));
+  assert.deepEqual(map({ user_pseudo_id: 'u', event_timestamp: 'x', event_name: 'view' }), { rejected: 'event_timestamp: cannot parse "x" as epoch_us' });
+  // Another epoch unit is told the ones there are, not a pattern's letters.
+  assert.equal(timeFormatProblem('epoch_ns'), "time_format 'epoch_ns': the epoch formats are epoch_s, epoch_ms, epoch_us (seconds, milliseconds, microseconds since 1970)");
+});
+
 test('a dotted field name the record lacks whole is read as a path into nested objects (was: every nested record dead-lettered, "user.id: missing user id"); the whole name wins where the record has it', () => {
   const map = createEventMapper({
     fields: { user_id: 'user.id', time: 'ts', type: 'event.type', item_id: 'event.product.sku', category: 'event.product.category', price: 'event.product.price' },
@@ -260,8 +284,8 @@ test('a dotted field name the record lacks whole is read as a path into nested o
   // A flat field of the whole name (a CSV column `user.id`, a flattened export) is read first.
   assert.equal(recordOf(map({ ...nested, 'user.id': 'flat' })).userId, 'flat');
   // A step that is missing, or reaches no object, reads as absent: the usual reasons.
-  assert.deepEqual(map({ ...nested, user: 'V1' }), { rejected: 'user.id: missing user id' });
-  assert.deepEqual(map({ ...nested, user: [{ id: 'V1' }] }), { rejected: 'user.id: missing user id' });
+  assert.deepEqual(map({ ...nested, user: 'V1' }), { rejected: 'user.id: missing user id (user is text, not an object or a list)' });
+  assert.deepEqual(map({ ...nested, user: [{ id: 'V1' }] }), { rejected: 'user.id: missing user id (user is a list: user[0].id reads its first element)' });
   assert.equal(recordOf(map({ ...nested, event: { type: 'view', product: null } })).price, undefined);
   // Steps are own fields: `constructor.name` is no path into Object.prototype, and an empty step (`a..b`) makes the name whole only.
   const guarded = createEventMapper({ fields: { user_id: 'constructor.name', time: 'a..b' }, time_format: 'epoch_ms', default_type: 'view' });
@@ -271,6 +295,123 @@ test('a dotted field name the record lacks whole is read as a path into nested o
   // attributes_field by path too.
   const whole = createEventMapper({ fields: { user_id: 'u' }, time_format: 'epoch_ms', attributes_field: 'context.traits' });
   assert.deepEqual(recordOf(whole({ u: 'x', time: 1, type: 'view', context: { traits: { plan: 'pro' } } })).attrs, { plan: 'pro' });
+});
+
+/** A GA4 BigQuery export line, cut down (plugins/sources/fixtures/ga4 holds whole ones). */
+const ga4 = {
+  event_timestamp: '1710237849444419',
+  event_name: 'add_to_cart',
+  event_params: [
+    { key: 'page_title', value: { string_value: 'Merino Tee' } },
+    { key: 'ga_session_id', value: { int_value: '1710237660' } },
+    { key: 'value', value: { double_value: 45 } },
+  ],
+  user_pseudo_id: '1968022417.1710012000',
+  items: [
+    { item_id: 'SKU_2001', item_category: 'Apparel', price: 45.0, quantity: '1' },
+    { item_id: 'SKU_3001', item_category: 'Accessories', price: 12.95, quantity: '1' },
+  ],
+  'geo.city': 'flat',
+  geo: { city: 'Austin', 'sub.continent': 'Northern America' },
+};
+const ga4Fields = {
+  user_id: 'user_pseudo_id',
+  time: 'event_timestamp',
+  type: 'event_name',
+  session_id: 'event_params[key="ga_session_id"].value.int_value',
+  item_id: 'items[0].item_id',
+  category: 'items[0].item_category',
+  price: 'items[0].price',
+};
+
+test('a path steps into lists: by index (items[0].price), by a test of the elements (event_params[key="ga_session_id"].value.int_value), and by a key in double quotes (["a.b"]) (was: "a list is not stepped into", every such field absent)', () => {
+  const map = createEventMapper({ fields: ga4Fields, time_format: 'epoch_us', event_types: { add_to_cart: 'cart' }, attributes: ['items[1].item_id', 'geo["sub.continent"]', 'event_params[key="value"].value.double_value'] });
+  assert.deepEqual(recordOf(map(ga4)), {
+    kind: 'event',
+    userId: '1968022417.1710012000',
+    time: 1_710_237_849_444,
+    type: 'cart',
+    sessionId: '1710237660',
+    itemId: 'SKU_2001',
+    category: 'Apparel',
+    price: 45,
+    attrs: { 'items[1].item_id': 'SKU_3001', 'geo["sub.continent"]': 'Northern America', 'event_params[key="value"].value.double_value': 45 },
+  });
+  // A path that finds nothing leaves an optional field absent: a page_view has no items, an event no session id.
+  const pageView = recordOf(map({ ...ga4, event_name: 'page_view', items: [], event_params: [{ key: 'page_title', value: { string_value: 'Shop' } }] }));
+  assert.deepEqual([pageView.sessionId, pageView.itemId, pageView.category, pageView.price], [undefined, undefined, undefined, undefined]);
+  // The whole name is read first, as for dotted names: a CSV column `items[0].price` keeps its meaning.
+  assert.equal(recordOf(map({ ...ga4, 'items[0].price': '7' })).price, 7);
+  // A test compares exactly: the number 3 is not the text "3" (BigQuery writes INT64 as text); the first match is read.
+  const byNumber = createEventMapper({ fields: { user_id: 'ids[n=3].id', time: 'ids[n="3"].id' }, time_format: 'epoch_ms', default_type: 'view' });
+  assert.deepEqual(recordOf(byNumber({ ids: [{ n: '3', id: 5 }, { n: 3, id: 'u3' }, { n: 3, id: 'later' }] })).userId, 'u3');
+  assert.equal(recordOf(byNumber({ ids: [{ n: '3', id: 5 }, { n: 3, id: 'u3' }] })).time, 5);
+  // Own fields only, through lists too: an element's inherited `constructor` is no match, `length` of a list no field.
+  assert.deepEqual(createEventMapper({ fields: { user_id: 'a[constructor="x"].id' }, time_format: 'epoch_ms' })({ a: [{ id: 'u' }], time: 1, type: 'view' }), { rejected: 'a[constructor="x"].id: missing user id (no element of a has constructor "x")' });
+  assert.deepEqual(fieldPath('a.length'), ['a', 'length']);
+  assert.equal(recordOf(createEventMapper({ fields: { user_id: 'u', item_id: 'a.length' }, time_format: 'epoch_ms' })({ u: 'u', a: [1, 2], time: 1, type: 'view' })).itemId, undefined);
+});
+
+test('a required field whose path stops is dead-lettered with where it stopped; a name stepped into a list says the step that reads it (was: "missing user id" alone)', () => {
+  const reason = (fields: MappingConfig['fields'], record: object): string => {
+    const result = createEventMapper({ fields: { ...ga4Fields, ...fields }, time_format: 'epoch_us' })(record);
+    assert.ok(isRejected(result), JSON.stringify(result));
+    return result.rejected;
+  };
+  assert.equal(reason({ user_id: 'items[0].item_id' }, { ...ga4, items: [] }), 'items[0].item_id: missing user id (items is an empty list)');
+  assert.equal(reason({ user_id: 'items[2].item_id' }, ga4), 'items[2].item_id: missing user id (items has 2 elements)');
+  assert.equal(reason({ type: 'event_params[key="event_category"].value.string_value' }, ga4), 'event_params[key="event_category"].value.string_value: missing event type (no element of event_params has key "event_category")');
+  assert.equal(reason({ type: 'event_params[key="ga_session_id"].value.string_value' }, ga4), 'event_params[key="ga_session_id"].value.string_value: missing event type (event_params[key="ga_session_id"].value has no field "string_value")');
+  assert.equal(reason({ user_id: 'event_params.ga_session_id' }, ga4), 'event_params.ga_session_id: missing user id (event_params is a list: its element whose key is "ga_session_id" is event_params[key="ga_session_id"])');
+  assert.equal(reason({ user_id: 'items.item_id' }, ga4), 'items.item_id: missing user id (items is a list: items[0].item_id reads its first element)');
+  assert.equal(reason({ user_id: 'geo[0]' }, ga4), 'geo[0]: missing user id (geo is an object, not a list (a key in brackets is quoted: geo["0"]))');
+  assert.equal(reason({ time: 'items[0].price.amount' }, ga4), 'items[0].price.amount: missing timestamp (items[0].price is a number, not an object or a list)');
+  assert.equal(reason({ user_id: 'items[0].item_id' }, { ...ga4, items: null }), 'items[0].item_id: missing user id (items is null)');
+  // The first step missing: what the record has that is alike, as for any name.
+  assert.equal(reason({ user_id: 'visitors[0].user_pseudo_id' }, { ...ga4, context: { user_pseudo_id: 'u1' } }), 'visitors[0].user_pseudo_id: missing user id (the record has context.user_pseudo_id)');
+});
+
+test('field names: a step in brackets written wrong is a problem that says how to write it; a [ that opens no step is part of a name, as before', () => {
+  const cases: [string, string][] = [
+    ['event_params[key=ga_session_id].value', `[key=ga_session_id]: the value of a test is JSON: text in double quotes ([key="ga_session_id"]), a number, true or false`],
+    ["event_params[key='ga_session_id'].value", `[key='ga_session_id']: the value of a test is JSON: text in double quotes ([key="ga_session_id"]), a number, true or false`],
+    ['event_params[key=="ga_session_id"]', `[key=="ga_session_id"]: a test is written with one '=': [key="ga_session_id"]`],
+    ['items[-1].price', '[-1]: an index counts from the first element, [0]; no negative index is read'],
+    ["geo['sub.continent']", `['sub.continent']: a key is written in double quotes, as JSON writes text: ["sub.continent"]`],
+    ['items[0.price', "'[' at character 6 is not closed by ']'"],
+    ['items[0]price', "'p' after ']' at character 9; a step in brackets is followed by '.', '[' or the end"],
+    ['items.[0]', 'an empty step at character 7; steps are parted by one dot (a.b), and a bracket follows its field without one (items[0])'],
+    ['items[0]..price', 'an empty step at character 10; steps are parted by one dot (a.b), and a bracket follows its field without one (items[0])'],
+    ['[0].price', 'a record is an object: a path starts with a field (items[0], not [0])'],
+    ['items[0][EUR]', '[EUR]: a step in brackets is an index from 0 ([0]), a key in double quotes (["a.b"]) or a test of the elements ([key="value"])'],
+    ['a[b c=1]', '[b c=1]: a test names a field of the elements before \'=\' (letters, digits, _, $ or -): [key="value"]'],
+    ['a[k={}]', '[k={}]: the value of a test is JSON: text in double quotes ([k="{}"]), a number, true or false'],
+  ];
+  for (const [name, why] of cases) {
+    assert.equal(fieldPathProblem(name), `field '${name}': ${why}`, name);
+    assert.throws(() => createEventMapper({ fields: { item_id: name } }), { name: 'RangeError', message: `field '${name}': ${why}` });
+  }
+  // Names read whole as before: no step in brackets, or a dotted one with an empty step.
+  for (const name of ['Price [EUR]', 'Price (EUR)', 'tags[]', 'a..b', 'user_id']) {
+    assert.equal(fieldPathProblem(name), undefined, name);
+    assert.equal(fieldPath(name), undefined, name);
+  }
+  assert.deepEqual(fieldPath('product.Price [EUR]'), ['product', 'Price [EUR]']);
+  assert.deepEqual(fieldPath('["a.b"][ 0 ].c[k = "x]"][n=-1.5][ok=true]'), ['a.b', 0, 'c', { field: 'k', value: 'x]' }, { field: 'n', value: -1.5 }, { field: 'ok', value: true }]);
+  assert.equal(recordOf(createEventMapper({ fields: { price: 'Price [EUR]' } })({ user_id: 'u', time: '2024-03-12T00:00:00Z', type: 'view', 'Price [EUR]': '3' })).price, 3);
+});
+
+test('absentFieldCheck: a path that stopped in the last record (a list stepped into by name) is said with the step that reads it', () => {
+  const config = { fields: { ...ga4Fields, item_id: 'items.item_id', session_id: 'event_params.ga_session_id' }, time_format: 'epoch_us' } satisfies MappingConfig;
+  const warned: string[] = [];
+  const check = absentFieldCheck(config, { warn: (_fields: object, message: string) => void warned.push(message) } as never, 'events.jsonl');
+  const event = createEventMapper(config)(ga4);
+  assert.ok(!isRejected(event));
+  check.see(event, ga4);
+  check.finish();
+  assert.deepEqual(warned, [
+    `events.jsonl: none of the 1 events had fields.session_id 'event_params.ga_session_id' (in the last record, event_params is a list: its element whose key is "ga_session_id" is event_params[key="ga_session_id"]), fields.item_id 'items.item_id' (in the last record, items is a list: items[0].item_id reads its first element), so no event gets a session id or an item; name the field the records have (a nested one by its path: user.id, items[0].price)`,
+  ]);
 });
 
 function recordOf(result: ReturnType<ReturnType<typeof createEventMapper>>): ClickEvent {
@@ -506,14 +647,14 @@ test('absentFieldCheck: the optional fields a mapping names that none of the fir
   assert.equal(warned.length, 1, 'once, after the sample');
   assert.equal(
     warned[0]!.message,
-    `events.jsonl: none of the first ${ABSENT_FIELD_SAMPLE} events had fields.item_id 'sku' (the records have event.product.sku), fields.price 'price' (the records have event.product.price), so no event gets an item or a price; name the field the records have (a nested one by its dotted path)`,
+    `events.jsonl: none of the first ${ABSENT_FIELD_SAMPLE} events had fields.item_id 'sku' (the records have event.product.sku), fields.price 'price' (the records have event.product.price), so no event gets an item or a price; name the field the records have (a nested one by its path: user.id, items[0].price)`,
   );
   // A shorter input is said at its end; an input whose events have them all, or a mapping that names none, says nothing.
   const short = absentFieldCheck({ fields: { price: 'Price' } }, logger as never, 'short.jsonl');
   const input = { user_id: 'u', time: '2026-03-01T00:00:00Z', type: 'view', price: 3 };
   short.see(createEventMapper({ fields: { price: 'Price' } })(input) as never, input);
   short.finish();
-  assert.equal(warned[1]!.message, "short.jsonl: none of the 1 events had fields.price 'Price' (the records have price), so no event gets a price; name the field the records have (a nested one by its dotted path)");
+  assert.equal(warned[1]!.message, "short.jsonl: none of the 1 events had fields.price 'Price' (the records have price), so no event gets a price; name the field the records have (a nested one by its path: user.id, items[0].price)");
   const fine = absentFieldCheck({ fields: { price: 'price' } }, logger as never, 'fine.jsonl');
   fine.see(createEventMapper({ fields: { price: 'price' } })(input) as never, input);
   fine.finish();

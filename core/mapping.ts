@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath } from './fields.js';
+import { fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
@@ -107,8 +107,8 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
   const format = config.time_format;
   if (!isUtcZone(zone) && typeof format === 'string' && timeFormatReadsInstants(format)) {
     const how =
-      format === 'epoch_ms' || format === 'epoch_s'
-        ? `reads instants (${format === 'epoch_ms' ? 'milliseconds' : 'seconds'} since 1970-01-01 UTC); remove time_zone`
+      isEpochFormat(format)
+        ? `reads instants (${{ epoch_s: 'seconds', epoch_ms: 'milliseconds', epoch_us: 'microseconds' }[format as 'epoch_s' | 'epoch_ms' | 'epoch_us']} since 1970-01-01 UTC); remove time_zone`
         : `reads an offset with each, and so the instant; remove time_zone, or the offset letter where the times are to be read in ${zone}`;
     warnings.push({ field: 'time_zone', message: `time_zone ${zone} applies to no time: time_format '${format}' ${how}` });
   }
@@ -117,12 +117,12 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
 
 /**
  * Whether every time `format` (a mapping's `time_format`) reads is an instant of its own, which the
- * mapping's `time_zone` applies to none of: an epoch (`epoch_ms`, `epoch_s`), or a pattern with an
+ * mapping's `time_zone` applies to none of: an epoch (`epoch_s`, `epoch_ms`, `epoch_us`), or a pattern with an
  * offset letter (XXX, XX, xxx, xx, Z: letters outside quotes that no other token has). Not `iso8601`,
  * whose times without an offset are read in the zone.
  */
 export function timeFormatReadsInstants(format: string): boolean {
-  if (format === 'epoch_ms' || format === 'epoch_s') return true;
+  if (isEpochFormat(format)) return true;
   if (format === 'iso8601') return false;
   return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
@@ -136,6 +136,10 @@ export function isRejected(result: MapResult): result is { rejected: string } {
 
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
 export type TimeParser = (value: unknown) => number;
+
+/** The epoch time formats: instants, which `time_zone` does not apply to. */
+const EPOCH_FORMATS: readonly string[] = ['epoch_s', 'epoch_ms', 'epoch_us'];
+const isEpochFormat = (format: string): boolean => EPOCH_FORMATS.includes(format);
 
 /** Why `format` is not a time format `createTimeParser` reads; undefined when it is one. */
 export function timeFormatProblem(format: string): string | undefined {
@@ -155,7 +159,7 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
   if (!isUtcZone(timeZone)) {
     const toUtc = localTimeToUtc(timeZone!);
     if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc) : NaN);
-    if (format !== 'epoch_ms' && format !== 'epoch_s') return compilePattern(format, toUtc);
+    if (!isEpochFormat(format)) return compilePattern(format, toUtc);
   }
   switch (format) {
     case 'iso8601':
@@ -164,9 +168,22 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
       return decimalNumber;
     case 'epoch_s':
       return (value) => decimalNumber(value) * 1000;
+    case 'epoch_us':
+      return epochMicros;
     default:
+      if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
       return compilePattern(format);
   }
+}
+
+/**
+ * Microseconds since the epoch (GA4's `event_timestamp`, BigQuery's INT64 times), a number or decimal
+ * text (a JSON export writes INT64 as text), as the millisecond they fall in: the sub-millisecond part is
+ * dropped (floored, so 1.999 ms is 1 ms, and -0.5 ms is -1 ms, as for a time before 1970). Exact for every
+ * integer below 2^53 µs (the year 2255): the quotient of two such integers rounds to no integer it is not.
+ */
+function epochMicros(value: unknown): number {
+  return Math.floor(decimalNumber(value) / 1000);
 }
 
 /**
@@ -549,13 +566,17 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
     if (unseen.length === 0 || events === 0) return;
     const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
     const said = unseen.map(({ label, name }) => {
+      // A path that reached into the last record and stopped (a list stepped into by name) says where.
+      const path = fieldPathProblem(name) === undefined ? fieldPath(name) : undefined;
+      const stop = path === undefined ? undefined : fieldPathStop(record, path);
+      if (stop !== undefined) return `${label} '${name}' (in the last record, ${stop})`;
       const near = similarFieldPath(record, name);
       return `${label} '${name}'${near === undefined ? '' : ` (the records have ${near})`}`;
     });
     const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
     logger.warn(
       { missing: said, events },
-      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its dotted path)`,
+      `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its path: user.id, items[0].price)`,
     );
   };
   return {
@@ -596,7 +617,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const itemInherited = isInheritedName(itemField);
   const categoryInherited = isInheritedName(categoryField);
   const priceInherited = isInheritedName(priceField);
-  // A dotted name the record lacks whole is read as a path into nested objects (`user.id`): fieldPath, valueAtPath.
+  // A name the record lacks whole is read as a path where it is one (`user.id`, `items[0].price`): fieldPath, valueAtPath.
   const userPath = fieldPath(userField);
   const timePath = fieldPath(timeField);
   const typePath = fieldPath(typeField);
@@ -630,22 +651,22 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
-    // A dotted name the record lacks whole is walked as a path; a plain name costs one comparison more.
+    // A name the record lacks whole is walked as a path where it is one; a plain name costs one comparison more.
     let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
     if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
     const user = idValue(userField, rawUser);
-    if (user === undefined) return { rejected: `${userField}: missing user id${similarHint(raw, userField)}` };
+    if (user === undefined) return { rejected: `${userField}: missing user id${missingHint(raw, userField, userPath)}` };
     if (typeof user !== 'string') return user;
     let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
     if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
-    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${similarHint(raw, timeField)}` };
+    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
     let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
     if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
-      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${similarHint(raw, typeField)}` };
+      if (defaultType === undefined) return { rejected: `${typeField}: missing event type${missingHint(raw, typeField, typePath)}` };
       type = eventTypes.get(defaultType) ?? defaultType;
     } else if (typeof rawType === 'string') type = eventTypes.get(rawType) ?? rawType;
     else {
@@ -729,12 +750,16 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
 }
 
 /**
- * ` (the record has user.id)` where a record that lacks a required field has one the mapping most likely
- * meant (nested, or named another way: similarFieldPath), so that the first dead letter says what to write.
+ * Why a record lacks a required field, so that the first dead letter says what to write: where the walk
+ * of a path stopped (` (no element of event_params has key "uid")`, ` (items is an empty list)`:
+ * fieldPathStop), else ` (the record has user.id)` where it has a field the mapping most likely meant
+ * (nested, or named another way: similarFieldPath).
  */
-function similarHint(record: object, name: string): string {
-  const path = similarFieldPath(record, name);
-  return path === undefined ? '' : ` (the record has ${path})`;
+function missingHint(record: object, name: string, path: FieldPath | undefined): string {
+  const stop = path === undefined ? undefined : fieldPathStop(record, path);
+  if (stop !== undefined) return ` (${stop})`;
+  const similar = similarFieldPath(record, name);
+  return similar === undefined ? '' : ` (the record has ${similar})`;
 }
 
 /**

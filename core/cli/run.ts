@@ -116,7 +116,7 @@ export function everyRecordDeadLettered(stats: RunStats): 'source' | 'stages' | 
 const likelyCauses = {
   source: "the source's format or mapping does not fit this input; compare its format, csv and mapping settings with a line of the input (each dead letter holds its reason, file and line)",
   stages:
-    "the source read every record, but the stages rejected each event (the most common reason names the stage); event times out of a sessionizer's bounds (before not_before, or more than max_ahead_of_clock ahead of the clock) most often mean the source's time_format does not fit the input: epoch seconds read as epoch_ms are in 1970, epoch milliseconds read as epoch_s thousands of years ahead",
+    "the source read every record, but the stages rejected each event (the most common reason names the stage); event times out of a sessionizer's bounds (before not_before, or more than max_ahead_of_clock ahead of the clock) most often mean the source's time_format does not fit the input: epoch seconds read as epoch_ms are in 1970, epoch milliseconds read as epoch_s thousands of years ahead, as are epoch microseconds (GA4's event_timestamp) read as epoch_ms: time_format epoch_us reads them",
 } as const;
 const nowhere = { source: 'none reached the stages or the sinks', stages: 'none reached the sinks' } as const;
 

@@ -97,6 +97,48 @@ test('mapping.time_zone that is no zone is a config error at its position, with 
   assert.deepEqual(await problemsOf('sources:\n  - type: file\n    path: x.csv\n    mapping: { time_zone: europe/berlin }\nsinks: [{type: stdout}]\n'), []);
 });
 
+test('a field path written wrong (fields, attributes, attributes_field, a kafka key_field) is a config error at its position, saying how to write it; paths into lists and names with brackets that open no step load', async () => {
+  const problems = await problemsOf(
+    [
+      'sources:', //                                                                1
+      '  - type: file', //                                                          2
+      '    path: x.jsonl', //                                                       3
+      '    mapping:', //                                                            4
+      '      fields:', //                                                           5
+      '        session_id: event_params[key=ga_session_id].value.int_value', //     6
+      '        item_id: items[-1].item_id', //                                      7
+      '      attributes: [ok, "geo[\'city\']"]', //                               8
+      '      attributes_field: "[0]"', //                                           9
+      '  - type: kafka', //                                                        10
+      '    brokers: "k:9092"', //                                                  11
+      '    topics: [t]', //                                                        12
+      '    group: g', //                                                           13
+      '    key_field: "ids[0"', //                                                 14
+      'sinks: [{type: stdout}]', //                                                15
+    ].join('\n'),
+  );
+  assert.deepEqual(problems, [
+    `P:6:21: $.sources[0].mapping.fields.session_id: field 'event_params[key=ga_session_id].value.int_value': [key=ga_session_id]: the value of a test is JSON: text in double quotes ([key="ga_session_id"]), a number, true or false`,
+    "P:7:18: $.sources[0].mapping.fields.item_id: field 'items[-1].item_id': [-1]: an index counts from the first element, [0]; no negative index is read",
+    `P:8:24: $.sources[0].mapping.attributes[1]: field 'geo['city']': ['city']: a key is written in double quotes, as JSON writes text: ["city"]`,
+    "P:9:25: $.sources[0].mapping.attributes_field: field '[0]': a record is an object: a path starts with a field (items[0], not [0])",
+    "P:14:16: $.sources[1].key_field: field 'ids[0': '[' at character 4 is not closed by ']'",
+  ]);
+  const good = [
+    'sources:',
+    '  - type: file',
+    '    path: x.jsonl',
+    '    mapping:',
+    '      fields:',
+    '        session_id: event_params[key="ga_session_id"].value.int_value',
+    '        item_id: items[0].item_id',
+    '        price: Price [EUR]',
+    '      attributes: [\'geo["sub.continent"]\']',
+    'sinks: [{type: stdout}]',
+  ].join('\n');
+  assert.deepEqual(await problemsOf(good), []);
+});
+
 test('mapping.price_divisor that is no power of ten (0, negative, 0.01, text) is a config error at its position, with the divisors taken; 100 loads', async () => {
   const yaml = (divisor: string): string => `sources:\n  - type: file\n    path: x.jsonl\n    mapping: { price_divisor: ${divisor} }\nsinks: [{type: stdout}]\n`;
   for (const [divisor, shown] of [['0', '0'], ['-100', '-100'], ['0.01', '0.01'], ['cents', '"cents"'], ['"100"', '"100"']]) {

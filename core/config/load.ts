@@ -15,7 +15,7 @@ import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, Plugin
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
-import { ownValue } from '../fields.js';
+import { fieldPathProblem, ownValue } from '../fields.js';
 import { sameFile } from '../paths.js';
 import { FeatureSelector } from '../feature-selector.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
@@ -857,6 +857,7 @@ function problemFromAjv(
       if ((error.params as { format: string }).format === 'time-zone') return locate(segments, timeZoneProblem(String(error.data)) ?? 'not a time zone');
       // ajv says only 'must match format "date-time"': say what one looks like (a date alone, or no offset, is what is written most).
       if ((error.params as { format: string }).format === 'date-time') return locate(segments, `expected a date and time with its UTC offset (RFC 3339), such as 2020-01-01T00:00:00Z, got ${valueText(error.data, segments)}`);
+      if ((error.params as { format: string }).format === 'field-path') return locate(segments, fieldPathProblem(String(error.data)) ?? 'not a field name');
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'pattern': {
       // A regular expression tells a user little: where the field's schema says what it takes, say that.

@@ -13,6 +13,7 @@ import { parseDuration, type Duration } from '../duration.js';
 import { TributaryError } from '../errors.js';
 import { timeFormatProblem } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
+import { fieldPathProblem } from '../fields.js';
 import { packageRoot } from '../paths.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
@@ -132,6 +133,7 @@ export function createAjv(): Ajv {
   addFormats(ajv);
   ajv.addFormat('time-format', { type: 'string', validate: (pattern: string) => timeFormatProblem(pattern) === undefined });
   ajv.addFormat('time-zone', { type: 'string', validate: (zone: string) => timeZoneProblem(zone) === undefined });
+  ajv.addFormat('field-path', { type: 'string', validate: (name: string) => fieldPathProblem(name) === undefined });
   // `minDuration: '1s'` / `maxDuration: '24d'` beside a `tributary:duration`: the least or most duration a
   // field takes (a bound JSON Schema cannot say of `500ms`). A value that is no duration at all is the
   // duration type's error alone. A bound that is no duration is the plugin's schema mistake, thrown as

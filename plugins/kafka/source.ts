@@ -292,9 +292,10 @@ export default defineSource<KafkaSourceConfig>({
       key_field: {
         type: 'string',
         minLength: 1,
+        format: 'field-path',
         description:
           "Raw field that receives the record's key when the value has no such field, e.g. `user_id` when producers key by user. " +
-          'A dotted name (`user.id`) is looked up as a mapping reads it, the whole name first, then the path into nested objects; ' +
+          'A path (`user.id`, `ids[0]`) is looked up as a mapping reads it, the whole name first, then the path into nested objects and lists; ' +
           'a value with neither gets the key as the field of the whole name (`"user.id"`), which the mapping reads first. ' +
           "A key that is not UTF-8 text sends such a record to the dead-letter sink, with the key's exact bytes in base64 as " +
           '`key` (`keyEncoding: base64`) beside the value as `raw`.',
@@ -2469,8 +2470,8 @@ class KafkaSource {
     const keyField = this.config.key_field;
     // A key field named `constructor` is one the record has or lacks, never Object.prototype's.
     const keyInherited = keyField !== undefined && isInheritedName(keyField);
-    // A dotted key field (`user.id`) is one the value has where the mapping would find it: the whole
-    // name, else the path into nested objects. Where it has neither, the key goes in as the field of the
+    // A key field that is a path (`user.id`) is one the value has where the mapping would find it: the
+    // whole name, else the path into nested objects and lists. Where it has neither, the key goes in as the field of the
     // whole name, which the mapping reads first (a nested `user` is not made or changed).
     const keyPath = keyField === undefined ? undefined : fieldPath(keyField);
     const byTimestamp = this.config.event_time === 'timestamp';

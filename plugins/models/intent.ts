@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, sessionKey } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -39,6 +39,7 @@ type SavedSession = Omit<SessionState, 'pending'> & { pending: string[] };
 
 /** The sessions as columns (see core/columns.ts), a row each, in the map's order. */
 interface SavedSessions {
+  /** Format 4: each session's sessionKey (user and id). Before: its id alone (ids then named one session of any user). */
   keys: string[];
   userIds: string[];
   last: Column;
@@ -111,8 +112,13 @@ function pendingOf(awaiting: readonly SampleHandle[] | undefined, count: number,
   return handles;
 }
 
-/** The sessions of a snapshot's columns into `into`, in parts (see inTurns); throws on columns that do not fit together. */
-function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, learner: OnlineLearner, format: 2 | 3): Generator<void, void, void> {
+/**
+ * The sessions of a snapshot's columns into `into`, keyed by sessionKey, in parts (see inTurns); throws on
+ * columns that do not fit together. Formats 2 and 3 keyed a session by its id alone: its key is made of
+ * its user and id here (each id's user put in `usersById`), and its awaiting predictions are found by its
+ * id, as they were saved.
+ */
+function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, learner: OnlineLearner, format: 2 | 3 | 4, usersById: Map<string, string>): Generator<void, void, void> {
   const what = 'intent snapshot: sessions';
   const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
@@ -134,7 +140,7 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
     const releasedCounts = decodeColumnOf(saved.releasedCounts!, n, `${what}: releasedCounts`);
     checkListLengths(pendingCounts, sumOf(pendingCounts), `${what}: pendingCounts`);
     checkListLengths(releasedCounts, sumOf(releasedCounts), `${what}: releasedCounts`);
-    const bySession = yield* learner.awaitingBySession();
+    const bySession = yield* learner.awaitingBySession(format === 4);
     pendingAt = (i) => pendingOf(bySession.get(keys[i]!), pendingCounts[i]!, releasedCounts[i]!, what);
   }
   yield* partsOf(n, (from, to) => {
@@ -145,7 +151,11 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
       const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids };
       const bought = purchasedAt?.[i];
       if (bought !== undefined && !Number.isNaN(bought)) state.purchasedAt = bought;
-      into.set(keys[i]!, state);
+      if (format === 4) into.set(keys[i]!, state);
+      else {
+        into.set(sessionKey(state.userId, keys[i]!), state);
+        usersById.set(keys[i]!, state.userId);
+      }
     }
   });
 }
@@ -167,10 +177,12 @@ function sumOf(values: Float64Array): number {
 
 interface IntentState {
   /**
-   * 3: sessions as columns, their pending predictions as counts. 2: columns, pending predictions by
-   * id. Absent: the first format, sessions as [key, SavedSession]. 2 and the first restored still.
+   * 4: as 3, sessions (and GRU sequences) keyed by sessionKey, their user and id. 3: sessions as columns,
+   * their pending predictions as counts, keyed by session id alone (two users' sessions of one data id were
+   * one). 2: columns, pending predictions by id. Absent: the first format, sessions as [key, SavedSession].
+   * All restored still.
    */
-  format?: 2 | 3;
+  format?: 2 | 3 | 4;
   learner: LearnerState;
   sessions: SavedSessions | [string, SavedSession][];
   sequences: SequencesState;
@@ -235,7 +247,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits (no sessionizer before it is a config error); an event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -311,19 +323,21 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     learner.snapshots.settle();
     const sessionId = event.session?.id ?? event.sessionId;
     if (sessionId === undefined) return;
-    let state = sessions.get(sessionId);
+    // By user and id: two users' sessions of one data id (GA4's ga_session_id, a second) are two sessions.
+    const key = sessionKey(event.userId, sessionId);
+    let state = sessions.get(key);
     // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
     if (state?.labelled && event.session?.position === 0) {
-      sessions.delete(sessionId);
+      sessions.delete(key);
       state = undefined;
     }
     if (!state) {
       if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
       state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
-      sessions.set(sessionId, state);
+      sessions.set(key, state);
     }
     state.last = Math.max(state.last, event.time);
-    if (!state.labelled) sequences?.push(sessionId, event);
+    if (!state.labelled) sequences?.push(key, event);
     if (event.type === 'purchase') {
       state.purchasedAt = earliest(state.purchasedAt, event.time);
       state.purchased = true;
@@ -358,46 +372,48 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     input.time = event.time;
     input.names = features?.names ?? noNames;
     input.values = features?.values ?? noValues;
-    if (sequences) input.seq = sequences.sample(sessionId);
+    if (sequences) input.seq = sequences.sample(key);
     state.pending.push(learner.submit(input, emit));
   };
 
   const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
     learner.snapshots.settle();
-    let state = sessions.get(summary.sessionId);
-    // A merge: the sessions it absorbed are this one now (their ids are gone), so their predictions take its label.
+    const key = sessionKey(summary.userId, summary.sessionId);
+    let state = sessions.get(key);
+    // A merge: the sessions it absorbed (the user's own) are this one now (their ids are gone), so their predictions take its label.
     for (const id of mergedAwayIds(summary)) {
-      const absorbed = sessions.get(id);
-      sequences?.delete(id);
+      const absorbedKey = sessionKey(summary.userId, id);
+      const absorbed = sessions.get(absorbedKey);
+      sequences?.delete(absorbedKey);
       if (absorbed === undefined) continue;
-      sessions.delete(id);
+      sessions.delete(absorbedKey);
       if (state === undefined) {
         state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
-        sessions.set(summary.sessionId, state);
+        sessions.set(key, state);
       }
       for (const sample of absorbed.pending) state.pending.push(sample);
       state.purchased ||= absorbed.purchased;
       state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
       state.last = Math.max(state.last, absorbed.last);
     }
-    sequences?.delete(summary.sessionId);
+    sequences?.delete(key);
     if (closedEarly(summary)) {
       // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
       // evicted, its events go on under another id and no label will come for them (expired now). Whatever
       // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
       if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
-      sessions.delete(summary.sessionId);
+      sessions.delete(key);
       return;
     }
     const bought = summary.purchased || state?.purchased === true;
     if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
-    if (!bought) sessions.delete(summary.sessionId);
+    if (!bought) sessions.delete(key);
     else if (state) {
       state.purchased = true;
       state.last = Math.max(state.last, summary.end);
-    } else sessions.set(summary.sessionId, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
+    } else sessions.set(key, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
   };
 
   return {
@@ -432,7 +448,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       return learner.snapshots.take(
         (function* () {
           const saved = yield* learner.snapshotParts();
-          const state: IntentState = { format: 3, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+          const state: IntentState = { format: 4, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
           // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
           if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
           return state;
@@ -447,11 +463,26 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         (function* () {
           yield* learner.restoreParts(saved.learner);
           const restored = new Map<string, SessionState>();
+          // Before format 4, each saved session id's user (one session per id then).
+          const usersById = new Map<string, string>();
           if (Array.isArray(saved.sessions)) {
             const handleOf = yield* learner.handlesById();
-            yield* eachOf(saved.sessions, ([key, value]) => restored.set(key, { ...value, pending: value.pending.map(handleOf) }));
-          } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 3 ? 3 : 2);
-          if (sequences) yield* sequences.loadParts(saved.sequences);
+            yield* eachOf(saved.sessions, ([id, value]) => {
+              restored.set(sessionKey(value.userId, id), { ...value, pending: value.pending.map(handleOf) });
+              usersById.set(id, value.userId);
+            });
+          } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 4 ? 4 : saved.format === 3 ? 3 : 2, usersById);
+          if (sequences) {
+            yield* sequences.loadParts(saved.sequences);
+            // Before format 4 a sequence was kept by its session's id alone: keyed now as its session is. One
+            // whose session is not kept (evicted from a full map) is let go: no user to key it by.
+            if (saved.format !== 4) {
+              sequences.rekey((id) => {
+                const userId = usersById.get(id);
+                return userId === undefined ? undefined : sessionKey(userId, id);
+              });
+            }
+          }
           sessions = restored;
           ended = saved.ended;
           lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;

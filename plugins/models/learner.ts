@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably } from 'tributary';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { backendCode, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -869,14 +869,19 @@ export class OnlineLearner {
     return (id) => byId.get(id) ?? { id, released: true };
   }
 
-  /** The samples awaiting their label by session, oldest first (a restore's task operator finds its sessions' in it). Built in parts (see inTurns). */
-  *awaitingBySession(): Generator<void, Map<string, SampleHandle[]>, void> {
+  /**
+   * The samples awaiting their label by session, oldest first (a restore's task operator finds its sessions'
+   * in it): by sessionKey (user and id) where `byUser`, else by session id alone (as snapshots before the
+   * intent model's format 4 kept sessions). Built in parts (see inTurns).
+   */
+  *awaitingBySession(byUser: boolean): Generator<void, Map<string, SampleHandle[]>, void> {
     const bySession = new Map<string, Sample[]>();
     yield* eachOf(this.awaitingSamples(), (s) => {
       if (s.sessionId === undefined) return;
-      const list = bySession.get(s.sessionId);
+      const key = byUser ? sessionKey(s.userId, s.sessionId) : s.sessionId;
+      const list = bySession.get(key);
       if (list) list.push(s);
-      else bySession.set(s.sessionId, [s]);
+      else bySession.set(key, [s]);
     });
     return bySession;
   }

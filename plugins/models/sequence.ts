@@ -94,6 +94,16 @@ export class SequenceTracker {
     this.sequences.delete(key);
   }
 
+  /** Each sequence under the key `keyOf` gives its key now; one it gives none is let go. */
+  rekey(keyOf: (key: string) => string | undefined): void {
+    const rekeyed = new Map<string, Step[]>();
+    for (const [key, steps] of this.sequences) {
+      const now = keyOf(key);
+      if (now !== undefined) rekeyed.set(now, steps);
+    }
+    this.sequences = rekeyed;
+  }
+
   /** The sequences as columns, in parts (a snapshot in parts); values copied out, as push changes a session's in place. */
   *stateParts(): Generator<void, SavedSequences, void> {
     const keys: string[] = [];

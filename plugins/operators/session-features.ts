@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, sessionKey, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -54,7 +54,7 @@ export default defineOperator<SessionFeaturesConfig>({
         description:
           'Where the hour-of-day and day-of-week features are taken: an IANA zone name (`Europe/Berlin`, `America/New_York`, `Asia/Kathmandu`) or `UTC`; without it, UTC (shifted by `utc_offset_minutes`). ' +
           'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
-          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` reads times without their own offset: no offset letter, not `epoch_s`/`epoch_ms`), `validate` and `run` warn of a stage ' +
+          'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` reads times without their own offset: no offset letter, not `epoch_s`/`epoch_ms`/`epoch_us`), `validate` and `run` warn of a stage ' +
           'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). Not set with `utc_offset_minutes`. ' +
           'A name that is no zone is a config error, with the zone most likely meant; an abbreviation Intl takes (`EST`, a fixed UTC-5 all year; `CET`; `BST`, which it reads as Bangladesh\'s) is a warning of `validate` and `run`, with the place most likely meant, as is an `Etc/GMT+5`-style name (POSIX\'s sign: UTC-05:00).',
       },
@@ -391,14 +391,10 @@ class ReleaseQueue {
   }
 }
 
-/** The map key of a session: its user and id (data session ids repeat across users), unambiguous. */
-function keyOf(userId: string, id: string): string {
-  return `${userId.length}:${userId}${id}`;
-}
 
 class SessionFeatureState {
   /**
-   * Slots by session (keyOf its user and id): every slot in use is here, so a summary finds its
+   * Slots by session (sessionKey: its user and id): every slot in use is here, so a summary finds its
    * session's state however it came (a stage between that copied it lost its handle). A session whose
    * handle this stage holds is found through the handle on its events, not here (see handle.ts).
    */
@@ -491,7 +487,7 @@ class SessionFeatureState {
   }
 
   /** The slot of the user's session `id` (map key `key`), if it has one. */
-  private find(userId: string, id: string, key = keyOf(userId, id)): number | undefined {
+  private find(userId: string, id: string, key = sessionKey(userId, id)): number | undefined {
     return this.slots.get(key) ?? (this.legacy.size > 0 ? this.claimLegacy(key, userId, id) : undefined);
   }
 
@@ -514,7 +510,7 @@ class SessionFeatureState {
    */
   private slotOf(userId: string, context: SessionContext, handle: SessionHandle | undefined): number {
     const id = context.id;
-    const key = keyOf(userId, id);
+    const key = sessionKey(userId, id);
     let slot = this.find(userId, id, key);
     if (slot === undefined) slot = this.allocate(userId, id, key);
     else if (context.position === 0) this.clear(slot);
@@ -967,7 +963,7 @@ class SessionFeatureState {
         // A session twice would have two states, one found: refused as damaged.
         const known = users !== undefined && !unknown.has(i);
         const taken = known ? this.slots.size : this.legacy.size;
-        const slot = this.allocate(known ? users![i]! : undefined, id, known ? keyOf(users![i]!, id) : undefined);
+        const slot = this.allocate(known ? users![i]! : undefined, id, known ? sessionKey(users![i]!, id) : undefined);
         if ((known ? this.slots.size : this.legacy.size) === taken) throw new Error(`${what}: session '${id}'${known ? ` of user '${users![i]!}'` : ' of no known user'} at row ${i} again`);
         const r = slot * WIDTH;
         for (let f = 0; f < WIDTH; f++) this.rows[r + f] = columns[f]![i]!;

@@ -595,7 +595,7 @@ test('JSON lines: an optional field the mapping names that no event had (a neste
   writeFileSync(path, `${[1, 2, 3].map(line).join('\n')}\n`);
   const read = await readFiles({ path, mapping: { time_format: 'epoch_ms', fields: { price: 'price', category: 'product.category' } } });
   assert.deepEqual(read.events, ['1 view', '2 view', '3 view'], 'read as before, without a price');
-  assert.deepEqual(read.warned, [`${path}: none of the 3 events had fields.price 'price' (the records have product.price), so no event gets a price; name the field the records have (a nested one by its dotted path)`]);
+  assert.deepEqual(read.warned, [`${path}: none of the 3 events had fields.price 'price' (the records have product.price), so no event gets a price; name the field the records have (a nested one by its path: user.id, items[0].price)`]);
 });
 
 test('a FIFO resumed from a checkpoint is read from the start of its new stream: a line count of the stream before skips nothing of it', async () => {
