@@ -15,7 +15,7 @@ import { promisify } from '../plugins/kafka/common.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import Kafka from 'node-rdkafka';
 import { pino } from 'pino';
-import { clickJson, collectSink, createTopic, groupCommitted, produce, readTopic, values } from './kafka/client.js';
+import { clickJson, collectSink, createTopic, groupCommitted, produce, readTopic, values, type ReadOptions } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 import { MODE_ENV } from './kafka/broker.js';
 
@@ -251,6 +251,100 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   const counts: Record<string, number> = {};
   for (const id of await sessions()) counts[id] = (counts[id] ?? 0) + 1;
   assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u100: 1, u101: 1, u103: 1 }, 'one session summary per user');
+});
+}
+
+for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
+test(`scale_out, ${guarantee}: a partition restored and taken away by a cooperative rebalance before a record of it is read hands over the sessions its watermark closed meanwhile: its next owner does not restore them open and write them again`, { timeout: 240_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('unread-in');
+  const output = uniqueTopic('unread-out');
+  for (const topic of [input, output]) await createTopic(brokers, topic, 4);
+  const dir = tempFolder(t, 'unread-partition');
+  const group = `g-${input}`;
+  // Run 2's checkpoints are 10 minutes apart: none comes between the sessions closing and the rebalance, whose own checkpoint saves them.
+  const yaml = (interval: string) => `
+name: unread-partition
+sources:
+  - type: kafka
+    brokers: "\${KAFKA_BROKERS}"
+    topics: [${input}]
+    group: ${group}
+    guarantee: ${guarantee}
+    start_from: earliest
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 1s }
+    options: { partition.assignment.strategy: cooperative-sticky }
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [session], guarantee: ${guarantee}${guarantee === 'exactly-once' ? `, transactional_id: tx-${output}` : ''} }
+checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: ${interval} }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+  const view = (user: number, partition: number, minutes: number) => ({ partition, key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
+  const files = (partition: number): string[] => {
+    try {
+      return readdirSync(join(dir, 'partition-state', `${input}-${partition}`)).filter((name) => name.startsWith('checkpoint-'));
+    } catch {
+      return [];
+    }
+  };
+  // Read uncommitted: exactly-once, the sessions closed sit in the open transaction until the rebalance's checkpoint.
+  const sessions = async (options: ReadOptions = { timeoutMs: 8_000 }): Promise<string[]> =>
+    values<{ userId: string }>(await readTopic(brokers, output, options))
+      .map((s) => s.userId)
+      .filter((id) => /^u\d+$/.test(id));
+  // Run 1: a session opens on each partition (u<p> on partition p), saved; the stop commits every offset.
+  let stop = startRun(yaml('300ms'), brokers);
+  try {
+    await produce(brokers, input, [0, 1, 2, 3].map((p) => view(p, p, 0)));
+    await waitFor('every partition saved', () => [0, 1, 2, 3].every((p) => files(p).length > 0), 60_000, 100);
+  } finally {
+    await stop();
+  }
+  // Run 2: partition 0 reads an event two hours on; 1 to 3 read nothing (all read before the restart),
+  // and once idle their watermarks follow partition 0's: u1 to u3 close, though no record of theirs came.
+  const other = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'enable.auto.commit': false, 'partition.assignment.strategy': 'cooperative-sticky', 'session.timeout.ms': 6_000, 'heartbeat.interval.ms': 500 }, { 'auto.offset.reset': 'earliest' });
+  stop = startRun(yaml('10m'), brokers);
+  try {
+    await produce(brokers, input, [view(100, 0, 120)]);
+    await waitFor('u0 to u3 closed', async () => new Set(await sessions()).size >= 4, 90_000, 500);
+    // Another member joins: the cooperative rebalance takes two of the four partitions away, at least one
+    // unread, and keeps the others (exactly-once: a checkpoint of every partition comes first). It leaves
+    // again, and they come back, restored from the files their committed offsets name.
+    await promisify((cb) => other.connect({}, (error) => cb(error)));
+    other.subscribe([input]);
+    other.setDefaultConsumeTimeout(100);
+    let taken: number[] = [];
+    await waitFor('the other member to get partitions', async () => {
+      await promisify<Kafka.Message[]>((cb) => other.consume(1, cb)).catch(() => []);
+      try {
+        taken = other.assignments().map((tp) => tp.partition);
+      } catch {
+        taken = []; // mid-rebalance
+      }
+      return taken.length > 0;
+    }, 60_000, 0);
+    assert.ok(taken.some((p) => p !== 0), `an unread partition was handed over: ${taken.join(', ')}`);
+    await promisify((cb) => other.disconnect(() => cb(null)));
+    // Each partition then reads an event at +4 h, then one at +6 h, which closes the one before it: a session
+    // restored open on the way closes, and is written, before those.
+    await produce(brokers, input, [0, 1, 2, 3].map((p) => view(101 + p, p, 240)));
+    await produce(brokers, input, [0, 1, 2, 3].map((p) => view(201 + p, p, 360)));
+    await waitFor('u101 to u104 closed', async () => {
+      const written = new Set(await sessions());
+      return [101, 102, 103, 104].every((user) => written.has(`u${user}`));
+    }, 90_000, 500);
+  } finally {
+    if (other.isConnected()) await promisify((cb) => other.disconnect(() => cb(null)));
+    await stop();
+  }
+  const counts: Record<string, number> = {};
+  for (const id of await sessions({ committed: guarantee === 'exactly-once', toEnd: true, timeoutMs: 15_000 })) counts[id] = (counts[id] ?? 0) + 1;
+  assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u100: 1, u101: 1, u102: 1, u103: 1, u104: 1 }, 'one session summary per user');
+  // Every record's offset committed: 1 + 1 + 2 on partition 0, 1 + 2 on the others.
+  assert.deepEqual(await groupCommitted(brokers, group, input, 4), [4, 3, 3, 3]);
 });
 }
 

@@ -237,6 +237,36 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   assert.deepEqual(instance.position!(), { offsets: { quiet: { '0': 42 } } });
 });
 
+test('a rebalance that takes away a partition resumed at a checkpoint\'s offset, before a record of it is read, hands it over at that offset: the hand-over\'s checkpoint names it and commits it there', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
+  const commits: unknown[] = [];
+  const original = Object.getOwnPropertyDescriptor(prototype, 'commitSync');
+  Object.defineProperty(prototype, 'commitSync', { value: (offsets: unknown) => void commits.push(offsets), configurable: true, writable: true });
+  t.after(() => (original ? Object.defineProperty(prototype, 'commitSync', original) : delete prototype['commitSync']));
+  // The runtime's checkpoint on request: the position it holds, then the commit of it.
+  const checkpoints: unknown[] = [];
+  let instance: Source | undefined;
+  const commitNow = async (): Promise<void> => {
+    const position = instance!.position!();
+    checkpoints.push(position);
+    await instance!.commit!(position);
+  };
+  instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['quiet']), testContext({ batchSize: 100, commitNow }));
+  t.after(() => instance.close?.());
+  instance.seek!({ offsets: { quiet: { '0': 42 } } });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => (instance!.position!().offsets as Record<string, Record<string, number>> | undefined)?.['quiet']?.['0'] === 42, 'the partition assigned at the checkpoint\'s offset');
+  script.rebalance('revoke', [{ topic: 'quiet', partition: 0 }]);
+  await until(() => commits.length > 0, 'the hand-over committed');
+  // Before: the checkpoint held no offset of it (its state there, the restart after it started the
+  // partition at the group's committed offset); in scale_out, exactly-once, its commit went without the
+  // mark of the state that checkpoint saved, and the next owner restored older state.
+  assert.deepEqual(checkpoints, [{ offsets: { quiet: { '0': 42 } } }]);
+  assert.deepEqual(commits, [[{ topic: 'quiet', partition: 0, offset: 42 }]]);
+});
+
 test('a resume at a checkpoint\'s offset that the group\'s committed offset differs from (a reset to replay) says so, with both offsets and what to do', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);

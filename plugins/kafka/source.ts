@@ -682,7 +682,10 @@ class KafkaSource {
     const offsets: PartitionOffsets = {};
     const assignments = new Map<PartitionState, number>();
     for (const state of this.partitions.values()) {
-      const next = state.next ?? (state.assigned ? state.resumedAt : this.revokedUncommitted(state));
+      // One being handed over stands where it stood while assigned, read from or not: its hand-over's
+      // checkpoint commits it there (commit()), with the mark of the state that checkpoint saves.
+      const held = state.assigned || this.handingOver.has(state);
+      const next = state.next ?? (held ? state.resumedAt : this.revokedUncommitted(state));
       if (next === undefined) continue;
       (offsets[state.topic] ??= {})[String(state.partition)] = next;
       assignments.set(state, state.assignment);
