@@ -10,7 +10,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -121,12 +121,13 @@ const NO_PENDING = -1;
 
 interface ChurnState {
   /**
-   * 4: as 3, with each pending prediction's grace. 3: each pending prediction once (ids remade,
-   * deadlines as rows of the pending list). 2: users and deadlines as columns, pending ids written by
-   * users and again by deadlines. Absent: the first format, one tuple each. All restore (before 4,
-   * with no grace).
+   * 5: as 4, a GRU's sequences keyed by sessionKey (user and id). 4: as 3, with each pending prediction's
+   * grace; sequences keyed by session id alone (two users' sessions of one data id shared one). 3: each
+   * pending prediction once (ids remade, deadlines as rows of the pending list). 2: users and deadlines as
+   * columns, pending ids written by users and again by deadlines. Absent: the first format, one tuple
+   * each. All restore (before 4, with no grace).
    */
-  format?: 2 | 3 | 4;
+  format?: 2 | 3 | 4 | 5;
   learner: LearnerState;
   users: SavedUsers | [string, SavedUser][];
   /** The first format: (deadline, prediction id, user). */
@@ -329,6 +330,23 @@ function pendingHandleReader(
   };
 }
 
+/**
+ * Before format 5 a GRU's sequences were kept by session id alone: each is keyed now by its user and id,
+ * the user whose open sessions hold the id. One no user holds open (its user evicted, or more than
+ * `maxOpen` open) or two users do (their events were mixed in one) is let go: no one user to key it by.
+ */
+function* rekeySequences(sequences: SequenceTracker, users: Map<string, UserState>): Generator<void, void, void> {
+  /** Each open session id's user; null: more than one user's. */
+  const userById = new Map<string, string | null>();
+  yield* eachOf(users, ([userId, user]) => {
+    for (const [id] of user.open) userById.set(id, userById.has(id) && userById.get(id) !== userId ? null : userId);
+  });
+  sequences.rekey((id) => {
+    const userId = userById.get(id);
+    return userId == null ? undefined : sessionKey(userId, id);
+  });
+}
+
 /** Features churn computes itself from the summary and the user's history. */
 export const churnFeatureNames = [
   'session_events_log',
@@ -526,7 +544,8 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     learner.snapshots.settle();
     const session = event.session;
     const sessionId = session?.id ?? event.sessionId;
-    if (sequences && sessionId !== undefined) sequences.push(sessionId, event);
+    // By user and id: two users' sessions of one data id (GA4's ga_session_id, a second) are two sequences.
+    if (sequences && sessionId !== undefined) sequences.push(sessionKey(event.userId, sessionId), event);
     // Only an event at a session's start tells this model anything (the user is back at it); a later one
     // (the sessionizer counts it) found the session open already: no user lookup per event. But for a late
     // event at its start (not its first to arrive: 0 since its start), which moved the start earlier.
@@ -665,20 +684,21 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     // max_open_sessions: not an end (its events go on in another session, a "return" moments later that
     // would label it 0). Part of the user's history, not a prediction.
     const closedBy = (summary as SessionizerSummary).closedBy;
+    const key = sessionKey(summary.userId, summary.sessionId);
     if (closedBy === 'evicted' || closedBy === 'max_length') {
-      sequences?.delete(summary.sessionId);
+      sequences?.delete(key);
       return;
     }
     input.id = idOf(summary.userId, summary.sessionId, summary.end, 0);
     input.userId = summary.userId;
     input.sessionId = summary.sessionId;
     input.time = summary.end;
-    if (sequences) input.seq = sequences.sample(summary.sessionId);
+    if (sequences) input.seq = sequences.sample(key);
     const grace = lateReturnGrace(summary);
     const pending: PendingChurn = { sample: learner.submit(input, emit), start: summary.start, end: summary.end, purchased, gap, back: -1, grace, userId: summary.userId };
     // The label timeout counts from end + grace: timeout >= 2 horizons then outlasts the label's wait, however long the grace.
     if (grace > 0) learner.postpone(pending.sample, summary.end + grace);
-    sequences?.delete(summary.sessionId);
+    sequences?.delete(key);
     // The user may already be back: events of the next session can arrive before this summary, and that
     // session may have closed before it (a late event started this one).
     pending.back = firstReturn(user, pending);
@@ -733,7 +753,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
         (function* () {
           const saved = yield* learner.snapshotParts();
           const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
-          return { format: 4, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+          return { format: 5, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
         })(),
       );
     },
@@ -796,7 +816,10 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
               });
             }
           }
-          if (sequences) yield* sequences.loadParts(saved.sequences);
+          if (sequences) {
+            yield* sequences.loadParts(saved.sequences);
+            if (saved.format !== 5) yield* rekeySequences(sequences, restored);
+          }
           users = restored;
           deadlines = restoredDeadlines;
           deadlineOf = restoredDeadlineOf;

@@ -1463,7 +1463,7 @@ test('churn: a grace longer than the horizon\'s margin in the label timeout does
   assert.deepEqual([early.summary.n, early.counts.expired, early.counts.unlabelledAtEnd], [0, 0, 1], 'not labelled at end + horizon (30)');
 });
 
-test('churn: pending predictions of a snapshot written before the grace (format 3, by c97d22f) restore without it, labelled at end + horizon as then; the next snapshot is format 4', async () => {
+test('churn: pending predictions of a snapshot written before the grace (format 3, by c97d22f) restore without it, labelled at end + horizon as then; the next snapshot is format 5', async () => {
   const t = Date.UTC(2024, 0, 1);
   const s = (user: string, start: number): string => `${user}:${start}`;
   const kept = (record: StreamRecord & { end: number }): Element => ({ ...record, keptUntil: record.end + 40 * min });
@@ -1483,7 +1483,7 @@ test('churn: pending predictions of a snapshot written before the grace (format 
   const config = { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig;
   const old = await fedOperator(churnModel, config, churnFormat3NoGrace);
   const resaved = JSON.parse(JSON.stringify(await old.operator.snapshot!())) as { format: number; users: { pendingGraces: Column } };
-  assert.equal(resaved.format, 4);
+  assert.equal(resaved.format, 5);
   assert.deepEqual([...decodeColumn(resaved.users.pendingGraces, 'test')], [0, 0]);
   for (const element of input.slice(5)) old.input.next(element);
   old.input.complete();
@@ -1741,7 +1741,7 @@ for (const [name, plugin, config, saved, format, writer] of [
     assert.equal(counted(again).scoredBeforeLearning, 0);
     counted(again).scoredBeforeLearning = scoredBefore;
     assert.deepEqual(again, first.state);
-    assert.equal((first.state as { format?: number }).format, 4);
+    assert.equal((first.state as { format?: number }).format, name === 'churn' ? 5 : 4);
     for (const element of input.slice(format1.cut)) restoredOld.input.next(element);
     restoredOld.input.complete();
     await restoredOld.done;
@@ -1840,6 +1840,55 @@ test('intent keeps two users\' sessions of one data session id apart (GA4\'s ga_
   }
 });
 
+test('churn (gru) keeps two users\' sequences of one data session id apart (GA4\'s ga_session_id is the second a session started): each user\'s prediction reads its own events, as under ids of their own, through a snapshot and a restore, and one of the format before (sequences keyed by id alone) still restores (was: one sequence, the first to close read both users\' events and deleted the other\'s)', async () => {
+  const t0 = Date.UTC(2024, 2, 12, 11);
+  const shared = '1710241200';
+  const config = { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 4 } } as IntentModelConfig;
+  // Sessions of other users labelled first (no return within the hour): the GRU has learnt, its score reads the sequence.
+  const learnt: Element[] = [];
+  for (let i = 0; i < 6; i++) {
+    const start = t0 - 10 * hour + i * 10 * min;
+    learnt.push(event(`c${i}`, `c${i}`, start, 0, start, i % 2 ? 'cart' : 'view', undefined, 'phones'), summary(`c${i}`, `c${i}`, start, start, 1, false, { view: 1 }));
+  }
+  learnt.push(watermark(t0 - 2 * hour));
+  const stream = (bId: string): Element[] => [
+    ...learnt,
+    event('a', shared, t0, 0, t0, 'view', undefined, 'shoes'),
+    event('b', bId, t0 + 30_000, 0, t0 + 30_000, 'cart', undefined, 'phones'),
+    event('a', shared, t0 + 60_000, 1, t0, 'view', undefined, 'shoes'),
+    event('b', bId, t0 + 90_000, 1, t0 + 30_000, 'purchase', undefined, 'phones'),
+    summary('a', shared, t0, t0 + 60_000, 2, false, { view: 2 }),
+    summary('b', bId, t0 + 30_000, t0 + 90_000, 2, true, { cart: 1 }),
+    watermark(Infinity),
+  ];
+  const scores = (output: Element[]): Record<string, unknown> => Object.fromEntries(of(output, 'prediction').map((p) => [p.userId as string, p.score]));
+  const apart = scores((await runOperator(churnModel, config, stream('other'))).output);
+  const input = stream(shared);
+  const whole = await runOperator(churnModel, config, input);
+  assert.deepEqual(scores(whole.output), apart, 'each user\'s prediction as under an id of its own');
+  for (const cut of [learnt.length + 1, learnt.length + 2, learnt.length + 3, learnt.length + 4, learnt.length + 5]) {
+    const first = await runOperator(churnModel, config, input.slice(0, cut));
+    const state = first.state as { format: number; sequences: { keys: string[] } };
+    assert.equal(state.format, 5);
+    const resumed = async (saved: unknown): Promise<string> => {
+      const restored = await fedOperator(churnModel, config, saved);
+      for (const element of input.slice(cut)) restored.input.next(element);
+      restored.input.complete();
+      await restored.done;
+      await restored.operator.close?.();
+      return modelOutputs(first.output) + (modelOutputs(first.output) ? '\n' : '') + modelOutputs(restored.output);
+    };
+    assert.equal(await resumed(JSON.parse(JSON.stringify(state))), modelOutputs(whole.output), `cut ${cut}: restored, the rest of the run is the uninterrupted one's`);
+    // The same state as format 4 wrote it, each sequence keyed by its id alone: where the cut leaves one
+    // user's sequence of the id, it restores to the uninterrupted run too.
+    if (state.sequences.keys.length !== 1) continue;
+    const old = JSON.parse(JSON.stringify(state)) as typeof state;
+    old.format = 4;
+    old.sequences.keys = [shared];
+    assert.equal(await resumed(old), modelOutputs(whole.output), `cut ${cut}: a format 4 snapshot restored`);
+  }
+});
+
 test('intent: a snapshot holds no prediction id (remade from user, session, time and position); predictions dropped from a full buffer stay late labels after a restore', async () => {
   const t0 = Date.UTC(2024, 0, 1);
   const random = rng(5);
@@ -1921,7 +1970,7 @@ test('churn: a snapshot holds each pending prediction once (ids remade from user
     const first = await runOperator(churnModel, config, input.slice(0, cut));
     const text = JSON.stringify(first.state);
     const saved = JSON.parse(text) as Saved;
-    assert.equal(saved.format, 4);
+    assert.equal(saved.format, 5);
     assert.deepEqual(Object.keys(saved.deadlines).sort(), ['at', 'pending'], 'deadlines: no ids, no users');
     const ids = of(first.output, 'prediction').map((p) => p.id as string);
     assert.ok(ids.every((id) => !text.includes(id)), `cut ${cut}: no prediction id in the snapshot`);
