@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, ConnectionFailures, ErrorCode, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -147,7 +147,7 @@ test('a start whose first token fetch fails leaves no refresh running (each daem
 });
 
 test('a refresh under way when the client stops schedules no next one (each daemon restart that met one left a refresh asking the endpoint for good)', async (t) => {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   let fetches = 0;
   const answers: ((outcome: 'token' | 'refused') => void)[] = [];
   // The endpoint answers when told to: the stop comes while a refresh waits for it.
@@ -320,7 +320,7 @@ test('inOutage: a failure met while the brokers are unreachable leaves its input
 });
 
 test('every broker down is said in the outage\'s one warning, with what the client does meanwhile; after it the outage\'s reconnects are no news; a later loss of the last broker (some had failed before) is news', (t) => {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const client = new EventEmitter();
   const warned: string[] = [];
   const debug: string[] = [];
@@ -338,9 +338,19 @@ test('every broker down is said in the outage\'s one warning, with what the clie
     'kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; 1 broker connection failed (broker transport failure); /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level',
   ]);
   assert.deepEqual(debug, ['broker transport failure', 'all broker connections are down']);
+  // Connected again: an error of the outage librdkafka delivers after that, or a refused connection of a
+  // broker coming up, is still the outage's, for outageSettleMs (seen: a second warning for one broker
+  // stopped once, its 'broker transport failure' seconds after the brokers answered).
+  failures.clear();
+  t.mock.timers.tick(outageSettleMs - 1_000);
+  failures.logError(transport, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  assert.equal(warned.length, 1);
+  assert.deepEqual(debug.slice(2), ['broker transport failure']);
   // The next outage starts with one broker of several lost: its warning says the connection failed; the
   // last one's loss a minute later is news (it says no broker is reachable), its reconnects are not.
   failures.clear();
+  t.mock.timers.tick(outageSettleMs);
   failures.logError(transport, 'kafka producer error');
   t.mock.timers.tick(60_000);
   failures.logError(down, 'kafka producer error');
@@ -354,7 +364,7 @@ test('every broker down is said in the outage\'s one warning, with what the clie
 });
 
 test('an outage\'s start (librdkafka reports each broker connection failing) is one warning that says how many connections failed, to how many brokers, and that /readyz says it; each other error once; again only after a connection succeeds', (t) => {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const client = new EventEmitter();
   const warned: { message: string; fields: Record<string, unknown> }[] = [];
   const debug: string[] = [];
@@ -382,8 +392,9 @@ test('an outage\'s start (librdkafka reports each broker connection failing) is 
   t.mock.timers.tick(1_000);
   assert.deepEqual(warned.slice(1).map((each) => `${each.message}: ${String(each.fields['err'])}`), ['kafka transactional producer error: Broker: Not coordinator']);
   assert.equal(debug.filter((message) => message === 'kafka transactional producer error').length, 3);
-  // Connected again (a commit went through): the next outage is warned of again.
+  // Connected again (a commit went through): the next outage, once the last one settled, is warned of again.
   failures.clear();
+  t.mock.timers.tick(outageSettleMs);
   failures.logError({ message: 'broker transport failure', code: -1 }, 'kafka producer error');
   t.mock.timers.tick(1_000);
   assert.equal(warned.length, 3);

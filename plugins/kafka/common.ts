@@ -378,6 +378,14 @@ const failureFreshMs = 60_000;
  */
 export const connectionBurstMs = 1_000;
 
+/**
+ * How long after the brokers answered again an outage's own errors (a connection failing, every broker
+ * down) are still its, not a new outage's: librdkafka delivers an error queued in the outage after the
+ * answer that ended it, and a broker that restarts refuses a connection or two as it comes up (seen:
+ * a second warning, seconds after the first outage's, for one broker stopped once).
+ */
+export const outageSettleMs = 10_000;
+
 /** Whether a client error says one broker connection failed (TRANSPORT: `broker transport failure`), as an operation's error or an `event.error`. */
 function isTransportFailure(error: { message?: string; code?: number }): boolean {
   return isErrorOf(error, [ErrorCode.TRANSPORT]);
@@ -431,6 +439,8 @@ export class ConnectionFailures {
   private readonly warnedErrors = new Set<string>();
   /** Every broker's being down was warned of since the last connection that succeeded: the outage's failed reconnects are no news. */
   private outageWarned = false;
+  /** When a connection last succeeded after an outage (clear()): the outage's warned errors are forgotten outageSettleMs later. */
+  private recoveredAt: number | undefined;
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
@@ -469,13 +479,18 @@ export class ConnectionFailures {
    * connection's at an outage's start, and every broker down among them) into one warning that says
    * that no broker is reachable and what the client does meanwhile (`whileUnreachable`), how many
    * connections failed, to how many brokers, and each other error met meanwhile once; any other error
-   * is warned of once. Until a connection succeeds again ({@link clear}), a repeat is logged at debug
-   * level, and once every broker's being down was warned of, so is a connection failing (the outage's
+   * is warned of once. Until {@link outageSettleMs} after a connection succeeds again ({@link clear}),
+   * a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
    * reconnects): /readyz says whether the brokers are reachable meanwhile. Before, every broker down
    * was a warning of its own beside the connection failures' one.
    */
   logError(error: { message: string; code?: number }, what: string, fields: object = {}): void {
     const text = error.message;
+    if (this.recoveredAt !== undefined && Date.now() - this.recoveredAt >= outageSettleMs) {
+      this.recoveredAt = undefined;
+      this.warnedErrors.clear();
+      this.outageWarned = false;
+    }
     if (this.burst) {
       this.burst.errors.set(text, (this.burst.errors.get(text) ?? 0) + 1);
       return;
@@ -522,13 +537,12 @@ export class ConnectionFailures {
     (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
   }
 
-  /** Connected: what failed before is history. */
+  /** Connected: what failed before is history, and the outage's warned errors are once outageSettleMs passed. */
   clear(): void {
     this.last = undefined;
     this.warned.clear();
     this.failedBrokers.clear();
-    this.warnedErrors.clear();
-    this.outageWarned = false;
+    if (this.warnedErrors.size > 0 || this.outageWarned) this.recoveredAt ??= Date.now();
   }
 }
 
