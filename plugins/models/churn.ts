@@ -341,10 +341,7 @@ function* rekeySequences(sequences: SequenceTracker, users: Map<string, UserStat
   yield* eachOf(users, ([userId, user]) => {
     for (const [id] of user.open) userById.set(id, userById.has(id) && userById.get(id) !== userId ? null : userId);
   });
-  sequences.rekey((id) => {
-    const userId = userById.get(id);
-    return userId == null ? undefined : sessionKey(userId, id);
-  });
+  sequences.keyByUser(userById);
 }
 
 /** Features churn computes itself from the summary and the user's history. */

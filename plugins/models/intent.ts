@@ -476,12 +476,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
             yield* sequences.loadParts(saved.sequences);
             // Before format 4 a sequence was kept by its session's id alone: keyed now as its session is. One
             // whose session is not kept (evicted from a full map) is let go: no user to key it by.
-            if (saved.format !== 4) {
-              sequences.rekey((id) => {
-                const userId = usersById.get(id);
-                return userId === undefined ? undefined : sessionKey(userId, id);
-              });
-            }
+            if (saved.format !== 4) sequences.keyByUser(usersById);
           }
           sessions = restored;
           ended = saved.ended;

@@ -2,7 +2,7 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, partsOf, type ClickEvent, type Column } from 'tributary';
+import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, partsOf, sessionKey, type ClickEvent, type Column } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
 
 export interface SequenceSample {
@@ -94,12 +94,16 @@ export class SequenceTracker {
     this.sequences.delete(key);
   }
 
-  /** Each sequence under the key `keyOf` gives its key now; one it gives none is let go. */
-  rekey(keyOf: (key: string) => string | undefined): void {
+  /**
+   * Sequences saved by session id alone (older snapshots), keyed now by their user and id (sessionKey):
+   * `userById` gives each id's user; an id it gives none (its session not kept) or null (two users' ids
+   * alike, their events mixed) is let go, with no one user to key it by.
+   */
+  keyByUser(userById: ReadonlyMap<string, string | null>): void {
     const rekeyed = new Map<string, Step[]>();
-    for (const [key, steps] of this.sequences) {
-      const now = keyOf(key);
-      if (now !== undefined) rekeyed.set(now, steps);
+    for (const [id, steps] of this.sequences) {
+      const userId = userById.get(id);
+      if (userId != null) rekeyed.set(sessionKey(userId, id), steps);
     }
     this.sequences = rekeyed;
   }
