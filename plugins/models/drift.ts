@@ -14,7 +14,8 @@ export type LossBlocksState = [number, number, number, number, string | null];
  * independent values than it counts, and its mean is noisier than a detector reading it assumes
  * (on the demo's stream, 2.4 times: Page-Hinkley fired 13 times in 1.4M labels of a stationary stream,
  * none once the same losses were shuffled). A label's predictions arrive one after another: a unit
- * is a run of losses with one key (the session; a prediction's own id where there is none).
+ * is a run of losses with one key (the session, by user and id: two users' sessions of one data id
+ * are two labels; a prediction's own id where there is none).
  */
 export class LossBlocks {
   private blockSum = 0;

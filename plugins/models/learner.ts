@@ -196,8 +196,11 @@ export interface SavedModel {
 }
 
 export interface LearnerState {
-  /** 3: samples as columns, owners once each, ids remade (see SavedSamples); 2: columns; 1: an object each (2 and 1 restored still). */
-  format: 1 | 2 | 3;
+  /**
+   * 4: as 3, the loss block's open unit keyed by sessionKey (user and session id; before, by id alone). 3: samples
+   * as columns, owners once each, ids remade (see SavedSamples); 2: columns; 1: an object each (all restored still).
+   */
+  format: 1 | 2 | 3 | 4;
   saved: SavedModel | null;
   toPredict: SavedSamples | EncodedSample[];
   awaiting: SavedSamples | EncodedSample[];
@@ -916,8 +919,9 @@ export class OnlineLearner {
     if (this.learns && this.counts.learnSteps === 0 && (this.warmStarted?.steps ?? 0) === 0) this.counts.scoredBeforeLearning++;
     this.unCountedLabels++;
     if (this.config.drift.detector !== 'none') {
-      // Block means, each label once (a session's predictions share one): LossBlocks says why.
-      const mean = this.lossBlocks.add(loss, sample.sessionId ?? sample.id);
+      // Block means, each label once (a session's predictions share one): LossBlocks says why. A unit is
+      // a session by user and id (two users' sessions of one data id, GA4's ga_session_id, are two labels).
+      const mean = this.lossBlocks.add(loss, sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id);
       if (mean !== undefined && this.drift.update(mean)) this.onDrift(labelTime, emit);
     }
     if (!this.learns) {
@@ -1216,7 +1220,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 3, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
+    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
   }
 
   /**
@@ -1255,10 +1259,23 @@ export class OnlineLearner {
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
-    this.lossBlocks.load(state.block);
+    this.lossBlocks.load(state.format === 4 ? state.block : this.unitByUser(state.block));
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
+  }
+
+  /**
+   * A loss block saved before format 4, its open unit keyed by session id alone, keyed as add() keys units now
+   * (sessionKey): by the user of the unit's last sample where the snapshot holds it, the last to learn from
+   * (queued as it was added). Else the key is left, and the next label, whoever's, closes the unit: a session
+   * whose labels the snapshot fell between counts as two units, once. Run after toLearn is restored.
+   */
+  private unitByUser(block: LossBlocksState | [number, number]): LossBlocksState | [number, number] {
+    if (block.length !== 5 || block[4] === null) return block;
+    const last = this.toLearn[this.toLearn.length - 1];
+    if (last === undefined || last.sessionId !== block[4]) return block;
+    return [block[0], block[1], block[2], block[3], sessionKey(last.userId, last.sessionId)];
   }
 
   /** Saves the model (after any save in flight, so the last one renamed is this one) and frees it. */
