@@ -646,6 +646,13 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
 
   const onSummary = (summary: SessionSummary, emit: Emit): void => {
     learner.snapshots.settle();
+    if (sequences) {
+      // A session is predicted once, at its first summary: a merge (only a session already summarised can be
+      // merged into: one that starts a gap after another's end finds it closed) or an update predicts nothing
+      // again, so no sequence of theirs is read: released, the merged-away sessions' and the late events' since.
+      for (const id of mergedAwayIds(summary)) sequences.delete(sessionKey(summary.userId, id));
+      if (summary.update) sequences.delete(sessionKey(summary.userId, summary.sessionId));
+    }
     if (summary.update) return onUpdate(summary);
     const user = userOf(summary.userId, summary.start);
     // Closed: out of the open list (in place, order kept).

@@ -1874,6 +1874,24 @@ test('drift: two users\' sessions of one data session id (GA4\'s ga_session_id) 
   assert.deepEqual(blockOf((await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: old })).state), whole, 'a format 3 snapshot restored');
 });
 
+test('churn (gru): a merge releases the merged-away session\'s sequence, and an update the late events\' since the summary (a session is predicted once, at its first summary); another user\'s open session keeps its own (was: both kept until max_users evicted them)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 4 } } as IntentModelConfig;
+  // B still open when the late event merged it into A (summarised and predicted): the merged summary is an update.
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view'),
+    summary('a', 'A', t, t, 1, false, { view: 1 }),
+    event('a', 'B', t + 40 * min, 0, t + 40 * min, 'view'),
+    event('c', 'C', t + 45 * min, 0, t + 45 * min, 'view'),
+    { ...event('a', 'A', t + 20 * min, 2, t, 'view'), session: { id: 'A', position: 2, sinceStart: 20 * min, sincePrevious: 0, start: t, merged: ['B'] } } as Element,
+    event('a', 'A', t + 50 * min, 3, t, 'view'),
+  ];
+  const keysAfter = async (elements: Element[]): Promise<string[]> => ((await runOperator(churnModel, config, elements)).state as { sequences: { keys: string[] } }).sequences.keys;
+  assert.deepEqual(await keysAfter(input), [sessionKey('a', 'B'), sessionKey('c', 'C'), sessionKey('a', 'A')], 'before the merged summary: kept');
+  const merged = { ...summary('a', 'A', t, t + 50 * min, 4, false, { view: 4 }), update: true, replaces: ['B'] } as Element;
+  assert.deepEqual(await keysAfter([...input, merged]), [sessionKey('c', 'C')]);
+});
+
 test('churn (gru) keeps two users\' sequences of one data session id apart (GA4\'s ga_session_id is the second a session started): each user\'s prediction reads its own events, as under ids of their own, through a snapshot and a restore, and one of the format before (sequences keyed by id alone) still restores (was: one sequence, the first to close read both users\' events and deleted the other\'s)', async () => {
   const t0 = Date.UTC(2024, 2, 12, 11);
   const shared = '1710241200';
