@@ -879,12 +879,14 @@ class KafkaSource {
     if (denied !== undefined) return { ready: false, detail: denied };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
     const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
+    // Since when, not for how long: the reason stays the same from one probe to the next while nothing changes.
+    const since = this.unassignedSince === undefined ? '' : ` since ${isoTime(this.unassignedSince)}`;
     if (!this.assignedOnce) {
       const past = waited >= this.assignmentTimeout ? `, over its ${bound} (a rebalance that does not end, a group it cannot join, or an earlier member of it whose session has not expired)` : '';
-      return { ready: false, detail: `waiting for the group's first assignment (group '${this.config.group}', ${subscriptionNamed(this.config)}) for ${formatDuration(waited)}${past}` };
+      return { ready: false, detail: `waiting for the group's first assignment (group '${this.config.group}', ${subscriptionNamed(this.config)})${since}${past}` };
     }
     if (waited >= this.assignmentTimeout) {
-      return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
+      return { ready: false, detail: `no partitions assigned by group '${this.config.group}'${since}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
     }
     return this.healthy;
   }
@@ -2563,6 +2565,11 @@ class KafkaSource {
     }
     return events;
   }
+}
+
+/** A clock reading as /readyz's reasons name a moment: ISO 8601, UTC. */
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
