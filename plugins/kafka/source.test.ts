@@ -357,6 +357,31 @@ test('readiness after a (re)start: not ready from the subscription until the gro
   await until(() => instance.health!().ready, 'ready once assigned again');
 });
 
+test('scale-out readiness: not ready from an assignment until the runtime restored its partitions\' state, naming them and since when; ready once restored', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let skew = 0;
+  const context = testContext({ batchSize: 100, clock: { now: () => Date.UTC(2026, 11, 6, 12) + skew } });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['clicks']), context);
+  t.after(() => instance.close?.());
+  let restore!: () => void;
+  const restored = new Promise<void>((resolve) => (restore = resolve));
+  t.after(() => restore());
+  const assigned: string[][] = [];
+  instance.onPartitions!({ assigned: async (partitions) => (assigned.push(partitions.map((p) => p.id)), await restored, new Map()), revoked: async () => undefined });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'subscribed');
+  script.rebalance('assign', [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
+  await until(() => assigned.length === 1, 'the restore under way');
+  // Before: ready from the assignment's arrival, none of its partitions readable yet.
+  const restoring = "restoring the scale_out state of partitions clicks-0, clicks-1 (none of them is read until it is restored) since 2026-12-06T12:00:00.000Z";
+  assert.deepEqual(instance.health!(), { ready: false, detail: restoring });
+  skew = 60_000;
+  assert.equal(instance.health!().detail, restoring, 'the same reason while it lasts');
+  restore();
+  await until(() => instance.health!().ready, 'ready once restored');
+});
+
 test('a kafka source whose metadata requests fail with the brokers away says so in /readyz, with the cause librdkafka logged', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
