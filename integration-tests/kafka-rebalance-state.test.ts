@@ -14,8 +14,10 @@ import { join } from 'node:path';
 import { promisify } from '../plugins/kafka/common.js';
 import Kafka from 'node-rdkafka';
 import { CheckpointStore } from 'tributary';
+import { runYaml } from 'tributary/testing';
+import type { StreamRecord } from 'tributary';
 import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { createTopic, groupCommitted, produce, sessionClosers, threeViews, userSessions } from './kafka/client.js';
+import { collectSink, createTopic, groupCommitted, produce, seqRecords, sessionClosers, threeViews, userSessions } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
@@ -172,3 +174,74 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const scaleOut of [false, true]) {
+  for (const strategy of ['range,roundrobin', 'cooperative-sticky'] as const) {
+    test(`at-least-once${scaleOut ? ' scale_out' : ''}, ${strategy}: a member joining while records flow takes partitions mid-processing; the hand-over commits their progress, so nothing is lost and nothing read again`, { timeout: 180_000 }, async (t) => {
+      const brokers = kafkaBrokers(t);
+      if (!brokers) return;
+      const topic = uniqueTopic('alo-revoke');
+      const group = `g-${topic}`;
+      await createTopic(brokers, topic, 4);
+      const dir = mkdtempSync(join(tmpdir(), 'tributary-alo-revoke-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      // Commits a minute apart (and checkpoints, with scale_out): what the group holds committed at the
+      // rebalance is what its hand-over committed, so whatever it left out is read again by the next owner.
+      const yaml = (member: string) => `
+name: alo-revoke
+sources:
+  - type: kafka
+    brokers: "\${KAFKA_BROKERS}"
+    topics: [${topic}]
+    group: ${group}
+    guarantee: at-least-once
+    start_from: earliest
+    mapping: { attributes: [seq] }
+    options: { partition.assignment.strategy: "${strategy}" }
+${scaleOut ? `checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 60s }\nscale_out: { state_dir: ${join(dir, 'partition-state')} }\n` : ''}sinks:
+  - { type: collect }
+settings: { commit_interval: 60s }
+`;
+      const stores: StreamRecord[][][] = [[[]], [[]]];
+      const controllers = [new AbortController(), new AbortController()];
+      const runs: Promise<unknown>[] = [];
+      const start = (member: number) => {
+        const running = runYaml(yaml(`m${member}`), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal });
+        running.catch(() => undefined);
+        runs.push(running);
+      };
+      const seqs = (member: number) => stores[member]![0]!.filter((r) => r.kind === 'event').map((r) => Number((r as unknown as { attrs?: { seq?: unknown } }).attrs?.seq));
+      // The input keeps coming, 200 records every 50 ms over the 4 partitions, through the rebalance.
+      let sent = 0;
+      let feeding = true;
+      const feed = (async () => {
+        while (feeding) {
+          await produce(brokers, topic, seqRecords(sent, 200));
+          sent += 200;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      try {
+        start(0);
+        await waitFor('the first member reading', () => seqs(0).length >= 2_000, 60_000);
+        start(1);
+        await waitFor('the second member reading', () => seqs(1).length >= 1_000, 60_000);
+        feeding = false;
+        await feed;
+        await waitFor('every record out', () => new Set([...seqs(0), ...seqs(1)]).size >= sent, 60_000);
+      } finally {
+        feeding = false;
+        await feed.catch(() => undefined);
+        for (const controller of controllers) controller.abort();
+        await Promise.allSettled(runs);
+      }
+      const all = [...seqs(0), ...seqs(1)];
+      const distinct = new Set(all);
+      const missing = Array.from({ length: sent }, (_, seq) => seq).filter((seq) => !distinct.has(seq));
+      const twice = all.length - distinct.size;
+      t.diagnostic(`sent ${sent}; first member ${seqs(0).length}, second ${seqs(1).length}; read twice ${twice}`);
+      assert.deepEqual(missing, [], 'nothing lost');
+      assert.equal(twice, 0, 'nothing read again');
+    });
+  }
+}

@@ -456,6 +456,54 @@ test('scale_out: a member that stalls past max.poll.interval.ms, the group going
   }
 });
 
+test('scale_out readiness: not ready from the group\'s assignment until its partitions\' state is restored, naming them; ready once restored, and their records read', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('restoring');
+  let skew = 0;
+  await createTopic(brokers, topic, 2);
+  await produce(brokers, topic, Array.from({ length: 20 }, (_, seq) => ({ partition: seq % 2, key: `u${seq}`, value: clickJson(seq, base + seq, 'view', { seq }) })));
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(
+    { brokers, topics: [topic], group: `g-${topic}`, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] } },
+    testContext({ batchSize: 100, clock: { now: () => Date.now() + skew } }),
+  );
+  // The runtime's restore of the partitions' state files, held until the test lets it end (a large
+  // state, or shared storage that answers slowly).
+  let restore!: () => void;
+  const restored = new Promise<void>((resolve) => (restore = resolve));
+  const assigned: string[][] = [];
+  instance.onPartitions!({
+    assigned: async (partitions) => {
+      assigned.push(partitions.map((p) => p.id));
+      await restored;
+      return new Map();
+    },
+    revoked: async () => undefined,
+  });
+  const got = new Set<number>();
+  const reading = (async () => {
+    for await (const batch of instance.read()) for (const event of batch) got.add(Number(event.attrs?.seq));
+  })();
+  reading.catch(() => undefined);
+  try {
+    await waitFor('the group\'s assignment, its state being restored', () => assigned.length > 0, 60_000);
+    // Before: ready from the assignment's arrival on, while nothing of the partitions could be read yet.
+    const restoring = new RegExp(`^restoring the scale_out state of partitions ${topic}-0, ${topic}-1 \\(none of them is read until it is restored\\) since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z$`);
+    await waitFor('not ready, restoring', () => restoring.test(instance.health!().detail ?? 'ready'), 30_000);
+    // The same reason from one probe to the next while the restore lasts (when it began, not how long ago).
+    const detail = instance.health!().detail;
+    skew = 5_000;
+    assert.equal(instance.health!().detail, detail);
+    assert.equal(got.size, 0, 'nothing read before the restore ends');
+    restore();
+    await waitFor('ready once restored', () => instance.health!().ready, 30_000);
+    await waitFor('the partitions\' records read', () => got.size >= 20, 30_000);
+  } finally {
+    restore();
+    await instance.close?.();
+  }
+});
+
 test('the broker stopped and started under a running source: not ready, then resumes and loses nothing', async (t) => {
   if (!kafkaBrokers(t)) return;
   if (process.env[MODE_ENV] !== 'native') {

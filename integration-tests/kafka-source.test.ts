@@ -165,8 +165,11 @@ interface MetadataRequest {
   answer?: string[];
 }
 
-/** The sources' metadata requests as node-rdkafka gets them (the plugin loads this same module), until stop(). */
-function watchMetadataRequests(): { requests: MetadataRequest[]; stop: () => void } {
+/**
+ * The sources' metadata requests as node-rdkafka gets them (the plugin loads this same module), until
+ * stop(), or the test's end where it fails before its own stop (the next test gets node-rdkafka's own).
+ */
+function watchMetadataRequests(t: { after: (fn: () => void) => void }): { requests: MetadataRequest[]; stop: () => void } {
   const requests: MetadataRequest[] = [];
   const getMetadata = Kafka.KafkaConsumer.prototype.getMetadata;
   Kafka.KafkaConsumer.prototype.getMetadata = function (this: Kafka.KafkaConsumer, options?: Kafka.MetadataOptions, cb?: (error: Kafka.LibrdKafkaError, metadata: Kafka.Metadata) => unknown) {
@@ -177,7 +180,9 @@ function watchMetadataRequests(): { requests: MetadataRequest[]; stop: () => voi
       return cb?.(error, metadata);
     });
   };
-  return { requests, stop: () => void (Kafka.KafkaConsumer.prototype.getMetadata = getMetadata) };
+  const stop = (): void => void (Kafka.KafkaConsumer.prototype.getMetadata = getMetadata);
+  t.after(stop);
+  return { requests, stop };
 }
 
 test('readiness: not ready while a subscribed topic does not exist, its requests naming it, not the whole cluster every 2 s; created, it is read and the source is ready', async (t) => {
@@ -185,7 +190,7 @@ test('readiness: not ready while a subscribed topic does not exist, its requests
   if (!brokers) return;
   const topic = uniqueTopic('not-yet');
   const got = new Set<number>();
-  const watch = watchMetadataRequests();
+  const watch = watchMetadataRequests(t);
   const requests = watch.requests;
   const instance = await startSource(brokers, topic, `g-${topic}`, got);
   try {
@@ -243,7 +248,7 @@ test('readiness requests of a source reading its partitions name one of its own 
   const [topic, elsewhere] = [uniqueTopic('own-metadata'), uniqueTopic('not-read')];
   for (const name of [topic, elsewhere]) await createTopic(brokers, name, 2);
   const feed = viewsEvery100ms(brokers, topic);
-  const watch = watchMetadataRequests();
+  const watch = watchMetadataRequests(t);
   const requests = watch.requests;
   const got = new Set<number>();
   const instance = await startSource(brokers, topic, `g-${topic}`, got);
@@ -277,7 +282,7 @@ for (const subscription of ['topics', 'pattern'] as const) {
     const topic = uniqueTopic('standby');
     await createTopic(brokers, topic, 1);
     const feed = viewsEvery100ms(brokers, topic);
-    const watch = watchMetadataRequests();
+    const watch = watchMetadataRequests(t);
     const requests = watch.requests;
     const [gotA, gotB] = [new Set<number>(), new Set<number>()];
     // A pattern's standby names a topic the pattern matched in the last answer for every topic.
@@ -313,7 +318,7 @@ test('readiness: a pattern that matches no topic asks for every topic\'s metadat
   if (!brokers) return;
   // Only the whole cluster's metadata shows a new match, and it is large on a shared cluster.
   const stem = uniqueTopic('unmatched');
-  const watch = watchMetadataRequests();
+  const watch = watchMetadataRequests(t);
   const requests = watch.requests;
   const got = new Set<number>();
   const instance = await startSource(brokers, stem, `g-${stem}`, got, undefined, { topics: undefined, pattern: `^${stem}-.*` });
@@ -368,7 +373,7 @@ test('readiness: not ready from the subscription until the group\'s first assign
   // The source's clock is moved ahead to pass the bound without waiting it out.
   let skew = 0;
   const got = new Set<number>();
-  const watch = watchMetadataRequests();
+  const watch = watchMetadataRequests(t);
   const requests = watch.requests;
   const instance = await startSource(brokers, topic, group, got, { now: () => Date.now() + skew }, { assignment_timeout: '1m' });
   let stuckOpen = true;
@@ -379,7 +384,7 @@ test('readiness: not ready from the subscription until the group\'s first assign
       return asked;
     }, 30_000, 0);
     // Before: ready (0 partitions, reading nothing) until assignment_timeout passed.
-    const waiting = new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) for `);
+    const waiting = new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z`);
     assert.match(instance.health!().detail ?? 'ready', waiting);
     // While it waits, its requests name the subscribed topic: librdkafka knows it already (before:
     // every topic's metadata every 2 s).
@@ -397,7 +402,7 @@ test('readiness: not ready from the subscription until the group\'s first assign
     // Past it: said so, for a person to look at the group.
     skew = 60_000;
     assert.equal(instance.health!().ready, false, 'not ready past its assignment_timeout');
-    assert.match(instance.health!().detail!, new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) for 1m\\d+s, over its assignment_timeout 1m0s`));
+    assert.match(instance.health!().detail!, new RegExp(`^waiting for the group's first assignment \\(group '${group}', topic '${topic}'\\) since \\S+Z, over its assignment_timeout 1m0s`));
     // The other member leaves: the rebalance ends and the source gets the partition.
     await new Promise<void>((resolve) => stuck.disconnect(() => resolve()));
     stuckOpen = false;

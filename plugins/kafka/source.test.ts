@@ -13,7 +13,9 @@ import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
 
-/** A token endpoint that refuses every client: the source's connect fails before it asks a broker. */
+/** KafkaConsumer's prototype as node-rdkafka made it, before any test swapped a method (the last test compares). */
+const pristinePrototype = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
+
 /** A source's config for brokers that refuse every connection (127.0.0.1:1): the tests script the consumer. */
 function unreachableConfig(topics: string[], extra: Partial<KafkaSourceConfig> = {}): KafkaSourceConfig {
   return { brokers: '127.0.0.1:1', topics, group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, ...extra };
@@ -102,6 +104,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
   consumeCalls: () => number;
   /** The group's rebalance as librdkafka calls it back: `revoke` or `assign` of these partitions (after subscribe). */
   rebalance: (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]) => void;
+  /** Swaps these methods of KafkaConsumer's prototype for the test's fakes, until `restore`. */
+  swap: (methods: Record<string, unknown>) => void;
   restore: () => void;
 }> {
   const Kafka = await rdkafka();
@@ -146,17 +150,26 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
       later(cb);
     },
   };
-  const originals = new Map(Object.keys(fakes).map((name) => [name, Object.getOwnPropertyDescriptor(prototype, name)]));
-  for (const [name, fake] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value: fake, configurable: true, writable: true });
+  // Every method swapped, the scripted ones and a test's own (swap), with what it was: restore puts them
+  // all back, so no later test of the file inherits a fake (a commitSync that throws, say).
+  const originals = new Map<string, PropertyDescriptor | undefined>();
+  const swap = (methods: Record<string, unknown>): void => {
+    for (const [name, fake] of Object.entries(methods)) {
+      if (!originals.has(name)) originals.set(name, Object.getOwnPropertyDescriptor(prototype, name));
+      Object.defineProperty(prototype, name, { value: fake, configurable: true, writable: true });
+    }
+  };
+  swap(fakes);
   const restore = () => {
     for (const [name, original] of originals) {
       if (original) Object.defineProperty(prototype, name, original);
       else delete prototype[name];
     }
+    originals.clear();
   };
   const rebalance = (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]): void =>
     consumer!.globalConfig.rebalance_cb(kind === 'assign' ? { code: -175, message: 'assign' } : { code: -174, message: 'revoke' }, assignment);
-  return { answers, highOffsets, consumeCalls: () => calls, rebalance, restore };
+  return { answers, highOffsets, consumeCalls: () => calls, rebalance, swap, restore };
 }
 
 /** librdkafka's report of a fetch the brokers denied, as consume() gives it. */
@@ -222,8 +235,7 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   const script = await scriptedConsumer();
   t.after(script.restore);
   const assigned: { topic: string; partition: number; offset?: number }[][] = [];
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
-  Object.defineProperty(prototype, 'assign', { value: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list), configurable: true, writable: true });
+  script.swap({ assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list) });
   const config = unreachableConfig(['quiet']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
@@ -240,11 +252,8 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
 test('a rebalance that takes away a partition resumed at a checkpoint\'s offset, before a record of it is read, hands it over at that offset: the hand-over\'s checkpoint names it and commits it there', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   const commits: unknown[] = [];
-  const original = Object.getOwnPropertyDescriptor(prototype, 'commitSync');
-  Object.defineProperty(prototype, 'commitSync', { value: (offsets: unknown) => void commits.push(offsets), configurable: true, writable: true });
-  t.after(() => (original ? Object.defineProperty(prototype, 'commitSync', original) : delete prototype['commitSync']));
+  script.swap({ commitSync: (offsets: unknown) => void commits.push(offsets) });
   // The runtime's checkpoint on request: the position it holds, then the commit of it.
   const checkpoints: unknown[] = [];
   let instance: Source | undefined;
@@ -270,11 +279,10 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
 test('a resume at a checkpoint\'s offset that the group\'s committed offset differs from (a reset to replay) says so, with both offsets and what to do', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   // The group's offsets, reset to 0 by hand while the daemon was stopped.
   const committed = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
     void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 0 }))), 5);
-  Object.defineProperty(prototype, 'committed', { value: committed, configurable: true, writable: true });
+  script.swap({ committed });
   const { warnings, context: logged } = warningsKept();
   const config = unreachableConfig(['quiet']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
@@ -292,11 +300,10 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
 test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   // 'old': its records up to 19 deleted by retention; 'gone': created again, 10 records in it.
   const logs: Record<string, { lowOffset: number; highOffset: number }> = { old: { lowOffset: 20, highOffset: 30 }, gone: { lowOffset: 0, highOffset: 10 } };
   const queryWatermarkOffsets = (topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[topic]!), 5);
-  Object.defineProperty(prototype, 'queryWatermarkOffsets', { value: queryWatermarkOffsets, configurable: true, writable: true });
+  script.swap({ queryWatermarkOffsets });
   const { warnings, context: logged } = warningsKept();
   const config = unreachableConfig(['old', 'gone']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, logged);
@@ -319,14 +326,22 @@ test('readiness after a (re)start: not ready from the subscription until the gro
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['clicks'], { group: 'intent' }), context);
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-  const waiting = /^waiting for the group's first assignment \(group 'intent', topic 'clicks'\) for /;
+  const waiting = /^waiting for the group's first assignment \(group 'intent', topic 'clicks'\) since (\S+)$/;
   // Connected and subscribed (its metadata requests answered), the group's answer still to come.
   // Before: ready, 0 partitions assigned, until assignment_timeout (30 s) passed.
   await until(() => script.consumeCalls() > 0 && waiting.test(instance.health!().detail ?? ''), 'not ready, waiting for the first assignment');
   assert.equal(instance.health!().ready, false);
+  // When it began waiting, not how long ago: the same reason from one probe to the next (before: "for 2.1s", new on every probe).
+  const since = waiting.exec(instance.health!().detail!)![1]!;
+  assert.ok(Math.abs(Date.parse(since) - Date.now()) < 30_000, since);
+  skew = 10_000;
+  assert.equal(instance.health!().detail, `waiting for the group's first assignment (group 'intent', topic 'clicks') since ${since}`);
   // Past assignment_timeout (a group held up by a member, or by a predecessor whose session has not expired): said so.
   skew = 31_000;
-  assert.match(instance.health!().detail!, /^waiting for the group's first assignment \(group 'intent', topic 'clicks'\) for 31\.\ds, over its assignment_timeout 30\.0s/);
+  assert.equal(
+    instance.health!().detail,
+    `waiting for the group's first assignment (group 'intent', topic 'clicks') since ${since}, over its assignment_timeout 30.0s (a rebalance that does not end, a group it cannot join, or an earlier member of it whose session has not expired)`,
+  );
   skew = 0;
   // The group assigns this member nothing (more members than partitions): idle, not stuck.
   script.rebalance('assign', []);
@@ -337,9 +352,34 @@ test('readiness after a (re)start: not ready from the subscription until the gro
   skew = 29_000;
   assert.equal(instance.health!().ready, true, `within its grace: ${instance.health!().detail}`);
   skew = 31_000;
-  assert.match(instance.health!().detail ?? '', /^no partitions assigned by group 'intent' for 31\.\ds, over its assignment_timeout 30\.0s/);
+  assert.match(instance.health!().detail ?? '', /^no partitions assigned by group 'intent' since \d{4}-\d\d-\d\dT[\d:.]+Z, over its assignment_timeout 30\.0s/);
   script.rebalance('assign', [{ topic: 'clicks', partition: 0 }]);
   await until(() => instance.health!().ready, 'ready once assigned again');
+});
+
+test('scale-out readiness: not ready from an assignment until the runtime restored its partitions\' state, naming them and since when; ready once restored', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let skew = 0;
+  const context = testContext({ batchSize: 100, clock: { now: () => Date.UTC(2026, 11, 6, 12) + skew } });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['clicks']), context);
+  t.after(() => instance.close?.());
+  let restore!: () => void;
+  const restored = new Promise<void>((resolve) => (restore = resolve));
+  t.after(() => restore());
+  const assigned: string[][] = [];
+  instance.onPartitions!({ assigned: async (partitions) => (assigned.push(partitions.map((p) => p.id)), await restored, new Map()), revoked: async () => undefined });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'subscribed');
+  script.rebalance('assign', [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }]);
+  await until(() => assigned.length === 1, 'the restore under way');
+  // Before: ready from the assignment's arrival, none of its partitions readable yet.
+  const restoring = "restoring the scale_out state of partitions clicks-0, clicks-1 (none of them is read until it is restored) since 2026-12-06T12:00:00.000Z";
+  assert.deepEqual(instance.health!(), { ready: false, detail: restoring });
+  skew = 60_000;
+  assert.equal(instance.health!().detail, restoring, 'the same reason while it lasts');
+  restore();
+  await until(() => instance.health!().ready, 'ready once restored');
 });
 
 test('a kafka source whose metadata requests fail with the brokers away says so in /readyz, with the cause librdkafka logged', async (t) => {
@@ -347,18 +387,16 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
   t.after(script.restore);
   const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   let consumer: { emit(event: string, log: unknown): void } | undefined;
-  Object.defineProperty(prototype, 'connect', {
-    value: function (this: { emit(event: string, log: unknown): void }, _options: unknown, cb: (error: null) => void) {
+  script.swap({
+    connect: function (this: { emit(event: string, log: unknown): void }, _options: unknown, cb: (error: null) => void) {
       consumer = this;
       setTimeout(() => cb(null), 5);
     },
-    configurable: true,
-    writable: true,
   });
   let down = false;
   const answer = prototype.getMetadata as (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) => void;
-  Object.defineProperty(prototype, 'getMetadata', {
-    value: function (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) {
+  script.swap({
+    getMetadata: function (this: unknown, options: unknown, cb: (error: Error | null, metadata?: unknown) => void) {
       if (!down) return answer.call(this, options, cb);
       // librdkafka logs why the connection failed, then fails the request. (Logged when the broker stopped
       // instead, the answer to a request sent before could come after it, and clear it: an answer came.)
@@ -367,8 +405,6 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
         cb(Object.assign(new Error('Local: Broker transport failure'), { code: -195 }));
       }, 5);
     },
-    configurable: true,
-    writable: true,
   });
   const config = unreachableConfig(['t']);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, testContext({ batchSize: 100 }));
@@ -385,7 +421,6 @@ test('a kafka source whose metadata requests fail with the brokers away says so 
 test('scale-out: a revocation whose offset commit fails (the group coordinator gone with the brokers) hands the state over and runs on, warning; it does not stop the pipeline', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   const fakes: Record<string, unknown> = {
     committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
       void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
@@ -394,7 +429,7 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
       throw Object.assign(new Error('Local: Waiting for coordinator'), { code: -180 });
     },
   };
-  for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
+  script.swap(fakes);
   const { warnings, context } = warningsKept();
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
   t.after(() => instance.close?.());
@@ -413,7 +448,6 @@ for (const lost of [true, false]) {
 test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (the session or max.poll.interval expired) says so and commits nothing' : 'not lost hands them over and commits their offsets'}`, async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   const commits: unknown[] = [];
   const fakes: Record<string, unknown> = {
     committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
@@ -424,7 +458,7 @@ test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (
       commits.push(offsets);
     },
   };
-  for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
+  script.swap(fakes);
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
   const revoked: PartitionRevocation[][] = [];
@@ -440,12 +474,11 @@ test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (
 test('a checkpoint\'s offset of a partition the group gave another member at the start is not used when the partition comes here later: it starts at the group\'s committed offset', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   const assigned: { topic: string; partition: number; offset?: number }[][] = [];
   const fakes: Record<string, unknown> = {
     assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
   };
-  for (const [name, value] of Object.entries(fakes)) Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
+  script.swap(fakes);
   const infos: { fields: unknown; message: string }[] = [];
   const context = testContext({ batchSize: 100 });
   const logged = { ...context, logger: { ...context.logger, info: (fields: unknown, message?: string) => void infos.push({ fields, message: message ?? '' }) } } as typeof context;
@@ -471,14 +504,11 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
 test('records a consume call took before a revocation are dropped when the group gives their partition back before the call\'s answer is handled: the new assignment reads them again, once', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   // librdkafka fetches a partition once it is assigned: the second assignment's records come after it,
   // from the group's committed offset (none: the start).
   let assigns = 0;
-  Object.defineProperty(prototype, 'assign', {
-    value: () => void (++assigns === 2 && script.answers.push(() => records(0, 5), () => records(5, 6))),
-    configurable: true,
-    writable: true,
+  script.swap({
+    assign: () => void (++assigns === 2 && script.answers.push(() => records(0, 5), () => records(5, 6))),
   });
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { mapping: { attributes: ['seq'] } }), testContext({ batchSize: 100 }));
   t.after(() => instance.close?.());
@@ -563,9 +593,8 @@ test('scale-out: idlePartitions names an assigned partition with no event for id
   t.after(script.restore);
   // librdkafka's position of t/0, which the test moves (the scripted one is always at the partition's end).
   let position = 30;
-  const prototype = (await rdkafka()).KafkaConsumer.prototype as unknown as Record<string, unknown>;
   const positionOf = (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: position }));
-  Object.defineProperty(prototype, 'position', { value: positionOf, configurable: true, writable: true });
+  script.swap({ position: positionOf });
   let now = Date.UTC(2024, 4, 1);
   const context = testContext({ batchSize: 100, clock: { now: () => now }, watermark: { maxOutOfOrderness: 0, idleTimeout: 60_000 } });
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
@@ -594,4 +623,11 @@ test('scale-out: idlePartitions names an assigned partition with no event for id
   assert.deepEqual([...instance.idlePartitions!()], [], 'not idle just after its event');
   now += 60_000;
   assert.deepEqual([...instance.idlePartitions!()], ['t-0'], 'idle again idle_timeout after it');
+});
+
+test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
+  const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
+  const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);
+  // Before: commitSync, swapped by three tests and restored by one.
+  assert.deepEqual(changed, []);
 });

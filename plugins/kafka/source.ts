@@ -465,6 +465,13 @@ class KafkaSource {
    */
   private assignedOnce = false;
   /**
+   * Scale-out: the assignments whose partitions' state the runtime is restoring (or is about to: an
+   * assignment waits its turn behind the rebalance steps before it), each with its partitions' ids and
+   * when it came, removed as its step ends. Not ready meanwhile: none of those partitions is read until
+   * its state is restored, as Kafka Streams stays REBALANCING until its tasks' restoration completes.
+   */
+  private readonly restoring = new Set<{ ids: readonly string[]; since: number }>();
+  /**
    * The brokers' last refusal of the group to this client (GROUP_AUTHORIZATION_FAILED: no Read ACL on the
    * group), in librdkafka's words, and when: it cannot join, so no assignment ever comes. Counts while
    * it came since the source was last without an assignment; the next assignment ends it.
@@ -879,12 +886,20 @@ class KafkaSource {
     if (denied !== undefined) return { ready: false, detail: denied };
     const waited = this.unassignedSince === undefined ? 0 : this.context.clock.now() - this.unassignedSince;
     const bound = `assignment_timeout ${formatDuration(this.assignmentTimeout)}`;
+    // Since when, not for how long: the reason stays the same from one probe to the next while nothing changes.
+    const since = this.unassignedSince === undefined ? '' : ` since ${isoTime(this.unassignedSince)}`;
     if (!this.assignedOnce) {
       const past = waited >= this.assignmentTimeout ? `, over its ${bound} (a rebalance that does not end, a group it cannot join, or an earlier member of it whose session has not expired)` : '';
-      return { ready: false, detail: `waiting for the group's first assignment (group '${this.config.group}', ${subscriptionNamed(this.config)}) for ${formatDuration(waited)}${past}` };
+      return { ready: false, detail: `waiting for the group's first assignment (group '${this.config.group}', ${subscriptionNamed(this.config)})${since}${past}` };
     }
     if (waited >= this.assignmentTimeout) {
-      return { ready: false, detail: `no partitions assigned by group '${this.config.group}' for ${formatDuration(waited)}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
+      return { ready: false, detail: `no partitions assigned by group '${this.config.group}'${since}, over its ${bound} (a rebalance that does not end, or a group it cannot join)` };
+    }
+    if (this.restoring.size > 0) {
+      const steps = [...this.restoring];
+      const ids = [...new Set(steps.flatMap((step) => step.ids))];
+      const first = Math.min(...steps.map((step) => step.since));
+      return { ready: false, detail: `restoring the scale_out state of partition${ids.length === 1 ? '' : 's'} ${ids.join(', ')} (none of them is read until it is restored) since ${isoTime(first)}` };
     }
     return this.healthy;
   }
@@ -1877,7 +1892,17 @@ class KafkaSource {
     this.noteAssignment(error.code, assignment);
     if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
       const listener = this.listener;
-      return this.inTurn(error.code === ErrorCode.ASSIGN_PARTITIONS ? () => this.assignWithState(listener, assignment) : () => this.revokeWithState(listener, assignment));
+      if (error.code === ErrorCode.REVOKE_PARTITIONS) return this.inTurn(() => this.revokeWithState(listener, assignment));
+      // Not ready from the assignment's arrival until its partitions' state is restored and they are read (health).
+      const step = { ids: assignment.map(partitionId), since: this.context.clock.now() };
+      if (step.ids.length > 0) this.restoring.add(step);
+      return this.inTurn(async () => {
+        try {
+          await this.assignWithState(listener, assignment);
+        } finally {
+          this.restoring.delete(step);
+        }
+      });
     }
     if (error.code !== ErrorCode.ASSIGN_PARTITIONS && error.code !== ErrorCode.REVOKE_PARTITIONS) {
       this.context.logger.warn({ err: error.message }, 'kafka rebalance error');
@@ -2565,8 +2590,18 @@ class KafkaSource {
   }
 }
 
+/** A clock reading as /readyz's reasons name a moment: ISO 8601, UTC. */
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** A partition's id as scale_out names it (PartitionAssignment.id): its state's folder under `state_dir`. */
+function partitionId(tp: RdKafka.TopicPartition): string {
+  return `${tp.topic}-${tp.partition}`;
+}
+
 function newPartitionState(tp: RdKafka.TopicPartition, now: number, assigned: boolean): PartitionState {
-  return { topic: tp.topic, partition: tp.partition, id: `${tp.topic}-${tp.partition}`, fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, releasedInRound: -1, committing: undefined, endSeen: -1, highSeen: -1 };
+  return { topic: tp.topic, partition: tp.partition, id: partitionId(tp), fetched: undefined, next: undefined, maxTime: -Infinity, lastActivity: now, unfetched: false, assigned, atEnd: false, assignment: 0, releasedInRound: -1, committing: undefined, endSeen: -1, highSeen: -1 };
 }
 
 /** A record's key as its dead letter carries it: text, or its exact bytes in base64 where they are not UTF-8 text; none for a null key. */
