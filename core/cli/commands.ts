@@ -43,6 +43,22 @@ function withProgress<T>(argv: Argv<T>, shown: string): Argv<T & ProgressOptions
     .check((parsed) => durationProblem('--progress-interval', parsed['progress-interval'], 1, timerDurationMax) ?? true) as Argv<T & ProgressOptions>;
 }
 
+interface LockWaitOptions {
+  'lock-wait': string;
+}
+
+/** `--lock-wait` of `run` and `backtest`, both of which write outputs another host may hold (RunOptions.lockWaitMs). */
+function withLockWait<T>(argv: Argv<T>): Argv<T & LockWaitOptions> {
+  return argv
+    .option('lock-wait', {
+      type: 'string',
+      default: '0s',
+      describe:
+        "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
+    })
+    .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? true) as Argv<T & LockWaitOptions>;
+}
+
 /** A usage error for a duration option below `least` ms, above `most` (a timer's: timerDurationMax) or not a duration at all; undefined when it is fine. */
 function durationProblem(option: string, value: string, least: number, most?: string): string | undefined {
   let ms: number;
@@ -118,20 +134,14 @@ export async function main(args: string[]): Promise<number> {
       'run <targets..>',
       'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
       (argv) =>
-        withProgress(withCommon(named('run', argv)), 'a progress line')
+        withLockWait(withProgress(withCommon(named('run', argv)), 'a progress line'))
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('e.g. sources[0].events=1000'))
           .option('http-port', { type: 'string', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
           .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
-          .option('lock-wait', {
-            type: 'string',
-            default: '0s',
-            describe:
-              "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
-          })
-          .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? portProblem('--http-port', parsed['http-port']) ?? true),
+          .check((parsed) => portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
         exitCode = await runPipelineCommand({
           targets: argv.targets,
@@ -150,7 +160,7 @@ export async function main(args: string[]): Promise<number> {
       'backtest <file>',
       'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
-        withProgress(withCommon(named('backtest', argv)), 'a progress bar')
+        withLockWait(withProgress(withCommon(named('backtest', argv)), 'a progress bar'))
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
@@ -166,6 +176,7 @@ export async function main(args: string[]): Promise<number> {
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
           ...progress(argv),
+          lockWaitMs: parseDuration(argv['lock-wait']),
         });
       },
     )
