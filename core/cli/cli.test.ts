@@ -791,3 +791,21 @@ test('scale_out config errors are config errors (exit 2): a source that is not p
   assert.ok(!/restart/i.test(run.stderr), run.stderr);
   assert.equal(existsSync(join(folder, 'out.jsonl')), false);
 });
+
+test('docs --out that cannot be written (a folder, a missing folder, a file on its way) is a usage error: one line naming --out, exit 2, no stack (was exit 1 with a stack trace)', () => {
+  const file = pipeline('docs-out-blocker.yaml', 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: stdout}]\n');
+  const cases: [string, RegExp][] = [
+    [dir, /^--out .* is a folder; name a file$/],
+    [join(dir, 'no-such-folder', 'ref.md'), /^--out .*ref\.md: its folder .*no-such-folder does not exist$/],
+    [join(file, 'ref.md'), /^--out .*ref\.md cannot be written: ENOTDIR: /],
+  ];
+  for (const [out, message] of cases) {
+    const result = tributary('docs', '--out', out);
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code: string; msg: string; err?: unknown });
+    assert.equal(records.length, 1, result.stderr);
+    assert.equal(records[0]!.code, 'TRIB_ERR_USAGE');
+    assert.match(records[0]!.msg, message);
+    assert.equal(records[0]!.err, undefined, 'no stack');
+  }
+});

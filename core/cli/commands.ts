@@ -16,6 +16,7 @@ import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } fr
 import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
 import { defaultProgressInterval, progressForm } from './progress.js';
@@ -97,6 +98,22 @@ function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
     .option('plugin', { type: 'array', string: true, nargs: 1, default: [] as string[], describe: 'Extra plugin module to load (npm package or path); repeatable.' }) as Argv<
     T & CommonOptions
   >;
+}
+
+/**
+ * Writes `docs --out FILE`. A file that cannot be written there (a folder, a folder missing on its way, no
+ * permission) is the command line's mistake: a usage error, exit 2 (was an error with its stack, exit 1).
+ */
+function writeOut(out: string, text: string): void {
+  try {
+    writeFileSync(out, text);
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (code === 'EISDIR') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out} is a folder; name a file`);
+    if (code === 'ENOENT') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out}: its folder ${dirname(resolve(out))} does not exist`);
+    if (code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out} cannot be written: ${message}`);
+    throw error;
+  }
 }
 
 let stdoutWatched = false;
@@ -239,7 +256,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) => withCommon(named('docs', argv)).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
       async (argv) => {
         const text = pipelineReference(await builtinRegistry(argv.plugin));
-        if (argv.out) writeFileSync(argv.out, text);
+        if (argv.out) writeOut(argv.out, text);
         else print(text);
       },
     )
