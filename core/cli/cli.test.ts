@@ -809,3 +809,20 @@ test('docs --out that cannot be written (a folder, a missing folder, a file on i
     assert.equal(records[0]!.err, undefined, 'no stack');
   }
 });
+
+test('a usage error is one line naming the option and its value: a negative duration (was `Unknown arguments: 5, s`) and a value not among the choices (was three lines)', () => {
+  const file = pipeline('usage-lines.yaml', 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: stdout}]\n');
+  const cases: [string[], string][] = [
+    [['run', file, '--lock-wait', '-5s'], '--lock-wait -5s: not a duration (use e.g. 500ms, 10s, 1m)'],
+    [['backtest', file, '--input', file, '--progress-interval', '-1s'], '--progress-interval -1s: not a duration above 0 (use e.g. 500ms, 10s, 1m)'],
+    [['run', file, '--http-port', '-1'], '--http-port -1: not a port (a whole number from 0 to 65535; 0: any free port)'],
+    [['backtest', file, '--input', file, '--format', 'xml'], '--format xml: not one of jsonl, csv'],
+    [['run', file, '--log-level', 'loud'], '--log-level loud: not one of trace, debug, info, warn, error, fatal, silent'],
+  ];
+  for (const [args, message] of cases) {
+    const result = tributary(...args);
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code: string; msg: string });
+    assert.deepEqual(records.map(({ code, msg }) => [code, msg]), [['TRIB_ERR_USAGE', message]], args.join(' '));
+  }
+});

@@ -133,6 +133,36 @@ function print(text: string): void {
   process.stdout.write(text);
 }
 
+/**
+ * The command line with a negative value of an option joined to it (`--lock-wait -5s` as `--lock-wait=-5s`):
+ * the parser reads `-5s` as the short flags -5 and -s, and said `Unknown arguments: 5, s`, naming neither the
+ * option nor its value; joined, the option's own check says what is wrong with it.
+ */
+function negativeValuesJoined(args: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (/^--[a-z][a-z-]*$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
+/**
+ * A parser's usage message as one line (a log record's `msg`, a terminal's line): its `Invalid values:` lines
+ * said as `--format xml: not one of jsonl, csv` (was three lines, the option without its dashes).
+ */
+function usageLine(message: string): string {
+  const invalid = [...message.matchAll(/Argument: ([^,]+), Given: (.*), Choices: (.*)/g)].map(
+    ([, option, given, choices]) => `--${option} ${given!.replace(/^"(.*)"$/, '$1')}: not one of ${choices!.replace(/"/g, '')}`,
+  );
+  if (message.startsWith('Invalid values:') && invalid.length > 0) return invalid.join('; ');
+  return message.split('\n').map((line) => line.trim()).filter(Boolean).join(' ');
+}
+
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
   const progress = (argv: ProgressOptions) => ({ progress: progressForm(argv.progress, process.stderr.isTTY === true), progressIntervalMs: parseDuration(argv['progress-interval']) });
@@ -144,7 +174,7 @@ export async function main(args: string[]): Promise<number> {
     usageHelp = `tributary ${name} --help`;
     return argv;
   };
-  const parser = yargs(args)
+  const parser = yargs(negativeValuesJoined(args))
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
     .command(
@@ -285,7 +315,7 @@ export async function main(args: string[]): Promise<number> {
       // A command's own failure passes through (reported below). yargs hands a failed check() its message
       // as `error` (a string) and calls this again with what it threw: one usage error, reported once.
       if (error instanceof TributaryError || (error instanceof Error && error.name !== 'YError')) throw error;
-      throw new TributaryError('TRIB_ERR_USAGE', message || String(error));
+      throw new TributaryError('TRIB_ERR_USAGE', usageLine(message || String(error)));
     });
   try {
     await parser.parseAsync();
