@@ -826,3 +826,16 @@ test('a usage error is one line naming the option and its value: a negative dura
     assert.deepEqual(records.map(({ code, msg }) => [code, msg]), [['TRIB_ERR_USAGE', message]], args.join(' '));
   }
 });
+
+test('a checkpoint folder that cannot be made as a file is in its place or on its way (--checkpoint-dir or checkpoint.dir) stops the run for a person: TRIB_ERR_CHECKPOINT, exit 2, one line, no restarts (was exit 1 with a stack, after 10 restarts for checkpoint.dir)', () => {
+  const blocker = pipeline('cp-blocker.txt', 'a file\n');
+  const file = pipeline('cp-blocked.yaml', 'name: cp-blocked\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: cp-blocked.jsonl}]\n');
+  const checkpointed = pipeline('cp-blocked-own.yaml', `name: cp-blocked\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: cp-blocked.jsonl}]\ncheckpoint: {dir: ${join(blocker, 'cp')}, interval: 1m}\n`);
+  for (const args of [[file, '--checkpoint-dir', join(blocker, 'cp')], [file, '--checkpoint-dir', blocker], [checkpointed]]) {
+    const result = tributary('run', ...args, '--log-level', 'warn');
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code?: string; msg: string; err?: unknown });
+    assert.deepEqual(records.map(({ code, err }) => [code, err]), [['TRIB_ERR_CHECKPOINT', undefined]], result.stderr);
+    assert.match(records[0]!.msg, /the checkpoint folder .*cp-blocker\.txt(\/cp)? cannot be made: it, or a folder on its way to it, is a file \((ENOTDIR|EEXIST): .*\): name another \(checkpoint\.dir, --checkpoint-dir\)$/);
+  }
+});
