@@ -181,7 +181,7 @@ export interface PluginContext {
   readonly signal?: AbortSignal;
   /**
    * How long the run waits, in milliseconds, for a lock that another host's process holds on something
-   * it writes (`tributary run --lock-wait`, which the checkpoint folder waits under too): such a lock is
+   * it writes (`--lock-wait` of `tributary run` and `tributary backtest`, which the checkpoint folder waits under too): such a lock is
    * taken over once its holder stops renewing it (takeLockWaiting: its node died). 0 or undefined:
    * refused at once. A plugin that locks an output waits that long (a stop, `signal`, ends the wait),
    * then fails for a person (exit 2): a restart would meet the same live holder.

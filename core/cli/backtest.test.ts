@@ -778,3 +778,24 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
     assert.equal(asked.status, 1, asked.stderr);
   }
 });
+
+test("backtest --lock-wait: an output file another host's process writes (its lock renewed) is waited for up to --lock-wait, as run waits, then refused (exit 2, TRIB_ERR_OUTPUT_LOCKED); a bad duration is a usage error (was: no such option, refused at once)", (t) => {
+  const dir = tempFolder(t, 'backtest-lock-wait');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${shopperLines(5, 20, 200).join('\n')}\n`);
+  writeFileSync(join(dir, 'p.yaml'), 'name: bt\nsources: [{type: stdin, format: jsonl}]\nsinks: [{type: file, path: out.jsonl}]\n');
+  const out = join(dir, 'out.jsonl');
+  writeFileSync(`${out}.lock`, `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
+  const began = Date.now();
+  const run = spawnSync(process.execPath, [main, 'backtest', 'p.yaml', '--input', data, '--report', 'r', '--lock-wait', '1s'], { encoding: 'utf8', cwd: dir, timeout: 30_000 });
+  assert.equal(run.status, 2, run.stderr);
+  assert.ok(Date.now() - began >= 1000, 'it waited');
+  const logged = records(run.stderr);
+  assert.ok(logged.some((entry) => entry.level === 40 && /^file sink: .* is written by pid 4242 on node-7 .*; waiting for it, up to 1 s in all$/.test(entry.msg)), run.stderr);
+  assert.ok(logged.some((entry) => entry.level === 50 && /^pipeline bt: TRIB_ERR_OUTPUT_LOCKED: /.test(entry.msg)), run.stderr);
+  assert.equal(existsSync(out), false, 'nothing written');
+  assert.equal(existsSync(join(dir, 'r')), false, 'no report');
+  const bad = spawnSync(process.execPath, [main, 'backtest', 'p.yaml', '--input', data, '--lock-wait', '5 parsecs'], { encoding: 'utf8', cwd: dir });
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /--lock-wait 5 parsecs: not a duration/);
+});

@@ -40,6 +40,8 @@ export interface BacktestCommandOptions {
   progress: ProgressForm;
   /** How often a progress record is written (`progress: 'records'`). */
   progressIntervalMs: number;
+  /** How long to wait for an output file another host's process holds (`--lock-wait`, as `run`'s). */
+  lockWaitMs?: number;
 }
 
 /** `metrics.json`, exactly. */
@@ -212,7 +214,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest', internal: true });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
-  const runner = new PipelineRunner(loaded, { logger, replay: true });
+  const runner = new PipelineRunner(loaded, { logger, replay: true, ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;

@@ -791,3 +791,51 @@ test('scale_out config errors are config errors (exit 2): a source that is not p
   assert.ok(!/restart/i.test(run.stderr), run.stderr);
   assert.equal(existsSync(join(folder, 'out.jsonl')), false);
 });
+
+test('docs --out that cannot be written (a folder, a missing folder, a file on its way) is a usage error: one line naming --out, exit 2, no stack (was exit 1 with a stack trace)', () => {
+  const file = pipeline('docs-out-blocker.yaml', 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: stdout}]\n');
+  const cases: [string, RegExp][] = [
+    [dir, /^--out .* is a folder; name a file$/],
+    [join(dir, 'no-such-folder', 'ref.md'), /^--out .*ref\.md: its folder .*no-such-folder does not exist$/],
+    [join(file, 'ref.md'), /^--out .*ref\.md cannot be written: ENOTDIR: /],
+  ];
+  for (const [out, message] of cases) {
+    const result = tributary('docs', '--out', out);
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code: string; msg: string; err?: unknown });
+    assert.equal(records.length, 1, result.stderr);
+    assert.equal(records[0]!.code, 'TRIB_ERR_USAGE');
+    assert.match(records[0]!.msg, message);
+    assert.equal(records[0]!.err, undefined, 'no stack');
+  }
+});
+
+test('a usage error is one line naming the option and its value: a negative duration (was `Unknown arguments: 5, s`) and a value not among the choices (was three lines)', () => {
+  const file = pipeline('usage-lines.yaml', 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: stdout}]\n');
+  const cases: [string[], string][] = [
+    [['run', file, '--lock-wait', '-5s'], '--lock-wait -5s: not a duration (use e.g. 500ms, 10s, 1m)'],
+    [['backtest', file, '--input', file, '--progress-interval', '-1s'], '--progress-interval -1s: not a duration above 0 (use e.g. 500ms, 10s, 1m)'],
+    [['run', file, '--http-port', '-1'], '--http-port -1: not a port (a whole number from 0 to 65535; 0: any free port)'],
+    [['backtest', file, '--input', file, '--format', 'xml'], '--format xml: not one of jsonl, csv'],
+    [['run', file, '--log-level', 'loud'], '--log-level loud: not one of trace, debug, info, warn, error, fatal, silent'],
+  ];
+  for (const [args, message] of cases) {
+    const result = tributary(...args);
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code: string; msg: string });
+    assert.deepEqual(records.map(({ code, msg }) => [code, msg]), [['TRIB_ERR_USAGE', message]], args.join(' '));
+  }
+});
+
+test('a checkpoint folder that cannot be made as a file is in its place or on its way (--checkpoint-dir or checkpoint.dir) stops the run for a person: TRIB_ERR_CHECKPOINT, exit 2, one line, no restarts (was exit 1 with a stack, after 10 restarts for checkpoint.dir)', () => {
+  const blocker = pipeline('cp-blocker.txt', 'a file\n');
+  const file = pipeline('cp-blocked.yaml', 'name: cp-blocked\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: cp-blocked.jsonl}]\n');
+  const checkpointed = pipeline('cp-blocked-own.yaml', `name: cp-blocked\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: cp-blocked.jsonl}]\ncheckpoint: {dir: ${join(blocker, 'cp')}, interval: 1m}\n`);
+  for (const args of [[file, '--checkpoint-dir', join(blocker, 'cp')], [file, '--checkpoint-dir', blocker], [checkpointed]]) {
+    const result = tributary('run', ...args, '--log-level', 'warn');
+    assert.equal(result.status, 2, result.stderr);
+    const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { code?: string; msg: string; err?: unknown });
+    assert.deepEqual(records.map(({ code, err }) => [code, err]), [['TRIB_ERR_CHECKPOINT', undefined]], result.stderr);
+    assert.match(records[0]!.msg, /the checkpoint folder .*cp-blocker\.txt(\/cp)? cannot be made: it, or a folder on its way to it, is a file \((ENOTDIR|EEXIST): .*\): name another \(checkpoint\.dir, --checkpoint-dir\)$/);
+  }
+});

@@ -16,6 +16,7 @@ import { exitCodes, reportNeedsPerson, reportUsageError, runPipelineCommand } fr
 import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
 import { defaultProgressInterval, progressForm } from './progress.js';
@@ -41,6 +42,22 @@ function withProgress<T>(argv: Argv<T>, shown: string): Argv<T & ProgressOptions
     })
     .option('progress-interval', { type: 'string', default: defaultProgressInterval, describe: 'How often --progress writes a record where stderr is not a terminal (a duration: 500ms, 10s, 1m).' })
     .check((parsed) => durationProblem('--progress-interval', parsed['progress-interval'], 1, timerDurationMax) ?? true) as Argv<T & ProgressOptions>;
+}
+
+interface LockWaitOptions {
+  'lock-wait': string;
+}
+
+/** `--lock-wait` of `run` and `backtest`, both of which write outputs another host may hold (RunOptions.lockWaitMs). */
+function withLockWait<T>(argv: Argv<T>): Argv<T & LockWaitOptions> {
+  return argv
+    .option('lock-wait', {
+      type: 'string',
+      default: '0s',
+      describe:
+        "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
+    })
+    .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? true) as Argv<T & LockWaitOptions>;
 }
 
 /** A usage error for a duration option below `least` ms, above `most` (a timer's: timerDurationMax) or not a duration at all; undefined when it is fine. */
@@ -83,6 +100,22 @@ function withCommon<T>(argv: Argv<T>): Argv<T & CommonOptions> {
   >;
 }
 
+/**
+ * Writes `docs --out FILE`. A file that cannot be written there (a folder, a folder missing on its way, no
+ * permission) is the command line's mistake: a usage error, exit 2 (was an error with its stack, exit 1).
+ */
+function writeOut(out: string, text: string): void {
+  try {
+    writeFileSync(out, text);
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (code === 'EISDIR') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out} is a folder; name a file`);
+    if (code === 'ENOENT') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out}: its folder ${dirname(resolve(out))} does not exist`);
+    if (code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new TributaryError('TRIB_ERR_USAGE', `--out ${out} cannot be written: ${message}`);
+    throw error;
+  }
+}
+
 let stdoutWatched = false;
 
 /**
@@ -100,6 +133,36 @@ function print(text: string): void {
   process.stdout.write(text);
 }
 
+/**
+ * The command line with a negative value of an option joined to it (`--lock-wait -5s` as `--lock-wait=-5s`):
+ * the parser reads `-5s` as the short flags -5 and -s, and said `Unknown arguments: 5, s`, naming neither the
+ * option nor its value; joined, the option's own check says what is wrong with it.
+ */
+function negativeValuesJoined(args: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (/^--[a-z][a-z-]*$/.test(arg) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
+/**
+ * A parser's usage message as one line (a log record's `msg`, a terminal's line): its `Invalid values:` lines
+ * said as `--format xml: not one of jsonl, csv` (was three lines, the option without its dashes).
+ */
+function usageLine(message: string): string {
+  const invalid = [...message.matchAll(/Argument: ([^,]+), Given: (.*), Choices: (.*)/g)].map(
+    ([, option, given, choices]) => `--${option} ${given!.replace(/^"(.*)"$/, '$1')}: not one of ${choices!.replace(/"/g, '')}`,
+  );
+  if (message.startsWith('Invalid values:') && invalid.length > 0) return invalid.join('; ');
+  return message.split('\n').map((line) => line.trim()).filter(Boolean).join(' ');
+}
+
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = exitCodes.ok;
   const progress = (argv: ProgressOptions) => ({ progress: progressForm(argv.progress, process.stderr.isTTY === true), progressIntervalMs: parseDuration(argv['progress-interval']) });
@@ -111,27 +174,21 @@ export async function main(args: string[]): Promise<number> {
     usageHelp = `tributary ${name} --help`;
     return argv;
   };
-  const parser = yargs(args)
+  const parser = yargs(negativeValuesJoined(args))
     .scriptName('tributary')
     .usage('$0 <command> [options]\n\nContinuous churn and purchase-intent prediction on clickstreams.')
     .command(
       'run <targets..>',
       'Run pipelines (files, or folders of .yaml files, all in one process). With finite sources it exits when they are drained and prints a summary.',
       (argv) =>
-        withProgress(withCommon(named('run', argv)), 'a progress line')
+        withLockWait(withProgress(withCommon(named('run', argv)), 'a progress line'))
           .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('e.g. sources[0].events=1000'))
           .option('http-port', { type: 'string', describe: 'Serve /healthz, /readyz and /metrics on this port (0: any free port).' })
           .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind the HTTP endpoint to.' })
           .option('checkpoint-dir', { type: 'string', describe: "Checkpoint folder, overriding the pipeline's `checkpoint.dir` (one sub-folder per pipeline when several run)." })
           .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
-          .option('lock-wait', {
-            type: 'string',
-            default: '0s',
-            describe:
-              "Wait up to this long (e.g. 15m) for a checkpoint folder or an output file another host's process holds: its lock is taken over once not renewed for 10 minutes (its node died). 0s: refused at once (exit 2). A process of this host is refused at once.",
-          })
-          .check((parsed) => durationProblem('--lock-wait', parsed['lock-wait'], 0) ?? portProblem('--http-port', parsed['http-port']) ?? true),
+          .check((parsed) => portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
         exitCode = await runPipelineCommand({
           targets: argv.targets,
@@ -150,7 +207,7 @@ export async function main(args: string[]): Promise<number> {
       'backtest <file>',
       'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json and DIR/report.html.',
       (argv) =>
-        withProgress(withCommon(named('backtest', argv)), 'a progress bar')
+        withLockWait(withProgress(withCommon(named('backtest', argv)), 'a progress bar'))
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
@@ -166,6 +223,7 @@ export async function main(args: string[]): Promise<number> {
           plugins: argv.plugin,
           logLevel: argv['log-level'] as LevelWithSilent,
           ...progress(argv),
+          lockWaitMs: parseDuration(argv['lock-wait']),
         });
       },
     )
@@ -228,7 +286,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) => withCommon(named('docs', argv)).option('out', { type: 'string', describe: 'Write to this file instead of standard output.' }),
       async (argv) => {
         const text = pipelineReference(await builtinRegistry(argv.plugin));
-        if (argv.out) writeFileSync(argv.out, text);
+        if (argv.out) writeOut(argv.out, text);
         else print(text);
       },
     )
@@ -257,7 +315,7 @@ export async function main(args: string[]): Promise<number> {
       // A command's own failure passes through (reported below). yargs hands a failed check() its message
       // as `error` (a string) and calls this again with what it threw: one usage error, reported once.
       if (error instanceof TributaryError || (error instanceof Error && error.name !== 'YError')) throw error;
-      throw new TributaryError('TRIB_ERR_USAGE', message || String(error));
+      throw new TributaryError('TRIB_ERR_USAGE', usageLine(message || String(error)));
     });
   try {
     await parser.parseAsync();

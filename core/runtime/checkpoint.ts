@@ -100,7 +100,7 @@ export class CheckpointStore {
       names = await readdir(this.dir);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
+      throw this.notAFolder(error) ?? error;
     }
     return names
       .map((name) => namePattern.exec(name))
@@ -158,7 +158,27 @@ export class CheckpointStore {
     return { pipeline, logger, user: 'checkpoints', heldAs: 'used', shared: false, readOnly: 'thrown' };
   }
 
+  /**
+   * A file where the folder is, or on its way to it (ENOTDIR; EEXIST from a mkdir): no folder can be made
+   * there, restart or not, so a person's to mend (exit 2; was restarts, then exit 1). Undefined for any other error.
+   */
+  private notAFolder(error: unknown): TributaryError | undefined {
+    for (let at: unknown = error; at instanceof Error; at = at.cause) {
+      const { code, syscall } = at as NodeJS.ErrnoException;
+      if (code === 'ENOTDIR' || (code === 'EEXIST' && syscall === 'mkdir')) {
+        return new TributaryError(
+          'TRIB_ERR_CHECKPOINT',
+          `the checkpoint folder ${this.dir} cannot be made: it, or a folder on its way to it, is a file (${at.message}): name another (checkpoint.dir, --checkpoint-dir)`,
+          { cause: error },
+        );
+      }
+    }
+    return undefined;
+  }
+
   private refusal(error: unknown): unknown {
+    const notAFolder = this.notAFolder(error);
+    if (notAFolder) return notAFolder;
     // A folder the process may not make or write in (no permission, a read-only mount) holds no checkpoint:
     // a person mends it, no restart does. A full disk (ENOSPC) or a network volume's hiccup stays a failure a restart may mend.
     const readOnly = readOnlyCause(error);

@@ -60,6 +60,31 @@ async function importOptional(specifier: string): Promise<void> {
   await import(specifier);
 }
 
+/** The optional packages a backend imports, where it needs any (the others are dependencies). */
+const optionalPackages: Partial<Record<BackendName, readonly string[]>> = {
+  'tensorflow-gpu': ['@tensorflow/tfjs-node-gpu'],
+  tensorflow: ['@tensorflow/tfjs-node'],
+  webgpu: ['webgpu', '@tensorflow/tfjs-backend-webgpu'],
+};
+
+/**
+ * The optional packages a backend named in the config needs that are not installed, resolved as its
+ * import resolves them (none for `auto`, which skips a backend whose package is missing). Asked by the
+ * models' factories, so a named backend that cannot load is a config error at its field (exit 2), not
+ * a failure as the stage opens (exit 1, and restarts that meet it alike).
+ */
+export function missingPackages(choice: BackendChoice): string[] {
+  if (choice === 'auto') return [];
+  return (optionalPackages[choice] ?? []).filter((specifier) => {
+    try {
+      import.meta.resolve(specifier);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    }
+  });
+}
+
 /** A package an import did not find (an optional one, not installed). */
 export const isMissingPackage = (error: unknown): boolean => /Cannot find (module|package)/i.test((error as Error | undefined)?.message ?? String(error));
 

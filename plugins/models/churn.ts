@@ -380,8 +380,22 @@ function lateReturnGrace(summary: SessionizerSummary): number {
 /** The time between a session's start and the end of the user's session before it (0: none before, or they overlap). */
 const gapAfter = (previousEnd: number | undefined, start: number): number => (previousEnd !== undefined ? Math.max(0, start - previousEnd) : 0);
 
+const sharedLabelBuffer = modelOperatorProperties.label_buffer;
+
 /** churn-model's own fields, beside the shared ones (a custom churn model's too). */
 export const churnProperties = {
+  // The shared field, its default said as churn's (createChurnModel raises the timeout to twice the horizon).
+  label_buffer: {
+    ...sharedLabelBuffer,
+    properties: {
+      ...sharedLabelBuffer.properties,
+      timeout: {
+        ...sharedLabelBuffer.properties.timeout,
+        description:
+          "Event time after which an unlabelled prediction is dropped (and counted). Raised to twice the `horizon` when shorter: a churner's label comes only once the horizon has passed. Default: twice the horizon (14d with the default horizon of 7d), at least 1d.",
+      },
+    },
+  },
   horizon: { $ref: 'tributary:duration', minDuration: '1ms', description: 'A user who starts no session within this time after a session ends has churned. Default: 7d.' },
   max_users: {
     type: 'integer',

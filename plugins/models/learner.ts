@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
-import { backendCode, useBackend, type BackendSelection } from './backend.js';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { backendCode, missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
@@ -397,6 +397,10 @@ export class OnlineLearner {
     /** A plugin's own model (defineModel) in place of the TF.js one `config.model` describes; it sees raw features. */
     private readonly custom?: CustomModelSource,
   ) {
+    // A backend named in the config whose packages are missing cannot run however often it restarts: said
+    // at the field as the pipeline starts (exit 2). A plugin's own model runs no TF.js.
+    const missing = custom ? [] : missingPackages(config.backend);
+    if (missing.length > 0) throw new PluginConfigError('backend', `backend ${config.backend} needs ${missing.join(' and ')}, not installed: npm install ${missing.join(' ')}, or use backend: auto`);
     this.prequential = new Prequential(config.metrics.window, config.metrics.calibrationBins, config.metrics.exactAucLimit);
     this.drift = createDriftDetector(config.drift);
     this.lossBlocks = new LossBlocks(config.drift.block);

@@ -2731,3 +2731,15 @@ test("a model's saved state of another kind fails runOperator's restore with the
     return true;
   });
 });
+
+test("label_buffer.timeout's described default is each task's: 1d for intent-model, twice the horizon for churn-model and a custom churn model (was: 1d for churn too, which raises it to 14d by default)", () => {
+  const timeoutText = (properties: Record<string, unknown>): string =>
+    (properties.label_buffer as { properties: { timeout: { description: string } } }).properties.timeout.description;
+  assert.match(timeoutText(intentModel.config.properties as Record<string, unknown>), /Default: 1d\.$/);
+  const customChurn = defineModel<Record<string, never>>({ name: 'churn-rule', task: 'churn', summary: 'A rule.', config: { type: 'object', properties: {} }, create: () => ({ predict: () => 0.5 }) });
+  for (const plugin of [churnModel, customChurn]) {
+    const text = timeoutText(plugin.config.properties as Record<string, unknown>);
+    assert.doesNotMatch(text, /Default: 1d/, plugin.name);
+    assert.match(text, /Default: twice the horizon \(14d with the default horizon of 7d\), at least 1d\.$/, plugin.name);
+  }
+});

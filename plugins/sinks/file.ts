@@ -286,7 +286,7 @@ async function lockOutputWaiting(path: string, context: PluginContext): Promise<
  */
 function outputRefusal(error: unknown): unknown {
   if (!(error instanceof LockRefusedError)) return error;
-  const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (tributary run --lock-wait, e.g. 15m)';
+  const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (--lock-wait of tributary run or backtest, e.g. 15m)';
   const message =
     `${error.message}. Stop that process or give this sink another path ` +
     `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file${orWait}`;
