@@ -421,12 +421,37 @@ function holdLock(lockPath: string, holder: LockHolder): void {
   }, LOCK_RENEW_MS).unref();
 }
 
+/** Whether a lock file's holder is this one (the same taking: pid, host and when it was taken). */
+const sameTaking = (found: LockHolder | undefined, ours: LockHolder): boolean => found?.pid === ours.pid && found.host === ours.host && found.since === ours.since;
+
+/**
+ * Checks that this process still holds `lockPath` (taken with {@link takeLock}) before it writes under
+ * it: `held` where the file names this process. One that is gone (removed by hand: the folder deleted
+ * under a running daemon) is made again, folder too, with the same holder: `retaken`, for the caller to
+ * warn. Without it a second process would take the thing while this one writes on in it. `lost` where
+ * the file now names another process (it took the thing once the file was gone), or where this process
+ * holds no such lock.
+ */
+export function keepLock(lockPath: string): { kept: 'held' | 'retaken' } | { kept: 'lost'; holder: LockHolder | undefined } {
+  const ours = heldLocks.get(lockPath)?.holder;
+  if (ours === undefined) return { kept: 'lost', holder: undefined };
+  const found = (): { kept: 'held' } | { kept: 'lost'; holder: LockHolder | undefined } => {
+    const text = readText(lockPath);
+    const holder = text === undefined ? undefined : parseLock(text);
+    return sameTaking(holder, ours) ? { kept: 'held' } : { kept: 'lost', holder };
+  };
+  if (statOf(lockPath) !== undefined) return found();
+  makeFolderDurablySync(dirname(lockPath));
+  // Else made by another taker as we looked.
+  return createLockFile(lockPath, ours) ? { kept: 'retaken' } : found();
+}
+
 /** Removes the lock if it is still this process's (not one a user removed and another process took since). */
 function removeOwnLock(lockPath: string): void {
   const ours = heldLocks.get(lockPath)?.holder;
   const text = readText(lockPath);
   const found = text === undefined ? undefined : parseLock(text);
-  if (ours === undefined || found?.pid !== ours.pid || found.host !== ours.host || found.since !== ours.since) return;
+  if (ours === undefined || !sameTaking(found, ours)) return;
   try {
     unlinkSync(lockPath);
   } catch {

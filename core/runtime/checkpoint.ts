@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { fileSystemErrorAt, TributaryError } from '../errors.js';
-import { isRunning, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
+import { isRunning, keepLock, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
 import type { SourcePosition } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
@@ -112,6 +112,8 @@ export class CheckpointStore {
   private swept = false;
   /** Whether this process holds the folder's lock (claim): then no other process writes in it. */
   private claimed = false;
+  /** The claiming run's logger, for what {@link keepClaim} finds. */
+  private claimLogger: Logger | undefined;
 
   /** The folder's lock file: a checkpoint folder has one writing process. */
   get lockFile(): string {
@@ -126,6 +128,7 @@ export class CheckpointStore {
    * Partition stores (scale_out) are shared by the group's members by design and never claimed.
    */
   claim(pipeline: string, logger: Logger): void {
+    this.claimLogger = logger;
     try {
       this.claimed = takeLock(this.lockFile, `checkpoint folder ${this.dir}`, this.lockOptions(pipeline, logger));
     } catch (error) {
@@ -140,6 +143,7 @@ export class CheckpointStore {
    * run is to end as stopped before it started, the folder left to its holder.
    */
   async claimWaiting(pipeline: string, logger: Logger, wait: { ms: number; signal?: AbortSignal }): Promise<boolean> {
+    this.claimLogger = logger;
     try {
       this.claimed = await takeLockWaiting(this.lockFile, `checkpoint folder ${this.dir}`, {
         ...this.lockOptions(pipeline, logger),
@@ -197,6 +201,28 @@ export class CheckpointStore {
       `${error.message}. Two pipelines writing one checkpoint folder overwrite each other's checkpoints: give each its own checkpoint.dir (or --checkpoint-dir), or stop the other; if no such process runs, remove the lock file${orWait}`,
       { cause: error },
     );
+  }
+
+  /**
+   * Before each write to the folder claimed: its lock must still be this process's. A folder deleted
+   * while the run wrote in it (its lock with it) is made again with its lock, warned, rather than
+   * written on unlocked, where a second daemon would take it and the two prune each other's files.
+   * One that another process took meanwhile is not written in: a failed checkpoint, naming it.
+   */
+  private keepClaim(): void {
+    const lock = keepLock(this.lockFile);
+    if (lock.kept === 'retaken') {
+      this.claimLogger?.warn(
+        { dir: this.dir, lock: this.lockFile },
+        `checkpoints: the lock file ${this.lockFile} was removed while this run held the folder (the folder deleted?): taken again; the checkpoints removed with it are gone, and a restart resumes from those written from now on`,
+      );
+    } else if (lock.kept === 'lost') {
+      const holder = lock.holder;
+      const who = holder === undefined ? 'another process (its lock file is unreadable or being written)' : `pid ${holder.pid} on ${holder.host} (pipeline '${holder.pipeline}', since ${holder.since})`;
+      throw new Error(
+        `the checkpoint folder ${this.dir} is no longer this process's: its lock file ${this.lockFile} was removed while this run held it, and ${who} took it since. Two processes writing one folder prune each other's checkpoints: stop one of them`,
+      );
+    }
   }
 
   /** Gives the folder's lock up (see {@link claim}). */
@@ -259,6 +285,7 @@ export class CheckpointStore {
     retain: ReadonlySet<number>,
     removable: (sequence: number) => boolean,
   ): Promise<{ file: string; sequence: number; sha256: string; bytes: number; removed: number[] }> {
+    if (this.claimed) this.keepClaim();
     await makeFolderDurably(this.dir);
     if (!this.swept) {
       // Half-written files of a process that died while writing (kill -9): never read, as big as a checkpoint.

@@ -2,10 +2,11 @@ import { after, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { hostname } from 'node:os';
+import { pino } from 'pino';
 import { basename, join } from 'node:path';
 import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
@@ -249,6 +250,32 @@ test('a checkpoint store keeps the newest `keep` checkpoints and those it is tol
   // Told nothing to retain, it prunes by age again.
   await store.write(body(6));
   assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000005.json', 'checkpoint-0000000006.json']);
+});
+
+test("a checkpoint folder deleted while the run holds it is made again with its lock (warned), so a second daemon is still refused; one another process took meanwhile is not written in", async () => {
+  const folder = join(mkdtempSync(join(dir, 'deleted-')), 'checkpoints');
+  const body = (n: number) => JSON.stringify({ pipeline: 'p', createdAt: '', sources: { s: { n } }, operators: {}, counters: {} });
+  const warned: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push((JSON.parse(line) as { msg: string }).msg) });
+  const store = new CheckpointStore(folder, 2);
+  store.claim('p', logger);
+  const lock = join(folder, 'checkpoints.lock');
+  const ours = readFileSync(lock, 'utf8');
+  await store.write(body(1));
+  rmSync(folder, { recursive: true });
+  await store.write(body(2));
+  // Before: the folder was made again without its lock, and not a word said.
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoints.lock']);
+  assert.equal(readFileSync(lock, 'utf8'), ours, 'the same holder');
+  assert.match(warned.join('\n'), /the lock file .*checkpoints\.lock was removed while this run held the folder \(the folder deleted\?\): taken again/);
+  assert.throws(() => new CheckpointStore(folder).claim('other', silentLogger), /is used by this process already/);
+  // Removed again, and taken by another process before the next checkpoint: that one is its now.
+  rmSync(lock);
+  writeFileSync(lock, JSON.stringify({ pid: process.ppid, host: hostname(), pipeline: 'other', since: '2026-01-01T00:00:00.000Z' }));
+  await assert.rejects(store.write(body(3)), /the checkpoint folder .* is no longer this process's: .* pid \d+ on .* \(pipeline 'other', since 2026-01-01T00:00:00\.000Z\) took it since/);
+  assert.deepEqual(readdirSync(folder).sort(), ['checkpoint-0000000001.json', 'checkpoints.lock'], 'nothing written or pruned');
+  store.release();
+  assert.ok(existsSync(lock), "the other process's lock is left to it");
 });
 
 test('a checkpoint folder has one writer: a second daemon given it fails at its start (exit 2) naming the folder and the holder, and the first one\'s checkpoints are left alone; so does a second pipeline of one process', async (t) => {

@@ -817,6 +817,15 @@ export class OnlineLearner {
       this.awaitingHead = 0;
       return undefined;
     }
+    // The slots passed still hold their released samples (and the slabs of their rows). Labels come
+    // about in order and expire() runs at every watermark, so the head moves on while an awaited sample
+    // is always behind it and the queue never empties: without this it kept every prediction since the
+    // start. Once they are half the queue they go, order kept (amortised: each slot is moved at most once per passing).
+    if (this.awaitingHead >= 1024 && this.awaitingHead * 2 >= queue.length) {
+      queue.copyWithin(0, this.awaitingHead);
+      queue.length -= this.awaitingHead;
+      this.awaitingHead = 0;
+    }
     return queue[this.awaitingHead];
   }
 

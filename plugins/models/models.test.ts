@@ -2743,3 +2743,21 @@ test("label_buffer.timeout's described default is each task's: 1d for intent-mod
     assert.match(text, /Default: twice the horizon \(14d with the default horizon of 7d\), at least 1d\.$/, plugin.name);
   }
 });
+
+test('the label buffer lets go of predictions labelled in order while expire() runs: its queue stays about the size of what awaits (was: every prediction since the start, held in the queue)', async () => {
+  const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', batch: { max_size: 1, max_delay: 0 } }, 'buffer'), 'intent', testContext());
+  await learner.open();
+  const emit: Emit = () => undefined;
+  const values = new Float32Array([1, 0]);
+  const awaiting: ReturnType<OnlineLearner['submit']>[] = [];
+  // As a live daemon's models: each new prediction's label comes a few later, in order, and expire() runs at
+  // each watermark, so the oldest in the queue is always one still awaited.
+  for (let i = 0; i < 10_000; i++) {
+    awaiting.push(learner.submit({ id: `p${i}`, userId: `u${i}`, sessionId: `s${i}`, time: i * 1000, names: ['a', 'b'], values }, emit));
+    if (awaiting.length > 10) learner.label(awaiting.shift()!, i % 2, i * 1000, emit);
+    learner.expire((i - 3_600) * 1000);
+  }
+  const queue = (learner as unknown as { awaitingQueue: unknown[] }).awaitingQueue;
+  assert.ok(queue.length <= 2 * 1024 + 10, `${queue.length} slots in the queue for 10 predictions awaiting`);
+  await learner.close();
+});
