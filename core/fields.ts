@@ -284,34 +284,82 @@ function kindOf(value: unknown): string {
 const comparable = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 /**
- * The path (dotted, as a mapping names it) of a value in `record` that a mapping most likely meant by
- * `name`, which the record lacks: one that reads as `name` letters and digits alone (`user.id`, `userId` or
- * `User ID` for `user_id`), or whose last step is `name`'s (`event.product.price` for `price`). Breadth first
- * (the shortest such path), through own fields of objects at most four levels down, at most 256 fields
- * looked at; values that are objects, lists, null or empty text are passed over. For a rejection's reason, never per event read.
+ * The path (as a mapping names it) of a value in `record` that a mapping most likely meant by `name`,
+ * which the record lacks: one that reads as `name` letters and digits alone (`user.id`, `userId` or
+ * `User ID` for `user_id`), or whose last step is `name`'s (`event.product.price` for `price`). Lists are
+ * looked into: by the element that names `name` in a field (`event_params[key="ga_session_id"].value.int_value`
+ * for `ga_session_id`: GA4's key/value lists, with the first value the element holds), else by the first
+ * element, where it is an object (`items[0].price` for `price`). Breadth first (the shortest such path),
+ * through own fields of objects at most four levels down, at most 256 fields looked at; values that are
+ * objects, lists, null or empty text are passed over. For a rejection's reason, never per event read.
  */
 export function similarFieldPath(record: object, name: string): string | undefined {
   const whole = comparable(name);
   const last = comparable(name.slice(name.lastIndexOf('.') + 1));
-  let level: [string, object][] = [['', record]];
-  let looked = 0;
+  const budget = { looked: 0 };
+  let level: [FieldStep[], object][] = [[[], record]];
   for (let depth = 0; depth < 4 && level.length > 0; depth++) {
-    const next: [string, object][] = [];
-    for (const [prefix, object] of level) {
+    const next: [FieldStep[], object][] = [];
+    for (const [steps, object] of level) {
       for (const key of Object.keys(object)) {
-        if (++looked > 256) return undefined;
-        const path = prefix === '' ? key : `${prefix}.${key}`;
+        if (++budget.looked > 256) return undefined;
+        const path = [...steps, key];
         const value = (object as Record<string, unknown>)[key];
-        if (typeof value === 'object' && value !== null) {
-          if (!Array.isArray(value)) next.push([path, value]);
+        if (Array.isArray(value)) {
+          const keyed = namingElement(value, path, whole, budget);
+          if (keyed !== undefined) return keyed;
+          const first: unknown = value[0];
+          if (typeof first === 'object' && first !== null && !Array.isArray(first)) next.push([[...path, 0], first]);
           continue;
         }
-        if (value === undefined || value === null || value === '' || path === name) continue;
-        const here = comparable(path);
-        if (here === whole || (depth > 0 && comparable(key) === last)) return path;
+        if (typeof value === 'object' && value !== null) {
+          next.push([path, value]);
+          continue;
+        }
+        const text = pathText(path);
+        if (value === undefined || value === null || value === '' || text === name) continue;
+        // An index is no part of what a path says (`items[0].sku` reads as items.sku).
+        const here = comparable(path.filter((step) => typeof step === 'string').join('.'));
+        if (here === whole || (depth > 0 && comparable(key) === last)) return text;
       }
     }
     level = next;
+  }
+  return undefined;
+}
+
+/** A path as a mapping names it: a field of the record by its name as it is (`Visitor ID`, `geo.city`), else fieldPathText. */
+const pathText = (steps: FieldPath): string => (steps.length === 1 ? (steps[0] as string) : fieldPathText(steps));
+
+/**
+ * The path of the first value held by the element of `list` (at `steps`) one of whose own fields names
+ * `whole` (comparable): `event_params[key="ga_session_id"].value.int_value` for GA4's
+ * `{key: "ga_session_id", value: {int_value: "1710237660"}}`. Counts the fields it looks at in `budget`.
+ */
+function namingElement(list: readonly unknown[], steps: FieldPath, whole: string, budget: { looked: number }): string | undefined {
+  for (const element of list) {
+    if (typeof element !== 'object' || element === null || Array.isArray(element)) continue;
+    for (const field of Object.keys(element)) {
+      if (++budget.looked > 256) return undefined;
+      const said = (element as Record<string, unknown>)[field];
+      if (typeof said !== 'string' || comparable(said) !== whole || !/^[A-Za-z_$][\w$-]*$/.test(field)) continue;
+      // The value beside the name: breadth first through the element's other fields, two levels at most.
+      let level: [FieldStep[], object][] = [[[...steps, { field, value: said }], element]];
+      for (let depth = 0; depth < 2 && level.length > 0; depth++) {
+        const next: [FieldStep[], object][] = [];
+        for (const [at, object] of level) {
+          for (const key of Object.keys(object)) {
+            if (++budget.looked > 256) return undefined;
+            if (depth === 0 && key === field) continue;
+            const value = (object as Record<string, unknown>)[key];
+            if (value === undefined || value === null || value === '') continue;
+            if (typeof value !== 'object') return fieldPathText([...at, key]);
+            if (!Array.isArray(value)) next.push([[...at, key], value]);
+          }
+        }
+        level = next;
+      }
+    }
   }
   return undefined;
 }

@@ -5,7 +5,7 @@ import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
 import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import { zoneNameWarning } from './time-zone.js';
-import { fieldPath, fieldPathProblem } from './fields.js';
+import { fieldPath, fieldPathProblem, similarFieldPath } from './fields.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -399,6 +399,28 @@ test('field names: a step in brackets written wrong is a problem that says how t
   assert.deepEqual(fieldPath('product.Price [EUR]'), ['product', 'Price [EUR]']);
   assert.deepEqual(fieldPath('["a.b"][ 0 ].c[k = "x]"][n=-1.5][ok=true]'), ['a.b', 0, 'c', { field: 'k', value: 'x]' }, { field: 'n', value: -1.5 }, { field: 'ok', value: true }]);
   assert.equal(recordOf(createEventMapper({ fields: { price: 'Price [EUR]' } })({ user_id: 'u', time: '2024-03-12T00:00:00Z', type: 'view', 'Price [EUR]': '3' })).price, 3);
+});
+
+test('the field a mapping most likely meant is looked for in lists too: the element that names it (GA4\'s event_params), else the first element (items[0]) (was: a list was passed over, no hint)', () => {
+  // A required field: the dead letter says the path.
+  const clientId = createEventMapper({ fields: { user_id: 'client_id' }, time_format: 'epoch_ms' })({ ids: [{ type: 'account', id: 'a1' }, { type: 'client_id', id: 'c1' }], time: 1, type: 'view' });
+  assert.deepEqual(clientId, { rejected: 'client_id: missing user id (the record has ids[type="client_id"].id)' });
+  // Optional fields named as GA4's export has them, at the top: said once with the paths that read them.
+  const config = { fields: { user_id: 'user_pseudo_id', time: 'event_timestamp', type: 'event_name', session_id: 'ga_session_id', item_id: 'item_id', price: 'price' }, time_format: 'epoch_us' } satisfies MappingConfig;
+  const warned: string[] = [];
+  const check = absentFieldCheck(config, { warn: (_fields: object, message: string) => void warned.push(message) } as never, 'events.jsonl');
+  check.see(createEventMapper(config)(ga4) as ClickEvent, ga4);
+  check.finish();
+  assert.deepEqual(warned, [
+    `events.jsonl: none of the 1 events had fields.session_id 'ga_session_id' (the records have event_params[key="ga_session_id"].value.int_value), fields.item_id 'item_id' (the records have items[0].item_id), fields.price 'price' (the records have items[0].price), so no event gets a session id or an item or a price; name the field the records have (a nested one by its path: user.id, items[0].price)`,
+  ]);
+  // The value beside the name, whatever its field (GA4 writes one of int_value, string_value, double_value); an empty or null one is passed over.
+  assert.equal(similarFieldPath({ params: [{ key: 'page_title', value: { int_value: null, string_value: 'Shop' } }] }, 'page_title'), 'params[key="page_title"].value.string_value');
+  assert.equal(similarFieldPath({ params: [{ key: 'page_title', value: { string_value: '' } }] }, 'page_title'), undefined);
+  // The first element only, where it is an object; a list of text is passed over; a key with a dot is quoted.
+  assert.equal(similarFieldPath({ items: [{ sku: 'a' }, { price: 3 }] }, 'price'), undefined);
+  assert.equal(similarFieldPath({ tags: ['price'] }, 'price'), undefined);
+  assert.equal(similarFieldPath({ lines: [{ 'unit.price': 3 }] }, 'unit_price'), 'lines[0]["unit.price"]');
 });
 
 test('absentFieldCheck: a path that stopped in the last record (a list stepped into by name) is said with the step that reads it', () => {

@@ -125,7 +125,7 @@ export default defineOperator<SessionizerConfig>({
       session_id_from: {
         enum: ['gap', 'data'],
         default: 'gap',
-        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered. Either way a session closes after `gap` of inactivity; a data id that comes back later opens a new session under the same id (its summaries tell them apart by `start`), unless its closed session is still kept for `allowed_lateness`: then that session takes the events again, reopened, and its summary is sent again with `update: true` when it closes (one kept session per id, as the stages after it key their state by the id).',
+        description: '`gap`: sessions are cut by inactivity. `data`: the event\'s own `sessionId` (e.g. REES46 user_session) names the session; events without one are dead-lettered: they are in no session, as GA4 counts sessions by `ga_session_id` and leaves its events without one (Measurement Protocol hits sent without `session_id`) out, and are not put in sessions cut by `gap`, which the data never had (a refund alone, scored by the models). Either way a session closes after `gap` of inactivity; a data id that comes back later opens a new session under the same id (its summaries tell them apart by `start`), unless its closed session is still kept for `allowed_lateness`: then that session takes the events again, reopened, and its summary is sent again with `update: true` when it closes (one kept session per id, as the stages after it key their state by the id).',
       },
       max_open_sessions: {
         type: 'integer',

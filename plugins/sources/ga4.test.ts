@@ -61,6 +61,21 @@ test('a GA4 BigQuery export is read through config alone (epoch_us, event_params
     ['add_payment_info', 'add_shipping_info', 'begin_checkout', 'cart', 'first_visit', 'page_view', 'purchase', 'remove_from_cart', 'scroll', 'select_item', 'session_start', 'user_engagement', 'view', 'view_cart', 'view_item_list'],
   );
 
+  // Events of one millisecond (GA4 writes a page_view, the first_visit and the session_start it set off with one
+  // microsecond) leave in the order of the file, whatever lines come between them (the sessionizer sorts by time, stably).
+  const typeOf: { [name: string]: string } = { view_item: 'view', add_to_cart: 'cart' };
+  const tiedInFile = new Map<string, string[]>();
+  const tiedOut = new Map<string, string[]>();
+  for (const r of rows.filter((r) => r.user_pseudo_id !== undefined && r.event_name !== 'refund')) {
+    const at = `${r.user_pseudo_id} ${Math.floor(Number(r.event_timestamp) / 1000)}`;
+    tiedInFile.set(at, [...(tiedInFile.get(at) ?? []), typeOf[r.event_name] ?? r.event_name]);
+  }
+  for (const e of events) tiedOut.set(`${String(e.userId)} ${String(e.time)}`, [...(tiedOut.get(`${String(e.userId)} ${String(e.time)}`) ?? []), String(e.type)]);
+  const tied = [...tiedInFile].filter(([, types]) => types.length > 1);
+  assert.equal(tied.length, 112);
+  assert.deepEqual(tied[0], ['1187345092.1709912233 1710231123149', ['page_view', 'first_visit', 'session_start']]);
+  for (const [at, types] of tied) assert.deepEqual(tiedOut.get(at), types, at);
+
   // 21 sessions of 11 users, 5 that bought; two users started one in the same second (ga_session_id 1710241200): two sessions, one bought.
   assert.equal(sessions.length, 21);
   assert.equal(new Set(sessions.map((s) => s.userId)).size, 11);
