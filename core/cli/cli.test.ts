@@ -467,10 +467,20 @@ test('run: a config error found when the pipeline starts (a missing input file) 
   assert.ok(lines.every((line) => line.startsWith('{')), `only JSON lines on stderr:\n${result.stderr}`);
   const problems = lines.map((line) => JSON.parse(line) as { level: number; code?: string; msg: string; file?: string; line?: number; column?: number; path?: string }).filter((entry) => entry.code !== undefined);
   assert.equal(problems.length, 1, result.stderr);
-  assert.deepEqual({ ...problems[0], msg: undefined, time: undefined }, { level: 50, code: 'TRIB_ERR_PLUGIN_FACTORY', pipeline: 'missing-input', file, line: 3, column: 5, path: '$.sources[0]', msg: undefined, time: undefined });
-  assert.match(problems[0]!.msg, /missing-input\.yaml:3:5: \$\.sources\[0\]: source 'file': no such file: .*nowhere\.jsonl$/);
+  // At the field that names the file, not at the entry.
+  assert.deepEqual({ ...problems[0], msg: undefined, time: undefined }, { level: 50, code: 'TRIB_ERR_PLUGIN_FACTORY', pipeline: 'missing-input', file, line: 4, column: 11, path: '$.sources[0].path', msg: undefined, time: undefined });
+  assert.match(problems[0]!.msg, /missing-input\.yaml:4:11: \$\.sources\[0\]\.path: source 'file': no such file: .*nowhere\.jsonl$/);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
   assert.equal(readFileSync(out, 'utf8'), '{"kept":true}\n');
+  // In a list, at its item; a folder so too.
+  mkdirSync(join(dir, 'a-folder'), { recursive: true });
+  writeFileSync(join(dir, 'there.jsonl'), '');
+  const listed = tributary('run', pipeline('missing-listed.yaml', `sources:\n  - type: file\n    path:\n      - there.jsonl\n      - nowhere.jsonl\nsinks: [{type: stdout}]\n`));
+  assert.equal(listed.status, 2, listed.stderr);
+  assert.match(listed.stderr, /missing-listed\.yaml:5:9: \$\.sources\[0\]\.path\[1\]: source 'file': no such file: .*nowhere\.jsonl/);
+  const folder = tributary('run', pipeline('folder-input.yaml', `sources:\n  - type: file\n    path: a-folder\nsinks: [{type: stdout}]\n`));
+  assert.equal(folder.status, 2, folder.stderr);
+  assert.match(folder.stderr, /folder-input\.yaml:3:11: \$\.sources\[0\]\.path: source 'file': .*a-folder is a folder; name its files/);
   const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));
   assert.equal(unreadable.status, 2);
   assert.match(unreadable.stderr, /no-such-pipeline\.yaml:0:0: \$: cannot read: ENOENT/);

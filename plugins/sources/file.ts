@@ -16,6 +16,7 @@ import {
   defineSource,
   formatOfFile,
   isTabSeparatedFile,
+  PluginConfigError,
   unknownEventTypeWarning,
   type ClickEvent,
   type DecodeConfig,
@@ -139,10 +140,12 @@ export default defineSource<FileSourceConfig>({
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
     // pipeline starts, so no sink has replaced its output yet. Not when resuming: files already read
     // may have been archived since (a file missing ahead of the position fails the source as it comes).
-    for (const path of context.resuming ? [] : paths) {
+    // At the field that names it (`path`, `path[1]`), as a schema error is.
+    for (const [index, path] of (context.resuming ? [] : paths).entries()) {
       const stat = statSync(path, { throwIfNoEntry: false });
-      if (stat === undefined) throw new Error(`no such file: ${path}`);
-      if (stat.isDirectory()) throw new Error(`${path} is a folder; name its files`);
+      const field = Array.isArray(config.path) ? `path[${index}]` : 'path';
+      if (stat === undefined) throw new PluginConfigError(field, `no such file: ${path}`);
+      if (stat.isDirectory()) throw new PluginConfigError(field, `${path} is a folder; name its files`);
     }
     // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
     // the byte after that line, where a resumed run starts reading instead of reading through
