@@ -47,6 +47,8 @@ export interface DecodeConfig {
  * header); a config error says it before anything is read, where a warning at each read would scroll by.
  */
 export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  const problems = csvCharacterProblems(csv);
+  if (problems.length > 0) return problems;
   if (csv?.header === false && csv.columns === undefined) {
     return [{ field: 'csv', message: '`header: false` needs `columns`: with neither a header row nor column names, every row would be dead-lettered; name the columns' }];
   }
@@ -59,6 +61,31 @@ export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
     ];
   }
   return [];
+}
+
+/**
+ * Delimiters, quotes and column names that read every row otherwise than meant, with no dead letter to
+ * say so: a quote that is (or is in) the delimiter splits or quotes at the same character, a line end
+ * in either ends the row before it, and a column named twice reads only its last one.
+ */
+function csvCharacterProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  const problems: EntryProblem[] = [];
+  const delimiter = csv?.delimiter;
+  const quote = csv?.quote;
+  if (delimiter !== undefined && /[\r\n]/.test(delimiter)) {
+    problems.push({ field: 'csv.delimiter', message: `delimiter ${JSON.stringify(delimiter)} holds a line end, which ends the row before it: every row would be one field` });
+  }
+  if (quote !== undefined && /[\r\n]/.test(quote)) {
+    problems.push({ field: 'csv.quote', message: `quote ${JSON.stringify(quote)} is a line end, which ends the row before it; name another character, or '' for none` });
+  } else if (quote !== undefined && quote !== '' && (delimiter ?? ',').includes(quote)) {
+    problems.push({ field: 'csv.quote', message: `quote ${JSON.stringify(quote)} is in the delimiter ${JSON.stringify(delimiter ?? ',')}: a field could not be told from a quoted one; name another quote, or '' for none` });
+  }
+  const seen = new Set<string>();
+  for (const [index, column] of (csv?.columns ?? []).entries()) {
+    if (seen.has(column)) problems.push({ field: `csv.columns[${index}]`, message: `column '${column}' is named twice: a row would keep only its last one; name each column once (one not read may have any unused name)` });
+    seen.add(column);
+  }
+  return problems;
 }
 
 /**
@@ -83,14 +110,18 @@ export const decodeProperties = {
         description:
           'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
       },
-      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`.' },
-      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`.' },
+      columns: {
+        type: 'array',
+        items: { type: 'string' },
+        description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`. A name given twice is a config error.',
+      },
+      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`. One holding a line end is a config error.' },
       quote: {
         type: 'string',
         maxLength: 1,
         default: '"',
         description:
-          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field not closed within `max_record_bytes` or by the end of the file: its first line goes to the dead-letter sink and the next line is read as a new row.',
+          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field not closed within `max_record_bytes` or by the end of the file: its first line goes to the dead-letter sink and the next line is read as a new row. `\'\'`: none (every field is read as written). One that is in the delimiter, or a line end, is a config error.',
       },
     },
   },

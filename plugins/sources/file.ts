@@ -106,7 +106,7 @@ export default defineSource<FileSourceConfig>({
         ...decodeProperties.csv,
         properties: {
           ...decodeProperties.csv.properties,
-          delimiter: { ...decodeProperties.csv.properties.delimiter, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
+          delimiter: { ...decodeProperties.csv.properties.delimiter, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`). One holding a line end is a config error.' },
         },
       },
     },
