@@ -197,6 +197,11 @@ export interface DecodeOptions {
    * for tests and benchmarks). Default: true.
    */
   plainCsvRows?: boolean;
+  /**
+   * The stream is no file that could be converted where it is (stdin, a response's body): the advice of
+   * an error about its text (UTF-16) is to pipe it through a converter, not to convert `file`. Default: false.
+   */
+  piped?: boolean;
 }
 
 /**
@@ -214,7 +219,7 @@ export function decodeRecords(stream: Readable, config: DecodeConfig, context: P
   const start = options.start ?? { line: 1 };
   const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
   const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
-  if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file), { objectMode: false, highWaterMark: 1 });
+  if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file, options.piped ?? false), { objectMode: false, highWaterMark: 1 });
   return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
     : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
@@ -233,7 +238,7 @@ const WIDE_TEXT_MARKS: readonly { bytes: readonly number[]; encoding: string; ic
  * (Excel's "Unicode Text", PowerShell 5's `>`): read as UTF-8, every line of such a file would be
  * rejected one by one (or its CSV header row be unreadable), with no word of why.
  */
-async function* refusingWideText(stream: Readable, file: string): AsyncGenerator<Buffer> {
+async function* refusingWideText(stream: Readable, file: string, piped: boolean): AsyncGenerator<Buffer> {
   let head: Buffer | undefined = Buffer.alloc(0);
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -243,12 +248,12 @@ async function* refusingWideText(stream: Readable, file: string): AsyncGenerator
       }
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < 4) continue;
-      refuseWideText(head, file);
+      refuseWideText(head, file, piped);
       yield head;
       head = undefined;
     }
     if (head !== undefined && head.length > 0) {
-      refuseWideText(head, file);
+      refuseWideText(head, file, piped);
       yield head;
     }
   } finally {
@@ -256,13 +261,13 @@ async function* refusingWideText(stream: Readable, file: string): AsyncGenerator
   }
 }
 
-function refuseWideText(head: Buffer, file: string): void {
+function refuseWideText(head: Buffer, file: string, piped: boolean): void {
   const mark = WIDE_TEXT_MARKS.find(({ bytes }) => head.length >= bytes.length && bytes.every((byte, i) => head[i] === byte));
   if (mark === undefined) return;
   const hex = mark.bytes.map((byte) => byte.toString(16).toUpperCase().padStart(2, '0')).join(' ');
   throw new TributaryError(
     'TRIB_ERR_SOURCE_INPUT',
-    `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. \`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``,
+    `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. ${piped ? `pipe it through \`iconv -f ${mark.iconv} -t UTF-8\`` : `\`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``}`,
   );
 }
 
