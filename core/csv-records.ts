@@ -188,6 +188,10 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
           p = after;
           continue;
         }
+        // Past the bound in a quoted field: its first line is cut (drain), whether or not the quote closes
+        // in what is read. Scanned on to a close, the whole record was one overlong dead letter, taking the
+        // rows after its first line with it, or not, as the chunks happened to end.
+        if (p - start > max) break;
         p++;
         continue;
       }
