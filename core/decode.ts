@@ -131,7 +131,7 @@ export const decodeProperties = {
     minimum: 1024,
     default: DEFAULT_MAX_RECORD_BYTES,
     description:
-      'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line.',
+      'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line. A CSV row over it outside a quoted field ends at its line end, where a quote past this many bytes opens no field.',
   },
 } satisfies Record<string, JsonSchema>;
 
