@@ -260,18 +260,23 @@ test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () =
   assert.equal(tributary('frobnicate').status, 2);
   assert.equal(tributary('run').status, 2);
   assert.equal(tributary('run', pipeline('invalid.yaml', 'sources: []\nsinks: [{type: stdout}]\n')).status, 2);
-  // A sink whose file cannot be created (its folder is a file) fails the run as it starts.
+  // A sink path under a file is a config error at that path (the sink's own check, as it is created).
   const plainFile = join(dir, 'a-plain-file');
   writeFileSync(plainFile, '');
-  const unwritable = tributary('run', pipeline('unwritable.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(plainFile, 'out.jsonl')}}]\n`));
+  const underFile = tributary('run', pipeline('under-a-file.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(plainFile, 'out.jsonl')}}]\n`));
+  assert.equal(underFile.status, 2);
+  assert.match(underFile.stderr, /under-a-file\.yaml:2:28: \$\.sinks\[0\]\.path: sink 'file': .*a-plain-file is a file, not a folder/);
+  // A sink whose file cannot be created (a name longer than the filesystem takes) fails the run as it starts.
+  const tooLong = join(dir, `${'n'.repeat(300)}.jsonl`);
+  const unwritable = tributary('run', pipeline('unwritable.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${tooLong}, lock: false}]\n`));
   assert.equal(unwritable.status, 1);
   // The logged error says the reason once in its message, and the cause beside it (nested, not appended).
   const logged = unwritable.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
   const failure = logged.find((entry) => entry.err !== undefined)?.err;
   assert.ok(failure, unwritable.stderr);
   assert.match(failure.message, /^sink-file-0 could not open: /);
-  assert.equal(failure.message.split('file already exists').length, 2, failure.message);
-  assert.match(failure.cause?.message ?? '', /EEXIST.*a-plain-file/);
+  assert.equal(failure.message.split('name too long').length, 2, failure.message);
+  assert.match(failure.cause?.message ?? '', /ENAMETOOLONG.*nnnn\.jsonl/);
 });
 
 test('schema prints the composed JSON Schema; plugins lists every plugin and its fields; --help works on all', () => {
