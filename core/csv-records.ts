@@ -68,7 +68,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
   let quoting = false;
   let fieldEmpty = true;
   /** A line over the bound being read past (no line end yet). */
-  let skipping: { text: string; byteLength: number; lastByte: number } | undefined;
+  let skipping: { text: string; byteLength: number; lastByte: number; heldLineEnds: number } | undefined;
   let first = options.atFileStart;
 
   const matches = (buf: Buffer, at: number, what: Buffer): boolean => {
@@ -109,7 +109,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
     const end = firstLine(pending, 0, eof) ?? (eof ? pending.length : undefined);
     if (end === undefined) {
       // The line alone is over the bound: read past it.
-      skipping = { text: pending.toString('utf8', 0, Math.min(pending.length, OVERLONG_HEAD_BYTES)), byteLength: pending.length, lastByte: pending[pending.length - 1]! };
+      skipping = { text: pending.toString('utf8', 0, Math.min(pending.length, OVERLONG_HEAD_BYTES)), byteLength: pending.length, lastByte: pending[pending.length - 1]!, heldLineEnds: 0 };
       restart(pending.length);
       return;
     }
@@ -119,6 +119,25 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
       ? { kind: 'overlong', text: line.toString('utf8', 0, Math.min(recordBytes, OVERLONG_HEAD_BYTES)), byteLength: end, recordBytes, lineEnds: countLineEnds(line) }
       : { kind: 'unclosed', atEnd, text: line.toString('utf8', 0, recordBytes), byteLength: end, recordBytes, lineEnds: countLineEnds(line) };
     restart(end);
+  }
+  /**
+   * The current record, past the bound outside a quoted field, out as `overlong` through the line end
+   * after `pos` (a quote after the bound opens no field: scan); read past where that is not read yet. Its
+   * lines before `pos` are inside a quoted field it closed (a line end outside one would have ended it),
+   * so it is one record, as a scan of it whole finds.
+   */
+  function* cutThroughLine(eof: boolean): Generator<CsvPiece> {
+    yield* takeRecords();
+    const end = firstLine(pending, pos, eof) ?? (eof ? pending.length : undefined);
+    if (end !== undefined) {
+      yield* cutRecord(end);
+      return;
+    }
+    // A `\r` last is the line end the reading past finds (with a `\n` after it or not): not one of the held lines.
+    const lastByte = pending[pending.length - 1]!;
+    const heldLineEnds = countLineEnds(lastByte === CR ? pending.subarray(0, pending.length - 1) : pending);
+    skipping = { text: pending.toString('utf8', 0, Math.min(pending.length, OVERLONG_HEAD_BYTES)), byteLength: pending.length, lastByte, heldLineEnds };
+    restart(pending.length);
   }
   /** A whole record over the bound (ending at `end`) out as `overlong`. */
   function* cutRecord(end: number): Generator<CsvPiece> {
@@ -188,6 +207,10 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
           p = after;
           continue;
         }
+        // Past the bound in a quoted field: its first line is cut (drain), whether or not the quote closes
+        // in what is read. Scanned on to a close, the whole record was one overlong dead letter, taking the
+        // rows after its first line with it, or not, as the chunks happened to end.
+        if (p - start > max) break;
         p++;
         continue;
       }
@@ -205,7 +228,8 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         p += dLength;
         empty = true;
         continue;
-      } else if (c === q0 && empty && (qLength === 1 || matches(buf, p, quote!))) {
+      } else if (c === q0 && empty && p - start <= max && (qLength === 1 || matches(buf, p, quote!))) {
+        // Past the bound a quote is data: the record ends at its line's end (cutThroughLine), read in chunks or whole.
         inQuotes = true;
         p += qLength;
         continue;
@@ -227,7 +251,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         const end = overlongEnd;
         overlongEnd = -1;
         yield* cutRecord(end);
-      } else if (pos - recordStart > max) yield* cutFirstLine(eof, false);
+      } else if (pos - recordStart > max) yield* quoting ? cutFirstLine(eof, false) : cutThroughLine(eof);
       else if (eof && quoting) yield* cutFirstLine(true, true);
       else return;
       if (skipping) return;
@@ -252,7 +276,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
         }
         const lineEnd = afterCr ? end + 1 : lineEndLength(chunk.subarray(0, end));
         const byteLength = skipping.byteLength + end;
-        yield { kind: 'overlong', text: skipping.text, byteLength, recordBytes: byteLength - lineEnd, lineEnds: lineEnd > 0 ? 1 : 0 };
+        yield { kind: 'overlong', text: skipping.text, byteLength, recordBytes: byteLength - lineEnd, lineEnds: skipping.heldLineEnds + (lineEnd > 0 ? 1 : 0) };
         skipping = undefined;
         chunk = chunk.subarray(end);
       }

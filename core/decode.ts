@@ -47,6 +47,8 @@ export interface DecodeConfig {
  * header); a config error says it before anything is read, where a warning at each read would scroll by.
  */
 export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  const problems = csvCharacterProblems(csv);
+  if (problems.length > 0) return problems;
   if (csv?.header === false && csv.columns === undefined) {
     return [{ field: 'csv', message: '`header: false` needs `columns`: with neither a header row nor column names, every row would be dead-lettered; name the columns' }];
   }
@@ -59,6 +61,31 @@ export function csvConfigProblems(csv: CsvConfig | undefined): EntryProblem[] {
     ];
   }
   return [];
+}
+
+/**
+ * Delimiters, quotes and column names that read every row otherwise than meant, with no dead letter to
+ * say so: a quote that is (or is in) the delimiter splits or quotes at the same character, a line end
+ * in either ends the row before it, and a column named twice reads only its last one.
+ */
+function csvCharacterProblems(csv: CsvConfig | undefined): EntryProblem[] {
+  const problems: EntryProblem[] = [];
+  const delimiter = csv?.delimiter;
+  const quote = csv?.quote;
+  if (delimiter !== undefined && /[\r\n]/.test(delimiter)) {
+    problems.push({ field: 'csv.delimiter', message: `delimiter ${JSON.stringify(delimiter)} holds a line end, which ends the row before it: every row would be one field` });
+  }
+  if (quote !== undefined && /[\r\n]/.test(quote)) {
+    problems.push({ field: 'csv.quote', message: `quote ${JSON.stringify(quote)} is a line end, which ends the row before it; name another character, or '' for none` });
+  } else if (quote !== undefined && quote !== '' && (delimiter ?? ',').includes(quote)) {
+    problems.push({ field: 'csv.quote', message: `quote ${JSON.stringify(quote)} is in the delimiter ${JSON.stringify(delimiter ?? ',')}: a field could not be told from a quoted one; name another quote, or '' for none` });
+  }
+  const seen = new Set<string>();
+  for (const [index, column] of (csv?.columns ?? []).entries()) {
+    if (seen.has(column)) problems.push({ field: `csv.columns[${index}]`, message: `column '${column}' is named twice: a row would keep only its last one; name each column once (one not read may have any unused name)` });
+    seen.add(column);
+  }
+  return problems;
 }
 
 /**
@@ -83,14 +110,18 @@ export const decodeProperties = {
         description:
           'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
       },
-      columns: { type: 'array', items: { type: 'string' }, description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`.' },
-      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`.' },
+      columns: {
+        type: 'array',
+        items: { type: 'string' },
+        description: 'Column names, for files without a header row (`header: false`), or to rename a header (`header: true`). Needed with `header: false`. A name given twice is a config error.',
+      },
+      delimiter: { type: 'string', minLength: 1, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`. One holding a line end is a config error.' },
       quote: {
         type: 'string',
         maxLength: 1,
         default: '"',
         description:
-          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field not closed within `max_record_bytes` or by the end of the file: its first line goes to the dead-letter sink and the next line is read as a new row.',
+          'Quote character. It quotes a field only at the field\'s start; elsewhere it is data (`Samsung 55" TV`), as Python\'s csv module and pandas read it. A quoted field not closed within `max_record_bytes` or by the end of the file: its first line goes to the dead-letter sink and the next line is read as a new row. `\'\'`: none (every field is read as written). One that is in the delimiter, or a line end, is a config error.',
       },
     },
   },
@@ -100,7 +131,7 @@ export const decodeProperties = {
     minimum: 1024,
     default: DEFAULT_MAX_RECORD_BYTES,
     description:
-      'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line.',
+      'Longest record (a JSON line, a CSV row) read, in bytes. A longer one goes to the dead-letter sink with its length and first 1 KiB, and is never held whole; so does the first line of a CSV row whose quoted field is not closed within this many bytes, and reading goes on at the next line. A CSV row over it outside a quoted field ends at its line end, where a quote past this many bytes opens no field.',
   },
 } satisfies Record<string, JsonSchema>;
 
@@ -166,6 +197,11 @@ export interface DecodeOptions {
    * for tests and benchmarks). Default: true.
    */
   plainCsvRows?: boolean;
+  /**
+   * The stream is no file that could be converted where it is (stdin, a response's body): the advice of
+   * an error about its text (UTF-16) is to pipe it through a converter, not to convert `file`. Default: false.
+   */
+  piped?: boolean;
 }
 
 /**
@@ -183,7 +219,7 @@ export function decodeRecords(stream: Readable, config: DecodeConfig, context: P
   const start = options.start ?? { line: 1 };
   const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
   const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
-  if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file), { objectMode: false, highWaterMark: 1 });
+  if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file, options.piped ?? false), { objectMode: false, highWaterMark: 1 });
   return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
     : decodeJsonLines(stream, config, map, target, context, maxBatch, readBefore, start.line);
@@ -202,7 +238,7 @@ const WIDE_TEXT_MARKS: readonly { bytes: readonly number[]; encoding: string; ic
  * (Excel's "Unicode Text", PowerShell 5's `>`): read as UTF-8, every line of such a file would be
  * rejected one by one (or its CSV header row be unreadable), with no word of why.
  */
-async function* refusingWideText(stream: Readable, file: string): AsyncGenerator<Buffer> {
+async function* refusingWideText(stream: Readable, file: string, piped: boolean): AsyncGenerator<Buffer> {
   let head: Buffer | undefined = Buffer.alloc(0);
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -212,12 +248,12 @@ async function* refusingWideText(stream: Readable, file: string): AsyncGenerator
       }
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       if (head.length < 4) continue;
-      refuseWideText(head, file);
+      refuseWideText(head, file, piped);
       yield head;
       head = undefined;
     }
     if (head !== undefined && head.length > 0) {
-      refuseWideText(head, file);
+      refuseWideText(head, file, piped);
       yield head;
     }
   } finally {
@@ -225,13 +261,13 @@ async function* refusingWideText(stream: Readable, file: string): AsyncGenerator
   }
 }
 
-function refuseWideText(head: Buffer, file: string): void {
+function refuseWideText(head: Buffer, file: string, piped: boolean): void {
   const mark = WIDE_TEXT_MARKS.find(({ bytes }) => head.length >= bytes.length && bytes.every((byte, i) => head[i] === byte));
   if (mark === undefined) return;
   const hex = mark.bytes.map((byte) => byte.toString(16).toUpperCase().padStart(2, '0')).join(' ');
   throw new TributaryError(
     'TRIB_ERR_SOURCE_INPUT',
-    `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. \`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``,
+    `${file}: the text is ${mark.encoding} (it starts with the byte order mark ${hex}, as Excel's "Unicode Text" and PowerShell 5 write), and sources read UTF-8: convert it first, e.g. ${piped ? `pipe it through \`iconv -f ${mark.iconv} -t UTF-8\`` : `\`iconv -f ${mark.iconv} -t UTF-8 ${file} > ${file}.utf8\``}`,
   );
 }
 

@@ -276,7 +276,7 @@ test("backtest: a failure as the pipeline starts (a sink's factory refusing its 
   const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 2, run.stderr);
   const failures = records(run.stderr).filter((entry) => entry.level === 50) as { code?: string; pipeline?: string; path?: string }[];
-  assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0]']], run.stderr);
+  assert.deepEqual(failures.map((entry) => [entry.code, entry.pipeline, entry.path]), [['TRIB_ERR_PLUGIN_FACTORY', 'bt-fails', '$.sinks[0].path']], run.stderr);
 });
 
 test('backtest of a model warm-started from a saved model: a warning at the start names the model and its file, and the report, the result and metrics.json (warmStarts, beside its unchanged fields) say so; warm_start: false is cold', (t) => {

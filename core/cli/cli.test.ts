@@ -260,18 +260,23 @@ test('exit codes: 2 for usage and invalid config, 1 for a runtime failure', () =
   assert.equal(tributary('frobnicate').status, 2);
   assert.equal(tributary('run').status, 2);
   assert.equal(tributary('run', pipeline('invalid.yaml', 'sources: []\nsinks: [{type: stdout}]\n')).status, 2);
-  // A sink whose file cannot be created (its folder is a file) fails the run as it starts.
+  // A sink path under a file is a config error at that path (the sink's own check, as it is created).
   const plainFile = join(dir, 'a-plain-file');
   writeFileSync(plainFile, '');
-  const unwritable = tributary('run', pipeline('unwritable.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(plainFile, 'out.jsonl')}}]\n`));
+  const underFile = tributary('run', pipeline('under-a-file.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${join(plainFile, 'out.jsonl')}}]\n`));
+  assert.equal(underFile.status, 2);
+  assert.match(underFile.stderr, /under-a-file\.yaml:2:28: \$\.sinks\[0\]\.path: sink 'file': .*a-plain-file is a file, not a folder/);
+  // A sink whose file cannot be created (a name longer than the filesystem takes) fails the run as it starts.
+  const tooLong = join(dir, `${'n'.repeat(300)}.jsonl`);
+  const unwritable = tributary('run', pipeline('unwritable.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${tooLong}, lock: false}]\n`));
   assert.equal(unwritable.status, 1);
   // The logged error says the reason once in its message, and the cause beside it (nested, not appended).
   const logged = unwritable.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { err?: { message: string; cause?: { message: string } } });
   const failure = logged.find((entry) => entry.err !== undefined)?.err;
   assert.ok(failure, unwritable.stderr);
   assert.match(failure.message, /^sink-file-0 could not open: /);
-  assert.equal(failure.message.split('file already exists').length, 2, failure.message);
-  assert.match(failure.cause?.message ?? '', /EEXIST.*a-plain-file/);
+  assert.equal(failure.message.split('name too long').length, 2, failure.message);
+  assert.match(failure.cause?.message ?? '', /ENAMETOOLONG.*nnnn\.jsonl/);
 });
 
 test('schema prints the composed JSON Schema; plugins lists every plugin and its fields; --help works on all', () => {
@@ -467,10 +472,20 @@ test('run: a config error found when the pipeline starts (a missing input file) 
   assert.ok(lines.every((line) => line.startsWith('{')), `only JSON lines on stderr:\n${result.stderr}`);
   const problems = lines.map((line) => JSON.parse(line) as { level: number; code?: string; msg: string; file?: string; line?: number; column?: number; path?: string }).filter((entry) => entry.code !== undefined);
   assert.equal(problems.length, 1, result.stderr);
-  assert.deepEqual({ ...problems[0], msg: undefined, time: undefined }, { level: 50, code: 'TRIB_ERR_PLUGIN_FACTORY', pipeline: 'missing-input', file, line: 3, column: 5, path: '$.sources[0]', msg: undefined, time: undefined });
-  assert.match(problems[0]!.msg, /missing-input\.yaml:3:5: \$\.sources\[0\]: source 'file': no such file: .*nowhere\.jsonl$/);
+  // At the field that names the file, not at the entry.
+  assert.deepEqual({ ...problems[0], msg: undefined, time: undefined }, { level: 50, code: 'TRIB_ERR_PLUGIN_FACTORY', pipeline: 'missing-input', file, line: 4, column: 11, path: '$.sources[0].path', msg: undefined, time: undefined });
+  assert.match(problems[0]!.msg, /missing-input\.yaml:4:11: \$\.sources\[0\]\.path: source 'file': no such file: .*nowhere\.jsonl$/);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
   assert.equal(readFileSync(out, 'utf8'), '{"kept":true}\n');
+  // In a list, at its item; a folder so too.
+  mkdirSync(join(dir, 'a-folder'), { recursive: true });
+  writeFileSync(join(dir, 'there.jsonl'), '');
+  const listed = tributary('run', pipeline('missing-listed.yaml', `sources:\n  - type: file\n    path:\n      - there.jsonl\n      - nowhere.jsonl\nsinks: [{type: stdout}]\n`));
+  assert.equal(listed.status, 2, listed.stderr);
+  assert.match(listed.stderr, /missing-listed\.yaml:5:9: \$\.sources\[0\]\.path\[1\]: source 'file': no such file: .*nowhere\.jsonl/);
+  const folder = tributary('run', pipeline('folder-input.yaml', `sources:\n  - type: file\n    path: a-folder\nsinks: [{type: stdout}]\n`));
+  assert.equal(folder.status, 2, folder.stderr);
+  assert.match(folder.stderr, /folder-input\.yaml:3:11: \$\.sources\[0\]\.path: source 'file': .*a-folder is a folder; name its files/);
   const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));
   assert.equal(unreadable.status, 2);
   assert.match(unreadable.stderr, /no-such-pipeline\.yaml:0:0: \$: cannot read: ENOENT/);

@@ -209,7 +209,7 @@ export async function main(args: string[]): Promise<number> {
       (argv) =>
         withLockWait(withProgress(withCommon(named('backtest', argv)), 'a progress bar'))
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
-          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source without a mapping)." })
+          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source that takes no mapping, as synthetic)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json and report.html.' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, or what its files' names say for a file source that writes none (.csv, .tsv); else from the input's name)." })
           .option('set', setOption('e.g. sinks[0].path=bt/predictions.jsonl')),

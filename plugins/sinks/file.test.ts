@@ -743,11 +743,30 @@ test('a sink (or the dead-letter sink) writing a file a file source of the pipel
   assert.equal(readFileSync(input, 'utf8'), content, 'the input is as it was');
   assert.deepEqual(await problemsOf('[{type: file, path: out.jsonl}]'), [], 'another file is no problem');
   assert.equal(readFileSync(join(base, 'out.jsonl'), 'utf8').split('\n').length, 2);
-  // A sink path under the input file: the check had failed with ENOTDIR; now the sink's own open error says it.
-  await assert.rejects(runYaml('sources: [{type: file, path: events.jsonl}]\nsinks: [{type: file, path: events.jsonl/out.jsonl}]\n', { baseDir: base }), (error: Error) => {
-    assert.ok(!(error instanceof ConfigError) && /sink-file-0 could not open/.test(error.message), String(error));
-    return true;
-  });
+  // A sink path under the input file: the check had failed with ENOTDIR; now the sink's own config check says it at its path.
+  assert.deepEqual(await problemsOf('[{type: file, path: events.jsonl/out.jsonl}]'), [`2: $.sinks[0].path: sink 'file': ${input} is a file, not a folder: ${input}/out.jsonl cannot be made in it; name a path whose folders are folders`]);
+});
+
+test('a sink path that is a folder, or under a file, is a config error at its path (was: at the entry, or a failed open, exit 1, saying mkdir EEXIST)', async () => {
+  const base = mkdtempSync(join(dir, 'path-checks-'));
+  writeFileSync(join(base, 'events.jsonl'), `${JSON.stringify({ user_id: 'u1', time: '2024-01-01T00:00:00Z', type: 'view' })}\n`);
+  writeFileSync(join(base, 'a-file'), '');
+  mkdirSync(join(base, 'a-folder'));
+  const problemsOf = async (sinks: string): Promise<string[]> => {
+    try {
+      await runYaml(`sources: [{type: file, path: events.jsonl}]\nsinks:\n${sinks}\n`, { baseDir: base });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`);
+    }
+    return [];
+  };
+  assert.deepEqual(await problemsOf('  - type: file\n    path: a-folder'), [`4:11: $.sinks[0].path: sink 'file': ${join(base, 'a-folder')} is a folder; name a file in it`]);
+  assert.deepEqual(await problemsOf('  - type: file\n    path: a-file/deeper/out.jsonl'), [
+    `4:11: $.sinks[0].path: sink 'file': ${join(base, 'a-file')} is a file, not a folder: ${join(base, 'a-file/deeper/out.jsonl')} cannot be made in it; name a path whose folders are folders`,
+  ]);
+  assert.deepEqual(await problemsOf('  - type: file\n    path: new-folder/deeper/out.jsonl'), [], 'missing folders are made');
+  assert.ok(existsSync(join(base, 'new-folder/deeper/out.jsonl')));
 });
 
 test('a sink at /dev/stdout writes after what the shell\'s `>> out.txt` holds, replacing none of it (no truncation of a file it does not own)', { skip: !existsSync('/proc/self/fd') && 'needs /dev/stdout leading to a descriptor' }, () => {

@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type Zl
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, releaseLock, takeLock, takeLockWaiting, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -50,7 +50,10 @@ export default defineSink<FileSinkConfig>({
   outputFiles: (config) => [{ path: config.path, field: 'path' }],
   create(config, context) {
     const path = resolve(context.baseDir, config.path);
-    if (isFolder(path)) throw new Error(`${path} is a folder; name a file in it`);
+    // Said at `path`, as a schema error is, before anything is opened.
+    if (isFolder(path)) throw new PluginConfigError('path', `${path} is a folder; name a file in it`);
+    const fileOnTheWay = fileAbove(path);
+    if (fileOnTheWay !== undefined) throw new PluginConfigError('path', `${fileOnTheWay} is a file, not a folder: ${path} cannot be made in it; name a path whose folders are folders`);
     const gzip = config.gzip ?? /\.gz$/i.test(path);
     let output: SharedOutput | undefined;
     let closed = false;
@@ -495,6 +498,15 @@ function statOf(path: string): Stats | undefined {
 const isSpecialFile = (path: string): boolean => namesDescriptor(path) || statOf(path)?.isFile() === false;
 const isFifo = (path: string): boolean => statOf(path)?.isFIFO() === true;
 const isFolder = (path: string): boolean => statOf(path)?.isDirectory() === true;
+
+/** The nearest of `path`'s folders that is there, where it is not a folder (a file: mkdir said only EEXIST or ENOTDIR). */
+function fileAbove(path: string): string | undefined {
+  for (let folder = dirname(path); ; folder = dirname(folder)) {
+    const stat = statOf(folder);
+    if (stat !== undefined) return stat.isDirectory() ? undefined : folder;
+    if (dirname(folder) === folder) return undefined;
+  }
+}
 
 /** /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a link to one of them. */
 function namesDescriptor(path: string): boolean {

@@ -394,6 +394,48 @@ test('CSV: a quoted field not closed within max_record_bytes: its first line is 
   }
 });
 
+test('CSV: a quoted field that closes only past max_record_bytes, lines later: its first line is a dead letter and the lines after it are rows, however the input is chunked (was: in large chunks, one overlong record that took those rows with it)', async () => {
+  const text = `time,user_id,type\n1,u1,"${'x'.repeat(600)}\n2,u2,view\n3,u3,${'y'.repeat(600)}"\n4,u4,view\n`;
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
+  for (const plainCsvRows of [false, true]) {
+    for (const chunkSize of [7, 512, 1 << 16]) {
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      const { events, deadLetters, throughLine, throughByte } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      assert.deepEqual(events.map((e) => Number(e.split(':')[0])), [3, 4, 5], label);
+      assert.deepEqual(
+        deadLetters.map((d) => d.slice(0, d.indexOf(' | '))),
+        ['2: malformed CSV: quoted field not closed within max_record_bytes (1024); the next line is read as a new row'],
+        label,
+      );
+      assert.deepEqual([throughLine, throughByte], [5, Buffer.byteLength(text)], label);
+    }
+  }
+});
+
+test('CSV: a record past max_record_bytes outside a quoted field (one holding a line end closed before the bound) is one dead letter through its line end, a quote after the bound opening no field, however the input is chunked (was: in small chunks its first line alone, and its next line read as a row)', async () => {
+  const spanning = `1,u1,"vi\new",b,${'x'.repeat(1100)}`; // lines 2-3
+  const quoteAfter = `3,u3,view,${'y'.repeat(1100)},"c`; // line 5; `d"` on line 6 is a row of its own
+  const text = `time,user_id,type,b,c\n${spanning}\n2,u2,view,b,c\n${quoteAfter}\nd"\n4,u4,view,b,c\n`;
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' }, max_record_bytes: 1024 };
+  for (const plainCsvRows of [false, true]) {
+    for (const chunkSize of [1, 7, 512, 1100, 1 << 16]) {
+      const label = `plain rows ${plainCsvRows}, chunks of ${chunkSize}`;
+      const { events, deadLetters, throughLine, throughByte } = await decodeAll(Buffer.from(text), chunkSize, config, plainCsvRows);
+      assert.deepEqual(events.map((e) => Number(e.split(':')[0])), [4, 7], label);
+      assert.deepEqual(
+        deadLetters.map((d) => d.slice(0, d.indexOf(' | '))),
+        [
+          `2: record of ${spanning.length} bytes is longer than max_record_bytes (1024); its first 1024 bytes are kept`,
+          `5: record of ${quoteAfter.length} bytes is longer than max_record_bytes (1024); its first 1024 bytes are kept`,
+          '6: CSV row has 1 fields, expected 5',
+        ],
+        label,
+      );
+      assert.deepEqual([throughLine, throughByte], [7, Buffer.byteLength(text)], label);
+    }
+  }
+});
+
 test('CSV and JSON lines: a record over max_record_bytes is a dead letter with its length and first 1 KiB, and reading goes on', async () => {
   const long = 'x'.repeat(5000);
   const csv = `time,user_id,type,brand\n1,u1,view,a\n2,u2,view,${long}\n3,u3,view,"${long}"\n4,u4,view,b\n`;

@@ -695,7 +695,7 @@ test('a file whose last line has no line end is read whole; resumed unchanged, o
   }
 });
 
-test('CSV config: `header: false` without `columns`, or `columns` without `header`, is a config error at `csv` (file and stdin sources); both given, each reads as it says', async () => {
+test('CSV config: `header: false` without `columns`, or `columns` without `header`, is a config error at `csv` (file and stdin sources); so is a quote in the delimiter, a line end in either, or a column named twice, at its field; both given, each reads as it says', async () => {
   const path = join(dir, 'config.csv');
   writeFileSync(path, 'u0,0,view\nu1,1,view\n');
   const problemsOf = async (source: string): Promise<string[]> => {
@@ -710,6 +710,22 @@ test('CSV config: `header: false` without `columns`, or `columns` without `heade
   assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {header: false}}`), ['$.sources[0].csv: `header: false` needs `columns`']);
   assert.deepEqual(await problemsOf(`{type: file, path: ${path}, csv: {columns: [user_id, time, type]}}`), ['$.sources[0].csv: `columns` needs `header`']);
   assert.deepEqual(await problemsOf('{type: stdin, format: csv, csv: {header: false}}'), ['$.sources[0].csv: `header: false` needs `columns`']);
+  // A delimiter or quote that would split or quote every row otherwise than meant, and a column named twice, said at their fields.
+  const charactersOf = async (source: string): Promise<string[]> => {
+    try {
+      await runYaml(`sources: [${source}]\nsinks: [{type: memory}]\n`);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => `${problem.path}: ${problem.message.split(':')[0]}`);
+    }
+    return [];
+  };
+  assert.deepEqual(await charactersOf(`{type: file, path: ${path}, csv: {delimiter: ',', quote: ','}}`), ['$.sources[0].csv.quote: quote "," is in the delimiter ","']);
+  assert.deepEqual(await charactersOf(`{type: file, path: ${path}, csv: {delimiter: '"|'}}`), ['$.sources[0].csv.quote: quote "\\"" is in the delimiter "\\"|"']);
+  assert.deepEqual(await charactersOf(`{type: stdin, format: csv, csv: {delimiter: "\\n"}}`), ['$.sources[0].csv.delimiter: delimiter "\\n" holds a line end, which ends the row before it']);
+  assert.deepEqual(await charactersOf(`{type: file, path: ${path}, csv: {quote: "\\r"}}`), ['$.sources[0].csv.quote: quote "\\r" is a line end, which ends the row before it; name another character, or \'\' for none']);
+  assert.deepEqual(await charactersOf(`{type: file, path: ${path}, csv: {header: false, columns: [user_id, time, user_id]}}`), ["$.sources[0].csv.columns[2]: column 'user_id' is named twice"]);
+  assert.deepEqual(await charactersOf(`{type: file, path: ${path}, csv: {header: false, columns: [user_id, time, type], delimiter: ';', quote: ''}}`), [], 'no quote at all is allowed');
   const read = async (header: boolean): Promise<string[]> => {
     const run = await runYaml(`sources: [{type: file, path: ${path}, csv: {header: ${header}, columns: [user_id, time, type]}, mapping: {time_format: epoch_ms}}]\nsinks: [{type: memory}]\n`);
     return run.outputs[0]!.map((e) => String(e.userId));

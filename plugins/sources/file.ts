@@ -16,6 +16,7 @@ import {
   defineSource,
   formatOfFile,
   isTabSeparatedFile,
+  PluginConfigError,
   unknownEventTypeWarning,
   type ClickEvent,
   type DecodeConfig,
@@ -79,7 +80,7 @@ export default defineSource<FileSourceConfig>({
   description:
     'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. Without one, the mapping\'s defaults read `user_id`, `time` (ISO 8601), `type`, ' +
     '`session_id`, `item_id`, `category` and `price`; to read what a `file` sink wrote (camelCase names, epoch milliseconds), map it back: ' +
-    '`mapping: {fields: {user_id: userId, session_id: sessionId, item_id: itemId}, time_format: epoch_ms, attributes_field: attrs}` (a backtest of a pipeline whose source has no mapping reads its input so by itself). A line that is not valid JSON, ' +
+    '`mapping: {fields: {user_id: userId, session_id: sessionId, item_id: itemId}, time_format: epoch_ms, attributes_field: attrs}` (a backtest of a pipeline whose source takes no mapping, as `synthetic`, reads its input so by itself; one of a `file` or `stdin` source without a `mapping` reads it with the defaults above, and needs this one). A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
@@ -105,7 +106,7 @@ export default defineSource<FileSourceConfig>({
         ...decodeProperties.csv,
         properties: {
           ...decodeProperties.csv.properties,
-          delimiter: { ...decodeProperties.csv.properties.delimiter, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`).' },
+          delimiter: { ...decodeProperties.csv.properties.delimiter, description: 'Field delimiter, e.g. `;` or `\\t`. Default: `,`, and a tab for a file named `.tsv` (`.tsv.gz`). One holding a line end is a config error.' },
         },
       },
     },
@@ -139,10 +140,12 @@ export default defineSource<FileSourceConfig>({
     // A missing input is a mistake in the pipeline (or in backtest's --input): said before the
     // pipeline starts, so no sink has replaced its output yet. Not when resuming: files already read
     // may have been archived since (a file missing ahead of the position fails the source as it comes).
-    for (const path of context.resuming ? [] : paths) {
+    // At the field that names it (`path`, `path[1]`), as a schema error is.
+    for (const [index, path] of (context.resuming ? [] : paths).entries()) {
       const stat = statSync(path, { throwIfNoEntry: false });
-      if (stat === undefined) throw new Error(`no such file: ${path}`);
-      if (stat.isDirectory()) throw new Error(`${path} is a folder; name its files`);
+      const field = Array.isArray(config.path) ? `path[${index}]` : 'path';
+      if (stat === undefined) throw new PluginConfigError(field, `no such file: ${path}`);
+      if (stat.isDirectory()) throw new PluginConfigError(field, `${path} is a folder; name its files`);
     }
     // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
     // the byte after that line, where a resumed run starts reading instead of reading through

@@ -35,3 +35,22 @@ test('stdin: a run that ends early (a pipeline the daemon restarts in the proces
   for await (const batch of source.read()) rest.push(...batch.map((event) => event.userId));
   assert.deepEqual(rest, [`u${runs}`]);
 });
+
+test('stdin: UTF-16 input fails the source with advice to pipe it through iconv, not to convert a file named stdin', async (t) => {
+  const input = new PassThrough();
+  const real = Object.getOwnPropertyDescriptor(process, 'stdin')!;
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => input });
+  t.after(() => Object.defineProperty(process, 'stdin', real));
+  const source = stdin.create({}, testContext()) as Source;
+  input.end(Buffer.from('\ufeff' + line(1), 'utf16le'));
+  await assert.rejects(
+    async () => {
+      for await (const batch of source.read()) assert.deepEqual(batch, []);
+    },
+    (error: Error) => {
+      assert.match(error.message, /^stdin: the text is UTF-16 little-endian .*convert it first, e\.g\. pipe it through `iconv -f UTF-16 -t UTF-8`$/);
+      assert.doesNotMatch(error.message, /stdin\.utf8/);
+      return true;
+    },
+  );
+});

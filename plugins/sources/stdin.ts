@@ -23,7 +23,7 @@ export default defineSource<DecodeConfig>({
         const input = new PassThrough();
         process.stdin.pipe(input);
         try {
-          for await (const { events } of decodeRecords(input, config, context, { file: 'stdin' })) {
+          for await (const { events } of decodeRecords(input, config, context, { file: 'stdin', piped: true })) {
             // Empty when all of it was dead-lettered: the runtime then waits for the dead-letter sink's room (Source.read).
             yield events;
           }

@@ -37,7 +37,7 @@ export default defineSource<SyntheticSourceConfig>({
       rate: { type: 'number', minimum: 0, default: 0, description: 'Events per second of wall time; 0 for as fast as possible.' },
       items: { type: 'integer', minimum: 1, default: 5000, description: 'Items in the catalogue.' },
       categories: { type: 'integer', minimum: 1, default: 50, description: 'Item categories.' },
-      start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Event time of the first events: a date and time with its UTC offset (RFC 3339), e.g. `2024-01-01T00:00:00Z`.' },
+      start: { type: 'string', format: 'date-time', default: '2024-01-01T00:00:00Z', description: 'Start of the simulated timeline: the first shoppers\' first sessions begin at random within the day after it, so the first event comes that much later (about a minute and a half with 1,000 `users`, hours with a few). A date and time with its UTC offset (RFC 3339), e.g. `2024-01-01T00:00:00Z`. Not with `clock: wall`, whose events carry the wall clock.' },
       session_ids: { type: 'boolean', default: false, description: "Attach the generator's own session ids (most data sets have none)." },
       clock: {
         enum: ['simulated', 'wall'],

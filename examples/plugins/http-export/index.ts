@@ -41,7 +41,7 @@ export const httpExport = defineSource<HttpExportConfig>({
         if (!response.ok || response.body === null) throw new Error(`${config.url}: HTTP ${response.status} ${response.statusText}`);
         // fetch's body and node:stream/web's ReadableStream are one class at run time; @types/node types them apart.
         const body = Readable.fromWeb(response.body as ReadableStream<Uint8Array>);
-        for await (const batch of decodeRecords(body, config, context, { file: config.url, skipThrough: line, unterminated })) {
+        for await (const batch of decodeRecords(body, config, context, { file: config.url, piped: true, skipThrough: line, unterminated })) {
           line = batch.throughLine;
           unterminated = batch.unterminated;
           yield batch.events; // empty when every record was dead-lettered: yielded all the same (Source.read)
