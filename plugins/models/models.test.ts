@@ -1874,6 +1874,48 @@ test('drift: two users\' sessions of one data session id (GA4\'s ga_session_id) 
   assert.deepEqual(blockOf((await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: old })).state), whole, 'a format 3 snapshot restored');
 });
 
+test('drift: a session\'s labels that came before their predictions (scored when their batch runs) are one unit of the loss blocks with its labels scored at once, not one unit per run of its losses between other sessions\'; a snapshot anywhere restores to the same blocks (was: a, c, a, b, a: five units for three labels)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const values = (signal: number): number[] => [signal, 0.1, -0.2, 0.3];
+  // An mlp predicts in batches (of 4 here): a's first view is predicted in the first batch, its second and third, and
+  // b's view, wait for theirs when their summaries label them (scored then, in batch order: a, b, a), and c's
+  // label, scored at once, comes between a's first loss and its others.
+  const config: IntentModelConfig = { ...base, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 100 } };
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view', values(-1)),
+    event('c', 'C', t + 1_000, 0, t + 1_000, 'view', values(1)),
+    event('x', 'X', t + 1_000, 0, t + 1_000, 'view', values(1)),
+    event('y', 'Y', t + 1_000, 0, t + 1_000, 'view', values(1)), // the batch is full: predicted
+    event('a', 'A', t + 2_000, 1, t, 'view', values(-1)),
+    event('b', 'B', t + 3_000, 0, t + 3_000, 'view', values(1)),
+    event('a', 'A', t + 4_000, 2, t, 'view', values(-1)),
+    summary('a', 'A', t, t + 4_000, 3, false), // a's first loss now, its others when their batch runs
+    summary('c', 'C', t + 1_000, t + 1_000, 1, false), // c's loss now
+    summary('b', 'B', t + 3_000, t + 3_000, 1, false),
+    event('d', 'D', t + 6_000, 0, t + 6_000, 'view', values(-1)), // the batch is full: a, b, a scored
+    summary('d', 'D', t + 6_000, t + 6_000, 1, false),
+    watermark(Infinity),
+  ];
+  type Block = [number, number, number, number, string | null, ...unknown[]];
+  const whole = await runOperator(intentModel, config, input);
+  const predictions = of(whole.output, 'prediction');
+  assert.equal(predictions.length, 8);
+  // Each label's loss is the mean of its predictions' (every label 0 here).
+  const meanLoss = (user: string): number => {
+    const losses = predictions.filter((p) => p.userId === user).map((p) => -Math.log(1 - (p.score as number)));
+    return losses.reduce((sum, loss) => sum + loss, 0) / losses.length;
+  };
+  const block = (whole.state as { learner: { block: Block } }).learner.block;
+  // c, a and b closed (three labels); d the open unit (its one loss). Before: a, c, a, b, a closed (five), d open.
+  assert.deepEqual([block[1], block[3], block[4]], [3, 1, sessionKey('d', 'D')]);
+  assert.ok(Math.abs(block[0] - (meanLoss('a') + meanLoss('b') + meanLoss('c'))) < 1e-9, `${block[0]}`);
+  for (let cut = 1; cut < input.length; cut++) {
+    const first = await runOperator(intentModel, config, input.slice(0, cut));
+    const rest = await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: JSON.parse(JSON.stringify(first.state)) });
+    assert.deepEqual((rest.state as { learner: { block: Block } }).learner.block, block, `cut ${cut}`);
+  }
+});
+
 test('churn (gru): a merge releases the merged-away session\'s sequence, and an update the late events\' since the summary (a session is predicted once, at its first summary); another user\'s open session keeps its own (was: both kept until max_users evicted them)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 4 } } as IntentModelConfig;
