@@ -178,6 +178,42 @@ test('loss blocks: a block is `size` labels, each the mean of its predictions\' 
   assert.deepEqual(old.state(), new LossBlocks(2).state());
 });
 
+test('loss blocks: a label whose loss comes later (its prediction not scored yet) keeps its unit open until it comes, whatever other labels come between; a unit that waits is in the snapshot, its losses to come counted again at the restore', () => {
+  const run = (blocks: LossBlocks, from: number, to: number, out: (number | undefined)[]): void => {
+    // a: one loss now, two later (deferred); c: one now; b: one later; then a, b, a's later ones in batch order, d now.
+    const steps: (() => number | undefined)[] = [
+      () => blocks.add(1, 'a'),
+      () => blocks.defer('a'),
+      () => blocks.defer('a'),
+      () => blocks.add(2, 'c'),
+      () => blocks.defer('b'),
+      () => blocks.addDeferred(3, 'a'),
+      () => blocks.addDeferred(4, 'b'),
+      () => blocks.addDeferred(undefined, 'a'), // not a probability: nothing scored, nothing more to wait for
+      () => blocks.add(5, 'd'),
+      () => blocks.add(0, 'e'),
+    ];
+    for (let i = from; i < to; i++) out.push(steps[i]!());
+  };
+  const whole: (number | undefined)[] = [];
+  run(new LossBlocks(3), 0, 10, whole);
+  // c, a (1 and 3: 2), b (4) close the block of three: (2 + 2 + 4) / 3, at b's unit's end (d's first loss). Before, a, c, a, b, a were five units.
+  assert.deepEqual(whole, [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, 8 / 3, undefined]);
+  // Restored at any cut, given the losses still to come there (the learner's labelled samples waiting for their predictions).
+  const toCome = (cut: number): string[] => [[], [], ['a'], ['a', 'a'], ['a', 'a'], ['a', 'a', 'b'], ['a', 'b'], ['a'], [], [], []][cut]!;
+  for (let cut = 0; cut <= 10; cut++) {
+    const first = new LossBlocks(3);
+    const out: (number | undefined)[] = [];
+    run(first, 0, cut, out);
+    const restored = new LossBlocks(3);
+    restored.load(JSON.parse(JSON.stringify(first.state())) as ReturnType<LossBlocks['state']>, toCome(cut));
+    run(restored, cut, 10, out);
+    assert.deepEqual(out, whole, `cut ${cut}`);
+  }
+  // Nothing waiting: the state is the five numbers it always was.
+  assert.equal(new LossBlocks(3).state().length, 5);
+});
+
 test('page-hinkley is one-sided and forgets nothing (River\'s PageHinkley with mode up, alpha 1): a rise fires where the excess passes the threshold, a fall never', () => {
   const detections = (values: number[]): number[] => {
     const detector = new PageHinkley({ delta: 0, threshold: 1, min_instances: 1 });

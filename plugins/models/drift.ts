@@ -4,8 +4,20 @@
  * its mean has changed.
  */
 
-/** [block's sum of unit means, units in it, open unit's loss sum, its losses, its key]. */
-export type LossBlocksState = [number, number, number, number, string | null];
+/**
+ * [block's sum of unit means, units in it, open unit's loss sum, its losses, its key], then, where there
+ * are any, the units waiting for losses still to come (see LossBlocks.defer): [key, loss sum, losses] each.
+ * How many losses each still waits for is not kept: the learner counts them again from its samples (see load).
+ */
+export type LossBlocksState = [number, number, number, number, string | null] | [number, number, number, number, string | null, [string, number, number][]];
+
+/** A unit whose label run has ended while some of its losses are still to come. */
+interface WaitingUnit {
+  sum: number;
+  count: number;
+  /** Losses still to come (labels that came before their predictions). */
+  outstanding: number;
+}
 
 /**
  * The detectors' input: means of blocks of `size` labels, each label counted once, as the mean loss of
@@ -13,9 +25,12 @@ export type LossBlocksState = [number, number, number, number, string | null];
  * when it ends): their losses rise and fall together, so a block of single losses holds fewer
  * independent values than it counts, and its mean is noisier than a detector reading it assumes
  * (on the demo's stream, 2.4 times: Page-Hinkley fired 13 times in 1.4M labels of a stationary stream,
- * none once the same losses were shuffled). A label's predictions arrive one after another: a unit
- * is a run of losses with one key (the session, by user and id: two users' sessions of one data id
- * are two labels; a prediction's own id where there is none).
+ * none once the same losses were shuffled). A label's predictions are labelled one after another: a unit
+ * is a run of labels with one key (the session, by user and id: two users' sessions of one data id
+ * are two labels; a prediction's own id where there is none). A label that came before its prediction
+ * is scored when the prediction's batch runs, after other sessions' labels maybe, and in batch order
+ * (a, b, a): its unit is told so at the label ({@link defer}), waits for it, and closes once its last
+ * loss is in ({@link addDeferred}), so a session is one unit however its losses come.
  */
 export class LossBlocks {
   private blockSum = 0;
@@ -23,37 +38,108 @@ export class LossBlocks {
   private unitSum = 0;
   private unitCount = 0;
   private unitKey: string | null = null;
+  /** Losses the open unit still waits for. */
+  private unitOutstanding = 0;
+  /** Units whose run ended with losses still to come, by key. */
+  private waiting = new Map<string, WaitingUnit>();
 
   constructor(private readonly size: number) {}
 
-  /** Adds one prediction's loss; the block's mean when this loss closed the block's last unit. */
+  /** Adds one prediction's loss, scored at its label; the block's mean when this closed the block's last unit. */
   add(loss: number, unit: string): number | undefined {
-    let mean: number | undefined;
-    // A unit is complete when the next one starts (its last loss is not marked).
-    if (unit !== this.unitKey && this.unitCount > 0) {
-      this.blockSum += this.unitSum / this.unitCount;
-      this.unitSum = 0;
-      this.unitCount = 0;
-      if (++this.blockUnits >= this.size) {
-        mean = this.blockSum / this.blockUnits;
-        this.blockSum = 0;
-        this.blockUnits = 0;
-      }
-    }
-    this.unitKey = unit;
+    const mean = unit === this.unitKey ? undefined : this.startRun(unit);
     this.unitSum += loss;
     this.unitCount++;
     return mean;
   }
 
-  state(): LossBlocksState {
-    return [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey];
+  /** A label of `unit` whose prediction is not scored yet: its loss comes later (addDeferred). The block's mean as add's. */
+  defer(unit: string): number | undefined {
+    const mean = unit === this.unitKey ? undefined : this.startRun(unit);
+    this.unitOutstanding++;
+    return mean;
   }
 
-  /** A snapshot from before units (`[sum, count]` of single losses) starts the block afresh. */
-  load(state: LossBlocksState | [number, number]): void {
-    if (state.length !== 5) [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = [0, 0, 0, 0, null];
-    else [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = state;
+  /**
+   * The loss of a label that came before its prediction (see defer), or none where the prediction was not
+   * a probability (nothing scored); the block's mean when this closed the block's last unit.
+   */
+  addDeferred(loss: number | undefined, unit: string): number | undefined {
+    if (unit === this.unitKey) {
+      if (loss !== undefined) {
+        this.unitSum += loss;
+        this.unitCount++;
+      }
+      if (this.unitOutstanding > 0) this.unitOutstanding--;
+      return undefined;
+    }
+    const waiting = this.waiting.get(unit);
+    // Not waited for (a snapshot of an older build restored): a unit of its own.
+    if (waiting === undefined) return loss === undefined ? undefined : this.close(loss);
+    if (loss !== undefined) {
+      waiting.sum += loss;
+      waiting.count++;
+    }
+    if (--waiting.outstanding > 0) return undefined;
+    this.waiting.delete(unit);
+    return waiting.count > 0 ? this.close(waiting.sum / waiting.count) : undefined;
+  }
+
+  /**
+   * A run of labels of `unit` starts: the open unit's run has ended. It is complete (added to the block) unless
+   * some of its losses are still to come: then it waits. A unit that waits takes up its run again.
+   */
+  private startRun(unit: string): number | undefined {
+    let mean: number | undefined;
+    if (this.unitOutstanding > 0) this.waiting.set(this.unitKey!, { sum: this.unitSum, count: this.unitCount, outstanding: this.unitOutstanding });
+    else if (this.unitCount > 0) mean = this.close(this.unitSum / this.unitCount);
+    const resumed = this.waiting.get(unit);
+    if (resumed !== undefined) this.waiting.delete(unit);
+    this.unitKey = unit;
+    this.unitSum = resumed?.sum ?? 0;
+    this.unitCount = resumed?.count ?? 0;
+    this.unitOutstanding = resumed?.outstanding ?? 0;
+    return mean;
+  }
+
+  /** Adds a complete unit's mean to the block; the block's mean when that filled it. */
+  private close(unitMean: number): number | undefined {
+    this.blockSum += unitMean;
+    if (++this.blockUnits < this.size) return undefined;
+    const mean = this.blockSum / this.blockUnits;
+    this.blockSum = 0;
+    this.blockUnits = 0;
+    return mean;
+  }
+
+  state(): LossBlocksState {
+    const open: [number, number, number, number, string | null] = [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey];
+    if (this.waiting.size === 0) return open;
+    return [...open, [...this.waiting].map(([key, unit]): [string, number, number] => [key, unit.sum, unit.count])];
+  }
+
+  /**
+   * Restores a snapshot; `expected` holds a key for each loss still to come (a labelled sample the snapshot
+   * holds waiting for its prediction), which a snapshot does not keep. A waiting unit none is expected for
+   * (a damaged snapshot) is dropped. A snapshot from before units (`[sum, count]` of single losses) starts the block afresh.
+   */
+  load(state: LossBlocksState | [number, number], expected: Iterable<string> = []): void {
+    this.unitOutstanding = 0;
+    this.waiting = new Map();
+    if (state.length !== 5 && state.length !== 6) [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = [0, 0, 0, 0, null];
+    else {
+      [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = state;
+      if (state.length === 6) for (const [key, sum, count] of state[5]) this.waiting.set(key, { sum, count, outstanding: 0 });
+    }
+    for (const unit of expected) {
+      if (unit === this.unitKey) this.unitOutstanding++;
+      else {
+        const waiting = this.waiting.get(unit);
+        if (waiting) waiting.outstanding++;
+        else this.waiting.set(unit, { sum: 0, count: 0, outstanding: 1 });
+      }
+    }
+    for (const [key, unit] of this.waiting) if (unit.outstanding === 0) this.waiting.delete(key);
   }
 }
 

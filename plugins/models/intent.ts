@@ -247,7 +247,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), so a prediction after a merge reads both. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -337,7 +337,14 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.set(key, state);
     }
     state.last = Math.max(state.last, event.time);
-    if (!state.labelled) sequences?.push(key, event);
+    if (sequences !== undefined && !state.labelled) {
+      const context = event.session;
+      // A first event under a key whose closed session is still kept (an id from the data, back): a new session.
+      if (context?.position === 0) sequences.delete(key);
+      // A merge: the merged-away sessions' events are this one's now, as session-features folds their state.
+      else if (context?.merged !== undefined) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
+      sequences.push(key, event);
+    }
     if (event.type === 'purchase') {
       state.purchasedAt = earliest(state.purchasedAt, event.time);
       state.purchased = true;
@@ -384,7 +391,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     for (const id of mergedAwayIds(summary)) {
       const absorbedKey = sessionKey(summary.userId, id);
       const absorbed = sessions.get(absorbedKey);
-      sequences?.delete(absorbedKey);
+      // Folded at the merging event; here where that event did not come this way.
+      sequences?.fold(absorbedKey, key);
       if (absorbed === undefined) continue;
       sessions.delete(absorbedKey);
       if (state === undefined) {
@@ -396,7 +404,15 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
       state.last = Math.max(state.last, absorbed.last);
     }
-    sequences?.delete(key);
+    const bought = summary.purchased || state?.purchased === true;
+    if (sequences !== undefined) {
+      // Closed: a late event may reopen it (or merge another into it) until its keptUntil, and its prediction
+      // reads the session's events so far, as session-features' do. One that bought is predicted no more; one
+      // closed early takes no more events (evicted, its later ones start another session).
+      const keptUntil = summary.keptUntil;
+      if (bought || closedEarly(summary) || typeof keptUntil !== 'number' || Number.isNaN(keptUntil)) sequences.delete(key);
+      else sequences.close(key, keptUntil);
+    }
     if (closedEarly(summary)) {
       // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
       // evicted, its events go on under another id and no label will come for them (expired now). Whatever
@@ -405,7 +421,6 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.delete(key);
       return;
     }
-    const bought = summary.purchased || state?.purchased === true;
     if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
@@ -427,9 +442,11 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       watermark(time) {
         const cutoff = time - config.labelBuffer.timeoutMs;
         learner.expire(cutoff);
+        sequences?.release(time);
         // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
         if (time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
           lastSweep = time;
+          sequences?.release(time, true);
           for (const [key, state] of sessions) {
             if (state.last >= cutoff) continue;
             // Expired, as expire() would have counted them had no younger prediction been queued before them.

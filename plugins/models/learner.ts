@@ -82,6 +82,14 @@ interface Sample extends SampleHandle {
 }
 
 /**
+ * A sample's unit of the loss blocks (see LossBlocks): its session by user and id (two users' sessions of one
+ * data id, GA4's ga_session_id, are two labels), else its own id.
+ */
+function lossUnit(sample: Sample): string {
+  return sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id;
+}
+
+/**
  * A score the metrics can take: NaN fails both comparisons; outside [0, 1] only a backend computing
  * wrongly gets (Dawn's null device).
  */
@@ -730,8 +738,11 @@ export class OnlineLearner {
     this.counts.predictions++;
     this.unCountedPredictions++;
     // Checked when made, not when labelled: a churn label comes a horizon later, days of null scores unsaid.
-    if (!isProbability(s.score!)) this.invalidScore(s);
-    else if (s.label !== undefined) this.scoreAndQueue(s, emit);
+    if (!isProbability(s.score!)) {
+      this.invalidScore(s);
+      // Its label came first: its unit of the loss blocks waits for no loss from it.
+      if (s.label !== undefined && this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.addDeferred(undefined, lossUnit(s)), s.time, emit);
+    } else if (s.label !== undefined) this.scoreAndQueue(s, emit, s.time, true);
   }
 
   /** The batch of `samples`; `rows` given when their rows already lie in one buffer, in order. */
@@ -916,14 +927,19 @@ export class OnlineLearner {
     }
     this.release(sample);
     sample.label = label;
-    // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried.
-    // One not a number was counted when made: its label has nothing to score or teach.
-    if (sample.score !== undefined && isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
+    // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried (its
+    // unit of the loss blocks waits for it). One not a number was counted when made: its label has nothing to score or teach.
+    if (sample.score === undefined) {
+      if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.defer(lossUnit(sample)), time, emit);
+    } else if (isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
     return true;
   }
 
-  /** Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore). */
-  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time): void {
+  /**
+   * Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore);
+   * `deferred`: its label came before its prediction (LossBlocks.defer).
+   */
+  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time, deferred = false): void {
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -932,10 +948,9 @@ export class OnlineLearner {
     if (this.learns && this.counts.learnSteps === 0 && (this.warmStarted?.steps ?? 0) === 0) this.counts.scoredBeforeLearning++;
     this.unCountedLabels++;
     if (this.config.drift.detector !== 'none') {
-      // Block means, each label once (a session's predictions share one): LossBlocks says why. A unit is
-      // a session by user and id (two users' sessions of one data id, GA4's ga_session_id, are two labels).
-      const mean = this.lossBlocks.add(loss, sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id);
-      if (mean !== undefined && this.drift.update(mean)) this.onDrift(labelTime, emit);
+      // Block means, each label once (a session's predictions share one): LossBlocks says why.
+      const unit = lossUnit(sample);
+      this.driftOn(deferred ? this.lossBlocks.addDeferred(loss, unit) : this.lossBlocks.add(loss, unit), labelTime, emit);
     }
     if (!this.learns) {
       // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
@@ -968,6 +983,11 @@ export class OnlineLearner {
       );
     }
     this.counters.invalidScores.inc();
+  }
+
+  /** Feeds a block's mean, where one closed, to the drift detector. */
+  private driftOn(mean: number | undefined, time: number, emit: Emit): void {
+    if (mean !== undefined && this.drift.update(mean)) this.onDrift(time, emit);
   }
 
   private onDrift(time: number, emit: Emit): void {
@@ -1272,7 +1292,9 @@ export class OnlineLearner {
     this.prequential.load(state.prequential);
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
-    this.lossBlocks.load(state.format === 4 ? state.block : this.unitByUser(state.block));
+    // Labels that came before their predictions: their losses are still to come, which their units wait for.
+    const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
+    this.lossBlocks.load(state.format === 4 ? state.block : this.unitByUser(state.block), expected);
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();

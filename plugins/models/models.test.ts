@@ -1784,6 +1784,36 @@ test('gru sequences snapshot as columns; the first format (one [session, steps] 
   await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: types: lengths add up to 7, the list holds 3/);
 });
 
+test('gru sequences: a fold puts the merged-away steps after the surviving session\'s, the last `length` kept; a closed sequence is kept until its keptUntil (a late event reopens it), which a snapshot holds; damaged closed rows are refused', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (id: string, minute: number, category: string) => event('u', id, t + minute * min, 0, t, 'view', undefined, category);
+  const tracker = new SequenceTracker(3, 16, 100);
+  const reference = new SequenceTracker(3, 16, 100);
+  for (const e of [view('E', 0, 'a'), view('E', 1, 'b')]) tracker.push('E', e), reference.push('E', e);
+  for (const e of [view('A', 15, 'c'), view('A', 16, 'd')]) tracker.push('A', e), reference.push('E', e);
+  tracker.fold('A', 'E');
+  assert.deepEqual(tracker.sample('E'), reference.sample('E'), 'b, c, d: the last 3 of E\'s then A\'s');
+  assert.deepEqual(tracker.sample('A'), new SequenceTracker(3, 16, 100).sample('A'));
+  tracker.push('B', view('B', 20, 'e'));
+  tracker.close('E', t + 40 * min);
+  tracker.close('B', t + 30 * min);
+  const saved = JSON.parse(JSON.stringify(await inTurns(tracker.stateParts()))) as SequencesState & { closedRows: unknown };
+  const restored = new SequenceTracker(3, 16, 100);
+  await inTurns(restored.loadParts(saved));
+  for (const copy of [tracker, restored]) {
+    // Released in the order they closed: E (due at 40) holds B (due at 30) back until every due one is sought.
+    copy.release(t + 35 * min);
+    assert.notDeepEqual(copy.sample('B'), reference.sample('none'), 'B is behind E');
+    copy.release(t + 35 * min, true);
+    assert.deepEqual(copy.sample('B'), reference.sample('none'), 'B let go');
+    // A late event reopens E: kept past its keptUntil until it closes again.
+    copy.push('E', view('E', 17, 'f'));
+    copy.release(t + 50 * min, true);
+    assert.equal(copy.sample('E').types.filter((type) => type !== 0).length, 3);
+  }
+  await assert.rejects(inTurns(new SequenceTracker(3, 16, 100).loadParts({ ...saved, closedRows: { n: 2, c: 0 } })), /snapshot: sequences: closedRows: 0 at 1, expected a row below 2 not listed before/);
+});
+
 test('gru steps: an event type that is an Object.prototype member (constructor, toString, __proto__) is "another type", as any unknown one, not padding', () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const other = stepOf(event('u', 's', t, 0, t, 'weird'), 16).type;
@@ -1874,6 +1904,48 @@ test('drift: two users\' sessions of one data session id (GA4\'s ga_session_id) 
   assert.deepEqual(blockOf((await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: old })).state), whole, 'a format 3 snapshot restored');
 });
 
+test('drift: a session\'s labels that came before their predictions (scored when their batch runs) are one unit of the loss blocks with its labels scored at once, not one unit per run of its losses between other sessions\'; a snapshot anywhere restores to the same blocks (was: a, c, a, b, a: five units for three labels)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const values = (signal: number): number[] => [signal, 0.1, -0.2, 0.3];
+  // An mlp predicts in batches (of 4 here): a's first view is predicted in the first batch, its second and third, and
+  // b's view, wait for theirs when their summaries label them (scored then, in batch order: a, b, a), and c's
+  // label, scored at once, comes between a's first loss and its others.
+  const config: IntentModelConfig = { ...base, model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 100 } };
+  const input: Element[] = [
+    event('a', 'A', t, 0, t, 'view', values(-1)),
+    event('c', 'C', t + 1_000, 0, t + 1_000, 'view', values(1)),
+    event('x', 'X', t + 1_000, 0, t + 1_000, 'view', values(1)),
+    event('y', 'Y', t + 1_000, 0, t + 1_000, 'view', values(1)), // the batch is full: predicted
+    event('a', 'A', t + 2_000, 1, t, 'view', values(-1)),
+    event('b', 'B', t + 3_000, 0, t + 3_000, 'view', values(1)),
+    event('a', 'A', t + 4_000, 2, t, 'view', values(-1)),
+    summary('a', 'A', t, t + 4_000, 3, false), // a's first loss now, its others when their batch runs
+    summary('c', 'C', t + 1_000, t + 1_000, 1, false), // c's loss now
+    summary('b', 'B', t + 3_000, t + 3_000, 1, false),
+    event('d', 'D', t + 6_000, 0, t + 6_000, 'view', values(-1)), // the batch is full: a, b, a scored
+    summary('d', 'D', t + 6_000, t + 6_000, 1, false),
+    watermark(Infinity),
+  ];
+  type Block = [number, number, number, number, string | null, ...unknown[]];
+  const whole = await runOperator(intentModel, config, input);
+  const predictions = of(whole.output, 'prediction');
+  assert.equal(predictions.length, 8);
+  // Each label's loss is the mean of its predictions' (every label 0 here).
+  const meanLoss = (user: string): number => {
+    const losses = predictions.filter((p) => p.userId === user).map((p) => -Math.log(1 - (p.score as number)));
+    return losses.reduce((sum, loss) => sum + loss, 0) / losses.length;
+  };
+  const block = (whole.state as { learner: { block: Block } }).learner.block;
+  // c, a and b closed (three labels); d the open unit (its one loss). Before: a, c, a, b, a closed (five), d open.
+  assert.deepEqual([block[1], block[3], block[4]], [3, 1, sessionKey('d', 'D')]);
+  assert.ok(Math.abs(block[0] - (meanLoss('a') + meanLoss('b') + meanLoss('c'))) < 1e-9, `${block[0]}`);
+  for (let cut = 1; cut < input.length; cut++) {
+    const first = await runOperator(intentModel, config, input.slice(0, cut));
+    const rest = await runOperator(intentModel, config, input.slice(cut), testContext(), { restore: JSON.parse(JSON.stringify(first.state)) });
+    assert.deepEqual((rest.state as { learner: { block: Block } }).learner.block, block, `cut ${cut}`);
+  }
+});
+
 test('churn (gru): a merge releases the merged-away session\'s sequence, and an update the late events\' since the summary (a session is predicted once, at its first summary); another user\'s open session keeps its own (was: both kept until max_users evicted them)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 4 } } as IntentModelConfig;
@@ -1890,6 +1962,65 @@ test('churn (gru): a merge releases the merged-away session\'s sequence, and an 
   assert.deepEqual(await keysAfter(input), [sessionKey('a', 'B'), sessionKey('c', 'C'), sessionKey('a', 'A')], 'before the merged summary: kept');
   const merged = { ...summary('a', 'A', t, t + 50 * min, 4, false, { view: 4 }), update: true, replaces: ['B'] } as Element;
   assert.deepEqual(await keysAfter([...input, merged]), [sessionKey('c', 'C')]);
+});
+
+test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in arrival order; a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (minute: number, type: string, category: string): Element => ({ kind: 'event', userId: 'u1', time: t + minute * min, type, category, price: 10 + minute, features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1:0 (0, 2) closes at the watermark 13 (its summary labels it); u1:15 (15, 17) opens; the late event at 8 bridges
+  // them (each within the 10 minute gap): merged under u1:0, and the event at 19 goes on in it.
+  const input: Element[] = [at(0, 'view', 'a'), at(2, 'cart', 'b'), watermark(t + 13 * min), at(15, 'view', 'c'), at(17, 'view', 'd'), watermark(t + 18 * min), at(8, 'view', 'e'), at(19, 'cart', 'f'), watermark(t + 20 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 8 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const state = (await chain.snapshot())[1] as { sequences: SequencesState };
+  const whole = chain.end();
+  const events = whole.filter((r): r is ClickEvent => r.kind === 'event');
+  assert.deepEqual(events.map((e) => [e.category, e.session!.id, e.session!.merged ?? []]), [['a', `u1:${t}`, []], ['b', `u1:${t}`, []], ['c', `u1:${t + 15 * min}`, []], ['d', `u1:${t + 15 * min}`, []], ['e', `u1:${t}`, [`u1:${t + 15 * min}`]], ['f', `u1:${t}`, []]], 'the sessionizer merged them');
+  const key = sessionKey('u1', `u1:${t}`);
+  const kept = new SequenceTracker(8, 64, 100);
+  await inTurns(kept.loadParts(state.sequences));
+  // As one session's events in the order they came: u1:0's, u1:15's (their times after u1:0's), the late one, the next.
+  const reference = new SequenceTracker(8, 64, 100);
+  for (const e of events) reference.push(key, e);
+  assert.deepEqual(kept.sample(key), reference.sample(key));
+  assert.deepEqual(kept.sample(sessionKey('u1', `u1:${t + 15 * min}`)), new SequenceTracker(8, 64, 100).sample('none'), 'the merged-away sequence is gone');
+  // Bounded as any sequence: the last sequence_length steps.
+  const short = await Chain.build([stages[0]!, stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 3 } })], testContext());
+  short.push(input);
+  const shortState = (await short.snapshot())[1] as { sequences: SequencesState };
+  short.end();
+  const shortKept = new SequenceTracker(3, 64, 100);
+  await inTurns(shortKept.loadParts(shortState.sequences));
+  const shortReference = new SequenceTracker(3, 64, 100);
+  for (const e of events) shortReference.push(key, e);
+  assert.deepEqual(shortKept.sample(key), shortReference.sample(key));
+  // Restored at any cut, the rest of the run predicts as the uninterrupted one.
+  const full = [...input, watermark(t + 60 * min), watermark(Infinity)];
+  const uninterrupted = (await Chain.build(stages, testContext())).push(full).end();
+  assert.equal(of(uninterrupted, 'prediction').length, 5, 'at every event but e (late, after a later event: out of order)');
+  for (let cut = 1; cut < full.length; cut++) assert.equal(await outputsRestoredAt(stages, full, cut), modelOutputs(uninterrupted), `cut ${cut}`);
+});
+
+test('intent (gru): a merge whose merging event this stage did not see is folded at the merged summary; a late event that reopens the merged session reads both sessions\' events', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const config = { ...base, batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 8 } } as IntentModelConfig;
+  const v = [0.5, 0, 0, 0];
+  const kept = (at: number): Record<string, unknown> => ({ keptUntil: at });
+  const input: Element[] = [
+    event('a', 'E', t, 0, t, 'view', v, 'a'),
+    { ...summary('a', 'E', t, t, 1, false), ...kept(t + 30 * min) },
+    event('a', 'A', t + 15 * min, 0, t + 15 * min, 'view', v, 'b'),
+    // The merging event (at 8) dropped on the way: the merged summary says A went into E.
+    { ...summary('a', 'E', t, t + 15 * min, 3, false), update: true, replaces: ['A'], ...kept(t + 45 * min) },
+    event('a', 'E', t + 16 * min, 3, t, 'view', v, 'c'),
+  ];
+  const state = (await runOperator(intentModel, config, input)).state as { sequences: SequencesState };
+  const tracker = new SequenceTracker(8, 64, 100);
+  await inTurns(tracker.loadParts(state.sequences));
+  const reference = new SequenceTracker(8, 64, 100);
+  for (const e of input.filter((r): r is ClickEvent => r.kind === 'event')) reference.push('E', e);
+  assert.deepEqual(tracker.sample(sessionKey('a', 'E')), reference.sample('E'));
 });
 
 test('churn (gru) keeps two users\' sequences of one data session id apart (GA4\'s ga_session_id is the second a session started): each user\'s prediction reads its own events, as under ids of their own, through a snapshot and a restore, and one of the format before (sequences keyed by id alone) still restores (was: one sequence, the first to close read both users\' events and deleted the other\'s)', async () => {

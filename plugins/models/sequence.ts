@@ -25,6 +25,10 @@ export interface SavedSequences {
   categories: Column;
   /** stepFeatures values a step. */
   steps: Column;
+  /** The closed sequences kept for late events (see SequenceTracker.close), as rows of `keys`, in the order they closed; absent: none. */
+  closedRows?: Column;
+  /** Each closed row's keptUntil. */
+  keptUntil?: Column;
 }
 
 /** A snapshot's sequences: columns, or the first format's [key, steps] each (restored still). */
@@ -55,9 +59,14 @@ export function stepOf(event: ClickEvent, buckets: number): Step {
   };
 }
 
-/** Bounded sequences by key (session); the oldest key goes first when `maxKeys` is passed. */
+/**
+ * Bounded sequences by key (session); the oldest key goes first when `maxKeys` is passed. A closed session's
+ * may be kept for late events (close) until the event time its summary says none joins it any more.
+ */
 export class SequenceTracker {
   private sequences = new Map<string, Step[]>();
+  /** Keys of closed sequences kept, each with its keptUntil, in the order they closed (about keptUntil's). */
+  private closed = new Map<string, number>();
 
   constructor(
     readonly length: number,
@@ -68,12 +77,53 @@ export class SequenceTracker {
   push(key: string, event: ClickEvent): void {
     let steps = this.sequences.get(key);
     if (!steps) {
-      if (this.sequences.size >= this.maxKeys) this.sequences.delete(this.sequences.keys().next().value!);
+      if (this.sequences.size >= this.maxKeys) this.delete(this.sequences.keys().next().value!);
       steps = [];
       this.sequences.set(key, steps);
-    }
+    } else if (this.closed.size > 0) this.closed.delete(key); // closed, reopened by a late event: open until its next close
     steps.push(stepOf(event, this.buckets));
     if (steps.length > this.length) steps.shift();
+  }
+
+  /**
+   * Session `from` was merged into `into`: its steps go after those of `into` (event-time order: a merge keeps
+   * the earlier session's id, and the later one's events all come after the earlier's), the last `length` kept.
+   */
+  fold(from: string, into: string): void {
+    const moved = this.sequences.get(from);
+    if (moved === undefined || from === into) return;
+    this.delete(from);
+    const steps = this.sequences.get(into);
+    if (steps === undefined) {
+      this.sequences.set(into, moved);
+      return;
+    }
+    for (const step of moved) steps.push(step);
+    if (steps.length > this.length) steps.splice(0, steps.length - this.length);
+  }
+
+  /**
+   * The session closed, and a late event may still join it until `keptUntil` (event time): its sequence is
+   * kept till then, for such an event's prediction to read (see release).
+   */
+  close(key: string, keptUntil: number): void {
+    if (!this.sequences.has(key)) return;
+    this.closed.delete(key); // closed again: in order of closing
+    this.closed.set(key, keptUntil);
+  }
+
+  /**
+   * Lets go of closed sequences whose keptUntil `time` has passed: those first to close (`all`: every one,
+   * wherever it closed; a closed session's keptUntil is about its close time plus the sessionizer's lateness,
+   * so one due is seldom behind one that is not).
+   */
+  release(time: number, all = false): void {
+    for (const [key, keptUntil] of this.closed) {
+      if (keptUntil <= time) {
+        this.closed.delete(key);
+        this.sequences.delete(key);
+      } else if (!all) return;
+    }
   }
 
   /** The padded sequence of `key` as it stands. */
@@ -92,6 +142,7 @@ export class SequenceTracker {
 
   delete(key: string): void {
     this.sequences.delete(key);
+    this.closed.delete(key);
   }
 
   /**
@@ -106,6 +157,7 @@ export class SequenceTracker {
       if (userId != null) rekeyed.set(sessionKey(userId, id), steps);
     }
     this.sequences = rekeyed;
+    this.closed = new Map();
   }
 
   /** The sequences as columns, in parts (a snapshot in parts); values copied out, as push changes a session's in place. */
@@ -115,7 +167,9 @@ export class SequenceTracker {
     const types: number[] = [];
     const categories: number[] = [];
     const steps: number[] = [];
+    const rowOf = new Map<string, number>();
     yield* eachOf(this.sequences, ([key, sequence]) => {
+      if (this.closed.size > 0) rowOf.set(key, keys.length);
       keys.push(key);
       lengths.push(sequence.length);
       for (const step of sequence) {
@@ -125,7 +179,10 @@ export class SequenceTracker {
       }
     });
     const columns = yield* encodeNamedColumns({ lengths: Float64Array.from(lengths), types: Float64Array.from(types), categories: Float64Array.from(categories), steps: Float64Array.from(steps) });
-    return { keys, ...columns };
+    if (this.closed.size === 0) return { keys, ...columns };
+    const closedRows = Float64Array.from(this.closed.keys(), (key) => rowOf.get(key)!);
+    const kept = yield* encodeNamedColumns({ closedRows, keptUntil: Float64Array.from(this.closed.values()) });
+    return { keys, ...columns, ...kept };
   }
 
   /**
@@ -134,6 +191,7 @@ export class SequenceTracker {
    */
   *loadParts(state: SequencesState): Generator<void, void, void> {
     const sequences = new Map<string, Step[]>();
+    const closed = new Map<string, number>();
     if (Array.isArray(state)) yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
     else {
       const what = 'snapshot: sequences';
@@ -154,7 +212,17 @@ export class SequenceTracker {
           sequences.set(keys[i]!, steps);
         }
       });
+      if (state.closedRows !== undefined) {
+        const rows = decodeColumn(state.closedRows, `${what}: closedRows`);
+        const keptUntil = decodeColumnOf(state.keptUntil!, rows.length, `${what}: keptUntil`);
+        for (let k = 0; k < rows.length; k++) {
+          const row = rows[k]!;
+          if (!(Number.isInteger(row) && row >= 0 && row < keys.length) || closed.has(keys[row]!)) throw new Error(`${what}: closedRows: ${row} at ${k}, expected a row below ${keys.length} not listed before`);
+          closed.set(keys[row]!, keptUntil[k]!);
+        }
+      }
     }
     this.sequences = sequences;
+    this.closed = closed;
   }
 }
