@@ -43,3 +43,32 @@ for (const file of ['examples/ops/grafana-dashboard.json', 'examples/ops/prometh
     );
   });
 }
+
+/** The unit's settings, `Key=value` per line (the last one where a key repeats, as systemd reads most). */
+function unitSettings(): Map<string, string> {
+  const settings = new Map<string, string>();
+  for (const line of readFileSync(join(root, 'examples/ops/tributary.service'), 'utf8').split('\n')) {
+    const match = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (match) settings.set(match[1]!, match[2]!);
+  }
+  return settings;
+}
+
+// What docs/operations.md says of the unit (Graceful shutdown; exit codes; logrotate's reload), checked
+// against the unit itself, so a change to one side shows up here.
+test('the systemd unit stops, restarts, reloads and writes as docs/operations.md says', () => {
+  const unit = unitSettings();
+  const schema = JSON.parse(readFileSync(join(root, 'schemas/pipeline.schema.json'), 'utf8')) as { properties: { settings: { properties: { shutdown_timeout: { default: string } } } } };
+  const shutdownTimeout = schema.properties.settings.properties.shutdown_timeout.default;
+  assert.equal(shutdownTimeout, '30s');
+  assert.equal(unit.get('KillSignal'), 'SIGTERM', 'SIGTERM drains and writes the final checkpoint');
+  assert.ok(Number(unit.get('TimeoutStopSec')) > 30, `TimeoutStopSec=${unit.get('TimeoutStopSec')} leaves the drain its shutdown_timeout (${shutdownTimeout}) and node's teardown`);
+  assert.equal(unit.get('Restart'), 'on-failure', 'exit 1 (restarts in the process spent) is restarted');
+  assert.equal(unit.get('RestartPreventExitStatus'), '2', 'exit 2 (a person must act) is not');
+  assert.match(unit.get('ExecReload') ?? '', /kill -HUP \$MAINPID/, 'systemctl reload reopens the file outputs (logrotate)');
+  assert.match(unit.get('ExecStart') ?? '', /tributary run /, 'the binary itself, not npx or npm run, which do not pass SIGTERM on');
+  const writable = (unit.get('ReadWritePaths') ?? '').split(/\s+/);
+  assert.ok(writable.includes(unit.get('WorkingDirectory')!), 'the default dead-letter files are written in WorkingDirectory');
+  const stateDir = /\$\{STATE_DIR:-([^}]+)\}/.exec(readFileSync(join(root, 'examples/pipelines/kafka-intent-scale-out.yaml'), 'utf8'))?.[1];
+  assert.ok(stateDir && writable.some((path) => stateDir === path || stateDir.startsWith(`${path}/`)), `the scale-out example's default STATE_DIR (${stateDir}) is writable under ProtectSystem=strict`);
+});
