@@ -43,3 +43,33 @@ for (const file of ['examples/ops/grafana-dashboard.json', 'examples/ops/prometh
     );
   });
 }
+
+interface DashboardPanel {
+  title: string;
+  fieldConfig?: { defaults?: { unit?: string }; overrides?: { matcher: { id: string; options: string }; properties: { id: string; value: unknown }[] }[] };
+  targets?: { expr: string; refId: string }[];
+}
+
+/** The unit a panel shows each target's series in: its override for the target's refId, else the panel's. */
+function unitOf(panel: DashboardPanel, refId: string): string | undefined {
+  const override = panel.fieldConfig?.overrides?.find(({ matcher }) => matcher.id === 'byFrameRefID' && matcher.options === refId);
+  const unit = override?.properties.find(({ id }) => id === 'unit')?.value;
+  return typeof unit === 'string' ? unit : panel.fieldConfig?.defaults?.unit;
+}
+
+// Prometheus names say their unit: a series plotted on a seconds or bytes axis must be one of seconds or
+// bytes, or have its own unit (an override): the heap panel drew the heap-pause rate as bytes.
+test('the example dashboard plots each series in its own unit (seconds on an s axis, bytes on a bytes axis)', () => {
+  const dashboard = JSON.parse(readFileSync(join(root, 'examples/ops/grafana-dashboard.json'), 'utf8')) as { panels: DashboardPanel[] };
+  const suffix: Record<string, RegExp> = { s: /_seconds(_bucket|_sum|_count)?$/, bytes: /_bytes$/ };
+  const wrong: string[] = [];
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) {
+      const unit = unitOf(panel, target.refId);
+      const expected = unit === undefined ? undefined : suffix[unit];
+      if (!expected) continue;
+      for (const name of target.expr.match(/tributary_[a-z0-9_]+/g) ?? []) if (!expected.test(name)) wrong.push(`${panel.title}: ${name} shown in ${unit}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
