@@ -854,3 +854,30 @@ test('a checkpoint folder that cannot be made as a file is in its place or on it
     assert.match(records[0]!.msg, /the checkpoint folder .*cp-blocker\.txt(\/cp)? cannot be made: it, or a folder on its way to it, is a file \((ENOTDIR|EEXIST): .*\): name another \(checkpoint\.dir, --checkpoint-dir\)$/);
   }
 });
+
+test("run loads a native or heavy library only for a pipeline that uses it: no node-rdkafka without Kafka, no TensorFlow.js without a model (what a process loads, it also tears down at its exit)", () => {
+  // The CommonJS packages the process loaded (an ESM import of one goes through require's cache too), said at its exit.
+  const preload = join(dir, 'loaded-packages.cjs');
+  writeFileSync(
+    preload,
+    "process.on('exit', () => { const names = new Set(Object.keys(require.cache).map((path) => path.match(/node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//)?.[1]).filter(Boolean)); require('node:fs').writeSync(2, `LOADED ${JSON.stringify([...names])}\\n`); });\n",
+  );
+  const loaded = (file: string): string[] => {
+    const result = spawnSync(process.execPath, ['--require', preload, cli, 'run', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+    assert.equal(result.status, 0, result.stderr);
+    return JSON.parse(/^LOADED (.*)$/m.exec(result.stderr)![1]!) as string[];
+  };
+  const heavy = (names: string[]): string[] => names.filter((name) => name === 'node-rdkafka' || name.startsWith('@tensorflow/')).sort();
+  const input = join(dir, 'no-models.jsonl');
+  writeFileSync(input, '{"user_id":"u","time":1704067200000,"type":"view"}\n{"user_id":"u","time":1704067260000,"type":"cart"}\n');
+  const plain = pipeline('no-models.yaml', `sources: [{type: file, path: ${input}}]\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: ${join(dir, 'no-models-out.jsonl')}, kinds: [session]}]\n`);
+  assert.deepEqual(heavy(loaded(plain)), []);
+  // The check sees them when they are loaded: a model stage loads TensorFlow.js (still no node-rdkafka).
+  const model = pipeline(
+    'one-model.yaml',
+    `sources: [{type: synthetic, users: 20, events: 200}]\nstages: [{type: sessionizer}, {type: session-features}, {type: intent-model, backend: cpu}]\nsinks: [{type: file, path: ${join(dir, 'one-model-out.jsonl')}, kinds: [prediction]}]\n`,
+  );
+  const withModel = heavy(loaded(model));
+  assert.ok(withModel.includes('@tensorflow/tfjs-core'), `loaded: ${withModel.join(', ')}`);
+  assert.ok(!withModel.includes('node-rdkafka'));
+});

@@ -434,7 +434,7 @@ export default defineOperator<ChurnModelConfig>({
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
     'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
-    'Same metrics as `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
+    'The `model_` metrics of `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
   config: {
     type: 'object',
     additionalProperties: false,

@@ -2892,3 +2892,20 @@ test('the label buffer lets go of predictions labelled in order while expire() r
   assert.ok(queue.length <= 2 * 1024 + 10, `${queue.length} slots in the queue for 10 predictions awaiting`);
   await learner.close();
 });
+
+test("the model stages' descriptions name every metric they export, and only those (docs/operations.md points to them for the list)", async () => {
+  /** The series a model stage makes, by name: those labelled with its `model`. */
+  const exported = async (stages: Parameters<typeof Chain.build>[0]): Promise<string[]> => {
+    const hub = new MetricsHub();
+    await Chain.build(stages, testContext({ metrics: hub.scoped({ pipeline: 'test', stage: 'model' }) }));
+    const names = hub.registry.getMetricsAsArray().filter((metric) => (metric as unknown as { labelNames: string[] }).labelNames.includes('model'));
+    return names.map((metric) => metric.name.replace(/^tributary_/, '')).sort();
+  };
+  const named = (description: string, prefix: RegExp): string[] => [...new Set([...description.matchAll(/`([a-z_]+)`/g)].map(([, name]) => name!).filter((name) => prefix.test(name)))].sort();
+  const intent = await exported([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(intentModel, base)]);
+  assert.deepEqual(named(intentModel.description ?? '', /^(model|intent)_/), intent);
+  // Churn's: intent-model's model_ series, and its own churn_ ones.
+  const churn = await exported([stage(sessionizer, { gap: '30m' }), stage(churnModel, { backend: 'cpu', horizon: '7d' })]);
+  assert.deepEqual([...intent.filter((name) => name.startsWith('model_')), ...named(churnModel.description ?? '', /^churn_/)].sort(), churn);
+  assert.deepEqual(named(churnModel.description ?? '', /^intent_/), [], 'churn-model exports no intent_ series');
+});
