@@ -854,3 +854,20 @@ test('a checkpoint folder that cannot be made as a file is in its place or on it
     assert.match(records[0]!.msg, /the checkpoint folder .*cp-blocker\.txt(\/cp)? cannot be made: it, or a folder on its way to it, is a file \((ENOTDIR|EEXIST): .*\): name another \(checkpoint\.dir, --checkpoint-dir\)$/);
   }
 });
+
+test('a --set that cannot be applied is said by the file and the --set argument, by validate and run alike, exit 2 (was FILE:0:0: $:, no place)', () => {
+  const file = pipeline('set-unapplied.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  for (const [assignment, said] of [
+    ['stages[9].gap=1m', "--set 'stages[9].gap=1m': $.stages has 0 entries; index 9 is past its end (0 adds one)"],
+    ['junk', "--set 'junk': expected path=value"],
+  ] as const) {
+    const validate = tributary('validate', file, '--set', assignment);
+    assert.equal(validate.status, 2, validate.stderr);
+    assert.equal(validate.stderr, `${file}: ${said}\n`);
+    const run = tributary('run', file, '--set', assignment, '--log-level', 'warn');
+    assert.equal(run.status, 2, run.stderr);
+    assert.ok(run.stderr.includes(`${file}: ${said}`), run.stderr);
+    assert.match(run.stderr, /TRIB_ERR_CONFIG_SET/);
+    assert.doesNotMatch(`${validate.stderr}${run.stderr}`, /:0:0/);
+  }
+});

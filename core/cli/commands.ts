@@ -240,6 +240,8 @@ export async function main(args: string[]): Promise<number> {
         const report = (file: string, error: unknown): void => {
           invalid++;
           if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+          // A --set that cannot be applied names the file and the argument itself: it has no place in the file.
+          else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CONFIG_SET') process.stderr.write(`${error.message}\n`);
           else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
         };
         // A folder is what `run` (and the systemd unit) are given: check the files it would run, and, as
