@@ -108,7 +108,7 @@ export const decodeProperties = {
       header: {
         type: 'boolean',
         description:
-          'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over).',
+          'The first row names the columns. Default: true; with `columns`, say it (true: the file has a header row, which `columns` renames; false: every row is data). A header row that cannot be read (not UTF-8, longer than `max_record_bytes`, a quote never closed) fails the source, unless `columns` names them (the row is then passed over). A header naming a column twice is read with the last one\'s value in each row, said once as a warning naming the file and the column.',
       },
       columns: {
         type: 'array',
@@ -484,10 +484,32 @@ async function* decodeCsv(
       `${target.file}: the CSV has no column for ${missing.join(', ')}: every row reads it as absent (an optional field stays empty in every event; without user_id, time or type each row is dead-lettered); its columns: ${known.join(', ')}${hint}`,
     );
   };
+  /**
+   * A header row naming a column twice: each row keeps the last one's value, silently (the mapping reads
+   * one field per name). Said once, at the header; `csv.columns` naming one twice is a config error.
+   */
+  const warnColumnsTwice = (header: readonly string[]): void => {
+    const first = new Map<string, number>();
+    const twice = new Map<string, number[]>();
+    header.forEach((column, index) => {
+      const at = first.get(column);
+      if (at === undefined) first.set(column, index);
+      else twice.set(column, [...(twice.get(column) ?? [at]), index]);
+    });
+    if (twice.size === 0) return;
+    const said = [...twice].map(([column, at]) => `'${column}' ${at.length === 2 ? 'twice' : `${at.length} times`} (columns ${at.slice(0, -1).map((index) => index + 1).join(', ')} and ${at.at(-1)! + 1})`);
+    context.logger.warn(
+      { file: target.file, columns: [...twice.keys()] },
+      `${target.file}: the CSV header names column ${said.join(', ')}: each row keeps only the last one's value; rename one in the file, or name the columns in csv.columns with csv.header: true`,
+    );
+  };
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {
     if (skipHeader) {
       skipHeader = false;
-      columns ??= record;
+      if (columns === undefined) {
+        columns = record;
+        warnColumnsTwice(columns);
+      }
       checkColumns(columns);
       return;
     }

@@ -755,6 +755,11 @@ test('--plugin naming a module that does not load is TRIB_ERR_PLUGIN_LOAD (as in
     assert.equal(result.status, 2, `${command[0]}: ${result.stderr}`);
     const [record, ...more] = result.stderr.split('\n').filter((line) => line !== '');
     assert.equal(more.length, 0, result.stderr);
+    // validate prints text lines whatever stderr is (errors.md), this one too; the others a record where stderr is not a terminal.
+    if (command[0] === 'validate') {
+      assert.match(record!, /^--plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': there is no file .*nope\.mjs \(relative to /);
+      continue;
+    }
     const { code, msg } = JSON.parse(record!) as { code: string; msg: string };
     assert.equal(code, 'TRIB_ERR_PLUGIN_LOAD');
     assert.match(msg, /^TRIB_ERR_PLUGIN_LOAD: --plugin \.\/nope\.mjs: cannot load plugin module '\.\/nope\.mjs': there is no file .*nope\.mjs \(relative to /);
@@ -880,4 +885,30 @@ test("run loads a native or heavy library only for a pipeline that uses it: no n
   const withModel = heavy(loaded(model));
   assert.ok(withModel.includes('@tensorflow/tfjs-core'), `loaded: ${withModel.join(', ')}`);
   assert.ok(!withModel.includes('node-rdkafka'));
+});
+
+test('a --set that cannot be applied is said by the file and the --set argument, by validate and run alike, exit 2 (was FILE:0:0: $:, no place)', () => {
+  const file = pipeline('set-unapplied.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  for (const [assignment, said] of [
+    ['stages[9].gap=1m', "--set 'stages[9].gap=1m': $.stages has 0 entries; index 9 is past its end (0 adds one)"],
+    ['junk', "--set 'junk': expected path=value"],
+  ] as const) {
+    const validate = tributary('validate', file, '--set', assignment);
+    assert.equal(validate.status, 2, validate.stderr);
+    assert.equal(validate.stderr, `${file}: ${said}\n`);
+    const run = tributary('run', file, '--set', assignment, '--log-level', 'warn');
+    assert.equal(run.status, 2, run.stderr);
+    assert.ok(run.stderr.includes(`${file}: ${said}`), run.stderr);
+    assert.match(run.stderr, /TRIB_ERR_CONFIG_SET/);
+    assert.doesNotMatch(`${validate.stderr}${run.stderr}`, /:0:0/);
+  }
+});
+
+test('validate: a --plugin that does not load is a line of text, as the rest of its output, whatever stderr is (was a JSON record where stderr is not a terminal); exit 2', () => {
+  const file = pipeline('plugin-missing.yaml', 'sources: [{type: synthetic, events: 10}]\nsinks: [{type: stdout}]\n');
+  const result = tributary('validate', file, '--plugin', './no-such-plugin.js');
+  assert.equal(result.status, 2, result.stderr);
+  assert.match(result.stderr, /^--plugin \.\/no-such-plugin\.js: cannot load plugin module '\.\/no-such-plugin\.js': there is no file .*no-such-plugin\.js/);
+  assert.doesNotMatch(result.stderr, /"level"/);
+  assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
 });

@@ -240,8 +240,20 @@ export async function main(args: string[]): Promise<number> {
         const report = (file: string, error: unknown): void => {
           invalid++;
           if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+          // A --set that cannot be applied names the file and the argument itself: it has no place in the file.
+          else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CONFIG_SET') process.stderr.write(`${error.message}\n`);
           else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
         };
+        // A --plugin that does not load fails every file alike: said once, as a line of text as the rest
+        // of validate's output is (not the JSON record `run` writes where stderr is not a terminal).
+        try {
+          await builtinRegistry(argv.plugin);
+        } catch (error) {
+          if (!(error instanceof TributaryError)) throw error;
+          process.stderr.write(`${error.message}\n`);
+          exitCode = exitCodes.invalid;
+          return;
+        }
         // A folder is what `run` (and the systemd unit) are given: check the files it would run, and, as
         // run refuses them, pipelines of it that share a name. (Files named one by one may be unrelated.)
         for (const target of argv.files) {

@@ -177,8 +177,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     try {
       for (const created of applySet(data, assignment)) if (!createdBySet.has(created)) createdBySet.set(created, assignment);
     } catch (error) {
-      // Said as every config error is (exit 2, no stack trace), for run and backtest as for validate.
-      throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: (error as Error).message }], 'TRIB_ERR_CONFIG_SET');
+      // A config error (exit 2, no stack trace), for run and backtest as for validate; said by the file and
+      // the --set argument (`FILE: --set 'stages[9].gap=1m': ...`), as it has no place in the file.
+      throw new TributaryError('TRIB_ERR_CONFIG_SET', `${file}: ${(error as Error).message}`, { cause: error });
     }
   }
 

@@ -202,7 +202,8 @@ test('session_id_from: data uses the data\'s ids (REES46 user_session); interlea
   assert.deepEqual(events(output).map((e) => [e.session!.id, e.session!.position]), [['a', 0], ['b', 0], ['a', 1]]);
   assert.deepEqual(summaries(output).map((s) => [s.sessionId, s.eventCount]).sort(), [['a', 2], ['b', 1]]);
   assert.equal(context.deadLetters.length, 1);
-  assert.match(context.deadLetters[0]!.reason, /no sessionId/);
+  // Said by the mapping's name the user wrote (session_id), not the event's field (sessionId).
+  assert.equal(context.deadLetters[0]!.reason, "under-test: event has no session id: its source's mapping read no session_id (session_id_from: data needs one)");
 });
 
 test('session_id_from: data: an id that comes back after a gap opens a new session under it; while its closed session is still kept (allowed_lateness), that session takes it again, reopened, so one session holds each id (as intent and churn key their state)', async () => {

@@ -741,7 +741,8 @@ class SessionState {
     const event = record as ClickEvent;
     const time = event.time;
     const s = this.settings;
-    if (s.fromData && event.sessionId === undefined) throw new Error('event has no sessionId (session_id_from: data)');
+    // Said in the mapping's words (session_id), which the user wrote, not the event's field (sessionId).
+    if (s.fromData && event.sessionId === undefined) throw new Error("event has no session id: its source's mapping read no session_id (session_id_from: data needs one)");
     if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
     if (time > this.now + s.maxAhead) {
       // The clock is read at each watermark, and the runtime pushes a batch's events before its

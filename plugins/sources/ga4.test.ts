@@ -34,11 +34,11 @@ test('a GA4 BigQuery export is read through config alone (epoch_us, event_params
   const [summary] = runSummaries(result.stderr);
   assert.equal(summary?.eventsIn, 409, result.stderr);
   // A cookieless ping (no user_pseudo_id) and a Measurement Protocol refund (no ga_session_id): dead-lettered with their reasons.
-  assert.deepEqual(summary!.deadLetteredByReason, { 'source-file-0: user_pseudo_id: missing user id': 1, 'stage-sessionizer-0: event has no sessionId (session_id_from: data)': 1 });
+  assert.deepEqual(summary!.deadLetteredByReason, { 'source-file-0: user_pseudo_id: missing user id': 1, "stage-sessionizer-0: event has no session id: its source's mapping read no session_id (session_id_from: data needs one)": 1 });
   const dead = readFileSync(join(dir, 'dead-letters-ga4-intent.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record);
   assert.deepEqual(dead.map((letter) => [letter.reason, letter.line]), [
     ['user_pseudo_id: missing user id', 92],
-    ['stage-sessionizer-0: event has no sessionId (session_id_from: data)', 140],
+    ["stage-sessionizer-0: event has no session id: its source's mapping read no session_id (session_id_from: data needs one)", 140],
   ]);
   assert.equal((dead[1]!.raw as Record).type, 'refund');
 
