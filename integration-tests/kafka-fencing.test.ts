@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError } from 'node-rdkafka';
@@ -58,9 +57,9 @@ test('a pipeline that fails to start does not fence the live producer of its tra
     await done((cb) => live.initTransactions(15_000, cb));
     const env = { KAFKA_BROKERS: brokers };
     const kafkaSource = `{ type: kafka, brokers: "\${KAFKA_BROKERS}", topics: [${input}], group: g-${input}, guarantee: exactly-once }`;
-    // A file sink whose file cannot be created: its folder is a plain file.
-    const plainFile = join(tempFolder(t, 'fence'), 'a-plain-file');
-    writeFileSync(plainFile, '');
+    // A file sink whose file cannot be created as it opens: a name longer than a file system takes (ENAMETOOLONG).
+    // (A folder that is a plain file is refused earlier, as the sink is made: a config error, not an open failure.)
+    const tooLong = join(tempFolder(t, 'fence'), `${'n'.repeat(300)}.jsonl`);
     const configError = (expected: RegExp) => (error: unknown) => error instanceof ConfigError && expected.test(error.message);
     const failures = [
       // Another factory rejects its config (stages are built after the sinks, before the sources).
@@ -70,7 +69,7 @@ test('a pipeline that fails to start does not fence the live producer of its tra
       // A sink opened after the exactly-once one fails its open (the runtime opens sinks in file order).
       {
         what: 'a later sink cannot open',
-        yaml: pipeline(kafkaSource, output, transactionalId, '', `  - { type: file, path: "${join(plainFile, 'out.jsonl')}" }`),
+        yaml: pipeline(kafkaSource, output, transactionalId, '', `  - { type: file, path: "${tooLong}" }`),
         expected: (error: unknown) => error instanceof TributaryError && error.code === 'TRIB_ERR_SINK' && /sink-file-1 could not open/.test(error.message),
       },
     ];
