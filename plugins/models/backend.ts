@@ -60,12 +60,12 @@ async function importOptional(specifier: string): Promise<void> {
   await import(specifier);
 }
 
-/** The optional packages a backend imports, where it needs any (the others are dependencies). */
-const optionalPackages: Partial<Record<BackendName, readonly string[]>> = {
+/** The optional packages a backend imports, where it needs any (the others are dependencies): imported by these names, and named to install. */
+export const optionalPackages = {
   'tensorflow-gpu': ['@tensorflow/tfjs-node-gpu'],
   tensorflow: ['@tensorflow/tfjs-node'],
   webgpu: ['webgpu', '@tensorflow/tfjs-backend-webgpu'],
-};
+} as const satisfies Partial<Record<BackendName, readonly string[]>>;
 
 /**
  * The optional packages a backend named in the config needs that are not installed, resolved as its
@@ -75,7 +75,7 @@ const optionalPackages: Partial<Record<BackendName, readonly string[]>> = {
  */
 export function missingPackages(choice: BackendChoice): string[] {
   if (choice === 'auto') return [];
-  return (optionalPackages[choice] ?? []).filter((specifier) => {
+  return ((optionalPackages as Partial<Record<BackendChoice, readonly string[]>>)[choice] ?? []).filter((specifier) => {
     try {
       import.meta.resolve(specifier);
       return false;
@@ -95,11 +95,11 @@ export const isMissingPackage = (error: unknown): boolean => /Cannot find (modul
 export async function openBackend(name: Exclude<BackendName, 'webgpu'>): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
-      await importOptional('@tensorflow/tfjs-node-gpu');
+      await importOptional(optionalPackages['tensorflow-gpu'][0]);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
       return 'tensorflow';
     case 'tensorflow':
-      await importOptional('@tensorflow/tfjs-node');
+      await importOptional(optionalPackages.tensorflow[0]);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend did not initialise');
       return 'tensorflow';
     case 'wasm':
@@ -129,7 +129,7 @@ async function tryBackend(name: BackendName): Promise<string> {
   const { openDawn, webgpuPackages } = await import('./webgpu.js');
   try {
     await openDawn();
-    await importOptional('@tensorflow/tfjs-backend-webgpu');
+    await importOptional(optionalPackages.webgpu[1]);
   } catch (error) {
     if (isMissingPackage(error)) throw new Error(`not installed (npm install ${webgpuPackages})`);
     throw error;

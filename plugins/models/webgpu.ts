@@ -5,10 +5,10 @@
  * (`backend=vulkan`, `adapter=NAME`; `backend=null` is Dawn's null device, which takes every command
  * and computes nothing: a check of the plumbing without a GPU).
  */
-import { tf } from './backend.js';
+import { optionalPackages, tf } from './backend.js';
 
 /** The packages the webgpu backend needs, as `npm install` takes them. */
-export const webgpuPackages = 'webgpu @tensorflow/tfjs-backend-webgpu';
+export const webgpuPackages = optionalPackages.webgpu.join(' ');
 
 /** The Dawn module's part used here (the package ships no types for it). */
 interface Dawn {
@@ -28,7 +28,7 @@ export const webgpuFlags = (): string[] => (process.env.TRIBUTARY_WEBGPU_FLAGS ?
  */
 export async function openDawn(flags = webgpuFlags()): Promise<string> {
   // Variable specifiers: tsc needs no types of the optional packages.
-  const specifier = 'webgpu';
+  const specifier: string = optionalPackages.webgpu[0];
   const dawn = (await import(specifier)) as Dawn;
   const holder = globalThis as { navigator?: { gpu?: GpuLike } };
   let gpu = holder.navigator?.gpu;
@@ -49,7 +49,7 @@ export async function openDawn(flags = webgpuFlags()): Promise<string> {
 /** {@link openDawn}, then TF.js's webgpu backend on it, in this thread; returns the adapter's description. */
 export async function useWebgpu(): Promise<string> {
   const adapter = await openDawn();
-  const specifier = '@tensorflow/tfjs-backend-webgpu';
+  const specifier: string = optionalPackages.webgpu[1];
   await import(specifier);
   if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not initialise');
   return adapter;
