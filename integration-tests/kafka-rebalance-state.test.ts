@@ -11,13 +11,14 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from '../plugins/kafka/common.js';
+import { asError, promisify } from '../plugins/kafka/common.js';
 import Kafka from 'node-rdkafka';
+import { pino } from 'pino';
 import { CheckpointStore } from 'tributary';
 import { runYaml } from 'tributary/testing';
-import type { StreamRecord } from 'tributary';
+import type { ClickEvent, StreamRecord } from 'tributary';
 import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { collectSink, createTopic, groupCommitted, produce, seqRecords, sessionClosers, threeViews, userSessions } from './kafka/client.js';
+import { collectSink, createTopic, groupCommitted, produce, readTopic, seqRecords, sessionClosers, threeViews, userSessions } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
@@ -175,8 +176,99 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
   }
 });
 
+/** A member's log line (pino's JSON), as far as these tests read it. */
+interface LogLine {
+  msg: string;
+  partitions?: unknown;
+}
+
+interface JoinedWhileFlowing {
+  /** Records produced (seqRecords): seqs 0 to sent - 1. */
+  sent: number;
+  /** The seqs of the events each member's pipeline wrote to its `collect` sink, in the order written. */
+  seqs: [number[], number[]];
+  /** Each member's log (info and up). */
+  logs: [LogLine[], LogLine[]];
+}
+
+/** The seqs of `records`' events (events without one left out). */
+function eventSeqs(records: readonly StreamRecord[]): number[] {
+  return records.flatMap((record) => {
+    const seq = record.kind === 'event' ? (record as ClickEvent).attrs?.seq : undefined;
+    return typeof seq === 'number' ? [seq] : [];
+  });
+}
+
+/**
+ * Two members of one group, each the pipeline `yaml(member)` (0, then 1) run in this process with a
+ * `collect` sink: the input keeps coming, 200 records every 50 ms over the partitions of `topic`,
+ * and the second member joins once the first has put out 2,000, taking partitions in the middle of
+ * their processing. The input stops once the second has put out 1,000. Both stop (their last commit)
+ * once every record is out. A member's run that fails fails the call, with what failed it.
+ */
+async function joinWhileFlowing(brokers: string, topic: string, yaml: (member: number) => string): Promise<JoinedWhileFlowing> {
+  const stores: StreamRecord[][][] = [[[]], [[]]];
+  const logs: [LogLine[], LogLine[]] = [[], []];
+  const controllers = [new AbortController(), new AbortController()];
+  const runs: Promise<unknown>[] = [];
+  const start = (member: number) => {
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logs[member]!.push(JSON.parse(line) as LogLine) });
+    const running = runYaml(yaml(member), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal, logger });
+    running.catch(() => undefined);
+    runs.push(running);
+  };
+  const seqs = (member: number) => eventSeqs(stores[member]![0]!);
+  let sent = 0;
+  let feeding = true;
+  const feed = (async () => {
+    while (feeding) {
+      await produce(brokers, topic, seqRecords(sent, 200));
+      sent += 200;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  try {
+    start(0);
+    await waitFor('the first member reading', () => seqs(0).length >= 2_000, 60_000);
+    start(1);
+    await waitFor('the second member reading', () => seqs(1).length >= 1_000, 60_000);
+    feeding = false;
+    await feed;
+    await waitFor('every record out', () => new Set([...seqs(0), ...seqs(1)]).size >= sent, 60_000);
+  } finally {
+    feeding = false;
+    await feed.catch(() => undefined);
+    for (const controller of controllers) controller.abort();
+    const failed = (await Promise.allSettled(runs)).flatMap((run, member) => (run.status === 'rejected' ? [`member ${member}: ${asError(run.reason).message}`] : []));
+    if (failed.length > 0) throw new Error(`a member's run failed: ${failed.join('; ')}`);
+  }
+  return { sent, seqs: [seqs(0), seqs(1)], logs };
+}
+
+/**
+ * The partitions (by number) whose hand-over a member's log says was not committed: lost (the group
+ * expelled the member: its session or max.poll.interval expired) or its commit refused. Each with the
+ * offset it stood at (the records it handed over end before it), Infinity where unknown. The next
+ * owner reads such a partition from the older committed offset: at-least-once, what the member read
+ * of it since is read again.
+ */
+function handOversMissed(logs: readonly (readonly LogLine[])[]): Map<number, number> {
+  const missed = new Map<number, number>();
+  for (const line of logs.flat()) {
+    if (!/^kafka partitions lost|^kafka offset commit at revocation failed/.test(line.msg)) continue;
+    for (const entry of Array.isArray(line.partitions) ? (line.partitions as { id?: string; partition?: string; offset?: number }[]) : []) {
+      // Named `topic-N` (scale_out's partition ids) or `topic/N`.
+      const partition = Number(/[-/](\d+)$/.exec(entry.id ?? entry.partition ?? '')?.[1]);
+      if (Number.isInteger(partition)) missed.set(partition, Math.max(missed.get(partition) ?? 0, entry.offset ?? Infinity));
+    }
+  }
+  return missed;
+}
+
+const strategies = ['range,roundrobin', 'cooperative-sticky'] as const;
+
 for (const scaleOut of [false, true]) {
-  for (const strategy of ['range,roundrobin', 'cooperative-sticky'] as const) {
+  for (const strategy of strategies) {
     test(`at-least-once${scaleOut ? ' scale_out' : ''}, ${strategy}: a member joining while records flow takes partitions mid-processing; the hand-over commits their progress, so nothing is lost and nothing read again`, { timeout: 180_000 }, async (t) => {
       const brokers = kafkaBrokers(t);
       if (!brokers) return;
@@ -187,7 +279,7 @@ for (const scaleOut of [false, true]) {
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       // Commits a minute apart (and checkpoints, with scale_out): what the group holds committed at the
       // rebalance is what its hand-over committed, so whatever it left out is read again by the next owner.
-      const yaml = (member: string) => `
+      const yaml = (member: number) => `
 name: alo-revoke
 sources:
   - type: kafka
@@ -198,50 +290,36 @@ sources:
     start_from: earliest
     mapping: { attributes: [seq] }
     options: { partition.assignment.strategy: "${strategy}" }
-${scaleOut ? `checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 60s }\nscale_out: { state_dir: ${join(dir, 'partition-state')} }\n` : ''}sinks:
+${scaleOut ? `checkpoint: { dir: ${join(dir, `checkpoints-m${member}`)}, interval: 60s }\nscale_out: { state_dir: ${join(dir, 'partition-state')} }\n` : ''}sinks:
   - { type: collect }
 settings: { commit_interval: 60s }
 `;
-      const stores: StreamRecord[][][] = [[[]], [[]]];
-      const controllers = [new AbortController(), new AbortController()];
-      const runs: Promise<unknown>[] = [];
-      const start = (member: number) => {
-        const running = runYaml(yaml(`m${member}`), { env: { KAFKA_BROKERS: brokers }, plugins: [collectSink(stores[member]!)], signal: controllers[member]!.signal });
-        running.catch(() => undefined);
-        runs.push(running);
-      };
-      const seqs = (member: number) => stores[member]![0]!.filter((r) => r.kind === 'event').map((r) => Number((r as unknown as { attrs?: { seq?: unknown } }).attrs?.seq));
-      // The input keeps coming, 200 records every 50 ms over the 4 partitions, through the rebalance.
-      let sent = 0;
-      let feeding = true;
-      const feed = (async () => {
-        while (feeding) {
-          await produce(brokers, topic, seqRecords(sent, 200));
-          sent += 200;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      })();
-      try {
-        start(0);
-        await waitFor('the first member reading', () => seqs(0).length >= 2_000, 60_000);
-        start(1);
-        await waitFor('the second member reading', () => seqs(1).length >= 1_000, 60_000);
-        feeding = false;
-        await feed;
-        await waitFor('every record out', () => new Set([...seqs(0), ...seqs(1)]).size >= sent, 60_000);
-      } finally {
-        feeding = false;
-        await feed.catch(() => undefined);
-        for (const controller of controllers) controller.abort();
-        await Promise.allSettled(runs);
-      }
-      const all = [...seqs(0), ...seqs(1)];
+      const { sent, seqs, logs } = await joinWhileFlowing(brokers, topic, yaml);
+      const all = [...seqs[0], ...seqs[1]];
       const distinct = new Set(all);
       const missing = Array.from({ length: sent }, (_, seq) => seq).filter((seq) => !distinct.has(seq));
       const twice = all.length - distinct.size;
-      t.diagnostic(`sent ${sent}; first member ${seqs(0).length}, second ${seqs(1).length}; read twice ${twice}`);
+      t.diagnostic(`sent ${sent}; first member ${seqs[0].length}, second ${seqs[1].length}; read twice ${twice}`);
       assert.deepEqual(missing, [], 'nothing lost');
-      assert.equal(twice, 0, 'nothing read again');
+      // At-least-once reads records again for one cause only: a hand-over not committed, because the group
+      // expelled the member (no heartbeat for session.timeout.ms, librdkafka's 45 s: they come from its own
+      // thread, so only a process or broker stalled that long stops them; max.poll.interval.ms is 5 min,
+      // past this test's timeout) or the brokers refused the commit. Rare, a case taking 5-7 s on the test
+      // broker (a few times that on a loaded 2-core host); but its re-reads look like the bug this test is
+      // for, so the log tells them apart, naming the partitions (handOversMissed). Without such a line
+      // nothing is read twice; with one, only records of those partitions before where their hand-over stood.
+      const missed = handOversMissed(logs);
+      if (missed.size === 0) return assert.equal(twice, 0, 'nothing read again');
+      const input = await readTopic(brokers, topic, { toEnd: true, timeoutMs: 30_000 });
+      const placeOf = new Map(input.map((message) => [(JSON.parse(message.value!.toString('utf8')) as { seq: number }).seq, { partition: message.partition, offset: message.offset }]));
+      const times = new Map<number, number>();
+      for (const seq of all) times.set(seq, (times.get(seq) ?? 0) + 1);
+      const unexplained = [...times]
+        .filter(([, n]) => n > 1)
+        .map(([seq]) => ({ seq, ...placeOf.get(seq) }))
+        .filter(({ partition, offset }) => partition === undefined || offset === undefined || !missed.has(partition) || offset >= missed.get(partition)!);
+      t.diagnostic(`hand-overs not committed: ${[...missed].map(([partition, offset]) => `partition ${partition} at ${offset}`).join(', ')}`);
+      assert.deepEqual(unexplained.slice(0, 10), [], `read twice only before where an uncommitted hand-over stood (${unexplained.length} were not)`);
     });
   }
 }
