@@ -651,7 +651,8 @@ export interface PluginSpec<K extends PluginKind, Config> {
   featureNamesField?: string;
   /**
    * Operators that select features by name (a transform, with FeatureSelector): the config field
-   * holding its list of names and `*` patterns (`features`). Where every stage before it declares
+   * holding its list of names and `*` patterns (`features`; a path into an object field, `model.features`,
+   * as a custom model's is). Where every stage before it declares
    * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
    * pattern that none of their names matches (a typo the run would only log), at its item. Absent: not checked.
    */

@@ -66,12 +66,18 @@ export const scores = defineSink<Record<string, never>>({
   },
 });
 
-export const cartRule = defineModel<{ carts_weight: number }>({
+export const cartRule = defineModel<{ carts_weight: number; features: string[] }>({
   name: 'cart-rule', task: 'intent', summary: 'P(purchase) from carts so far.',
-  config: { type: 'object', additionalProperties: false, properties: { carts_weight: { type: 'number', default: 1, description: 'Log-odds per cart.' } } },
+  config: { type: 'object', additionalProperties: false, properties: {
+    carts_weight: { type: 'number', default: 1, description: 'Log-odds per cart.' },
+    features: { type: 'array', items: { type: 'string' }, default: ['s_carts'], description: 'What it reads.' } } },
+  featureSelectorField: 'features',
+  checkPipeline: (config) => (config.carts_weight < 0 ? [{ field: 'carts_weight', message: 'must be at least 0' }] : []),
   create(config, features): CustomModel {
     const carts = features.indexOf('s_carts');
-    return { predict: (row) => 1 / (1 + Math.exp(3 - config.carts_weight * row[carts]!)) };
+    let weight = config.carts_weight;
+    // load's parameter typed as what state() returns, without a cast.
+    return { predict: (row) => 1 / (1 + Math.exp(3 - weight * row[carts]!)), state: () => ({ weight }), load(state: { weight: number }) { weight = state.weight; } };
   },
 });
 

@@ -450,7 +450,9 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     if (clash !== undefined) problems.push(locate.entry(resolved, base, fieldSegments(resolved.plugin.featureNamesField), clash));
     const selectorField = resolved.plugin.featureSelectorField;
     if (stage !== undefined && selectorField !== undefined) {
-      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), self.config[selectorField])) {
+      // A path: a custom model's list is in its `model` options (`model.features`).
+      const selected = fieldSegments(selectorField).reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[key] : undefined), self.config);
+      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected)) {
         warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
       }
     }

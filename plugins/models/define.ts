@@ -8,7 +8,7 @@
  * checkpoints keep its `state()`), `drift.action` (it turns the TF.js optimiser's knobs) and `batch.max_size`
  * (a custom model predicts each sample at once).
  */
-import { defineOperator, type ConfigSchema, type JsonSchema, type OperatorPlugin, type PluginStatus } from 'tributary';
+import { defineOperator, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource } from './custom-model.js';
@@ -35,6 +35,21 @@ export interface ModelDefinition<Config> {
   config: ConfigSchema<Config>;
   /** Examples of the `model` field, shown in the reference (each must validate: `specProblems`). */
   examples?: Config[];
+  /**
+   * The field of the model's options holding the feature names and `*` patterns it reads (`features`), for a
+   * model that selects its features by name (with FeatureSelector): `validate` and `run` warn of a name or
+   * pattern that no stage before it appends, at its item (`$.stages[3].model.features[1]`), as they do for a
+   * transform's `featureSelectorField`. Absent: not checked.
+   */
+  featureSelectorField?: string;
+  /**
+   * Checks of the model's options that their schema cannot express (one option against another, against
+   * the rest of the pipeline), run by `validate` and `run` before any factory, as a plugin's
+   * `checkPipeline`: `config` is the `model` field (defaults filled in), `self` the stage's entry (its own
+   * fields in `self.config`). Each problem's `field` is one of the options (`smoothing`, `features[1]`),
+   * said at `model.<field>` with its line and column; one without `field` at `model`.
+   */
+  checkPipeline?(config: Config, pipeline: PipelineOutline, self: OutlineEntry): readonly EntryProblem[];
   /**
    * Makes the model for `features`, the names of the feature vector it will read (those of the first
    * sample it predicts, in their order, or of the model in a checkpoint it resumes from): look up the
@@ -70,6 +85,12 @@ const customProperties = {
   drift: { ...drift, properties: driftProperties },
 } satisfies Record<string, JsonSchema>;
 
+/** A problem of the model's options (`field` one of them) as one of the stage's: at `model.<field>`. */
+function inModelField(problem: EntryProblem): EntryProblem {
+  const { field } = problem;
+  return { ...problem, field: field === undefined || field === '' ? 'model' : field.startsWith('[') ? `model${field}` : `model.${field}` };
+}
+
 const sharedText = (task: ModelTask): string =>
   `A custom ${task} model: predictions, labels, the label buffer, scores, metrics and records as \`${task}-model\`'s (see it), ` +
   "from this model's `predict` (raw feature values, not standardised) and `learn` (if it has one; without, no learning step is counted and the prediction version stays `<version>.0`). " +
@@ -88,6 +109,9 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
   return defineOperator<CustomModelStageConfig<Config>>({
     name,
     state: 'global',
+    // It appends no features: the stages after it (a transform, another custom model) are checked against the names before it.
+    featureNames: () => [],
+    ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` }),
     emits: modelEmits,
     emitsOnlyWith: modelEmitsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['emitsOnlyWith']>,
     status: definition.status ?? 'experimental',
@@ -99,7 +123,8 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     checkPipeline: (config, pipeline, self) => {
       const { model: _options, ...stage } = config;
       const own = task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
-      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage)];
+      const options = definition.checkPipeline ? definition.checkPipeline(config.model, pipeline, self).map(inModelField) : [];
+      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage), ...options];
     },
     create(config, context) {
       const { model: options, ...stage } = config;

@@ -241,6 +241,7 @@ const noValues = new Float32Array(0);
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
   state: 'global',
+  featureNames: () => [], // appends none: a transform after it is checked against the names before it
   emits: modelEmits,
   emitsOnlyWith: modelEmitsOnlyWith,
   status: 'experimental',

@@ -1,0 +1,77 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, FeatureSelector, formatProblem, formatWarning, loadPipeline, type PluginRegistry } from 'tributary';
+import { runYaml, tempFolder } from 'tributary/testing';
+import { defineModel } from 'tributary/models';
+import { builtinRegistry } from '../../core/cli/registry.js';
+
+const dir = tempFolder({ after }, 'define-model');
+
+/** A model of its own feature list, as a user writes one: it reads the features its `features` option selects. */
+const selecting = defineModel<{ features: string[]; smoothing: number; max_smoothing: number }>({
+  name: 'mean-rule',
+  task: 'intent',
+  summary: 'The mean of the selected features, squashed (tests only).',
+  config: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      features: { type: 'array', items: { type: 'string' }, default: ['s_carts'], description: 'Feature names or `*` patterns it reads.' },
+      smoothing: { type: 'number', default: 1, description: 'Added to the sum.' },
+      max_smoothing: { type: 'number', default: 10, description: 'Most `smoothing` may be.' },
+    },
+  },
+  featureSelectorField: 'features',
+  checkPipeline: (config) => (config.smoothing > config.max_smoothing ? [{ field: 'smoothing', message: `must be at most max_smoothing (${config.max_smoothing})` }] : []),
+  create(config, features) {
+    const at = new FeatureSelector(config.features, () => undefined).indices(features);
+    return { predict: (row) => 1 - 1 / (1 + config.smoothing + at.reduce((sum, i) => sum + row[i]!, 0)) };
+  },
+});
+
+async function registryWith(): Promise<PluginRegistry> {
+  const registry = await builtinRegistry();
+  registry.register(selecting, './mean-rule.js');
+  return registry;
+}
+
+/** What `tributary validate` says of `yaml`: its errors, else its warnings, each as FILE:LINE:COL (file P). */
+async function said(yaml: string): Promise<{ problems: string[]; warnings: string[] }> {
+  const file = join(dir, `p${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, yaml);
+  try {
+    const loaded = await loadPipeline(file, { registry: await registryWith(), env: {} });
+    return { problems: [], warnings: (loaded.warnings ?? []).map((warning) => formatWarning({ ...warning, file: 'P' })) };
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return { problems: error.problems.map((problem) => formatProblem({ ...problem, file: 'P' })), warnings: [] };
+  }
+}
+
+const pipeline = (stages: string[]): string => `sources: [{type: synthetic}]\nstages:\n${stages.map((stage) => `  - ${stage}\n`).join('')}sinks: [{type: stdout}]\n`;
+
+test("a custom model's checkPipeline is said at its field inside `model`, with line and column (was: no way for a model plugin to have validate check its options)", async () => {
+  const { problems } = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: mean-rule, model: {smoothing: 20}}']));
+  assert.deepEqual(problems, ['P:5:42: $.stages[2].model.smoothing: must be at most max_smoothing (10)']);
+  assert.deepEqual((await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: mean-rule, model: {smoothing: 2}}']))).problems, []);
+});
+
+test("a custom model's feature list (featureSelectorField) is checked as a transform's: a name no stage before it appends is a warning at its item inside `model`, model stages before it appending none (was: validate ok, then every event it predicts dead-lettered or read as 0)", async () => {
+  const { warnings } = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: mean-rule, model: {features: [s_carts, s_cartz, "u_*"]}}']));
+  assert.equal(warnings.length, 2, warnings.join('\n'));
+  assert.match(warnings[0]!, /^P:6:51: warning: \$\.stages\[3\]\.model\.features\[1\]: no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so it selects nothing/);
+  assert.match(warnings[1]!, /^P:6:60: warning: \$\.stages\[3\]\.model\.features\[2\]: no feature a stage before it appends matches 'u_\*'/);
+  // Behind a built-in model stage (which appends no features) and a user-features block, every name is found.
+  assert.deepEqual((await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: user-features}', '{type: churn-model}', '{type: mean-rule, model: {features: [s_carts, "u_*"]}}']))).warnings, []);
+  // A transform after a model stage is checked too: the model stages declare that they append nothing.
+  const transform = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: log1p, features: [s_pric]}']));
+  assert.match(transform.warnings.join('\n'), /\$\.stages\[3\]\.features\[0\]: no stage before it appends a feature 's_pric'/);
+});
+
+test('a custom model with checkPipeline and featureSelectorField runs as before', async () => {
+  const run = await runYaml(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: mean-rule, report: true, model: {features: ["s_*"]}}']).replace('{type: synthetic}', '{type: synthetic, users: 50, events: 2000}').replace('{type: stdout}', '{type: memory, kinds: [model_metrics]}'), { plugins: [selecting] });
+  assert.equal(run.outputs[0]!.length, 1);
+  assert.equal(run.stats.deadLettered, 0);
+});
