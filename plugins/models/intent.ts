@@ -168,6 +168,17 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
   return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
+/**
+ * The watermark until which a session that closed without buying may be labelled again: a late event joins it until
+ * the watermark passes its keptUntil (its end + the sessionizer's gap + allowed_lateness), and the updated summary
+ * comes a gap after its new end, which is at most keptUntil: by keptUntil + gap, gap at most keptUntil - end. Undefined
+ * where the summary has no keptUntil (made elsewhere: nothing says how late a label may come again).
+ */
+function relabelUntil(summary: SessionizerSummary): number | undefined {
+  const keptUntil = summary.keptUntil;
+  return typeof keptUntil === 'number' && Number.isFinite(keptUntil) && keptUntil >= summary.end ? keptUntil + (keptUntil - summary.end) : undefined;
+}
+
 /** The sum of a column's values (NaN for one not a number). */
 function sumOf(values: Float64Array): number {
   let sum = 0;
@@ -304,13 +315,14 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
   /** Whether an event without features was said (once: each such event is one no prediction is made at). */
   let featurelessSaid = false;
 
-  const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
+  /** `relabelUntil`: as OnlineLearner.label's (a late event may reopen the session, and label it again). */
+  const labelSession = (state: SessionState, label: number, time: number, emit: Emit, relabelUntil?: number): void => {
     const boughtAt = state.purchasedAt;
     for (const sample of state.pending) {
       // Made at an event after the session's first purchase (a merge or a late purchase event showed it only
       // later): not a prediction of whether it will buy. One no longer awaited counts its late label, restored or not.
       if (boughtAt !== undefined && !sample.released && sample.time! > boughtAt) learner.withdraw(sample);
-      else learner.label(sample, label, time, emit);
+      else learner.label(sample, label, time, emit, relabelUntil);
     }
     state.pending = [];
     state.labelled = true;
@@ -421,7 +433,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.delete(key);
       return;
     }
-    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
+    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, bought ? undefined : relabelUntil(summary));
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
     if (!bought) sessions.delete(key);

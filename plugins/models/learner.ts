@@ -916,8 +916,10 @@ export class OnlineLearner {
   /**
    * The label of an earlier prediction: scored (test), then queued for learning (train).
    * Returns false when the prediction is no longer awaited (overflowed, expired, withdrawn or labelled).
+   * `relabelUntil`: the watermark until which its session may be labelled again (a late event reopens it: see
+   * LossBlocks.add), so that such a label counts in the same unit of the loss blocks.
    */
-  label(handle: SampleHandle, label: number, time: number, emit: Emit): boolean {
+  label(handle: SampleHandle, label: number, time: number, emit: Emit, relabelUntil?: number): boolean {
     this.snapshots.settle();
     const sample = handle as Sample;
     if (sample.released) {
@@ -930,16 +932,16 @@ export class OnlineLearner {
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried (its
     // unit of the loss blocks waits for it). One not a number was counted when made: its label has nothing to score or teach.
     if (sample.score === undefined) {
-      if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.defer(lossUnit(sample)), time, emit);
-    } else if (isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
+      if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.defer(lossUnit(sample), relabelUntil), time, emit);
+    } else if (isProbability(sample.score)) this.scoreAndQueue(sample, emit, time, false, relabelUntil);
     return true;
   }
 
   /**
    * Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore);
-   * `deferred`: its label came before its prediction (LossBlocks.defer).
+   * `deferred`: its label came before its prediction (LossBlocks.defer); `relabelUntil` as label's.
    */
-  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time, deferred = false): void {
+  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time, deferred = false, relabelUntil?: number): void {
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -950,7 +952,7 @@ export class OnlineLearner {
     if (this.config.drift.detector !== 'none') {
       // Block means, each label once (a session's predictions share one): LossBlocks says why.
       const unit = lossUnit(sample);
-      this.driftOn(deferred ? this.lossBlocks.addDeferred(loss, unit) : this.lossBlocks.add(loss, unit), labelTime, emit);
+      this.driftOn(deferred ? this.lossBlocks.addDeferred(loss, unit) : this.lossBlocks.add(loss, unit, relabelUntil), labelTime, emit);
     }
     if (!this.learns) {
       // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
@@ -1109,6 +1111,12 @@ export class OnlineLearner {
       this.flushLearning(emit);
       this.oldestPending = this.context.clock.now();
     }
+  }
+
+  /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
+  watermarkPassed(time: number): void {
+    this.snapshots.settle();
+    this.lossBlocks.release(time);
   }
 
   /**
@@ -1605,6 +1613,7 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
           return;
         }
         handlers.watermark(mark.time, emit);
+        learner.watermarkPassed(mark.time);
         learner.tick(emit);
       },
       // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.

@@ -605,6 +605,26 @@ test('intent: the predictions of a session merged into an earlier one by a late 
   assert.equal(counts.expired, 0);
 });
 
+test('intent: a session a late event reopened, labelled again by its updated summary, is one unit of the drift detector\'s loss blocks, kept for that until its summary\'s keptUntil allows no more (was: a second unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1 (0, 2) and u2 (3) close at the watermark 13, labelled; a late event at 5 reopens u1, predicted, and its updated
+  // summary (at 16) labels that prediction. u3 (20) closes at 31: its label ends u1's run.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 5), watermark(t + 16 * min), at('u3', 20), watermark(t + 31 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.userId, s.update === true]), [['u1', false], ['u2', false], ['u1', true], ['u3', false]], 'u1 labelled twice, u2 between');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u2 and u1 closed (u3 open)');
+  // Kept until keptUntil + gap at most (u1's last: 5 + 30, + 30 minutes): then let go, and the snapshot is as before.
+  chain.push([watermark(t + 200 * min)]);
+  const later = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.ok(later.length < 7, JSON.stringify(later));
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
