@@ -278,7 +278,7 @@ export default defineOperator<IntentModelConfig>({
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics, each series labelled `model` (its `name`) besides `pipeline` and `stage`: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, `model_learning_rate`, `model_predictions_total`, `model_labels_total` (labels scored and learnt from), ' +
-    '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
+    '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`; with a `gru`, `intent_sequences_evicted_total` and `intent_sequences_forgotten_early_total` (sequences let go at the bound of 500,000: closed ones kept for late events first, then the oldest open ones).',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
   examples: [
     { model: { kind: 'logistic' } },
@@ -307,7 +307,16 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     'intent_out_of_order_events_total',
     'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
   );
-  const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
+  const sequences =
+    config.model.kind === 'gru'
+      ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions, {
+          open: learner.metrics.counter('intent_sequences_evicted_total', `Open sessions' event sequences (gru) let go, the oldest first, to keep within ${maxSessions} sequences: the session's next prediction reads only its events since.`),
+          closed: learner.metrics.counter(
+            'intent_sequences_forgotten_early_total',
+            `Closed sessions' event sequences (gru) kept for late events, let go before their keptUntil to keep within ${maxSessions} sequences (before any open one): a late event's prediction reads only itself and the events after it.`,
+          ),
+        })
+      : undefined;
   /** Replaced whole by a restore (built aside in parts). */
   let sessions = new Map<string, SessionState>();
   let ended = false;

@@ -993,6 +993,18 @@ test("every series of a model carries its name as the `model` label beside its s
   assert.ok(series.some((line) => line.startsWith('tributary_churn_users_evicted_total{pipeline="p",stage="stage-churn-model-6",model="churn-lr"}')));
 });
 
+test('intent and churn with a gru export the evictions of their sequence trackers (intent: open ones, and closed ones kept for late events), at 0 until the bound is reached', async () => {
+  const hub = new MetricsHub();
+  const gru = { kind: 'gru', units: 4, sequence_length: 3 } as const;
+  await runOperator(intentModel, { ...base, name: 'intent-gru', model: gru }, separableIntentStream(20), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'i' }) }));
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const churnInput: Element[] = [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 }), watermark(Infinity)];
+  await runOperator(churnModel, { backend: 'cpu', name: 'churn-gru', horizon: '7d', model: gru, batch: { max_size: 1, max_delay: 0 } }, churnInput, testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'c' }) }));
+  const text = await hub.registry.metrics();
+  for (const name of ['intent_sequences_evicted_total', 'intent_sequences_forgotten_early_total']) assert.match(text, new RegExp(`^tributary_${name}\\{pipeline="p",stage="i",model="intent-gru"\\} 0$`, 'm'));
+  assert.match(text, /^tributary_churn_sequences_evicted_total\{pipeline="p",stage="c",model="churn-gru"\} 0$/m);
+});
+
 test('a window of labels of one class exports its AUC as NaN, not the last window that had both classes', async () => {
   // Buyers only in the first 150 sessions: the last metrics.window labels are all negatives.
   const stream = separableIntentStream(300);
@@ -1802,6 +1814,35 @@ test('gru sequences snapshot as columns; the first format (one [session, steps] 
   assert.deepEqual(samples(old), samples(tracker));
   const damaged = { ...saved, categories: saved.types, types: { n: 3, c: 0 } };
   await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: types: lengths add up to 7, the list holds 3/);
+});
+
+test('gru sequences: at the bound, a closed sequence kept for late events is let go before any open one (the one that closed first), then the oldest open one; each counted (was: the oldest key, open or not, uncounted)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (id: string, minute: number): ClickEvent => event('u', id, t + minute * min, 0, t, 'view');
+  const counted = { open: 0, closed: 0 };
+  const tracker = new SequenceTracker(4, 16, 3, { open: { inc: () => void counted.open++ }, closed: { inc: () => void counted.closed++ } });
+  const empty = new SequenceTracker(4, 16, 3).sample('none');
+  const held = (key: string): boolean => tracker.sample(key).types.some((type) => type !== 0);
+  // B open (the oldest key), A and C closed (A first), D open: D's key takes A's place, not B's.
+  tracker.push('B', view('B', 0));
+  tracker.push('A', view('A', 1));
+  tracker.push('C', view('C', 2));
+  tracker.close('A', t + 30 * min);
+  tracker.close('C', t + 31 * min);
+  tracker.push('D', view('D', 3));
+  assert.deepEqual([held('A'), held('B'), held('C'), held('D')], [false, true, true, true]);
+  assert.deepEqual(counted, { open: 0, closed: 1 });
+  // C reopened by a late event is open again: with no closed one kept, the oldest open one (B) goes.
+  tracker.push('C', view('C', 4));
+  tracker.push('E', view('E', 5));
+  assert.deepEqual([held('B'), held('C'), held('D'), held('E')], [false, true, true, true]);
+  assert.deepEqual(counted, { open: 1, closed: 1 });
+  // Released as before once their keptUntil passes: no eviction counted.
+  tracker.close('E', t + 40 * min);
+  tracker.release(t + 41 * min, true);
+  assert.deepEqual(tracker.sample('E'), empty);
+  tracker.push('F', view('F', 6));
+  assert.deepEqual(counted, { open: 1, closed: 1 });
 });
 
 test('gru sequences: a fold puts the merged-away steps after the surviving session\'s, the last `length` kept; a closed sequence is kept until its keptUntil (a late event reopens it), which a snapshot holds; damaged closed rows are refused', async () => {
