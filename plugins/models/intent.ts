@@ -258,7 +258,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), so a prediction after a merge reads both. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), the merging event between them (it bridged the gap), so a prediction after a merge reads both in event-time order. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -362,9 +362,12 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       const context = event.session;
       // A first event under a key whose closed session is still kept (an id from the data, back): a new session.
       if (context?.position === 0) sequences.delete(key);
-      // A merge: the merged-away sessions' events are this one's now, as session-features folds their state.
-      else if (context?.merged !== undefined) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
       sequences.push(key, event);
+      // A merge: the merged-away sessions' events are this one's now, as session-features folds their state. Folded
+      // after this event's step: it bridged the gap between this session's events and theirs (later), so the
+      // sequence is in event-time order, as the GRU reads it (appended last, it read as the latest step, and a
+      // sequence_length cut dropped a later event of theirs before it).
+      if (context?.merged !== undefined && context.position !== 0) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
     }
     if (event.type === 'purchase') {
       state.purchasedAt = earliest(state.purchasedAt, event.time);

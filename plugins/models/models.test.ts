@@ -2025,7 +2025,7 @@ test('churn (gru): a merge releases the merged-away session\'s sequence, and an 
   assert.deepEqual(await keysAfter([...input, merged]), [sessionKey('c', 'C')]);
 });
 
-test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in arrival order; a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
+test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in event-time order (the merging event between the two sessions\' events); a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const at = (minute: number, type: string, category: string): Element => ({ kind: 'event', userId: 'u1', time: t + minute * min, type, category, price: 10 + minute, features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
   // u1:0 (0, 2) closes at the watermark 13 (its summary labels it); u1:15 (15, 17) opens; the late event at 8 bridges
@@ -2041,9 +2041,12 @@ test('intent (gru): a late event that merges two sessions of a user folds the me
   const key = sessionKey('u1', `u1:${t}`);
   const kept = new SequenceTracker(8, 64, 100);
   await inTurns(kept.loadParts(state.sequences));
-  // As one session's events in the order they came: u1:0's, u1:15's (their times after u1:0's), the late one, the next.
+  // As one session's events in event-time order: u1:0's, the late one that bridged them, u1:15's, the next (was: the
+  // late one after u1:15's, in the order they came: the GRU read it as the latest step, and a cut to 3 steps dropped c for it).
+  const inEventTime = [events[0]!, events[1]!, events[4]!, events[2]!, events[3]!, events[5]!];
+  assert.deepEqual(inEventTime.map((e) => e.category), ['a', 'b', 'e', 'c', 'd', 'f']);
   const reference = new SequenceTracker(8, 64, 100);
-  for (const e of events) reference.push(key, e);
+  for (const e of inEventTime) reference.push(key, e);
   assert.deepEqual(kept.sample(key), reference.sample(key));
   assert.deepEqual(kept.sample(sessionKey('u1', `u1:${t + 15 * min}`)), new SequenceTracker(8, 64, 100).sample('none'), 'the merged-away sequence is gone');
   // Bounded as any sequence: the last sequence_length steps.
@@ -2054,7 +2057,7 @@ test('intent (gru): a late event that merges two sessions of a user folds the me
   const shortKept = new SequenceTracker(3, 64, 100);
   await inTurns(shortKept.loadParts(shortState.sequences));
   const shortReference = new SequenceTracker(3, 64, 100);
-  for (const e of events) shortReference.push(key, e);
+  for (const e of inEventTime) shortReference.push(key, e);
   assert.deepEqual(shortKept.sample(key), shortReference.sample(key));
   // Restored at any cut, the rest of the run predicts as the uninterrupted one.
   const full = [...input, watermark(t + 60 * min), watermark(Infinity)];

@@ -98,7 +98,8 @@ export class SequenceTracker {
 
   /**
    * Session `from` was merged into `into`: its steps go after those of `into` (event-time order: a merge keeps
-   * the earlier session's id, and the later one's events all come after the earlier's), the last `length` kept.
+   * the earlier session's id, and the later one's events all come after the earlier's; the caller pushes the
+   * merging event's step first, as it bridged the gap between them), the last `length` kept.
    */
   fold(from: string, into: string): void {
     const moved = this.sequences.get(from);
