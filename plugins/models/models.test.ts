@@ -991,6 +991,9 @@ test("every series of a model carries its name as the `model` label beside its s
   assert.ok(series.some((line) => line.startsWith('tributary_model_auc_cumulative{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')), series.join('\n'));
   assert.ok(series.some((line) => line.startsWith('tributary_intent_out_of_order_events_total{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')));
   assert.ok(series.some((line) => line.startsWith('tributary_churn_users_evicted_total{pipeline="p",stage="stage-churn-model-6",model="churn-lr"}')));
+  // The backend as an info metric: its name a label, the value 1 (was tributary_model_backend, a number standing for it).
+  assert.ok(series.includes('tributary_model_backend_info{pipeline="p",stage="stage-intent-model-5",model="intent-lr",backend="cpu"} 1'), series.join('\n'));
+  assert.ok(!series.some((line) => line.startsWith('tributary_model_backend{')));
 });
 
 test('intent and churn with a gru export the evictions of their sequence trackers (intent: open ones, and closed ones kept for late events), at 0 until the bound is reached', async () => {
