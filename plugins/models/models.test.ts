@@ -2969,10 +2969,17 @@ test("the model stages' descriptions name every metric they export, and only tho
     return names.map((metric) => metric.name.replace(/^tributary_/, '')).sort();
   };
   const named = (description: string, prefix: RegExp): string[] => [...new Set([...description.matchAll(/`([a-z_]+)`/g)].map(([, name]) => name!).filter((name) => prefix.test(name)))].sort();
+  // A gru model exports every one; the others all but its sequence tracker's (`_sequences_`, said "with a `gru`").
+  const gru = { kind: 'gru', units: 4, sequence_length: 3 } as const;
+  const notGru = (names: string[]): string[] => names.filter((name) => !name.includes('_sequences_'));
+  const intentGru = await exported([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(intentModel, { ...base, model: gru })]);
+  assert.deepEqual(named(intentModel.description ?? '', /^(model|intent)_/), intentGru);
   const intent = await exported([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(intentModel, base)]);
-  assert.deepEqual(named(intentModel.description ?? '', /^(model|intent)_/), intent);
+  assert.deepEqual(notGru(intentGru), intent);
   // Churn's: intent-model's model_ series, and its own churn_ ones.
+  const churnGru = await exported([stage(sessionizer, { gap: '30m' }), stage(churnModel, { backend: 'cpu', horizon: '7d', model: gru })]);
+  assert.deepEqual([...intent.filter((name) => name.startsWith('model_')), ...named(churnModel.description ?? '', /^churn_/)].sort(), churnGru);
   const churn = await exported([stage(sessionizer, { gap: '30m' }), stage(churnModel, { backend: 'cpu', horizon: '7d' })]);
-  assert.deepEqual([...intent.filter((name) => name.startsWith('model_')), ...named(churnModel.description ?? '', /^churn_/)].sort(), churn);
+  assert.deepEqual(notGru(churnGru), churn);
   assert.deepEqual(named(churnModel.description ?? '', /^intent_/), [], 'churn-model exports no intent_ series');
 });
