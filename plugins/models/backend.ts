@@ -36,9 +36,6 @@ export interface BackendSelection {
   skipped: { backend: BackendName; reason: string }[];
 }
 
-/** Numeric code of a backend, for the `model_backend` gauge (prom-client labels are fixed per metric). */
-export const backendCode: Record<BackendName, number> = { cpu: 0, wasm: 1, tensorflow: 2, 'tensorflow-gpu': 3, webgpu: 4 };
-
 const order: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 let selected: Promise<BackendSelection> | undefined;
 let selectedFor: BackendChoice | undefined;

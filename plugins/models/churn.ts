@@ -435,7 +435,7 @@ export default defineOperator<ChurnModelConfig>({
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
     'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
-    'The `model_` metrics of `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`.',
+    'The `model_` metrics of `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`; with a `gru`, `churn_sequences_evicted_total` (open sessions\' sequences let go at the bound of `max_users`, the oldest first).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -466,7 +466,12 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   const maxUsers = rawConfig.max_users ?? 1_000_000;
   const metrics = learner.metrics;
   const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
-  const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers) : undefined;
+  const sequences =
+    config.model.kind === 'gru'
+      ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers, {
+          open: metrics.counter('churn_sequences_evicted_total', 'Open sessions\' event sequences (gru) let go, the oldest first, to keep within max_users sequences: the session is predicted reading only its events since.'),
+        })
+      : undefined;
   /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
   let users = new Map<string, UserState>();
   // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines

@@ -355,7 +355,9 @@ export const modelOperatorProperties = {
         minimum: 1,
         description:
           'The detector reads the mean log loss of each block of this many labels, each label once: the predictions one label scores (an intent session\'s, all labelled ' +
-          `at its end) count as the mean of their losses, since they rise and fall together. Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.`,
+          `at its end) count as the mean of their losses, since they rise and fall together. A session labelled again (a late event reopened it: its updated summary labels the predictions made since) ` +
+          `still counts once: its new losses join its mean while that is in the open block, and are left out of the detector's input once that block was read (they are scored all the same). ` +
+          `Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.`,
       },
       delta: {
         type: 'number',

@@ -226,3 +226,62 @@ test('page-hinkley is one-sided and forgets nothing (River\'s PageHinkley with m
   // The mirror image falls: the sum only goes down, and so does its minimum.
   assert.deepEqual(detections([2, 2, 2, 0, 0, 0, 0, 0]), []);
 });
+
+test('loss blocks: a unit labelled again (a late event reopened its session) counts once: its new losses join its mean while that is in the open block, and are left out once the detector read its block; kept until its `until`, in the snapshot', () => {
+  // Block of 3: a (1), b (3), a again (5), c (0): a is one unit of mean 3, so the block is a, b, c: (3 + 3 + 0) / 3 at d.
+  const open = new LossBlocks(3);
+  const openMeans = [open.add(1, 'a', 100), open.add(3, 'b', 100), open.add(5, 'a', 100), open.add(0, 'c', 100), open.add(0, 'd', 100)];
+  assert.deepEqual(openMeans, [undefined, undefined, undefined, undefined, 2]);
+  // Block of 3 again, through every state a unit kept for a later label is in: a is taken out of the open block and put
+  // back (mean 3); c's label waits for its loss; c, labelled again once its block was read (13 / 3), is left out.
+  const run = (blocks: LossBlocks, from: number, to: number, out: (number | undefined)[]): void => {
+    const steps: (() => number | undefined)[] = [
+      () => blocks.add(1, 'a', 100),
+      () => blocks.add(3, 'b', 100),
+      () => blocks.add(5, 'a', 100),
+      () => blocks.defer('c', 100),
+      () => blocks.add(9, 'd'),
+      () => blocks.addDeferred(7, 'c'),
+      () => blocks.add(4, 'c', 100),
+      () => blocks.add(0, 'e'),
+      () => blocks.add(2, 'f'),
+      () => blocks.add(0, 'g'),
+    ];
+    for (let i = from; i < to; i++) out.push(steps[i]!());
+  };
+  const whole: (number | undefined)[] = [];
+  run(new LossBlocks(3), 0, 10, whole);
+  // Before, a's and c's second runs were units of their own: a (1), b (3), a (5) made the first block (3, at c's label).
+  assert.deepEqual(whole, [undefined, undefined, undefined, undefined, undefined, 13 / 3, undefined, undefined, undefined, 11 / 3]);
+  // Restored at any cut (the losses still to come given, as the learner does), the same blocks.
+  const toCome = (cut: number): string[] => (cut === 4 || cut === 5 ? ['c'] : []);
+  for (let cut = 0; cut <= 10; cut++) {
+    const first = new LossBlocks(3);
+    const out: (number | undefined)[] = [];
+    run(first, 0, cut, out);
+    const restored = new LossBlocks(3);
+    restored.load(JSON.parse(JSON.stringify(first.state())) as ReturnType<LossBlocks['state']>, toCome(cut));
+    run(restored, cut, 10, out);
+    assert.deepEqual(out, whole, `cut ${cut}`);
+  }
+  // Once the watermark passes its until, a unit is let go: a later label of it is a unit again.
+  const released = new LossBlocks(2);
+  released.add(1, 'a', 100);
+  released.add(3, 'b', 100);
+  released.release(101);
+  assert.equal(released.add(5, 'a'), 2);
+  assert.equal(released.add(0, 'g'), undefined, 'a (5) is a unit of the next block');
+  assert.equal(released.add(0, 'h'), 2.5);
+  // Kept to the until itself.
+  const kept = new LossBlocks(2);
+  kept.add(1, 'a', 100);
+  kept.add(3, 'b', 100);
+  kept.release(100);
+  kept.add(5, 'a');
+  assert.equal(kept.add(0, 'g'), undefined);
+  assert.equal(kept.add(0, 'h'), undefined, 'a left out: g is the only unit of the block');
+  // A snapshot from before units were kept (five numbers, or six) restores, keeping none.
+  const old = new LossBlocks(2);
+  old.load([1, 1, 3, 1, 'b', []]);
+  assert.deepEqual(old.state(), [1, 1, 3, 1, 'b']);
+});

@@ -8,8 +8,20 @@
  * [block's sum of unit means, units in it, open unit's loss sum, its losses, its key], then, where there
  * are any, the units waiting for losses still to come (see LossBlocks.defer): [key, loss sum, losses] each.
  * How many losses each still waits for is not kept: the learner counts them again from its samples (see load).
+ * Then, where there are any, the units that may be labelled again ({@link RelabelableState}); the waiting list is
+ * there (maybe empty) whenever they are. Snapshots of each length restore.
  */
-export type LossBlocksState = [number, number, number, number, string | null] | [number, number, number, number, string | null, [string, number, number][]];
+export type LossBlocksState =
+  | [number, number, number, number, string | null]
+  | [number, number, number, number, string | null, [string, number, number][]]
+  | [number, number, number, number, string | null, [string, number, number][], RelabelableState[]];
+
+/**
+ * A unit that may be labelled again, with the watermark after which it will not be: [key, until, 0] its run
+ * not closed yet; [key, until, 1, loss sum, losses] closed into the open block; [key, until, 2] closed into a
+ * block the detector has read.
+ */
+export type RelabelableState = [string, number, 0 | 2] | [string, number, 1, number, number];
 
 /** A unit whose label run has ended while some of its losses are still to come. */
 interface WaitingUnit {
@@ -18,6 +30,23 @@ interface WaitingUnit {
   /** Losses still to come (labels that came before their predictions). */
   outstanding: number;
 }
+
+/** A unit that may be labelled again (see LossBlocks.add's `until`). */
+interface RelabelableUnit {
+  /** The watermark after which no label of it comes any more. */
+  until: number;
+  /** Where its mean is: not added yet (its run open or waiting), in the open block, or in a block the detector read. */
+  block: 'none' | 'open' | 'read';
+  /** Its losses' sum and count while its mean is in the open block (it is taken out again if it is labelled again). */
+  sum: number;
+  count: number;
+}
+
+/**
+ * Most units kept for a later label (see LossBlocks.add's `until`): past it the oldest is forgotten, and
+ * a later label of it counts it again, as before they were kept. Each is about as many bytes as its key.
+ */
+const maxRelabelable = 500_000;
 
 /**
  * The detectors' input: means of blocks of `size` labels, each label counted once, as the mean loss of
@@ -31,6 +60,12 @@ interface WaitingUnit {
  * is scored when the prediction's batch runs, after other sessions' labels maybe, and in batch order
  * (a, b, a): its unit is told so at the label ({@link defer}), waits for it, and closes once its last
  * loss is in ({@link addDeferred}), so a session is one unit however its losses come.
+ * A session labelled again later (a late event reopened it, and its updated summary labels what was
+ * predicted since) is one unit too: while its mean is in the open block, the new losses join it there (its
+ * mean taken out, and put back over all its losses when its run ends); once the detector has read that
+ * block, they are left out of the detector's input (a block's mean cannot be read again, and a second
+ * unit would count the session twice). For that a unit is kept after its run, until the `until` its
+ * labels give (see add), bounded by {@link maxRelabelable}.
  */
 export class LossBlocks {
   private blockSum = 0;
@@ -42,21 +77,31 @@ export class LossBlocks {
   private unitOutstanding = 0;
   /** Units whose run ended with losses still to come, by key. */
   private waiting = new Map<string, WaitingUnit>();
+  /** Units that may be labelled again, by key, about in the order of their `until` (see add). */
+  private relabelable = new Map<string, RelabelableUnit>();
+  /** Keys of the relabelable units whose means are in the open block. */
+  private inOpenBlock: string[] = [];
 
   constructor(private readonly size: number) {}
 
-  /** Adds one prediction's loss, scored at its label; the block's mean when this closed the block's last unit. */
-  add(loss: number, unit: string): number | undefined {
+  /**
+   * Adds one prediction's loss, scored at its label; the block's mean when this closed the block's last unit.
+   * `until`: the watermark until which `unit` may be labelled again (intent: a late event may reopen its session,
+   * whose updated summary labels the predictions made since); it is kept till then, so such a label joins it.
+   */
+  add(loss: number, unit: string, until?: number): number | undefined {
     const mean = unit === this.unitKey ? undefined : this.startRun(unit);
     this.unitSum += loss;
     this.unitCount++;
+    if (until !== undefined) this.keepUntil(unit, until);
     return mean;
   }
 
-  /** A label of `unit` whose prediction is not scored yet: its loss comes later (addDeferred). The block's mean as add's. */
-  defer(unit: string): number | undefined {
+  /** A label of `unit` whose prediction is not scored yet: its loss comes later (addDeferred). The block's mean and `until` as add's. */
+  defer(unit: string, until?: number): number | undefined {
     const mean = unit === this.unitKey ? undefined : this.startRun(unit);
     this.unitOutstanding++;
+    if (until !== undefined) this.keepUntil(unit, until);
     return mean;
   }
 
@@ -82,24 +127,63 @@ export class LossBlocks {
     }
     if (--waiting.outstanding > 0) return undefined;
     this.waiting.delete(unit);
-    return waiting.count > 0 ? this.close(waiting.sum / waiting.count) : undefined;
+    return waiting.count > 0 ? this.closeUnit(unit, waiting.sum, waiting.count) : undefined;
+  }
+
+  /** Forgets the units kept for a later label whose `until` the watermark `time` has passed (those first kept: see keepUntil). */
+  release(time: number): void {
+    for (const [key, unit] of this.relabelable) {
+      if (unit.until >= time) return;
+      this.forget(key, unit);
+    }
   }
 
   /**
    * A run of labels of `unit` starts: the open unit's run has ended. It is complete (added to the block) unless
-   * some of its losses are still to come: then it waits. A unit that waits takes up its run again.
+   * some of its losses are still to come: then it waits. A unit that waits takes up its run again; so does one
+   * labelled again whose mean is in the open block (taken out of it).
    */
   private startRun(unit: string): number | undefined {
     let mean: number | undefined;
     if (this.unitOutstanding > 0) this.waiting.set(this.unitKey!, { sum: this.unitSum, count: this.unitCount, outstanding: this.unitOutstanding });
-    else if (this.unitCount > 0) mean = this.close(this.unitSum / this.unitCount);
-    const resumed = this.waiting.get(unit);
-    if (resumed !== undefined) this.waiting.delete(unit);
+    else if (this.unitCount > 0) mean = this.closeUnit(this.unitKey!, this.unitSum, this.unitCount);
     this.unitKey = unit;
-    this.unitSum = resumed?.sum ?? 0;
-    this.unitCount = resumed?.count ?? 0;
-    this.unitOutstanding = resumed?.outstanding ?? 0;
+    const resumed = this.waiting.get(unit);
+    if (resumed !== undefined) {
+      this.waiting.delete(unit);
+      this.unitSum = resumed.sum;
+      this.unitCount = resumed.count;
+      this.unitOutstanding = resumed.outstanding;
+      return mean;
+    }
+    this.unitSum = 0;
+    this.unitCount = 0;
+    this.unitOutstanding = 0;
+    const kept = this.relabelable.get(unit);
+    if (kept?.block === 'open') {
+      this.blockSum -= kept.sum / kept.count;
+      this.blockUnits--;
+      this.inOpenBlock.splice(this.inOpenBlock.indexOf(unit), 1);
+      this.unitSum = kept.sum;
+      this.unitCount = kept.count;
+      kept.block = 'none';
+    }
     return mean;
+  }
+
+  /**
+   * A unit's run ended with every loss in: its mean goes into the block, unless a block the detector has read
+   * holds it already (labelled again: see the class). The block's mean when that filled it.
+   */
+  private closeUnit(key: string, sum: number, count: number): number | undefined {
+    const kept = this.relabelable.get(key);
+    if (kept === undefined) return this.close(sum / count);
+    if (kept.block === 'read') return undefined;
+    kept.block = 'open';
+    kept.sum = sum;
+    kept.count = count;
+    this.inOpenBlock.push(key);
+    return this.close(sum / count);
   }
 
   /** Adds a complete unit's mean to the block; the block's mean when that filled it. */
@@ -109,27 +193,71 @@ export class LossBlocks {
     const mean = this.blockSum / this.blockUnits;
     this.blockSum = 0;
     this.blockUnits = 0;
+    for (const key of this.inOpenBlock) {
+      const kept = this.relabelable.get(key)!;
+      kept.block = 'read';
+      kept.sum = 0;
+      kept.count = 0;
+    }
+    this.inOpenBlock = [];
     return mean;
+  }
+
+  /** Keeps `unit` for a later label until the watermark passes `until` (moved to the end: those kept first go first). */
+  private keepUntil(unit: string, until: number): void {
+    const kept = this.relabelable.get(unit);
+    if (kept !== undefined) {
+      if (until <= kept.until) return;
+      kept.until = until;
+      this.relabelable.delete(unit);
+      this.relabelable.set(unit, kept);
+      return;
+    }
+    if (this.relabelable.size >= maxRelabelable) {
+      const [oldest, unitKept] = this.relabelable.entries().next().value!;
+      this.forget(oldest, unitKept);
+    }
+    this.relabelable.set(unit, { until, block: 'none', sum: 0, count: 0 });
+  }
+
+  private forget(key: string, unit: RelabelableUnit): void {
+    this.relabelable.delete(key);
+    if (unit.block === 'open') this.inOpenBlock.splice(this.inOpenBlock.indexOf(key), 1);
   }
 
   state(): LossBlocksState {
     const open: [number, number, number, number, string | null] = [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey];
-    if (this.waiting.size === 0) return open;
-    return [...open, [...this.waiting].map(([key, unit]): [string, number, number] => [key, unit.sum, unit.count])];
+    if (this.waiting.size === 0 && this.relabelable.size === 0) return open;
+    const waiting = [...this.waiting].map(([key, unit]): [string, number, number] => [key, unit.sum, unit.count]);
+    if (this.relabelable.size === 0) return [...open, waiting];
+    const relabelable = [...this.relabelable].map(([key, unit]): RelabelableState => (unit.block === 'open' ? [key, unit.until, 1, unit.sum, unit.count] : [key, unit.until, unit.block === 'read' ? 2 : 0]));
+    return [...open, waiting, relabelable];
   }
 
   /**
    * Restores a snapshot; `expected` holds a key for each loss still to come (a labelled sample the snapshot
    * holds waiting for its prediction), which a snapshot does not keep. A waiting unit none is expected for
-   * (a damaged snapshot) is dropped. A snapshot from before units (`[sum, count]` of single losses) starts the block afresh.
+   * (a damaged snapshot) is dropped. A snapshot from before units (`[sum, count]` of single losses) starts the block afresh;
+   * one from before units were kept for a later label keeps none.
    */
   load(state: LossBlocksState | [number, number], expected: Iterable<string> = []): void {
     this.unitOutstanding = 0;
     this.waiting = new Map();
-    if (state.length !== 5 && state.length !== 6) [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = [0, 0, 0, 0, null];
+    this.relabelable = new Map();
+    this.inOpenBlock = [];
+    if (state.length !== 5 && state.length !== 6 && state.length !== 7) [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = [0, 0, 0, 0, null];
     else {
       [this.blockSum, this.blockUnits, this.unitSum, this.unitCount, this.unitKey] = state;
-      if (state.length === 6) for (const [key, sum, count] of state[5]) this.waiting.set(key, { sum, count, outstanding: 0 });
+      if (state.length !== 5) for (const [key, sum, count] of state[5]) this.waiting.set(key, { sum, count, outstanding: 0 });
+      if (state.length === 7) {
+        for (const saved of state[6]) {
+          const [key, until] = saved;
+          if (saved[2] === 1) {
+            this.relabelable.set(key, { until, block: 'open', sum: saved[3], count: saved[4] });
+            this.inOpenBlock.push(key);
+          } else this.relabelable.set(key, { until, block: saved[2] === 2 ? 'read' : 'none', sum: 0, count: 0 });
+        }
+      }
     }
     for (const unit of expected) {
       if (unit === this.unitKey) this.unitOutstanding++;

@@ -168,6 +168,17 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
   return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
+/**
+ * The watermark until which a session that closed without buying may be labelled again: a late event joins it until
+ * the watermark passes its keptUntil (its end + the sessionizer's gap + allowed_lateness), and the updated summary
+ * comes a gap after its new end, which is at most keptUntil: by keptUntil + gap, gap at most keptUntil - end. Undefined
+ * where the summary has no keptUntil (made elsewhere: nothing says how late a label may come again).
+ */
+function relabelUntil(summary: SessionizerSummary): number | undefined {
+  const keptUntil = summary.keptUntil;
+  return typeof keptUntil === 'number' && Number.isFinite(keptUntil) && keptUntil >= summary.end ? keptUntil + (keptUntil - summary.end) : undefined;
+}
+
 /** The sum of a column's values (NaN for one not a number). */
 function sumOf(values: Float64Array): number {
   let sum = 0;
@@ -248,7 +259,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), so a prediction after a merge reads both. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), the merging event between them (it bridged the gap), so a prediction after a merge reads both in event-time order. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -268,7 +279,7 @@ export default defineOperator<IntentModelConfig>({
     'features the model does not know are ignored and its own that are absent read as 0 (logged as a warning); non-finite values read as 0. ' +
     'Emits `prediction` records (and `drift` records); every input record passes through. ' +
     'Metrics, each series labelled `model` (its `name`) besides `pipeline` and `stage`: `model_auc` and `model_logloss_window` (over the last `metrics.window` labels), `model_auc_cumulative`, `model_logloss`, `model_brier`, `model_base_rate`, `model_calibration_error`, `model_learning_rate`, `model_predictions_total`, `model_labels_total` (labels scored and learnt from), ' +
-    '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend`.',
+    '`intent_out_of_order_events_total`, `model_label_buffer`, `model_label_buffer_overflow_total`, `model_labels_expired_total`, `model_late_labels_total` (labels that came for a prediction already dropped from the buffer, full or timed out: a sign it is too small for the label delay), `model_predictions_withdrawn_total`, `model_drifts_total`, `model_invalid_scores_total` (predictions that were not a number: a diverged model, logged as an error), `model_backend_info` (1, the backend in use as its `backend` label); with a `gru`, `intent_sequences_evicted_total` and `intent_sequences_forgotten_early_total` (sequences let go at the bound of 500,000: closed ones kept for late events first, then the oldest open ones).',
   config: { type: 'object', additionalProperties: false, properties: modelOperatorProperties },
   examples: [
     { model: { kind: 'logistic' } },
@@ -297,7 +308,16 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     'intent_out_of_order_events_total',
     'Events not predicted because they arrived after a later event of their user (session.outOfOrder): their features, in arrival order, include it.',
   );
-  const sequences = config.model.kind === 'gru' ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions) : undefined;
+  const sequences =
+    config.model.kind === 'gru'
+      ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxSessions, {
+          open: learner.metrics.counter('intent_sequences_evicted_total', `Open sessions' event sequences (gru) let go, the oldest first, to keep within ${maxSessions} sequences: the session's next prediction reads only its events since.`),
+          closed: learner.metrics.counter(
+            'intent_sequences_forgotten_early_total',
+            `Closed sessions' event sequences (gru) kept for late events, let go before their keptUntil to keep within ${maxSessions} sequences (before any open one): a late event's prediction reads only itself and the events after it.`,
+          ),
+        })
+      : undefined;
   /** Replaced whole by a restore (built aside in parts). */
   let sessions = new Map<string, SessionState>();
   let ended = false;
@@ -305,13 +325,14 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
   /** Whether an event without features was said (once: each such event is one no prediction is made at). */
   let featurelessSaid = false;
 
-  const labelSession = (state: SessionState, label: number, time: number, emit: Emit): void => {
+  /** `relabelUntil`: as OnlineLearner.label's (a late event may reopen the session, and label it again). */
+  const labelSession = (state: SessionState, label: number, time: number, emit: Emit, relabelUntil?: number): void => {
     const boughtAt = state.purchasedAt;
     for (const sample of state.pending) {
       // Made at an event after the session's first purchase (a merge or a late purchase event showed it only
       // later): not a prediction of whether it will buy. One no longer awaited counts its late label, restored or not.
       if (boughtAt !== undefined && !sample.released && sample.time! > boughtAt) learner.withdraw(sample);
-      else learner.label(sample, label, time, emit);
+      else learner.label(sample, label, time, emit, relabelUntil);
     }
     state.pending = [];
     state.labelled = true;
@@ -342,9 +363,12 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       const context = event.session;
       // A first event under a key whose closed session is still kept (an id from the data, back): a new session.
       if (context?.position === 0) sequences.delete(key);
-      // A merge: the merged-away sessions' events are this one's now, as session-features folds their state.
-      else if (context?.merged !== undefined) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
       sequences.push(key, event);
+      // A merge: the merged-away sessions' events are this one's now, as session-features folds their state. Folded
+      // after this event's step: it bridged the gap between this session's events and theirs (later), so the
+      // sequence is in event-time order, as the GRU reads it (appended last, it read as the latest step, and a
+      // sequence_length cut dropped a later event of theirs before it).
+      if (context?.merged !== undefined && context.position !== 0) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
     }
     if (event.type === 'purchase') {
       state.purchasedAt = earliest(state.purchasedAt, event.time);
@@ -422,7 +446,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.delete(key);
       return;
     }
-    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit);
+    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, bought ? undefined : relabelUntil(summary));
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
     if (!bought) sessions.delete(key);

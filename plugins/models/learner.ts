@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
-import { backendCode, missingPackages, useBackend, type BackendSelection } from './backend.js';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
@@ -387,7 +387,12 @@ export class OnlineLearner {
   private lastExport = -Infinity;
   private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
-  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'backend' | 'learningRate', Gauge>;
+  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
+  /**
+   * The backend as an info metric: 1 on the series of the backend in use (`backend="wasm"`), as Prometheus
+   * exports facts that are names (a dashboard shows the label; an alert matches it), not a number to decode.
+   */
+  private readonly backendInfo: GaugeFamily;
   private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
   /**
    * The model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
@@ -428,9 +433,9 @@ export class OnlineLearner {
       baseRate: m.gauge('model_base_rate', 'Share of positive labels so far.'),
       calibration: m.gauge('model_calibration_error', 'Expected calibration error over the calibration bins.'),
       buffer: m.gauge('model_label_buffer', 'Predictions waiting for their label.'),
-      backend: m.gauge('model_backend', 'TensorFlow.js backend in use: 0 cpu, 1 wasm, 2 tensorflow, 3 tensorflow-gpu, 4 webgpu.'),
       learningRate: m.gauge('model_learning_rate', 'Current learning rate.'),
     };
+    this.backendInfo = m.gaugeFamily('model_backend_info', 'TensorFlow.js backend the model runs on, as the `backend` label (cpu, wasm, tensorflow, tensorflow-gpu, webgpu); always 1.', ['backend']);
     this.counters = {
       predictions: m.counter('model_predictions_total', 'Predictions emitted.'),
       labels: m.counter('model_labels_total', 'Labels scored and learnt from.'),
@@ -463,7 +468,7 @@ export class OnlineLearner {
     // A custom model runs no TF.js (no backend to pick) and has no model file (its state is in the pipeline's checkpoints).
     if (this.custom) return;
     this.backend = await useBackend(this.config.backend, this.context.logger);
-    this.gauges.backend.set(backendCode[this.backend.backend]);
+    this.backendInfo.set({ backend: this.backend.backend }, 1);
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
     const file = this.checkpointFile();
     if (file && this.context.replay) this.context.logger.info({ file }, `model ${this.name}: replayed input: the model is not saved to ${file} (it is read to warm-start, if there)`);
@@ -916,8 +921,10 @@ export class OnlineLearner {
   /**
    * The label of an earlier prediction: scored (test), then queued for learning (train).
    * Returns false when the prediction is no longer awaited (overflowed, expired, withdrawn or labelled).
+   * `relabelUntil`: the watermark until which its session may be labelled again (a late event reopens it: see
+   * LossBlocks.add), so that such a label counts in the same unit of the loss blocks.
    */
-  label(handle: SampleHandle, label: number, time: number, emit: Emit): boolean {
+  label(handle: SampleHandle, label: number, time: number, emit: Emit, relabelUntil?: number): boolean {
     this.snapshots.settle();
     const sample = handle as Sample;
     if (sample.released) {
@@ -930,16 +937,16 @@ export class OnlineLearner {
     // Not predicted yet: scored when its batch runs, so the score is the one the prediction carried (its
     // unit of the loss blocks waits for it). One not a number was counted when made: its label has nothing to score or teach.
     if (sample.score === undefined) {
-      if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.defer(lossUnit(sample)), time, emit);
-    } else if (isProbability(sample.score)) this.scoreAndQueue(sample, emit, time);
+      if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.defer(lossUnit(sample), relabelUntil), time, emit);
+    } else if (isProbability(sample.score)) this.scoreAndQueue(sample, emit, time, false, relabelUntil);
     return true;
   }
 
   /**
    * Scores a labelled sample whose score is a probability (an invalid one is counted when made: see invalidScore);
-   * `deferred`: its label came before its prediction (LossBlocks.defer).
+   * `deferred`: its label came before its prediction (LossBlocks.defer); `relabelUntil` as label's.
    */
-  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time, deferred = false): void {
+  private scoreAndQueue(sample: Sample, emit: Emit, labelTime = sample.time, deferred = false, relabelUntil?: number): void {
     // With predictions made at once, a learning batch's wait starts at its first sample.
     if (this.toLearn.length === 0 && this.toPredict.length === 0) this.oldestPending = this.context.clock.now();
     const loss = this.prequential.add(sample.score!, sample.label!, labelTime);
@@ -950,7 +957,7 @@ export class OnlineLearner {
     if (this.config.drift.detector !== 'none') {
       // Block means, each label once (a session's predictions share one): LossBlocks says why.
       const unit = lossUnit(sample);
-      this.driftOn(deferred ? this.lossBlocks.addDeferred(loss, unit) : this.lossBlocks.add(loss, unit), labelTime, emit);
+      this.driftOn(deferred ? this.lossBlocks.addDeferred(loss, unit) : this.lossBlocks.add(loss, unit, relabelUntil), labelTime, emit);
     }
     if (!this.learns) {
       // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
@@ -1109,6 +1116,12 @@ export class OnlineLearner {
       this.flushLearning(emit);
       this.oldestPending = this.context.clock.now();
     }
+  }
+
+  /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
+  watermarkPassed(time: number): void {
+    this.snapshots.settle();
+    this.lossBlocks.release(time);
   }
 
   /**
@@ -1605,6 +1618,7 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
           return;
         }
         handlers.watermark(mark.time, emit);
+        learner.watermarkPassed(mark.time);
         learner.tick(emit);
       },
       // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.

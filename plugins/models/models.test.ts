@@ -605,6 +605,26 @@ test('intent: the predictions of a session merged into an earlier one by a late 
   assert.equal(counts.expired, 0);
 });
 
+test('intent: a session a late event reopened, labelled again by its updated summary, is one unit of the drift detector\'s loss blocks, kept for that until its summary\'s keptUntil allows no more (was: a second unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1 (0, 2) and u2 (3) close at the watermark 13, labelled; a late event at 5 reopens u1, predicted, and its updated
+  // summary (at 16) labels that prediction. u3 (20) closes at 31: its label ends u1's run.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 5), watermark(t + 16 * min), at('u3', 20), watermark(t + 31 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.userId, s.update === true]), [['u1', false], ['u2', false], ['u1', true], ['u3', false]], 'u1 labelled twice, u2 between');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u2 and u1 closed (u3 open)');
+  // Kept until keptUntil + gap at most (u1's last: 5 + 30, + 30 minutes): then let go, and the snapshot is as before.
+  chain.push([watermark(t + 200 * min)]);
+  const later = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.ok(later.length < 7, JSON.stringify(later));
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
@@ -971,6 +991,21 @@ test("every series of a model carries its name as the `model` label beside its s
   assert.ok(series.some((line) => line.startsWith('tributary_model_auc_cumulative{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')), series.join('\n'));
   assert.ok(series.some((line) => line.startsWith('tributary_intent_out_of_order_events_total{pipeline="p",stage="stage-intent-model-5",model="intent-lr"}')));
   assert.ok(series.some((line) => line.startsWith('tributary_churn_users_evicted_total{pipeline="p",stage="stage-churn-model-6",model="churn-lr"}')));
+  // The backend as an info metric: its name a label, the value 1 (was tributary_model_backend, a number standing for it).
+  assert.ok(series.includes('tributary_model_backend_info{pipeline="p",stage="stage-intent-model-5",model="intent-lr",backend="cpu"} 1'), series.join('\n'));
+  assert.ok(!series.some((line) => line.startsWith('tributary_model_backend{')));
+});
+
+test('intent and churn with a gru export the evictions of their sequence trackers (intent: open ones, and closed ones kept for late events), at 0 until the bound is reached', async () => {
+  const hub = new MetricsHub();
+  const gru = { kind: 'gru', units: 4, sequence_length: 3 } as const;
+  await runOperator(intentModel, { ...base, name: 'intent-gru', model: gru }, separableIntentStream(20), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'i' }) }));
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const churnInput: Element[] = [event('a', 'a1', t, 0, t, 'view'), summary('a', 'a1', t, t, 1, false, { view: 1 }), watermark(Infinity)];
+  await runOperator(churnModel, { backend: 'cpu', name: 'churn-gru', horizon: '7d', model: gru, batch: { max_size: 1, max_delay: 0 } }, churnInput, testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'c' }) }));
+  const text = await hub.registry.metrics();
+  for (const name of ['intent_sequences_evicted_total', 'intent_sequences_forgotten_early_total']) assert.match(text, new RegExp(`^tributary_${name}\\{pipeline="p",stage="i",model="intent-gru"\\} 0$`, 'm'));
+  assert.match(text, /^tributary_churn_sequences_evicted_total\{pipeline="p",stage="c",model="churn-gru"\} 0$/m);
 });
 
 test('a window of labels of one class exports its AUC as NaN, not the last window that had both classes', async () => {
@@ -1784,6 +1819,35 @@ test('gru sequences snapshot as columns; the first format (one [session, steps] 
   await assert.rejects(inTurns(new SequenceTracker(4, 16, 100).loadParts(damaged)), /snapshot: sequences: types: lengths add up to 7, the list holds 3/);
 });
 
+test('gru sequences: at the bound, a closed sequence kept for late events is let go before any open one (the one that closed first), then the oldest open one; each counted (was: the oldest key, open or not, uncounted)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const view = (id: string, minute: number): ClickEvent => event('u', id, t + minute * min, 0, t, 'view');
+  const counted = { open: 0, closed: 0 };
+  const tracker = new SequenceTracker(4, 16, 3, { open: { inc: () => void counted.open++ }, closed: { inc: () => void counted.closed++ } });
+  const empty = new SequenceTracker(4, 16, 3).sample('none');
+  const held = (key: string): boolean => tracker.sample(key).types.some((type) => type !== 0);
+  // B open (the oldest key), A and C closed (A first), D open: D's key takes A's place, not B's.
+  tracker.push('B', view('B', 0));
+  tracker.push('A', view('A', 1));
+  tracker.push('C', view('C', 2));
+  tracker.close('A', t + 30 * min);
+  tracker.close('C', t + 31 * min);
+  tracker.push('D', view('D', 3));
+  assert.deepEqual([held('A'), held('B'), held('C'), held('D')], [false, true, true, true]);
+  assert.deepEqual(counted, { open: 0, closed: 1 });
+  // C reopened by a late event is open again: with no closed one kept, the oldest open one (B) goes.
+  tracker.push('C', view('C', 4));
+  tracker.push('E', view('E', 5));
+  assert.deepEqual([held('B'), held('C'), held('D'), held('E')], [false, true, true, true]);
+  assert.deepEqual(counted, { open: 1, closed: 1 });
+  // Released as before once their keptUntil passes: no eviction counted.
+  tracker.close('E', t + 40 * min);
+  tracker.release(t + 41 * min, true);
+  assert.deepEqual(tracker.sample('E'), empty);
+  tracker.push('F', view('F', 6));
+  assert.deepEqual(counted, { open: 1, closed: 1 });
+});
+
 test('gru sequences: a fold puts the merged-away steps after the surviving session\'s, the last `length` kept; a closed sequence is kept until its keptUntil (a late event reopens it), which a snapshot holds; damaged closed rows are refused', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const view = (id: string, minute: number, category: string) => event('u', id, t + minute * min, 0, t, 'view', undefined, category);
@@ -1964,7 +2028,7 @@ test('churn (gru): a merge releases the merged-away session\'s sequence, and an 
   assert.deepEqual(await keysAfter([...input, merged]), [sessionKey('c', 'C')]);
 });
 
-test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in arrival order; a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
+test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in event-time order (the merging event between the two sessions\' events); a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const at = (minute: number, type: string, category: string): Element => ({ kind: 'event', userId: 'u1', time: t + minute * min, type, category, price: 10 + minute, features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
   // u1:0 (0, 2) closes at the watermark 13 (its summary labels it); u1:15 (15, 17) opens; the late event at 8 bridges
@@ -1980,9 +2044,12 @@ test('intent (gru): a late event that merges two sessions of a user folds the me
   const key = sessionKey('u1', `u1:${t}`);
   const kept = new SequenceTracker(8, 64, 100);
   await inTurns(kept.loadParts(state.sequences));
-  // As one session's events in the order they came: u1:0's, u1:15's (their times after u1:0's), the late one, the next.
+  // As one session's events in event-time order: u1:0's, the late one that bridged them, u1:15's, the next (was: the
+  // late one after u1:15's, in the order they came: the GRU read it as the latest step, and a cut to 3 steps dropped c for it).
+  const inEventTime = [events[0]!, events[1]!, events[4]!, events[2]!, events[3]!, events[5]!];
+  assert.deepEqual(inEventTime.map((e) => e.category), ['a', 'b', 'e', 'c', 'd', 'f']);
   const reference = new SequenceTracker(8, 64, 100);
-  for (const e of events) reference.push(key, e);
+  for (const e of inEventTime) reference.push(key, e);
   assert.deepEqual(kept.sample(key), reference.sample(key));
   assert.deepEqual(kept.sample(sessionKey('u1', `u1:${t + 15 * min}`)), new SequenceTracker(8, 64, 100).sample('none'), 'the merged-away sequence is gone');
   // Bounded as any sequence: the last sequence_length steps.
@@ -1993,7 +2060,7 @@ test('intent (gru): a late event that merges two sessions of a user folds the me
   const shortKept = new SequenceTracker(3, 64, 100);
   await inTurns(shortKept.loadParts(shortState.sequences));
   const shortReference = new SequenceTracker(3, 64, 100);
-  for (const e of events) shortReference.push(key, e);
+  for (const e of inEventTime) shortReference.push(key, e);
   assert.deepEqual(shortKept.sample(key), shortReference.sample(key));
   // Restored at any cut, the rest of the run predicts as the uninterrupted one.
   const full = [...input, watermark(t + 60 * min), watermark(Infinity)];
@@ -2902,10 +2969,17 @@ test("the model stages' descriptions name every metric they export, and only tho
     return names.map((metric) => metric.name.replace(/^tributary_/, '')).sort();
   };
   const named = (description: string, prefix: RegExp): string[] => [...new Set([...description.matchAll(/`([a-z_]+)`/g)].map(([, name]) => name!).filter((name) => prefix.test(name)))].sort();
+  // A gru model exports every one; the others all but its sequence tracker's (`_sequences_`, said "with a `gru`").
+  const gru = { kind: 'gru', units: 4, sequence_length: 3 } as const;
+  const notGru = (names: string[]): string[] => names.filter((name) => !name.includes('_sequences_'));
+  const intentGru = await exported([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(intentModel, { ...base, model: gru })]);
+  assert.deepEqual(named(intentModel.description ?? '', /^(model|intent)_/), intentGru);
   const intent = await exported([stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(intentModel, base)]);
-  assert.deepEqual(named(intentModel.description ?? '', /^(model|intent)_/), intent);
+  assert.deepEqual(notGru(intentGru), intent);
   // Churn's: intent-model's model_ series, and its own churn_ ones.
+  const churnGru = await exported([stage(sessionizer, { gap: '30m' }), stage(churnModel, { backend: 'cpu', horizon: '7d', model: gru })]);
+  assert.deepEqual([...intent.filter((name) => name.startsWith('model_')), ...named(churnModel.description ?? '', /^churn_/)].sort(), churnGru);
   const churn = await exported([stage(sessionizer, { gap: '30m' }), stage(churnModel, { backend: 'cpu', horizon: '7d' })]);
-  assert.deepEqual([...intent.filter((name) => name.startsWith('model_')), ...named(churnModel.description ?? '', /^churn_/)].sort(), churn);
+  assert.deepEqual(notGru(churnGru), churn);
   assert.deepEqual(named(churnModel.description ?? '', /^intent_/), [], 'churn-model exports no intent_ series');
 });

@@ -2,7 +2,7 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, partsOf, sessionKey, type ClickEvent, type Column } from 'tributary';
+import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, partsOf, sessionKey, type ClickEvent, type Column, type Counter } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
 
 export interface SequenceSample {
@@ -59,9 +59,19 @@ export function stepOf(event: ClickEvent, buckets: number): Step {
   };
 }
 
+/** Where a SequenceTracker counts the sequences its bound made it let go. */
+export interface SequenceEvictions {
+  /** Open sessions' sequences (the oldest first): the session's next prediction reads only the events since. */
+  open: Counter;
+  /** Closed sessions' sequences kept for late events, let go before their keptUntil: a late event's prediction reads only itself and those after. */
+  closed?: Counter;
+}
+
 /**
- * Bounded sequences by key (session); the oldest key goes first when `maxKeys` is passed. A closed session's
- * may be kept for late events (close) until the event time its summary says none joins it any more.
+ * Bounded sequences by key (session): at `maxKeys` kept, a new key first lets go of the closed sequence kept for
+ * late events that closed first (the next to be let go anyway, and read only if a late event comes), else of the
+ * oldest open one, as the sessionizer bounds its sessions. A closed session's may be kept for late events (close)
+ * until the event time its summary says none joins it any more.
  */
 export class SequenceTracker {
   private sequences = new Map<string, Step[]>();
@@ -72,12 +82,13 @@ export class SequenceTracker {
     readonly length: number,
     readonly buckets: number,
     private readonly maxKeys: number,
+    private readonly evictions?: SequenceEvictions,
   ) {}
 
   push(key: string, event: ClickEvent): void {
     let steps = this.sequences.get(key);
     if (!steps) {
-      if (this.sequences.size >= this.maxKeys) this.delete(this.sequences.keys().next().value!);
+      if (this.sequences.size >= this.maxKeys) this.evictOne();
       steps = [];
       this.sequences.set(key, steps);
     } else if (this.closed.size > 0) this.closed.delete(key); // closed, reopened by a late event: open until its next close
@@ -87,7 +98,8 @@ export class SequenceTracker {
 
   /**
    * Session `from` was merged into `into`: its steps go after those of `into` (event-time order: a merge keeps
-   * the earlier session's id, and the later one's events all come after the earlier's), the last `length` kept.
+   * the earlier session's id, and the later one's events all come after the earlier's; the caller pushes the
+   * merging event's step first, as it bridged the gap between them), the last `length` kept.
    */
   fold(from: string, into: string): void {
     const moved = this.sequences.get(from);
@@ -124,6 +136,18 @@ export class SequenceTracker {
         this.sequences.delete(key);
       } else if (!all) return;
     }
+  }
+
+  /** Makes room for a new key (see the class): a kept closed sequence first, else the oldest open one; counted. */
+  private evictOne(): void {
+    const closed = this.closed.keys().next();
+    if (!closed.done) {
+      this.delete(closed.value);
+      this.evictions?.closed?.inc();
+      return;
+    }
+    this.sequences.delete(this.sequences.keys().next().value!);
+    this.evictions?.open.inc();
   }
 
   /** The padded sequence of `key` as it stands. */
