@@ -401,7 +401,7 @@ export const churnProperties = {
     type: 'integer',
     minimum: 1,
     default: 1000000,
-    description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`.',
+    description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`, and its predictions awaiting a label leave the label buffer unscored (no label can come), counted in `model_labels_expired_total`.',
   },
 } satisfies Record<string, JsonSchema>;
 
@@ -522,8 +522,12 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     if (user && partition !== undefined) user.partition = partition;
     if (!user) {
       if (users.size >= maxUsers) {
-        users.delete(users.keys().next().value!);
+        const [forgottenId, forgotten] = users.entries().next().value!;
+        users.delete(forgottenId);
         usersEvicted.inc();
+        // No label can come for its pending predictions now (their deadlines find no user): out of the
+        // buffer at once, not after label_buffer.timeout (1d by default), which let them pile up.
+        for (const pending of forgotten.pending) learner.expireOne(pending.sample);
       }
       user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
       users.set(userId, user);
@@ -757,7 +761,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     /**
      * The users of these partitions return (or not) on another member now: labelling their pending
      * predictions here would call every one of them a churner. Their history goes too; the
-     * predictions leave the label buffer unscored when they expire.
+     * predictions leave the label buffer unscored at once, counted as expired as well.
      */
     partitionsRevoked(partitions) {
       learner.snapshots.settle();
@@ -766,6 +770,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       for (const [userId, user] of users) {
         if (user.partition === undefined || !revoked.has(user.partition)) continue;
         released += user.pending.length;
+        for (const pending of user.pending) learner.expireOne(pending.sample);
         users.delete(userId);
       }
       if (released > 0) handedOver.inc(released);

@@ -440,7 +440,7 @@ export class OnlineLearner {
       predictions: m.counter('model_predictions_total', 'Predictions emitted.'),
       labels: m.counter('model_labels_total', 'Labels scored and learnt from.'),
       overflow: m.counter('model_label_buffer_overflow_total', 'Predictions dropped unlabelled because the label buffer was full.'),
-      expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout, or when no label will come (intent: a session the sessionizer evicted).'),
+      expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout, or when no label will come (intent: a session the sessionizer evicted; churn: a user forgotten for max_users or whose partition was revoked).'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
       invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
       lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or withdrawn): not scored.'),

@@ -2176,6 +2176,34 @@ test('intent: a snapshot holds no prediction id (remade from user, session, time
   }
 });
 
+test('churn: a user forgotten for max_users takes its pending predictions out of the label buffer at once, counted as expired (was: they waited for label_buffer.timeout, 1d by default, though no label could come: a 2-minute-horizon soak held ~25 more per second)', async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const metrics = new MetricsHub();
+  const operator = await churnModel.create({ ...base, horizon: '1h', max_users: 2, batch: { max_size: 1, max_delay: 0 } } as IntentModelConfig, testContext({ metrics: metrics.scoped({ pipeline: 'test', stage: 'churn' }) }));
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const output: Element[] = [];
+  const done = new Promise<void>((resolve, reject) => operator.apply(input).subscribe({ next: (element) => void output.push(element), error: reject, complete: resolve }));
+  const gauge = async (name: string): Promise<number> => Number(new RegExp(`^tributary_${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await metrics.registry.metrics())?.[1]);
+  // a, b and c each end a session (a prediction each, awaiting its horizon); c's first event forgets a.
+  for (const [i, user] of ['a', 'b', 'c'].entries()) {
+    const start = t + i * min;
+    input.next(event(user, `${user}:${start}`, start, 0, start, 'view'));
+    input.next(summary(user, `${user}:${start}`, start, start, 1, false, { view: 1 }));
+  }
+  input.next(watermark(t + 10 * min));
+  await until(async () => (await gauge('model_predictions_total')) === 3, 'three predictions');
+  assert.equal(await gauge('churn_users_evicted_total'), 1);
+  assert.equal(await gauge('model_labels_expired_total'), 1, "a's prediction left with a");
+  // Past every deadline: b's and c's are labelled (churned), a's is not counted again.
+  input.next(watermark(t + 3 * 60 * min));
+  input.complete();
+  await done;
+  assert.equal(await gauge('model_labels_total'), 2);
+  assert.equal(await gauge('model_labels_expired_total'), 1);
+  await operator.close?.();
+});
+
 test('churn: a snapshot holds each pending prediction once (ids remade from user, session and time; deadlines as rows of the pending list); merged, moved, evicted and overflowed ones restore, once or twice, to the uninterrupted run', async () => {
   const t = Date.UTC(2024, 0, 1);
   const s = (user: string, start: number): string => `${user}:${start}`;
