@@ -120,7 +120,7 @@ test('validate: a folder is checked as run reads it, every .yaml in it (was EISD
   assert.doesNotMatch(result.stderr, /EISDIR|notes\.txt/);
   const empty = tributary('validate', join(folder, 'empty'));
   assert.equal(empty.status, 2);
-  assert.match(empty.stderr, /empty:0:0: \$: the folder holds no \.yaml pipeline file/);
+  assert.equal(empty.stderr, `${join(folder, 'empty')}: the folder holds no .yaml or .yml pipeline file\n`);
   // Two pipelines of the folder share a name, which run refuses: validate of the folder says so, at the second's
   // name, naming the first (before, both were ok). The same files named one by one may be unrelated: not checked.
   const twins = join(folder, 'twins');
@@ -488,7 +488,27 @@ test('run: a config error found when the pipeline starts (a missing input file) 
   assert.match(folder.stderr, /folder-input\.yaml:3:11: \$\.sources\[0\]\.path: source 'file': .*a-folder is a folder; name its files/);
   const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));
   assert.equal(unreadable.status, 2);
-  assert.match(unreadable.stderr, /no-such-pipeline\.yaml:0:0: \$: cannot read: ENOENT/);
+  assert.match(unreadable.stderr, /no-such-pipeline\.yaml: cannot read: ENOENT/);
+});
+
+test('a pipeline file that cannot be read, or a folder without one, is said as FILE: MESSAGE, with no line, column or path (was FILE:0:0: $:), by validate and run, text and JSON record alike', () => {
+  const missing = join(dir, 'file-level', 'missing.yaml');
+  const empty = join(dir, 'file-level', 'empty');
+  mkdirSync(empty, { recursive: true });
+  const said = { [missing]: `${missing}: cannot read: ENOENT: no such file or directory, open '${missing}'`, [empty]: `${empty}: the folder holds no .yaml or .yml pipeline file` };
+  for (const [target, line] of Object.entries(said)) {
+    const validate = tributary('validate', target);
+    assert.equal(validate.status, 2, validate.stderr);
+    assert.equal(validate.stderr, `${line}\n`);
+    // run's stderr is no terminal here: one JSON record, naming the file, with no made-up position.
+    const run = tributary('run', target);
+    assert.equal(run.status, 2, run.stderr);
+    const records = run.stderr.trim().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>);
+    assert.deepEqual(
+      records.map(({ level, code, file, line, column, path, msg }) => ({ level, code, file, line, column, path, msg })),
+      [{ level: 50, code: 'TRIB_ERR_CONFIG_READ', file: target, line: undefined, column: undefined, path: undefined, msg: line }],
+    );
+  }
 });
 
 test('validate: a malformed time_format is a config error at its line', () => {

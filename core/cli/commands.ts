@@ -242,7 +242,7 @@ export async function main(args: string[]): Promise<number> {
           if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
           // A --set that cannot be applied names the file and the argument itself: it has no place in the file.
           else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CONFIG_SET') process.stderr.write(`${error.message}\n`);
-          else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+          else process.stderr.write(`${formatProblem({ file, message: (error as Error).message })}\n`);
         };
         // A --plugin that does not load fails every file alike: said once, as a line of text as the rest
         // of validate's output is (not the JSON record `run` writes where stderr is not a terminal).

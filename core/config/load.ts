@@ -125,18 +125,22 @@ export interface LoadOptions {
 
 type PathSegment = string | number;
 
+/** A problem at a place in the pipeline's text: every problem loadPipeline finds once the file is read. */
+type LocatedProblem = ConfigProblem & Required<Pick<ConfigProblem, 'line' | 'column' | 'path'>>;
+
 export async function loadPipeline(file: string, options: LoadOptions): Promise<LoadedPipeline> {
   let text = options.text;
   if (text === undefined) {
     try {
       text = await readFile(file, 'utf8');
     } catch (cause) {
-      throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: `cannot read: ${(cause as Error).message}` }], 'TRIB_ERR_CONFIG_READ');
+      // No text to point into: a problem of the file as a whole, said as `FILE: cannot read: ...`.
+      throw new ConfigError([{ file, message: `cannot read: ${(cause as Error).message}` }], 'TRIB_ERR_CONFIG_READ');
     }
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-  const at = (offset: number, path: string, message: string): ConfigProblem => {
+  const at = (offset: number, path: string, message: string): LocatedProblem => {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col, path, message };
   };
@@ -183,7 +187,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     }
   }
 
-  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): ConfigProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
+  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): LocatedProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
    * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
@@ -797,7 +801,7 @@ export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
-  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+  return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
 /**
@@ -1217,6 +1221,7 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
 /** A problem at (or inside) a section or entry that a `--set` created says so: the file lacks it, and its other required fields are the user's to set. */
 function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<string, string>): ConfigProblem {
   for (const [path, assignment] of createdBySet) {
+    if (problem.path === undefined) break;
     if (problem.path !== path && !problem.path.startsWith(`${path}.`) && !problem.path.startsWith(`${path}[`)) continue;
     return { ...problem, message: `${problem.message} (${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)` };
   }
