@@ -8,6 +8,8 @@ import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
+import { httpHostProblem } from './commands.js';
+import { lookup } from 'node:dns/promises';
 import { tempFolder } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
@@ -807,6 +809,31 @@ test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exi
   }
   assert.equal(existsSync(join(dir, 'http-port-out.jsonl')), false, 'nothing ran');
   assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
+});
+
+test('an --http-host whose name does not resolve is a usage error: one line naming it, exit 2, said before anything runs (was a stack trace, exit 1, after the pipeline had started)', async (t) => {
+  const host = 'no.such.host.invalid';
+  const answer = await lookup(host).then(
+    () => 'an address',
+    (error: NodeJS.ErrnoException) => error.code,
+  );
+  if (answer !== 'ENOTFOUND') return t.skip(`this host's resolver answers ${host} with ${answer}, not ENOTFOUND`);
+  const out = join(dir, 'http-host-out.jsonl');
+  const file = pipeline('http-host.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const result = tributary('run', file, '--http-port', '0', '--http-host', host);
+  assert.equal(result.status, 2, result.stderr);
+  const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: number; code: string; msg: string; help: string; err?: unknown });
+  const message = `--http-host ${host}: no such host (the name does not resolve); give a name or address of this host, e.g. 127.0.0.1, or 0.0.0.0 for every interface`;
+  assert.deepEqual(records.map(({ level, code, msg, help, err }) => ({ level, code, msg, help, err })), [{ level: 50, code: 'TRIB_ERR_USAGE', msg: message, help: 'tributary run --help', err: undefined }]);
+  assert.equal(existsSync(out), false, 'nothing ran');
+});
+
+test('httpHostProblem: only a name that does not exist (ENOTFOUND) is a usage error; a resolver that did not answer (EAI_AGAIN) is left to the listen, which a restart may mend', async () => {
+  const failing = (code: string) => () => Promise.reject(Object.assign(new Error(`getaddrinfo ${code}`), { code }));
+  assert.match((await httpHostProblem('nowhere', failing('ENOTFOUND'))) ?? '', /^--http-host nowhere: no such host/);
+  assert.equal(await httpHostProblem('slow-dns', failing('EAI_AGAIN')), undefined);
+  assert.equal(await httpHostProblem('127.0.0.1'), undefined);
+  assert.equal(await httpHostProblem('localhost'), undefined);
 });
 
 test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {

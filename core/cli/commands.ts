@@ -17,6 +17,7 @@ import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
 import { defaultProgressInterval, progressForm } from './progress.js';
@@ -77,6 +78,22 @@ function durationProblem(option: string, value: string, least: number, most?: st
 function portProblem(option: string, value: string | undefined): string | undefined {
   if (value === undefined || (/^\d{1,5}$/.test(value) && Number(value) <= 65535)) return undefined;
   return `${option} ${value}: not a port (a whole number from 0 to 65535; 0: any free port)`;
+}
+
+/**
+ * A usage error for an --http-host whose name does not resolve (ENOTFOUND: no such host), said before
+ * anything runs; undefined when it resolves. Listening on it failed later with a stack trace, exit 1, as if a
+ * restart could mend it. A resolver that did not answer (EAI_AGAIN) may answer later: left to the listen,
+ * whose failure a restart may mend.
+ */
+export async function httpHostProblem(host: string, lookup: (host: string) => Promise<unknown> = dnsLookup): Promise<string | undefined> {
+  try {
+    await lookup(host);
+    return undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOTFOUND') return undefined;
+    return `--http-host ${host}: no such host (the name does not resolve); give a name or address of this host, e.g. 127.0.0.1, or 0.0.0.0 for every interface`;
+  }
 }
 
 /** --set, as run, backtest and validate take it: one value per flag (see withCommon), read as the loader's applySet reads it. */
@@ -190,6 +207,8 @@ export async function main(args: string[]): Promise<number> {
           .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
           .check((parsed) => portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
+        const hostProblem = argv['http-port'] !== undefined ? await httpHostProblem(argv['http-host']) : undefined;
+        if (hostProblem !== undefined) throw new TributaryError('TRIB_ERR_USAGE', hostProblem);
         exitCode = await runPipelineCommand({
           targets: argv.targets,
           sets: argv.set,
