@@ -8,7 +8,7 @@ import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
-import { httpHostProblem } from './commands.js';
+import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
 import { tempFolder } from 'tributary/testing';
 
@@ -293,6 +293,8 @@ test('schema prints the composed JSON Schema; plugins lists every plugin and its
     const help = tributary(...command, '--help');
     assert.equal(help.status, 0);
     assert.match(help.stdout, /--help/);
+    // What the exit codes mean, pointing to the one complete list (the help listed none).
+    assert.equal(help.stdout.replace(/\s+/g, ' ').trim().endsWith(exitCodesHelp), true, `${command.join(' ')} --help ends with the exit codes: ${help.stdout}`);
   }
 });
 

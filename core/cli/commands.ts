@@ -1,6 +1,7 @@
 /**
  * The `tributary` command's commands (main.ts loads this once it caught the signals). Exit codes are
- * a contract: 0 success, 1 runtime failure, 2 invalid config or usage.
+ * a contract: 0 success, 1 a failure a restart may mend, 2 a person must act (the complete list:
+ * docs/errors.md, Exit codes, which --help points to).
  */
 import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
@@ -133,6 +134,10 @@ function writeOut(out: string, text: string): void {
   }
 }
 
+/** The help's last lines: what the exit codes mean, and where the complete list is. */
+export const exitCodesHelp =
+  'Exit codes: 0 done; 1 a failure a restart may mend (a source, stage or sink that failed); 2 a person must act (the config, the command line, a plugin, checkpoints, an input or output that cannot be used). The complete list: docs/errors.md, Exit codes (also in the installed package).';
+
 let stdoutWatched = false;
 
 /**
@@ -189,7 +194,8 @@ export async function main(args: string[]): Promise<number> {
   let usageHelp = 'tributary --help';
   const named = <T>(name: string, argv: Argv<T>): Argv<T> => {
     usageHelp = `tributary ${name} --help`;
-    return argv;
+    // A command's help has its own epilogue (the top-level one is not shown there).
+    return argv.epilogue(exitCodesHelp);
   };
   const parser = yargs(negativeValuesJoined(args))
     .scriptName('tributary')
@@ -337,6 +343,8 @@ export async function main(args: string[]): Promise<number> {
       if (argv._[0] !== 'run' && argv._[0] !== 'backtest') releaseHangups();
     })
     .demandCommand(1, 'Name a command.')
+    // Where each exit code is said in full: one list, in docs/errors.md, not a partial one here.
+    .epilogue(exitCodesHelp)
     .strict()
     .help()
     .alias('h', 'help')
