@@ -31,6 +31,8 @@ export type CsvPiece =
       kind: 'unclosed' | 'overlong';
       /** unclosed: the end of the stream came first (else the bound). */
       atEnd?: boolean;
+      /** unclosed at the end: lines follow its first line (the quoted field took them; they are read again as rows). */
+      linesAfter?: boolean;
       /** Its bytes as text: the whole line (unclosed), its first {@link OVERLONG_HEAD_BYTES} bytes (overlong). */
       text: string;
       /** Its length in bytes, its line end included. */
@@ -117,7 +119,7 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
     const recordBytes = end - lineEndLength(line);
     yield recordBytes > max
       ? { kind: 'overlong', text: line.toString('utf8', 0, Math.min(recordBytes, OVERLONG_HEAD_BYTES)), byteLength: end, recordBytes, lineEnds: countLineEnds(line) }
-      : { kind: 'unclosed', atEnd, text: line.toString('utf8', 0, recordBytes), byteLength: end, recordBytes, lineEnds: countLineEnds(line) };
+      : { kind: 'unclosed', atEnd, linesAfter: atEnd && pending.length > end, text: line.toString('utf8', 0, recordBytes), byteLength: end, recordBytes, lineEnds: countLineEnds(line) };
     restart(end);
   }
   /**

@@ -374,11 +374,13 @@ export async function csvColumns(open: () => Readable, csv: CsvConfig = {}, maxR
   const stream = open();
   try {
     let atFileStart = true;
+    let line = 1; // the line the next piece starts on (empty lines may come before the header row)
     for await (const piece of csvRecordPieces(stream, { delimiter, quote, maxRecordBytes, atFileStart: true })) {
-      if (piece.kind !== 'records') throw headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`, file);
+      if (piece.kind !== 'records') throw headerUnreadable(piece.kind === 'unclosed' ? unclosedReason(piece, line, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`, file);
       const rows = parseCsvRun(piece.bytes, { delimiter, quote, atFileStart });
       atFileStart = false;
       const header = rows[0];
+      line += piece.lineEnds;
       if (header === undefined) continue;
       // Its bytes, through its last line: decoded, bytes that are not UTF-8 would be column names of U+FFFD.
       const ends = lineEndOffsets(piece.bytes);
@@ -599,11 +601,10 @@ async function* decodeCsv(
     if (piece.kind !== 'records') {
       const last = line + Math.max(piece.lineEnds, 1) - 1;
       if (readBefore.comparesAt(line)) readBefore.check(line, last, piece.recordBytes);
-      if (skipHeader) unreadableHeader(piece.kind === 'unclosed' ? unclosedReason(piece.atEnd, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
+      if (skipHeader) unreadableHeader(piece.kind === 'unclosed' ? unclosedReason(piece, line, maxRecordBytes) : `${piece.recordBytes} bytes, longer than max_record_bytes (${maxRecordBytes})`);
       else if (line > readBefore.through) {
         context.deadLetter({
-          reason:
-            piece.kind === 'unclosed' ? `malformed CSV: ${unclosedReason(piece.atEnd, maxRecordBytes)}; the next line is read as a new row` : overlongReason(piece.recordBytes, maxRecordBytes),
+          reason: piece.kind === 'unclosed' ? `malformed CSV: ${unclosedReason(piece, line, maxRecordBytes)}${unclosedAfter(piece)}` : overlongReason(piece.recordBytes, maxRecordBytes),
           raw: piece.text,
           origin: { source: target.source, file: target.file, line },
         });
@@ -696,8 +697,18 @@ function batchThrough(events: ClickEvent[], throughLine: number, throughByte: nu
 }
 
 /** Why a record's quoted field ended it: the end of the file, or the bound. */
-function unclosedReason(atEnd: boolean | undefined, maxRecordBytes: number): string {
-  return `quoted field not closed ${atEnd ? 'by the end of the file' : `within max_record_bytes (${maxRecordBytes})`}`;
+function unclosedReason(piece: { atEnd?: boolean }, line: number, maxRecordBytes: number): string {
+  return piece.atEnd ? `the input ended inside a quoted field starting at line ${line}` : `quoted field not closed within max_record_bytes (${maxRecordBytes})`;
+}
+
+/**
+ * What became of the lines after an unclosed quoted field's first line (which is dead-lettered): read again
+ * as rows. Nothing where none follow: the input ended on that line (it said "the next line is read as a new
+ * row", of a line there was not).
+ */
+function unclosedAfter(piece: { atEnd?: boolean; linesAfter?: boolean }): string {
+  if (!piece.atEnd) return '; the next line is read as a new row';
+  return piece.linesAfter ? '; the lines after it are read as rows' : '';
 }
 
 /** What a CSV file whose header row cannot be read fails with (read with the rows, or alone at a resume). */

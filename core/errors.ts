@@ -28,13 +28,17 @@ export const errorCatalogue = {
 
 export type ErrorCode = keyof typeof errorCatalogue;
 
-/** One problem in a configuration file, located in its source text. */
+/**
+ * One problem in a configuration file, located in its source text. A problem of the file as a whole (it
+ * cannot be read; a folder holds no pipeline file) has no line, column or path, as there is no text to
+ * point into: it is said as `FILE: <message>` (formatProblem), not at a made-up 0:0.
+ */
 export interface ConfigProblem {
   file: string;
-  line: number;
-  column: number;
+  line?: number;
+  column?: number;
   /** JSONPath of the offending value, e.g. `$.stages[0].gap`. */
-  path: string;
+  path?: string;
   message: string;
   /**
    * The problem's own code, where its cause has one (a module in `plugins:` that failed to load:
@@ -115,14 +119,22 @@ function sharedCode(problems: readonly ConfigProblem[]): ErrorCode | undefined {
   return code !== undefined && problems.every((problem) => problem.code === code) ? code : undefined;
 }
 
-/** `FILE:LINE:COL: <json path>: <message>`, the format editors and CI tools parse. */
+/**
+ * `FILE:LINE:COL: <json path>: <message>`, the format editors and CI tools parse; a problem of the file as
+ * a whole, which has no line, `FILE: <message>` (as compilers say a file they cannot open).
+ */
 export function formatProblem(problem: ConfigProblem): string {
-  return `${problem.file}:${problem.line}:${problem.column}: ${problem.path}: ${problem.message}`;
+  return `${placeOf(problem)}${problem.path === undefined ? '' : `${problem.path}: `}${problem.message}`;
+}
+
+/** `FILE:LINE:COL: `, or `FILE: ` for a problem without a line. */
+function placeOf(problem: ConfigProblem): string {
+  return `${problem.file}${problem.line === undefined ? '' : `:${problem.line}:${problem.column ?? 0}`}: `;
 }
 
 /** A config warning (EntryProblem.severity `warning`) as `validate` prints it and `run` logs it: `FILE:LINE:COL: warning: <json path>: <message>`. */
 export function formatWarning(warning: ConfigProblem): string {
-  return `${warning.file}:${warning.line}:${warning.column}: warning: ${warning.path}: ${warning.message}`;
+  return `${placeOf(warning)}warning: ${warning.path === undefined ? '' : `${warning.path}: `}${warning.message}`;
 }
 
 /** A plugin module that does not load, or a plugin that is not there or there twice: only a person mends those (a `--plugin` mistake too). */

@@ -8,6 +8,8 @@ import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
+import { exitCodesHelp, httpHostProblem } from './commands.js';
+import { lookup } from 'node:dns/promises';
 import { tempFolder } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
@@ -120,7 +122,7 @@ test('validate: a folder is checked as run reads it, every .yaml in it (was EISD
   assert.doesNotMatch(result.stderr, /EISDIR|notes\.txt/);
   const empty = tributary('validate', join(folder, 'empty'));
   assert.equal(empty.status, 2);
-  assert.match(empty.stderr, /empty:0:0: \$: the folder holds no \.yaml pipeline file/);
+  assert.equal(empty.stderr, `${join(folder, 'empty')}: the folder holds no .yaml or .yml pipeline file\n`);
   // Two pipelines of the folder share a name, which run refuses: validate of the folder says so, at the second's
   // name, naming the first (before, both were ok). The same files named one by one may be unrelated: not checked.
   const twins = join(folder, 'twins');
@@ -291,6 +293,8 @@ test('schema prints the composed JSON Schema; plugins lists every plugin and its
     const help = tributary(...command, '--help');
     assert.equal(help.status, 0);
     assert.match(help.stdout, /--help/);
+    // What the exit codes mean, pointing to the one complete list (the help listed none).
+    assert.equal(help.stdout.replace(/\s+/g, ' ').trim().endsWith(exitCodesHelp), true, `${command.join(' ')} --help ends with the exit codes: ${help.stdout}`);
   }
 });
 
@@ -488,7 +492,27 @@ test('run: a config error found when the pipeline starts (a missing input file) 
   assert.match(folder.stderr, /folder-input\.yaml:3:11: \$\.sources\[0\]\.path: source 'file': .*a-folder is a folder; name its files/);
   const unreadable = tributary('run', join(dir, 'no-such-pipeline.yaml'));
   assert.equal(unreadable.status, 2);
-  assert.match(unreadable.stderr, /no-such-pipeline\.yaml:0:0: \$: cannot read: ENOENT/);
+  assert.match(unreadable.stderr, /no-such-pipeline\.yaml: cannot read: ENOENT/);
+});
+
+test('a pipeline file that cannot be read, or a folder without one, is said as FILE: MESSAGE, with no line, column or path (was FILE:0:0: $:), by validate and run, text and JSON record alike', () => {
+  const missing = join(dir, 'file-level', 'missing.yaml');
+  const empty = join(dir, 'file-level', 'empty');
+  mkdirSync(empty, { recursive: true });
+  const said = { [missing]: `${missing}: cannot read: ENOENT: no such file or directory, open '${missing}'`, [empty]: `${empty}: the folder holds no .yaml or .yml pipeline file` };
+  for (const [target, line] of Object.entries(said)) {
+    const validate = tributary('validate', target);
+    assert.equal(validate.status, 2, validate.stderr);
+    assert.equal(validate.stderr, `${line}\n`);
+    // run's stderr is no terminal here: one JSON record, naming the file, with no made-up position.
+    const run = tributary('run', target);
+    assert.equal(run.status, 2, run.stderr);
+    const records = run.stderr.trim().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>);
+    assert.deepEqual(
+      records.map(({ level, code, file, line, column, path, msg }) => ({ level, code, file, line, column, path, msg })),
+      [{ level: 50, code: 'TRIB_ERR_CONFIG_READ', file: target, line: undefined, column: undefined, path: undefined, msg: line }],
+    );
+  }
 });
 
 test('validate: a malformed time_format is a config error at its line', () => {
@@ -787,6 +811,31 @@ test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exi
   }
   assert.equal(existsSync(join(dir, 'http-port-out.jsonl')), false, 'nothing ran');
   assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
+});
+
+test('an --http-host whose name does not resolve is a usage error: one line naming it, exit 2, said before anything runs (was a stack trace, exit 1, after the pipeline had started)', async (t) => {
+  const host = 'no.such.host.invalid';
+  const answer = await lookup(host).then(
+    () => 'an address',
+    (error: NodeJS.ErrnoException) => error.code,
+  );
+  if (answer !== 'ENOTFOUND') return t.skip(`this host's resolver answers ${host} with ${answer}, not ENOTFOUND`);
+  const out = join(dir, 'http-host-out.jsonl');
+  const file = pipeline('http-host.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${out}}]\n`);
+  const result = tributary('run', file, '--http-port', '0', '--http-host', host);
+  assert.equal(result.status, 2, result.stderr);
+  const records = result.stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: number; code: string; msg: string; help: string; err?: unknown });
+  const message = `--http-host ${host}: no such host (the name does not resolve); give a name or address of this host, e.g. 127.0.0.1, or 0.0.0.0 for every interface`;
+  assert.deepEqual(records.map(({ level, code, msg, help, err }) => ({ level, code, msg, help, err })), [{ level: 50, code: 'TRIB_ERR_USAGE', msg: message, help: 'tributary run --help', err: undefined }]);
+  assert.equal(existsSync(out), false, 'nothing ran');
+});
+
+test('httpHostProblem: only a name that does not exist (ENOTFOUND) is a usage error; a resolver that did not answer (EAI_AGAIN) is left to the listen, which a restart may mend', async () => {
+  const failing = (code: string) => () => Promise.reject(Object.assign(new Error(`getaddrinfo ${code}`), { code }));
+  assert.match((await httpHostProblem('nowhere', failing('ENOTFOUND'))) ?? '', /^--http-host nowhere: no such host/);
+  assert.equal(await httpHostProblem('slow-dns', failing('EAI_AGAIN')), undefined);
+  assert.equal(await httpHostProblem('127.0.0.1'), undefined);
+  assert.equal(await httpHostProblem('localhost'), undefined);
 });
 
 test('scale_out config errors are config errors (exit 2): a source that is not partitioned, said by validate; no checkpoints, said by run at once, with no restart (were runtime failures: restarted, for kafka without end)', () => {

@@ -1,6 +1,7 @@
 /**
  * The `tributary` command's commands (main.ts loads this once it caught the signals). Exit codes are
- * a contract: 0 success, 1 runtime failure, 2 invalid config or usage.
+ * a contract: 0 success, 1 a failure a restart may mend, 2 a person must act (the complete list:
+ * docs/errors.md, Exit codes, which --help points to).
  */
 import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
@@ -17,6 +18,7 @@ import { describePlugins } from './plugins.js';
 import { pipelineReference } from './docs.js';
 import { writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { runBacktestCommand } from './backtest.js';
 import { releaseHangups, releaseSignals } from './signals.js';
 import { defaultProgressInterval, progressForm } from './progress.js';
@@ -79,6 +81,22 @@ function portProblem(option: string, value: string | undefined): string | undefi
   return `${option} ${value}: not a port (a whole number from 0 to 65535; 0: any free port)`;
 }
 
+/**
+ * A usage error for an --http-host whose name does not resolve (ENOTFOUND: no such host), said before
+ * anything runs; undefined when it resolves. Listening on it failed later with a stack trace, exit 1, as if a
+ * restart could mend it. A resolver that did not answer (EAI_AGAIN) may answer later: left to the listen,
+ * whose failure a restart may mend.
+ */
+export async function httpHostProblem(host: string, lookup: (host: string) => Promise<unknown> = dnsLookup): Promise<string | undefined> {
+  try {
+    await lookup(host);
+    return undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOTFOUND') return undefined;
+    return `--http-host ${host}: no such host (the name does not resolve); give a name or address of this host, e.g. 127.0.0.1, or 0.0.0.0 for every interface`;
+  }
+}
+
 /** --set, as run, backtest and validate take it: one value per flag (see withCommon), read as the loader's applySet reads it. */
 function setOption(example: string) {
   return {
@@ -115,6 +133,10 @@ function writeOut(out: string, text: string): void {
     throw error;
   }
 }
+
+/** The help's last lines: what the exit codes mean, and where the complete list is. */
+export const exitCodesHelp =
+  'Exit codes: 0 done; 1 a failure a restart may mend (a source, stage or sink that failed); 2 a person must act (the config, the command line, a plugin, checkpoints, an input or output that cannot be used). The complete list: docs/errors.md, Exit codes (also in the installed package).';
 
 let stdoutWatched = false;
 
@@ -172,7 +194,8 @@ export async function main(args: string[]): Promise<number> {
   let usageHelp = 'tributary --help';
   const named = <T>(name: string, argv: Argv<T>): Argv<T> => {
     usageHelp = `tributary ${name} --help`;
-    return argv;
+    // A command's help has its own epilogue (the top-level one is not shown there).
+    return argv.epilogue(exitCodesHelp);
   };
   const parser = yargs(negativeValuesJoined(args))
     .scriptName('tributary')
@@ -190,6 +213,8 @@ export async function main(args: string[]): Promise<number> {
           .option('allow-non-restored-state', { type: 'boolean', describe: 'Resume from a checkpoint that holds state of stages no longer in the pipeline, dropping it (without it, that is an error).' })
           .check((parsed) => portProblem('--http-port', parsed['http-port']) ?? true),
       async (argv) => {
+        const hostProblem = argv['http-port'] !== undefined ? await httpHostProblem(argv['http-host']) : undefined;
+        if (hostProblem !== undefined) throw new TributaryError('TRIB_ERR_USAGE', hostProblem);
         exitCode = await runPipelineCommand({
           targets: argv.targets,
           sets: argv.set,
@@ -242,7 +267,7 @@ export async function main(args: string[]): Promise<number> {
           if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
           // A --set that cannot be applied names the file and the argument itself: it has no place in the file.
           else if (error instanceof TributaryError && error.code === 'TRIB_ERR_CONFIG_SET') process.stderr.write(`${error.message}\n`);
-          else process.stderr.write(`${file}:0:0: $: ${(error as Error).message}\n`);
+          else process.stderr.write(`${formatProblem({ file, message: (error as Error).message })}\n`);
         };
         // A --plugin that does not load fails every file alike: said once, as a line of text as the rest
         // of validate's output is (not the JSON record `run` writes where stderr is not a terminal).
@@ -318,6 +343,8 @@ export async function main(args: string[]): Promise<number> {
       if (argv._[0] !== 'run' && argv._[0] !== 'backtest') releaseHangups();
     })
     .demandCommand(1, 'Name a command.')
+    // Where each exit code is said in full: one list, in docs/errors.md, not a partial one here.
+    .epilogue(exitCodesHelp)
     .strict()
     .help()
     .alias('h', 'help')

@@ -129,3 +129,13 @@ test('every error code is documented in docs/errors.md', () => {
   const text = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
   for (const code of Object.keys(errorCatalogue)) assert.match(text, new RegExp(`^## ${code}$`, 'm'), `${code} is documented`);
 });
+
+test("the exit codes are listed once, in docs/errors.md's Exit codes, naming every error code; README.md and docs/operations.md link to it (each had a partial list of its own)", () => {
+  const read = (file: string): string => readFileSync(join(packageRoot, file), 'utf8');
+  const errors = read('docs/errors.md');
+  const section = /^## Exit codes\n([\s\S]*?)^## /m.exec(errors)?.[1];
+  assert.ok(section, 'docs/errors.md has an Exit codes section');
+  for (const code of Object.keys(errorCatalogue)) assert.ok(section.includes(`\`${code}\``), `${code} is in the exit codes`);
+  assert.ok(read('README.md').includes('(docs/errors.md#exit-codes)'), 'README.md links to it');
+  assert.ok(read('docs/operations.md').includes('(errors.md#exit-codes)'), 'docs/operations.md links to it');
+});

@@ -7,7 +7,7 @@ import { builtinRegistry } from './registry.js';
 import { takeHangups, takeSignals } from './signals.js';
 import { fitToTerminal, watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 
-/** The CLI's exit codes: 2 where a person must act (config, usage, checkpoints that cannot be resumed), 1 for runtime failures. */
+/** The CLI's exit codes: 2 where a person must act, 1 for failures a restart may mend (the complete list: docs/errors.md, Exit codes). */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 /**

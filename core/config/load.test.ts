@@ -2002,3 +2002,72 @@ test("a stage labelled `sinks` is a config error at its label: tributary_stage_l
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout, label: sinks}]\n'), []);
 });
 
+
+test("a schema mistake no longer hides the checks across entries (was: said alone, the next one only once it was mended): each check runs on what it can judge, all said at once by line", async () => {
+  const why = "labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own";
+  // A bad value in one entry, a label two stages share (one of them the invalid entry) and an unknown sink type.
+  assert.deepEqual(
+    await problemsOf(
+      [
+        'settings: {max_in_flight: -3}', //                       1 the document's schema
+        'sources: [{type: synthetic, events: -1}]', //             2 an entry's schema
+        'stages:', //                                              3
+        '  - {type: sessionizer, label: s, gap: soon}', //         4 invalid, still labelled s
+        '  - {type: session-features, label: s}', //               5 the same label
+        'sinks:', //                                               6
+        '  - {type: stdot}', //                                    7 unknown plugin
+        '  - {type: stdout, label: s}', //                         8 the same label again
+      ].join('\n'),
+    ),
+    [
+      'P:1:27: $.settings.max_in_flight: must be >= 1, got -3',
+      'P:2:37: $.sources[0].events: must be >= 0, got -1',
+      'P:4:40: $.stages[0].gap: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "soon"',
+      `P:5:37: $.stages[1].label: label 's' is also the label of $.stages[0] (line 4): ${why}`,
+      "P:7:12: $.sinks[0].type: unknown sink plugin 'stdot' (did you mean 'stdout'?); known sink plugins: file, kafka, stdout",
+      `P:8:27: $.sinks[1].label: label 's' is also the label of $.stages[0] (line 4): ${why}`,
+    ],
+  );
+  // Every source and stage valid: what the sinks are handed is judged beside a document mistake and an invalid sink.
+  assert.deepEqual(
+    await problemsOf(['name: 5', 'sources: [{type: synthetic}]', 'stages: [{type: sessionizer}]', 'sinks:', '  - {type: stdout, kinds: [sesion]}', '  - {type: file}'].join('\n')),
+    [
+      'P:1:7: $.name: must be string, got 5',
+      "P:5:28: $.sinks[0].kinds[0]: no source or stage of this pipeline emits kind 'sesion' (did you mean 'session'?), so this sink would get none; they emit: event, session",
+      "P:6:5: $.sinks[1]: missing required field 'path'",
+    ],
+  );
+  // A sink writing a source's input, beside another source's mistake; scale-out's order beside a stage's mistake.
+  writeFileSync(join(dir, 'in.jsonl'), '');
+  assert.deepEqual(
+    await problemsOf(
+      [
+        'sources:', //                                        1
+        '  - {type: file, path: in.jsonl}', //                 2
+        '  - {type: synthetic, users: lots}', //               3
+        'stages:', //                                         4
+        "  - {type: standardize, features: ['s_*']}", //      5 global
+        '  - {type: sessionizer, gap: soon}', //              6 per user, after it; invalid
+        'sinks: [{type: file, path: in.jsonl}]', //           7
+        'scale_out: {state_dir: shared}', //                  8
+      ].join('\n'),
+    ).then((problems) => problems.map((problem) => problem.replace(/: \/\S*\/in\.jsonl is/, ': IN is'))),
+    [
+      'P:3:30: $.sources[1].users: must be integer, got "lots"',
+      "P:6:12: $.stages[1].type: 'sessionizer' keeps per-user state but follows 'standardize' (global state); with scale_out, per-user stages must come before global ones",
+      'P:6:30: $.stages[1].gap: expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got "soon"',
+      "P:7:28: $.sinks[0].path: IN is the input of sources[0] (path: in.jsonl): writing it would replace that file before it is read (or, appending, read this sink's records back as input); name another file in this sink's path",
+      'P:8:12: $.scale_out: scale-out needs exactly one (partitioned) source; this pipeline has 2',
+    ],
+  );
+  // The runner's check of a pipeline (one changed in code) says both too.
+  const file = join(dir, 'schema-and-labels.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, label: s}\n  - {type: user-features}\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {} });
+  loaded.stages[1]!.entry.label = 's';
+  loaded.sources[0]!.entry.users = 'lots';
+  assert.deepEqual(loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })), [
+    'P:1:11: $.sources[0].users: must be integer, got "lots"',
+    `P:4:5: $.stages[1].label: label 's' is also the label of $.stages[0] (line 3): ${why}`,
+  ]);
+});

@@ -125,18 +125,22 @@ export interface LoadOptions {
 
 type PathSegment = string | number;
 
+/** A problem at a place in the pipeline's text: every problem loadPipeline finds once the file is read. */
+type LocatedProblem = ConfigProblem & Required<Pick<ConfigProblem, 'line' | 'column' | 'path'>>;
+
 export async function loadPipeline(file: string, options: LoadOptions): Promise<LoadedPipeline> {
   let text = options.text;
   if (text === undefined) {
     try {
       text = await readFile(file, 'utf8');
     } catch (cause) {
-      throw new ConfigError([{ file, line: 0, column: 0, path: '$', message: `cannot read: ${(cause as Error).message}` }], 'TRIB_ERR_CONFIG_READ');
+      // No text to point into: a problem of the file as a whole, said as `FILE: cannot read: ...`.
+      throw new ConfigError([{ file, message: `cannot read: ${(cause as Error).message}` }], 'TRIB_ERR_CONFIG_READ');
     }
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-  const at = (offset: number, path: string, message: string): ConfigProblem => {
+  const at = (offset: number, path: string, message: string): LocatedProblem => {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col, path, message };
   };
@@ -183,7 +187,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     }
   }
 
-  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): ConfigProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
+  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): LocatedProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
    * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
@@ -223,10 +227,13 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     if (problem) problems.push(problem);
   }
 
-  const resolveEntries = (key: string, kind: PluginKind): ResolvedEntry[] => {
+  /** Entries whose config failed their plugin's schema (or the document's): the checks across entries take them as their plugin only. */
+  const invalid = new Set<ResolvedEntry>();
+  /** A section's entries in order, a hole (undefined) where its plugin is unknown (or the entry is no entry): said already. */
+  const resolveEntries = (key: string, kind: PluginKind): (ResolvedEntry | undefined)[] => {
     const list = (data as Record<string, unknown>)[key];
     const entries = key === 'dead_letter' ? (list === undefined ? [] : [list]) : Array.isArray(list) ? list : [];
-    const resolved: ResolvedEntry[] = [];
+    const resolved: (ResolvedEntry | undefined)[] = entries.map(() => undefined);
     entries.forEach((entry: unknown, index: number) => {
       const base: PathSegment[] = key === 'dead_letter' ? [key] : [key, index];
       if (typeof entry !== 'object' || entry === null || typeof (entry as PipelineEntry).type !== 'string') return; // skeleton reported it
@@ -260,7 +267,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         if (problem) problems.push(problem);
       }
       const { line, column } = locate(base, '');
-      resolved.push({ plugin, entry: entry as PipelineEntry, path: jsonPath(base), line, column, locate: fieldsBelow(base) });
+      const path = jsonPath(base);
+      resolved[index] = { plugin, entry: entry as PipelineEntry, path, line, column, locate: fieldsBelow(base) };
+      // The document's skeleton checks an entry's runtime fields (`label`, `kinds`): a problem there counts too.
+      if (errors.length > 0 || problems.some((problem) => problem.path !== undefined && within(problem.path, path))) invalid.add(resolved[index]);
     });
     return resolved;
   };
@@ -270,18 +280,37 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const sinks = resolveEntries('sinks', 'sink');
   const deadLetters = resolveEntries('dead_letter', 'sink');
   const warnings: ConfigProblem[] = [];
-  let deadLetter = deadLetters[0];
-  if (problems.length === 0) {
-    document.name ??= pipelineNameOf(file);
-    // The runtime's own where the file names none: checked against the sources' input files as well.
-    deadLetter ??= defaultDeadLetterSink(options.registry, validator, document.name);
-    const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
-    const defaultDeadLetter = deadLetters[0] === undefined ? deadLetter : undefined;
-    problems.push(...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, scaleOut: document.scale_out !== undefined, commits: declaredCommits(document), baseDir }, inFile, warnings));
+  // The checks across entries run whatever else is wrong, on what can be judged (crossEntryChecks): a user
+  // with a schema mistake and a clash of labels sees both at once, not the second only once the first is mended.
+  // A section that is not a list (or is missing) has no entries to judge the pipeline by.
+  const sectionsWhole = !problems.some((problem) => problem.path !== undefined && ['$', '$.sources', '$.stages', '$.sinks', '$.dead_letter'].includes(problem.path));
+  const named = (data as Record<string, unknown>).dead_letter !== undefined;
+  const name = typeof document.name === 'string' ? document.name : pipelineNameOf(file);
+  // The runtime's own where the file names none: checked against the sources' input files as well. (Without
+  // a `file` plugin that is an error of its own, thrown where the file has no other.)
+  let defaultDeadLetter: ResolvedEntry | undefined;
+  try {
+    if (!named) defaultDeadLetter = defaultDeadLetterSink(options.registry, validator, name);
+  } catch (error) {
+    if (problems.length === 0) throw error;
   }
+  // Commit intervals from sections that validated only: a plugin's check compares its timeouts with them.
+  const commits = problems.some((problem) => problem.path !== undefined && (within(problem.path, '$.checkpoint') || within(problem.path, '$.settings'))) ? undefined : declaredCommits(document);
+  const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
+  problems.push(
+    ...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, invalid, sectionsWhole, scaleOut: document.scale_out !== undefined, commits, baseDir }, inFile, warnings),
+  );
+  const deadLetter = deadLetters[0] ?? defaultDeadLetter;
   if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
-  return { file, baseDir, document, sources, stages, sinks, deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
+  document.name ??= name;
+  return { file, baseDir, document, sources: present(sources), stages: present(stages), sinks: present(sinks), deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
 }
+
+/** Whether JSONPath `path` is `section` or lies inside it. */
+const within = (path: string, section: string): boolean => path === section || path.startsWith(`${section}.`) || path.startsWith(`${section}[`);
+
+/** The entries of a section that are there (a pipeline without problems has no holes). */
+const present = (entries: readonly (ResolvedEntry | undefined)[]): ResolvedEntry[] => entries.filter((resolved): resolved is ResolvedEntry => resolved !== undefined);
 
 /**
  * The runtime's dead-letter sink of a pipeline whose file names none. One file per pipeline, locked like any
@@ -327,17 +356,50 @@ interface ProblemLocator {
   section(segments: readonly PathSegment[], message: string): ConfigProblem;
 }
 
+/**
+ * A pipeline's entries as the checks across entries take them: in order, with a hole (undefined) where an
+ * entry's plugin is unknown, and those whose config failed validation in `invalid`; a pipeline that passed
+ * validation has neither. Each check runs on what it can judge (crossEntryChecks).
+ */
 interface PipelineEntries {
-  sources: readonly ResolvedEntry[];
-  stages: readonly ResolvedEntry[];
-  sinks: readonly ResolvedEntry[];
-  /** The dead-letter sink the file names, if any. */
+  sources: readonly (ResolvedEntry | undefined)[];
+  stages: readonly (ResolvedEntry | undefined)[];
+  sinks: readonly (ResolvedEntry | undefined)[];
+  /** The dead-letter sink the file names, if any (undefined too where its plugin is unknown). */
   deadLetter: ResolvedEntry | undefined;
   /** The runtime's own where the file names none (a `file` sink writing dead-letters-NAME.jsonl): no entry, but a file it writes. */
   defaultDeadLetter?: ResolvedEntry;
+  /** Entries whose config failed validation: known by their plugin only, not by their config. */
+  invalid?: ReadonlySet<ResolvedEntry>;
+  /** False where a section is not a list as the schema says (or `sources` or `sinks` is missing): the entries do not show the whole pipeline. */
+  sectionsWhole?: boolean;
   scaleOut: boolean;
+  /** Undefined where the sections they come from failed validation. */
   commits: PipelineOutline['commits'];
   baseDir: string;
+}
+
+/** A pipeline's entries every one of which is known and valid: what the checks of the pipeline as a whole need. */
+interface WholePipeline extends PipelineEntries {
+  sources: readonly ResolvedEntry[];
+  stages: readonly ResolvedEntry[];
+  sinks: readonly ResolvedEntry[];
+}
+
+/** The pipeline's entries where every one is known and valid (its named dead-letter sink too), else undefined. */
+function wholePipeline(entries: PipelineEntries): WholePipeline | undefined {
+  const invalid = entries.invalid ?? new Set<ResolvedEntry>();
+  const sources = known(entries.sources, entries.sectionsWhole);
+  const stages = known(entries.stages, entries.sectionsWhole);
+  const sinks = known(entries.sinks, entries.sectionsWhole);
+  if (!sources || !stages || !sinks || (entries.deadLetter ?? entries.defaultDeadLetter) === undefined) return undefined;
+  if ([...sources, ...stages, ...sinks, ...(entries.deadLetter ? [entries.deadLetter] : [])].some((resolved) => invalid.has(resolved))) return undefined;
+  return { ...entries, sources, stages, sinks };
+}
+
+/** `entries` without holes, or undefined (an entry's plugin is unknown, or a section is not a list). */
+function known(entries: readonly (ResolvedEntry | undefined)[], sectionsWhole: boolean | undefined): readonly ResolvedEntry[] | undefined {
+  return sectionsWhole !== false && entries.every((resolved) => resolved !== undefined) ? (entries as readonly ResolvedEntry[]) : undefined;
 }
 
 /** How often the sources commit, as the document declares it (PipelineOutline.commits; the runtime's defaults). */
@@ -365,25 +427,37 @@ function crossEntryProblems(entries: PipelineEntries, locate: ProblemLocator, wa
   }
 }
 
-/** Each entry of the pipeline (the dead-letter sink the file names among them) with its segments in the document. */
+/** Each entry of the pipeline there is (the dead-letter sink the file names among them) with its segments in the document. */
 function entryBases(entries: PipelineEntries): { resolved: ResolvedEntry; base: PathSegment[] }[] {
-  return [
-    ...entries.sources.map((resolved, index) => ({ resolved, base: ['sources', index] })),
-    ...entries.stages.map((resolved, index) => ({ resolved, base: ['stages', index] })),
-    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
-    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
-  ];
+  const bases: { resolved: ResolvedEntry; base: PathSegment[] }[] = [];
+  for (const key of ['sources', 'stages', 'sinks'] as const) {
+    entries[key].forEach((resolved, index) => {
+      if (resolved !== undefined) bases.push({ resolved, base: [key, index] });
+    });
+  }
+  if (entries.deadLetter) bases.push({ resolved: entries.deadLetter, base: ['dead_letter'] });
+  return bases;
 }
 
 function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warnings: ConfigProblem[]): ConfigProblem[] {
+  // Each check on what it can judge where some entries are unknown or invalid (said already), so that all of
+  // a file's problems are said at once: labels, and files written over inputs, pair by pair; scale-out's
+  // order by the plugins alone; what reaches the sinks once every source and stage is valid; the plugins'
+  // own checks (and feature names) only on a pipeline whose every entry is, as they read the whole of it.
+  const invalid = entries.invalid ?? new Set<ResolvedEntry>();
+  const valid = (resolved: ResolvedEntry | undefined): ResolvedEntry | undefined => (resolved !== undefined && !invalid.has(resolved) ? resolved : undefined);
   const problems: ConfigProblem[] = labelProblems(entries, locate);
-  if (entries.scaleOut) {
-    if (entries.sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${entries.sources.length}`));
-    else if (!entries.sources[0]!.plugin.partitioned) {
-      problems.push(locate.entry(entries.sources[0]!, ['sources', 0], [], `scale_out needs a partitioned source (kafka); '${entries.sources[0]!.entry.type}' is not`));
+  const sources = known(entries.sources, entries.sectionsWhole);
+  const stages = known(entries.stages, entries.sectionsWhole);
+  let scaleOutProblems = 0;
+  if (entries.scaleOut && sources && stages) {
+    const before = problems.length;
+    if (sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${sources.length}`));
+    else if (!sources[0]!.plugin.partitioned) {
+      problems.push(locate.entry(sources[0]!, ['sources', 0], [], `scale_out needs a partitioned source (kafka); '${sources[0]!.entry.type}' is not`));
     }
     let global: ResolvedEntry | undefined;
-    entries.stages.forEach((stage, index) => {
+    stages.forEach((stage, index) => {
       const scope = stage.plugin.state ?? 'global';
       if (scope === 'global') global ??= stage;
       else if (scope === 'keyed' && global) {
@@ -392,7 +466,7 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
         );
       }
     });
-    if (problems.length > 0) return problems;
+    scaleOutProblems = problems.length - before;
   }
   // The dead-letter sink is handed every dead letter: one whose plugin takes other kinds alone would drop them.
   const deadLetter = entries.deadLetter;
@@ -403,39 +477,43 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
   // Routing fields mean nothing there: it is handed every dead letter and nothing else. Honoured, `kinds`
   // could only drop dead letters, and `outputs` would mix other records into them; said, not ignored.
   // (A `kinds` equal to its plugin's is validation's default: the loader fills it in.)
-  if (deadLetter?.plugin.kind === 'sink') {
-    const { kinds, outputs } = deadLetter.entry as { kinds?: unknown; outputs?: unknown };
-    const declared = deadLetter.plugin.kinds;
+  if (valid(deadLetter)?.plugin.kind === 'sink') {
+    const { kinds, outputs } = deadLetter!.entry as { kinds?: unknown; outputs?: unknown };
+    const declared = deadLetter!.plugin.kinds;
     if (kinds !== undefined && !(declared && Array.isArray(kinds) && kinds.length === declared.length && kinds.every((kind, i) => kind === declared[i]))) {
-      problems.push(locate.entry(deadLetter, ['dead_letter'], ['kinds'], "the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it", 'key'));
+      problems.push(locate.entry(deadLetter!, ['dead_letter'], ['kinds'], "the dead-letter sink is handed every dead letter and nothing else: 'kinds' does not apply to it; remove it", 'key'));
     }
     if (outputs !== undefined) {
       problems.push(
-        locate.entry(deadLetter, ['dead_letter'], ['outputs'], "the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)", 'key'),
+        locate.entry(deadLetter!, ['dead_letter'], ['outputs'], "the dead-letter sink is handed dead letters only: 'outputs' does not apply to it; remove it, and add a sink with these outputs to keep their records (it may write to the same file)", 'key'),
       );
     }
   }
-  problems.push(...sinkRoutingProblems(entries, locate));
-  problems.push(...overwrittenInputProblems(entries, locate));
+  const validSources = known(entries.sources.map(valid), entries.sectionsWhole);
+  const validStages = known(entries.stages.map(valid), entries.sectionsWhole);
+  if (validSources && validStages) problems.push(...sinkRoutingProblems(validSources, validStages, entries.sinks.map(valid), locate));
+  problems.push(...overwrittenInputProblems({ ...entries, sources: entries.sources.map(valid), sinks: entries.sinks.map(valid), deadLetter: valid(deadLetter) }, locate));
+  const whole = wholePipeline(entries);
+  if (whole === undefined || scaleOutProblems > 0) return problems;
   const outlineOf = (kind: string) => (resolved: ResolvedEntry, index: number): OutlineEntry => {
     const emits = resolved.plugin.kind === 'sink' ? undefined : emittedWith(resolved.plugin, pluginConfig(resolved.entry) as never)?.kinds;
     return { type: resolved.entry.type, label: entryLabel(kind, resolved.entry, index), config: pluginConfig(resolved.entry), ...(emits === undefined ? {} : { emits }) };
   };
   const outline: PipelineOutline = {
-    sources: entries.sources.map(outlineOf('source')),
-    stages: entries.stages.map(outlineOf('stage')),
-    sinks: entries.sinks.map(outlineOf('sink')),
-    ...(entries.deadLetter ? { deadLetter: outlineOf('dead-letter')(entries.deadLetter, 0) } : {}),
-    ...(entries.commits ? { commits: entries.commits } : {}),
-    baseDir: entries.baseDir,
+    sources: whole.sources.map(outlineOf('source')),
+    stages: whole.stages.map(outlineOf('stage')),
+    sinks: whole.sinks.map(outlineOf('sink')),
+    ...(whole.deadLetter ? { deadLetter: outlineOf('dead-letter')(whole.deadLetter, 0) } : {}),
+    ...(whole.commits ? { commits: whole.commits } : {}),
+    baseDir: whole.baseDir,
   };
   const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[]; stage?: number }[] = [
-    ...entries.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
-    ...entries.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index], stage: index })),
-    ...entries.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
-    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
+    ...whole.sources.map((resolved, index) => ({ resolved, self: outline.sources[index]!, base: ['sources', index] })),
+    ...whole.stages.map((resolved, index) => ({ resolved, self: outline.stages[index]!, base: ['stages', index], stage: index })),
+    ...whole.sinks.map((resolved, index) => ({ resolved, self: outline.sinks[index]!, base: ['sinks', index] })),
+    ...(whole.deadLetter ? [{ resolved: whole.deadLetter, self: outline.deadLetter!, base: ['dead_letter'] }] : []),
   ];
-  const appended = entries.stages.map((resolved) => featureNamesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path }));
+  const appended = whole.stages.map((resolved) => featureNamesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path }));
   for (const { resolved, self, base, stage } of located) {
     // The mapping sources share (`tributary:mapping`), whichever plugin reads it (file, stdin, kafka, a user's): its warnings, said here for all.
     const mapping = self.config.mapping;
@@ -469,7 +547,7 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
  */
 function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
   const read = entries.sources.flatMap((source, index) =>
-    inputFilesOf(source.plugin, pluginConfig(source.entry) as never, { entry: source.path }).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
+    source === undefined ? [] : inputFilesOf(source.plugin, pluginConfig(source.entry) as never, { entry: source.path }).map((file) => ({ source, index, file, resolved: resolve(entries.baseDir, file.path) })),
   );
   if (read.length === 0) return [];
   const problems: ConfigProblem[] = [];
@@ -482,10 +560,7 @@ function overwrittenInputProblems(entries: PipelineEntries, locate: ProblemLocat
       problems.push(locate.entry(input.source, ['sources', input.index], fieldSegments(input.file.field), message));
     }
   }
-  const writers: { resolved: ResolvedEntry; base: PathSegment[] }[] = [
-    ...entries.sinks.map((resolved, index) => ({ resolved, base: ['sinks', index] })),
-    ...(entries.deadLetter ? [{ resolved: entries.deadLetter, base: ['dead_letter'] }] : []),
-  ];
+  const writers = entryBases({ ...entries, sources: [], stages: [] });
   for (const { resolved, base } of writers) {
     for (const output of outputFilesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path })) {
       const written = resolve(entries.baseDir, output.path);
@@ -582,18 +657,21 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
     const name = `${resolved.path}${resolved.line ? ` (line ${resolved.line})` : ''}`;
     hold(entryLabel(kind, resolved.entry, index), { resolved, base, name, explicit: resolved.entry.label !== undefined });
   };
-  entries.sources.forEach((resolved, index) => add('source', resolved, ['sources', index], index));
-  entries.stages.forEach((resolved, index) => add('stage', resolved, ['stages', index], index));
-  entries.sinks.forEach((resolved, index) => add('sink', resolved, ['sinks', index], index));
-  if (entries.deadLetter) add('dead-letter', entries.deadLetter, ['dead_letter'], 0);
-  else {
+  const kinds = { sources: 'source', stages: 'stage', sinks: 'sink', dead_letter: 'dead-letter' } as const;
+  for (const { resolved, base } of entryBases(entries)) {
+    // An entry whose label is no text (said by validation) labels nothing.
+    const label = resolved.entry.label as unknown;
+    if (label !== undefined && typeof label !== 'string') continue;
+    add(kinds[base[0] as keyof typeof kinds], resolved, base, typeof base[1] === 'number' ? base[1] : 0);
+  }
+  if (entries.defaultDeadLetter) {
     // The runtime's default dead-letter sink, which the file does not name, has a label too.
     hold(defaultDeadLetterLabel, { base: ['dead_letter'], name: 'the default dead-letter sink (the pipeline names no dead_letter)', explicit: false });
   }
   const problems: ConfigProblem[] = [];
   // Reserved rather than the runtime's slot renamed: dashboards and alerts read stage="sinks" as documented.
   entries.stages.forEach((resolved, index) => {
-    if (resolved.entry.label !== sinksLatencyStage) return;
+    if (resolved?.entry.label !== sinksLatencyStage) return;
     problems.push(
       locate.entry(
         resolved,
@@ -636,7 +714,7 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
  * `model_metrics` in a pipeline with no model, and is handed nothing, rightly. One the file gives is checked,
  * even where it equals that list (a sink of predictions beside no model: `kinds: [prediction]`).
  */
-function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): ConfigProblem[] {
+function sinkRoutingProblems(sources: readonly ResolvedEntry[], stages: readonly ResolvedEntry[], sinks: readonly (ResolvedEntry | undefined)[], locate: ProblemLocator): ConfigProblem[] {
   const kinds = new Set<string>(['event']);
   const outputs = new Set<string>();
   /** Names an entry declares but is not configured to make: `the intent-model at stages[4] ... only with report: true`, by name. */
@@ -651,21 +729,22 @@ function sinkRoutingProblems(entries: PipelineEntries, locate: ProblemLocator): 
     for (const output of made.sideOutputs) outputs.add(output);
     return true;
   };
-  for (const source of entries.sources) if (!add(source)) outputsKnown = false;
-  for (const stage of entries.stages) if (!add(stage)) kindsKnown = outputsKnown = false;
+  for (const source of sources) if (!add(source)) outputsKnown = false;
+  for (const stage of stages) if (!add(stage)) kindsKnown = outputsKnown = false;
   // Once every entry is in: a name one entry is not configured to make may be made by another.
   const withhold = (into: Map<string, string[]>, made: ReadonlySet<string>, resolved: ResolvedEntry, conditions: { readonly [name: string]: OutputCondition<never> } | undefined): void => {
     for (const [name, { condition }] of Object.entries(conditions ?? {})) {
       if (!made.has(name)) into.set(name, [...(into.get(name) ?? []), `the ${resolved.entry.type} at ${resolved.path.replace(/^\$\./, '')} emits it only with ${condition}`]);
     }
   };
-  for (const resolved of [...entries.sources, ...entries.stages]) {
+  for (const resolved of [...sources, ...stages]) {
     if (resolved.plugin.kind === 'sink') continue;
     withhold(withheldKinds, kinds, resolved, resolved.plugin.emitsOnlyWith);
     withhold(withheldOutputs, outputs, resolved, resolved.plugin.sideOutputsOnlyWith);
   }
   const problems: ConfigProblem[] = [];
-  entries.sinks.forEach((sink, index) => {
+  sinks.forEach((sink, index) => {
+    if (sink === undefined) return;
     const entry = sink.entry as { kinds?: unknown; outputs?: unknown };
     const declared = sink.plugin.kinds;
     const isDefault =
@@ -741,12 +820,19 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
     },
   };
   const problems: ConfigProblem[] = [];
-  for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) problems.push(...entrySchemaProblems(file, resolved));
-  if (problems.length > 0) return problems;
+  // As loadPipeline does: the checks across entries run on what can be judged, beside the entries' schema problems.
+  const invalid = new Set<ResolvedEntry>();
+  for (const resolved of [...loaded.sources, ...loaded.stages, ...loaded.sinks, loaded.deadLetter]) {
+    const found = entrySchemaProblems(file, resolved);
+    if (found.length > 0) invalid.add(resolved);
+    problems.push(...found);
+  }
   const fallback = defaultDeadLetters.has(loaded.deadLetter);
   const deadLetter = fallback ? undefined : loaded.deadLetter;
   const defaultDeadLetter = fallback ? loaded.deadLetter : undefined;
-  return crossEntryProblems({ sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, defaultDeadLetter, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir }, locate, warnings);
+  const entries = { sources: loaded.sources, stages: loaded.stages, sinks: loaded.sinks, deadLetter, defaultDeadLetter, invalid, scaleOut: loaded.document.scale_out !== undefined, commits: declaredCommits(loaded.document), baseDir: loaded.baseDir };
+  problems.push(...crossEntryProblems(entries, locate, warnings));
+  return sortProblems(problems);
 }
 
 /**
@@ -799,7 +885,7 @@ export function pluginConfig(entry: PipelineEntry): Record<string, unknown> {
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
-  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+  return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
 /**
@@ -1219,7 +1305,7 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
 /** A problem at (or inside) a section or entry that a `--set` created says so: the file lacks it, and its other required fields are the user's to set. */
 function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<string, string>): ConfigProblem {
   for (const [path, assignment] of createdBySet) {
-    if (problem.path !== path && !problem.path.startsWith(`${path}.`) && !problem.path.startsWith(`${path}[`)) continue;
+    if (problem.path === undefined || !within(problem.path, path)) continue;
     return { ...problem, message: `${problem.message} (${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)` };
   }
   return problem;

@@ -31,7 +31,7 @@ export function pipelineFiles(target: string): string[] {
     .filter((name) => /\.ya?ml$/.test(name))
     .sort()
     .map((name) => join(target, name));
-  if (files.length === 0) throw new ConfigError([{ file: target, line: 0, column: 0, path: '$', message: 'the folder holds no .yaml pipeline file' }], 'TRIB_ERR_CONFIG_READ');
+  if (files.length === 0) throw new ConfigError([{ file: target, message: 'the folder holds no .yaml or .yml pipeline file' }], 'TRIB_ERR_CONFIG_READ');
   return files;
 }
 

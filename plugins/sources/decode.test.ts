@@ -100,10 +100,8 @@ async function decodeAll(
     throughLine = batch.throughLine;
     unterminated = batch.unterminated;
   }
-  // By line: csv-parse reports its malformed rows as it parses, ahead of the rows being mapped.
-  const deadLetters = [...context.deadLetters]
-    .sort((a, b) => (a.origin?.line ?? 0) - (b.origin?.line ?? 0))
-    .map((d) => `${d.origin?.line}: ${d.reason.replace(/ at line \d+/, '')} | ${JSON.stringify(d.raw)}`);
+  // By line: a malformed row is said as it is found, ahead of the rows being mapped.
+  const deadLetters = [...context.deadLetters].sort((a, b) => (a.origin?.line ?? 0) - (b.origin?.line ?? 0)).map((d) => `${d.origin?.line}: ${d.reason} | ${JSON.stringify(d.raw)}`);
   return { events, deadLetters, throughByte, throughLine, unterminated };
 }
 
@@ -354,7 +352,7 @@ test('CSV: a record over max_record_bytes, or a quoted field never closed, ends 
         [
           '3: record of 5010 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept',
           '4: record of 5012 bytes is longer than max_record_bytes (2048); its first 1024 bytes are kept',
-          '5: malformed CSV: quoted field not closed by the end of the file; the next line is read as a new row',
+          '5: malformed CSV: the input ended inside a quoted field starting at line 5; the lines after it are read as rows',
         ],
         label,
       );
@@ -373,7 +371,20 @@ test('CSV: a quote inside a field is data; a quoted field never closed by the en
       events.map((e) => [Number(e.split(':')[0]), (JSON.parse(e.slice(e.indexOf(' ') + 1)) as { attrs: { brand: string } }).attrs.brand]),
       [[2, 'Samsung 55" TV'], [3, '"u"x'], [4, 'say "hi"'], [6, 'b']],
     );
-    assert.deepEqual(deadLetters, ['5: malformed CSV: quoted field not closed by the end of the file; the next line is read as a new row | "4,u4,view,\\"never closed"']);
+    assert.deepEqual(deadLetters, ['5: malformed CSV: the input ended inside a quoted field starting at line 5; the lines after it are read as rows | "4,u4,view,\\"never closed"']);
+  }
+});
+
+test('CSV: a quoted field opened on the last line and never closed: its reason says the input ended inside it, from that line (was: "the next line is read as a new row", of a line there is not)', async () => {
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms' } };
+  for (const end of ['\n', '\r\n', '']) {
+    for (const plainCsvRows of [false, true]) {
+      const text = `time,user_id,type\n1,u1,view\n2,u2,"view${end}`;
+      const { events, deadLetters } = await decodeAll(Buffer.from(text), 5, config, plainCsvRows);
+      const label = `line end ${JSON.stringify(end)}, plain rows ${plainCsvRows}`;
+      assert.deepEqual(events.map((e) => Number(e.split(':')[0])), [2], label);
+      assert.deepEqual(deadLetters, ['3: malformed CSV: the input ended inside a quoted field starting at line 3 | "2,u2,\\"view"'], label);
+    }
   }
 });
 
@@ -508,6 +519,8 @@ test('CSV: the header row read alone (a resumed file) is read by the rows\' read
   assert.deepEqual(await csvColumns(open('a,b'), { columns: ['x', 'y'] }), ['x', 'y']);
   assert.equal(await csvColumns(open('a,b\n'), { header: false }), undefined);
   await assert.rejects(csvColumns(open(`time,"user\n${'1,u1\n'.repeat(400)}`), {}, 1024), /the CSV header row is unreadable: quoted field not closed within max_record_bytes \(1024\)/);
+  // Said from the line it starts on, past the empty lines before it.
+  await assert.rejects(csvColumns(open('\n\ntime,"user\n')), /the CSV header row is unreadable: the input ended inside a quoted field starting at line 3$/);
 });
 
 test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a quote never closed) fails the source, read with the rows or alone (a resume); never does the first data row name the columns', async () => {
@@ -516,7 +529,7 @@ test('CSV: a header row that cannot be read (not UTF-8, over max_record_bytes, a
     ['Latin-1', Buffer.from('time,user_id,type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
     ['Latin-1, after a quoted row', Buffer.from('time,"user_id",type,march\xe9\n', 'latin1'), /the CSV header row is unreadable: it is not UTF-8 text/],
     ['overlong', Buffer.from(`time,user_id,type${',x'.repeat(600)}\n`), /the CSV header row is unreadable: 1217 bytes, longer than max_record_bytes \(1024\)/],
-    ['never closed', Buffer.from('time,user_id,"type\n'), /the CSV header row is unreadable: quoted field not closed by the end of the file/],
+    ['never closed', Buffer.from('time,user_id,"type\n'), /the CSV header row is unreadable: the input ended inside a quoted field starting at line 1/],
   ];
   for (const [what, header, error] of headers) {
     const bytes = Buffer.concat([header, Buffer.from(rows)]);
