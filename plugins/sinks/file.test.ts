@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, type PluginContext, type StreamRecord } from 'tributary';
 import { pino } from 'pino';
-import { runSummaries, runYaml, testContext, until, tempFolder } from 'tributary/testing';
+import { runSummaries, runYaml, spawnTributary, testContext, until, tempFolder } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import { releaseLock, takeLock, takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
@@ -279,11 +279,9 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const backtest = (...options: string[]): { status: number | null; stderr: string } =>
     spawnSync(process.execPath, [cli, 'backtest', join(folder, 'daemon.yaml'), '--input', events, '--report', join(folder, 'report'), '--log-level', 'warn', '--no-progress', ...options], { cwd: folder, encoding: 'utf8' });
   const sizeBefore = statSync(out).size;
-  // The default dead-letter file (dead-letters-live.jsonl in the working directory) is the daemon's too, and locked.
-  const refusedForDeadLetters = backtest();
-  assert.notEqual(refusedForDeadLetters.status, 0);
-  assert.match(refusedForDeadLetters.stderr, new RegExp(`dead-letters-live\\.jsonl is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
-  const refused = backtest('--set', 'dead_letter={type: file, path: bt-dead-letters.jsonl}');
+  // The default dead-letter file (dead-letters-live.jsonl in the working directory) is lazy: with nothing rejected, neither it nor its lock is made.
+  assert.equal(existsSync(join(folder, 'dead-letters-live.jsonl.lock')), false);
+  const refused = backtest();
   assert.notEqual(refused.status, 0);
   assert.match(refused.stderr, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
   assert.ok(statSync(out).size >= sizeBefore, 'the daemon\'s output was not replaced');
@@ -320,6 +318,47 @@ test('run: an output file a live process of this host writes (its lock held) exi
     assert.equal(existsSync(out), false, 'nothing written');
   } finally {
     releaseLock(`${out}.lock`);
+  }
+});
+
+test('lazy: the start makes neither the folder nor the lock; the first record makes both, and the file', async () => {
+  const folder = mkdtempSync(join(dir, 'lazy-'));
+  const path = join(folder, 'later', 'dead.jsonl');
+  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await sink.open?.();
+  // Was: the lock (and so the folder) made at the start, for a file no record might ever come to.
+  assert.deepEqual(readdirSync(folder), [], 'nothing made at the start');
+  sink.write(record('u1'));
+  assert.ok(existsSync(`${path}.lock`), 'locked as the first record came');
+  await sink.close();
+  assert.equal(readFileSync(path, 'utf8'), `${JSON.stringify(record('u1'))}\n`);
+  assert.deepEqual(readdirSync(join(folder, 'later')), ['dead.jsonl'], 'the lock released');
+});
+
+test('run: a lazy file another process took after this one started (two runs racing for it) fails this run at its first record, exit 2 (TRIB_ERR_OUTPUT_LOCKED) naming the holder; nothing of it written', async (t) => {
+  const folder = mkdtempSync(join(dir, 'lazy-race-'));
+  const dead = join(folder, 'dead', 'dead.jsonl');
+  writeFileSync(join(folder, 'p.yaml'), 'name: racer\nsources: [{type: stdin}]\nsinks: [{type: file, path: out.jsonl}]\ndead_letter: {type: file, path: dead/dead.jsonl, lazy: true}\nsettings: {max_in_flight: 1}\n');
+  const run = spawnTributary(t, ['run', 'p.yaml', '--log-level', 'warn'], { cwd: folder, stdin: true });
+  run.child.stdin!.write('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view"}\n');
+  // Its sinks are open once the event is written (a batch of one line: max_in_flight; flushed every commit_interval).
+  await until(() => existsSync(join(folder, 'out.jsonl')) && statSync(join(folder, 'out.jsonl')).size > 0, `the first event written (${run.stderr})`);
+  assert.equal(existsSync(join(folder, 'dead')), false, 'no folder (nor lock) for the dead letters yet');
+  // The other run (this test's process) writes its first dead letter first.
+  assert.equal(takeLock(`${dead}.lock`, dead, { pipeline: 'first', logger: pino({ level: 'silent' }), user: 'file sink', heldAs: 'written', shared: true }), true);
+  try {
+    run.child.stdin!.end('not json\n');
+    assert.equal(await run.exited, 2, run.stderr);
+    const records = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string });
+    assert.match(
+      records.find((record) => record.code === 'TRIB_ERR_OUTPUT_LOCKED')?.msg ?? run.stderr,
+      new RegExp(`TRIB_ERR_OUTPUT_LOCKED: the dead-letter sink failed to write a record \\(kind 'dead_letter'\\): ${dead.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${process.pid} on ${hostname()} \\(pipeline 'first', since [^)]+\\): .*Stop that process or give this sink another path`),
+    );
+    assert.equal(records.filter((record) => /restarting it/.test(record.msg)).length, 0, 'no restart in the process');
+    assert.equal(existsSync(dead), false, 'nothing of the other\'s file written');
+    assert.equal(JSON.parse(readFileSync(`${dead}.lock`, 'utf8')).pid, process.pid, 'the lock is still the other\'s');
+  } finally {
+    releaseLock(`${dead}.lock`);
   }
 });
 
@@ -603,7 +642,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
   const path = join(folder, 'out.jsonl');
   const lock = `${path}.lock`;
   // A lock as this process writes it (with the time it started), made to name a process that started later: as if its holder had died and its pid gone to that one.
-  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
   await sink.open?.();
   const ours = JSON.parse(readFileSync(lock, 'utf8')) as { started?: string };
   await sink.close?.();
@@ -614,7 +653,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
   writeFileSync(lock, `${JSON.stringify({ ...ours, pid: other.pid, pipeline: 'dead' })}\n`);
   const warned: unknown[][] = [];
   const base = testContext({ baseDir: folder });
-  const taker = await fileSink.create({ path, append: false, lazy: true }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof base);
+  const taker = await fileSink.create({ path, append: false, lazy: false }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof base);
   await taker.open?.();
   assert.deepEqual(warned.map((args) => [(args[0] as { why: string }).why, args.at(-1)]), [['its pid runs another process, started since', 'file sink: took over the lock of a process that is gone']]);
   assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pid, process.pid);
@@ -623,7 +662,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
 
   // A lock of an older version (or of a system without /proc) says not when its process started: a running pid may be its holder.
   writeFileSync(lock, `${JSON.stringify({ pid: other.pid, host: hostname(), pipeline: 'old', since: '2026-01-01T00:00:00.000Z' })}\n`);
-  const refused = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  const refused = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
   await assert.rejects(async () => refused.open?.(), new RegExp(`out\\.jsonl is written by pid ${other.pid} on ${hostname()} \\(pipeline 'old', .*if no such process runs, remove the lock file$`));
   await refused.close?.();
   assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pipeline, 'old', 'left as it was');
@@ -631,7 +670,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
 
 test('two processes taking over one stale lock at the same moment: exactly one of them gets it, the other is refused', async (t) => {
   const folder = mkdtempSync(join(dir, 'takers-'));
-  // Each taker opens a lazy sink (which locks its file) on the round's file when told to, says whether it got the lock, and holds it until its stdin ends.
+  // Each taker opens a sink (which locks its file at its start) on the round's file when told to, says whether it got the lock, and holds it until its stdin ends.
   const script = `
     import { createInterface } from 'node:readline';
     const { default: fileSink } = await import(${JSON.stringify(new URL('./file.js', import.meta.url).href)});
@@ -640,7 +679,7 @@ test('two processes taking over one stale lock at the same moment: exactly one o
     const held = [];
     console.log('ready');
     for await (const round of createInterface({ input: process.stdin })) {
-      const sink = await fileSink.create({ path: ${JSON.stringify(folder)} + '/' + round + '/out.jsonl', append: false, lazy: true }, testContext({ logger: quiet }));
+      const sink = await fileSink.create({ path: ${JSON.stringify(folder)} + '/' + round + '/out.jsonl', append: false, lazy: false }, testContext({ logger: quiet }));
       try {
         await sink.open();
         held.push(sink);
