@@ -507,6 +507,9 @@ async function* decodeCsv(
       `${target.file}: the CSV header names column ${said.join(', ')}: each row keeps only the last one's value; rename one in the file, or name the columns in csv.columns with csv.header: true`,
     );
   };
+  // Resumed mid-file, the header row was read alone (csvColumns, the file's own names unless csv.columns
+  // gives them): said as a read from the start says it, or a restarted run's rows would go on silently.
+  if (midFile && csv.columns === undefined && columns !== undefined) warnColumnsTwice(columns);
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {
     if (skipHeader) {
       skipHeader = false;
