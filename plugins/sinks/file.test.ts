@@ -144,16 +144,15 @@ test("a FIFO whose reader goes away fails the run as the sink's broken pipe, nam
   }
 });
 
-test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as the failure, with no echo of it from the close', async () => {
+test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as the failure, with no echo of it from the close', async (t) => {
   const fifo = join(dir, 'gone-cli.fifo');
   execFileSync('mkfifo', [fifo]);
   const file = join(dir, 'gone-cli.yaml');
   writeFileSync(file, `sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: file, path: ${fifo}}]\n`);
   const reader = spawn('head', ['-c', '1000', fifo], { stdio: 'ignore' });
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
+  const code = await run.exited;
+  const stderr = run.stderr;
   reader.kill();
   assert.equal(code, 1, stderr);
   assert.match(stderr, /the pipe's reader went away \(EPIPE, broken pipe\)/);
@@ -161,20 +160,18 @@ test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as th
   assert.doesNotMatch(stderr, /closing after the failure failed too/);
 });
 
-test("a stdout sink whose reader went away (piped to head) ends the run saying so: exit 1, standard output's reader went away (EPIPE)", async () => {
+test("a stdout sink whose reader went away (piped to head) ends the run saying so: exit 1, standard output's reader went away (EPIPE)", async (t) => {
   const file = join(dir, 'stdout-gone.yaml');
   writeFileSync(file, 'sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: stdout}]\n');
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn'], { stdout: true });
   // The reader takes one chunk and goes, as `head` does.
-  child.stdout!.once('data', () => child.stdout!.destroy());
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
-  assert.equal(code, 1, stderr);
-  assert.match(stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
+  run.child.stdout!.once('data', () => run.child.stdout!.destroy());
+  const code = await run.exited;
+  assert.equal(code, 1, run.stderr);
+  assert.match(run.stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
 });
 
-test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async () => {
+test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async (t) => {
   const fifo = join(dir, 'stalled.fifo');
   execFileSync('mkfifo', [fifo]);
   const file = join(dir, 'stalled.yaml');
@@ -182,10 +179,7 @@ test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shut
   // This test is the reader: it holds the FIFO open and reads one byte, to know the writing started, then no more.
   const readEnd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   after(() => closeSync(readEnd));
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
@@ -196,14 +190,11 @@ test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shut
     assert.ok(Date.now() < deadline, 'nothing written to the FIFO within 20 s');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  child.kill('SIGTERM');
   const stopped = Date.now();
   // Its writes blocked in libuv's pool once the pipe was full, and process.exit waited on them: it ran on.
-  const killed = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const code = await exited;
-  clearTimeout(killed);
-  assert.equal(code, 1, `still running 20 s after SIGTERM: ${stderr}`);
-  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+  const code = await run.stop('SIGTERM', 20_000);
+  assert.equal(code, 1, `still running 20 s after SIGTERM: ${run.stderr}`);
+  assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
   assert.ok(Date.now() - stopped < 15_000);
 });
 
@@ -263,15 +254,10 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const out = join(folder, 'predictions.jsonl');
   const lock = `${out}.lock`;
   writeFileSync(join(folder, 'daemon.yaml'), `name: live\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl}]\n`);
-  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
-  let daemonLog = '';
-  daemon.stderr.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
-  t.after(() => void daemon.kill('SIGKILL')); // a failed assertion must not leave it running
+  const live = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
+  const daemon = live.child;
   // Running once its output has records (the sink flushes at least every 200 ms).
-  for (const deadline = Date.now() + 20_000; !(existsSync(out) && statSync(out).size > 0); await new Promise((resolve) => setTimeout(resolve, 20))) {
-    assert.ok(Date.now() < deadline, `no output within 20 s: ${daemonLog}`);
-  }
+  await until(() => existsSync(out) && statSync(out).size > 0, `output (${live.stderr})`, 20_000, 20);
   assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), { ...JSON.parse(readFileSync(lock, 'utf8')), pid: daemon.pid, host: hostname(), pipeline: 'live' });
 
   const events = join(folder, 'events.jsonl');
@@ -288,8 +274,7 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   assert.match(readFileSync(out, 'utf8').split('\n')[0]!, /^\{"kind":"event"/);
 
   // Killed (-9): its lock stays, names a pid that is gone, and the next writer takes it over.
-  daemon.kill('SIGKILL');
-  assert.equal(await exited, 'SIGKILL');
+  assert.equal(await live.stop('SIGKILL'), 'SIGKILL');
   assert.ok(existsSync(lock));
   const taken = backtest();
   assert.equal(taken.status, 0, taken.stderr);
@@ -487,24 +472,16 @@ test("run: an output file another host's process writes (its lock renewed) waits
   }
 });
 
-test("run: a stop while --lock-wait waits for another host's output file is a stop before start: exit 0, nothing written, the lock left to its holder", async () => {
+test("run: a stop while --lock-wait waits for another host's output file is a stop before start: exit 0, nothing written, the lock left to its holder", async (t) => {
   const folder = mkdtempSync(join(dir, 'remote-output-stopped-'));
   const out = join(folder, 'out.jsonl');
   writeFileSync(join(folder, 'p.yaml'), 'name: second\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: out.jsonl}]\n');
   const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`;
   writeFileSync(`${out}.lock`, holder);
-  const child = spawn(process.execPath, [cli, 'run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
-  let stderr = '';
-  let signalled = false;
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
-      signalled = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const [status] = (await once(child, 'close')) as [number | null];
-  assert.ok(signalled, stderr);
+  const run = spawnTributary(t, ['run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
+  await until(() => /waiting for it, up to 600 s in all/.test(run.stderr), `the wait (${run.stderr})`);
+  const status = await run.stop();
+  const stderr = run.stderr;
   assert.equal(status, 0, stderr);
   const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
   assert.deepEqual(records.filter((record) => record.level >= 50), [], 'no error');
@@ -583,21 +560,14 @@ test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postr
   const folder = mkdtempSync(join(dir, 'sighup-'));
   const out = join(folder, 'predictions.jsonl');
   writeFileSync(join(folder, 'daemon.yaml'), `name: hup\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl, kinds: [event]}]\n`);
-  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
-  let log = '';
-  daemon.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
-  t.after(() => void daemon.kill('SIGKILL'));
-  const waitFor = async (what: string, condition: () => boolean): Promise<void> => {
-    for (const deadline = Date.now() + 20_000; !condition(); await new Promise((resolve) => setTimeout(resolve, 20))) assert.ok(Date.now() < deadline, `${what} within 20 s: ${log}`);
-  };
-  await waitFor('output', () => existsSync(out) && statSync(out).size > 0);
+  const daemon = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
+  await until(() => existsSync(out) && statSync(out).size > 0, `output (${daemon.stderr})`, 20_000, 20);
   renameSync(out, `${out}.1`);
-  daemon.kill('SIGHUP');
-  await waitFor('a new file at the path, written to', () => existsSync(out) && statSync(out).size > 0);
-  assert.match(log, /file sink: reopened its file/);
-  daemon.kill('SIGTERM');
-  assert.equal(await exited, 0, log);
+  daemon.child.kill('SIGHUP');
+  await until(() => existsSync(out) && statSync(out).size > 0, `a new file at the path, written to (${daemon.stderr})`, 20_000, 20);
+  assert.match(daemon.stderr, /file sink: reopened its file/);
+  assert.equal(await daemon.stop(), 0, daemon.stderr);
+  const log = daemon.stderr;
   const [summary] = runSummaries(log); // its logs are JSON lines (stderr is no terminal): the summary is one record
   const recordsOut = summary!.recordsOut;
   const lines = [...readFileSync(`${out}.1`, 'utf8').split('\n'), ...readFileSync(out, 'utf8').split('\n')].filter(Boolean);
