@@ -418,11 +418,14 @@ async function* decodeJsonLines(
       if (lines[0]!.charCodeAt(0) === 0xfeff) lines[0] = lines[0]!.slice(1);
     }
     const skip = readBefore.through;
-    deadLetterUnread(batch, skip, maxLineBytes, target, context);
+    const unread = unreadLinesOf(batch, skip, maxLineBytes, target, context);
     const events: ClickEvent[] = [];
     for (let i = Math.max(0, skip - firstLine + 1); i < lines.length; i++) {
       const text = lines[i]!;
-      if (text.length === 0 || (text.charCodeAt(0) <= 32 && isBlank(text))) continue; // blank lines are not records
+      if (text.length === 0 || (text.charCodeAt(0) <= 32 && isBlank(text))) {
+        unread?.through(firstLine + i); // an unread line's place is an empty one
+        continue; // blank lines are not records
+      }
       const origin = { source: target.source, file: target.file, line: firstLine + i };
       let raw: unknown;
       try {
@@ -438,6 +441,7 @@ async function* decodeJsonLines(
         events.push(result);
       }
     }
+    unread?.through(Infinity);
     const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
     if (decoded) yield decoded;
   }
@@ -505,6 +509,9 @@ async function* decodeCsv(
       `${target.file}: the CSV header names column ${said.join(', ')}: each row keeps only the last one's value; rename one in the file, or name the columns in csv.columns with csv.header: true`,
     );
   };
+  // Resumed mid-file, the header row was read alone (csvColumns, the file's own names unless csv.columns
+  // gives them): said as a read from the start says it, or a restarted run's rows would go on silently.
+  if (midFile && csv.columns === undefined && columns !== undefined) warnColumnsTwice(columns);
   const row = (record: string[], rawText: string, line: number, lastLine = line): void => {
     if (skipHeader) {
       skipHeader = false;
@@ -567,7 +574,7 @@ async function* decodeCsv(
           batch.notUtf8 = batch.notUtf8.slice(1);
         }
       }
-      deadLetterUnread(batch, readBefore.through, maxRecordBytes, target, context);
+      const unread = unreadLinesOf(batch, readBefore.through, maxRecordBytes, target, context);
       for (let i = 0; i < batch.lines.length; i++) {
         let text = batch.lines[i]!;
         if (bom) {
@@ -575,7 +582,9 @@ async function* decodeCsv(
           if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
         }
         if (text.length > 0) row(text.split(delimiter), text, batch.firstLine + i); // an empty line is no row
+        else unread?.through(batch.firstLine + i); // an unread line's place is an empty one
       }
+      unread?.through(Infinity);
       if (batch.lines.length > 0) {
         unterminated = batch.unterminated;
         throughLine = lastLineRead(batch);
@@ -727,13 +736,31 @@ function overlongReason(bytes: number, maxRecordBytes: number): string {
 /**
  * A batch's lines the reader could not hand over as text, to the dead-letter sink: over the bound, or not
  * UTF-8 (as their exact bytes, base64). Those up to `skipThrough` were, by the run that got there.
+ * `through(line)` sends those up to `line`, called as the decoder reaches each empty line of the batch
+ * (where such a line stands in `lines`) and with Infinity after its last: so the batch's dead letters
+ * keep the input's order, theirs among the decoder's own (malformed JSON, a mapping's rejection).
+ * Undefined where the batch has none (the usual case: nothing is asked of the lines).
  */
-function deadLetterUnread(batch: LineBatch, skipThrough: number, maxRecordBytes: number, target: DecodeTarget, context: PluginContext): void {
-  for (const line of batch.overlong ?? []) {
-    if (line.line <= skipThrough) continue;
-    context.deadLetter({ reason: overlongReason(line.bytes, maxRecordBytes), raw: line.head, origin: { source: target.source, file: target.file, line: line.line } });
-  }
-  for (const line of batch.notUtf8 ?? []) if (line.line > skipThrough) deadLetterNotUtf8(line.bytes, line.line, target, context);
+function unreadLinesOf(batch: LineBatch, skipThrough: number, maxRecordBytes: number, target: DecodeTarget, context: PluginContext): { through(line: number): void } | undefined {
+  const { overlong = [], notUtf8 = [] } = batch;
+  if (overlong.length === 0 && notUtf8.length === 0) return undefined;
+  let nextOverlong = 0;
+  let nextNotUtf8 = 0;
+  return {
+    through(line: number): void {
+      for (;;) {
+        const long = overlong[nextOverlong];
+        const bad = notUtf8[nextNotUtf8];
+        if (long !== undefined && long.line <= line && (bad === undefined || long.line < bad.line)) {
+          nextOverlong++;
+          if (long.line > skipThrough) context.deadLetter({ reason: overlongReason(long.bytes, maxRecordBytes), raw: long.head, origin: { source: target.source, file: target.file, line: long.line } });
+        } else if (bad !== undefined && bad.line <= line) {
+          nextNotUtf8++;
+          if (bad.line > skipThrough) deadLetterNotUtf8(bad.bytes, bad.line, target, context);
+        } else return;
+      }
+    },
+  };
 }
 
 function deadLetterNotUtf8(bytes: Buffer, line: number, target: DecodeTarget, context: PluginContext): void {

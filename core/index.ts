@@ -40,7 +40,7 @@ export { FeatureBlock, inFloat32Range } from './feature-block.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, fieldPathProblem, isInheritedName, ownValue, setOwnField, valueAtPath, type ElementTest, type FieldPath, type FieldStep } from './fields.js';
-export { sameFile } from './paths.js';
+export { inputFileProblem, sameFile } from './paths.js';
 export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';

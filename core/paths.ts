@@ -34,3 +34,16 @@ export function sameFile(a: string, b: string): boolean {
   };
   return real(a) === real(b);
 }
+
+/**
+ * Why an input file cannot be read at all, as a config error's message: nothing there (`no such file:
+ * PATH`), or a folder. Undefined where something readable may be there (a file, a FIFO, a device). The
+ * file source's factory refuses its inputs so, and `tributary validate` says the same of every source's
+ * PluginSpec.inputFiles.
+ */
+export function inputFileProblem(path: string): string | undefined {
+  const stat = statIfAny(path);
+  if (stat === undefined) return `no such file: ${path}`;
+  if (stat.isDirectory()) return `${path} is a folder; name its files`;
+  return undefined;
+}

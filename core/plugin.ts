@@ -666,7 +666,11 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * outputs are not checked; a sink writing a file named in its config should declare it.
    */
   outputFiles?(config: Config): readonly ConfigFile[];
-  /** Sources: the files this config reads, which no sink of the pipeline may write (see `outputFiles`). Absent: not checked. */
+  /**
+   * Sources: the files this config reads, which no sink of the pipeline may write (see `outputFiles`), and
+   * which `tributary validate` says where they are not there or are folders (inputFileProblem; not with
+   * `--no-check-inputs`). Absent: not checked.
+   */
   inputFiles?(config: Config): readonly ConfigFile[];
   /** Example configs (without `type`); each is validated against `config` by the docs test. */
   examples?: readonly Record<string, unknown>[];

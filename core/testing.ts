@@ -2,9 +2,11 @@
  * Test helpers for plugin authors (and Tributary's own tests): run a pipeline written inline in
  * YAML, or push records through one operator, and collect what comes out.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Subject } from 'rxjs';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
@@ -401,4 +403,70 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+/** A `tributary` command run as its own process (spawnTributary), as a user or a supervisor runs it. */
+export interface TributaryProcess {
+  readonly child: ChildProcess;
+  /** What it wrote to stderr so far (its logs: JSON lines, as stderr is no terminal). */
+  readonly stderr: string;
+  /** Its end: the exit code, or the signal that ended it. */
+  readonly exited: Promise<number | NodeJS.Signals | null>;
+  /**
+   * Sends `signal` (SIGTERM: a supervisor's stop) and resolves with its end, as `exited` does; one still
+   * running `killAfterMs` later (30 s) is killed, so the test fails on `'SIGKILL'` instead of hanging.
+   */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<number | NodeJS.Signals | null>;
+}
+
+export interface SpawnTributaryOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** A pipe the test writes (a `stdin` source's input) instead of none. */
+  stdin?: boolean;
+  /** Kept (`child.stdout`) instead of dropped: a `stdout` sink's records, a reader that goes away. */
+  stdout?: boolean;
+}
+
+/** This package's command line, compiled beside this module. */
+const cliPath = fileURLToPath(new URL('./cli/main.js', import.meta.url));
+
+/**
+ * Starts `tributary ARGS...` as a process of its own: what a daemon does on a signal, or with a lock
+ * another process holds, is seen only so. Its stderr is collected; it is killed (SIGKILL) when `owner`'s
+ * tests end should it still run (a failed assertion must not leave a daemon behind). Wait for what it
+ * does with {@link until}, then `stop()` it:
+ *
+ *     const daemon = spawnTributary(t, ['run', 'p.yaml'], { cwd: dir });
+ *     await until(() => existsSync(out) && statSync(out).size > 0, `output (${daemon.stderr})`);
+ *     assert.equal(await daemon.stop(), 0, daemon.stderr);
+ */
+export function spawnTributary(owner: TestCleanup, args: readonly string[], options: SpawnTributaryOptions = {}): TributaryProcess {
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    ...(options.env !== undefined ? { env: options.env } : {}),
+    stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  // 'close', not 'exit': its stderr is read to the end by then.
+  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
+  owner.after(() => void (running() && child.kill('SIGKILL')));
+  return {
+    child,
+    get stderr() {
+      return stderr;
+    },
+    exited,
+    async stop(signal = 'SIGTERM', killAfterMs = 30_000) {
+      if (running()) child.kill(signal);
+      const killed = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(killed);
+      }
+    },
+  };
 }

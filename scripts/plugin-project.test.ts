@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { tempFolder } from 'tributary/testing';
@@ -114,6 +114,30 @@ test("a plugin project's source, operator, sink and model, and its tests, compil
   writeFileSync(join(project, 'test', 'plugins.test.ts'), pluginTest);
   const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project, '--noEmit'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+});
+
+test('each example plugin, copied as a package of its own, builds with its tsconfig.json into the files its package.json names (exports, main), and a pipeline naming the package loads it', (t) => {
+  const examples = join(repo, 'examples', 'plugins');
+  for (const example of readdirSync(examples)) {
+    const copy = join(tempFolder(t, `example-${example}`), example);
+    mkdirSync(join(copy, 'node_modules'), { recursive: true });
+    for (const file of readdirSync(join(examples, example))) if (file !== 'node_modules' && file !== 'dist') copyFileSync(join(examples, example, file), join(copy, file));
+    symlinkSync(repo, join(copy, 'node_modules', 'tributary')); // its peer
+    symlinkSync(join(repo, 'node_modules', '@types'), join(copy, 'node_modules', '@types'));
+    const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', copy], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(tsc.status, 0, `${example}: ${tsc.stdout}${tsc.stderr}`);
+    const manifest = JSON.parse(readFileSync(join(copy, 'package.json'), 'utf8')) as { name: string; type?: string; main?: string; exports?: { '.': { types: string; default: string } } };
+    assert.equal(manifest.type, 'module', example);
+    // Was: main index.js, which no build wrote (the package had no tsconfig.json; tsc without one writes nothing).
+    for (const named of [manifest.main, manifest.exports?.['.'].default, manifest.exports?.['.'].types]) assert.ok(named !== undefined && existsSync(join(copy, named)), `${example}: ${named} is built`);
+    // A pipeline's project with the package installed: `plugins: [NAME]`.
+    const project = tempFolder(t, `uses-${example}`);
+    mkdirSync(join(project, 'node_modules'));
+    symlinkSync(copy, join(project, 'node_modules', manifest.name));
+    writeFileSync(join(project, 'p.yaml'), `name: p\nplugins: [${manifest.name}]\nsources: [{type: synthetic, events: 1}]\nsinks: [{type: stdout, kinds: []}]\n`);
+    const validated = spawnSync(process.execPath, [join(repo, 'dist', 'core', 'cli', 'main.js'), 'validate', 'p.yaml'], { cwd: project, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(validated.status, 0, `${example}: ${validated.stderr}`);
+  }
 });
 
 /**

@@ -10,7 +10,7 @@ import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
-import { tempFolder } from 'tributary/testing';
+import { spawnTributary, tempFolder, until } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = tempFolder({ after }, 'cli');
@@ -150,7 +150,8 @@ test('the shipped pipelines, examples and bench pipelines validate', () => {
       .map((name) => join(packageRoot, folder, name)),
   );
   assert.ok(files.length >= 2);
-  const result = spawnSync(process.execPath, [cli, 'validate', ...files], { encoding: 'utf8' });
+  // Their inputs are data sets fetched or made apart (shared/data, out/diginetica-events.jsonl), not in a fresh clone.
+  const result = spawnSync(process.execPath, [cli, 'validate', '--no-check-inputs', ...files], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   assert.equal(result.stderr, '', 'no warnings either');
 });
@@ -311,23 +312,15 @@ test('schema and docs piped to a reader that goes away (`tributary schema | head
   }
 });
 
-test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printed, exit 0', async () => {
+test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printed, exit 0', async (t) => {
   const out = join(dir, 'unbounded.jsonl');
   const file = pipeline('unbounded.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { cwd: dir });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn'], { cwd: dir });
   // Wait until output reaches the file (the sink flushes at least every 200 ms), then stop it.
-  const deadline = Date.now() + 20_000;
-  while (!(existsSync(out) && statSync(out).size > 0)) {
-    assert.ok(Date.now() < deadline, 'no output within 20 s');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0, stderr);
-  assert.match(stderr, /stopped/);
-  const eventsIn = runSummaries(stderr)[0]!.eventsIn;
+  await until(() => existsSync(out) && statSync(out).size > 0, 'output', 20_000, 20);
+  assert.equal(await run.stop(), 0, run.stderr);
+  assert.match(run.stderr, /stopped/);
+  const eventsIn = runSummaries(run.stderr)[0]!.eventsIn;
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   assert.equal(lines.length, eventsIn, 'every event read was written before exit');
   for (const line of lines) JSON.parse(line);
@@ -360,22 +353,14 @@ test('a SIGHUP while `run` or `backtest` is still loading is ignored (was the en
   assert.deepEqual([validate.status, validate.signal], [null, 'SIGHUP'], 'SIGHUP\'s default action, once validate had it back');
 });
 
-test('SIGTERM while the command is still loading (before any pipeline started) ends it cleanly, saying so, not with 143 and no word', async () => {
+test('SIGTERM while the command is still loading (before any pipeline started) ends it cleanly, saying so, not with 143 and no word', async (t) => {
   const out = join(dir, 'early-stop.jsonl');
   const file = pipeline('early-stop.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'debug'], { cwd: dir });
-  let stderr = '';
-  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])));
-  // The first line it logs, before it loads the pipelines and their plugins (a second or more).
-  await new Promise<void>((resolve) =>
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (stderr.includes('"msg":"loading pipelines"')) resolve();
-    }),
-  );
-  child.kill('SIGTERM');
-  const [code, signal] = await exited;
-  assert.deepEqual([code, signal], [0, null], stderr);
+  const run = spawnTributary(t, ['run', file, '--log-level', 'debug'], { cwd: dir });
+  // The first line it logs, before it loads the pipelines and their plugins (a second or more): stopped as it comes.
+  await new Promise<void>((resolve) => run.child.stderr!.on('data', () => run.stderr.includes('"msg":"loading pipelines"') && resolve()));
+  assert.equal(await run.stop(), 0, run.stderr);
+  const stderr = run.stderr;
   // Almost always still loading; should the load have ended first, the run was stopped in order.
   // Not on a terminal, both are JSON log records.
   const said = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; outcome?: string });
@@ -512,6 +497,28 @@ test('a pipeline file that cannot be read, or a folder without one, is said as F
       records.map(({ level, code, file, line, column, path, msg }) => ({ level, code, file, line, column, path, msg })),
       [{ level: 50, code: 'TRIB_ERR_CONFIG_READ', file: target, line: undefined, column: undefined, path: undefined, msg: line }],
     );
+  }
+});
+
+test("validate: a source's input file that is not there (or a folder) is the error run gives at its start, same place and text; --no-check-inputs leaves it to the run (a build machine without the data)", () => {
+  mkdirSync(join(dir, 'a-folder'), { recursive: true });
+  writeFileSync(join(dir, 'there.jsonl'), '');
+  for (const [name, yaml] of [
+    ['validate-missing.yaml', 'sources:\n  - type: file\n    path: nowhere.jsonl\nsinks: [{type: stdout}]\n'],
+    ['validate-missing-listed.yaml', 'sources:\n  - type: file\n    path:\n      - there.jsonl\n      - nowhere.jsonl\nsinks: [{type: stdout}]\n'],
+    ['validate-folder.yaml', 'sources:\n  - type: file\n    path: a-folder\nsinks: [{type: stdout}]\n'],
+  ] as const) {
+    const file = pipeline(name, yaml);
+    const validated = tributary('validate', file);
+    // Was: `FILE: ok`, exit 0, for a pipeline run refuses at once.
+    assert.equal(validated.status, 2, `${name}: ${validated.stderr}`);
+    const ran = tributary('run', file);
+    assert.equal(ran.status, 2, ran.stderr);
+    const runProblem = ran.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { code?: string; msg: string }).find((entry) => entry.code !== undefined)!;
+    assert.equal(validated.stderr, `${runProblem.msg}\n`, name);
+    const unchecked = tributary('validate', file, '--no-check-inputs');
+    assert.equal(unchecked.status, 0, unchecked.stderr);
+    assert.equal(unchecked.stdout, `${file}: ok\n`);
   }
 });
 
@@ -744,25 +751,17 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
   assert.equal(existsSync(lock), false, 'released at the end');
 });
 
-test('a stop while --lock-wait waits for another host\'s checkpoint folder is a stop before start: exit 0, nothing read or written, the lock left to its holder, no advice to remove it', async () => {
+test('a stop while --lock-wait waits for another host\'s checkpoint folder is a stop before start: exit 0, nothing read or written, the lock left to its holder, no advice to remove it', async (t) => {
   const folder = join(dir, 'held-while-stopped');
   mkdirSync(folder, { recursive: true });
   const lock = join(folder, 'checkpoints.lock');
   const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'held', since: '2026-01-01T00:00:00.000Z' })}\n`;
   writeFileSync(lock, holder);
   const file = pipeline('held-stopped.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held-stopped.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
-  const child = spawn(process.execPath, [cli, 'run', file, '--lock-wait', '10m'], { cwd: dir });
-  let stderr = '';
-  let signalled = false;
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
-      signalled = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const status = await new Promise<number | null>((done) => child.on('close', done));
-  assert.ok(signalled, stderr);
+  const run = spawnTributary(t, ['run', file, '--lock-wait', '10m'], { cwd: dir });
+  await until(() => /waiting for it, up to 600 s in all/.test(run.stderr), `the wait (${run.stderr})`);
+  const status = await run.stop();
+  const stderr = run.stderr;
   assert.equal(status, 0, stderr);
   const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
   assert.deepEqual(records.filter((entry) => entry.level >= 50), [], 'no error, no advice to remove a live holder\'s lock');

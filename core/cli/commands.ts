@@ -5,9 +5,11 @@
  */
 import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
-import { ConfigError, TributaryError, formatProblem, formatWarning } from '../errors.js';
+import { ConfigError, TributaryError, formatProblem, formatWarning, type ConfigProblem } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
-import { loadPipeline, type LoadedPipeline } from '../config/load.js';
+import { loadPipeline, pluginConfig, type LoadedPipeline } from '../config/load.js';
+import { inputFilesOf } from '../plugin-hooks.js';
+import { inputFileProblem } from '../paths.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
 import { pipelineFiles, sameNameProblems } from '../runtime/daemon.js';
 import { stringify as stringifyYaml } from 'yaml';
@@ -259,7 +261,12 @@ export async function main(args: string[]): Promise<number> {
         withCommon(named('validate', argv))
           .positional('files', { type: 'string', array: true, demandOption: true, describe: 'Pipeline YAML files or folders of them.' })
           .option('set', setOption('applied before validating'))
-          .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' }),
+          .option('print', { type: 'boolean', default: false, describe: 'Print each resolved pipeline (variables filled in, defaults applied, secrets redacted) as YAML.' })
+          .option('check-inputs', {
+            type: 'boolean',
+            default: true,
+            describe: 'Check that the files the sources read are there, as run does at its start (a missing one is an error). --no-check-inputs where they are not (a build machine without the data).',
+          }),
       async (argv) => {
         let invalid = 0;
         const report = (file: string, error: unknown): void => {
@@ -294,6 +301,10 @@ export async function main(args: string[]): Promise<number> {
             const registry = await builtinRegistry(argv.plugin);
             try {
               const loaded = await loadPipeline(file, { registry, sets: argv.set });
+              if (argv.checkInputs) {
+                const missing = missingInputProblems(loaded);
+                if (missing.length > 0) throw new ConfigError(missing);
+              }
               folder.push(loaded);
               print(argv.print ? `# ${file}: ok\n${stringifyYaml(redactSecrets(loaded.document))}` : `${file}: ok\n`);
               // Valid all the same (exit 0): a config that runs, most likely not as meant.
@@ -372,4 +383,20 @@ export async function main(args: string[]): Promise<number> {
     releaseHangups();
   }
   return exitCode;
+}
+
+/**
+ * The input files (PluginSpec.inputFiles) of the pipeline's sources that cannot be read at all (not
+ * there, a folder), each said as `run` says it at its start (the file source's factory: TRIB_ERR_PLUGIN_FACTORY),
+ * at the field that names it, with the same text: validate's ok means run does not refuse it so.
+ */
+function missingInputProblems(loaded: LoadedPipeline): ConfigProblem[] {
+  return loaded.sources.flatMap((source) =>
+    inputFilesOf(source.plugin, pluginConfig(source.entry) as never, { entry: source.path }).flatMap(({ path, field }) => {
+      const problem = inputFileProblem(resolve(loaded.baseDir, path));
+      if (problem === undefined) return [];
+      const at = field === undefined ? undefined : source.locate?.(field);
+      return [{ file: loaded.file, line: at?.line ?? source.line ?? 0, column: at?.column ?? source.column ?? 0, path: at?.path ?? source.path, message: `${source.plugin.kind} '${source.plugin.name}': ${problem}` }];
+    }),
+  );
 }

@@ -1,6 +1,6 @@
 import { after, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { durableTempName } from '../durable.js';
-import { quietAfterOne, silentLogger, until, tempFolder } from 'tributary/testing';
+import { quietAfterOne, silentLogger, spawnTributary, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -41,10 +41,6 @@ function failsAfterOne(name: string, message: string): AnyPlugin {
       },
     }),
   });
-}
-
-function exitOf(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ? -1 : code)));
 }
 
 test('checkpoint store: atomic files, the last N kept, a corrupt or torn newest one falls back to the previous', async () => {
@@ -286,20 +282,16 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   writeFileSync(file, `name: shared\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: stdout, kinds: []}]\ncheckpoint: {dir: ${checkpoints}, interval: 100ms}\n`);
   // Started in folders of their own, so their default dead-letter files (locked too) differ, as with a kafka dead-letter sink.
   for (const own of ['a', 'b']) mkdirSync(join(folder, own));
-  const first = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a'), stdio: ['ignore', 'ignore', 'pipe'] });
-  let firstLog = '';
-  first.stderr!.on('data', (chunk: Buffer) => (firstLog += chunk.toString()));
-  const firstExit = exitOf(first);
-  t.after(() => void first.kill('SIGKILL'));
-  await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), `a first checkpoint (${firstLog})`);
+  const firstRun = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a') });
+  const first = firstRun.child;
+  await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), `a first checkpoint (${firstRun.stderr})`);
   const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: 20_000 });
   assert.equal(second.status, 2, second.stderr);
   assert.match(second.stderr, new RegExp(`TRIB_ERR_CHECKPOINT: checkpoint folder ${checkpoints.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is used by pid ${first.pid} on ${hostname()} \\(pipeline 'shared', since `));
   assert.match(second.stderr, /give each its own checkpoint\.dir/);
   const held = JSON.parse(readFileSync(join(checkpoints, 'checkpoints.lock'), 'utf8')) as { pid: number };
   assert.equal(held.pid, first.pid, 'the first daemon still holds it');
-  first.kill('SIGTERM');
-  assert.equal(await firstExit, 0, firstLog);
+  assert.equal(await firstRun.stop(), 0, firstRun.stderr);
   assert.ok(!existsSync(join(checkpoints, 'checkpoints.lock')), 'released at the end of the run');
 
   // Within one process: two pipelines given one folder.
@@ -335,7 +327,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   assert.equal(daemon.runners[0]!.stats.restarts, 10, 'restarted as any passing failure is');
 });
 
-test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async () => {
+test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async (t) => {
   const input = join(dir, 'events.jsonl');
   const world = new ShopperWorld({ seed: 3, users: 2000 });
   let text = '';
@@ -379,11 +371,9 @@ settings: {max_in_flight: 2000}
   const checkpoints = join(dir, 'ckpt-crashed');
   // Compressed checkpoints: what the restart resumes from is gzip (the reference's are not).
   const file = pipeline('crashed', out, checkpoints, 'gzip');
-  const first = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: 'ignore' });
-  const firstExit = exitOf(first);
+  const first = spawnTributary(t, ['run', file, '--log-level', 'warn']);
   await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => name.endsWith('.json')), 'a first checkpoint');
-  first.kill('SIGKILL');
-  assert.equal(await firstExit, -1, 'killed mid-stream, before the input was drained');
+  assert.equal(await first.stop('SIGKILL'), 'SIGKILL', 'killed mid-stream, before the input was drained');
   const restarted = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(restarted.status, 0, restarted.stderr);
   assert.match(restarted.stderr, /resumed from checkpoint \d+/);
@@ -395,18 +385,15 @@ settings: {max_in_flight: 2000}
   assert.deepEqual(sessionsOf(out), sessionsOf(join(dir, 'reference.jsonl')));
 });
 
-test('SIGTERM drains, writes a final checkpoint and exits 0; the next start resumes from it', async () => {
+test('SIGTERM drains, writes a final checkpoint and exits 0; the next start resumes from it', async (t) => {
   const checkpoints = join(dir, 'ckpt-sigterm');
   const out = join(dir, 'sigterm.jsonl');
   const file = join(dir, 'sigterm.yaml');
   writeFileSync(file, `name: sigterm\nsources: [{type: synthetic, events: 0, rate: 5000}]\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: ${out}}]\ncheckpoint: {dir: ${checkpoints}, interval: 1h}\n`);
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = exitOf(child);
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
   await until(() => existsSync(out) && readFileSync(out, 'utf8').length > 10_000, 'output');
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await run.stop(), 0, run.stderr);
+  const stderr = run.stderr;
   assert.match(stderr, /stopped/);
   const latest = await new CheckpointStore(checkpoints).latest();
   assert.ok(latest, 'a final checkpoint was written');
@@ -415,7 +402,7 @@ test('SIGTERM drains, writes a final checkpoint and exits 0; the next start resu
   assert.ok(Object.keys(latest.operators).includes('stage-sessionizer-0'));
 });
 
-test('/healthz, /readyz and /metrics (Prometheus text with the run series); secrets are redacted in logs and in validate --print', async () => {
+test('/healthz, /readyz and /metrics (Prometheus text with the run series); secrets are redacted in logs and in validate --print', async (t) => {
   const plugin = join(dir, 'secretive.mjs');
   writeFileSync(
     plugin,
@@ -431,13 +418,10 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
   assert.match(printed.stdout, /password: "?\[redacted\]"?/);
   assert.ok(!printed.stdout.includes('hunter2'));
 
-  const child = spawn(process.execPath, [cli, 'run', file, '--http-port', '0', '--log-level', 'debug'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = exitOf(child);
+  const run = spawnTributary(t, ['run', file, '--http-port', '0', '--log-level', 'debug'], { env });
   try {
-    await until(() => /"port":(\d+)/.test(stderr), 'the HTTP endpoint');
-    const base = `http://127.0.0.1:${/"port":(\d+)/.exec(stderr)![1]}`;
+    await until(() => /"port":(\d+)/.test(run.stderr), 'the HTTP endpoint');
+    const base = `http://127.0.0.1:${/"port":(\d+)/.exec(run.stderr)![1]}`;
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -472,11 +456,10 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
       assert.ok(metrics.includes(series), `metrics carry ${series}`);
     }
   } finally {
-    child.kill('SIGTERM');
-    assert.equal(await exited, 0, stderr);
+    assert.equal(await run.stop(), 0, run.stderr);
   }
-  assert.ok(stderr.includes('[redacted]'), 'the loaded config was logged, redacted');
-  assert.ok(!stderr.includes('hunter2'), 'the secret never reaches the log');
+  assert.ok(run.stderr.includes('[redacted]'), 'the loaded config was logged, redacted');
+  assert.ok(!run.stderr.includes('hunter2'), 'the secret never reaches the log');
 });
 
 test('a folder of pipelines runs in one process, each with its own state and checkpoints', () => {
@@ -1227,7 +1210,7 @@ test('while the daemon drains after a stop, /readyz says not ready (stopping) an
   }
 });
 
-test('a run stuck in a plugin that holds nothing (a read that never returns, deaf to its signal) waits for the stop, then ends by shutdown_timeout: logged, exit 1', async () => {
+test('a run stuck in a plugin that holds nothing (a read that never returns, deaf to its signal) waits for the stop, then ends by shutdown_timeout: logged, exit 1', async (t) => {
   const plugin = join(dir, 'stuck.mjs');
   writeFileSync(
     plugin,
@@ -1240,13 +1223,9 @@ export default [defineSource({
   );
   const file = join(dir, 'stuck.yaml');
   writeFileSync(file, `name: stuck\nplugins: [${plugin}]\nsettings: {shutdown_timeout: 100ms}\nsources: [{type: stuck}]\nsinks: [{type: file, path: ${join(dir, 'stuck.jsonl')}}]\n`);
-  const child = spawn(process.execPath, [cli, 'run', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = exitOf(child);
-  await until(() => stderr.includes('reading'), 'the source to be read');
-  child.kill('SIGTERM');
+  const run = spawnTributary(t, ['run', file]);
+  await until(() => run.stderr.includes('reading'), 'the source to be read');
   // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
-  assert.equal(await exited, 1, stderr);
-  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+  assert.equal(await run.stop(), 1, run.stderr);
+  assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
 });

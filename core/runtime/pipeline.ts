@@ -16,7 +16,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, formatWarning, inputHandedOver, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
@@ -761,7 +761,10 @@ export class PipelineRunner {
         return false;
       }
       const label = sink === this.deadLetterSink ? 'the dead-letter sink' : (this.sinks.find((slot) => slot.sink === sink)?.label ?? 'a sink');
-      this.failRun(new TributaryError('TRIB_ERR_SINK', `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
+      // One a person must mend keeps its code (a lazy file sink's output locked by a live process at its
+      // first record: TRIB_ERR_OUTPUT_LOCKED, exit 2), as it would at the sink's open: no restart mends it.
+      const code = cause instanceof TributaryError && needsPerson(cause) ? cause.code : 'TRIB_ERR_SINK';
+      this.failWith(new TributaryError(code, `${label} failed to write a record (kind '${record.kind}'): ${(cause as Error).message}`, { cause }));
       return false;
     }
   }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { constants as zlib, createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, type PluginContext, type StreamRecord } from 'tributary';
 import { pino } from 'pino';
-import { runSummaries, runYaml, testContext, until, tempFolder } from 'tributary/testing';
+import { runSummaries, runYaml, spawnTributary, testContext, until, tempFolder } from 'tributary/testing';
 import { fileURLToPath } from 'node:url';
 import { releaseLock, takeLock, takerTempName } from '../../core/lock.js';
 import fileSink from './file.js';
@@ -144,16 +144,15 @@ test("a FIFO whose reader goes away fails the run as the sink's broken pipe, nam
   }
 });
 
-test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as the failure, with no echo of it from the close', async () => {
+test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as the failure, with no echo of it from the close', async (t) => {
   const fifo = join(dir, 'gone-cli.fifo');
   execFileSync('mkfifo', [fifo]);
   const file = join(dir, 'gone-cli.yaml');
   writeFileSync(file, `sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: file, path: ${fifo}}]\n`);
   const reader = spawn('head', ['-c', '1000', fifo], { stdio: 'ignore' });
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
+  const code = await run.exited;
+  const stderr = run.stderr;
   reader.kill();
   assert.equal(code, 1, stderr);
   assert.match(stderr, /the pipe's reader went away \(EPIPE, broken pipe\)/);
@@ -161,20 +160,18 @@ test('a FIFO whose reader goes away: the daemon logs the broken pipe once, as th
   assert.doesNotMatch(stderr, /closing after the failure failed too/);
 });
 
-test("a stdout sink whose reader went away (piped to head) ends the run saying so: exit 1, standard output's reader went away (EPIPE)", async () => {
+test("a stdout sink whose reader went away (piped to head) ends the run saying so: exit 1, standard output's reader went away (EPIPE)", async (t) => {
   const file = join(dir, 'stdout-gone.yaml');
   writeFileSync(file, 'sources: [{type: synthetic, events: 1000000}]\nsinks: [{type: stdout}]\n');
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn'], { stdout: true });
   // The reader takes one chunk and goes, as `head` does.
-  child.stdout!.once('data', () => child.stdout!.destroy());
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (exit) => resolve(exit)));
-  assert.equal(code, 1, stderr);
-  assert.match(stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
+  run.child.stdout!.once('data', () => run.child.stdout!.destroy());
+  const code = await run.exited;
+  assert.equal(code, 1, run.stderr);
+  assert.match(run.stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
 });
 
-test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async () => {
+test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async (t) => {
   const fifo = join(dir, 'stalled.fifo');
   execFileSync('mkfifo', [fifo]);
   const file = join(dir, 'stalled.yaml');
@@ -182,10 +179,7 @@ test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shut
   // This test is the reader: it holds the FIFO open and reads one byte, to know the writing started, then no more.
   const readEnd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   after(() => closeSync(readEnd));
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
@@ -196,14 +190,11 @@ test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shut
     assert.ok(Date.now() < deadline, 'nothing written to the FIFO within 20 s');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  child.kill('SIGTERM');
   const stopped = Date.now();
   // Its writes blocked in libuv's pool once the pipe was full, and process.exit waited on them: it ran on.
-  const killed = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const code = await exited;
-  clearTimeout(killed);
-  assert.equal(code, 1, `still running 20 s after SIGTERM: ${stderr}`);
-  assert.match(stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+  const code = await run.stop('SIGTERM', 20_000);
+  assert.equal(code, 1, `still running 20 s after SIGTERM: ${run.stderr}`);
+  assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
   assert.ok(Date.now() - stopped < 15_000);
 });
 
@@ -263,15 +254,10 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const out = join(folder, 'predictions.jsonl');
   const lock = `${out}.lock`;
   writeFileSync(join(folder, 'daemon.yaml'), `name: live\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl}]\n`);
-  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
-  let daemonLog = '';
-  daemon.stderr.on('data', (chunk: Buffer) => (daemonLog += chunk.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
-  t.after(() => void daemon.kill('SIGKILL')); // a failed assertion must not leave it running
+  const live = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
+  const daemon = live.child;
   // Running once its output has records (the sink flushes at least every 200 ms).
-  for (const deadline = Date.now() + 20_000; !(existsSync(out) && statSync(out).size > 0); await new Promise((resolve) => setTimeout(resolve, 20))) {
-    assert.ok(Date.now() < deadline, `no output within 20 s: ${daemonLog}`);
-  }
+  await until(() => existsSync(out) && statSync(out).size > 0, `output (${live.stderr})`, 20_000, 20);
   assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), { ...JSON.parse(readFileSync(lock, 'utf8')), pid: daemon.pid, host: hostname(), pipeline: 'live' });
 
   const events = join(folder, 'events.jsonl');
@@ -279,19 +265,16 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const backtest = (...options: string[]): { status: number | null; stderr: string } =>
     spawnSync(process.execPath, [cli, 'backtest', join(folder, 'daemon.yaml'), '--input', events, '--report', join(folder, 'report'), '--log-level', 'warn', '--no-progress', ...options], { cwd: folder, encoding: 'utf8' });
   const sizeBefore = statSync(out).size;
-  // The default dead-letter file (dead-letters-live.jsonl in the working directory) is the daemon's too, and locked.
-  const refusedForDeadLetters = backtest();
-  assert.notEqual(refusedForDeadLetters.status, 0);
-  assert.match(refusedForDeadLetters.stderr, new RegExp(`dead-letters-live\\.jsonl is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
-  const refused = backtest('--set', 'dead_letter={type: file, path: bt-dead-letters.jsonl}');
+  // The default dead-letter file (dead-letters-live.jsonl in the working directory) is lazy: with nothing rejected, neither it nor its lock is made.
+  assert.equal(existsSync(join(folder, 'dead-letters-live.jsonl.lock')), false);
+  const refused = backtest();
   assert.notEqual(refused.status, 0);
   assert.match(refused.stderr, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${daemon.pid} on ${hostname()} \\(pipeline 'live', since `));
   assert.ok(statSync(out).size >= sizeBefore, 'the daemon\'s output was not replaced');
   assert.match(readFileSync(out, 'utf8').split('\n')[0]!, /^\{"kind":"event"/);
 
   // Killed (-9): its lock stays, names a pid that is gone, and the next writer takes it over.
-  daemon.kill('SIGKILL');
-  assert.equal(await exited, 'SIGKILL');
+  assert.equal(await live.stop('SIGKILL'), 'SIGKILL');
   assert.ok(existsSync(lock));
   const taken = backtest();
   assert.equal(taken.status, 0, taken.stderr);
@@ -320,6 +303,47 @@ test('run: an output file a live process of this host writes (its lock held) exi
     assert.equal(existsSync(out), false, 'nothing written');
   } finally {
     releaseLock(`${out}.lock`);
+  }
+});
+
+test('lazy: the start makes neither the folder nor the lock; the first record makes both, and the file', async () => {
+  const folder = mkdtempSync(join(dir, 'lazy-'));
+  const path = join(folder, 'later', 'dead.jsonl');
+  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  await sink.open?.();
+  // Was: the lock (and so the folder) made at the start, for a file no record might ever come to.
+  assert.deepEqual(readdirSync(folder), [], 'nothing made at the start');
+  sink.write(record('u1'));
+  assert.ok(existsSync(`${path}.lock`), 'locked as the first record came');
+  await sink.close();
+  assert.equal(readFileSync(path, 'utf8'), `${JSON.stringify(record('u1'))}\n`);
+  assert.deepEqual(readdirSync(join(folder, 'later')), ['dead.jsonl'], 'the lock released');
+});
+
+test('run: a lazy file another process took after this one started (two runs racing for it) fails this run at its first record, exit 2 (TRIB_ERR_OUTPUT_LOCKED) naming the holder; nothing of it written', async (t) => {
+  const folder = mkdtempSync(join(dir, 'lazy-race-'));
+  const dead = join(folder, 'dead', 'dead.jsonl');
+  writeFileSync(join(folder, 'p.yaml'), 'name: racer\nsources: [{type: stdin}]\nsinks: [{type: file, path: out.jsonl}]\ndead_letter: {type: file, path: dead/dead.jsonl, lazy: true}\nsettings: {max_in_flight: 1}\n');
+  const run = spawnTributary(t, ['run', 'p.yaml', '--log-level', 'warn'], { cwd: folder, stdin: true });
+  run.child.stdin!.write('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view"}\n');
+  // Its sinks are open once the event is written (a batch of one line: max_in_flight; flushed every commit_interval).
+  await until(() => existsSync(join(folder, 'out.jsonl')) && statSync(join(folder, 'out.jsonl')).size > 0, `the first event written (${run.stderr})`);
+  assert.equal(existsSync(join(folder, 'dead')), false, 'no folder (nor lock) for the dead letters yet');
+  // The other run (this test's process) writes its first dead letter first.
+  assert.equal(takeLock(`${dead}.lock`, dead, { pipeline: 'first', logger: pino({ level: 'silent' }), user: 'file sink', heldAs: 'written', shared: true }), true);
+  try {
+    run.child.stdin!.end('not json\n');
+    assert.equal(await run.exited, 2, run.stderr);
+    const records = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string });
+    assert.match(
+      records.find((record) => record.code === 'TRIB_ERR_OUTPUT_LOCKED')?.msg ?? run.stderr,
+      new RegExp(`TRIB_ERR_OUTPUT_LOCKED: the dead-letter sink failed to write a record \\(kind 'dead_letter'\\): ${dead.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is written by pid ${process.pid} on ${hostname()} \\(pipeline 'first', since [^)]+\\): .*Stop that process or give this sink another path`),
+    );
+    assert.equal(records.filter((record) => /restarting it/.test(record.msg)).length, 0, 'no restart in the process');
+    assert.equal(existsSync(dead), false, 'nothing of the other\'s file written');
+    assert.equal(JSON.parse(readFileSync(`${dead}.lock`, 'utf8')).pid, process.pid, 'the lock is still the other\'s');
+  } finally {
+    releaseLock(`${dead}.lock`);
   }
 });
 
@@ -448,24 +472,16 @@ test("run: an output file another host's process writes (its lock renewed) waits
   }
 });
 
-test("run: a stop while --lock-wait waits for another host's output file is a stop before start: exit 0, nothing written, the lock left to its holder", async () => {
+test("run: a stop while --lock-wait waits for another host's output file is a stop before start: exit 0, nothing written, the lock left to its holder", async (t) => {
   const folder = mkdtempSync(join(dir, 'remote-output-stopped-'));
   const out = join(folder, 'out.jsonl');
   writeFileSync(join(folder, 'p.yaml'), 'name: second\nsources: [{type: synthetic, events: 5}]\nsinks: [{type: file, path: out.jsonl}]\n');
   const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`;
   writeFileSync(`${out}.lock`, holder);
-  const child = spawn(process.execPath, [cli, 'run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
-  let stderr = '';
-  let signalled = false;
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!signalled && /waiting for it, up to 600 s in all/.test(stderr)) {
-      signalled = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const [status] = (await once(child, 'close')) as [number | null];
-  assert.ok(signalled, stderr);
+  const run = spawnTributary(t, ['run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
+  await until(() => /waiting for it, up to 600 s in all/.test(run.stderr), `the wait (${run.stderr})`);
+  const status = await run.stop();
+  const stderr = run.stderr;
   assert.equal(status, 0, stderr);
   const records = stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string });
   assert.deepEqual(records.filter((record) => record.level >= 50), [], 'no error');
@@ -544,21 +560,14 @@ test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postr
   const folder = mkdtempSync(join(dir, 'sighup-'));
   const out = join(folder, 'predictions.jsonl');
   writeFileSync(join(folder, 'daemon.yaml'), `name: hup\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl, kinds: [event]}]\n`);
-  const daemon = spawn(process.execPath, [cli, 'run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
-  let log = '';
-  daemon.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => daemon.on('exit', (code, signal) => resolve(signal ?? code)));
-  t.after(() => void daemon.kill('SIGKILL'));
-  const waitFor = async (what: string, condition: () => boolean): Promise<void> => {
-    for (const deadline = Date.now() + 20_000; !condition(); await new Promise((resolve) => setTimeout(resolve, 20))) assert.ok(Date.now() < deadline, `${what} within 20 s: ${log}`);
-  };
-  await waitFor('output', () => existsSync(out) && statSync(out).size > 0);
+  const daemon = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
+  await until(() => existsSync(out) && statSync(out).size > 0, `output (${daemon.stderr})`, 20_000, 20);
   renameSync(out, `${out}.1`);
-  daemon.kill('SIGHUP');
-  await waitFor('a new file at the path, written to', () => existsSync(out) && statSync(out).size > 0);
-  assert.match(log, /file sink: reopened its file/);
-  daemon.kill('SIGTERM');
-  assert.equal(await exited, 0, log);
+  daemon.child.kill('SIGHUP');
+  await until(() => existsSync(out) && statSync(out).size > 0, `a new file at the path, written to (${daemon.stderr})`, 20_000, 20);
+  assert.match(daemon.stderr, /file sink: reopened its file/);
+  assert.equal(await daemon.stop(), 0, daemon.stderr);
+  const log = daemon.stderr;
   const [summary] = runSummaries(log); // its logs are JSON lines (stderr is no terminal): the summary is one record
   const recordsOut = summary!.recordsOut;
   const lines = [...readFileSync(`${out}.1`, 'utf8').split('\n'), ...readFileSync(out, 'utf8').split('\n')].filter(Boolean);
@@ -603,7 +612,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
   const path = join(folder, 'out.jsonl');
   const lock = `${path}.lock`;
   // A lock as this process writes it (with the time it started), made to name a process that started later: as if its holder had died and its pid gone to that one.
-  const sink = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
   await sink.open?.();
   const ours = JSON.parse(readFileSync(lock, 'utf8')) as { started?: string };
   await sink.close?.();
@@ -614,7 +623,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
   writeFileSync(lock, `${JSON.stringify({ ...ours, pid: other.pid, pipeline: 'dead' })}\n`);
   const warned: unknown[][] = [];
   const base = testContext({ baseDir: folder });
-  const taker = await fileSink.create({ path, append: false, lazy: true }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof base);
+  const taker = await fileSink.create({ path, append: false, lazy: false }, { ...base, logger: { ...base.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof base);
   await taker.open?.();
   assert.deepEqual(warned.map((args) => [(args[0] as { why: string }).why, args.at(-1)]), [['its pid runs another process, started since', 'file sink: took over the lock of a process that is gone']]);
   assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pid, process.pid);
@@ -623,7 +632,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
 
   // A lock of an older version (or of a system without /proc) says not when its process started: a running pid may be its holder.
   writeFileSync(lock, `${JSON.stringify({ pid: other.pid, host: hostname(), pipeline: 'old', since: '2026-01-01T00:00:00.000Z' })}\n`);
-  const refused = await fileSink.create({ path, append: false, lazy: true }, testContext({ baseDir: folder }));
+  const refused = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: folder }));
   await assert.rejects(async () => refused.open?.(), new RegExp(`out\\.jsonl is written by pid ${other.pid} on ${hostname()} \\(pipeline 'old', .*if no such process runs, remove the lock file$`));
   await refused.close?.();
   assert.equal(JSON.parse(readFileSync(lock, 'utf8')).pipeline, 'old', 'left as it was');
@@ -631,7 +640,7 @@ test('a lock whose pid now runs another process (the holder died, its pid was re
 
 test('two processes taking over one stale lock at the same moment: exactly one of them gets it, the other is refused', async (t) => {
   const folder = mkdtempSync(join(dir, 'takers-'));
-  // Each taker opens a lazy sink (which locks its file) on the round's file when told to, says whether it got the lock, and holds it until its stdin ends.
+  // Each taker opens a sink (which locks its file at its start) on the round's file when told to, says whether it got the lock, and holds it until its stdin ends.
   const script = `
     import { createInterface } from 'node:readline';
     const { default: fileSink } = await import(${JSON.stringify(new URL('./file.js', import.meta.url).href)});
@@ -640,7 +649,7 @@ test('two processes taking over one stale lock at the same moment: exactly one o
     const held = [];
     console.log('ready');
     for await (const round of createInterface({ input: process.stdin })) {
-      const sink = await fileSink.create({ path: ${JSON.stringify(folder)} + '/' + round + '/out.jsonl', append: false, lazy: true }, testContext({ logger: quiet }));
+      const sink = await fileSink.create({ path: ${JSON.stringify(folder)} + '/' + round + '/out.jsonl', append: false, lazy: false }, testContext({ logger: quiet }));
       try {
         await sink.open();
         held.push(sink);

@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -36,7 +36,7 @@ export default defineSink<FileSinkConfig>({
     properties: {
       path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
-      lazy: { type: 'boolean', default: false, description: 'Create the file only when the first record arrives (the dead-letter default). A FIFO is opened at the start all the same (it exists already).' },
+      lazy: { type: 'boolean', default: false, description: 'Create the file, its missing folders and its lock only when the first record arrives (the dead-letter default): a run with nothing to write leaves nothing behind. A lock another process holds already at the start refuses the run then (or is waited for: `--lock-wait`), as for any file; one another process takes after the start (two runs started together, neither written yet) fails this run at its first record (TRIB_ERR_OUTPUT_LOCKED, exit 2), before anything of it is written. A FIFO is opened at the start all the same (it exists already).' },
       gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz (any case).' },
       lock: {
         type: 'boolean',
@@ -114,10 +114,16 @@ export default defineSink<FileSinkConfig>({
         // A FIFO exists already, so lazy creation is moot; opened at the first record instead, its open
         // would wait for a reader where no stop can release it (openFifo), and the run could never end.
         const fifo = isFifo(path);
-        // A lazy file's too, so a second writer is refused at the start, not at its first record. Told to
-        // stop while another host's holder was waited for: nothing is made, and the run ends before reading.
-        if (!(await lockWaiting())) return;
-        if (config.lazy && !fifo) return;
+        // A lazy file is locked at its first record (open), so that a run with nothing to write makes
+        // neither the lock nor a folder; a lock already there is met now all the same, as any file's is
+        // (refused at the start by a live holder, another host's waited for): nothing appears that was
+        // not there. Told to stop while another host's holder was waited for: nothing is made, and the
+        // run ends before reading.
+        const lazy = config.lazy && !fifo;
+        if (!lazy || statOf(lockPathOf(path)) !== undefined) {
+          if (!(await lockWaiting())) return;
+        }
+        if (lazy) return;
         output ??= open();
         if (fifo) await openFifo(output, context);
         await output.opened; // a file that cannot be created fails the start, not the first flush

@@ -643,6 +643,29 @@ test('JSON lines and CSV: a record that is not UTF-8 text is a dead letter of it
   }
 });
 
+test('JSON lines and CSV: the dead letters of one batch come in input order, a line not UTF-8 or over max_record_bytes among them (was: those first, then the others)', async () => {
+  const long = 'x'.repeat(3000);
+  const jsonl = Buffer.concat([
+    Buffer.from('not json\n{"user_id":"u2","time":2,"type":"view"}\n'),
+    Buffer.from('{"user_id":"caf\u00e9","time":3,"type":"view"}\n', 'latin1'),
+    Buffer.from(`{"user_id":"u4","time":4,"type":"view","pad":"${long}"}\nnor this\n`),
+  ]);
+  const csv = Buffer.concat([Buffer.from('time,user_id,type\n1,u1\n'), Buffer.from('2,caf\u00e9,view\n', 'latin1'), Buffer.from('3,u3,view\n4,u4\n')]);
+  for (const [format, bytes, expected] of [
+    ['jsonl', jsonl, [1, 3, 4, 5]],
+    ['csv', csv, [2, 3, 5]],
+  ] as const) {
+    for (const plainCsvRows of format === 'csv' ? [true, false] : [true]) {
+      const context = testContext();
+      const events: number[] = [];
+      const config: DecodeConfig = { format, mapping: { time_format: 'epoch_ms' }, max_record_bytes: 2048 };
+      for await (const batch of decodeRecords(Readable.from([bytes]), config, context, { source: 's', file: `f.${format}`, batchSize: 100, plainCsvRows })) events.push(...batch.events.map((e) => originOf(e)!.line!));
+      assert.deepEqual(context.deadLetters.map((d) => d.origin?.line), expected, `${format}, plain rows ${plainCsvRows}`);
+      assert.equal(events.length, 1);
+    }
+  }
+});
+
 test('JSON lines: a BOM before the first line is no part of it (as in CSV): the first record is read, not dead-lettered', async () => {
   const text = '\ufeff{"user_id":"u1","time":1,"type":"view"}\n{"user_id":"u2","time":2,"type":"view"}\n';
   for (const chunkSize of [1, 2, 1 << 16]) {

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ConfigError, defineSink, originOf, type ClickEvent, type StreamRecord } from 'tributary';
+import { ConfigError, defineSink, originOf, type ClickEvent, type SourcePosition, type StreamRecord } from 'tributary';
 import { runYaml, testContext, tempFolder } from 'tributary/testing';
 import fileSource from './file.js';
 
@@ -846,12 +846,13 @@ test('CSV: a header naming a column twice is said once, at the header, naming th
   const { default: file } = await import('./file.js');
   const path = join(dir, 'twice.csv');
   writeFileSync(path, 'user_id,time,type,user_id,price,price\nu1,1000,view,u2,1,2\nu1,2000,cart,u2,1,2\nu3,3000,view,u4,1,2\n');
-  const read = async (csv: object = {}): Promise<{ users: string[]; warned: string[]; fields: unknown[] }> => {
+  const read = async (csv: object = {}, position?: SourcePosition): Promise<{ users: string[]; warned: string[]; fields: unknown[] }> => {
     const warned: string[] = [];
     const fields: unknown[] = [];
     const base = testContext();
     const context = { ...base, logger: { ...base.logger, warn: (said: unknown, message: string) => void (warned.push(message), fields.push(said)) } } as typeof base;
     const source = await file.create({ path, csv, mapping: { time_format: 'epoch_ms' } } as never, context);
+    if (position !== undefined) source.seek!(position);
     const users: string[] = [];
     for await (const batch of source.read()) for (const event of batch) users.push((event as ClickEvent).userId);
     return { users, warned, fields };
@@ -863,6 +864,11 @@ test('CSV: a header naming a column twice is said once, at the header, naming th
     `${path}: the CSV header names column 'user_id' twice (columns 1 and 4), 'price' twice (columns 5 and 6): each row keeps only the last one's value; rename one in the file, or name the columns in csv.columns with csv.header: true`,
   ]);
   assert.deepEqual(twice.fields, [{ file: path, columns: ['user_id', 'price'] }]);
+  // Resumed mid-file (from a checkpoint's position), the header is read alone, and said alike (was: nothing).
+  const header = 'user_id,time,type,user_id,price,price\n';
+  const resumed = await read({}, { fileIndex: 0, line: 2, byte: Buffer.byteLength(`${header}u1,1000,view,u2,1,2\n`) });
+  assert.deepEqual(resumed.users, ['u2', 'u4']);
+  assert.deepEqual(resumed.warned, twice.warned);
   // Columns named in the config rename the header: nothing to say (a name twice there is a config error).
   assert.deepEqual((await read({ header: true, columns: ['user_id', 'time', 'type', 'other', 'price', 'price2'] })).warned, []);
 });

@@ -15,6 +15,7 @@ import {
   decodeRecords,
   defineSource,
   formatOfFile,
+  inputFileProblem,
   isTabSeparatedFile,
   PluginConfigError,
   unknownEventTypeWarning,
@@ -142,10 +143,8 @@ export default defineSource<FileSourceConfig>({
     // may have been archived since (a file missing ahead of the position fails the source as it comes).
     // At the field that names it (`path`, `path[1]`), as a schema error is.
     for (const [index, path] of (context.resuming ? [] : paths).entries()) {
-      const stat = statSync(path, { throwIfNoEntry: false });
-      const field = Array.isArray(config.path) ? `path[${index}]` : 'path';
-      if (stat === undefined) throw new PluginConfigError(field, `no such file: ${path}`);
-      if (stat.isDirectory()) throw new PluginConfigError(field, `${path} is a folder; name its files`);
+      const problem = inputFileProblem(path);
+      if (problem !== undefined) throw new PluginConfigError(Array.isArray(config.path) ? `path[${index}]` : 'path', problem);
     }
     // Resume point: index of the file, the last line of it already delivered, and (not gzipped)
     // the byte after that line, where a resumed run starts reading instead of reading through
