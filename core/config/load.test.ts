@@ -1684,6 +1684,17 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
 });
 
+test('a negative or non-finite duration is one mistake, said once: the duration type says it, not its bound too (was "expected a duration..." and "must be at least 1ms" for gap: -5)', async () => {
+  const yaml = (stage: string, more = ''): string => `sources: [{type: synthetic}]\nstages: [${stage}]\nsinks: [{type: stdout}]\n${more}`;
+  const expected = (value: string): string => `expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got ${value}`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: -5}')), [`P:2:35: $.stages[0].gap: ${expected('-5')}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: .nan}')), [`P:2:35: $.stages[0].gap: ${expected('NaN')}`]);
+  // maxDuration likewise: an infinite interval is no duration, not one too long.
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer}', 'checkpoint: {dir: cp, interval: .inf}\n')), [`P:4:33: $.checkpoint.interval: ${expected('Infinity')}`]);
+  // A duration out of its bound is still said by the bound.
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: 0}')), ['P:2:35: $.stages[0].gap: must be at least 1ms, got 0']);
+});
+
 test('sessionizer settings that contradict one another are config errors at their field, by validate and by the factory (was: taken silently): max_length with session_id_from: data (it cut nothing), max_behind_watermark below gap + allowed_lateness (late events it would take were dead-lettered as absurd)', async () => {
   const yaml = (sessionizer: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${sessionizer}\nsinks: [{type: stdout}]\n`;
   assert.deepEqual(await problemsOf(yaml('{type: sessionizer, session_id_from: data, max_length: 4h}')), [
