@@ -289,10 +289,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // The runtime's own where the file names none: checked against the sources' input files as well. (Without
   // a `file` plugin that is an error of its own, thrown where the file has no other.)
   let defaultDeadLetter: ResolvedEntry | undefined;
-  try {
-    if (!named) defaultDeadLetter = defaultDeadLetterSink(options.registry, validator, name);
-  } catch (error) {
-    if (problems.length === 0) throw error;
+  if (!named) {
+    const made = defaultDeadLetterSink(options.registry, validator, name);
+    // No place in the file (it names no dead_letter): said by the file alone, among its other problems.
+    if ('problem' in made) problems.push({ file, ...made.problem });
+    else defaultDeadLetter = made;
   }
   // Commit intervals from sections that validated only: a plugin's check compares its timeouts with them.
   const commits = problems.some((problem) => problem.path !== undefined && (within(problem.path, '$.checkpoint') || within(problem.path, '$.settings'))) ? undefined : declaredCommits(document);
@@ -317,12 +318,18 @@ const present = (entries: readonly (ResolvedEntry | undefined)[]): ResolvedEntry
  * output: pipelines started in one working directory (one process or several) keep each one's bad input, and
  * a second process running the same pipeline there is refused, not left to replace the first one's records.
  */
-function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry {
+function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry | { problem: Omit<ConfigProblem, 'file'> } {
   const plugin = registry.get('sink', 'file');
-  if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
+  const named = '; name a dead_letter sink';
+  if (!plugin) return { problem: { message: `this pipeline names no dead_letter sink, and no \`file\` sink plugin is registered for the default one${named}`, code: 'TRIB_ERR_PLUGIN_UNKNOWN' } };
   const entry = defaultDeadLetterEntry(pipeline);
+  // A `file` sink of an embedding program's own, whose schema the default entry does not fit: a person's to mend, as a factory's refusal is.
   const errors = validator.validateEntry(plugin, entry);
-  if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
+  if (errors.length > 0) {
+    const why = configErrorTexts(plugin, errors).join('; ');
+    const message = `the default dead-letter sink (this pipeline names no dead_letter: a \`file\` sink writing ${defaultDeadLetterFile(pipeline)}) does not fit the \`file\` sink plugin registered (from ${registry.originOf(plugin)}): ${why}${named}`;
+    return { problem: { message, code: 'TRIB_ERR_PLUGIN_FACTORY' } };
+  }
   const deadLetter: ResolvedEntry = { plugin, entry, path: '$.dead_letter' };
   defaultDeadLetters.add(deadLetter);
   return deadLetter;
