@@ -47,6 +47,15 @@ export interface ConfigProblem {
   code?: ErrorCode;
 }
 
+/**
+ * The `line` and `column` of a problem at `at` (a field's or an entry's position in the file), where it
+ * has them; none where it has not (an entry of a pipeline composed in code, a default the file does not
+ * hold), so that it is said by the file alone (`<code>: $.sinks[0].mode: ...`), not at a made-up 0:0.
+ */
+export function positionOf(at: { readonly line?: number; readonly column?: number } | undefined): Pick<ConfigProblem, 'line' | 'column'> {
+  return at?.line === undefined ? {} : { line: at.line, column: at.column ?? 0 };
+}
+
 export class TributaryError extends Error {
   readonly code: ErrorCode;
   /** See {@link inputHandedOver}. */

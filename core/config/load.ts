@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type ScalarTag } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
-import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
+import { ConfigError, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, PluginHookError } from '../plugin-hooks.js';
@@ -821,10 +821,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const file = loaded.file;
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
-    section: (segments, message) => {
-      const at = loaded.locate?.(fieldText(segments));
-      return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
-    },
+    section: (segments, message) => ({ file, ...positionOf(loaded.locate?.(fieldText(segments))), path: jsonPath(segments), message }),
   };
   const problems: ConfigProblem[] = [];
   // As loadPipeline does: the checks across entries run on what can be judged, beside the entries' schema problems.
@@ -859,10 +856,20 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
 /**
  * A problem at `below` in an entry, at its value or its key (`place`): by its `path`, and for one read
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
+ * One composed in code has none: said by the file alone (positionOf).
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
   const at = resolved.locate?.(fieldText(below), place);
-  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
+  return { file, ...positionOf(at ?? resolved), path: resolved.path + jsonPath(below).slice(1), message };
+}
+
+/**
+ * A problem at `field` of an entry (`mode`, `mapping.time_zone`, a PluginConfigError's; none: the entry as
+ * a whole), located as the checks of a loaded pipeline locate theirs (inEntry): what the runner says of a
+ * factory's refusal.
+ */
+export function entryFieldProblem(file: string, resolved: ResolvedEntry, field: string | undefined, message: string): ConfigProblem {
+  return inEntry(file, resolved, fieldSegments(field), message);
 }
 
 /** A plugin's field name (`prefix`, `mapping.time_zone`, `path[1]`) as path segments; none: the entry itself. */
