@@ -58,6 +58,28 @@ test("a custom model's checkPipeline is said at its field inside `model`, with l
   assert.deepEqual((await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: mean-rule, model: {smoothing: 2}}']))).problems, []);
 });
 
+test("a custom model's checkPipeline that returns no list, or an item that is no problem, is said as the plugin's mistake at its stage, naming the plugin and the hook, as any hook's wrong result (was: TypeError '...map is not a function')", async () => {
+  const returning = (name: string, value: unknown) =>
+    defineModel<Record<string, never>>({ name, task: 'intent', summary: 'Tests only.', config: { type: 'object', properties: {} }, checkPipeline: () => value as never, create: () => ({ predict: () => 0.5 }) });
+  const registry = await registryWith();
+  registry.register(returning('says-text', 'smoothing too high'), './says-text.js');
+  registry.register(returning('says-items', ['smoothing too high']), './says-items.js');
+  registry.register(returning('says-field', [{ field: 3, message: 'too high' }]), './says-field.js');
+  const problems = async (type: string): Promise<string[]> => {
+    try {
+      await loadPipeline('p.yaml', { registry, env: {}, text: pipeline(['{type: sessionizer}', '{type: session-features}', `{type: ${type}}`]) });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => formatProblem({ ...problem, file: 'P' }));
+    }
+    return [];
+  };
+  const expected = "it must return a list of this entry's problems, { field?, message, severity? } each ([] for none)";
+  assert.deepEqual(await problems('says-text'), [`P:5:5: $.stages[2]: operator 'says-text': its checkPipeline(config, pipeline, self) returned "smoothing too high"; ${expected}`]);
+  assert.deepEqual(await problems('says-items'), [`P:5:5: $.stages[2]: operator 'says-items': its checkPipeline(config, pipeline, self) returned ["smoothing too high"]: item 0 ("smoothing too high") is not an object { field?, message, severity? }; ${expected}`]);
+  assert.deepEqual(await problems('says-field'), [`P:5:5: $.stages[2]: operator 'says-field': its checkPipeline(config, pipeline, self) returned [{"field":3,"message":"too high"}]: item 0 ({"field":3,"message":"too high"}) has a field that is not a string; ${expected}`]);
+});
+
 test("a custom model's feature list (featureSelectorField) is checked as a transform's: a name no stage before it appends is a warning at its item inside `model`, model stages before it appending none (was: validate ok, then every event it predicts dead-lettered or read as 0)", async () => {
   const { warnings } = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: mean-rule, model: {features: [s_carts, s_cartz, "u_*"]}}']));
   assert.equal(warnings.length, 2, warnings.join('\n'));

@@ -85,9 +85,14 @@ const customProperties = {
   drift: { ...drift, properties: driftProperties },
 } satisfies Record<string, JsonSchema>;
 
-/** A problem of the model's options (`field` one of them) as one of the stage's: at `model.<field>`. */
+/**
+ * A problem of the model's options (`field` one of them) as one of the stage's: at `model.<field>`. An item
+ * that is no problem (a string, a field that is no string) is left as it is, for the core to say so.
+ */
 function inModelField(problem: EntryProblem): EntryProblem {
-  const { field } = problem;
+  if (typeof problem !== 'object' || problem === null) return problem;
+  const { field } = problem as { field?: unknown };
+  if (field !== undefined && typeof field !== 'string') return problem;
   return { ...problem, field: field === undefined || field === '' ? 'model' : field.startsWith('[') ? `model${field}` : `model.${field}` };
 }
 
@@ -122,9 +127,13 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     ...(definition.examples ? { examples: definition.examples.map((model) => ({ model })) } : {}),
     checkPipeline: (config, pipeline, self) => {
       const { model: _options, ...stage } = config;
+      // A plugin in JavaScript may return anything: what is no list is handed back as it is, for the core to
+      // say as it says any hook's wrong result (naming this plugin and the hook), not a TypeError from `map`.
+      const options: unknown = definition.checkPipeline === undefined ? [] : definition.checkPipeline(config.model, pipeline, self);
+      if (!Array.isArray(options)) return options as readonly EntryProblem[];
       const own = task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
-      const options = definition.checkPipeline ? definition.checkPipeline(config.model, pipeline, self).map(inModelField) : [];
-      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage), ...options];
+      // The model's own first: an item of the wrong shape is said by its index in the list the model returned.
+      return [...(options as readonly EntryProblem[]).map(inModelField), ...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage)];
     },
     create(config, context) {
       const { model: options, ...stage } = config;
