@@ -31,6 +31,17 @@ const selecting = defineModel<{ features: string[]; smoothing: number; max_smoot
   },
 });
 
+/** Its `featureSelectorField` names a field of its options: one renamed there and not here does not compile. */
+export const misnamed = defineModel<{ features: string[] }>({
+  name: 'misnamed',
+  task: 'intent',
+  summary: 'Tests only.',
+  config: { type: 'object', properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names.' } } },
+  // @ts-expect-error 'feature' is not a field of its options
+  featureSelectorField: 'feature',
+  create: () => ({ predict: () => 0.5 }),
+});
+
 async function registryWith(): Promise<PluginRegistry> {
   const registry = await builtinRegistry();
   registry.register(selecting, './mean-rule.js');

@@ -8,7 +8,7 @@
  * checkpoints keep its `state()`), `drift.action` (it turns the TF.js optimiser's knobs) and `batch.max_size`
  * (a custom model predicts each sample at once).
  */
-import { defineOperator, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
+import { defineOperator, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource } from './custom-model.js';
@@ -36,12 +36,13 @@ export interface ModelDefinition<Config> {
   /** Examples of the `model` field, shown in the reference (each must validate: `specProblems`). */
   examples?: Config[];
   /**
-   * The field of the model's options holding the feature names and `*` patterns it reads (`features`), for a
+   * The field of the model's options holding the feature names and `*` patterns it reads (`features`; a
+   * field of `Config`, so one renamed there and not here does not compile), for a
    * model that selects its features by name (with FeatureSelector): `validate` and `run` warn of a name or
    * pattern that no stage before it appends, at its item (`$.stages[3].model.features[1]`), as they do for a
    * transform's `featureSelectorField`. Absent: not checked.
    */
-  featureSelectorField?: string;
+  featureSelectorField?: ConfigFieldPath<Config>;
   /**
    * Checks of the model's options that their schema cannot express (one option against another, against
    * the rest of the pipeline), run by `validate` and `run` before any factory, as a plugin's
@@ -116,7 +117,8 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     state: 'global',
     // It appends no features: the stages after it (a transform, another custom model) are checked against the names before it.
     featureNames: () => [],
-    ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` }),
+    // `model.<field>`: a field of the stage's `model` (which TypeScript cannot tell of a Config not yet known).
+    ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` as ConfigFieldPath<CustomModelStageConfig<Config>> }),
     emits: modelEmits,
     emitsOnlyWith: modelEmitsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['emitsOnlyWith']>,
     status: definition.status ?? 'experimental',
