@@ -2,7 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, FeatureSelector, formatProblem, formatWarning, loadPipeline, type PluginRegistry } from 'tributary';
+import { ConfigError, FeatureSelector, formatProblem, formatWarning, loadPipeline, MetricsHub, type PluginRegistry } from 'tributary';
 import { runYaml, tempFolder } from 'tributary/testing';
 import { defineModel } from 'tributary/models';
 import { builtinRegistry } from '../../core/cli/registry.js';
@@ -101,6 +101,44 @@ test("a custom model's feature list (featureSelectorField) is checked as a trans
   // A transform after a model stage is checked too: the model stages declare that they append nothing.
   const transform = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: log1p, features: [s_pric]}']));
   assert.match(transform.warnings.join('\n'), /\$\.stages\[3\]\.features\[0\]: no stage before it appends a feature 's_pric'/);
+});
+
+test("a custom model's create gets the stage's logger and metrics, as a plugin's context has them: its lines carry the pipeline and stage, its series the pipeline, stage and model (was: create(config, features) alone, no way to say a missing feature but to throw)", async () => {
+  const watching = defineModel<{ features: string[] }>({
+    name: 'watching-rule',
+    task: 'intent',
+    summary: 'Says what it cannot read (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names.' } } },
+    featureSelectorField: 'features',
+    create(config, features, { logger, metrics }) {
+      const missing: string[] = [];
+      const at = new FeatureSelector(config.features, (names) => missing.push(...names)).indices(features);
+      if (missing.length > 0) logger.warn({ missing }, 'watching-rule: features not in the vector, read as none');
+      const predicted = metrics.counter('watching_rule_predictions_total', 'Predictions of the watching rule.');
+      return {
+        predict: (row) => {
+          predicted.inc();
+          return at.length > 0 && row[at[0]!]! > 0 ? 0.9 : 0.1;
+        },
+      };
+    },
+  });
+  const lines: Record<string, unknown>[] = [];
+  const { pino } = await import('pino');
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const hub = new MetricsHub();
+  const yaml = pipeline(['{type: sessionizer}', '{type: session-features}', '{type: watching-rule, name: watcher, model: {features: [s_carts, s_nope]}}']).replace('{type: synthetic}', '{type: synthetic, users: 20, events: 300}');
+  const run = await runYaml(yaml, { plugins: [watching], logger, metrics: hub });
+  const said = lines.filter((line) => line.msg === 'watching-rule: features not in the vector, read as none');
+  assert.equal(said.length, 1, JSON.stringify(lines));
+  assert.deepEqual(said[0]!.missing, ['s_nope']);
+  assert.equal(said[0]!.stage, 'stage-watching-rule-2');
+  const series = (await hub.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_watching_rule_predictions_total{'));
+  assert.ok(series !== undefined, "the model's counter is exported");
+  assert.match(series, /stage="stage-watching-rule-2"/);
+  assert.match(series, /model="watcher"/);
+  assert.ok(Number(series.split(' ').at(-1)) > 0, series);
+  assert.equal(run.stats.deadLettered, 0);
 });
 
 test('a custom model with checkPipeline and featureSelectorField runs as before', async () => {

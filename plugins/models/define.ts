@@ -11,10 +11,10 @@
 import { defineOperator, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
-import type { CustomModel, CustomModelSource } from './custom-model.js';
+import type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
-export type { CustomModel } from './custom-model.js';
+export type { CustomModel, ModelContext } from './custom-model.js';
 
 /** What a model predicts: `intent`, P(a session ends in a purchase) at each of its events; `churn`, P(no return within `horizon`) at each session's close. */
 export type ModelTask = 'intent' | 'churn';
@@ -55,8 +55,9 @@ export interface ModelDefinition<Config> {
    * Makes the model for `features`, the names of the feature vector it will read (those of the first
    * sample it predicts, in their order, or of the model in a checkpoint it resumes from): look up the
    * positions you need here. Called once per run (and again on a restore from a checkpoint, then `load`).
+   * `context`: the stage's logger and metrics (ModelContext), as other plugins get them in their context.
    */
-  create(config: Config, features: readonly string[]): CustomModel;
+  create(config: Config, features: readonly string[], context: ModelContext): CustomModel;
 }
 
 /** A custom model stage's config as written: the fields its task's built-in stage shares, and `model`. */
@@ -139,7 +140,7 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     },
     create(config, context) {
       const { model: options, ...stage } = config;
-      const source: CustomModelSource = { kind: name, create: (features) => definition.create(options, features) };
+      const source: CustomModelSource = { kind: name, create: (features, model) => definition.create(options, features, model) };
       return task === 'intent' ? createIntentModel(stage, context, source) : createChurnModel(stage as ChurnModelConfig, context, source);
     },
   });
