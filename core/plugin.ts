@@ -655,7 +655,10 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * as a custom model's is); `define*` take a field of `Config` alone (ConfigFieldPath: a field renamed
    * there and not here does not compile). Where every stage before it declares
    * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
-   * pattern that none of their names matches, at its item. Absent: not checked.
+   * pattern that none of their names matches, at its item, with what the run does then: a transform
+   * selects nothing for it and logs that once (its FeatureSelector's onMissing); a stage that `emits`
+   * `prediction` (a model) is handed the names the events have, and a create that throws on a missing
+   * one has every event it predicts dead-lettered. Absent: not checked.
    */
   featureSelectorField?: string;
   /**

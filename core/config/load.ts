@@ -537,7 +537,9 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     if (stage !== undefined && selectorField !== undefined) {
       // A path: a custom model's list is in its `model` options (`model.features`).
       const selected = fieldSegments(selectorField).reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[key] : undefined), self.config);
-      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected)) {
+      // A stage that makes predictions (a model: defineModel's) reads the features it selects, and its own create decides what a missing one does.
+      const reader = resolved.plugin.emits?.includes('prediction') === true ? 'model' : 'transform';
+      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected, reader)) {
         warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
       }
     }
@@ -616,12 +618,14 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
 }
 
 /**
- * The names and `*` patterns of a transform's list (PluginSpec.featureSelectorField) that no feature a
- * stage before it appends matches, each with its index: a typo the run would only log (FeatureSelector's
- * onMissing) while the feature goes untransformed. Nothing where a stage before it does not declare its
+ * The names and `*` patterns of a stage's list (PluginSpec.featureSelectorField) that no feature a stage
+ * before it appends matches, each with its index, and what the run does then, by `reader`: a transform
+ * selects nothing for it, which the run logs once (the built-ins' FeatureSelector onMissing, as the guide
+ * tells a plugin's to); a model's create is handed the names the events have and decides (one that throws
+ * has every event it predicts dead-lettered). Nothing where a stage before it does not declare its
  * names (`before`: their featureNames, undefined where not declared): its features are not known.
  */
-function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown): { index: number; message: string }[] {
+function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown, reader: 'transform' | 'model'): { index: number; message: string }[] {
   if (!Array.isArray(selected) || before.some((names) => names === undefined)) return [];
   const names = before.flatMap((block) => block ?? []);
   const found: { index: number; message: string }[] = [];
@@ -632,7 +636,11 @@ function unmatchedSelections(before: readonly (readonly string[] | undefined)[],
     if (!missing) return;
     const what = pattern.includes('*') ? `no feature a stage before it appends matches '${pattern}'` : `no stage before it appends a feature '${pattern}'${nearestHint(pattern, names)}`;
     const appended = names.length === 0 ? 'no stage before it appends features' : `they append ${names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ')}`;
-    found.push({ index, message: `${what}, so it selects nothing (the run logs it once); ${appended}` });
+    const consequence =
+      reader === 'model'
+        ? 'so the model reads nothing for it (its create is handed the features the events have: if it throws on a missing one, the run dead-letters every event it predicts)'
+        : 'so it selects nothing (the run logs it once)';
+    found.push({ index, message: `${what}, ${consequence}; ${appended}` });
   });
   return found;
 }
