@@ -47,6 +47,15 @@ export interface ConfigProblem {
   code?: ErrorCode;
 }
 
+/**
+ * The `line` and `column` of a problem at `at` (a field's or an entry's position in the file), where it
+ * has them; none where it has not (an entry of a pipeline composed in code, a default the file does not
+ * hold), so that it is said by the file alone (`<code>: $.sinks[0].mode: ...`), not at a made-up 0:0.
+ */
+export function positionOf(at: { readonly line?: number; readonly column?: number } | undefined): Pick<ConfigProblem, 'line' | 'column'> {
+  return at?.line === undefined ? {} : { line: at.line, column: at.column ?? 0 };
+}
+
 export class TributaryError extends Error {
   readonly code: ErrorCode;
   /** See {@link inputHandedOver}. */
@@ -137,12 +146,16 @@ export function formatWarning(warning: ConfigProblem): string {
   return `${placeOf(warning)}warning: ${warning.path === undefined ? '' : `${warning.path}: `}${warning.message}`;
 }
 
-/** A plugin module that does not load, or a plugin that is not there or there twice: only a person mends those (a `--plugin` mistake too). */
-const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD', 'TRIB_ERR_PLUGIN_UNKNOWN', 'TRIB_ERR_PLUGIN_DUPLICATE']);
+/**
+ * A plugin module that does not load, a plugin that is not there or there twice, a factory refusing its
+ * config (however thrown: a plain TributaryError too, as the kafka sink's open() throws one): only a person
+ * mends those (a `--plugin` mistake too).
+ */
+const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD', 'TRIB_ERR_PLUGIN_UNKNOWN', 'TRIB_ERR_PLUGIN_DUPLICATE', 'TRIB_ERR_PLUGIN_FACTORY']);
 
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
- * invalid configuration (also one only a plugin's factory finds), a plugin module that does not load
+ * invalid configuration (also one only a plugin's factory finds, TRIB_ERR_PLUGIN_FACTORY), a plugin module that does not load
  * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */

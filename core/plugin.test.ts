@@ -43,6 +43,23 @@ test('a config schema out of step with its Config type does not compile', () => 
   });
 });
 
+test('featureSelectorField names a field of the Config type, or a field of an object field (`model.features`): a field renamed in Config and not there does not compile', () => {
+  interface ScaleConfig {
+    features: string[];
+    model: { features: string[]; factor?: number };
+  }
+  const scaleProperties = { features: { type: 'array' }, model: { type: 'object' } };
+  const spec = { summary: 's', config: { type: 'object', properties: scaleProperties }, create: () => ({ apply: passThrough }) };
+  assert.equal(defineOperator<ScaleConfig>({ ...spec, name: 'a', featureSelectorField: 'features' }).featureSelectorField, 'features');
+  assert.equal(defineOperator<ScaleConfig>({ ...spec, name: 'b', featureSelectorField: 'model.features' }).featureSelectorField, 'model.features');
+  // @ts-expect-error 'feature' is not a field of ScaleConfig
+  defineOperator<ScaleConfig>({ ...spec, name: 'c', featureSelectorField: 'feature' });
+  // @ts-expect-error 'model.feature' is not a field of its model
+  defineOperator<ScaleConfig>({ ...spec, name: 'd', featureSelectorField: 'model.feature' });
+  // A Config without fixed fields names any.
+  assert.equal(defineOperator<Record<string, unknown>>({ ...spec, name: 'e', featureSelectorField: 'anything' }).featureSelectorField, 'anything');
+});
+
 test("what a plugin emits only under some config (emitsOnlyWith) is tested with its own Config type, and emittedWith applies it", () => {
   const plugin = defineOperator<ThresholdConfig>({
     name: 'threshold',

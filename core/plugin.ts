@@ -652,9 +652,13 @@ export interface PluginSpec<K extends PluginKind, Config> {
   /**
    * Operators that select features by name (a transform, with FeatureSelector): the config field
    * holding its list of names and `*` patterns (`features`; a path into an object field, `model.features`,
-   * as a custom model's is). Where every stage before it declares
+   * as a custom model's is); `define*` take a field of `Config` alone (ConfigFieldPath: a field renamed
+   * there and not here does not compile). Where every stage before it declares
    * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
-   * pattern that none of their names matches (a typo the run would only log), at its item. Absent: not checked.
+   * pattern that none of their names matches, at its item, with what the run does then: a transform
+   * selects nothing for it and logs that once (its FeatureSelector's onMissing); a stage that `emits`
+   * `prediction` (a model) is handed the names the events have, and a create that throws on a missing
+   * one has every event it predicts dead-lettered. Absent: not checked.
    */
   featureSelectorField?: string;
   /**
@@ -714,8 +718,37 @@ export type ConfigSchema<Config> = JsonSchema &
       }
     : unknown);
 
-/** The spec `define*` take: the plugin's spec with its config schema checked against `Config`. */
-export type CheckedSpec<K extends PluginKind, Config> = Omit<PluginSpec<K, Config>, 'kind' | 'config'> & { config: ConfigSchema<Config> };
+/**
+ * A field of `Config` by name (`features`), or a field of an object field of it (`model.features`): how a
+ * spec names a field of its config (PluginSpec.featureSelectorField), so a field renamed in `Config` and not
+ * in the spec is a compile error. A `Config` without fixed fields (a `Record<string, ...>`, or none) takes any name.
+ */
+export type ConfigFieldPath<Config> = [Config] extends [never]
+  ? string
+  : [Config] extends [object]
+    ? string extends keyof Config
+      ? string
+      : { [Field in keyof Config & string]: Field | FieldPathBelow<Field, NonNullable<Config[Field]>> }[keyof Config & string]
+    : string;
+
+/** `field.inner` for each field of an object field's value (not of a list's): ConfigFieldPath one level down. */
+type FieldPathBelow<Field extends string, Value> = Value extends readonly unknown[]
+  ? never
+  : Value extends object
+    ? string extends keyof Value
+      ? `${Field}.${string}`
+      : `${Field}.${keyof Value & string}`
+    : never;
+
+/**
+ * The spec `define*` take: the plugin's spec with its config schema, and the config field it names
+ * (featureSelectorField), checked against `Config`. (Checked here, not in PluginSpec, whose plugins are
+ * handed around as AnyPlugin: there a field of one Config would not be a field of another.)
+ */
+export type CheckedSpec<K extends PluginKind, Config> = Omit<PluginSpec<K, Config>, 'kind' | 'config' | 'featureSelectorField'> & {
+  config: ConfigSchema<Config>;
+  featureSelectorField?: ConfigFieldPath<Config>;
+};
 
 function define<K extends PluginKind, Config>(kind: K, spec: Omit<PluginSpec<K, Config>, 'kind'>): Plugin<K, Config> {
   return Object.freeze({ ...spec, kind, [pluginMarker]: true as const });

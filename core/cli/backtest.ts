@@ -16,7 +16,7 @@ import type { LevelWithSilent } from 'pino';
 import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
-import { ConfigError, type ErrorCode } from '../errors.js';
+import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
@@ -155,14 +155,14 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const filePlugin = registry.get('source', 'file');
   if (!original || !filePlugin) {
     const at = loaded.locate?.('sources');
-    throw new ConfigError([{ file: options.file, line: at?.line ?? 0, column: at?.column ?? 0, path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
+    throw new ConfigError([{ file: options.file, ...positionOf(at), path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
   }
   // One --input stands for one source: the others would go on reading (their events mixed into the
   // scores), and which of their mappings the file has is not known. Refused, not guessed.
   const extra = loaded.sources[1];
   if (extra) {
     const message = `backtest replays one --input as the pipeline's one source; this pipeline has ${loaded.sources.length}: backtest a copy of it with one source`;
-    throw new ConfigError([{ file: loaded.file, line: extra.line ?? 0, column: extra.column ?? 0, path: extra.path, message }]);
+    throw new ConfigError([{ file: loaded.file, ...positionOf(extra), path: extra.path, message }]);
   }
   // Partitions and their state files need a partitioned source and checkpoints; a replay of a file has
   // neither (a backtest takes no checkpoints), and its stages are the same without them.

@@ -1646,6 +1646,44 @@ test('--set refuses a path through __proto__ (or constructor, prototype), which 
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
 
+test("a pipeline naming no dead_letter whose registered `file` sink refuses the default dead-letter entry (or where none is registered) is a config error of the file, exit 2 (was a plain TRIB_ERR_PLUGIN_FACTORY naming no file, exit 1); a factory's refusal is a person's to mend however it is thrown", async () => {
+  // An embedding program's own `file` sink, without the built-in's `lazy`: the default entry does not fit it.
+  const ownFile = defineSink<{ path: string }>({
+    name: 'file',
+    summary: 'Writes a file (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { path: { type: 'string', description: 'The file.' } } },
+    create: () => ({ write: () => undefined, close: async () => undefined }),
+  });
+  const synthetic = (await builtinRegistry()).get('source', 'synthetic')!;
+  const stdout = (await builtinRegistry()).get('sink', 'stdout')!;
+  const yaml = 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n';
+  const refusal = async (registry: PluginRegistry): Promise<unknown> => {
+    try {
+      await loadPipeline('p.yaml', { registry, env: {}, text: yaml });
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  };
+  const withOwnFile = new PluginRegistry();
+  for (const plugin of [synthetic, stdout, ownFile]) withOwnFile.register(plugin, 'test');
+  const refused = await refusal(withOwnFile);
+  assert.ok(refused instanceof ConfigError, String(refused));
+  assert.equal(refused.code, 'TRIB_ERR_PLUGIN_FACTORY');
+  assert.deepEqual(refused.problems.map(formatProblem), [
+    "p.yaml: the default dead-letter sink (this pipeline names no dead_letter: a `file` sink writing dead-letters-p.jsonl) does not fit the `file` sink plugin registered (from test): $.lazy: unknown field 'lazy'; name a dead_letter sink",
+  ]);
+  assert.ok(needsPerson(refused));
+  const withoutFile = new PluginRegistry();
+  for (const plugin of [synthetic, stdout]) withoutFile.register(plugin, 'test');
+  const none = await refusal(withoutFile);
+  assert.ok(none instanceof ConfigError, String(none));
+  assert.deepEqual(none.problems.map(formatProblem), ['p.yaml: this pipeline names no dead_letter sink, and no `file` sink plugin is registered for the default one; name a dead_letter sink']);
+  assert.ok(needsPerson(none));
+  // The kafka sink's open() throws one where an exactly-once sink has no exactly-once source beside it.
+  assert.equal(needsPerson(new TributaryError('TRIB_ERR_PLUGIN_FACTORY', 'x')), true);
+});
+
 test('scale_out with a source that is not partitioned is a config error at the source, said by validate; needsPerson holds every TRIB_ERR_CONFIG_* code, so no restart loops on one', async () => {
   const yaml = (source: string): string => `sources:\n  - ${source}\nstages: [{type: sessionizer}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: cp}\nscale_out: {state_dir: parts}\n`;
   assert.deepEqual(await problemsOf(yaml('{type: file, path: events.jsonl}')), ["P:2:5: $.sources[0]: scale_out needs a partitioned source (kafka); 'file' is not"]);
@@ -1682,6 +1720,17 @@ test('zero durations the stages cannot run with are refused by validate at their
   assert.equal(await factoryField('sessionizer', { ...sessionizer, gap: 0 }), "gap: must be positive, got '0'");
   assert.equal(await factoryField('sessionizer', { ...sessionizer, max_length: '0s' }), "max_length: must be positive, got '0s'");
   assert.equal(await factoryField('user-features', { horizons: ['1d', '0s'], max_users: 10 }), "horizons[1]: must be positive, got '0s'");
+});
+
+test('a negative or non-finite duration is one mistake, said once: the duration type says it, not its bound too (was "expected a duration..." and "must be at least 1ms" for gap: -5)', async () => {
+  const yaml = (stage: string, more = ''): string => `sources: [{type: synthetic}]\nstages: [${stage}]\nsinks: [{type: stdout}]\n${more}`;
+  const expected = (value: string): string => `expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got ${value}`;
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: -5}')), [`P:2:35: $.stages[0].gap: ${expected('-5')}`]);
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: .nan}')), [`P:2:35: $.stages[0].gap: ${expected('NaN')}`]);
+  // maxDuration likewise: an infinite interval is no duration, not one too long.
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer}', 'checkpoint: {dir: cp, interval: .inf}\n')), [`P:4:33: $.checkpoint.interval: ${expected('Infinity')}`]);
+  // A duration out of its bound is still said by the bound.
+  assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: 0}')), ['P:2:35: $.stages[0].gap: must be at least 1ms, got 0']);
 });
 
 test('sessionizer settings that contradict one another are config errors at their field, by validate and by the factory (was: taken silently): max_length with session_id_from: data (it cut nothing), max_behind_watermark below gap + allowed_lateness (late events it would take were dead-lettered as absurd)', async () => {

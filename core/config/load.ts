@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type ScalarTag } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
-import { ConfigError, TributaryError, type ConfigProblem } from '../errors.js';
+import { ConfigError, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
 import { emittedWith, runtimeEntryFields, type AnyPlugin, type JsonSchema, type OutlineEntry, type OutputCondition, type PipelineOutline, type PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, PluginHookError } from '../plugin-hooks.js';
@@ -289,10 +289,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // The runtime's own where the file names none: checked against the sources' input files as well. (Without
   // a `file` plugin that is an error of its own, thrown where the file has no other.)
   let defaultDeadLetter: ResolvedEntry | undefined;
-  try {
-    if (!named) defaultDeadLetter = defaultDeadLetterSink(options.registry, validator, name);
-  } catch (error) {
-    if (problems.length === 0) throw error;
+  if (!named) {
+    const made = defaultDeadLetterSink(options.registry, validator, name);
+    // No place in the file (it names no dead_letter): said by the file alone, among its other problems.
+    if ('problem' in made) problems.push({ file, ...made.problem });
+    else defaultDeadLetter = made;
   }
   // Commit intervals from sections that validated only: a plugin's check compares its timeouts with them.
   const commits = problems.some((problem) => problem.path !== undefined && (within(problem.path, '$.checkpoint') || within(problem.path, '$.settings'))) ? undefined : declaredCommits(document);
@@ -317,12 +318,18 @@ const present = (entries: readonly (ResolvedEntry | undefined)[]): ResolvedEntry
  * output: pipelines started in one working directory (one process or several) keep each one's bad input, and
  * a second process running the same pipeline there is refused, not left to replace the first one's records.
  */
-function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry {
+function defaultDeadLetterSink(registry: PluginRegistry, validator: SchemaValidator, pipeline: string): ResolvedEntry | { problem: Omit<ConfigProblem, 'file'> } {
   const plugin = registry.get('sink', 'file');
-  if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_UNKNOWN', 'no dead_letter sink configured and no `file` sink plugin registered');
+  const named = '; name a dead_letter sink';
+  if (!plugin) return { problem: { message: `this pipeline names no dead_letter sink, and no \`file\` sink plugin is registered for the default one${named}`, code: 'TRIB_ERR_PLUGIN_UNKNOWN' } };
   const entry = defaultDeadLetterEntry(pipeline);
+  // A `file` sink of an embedding program's own, whose schema the default entry does not fit: a person's to mend, as a factory's refusal is.
   const errors = validator.validateEntry(plugin, entry);
-  if (errors.length > 0) throw new TributaryError('TRIB_ERR_PLUGIN_FACTORY', `default dead-letter sink: ${errors[0]!.message}`);
+  if (errors.length > 0) {
+    const why = configErrorTexts(plugin, errors).join('; ');
+    const message = `the default dead-letter sink (this pipeline names no dead_letter: a \`file\` sink writing ${defaultDeadLetterFile(pipeline)}) does not fit the \`file\` sink plugin registered (from ${registry.originOf(plugin)}): ${why}${named}`;
+    return { problem: { message, code: 'TRIB_ERR_PLUGIN_FACTORY' } };
+  }
   const deadLetter: ResolvedEntry = { plugin, entry, path: '$.dead_letter' };
   defaultDeadLetters.add(deadLetter);
   return deadLetter;
@@ -530,7 +537,9 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     if (stage !== undefined && selectorField !== undefined) {
       // A path: a custom model's list is in its `model` options (`model.features`).
       const selected = fieldSegments(selectorField).reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[key] : undefined), self.config);
-      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected)) {
+      // A stage that makes predictions (a model: defineModel's) reads the features it selects, and its own create decides what a missing one does.
+      const reader = resolved.plugin.emits?.includes('prediction') === true ? 'model' : 'transform';
+      for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected, reader)) {
         warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
       }
     }
@@ -609,12 +618,14 @@ function featureNameClash(appended: readonly (readonly string[] | undefined)[], 
 }
 
 /**
- * The names and `*` patterns of a transform's list (PluginSpec.featureSelectorField) that no feature a
- * stage before it appends matches, each with its index: a typo the run would only log (FeatureSelector's
- * onMissing) while the feature goes untransformed. Nothing where a stage before it does not declare its
+ * The names and `*` patterns of a stage's list (PluginSpec.featureSelectorField) that no feature a stage
+ * before it appends matches, each with its index, and what the run does then, by `reader`: a transform
+ * selects nothing for it, which the run logs once (the built-ins' FeatureSelector onMissing, as the guide
+ * tells a plugin's to); a model's create is handed the names the events have and decides (one that throws
+ * has every event it predicts dead-lettered). Nothing where a stage before it does not declare its
  * names (`before`: their featureNames, undefined where not declared): its features are not known.
  */
-function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown): { index: number; message: string }[] {
+function unmatchedSelections(before: readonly (readonly string[] | undefined)[], selected: unknown, reader: 'transform' | 'model'): { index: number; message: string }[] {
   if (!Array.isArray(selected) || before.some((names) => names === undefined)) return [];
   const names = before.flatMap((block) => block ?? []);
   const found: { index: number; message: string }[] = [];
@@ -625,7 +636,11 @@ function unmatchedSelections(before: readonly (readonly string[] | undefined)[],
     if (!missing) return;
     const what = pattern.includes('*') ? `no feature a stage before it appends matches '${pattern}'` : `no stage before it appends a feature '${pattern}'${nearestHint(pattern, names)}`;
     const appended = names.length === 0 ? 'no stage before it appends features' : `they append ${names.length > 6 ? `${names.slice(0, 6).join(', ')} and ${names.length - 6} more` : names.join(', ')}`;
-    found.push({ index, message: `${what}, so it selects nothing (the run logs it once); ${appended}` });
+    const consequence =
+      reader === 'model'
+        ? 'so the model reads nothing for it (its create is handed the features the events have: if it throws on a missing one, the run dead-letters every event it predicts)'
+        : 'so it selects nothing (the run logs it once)';
+    found.push({ index, message: `${what}, ${consequence}; ${appended}` });
   });
   return found;
 }
@@ -814,10 +829,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const file = loaded.file;
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
-    section: (segments, message) => {
-      const at = loaded.locate?.(fieldText(segments));
-      return { file, line: at?.line ?? 0, column: at?.column ?? 0, path: jsonPath(segments), message };
-    },
+    section: (segments, message) => ({ file, ...positionOf(loaded.locate?.(fieldText(segments))), path: jsonPath(segments), message }),
   };
   const problems: ConfigProblem[] = [];
   // As loadPipeline does: the checks across entries run on what can be judged, beside the entries' schema problems.
@@ -852,10 +864,20 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
 /**
  * A problem at `below` in an entry, at its value or its key (`place`): by its `path`, and for one read
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
+ * One composed in code has none: said by the file alone (positionOf).
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
   const at = resolved.locate?.(fieldText(below), place);
-  return { file, line: at?.line ?? resolved.line ?? 0, column: at?.column ?? resolved.column ?? 0, path: resolved.path + jsonPath(below).slice(1), message };
+  return { file, ...positionOf(at ?? resolved), path: resolved.path + jsonPath(below).slice(1), message };
+}
+
+/**
+ * A problem at `field` of an entry (`mode`, `mapping.time_zone`, a PluginConfigError's; none: the entry as
+ * a whole), located as the checks of a loaded pipeline locate theirs (inEntry): what the runner says of a
+ * factory's refusal.
+ */
+export function entryFieldProblem(file: string, resolved: ResolvedEntry, field: string | undefined, message: string): ConfigProblem {
+  return inEntry(file, resolved, fieldSegments(field), message);
 }
 
 /** A plugin's field name (`prefix`, `mapping.time_zone`, `path[1]`) as path segments; none: the entry itself. */

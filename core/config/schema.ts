@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { parseDuration, type Duration } from '../duration.js';
+import { durationPattern, parseDuration, type Duration } from '../duration.js';
 import { TributaryError } from '../errors.js';
 import { timeFormatProblem } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
@@ -153,12 +153,8 @@ export function createAjv(): Ajv {
           throw new Error(`${keyword}: ${(error as Error).message}`);
         }
         return (value: unknown) => {
-          if (typeof value !== 'string' && typeof value !== 'number') return true;
-          try {
-            return within(parseDuration(value), bound);
-          } catch {
-            return true;
-          }
+          const ms = durationValue(value);
+          return ms === undefined || within(ms, bound);
         };
       },
     });
@@ -169,6 +165,18 @@ export function createAjv(): Ajv {
   }
   return ajv;
 }
+
+/**
+ * A value's milliseconds where the duration type (`tributary:duration`) takes it: a finite number of 0 or
+ * more, or a string of its pattern; undefined otherwise (`-5`, `.nan`, `-5s`), which that type's own error
+ * says, once: a bound's would say the same mistake again ("must be at least 1ms, got -5").
+ */
+function durationValue(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
+  return typeof value === 'string' && durationForm.test(value) ? parseDuration(value) : undefined;
+}
+
+const durationForm = new RegExp(durationPattern);
 
 /** Compiles once per plugin and per document skeleton; one instance serves a whole run. */
 export class SchemaValidator {

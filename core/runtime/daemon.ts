@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { loadPipeline, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, inputHandedOver, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
+import { ConfigError, inputHandedOver, needsPerson, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -55,8 +55,7 @@ export function sameNameProblems(pipelines: readonly LoadedPipeline[]): ConfigPr
     const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
     problems.push({
       file: pipeline.file,
-      line: at?.line ?? 0,
-      column: at?.column ?? 0,
+      ...positionOf(at),
       path: '$.name',
       message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
     });

@@ -279,7 +279,8 @@ test('a sink plugin that declares the kinds it takes is handed those alone, side
   await assert.rejects(new PipelineRunner(composed, { logger: silentLogger }).run(), (error: unknown) => {
     assert.ok(error instanceof ConfigError, String(error));
     assert.deepEqual(error.problems.map((problem) => formatProblem({ ...problem, file: 'P' })), [
-      "P:0:0: $.sinks[0].kinds[1]: sink 'seen' does not take kind 'event'; it takes: purchase_seen, cart_seen",
+      // An entry added in code has no place in the file: said by the file alone, not at a made-up 0:0.
+      "P: $.sinks[0].kinds[1]: sink 'seen' does not take kind 'event'; it takes: purchase_seen, cart_seen",
     ]);
     return true;
   });
@@ -718,11 +719,15 @@ test('a pipeline composed in code (PipelineRunner, no YAML) gets the checks a fi
     }
   };
   // The partner's check, its field left to its default: the check sees the default.
-  assert.deepEqual(await problemsOf(composed(other, { type: 'paired' })), ['<code>:0:0: $.sinks[0].partner: needs an events source']);
+  assert.deepEqual(await problemsOf(composed(other, { type: 'paired' })), ['<code>: $.sinks[0].partner: needs an events source']);
   assert.deepEqual(seen.at(-1), { partner: true });
   // A config its schema rejects, said as validate says it (minus the file position).
-  assert.deepEqual(await problemsOf(composed(events, { type: 'paired', partner: 'yes' })), ['<code>:0:0: $.sinks[0].partner: must be boolean, got "yes"']);
+  assert.deepEqual(await problemsOf(composed(events, { type: 'paired', partner: 'yes' })), ['<code>: $.sinks[0].partner: must be boolean, got "yes"']);
   assert.deepEqual(created, [], 'no factory ran for a pipeline with problems');
+  // A factory's refusal of a field, by its file alone (there is none: the file is the name it was given), at the field's path (was `<code>:0:0: $.sinks[0]: ...`).
+  const refusing = defineSink<Record<string, never>>({ name: 'refusing', summary: 'Refuses (tests only).', config: { type: 'object' }, create: () => { throw new PluginConfigError('mode', 'must be fast'); } });
+  const refused = { ...composed(events, { type: 'paired' }), sinks: [{ plugin: refusing, entry: { type: 'refusing' }, path: '$.sinks[0]' }] };
+  assert.deepEqual(await problemsOf(refused), ["<code>: $.sinks[0].mode: sink 'refusing': must be fast"]);
   const fine = composed(events, { type: 'paired' });
   const stats = await new PipelineRunner(fine, { logger: silentLogger }).run();
   assert.equal(stats.eventsIn, 3, "the source's factory got its default count");

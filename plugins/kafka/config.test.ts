@@ -205,7 +205,7 @@ test('a pipeline composed in code (PipelineRunner) with an exactly-once kafka si
   await assert.rejects(new PipelineRunner(loaded, { logger: silentLogger }).run(), (error: unknown) => {
     assert.ok(error instanceof ConfigError, String(error));
     assert.deepEqual(error.problems.map(formatProblem), [
-      '<code>:0:0: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
+      '<code>: $.sinks[0].guarantee: guarantee: exactly-once needs a `kafka` source with guarantee: exactly-once in the same pipeline (its offsets commit the transactions); without one nothing written would ever be committed',
     ]);
     return true;
   });

@@ -3,6 +3,24 @@
  * it (custom.ts), whose declarations name TF.js's: the public `tributary/models` types need only these.
  */
 
+import type { Logger } from 'pino';
+import type { Metrics } from 'tributary';
+
+/**
+ * What `defineModel`'s `create` gets besides its options and the feature names: the stage's logger and
+ * metrics, as a plugin's context has them (PluginContext.logger, .metrics).
+ */
+export interface ModelContext {
+  /** The stage's pino logger: its lines carry the pipeline and the stage's label. */
+  readonly logger: Logger;
+  /**
+   * The stage's metrics with its model's `name` as the `model` label, as the stage's own series have it:
+   * `counter('nb_skipped_total', help)` is `tributary_nb_skipped_total{pipeline, stage, model}`. `create`
+   * runs again on a restore (and after a throw): asking for a metric again gives the same series.
+   */
+  readonly metrics: Metrics;
+}
+
 /** What `defineModel`'s `create` returns: one model for the feature names it was made for. */
 export interface CustomModel {
   /**
@@ -27,5 +45,5 @@ export interface CustomModel {
 export interface CustomModelSource {
   /** The plugin's name: the report's `kind_of_model`, and the kind its snapshots are checked against. */
   kind: string;
-  create(features: readonly string[]): CustomModel;
+  create(features: readonly string[], context: ModelContext): CustomModel;
 }

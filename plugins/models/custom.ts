@@ -8,7 +8,7 @@ import type { Batch, Model, ModelState } from './model.js';
 import type { NormaliserState } from './normaliser.js';
 import type { CustomModel } from './custom-model.js';
 
-export type { CustomModel, CustomModelSource } from './custom-model.js';
+export type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
 
 /** A custom model as the learner's {@link Model}: rows without the ones column, predicted at once on the host. */
 export class CustomModelAdapter implements Model {

@@ -2,7 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, FeatureSelector, formatProblem, formatWarning, loadPipeline, type PluginRegistry } from 'tributary';
+import { ConfigError, FeatureSelector, formatProblem, formatWarning, loadPipeline, MetricsHub, type PluginRegistry } from 'tributary';
 import { runYaml, tempFolder } from 'tributary/testing';
 import { defineModel } from 'tributary/models';
 import { builtinRegistry } from '../../core/cli/registry.js';
@@ -29,6 +29,17 @@ const selecting = defineModel<{ features: string[]; smoothing: number; max_smoot
     const at = new FeatureSelector(config.features, () => undefined).indices(features);
     return { predict: (row) => 1 - 1 / (1 + config.smoothing + at.reduce((sum, i) => sum + row[i]!, 0)) };
   },
+});
+
+/** Its `featureSelectorField` names a field of its options: one renamed there and not here does not compile. */
+export const misnamed = defineModel<{ features: string[] }>({
+  name: 'misnamed',
+  task: 'intent',
+  summary: 'Tests only.',
+  config: { type: 'object', properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names.' } } },
+  // @ts-expect-error 'feature' is not a field of its options
+  featureSelectorField: 'feature',
+  create: () => ({ predict: () => 0.5 }),
 });
 
 async function registryWith(): Promise<PluginRegistry> {
@@ -58,16 +69,80 @@ test("a custom model's checkPipeline is said at its field inside `model`, with l
   assert.deepEqual((await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: mean-rule, model: {smoothing: 2}}']))).problems, []);
 });
 
+test("a custom model's checkPipeline that returns no list, or an item that is no problem, is said as the plugin's mistake at its stage, naming the plugin and the hook, as any hook's wrong result (was: TypeError '...map is not a function')", async () => {
+  const returning = (name: string, value: unknown) =>
+    defineModel<Record<string, never>>({ name, task: 'intent', summary: 'Tests only.', config: { type: 'object', properties: {} }, checkPipeline: () => value as never, create: () => ({ predict: () => 0.5 }) });
+  const registry = await registryWith();
+  registry.register(returning('says-text', 'smoothing too high'), './says-text.js');
+  registry.register(returning('says-items', ['smoothing too high']), './says-items.js');
+  registry.register(returning('says-field', [{ field: 3, message: 'too high' }]), './says-field.js');
+  const problems = async (type: string): Promise<string[]> => {
+    try {
+      await loadPipeline('p.yaml', { registry, env: {}, text: pipeline(['{type: sessionizer}', '{type: session-features}', `{type: ${type}}`]) });
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems.map((problem) => formatProblem({ ...problem, file: 'P' }));
+    }
+    return [];
+  };
+  const expected = "it must return a list of this entry's problems, { field?, message, severity? } each ([] for none)";
+  assert.deepEqual(await problems('says-text'), [`P:5:5: $.stages[2]: operator 'says-text': its checkPipeline(config, pipeline, self) returned "smoothing too high"; ${expected}`]);
+  assert.deepEqual(await problems('says-items'), [`P:5:5: $.stages[2]: operator 'says-items': its checkPipeline(config, pipeline, self) returned ["smoothing too high"]: item 0 ("smoothing too high") is not an object { field?, message, severity? }; ${expected}`]);
+  assert.deepEqual(await problems('says-field'), [`P:5:5: $.stages[2]: operator 'says-field': its checkPipeline(config, pipeline, self) returned [{"field":3,"message":"too high"}]: item 0 ({"field":3,"message":"too high"}) has a field that is not a string; ${expected}`]);
+});
+
 test("a custom model's feature list (featureSelectorField) is checked as a transform's: a name no stage before it appends is a warning at its item inside `model`, model stages before it appending none (was: validate ok, then every event it predicts dead-lettered or read as 0)", async () => {
   const { warnings } = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: mean-rule, model: {features: [s_carts, s_cartz, "u_*"]}}']));
   assert.equal(warnings.length, 2, warnings.join('\n'));
-  assert.match(warnings[0]!, /^P:6:51: warning: \$\.stages\[3\]\.model\.features\[1\]: no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so it selects nothing/);
+  // What the run does is the model's create's, not a log line of the run's (as for a transform): said so (was "(the run logs it once)").
+  assert.match(
+    warnings[0]!,
+    /^P:6:51: warning: \$\.stages\[3\]\.model\.features\[1\]: no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so the model reads nothing for it \(its create is handed the features the events have: if it throws on a missing one, the run dead-letters every event it predicts\); they append s_events, /,
+  );
   assert.match(warnings[1]!, /^P:6:60: warning: \$\.stages\[3\]\.model\.features\[2\]: no feature a stage before it appends matches 'u_\*'/);
   // Behind a built-in model stage (which appends no features) and a user-features block, every name is found.
   assert.deepEqual((await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: user-features}', '{type: churn-model}', '{type: mean-rule, model: {features: [s_carts, "u_*"]}}']))).warnings, []);
   // A transform after a model stage is checked too: the model stages declare that they append nothing.
   const transform = await said(pipeline(['{type: sessionizer}', '{type: session-features}', '{type: intent-model}', '{type: log1p, features: [s_pric]}']));
   assert.match(transform.warnings.join('\n'), /\$\.stages\[3\]\.features\[0\]: no stage before it appends a feature 's_pric'/);
+});
+
+test("a custom model's create gets the stage's logger and metrics, as a plugin's context has them: its lines carry the pipeline and stage, its series the pipeline, stage and model (was: create(config, features) alone, no way to say a missing feature but to throw)", async () => {
+  const watching = defineModel<{ features: string[] }>({
+    name: 'watching-rule',
+    task: 'intent',
+    summary: 'Says what it cannot read (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names.' } } },
+    featureSelectorField: 'features',
+    create(config, features, { logger, metrics }) {
+      const missing: string[] = [];
+      const at = new FeatureSelector(config.features, (names) => missing.push(...names)).indices(features);
+      if (missing.length > 0) logger.warn({ missing }, 'watching-rule: features not in the vector, read as none');
+      const predicted = metrics.counter('watching_rule_predictions_total', 'Predictions of the watching rule.');
+      return {
+        predict: (row) => {
+          predicted.inc();
+          return at.length > 0 && row[at[0]!]! > 0 ? 0.9 : 0.1;
+        },
+      };
+    },
+  });
+  const lines: Record<string, unknown>[] = [];
+  const { pino } = await import('pino');
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const hub = new MetricsHub();
+  const yaml = pipeline(['{type: sessionizer}', '{type: session-features}', '{type: watching-rule, name: watcher, model: {features: [s_carts, s_nope]}}']).replace('{type: synthetic}', '{type: synthetic, users: 20, events: 300}');
+  const run = await runYaml(yaml, { plugins: [watching], logger, metrics: hub });
+  const said = lines.filter((line) => line.msg === 'watching-rule: features not in the vector, read as none');
+  assert.equal(said.length, 1, JSON.stringify(lines));
+  assert.deepEqual(said[0]!.missing, ['s_nope']);
+  assert.equal(said[0]!.stage, 'stage-watching-rule-2');
+  const series = (await hub.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_watching_rule_predictions_total{'));
+  assert.ok(series !== undefined, "the model's counter is exported");
+  assert.match(series, /stage="stage-watching-rule-2"/);
+  assert.match(series, /model="watcher"/);
+  assert.ok(Number(series.split(' ').at(-1)) > 0, series);
+  assert.equal(run.stats.deadLettered, 0);
 });
 
 test('a custom model with checkPipeline and featureSelectorField runs as before', async () => {

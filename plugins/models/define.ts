@@ -8,13 +8,13 @@
  * checkpoints keep its `state()`), `drift.action` (it turns the TF.js optimiser's knobs) and `batch.max_size`
  * (a custom model predicts each sample at once).
  */
-import { defineOperator, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
+import { defineOperator, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
-import type { CustomModel, CustomModelSource } from './custom-model.js';
+import type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
-export type { CustomModel } from './custom-model.js';
+export type { CustomModel, ModelContext } from './custom-model.js';
 
 /** What a model predicts: `intent`, P(a session ends in a purchase) at each of its events; `churn`, P(no return within `horizon`) at each session's close. */
 export type ModelTask = 'intent' | 'churn';
@@ -36,12 +36,13 @@ export interface ModelDefinition<Config> {
   /** Examples of the `model` field, shown in the reference (each must validate: `specProblems`). */
   examples?: Config[];
   /**
-   * The field of the model's options holding the feature names and `*` patterns it reads (`features`), for a
+   * The field of the model's options holding the feature names and `*` patterns it reads (`features`; a
+   * field of `Config`, so one renamed there and not here does not compile), for a
    * model that selects its features by name (with FeatureSelector): `validate` and `run` warn of a name or
    * pattern that no stage before it appends, at its item (`$.stages[3].model.features[1]`), as they do for a
    * transform's `featureSelectorField`. Absent: not checked.
    */
-  featureSelectorField?: string;
+  featureSelectorField?: ConfigFieldPath<Config>;
   /**
    * Checks of the model's options that their schema cannot express (one option against another, against
    * the rest of the pipeline), run by `validate` and `run` before any factory, as a plugin's
@@ -54,8 +55,9 @@ export interface ModelDefinition<Config> {
    * Makes the model for `features`, the names of the feature vector it will read (those of the first
    * sample it predicts, in their order, or of the model in a checkpoint it resumes from): look up the
    * positions you need here. Called once per run (and again on a restore from a checkpoint, then `load`).
+   * `context`: the stage's logger and metrics (ModelContext), as other plugins get them in their context.
    */
-  create(config: Config, features: readonly string[]): CustomModel;
+  create(config: Config, features: readonly string[], context: ModelContext): CustomModel;
 }
 
 /** A custom model stage's config as written: the fields its task's built-in stage shares, and `model`. */
@@ -85,9 +87,14 @@ const customProperties = {
   drift: { ...drift, properties: driftProperties },
 } satisfies Record<string, JsonSchema>;
 
-/** A problem of the model's options (`field` one of them) as one of the stage's: at `model.<field>`. */
+/**
+ * A problem of the model's options (`field` one of them) as one of the stage's: at `model.<field>`. An item
+ * that is no problem (a string, a field that is no string) is left as it is, for the core to say so.
+ */
 function inModelField(problem: EntryProblem): EntryProblem {
-  const { field } = problem;
+  if (typeof problem !== 'object' || problem === null) return problem;
+  const { field } = problem as { field?: unknown };
+  if (field !== undefined && typeof field !== 'string') return problem;
   return { ...problem, field: field === undefined || field === '' ? 'model' : field.startsWith('[') ? `model${field}` : `model.${field}` };
 }
 
@@ -111,7 +118,8 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     state: 'global',
     // It appends no features: the stages after it (a transform, another custom model) are checked against the names before it.
     featureNames: () => [],
-    ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` }),
+    // `model.<field>`: a field of the stage's `model` (which TypeScript cannot tell of a Config not yet known).
+    ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` as ConfigFieldPath<CustomModelStageConfig<Config>> }),
     emits: modelEmits,
     emitsOnlyWith: modelEmitsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['emitsOnlyWith']>,
     status: definition.status ?? 'experimental',
@@ -122,13 +130,17 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     ...(definition.examples ? { examples: definition.examples.map((model) => ({ model })) } : {}),
     checkPipeline: (config, pipeline, self) => {
       const { model: _options, ...stage } = config;
+      // A plugin in JavaScript may return anything: what is no list is handed back as it is, for the core to
+      // say as it says any hook's wrong result (naming this plugin and the hook), not a TypeError from `map`.
+      const options: unknown = definition.checkPipeline === undefined ? [] : definition.checkPipeline(config.model, pipeline, self);
+      if (!Array.isArray(options)) return options as readonly EntryProblem[];
       const own = task === 'intent' ? [...modelNameProblems(stage, pipeline, self), ...labelTimeoutProblems(stage, pipeline, self)] : modelNameProblems(stage, pipeline, self);
-      const options = definition.checkPipeline ? definition.checkPipeline(config.model, pipeline, self).map(inModelField) : [];
-      return [...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage), ...options];
+      // The model's own first: an item of the wrong shape is said by its index in the list the model returned.
+      return [...(options as readonly EntryProblem[]).map(inModelField), ...own, ...sessionizerProblems(pipeline, self), ...inapplicableFieldProblems(stage, true), ...bareMillisecondsWarnings(stage)];
     },
     create(config, context) {
       const { model: options, ...stage } = config;
-      const source: CustomModelSource = { kind: name, create: (features) => definition.create(options, features) };
+      const source: CustomModelSource = { kind: name, create: (features, model) => definition.create(options, features, model) };
       return task === 'intent' ? createIntentModel(stage, context, source) : createChurnModel(stage as ChurnModelConfig, context, source);
     },
   });

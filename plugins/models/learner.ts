@@ -512,7 +512,8 @@ export class OnlineLearner {
 
   /** A new model for `features`: the configured TF.js one, or the plugin's own. */
   private newModel(features: readonly string[]): Model {
-    if (this.custom) return new CustomModelAdapter(this.custom.kind, features.length, this.custom.create(features));
+    // Its logger and metrics are the stage's (the metrics with the model's name, as the stage's own).
+    if (this.custom) return new CustomModelAdapter(this.custom.kind, features.length, this.custom.create(features, { logger: this.context.logger, metrics: this.metrics }));
     return openModel(features.length, this.config.model, this.config.optimizer, this.modelFailed);
   }
 

@@ -129,7 +129,7 @@ export const naiveBayes = defineModel<NaiveBayesConfig>({
   create(config, features): CustomModel {
     const missing: string[] = [];
     const at = new FeatureSelector(config.features, (names) => missing.push(...names)).indices(features);
-    // The model gets no logger: a throw dead-letters the event with this reason (validate said it first).
+    // Without every feature it was asked for it would learn another model than meant: a throw dead-letters each event it predicts with this reason (validate warned first).
     if (missing.length > 0) throw new Error(`naive-bayes-intent: no feature matches ${missing.join(', ')} (the events have: ${features.join(', ') || 'none'})`);
     const selected = Array.from(at, (i) => features[i]!);
     const d = at.length;
