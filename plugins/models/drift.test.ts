@@ -178,38 +178,51 @@ test('loss blocks: a block is `size` labels, each the mean of its predictions\' 
   assert.deepEqual(old.state(), new LossBlocks(2).state());
 });
 
-test('loss blocks: a label whose loss comes later (its prediction not scored yet) keeps its unit open until it comes, whatever other labels come between; a unit that waits is in the snapshot, its losses to come counted again at the restore', () => {
+/**
+ * Runs `steps` (LossBlocks calls, each returning a block's mean or undefined) on blocks of `size` whole, and, at
+ * every cut, up to the cut, through a snapshot (JSON round trip) restored with the losses `toCome` there, then
+ * the rest: each restored run must give the whole run's means. Returns the whole run's.
+ */
+function restoresAtEveryCut(size: number, steps: ((blocks: LossBlocks) => number | undefined)[], toCome: (cut: number) => string[]): (number | undefined)[] {
   const run = (blocks: LossBlocks, from: number, to: number, out: (number | undefined)[]): void => {
-    // a: one loss now, two later (deferred); c: one now; b: one later; then a, b, a's later ones in batch order, d now.
-    const steps: (() => number | undefined)[] = [
-      () => blocks.add(1, 'a'),
-      () => blocks.defer('a'),
-      () => blocks.defer('a'),
-      () => blocks.add(2, 'c'),
-      () => blocks.defer('b'),
-      () => blocks.addDeferred(3, 'a'),
-      () => blocks.addDeferred(4, 'b'),
-      () => blocks.addDeferred(undefined, 'a'), // not a probability: nothing scored, nothing more to wait for
-      () => blocks.add(5, 'd'),
-      () => blocks.add(0, 'e'),
-    ];
-    for (let i = from; i < to; i++) out.push(steps[i]!());
+    for (let i = from; i < to; i++) out.push(steps[i]!(blocks));
   };
   const whole: (number | undefined)[] = [];
-  run(new LossBlocks(3), 0, 10, whole);
-  // c, a (1 and 3: 2), b (4) close the block of three: (2 + 2 + 4) / 3, at b's unit's end (d's first loss). Before, a, c, a, b, a were five units.
-  assert.deepEqual(whole, [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, 8 / 3, undefined]);
-  // Restored at any cut, given the losses still to come there (the learner's labelled samples waiting for their predictions).
-  const toCome = (cut: number): string[] => [[], [], ['a'], ['a', 'a'], ['a', 'a'], ['a', 'a', 'b'], ['a', 'b'], ['a'], [], [], []][cut]!;
-  for (let cut = 0; cut <= 10; cut++) {
-    const first = new LossBlocks(3);
+  run(new LossBlocks(size), 0, steps.length, whole);
+  for (let cut = 0; cut <= steps.length; cut++) {
+    const first = new LossBlocks(size);
     const out: (number | undefined)[] = [];
     run(first, 0, cut, out);
-    const restored = new LossBlocks(3);
+    const restored = new LossBlocks(size);
     restored.load(JSON.parse(JSON.stringify(first.state())) as ReturnType<LossBlocks['state']>, toCome(cut));
-    run(restored, cut, 10, out);
+    run(restored, cut, steps.length, out);
     assert.deepEqual(out, whole, `cut ${cut}`);
   }
+  return whole;
+}
+
+test('loss blocks: a label whose loss comes later (its prediction not scored yet) keeps its unit open until it comes, whatever other labels come between; a unit that waits is in the snapshot, its losses to come counted again at the restore', () => {
+  // a: one loss now, two later (deferred); c: one now; b: one later; then a, b, a's later ones in batch order, d now.
+  // Restored at any cut, given the losses still to come there (the learner's labelled samples waiting for their predictions).
+  const toCome = (cut: number): string[] => [[], [], ['a'], ['a', 'a'], ['a', 'a'], ['a', 'a', 'b'], ['a', 'b'], ['a'], [], [], []][cut]!;
+  const whole = restoresAtEveryCut(
+    3,
+    [
+      (blocks) => blocks.add(1, 'a'),
+      (blocks) => blocks.defer('a'),
+      (blocks) => blocks.defer('a'),
+      (blocks) => blocks.add(2, 'c'),
+      (blocks) => blocks.defer('b'),
+      (blocks) => blocks.addDeferred(3, 'a'),
+      (blocks) => blocks.addDeferred(4, 'b'),
+      (blocks) => blocks.addDeferred(undefined, 'a'), // not a probability: nothing scored, nothing more to wait for
+      (blocks) => blocks.add(5, 'd'),
+      (blocks) => blocks.add(0, 'e'),
+    ],
+    toCome,
+  );
+  // c, a (1 and 3: 2), b (4) close the block of three: (2 + 2 + 4) / 3, at b's unit's end (d's first loss). Before, a, c, a, b, a were five units.
+  assert.deepEqual(whole, [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, 8 / 3, undefined]);
   // Nothing waiting: the state is the five numbers it always was.
   assert.equal(new LossBlocks(3).state().length, 5);
 });
@@ -234,36 +247,25 @@ test('loss blocks: a unit labelled again (a late event reopened its session) cou
   assert.deepEqual(openMeans, [undefined, undefined, undefined, undefined, 2]);
   // Block of 3 again, through every state a unit kept for a later label is in: a is taken out of the open block and put
   // back (mean 3); c's label waits for its loss; c, labelled again once its block was read (13 / 3), is left out.
-  const run = (blocks: LossBlocks, from: number, to: number, out: (number | undefined)[]): void => {
-    const steps: (() => number | undefined)[] = [
-      () => blocks.add(1, 'a', 100),
-      () => blocks.add(3, 'b', 100),
-      () => blocks.add(5, 'a', 100),
-      () => blocks.defer('c', 100),
-      () => blocks.add(9, 'd'),
-      () => blocks.addDeferred(7, 'c'),
-      () => blocks.add(4, 'c', 100),
-      () => blocks.add(0, 'e'),
-      () => blocks.add(2, 'f'),
-      () => blocks.add(0, 'g'),
-    ];
-    for (let i = from; i < to; i++) out.push(steps[i]!());
-  };
-  const whole: (number | undefined)[] = [];
-  run(new LossBlocks(3), 0, 10, whole);
+  // Restored at any cut (the losses still to come given, as the learner does), the same blocks.
+  const whole = restoresAtEveryCut(
+    3,
+    [
+      (blocks) => blocks.add(1, 'a', 100),
+      (blocks) => blocks.add(3, 'b', 100),
+      (blocks) => blocks.add(5, 'a', 100),
+      (blocks) => blocks.defer('c', 100),
+      (blocks) => blocks.add(9, 'd'),
+      (blocks) => blocks.addDeferred(7, 'c'),
+      (blocks) => blocks.add(4, 'c', 100),
+      (blocks) => blocks.add(0, 'e'),
+      (blocks) => blocks.add(2, 'f'),
+      (blocks) => blocks.add(0, 'g'),
+    ],
+    (cut) => (cut === 4 || cut === 5 ? ['c'] : []),
+  );
   // Before, a's and c's second runs were units of their own: a (1), b (3), a (5) made the first block (3, at c's label).
   assert.deepEqual(whole, [undefined, undefined, undefined, undefined, undefined, 13 / 3, undefined, undefined, undefined, 11 / 3]);
-  // Restored at any cut (the losses still to come given, as the learner does), the same blocks.
-  const toCome = (cut: number): string[] => (cut === 4 || cut === 5 ? ['c'] : []);
-  for (let cut = 0; cut <= 10; cut++) {
-    const first = new LossBlocks(3);
-    const out: (number | undefined)[] = [];
-    run(first, 0, cut, out);
-    const restored = new LossBlocks(3);
-    restored.load(JSON.parse(JSON.stringify(first.state())) as ReturnType<LossBlocks['state']>, toCome(cut));
-    run(restored, cut, 10, out);
-    assert.deepEqual(out, whole, `cut ${cut}`);
-  }
   // Once the watermark passes its until, a unit is let go: a later label of it is a unit again.
   const released = new LossBlocks(2);
   released.add(1, 'a', 100);
