@@ -10,7 +10,7 @@ import { csvRecordPieces, parseCsvRun } from './csv-records.js';
 import type { ClickEvent } from './events.js';
 import { TributaryError } from './errors.js';
 import { setOwnField } from './fields.js';
-import { DEFAULT_MAX_RECORD_BYTES, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
+import { DEFAULT_MAX_RECORD_BYTES, moreAtHand, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
 import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
 
@@ -676,6 +676,14 @@ async function* decodeCsv(
     }
     line += piece.lineEnds;
     byte += piece.bytes.length;
+    // Nothing more at hand (a live pipe): the rows so far go now, as readLineBatches hands on its lines.
+    if (events.length > 0 && !(await moreAtHand(rest.stream))) {
+      const decoded = batchThrough(events, throughLine, throughByte, unterminated, skipThrough);
+      if (decoded) {
+        yield decoded;
+        events = [];
+      }
+    }
   }
   const decoded = batchThrough(events, throughLine, throughByte, unterminated, skipThrough);
   if (decoded) yield decoded;

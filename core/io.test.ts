@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { createWriteStream } from 'node:fs';
 import { JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
-import { tempFolder } from 'tributary/testing';
+import { tempFolder, until } from 'tributary/testing';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
 function slowOutput(highWaterMark = 1024): { output: Writable; chunks: Buffer[]; completeAll(): void; completeOne(): void; pending(): number } {
@@ -277,6 +277,45 @@ test('readLineBatches with stopAt closes the stream it reads when the reader lea
   let text = '';
   for await (const batch of readLineBatches(whole, 10, { stopAt: stop })) if (batch.rest) for await (const chunk of batch.rest.stream) text += String(chunk);
   assert.equal(text, 'stop\nafter\nmore\n');
+});
+
+test('readLineBatches hands on the lines it has once the stream has nothing more at hand (a live pipe), not when the batch fills or the stream ends', async () => {
+  const input = new PassThrough();
+  const batches = readLineBatches(input, 1000);
+  const seen: string[][] = [];
+  let reading: Promise<unknown> | undefined;
+  const readNext = (): void => {
+    reading = batches.next().then((result) => {
+      if (!result.done) seen.push(result.value.lines);
+    });
+  };
+  readNext();
+  input.write('a\nb\n');
+  input.write('c\npart');
+  await until(() => seen.length === 1, 'the lines written so far to come out while the stream stays open', 5000, 1);
+  assert.deepEqual(seen, [['a', 'b', 'c']], 'every whole line at hand, the unfinished one held');
+  readNext();
+  input.write('ial\n');
+  await until(() => seen.length === 2, 'the next line to come out as it is completed', 5000, 1);
+  assert.deepEqual(seen[1], ['partial']);
+  await reading;
+  // Left at a batch handed on early: leaving ends (no read of its own waits on the quiet pipe), and closes the stream.
+  await batches.return(undefined);
+  assert.equal(input.destroyed, true, 'left at a batch: the stream is closed');
+});
+
+test('readLineBatches fills its batches from chunks already at hand (a file, a fast pipe): batches of maxBatch, the rest last', async () => {
+  const chunk = (from: number): Buffer => Buffer.from(Array.from({ length: 100 }, (_, i) => `${from + i}\n`).join(''));
+  const sizes: number[] = [];
+  for await (const batch of readLineBatches(Readable.from(Array.from({ length: 10 }, (_, i) => chunk(100 * i))), 256)) sizes.push(batch.lines.length);
+  assert.deepEqual(sizes, [256, 256, 256, 232]);
+  // A pipe a writer filled before the reader came: the same.
+  const piped = new PassThrough({ highWaterMark: 1 << 20 });
+  for (let i = 0; i < 10; i++) piped.write(chunk(100 * i));
+  piped.end();
+  sizes.length = 0;
+  for await (const batch of readLineBatches(piped, 256)) sizes.push(batch.lines.length);
+  assert.deepEqual(sizes, [256, 256, 256, 232]);
 });
 
 test('JsonLinesWriter.close rejects when the output could not be opened (the records never reached it)', async (t) => {

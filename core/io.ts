@@ -173,6 +173,11 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
   };
   try {
     for (;;) {
+      // Lines waiting and nothing more at hand (a live pipe, `tail -f`): they go now, not when the
+      // batch fills or the stream ends. A file or a fast pipe has its next chunk buffered, so plentiful
+      // data still makes full batches.
+      // (Past the start of an overlong line still being read, the whole lines end where it starts.)
+      if (lines.length > 0 && !(await moreAtHand(stream))) yield batch(skipping ? skippingFrom : base);
       let next: IteratorResult<Buffer>;
       try {
         next = await chunks.next();
@@ -316,6 +321,20 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
     // last batch did not take its `rest`; one that asked past it did, and `rest` closes it.
     if (!handedOver) await chunks.return?.();
   }
+}
+
+/**
+ * Whether `stream` has bytes buffered, or gets some within one round of the event loop (a chunk on its
+ * way through a wrapping stream, a file read the thread pool has done while the last chunk was being
+ * split), or is done (its end or error comes at once). Asks for nothing: a read left waiting on a quiet
+ * pipe would hold up a reader that leaves.
+ */
+export async function moreAtHand(stream: Readable): Promise<boolean> {
+  const ready = (): boolean => stream.readableLength > 0 || stream.readableEnded || stream.destroyed;
+  if (ready()) return true;
+  // The first setImmediate runs before the loop's next poll for I/O, the second after it.
+  for (let turn = 0; turn < 2 && !ready(); turn++) await new Promise((resolve) => setImmediate(resolve));
+  return ready();
 }
 
 /** `head`, then whatever `chunks` has left, as one stream; destroyed before its end, it closes theirs. */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import type { ClickEvent, Source } from 'tributary';
-import { testContext } from 'tributary/testing';
+import { testContext, until } from 'tributary/testing';
 import stdin from './stdin.js';
 
 const line = (n: number): string => `${JSON.stringify({ user_id: `u${n}`, time: n, type: 'view' })}\n`;
@@ -53,4 +53,42 @@ test('stdin: UTF-16 input fails the source with advice to pipe it through iconv,
       return true;
     },
   );
+});
+
+test('stdin: records that arrived come out while stdin stays open (`tail -f events.jsonl | tributary run`), not once max_in_flight of them have', async (t) => {
+  const real = Object.getOwnPropertyDescriptor(process, 'stdin')!;
+  t.after(() => Object.defineProperty(process, 'stdin', real));
+  const csv = { header: false, columns: ['user_id', 'time', 'type'] };
+  const formats = [
+    { label: 'JSON lines', config: {}, record: line },
+    { label: 'CSV', config: { format: 'csv', csv }, record: (n: number) => `u${n},${n},view\n` },
+    { label: 'CSV with quoted fields', config: { format: 'csv', csv }, record: (n: number) => `"u${n}",${n},"view"\n` },
+  ] as const;
+  for (const { label, config, record } of formats) {
+    // The quoted-row reader holds the last few bytes read until more come or the input ends (a quote
+    // or `\r` there may be half of `""` or `\r\n`): the last row written waits for the next write.
+    const written = label === 'CSV with quoted fields' ? 4 : 3;
+    const input = new PassThrough();
+    Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => input });
+    const source = stdin.create({ ...config, mapping: { time_format: 'epoch_ms' } }, testContext({ batchSize: 1024 })) as Source;
+    const batches = source.read() as AsyncGenerator<readonly ClickEvent[]>;
+    const users: string[] = [];
+    // Read as the runtime does, batch after batch (the quoted-row reader may hand on one write's rows at a time).
+    const reading = (async () => {
+      while (users.length < 3) {
+        const result = await batches.next();
+        if (result.done) break;
+        users.push(...result.value.map((event) => event.userId));
+      }
+    })();
+    input.write(record(1) + record(2));
+    input.write(record(3));
+    if (written === 4) input.write(record(4));
+    await until(() => users.length >= 3, `the ${label} written to stdin to come out of the source while it stays open`, 5000, 1);
+    await reading;
+    assert.deepEqual(users, ['u1', 'u2', 'u3'], label);
+    // Stopped while waiting for more (a SIGTERM): the source ends, and stdin stays open for a next run.
+    await batches.return(undefined);
+    assert.equal(input.destroyed, false, label);
+  }
 });

@@ -6,7 +6,7 @@ export default defineSource<DecodeConfig>({
   name: 'stdin',
   emits: ['event'],
   status: 'stable',
-  summary: 'Reads JSON lines or CSV from standard input until it closes.',
+  summary: 'Reads JSON lines or CSV from standard input until it closes. Records are handed on as soon as no more input is waiting (a live pipe, `tail -f events.jsonl | tributary run`), in batches of up to `settings.max_in_flight` while more is.',
   config: {
     type: 'object',
     additionalProperties: false,
