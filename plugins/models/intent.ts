@@ -22,8 +22,9 @@ interface SessionState {
   /** Event time of its first purchase (undefined: none seen, or restored from a snapshot without it): predictions after it are withdrawn. */
   purchasedAt?: number;
   /**
-   * Its summary came and labelled its predictions. Only a session that bought is kept so (until the sweep
-   * forgets it, a timeout after its last event): a late event may still reopen it, and is not to be predicted.
+   * Its summary came and labelled its predictions. Only a session that bought is kept so, until its summary's
+   * keptUntil (see closedBought; the sweep, a timeout after its last event, where the summary had none): a late
+   * event may still reopen it, and is not to be predicted.
    */
   labelled: boolean;
   /** Predictions waiting for this session's label. */
@@ -60,6 +61,11 @@ interface SavedSessions {
   pending?: string[];
   /** Each session's first purchase time (NaN: none, or not known); absent from snapshots written before it (not known). */
   purchasedAt?: Column;
+  /**
+   * A closed session that bought: its summary's keptUntil, when it is forgotten (NaN: not so kept, see closedBought);
+   * absent from snapshots written before it (each such session forgotten by the sweep, as then).
+   */
+  keptUntil?: Column;
 }
 
 const SESSION_PURCHASED = 1;
@@ -70,17 +76,18 @@ const SESSION_HAS_IDS = 4;
  * The sessions as columns, in parts (see PartedSnapshots). Their pending predictions as counts, not
  * ids: the label buffer's snapshot holds the predictions, each with its session.
  */
-function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<void, SavedSessions, void> {
+function* saveSessions(sessions: ReadonlyMap<string, SessionState>, closedBought: ReadonlyMap<string, number>): Generator<void, SavedSessions, void> {
   const n = sessions.size;
   const keys: string[] = [];
   const userIds: string[] = [];
-  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt] = Array.from({ length: 7 }, () => new Float64Array(n));
+  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt, keptUntil] = Array.from({ length: 8 }, () => new Float64Array(n));
   let row = 0;
   yield* eachOf(sessions, ([key, value]) => {
     keys.push(key);
     userIds.push(value.userId);
     last![row] = value.last;
     purchasedAt![row] = value.purchasedAt ?? NaN;
+    keptUntil![row] = closedBought.get(key) ?? NaN;
     flags![row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
     if (value.ids) {
       idsH1![row] = value.ids.h1;
@@ -92,7 +99,7 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>): Generator<v
     releasedCounts![row] = released;
     row++;
   });
-  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt! });
+  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt!, keptUntil: keptUntil! });
   return { keys, userIds, ...columns };
 }
 
@@ -116,15 +123,17 @@ function pendingOf(awaiting: readonly SampleHandle[] | undefined, count: number,
  * The sessions of a snapshot's columns into `into`, keyed by sessionKey, in parts (see inTurns); throws on
  * columns that do not fit together. Formats 2 and 3 keyed a session by its id alone: its key is made of
  * its user and id here (each id's user put in `usersById`), and its awaiting predictions are found by its
- * id, as they were saved.
+ * id, as they were saved. Closed sessions that bought, with their keptUntil, into `closedBought` (by keptUntil).
  */
-function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, learner: OnlineLearner, format: 2 | 3 | 4, usersById: Map<string, string>): Generator<void, void, void> {
+function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>, learner: OnlineLearner, format: 2 | 3 | 4, usersById: Map<string, string>, closedBought: Map<string, number>): Generator<void, void, void> {
   const what = 'intent snapshot: sessions';
   const keys = decodeStrings(saved.keys, undefined, `${what}: keys`);
   const n = keys.length;
   const userIds = decodeStrings(saved.userIds, n, `${what}: userIds`);
   const { last, flags, idsH1, idsH2, pendingCounts } = decodeNamedColumns(saved, ['last', 'flags', 'idsH1', 'idsH2', 'pendingCounts'], n, what);
   const purchasedAt = decodeOptionalColumnOf(saved.purchasedAt, n, `${what}: purchasedAt`);
+  const keptUntil = decodeOptionalColumnOf(saved.keptUntil, n, `${what}: keptUntil`);
+  const kept: [string, number][] = [];
   let pendingAt: (i: number) => SampleHandle[];
   if (format === 2) {
     const handleOf = yield* learner.handlesById();
@@ -151,6 +160,8 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
       const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids };
       const bought = purchasedAt?.[i];
       if (bought !== undefined && !Number.isNaN(bought)) state.purchasedAt = bought;
+      const until = keptUntil?.[i];
+      if (until !== undefined && !Number.isNaN(until)) kept.push([keys[i]!, until]);
       if (format === 4) into.set(keys[i]!, state);
       else {
         into.set(sessionKey(state.userId, keys[i]!), state);
@@ -158,6 +169,9 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
       }
     }
   });
+  // In the order they are let go (the map's order, which a snapshot did not keep).
+  kept.sort((a, b) => a[1] - b[1]);
+  for (const [key, until] of kept) closedBought.set(key, until);
 }
 
 /**
@@ -266,8 +280,8 @@ export default defineOperator<IntentModelConfig>({
     'A label is final: when a late event (within the sessionizer\'s `allowed_lateness`) brings a purchase to a session that ' +
     'already closed, or merges it with one that bought, the predictions its first summary labelled stay labelled 0 (scored and ' +
     'learnt so); only predictions made since, and those of the sessions it absorbed (the summary\'s `replaces`), take the updated summary\'s label. ' +
-    'A session that bought (or absorbed one that did) is not predicted again, nor is a late event that reopens it: it is remembered for ' +
-    '`label_buffer.timeout` after its last event. A prediction made at an event after its session\'s first purchase, known only later (a late ' +
+    'A session that bought (or absorbed one that did) is not predicted again, nor is a late event that reopens it: it is remembered until ' +
+    'its summary\'s `keptUntil` (no event joins it after), or, where the summary has none, for `label_buffer.timeout` after its last event. A prediction made at an event after its session\'s first purchase, known only later (a late ' +
     'purchase event, a merge), is withdrawn unscored (`model_predictions_withdrawn_total`). ' +
     'A session the sessionizer closed before its gap passed (`closedBy`: `end_of_input`, or `evicted` by its `max_open_sessions`, its later ' +
     'events starting another session) is censored whatever it did so far (scoring only those that bought would score a sample rich in buyers): ' +
@@ -320,6 +334,13 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       : undefined;
   /** Replaced whole by a restore (built aside in parts). */
   let sessions = new Map<string, SessionState>();
+  /**
+   * Keys of the closed sessions that bought, each with its summary's keptUntil, in the order they closed (about
+   * keptUntil's): no event joins such a session after it (the sessionizer forgets it then; a new session under an
+   * id from the data starts at position 0), so it is forgotten then, not a label timeout (1d) after its last event.
+   * A late event that reopens one takes it out: it is open again until its next summary.
+   */
+  let closedBought = new Map<string, number>();
   let ended = false;
   let lastSweep = -Infinity;
   /** Whether an event without features was said (once: each such event is one no prediction is made at). */
@@ -353,6 +374,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.delete(key);
       state = undefined;
     }
+    if (state?.labelled === true) closedBought.delete(key); // reopened by a late event: open until its next summary
     if (!state) {
       if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
       state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
@@ -420,6 +442,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sequences?.fold(absorbedKey, key);
       if (absorbed === undefined) continue;
       sessions.delete(absorbedKey);
+      closedBought.delete(absorbedKey);
       if (state === undefined) {
         state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
         sessions.set(key, state);
@@ -438,6 +461,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       if (bought || closedEarly(summary) || typeof keptUntil !== 'number' || Number.isNaN(keptUntil)) sequences.delete(key);
       else sequences.close(key, keptUntil);
     }
+    // Replaced below, or deleted: kept again (from now, in the order of closing) until this summary's keptUntil.
+    closedBought.delete(key);
     if (closedEarly(summary)) {
       // Censored, not a 0: at the end of input its predictions stay awaiting (counted unlabelled at the end);
       // evicted, its events go on under another id and no label will come for them (expired now). Whatever
@@ -448,12 +473,28 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     }
     if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, bought ? undefined : relabelUntil(summary));
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
-    // bought is kept, so that such an event is not predicted (the sweep forgets it a timeout after its last event).
-    if (!bought) sessions.delete(key);
-    else if (state) {
+    // bought is kept, so that such an event is not predicted, until its keptUntil (releaseClosedBought).
+    if (!bought) {
+      sessions.delete(key);
+      return;
+    }
+    if (state) {
       state.purchased = true;
       state.last = Math.max(state.last, summary.end);
     } else sessions.set(key, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
+    const keptUntil = summary.keptUntil;
+    if (typeof keptUntil === 'number' && !Number.isNaN(keptUntil)) closedBought.set(key, keptUntil);
+  };
+
+  /** Forgets the closed sessions that bought whose keptUntil `time` has reached (`all`: wherever they are in the order; see closedBought). */
+  const releaseClosedBought = (time: number, all: boolean): void => {
+    for (const [key, keptUntil] of closedBought) {
+      if (keptUntil <= time) {
+        closedBought.delete(key);
+        const state = sessions.get(key);
+        if (state?.labelled === true && state.purchased === true) sessions.delete(key);
+      } else if (!all) return;
+    }
   };
 
   return {
@@ -468,10 +509,12 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         const cutoff = time - config.labelBuffer.timeoutMs;
         learner.expire(cutoff);
         sequences?.release(time);
+        releaseClosedBought(time, false);
         // Sessions idle past the timeout will get no label (no summary came): forget them, a few times per timeout.
         if (time - lastSweep >= config.labelBuffer.timeoutMs / 4) {
           lastSweep = time;
           sequences?.release(time, true);
+          releaseClosedBought(time, true);
           for (const [key, state] of sessions) {
             if (state.last >= cutoff) continue;
             // Expired, as expire() would have counted them had no younger prediction been queued before them.
@@ -480,7 +523,10 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
             sequences?.delete(key);
             // A session that bought may still be open (a gap longer than the timeout): keep knowing it
             // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
-            if (!state.purchased || state.labelled) sessions.delete(key);
+            if (!state.purchased || state.labelled) {
+              sessions.delete(key);
+              closedBought.delete(key);
+            }
           }
         }
       },
@@ -490,7 +536,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       return learner.snapshots.take(
         (function* () {
           const saved = yield* learner.snapshotParts();
-          const state: IntentState = { format: 4, learner: saved, sessions: yield* saveSessions(sessions), sequences: sequences ? yield* sequences.stateParts() : [], ended };
+          const state: IntentState = { format: 4, learner: saved, sessions: yield* saveSessions(sessions, closedBought), sequences: sequences ? yield* sequences.stateParts() : [], ended };
           // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
           if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
           return state;
@@ -505,6 +551,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         (function* () {
           yield* learner.restoreParts(saved.learner);
           const restored = new Map<string, SessionState>();
+          const restoredClosedBought = new Map<string, number>();
           // Before format 4, each saved session id's user (one session per id then).
           const usersById = new Map<string, string>();
           if (Array.isArray(saved.sessions)) {
@@ -513,7 +560,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
               restored.set(sessionKey(value.userId, id), { ...value, pending: value.pending.map(handleOf) });
               usersById.set(id, value.userId);
             });
-          } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 4 ? 4 : saved.format === 3 ? 3 : 2, usersById);
+          } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 4 ? 4 : saved.format === 3 ? 3 : 2, usersById, restoredClosedBought);
           if (sequences) {
             yield* sequences.loadParts(saved.sequences);
             // Before format 4 a sequence was kept by its session's id alone: keyed now as its session is. One
@@ -521,6 +568,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
             if (saved.format !== 4) sequences.keyByUser(usersById);
           }
           sessions = restored;
+          closedBought = restoredClosedBought;
           ended = saved.ended;
           lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;
         })(),

@@ -584,6 +584,38 @@ test('intent: a session that bought is not predicted again after a pause longer 
   assert.equal(report.counts.expired, 1);
 });
 
+test("intent: a closed session that bought is forgotten when the watermark reaches its summary's keptUntil (no event joins it after), not a label timeout (1d) after its last event; a late event before then is not predicted and reopens it until its next summary; a snapshot keeps when (was: each kept a day, bounded only by 500,000 sessions: the soak's heap grew with them)", async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const v = [0.5, 0, 0, 0];
+  // A sessionizer's gap 10m and allowed_lateness 20m: keptUntil is end + 30m.
+  const bought = (end: number, update: boolean): Element => ({ ...summary('a', 'sa', t, end, 2, true), keptUntil: end + 30 * min, ...(update ? { update: true } : {}) }) as Element;
+  const input: Element[] = [
+    event('a', 'sa', t, 0, t, 'view', v),
+    event('a', 'sa', t + min, 1, t, 'purchase', v),
+    bought(t + min, false),
+    watermark(t + 20 * min),
+    event('a', 'sa', t + 5 * min, 2, t, 'view', v), // late, within the lateness: joins it (not predicted)
+    watermark(t + 32 * min), // past the first keptUntil (31m), but reopened: its updated summary is still to come
+    bought(t + 5 * min, true), // keptUntil 35m
+    watermark(t + 34 * min),
+    watermark(t + 35 * min),
+  ];
+  const config = { ...base, batch: { max_size: 1, max_delay: 0 } };
+  const kept = (state: unknown): string[] => (state as { sessions: { keys: string[] } }).sessions.keys;
+  const upTo = async (count: number): Promise<unknown> => (await runOperator(intentModel, config, input.slice(0, count))).state;
+  const key = sessionKey('a', 'sa');
+  assert.deepEqual(kept(await upTo(4)), [key], 'closed, bought, before its keptUntil');
+  assert.deepEqual(kept(await upTo(6)), [key], 'reopened by the late event');
+  const beforeForgotten = await upTo(8);
+  assert.deepEqual(kept(beforeForgotten), [key], 'closed again, before its new keptUntil');
+  assert.deepEqual(kept(await upTo(9)), [], 'the watermark reached its keptUntil');
+  const { output } = await runOperator(intentModel, config, input);
+  assert.deepEqual(of(output, 'prediction').map((p) => p.time), [t], 'the late event after the purchase is not predicted');
+  // Restored before its keptUntil, forgotten at it as the uninterrupted run does.
+  const restored = await runOperator(intentModel, config, input.slice(8), testContext(), { restore: beforeForgotten });
+  assert.deepEqual(kept(restored.state), []);
+});
+
 test('intent: the predictions of a session merged into an earlier one by a late event take the merged session\'s label', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
