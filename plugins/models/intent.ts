@@ -10,7 +10,7 @@ import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeN
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
-import { SequenceTracker, type SequencesState } from './sequence.js';
+import { releaseReached, SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
@@ -487,15 +487,11 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
   };
 
   /** Forgets the closed sessions that bought whose keptUntil `time` has reached (`all`: wherever they are in the order; see closedBought). */
-  const releaseClosedBought = (time: number, all: boolean): void => {
-    for (const [key, keptUntil] of closedBought) {
-      if (keptUntil <= time) {
-        closedBought.delete(key);
-        const state = sessions.get(key);
-        if (state?.labelled === true && state.purchased === true) sessions.delete(key);
-      } else if (!all) return;
-    }
-  };
+  const releaseClosedBought = (time: number, all: boolean): void =>
+    releaseReached(closedBought, time, all, (key) => {
+      const state = sessions.get(key);
+      if (state?.labelled === true && state.purchased === true) sessions.delete(key);
+    });
 
   return {
     async open() {

@@ -59,6 +59,19 @@ export function stepOf(event: ClickEvent, buckets: number): Step {
   };
 }
 
+/**
+ * Takes out of `kept` (keys by their keptUntil, in about that order) those whose keptUntil `time` has reached,
+ * calling `forget` for each: up to the first not reached, or (`all`) wherever they are in the order.
+ */
+export function releaseReached(kept: Map<string, number>, time: number, all: boolean, forget: (key: string) => void): void {
+  for (const [key, keptUntil] of kept) {
+    if (keptUntil <= time) {
+      kept.delete(key);
+      forget(key);
+    } else if (!all) return;
+  }
+}
+
 /** Where a SequenceTracker counts the sequences its bound made it let go. */
 export interface SequenceEvictions {
   /** Open sessions' sequences (the oldest first): the session's next prediction reads only the events since. */
@@ -130,12 +143,7 @@ export class SequenceTracker {
    * so one due is seldom behind one that is not).
    */
   release(time: number, all = false): void {
-    for (const [key, keptUntil] of this.closed) {
-      if (keptUntil <= time) {
-        this.closed.delete(key);
-        this.sequences.delete(key);
-      } else if (!all) return;
-    }
+    releaseReached(this.closed, time, all, (key) => this.sequences.delete(key));
   }
 
   /** Makes room for a new key (see the class): a kept closed sequence first, else the oldest open one; counted. */
