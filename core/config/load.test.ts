@@ -1857,6 +1857,38 @@ test('a transform\'s feature name or pattern that no block before it appends is 
   assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: my-features}', '{type: log1p, features: [my_feature]}']), registry), []);
 });
 
+test("the unknown-feature warning's model wording is chosen by the spec's role: 'model' (defineModel's), not by a stage emitting predictions: an operator of one's own that predicts gets a transform's (was: the model wording, naming a create it does not have)", async () => {
+  const scorer = (role: { role?: 'model' }) =>
+    defineOperator<{ features: string[] }>({
+      name: role.role === undefined ? 'my-scorer' : 'my-model',
+      summary: 'Scores events by the features it selects (tests only).',
+      config: { type: 'object', additionalProperties: false, properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names or `*` patterns.' } } },
+      featureNames: () => [],
+      featureSelectorField: 'features',
+      emits: ['prediction'],
+      ...role,
+      create: () => ({ apply: (input) => input }),
+    });
+  const registry = await builtinRegistry();
+  registry.register(scorer({}), './scorer.js');
+  registry.register(scorer({ role: 'model' }), './model.js');
+  const warningOf = async (type: string): Promise<string> => {
+    const file = join(dir, `role${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - {type: ${type}, features: [s_cartz]}\nsinks: [{type: stdout}]\n`);
+    const warnings = (await loadPipeline(file, { registry, env: {} })).warnings ?? [];
+    assert.equal(warnings.length, 1, warnings.map(formatWarning).join('\n'));
+    return warnings[0]!.message;
+  };
+  assert.match(await warningOf('my-scorer'), /^no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so it selects nothing \(the run logs it once\); /);
+  assert.match(await warningOf('my-model'), /^no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so the model reads nothing for it \(its create is handed/);
+  // Declared on another kind, or with another value, it would word nothing: refused as the plugin registers.
+  const because = registrationProblem(new PluginRegistry());
+  const refused = "role is for operators only, and 'model' its one value (a model stage, as defineModel's); leave it out for any other";
+  assert.equal(because('sink', { role: 'model' }), refused);
+  assert.equal(because('operator', { role: 'transform' }), refused);
+  assert.equal(because('operator', { role: 'model' }), '');
+});
+
 test('an event-time span written as a bare number under a second (horizon: 7, gap: 30) is a warning at its field: a number is milliseconds (was: taken as 7 ms, every churn label positive); with its unit, 0, or a second or more it is not', async () => {
   const warningsOf = async (stages: string[]): Promise<string[]> => {
     const file = join(dir, `w${Math.random().toString(36).slice(2)}.yaml`);

@@ -537,8 +537,8 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     if (stage !== undefined && selectorField !== undefined) {
       // A path: a custom model's list is in its `model` options (`model.features`).
       const selected = fieldSegments(selectorField).reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[key] : undefined), self.config);
-      // A stage that makes predictions (a model: defineModel's) reads the features it selects, and its own create decides what a missing one does.
-      const reader = resolved.plugin.emits?.includes('prediction') === true ? 'model' : 'transform';
+      // A model (defineModel's: role 'model') reads the features it selects, and its own create decides what a missing one does.
+      const reader = resolved.plugin.role === 'model' ? 'model' : 'transform';
       for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected, reader)) {
         warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
       }

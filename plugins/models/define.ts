@@ -116,6 +116,7 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
   const properties: Record<string, JsonSchema> = { ...customProperties, ...(task === 'churn' ? churnProperties : {}), model: modelField };
   return defineOperator<CustomModelStageConfig<Config>>({
     name,
+    role: 'model',
     state: 'global',
     // It appends no features: the stages after it (a transform, another custom model) are checked against the names before it.
     featureNames: () => [],
