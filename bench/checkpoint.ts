@@ -66,7 +66,7 @@ const result = {
 console.log(JSON.stringify(result, null, 2));
 
 /** The changes that made checkpoints leave the event loop free, measured by this script against the builds before them: history, each dated. */
-const history = `### Earlier rounds (history: not this run's figures)
+const history = `### Checkpoint and restore: earlier rounds (history: not this run's figures)
 
 **Checkpoints in parts** (2026-12-03): the stages' snapshots built in parts, the body serialised and hashed in parts (core/runtime/parts.ts), the event loop turning between parts; user-features' restore decodes its table in parts of rows; the hash of a checkpoint read back is checked in parts. This script run against the build before the change (its dist/bench) and the build with it, alternating, at load average 3.3-4.8 from other work on this 2-core host (every run; a gap whose CPU time is far below its length was the process waiting for a core):
 

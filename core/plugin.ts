@@ -656,11 +656,18 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * there and not here does not compile). Where every stage before it declares
    * `featureNames` (`() => []` for a stage that appends none), `validate` and `run` warn of a name or
    * pattern that none of their names matches, at its item, with what the run does then: a transform
-   * selects nothing for it and logs that once (its FeatureSelector's onMissing); a stage that `emits`
-   * `prediction` (a model) is handed the names the events have, and a create that throws on a missing
-   * one has every event it predicts dead-lettered. Absent: not checked.
+   * selects nothing for it and logs that once (its FeatureSelector's onMissing); a model (`role: 'model'`)
+   * is handed the names the events have, and a create that throws on a missing one has every event it
+   * predicts dead-lettered. Absent: not checked.
    */
   featureSelectorField?: string;
+  /**
+   * Operators: `'model'` for a model stage (defineModel's and the built-in ones set it), whose own code
+   * decides what a feature missing from its `featureSelectorField` list does; that warning says so. Absent:
+   * a transform's wording (the run logs it once), whatever the stage emits (an operator of one's own that
+   * emits `prediction` is no model by that alone).
+   */
+  role?: 'model';
   /**
    * Sinks: the files this config writes (replacing or appending to them), so that a run which would
    * overwrite its own input is refused before anything is replaced: a source of the pipeline whose

@@ -165,6 +165,10 @@ function specProblem(plugin: AnyPlugin): string | undefined {
   if (spec.featureSelectorField !== undefined && (spec.kind !== 'operator' || typeof spec.featureSelectorField !== 'string')) {
     return "featureSelectorField is for operators only: the config field holding the feature names it selects, e.g. 'features'";
   }
+  // What the warnings of featureSelectorField are worded by: another value would be taken for a transform without a word.
+  if (spec.role !== undefined && (spec.kind !== 'operator' || spec.role !== 'model')) {
+    return "role is for operators only, and 'model' its one value (a model stage, as defineModel's); leave it out for any other";
+  }
   // Asked of the sinks (outputFiles) and sources (inputFiles) alone: on another kind it would check nothing.
   if (spec.outputFiles !== undefined && (spec.kind !== 'sink' || typeof spec.outputFiles !== 'function')) {
     return "outputFiles is for sinks only: (config) => the files it writes, e.g. [{ path: config.path, field: 'path' }]";

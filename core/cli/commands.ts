@@ -7,7 +7,7 @@ import yargs, { type Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
 import { ConfigError, TributaryError, formatProblem, formatWarning, type ConfigProblem } from '../errors.js';
 import { composedSchema } from '../config/schema.js';
-import { loadPipeline, pluginConfig, type LoadedPipeline } from '../config/load.js';
+import { loadPipeline, pluginConfig, problemPlace, type LoadedPipeline } from '../config/load.js';
 import { inputFilesOf } from '../plugin-hooks.js';
 import { inputFileProblem } from '../paths.js';
 import { createLogger, redactSecrets } from '../runtime/telemetry.js';
@@ -396,7 +396,7 @@ function missingInputProblems(loaded: LoadedPipeline): ConfigProblem[] {
       const problem = inputFileProblem(resolve(loaded.baseDir, path));
       if (problem === undefined) return [];
       const at = field === undefined ? undefined : source.locate?.(field);
-      return [{ file: loaded.file, line: at?.line ?? source.line ?? 0, column: at?.column ?? source.column ?? 0, path: at?.path ?? source.path, message: `${source.plugin.kind} '${source.plugin.name}': ${problem}` }];
+      return [{ file: loaded.file, ...problemPlace(at, `${source.plugin.kind} '${source.plugin.name}': ${problem}`, source), path: at?.path ?? source.path }];
     }),
   );
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, formatWarning, needsPerson, type ConfigProblem } from 'tributary';
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
-import { loadedPipelineProblems } from './load.js';
+import { entryFieldProblem, loadedPipelineProblems } from './load.js';
 import { zoneNameWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
 import { defineModel } from 'tributary/models';
@@ -163,9 +163,9 @@ test('${VAR} and ${VAR:-default} are interpolated, typed when unquoted; a missin
     assert.match(error.problems[0]!.message, /USERS is not set/);
     return true;
   });
-  // The file shows `${USERS}` at that line: the problem quotes the value the variable gave.
+  // The file shows `${USERS}` at that line: the problem quotes the value the variable gave, and says it was filled in (was: the value alone).
   await assert.rejects(loadPipeline(file, { registry, env: { USERS: 'lots' } }), (error: ConfigError) => {
-    assert.deepEqual(error.problems.map((p) => formatProblem({ ...p, file: 'P' })), ['P:4:12: $.sources[0].users: must be integer, got "lots"']);
+    assert.deepEqual(error.problems.map((p) => formatProblem({ ...p, file: 'P' })), ['P:4:12: $.sources[0].users: must be integer, got "lots" (a value filled in from ${USERS})']);
     return true;
   });
 });
@@ -755,16 +755,37 @@ test("a source reading the default dead-letter file (the pipeline names no dead_
   assert.deepEqual(await problemsOf(`name: replay\nsources: [{type: file, path: ${deadLetters}}]\nsinks: [{type: stdout}]\ndead_letter: {type: file, path: ${join(dir, 'dl.jsonl')}}\n`), []);
 });
 
-test('a section --set created that lacks a required field says the file lacks it and which --set made it', async () => {
+test('a section --set created that lacks a required field says the file lacks it and which --set made it, by the file alone (was: at 1:1, the document, which holds no such section)', async () => {
   const problems = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s'] });
   assert.deepEqual(problems, [
-    "P:1:1: $.checkpoint: missing required field 'dir' ($.checkpoint is not in the file: --set 'checkpoint.interval=10s' created it; set its other required fields too, or write the section in the file)",
+    "P: $.checkpoint: missing required field 'dir' ($.checkpoint is not in the file: --set 'checkpoint.interval=10s' created it; set its other required fields too, or write the section in the file)",
   ]);
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['checkpoint.interval=10s', 'checkpoint.dir=cp'] }), []);
   // An entry added to a list by --set, the same.
   const added = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['sinks[1].kinds=[drift]'] });
   assert.equal(added.length, 1);
   assert.match(added[0]!, /\$\.sinks\[1\].*--set 'sinks\[1\]\.kinds=\[drift\]' created it/);
+});
+
+test("a problem in a value a --set gave is said by the file and path with the --set, not at the place of the file's value it replaced, nor at 1:1 for a field the file lacks (was: P:3:12 showing `users: 5`; P:1:1 for the default dead-letter sink's field)", async () => {
+  const yaml = 'sources:\n  - type: synthetic\n    users: 5\nsinks: [{type: stdout}]\n';
+  assert.deepEqual(await problemsOf(yaml), []);
+  assert.deepEqual(await problemsOf(yaml, { sets: ['sources[0].users=0'] }), ["P: $.sources[0].users: must be >= 1, got 0 (from --set 'sources[0].users=0', not from the file)"]);
+  // A field the entry lacks, added by --set; the innermost --set where two set a section and a field in it.
+  assert.deepEqual(await problemsOf(yaml, { sets: ['sources[0].seed=x'] }), ["P: $.sources[0].seed: must be integer, got \"x\" (from --set 'sources[0].seed=x', not from the file)"]);
+  assert.deepEqual(await problemsOf(yaml, { sets: ['settings={max_in_flight: 2}', 'settings.max_in_flight=0'] }), ["P: $.settings.max_in_flight: must be >= 1, got 0 (from --set 'settings.max_in_flight=0', not from the file)"]);
+  // The default dead-letter sink a --set changes (the file names no dead_letter).
+  assert.deepEqual(await problemsOf(yaml, { sets: ['dead_letter.lazy=maybe'] }), ["P: $.dead_letter.lazy: must be boolean, got \"maybe\" (from --set 'dead_letter.lazy=maybe', not from the file)"]);
+  // A value a --set replaced that came from the environment: the --set's, not the variable's.
+  assert.deepEqual(await problemsOf(yaml.replace('5', '${USERS}'), { env: { USERS: '5' }, sets: ['sources[0].users=0'] }), ["P: $.sources[0].users: must be >= 1, got 0 (from --set 'sources[0].users=0', not from the file)"]);
+  // A field a --set added that the plugin does not know.
+  assert.deepEqual(await problemsOf(yaml, { sets: ['sources[0].bogus=1'] }), ["P: $.sources[0].bogus: unknown field 'bogus' (from --set 'sources[0].bogus=1', not from the file)"]);
+  // What the run and validate say later at a field (a factory's refusal, an input file not there) is said the same way.
+  const file = join(dir, 'set-later.yaml');
+  writeFileSync(file, yaml);
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: ['sources[0].seed=3'] });
+  assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.sources[0]!, 'seed', 'refused'), file: 'P' }), "P: $.sources[0].seed: refused (from --set 'sources[0].seed=3', not from the file)");
+  assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.sources[0]!, 'users', 'refused'), file: 'P' }), 'P:3:12: $.sources[0].users: refused');
 });
 
 test('a kafka source needs exactly one of topics and pattern, which validate says at the entry', async () => {
@@ -1855,6 +1876,38 @@ test('a transform\'s feature name or pattern that no block before it appends is 
   const registry = await builtinRegistry();
   registry.register(defineOperator({ name: 'my-features', summary: 'Features.', config: { type: 'object', properties: {} }, create: () => ({ apply: (input) => input }) }), './my.js');
   assert.deepEqual(await warningsOf(yaml(['{type: sessionizer}', '{type: my-features}', '{type: log1p, features: [my_feature]}']), registry), []);
+});
+
+test("the unknown-feature warning's model wording is chosen by the spec's role: 'model' (defineModel's), not by a stage emitting predictions: an operator of one's own that predicts gets a transform's (was: the model wording, naming a create it does not have)", async () => {
+  const scorer = (role: { role?: 'model' }) =>
+    defineOperator<{ features: string[] }>({
+      name: role.role === undefined ? 'my-scorer' : 'my-model',
+      summary: 'Scores events by the features it selects (tests only).',
+      config: { type: 'object', additionalProperties: false, properties: { features: { type: 'array', items: { type: 'string' }, default: [], description: 'Names or `*` patterns.' } } },
+      featureNames: () => [],
+      featureSelectorField: 'features',
+      emits: ['prediction'],
+      ...role,
+      create: () => ({ apply: (input) => input }),
+    });
+  const registry = await builtinRegistry();
+  registry.register(scorer({}), './scorer.js');
+  registry.register(scorer({ role: 'model' }), './model.js');
+  const warningOf = async (type: string): Promise<string> => {
+    const file = join(dir, `role${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, `sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - {type: ${type}, features: [s_cartz]}\nsinks: [{type: stdout}]\n`);
+    const warnings = (await loadPipeline(file, { registry, env: {} })).warnings ?? [];
+    assert.equal(warnings.length, 1, warnings.map(formatWarning).join('\n'));
+    return warnings[0]!.message;
+  };
+  assert.match(await warningOf('my-scorer'), /^no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so it selects nothing \(the run logs it once\); /);
+  assert.match(await warningOf('my-model'), /^no stage before it appends a feature 's_cartz' \(did you mean 's_carts'\?\), so the model reads nothing for it \(its create is handed/);
+  // Declared on another kind, or with another value, it would word nothing: refused as the plugin registers.
+  const because = registrationProblem(new PluginRegistry());
+  const refused = "role is for operators only, and 'model' its one value (a model stage, as defineModel's); leave it out for any other";
+  assert.equal(because('sink', { role: 'model' }), refused);
+  assert.equal(because('operator', { role: 'transform' }), refused);
+  assert.equal(because('operator', { role: 'model' }), '');
 });
 
 test('an event-time span written as a bare number under a second (horizon: 7, gap: 30) is a warning at its field: a number is milliseconds (was: taken as 7 ms, every churn label positive); with its unit, 0, or a second or more it is not', async () => {

@@ -86,6 +86,22 @@ export interface FieldPosition {
   path: string;
   line: number;
   column: number;
+  /**
+   * Where no place in the file holds the field's value (a `--set` gave it, or made the section it is in):
+   * that said, as a note for a problem's message (`(from --set 'sources[0].users=0', not from the file)`);
+   * such a problem is said by the file and path alone (problemPlace), `line` and `column` being only the
+   * nearest position the file has.
+   */
+  origin?: string;
+}
+
+/**
+ * Where a problem at a field (`at`, a locator's answer; absent: `fallback`'s position, an entry's) is said:
+ * its line and column, or, for a value no place in the file holds (FieldPosition.origin), none, with that
+ * said after the message.
+ */
+export function problemPlace(at: FieldPosition | undefined, message: string, fallback?: { readonly line?: number; readonly column?: number }): Pick<ConfigProblem, 'line' | 'column' | 'message'> {
+  return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} ${at.origin}` };
 }
 
 export interface ResolvedEntry {
@@ -170,16 +186,22 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const problems: ConfigProblem[] = [];
   /** Values that were one unquoted `${VAR}` read as a number, boolean or null, by JSONPath: the reference as written. */
   const retyped = new Map<string, string>();
-  interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)), retyped);
+  /** Values the environment filled in (a `${VAR}` in them), by JSONPath: the variables, for the problems said at them. */
+  const filledIn = new Map<string, readonly string[]>();
+  interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)), retyped, filledIn);
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   const data: unknown = doc.toJS() ?? {};
-  seedDefaultDeadLetter(data, options.sets ?? [], file);
+  /** Whether `dead_letter` is the default sink a `--set` changes (the file names none): seedDefaultDeadLetter. */
+  const seeded = seedDefaultDeadLetter(data, options.sets ?? [], file);
   /** Sections and entries a `--set` created (the file lacks them), by JSONPath: said with their problems. */
   const createdBySet = new Map<string, string>();
+  /** The value each `--set` gave, by its JSONPath (the last one where two set one path): no place in the file holds it. */
+  const setValues = new Map<string, string>();
   for (const assignment of options.sets ?? []) {
     try {
       for (const created of applySet(data, assignment)) if (!createdBySet.has(created)) createdBySet.set(created, assignment);
+      setValues.set(jsonPath(pathSegments(assignmentParts(assignment)!.path)), assignment);
     } catch (error) {
       // A config error (exit 2, no stack trace), for run and backtest as for validate; said by the file and
       // the --set argument (`FILE: --set 'stages[9].gap=1m': ...`), as it has no place in the file.
@@ -187,7 +209,14 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     }
   }
 
-  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): LocatedProblem => at(offsetOf(doc, segments, place), jsonPath(segments), message);
+  const locate = (segments: readonly PathSegment[], message: string, place: FieldPlace = 'value'): LocatedProblem => {
+    const path = jsonPath(segments);
+    // A value filled in from the environment is said at its `${VAR}`, which shows the reference, not the value
+    // (one a --set replaced is said as the --set's: notingWhatSetGave).
+    const variables = place === 'value' && ![...setValues.keys()].some((set) => within(path, set)) ? filledIn.get(path) : undefined;
+    const filled = variables === undefined || variables.some((name) => message.includes(`\${${name}`)) ? '' : ` (a value filled in from ${variables.map((name) => `\${${name}}`).join(' and ')})`;
+    return at(offsetOf(doc, segments, place), path, message === '' ? message : message + filled);
+  };
   /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
    * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
@@ -197,8 +226,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     (base: readonly PathSegment[]) =>
     (field: string, place: FieldPlace = 'value'): FieldPosition => {
       const segments = [...base, ...(field === '' ? [] : pathSegments(field))];
-      const { line, column } = locate(segments, '', place);
-      return { path: jsonPath(segments), line, column };
+      const { line, column, path } = locate(segments, '', place);
+      const origin = setOrigin(path, setValues, createdBySet, seeded);
+      return { path, line, column, ...(origin === undefined ? {} : { origin }) };
     };
 
   const baseDir = dirname(resolve(file));
@@ -302,9 +332,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     ...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, invalid, sectionsWhole, scaleOut: document.scale_out !== undefined, commits, baseDir }, inFile, warnings),
   );
   const deadLetter = deadLetters[0] ?? defaultDeadLetter;
-  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map((problem) => notingCreatedBySet(problem, createdBySet))));
+  const notingSets = (problem: ConfigProblem): ConfigProblem => notingWhatSetGave(problem, setValues, createdBySet, seeded);
+  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map(notingSets)));
   document.name ??= name;
-  return { file, baseDir, document, sources: present(sources), stages: present(stages), sinks: present(sinks), deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings) };
+  return { file, baseDir, document, sources: present(sources), stages: present(stages), sinks: present(sinks), deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings.map(notingSets)) };
 }
 
 /** Whether JSONPath `path` is `section` or lies inside it. */
@@ -537,8 +568,8 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     if (stage !== undefined && selectorField !== undefined) {
       // A path: a custom model's list is in its `model` options (`model.features`).
       const selected = fieldSegments(selectorField).reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[key] : undefined), self.config);
-      // A stage that makes predictions (a model: defineModel's) reads the features it selects, and its own create decides what a missing one does.
-      const reader = resolved.plugin.emits?.includes('prediction') === true ? 'model' : 'transform';
+      // A model (defineModel's: role 'model') reads the features it selects, and its own create decides what a missing one does.
+      const reader = resolved.plugin.role === 'model' ? 'model' : 'transform';
       for (const { index, message } of unmatchedSelections(appended.slice(0, stage), selected, reader)) {
         warnings.push(locate.entry(resolved, base, [...fieldSegments(selectorField), index], message));
       }
@@ -829,7 +860,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
   const file = loaded.file;
   const locate: ProblemLocator = {
     entry: (resolved, _base, below, message, place) => inEntry(file, resolved, below, message, place),
-    section: (segments, message) => ({ file, ...positionOf(loaded.locate?.(fieldText(segments))), path: jsonPath(segments), message }),
+    section: (segments, message) => ({ file, ...problemPlace(loaded.locate?.(fieldText(segments)), message), path: jsonPath(segments) }),
   };
   const problems: ConfigProblem[] = [];
   // As loadPipeline does: the checks across entries run on what can be judged, beside the entries' schema problems.
@@ -868,7 +899,7 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
  */
 function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
   const at = resolved.locate?.(fieldText(below), place);
-  return { file, ...positionOf(at ?? resolved), path: resolved.path + jsonPath(below).slice(1), message };
+  return { file, ...problemPlace(at, message, resolved), path: resolved.path + jsonPath(below).slice(1) };
 }
 
 /**
@@ -917,7 +948,8 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
 export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject[]): string[] {
   const texts: string[] = [];
   for (const error of errors) {
-    const problem = problemFromAjv(error, [], (segments, message) => ({ file: '', line: 0, column: 0, path: jsonPath(segments), message }), plugin);
+    // No file and no place in one (a default entry, a config in code): a path and a message.
+    const problem = problemFromAjv(error, [], (segments, message) => ({ file: '', path: jsonPath(segments), message }), plugin);
     if (problem) texts.push(`${problem.path}: ${problem.message}`);
   }
   return texts;
@@ -1199,14 +1231,24 @@ function typedAsPlainScalar(text: string): unknown {
 }
 
 /** `${VAR}` and `${VAR:-default}` in every string scalar (see substitute); `$${` is a literal `${`. */
-function interpolate(doc: Document, env: Record<string, string | undefined>, report: (node: Scalar, path: PathSegment[], message: string) => void, retyped: Map<string, string>): void {
+function interpolate(
+  doc: Document,
+  env: Record<string, string | undefined>,
+  report: (node: Scalar, path: PathSegment[], message: string) => void,
+  retyped: Map<string, string>,
+  filledIn: Map<string, readonly string[]>,
+): void {
   visit(doc, {
     Scalar(_key, node, ancestors) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const original = node.value;
       let result: ReturnType<typeof substitute>;
+      const names: string[] = [];
       try {
-        result = substitute(original, (name) => variable(env, name));
+        result = substitute(original, (name) => {
+          if (!names.includes(name)) names.push(name);
+          return variable(env, name);
+        });
       } catch (error) {
         if (!(error instanceof MalformedReference)) throw error;
         const segments = segmentsOf(ancestors, node);
@@ -1221,6 +1263,7 @@ function interpolate(doc: Document, env: Record<string, string | undefined>, rep
       // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
       node.value = result.whole && node.type === Scalar.PLAIN ? typedAsPlainScalar(result.value) : result.value;
       if (typeof node.value !== 'string') retyped.set(jsonPath(segmentsOf(ancestors, node)), original.trim());
+      if (names.length > 0) filledIn.set(jsonPath(segmentsOf(ancestors, node)), names);
     },
   });
 }
@@ -1314,23 +1357,40 @@ export function fieldText(segments: readonly (string | number)[]): string {
  * created as that entry first. Not where a `--set` names the section's `type` or the section whole: that
  * declares another sink, which the default's fields would not fit.
  */
-function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: string): void {
-  if (typeof data !== 'object' || data === null || Array.isArray(data) || 'dead_letter' in data) return;
+function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: string): boolean {
+  if (typeof data !== 'object' || data === null || Array.isArray(data) || 'dead_letter' in data) return false;
   const paths = sets.map((assignment) => pathSegments(assignmentParts(assignment)?.path ?? ''));
   const intoSection = paths.filter((segments) => segments[0] === 'dead_letter');
-  if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return;
+  if (intoSection.length === 0 || intoSection.some((segments) => segments.length === 1 || segments[1] === 'type')) return false;
   const name = (data as { name?: unknown }).name;
   const pipeline = typeof name === 'string' ? name : pipelineNameOf(file);
   (data as Record<string, unknown>).dead_letter = defaultDeadLetterEntry(pipeline);
+  return true;
 }
 
-/** A problem at (or inside) a section or entry that a `--set` created says so: the file lacks it, and its other required fields are the user's to set. */
-function notingCreatedBySet(problem: ConfigProblem, createdBySet: ReadonlyMap<string, string>): ConfigProblem {
+/**
+ * A problem at (or inside) what no place in the file holds is said by the file and its path alone, with where it
+ * came from, not at the nearest position the file has (the document's 1:1, or the value a `--set` replaced): a
+ * value a `--set` gave; a section or entry a `--set` created (the file lacks it, and its other required fields are
+ * the user's to set); the default dead-letter sink a `--set dead_letter.FIELD` changed.
+ */
+function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): ConfigProblem {
+  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded);
+  if (origin === undefined) return problem;
+  const { line: _line, column: _column, ...unplaced } = problem;
+  return { ...unplaced, message: `${problem.message} ${origin}` };
+}
+
+/** Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave); undefined where the file does. */
+function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): string | undefined {
+  // The innermost value set where a --set gave a section and another a field inside it.
+  const set = [...setValues].filter(([path]) => within(at, path)).sort(([a], [b]) => b.length - a.length)[0];
+  if (set !== undefined) return `(from --set ${assignmentText(set[1])}, not from the file)`;
   for (const [path, assignment] of createdBySet) {
-    if (problem.path === undefined || !within(problem.path, path)) continue;
-    return { ...problem, message: `${problem.message} (${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)` };
+    if (within(at, path)) return `(${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)`;
   }
-  return problem;
+  if (seeded && within(at, '$.dead_letter')) return '($.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed)';
+  return undefined;
 }
 
 /**

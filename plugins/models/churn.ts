@@ -407,6 +407,7 @@ export const churnProperties = {
 
 export default defineOperator<ChurnModelConfig>({
   name: 'churn-model',
+  role: 'model',
   state: 'global',
   featureNames: () => [], // appends none: a transform after it is checked against the names before it
   emits: modelEmits,

@@ -46,4 +46,9 @@ export interface CustomModelSource {
   /** The plugin's name: the report's `kind_of_model`, and the kind its snapshots are checked against. */
   kind: string;
   create(features: readonly string[], context: ModelContext): CustomModel;
+  /**
+   * Of `features` (the vector's names, as `create` got them), those the model reads, in their order: what its
+   * `model_metrics` record (a backtest's report) lists. Absent: all of them, as a built-in model reads them all.
+   */
+  reads?(features: readonly string[]): readonly string[];
 }

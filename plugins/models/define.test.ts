@@ -150,3 +150,23 @@ test('a custom model with checkPipeline and featureSelectorField runs as before'
   assert.equal(run.outputs[0]!.length, 1);
   assert.equal(run.stats.deadLettered, 0);
 });
+
+test("a custom model's report lists the features it reads (its featureSelectorField's selection), as a built-in model's lists those it reads (was: every feature of the vector)", async () => {
+  const stages = (model: string): string => pipeline(['{type: sessionizer}', '{type: session-features}', model]).replace('{type: synthetic}', '{type: synthetic, users: 30, events: 600}').replace('{type: stdout}', '{type: memory, kinds: [model_metrics]}');
+  const reportOf = async (model: string): Promise<string[]> => {
+    const run = await runYaml(stages(model), { plugins: [selecting] });
+    assert.equal(run.outputs[0]!.length, 1);
+    return (run.outputs[0]![0] as unknown as { features: string[] }).features;
+  };
+  const all = await reportOf('{type: intent-model, report: true}');
+  const carts = all.filter((name) => name.startsWith('s_cart'));
+  assert.ok(carts.length > 0 && carts.length < all.length, all.join(', '));
+  // In the vector's order, each once, a name missing from it left out.
+  assert.deepEqual(await reportOf('{type: mean-rule, report: true, model: {features: [s_events, "s_cart*", s_nope]}}'), all.filter((name) => name === 's_events' || name.startsWith('s_cart')));
+  // The default list of its options (`[s_carts]`).
+  assert.deepEqual(await reportOf('{type: mean-rule, report: true}'), ['s_carts']);
+  // A custom model that names no featureSelectorField may read any of them: all are listed, as before.
+  const fixed = defineModel<Record<string, never>>({ name: 'half-rule', task: 'intent', summary: 'Always 0.5 (tests only).', config: { type: 'object', additionalProperties: false, properties: {} }, create: () => ({ predict: () => 0.5 }) });
+  const run = await runYaml(stages('{type: half-rule, report: true}'), { plugins: [fixed] });
+  assert.deepEqual((run.outputs[0]![0] as unknown as { features: string[] }).features, all);
+});

@@ -8,7 +8,7 @@
  * checkpoints keep its `state()`), `drift.action` (it turns the TF.js optimiser's knobs) and `batch.max_size`
  * (a custom model predicts each sample at once).
  */
-import { defineOperator, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
+import { defineOperator, FeatureSelector, fieldPath, valueAtPath, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
 import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
@@ -40,7 +40,8 @@ export interface ModelDefinition<Config> {
    * field of `Config`, so one renamed there and not here does not compile), for a
    * model that selects its features by name (with FeatureSelector): `validate` and `run` warn of a name or
    * pattern that no stage before it appends, at its item (`$.stages[3].model.features[1]`), as they do for a
-   * transform's `featureSelectorField`. Absent: not checked.
+   * transform's `featureSelectorField`; its `model_metrics` record (a backtest's report) lists the features
+   * the list selects. Absent: not checked, and the report lists every feature of the vector.
    */
   featureSelectorField?: ConfigFieldPath<Config>;
   /**
@@ -115,6 +116,7 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
   const properties: Record<string, JsonSchema> = { ...customProperties, ...(task === 'churn' ? churnProperties : {}), model: modelField };
   return defineOperator<CustomModelStageConfig<Config>>({
     name,
+    role: 'model',
     state: 'global',
     // It appends no features: the stages after it (a transform, another custom model) are checked against the names before it.
     featureNames: () => [],
@@ -141,6 +143,13 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     create(config, context) {
       const { model: options, ...stage } = config;
       const source: CustomModelSource = { kind: name, create: (features, model) => definition.create(options, features, model) };
+      // A model that selects its features by name reads those its list selects, not the whole vector: what its report lists.
+      if (definition.featureSelectorField !== undefined) {
+        const patterns = valueAtPath(options as object, fieldPath(definition.featureSelectorField) ?? [definition.featureSelectorField]);
+        if (Array.isArray(patterns) && patterns.every((pattern) => typeof pattern === 'string')) {
+          source.reads = (features) => Array.from(new FeatureSelector(patterns, () => undefined).indices(features), (index) => features[index]!);
+        }
+      }
       return task === 'intent' ? createIntentModel(stage, context, source) : createChurnModel(stage as ChurnModelConfig, context, source);
     },
   });

@@ -265,6 +265,7 @@ const noValues = new Float32Array(0);
 
 export default defineOperator<IntentModelConfig>({
   name: 'intent-model',
+  role: 'model',
   state: 'global',
   featureNames: () => [], // appends none: a transform after it is checked against the names before it
   emits: modelEmits,

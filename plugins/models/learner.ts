@@ -1223,7 +1223,8 @@ export class OnlineLearner {
       task: this.task,
       kind_of_model: this.custom?.kind ?? this.config.model.kind,
       backend: this.backendName ?? null,
-      features: this.features ?? [],
+      // The features the model reads: a custom model's selection (its featureSelectorField's), else the whole vector.
+      features: this.features === undefined ? [] : [...(this.custom?.reads?.(this.features) ?? this.features)],
       summary,
       calibration: this.prequential.calibrationTable(),
       roc: this.prequential.rocCurve(),
