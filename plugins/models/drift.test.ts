@@ -287,3 +287,19 @@ test('loss blocks: a unit labelled again (a late event reopened its session) cou
   old.load([1, 1, 3, 1, 'b', []]);
   assert.deepEqual(old.state(), [1, 1, 3, 1, 'b']);
 });
+
+test('loss blocks: renew (a new session under a key whose session was labelled) makes the next labels of that key a unit of their own: the kept unit is not taken up again, and an open run of it ends', () => {
+  // a closed into the open block and kept for a later label; renewed, a's next label is another unit: a, b, a fill the block.
+  const kept = new LossBlocks(3);
+  assert.equal(kept.add(1, 'a', 100), undefined);
+  assert.equal(kept.add(2, 'b'), undefined);
+  assert.equal(kept.renew('a'), undefined);
+  assert.equal(kept.add(3, 'a', 100), undefined);
+  assert.equal(kept.add(4, 'c'), 2, 'the means of a (1), b (2) and the new a (3)');
+  // a's run still open: renew ends it (its mean into the block), and the next a starts another.
+  const open = new LossBlocks(2);
+  assert.equal(open.add(1, 'a'), undefined);
+  assert.equal(open.renew('a'), undefined);
+  assert.equal(open.add(5, 'a'), undefined);
+  assert.equal(open.add(0, 'b'), 3, 'the means of a (1) and the new a (5)');
+});

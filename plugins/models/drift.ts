@@ -130,6 +130,23 @@ export class LossBlocks {
     return waiting.count > 0 ? this.closeUnit(unit, waiting.sum, waiting.count) : undefined;
   }
 
+  /**
+   * A new session under `unit`'s key (a data session id back): the one before is labelled no more, so it is not kept
+   * for a later label (where its mean is, it stays), and, its run still open, that ends; the new one's labels are a
+   * unit of their own (a run still waiting for losses, seldom, is taken up again by them). The block's mean when
+   * ending the run filled it.
+   */
+  renew(unit: string): number | undefined {
+    const kept = this.relabelable.get(unit);
+    if (kept !== undefined) this.forget(unit, kept);
+    if (this.unitKey !== unit || this.unitOutstanding > 0) return undefined;
+    const mean = this.unitCount > 0 ? this.close(this.unitSum / this.unitCount) : undefined;
+    this.unitKey = null;
+    this.unitSum = 0;
+    this.unitCount = 0;
+    return mean;
+  }
+
   /** Forgets the units kept for a later label whose `until` the watermark `time` has passed (those first kept: see keepUntil). */
   release(time: number): void {
     for (const [key, unit] of this.relabelable) {

@@ -369,6 +369,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     // By user and id: two users' sessions of one data id (GA4's ga_session_id, a second) are two sessions.
     const key = sessionKey(event.userId, sessionId);
     let state = sessions.get(key);
+    // A first event: a new session, though its id (from the data) may be back; not a relabel of the one before.
+    if (event.session?.position === 0) learner.newUnit(key, event.time, emit);
     // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
     if (state?.labelled && event.session?.position === 0) {
       sessions.delete(key);

@@ -1119,6 +1119,14 @@ export class OnlineLearner {
     }
   }
 
+  /**
+   * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
+   * unit of their own, not a relabel of the session before (see LossBlocks.renew).
+   */
+  newUnit(unit: string, time: number, emit: Emit): void {
+    if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.renew(unit), time, emit);
+  }
+
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
   watermarkPassed(time: number): void {
     this.snapshots.settle();

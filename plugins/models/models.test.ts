@@ -657,6 +657,23 @@ test('intent: a session a late event reopened, labelled again by its updated sum
   chain.end();
 });
 
+test('intent: a data session id back as a new session (a first event, after its session was forgotten) is a new unit of the drift detector\'s loss blocks, not a relabel of the one before (was: joined its unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, sessionId: string, minute: number): Element => ({ kind: 'event', userId: user, sessionId, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1's S (0, 2) and u2's T (3) close at the watermark 13, labelled; S is forgotten at its keptUntil (32); S again at
+  // 40 is a new session (position 0), labelled at 51, while S's first unit is still kept for a relabel (until 62);
+  // u3 (45) is labelled at 56, ending the new S's run.
+  const input: Element[] = [at('u1', 'S', 0), at('u1', 'S', 2), at('u2', 'T', 3), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 'S', 40), at('u3', 'U', 45), watermark(t + 51 * min), watermark(t + 56 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.update === true]), [['S', false], ['T', false], ['S', false], ['U', false]], 'S twice, each a session of its own');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 3, 'S, T and the new S closed (U open)');
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
