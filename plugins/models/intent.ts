@@ -449,7 +449,10 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
         sessions.set(key, state);
       }
-      for (const sample of absorbed.pending) state.pending.push(sample);
+      for (const sample of absorbed.pending) {
+        learner.joinUnit(sample, key); // one session, one unit of the drift detector's loss blocks
+        state.pending.push(sample);
+      }
       state.purchased ||= absorbed.purchased;
       state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
       state.last = Math.max(state.last, absorbed.last);

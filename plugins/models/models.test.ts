@@ -674,6 +674,22 @@ test('intent: a data session id back as a new session (a first event, after its 
   chain.end();
 });
 
+test('intent: the predictions of a session a merge absorbed, labelled by the merged session\'s summary, are in the merged session\'s unit of the drift detector\'s loss blocks: one session, one unit (was: a unit of their own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1:0 (0, 2) and u2 (3) close at the watermark 13, labelled; u1:15 (15, 17) is predicted; the late event at 8
+  // merges it into u1:0, and 19 goes on in it; the merged summary (at 29) labels 15, 17 and 19; u3 (25) ends that run at 35.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), watermark(t + 35 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u2:${t + 3 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u3:${t + 25 * min}`, []]], 'u1:15 merged into u1:0');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u2 and u1:0 (with u1:15\'s predictions) closed (u3 open)');
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
