@@ -442,6 +442,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       const absorbed = sessions.get(absorbedKey);
       // Folded at the merging event; here where that event did not come this way.
       sequences?.fold(absorbedKey, key, summary.start);
+      // Its predictions its own summary labelled: in this session's unit of the loss blocks too, where still in reach.
+      learner.mergeUnits(absorbedKey, key);
       if (absorbed === undefined) continue;
       sessions.delete(absorbedKey);
       closedBought.delete(absorbedKey);

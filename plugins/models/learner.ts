@@ -1130,6 +1130,14 @@ export class OnlineLearner {
   }
 
   /**
+   * The session `from` was merged into `into` (units by user and id, as sessionKey makes them): the losses of its
+   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge).
+   */
+  mergeUnits(from: string, into: string): void {
+    if (this.config.drift.detector !== 'none') this.lossBlocks.merge(from, into);
+  }
+
+  /**
    * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
    * unit of their own, not a relabel of the session before (see LossBlocks.renew).
    */

@@ -690,6 +690,22 @@ test('intent: the predictions of a session a merge absorbed, labelled by the mer
   chain.end();
 });
 
+test('intent: a session a merge absorbed after its own summary labelled it is in the merged session\'s unit of the drift detector\'s loss blocks while both means are in the open block (was: a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1:0 (0, 2) closes at 13, u1:15 (15, 17) at 27, each labelled, u2 (20) between them; the late event at 8 bridges
+  // them and the merged summary comes at once (its end, 17, a gap behind the watermark 28); u3 (30) ends the run at 41.
+  const input: Element[] = [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u1:${t + 15 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u2:${t + 20 * min}`, []], [`u3:${t + 30 * min}`, []]], 'u1:15 merged into u1:0');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u1:0 (with u1:15) and u2 closed (u3 open)');
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
