@@ -287,3 +287,49 @@ test('loss blocks: a unit labelled again (a late event reopened its session) cou
   old.load([1, 1, 3, 1, 'b', []]);
   assert.deepEqual(old.state(), [1, 1, 3, 1, 'b']);
 });
+
+test('loss blocks: renew (a new session under a key whose session was labelled) makes the next labels of that key a unit of their own: the kept unit is not taken up again, and an open run of it ends', () => {
+  // a closed into the open block and kept for a later label; renewed, a's next label is another unit: a, b, a fill the block.
+  const kept = new LossBlocks(3);
+  assert.equal(kept.add(1, 'a', 100), undefined);
+  assert.equal(kept.add(2, 'b'), undefined);
+  assert.equal(kept.renew('a'), undefined);
+  assert.equal(kept.add(3, 'a', 100), undefined);
+  assert.equal(kept.add(4, 'c'), 2, 'the means of a (1), b (2) and the new a (3)');
+  // a's run still open: renew ends it (its mean into the block), and the next a starts another.
+  const open = new LossBlocks(2);
+  assert.equal(open.add(1, 'a'), undefined);
+  assert.equal(open.renew('a'), undefined);
+  assert.equal(open.add(5, 'a'), undefined);
+  assert.equal(open.add(0, 'b'), 3, 'the means of a (1) and the new a (5)');
+});
+
+test('loss blocks: merge (a late event merged session a into e) makes a\'s losses part of e\'s unit where both are in reach: a\'s mean taken out of the open block, e\'s put back over both; a unit in a block the detector read stays', () => {
+  // e and a closed into the open block, kept; merged: one unit, mean (1 + 3 + 5) / 3; b fills the block of 2.
+  const both = new LossBlocks(2);
+  both.add(1, 'e', 100);
+  both.add(3, 'a', 100);
+  both.add(5, 'a', 100);
+  assert.equal(both.add(0, 'x'), 2.5, 'without a merge the block of 2 is e (1) and a (4)');
+  const merged = new LossBlocks(3);
+  merged.add(1, 'e', 100);
+  merged.add(3, 'a', 100);
+  merged.add(5, 'a', 100);
+  merged.add(0, 'b');
+  merged.merge('a', 'e');
+  assert.equal(merged.add(6, 'c'), undefined, 'e (with a) and b: two units, not three');
+  assert.equal(merged.add(0, 'd'), 3, 'the means of e with a (3), b (0) and c (6)');
+  // a's run still open: its losses join e's mean in the open block.
+  const open = new LossBlocks(2);
+  open.add(2, 'e', 100);
+  open.add(4, 'a');
+  open.merge('a', 'e');
+  assert.equal(open.add(0, 'b'), undefined, 'a\'s run ended in e');
+  assert.equal(open.add(1, 'c'), 1.5, 'the means of e with a (3) and b (0)');
+  // e's block read already: a stays a unit of its own.
+  const read = new LossBlocks(1);
+  assert.equal(read.add(2, 'e', 100), undefined);
+  assert.equal(read.add(4, 'a', 100), 2);
+  read.merge('a', 'e');
+  assert.equal(read.add(0, 'b'), 4, 'a is its own unit still');
+});

@@ -130,6 +130,62 @@ export class LossBlocks {
     return waiting.count > 0 ? this.closeUnit(unit, waiting.sum, waiting.count) : undefined;
   }
 
+  /**
+   * A new session under `unit`'s key (a data session id back): the one before is labelled no more, so it is not kept
+   * for a later label (where its mean is, it stays), and, its run still open, that ends; the new one's labels are a
+   * unit of their own (a run still waiting for losses, seldom, is taken up again by them). The block's mean when
+   * ending the run filled it.
+   */
+  renew(unit: string): number | undefined {
+    const kept = this.relabelable.get(unit);
+    if (kept !== undefined) this.forget(unit, kept);
+    if (this.unitKey !== unit || this.unitOutstanding > 0) return undefined;
+    const mean = this.unitCount > 0 ? this.close(this.unitSum / this.unitCount) : undefined;
+    this.unitKey = null;
+    this.unitSum = 0;
+    this.unitCount = 0;
+    return mean;
+  }
+
+  /**
+   * Session `from` was merged into `into` (a late event bridged them): one session, one unit. `from`'s losses join
+   * `into`'s unit where both are still in reach: `from`'s run open (all its losses in) or its mean in the open block
+   * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and
+   * put back over both). Else, a block the detector read holding either, or one not kept (no later label was
+   * expected of it), each stays the unit it was.
+   */
+  merge(from: string, into: string): void {
+    if (from === into) return;
+    const kept = this.relabelable.get(from);
+    let sum: number;
+    let count: number;
+    if (this.unitKey === from && this.unitOutstanding === 0) [sum, count] = [this.unitSum, this.unitCount];
+    else if (kept?.block === 'open') [sum, count] = [kept.sum, kept.count];
+    else return;
+    const target = this.relabelable.get(into);
+    const waiting = this.waiting.get(into);
+    if (this.unitKey === into) {
+      this.unitSum += sum;
+      this.unitCount += count;
+    } else if (waiting !== undefined) {
+      waiting.sum += sum;
+      waiting.count += count;
+    } else if (target?.block === 'open') {
+      this.blockSum += (target.sum + sum) / (target.count + count) - target.sum / target.count;
+      target.sum += sum;
+      target.count += count;
+    } else return;
+    if (this.unitKey === from) {
+      this.unitKey = null;
+      this.unitSum = 0;
+      this.unitCount = 0;
+    } else {
+      this.blockSum -= kept!.sum / kept!.count;
+      this.blockUnits--;
+    }
+    if (kept !== undefined) this.forget(from, kept);
+  }
+
   /** Forgets the units kept for a later label whose `until` the watermark `time` has passed (those first kept: see keepUntil). */
   release(time: number): void {
     for (const [key, unit] of this.relabelable) {

@@ -274,7 +274,7 @@ export default defineOperator<IntentModelConfig>({
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:
     'Needs events with `session` (a sessionizer) and `features` (feature operators) upstream, and the session summaries ' +
-    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session, in the order they came; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), the merging event between them (it bridged the gap), so a prediction after a merge reads both in event-time order. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
+    'the sessionizer emits (no sessionizer before it is a config error). A session is its user\'s and id\'s: two users\' sessions under one data session id (GA4\'s ga_session_id, the second a session started) are two. An event without features is not predicted at (said once, as a warning; `gru` reads the events and needs none). A `gru` reads the last `sequence_length` events of the session in event-time order, as an in-order stream would give them: a late event inside the session\'s span takes its place among them (the oldest cut at `sequence_length`), its time since the previous event and the next one\'s measured from each other, and one before the session\'s start moves every event\'s time since the start; a closed session\'s are kept until its summary\'s `keptUntil` (while a late event may still reopen it, as session-features keeps its state), and a merge (the merging event\'s `session.merged`, else the summary\'s `replaces`) puts the merged-away session\'s events after the surviving one\'s (its later events: a merge keeps the earlier id), the merging event between them (it bridged the gap), their times since the start measured from the merged session\'s start. Predicts at every event before the session\'s first purchase, but not at one that arrived after a later event ' +
     'of its user (`session.outOfOrder`, a late event: the features before this stage follow arrival order, so its features include that later event, ' +
     'maybe a purchase), counted in `intent_out_of_order_events_total`; all its labels come when the session ' +
     'closes (1 if it bought), not at the purchase, so buyers and non-buyers reach the model and its metrics with the same delay. ' +
@@ -370,6 +370,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     // By user and id: two users' sessions of one data id (GA4's ga_session_id, a second) are two sessions.
     const key = sessionKey(event.userId, sessionId);
     let state = sessions.get(key);
+    // A first event: a new session, though its id (from the data) may be back; not a relabel of the one before.
+    if (event.session?.position === 0) learner.newUnit(key, event.time, emit);
     // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
     if (state?.labelled && event.session?.position === 0) {
       sessions.delete(key);
@@ -390,8 +392,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       // A merge: the merged-away sessions' events are this one's now, as session-features folds their state. Folded
       // after this event's step: it bridged the gap between this session's events and theirs (later), so the
       // sequence is in event-time order, as the GRU reads it (appended last, it read as the latest step, and a
-      // sequence_length cut dropped a later event of theirs before it).
-      if (context?.merged !== undefined && context.position !== 0) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key);
+      // sequence_length cut dropped a later event of theirs before it); their steps measured from this session's start.
+      if (context?.merged !== undefined && context.position !== 0) for (const id of context.merged) sequences.fold(sessionKey(event.userId, id), key, context.start);
     }
     if (event.type === 'purchase') {
       state.purchasedAt = earliest(state.purchasedAt, event.time);
@@ -440,7 +442,9 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       const absorbedKey = sessionKey(summary.userId, id);
       const absorbed = sessions.get(absorbedKey);
       // Folded at the merging event; here where that event did not come this way.
-      sequences?.fold(absorbedKey, key);
+      sequences?.fold(absorbedKey, key, summary.start);
+      // Its predictions its own summary labelled: in this session's unit of the loss blocks too, where still in reach.
+      learner.mergeUnits(absorbedKey, key);
       if (absorbed === undefined) continue;
       sessions.delete(absorbedKey);
       closedBought.delete(absorbedKey);
@@ -448,7 +452,10 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
         sessions.set(key, state);
       }
-      for (const sample of absorbed.pending) state.pending.push(sample);
+      for (const sample of absorbed.pending) {
+        learner.joinUnit(sample, key); // one session, one unit of the drift detector's loss blocks
+        state.pending.push(sample);
+      }
       state.purchased ||= absorbed.purchased;
       state.purchasedAt = earliest(state.purchasedAt, absorbed.purchasedAt);
       state.last = Math.max(state.last, absorbed.last);

@@ -79,14 +79,16 @@ interface Sample extends SampleHandle {
   idKey: number;
   /** The event time `label_buffer.timeout` is counted from: `time`, or a later one its task set (see OnlineLearner.postpone). */
   expiresFrom: number;
+  /** Its unit of the loss blocks where not its own session's (see joinUnit); not in snapshots: restored, its own again. */
+  unit: string | undefined;
 }
 
 /**
- * A sample's unit of the loss blocks (see LossBlocks): its session by user and id (two users' sessions of one
- * data id, GA4's ga_session_id, are two labels), else its own id.
+ * A sample's unit of the loss blocks (see LossBlocks): the session it joined (OnlineLearner.joinUnit: a merge), else
+ * its session by user and id (two users' sessions of one data id, GA4's ga_session_id, are two labels), else its own id.
  */
 function lossUnit(sample: Sample): string {
-  return sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id;
+  return sample.unit ?? (sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id);
 }
 
 /**
@@ -106,7 +108,7 @@ function countedInvalid(sample: Sample): boolean {
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined };
 }
 
 interface EncodedSample {
@@ -1117,6 +1119,30 @@ export class OnlineLearner {
       this.flushLearning(emit);
       this.oldestPending = this.context.clock.now();
     }
+  }
+
+  /**
+   * The sample's session was merged into the session `unit` (by user and id, as sessionKey makes it): its loss counts
+   * in that session's unit of the loss blocks, one session one unit (see LossBlocks).
+   */
+  joinUnit(handle: SampleHandle, unit: string): void {
+    (handle as Sample).unit = unit;
+  }
+
+  /**
+   * The session `from` was merged into `into` (units by user and id, as sessionKey makes them): the losses of its
+   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge).
+   */
+  mergeUnits(from: string, into: string): void {
+    if (this.config.drift.detector !== 'none') this.lossBlocks.merge(from, into);
+  }
+
+  /**
+   * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
+   * unit of their own, not a relabel of the session before (see LossBlocks.renew).
+   */
+  newUnit(unit: string, time: number, emit: Emit): void {
+    if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.renew(unit), time, emit);
   }
 
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */

@@ -657,6 +657,55 @@ test('intent: a session a late event reopened, labelled again by its updated sum
   chain.end();
 });
 
+test('intent: a data session id back as a new session (a first event, after its session was forgotten) is a new unit of the drift detector\'s loss blocks, not a relabel of the one before (was: joined its unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, sessionId: string, minute: number): Element => ({ kind: 'event', userId: user, sessionId, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1's S (0, 2) and u2's T (3) close at the watermark 13, labelled; S is forgotten at its keptUntil (32); S again at
+  // 40 is a new session (position 0), labelled at 51, while S's first unit is still kept for a relabel (until 62);
+  // u3 (45) is labelled at 56, ending the new S's run.
+  const input: Element[] = [at('u1', 'S', 0), at('u1', 'S', 2), at('u2', 'T', 3), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 'S', 40), at('u3', 'U', 45), watermark(t + 51 * min), watermark(t + 56 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.update === true]), [['S', false], ['T', false], ['S', false], ['U', false]], 'S twice, each a session of its own');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 3, 'S, T and the new S closed (U open)');
+  chain.end();
+});
+
+test('intent: the predictions of a session a merge absorbed, labelled by the merged session\'s summary, are in the merged session\'s unit of the drift detector\'s loss blocks: one session, one unit (was: a unit of their own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1:0 (0, 2) and u2 (3) close at the watermark 13, labelled; u1:15 (15, 17) is predicted; the late event at 8
+  // merges it into u1:0, and 19 goes on in it; the merged summary (at 29) labels 15, 17 and 19; u3 (25) ends that run at 35.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), watermark(t + 35 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u2:${t + 3 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u3:${t + 25 * min}`, []]], 'u1:15 merged into u1:0');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u2 and u1:0 (with u1:15\'s predictions) closed (u3 open)');
+  chain.end();
+});
+
+test('intent: a session a merge absorbed after its own summary labelled it is in the merged session\'s unit of the drift detector\'s loss blocks while both means are in the open block (was: a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // u1:0 (0, 2) closes at 13, u1:15 (15, 17) at 27, each labelled, u2 (20) between them; the late event at 8 bridges
+  // them and the merged summary comes at once (its end, 17, a gap behind the watermark 28); u3 (30) ends the run at 41.
+  const input: Element[] = [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const summaries = chain.output.filter(isSessionSummary);
+  assert.deepEqual(summaries.map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u1:${t + 15 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u2:${t + 20 * min}`, []], [`u3:${t + 30 * min}`, []]], 'u1:15 merged into u1:0');
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown[] } }).learner.block;
+  assert.equal(block[1], 2, 'u1:0 (with u1:15) and u2 closed (u3 open)');
+  chain.end();
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
@@ -1886,8 +1935,10 @@ test('gru sequences: a fold puts the merged-away steps after the surviving sessi
   const tracker = new SequenceTracker(3, 16, 100);
   const reference = new SequenceTracker(3, 16, 100);
   for (const e of [view('E', 0, 'a'), view('E', 1, 'b')]) tracker.push('E', e), reference.push('E', e);
-  for (const e of [view('A', 15, 'c'), view('A', 16, 'd')]) tracker.push('A', e), reference.push('E', e);
-  tracker.fold('A', 'E');
+  for (const e of [view('A', 15, 'c'), view('A', 16, 'd')]) tracker.push('A', e);
+  // In E now, c's previous event is b (14 minutes before), not none.
+  for (const e of [view('A', 15, 'c'), view('A', 16, 'd')]) reference.push('E', e.category === 'c' ? { ...e, session: { ...e.session!, sincePrevious: 14 * min } } : e);
+  tracker.fold('A', 'E', t);
   assert.deepEqual(tracker.sample('E'), reference.sample('E'), 'b, c, d: the last 3 of E\'s then A\'s');
   assert.deepEqual(tracker.sample('A'), new SequenceTracker(3, 16, 100).sample('A'));
   tracker.push('B', view('B', 20, 'e'));
@@ -2060,7 +2111,7 @@ test('churn (gru): a merge releases the merged-away session\'s sequence, and an 
   assert.deepEqual(await keysAfter([...input, merged]), [sessionKey('c', 'C')]);
 });
 
-test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in event-time order (the merging event between the two sessions\' events); a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only)', async () => {
+test('intent (gru): a late event that merges two sessions of a user folds the merged-away session\'s events into the surviving session\'s sequence (and keeps a closed session\'s until its keptUntil, as session-features keeps its state), so later predictions read every event of the merged session in event-time order (the merging event between the two sessions\' events), as the in-order stream\'s sequence: the merged-away steps measured from the merged session\'s start, each step from the one before it now; a snapshot anywhere restores to the same predictions (was: the sequence held the late event and those after it only; then the merged-away steps measured from their own session\'s start, and 0 since the previous event)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const at = (minute: number, type: string, category: string): Element => ({ kind: 'event', userId: 'u1', time: t + minute * min, type, category, price: 10 + minute, features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
   // u1:0 (0, 2) closes at the watermark 13 (its summary labels it); u1:15 (15, 17) opens; the late event at 8 bridges
@@ -2080,25 +2131,46 @@ test('intent (gru): a late event that merges two sessions of a user folds the me
   // late one after u1:15's, in the order they came: the GRU read it as the latest step, and a cut to 3 steps dropped c for it).
   const inEventTime = [events[0]!, events[1]!, events[4]!, events[2]!, events[3]!, events[5]!];
   assert.deepEqual(inEventTime.map((e) => e.category), ['a', 'b', 'e', 'c', 'd', 'f']);
-  const reference = new SequenceTracker(8, 64, 100);
-  for (const e of inEventTime) reference.push(key, e);
-  assert.deepEqual(kept.sample(key), reference.sample(key));
+  // The same events in order, one session (tagged by the sessionizer as such): the sequence the GRU reads is the same.
+  const inOrder: Element[] = [at(0, 'view', 'a'), at(2, 'cart', 'b'), at(8, 'view', 'e'), at(15, 'view', 'c'), at(17, 'view', 'd'), at(19, 'cart', 'f'), watermark(t + 20 * min)];
+  assert.deepEqual(kept.sample(key), (await heldSequence(inOrder, key, 8)).sample(key));
   assert.deepEqual(kept.sample(sessionKey('u1', `u1:${t + 15 * min}`)), new SequenceTracker(8, 64, 100).sample('none'), 'the merged-away sequence is gone');
   // Bounded as any sequence: the last sequence_length steps.
-  const short = await Chain.build([stages[0]!, stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: 3 } })], testContext());
-  short.push(input);
-  const shortState = (await short.snapshot())[1] as { sequences: SequencesState };
-  short.end();
-  const shortKept = new SequenceTracker(3, 64, 100);
-  await inTurns(shortKept.loadParts(shortState.sequences));
-  const shortReference = new SequenceTracker(3, 64, 100);
-  for (const e of inEventTime) shortReference.push(key, e);
-  assert.deepEqual(shortKept.sample(key), shortReference.sample(key));
+  assert.deepEqual((await heldSequence(input, key, 3)).sample(key), (await heldSequence(inOrder, key, 3)).sample(key));
   // Restored at any cut, the rest of the run predicts as the uninterrupted one.
   const full = [...input, watermark(t + 60 * min), watermark(Infinity)];
   const uninterrupted = (await Chain.build(stages, testContext())).push(full).end();
   assert.equal(of(uninterrupted, 'prediction').length, 5, 'at every event but e (late, after a later event: out of order)');
   for (let cut = 1; cut < full.length; cut++) assert.equal(await outputsRestoredAt(stages, full, cut), modelOutputs(uninterrupted), `cut ${cut}`);
+});
+
+/** The gru sequence intent (behind a sessionizer, gap 10m, lateness 20m) holds for `key` after `input`, as a snapshot saves it. */
+async function heldSequence(input: Element[], key: string, length: number): Promise<SequenceTracker> {
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, model: { kind: 'gru', sequence_length: length } })];
+  const chain = await Chain.build(stages, testContext());
+  chain.push(input);
+  const state = (await chain.snapshot())[1] as { sequences: SequencesState };
+  chain.end();
+  const held = new SequenceTracker(length, 64, 100);
+  await inTurns(held.loadParts(state.sequences));
+  assert.ok(held.sample(key).types.some((type) => type !== 0), `a sequence held for ${key}`);
+  return held;
+}
+
+test('intent (gru): a late event inside a session\'s span takes its place in event time, the oldest cut at sequence_length; one before the start moves every step\'s time since the start; the next prediction reads the in-order stream\'s sequence (was: appended in arrival order)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (minute: number, category: string): Element => ({ kind: 'event', userId: 'u1', time: t + minute * min, type: 'view', category, price: 10 + minute, features: { names: featureNames, values: Float32Array.of(0.5, 0, 0, 0) } }) as Element;
+  // Inside the span: 4 comes after 6 (and the watermark passed it), then 8 in order.
+  const key = sessionKey('u1', `u1:${t}`);
+  const late: Element[] = [at(0, 'a'), at(2, 'b'), at(6, 'c'), watermark(t + 7 * min), at(4, 'd'), at(8, 'e'), watermark(t + 9 * min)];
+  const inOrder: Element[] = [at(0, 'a'), at(2, 'b'), at(4, 'd'), at(6, 'c'), at(8, 'e'), watermark(t + 9 * min)];
+  for (const length of [8, 3, 2]) assert.deepEqual((await heldSequence(late, key, length)).sample(key), (await heldSequence(inOrder, key, length)).sample(key), `sequence_length ${length}`);
+  // Before the start: 3 joins the session that starts at 5 (within the gap), which starts at 3 now (its id stays).
+  const movedKey = sessionKey('u1', `u1:${t + 5 * min}`);
+  const before: Element[] = [at(5, 'a'), at(7, 'b'), at(9, 'c'), watermark(t + 10 * min), at(3, 'd'), at(11, 'e'), watermark(t + 12 * min)];
+  const beforeInOrder: Element[] = [at(3, 'd'), at(5, 'a'), at(7, 'b'), at(9, 'c'), at(11, 'e'), watermark(t + 12 * min)];
+  const inOrderKey = sessionKey('u1', `u1:${t + 3 * min}`);
+  for (const length of [8, 3]) assert.deepEqual((await heldSequence(before, movedKey, length)).sample(movedKey), (await heldSequence(beforeInOrder, inOrderKey, length)).sample(inOrderKey), `sequence_length ${length}`);
 });
 
 test('intent (gru): a merge whose merging event this stage did not see is folded at the merged summary; a late event that reopens the merged session reads both sessions\' events', async () => {
@@ -2117,8 +2189,9 @@ test('intent (gru): a merge whose merging event this stage did not see is folded
   const state = (await runOperator(intentModel, config, input)).state as { sequences: SequencesState };
   const tracker = new SequenceTracker(8, 64, 100);
   await inTurns(tracker.loadParts(state.sequences));
+  // As E's events in order: b 15 minutes after E's start and after a (in A it was its first).
   const reference = new SequenceTracker(8, 64, 100);
-  for (const e of input.filter((r): r is ClickEvent => r.kind === 'event')) reference.push('E', e);
+  for (const e of input.filter((r): r is ClickEvent => r.kind === 'event')) reference.push('E', e.category === 'b' ? { ...e, session: { ...e.session!, position: 1, sinceStart: 15 * min, sincePrevious: 15 * min, start: t } } : e);
   assert.deepEqual(tracker.sample(sessionKey('a', 'E')), reference.sample('E'));
 });
 

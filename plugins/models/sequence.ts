@@ -14,8 +14,17 @@ export interface SequenceSample {
 export interface Step {
   type: number;
   category: number;
-  steps: [number, number, number];
+  /**
+   * The stepFeatures values, then the event's time and its session's start then (ms, at TIME and START), to place a
+   * late event and measure from a moved or merged start (NaN: not known, a snapshot from before they were kept). In
+   * the one array of doubles: as two fields of the step they were two more objects a step (boxed numbers), and
+   * SequenceTracker.push took a fifth more CPU time.
+   */
+  steps: [number, number, number, number, number];
 }
+
+const TIME = 3;
+const START = 4;
 
 /** The sequences as columns (see core/columns.ts): keys, each one's length, then the steps' fields, key after key. */
 export interface SavedSequences {
@@ -29,10 +38,16 @@ export interface SavedSequences {
   closedRows?: Column;
   /** Each closed row's keptUntil. */
   keptUntil?: Column;
+  /** Each step's time and session start (see Step.steps); absent (older snapshots): not known. */
+  times?: Column;
+  starts?: Column;
 }
 
+/** A step as the first format saved it: without its times. */
+export type FirstFormatStep = Pick<Step, 'type' | 'category'> & { steps: number[] };
+
 /** A snapshot's sequences: columns, or the first format's [key, steps] each (restored still). */
-export type SequencesState = SavedSequences | [string, Step[]][];
+export type SequencesState = SavedSequences | [string, FirstFormatStep[]][];
 
 /**
  * Step features are log1p of seconds or of a price, scaled by this to about [0, 1] (an hour's gap
@@ -42,21 +57,35 @@ export type SequencesState = SavedSequences | [string, Step[]][];
  */
 const logScale = 1 / 8;
 
-export function stepOf(event: ClickEvent, buckets: number): Step {
+export function stepOf(event: ClickEvent, buckets: number, sincePrevious = event.session?.sincePrevious ?? 0): Step {
   const type = eventTypeIds.get(event.type) ?? eventTypeVocabulary - 1;
   // 1 is "no category"; hashed categories take 2..buckets+1 (0 is padding).
   const category = event.category ? 2 + (fnv1a(event.category) % buckets) : 1;
-  const sincePrevious = event.session?.sincePrevious ?? 0;
   const sinceStart = event.session?.sinceStart ?? 0;
   return {
     type,
     category,
-    steps: [
-      Math.log1p(Math.max(0, sincePrevious) / 1000) * logScale,
-      Math.log1p(Math.max(0, sinceStart) / 1000) * logScale,
-      Math.log1p(Math.max(0, event.price ?? 0)) * logScale,
-    ],
+    steps: [scaledSeconds(sincePrevious), scaledSeconds(sinceStart), Math.log1p(Math.max(0, event.price ?? 0)) * logScale, event.time, event.session?.start ?? NaN],
   };
+}
+
+function scaledSeconds(ms: number): number {
+  return Math.log1p(Math.max(0, ms) / 1000) * logScale;
+}
+
+/** `step` follows `previous` in its session now (a late event placed before it, or a merge): its time since the previous event, from their times. */
+function followsNow(step: Step, previous: Step): void {
+  const gap = step.steps[TIME] - previous.steps[TIME];
+  if (gap === gap) step.steps[0] = scaledSeconds(gap);
+}
+
+/** Its session starts at `start` now (a late event before it, or a merge into an earlier session): its time since the start, from that. */
+function startsAt(step: Step, start: number): void {
+  const since = step.steps[TIME] - start;
+  if (since === since) {
+    step.steps[1] = scaledSeconds(since);
+    step.steps[START] = start;
+  }
 }
 
 /**
@@ -70,6 +99,25 @@ export function releaseReached(kept: Map<string, number>, time: number, all: boo
       forget(key);
     } else if (!all) return;
   }
+}
+
+/**
+ * Two sequences' steps in event-time order (`a`'s first at equal times; a step of unknown time stays after the one
+ * before it in its list), each step whose previous one changed measured from it.
+ */
+function mergeByTime(a: Step[], b: Step[]): Step[] {
+  const out: Step[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const fromA = j >= b.length || (i < a.length && !(b[j]!.steps[TIME] < a[i]!.steps[TIME]));
+    const step = fromA ? a[i++]! : b[j++]!;
+    const sourcePrevious = fromA ? a[i - 2] : b[j - 2];
+    const previous = out[out.length - 1];
+    if (previous !== undefined && previous !== sourcePrevious) followsNow(step, previous);
+    out.push(step);
+  }
+  return out;
 }
 
 /** Where a SequenceTracker counts the sequences its bound made it let go. */
@@ -98,6 +146,11 @@ export class SequenceTracker {
     private readonly evictions?: SequenceEvictions,
   ) {}
 
+  /**
+   * Adds the event's step in event-time order, as an in-order stream would have it: a late event inside the span
+   * goes among the earlier steps (one older than all `length` kept, if full, would have been cut: none), the steps
+   * either side measured from it; a late event before the session's start moves every step's time since the start.
+   */
   push(key: string, event: ClickEvent): void {
     let steps = this.sequences.get(key);
     if (!steps) {
@@ -105,26 +158,48 @@ export class SequenceTracker {
       steps = [];
       this.sequences.set(key, steps);
     } else if (this.closed.size > 0) this.closed.delete(key); // closed, reopened by a late event: open until its next close
-    steps.push(stepOf(event, this.buckets));
+    const last = steps[steps.length - 1];
+    const lastTime = last === undefined ? NaN : last.steps[TIME];
+    if (!(event.time < lastTime)) {
+      // Out of order (after a later event of its user, merged sessions' maybe), the sessionizer's time to the previous event may not be this sequence's previous.
+      steps.push(lastTime === lastTime && event.session?.outOfOrder === true ? stepOf(event, this.buckets, event.time - lastTime) : stepOf(event, this.buckets));
+    } else this.insert(steps, event);
     if (steps.length > this.length) steps.shift();
   }
 
+  /** A late event before the last step: placed after the last step at or before its time. */
+  private insert(steps: Step[], event: ClickEvent): void {
+    let at = steps.length - 1;
+    while (at > 0 && steps[at - 1]!.steps[TIME] > event.time) at--;
+    const start = event.session?.start ?? NaN;
+    if (start < steps[at]!.steps[START]) for (const step of steps) startsAt(step, start);
+    // Older than every step kept: if they are the last `length`, an in-order stream would have cut it.
+    if (at === 0 && steps.length >= this.length) return;
+    const previous = at > 0 ? steps[at - 1]! : undefined;
+    const step = previous !== undefined ? stepOf(event, this.buckets, event.time - previous.steps[TIME]) : stepOf(event, this.buckets);
+    steps.splice(at, 0, step);
+    followsNow(steps[at + 1]!, step);
+  }
+
   /**
-   * Session `from` was merged into `into`: its steps go after those of `into` (event-time order: a merge keeps
-   * the earlier session's id, and the later one's events all come after the earlier's; the caller pushes the
-   * merging event's step first, as it bridged the gap between them), the last `length` kept.
+   * Session `from` was merged into `into`, which starts at `start` now: its steps join those of `into` in event-time
+   * order (a merge keeps the earlier session's id, so theirs mostly come after; the caller pushes the merging
+   * event's step first, as it bridged the gap between them), measured from `start` and from the step before each
+   * now, the last `length` kept.
    */
-  fold(from: string, into: string): void {
+  fold(from: string, into: string, start: number): void {
     const moved = this.sequences.get(from);
     if (moved === undefined || from === into) return;
     this.delete(from);
+    for (const step of moved) startsAt(step, start);
     const steps = this.sequences.get(into);
     if (steps === undefined) {
       this.sequences.set(into, moved);
       return;
     }
-    for (const step of moved) steps.push(step);
-    if (steps.length > this.length) steps.splice(0, steps.length - this.length);
+    const merged = mergeByTime(steps, moved);
+    if (merged.length > this.length) merged.splice(0, merged.length - this.length);
+    this.sequences.set(into, merged);
   }
 
   /**
@@ -167,7 +242,11 @@ export class SequenceTracker {
     steps.forEach((step, i) => {
       out.types[pad + i] = step.type;
       out.categories[pad + i] = step.category;
-      out.steps.set(step.steps, (pad + i) * stepFeatures);
+      const at = (pad + i) * stepFeatures;
+      const values = step.steps;
+      out.steps[at] = values[0];
+      out.steps[at + 1] = values[1];
+      out.steps[at + 2] = values[2];
     });
     return out;
   }
@@ -199,6 +278,8 @@ export class SequenceTracker {
     const types: number[] = [];
     const categories: number[] = [];
     const steps: number[] = [];
+    const times: number[] = [];
+    const starts: number[] = [];
     const rowOf = new Map<string, number>();
     yield* eachOf(this.sequences, ([key, sequence]) => {
       if (this.closed.size > 0) rowOf.set(key, keys.length);
@@ -207,10 +288,13 @@ export class SequenceTracker {
       for (const step of sequence) {
         types.push(step.type);
         categories.push(step.category);
-        steps.push(...step.steps);
+        const values = step.steps;
+        steps.push(values[0], values[1], values[2]);
+        times.push(values[TIME]);
+        starts.push(values[START]);
       }
     });
-    const columns = yield* encodeNamedColumns({ lengths: Float64Array.from(lengths), types: Float64Array.from(types), categories: Float64Array.from(categories), steps: Float64Array.from(steps) });
+    const columns = yield* encodeNamedColumns({ lengths: Float64Array.from(lengths), types: Float64Array.from(types), categories: Float64Array.from(categories), steps: Float64Array.from(steps), times: Float64Array.from(times), starts: Float64Array.from(starts) });
     if (this.closed.size === 0) return { keys, ...columns };
     const closedRows = Float64Array.from(this.closed.keys(), (key) => rowOf.get(key)!);
     const kept = yield* encodeNamedColumns({ closedRows, keptUntil: Float64Array.from(this.closed.values()) });
@@ -224,7 +308,7 @@ export class SequenceTracker {
   *loadParts(state: SequencesState): Generator<void, void, void> {
     const sequences = new Map<string, Step[]>();
     const closed = new Map<string, number>();
-    if (Array.isArray(state)) yield* eachOf(state, ([key, steps]) => sequences.set(key, steps));
+    if (Array.isArray(state)) yield* eachOf(state, ([key, steps]) => sequences.set(key, steps.map(({ type, category, steps: values }): Step => ({ type, category, steps: [values[0]!, values[1]!, values[2]!, values[TIME] ?? NaN, values[START] ?? NaN] }))));
     else {
       const what = 'snapshot: sequences';
       const keys = decodeStrings(state.keys, undefined, `${what}: keys`);
@@ -233,13 +317,15 @@ export class SequenceTracker {
       checkListLengths(lengths, types.length, `${what}: types`);
       const categories = decodeColumnOf(state.categories, types.length, `${what}: categories`);
       const values = decodeColumnOf(state.steps, types.length * stepFeatures, `${what}: steps`);
+      const times = state.times === undefined ? undefined : decodeColumnOf(state.times, types.length, `${what}: times`);
+      const starts = state.starts === undefined ? undefined : decodeColumnOf(state.starts, types.length, `${what}: starts`);
       let at = 0;
       yield* partsOf(keys.length, (from, to) => {
         for (let i = from; i < to; i++) {
           const steps: Step[] = [];
           for (const end = at + lengths[i]!; at < end; at++) {
             const v = at * stepFeatures;
-            steps.push({ type: types[at]!, category: categories[at]!, steps: [values[v]!, values[v + 1]!, values[v + 2]!] });
+            steps.push({ type: types[at]!, category: categories[at]!, steps: [values[v]!, values[v + 1]!, values[v + 2]!, times?.[at] ?? NaN, starts?.[at] ?? NaN] });
           }
           sequences.set(keys[i]!, steps);
         }

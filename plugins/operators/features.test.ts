@@ -700,6 +700,20 @@ test('a late event that merges two sessions folds their state: counts and sums a
   assert.deepEqual(eventsOf(copied).map((e) => Array.from(e.features!.values)), eventsOf(out).map((e) => Array.from(e.features!.values)));
 });
 
+test('after a late event merges two sessions, the events after it get the session figures of the same events in order: time since the start (s_duration_s) from the merged session\'s start, since the previous event, mean gap, counts', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)];
+  // Sessions 0-10 and 40-45; the event at 25 bridges them when it comes late, after 45.
+  const inOrder: Element[] = [...[0, 10, 25, 40, 45, 50, 55].map((minute) => ev('m', minute)), watermark(Infinity)];
+  const late: Element[] = [ev('m', 0), ev('m', 10), ev('m', 40), ev('m', 45), watermark(T0 + 46 * MIN), ev('m', 25), ev('m', 50), ev('m', 55), watermark(Infinity)];
+  const figures = (out: Element[]) => new Map(eventsOf(out).map((e) => [(e.time - T0) / MIN, named(e)]));
+  const lateOut = await chain(stages, late);
+  assert.deepEqual(eventsOf(lateOut)[4]!.session!.merged, [`m:${T0 + 40 * MIN}`], 'the late event merged the sessions');
+  const got = figures(lateOut);
+  const expected = figures(await chain(stages, inOrder));
+  for (const minute of [50, 55]) assert.deepEqual(got.get(minute), expected.get(minute), `at minute ${minute}`);
+  assert.equal(got.get(55)!['s_duration_s'], 55 * 60, 'seconds since the merged session\'s start (0), not the absorbed one\'s (40)');
+});
+
 test('a late event that merges the previous session into the current one gives the user the figures of the same events in order: mean session length and recency, through a snapshot at any point', async () => {
   const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(userFeatures, { horizons: [] })];
   // Sessions at 0-5, 60-70 and 110-118; the event at 90 bridges the second and third.
