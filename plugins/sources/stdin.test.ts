@@ -65,9 +65,6 @@ test('stdin: records that arrived come out while stdin stays open (`tail -f even
     { label: 'CSV with quoted fields', config: { format: 'csv', csv }, record: (n: number) => `"u${n}",${n},"view"\n` },
   ] as const;
   for (const { label, config, record } of formats) {
-    // The quoted-row reader holds the last few bytes read until more come or the input ends (a quote
-    // or `\r` there may be half of `""` or `\r\n`): the last row written waits for the next write.
-    const written = label === 'CSV with quoted fields' ? 4 : 3;
     const input = new PassThrough();
     Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => input });
     const source = stdin.create({ ...config, mapping: { time_format: 'epoch_ms' } }, testContext({ batchSize: 1024 })) as Source;
@@ -82,8 +79,9 @@ test('stdin: records that arrived come out while stdin stays open (`tail -f even
       }
     })();
     input.write(record(1) + record(2));
+    // The last write's last row comes out with no write after it: the quoted-row reader holds the last
+    // bytes of a write back (a quote or `\r` there may be half of `""` or `\r\n`), but not after a `\n`.
     input.write(record(3));
-    if (written === 4) input.write(record(4));
     await until(() => users.length >= 3, `the ${label} written to stdin to come out of the source while it stays open`, 5000, 1);
     await reading;
     assert.deepEqual(users, ['u1', 'u2', 'u3'], label);
