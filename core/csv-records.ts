@@ -153,6 +153,8 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
 
   const dLength = delimiter.length;
   const qLength = quote?.length ?? 0;
+  /** No delimiter or quote read on past a `\n` (csvConfigProblems makes one holding a line end a config error; a caller of decodeRecords may not check). */
+  const lfEndsReading = !delimiter.includes(LF) && !(quote?.includes(LF) ?? false);
   /** End of a whole record over the bound that `scan` stopped after, or -1. */
   let overlongEnd = -1;
   /**
@@ -169,7 +171,10 @@ export async function* csvRecordPieces(stream: Readable, options: CsvRecordOptio
       first = false;
       if (pos === 0 && matches(buf, 0, BOM)) pos = BOM.length; // csv-parse drops it: a quote after it opens a field
     }
-    const end = eof ? len : len - (Math.max(dLength, qLength, 2) + qLength);
+    // Short of the end, the last bytes wait for more (a quote or `\r` there may be half of `""` or `\r\n`,
+    // a delimiter or quote half read), but not after a last `\n`: nothing there reads past it (neither
+    // delimiter nor quote holds a line end), so a live pipe's last row goes on without the next write.
+    const end = eof || (buf[len - 1] === LF && lfEndsReading) ? len : len - (Math.max(dLength, qLength, 2) + qLength);
     let p = pos;
     let inQuotes = quoting;
     let empty = fieldEmpty;

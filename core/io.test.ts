@@ -232,6 +232,28 @@ test('readLineBatches: a line over maxLineBytes is reported with its length and 
   }
 });
 
+test('readLineBatches: a stream that fails inside a line over maxLineBytes hands on the lines before it, ending at that line\'s start (a resume reads it again, and skips nothing), then the error', async () => {
+  // One chunk after another as they are asked for, then the failure (a read error, a gzip cut short).
+  const failing = (chunks: string[]): Readable => {
+    let next = 0;
+    return new Readable({
+      read() {
+        if (next < chunks.length) this.push(Buffer.from(chunks[next++]!));
+        else this.destroy(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
+      },
+    });
+  };
+  // The long line starts in the chunk of the lines before it (held back with them), or a chunk of its own.
+  for (const chunks of [['a\nb\n' + 'x'.repeat(20), 'x'.repeat(20)], ['a\nb\n', 'x'.repeat(20), 'x'.repeat(20)]]) {
+    const batches: { lines: string[]; endByte: number; overlong?: unknown }[] = [];
+    await assert.rejects(async () => {
+      for await (const { lines, endByte, overlong } of readLineBatches(failing(chunks), 100, { maxLineBytes: 10 })) batches.push({ lines, endByte, ...(overlong ? { overlong } : {}) });
+    }, /EIO/);
+    const end = batches.at(-1);
+    assert.deepEqual(end && { lines: batches.flatMap((batch) => batch.lines), endByte: end.endByte }, { lines: ['a', 'b'], endByte: 4 }, `chunks ${chunks.map((chunk) => chunk.length).join(', ')}`);
+  }
+});
+
 test('readLineBatches with stopAtOverlong: a line over maxLineBytes stops reading as stopAt does, within a chunk, across chunks or last without a newline', async () => {
   const head = ['a', 'b\r', ''];
   for (const [long, after] of [[`${'x'.repeat(3000)}\ry`, '\nafter\n'], ['z'.repeat(2049), '']] as const) {

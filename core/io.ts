@@ -182,8 +182,10 @@ export async function* readLineBatches(stream: Readable, maxBatch: number, optio
       try {
         next = await chunks.next();
       } catch (error) {
-        // The stream failed (a truncated gzip file): the whole lines read before it still come, then the error.
-        if (lines.length > 0) yield batch(base);
+        // The stream failed (a truncated gzip file): the whole lines read before it still come, then the
+        // error; their end is where an overlong line being read past starts (`base` is past its bytes so
+        // far), so a resume reads that line again rather than from inside it.
+        if (lines.length > 0) yield batch(skipping ? skippingFrom : base);
         throw error;
       }
       if (next.done) break;

@@ -36,7 +36,7 @@ export default defineSink<FileSinkConfig>({
     properties: {
       path: { type: 'string', minLength: 1, description: 'File to write; relative to the pipeline file.' },
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
-      lazy: { type: 'boolean', default: false, description: 'Create the file, its missing folders and its lock only when the first record arrives (the dead-letter default): a run with nothing to write leaves nothing behind. A lock another process holds already at the start refuses the run then (or is waited for: `--lock-wait`), as for any file; one another process takes after the start (two runs started together, neither written yet) fails this run at its first record (TRIB_ERR_OUTPUT_LOCKED, exit 2), before anything of it is written. A FIFO is opened at the start all the same (it exists already).' },
+      lazy: { type: 'boolean', default: false, description: 'Create the file, its missing folders and its lock only when the first record arrives (the dead-letter default): a run with nothing to write leaves nothing behind. A lock another process holds already at the start refuses the run then (or is waited for: `--lock-wait`), as for any file; one another process takes after the start (two runs started together, neither written yet) fails this run at its first record (TRIB_ERR_OUTPUT_LOCKED, exit 2), before anything of it is written: the run cannot wait there, whatever `--lock-wait` says (a run started again finds that lock at its start, and waits for it). A FIFO is opened at the start all the same (it exists already).' },
       gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz (any case).' },
       lock: {
         type: 'boolean',
@@ -263,11 +263,12 @@ const lockPathOf = (path: string): string => `${path}.lock`;
 
 const lockOptions = (context: PluginContext) => ({ pipeline: context.pipeline, logger: context.logger, user: 'file sink', heldAs: 'written', shared: true }) as const;
 
+/** A lazy file's lock, taken at its first record: the pipeline runs, so another host's holder is not waited for. */
 function lockOutput(path: string, context: PluginContext): void {
   try {
     takeLock(lockPathOf(path), path, lockOptions(context));
   } catch (error) {
-    throw outputRefusal(error);
+    throw outputRefusal(error, 'first record');
   }
 }
 
@@ -283,7 +284,7 @@ async function lockOutputWaiting(path: string, context: PluginContext): Promise<
     return true;
   } catch (error) {
     if (error instanceof LockRefusedError && error.takeoverAt !== undefined && context.signal?.aborted) return false;
-    throw outputRefusal(error);
+    throw outputRefusal(error, 'start');
   }
 }
 
@@ -293,9 +294,16 @@ async function lockOutputWaiting(path: string, context: PluginContext): Promise<
  * restarting would only be refused again, so both stop the run for a person (TRIB_ERR_OUTPUT_LOCKED, exit 2
  * at once). A lock changing hands (being written, being taken over) is gone in a moment: a restart mends it.
  */
-function outputRefusal(error: unknown): unknown {
+function outputRefusal(error: unknown, at: 'start' | 'first record'): unknown {
   if (!(error instanceof LockRefusedError)) return error;
-  const orWait = error.takeoverAt === undefined ? '' : ', or let the run wait for its takeover (--lock-wait of tributary run or backtest, e.g. 15m)';
+  // At a lazy file's first record this run's --lock-wait cannot help (nothing waits there: the
+  // pipeline runs); a run started again meets the lock at its start, and waits under it.
+  const orWait =
+    error.takeoverAt === undefined
+      ? ''
+      : at === 'start'
+        ? ', or let the run wait for its takeover (--lock-wait of tributary run or backtest, e.g. 15m)'
+        : ', or start the run again with --lock-wait (e.g. 15m): this lazy file was taken after the run started, and its first record cannot wait for the takeover; a run that finds the lock as it starts waits for it';
   const message =
     `${error.message}. Stop that process or give this sink another path ` +
     `(a backtest: --set sinks[N].path=... and dead_letter.path=...); if no such process runs, remove the lock file${orWait}`;
