@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ConfigError, PluginConfigError, PluginRegistry, TributaryError, defineOperator, defineSink, defineSource, loadPipeline, formatProblem, formatWarning, needsPerson, type ConfigProblem } from 'tributary';
 import { testContext } from '../testing.js';
 import { builtinRegistry } from '../cli/registry.js';
-import { entryFieldProblem, loadedPipelineProblems } from './load.js';
+import { entryFieldProblem, loadedPipelineProblems, placeText } from './load.js';
 import { zoneNameWarning } from '../time-zone.js';
 import { tempFolder } from 'tributary/testing';
 import { defineModel } from 'tributary/models';
@@ -786,6 +786,21 @@ test("a problem in a value a --set gave is said by the file and path with the --
   const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: ['sources[0].seed=3'] });
   assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.sources[0]!, 'seed', 'refused'), file: 'P' }), "P: $.sources[0].seed: refused (from --set 'sources[0].seed=3', not from the file)");
   assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.sources[0]!, 'users', 'refused'), file: 'P' }), 'P:3:12: $.sources[0].users: refused');
+});
+
+test("an entry a --set gave or created has no position in the file (was: the nearest enclosing line, which messages naming it printed), and a message naming it says the --set", async () => {
+  const file = join(dir, 'set-entries.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, label: s}\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: ['stages[1].type=user-features', 'sinks[0]={type: stdout}'] });
+  assert.deepEqual([loaded.stages[0]!.line, loaded.stages[1]!.line, loaded.sinks[0]!.line], [3, undefined, undefined]);
+  assert.equal(placeText('P', loaded.stages[1]!.locate?.('')), "P ($.stages[1] is not in the file: --set 'stages[1].type=user-features' created it; set its other required fields too, or write the section in the file)");
+  assert.equal(placeText('P', loaded.sinks[0]!.locate?.('')), "P (from --set 'sinks[0]={type: stdout}', not from the file)");
+  assert.equal(placeText('P', loaded.stages[0]!.locate?.('')), 'P:3:5');
+  // A label clash naming an entry a --set gave: said by the --set, not `(line 3)` of the entry it replaced.
+  const why = "labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own";
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: user-features, label: s}\nsinks: [{type: stdout}]\n', { sets: ['stages[0]={type: sessionizer, label: s}'] }), [
+    `P:4:34: $.stages[1].label: label 's' is also the label of $.stages[0] (from --set 'stages[0]={type: sessionizer, label: s}', not from the file): ${why}`,
+  ]);
 });
 
 test('a kafka source needs exactly one of topics and pattern, which validate says at the entry', async () => {

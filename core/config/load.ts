@@ -104,12 +104,23 @@ export function problemPlace(at: FieldPosition | undefined, message: string, fal
   return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} ${at.origin}` };
 }
 
+/**
+ * Where a field or entry is (`at`, as problemPlace takes it), as another problem's message names it:
+ * `FILE:LINE:COL`, `FILE` where it has no position, or for a value no place in the file holds, the file
+ * with where it came from (`a.yaml (from --set 'name=x', not from the file)`), not the nearest position.
+ */
+export function placeText(file: string, at: { readonly line?: number; readonly column?: number; readonly origin?: string } | undefined): string {
+  if (at?.origin !== undefined) return `${file} ${at.origin}`;
+  const { line, column } = positionOf(at);
+  return line === undefined ? file : `${file}:${line}:${column}`;
+}
+
 export interface ResolvedEntry {
   plugin: AnyPlugin;
   entry: PipelineEntry;
   /** JSONPath of the entry in the document, for messages. */
   path: string;
-  /** Where the entry starts in the file (absent for defaults the file does not hold). */
+  /** Where the entry starts in the file (absent for defaults the file does not hold, and for an entry a `--set` gave or created). */
   line?: number;
   column?: number;
   /**
@@ -296,9 +307,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         const problem = problemFromAjv(error, base, locate, plugin, retyped);
         if (problem) problems.push(problem);
       }
-      const { line, column } = locate(base, '');
-      const path = jsonPath(base);
-      resolved[index] = { plugin, entry: entry as PipelineEntry, path, line, column, locate: fieldsBelow(base) };
+      // An entry a --set gave or created has no place in the file: no position (its locator says where it came from).
+      const locateField = fieldsBelow(base);
+      const { line, column, path, origin } = locateField('');
+      resolved[index] = { plugin, entry: entry as PipelineEntry, path, ...(origin === undefined ? { line, column } : {}), locate: locateField };
       // The document's skeleton checks an entry's runtime fields (`label`, `kinds`): a problem there counts too.
       if (errors.length > 0 || problems.some((problem) => problem.path !== undefined && within(problem.path, path))) invalid.add(resolved[index]);
     });
@@ -700,7 +712,9 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
   const byLabel = new Map<string, Labelled[]>();
   const hold = (label: string, holder: Labelled): void => void byLabel.set(label, [...(byLabel.get(label) ?? []), holder]);
   const add = (kind: string, resolved: ResolvedEntry, base: PathSegment[], index: number): void => {
-    const name = `${resolved.path}${resolved.line ? ` (line ${resolved.line})` : ''}`;
+    // An entry a --set gave or created: where it came from, not a line of the file.
+    const origin = resolved.locate?.('').origin;
+    const name = `${resolved.path}${origin !== undefined ? ` ${origin}` : resolved.line ? ` (line ${resolved.line})` : ''}`;
     hold(entryLabel(kind, resolved.entry, index), { resolved, base, name, explicit: resolved.entry.label !== undefined });
   };
   const kinds = { sources: 'source', stages: 'stage', sinks: 'sink', dead_letter: 'dead-letter' } as const;

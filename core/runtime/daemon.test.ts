@@ -494,6 +494,19 @@ test("two pipelines of one run with the same name: said at the second one's `nam
   await assert.rejects(load(join(folder, 'a.yaml'), other), { message: `${join(other, 'same.yaml')}:2:1: $.name: the pipeline of ${join(folder, 'a.yaml')}:1:7 is named 'same' too: ${why}` });
 });
 
+test("two pipelines a `--set name=...` gives the same name: said by the --set for both (was: at each file's `name`, which the --set replaced)", async () => {
+  const { Daemon } = await import('tributary');
+  const folder = join(dir, 'set-names');
+  mkdirSync(folder);
+  const body = 'sources: [{type: synthetic, events: 1}]\nsinks: [{type: file, path: out.jsonl}]\n';
+  writeFileSync(join(folder, 'a.yaml'), `name: alpha\n${body}`);
+  writeFileSync(join(folder, 'b.yaml'), `name: beta\n${body}`);
+  const why = 'names label metrics and checkpoints, so the pipelines of one run must differ in name';
+  const set = "(from --set 'name=same', not from the file)";
+  const load = new Daemon({ targets: [folder], logger: silentLogger, registry: registryWith(), sets: ['name=same'] }).load();
+  await assert.rejects(load, { name: 'ConfigError', message: `${join(folder, 'b.yaml')}: $.name: the pipeline of ${join(folder, 'a.yaml')} ${set} is named 'same' too: ${why} ${set}` });
+});
+
 test('a pipeline of a folder that fails stops the others (drained to a final checkpoint), so the process exits 1 and a supervisor restarts them all', async () => {
   const { Daemon } = await import('tributary');
   // A source that reads a batch, then fails, as a Kafka source whose consumer librdkafka declared dead.
@@ -548,6 +561,11 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   // Where the renamed stage is in the file, and the label that gives it its state back.
   assert.ok(removed.stderr.includes('No sessionizer stage is left to take the state of stage-sessionizer-0.'), removed.stderr);
   assert.ok(removed.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline}:3:10, $.stages[0], user-features): set \`label: stage-user-features-1\` on it to resume it.`), removed.stderr);
+  // A stage a --set gave: said by the --set, not at the place of the file's stage it replaced (was :3:10).
+  const setStage = 'stages[0]={type: user-features, horizons: [1h]}';
+  const replaced = run(pipeline, '--set', setStage);
+  assert.equal(replaced.status, 2, replaced.stderr);
+  assert.ok(replaced.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline} (from --set '${setStage}', not from the file), $.stages[0], user-features): `), replaced.stderr);
   assert.equal(run(pipeline, '--allow-non-restored-state').status, 0, 'allowed: that state is dropped');
 
   // State that no longer fits its stage's config names the stage and the checkpoint.

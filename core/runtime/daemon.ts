@@ -8,10 +8,10 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { loadPipeline, type LoadedPipeline } from '../config/load.js';
+import { loadPipeline, placeText, problemPlace, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, inputHandedOver, needsPerson, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
+import { ConfigError, inputHandedOver, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -38,7 +38,7 @@ export function pipelineFiles(target: string): string[] {
 /**
  * Pipelines of one run (files given together, or a folder's) that share a name: one problem for each
  * after the first of its name, at its `name` (at its start where the file gives none: its name is its
- * file's), naming the first. Names label metrics and checkpoints, so `run` refuses these, and
+ * file's; by the file and the `--set` where a `--set name=...` gave it: problemPlace), naming the first (placeText). Names label metrics and checkpoints, so `run` refuses these, and
  * `validate` of a folder says so too.
  */
 export function sameNameProblems(pipelines: readonly LoadedPipeline[]): ConfigProblem[] {
@@ -50,15 +50,10 @@ export function sameNameProblems(pipelines: readonly LoadedPipeline[]): ConfigPr
       byName.set(pipeline.document.name, pipeline);
       continue;
     }
+    // A name a --set gave (the same to every file) is said as the --set's, not at the file's `name` it replaced.
     const at = pipeline.locate?.('name');
-    const firstAt = first.locate?.('name');
-    const where = `${first.file}${firstAt ? `:${firstAt.line}:${firstAt.column}` : ''}`;
-    problems.push({
-      file: pipeline.file,
-      ...positionOf(at),
-      path: '$.name',
-      message: `the pipeline of ${where} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`,
-    });
+    const message = `the pipeline of ${placeText(first.file, first.locate?.('name'))} is named '${pipeline.document.name}' too: names label metrics and checkpoints, so the pipelines of one run must differ in name`;
+    problems.push({ file: pipeline.file, ...problemPlace(at, message), path: '$.name' });
   }
   return problems;
 }

@@ -333,6 +333,29 @@ ${extra}`;
   // Known only as the run starts (the daemon may give the checkpoints), and said at the section all the same (was 0:0). No broker is reached.
   const kafka = "sources: [{ type: kafka, brokers: '127.0.0.1:1', topics: [t], group: g }]\nsinks: [{ type: memory }]\nscale_out:\n  state_dir: shared\n";
   await assert.rejects(runYaml(kafka), /pipeline\.yaml:3:1: \$\.scale_out: scale_out needs checkpoints/);
+  // A scale_out section a --set gave or created: said by the --set, not at the file's start (was pipeline.yaml:1:1).
+  const noScaleOut = kafka.replace(/scale_out:[^]*/, '');
+  await assert.rejects(runYaml(noScaleOut, { sets: ['scale_out={state_dir: shared}'] }), /pipeline\.yaml: \$\.scale_out: scale_out needs checkpoints .*saved with them \(from --set 'scale_out=\{state_dir: shared\}', not from the file\)$/);
+  await assert.rejects(runYaml(noScaleOut, { sets: ['scale_out.state_dir=shared'] }), /pipeline\.yaml: \$\.scale_out: scale_out needs checkpoints .*saved with them \(\$\.scale_out is not in the file: --set 'scale_out\.state_dir=shared' created it;/);
+});
+
+test("a sink's open() refusing its config with the other plugins in view is said at the entry, or by the --set that gave it (was: at the file's sink it replaced)", async () => {
+  const picky = defineSink<Record<string, never>>({
+    name: 'picky-open',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      open: async () => Promise.reject(new TributaryError('TRIB_ERR_PLUGIN_FACTORY', 'needs a source it can commit with')),
+      write: () => undefined,
+      close: async () => undefined,
+    }),
+  });
+  const yaml = 'sources: [{type: synthetic, events: 1}]\nsinks:\n  - {type: memory}\n';
+  await assert.rejects(runYaml(yaml.replace('memory', 'picky-open'), { plugins: [picky] }), { code: 'TRIB_ERR_PLUGIN_FACTORY', message: /pipeline\.yaml:3:5: \$\.sinks\[0\]: sink 'picky-open': needs a source it can commit with$/ });
+  await assert.rejects(runYaml(yaml, { plugins: [picky], sets: ['sinks[0]={type: picky-open}'] }), {
+    code: 'TRIB_ERR_PLUGIN_FACTORY',
+    message: /pipeline\.yaml: \$\.sinks\[0\]: sink 'picky-open': needs a source it can commit with \(from --set 'sinks\[0\]=\{type: picky-open\}', not from the file\)$/,
+  });
 });
 
 test('a heap over heap_budget pauses the sources for at most heap_wait, then the run goes on over budget and says so', async () => {

@@ -16,11 +16,11 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, positionOf, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
-import { entryFieldProblem, entryLabel, loadedPipelineProblems, pluginConfig, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
 import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
@@ -1634,12 +1634,12 @@ export class PipelineRunner {
     }
   }
 
-  /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
+  /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code; ` (FILE (from --set ...), ...)` for one a --set gave: placeText): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
   private stageWhere(label: string): string {
     const index = this.loaded.stages.findIndex((resolved, i) => entryLabel('stage', resolved.entry, i) === label);
     const resolved = this.loaded.stages[index];
     if (resolved === undefined) return '';
-    return ` (${this.loaded.file}${resolved.line === undefined ? '' : `:${resolved.line}:${resolved.column ?? 0}`}, ${resolved.path}, ${resolved.entry.type})`;
+    return ` (${placeText(this.loaded.file, resolved.locate?.('') ?? resolved)}, ${resolved.path}, ${resolved.entry.type})`;
   }
 
   /**
@@ -1847,7 +1847,7 @@ export class PipelineRunner {
     // Known only here (a checkpoint section, or the daemon's --checkpoint-dir): a config error all the same, which no restart mends.
     if (this.loaded.document.scale_out && !this.options.checkpoints) {
       const at = this.loaded.locate?.('scale_out');
-      problems.push({ file: this.loaded.file, ...positionOf(at), path: '$.scale_out', message: "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them" });
+      problems.push({ file: this.loaded.file, ...problemPlace(at, "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them"), path: '$.scale_out' });
     }
     if (problems.length > 0) throw new ConfigError(problems);
     // Said once, at the first start: a restart in the process runs the same config.
@@ -1866,7 +1866,7 @@ export class PipelineRunner {
           // A config only wrong with the other plugins in view (an exactly-once sink without its source) is said as a factory's rejection.
           if (cause instanceof TributaryError && cause.code === 'TRIB_ERR_PLUGIN_FACTORY') {
             const resolved = sink === this.deadLetterSink ? this.loaded.deadLetter : this.loaded.sinks[this.sinks.findIndex((slot) => slot.sink === sink)];
-            throw new ConfigError([{ file: this.loaded.file, ...positionOf(resolved), path: resolved?.path ?? '$', message: `sink '${resolved?.plugin.name ?? label}': ${cause.message}` }], 'TRIB_ERR_PLUGIN_FACTORY');
+            throw new ConfigError([{ file: this.loaded.file, ...problemPlace(resolved?.locate?.(''), `sink '${resolved?.plugin.name ?? label}': ${cause.message}`, resolved), path: resolved?.path ?? '$' }], 'TRIB_ERR_PLUGIN_FACTORY');
           }
           throw pluginFailure('TRIB_ERR_SINK', label, 'could not open', cause);
         }
