@@ -2128,7 +2128,7 @@ class KafkaSource {
     this.keepFailure(
       new TributaryError(
         'TRIB_ERR_SOURCE',
-        `the group gave this member's partitions (${partitions.join(', ')}) to another member (its session or max.poll.interval.ms expired): the open transaction, which holds outputs of their records, cannot commit; the next owner reads their uncommitted input again, and a restart resumes from the last committed checkpoint`,
+        `this member lost its partitions (${partitions.join(', ')}): its session or max.poll.interval.ms expired (a stalled process, or the brokers unreachable that long), and the group gives them to another member: the open transaction, which holds outputs of their records, cannot commit; their next owner reads that input again, and a restart resumes from the last committed checkpoint`,
         { handedOver: true },
       ),
     );
