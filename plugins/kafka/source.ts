@@ -2082,6 +2082,7 @@ class KafkaSource {
   private async revokeCommitted(assignment: RdKafka.TopicPartition[]): Promise<void> {
     // Closing: the run's last commit is made, and the consumer's disconnect revokes everything.
     if (this.closing) return this.handOver(assignment);
+    if (this.transactions && this.assignmentLost()) return this.loseCommitted(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
     let committed = false;
     try {
@@ -2105,6 +2106,32 @@ class KafkaSource {
       const said = offsets.length === 0 ? 'kafka partitions revoked, none read since assigned (or readable): no offsets to commit' : committed ? 'kafka partitions revoked, their offsets committed with a checkpoint' : 'kafka partitions revoked, their offsets not committed';
       this.context.logger.info({ partitions }, said);
     }
+  }
+
+  /**
+   * Exactly-once without scale-out, partitions lost (the group expelled this member: its session or
+   * max.poll.interval expired, and the group gave them to other members, which read them from the
+   * committed offsets): the open transaction holds outputs of their records and cannot commit (KIP-447),
+   * so the run fails as handed over (inputHandedOver), and a restart resumes from the last committed
+   * checkpoint. No checkpoint is taken: before, the hand-over's checkpoint was written, then its
+   * transaction refused ("Unknown member"), and the restart resumed from that file, which the group's
+   * offsets covered, moved on by the member that took the partitions: its state held the refused
+   * transaction's input, and lacked the outputs it had let out (an expelled member lost records and
+   * wrote others twice; kafka-rebalance-state.test.ts).
+   */
+  private loseCommitted(assignment: RdKafka.TopicPartition[]): void {
+    const { revoked } = this.takeAway(assignment);
+    for (const state of revoked) this.letGo(state);
+    this.unassign(assignment);
+    const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
+    this.context.logger.info({ partitions }, 'kafka partitions lost: the group gave them to other members before this one handed them over');
+    this.keepFailure(
+      new TributaryError(
+        'TRIB_ERR_SOURCE',
+        `this member lost its partitions (${partitions.join(', ')}): its session or max.poll.interval.ms expired (a stalled process, or the brokers unreachable that long), and the group gives them to another member: the open transaction, which holds outputs of their records, cannot commit; their next owner reads that input again, and a restart resumes from the last committed checkpoint`,
+        { handedOver: true },
+      ),
+    );
   }
 
   /**
