@@ -706,6 +706,40 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
   chain.end();
 });
 
+/** The model outputs and the model stage's loss blocks after `input` through `stages`, snapshotted after `cut` records and restored in a new chain (no cut: uninterrupted). */
+async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown }> {
+  let chain = await Chain.build(stages, testContext());
+  const before: Element[] = [];
+  if (cut !== undefined) {
+    chain.push(input.slice(0, cut));
+    before.push(...chain.output);
+    const snapshot = await chain.snapshot();
+    chain.end();
+    chain = await Chain.build(stages, testContext(), snapshot);
+  }
+  chain.push(input.slice(cut ?? 0));
+  const block = ((await chain.snapshot())[1] as { learner: { block: unknown } }).learner.block;
+  const outputs = modelOutputs([...before, ...chain.end()]);
+  return { outputs, block };
+}
+
+test('intent (mlp): the predictions a merge moved into the merged session, labelled before their batch ran, count in the merged session\'s unit of the loss blocks after a restore too: a snapshot anywhere gives the uninterrupted run\'s blocks and outputs (was: restored, each counted under its own session again)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 4: u1:0 (0, 2) and u2 (3) labelled at 13 before their batch (with 15) runs. u1:15 (17, 19 after it) is
+  // merged into u1:0 by the late event at 8; the merged summary (at 29) labels 17 and 19, still waiting for their batch
+  // (with u3's 25): they count in u1:0's unit when u4's 30 runs it. A snapshot between the two holds them so.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const summaries = (await Chain.build(stages, testContext())).push(input).end().filter(isSessionSummary);
+  assert.deepEqual(summaries.slice(0, 3).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u2:${t + 3 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]]], 'u1:15 merged into u1:0');
+  // u1:0 (with u1:15's predictions), u2, u3 and u4 closed; u5 waits for its batch.
+  assert.equal((whole.block as unknown[])[1], 4);
+  const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
