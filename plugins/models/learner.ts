@@ -1144,10 +1144,21 @@ export class OnlineLearner {
 
   /**
    * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
-   * unit of their own, not a relabel of the session before (see LossBlocks.renew).
+   * unit of their own, not a relabel of the session before (see LossBlocks.renew). The one before may still wait for
+   * losses (labelled before its batch ran: mlp, gru, replayed by batch size only): its samples still to be scored go
+   * on as a unit of theirs, named by the first one's prediction id (a key no session makes: sessionKey's start with a digit).
    */
   newUnit(unit: string, time: number, emit: Emit): void {
-    if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.renew(unit), time, emit);
+    if (this.config.drift.detector === 'none') return;
+    if (this.lossBlocks.awaits(unit)) {
+      const waiting = this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
+      if (waiting.length > 0) {
+        const retired = `retired:${waiting[0]!.id}`;
+        for (const s of waiting) s.unit = retired;
+        this.lossBlocks.retire(unit, retired);
+      }
+    }
+    this.driftOn(this.lossBlocks.renew(unit), time, emit);
   }
 
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */

@@ -740,6 +740,23 @@ test('intent (mlp): the predictions a merge moved into the merged session, label
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
 });
 
+test('intent (mlp): a data session id back as a new session while the old session\'s losses still wait for their batch (labelled before it ran) is a unit of its own too; a snapshot anywhere restores to the same blocks (was: the new session\'s labels took up the old one\'s waiting unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, sessionId: string, minute: number): Element => ({ kind: 'event', userId: user, sessionId, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 8 (replayed: by size only, as here with max_delay 0): S (0, 2) and T (3) are labelled at 13, S forgotten at
+  // its keptUntil (32), S again at 40 (a first event) labelled at 51, U (45) at 56, all before the batch runs: the
+  // eighth prediction (X, 59) runs it, and the waiting losses come in. Four sessions, four units: S, T, the new S, U.
+  const input: Element[] = [at('u1', 'S', 0), at('u1', 'S', 2), at('u2', 'T', 3), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 'S', 40), at('u3', 'U', 45), watermark(t + 51 * min), watermark(t + 56 * min), at('u4', 'V', 57), at('u5', 'W', 58), at('u6', 'X', 59), at('u7', 'Y', 60), at('u8', 'Z', 70), watermark(t + 81 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const output = (await Chain.build(stages, testContext())).push(input).end();
+  assert.deepEqual(output.filter(isSessionSummary).slice(0, 4).map((s) => [s.sessionId, s.update === true]), [['S', false], ['T', false], ['S', false], ['U', false]], 'S twice, each a session of its own');
+  assert.equal(of(output, 'prediction').length, 8, 'the first batch ran, at X (59)');
+  // S, T, the new S, U, V, W and X closed (Y and Z wait for the next batch). Before: 6, both S's one unit.
+  assert.equal((whole.block as unknown[])[1], 7);
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
