@@ -706,8 +706,11 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
   chain.end();
 });
 
-/** The model outputs and the model stage's loss blocks after `input` through `stages`, snapshotted after `cut` records and restored in a new chain (no cut: uninterrupted). */
-async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown }> {
+/**
+ * The model outputs, and the model stage's loss blocks and drift detector, after `input` through `stages`, snapshotted
+ * after `cut` records and restored in a new chain (no cut: uninterrupted).
+ */
+async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown; drift: unknown }> {
   let chain = await Chain.build(stages, testContext());
   const before: Element[] = [];
   if (cut !== undefined) {
@@ -718,9 +721,9 @@ async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input
     chain = await Chain.build(stages, testContext(), snapshot);
   }
   chain.push(input.slice(cut ?? 0));
-  const block = ((await chain.snapshot())[1] as { learner: { block: unknown } }).learner.block;
+  const { block, drift } = ((await chain.snapshot())[1] as { learner: { block: unknown; drift: unknown } }).learner;
   const outputs = modelOutputs([...before, ...chain.end()]);
-  return { outputs, block };
+  return { outputs, block, drift };
 }
 
 test('intent (mlp): the predictions a merge moved into the merged session, labelled before their batch ran, count in the merged session\'s unit of the loss blocks after a restore too: a snapshot anywhere gives the uninterrupted run\'s blocks and outputs (was: restored, each counted under its own session again)', async () => {
@@ -755,6 +758,43 @@ test('intent (mlp): a data session id back as a new session while the old sessio
   // S, T, the new S, U, V, W and X closed (Y and Z wait for the next batch). Before: 6, both S's one unit.
   assert.equal((whole.block as unknown[])[1], 7);
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
+});
+
+test('intent and churn (gru, sequence_length 3, batches of 4): restored at every cut of a stream with merges, late events and a data session id back, the rest of the run gives the uninterrupted run\'s predictions, drift events, metrics, loss blocks and drift detector (was, before 4a45a9c: after the merged summary, u1:15\'s 17, labelled before its batch, a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number, type = 'view', sessionId?: string): Element => ({ kind: 'event', userId: user, time: t + minute * min, type, category: `c${minute % 3}`, price: 10 + minute, ...(sessionId === undefined ? {} : { sessionId }) }) as Element;
+  const streams: [string, Record<string, unknown>, Element[]][] = [
+    [
+      // u1:15 merged into u1:0 by the late event at 8 (u1:0 closed and labelled, u1:15 predicted); u2's late 35 moves its start back; u3 buys.
+      'derived ids',
+      { gap: '10m', allowed_lateness: '20m' },
+      [at('u1', 0), at('u1', 2, 'cart'), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), at('u3', 26, 'purchase'), watermark(t + 29 * min), at('u2', 40), at('u1', 45), at('u2', 35, 'cart'), watermark(t + 60 * min), at('u4', 61), at('u1', 70), watermark(t + 130 * min), watermark(Infinity)],
+    ],
+    [
+      // S (u1) forgotten at its keptUntil (32) and back at 40, a new session; S's late 48 reopens it after its summary; T buys.
+      'data ids',
+      { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' },
+      [at('u1', 0, 'view', 'S'), at('u1', 2, 'cart', 'S'), at('u2', 3, 'view', 'T'), at('u2', 4, 'purchase', 'T'), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 40, 'view', 'S'), at('u3', 45, 'view', 'U'), at('u1', 47, 'view', 'S'), watermark(t + 58 * min), at('u1', 48, 'cart', 'S'), at('u3', 44, 'view', 'U'), watermark(t + 60 * min), at('u4', 61, 'view', 'V'), at('u1', 90, 'view', 'S'), watermark(t + 130 * min), watermark(Infinity)],
+    ],
+  ];
+  // Batches of 4: labels come before their predictions are scored (u1:15's 17 after the merge; S's first session's when S is back).
+  // A touchy detector on blocks of 2, so that the runs have drift events to compare.
+  const model = { backend: 'cpu', model: { kind: 'gru', sequence_length: 3 }, batch: { max_size: 4, learn_size: 3, max_delay: 0 }, drift: { block: 2, delta: 0, threshold: 0.02, min_instances: 1 }, report: true };
+  const summariesOf = (output: Element[]): [string, boolean, string[]][] => output.filter(isSessionSummary).map((s) => [s.sessionId, s.update === true, (s.replaces ?? []) as string[]]);
+  let drifts = 0;
+  for (const [name, sessions, input] of streams) {
+    for (const [task, plugin, config] of [['intent', intentModel, model], ['churn', churnModel, { ...model, horizon: '30m' }]] as const) {
+      const stages = [stage(sessionizer, sessions), stage(plugin, config as IntentModelConfig)];
+      const whole = await blocksAndOutputs(stages, input);
+      const output = (await Chain.build(stages, testContext())).push(input).end();
+      if (name === 'derived ids') assert.deepEqual(summariesOf(output)[2], [`u1:${t}`, true, [`u1:${t + 15 * min}`]], 'u1:15 merged into u1:0');
+      else assert.deepEqual(summariesOf(output).filter(([id]) => id === 'S').map(([, update]) => update), [false, false, true, false], 'S, S back as a new session, reopened by its late event, S back again');
+      assert.ok(of(output, 'prediction').length >= 6, `${name}, ${task}: predicted`);
+      drifts += of(output, 'drift').length;
+      for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `${name}, ${task}: cut ${cut}`);
+    }
+  }
+  assert.ok(drifts > 0, 'drift events to compare');
 });
 
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
