@@ -304,6 +304,30 @@ test('loss blocks: renew (a new session under a key whose session was labelled) 
   assert.equal(open.add(0, 'b'), 3, 'the means of a (1) and the new a (5)');
 });
 
+test('loss blocks: retire renames a run still waiting for losses, so that a new session under its key (renew) is a unit of its own, and the losses still to come close the old one; a snapshot anywhere restores to the same blocks', () => {
+  // a labelled twice before its predictions were scored (open, then waiting once b starts); a new a's label; a's losses come in as a~.
+  const steps: ((blocks: LossBlocks) => number | undefined)[] = [
+    (b) => b.defer('a'),
+    (b) => b.defer('a'),
+    (b) => (b.retire('a', 'a~'), b.renew('a')),
+    (b) => b.add(5, 'b'),
+    (b) => b.add(7, 'a'),
+    (b) => b.addDeferred(1, 'a~'),
+    (b) => b.addDeferred(3, 'a~'),
+    (b) => b.add(0, 'c'),
+  ];
+  // The losses still to come at each cut, under the key their samples carry then.
+  const toCome = (cut: number): string[] => [[], ['a'], ['a', 'a'], ['a~', 'a~'], ['a~', 'a~'], ['a~', 'a~'], ['a~'], [], []][cut]!;
+  const means = restoresAtEveryCut(3, steps, toCome);
+  // b (5), the new a (7), the old a (2): one block of three units. Before: a's one unit (1, 3 and 7) beside b.
+  assert.deepEqual(means, [undefined, undefined, undefined, undefined, undefined, undefined, undefined, (5 + 7 + 2) / 3]);
+  const blocks = new LossBlocks(3);
+  blocks.defer('a');
+  assert.equal(blocks.awaits('a'), true);
+  blocks.retire('a', 'a~');
+  assert.deepEqual([blocks.awaits('a'), blocks.awaits('a~')], [false, true]);
+});
+
 test('loss blocks: merge (a late event merged session a into e) makes a\'s losses part of e\'s unit where both are in reach: a\'s mean taken out of the open block, e\'s put back over both; a unit in a block the detector read stays', () => {
   // e and a closed into the open block, kept; merged: one unit, mean (1 + 3 + 5) / 3; b fills the block of 2.
   const both = new LossBlocks(2);

@@ -133,8 +133,8 @@ export class LossBlocks {
   /**
    * A new session under `unit`'s key (a data session id back): the one before is labelled no more, so it is not kept
    * for a later label (where its mean is, it stays), and, its run still open, that ends; the new one's labels are a
-   * unit of their own (a run still waiting for losses, seldom, is taken up again by them). The block's mean when
-   * ending the run filled it.
+   * unit of their own. A run still waiting for losses is left to them: rename it first ({@link retire}), or the new
+   * session's labels take it up. The block's mean when ending the run filled it.
    */
   renew(unit: string): number | undefined {
     const kept = this.relabelable.get(unit);
@@ -145,6 +145,23 @@ export class LossBlocks {
     this.unitSum = 0;
     this.unitCount = 0;
     return mean;
+  }
+
+  /** Whether `unit` waits for losses still to come (labels that came before their predictions: see defer). */
+  awaits(unit: string): boolean {
+    return (this.unitKey === unit && this.unitOutstanding > 0) || this.waiting.has(unit);
+  }
+
+  /**
+   * The run of `unit` still waiting for losses goes on as `as` (a key no label makes): its losses still to come are
+   * added as `as`'s (the caller gives their samples that unit), and a new session under `unit` starts a unit of its own.
+   */
+  retire(unit: string, as: string): void {
+    if (this.unitKey === unit) this.unitKey = as;
+    const waiting = this.waiting.get(unit);
+    if (waiting === undefined) return;
+    this.waiting.delete(unit);
+    this.waiting.set(as, waiting);
   }
 
   /**

@@ -79,7 +79,7 @@ interface Sample extends SampleHandle {
   idKey: number;
   /** The event time `label_buffer.timeout` is counted from: `time`, or a later one its task set (see OnlineLearner.postpone). */
   expiresFrom: number;
-  /** Its unit of the loss blocks where not its own session's (see joinUnit); not in snapshots: restored, its own again. */
+  /** Its unit of the loss blocks where not its own session's (see joinUnit). */
   unit: string | undefined;
 }
 
@@ -155,6 +155,11 @@ interface SavedSamples {
   raw?: string[];
   /** The sequences of rows with SAMPLE_SEQ (gru), `length` steps each, one after another. */
   seq?: { length: number; types: Column; categories: Column; steps: string };
+  /**
+   * [row, unit] for each row whose unit of the loss blocks is not its own session's (Sample.unit: a merge moved it, its
+   * label before its batch ran); absent where none is (and in snapshots written before it: each restored as its own).
+   */
+  units?: [number, string][];
 }
 
 /**
@@ -1139,10 +1144,21 @@ export class OnlineLearner {
 
   /**
    * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
-   * unit of their own, not a relabel of the session before (see LossBlocks.renew).
+   * unit of their own, not a relabel of the session before (see LossBlocks.renew). The one before may still wait for
+   * losses (labelled before its batch ran: mlp, gru, replayed by batch size only): its samples still to be scored go
+   * on as a unit of theirs, named by the first one's prediction id (a key no session makes: sessionKey's start with a digit).
    */
   newUnit(unit: string, time: number, emit: Emit): void {
-    if (this.config.drift.detector !== 'none') this.driftOn(this.lossBlocks.renew(unit), time, emit);
+    if (this.config.drift.detector === 'none') return;
+    if (this.lossBlocks.awaits(unit)) {
+      const waiting = this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
+      if (waiting.length > 0) {
+        const retired = `retired:${waiting[0]!.id}`;
+        for (const s of waiting) s.unit = retired;
+        this.lossBlocks.retire(unit, retired);
+      }
+    }
+    this.driftOn(this.lossBlocks.renew(unit), time, emit);
   }
 
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
@@ -1394,6 +1410,7 @@ export class OnlineLearner {
     const types: number[] = [];
     const categories: number[] = [];
     const steps: number[] = [];
+    const units: [number, string][] = [];
     yield* partsOf(n, (from, to) => {
       for (let i = from; i < to; i++) {
         const s = samples[i]!;
@@ -1441,6 +1458,7 @@ export class OnlineLearner {
           f |= SAMPLE_LABELLED;
           label[i] = s.label;
         }
+        if (s.unit !== undefined) units.push([i, s.unit]);
         flags[i] = f;
       }
     });
@@ -1451,6 +1469,7 @@ export class OnlineLearner {
     const saved: SavedSamples = { ids, ...columns, owners: savedOwners, x: encodeFloats(x.subarray(0, xRows * d)) };
     if (postponed) saved.expiresFrom = yield* encodeColumn(expiresFrom!, { values: time!, ref: TIMES });
     if (raw.length > 0) saved.raw = raw;
+    if (units.length > 0) saved.units = units;
     if (withSeq) {
       const seq = yield* encodeNamedColumns({ types: Float64Array.from(types), categories: Float64Array.from(categories) });
       saved.seq = { length: seqLength, ...seq, steps: encodeFloats(Float32Array.from(steps)) };
@@ -1492,6 +1511,7 @@ export class OnlineLearner {
     const categories = saved.seq ? decodeColumnOf(saved.seq.categories, rowsWithSeq * L, `${what}: seq.categories`) : new Float64Array(0);
     const steps = saved.seq ? decodeFloats(saved.seq.steps) : new Float32Array(0);
     if (rowsWithSeq > 0 && (!Number.isSafeInteger(L) || L < 1 || steps.length !== rowsWithSeq * L * stepFeatures)) throw new Error(`${what}: sequences do not fit their rows`);
+    const units = this.unitsOfRows(saved.units, n, what);
     let atRow = 0;
     let atRaw = 0;
     let atSeq = 0;
@@ -1515,11 +1535,25 @@ export class OnlineLearner {
         if ((f & SAMPLE_RAW) !== 0) s.raw = decodeFloats(raw[atRaw++]!);
         if ((f & SAMPLE_SCORED) !== 0) s.score = score![i]!;
         if ((f & SAMPLE_LABELLED) !== 0) s.label = label![i]!;
+        s.unit = units.get(i);
         // Still to be predicted and emitted, but no longer awaited: its label, if one comes, is late.
         if ((f & SAMPLE_DROPPED) !== 0) s.released = true;
         into.push(s);
       }
     });
+  }
+
+  /** SavedSamples.units by row; throws on a row out of range or a unit not a string. */
+  private unitsOfRows(saved: unknown, n: number, what: string): Map<number, string> {
+    const units = new Map<number, string>();
+    if (saved === undefined) return units;
+    if (!Array.isArray(saved)) throw new Error(`${what}: units not a list`);
+    for (const entry of saved as unknown[]) {
+      const [row, unit] = Array.isArray(entry) ? (entry as unknown[]) : [];
+      if (typeof row !== 'number' || !Number.isInteger(row) || row < 0 || row >= n || typeof unit !== 'string') throw new Error(`${what}: units: ${JSON.stringify(entry)} is not [a row of ${n}, a unit]`);
+      units.set(row, unit);
+    }
+    return units;
   }
 
   /** Each row's user and session, and a reader of its ids, in the second format: every row's written. */

@@ -706,6 +706,97 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
   chain.end();
 });
 
+/**
+ * The model outputs, and the model stage's loss blocks and drift detector, after `input` through `stages`, snapshotted
+ * after `cut` records and restored in a new chain (no cut: uninterrupted).
+ */
+async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown; drift: unknown }> {
+  let chain = await Chain.build(stages, testContext());
+  const before: Element[] = [];
+  if (cut !== undefined) {
+    chain.push(input.slice(0, cut));
+    before.push(...chain.output);
+    const snapshot = await chain.snapshot();
+    chain.end();
+    chain = await Chain.build(stages, testContext(), snapshot);
+  }
+  chain.push(input.slice(cut ?? 0));
+  const { block, drift } = ((await chain.snapshot())[1] as { learner: { block: unknown; drift: unknown } }).learner;
+  const outputs = modelOutputs([...before, ...chain.end()]);
+  return { outputs, block, drift };
+}
+
+test('intent (mlp): the predictions a merge moved into the merged session, labelled before their batch ran, count in the merged session\'s unit of the loss blocks after a restore too: a snapshot anywhere gives the uninterrupted run\'s blocks and outputs (was: restored, each counted under its own session again)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 4: u1:0 (0, 2) and u2 (3) labelled at 13 before their batch (with 15) runs. u1:15 (17, 19 after it) is
+  // merged into u1:0 by the late event at 8; the merged summary (at 29) labels 17 and 19, still waiting for their batch
+  // (with u3's 25): they count in u1:0's unit when u4's 30 runs it. A snapshot between the two holds them so.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const summaries = (await Chain.build(stages, testContext())).push(input).end().filter(isSessionSummary);
+  assert.deepEqual(summaries.slice(0, 3).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u2:${t + 3 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]]], 'u1:15 merged into u1:0');
+  // u1:0 (with u1:15's predictions), u2, u3 and u4 closed; u5 waits for its batch.
+  assert.equal((whole.block as unknown[])[1], 4);
+  const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+});
+
+test('intent (mlp): a data session id back as a new session while the old session\'s losses still wait for their batch (labelled before it ran) is a unit of its own too; a snapshot anywhere restores to the same blocks (was: the new session\'s labels took up the old one\'s waiting unit)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, sessionId: string, minute: number): Element => ({ kind: 'event', userId: user, sessionId, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 8 (replayed: by size only, as here with max_delay 0): S (0, 2) and T (3) are labelled at 13, S forgotten at
+  // its keptUntil (32), S again at 40 (a first event) labelled at 51, U (45) at 56, all before the batch runs: the
+  // eighth prediction (X, 59) runs it, and the waiting losses come in. Four sessions, four units: S, T, the new S, U.
+  const input: Element[] = [at('u1', 'S', 0), at('u1', 'S', 2), at('u2', 'T', 3), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 'S', 40), at('u3', 'U', 45), watermark(t + 51 * min), watermark(t + 56 * min), at('u4', 'V', 57), at('u5', 'W', 58), at('u6', 'X', 59), at('u7', 'Y', 60), at('u8', 'Z', 70), watermark(t + 81 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const output = (await Chain.build(stages, testContext())).push(input).end();
+  assert.deepEqual(output.filter(isSessionSummary).slice(0, 4).map((s) => [s.sessionId, s.update === true]), [['S', false], ['T', false], ['S', false], ['U', false]], 'S twice, each a session of its own');
+  assert.equal(of(output, 'prediction').length, 8, 'the first batch ran, at X (59)');
+  // S, T, the new S, U, V, W and X closed (Y and Z wait for the next batch). Before: 6, both S's one unit.
+  assert.equal((whole.block as unknown[])[1], 7);
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
+});
+
+test('intent and churn (gru, sequence_length 3, batches of 4): restored at every cut of a stream with merges, late events and a data session id back, the rest of the run gives the uninterrupted run\'s predictions, drift events, metrics, loss blocks and drift detector (was, before 4a45a9c: after the merged summary, u1:15\'s 17, labelled before its batch, a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number, type = 'view', sessionId?: string): Element => ({ kind: 'event', userId: user, time: t + minute * min, type, category: `c${minute % 3}`, price: 10 + minute, ...(sessionId === undefined ? {} : { sessionId }) }) as Element;
+  const streams: [string, Record<string, unknown>, Element[]][] = [
+    [
+      // u1:15 merged into u1:0 by the late event at 8 (u1:0 closed and labelled, u1:15 predicted); u2's late 35 moves its start back; u3 buys.
+      'derived ids',
+      { gap: '10m', allowed_lateness: '20m' },
+      [at('u1', 0), at('u1', 2, 'cart'), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), at('u3', 26, 'purchase'), watermark(t + 29 * min), at('u2', 40), at('u1', 45), at('u2', 35, 'cart'), watermark(t + 60 * min), at('u4', 61), at('u1', 70), watermark(t + 130 * min), watermark(Infinity)],
+    ],
+    [
+      // S (u1) forgotten at its keptUntil (32) and back at 40, a new session; S's late 48 reopens it after its summary; T buys.
+      'data ids',
+      { gap: '10m', allowed_lateness: '20m', session_id_from: 'data' },
+      [at('u1', 0, 'view', 'S'), at('u1', 2, 'cart', 'S'), at('u2', 3, 'view', 'T'), at('u2', 4, 'purchase', 'T'), watermark(t + 13 * min), watermark(t + 33 * min), at('u1', 40, 'view', 'S'), at('u3', 45, 'view', 'U'), at('u1', 47, 'view', 'S'), watermark(t + 58 * min), at('u1', 48, 'cart', 'S'), at('u3', 44, 'view', 'U'), watermark(t + 60 * min), at('u4', 61, 'view', 'V'), at('u1', 90, 'view', 'S'), watermark(t + 130 * min), watermark(Infinity)],
+    ],
+  ];
+  // Batches of 4: labels come before their predictions are scored (u1:15's 17 after the merge; S's first session's when S is back).
+  // A touchy detector on blocks of 2, so that the runs have drift events to compare.
+  const model = { backend: 'cpu', model: { kind: 'gru', sequence_length: 3 }, batch: { max_size: 4, learn_size: 3, max_delay: 0 }, drift: { block: 2, delta: 0, threshold: 0.02, min_instances: 1 }, report: true };
+  const summariesOf = (output: Element[]): [string, boolean, string[]][] => output.filter(isSessionSummary).map((s) => [s.sessionId, s.update === true, (s.replaces ?? []) as string[]]);
+  let drifts = 0;
+  for (const [name, sessions, input] of streams) {
+    for (const [task, plugin, config] of [['intent', intentModel, model], ['churn', churnModel, { ...model, horizon: '30m' }]] as const) {
+      const stages = [stage(sessionizer, sessions), stage(plugin, config as IntentModelConfig)];
+      const whole = await blocksAndOutputs(stages, input);
+      const output = (await Chain.build(stages, testContext())).push(input).end();
+      if (name === 'derived ids') assert.deepEqual(summariesOf(output)[2], [`u1:${t}`, true, [`u1:${t + 15 * min}`]], 'u1:15 merged into u1:0');
+      else assert.deepEqual(summariesOf(output).filter(([id]) => id === 'S').map(([, update]) => update), [false, false, true, false], 'S, S back as a new session, reopened by its late event, S back again');
+      assert.ok(of(output, 'prediction').length >= 6, `${name}, ${task}: predicted`);
+      drifts += of(output, 'drift').length;
+      for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `${name}, ${task}: cut ${cut}`);
+    }
+  }
+  assert.ok(drifts > 0, 'drift events to compare');
+});
+
 test('intent: no prediction is scored or learnt after a purchase a late event brings to a session: the session (or the one it merged into) stays known to have bought', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
