@@ -3,8 +3,9 @@
  * more files in order, mapping each record to the canonical event through config alone.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
@@ -89,7 +90,7 @@ export default defineSource<FileSourceConfig>({
     'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
-    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
+    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -166,6 +167,7 @@ export default defineSource<FileSourceConfig>({
     let identity: FileIdentity | undefined;
     // One for all the files: an unknown event type is told once for the source, not once per file.
     const onUnknownType = unknownEventTypeWarning(context.logger);
+    const signal = context.signal;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
@@ -173,46 +175,66 @@ export default defineSource<FileSourceConfig>({
           const gzip = isGzipped(path, config.gzip);
           const format = formatOfFile(path, config.format);
           const fileConfig = decodeConfigOf(path, config);
+          if (signal?.aborted) return;
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
-          const handle = await openFile(path, 'r');
+          const input = await openInput(path);
+          const handle = 'file' in input ? input.file : undefined;
           let startByte = 0;
           let columns: string[] | undefined;
           let seekable = false;
+          /** Moves the position to this file, once. */
+          let enter: (() => void) | undefined;
           try {
-            const opened = identityOf(handle.fd);
+            const opened = identityOf(handle?.fd ?? input.fifo!);
             // A FIFO or a device is a stream that starts anew at each open: a position's line in it (a
             // resumed run, another read of this source) counts lines of a stream gone, not of this one.
             const stream = opened === undefined;
-            seekable = !gzip && !stream;
+            seekable = handle !== undefined && !gzip && !stream;
             // Only now, its identity known, does the position move to this file. Moved before the open, a
             // checkpoint taken meanwhile named a file by its path alone: renamed before the resume (log
             // rotation), that file was skipped, and another read in its place.
-            if (next !== fileIndex || stream) {
-              fileIndex = next;
-              linesDone = 0;
-              bytesDone = 0;
-              unreadableAfter = undefined;
-              unterminated = undefined;
-            }
-            identity = opened;
-            if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
+            // A FIFO's, at its first bytes (or its end): opened at once (openInput), it may wait long for a
+            // writer, as its open did before, and meanwhile a checkpoint names the file before it, read to its end.
+            enter = (): void => {
+              enter = undefined;
+              if (next !== fileIndex || stream) {
+                fileIndex = next;
+                linesDone = 0;
+                bytesDone = 0;
+                unreadableAfter = undefined;
+                unterminated = undefined;
+              }
+              identity = opened;
+            };
+            if (handle !== undefined) enter();
+            if (seekable && handle !== undefined && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
               if (await followsLineEnd(handle, bytesDone, format === 'csv')) startByte = bytesDone;
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
+            if (startByte > 0 && format === 'csv' && handle !== undefined) columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
           } catch (error) {
-            await handle.close();
+            if (handle !== undefined) await handle.close();
+            else closeSync(input.fifo!);
             throw error;
           }
           const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
           // No start at 0: reads at a position fail on a FIFO (ESPIPE), and the descriptor is at 0 (only positional reads used it).
-          const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) });
+          const raw: Readable & { bytesRead: number } =
+            handle !== undefined
+              ? createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) })
+              : new Socket({ fd: input.fifo!, readable: true, writable: false });
           const decoded = gzip ? raw.pipe(createGunzip()) : raw;
           if (gzip) raw.on('error', (error) => decoded.destroy(error));
           open = { raw, decoded };
+          // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
+          const stop = (): void => void decoded.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('stopped'));
+          signal?.addEventListener('abort', stop, { once: true });
+          if (signal?.aborted) stop(); // during the open
           try {
-            for await (const batch of decodeRecords(decoded, fileConfig, context, { file: path, format, skipThrough: linesDone, start, unterminated, onUnknownType })) {
+            const from = enter === undefined ? { skipThrough: linesDone, unterminated } : { skipThrough: 0, unterminated: undefined };
+            for await (const batch of decodeRecords(decoded, fileConfig, context, { file: path, format, start, onUnknownType, ...from })) {
+              enter?.();
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
@@ -221,7 +243,11 @@ export default defineSource<FileSourceConfig>({
               // Empty when all of it was dead-lettered: yielded all the same, so the runtime waits for the dead-letter sink's room (Source.read).
               yield events;
             }
+            enter?.();
           } catch (error) {
+            // The input destroyed by the stop: the end of this run's reading, not a failure of the file.
+            if (signal?.aborted) return;
+            enter?.();
             // Compressed data that ends early or is corrupt is bad input, not a failed source: the lines
             // before it were delivered, the rest of the file is one dead letter, and reading goes on.
             const code = (error as NodeJS.ErrnoException).code;
@@ -238,6 +264,7 @@ export default defineSource<FileSourceConfig>({
           } finally {
             // Left early too (a stop, a failure): a gunzip destroyed unpipes the file stream, which would
             // keep the file open (until the GC closes its handle) unless destroyed itself.
+            signal?.removeEventListener('abort', stop);
             raw.destroy();
             open = undefined;
           }
@@ -306,6 +333,21 @@ interface FileIdentity {
 
 /** The first bytes of a file its identity digests: enough to tell log files or CSV files apart by their first lines. */
 const HEAD_BYTES = 1024;
+
+/**
+ * `path` opened for reading. A FIFO is opened without waiting for a writer (O_NONBLOCK; reads still wait
+ * for one: epoll tells of no bytes before a writer's) and is read through a socket: an fs read of it
+ * waits in libuv's thread pool for the writer's next bytes, where no stop can end it, and kept the
+ * process alive until the writer closed. Node's fs docs: a non-blocking descriptor is net.Socket's.
+ */
+async function openInput(path: string): Promise<{ file: FileHandle; fifo?: never } | { fifo: number }> {
+  if (statSync(path, { throwIfNoEntry: false })?.isFIFO() === true) {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (fstatSync(fd).isFIFO()) return { fifo: fd };
+    closeSync(fd); // another file at the path since the stat: read as such
+  }
+  return { file: await openFile(path, 'r') };
+}
 
 /** Undefined for what is not a regular file (a FIFO: its first bytes cannot be read twice). */
 function identityOf(fd: number): FileIdentity | undefined {
