@@ -180,16 +180,14 @@ test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shut
   const readEnd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   after(() => closeSync(readEnd));
   const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+  await run.started(() => {
     try {
-      if (readSync(readEnd, Buffer.alloc(1)) === 1) break;
+      return readSync(readEnd, Buffer.alloc(1)) === 1;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      return false;
     }
-    assert.ok(Date.now() < deadline, 'nothing written to the FIFO within 20 s');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  }, 'a byte written to the FIFO');
   const stopped = Date.now();
   // Its writes blocked in libuv's pool once the pipe was full, and process.exit waited on them: it ran on.
   const code = await run.stop('SIGTERM', 20_000);
@@ -257,7 +255,7 @@ test('a second process writing the same file (a backtest of a running daemon\'s 
   const live = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'warn'], { cwd: folder });
   const daemon = live.child;
   // Running once its output has records (the sink flushes at least every 200 ms).
-  await until(() => existsSync(out) && statSync(out).size > 0, `output (${live.stderr})`, 20_000, 20);
+  await live.started(() => existsSync(out) && statSync(out).size > 0, 'output');
   assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), { ...JSON.parse(readFileSync(lock, 'utf8')), pid: daemon.pid, host: hostname(), pipeline: 'live' });
 
   const events = join(folder, 'events.jsonl');
@@ -327,10 +325,8 @@ test('run: a lazy file another process took after this one started (two runs rac
   const run = spawnTributary(t, ['run', 'p.yaml', '--log-level', 'warn'], { cwd: folder, stdin: true });
   run.child.stdin!.write('{"user_id":"u","time":"2024-01-01T00:00:00Z","type":"view"}\n');
   // Its sinks are open once the event is written (a batch of one line: max_in_flight; flushed every commit_interval).
-  // The wait is mostly the process's start: on 2 cores beside 10 busy processes it wrote its event after
-  // 15-23 s (1.6 s idle), beside 20 after 42-49 s, the output file made about 0.5 s before; 30 s (until's
-  // default) once ran out so, with nothing on stderr. No signal is missed here: the file is polled.
-  await until(() => existsSync(join(folder, 'out.jsonl')) && statSync(join(folder, 'out.jsonl')).size > 0, `the first event written (${run.stderr})`, 120_000);
+  // No signal is missed here: the file is polled.
+  await run.started(() => existsSync(join(folder, 'out.jsonl')) && statSync(join(folder, 'out.jsonl')).size > 0, 'the first event written');
   assert.equal(existsSync(join(folder, 'dead')), false, 'no folder (nor lock) for the dead letters yet');
   // The other run (this test's process) writes its first dead letter first.
   assert.equal(takeLock(`${dead}.lock`, dead, { pipeline: 'first', logger: pino({ level: 'silent' }), user: 'file sink', heldAs: 'written', shared: true }), true);
@@ -504,7 +500,7 @@ test("run: a stop while --lock-wait waits for another host's output file is a st
   const holder = `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`;
   writeFileSync(`${out}.lock`, holder);
   const run = spawnTributary(t, ['run', 'p.yaml', '--lock-wait', '10m'], { cwd: folder });
-  await until(() => /waiting for it, up to 600 s in all/.test(run.stderr), `the wait (${run.stderr})`);
+  await run.started(() => /waiting for it, up to 600 s in all/.test(run.stderr), 'the wait');
   const status = await run.stop();
   const stderr = run.stderr;
   assert.equal(status, 0, stderr);
@@ -586,7 +582,7 @@ test('the daemon reopens its file outputs on SIGHUP (logrotate\'s create + postr
   const out = join(folder, 'predictions.jsonl');
   writeFileSync(join(folder, 'daemon.yaml'), `name: hup\nsources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: predictions.jsonl, kinds: [event]}]\n`);
   const daemon = spawnTributary(t, ['run', join(folder, 'daemon.yaml'), '--log-level', 'info', '--no-progress'], { cwd: folder });
-  await until(() => existsSync(out) && statSync(out).size > 0, `output (${daemon.stderr})`, 20_000, 20);
+  await daemon.started(() => existsSync(out) && statSync(out).size > 0, 'output');
   renameSync(out, `${out}.1`);
   daemon.child.kill('SIGHUP');
   await until(() => existsSync(out) && statSync(out).size > 0, `a new file at the path, written to (${daemon.stderr})`, 20_000, 20);

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { ConfigError, defineSink, originOf, type ClickEvent, type SourcePosition, type StreamRecord } from 'tributary';
-import { runYaml, testContext, tempFolder } from 'tributary/testing';
+import { runYaml, spawnTributary, testContext, tempFolder, until } from 'tributary/testing';
 import fileSource from './file.js';
 
 const dir = tempFolder({ after }, 'file-source');
@@ -871,4 +871,122 @@ test('CSV: a header naming a column twice is said once, at the header, naming th
   assert.deepEqual(resumed.warned, twice.warned);
   // Columns named in the config rename the header: nothing to say (a name twice there is a config error).
   assert.deepEqual((await read({ header: true, columns: ['user_id', 'time', 'type', 'other', 'price', 'price2'] })).warned, []);
+});
+
+/** A writer of `fifo`, opened (without waiting) once a reader has it open: ENXIO before. */
+async function fifoWriter(fifo: string, started: (condition: () => boolean, what: string) => Promise<void> = (condition, what) => until(condition, what)): Promise<number> {
+  let writer: number | undefined;
+  await started(() => {
+    try {
+      writer = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENXIO') throw error;
+      return false;
+    }
+  }, `a reader of ${fifo}`);
+  return writer!;
+}
+
+/** `next`'s result, or 'still waiting' 5 s on: a failure, not a hang, where a stop is not seen. */
+async function within5s<T>(next: Promise<T>): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([next, new Promise<'still waiting'>((resolve) => (timer = setTimeout(() => resolve('still waiting'), 5000)))]);
+  clearTimeout(timer);
+  return result;
+}
+
+test('a FIFO whose writer is quiet: a stop (the pipeline\'s signal) ends the source at once, without an error', async (t) => {
+  const fifo = join(dir, 'quiet.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const stop = new AbortController();
+  const source = await fileSource.create({ path: fifo, mapping: { time_format: 'epoch_ms' } } as never, testContext({ signal: stop.signal }));
+  const batches = source.read()[Symbol.asyncIterator]();
+  const first = batches.next();
+  const writer = await fifoWriter(fifo);
+  // Closed at the end: before the fix, what ends the read the stop could not.
+  t.after(() => closeSync(writer));
+  writeSync(writer, `${JSON.stringify({ user_id: 'u1', time: 1, type: 'view' })}\n`);
+  assert.deepEqual((await first).value?.map((event: ClickEvent) => event.userId), ['u1'], 'a FIFO opened before its writer waits for it');
+  const waiting = batches.next();
+  stop.abort(new Error('SIGTERM'));
+  assert.deepEqual(await within5s(waiting), { done: true, value: undefined });
+});
+
+test('a FIFO no writer has opened yet: a stop ends the source at once, without an error', async (t) => {
+  const fifo = join(dir, 'unopened.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const stop = new AbortController();
+  const source = await fileSource.create({ path: fifo, mapping: { time_format: 'epoch_ms' } } as never, testContext({ signal: stop.signal }));
+  const waiting = source.read()[Symbol.asyncIterator]().next();
+  // Before the fix, the open waited for a writer in libuv's pool, and kept this process alive: one ends it
+  // (ENXIO: no reader waits, as after the fix).
+  t.after(() => {
+    try {
+      closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENXIO') throw error;
+    }
+  });
+  stop.abort(new Error('SIGTERM'));
+  assert.deepEqual(await within5s(waiting), { done: true, value: undefined });
+});
+
+test('`tributary run` reading a FIFO whose writer stays open stops on SIGTERM, promptly and cleanly (exit 0, outcome stopped), not when the writer closes', async (t) => {
+  const folder = tempFolder(t, 'fifo-stop');
+  const fifo = join(folder, 'events.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const pipeline = join(folder, 'p.yaml');
+  writeFileSync(pipeline, ['name: fifo-stop', 'settings: { shutdown_timeout: 10s }', 'sources: [{ type: file, path: events.fifo, mapping: { time_format: epoch_ms } }]', 'sinks: [{ type: stdout }]', ''].join('\n'));
+  const run = spawnTributary(t, ['run', pipeline], { stdout: true });
+  let out = '';
+  run.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  // Kept open: a writer between two lines (`mkfifo f; (exec 3>f; ...)`).
+  const writer = await fifoWriter(fifo, (condition, what) => run.started(condition, what));
+  t.after(() => closeSync(writer));
+  writeSync(writer, `${JSON.stringify({ user_id: 'u1', time: 1, type: 'view' })}\n`);
+  await until(() => out.includes('"u1"'), `the first record on stdout (stderr: ${run.stderr})`);
+  // Before the fix the stop waited for the writer: shutdown_timeout (10 s) ended it with exit 1.
+  assert.equal(await run.stop('SIGTERM', 20_000), 0, run.stderr);
+  assert.match(run.stderr, /"outcome":"stopped"/);
+});
+
+test('a damaged gzip file (junk after its members, a wrong CRC, a cut last member) gives every line before the damage, and one dead letter naming it and its compressed byte', async () => {
+  const lines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => `${JSON.stringify({ user_id: `u${from + i}`, time: from + i, type: 'view', pad: 'x'.repeat(40) })}\n`).join('');
+  // A member as gzip(1) writes one, with the file's name in its header (FNAME), beside zlib's (none).
+  const named = (text: string): Buffer => {
+    const bytes = Buffer.from(text);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc32(bytes), 0);
+    trailer.writeUInt32LE(bytes.length, 4);
+    return Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 3]), Buffer.from('events.jsonl\0'), deflateRawSync(bytes), trailer]);
+  };
+  const first = named(lines(0, 5000));
+  const second = gzipSync(lines(5000, 10_000));
+  const wrongCrc = Buffer.from(second);
+  wrongCrc[wrongCrc.length - 8]! ^= 0xff;
+  const cases = {
+    junk: [Buffer.concat([first, second, Buffer.from([0x1f, 0, 1, 2, 3])]), 10_000, 'incorrect header check', first.length + second.length],
+    crc: [Buffer.concat([first, wrongCrc]), 10_000, 'incorrect data check', first.length + second.length - 8],
+    cut: [Buffer.concat([first, second.subarray(0, second.length - 100)]), undefined, 'unexpected end of file', first.length + second.length - 100],
+  } as const;
+  for (const [name, [bytes, lineCount, problem, byte]] of Object.entries(cases)) {
+    const path = join(dir, `damaged-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const context = testContext({ batchSize: 1000 });
+    const source = await fileSource.create({ path, mapping: { time_format: 'epoch_ms' } } as never, context);
+    const times: number[] = [];
+    for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+    const out = lineCount ?? times.length;
+    assert.ok(out > 9900, `${name}: ${out} lines`);
+    // Before: createGunzip lost the text its failing call decoded, 147 lines here (~16 KB).
+    assert.deepEqual(times, Array.from({ length: out }, (_, i) => i), `${name}: every line before the damage, in order`);
+    assert.equal(context.deadLetters.length, 1, name);
+    const [dead] = context.deadLetters;
+    assert.equal(dead!.reason.split(':')[0], `unreadable gzip data after line ${out} (${problem} at compressed byte ${byte}${name === 'cut' ? '; raw is the text read after that line' : ''})`);
+    assert.deepEqual([dead!.origin?.file, dead!.origin?.line], [path, out + 1]);
+    // The cut line's text: the start of the next line.
+    if (name === 'cut') assert.ok(lines(out, out + 1).startsWith(dead!.raw as string) && (dead!.raw as string).length > 0, String(dead!.raw));
+    else assert.equal(dead!.raw, '');
+  }
 });

@@ -3,11 +3,14 @@
  * more files in order, mapping each record to the canonical event through config alone.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { resolve } from 'node:path';
-import { createGunzip } from 'node:zlib';
+import * as zlib from 'node:zlib';
+import { constants as zlibConstants, createGunzip, createInflateRaw } from 'node:zlib';
 import { Readable } from 'node:stream';
+import { isUtf8 } from 'node:buffer';
 import {
   csvColumns,
   csvConfigProblems,
@@ -86,10 +89,10 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, junk after its members, a wrong CRC) gives every line before the damage; the rest of the file is one dead letter naming the compressed byte the damage is at (its `raw`: the text read after the last whole line), and the next file is read. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
-    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start.',
+    'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -166,6 +169,7 @@ export default defineSource<FileSourceConfig>({
     let identity: FileIdentity | undefined;
     // One for all the files: an unknown event type is told once for the source, not once per file.
     const onUnknownType = unknownEventTypeWarning(context.logger);
+    const signal = context.signal;
     return {
       async *read(): AsyncGenerator<ClickEvent[]> {
         for (let next = fileIndex; next < paths.length; next++) {
@@ -173,46 +177,70 @@ export default defineSource<FileSourceConfig>({
           const gzip = isGzipped(path, config.gzip);
           const format = formatOfFile(path, config.format);
           const fileConfig = decodeConfigOf(path, config);
+          if (signal?.aborted) return;
           // Read through the descriptor its identity is taken from: renamed while read, it is still this file.
-          const handle = await openFile(path, 'r');
+          const input = await openInput(path);
+          const handle = 'file' in input ? input.file : undefined;
           let startByte = 0;
           let columns: string[] | undefined;
           let seekable = false;
+          /** Moves the position to this file, once. */
+          let enter: (() => void) | undefined;
           try {
-            const opened = identityOf(handle.fd);
+            const opened = identityOf(handle?.fd ?? input.fifo!);
             // A FIFO or a device is a stream that starts anew at each open: a position's line in it (a
             // resumed run, another read of this source) counts lines of a stream gone, not of this one.
             const stream = opened === undefined;
-            seekable = !gzip && !stream;
+            seekable = handle !== undefined && !gzip && !stream;
             // Only now, its identity known, does the position move to this file. Moved before the open, a
             // checkpoint taken meanwhile named a file by its path alone: renamed before the resume (log
             // rotation), that file was skipped, and another read in its place.
-            if (next !== fileIndex || stream) {
-              fileIndex = next;
-              linesDone = 0;
-              bytesDone = 0;
-              unreadableAfter = undefined;
-              unterminated = undefined;
-            }
-            identity = opened;
-            if (seekable && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
+            // A FIFO's, at its first bytes (or its end): opened at once (openInput), it may wait long for a
+            // writer, as its open did before, and meanwhile a checkpoint names the file before it, read to its end.
+            enter = (): void => {
+              enter = undefined;
+              if (next !== fileIndex || stream) {
+                fileIndex = next;
+                linesDone = 0;
+                bytesDone = 0;
+                unreadableAfter = undefined;
+                unterminated = undefined;
+              }
+              identity = opened;
+            };
+            if (handle !== undefined) enter();
+            if (seekable && handle !== undefined && linesDone > 0 && bytesDone !== undefined && bytesDone > 0) {
               if (await followsLineEnd(handle, bytesDone, format === 'csv')) startByte = bytesDone;
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv') columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
+            if (startByte > 0 && format === 'csv' && handle !== undefined) columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
           } catch (error) {
-            await handle.close();
+            if (handle !== undefined) await handle.close();
+            else closeSync(input.fifo!);
             throw error;
           }
           const start = { line: startByte > 0 ? linesDone + 1 : 1, columns };
           // No start at 0: reads at a position fail on a FIFO (ESPIPE), and the descriptor is at 0 (only positional reads used it).
-          const raw = createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) });
-          const decoded = gzip ? raw.pipe(createGunzip()) : raw;
-          if (gzip) raw.on('error', (error) => decoded.destroy(error));
+          const raw: Readable & { bytesRead: number } =
+            handle !== undefined
+              ? createReadStream('', { fd: handle, highWaterMark: 1 << 20, ...(startByte > 0 ? { start: startByte } : {}) })
+              : new Socket({ fd: input.fifo!, readable: true, writable: false });
+          /** Where the gzip data is damaged: the text before it was read, the rest of the file is not. */
+          let damage: GzipDamage | undefined;
+          const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, (found) => void (damage = found)), { objectMode: false }) : raw;
           open = { raw, decoded };
+          // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
+          const stop = (): void => {
+            decoded.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('stopped'));
+            raw.destroy(); // what the gunzip waits on
+          };
+          signal?.addEventListener('abort', stop, { once: true });
+          if (signal?.aborted) stop(); // during the open
           try {
-            for await (const batch of decodeRecords(decoded, fileConfig, context, { file: path, format, skipThrough: linesDone, start, unterminated, onUnknownType })) {
+            const from = enter === undefined ? { skipThrough: linesDone, unterminated } : { skipThrough: 0, unterminated: undefined };
+            for await (const batch of decodeRecords(decoded, fileConfig, context, { file: path, format, start, onUnknownType, ...from })) {
+              enter?.();
               const { events, throughLine, throughByte } = batch;
               // Position counts rejected lines too: a resumed run neither re-reads nor re-rejects them.
               linesDone = throughLine;
@@ -221,23 +249,29 @@ export default defineSource<FileSourceConfig>({
               // Empty when all of it was dead-lettered: yielded all the same, so the runtime waits for the dead-letter sink's room (Source.read).
               yield events;
             }
-          } catch (error) {
-            // Compressed data that ends early or is corrupt is bad input, not a failed source: the lines
-            // before it were delivered, the rest of the file is one dead letter, and reading goes on.
-            const code = (error as NodeJS.ErrnoException).code;
-            if (!gzip || typeof code !== 'string' || !code.startsWith('Z_')) throw error;
-            // A resumed run reads a cut-short last file up to its cut again: its rest was dead-lettered once.
-            if (unreadableAfter !== linesDone) {
+            enter?.();
+            // Damaged compressed data is bad input, not a failed source: the lines before it were delivered,
+            // the rest of the file is one dead letter, and reading goes on. A resumed run reads a damaged
+            // last file up to its damage again: its rest was dead-lettered once.
+            if (damage !== undefined && unreadableAfter !== linesDone) {
+              const { byte, problem, text } = damage;
+              const utf8 = isUtf8(text);
               context.deadLetter({
-                reason: `unreadable gzip data after line ${linesDone} (${(error as Error).message}, ${raw.bytesRead} compressed bytes read): the rest of the file is skipped`,
-                raw: '',
+                reason: `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): the rest of the file is skipped`,
+                raw: text.toString(utf8 ? 'utf8' : 'base64'),
+                ...(utf8 ? {} : { encoding: 'base64' as const }),
                 origin: { source: context.label, file: path, line: linesDone + 1 },
               });
             }
-            unreadableAfter = linesDone;
+            if (damage !== undefined) unreadableAfter = linesDone;
+          } catch (error) {
+            // The input destroyed by the stop: the end of this run's reading, not a failure of the file.
+            if (signal?.aborted) return;
+            throw error;
           } finally {
             // Left early too (a stop, a failure): a gunzip destroyed unpipes the file stream, which would
             // keep the file open (until the GC closes its handle) unless destroyed itself.
+            signal?.removeEventListener('abort', stop);
             raw.destroy();
             open = undefined;
           }
@@ -306,6 +340,21 @@ interface FileIdentity {
 
 /** The first bytes of a file its identity digests: enough to tell log files or CSV files apart by their first lines. */
 const HEAD_BYTES = 1024;
+
+/**
+ * `path` opened for reading. A FIFO is opened without waiting for a writer (O_NONBLOCK; reads still wait
+ * for one: epoll tells of no bytes before a writer's) and is read through a socket: an fs read of it
+ * waits in libuv's thread pool for the writer's next bytes, where no stop can end it, and kept the
+ * process alive until the writer closed. Node's fs docs: a non-blocking descriptor is net.Socket's.
+ */
+async function openInput(path: string): Promise<{ file: FileHandle; fifo?: never } | { fifo: number }> {
+  if (statSync(path, { throwIfNoEntry: false })?.isFIFO() === true) {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (fstatSync(fd).isFIFO()) return { fifo: fd };
+    closeSync(fd); // another file at the path since the stat: read as such
+  }
+  return { file: await openFile(path, 'r') };
+}
 
 /** Undefined for what is not a regular file (a FIFO: its first bytes cannot be read twice). */
 function identityOf(fd: number): FileIdentity | undefined {
@@ -411,4 +460,153 @@ async function followsLineEnd(handle: FileHandle, offset: number, crEndsLines: b
   } catch {
     return false; // unreadable: the line-count path reports it as it reads
   }
+}
+
+/** Where a gzip file is damaged: the compressed byte the damage is at, what it is, and the text after its last whole line. */
+interface GzipDamage {
+  byte: number;
+  problem: string;
+  text: Buffer;
+}
+
+const GZIP_HEADER_FLAGS = { extra: 4, name: 8, comment: 16, headerCrc: 2 } as const;
+
+/** The most text after the last line end that gunzipUpToDamage holds back for a damage's dead letter. */
+const GZIP_HELD_TEXT_BYTES = 64 << 10;
+
+/**
+ * A gzip file's text, member after member, up to its damage, told to `onDamage` (the text then ends).
+ * createGunzip drops the text its failing call decoded (up to 16 KB before junk after a member, a wrong
+ * CRC, a cut): here members are inflated raw (their own end known) and their headers and trailers read
+ * as they come, so all of it comes out. What follows the last whole line before the damage is not
+ * handed on, but given with it. (The file sink's gunzipSync with Z_SYNC_FLUSH reads a whole tail into
+ * memory and fails at a wrong CRC or junk: for a torn last member of its own, not a stream.)
+ */
+async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (damage: GzipDamage) => void): AsyncGenerator<Buffer> {
+  const input = compressed[Symbol.asyncIterator]();
+  let pending: Buffer = Buffer.alloc(0); // read, not yet used
+  let at = 0; // the compressed byte pending[0] is
+  let inputEnded = false;
+  let tail: Buffer = Buffer.alloc(0); // text after the last line end handed on
+  const fill = async (bytes: number): Promise<boolean> => {
+    while (pending.length < bytes && !inputEnded) {
+      const next = await input.next();
+      if (next.done === true) inputEnded = true;
+      else pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
+    }
+    return pending.length >= bytes;
+  };
+  const damaged = (byte: number, problem: string): void => onDamage({ byte, problem, text: tail });
+  /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
+  const lines = (text: Buffer): Buffer | undefined => {
+    const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
+    // A line longer than what is held goes on (held, each text would copy it again; decodeRecords bounds it).
+    const lineEnd = joined.lastIndexOf(10) + 1;
+    const end = joined.length - lineEnd > GZIP_HELD_TEXT_BYTES ? joined.length : lineEnd;
+    tail = joined.subarray(end);
+    return end > 0 ? joined.subarray(0, end) : undefined;
+  };
+  for (;;) {
+    if (!(await fill(1))) break; // the end, between members
+    const start = at;
+    // The header: magic, deflate, flags, mtime, xfl, os; then the optional fields its flags name.
+    const whole = await fill(10);
+    // Junk (not a member) is told as such, however short.
+    if ([0x1f, 0x8b, 8].some((magic, i) => i < pending.length && pending[i] !== magic)) return damaged(start, 'incorrect header check');
+    if (!whole) return damaged(start, 'unexpected end of file');
+    const flags = pending[3]!;
+    let headerBytes = 10;
+    if (flags & GZIP_HEADER_FLAGS.extra) {
+      if (!(await fill(headerBytes + 2))) return damaged(start, 'unexpected end of file');
+      headerBytes += 2 + pending.readUInt16LE(headerBytes);
+    }
+    for (const field of [GZIP_HEADER_FLAGS.name, GZIP_HEADER_FLAGS.comment]) {
+      if (!(flags & field)) continue;
+      let end: number;
+      while ((end = pending.indexOf(0, headerBytes)) < 0) if (!(await fill(pending.length + 1))) return damaged(start, 'unexpected end of file');
+      headerBytes = end + 1;
+    }
+    if (flags & GZIP_HEADER_FLAGS.headerCrc) headerBytes += 2;
+    if (!(await fill(headerBytes))) return damaged(start, 'unexpected end of file');
+    pending = pending.subarray(headerBytes);
+    at += headerBytes;
+    // The deflate data: fed a chunk at a time; its end is where the inflate stops taking bytes.
+    const dataStart = at;
+    const inflate = createInflateRaw({ finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    const out: Buffer[] = [];
+    let ended = false;
+    let failure: Error | undefined;
+    let wake: (() => void) | undefined;
+    inflate.on('data', (text: Buffer) => void out.push(text));
+    inflate.on('end', () => ((ended = true), wake?.()));
+    inflate.on('error', (error: Error) => ((failure = error), wake?.()));
+    let fed = 0;
+    let crc = 0;
+    let size = 0;
+    try {
+      let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
+      pending = Buffer.alloc(0);
+      for (;;) {
+        if (chunk === undefined) {
+          const next = await input.next();
+          if (next.done === true) inputEnded = true;
+          else chunk = next.value;
+        }
+        const settled = new Promise<void>((resolve) => (wake = resolve));
+        if (chunk === undefined) inflate.end();
+        else {
+          fed += chunk.length;
+          inflate.write(chunk, () => wake?.());
+        }
+        await settled;
+        for (const text of out.splice(0)) {
+          crc = crc32Of(text, crc);
+          size = (size + text.length) >>> 0;
+          const whole = lines(text);
+          if (whole !== undefined) yield whole;
+        }
+        if (failure !== undefined) return damaged(dataStart + inflate.bytesWritten, failure.message);
+        const consumed = inflate.bytesWritten;
+        // Ended by the input's end: inside the deflate data, or before its trailer.
+        if (chunk === undefined) return damaged(dataStart + consumed, 'unexpected end of file');
+        if (ended || consumed < fed) {
+          // What the inflate did not take (the trailer, the next member) is read on.
+          pending = chunk.subarray(chunk.length - (fed - consumed));
+          at = dataStart + consumed;
+          break;
+        }
+        chunk = undefined;
+      }
+    } finally {
+      inflate.destroy();
+    }
+    // The trailer: the text's CRC-32 and length (mod 2^32).
+    const trailerAt = at;
+    if (!(await fill(8))) return damaged(trailerAt, 'unexpected end of file');
+    if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) return damaged(trailerAt, 'incorrect data check');
+    pending = pending.subarray(8);
+    at += 8;
+  }
+  if (tail.length > 0) yield tail; // a last line without a line end
+}
+
+/** zlib's CRC-32, in Node from 20.15 (engines: >=20). */
+const zlibCrc32 = (zlib as { crc32?: (data: Buffer, value?: number) => number }).crc32;
+
+/** CRC-32 (gzip's), on from `crc`: zlib's where Node has it, else a table. */
+const crc32Of = (bytes: Buffer, crc: number): number => (typeof zlibCrc32 === 'function' ? zlibCrc32(bytes, crc) : tableCrc32(bytes, crc));
+
+let crcTable: Uint32Array | undefined;
+function tableCrc32(bytes: Buffer, crc: number): number {
+  if (crcTable === undefined) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = ~crc >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
 }

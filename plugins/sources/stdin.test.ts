@@ -132,7 +132,7 @@ test('stdin: `tributary run` reading a quiet stdin stops on SIGTERM, promptly an
   run.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   // Kept open: a quiet pipe, as `tail -f events.csv | tributary run` between lines.
   run.child.stdin!.write('"u1",1,"view"\n');
-  await until(() => out.includes('"u1"'), `the first record on stdout (stderr: ${run.stderr})`);
+  await run.started(() => out.includes('"u1"'), 'the first record on stdout');
   // Before the fix the stop waited for input: shutdown_timeout (10 s) ended it with exit 1.
   assert.equal(await run.stop('SIGTERM', 20_000), 0, run.stderr);
   assert.match(run.stderr, /"outcome":"stopped"/);
