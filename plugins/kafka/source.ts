@@ -828,11 +828,12 @@ class KafkaSource {
 
   /**
    * Exactly-once: `offsets` less those of partitions assigned at the group's committed offset whose first
-   * fetch no answer has come for yet (unmoved: nothing of them read), while another offset stays to carry
-   * the transaction's marks. Such a partition may be one the brokers deny, found so only at that answer:
-   * its offset in a transaction made the brokers refuse it (TOPIC_AUTHORIZATION_FAILED) and the pipeline
-   * restart, where a checkpoint came between a rebalance or a start giving it to a member and that
-   * answer (a loaded machine: kafka-acl.test.ts failed so). Left out, the group keeps that offset with its older marks,
+   * fetch no answer has come for yet (unmoved: nothing of them read); without scale_out only while another
+   * offset stays to carry the pipeline checkpoint's mark (the combined watermark may move on meanwhile).
+   * Such a partition may be one the brokers deny, found so only at that answer: its offset in a
+   * transaction made the brokers refuse it (TOPIC_AUTHORIZATION_FAILED) and the pipeline restart, where
+   * a checkpoint came between a rebalance or a start giving it to a member and that answer (a loaded
+   * machine: kafka-acl.test.ts failed so). Left out, the group keeps that offset with its older marks,
    * which still name its state: no record of it was read, and its watermark follows no other until an
    * answer came (idle), so nothing of it closed by time either.
    */
@@ -842,7 +843,10 @@ class KafkaSource {
       const state = this.partitions.get(partitionKey(tp.topic, tp.partition))!;
       return state.resumedAt !== tp.offset || this.fetchAnswered(state, now);
     });
-    return kept.length > 0 ? kept : offsets;
+    // Scale-out: each partition's state is its own, and its watermark stays put until the answer, so a
+    // transaction with none of them changes no state their marks name. (A member restoring its partitions'
+    // state reads none of them until restored, and a checkpoint may come first.)
+    return kept.length > 0 || this.listener ? kept : offsets;
   }
 
   /**
