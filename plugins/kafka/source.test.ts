@@ -276,6 +276,81 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
   assert.deepEqual(commits, [[{ topic: 'quiet', partition: 0, offset: 42 }]]);
 });
 
+/** The pipeline's transactions as an exactly-once source uses them (context.shared): the offsets each commit sends (sendOffsetsToTransaction). */
+function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; shared: Map<string, unknown> } {
+  const sent: { topic: string; partition: number; offset: number }[][] = [];
+  const transactions = {
+    sourceAttached: false,
+    open: async () => undefined,
+    settled: async () => undefined,
+    commit: (offsets: { topic: string; partition: number; offset: number }[]) => {
+      sent.push(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
+      return { sealed: Promise.resolve(), committed: Promise.resolve() };
+    },
+  };
+  return { sent, shared: new Map<string, unknown>([['kafka:transactions', transactions]]) };
+}
+
+/** The group holds offset 5 of every partition. */
+const committedAtFive = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 5 }))), 5);
+
+test('exactly-once: a partition assigned at the group\'s committed offset is left out of the transaction\'s offsets until a fetch of it is answered (the brokers refuse the offset of one they deny, failing the transaction), while another offset carries the marks', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  let assignments = 0;
+  // The group holds offset 5 of each partition, where the log ends.
+  script.swap({ assign: () => void assignments++, committed: committedAtFive });
+  const { sent, shared } = standInTransactions();
+  const context = testContext({ batchSize: 100, shared });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['allowed', 'denied'], { guarantee: 'exactly-once' }), context);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
+  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both partitions assigned at the committed offset');
+  // A fetch of `allowed` answered (librdkafka caches its high watermark); none of `denied` yet: the
+  // brokers may deny it, which the source learns only from that answer.
+  script.highOffsets.set('allowed/0', 5);
+  await instance.commit!(instance.position!());
+  // Before: both, and where `denied` was denied the brokers refused the transaction (Topic authorization failed).
+  assert.deepEqual(sent, [[{ topic: 'allowed', partition: 0, offset: 5 }]]);
+  // Answered: committed again with each transaction, with its marks.
+  script.highOffsets.set('denied/0', 5);
+  await instance.commit!(instance.position!());
+  assert.deepEqual(sent[1], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
+  // None answered: every offset goes, for the transaction to carry the marks (as before).
+  script.rebalance('revoke', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  await until(() => sent.length >= 3, 'the hand-over committed');
+  script.highOffsets.clear();
+  script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  await until(() => assignments === 2 && JSON.stringify(instance.position!()) === JSON.stringify(both), 'both assigned again at the committed offset');
+  const before = sent.length;
+  await instance.commit!(instance.position!());
+  assert.deepEqual(sent[before], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
+});
+
+test('exactly-once scale_out: partitions restored at the group\'s committed offset, none of them answered yet, are all left out of the transaction (their states are their own, their watermarks stay put)', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  script.swap({ committed: committedAtFive });
+  const { sent, shared } = standInTransactions();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['allowed', 'denied'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared }));
+  t.after(() => instance.close?.());
+  // The runtime restores each partition's state at its committed offset; reading starts there.
+  instance.onPartitions!({ assigned: async (partitions) => new Map(partitions.map((p) => [p.id, p.committed!])), revoked: async () => undefined });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'subscribed');
+  script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
+  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both restored at the committed offset');
+  await instance.commit!(instance.position!());
+  // Before: both, and the brokers refused the transaction where they deny one (a member's first checkpoint
+  // after a rebalance, its partitions still unread).
+  assert.deepEqual(sent, [[]]);
+  script.highOffsets.set('allowed/0', 5);
+  await instance.commit!(instance.position!());
+  assert.deepEqual(sent[1], [{ topic: 'allowed', partition: 0, offset: 5 }]);
+});
+
 test('a resume at a checkpoint\'s offset that the group\'s committed offset differs from (a reset to replay) says so, with both offsets and what to do', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
