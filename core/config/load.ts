@@ -969,6 +969,9 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
   return texts;
 }
 
+/** The problems problemFromAjv made of a missing required field: a --set's note for them says to set it (setOrigin). */
+const missingFieldProblems = new WeakSet<ConfigProblem>();
+
 /**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
  * `plugin`: the entry's, when the error is about one of its entries. `retyped`: the values that were one
@@ -985,9 +988,12 @@ function problemFromAjv(
   switch (error.keyword) {
     case 'if':
       return undefined;
-    case 'required':
+    case 'required': {
       // At the key of the map that lacks it (`csv:`), not at its first field: the field is missing from all of it.
-      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
+      const problem = locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
+      missingFieldProblems.add(problem);
+      return problem;
+    }
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
       // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
@@ -1385,23 +1391,30 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
 /**
  * A problem at (or inside) what no place in the file holds is said by the file and its path alone, with where it
  * came from, not at the nearest position the file has (the document's 1:1, or the value a `--set` replaced): a
- * value a `--set` gave; a section or entry a `--set` created (the file lacks it, and its other required fields are
- * the user's to set); the default dead-letter sink a `--set dead_letter.FIELD` changed.
+ * value a `--set` gave; a section or entry a `--set` created; the default dead-letter sink a `--set
+ * dead_letter.FIELD` changed.
  */
 function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): ConfigProblem {
-  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded);
+  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded, missingFieldProblems.has(problem));
   if (origin === undefined) return problem;
   const { line: _line, column: _column, ...unplaced } = problem;
   return { ...unplaced, message: `${problem.message} ${origin}` };
 }
 
-/** Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave); undefined where the file does. */
-function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): string | undefined {
+/**
+ * Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave), as
+ * FieldPosition.origin says it (in parentheses); undefined where the file does. `missingField`: the note is for a required field
+ * missing there, which in a section a `--set` created is the user's to set (that --set gave only one field), so
+ * the note says how; other problems (`scale_out needs checkpoints`, a stage named in a checkpoint's message) it
+ * does not fit.
+ */
+function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean, missingField = false): string | undefined {
   // The innermost value set where a --set gave a section and another a field inside it.
   const set = [...setValues].filter(([path]) => within(at, path)).sort(([a], [b]) => b.length - a.length)[0];
   if (set !== undefined) return `(from --set ${assignmentText(set[1])}, not from the file)`;
+  const advice = missingField ? '; set its other required fields too, or write the section in the file' : '';
   for (const [path, assignment] of createdBySet) {
-    if (within(at, path)) return `(${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)`;
+    if (within(at, path)) return `(${path} is not in the file: --set ${assignmentText(assignment)} created it${advice})`;
   }
   if (seeded && within(at, '$.dead_letter')) return '($.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed)';
   return undefined;
