@@ -810,6 +810,10 @@ test("an entry a --set gave or created has no position in the file (was: the nea
   assert.equal(placeText('P', loaded.stages[1]!.locate?.('')), "P ($.stages[1] is not in the file: --set 'stages[1].type=user-features' created it)");
   assert.equal(placeText('P', loaded.sinks[0]!.locate?.('')), "P (from --set 'sinks[0]={type: stdout}', not from the file)");
   assert.equal(placeText('P', loaded.stages[0]!.locate?.('')), 'P:3:5');
+  // With details, for a message's own parentheses: the origin last, not in parentheses of its own (was `(P (from --set ...), $.stages[1], ...)`).
+  assert.equal(placeText('P', loaded.stages[0]!.locate?.(''), ['$.stages[0]', 'sessionizer']), 'P:3:5, $.stages[0], sessionizer');
+  assert.equal(placeText('P', loaded.sinks[0]!.locate?.(''), ['$.sinks[0]', 'stdout']), "P, $.sinks[0], stdout; from --set 'sinks[0]={type: stdout}', not from the file");
+  assert.equal(placeText('P', loaded.stages[1]!.locate?.(''), ['$.stages[1]', 'user-features']), "P, $.stages[1], user-features; $.stages[1] is not in the file: --set 'stages[1].type=user-features' created it");
   // A label clash naming an entry a --set gave: said by the --set, not `(line 3)` of the entry it replaced.
   const why = "labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own";
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: user-features, label: s}\nsinks: [{type: stdout}]\n', { sets: ['stages[0]={type: sessionizer, label: s}'] }), [
