@@ -767,6 +767,20 @@ test('a section --set created that lacks a required field says the file lacks it
   assert.match(added[0]!, /\$\.sinks\[1\].*--set 'sinks\[1\]\.kinds=\[drift\]' created it/);
 });
 
+test('a section --set created says to set its other required fields only with a missing required field, not with other problems said at it or naming it (was: with every one)', async () => {
+  const kafka = await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['sources[1].type=kafka', 'sources[1].group=g', 'sources[1].topics=[t]'] });
+  assert.deepEqual(kafka, ["P: $.sources[1]: missing required field 'brokers' ($.sources[1] is not in the file: --set 'sources[1].type=kafka' created it; set its other required fields too, or write the section in the file)"]);
+  // A label clash naming an entry a --set created, and what the run says later at it (a factory's refusal): the note alone.
+  const yaml = 'sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, label: stage-user-features-1}\nsinks: [{type: stdout}]\n';
+  const clash = await problemsOf(yaml, { sets: ['stages[1].type=user-features'] });
+  assert.equal(clash.length, 1);
+  assert.ok(clash[0]!.startsWith(`P:3:32: $.stages[0].label: label 'stage-user-features-1' is also the default label of $.stages[1] ($.stages[1] is not in the file: --set 'stages[1].type=user-features' created it): labels key`), clash[0]);
+  const file = join(dir, 'set-created.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: ['stages[0].type=sessionizer'] });
+  assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.stages[0]!, undefined, 'refused'), file: 'P' }), "P: $.stages[0]: refused ($.stages is not in the file: --set 'stages[0].type=sessionizer' created it)");
+});
+
 test("a problem in a value a --set gave is said by the file and path with the --set, not at the place of the file's value it replaced, nor at 1:1 for a field the file lacks (was: P:3:12 showing `users: 5`; P:1:1 for the default dead-letter sink's field)", async () => {
   const yaml = 'sources:\n  - type: synthetic\n    users: 5\nsinks: [{type: stdout}]\n';
   assert.deepEqual(await problemsOf(yaml), []);
@@ -793,9 +807,13 @@ test("an entry a --set gave or created has no position in the file (was: the nea
   writeFileSync(file, 'sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer, label: s}\nsinks: [{type: stdout}]\n');
   const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: ['stages[1].type=user-features', 'sinks[0]={type: stdout}'] });
   assert.deepEqual([loaded.stages[0]!.line, loaded.stages[1]!.line, loaded.sinks[0]!.line], [3, undefined, undefined]);
-  assert.equal(placeText('P', loaded.stages[1]!.locate?.('')), "P ($.stages[1] is not in the file: --set 'stages[1].type=user-features' created it; set its other required fields too, or write the section in the file)");
+  assert.equal(placeText('P', loaded.stages[1]!.locate?.('')), "P ($.stages[1] is not in the file: --set 'stages[1].type=user-features' created it)");
   assert.equal(placeText('P', loaded.sinks[0]!.locate?.('')), "P (from --set 'sinks[0]={type: stdout}', not from the file)");
   assert.equal(placeText('P', loaded.stages[0]!.locate?.('')), 'P:3:5');
+  // With details, for a message's own parentheses: the origin last, not in parentheses of its own (was `(P (from --set ...), $.stages[1], ...)`).
+  assert.equal(placeText('P', loaded.stages[0]!.locate?.(''), ['$.stages[0]', 'sessionizer']), 'P:3:5, $.stages[0], sessionizer');
+  assert.equal(placeText('P', loaded.sinks[0]!.locate?.(''), ['$.sinks[0]', 'stdout']), "P, $.sinks[0], stdout; from --set 'sinks[0]={type: stdout}', not from the file");
+  assert.equal(placeText('P', loaded.stages[1]!.locate?.(''), ['$.stages[1]', 'user-features']), "P, $.stages[1], user-features; $.stages[1] is not in the file: --set 'stages[1].type=user-features' created it");
   // A label clash naming an entry a --set gave: said by the --set, not `(line 3)` of the entry it replaced.
   const why = "labels key each stage's state and each source's position in checkpoints and name each instance's metrics and logs, so every entry needs its own";
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nstages:\n  - {type: sessionizer}\n  - {type: user-features, label: s}\nsinks: [{type: stdout}]\n', { sets: ['stages[0]={type: sessionizer, label: s}'] }), [

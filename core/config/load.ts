@@ -88,9 +88,9 @@ export interface FieldPosition {
   column: number;
   /**
    * Where no place in the file holds the field's value (a `--set` gave it, or made the section it is in):
-   * that said, as a note for a problem's message (`(from --set 'sources[0].users=0', not from the file)`);
-   * such a problem is said by the file and path alone (problemPlace), `line` and `column` being only the
-   * nearest position the file has.
+   * that said, as the note problemPlace and placeText put in parentheses (`from --set 'sources[0].users=0',
+   * not from the file`); such a problem is said by the file and path alone (problemPlace), `line` and
+   * `column` being only the nearest position the file has.
    */
   origin?: string;
 }
@@ -101,18 +101,22 @@ export interface FieldPosition {
  * said after the message.
  */
 export function problemPlace(at: FieldPosition | undefined, message: string, fallback?: { readonly line?: number; readonly column?: number }): Pick<ConfigProblem, 'line' | 'column' | 'message'> {
-  return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} ${at.origin}` };
+  return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} (${at.origin})` };
 }
 
 /**
  * Where a field or entry is (`at`, as problemPlace takes it), as another problem's message names it:
  * `FILE:LINE:COL`, `FILE` where it has no position, or for a value no place in the file holds, the file
  * with where it came from (`a.yaml (from --set 'name=x', not from the file)`), not the nearest position.
+ * With `details` (a path, a type), the text a message puts in its own parentheses, the origin last, so
+ * that none nest: `a.yaml:3:10, $.stages[0], user-features`, `a.yaml, $.stages[0], user-features; from
+ * --set 'stages[0]={...}', not from the file`.
  */
-export function placeText(file: string, at: { readonly line?: number; readonly column?: number; readonly origin?: string } | undefined): string {
-  if (at?.origin !== undefined) return `${file} ${at.origin}`;
-  const { line, column } = positionOf(at);
-  return line === undefined ? file : `${file}:${line}:${column}`;
+export function placeText(file: string, at: { readonly line?: number; readonly column?: number; readonly origin?: string } | undefined, details: readonly string[] = []): string {
+  const { line, column } = at?.origin === undefined ? positionOf(at) : {};
+  const place = [line === undefined ? file : `${file}:${line}:${column}`, ...details].join(', ');
+  if (at?.origin === undefined) return place;
+  return details.length === 0 ? `${place} (${at.origin})` : `${place}; ${at.origin}`;
 }
 
 export interface ResolvedEntry {
@@ -714,7 +718,7 @@ function labelProblems(entries: PipelineEntries, locate: ProblemLocator): Config
   const add = (kind: string, resolved: ResolvedEntry, base: PathSegment[], index: number): void => {
     // An entry a --set gave or created: where it came from, not a line of the file.
     const origin = resolved.locate?.('').origin;
-    const name = `${resolved.path}${origin !== undefined ? ` ${origin}` : resolved.line ? ` (line ${resolved.line})` : ''}`;
+    const name = `${resolved.path}${origin !== undefined ? ` (${origin})` : resolved.line ? ` (line ${resolved.line})` : ''}`;
     hold(entryLabel(kind, resolved.entry, index), { resolved, base, name, explicit: resolved.entry.label !== undefined });
   };
   const kinds = { sources: 'source', stages: 'stage', sinks: 'sink', dead_letter: 'dead-letter' } as const;
@@ -969,6 +973,9 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
   return texts;
 }
 
+/** The problems problemFromAjv made of a missing required field: a --set's note for them says to set it (setOrigin). */
+const missingFieldProblems = new WeakSet<ConfigProblem>();
+
 /**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
  * `plugin`: the entry's, when the error is about one of its entries. `retyped`: the values that were one
@@ -985,9 +992,12 @@ function problemFromAjv(
   switch (error.keyword) {
     case 'if':
       return undefined;
-    case 'required':
+    case 'required': {
       // At the key of the map that lacks it (`csv:`), not at its first field: the field is missing from all of it.
-      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
+      const problem = locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
+      missingFieldProblems.add(problem);
+      return problem;
+    }
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
       // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
@@ -1385,25 +1395,32 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
 /**
  * A problem at (or inside) what no place in the file holds is said by the file and its path alone, with where it
  * came from, not at the nearest position the file has (the document's 1:1, or the value a `--set` replaced): a
- * value a `--set` gave; a section or entry a `--set` created (the file lacks it, and its other required fields are
- * the user's to set); the default dead-letter sink a `--set dead_letter.FIELD` changed.
+ * value a `--set` gave; a section or entry a `--set` created; the default dead-letter sink a `--set
+ * dead_letter.FIELD` changed.
  */
 function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): ConfigProblem {
-  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded);
+  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded, missingFieldProblems.has(problem));
   if (origin === undefined) return problem;
   const { line: _line, column: _column, ...unplaced } = problem;
-  return { ...unplaced, message: `${problem.message} ${origin}` };
+  return { ...unplaced, message: `${problem.message} (${origin})` };
 }
 
-/** Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave); undefined where the file does. */
-function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): string | undefined {
+/**
+ * Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave), as
+ * FieldPosition.origin says it; undefined where the file does. `missingField`: the note is for a required field
+ * missing there, which in a section a `--set` created is the user's to set (that --set gave only one field), so
+ * the note says how; other problems (`scale_out needs checkpoints`, a stage named in a checkpoint's message) it
+ * does not fit.
+ */
+function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean, missingField = false): string | undefined {
   // The innermost value set where a --set gave a section and another a field inside it.
   const set = [...setValues].filter(([path]) => within(at, path)).sort(([a], [b]) => b.length - a.length)[0];
-  if (set !== undefined) return `(from --set ${assignmentText(set[1])}, not from the file)`;
+  if (set !== undefined) return `from --set ${assignmentText(set[1])}, not from the file`;
+  const advice = missingField ? '; set its other required fields too, or write the section in the file' : '';
   for (const [path, assignment] of createdBySet) {
-    if (within(at, path)) return `(${path} is not in the file: --set ${assignmentText(assignment)} created it; set its other required fields too, or write the section in the file)`;
+    if (within(at, path)) return `${path} is not in the file: --set ${assignmentText(assignment)} created it${advice}`;
   }
-  if (seeded && within(at, '$.dead_letter')) return '($.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed)';
+  if (seeded && within(at, '$.dead_letter')) return '$.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed';
   return undefined;
 }
 

@@ -565,7 +565,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   const setStage = 'stages[0]={type: user-features, horizons: [1h]}';
   const replaced = run(pipeline, '--set', setStage);
   assert.equal(replaced.status, 2, replaced.stderr);
-  assert.ok(replaced.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline} (from --set '${setStage}', not from the file), $.stages[0], user-features): `), replaced.stderr);
+  assert.ok(replaced.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline}, $.stages[0], user-features; from --set '${setStage}', not from the file): `), replaced.stderr);
   assert.equal(run(pipeline, '--allow-non-restored-state').status, 0, 'allowed: that state is dropped');
 
   // State that no longer fits its stage's config names the stage and the checkpoint.

@@ -1634,12 +1634,12 @@ export class PipelineRunner {
     }
   }
 
-  /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code; ` (FILE (from --set ...), ...)` for one a --set gave: placeText): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
+  /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code; ` (FILE, ..., TYPE; from --set ...)` for one a --set gave: placeText): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
   private stageWhere(label: string): string {
     const index = this.loaded.stages.findIndex((resolved, i) => entryLabel('stage', resolved.entry, i) === label);
     const resolved = this.loaded.stages[index];
     if (resolved === undefined) return '';
-    return ` (${placeText(this.loaded.file, resolved.locate?.('') ?? resolved)}, ${resolved.path}, ${resolved.entry.type})`;
+    return ` (${placeText(this.loaded.file, resolved.locate?.('') ?? resolved, [resolved.path, resolved.entry.type])})`;
   }
 
   /**
