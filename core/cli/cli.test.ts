@@ -10,7 +10,7 @@ import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
-import { spawnTributary, tempFolder } from 'tributary/testing';
+import { SPAWNED_START_MS, spawnTributary, tempFolder } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = tempFolder({ after }, 'cli');
@@ -850,7 +850,7 @@ test('scale_out config errors are config errors (exit 2): a source that is not p
   const kafka = join(folder, 'kafka.yaml');
   writeFileSync(kafka, yaml('{type: kafka, brokers: "127.0.0.1:1", topics: [clicks], group: g}'));
   assert.equal(tributary('validate', kafka).status, 0, 'the daemon may give the checkpoints (--checkpoint-dir)');
-  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: 60_000 });
+  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
   assert.equal(run.status, 2, `${run.signal ?? ''} ${run.stderr}`);
   const problems = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; path?: string; msg: string });
   assert.ok(

@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { durableTempName } from '../durable.js';
-import { quietAfterOne, silentLogger, spawnTributary, until, tempFolder } from 'tributary/testing';
+import { quietAfterOne, silentLogger, SPAWNED_START_MS, spawnTributary, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -285,7 +285,7 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   const firstRun = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a') });
   const first = firstRun.child;
   await firstRun.started(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), 'a first checkpoint');
-  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: 20_000 });
+  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: SPAWNED_START_MS });
   assert.equal(second.status, 2, second.stderr);
   assert.match(second.stderr, new RegExp(`TRIB_ERR_CHECKPOINT: checkpoint folder ${checkpoints.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is used by pid ${first.pid} on ${hostname()} \\(pipeline 'shared', since `));
   assert.match(second.stderr, /give each its own checkpoint\.dir/);
@@ -308,7 +308,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   // sysfs refuses this process (root too) a folder in it (EPERM) and a file in it (EACCES).
   if (existsSync('/sys/kernel')) {
     for (const checkpoints of ['/sys/kernel/tributary-checkpoints', '/sys/kernel']) {
-      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: 20_000 });
+      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
       assert.equal(run.status, 2, run.stderr);
       const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
       assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
