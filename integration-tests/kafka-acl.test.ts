@@ -14,7 +14,7 @@ import { runYaml, tempFolder, testContext } from 'tributary/testing';
 import { defineSink, TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
@@ -208,22 +208,20 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   };
   const view = (user: number, minutes: number) => ({ key: `u${user}`, value: clickJson(user, base + minutes * 60_000) });
   const sessions = async (): Promise<string[]> => values<{ userId: string }>(await readTopic(admin, output, { committed: true, timeoutMs: 5_000 })).map((s) => s.userId);
+  // The run now going: one that fails meanwhile ends a wait at once, with why and its last log lines.
+  let current: WatchedRun = { failed: undefined };
   const start = (options: { clock?: { now(): number }; lines?: string[] } = {}) => {
     const controller = new AbortController();
-    failed = undefined;
-    const logger = pino({ level: 'info' }, { write: (line: string) => void options.lines?.push(line) });
+    const lines = options.lines ?? [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
     const running = runYaml(yaml, { plugins: [collectSink([[]])], signal: controller.signal, logger, ...(options.clock ? { clock: options.clock } : {}) });
-    running.catch((error: unknown) => (failed = error));
+    const run = { failed: undefined as unknown, lines };
+    current = run;
+    running.catch((error: unknown) => (run.failed = error));
     return async () => {
       controller.abort();
       await running.catch(() => undefined);
     };
-  };
-  // A run that fails meanwhile ends the wait at once, with why.
-  let failed: unknown;
-  const unlessFailed = (condition: () => Promise<boolean>) => async () => {
-    if (failed !== undefined) throw new Error(`the run failed: ${String(failed)}`);
-    return condition();
   };
   // Run 1: u0 opens on the allowed topic, u1 on the denied one (not denied yet); both saved and handed over.
   let stop = start();
@@ -247,7 +245,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     await waitFor('the denied topic named unreadable', () => lines.some((line) => line.includes(`cannot read topic '${denied}'`)), 60_000, 100);
     skew.ms = 3_600_000;
     await produce(admin, allowed, [view(100, 120)]);
-    await waitFor('u0 closed and committed', unlessFailed(async () => (await sessions()).includes('u0')), 90_000, 500);
+    await waitFor('u0 closed and committed', unlessFailed(() => [current], async () => (await sessions()).includes('u0')), 90_000, 500);
   } finally {
     await stop();
   }
@@ -260,7 +258,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     await produce(admin, denied, [view(103, 240), view(104, 360)]);
     await waitFor(
       'u101 and u103 committed',
-      unlessFailed(async () => {
+      unlessFailed(() => [current], async () => {
         const written = await sessions();
         return written.includes('u101') && written.includes('u103');
       }),
@@ -299,7 +297,7 @@ function gatedSink(gate: { shut?: Promise<void>; held: number }): SinkPlugin<Rec
 for (const scaleOut of [false, true]) {
 test(`exactly-once${scaleOut ? ' scale_out' : ''}: while the brokers deny a partition's fetch, a rebalance and a stop (SIGTERM: exit 0) hand over cleanly, the readable partition's outputs and offsets committed and the denied one's offset left where it stood, named in a log line; allowed again, its records are read, each output once`, { timeout: 300_000 }, async (t) => {
   if (!kafkaBrokers(t)) return;
-  const runs: { failed: unknown; stop(): Promise<unknown> }[] = [];
+  const runs: (WatchedRun & { stop(): Promise<unknown> })[] = [];
   // Whatever still runs when the test fails stops, before the broker does (hooks run in their order).
   t.after(async () => {
     for (const run of runs) await run.stop();
@@ -324,14 +322,10 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   const view = (user: number) => ({ key: `u${user}`, value: clickJson(user, base + user * 1_000) });
   const outputs = async (toEnd = false): Promise<string[]> => values<{ userId: string }>(await readTopic(admin, output, { committed: true, timeoutMs: toEnd ? 15_000 : 3_000, toEnd })).map((event) => event.userId);
   const gate: { shut?: Promise<void>; held: number } = { held: 0 };
-  // A run that failed ends a wait at once, saying why.
-  const unlessFailed = (condition: () => boolean | Promise<boolean>) => () => {
-    const failed = runs.find((run) => run.failed !== undefined);
-    if (failed) throw new Error(`a run failed: ${String(failed.failed)}`);
-    return condition();
-  };
+  // A run that failed ends a wait at once, saying why, with its last log lines.
+  const unlessOneFailed = (condition: () => boolean | Promise<boolean>) => unlessFailed(() => runs, condition);
   const committedOutput = (...users: string[]) =>
-    unlessFailed(async () => {
+    unlessOneFailed(async () => {
       const written = await outputs();
       return users.every((user) => written.includes(user));
     });
@@ -341,7 +335,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
     const running = runYaml(yaml(member), { plugins: [gatedSink(gate)], signal: controller.signal, logger });
-    const run = { failed: undefined as unknown, lines, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
+    const run = { name: `member ${member}`, failed: undefined as unknown, lines, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
     running.catch((error: unknown) => (run.failed = error));
     runs.push(run);
     return run;
@@ -360,7 +354,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   gate.shut = new Promise<void>((resolve) => (open = resolve));
   await waitFor('a checkpoint held', () => gate.held > 0, 30_000, 50);
   aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
-  await waitFor('a names the denied topic', unlessFailed(() => a.lines.join('').includes(`cannot read topic '${denied}'`)), 30_000, 100);
+  await waitFor('a names the denied topic', unlessOneFailed(() => a.lines.join('').includes(`cannot read topic '${denied}'`)), 30_000, 100);
   gate.shut = undefined;
   open();
   await produce(admin, denied, [view(2)]);
@@ -370,13 +364,13 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   // that hand-over committed the denied partition's offset, which the brokers refuse: the transaction
   // failed, and the pipeline with it.
   const b = start('b');
-  await waitFor('b assigned', unlessFailed(() => count(b.lines, 'kafka partitions assigned') > 0), 60_000, 100);
-  await waitFor('a assigned again', unlessFailed(() => count(a.lines, 'kafka partitions assigned') >= 2), 60_000, 100);
+  await waitFor('b assigned', unlessOneFailed(() => count(b.lines, 'kafka partitions assigned') > 0), 60_000, 100);
+  await waitFor('a assigned again', unlessOneFailed(() => count(a.lines, 'kafka partitions assigned') >= 2), 60_000, 100);
   assert.ok(namesDenied(a.lines), 'the hand-over names the denied partition');
   await produce(admin, allowed, [view(4)]);
   await waitFor('u4 committed', committedOutput('u4'), 60_000, 500);
   assert.equal(await b.stop(), undefined, 'member b stops cleanly');
-  await waitFor('a has every partition again', unlessFailed(() => count(a.lines, 'kafka partitions assigned') >= 3), 60_000, 100);
+  await waitFor('a has every partition again', unlessOneFailed(() => count(a.lines, 'kafka partitions assigned') >= 3), 60_000, 100);
   await produce(admin, allowed, [view(5)]);
   await waitFor('u5 committed', committedOutput('u5'), 60_000, 500);
   assert.equal(await a.stop(), undefined, 'member a stops cleanly');

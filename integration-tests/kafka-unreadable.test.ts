@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { runYaml, tempFolder } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
-import { kafkaBrokerOnDisk, uniqueTopic, waitFor } from './kafka/env.js';
+import { kafkaBrokerOnDisk, uniqueTopic, unlessFailed, waitFor } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, readTopic, startSource, values } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -321,7 +321,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 700ms }
     const controller = new AbortController();
     const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const running = runYaml(yaml, { signal: controller.signal, logger, ...(clock ? { clock } : {}) });
-    const run = { failed: undefined as unknown, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
+    const run = { failed: undefined as unknown, lines, stop: async (): Promise<unknown> => (controller.abort(), running.then(() => undefined, (error: unknown) => error)) };
     running.catch((error: unknown) => (run.failed = error));
     return run;
   };
@@ -351,11 +351,11 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 700ms }
   setCodec(1);
   run = start([]);
   try {
-    await waitFor('u0 and u1 committed', async () => {
-      if (run.failed !== undefined) throw new Error(`the run failed: ${String(run.failed)}`);
+    // A failed run ends the wait at once, with why and its last log lines.
+    await waitFor('u0 and u1 committed', unlessFailed(() => [run], async () => {
       const written = await sessions();
       return written.includes('u0') && written.includes('u1');
-    }, 60_000, 500);
+    }), 60_000, 500);
   } finally {
     stopped = await run.stop();
   }

@@ -10,7 +10,7 @@ import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
-import { spawnTributary, tempFolder, until } from 'tributary/testing';
+import { SPAWNED_START_MS, spawnTributary, tempFolder } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = tempFolder({ after }, 'cli');
@@ -317,7 +317,7 @@ test('SIGTERM stops an unbounded pipeline cleanly: sinks flushed, summary printe
   const file = pipeline('unbounded.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
   const run = spawnTributary(t, ['run', file, '--log-level', 'warn'], { cwd: dir });
   // Wait until output reaches the file (the sink flushes at least every 200 ms), then stop it.
-  await until(() => existsSync(out) && statSync(out).size > 0, 'output', 20_000, 20);
+  await run.started(() => existsSync(out) && statSync(out).size > 0, 'output');
   assert.equal(await run.stop(), 0, run.stderr);
   assert.match(run.stderr, /stopped/);
   const eventsIn = runSummaries(run.stderr)[0]!.eventsIn;
@@ -357,8 +357,9 @@ test('SIGTERM while the command is still loading (before any pipeline started) e
   const out = join(dir, 'early-stop.jsonl');
   const file = pipeline('early-stop.yaml', `sources: [{type: synthetic, events: 0, rate: 2000}]\nsinks: [{type: file, path: ${out}}]\n`);
   const run = spawnTributary(t, ['run', file, '--log-level', 'debug'], { cwd: dir });
-  // The first line it logs, before it loads the pipelines and their plugins (a second or more): stopped as it comes.
-  await new Promise<void>((resolve) => run.child.stderr!.on('data', () => run.stderr.includes('"msg":"loading pipelines"') && resolve()));
+  // The first line it logs, before it loads the pipelines and their plugins (a second or more): stopped as it comes
+  // (seen within started()'s 10 ms poll, far less than the load).
+  await run.started(() => run.stderr.includes('"msg":"loading pipelines"'), 'the log line "loading pipelines"');
   assert.equal(await run.stop(), 0, run.stderr);
   const stderr = run.stderr;
   // Almost always still loading; should the load have ended first, the run was stopped in order.
@@ -759,7 +760,7 @@ test('a stop while --lock-wait waits for another host\'s checkpoint folder is a 
   writeFileSync(lock, holder);
   const file = pipeline('held-stopped.yaml', `sources: [{type: synthetic, events: 50}]\nsinks: [{type: file, path: held-stopped.jsonl}]\ncheckpoint: {dir: ${folder}}\n`);
   const run = spawnTributary(t, ['run', file, '--lock-wait', '10m'], { cwd: dir });
-  await until(() => /waiting for it, up to 600 s in all/.test(run.stderr), `the wait (${run.stderr})`);
+  await run.started(() => /waiting for it, up to 600 s in all/.test(run.stderr), 'the wait');
   const status = await run.stop();
   const stderr = run.stderr;
   assert.equal(status, 0, stderr);
@@ -849,7 +850,7 @@ test('scale_out config errors are config errors (exit 2): a source that is not p
   const kafka = join(folder, 'kafka.yaml');
   writeFileSync(kafka, yaml('{type: kafka, brokers: "127.0.0.1:1", topics: [clicks], group: g}'));
   assert.equal(tributary('validate', kafka).status, 0, 'the daemon may give the checkpoints (--checkpoint-dir)');
-  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: 60_000 });
+  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
   assert.equal(run.status, 2, `${run.signal ?? ''} ${run.stderr}`);
   const problems = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; path?: string; msg: string });
   assert.ok(

@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { durableTempName } from '../durable.js';
-import { quietAfterOne, silentLogger, spawnTributary, until, tempFolder } from 'tributary/testing';
+import { quietAfterOne, silentLogger, SPAWNED_START_MS, spawnTributary, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -284,8 +284,8 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   for (const own of ['a', 'b']) mkdirSync(join(folder, own));
   const firstRun = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a') });
   const first = firstRun.child;
-  await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), `a first checkpoint (${firstRun.stderr})`);
-  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: 20_000 });
+  await firstRun.started(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), 'a first checkpoint');
+  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: SPAWNED_START_MS });
   assert.equal(second.status, 2, second.stderr);
   assert.match(second.stderr, new RegExp(`TRIB_ERR_CHECKPOINT: checkpoint folder ${checkpoints.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is used by pid ${first.pid} on ${hostname()} \\(pipeline 'shared', since `));
   assert.match(second.stderr, /give each its own checkpoint\.dir/);
@@ -308,7 +308,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   // sysfs refuses this process (root too) a folder in it (EPERM) and a file in it (EACCES).
   if (existsSync('/sys/kernel')) {
     for (const checkpoints of ['/sys/kernel/tributary-checkpoints', '/sys/kernel']) {
-      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: 20_000 });
+      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
       assert.equal(run.status, 2, run.stderr);
       const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
       assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
@@ -372,7 +372,7 @@ settings: {max_in_flight: 2000}
   // Compressed checkpoints: what the restart resumes from is gzip (the reference's are not).
   const file = pipeline('crashed', out, checkpoints, 'gzip');
   const first = spawnTributary(t, ['run', file, '--log-level', 'warn']);
-  await until(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => name.endsWith('.json')), 'a first checkpoint');
+  await first.started(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => name.endsWith('.json')), 'a first checkpoint');
   assert.equal(await first.stop('SIGKILL'), 'SIGKILL', 'killed mid-stream, before the input was drained');
   const restarted = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(restarted.status, 0, restarted.stderr);
@@ -391,7 +391,7 @@ test('SIGTERM drains, writes a final checkpoint and exits 0; the next start resu
   const file = join(dir, 'sigterm.yaml');
   writeFileSync(file, `name: sigterm\nsources: [{type: synthetic, events: 0, rate: 5000}]\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: ${out}}]\ncheckpoint: {dir: ${checkpoints}, interval: 1h}\n`);
   const run = spawnTributary(t, ['run', file, '--log-level', 'warn']);
-  await until(() => existsSync(out) && readFileSync(out, 'utf8').length > 10_000, 'output');
+  await run.started(() => existsSync(out) && readFileSync(out, 'utf8').length > 10_000, 'output');
   assert.equal(await run.stop(), 0, run.stderr);
   const stderr = run.stderr;
   assert.match(stderr, /stopped/);
@@ -420,7 +420,7 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
 
   const run = spawnTributary(t, ['run', file, '--http-port', '0', '--log-level', 'debug'], { env });
   try {
-    await until(() => /"port":(\d+)/.test(run.stderr), 'the HTTP endpoint');
+    await run.started(() => /"port":(\d+)/.test(run.stderr), 'the HTTP endpoint');
     const base = `http://127.0.0.1:${/"port":(\d+)/.exec(run.stderr)![1]}`;
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     const deadline = Date.now() + 20_000;
@@ -1242,7 +1242,7 @@ export default [defineSource({
   const file = join(dir, 'stuck.yaml');
   writeFileSync(file, `name: stuck\nplugins: [${plugin}]\nsettings: {shutdown_timeout: 100ms}\nsources: [{type: stuck}]\nsinks: [{type: file, path: ${join(dir, 'stuck.jsonl')}}]\n`);
   const run = spawnTributary(t, ['run', file]);
-  await until(() => run.stderr.includes('reading'), 'the source to be read');
+  await run.started(() => run.stderr.includes('reading'), 'the source to be read');
   // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
   assert.equal(await run.stop(), 1, run.stderr);
   assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);

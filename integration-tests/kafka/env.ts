@@ -80,3 +80,35 @@ export async function eventsRead(port: number): Promise<number> {
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return Number(/^tributary_events_in_total\{[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
 }
+
+/** A pipeline run in the test's process (runYaml): its error once it failed, and the log lines it wrote. */
+export interface WatchedRun {
+  /** Which run, in a report (`member a`); `the run` where a test has one at a time. */
+  readonly name?: string;
+  readonly failed: unknown;
+  readonly lines?: readonly string[];
+}
+
+/** How much of a failed run's log its report shows: the lead-up to the failure, bounded. */
+export const FAILED_RUN_LOG_LINES = 30;
+
+/**
+ * `condition`, for a waitFor, that ends the wait at once should one of `runs()` have failed, saying why:
+ * its error and the last {@link FAILED_RUN_LOG_LINES} lines of its log (the error alone left the cause of
+ * a flake unknown).
+ */
+export function unlessFailed(runs: () => Iterable<WatchedRun>, condition: () => boolean | Promise<boolean>): () => boolean | Promise<boolean> {
+  return () => {
+    for (const run of runs()) if (run.failed !== undefined) throw new Error(failedRunReport(run));
+    return condition();
+  };
+}
+
+function failedRunReport(run: WatchedRun): string {
+  const which = run.name ?? 'the run';
+  if (run.lines === undefined) return `${which} failed: ${String(run.failed)} (no log kept)`;
+  // A write is a line as pino makes them; joined and split all the same, should one hold more.
+  const lines = run.lines.join('').split('\n').filter((line) => line !== '');
+  const tail = lines.slice(-FAILED_RUN_LOG_LINES);
+  return `${which} failed: ${String(run.failed)}\nits log's last ${tail.length} of ${lines.length} lines:\n${tail.join('\n')}`;
+}
