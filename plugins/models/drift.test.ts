@@ -330,15 +330,16 @@ test('loss blocks: retire renames a run still waiting for losses, so that a new 
 
 test('loss blocks: merge (a late event merged session a into e) makes a\'s losses part of e\'s unit where both are in reach: a\'s mean taken out of the open block, e\'s put back over both; a unit in a block the detector read stays', () => {
   // e and a closed into the open block, kept; merged: one unit, mean (1 + 3 + 5) / 3; b fills the block of 2.
-  const both = new LossBlocks(2);
-  both.add(1, 'e', 100);
-  both.add(3, 'a', 100);
-  both.add(5, 'a', 100);
+  const closedEAndA = (size: number): LossBlocks => {
+    const blocks = new LossBlocks(size);
+    blocks.add(1, 'e', 100);
+    blocks.add(3, 'a', 100);
+    blocks.add(5, 'a', 100);
+    return blocks;
+  };
+  const both = closedEAndA(2);
   assert.equal(both.add(0, 'x'), 2.5, 'without a merge the block of 2 is e (1) and a (4)');
-  const merged = new LossBlocks(3);
-  merged.add(1, 'e', 100);
-  merged.add(3, 'a', 100);
-  merged.add(5, 'a', 100);
+  const merged = closedEAndA(3);
   merged.add(0, 'b');
   merged.merge('a', 'e');
   assert.equal(merged.add(6, 'c'), undefined, 'e (with a) and b: two units, not three');

@@ -7,8 +7,8 @@ import { closeSync, constants, createReadStream, fstatSync, openSync, readSync, 
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { resolve } from 'node:path';
+// A namespace import: zlib.crc32 is there only from Node 20.15 (a named import of it would fail to load before).
 import * as zlib from 'node:zlib';
-import { constants as zlibConstants, createGunzip, createInflateRaw } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { isUtf8 } from 'node:buffer';
 import {
@@ -54,7 +54,7 @@ async function countLines(path: string, gzip: boolean, headerRow: boolean): Prom
   let records = 0;
   let content = false; // the current line has a byte that is not blank
   const raw = createReadStream(path);
-  const stream = gzip ? raw.pipe(createGunzip()) : raw;
+  const stream = gzip ? raw.pipe(zlib.createGunzip()) : raw;
   if (gzip) raw.on('error', (error) => stream.destroy(error));
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -532,7 +532,7 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
     at += headerBytes;
     // The deflate data: fed a chunk at a time; its end is where the inflate stops taking bytes.
     const dataStart = at;
-    const inflate = createInflateRaw({ finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    const inflate = zlib.createInflateRaw({ finishFlush: zlib.constants.Z_SYNC_FLUSH });
     const out: Buffer[] = [];
     let ended = false;
     let failure: Error | undefined;
