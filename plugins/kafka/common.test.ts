@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -399,4 +399,46 @@ test('an outage\'s start (librdkafka reports each broker connection failing) is 
   t.mock.timers.tick(1_000);
   assert.equal(warned.length, 3);
   assert.match(warned[2]!.message, /^kafka producer error: 1 broker connection failed \(broker transport failure\); \/readyz/);
+});
+
+test('an outage of days whose errors differ in their texts (offsets, addresses) keeps at most maxWarnedErrors texts: past them one warning says new ones go to debug level, and the count is said once a connection succeeds', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  let debugs = 0;
+  const failures = new ConnectionFailures(client, { debug: () => void debugs++, warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) });
+  const remembered = (): number => (failures as unknown as { warnedErrors: Set<string> }).warnedErrors.size;
+  const distinct = maxWarnedErrors * 4;
+  for (let offset = 0; offset < distinct; offset++) failures.logError({ message: `Broker: Offset out of range (offset ${offset})`, code: -1 }, 'kafka consumer error');
+  // Before: one warning per text (200), and every text kept until the outage ended.
+  assert.equal(remembered(), maxWarnedErrors);
+  assert.equal(warned.length, maxWarnedErrors + 1, warned.slice(-3).map((each) => each.message).join('\n'));
+  assert.match(warned.at(-1)!.message, new RegExp(`^kafka consumer error; ${maxWarnedErrors} different errors were warned of since a connection last succeeded: until one does, further new ones are logged at debug level only, and counted$`));
+  assert.equal(warned.at(-1)!.fields['err'], `Broker: Offset out of range (offset ${maxWarnedErrors})`);
+  assert.equal(debugs, distinct - maxWarnedErrors - 1);
+  // A text warned of before is still a repeat (debug level).
+  failures.logError({ message: 'Broker: Offset out of range (offset 0)', code: -1 }, 'kafka consumer error');
+  assert.equal(warned.length, maxWarnedErrors + 1);
+  failures.clear();
+  assert.equal(warned.length, maxWarnedErrors + 2);
+  assert.deepEqual(warned.at(-1)!.fields, { suppressed: distinct - maxWarnedErrors });
+  // Settled: the texts are forgotten, and a new one is warned of again.
+  t.mock.timers.tick(outageSettleMs);
+  failures.logError({ message: 'Broker: Offset out of range (offset 1000)', code: -1 }, 'kafka consumer error');
+  assert.equal(warned.length, maxWarnedErrors + 3);
+  assert.equal(remembered(), 1);
+});
+
+test('an outage\'s one warning gathers at most maxWarnedErrors error texts, and counts the errors of the rest', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) });
+  failures.logError({ message: 'broker transport failure', code: -1 }, 'kafka producer error');
+  for (let i = 0; i < maxWarnedErrors * 2; i++) failures.logError({ message: `Local: Message timed out (${i})`, code: -1 }, 'kafka producer error');
+  t.mock.timers.tick(1_000);
+  assert.equal(warned.length, 1);
+  assert.equal(Object.keys(warned[0]!.fields['errors'] as object).length, maxWarnedErrors);
+  assert.match(warned[0]!.message, new RegExp(`; and ${maxWarnedErrors + 1} more errors of other texts; /readyz says`));
+  assert.equal((failures as unknown as { warnedErrors: Set<string> }).warnedErrors.size, maxWarnedErrors);
 });

@@ -386,6 +386,13 @@ export const connectionBurstMs = 1_000;
  */
 export const outageSettleMs = 10_000;
 
+/**
+ * The most distinct error texts one client remembers as warned of (ConnectionFailures.logError) and
+ * gathers into one outage's warning: texts carry varying parts (offsets, broker addresses, times), so
+ * an outage of days grew the set without bound. Past it, a new text is logged at debug level and counted.
+ */
+export const maxWarnedErrors = 50;
+
 /** Whether a client error says one broker connection failed (TRANSPORT: `broker transport failure`), as an operation's error or an `event.error`. */
 function isTransportFailure(error: { message?: string; code?: number }): boolean {
   return isErrorOf(error, [ErrorCode.TRANSPORT]);
@@ -433,10 +440,12 @@ export class ConnectionFailures {
   private readonly warned = new Set<string>();
   /** The brokers (addresses) whose connections failed since the last connection that succeeded. */
   private readonly failedBrokers = new Set<string>();
-  /** The client's errors being gathered into one warning (see {@link logError}): how many of each text. */
-  private burst: { errors: Map<string, number>; fields: object } | undefined;
-  /** The error texts warned of since the last connection that succeeded: repeats are logged at debug level. */
+  /** The client's errors being gathered into one warning (see {@link logError}): how many of each text, at most maxWarnedErrors texts; `further`: how many errors of other texts. */
+  private burst: { errors: Map<string, number>; further: number; fields: object } | undefined;
+  /** The error texts warned of since the last connection that succeeded, at most maxWarnedErrors: repeats are logged at debug level. */
   private readonly warnedErrors = new Set<string>();
+  /** Errors of new texts logged at debug level only since warnedErrors was full (see {@link logError}). */
+  private suppressedErrors = 0;
   /** Every broker's being down was warned of since the last connection that succeeded: the outage's failed reconnects are no news. */
   private outageWarned = false;
   /** When a connection last succeeded after an outage (clear()): the outage's warned errors are forgotten outageSettleMs later. */
@@ -482,17 +491,22 @@ export class ConnectionFailures {
    * is warned of once. Until {@link outageSettleMs} after a connection succeeds again ({@link clear}),
    * a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
    * reconnects): /readyz says whether the brokers are reachable meanwhile. Before, every broker down
-   * was a warning of its own beside the connection failures' one.
+   * was a warning of its own beside the connection failures' one. At most {@link maxWarnedErrors}
+   * distinct texts are remembered (and gathered into one warning): past them a new text is logged at
+   * debug level and counted, with one warning at the first such, and the count said at clear().
    */
   logError(error: { message: string; code?: number }, what: string, fields: object = {}): void {
     const text = error.message;
     if (this.recoveredAt !== undefined && Date.now() - this.recoveredAt >= outageSettleMs) {
       this.recoveredAt = undefined;
       this.warnedErrors.clear();
+      this.suppressedErrors = 0;
       this.outageWarned = false;
     }
     if (this.burst) {
-      this.burst.errors.set(text, (this.burst.errors.get(text) ?? 0) + 1);
+      const count = this.burst.errors.get(text);
+      if (count !== undefined || this.burst.errors.size < maxWarnedErrors) this.burst.errors.set(text, (count ?? 0) + 1);
+      else this.burst.further++;
       return;
     }
     if (this.warnedErrors.has(text) || (this.outageWarned && isTransportFailure(error))) {
@@ -500,12 +514,30 @@ export class ConnectionFailures {
       return;
     }
     if (!isTransportFailure(error) && !isEveryBrokerDown(error)) {
+      if (this.warnedErrors.size >= maxWarnedErrors) return this.suppressError(error, what, fields);
       this.warnedErrors.add(text);
       (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...fields, code: error.code, err: text }, what);
       return;
     }
     setTimeout(() => this.warnBurst(what), connectionBurstMs).unref();
-    this.burst = { errors: new Map([[text, 1]]), fields };
+    this.burst = { errors: new Map([[text, 1]]), further: 0, fields };
+  }
+
+  /**
+   * A new error text once maxWarnedErrors were warned of: logged at debug level and counted, and the first
+   * such is a warning that says so; the count is said once a connection succeeds again (clear()).
+   */
+  private suppressError(error: { message: string; code?: number }, what: string, fields: object): void {
+    const entry = { ...fields, code: error.code, err: error.message };
+    if (this.suppressedErrors++ === 0) {
+      (this.logger?.warn ?? this.logger?.debug)?.call(
+        this.logger,
+        entry,
+        `${what}; ${maxWarnedErrors} different errors were warned of since a connection last succeeded: until one does, further new ones are logged at debug level only, and counted`,
+      );
+    } else {
+      this.logger?.debug(entry, what);
+    }
   }
 
   /** The one warning of the connection failures gathered (see {@link logError}). */
@@ -514,7 +546,7 @@ export class ConnectionFailures {
     if (!burst) return;
     this.burst = undefined;
     const errors = Object.fromEntries(burst.errors);
-    for (const text of burst.errors.keys()) this.warnedErrors.add(text);
+    for (const text of burst.errors.keys()) if (this.warnedErrors.size < maxWarnedErrors) this.warnedErrors.add(text);
     let connections = 0;
     let everyBrokerDown: string | undefined;
     const others: string[] = [];
@@ -532,6 +564,7 @@ export class ConnectionFailures {
     const message =
       `${what}: ${said.join('; ')}` +
       (others.length > 0 ? `; also ${others.join('; ')}` : '') +
+      (burst.further > 0 ? `; and ${burst.further} more error${burst.further === 1 ? '' : 's'} of other texts` : '') +
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
     const err = this.explain(everyBrokerDown ?? 'broker transport failure');
     (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
@@ -542,6 +575,10 @@ export class ConnectionFailures {
     this.last = undefined;
     this.warned.clear();
     this.failedBrokers.clear();
+    if (this.suppressedErrors > 0) {
+      this.logger?.warn?.({ suppressed: this.suppressedErrors }, `kafka client connected again; ${this.suppressedErrors} error${this.suppressedErrors === 1 ? '' : 's'} of new texts met meanwhile, past the first ${maxWarnedErrors}, ${this.suppressedErrors === 1 ? 'was' : 'were'} logged at debug level only`);
+      this.suppressedErrors = 0;
+    }
     if (this.warnedErrors.size > 0 || this.outageWarned) this.recoveredAt ??= Date.now();
   }
 }

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
+import { MetricsHub, TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
 import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
@@ -698,6 +698,65 @@ test('scale-out: idlePartitions names an assigned partition with no event for id
   assert.deepEqual([...instance.idlePartitions!()], [], 'not idle just after its event');
   now += 60_000;
   assert.deepEqual([...instance.idlePartitions!()], ['t-0'], 'idle again idle_timeout after it');
+});
+
+/** What a kafka source keeps by partition (private fields: their sizes are what the test bounds). */
+interface KafkaSourceEntries {
+  partitions: Map<string, { id: string; assigned: boolean; revokedAt?: number }>;
+  knownCommitted: Map<string, number>;
+  knownMarks: Map<string, string[]>;
+}
+
+test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let assigns = 0;
+  let refuse = false;
+  script.swap({
+    assign: () => void assigns++,
+    commitSync: () => {
+      if (refuse) throw Object.assign(new Error('Broker: Not coordinator'), { code: 16 });
+    },
+  });
+  const hub = new MetricsHub();
+  // The runtime's checkpoint on request: the hand-over's commit is the source's own (commitSync).
+  const context = testContext({ batchSize: 100, commitNow: async () => undefined, metrics: hub.scoped({ pipeline: 'test', stage: 'source' }) });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t0']), context);
+  t.after(() => instance.close?.());
+  const entries = instance as unknown as KafkaSourceEntries;
+  const batches = instance.read()[Symbol.asyncIterator]();
+  void (async () => {
+    for (let next = await batches.next(); !next.done; next = await batches.next());
+  })().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'the consume loop running');
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  const offsetOf = (topic: string): number | undefined => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.[topic]?.['0'];
+  const lagSeries = async (): Promise<string[]> => (await hub.registry.metrics()).split('\n').filter((line) => line.startsWith('tributary_kafka_partition_lag{') || line.startsWith('kafka_partition_lag{'));
+  const cycles = 60;
+  for (let i = 0; i <= cycles; i++) {
+    const topic = `t${i}`;
+    script.rebalance('assign', [{ topic, partition: 0 }]);
+    await until(() => assigns === i + 1, `assignment ${i}`);
+    if (i === cycles) break;
+    script.highOffsets.set(`${topic}/0`, 8);
+    script.answers.push(() => [{ topic, partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => offsetOf(topic) === 8, `the record of ${topic} read`);
+    // The first partition's lag series, once exported (every 2 s), is looked for after it is gone.
+    if (i === 0) await until(async () => (await lagSeries()).some((line) => line.includes('topic="t0"')), 'the lag series of t0');
+    // One hand-over commit the brokers refuse (an outage): that partition's offset is still needed.
+    refuse = i === 10;
+    script.rebalance('revoke', [{ topic, partition: 0 }]);
+    await until(() => entries.partitions.get(`${topic}\u0000${0}`)?.revokedAt === 8, `${topic} revoked`);
+  }
+  // Before: an entry for each of the 61 partitions, and a committed offset for each of the 60 read. (One
+  // taken away during the consume round the last assignment came in goes at that round's end.)
+  await until(() => entries.partitions.size <= 2, 'the revoked partitions forgotten');
+  assert.deepEqual([...entries.partitions.values()].map((state) => state.id).sort(), ['t10-0', `t${cycles}-0`]);
+  assert.ok(entries.knownCommitted.size <= 2, `committed offsets kept: ${entries.knownCommitted.size}`);
+  assert.ok(entries.knownMarks.size <= 2, `marks kept: ${entries.knownMarks.size}`);
+  // The refused one stays named where its state stands, as a restart must start it (not at the older committed offset).
+  assert.equal(offsetOf('t10'), 8);
+  await until(async () => (await lagSeries()).every((line) => line.includes(`topic="t${cycles}"`)), 'only the assigned partition\'s lag series');
 });
 
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {

@@ -158,8 +158,9 @@ interface PartitionState {
   /**
    * While not assigned: the offset after its last record handed to the runtime before it was revoked.
    * The pipeline's state holds its input up to there, so a checkpoint's position names it: exactly-once
-   * always, for covers() to judge against the group's committed offsets (its hand-over commit may have
-   * failed); at-least-once while the group is not known to have it committed (see position()).
+   * until the partition is forgotten (forgetRevoked: its hand-over known committed), for covers() to judge
+   * against the group's committed offsets (its hand-over commit may have failed); at-least-once while the
+   * group is not known to have it committed (see position()).
    */
   revokedAt?: number | undefined;
 }
@@ -402,6 +403,11 @@ interface ConsumeRound {
 
 class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
+  /**
+   * Each partition assigned here, by key, and each revoked one until the group's next assignment leaves
+   * it out with nothing of it still needed (forgetRevoked): a run of months over a topic pattern meets
+   * partitions without end.
+   */
   private readonly partitions = new Map<string, PartitionState>();
   /** The assignment each partition of a position() was in, for commit() to skip stale ones. */
   private readonly positionAssignments = new WeakMap<SourcePosition, Map<PartitionState, number>>();
@@ -550,6 +556,8 @@ class KafkaSource {
    * back only after it.
    */
   private round: ConsumeRound | undefined;
+  /** A revoked partition forgetRevoked kept for the consume round under way only: forgotten at its end (endRound). */
+  private forgetAfterRound = false;
   private rounds = 0;
   /** An error consumeBatch met after taking a record: thrown by its next call (see consumeBatch). */
   private heldConsumeError: unknown;
@@ -1955,6 +1963,8 @@ class KafkaSource {
   /** The consume round's records are looked at (buffered or dropped): the assignments waiting for it go on. */
   private endRound(round: ConsumeRound): void {
     if (this.round === round) this.round = undefined;
+    // An assignment waiting for this round forgets them itself, after it took back those it names.
+    if (this.forgetAfterRound && round.ended.length === 0) this.forgetRevoked();
     for (const resolve of round.ended.splice(0)) resolve();
   }
 
@@ -2003,6 +2013,7 @@ class KafkaSource {
     this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
     if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
     this.forgetCheckpointOffsets();
+    this.forgetRevoked();
   }
 
   /**
@@ -2279,6 +2290,44 @@ class KafkaSource {
     }));
     this.setPaused(assignment);
     this.context.logger.info({ partitions: states.map(({ state }) => state.id), starts: Object.fromEntries(starts) }, 'kafka partitions assigned');
+    this.forgetRevoked();
+  }
+
+  /**
+   * At an assignment (the end of a rebalance), forgets the partitions it left out whose hand-over is done:
+   * their state, committed offset and marks, and librdkafka's pause of them. Kept while one is still
+   * needed: handed over by a checkpoint under way, taken away during the consume round under way
+   * (afterRound; forgotten at that round's end), or its offset after the last record handed to the runtime (revokedAt) not known
+   * committed: a refused hand-over commit, which position() names until then (the group's committed
+   * offset is older), at-least-once and exactly-once alike. Once committed the group's offset says the
+   * same, and the member that reads it now moves it on. Assigned here again later, a partition starts
+   * afresh at the group's committed offset, as one assigned the first time. Its lag series went at the
+   * revocation's next export (exportLag).
+   */
+  private forgetRevoked(): void {
+    this.forgetAfterRound = false;
+    for (const [key, state] of this.partitions) {
+      if (state.assigned || this.handingOver.has(state)) continue;
+      if (this.round !== undefined && state.releasedInRound === this.round.number) {
+        this.forgetAfterRound = true;
+        continue;
+      }
+      if (state.revokedAt !== undefined && state.revokedAt > (this.knownCommitted.get(key) ?? -1)) continue;
+      this.partitions.delete(key);
+      if (this.lastState === state) this.lastState = undefined;
+      // librdkafka keeps a partition paused through its revocation (see setPaused): resumed now, so one
+      // assigned here again is not left paused. Kept in the set where librdkafka refused.
+      if (this.pausedInClient.has(key)) {
+        try {
+          this.consumer.resume([{ topic: state.topic, partition: state.partition }]);
+          this.pausedInClient.delete(key);
+        } catch {
+          // Resumed at its next assignment (setPaused).
+        }
+      }
+    }
+    // Committed offsets and marks of partitions held here no more (and those a checkpoint named that the group gave another member): asked of the brokers where needed again (covers, committedMarks).
+    for (const known of [this.knownCommitted, this.knownMarks]) for (const key of known.keys()) if (!this.partitions.has(key)) known.delete(key);
   }
 
   /**
