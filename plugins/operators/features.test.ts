@@ -700,6 +700,24 @@ test('a late event that merges two sessions folds their state: counts and sums a
   assert.deepEqual(eventsOf(copied).map((e) => Array.from(e.features!.values)), eventsOf(out).map((e) => Array.from(e.features!.values)));
 });
 
+test('a late event inside its session\'s span, or bridging two, gets the time since the start and since the previous event (s_duration_s, s_since_prev_s) of the same event in order; its counts are of the events arrived before it', async () => {
+  const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)];
+  const keys = ['s_events', 's_duration_s', 's_since_prev_s', 's_mean_dwell_s'];
+  const figuresAt = (out: Element[], minute: number) => keys.map((k) => named(eventsOf(out).find((e) => e.time === T0 + minute * MIN)!)[k]);
+  // 15 late inside 0-30; 25 late between 0-10 and 40-45, merging them.
+  const cases: [number[], Element[]][] = [
+    [[0, 10, 15, 20, 30], [ev('u', 0), ev('u', 10), ev('u', 20), ev('u', 30), watermark(T0 + 40 * MIN), ev('u', 15), watermark(Infinity)]],
+    [[0, 10, 25, 40, 45], [ev('u', 0), ev('u', 10), ev('u', 40), ev('u', 45), watermark(T0 + 46 * MIN), ev('u', 25), watermark(Infinity)]],
+  ];
+  for (const [minutes, late] of cases) {
+    const at = minutes[2]!;
+    const inOrder = await chain(stages, [...minutes.map((minute) => ev('u', minute)), watermark(Infinity)]);
+    const got = figuresAt(await chain(stages, late), at);
+    assert.deepEqual(got.slice(1, 3), figuresAt(inOrder, at).slice(1, 3), `at minute ${at}`);
+    assert.deepEqual(got, [5, at * 60, (at - 10) * 60, Math.fround((at * 60) / 4)], 'counted in arrival order: the 4 events before it arrived first');
+  }
+});
+
 test('after a late event merges two sessions, the events after it get the session figures of the same events in order: time since the start (s_duration_s) from the merged session\'s start, since the previous event, mean gap, counts', async () => {
   const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '1h' }), stage(sessionFeatures)];
   // Sessions 0-10 and 40-45; the event at 25 bridges them when it comes late, after 45.

@@ -30,7 +30,9 @@ export default defineOperator<SessionFeaturesConfig>({
     'events in order come in event-time order (the sessionizer sorts them), so their features never see the future (a purchase ' +
     'prediction made before the purchase does not use it); a late event (within the sessionizer\'s `allowed_lateness`) sees the events ' +
     'of its session that arrived before it, later ones in event time among them, a purchase maybe: the sessionizer marks such an event ' +
-    '(`session.outOfOrder`), and intent-model predicts at none. ' +
+    '(`session.outOfOrder`), and intent-model predicts at none. Its `s_duration_s` and `s_since_prev_s` are still its time since the ' +
+    'session\'s start and since the event before it in event time (the sessionizer\'s `sinceStart` and `sincePrevious`, as in order), while ' +
+    '`s_events` and the other counts are of the events arrived, so its `s_mean_dwell_s` divides that duration among events that include later ones. ' +
     `Names: ${sessionFeatureNames.map((n) => `\`${n}\``).join(', ')}. ` +
     'Times are in seconds; a statistic with no input (e.g. the mean price of viewed items before any view) is 0, except ' +
     '`s_cart_to_view`, carts per view, which is the cart count before any view. `s_mean_dwell_s` is the duration over the ' +

@@ -101,6 +101,59 @@ test('counts by type keep first-seen order, with other types than the four known
   }
 });
 
+test('a late event inside a session\'s span, or bridging two, is measured from the event before it in event time (time since the previous event), as an in-order stream gives; its position is the count of events arrived before it', async () => {
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  /** Each event as [minute, position, since start, since previous] (minutes). */
+  const tags = (out: Element[]) => events(out).map((e) => [(e.time - T0) / MIN, e.session!.position, e.session!.sinceStart / MIN, e.session!.sincePrevious / MIN]);
+  // Inside the span: 15 follows 10; 12 then follows 10 too, and 17 the late 15; 25 follows 20.
+  const inside: Element[] = [ev('u', 0), ev('u', 10), ev('u', 20), ev('u', 30), wm(40), ev('u', 15), ev('u', 12), ev('u', 17), ev('u', 25), wm(Infinity)];
+  const within = await runOperator(sessionizer, config as never, inside, ctx());
+  assert.deepEqual(tags(within.output).slice(4), [[15, 4, 15, 5], [12, 5, 12, 2], [17, 6, 17, 2], [25, 7, 25, 5]]);
+  // Before the start: the session's first now (0 since the previous); the next one inside measures from the old first.
+  const first = await runOperator(sessionizer, config as never, [ev('u', 10), ev('u', 20), wm(25), ev('u', 5), ev('u', 15), wm(Infinity)], ctx());
+  assert.deepEqual(tags(first.output).slice(2), [[5, 2, 0, 0], [15, 3, 10, 5]]);
+  // Bridging 0-10 and 40-45 (merged): 25 follows 10; then 30 follows 25, and 42 the absorbed 40, from the merged start.
+  const bridging: Element[] = [ev('u', 0), ev('u', 10), ev('u', 40), ev('u', 45), wm(46), ev('u', 25), ev('u', 30), ev('u', 42), wm(Infinity)];
+  const merged = await runOperator(sessionizer, config as never, bridging, ctx());
+  assert.deepEqual(events(merged.output)[4]!.session!.merged, [`u:${T0 + 40 * MIN}`]);
+  assert.deepEqual(tags(merged.output).slice(4), [[25, 4, 25, 15], [30, 5, 30, 5], [42, 6, 42, 2]]);
+  // The same as the in-order stream's figures for those events, each among the events arrived before it.
+  const inOrder = await runOperator(sessionizer, config as never, [...[0, 10, 25, 30, 40, 42, 45].map((minute) => ev('u', minute)), wm(Infinity)], ctx());
+  const sinceOf = (out: Element[], minute: number) => events(out).find((e) => e.time === T0 + minute * MIN)!.session!.sincePrevious;
+  assert.equal(sinceOf(merged.output, 25), sinceOf(inOrder.output, 25));
+  assert.equal(sinceOf(merged.output, 42), sinceOf(inOrder.output, 42));
+  // The same through a snapshot and restore anywhere.
+  for (const input of [inside, bridging]) {
+    const whole = (await Chain.build([stage(sessionizer, config)], ctx())).push(input).end();
+    for (let cut = 0; cut <= input.length; cut++) {
+      const before = await Chain.build([stage(sessionizer, config)], ctx());
+      before.push(input.slice(0, cut));
+      const after = await Chain.build([stage(sessionizer, config)], ctx(), await before.snapshot());
+      assert.deepEqual(tags([...before.output, ...after.push(input.slice(cut)).end()]), tags(whole), `cut at ${cut}`);
+    }
+  }
+});
+
+test('a late event older than the last four events of its session is measured from the latest kept time before it, the first event\'s at worst (more than the true time since the previous), as after a restore of a snapshot that kept no times', async () => {
+  const config = { gap: '30m', allowed_lateness: '1h' };
+  const since = (out: Element[]) => events(out).map((e) => e.session!.sincePrevious / MIN).at(-1);
+  // Kept: 0 (the first), 15, 20, 25 and 30; 7's previous is 5, not kept.
+  const input: Element[] = [...[0, 5, 10, 15, 20, 25, 30].map((minute) => ev('u', minute)), wm(35)];
+  assert.equal(since((await runOperator(sessionizer, config as never, [...input, ev('u', 7), wm(Infinity)], ctx())).output), 7);
+  assert.equal(since((await runOperator(sessionizer, config as never, [...input, ev('u', 17), wm(Infinity)], ctx())).output), 2);
+  // A snapshot without the times (written before they were kept) restores: then only the first and last are known.
+  const before = await Chain.build([stage(sessionizer, config)], ctx());
+  before.push(input);
+  const saved = await before.snapshot();
+  const state = saved[0] as { prior?: Column };
+  assert.ok(state.prior !== undefined);
+  delete state.prior;
+  const after = await Chain.build([stage(sessionizer, config)], ctx(), saved);
+  assert.equal(since(after.push([ev('u', 17)]).output), 17);
+  // The times after the restore are kept again: 35 follows 30, which was the last.
+  assert.equal(since(after.push([ev('u', 40), wm(41), ev('u', 35), wm(Infinity)]).end()), 5);
+});
+
 test('a late event that only extends a closed session updates it; an open session is not re-emitted early', async () => {
   const input: Element[] = [ev('u1', 0), ev('u2', 0), ev('u2', 50), wm(35), ev('u1', 2, 'cart'), ev('u2', 48), wm(Infinity)];
   const { output } = await runOperator(sessionizer, { gap: '30m', allowed_lateness: '10m' } as never, input, ctx());
@@ -677,6 +730,9 @@ test('a damaged sessionizer snapshot is refused by restore, naming the field tha
     ['two timers of one session', (s) => void (s.heapSeqs = f64([seqs[0]!, seqs[1]!, seqs[1]!])), /^Error: sessionizer snapshot: heapSeqs: 1 at 2 names a session timed before$/],
     ['a timer at no time', (s) => void (s.heapKeys = f64([T0, NaN, T0])), /^Error: sessionizer snapshot: heapKeys: NaN at 1 is not a time$/],
     ['the sessions of one user apart', (s) => void (s.users = ['u1', 'u2', 'u1']), /^Error: sessionizer snapshot: users: 'u1' at row 2 apart from its other rows$/],
+    ['prior event times of another number of rows', (s) => void (s.prior = f64([-1, -1, -1])), /^Error: sessionizer snapshot: prior: 3 rows, expected 9$/],
+    ['a prior event time past its session\'s end', (s) => void (s.prior = f64([1e9, -1, -1, -1, -1, -1, -1, -1, -1])), /^Error: sessionizer snapshot: prior: 1000000000 at row 0, expected -1 or a whole number of ms after the session's start up to 2400000 \(its end, or the later one before it\)$/],
+    ['a prior event time after one not kept', (s) => void (s.prior = f64([-1, 5, -1, -1, -1, -1, -1, -1, -1])), /^Error: sessionizer snapshot: prior: 5 at row 0, expected -1 or a whole number of ms after the session's start up to none after a -1$/],
     ['a watermark that is not a number', (s) => void (s.watermark = 'soon'), /^Error: sessionizer snapshot: watermark: not a number or null$/],
     ['maxSeen that is not a number', (s) => void (s.maxSeen = {}), /^Error: sessionizer snapshot: maxSeen: not a number or null$/],
     ['a far-future time that is not a time', (s) => void (s.futureUntil = true), /^Error: sessionizer snapshot: futureUntil: not a number or null$/],

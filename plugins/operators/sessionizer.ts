@@ -37,6 +37,7 @@ import {
   decodeDerivedIds,
   decodeNamedColumns,
   decodeNamedColumnsInTurns,
+  decodeOptionalColumnOf,
   decodeNullableStrings,
   decodeStrings,
   encodeColumns,
@@ -97,7 +98,12 @@ export default defineOperator<SessionizerConfig>({
     'until the watermark passes them and then assigned in event-time order. A late ' +
     'event within `allowed_lateness` updates (or merges) its sessions and the summary is sent again with `update: true` ' +
     '(and `replaces` listing merged-away ids; the event that merged them has `session.merged`, the ids it absorbed); a later one goes to ' +
-    'the `late` side output. A late event that arrived after a later event of its user has `session.outOfOrder: true`: stages after it ' +
+    'the `late` side output. A late event\'s `sinceStart` and `sincePrevious` are measured as in order, from the (merged) session\'s start and ' +
+    'from the event before it in event time (for the event that merged sessions, the last of the earlier one): the sessionizer keeps the ' +
+    'times of each session\'s first event and its last four (whole milliseconds, within 12 days of its start), so for a late event older than ' +
+    'those it is measured from the latest of them before it, the first at worst: more than the true time since the previous event. Events ' +
+    'passed on before it keep their figures. Its `position` is the number of its session\'s events that arrived before it (arrival order: ' +
+    'a position 0 is a new session to the stages after it), not its place in event time. A late event that arrived after a later event of its user has `session.outOfOrder: true`: stages after it ' +
     'compute in arrival order, so its features include that later event (after `max_open_sessions` dropped sessions, whose they were is not ' +
     'kept: every late event before the latest end among them is marked). Session ids are `<userId>:<start ms>` ' +
     '(or the data\'s own, with `session_id_from: data`), so a replay gives the same ids; one that could repeat the id of a ' +
@@ -226,6 +232,11 @@ export type SessionizerSummary = SessionSummary & {
   keptUntil: number;
 };
 
+/** How many event times before its last a session keeps (Session.prior1..3). */
+const PRIOR_TIMES = 3;
+/** The largest offset from a session's start kept as a prior time: a small integer (Smi) on every V8 build. */
+const MAX_PRIOR = 0x3fffffff;
+
 /** Event time between the watermarks passed on from events while held back (see futureUntil). */
 const RELEASE_EVERY_MS = 1000;
 
@@ -266,6 +277,16 @@ class Session implements SessionHandle {
   dead = false;
   /** Its timer's index in the timer heap; -1: none. */
   heapAt = -1;
+  /**
+   * Times of the PRIOR_TIMES events before its last one (`end`), the nearest first, as whole ms after `start`; -1:
+   * none (fewer events), or not kept (a time not a whole ms or 2^30 ms (12 days) after the start, or a snapshot from
+   * before they were kept). The latest of them known are consecutive (a -1 ends the list): a late event inside the
+   * span measures its time since the previous event from them (see keptTimes). Small integers, stored in the object
+   * (a double field would be a box of its own each).
+   */
+  prior1 = -1;
+  prior2 = -1;
+  prior3 = -1;
   /** Next older session of the same user still kept (sessions of a user are listed newest first). */
   older: Session | undefined = undefined;
   replaces: string[] | undefined = undefined;
@@ -491,6 +512,8 @@ export interface SessionizerSnapshot {
   replaces: string[][];
   heapKeys: Column;
   heapSeqs: Column;
+  /** Each row's prior1, prior2, prior3 (see Session), row after row; absent (snapshots from before they were kept): -1, not kept. */
+  prior?: Column;
   pending: PendingColumns | [Omit<ClickEvent, typeof ORIGIN>, Origin | null][];
 }
 
@@ -880,6 +903,14 @@ class SessionState {
     } else {
       const position = session.count;
       const sincePrevious = time > session.end ? time - session.end : 0;
+      // The last event's time becomes the nearest prior one (for a late event inside the span, see keptTimes).
+      const prior = session.end - session.start;
+      const kept = prior & MAX_PRIOR;
+      if (kept === prior) {
+        session.prior3 = session.prior2;
+        session.prior2 = session.prior1;
+        session.prior1 = kept;
+      } else session.prior1 = session.prior2 = session.prior3 = -1;
       if (time > session.end) session.end = time;
       this.tag(event, session, position, sincePrevious);
     }
@@ -980,13 +1011,19 @@ class SessionState {
       }
       return;
     }
+    // Its time since the previous event by event time, in the merged session if it bridges two: from the latest
+    // kept time at or before it (exact where its previous event is among them; see keptTimes).
+    const times = keptTimes(session);
+    const absorbedTimes = absorbed === undefined ? undefined : keptTimes(absorbed);
+    const previous = Math.max(latestAtOrBefore(times, time), absorbedTimes === undefined ? -Infinity : latestAtOrBefore(absorbedTimes, time));
+    const sincePrevious = previous === -Infinity ? 0 : time - previous;
     if (absorbed !== undefined) this.absorb(session, absorbed);
-    // Late events take the next position in arrival order; inside the session's span the time to
-    // the previous event is not kept, so it is 0.
+    // Late events take the next position in arrival order (stages after it count the events arrived: position 0 is a
+    // new session to them).
     const position = session.count;
-    const sincePrevious = time > session.end ? time - session.end : 0;
     if (time < session.start) session.start = time;
     if (time > session.end) session.end = time;
+    keepPriorTimes(session, times, absorbedTimes, time);
     this.tag(event, session, position, sincePrevious);
     if (outOfOrder) event.session!.outOfOrder = true;
     if (absorbed !== undefined) event.session!.merged = [absorbed.id];
@@ -1160,6 +1197,7 @@ class SessionState {
     const count = new Float64Array(n);
     const flags = new Float64Array(n);
     const countLayout = new Float64Array(n);
+    const prior = new Float64Array(PRIOR_TIMES * n);
     const countValues: number[] = [];
     const countTypes: string[][] = [];
     const layouts = new Map<string, number>();
@@ -1175,6 +1213,9 @@ class SessionState {
         end[i] = c.end;
         count[i] = c.count;
         flags[i] = c.flags;
+        prior[PRIOR_TIMES * i] = c.prior1;
+        prior[PRIOR_TIMES * i + 1] = c.prior2;
+        prior[PRIOR_TIMES * i + 2] = c.prior3;
         const types: string[] = [];
         forEachCount(c, (type, value) => {
           types.push(type);
@@ -1204,7 +1245,7 @@ class SessionState {
     });
     const pending = yield* encodePending(this.pending);
     const derivedIds = yield* encodeDerivedIds(users, ids);
-    const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn] = yield* encodeColumns([
+    const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn, priorColumn] = yield* encodeColumns([
       seq,
       start,
       end,
@@ -1214,6 +1255,7 @@ class SessionState {
       Float64Array.from(countValues),
       Float64Array.from(heapKeys),
       heapSeqs,
+      prior,
     ]);
     const snapshot: SessionizerSnapshot = {
       version: 6,
@@ -1238,6 +1280,7 @@ class SessionState {
       replaces,
       heapKeys: keyColumn!,
       heapSeqs: seqColumn!,
+      prior: priorColumn!,
       pending,
     };
     return snapshot;
@@ -1329,6 +1372,7 @@ class SessionState {
       });
       checkListLengths(widths, countValues.length, `${what}: countValues`);
       const replaces = decodeReplaces(saved.replacesRows, saved.replaces, n, what);
+      const prior = decodeOptionalColumnOf(saved.prior, PRIOR_TIMES * n, `${what}: prior`);
       let nextValue = 0;
       await inParts(n, (from, to) => {
         for (let i = from; i < to; i++) {
@@ -1356,6 +1400,7 @@ class SessionState {
           }
           if (counted !== session.count) throw new Error(`${what}: count: ${session.count} at row ${i}, its counts by type add up to ${counted}`);
           session.replaces = replaces.get(i);
+          if (prior !== undefined) restorePriorTimes(session, prior, i, what);
           session.dead = true; // until its timer is read below: a second timer then finds it alive
           link(session, i);
         }
@@ -1408,6 +1453,78 @@ class SessionState {
     this.pending = pending;
     this.pendingSorted = this.pending.every((event, i, all) => i === 0 || all[i - 1]!.time <= event.time);
   }
+}
+
+/**
+ * The event times a session keeps, ascending: its prior times and `end`, and `start` where the first event is the one
+ * event before them. `floor`: every event after it is among them (-Infinity: all its events are).
+ */
+interface KeptTimes {
+  times: number[];
+  floor: number;
+  start: number;
+}
+
+function keptTimes(session: Session): KeptTimes {
+  const times: number[] = [];
+  // Nearest first, up to the first not kept (the kept ones are consecutive events).
+  for (const prior of [session.prior1, session.prior2, session.prior3]) {
+    if (prior < 0) break;
+    times.push(session.start + prior);
+  }
+  times.reverse();
+  times.push(session.end);
+  if (times.length + 1 === session.count) times.unshift(session.start);
+  return { times, floor: times.length >= session.count ? -Infinity : times[0]!, start: session.start };
+}
+
+/** The latest kept time at or before `time`; the session's first event is always known, so -Infinity only before the start. */
+function latestAtOrBefore(kept: KeptTimes, time: number): number {
+  const times = kept.times;
+  for (let k = times.length - 1; k >= 0; k--) if (times[k]! <= time) return times[k]!;
+  // Older than every kept time: of those, the first event's (the start) is the latest known before it.
+  return time >= kept.start ? kept.start : -Infinity;
+}
+
+/**
+ * A late event at `time` joined `session` (its start and end updated already), bridging from it to `absorbed` if its
+ * times are given: its prior times are the latest PRIOR_TIMES before the end among the kept times and this one, those
+ * at or above every list's floor (so they stay consecutive; an event older than them changes none).
+ */
+function keepPriorTimes(session: Session, kept: KeptTimes, absorbed: KeptTimes | undefined, time: number): void {
+  const floor = absorbed === undefined ? kept.floor : Math.max(kept.floor, absorbed.floor);
+  const times = absorbed === undefined ? kept.times.slice() : kept.times.concat(absorbed.times);
+  times.push(time);
+  times.sort((a, b) => a - b);
+  let at = times.length - 2; // the last is the end
+  const priors = [-1, -1, -1];
+  for (let k = 0; k < PRIOR_TIMES && at >= 0 && times[at]! >= floor; k++, at--) {
+    const prior = times[at]! - session.start;
+    const kept = prior & MAX_PRIOR; // a small integer: an arithmetic result may be a boxed double
+    if (kept !== prior) break;
+    priors[k] = kept;
+  }
+  [session.prior1, session.prior2, session.prior3] = priors as [number, number, number];
+}
+
+/** Row `row`'s prior times from the snapshot's column: each -1, or a whole number of ms from the start to the end, the nearest first, and none after a -1. */
+function restorePriorTimes(session: Session, column: Float64Array, row: number, what: string): void {
+  const priors = [-1, -1, -1];
+  let bound = session.end - session.start;
+  for (let k = 0; k < PRIOR_TIMES; k++) {
+    const prior = column[PRIOR_TIMES * row + k]!;
+    if (prior === -1) {
+      bound = -1;
+      continue;
+    }
+    const kept = prior & MAX_PRIOR;
+    if (!(kept === prior && prior <= bound)) {
+      throw new Error(`${what}: prior: ${prior} at row ${row}, expected -1 or a whole number of ms after the session's start up to ${bound < 0 ? 'none after a -1' : `${bound} (its end, or the later one before it)`}`);
+    }
+    priors[k] = kept;
+    bound = prior;
+  }
+  [session.prior1, session.prior2, session.prior3] = priors as [number, number, number];
 }
 
 /** The known event types, by their code in `Session.knownOrder` (code k + 1). */
