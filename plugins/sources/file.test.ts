@@ -1004,7 +1004,7 @@ async function readGzipFile(path: string): Promise<{ times: number[]; deadLetter
   return { times, deadLetters: context.deadLetters, counted: await fileSource.countRecords!(config, dir) };
 }
 
-test('corrupt deflate data inside a gzip member: every line zlib decodes before it comes out (not the ~16 KB of its failing call), and one dead letter names the file, the compressed byte and the problem', async () => {
+test('corrupt deflate data inside a gzip member: every line zlib decodes before it comes out (not the ~16 KB of its failing call), and one dead letter names the file, the compressed byte and the problem; countRecords counts the same lines', async () => {
   const text = gzipTestLines(0, 5000);
   // One deflate stream in two parts, the first flushed to a byte (Z_FULL_FLUSH); a bit of the second
   // part's first block header flipped makes its type the reserved one: zlib fails there, at a known byte.
@@ -1039,7 +1039,7 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   assert.equal(expected, 2500, 'the first part\'s lines');
   const path = join(dir, 'corrupt-member.jsonl.gz');
   writeFileSync(path, Buffer.concat([first, second]));
-  const { times, deadLetters } = await readGzipFile(path);
+  const { times, deadLetters, counted } = await readGzipFile(path);
   // Before: 147-ish lines (zlib's failing call's 16 KB of text) short.
   assert.equal(times.length, expected, 'the lines zlib decodes before the corruption');
   assert.deepEqual(times, Array.from({ length: expected }, (_, i) => i));
@@ -1054,5 +1054,27 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   })();
   assert.equal(dead!.reason, `unreadable gzip data after line ${expected} (${problem} at compressed byte ${10 + good}${wholeLines < before.length ? '; raw is the text read after that line' : ''}): the rest of the file is skipped`);
   assert.deepEqual([dead!.origin?.file, dead!.origin?.line, dead!.raw], [path, expected + 1, before.slice(wholeLines)]);
+  // The progress total is the lines read (before: createGunzip's count, 16 KB of text short).
+  assert.equal(counted, expected);
 });
 
+test('countRecords of a damaged gzip file (cut, a wrong CRC, junk) counts the lines the source reads, and does not fail', async () => {
+  const first = gzipSync(gzipTestLines(0, 5000));
+  const second = gzipSync(gzipTestLines(5000, 10_000));
+  const wrongCrc = Buffer.from(second);
+  wrongCrc[wrongCrc.length - 8]! ^= 0xff;
+  const cases = {
+    cut: Buffer.concat([first, second.subarray(0, second.length - 100)]),
+    crc: Buffer.concat([first, wrongCrc]),
+    junk: Buffer.concat([first, second, Buffer.from([0x1f, 0, 1, 2, 3])]),
+    notGzip: Buffer.from('not gzip at all\n'),
+    empty: Buffer.alloc(0),
+  };
+  for (const [name, bytes] of Object.entries(cases)) {
+    const path = join(dir, `counted-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, counted } = await readGzipFile(path);
+    // Before: createGunzip's count, the text of its failing call short (9,854 for 10,000 read), and a cut file's cut line counted (9,984 for 9,983).
+    assert.equal(counted, times.length, name);
+  }
+});

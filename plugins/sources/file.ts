@@ -47,17 +47,16 @@ const pathsOf = (config: FileSourceConfig, baseDir: string): string[] => (Array.
 /**
  * A file's records, for a progress total: its lines that are not blank (no record is read from those),
  * decompressed where it is read through gzip, less a CSV header row. A CSV field holding a line end makes
- * it an estimate. Data that cannot be decompressed counts up to there: the source dead-letters the rest
- * as one unreadable record.
+ * it an estimate. Damaged gzip data counts the lines the source reads before it (the same gunzip): the
+ * source dead-letters the rest as one unreadable record. An unreadable file counts what was read.
  */
 async function countLines(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
   let records = 0;
   let content = false; // the current line has a byte that is not blank
   const raw = createReadStream(path);
-  const stream = gzip ? raw.pipe(zlib.createGunzip()) : raw;
-  if (gzip) raw.on('error', (error) => stream.destroy(error));
+  const stream = gzip ? gunzipUpToDamage(raw, () => undefined, (byte) => createReadStream(path, { start: byte })) : raw;
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of stream) {
       let start = 0;
       for (;;) {
         const end = chunk.indexOf(10, start);
@@ -71,6 +70,8 @@ async function countLines(path: string, gzip: boolean, headerRow: boolean): Prom
     }
   } catch {
     // Counted up to the unreadable part.
+  } finally {
+    raw.destroy();
   }
   if (content) records++;
   return Math.max(0, records - (headerRow ? 1 : 0));
