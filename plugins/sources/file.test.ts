@@ -1058,6 +1058,31 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   assert.equal(counted, expected);
 });
 
+test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
+  const members = Buffer.concat([gzipSync(gzipTestLines(0, 5000)), gzipSync(gzipTestLines(5000, 10_000))]);
+  const cases = {
+    // 10,240: a tar record; one zero byte too; more zeros than a read of the file gives at once (1 MB).
+    zeros: [Buffer.concat([members, Buffer.alloc(10_240)]), undefined],
+    zero: [Buffer.concat([members, Buffer.alloc(1)]), undefined],
+    megabytes: [Buffer.concat([members, Buffer.alloc(3 << 20)]), undefined],
+    junk: [Buffer.concat([members, Buffer.from('junk\n')]), members.length],
+    zerosThenJunk: [Buffer.concat([members, Buffer.alloc(700), Buffer.from([1])]), members.length + 700],
+  } as const;
+  for (const [name, [bytes, junkAt]] of Object.entries(cases)) {
+    const path = join(dir, `trailing-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, deadLetters, counted } = await readGzipFile(path);
+    assert.equal(times.length, 10_000, name);
+    assert.equal(counted, 10_000, name);
+    // Before: the zeros were a dead letter ('incorrect header check at compressed byte 54988').
+    assert.deepEqual(
+      deadLetters.map((dead) => dead.reason),
+      junkAt === undefined ? [] : [`unreadable gzip data after line 10000 (incorrect header check at compressed byte ${junkAt}): the rest of the file is skipped`],
+      name,
+    );
+  }
+});
+
 test('countRecords of a damaged gzip file (cut, a wrong CRC, junk) counts the lines the source reads, and does not fail', async () => {
   const first = gzipSync(gzipTestLines(0, 5000));
   const second = gzipSync(gzipTestLines(5000, 10_000));

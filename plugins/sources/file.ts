@@ -90,7 +90,7 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it; read from a FIFO, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it; read from a FIFO, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -531,7 +531,8 @@ class RawInflater {
  * CRC, a cut): here members are inflated raw (their own end known) and their headers and trailers read
  * as they come, so all of it comes out. Corrupt deflate data fails one of zlib's calls, whose text Node
  * drops too: `readFrom` (the file again, from a byte) inflates the member again, a byte at a time from
- * where that call started (without it, a FIFO's, that text is lost). What follows the last whole line
+ * where that call started (without it, a FIFO's, that text is lost). Zero bytes after the last member
+ * (a tar or dd block's padding) are passed over, as gzip(1) does. What follows the last whole line
  * before the damage is not handed on, but given with it. (The file sink's gunzipSync with Z_SYNC_FLUSH
  * reads a whole tail into memory and fails at a wrong CRC or junk: for a torn last member of its own.)
  */
@@ -540,6 +541,7 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
   let pending: Buffer = Buffer.alloc(0); // read, not yet used
   let at = 0; // the compressed byte pending[0] is
   let inputEnded = false;
+  let members = 0;
   let tail: Buffer = Buffer.alloc(0); // text after the last line end handed on
   const fill = async (bytes: number): Promise<boolean> => {
     while (pending.length < bytes && !inputEnded) {
@@ -561,6 +563,20 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
   };
   for (;;) {
     if (!(await fill(1))) break; // the end, between members
+    if (members > 0 && pending[0] === 0) {
+      // Zeros after a member: padding to the end (gzip: "trailing zero bytes ignored"), else junk after them.
+      while (pending.length > 0 || (await fill(1))) {
+        const zeros = pending.findIndex((byte) => byte !== 0);
+        if (zeros >= 0) {
+          pending = pending.subarray(zeros);
+          at += zeros;
+          break;
+        }
+        at += pending.length;
+        pending = Buffer.alloc(0);
+      }
+      if (pending.length === 0) break;
+    }
     const start = at;
     // The header: magic, deflate, flags, mtime, xfl, os; then the optional fields its flags name.
     const whole = await fill(10);
@@ -649,6 +665,7 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) return damaged(trailerAt, 'incorrect data check');
     pending = pending.subarray(8);
     at += 8;
+    members++;
   }
   if (tail.length > 0) yield tail; // a last line without a line end
 }
