@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
-import { ConfigError, defineSink, originOf, type ClickEvent, type SourcePosition, type StreamRecord } from 'tributary';
+import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { ConfigError, defineSink, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
 import { runYaml, spawnTributary, testContext, tempFolder, until } from 'tributary/testing';
 import fileSource from './file.js';
 
@@ -988,5 +988,118 @@ test('a damaged gzip file (junk after its members, a wrong CRC, a cut last membe
     // The cut line's text: the start of the next line.
     if (name === 'cut') assert.ok(lines(out, out + 1).startsWith(dead!.raw as string) && (dead!.raw as string).length > 0, String(dead!.raw));
     else assert.equal(dead!.raw, '');
+  }
+});
+
+/** JSON lines `from` to `to` (their times), 60-odd bytes each. */
+const gzipTestLines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => `${JSON.stringify({ user_id: `u${from + i}`, time: from + i, type: 'view', pad: 'x'.repeat(40) })}\n`).join('');
+
+/** A gzip file's events' times and dead letters, as the source reads it; and its progress total (countRecords). */
+async function readGzipFile(path: string): Promise<{ times: number[]; deadLetters: Rejection[]; counted: number | undefined }> {
+  const config = { path, mapping: { time_format: 'epoch_ms' } } as never;
+  const context = testContext({ batchSize: 1000 });
+  const source = await fileSource.create(config, context);
+  const times: number[] = [];
+  for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+  return { times, deadLetters: context.deadLetters, counted: await fileSource.countRecords!(config, dir) };
+}
+
+test('corrupt deflate data inside a gzip member: every line zlib decodes before it comes out (not the ~16 KB of its failing call), and one dead letter names the file, the compressed byte and the problem; countRecords counts the same lines', async () => {
+  const text = gzipTestLines(0, 5000);
+  // One deflate stream in two parts, the first flushed to a byte (Z_FULL_FLUSH); a bit of the second
+  // part's first block header flipped makes its type the reserved one: zlib fails there, at a known byte.
+  const half = Buffer.byteLength(gzipTestLines(0, 2500));
+  const parts = [deflateRawSync(text.slice(0, half), { finishFlush: zlibConstants.Z_FULL_FLUSH }), deflateRawSync(text.slice(half))];
+  const corrupt = Buffer.concat(parts);
+  corrupt[parts[0]!.length]! ^= 0b10; // BTYPE 10 (dynamic Huffman) to 11 (reserved)
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(text), 0);
+  trailer.writeUInt32LE(Buffer.byteLength(text), 4);
+  const first = Buffer.concat([gzipSync('').subarray(0, 10), corrupt, trailer]);
+  const second = gzipSync(gzipTestLines(5000, 10_000));
+  // What zlib decodes before the corruption (as `zcat` does, but not only up to its last 32 KB window written):
+  // the text of the longest start of the data it inflates without an error.
+  const inflates = (bytes: number): boolean => {
+    try {
+      inflateRawSync(corrupt.subarray(0, bytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let good = 0;
+  for (let bad = corrupt.length; bad - good > 1; ) {
+    const middle = (good + bad) >> 1;
+    if (inflates(middle)) good = middle;
+    else bad = middle;
+  }
+  const before = inflateRawSync(corrupt.subarray(0, good), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString();
+  const wholeLines = before.lastIndexOf('\n') + 1;
+  const expected = before.slice(0, wholeLines).split('\n').length - 1;
+  assert.equal(expected, 2500, 'the first part\'s lines');
+  const path = join(dir, 'corrupt-member.jsonl.gz');
+  writeFileSync(path, Buffer.concat([first, second]));
+  const { times, deadLetters, counted } = await readGzipFile(path);
+  // Before: 2,437: the text of zlib's failing call (63 lines here, up to 16 KB) was dropped.
+  assert.equal(times.length, expected, 'the lines zlib decodes before the corruption');
+  assert.deepEqual(times, Array.from({ length: expected }, (_, i) => i));
+  assert.equal(deadLetters.length, 1);
+  const [dead] = deadLetters;
+  const problem = (() => {
+    try {
+      inflateRawSync(corrupt);
+    } catch (error) {
+      return (error as Error).message;
+    }
+  })();
+  assert.equal(dead!.reason, `unreadable gzip data after line ${expected} (${problem} at compressed byte ${10 + good}${wholeLines < before.length ? '; raw is the text read after that line' : ''}): the rest of the file is skipped`);
+  assert.deepEqual([dead!.origin?.file, dead!.origin?.line, dead!.raw], [path, expected + 1, before.slice(wholeLines)]);
+  // The progress total is the lines read (before: createGunzip's count, 2,438).
+  assert.equal(counted, expected);
+});
+
+test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
+  const members = Buffer.concat([gzipSync(gzipTestLines(0, 5000)), gzipSync(gzipTestLines(5000, 10_000))]);
+  const cases = {
+    // 10,240: a tar record; one zero byte too; more zeros than a read of the file gives at once (1 MB).
+    zeros: [Buffer.concat([members, Buffer.alloc(10_240)]), undefined],
+    zero: [Buffer.concat([members, Buffer.alloc(1)]), undefined],
+    megabytes: [Buffer.concat([members, Buffer.alloc(3 << 20)]), undefined],
+    junk: [Buffer.concat([members, Buffer.from('junk\n')]), members.length],
+    zerosThenJunk: [Buffer.concat([members, Buffer.alloc(700), Buffer.from([1])]), members.length + 700],
+  } as const;
+  for (const [name, [bytes, junkAt]] of Object.entries(cases)) {
+    const path = join(dir, `trailing-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, deadLetters, counted } = await readGzipFile(path);
+    assert.equal(times.length, 10_000, name);
+    assert.equal(counted, 10_000, name);
+    // Before: the zeros were a dead letter ('incorrect header check at compressed byte 54988').
+    assert.deepEqual(
+      deadLetters.map((dead) => dead.reason),
+      junkAt === undefined ? [] : [`unreadable gzip data after line 10000 (incorrect header check at compressed byte ${junkAt}): the rest of the file is skipped`],
+      name,
+    );
+  }
+});
+
+test('countRecords of a damaged gzip file (cut, a wrong CRC, junk) counts the lines the source reads, and does not fail', async () => {
+  const first = gzipSync(gzipTestLines(0, 5000));
+  const second = gzipSync(gzipTestLines(5000, 10_000));
+  const wrongCrc = Buffer.from(second);
+  wrongCrc[wrongCrc.length - 8]! ^= 0xff;
+  const cases = {
+    cut: Buffer.concat([first, second.subarray(0, second.length - 100)]),
+    crc: Buffer.concat([first, wrongCrc]),
+    junk: Buffer.concat([first, second, Buffer.from([0x1f, 0, 1, 2, 3])]),
+    notGzip: Buffer.from('not gzip at all\n'),
+    empty: Buffer.alloc(0),
+  };
+  for (const [name, bytes] of Object.entries(cases)) {
+    const path = join(dir, `counted-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, counted } = await readGzipFile(path);
+    // Before: createGunzip's count, the text of its failing call short (9,854 for 10,000 read), and a cut file's cut line counted (9,984 for 9,983).
+    assert.equal(counted, times.length, name);
   }
 });

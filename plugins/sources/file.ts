@@ -47,17 +47,16 @@ const pathsOf = (config: FileSourceConfig, baseDir: string): string[] => (Array.
 /**
  * A file's records, for a progress total: its lines that are not blank (no record is read from those),
  * decompressed where it is read through gzip, less a CSV header row. A CSV field holding a line end makes
- * it an estimate. Data that cannot be decompressed counts up to there: the source dead-letters the rest
- * as one unreadable record.
+ * it an estimate. Damaged gzip data counts the lines the source reads before it (the same gunzip): the
+ * source dead-letters the rest as one unreadable record. An unreadable file counts what was read.
  */
 async function countLines(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
   let records = 0;
   let content = false; // the current line has a byte that is not blank
   const raw = createReadStream(path);
-  const stream = gzip ? raw.pipe(zlib.createGunzip()) : raw;
-  if (gzip) raw.on('error', (error) => stream.destroy(error));
+  const stream = gzip ? gunzipUpToDamage(raw, () => undefined, (byte) => createReadStream(path, { start: byte })) : raw;
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of stream) {
       let start = 0;
       for (;;) {
         const end = chunk.indexOf(10, start);
@@ -71,6 +70,8 @@ async function countLines(path: string, gzip: boolean, headerRow: boolean): Prom
     }
   } catch {
     // Counted up to the unreadable part.
+  } finally {
+    raw.destroy();
   }
   if (content) records++;
   return Math.max(0, records - (headerRow ? 1 : 0));
@@ -89,7 +90,7 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A damaged one (cut short, junk after its members, a wrong CRC) gives every line before the damage; the rest of the file is one dead letter naming the compressed byte the damage is at (its `raw`: the text read after the last whole line), and the next file is read. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it; read from a FIFO, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -186,8 +187,10 @@ export default defineSource<FileSourceConfig>({
           let seekable = false;
           /** Moves the position to this file, once. */
           let enter: (() => void) | undefined;
+          /** Which file this is (undefined for a FIFO or a device). */
+          let opened: FileIdentity | undefined;
           try {
-            const opened = identityOf(handle?.fd ?? input.fifo!);
+            opened = identityOf(handle?.fd ?? input.fifo!);
             // A FIFO or a device is a stream that starts anew at each open: a position's line in it (a
             // resumed run, another read of this source) counts lines of a stream gone, not of this one.
             const stream = opened === undefined;
@@ -214,7 +217,7 @@ export default defineSource<FileSourceConfig>({
               else context.logger.warn({ file: path, line: linesDone, byte: bytesDone }, 'file: the resume point is not at a line start (the file changed?); resuming by line count');
             }
             // A CSV stream that starts mid-file has no header row: its columns are read first.
-            if (startByte > 0 && format === 'csv' && handle !== undefined) columns = await csvColumns(() => fromStart(handle), fileConfig.csv, config.max_record_bytes, path);
+            if (startByte > 0 && format === 'csv' && handle !== undefined) columns = await csvColumns(() => fromByte(handle, 0), fileConfig.csv, config.max_record_bytes, path);
           } catch (error) {
             if (handle !== undefined) await handle.close();
             else closeSync(input.fifo!);
@@ -228,7 +231,10 @@ export default defineSource<FileSourceConfig>({
               : new Socket({ fd: input.fifo!, readable: true, writable: false });
           /** Where the gzip data is damaged: the text before it was read, the rest of the file is not. */
           let damage: GzipDamage | undefined;
-          const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, (found) => void (damage = found)), { objectMode: false }) : raw;
+          // Corrupt deflate data is inflated again from its member's start (a file's, still this one): zlib's failing call's text.
+          const file = opened;
+          const again = file === undefined ? undefined : (byte: number): AsyncIterable<Buffer> => fileFrom(path, file, byte);
+          const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, (found) => void (damage = found), again), { objectMode: false }) : raw;
           open = { raw, decoded };
           // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
           const stop = (): void => {
@@ -432,11 +438,11 @@ function indexByPath(paths: readonly string[], file: string): number {
   return target === undefined ? -1 : paths.findIndex((path) => real(path) === target);
 }
 
-/** The file from its start, read through `handle` and leaving it open (a stream on it closes it when destroyed). */
-function fromStart(handle: FileHandle): Readable {
+/** The file from byte `start`, read through `handle` and leaving it open (a stream on it closes it when destroyed). */
+function fromByte(handle: FileHandle, start: number): Readable {
   return Readable.from(
     (async function* () {
-      for (let at = 0; ; ) {
+      for (let at = start; ; ) {
         const { bytesRead, buffer } = await handle.read(Buffer.alloc(64 << 10), 0, 64 << 10, at);
         if (bytesRead === 0) return;
         at += bytesRead;
@@ -445,6 +451,18 @@ function fromStart(handle: FileHandle): Readable {
     })(),
     { objectMode: false },
   );
+}
+
+/** The file at `path` from byte `start`, if it is still the one `identity` was taken of (else nothing). */
+async function* fileFrom(path: string, identity: FileIdentity, start: number): AsyncGenerator<Buffer> {
+  const handle = await openFile(path, 'r');
+  try {
+    const now = identityOf(handle.fd);
+    if (now?.inode !== identity.inode || now.head !== identity.head) return;
+    yield* fromByte(handle, start);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -474,19 +492,56 @@ const GZIP_HEADER_FLAGS = { extra: 4, name: 8, comment: 16, headerCrc: 2 } as co
 /** The most text after the last line end that gunzipUpToDamage holds back for a damage's dead letter. */
 const GZIP_HELD_TEXT_BYTES = 64 << 10;
 
+/** An InflateRaw fed a piece at a time: the text of each piece, and whether the deflate data ended or failed in it. */
+class RawInflater {
+  private readonly inflate = zlib.createInflateRaw({ finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  private readonly text: Buffer[] = [];
+  private wake: (() => void) | undefined;
+  ended = false;
+  failure: Error | undefined;
+
+  constructor() {
+    this.inflate.on('data', (text: Buffer) => void this.text.push(text));
+    this.inflate.on('end', () => ((this.ended = true), this.wake?.()));
+    this.inflate.on('error', (error: Error) => ((this.failure = error), this.wake?.()));
+  }
+
+  /** The compressed bytes inflated: those of zlib's calls that returned, none of the one that failed. */
+  get consumed(): number {
+    return this.inflate.bytesWritten;
+  }
+
+  /** The text inflated from `piece` (undefined: the input's end). */
+  async feed(piece: Buffer | undefined): Promise<Buffer[]> {
+    const settled = new Promise<void>((resolve) => (this.wake = resolve));
+    if (piece === undefined) this.inflate.end();
+    else this.inflate.write(piece, () => this.wake?.());
+    await settled;
+    return this.text.splice(0);
+  }
+
+  destroy(): void {
+    this.inflate.destroy();
+  }
+}
+
 /**
  * A gzip file's text, member after member, up to its damage, told to `onDamage` (the text then ends).
  * createGunzip drops the text its failing call decoded (up to 16 KB before junk after a member, a wrong
  * CRC, a cut): here members are inflated raw (their own end known) and their headers and trailers read
- * as they come, so all of it comes out. What follows the last whole line before the damage is not
- * handed on, but given with it. (The file sink's gunzipSync with Z_SYNC_FLUSH reads a whole tail into
- * memory and fails at a wrong CRC or junk: for a torn last member of its own, not a stream.)
+ * as they come, so all of it comes out. Corrupt deflate data fails one of zlib's calls, whose text Node
+ * drops too: `readFrom` (the file again, from a byte) inflates the member again, a byte at a time from
+ * where that call started (without it, a FIFO's, that text is lost). Zero bytes after the last member
+ * (a tar or dd block's padding) are passed over, as gzip(1) does. What follows the last whole line
+ * before the damage is not handed on, but given with it. (The file sink's gunzipSync with Z_SYNC_FLUSH
+ * reads a whole tail into memory and fails at a wrong CRC or junk: for a torn last member of its own.)
  */
-async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (damage: GzipDamage) => void): AsyncGenerator<Buffer> {
+async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (damage: GzipDamage) => void, readFrom?: (byte: number) => AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const input = compressed[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0); // read, not yet used
   let at = 0; // the compressed byte pending[0] is
   let inputEnded = false;
+  let members = 0;
   let tail: Buffer = Buffer.alloc(0); // text after the last line end handed on
   const fill = async (bytes: number): Promise<boolean> => {
     while (pending.length < bytes && !inputEnded) {
@@ -508,6 +563,20 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
   };
   for (;;) {
     if (!(await fill(1))) break; // the end, between members
+    if (members > 0 && pending[0] === 0) {
+      // Zeros after a member: padding to the end (gzip: "trailing zero bytes ignored"), else junk after them.
+      while (pending.length > 0 || (await fill(1))) {
+        const zeros = pending.findIndex((byte) => byte !== 0);
+        if (zeros >= 0) {
+          pending = pending.subarray(zeros);
+          at += zeros;
+          break;
+        }
+        at += pending.length;
+        pending = Buffer.alloc(0);
+      }
+      if (pending.length === 0) break;
+    }
     const start = at;
     // The header: magic, deflate, flags, mtime, xfl, os; then the optional fields its flags name.
     const whole = await fill(10);
@@ -532,17 +601,11 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
     at += headerBytes;
     // The deflate data: fed a chunk at a time; its end is where the inflate stops taking bytes.
     const dataStart = at;
-    const inflate = zlib.createInflateRaw({ finishFlush: zlib.constants.Z_SYNC_FLUSH });
-    const out: Buffer[] = [];
-    let ended = false;
-    let failure: Error | undefined;
-    let wake: (() => void) | undefined;
-    inflate.on('data', (text: Buffer) => void out.push(text));
-    inflate.on('end', () => ((ended = true), wake?.()));
-    inflate.on('error', (error: Error) => ((failure = error), wake?.()));
+    const inflater = new RawInflater();
     let fed = 0;
     let crc = 0;
     let size = 0;
+    let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
@@ -552,24 +615,40 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
-        const settled = new Promise<void>((resolve) => (wake = resolve));
-        if (chunk === undefined) inflate.end();
-        else {
-          fed += chunk.length;
-          inflate.write(chunk, () => wake?.());
-        }
-        await settled;
-        for (const text of out.splice(0)) {
+        if (chunk !== undefined) fed += chunk.length;
+        for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
           size = (size + text.length) >>> 0;
+          inflated += text.length;
           const whole = lines(text);
           if (whole !== undefined) yield whole;
         }
-        if (failure !== undefined) return damaged(dataStart + inflate.bytesWritten, failure.message);
-        const consumed = inflate.bytesWritten;
+        if (inflater.failure !== undefined) {
+          let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
+          if (readFrom !== undefined) {
+            // The failing call's text, dropped: the member inflated again, past the text already out.
+            const again = inflateUpToCorruption(readFrom(dataStart), inflater.consumed, inflated);
+            try {
+              for (let step = await again.next(); ; step = await again.next()) {
+                if (step.done === true) {
+                  corrupt = step.value ?? corrupt;
+                  break;
+                }
+                const whole = lines(step.value);
+                if (whole !== undefined) yield whole;
+              }
+            } catch {
+              // Unreadable now: the text before the failing call is what there is.
+            } finally {
+              await again.return(undefined);
+            }
+          }
+          return damaged(dataStart + corrupt.byte, corrupt.problem);
+        }
+        const consumed = inflater.consumed;
         // Ended by the input's end: inside the deflate data, or before its trailer.
         if (chunk === undefined) return damaged(dataStart + consumed, 'unexpected end of file');
-        if (ended || consumed < fed) {
+        if (inflater.ended || consumed < fed) {
           // What the inflate did not take (the trailer, the next member) is read on.
           pending = chunk.subarray(chunk.length - (fed - consumed));
           at = dataStart + consumed;
@@ -578,7 +657,7 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
         chunk = undefined;
       }
     } finally {
-      inflate.destroy();
+      inflater.destroy();
     }
     // The trailer: the text's CRC-32 and length (mod 2^32).
     const trailerAt = at;
@@ -586,8 +665,42 @@ async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, onDamage: (d
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) return damaged(trailerAt, 'incorrect data check');
     pending = pending.subarray(8);
     at += 8;
+    members++;
   }
   if (tail.length > 0) yield tail; // a last line without a line end
+}
+
+/**
+ * The text of deflate data (`compressed`, from its start) past its first `skip` bytes, up to where zlib
+ * fails on it: fed whole up to byte `slowFrom`, and a byte at a time from there, so that the text of
+ * zlib's failing call, which Node drops, is at most that of one byte. Returns the byte it fails at and
+ * why; undefined where it does not fail (the file changed since).
+ */
+async function* inflateUpToCorruption(compressed: AsyncIterable<Buffer>, slowFrom: number, skip: number): AsyncGenerator<Buffer, { byte: number; problem: string } | undefined> {
+  const inflater = new RawInflater();
+  let fed = 0;
+  let toSkip = skip;
+  try {
+    for await (const chunk of compressed) {
+      for (let offset = 0; offset < chunk.length; ) {
+        const end = fed < slowFrom ? Math.min(chunk.length, offset + slowFrom - fed) : offset + 1;
+        fed += end - offset;
+        const texts = await inflater.feed(chunk.subarray(offset, end));
+        offset = end;
+        for (const text of texts) {
+          const kept = text.subarray(Math.min(toSkip, text.length));
+          toSkip -= text.length - kept.length;
+          if (kept.length > 0) yield kept;
+        }
+        // Fed a byte at a time, zlib takes each whole: what it took is where it failed.
+        if (inflater.failure !== undefined) return { byte: inflater.consumed, problem: inflater.failure.message };
+        if (inflater.ended || inflater.consumed < fed) return undefined;
+      }
+    }
+    return undefined;
+  } finally {
+    inflater.destroy();
+  }
 }
 
 /** zlib's CRC-32, in Node from 20.15 (engines: >=20). */
