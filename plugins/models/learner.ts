@@ -86,9 +86,12 @@ interface Sample extends SampleHandle {
 /**
  * A sample's unit of the loss blocks (see LossBlocks): the session it joined (OnlineLearner.joinUnit: a merge), else
  * its session by user and id (two users' sessions of one data id, GA4's ga_session_id, are two labels), else its own id.
+ * Three key spaces that cannot meet, whatever ids a task gives: a session's starts with a digit (sessionKey), a retired
+ * run's with `retired:` (newUnit), a prediction's own id after `#` (a bare id could be `retired:x` or `1:ab`; intent and
+ * churn give every prediction a session, so no snapshot of theirs holds one bare).
  */
 function lossUnit(sample: Sample): string {
-  return sample.unit ?? (sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id);
+  return sample.unit ?? (sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : `#${sample.id}`);
 }
 
 /**
@@ -1146,7 +1149,7 @@ export class OnlineLearner {
    * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
    * unit of their own, not a relabel of the session before (see LossBlocks.renew). The one before may still wait for
    * losses (labelled before its batch ran: mlp, gru, replayed by batch size only): its samples still to be scored go
-   * on as a unit of theirs, named by the first one's prediction id (a key no session makes: sessionKey's start with a digit).
+   * on as a unit of theirs, named by the first one's prediction id after `retired:` (a key no other unit has: see lossUnit).
    */
   newUnit(unit: string, time: number, emit: Emit): void {
     if (this.config.drift.detector === 'none') return;

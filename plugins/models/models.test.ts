@@ -3166,6 +3166,30 @@ test("label_buffer.timeout's described default is each task's: 1d for intent-mod
   }
 });
 
+test('loss blocks: a prediction without a session whose id is `retired:<id>` is a unit of its own, not the run of the session retired under that name (was: one unit of both)', async () => {
+  // A task that gives no session (SampleInput.sessionId is optional) chooses its ids: any string, `retired:a` too.
+  const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } }, 'retired'), 'intent', testContext());
+  await learner.open();
+  const emit: Emit = () => undefined;
+  const values = Float32Array.of(1, 0);
+  const submit = (id: string, userId: string, sessionId: string | undefined, time: number): ReturnType<OnlineLearner['submit']> =>
+    learner.submit({ id, userId, ...(sessionId === undefined ? {} : { sessionId }), time, names: ['a', 'b'], values }, emit);
+  // a (u1's S) labelled before its batch ran; S back as a new session: a's run goes on as `retired:a`.
+  const a = submit('a', 'u1', 'S', 0);
+  learner.label(a, 0, 1, emit);
+  learner.newUnit(sessionKey('u1', 'S'), 2, emit);
+  // A prediction of no session, id `retired:a`, labelled before its batch ran too; c and d fill the batch (of 4), which scores a and x.
+  const x = submit('retired:a', 'u2', undefined, 3);
+  learner.label(x, 1, 4, emit);
+  const c = submit('c', 'u3', 'T', 5);
+  submit('d', 'u4', 'V', 6);
+  // c's label ends x's run.
+  learner.label(c, 1, 7, emit);
+  const block = (learner as unknown as { lossBlocks: LossBlocks }).lossBlocks.state();
+  assert.equal(block[1], 2, `a and x closed, two units (c open): ${JSON.stringify(block)}`);
+  await learner.close();
+});
+
 test('the label buffer lets go of predictions labelled in order while expire() runs: its queue stays about the size of what awaits (was: every prediction since the start, held in the queue)', async () => {
   const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', batch: { max_size: 1, max_delay: 0 } }, 'buffer'), 'intent', testContext());
   await learner.open();
