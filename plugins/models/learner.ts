@@ -1353,8 +1353,10 @@ export class OnlineLearner {
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
     // Labels that came before their predictions: their losses are still to come, which their units wait for.
+    const block = state.format === 4 ? state.block : this.unitByUser(state.block);
+    if (this.config.drift.detector !== 'none' && (Array.isArray(state.toPredict) || state.toPredict.units === undefined)) this.unitsOfMerges(block);
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
-    this.lossBlocks.load(state.format === 4 ? state.block : this.unitByUser(state.block), expected);
+    this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
@@ -1371,6 +1373,25 @@ export class OnlineLearner {
     const last = this.toLearn[this.toLearn.length - 1];
     if (last === undefined || last.sessionId !== block[4]) return block;
     return [block[0], block[1], block[2], block[3], sessionKey(last.userId, last.sessionId)];
+  }
+
+  /**
+   * A snapshot without SavedSamples.units (before 4a45a9c) lost the tags of predictions a merge moved into another
+   * session (joinUnit) and its summary labelled before their batch ran: under their own session, whose run the loss
+   * blocks do not hold (theirs is the merged session's), they would close as a unit of their own. Each such is given the
+   * run of its user that the blocks hold, where they hold one only (a merge joins one user's sessions); else it is left,
+   * one unit more, once. Run after toPredict is restored.
+   */
+  private unitsOfMerges(block: LossBlocksState | [number, number]): void {
+    if (block.length === 2) return;
+    const runs = new Set<string>(block.length === 5 ? [] : block[5].map(([key]) => key));
+    if (block[4] !== null) runs.add(block[4]);
+    for (const s of this.toPredict) {
+      if (s.label === undefined || s.unit !== undefined || s.sessionId === undefined || runs.has(lossUnit(s))) continue;
+      const user = sessionKey(s.userId, '');
+      const ofUser = [...runs].filter((key) => key.startsWith(user));
+      if (ofUser.length === 1) s.unit = ofUser[0];
+    }
   }
 
   /** Saves the model (after any save in flight, so the last one renamed is this one) and frees it. */

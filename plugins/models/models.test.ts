@@ -708,15 +708,16 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
 
 /**
  * The model outputs, and the model stage's loss blocks and drift detector, after `input` through `stages`, snapshotted
- * after `cut` records and restored in a new chain (no cut: uninterrupted).
+ * after `cut` records (changed by `alter`: an older build's) and restored in a new chain (no cut: uninterrupted).
  */
-async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown; drift: unknown }> {
+async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number, alter?: (snapshot: unknown[]) => void): Promise<{ outputs: string; block: unknown; drift: unknown }> {
   let chain = await Chain.build(stages, testContext());
   const before: Element[] = [];
   if (cut !== undefined) {
     chain.push(input.slice(0, cut));
     before.push(...chain.output);
     const snapshot = await chain.snapshot();
+    alter?.(snapshot);
     chain.end();
     chain = await Chain.build(stages, testContext(), snapshot);
   }
@@ -741,6 +742,26 @@ test('intent (mlp): the predictions a merge moved into the merged session, label
   assert.equal((whole.block as unknown[])[1], 4);
   const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+});
+
+test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while predictions a merge moved wait for their batch, restores them in the merged session\'s unit: the uninterrupted run\'s blocks and outputs (was: a unit of their own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // As the test before: the merged summary (at 29) labels u1:15's 17 and 19 before their batch (with u3's 25) runs at u4's 30.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
+  let dropped = 0;
+  const withoutUnits = (snapshot: unknown[]): void => {
+    const learner = (snapshot[1] as { learner: Record<string, { units?: unknown }> }).learner;
+    for (const list of ['toPredict', 'awaiting', 'toLearn']) {
+      if (learner[list]!.units !== undefined) dropped++;
+      delete learner[list]!.units;
+    }
+  };
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut, withoutUnits), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+  assert.ok(dropped > 0, 'some snapshot held units');
 });
 
 test('intent (mlp): a data session id back as a new session while the old session\'s losses still wait for their batch (labelled before it ran) is a unit of its own too; a snapshot anywhere restores to the same blocks (was: the new session\'s labels took up the old one\'s waiting unit)', async () => {
