@@ -169,7 +169,9 @@ export class LossBlocks {
    * `into`'s unit where both are still in reach: `from`'s run open (all its losses in) or its mean in the open block
    * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and
    * put back over both). Else, a block the detector read holding either, or one not kept (no later label was
-   * expected of it), each stays the unit it was.
+   * expected of it), each stays the unit it was. The first is a bound, not a miss: a mean the detector read cannot be
+   * taken back, and the other part is the session's one unit in the blocks not read yet. (A relabel's losses, once its
+   * block was read, are left out as they come; each part here was a whole unit before the merge was known: none is dropped.)
    */
   merge(from: string, into: string): void {
     if (from === into) return;
