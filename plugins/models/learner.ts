@@ -1139,10 +1139,12 @@ export class OnlineLearner {
 
   /**
    * The session `from` was merged into `into` (units by user and id, as sessionKey makes them): the losses of its
-   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge).
+   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge),
+   * those still to be scored (labelled before their batch ran) too: they carry `into`'s unit then.
    */
   mergeUnits(from: string, into: string): void {
-    if (this.config.drift.detector !== 'none') this.lossBlocks.merge(from, into);
+    if (this.config.drift.detector === 'none' || !this.lossBlocks.merge(from, into)) return;
+    for (const s of this.toPredict) if (s.label !== undefined && lossUnit(s) === from) s.unit = into;
   }
 
   /**

@@ -744,6 +744,23 @@ test('intent (mlp): the predictions a merge moved into the merged session, label
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
 });
 
+test('intent (mlp): a session its own summary labelled before its batch ran, then merged into another by a late event, is in the merged session\'s unit once its losses come; a snapshot anywhere restores to the same blocks (was: a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 8: u1:0 (0, 2) labelled at 13, u1:15 (15, 17) at 27, u2 (20) between, all before their batch ran; the late
+  // event at 8 bridges u1:0 and u1:15, and the merged summary comes at once; u3 (30) is labelled at 41; u4's 42 is the
+  // eighth prediction: the batch runs, and the waiting losses come in.
+  const input: Element[] = [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min), at('u4', 42), at('u5', 60), watermark(t + 71 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const output = (await Chain.build(stages, testContext())).push(input).end();
+  assert.deepEqual(output.filter(isSessionSummary).slice(0, 4).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u1:${t + 15 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u2:${t + 20 * min}`, []]], 'u1:15 merged into u1:0');
+  assert.equal(of(output, 'prediction').length, 8, 'the first batch ran, at u4\'s 42');
+  // u1:0 (with u1:15), u2, u3 and u4 closed. Before: 5, u1:15 a unit of its own.
+  assert.equal((whole.block as unknown[])[1], 4, JSON.stringify(whole.block));
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
+});
+
 test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while predictions a merge moved wait for their batch, restores them in the merged session\'s unit: the uninterrupted run\'s blocks and outputs (was: a unit of their own)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
