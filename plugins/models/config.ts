@@ -357,7 +357,7 @@ export const modelOperatorProperties = {
           'The detector reads the mean log loss of each block of this many labels, each label once: the predictions one label scores (an intent session\'s, all labelled ' +
           `at its end) count as the mean of their losses, since they rise and fall together. A session labelled again (a late event reopened it: its updated summary labels the predictions made since) ` +
           `still counts once: its new losses join its mean while that is in the open block, and are left out of the detector's input once that block was read (they are scored all the same). ` +
-          `So does a session a late event merged into another: the merged session's summary labels its predictions in its unit, and those its own summary labelled join that unit while both are in the open block (or either still open). A new session under a session id from the data that came back (its first event) is a unit of its own. ` +
+          `So does a session a late event merged into another: the merged session's summary labels its predictions in its unit, and those its own summary labelled join that unit while both are in the open block (or either's run still open, or waiting for losses its batch has not scored yet); once the detector has read the block holding one part, the other stays a unit of its own in a later block (a block read cannot be taken back, and no block holds the session twice). A new session under a session id from the data that came back (its first event) is a unit of its own. ` +
           `Default: 200 for page-hinkley, ${ADWIN_BLOCK} for adwin.`,
       },
       delta: {

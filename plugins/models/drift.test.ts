@@ -358,3 +358,28 @@ test('loss blocks: merge (a late event merged session a into e) makes a\'s losse
   read.merge('a', 'e');
   assert.equal(read.add(0, 'b'), 4, 'a is its own unit still');
 });
+
+test('loss blocks: merge joins a run still waiting for losses (labelled before its batch ran) to the merged session\'s unit, whose mean leaves the open block until they come; a snapshot anywhere restores to the same blocks (was: a unit of its own beside it)', () => {
+  // e closed into the open block (kept), x after it; a labelled before its prediction was scored, waiting once y starts;
+  // a merged into e; a's loss comes (under e, as the learner tags its sample); z ends y's run.
+  const steps: ((blocks: LossBlocks) => number | undefined)[] = [
+    (b) => b.add(1, 'e', 100),
+    (b) => b.add(2, 'x'),
+    (b) => b.defer('a', 100),
+    (b) => b.add(4, 'y'),
+    (b) => (b.merge('a', 'e'), undefined),
+    (b) => b.addDeferred(3, 'e'),
+    (b) => b.add(0, 'z'),
+  ];
+  const toCome = (cut: number): string[] => [[], [], [], ['a'], ['a'], ['e'], [], []][cut]!;
+  const means = restoresAtEveryCut(3, steps, toCome);
+  // e with a (2), x (2), y (4). Before: e (1), x (2) and a (3), a block at a's loss.
+  assert.deepEqual(means, [undefined, undefined, undefined, undefined, undefined, undefined, (2 + 2 + 4) / 3]);
+  // Told whether a's losses still to come go on as e's (the learner tags their samples so).
+  const blocks = new LossBlocks(3);
+  blocks.defer('a');
+  assert.equal(blocks.merge('a', 'e'), false, 'e in no run nor the open block: a stays');
+  blocks.add(1, 'e', 100);
+  assert.equal(blocks.merge('a', 'e'), true);
+  assert.deepEqual([blocks.awaits('a'), blocks.awaits('e')], [false, true]);
+});

@@ -166,41 +166,58 @@ export class LossBlocks {
 
   /**
    * Session `from` was merged into `into` (a late event bridged them): one session, one unit. `from`'s losses join
-   * `into`'s unit where both are still in reach: `from`'s run open (all its losses in) or its mean in the open block
+   * `into`'s unit where both are still in reach: `from`'s run open or waiting for losses, or its mean in the open block
    * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and
-   * put back over both). Else, a block the detector read holding either, or one not kept (no later label was
-   * expected of it), each stays the unit it was.
+   * put back over both once every loss is in). Else, a block the detector read holding either, or one not kept (no
+   * later label was expected of it), each stays the unit it was. The first is a bound, not a miss: a mean the detector
+   * read cannot be taken back, and the other part is the session's one unit in the blocks not read yet. (A relabel's
+   * losses, once its block was read, are left out as they come; each part here was a whole unit before the merge was
+   * known: none is dropped.) True when joined: `from`'s losses still to come are then `into`'s (the caller tags their
+   * samples so).
    */
-  merge(from: string, into: string): void {
-    if (from === into) return;
+  merge(from: string, into: string): boolean {
+    if (from === into) return false;
     const kept = this.relabelable.get(from);
-    let sum: number;
-    let count: number;
-    if (this.unitKey === from && this.unitOutstanding === 0) [sum, count] = [this.unitSum, this.unitCount];
-    else if (kept?.block === 'open') [sum, count] = [kept.sum, kept.count];
-    else return;
+    const waitingFrom = this.waiting.get(from);
+    let part: WaitingUnit;
+    if (this.unitKey === from) part = { sum: this.unitSum, count: this.unitCount, outstanding: this.unitOutstanding };
+    else if (waitingFrom !== undefined) part = waitingFrom;
+    else if (kept?.block === 'open') part = { sum: kept.sum, count: kept.count, outstanding: 0 };
+    else return false;
     const target = this.relabelable.get(into);
     const waiting = this.waiting.get(into);
     if (this.unitKey === into) {
-      this.unitSum += sum;
-      this.unitCount += count;
+      this.unitSum += part.sum;
+      this.unitCount += part.count;
+      this.unitOutstanding += part.outstanding;
     } else if (waiting !== undefined) {
-      waiting.sum += sum;
-      waiting.count += count;
+      waiting.sum += part.sum;
+      waiting.count += part.count;
+      waiting.outstanding += part.outstanding;
+    } else if (target?.block === 'open' && part.outstanding > 0) {
+      // Its mean leaves the open block until `from`'s losses are in: then it closes over both (closeUnit).
+      this.blockSum -= target.sum / target.count;
+      this.blockUnits--;
+      this.inOpenBlock.splice(this.inOpenBlock.indexOf(into), 1);
+      this.waiting.set(into, { sum: target.sum + part.sum, count: target.count + part.count, outstanding: part.outstanding });
+      target.block = 'none';
     } else if (target?.block === 'open') {
-      this.blockSum += (target.sum + sum) / (target.count + count) - target.sum / target.count;
-      target.sum += sum;
-      target.count += count;
-    } else return;
+      this.blockSum += (target.sum + part.sum) / (target.count + part.count) - target.sum / target.count;
+      target.sum += part.sum;
+      target.count += part.count;
+    } else return false;
     if (this.unitKey === from) {
       this.unitKey = null;
       this.unitSum = 0;
       this.unitCount = 0;
-    } else {
+      this.unitOutstanding = 0;
+    } else if (waitingFrom !== undefined) this.waiting.delete(from);
+    else {
       this.blockSum -= kept!.sum / kept!.count;
       this.blockUnits--;
     }
     if (kept !== undefined) this.forget(from, kept);
+    return true;
   }
 
   /** Forgets the units kept for a later label whose `until` the watermark `time` has passed (those first kept: see keepUntil). */

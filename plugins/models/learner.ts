@@ -86,9 +86,12 @@ interface Sample extends SampleHandle {
 /**
  * A sample's unit of the loss blocks (see LossBlocks): the session it joined (OnlineLearner.joinUnit: a merge), else
  * its session by user and id (two users' sessions of one data id, GA4's ga_session_id, are two labels), else its own id.
+ * Three key spaces that cannot meet, whatever ids a task gives: a session's starts with a digit (sessionKey), a retired
+ * run's with `retired:` (newUnit), a prediction's own id after `#` (a bare id could be `retired:x` or `1:ab`; intent and
+ * churn give every prediction a session, so no snapshot of theirs holds one bare).
  */
 function lossUnit(sample: Sample): string {
-  return sample.unit ?? (sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : sample.id);
+  return sample.unit ?? (sample.sessionId !== undefined ? sessionKey(sample.userId, sample.sessionId) : `#${sample.id}`);
 }
 
 /**
@@ -1136,17 +1139,19 @@ export class OnlineLearner {
 
   /**
    * The session `from` was merged into `into` (units by user and id, as sessionKey makes them): the losses of its
-   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge).
+   * predictions labelled already count in `into`'s unit where the loss blocks can still join them (LossBlocks.merge),
+   * those still to be scored (labelled before their batch ran) too: they carry `into`'s unit then.
    */
   mergeUnits(from: string, into: string): void {
-    if (this.config.drift.detector !== 'none') this.lossBlocks.merge(from, into);
+    if (this.config.drift.detector === 'none' || !this.lossBlocks.merge(from, into)) return;
+    for (const s of this.toPredict) if (s.label !== undefined && lossUnit(s) === from) s.unit = into;
   }
 
   /**
    * A new session starts under `unit` (a data session id back after its session was forgotten): its labels are a
    * unit of their own, not a relabel of the session before (see LossBlocks.renew). The one before may still wait for
    * losses (labelled before its batch ran: mlp, gru, replayed by batch size only): its samples still to be scored go
-   * on as a unit of theirs, named by the first one's prediction id (a key no session makes: sessionKey's start with a digit).
+   * on as a unit of theirs, named by the first one's prediction id after `retired:` (a key no other unit has: see lossUnit).
    */
   newUnit(unit: string, time: number, emit: Emit): void {
     if (this.config.drift.detector === 'none') return;
@@ -1350,8 +1355,10 @@ export class OnlineLearner {
     if (state.saved) this.prior = [state.saved.labels[0] - this.prequential.n, state.saved.labels[1] - this.prequential.positives];
     this.drift.load(state.drift);
     // Labels that came before their predictions: their losses are still to come, which their units wait for.
+    const block = state.format === 4 ? state.block : this.unitByUser(state.block);
+    if (this.config.drift.detector !== 'none' && (Array.isArray(state.toPredict) || state.toPredict.units === undefined)) this.unitsOfMerges(block);
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
-    this.lossBlocks.load(state.format === 4 ? state.block : this.unitByUser(state.block), expected);
+    this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
@@ -1368,6 +1375,25 @@ export class OnlineLearner {
     const last = this.toLearn[this.toLearn.length - 1];
     if (last === undefined || last.sessionId !== block[4]) return block;
     return [block[0], block[1], block[2], block[3], sessionKey(last.userId, last.sessionId)];
+  }
+
+  /**
+   * A snapshot without SavedSamples.units (before 4a45a9c) lost the tags of predictions a merge moved into another
+   * session (joinUnit) and its summary labelled before their batch ran: under their own session, whose run the loss
+   * blocks do not hold (theirs is the merged session's), they would close as a unit of their own. Each such is given the
+   * run of its user that the blocks hold, where they hold one only (a merge joins one user's sessions); else it is left,
+   * one unit more, once. Run after toPredict is restored.
+   */
+  private unitsOfMerges(block: LossBlocksState | [number, number]): void {
+    if (block.length === 2) return;
+    const runs = new Set<string>(block.length === 5 ? [] : block[5].map(([key]) => key));
+    if (block[4] !== null) runs.add(block[4]);
+    for (const s of this.toPredict) {
+      if (s.label === undefined || s.unit !== undefined || s.sessionId === undefined || runs.has(lossUnit(s))) continue;
+      const user = sessionKey(s.userId, '');
+      const ofUser = [...runs].filter((key) => key.startsWith(user));
+      if (ofUser.length === 1) s.unit = ofUser[0];
+    }
   }
 
   /** Saves the model (after any save in flight, so the last one renamed is this one) and frees it. */

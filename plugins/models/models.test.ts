@@ -708,15 +708,16 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
 
 /**
  * The model outputs, and the model stage's loss blocks and drift detector, after `input` through `stages`, snapshotted
- * after `cut` records and restored in a new chain (no cut: uninterrupted).
+ * after `cut` records (changed by `alter`: an older build's) and restored in a new chain (no cut: uninterrupted).
  */
-async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number): Promise<{ outputs: string; block: unknown; drift: unknown }> {
+async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input: readonly Element[], cut?: number, alter?: (snapshot: unknown[]) => void): Promise<{ outputs: string; block: unknown; drift: unknown }> {
   let chain = await Chain.build(stages, testContext());
   const before: Element[] = [];
   if (cut !== undefined) {
     chain.push(input.slice(0, cut));
     before.push(...chain.output);
     const snapshot = await chain.snapshot();
+    alter?.(snapshot);
     chain.end();
     chain = await Chain.build(stages, testContext(), snapshot);
   }
@@ -741,6 +742,43 @@ test('intent (mlp): the predictions a merge moved into the merged session, label
   assert.equal((whole.block as unknown[])[1], 4);
   const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+});
+
+test('intent (mlp): a session its own summary labelled before its batch ran, then merged into another by a late event, is in the merged session\'s unit once its losses come; a snapshot anywhere restores to the same blocks (was: a unit of its own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 8: u1:0 (0, 2) labelled at 13, u1:15 (15, 17) at 27, u2 (20) between, all before their batch ran; the late
+  // event at 8 bridges u1:0 and u1:15, and the merged summary comes at once; u3 (30) is labelled at 41; u4's 42 is the
+  // eighth prediction: the batch runs, and the waiting losses come in.
+  const input: Element[] = [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min), at('u4', 42), at('u5', 60), watermark(t + 71 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const output = (await Chain.build(stages, testContext())).push(input).end();
+  assert.deepEqual(output.filter(isSessionSummary).slice(0, 4).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u1:${t + 15 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u2:${t + 20 * min}`, []]], 'u1:15 merged into u1:0');
+  assert.equal(of(output, 'prediction').length, 8, 'the first batch ran, at u4\'s 42');
+  // u1:0 (with u1:15), u2, u3 and u4 closed. Before: 5, u1:15 a unit of its own.
+  assert.equal((whole.block as unknown[])[1], 4, JSON.stringify(whole.block));
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
+});
+
+test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while predictions a merge moved wait for their batch, restores them in the merged session\'s unit: the uninterrupted run\'s blocks and outputs (was: a unit of their own)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // As the test before: the merged summary (at 29) labels u1:15's 17 and 19 before their batch (with u3's 25) runs at u4's 30.
+  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const whole = await blocksAndOutputs(stages, input);
+  const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
+  let dropped = 0;
+  const withoutUnits = (snapshot: unknown[]): void => {
+    const learner = (snapshot[1] as { learner: Record<string, { units?: unknown }> }).learner;
+    for (const list of ['toPredict', 'awaiting', 'toLearn']) {
+      if (learner[list]!.units !== undefined) dropped++;
+      delete learner[list]!.units;
+    }
+  };
+  for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut, withoutUnits), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
+  assert.ok(dropped > 0, 'some snapshot held units');
 });
 
 test('intent (mlp): a data session id back as a new session while the old session\'s losses still wait for their batch (labelled before it ran) is a unit of its own too; a snapshot anywhere restores to the same blocks (was: the new session\'s labels took up the old one\'s waiting unit)', async () => {
@@ -3164,6 +3202,30 @@ test("label_buffer.timeout's described default is each task's: 1d for intent-mod
     assert.doesNotMatch(text, /Default: 1d/, plugin.name);
     assert.match(text, /Default: twice the horizon \(14d with the default horizon of 7d\), at least 1d\.$/, plugin.name);
   }
+});
+
+test('loss blocks: a prediction without a session whose id is `retired:<id>` is a unit of its own, not the run of the session retired under that name (was: one unit of both)', async () => {
+  // A task that gives no session (SampleInput.sessionId is optional) chooses its ids: any string, `retired:a` too.
+  const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } }, 'retired'), 'intent', testContext());
+  await learner.open();
+  const emit: Emit = () => undefined;
+  const values = Float32Array.of(1, 0);
+  const submit = (id: string, userId: string, sessionId: string | undefined, time: number): ReturnType<OnlineLearner['submit']> =>
+    learner.submit({ id, userId, ...(sessionId === undefined ? {} : { sessionId }), time, names: ['a', 'b'], values }, emit);
+  // a (u1's S) labelled before its batch ran; S back as a new session: a's run goes on as `retired:a`.
+  const a = submit('a', 'u1', 'S', 0);
+  learner.label(a, 0, 1, emit);
+  learner.newUnit(sessionKey('u1', 'S'), 2, emit);
+  // A prediction of no session, id `retired:a`, labelled before its batch ran too; c and d fill the batch (of 4), which scores a and x.
+  const x = submit('retired:a', 'u2', undefined, 3);
+  learner.label(x, 1, 4, emit);
+  const c = submit('c', 'u3', 'T', 5);
+  submit('d', 'u4', 'V', 6);
+  // c's label ends x's run.
+  learner.label(c, 1, 7, emit);
+  const block = (learner as unknown as { lossBlocks: LossBlocks }).lossBlocks.state();
+  assert.equal(block[1], 2, `a and x closed, two units (c open): ${JSON.stringify(block)}`);
+  await learner.close();
 });
 
 test('the label buffer lets go of predictions labelled in order while expire() runs: its queue stays about the size of what awaits (was: every prediction since the start, held in the queue)', async () => {
