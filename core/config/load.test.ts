@@ -781,6 +781,19 @@ test('a section --set created says to set its other required fields only with a 
   assert.equal(formatProblem({ ...entryFieldProblem(file, loaded.stages[0]!, undefined, 'refused'), file: 'P' }), "P: $.stages[0]: refused ($.stages is not in the file: --set 'stages[0].type=sessionizer' created it)");
 });
 
+test("the runner's re-check says a missing required field in a section --set created as loadPipeline does, with the advice (was: the note without it)", async () => {
+  const sets = ['sources[1].type=kafka', 'sources[1].group=g', 'sources[1].topics=[t]'];
+  const expected = ["P: $.sources[1]: missing required field 'brokers' ($.sources[1] is not in the file: --set 'sources[1].type=kafka' created it; set its other required fields too, or write the section in the file)"];
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets }), expected);
+  const file = join(dir, 'set-created-recheck.yaml');
+  writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: {}, sets: [...sets, 'sources[1].brokers=[b:9092]'] });
+  assert.deepEqual(loadedPipelineProblems(loaded), []);
+  // A source changed after loading (as code composing a pipeline may): the runner finds the field missing.
+  delete loaded.sources[1]!.entry.brokers;
+  assert.deepEqual(loadedPipelineProblems(loaded).map((problem) => formatProblem({ ...problem, file: 'P' })), expected);
+});
+
 test("a problem in a value a --set gave is said by the file and path with the --set, not at the place of the file's value it replaced, nor at 1:1 for a field the file lacks (was: P:3:12 showing `users: 5`; P:1:1 for the default dead-letter sink's field)", async () => {
   const yaml = 'sources:\n  - type: synthetic\n    users: 5\nsinks: [{type: stdout}]\n';
   assert.deepEqual(await problemsOf(yaml), []);

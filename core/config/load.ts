@@ -93,15 +93,31 @@ export interface FieldPosition {
    * `column` being only the nearest position the file has.
    */
   origin?: string;
+  /** With `origin`: the field is in a section or entry a `--set` created (not a value one gave), which originNote's advice is for. */
+  inCreatedSection?: boolean;
+}
+
+/** A FieldPosition's `origin` and `inCreatedSection`, where it has an origin. */
+type SetOrigin = Required<Pick<FieldPosition, 'origin'>> & Pick<FieldPosition, 'inCreatedSection'>;
+
+/**
+ * FieldPosition.origin as a problem at the field says it (in its parentheses), the one wording of loadPipeline's
+ * problems (notingWhatSetGave) and the runner's re-check of them (problemPlace). `missingField`: the problem is
+ * a required field missing there, which in a section a `--set` created is the user's to set (that --set gave
+ * only one field), so the note says how; other problems (`scale_out needs checkpoints`, a stage named in a
+ * checkpoint's message) it does not fit.
+ */
+function originNote(at: SetOrigin, missingField: boolean): string {
+  return missingField && at.inCreatedSection ? `${at.origin}; set its other required fields too, or write the section in the file` : at.origin;
 }
 
 /**
  * Where a problem at a field (`at`, a locator's answer; absent: `fallback`'s position, an entry's) is said:
  * its line and column, or, for a value no place in the file holds (FieldPosition.origin), none, with that
- * said after the message.
+ * said after the message (originNote; `missingField` as it takes it).
  */
-export function problemPlace(at: FieldPosition | undefined, message: string, fallback?: { readonly line?: number; readonly column?: number }): Pick<ConfigProblem, 'line' | 'column' | 'message'> {
-  return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} (${at.origin})` };
+export function problemPlace(at: FieldPosition | undefined, message: string, fallback?: { readonly line?: number; readonly column?: number }, missingField = false): Pick<ConfigProblem, 'line' | 'column' | 'message'> {
+  return at?.origin === undefined ? { ...positionOf(at ?? fallback), message } : { message: `${message} (${originNote({ origin: at.origin, inCreatedSection: at.inCreatedSection }, missingField)})` };
 }
 
 /**
@@ -242,8 +258,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     (field: string, place: FieldPlace = 'value'): FieldPosition => {
       const segments = [...base, ...(field === '' ? [] : pathSegments(field))];
       const { line, column, path } = locate(segments, '', place);
-      const origin = setOrigin(path, setValues, createdBySet, seeded);
-      return { path, line, column, ...(origin === undefined ? {} : { origin }) };
+      return { path, line, column, ...setOrigin(path, setValues, createdBySet, seeded) };
     };
 
   const baseDir = dirname(resolve(file));
@@ -268,7 +283,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // An absent `settings` still gets its defaults filled in by validation.
   if (typeof data === 'object' && data !== null && !('settings' in data)) (data as Record<string, unknown>).settings = {};
   for (const error of validator.validateDocument(data)) {
-    const problem = problemFromAjv(error, [], locate, undefined, retyped);
+    const problem = problemFromAjv(error, [], markingMissingFields(locate), undefined, retyped);
     if (problem) problems.push(problem);
   }
 
@@ -308,7 +323,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         return;
       }
       for (const error of errors) {
-        const problem = problemFromAjv(error, base, locate, plugin, retyped);
+        const problem = problemFromAjv(error, base, markingMissingFields(locate), plugin, retyped);
         if (problem) problems.push(problem);
       }
       // An entry a --set gave or created has no place in the file: no position (its locator says where it came from).
@@ -904,7 +919,7 @@ export function loadedPipelineProblems(loaded: LoadedPipeline, warnings: ConfigP
 export function entrySchemaProblems(file: string, resolved: ResolvedEntry): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const error of runnerValidator.validateEntry(resolved.plugin, resolved.entry)) {
-    const problem = problemFromAjv(error, [], (below, message, place) => inEntry(file, resolved, below, message, place), resolved.plugin);
+    const problem = problemFromAjv(error, [], (below, message, place, missingField) => inEntry(file, resolved, below, message, place, missingField), resolved.plugin);
     if (problem) problems.push(problem);
   }
   return problems;
@@ -915,9 +930,9 @@ export function entrySchemaProblems(file: string, resolved: ResolvedEntry): Conf
  * from a file at its position there, found by the entry's locator, which is loadPipeline's (fieldsBelow).
  * One composed in code has none: said by the file alone (positionOf).
  */
-function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace): ConfigProblem {
+function inEntry(file: string, resolved: ResolvedEntry, below: readonly PathSegment[], message: string, place?: FieldPlace, missingField = false): ConfigProblem {
   const at = resolved.locate?.(fieldText(below), place);
-  return { file, ...problemPlace(at, message, resolved), path: resolved.path + jsonPath(below).slice(1) };
+  return { file, ...problemPlace(at, message, resolved, missingField), path: resolved.path + jsonPath(below).slice(1) };
 }
 
 /**
@@ -973,8 +988,20 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
   return texts;
 }
 
-/** The problems problemFromAjv made of a missing required field: a --set's note for them says to set it (setOrigin). */
+/** The problems loadPipeline's locator made of a missing required field (problemFromAjv says which): a --set's note for them says to set it (originNote). */
 const missingFieldProblems = new WeakSet<ConfigProblem>();
+
+/** `locate` as problemFromAjv takes it, its problems of a missing required field marked for notingWhatSetGave. */
+function markingMissingFields(locate: (segments: readonly PathSegment[], message: string, place?: FieldPlace) => ConfigProblem): AjvProblemLocator {
+  return (segments, message, place, missingField) => {
+    const problem = locate(segments, message, place);
+    if (missingField) missingFieldProblems.add(problem);
+    return problem;
+  };
+}
+
+/** Where problemFromAjv's problem is said; `missingField`: it is a required field missing there (as originNote takes it). */
+type AjvProblemLocator = (segments: readonly PathSegment[], message: string, place?: FieldPlace, missingField?: boolean) => ConfigProblem;
 
 /**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
@@ -984,7 +1011,7 @@ const missingFieldProblems = new WeakSet<ConfigProblem>();
 function problemFromAjv(
   error: ErrorObject,
   base: readonly PathSegment[],
-  locate: (segments: readonly PathSegment[], message: string, place?: FieldPlace) => ConfigProblem,
+  locate: AjvProblemLocator,
   plugin?: AnyPlugin,
   retyped?: ReadonlyMap<string, string>,
 ): ConfigProblem | undefined {
@@ -994,9 +1021,7 @@ function problemFromAjv(
       return undefined;
     case 'required': {
       // At the key of the map that lacks it (`csv:`), not at its first field: the field is missing from all of it.
-      const problem = locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key');
-      missingFieldProblems.add(problem);
-      return problem;
+      return locate(segments, `missing required field '${(error.params as { missingProperty: string }).missingProperty}'`, 'key', true);
     }
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
@@ -1399,28 +1424,24 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
  * dead_letter.FIELD` changed.
  */
 function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): ConfigProblem {
-  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded, missingFieldProblems.has(problem));
+  const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded);
   if (origin === undefined) return problem;
   const { line: _line, column: _column, ...unplaced } = problem;
-  return { ...unplaced, message: `${problem.message} (${origin})` };
+  return { ...unplaced, message: `${problem.message} (${originNote(origin, missingFieldProblems.has(problem))})` };
 }
 
 /**
  * Where the value at JSONPath `at` came from, where no place in the file holds it (see notingWhatSetGave), as
- * FieldPosition.origin says it; undefined where the file does. `missingField`: the note is for a required field
- * missing there, which in a section a `--set` created is the user's to set (that --set gave only one field), so
- * the note says how; other problems (`scale_out needs checkpoints`, a stage named in a checkpoint's message) it
- * does not fit.
+ * FieldPosition.origin and inCreatedSection say it; undefined where the file does.
  */
-function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean, missingField = false): string | undefined {
+function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): SetOrigin | undefined {
   // The innermost value set where a --set gave a section and another a field inside it.
   const set = [...setValues].filter(([path]) => within(at, path)).sort(([a], [b]) => b.length - a.length)[0];
-  if (set !== undefined) return `from --set ${assignmentText(set[1])}, not from the file`;
-  const advice = missingField ? '; set its other required fields too, or write the section in the file' : '';
+  if (set !== undefined) return { origin: `from --set ${assignmentText(set[1])}, not from the file` };
   for (const [path, assignment] of createdBySet) {
-    if (within(at, path)) return `${path} is not in the file: --set ${assignmentText(assignment)} created it${advice}`;
+    if (within(at, path)) return { origin: `${path} is not in the file: --set ${assignmentText(assignment)} created it`, inCreatedSection: true };
   }
-  if (seeded && within(at, '$.dead_letter')) return '$.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed';
+  if (seeded && within(at, '$.dead_letter')) return { origin: '$.dead_letter is not in the file: the default dead-letter sink, which a --set dead_letter.FIELD changed' };
   return undefined;
 }
 

@@ -372,7 +372,9 @@ export class CheckpointStore {
         checkpoint = { ...read.body, sequence, file, sha256: read.sha256 };
       } catch (error) {
         // An error reading it (EMFILE, EIO) says nothing of the file: falling back to an older one would
-        // replay the outputs since, so the restore fails with it (and a restart tries again).
+        // replay the outputs since, so the restore fails with it (and a restart tries again); a later
+        // release's file (readCheckpointFile) fails it for a person.
+        if (error instanceof TributaryError) throw error;
         if (!(error instanceof CorruptCheckpointError)) throw new Error(`checkpoint ${file} could not be read: ${(error as Error).message}`, { cause: error });
         onCorrupt(file, error.message);
         unusable.push(`${file}: ${error.message}`);
@@ -406,6 +408,7 @@ export class CheckpointStore {
       read = await readCheckpointFile(file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (error instanceof TributaryError) throw error;
       if (!(error instanceof CorruptCheckpointError)) throw new Error(`checkpoint ${file} could not be read: ${(error as Error).message}`, { cause: error });
       onCorrupt(file, error.message);
       return undefined;
@@ -426,7 +429,7 @@ export class CheckpointStore {
 }
 
 /**
- * A checkpoint file whose contents are bad (no header, another format or version, torn, a checksum or
+ * A checkpoint file whose contents are bad (no header, another format, a version no release writes, torn, a checksum or
  * JSON that does not hold): unlike an error reading it (EMFILE, EIO), reading it again gives the same.
  */
 export class CorruptCheckpointError extends Error {
@@ -437,8 +440,8 @@ export class CorruptCheckpointError extends Error {
 const corruptGzipCodes = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'Z_NEED_DICT', 'Z_STREAM_ERROR']);
 
 /**
- * Reads a checkpoint file. Throws {@link CorruptCheckpointError} for bad contents; an error reading the
- * file (its errno's) as it comes.
+ * Reads a checkpoint file. Throws {@link CorruptCheckpointError} for bad contents, TRIB_ERR_CHECKPOINT for
+ * a format version a later release writes; an error reading the file (its errno's) as it comes.
  */
 export async function readCheckpoint(file: string): Promise<CheckpointBody> {
   return (await readCheckpointFile(file)).body;
@@ -456,6 +459,15 @@ async function readCheckpointFile(file: string): Promise<{ body: CheckpointBody;
     throw new CorruptCheckpointError('header is not JSON');
   }
   if (header.format !== checkpointFormat) throw new CorruptCheckpointError(`not a checkpoint (format ${String(header.format)})`);
+  // A version above this build's is no damage but a later release's file (a rollback after an upgrade):
+  // resuming from an older checkpoint instead would write the outputs since again, so a person decides.
+  if (typeof header.version === 'number' && header.version > compressedVersion) {
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `checkpoint ${file} has format version ${header.version}, which a later release writes: this build reads versions ${checkpointVersion} and ${compressedVersion}. ` +
+        'Run that release (or a later one) to resume from it; to resume from an older checkpoint with this one instead, move it out of the folder (the outputs since that one are written again)',
+    );
+  }
   const compressed = header.version === compressedVersion && header.encoding === 'gzip';
   if (header.version !== checkpointVersion && !compressed) {
     throw new CorruptCheckpointError(`checkpoint version ${header.version}${header.encoding ? ` (${header.encoding})` : ''} is not supported (this build reads ${checkpointVersion} and ${compressedVersion} with gzip)`);

@@ -316,14 +316,29 @@ export class Daemon {
     this.runners.forEach((runner, index) => {
       this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (this.readiness(index).ready ? 1 : 0));
     });
+    let ended = 0;
     const results = await Promise.allSettled(
       starts.map(({ runner, policy, store }, index) =>
-        this.supervise(index, runner, policy, store).catch((error: unknown) => {
-          // The others stop too (drained, to their final checkpoints): the process then exits 1 and its
-          // supervisor restarts them all. Left running, they kept the process up with this one dead, never restarted.
-          if (this.runners.length > 1) this.stop(`pipeline ${this.runners[index]!.name} failed: ${(error as Error).message}`);
-          throw error;
-        }),
+        this.supervise(index, runner, policy, store).then(
+          (stats) => {
+            // Its summary waits for the others' (the process's end, months later beside a Kafka pipeline): said now.
+            if (++ended < this.runners.length && stats.drained && !this.stopping) {
+              const name = this.runners[index]!.name;
+              this.options.logger.info(
+                { pipeline: name, drained: true, eventsIn: stats.eventsIn, recordsOut: stats.recordsOut, deadLettered: stats.deadLettered },
+                `pipeline ${name} drained its input: ${stats.eventsIn} events in, ${stats.recordsOut} records out, ${stats.deadLettered} dead-lettered; the other pipelines run on (its summary is written with theirs when the process ends)`,
+              );
+            }
+            return stats;
+          },
+          (error: unknown) => {
+            // The others stop too (drained, to their final checkpoints): the process then exits 1 and its
+            // supervisor restarts them all. Left running, they kept the process up with this one dead, never restarted.
+            ended++;
+            if (this.runners.length > 1) this.stop(`pipeline ${this.runners[index]!.name} failed: ${(error as Error).message}`);
+            throw error;
+          },
+        ),
       ),
     );
     // The endpoint's close too is bounded by the shutdown timer (cleared only after it).

@@ -1,0 +1,39 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CheckpointStore, TributaryError } from 'tributary';
+import { tempFolder } from 'tributary/testing';
+
+const dir = tempFolder({ after }, 'checkpoint');
+
+/** A copy of `file` as checkpoint `sequence`, its header saying format version `version` (its hash still the body's). */
+function copyWithVersion(file: string, folder: string, sequence: number, version: number): string {
+  const data = readFileSync(file);
+  const newline = data.indexOf(10);
+  const header = { ...(JSON.parse(data.toString('utf8', 0, newline)) as Record<string, unknown>), version, sequence };
+  const copy = join(folder, `checkpoint-${String(sequence).padStart(10, '0')}.json`);
+  writeFileSync(copy, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), data.subarray(newline + 1)]));
+  return copy;
+}
+
+test('a checkpoint of a format version newer than this build reads (a rollback after an upgrade) stops the restore for a person, naming it (was: skipped as corrupt, an older one resumed and its outputs since written again)', async () => {
+  const folder = join(dir, 'rollback');
+  const store = new CheckpointStore(folder, 3);
+  const older = await store.write(JSON.stringify({ sources: {}, operators: {} }));
+  const newer = copyWithVersion(older.file, folder, older.sequence + 1, 3);
+  const corrupt: string[] = [];
+  const refusal = await store.latest((file) => corrupt.push(file)).then(
+    (checkpoint) => assert.fail(`resumed from ${checkpoint?.file}`),
+    (error: unknown) => error,
+  );
+  assert.ok(refusal instanceof TributaryError, String(refusal));
+  assert.equal(refusal.code, 'TRIB_ERR_CHECKPOINT');
+  assert.match(refusal.message, new RegExp(`^checkpoint ${newer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} has format version 3, which a later release writes: this build reads versions 1 and 2\\b`));
+  assert.match(refusal.message, /move it out of the folder/);
+  assert.equal(corrupt.length, 0, 'not taken for corrupt');
+  // A version no release writes below this build's (0) is bad contents as before: the one before is used.
+  copyWithVersion(older.file, folder, older.sequence + 1, 0);
+  assert.equal((await store.latest((file) => corrupt.push(file)))?.sequence, older.sequence);
+  assert.equal(corrupt.length, 1);
+});
