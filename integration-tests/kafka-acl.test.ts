@@ -14,7 +14,7 @@ import { runYaml, tempFolder, testContext } from 'tributary/testing';
 import { defineSink, TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
+import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
@@ -381,7 +381,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   const log: string[] = [];
   const daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info']);
   try {
-    await waitFor('the daemon names the denied topic', () => log.join('').includes(`cannot read topic '${denied}'`), 60_000, 100);
+    await daemonStarted(daemon, log, 'the daemon names the denied topic', () => log.join('').includes(`cannot read topic '${denied}'`), 100);
     await produce(admin, allowed, [view(6)]);
     await waitFor('u6 committed', committedOutput('u6'), 60_000, 500);
   } finally {

@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { CheckpointStore, inputHandedOver } from 'tributary';
 import { runYaml } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
-import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { collectSink, createTopic, groupCommitted, produce, readTopic, seqRecords, sessionClosers, threeViews, userSessions, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
@@ -65,7 +65,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
 `,
       );
       daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      const port = await operationsPort(log);
+      const port = await operationsPort(daemon, log);
       await produce(brokers, input, threeViews(users, base, 0));
       await waitFor('phase 1 read', async () => (await eventsRead(port)) >= users * 3, 60_000, 20);
       await promisify((cb) => other.connect({}, (error) => cb(error)));
@@ -94,7 +94,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
       await produce(brokers, input, threeViews(users, base, 10));
       await produce(brokers, input, sessionClosers(4, base));
       // Exactly-once, written in the open transaction; the stop commits it (the next checkpoint is a minute away).
-      await waitFor('every session written', async () => new Set((await userSessions(brokers, output, false)).map((s) => s.userId)).size >= users, 120_000, 500);
+      await daemonStarted(daemon, log, 'every session written', async () => new Set((await userSessions(brokers, output, false)).map((s) => s.userId)).size >= users, 500);
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
       // Before: exactly-once 3 (the hand-over committed phase 1's offsets alone; the restart found no
@@ -146,7 +146,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
 `,
     );
     daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    const port = await operationsPort(log);
+    const port = await operationsPort(daemon, log);
     await produce(broker.brokers, input, threeViews(users, base, 0));
     await waitFor('phase 1 committed', async () => (await groupCommitted(broker.brokers, group, input, 4)).every((offset) => offset >= 15), 60_000, 200);
     await produce(broker.brokers, input, threeViews(users, base, 10));
