@@ -228,7 +228,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   try {
     await produce(admin, allowed, [view(0, 0)]);
     await produce(admin, denied, [view(1, 0)]);
-    await waitFor('both partitions saved', () => files(allowed).length > 0 && files(denied).length > 0, 60_000, 100);
+    await waitFor('both partitions saved', unlessFailed(() => [current], () => files(allowed).length > 0 && files(denied).length > 0), 60_000, 100);
   } finally {
     await stop();
   }
@@ -242,7 +242,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   const lines: string[] = [];
   stop = start({ clock: { now: () => Date.now() + skew.ms }, lines });
   try {
-    await waitFor('the denied topic named unreadable', () => lines.some((line) => line.includes(`cannot read topic '${denied}'`)), 60_000, 100);
+    await waitFor('the denied topic named unreadable', unlessFailed(() => [current], () => lines.some((line) => line.includes(`cannot read topic '${denied}'`))), 60_000, 100);
     skew.ms = 3_600_000;
     await produce(admin, allowed, [view(100, 120)]);
     await waitFor('u0 closed and committed', unlessFailed(() => [current], async () => (await sessions()).includes('u0')), 90_000, 500);
@@ -352,7 +352,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   // finds it denied (one made before would name its offset, which the brokers refuse: a failed transaction).
   let open!: () => void;
   gate.shut = new Promise<void>((resolve) => (open = resolve));
-  await waitFor('a checkpoint held', () => gate.held > 0, 30_000, 50);
+  await waitFor('a checkpoint held', unlessOneFailed(() => gate.held > 0), 30_000, 50);
   aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
   await waitFor('a names the denied topic', unlessOneFailed(() => a.lines.join('').includes(`cannot read topic '${denied}'`)), 30_000, 100);
   gate.shut = undefined;
