@@ -36,8 +36,10 @@ async function stopWhileConnecting(t: TestCleanup, yaml: string, connecting: str
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, yaml);
   const run = spawnTributary(t, ['run', file, '--log-level', 'info'], { cwd: dir });
+  // Whole lines only: polled while it writes, the last one may be half there.
   const entries = (): LogEntry[] =>
     run.stderr
+      .slice(0, run.stderr.lastIndexOf('\n') + 1)
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as LogEntry);
