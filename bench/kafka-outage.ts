@@ -55,7 +55,7 @@ const exited = new Promise<void>((resolve) =>
 const restarts = (): number => (log.join('').match(/restarting it in \d+ ms/g) ?? []).length;
 let failed = false;
 try {
-  const port = await operationsPort(log);
+  const port = await operationsPort(daemon, log);
   const readyz = async (): Promise<number | string> => {
     try {
       return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;

@@ -14,7 +14,7 @@ import { runYaml, tempFolder, testContext } from 'tributary/testing';
 import { defineSink, TributaryError, type SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
+import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
 import { aclCommand, startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
@@ -228,7 +228,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   try {
     await produce(admin, allowed, [view(0, 0)]);
     await produce(admin, denied, [view(1, 0)]);
-    await waitFor('both partitions saved', () => files(allowed).length > 0 && files(denied).length > 0, 60_000, 100);
+    await waitFor('both partitions saved', unlessFailed(() => [current], () => files(allowed).length > 0 && files(denied).length > 0), 60_000, 100);
   } finally {
     await stop();
   }
@@ -242,7 +242,7 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
   const lines: string[] = [];
   stop = start({ clock: { now: () => Date.now() + skew.ms }, lines });
   try {
-    await waitFor('the denied topic named unreadable', () => lines.some((line) => line.includes(`cannot read topic '${denied}'`)), 60_000, 100);
+    await waitFor('the denied topic named unreadable', unlessFailed(() => [current], () => lines.some((line) => line.includes(`cannot read topic '${denied}'`))), 60_000, 100);
     skew.ms = 3_600_000;
     await produce(admin, allowed, [view(100, 120)]);
     await waitFor('u0 closed and committed', unlessFailed(() => [current], async () => (await sessions()).includes('u0')), 90_000, 500);
@@ -352,7 +352,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   // finds it denied (one made before would name its offset, which the brokers refuse: a failed transaction).
   let open!: () => void;
   gate.shut = new Promise<void>((resolve) => (open = resolve));
-  await waitFor('a checkpoint held', () => gate.held > 0, 30_000, 50);
+  await waitFor('a checkpoint held', unlessOneFailed(() => gate.held > 0), 30_000, 50);
   aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--topic', denied]);
   await waitFor('a names the denied topic', unlessOneFailed(() => a.lines.join('').includes(`cannot read topic '${denied}'`)), 30_000, 100);
   gate.shut = undefined;
@@ -381,7 +381,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   const log: string[] = [];
   const daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info']);
   try {
-    await waitFor('the daemon names the denied topic', () => log.join('').includes(`cannot read topic '${denied}'`), 60_000, 100);
+    await daemonStarted(daemon, log, 'the daemon names the denied topic', () => log.join('').includes(`cannot read topic '${denied}'`), 100);
     await produce(admin, allowed, [view(6)]);
     await waitFor('u6 committed', committedOutput('u6'), 60_000, 500);
   } finally {

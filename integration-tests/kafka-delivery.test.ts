@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Kafka from 'node-rdkafka';
-import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
@@ -94,20 +94,22 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
     try {
       for (let c = 0; c < 4; c++) await produce(brokers, input, chunk(c));
       // Kill while it is working: after some output exists, before the input ends.
-      await waitFor('the first outputs', async () => (await highWatermarkSum(brokers, output)) >= 1_000, 60_000, 100);
+      await daemonStarted(daemon, undefined, 'the first outputs', async () => (await highWatermarkSum(brokers, output)) >= 1_000, 100);
       daemon.kill('SIGKILL');
       await exited(daemon);
       for (let c = 4; c < 7; c++) await produce(brokers, input, chunk(c));
       daemon = startDaemon(file, brokers);
+      const restarted = daemon;
       for (let c = 7; c < chunks; c++) await produce(brokers, input, chunk(c));
       const good = chunks * perChunk;
-      await waitFor(
+      await daemonStarted(
+        restarted,
+        undefined,
         'every record in the committed output',
         async () => {
           const seqs = new Set(values(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).map((v) => (v.attrs as { seq: number }).seq));
           return seqs.size >= good;
         },
-        120_000,
         500,
       );
       daemon.kill('SIGTERM');
@@ -155,7 +157,7 @@ test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long 
   const daemon = startDaemon(file, brokers, log);
   try {
     await produce(brokers, input, seqRecords(0, 2_000));
-    await waitFor('the first outputs committed', async () => (await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).length >= 2_000, 60_000, 200);
+    await daemonStarted(daemon, log, 'the first outputs committed', async () => (await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).length >= 2_000, 200);
     // Frozen for twice the 6 s session: the group drops the member, and its next commit is refused
     // (before: "Unknown member", the transaction aborted and the process exited 1).
     await produce(brokers, input, seqRecords(2_000, 1_000));
@@ -192,7 +194,7 @@ test('exactly-once: a SIGTERM right after a stall past the group session, whose 
   let daemon = startDaemon(file, brokers, log);
   try {
     await produce(brokers, input, seqRecords(0, 2_000));
-    await waitFor('the first outputs committed', async () => (await committedSeqs(brokers, output)).size >= 2_000, 60_000, 200);
+    await daemonStarted(daemon, log, 'the first outputs committed', async () => (await committedSeqs(brokers, output)).size >= 2_000, 200);
     // Frozen for twice the 6 s session while it reads more: the group drops the member and gives its
     // partitions away; the stop comes as it wakes, so its last transaction is refused (Unknown member).
     // Before: exit 1, though nothing of that input was committed and its next reader reads it again.
@@ -204,7 +206,7 @@ test('exactly-once: a SIGTERM right after a stall past the group session, whose 
     assert.equal(await exited(daemon), 0, `a SIGTERM stop exits 0: ${log.join('')}`);
     t.diagnostic(log.join('').split('\n').some((line) => line.includes('stopped without committing its last input') && line.includes("the group gave this member's partitions to another member")) ? 'the last transaction was refused: handed over' : 'the last transaction committed');
     daemon = startDaemon(file, brokers);
-    await waitFor('every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 3_000, 90_000, 500);
+    await daemonStarted(daemon, undefined, 'every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 3_000, 500);
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
     await assertEachOnce(brokers, output, 3_000);
@@ -232,7 +234,7 @@ test('exactly-once: the broker stopped under a running daemon until its transact
     const file = join(dir, 'pipeline.yaml');
     writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
     daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    const port = await operationsPort(log);
+    const port = await operationsPort(daemon, log);
     const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
     await produce(broker.brokers, input, seqRecords(0, 1_000));
     await waitFor('the first outputs committed', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 60_000, 200);
@@ -304,7 +306,7 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
         .replace('max_in_flight: 256', 'max_in_flight: 10000');
       writeFileSync(file, holding);
       daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      const port = await operationsPort(log);
+      const port = await operationsPort(daemon, log);
       await produce(broker.brokers, input, seqRecords(0, 1_000));
       await waitFor('every record read', async () => (await eventsRead(port)) >= 1_000, 60_000, 100);
       await broker.kill();
@@ -374,8 +376,8 @@ test('at-least-once: a SIGTERM while the sink\'s brokers are down and it holds r
     writeFileSync(file, yaml);
     daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
     // The sinks opened (connected, their topics looked up) before the source reads: its partitions assigned.
-    await waitFor('the pipeline started', () => /kafka partitions assigned/.test(log.join('')), 60_000, 100);
-    const port = await operationsPort(log);
+    await daemonStarted(daemon, log, 'the pipeline started', () => /kafka partitions assigned/.test(log.join('')), 100);
+    const port = await operationsPort(daemon, log);
     await outputs.kill();
     await produce(brokers, input, seqRecords(0, 1_000));
     // More read than librdkafka may hold: the rest wait in the sink, and the pipeline waits for room.
@@ -416,7 +418,7 @@ test('exactly-once with checkpoints 25 s apart (the transaction_timeout left uns
     await produce(brokers, input, seqRecords(0, 1_000));
     // Before: the transaction timeout was 10 s whatever the interval; the brokers aborted each transaction
     // before its checkpoint came, the commit failed as a fencing, and the daemon restarted without end.
-    await waitFor('every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 1_000, 120_000, 500);
+    await daemonStarted(daemon, log, 'every record in the committed output', async () => (await committedSeqs(brokers, output)).size >= 1_000, 500);
     assert.doesNotMatch(log.join(''), /restarting it in/, 'no transaction failed');
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');

@@ -59,7 +59,7 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')}, keep: 1 }
 `,
       );
       daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      const port = await operationsPort(log);
+      const port = await operationsPort(daemon, log);
       await produce(broker.brokers, input, threeViews(users, base, 0));
       await waitFor('phase 1 committed', async () => (await groupCommitted(broker.brokers, `g-${input}`, input, 4)).every((offset) => offset >= 15), 60_000, 200);
       await produce(broker.brokers, input, threeViews(users, base, 10));

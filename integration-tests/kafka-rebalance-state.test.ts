@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { CheckpointStore, inputHandedOver } from 'tributary';
 import { runYaml } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
-import { eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
 import { collectSink, createTopic, groupCommitted, produce, readTopic, seqRecords, sessionClosers, threeViews, userSessions, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
@@ -65,7 +65,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
 `,
       );
       daemon = startDaemon(file, brokers, log, ['--log-level', 'info', '--http-port', '0']);
-      const port = await operationsPort(log);
+      const port = await operationsPort(daemon, log);
       await produce(brokers, input, threeViews(users, base, 0));
       await waitFor('phase 1 read', async () => (await eventsRead(port)) >= users * 3, 60_000, 20);
       await promisify((cb) => other.connect({}, (error) => cb(error)));
@@ -94,7 +94,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 60s }
       await produce(brokers, input, threeViews(users, base, 10));
       await produce(brokers, input, sessionClosers(4, base));
       // Exactly-once, written in the open transaction; the stop commits it (the next checkpoint is a minute away).
-      await waitFor('every session written', async () => new Set((await userSessions(brokers, output, false)).map((s) => s.userId)).size >= users, 120_000, 500);
+      await daemonStarted(daemon, log, 'every session written', async () => new Set((await userSessions(brokers, output, false)).map((s) => s.userId)).size >= users, 500);
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
       // Before: exactly-once 3 (the hand-over committed phase 1's offsets alone; the restart found no
@@ -146,7 +146,7 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
 `,
     );
     daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
-    const port = await operationsPort(log);
+    const port = await operationsPort(daemon, log);
     await produce(broker.brokers, input, threeViews(users, base, 0));
     await waitFor('phase 1 committed', async () => (await groupCommitted(broker.brokers, group, input, 4)).every((offset) => offset >= 15), 60_000, 200);
     await produce(broker.brokers, input, threeViews(users, base, 10));
@@ -218,6 +218,10 @@ function eventSeqs(records: readonly StreamRecord[]): number[] {
 async function joinWhileFlowing(brokers: string, topic: string, yaml: (member: number) => string, options: { closeSessions?: boolean; stallMs?: number } = {}): Promise<JoinedWhileFlowing> {
   const stores: StreamRecord[][][] = [[[]], [[]]];
   const logs: [LogLine[], LogLine[]] = [[], []];
+  // Each member's log as written, and what failed its run: a wait ends at once on a failure, with its log's tail.
+  const lines: [string[], string[]] = [[], []];
+  const failures: [unknown, unknown] = [undefined, undefined];
+  const members = (): WatchedRun[] => [0, 1].map((member) => ({ name: `member ${member}`, failed: failures[member], lines: lines[member]! }));
   const controllers = [new AbortController(), new AbortController()];
   const runs: Promise<unknown>[] = [];
   const restarts: [number, number] = [0, 0];
@@ -225,7 +229,12 @@ async function joinWhileFlowing(brokers: string, topic: string, yaml: (member: n
   // input to another member (inputHandedOver: the group expelled it, and the brokers refused its
   // transaction) is started again, with its checkpoints; any other failure fails the call.
   const supervise = async (member: number) => {
-    const logger = pino({ level: 'info' }, { write: (line: string) => void logs[member]!.push(JSON.parse(line) as LogLine) });
+    const logger = pino({ level: 'info' }, {
+      write: (line: string) => {
+        lines[member]!.push(line);
+        logs[member]!.push(JSON.parse(line) as LogLine);
+      },
+    });
     const signal = controllers[member]!.signal;
     for (;;) {
       try {
@@ -240,12 +249,13 @@ async function joinWhileFlowing(brokers: string, topic: string, yaml: (member: n
   };
   const start = (member: number) => {
     const running = supervise(member);
-    running.catch(() => undefined);
+    running.catch((error: unknown) => void (failures[member] = error ?? 'an undefined error'));
     runs.push(running);
   };
   const seqs = (member: number) => eventSeqs(stores[member]![0]!);
   let sent = 0;
   let feeding = true;
+  let waitFailed = false;
   const feed = (async () => {
     while (feeding) {
       await produce(brokers, topic, seqRecords(sent, 200));
@@ -255,28 +265,32 @@ async function joinWhileFlowing(brokers: string, topic: string, yaml: (member: n
   })();
   try {
     start(0);
-    await waitFor('the first member reading', () => seqs(0).length >= 2_000, 60_000);
+    await waitFor('the first member reading', unlessFailed(members, () => seqs(0).length >= 2_000), 60_000);
     start(1);
-    await waitFor('the second member reading', () => seqs(1).length >= 1_000, 60_000);
+    await waitFor('the second member reading', unlessFailed(members, () => seqs(1).length >= 1_000), 60_000);
     // The process stalls (a long synchronous task, a frozen VM): no poll of librdkafka's for stallMs.
     // The stall is the test's input, as a SIGSTOP's in kafka-delivery.test.ts.
     if (options.stallMs) {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, options.stallMs);
       // The input goes on until the first member, expelled, is restarted and puts out records again.
-      await waitFor('the first member restarted', () => restarts[0] >= 1, 60_000);
+      await waitFor('the first member restarted', unlessFailed(members, () => restarts[0] >= 1), 60_000);
       const before = seqs(0).length;
-      await waitFor('the restarted member reading', () => seqs(0).length >= before + 1_000, 60_000);
+      await waitFor('the restarted member reading', unlessFailed(members, () => seqs(0).length >= before + 1_000), 60_000);
     }
     feeding = false;
     await feed;
     if (options.closeSessions) await produce(brokers, topic, sessionClosers(4, Date.parse('2024-05-01T00:00:00Z')));
-    await waitFor('every record out', () => new Set([...seqs(0), ...seqs(1)]).size >= sent, 60_000);
+    await waitFor('every record out', unlessFailed(members, () => new Set([...seqs(0), ...seqs(1)]).size >= sent), 60_000);
+  } catch (error) {
+    waitFailed = true;
+    throw error;
   } finally {
     feeding = false;
     await feed.catch(() => undefined);
     for (const controller of controllers) controller.abort();
     const failed = (await Promise.allSettled(runs)).flatMap((run, member) => (run.status === 'rejected' ? [`member ${member}: ${asError(run.reason).message}`] : []));
-    if (failed.length > 0) throw new Error(`a member's run failed: ${failed.join('; ')}`);
+    // Failed as the test stopped it (after its last wait); a failure a wait saw has been said, with its log.
+    if (failed.length > 0 && !waitFailed) throw new Error(`a member's run failed: ${failed.join('; ')}`);
   }
   return { sent, seqs: [seqs(0), seqs(1)], logs, restarts };
 }

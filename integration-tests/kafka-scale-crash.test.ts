@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -110,10 +110,10 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
       // Phase 1: member A alone begins every session; its checkpoints save all four partitions.
       daemons.push(startMember(files[0]!, brokers));
       await produce(brokers, input, phase(0, 0));
-      await waitFor('member A to checkpoint phase 1 of every partition', checkpointed(perPartition), 90_000, 200);
+      await daemonStarted(daemons[0]!.process, undefined, 'member A to checkpoint phase 1 of every partition', checkpointed(perPartition), 200);
       // Phase 2: member B joins and takes partitions with their state; both checkpoint their share.
       daemons.push(startMember(files[1]!, brokers));
-      await waitFor('the group to split the partitions', () => daemons.every((d) => d.assigned.length > 0) && daemons[0]!.assigned.length + daemons[1]!.assigned.length === partitions, 60_000, 100);
+      await daemonStarted(daemons[1]!.process, undefined, 'the group to split the partitions', () => daemons.every((d) => d.assigned.length > 0) && daemons[0]!.assigned.length + daemons[1]!.assigned.length === partitions, 100);
       const movedToB = daemons[1]!.assigned.length;
       await produce(brokers, input, phase(5, 1_000));
       await waitFor('both members to checkpoint phase 2', checkpointed(2 * perPartition), 90_000, 200);
@@ -185,9 +185,9 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     children.push(startDaemon(files[0]!, brokers, logA, ['--log-level', 'info']));
     await produce(brokers, input, Array.from({ length: 40 }, (_, seq) => record(seq, seq % partitions)));
     // Every output is in A's open transaction (read uncommitted), none committed.
-    await waitFor('member A to write the outputs of all 40', async () => (await readTopic(brokers, output, { expect: 40, timeoutMs: 5_000 })).length >= 40, 60_000, 200);
+    await daemonStarted(children[0]!, logA, 'member A to write the outputs of all 40', async () => (await readTopic(brokers, output, { expect: 40, timeoutMs: 5_000 })).length >= 40, 200);
     children.push(startDaemon(files[1]!, brokers, undefined, ['--log-level', 'warn']));
-    await waitFor('member A to hand partitions over, keeping the others', () => logA.join('').includes('kafka partitions revoked, state handed over'), 60_000, 50);
+    await daemonStarted(children[1]!, undefined, 'member A to hand partitions over, keeping the others', () => logA.join('').includes('kafka partitions revoked, state handed over'), 50);
     children[0]!.kill('SIGKILL');
     await exited(children[0]!);
     // B takes A's other partitions once A's session lapses; a last record on every partition, once committed, says it read them all.

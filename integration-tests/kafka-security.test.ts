@@ -8,12 +8,11 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { tempFolder, testContext, type TestCleanup } from 'tributary/testing';
+import { spawnTributary, tempFolder, testContext, until, type TestCleanup } from 'tributary/testing';
 import type { SinkPlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
@@ -21,7 +20,8 @@ import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, produce, readTopic, startSource, values } from './kafka/client.js';
 import { startNativeBroker, type NativeBroker } from './kafka/broker.js';
 
-const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
+/** A run's time from its first log line to its end (40 records through SASL/TLS, then the end of its input): its own work, after the start SPAWNED_START_MS bounds. */
+const RUN_TO_END_MS = 60_000;
 const base = Date.parse('2024-05-01T00:00:00Z');
 const scramPassword = 'alice-scram-secret';
 
@@ -46,7 +46,8 @@ async function topics(broker: NativeBroker, name: string, count: number): Promis
 }
 
 interface Run {
-  code: number | null;
+  /** Its exit code, or the signal that ended it. */
+  code: number | NodeJS.Signals | null;
   logs: string;
   /** Where the logs are kept, for a failure to name. */
   logFile: string;
@@ -55,6 +56,8 @@ interface Run {
 /**
  * Runs `tributary run` on a pipeline from `input` to `output` whose source and sink take `security`
  * (YAML flow maps, `${VAR}`s read from `env`), at debug level; resolves with its exit code and logs.
+ * Bounded as every spawned run: its start by SPAWNED_START_MS (started()), then its run to the end by
+ * {@link RUN_TO_END_MS}; one still running then is killed as the test ends (spawnTributary).
  */
 async function runPipeline(t: TestCleanup, name: string, brokers: string, input: string, output: string, security: { source: string; sink: string }, env: Record<string, string>): Promise<Run> {
   const dir = tempFolder(t, 'kafka-security');
@@ -68,15 +71,21 @@ sinks:
   - { type: kafka, brokers: "${brokers}", topic: ${output}, key_field: userId, security: ${security.sink} }
 `,
   );
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'debug'], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  child.stdout!.on('data', (chunk: Buffer) => (logs += chunk.toString('utf8')));
-  child.stderr!.on('data', (chunk: Buffer) => (logs += chunk.toString('utf8')));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
-  clearTimeout(timer);
-  writeFileSync(join(dir, 'run.log'), logs);
-  return { code, logs, logFile: join(dir, 'run.log') };
+  const run = spawnTributary(t, ['run', file, '--log-level', 'debug'], { cwd: dir, env: { ...process.env, ...env }, stdout: true });
+  let stdout = '';
+  run.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  let code: number | NodeJS.Signals | null | undefined;
+  void run.exited.then((end) => (code = end));
+  const logFile = join(dir, 'run.log');
+  try {
+    await run.started(() => code !== undefined || run.stderr !== '', 'its first log line');
+    await until(() => code !== undefined, 'the run to its end', RUN_TO_END_MS);
+  } catch (error) {
+    throw new Error(`${(error as Error).message} (logs: ${logFile})`);
+  } finally {
+    writeFileSync(logFile, stdout + run.stderr);
+  }
+  return { code: code!, logs: stdout + run.stderr, logFile };
 }
 
 /** Every input record came out (by its `seq` attribute), and none of `secrets` is in the logs. */

@@ -9,7 +9,7 @@ import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
 import { backtestMetrics, reportHtml, scoreNotesOf, type BacktestResultRecord } from './backtest.js';
-import { tempFolder } from 'tributary/testing';
+import { SPAWNED_START_MS, tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -787,7 +787,8 @@ test("backtest --lock-wait: an output file another host's process writes (its lo
   const out = join(dir, 'out.jsonl');
   writeFileSync(`${out}.lock`, `${JSON.stringify({ pid: 4242, host: 'node-7', pipeline: 'live', since: '2026-01-01T00:00:00.000Z' })}\n`);
   const began = Date.now();
-  const run = spawnSync(process.execPath, [main, 'backtest', 'p.yaml', '--input', data, '--report', 'r', '--lock-wait', '1s'], { encoding: 'utf8', cwd: dir, timeout: 30_000 });
+  // A run that ends at its start (a 1 s wait, then exit 2): bounded by the shared start limit, as 30 s failed falsely under load.
+  const run = spawnSync(process.execPath, [main, 'backtest', 'p.yaml', '--input', data, '--report', 'r', '--lock-wait', '1s'], { encoding: 'utf8', cwd: dir, timeout: SPAWNED_START_MS });
   assert.equal(run.status, 2, run.stderr);
   assert.ok(Date.now() - began >= 1000, 'it waited');
   const logged = records(run.stderr);

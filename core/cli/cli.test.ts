@@ -1,7 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -10,7 +9,7 @@ import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
-import { SPAWNED_START_MS, spawnTributary, tempFolder } from 'tributary/testing';
+import { SPAWNED_START_MS, spawnTributary, tempFolder, until } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = tempFolder({ after }, 'cli');
@@ -299,15 +298,16 @@ test('schema prints the composed JSON Schema; plugins lists every plugin and its
   }
 });
 
-test('schema and docs piped to a reader that goes away (`tributary schema | head`) end quietly, exit 0 (were an unhandled EPIPE: a stack trace, exit 1)', async () => {
+test('schema and docs piped to a reader that goes away (`tributary schema | head`) end quietly, exit 0 (were an unhandled EPIPE: a stack trace, exit 1)', async (t) => {
   for (const command of ['schema', 'docs']) {
-    const child = spawn(process.execPath, [cli, command], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const run = spawnTributary(t, [command], { cwd: dir, stdout: true });
     // The reader goes away before the output is written (`tributary schema | true`; `head` does so once it has its lines).
-    child.stdout.destroy();
-    const [status] = (await once(child, 'close')) as [number | null];
-    assert.equal(stderr, '', `${command}: nothing on stderr`);
+    run.child.stdout!.destroy();
+    let status: number | NodeJS.Signals | null | undefined;
+    void run.exited.then((end) => (status = end));
+    // Its end is the only sign it ran: bounded by the start limit (the wait on 'close' had none).
+    await run.started(() => status !== undefined, 'its end');
+    assert.equal(run.stderr, '', `${command}: nothing on stderr`);
     assert.equal(status, 0, command);
   }
 });
@@ -692,7 +692,7 @@ test('usage errors where stderr is not a terminal are JSON records like the rest
   assert.match(error!.msg, /--input nope\.jsonl: no such file/);
 });
 
-test("a checkpoint folder another host's process holds: refused (exit 2) saying when it is taken over; --lock-wait waits for the takeover, saying so, and runs", async () => {
+test("a checkpoint folder another host's process holds: refused (exit 2) saying when it is taken over; --lock-wait waits for the takeover, saying so, and runs", async (t) => {
   const folder = join(dir, 'held-checkpoints');
   mkdirSync(folder, { recursive: true });
   const lock = join(folder, 'checkpoints.lock');
@@ -729,17 +729,16 @@ test("a checkpoint folder another host's process holds: refused (exit 2) saying 
 
   // Its holder stops renewing it while the run waits (its node died): tried again before the wait ends, taken over, and the run goes on.
   renewed(0);
-  const child = spawn(process.execPath, [cli, 'run', file, '--lock-wait', '4s'], { cwd: dir });
-  let stderr = '';
-  let stale = false;
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!stale && logged(stderr.slice(0, stderr.lastIndexOf('\n') + 1)).some((entry) => waitingFor(4).test(entry.msg))) {
-      stale = true;
-      renewed(11 * 60_000);
-    }
-  });
-  const status = await new Promise<number | null>((done) => child.on('close', done));
+  const run = spawnTributary(t, ['run', file, '--lock-wait', '4s'], { cwd: dir });
+  let status: number | NodeJS.Signals | null | undefined;
+  void run.exited.then((end) => (status = end));
+  const waiting = (): boolean => logged(run.stderr.slice(0, run.stderr.lastIndexOf('\n') + 1)).some((entry) => waitingFor(4).test(entry.msg));
+  // The first wait bounded by the start limit, the rest (the takeover, 50 events) by until's; both had none.
+  await run.started(() => status !== undefined || waiting(), 'its wait for the lock');
+  const stale = waiting();
+  if (stale) renewed(11 * 60_000);
+  await until(() => status !== undefined, 'its end after the takeover');
+  const stderr = run.stderr;
   assert.equal(status, 0, stderr);
   assert.ok(stale, stderr);
   assert.ok(logged(stderr).some((entry) => entry.msg === "checkpoints: took over another host's lock its holder stopped renewing"), stderr);

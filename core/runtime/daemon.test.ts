@@ -423,16 +423,16 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
     await run.started(() => /"port":(\d+)/.test(run.stderr), 'the HTTP endpoint');
     const base = `http://127.0.0.1:${/"port":(\d+)/.exec(run.stderr)![1]}`;
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
+    let body: { ready: boolean; pipelines: { pipeline: string }[] } | undefined;
+    // Polled with until's pause, not back to back: a busy loop took the CPU from the daemon it waited for.
+    await until(async () => {
       const ready = await fetch(`${base}/readyz`);
-      const body = (await ready.json()) as { ready: boolean; pipelines: { pipeline: string }[] };
-      if (ready.status === 200) {
-        assert.deepEqual(body.pipelines.map((p) => p.pipeline), ['ops']);
-        break;
-      }
-      assert.ok(Date.now() < deadline, `not ready in time: ${JSON.stringify(body)}`);
-    }
+      body = (await ready.json()) as typeof body;
+      return ready.status === 200;
+    }, '/readyz to say ready', 20_000).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(body)}`);
+    });
+    assert.deepEqual(body!.pipelines.map((p) => p.pipeline), ['ops']);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     for (const line of metrics.split('\n')) {
       if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
@@ -759,21 +759,17 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   });
   const running = daemon.run();
   let readyz: { ready: boolean; pipelines: { reasons: string[] }[] } | undefined;
-  const deadline = Date.now() + 30_000;
-  while (!readyz?.pipelines[0]?.reasons.some((reason) => reason.startsWith('restarting'))) {
-    assert.ok(Date.now() < deadline, 'timed out waiting for /readyz to say restarting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  // Polled with until's pause (10 ms, within the 400 ms backoff it must catch).
+  await until(async () => {
     if (daemon.port !== undefined) readyz = (await (await fetch(`http://127.0.0.1:${daemon.port}/readyz`)).json()) as typeof readyz;
-  }
+    return readyz?.pipelines[0]?.reasons.some((reason) => reason.startsWith('restarting')) === true;
+  }, '/readyz to say restarting');
   assert.equal(readyz!.ready, false);
   assert.deepEqual(readyz!.pipelines[0]!.reasons, ['failed: a stage failed: the broker dropped this member', 'restarting in 400 ms (restart 1 of 10 in a row)']);
   // Read before the run ends: the server closes with it.
   let metrics = '';
   await until(() => instances === 2, 'the restart');
-  while (!/tributary_pipeline_restarts_total\{pipeline="restarts"\} 1/.test(metrics)) {
-    assert.ok(Date.now() < deadline, 'timed out waiting for the restart in /metrics');
-    metrics = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
-  }
+  await until(async () => /tributary_pipeline_restarts_total\{pipeline="restarts"\} 1/.test((metrics = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text())), 'the restart in /metrics');
   const result = await running;
   assert.deepEqual(result.failures, []);
   const { stats } = result.runs[0]!;
@@ -865,11 +861,13 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   const running = waiting.run();
   await until(() => waiting.port !== undefined && created === 1, 'the first run');
   let reasons: string[] = [];
-  const deadline = Date.now() + 30_000;
-  while (!reasons.includes('restarting in 3600000 ms (restart 1 of 5 in a row)')) {
-    assert.ok(Date.now() < deadline, `waiting to restart: ${reasons.join('; ')}`);
+  // Polled with until's pause, not back to back (a busy loop took the CPU from the daemon it waited for).
+  await until(async () => {
     reasons = ((await (await fetch(`http://127.0.0.1:${waiting.port}/readyz`)).json()) as { pipelines: { reasons: string[] }[] }).pipelines[0]!.reasons;
-  }
+    return reasons.includes('restarting in 3600000 ms (restart 1 of 5 in a row)');
+  }, '/readyz to say it waits to restart').catch((error: Error) => {
+    throw new Error(`${error.message}; its reasons: ${reasons.join('; ')}`);
+  });
   const stoppedAt = Date.now();
   waiting.stop('SIGTERM');
   result = await running;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { inCI } from '../../scripts/ci.js';
 import { DATA_DIR_ENV, SKIP_ENV, startNativeBroker } from './broker.js';
-import { until } from 'tributary/testing';
+import { SPAWNED_START_MS, until } from 'tributary/testing';
 
 export function kafkaBrokers(t: TestContext): string | undefined {
   const brokers = process.env.KAFKA_BROKERS;
@@ -68,10 +68,24 @@ export function startDaemon(file: string, brokers: string, log?: string[], args:
   return child;
 }
 
-/** The operations port of a daemon started with `--http-port 0` and `--log-level info`, once its log says it serves. */
-export async function operationsPort(log: readonly string[]): Promise<number> {
+/**
+ * The first wait on a daemon of startDaemon's (its start, then its first sign of running: a log line, its
+ * first outputs), polled every `everyMs`: up to SPAWNED_START_MS, the one limit for a spawned run's first
+ * wait (as TributaryProcess.started), not a number of each test's. A daemon that ends meanwhile ends the
+ * wait at once, with its log's tail (unlessFailed). Later waits are the run's own work: waitFor.
+ */
+export function daemonStarted(daemon: ChildProcess, log: readonly string[] | undefined, what: string, condition: () => boolean | Promise<boolean>, everyMs = 100): Promise<void> {
+  const ended = (): WatchedRun => {
+    const end = daemon.exitCode ?? daemon.signalCode;
+    return { name: 'the daemon', failed: end === null ? undefined : `it ended (${end}) before ${what}`, ...(log ? { lines: log } : {}) };
+  };
+  return waitFor(what, unlessFailed(() => [ended()], condition), SPAWNED_START_MS, everyMs);
+}
+
+/** The operations port of a daemon started with `--http-port 0` and `--log-level info`, once its log says it serves (its first wait: daemonStarted). */
+export async function operationsPort(daemon: ChildProcess, log: readonly string[]): Promise<number> {
   let port = 0;
-  await waitFor('the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 60_000);
+  await daemonStarted(daemon, log, 'the operations endpoint', () => (port = Number(/"port":(\d+),[^\n]*serving \/healthz/.exec(log.join(''))?.[1])) > 0, 50);
   return port;
 }
 

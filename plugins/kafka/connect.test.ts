@@ -6,18 +6,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import type { SourcePlugin } from 'tributary';
-import { runSummaries, tempFolder, testContext, type TestCleanup } from 'tributary/testing';
+import { runSummaries, spawnTributary, tempFolder, testContext, until, type TestCleanup } from 'tributary/testing';
 import { connectUnlessStopped } from './common.js';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 
-const cli = join(process.cwd(), 'dist', 'core', 'cli', 'main.js');
 const unreachable = '127.0.0.1:1';
 /** Far below the 30 s the connect held a stop for, generous for a loaded 2-core machine. */
 const promptMs = 10_000;
@@ -29,30 +27,31 @@ interface LogEntry {
 
 /**
  * Runs `yaml`, sends SIGTERM once the log says `connecting` (no sleep: the line says the client is
- * connecting), and resolves with the exit code, the time from the signal to the exit, and the log.
+ * connecting), and resolves with its end (exit code or signal), the time from the signal to the exit,
+ * and the log. Bounded: the start by SPAWNED_START_MS (started()), the stop by stop()'s kill after 30 s,
+ * so a run that never connects or never stops fails the test instead of hanging the suite.
  */
-async function stopWhileConnecting(t: TestCleanup, yaml: string, connecting: string): Promise<{ code: number | null; stopMs: number; entries: LogEntry[]; stderr: string; dir: string }> {
+async function stopWhileConnecting(t: TestCleanup, yaml: string, connecting: string): Promise<{ code: number | NodeJS.Signals | null; stopMs: number; entries: LogEntry[]; stderr: string; dir: string }> {
   const dir = tempFolder(t, 'kafka-stop');
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, yaml);
-  const child = spawn(process.execPath, [cli, 'run', file, '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  let signalledAt: number | undefined;
+  const run = spawnTributary(t, ['run', file, '--log-level', 'info'], { cwd: dir });
+  // Whole lines only: polled while it writes, the last one may be half there.
   const entries = (): LogEntry[] =>
-    stderr
+    run.stderr
+      .slice(0, run.stderr.lastIndexOf('\n') + 1)
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as LogEntry);
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (signalledAt === undefined && entries().some((entry) => entry.msg === connecting)) {
-      signalledAt = Date.now();
-      child.kill('SIGTERM');
-    }
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
-  assert.ok(signalledAt !== undefined, `never logged '${connecting}':\n${stderr}`);
-  return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr, dir };
+  const logged = (): boolean => entries().some((entry) => entry.msg === connecting);
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  // A run that ends without the line ends the wait too: the assertion below says so at once.
+  await run.started(() => ended || logged(), `'${connecting}' in its log`);
+  assert.ok(logged(), `never logged '${connecting}':\n${run.stderr}`);
+  const signalledAt = Date.now();
+  const code = await run.stop('SIGTERM');
+  return { code, stopMs: Date.now() - signalledAt, entries: entries(), stderr: run.stderr, dir };
 }
 
 test('SIGTERM while a kafka sink connects to unreachable brokers: stopped at once, exit 0, saying so', async (t) => {
@@ -134,7 +133,7 @@ test('a kafka source told to stop before its connect got anywhere ends its readi
   const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
   for await (const batch of source.read()) assert.fail(`read a batch of ${batch.length}`);
   // Its consume loop goes on from the connect before the runtime closes the source (a slow final checkpoint between).
-  while (!lines.some((line) => line.includes('stopped while connecting'))) await setImmediate();
+  await until(() => lines.some((line) => line.includes('stopped while connecting')), "the source's 'stopped while connecting' line");
   for (let turn = 0; turn < 10; turn++) await setImmediate();
   assert.deepEqual(context.failures.map((failure) => failure.message), []);
   await source.close?.();
