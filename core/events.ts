@@ -71,7 +71,10 @@ export interface SessionContext {
   position: number;
   /** Milliseconds since the session's first event. */
   sinceStart: number;
-  /** Milliseconds since the previous event of the session (0 for the first). */
+  /**
+   * Milliseconds since the previous event of the session in event time (0 for the first); for a late event,
+   * since its event-time predecessor where the sessionizer still knows it, else since the session's start.
+   */
   sincePrevious: number;
   /** Time of the session's first event. */
   start: number;
