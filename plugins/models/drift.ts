@@ -168,8 +168,9 @@ export class LossBlocks {
    * Session `from` was merged into `into` (a late event bridged them): one session, one unit. `from`'s losses join
    * `into`'s unit where both are still in reach: `from`'s run open or waiting for losses, or its mean in the open block
    * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and
-   * put back over both once every loss is in). Else, a block the detector read holding either, or one not kept (no
-   * later label was expected of it), each stays the unit it was. The first is a bound, not a miss: a mean the detector
+   * put back over both once every loss is in). Else, a block the detector read holding either, or one not kept (its
+   * labels gave no `until`: intent keeps every session it labels, buyers too, until a merge can no longer come), each
+   * stays the unit it was. The first is a bound, not a miss: a mean the detector
    * read cannot be taken back, and the other part is the session's one unit in the blocks not read yet. (A relabel's
    * losses, once its block was read, are left out as they come; each part here was a whole unit before the merge was
    * known: none is dropped.) True when joined: `from`'s losses still to come are then `into`'s (the caller tags their
