@@ -1144,7 +1144,7 @@ export class OnlineLearner {
    */
   mergeUnits(from: string, into: string): void {
     if (this.config.drift.detector === 'none' || !this.lossBlocks.merge(from, into)) return;
-    for (const s of this.toPredict) if (s.label !== undefined && lossUnit(s) === from) s.unit = into;
+    for (const s of this.toBeScored(from)) s.unit = into;
   }
 
   /**
@@ -1156,7 +1156,7 @@ export class OnlineLearner {
   newUnit(unit: string, time: number, emit: Emit): void {
     if (this.config.drift.detector === 'none') return;
     if (this.lossBlocks.awaits(unit)) {
-      const waiting = this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
+      const waiting = this.toBeScored(unit);
       if (waiting.length > 0) {
         const retired = `retired:${waiting[0]!.id}`;
         for (const s of waiting) s.unit = retired;
@@ -1164,6 +1164,11 @@ export class OnlineLearner {
       }
     }
     this.driftOn(this.lossBlocks.renew(unit), time, emit);
+  }
+
+  /** The samples of loss-block unit `unit` labelled before their batch ran: their losses are still to come. */
+  private toBeScored(unit: string): Sample[] {
+    return this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
   }
 
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
