@@ -140,11 +140,7 @@ export class LossBlocks {
     const kept = this.relabelable.get(unit);
     if (kept !== undefined) this.forget(unit, kept);
     if (this.unitKey !== unit || this.unitOutstanding > 0) return undefined;
-    const mean = this.unitCount > 0 ? this.close(this.unitSum / this.unitCount) : undefined;
-    this.unitKey = null;
-    this.unitSum = 0;
-    this.unitCount = 0;
-    return mean;
+    return this.endRun();
   }
 
   /** Whether `unit` waits for losses still to come (labels that came before their predictions: see defer). */
@@ -168,8 +164,9 @@ export class LossBlocks {
    * Session `from` was merged into `into` (a late event bridged them): one session, one unit. `from`'s losses join
    * `into`'s unit where both are still in reach: `from`'s run open or waiting for losses, or its mean in the open block
    * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and
-   * put back over both once every loss is in). Else, a block the detector read holding either, or one not kept (no
-   * later label was expected of it), each stays the unit it was. The first is a bound, not a miss: a mean the detector
+   * put back over both once every loss is in). Else, a block the detector read holding either, or one not kept (its
+   * labels gave no `until`: intent keeps every session it labels, buyers too, until a merge can no longer come), each
+   * stays the unit it was. The first is a bound, not a miss: a mean the detector
    * read cannot be taken back, and the other part is the session's one unit in the blocks not read yet. (A relabel's
    * losses, once its block was read, are left out as they come; each part here was a whole unit before the merge was
    * known: none is dropped.) True when joined: `from`'s losses still to come are then `into`'s (the caller tags their
@@ -196,26 +193,16 @@ export class LossBlocks {
       waiting.outstanding += part.outstanding;
     } else if (target?.block === 'open' && part.outstanding > 0) {
       // Its mean leaves the open block until `from`'s losses are in: then it closes over both (closeUnit).
-      this.blockSum -= target.sum / target.count;
-      this.blockUnits--;
-      this.inOpenBlock.splice(this.inOpenBlock.indexOf(into), 1);
+      this.takeOutOfOpenBlock(into, target);
       this.waiting.set(into, { sum: target.sum + part.sum, count: target.count + part.count, outstanding: part.outstanding });
-      target.block = 'none';
     } else if (target?.block === 'open') {
       this.blockSum += (target.sum + part.sum) / (target.count + part.count) - target.sum / target.count;
       target.sum += part.sum;
       target.count += part.count;
     } else return false;
-    if (this.unitKey === from) {
-      this.unitKey = null;
-      this.unitSum = 0;
-      this.unitCount = 0;
-      this.unitOutstanding = 0;
-    } else if (waitingFrom !== undefined) this.waiting.delete(from);
-    else {
-      this.blockSum -= kept!.sum / kept!.count;
-      this.blockUnits--;
-    }
+    if (this.unitKey === from) this.resetRun(null);
+    else if (waitingFrom !== undefined) this.waiting.delete(from);
+    else this.takeOutOfOpenBlock(from, kept!);
     if (kept !== undefined) this.forget(from, kept);
     return true;
   }
@@ -234,31 +221,44 @@ export class LossBlocks {
    * labelled again whose mean is in the open block (taken out of it).
    */
   private startRun(unit: string): number | undefined {
+    const mean = this.endRun();
+    const resumed = this.waiting.get(unit);
+    const kept = this.relabelable.get(unit);
+    if (resumed !== undefined) {
+      this.waiting.delete(unit);
+      this.resetRun(unit, resumed.sum, resumed.count, resumed.outstanding);
+    } else if (kept?.block === 'open') {
+      this.takeOutOfOpenBlock(unit, kept);
+      this.resetRun(unit, kept.sum, kept.count);
+    } else this.resetRun(unit);
+    return mean;
+  }
+
+  /**
+   * The open run ends: complete, its mean goes into the block (the block's mean when that filled it); with losses
+   * still to come, it waits for them. No run is open after.
+   */
+  private endRun(): number | undefined {
     let mean: number | undefined;
     if (this.unitOutstanding > 0) this.waiting.set(this.unitKey!, { sum: this.unitSum, count: this.unitCount, outstanding: this.unitOutstanding });
     else if (this.unitCount > 0) mean = this.closeUnit(this.unitKey!, this.unitSum, this.unitCount);
-    this.unitKey = unit;
-    const resumed = this.waiting.get(unit);
-    if (resumed !== undefined) {
-      this.waiting.delete(unit);
-      this.unitSum = resumed.sum;
-      this.unitCount = resumed.count;
-      this.unitOutstanding = resumed.outstanding;
-      return mean;
-    }
-    this.unitSum = 0;
-    this.unitCount = 0;
-    this.unitOutstanding = 0;
-    const kept = this.relabelable.get(unit);
-    if (kept?.block === 'open') {
-      this.blockSum -= kept.sum / kept.count;
-      this.blockUnits--;
-      this.inOpenBlock.splice(this.inOpenBlock.indexOf(unit), 1);
-      this.unitSum = kept.sum;
-      this.unitCount = kept.count;
-      kept.block = 'none';
-    }
+    this.resetRun(null);
     return mean;
+  }
+
+  private resetRun(key: string | null, sum = 0, count = 0, outstanding = 0): void {
+    this.unitKey = key;
+    this.unitSum = sum;
+    this.unitCount = count;
+    this.unitOutstanding = outstanding;
+  }
+
+  /** A kept unit's mean leaves the open block (its losses kept with it, to be put back over more). */
+  private takeOutOfOpenBlock(key: string, kept: RelabelableUnit): void {
+    this.blockSum -= kept.sum / kept.count;
+    this.blockUnits--;
+    this.inOpenBlock.splice(this.inOpenBlock.indexOf(key), 1);
+    kept.block = 'none';
   }
 
   /**

@@ -183,10 +183,13 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
 }
 
 /**
- * The watermark until which a session that closed without buying may be labelled again: a late event joins it until
- * the watermark passes its keptUntil (its end + the sessionizer's gap + allowed_lateness), and the updated summary
- * comes a gap after its new end, which is at most keptUntil: by keptUntil + gap, gap at most keptUntil - end. Undefined
- * where the summary has no keptUntil (made elsewhere: nothing says how late a label may come again).
+ * The watermark until which a closed session may be labelled again: a late event joins it until the watermark passes
+ * its keptUntil (its end + the sessionizer's gap + allowed_lateness), and the updated summary comes a gap after its new
+ * end, which is at most keptUntil: by keptUntil + gap, gap at most keptUntil - end. Undefined where the summary has no
+ * keptUntil (made elsewhere: nothing says how late a label may come again). A session that bought gets it too: its
+ * late events are not predicted, but a late event may merge it with another of its user's sessions, whose summary
+ * labelled that one already, and its unit of the loss blocks must be kept to join theirs (LossBlocks.merge) by the same
+ * bound (a merge needs both sessions still held). It costs a key a buyer, kept as long as a non-buyer's.
  */
 function relabelUntil(summary: SessionizerSummary): number | undefined {
   const keptUntil = summary.keptUntil;
@@ -479,7 +482,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       sessions.delete(key);
       return;
     }
-    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, bought ? undefined : relabelUntil(summary));
+    if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, relabelUntil(summary));
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted, until its keptUntil (releaseClosedBought).
     if (!bought) {

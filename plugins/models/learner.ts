@@ -1144,7 +1144,7 @@ export class OnlineLearner {
    */
   mergeUnits(from: string, into: string): void {
     if (this.config.drift.detector === 'none' || !this.lossBlocks.merge(from, into)) return;
-    for (const s of this.toPredict) if (s.label !== undefined && lossUnit(s) === from) s.unit = into;
+    for (const s of this.toBeScored(from)) s.unit = into;
   }
 
   /**
@@ -1156,7 +1156,7 @@ export class OnlineLearner {
   newUnit(unit: string, time: number, emit: Emit): void {
     if (this.config.drift.detector === 'none') return;
     if (this.lossBlocks.awaits(unit)) {
-      const waiting = this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
+      const waiting = this.toBeScored(unit);
       if (waiting.length > 0) {
         const retired = `retired:${waiting[0]!.id}`;
         for (const s of waiting) s.unit = retired;
@@ -1164,6 +1164,11 @@ export class OnlineLearner {
       }
     }
     this.driftOn(this.lossBlocks.renew(unit), time, emit);
+  }
+
+  /** The samples of loss-block unit `unit` labelled before their batch ran: their losses are still to come. */
+  private toBeScored(unit: string): Sample[] {
+    return this.toPredict.filter((s) => s.label !== undefined && lossUnit(s) === unit);
   }
 
   /** The watermark reached `time`: the units of the loss blocks kept for a later label until before it are let go. */
@@ -1356,7 +1361,7 @@ export class OnlineLearner {
     this.drift.load(state.drift);
     // Labels that came before their predictions: their losses are still to come, which their units wait for.
     const block = state.format === 4 ? state.block : this.unitByUser(state.block);
-    if (this.config.drift.detector !== 'none' && (Array.isArray(state.toPredict) || state.toPredict.units === undefined)) this.unitsOfMerges(block);
+    if (this.config.drift.detector !== 'none' && state.format === 4 && (Array.isArray(state.toPredict) || state.toPredict.units === undefined)) this.unitsOfMerges(block);
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
     this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
@@ -1368,7 +1373,9 @@ export class OnlineLearner {
    * A loss block saved before format 4, its open unit keyed by session id alone, keyed as add() keys units now
    * (sessionKey): by the user of the unit's last sample where the snapshot holds it, the last to learn from
    * (queued as it was added). Else the key is left, and the next label, whoever's, closes the unit: a session
-   * whose labels the snapshot fell between counts as two units, once. Run after toLearn is restored.
+   * whose labels the snapshot fell between counts as two units, once. Run after toLearn is restored. The open unit is
+   * the only key to rekey: builds before format 4 kept no waiting or kept units (the block was this 5-tuple), and the
+   * units load expects for labels still to be scored are made from their samples (lossUnit: by sessionKey).
    */
   private unitByUser(block: LossBlocksState | [number, number]): LossBlocksState | [number, number] {
     if (block.length !== 5 || block[4] === null) return block;
@@ -1382,7 +1389,11 @@ export class OnlineLearner {
    * session (joinUnit) and its summary labelled before their batch ran: under their own session, whose run the loss
    * blocks do not hold (theirs is the merged session's), they would close as a unit of their own. Each such is given the
    * run of its user that the blocks hold, where they hold one only (a merge joins one user's sessions); else it is left,
-   * one unit more, once. Run after toPredict is restored.
+   * one unit more, once. Run after toPredict is restored. Not for formats before 4: their builds had no merges' tags
+   * and put a label before its batch in no run (scored at the batch, a unit of its own), so each such sample's own
+   * session is its unit (expected by load under sessionKey, as waiting units are keyed now). A format 4 snapshot of
+   * a build before waiting runs (d26256f, the same day) cannot be told apart: its such samples may join their user's
+   * open run, once.
    */
   private unitsOfMerges(block: LossBlocksState | [number, number]): void {
     if (block.length === 2) return;

@@ -761,6 +761,30 @@ test('intent (mlp): a session its own summary labelled before its batch ran, the
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `cut ${cut}`);
 });
 
+test('intent: a merge where either session bought (labelled 1, its unit kept for a merge as any session\'s) joins the two sessions\' units while both means are in the open block; a snapshot anywhere restores to the same blocks (was: the bought one\'s unit not kept, two units of one session)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number, type = 'view'): Element => ({ kind: 'event', userId: user, time: t + minute * min, type, features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
+  const cases: [string, Element[]][] = [
+    // u1:0 (0, 2, its purchase at 3) is labelled 1 at 13, u1:15 (15, 17) at 27; the late event at 8 bridges them and the
+    // merged summary comes at once (the watermark 28), while u1:15's run is open; u2 (20) and u3 (30) are labelled at 30 and 40.
+    ['the surviving session bought', [at('u1', 0), at('u1', 2), at('u1', 3, 'purchase'), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min)]],
+    // u1:0 (0, 2) is labelled 0 at 12, u1:15 (15, its purchase at 16) 1 at 26, then u2 (17) at 27, ending u1:15's run; the
+    // late event at 8 bridges u1:0 and u1:15, the merged summary at once; u3 (30) is labelled at 40.
+    ['the absorbed session bought', [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 16, 'purchase'), at('u2', 17), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min)]],
+  ];
+  for (const [name, input] of cases) {
+    const summaries = (await Chain.build(stages, testContext())).push(input).end().filter(isSessionSummary);
+    const merged = summaries.find((s) => s.replaces !== undefined);
+    assert.deepEqual([merged?.sessionId, merged?.replaces, merged?.purchased], [`u1:${t}`, [`u1:${t + 15 * min}`], true], `${name}: u1:15 merged into u1:0`);
+    assert.deepEqual(summaries.slice(0, summaries.indexOf(merged!)).filter((s) => s.userId === 'u1').map((s) => s.sessionId), [`u1:${t}`, `u1:${t + 15 * min}`], `${name}: each labelled by its own summary before`);
+    const whole = await blocksAndOutputs(stages, input);
+    // u1:0 (with u1:15) and u2 closed, u3 open. Before: 3, the one that bought a unit of its own.
+    assert.equal((whole.block as unknown[])[1], 2, `${name}: ${JSON.stringify(whole.block)}`);
+    for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut), whole, `${name}, cut ${cut}`);
+  }
+});
+
 test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while predictions a merge moved wait for their batch, restores them in the merged session\'s unit: the uninterrupted run\'s blocks and outputs (was: a unit of their own)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
@@ -779,6 +803,36 @@ test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while pre
   };
   for (let cut = 1; cut < input.length; cut++) assert.deepEqual(await blocksAndOutputs(stages, input, cut, withoutUnits), whole, `cut ${cut}${cut === cutAfterMerge ? ' (after the merged summary)' : ''}`);
   assert.ok(dropped > 0, 'some snapshot held units');
+});
+
+test('intent (mlp): a learner snapshot of format 3 (its open unit keyed by session id alone, no waiting units: labels before their batch then touched no loss block) restores a user\'s other session labelled before its batch as a unit of its own, not in the open unit of the user (was: one unit of both sessions)', async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  // Batches of 4: x (0), y (1), u1:2 (2, 3) run at once; x, y and u1:2 are labelled at 10, 11 and 13, scored then. u1:15 (15,
+  // 17) is labelled at 27, before its batch (with z's 20 and w's 21) runs; z and w are labelled at 30 and 31.
+  const input: Element[] = [at('x', 0), at('y', 1), at('u1', 2), at('u1', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 28 * min), at('z', 20), at('w', 21), watermark(t + 31 * min)];
+  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  type Block = [number, number, number, number, string | null, [string, number, number][]?, [string, number, number, number?, number?][]?];
+  const whole = await blocksAndOutputs(stages, input);
+  // x, y, u1:2, u1:15 and z closed; w open.
+  assert.deepEqual([(whole.block as Block)[1], (whole.block as Block)[4]], [5, sessionKey('w', `w:${t + 21 * min}`)]);
+  const cut = 8; // after u1:15's label, its losses still to come
+  const open = sessionKey('u1', `u1:${t + 2 * min}`);
+  // As a format 3 build wrote it: u1:15's labels are not in the blocks, u1:2's run is open under its session id alone.
+  const asFormat3 = (snapshot: unknown[]): void => {
+    const learner = (snapshot[1] as { learner: { format: number; block: Block } }).learner;
+    const [sum, units, , , key, waiting, kept] = learner.block;
+    assert.deepEqual([units, key, waiting], [3, sessionKey('u1', `u1:${t + 15 * min}`), []], 'u1:15 waits for its losses, u1:2 closed');
+    const [, , , unitSum, unitCount] = kept!.find(([k]) => k === open)!;
+    learner.format = 3;
+    learner.block = [sum - unitSum! / unitCount!, units - 1, unitSum!, unitCount!, `u1:${t + 2 * min}`];
+  };
+  const restored = await blocksAndOutputs(stages, input, cut, asFormat3);
+  assert.equal(restored.outputs, whole.outputs);
+  const [wholeBlock, restoredBlock] = [whole.block as Block, restored.block as Block];
+  // The same units, closed in another order (u1:2 at z's label): the sums differ in rounding at most.
+  assert.deepEqual(restoredBlock.slice(1, 5), wholeBlock.slice(1, 5), JSON.stringify(restoredBlock));
+  assert.ok(Math.abs(restoredBlock[0] - wholeBlock[0]) < 1e-12, `${restoredBlock[0]} ${wholeBlock[0]}`);
 });
 
 test('intent (mlp): a data session id back as a new session while the old session\'s losses still wait for their batch (labelled before it ran) is a unit of its own too; a snapshot anywhere restores to the same blocks (was: the new session\'s labels took up the old one\'s waiting unit)', async () => {
