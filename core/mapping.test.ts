@@ -520,7 +520,7 @@ test('price_divisor: prices in minor units (cents, micros), JSON numbers and dec
 
 test('a time_format pattern with a letter it does not read (EEE, MMMM, z, yy) says what a pattern reads: MMM, hh with a, the offsets', () => {
   const reads =
-    "a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'";
+    "a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS (fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'";
   for (const [pattern, letter] of [['EEE, dd MMM yyyy', 'E'], ['dd MMMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ss z', 'z'], ['yy-MM-dd', 'y'], ['yyyy-MM-dd HH:mm:ssX', 'X'], ['yyyy-MM-dd HH:mm:ssx', 'x']] as const) {
     assert.throws(() => createTimeParser(pattern), { name: 'RangeError', message: `time_format '${pattern}': unknown letter '${letter}': ${reads}` }, pattern);
   }
@@ -760,4 +760,24 @@ test('time_zone that is no zone: createTimeParser and createEventMapper throw a 
   assert.throws(() => createEventMapper({ time_format: 'yyyy-MM-dd HH:mm', time_zone: 'Mars/Olympus_Mons' }), /^RangeError: time_zone 'Mars\/Olympus_Mons': no such time zone; expected/);
   // A zone is not looked at for epoch times, but it must still be one.
   assert.throws(() => createTimeParser('epoch_ms', 'Berlin'), /did you mean 'Europe\/Berlin'/);
+});
+
+test('time_format patterns read SSSSSS and SSSSSSSSS, a fraction of a second in microseconds or nanoseconds (BigQuery\'s TIMESTAMP as text, Snowplow\'s tstamps), to the millisecond it falls in (was: a config error, "SSS twice")', () => {
+  const bigQuery = createTimeParser("yyyy-MM-dd HH:mm:ss.SSSSSS 'UTC'");
+  assert.equal(bigQuery('2024-03-12 00:01:16.700123 UTC'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // Floored, not rounded, as epoch_us and iso8601 drop the digits after the millisecond.
+  assert.equal(bigQuery('2024-03-12 00:01:16.999999 UTC'), Date.UTC(2024, 2, 12, 0, 1, 16, 999));
+  // Fixed width, as every number of a pattern: three digits are not six.
+  assert.ok(Number.isNaN(bigQuery('2024-03-12 00:01:16.700 UTC')));
+  assert.ok(Number.isNaN(bigQuery('2024-03-12 00:01:16.70012x UTC')));
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss.SSSSSSSSS')('2024-03-12 00:01:16.700123456'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // With an offset (the reader of patterns with letters beyond numbers), and in a zone.
+  assert.equal(createTimeParser("yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")('2024-03-12T01:01:16.700999+01:00'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss.SSSSSS', 'Europe/Berlin')('2024-03-12 01:01:16.700123'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // The fraction read twice, in any of its widths, is a config error that says so.
+  for (const pattern of ['yyyy-MM-dd HH:mm:ss.SSSSSS SSS', 'yyyy-MM-dd HH:mm:ss.SSS SSSSSS']) {
+    assert.equal(timeFormatProblem(pattern), `time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
+  }
+  // Other widths (Java's S to SSSSSSSSS) are not read: said as a letter the pattern does not read.
+  assert.match(timeFormatProblem('yyyy-MM-dd HH:mm:ss.SSSS') ?? '', /unknown letter 'S': a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS \(fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds\)/);
 });

@@ -327,8 +327,27 @@ export function decimalCommaNumber(value: unknown): number {
 /** A price in text written with a decimal comma (`12,50`, `1.234,56`): the hint a rejection of it gives. */
 const decimalCommaText = /^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$/;
 
-const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
+// The longer fractions first: SSSSSS is one field, not SSS twice.
+const fieldTokens = ['yyyy', 'SSSSSSSSS', 'SSSSSS', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
+
+/**
+ * What the digits of each width of a fraction of a second are divided by to be milliseconds: microseconds
+ * (BigQuery's TIMESTAMP as text, `2024-03-12 00:01:16.700123 UTC`) and nanoseconds are read to the
+ * millisecond they fall in, the rest dropped, as epoch_us and iso8601 read them.
+ */
+const fractionDivisors = { SSS: 1, SSSSSS: 1000, SSSSSSSSS: 1_000_000 } as const;
+type FractionToken = keyof typeof fractionDivisors;
+const isFractionToken = (token: string): token is FractionToken => Object.hasOwn(fractionDivisors, token);
+
+/** The parts of a time a pattern reads, the fraction of a second as milliseconds (SSS). */
+type TimeParts = { yyyy: number; MM: number; dd: number; HH: number; mm: number; ss: number; SSS: number };
+
+/** Sets the part `token` reads from its `digits` (NaN where they are none). */
+function setTimePart(parts: TimeParts, token: FieldToken, digits: number): void {
+  if (isFractionToken(token)) parts.SSS = Math.floor(digits / fractionDivisors[token]);
+  else parts[token] = digits;
+}
 
 /**
  * How each offset letter of Java's DateTimeFormatter is written: its width, whether a colon parts hours
@@ -415,7 +434,7 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     if (/[A-Za-z]/.test(pattern[i]!)) {
       // Said with what a pattern reads instead: a Java or strftime habit (EEE, MMMM, z, yy) finds no such token here.
       throw new RangeError(
-        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'`,
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS (fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'`,
       );
     }
     literals.push({ text: pattern[i]!, at: length });
@@ -425,14 +444,16 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
   if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
   // A letter read twice would have the later one win silently (`yyyy-MM-dd HH:mm (yyyy)`).
   const tokens: string[] = [...fields.map(({ token }) => token), ...texts.map(({ token }) => token)];
+  const fractions = tokens.filter(isFractionToken);
+  if (fractions.length > 1) throw new RangeError(`time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
   const twice = tokens.find((token, index) => tokens.indexOf(token) !== index);
   if (twice !== undefined) throw new RangeError(`time_format '${pattern}': ${twice} twice; a pattern reads it once`);
   if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
-    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
-    for (const field of fields) parts[field.token] = digitsAt(value, field.at, field.token.length);
+    const parts: TimeParts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) setTimePart(parts, field.token, digitsAt(value, field.at, field.token.length));
     // A day past its month's end (February 31st) is no date: the sum below would roll it into the next month.
     // Second 60 (a leap second) is no time here, as iso8601 (and Date.parse) has it: one rule for both forms.
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 59) return NaN;
@@ -486,8 +507,8 @@ function textPattern(
       offsetMinutes = sign === 43 ? hours * 60 + minutes : -(hours * 60 + minutes);
     }
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at > offsetAt ? literal.at - shift : literal.at)) return NaN;
-    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
-    for (const field of fields) parts[field.token] = digitsAt(value, field.at > offsetAt ? field.at - shift : field.at, field.token.length);
+    const parts: TimeParts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) setTimePart(parts, field.token, digitsAt(value, field.at > offsetAt ? field.at - shift : field.at, field.token.length));
     if (monthAt >= 0) parts.MM = monthAbbreviationAt(value, monthAt > offsetAt ? monthAt - shift : monthAt);
     if (hourAt >= 0) {
       const hour = digitsAt(value, hourAt > offsetAt ? hourAt - shift : hourAt, 2);
