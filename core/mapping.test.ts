@@ -781,3 +781,24 @@ test('time_format patterns read SSSSSS and SSSSSSSSS, a fraction of a second in 
   // Other widths (Java's S to SSSSSSSSS) are not read: said as a letter the pattern does not read.
   assert.match(timeFormatProblem('yyyy-MM-dd HH:mm:ss.SSSS') ?? '', /unknown letter 'S': a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS \(fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds\)/);
 });
+
+test('an unknown event type that differs only in case, spaces or punctuation from a name of mapping.event_types or a known type is told with that name (was: "does not name it", with no word of the near miss)', () => {
+  const seen: [string, string | undefined][] = [];
+  const map = createEventMapper({ event_types: { 'product viewed': 'view', order_completed: 'purchase' }, time_format: 'epoch_ms' }, (type, near) => void seen.push([type, near]));
+  for (const type of ['product viewed', 'Product Viewed', 'Order Completed', 'Purchase', 'Page Viewed']) map({ user_id: 'u', time: 1, type });
+  assert.deepEqual(seen, [
+    ['Product Viewed', 'product viewed'],
+    ['Order Completed', 'order_completed'],
+    ['Purchase', 'purchase'],
+    ['Page Viewed', undefined],
+  ]);
+  const warned: string[] = [];
+  const tell = unknownEventTypeWarning({ warn: (_fields: object, message: string) => void warned.push(message) } as never);
+  tell('Product Viewed', 'product viewed');
+  tell('Page Viewed');
+  assert.match(warned[0]!, /^event type "Product Viewed" is none of the known types \(view, cart, remove_from_cart, purchase\) and mapping.event_types does not name it \(it names "product viewed": names are compared exactly, case, spaces and punctuation too\): /);
+  assert.match(warned[1]!, /^event type "Page Viewed" is none of the known types \(view, cart, remove_from_cart, purchase\) and mapping.event_types does not name it: /);
+  const known: string[] = [];
+  unknownEventTypeWarning({ warn: (_fields: object, message: string) => void known.push(message) } as never)('Purchase', 'purchase');
+  assert.match(known[0]!, /does not name it \(the known type "purchase" differs from it in case, spaces or punctuation: names are compared exactly\): /);
+});

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
+import { comparable, fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
@@ -533,17 +533,23 @@ export const MAX_UNKNOWN_TYPES_TOLD = 10;
  * way (`page_view`, `checkout_completed`) otherwise reads without a word: no view, cart or purchase in any
  * feature, and an intent model with no positive label.
  */
-export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string) => void {
+export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string, near?: string) => void {
   const told = new Set<string>();
   const known = KNOWN_EVENT_TYPES.join(', ');
-  return (type) => {
+  return (type, near) => {
     if (told.has(type) || told.size >= MAX_UNKNOWN_TYPES_TOLD) return;
     told.add(type);
     const last = told.size === MAX_UNKNOWN_TYPES_TOLD ? ` (the ${MAX_UNKNOWN_TYPES_TOLD}th such type: further ones are not told)` : '';
     const quoted = JSON.stringify(type);
+    const nearMiss =
+      near === undefined
+        ? ''
+        : (KNOWN_EVENT_TYPES as readonly string[]).includes(near)
+          ? ` (the known type ${JSON.stringify(near)} differs from it in case, spaces or punctuation: names are compared exactly)`
+          : ` (it names ${JSON.stringify(near)}: names are compared exactly, case, spaces and punctuation too)`;
     logger.warn(
-      { type, knownTypes: KNOWN_EVENT_TYPES },
-      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
+      { type, knownTypes: KNOWN_EVENT_TYPES, ...(near === undefined ? {} : { near }) },
+      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it${nearMiss}: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
     );
   };
 }
@@ -620,7 +626,7 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
  * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
  * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
  */
-export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string) => void): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string, near?: string) => void): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   const userField = fields.user_id ?? 'user_id';
   const timeField = fields.time ?? 'time';
@@ -665,6 +671,19 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     throw new RangeError(`price_divisor ${String(priceDivisor)}: expected one of ${PRICE_DIVISORS.join(', ')} (100: prices in cents)`);
   }
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
+  // A type named as event_types names one, or as a known type, but for case, spaces or punctuation
+  // (`Product Viewed` where `product_viewed: view`, `Purchase`), told with that name: compared exactly,
+  // it would be mapped by neither. Each type's answer is kept: an unknown type usually comes in every record.
+  const nearNames = new Map<string, string>([...KNOWN_EVENT_TYPES, ...eventTypes.keys()].map((name) => [comparable(name), name]));
+  const nearNameOfType = new Map<string, string | undefined>();
+  const nearNameOf = (type: string): string | undefined => {
+    if (nearNameOfType.has(type)) return nearNameOfType.get(type);
+    const loose = comparable(type);
+    const near = loose === '' ? undefined : nearNames.get(loose);
+    // Bounded: free-form types are told only up to MAX_UNKNOWN_TYPES_TOLD anyway.
+    if (nearNameOfType.size < 4 * MAX_UNKNOWN_TYPES_TOLD) nearNameOfType.set(type, near);
+    return near;
+  };
 
   return (input, origin) => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
@@ -764,7 +783,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       }
       event.attrs = attrs;
     }
-    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type);
+    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type, nearNameOf(type));
     if (origin) event[ORIGIN] = origin;
     return event;
   };
