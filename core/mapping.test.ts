@@ -802,3 +802,22 @@ test('an unknown event type that differs only in case, spaces or punctuation fro
   unknownEventTypeWarning({ warn: (_fields: object, message: string) => void known.push(message) } as never)('Purchase', 'purchase');
   assert.match(known[0]!, /does not name it \(the known type "purchase" differs from it in case, spaces or punctuation: names are compared exactly\): /);
 });
+
+test('epoch_s and epoch_ms read a fraction of a millisecond (Python\'s time.time(), 1710201676.700123) to the millisecond it falls in, as epoch_us, iso8601 and patterns do: every event time is whole milliseconds (was: 1710201676700.123 as the event\'s time)', () => {
+  const seconds = createTimeParser('epoch_s');
+  const millis = createTimeParser('epoch_ms');
+  const cases: [(value: unknown) => number, unknown, number][] = [
+    [seconds, '1710201676.700123', 1_710_201_676_700],
+    [seconds, 1_710_201_676.700_9, 1_710_201_676_700],
+    [seconds, '1710201676', 1_710_201_676_000],
+    // 1.005 * 1000 is 1004.9999999999999 in binary: a product a few units in the last place below a whole millisecond is that millisecond.
+    [seconds, '1.005', 1005],
+    [seconds, 1_710_201_676.005, 1_710_201_676_005],
+    [seconds, '-0.0005', -1], // half a millisecond before 1970 falls in the millisecond from -1 to 0
+    [millis, '1710201676700.5', 1_710_201_676_700],
+    [millis, 1_710_201_676_700.999, 1_710_201_676_700],
+    [millis, 1_710_201_676_700, 1_710_201_676_700],
+  ];
+  for (const [parse, value, expected] of cases) assert.equal(parse(value), expected, String(value));
+  for (const parse of [seconds, millis]) for (const value of ['abc', '', 'Infinity']) assert.ok(!Number.isFinite(parse(value)), value);
+});

@@ -165,15 +165,28 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
     case 'iso8601':
       return parseIso8601;
     case 'epoch_ms':
-      return decimalNumber;
+      return (value) => Math.floor(decimalNumber(value));
     case 'epoch_s':
-      return (value) => decimalNumber(value) * 1000;
+      return epochSeconds;
     case 'epoch_us':
       return epochMicros;
     default:
       if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
       return compilePattern(format);
   }
+}
+
+/**
+ * Seconds since the epoch (a number or decimal text, a fraction as Python's time.time() writes it) as the
+ * millisecond they fall in, as epoch_us, iso8601 and patterns read times: every event time is whole
+ * milliseconds. The product with 1000 can fall a few units in the last place below a whole millisecond
+ * (1.005 * 1000 is 1004.9999999999999): within one part in 2^52 of it, it is that millisecond (in this
+ * century, 0.4 µs: a double of seconds holds times a quarter of a microsecond apart, no closer).
+ */
+function epochSeconds(value: unknown): number {
+  const millis = decimalNumber(value) * 1000;
+  const nearest = Math.round(millis);
+  return Math.abs(millis - nearest) <= Number.EPSILON * Math.abs(millis) ? nearest : Math.floor(millis);
 }
 
 /**
