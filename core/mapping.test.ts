@@ -821,3 +821,16 @@ test('epoch_s and epoch_ms read a fraction of a millisecond (Python\'s time.time
   for (const [parse, value, expected] of cases) assert.equal(parse(value), expected, String(value));
   for (const parse of [seconds, millis]) for (const value of ['abc', '', 'Infinity']) assert.ok(!Number.isFinite(parse(value)), value);
 });
+
+test('mappingWarnings: an event_types value that is no known type but most likely means one (purchased, Purchase, veiw) is warned of at its key; a type mapped to itself, or to a name near none, is not (was: no word, and an intent model without one positive label)', () => {
+  assert.deepEqual(
+    mappingWarnings({ event_types: { purchase: 'purchased', 'Product Viewed': 'View', add: 'carts', pv: 'veiw', rm: 'remove-from-cart', search: 'search', page_view: 'page_view', checkout: 'begin_checkout', buy: 'purchase', signup: 'new' } }),
+    [
+      { field: 'event_types["purchase"]', message: "event_types maps 'purchase' to 'purchased', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'purchase'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["Product Viewed"]', message: "event_types maps 'Product Viewed' to 'View', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'view'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["add"]', message: "event_types maps 'add' to 'carts', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'cart'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["pv"]', message: "event_types maps 'pv' to 'veiw', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'view'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["rm"]', message: "event_types maps 'rm' to 'remove-from-cart', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'remove_from_cart'? The feature operators count such events only as events, and no model takes one for a purchase" },
+    ],
+  );
+});

@@ -4,6 +4,7 @@
  * mapper, so every source accepts and rejects records the same way.
  */
 import type { Logger } from 'pino';
+import { distance } from 'fastest-levenshtein';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { comparable, fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
@@ -100,6 +101,18 @@ function isCanonicalMapping(config: MappingConfig): boolean {
  */
 export function mappingWarnings(config: MappingConfig): { field: string; message: string }[] {
   const warnings: { field: string; message: string }[] = [];
+  // An event type mapped to a misspelt known type (`purchase: purchased`, `pv: View`) is a type of its own
+  // to the run, which names as such only what event_types does not: it would go unsaid, the intent model
+  // learning from sessions none of which bought. A type mapped to itself is kept on purpose.
+  for (const [raw, mapped] of Object.entries(config.event_types ?? {})) {
+    if (typeof mapped !== 'string' || mapped === raw || (KNOWN_EVENT_TYPES as readonly string[]).includes(mapped)) continue;
+    const meant = nearestKnownType(mapped);
+    if (meant === undefined) continue;
+    warnings.push({
+      field: `event_types[${JSON.stringify(raw)}]`,
+      message: `event_types maps '${raw}' to '${mapped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}): did you mean '${meant}'? The feature operators count such events only as events, and no model takes one for a purchase`,
+    });
+  }
   const zone = config.time_zone;
   if (typeof zone !== 'string') return warnings;
   const abbreviation = zoneNameWarning(zone);
@@ -113,6 +126,18 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
     warnings.push({ field: 'time_zone', message: `time_zone ${zone} applies to no time: time_format '${format}' ${how}` });
   }
   return warnings;
+}
+
+/**
+ * The known event type `name` most likely means: the same letters and digits in any case (`View`,
+ * `remove-from-cart`), or one or two edits away (`purchased`, `veiw`; one for a name of three letters or
+ * fewer: `new` is no `view`); undefined where none is that near.
+ */
+function nearestKnownType(name: string): string | undefined {
+  const loose = comparable(name);
+  const lower = name.toLowerCase();
+  const known = KNOWN_EVENT_TYPES as readonly string[];
+  return known.find((type) => comparable(type) === loose) ?? known.find((type) => distance(lower, type) <= (name.length <= 3 ? 1 : 2));
 }
 
 /**
