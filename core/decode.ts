@@ -190,7 +190,7 @@ export interface DecodeOptions {
    * An event type the mapping does not know. Default: a warning once per type for this stream; a source
    * reading several streams gives one unknownEventTypeWarning to all, to say it once.
    */
-  onUnknownType?: (type: string) => void;
+  onUnknownType?: (type: string, near?: string) => void;
   /**
    * CSV: rows without a quote or a lone `\r` are split on the delimiter, faster than the quoted-row
    * reader that reads the rest; false reads every row with that one (the same events and dead letters:

@@ -281,7 +281,7 @@ function kindOf(value: unknown): string {
 }
 
 /** A field name for comparing: lower case, letters and digits only (`User ID`, `user_id` and `user.id` are one). */
-const comparable = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+export const comparable = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 /**
  * The path (as a mapping names it) of a value in `record` that a mapping most likely meant by `name`,

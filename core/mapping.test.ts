@@ -520,7 +520,7 @@ test('price_divisor: prices in minor units (cents, micros), JSON numbers and dec
 
 test('a time_format pattern with a letter it does not read (EEE, MMMM, z, yy) says what a pattern reads: MMM, hh with a, the offsets', () => {
   const reads =
-    "a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'";
+    "a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS (fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'";
   for (const [pattern, letter] of [['EEE, dd MMM yyyy', 'E'], ['dd MMMM yyyy', 'M'], ['yyyy-MM-dd HH:mm:ss z', 'z'], ['yy-MM-dd', 'y'], ['yyyy-MM-dd HH:mm:ssX', 'X'], ['yyyy-MM-dd HH:mm:ssx', 'x']] as const) {
     assert.throws(() => createTimeParser(pattern), { name: 'RangeError', message: `time_format '${pattern}': unknown letter '${letter}': ${reads}` }, pattern);
   }
@@ -760,4 +760,77 @@ test('time_zone that is no zone: createTimeParser and createEventMapper throw a 
   assert.throws(() => createEventMapper({ time_format: 'yyyy-MM-dd HH:mm', time_zone: 'Mars/Olympus_Mons' }), /^RangeError: time_zone 'Mars\/Olympus_Mons': no such time zone; expected/);
   // A zone is not looked at for epoch times, but it must still be one.
   assert.throws(() => createTimeParser('epoch_ms', 'Berlin'), /did you mean 'Europe\/Berlin'/);
+});
+
+test('time_format patterns read SSSSSS and SSSSSSSSS, a fraction of a second in microseconds or nanoseconds (BigQuery\'s TIMESTAMP as text, Snowplow\'s tstamps), to the millisecond it falls in (was: a config error, "SSS twice")', () => {
+  const bigQuery = createTimeParser("yyyy-MM-dd HH:mm:ss.SSSSSS 'UTC'");
+  assert.equal(bigQuery('2024-03-12 00:01:16.700123 UTC'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // Floored, not rounded, as epoch_us and iso8601 drop the digits after the millisecond.
+  assert.equal(bigQuery('2024-03-12 00:01:16.999999 UTC'), Date.UTC(2024, 2, 12, 0, 1, 16, 999));
+  // Fixed width, as every number of a pattern: three digits are not six.
+  assert.ok(Number.isNaN(bigQuery('2024-03-12 00:01:16.700 UTC')));
+  assert.ok(Number.isNaN(bigQuery('2024-03-12 00:01:16.70012x UTC')));
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss.SSSSSSSSS')('2024-03-12 00:01:16.700123456'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // With an offset (the reader of patterns with letters beyond numbers), and in a zone.
+  assert.equal(createTimeParser("yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")('2024-03-12T01:01:16.700999+01:00'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  assert.equal(createTimeParser('yyyy-MM-dd HH:mm:ss.SSSSSS', 'Europe/Berlin')('2024-03-12 01:01:16.700123'), Date.UTC(2024, 2, 12, 0, 1, 16, 700));
+  // The fraction read twice, in any of its widths, is a config error that says so.
+  for (const pattern of ['yyyy-MM-dd HH:mm:ss.SSSSSS SSS', 'yyyy-MM-dd HH:mm:ss.SSS SSSSSS']) {
+    assert.equal(timeFormatProblem(pattern), `time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
+  }
+  // Other widths (Java's S to SSSSSSSSS) are not read: said as a letter the pattern does not read.
+  assert.match(timeFormatProblem('yyyy-MM-dd HH:mm:ss.SSSS') ?? '', /unknown letter 'S': a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS \(fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds\)/);
+});
+
+test('an unknown event type that differs only in case, spaces or punctuation from a name of mapping.event_types or a known type is told with that name (was: "does not name it", with no word of the near miss)', () => {
+  const seen: [string, string | undefined][] = [];
+  const map = createEventMapper({ event_types: { 'product viewed': 'view', order_completed: 'purchase' }, time_format: 'epoch_ms' }, (type, near) => void seen.push([type, near]));
+  for (const type of ['product viewed', 'Product Viewed', 'Order Completed', 'Purchase', 'Page Viewed']) map({ user_id: 'u', time: 1, type });
+  assert.deepEqual(seen, [
+    ['Product Viewed', 'product viewed'],
+    ['Order Completed', 'order_completed'],
+    ['Purchase', 'purchase'],
+    ['Page Viewed', undefined],
+  ]);
+  const warned: string[] = [];
+  const tell = unknownEventTypeWarning({ warn: (_fields: object, message: string) => void warned.push(message) } as never);
+  tell('Product Viewed', 'product viewed');
+  tell('Page Viewed');
+  assert.match(warned[0]!, /^event type "Product Viewed" is none of the known types \(view, cart, remove_from_cart, purchase\) and mapping.event_types does not name it \(it names "product viewed": names are compared exactly, case, spaces and punctuation too\): /);
+  assert.match(warned[1]!, /^event type "Page Viewed" is none of the known types \(view, cart, remove_from_cart, purchase\) and mapping.event_types does not name it: /);
+  const known: string[] = [];
+  unknownEventTypeWarning({ warn: (_fields: object, message: string) => void known.push(message) } as never)('Purchase', 'purchase');
+  assert.match(known[0]!, /does not name it \(the known type "purchase" differs from it in case, spaces or punctuation: names are compared exactly\): /);
+});
+
+test('epoch_s and epoch_ms read a fraction of a millisecond (Python\'s time.time(), 1710201676.700123) to the millisecond it falls in, as epoch_us, iso8601 and patterns do: every event time is whole milliseconds (was: 1710201676700.123 as the event\'s time)', () => {
+  const seconds = createTimeParser('epoch_s');
+  const millis = createTimeParser('epoch_ms');
+  const cases: [(value: unknown) => number, unknown, number][] = [
+    [seconds, '1710201676.700123', 1_710_201_676_700],
+    [seconds, 1_710_201_676.700_9, 1_710_201_676_700],
+    [seconds, '1710201676', 1_710_201_676_000],
+    // 1.005 * 1000 is 1004.9999999999999 in binary: a product a few units in the last place below a whole millisecond is that millisecond.
+    [seconds, '1.005', 1005],
+    [seconds, 1_710_201_676.005, 1_710_201_676_005],
+    [seconds, '-0.0005', -1], // half a millisecond before 1970 falls in the millisecond from -1 to 0
+    [millis, '1710201676700.5', 1_710_201_676_700],
+    [millis, 1_710_201_676_700.999, 1_710_201_676_700],
+    [millis, 1_710_201_676_700, 1_710_201_676_700],
+  ];
+  for (const [parse, value, expected] of cases) assert.equal(parse(value), expected, String(value));
+  for (const parse of [seconds, millis]) for (const value of ['abc', '', 'Infinity']) assert.ok(!Number.isFinite(parse(value)), value);
+});
+
+test('mappingWarnings: an event_types value that is no known type but most likely means one (purchased, Purchase, veiw) is warned of at its key; a type mapped to itself, or to a name near none, is not (was: no word, and an intent model without one positive label)', () => {
+  assert.deepEqual(
+    mappingWarnings({ event_types: { purchase: 'purchased', 'Product Viewed': 'View', add: 'carts', pv: 'veiw', rm: 'remove-from-cart', search: 'search', page_view: 'page_view', checkout: 'begin_checkout', buy: 'purchase', signup: 'new' } }),
+    [
+      { field: 'event_types["purchase"]', message: "event_types maps 'purchase' to 'purchased', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'purchase'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["Product Viewed"]', message: "event_types maps 'Product Viewed' to 'View', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'view'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["add"]', message: "event_types maps 'add' to 'carts', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'cart'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["pv"]', message: "event_types maps 'pv' to 'veiw', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'view'? The feature operators count such events only as events, and no model takes one for a purchase" },
+      { field: 'event_types["rm"]', message: "event_types maps 'rm' to 'remove-from-cart', which is no known type (view, cart, remove_from_cart, purchase): did you mean 'remove_from_cart'? The feature operators count such events only as events, and no model takes one for a purchase" },
+    ],
+  );
 });

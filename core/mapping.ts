@@ -4,8 +4,9 @@
  * mapper, so every source accepts and rejects records the same way.
  */
 import type { Logger } from 'pino';
+import { distance } from 'fastest-levenshtein';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
-import { fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
+import { comparable, fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
 
 export interface MappingConfig {
@@ -100,6 +101,18 @@ function isCanonicalMapping(config: MappingConfig): boolean {
  */
 export function mappingWarnings(config: MappingConfig): { field: string; message: string }[] {
   const warnings: { field: string; message: string }[] = [];
+  // An event type mapped to a misspelt known type (`purchase: purchased`, `pv: View`) is a type of its own
+  // to the run, which names as such only what event_types does not: it would go unsaid, the intent model
+  // learning from sessions none of which bought. A type mapped to itself is kept on purpose.
+  for (const [raw, mapped] of Object.entries(config.event_types ?? {})) {
+    if (typeof mapped !== 'string' || mapped === raw || (KNOWN_EVENT_TYPES as readonly string[]).includes(mapped)) continue;
+    const meant = nearestKnownType(mapped);
+    if (meant === undefined) continue;
+    warnings.push({
+      field: `event_types[${JSON.stringify(raw)}]`,
+      message: `event_types maps '${raw}' to '${mapped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}): did you mean '${meant}'? The feature operators count such events only as events, and no model takes one for a purchase`,
+    });
+  }
   const zone = config.time_zone;
   if (typeof zone !== 'string') return warnings;
   const abbreviation = zoneNameWarning(zone);
@@ -113,6 +126,18 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
     warnings.push({ field: 'time_zone', message: `time_zone ${zone} applies to no time: time_format '${format}' ${how}` });
   }
   return warnings;
+}
+
+/**
+ * The known event type `name` most likely means: the same letters and digits in any case (`View`,
+ * `remove-from-cart`), or one or two edits away (`purchased`, `veiw`; one for a name of three letters or
+ * fewer: `new` is no `view`); undefined where none is that near.
+ */
+function nearestKnownType(name: string): string | undefined {
+  const loose = comparable(name);
+  const lower = name.toLowerCase();
+  const known = KNOWN_EVENT_TYPES as readonly string[];
+  return known.find((type) => comparable(type) === loose) ?? known.find((type) => distance(lower, type) <= (name.length <= 3 ? 1 : 2));
 }
 
 /**
@@ -165,15 +190,28 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
     case 'iso8601':
       return parseIso8601;
     case 'epoch_ms':
-      return decimalNumber;
+      return (value) => Math.floor(decimalNumber(value));
     case 'epoch_s':
-      return (value) => decimalNumber(value) * 1000;
+      return epochSeconds;
     case 'epoch_us':
       return epochMicros;
     default:
       if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
       return compilePattern(format);
   }
+}
+
+/**
+ * Seconds since the epoch (a number or decimal text, a fraction as Python's time.time() writes it) as the
+ * millisecond they fall in, as epoch_us, iso8601 and patterns read times: every event time is whole
+ * milliseconds. The product with 1000 can fall a few units in the last place below a whole millisecond
+ * (1.005 * 1000 is 1004.9999999999999): within one part in 2^52 of it, it is that millisecond (in this
+ * century, 0.4 µs: a double of seconds holds times a quarter of a microsecond apart, no closer).
+ */
+function epochSeconds(value: unknown): number {
+  const millis = decimalNumber(value) * 1000;
+  const nearest = Math.round(millis);
+  return Math.abs(millis - nearest) <= Number.EPSILON * Math.abs(millis) ? nearest : Math.floor(millis);
 }
 
 /**
@@ -327,8 +365,27 @@ export function decimalCommaNumber(value: unknown): number {
 /** A price in text written with a decimal comma (`12,50`, `1.234,56`): the hint a rejection of it gives. */
 const decimalCommaText = /^\s*[+-]?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*[+-]?\d+,\d+\s*$/;
 
-const fieldTokens = ['yyyy', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
+// The longer fractions first: SSSSSS is one field, not SSS twice.
+const fieldTokens = ['yyyy', 'SSSSSSSSS', 'SSSSSS', 'SSS', 'MM', 'dd', 'HH', 'mm', 'ss'] as const;
 type FieldToken = (typeof fieldTokens)[number];
+
+/**
+ * What the digits of each width of a fraction of a second are divided by to be milliseconds: microseconds
+ * (BigQuery's TIMESTAMP as text, `2024-03-12 00:01:16.700123 UTC`) and nanoseconds are read to the
+ * millisecond they fall in, the rest dropped, as epoch_us and iso8601 read them.
+ */
+const fractionDivisors = { SSS: 1, SSSSSS: 1000, SSSSSSSSS: 1_000_000 } as const;
+type FractionToken = keyof typeof fractionDivisors;
+const isFractionToken = (token: string): token is FractionToken => Object.hasOwn(fractionDivisors, token);
+
+/** The parts of a time a pattern reads, the fraction of a second as milliseconds (SSS). */
+type TimeParts = { yyyy: number; MM: number; dd: number; HH: number; mm: number; ss: number; SSS: number };
+
+/** Sets the part `token` reads from its `digits` (NaN where they are none). */
+function setTimePart(parts: TimeParts, token: FieldToken, digits: number): void {
+  if (isFractionToken(token)) parts.SSS = Math.floor(digits / fractionDivisors[token]);
+  else parts[token] = digits;
+}
 
 /**
  * How each offset letter of Java's DateTimeFormatter is written: its width, whether a colon parts hours
@@ -415,7 +472,7 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
     if (/[A-Za-z]/.test(pattern[i]!)) {
       // Said with what a pattern reads instead: a Java or strftime habit (EEE, MMMM, z, yy) finds no such token here.
       throw new RangeError(
-        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS (fixed-width numbers), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'`,
+        `time_format '${pattern}': unknown letter '${pattern[i]}': a pattern reads yyyy MM dd HH mm ss SSS, SSSSSS or SSSSSSSSS (fixed-width numbers; a fraction of a second in milliseconds, microseconds or nanoseconds), MMM (Jan to Dec), hh with a (a 12-hour clock, AM or PM) and an offset, XXX (+01:00 or Z), XX (+0100 or Z), xxx (+01:00), xx or Z (+0100), as Java's DateTimeFormatter has them; no day names, full month names or zone names (a time without an offset is in UTC or mapping.time_zone); quote literal text: 'UTC'`,
       );
     }
     literals.push({ text: pattern[i]!, at: length });
@@ -425,14 +482,16 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
   if (!fields.some((f) => f.token === 'yyyy')) throw new RangeError(`time_format '${pattern}': needs at least yyyy`);
   // A letter read twice would have the later one win silently (`yyyy-MM-dd HH:mm (yyyy)`).
   const tokens: string[] = [...fields.map(({ token }) => token), ...texts.map(({ token }) => token)];
+  const fractions = tokens.filter(isFractionToken);
+  if (fractions.length > 1) throw new RangeError(`time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
   const twice = tokens.find((token, index) => tokens.indexOf(token) !== index);
   if (twice !== undefined) throw new RangeError(`time_format '${pattern}': ${twice} twice; a pattern reads it once`);
   if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
-    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
-    for (const field of fields) parts[field.token] = digitsAt(value, field.at, field.token.length);
+    const parts: TimeParts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) setTimePart(parts, field.token, digitsAt(value, field.at, field.token.length));
     // A day past its month's end (February 31st) is no date: the sum below would roll it into the next month.
     // Second 60 (a leap second) is no time here, as iso8601 (and Date.parse) has it: one rule for both forms.
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || parts.HH > 23 || parts.mm > 59 || parts.ss > 59) return NaN;
@@ -486,8 +545,8 @@ function textPattern(
       offsetMinutes = sign === 43 ? hours * 60 + minutes : -(hours * 60 + minutes);
     }
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at > offsetAt ? literal.at - shift : literal.at)) return NaN;
-    const parts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
-    for (const field of fields) parts[field.token] = digitsAt(value, field.at > offsetAt ? field.at - shift : field.at, field.token.length);
+    const parts: TimeParts = { yyyy: 1970, MM: 1, dd: 1, HH: 0, mm: 0, ss: 0, SSS: 0 };
+    for (const field of fields) setTimePart(parts, field.token, digitsAt(value, field.at > offsetAt ? field.at - shift : field.at, field.token.length));
     if (monthAt >= 0) parts.MM = monthAbbreviationAt(value, monthAt > offsetAt ? monthAt - shift : monthAt);
     if (hourAt >= 0) {
       const hour = digitsAt(value, hourAt > offsetAt ? hourAt - shift : hourAt, 2);
@@ -512,17 +571,23 @@ export const MAX_UNKNOWN_TYPES_TOLD = 10;
  * way (`page_view`, `checkout_completed`) otherwise reads without a word: no view, cart or purchase in any
  * feature, and an intent model with no positive label.
  */
-export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string) => void {
+export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: string, near?: string) => void {
   const told = new Set<string>();
   const known = KNOWN_EVENT_TYPES.join(', ');
-  return (type) => {
+  return (type, near) => {
     if (told.has(type) || told.size >= MAX_UNKNOWN_TYPES_TOLD) return;
     told.add(type);
     const last = told.size === MAX_UNKNOWN_TYPES_TOLD ? ` (the ${MAX_UNKNOWN_TYPES_TOLD}th such type: further ones are not told)` : '';
     const quoted = JSON.stringify(type);
+    const nearMiss =
+      near === undefined
+        ? ''
+        : (KNOWN_EVENT_TYPES as readonly string[]).includes(near)
+          ? ` (the known type ${JSON.stringify(near)} differs from it in case, spaces or punctuation: names are compared exactly)`
+          : ` (it names ${JSON.stringify(near)}: names are compared exactly, case, spaces and punctuation too)`;
     logger.warn(
-      { type, knownTypes: KNOWN_EVENT_TYPES },
-      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
+      { type, knownTypes: KNOWN_EVENT_TYPES, ...(near === undefined ? {} : { near }) },
+      `event type ${quoted} is none of the known types (${known}) and mapping.event_types does not name it${nearMiss}: the feature operators count it only as an event, and no model takes it for a purchase; map it in mapping.event_types to the known type it stands for (${quoted}: one of ${known}), or to itself (${quoted}: ${quoted}) to keep it as it is${last}`,
     );
   };
 }
@@ -599,7 +664,7 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
  * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
  * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
  */
-export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string) => void): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string, near?: string) => void): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   const userField = fields.user_id ?? 'user_id';
   const timeField = fields.time ?? 'time';
@@ -644,6 +709,19 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     throw new RangeError(`price_divisor ${String(priceDivisor)}: expected one of ${PRICE_DIVISORS.join(', ')} (100: prices in cents)`);
   }
   const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
+  // A type named as event_types names one, or as a known type, but for case, spaces or punctuation
+  // (`Product Viewed` where `product_viewed: view`, `Purchase`), told with that name: compared exactly,
+  // it would be mapped by neither. Each type's answer is kept: an unknown type usually comes in every record.
+  const nearNames = new Map<string, string>([...KNOWN_EVENT_TYPES, ...eventTypes.keys()].map((name) => [comparable(name), name]));
+  const nearNameOfType = new Map<string, string | undefined>();
+  const nearNameOf = (type: string): string | undefined => {
+    if (nearNameOfType.has(type)) return nearNameOfType.get(type);
+    const loose = comparable(type);
+    const near = loose === '' ? undefined : nearNames.get(loose);
+    // Bounded: free-form types are told only up to MAX_UNKNOWN_TYPES_TOLD anyway.
+    if (nearNameOfType.size < 4 * MAX_UNKNOWN_TYPES_TOLD) nearNameOfType.set(type, near);
+    return near;
+  };
 
   return (input, origin) => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
@@ -743,7 +821,7 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
       }
       event.attrs = attrs;
     }
-    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type);
+    if (onUnknownType !== undefined && !namedTypes.has(type)) onUnknownType(type, nearNameOf(type));
     if (origin) event[ORIGIN] = origin;
     return event;
   };

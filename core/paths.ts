@@ -43,7 +43,8 @@ export function sameFile(a: string, b: string): boolean {
  */
 export function inputFileProblem(path: string): string | undefined {
   const stat = statIfAny(path);
-  if (stat === undefined) return `no such file: ${path}`;
+  // A shell's pattern (a GA4 export's events_*.json shards) is read as a name no file has: said so, with the way to list them.
+  if (stat === undefined) return /[*?]/.test(basename(path)) ? `no such file: ${path} (a path is read as written, with no wildcards: list the files, path: [a.json, b.json], read one after another)` : `no such file: ${path}`;
   if (stat.isDirectory()) return `${path} is a folder; name its files`;
   return undefined;
 }

@@ -100,7 +100,7 @@ export default defineSource<FileSourceConfig>({
     required: ['path'],
     properties: {
       path: {
-        description: 'File to read, or a list of files read one after another. Relative to the pipeline file.',
+        description: 'File to read, or a list of files read one after another. Relative to the pipeline file. Read as written: `*` and `?` are no wildcards (`events_*.json` names no file; list the shards).',
         anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }],
       },
       gzip: { type: 'boolean', description: 'Decompress with gzip. Default: when the name ends in .gz (any case).' },
