@@ -36,6 +36,7 @@ export {
   type RecordFormat,
   type StreamStart,
 } from './decode.js';
+export { gunzipUpToDamage, type GunzipUpToDamageOptions, type GzipDamage } from './gzip.js';
 export { FeatureBlock, inFloat32Range } from './feature-block.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';

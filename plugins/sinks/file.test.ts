@@ -227,6 +227,121 @@ test('gzip: a member the last run left incomplete (kill -9) is completed on resu
   }
 });
 
+/** A gzip file as the sink leaves it when the process dies after a flush: u1, u2 in a complete member, u3 to u5 in one still open (sync-flushed). */
+async function crashedGzipFile(name: string): Promise<{ path: string; bytes: Buffer; lastMember: number }> {
+  const path = join(dir, name);
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: dir }));
+  await sink.open?.();
+  sink.write(record('u1'));
+  sink.write(record('u2'));
+  await sink.flush?.();
+  await sink.flush?.(); // idle: the member ends
+  for (const userId of ['u3', 'u4']) sink.write(record(userId));
+  await sink.flush?.();
+  sink.write(record('u5'));
+  await sink.flush?.();
+  const bytes = readFileSync(path);
+  await sink.close();
+  return { path, bytes, lastMember: bytes.lastIndexOf(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])) };
+}
+
+/** Resumes a sink on `path`, writes u9, and gives the file's text (read whole: it must be complete gzip) and the warnings. */
+async function resumeGzip(path: string): Promise<{ text: string; warnings: { msg: string; [field: string]: unknown }[] }> {
+  const warnings: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void warnings.push(JSON.parse(entry)) });
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: dir, resuming: true, logger }));
+  await sink.open?.();
+  sink.write(record('u9'));
+  await sink.close();
+  return { text: gunzipSync(readFileSync(path)).toString(), warnings };
+}
+
+const gzipLines = (...userIds: string[]): string => userIds.map((userId) => `${JSON.stringify(record(userId))}\n`).join('');
+
+test('gzip, resumed after a crash that left the cut member followed by zero-filled blocks: its whole records are kept, the rest dropped (said, with the zeros), ours follow', async () => {
+  const { path, bytes } = await crashedGzipFile('crash-zeros.jsonl.gz');
+  writeFileSync(path, Buffer.concat([bytes.subarray(0, bytes.length - 8), Buffer.alloc(4096)]));
+  const { text, warnings } = await resumeGzip(path);
+  assert.equal(text, gzipLines('u1', 'u2', 'u3', 'u4', 'u9'));
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0]!.zeroBytes, 4096);
+  assert.equal(warnings[0]!.records, 2);
+  assert.match(warnings[0]!.msg, /damaged at byte \d+ \(unexpected end of file\): replaced by a complete member of its 2 whole records before the damage, dropping the 4096 zero bytes the file ended with \(blocks a crash left zero-filled\); a record cut short is dropped; it is written again from the checkpoint/);
+});
+
+test('gzip, resumed after a crash that left stale bytes after the cut member: the records before them are kept, the bytes from the damage on dropped (said: where, why, how many), ours follow', async () => {
+  const { path, bytes } = await crashedGzipFile('crash-junk.jsonl.gz');
+  // Stale bytes (deterministic): a hash chain.
+  const junk: Buffer[] = [];
+  for (let block = createHash('sha256').update('stale').digest(); junk.length < 128; block = createHash('sha256').update(block).digest()) junk.push(block);
+  const cutAt = bytes.length - 8;
+  writeFileSync(path, Buffer.concat([bytes.subarray(0, cutAt), ...junk]));
+  const { text, warnings } = await resumeGzip(path);
+  assert.ok(text.startsWith(gzipLines('u1', 'u2', 'u3', 'u4')), text);
+  assert.ok(text.endsWith(gzipLines('u9')), text);
+  assert.equal(warnings.length, 1);
+  const damagedAt = warnings[0]!.damagedAt as number;
+  assert.ok(damagedAt >= cutAt, `damaged at ${damagedAt}, the junk starts at ${cutAt}`);
+  assert.equal(warnings[0]!.unreadBytes, cutAt + 128 * 32 - damagedAt);
+  assert.match(warnings[0]!.msg, /damaged at byte \d+ \(.+\): replaced by a complete member of its \d+ whole records before the damage, dropping the \d+ bytes from there to the end/);
+});
+
+test('gzip, resumed on a file whose last member has a flipped bit in its deflate data: the earlier members stay, the file is complete gzip again, ours follow (said)', async () => {
+  const { path, bytes, lastMember } = await crashedGzipFile('crash-bitflip.jsonl.gz');
+  const flipped = Buffer.from(bytes);
+  flipped[lastMember + 10 + 3] ^= 0x10;
+  writeFileSync(path, flipped);
+  const { text, warnings } = await resumeGzip(path);
+  assert.ok(text.startsWith(gzipLines('u1', 'u2')), text);
+  assert.ok(text.endsWith(gzipLines('u9')), text);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!.msg, /damaged at byte \d+ \(/);
+});
+
+test('gzip, resumed on a file whose complete last member has a wrong CRC: its records are kept (the text decoded whole), in a member with the right one, ours follow (said)', async () => {
+  const { path } = await crashedGzipFile('crash-crc.jsonl.gz');
+  const bytes = readFileSync(path); // closed: its last member complete
+  bytes[bytes.length - 8] ^= 0x01;
+  writeFileSync(path, bytes);
+  const { text, warnings } = await resumeGzip(path);
+  assert.equal(text, gzipLines('u1', 'u2', 'u3', 'u4', 'u5', 'u9'));
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0]!.problem, 'incorrect data check');
+  assert.equal(warnings[0]!.unreadBytes, 8);
+  assert.equal(warnings[0]!.records, 3);
+});
+
+test('gzip: zero bytes after a complete last member (zero-filled blocks, padding) are dropped before appending, as gzip readers stop at them (said)', async () => {
+  const { path } = await crashedGzipFile('crash-padded.jsonl.gz');
+  writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.alloc(4096)]));
+  const { text, warnings } = await resumeGzip(path);
+  assert.equal(text, gzipLines('u1', 'u2', 'u3', 'u4', 'u5', 'u9'));
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0]!.droppedBytes, 4096);
+  assert.match(warnings[0]!.msg, /dropped the 4096 zero bytes after the last gzip member/);
+});
+
+test('a plain file ending in zero-filled blocks (a crash): the zeros are dropped, said, appending or resuming; no line of NULs', async () => {
+  const whole = `${JSON.stringify(record('u1'))}\n`;
+  const cases = [
+    { name: 'appended after a whole line', old: whole, append: true, resuming: false, expected: whole },
+    { name: 'appended after a cut line', old: `${whole}{"kind":"ev`, append: true, resuming: false, expected: `${whole}{"kind":"ev\n` },
+    { name: 'resumed after a cut line', old: `${whole}{"kind":"ev`, append: false, resuming: true, expected: whole },
+  ];
+  for (const { name, old, append, resuming, expected } of cases) {
+    const path = join(dir, `zero-filled-${name.replaceAll(' ', '-')}.jsonl`);
+    writeFileSync(path, Buffer.concat([Buffer.from(old), Buffer.alloc(4096)]));
+    const warnings: { msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (entry: string) => void warnings.push(JSON.parse(entry)) });
+    const sink = await fileSink.create({ path, append, lazy: false }, testContext({ baseDir: dir, resuming, logger }));
+    await sink.open?.();
+    sink.write(record('u2'));
+    await sink.close();
+    assert.equal(readFileSync(path, 'utf8'), `${expected}${JSON.stringify(record('u2'))}\n`, name);
+    assert.match(warnings[0]?.msg ?? '', /dropped the 4096 zero bytes at the end of the file \(blocks a crash left zero-filled/, name);
+  }
+});
+
 test('gzip: appending to a large gzip file of another writer does not decompress it whole; its end is said unchecked, ours follow it, readable', async () => {
   const { pino } = await import('pino');
   // Level 9 sets the header's XFL byte: not a member of this sink, so its end is read from the start, within bounds.

@@ -9,11 +9,11 @@
 import { once } from 'node:events';
 import { close as closeFile, closeSync, constants as fsConstants, fstatSync, fsyncSync, ftruncateSync, open as openFile, openSync, readlinkSync, readSync, statSync, truncateSync, write as writeFile, writeSync, writev as writevFile, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { constants as zlib, createGzip, gunzipSync, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
+import { constants as zlib, createGzip, gzipSync, type Gzip, type ZlibReset } from 'node:zlib';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type PluginContext, type StreamRecord } from 'tributary';
+import { defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: its whole records before the damage are kept in a complete member, the rest is dropped, said with where the damage is, why, and how many bytes went; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -85,6 +85,13 @@ export default defineSink<FileSinkConfig>({
         // A run that died mid-write (a full disk, kill -9) can leave a record cut short at the end.
         // Resuming, it is written again from the checkpoint: the torn bytes go. Appending to a file
         // of another origin, its last line is left as it is and ours start on a line of their own.
+        // Zero bytes at the end go first, either way: a crash after the file's size reached the disk
+        // but before its data did leaves its last blocks zero-filled, and no line holds them.
+        const { zeros, dataEnd } = zeroTail(path);
+        if (zeros > 0) {
+          truncateSync(path, dataEnd);
+          context.logger.warn({ file: path, bytes: zeros }, `file sink: dropped the ${zeros} zero bytes at the end of the file (blocks a crash left zero-filled: its size reached the disk before its data)`);
+        }
         const { torn, lastLineEnd } = tornTail(path);
         if (torn > 0 && resuming) {
           truncateSync(path, lastLineEnd);
@@ -93,17 +100,10 @@ export default defineSink<FileSinkConfig>({
         output = openShared(path, gzip, true, keepsOld, context);
         if (torn > 0 && !resuming) output.file.write('\n');
       } else {
-        if (gzip && mendsTail) {
-          // A new member after an incomplete one would make the rest of the file unreadable.
-          const tail = completeGzipTail(path);
-          if (tail.kind === 'completed') {
-            const cut = resuming ? 'a record cut short is dropped; it is written again from the checkpoint' : 'a record cut short is dropped';
-            context.logger.warn({ file: path, records: tail.records, droppedBytes: tail.dropped }, `file sink: completed the gzip member left incomplete at the end of the file (${cut})`);
-          } else if (tail.kind === 'unchecked') {
-            context.logger.warn({ file: path, reason: tail.reason }, 'file sink: appending to a gzip file whose end could not be checked; if its last member is incomplete, gzip readers stop there');
-          }
-        }
-        output = openShared(path, gzip, append, keepsOld, context);
+        // A new member after an incomplete one would make the rest of the file unreadable: it is
+        // completed as the file opens, before anything is written to it.
+        const completeTail = gzip && mendsTail ? () => completeGzipTail(path).then((tail) => reportGzipTail(tail, path, resuming, context)) : undefined;
+        output = openShared(path, gzip, append, keepsOld, context, completeTail);
       }
       return output;
     };
@@ -185,7 +185,8 @@ function replacedInRun(context: PluginContext): Set<string> {
   return replaced;
 }
 
-function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean, context: PluginContext): SharedOutput {
+/** `beforeOpen`: run as the file opens (a new one only), before anything is written to it. */
+function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean, context: PluginContext, beforeOpen?: () => Promise<void>): SharedOutput {
   const shared = openOutputs.get(path);
   if (shared !== undefined) {
     if (shared.gzip !== gzip) throw new Error(`${path} is already written by another sink ${shared.gzip ? 'with' : 'without'} gzip`);
@@ -200,7 +201,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation). Only
   // a regular file of the sink's own is replaced: not a device, nor the file a shell gave the process
   // as its stdout (`>> out.txt`, reached by /dev/stdout).
-  const file = isFifo(path) ? new FifoStream(path) : new OutputFile(path, !append && !isSpecialFile(path));
+  const file = isFifo(path) ? new FifoStream(path) : new OutputFile(path, !append && !isSpecialFile(path), beforeOpen);
   let target: Writable = file;
   let compressor: GzipMembers | undefined;
   if (gzip) {
@@ -331,6 +332,8 @@ class OutputFile extends Writable {
   constructor(
     private readonly path: string,
     private readonly replace: boolean,
+    /** Run before the file is opened (completing a gzip file's tail); a failure fails the open. */
+    private readonly beforeOpen?: () => Promise<void>,
   ) {
     super({ highWaterMark: 1 << 20 });
   }
@@ -347,10 +350,13 @@ class OutputFile extends Writable {
   }
 
   override _construct(done: (error?: Error | null) => void): void {
-    this.openPath(this.replace ? fsConstants.O_TRUNC : 0, (error) => {
-      if (!error) this.emit('open', this.fd);
-      done(error);
-    });
+    const open = (): void =>
+      this.openPath(this.replace ? fsConstants.O_TRUNC : 0, (error) => {
+        if (!error) this.emit('open', this.fd);
+        done(error);
+      });
+    if (this.beforeOpen === undefined) return open();
+    this.beforeOpen().then(open, (error: unknown) => done(error instanceof Error ? error : new Error(String(error))));
   }
 
   private openPath(extra: number, done: (error: Error | null) => void): void {
@@ -545,6 +551,32 @@ function tornTail(path: string): { torn: number; lastLineEnd: number } {
   return { torn: size - lastLineEnd, lastLineEnd };
 }
 
+/** The zero bytes the file ends with (0 for a missing or empty file) and where they start (`dataEnd`, the length to truncate it to). */
+function zeroTail(path: string): { zeros: number; dataEnd: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return { zeros: 0, dataEnd: 0 };
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const buffer = Buffer.alloc(64 * 1024);
+    let end = size;
+    while (end > 0) {
+      const start = Math.max(0, end - buffer.length);
+      const read = readSync(fd, buffer, 0, end - start, start);
+      let at = read;
+      while (at > 0 && buffer[at - 1] === 0) at--;
+      if (at > 0 || read < end - start) return { zeros: size - (start + at), dataEnd: start + at };
+      end = start;
+    }
+    return { zeros: size, dataEnd: 0 };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const NEWLINE = Buffer.from('\n');
 /** The header node's zlib writes at the start of every gzip member (no name, no time, OS unix). */
 const GZIP_MEMBER_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
@@ -684,19 +716,37 @@ class GzipMembers extends Writable {
 
 /**
  * Before appending to a gzip file: a last member the previous run left incomplete (it died before the
- * member's flush ended it) is replaced by a complete one holding its whole records, as a plain file
- * keeps the whole records after its checkpoint. Only the last member is read (bounded by a checkpoint
- * interval's output), found by the header node's zlib writes. A file of another writer (or one written
- * as a single member, before members per flush) is read whole only within bounds: past them its end is
- * left unchecked (said) rather than decompressed into memory.
+ * member's flush ended it) or damaged (a crash after the file's size reached the disk but not all of its
+ * data: its last blocks zero-filled or stale bytes; a flipped bit; a wrong CRC) is replaced by a complete
+ * one holding its whole records before the damage, as a plain file keeps the whole records after its
+ * checkpoint; zero bytes after a complete last member go. Read as the file source reads it
+ * (gunzipUpToDamage): what the sink keeps is what the source reads. Only the last member is read (bounded
+ * by a checkpoint interval's output), found by the header node's zlib writes. A file of another writer
+ * (or one written as a single member, before members per flush) is read whole only within bounds: past
+ * them its end is left unchecked (said) rather than decompressed into memory.
  */
-type GzipTail = { kind: 'complete' } | { kind: 'completed'; dropped: number; records: number } | { kind: 'unchecked'; reason: string };
+type GzipTail =
+  | { kind: 'complete' }
+  | { kind: 'padded'; zeroBytes: number }
+  | { kind: 'completed'; records: number; dropped: number; damage: GzipTailDamage }
+  | { kind: 'unchecked'; reason: string };
+
+/** Where a gzip file's last member is damaged (a byte of the file), why, and how many bytes of the file from there were not read. */
+interface GzipTailDamage {
+  byte: number;
+  problem: string;
+  unreadBytes: number;
+  /** Zero bytes the file ended with, left out of the reading (blocks a crash left zero-filled). */
+  zeroBytes: number;
+}
 
 /** How far back from a gzip file's end its last member is looked for, and how much of it is decompressed. */
 const GZIP_TAIL_BYTES = 64 << 20;
 const GZIP_TAIL_TEXT_BYTES = 64 << 20;
+/** The pieces a gzip file's tail is inflated in (as zlib's streams do); corrupt data costs a piece inflated a byte at a time. */
+const GZIP_TAIL_PIECE_BYTES = 16 << 10;
 
-function completeGzipTail(path: string): GzipTail {
+async function completeGzipTail(path: string): Promise<GzipTail> {
   const { at, size } = findLast(path, GZIP_MEMBER_HEADER, GZIP_TAIL_BYTES);
   if (size === 0) return { kind: 'complete' };
   if (at < 0 && size > GZIP_TAIL_BYTES) return { kind: 'unchecked', reason: `no member of this sink in its last ${GZIP_TAIL_BYTES >> 20} MiB` };
@@ -705,30 +755,87 @@ function completeGzipTail(path: string): GzipTail {
   try {
     const tail = Buffer.alloc(size - start);
     readSync(fd, tail, 0, tail.length, start);
-    const bounded = { maxOutputLength: GZIP_TAIL_TEXT_BYTES };
-    try {
-      gunzipSync(tail, bounded);
-      return { kind: 'complete' };
-    } catch (error) {
-      if (error instanceof RangeError) return { kind: 'unchecked', reason: `its last member holds more than ${GZIP_TAIL_TEXT_BYTES >> 20} MiB` };
-      // torn (or not gzip: said below)
+    let read = await readGzipTail(tail);
+    // Zeros after a cut are no deflate data (inflated, they may even pass for text): where the damage
+    // lies in them, the tail is read without them. (A trailer's length often ends in zero bytes.)
+    let dataEnd = tail.length;
+    while (dataEnd > 0 && tail[dataEnd - 1] === 0) dataEnd--;
+    const zeroBytes = read?.damage !== undefined && read.damage.byte >= dataEnd ? tail.length - dataEnd : 0;
+    if (zeroBytes > 0) read = await readGzipTail(tail.subarray(0, dataEnd));
+    if (read === undefined) return { kind: 'unchecked', reason: `its last member holds more than ${GZIP_TAIL_TEXT_BYTES >> 20} MiB` };
+    const { damage, membersEnd } = read;
+    if (damage === undefined) {
+      if (membersEnd === tail.length) return { kind: 'complete' };
+      // Zeros after the last member: gzip -d stops at them, so a member of ours after them would go unread.
+      ftruncateSync(fd, start + membersEnd);
+      fsyncSync(fd);
+      return { kind: 'padded', zeroBytes: tail.length - membersEnd };
     }
-    let text: Buffer;
-    try {
-      text = gunzipSync(tail, { ...bounded, finishFlush: zlib.Z_SYNC_FLUSH });
-    } catch (error) {
-      if (error instanceof RangeError) return { kind: 'unchecked', reason: `its last member holds more than ${GZIP_TAIL_TEXT_BYTES >> 20} MiB` };
-      throw new Error(`${path} is not a gzip file it can append to (${(error as Error).message})`);
-    }
-    const whole = text.subarray(0, text.lastIndexOf(10) + 1);
+    if (start === 0 && damage.byte === 0) throw new Error(`${path} is not a gzip file it can append to (${damage.problem})`);
+    const whole = read.text.subarray(0, read.text.lastIndexOf(10) + 1);
     const member = whole.length > 0 ? gzipSync(whole) : Buffer.alloc(0);
     writeSync(fd, member, 0, member.length, start);
     ftruncateSync(fd, start + member.length);
     fsyncSync(fd);
     let records = 0;
     for (let i = whole.indexOf(10); i >= 0; i = whole.indexOf(10, i + 1)) records++;
-    return { kind: 'completed', dropped: text.length - whole.length, records };
+    return {
+      kind: 'completed',
+      records,
+      dropped: read.text.length - whole.length + damage.text.length,
+      damage: { byte: start + damage.byte, problem: damage.problem, unreadBytes: tail.length - zeroBytes - damage.byte, zeroBytes },
+    };
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * A gzip file's tail read up to its damage (in memory: it is bounded), its text (undefined: more than
+ * GZIP_TAIL_TEXT_BYTES), and where its members end when it has none.
+ */
+async function readGzipTail(tail: Buffer): Promise<{ text: Buffer; damage?: GzipDamage; membersEnd: number } | undefined> {
+  let damage: GzipDamage | undefined;
+  let membersEnd = tail.length;
+  // In pieces: corrupt data is inflated again a byte at a time from its failing piece's start.
+  const from = async function* (byte: number): AsyncGenerator<Buffer> {
+    for (let at = byte; at < tail.length; at += GZIP_TAIL_PIECE_BYTES) yield tail.subarray(at, at + GZIP_TAIL_PIECE_BYTES);
+  };
+  const texts: Buffer[] = [];
+  let length = 0;
+  const reading = gunzipUpToDamage(from(0), { onDamage: (found) => void (damage = found), readFrom: from, onEnd: (end) => void (membersEnd = end) });
+  for await (const text of reading) {
+    length += text.length;
+    if (length > GZIP_TAIL_TEXT_BYTES) {
+      await reading.return(undefined);
+      return undefined;
+    }
+    texts.push(text);
+  }
+  return { text: Buffer.concat(texts), membersEnd, ...(damage === undefined ? {} : { damage }) };
+}
+
+/** Said once the end of a gzip file appended to is checked (completeGzipTail): what was dropped, and why. */
+function reportGzipTail(tail: GzipTail, path: string, resuming: boolean, context: PluginContext): void {
+  const logger = context.logger;
+  if (tail.kind === 'unchecked') {
+    logger.warn({ file: path, reason: tail.reason }, 'file sink: appending to a gzip file whose end could not be checked; if its last member is incomplete, gzip readers stop there');
+  } else if (tail.kind === 'padded') {
+    logger.warn({ file: path, droppedBytes: tail.zeroBytes }, `file sink: dropped the ${tail.zeroBytes} zero bytes after the last gzip member (blocks a crash left zero-filled, or padding): gzip readers stop at them, and would not read the records appended after`);
+  } else if (tail.kind === 'completed') {
+    const { damage } = tail;
+    const cut = resuming ? 'a record cut short is dropped; it is written again from the checkpoint' : 'a record cut short is dropped';
+    const fields = { file: path, records: tail.records, droppedBytes: tail.dropped, damagedAt: damage.byte, problem: damage.problem, unreadBytes: damage.unreadBytes, zeroBytes: damage.zeroBytes };
+    if (damage.problem === 'unexpected end of file' && damage.zeroBytes === 0) {
+      logger.warn(fields, `file sink: completed the gzip member left incomplete at the end of the file (${cut})`);
+    } else {
+      const unread = damage.unreadBytes > 0 ? [`the ${damage.unreadBytes} bytes from there to the end`] : [];
+      const zeros = damage.zeroBytes > 0 ? [`the ${damage.zeroBytes} zero bytes the file ended with (blocks a crash left zero-filled)`] : [];
+      const record = tail.dropped > 0 ? `; ${cut}` : '';
+      logger.warn(
+        fields,
+        `file sink: the gzip member at the end of the file is damaged at byte ${damage.byte} (${damage.problem}): replaced by a complete member of its ${tail.records} whole records before the damage, dropping ${[...unread, ...zeros].join(' and ')}${record}`,
+      );
+    }
   }
 }

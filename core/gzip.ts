@@ -1,0 +1,264 @@
+/**
+ * Reading gzip data up to damage: the file source's reader (a file, a FIFO) and the file sink's check of
+ * the end of a file it appends to share it, so what one reads of a damaged file is what the other keeps.
+ */
+// A namespace import: zlib.crc32 is there only from Node 20.15 (a named import of it would fail to load before).
+import * as zlib from 'node:zlib';
+
+/** Where gzip data is damaged: the compressed byte the damage is at, what it is (zlib's words), and the text after its last whole line. */
+export interface GzipDamage {
+  byte: number;
+  problem: string;
+  text: Buffer;
+}
+
+const GZIP_HEADER_FLAGS = { extra: 4, name: 8, comment: 16, headerCrc: 2 } as const;
+
+/** The most text after the last line end that gunzipUpToDamage holds back for a damage's dead letter. */
+const GZIP_HELD_TEXT_BYTES = 64 << 10;
+
+/** An InflateRaw fed a piece at a time: the text of each piece, and whether the deflate data ended or failed in it. */
+class RawInflater {
+  private readonly inflate = zlib.createInflateRaw({ finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  private readonly text: Buffer[] = [];
+  private wake: (() => void) | undefined;
+  ended = false;
+  failure: Error | undefined;
+
+  constructor() {
+    this.inflate.on('data', (text: Buffer) => void this.text.push(text));
+    this.inflate.on('end', () => ((this.ended = true), this.wake?.()));
+    this.inflate.on('error', (error: Error) => ((this.failure = error), this.wake?.()));
+  }
+
+  /** The compressed bytes inflated: those of zlib's calls that returned, none of the one that failed. */
+  get consumed(): number {
+    return this.inflate.bytesWritten;
+  }
+
+  /** The text inflated from `piece` (undefined: the input's end). */
+  async feed(piece: Buffer | undefined): Promise<Buffer[]> {
+    const settled = new Promise<void>((resolve) => (this.wake = resolve));
+    if (piece === undefined) this.inflate.end();
+    else this.inflate.write(piece, () => this.wake?.());
+    await settled;
+    return this.text.splice(0);
+  }
+
+  destroy(): void {
+    this.inflate.destroy();
+  }
+}
+
+export interface GunzipUpToDamageOptions {
+  /** Told where the data is damaged; the text ends there. */
+  onDamage?: (damage: GzipDamage) => void;
+  /**
+   * The same data again, from a byte (a file read again): corrupt deflate data is then inflated again a
+   * byte at a time, for the text of zlib's failing call (without it, a FIFO's, that text is lost).
+   */
+  readFrom?: (byte: number) => AsyncIterable<Buffer>;
+  /** Told, at an end with no damage, the byte after the last member: zero padding after it is not counted. */
+  onEnd?: (membersEnd: number) => void;
+}
+
+/**
+ * Gzip data's text, member after member, up to its damage (told to `onDamage`; the text then ends).
+ * createGunzip drops the text its failing call decoded (up to 16 KB before junk after a member, a wrong
+ * CRC, a cut): here members are inflated raw (their own end known) and their headers and trailers read
+ * as they come, so all of it comes out. Corrupt deflate data fails one of zlib's calls, whose text Node
+ * drops too: `readFrom` inflates the member again, a byte at a time from where that call started. Zero
+ * bytes after the last member (a tar or dd block's padding) are passed over, as gzip(1) does. What
+ * follows the last whole line before the damage is not handed on, but given with it.
+ */
+export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, options: GunzipUpToDamageOptions = {}): AsyncGenerator<Buffer> {
+  const { onDamage, readFrom, onEnd } = options;
+  const input = compressed[Symbol.asyncIterator]();
+  let pending: Buffer = Buffer.alloc(0); // read, not yet used
+  let at = 0; // the compressed byte pending[0] is
+  let inputEnded = false;
+  let members = 0;
+  let membersEnd = 0; // the byte after the last member's trailer
+  let tail: Buffer = Buffer.alloc(0); // text after the last line end handed on
+  const fill = async (bytes: number): Promise<boolean> => {
+    while (pending.length < bytes && !inputEnded) {
+      const next = await input.next();
+      if (next.done === true) inputEnded = true;
+      else pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
+    }
+    return pending.length >= bytes;
+  };
+  const damaged = (byte: number, problem: string): void => onDamage?.({ byte, problem, text: tail });
+  /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
+  const lines = (text: Buffer): Buffer | undefined => {
+    const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
+    // A line longer than what is held goes on (held, each text would copy it again; decodeRecords bounds it).
+    const lineEnd = joined.lastIndexOf(10) + 1;
+    const end = joined.length - lineEnd > GZIP_HELD_TEXT_BYTES ? joined.length : lineEnd;
+    tail = joined.subarray(end);
+    return end > 0 ? joined.subarray(0, end) : undefined;
+  };
+  for (;;) {
+    if (!(await fill(1))) break; // the end, between members
+    if (members > 0 && pending[0] === 0) {
+      // Zeros after a member: padding to the end (gzip: "trailing zero bytes ignored"), else junk after them.
+      while (pending.length > 0 || (await fill(1))) {
+        const zeros = pending.findIndex((byte) => byte !== 0);
+        if (zeros >= 0) {
+          pending = pending.subarray(zeros);
+          at += zeros;
+          break;
+        }
+        at += pending.length;
+        pending = Buffer.alloc(0);
+      }
+      if (pending.length === 0) break;
+    }
+    const start = at;
+    // The header: magic, deflate, flags, mtime, xfl, os; then the optional fields its flags name.
+    const whole = await fill(10);
+    // Junk (not a member) is told as such, however short.
+    if ([0x1f, 0x8b, 8].some((magic, i) => i < pending.length && pending[i] !== magic)) return damaged(start, 'incorrect header check');
+    if (!whole) return damaged(start, 'unexpected end of file');
+    const flags = pending[3]!;
+    let headerBytes = 10;
+    if (flags & GZIP_HEADER_FLAGS.extra) {
+      if (!(await fill(headerBytes + 2))) return damaged(start, 'unexpected end of file');
+      headerBytes += 2 + pending.readUInt16LE(headerBytes);
+    }
+    for (const field of [GZIP_HEADER_FLAGS.name, GZIP_HEADER_FLAGS.comment]) {
+      if (!(flags & field)) continue;
+      let end: number;
+      while ((end = pending.indexOf(0, headerBytes)) < 0) if (!(await fill(pending.length + 1))) return damaged(start, 'unexpected end of file');
+      headerBytes = end + 1;
+    }
+    if (flags & GZIP_HEADER_FLAGS.headerCrc) headerBytes += 2;
+    if (!(await fill(headerBytes))) return damaged(start, 'unexpected end of file');
+    pending = pending.subarray(headerBytes);
+    at += headerBytes;
+    // The deflate data: fed a chunk at a time; its end is where the inflate stops taking bytes.
+    const dataStart = at;
+    const inflater = new RawInflater();
+    let fed = 0;
+    let crc = 0;
+    let size = 0;
+    let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
+    try {
+      let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
+      pending = Buffer.alloc(0);
+      for (;;) {
+        if (chunk === undefined) {
+          const next = await input.next();
+          if (next.done === true) inputEnded = true;
+          else chunk = next.value;
+        }
+        if (chunk !== undefined) fed += chunk.length;
+        for (const text of await inflater.feed(chunk)) {
+          crc = crc32Of(text, crc);
+          size = (size + text.length) >>> 0;
+          inflated += text.length;
+          const whole = lines(text);
+          if (whole !== undefined) yield whole;
+        }
+        if (inflater.failure !== undefined) {
+          let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
+          if (readFrom !== undefined) {
+            // The failing call's text, dropped: the member inflated again, past the text already out.
+            const again = inflateUpToCorruption(readFrom(dataStart), inflater.consumed, inflated);
+            try {
+              for (let step = await again.next(); ; step = await again.next()) {
+                if (step.done === true) {
+                  corrupt = step.value ?? corrupt;
+                  break;
+                }
+                const whole = lines(step.value);
+                if (whole !== undefined) yield whole;
+              }
+            } catch {
+              // Unreadable now: the text before the failing call is what there is.
+            } finally {
+              await again.return(undefined);
+            }
+          }
+          return damaged(dataStart + corrupt.byte, corrupt.problem);
+        }
+        const consumed = inflater.consumed;
+        // Ended by the input's end: inside the deflate data, or before its trailer.
+        if (chunk === undefined) return damaged(dataStart + consumed, 'unexpected end of file');
+        if (inflater.ended || consumed < fed) {
+          // What the inflate did not take (the trailer, the next member) is read on.
+          pending = chunk.subarray(chunk.length - (fed - consumed));
+          at = dataStart + consumed;
+          break;
+        }
+        chunk = undefined;
+      }
+    } finally {
+      inflater.destroy();
+    }
+    // The trailer: the text's CRC-32 and length (mod 2^32).
+    const trailerAt = at;
+    if (!(await fill(8))) return damaged(trailerAt, 'unexpected end of file');
+    if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) return damaged(trailerAt, 'incorrect data check');
+    pending = pending.subarray(8);
+    at += 8;
+    members++;
+    membersEnd = at;
+  }
+  onEnd?.(membersEnd);
+  if (tail.length > 0) yield tail; // a last line without a line end
+}
+
+/**
+ * The text of deflate data (`compressed`, from its start) past its first `skip` bytes, up to where zlib
+ * fails on it: fed whole up to byte `slowFrom`, and a byte at a time from there, so that the text of
+ * zlib's failing call, which Node drops, is at most that of one byte. Returns the byte it fails at and
+ * why; undefined where it does not fail (the file changed since).
+ */
+async function* inflateUpToCorruption(compressed: AsyncIterable<Buffer>, slowFrom: number, skip: number): AsyncGenerator<Buffer, { byte: number; problem: string } | undefined> {
+  const inflater = new RawInflater();
+  let fed = 0;
+  let toSkip = skip;
+  try {
+    for await (const chunk of compressed) {
+      for (let offset = 0; offset < chunk.length; ) {
+        const end = fed < slowFrom ? Math.min(chunk.length, offset + slowFrom - fed) : offset + 1;
+        fed += end - offset;
+        const texts = await inflater.feed(chunk.subarray(offset, end));
+        offset = end;
+        for (const text of texts) {
+          const kept = text.subarray(Math.min(toSkip, text.length));
+          toSkip -= text.length - kept.length;
+          if (kept.length > 0) yield kept;
+        }
+        // Fed a byte at a time, zlib takes each whole: what it took is where it failed.
+        if (inflater.failure !== undefined) return { byte: inflater.consumed, problem: inflater.failure.message };
+        if (inflater.ended || inflater.consumed < fed) return undefined;
+      }
+    }
+    return undefined;
+  } finally {
+    inflater.destroy();
+  }
+}
+
+/** zlib's CRC-32, in Node from 20.15 (engines: >=20). */
+const zlibCrc32 = (zlib as { crc32?: (data: Buffer, value?: number) => number }).crc32;
+
+/** CRC-32 (gzip's), on from `crc`: zlib's where Node has it, else a table. */
+const crc32Of = (bytes: Buffer, crc: number): number => (typeof zlibCrc32 === 'function' ? zlibCrc32(bytes, crc) : tableCrc32(bytes, crc));
+
+let crcTable: Uint32Array | undefined;
+function tableCrc32(bytes: Buffer, crc: number): number {
+  if (crcTable === undefined) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = ~crc >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
