@@ -69,6 +69,7 @@ import {
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
+  checkpointLogGone,
   listsTopic,
   partitionOfError,
   provideOauthToken,
@@ -759,7 +760,7 @@ class KafkaSource {
       if (this.closing || this.context.signal?.aborted) return true;
       throw error;
     }
-    const uncovered = past();
+    const uncovered = await this.withoutGoneLogs(past(), committedOf);
     if (uncovered.length > 0) {
       this.context.logger.info(
         { partitions: uncovered.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, committed: committedOf(tp) ?? null })) },
@@ -768,6 +769,50 @@ class KafkaSource {
     }
     return uncovered.length === 0;
   }
+
+  /**
+   * `uncovered` less the partitions whose records no one can read again (checkpointLogGone): of a topic
+   * deleted (a pattern's topics come and go), or deleted and created again. Nothing of theirs can be read
+   * twice or written twice, so they do not decide which checkpoint the state comes from; a pipeline that
+   * ran for months would otherwise find every checkpoint uncovered and start with empty state. A
+   * re-created topic is read as a new one: from the group's committed offset, else `start_from`. Asked
+   * only where the group holds no committed offset (the brokers drop a deleted topic's); each partition
+   * said once per run. A failed look leaves `uncovered` as it is.
+   */
+  private async withoutGoneLogs(uncovered: RdKafka.TopicPartitionOffset[], committedOf: (tp: RdKafka.TopicPartitionOffset) => number | undefined): Promise<RdKafka.TopicPartitionOffset[]> {
+    const unknown = uncovered.filter((tp) => committedOf(tp) === undefined);
+    if (unknown.length === 0) return uncovered;
+    const gone = new Map<RdKafka.TopicPartitionOffset, 'deleted' | 'recreated'>();
+    try {
+      // Every topic's metadata, not the topics named: a request naming a deleted topic would have a broker
+      // with auto.create.topics.enable create it again.
+      const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 5_000 }, cb));
+      for (const tp of unknown) {
+        const listed = listsTopic(metadata, tp.topic);
+        const log = listed ? await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb)) : undefined;
+        const why = checkpointLogGone(tp, metadata, log);
+        if (why) gone.set(tp, why);
+      }
+    } catch {
+      return uncovered;
+    }
+    const unsaid = [...gone].filter(([tp]) => !this.saidGone.has(partitionKey(tp.topic, tp.partition)));
+    if (unsaid.length > 0) {
+      for (const [tp] of unsaid) this.saidGone.add(partitionKey(tp.topic, tp.partition));
+      const list = unsaid
+        .map(([tp, why]) => `${tp.topic}/${tp.partition} at ${tp.offset} (${why === 'deleted' ? 'its topic deleted' : 'its topic deleted and created again: its log ends below that offset'})`)
+        .join(', ');
+      this.context.logger.warn(
+        { partitions: unsaid.map(([tp, why]) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, topic: why })) },
+        `kafka source: a checkpoint names partitions whose records can no longer be read, and the group holds no committed offset of them: ${list}. ` +
+          `The checkpoint is judged by its other partitions; a topic created again is read from start_from (${this.config.start_from})`,
+      );
+    }
+    return uncovered.filter((tp) => !gone.has(tp));
+  }
+
+  /** Partitions withoutGoneLogs has said are gone, so each is said once per run (covers() is asked after every checkpoint). */
+  private readonly saidGone = new Set<string>();
 
   /** A revoked partition's read positions go; where it stood stays for the position (revokedAt). */
   private letGo(state: PartitionState): void {
