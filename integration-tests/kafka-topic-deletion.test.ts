@@ -5,15 +5,18 @@
  * or while it was stopped, or was created again (with fewer records than the checkpoint's offsets)
  * before the restart, whose records are then read. Under exactly-once the brokers drop the group's
  * committed offsets of a deleted topic; a checkpoint naming that topic was found "not covered" and
- * the restart took an older checkpoint (the input read since lost from the state) or none.
+ * the restart took an older checkpoint (the input read since lost from the state) or none. Deleted while
+ * the daemon runs, with records of it read and not committed, its partitions (their hand-over commit
+ * refused) no longer stay in every later checkpoint.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readCheckpoint } from '../core/runtime/checkpoint.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { createTopic, deleteTopic, groupCommitted, produce, readTopic, sessionClosers, threeViews, userSessions, values, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -25,6 +28,15 @@ const recreatedViews: RawRecord[] = Array.from({ length: 4 }, (_, p) => ({ parti
 /** Views of users `b<n>` on the topic that is deleted: not threeViews' users, whose sessions the test counts. */
 function otherViews(count: number): RawRecord[] {
   return Array.from({ length: count }, (_, i) => ({ partition: i % 4, key: `b${i}`, value: JSON.stringify({ user_id: `b${i}`, time: new Date(base + i * 1_000).toISOString(), type: 'view' }) }));
+}
+
+/** Whether the newest checkpoint in `folder` names a partition of `topic` in a source's position (true while none is readable). */
+async function newestCheckpointNames(folder: string, topic: string): Promise<boolean> {
+  const newest = readdirSync(folder).filter((name) => /^checkpoint-\d+\.json$/.test(name)).sort().at(-1);
+  if (newest === undefined) return true;
+  // Pruned meanwhile (keep): the next look finds a newer one.
+  const body = await readCheckpoint(join(folder, newest)).catch(() => undefined);
+  return body === undefined || Object.values(body.sources).some((position) => (position.offsets as Record<string, unknown> | undefined)?.[topic] !== undefined);
 }
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
@@ -82,6 +94,13 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
         await produce(brokers, deleted, otherViews(8));
         await waitFor('phase 1 and the other topic committed', async () => (await committedAtLeast(kept, perPhase)()) && (await committedAtLeast(deleted, 2)()), 60_000, 200);
         if (when !== 'running') await stop(daemon);
+        else {
+          // Records of the topic read and not yet committed when it goes (the commit comes with the next
+          // checkpoint, 1 s apart): its partitions' hand-over commit is refused.
+          const port = await operationsPort(daemon, log);
+          await produce(brokers, deleted, otherViews(4));
+          await waitFor('the last records of the topic read', async () => (await eventsRead(port)) >= users * 3 + 8 + 4, 30_000, 10);
+        }
         await deleteTopic(brokers, deleted);
         if (when === 'stopped, then created again') {
           // Its log ends at 1, below the checkpoint's offsets (2): not the log the checkpoint read.
@@ -95,6 +114,10 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
         await produce(brokers, kept, threeViews(users, base, 10));
         await waitFor('phase 2 committed', committedAtLeast(kept, 2 * perPhase), 60_000, 200);
         if (when === 'running') {
+          // Before: at-least-once, the deleted topic's partitions (their hand-over commit refused) stayed in
+          // every checkpoint; a restart after the topic's re-creation would seek the new log to their offsets.
+          // (Unless the records were committed before the deletion: a race this test loses now and then.)
+          await waitFor('a checkpoint that no longer names the deleted topic', async () => !(await newestCheckpointNames(join(dir, 'checkpoints'), deleted)), 30_000, 200);
           await stop(daemon);
           log.length = 0;
           daemon = await start();

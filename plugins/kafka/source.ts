@@ -1350,6 +1350,7 @@ class KafkaSource {
       return;
     }
     this.lastClusterCheck = now;
+    this.forgetDeleted(metadata);
     if (this.config.pattern !== undefined) {
       this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
       this.unmatchedChecks = this.matchedTopics.length === 0 ? this.unmatchedChecks + 1 : 0;
@@ -2357,22 +2358,46 @@ class KafkaSource {
         this.forgetAfterRound = true;
         continue;
       }
-      if (state.revokedAt !== undefined && state.revokedAt > (this.knownCommitted.get(key) ?? -1)) continue;
-      this.partitions.delete(key);
-      if (this.lastState === state) this.lastState = undefined;
-      // librdkafka keeps a partition paused through its revocation (see setPaused): resumed now, so one
-      // assigned here again is not left paused. Kept in the set where librdkafka refused.
-      if (this.pausedInClient.has(key)) {
-        try {
-          this.consumer.resume([{ topic: state.topic, partition: state.partition }]);
-          this.pausedInClient.delete(key);
-        } catch {
-          // Resumed at its next assignment (setPaused).
-        }
+      if (state.revokedAt !== undefined && state.revokedAt > (this.knownCommitted.get(key) ?? -1)) {
+        // Its topic may be deleted (forgetDeleted): the next metadata request asks for every topic.
+        this.clusterCheckDue = true;
+        continue;
       }
+      this.forget(key, state);
     }
     // Committed offsets and marks of partitions held here no more (and those a checkpoint named that the group gave another member): asked of the brokers where needed again (covers, committedMarks).
     for (const known of [this.knownCommitted, this.knownMarks]) for (const key of known.keys()) if (!this.partitions.has(key)) known.delete(key);
+  }
+
+  /**
+   * Revoked partitions forgetRevoked keeps for their refused hand-over commit whose topic the brokers no
+   * longer list (`metadata`, every topic's): deleted, the brokers refuse its offsets for good and its
+   * records can be read no more. Forgotten, so no later checkpoint names them (a restart after the topic
+   * is created again would seek the new log to the old offset, skipping its first records).
+   */
+  private forgetDeleted(metadata: RdKafka.Metadata): void {
+    for (const [key, state] of this.partitions) {
+      if (state.assigned || this.handingOver.has(state) || state.revokedAt === undefined || listsTopic(metadata, state.topic)) continue;
+      if (this.round !== undefined && state.releasedInRound === this.round.number) continue;
+      this.forget(key, state);
+      this.knownCommitted.delete(key);
+      this.knownMarks.delete(key);
+    }
+  }
+
+  private forget(key: string, state: PartitionState): void {
+    this.partitions.delete(key);
+    if (this.lastState === state) this.lastState = undefined;
+    // librdkafka keeps a partition paused through its revocation (see setPaused): resumed now, so one
+    // assigned here again is not left paused. Kept in the set where librdkafka refused.
+    if (this.pausedInClient.has(key)) {
+      try {
+        this.consumer.resume([{ topic: state.topic, partition: state.partition }]);
+        this.pausedInClient.delete(key);
+      } catch {
+        // Resumed at its next assignment (setPaused).
+      }
+    }
   }
 
   /**
