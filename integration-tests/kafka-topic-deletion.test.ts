@@ -130,6 +130,9 @@ checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }
         await stop(daemon);
         const restartLog = log.join('');
         assert.doesNotMatch(restartLog, /starting with empty state/, 'the restart resumed from a checkpoint');
+        // At-least-once the restart's assignment leaves the deleted topic's partitions out of the checkpoint's offsets.
+        // Before: it said 'partitions the group gave another member', no other member there.
+        if (!exactlyOnce && when === 'stopped') assert.match(restartLog, /offsets of partitions not assigned here \(the group gave them to another member, or their topic was deleted\) are not used \([^)]*-in-gone\/0 at 2/);
         // At-least-once may write a session twice (a replay after a restart); each user's last one counts.
         const last = new Map((await sessions()).map((s) => [s.userId, s.eventCount]));
         assert.deepEqual([...last.values()], Array<number>(users).fill(9), 'one session per user holding all 9 of its events (before: 6 or 3, the state before the restart lost)');

@@ -2243,7 +2243,8 @@ class KafkaSource {
    * A checkpoint's offsets are for the first assignment after the start only. A partition it names that
    * the group gave another member then is that member's to read and commit: assigned here later, it
    * starts at the group's committed offset. From the checkpoint's (older) offset, everything that member
-   * read since would be read again, and written again.
+   * read since would be read again, and written again. (A deleted topic's partitions are not assigned
+   * either: the message names both causes.)
    */
   private forgetCheckpointOffsets(): void {
     const elsewhere: { partition: string; checkpoint: number }[] = [];
@@ -2254,7 +2255,7 @@ class KafkaSource {
     if (elsewhere.length === 0) return;
     this.context.logger.info(
       { partitions: elsewhere },
-      `kafka source: the checkpoint's offsets of partitions the group gave another member are not used (${elsewhere.map((p) => `${p.partition} at ${p.checkpoint}`).join(', ')}): assigned here later, they start at the group's committed offsets`,
+      `kafka source: the checkpoint's offsets of partitions not assigned here (the group gave them to another member, or their topic was deleted) are not used (${elsewhere.map((p) => `${p.partition} at ${p.checkpoint}`).join(', ')}): assigned here later, they start at the group's committed offsets`,
     );
   }
 
