@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, checkpointLogGone, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -441,4 +441,24 @@ test('an outage\'s one warning gathers at most maxWarnedErrors error texts, and 
   assert.equal(Object.keys(warned[0]!.fields['errors'] as object).length, maxWarnedErrors);
   assert.match(warned[0]!.message, new RegExp(`; and ${maxWarnedErrors + 1} more errors of other texts; /readyz says`));
   assert.equal((failures as unknown as { warnedErrors: Set<string> }).warnedErrors.size, maxWarnedErrors);
+});
+
+test('checkpointLogGone: a checkpoint\'s partition of a topic gone from the metadata is deleted; one whose log ends below the offset, re-created; one whose log holds the offset (expired group offsets) or whose end is not known, neither', () => {
+  const metadata = (topics: Record<string, number[]>): RdKafka.Metadata => ({
+    orig_broker_id: 1,
+    orig_broker_name: 'b',
+    brokers: [{ id: 1, host: 'h', port: 9092 }],
+    topics: Object.entries(topics).map(([name, ids]) => ({ name, partitions: ids.map((id) => ({ id, leader: 1, replicas: [1], isrs: [1] })) })),
+  });
+  const at = (topic: string, partition: number, offset: number): RdKafka.TopicPartitionOffset => ({ topic, partition, offset });
+  const log = (lowOffset: number, highOffset: number): RdKafka.WatermarkOffsets => ({ lowOffset, highOffset });
+  const cluster = metadata({ kept: [0, 1], fewer: [0] });
+  assert.equal(checkpointLogGone(at('gone', 0, 5_000), cluster, undefined), 'deleted');
+  assert.equal(checkpointLogGone(at('fewer', 1, 10), cluster, undefined), 'deleted', 'created again with fewer partitions: that partition is gone');
+  assert.equal(checkpointLogGone(at('gone', 0, 5_000), metadata({ gone: [] }), undefined), 'deleted', 'listed without partitions (an error answer for it)');
+  assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, log(0, 12)), 'recreated');
+  assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, log(0, 5_000)), undefined, 'at the log\'s end: this log\'s offset');
+  assert.equal(checkpointLogGone(at('kept', 1, 5_000), cluster, log(4_000, 9_000)), undefined);
+  assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, undefined), undefined);
+  assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, log(-1, -1)), undefined, 'an end not known');
 });

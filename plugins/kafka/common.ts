@@ -231,6 +231,19 @@ export function listsTopic(metadata: RdKafka.Metadata, topic: string): boolean {
 }
 
 /**
+ * Why a checkpoint's offset of a partition names records no one can read again, where the group holds no
+ * committed offset of it: its topic (or that partition) is gone from the brokers' `metadata` (deleted: the
+ * brokers drop the group's offsets of a deleted topic), or its `log` ends below the offset (deleted and
+ * created again: not the log the checkpoint read). Undefined where the log holds the offset (the group's
+ * offsets expired or were deleted by hand) or its end is not known.
+ */
+export function checkpointLogGone(tp: RdKafka.TopicPartitionOffset, metadata: RdKafka.Metadata, log: RdKafka.WatermarkOffsets | undefined): 'deleted' | 'recreated' | undefined {
+  const topic = metadata.topics.find((listed) => listed.name === tp.topic);
+  if (!topic || !topic.partitions.some((partition) => partition.id === tp.partition)) return 'deleted';
+  return log !== undefined && log.highOffset >= 0 && log.highOffset < tp.offset ? 'recreated' : undefined;
+}
+
+/**
  * Whether the brokers list `topic` with its partitions, asked again for up to `waitMs` (brokers that
  * create topics on first use create it for this very request, and list it a moment later); undefined
  * when no answer comes (judged by the deliveries then, as before), or when `signal` is aborted first.

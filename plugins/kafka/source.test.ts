@@ -107,6 +107,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
   /** Swaps these methods of KafkaConsumer's prototype for the test's fakes, until `restore`. */
   swap: (methods: Record<string, unknown>) => void;
   restore: () => void;
+  /** Topics the brokers no longer list (deleted): left out of the metadata answers. */
+  deletedTopics: Set<string>;
 }> {
   const Kafka = await rdkafka();
   const prototype = Kafka.KafkaConsumer.prototype as unknown as Record<string, unknown>;
@@ -114,6 +116,9 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
   const highOffsets = new Map<string, number>();
   let calls = 0;
   let subscribed: string[] = [];
+  // The brokers list the topics subscribed and every topic a rebalance assigned, but those deleted.
+  const assignedTopics = new Set<string>();
+  const deletedTopics = new Set<string>();
   type Rebalance = (error: { code: number; message: string }, assignment: { topic: string; partition: number }[]) => void;
   let consumer: { globalConfig: { rebalance_cb: Rebalance } } | undefined;
   const later = (fn: () => void) => void setTimeout(fn, 5);
@@ -143,7 +148,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
     committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => later(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: -1001 })))),
     position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: Math.max(highOffsets.get(`${topic}/${partition}`) ?? 0, 0) })),
     getMetadata(_options: unknown, cb: (error: Error | null, metadata: unknown) => void) {
-      const topics = subscribed.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
+      const names = [...new Set([...subscribed, ...assignedTopics])].filter((name) => !deletedTopics.has(name));
+      const topics = names.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
       later(() => cb(null, { orig_broker_id: 1, orig_broker_name: 'fake', brokers: [{ id: 1, host: '127.0.0.1', port: 1 }], topics }));
     },
     disconnect(cb: () => void) {
@@ -167,9 +173,11 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
     }
     originals.clear();
   };
-  const rebalance = (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]): void =>
+  const rebalance = (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]): void => {
+    for (const { topic } of assignment) assignedTopics.add(topic);
     consumer!.globalConfig.rebalance_cb(kind === 'assign' ? { code: -175, message: 'assign' } : { code: -174, message: 'revoke' }, assignment);
-  return { answers, highOffsets, consumeCalls: () => calls, rebalance, swap, restore };
+  };
+  return { answers, highOffsets, consumeCalls: () => calls, rebalance, swap, restore, deletedTopics };
 }
 
 /** librdkafka's report of a fetch the brokers denied, as consume() gives it. */
@@ -571,7 +579,7 @@ test('a checkpoint\'s offset of a partition the group gave another member at the
   // Before: partition 1 went back to offset 17, and everything the other member had read of it since
   // (and committed) was read and written again.
   assert.deepEqual(assigned[1], [{ topic: 'clicks', partition: 0 }, { topic: 'clicks', partition: 1 }], 'both at the group\'s committed offsets');
-  const note = infos.find((i) => i.message.startsWith('kafka source: the checkpoint\'s offsets of partitions the group gave another member'));
+  const note = infos.find((i) => i.message.startsWith('kafka source: the checkpoint\'s offsets of partitions not assigned here (the group gave them to another member, or their topic was deleted)'));
   assert.ok(note, 'the unused offsets are logged');
   assert.deepEqual(note.fields, { partitions: [{ partition: 'clicks/1', checkpoint: 17 }] });
 });
@@ -757,6 +765,44 @@ test('a long run of rebalances over ever new partitions (a topic pattern whose t
   // The refused one stays named where its state stands, as a restart must start it (not at the older committed offset).
   assert.equal(offsetOf('t10'), 8);
   await until(async () => (await lagSeries()).every((line) => line.includes(`topic="t${cycles}"`)), 'only the assigned partition\'s lag series');
+});
+
+test('a revoked partition whose hand-over commit the brokers refused is forgotten once the brokers no longer list its topic (deleted): no checkpoint names it after that', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let assigns = 0;
+  script.swap({
+    assign: () => void assigns++,
+    // The brokers refuse a deleted topic's offsets.
+    commitSync: () => {
+      throw Object.assign(new Error('Broker: Unknown topic or partition'), { code: 3 });
+    },
+  });
+  const context = testContext({ batchSize: 100, commitNow: async () => undefined });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  const entries = instance as unknown as KafkaSourceEntries;
+  const batches = instance.read()[Symbol.asyncIterator]();
+  void (async () => {
+    for (let next = await batches.next(); !next.done; next = await batches.next());
+  })().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'the consume loop running');
+  script.rebalance('assign', [{ topic: 'gone', partition: 0 }]);
+  await until(() => assigns === 1, 'the assignment');
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  script.highOffsets.set('gone/0', 8);
+  script.answers.push(() => [{ topic: 'gone', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  const offsets = () => instance.position!().offsets as Record<string, Record<string, number>> | undefined;
+  await until(() => offsets()?.['gone']?.['0'] === 8, 'the record read');
+  // The topic deleted: the group's rebalance takes its partition away (kept while its topic is listed, as
+  // the test of 60 rebalances shows: its hand-over commit was refused).
+  script.deletedTopics.add('gone');
+  script.rebalance('revoke', [{ topic: 'gone', partition: 0 }]);
+  script.rebalance('assign', []);
+  await until(() => assigns === 2, 'the empty assignment');
+  // Before: kept for the rest of the run, named by every checkpoint.
+  await until(() => entries.partitions.size === 0, 'the partition of the deleted topic forgotten');
+  assert.equal(offsets()?.['gone'], undefined);
 });
 
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {

@@ -69,6 +69,7 @@ import {
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
+  checkpointLogGone,
   listsTopic,
   partitionOfError,
   provideOauthToken,
@@ -759,7 +760,7 @@ class KafkaSource {
       if (this.closing || this.context.signal?.aborted) return true;
       throw error;
     }
-    const uncovered = past();
+    const uncovered = await this.withoutGoneLogs(past(), committedOf);
     if (uncovered.length > 0) {
       this.context.logger.info(
         { partitions: uncovered.map((tp) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, committed: committedOf(tp) ?? null })) },
@@ -768,6 +769,50 @@ class KafkaSource {
     }
     return uncovered.length === 0;
   }
+
+  /**
+   * `uncovered` less the partitions whose records no one can read again (checkpointLogGone): of a topic
+   * deleted (a pattern's topics come and go), or deleted and created again. Nothing of theirs can be read
+   * twice or written twice, so they do not decide which checkpoint the state comes from; a pipeline that
+   * ran for months would otherwise find every checkpoint uncovered and start with empty state. A
+   * re-created topic is read as a new one: from the group's committed offset, else `start_from`. Asked
+   * only where the group holds no committed offset (the brokers drop a deleted topic's); each partition
+   * said once per run. A failed look leaves `uncovered` as it is.
+   */
+  private async withoutGoneLogs(uncovered: RdKafka.TopicPartitionOffset[], committedOf: (tp: RdKafka.TopicPartitionOffset) => number | undefined): Promise<RdKafka.TopicPartitionOffset[]> {
+    const unknown = uncovered.filter((tp) => committedOf(tp) === undefined);
+    if (unknown.length === 0) return uncovered;
+    const gone = new Map<RdKafka.TopicPartitionOffset, 'deleted' | 'recreated'>();
+    try {
+      // Every topic's metadata, not the topics named: a request naming a deleted topic would have a broker
+      // with auto.create.topics.enable create it again.
+      const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 5_000 }, cb));
+      for (const tp of unknown) {
+        const listed = listsTopic(metadata, tp.topic);
+        const log = listed ? await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb)) : undefined;
+        const why = checkpointLogGone(tp, metadata, log);
+        if (why) gone.set(tp, why);
+      }
+    } catch {
+      return uncovered;
+    }
+    const unsaid = [...gone].filter(([tp]) => !this.saidGone.has(partitionKey(tp.topic, tp.partition)));
+    if (unsaid.length > 0) {
+      for (const [tp] of unsaid) this.saidGone.add(partitionKey(tp.topic, tp.partition));
+      const list = unsaid
+        .map(([tp, why]) => `${tp.topic}/${tp.partition} at ${tp.offset} (${why === 'deleted' ? 'its topic deleted' : 'its topic deleted and created again: its log ends below that offset'})`)
+        .join(', ');
+      this.context.logger.warn(
+        { partitions: unsaid.map(([tp, why]) => ({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, topic: why })) },
+        `kafka source: a checkpoint names partitions whose records can no longer be read, and the group holds no committed offset of them: ${list}. ` +
+          `The checkpoint is judged by its other partitions; a topic created again is read from start_from (${this.config.start_from})`,
+      );
+    }
+    return uncovered.filter((tp) => !gone.has(tp));
+  }
+
+  /** Partitions withoutGoneLogs has said are gone, so each is said once per run (covers() is asked after every checkpoint). */
+  private readonly saidGone = new Set<string>();
 
   /** A revoked partition's read positions go; where it stood stays for the position (revokedAt). */
   private letGo(state: PartitionState): void {
@@ -1305,6 +1350,7 @@ class KafkaSource {
       return;
     }
     this.lastClusterCheck = now;
+    this.forgetDeleted(metadata);
     if (this.config.pattern !== undefined) {
       this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
       this.unmatchedChecks = this.matchedTopics.length === 0 ? this.unmatchedChecks + 1 : 0;
@@ -2197,7 +2243,8 @@ class KafkaSource {
    * A checkpoint's offsets are for the first assignment after the start only. A partition it names that
    * the group gave another member then is that member's to read and commit: assigned here later, it
    * starts at the group's committed offset. From the checkpoint's (older) offset, everything that member
-   * read since would be read again, and written again.
+   * read since would be read again, and written again. (A deleted topic's partitions are not assigned
+   * either: the message names both causes.)
    */
   private forgetCheckpointOffsets(): void {
     const elsewhere: { partition: string; checkpoint: number }[] = [];
@@ -2208,7 +2255,7 @@ class KafkaSource {
     if (elsewhere.length === 0) return;
     this.context.logger.info(
       { partitions: elsewhere },
-      `kafka source: the checkpoint's offsets of partitions the group gave another member are not used (${elsewhere.map((p) => `${p.partition} at ${p.checkpoint}`).join(', ')}): assigned here later, they start at the group's committed offsets`,
+      `kafka source: the checkpoint's offsets of partitions not assigned here (the group gave them to another member, or their topic was deleted) are not used (${elsewhere.map((p) => `${p.partition} at ${p.checkpoint}`).join(', ')}): assigned here later, they start at the group's committed offsets`,
     );
   }
 
@@ -2312,22 +2359,46 @@ class KafkaSource {
         this.forgetAfterRound = true;
         continue;
       }
-      if (state.revokedAt !== undefined && state.revokedAt > (this.knownCommitted.get(key) ?? -1)) continue;
-      this.partitions.delete(key);
-      if (this.lastState === state) this.lastState = undefined;
-      // librdkafka keeps a partition paused through its revocation (see setPaused): resumed now, so one
-      // assigned here again is not left paused. Kept in the set where librdkafka refused.
-      if (this.pausedInClient.has(key)) {
-        try {
-          this.consumer.resume([{ topic: state.topic, partition: state.partition }]);
-          this.pausedInClient.delete(key);
-        } catch {
-          // Resumed at its next assignment (setPaused).
-        }
+      if (state.revokedAt !== undefined && state.revokedAt > (this.knownCommitted.get(key) ?? -1)) {
+        // Its topic may be deleted (forgetDeleted): the next metadata request asks for every topic.
+        this.clusterCheckDue = true;
+        continue;
       }
+      this.forget(key, state);
     }
     // Committed offsets and marks of partitions held here no more (and those a checkpoint named that the group gave another member): asked of the brokers where needed again (covers, committedMarks).
     for (const known of [this.knownCommitted, this.knownMarks]) for (const key of known.keys()) if (!this.partitions.has(key)) known.delete(key);
+  }
+
+  /**
+   * Revoked partitions forgetRevoked keeps for their refused hand-over commit whose topic the brokers no
+   * longer list (`metadata`, every topic's): deleted, the brokers refuse its offsets for good and its
+   * records can be read no more. Forgotten, so no later checkpoint names them (a restart after the topic
+   * is created again would seek the new log to the old offset, skipping its first records).
+   */
+  private forgetDeleted(metadata: RdKafka.Metadata): void {
+    for (const [key, state] of this.partitions) {
+      if (state.assigned || this.handingOver.has(state) || state.revokedAt === undefined || listsTopic(metadata, state.topic)) continue;
+      if (this.round !== undefined && state.releasedInRound === this.round.number) continue;
+      this.forget(key, state);
+      this.knownCommitted.delete(key);
+      this.knownMarks.delete(key);
+    }
+  }
+
+  private forget(key: string, state: PartitionState): void {
+    this.partitions.delete(key);
+    if (this.lastState === state) this.lastState = undefined;
+    // librdkafka keeps a partition paused through its revocation (see setPaused): resumed now, so one
+    // assigned here again is not left paused. Kept in the set where librdkafka refused.
+    if (this.pausedInClient.has(key)) {
+      try {
+        this.consumer.resume([{ topic: state.topic, partition: state.partition }]);
+        this.pausedInClient.delete(key);
+      } catch {
+        // Resumed at its next assignment (setPaused).
+      }
+    }
   }
 
   /**
