@@ -715,6 +715,15 @@ interface KafkaSourceEntries {
   knownMarks: Map<string, string[]>;
 }
 
+/** Reads `instance` to its end in the background (what is read is not looked at), once its consume loop runs. */
+async function readInBackground(instance: Source, script: { consumeCalls(): number }): Promise<void> {
+  const batches = instance.read()[Symbol.asyncIterator]();
+  void (async () => {
+    for (let next = await batches.next(); !next.done; next = await batches.next());
+  })().catch(() => undefined);
+  await until(() => script.consumeCalls() > 0, 'the consume loop running');
+}
+
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {
   const script = await scriptedConsumer({ assignAtSubscribe: false });
   t.after(script.restore);
@@ -732,11 +741,7 @@ test('a long run of rebalances over ever new partitions (a topic pattern whose t
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t0']), context);
   t.after(() => instance.close?.());
   const entries = instance as unknown as KafkaSourceEntries;
-  const batches = instance.read()[Symbol.asyncIterator]();
-  void (async () => {
-    for (let next = await batches.next(); !next.done; next = await batches.next());
-  })().catch(() => undefined);
-  await until(() => script.consumeCalls() > 0, 'the consume loop running');
+  await readInBackground(instance, script);
   const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
   const offsetOf = (topic: string): number | undefined => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.[topic]?.['0'];
   const lagSeries = async (): Promise<string[]> => (await hub.registry.metrics()).split('\n').filter((line) => line.startsWith('tributary_kafka_partition_lag{') || line.startsWith('kafka_partition_lag{'));
@@ -782,11 +787,7 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
   t.after(() => instance.close?.());
   const entries = instance as unknown as KafkaSourceEntries;
-  const batches = instance.read()[Symbol.asyncIterator]();
-  void (async () => {
-    for (let next = await batches.next(); !next.done; next = await batches.next());
-  })().catch(() => undefined);
-  await until(() => script.consumeCalls() > 0, 'the consume loop running');
+  await readInBackground(instance, script);
   script.rebalance('assign', [{ topic: 'gone', partition: 0 }]);
   await until(() => assigns === 1, 'the assignment');
   const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
