@@ -706,6 +706,25 @@ test('intent: a session a merge absorbed after its own summary labelled it is in
   chain.end();
 });
 
+/** The time the merge tests' events count their minutes from. */
+const mergeTestStart = Date.parse('2024-01-01T00:00:00Z');
+
+/** A view (or `type`) of `user` at `minute`, with features that tell u1 from the other users apart. */
+function mergeTestEvent(user: string, minute: number, type = 'view'): Element {
+  return { kind: 'event', userId: user, time: mergeTestStart + minute * min, type, features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } } as Element;
+}
+
+/** sessionizer (gap 10m, lateness 20m) -> intent (mlp [4], batches of `batchSize` run when full, drift blocks of 50). */
+function mergeTestMlpStages(batchSize: number): Parameters<typeof Chain.build>[0] {
+  return [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: batchSize, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+}
+
+/** The input of the tests of a merge whose predictions wait for their batch (the first of them says how it runs). */
+function mergedBeforeBatchInput(): Element[] {
+  const [at, t] = [mergeTestEvent, mergeTestStart];
+  return [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
+}
+
 /**
  * The model outputs, and the model stage's loss blocks and drift detector, after `input` through `stages`, snapshotted
  * after `cut` records (changed by `alter`: an older build's) and restored in a new chain (no cut: uninterrupted).
@@ -728,13 +747,12 @@ async function blocksAndOutputs(stages: Parameters<typeof Chain.build>[0], input
 }
 
 test('intent (mlp): the predictions a merge moved into the merged session, labelled before their batch ran, count in the merged session\'s unit of the loss blocks after a restore too: a snapshot anywhere gives the uninterrupted run\'s blocks and outputs (was: restored, each counted under its own session again)', async () => {
-  const t = Date.parse('2024-01-01T00:00:00Z');
-  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  const t = mergeTestStart;
   // Batches of 4: u1:0 (0, 2) and u2 (3) labelled at 13 before their batch (with 15) runs. u1:15 (17, 19 after it) is
   // merged into u1:0 by the late event at 8; the merged summary (at 29) labels 17 and 19, still waiting for their batch
   // (with u3's 25): they count in u1:0's unit when u4's 30 runs it. A snapshot between the two holds them so.
-  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
-  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const input = mergedBeforeBatchInput();
+  const stages = mergeTestMlpStages(4);
   const whole = await blocksAndOutputs(stages, input);
   const summaries = (await Chain.build(stages, testContext())).push(input).end().filter(isSessionSummary);
   assert.deepEqual(summaries.slice(0, 3).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u2:${t + 3 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]]], 'u1:15 merged into u1:0');
@@ -745,13 +763,12 @@ test('intent (mlp): the predictions a merge moved into the merged session, label
 });
 
 test('intent (mlp): a session its own summary labelled before its batch ran, then merged into another by a late event, is in the merged session\'s unit once its losses come; a snapshot anywhere restores to the same blocks (was: a unit of its own)', async () => {
-  const t = Date.parse('2024-01-01T00:00:00Z');
-  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  const [t, at] = [mergeTestStart, mergeTestEvent];
   // Batches of 8: u1:0 (0, 2) labelled at 13, u1:15 (15, 17) at 27, u2 (20) between, all before their batch ran; the late
   // event at 8 bridges u1:0 and u1:15, and the merged summary comes at once; u3 (30) is labelled at 41; u4's 42 is the
   // eighth prediction: the batch runs, and the waiting losses come in.
   const input: Element[] = [at('u1', 0), at('u1', 2), watermark(t + 13 * min), at('u1', 15), at('u1', 17), at('u2', 20), watermark(t + 28 * min), at('u1', 8), at('u3', 30), watermark(t + 41 * min), at('u4', 42), at('u5', 60), watermark(t + 71 * min)];
-  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 8, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const stages = mergeTestMlpStages(8);
   const whole = await blocksAndOutputs(stages, input);
   const output = (await Chain.build(stages, testContext())).push(input).end();
   assert.deepEqual(output.filter(isSessionSummary).slice(0, 4).map((s) => [s.sessionId, s.replaces ?? []]), [[`u1:${t}`, []], [`u1:${t + 15 * min}`, []], [`u1:${t}`, [`u1:${t + 15 * min}`]], [`u2:${t + 20 * min}`, []]], 'u1:15 merged into u1:0');
@@ -762,8 +779,7 @@ test('intent (mlp): a session its own summary labelled before its batch ran, the
 });
 
 test('intent: a merge where either session bought (labelled 1, its unit kept for a merge as any session\'s) joins the two sessions\' units while both means are in the open block; a snapshot anywhere restores to the same blocks (was: the bought one\'s unit not kept, two units of one session)', async () => {
-  const t = Date.parse('2024-01-01T00:00:00Z');
-  const at = (user: string, minute: number, type = 'view'): Element => ({ kind: 'event', userId: user, time: t + minute * min, type, features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  const [t, at] = [mergeTestStart, mergeTestEvent];
   const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', batch: { max_size: 1, max_delay: 0 }, drift: { block: 50 } })];
   const cases: [string, Element[]][] = [
     // u1:0 (0, 2, its purchase at 3) is labelled 1 at 13, u1:15 (15, 17) at 27; the late event at 8 bridges them and the
@@ -786,11 +802,10 @@ test('intent: a merge where either session bought (labelled 1, its unit kept for
 });
 
 test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while predictions a merge moved wait for their batch, restores them in the merged session\'s unit: the uninterrupted run\'s blocks and outputs (was: a unit of their own)', async () => {
-  const t = Date.parse('2024-01-01T00:00:00Z');
-  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
-  // As the test before: the merged summary (at 29) labels u1:15's 17 and 19 before their batch (with u3's 25) runs at u4's 30.
-  const input: Element[] = [at('u1', 0), at('u1', 2), at('u2', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 18 * min), at('u1', 8), at('u1', 19), at('u3', 25), watermark(t + 29 * min), at('u4', 30), watermark(t + 41 * min), at('u5', 50), watermark(t + 61 * min)];
-  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const t = mergeTestStart;
+  // As the first test of such a merge: the merged summary (at 29) labels u1:15's 17 and 19 before their batch (with u3's 25) runs at u4's 30.
+  const input = mergedBeforeBatchInput();
+  const stages = mergeTestMlpStages(4);
   const whole = await blocksAndOutputs(stages, input);
   const cutAfterMerge = input.findIndex((r) => r.kind === 'watermark' && r.time === t + 29 * min) + 1;
   let dropped = 0;
@@ -806,12 +821,11 @@ test('intent (mlp): a snapshot from before 4a45a9c (no `units`), taken while pre
 });
 
 test('intent (mlp): a learner snapshot of format 3 (its open unit keyed by session id alone, no waiting units: labels before their batch then touched no loss block) restores a user\'s other session labelled before its batch as a unit of its own, not in the open unit of the user (was: one unit of both sessions)', async () => {
-  const t = Date.parse('2024-01-01T00:00:00Z');
-  const at = (user: string, minute: number): Element => ({ kind: 'event', userId: user, time: t + minute * min, type: 'view', features: { names: featureNames, values: Float32Array.of(user === 'u1' ? 0.5 : -0.5, 0.1, -0.2, minute / 60) } }) as Element;
+  const [t, at] = [mergeTestStart, mergeTestEvent];
   // Batches of 4: x (0), y (1), u1:2 (2, 3) run at once; x, y and u1:2 are labelled at 10, 11 and 13, scored then. u1:15 (15,
   // 17) is labelled at 27, before its batch (with z's 20 and w's 21) runs; z and w are labelled at 30 and 31.
   const input: Element[] = [at('x', 0), at('y', 1), at('u1', 2), at('u1', 3), watermark(t + 13 * min), at('u1', 15), at('u1', 17), watermark(t + 28 * min), at('z', 20), at('w', 21), watermark(t + 31 * min)];
-  const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(intentModel, { backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 4, learn_size: 64, max_delay: 0 }, drift: { block: 50 } })];
+  const stages = mergeTestMlpStages(4);
   type Block = [number, number, number, number, string | null, [string, number, number][]?, [string, number, number, number?, number?][]?];
   const whole = await blocksAndOutputs(stages, input);
   // x, y, u1:2, u1:15 and z closed; w open.
