@@ -306,14 +306,20 @@ export async function committedSeqs(brokers: string, topic: string): Promise<Set
   return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
 }
 
-/** The group's committed offset of each of the topic's partitions 0 to `partitions` - 1 (-1: none), as a read_committed member sees them. */
+/**
+ * The group's committed offset of each of the topic's partitions 0 to `partitions` - 1 (-1: none): the last
+ * ones committed, at once, also while a transaction that commits others is open. A read_committed consumer
+ * asks the broker for stable offsets only (require_stable), which it refuses while such a transaction is
+ * open, and librdkafka retries until the call's 10 s timeout: every read during an exactly-once run failed.
+ */
 export async function groupCommitted(brokers: string, group: string, topic: string, partitions: number): Promise<number[]> {
-  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'isolation.level': 'read_committed' }, {});
+  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'isolation.level': 'read_uncommitted' }, {});
   await done((cb) => consumer.connect({}, (error) => cb(error)));
   try {
     const list = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
     const committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
-    return list.map(({ partition }) => committed.find((tp) => tp.partition === partition)?.offset ?? -1);
+    // librdkafka answers -1001 (no offset) for a partition the group never committed.
+    return list.map(({ partition }) => Math.max(committed.find((tp) => tp.partition === partition)?.offset ?? -1, -1));
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
