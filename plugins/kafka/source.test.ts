@@ -855,6 +855,35 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   assert.equal(entries.knownCommitted.size, 0);
 });
 
+test('a kafka source yields at most batchSize events a batch however many records it holds (one event per record, batchSize records taken at most): the runtime\'s in-flight bound holds', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), testContext({ batchSize: 3 }));
+  t.after(() => instance.close?.());
+  const batches = instance.read()[Symbol.asyncIterator]();
+  const sizes: number[] = [];
+  const reading = (async () => {
+    let events = 0;
+    while (events < 10) {
+      const next = await batches.next();
+      if (next.done) break;
+      sizes.push(next.value.length);
+      events += next.value.length;
+    }
+  })();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  // One answer of 10 records, more than asked for (as an unreadable batch's stand-ins come into the buffer at once).
+  script.highOffsets.set('t/0', 10);
+  script.answers.push(() =>
+    Array.from({ length: 10 }, (_, offset) => {
+      const value = Buffer.from(JSON.stringify({ user_id: `u${offset}`, time: '2024-05-01T00:00:00Z', type: 'view' }));
+      return { topic: 't', partition: 0, offset, value, key: null, size: value.length, timestamp: 0 };
+    }) as unknown as [],
+  );
+  await reading;
+  assert.deepEqual(sizes.filter((size) => size > 0), [3, 3, 3, 1]);
+});
+
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
   const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
   const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);
