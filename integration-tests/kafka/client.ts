@@ -2,6 +2,7 @@
  * Small node-rdkafka helpers for the Kafka tests and bench: create a topic, produce records, read a
  * topic back (optionally read_committed), and a test operator that routes late events to `late`.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError, Message } from 'node-rdkafka';
 import { disconnectProducer } from '../../plugins/kafka/common.js';
@@ -317,7 +318,19 @@ export async function groupCommitted(brokers: string, group: string, topic: stri
   await done((cb) => consumer.connect({}, (error) => cb(error)));
   try {
     const list = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
-    const committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
+    // The group's coordinator may be moving or loading (a broker just started or back from an outage): asked
+    // again, as librdkafka does not (seen: 'Broker: Not coordinator' thrown by kafka-rebalance-state's wait).
+    const until = Date.now() + 30_000;
+    let committed: Kafka.TopicPartitionOffset[];
+    for (;;) {
+      try {
+        committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
+        break;
+      } catch (error) {
+        if (!/coordinator/i.test((error as Error).message) || Date.now() > until) throw error;
+        await delay(200);
+      }
+    }
     // librdkafka answers -1001 (no offset) for a partition the group never committed.
     return list.map(({ partition }) => Math.max(committed.find((tp) => tp.partition === partition)?.offset ?? -1, -1));
   } finally {
