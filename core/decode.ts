@@ -645,11 +645,13 @@ async function* decodeCsv(
     for (const parsed of rows) {
       const at = line + parsed.lineEnds;
       const startsAt = line + parsed.firstLineEnds;
+      // Where the row ends in the run's bytes: the parser's count (NaN where the text is not UTF-8), else its line end's.
+      let rowEndByte = parsed.end;
       // The lengths compared are given, not closures: one capturing the row would cost an allocation per row.
       if (lineEnds !== undefined) {
         const rowEnd = parsed.lineEnds < lineEnds.length ? lineEnds[parsed.lineEnds]! + 1 : piece.bytes.length;
         const bytes = trimLineEnds(piece.bytes.subarray(rowStart, rowEnd));
-        rowStart = rowEnd;
+        rowStart = rowEndByte = rowEnd;
         if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, bytes.length);
         if (!isUtf8(bytes)) {
           if (skipHeader) unreadableHeader(`it is not UTF-8 text (${bytes.length} bytes)`);
@@ -658,9 +660,11 @@ async function* decodeCsv(
         }
       } else if (readBefore.comparesAt(startsAt)) readBefore.check(startsAt, at, Buffer.byteLength(parsed.raw));
       row(parsed.fields, parsed.raw, startsAt, at);
-      // Mid-run positions where the run's byte offsets are known (valid UTF-8); else at its end.
-      if (events.length >= maxBatch && parsed.end === parsed.end && parsed !== openRow) {
-        yield { events, throughLine: at, throughByte: byte + parsed.end };
+      // Mid-run positions, so no batch holds more than maxBatch events (the runtime pushes a batch whole
+      // before it waits for room): a run not UTF-8 somewhere, whose rows' byte offsets the parser does not
+      // know, was one batch, every row of the chunk it came in. Not at a last row without its line end.
+      if (events.length >= maxBatch && parsed !== openRow) {
+        yield { events, throughLine: at, throughByte: byte + rowEndByte };
         events = [];
       }
     }

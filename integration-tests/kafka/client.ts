@@ -2,6 +2,7 @@
  * Small node-rdkafka helpers for the Kafka tests and bench: create a topic, produce records, read a
  * topic back (optionally read_committed), and a test operator that routes late events to `late`.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import Kafka from 'node-rdkafka';
 import type { LibrdKafkaError, Message } from 'node-rdkafka';
 import { disconnectProducer } from '../../plugins/kafka/common.js';
@@ -306,14 +307,32 @@ export async function committedSeqs(brokers: string, topic: string): Promise<Set
   return new Set(values(await readTopic(brokers, topic, { committed: true, timeoutMs: 5_000 })).map((v) => (v.attrs as { seq: number }).seq));
 }
 
-/** The group's committed offset of each of the topic's partitions 0 to `partitions` - 1 (-1: none), as a read_committed member sees them. */
+/**
+ * The group's committed offset of each of the topic's partitions 0 to `partitions` - 1 (-1: none): the last
+ * ones committed, at once, also while a transaction that commits others is open. A read_committed consumer
+ * asks the broker for stable offsets only (require_stable), which it refuses while such a transaction is
+ * open, and librdkafka retries until the call's 10 s timeout: every read during an exactly-once run failed.
+ */
 export async function groupCommitted(brokers: string, group: string, topic: string, partitions: number): Promise<number[]> {
-  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'isolation.level': 'read_committed' }, {});
+  const consumer = new Kafka.KafkaConsumer({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4', 'group.id': group, 'isolation.level': 'read_uncommitted' }, {});
   await done((cb) => consumer.connect({}, (error) => cb(error)));
   try {
     const list = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
-    const committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
-    return list.map(({ partition }) => committed.find((tp) => tp.partition === partition)?.offset ?? -1);
+    // The group's coordinator may be moving or loading (a broker just started or back from an outage): asked
+    // again, as librdkafka does not (seen: 'Broker: Not coordinator' thrown by kafka-rebalance-state's wait).
+    const until = Date.now() + 30_000;
+    let committed: Kafka.TopicPartitionOffset[];
+    for (;;) {
+      try {
+        committed = await done<Kafka.TopicPartitionOffset[]>((cb) => consumer.committed(list, 10_000, cb));
+        break;
+      } catch (error) {
+        if (!/coordinator/i.test((error as Error).message) || Date.now() > until) throw error;
+        await delay(200);
+      }
+    }
+    // librdkafka answers -1001 (no offset) for a partition the group never committed.
+    return list.map(({ partition }) => Math.max(committed.find((tp) => tp.partition === partition)?.offset ?? -1, -1));
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }

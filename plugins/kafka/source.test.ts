@@ -806,6 +806,84 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   assert.equal(offsets()?.['gone'], undefined);
 });
 
+test('a revoked partition whose hand-over commit the brokers refused is forgotten once the group holds it committed at or past where the state stands (another member read on and committed), not while the group\'s offset is older', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  let assigns = 0;
+  // The group's committed offset of moved/0 as the brokers answer it (-1001: none).
+  let groupOffset = -1001;
+  const answered: number[] = [];
+  script.swap({
+    assign: () => void assigns++,
+    commitSync: () => {
+      throw Object.assign(new Error('Broker: Not coordinator'), { code: 16 });
+    },
+    committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => {
+      setTimeout(() => {
+        if (list.some(({ topic }) => topic === 'moved')) answered.push(groupOffset);
+        cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: topic === 'moved' ? groupOffset : -1001 })));
+      }, 5);
+    },
+  });
+  const context = testContext({ batchSize: 100, commitNow: async () => undefined });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  const entries = instance as unknown as KafkaSourceEntries;
+  await readInBackground(instance, script);
+  script.rebalance('assign', [{ topic: 'moved', partition: 0 }]);
+  await until(() => assigns === 1, 'the assignment');
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  script.highOffsets.set('moved/0', 8);
+  script.answers.push(() => [{ topic: 'moved', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  const offsets = () => instance.position!().offsets as Record<string, Record<string, number>> | undefined;
+  await until(() => offsets()?.['moved']?.['0'] === 8, 'the record read');
+  // Its hand-over commit refused (an outage), the group gives it to another member, which starts at the older offset.
+  script.rebalance('revoke', [{ topic: 'moved', partition: 0 }]);
+  script.rebalance('assign', []);
+  await until(() => assigns === 2, 'the empty assignment');
+  // The other member committed, short of where this state stands: still kept and named.
+  groupOffset = 5;
+  await until(() => answered.includes(5), 'the group\'s committed offset answered');
+  // (Its answer handled in the same turn as the fake's callback, before until looks again.)
+  assert.equal(offsets()?.['moved']?.['0'], 8, 'named while the group\'s offset is older');
+  // Then past it. (Another assignment that leaves it out makes the next look come soon, not in 30 s.)
+  groupOffset = 12;
+  script.rebalance('assign', []);
+  // Before: kept for the rest of the run, named by every checkpoint.
+  await until(() => entries.partitions.size === 0, 'the partition forgotten');
+  assert.equal(offsets()?.['moved'], undefined);
+  assert.equal(entries.knownCommitted.size, 0);
+});
+
+test('a kafka source yields at most batchSize events a batch however many records it holds (one event per record, batchSize records taken at most): the runtime\'s in-flight bound holds', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), testContext({ batchSize: 3 }));
+  t.after(() => instance.close?.());
+  const batches = instance.read()[Symbol.asyncIterator]();
+  const sizes: number[] = [];
+  const reading = (async () => {
+    let events = 0;
+    while (events < 10) {
+      const next = await batches.next();
+      if (next.done) break;
+      sizes.push(next.value.length);
+      events += next.value.length;
+    }
+  })();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  // One answer of 10 records, more than asked for (as an unreadable batch's stand-ins come into the buffer at once).
+  script.highOffsets.set('t/0', 10);
+  script.answers.push(() =>
+    Array.from({ length: 10 }, (_, offset) => {
+      const value = Buffer.from(JSON.stringify({ user_id: `u${offset}`, time: '2024-05-01T00:00:00Z', type: 'view' }));
+      return { topic: 't', partition: 0, offset, value, key: null, size: value.length, timestamp: 0 };
+    }) as unknown as [],
+  );
+  await reading;
+  assert.deepEqual(sizes.filter((size) => size > 0), [3, 3, 3, 1]);
+});
+
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
   const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
   const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);

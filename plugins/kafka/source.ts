@@ -564,6 +564,8 @@ class KafkaSource {
   private heldConsumeError: unknown;
   /** A last-stable-offset request under way (watchProgress): disconnect waits for it, as for offsetsFetch. */
   private endQuery: Promise<unknown> | undefined;
+  /** A committed-offsets request for revoked partitions kept for a refused hand-over commit (checkKeptCommitted): disconnect waits for it. */
+  private keptCheck: Promise<void> | undefined;
   /** Stand-ins in the buffer for the records of an unreadable batch (they carry no value): their dead letters' reasons. */
   private readonly skipped = new WeakMap<RdKafka.Message, string>();
   /** Records librdkafka delivered at an offset they cannot have (see noteFetched): their dead letters' reasons. */
@@ -1134,6 +1136,7 @@ class KafkaSource {
       await this.offsetsFetch?.catch(() => undefined);
       await this.resumeCheck;
       await this.endQuery;
+      await this.keptCheck;
       await this.lagStarts;
       await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
     }
@@ -1351,6 +1354,7 @@ class KafkaSource {
     }
     this.lastClusterCheck = now;
     this.forgetDeleted(metadata);
+    this.checkKeptCommitted();
     if (this.config.pattern !== undefined) {
       this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
       this.unmatchedChecks = this.matchedTopics.length === 0 ? this.unmatchedChecks + 1 : 0;
@@ -2349,7 +2353,8 @@ class KafkaSource {
    * offset is older), at-least-once and exactly-once alike. Once committed the group's offset says the
    * same, and the member that reads it now moves it on. Assigned here again later, a partition starts
    * afresh at the group's committed offset, as one assigned the first time. Its lag series went at the
-   * revocation's next export (exportLag).
+   * revocation's next export (exportLag). A kept one goes later once the group's committed offset is known
+   * to pass its own (checkKeptCommitted) or its topic is deleted (forgetDeleted).
    */
   private forgetRevoked(): void {
     this.forgetAfterRound = false;
@@ -2384,6 +2389,48 @@ class KafkaSource {
       this.knownCommitted.delete(key);
       this.knownMarks.delete(key);
     }
+  }
+
+  /**
+   * Revoked partitions forgetRevoked keeps for their refused hand-over commit: the group's committed offsets
+   * of them are asked for (with each look at the whole cluster: every clusterCheckMs, and soon after an
+   * assignment that keeps one). One the group holds committed at or past where the state stands (revokedAt:
+   * the member that reads it now read on from the older offset and committed past it) is forgotten, as
+   * after a hand-over known committed: the group's offset covers what the state holds. Before, it stayed
+   * named in every checkpoint for the rest of the run unless it came back here or its topic was deleted. No
+   * answer (the brokers away; exactly-once, a transaction still open that commits it): asked at the next look.
+   */
+  private checkKeptCommitted(): void {
+    if (this.keptCheck !== undefined || !this.connected || this.closing) return;
+    const kept = [...this.partitions.values()].filter((state) => this.keptForRefusedCommit(state));
+    if (kept.length === 0) return;
+    const asked = kept.map(({ topic, partition }) => ({ topic, partition }));
+    this.keptCheck = promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(asked, 10_000, cb)).then(
+      (committed) => {
+        if (this.closing) return;
+        for (const tp of committed) {
+          const key = partitionKey(tp.topic, tp.partition);
+          const state = this.partitions.get(key);
+          // Assigned here again (or handed over) meanwhile: its assignment and commits say what the group holds.
+          if (!state || !this.keptForRefusedCommit(state)) continue;
+          this.noteCommitted([tp]);
+          if (state.revokedAt! > (this.knownCommitted.get(key) ?? -1)) continue;
+          this.forget(key, state);
+          this.knownCommitted.delete(key);
+          this.knownMarks.delete(key);
+        }
+      },
+      (error: unknown) => this.context.logger.debug({ source: this.label, err: asError(error).message }, 'kafka source: the group\'s committed offsets of revoked partitions not read; asked again at the next look'),
+    ).finally(() => {
+      this.keptCheck = undefined;
+    });
+  }
+
+  /** Whether forgetRevoked keeps a partition only for its hand-over commit the brokers refused (its offset not known committed). */
+  private keptForRefusedCommit(state: PartitionState): boolean {
+    if (state.assigned || this.handingOver.has(state) || state.revokedAt === undefined) return false;
+    if (this.round !== undefined && state.releasedInRound === this.round.number) return false;
+    return state.revokedAt > (this.knownCommitted.get(partitionKey(state.topic, state.partition)) ?? -1);
   }
 
   private forget(key: string, state: PartitionState): void {

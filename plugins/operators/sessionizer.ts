@@ -140,7 +140,8 @@ export default defineOperator<SessionizerConfig>({
         description:
           'Most sessions kept in memory (open, or closed and waiting for late events). Beyond it, the closed one whose lateness runs out first is forgotten ' +
           '(a late event it would have taken opens a session of its own), else the open one due to close first is closed early (summary `closedBy: evicted`). ' +
-          'Counted apart: `sessions_forgotten_early_total`, `sessions_evicted_total`.',
+          'Counted apart: `sessions_forgotten_early_total`, `sessions_evicted_total`. About 450 B of heap a session (1,178 B with session-features after it; BENCHMARKS.md). ' +
+          'With `scale_out` it bounds each partition\'s instance: a member holds up to this times the partitions assigned to it.',
       },
       max_ahead_of_clock: {
         $ref: 'tributary:duration',

@@ -73,7 +73,9 @@ export default defineOperator<UserFeaturesConfig>({
         type: 'integer',
         minimum: 1,
         default: 5000000,
-        description: 'Most users remembered; beyond it the least recently seen tenth is forgotten (counted).',
+        description:
+          'Most users remembered; beyond it the least recently seen tenth is forgotten (counted). About 380 B of heap a user (BENCHMARKS.md). ' +
+          'With `scale_out` it bounds each partition\'s instance: a member holds up to this times the partitions assigned to it.',
       },
     },
   },

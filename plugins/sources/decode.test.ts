@@ -690,3 +690,27 @@ test('CSV: a column named as an Object.prototype member (__proto__, constructor)
     assert.deepEqual([events, context.deadLetters], [[['u1', 'c1'], ['u2', undefined]], []], `plain rows ${plainCsvRows}`);
   }
 });
+
+test('CSV: a run of rows that is not UTF-8 somewhere still comes in batches of at most batchSize events, each through the row it ends at', async () => {
+  // Read by the quoted rows' reader (plainCsvRows false), in one chunk: 40 rows, and one not UTF-8 (dead-lettered)
+  // whose text decodes to another length than its bytes (a UTF-8 é, then a Latin-1 one): the run's byte offsets are unknown.
+  const rows = Array.from({ length: 40 }, (_, i) => `${i + 1},u${i},view,"b${i}"\n`);
+  const bytes = Buffer.concat([Buffer.from('time,user_id,type,brand\n'), Buffer.from(rows.slice(0, 20).join('')), Buffer.from([...Buffer.from('1,u,view,\u00e9'), 0xe9, 0x0a]), Buffer.from(rows.slice(20).join(''))]);
+  const context = testContext();
+  const sizes: number[] = [];
+  const ends: [number, number | undefined][] = [];
+  const config: DecodeConfig = { mapping: { time_format: 'epoch_ms', attributes: ['brand'] } };
+  for await (const batch of decodeRecords(Readable.from([bytes]), config, context, { source: 's', file: 'f.csv', format: 'csv', batchSize: 7, plainCsvRows: false })) {
+    sizes.push(batch.events.length);
+    ends.push([batch.throughLine, batch.throughByte]);
+  }
+  // Before: one batch of all 40 (the run's row positions were not known, so it was not cut).
+  assert.ok(sizes.every((size) => size <= 7), `batch sizes ${sizes.join(', ')}`);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 40);
+  assert.equal(context.deadLetters.length, 1);
+  // Each batch ends at a row's line end: byte offsets of line starts, growing, the last the end.
+  const lineStarts = new Set([0, ...[...bytes.entries()].filter(([, b]) => b === 0x0a).map(([i]) => i + 1)]);
+  assert.ok(ends.every(([, byte]) => byte !== undefined && lineStarts.has(byte)), JSON.stringify(ends));
+  assert.deepEqual(ends.at(-1), [42, bytes.length]);
+  for (let i = 1; i < ends.length; i++) assert.ok(ends[i]![0] >= ends[i - 1]![0] && ends[i]![1]! >= ends[i - 1]![1]!, JSON.stringify(ends));
+});
