@@ -395,6 +395,8 @@ export class OnlineLearner {
   private unCountedLabels = 0;
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
   private lastExport = -Infinity;
+  /** Labels were scored (or learnt from) since the gauges were last set: the timer's next tick sets them, so a stream gone quiet does not leave them stale. */
+  private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
@@ -1062,8 +1064,12 @@ export class OnlineLearner {
       this.unCountedLabels = 0;
     }
     const now = this.context.clock.now();
-    if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) return;
+    if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) {
+      this.gaugesBehind = true;
+      return;
+    }
     this.lastExport = now;
+    this.gaugesBehind = false;
     this.gauges.buffer.set(this.awaitingCount);
     const s = this.prequential.summary();
     // Once measured, NaN (not the last window with both classes) while the window holds labels of one class only.
@@ -1094,14 +1100,15 @@ export class OnlineLearner {
   private recordsSinceTick = 0;
 
   /**
-   * {@link runDueBatches}, and brings the prediction and label counters up to date. That is left to
+   * {@link runDueBatches}, and brings the prediction and label counters up to date (and the gauges, where
+   * the once-a-second limit left them behind the labels scored). That is left to
    * this tick (the operators' timer, every `batch.max_delay` or 1 s, and each watermark), learning
    * steps and the end of input, not every 16th record: prom-client hashes the labels and allocates
    * on every increment (a few % of the demo's model stages when done per 16 records).
    */
   tick(emit: Emit): void {
     this.recordsSinceTick = 0;
-    if (this.unCountedPredictions > 0) this.exportMetrics(false);
+    if (this.unCountedPredictions > 0 || this.gaugesBehind) this.exportMetrics(false);
     this.runDueBatches(emit);
   }
 

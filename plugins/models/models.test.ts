@@ -1303,6 +1303,45 @@ test('a window of labels of one class exports its AUC as NaN, not the last windo
   assert.match(text, new RegExp(`^tributary_model_auc_cumulative\\{pipeline="p",stage="intent",model="under-test"\\} ${scores.auc}$`, 'm'));
 });
 
+test("a model's gauges catch up once the stream goes quiet: labels scored within a second of the last export are exported at a later tick, not left stale while no prediction comes", async () => {
+  let now = Date.parse('2024-06-01T00:00:00Z');
+  let ticks = 0;
+  // The model's timer asks `held` at each tick (every batch.max_delay): counted, so the test waits for ticks, not for time.
+  const hub = new MetricsHub();
+  const context = testContext({ clock: { now: () => now }, held: () => void ticks++, metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) });
+  const operator = await intentModel.create({ ...base, batch: { max_size: 1000, max_delay: '10ms' } } as never, context);
+  await operator.open?.();
+  const input = new Subject<Element>();
+  let completed!: () => void;
+  const done = new Promise<void>((resolve) => (completed = resolve));
+  const subscription = operator.apply(input).subscribe({ complete: () => completed() });
+  const gauges = async (): Promise<string> => (await hub.registry.metrics()).split('\n').filter((line) => /^tributary_model_(labels_total|base_rate|logloss|auc_cumulative)\{/.test(line)).join('\n');
+  const afterTicks = async (more: number): Promise<void> => {
+    const target = ticks + more;
+    await until(() => ticks >= target, `${more} ticks of the batch timer`);
+  };
+  try {
+    const stream = separableIntentStream(120).slice(0, -1); // its end of input comes last, below
+    const half = stream.findIndex((e, i) => i > stream.length / 2 && isSessionSummary(e)) + 1;
+    for (const e of stream.slice(0, half)) input.next(e);
+    await afterTicks(2); // the first export, at `now`
+    for (const e of stream.slice(half)) input.next(e);
+    await afterTicks(2); // within the same second: the counters move, the gauges wait
+    now += 500; // the batches waiting run by time (batch.max_delay), still within the second: the gauges wait again
+    await afterTicks(2);
+    now += 5_000; // the stream is quiet: no prediction, no batch comes any more
+    await afterTicks(2);
+    const quiet = await gauges();
+    input.next(watermark(Infinity)); // the end of input exports whatever is due (every session already closed: no label comes)
+    input.complete();
+    await done;
+    assert.equal(quiet, await gauges(), 'the gauges at the quiet ticks are those of every label scored');
+  } finally {
+    subscription.unsubscribe();
+    await operator.close?.();
+  }
+});
+
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   let partition: string | undefined;
