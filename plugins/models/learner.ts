@@ -1248,7 +1248,9 @@ export class OnlineLearner {
     // The cumulative AUC averages in the model's first predictions (for churn, a whole horizon of
     // them at the prior): the window's says how good the model is now.
     const recent = summary.window;
-    const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
+    // Its log loss is said whatever its AUC: a window of one class (no buyer lately) has no AUC, but its loss says how the model does.
+    const recentAucText = recent.auc === null ? 'n/a (one class)' : recent.auc.toFixed(3);
+    const recentText = recent.n === 0 || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recentAucText}, log loss ${recent.logloss.toFixed(3)}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
     const { overflow, expired, invalidScores, withdrawn } = this.counts;
     const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
@@ -1266,7 +1268,7 @@ export class OnlineLearner {
     const { reason } = this.notesOn(summary);
     const reasonText = reason ? ` (${reason})` : '';
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
+      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLogloss: recent.n > 0 ? recent.logloss : null, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
       `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${reasonText}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());

@@ -377,6 +377,24 @@ test('a model that got no label says its scores are n/a in its summary line, not
   assert.deepEqual([lines[0]!.fields.auc, lines[0]!.fields.logloss, lines[0]!.fields.brier, lines[0]!.fields.scoreReason], [null, null, null, 'no label']);
 });
 
+test("a model whose last metrics.window labels are of one class still gives their log loss in its summary line and record (was: the line's whole 'last N labels' part left out, and no recentLogloss field at all)", async () => {
+  // Buyers only in the first 150 sessions: the last metrics.window labels are all negatives, their AUC undefined.
+  const stream = separableIntentStream(300);
+  const sessionOf = (e: Element): string | undefined => (e.kind === 'event' ? (e as ClickEvent).session?.id : isSessionSummary(e) ? e.sessionId : undefined);
+  const lateBuyers = new Set(stream.flatMap((e) => (isSessionSummary(e) && e.purchased && Number(e.sessionId.slice(1)) >= 150 ? [e.sessionId] : [])));
+  const input = stream.filter((e) => !lateBuyers.has(sessionOf(e) ?? ''));
+  const lines: { fields: Record<string, unknown>; message: string }[] = [];
+  const context = testContext();
+  const log = (fields: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push({ fields: fields as Record<string, unknown>, message }));
+  const logged = { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context;
+  const { output } = await runOperator(intentModel, { ...base, report: true, metrics: { window: 50 } }, input, logged);
+  const { summary: scores } = reportOf(output);
+  assert.equal(scores.window.auc, null);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!.message, new RegExp(`; last 50 labels: AUC n/a \\(one class\\), log loss ${scores.window.logloss.toFixed(3)}$`));
+  assert.deepEqual([lines[0]!.fields.recentAuc, lines[0]!.fields.recentLabels, lines[0]!.fields.recentLogloss], [null, 50, scores.window.logloss]);
+});
+
 test("a model says why its AUC measures nothing learnt, beside it in its end-of-run log line and in its model_metrics record (scoreReason, scoreNotes), as a backtest shows them; a custom model that diverged is not told to lower an optimizer.learning_rate it has not (was: a bare 'prequential AUC 0.500', and a record without a word why)", async () => {
   const summaryLines = (): { lines: { fields: Record<string, unknown>; message: string }[]; errors: string[]; logged: ReturnType<typeof testContext> } => {
     const lines: { fields: Record<string, unknown>; message: string }[] = [];
