@@ -649,6 +649,20 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   // The notes of the models that have them, at their section.
   const notes = models.children.filter((child) => child.className === 'warning').map((child) => child.textContent);
   assert.deepEqual(notes, [unlabelled, negatives]);
+  // Each model's counts in words, not the record's JSON (was 'Counts: {"predictions":510,...}'); a count the page does not know by its name.
+  const counts = models.children.filter((child) => child.className === 'counts').map((list) => list.children.map((item) => item.textContent));
+  assert.equal(counts.length, 3);
+  assert.deepEqual(counts[0], [
+    '510 predictions made',
+    '500 predictions scored against their label (and learnt from)',
+    '10 predictions still awaiting their label when the input ended (not scored)',
+    '0 predictions dropped unscored from a full label buffer',
+    "0 predictions dropped unscored: their label did not come within the label buffer's timeout",
+    '0 predictions that were not a number (not scored)',
+    "0 labels scored before the model's first learning step (the untrained model)",
+  ]);
+  const custom = renderReport(reportHtml('bt', '/data/in.csv', metrics, [{ ...reports[0]!, counts: { trees: 3 } }], source)).models.children.find((child) => child.className === 'counts');
+  assert.deepEqual(custom?.children.map((item) => item.textContent), ['3 trees']);
 });
 
 test("a model_metrics record of a plugin that says nothing of its scores (no scoreReason, scoreNotes) shows them without notes: the backtest derives none from its counts, as the notes are the model stage's (was: derived in core from the built-in models' counts and config fields)", () => {

@@ -392,6 +392,20 @@ ${notesNote}
 <script>${script}</script>
 <script>
 const DATA = ${data};
+// What the built-in models' counts are (the model_metrics record's \`counts\`): each prediction is counted once, as scored or as why not.
+const COUNT_WORDS = {
+  predictions: 'predictions made',
+  labels: 'predictions scored against their label (and learnt from)',
+  learnSteps: 'learning steps',
+  overflow: 'predictions dropped unscored from a full label buffer',
+  expired: "predictions dropped unscored: their label did not come within the label buffer's timeout",
+  unlabelledAtEnd: 'predictions still awaiting their label when the input ended (not scored)',
+  drifts: 'drifts detected',
+  lateLabels: 'labels that came after their prediction had been dropped (not scored)',
+  invalidScores: 'predictions that were not a number (not scored)',
+  withdrawn: 'predictions withdrawn unscored (a late event showed they were not to be scored)',
+  scoredBeforeLearning: "labels scored before the model's first learning step (the untrained model)",
+};
 const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' ? x.toFixed(4) : String(x));
 const table = document.getElementById('summary');
 for (const r of DATA.reports) {
@@ -453,7 +467,11 @@ for (const r of DATA.reports) {
       ? plot('Log loss over event time', 'event time (UTC)', 'log loss (nats)', [t, r.timeline.map((p) => p.logloss)], [windowed], { time: true })
       : none('Log loss over event time', fewLabels),
   );
-  const counts = document.createElement('p'); counts.textContent = 'Counts: ' + JSON.stringify(r.counts); root.appendChild(counts);
+  // Each count in words (was the record's JSON): a count this page does not know (a plugin's own) is shown by its name.
+  const ch = document.createElement('h3'); ch.textContent = 'Counts'; root.appendChild(ch);
+  const counts = document.createElement('ul'); counts.className = 'counts';
+  for (const [name, value] of Object.entries(r.counts || {})) { const li = document.createElement('li'); li.textContent = value + ' ' + (COUNT_WORDS[name] || name); counts.appendChild(li); }
+  root.appendChild(counts);
   const fh = document.createElement('h3'); fh.textContent = r.features.length + ' features'; root.appendChild(fh);
   const list = document.createElement('ol'); list.className = 'features';
   for (const f of r.features) { const li = document.createElement('li'); li.textContent = f; list.appendChild(li); }

@@ -262,7 +262,7 @@ const duration = (description: string, least?: string, most?: string): JsonSchem
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
-  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the number of learning steps is appended (`2.340`). Default: `1`.' },
+  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the number of learning steps is appended (`2.340`): those of this pipeline\'s model, kept across restarts from the pipeline\'s checkpoint; a model warm-started from a saved file (`checkpoint`) counts from 0 again (its predictions before its first step here say `1.0`, as a cold model\'s do), the saved model\'s steps being in the `model_metrics` record\'s `warmStart` (a backtest\'s `warmStarts`). Default: `1`.' },
   backend: {
     enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
     description:
@@ -273,9 +273,9 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description: 'The model. A field only another kind reads (`hidden` without `kind: mlp`) is a config error.',
     properties: {
-      kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (hidden layers, dropout) or gru (over the session events). Default: logistic.' },
+      kind: { enum: ['logistic', 'mlp', 'gru'], description: 'logistic (L2), mlp (ReLU hidden layers, dropout; then a logistic output) or gru (a GRU over the session\'s last `sequence_length` events: each one\'s embedded type and hashed category, log times since the previous event and since the session start, log price; its last state joined with the event\'s feature vector, then a logistic output). Default: logistic.' },
       l2: { type: 'number', minimum: 0, description: 'L2 penalty on weights, as River\'s `l2`: each step adds `l2` times a weight to its gradient (the gradient of l2/2 ||w||^2), at every weight (River\'s at the weights of the features a sample has, its dict\'s keys: a dense vector has them all); biases are not penalised. A bias learns with its weights\' optimizer and rate, from the log-odds of `prior` (River\'s `LogisticRegression` starts its intercept at 0 and moves it by plain SGD at its own `intercept_lr`, 0.01). Default: 1e-4.' },
-      hidden: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes, at least one (a model without one is `logistic`). Default: [32, 16].' },
+      hidden: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 }, description: 'mlp: hidden layer sizes (ReLU), at least one (a model without one is `logistic`). Default: [32, 16].' },
       dropout: { type: 'number', minimum: 0, maximum: 0.9, description: 'mlp: dropout rate while learning. Default: 0.' },
       units: { type: 'integer', minimum: 1, description: 'gru: hidden units. Default: 16.' },
       sequence_length: { type: 'integer', minimum: 1, maximum: 256, description: 'gru: last events of the session it reads. Default: 12.' },
@@ -289,7 +289,7 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description: 'Optimiser.',
     properties: {
-      kind: { enum: ['sgd', 'adam'], description: 'Default: adam.' },
+      kind: { enum: ['sgd', 'adam'], description: 'sgd: plain gradient descent, each weight moved by `learning_rate` times its gradient (mean over the batch); adam: Adam (beta1 0.9, beta2 0.999, epsilon 1e-7, as TF.js\'s), which scales each weight\'s step by its gradients\' running moments. Default: adam.' },
       learning_rate: { type: 'number', exclusiveMinimum: 0, description: 'Default: 0.05 for logistic, 0.005 otherwise.' },
     },
   },
@@ -298,7 +298,7 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description: 'Micro-batches for predicting and learning: TF.js pays per op call, so samples are batched. `logistic` predicts each event at once on the host (a dot product costs less than a kernel call) and batches only its learning.',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch (mlp, gru). Default: 256.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Samples per prediction micro-batch (mlp, gru; `logistic` predicts each event at once), and the default of `learn_size` (every kind, `logistic` too). Default: 256.' },
       learn_size: { type: 'integer', minimum: 1, description: 'Labelled samples per learning step. Above max_size: fewer TF.js calls per label, but fewer optimiser steps, which can learn worse on short streams. Default: max_size.' },
       max_delay: duration('Longest a sample waits (wall clock) before its batch runs anyway; 0 to batch by size only (fully deterministic). Either way pending predictions are made before every learning step (test-then-train: no prediction uses a label given after its event) and at the end of input. Does not apply to replayed input (`tributary backtest`), which is always batched by size. Default: 200ms.', undefined, timerDurationMax),
     },

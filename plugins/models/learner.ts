@@ -395,6 +395,8 @@ export class OnlineLearner {
   private unCountedLabels = 0;
   /** Wall-clock time metrics were last exported: exact AUCs cost too much to compute per batch. */
   private lastExport = -Infinity;
+  /** Labels were scored (or learnt from) since the gauges were last set: the timer's next tick sets them, so a stream gone quiet does not leave them stale. */
+  private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
   readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
@@ -1062,8 +1064,12 @@ export class OnlineLearner {
       this.unCountedLabels = 0;
     }
     const now = this.context.clock.now();
-    if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) return;
+    if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) {
+      this.gaugesBehind = true;
+      return;
+    }
     this.lastExport = now;
+    this.gaugesBehind = false;
     this.gauges.buffer.set(this.awaitingCount);
     const s = this.prequential.summary();
     // Once measured, NaN (not the last window with both classes) while the window holds labels of one class only.
@@ -1094,14 +1100,15 @@ export class OnlineLearner {
   private recordsSinceTick = 0;
 
   /**
-   * {@link runDueBatches}, and brings the prediction and label counters up to date. That is left to
+   * {@link runDueBatches}, and brings the prediction and label counters up to date (and the gauges, where
+   * the once-a-second limit left them behind the labels scored). That is left to
    * this tick (the operators' timer, every `batch.max_delay` or 1 s, and each watermark), learning
    * steps and the end of input, not every 16th record: prom-client hashes the labels and allocates
    * on every increment (a few % of the demo's model stages when done per 16 records).
    */
   tick(emit: Emit): void {
     this.recordsSinceTick = 0;
-    if (this.unCountedPredictions > 0) this.exportMetrics(false);
+    if (this.unCountedPredictions > 0 || this.gaugesBehind) this.exportMetrics(false);
     this.runDueBatches(emit);
   }
 
@@ -1241,7 +1248,9 @@ export class OnlineLearner {
     // The cumulative AUC averages in the model's first predictions (for churn, a whole horizon of
     // them at the prior): the window's says how good the model is now.
     const recent = summary.window;
-    const recentText = recent.auc === null || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recent.auc.toFixed(3)}, log loss ${recent.logloss.toFixed(3)}`;
+    // Its log loss is said whatever its AUC: a window of one class (no buyer lately) has no AUC, but its loss says how the model does.
+    const recentAucText = recent.auc === null ? 'n/a (one class)' : recent.auc.toFixed(3);
+    const recentText = recent.n === 0 || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recentAucText}, log loss ${recent.logloss.toFixed(3)}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
     const { overflow, expired, invalidScores, withdrawn } = this.counts;
     const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
@@ -1259,7 +1268,7 @@ export class OnlineLearner {
     const { reason } = this.notesOn(summary);
     const reasonText = reason ? ` (${reason})` : '';
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
+      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLogloss: recent.n > 0 ? recent.logloss : null, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
       `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${reasonText}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());

@@ -377,6 +377,24 @@ test('a model that got no label says its scores are n/a in its summary line, not
   assert.deepEqual([lines[0]!.fields.auc, lines[0]!.fields.logloss, lines[0]!.fields.brier, lines[0]!.fields.scoreReason], [null, null, null, 'no label']);
 });
 
+test("a model whose last metrics.window labels are of one class still gives their log loss in its summary line and record (was: the line's whole 'last N labels' part left out, and no recentLogloss field at all)", async () => {
+  // Buyers only in the first 150 sessions: the last metrics.window labels are all negatives, their AUC undefined.
+  const stream = separableIntentStream(300);
+  const sessionOf = (e: Element): string | undefined => (e.kind === 'event' ? (e as ClickEvent).session?.id : isSessionSummary(e) ? e.sessionId : undefined);
+  const lateBuyers = new Set(stream.flatMap((e) => (isSessionSummary(e) && e.purchased && Number(e.sessionId.slice(1)) >= 150 ? [e.sessionId] : [])));
+  const input = stream.filter((e) => !lateBuyers.has(sessionOf(e) ?? ''));
+  const lines: { fields: Record<string, unknown>; message: string }[] = [];
+  const context = testContext();
+  const log = (fields: unknown, message?: string) => void (message?.includes('prequential AUC') && lines.push({ fields: fields as Record<string, unknown>, message }));
+  const logged = { ...context, logger: { ...context.logger, info: log, warn: log } } as typeof context;
+  const { output } = await runOperator(intentModel, { ...base, report: true, metrics: { window: 50 } }, input, logged);
+  const { summary: scores } = reportOf(output);
+  assert.equal(scores.window.auc, null);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!.message, new RegExp(`; last 50 labels: AUC n/a \\(one class\\), log loss ${scores.window.logloss.toFixed(3)}$`));
+  assert.deepEqual([lines[0]!.fields.recentAuc, lines[0]!.fields.recentLabels, lines[0]!.fields.recentLogloss], [null, 50, scores.window.logloss]);
+});
+
 test("a model says why its AUC measures nothing learnt, beside it in its end-of-run log line and in its model_metrics record (scoreReason, scoreNotes), as a backtest shows them; a custom model that diverged is not told to lower an optimizer.learning_rate it has not (was: a bare 'prequential AUC 0.500', and a record without a word why)", async () => {
   const summaryLines = (): { lines: { fields: Record<string, unknown>; message: string }[]; errors: string[]; logged: ReturnType<typeof testContext> } => {
     const lines: { fields: Record<string, unknown>; message: string }[] = [];
@@ -1301,6 +1319,45 @@ test('a window of labels of one class exports its AUC as NaN, not the last windo
   // prom-client writes `Nan`; Prometheus parses NaN in any case.
   assert.match(text, /^tributary_model_auc\{pipeline="p",stage="intent",model="under-test"\} nan$/im);
   assert.match(text, new RegExp(`^tributary_model_auc_cumulative\\{pipeline="p",stage="intent",model="under-test"\\} ${scores.auc}$`, 'm'));
+});
+
+test("a model's gauges catch up once the stream goes quiet: labels scored within a second of the last export are exported at a later tick, not left stale while no prediction comes", async () => {
+  let now = Date.parse('2024-06-01T00:00:00Z');
+  let ticks = 0;
+  // The model's timer asks `held` at each tick (every batch.max_delay): counted, so the test waits for ticks, not for time.
+  const hub = new MetricsHub();
+  const context = testContext({ clock: { now: () => now }, held: () => void ticks++, metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) });
+  const operator = await intentModel.create({ ...base, batch: { max_size: 1000, max_delay: '10ms' } } as never, context);
+  await operator.open?.();
+  const input = new Subject<Element>();
+  let completed!: () => void;
+  const done = new Promise<void>((resolve) => (completed = resolve));
+  const subscription = operator.apply(input).subscribe({ complete: () => completed() });
+  const gauges = async (): Promise<string> => (await hub.registry.metrics()).split('\n').filter((line) => /^tributary_model_(labels_total|base_rate|logloss|auc_cumulative)\{/.test(line)).join('\n');
+  const afterTicks = async (more: number): Promise<void> => {
+    const target = ticks + more;
+    await until(() => ticks >= target, `${more} ticks of the batch timer`);
+  };
+  try {
+    const stream = separableIntentStream(120).slice(0, -1); // its end of input comes last, below
+    const half = stream.findIndex((e, i) => i > stream.length / 2 && isSessionSummary(e)) + 1;
+    for (const e of stream.slice(0, half)) input.next(e);
+    await afterTicks(2); // the first export, at `now`
+    for (const e of stream.slice(half)) input.next(e);
+    await afterTicks(2); // within the same second: the counters move, the gauges wait
+    now += 500; // the batches waiting run by time (batch.max_delay), still within the second: the gauges wait again
+    await afterTicks(2);
+    now += 5_000; // the stream is quiet: no prediction, no batch comes any more
+    await afterTicks(2);
+    const quiet = await gauges();
+    input.next(watermark(Infinity)); // the end of input exports whatever is due (every session already closed: no label comes)
+    input.complete();
+    await done;
+    assert.equal(quiet, await gauges(), 'the gauges at the quiet ticks are those of every label scored');
+  } finally {
+    subscription.unsubscribe();
+    await operator.close?.();
+  }
 });
 
 test('churn, scale-out: users of a revoked partition are released, not labelled churners', async () => {
