@@ -32,6 +32,12 @@ const GZIP_HELD_TEXT_BYTES = 64 << 10;
  */
 export const GZIP_HELD_MEMBER_BYTES = 16 << 20;
 
+/**
+ * The most compressed bytes of a member kept for inflating it again where `readFrom` cannot (a FIFO): a
+ * file sink's member of 4 MiB of JSON text is 0.5-1 MiB compressed.
+ */
+const GZIP_RETAINED_MEMBER_BYTES = 4 << 20;
+
 /** An InflateRaw fed a piece at a time: the text of each piece, and whether the deflate data ended or failed in it. */
 class RawInflater {
   private readonly inflate = zlib.createInflateRaw({ finishFlush: zlib.constants.Z_SYNC_FLUSH });
@@ -70,7 +76,9 @@ export interface GunzipUpToDamageOptions {
   onDamage?: (damage: GzipDamage) => void;
   /**
    * The same data again, from a byte (a file read again): corrupt deflate data is then inflated again a
-   * byte at a time, for the text of zlib's failing call (without it, a FIFO's, that text is lost).
+   * byte at a time, for the text of zlib's failing call. Without it (a FIFO), the member's compressed
+   * bytes read so far are kept for that, up to GZIP_RETAINED_MEMBER_BYTES; past them, the failing call's
+   * text (up to 16 KB) is lost.
    */
   readFrom?: (byte: number) => AsyncIterable<Buffer>;
   /** Told, at an end with no damage, the byte after the last member: zero padding after it is not counted. */
@@ -185,6 +193,9 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     let crc = 0;
     let size = 0;
     let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
+    // Without `readFrom` (a FIFO), the member's compressed bytes so far, while they are few enough, read it again instead.
+    let retained: Buffer[] | undefined = readFrom === undefined ? [] : undefined;
+    let retainedBytes = 0;
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
@@ -194,7 +205,12 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
-        if (chunk !== undefined) fed += chunk.length;
+        if (chunk !== undefined) {
+          fed += chunk.length;
+          retainedBytes += chunk.length;
+          if (retainedBytes > GZIP_RETAINED_MEMBER_BYTES) retained = undefined;
+          retained?.push(chunk);
+        }
         for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
           size = (size + text.length) >>> 0;
@@ -208,9 +224,13 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           const before = release();
           if (before !== undefined) yield before;
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
-          if (readFrom !== undefined) {
+          const kept = retained;
+          const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
+            yield* kept;
+          });
+          if (memberFrom !== undefined) {
             // The failing call's text, dropped: the member inflated again, past the text already out.
-            const again = inflateUpToCorruption(readFrom(dataStart), inflater.consumed, inflated);
+            const again = inflateUpToCorruption(memberFrom(dataStart), inflater.consumed, inflated);
             try {
               for (let step = await again.next(); ; step = await again.next()) {
                 if (step.done === true) {

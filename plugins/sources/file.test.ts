@@ -1149,3 +1149,20 @@ test('a bit flipped in a gzip member\'s text that inflates without error: the me
   assert.equal(fifo.deadLetters.length, 1);
   assert.equal(fifo.deadLetters[0]!.reason, `unreadable gzip data after line 10000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 (${Buffer.byteLength(gzipTestLines(5000, 10_000))} bytes) were read before the check and may be wrong): the rest of the file is skipped`);
 });
+
+test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
+  const text = gzipTestLines(0, 5000);
+  const half = Buffer.byteLength(gzipTestLines(0, 2500));
+  const parts = [deflateRawSync(text.slice(0, half), { finishFlush: zlibConstants.Z_FULL_FLUSH }), deflateRawSync(text.slice(half))];
+  const corrupt = Buffer.concat(parts);
+  corrupt[parts[0]!.length]! ^= 0b10; // BTYPE 10 (dynamic Huffman) to 11 (reserved): zlib fails there
+  const bytes = Buffer.concat([gzipSync(gzipTestLines(10_000, 12_000)), gzipSync('').subarray(0, 10), corrupt, Buffer.alloc(8)]);
+  const path = join(dir, 'corrupt-for-fifo.jsonl.gz');
+  writeFileSync(path, bytes);
+  const fromFile = await readGzipFile(path);
+  const fromFifo = await readGzipFifo('corrupt.fifo', bytes);
+  assert.equal(fromFile.times.length, 4500, 'the first member and the corrupt one\'s first part');
+  // Before: the FIFO gave fewer (the text of zlib's failing call, up to 16 KB, dropped).
+  assert.deepEqual(fromFifo.times, fromFile.times);
+  assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
+});
