@@ -123,21 +123,24 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   let held: Buffer[] = [];
   let heldBytes = 0;
   let unchecked = { bytes: 0, lineEnds: 0 };
-  const release = (): Buffer | undefined => {
-    const text = held.length === 1 ? held[0] : held.length > 1 ? Buffer.concat(held) : undefined;
+  // Handed on in the pieces they were inflated in: one buffer of 16 MiB would be split into lines at once downstream.
+  const release = (): Buffer[] => {
+    const pieces = held;
     held = [];
     heldBytes = 0;
-    return text;
+    return pieces;
   };
   /** Whole lines of a member: held, or handed on (returned) past the bound. */
-  const hold = (whole: Buffer): Buffer | undefined => {
+  const hold = (whole: Buffer): Buffer[] => {
     held.push(whole);
     heldBytes += whole.length;
-    if (heldBytes <= holdUnchecked) return undefined;
-    const text = release()!;
-    unchecked.bytes += text.length;
-    unchecked.lineEnds += countLineEnds(text);
-    return text;
+    if (heldBytes <= holdUnchecked) return [];
+    const pieces = release();
+    for (const piece of pieces) {
+      unchecked.bytes += piece.length;
+      unchecked.lineEnds += countLineEnds(piece);
+    }
+    return pieces;
   };
   /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
   const lines = (text: Buffer): Buffer | undefined => {
@@ -216,13 +219,11 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           size = (size + text.length) >>> 0;
           inflated += text.length;
           const whole = lines(text);
-          const out = whole === undefined ? undefined : hold(whole);
-          if (out !== undefined) yield out;
+          if (whole !== undefined) yield* hold(whole);
         }
         if (inflater.failure !== undefined) {
           // Text before corrupt deflate data goes on: no CRC can be checked.
-          const before = release();
-          if (before !== undefined) yield before;
+          yield* release();
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
           const kept = retained;
           const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
@@ -251,8 +252,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
         const consumed = inflater.consumed;
         // Ended by the input's end: inside the deflate data, or before its trailer (the text so far goes on, as zcat gives it).
         if (chunk === undefined) {
-          const before = release();
-          if (before !== undefined) yield before;
+          yield* release();
           return damaged(dataStart + consumed, 'unexpected end of file');
         }
         if (inflater.ended || consumed < fed) {
@@ -269,18 +269,16 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     // The trailer: the text's CRC-32 and length (mod 2^32).
     const trailerAt = at;
     if (!(await fill(8))) {
-      const before = release();
-      if (before !== undefined) yield before;
+      yield* release();
       return damaged(trailerAt, 'unexpected end of file');
     }
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) {
       // The text is not what was compressed: what of it was held is the damage's, not the reader's.
       const failed = release();
-      if (failed !== undefined) tail = Buffer.concat([failed, tail]);
+      if (failed.length > 0) tail = Buffer.concat([...failed, tail]);
       return void onDamage?.({ byte: trailerAt, problem: 'incorrect data check', text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) });
     }
-    const checked = release();
-    if (checked !== undefined) yield checked;
+    yield* release();
     unchecked = { bytes: 0, lineEnds: 0 };
     pending = pending.subarray(8);
     at += 8;
