@@ -5,17 +5,38 @@
 // A namespace import: zlib.crc32 is there only from Node 20.15 (a named import of it would fail to load before).
 import * as zlib from 'node:zlib';
 
-/** Where gzip data is damaged: the compressed byte the damage is at, what it is (zlib's words), and the text after its last whole line. */
+/**
+ * Where gzip data is damaged: the compressed byte the damage is at, what it is (zlib's words), and the
+ * text after its last whole line handed on (of a member whose CRC failed: all of its text held back).
+ */
 export interface GzipDamage {
   byte: number;
   problem: string;
   text: Buffer;
+  /**
+   * A member whose CRC failed ('incorrect data check') that held more text than the hold bound: the bytes
+   * and line ends of its text handed on before the check (possibly wrong). Absent: none was.
+   */
+  unchecked?: { bytes: number; lineEnds: number };
 }
 
 const GZIP_HEADER_FLAGS = { extra: 4, name: 8, comment: 16, headerCrc: 2 } as const;
 
 /** The most text after the last line end that gunzipUpToDamage holds back for a damage's dead letter. */
 const GZIP_HELD_TEXT_BYTES = 64 << 10;
+
+/**
+ * The most text of a member held back until its CRC checks (GunzipUpToDamageOptions.holdUnchecked's
+ * default): the file sink's members end at a flush once they hold 4 MiB of text, so its members are
+ * checked whole; past this, a member's text goes on unchecked (a foreign file may be one member of gigabytes).
+ */
+export const GZIP_HELD_MEMBER_BYTES = 16 << 20;
+
+/**
+ * The most compressed bytes of a member kept for inflating it again where `readFrom` cannot (a FIFO): a
+ * file sink's member of 4 MiB of JSON text is 0.5-1 MiB compressed.
+ */
+const GZIP_RETAINED_MEMBER_BYTES = 4 << 20;
 
 /** An InflateRaw fed a piece at a time: the text of each piece, and whether the deflate data ended or failed in it. */
 class RawInflater {
@@ -55,11 +76,20 @@ export interface GunzipUpToDamageOptions {
   onDamage?: (damage: GzipDamage) => void;
   /**
    * The same data again, from a byte (a file read again): corrupt deflate data is then inflated again a
-   * byte at a time, for the text of zlib's failing call (without it, a FIFO's, that text is lost).
+   * byte at a time, for the text of zlib's failing call. Without it (a FIFO), the member's compressed
+   * bytes read so far are kept for that, up to GZIP_RETAINED_MEMBER_BYTES; past them, the failing call's
+   * text (up to 16 KB) is lost.
    */
   readFrom?: (byte: number) => AsyncIterable<Buffer>;
   /** Told, at an end with no damage, the byte after the last member: zero padding after it is not counted. */
   onEnd?: (membersEnd: number) => void;
+  /**
+   * The most text of a member held back until its CRC is checked (default GZIP_HELD_MEMBER_BYTES; 0: none,
+   * text goes on as it is inflated). A member whose CRC fails gives its held text to `onDamage`, not to
+   * the reader; past the bound, the text held goes on unchecked, and a failed CRC says how much did
+   * (GzipDamage.unchecked). Text before other damage (a cut, corrupt deflate data) goes on as before: it has no CRC to fail.
+   */
+  holdUnchecked?: number;
 }
 
 /**
@@ -72,7 +102,7 @@ export interface GunzipUpToDamageOptions {
  * follows the last whole line before the damage is not handed on, but given with it.
  */
 export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, options: GunzipUpToDamageOptions = {}): AsyncGenerator<Buffer> {
-  const { onDamage, readFrom, onEnd } = options;
+  const { onDamage, readFrom, onEnd, holdUnchecked = GZIP_HELD_MEMBER_BYTES } = options;
   const input = compressed[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0); // read, not yet used
   let at = 0; // the compressed byte pending[0] is
@@ -89,6 +119,29 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     return pending.length >= bytes;
   };
   const damaged = (byte: number, problem: string): void => onDamage?.({ byte, problem, text: tail });
+  // The current member's whole lines, held until its CRC checks; and what of its text went on before.
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let unchecked = { bytes: 0, lineEnds: 0 };
+  // Handed on in the pieces they were inflated in: one buffer of 16 MiB would be split into lines at once downstream.
+  const release = (): Buffer[] => {
+    const pieces = held;
+    held = [];
+    heldBytes = 0;
+    return pieces;
+  };
+  /** Whole lines of a member: held, or handed on (returned) past the bound. */
+  const hold = (whole: Buffer): Buffer[] => {
+    held.push(whole);
+    heldBytes += whole.length;
+    if (heldBytes <= holdUnchecked) return [];
+    const pieces = release();
+    for (const piece of pieces) {
+      unchecked.bytes += piece.length;
+      unchecked.lineEnds += countLineEnds(piece);
+    }
+    return pieces;
+  };
   /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
   const lines = (text: Buffer): Buffer | undefined => {
     const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
@@ -143,6 +196,9 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     let crc = 0;
     let size = 0;
     let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
+    // Without `readFrom` (a FIFO), the member's compressed bytes so far, while they are few enough, read it again instead.
+    let retained: Buffer[] | undefined = readFrom === undefined ? [] : undefined;
+    let retainedBytes = 0;
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
@@ -152,19 +208,30 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
-        if (chunk !== undefined) fed += chunk.length;
+        if (chunk !== undefined) {
+          fed += chunk.length;
+          retainedBytes += chunk.length;
+          if (retainedBytes > GZIP_RETAINED_MEMBER_BYTES) retained = undefined;
+          retained?.push(chunk);
+        }
         for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
           size = (size + text.length) >>> 0;
           inflated += text.length;
           const whole = lines(text);
-          if (whole !== undefined) yield whole;
+          if (whole !== undefined) yield* hold(whole);
         }
         if (inflater.failure !== undefined) {
+          // Text before corrupt deflate data goes on: no CRC can be checked.
+          yield* release();
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
-          if (readFrom !== undefined) {
+          const kept = retained;
+          const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
+            yield* kept;
+          });
+          if (memberFrom !== undefined) {
             // The failing call's text, dropped: the member inflated again, past the text already out.
-            const again = inflateUpToCorruption(readFrom(dataStart), inflater.consumed, inflated);
+            const again = inflateUpToCorruption(memberFrom(dataStart), inflater.consumed, inflated);
             try {
               for (let step = await again.next(); ; step = await again.next()) {
                 if (step.done === true) {
@@ -183,8 +250,11 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           return damaged(dataStart + corrupt.byte, corrupt.problem);
         }
         const consumed = inflater.consumed;
-        // Ended by the input's end: inside the deflate data, or before its trailer.
-        if (chunk === undefined) return damaged(dataStart + consumed, 'unexpected end of file');
+        // Ended by the input's end: inside the deflate data, or before its trailer (the text so far goes on, as zcat gives it).
+        if (chunk === undefined) {
+          yield* release();
+          return damaged(dataStart + consumed, 'unexpected end of file');
+        }
         if (inflater.ended || consumed < fed) {
           // What the inflate did not take (the trailer, the next member) is read on.
           pending = chunk.subarray(chunk.length - (fed - consumed));
@@ -198,8 +268,18 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     }
     // The trailer: the text's CRC-32 and length (mod 2^32).
     const trailerAt = at;
-    if (!(await fill(8))) return damaged(trailerAt, 'unexpected end of file');
-    if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) return damaged(trailerAt, 'incorrect data check');
+    if (!(await fill(8))) {
+      yield* release();
+      return damaged(trailerAt, 'unexpected end of file');
+    }
+    if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) {
+      // The text is not what was compressed: what of it was held is the damage's, not the reader's.
+      const failed = release();
+      if (failed.length > 0) tail = Buffer.concat([...failed, tail]);
+      return void onDamage?.({ byte: trailerAt, problem: 'incorrect data check', text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) });
+    }
+    yield* release();
+    unchecked = { bytes: 0, lineEnds: 0 };
     pending = pending.subarray(8);
     at += 8;
     members++;
@@ -240,6 +320,13 @@ async function* inflateUpToCorruption(compressed: AsyncIterable<Buffer>, slowFro
   } finally {
     inflater.destroy();
   }
+}
+
+/** How many line ends (`\n`) `text` holds. */
+function countLineEnds(text: Buffer): number {
+  let count = 0;
+  for (let at = text.indexOf(10); at >= 0; at = text.indexOf(10, at + 1)) count++;
+  return count;
 }
 
 /** zlib's CRC-32, in Node from 20.15 (engines: >=20). */

@@ -298,17 +298,29 @@ test('gzip, resumed on a file whose last member has a flipped bit in its deflate
   assert.match(warnings[0]!.msg, /damaged at byte \d+ \(/);
 });
 
-test('gzip, resumed on a file whose complete last member has a wrong CRC: its records are kept (the text decoded whole), in a member with the right one, ours follow (said)', async () => {
-  const { path } = await crashedGzipFile('crash-crc.jsonl.gz');
-  const bytes = readFileSync(path); // closed: its last member complete
-  bytes[bytes.length - 8] ^= 0x01;
-  writeFileSync(path, bytes);
-  const { text, warnings } = await resumeGzip(path);
-  assert.equal(text, gzipLines('u1', 'u2', 'u3', 'u4', 'u5', 'u9'));
-  assert.equal(warnings.length, 1);
-  assert.equal(warnings[0]!.problem, 'incorrect data check');
-  assert.equal(warnings[0]!.unreadBytes, 8);
-  assert.equal(warnings[0]!.records, 3);
+test('gzip, resumed on a file whose complete last member fails its CRC (a wrong CRC, or a flipped bit in its text that inflates without error): its records are dropped, not given a right CRC; the earlier members stay, ours follow (said)', async () => {
+  for (const damage of ['crc', 'text']) {
+    const { path } = await crashedGzipFile(`crash-crc-${damage}.jsonl.gz`);
+    const bytes = readFileSync(path); // closed: its last member complete
+    if (damage === 'crc') bytes[bytes.length - 8] ^= 0x01;
+    else {
+      // The last member stored (level 0), as another writer may leave it: a flipped bit changes one character of u4.
+      const lastMember = bytes.lastIndexOf(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]));
+      const stored = gzipSync(gzipLines('u3', 'u4', 'u5'), { level: 0 });
+      stored[stored.indexOf('"u4"') + 2] ^= 0x01; // u4 -> u5
+      bytes.fill(0, lastMember);
+      writeFileSync(path, Buffer.concat([bytes.subarray(0, lastMember), stored]));
+    }
+    if (damage === 'crc') writeFileSync(path, bytes);
+    const { text, warnings } = await resumeGzip(path);
+    // Before: u3, u4, u5 kept in a member with a right CRC (with a flipped bit: u3, u5, u5).
+    assert.equal(text, gzipLines('u1', 'u2', 'u9'), damage);
+    assert.equal(warnings.length, 1, damage);
+    assert.equal(warnings[0]!.problem, 'incorrect data check');
+    assert.equal(warnings[0]!.unreadBytes, 8);
+    assert.equal(warnings[0]!.failedRecords, 3);
+    assert.match(warnings[0]!.msg, /fails its CRC check .*: its 3 records are dropped, as any of them may be wrong/);
+  }
 });
 
 test('gzip: zero bytes after a complete last member (zero-filled blocks, padding) are dropped before appending, as gzip readers stop at them (said)', async () => {

@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: its whole records before the damage are kept in a complete member, the rest is dropped, said with where the damage is, why, and how many bytes went; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: its whole records before the damage are kept in a complete member, the rest is dropped, said with where the damage is, why, and how many bytes went (one whose CRC fails, a flipped bit that inflates without error too, keeps none of its records: any of them may be wrong, and kept they would get a right CRC; said with their count); zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -728,7 +728,7 @@ class GzipMembers extends Writable {
 type GzipTail =
   | { kind: 'complete' }
   | { kind: 'padded'; zeroBytes: number }
-  | { kind: 'completed'; records: number; dropped: number; damage: GzipTailDamage }
+  | { kind: 'completed'; records: number; dropped: number; damage: GzipTailDamage; failedRecords: number }
   | { kind: 'unchecked'; reason: string };
 
 /** Where a gzip file's last member is damaged (a byte of the file), why, and how many bytes of the file from there were not read. */
@@ -777,11 +777,16 @@ async function completeGzipTail(path: string): Promise<GzipTail> {
     writeSync(fd, member, 0, member.length, start);
     ftruncateSync(fd, start + member.length);
     fsyncSync(fd);
-    let records = 0;
-    for (let i = whole.indexOf(10); i >= 0; i = whole.indexOf(10, i + 1)) records++;
+    const lineEnds = (text: Buffer): number => {
+      let count = 0;
+      for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) count++;
+      return count;
+    };
     return {
       kind: 'completed',
-      records,
+      records: lineEnds(whole),
+      // A wrong CRC: the member's text, held back (damage.text), may be wrong; kept, it would get a right CRC.
+      failedRecords: damage.problem === 'incorrect data check' ? lineEnds(damage.text) : 0,
       dropped: read.text.length - whole.length + damage.text.length,
       damage: { byte: start + damage.byte, problem: damage.problem, unreadBytes: tail.length - zeroBytes - damage.byte, zeroBytes },
     };
@@ -803,7 +808,8 @@ async function readGzipTail(tail: Buffer): Promise<{ text: Buffer; damage?: Gzip
   };
   const texts: Buffer[] = [];
   let length = 0;
-  const reading = gunzipUpToDamage(from(0), { onDamage: (found) => void (damage = found), readFrom: from, onEnd: (end) => void (membersEnd = end) });
+  // The member held whole until its CRC checks (it is bounded here anyway): text that fails it is not kept.
+  const reading = gunzipUpToDamage(from(0), { onDamage: (found) => void (damage = found), readFrom: from, onEnd: (end) => void (membersEnd = end), holdUnchecked: GZIP_TAIL_TEXT_BYTES });
   for await (const text of reading) {
     length += text.length;
     if (length > GZIP_TAIL_TEXT_BYTES) {
@@ -826,7 +832,12 @@ function reportGzipTail(tail: GzipTail, path: string, resuming: boolean, context
     const { damage } = tail;
     const cut = resuming ? 'a record cut short is dropped; it is written again from the checkpoint' : 'a record cut short is dropped';
     const fields = { file: path, records: tail.records, droppedBytes: tail.dropped, damagedAt: damage.byte, problem: damage.problem, unreadBytes: damage.unreadBytes, zeroBytes: damage.zeroBytes };
-    if (damage.problem === 'unexpected end of file' && damage.zeroBytes === 0) {
+    if (damage.problem === 'incorrect data check') {
+      logger.warn(
+        { ...fields, failedRecords: tail.failedRecords },
+        `file sink: the gzip member at the end of the file fails its CRC check (its text is not what was compressed; trailer at byte ${damage.byte}): its ${tail.failedRecords} records are dropped, as any of them may be wrong (kept, they would get a right CRC), and the member replaced by a complete one of the ${tail.records} whole records before it`,
+      );
+    } else if (damage.problem === 'unexpected end of file' && damage.zeroBytes === 0) {
       logger.warn(fields, `file sink: completed the gzip member left incomplete at the end of the file (${cut})`);
     } else {
       const unread = damage.unreadBytes > 0 ? [`the ${damage.unreadBytes} bytes from there to the end`] : [];

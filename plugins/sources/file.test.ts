@@ -1,6 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
@@ -756,7 +757,9 @@ sinks: [{type: memory}, {type: file, path: ${out}}]
 test('a gzip file source stopped mid-file (its reader leaves, or it is closed first) closes the file itself, not the garbage collector', { skip: !existsSync('/proc/self/fd') && 'needs /proc/self/fd' }, async () => {
   const { default: file } = await import('./file.js');
   const path = join(dir, 'stopped.jsonl.gz');
-  writeFileSync(path, gzipSync(Array.from({ length: 200_000 }, (_, i) => `${JSON.stringify({ user_id: `u${i}`, time: i, type: 'view' })}\n`).join('')));
+  // Members of 10,000 lines, 8 MB compressed: lines come out (each member checked) long before the file is read whole.
+  const member = (from: number): Buffer => gzipSync(Array.from({ length: 10_000 }, (_, i) => `${JSON.stringify({ user_id: `u${from + i}`, time: from + i, type: 'view', pad: createHash('sha256').update(String(from + i)).digest('hex') })}\n`).join(''));
+  writeFileSync(path, Buffer.concat(Array.from({ length: 20 }, (_, i) => member(i * 10_000))));
   const descriptors = (): number =>
     readdirSync('/proc/self/fd').filter((fd) => {
       try {
@@ -951,7 +954,7 @@ test('`tributary run` reading a FIFO whose writer stays open stops on SIGTERM, p
   assert.match(run.stderr, /"outcome":"stopped"/);
 });
 
-test('a damaged gzip file (junk after its members, a wrong CRC, a cut last member) gives every line before the damage, and one dead letter naming it and its compressed byte', async () => {
+test('a damaged gzip file (junk after its members, a wrong CRC, a cut last member) gives every line before the damage (a member whose CRC fails: before that member), and one dead letter naming it and its compressed byte', async () => {
   const lines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => `${JSON.stringify({ user_id: `u${from + i}`, time: from + i, type: 'view', pad: 'x'.repeat(40) })}\n`).join('');
   // A member as gzip(1) writes one, with the file's name in its header (FNAME), beside zlib's (none).
   const named = (text: string): Buffer => {
@@ -977,17 +980,21 @@ test('a damaged gzip file (junk after its members, a wrong CRC, a cut last membe
     const source = await fileSource.create({ path, mapping: { time_format: 'epoch_ms' } } as never, context);
     const times: number[] = [];
     for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
-    const out = lineCount ?? times.length;
-    assert.ok(out > 9900, `${name}: ${out} lines`);
+    // A wrong CRC: the member's lines are held until it checks, and are not read (before: read, then the dead letter).
+    const out = name === 'crc' ? 5000 : (lineCount ?? times.length);
+    assert.ok(out >= (name === 'crc' ? 5000 : 9900), `${name}: ${out} lines`);
     // Before: createGunzip lost the text its failing call decoded, 147 lines here (~16 KB).
     assert.deepEqual(times, Array.from({ length: out }, (_, i) => i), `${name}: every line before the damage, in order`);
     assert.equal(context.deadLetters.length, 1, name);
     const [dead] = context.deadLetters;
-    assert.equal(dead!.reason.split(':')[0], `unreadable gzip data after line ${out} (${problem} at compressed byte ${byte}${name === 'cut' ? '; raw is the text read after that line' : ''})`);
+    if (name === 'crc') {
+      assert.equal(dead!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${byte}: a member's text is not what was compressed; its lines 5001-10000 are not read (raw is their text)): the rest of the file is skipped`);
+      assert.equal(dead!.raw, lines(5000, 10_000));
+    } else assert.equal(dead!.reason.split(':')[0], `unreadable gzip data after line ${out} (${problem} at compressed byte ${byte}${name === 'cut' ? '; raw is the text read after that line' : ''})`);
     assert.deepEqual([dead!.origin?.file, dead!.origin?.line], [path, out + 1]);
     // The cut line's text: the start of the next line.
     if (name === 'cut') assert.ok(lines(out, out + 1).startsWith(dead!.raw as string) && (dead!.raw as string).length > 0, String(dead!.raw));
-    else assert.equal(dead!.raw, '');
+    else if (name !== 'crc') assert.equal(dead!.raw, '');
   }
 });
 
@@ -1102,4 +1109,60 @@ test('countRecords of a damaged gzip file (cut, a wrong CRC, junk) counts the li
     // Before: createGunzip's count, the text of its failing call short (9,854 for 10,000 read), and a cut file's cut line counted (9,984 for 9,983).
     assert.equal(counted, times.length, name);
   }
+});
+
+/** Reads `bytes` through the FIFO `name` as the source does (a writer gives them, then closes): times and dead letters. */
+async function readGzipFifo(name: string, bytes: Buffer): Promise<{ times: number[]; deadLetters: Rejection[] }> {
+  const fifo = join(dir, name);
+  execFileSync('mkfifo', [fifo]);
+  const context = testContext({ batchSize: 1000 });
+  const source = await fileSource.create({ path: fifo, gzip: true, mapping: { time_format: 'epoch_ms' } } as never, context);
+  createWriteStream(fifo).end(bytes);
+  const times: number[] = [];
+  for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+  return { times, deadLetters: context.deadLetters };
+}
+
+test('a bit flipped in a gzip member\'s text that inflates without error: the member\'s lines are held until its CRC fails, then dead-lettered (raw, line range), not read; a FIFO\'s were read, and are named as possibly wrong', async () => {
+  const first = gzipSync(gzipTestLines(0, 5000));
+  // Stored (level 0): its text is in the file as is, so a flipped bit changes one character and inflates without error.
+  const second = gzipSync(gzipTestLines(5000, 10_000), { level: 0 });
+  const flipped = Buffer.from(second);
+  const at = flipped.indexOf('"u7000"');
+  flipped[at + 2] ^= 0x01; // u7000 -> u6000
+  const third = gzipSync(gzipTestLines(10_000, 11_000));
+  const bytes = Buffer.concat([first, flipped, third]);
+  const path = join(dir, 'flipped-literal.jsonl.gz');
+  writeFileSync(path, bytes);
+  const trailerAt = first.length + second.length - 8;
+  const { times, deadLetters, counted } = await readGzipFile(path);
+  // Before: 10,000 lines read, u6000's line among them (the wrong one), then the dead letter "after line 10000".
+  assert.deepEqual(times, Array.from({ length: 5000 }, (_, i) => i), 'the lines before the member whose CRC fails');
+  assert.equal(counted, 5000);
+  assert.equal(deadLetters.length, 1);
+  assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 are not read (raw is their text)): the rest of the file is skipped`);
+  assert.equal(deadLetters[0]!.raw, gzipTestLines(5000, 10_000).replace('"u7000"', '"u6000"'));
+  assert.deepEqual([deadLetters[0]!.origin?.file, deadLetters[0]!.origin?.line], [path, 5001]);
+  // A FIFO's lines go on as they inflate (a live writer's member may take long to end): the failed CRC names them.
+  const fifo = await readGzipFifo('flipped-literal.fifo', bytes);
+  assert.equal(fifo.times.length, 10_000);
+  assert.equal(fifo.deadLetters.length, 1);
+  assert.equal(fifo.deadLetters[0]!.reason, `unreadable gzip data after line 10000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 (${Buffer.byteLength(gzipTestLines(5000, 10_000))} bytes) were read before the check and may be wrong): the rest of the file is skipped`);
+});
+
+test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
+  const text = gzipTestLines(0, 5000);
+  const half = Buffer.byteLength(gzipTestLines(0, 2500));
+  const parts = [deflateRawSync(text.slice(0, half), { finishFlush: zlibConstants.Z_FULL_FLUSH }), deflateRawSync(text.slice(half))];
+  const corrupt = Buffer.concat(parts);
+  corrupt[parts[0]!.length]! ^= 0b10; // BTYPE 10 (dynamic Huffman) to 11 (reserved): zlib fails there
+  const bytes = Buffer.concat([gzipSync(gzipTestLines(10_000, 12_000)), gzipSync('').subarray(0, 10), corrupt, Buffer.alloc(8)]);
+  const path = join(dir, 'corrupt-for-fifo.jsonl.gz');
+  writeFileSync(path, bytes);
+  const fromFile = await readGzipFile(path);
+  const fromFifo = await readGzipFifo('corrupt.fifo', bytes);
+  assert.equal(fromFile.times.length, 4500, 'the first member and the corrupt one\'s first part');
+  // Before: the FIFO gave fewer (the text of zlib's failing call, up to 16 KB, dropped).
+  assert.deepEqual(fromFifo.times, fromFile.times);
+  assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
 });

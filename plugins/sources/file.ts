@@ -90,7 +90,8 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it; read from a FIFO, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it, from a FIFO too while the corrupt member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. ' +
+    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error) gives none of them, they are the dead letter\'s `raw`, its reason naming their lines. Past 16 MiB of a member, and from a FIFO (a live writer may take long to end a member), lines go on as they are inflated, and a failed CRC names them in the dead letter as possibly wrong. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -234,7 +235,9 @@ export default defineSource<FileSourceConfig>({
           // Corrupt deflate data is inflated again from its member's start (a file's, still this one): zlib's failing call's text.
           const file = opened;
           const again = file === undefined ? undefined : (byte: number): AsyncIterable<Buffer> => fileFrom(path, file, byte);
-          const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, { onDamage: (found) => void (damage = found), readFrom: again }), { objectMode: false }) : raw;
+          // A FIFO's lines are not held until their member's CRC checks: a live writer's member may take long to end (the file sink's ends at 4 MiB of text).
+          const gunzipOptions = { onDamage: (found: GzipDamage) => void (damage = found), ...(again === undefined ? { holdUnchecked: 0 } : { readFrom: again }) };
+          const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, gunzipOptions), { objectMode: false }) : raw;
           open = { raw, decoded };
           // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
           const stop = (): void => {
@@ -260,10 +263,10 @@ export default defineSource<FileSourceConfig>({
             // the rest of the file is one dead letter, and reading goes on. A resumed run reads a damaged
             // last file up to its damage again: its rest was dead-lettered once.
             if (damage !== undefined && unreadableAfter !== linesDone) {
-              const { byte, problem, text } = damage;
+              const { byte, problem, text, unchecked } = damage;
               const utf8 = isUtf8(text);
               context.deadLetter({
-                reason: `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): the rest of the file is skipped`,
+                reason: problem === 'incorrect data check' ? crcFailureReason(linesDone, byte, text, utf8, unchecked) : `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): the rest of the file is skipped`,
                 raw: text.toString(utf8 ? 'utf8' : 'base64'),
                 ...(utf8 ? {} : { encoding: 'base64' as const }),
                 origin: { source: context.label, file: path, line: linesDone + 1 },
@@ -332,6 +335,18 @@ export default defineSource<FileSourceConfig>({
     };
   },
 });
+
+/**
+ * The dead letter's reason for a gzip member whose CRC failed after line `linesDone`: its text held back
+ * (`text`, the dead letter's raw) is not read, its lines named; lines of it handed on before the check
+ * (past the hold bound, or a FIFO's) are named as possibly wrong.
+ */
+function crcFailureReason(linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked']): string {
+  const heldLines = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
+  const held = heldLines === 0 ? '' : `; its lines ${linesDone + 1}-${linesDone + heldLines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
+  const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the check and may be wrong`;
+  return `unreadable gzip data after line ${linesDone} (incorrect data check at compressed byte ${byte}: a member's text is not what was compressed${held}${passed}): the rest of the file is skipped`;
+}
 
 /**
  * What tells a file from another across renames, as log shippers do (Filebeat, Vector, Fluent Bit): its
