@@ -344,9 +344,10 @@ export function missingMappedColumns(mapping: MappingConfig | undefined, columns
   // With `default_type`, a row without a type takes it: no type column is needed (and validation fills
   // in `fields.type`'s default name whether the file wrote it or not).
   const optionalType = mapping?.default_type !== undefined;
+  // A list (user_id, session_id read in turn) is said by each of its columns: `fields.user_id[1] 'anonymousId'`.
   const named: [string, string][] = Object.entries(mapping?.fields ?? {})
     .filter(([field]) => !(field === 'type' && optionalType))
-    .map(([field, column]) => [`fields.${field}`, column]);
+    .flatMap(([field, column]): [string, string][] => (typeof column === 'string' ? [[`fields.${field}`, column]] : column.map((each, k) => [`fields.${field}[${k}]`, each])));
   const required = ['user_id', 'time', ...(optionalType ? [] : ['type'])];
   for (const field of required) if (!(mapping?.fields && field in mapping.fields)) named.push([`fields.${field}`, field]);
   for (const attribute of mapping?.attributes ?? []) named.push(['attributes', attribute]);
