@@ -13,6 +13,7 @@ import { setOwnField } from './fields.js';
 import { DEFAULT_MAX_RECORD_BYTES, moreAtHand, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
 import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
+import { timeOffsetReporter } from './time-zone.js';
 
 export type RecordFormat = 'jsonl' | 'csv';
 
@@ -218,7 +219,8 @@ export function decodeRecords(stream: Readable, config: DecodeConfig, context: P
   const maxBatch = options.batchSize ?? context.batchSize;
   const start = options.start ?? { line: 1 };
   const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
-  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
+  // Each file's mapper tells its first offset; the pipeline's stages hear one, once (timeOffsetReporter).
+  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger), timeOffsetReporter(context.shared, target.source));
   if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file, options.piped ?? false), { objectMode: false, highWaterMark: 1 });
   return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)

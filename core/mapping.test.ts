@@ -903,3 +903,19 @@ test('an epoch time in exponent text (1.71e15, 1.71E+15: what a spreadsheet leav
   assert.equal(other.rejected, 'time: cannot parse "soon" as epoch_us');
   assert.equal((createEventMapper({ time_format: 'epoch_ms' })({ user_id: 'u', time: 1, type: 'view', price: '1e2' }) as ClickEvent).price, 100);
 });
+
+test('createEventMapper\'s onTimeOffset is called once, with the first UTC offset other than zero a time\'s text carries (iso8601, a pattern\'s offset letter, in UTC or a time_zone); not for Z, +00:00, times without an offset, epochs or a time it rejects', () => {
+  const offsets = (config: MappingConfig, times: unknown[]): number[] => {
+    const told: number[] = [];
+    const map = createEventMapper(config, undefined, (offset) => told.push(offset));
+    for (const time of times) map({ user_id: 'u', time, type: 'view' });
+    return told;
+  };
+  assert.deepEqual(offsets({}, ['2024-01-10T10:00:00Z', '2024-01-10T10:00:00+00:00', '2024-02-30T10:00:00+01:00', '2024-01-10T10:00:00+01:00', '2024-07-10T10:00:00+02:00']), [60]);
+  assert.deepEqual(offsets({ time_zone: 'Europe/Berlin' }, ['2024-01-10 10:00:00', '2024-01-10T10:00:00-0530']), [-330]);
+  assert.deepEqual(offsets({ time_format: "yyyy-MM-dd'T'HH:mm:ssXXX" }, ['2024-01-10T10:00:00Z', '2024-01-10T10:00:00+05:45']), [345]);
+  assert.deepEqual(offsets({}, ['2024-01-10T10:00:00Z', '2024-01-10 10:00:00', '2024-01-10T10:00:00.123Z']), []);
+  assert.deepEqual(offsets({ time_format: 'epoch_ms' }, [1_704_880_800_000]), []);
+  // Without a listener the parsers are those alone, as before.
+  assert.equal((createEventMapper({})({ user_id: 'u', time: '2024-01-10T11:00:00+01:00', type: 'view' }) as ClickEvent).time, Date.UTC(2024, 0, 10, 10));
+});

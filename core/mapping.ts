@@ -165,6 +165,9 @@ export function isRejected(result: MapResult): result is { rejected: string } {
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
 export type TimeParser = (value: unknown) => number;
 
+/** Called by a TimeParser with the UTC offset (minutes east, never 0) a time it read carried in its text. */
+export type OffsetListener = (offsetMinutes: number) => void;
+
 /** The epoch time formats: instants, which `time_zone` does not apply to. */
 const EPOCH_FORMATS: readonly string[] = ['epoch_s', 'epoch_ms', 'epoch_us'];
 const isEpochFormat = (format: string): boolean => EPOCH_FORMATS.includes(format);
@@ -182,16 +185,17 @@ export function timeFormatProblem(format: string): string | undefined {
 /**
  * The parser of `format`. `timeZone` (an IANA name; default UTC) is where times without an offset were
  * written: localTimeToUtc. In UTC the parsers are those alone: the hot path pays nothing for zones.
+ * `onOffset` is told the offset of each time read with one other than zero (createEventMapper's onTimeOffset).
  */
-export function createTimeParser(format = 'iso8601', timeZone?: string): TimeParser {
+export function createTimeParser(format = 'iso8601', timeZone?: string, onOffset?: OffsetListener): TimeParser {
   if (!isUtcZone(timeZone)) {
     const toUtc = localTimeToUtc(timeZone!);
-    if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc) : NaN);
-    if (!isEpochFormat(format)) return compilePattern(format, toUtc);
+    if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc, onOffset) : NaN);
+    if (!isEpochFormat(format)) return compilePattern(format, toUtc, onOffset);
   }
   switch (format) {
     case 'iso8601':
-      return parseIso8601;
+      return onOffset === undefined ? parseIso8601 : (value) => parseIso8601(value, onOffset);
     case 'epoch_ms':
       return (value) => Math.floor(epochNumber(value));
     case 'epoch_s':
@@ -200,7 +204,7 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
       return epochMicros;
     default:
       if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
-      return compilePattern(format);
+      return compilePattern(format, undefined, onOffset);
   }
 }
 
@@ -247,7 +251,7 @@ function epochMicros(value: unknown): number {
  * reads in local time) are NaN, rejected. `24:00:00` is the end of the day, as ISO 8601 has it. The form producers write most,
  * `YYYY-MM-DDTHH:mm:ss[.sss]Z`, is read by position first: this runs once per event.
  */
-function parseIso8601(value: unknown): number {
+function parseIso8601(value: unknown, onOffset?: OffsetListener): number {
   if (typeof value !== 'string') return NaN;
   const n = value.length;
   if (
@@ -270,14 +274,14 @@ function parseIso8601(value: unknown): number {
       return (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms;
     }
   }
-  return parseIsoForms(value);
+  return parseIsoForms(value, undefined, onOffset);
 }
 
 /**
  * parseIso8601 for every form but the one it reads by position (NaN for what is none of them); a time
  * without an offset in the zone of `toUtc` where one is given.
  */
-function parseIsoForms(value: string, toUtc?: LocalToUtc): number {
+function parseIsoForms(value: string, toUtc?: LocalToUtc, onOffset?: OffsetListener): number {
   const n = value.length;
   if (n < 10 || value.charCodeAt(4) !== 45 || value.charCodeAt(7) !== 45) return NaN;
   const year = digitsAt(value, 0, 4);
@@ -324,6 +328,7 @@ function parseIsoForms(value: string, toUtc?: LocalToUtc): number {
     if (!((hour <= 23 && minute <= 59 && second <= 59) || endOfDay)) return NaN;
   }
   const time = (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + ms;
+  if (offsetMinutes !== 0 && onOffset !== undefined) onOffset(offsetMinutes);
   return toUtc === undefined || offsetGiven ? time : toUtc(time);
 }
 
@@ -454,7 +459,7 @@ function meridiemAt(text: string, at: number): number {
  * expression: this runs once per event. The letters of textTokens (MMM, hh with a, an offset) are read
  * by textPattern; a pattern without them by the reader here, unchanged by them.
  */
-export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser {
+export function compilePattern(pattern: string, toUtc?: LocalToUtc, onOffset?: OffsetListener): TimeParser {
   const fields: { token: FieldToken; at: number }[] = [];
   const texts: { token: TextToken; at: number }[] = [];
   const literals: { text: string; at: number }[] = [];
@@ -500,7 +505,7 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
   if (fractions.length > 1) throw new RangeError(`time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
   const twice = tokens.find((token, index) => tokens.indexOf(token) !== index);
   if (twice !== undefined) throw new RangeError(`time_format '${pattern}': ${twice} twice; a pattern reads it once`);
-  if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
+  if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc, onOffset);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
@@ -527,6 +532,7 @@ function textPattern(
   literals: readonly { text: string; at: number }[],
   length: number,
   toUtc: LocalToUtc | undefined,
+  onOffset: OffsetListener | undefined,
 ): TimeParser {
   const said = `time_format '${pattern}'`;
   const offsets = texts.filter(({ token }) => isOffsetToken(token));
@@ -570,7 +576,8 @@ function textPattern(
     }
     // As the reader of plain patterns: a day that does not exist, a leap second, are no times (a NaN part is none).
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || !(parts.HH <= 23 && parts.mm <= 59 && parts.ss <= 59 && parts.SSS >= 0)) return NaN;
-      return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm - offsetMinutes) * 60_000 + parts.ss * 1000 + parts.SSS;
+    if (offsetMinutes !== 0 && onOffset !== undefined) onOffset(offsetMinutes);
+    return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm - offsetMinutes) * 60_000 + parts.ss * 1000 + parts.SSS;
   };
   return toUtc === undefined || offset !== undefined ? read : (value) => toUtc(read(value));
 }
@@ -682,8 +689,15 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
  * a rejection, as every other unusable record is. `onUnknownType` is called with each event's type that is
  * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
  * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
+ * `onTimeOffset` is called once, with the first UTC offset other than zero (in minutes east) that a time
+ * carries in its text (`+01:00`; iso8601, or a pattern's offset letter): such a time is the right instant,
+ * but its clock's hours are not UTC's (timeOffsetReporter).
  */
-export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string, near?: string) => void): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(
+  config: MappingConfig = {},
+  onUnknownType?: (type: string, near?: string) => void,
+  onTimeOffset?: (offsetMinutes: number) => void,
+): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
   // user_id and session_id may name fields read in turn: the first is read as a single one is (its own
   // call site, a plain keyed load), the others only where it has no value.
@@ -716,7 +730,19 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const userFallbacks = fallbackFields(userNames);
   const sessionFallbacks = fallbackFields(sessionNames);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
-  const parseTime = createTimeParser(config.time_format ?? 'iso8601', config.time_zone);
+  // Told once per mapper (a source's file, or its Kafka reader): every event of an export has the offset.
+  let offsetTold = onTimeOffset === undefined;
+  const parseTime = createTimeParser(
+    config.time_format ?? 'iso8601',
+    config.time_zone,
+    onTimeOffset === undefined
+      ? undefined
+      : (offsetMinutes) => {
+          if (offsetTold) return;
+          offsetTold = true;
+          onTimeOffset(offsetMinutes);
+        },
+  );
   const epochFormat = isEpochFormat(config.time_format ?? 'iso8601');
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
