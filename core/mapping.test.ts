@@ -856,6 +856,15 @@ test('fields.user_id and fields.session_id take a list of fields read in turn: t
   const later = map({ time: at, type: 'view', anonymousId: 1.5 });
   assert.ok(isRejected(later));
   assert.match(later.rejected, /^anonymousId: the number 1\.5 is not an integer/);
+  // A list none of whose fields any event had is said by all of them, with the record's field near the first.
+  const warned: string[] = [];
+  const check = absentFieldCheck({ fields: { session_id: ['sessionId', 'properties.session'] } }, { warn: (_fields: object, message: string) => void warned.push(message) } as never, 'events.jsonl');
+  const record = { user_id: 'u', time: at, type: 'view', session_id: 's1' };
+  check.see(createEventMapper({ fields: { session_id: ['sessionId', 'properties.session'] } })(record) as ClickEvent, record);
+  check.finish();
+  assert.deepEqual(warned, [
+    "events.jsonl: none of the 1 events had fields.session_id 'sessionId' or 'properties.session' (the records have session_id), so no event gets a session id; name the field the records have (a nested one by its path: user.id, items[0].price)",
+  ]);
   // A list of one is the single field; an empty list names none.
   assert.equal((createEventMapper({ fields: { user_id: ['uid'] } })({ uid: 'u', time: at, type: 'view' }) as ClickEvent).userId, 'u');
   assert.throws(() => createEventMapper({ fields: { user_id: [] } }), /fields\.user_id: an empty list names no field/);

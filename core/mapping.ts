@@ -913,7 +913,7 @@ function missingHint(record: object, name: string, path: FieldPath | undefined):
 }
 
 /** The fields a mapping's `user_id` or `session_id` names, in the order they are read; a list of none is refused (by the schema first). */
-export function mappedFieldNames(entry: string | readonly string[], field: string): readonly string[] {
+function mappedFieldNames(entry: string | readonly string[], field: string): readonly string[] {
   if (typeof entry === 'string') return [entry];
   if (entry.length === 0) throw new RangeError(`fields.${field}: an empty list names no field; name one, or several read in turn ([userId, anonymousId])`);
   return entry;
