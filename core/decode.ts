@@ -13,6 +13,7 @@ import { setOwnField } from './fields.js';
 import { DEFAULT_MAX_RECORD_BYTES, moreAtHand, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
 import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
+import { timeOffsetReporter } from './time-zone.js';
 
 export type RecordFormat = 'jsonl' | 'csv';
 
@@ -218,7 +219,8 @@ export function decodeRecords(stream: Readable, config: DecodeConfig, context: P
   const maxBatch = options.batchSize ?? context.batchSize;
   const start = options.start ?? { line: 1 };
   const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
-  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger));
+  // Each file's mapper tells its first offset; the pipeline's stages hear one, once (timeOffsetReporter).
+  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger), timeOffsetReporter(context.shared, target.source));
   if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file, options.piped ?? false), { objectMode: false, highWaterMark: 1 });
   return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)
@@ -344,9 +346,10 @@ export function missingMappedColumns(mapping: MappingConfig | undefined, columns
   // With `default_type`, a row without a type takes it: no type column is needed (and validation fills
   // in `fields.type`'s default name whether the file wrote it or not).
   const optionalType = mapping?.default_type !== undefined;
+  // A list (user_id, session_id read in turn) is said by each of its columns: `fields.user_id[1] 'anonymousId'`.
   const named: [string, string][] = Object.entries(mapping?.fields ?? {})
     .filter(([field]) => !(field === 'type' && optionalType))
-    .map(([field, column]) => [`fields.${field}`, column]);
+    .flatMap(([field, column]): [string, string][] => (typeof column === 'string' ? [[`fields.${field}`, column]] : column.map((each, k) => [`fields.${field}[${k}]`, each])));
   const required = ['user_id', 'time', ...(optionalType ? [] : ['type'])];
   for (const field of required) if (!(mapping?.fields && field in mapping.fields)) named.push([`fields.${field}`, field]);
   for (const attribute of mapping?.attributes ?? []) named.push(['attributes', attribute]);

@@ -834,3 +834,97 @@ test('mappingWarnings: an event_types value that is no known type but most likel
     ],
   );
 });
+
+test('fields.user_id and fields.session_id take a list of fields read in turn: the first with a value (not absent, null or empty) gives the id, a path too; a single field reads as before (was: a config error, no way to say "userId, else anonymousId")', () => {
+  const map = createEventMapper({ fields: { user_id: ['userId', 'anonymousId'], session_id: ['session_id', 'properties.session_id'] } });
+  const at = '2024-03-01T10:00:00Z';
+  const mapped = (record: object): ClickEvent => {
+    const result = map({ time: at, type: 'view', ...record });
+    assert.ok(!isRejected(result), JSON.stringify(result));
+    return result;
+  };
+  assert.equal(mapped({ userId: 'u9', anonymousId: 'a1' }).userId, 'u9');
+  for (const absent of [{}, { userId: null }, { userId: '' }]) assert.equal(mapped({ ...absent, anonymousId: 'a1' }).userId, 'a1', JSON.stringify(absent));
+  assert.equal(mapped({ anonymousId: 7 }).userId, '7');
+  assert.equal(mapped({ anonymousId: 'a1', session_id: 's1', properties: { session_id: 's2' } }).sessionId, 's1');
+  assert.equal(mapped({ anonymousId: 'a1', session_id: null, properties: { session_id: 's2' } }).sessionId, 's2');
+  assert.equal(mapped({ anonymousId: 'a1' }).sessionId, undefined);
+  // The field that gave a value is the one a rejection of it names: it is no id, and no later field is read.
+  const rejected = map({ time: at, type: 'view', userId: { id: 1 }, anonymousId: 'a1' });
+  assert.ok(isRejected(rejected));
+  assert.match(rejected.rejected, /^userId: expected a string or number, got \{"id":1\}$/);
+  const later = map({ time: at, type: 'view', anonymousId: 1.5 });
+  assert.ok(isRejected(later));
+  assert.match(later.rejected, /^anonymousId: the number 1\.5 is not an integer/);
+  // A list none of whose fields any event had is said by all of them, with the record's field near the first.
+  const warned: string[] = [];
+  const check = absentFieldCheck({ fields: { session_id: ['sessionId', 'properties.session'] } }, { warn: (_fields: object, message: string) => void warned.push(message) } as never, 'events.jsonl');
+  const record = { user_id: 'u', time: at, type: 'view', session_id: 's1' };
+  check.see(createEventMapper({ fields: { session_id: ['sessionId', 'properties.session'] } })(record) as ClickEvent, record);
+  check.finish();
+  assert.deepEqual(warned, [
+    "events.jsonl: none of the 1 events had fields.session_id 'sessionId' or 'properties.session' (the records have session_id), so no event gets a session id; name the field the records have (a nested one by its path: user.id, items[0].price)",
+  ]);
+  // A list of one is the single field; an empty list names none.
+  assert.equal((createEventMapper({ fields: { user_id: ['uid'] } })({ uid: 'u', time: at, type: 'view' }) as ClickEvent).userId, 'u');
+  assert.throws(() => createEventMapper({ fields: { user_id: [] } }), /fields\.user_id: an empty list names no field/);
+});
+
+test('a missing user id names each field read, and the record\'s fields holding another kind of user id (anonymousId, user_pseudo_id, customer_id) with the list that would read them; none is read in its place (was: "userId: missing user id" alone)', () => {
+  const at = '2024-03-01T10:00:00Z';
+  const reason = (fields: MappingConfig['fields'], record: object): string => {
+    const result = createEventMapper({ fields })({ time: at, type: 'view', ...record });
+    assert.ok(isRejected(result), JSON.stringify(result));
+    return result.rejected;
+  };
+  assert.equal(
+    reason({ user_id: 'userId' }, { userId: null, anonymousId: 'a1' }),
+    'userId: missing user id (the record has anonymousId; to read it where userId has none: fields.user_id: [userId, anonymousId])',
+  );
+  assert.equal(
+    reason({ user_id: 'uid' }, { user_pseudo_id: 'p', customer_id: 4, visitor_id: '' }),
+    'uid: missing user id (the record has user_pseudo_id, customer_id; to read it where uid has none: fields.user_id: [uid, user_pseudo_id, customer_id])',
+  );
+  assert.equal(reason({ user_id: ['userId', 'anonymousId'] }, { userId: '', anonymousId: null }), 'userId: missing user id, nor any in anonymousId (read in turn)');
+  assert.equal(
+    reason({ user_id: ['userId', 'anonymousId'] }, { customer_id: 'c' }),
+    'userId: missing user id, nor any in anonymousId (read in turn) (the record has customer_id; to read it where userId, anonymousId has none: fields.user_id: [userId, anonymousId, customer_id])',
+  );
+  // A field the mapping most likely meant (nested, or named another way) is said first, as before.
+  assert.equal(reason({ user_id: 'user_id' }, { user: { id: 'u' }, anonymousId: 'a' }), 'user_id: missing user id (the record has user.id)');
+  assert.equal(reason({ user_id: 'user_id' }, { other: 'x' }), 'user_id: missing user id');
+});
+
+test('an epoch time in exponent text (1.71e15, 1.71E+15: what a spreadsheet leaves of a long number) is dead-lettered with the reason, in epoch_s, epoch_ms and epoch_us; a JSON number and decimal text are read as before (was: read silently, months off)', () => {
+  for (const [format, text] of [['epoch_us', '1.71e15'], ['epoch_ms', '1.71E+12'], ['epoch_s', '1.71e9'], ['epoch_s', ' 1.710201676e9 ']] as const) {
+    const map = createEventMapper({ time_format: format });
+    const result = map({ user_id: 'u', time: text, type: 'view' });
+    assert.ok(isRejected(result), `${format} ${text}`);
+    assert.equal(result.rejected, `time: cannot parse ${JSON.stringify(text)} as ${format} (a number in exponent form keeps only the digits written, most often what a spreadsheet left of a long number: the time may be days or months off; export the times as whole numbers, or as text)`);
+  }
+  const micros = createEventMapper({ time_format: 'epoch_us' });
+  assert.equal((micros({ user_id: 'u', time: 1.71e15, type: 'view' }) as ClickEvent).time, 1_710_000_000_000);
+  assert.equal((micros({ user_id: 'u', time: '1710000000123456', type: 'view' }) as ClickEvent).time, 1_710_000_000_123);
+  assert.equal((createEventMapper({ time_format: 'epoch_s' })({ user_id: 'u', time: '1710201676.5', type: 'view' }) as ClickEvent).time, 1_710_201_676_500);
+  // Other text is rejected as before, without the hint; a price in exponent text is still a price.
+  const other = micros({ user_id: 'u', time: 'soon', type: 'view' });
+  assert.ok(isRejected(other));
+  assert.equal(other.rejected, 'time: cannot parse "soon" as epoch_us');
+  assert.equal((createEventMapper({ time_format: 'epoch_ms' })({ user_id: 'u', time: 1, type: 'view', price: '1e2' }) as ClickEvent).price, 100);
+});
+
+test('createEventMapper\'s onTimeOffset is called once, with the first UTC offset other than zero a time\'s text carries (iso8601, a pattern\'s offset letter, in UTC or a time_zone); not for Z, +00:00, times without an offset, epochs or a time it rejects', () => {
+  const offsets = (config: MappingConfig, times: unknown[]): number[] => {
+    const told: number[] = [];
+    const map = createEventMapper(config, undefined, (offset) => told.push(offset));
+    for (const time of times) map({ user_id: 'u', time, type: 'view' });
+    return told;
+  };
+  assert.deepEqual(offsets({}, ['2024-01-10T10:00:00Z', '2024-01-10T10:00:00+00:00', '2024-02-30T10:00:00+01:00', '2024-01-10T10:00:00+01:00', '2024-07-10T10:00:00+02:00']), [60]);
+  assert.deepEqual(offsets({ time_zone: 'Europe/Berlin' }, ['2024-01-10 10:00:00', '2024-01-10T10:00:00-0530']), [-330]);
+  assert.deepEqual(offsets({ time_format: "yyyy-MM-dd'T'HH:mm:ssXXX" }, ['2024-01-10T10:00:00Z', '2024-01-10T10:00:00+05:45']), [345]);
+  assert.deepEqual(offsets({}, ['2024-01-10T10:00:00Z', '2024-01-10 10:00:00', '2024-01-10T10:00:00.123Z']), []);
+  assert.deepEqual(offsets({ time_format: 'epoch_ms' }, [1_704_880_800_000]), []);
+  // Without a listener the parsers are those alone, as before.
+  assert.equal((createEventMapper({})({ user_id: 'u', time: '2024-01-10T11:00:00+01:00', type: 'view' }) as ClickEvent).time, Date.UTC(2024, 0, 10, 10));
+});

@@ -11,8 +11,10 @@ import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalTo
 
 export interface MappingConfig {
   fields?: {
-    user_id?: string;
-    session_id?: string;
+    /** A field, or fields read in turn where the ones before are absent, null or empty (`[userId, anonymousId]`). */
+    user_id?: string | readonly string[];
+    /** As user_id: a field, or fields read in turn. */
+    session_id?: string | readonly string[];
     time?: string;
     type?: string;
     item_id?: string;
@@ -62,8 +64,9 @@ export function dividedPrice(price: number, divisor: number): number {
  * attributes from `attrs`. The mapping a backtest gives the file that replaces a source without a
  * mapping of its own (synthetic, or a user's source that emits canonical events, attributes included).
  */
+const CANONICAL_FIELDS = { user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' } as const;
 export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
-  fields: Object.freeze({ user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' }),
+  fields: Object.freeze({ ...CANONICAL_FIELDS }),
   time_format: 'epoch_ms',
   attributes_field: 'attrs',
 });
@@ -74,12 +77,12 @@ export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
  */
 function isCanonicalMapping(config: MappingConfig): boolean {
   const fields = config.fields ?? {};
-  const canonical = CANONICAL_EVENT_MAPPING.fields!;
+  const canonical = CANONICAL_FIELDS;
   const as = (field: keyof NonNullable<MappingConfig['fields']>, name: string): boolean => (fields[field] ?? field) === name;
   return (
-    as('user_id', canonical.user_id!) &&
-    as('session_id', canonical.session_id!) &&
-    as('item_id', canonical.item_id!) &&
+    as('user_id', canonical.user_id) &&
+    as('session_id', canonical.session_id) &&
+    as('item_id', canonical.item_id) &&
     as('time', 'time') &&
     as('type', 'type') &&
     as('category', 'category') &&
@@ -162,6 +165,9 @@ export function isRejected(result: MapResult): result is { rejected: string } {
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
 export type TimeParser = (value: unknown) => number;
 
+/** Called by a TimeParser with the UTC offset (minutes east, never 0) a time it read carried in its text. */
+export type OffsetListener = (offsetMinutes: number) => void;
+
 /** The epoch time formats: instants, which `time_zone` does not apply to. */
 const EPOCH_FORMATS: readonly string[] = ['epoch_s', 'epoch_ms', 'epoch_us'];
 const isEpochFormat = (format: string): boolean => EPOCH_FORMATS.includes(format);
@@ -179,26 +185,38 @@ export function timeFormatProblem(format: string): string | undefined {
 /**
  * The parser of `format`. `timeZone` (an IANA name; default UTC) is where times without an offset were
  * written: localTimeToUtc. In UTC the parsers are those alone: the hot path pays nothing for zones.
+ * `onOffset` is told the offset of each time read with one other than zero (createEventMapper's onTimeOffset).
  */
-export function createTimeParser(format = 'iso8601', timeZone?: string): TimeParser {
+export function createTimeParser(format = 'iso8601', timeZone?: string, onOffset?: OffsetListener): TimeParser {
   if (!isUtcZone(timeZone)) {
     const toUtc = localTimeToUtc(timeZone!);
-    if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc) : NaN);
-    if (!isEpochFormat(format)) return compilePattern(format, toUtc);
+    if (format === 'iso8601') return (value) => (typeof value === 'string' ? parseIsoForms(value, toUtc, onOffset) : NaN);
+    if (!isEpochFormat(format)) return compilePattern(format, toUtc, onOffset);
   }
   switch (format) {
     case 'iso8601':
-      return parseIso8601;
+      return onOffset === undefined ? parseIso8601 : (value) => parseIso8601(value, onOffset);
     case 'epoch_ms':
-      return (value) => Math.floor(decimalNumber(value));
+      return (value) => Math.floor(epochNumber(value));
     case 'epoch_s':
       return epochSeconds;
     case 'epoch_us':
       return epochMicros;
     default:
       if (/^epoch_/i.test(format)) throw new RangeError(`time_format '${format}': the epoch formats are ${EPOCH_FORMATS.join(', ')} (seconds, milliseconds, microseconds since 1970)`);
-      return compilePattern(format);
+      return compilePattern(format, undefined, onOffset);
   }
+}
+
+/**
+ * An epoch time, a number or decimal text as decimalNumber reads it, but NaN for text in exponent form
+ * (`1.71e15`, `1.71E+15`): a spreadsheet writes a long number so, keeping a few digits of it, and the time
+ * read would be days or months off with no sign of it. A JSON number is taken as it is (JSON.parse gives
+ * 1.71e15 and 1710000000000000 alike).
+ */
+function epochNumber(value: unknown): number {
+  if (typeof value === 'string' && (value.includes('e') || value.includes('E'))) return NaN;
+  return decimalNumber(value);
 }
 
 /**
@@ -209,7 +227,7 @@ export function createTimeParser(format = 'iso8601', timeZone?: string): TimePar
  * century, 0.4 µs: a double of seconds holds times a quarter of a microsecond apart, no closer).
  */
 function epochSeconds(value: unknown): number {
-  const millis = decimalNumber(value) * 1000;
+  const millis = epochNumber(value) * 1000;
   const nearest = Math.round(millis);
   return Math.abs(millis - nearest) <= Number.EPSILON * Math.abs(millis) ? nearest : Math.floor(millis);
 }
@@ -221,7 +239,7 @@ function epochSeconds(value: unknown): number {
  * integer below 2^53 µs (the year 2255): the quotient of two such integers rounds to no integer it is not.
  */
 function epochMicros(value: unknown): number {
-  return Math.floor(decimalNumber(value) / 1000);
+  return Math.floor(epochNumber(value) / 1000);
 }
 
 /**
@@ -233,7 +251,7 @@ function epochMicros(value: unknown): number {
  * reads in local time) are NaN, rejected. `24:00:00` is the end of the day, as ISO 8601 has it. The form producers write most,
  * `YYYY-MM-DDTHH:mm:ss[.sss]Z`, is read by position first: this runs once per event.
  */
-function parseIso8601(value: unknown): number {
+function parseIso8601(value: unknown, onOffset?: OffsetListener): number {
   if (typeof value !== 'string') return NaN;
   const n = value.length;
   if (
@@ -256,14 +274,14 @@ function parseIso8601(value: unknown): number {
       return (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms;
     }
   }
-  return parseIsoForms(value);
+  return parseIsoForms(value, undefined, onOffset);
 }
 
 /**
  * parseIso8601 for every form but the one it reads by position (NaN for what is none of them); a time
  * without an offset in the zone of `toUtc` where one is given.
  */
-function parseIsoForms(value: string, toUtc?: LocalToUtc): number {
+function parseIsoForms(value: string, toUtc?: LocalToUtc, onOffset?: OffsetListener): number {
   const n = value.length;
   if (n < 10 || value.charCodeAt(4) !== 45 || value.charCodeAt(7) !== 45) return NaN;
   const year = digitsAt(value, 0, 4);
@@ -310,6 +328,7 @@ function parseIsoForms(value: string, toUtc?: LocalToUtc): number {
     if (!((hour <= 23 && minute <= 59 && second <= 59) || endOfDay)) return NaN;
   }
   const time = (((daysFromCivil(year, month) + day - 1) * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + ms;
+  if (offsetMinutes !== 0 && onOffset !== undefined) onOffset(offsetMinutes);
   return toUtc === undefined || offsetGiven ? time : toUtc(time);
 }
 
@@ -440,7 +459,7 @@ function meridiemAt(text: string, at: number): number {
  * expression: this runs once per event. The letters of textTokens (MMM, hh with a, an offset) are read
  * by textPattern; a pattern without them by the reader here, unchanged by them.
  */
-export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser {
+export function compilePattern(pattern: string, toUtc?: LocalToUtc, onOffset?: OffsetListener): TimeParser {
   const fields: { token: FieldToken; at: number }[] = [];
   const texts: { token: TextToken; at: number }[] = [];
   const literals: { text: string; at: number }[] = [];
@@ -486,7 +505,7 @@ export function compilePattern(pattern: string, toUtc?: LocalToUtc): TimeParser 
   if (fractions.length > 1) throw new RangeError(`time_format '${pattern}': the fraction of a second twice (SSS, SSSSSS or SSSSSSSSS); a pattern reads it once`);
   const twice = tokens.find((token, index) => tokens.indexOf(token) !== index);
   if (twice !== undefined) throw new RangeError(`time_format '${pattern}': ${twice} twice; a pattern reads it once`);
-  if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc);
+  if (texts.length > 0) return textPattern(pattern, fields, texts, literals, length, toUtc, onOffset);
   const read: TimeParser = (value) => {
     if (typeof value !== 'string' || value.length !== length) return NaN;
     for (const literal of literals) if (!value.startsWith(literal.text, literal.at)) return NaN;
@@ -513,6 +532,7 @@ function textPattern(
   literals: readonly { text: string; at: number }[],
   length: number,
   toUtc: LocalToUtc | undefined,
+  onOffset: OffsetListener | undefined,
 ): TimeParser {
   const said = `time_format '${pattern}'`;
   const offsets = texts.filter(({ token }) => isOffsetToken(token));
@@ -556,6 +576,7 @@ function textPattern(
     }
     // As the reader of plain patterns: a day that does not exist, a leap second, are no times (a NaN part is none).
     if (!isDate(parts.yyyy, parts.MM, parts.dd) || !(parts.HH <= 23 && parts.mm <= 59 && parts.ss <= 59 && parts.SSS >= 0)) return NaN;
+    if (offsetMinutes !== 0 && onOffset !== undefined) onOffset(offsetMinutes);
     return (((daysFromCivil(parts.yyyy, parts.MM) + parts.dd - 1) * 24 + parts.HH) * 60 + parts.mm - offsetMinutes) * 60_000 + parts.ss * 1000 + parts.SSS;
   };
   return toUtc === undefined || offset !== undefined ? read : (value) => toUtc(read(value));
@@ -617,10 +638,14 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
   // the canonical names or lack the field: an event that had no session id (synthetic's) is written
   // without one, and there is no other name to point at.
   if (isCanonicalMapping(config)) return { see() {}, finish() {} };
-  const named: { label: string; name: string; has: (event: ClickEvent) => boolean; what: string }[] = optionalFields
+  // A session_id that names fields read in turn is said with all of them, and the record's field near the first.
+  const named: { label: string; name: string; also: readonly string[]; has: (event: ClickEvent) => boolean; what: string }[] = optionalFields
     .filter(([field]) => config.fields?.[field] !== undefined)
-    .map(([field, has, what]) => ({ label: `fields.${field}`, name: config.fields![field]!, has, what }));
-  for (const name of config.attributes ?? []) named.push({ label: 'attributes', name, has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}` });
+    .map(([field, has, what]) => {
+      const [name, ...also] = mappedFieldNames(config.fields![field]!, field);
+      return { label: `fields.${field}`, name: name!, also, has, what };
+    });
+  for (const name of config.attributes ?? []) named.push({ label: 'attributes', name, also: [], has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}` });
   let unseen = named;
   let events = 0;
   let lastRaw: unknown;
@@ -630,13 +655,14 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
     done = true;
     if (unseen.length === 0 || events === 0) return;
     const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
-    const said = unseen.map(({ label, name }) => {
+    const said = unseen.map(({ label, name, also }) => {
+      const names = [name, ...also].map((each) => `'${each}'`).join(' or ');
       // A path that reached into the last record and stopped (a list stepped into by name) says where.
       const path = fieldPathProblem(name) === undefined ? fieldPath(name) : undefined;
       const stop = path === undefined ? undefined : fieldPathStop(record, path);
-      if (stop !== undefined) return `${label} '${name}' (in the last record, ${stop})`;
+      if (stop !== undefined) return `${label} ${names} (in the last record, ${stop})`;
       const near = similarFieldPath(record, name);
-      return `${label} '${name}'${near === undefined ? '' : ` (the records have ${near})`}`;
+      return `${label} ${names}${near === undefined ? '' : ` (the records have ${near})`}`;
     });
     const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
     logger.warn(
@@ -663,13 +689,24 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
  * a rejection, as every other unusable record is. `onUnknownType` is called with each event's type that is
  * none of {@link KNOWN_EVENT_TYPES} and that `event_types` (or `default_type`) does not name: the types a
  * mapping names are meant, others most often a naming of the export's own (see unknownEventTypeWarning).
+ * `onTimeOffset` is called once, with the first UTC offset other than zero (in minutes east) that a time
+ * carries in its text (`+01:00`; iso8601, or a pattern's offset letter): such a time is the right instant,
+ * but its clock's hours are not UTC's (timeOffsetReporter).
  */
-export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (type: string, near?: string) => void): (raw: unknown, origin?: Origin) => MapResult {
+export function createEventMapper(
+  config: MappingConfig = {},
+  onUnknownType?: (type: string, near?: string) => void,
+  onTimeOffset?: (offsetMinutes: number) => void,
+): (raw: unknown, origin?: Origin) => MapResult {
   const fields = config.fields ?? {};
-  const userField = fields.user_id ?? 'user_id';
+  // user_id and session_id may name fields read in turn: the first is read as a single one is (its own
+  // call site, a plain keyed load), the others only where it has no value.
+  const userNames = mappedFieldNames(fields.user_id ?? 'user_id', 'user_id');
+  const sessionNames = mappedFieldNames(fields.session_id ?? 'session_id', 'session_id');
+  const userField = userNames[0]!;
   const timeField = fields.time ?? 'time';
   const typeField = fields.type ?? 'type';
-  const sessionField = fields.session_id ?? 'session_id';
+  const sessionField = sessionNames[0]!;
   const itemField = fields.item_id ?? 'item_id';
   const categoryField = fields.category ?? 'category';
   const priceField = fields.price ?? 'price';
@@ -690,8 +727,23 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
   const itemPath = fieldPath(itemField);
   const categoryPath = fieldPath(categoryField);
   const pricePath = fieldPath(priceField);
+  const userFallbacks = fallbackFields(userNames);
+  const sessionFallbacks = fallbackFields(sessionNames);
   const eventTypes = new Map(Object.entries(config.event_types ?? {}));
-  const parseTime = createTimeParser(config.time_format ?? 'iso8601', config.time_zone);
+  // Told once per mapper (a source's file, or its Kafka reader): every event of an export has the offset.
+  let offsetTold = onTimeOffset === undefined;
+  const parseTime = createTimeParser(
+    config.time_format ?? 'iso8601',
+    config.time_zone,
+    onTimeOffset === undefined
+      ? undefined
+      : (offsetMinutes) => {
+          if (offsetTold) return;
+          offsetTold = true;
+          onTimeOffset(offsetMinutes);
+        },
+  );
+  const epochFormat = isEpochFormat(config.time_format ?? 'iso8601');
   // Said in each rejection of a time: the forms iso8601 reads (an offset is not required, a real date is).
   const timeFormat = (config.time_format ?? 'iso8601') === 'iso8601' ? 'iso8601 (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)' : config.time_format;
   const attributes = config.attributes ?? [];
@@ -732,14 +784,24 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     // A name the record lacks whole is walked as a path where it is one; a plain name costs one comparison more.
     let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
     if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
-    const user = idValue(userField, rawUser);
-    if (user === undefined) return { rejected: `${userField}: missing user id${missingHint(raw, userField, userPath)}` };
+    let userRead = userField;
+    if (userFallbacks !== undefined && (rawUser === undefined || rawUser === null || rawUser === '')) {
+      for (const field of userFallbacks) {
+        const value = fallbackValue(raw, field);
+        if (value === undefined || value === null || value === '') continue;
+        rawUser = value;
+        userRead = field.name;
+        break;
+      }
+    }
+    const user = idValue(userRead, rawUser);
+    if (user === undefined) return { rejected: missingUserReason(raw, userNames) };
     if (typeof user !== 'string') return user;
     let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
     if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
     const time = parseTime(rawTime);
-    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}` };
+    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : ''}` };
     let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
     if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
     let type: string;
@@ -760,7 +822,17 @@ export function createEventMapper(config: MappingConfig = {}, onUnknownType?: (t
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
     let rawSession = sessionInherited ? ownValue(raw, sessionField) : raw[sessionField];
     if (rawSession === undefined && sessionPath !== undefined) rawSession = valueAtPath(raw, sessionPath);
-    const session = idValue(sessionField, rawSession);
+    let sessionRead = sessionField;
+    if (sessionFallbacks !== undefined && (rawSession === undefined || rawSession === null || rawSession === '')) {
+      for (const field of sessionFallbacks) {
+        const value = fallbackValue(raw, field);
+        if (value === undefined || value === null || value === '') continue;
+        rawSession = value;
+        sessionRead = field.name;
+        break;
+      }
+    }
+    const session = idValue(sessionRead, rawSession);
     if (typeof session === 'object') return session;
     if (session !== undefined) event.sessionId = session;
     let rawItem = itemInherited ? ownValue(raw, itemField) : raw[itemField];
@@ -838,6 +910,79 @@ function missingHint(record: object, name: string, path: FieldPath | undefined):
   if (stop !== undefined) return ` (${stop})`;
   const similar = similarFieldPath(record, name);
   return similar === undefined ? '' : ` (the record has ${similar})`;
+}
+
+/** The fields a mapping's `user_id` or `session_id` names, in the order they are read; a list of none is refused (by the schema first). */
+function mappedFieldNames(entry: string | readonly string[], field: string): readonly string[] {
+  if (typeof entry === 'string') return [entry];
+  if (entry.length === 0) throw new RangeError(`fields.${field}: an empty list names no field; name one, or several read in turn ([userId, anonymousId])`);
+  return entry;
+}
+
+/** A field of a list read after the first, where those before it have no value: how it is read, decided once. */
+interface FallbackField {
+  name: string;
+  inherited: boolean;
+  path: FieldPath | undefined;
+}
+
+/** The fields after the first of `names`, compiled; undefined for a single field (the mapper then reads one, as ever). */
+function fallbackFields(names: readonly string[]): FallbackField[] | undefined {
+  if (names.length < 2) return undefined;
+  return names.slice(1).map((name) => ({ name, inherited: isInheritedName(name), path: fieldPath(name) }));
+}
+
+/** The value of `field` in `raw`, read as the mapper reads a field: the whole name, then the path. */
+function fallbackValue(raw: Record<string, unknown>, field: FallbackField): unknown {
+  const value = field.inherited ? ownValue(raw, field.name) : raw[field.name];
+  return value === undefined && field.path !== undefined ? valueAtPath(raw, field.path) : value;
+}
+
+/**
+ * Fields (compared as `comparable` writes them) that hold a user id in exports, other than the one a
+ * mapping reads: Segment's and RudderStack's anonymousId, GA4's user_pseudo_id, a shop's customer_id,
+ * Snowplow's domain_userid, and the like. Named in a missing user id's reason, never read in its place.
+ */
+const OTHER_USER_ID_FIELDS: ReadonlySet<string> = new Set(
+  ['anonymousId', 'anonymous_id', 'userId', 'user_pseudo_id', 'customer_id', 'customerId', 'visitor_id', 'visitorId', 'domain_userid', 'network_userid', 'client_id', 'device_id', 'distinct_id', 'shopper_id', 'account_id', 'member_id', 'cookie_id'].map(comparable),
+);
+
+/**
+ * The reason a record without a user id is dead-lettered: the field(s) read, in order, then what the
+ * record holds that was most likely meant (missingHint for each field read), else its fields that hold
+ * another kind of user id (`anonymousId`, `user_pseudo_id`, `customer_id`: OTHER_USER_ID_FIELDS, top-level
+ * fields with a value), with the list that would read them after. Only on the dead-letter path.
+ */
+function missingUserReason(record: Record<string, unknown>, names: readonly string[]): string {
+  const [first, ...rest] = names;
+  const read = rest.length === 0 ? `${first}: missing user id` : `${first}: missing user id, nor any in ${rest.join(', ')} (read in turn)`;
+  for (const name of names) {
+    const hint = missingHint(record, name, fieldPathProblem(name) === undefined ? fieldPath(name) : undefined);
+    if (hint !== '') return `${read}${hint}`;
+  }
+  const tried = new Set(names.map(comparable));
+  const others: string[] = [];
+  let looked = 0;
+  for (const key in record) {
+    if (++looked > 256 || others.length === 3) break;
+    if (!Object.hasOwn(record, key) || tried.has(comparable(key)) || !OTHER_USER_ID_FIELDS.has(comparable(key))) continue;
+    const value = record[key];
+    if ((typeof value === 'string' && value !== '') || typeof value === 'number') others.push(key);
+  }
+  if (others.length === 0) return read;
+  const list = [...names, ...others].map((name) => (/^[\w.]+$/.test(name) ? name : JSON.stringify(name))).join(', ');
+  return `${read} (the record has ${others.join(', ')}; to read it where ${names.join(', ')} has none: fields.user_id: [${list}])`;
+}
+
+/**
+ * What a time in exponent text (`1.71e15`) is said with where an epoch format rejects it: such text keeps
+ * only the digits written (three here: any time in about 115 days, for microseconds), most often a
+ * spreadsheet's rounding of a long number. Worded without digits: the run's summary counts reasons with
+ * those elided.
+ */
+function exponentHint(value: unknown): string {
+  if (typeof value !== 'string' || !/^\s*[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+\s*$/.test(value)) return '';
+  return ' (a number in exponent form keeps only the digits written, most often what a spreadsheet left of a long number: the time may be days or months off; export the times as whole numbers, or as text)';
 }
 
 /**

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalTimeZone, localTimeToUtc, timeZoneProblem, utcToLocal, ZONE_ABBREVIATIONS, zoneNameWarning } from './time-zone.js';
+import { canonicalTimeZone, localTimeToUtc, offsetText, onTimeOffset, timeOffsetReporter, timeZoneProblem, utcToLocal, ZONE_ABBREVIATIONS, zoneNameWarning } from './time-zone.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -190,4 +190,22 @@ test('zoneNameWarning: an Etc/GMT name with an hour is said with the offset it i
   // The offsets the names say are what the runtime reads them as.
   assert.equal(localTimeToUtc('Etc/GMT+5')(Date.UTC(2024, 6, 1, 12)), Date.UTC(2024, 6, 1, 17));
   assert.equal(zoneNameWarning('Etc/GMT+99'), undefined); // no zone: timeZoneProblem's to say
+});
+
+test('timeOffsetReporter and onTimeOffset: the first offset other than zero a source reports is told once to every listener of the pipeline, made before it or after; zero is not told; without a shared map, nothing', () => {
+  assert.deepEqual([60, -330, 0, 345, 840].map(offsetText), ['+01:00', '-05:30', '+00:00', '+05:45', '+14:00']);
+  const shared = new Map<string, unknown>();
+  const told: string[] = [];
+  onTimeOffset(shared, (offset, source) => told.push(`early ${source} ${offset}`));
+  const first = timeOffsetReporter(shared, 'source-a')!;
+  const second = timeOffsetReporter(shared, 'source-b')!;
+  first(0);
+  assert.equal(told.length, 0);
+  second(120);
+  first(60);
+  second(60);
+  onTimeOffset(shared, (offset, source) => told.push(`late ${source} ${offset}`));
+  assert.deepEqual(told, ['early source-b 120', 'late source-b 120']);
+  assert.equal(timeOffsetReporter(undefined, 'source-a'), undefined);
+  onTimeOffset(undefined, () => assert.fail('no shared map: nothing to tell'));
 });

@@ -312,3 +312,55 @@ function shiftedByDay(offsetOf: (time: number) => number, sign: 1 | -1): (time: 
   // the rest runs once per span.
   return (time) => (time >= span.from && time < span.to ? time + span.shift : enterSpan(time));
 }
+
+/** `+01:00`, `-05:30`, `+00:00`: an offset from UTC in minutes east, as ISO 8601 writes it. */
+export function offsetText(offsetMinutes: number): string {
+  const size = Math.abs(offsetMinutes);
+  return `${offsetMinutes < 0 ? '-' : '+'}${String(Math.floor(size / 60)).padStart(2, '0')}:${String(size % 60).padStart(2, '0')}`;
+}
+
+/** Told the first UTC offset other than zero that a source's times carried in their text, and the source's label. */
+export type TimeOffsetListener = (offsetMinutes: number, source: string) => void;
+
+/** The pipeline's word of its sources' offsets, kept in its `shared` map (PluginContext.shared). */
+interface TimeOffsetsSeen {
+  first?: { offsetMinutes: number; source: string };
+  listeners: TimeOffsetListener[];
+}
+
+const TIME_OFFSETS_SEEN = 'tributary:time-offsets-seen';
+
+function timeOffsetsSeen(shared: Map<string, unknown>): TimeOffsetsSeen {
+  let seen = shared.get(TIME_OFFSETS_SEEN) as TimeOffsetsSeen | undefined;
+  if (seen === undefined) shared.set(TIME_OFFSETS_SEEN, (seen = { listeners: [] }));
+  return seen;
+}
+
+/**
+ * What a source gives createEventMapper as its onTimeOffset, so that the pipeline's stages hear, once,
+ * that its times carry an offset of their own (`2024-03-12T10:00:00+01:00`): each such time is the right
+ * instant, but a stage that takes hours of a clock from it (session-features' hour of day) takes UTC's
+ * unless told a zone. Core names no stage: a stage listens (onTimeOffset) where its config leaves the
+ * zone unsaid. Undefined without a `shared` map (a context made by hand): nothing to tell.
+ */
+export function timeOffsetReporter(shared: Map<string, unknown> | undefined, source: string): ((offsetMinutes: number) => void) | undefined {
+  if (shared === undefined) return undefined;
+  const seen = timeOffsetsSeen(shared);
+  return (offsetMinutes) => {
+    if (seen.first !== undefined || offsetMinutes === 0) return;
+    seen.first = { offsetMinutes, source };
+    for (const listener of seen.listeners) listener(offsetMinutes, source);
+  };
+}
+
+/**
+ * Calls `listener` once, with the first UTC offset other than zero that one of the pipeline's sources
+ * read in a time's text (timeOffsetReporter): at once where one was read already, stages and sources
+ * being made in either order. Nothing without a `shared` map.
+ */
+export function onTimeOffset(shared: Map<string, unknown> | undefined, listener: TimeOffsetListener): void {
+  if (shared === undefined) return;
+  const seen = timeOffsetsSeen(shared);
+  if (seen.first !== undefined) listener(seen.first.offsetMinutes, seen.first.source);
+  else seen.listeners.push(listener);
+}

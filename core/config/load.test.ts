@@ -2219,3 +2219,14 @@ test("a schema mistake no longer hides the checks across entries (was: said alon
     `P:4:5: $.stages[1].label: label 's' is also the label of $.stages[0] (line 3): ${why}`,
   ]);
 });
+
+test('mapping.fields.user_id and session_id load as a list of fields read in turn; an empty list, an element that is no text or a path written wrong is a config error at its position (was: "must be string" for any list)', async () => {
+  const lines = (userId: string): string =>
+    ['sources:', '  - type: file', '    path: x.jsonl', '    mapping:', '      fields:', `        user_id: ${userId}`, '        session_id: [session_id, properties.session_id]', 'sinks: [{type: stdout}]'].join('\n');
+  assert.deepEqual(await problemsOf(lines('[userId, anonymousId]')), []);
+  assert.deepEqual(await problemsOf(lines('[]')), ['P:6:18: $.sources[0].mapping.fields.user_id: must NOT have fewer than 1 items']);
+  assert.deepEqual(await problemsOf(lines('[userId, 3]')), ['P:6:27: $.sources[0].mapping.fields.user_id[1]: must be string, got 3']);
+  assert.deepEqual(await problemsOf(lines('[userId, "a[k=v]"]')), [
+    `P:6:27: $.sources[0].mapping.fields.user_id[1]: field 'a[k=v]': [k=v]: the value of a test is JSON: text in double quotes ([k="v"]), a number, true or false`,
+  ]);
+});

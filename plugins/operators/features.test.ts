@@ -1218,3 +1218,26 @@ test('a damaged snapshot of the sessionizer, session-features or user-features f
     }, type);
   }
 });
+
+test('session-features without time_zone or utc_offset_minutes warns once, at the first time a source reads with an offset other than zero (+01:00), naming it and the options; with either set, or with times in Z, it says nothing (was: UTC hours without a word)', async (t) => {
+  const dir = tempFolder(t, 'offsets');
+  const offsetWarnings = async (times: string[], stageConfig: string): Promise<string[]> => {
+    const path = join(dir, `events-${Math.random().toString(36).slice(2)}.jsonl`);
+    writeFileSync(path, times.map((time, k) => JSON.stringify({ user_id: `u${k % 2}`, time, type: 'view' })).join('\n') + '\n');
+    const logs: { msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string }) });
+    await runYaml(`sources: [{type: file, path: ${path}}]\nstages: [{type: sessionizer}, {type: session-features${stageConfig}}]\nsinks: [{type: memory}]\n`, { clock, logger });
+    return logs.map(({ msg }) => msg).filter((msg) => msg.includes('UTC offset'));
+  };
+  const berlin = ['2024-01-10T10:00:00Z', '2024-01-10T11:00:00+01:00', '2024-07-10T12:00:00+02:00', '2024-01-10T11:05:00+01:00'];
+  assert.deepEqual(await offsetWarnings(berlin, ''), [
+    'source-file-0 reads times written with their own UTC offset (+01:00, the first one read), while neither time_zone nor utc_offset_minutes is set on this stage: the hour-of-day and day-of-week features are taken in UTC, not on the clock the times were written on; set time_zone to the shop\'s zone (an IANA name, Europe/Berlin: summer time followed), or utc_offset_minutes: 60 for a fixed offset (time_zone: UTC keeps UTC hours and says they are meant)',
+  ]);
+  assert.deepEqual(await offsetWarnings(['2024-01-10T10:00:00-05:30'], ''), [
+    'source-file-0 reads times written with their own UTC offset (-05:30, the first one read), while neither time_zone nor utc_offset_minutes is set on this stage: the hour-of-day and day-of-week features are taken in UTC, not on the clock the times were written on; set time_zone to the shop\'s zone (an IANA name, Europe/Berlin: summer time followed), or utc_offset_minutes: -330 for a fixed offset (time_zone: UTC keeps UTC hours and says they are meant)',
+  ]);
+  assert.deepEqual(await offsetWarnings(berlin, ', time_zone: Europe/Berlin'), []);
+  assert.deepEqual(await offsetWarnings(berlin, ', time_zone: UTC'), []);
+  assert.deepEqual(await offsetWarnings(berlin, ', utc_offset_minutes: 60'), []);
+  assert.deepEqual(await offsetWarnings(['2024-01-10T10:00:00Z', '2024-01-10T10:00:00+00:00', '2024-01-10 10:00:00'], ''), []);
+});

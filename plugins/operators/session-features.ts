@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, sessionKey, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, offsetText, onTimeOffset, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, sessionKey, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -57,7 +57,9 @@ export default defineOperator<SessionFeaturesConfig>({
           'Where the hour-of-day and day-of-week features are taken: an IANA zone name (`Europe/Berlin`, `America/New_York`, `Asia/Kathmandu`) or `UTC`; without it, UTC (shifted by `utc_offset_minutes`). ' +
           'Each event\'s time is read as a clock there showed it, summer time followed: a Europe/Berlin shop\'s 14:00 is hour 14 in winter (13:00Z) ' +
           'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` reads times without their own offset: no offset letter, not `epoch_s`/`epoch_ms`/`epoch_us`), `validate` and `run` warn of a stage ' +
-          'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). Not set with `utc_offset_minutes`. ' +
+          'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). ' +
+          'Times written with their own offset (`2024-03-12T10:00:00+01:00`) are the right instants whatever the zone, so no config says the shop\'s clock: where neither `time_zone` nor `utc_offset_minutes` is set, ' +
+          '`run` and `backtest` warn once, at the first time a source reads with an offset other than zero (a `file` or `stdin` source; a source of your own through `decodeRecords`, or `timeOffsetReporter`), naming the offset. Not set with `utc_offset_minutes`. ' +
           'A name that is no zone is a config error, with the zone most likely meant; an abbreviation Intl takes (`EST`, a fixed UTC-5 all year; `CET`; `BST`, which it reads as Bangladesh\'s) is a warning of `validate` and `run`, with the place most likely meant, as is an `Etc/GMT+5`-style name (POSIX\'s sign: UTC-05:00).',
       },
       utc_offset_minutes: {
@@ -91,6 +93,16 @@ export default defineOperator<SessionFeaturesConfig>({
     // UTC itself is the fixed offset 0: no zone to look offsets up in.
     const toLocal = isUtcZone(zone) ? undefined : utcToLocal(zone!);
     const state = new SessionFeatureState((config.utc_offset_minutes ?? 0) * 60_000, toLocal, context);
+    // Times written with an offset (+01:00) are the right instants, and so no config check sees that the
+    // shop's clock is not UTC's: the first such time a source reads is told here, once per pipeline.
+    if (zone === undefined && config.utc_offset_minutes === undefined) {
+      onTimeOffset(context.shared, (offsetMinutes, source) =>
+        context.logger.warn(
+          { offset: offsetText(offsetMinutes), source },
+          `${source} reads times written with their own UTC offset (${offsetText(offsetMinutes)}, the first one read), while neither time_zone nor utc_offset_minutes is set on this stage: the hour-of-day and day-of-week features are taken in UTC, not on the clock the times were written on; set time_zone to the shop's zone (an IANA name, Europe/Berlin: summer time followed), or utc_offset_minutes: ${offsetMinutes} for a fixed offset (time_zone: UTC keeps UTC hours and says they are meant)`,
+        ),
+      );
+    }
     return {
       apply: recordOperator(context, () => ({ record: (record, emit) => state.record(record, emit), watermark: (mark) => state.advance(mark.time) })),
       snapshot: () => state.snapshot(),

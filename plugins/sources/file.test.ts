@@ -559,6 +559,10 @@ test('CSV: a column the mapping names that the header lacks is said once per fil
   assert.deepEqual(defaults.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user_id'`]);
   const fits = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind', price: 'price' }, attributes: ['brand'] });
   assert.deepEqual(fits.warned, []);
+  // A list of fields read in turn (user_id, session_id) is said by each column it names that the file lacks.
+  const listed = await read({ fields: { user_id: ['customer', 'user'], session_id: ['session', 'visit'], time: 'ts', type: 'kind' } });
+  assert.equal(listed.events, 2);
+  assert.deepEqual(listed.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id[0] 'customer', fields.session_id[0] 'session', fields.session_id[1] 'visit'`]);
   // Columns given in the config (no header row) are checked as a header is.
   const named = await read({ fields: { user_id: 'user', time: 'ts', type: 'kind' } }, { header: false, columns: ['usr', 'ts', 'kind', 'price', 'brand'] });
   assert.deepEqual(named.warned.map((message) => message.split(': every row')[0]), [`${path}: the CSV has no column for fields.user_id 'user'`]);

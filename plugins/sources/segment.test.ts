@@ -49,11 +49,11 @@ test('a Segment export is read through config alone (anonymousId, timestamp, Tit
   assert.ok(out.some((r) => r.kind === 'prediction'));
 });
 
-test('a Segment export read by userId (what the pipeline\'s comment warns of): the calls before a login are dead-lettered as missing a user id, and the visit\'s session starts at the login', (t) => {
+test('a Segment export read by userId (what the pipeline\'s comment warns of): the calls before a login are dead-lettered as missing a user id, naming anonymousId and the list that reads it, and the visit\'s session starts at the login', (t) => {
   const dir = tempFolder(t, 'segment-user-id');
   const { stderr, out } = run(dir, 'sources[0].mapping.fields.user_id=userId');
   const [summary] = runSummaries(stderr);
-  assert.deepEqual(summary?.deadLetteredByReason, { 'source-file-0: userId: missing user id': 11 }, stderr);
+  assert.deepEqual(summary?.deadLetteredByReason, { 'source-file-0: userId: missing user id (the record has anonymousId; to read it where userId has none: fields.user_id: [userId, anonymousId])': 11 }, stderr);
   const visit = out.filter((r) => r.kind === 'session' && r.userId === 'cust-1001');
   assert.deepEqual(visit.map((s) => [s.start, s.eventCount]), [[Date.parse('2024-03-12T09:03:00.000Z'), 3]]);
 });
