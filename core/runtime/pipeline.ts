@@ -12,6 +12,7 @@
  */
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
+import { isDeepStrictEqual } from 'node:util';
 import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
@@ -20,9 +21,10 @@ import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
-import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 
@@ -395,11 +397,33 @@ export async function restoreStage(
   }
 }
 
+/**
+ * The top-level fields of a stage's config that differ between a checkpoint's record and now, as
+ * `field: OLD -> NOW` (JSON, each cut at 60 characters), in the order of the config now.
+ */
+function configDifferences(saved: unknown, now: unknown): string[] {
+  const before = (saved !== null && typeof saved === 'object' ? saved : {}) as Record<string, unknown>;
+  const after = now as Record<string, unknown>;
+  const text = (value: unknown): string => {
+    const json = value === undefined ? 'unset' : (JSON.stringify(value) ?? String(value));
+    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  };
+  const fields = [...new Set([...Object.keys(after), ...Object.keys(before)])];
+  return fields.filter((field) => !isDeepStrictEqual(before[field], after[field])).map((field) => `${field}: ${text(before[field])} -> ${text(after[field])}`);
+}
+
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
   for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;
-  return stringifyInParts({ pipeline: fields.pipeline, createdAt: fields.createdAt, sources: fields.sources, operators, counters: fields.counters });
+  return stringifyInParts({
+    pipeline: fields.pipeline,
+    createdAt: fields.createdAt,
+    sources: fields.sources,
+    operators,
+    counters: fields.counters,
+    ...(fields.stages === undefined ? {} : { stages: fields.stages }),
+  });
 }
 
 export class PipelineRunner {
@@ -1399,7 +1423,7 @@ export class PipelineRunner {
           if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
         }
       }
-      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
+      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
       const bodies: Buffer[][] = [];
       for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, taken));
       await this.flushSinks();
@@ -1632,6 +1656,77 @@ export class PipelineRunner {
       await setImmediate();
       await restoreStage(operator, state, { label, where: this.stageWhere(label), checkpoint: file });
     }
+  }
+
+  /** The stages as a checkpoint records them (CheckpointBody.stages); the config is fixed for the run. */
+  private get checkpointStages(): CheckpointStage[] {
+    this.stagesRecorded ??= this.loaded.stages.map((resolved, i) => {
+      const config = pluginConfig(resolved.entry);
+      const appended = featureNamesOf(resolved.plugin, config as never, { entry: resolved.path });
+      const features = resolved.plugin.featureSelectorField !== undefined ? 'selects' : appended !== undefined && appended.length > 0 ? 'appends' : undefined;
+      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config, ...(features === undefined ? {} : { features }) };
+    });
+    return this.stagesRecorded;
+  }
+
+  private stagesRecorded: CheckpointStage[] | undefined;
+
+  /**
+   * Says (a warning) which resumed stages were built on features made otherwise since the checkpoint: a stage
+   * that appends or selects features added, removed, moved or configured otherwise before them. A model reads its
+   * features by name, so a name kept whose values changed (a hash-features' fields or width, a log1p's, clip's or
+   * standardize's selection) gets the weights learnt for the old values: no name tells, so the runtime does. A
+   * warning, not a refusal: many such edits are meant (a feature standardised too), and the way out (new labels)
+   * drops the state the person may want to keep.
+   */
+  private warnFeatureStagesChanged(checkpoint: Checkpoint): void {
+    const saved = checkpoint.stages;
+    if (!Array.isArray(saved)) return; // a checkpoint from before they were recorded
+    const now = this.checkpointStages;
+    const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
+    const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
+    const changes: string[] = [];
+    /** Index in `now` of the first change: the resumed stages after it are the ones built on the old features. */
+    let first = Infinity;
+    const changed = (text: string, at: number): void => {
+      changes.push(text);
+      if (at < first) first = at;
+    };
+    for (const [i, stage] of now.entries()) {
+      if (!stage.features) continue;
+      const j = savedAt.get(stage.label);
+      const before = j === undefined ? undefined : saved[j]!;
+      if (before === undefined || before.type !== stage.type) changed(`${stage.label}${this.stageWhere(stage.label)} added`, i);
+      else {
+        const fields = configDifferences(before.config, stage.config);
+        if (fields.length > 0) changed(`${stage.label}${this.stageWhere(stage.label)}: ${fields.join(', ')}`, i);
+      }
+    }
+    for (const [j, stage] of saved.entries()) {
+      if (!stage.features || nowAt.has(stage.label)) continue;
+      // Removed: it changed the features of the stages that came after it, wherever they are now.
+      const after = saved.slice(j + 1).map((next) => nowAt.get(next.label)).find((at) => at !== undefined);
+      changed(`${stage.label} (${stage.type}) removed`, after ?? now.length);
+    }
+    // Moved: two feature stages kept, one a transform, in the other order (a log1p before a standardize, or after
+    // it). Stages that only append may move: each writes its own names, which a model finds wherever they are.
+    const kept = now.filter((stage) => stage.features && savedAt.has(stage.label));
+    for (const [k, stage] of kept.entries()) {
+      for (const earlier of kept.slice(0, k)) {
+        if ((stage.features === 'selects' || earlier.features === 'selects') && savedAt.get(stage.label)! < savedAt.get(earlier.label)!) {
+          changed(`${stage.label} moved after ${earlier.label}`, nowAt.get(earlier.label)!);
+        }
+      }
+    }
+    if (changes.length === 0) return;
+    const resumed = now.filter((stage, i) => i > first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
+    if (resumed.length === 0) return;
+    this.logger.warn(
+      { file: checkpoint.file, changes, resumed },
+      `checkpoint ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
+        'A model reads its features by name: one whose name is kept but whose values are made otherwise now (a hash-features\' fields or width, a log1p\'s, clip\'s or standardize\'s selection) keeps the weights learnt for the old values. ' +
+        'If that is not what you want, give those stages new labels and run once with --allow-non-restored-state: they start afresh, the others resume',
+    );
   }
 
   /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code; ` (FILE, ..., TYPE; from --set ...)` for one a --set gave: placeText): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
@@ -1882,7 +1977,10 @@ export class PipelineRunner {
       const restored = newest && (await this.coveredCheckpoint(newest));
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
-      if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
+      if (restored) {
+        await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
+        this.warnFeatureStagesChanged(restored);
+      }
       else if (restoredOperators) {
         for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await restoreStage(operator, restoredOperators[label], { label, where: this.stageWhere(label) });
       }
