@@ -2488,3 +2488,18 @@ test('a resume says which resumed stages were built on features made otherwise s
   assert.deepEqual((await run(900, sessions + log + hashed('fields: [itemId], width: 8').replace(sessions, '')))[0]?.changes, ['hash moved after log']);
   assert.deepEqual((await run(1000, hashed('fields: [itemId], width: 8')))[0]?.changes, ['log (log1p) removed']);
 });
+
+test('state under a label set in the file that no stage has now (the label edited) is refused with the stage of its type likely renamed and the label that gives its state back, as a default label\'s is', async (t) => {
+  const baseDir = tempFolder(t, 'relabelled');
+  const yaml = (events: number, label: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - {type: intent-model, label: ${label}, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  await runYaml(yaml(200, 'intent'), { baseDir });
+  await assert.rejects(runYaml(yaml(300, 'intent-v2'), { baseDir }), (error: TributaryError) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    // Was: only "Undo the change, or give the stages the labels their state was saved under", the stage unnamed.
+    assert.ok(error.message.includes(`The state of intent is likely that of intent-v2 (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], intent-model): set \`label: intent\` on it to resume it.`), error.message);
+    return true;
+  });
+});

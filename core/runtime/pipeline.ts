@@ -1634,7 +1634,13 @@ export class PipelineRunner {
    * a word, and they would start empty. That is an error unless allowed; so is saved state a stage's
    * restore rejects (its config changed). Both stop the run for a person (TRIB_ERR_CHECKPOINT).
    */
-  private async restoreOperators(operators: readonly { label: string; operator: Operator }[], saved: Record<string, unknown>, file: string): Promise<void> {
+  private async restoreOperators(
+    operators: readonly { label: string; operator: Operator }[],
+    saved: Record<string, unknown>,
+    file: string,
+    /** The stages the checkpoint records (CheckpointBody.stages), where it does: an orphan's type is known by them. */
+    savedStages?: readonly CheckpointStage[],
+  ): Promise<void> {
     const labels = new Set(operators.map((o) => o.label));
     const orphans = Object.keys(saved).filter((label) => !labels.has(label));
     if (orphans.length > 0 && this.options.allowNonRestoredState) {
@@ -1644,7 +1650,7 @@ export class PipelineRunner {
         'TRIB_ERR_CHECKPOINT',
         `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
           'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
-          orphans.map((orphan) => this.renamedStageHint(orphan, labels, saved)).join('') +
+          orphans.map((orphan) => this.renamedStageHint(orphan, labels, saved, savedStages)).join('') +
           'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
       );
     }
@@ -1738,12 +1744,14 @@ export class PipelineRunner {
   }
 
   /**
-   * For saved state under a default label (`stage-<type>-<index>`) that no stage takes: the stages of
-   * that type now under another label without saved state, most likely the one that was renamed by
-   * a stage added or removed before it, and the `label` that gives it its state back.
+   * For saved state that no stage takes, under a default label (`stage-<type>-<index>`) or one the checkpoint
+   * records the type of (`savedStages`): the stages of that type now under another label without saved state,
+   * most likely the one renamed (its `label` edited, or a stage added or removed before it), and the `label`
+   * that gives it its state back.
    */
-  private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>): string {
-    const type = /^stage-(.+)-\d+$/.exec(orphan)?.[1];
+  private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>, savedStages?: readonly CheckpointStage[]): string {
+    // A label set in the file tells no type; the checkpoint's record of its stages does (checkpoints since 2026-12-07).
+    const type = (Array.isArray(savedStages) ? savedStages.find((stage) => stage.label === orphan)?.type : undefined) ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
     if (type === undefined) return '';
     const candidates = this.loaded.stages
       .map((resolved, i) => ({ resolved, label: entryLabel('stage', resolved.entry, i) }))
@@ -1978,7 +1986,7 @@ export class PipelineRunner {
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
       if (restored) {
-        await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
+        await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file, restored.stages);
         this.warnFeatureStagesChanged(restored);
       }
       else if (restoredOperators) {
