@@ -412,6 +412,17 @@ function configDifferences(saved: unknown, now: unknown): string[] {
   return fields.filter((field) => !isDeepStrictEqual(before[field], after[field])).map((field) => `${field}: ${text(before[field])} -> ${text(after[field])}`);
 }
 
+/**
+ * A checkpoint's record of its stages (CheckpointBody.stages), the entries that are one: its checksum held, but a
+ * body is JSON from a file, and what it says of stages only informs, so an entry of another shape is passed over.
+ */
+function recordedStages(stages: unknown): CheckpointStage[] | undefined {
+  if (!Array.isArray(stages)) return undefined;
+  return stages.filter(
+    (stage): stage is CheckpointStage => stage !== null && typeof stage === 'object' && typeof (stage as CheckpointStage).label === 'string' && typeof (stage as CheckpointStage).type === 'string',
+  );
+}
+
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
@@ -1686,8 +1697,8 @@ export class PipelineRunner {
    * drops the state the person may want to keep.
    */
   private warnFeatureStagesChanged(checkpoint: Checkpoint): void {
-    const saved = checkpoint.stages;
-    if (!Array.isArray(saved)) return; // a checkpoint from before they were recorded
+    const saved = recordedStages(checkpoint.stages);
+    if (saved === undefined) return; // a checkpoint from before they were recorded
     const now = this.checkpointStages;
     const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
     const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
@@ -1751,7 +1762,7 @@ export class PipelineRunner {
    */
   private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>, savedStages?: readonly CheckpointStage[]): string {
     // A label set in the file tells no type; the checkpoint's record of its stages does (checkpoints since 2026-12-07).
-    const type = (Array.isArray(savedStages) ? savedStages.find((stage) => stage.label === orphan)?.type : undefined) ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
+    const type = recordedStages(savedStages)?.find((stage) => stage.label === orphan)?.type ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
     if (type === undefined) return '';
     const candidates = this.loaded.stages
       .map((resolved, i) => ({ resolved, label: entryLabel('stage', resolved.entry, i) }))
