@@ -43,6 +43,22 @@ export interface CheckpointBody {
   operators: Record<string, unknown>;
   /** Run counters, so totals survive restarts. */
   counters: Record<string, unknown>;
+  /**
+   * The pipeline's stages as configured when it was taken, in order (absent in checkpoints before
+   * 2026-12-07, and in a partition's): a restore compares them with the stages now, to say which
+   * resumed state was built on features that are made otherwise since. Older releases ignore it.
+   */
+  stages?: CheckpointStage[];
+}
+
+/** A stage as a checkpoint records it (CheckpointBody.stages). */
+export interface CheckpointStage {
+  label: string;
+  type: string;
+  /** Its plugin config, defaults filled in. */
+  config: unknown;
+  /** It selects features by name (PluginSpec.featureSelectorField: a transform), or appends some (a non-empty featureNames). */
+  features?: 'selects' | 'appends';
 }
 
 export interface Checkpoint extends CheckpointBody {

@@ -27,6 +27,7 @@ import {
 } from 'tributary';
 import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
+import { pino } from 'pino';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
 
@@ -2447,4 +2448,58 @@ test("the run stats keep the sources' watermark and say what the stages passed o
   assert.equal(passes.stats.watermark, T0 + 2 * HOUR - 1_000);
   assert.equal(passes.stats.passedWatermark, passes.stats.watermark, 'no stage holds: the same');
   assert.equal(passes.held, 'tributary_watermark_held_seconds{pipeline="held"} 0');
+});
+
+test('a resume says which resumed stages were built on features made otherwise since the checkpoint (a hash-features\' fields or width, a transform added, removed or moved): a model maps its features by name and cannot tell', async (t) => {
+  // Found in a walk of pipeline edits under a running daemon: hash-features' `fields: [category]` changed to
+  // [itemId] resumed the model without a word, its weights of hash_0..15 (categories) applied to the item
+  // buckets now under those names; a width change warned only of the names added or gone.
+  const baseDir = tempFolder(t, 'feature-stages');
+  const yaml = (events: number, features: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n${features}  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  const sessions = '  - {type: session-features, label: sessions}\n';
+  const hashed = (config: string): string => `${sessions}  - {type: hash-features, label: hash, ${config}}\n`;
+  const run = async (events: number, features: string): Promise<{ msg: string; changes?: string[]; resumed?: string[] }[]> => {
+    const lines: { msg: string; changes?: string[]; resumed?: string[] }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+    const run = await runYaml(yaml(events, features), { baseDir, logger });
+    assert.ok(events === 300 || run.stats.resumedFrom !== undefined, 'resumed from the checkpoint before');
+    return lines.filter((line) => line.msg.includes('stages that make or select features changed'));
+  };
+  assert.deepEqual(await run(300, hashed('fields: [category], width: 16')), [], 'a start without a checkpoint');
+  assert.deepEqual(await run(400, hashed('fields: [category], width: 16')), [], 'nothing changed');
+  // Appending stages moved: each writes its own names, which the model finds wherever they are.
+  assert.deepEqual(await run(500, hashed('fields: [category], width: 16').replace(sessions, '') + sessions), []);
+
+  const fields = await run(600, hashed('fields: [itemId], width: 16'));
+  assert.equal(fields.length, 1, 'said once');
+  assert.deepEqual(fields[0]!.changes, ['hash (' + join(baseDir, 'pipeline.yaml') + ':6:5, $.stages[2], hash-features): fields: ["category"] -> ["itemId"]']);
+  assert.deepEqual(fields[0]!.resumed, ['intent'], 'the model after it; the sessionizer before it is not');
+  assert.ok(fields[0]!.msg.includes('give those stages new labels and run once with --allow-non-restored-state'), fields[0]!.msg);
+
+  const width = await run(700, hashed('fields: [itemId], width: 8'));
+  assert.deepEqual(width[0]?.changes, ['hash (' + join(baseDir, 'pipeline.yaml') + ':6:5, $.stages[2], hash-features): width: 16 -> 8']);
+
+  // A transform added in place (no name changes: the model's own warning of other features says nothing), then moved, then removed.
+  const log = '  - {type: log1p, label: log, features: [s_events]}\n';
+  assert.deepEqual((await run(800, hashed('fields: [itemId], width: 8') + log))[0]?.changes, ['log (' + join(baseDir, 'pipeline.yaml') + ':7:5, $.stages[3], log1p) added']);
+  assert.deepEqual((await run(900, sessions + log + hashed('fields: [itemId], width: 8').replace(sessions, '')))[0]?.changes, ['hash moved after log']);
+  assert.deepEqual((await run(1000, hashed('fields: [itemId], width: 8')))[0]?.changes, ['log (log1p) removed']);
+});
+
+test('state under a label set in the file that no stage has now (the label edited) is refused with the stage of its type likely renamed and the label that gives its state back, as a default label\'s is', async (t) => {
+  const baseDir = tempFolder(t, 'relabelled');
+  const yaml = (events: number, label: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - {type: intent-model, label: ${label}, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  await runYaml(yaml(200, 'intent'), { baseDir });
+  await assert.rejects(runYaml(yaml(300, 'intent-v2'), { baseDir }), (error: TributaryError) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    // Was: only "Undo the change, or give the stages the labels their state was saved under", the stage unnamed.
+    assert.ok(error.message.includes(`The state of intent is likely that of intent-v2 (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], intent-model): set \`label: intent\` on it to resume it.`), error.message);
+    return true;
+  });
 });

@@ -12,6 +12,7 @@
  */
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
+import { isDeepStrictEqual } from 'node:util';
 import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
@@ -20,9 +21,10 @@ import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub } from './telemetry.js';
-import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 
@@ -395,11 +397,44 @@ export async function restoreStage(
   }
 }
 
+/**
+ * The top-level fields of a stage's config that differ between a checkpoint's record and now, as
+ * `field: OLD -> NOW` (JSON, each cut at 60 characters), in the order of the config now.
+ */
+function configDifferences(saved: unknown, now: unknown): string[] {
+  const before = (saved !== null && typeof saved === 'object' ? saved : {}) as Record<string, unknown>;
+  const after = now as Record<string, unknown>;
+  const text = (value: unknown): string => {
+    const json = value === undefined ? 'unset' : (JSON.stringify(value) ?? String(value));
+    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  };
+  const fields = [...new Set([...Object.keys(after), ...Object.keys(before)])];
+  return fields.filter((field) => !isDeepStrictEqual(before[field], after[field])).map((field) => `${field}: ${text(before[field])} -> ${text(after[field])}`);
+}
+
+/**
+ * A checkpoint's record of its stages (CheckpointBody.stages), the entries that are one: its checksum held, but a
+ * body is JSON from a file, and what it says of stages only informs, so an entry of another shape is passed over.
+ */
+function recordedStages(stages: unknown): CheckpointStage[] | undefined {
+  if (!Array.isArray(stages)) return undefined;
+  return stages.filter(
+    (stage): stage is CheckpointStage => stage !== null && typeof stage === 'object' && typeof (stage as CheckpointStage).label === 'string' && typeof (stage as CheckpointStage).type === 'string',
+  );
+}
+
 /** A checkpoint body, its snapshots' promises awaited, serialised in parts (the event loop turning between them). */
 async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: TakenSnapshots): Promise<Buffer[]> {
   const operators: Record<string, unknown> = {};
   for (const [label, state] of taken) operators[label] = state instanceof RawJson ? state : await state;
-  return stringifyInParts({ pipeline: fields.pipeline, createdAt: fields.createdAt, sources: fields.sources, operators, counters: fields.counters });
+  return stringifyInParts({
+    pipeline: fields.pipeline,
+    createdAt: fields.createdAt,
+    sources: fields.sources,
+    operators,
+    counters: fields.counters,
+    ...(fields.stages === undefined ? {} : { stages: fields.stages }),
+  });
 }
 
 export class PipelineRunner {
@@ -1399,7 +1434,7 @@ export class PipelineRunner {
           if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
         }
       }
-      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters }, operators);
+      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
       const bodies: Buffer[][] = [];
       for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, taken));
       await this.flushSinks();
@@ -1610,7 +1645,13 @@ export class PipelineRunner {
    * a word, and they would start empty. That is an error unless allowed; so is saved state a stage's
    * restore rejects (its config changed). Both stop the run for a person (TRIB_ERR_CHECKPOINT).
    */
-  private async restoreOperators(operators: readonly { label: string; operator: Operator }[], saved: Record<string, unknown>, file: string): Promise<void> {
+  private async restoreOperators(
+    operators: readonly { label: string; operator: Operator }[],
+    saved: Record<string, unknown>,
+    file: string,
+    /** The stages the checkpoint records (CheckpointBody.stages), where it does: an orphan's type is known by them. */
+    savedStages?: readonly CheckpointStage[],
+  ): Promise<void> {
     const labels = new Set(operators.map((o) => o.label));
     const orphans = Object.keys(saved).filter((label) => !labels.has(label));
     if (orphans.length > 0 && this.options.allowNonRestoredState) {
@@ -1620,7 +1661,7 @@ export class PipelineRunner {
         'TRIB_ERR_CHECKPOINT',
         `checkpoint ${file} holds state of ${orphans.join(', ')}, which no stage of the pipeline has now (its stages are ${[...labels].join(', ') || 'none'}). ` +
           'Stages are known by label, stage-<type>-<index> unless set: a stage added or removed before others renames them. ' +
-          orphans.map((orphan) => this.renamedStageHint(orphan, labels, saved)).join('') +
+          orphans.map((orphan) => this.renamedStageHint(orphan, labels, saved, savedStages)).join('') +
           'Undo the change, or give the stages the labels their state was saved under; --allow-non-restored-state drops that state.',
       );
     }
@@ -1634,6 +1675,77 @@ export class PipelineRunner {
     }
   }
 
+  /** The stages as a checkpoint records them (CheckpointBody.stages); the config is fixed for the run. */
+  private get checkpointStages(): CheckpointStage[] {
+    this.stagesRecorded ??= this.loaded.stages.map((resolved, i) => {
+      const config = pluginConfig(resolved.entry);
+      const appended = featureNamesOf(resolved.plugin, config as never, { entry: resolved.path });
+      const features = resolved.plugin.featureSelectorField !== undefined ? 'selects' : appended !== undefined && appended.length > 0 ? 'appends' : undefined;
+      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config, ...(features === undefined ? {} : { features }) };
+    });
+    return this.stagesRecorded;
+  }
+
+  private stagesRecorded: CheckpointStage[] | undefined;
+
+  /**
+   * Says (a warning) which resumed stages were built on features made otherwise since the checkpoint: a stage
+   * that appends or selects features added, removed, moved or configured otherwise before them. A model reads its
+   * features by name, so a name kept whose values changed (a hash-features' fields or width, a log1p's, clip's or
+   * standardize's selection) gets the weights learnt for the old values: no name tells, so the runtime does. A
+   * warning, not a refusal: many such edits are meant (a feature standardised too), and the way out (new labels)
+   * drops the state the person may want to keep.
+   */
+  private warnFeatureStagesChanged(checkpoint: Checkpoint): void {
+    const saved = recordedStages(checkpoint.stages);
+    if (saved === undefined) return; // a checkpoint from before they were recorded
+    const now = this.checkpointStages;
+    const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
+    const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
+    const changes: string[] = [];
+    /** Index in `now` of the first change: the resumed stages after it are the ones built on the old features. */
+    let first = Infinity;
+    const changed = (text: string, at: number): void => {
+      changes.push(text);
+      if (at < first) first = at;
+    };
+    for (const [i, stage] of now.entries()) {
+      if (!stage.features) continue;
+      const j = savedAt.get(stage.label);
+      const before = j === undefined ? undefined : saved[j]!;
+      if (before === undefined || before.type !== stage.type) changed(`${stage.label}${this.stageWhere(stage.label)} added`, i);
+      else {
+        const fields = configDifferences(before.config, stage.config);
+        if (fields.length > 0) changed(`${stage.label}${this.stageWhere(stage.label)}: ${fields.join(', ')}`, i);
+      }
+    }
+    for (const [j, stage] of saved.entries()) {
+      if (!stage.features || nowAt.has(stage.label)) continue;
+      // Removed: it changed the features of the stages that came after it, wherever they are now.
+      const after = saved.slice(j + 1).map((next) => nowAt.get(next.label)).find((at) => at !== undefined);
+      changed(`${stage.label} (${stage.type}) removed`, after ?? now.length);
+    }
+    // Moved: two feature stages kept, one a transform, in the other order (a log1p before a standardize, or after
+    // it). Stages that only append may move: each writes its own names, which a model finds wherever they are.
+    const kept = now.filter((stage) => stage.features && savedAt.has(stage.label));
+    for (const [k, stage] of kept.entries()) {
+      for (const earlier of kept.slice(0, k)) {
+        if ((stage.features === 'selects' || earlier.features === 'selects') && savedAt.get(stage.label)! < savedAt.get(earlier.label)!) {
+          changed(`${stage.label} moved after ${earlier.label}`, nowAt.get(earlier.label)!);
+        }
+      }
+    }
+    if (changes.length === 0) return;
+    const resumed = now.filter((stage, i) => i > first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
+    if (resumed.length === 0) return;
+    this.logger.warn(
+      { file: checkpoint.file, changes, resumed },
+      `checkpoint ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
+        'A model reads its features by name: one whose name is kept but whose values are made otherwise now (a hash-features\' fields or width, a log1p\'s, clip\'s or standardize\'s selection) keeps the weights learnt for the old values. ' +
+        'If that is not what you want, give those stages new labels and run once with --allow-non-restored-state: they start afresh, the others resume',
+    );
+  }
+
   /** ` (FILE:LINE:COL, $.stages[i], TYPE)` (` (FILE, ...)` for a stage composed in code; ` (FILE, ..., TYPE; from --set ...)` for one a --set gave: placeText): where the stage labelled `label` is in the pipeline file, for messages; '' if none is. */
   private stageWhere(label: string): string {
     const index = this.loaded.stages.findIndex((resolved, i) => entryLabel('stage', resolved.entry, i) === label);
@@ -1643,12 +1755,14 @@ export class PipelineRunner {
   }
 
   /**
-   * For saved state under a default label (`stage-<type>-<index>`) that no stage takes: the stages of
-   * that type now under another label without saved state, most likely the one that was renamed by
-   * a stage added or removed before it, and the `label` that gives it its state back.
+   * For saved state that no stage takes, under a default label (`stage-<type>-<index>`) or one the checkpoint
+   * records the type of (`savedStages`): the stages of that type now under another label without saved state,
+   * most likely the one renamed (its `label` edited, or a stage added or removed before it), and the `label`
+   * that gives it its state back.
    */
-  private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>): string {
-    const type = /^stage-(.+)-\d+$/.exec(orphan)?.[1];
+  private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>, savedStages?: readonly CheckpointStage[]): string {
+    // A label set in the file tells no type; the checkpoint's record of its stages does (checkpoints since 2026-12-07).
+    const type = recordedStages(savedStages)?.find((stage) => stage.label === orphan)?.type ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
     if (type === undefined) return '';
     const candidates = this.loaded.stages
       .map((resolved, i) => ({ resolved, label: entryLabel('stage', resolved.entry, i) }))
@@ -1882,7 +1996,10 @@ export class PipelineRunner {
       const restored = newest && (await this.coveredCheckpoint(newest));
       if (restored) this.resumeFrom(restored);
       const restoredOperators = restored?.operators ?? this.options.restoreState;
-      if (restored) await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file);
+      if (restored) {
+        await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file, restored.stages);
+        this.warnFeatureStagesChanged(restored);
+      }
       else if (restoredOperators) {
         for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await restoreStage(operator, restoredOperators[label], { label, where: this.stageWhere(label) });
       }

@@ -805,3 +805,16 @@ test('a restore finds each timer\'s session by seq however far apart the seqs ar
     await assert.rejects(Promise.resolve(operator.restore!(state)), message, what);
   }
 });
+
+test('a gap edited between a snapshot and its restore applies to the sessions open at the snapshot: shorter, one closes at its last event plus the new gap; longer, it stays open past the old one (docs/operations.md, Changing a pipeline)', async () => {
+  const first = await Chain.build([stage(sessionizer, { gap: '30m' })], ctx());
+  first.push([ev('u1', 0), ev('u1', 5), wm(5)]);
+  assert.equal(summaries(first.output).length, 0, 'open at the snapshot');
+  const saved = await first.snapshot();
+  const shorter = await Chain.build([stage(sessionizer, { gap: '10m' })], ctx(), saved);
+  assert.equal(summaries(shorter.push([wm(14)]).output).length, 0, 'open until its last event plus 10 minutes');
+  assert.deepEqual(summaries(shorter.push([wm(15)]).output).map((s) => [s.eventCount, s.closedBy, (s.end - T0) / MIN]), [[2, 'gap', 5]]);
+  const longer = await Chain.build([stage(sessionizer, { gap: '1h' })], ctx(), saved);
+  assert.equal(summaries(longer.push([wm(40), ev('u1', 40), wm(40)]).output).length, 0, 'past the old gap, open: an event 35 minutes on joins it');
+  assert.deepEqual(summaries(longer.push([wm(100)]).output).map((s) => [s.eventCount, (s.end - T0) / MIN]), [[3, 40]]);
+});
