@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CheckpointStore,
@@ -2502,4 +2502,22 @@ test('state under a label set in the file that no stage has now (the label edite
     assert.ok(error.message.includes(`The state of intent is likely that of intent-v2 (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], intent-model): set \`label: intent\` on it to resume it.`), error.message);
     return true;
   });
+});
+
+test("a checkpoint's record of its stages holds no secret of a stage's config (a user's enrichment stage with an API token)", async (t) => {
+  const dir = tempFolder(t, 'stage-secrets');
+  const enrich = defineOperator<{ api_token: string; region: string }>({
+    name: 'enrich',
+    summary: 'test',
+    config: { type: 'object', properties: { api_token: { type: 'string' }, region: { type: 'string' } } },
+    create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record) })) }),
+  });
+  await runYaml(`sources: [{type: synthetic, users: 5, events: 200}]\nstages: [{type: enrich, api_token: tok-3f9a7c, region: eu-west}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${dir}}\n`, { plugins: [enrich] });
+  const files = readdirSync(dir).filter((name) => /^checkpoint-\d+\.json$/.test(name));
+  assert.ok(files.length > 0, 'a checkpoint was written');
+  for (const name of files) {
+    const text = readFileSync(join(dir, name), 'utf8');
+    assert.ok(!text.includes('tok-3f9a7c'), `${name} holds the token`);
+    assert.ok(text.includes('eu-west'), `${name} records the rest of the stage's config`);
+  }
 });

@@ -23,7 +23,7 @@ import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
 import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
-import { MetricsHub } from './telemetry.js';
+import { MetricsHub, redactSecrets } from './telemetry.js';
 import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
@@ -1681,7 +1681,9 @@ export class PipelineRunner {
       const config = pluginConfig(resolved.entry);
       const appended = featureNamesOf(resolved.plugin, config as never, { entry: resolved.path });
       const features = resolved.plugin.featureSelectorField !== undefined ? 'selects' : appended !== undefined && appended.length > 0 ? 'appends' : undefined;
-      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config, ...(features === undefined ? {} : { features }) };
+      // Redacted: a checkpoint is a file on disk, and a user's stage may hold a token (an enrichment API's); a
+      // secret changed compares equal, which is right: it makes no feature.
+      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config: redactSecrets(config), ...(features === undefined ? {} : { features }) };
     });
     return this.stagesRecorded;
   }
