@@ -812,6 +812,35 @@ test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exi
   assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
 });
 
+test('a second daemon given the --http-port the first serves on exits 2 (TRIB_ERR_HTTP_PORT, not restarted by the unit for ever: it was exit 1), after trying the port again for 5 s, naming the port, its flag and how to see who holds it; the first serves on', async (t) => {
+  const logged = (stderr: string): { level: number; msg: string; code?: string; port?: number }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; code?: string; port?: number });
+  const first = spawnTributary(t, ['run', pipeline('port-first.yaml', `sources: [{type: stdin}]\nsinks: [{type: file, path: ${join(dir, 'port-first.jsonl')}}]\n`), '--http-port', '0', '--log-level', 'info'], { cwd: dir, stdin: true });
+  const serving = (): number | undefined => logged(first.stderr.slice(0, first.stderr.lastIndexOf('\n') + 1)).find((entry) => entry.msg === 'serving /healthz, /readyz, /metrics')?.port;
+  await first.started(() => serving() !== undefined, 'the first daemon serving');
+  const port = serving()!;
+
+  const out = join(dir, 'port-second.jsonl');
+  const began = Date.now();
+  const second = tributary('run', pipeline('port-second.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${out}}]\n`), '--http-port', String(port));
+  assert.equal(second.status, 2, second.stderr);
+  assert.ok(Date.now() - began >= 5000, 'it tried the port again for 5 s');
+  const records = logged(second.stderr);
+  assert.ok(records.some((entry) => entry.level === 40 && entry.msg === `port ${port} on 127.0.0.1 (--http-port) is in use; trying it again for up to 5 s (a previous instance still shutting down?)`), second.stderr);
+  const refusals = records.filter((entry) => entry.code === 'TRIB_ERR_HTTP_PORT');
+  assert.equal(refusals.length, 1, second.stderr);
+  assert.equal(refusals[0]!.level, 50);
+  assert.equal(
+    refusals[0]!.msg,
+    `TRIB_ERR_HTTP_PORT: cannot serve /healthz, /readyz and /metrics on 127.0.0.1:${port} (--http-host, --http-port): port ${port} is in use by another process (another daemon on this host?), still after 5 s: see which with \`ss -ltnp 'sport = :${port}'\` (or \`lsof -nP -iTCP:${port} -sTCP:LISTEN\`); stop it or give this daemon another --http-port`,
+  );
+  assert.equal(existsSync(out), false, 'nothing ran');
+
+  assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), 'ok\n', 'the first serves on');
+  first.child.stdin!.end();
+  assert.equal(await first.stop(), 0, first.stderr);
+});
+
 test('an --http-host whose name does not resolve is a usage error: one line naming it, exit 2, said before anything runs (was a stack trace, exit 1, after the pipeline had started)', async (t) => {
   const host = 'no.such.host.invalid';
   const answer = await lookup(host).then(
